@@ -1,0 +1,2 @@
+//! Baselines and fixtures shared by the criterion benchmarks in `benches/`.
+#![forbid(unsafe_code)]

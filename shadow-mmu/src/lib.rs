@@ -1,0 +1,3 @@
+//! The shadow-stage-2 cache service (see ../shared/DESIGN.md, paths 1-3).
+#![no_std]
+extern crate alloc;

@@ -1,0 +1,65 @@
+//! `cargo xtask test`: every test, in the order that fails fastest.
+
+use crate::{run_command, workspace_root};
+use std::process::Command;
+use std::time::Instant;
+
+/// loom explores every interleaving up to this many preemptions per thread;
+/// 2 finds the classic ordering bugs while keeping CI within its budget.
+const LOOM_MAX_PREEMPTIONS: &str = "2";
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    if let Some(extra) = args.first() {
+        return Err(format!("`test` takes no arguments (got `{extra}`)"));
+    }
+    let root = workspace_root();
+    let host_cargo = || {
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.current_dir(&root);
+        c
+    };
+    let started = Instant::now();
+    step("formatting", || {
+        run_command(host_cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("clippy (host, all targets)", || {
+        run_command(host_cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("host tests", || {
+        run_command(host_cargo().args(["test", "--workspace"]))
+    })?;
+    step("loom models", || {
+        run_command(
+            host_cargo()
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS)
+                .args(["test", "--release", "--package", "loom-tests"])
+                .arg("--target-dir")
+                .arg(root.join("target").join("loom")),
+        )
+    })?;
+    println!(
+        "xtask: every test passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn step(name: &str, body: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    println!("xtask: == {name}");
+    let started = Instant::now();
+    let result = body();
+    println!(
+        "xtask: == {name}: {} in {:.0} s",
+        if result.is_ok() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    result.map_err(|e| format!("{name}: {e}"))
+}
