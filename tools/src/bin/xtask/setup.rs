@@ -49,9 +49,12 @@ pub fn apt_install(packages: &[&str], suite: Option<&str>) -> Result<(), String>
     println!("xtask: installing Debian packages: {}", missing.join(" "));
     apt_update()?;
     let mut command = Command::new("apt-get");
-    command
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q", "--no-install-recommends"]);
+    command.env("DEBIAN_FRONTEND", "noninteractive").args([
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+    ]);
     if let Some(suite) = suite {
         command.args(["-t", suite]);
     }
@@ -87,7 +90,8 @@ fn backports_stanza() -> Result<String, String> {
             };
             let suites = field("Suites:").unwrap_or_default();
             if suites.split_whitespace().any(|s| s == "bookworm") {
-                let uris = field("URIs:").ok_or(format!("{DEB822}: bookworm stanza has no URIs"))?;
+                let uris =
+                    field("URIs:").ok_or(format!("{DEB822}: bookworm stanza has no URIs"))?;
                 let mut out = format!(
                     "Types: deb\nURIs: {uris}\nSuites: bookworm-backports\nComponents: main\n"
                 );
