@@ -1,0 +1,315 @@
+//! Walk outcomes shared by success and failure: the access being made, the
+//! trail of descriptor reads, faults with their FSC, and the ESR/FAR/HPFAR
+//! that L0 injects into L1's virtual EL2 for a fault.
+
+use core::fmt;
+
+/// The kind of L2 access being translated at stage 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessKind {
+    /// A data read (or an L2 stage-1 table walk read).
+    Read,
+    /// A data write (or an L2 stage-1 hardware descriptor update).
+    Write,
+    /// An instruction fetch at EL1.
+    ExecEl1,
+    /// An instruction fetch at EL0.
+    ExecEl0,
+}
+
+impl AccessKind {
+    /// Whether the access writes.
+    pub const fn is_write(self) -> bool {
+        matches!(self, AccessKind::Write)
+    }
+
+    /// Whether the access is an instruction fetch.
+    pub const fn is_fetch(self) -> bool {
+        matches!(self, AccessKind::ExecEl1 | AccessKind::ExecEl0)
+    }
+}
+
+/// One descriptor the walk read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DescriptorRead {
+    /// L1 IPA of the descriptor.
+    pub address: u64,
+    /// The descriptor as read, in L1's byte order already applied.
+    pub value: u64,
+    /// Lookup level of the read (-1..=3).
+    pub level: i8,
+}
+
+/// Maximum descriptor reads in one walk: levels -1 to 3.
+pub const MAX_TRAIL: usize = 5;
+
+/// The descriptors one walk read, in order (fixed capacity, no allocation).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trail {
+    reads: [DescriptorRead; MAX_TRAIL],
+    len: u8,
+}
+
+impl Trail {
+    /// The reads, first (start level) to last.
+    pub fn as_slice(&self) -> &[DescriptorRead] {
+        &self.reads[..usize::from(self.len)]
+    }
+
+    /// Number of reads.
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no descriptor was read.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether a read at `address` is in the trail.
+    pub fn contains(&self, address: u64) -> bool {
+        self.as_slice().iter().any(|r| r.address == address)
+    }
+
+    pub(crate) fn push(&mut self, read: DescriptorRead) {
+        // A walk reads at most one descriptor per level (-1..=3), so the
+        // capacity cannot be exceeded; the guard keeps that true by
+        // construction rather than by a panic.
+        if let Some(slot) = self.reads.get_mut(usize::from(self.len)) {
+            *slot = read;
+            self.len += 1;
+        }
+    }
+}
+
+impl fmt::Debug for Trail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// The architectural fault kinds a stage-2 walk can report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// Translation fault.
+    Translation,
+    /// Address size fault.
+    AddressSize,
+    /// Access flag fault.
+    AccessFlag,
+    /// Permission fault.
+    Permission,
+    /// Synchronous external abort on translation table walk or update.
+    ExternalAbortOnWalk,
+}
+
+/// Why the walk faulted: the precise architectural reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCause {
+    /// AArch64.S2TxSZFaults: VTCR_EL2.T0SZ below the minimum for the exposed
+    /// PAMax or above the maximum (39, or 48/47 with FEAT_TTST).
+    InputSizeOutOfRange {
+        /// VTCR_EL2.T0SZ as programmed.
+        t0sz: u8,
+        /// Smallest permitted T0SZ.
+        min: u8,
+        /// Largest permitted T0SZ.
+        max: u8,
+    },
+    /// AArch64.S2InvalidSL: SL0/SL2 reserved or needs a larger exposed PAMax.
+    InvalidStartLevel,
+    /// AArch64.S2InconsistentSL: the start level cannot resolve T0SZ with at
+    /// most 16 concatenated tables.
+    InconsistentStartLevel,
+    /// AArch64.IPAIsOutOfRange: IPA bits at or above the input size are set.
+    IpaOutOfRange,
+    /// Descriptor bit 0 is clear.
+    InvalidDescriptor,
+    /// A block descriptor where this granule and level allow none
+    /// (including bits[1:0] = 0b01 at level 3).
+    BlockNotPermitted,
+    /// The start-level descriptor address (from VTTBR_EL2.BADDR) lies beyond
+    /// the output size.
+    BaseAddressOutOfRange,
+    /// A table descriptor's next-level address lies beyond the output size.
+    TableAddressOutOfRange,
+    /// The leaf's output address lies beyond the output size.
+    OutputAddressOutOfRange,
+    /// AF = 0 and hardware AF management is off.
+    AccessFlagClear,
+    /// S2AP forbids the read.
+    ReadDenied,
+    /// S2AP (after DBM with hardware dirty state) forbids the write.
+    WriteDenied,
+    /// XN forbids execution at the access's EL.
+    ExecuteDenied,
+    /// Instruction fetch from stage-2 Device memory (S2CheckPermissions).
+    ExecuteFromDevice,
+    /// A descriptor address lies outside every memslot.
+    DescriptorOutsideMemslots {
+        /// The descriptor's L1 IPA.
+        address: u64,
+    },
+    /// A hardware AF/dirty update could not be written (read-only memslot).
+    UpdateRefused {
+        /// The descriptor's L1 IPA.
+        address: u64,
+    },
+}
+
+impl FaultCause {
+    /// The architectural fault kind.
+    pub const fn kind(&self) -> FaultKind {
+        match self {
+            FaultCause::InputSizeOutOfRange { .. }
+            | FaultCause::InvalidStartLevel
+            | FaultCause::InconsistentStartLevel
+            | FaultCause::IpaOutOfRange
+            | FaultCause::InvalidDescriptor
+            | FaultCause::BlockNotPermitted => FaultKind::Translation,
+            FaultCause::BaseAddressOutOfRange
+            | FaultCause::TableAddressOutOfRange
+            | FaultCause::OutputAddressOutOfRange => FaultKind::AddressSize,
+            FaultCause::AccessFlagClear => FaultKind::AccessFlag,
+            FaultCause::ReadDenied
+            | FaultCause::WriteDenied
+            | FaultCause::ExecuteDenied
+            | FaultCause::ExecuteFromDevice => FaultKind::Permission,
+            FaultCause::DescriptorOutsideMemslots { .. } | FaultCause::UpdateRefused { .. } => {
+                FaultKind::ExternalAbortOnWalk
+            }
+        }
+    }
+}
+
+/// A stage-2 fault, as the architecture reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The precise reason.
+    pub cause: FaultCause,
+    /// The lookup level reported (-1..=3).
+    pub level: i8,
+    /// The IPA being translated.
+    pub ipa: u64,
+    /// The access being translated.
+    pub access: AccessKind,
+    /// The descriptors read before the fault.
+    pub trail: Trail,
+}
+
+/// The 6-bit fault status code (ESR_ELx.{D,I}FSC) for a kind and level.
+///
+/// Level -1 uses its own encodings (FEAT_LPA2): translation 0x2B, address
+/// size 0x29, external abort on walk 0x13. Access flag and permission faults
+/// cannot occur at level -1 (no block descriptors there); were one asked for
+/// it is encoded as level 0, the lowest level the encoding has.
+pub const fn fault_status_code(kind: FaultKind, level: i8) -> u8 {
+    let lvl = if level < 0 { 0 } else { (level & 3) as u8 };
+    match (kind, level < 0) {
+        (FaultKind::AddressSize, true) => 0b10_1001,
+        (FaultKind::Translation, true) => 0b10_1011,
+        (FaultKind::ExternalAbortOnWalk, true) => 0b01_0011,
+        (FaultKind::AddressSize, false) => lvl,
+        (FaultKind::Translation, false) => 0b00_0100 | lvl,
+        (FaultKind::AccessFlag, _) => 0b00_1000 | lvl,
+        (FaultKind::Permission, _) => 0b00_1100 | lvl,
+        (FaultKind::ExternalAbortOnWalk, false) => 0b01_0100 | lvl,
+    }
+}
+
+/// ESR_ELx.EC for an instruction abort from a lower EL.
+pub const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
+/// ESR_ELx.EC for a data abort from a lower EL.
+pub const EC_DATA_ABORT_LOWER: u64 = 0x24;
+
+/// What the faulting stage-2 access was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortOrigin {
+    /// L2's own access (the [`Fault::access`] kind says which).
+    Access,
+    /// A stage-2 access made by L2's stage-1 table walk (ESR S1PTW = 1): a
+    /// descriptor read ([`AccessKind::Read`]) or a hardware update of an L2
+    /// stage-1 descriptor ([`AccessKind::Write`]) on behalf of an instruction
+    /// fetch or a data access.
+    Stage1Walk {
+        /// The access that needed the stage-1 walk was an instruction fetch.
+        for_instruction_fetch: bool,
+    },
+}
+
+/// Inputs to [`Fault::syndrome`] that the walk cannot know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortContext {
+    /// The L2 virtual address (FAR_EL2), or `None` when not known (FnV = 1).
+    pub far: Option<u64>,
+    /// What the access was for.
+    pub origin: AbortOrigin,
+}
+
+/// The register values L0 writes into L1's virtual EL2 to inject a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectedAbort {
+    /// ESR_EL2.
+    pub esr_el2: u64,
+    /// FAR_EL2 (0 when FnV is set: its value is UNKNOWN then).
+    pub far_el2: u64,
+    /// HPFAR_EL2 (FIPA = IPA[51:12] in bits [43:4]; NS = 0).
+    pub hpfar_el2: u64,
+}
+
+impl Fault {
+    /// The architectural fault kind.
+    pub const fn kind(&self) -> FaultKind {
+        self.cause.kind()
+    }
+
+    /// The 6-bit fault status code.
+    pub const fn fsc(&self) -> u8 {
+        fault_status_code(self.kind(), self.level)
+    }
+
+    /// ESR_EL2, FAR_EL2 and HPFAR_EL2 to inject into L1 for this fault.
+    ///
+    /// - EC: instruction abort from a lower EL (0x20) for an instruction
+    ///   fetch (or a stage-1 walk on behalf of one), else data abort (0x24).
+    /// - IL = 1. ISV = 0: the walker has no instruction syndrome; L0 may copy
+    ///   ISV/SAS/SSE/SRT/SF/AR from the hardware ESR it took when that is valid.
+    /// - FnV = 1 when `far` is `None`; EA = 0; CM = 0.
+    /// - S1PTW = 1 for [`AbortOrigin::Stage1Walk`].
+    /// - WnR (data aborts only) = the stage-2 access was a write (for a
+    ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor).
+    /// - HPFAR_EL2 carries the faulting IPA for every stage-2 fault,
+    ///   including external aborts on the walk (where the architecture leaves
+    ///   HPFAR UNKNOWN, the IPA is a permitted UNKNOWN value and the most
+    ///   useful one to L1).
+    pub fn syndrome(&self, context: &AbortContext) -> InjectedAbort {
+        let (fetch, s1ptw) = match context.origin {
+            AbortOrigin::Access => (self.access.is_fetch(), false),
+            AbortOrigin::Stage1Walk {
+                for_instruction_fetch,
+            } => (for_instruction_fetch, true),
+        };
+        let ec = if fetch {
+            EC_INSTRUCTION_ABORT_LOWER
+        } else {
+            EC_DATA_ABORT_LOWER
+        };
+        let mut iss = u64::from(self.fsc());
+        if s1ptw {
+            iss |= 1 << 7;
+        }
+        if !fetch && self.access.is_write() {
+            iss |= 1 << 6;
+        }
+        if context.far.is_none() {
+            iss |= 1 << 10;
+        }
+        let esr_el2 = (ec << 26) | (1 << 25) | iss;
+        let hpfar_el2 = ((self.ipa >> 12) << 4) & 0x0000_0fff_ffff_fff0;
+        InjectedAbort {
+            esr_el2,
+            far_el2: context.far.unwrap_or(0),
+            hpfar_el2,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Guest memory as the walker sees it: 64-bit descriptor reads and
+//! compare-and-swap, through [`GuestMemory`], and a safe implementation over
+//! memslots ([`Memslots`]) backed by `AtomicU64` words.
+//!
+//! Values cross this interface *raw*: the `u64` whose native-endian bytes are
+//! the 8 bytes of guest memory at the address. The walker applies L1's
+//! descriptor byte order (SCTLR_EL2.EE) itself, so an implementation never
+//! needs to know it.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a descriptor access could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryError {
+    /// The address lies outside every memslot.
+    OutsideMemslots,
+    /// A write (compare-and-swap) to a read-only memslot.
+    ReadOnly,
+    /// The address is not 8-byte aligned (the walker never produces one).
+    Misaligned,
+}
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemoryError::OutsideMemslots => "address outside every memslot",
+            MemoryError::ReadOnly => "write to a read-only memslot",
+            MemoryError::Misaligned => "descriptor address not 8-byte aligned",
+        })
+    }
+}
+
+/// Guest-physical memory that holds L1's stage-2 tables.
+///
+/// Addresses are L1 IPAs of 8-byte aligned descriptors. Implementations must
+/// never touch memory outside what they were given; the walker turns
+/// [`MemoryError::OutsideMemslots`] into a synchronous external abort on the
+/// walk.
+pub trait GuestMemory {
+    /// Read the raw 8 bytes at `address` (see the module docs for "raw").
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError>;
+
+    /// Read many descriptors at once; `values[i]` receives `addresses[i]`.
+    /// The walker passes equal-length slices with no duplicate addresses.
+    /// Override to overlap the loads (prefetch, one slot lookup for many).
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        for (address, value) in addresses.iter().zip(values.iter_mut()) {
+            *value = self.read_descriptor(*address);
+        }
+    }
+
+    /// Atomically replace the raw value `current` at `address` by `new`.
+    /// `Ok(Ok(current))` on success, `Ok(Err(actual))` if memory held
+    /// `actual` instead, `Err(_)` if the write cannot be made at all.
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError>;
+}
+
+impl<T: GuestMemory + ?Sized> GuestMemory for &T {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        (**self).read_descriptor(address)
+    }
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        (**self).read_descriptors(addresses, values)
+    }
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        (**self).compare_exchange_descriptor(address, current, new)
+    }
+}
+
+/// Whether the guest (and the walker's hardware updates) may write a memslot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotAccess {
+    /// Reads and compare-and-swap allowed.
+    ReadWrite,
+    /// Reads only; a hardware AF/dirty update here is refused.
+    ReadOnly,
+}
+
+/// One guest-physical region backed by 64-bit words.
+#[derive(Clone, Copy, Debug)]
+pub struct Memslot<'a> {
+    base: u64,
+    words: &'a [AtomicU64],
+    access: SlotAccess,
+}
+
+impl<'a> Memslot<'a> {
+    /// A memslot of `words.len() * 8` bytes at guest-physical `base`.
+    /// Validation (alignment, overlap, wrap-around) happens in [`Memslots::new`].
+    pub const fn new(base: u64, words: &'a [AtomicU64], access: SlotAccess) -> Self {
+        Memslot {
+            base,
+            words,
+            access,
+        }
+    }
+
+    /// Guest-physical base address.
+    pub const fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Size in bytes.
+    pub const fn size(&self) -> u64 {
+        (self.words.len() as u64) * 8
+    }
+
+    /// Access rights.
+    pub const fn access(&self) -> SlotAccess {
+        self.access
+    }
+
+    /// The backing words.
+    pub const fn words(&self) -> &'a [AtomicU64] {
+        self.words
+    }
+
+    fn word(&self, address: u64) -> Option<&'a AtomicU64> {
+        let offset = address.checked_sub(self.base)?;
+        let index = usize::try_from(offset / 8).ok()?;
+        self.words.get(index)
+    }
+}
+
+/// A memslot set that cannot be used, with the offending slot(s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemslotError {
+    /// A slot's base is not 8-byte aligned.
+    Misaligned {
+        /// The slot's base address.
+        base: u64,
+    },
+    /// A slot has no words.
+    Empty {
+        /// The slot's base address.
+        base: u64,
+    },
+    /// A slot runs past the end of the 64-bit address space.
+    WrapsAround {
+        /// The slot's base address.
+        base: u64,
+    },
+    /// Two slots overlap.
+    Overlap {
+        /// Base of the lower slot.
+        first: u64,
+        /// Base of the slot that starts inside it.
+        second: u64,
+    },
+}
+
+impl fmt::Display for MemslotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MemslotError::Misaligned { base } => {
+                write!(f, "memslot at {base:#x} is not 8-byte aligned")
+            }
+            MemslotError::Empty { base } => write!(f, "memslot at {base:#x} is empty"),
+            MemslotError::WrapsAround { base } => {
+                write!(
+                    f,
+                    "memslot at {base:#x} runs past the end of the address space"
+                )
+            }
+            MemslotError::Overlap { first, second } => {
+                write!(f, "memslots at {first:#x} and {second:#x} overlap")
+            }
+        }
+    }
+}
+
+/// Non-overlapping memslots, sorted by base; lookup is a binary search.
+#[derive(Clone, Copy, Debug)]
+pub struct Memslots<'a> {
+    slots: &'a [Memslot<'a>],
+}
+
+impl<'a> Memslots<'a> {
+    /// Validate `slots` and sort them in place by base address.
+    pub fn new(slots: &'a mut [Memslot<'a>]) -> Result<Self, MemslotError> {
+        for slot in slots.iter() {
+            if !slot.base.is_multiple_of(8) {
+                return Err(MemslotError::Misaligned { base: slot.base });
+            }
+            if slot.words.is_empty() {
+                return Err(MemslotError::Empty { base: slot.base });
+            }
+            // The last byte must be addressable: base + size - 1 <= u64::MAX.
+            let last_word = (slot.words.len() as u64 - 1).checked_mul(8);
+            if last_word
+                .and_then(|w| slot.base.checked_add(w))
+                .and_then(|a| a.checked_add(7))
+                .is_none()
+            {
+                return Err(MemslotError::WrapsAround { base: slot.base });
+            }
+        }
+        slots.sort_unstable_by_key(|s| s.base);
+        for pair in slots.windows(2) {
+            let first_last = pair[0].base + (pair[0].size() - 1);
+            if pair[1].base <= first_last {
+                return Err(MemslotError::Overlap {
+                    first: pair[0].base,
+                    second: pair[1].base,
+                });
+            }
+        }
+        Ok(Memslots { slots })
+    }
+
+    /// The slots, sorted by base.
+    pub const fn slots(&self) -> &'a [Memslot<'a>] {
+        self.slots
+    }
+
+    /// The slot containing `address`, in O(log n).
+    pub fn find(&self, address: u64) -> Option<&'a Memslot<'a>> {
+        let after = self.slots.partition_point(|s| s.base <= address);
+        let slot = self.slots.get(after.checked_sub(1)?)?;
+        (address - slot.base < slot.size()).then_some(slot)
+    }
+
+    fn word(&self, address: u64) -> Result<(&'a Memslot<'a>, &'a AtomicU64), MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        let slot = self.find(address).ok_or(MemoryError::OutsideMemslots)?;
+        let word = slot.word(address).ok_or(MemoryError::OutsideMemslots)?;
+        Ok((slot, word))
+    }
+
+    /// Store a raw value (host-side setup and tests; the walker never calls it).
+    pub fn store_raw(&self, address: u64, raw: u64) -> Result<(), MemoryError> {
+        let (_, word) = self.word(address)?;
+        word.store(raw, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl GuestMemory for Memslots<'_> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        // Acquire: a table descriptor published after its next-level table
+        // (L1 writes the table, barrier, then the descriptor) must not let a
+        // later read of that table see older contents.
+        self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        let (slot, word) = self.word(address)?;
+        if slot.access == SlotAccess::ReadOnly {
+            return Err(MemoryError::ReadOnly);
+        }
+        Ok(word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+}
+
+/// Fill `words` from `bytes` (8 bytes per word, in memory order) for loading
+/// an image into a memslot. The lengths must match exactly: no silent
+/// truncation or padding.
+pub fn fill_words_from_bytes(words: &[AtomicU64], bytes: &[u8]) -> Result<(), LengthMismatch> {
+    if bytes.len() != words.len() * 8 {
+        return Err(LengthMismatch {
+            bytes: bytes.len(),
+            words: words.len(),
+        });
+    }
+    for (word, chunk) in words.iter().zip(bytes.chunks_exact(8)) {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(raw), Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// [`fill_words_from_bytes`] was given a byte slice that is not 8 x the words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LengthMismatch {
+    /// Bytes given.
+    pub bytes: usize,
+    /// Words given.
+    pub words: usize,
+}
+
+impl fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} bytes cannot fill {} 8-byte words exactly",
+            self.bytes, self.words
+        )
+    }
+}

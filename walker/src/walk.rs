@@ -1,0 +1,983 @@
+//! The stage-2 walk: configuration decoding (AArch64.S2TTWParams and the
+//! checks at the top of AArch64.S2Translate), the walk itself
+//! (AArch64.S2Walk), output permissions (AArch64.S2ApplyOutputPerms,
+//! AArch64.S2CheckPermissions) and hardware AF/dirty updates.
+
+use core::fmt;
+
+use crate::fault::{AccessKind, DescriptorRead, Fault, FaultCause, Trail};
+use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
+use crate::memory::{GuestMemory, MemoryError};
+use crate::visit::LeafAttributes;
+
+/// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endianness {
+    /// SCTLR_EL2.EE = 0.
+    Little,
+    /// SCTLR_EL2.EE = 1.
+    Big,
+}
+
+impl Endianness {
+    /// From L1's SCTLR_EL2 value (EE is bit 25).
+    pub const fn from_sctlr_el2(sctlr_el2: u64) -> Self {
+        if sctlr_el2 & (1 << 25) != 0 {
+            Endianness::Big
+        } else {
+            Endianness::Little
+        }
+    }
+
+    /// A descriptor value from its raw memory representation.
+    pub const fn descriptor_from_raw(self, raw: u64) -> u64 {
+        match self {
+            Endianness::Little => u64::from_le(raw),
+            Endianness::Big => u64::from_be(raw),
+        }
+    }
+
+    /// The raw memory representation of a descriptor value.
+    pub const fn descriptor_to_raw(self, descriptor: u64) -> u64 {
+        match self {
+            Endianness::Little => descriptor.to_le(),
+            Endianness::Big => descriptor.to_be(),
+        }
+    }
+}
+
+/// What L1 programmed for its stage 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stage2Registers {
+    /// L1's VTCR_EL2.
+    pub vtcr: u64,
+    /// L1's VTTBR_EL2.
+    pub vttbr: u64,
+    /// L1's SCTLR_EL2.EE.
+    pub endianness: Endianness,
+}
+
+/// A request in a batched walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WalkRequest {
+    /// The IPA to translate.
+    pub ipa: u64,
+    /// The access being made.
+    pub access: AccessKind,
+}
+
+/// Stage-2 access permissions (S2AP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum S2Ap {
+    /// 0b00: no data access.
+    None,
+    /// 0b01: read only.
+    ReadOnly,
+    /// 0b10: write only.
+    WriteOnly,
+    /// 0b11: read and write.
+    ReadWrite,
+}
+
+impl S2Ap {
+    /// From the two S2AP bits.
+    pub const fn from_bits(bits: u8) -> Self {
+        match bits & 3 {
+            0 => S2Ap::None,
+            1 => S2Ap::ReadOnly,
+            2 => S2Ap::WriteOnly,
+            _ => S2Ap::ReadWrite,
+        }
+    }
+
+    /// The two S2AP bits.
+    pub const fn bits(self) -> u8 {
+        match self {
+            S2Ap::None => 0,
+            S2Ap::ReadOnly => 1,
+            S2Ap::WriteOnly => 2,
+            S2Ap::ReadWrite => 3,
+        }
+    }
+
+    /// Reads allowed.
+    pub const fn readable(self) -> bool {
+        self.bits() & 1 != 0
+    }
+
+    /// Writes allowed.
+    pub const fn writable(self) -> bool {
+        self.bits() & 2 != 0
+    }
+}
+
+/// Stage-2 execute permission from XN[1:0] (FEAT_XNX semantics; without
+/// FEAT_XNX exposed, XN[0] is ignored so only `Both` and `Neither` occur).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Execute {
+    /// XN = 0b00: EL0 and EL1 may execute.
+    Both,
+    /// XN = 0b01: EL0 only.
+    El0Only,
+    /// XN = 0b10: neither.
+    Neither,
+    /// XN = 0b11: EL1 only.
+    El1Only,
+}
+
+impl Execute {
+    /// From XN[1:0].
+    pub const fn from_xn(xn: u8) -> Self {
+        match xn & 3 {
+            0 => Execute::Both,
+            1 => Execute::El0Only,
+            2 => Execute::Neither,
+            _ => Execute::El1Only,
+        }
+    }
+
+    /// XN[1:0].
+    pub const fn xn(self) -> u8 {
+        match self {
+            Execute::Both => 0,
+            Execute::El0Only => 1,
+            Execute::Neither => 2,
+            Execute::El1Only => 3,
+        }
+    }
+
+    /// Whether EL1 may execute.
+    pub const fn el1(self) -> bool {
+        matches!(self, Execute::Both | Execute::El1Only)
+    }
+
+    /// Whether EL0 may execute.
+    pub const fn el0(self) -> bool {
+        matches!(self, Execute::Both | Execute::El0Only)
+    }
+}
+
+/// Shareability of the output (descriptor SH[1:0], or VTCR_EL2.SH0 with DS=1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shareability {
+    /// 0b00.
+    NonShareable,
+    /// 0b01: a reserved encoding, reported as found; what memory type it
+    /// behaves as is for the consumer of the translation to decide.
+    Reserved,
+    /// 0b10.
+    OuterShareable,
+    /// 0b11.
+    InnerShareable,
+}
+
+impl Shareability {
+    /// From SH[1:0].
+    pub const fn from_bits(bits: u8) -> Self {
+        match bits & 3 {
+            0 => Shareability::NonShareable,
+            1 => Shareability::Reserved,
+            2 => Shareability::OuterShareable,
+            _ => Shareability::InnerShareable,
+        }
+    }
+
+    /// SH[1:0].
+    pub const fn bits(self) -> u8 {
+        match self {
+            Shareability::NonShareable => 0,
+            Shareability::Reserved => 1,
+            Shareability::OuterShareable => 2,
+            Shareability::InnerShareable => 3,
+        }
+    }
+}
+
+/// Hardware updates the walk made to the leaf descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DescriptorUpdate {
+    /// AF was set (VTCR_EL2.HA).
+    pub access_flag: bool,
+    /// S2AP[1] was set on a write to a DBM descriptor (VTCR_EL2.HD).
+    pub dirty: bool,
+}
+
+/// A successful stage-2 translation: what a TLB may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The IPA translated.
+    pub ipa: u64,
+    /// The full output address of `ipa` (StageOA).
+    pub output_address: u64,
+    /// Level of the leaf descriptor (0..=3).
+    pub level: i8,
+    /// Size of the block or page the leaf maps, in bytes.
+    pub block_size: u64,
+    /// Size of the contiguous range when the leaf has the contiguous hint
+    /// (the output address already takes the hint into account, as StageOA
+    /// does), else `block_size`.
+    pub contiguous_size: u64,
+    /// S2AP of the leaf descriptor in memory (after any dirty update).
+    /// With [`Translation::dirty_bit_modifier`] and hardware dirty state a
+    /// later write would still succeed, setting S2AP[1] first: a shadow
+    /// mapping must stay read-only to see that write.
+    pub s2ap: S2Ap,
+    /// Execute permission (XN[1:0]).
+    pub execute: Execute,
+    /// The descriptor's DBM bit (51).
+    pub dirty_bit_modifier: bool,
+    /// MemAttr[3:0] (descriptor bits 5:2; HCR_EL2.FWB = 0 encoding).
+    pub mem_attr: u8,
+    /// Shareability.
+    pub shareability: Shareability,
+    /// The leaf descriptor value after any hardware update.
+    pub descriptor: u64,
+    /// Hardware updates made by this walk.
+    pub update: DescriptorUpdate,
+    /// Every descriptor read, start level first (values as read, before
+    /// the update).
+    pub trail: Trail,
+}
+
+impl Translation {
+    /// Output address of the start of the block/page.
+    pub const fn output_block_base(&self) -> u64 {
+        self.output_address & !(self.block_size - 1)
+    }
+
+    /// IPA of the start of the block/page.
+    pub const fn ipa_block_base(&self) -> u64 {
+        self.ipa & !(self.block_size - 1)
+    }
+
+    /// L1 IPA of the leaf descriptor.
+    pub fn leaf_address(&self) -> u64 {
+        self.trail.as_slice().last().map_or(0, |r| r.address)
+    }
+}
+
+/// Why a walk produced no translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkError {
+    /// An architectural stage-2 fault, to be injected into L1.
+    Fault(Fault),
+    /// Another agent kept changing the leaf descriptor while the walk tried
+    /// to update it ([`MAX_UPDATE_ATTEMPTS`] compare-and-swaps lost). Not a
+    /// fault: nothing is injected; let L2 retry the access.
+    Contended {
+        /// The IPA being translated.
+        ipa: u64,
+        /// L1 IPA of the descriptor being updated.
+        descriptor_address: u64,
+    },
+}
+
+impl WalkError {
+    /// The fault, if this is one.
+    pub const fn fault(&self) -> Option<&Fault> {
+        match self {
+            WalkError::Fault(f) => Some(f),
+            WalkError::Contended { .. } => None,
+        }
+    }
+}
+
+impl From<Fault> for WalkError {
+    fn from(fault: Fault) -> Self {
+        WalkError::Fault(fault)
+    }
+}
+
+/// A batched walk was given result storage of the wrong length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLengthMismatch {
+    /// Number of requests.
+    pub requests: usize,
+    /// Number of result slots.
+    pub results: usize,
+}
+
+impl fmt::Display for BatchLengthMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} walk requests but {} result slots",
+            self.requests, self.results
+        )
+    }
+}
+
+/// How many times a walk restarts after losing a compare-and-swap race
+/// on its leaf descriptor before giving up with [`WalkError::Contended`].
+pub const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// Start level, input size and start table, once the configuration checks pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    start_level: i8,
+    ia_bits: u32,
+    table_base: u64,
+}
+
+/// A decoded stage-2 configuration, ready to walk. Construction never fails:
+/// a bad configuration L1 programmed becomes the architectural fault on
+/// every walk (see [`Stage2Walker::configuration_fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage2Walker {
+    registers: Stage2Registers,
+    granule: Granule,
+    /// Effective VTCR_EL2.DS (FEAT_LPA2 52-bit format).
+    ds: bool,
+    /// 64KB granule with PAMax >= 52: descriptor bits 15:12 are OA[51:48].
+    oa_high_in_15_12: bool,
+    /// 64KB level-1 blocks allowed (PAMax >= 52).
+    block_64k_level1: bool,
+    ha: bool,
+    hd: bool,
+    xnx: bool,
+    sh0: u8,
+    oa_bits: u32,
+    t0sz: u8,
+    setup: Result<Geometry, FaultCause>,
+}
+
+const fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// Progress of one walk after a descriptor read.
+pub(crate) enum Step {
+    /// Read the descriptor at the cursor's new address next.
+    Continue,
+    /// The cursor's last read is a leaf.
+    Leaf(u64),
+    /// The walk faulted.
+    Fault(Fault),
+}
+
+/// A walk in progress: where the next descriptor read goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cursor {
+    pub(crate) ipa: u64,
+    pub(crate) access: AccessKind,
+    pub(crate) level: i8,
+    pub(crate) address: u64,
+    pub(crate) trail: Trail,
+}
+
+/// The outcome of the leaf checks, ready for a hardware update.
+pub(crate) struct Leaf {
+    translation: Translation,
+    /// The value to write back, if the walk must update the descriptor.
+    new_descriptor: Option<u64>,
+}
+
+/// What trying to finish a walk (update included) gave.
+pub(crate) enum Finish {
+    Done(Result<Translation, Fault>),
+    /// The compare-and-swap lost a race: the walk must restart.
+    Lost {
+        descriptor_address: u64,
+    },
+}
+
+impl Stage2Walker {
+    /// Decode L1's stage-2 registers against the features L0 exposes.
+    pub fn new(registers: Stage2Registers, features: &ExposedFeatures) -> Self {
+        let vtcr = registers.vtcr;
+        let granule = decode_granule(((vtcr >> 14) & 3) as u8, features);
+        let granule_52 = features.stage2_granule(granule) == GranuleSupport::Supported52Bit;
+        let ds = granule != Granule::K64 && granule_52 && vtcr & (1 << 32) != 0;
+        let sl2 = granule == Granule::K4 && ds && vtcr & (1 << 33) != 0;
+        let ha =
+            features.hardware_updates() >= HardwareUpdates::AccessFlag && vtcr & (1 << 21) != 0;
+        let hd = ha
+            && features.hardware_updates() == HardwareUpdates::AccessFlagAndDirty
+            && vtcr & (1 << 22) != 0;
+        let pa_max = features.pa_max_bits();
+        let ps = ((vtcr >> 16) & 7) as u8;
+        // AArch64.PhysicalAddressSize: VTCR.PS limited by the exposed PAMax
+        // and by 48 bits unless the granule can express 52-bit addresses.
+        let ps_bits = match ps {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            5 => 48,
+            6 => 52,
+            _ => 56,
+        };
+        let max_ps = if features.lpa() && (granule == Granule::K64 || granule_52) {
+            pa_max.min(52)
+        } else {
+            pa_max.min(48)
+        };
+        let oa_bits = ps_bits.min(max_ps);
+        let t0sz = (vtcr & 0x3f) as u8;
+        let sl0 = ((vtcr >> 6) & 3) as u8;
+        let setup = geometry(GeometryInputs {
+            granule,
+            ds,
+            sl0,
+            sl2,
+            t0sz,
+            pa_max,
+            ttst: features.ttst(),
+            ps,
+            lpa: features.lpa(),
+            vttbr: registers.vttbr,
+        });
+        Stage2Walker {
+            registers,
+            granule,
+            ds,
+            oa_high_in_15_12: granule == Granule::K64 && pa_max >= 52,
+            block_64k_level1: pa_max >= 52,
+            ha,
+            hd,
+            xnx: features.xnx(),
+            sh0: ((vtcr >> 12) & 3) as u8,
+            oa_bits,
+            t0sz,
+            setup,
+        }
+    }
+
+    /// The registers this walker was built from.
+    pub const fn registers(&self) -> Stage2Registers {
+        self.registers
+    }
+
+    /// The granule in effect (after the choice for a reserved or
+    /// unsupported VTCR_EL2.TG0, see the crate docs).
+    pub const fn granule(&self) -> Granule {
+        self.granule
+    }
+
+    /// The start level, or `None` if the configuration faults.
+    pub fn start_level(&self) -> Option<i8> {
+        self.setup.ok().map(|g| g.start_level)
+    }
+
+    /// Input (IPA) size in bits, 64 - VTCR_EL2.T0SZ.
+    pub const fn input_size_bits(&self) -> u32 {
+        64 - self.t0sz as u32
+    }
+
+    /// Output size in bits: min(VTCR_EL2.PS, PAMax, granule/LPA limits).
+    pub const fn output_size_bits(&self) -> u32 {
+        self.oa_bits
+    }
+
+    /// Base address of the start-level table (from VTTBR_EL2.BADDR,
+    /// aligned as AArch64.S2TTBaseAddress does), or `None` if the
+    /// configuration faults.
+    pub fn table_base(&self) -> Option<u64> {
+        self.setup.ok().map(|g| g.table_base)
+    }
+
+    /// The translation fault (at level 0) every walk reports because of the
+    /// configuration itself, if any.
+    pub fn configuration_fault(&self) -> Option<FaultCause> {
+        self.setup.err()
+    }
+
+    /// Effective FEAT_LPA2 52-bit format (VTCR_EL2.DS).
+    pub const fn lpa2(&self) -> bool {
+        self.ds
+    }
+
+    /// Hardware access flag management in effect.
+    pub const fn hardware_access_flag(&self) -> bool {
+        self.ha
+    }
+
+    /// Hardware dirty state management in effect.
+    pub const fn hardware_dirty_state(&self) -> bool {
+        self.hd
+    }
+
+    /// Translate one IPA.
+    pub fn walk<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+    ) -> Result<Translation, WalkError> {
+        let mut lost_at = 0;
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let mut cursor = self.begin(ipa, access)?;
+            let leaf = self.descend(memory, &mut cursor)?;
+            match self.finish(memory, &cursor, leaf) {
+                Finish::Done(result) => return result.map_err(WalkError::Fault),
+                Finish::Lost { descriptor_address } => lost_at = descriptor_address,
+            }
+        }
+        Err(WalkError::Contended {
+            ipa,
+            descriptor_address: lost_at,
+        })
+    }
+
+    /// Read descriptors one at a time until a leaf or a fault.
+    fn descend<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        cursor: &mut Cursor,
+    ) -> Result<u64, Fault> {
+        // At most one read per level, -1..=3: the walk ends within 5 reads.
+        for _ in 0..crate::fault::MAX_TRAIL {
+            let read = memory.read_descriptor(cursor.address);
+            match self.advance(cursor, read) {
+                Step::Continue => {}
+                Step::Leaf(descriptor) => return Ok(descriptor),
+                Step::Fault(fault) => return Err(fault),
+            }
+        }
+        // Unreachable by construction (levels only increase, up to 3); kept
+        // as a fault rather than a panic.
+        Err(self.fault(cursor, FaultCause::InvalidDescriptor, cursor.level))
+    }
+
+    fn fault(&self, cursor: &Cursor, cause: FaultCause, level: i8) -> Fault {
+        Fault {
+            cause,
+            level,
+            ipa: cursor.ipa,
+            access: cursor.access,
+            trail: cursor.trail,
+        }
+    }
+
+    fn oa_out_of_range(&self, address: u64) -> bool {
+        address >> self.oa_bits != 0
+    }
+
+    /// Configuration and input checks (top of AArch64.S2Translate) and the
+    /// start-level descriptor address (AArch64.S2SLTTEntryAddress).
+    pub(crate) fn begin(&self, ipa: u64, access: AccessKind) -> Result<Cursor, Fault> {
+        let mut cursor = Cursor {
+            ipa,
+            access,
+            level: 0,
+            address: 0,
+            trail: Trail::default(),
+        };
+        let geometry = match self.setup {
+            Ok(g) => g,
+            Err(cause) => return Err(self.fault(&cursor, cause, 0)),
+        };
+        // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
+        // the u64 given are checked too rather than silently dropped.
+        if ipa >> geometry.ia_bits != 0 {
+            return Err(self.fault(&cursor, FaultCause::IpaOutOfRange, 0));
+        }
+        let lsb = self.level_lsb(geometry.start_level);
+        let index = (ipa >> lsb) & mask(geometry.ia_bits - lsb);
+        let address = geometry.table_base | (index << 3);
+        if self.oa_out_of_range(address) {
+            return Err(self.fault(&cursor, FaultCause::BaseAddressOutOfRange, 0));
+        }
+        cursor.level = geometry.start_level;
+        cursor.address = address;
+        Ok(cursor)
+    }
+
+    /// Lowest IPA bit a level's index resolves.
+    fn level_lsb(&self, level: i8) -> u32 {
+        let levels_below = (3 - i32::from(level)) as u32;
+        self.granule.bits() + levels_below * self.granule.stride()
+    }
+
+    fn block_permitted(&self, level: i8) -> bool {
+        match self.granule {
+            Granule::K4 => (level == 0 && self.ds) || level == 1 || level == 2,
+            Granule::K16 => (level == 1 && self.ds) || level == 2,
+            Granule::K64 => (level == 1 && self.block_64k_level1) || level == 2,
+        }
+    }
+
+    /// OA[51:48] bits carried outside bits 47:0 (64KB LPA or DS).
+    fn high_address_bits(&self, descriptor: u64) -> u64 {
+        if self.oa_high_in_15_12 {
+            ((descriptor >> 12) & 0xf) << 48
+        } else if self.ds {
+            (((descriptor >> 8) & 3) << 50) | (descriptor & (3 << 48))
+        } else {
+            0
+        }
+    }
+
+    /// AArch64.NextTableBase.
+    fn next_table_base(&self, descriptor: u64) -> u64 {
+        let low = descriptor & mask(48) & !mask(self.granule.bits());
+        low | self.high_address_bits(descriptor)
+    }
+
+    /// AArch64.LeafBase.
+    fn leaf_base(&self, descriptor: u64, level: i8) -> u64 {
+        let low = descriptor & mask(48) & !mask(self.level_lsb(level));
+        low | self.high_address_bits(descriptor)
+    }
+
+    /// log2 of the number of entries a contiguous hint spans
+    /// (AArch64.ContiguousSize), or 0 where the bit is RES0.
+    fn contiguous_log2(&self, level: i8, descriptor: u64) -> u32 {
+        if descriptor & (1 << 52) == 0 {
+            return 0;
+        }
+        match (self.granule, level) {
+            // RES0: 4KB level 0 (DS) and 16KB/64KB level 1 blocks.
+            (Granule::K4, 0) | (Granule::K16, 1) | (Granule::K64, 1) => 0,
+            (Granule::K4, _) => 4,
+            (Granule::K16, 2) => 5,
+            (Granule::K16, _) => 7,
+            (Granule::K64, _) => 5,
+        }
+    }
+
+    pub(crate) fn next_table_address(&self, descriptor: u64) -> u64 {
+        self.next_table_base(descriptor)
+    }
+
+    pub(crate) fn block_permitted_at(&self, level: i8) -> bool {
+        self.block_permitted(level)
+    }
+
+    pub(crate) fn index_lsb(&self, level: i8) -> u32 {
+        self.level_lsb(level)
+    }
+
+    /// StageOA for `ipa` through the leaf `descriptor` at `level`.
+    pub(crate) fn stage_output_address(&self, level: i8, descriptor: u64, ipa: u64) -> u64 {
+        let bits = self.level_lsb(level) + self.contiguous_log2(level, descriptor);
+        (self.leaf_base(descriptor, level) & !mask(bits)) | (ipa & mask(bits))
+    }
+
+    pub(crate) fn leaf_attributes(&self, level: i8, descriptor: u64) -> LeafAttributes {
+        let block_bits = self.level_lsb(level);
+        let contiguous_log2 = self.contiguous_log2(level, descriptor);
+        let xn = ((descriptor >> 53) & 3) as u8;
+        LeafAttributes {
+            output_base: self.leaf_base(descriptor, level),
+            size: 1 << block_bits,
+            contiguous: contiguous_log2 != 0,
+            contiguous_size: 1 << (block_bits + contiguous_log2),
+            s2ap: S2Ap::from_bits(((descriptor >> 6) & 3) as u8),
+            execute: Execute::from_xn(if self.xnx { xn } else { xn & 2 }),
+            access_flag: descriptor & (1 << 10) != 0,
+            dirty_bit_modifier: descriptor & (1 << 51) != 0,
+            mem_attr: ((descriptor >> 2) & 0xf) as u8,
+            shareability: Shareability::from_bits(if self.ds {
+                self.sh0
+            } else {
+                ((descriptor >> 8) & 3) as u8
+            }),
+        }
+    }
+
+    /// Feed one descriptor read (raw, or the memory error) into a walk.
+    pub(crate) fn advance(&self, cursor: &mut Cursor, read: Result<u64, MemoryError>) -> Step {
+        let level = cursor.level;
+        let raw = match read {
+            Ok(raw) => raw,
+            Err(_) => {
+                let cause = FaultCause::DescriptorOutsideMemslots {
+                    address: cursor.address,
+                };
+                return Step::Fault(self.fault(cursor, cause, level));
+            }
+        };
+        let descriptor = self.registers.endianness.descriptor_from_raw(raw);
+        cursor.trail.push(DescriptorRead {
+            address: cursor.address,
+            value: descriptor,
+            level,
+        });
+        match descriptor & 3 {
+            0 | 2 => Step::Fault(self.fault(cursor, FaultCause::InvalidDescriptor, level)),
+            1 => {
+                if self.block_permitted(level) {
+                    Step::Leaf(descriptor)
+                } else {
+                    Step::Fault(self.fault(cursor, FaultCause::BlockNotPermitted, level))
+                }
+            }
+            _ if level >= 3 => Step::Leaf(descriptor),
+            _ => {
+                let base = self.next_table_base(descriptor);
+                let next = level + 1;
+                let lsb = self.level_lsb(next);
+                let index = (cursor.ipa >> lsb) & mask(self.granule.stride());
+                let address = base | (index << 3);
+                if self.oa_out_of_range(address) {
+                    // Reported at the level of the table descriptor.
+                    return Step::Fault(self.fault(
+                        cursor,
+                        FaultCause::TableAddressOutOfRange,
+                        level,
+                    ));
+                }
+                cursor.level = next;
+                cursor.address = address;
+                Step::Continue
+            }
+        }
+    }
+
+    /// The checks after the leaf (output address size, access flag,
+    /// permissions) and the update the walk must make, if any.
+    pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Fault> {
+        let level = cursor.level;
+        let block_bits = self.level_lsb(level);
+        let contiguous_bits = block_bits + self.contiguous_log2(level, descriptor);
+        // StageOA: the IA supplies every bit below the (contiguous) block.
+        let output_address = self.stage_output_address(level, descriptor, cursor.ipa);
+        if self.oa_out_of_range(output_address) {
+            return Err(self.fault(cursor, FaultCause::OutputAddressOutOfRange, level));
+        }
+        let af = descriptor & (1 << 10) != 0;
+        if !af && !self.ha {
+            return Err(self.fault(cursor, FaultCause::AccessFlagClear, level));
+        }
+        let dbm = descriptor & (1 << 51) != 0;
+        // AArch64.S2ApplyOutputPerms: with hardware dirty state a DBM
+        // descriptor is effectively writable.
+        let mut s2ap = ((descriptor >> 6) & 3) as u8;
+        if self.hd && dbm {
+            s2ap |= 2;
+        }
+        let xn = ((descriptor >> 53) & 3) as u8;
+        let execute = Execute::from_xn(if self.xnx { xn } else { xn & 2 });
+        let mem_attr = ((descriptor >> 2) & 0xf) as u8;
+        let denied = match cursor.access {
+            AccessKind::ExecEl1 | AccessKind::ExecEl0 if mem_attr & 0b1100 == 0 => {
+                Some(FaultCause::ExecuteFromDevice)
+            }
+            AccessKind::ExecEl1 if !execute.el1() => Some(FaultCause::ExecuteDenied),
+            AccessKind::ExecEl0 if !execute.el0() => Some(FaultCause::ExecuteDenied),
+            AccessKind::Read if s2ap & 1 == 0 => Some(FaultCause::ReadDenied),
+            AccessKind::Write if s2ap & 2 == 0 => Some(FaultCause::WriteDenied),
+            _ => None,
+        };
+        if let Some(cause) = denied {
+            // AF is not set on a faulting access: SettingAccessFlagPermitted
+            // is CONSTRAINED UNPREDICTABLE for permission faults and this
+            // walker chooses FALSE.
+            return Err(self.fault(cursor, cause, level));
+        }
+        let mut new = descriptor;
+        let mut update = DescriptorUpdate::default();
+        if self.ha && !af {
+            new |= 1 << 10;
+            update.access_flag = true;
+        }
+        if self.hd && cursor.access.is_write() && dbm && descriptor & (1 << 7) == 0 {
+            new |= 1 << 7;
+            update.dirty = true;
+        }
+        let shareability = if self.ds {
+            self.sh0
+        } else {
+            ((descriptor >> 8) & 3) as u8
+        };
+        Ok(Leaf {
+            translation: Translation {
+                ipa: cursor.ipa,
+                output_address,
+                level,
+                block_size: 1 << block_bits,
+                contiguous_size: 1 << contiguous_bits,
+                s2ap: S2Ap::from_bits(((new >> 6) & 3) as u8),
+                execute,
+                dirty_bit_modifier: dbm,
+                mem_attr,
+                shareability: Shareability::from_bits(shareability),
+                descriptor: new,
+                update,
+                trail: cursor.trail,
+            },
+            new_descriptor: (new != descriptor).then_some(new),
+        })
+    }
+
+    /// Check the leaf and make the hardware update by compare-and-swap.
+    pub(crate) fn finish<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        cursor: &Cursor,
+        descriptor: u64,
+    ) -> Finish {
+        let leaf = match self.check_leaf(cursor, descriptor) {
+            Ok(leaf) => leaf,
+            Err(fault) => return Finish::Done(Err(fault)),
+        };
+        let Some(new) = leaf.new_descriptor else {
+            return Finish::Done(Ok(leaf.translation));
+        };
+        let endianness = self.registers.endianness;
+        let current = endianness.descriptor_to_raw(descriptor);
+        let replacement = endianness.descriptor_to_raw(new);
+        match memory.compare_exchange_descriptor(cursor.address, current, replacement) {
+            Ok(Ok(_)) => Finish::Done(Ok(leaf.translation)),
+            Ok(Err(_)) => Finish::Lost {
+                descriptor_address: cursor.address,
+            },
+            // The update write is part of the walk (AArch64.MemSwapTableDesc):
+            // a write that memory refuses is a synchronous external abort on
+            // the walk, at the leaf's level.
+            Err(_) => {
+                let cause = FaultCause::UpdateRefused {
+                    address: cursor.address,
+                };
+                Finish::Done(Err(self.fault(cursor, cause, cursor.level)))
+            }
+        }
+    }
+
+    /// Walk many IPAs level by level: each round issues every pending
+    /// descriptor read of the batch (duplicates once) as one
+    /// [`GuestMemory::read_descriptors`] call. Results are identical to
+    /// calling [`Stage2Walker::walk`] on each request in order.
+    pub fn walk_batch<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        requests: &[WalkRequest],
+        results: &mut [Result<Translation, WalkError>],
+    ) -> Result<(), BatchLengthMismatch> {
+        crate::batch::walk_batch(self, memory, requests, results)
+    }
+}
+
+struct GeometryInputs {
+    granule: Granule,
+    ds: bool,
+    sl0: u8,
+    sl2: bool,
+    t0sz: u8,
+    pa_max: u32,
+    ttst: bool,
+    ps: u8,
+    lpa: bool,
+    vttbr: u64,
+}
+
+/// AArch64.S2DecodeTG0 with this walker's IMPLEMENTATION DEFINED choice for
+/// a reserved (0b11) or unsupported TG0: the smallest granule stage 2
+/// supports (4KB, else 16KB, else 64KB).
+fn decode_granule(tg0: u8, features: &ExposedFeatures) -> Granule {
+    let programmed = match tg0 {
+        0 => Some(Granule::K4),
+        1 => Some(Granule::K64),
+        2 => Some(Granule::K16),
+        _ => None,
+    };
+    let supported = |g: Granule| features.stage2_granule(g) != GranuleSupport::Unsupported;
+    match programmed {
+        Some(g) if supported(g) => g,
+        _ => [Granule::K4, Granule::K16, Granule::K64]
+            .into_iter()
+            .find(|g| supported(*g))
+            // ExposedFeatures guarantees one supported granule.
+            .unwrap_or(Granule::K4),
+    }
+}
+
+/// The configuration checks of AArch64.S2Translate (S2TxSZFaults,
+/// S2InvalidSL, S2InconsistentSL), all against the exposed PAMax, and the
+/// start table base (AArch64.S2TTBaseAddress).
+fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
+    let GeometryInputs {
+        granule,
+        ds,
+        sl0,
+        sl2,
+        t0sz,
+        pa_max,
+        ttst,
+        ps,
+        lpa,
+        vttbr,
+    } = inputs;
+    // AArch64.S2MinTxSZ (EL1 of L2 is AArch64).
+    let ips = if pa_max >= 52 {
+        if granule == Granule::K64 || ds {
+            52
+        } else {
+            48
+        }
+    } else {
+        pa_max
+    };
+    let min_t0sz = (64 - ips) as u8;
+    // AArch64.MaxTxSZ.
+    let max_t0sz = match (ttst, granule) {
+        (true, Granule::K64) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    // AArch64.S2TxSZFaults. Below the minimum must fault with FEAT_LPA
+    // (PAMax 52) and is IMPLEMENTATION DEFINED otherwise; above the maximum
+    // is IMPLEMENTATION DEFINED. This walker faults in every case rather
+    // than clamping T0SZ.
+    if t0sz < min_t0sz || t0sz > max_t0sz {
+        return Err(FaultCause::InputSizeOutOfRange {
+            t0sz,
+            min: min_t0sz,
+            max: max_t0sz,
+        });
+    }
+    // AArch64.S2InvalidSL and AArch64.S2StartLevel.
+    let start_level: i8 = match granule {
+        Granule::K4 => match (sl2, sl0) {
+            (true, 0) if pa_max < 52 => return Err(FaultCause::InvalidStartLevel),
+            (true, 0) => -1,
+            (true, _) => return Err(FaultCause::InvalidStartLevel),
+            (false, 0) => 2,
+            (false, 1) => 1,
+            (false, 2) if pa_max < 44 => return Err(FaultCause::InvalidStartLevel),
+            (false, 2) => 0,
+            (false, _) if !ttst => return Err(FaultCause::InvalidStartLevel),
+            (false, _) => 3,
+        },
+        Granule::K16 => match sl0 {
+            3 if !ds || pa_max < 52 => return Err(FaultCause::InvalidStartLevel),
+            2 if pa_max < 42 => return Err(FaultCause::InvalidStartLevel),
+            sl0 => 3 - sl0 as i8,
+        },
+        Granule::K64 => match sl0 {
+            3 => return Err(FaultCause::InvalidStartLevel),
+            2 if pa_max < 44 => return Err(FaultCause::InvalidStartLevel),
+            sl0 => 3 - sl0 as i8,
+        },
+    };
+    // AArch64.S2InconsistentSL.
+    let ia_bits = 64 - u32::from(t0sz);
+    let stride = granule.stride();
+    let levels = (3 - i32::from(start_level)) as u32;
+    let sl_min = levels * stride + granule.bits() + 1;
+    let sl_max = sl_min + (stride - 1) + 4;
+    if ia_bits < sl_min || ia_bits > sl_max {
+        return Err(FaultCause::InconsistentStartLevel);
+    }
+    // AArch64.S2TTBaseAddress: aligned to the start table(s) size, at
+    // least 64 bytes in the 52-bit formats whose BADDR[51:48] sits in
+    // VTTBR_EL2[5:2].
+    let mut table_size_log2 = ia_bits - (sl_min - 1) + 3;
+    let base = if ds || (granule == Granule::K64 && ps == 0b110 && lpa) {
+        table_size_log2 = table_size_log2.max(6);
+        (((vttbr >> 2) & 0xf) << 48) | (vttbr & mask(48) & !mask(6))
+    } else {
+        vttbr & mask(48) & !1
+    };
+    Ok(Geometry {
+        start_level,
+        ia_bits,
+        table_base: base & !mask(table_size_log2),
+    })
+}
