@@ -1,0 +1,645 @@
+//! The two ends of the service connection.
+//!
+//! Each vCPU owns a request ring (vCPU -> service) and a reply ring
+//! (service -> vCPU). [`VcpuClient`] is the vCPU
+//! side: synchronous calls (the vCPU resumes only with the answer; for an
+//! invalidation that is the acknowledgement, the DSB after the TLBI) and
+//! batched asynchronous sends limited by credits. [`Poller`] is the service
+//! side: it serves many vCPUs' rings fairly.
+//!
+//! Flow control never drops: a vCPU has at most as many requests outstanding
+//! as its reply ring holds (credits), and the service takes a request off a ring only when the
+//! matching reply ring has a free slot for its answer, so neither side ever
+//! blocks on the other's full ring.
+
+use crate::doorbell::Doorbell;
+use crate::message::{
+    decode_reply, decode_request, DecodeError, Envelope, InvalidateAck, InvalidateRequest,
+    L0UnmapAck, L0UnmapRequest, RecordKind, Reply, Request, TranslateOutcome, TranslateRequest,
+    VcpuId,
+};
+use crate::ring::{Consumer, Producer, Ring, RingError};
+
+/// Why a vCPU's call did not produce the expected answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientError {
+    /// Asynchronous requests are still unanswered; a synchronous call would
+    /// receive their replies. Drain them with [`VcpuClient::poll_replies`].
+    Outstanding,
+    /// The service rejected the request as malformed.
+    Rejected(DecodeError),
+    /// The reply record itself did not decode.
+    MalformedReply(DecodeError),
+    /// The reply answers another sequence number or has the wrong kind.
+    UnexpectedReply {
+        /// Sequence number in the reply.
+        seq: u64,
+        /// Kind of the reply.
+        kind: RecordKind,
+    },
+}
+
+/// The vCPU end: produces requests, consumes replies.
+pub struct VcpuClient<'a, B: Doorbell> {
+    vcpu: VcpuId,
+    requests: Producer<'a>,
+    replies: Consumer<'a>,
+    service_bell: &'a B,
+    reply_bell: &'a B,
+    next_seq: u64,
+    outstanding: usize,
+    /// Credits: at most this many requests outstanding (the reply ring's
+    /// capacity).
+    capacity: usize,
+}
+
+impl<B: Doorbell> core::fmt::Debug for VcpuClient<'_, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VcpuClient")
+            .field("vcpu", &self.vcpu)
+            .field("next_seq", &self.next_seq)
+            .field("outstanding", &self.outstanding)
+            .finish()
+    }
+}
+
+impl<'a, B: Doorbell> VcpuClient<'a, B> {
+    /// Claims the producer side of `requests` and the consumer side of
+    /// `replies`. `service_bell` is rung after sending; `reply_bell` is the
+    /// one the service rings for this vCPU.
+    pub fn new(
+        vcpu: VcpuId,
+        requests: Ring<'a>,
+        replies: Ring<'a>,
+        service_bell: &'a B,
+        reply_bell: &'a B,
+    ) -> Result<Self, RingError> {
+        Ok(VcpuClient {
+            capacity: replies.capacity(),
+            vcpu,
+            requests: requests.producer()?,
+            replies: replies.consumer()?,
+            service_bell,
+            reply_bell,
+            next_seq: 0,
+            outstanding: 0,
+        })
+    }
+
+    /// The vCPU this client speaks for.
+    pub fn vcpu(&self) -> VcpuId {
+        self.vcpu
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// Sends one request and waits for its answer.
+    pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        if self.outstanding != 0 {
+            return Err(ClientError::Outstanding);
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        // With nothing outstanding the service has taken every earlier
+        // request, so this waits at most for it to release their slots.
+        self.requests.push_blocking(&request.encode(self.vcpu, seq));
+        self.outstanding = 1;
+        self.service_bell.ring();
+        let replies = &self.replies;
+        self.reply_bell.wait_until(|| replies.has_record());
+        let Some(record) = self.replies.pop() else {
+            unreachable!("wait_until returned with a record waiting");
+        };
+        self.outstanding = 0;
+        let envelope = decode_reply(&record).map_err(ClientError::MalformedReply)?;
+        if envelope.seq != seq {
+            return Err(ClientError::UnexpectedReply {
+                seq: envelope.seq,
+                kind: envelope.message.kind(),
+            });
+        }
+        match envelope.message {
+            Reply::Error(error) => Err(ClientError::Rejected(error)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Resolves an L2 stage-2 fault.
+    pub fn translate(
+        &mut self,
+        request: TranslateRequest,
+    ) -> Result<TranslateOutcome, ClientError> {
+        match self.call(&Request::Translate(request))? {
+            Reply::Translate(outcome) => Ok(outcome),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Applies a trapped TLBI and returns only once the service has
+    /// acknowledged it: no later L2 access can use an entry it removed.
+    pub fn invalidate(&mut self, request: InvalidateRequest) -> Result<InvalidateAck, ClientError> {
+        match self.call(&Request::Invalidate(request))? {
+            Reply::InvalidateAck(ack) => Ok(ack),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Reports an L0 change of L1's memory and waits until every shadow
+    /// entry built on it is gone.
+    pub fn l0_unmap(&mut self, request: L0UnmapRequest) -> Result<L0UnmapAck, ClientError> {
+        match self.call(&Request::L0Unmap(request))? {
+            Reply::L0UnmapAck(ack) => Ok(ack),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    fn unexpected(&self, reply: Reply) -> ClientError {
+        ClientError::UnexpectedReply {
+            seq: self.next_seq.wrapping_sub(1),
+            kind: reply.kind(),
+        }
+    }
+
+    /// Sends as many of `requests` as the credits (reply ring capacity) and the
+    /// ring allow, with one doorbell ring, and returns how many were sent;
+    /// the caller keeps the rest (backpressure). Request `i` gets sequence
+    /// number `first_seq + i`, where `first_seq` is
+    /// [`VcpuClient::next_seq`] before the call.
+    pub fn send_batch(&mut self, requests: &[Request]) -> usize {
+        let credits = self.capacity - self.outstanding;
+        let vcpu = self.vcpu;
+        let first = self.next_seq;
+        let sent = self.requests.push_with(requests.len().min(credits), |i| {
+            requests[i].encode(vcpu, first.wrapping_add(i as u64))
+        });
+        if sent > 0 {
+            self.next_seq = first.wrapping_add(sent as u64);
+            self.outstanding += sent;
+            self.service_bell.ring();
+        }
+        sent
+    }
+
+    /// The sequence number the next request will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Hands up to `max` waiting replies to `f`, in order, and returns how
+    /// many were taken.
+    pub fn poll_replies(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Result<Envelope<Reply>, DecodeError>),
+    ) -> usize {
+        let taken = self.replies.drain(max, |record| f(decode_reply(record)));
+        self.outstanding = self.outstanding.saturating_sub(taken);
+        taken
+    }
+
+    /// Waits (through the reply doorbell) until a reply is waiting.
+    pub fn wait_for_reply(&self) {
+        let replies = &self.replies;
+        self.reply_bell.wait_until(|| replies.has_record());
+    }
+}
+
+/// The service's end of one vCPU's ring pair.
+pub struct Endpoint<'a, B: Doorbell> {
+    vcpu: VcpuId,
+    requests: Consumer<'a>,
+    replies: Producer<'a>,
+    reply_bell: &'a B,
+}
+
+impl<B: Doorbell> core::fmt::Debug for Endpoint<'_, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("vcpu", &self.vcpu)
+            .finish()
+    }
+}
+
+impl<'a, B: Doorbell> Endpoint<'a, B> {
+    /// Claims the consumer side of `requests` and the producer side of
+    /// `replies` for `vcpu`; `reply_bell` is rung after answering.
+    pub fn new(
+        vcpu: VcpuId,
+        requests: Ring<'a>,
+        replies: Ring<'a>,
+        reply_bell: &'a B,
+    ) -> Result<Self, RingError> {
+        Ok(Endpoint {
+            vcpu,
+            requests: requests.consumer()?,
+            replies: replies.producer()?,
+            reply_bell,
+        })
+    }
+
+    /// The vCPU at the other end.
+    pub fn vcpu(&self) -> VcpuId {
+        self.vcpu
+    }
+
+    /// Whether a request is waiting.
+    pub fn has_request(&self) -> bool {
+        self.requests.has_record()
+    }
+
+    /// Answers up to `limit` waiting requests, never more than the reply
+    /// ring can take, with one doorbell ring. Malformed records (and
+    /// records naming another vCPU) are answered with an error reply
+    /// without reaching `handler`.
+    pub fn serve(
+        &mut self,
+        limit: usize,
+        handler: &mut impl FnMut(Envelope<Request>) -> Reply,
+    ) -> usize {
+        let room = self.replies.free_slots().min(limit);
+        if room == 0 {
+            return 0;
+        }
+        let vcpu = self.vcpu;
+        let replies = &mut self.replies;
+        let served = self.requests.drain(room, |record| {
+            let reply = match decode_request(record) {
+                Ok(envelope) if envelope.vcpu == vcpu => handler(envelope),
+                Ok(envelope) => Reply::Error(DecodeError::VcpuMismatch {
+                    found: envelope.vcpu.0,
+                }),
+                Err(error) => Reply::Error(error),
+            };
+            // Cannot be full: `room` slots were free, and only this
+            // producer takes slots.
+            let pushed = replies.push(&reply.encode(vcpu, record.header.seq));
+            debug_assert!(pushed.is_ok(), "reply ring had room for the batch");
+        });
+        if served > 0 {
+            self.reply_bell.ring();
+        }
+        served
+    }
+}
+
+/// Serves many vCPUs fairly: each sweep visits every endpoint once, takes
+/// at most `batch_limit` requests from each, and starts one endpoint later
+/// than the previous sweep, so a busy vCPU cannot starve the others.
+pub struct Poller<'e, 'a, B: Doorbell> {
+    endpoints: &'e mut [Endpoint<'a, B>],
+    next: usize,
+    batch_limit: usize,
+}
+
+impl<B: Doorbell> core::fmt::Debug for Poller<'_, '_, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Poller")
+            .field("endpoints", &self.endpoints.len())
+            .field("next", &self.next)
+            .field("batch_limit", &self.batch_limit)
+            .finish()
+    }
+}
+
+impl<'e, 'a, B: Doorbell> Poller<'e, 'a, B> {
+    /// A poller over `endpoints`; `batch_limit` (at least 1) bounds the
+    /// requests taken from one ring per sweep.
+    pub fn new(endpoints: &'e mut [Endpoint<'a, B>], batch_limit: usize) -> Self {
+        Poller {
+            endpoints,
+            next: 0,
+            batch_limit: batch_limit.max(1),
+        }
+    }
+
+    /// One sweep over every endpoint; returns the requests answered.
+    pub fn poll(&mut self, handler: &mut impl FnMut(Envelope<Request>) -> Reply) -> usize {
+        let count = self.endpoints.len();
+        if count == 0 {
+            return 0;
+        }
+        let start = self.next;
+        self.next = (start + 1) % count;
+        let mut served = 0;
+        for i in 0..count {
+            served += self.endpoints[(start + i) % count].serve(self.batch_limit, handler);
+        }
+        served
+    }
+
+    /// Whether any endpoint has a request waiting.
+    pub fn has_work(&self) -> bool {
+        self.endpoints.iter().any(Endpoint::has_request)
+    }
+
+    /// Serves until `keep_running()` is false, sleeping on `bell` (the
+    /// doorbell every vCPU rings) when there is nothing to do. Whoever
+    /// makes `keep_running` false must ring `bell` afterwards.
+    pub fn run<D: Doorbell>(
+        &mut self,
+        bell: &D,
+        mut handler: impl FnMut(Envelope<Request>) -> Reply,
+        mut keep_running: impl FnMut() -> bool,
+    ) {
+        while keep_running() {
+            if self.poll(&mut handler) == 0 {
+                let this = &*self;
+                bell.wait_until(|| this.has_work() || !keep_running());
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::doorbell::{HostDoorbell, SpinDoorbell};
+    use crate::message::{
+        AccessKind, ContextKey, Field, L0Change, Mapping, MemShareability, Permissions, Record,
+        RetryReason,
+    };
+    use crate::ring::RingBuffer;
+    use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::vec::Vec;
+
+    fn translate(ipa: u64) -> TranslateRequest {
+        TranslateRequest {
+            context: ContextKey {
+                vmid: 5,
+                vttbr: 0x4000_0000,
+                vtcr: 0x8002_3558,
+            },
+            l2_ipa: ipa,
+            access: AccessKind::Read,
+            esr: 0x9200_0007,
+        }
+    }
+
+    /// A stand-in service: maps every IPA to PA = IPA + 1 GiB, counts the
+    /// invalidations it applied.
+    fn service(envelope: Envelope<Request>) -> Reply {
+        match envelope.message {
+            Request::Translate(t) => Reply::Translate(TranslateOutcome::Mapped(Mapping {
+                pa: (t.l2_ipa & !0xfff) + (1 << 30),
+                size_log2: 12,
+                permissions: Permissions::READ.union(Permissions::WRITE),
+                mem_attr: 0xf,
+                shareability: MemShareability::InnerShareable,
+            })),
+            Request::Invalidate(inv) => Reply::InvalidateAck(InvalidateAck {
+                entries_dropped: match inv.scope() {
+                    InvalidateScope::Ipa(scope) => scope.range.len() >> 12,
+                    _ => u64::MAX,
+                },
+            }),
+            Request::L0Unmap(unmap) => Reply::L0UnmapAck(L0UnmapAck {
+                entries_removed: unmap.range.len() >> 12,
+            }),
+        }
+    }
+
+    #[test]
+    fn synchronous_calls_between_threads() {
+        let requests = RingBuffer::<8>::new();
+        let replies = RingBuffer::<8>::new();
+        let service_bell = HostDoorbell::new(64);
+        let reply_bell = HostDoorbell::new(64);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut endpoints =
+                    [
+                        Endpoint::new(VcpuId(1), requests.ring(), replies.ring(), &reply_bell)
+                            .unwrap(),
+                    ];
+                let mut poller = Poller::new(&mut endpoints, 4);
+                poller.run(&service_bell, service, || !stop.load(Ordering::Acquire));
+            });
+            let mut client = VcpuClient::new(
+                VcpuId(1),
+                requests.ring(),
+                replies.ring(),
+                &service_bell,
+                &reply_bell,
+            )
+            .unwrap();
+            for i in 0..2000u64 {
+                let ipa = i << 12 | 0x123;
+                match client.translate(translate(ipa)).unwrap() {
+                    TranslateOutcome::Mapped(m) => assert_eq!(m.pa, (i << 12) + (1 << 30)),
+                    other => panic!("{other:?}"),
+                }
+            }
+            let tlbi = Tlbi {
+                op: TlbiOp::Ipas2e1,
+                shareability: Shareability::InnerShareable,
+                nxs: false,
+            };
+            let inv = InvalidateRequest::new(5, tlbi, 0x8_0000, TlbiParams::default()).unwrap();
+            assert_eq!(client.invalidate(inv).unwrap().entries_dropped, 1);
+            let unmap = L0UnmapRequest {
+                range: IpaRange::new(0x1000_0000, 0x1001_0000).unwrap(),
+                change: L0Change::WriteProtect,
+            };
+            assert_eq!(client.l0_unmap(unmap).unwrap().entries_removed, 16);
+            stop.store(true, Ordering::Release);
+            service_bell.ring();
+        });
+    }
+
+    #[test]
+    fn batches_respect_credits_and_arrive_in_order() {
+        let requests = RingBuffer::<4>::new();
+        let replies = RingBuffer::<4>::new();
+        let bell = SpinDoorbell;
+        let mut client =
+            VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
+        let mut endpoint =
+            Endpoint::new(VcpuId(0), requests.ring(), replies.ring(), &bell).unwrap();
+        let batch: Vec<Request> = (0..10)
+            .map(|i| Request::Translate(translate(i << 12)))
+            .collect();
+        assert_eq!(client.send_batch(&batch), 4);
+        assert_eq!(client.send_batch(&batch[4..]), 0, "no credit left");
+        assert_eq!(client.call(&batch[0]), Err(ClientError::Outstanding));
+        assert_eq!(endpoint.serve(16, &mut service), 4);
+        let mut seqs = Vec::new();
+        client.poll_replies(2, |reply| seqs.push(reply.unwrap().seq));
+        assert_eq!(client.outstanding(), 2);
+        assert_eq!(client.send_batch(&batch[4..]), 2);
+        endpoint.serve(16, &mut service);
+        client.poll_replies(16, |reply| seqs.push(reply.unwrap().seq));
+        assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(client.outstanding(), 0);
+    }
+
+    #[test]
+    fn malformed_and_misaddressed_requests_get_error_replies() {
+        let requests = RingBuffer::<4>::new();
+        let replies = RingBuffer::<4>::new();
+        let bell = SpinDoorbell;
+        let mut raw = requests.ring().producer().unwrap();
+        let mut replies_rx = replies.ring().consumer().unwrap();
+        let mut endpoint =
+            Endpoint::new(VcpuId(2), requests.ring(), replies.ring(), &bell).unwrap();
+        let mut garbage = Record::ZERO;
+        garbage.header.seq = 77;
+        raw.push(&garbage).unwrap();
+        let mut bad_access = Request::Translate(translate(0)).encode(VcpuId(2), 78);
+        bad_access.body[34] = 9;
+        raw.push(&bad_access).unwrap();
+        raw.push(&Request::Translate(translate(0)).encode(VcpuId(3), 79))
+            .unwrap();
+        let mut handled = 0;
+        assert_eq!(
+            endpoint.serve(8, &mut |e| {
+                handled += 1;
+                service(e)
+            }),
+            3
+        );
+        assert_eq!(handled, 0, "nothing malformed reaches the handler");
+        let mut got = Vec::new();
+        replies_rx.drain(8, |r| got.push(decode_reply(r).unwrap()));
+        assert_eq!(got[0].seq, 77);
+        assert_eq!(
+            got[0].message,
+            Reply::Error(DecodeError::Version { found: 0 })
+        );
+        assert_eq!(
+            got[1].message,
+            Reply::Error(DecodeError::Invalid {
+                kind: RecordKind::Translate as u16,
+                field: Field::Access
+            })
+        );
+        assert_eq!(
+            got[2].message,
+            Reply::Error(DecodeError::VcpuMismatch { found: 3 })
+        );
+        assert!(got.iter().all(|e| e.vcpu == VcpuId(2)));
+    }
+
+    #[test]
+    fn a_full_reply_ring_holds_requests_back_without_loss() {
+        let requests = RingBuffer::<4>::new();
+        let replies = RingBuffer::<2>::new();
+        let bell = SpinDoorbell;
+        let mut raw = requests.ring().producer().unwrap();
+        let mut replies_rx = replies.ring().consumer().unwrap();
+        let mut endpoint =
+            Endpoint::new(VcpuId(0), requests.ring(), replies.ring(), &bell).unwrap();
+        for seq in 0..4 {
+            raw.push(&Request::Translate(translate(0)).encode(VcpuId(0), seq))
+                .unwrap();
+        }
+        assert_eq!(endpoint.serve(8, &mut service), 2);
+        assert_eq!(endpoint.serve(8, &mut service), 0, "reply ring full");
+        assert!(endpoint.has_request());
+        let mut seqs = Vec::new();
+        replies_rx.drain(8, |r| seqs.push(r.header.seq));
+        assert_eq!(endpoint.serve(8, &mut service), 2);
+        replies_rx.drain(8, |r| seqs.push(r.header.seq));
+        assert_eq!(seqs, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn poller_is_round_robin_with_bounded_batches() {
+        let bell = SpinDoorbell;
+        let requests: Vec<RingBuffer<16>> = (0..3).map(|_| RingBuffer::new()).collect();
+        let replies: Vec<RingBuffer<16>> = (0..3).map(|_| RingBuffer::new()).collect();
+        let mut raws: Vec<_> = requests
+            .iter()
+            .map(|r| r.ring().producer().unwrap())
+            .collect();
+        let mut endpoints: Vec<_> = (0..3)
+            .map(|i| {
+                Endpoint::new(
+                    VcpuId(i as u32),
+                    requests[i].ring(),
+                    replies[i].ring(),
+                    &bell,
+                )
+                .unwrap()
+            })
+            .collect();
+        // vCPU 0 floods, vCPUs 1 and 2 send one request each.
+        for seq in 0..12 {
+            raws[0]
+                .push(&Request::Translate(translate(0)).encode(VcpuId(0), seq))
+                .unwrap();
+        }
+        for (i, raw) in raws.iter_mut().enumerate().skip(1) {
+            raw.push(&Request::Translate(translate(0)).encode(VcpuId(i as u32), 0))
+                .unwrap();
+        }
+        let mut poller = Poller::new(&mut endpoints, 3);
+        let mut order = Vec::new();
+        let served = poller.poll(&mut |e| {
+            order.push(e.vcpu.0);
+            service(e)
+        });
+        // One sweep: at most 3 from the flooder, and the others are served
+        // in the same sweep.
+        assert_eq!(served, 5);
+        assert_eq!(order, [0, 0, 0, 1, 2]);
+        order.clear();
+        // The next sweep starts one endpoint later.
+        for (i, raw) in raws.iter_mut().enumerate().skip(1) {
+            raw.push(&Request::Translate(translate(0)).encode(VcpuId(i as u32), 1))
+                .unwrap();
+        }
+        poller.poll(&mut |e| {
+            order.push(e.vcpu.0);
+            service(e)
+        });
+        assert_eq!(order, [1, 2, 0, 0, 0]);
+        assert!(poller.has_work());
+    }
+
+    #[test]
+    fn retry_and_inject_outcomes_reach_the_caller() {
+        let requests = RingBuffer::<2>::new();
+        let replies = RingBuffer::<2>::new();
+        let bell = SpinDoorbell;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut endpoints =
+                    [Endpoint::new(VcpuId(0), requests.ring(), replies.ring(), &bell).unwrap()];
+                let mut poller = Poller::new(&mut endpoints, 1);
+                poller.run(
+                    &bell,
+                    |e| match e.message {
+                        Request::Translate(t) if t.l2_ipa == 0 => {
+                            Reply::Translate(TranslateOutcome::Retry(RetryReason::AlreadyMapped))
+                        }
+                        _ => {
+                            Reply::Translate(TranslateOutcome::Inject(crate::message::Injection {
+                                esr: 0x24 << 26 | 1 << 25 | 0x7,
+                                far: 0x1234,
+                                hpfar: 0x10,
+                            }))
+                        }
+                    },
+                    || !stop.load(Ordering::Acquire),
+                );
+            });
+            let mut client =
+                VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
+            assert_eq!(
+                client.translate(translate(0)),
+                Ok(TranslateOutcome::Retry(RetryReason::AlreadyMapped))
+            );
+            assert!(matches!(
+                client.translate(translate(0x1000)),
+                Ok(TranslateOutcome::Inject(i)) if i.far == 0x1234
+            ));
+            stop.store(true, Ordering::Release);
+        });
+    }
+}

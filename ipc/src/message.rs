@@ -1,0 +1,1398 @@
+//! Fixed-layout records exchanged on the rings, and their typed meaning.
+//!
+//! Every record is [`RECORD_SIZE`] bytes: a [`RecordHeader`] (layout
+//! version, kind, vCPU, sequence number) and a kind-specific body. Bodies are
+//! `#[repr(C)]` structs without padding, read and written with zerocopy;
+//! both ends of a ring share one machine, so integers are in native byte
+//! order. Decoding validates every field and requires every reserved byte to
+//! be zero, so each accepted record has exactly one encoding (decode then
+//! encode gives back the same bytes) and a malformed record becomes a
+//! [`DecodeError`] that the service returns in an error reply.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
+
+/// Layout version carried by every record; bumped on any layout change.
+pub const LAYOUT_VERSION: u16 = 1;
+/// Size of one record in bytes.
+pub const RECORD_SIZE: usize = 56;
+/// Size of the kind-specific body in bytes.
+pub const BODY_SIZE: usize = 40;
+/// Addresses (IPAs and PAs) are at most 52 bits wide (FEAT_LPA/FEAT_LPA2).
+pub const ADDRESS_LIMIT: u64 = 1 << 52;
+
+/// Identifies a vCPU, and so its pair of rings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VcpuId(pub u32);
+
+/// The common prefix of every record.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecordHeader {
+    /// Must equal [`LAYOUT_VERSION`].
+    pub version: u16,
+    /// One of [`RecordKind`].
+    pub kind: u16,
+    /// The vCPU the request came from (echoed in the reply).
+    pub vcpu: u32,
+    /// Chosen by the requester, echoed in the reply.
+    pub seq: u64,
+}
+
+/// One fixed-size message as it sits in a ring slot.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Record {
+    /// Version, kind and addressing.
+    pub header: RecordHeader,
+    /// Kind-specific payload.
+    pub body: [u8; BODY_SIZE],
+}
+
+const _: () = assert!(core::mem::size_of::<Record>() == RECORD_SIZE);
+
+impl Record {
+    /// The all-zero record (invalid: version 0).
+    pub const ZERO: Record = Record {
+        header: RecordHeader {
+            version: 0,
+            kind: 0,
+            vcpu: 0,
+            seq: 0,
+        },
+        body: [0; BODY_SIZE],
+    };
+
+    /// Copies a record out of received bytes, which must be exactly
+    /// [`RECORD_SIZE`] long. The content is validated by
+    /// [`decode_request`] / [`decode_reply`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Record, DecodeError> {
+        Record::read_from_bytes(bytes).map_err(|_| DecodeError::Length {
+            found: bytes.len() as u64,
+        })
+    }
+
+    fn new<B: IntoBytes + Immutable>(kind: RecordKind, vcpu: VcpuId, seq: u64, body: &B) -> Record {
+        let mut record = Record {
+            header: RecordHeader {
+                version: LAYOUT_VERSION,
+                kind: kind as u16,
+                vcpu: vcpu.0,
+                seq,
+            },
+            body: [0; BODY_SIZE],
+        };
+        record.body.copy_from_slice(body.as_bytes());
+        record
+    }
+}
+
+/// The record kinds. Requests travel vCPU -> service, replies back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum RecordKind {
+    /// [`TranslateRequest`].
+    Translate = 0x01,
+    /// [`InvalidateRequest`].
+    Invalidate = 0x02,
+    /// [`L0UnmapRequest`].
+    L0Unmap = 0x03,
+    /// [`TranslateOutcome::Mapped`].
+    Mapped = 0x81,
+    /// [`TranslateOutcome::Inject`].
+    Inject = 0x82,
+    /// [`TranslateOutcome::Retry`].
+    Retry = 0x83,
+    /// [`InvalidateAck`].
+    InvalidateAck = 0x84,
+    /// [`L0UnmapAck`].
+    L0UnmapAck = 0x85,
+    /// [`Reply::Error`].
+    Error = 0x8f,
+}
+
+impl RecordKind {
+    const ALL: [RecordKind; 9] = [
+        RecordKind::Translate,
+        RecordKind::Invalidate,
+        RecordKind::L0Unmap,
+        RecordKind::Mapped,
+        RecordKind::Inject,
+        RecordKind::Retry,
+        RecordKind::InvalidateAck,
+        RecordKind::L0UnmapAck,
+        RecordKind::Error,
+    ];
+
+    fn from_u16(kind: u16) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| *k as u16 == kind)
+    }
+
+    fn is_request(self) -> bool {
+        (self as u16) < 0x80
+    }
+}
+
+/// A record field that held a value outside its domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Field {
+    /// Reserved bytes were not zero.
+    Reserved = 1,
+    /// Access kind outside read / write / execute.
+    Access = 2,
+    /// An IPA or PA at or beyond [`ADDRESS_LIMIT`].
+    Address = 3,
+    /// An empty, unaligned or out-of-bounds range.
+    Range = 4,
+    /// A block size that no stage-2 table can map.
+    BlockSize = 5,
+    /// An output address not aligned to the block size.
+    Alignment = 6,
+    /// Unknown permission bits.
+    Permissions = 7,
+    /// Stage-2 MemAttr wider than 4 bits.
+    MemAttr = 8,
+    /// The reserved shareability encoding 0b01 or beyond.
+    Shareability = 9,
+    /// An injected syndrome that is not an abort from a lower EL.
+    Syndrome = 10,
+    /// HPFAR bits \[3:0\] not zero.
+    FaultAddress = 11,
+    /// Unknown retry reason.
+    RetryReason = 12,
+    /// Unknown TLBI operation, shareability or flags.
+    TlbiForm = 13,
+    /// A TLBI operand that names nothing to invalidate.
+    TlbiOperand = 14,
+    /// Unknown L0 change kind.
+    L0Change = 15,
+    /// An error reply whose error code is unknown.
+    ErrorCode = 16,
+}
+
+impl Field {
+    const ALL: [Field; 16] = [
+        Field::Reserved,
+        Field::Access,
+        Field::Address,
+        Field::Range,
+        Field::BlockSize,
+        Field::Alignment,
+        Field::Permissions,
+        Field::MemAttr,
+        Field::Shareability,
+        Field::Syndrome,
+        Field::FaultAddress,
+        Field::RetryReason,
+        Field::TlbiForm,
+        Field::TlbiOperand,
+        Field::L0Change,
+        Field::ErrorCode,
+    ];
+
+    fn from_u16(value: u16) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| *f as u16 == value)
+    }
+}
+
+/// Why a received record was rejected. Sent back in [`Reply::Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// The received bytes were not exactly one record long.
+    Length {
+        /// Number of bytes received.
+        found: u64,
+    },
+    /// The header names another layout version.
+    Version {
+        /// The version found.
+        found: u16,
+    },
+    /// The header names no known record kind.
+    UnknownKind {
+        /// The kind found.
+        kind: u16,
+    },
+    /// A reply on a request ring, or a request on a reply ring.
+    WrongDirection {
+        /// The kind found.
+        kind: u16,
+    },
+    /// A request on a vCPU's ring that names another vCPU.
+    VcpuMismatch {
+        /// The vCPU the header named.
+        found: u32,
+    },
+    /// A body field outside its domain.
+    Invalid {
+        /// The record kind.
+        kind: u16,
+        /// The offending field.
+        field: Field,
+    },
+}
+
+impl DecodeError {
+    fn invalid(kind: RecordKind, field: Field) -> DecodeError {
+        DecodeError::Invalid {
+            kind: kind as u16,
+            field,
+        }
+    }
+}
+
+/// A decoded record with its addressing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope<T> {
+    /// The vCPU the exchange belongs to.
+    pub vcpu: VcpuId,
+    /// The requester's sequence number.
+    pub seq: u64,
+    /// The message itself.
+    pub message: T,
+}
+
+// ---------------------------------------------------------------------------
+// Typed messages.
+
+/// What the faulting L2 access was doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AccessKind {
+    /// A data read.
+    Read = 0,
+    /// A data write.
+    Write = 1,
+    /// An instruction fetch.
+    Execute = 2,
+}
+
+/// Identifies the L1 stage-2 context a translation uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ContextKey {
+    /// L1's VMID for L2 (from its virtual VTTBR_EL2).
+    pub vmid: u16,
+    /// L1's virtual VTTBR_EL2.
+    pub vttbr: u64,
+    /// L1's virtual VTCR_EL2.
+    pub vtcr: u64,
+}
+
+/// An L2 stage-2 fault the vCPU handler wants resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TranslateRequest {
+    /// The stage-2 context.
+    pub context: ContextKey,
+    /// The faulting L2 IPA (below [`ADDRESS_LIMIT`]).
+    pub l2_ipa: u64,
+    /// The kind of access.
+    pub access: AccessKind,
+    /// ESR_EL2 of the L2 fault, as trapped (carried, not interpreted here).
+    pub esr: u64,
+}
+
+/// A trapped stage-2 TLBI, to be applied for L1's `vmid`.
+///
+/// Built only through [`InvalidateRequest::new`], so the operand always
+/// decodes; the decoded [`InvalidateScope`] travels with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InvalidateRequest {
+    vmid: u16,
+    tlbi: Tlbi,
+    operand: u64,
+    params: TlbiParams,
+    scope: InvalidateScope,
+}
+
+impl InvalidateRequest {
+    /// Decodes the TLBI; fails exactly when [`Tlbi::decode`] does (then
+    /// there is nothing to send: the TLBI completes at once).
+    pub fn new(
+        vmid: u16,
+        tlbi: Tlbi,
+        operand: u64,
+        params: TlbiParams,
+    ) -> Result<InvalidateRequest, crate::tlbi::TlbiDecodeError> {
+        let scope = tlbi.decode(operand, params)?;
+        Ok(InvalidateRequest {
+            vmid,
+            tlbi,
+            operand,
+            params,
+            scope,
+        })
+    }
+
+    /// The VMID in L1's VTTBR_EL2 when it issued the TLBI.
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+
+    /// The architectural form.
+    pub fn tlbi(&self) -> Tlbi {
+        self.tlbi
+    }
+
+    /// The raw `Xt` operand.
+    pub fn operand(&self) -> u64 {
+        self.operand
+    }
+
+    /// The decode parameters.
+    pub fn params(&self) -> TlbiParams {
+        self.params
+    }
+
+    /// What to invalidate.
+    pub fn scope(&self) -> InvalidateScope {
+        self.scope
+    }
+}
+
+/// How L0 changed its mapping of L1 memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum L0Change {
+    /// The L1 IPA range is no longer mapped (memslot removed).
+    Unmap = 0,
+    /// The L1 IPA range became read-only (dirty logging, write protection).
+    WriteProtect = 1,
+}
+
+/// L0 changed its own mapping of an L1 IPA range: drop every shadow entry
+/// built on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L0UnmapRequest {
+    /// 4 KiB-aligned L1 IPA range.
+    pub range: IpaRange,
+    /// What changed.
+    pub change: L0Change,
+}
+
+/// A request from a vCPU to the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// Resolve an L2 stage-2 fault.
+    Translate(TranslateRequest),
+    /// Apply a trapped TLBI.
+    Invalidate(InvalidateRequest),
+    /// L0 changed its mapping of L1.
+    L0Unmap(L0UnmapRequest),
+}
+
+/// Stage-2 access permissions of a shadow mapping (bit set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Permissions(u8);
+
+impl Permissions {
+    /// Readable.
+    pub const READ: Permissions = Permissions(1 << 0);
+    /// Writable.
+    pub const WRITE: Permissions = Permissions(1 << 1);
+    /// Executable at EL0.
+    pub const EXEC_EL0: Permissions = Permissions(1 << 2);
+    /// Executable at EL1.
+    pub const EXEC_EL1: Permissions = Permissions(1 << 3);
+    const ALL_BITS: u8 = 0b1111;
+
+    /// No access.
+    pub const fn none() -> Permissions {
+        Permissions(0)
+    }
+
+    /// Builds from bits; `None` if an unknown bit is set.
+    pub const fn from_bits(bits: u8) -> Option<Permissions> {
+        if bits & !Permissions::ALL_BITS == 0 {
+            Some(Permissions(bits))
+        } else {
+            None
+        }
+    }
+
+    /// The bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Union.
+    pub const fn union(self, other: Permissions) -> Permissions {
+        Permissions(self.0 | other.0)
+    }
+
+    /// Intersection (composition of two stages).
+    pub const fn intersection(self, other: Permissions) -> Permissions {
+        Permissions(self.0 & other.0)
+    }
+
+    /// Whether every permission in `other` is present.
+    pub const fn contains(self, other: Permissions) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// Shareability of a mapping (the stage-2 SH\[1:0\] encoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MemShareability {
+    /// Non-shareable.
+    NonShareable = 0b00,
+    /// Outer Shareable.
+    OuterShareable = 0b10,
+    /// Inner Shareable.
+    InnerShareable = 0b11,
+}
+
+/// The shadow entry the service installed for the faulting IPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Mapping {
+    /// Output address of the block that contains the faulting L2 IPA,
+    /// aligned to its size.
+    pub pa: u64,
+    /// log2 of the block size, 12..=42.
+    pub size_log2: u8,
+    /// Permissions (intersection of L1's and L0's).
+    pub permissions: Permissions,
+    /// Combined stage-2 MemAttr\[3:0\].
+    pub mem_attr: u8,
+    /// Combined shareability.
+    pub shareability: MemShareability,
+}
+
+/// A fault to inject into L1's virtual EL2, as the walker reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Injection {
+    /// ESR_EL2 value: an instruction (EC 0x20) or data (EC 0x24) abort.
+    pub esr: u64,
+    /// FAR_EL2 value.
+    pub far: u64,
+    /// HPFAR_EL2 value.
+    pub hpfar: u64,
+}
+
+/// Why the vCPU should simply resume L2 and let it fault again if needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RetryReason {
+    /// An invalidation overlapped the walk; its result was not installed.
+    InvalidationRaced = 0,
+    /// Another vCPU installed the entry first.
+    AlreadyMapped = 1,
+    /// The service is over its memory budget and evicting.
+    Throttled = 2,
+}
+
+/// The answer to a [`TranslateRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TranslateOutcome {
+    /// A shadow entry was installed.
+    Mapped(Mapping),
+    /// L1's tables fault: inject this into L1.
+    Inject(Injection),
+    /// Resume L2 without change.
+    Retry(RetryReason),
+}
+
+/// The service finished an [`InvalidateRequest`]; no later L2 access can
+/// use a removed entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InvalidateAck {
+    /// Cached results and shadow entries removed (statistics).
+    pub entries_dropped: u64,
+}
+
+/// The service finished an [`L0UnmapRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L0UnmapAck {
+    /// Shadow entries removed (statistics).
+    pub entries_removed: u64,
+}
+
+/// A reply from the service to a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// Answer to a translate request.
+    Translate(TranslateOutcome),
+    /// Answer to an invalidate request.
+    InvalidateAck(InvalidateAck),
+    /// Answer to an L0 unmap request.
+    L0UnmapAck(L0UnmapAck),
+    /// The request with this sequence number was malformed.
+    Error(DecodeError),
+}
+
+// ---------------------------------------------------------------------------
+// Wire bodies.
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct TranslateWire {
+    vttbr: u64,
+    vtcr: u64,
+    l2_ipa: u64,
+    esr: u64,
+    vmid: u16,
+    access: u8,
+    reserved: [u8; 5],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct InvalidateWire {
+    operand: u64,
+    vmid: u16,
+    op: u8,
+    shareability: u8,
+    /// Bit 0: nXS.
+    flags: u8,
+    /// Bit 0: FEAT_TTL, bit 1: FEAT_LPA2, bit 2: VTCR_EL2.DS.
+    params: u8,
+    reserved: [u8; 26],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct L0UnmapWire {
+    start: u64,
+    end: u64,
+    change: u8,
+    reserved: [u8; 23],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct MappedWire {
+    pa: u64,
+    size_log2: u8,
+    permissions: u8,
+    mem_attr: u8,
+    shareability: u8,
+    reserved: [u8; 28],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct InjectWire {
+    esr: u64,
+    far: u64,
+    hpfar: u64,
+    reserved: [u8; 16],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct RetryWire {
+    reason: u8,
+    reserved: [u8; 39],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct CountWire {
+    count: u64,
+    reserved: [u8; 32],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct ErrorWire {
+    detail: u64,
+    code: u16,
+    kind: u16,
+    field: u16,
+    reserved: [u8; 26],
+}
+
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<TranslateWire>() == BODY_SIZE);
+    assert!(size_of::<InvalidateWire>() == BODY_SIZE);
+    assert!(size_of::<L0UnmapWire>() == BODY_SIZE);
+    assert!(size_of::<MappedWire>() == BODY_SIZE);
+    assert!(size_of::<InjectWire>() == BODY_SIZE);
+    assert!(size_of::<RetryWire>() == BODY_SIZE);
+    assert!(size_of::<CountWire>() == BODY_SIZE);
+    assert!(size_of::<ErrorWire>() == BODY_SIZE);
+};
+
+fn body<W: FromBytes>(record: &Record) -> W {
+    match W::read_from_bytes(&record.body) {
+        Ok(wire) => wire,
+        // Every body struct is exactly BODY_SIZE bytes (asserted above).
+        Err(_) => unreachable!("body structs are BODY_SIZE bytes"),
+    }
+}
+
+fn check_reserved(kind: RecordKind, reserved: &[u8]) -> Result<(), DecodeError> {
+    if reserved.iter().all(|b| *b == 0) {
+        Ok(())
+    } else {
+        Err(DecodeError::invalid(kind, Field::Reserved))
+    }
+}
+
+fn ensure(cond: bool, kind: RecordKind, field: Field) -> Result<(), DecodeError> {
+    if cond {
+        Ok(())
+    } else {
+        Err(DecodeError::invalid(kind, field))
+    }
+}
+
+fn check_header(record: &Record) -> Result<RecordKind, DecodeError> {
+    let header = record.header;
+    if header.version != LAYOUT_VERSION {
+        return Err(DecodeError::Version {
+            found: header.version,
+        });
+    }
+    RecordKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })
+}
+
+fn envelope<T>(record: &Record, message: T) -> Envelope<T> {
+    Envelope {
+        vcpu: VcpuId(record.header.vcpu),
+        seq: record.header.seq,
+        message,
+    }
+}
+
+fn tlbi_op_code(op: TlbiOp) -> u8 {
+    match op {
+        TlbiOp::Vmalls12e1 => 0,
+        TlbiOp::Alle1 => 1,
+        TlbiOp::Ipas2e1 => 2,
+        TlbiOp::Ipas2le1 => 3,
+        TlbiOp::Ripas2e1 => 4,
+        TlbiOp::Ripas2le1 => 5,
+    }
+}
+
+fn tlbi_op_from_code(code: u8) -> Option<TlbiOp> {
+    Some(match code {
+        0 => TlbiOp::Vmalls12e1,
+        1 => TlbiOp::Alle1,
+        2 => TlbiOp::Ipas2e1,
+        3 => TlbiOp::Ipas2le1,
+        4 => TlbiOp::Ripas2e1,
+        5 => TlbiOp::Ripas2le1,
+        _ => return None,
+    })
+}
+
+fn shareability_code(sh: Shareability) -> u8 {
+    match sh {
+        Shareability::NonShareable => 0,
+        Shareability::InnerShareable => 1,
+        Shareability::OuterShareable => 2,
+    }
+}
+
+fn shareability_from_code(code: u8) -> Option<Shareability> {
+    Some(match code {
+        0 => Shareability::NonShareable,
+        1 => Shareability::InnerShareable,
+        2 => Shareability::OuterShareable,
+        _ => return None,
+    })
+}
+
+fn range_is_valid(start: u64, end: u64) -> bool {
+    start < end && start.is_multiple_of(4096) && end.is_multiple_of(4096) && end <= ADDRESS_LIMIT
+}
+
+impl Request {
+    /// The record kind this request encodes to.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Request::Translate(_) => RecordKind::Translate,
+            Request::Invalidate(_) => RecordKind::Invalidate,
+            Request::L0Unmap(_) => RecordKind::L0Unmap,
+        }
+    }
+
+    /// Encodes the request as a record from `vcpu` with sequence `seq`.
+    pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
+        match self {
+            Request::Translate(t) => Record::new(
+                RecordKind::Translate,
+                vcpu,
+                seq,
+                &TranslateWire {
+                    vttbr: t.context.vttbr,
+                    vtcr: t.context.vtcr,
+                    l2_ipa: t.l2_ipa,
+                    esr: t.esr,
+                    vmid: t.context.vmid,
+                    access: t.access as u8,
+                    reserved: [0; 5],
+                },
+            ),
+            Request::Invalidate(inv) => Record::new(
+                RecordKind::Invalidate,
+                vcpu,
+                seq,
+                &InvalidateWire {
+                    operand: inv.operand,
+                    vmid: inv.vmid,
+                    op: tlbi_op_code(inv.tlbi.op),
+                    shareability: shareability_code(inv.tlbi.shareability),
+                    flags: u8::from(inv.tlbi.nxs),
+                    params: u8::from(inv.params.feat_ttl)
+                        | u8::from(inv.params.feat_lpa2) << 1
+                        | u8::from(inv.params.vtcr_ds) << 2,
+                    reserved: [0; 26],
+                },
+            ),
+            Request::L0Unmap(unmap) => Record::new(
+                RecordKind::L0Unmap,
+                vcpu,
+                seq,
+                &L0UnmapWire {
+                    start: unmap.range.start(),
+                    end: unmap.range.end(),
+                    change: unmap.change as u8,
+                    reserved: [0; 23],
+                },
+            ),
+        }
+    }
+}
+
+/// Validates a record received on a request ring.
+pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError> {
+    let kind = check_header(record)?;
+    if !kind.is_request() {
+        return Err(DecodeError::WrongDirection { kind: kind as u16 });
+    }
+    let request = match kind {
+        RecordKind::Translate => {
+            let w: TranslateWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let access = match w.access {
+                0 => AccessKind::Read,
+                1 => AccessKind::Write,
+                2 => AccessKind::Execute,
+                _ => return Err(DecodeError::invalid(kind, Field::Access)),
+            };
+            ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
+            Request::Translate(TranslateRequest {
+                context: ContextKey {
+                    vmid: w.vmid,
+                    vttbr: w.vttbr,
+                    vtcr: w.vtcr,
+                },
+                l2_ipa: w.l2_ipa,
+                access,
+                esr: w.esr,
+            })
+        }
+        RecordKind::Invalidate => {
+            let w: InvalidateWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let op = tlbi_op_from_code(w.op).ok_or(DecodeError::invalid(kind, Field::TlbiForm))?;
+            let shareability = shareability_from_code(w.shareability)
+                .ok_or(DecodeError::invalid(kind, Field::TlbiForm))?;
+            ensure(w.flags <= 1 && w.params <= 0b111, kind, Field::TlbiForm)?;
+            let tlbi = Tlbi {
+                op,
+                shareability,
+                nxs: w.flags & 1 != 0,
+            };
+            let params = TlbiParams {
+                feat_ttl: w.params & 1 != 0,
+                feat_lpa2: w.params & 2 != 0,
+                vtcr_ds: w.params & 4 != 0,
+            };
+            let inv = InvalidateRequest::new(w.vmid, tlbi, w.operand, params)
+                .map_err(|_| DecodeError::invalid(kind, Field::TlbiOperand))?;
+            Request::Invalidate(inv)
+        }
+        RecordKind::L0Unmap => {
+            let w: L0UnmapWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let change = match w.change {
+                0 => L0Change::Unmap,
+                1 => L0Change::WriteProtect,
+                _ => return Err(DecodeError::invalid(kind, Field::L0Change)),
+            };
+            ensure(range_is_valid(w.start, w.end), kind, Field::Range)?;
+            let range =
+                IpaRange::new(w.start, w.end).ok_or(DecodeError::invalid(kind, Field::Range))?;
+            Request::L0Unmap(L0UnmapRequest { range, change })
+        }
+        _ => return Err(DecodeError::WrongDirection { kind: kind as u16 }),
+    };
+    Ok(envelope(record, request))
+}
+
+impl Mapping {
+    /// Checks the invariants [`decode_reply`] enforces.
+    pub fn validate(&self) -> Result<(), Field> {
+        if !(12..=42).contains(&self.size_log2) {
+            return Err(Field::BlockSize);
+        }
+        if self.pa >= ADDRESS_LIMIT {
+            return Err(Field::Address);
+        }
+        if self.pa & ((1u64 << self.size_log2) - 1) != 0 {
+            return Err(Field::Alignment);
+        }
+        if self.mem_attr > 0xf {
+            return Err(Field::MemAttr);
+        }
+        Ok(())
+    }
+}
+
+impl Injection {
+    /// Checks the invariants [`decode_reply`] enforces: an instruction or
+    /// data abort from a lower EL (EC 0x20 / 0x24), ESR_EL2\[63:56\] RES0 and
+    /// HPFAR_EL2\[3:0\] RES0.
+    pub fn validate(&self) -> Result<(), Field> {
+        let ec = (self.esr >> 26) & 0x3f;
+        if !(ec == 0x20 || ec == 0x24) || self.esr >> 56 != 0 {
+            return Err(Field::Syndrome);
+        }
+        if self.hpfar & 0xf != 0 {
+            return Err(Field::FaultAddress);
+        }
+        Ok(())
+    }
+}
+
+// Error reply codes.
+const ERR_LENGTH: u16 = 1;
+const ERR_VERSION: u16 = 2;
+const ERR_UNKNOWN_KIND: u16 = 3;
+const ERR_WRONG_DIRECTION: u16 = 4;
+const ERR_VCPU_MISMATCH: u16 = 5;
+const ERR_INVALID: u16 = 6;
+
+fn error_wire(error: &DecodeError) -> ErrorWire {
+    let (code, kind, field, detail) = match *error {
+        DecodeError::Length { found } => (ERR_LENGTH, 0, 0, found),
+        DecodeError::Version { found } => (ERR_VERSION, 0, 0, u64::from(found)),
+        DecodeError::UnknownKind { kind } => (ERR_UNKNOWN_KIND, kind, 0, 0),
+        DecodeError::WrongDirection { kind } => (ERR_WRONG_DIRECTION, kind, 0, 0),
+        DecodeError::VcpuMismatch { found } => (ERR_VCPU_MISMATCH, 0, 0, u64::from(found)),
+        DecodeError::Invalid { kind, field } => (ERR_INVALID, kind, field as u16, 0),
+    };
+    ErrorWire {
+        detail,
+        code,
+        kind,
+        field,
+        reserved: [0; 26],
+    }
+}
+
+fn error_from_wire(w: &ErrorWire) -> Result<DecodeError, DecodeError> {
+    let bad = DecodeError::invalid(RecordKind::Error, Field::ErrorCode);
+    // Fields a code does not use must be zero, so the encoding is unique.
+    let only = |kind_used: bool, field_used: bool, detail_used: bool| {
+        (kind_used || w.kind == 0) && (field_used || w.field == 0) && (detail_used || w.detail == 0)
+    };
+    let error = match w.code {
+        ERR_LENGTH if only(false, false, true) => DecodeError::Length { found: w.detail },
+        ERR_VERSION if only(false, false, true) => DecodeError::Version {
+            found: u16::try_from(w.detail).map_err(|_| bad)?,
+        },
+        ERR_UNKNOWN_KIND if only(true, false, false) => DecodeError::UnknownKind { kind: w.kind },
+        ERR_WRONG_DIRECTION if only(true, false, false) => {
+            DecodeError::WrongDirection { kind: w.kind }
+        }
+        ERR_VCPU_MISMATCH if only(false, false, true) => DecodeError::VcpuMismatch {
+            found: u32::try_from(w.detail).map_err(|_| bad)?,
+        },
+        ERR_INVALID if only(true, true, false) => DecodeError::Invalid {
+            kind: w.kind,
+            field: Field::from_u16(w.field).ok_or(bad)?,
+        },
+        _ => return Err(bad),
+    };
+    Ok(error)
+}
+
+impl Reply {
+    /// The record kind this reply encodes to.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Reply::Translate(TranslateOutcome::Mapped(_)) => RecordKind::Mapped,
+            Reply::Translate(TranslateOutcome::Inject(_)) => RecordKind::Inject,
+            Reply::Translate(TranslateOutcome::Retry(_)) => RecordKind::Retry,
+            Reply::InvalidateAck(_) => RecordKind::InvalidateAck,
+            Reply::L0UnmapAck(_) => RecordKind::L0UnmapAck,
+            Reply::Error(_) => RecordKind::Error,
+        }
+    }
+
+    /// Encodes the reply to request `seq` of `vcpu`.
+    pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
+        let kind = self.kind();
+        match self {
+            Reply::Translate(TranslateOutcome::Mapped(m)) => Record::new(
+                kind,
+                vcpu,
+                seq,
+                &MappedWire {
+                    pa: m.pa,
+                    size_log2: m.size_log2,
+                    permissions: m.permissions.bits(),
+                    mem_attr: m.mem_attr,
+                    shareability: m.shareability as u8,
+                    reserved: [0; 28],
+                },
+            ),
+            Reply::Translate(TranslateOutcome::Inject(i)) => Record::new(
+                kind,
+                vcpu,
+                seq,
+                &InjectWire {
+                    esr: i.esr,
+                    far: i.far,
+                    hpfar: i.hpfar,
+                    reserved: [0; 16],
+                },
+            ),
+            Reply::Translate(TranslateOutcome::Retry(reason)) => Record::new(
+                kind,
+                vcpu,
+                seq,
+                &RetryWire {
+                    reason: *reason as u8,
+                    reserved: [0; 39],
+                },
+            ),
+            Reply::InvalidateAck(ack) => Record::new(
+                kind,
+                vcpu,
+                seq,
+                &CountWire {
+                    count: ack.entries_dropped,
+                    reserved: [0; 32],
+                },
+            ),
+            Reply::L0UnmapAck(ack) => Record::new(
+                kind,
+                vcpu,
+                seq,
+                &CountWire {
+                    count: ack.entries_removed,
+                    reserved: [0; 32],
+                },
+            ),
+            Reply::Error(error) => Record::new(kind, vcpu, seq, &error_wire(error)),
+        }
+    }
+}
+
+/// Validates a record received on a reply ring.
+pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
+    let kind = check_header(record)?;
+    if kind.is_request() {
+        return Err(DecodeError::WrongDirection { kind: kind as u16 });
+    }
+    let reply = match kind {
+        RecordKind::Mapped => {
+            let w: MappedWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let permissions = Permissions::from_bits(w.permissions)
+                .ok_or(DecodeError::invalid(kind, Field::Permissions))?;
+            let shareability = match w.shareability {
+                0b00 => MemShareability::NonShareable,
+                0b10 => MemShareability::OuterShareable,
+                0b11 => MemShareability::InnerShareable,
+                _ => return Err(DecodeError::invalid(kind, Field::Shareability)),
+            };
+            let mapping = Mapping {
+                pa: w.pa,
+                size_log2: w.size_log2,
+                permissions,
+                mem_attr: w.mem_attr,
+                shareability,
+            };
+            mapping
+                .validate()
+                .map_err(|field| DecodeError::invalid(kind, field))?;
+            Reply::Translate(TranslateOutcome::Mapped(mapping))
+        }
+        RecordKind::Inject => {
+            let w: InjectWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let injection = Injection {
+                esr: w.esr,
+                far: w.far,
+                hpfar: w.hpfar,
+            };
+            injection
+                .validate()
+                .map_err(|field| DecodeError::invalid(kind, field))?;
+            Reply::Translate(TranslateOutcome::Inject(injection))
+        }
+        RecordKind::Retry => {
+            let w: RetryWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let reason = match w.reason {
+                0 => RetryReason::InvalidationRaced,
+                1 => RetryReason::AlreadyMapped,
+                2 => RetryReason::Throttled,
+                _ => return Err(DecodeError::invalid(kind, Field::RetryReason)),
+            };
+            Reply::Translate(TranslateOutcome::Retry(reason))
+        }
+        RecordKind::InvalidateAck => {
+            let w: CountWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            Reply::InvalidateAck(InvalidateAck {
+                entries_dropped: w.count,
+            })
+        }
+        RecordKind::L0UnmapAck => {
+            let w: CountWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            Reply::L0UnmapAck(L0UnmapAck {
+                entries_removed: w.count,
+            })
+        }
+        RecordKind::Error => {
+            let w: ErrorWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            Reply::Error(error_from_wire(&w)?)
+        }
+        _ => return Err(DecodeError::WrongDirection { kind: kind as u16 }),
+    };
+    Ok(envelope(record, reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tlbi::{Granule, RangeOperand};
+    use proptest::prelude::*;
+
+    fn access() -> impl Strategy<Value = AccessKind> {
+        prop_oneof![
+            Just(AccessKind::Read),
+            Just(AccessKind::Write),
+            Just(AccessKind::Execute)
+        ]
+    }
+
+    fn tlbi_form() -> impl Strategy<Value = Tlbi> {
+        let op = prop_oneof![
+            Just(TlbiOp::Vmalls12e1),
+            Just(TlbiOp::Alle1),
+            Just(TlbiOp::Ipas2e1),
+            Just(TlbiOp::Ipas2le1),
+            Just(TlbiOp::Ripas2e1),
+            Just(TlbiOp::Ripas2le1)
+        ];
+        let sh = prop_oneof![
+            Just(Shareability::NonShareable),
+            Just(Shareability::InnerShareable),
+            Just(Shareability::OuterShareable)
+        ];
+        (op, sh, any::<bool>()).prop_map(|(op, shareability, nxs)| Tlbi {
+            op,
+            shareability,
+            nxs,
+        })
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let translate = (
+            any::<u16>(),
+            any::<u64>(),
+            any::<u64>(),
+            0..ADDRESS_LIMIT,
+            access(),
+            any::<u64>(),
+        )
+            .prop_map(|(vmid, vttbr, vtcr, l2_ipa, access, esr)| {
+                Request::Translate(TranslateRequest {
+                    context: ContextKey { vmid, vttbr, vtcr },
+                    l2_ipa,
+                    access,
+                    esr,
+                })
+            });
+        let invalidate = (
+            any::<u16>(),
+            tlbi_form(),
+            any::<u64>(),
+            any::<(bool, bool, bool)>(),
+        )
+            .prop_filter_map("operand names nothing", |(vmid, tlbi, xt, (t, l, d))| {
+                let params = TlbiParams {
+                    feat_ttl: t,
+                    feat_lpa2: l,
+                    vtcr_ds: d,
+                };
+                InvalidateRequest::new(vmid, tlbi, xt, params)
+                    .ok()
+                    .map(Request::Invalidate)
+            });
+        let unmap = (0..(ADDRESS_LIMIT >> 12), 1..(1u64 << 20), any::<bool>()).prop_map(
+            |(start_page, pages, wp)| {
+                let start = start_page << 12;
+                let end = (start + (pages << 12)).min(ADDRESS_LIMIT);
+                Request::L0Unmap(L0UnmapRequest {
+                    range: IpaRange::new(start, end.max(start + 4096)).unwrap(),
+                    change: if wp {
+                        L0Change::WriteProtect
+                    } else {
+                        L0Change::Unmap
+                    },
+                })
+            },
+        );
+        prop_oneof![translate, invalidate, unmap]
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        let mapped = (12u8..=42, any::<u64>(), 0u8..16, 0u8..16, 0usize..3).prop_map(
+            |(size_log2, pa, perms, mem_attr, sh)| {
+                let pa = (pa % ADDRESS_LIMIT) & !((1u64 << size_log2) - 1);
+                Reply::Translate(TranslateOutcome::Mapped(Mapping {
+                    pa,
+                    size_log2,
+                    permissions: Permissions::from_bits(perms).unwrap(),
+                    mem_attr,
+                    shareability: [
+                        MemShareability::NonShareable,
+                        MemShareability::OuterShareable,
+                        MemShareability::InnerShareable,
+                    ][sh],
+                }))
+            },
+        );
+        let inject = (any::<bool>(), 0u64..(1 << 25), any::<u64>(), any::<u64>()).prop_map(
+            |(data, iss, far, hpfar)| {
+                let ec: u64 = if data { 0x24 } else { 0x20 };
+                Reply::Translate(TranslateOutcome::Inject(Injection {
+                    esr: ec << 26 | 1 << 25 | iss,
+                    far,
+                    hpfar: hpfar & !0xf,
+                }))
+            },
+        );
+        let retry = prop_oneof![
+            Just(RetryReason::InvalidationRaced),
+            Just(RetryReason::AlreadyMapped),
+            Just(RetryReason::Throttled)
+        ]
+        .prop_map(|r| Reply::Translate(TranslateOutcome::Retry(r)));
+        let acks = (any::<bool>(), any::<u64>()).prop_map(|(inv, n)| {
+            if inv {
+                Reply::InvalidateAck(InvalidateAck { entries_dropped: n })
+            } else {
+                Reply::L0UnmapAck(L0UnmapAck { entries_removed: n })
+            }
+        });
+        let errors = prop_oneof![
+            any::<u64>().prop_map(|found| DecodeError::Length { found }),
+            any::<u16>().prop_map(|found| DecodeError::Version { found }),
+            any::<u16>().prop_map(|kind| DecodeError::UnknownKind { kind }),
+            any::<u16>().prop_map(|kind| DecodeError::WrongDirection { kind }),
+            any::<u32>().prop_map(|found| DecodeError::VcpuMismatch { found }),
+            (any::<u16>(), 0usize..Field::ALL.len()).prop_map(|(kind, f)| DecodeError::Invalid {
+                kind,
+                field: Field::ALL[f]
+            }),
+        ]
+        .prop_map(Reply::Error);
+        prop_oneof![mapped, inject, retry, acks, errors]
+    }
+
+    /// A valid request or reply record with up to three bytes overwritten:
+    /// near-misses reach every field check, not just the header's.
+    fn mutated_record() -> impl Strategy<Value = Vec<u8>> {
+        let valid = prop_oneof![
+            (request(), any::<u32>(), any::<u64>()).prop_map(|(r, v, s)| r.encode(VcpuId(v), s)),
+            (reply(), any::<u32>(), any::<u64>()).prop_map(|(r, v, s)| r.encode(VcpuId(v), s)),
+        ];
+        (
+            valid,
+            prop::collection::vec((0..RECORD_SIZE, any::<u8>()), 0..4),
+        )
+            .prop_map(|(record, edits)| {
+                let mut bytes = record.as_bytes().to_vec();
+                for (at, value) in edits {
+                    bytes[at] = value;
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn requests_round_trip(req in request(), vcpu in any::<u32>(), seq in any::<u64>()) {
+            let record = req.encode(VcpuId(vcpu), seq);
+            let decoded = decode_request(&record).unwrap();
+            prop_assert_eq!(decoded, Envelope { vcpu: VcpuId(vcpu), seq, message: req });
+            prop_assert_eq!(decode_reply(&record), Err(DecodeError::WrongDirection { kind: req.kind() as u16 }));
+            prop_assert_eq!(Record::from_bytes(record.as_bytes()), Ok(record));
+        }
+
+        #[test]
+        fn replies_round_trip(rep in reply(), vcpu in any::<u32>(), seq in any::<u64>()) {
+            let record = rep.encode(VcpuId(vcpu), seq);
+            let decoded = decode_reply(&record).unwrap();
+            prop_assert_eq!(decoded, Envelope { vcpu: VcpuId(vcpu), seq, message: rep });
+            prop_assert!(decode_request(&record).is_err());
+        }
+
+        /// Any byte sequence is either a valid message, whose re-encoding is
+        /// byte-for-byte the input, or a clean error.
+        #[test]
+        fn any_bytes_decode_cleanly(bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..(2 * RECORD_SIZE)),
+            mutated_record(),
+        ]) {
+            match Record::from_bytes(&bytes) {
+                Err(e) => {
+                    prop_assert_ne!(bytes.len(), RECORD_SIZE);
+                    prop_assert_eq!(e, DecodeError::Length { found: bytes.len() as u64 });
+                }
+                Ok(record) => {
+                    match decode_request(&record) {
+                        Ok(env) => {
+                            let again = env.message.encode(env.vcpu, env.seq);
+                            prop_assert_eq!(again.as_bytes(), &bytes[..]);
+                        }
+                        Err(e) => {
+                            // The error itself travels in a valid error reply.
+                            let reply = Reply::Error(e).encode(VcpuId(record.header.vcpu), record.header.seq);
+                            prop_assert_eq!(decode_reply(&reply).unwrap().message, Reply::Error(e));
+                        }
+                    }
+                    if let Ok(env) = decode_reply(&record) {
+                        let again = env.message.encode(env.vcpu, env.seq);
+                        prop_assert_eq!(again.as_bytes(), &bytes[..]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_errors_are_precise() {
+        let good = Request::Translate(TranslateRequest {
+            context: ContextKey {
+                vmid: 1,
+                vttbr: 0x8000_0000,
+                vtcr: 0x8002_3559,
+            },
+            l2_ipa: 0x4000_1000,
+            access: AccessKind::Write,
+            esr: 0x9200_0046,
+        })
+        .encode(VcpuId(3), 9);
+        let mut bad = good;
+        bad.header.version = 2;
+        assert_eq!(decode_request(&bad), Err(DecodeError::Version { found: 2 }));
+        let mut bad = good;
+        bad.header.kind = 0x42;
+        assert_eq!(
+            decode_request(&bad),
+            Err(DecodeError::UnknownKind { kind: 0x42 })
+        );
+        let mut bad = good;
+        bad.body[34] = 3; // access kind
+        assert_eq!(
+            decode_request(&bad),
+            Err(DecodeError::Invalid {
+                kind: 1,
+                field: Field::Access
+            })
+        );
+        let mut bad = good;
+        bad.body[39] = 1; // reserved
+        assert_eq!(
+            decode_request(&bad),
+            Err(DecodeError::Invalid {
+                kind: 1,
+                field: Field::Reserved
+            })
+        );
+        let mut bad = good;
+        bad.body[16..24].copy_from_slice(&ADDRESS_LIMIT.to_ne_bytes());
+        assert_eq!(
+            decode_request(&bad),
+            Err(DecodeError::Invalid {
+                kind: 1,
+                field: Field::Address
+            })
+        );
+        assert_eq!(
+            Record::from_bytes(&[0; RECORD_SIZE - 1]),
+            Err(DecodeError::Length {
+                found: RECORD_SIZE as u64 - 1
+            })
+        );
+    }
+
+    #[test]
+    fn invalidate_with_reserved_granule_is_rejected_on_receipt() {
+        let form = Tlbi {
+            op: TlbiOp::Ripas2e1,
+            shareability: Shareability::InnerShareable,
+            nxs: false,
+        };
+        let xt = RangeOperand {
+            granule: Some(Granule::K4),
+            scale: 0,
+            num: 1,
+            ttl: 0,
+            base_addr: 4,
+        }
+        .to_bits();
+        let req = InvalidateRequest::new(7, form, xt, TlbiParams::default()).unwrap();
+        let mut record = Request::Invalidate(req).encode(VcpuId(0), 1);
+        let decoded = decode_request(&record).unwrap().message;
+        assert_eq!(decoded, Request::Invalidate(req));
+        // Clear TG in the operand: the record now names nothing.
+        let bad_xt = xt & !(0b11 << 46);
+        record.body[0..8].copy_from_slice(&bad_xt.to_ne_bytes());
+        assert_eq!(
+            decode_request(&record),
+            Err(DecodeError::Invalid {
+                kind: 2,
+                field: Field::TlbiOperand
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_replies_are_rejected() {
+        let mapped = |pa, size_log2| {
+            Reply::Translate(TranslateOutcome::Mapped(Mapping {
+                pa,
+                size_log2,
+                permissions: Permissions::READ,
+                mem_attr: 0xf,
+                shareability: MemShareability::InnerShareable,
+            }))
+            .encode(VcpuId(0), 0)
+        };
+        assert!(decode_reply(&mapped(0x20_0000, 21)).is_ok());
+        let field = |r: &Record| match decode_reply(r) {
+            Err(DecodeError::Invalid { field, .. }) => Some(field),
+            _ => None,
+        };
+        assert_eq!(field(&mapped(0x20_1000, 21)), Some(Field::Alignment));
+        assert_eq!(field(&mapped(0, 11)), Some(Field::BlockSize));
+        assert_eq!(field(&mapped(ADDRESS_LIMIT, 12)), Some(Field::Address));
+        let inject = Reply::Translate(TranslateOutcome::Inject(Injection {
+            esr: 0x15 << 26, // an SVC, not an abort
+            far: 0,
+            hpfar: 0,
+        }))
+        .encode(VcpuId(0), 0);
+        assert_eq!(field(&inject), Some(Field::Syndrome));
+    }
+}
