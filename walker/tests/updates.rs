@@ -219,6 +219,12 @@ fn a_lost_race_rereads_and_retries() {
     // The other agent makes the page read-only (no DBM) before our write's
     // dirty update: the retry sees it and faults.
     let (mem, root, _) = page_mem(NO_AF | (1 << 6) | (1 << 51), Endianness::Little);
+    let w = walker(
+        ha_hd_vtcr(),
+        root,
+        Endianness::Little,
+        &features(mmfr0(PA_48), 2, 0),
+    );
     let e = mem
         .with(|m| {
             let r = Racing {
