@@ -1,0 +1,233 @@
+//! Issue item 8: batched walks, level by level, one memory batch per level,
+//! duplicates read once, results identical to single walks in order.
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use walker::{
+    AccessKind, BatchLengthMismatch, Endianness, Granule, SlotAccess, Stage2Walker, Translation,
+    WalkError, WalkRequest, BATCH_CHUNK,
+};
+
+const ARENA: u64 = 0x4000_0000;
+
+fn singles(
+    w: &Stage2Walker,
+    mem: &Mem,
+    requests: &[WalkRequest],
+) -> Vec<Result<Translation, WalkError>> {
+    mem.with(|m| {
+        requests
+            .iter()
+            .map(|r| w.walk(m, r.ipa, r.access))
+            .collect()
+    })
+}
+
+fn batched(
+    w: &Stage2Walker,
+    mem: &Mem,
+    requests: &[WalkRequest],
+) -> (Vec<Result<Translation, WalkError>>, Vec<Vec<u64>>) {
+    mem.with(|m| {
+        let rec = Recording::new(m);
+        let mut out = vec![
+            Err(WalkError::Contended {
+                ipa: 0,
+                descriptor_address: 0
+            });
+            requests.len()
+        ];
+        w.walk_batch(&rec, requests, &mut out).unwrap();
+        let batches = rec.batches.borrow().clone();
+        (out, batches)
+    })
+}
+
+/// A table with pages, blocks, holes, AF-clear and DBM pages.
+fn sample() -> (Mem, Stage2Walker, Vec<WalkRequest>) {
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, 1 << 20, SlotAccess::ReadWrite);
+    let mut b = Builder::new(&mem, Granule::K4, 1, 40, AddrFormat::Plain, ARENA, 1 << 20);
+    for i in 0..8u64 {
+        b.map(3, 0x10_0000 + i * 0x1000, 0x9000_0000 + i * 0x1000, LEAF_RW);
+    }
+    b.map(3, 0x20_0000, 0xa000_0000, LEAF_RW & !(1 << 10)); // AF clear
+    b.map(
+        3,
+        0x20_1000,
+        0xa000_1000,
+        (LEAF_RW & !(3 << 6)) | (1 << 6) | (1 << 51),
+    ); // DBM, clean
+    b.map(2, 0x4000_0000, 0xc000_0000, LEAF_RW);
+    b.put(2, 0x8000_0000, 0x7000_0000 | 3); // table outside memory
+    let w = walker(
+        vtcr(Granule::K4, 24, 1, 5) | VTCR_HA | VTCR_HD,
+        b.vttbr(),
+        Endianness::Little,
+        &features(mmfr0(PA_48), 2, 0),
+    );
+    let mut requests = Vec::new();
+    let kinds = [
+        AccessKind::Read,
+        AccessKind::Write,
+        AccessKind::ExecEl1,
+        AccessKind::ExecEl0,
+    ];
+    for (i, ipa) in [
+        0x10_0123u64,
+        0x10_1456,
+        0x10_0123,
+        0x20_0010,
+        0x20_0020,
+        0x20_1000,
+        0x20_1008,
+        0x20_1010,
+        0x4000_1234,
+        0x4010_0000,
+        0x8000_0000,
+        0x8000_1000,
+        0x3_0000,
+        1 << 40,
+        0x10_7fff,
+        0x20_0000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        requests.push(WalkRequest {
+            ipa,
+            access: kinds[i % 4],
+        });
+    }
+    // The dirty page: read, write, read again.
+    requests.push(WalkRequest {
+        ipa: 0x20_1000,
+        access: AccessKind::Read,
+    });
+    requests.push(WalkRequest {
+        ipa: 0x20_1000,
+        access: AccessKind::Write,
+    });
+    requests.push(WalkRequest {
+        ipa: 0x20_1000,
+        access: AccessKind::Read,
+    });
+    (mem, w, requests)
+}
+
+#[test]
+fn batched_results_and_memory_equal_single_walks_in_order() {
+    let (mem, w, requests) = sample();
+    let copy = mem.duplicate();
+    let expect = singles(&w, &copy, &requests);
+    let (got, _) = batched(&w, &mem, &requests);
+    assert_eq!(got, expect);
+    assert_eq!(mem.snapshot(), copy.snapshot());
+    // The sample exercises successes, faults and updates.
+    assert!(got.iter().any(|r| r.is_ok()));
+    assert!(got.iter().any(|r| r.is_err()));
+    assert!(got
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .any(|t| t.update.dirty));
+    assert!(got
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .any(|t| t.update.access_flag));
+}
+
+#[test]
+fn each_level_is_one_batch_with_duplicates_read_once() {
+    let (mem, w, _) = sample();
+    // 32 reads of the same page: three levels, one descriptor each.
+    let requests: Vec<_> = (0..BATCH_CHUNK as u64)
+        .map(|i| WalkRequest {
+            ipa: 0x10_0000 + i * 8,
+            access: AccessKind::Read,
+        })
+        .collect();
+    let (got, batches) = batched(&w, &mem, &requests);
+    assert!(got
+        .iter()
+        .all(|r| r.as_ref().unwrap().output_address >> 12 == 0x9_0000));
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+
+    // Eight different pages under one level-2 table: 1, 1, 8 reads.
+    let requests: Vec<_> = (0..8u64)
+        .map(|i| WalkRequest {
+            ipa: 0x10_0000 + i * 0x1000,
+            access: AccessKind::Read,
+        })
+        .collect();
+    let (_, batches) = batched(&w, &mem, &requests);
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 8]);
+    for batch in &batches {
+        let unique: HashSet<_> = batch.iter().collect();
+        assert_eq!(unique.len(), batch.len());
+    }
+}
+
+#[test]
+fn more_requests_than_one_chunk() {
+    let (mem, w, base) = sample();
+    let requests: Vec<_> = base
+        .iter()
+        .cycle()
+        .take(3 * BATCH_CHUNK + 5)
+        .copied()
+        .collect();
+    let copy = mem.duplicate();
+    let expect = singles(&w, &copy, &requests);
+    let (got, batches) = batched(&w, &mem, &requests);
+    assert_eq!(got, expect);
+    assert_eq!(mem.snapshot(), copy.snapshot());
+    assert!(batches.iter().all(|b| b.len() <= BATCH_CHUNK));
+}
+
+#[test]
+fn result_storage_of_the_wrong_length_is_an_error() {
+    let (mem, w, requests) = sample();
+    let mut out = vec![
+        Err(WalkError::Contended {
+            ipa: 0,
+            descriptor_address: 0
+        });
+        requests.len() - 1
+    ];
+    let e = mem
+        .with(|m| w.walk_batch(m, &requests, &mut out))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        BatchLengthMismatch {
+            requests: requests.len(),
+            results: requests.len() - 1
+        }
+    );
+    // Nothing was walked: no result slot was written.
+    assert!(out
+        .iter()
+        .all(|r| matches!(r, Err(WalkError::Contended { ipa: 0, .. }))));
+    let mut none: Vec<Result<Translation, WalkError>> = Vec::new();
+    assert!(mem.with(|m| w.walk_batch(m, &[], &mut none)).is_ok());
+}
+
+#[test]
+fn a_configuration_fault_faults_every_request_without_reading() {
+    let (mem, _, requests) = sample();
+    let w = walker(
+        vtcr(Granule::K4, 10, 1, 5),
+        ARENA,
+        Endianness::Little,
+        &features_48(),
+    );
+    let (got, batches) = batched(&w, &mem, &requests);
+    assert!(batches.is_empty());
+    assert!(got
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().fault().unwrap().fsc() == 0x04));
+}

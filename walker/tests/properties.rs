@@ -1,0 +1,371 @@
+//! Issue item 9 (and 8): for any bytes in memory and any register values,
+//! a walk never panics, always ends within a fixed number of reads, never
+//! asks for memory outside its memslots except as the aborted last read of
+//! a walk that then reports that external abort, and batched walks equal
+//! single walks. A second property checks tables built independently
+//! translate exactly as built.
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use walker::{
+    AccessKind, Endianness, ExposedFeatures, FaultCause, FaultKind, Granule, IdRegisters,
+    SlotAccess, Stage2Walker, Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+};
+
+const SLOT_A: u64 = 0x4000_0000;
+const SLOT_A_BYTES: u64 = 256 << 10;
+const SLOT_B: u64 = 0x000b_0000_4000_0000;
+const SLOT_B_BYTES: u64 = 64 << 10;
+
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// An address near or inside the slots, page aligned, with random high
+/// format bits so 52-bit decodings see them too.
+fn near_address(rng: &mut SplitMix) -> u64 {
+    let r = rng.next();
+    let (base, size) = if r & 1 == 0 {
+        (SLOT_A, SLOT_A_BYTES)
+    } else {
+        (SLOT_B, SLOT_B_BYTES)
+    };
+    let span = size + (128 << 10);
+    let offset = (rng.next() % span) & !0xfff;
+    (base + offset).wrapping_sub(64 << 10)
+}
+
+fn random_descriptor(rng: &mut SplitMix) -> u64 {
+    let r = rng.next();
+    match r % 8 {
+        0 | 1 => rng.next(),
+        2 => 0,
+        3..=5 => {
+            let a = near_address(rng);
+            encode_for_any_format(rng, a) | 3 | (rng.next() & (0x1f << 59))
+        }
+        _ => {
+            let a = near_address(rng);
+            let attrs = rng.next() & ((0x3ff << 2) | (0xf << 51));
+            encode_for_any_format(rng, a) | attrs | if r & 8 == 0 { 1 } else { 3 }
+        }
+    }
+}
+
+fn encode_for_any_format(rng: &mut SplitMix, address: u64) -> u64 {
+    match rng.next() % 3 {
+        0 => encode_addr(AddrFormat::Plain, address),
+        1 => encode_addr(AddrFormat::Lpa64k, address & !0xffff),
+        _ => encode_addr(AddrFormat::Ds, address),
+    }
+}
+
+fn random_memory(seed: u64, endian: Endianness, read_only_b: bool) -> Mem {
+    let mut rng = SplitMix(seed);
+    let access_b = if read_only_b {
+        SlotAccess::ReadOnly
+    } else {
+        SlotAccess::ReadWrite
+    };
+    let mem = Mem::new(endian)
+        .with_slot(SLOT_A, SLOT_A_BYTES, SlotAccess::ReadWrite)
+        .with_slot(SLOT_B, SLOT_B_BYTES, access_b);
+    for slot in &mem.slots {
+        for i in 0..slot.words.len() as u64 {
+            mem.write(slot.base + i * 8, random_descriptor(&mut rng));
+        }
+    }
+    mem
+}
+
+fn id_registers() -> impl Strategy<Value = ExposedFeatures> {
+    (
+        prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 5, 6, 6, 6]),
+        prop::sample::select(vec![0u64, 1, 0xf]),
+        prop::sample::select(vec![0u64, 0xf]),
+        0u64..=2,
+        0u64..=3,
+        0u64..=2,
+        0u64..=3,
+        0u64..=2,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_filter_map(
+            "some granule at stage 2",
+            |(pa, t4, t64, t16, t4_2, t64_2, t16_2, hafdbs, xnx, st)| {
+                let mmfr0 = pa
+                    | (t16 << 20)
+                    | (t64 << 24)
+                    | (t4 << 28)
+                    | (t16_2 << 32)
+                    | (t64_2 << 36)
+                    | (t4_2 << 40);
+                ExposedFeatures::from_id_registers(IdRegisters {
+                    mmfr0,
+                    mmfr1: mmfr1(hafdbs, xnx),
+                    mmfr2: mmfr2(st),
+                })
+                .ok()
+            },
+        )
+}
+
+/// (TG0, SL0, DS | SL2 bits, smallest T0SZ, largest T0SZ): consistent
+/// start levels, so that walks get past the configuration checks often.
+const VTCR_SHAPES: &[(u64, u64, u64, u64, u64)] = &[
+    (0, 2, 0, 16, 24),
+    (0, 1, 0, 21, 33),
+    (0, 0, 0, 30, 42),
+    (0, 3, 0, 39, 48),
+    (0, 0, VTCR_DS | VTCR_SL2, 12, 15),
+    (0, 2, VTCR_DS, 12, 24),
+    (2, 2, 0, 16, 27),
+    (2, 1, 0, 24, 38),
+    (2, 0, 0, 35, 48),
+    (2, 3, VTCR_DS, 12, 16),
+    (1, 2, 0, 12, 21),
+    (1, 1, 0, 18, 34),
+    (1, 0, 0, 31, 47),
+];
+
+fn vtcr_value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => any::<u64>(),
+        6 => (0..VTCR_SHAPES.len(), any::<u64>(), prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 6, 6, 7]), 0u64..4, any::<u64>())
+            .prop_map(|(shape, pick, ps, hahd, noise)| {
+                let (tg0, sl0, extra, min, max) = VTCR_SHAPES[shape];
+                let t0sz = min + pick % (max - min + 1);
+                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (tg0 << 14) | (ps << 16) | (hahd << 21) | extra
+            }),
+        2 => (12u64..=50, 0u64..4, 0u64..4, 0u64..8, 0u64..16, any::<u64>()).prop_map(
+            |(t0sz, sl0, tg0, ps, flags, noise)| {
+                t0sz | (sl0 << 6)
+                    | (noise & (0x3f << 8))
+                    | (tg0 << 14)
+                    | (ps << 16)
+                    | ((flags & 3) << 21)
+                    | (((flags >> 2) & 3) << 32)
+            }
+        ),
+    ]
+}
+
+fn vttbr_value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => any::<u64>(),
+        3 => (0u64..SLOT_A_BYTES / 4096, any::<u64>())
+            .prop_map(|(page, noise)| (SLOT_A + page * 4096) | (noise & 0xffff_0000_0000_003f)),
+        1 => (0u64..SLOT_B_BYTES / 4096, any::<u64>()).prop_map(|(page, noise)| {
+            vttbr_for(AddrFormat::Ds, SLOT_B + page * 4096) | (noise & 0xffff_0000_0000_0001)
+        }),
+    ]
+}
+
+fn access() -> impl Strategy<Value = AccessKind> {
+    prop::sample::select(vec![
+        AccessKind::Read,
+        AccessKind::Write,
+        AccessKind::ExecEl1,
+        AccessKind::ExecEl0,
+    ])
+}
+
+fn requests() -> impl Strategy<Value = Vec<WalkRequest>> {
+    let ipa = prop_oneof![
+        1 => any::<u64>(),
+        4 => (any::<u64>(), 12u32..=52).prop_map(|(v, bits)| v & ((1u64 << bits) - 1)),
+    ];
+    prop::collection::vec((ipa, access(), 0usize..4), 1..48).prop_map(|items| {
+        let mut out: Vec<WalkRequest> = Vec::new();
+        for (ipa, access, dup) in items {
+            // Repeat an earlier IPA now and then: batches must dedupe.
+            let ipa = match (dup, out.last()) {
+                (0, Some(prev)) => prev.ipa ^ 0x8,
+                _ => ipa,
+            };
+            out.push(WalkRequest { ipa, access });
+        }
+        out
+    })
+}
+
+/// Checks that hold for every single walk, given the addresses it asked for.
+fn check_single(
+    w: &Stage2Walker,
+    mem: &Mem,
+    result: &Result<Translation, WalkError>,
+    reads: &[u64],
+) -> Result<(), TestCaseError> {
+    prop_assert!(reads.len() <= MAX_TRAIL * MAX_UPDATE_ATTEMPTS);
+    prop_assert!(reads.iter().all(|a| a % 8 == 0));
+    let outside: Vec<_> = reads.iter().filter(|a| !mem.contains(**a)).collect();
+    match result {
+        Ok(t) => {
+            prop_assert!(
+                outside.is_empty(),
+                "success after reading outside: {outside:x?}"
+            );
+            prop_assert!((0..=3).contains(&t.level));
+            prop_assert!(!t.trail.is_empty() && t.trail.len() <= MAX_TRAIL);
+            prop_assert!(t.trail.as_slice().iter().all(|r| mem.contains(r.address)));
+            prop_assert!(t.output_address >> w.output_size_bits() == 0);
+            prop_assert_eq!(
+                t.output_address & (t.block_size - 1),
+                t.ipa & (t.block_size - 1)
+            );
+        }
+        Err(WalkError::Fault(f)) => {
+            prop_assert!((-1..=3).contains(&f.level));
+            prop_assert_eq!(f.fsc(), walker::fault_status_code(f.kind(), f.level));
+            prop_assert!(f.fsc() < 64 && f.fsc() != 0x3f);
+            if let FaultCause::DescriptorOutsideMemslots { address } = f.cause {
+                prop_assert!(!mem.contains(address));
+                prop_assert_eq!(reads.last(), Some(&address));
+                prop_assert_eq!(outside, vec![&address]);
+            } else {
+                prop_assert!(outside.is_empty(), "fault {f:?} after reading outside");
+            }
+            if matches!(f.kind(), FaultKind::AccessFlag | FaultKind::Permission) {
+                prop_assert!(f.level >= 0);
+            }
+        }
+        Err(WalkError::Contended { .. }) => {
+            prop_assert!(false, "contention without a concurrent writer")
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_memory_and_registers_never_panic_stay_in_memslots_and_batch_equals_single(
+        seed in any::<u64>(),
+        features in id_registers(),
+        vtcr in vtcr_value(),
+        vttbr in vttbr_value(),
+        big_endian in any::<bool>(),
+        read_only_b in any::<bool>(),
+        requests in requests(),
+    ) {
+        let endian = if big_endian { Endianness::Big } else { Endianness::Little };
+        let w = walker(vtcr, vttbr, endian, &features);
+        // Keep every other IPA inside the input size so walks get going.
+        let input_mask = (1u64 << w.input_size_bits().min(63)) - 1;
+        let requests: Vec<WalkRequest> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| WalkRequest { ipa: if i % 2 == 0 { r.ipa & input_mask } else { r.ipa }, ..r })
+            .collect();
+        let single_mem = random_memory(seed, endian, read_only_b);
+        let batch_mem = single_mem.duplicate();
+
+        let mut singles = Vec::new();
+        single_mem.with(|m| -> Result<(), TestCaseError> {
+            for r in &requests {
+                let rec = Recording::new(m);
+                let result = w.walk(&rec, r.ipa, r.access);
+                check_single(&w, &single_mem, &result, &rec.reads.borrow())?;
+                singles.push(result);
+            }
+            Ok(())
+        })?;
+
+        let mut batched = vec![Err(WalkError::Contended { ipa: 0, descriptor_address: 0 }); requests.len()];
+        batch_mem.with(|m| {
+            let rec = Recording::new(m);
+            w.walk_batch(&rec, &requests, &mut batched).unwrap();
+            for batch in rec.batches.borrow().iter() {
+                let mut sorted = batch.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), batch.len(), "duplicate read in a batch");
+            }
+        });
+        prop_assert_eq!(&batched, &singles);
+        prop_assert_eq!(batch_mem.snapshot(), single_mem.snapshot());
+    }
+}
+
+/// (granule, SL0, start level, smallest and largest input size), PAMax 48.
+const SHAPES: &[(Granule, u64, i32, u32, u32)] = &[
+    (Granule::K4, 2, 0, 40, 48),
+    (Granule::K4, 1, 1, 31, 43),
+    (Granule::K4, 0, 2, 22, 34),
+    (Granule::K4, 3, 3, 16, 25),
+    (Granule::K16, 2, 1, 37, 48),
+    (Granule::K16, 1, 2, 26, 40),
+    (Granule::K16, 0, 3, 16, 29),
+    (Granule::K64, 2, 1, 43, 48),
+    (Granule::K64, 1, 2, 30, 46),
+    (Granule::K64, 0, 3, 17, 33),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tables_built_independently_translate_as_built(
+        shape in 0..SHAPES.len(),
+        ia_pick in any::<u32>(),
+        maps in prop::collection::vec((any::<u64>(), any::<u64>(), 0i32..4, any::<u64>()), 1..20),
+    ) {
+        let (granule, sl0, start, min_ia, max_ia) = SHAPES[shape];
+        let ia = min_ia + ia_pick % (max_ia - min_ia + 1);
+        let arena_bytes = 64 * granule.size() + (8u64 << ((ia - (3 - start) as u32 * (granule.bits() - 3) - granule.bits()).min(20)));
+        let mem = Mem::new(Endianness::Little).with_slot(SLOT_A, arena_bytes.max(1 << 20), SlotAccess::ReadWrite);
+        let mut b = Builder::new(&mem, granule, start, ia, AddrFormat::Plain, SLOT_A, arena_bytes.max(1 << 20));
+        // Blocks only where the granule allows them (levels 1-2 for 4KB, 2 for 16/64KB).
+        let mut placed: Vec<(u64, u64, i32)> = Vec::new();
+        for (ipa, oa, level, _) in &maps {
+            let mut level = (*level).max(start);
+            if level < 3 && !(level == 2 || (level == 1 && granule == Granule::K4)) {
+                level = 3;
+            }
+            let block = 1u64 << b.lsb(level);
+            let ipa = ipa & ((1 << ia) - 1) & !(block - 1);
+            let oa = oa & ((1 << 48) - 1) & !(block - 1);
+            b.map(level, ipa, oa, LEAF_RW);
+            placed.push((ipa, oa, level));
+        }
+        let w = walker(vtcr(granule, 64 - u64::from(ia), sl0, 5), b.vttbr(), Endianness::Little, &features_48());
+        prop_assert_eq!(w.start_level(), Some(start as i8));
+        let mut requests = Vec::new();
+        for (i, &(ipa, oa, level)) in placed.iter().enumerate() {
+            // Still intact unless a later mapping replaced an entry on its path.
+            let intact = placed[i + 1..].iter().all(|&(other, _, other_level)| {
+                let shared = b.lsb(level.min(other_level));
+                ipa >> shared != other >> shared
+            });
+            let block = 1u64 << b.lsb(level);
+            let offset = maps[i].3 & (block - 1);
+            let t = mem.with(|m| w.walk(m, ipa + offset, AccessKind::Write));
+            if intact {
+                let t = t.unwrap();
+                prop_assert_eq!(t.output_address, oa + offset);
+                prop_assert_eq!(t.level as i32, level);
+                prop_assert_eq!(t.block_size, block);
+                prop_assert_eq!(t.trail.len() as i32, level - start + 1);
+            }
+            requests.push(WalkRequest { ipa: ipa + offset, access: AccessKind::Read });
+        }
+        let singles: Vec<_> = mem.with(|m| requests.iter().map(|r| w.walk(m, r.ipa, r.access)).collect());
+        let mut batched = vec![Err(WalkError::Contended { ipa: 0, descriptor_address: 0 }); requests.len()];
+        mem.with(|m| w.walk_batch(m, &requests, &mut batched)).unwrap();
+        prop_assert_eq!(batched, singles);
+    }
+}

@@ -1,0 +1,133 @@
+//! The tool interface: decoding single descriptors and visiting every leaf
+//! of a table (what `s2walk walk` and `s2walk dump` print).
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use common::*;
+use walker::{
+    AccessKind, DescriptorKind, Endianness, Execute, FaultCause, Granule, Mapping, S2Ap, SlotAccess,
+};
+
+const ARENA: u64 = 0x4000_0000;
+
+#[test]
+fn decode_descriptor_per_level() {
+    let w = walker(
+        vtcr(Granule::K4, 24, 1, 5),
+        ARENA,
+        Endianness::Little,
+        &features_48(),
+    );
+    assert_eq!(w.decode_descriptor(1, 0), DescriptorKind::Invalid);
+    assert_eq!(w.decode_descriptor(1, 2), DescriptorKind::Invalid);
+    assert_eq!(w.decode_descriptor(3, 1), DescriptorKind::BlockNotPermitted);
+    assert_eq!(w.decode_descriptor(0, 1), DescriptorKind::BlockNotPermitted);
+    assert_eq!(
+        w.decode_descriptor(2, 0x1234_5000 | 3),
+        DescriptorKind::Table {
+            next_table: 0x1234_5000
+        }
+    );
+    let DescriptorKind::Leaf(a) = w.decode_descriptor(3, 0x9876_5000 | LEAF_RW | (2 << 53) | 3)
+    else {
+        panic!()
+    };
+    assert_eq!((a.output_base, a.size), (0x9876_5000, 4096));
+    assert_eq!(
+        (a.s2ap, a.execute, a.access_flag),
+        (S2Ap::ReadWrite, Execute::Neither, true)
+    );
+    let DescriptorKind::Leaf(a) = w.decode_descriptor(1, 0x8000_0000 | LEAF_RW | (1 << 52) | 1)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (a.size, a.contiguous, a.contiguous_size),
+        (1 << 30, true, 16 << 30)
+    );
+}
+
+#[test]
+fn visit_mappings_lists_every_leaf_in_ipa_order_and_reports_broken_regions() {
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, 1 << 20, SlotAccess::ReadWrite);
+    let mut b = Builder::new(&mem, Granule::K4, 1, 40, AddrFormat::Plain, ARENA, 1 << 20);
+    b.map(3, 0x3000, 0x9000, LEAF_RW);
+    b.map(3, 0x1000, 0x7000, LEAF_RW & !(1 << 10));
+    b.map(
+        2,
+        0x4000_0000,
+        0x8000_0000,
+        (LEAF_RW & !(3 << 6)) | (1 << 6),
+    );
+    b.put(1, 0x80_0000_0000 - (1 << 30), 0x7000_0000 | 3); // table outside memory
+    let w = walker(
+        vtcr(Granule::K4, 24, 1, 5),
+        b.vttbr(),
+        Endianness::Little,
+        &features_48(),
+    );
+    let mut seen = Vec::new();
+    mem.with(|m| {
+        w.visit_mappings(m, |entry| {
+            seen.push(entry);
+            ControlFlow::Continue(())
+        })
+    })
+    .unwrap();
+    let leaves: Vec<&Mapping> = seen.iter().filter_map(|e| e.as_ref().ok()).collect();
+    assert_eq!(
+        leaves
+            .iter()
+            .map(|m| (m.ipa, m.output_address, m.level))
+            .collect::<Vec<_>>(),
+        [
+            (0x1000, 0x7000, 3),
+            (0x3000, 0x9000, 3),
+            (0x4000_0000, 0x8000_0000, 2)
+        ]
+    );
+    assert!(!leaves[0].attributes.access_flag);
+    assert_eq!(leaves[2].attributes.s2ap, S2Ap::ReadOnly);
+    // Every leaf agrees with a walk of its IPA.
+    for leaf in &leaves[1..] {
+        let t = mem.with(|m| w.walk(m, leaf.ipa, AccessKind::Read)).unwrap();
+        assert_eq!(t.output_address, leaf.output_address);
+        assert_eq!(t.leaf_address(), leaf.descriptor.address);
+    }
+    let faults: Vec<_> = seen.iter().filter_map(|e| e.as_ref().err()).collect();
+    assert_eq!(
+        faults.len(),
+        512,
+        "each entry of the missing level-2 table aborts"
+    );
+    assert!(faults
+        .iter()
+        .all(|f| matches!(f.cause, FaultCause::DescriptorOutsideMemslots { .. }) && f.level == 2));
+
+    // Early stop.
+    let mut count = 0;
+    mem.with(|m| {
+        w.visit_mappings(m, |_| {
+            count += 1;
+            ControlFlow::Break(())
+        })
+    })
+    .unwrap();
+    assert_eq!(count, 1);
+
+    // A configuration fault is returned, nothing is visited.
+    let bad = walker(
+        vtcr(Granule::K4, 8, 1, 5),
+        ARENA,
+        Endianness::Little,
+        &features_48(),
+    );
+    let e = mem
+        .with(|m| bad.visit_mappings(m, |_| panic!("visited")))
+        .unwrap_err();
+    assert!(matches!(e.cause, FaultCause::InputSizeOutOfRange { .. }));
+}
