@@ -1,0 +1,267 @@
+//! `s2walk batch`: JSON lines in, one JSON line out per line in, in order.
+
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::process::ExitCode;
+
+use clap::ArgMatches;
+use serde_json::{Map, Value};
+use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
+
+use crate::output::{error_json, fault_json, translation_json};
+use crate::setup::{parse_access, parse_hex, Machine};
+use crate::Outcome;
+
+/// One parsed input line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    pub vtcr: u64,
+    pub vttbr: u64,
+    pub ipa: u64,
+    pub access: AccessKind,
+    pub far: Option<u64>,
+}
+
+const FIELDS: [&str; 5] = ["vtcr", "vttbr", "ipa", "access", "far"];
+
+fn hex_field(object: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(Value::String(text)) => parse_hex(text)
+            .map(Some)
+            .map_err(|e| format!("field \"{name}\": {e}")),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("field \"{name}\": {number} is not an integer in 0..2^64")),
+        Some(other) => Err(format!(
+            "field \"{name}\" must be a hex string like \"0x1000\", not {other}"
+        )),
+    }
+}
+
+fn required(value: Option<u64>, name: &str) -> Result<u64, String> {
+    value.ok_or_else(|| format!("missing field \"{name}\""))
+}
+
+/// Parse one input line (without its line ending).
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    if line.trim().is_empty() {
+        return Err("empty line (expected a JSON object)".to_string());
+    }
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(object) = value else {
+        return Err("expected a JSON object".to_string());
+    };
+    if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field \"{unknown}\" (expected vtcr, vttbr, ipa, access, far)"
+        ));
+    }
+    let vtcr = required(hex_field(&object, "vtcr")?, "vtcr")?;
+    let vttbr = required(hex_field(&object, "vttbr")?, "vttbr")?;
+    let ipa = required(hex_field(&object, "ipa")?, "ipa")?;
+    let access = match object.get("access") {
+        None => return Err("missing field \"access\"".to_string()),
+        Some(Value::String(text)) => parse_access(text)?,
+        Some(other) => {
+            return Err(format!(
+            "field \"access\" must be \"read\", \"write\", \"exec\" or \"exec_el0\", not {other}"
+        ))
+        }
+    };
+    Ok(Request {
+        vtcr,
+        vttbr,
+        ipa,
+        access,
+        far: hex_field(&object, "far")?,
+    })
+}
+
+/// Walks requests against one machine, reusing the decoded configuration
+/// while consecutive lines keep the same registers.
+pub struct Session<'m, M: GuestMemory> {
+    machine: &'m Machine,
+    memory: M,
+    walker: Option<Stage2Walker>,
+}
+
+impl<'m, M: GuestMemory> Session<'m, M> {
+    pub fn new(machine: &'m Machine, memory: M) -> Self {
+        Session {
+            machine,
+            memory,
+            walker: None,
+        }
+    }
+
+    /// Append the output line for `line` (no newline) to `out`; `false` if
+    /// the line was malformed or could not be walked.
+    pub fn process(&mut self, line: &str, out: &mut String) -> bool {
+        let request = match parse_request(line) {
+            Ok(request) => request,
+            Err(message) => {
+                error_json(out, &message);
+                return false;
+            }
+        };
+        let walker = match self.walker {
+            Some(w)
+                if w.registers().vtcr == request.vtcr && w.registers().vttbr == request.vttbr =>
+            {
+                w
+            }
+            _ => {
+                let w = self.machine.walker(request.vtcr, request.vttbr);
+                self.walker = Some(w);
+                w
+            }
+        };
+        match walker.walk(&self.memory, request.ipa, request.access) {
+            Ok(translation) => {
+                translation_json(out, &translation);
+                true
+            }
+            Err(WalkError::Fault(fault)) => {
+                fault_json(out, &fault, request.far);
+                true
+            }
+            // Only another agent writing the table can cause this; nothing
+            // else touches the memory of a batch run.
+            Err(WalkError::Contended {
+                descriptor_address, ..
+            }) => {
+                error_json(
+                    out,
+                    &format!("walk contended on the descriptor at {descriptor_address:#x}"),
+                );
+                false
+            }
+        }
+    }
+}
+
+pub fn run(args: &ArgMatches) -> Outcome {
+    let machine = Machine::from_args(args)?;
+    let mut storage = Vec::new();
+    let memslots = machine.memslots(&mut storage)?;
+    let mut session = Session::new(&machine, memslots);
+    let all_good = serve(&mut session, io::stdin(), io::stdout().lock())
+        .map_err(|e| format!("batch I/O: {e}"))?;
+    Ok(if all_good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Read lines from `input` until end of file, write one line each to
+/// `output`. Output is flushed whenever no further input is already
+/// buffered: a line-by-line driver gets every answer at once, a large batch
+/// is written in big blocks. Returns whether every line was well-formed.
+pub fn serve<M: GuestMemory>(
+    session: &mut Session<'_, M>,
+    input: impl Read,
+    output: impl Write,
+) -> io::Result<bool> {
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut writer = BufWriter::with_capacity(1 << 16, output);
+    let mut raw = Vec::new();
+    let mut line_out = String::new();
+    let mut all_good = true;
+    loop {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        let trimmed = raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(&raw);
+        line_out.clear();
+        let good = match std::str::from_utf8(trimmed) {
+            Ok(line) => session.process(line, &mut line_out),
+            Err(e) => {
+                error_json(&mut line_out, &format!("line is not UTF-8: {e}"));
+                false
+            }
+        };
+        all_good &= good;
+        line_out.push('\n');
+        writer.write_all(line_out.as_bytes())?;
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
+    }
+    writer.flush()?;
+    Ok(all_good)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_hex_strings_integers_and_optional_far() {
+        let r = parse_request(
+            r#"{"vtcr":"0x80023558","vttbr":"0x40000000","ipa":"0x1234","access":"exec_el0"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request {
+                vtcr: 0x8002_3558,
+                vttbr: 0x4000_0000,
+                ipa: 0x1234,
+                access: AccessKind::ExecEl0,
+                far: None
+            }
+        );
+        let r =
+            parse_request(r#"{"vtcr":1,"vttbr":"2","ipa":"0x3","access":"write","far":"0xffff"}"#)
+                .unwrap();
+        assert_eq!((r.vtcr, r.vttbr, r.ipa, r.far), (1, 2, 3, Some(0xffff)));
+        assert_eq!(r.access, AccessKind::Write);
+    }
+
+    #[test]
+    fn malformed_requests_say_what_is_wrong() {
+        let cases = [
+            ("", "empty line"),
+            ("{", "invalid JSON"),
+            ("[1]", "expected a JSON object"),
+            (
+                r#"{"vttbr":"0x0","ipa":"0x0","access":"read"}"#,
+                "missing field \"vtcr\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0"}"#,
+                "missing field \"access\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0xq","access":"read"}"#,
+                "field \"ipa\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":-1,"access":"read"}"#,
+                "field \"ipa\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":true,"access":"read"}"#,
+                "field \"ipa\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0","access":"fetch"}"#,
+                "access `fetch`",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0","access":"read","x":1}"#,
+                "unknown field \"x\"",
+            ),
+        ];
+        for (line, expected) in cases {
+            let error = parse_request(line).unwrap_err();
+            assert!(error.contains(expected), "{line:?}: {error}");
+        }
+    }
+}
