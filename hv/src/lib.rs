@@ -1,3 +1,18 @@
 //! Umbra's EL2 hypervisor: portable parts (tested on the host) and the
 //! aarch64 parts, built only for aarch64-unknown-none.
 #![no_std]
+
+extern crate alloc;
+
+pub mod bundle;
+pub mod esr;
+pub mod guest_dt;
+pub mod inject;
+pub mod layout;
+pub mod pagetable;
+pub mod platform;
+pub mod psci;
+pub mod sysregs;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod arch;

@@ -1,12 +1,28 @@
-//! Building hv for aarch64-unknown-none and booting it on QEMU.
+//! Building hv for aarch64 and booting it on QEMU: `cargo xtask run` (the
+//! default Debian guest, or the user's own) and the QEMU test matrix.
 
+use crate::guest::{self, MARKER};
+use crate::qemu::{Machine, Outcome};
 use crate::{run_command, setup, workspace_root};
+use object::{Object, ObjectSegment};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// hv never touches FP/SIMD registers (they are the guest's), so it is
+/// built for the soft-float variant of the bare-metal target.
+const TARGET: &str = "aarch64-unknown-none-softfloat";
+
+/// The only dynamic relocation hv's entry code applies.
+const R_AARCH64_RELATIVE: u32 = 1027;
 
 /// Builds hv with Debian's toolchain (core and alloc built from source; the
-/// target dir is separate so the host toolchain's artifacts never mix in).
-pub fn build(_args: &[String]) -> Result<PathBuf, String> {
+/// target dir is separate so the host toolchain's artifacts never mix in),
+/// then turns the ELF into a flat arm64 Image. Returns the Image's path.
+pub fn build(args: &[String]) -> Result<PathBuf, String> {
+    if let Some(extra) = args.first() {
+        return Err(format!("`build-hv` takes no arguments (got `{extra}`)"));
+    }
     setup::aarch64_toolchain()?;
     let root = workspace_root();
     let target_dir = root.join("target").join("aarch64");
@@ -26,18 +42,356 @@ pub fn build(_args: &[String]) -> Result<PathBuf, String> {
             "--bin",
             "hv",
             "--target",
-            "aarch64-unknown-none",
+            TARGET,
             "-Zbuild-std=core,alloc,compiler_builtins",
             "-Zbuild-std-features=compiler-builtins-mem",
+            // Position independent: the Image may be loaded at any 2 MiB
+            // boundary, and hv relocates itself (see hv/src/arch/boot.rs).
+            "--config",
+            &format!("target.{TARGET}.rustflags=[\"-Crelocation-model=pie\"]"),
         ])
         .arg("--target-dir")
         .arg(&target_dir);
     run_command(&mut command)?;
-    Ok(target_dir.join("aarch64-unknown-none/release/hv"))
+    let elf = target_dir.join(TARGET).join("release").join("hv");
+    let image = elf.with_file_name("hv.bin");
+    let bytes = std::fs::read(&elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let flat = flat_image(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    std::fs::write(&image, flat).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
+    Ok(image)
 }
 
+/// The loadable segments of hv's ELF laid out from address 0, checked to
+/// start with an arm64 Image header and to need only RELATIVE relocations.
+fn flat_image(elf: &[u8]) -> Result<Vec<u8>, String> {
+    let file = object::File::parse(elf).map_err(|e| format!("not an ELF file: {e}"))?;
+    if let Some(relocations) = file.dynamic_relocations() {
+        for (offset, relocation) in relocations {
+            match relocation.flags() {
+                object::RelocationFlags::Elf { r_type } if r_type == R_AARCH64_RELATIVE => {}
+                other => {
+                    return Err(format!(
+                        "relocation {other:?} at {offset:#x} is not R_AARCH64_RELATIVE"
+                    ))
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for segment in file.segments() {
+        let data = segment.data().map_err(|e| e.to_string())?;
+        if data.is_empty() {
+            continue;
+        }
+        let start = usize::try_from(segment.address()).map_err(|e| e.to_string())?;
+        let end = start + data.len();
+        if out.len() < end {
+            out.resize(end, 0);
+        }
+        out[start..end].copy_from_slice(data);
+    }
+    if out.len() < 64 || &out[0x38..0x3c] != b"ARM\x64" {
+        return Err("the linked image does not start with an arm64 Image header".into());
+    }
+    Ok(out)
+}
+
+const RUN_USAGE: &str = "\
+usage: cargo xtask run [--kernel IMAGE --initrd FILE] [--cmdline \"...\"] [--smp N] [--mem SIZE]
+                       [--cpu MODEL] [--timeout SECONDS]
+Without --kernel, boots Debian's arm64 cloud kernel with a busybox initramfs.
+Exit status: 0 when the guest powered off (PSCI SYSTEM_OFF), 1 otherwise.";
+
+/// What `cargo xtask run` was asked for.
+#[derive(Debug, PartialEq)]
+struct RunOptions {
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    cmdline: Option<String>,
+    smp: u32,
+    memory: String,
+    cpu: String,
+    timeout: Duration,
+}
+
+fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
+    let mut options = RunOptions {
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        smp: 1,
+        memory: "512M".into(),
+        cpu: "max,pauth-impdef=on".into(),
+        timeout: Duration::from_secs(300),
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{RUN_USAGE}"))
+        };
+        match flag.as_str() {
+            "--kernel" => options.kernel = Some(value()?.into()),
+            "--initrd" => options.initrd = Some(value()?.into()),
+            "--cmdline" => options.cmdline = Some(value()?),
+            "--smp" => {
+                let v = value()?;
+                options.smp = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=8).contains(n))
+                    .ok_or_else(|| format!("--smp {v}: need 1 to 8 CPUs"))?;
+            }
+            "--mem" => options.memory = value()?,
+            "--cpu" => options.cpu = value()?,
+            "--timeout" => {
+                let v = value()?;
+                options.timeout = Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| format!("--timeout {v}: need whole seconds"))?,
+                );
+            }
+            "-h" | "--help" => return Err(RUN_USAGE.into()),
+            other => return Err(format!("unknown option `{other}`\n{RUN_USAGE}")),
+        }
+    }
+    if options.kernel.is_some() != options.initrd.is_some() {
+        return Err(format!("--kernel and --initrd go together\n{RUN_USAGE}"));
+    }
+    Ok(options)
+}
+
+/// Builds hv, prepares the guest bundle, boots QEMU and reports hv's exit
+/// status as the command's.
 pub fn run(args: &[String]) -> Result<(), String> {
-    let _image = build(args)?;
+    let options = parse_run_options(args)?;
+    let image = build(&[])?;
     setup::qemu()?;
-    Err("booting hv on QEMU is not built yet (issue 5)".into())
+    let (kernel, initrd) = match (&options.kernel, &options.initrd) {
+        (Some(k), Some(i)) => (k.clone(), i.clone()),
+        _ => guest::default_guest()?,
+    };
+    let cmdline = options
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| guest::DEFAULT_CMDLINE.to_string());
+    let bundle = guest::cache_dir().join("bundle-run.bin");
+    guest::write_bundle(&kernel, &initrd, &cmdline, &bundle)?;
+    let machine = Machine {
+        cpu: options.cpu.clone(),
+        smp: options.smp,
+        memory: options.memory.clone(),
+        hv_image: image,
+        bundle,
+        timeout: options.timeout,
+    };
+    let outcome = machine.boot(true, &[])?;
+    match (outcome.timed_out, outcome.status) {
+        (true, _) => Err(format!(
+            "no result after {} s: QEMU was stopped",
+            options.timeout.as_secs()
+        )),
+        (false, Some(0)) => {
+            println!("xtask: the guest powered off cleanly");
+            Ok(())
+        }
+        (false, Some(2)) => {
+            Err("the guest reset the machine (PSCI SYSTEM_RESET) instead of powering off".into())
+        }
+        (false, status) => Err(format!("hv ended with status {status:?}")),
+    }
+}
+
+/// One case of the QEMU matrix.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    cpu: &'static str,
+    smp: u32,
+    memory: &'static str,
+}
+
+/// Every value of each dimension appears: both CPU models, 1 and 4 CPUs,
+/// 512 MiB and 2 GiB; each model is tried with 1 and 4 CPUs.
+const MATRIX: &[Case] = &[
+    Case {
+        cpu: "max,pauth-impdef=on",
+        smp: 1,
+        memory: "512M",
+    },
+    Case {
+        cpu: "max,pauth-impdef=on",
+        smp: 4,
+        memory: "2G",
+    },
+    Case {
+        cpu: "neoverse-n1",
+        smp: 1,
+        memory: "2G",
+    },
+    Case {
+        cpu: "neoverse-n1",
+        smp: 4,
+        memory: "512M",
+    },
+];
+
+/// Seconds one boot may take before it counts as hung.
+const CASE_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Why a case failed, from its outcome; None if it passed.
+fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
+    let expected = format!("{MARKER} cpus={}", case.smp);
+    let marker = outcome.matches.iter().find(|l| l.contains(MARKER));
+    let panic = outcome
+        .tail
+        .iter()
+        .find(|l| l.contains("hv: PANIC") || l.contains("hv: error") || l.contains("Kernel panic"));
+    if outcome.timed_out {
+        return Some(format!("timeout after {} s", CASE_TIMEOUT.as_secs()));
+    }
+    if let Some(line) = panic {
+        return Some(format!("panic: {line}"));
+    }
+    match marker {
+        None => Some(format!(
+            "no `{MARKER}` marker; QEMU exit status {:?}",
+            outcome.status
+        )),
+        Some(line) if !line.contains(&format!("{expected} ")) => {
+            Some(format!("wrong marker: expected `{expected}`, got `{line}`"))
+        }
+        Some(_) if outcome.status != Some(0) => Some(format!(
+            "marker seen but hv's exit status was {:?}, not 0 (guest powered off)",
+            outcome.status
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The QEMU test matrix: one boot per case, sequentially (the machine has
+/// two cores and a 4-CPU guest uses both).
+pub fn test() -> Result<(), String> {
+    let image = build(&[])?;
+    setup::qemu()?;
+    let (kernel, initrd) = guest::default_guest()?;
+    let bundle = guest::cache_dir().join("bundle-test.bin");
+    guest::write_bundle(&kernel, &initrd, guest::DEFAULT_CMDLINE, &bundle)?;
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for case in MATRIX {
+        let machine = Machine {
+            cpu: case.cpu.into(),
+            smp: case.smp,
+            memory: case.memory.into(),
+            hv_image: image.clone(),
+            bundle: bundle.clone(),
+            timeout: CASE_TIMEOUT,
+        };
+        let name = format!("-cpu {} -smp {} -m {}", case.cpu, case.smp, case.memory);
+        let outcome = machine.boot(false, &[MARKER])?;
+        match verdict(case, &outcome) {
+            None => println!(
+                "xtask: qemu {name}: ok in {:.1} s ({})",
+                outcome.elapsed.as_secs_f64(),
+                outcome.matches.first().map_or("", |l| l.trim())
+            ),
+            Some(why) => {
+                println!("xtask: qemu {name}: FAILED: {why}; last console lines:");
+                for line in &outcome.tail {
+                    println!("    | {line}");
+                }
+                failures.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    println!(
+        "xtask: qemu matrix: {} passed, {} failed ({:.0} s)",
+        MATRIX.len() - failures.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn run_options() {
+        let o = parse_run_options(&args(&[
+            "--kernel",
+            "k",
+            "--initrd",
+            "i",
+            "--smp",
+            "4",
+            "--mem",
+            "2G",
+            "--cmdline",
+            "a b",
+        ]))
+        .unwrap();
+        assert_eq!(o.kernel, Some("k".into()));
+        assert_eq!(o.smp, 4);
+        assert_eq!(o.memory, "2G");
+        assert_eq!(o.cmdline.as_deref(), Some("a b"));
+        assert!(parse_run_options(&args(&["--kernel", "k"])).is_err());
+        assert!(parse_run_options(&args(&["--smp", "9"])).is_err());
+        assert!(parse_run_options(&args(&["--smp"])).is_err());
+        assert!(parse_run_options(&args(&["--bogus"])).is_err());
+    }
+
+    fn outcome(status: Option<i32>, lines: &[&str]) -> Outcome {
+        Outcome {
+            status,
+            timed_out: status.is_none(),
+            elapsed: Duration::from_secs(1),
+            tail: lines.iter().map(|s| s.to_string()).collect::<VecDeque<_>>(),
+            matches: lines
+                .iter()
+                .filter(|l| l.contains(MARKER))
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let case = Case {
+            cpu: "max",
+            smp: 4,
+            memory: "2G",
+        };
+        let ok = "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3";
+        assert_eq!(verdict(&case, &outcome(Some(0), &[ok])), None);
+        assert!(verdict(&case, &outcome(None, &[]))
+            .unwrap()
+            .starts_with("timeout"));
+        assert!(verdict(&case, &outcome(Some(1), &["hv: PANIC: at x.rs:1"]))
+            .unwrap()
+            .starts_with("panic"));
+        assert!(verdict(
+            &case,
+            &outcome(Some(0), &["UMBRA-GUEST-OK cpus=1 online=0"])
+        )
+        .unwrap()
+        .starts_with("wrong marker"));
+        assert!(verdict(&case, &outcome(Some(2), &[ok]))
+            .unwrap()
+            .contains("exit status"));
+        assert!(verdict(&case, &outcome(Some(0), &["nothing"]))
+            .unwrap()
+            .starts_with("no `"));
+    }
 }

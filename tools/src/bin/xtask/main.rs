@@ -2,7 +2,9 @@
 //! test; both install what they need on first use (see `setup`).
 #![forbid(unsafe_code)]
 
+mod guest;
 mod hv;
+mod qemu;
 mod setup;
 mod test;
 
@@ -16,6 +18,7 @@ commands:
   run [hv options]   boot hv on QEMU with a guest (the main job)
   test               run every test: fmt, clippy, host tests, loom models, QEMU boots
   build-hv           build the hv image for aarch64-unknown-none
+  hv-test            only the QEMU boot matrix of hv (also part of `test`)
   setup              install the toolchain and packages the other commands need
 ";
 
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         "build-hv" => hv::build(rest).map(|image| {
             println!("xtask: hv image at {}", image.display());
         }),
+        "hv-test" => hv::test(),
         "setup" => setup::all(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

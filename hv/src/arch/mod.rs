@@ -1,0 +1,858 @@
+//! hv on the machine: boot, EL2 set-up, the guest's exits. Built only for
+//! aarch64-unknown-none; the decisions it applies live in the portable
+//! modules and are tested on the host.
+
+pub mod boot;
+pub mod console;
+pub mod cpu;
+
+use crate::bundle::{Bundle, ImageHeader};
+use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
+use crate::guest_dt::{self, GuestConfig};
+use crate::inject::{self, ReturnState};
+use crate::layout::GuestLayout;
+use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
+use crate::platform::{self, Conduit, Options, Platform, Region, MAX_CPUS};
+use crate::println;
+use crate::psci::{self, PsciHost, PsciOutcome, VcpuPower};
+use crate::sysregs::{self, CpuFeatures};
+use alloc::boxed::Box;
+use alloc::vec;
+use arrayvec::ArrayVec;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use cpu::{read_sysreg, write_sysreg};
+
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+const STACK_SIZE: usize = 64 * 1024;
+const HEAP_SIZE: usize = 8 << 20;
+const STAGE1_TABLES: usize = 32;
+const STAGE2_TABLES: usize = 64;
+/// The guest's VMID (there is one guest).
+const GUEST_VMID: u64 = 1;
+
+/// A guest's general-purpose state as the exception vectors save it.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct GuestFrame {
+    pub x: [u64; 31],
+    /// ELR_EL2: where the guest resumes.
+    pub elr: u64,
+    /// SPSR_EL2: the guest's PSTATE.
+    pub spsr: u64,
+    _pad: u64,
+}
+
+impl GuestFrame {
+    const ZERO: Self = Self {
+        x: [0; 31],
+        elr: 0,
+        spsr: 0,
+        _pad: 0,
+    };
+
+    /// Register `n` as an instruction sees it (31 is the zero register).
+    fn reg(&self, n: u8) -> u64 {
+        self.x.get(n as usize).copied().unwrap_or(0)
+    }
+
+    fn set_reg(&mut self, n: u8, value: u64) {
+        if let Some(r) = self.x.get_mut(n as usize) {
+            *r = value;
+        }
+    }
+}
+
+#[derive(Debug)]
+#[repr(C, align(16))]
+pub struct Stack<const N: usize>([u8; N]);
+
+// The stacks, heap and stage-1 tables are in .bss, zeroed by the entry code.
+// They are only ever reached through raw pointers (`&raw mut`).
+pub static mut BOOT_STACK: Stack<BOOT_STACK_SIZE> = Stack([0; BOOT_STACK_SIZE]);
+static mut STACKS: [Stack<STACK_SIZE>; MAX_CPUS] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS];
+#[derive(Debug)]
+#[repr(C, align(4096))]
+struct Heap([u8; HEAP_SIZE]);
+static mut HEAP: Heap = Heap([0; HEAP_SIZE]);
+static mut STAGE1: [Table; STAGE1_TABLES] = [const { Table::EMPTY }; STAGE1_TABLES];
+
+#[global_allocator]
+static ALLOCATOR: buddy_system_allocator::LockedHeap<32> =
+    buddy_system_allocator::LockedHeap::empty();
+
+/// What a secondary CPU needs before its MMU is on (read by boot.rs at the
+/// offsets below; cleaned to memory before the CPU is started).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct SecondaryBoot {
+    stack_top: u64,
+    mair: u64,
+    tcr: u64,
+    ttbr: u64,
+    sctlr: u64,
+    index: u64,
+}
+
+/// Per-vCPU slots written by one CPU and read by another after a PSCI call.
+struct VcpuSlots {
+    entry: [AtomicU64; MAX_CPUS],
+    context: [AtomicU64; MAX_CPUS],
+    frames: [UnsafeCell<GuestFrame>; MAX_CPUS],
+}
+
+// SAFETY: `frames[i]` is only touched by the CPU running vCPU i (to build
+// its entry frame); the atomics are Sync on their own.
+unsafe impl Sync for VcpuSlots {}
+
+static SLOTS: VcpuSlots = VcpuSlots {
+    entry: [const { AtomicU64::new(0) }; MAX_CPUS],
+    context: [const { AtomicU64::new(0) }; MAX_CPUS],
+    frames: [const { UnsafeCell::new(GuestFrame::ZERO) }; MAX_CPUS],
+};
+
+/// Everything fixed once the boot CPU has set the machine up.
+#[derive(Debug)]
+struct Hv {
+    platform: Platform,
+    features: CpuFeatures,
+    guest_memory: ArrayVec<Region, 16>,
+    vttbr: u64,
+    vtcr: u64,
+    secondary_boot: [SecondaryBoot; MAX_CPUS],
+}
+
+static HV: spin::Once<Hv> = spin::Once::new();
+static POWER: VcpuPower = VcpuPower::new();
+static SEMIHOSTING_EXIT: AtomicBool = AtomicBool::new(false);
+/// 0 = unknown (no PSCI), 1 = SMC.
+static PSCI_SMC: AtomicU8 = AtomicU8::new(0);
+static MMU_ON: AtomicBool = AtomicBool::new(false);
+static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
+static LAST_PHASE: AtomicU64 = AtomicU64::new(0);
+
+/// hv's exit status, as the emulator reports it with `hv.exit=semihosting`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitStatus {
+    /// The guest called PSCI SYSTEM_OFF.
+    GuestPoweredOff = 0,
+    /// hv could not run (missing hardware, bad input), panicked, or the
+    /// guest did something hv cannot continue from.
+    Failure = 1,
+    /// The guest called PSCI SYSTEM_RESET (Linux does on panic with panic=-1).
+    GuestReset = 2,
+}
+
+/// Ends the run: semihosting SYS_EXIT with `status` when enabled, otherwise
+/// PSCI SYSTEM_OFF (SYSTEM_RESET for a guest reset), else stop this CPU.
+pub fn exit(status: ExitStatus) -> ! {
+    if SEMIHOSTING_EXIT.load(Ordering::Relaxed) {
+        // ADP_Stopped_ApplicationExit with the status as subcode.
+        let block: [u64; 2] = [0x2_0026, status as u64];
+        // SAFETY: semihosting SYS_EXIT (0x18) reads the two-word block at x1
+        // and does not return; `hv.exit=semihosting` says it is available.
+        unsafe {
+            core::arch::asm!("hlt #0xf000", in("x0") 0x18u64, in("x1") block.as_ptr(), options(nostack));
+        }
+    }
+    if PSCI_SMC.load(Ordering::Relaxed) == 1 {
+        let _ = match status {
+            ExitStatus::GuestReset => smccc::psci::system_reset::<smccc::Smc>(),
+            _ => smccc::psci::system_off::<smccc::Smc>(),
+        };
+    }
+    loop {
+        // SAFETY: parks this CPU.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+/// One clear line, then a failure exit.
+fn fail(args: fmt::Arguments<'_>) -> ! {
+    if MMU_ON.load(Ordering::Relaxed) {
+        console::print(format_args!("hv: error: {args}\n"));
+    } else {
+        console::print_unlocked(format_args!("hv: error: {args}\n"));
+    }
+    exit(ExitStatus::Failure)
+}
+
+/// Prints a boot phase: time since the counter started, time since the
+/// previous phase.
+fn phase(args: fmt::Arguments<'_>) {
+    let now = cpu::counter();
+    let last = LAST_PHASE.swap(now, Ordering::Relaxed);
+    let since_start = cpu::micros(0, now);
+    let took = cpu::micros(last, now);
+    let line = format_args!(
+        "hv: [{:>5}.{:06} s] {:>7} us  {}\n",
+        since_start / 1_000_000,
+        since_start % 1_000_000,
+        took,
+        args
+    );
+    if MMU_ON.load(Ordering::Relaxed) {
+        console::print(line);
+    } else {
+        console::print_unlocked(line);
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::print_unlocked(format_args!("\nhv: PANIC: {info}\n"));
+    exit(ExitStatus::Failure)
+}
+
+fn read_features() -> CpuFeatures {
+    CpuFeatures {
+        id_aa64pfr0: read_sysreg!("id_aa64pfr0_el1"),
+        id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
+        id_aa64mmfr0: read_sysreg!("id_aa64mmfr0_el1"),
+        id_aa64mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
+        id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"),
+        id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
+        id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"),
+    }
+}
+
+fn align_down(value: u64, align: u64) -> u64 {
+    value & !(align - 1)
+}
+
+fn align_up(value: u64, align: u64) -> u64 {
+    (value + align - 1) & !(align - 1)
+}
+
+/// The boot CPU's Rust entry: x0 from the loader (the device tree), the
+/// counter at entry, and CurrentEL.
+extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
+    BOOT_COUNTER.store(entry_counter, Ordering::Relaxed);
+    LAST_PHASE.store(entry_counter, Ordering::Relaxed);
+    if dtb == 0 {
+        // No device tree, so no console to say so: stop.
+        exit(ExitStatus::Failure);
+    }
+    // SAFETY: the boot protocol puts a flattened device tree at x0; its
+    // header is validated and its size bounds every read.
+    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(fdt) => fdt,
+        Err(_) => exit(ExitStatus::Failure),
+    };
+    match platform::find_console(&fdt) {
+        Ok((uart, _)) => console::init(uart.base),
+        Err(_) => exit(ExitStatus::Failure),
+    }
+    let options = match Options::from_fdt(&fdt) {
+        Ok(options) => options,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    SEMIHOSTING_EXIT.store(options.semihosting_exit, Ordering::Relaxed);
+    phase(format_args!(
+        "hv entered at EL{} (image at {:#x}, device tree at {dtb:#x})",
+        (current_el >> 2) & 3,
+        &raw const boot::__image_start as u64
+    ));
+    let platform = match Platform::discover(&fdt) {
+        Ok(p) => p,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    if platform.psci == Conduit::Smc {
+        PSCI_SMC.store(1, Ordering::Relaxed);
+    }
+    if (current_el >> 2) & 3 != 2 {
+        fail(format_args!(
+            "hv must be entered at EL2 but was entered at EL{}; boot it with virtualization enabled",
+            (current_el >> 2) & 3
+        ));
+    }
+    if platform.psci == Conduit::Hvc {
+        fail(format_args!(
+            "the device tree says PSCI is reached by HVC, which cannot reach firmware from EL2"
+        ));
+    }
+    let features = read_features();
+    if !features.has_gic_sysregs() {
+        fail(format_args!(
+            "this CPU has no GICv3 system-register interface (ID_AA64PFR0_EL1.GIC is 0)"
+        ));
+    }
+    let mpidr = read_sysreg!("mpidr_el1");
+    let Some(boot_cpu) = platform.cpu_index(mpidr) else {
+        fail(format_args!(
+            "the boot CPU (MPIDR {mpidr:#x}) is not under /cpus"
+        ));
+    };
+    let memory_mib: u64 = platform.memory.iter().map(|r| r.size >> 20).sum();
+    phase(format_args!(
+        "device tree: {} CPUs, {} MiB in {} region(s), GICv3 at {:#x}, PL011 at {:#x}, PSCI via SMC, timer PPIs {}/{}/{}",
+        platform.cpus.len(),
+        memory_mib,
+        platform.memory.len(),
+        platform.gic_distributor.base,
+        platform.uart.base,
+        platform.timer.physical,
+        platform.timer.virtual_,
+        platform.timer.hypervisor,
+    ));
+
+    let Some(pa_bits) = pagetable::pa_range_bits(features.pa_range()) else {
+        fail(format_args!("reserved PARange {:#x}", features.pa_range()));
+    };
+    let (ttbr, tcr) = enable_stage1(&platform, pa_bits);
+    phase(format_args!(
+        "stage 1 on: hv identity-mapped, MMU and caches enabled"
+    ));
+
+    // SAFETY: the heap is hv's own .bss array, handed to the allocator once.
+    unsafe { ALLOCATOR.lock().init(&raw mut HEAP as usize, HEAP_SIZE) };
+    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
+    cpu::isb();
+    phase(format_args!(
+        "heap ({} MiB) and exception vectors ready",
+        HEAP_SIZE >> 20
+    ));
+
+    let hv = load_guest(&fdt, platform, features, pa_bits, boot_cpu, ttbr, tcr);
+    enter_guest_on_this_cpu(
+        hv,
+        boot_cpu,
+        (&raw const BOOT_STACK) as u64 + BOOT_STACK_SIZE as u64,
+    )
+}
+
+/// Builds hv's stage-1 identity map (memory, hv's image, the console and
+/// GIC) and turns the MMU and caches on. Returns TTBR0_EL2 and TCR_EL2.
+fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
+    // SAFETY: called once, on the boot CPU, before anything else uses the
+    // stage-1 pool; the tables live for the rest of the run.
+    let pool: &'static mut [Table] = unsafe { &mut *(&raw mut STAGE1) };
+    let input_bits = pa_bits.min(48);
+    let start = pagetable::stage1_start_level(pa_bits);
+    let Some(mut tree) = TableTree::new(pool, Regime::El2Stage1, start, input_bits) else {
+        fail(format_args!("no stage-1 geometry for a {pa_bits}-bit PA"));
+    };
+    let image_start = align_down(&raw const boot::__image_start as u64, 4096);
+    let image_end = align_up(&raw const boot::__image_end as u64, 4096);
+    let image = Region {
+        base: image_start,
+        size: image_end - image_start,
+    };
+    if !platform
+        .memory
+        .iter()
+        .any(|m| m.base <= image.base && image.end() <= m.end())
+    {
+        fail(format_args!("hv's image {image_start:#x}..{image_end:#x} is not inside the memory the device tree lists"));
+    }
+    let mut map = |region: Region, kind| {
+        let base = align_down(region.base, 4096);
+        let size = align_up(region.end(), 4096) - base;
+        if let Err(e) = tree.map(base, base, size, kind) {
+            fail(format_args!("stage 1: {e}"));
+        }
+    };
+    for region in &platform.memory {
+        map(*region, MemoryKind::Normal);
+    }
+    map(platform.uart, MemoryKind::Device);
+    map(platform.gic_distributor, MemoryKind::Device);
+    for region in &platform.gic_redistributors {
+        map(*region, MemoryKind::Device);
+    }
+    let ttbr = tree.root_address();
+    let tcr = pagetable::tcr_el2(pa_bits);
+    // The tables and everything else written so far went to memory with the
+    // data cache off: drop any stale lines before the cache is used.
+    cpu::invalidate_dcache(image.base, image.size);
+    write_sysreg!("mair_el2", MAIR_EL2);
+    write_sysreg!("tcr_el2", tcr);
+    write_sysreg!("ttbr0_el2", ttbr);
+    cpu::isb();
+    // SAFETY: invalidates this CPU's EL2 TLB before the MMU is enabled.
+    unsafe { core::arch::asm!("tlbi alle2", "dsb nsh", "isb", options(nostack)) };
+    write_sysreg!("sctlr_el2", sysregs::SCTLR_EL2_MMU_ON);
+    cpu::isb();
+    cpu::invalidate_icache();
+    MMU_ON.store(true, Ordering::Release);
+    (ttbr, tcr)
+}
+
+/// Unpacks the guest bundle into guest memory, writes the guest's device
+/// tree, and builds its stage 2.
+fn load_guest(
+    fdt: &fdt::Fdt<'_>,
+    platform: Platform,
+    features: CpuFeatures,
+    pa_bits: u8,
+    boot_cpu: usize,
+    ttbr: u64,
+    tcr: u64,
+) -> &'static Hv {
+    let Some(bundle_region) = platform.initrd else {
+        fail(format_args!(
+            "no guest: hv expects an Umbra guest bundle as its initrd (see `cargo xtask run`)"
+        ));
+    };
+    if !platform
+        .memory
+        .iter()
+        .any(|m| m.base <= bundle_region.base && bundle_region.end() <= m.end())
+    {
+        fail(format_args!(
+            "the initrd {:#x}+{:#x} is not inside memory",
+            bundle_region.base, bundle_region.size
+        ));
+    }
+    // SAFETY: the region was checked to lie in RAM, which is mapped; nothing
+    // writes it while this borrow lives (the copies below avoid it).
+    let bytes = unsafe {
+        core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
+    };
+    let bundle = match Bundle::parse(bytes) {
+        Ok(b) => b,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    let image = match ImageHeader::parse(bundle.kernel) {
+        Ok(i) => i,
+        Err(e) => fail(format_args!("{e}")),
+    };
+
+    // Guest memory: all RAM except hv's own 2 MiB-aligned image.
+    let hv_start = align_down(&raw const boot::__image_start as u64, 2 << 20);
+    let hv_end = align_up(&raw const boot::__image_end as u64, 2 << 20);
+    let mut guest_memory: ArrayVec<Region, 16> = ArrayVec::new();
+    for m in &platform.memory {
+        let pieces = [
+            (m.base, m.end().min(hv_start)),
+            (m.base.max(hv_end), m.end()),
+        ];
+        for (start, end) in pieces {
+            let (start, end) = (align_up(start, 2 << 20), align_down(end, 2 << 20));
+            if end > start
+                && guest_memory
+                    .try_push(Region {
+                        base: start,
+                        size: end - start,
+                    })
+                    .is_err()
+            {
+                fail(format_args!("too many guest memory regions"));
+            }
+        }
+    }
+    let Some(main_region) = guest_memory.iter().copied().max_by_key(|r| r.size) else {
+        fail(format_args!(
+            "no memory left for the guest after hv's own {:#x}..{:#x}",
+            hv_start, hv_end
+        ));
+    };
+
+    let dt_config = |initrd| GuestConfig {
+        memory: &guest_memory,
+        bootargs: bundle.cmdline,
+        initrd,
+        psci: Conduit::Hvc,
+    };
+    let placeholder = (!bundle.initrd.is_empty()).then_some(Region {
+        base: 0,
+        size: bundle.initrd.len() as u64,
+    });
+    let dtb_size = match guest_dt::build(fdt, &platform, &dt_config(placeholder)) {
+        Ok(blob) => blob.len() as u64,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    let layout = match GuestLayout::plan(
+        main_region,
+        bundle_region,
+        image,
+        bundle.initrd.len() as u64,
+        dtb_size,
+    ) {
+        Ok(l) => l,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    let dtb = match guest_dt::build(fdt, &platform, &dt_config(layout.initrd)) {
+        Ok(blob) => blob,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    phase(format_args!(
+        "guest bundle: kernel {} KiB, initrd {} KiB, device tree {} bytes, cmdline \"{}\"",
+        bundle.kernel.len() >> 10,
+        bundle.initrd.len() >> 10,
+        dtb.len(),
+        bundle.cmdline
+    ));
+
+    // Copy (memmove: the host device tree may lie under a destination, but
+    // the bundle never does).
+    let copy = |to: Region, data: &[u8]| {
+        // SAFETY: `to` lies in guest memory (planned inside `main_region`),
+        // which is mapped and not hv's; `data` is readable and at least
+        // `to.size` long only up to data.len(), which is what is copied.
+        unsafe { core::ptr::copy(data.as_ptr(), to.base as *mut u8, data.len()) };
+        cpu::clean_invalidate_dcache(to.base, to.size.max(data.len() as u64));
+    };
+    // The kernel's bss (image_size beyond the file) must read as zero.
+    // SAFETY: the whole `layout.kernel` region is guest memory.
+    unsafe {
+        core::ptr::write_bytes(
+            (layout.kernel.base + bundle.kernel.len() as u64) as *mut u8,
+            0,
+            (layout.kernel.size - bundle.kernel.len() as u64) as usize,
+        )
+    };
+    copy(layout.kernel, bundle.kernel);
+    if let Some(initrd) = layout.initrd {
+        copy(initrd, bundle.initrd);
+    }
+    copy(layout.dtb, &dtb);
+    cpu::invalidate_icache();
+    phase(format_args!(
+        "guest images placed: kernel at {:#x}, initrd at {:#x}, device tree at {:#x}",
+        layout.kernel.base,
+        layout.initrd.map_or(0, |r| r.base),
+        layout.dtb.base
+    ));
+
+    let (ipa_bits, start_level) = pagetable::stage2_geometry(pa_bits);
+    let pool: &'static mut [Table] =
+        Box::leak(vec![Table::EMPTY; STAGE2_TABLES].into_boxed_slice());
+    let Some(mut stage2) = TableTree::new(pool, Regime::Stage2, start_level, ipa_bits) else {
+        fail(format_args!("no stage-2 geometry for a {pa_bits}-bit PA"));
+    };
+    let mut map = |region: Region, kind| {
+        let base = align_down(region.base, 4096);
+        let size = align_up(region.end(), 4096) - base;
+        if let Err(e) = stage2.map(base, base, size, kind) {
+            fail(format_args!("stage 2: {e}"));
+        }
+    };
+    for region in &guest_memory {
+        map(*region, MemoryKind::Normal);
+    }
+    // The GIC is the guest's (passthrough); the UART is not mapped, so its
+    // accesses trap and are forwarded (see `emulate_mmio`).
+    map(platform.gic_distributor, MemoryKind::Device);
+    for region in &platform.gic_redistributors {
+        map(*region, MemoryKind::Device);
+    }
+    let tables = stage2.tables();
+    cpu::clean_invalidate_dcache(
+        tables.as_ptr() as u64,
+        core::mem::size_of_val(tables) as u64,
+    );
+    let vttbr = GUEST_VMID << 48 | stage2.root_address();
+    let vtcr = pagetable::vtcr_el2(pa_bits, ipa_bits, start_level);
+    phase(format_args!(
+        "stage 2: {} MiB of guest memory, {}-bit IPA from level {}, {} tables",
+        guest_memory.iter().map(|r| r.size >> 20).sum::<u64>(),
+        ipa_bits,
+        start_level,
+        stage2.tables_used()
+    ));
+
+    let mut secondary_boot = [SecondaryBoot::default(); MAX_CPUS];
+    for (index, record) in secondary_boot.iter_mut().enumerate() {
+        *record = SecondaryBoot {
+            stack_top: (&raw const STACKS) as u64 + ((index + 1) * STACK_SIZE) as u64,
+            mair: MAIR_EL2,
+            tcr,
+            ttbr,
+            sctlr: sysregs::SCTLR_EL2_MMU_ON,
+            index: index as u64,
+        };
+    }
+    let hv = HV.call_once(|| Hv {
+        platform,
+        features,
+        guest_memory,
+        vttbr,
+        vtcr,
+        secondary_boot,
+    });
+    let records = &hv.secondary_boot;
+    cpu::clean_invalidate_dcache(
+        records.as_ptr() as u64,
+        core::mem::size_of_val(records) as u64,
+    );
+
+    let frame = GuestFrame {
+        x: {
+            let mut x = [0; 31];
+            x[0] = layout.dtb.base;
+            x
+        },
+        elr: layout.kernel.base,
+        spsr: sysregs::GUEST_ENTRY_PSTATE,
+        _pad: 0,
+    };
+    // SAFETY: slot `boot_cpu` belongs to this CPU, which is not in a guest.
+    unsafe { *SLOTS.frames[boot_cpu].get() = frame };
+    hv
+}
+
+/// Programs this CPU's EL2 for running the guest.
+fn configure_el2(hv: &Hv, vcpu: usize) {
+    let f = &hv.features;
+    write_sysreg!("hcr_el2", sysregs::hcr_el2(f));
+    write_sysreg!("cptr_el2", sysregs::cptr_el2(f));
+    write_sysreg!("mdcr_el2", sysregs::mdcr_el2(f, read_sysreg!("pmcr_el0")));
+    write_sysreg!("cnthctl_el2", sysregs::CNTHCTL_EL2);
+    write_sysreg!("cntvoff_el2", 0);
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
+    write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
+    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    if f.has_fgt() {
+        let untrapped = sysregs::hfgxtr_el2(f);
+        write_sysreg!("s3_4_c1_c1_4", untrapped); // HFGRTR_EL2
+        write_sysreg!("s3_4_c1_c1_5", untrapped); // HFGWTR_EL2
+        write_sysreg!("s3_4_c1_c1_6", 0); // HFGITR_EL2
+        write_sysreg!("s3_4_c3_c1_4", 0); // HDFGRTR_EL2
+        write_sysreg!("s3_4_c3_c1_5", 0); // HDFGWTR_EL2
+    }
+    if f.has_hcx() {
+        write_sysreg!("s3_4_c1_c2_2", sysregs::hcrx_el2(f)); // HCRX_EL2
+    }
+    if f.has_sve() {
+        write_sysreg!("s3_4_c1_c2_0", 0xf); // ZCR_EL2: the longest vectors
+    }
+    if f.has_sme() {
+        write_sysreg!("s3_4_c1_c2_6", 0xf); // SMCR_EL2: the longest vectors
+    }
+    write_sysreg!("vtcr_el2", hv.vtcr);
+    write_sysreg!("vttbr_el2", hv.vttbr);
+    write_sysreg!("tpidr_el2", vcpu as u64);
+    cpu::isb();
+    // SAFETY: drops this CPU's stale stage-1+2 TLB entries for the VMID.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+fn enter_guest_on_this_cpu(hv: &Hv, vcpu: usize, stack_top: u64) -> ! {
+    configure_el2(hv, vcpu);
+    POWER.set_on(vcpu);
+    // SAFETY: the frame slot of this vCPU was filled for this entry; the
+    // stack top is this CPU's own, and nothing on the current stack is
+    // needed after the jump.
+    unsafe { boot::hv_enter_guest(SLOTS.frames[vcpu].get(), stack_top) }
+}
+
+/// A secondary CPU's Rust entry, MMU already on (boot.rs).
+extern "C" fn secondary_main(index: u64, entry_counter: u64) -> ! {
+    let Some(hv) = HV.get() else {
+        fail(format_args!("secondary CPU started before hv was ready"));
+    };
+    let vcpu = index as usize;
+    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
+    cpu::isb();
+    let frame = GuestFrame {
+        x: {
+            let mut x = [0; 31];
+            x[0] = SLOTS.context[vcpu].load(Ordering::Acquire);
+            x
+        },
+        elr: SLOTS.entry[vcpu].load(Ordering::Acquire),
+        spsr: sysregs::GUEST_ENTRY_PSTATE,
+        _pad: 0,
+    };
+    // SAFETY: slot `vcpu` belongs to this CPU, which is not in a guest.
+    unsafe { *SLOTS.frames[vcpu].get() = frame };
+    println!(
+        "hv: cpu {vcpu} (MPIDR {:#x}) up in {} us, entering the guest at {:#x}",
+        read_sysreg!("mpidr_el1") & 0xff_00ff_ffff,
+        cpu::micros(entry_counter, cpu::counter()),
+        frame.elr
+    );
+    enter_guest_on_this_cpu(hv, vcpu, hv.secondary_boot[vcpu].stack_top)
+}
+
+/// An exception taken from hv itself: a bug in hv. Report and stop.
+extern "C" fn hv_exception(frame: &GuestFrame, kind: u64) -> ! {
+    let esr = read_sysreg!("esr_el2");
+    let far = read_sysreg!("far_el2");
+    console::print_unlocked(format_args!(
+        "\nhv: PANIC: exception in hv (vector {kind}): ESR_EL2 {esr:#x} ({:?}) ELR_EL2 {:#x} FAR_EL2 {far:#x}\n",
+        ExceptionClass::from_esr(esr),
+        frame.elr
+    ));
+    for (i, pair) in frame.x.chunks(4).enumerate() {
+        console::print_unlocked(format_args!("hv:   x{:<2} {:x?}\n", i * 4, pair));
+    }
+    exit(ExitStatus::Failure)
+}
+
+struct HostPsci<'a>(&'a Hv);
+
+impl PsciHost for HostPsci<'_> {
+    fn vcpu_index(&self, mpidr: u64) -> Option<usize> {
+        self.0.platform.cpu_index(mpidr)
+    }
+
+    fn entry_is_valid(&self, entry: u64) -> bool {
+        self.0.guest_memory.iter().any(|r| r.contains(entry))
+    }
+
+    fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {
+        SLOTS.entry[vcpu].store(entry, Ordering::Release);
+        SLOTS.context[vcpu].store(context, Ordering::Release);
+        cpu::dsb_ish();
+        let record = &self.0.secondary_boot[vcpu] as *const SecondaryBoot as u64;
+        smccc::psci::cpu_on::<smccc::Smc>(
+            self.0.platform.cpus[vcpu],
+            boot::hv_secondary_entry as *const () as u64,
+            record,
+        )
+        .map_err(i64::from)
+    }
+}
+
+/// A guest exit: `kind` is 0 for a synchronous exception, 1 IRQ, 2 FIQ,
+/// 3 SError. Returns to resume the guest with `frame`.
+extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
+    let vcpu = read_sysreg!("tpidr_el2") as usize;
+    let Some(hv) = HV.get() else {
+        fail(format_args!("guest exit before hv was ready"));
+    };
+    match kind {
+        0 => {}
+        3 => guest_crash(frame, "an SError (asynchronous external abort) reached hv"),
+        _ => guest_crash(
+            frame,
+            "a physical interrupt was routed to EL2, but the guest owns them",
+        ),
+    }
+    let esr = read_sysreg!("esr_el2");
+    match ExceptionClass::from_esr(esr) {
+        ExceptionClass::HvcAarch64 | ExceptionClass::SmcAarch64 => {
+            if ExceptionClass::from_esr(esr) == ExceptionClass::SmcAarch64 {
+                // A trapped SMC returns to the SMC itself.
+                frame.elr += 4;
+            }
+            let function = frame.x[0] as u32;
+            let args = [frame.x[1], frame.x[2], frame.x[3]];
+            match psci::handle(function, args, vcpu, &POWER, &HostPsci(hv)) {
+                PsciOutcome::Return(value) => frame.x[0] = value,
+                PsciOutcome::CpuOff => {
+                    let result = smccc::psci::cpu_off::<smccc::Smc>();
+                    fail(format_args!(
+                        "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
+                    ));
+                }
+                PsciOutcome::SystemOff => {
+                    println!("hv: the guest called PSCI SYSTEM_OFF; powering off ({} ms after hv started)", cpu::micros(BOOT_COUNTER.load(Ordering::Relaxed), cpu::counter()) / 1000);
+                    exit(ExitStatus::GuestPoweredOff);
+                }
+                PsciOutcome::SystemReset => {
+                    println!(
+                        "hv: the guest called PSCI SYSTEM_RESET; ending the run with status {}",
+                        ExitStatus::GuestReset as u32
+                    );
+                    exit(ExitStatus::GuestReset);
+                }
+            }
+        }
+        ExceptionClass::DataAbortLower => emulate_mmio(hv, frame, esr),
+        ExceptionClass::InstructionAbortLower => {
+            let far = read_sysreg!("far_el2");
+            println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
+            inject(
+                frame,
+                inject::external_instruction_abort_syndrome(frame.spsr),
+                Some(far),
+            );
+        }
+        // WFI/WFE are not trapped (HCR_EL2.TWI/TWE clear); should one trap,
+        // completing it at once is a permitted spurious wake-up.
+        ExceptionClass::WfxTrap => frame.elr += 4,
+        ExceptionClass::SysRegTrap | ExceptionClass::Unknown => {
+            println!(
+                "hv: guest instruction trapped (ESR_EL2 {esr:#x}) at {:#x}: injecting UNDEFINED",
+                frame.elr
+            );
+            inject(frame, inject::undefined_syndrome(), None);
+        }
+        other => guest_crash(
+            frame,
+            match other {
+                ExceptionClass::SError => "SError",
+                _ => "an exit hv does not handle",
+            },
+        ),
+    }
+}
+
+fn inject(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+    let next = inject::take_sync_exception(
+        &mut cpu::HardwareEl1,
+        ReturnState {
+            pc: frame.elr,
+            pstate: frame.spsr,
+        },
+        esr,
+        far,
+    );
+    frame.elr = next.pc;
+    frame.spsr = next.pstate;
+}
+
+fn guest_crash(frame: &GuestFrame, why: &str) -> ! {
+    console::print_unlocked(format_args!(
+        "\nhv: guest crash: {why} (ESR_EL2 {:#x}, PC {:#x}, PSTATE {:#x})\n",
+        read_sysreg!("esr_el2"),
+        frame.elr,
+        frame.spsr
+    ));
+    exit(ExitStatus::Failure)
+}
+
+/// A guest data abort at an unmapped IPA: the UART's register page is
+/// emulated by forwarding to the real UART; anything else gets the
+/// synchronous external abort a bus would give.
+fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64) {
+    let far = read_sysreg!("far_el2");
+    let hpfar = read_sysreg!("hpfar_el2");
+    let access = MmioAccess::decode(esr, far, hpfar);
+    let uart = hv.platform.uart;
+    match access {
+        Ok(access) if uart.contains(access.ipa) && access.ipa % access.size.bytes() == 0 => {
+            let offset = access.ipa - uart.base;
+            match access.kind {
+                MmioKind::Write { register } => {
+                    console::forward(
+                        offset,
+                        access.size.bytes(),
+                        Some(frame.reg(register) & access.size.mask()),
+                    );
+                }
+                MmioKind::Read { register, .. } => {
+                    let raw = console::forward(offset, access.size.bytes(), None);
+                    frame.set_reg(register, access.load_result(raw));
+                }
+            }
+            frame.elr += 4;
+        }
+        Ok(access) => {
+            println!("hv: guest access to {:#x} ({:?}) has no device behind it: injecting an external abort", access.ipa, access.kind);
+            let write = matches!(access.kind, MmioKind::Write { .. });
+            inject(
+                frame,
+                inject::external_data_abort_syndrome(frame.spsr, write),
+                Some(far),
+            );
+        }
+        Err(reason) => {
+            let why: &dyn fmt::Display = &reason;
+            println!("hv: guest data abort at {far:#x} cannot be emulated ({why}): injecting an external abort");
+            inject(
+                frame,
+                inject::external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0),
+                Some(far),
+            );
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Discovery: everything hv needs to know about the machine, read from the
+//! device tree the loader passed in x0. Nothing about the board is assumed.
+
+use arrayvec::ArrayVec;
+use core::fmt;
+use fdt::node::FdtNode;
+use fdt::Fdt;
+
+/// The most CPUs hv manages (per-CPU stacks and state are static).
+pub const MAX_CPUS: usize = 8;
+const MAX_MEMORY_REGIONS: usize = 8;
+const MAX_REDIST_REGIONS: usize = 4;
+
+/// A physical address range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Region {
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    pub fn contains(&self, address: u64) -> bool {
+        address >= self.base && address < self.end()
+    }
+
+    pub fn overlaps(&self, other: &Region) -> bool {
+        self.base < other.end() && other.base < self.end()
+    }
+}
+
+/// How PSCI calls reach the firmware (the /psci node's `method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    Smc,
+    Hvc,
+}
+
+/// The generic timer's PPIs as interrupt ids (16 + PPI number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerIrqs {
+    pub secure_physical: u32,
+    pub physical: u32,
+    pub virtual_: u32,
+    pub hypervisor: u32,
+}
+
+/// What hv found in the device tree.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub memory: ArrayVec<Region, MAX_MEMORY_REGIONS>,
+    /// The PL011 used as console, with its device-tree path.
+    pub uart: Region,
+    pub uart_path: ArrayString,
+    pub gic_distributor: Region,
+    pub gic_redistributors: ArrayVec<Region, MAX_REDIST_REGIONS>,
+    pub psci: Conduit,
+    /// MPIDR affinity values (the `reg` of each /cpus/cpu node), in tree order.
+    pub cpus: ArrayVec<u64, MAX_CPUS>,
+    pub timer: TimerIrqs,
+    /// The initrd the loader placed (hv's guest bundle), if any.
+    pub initrd: Option<Region>,
+}
+
+/// A small owned path string (device-tree paths of console nodes are short).
+pub type ArrayString = arrayvec::ArrayString<64>;
+
+/// A required thing missing or malformed: one clear line for the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryError {
+    BadDeviceTree,
+    NoMemory,
+    NoConsole,
+    GicV2Only,
+    NoGicV3,
+    NoPsci,
+    UnknownPsciMethod,
+    NoCpus,
+    TooManyCpus(usize),
+    NoTimer,
+    Malformed(&'static str),
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadDeviceTree => {
+                f.write_str("x0 does not point to a valid flattened device tree")
+            }
+            Self::NoMemory => f.write_str("the device tree describes no memory"),
+            Self::NoConsole => f.write_str("no PL011 UART (arm,pl011) in the device tree"),
+            Self::GicV2Only => f.write_str("hv needs a GICv3; the device tree has only a GICv2"),
+            Self::NoGicV3 => f.write_str("hv needs a GICv3 (arm,gic-v3); none in the device tree"),
+            Self::NoPsci => f.write_str("no /psci node: hv needs PSCI to start and stop CPUs"),
+            Self::UnknownPsciMethod => {
+                f.write_str("the /psci node's method is neither smc nor hvc")
+            }
+            Self::NoCpus => f.write_str("no CPUs under /cpus"),
+            Self::TooManyCpus(n) => write!(
+                f,
+                "{n} CPUs in the device tree; hv supports at most {MAX_CPUS}"
+            ),
+            Self::NoTimer => f.write_str("no arm,armv8-timer node with its four interrupts"),
+            Self::Malformed(what) => write!(f, "malformed device tree: {what}"),
+        }
+    }
+}
+
+fn regions<'b, 'a>(node: FdtNode<'b, 'a>) -> impl Iterator<Item = Region> + 'a {
+    node.reg().into_iter().flatten().map(|r| Region {
+        base: r.starting_address as u64,
+        size: r.size.unwrap_or(0) as u64,
+    })
+}
+
+fn is_compatible(node: &FdtNode<'_, '_>, with: &str) -> bool {
+    node.compatible()
+        .is_some_and(|c| c.all().any(|s| s == with))
+}
+
+fn be_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// Reads a big-endian number of 1 or 2 cells.
+pub fn be_number(bytes: &[u8]) -> Option<u64> {
+    match bytes.len() {
+        4 => Some(u32::from_be_bytes(bytes.try_into().ok()?) as u64),
+        8 => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+impl Platform {
+    pub fn discover(fdt: &Fdt<'_>) -> Result<Self, DiscoveryError> {
+        let mut memory = ArrayVec::new();
+        for node in fdt.all_nodes() {
+            let is_memory = node
+                .property("device_type")
+                .and_then(|p| p.as_str())
+                .is_some_and(|t| t == "memory");
+            if is_memory {
+                for region in regions(node).filter(|r| r.size > 0) {
+                    memory
+                        .try_push(region)
+                        .map_err(|_| DiscoveryError::Malformed("more than 8 memory regions"))?;
+                }
+            }
+        }
+        if memory.is_empty() {
+            return Err(DiscoveryError::NoMemory);
+        }
+
+        let (uart, uart_path) = find_console(fdt)?;
+
+        let gic = fdt.find_compatible(&["arm,gic-v3"]);
+        let Some(gic) = gic else {
+            let v2 = ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"];
+            return Err(if fdt.find_compatible(&v2).is_some() {
+                DiscoveryError::GicV2Only
+            } else {
+                DiscoveryError::NoGicV3
+            });
+        };
+        let mut gic_regions = regions(gic);
+        let gic_distributor = gic_regions
+            .next()
+            .ok_or(DiscoveryError::Malformed("GICv3 node has no reg"))?;
+        let redist_count = gic
+            .property("#redistributor-regions")
+            .and_then(|p| p.as_usize())
+            .unwrap_or(1);
+        let mut gic_redistributors = ArrayVec::new();
+        for region in gic_regions.take(redist_count) {
+            gic_redistributors
+                .try_push(region)
+                .map_err(|_| DiscoveryError::Malformed("more than 4 redistributor regions"))?;
+        }
+        if gic_redistributors.is_empty() {
+            return Err(DiscoveryError::Malformed(
+                "GICv3 node has no redistributor region",
+            ));
+        }
+
+        let psci_node = fdt
+            .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
+            .ok_or(DiscoveryError::NoPsci)?;
+        let psci = match psci_node.property("method").and_then(|p| p.as_str()) {
+            Some("smc") => Conduit::Smc,
+            Some("hvc") => Conduit::Hvc,
+            _ => return Err(DiscoveryError::UnknownPsciMethod),
+        };
+
+        let cpus = find_cpus(fdt)?;
+
+        let timer = fdt
+            .find_compatible(&["arm,armv8-timer"])
+            .ok_or(DiscoveryError::NoTimer)?;
+        let cells: ArrayVec<u32, 16> = timer
+            .property("interrupts")
+            .map(|p| be_u32s(p.value).take(16).collect())
+            .unwrap_or_default();
+        // Three cells per interrupt (type, number, flags); PPIs are type 1.
+        if cells.len() < 12 {
+            return Err(DiscoveryError::NoTimer);
+        }
+        let ppi = |i: usize| 16 + cells[i * 3 + 1];
+        let timer = TimerIrqs {
+            secure_physical: ppi(0),
+            physical: ppi(1),
+            virtual_: ppi(2),
+            hypervisor: ppi(3),
+        };
+
+        let initrd = initrd_region(fdt)?;
+        Ok(Self {
+            memory,
+            uart,
+            uart_path,
+            gic_distributor,
+            gic_redistributors,
+            psci,
+            cpus,
+            timer,
+            initrd,
+        })
+    }
+
+    /// The device-tree index of the CPU with this MPIDR affinity.
+    pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
+        let affinity = mpidr & 0xff_00ff_ffff;
+        self.cpus.iter().position(|&id| id == affinity)
+    }
+}
+
+/// The console UART, found on its own so that later discovery errors can
+/// be printed.
+pub fn find_console(fdt: &Fdt<'_>) -> Result<(Region, ArrayString), DiscoveryError> {
+    // Prefer the PL011 that /chosen/stdout-path names, else the first one.
+    let chosen_path = fdt
+        .find_node("/chosen")
+        .and_then(|c| c.property("stdout-path"))
+        .and_then(|p| p.as_str())
+        .map(|s| s.split(':').next().unwrap_or(s));
+    let mut first = None;
+    for node in fdt.all_nodes() {
+        if !is_compatible(&node, "arm,pl011") {
+            continue;
+        }
+        let Some(region) = regions(node).next() else {
+            continue;
+        };
+        let mut path = ArrayString::new();
+        // The tree's PL011s sit under the root on every board hv targets;
+        // a deeper one is still used, found by its unit name.
+        path.try_push_str("/")
+            .and_then(|_| path.try_push_str(node.name))
+            .map_err(|_| DiscoveryError::Malformed("console node name too long"))?;
+        if chosen_path.is_some_and(|p| p == path.as_str()) {
+            return Ok((region, path));
+        }
+        first.get_or_insert((region, path));
+    }
+    first.ok_or(DiscoveryError::NoConsole)
+}
+
+fn find_cpus(fdt: &Fdt<'_>) -> Result<ArrayVec<u64, MAX_CPUS>, DiscoveryError> {
+    let node = fdt.find_node("/cpus").ok_or(DiscoveryError::NoCpus)?;
+    let mut cpus = ArrayVec::new();
+    let mut count = 0;
+    for child in node.children() {
+        let is_cpu = child
+            .property("device_type")
+            .and_then(|p| p.as_str())
+            .is_some_and(|t| t == "cpu");
+        if !is_cpu {
+            continue;
+        }
+        let reg = child
+            .property("reg")
+            .and_then(|p| be_number(p.value))
+            .ok_or(DiscoveryError::Malformed(
+                "cpu node without a 1- or 2-cell reg",
+            ))?;
+        count += 1;
+        if cpus.try_push(reg).is_err() {
+            continue;
+        }
+    }
+    match count {
+        0 => Err(DiscoveryError::NoCpus),
+        n if n > MAX_CPUS => Err(DiscoveryError::TooManyCpus(n)),
+        _ => Ok(cpus),
+    }
+}
+
+fn initrd_region(fdt: &Fdt<'_>) -> Result<Option<Region>, DiscoveryError> {
+    let Some(chosen) = fdt.find_node("/chosen") else {
+        return Ok(None);
+    };
+    let start = chosen
+        .property("linux,initrd-start")
+        .map(|p| be_number(p.value));
+    let end = chosen
+        .property("linux,initrd-end")
+        .map(|p| be_number(p.value));
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(Some(start)), Some(Some(end))) if end >= start => Ok(Some(Region {
+            base: start,
+            size: end - start,
+        })),
+        _ => Err(DiscoveryError::Malformed("/chosen linux,initrd-start/end")),
+    }
+}
+
+/// hv's own options from /chosen/bootargs (words starting with `hv.`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `hv.exit=semihosting`: report the exit status to the emulator through
+    /// semihosting SYS_EXIT (QEMU -semihosting); otherwise PSCI SYSTEM_OFF.
+    pub semihosting_exit: bool,
+}
+
+impl Options {
+    pub fn parse(bootargs: &str) -> Result<Self, &str> {
+        let mut options = Self::default();
+        for word in bootargs.split_ascii_whitespace() {
+            match word {
+                "hv.exit=semihosting" => options.semihosting_exit = true,
+                "hv.exit=psci" => options.semihosting_exit = false,
+                other if other.starts_with("hv.") => return Err(other),
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+
+    pub fn from_fdt(fdt: &Fdt<'_>) -> Result<Self, &'static str> {
+        let bootargs = fdt
+            .find_node("/chosen")
+            .and_then(|c| c.property("bootargs"))
+            .and_then(|p| p.as_str())
+            .unwrap_or("");
+        Self::parse(bootargs).map_err(|_| "unknown hv.* option in bootargs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const GICV3_SMP4: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
+    const GICV2_SMP1: &[u8] = include_bytes!("../tests/data/virt-gicv2-smp1.dtb");
+
+    #[test]
+    fn qemu_virt_gicv3() {
+        let fdt = Fdt::new(GICV3_SMP4).unwrap();
+        let p = Platform::discover(&fdt).unwrap();
+        assert_eq!(
+            p.memory.as_slice(),
+            &[Region {
+                base: 0x4000_0000,
+                size: 0x2000_0000
+            }]
+        );
+        assert_eq!(
+            p.uart,
+            Region {
+                base: 0x0900_0000,
+                size: 0x1000
+            }
+        );
+        assert_eq!(p.uart_path.as_str(), "/pl011@9000000");
+        assert_eq!(
+            p.gic_distributor,
+            Region {
+                base: 0x0800_0000,
+                size: 0x1_0000
+            }
+        );
+        assert_eq!(
+            p.gic_redistributors.as_slice(),
+            &[Region {
+                base: 0x080a_0000,
+                size: 0xf6_0000
+            }]
+        );
+        assert_eq!(p.psci, Conduit::Smc);
+        assert_eq!(p.cpus.as_slice(), &[0, 1, 2, 3]);
+        assert_eq!(p.timer.virtual_, 27);
+        assert_eq!(p.timer.physical, 30);
+        assert_eq!(p.timer.hypervisor, 26);
+        assert_eq!(p.initrd, None);
+        assert_eq!(p.cpu_index(0x8000_0002), Some(2));
+        assert_eq!(p.cpu_index(0x100), None);
+    }
+
+    #[test]
+    fn gicv2_is_refused_with_a_clear_reason() {
+        let fdt = Fdt::new(GICV2_SMP1).unwrap();
+        assert_eq!(
+            Platform::discover(&fdt).unwrap_err(),
+            DiscoveryError::GicV2Only
+        );
+        assert_eq!(
+            DiscoveryError::GicV2Only.to_string_lossy(),
+            "hv needs a GICv3; the device tree has only a GICv2"
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_device_tree() {
+        assert!(Fdt::new(&[0u8; 64]).is_err());
+        assert!(Fdt::new(&GICV3_SMP4[..100]).is_err());
+    }
+
+    #[test]
+    fn options() {
+        assert_eq!(
+            Options::parse("console=x hv.exit=semihosting"),
+            Ok(Options {
+                semihosting_exit: true
+            })
+        );
+        assert_eq!(Options::parse(""), Ok(Options::default()));
+        assert_eq!(Options::parse("hv.bogus=1"), Err("hv.bogus=1"));
+    }
+
+    trait ToStringLossy {
+        fn to_string_lossy(&self) -> alloc::string::String;
+    }
+    impl<T: fmt::Display> ToStringLossy for T {
+        fn to_string_lossy(&self) -> alloc::string::String {
+            alloc::format!("{self}")
+        }
+    }
+}

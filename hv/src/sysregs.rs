@@ -1,0 +1,214 @@
+//! The EL2 control-register values hv runs a guest with, composed from the
+//! CPU's ID registers. Pure functions: the values are tested on the host,
+//! the `arch` module only writes them.
+
+/// The ID registers that decide what to enable or leave untrapped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    pub id_aa64pfr0: u64,
+    pub id_aa64pfr1: u64,
+    pub id_aa64mmfr0: u64,
+    pub id_aa64mmfr1: u64,
+    pub id_aa64mmfr3: u64,
+    pub id_aa64dfr0: u64,
+    pub id_aa64isar2: u64,
+}
+
+fn field(value: u64, shift: u32) -> u64 {
+    (value >> shift) & 0xf
+}
+
+impl CpuFeatures {
+    /// EL2 implemented in AArch64 (ID_AA64PFR0_EL1.EL2).
+    pub fn has_el2(&self) -> bool {
+        field(self.id_aa64pfr0, 8) != 0
+    }
+    /// The GICv3 system-register CPU interface (ID_AA64PFR0_EL1.GIC).
+    pub fn has_gic_sysregs(&self) -> bool {
+        field(self.id_aa64pfr0, 24) != 0
+    }
+    pub fn has_sve(&self) -> bool {
+        field(self.id_aa64pfr0, 32) != 0
+    }
+    pub fn has_sme(&self) -> bool {
+        field(self.id_aa64pfr1, 24) != 0
+    }
+    pub fn has_mte2(&self) -> bool {
+        field(self.id_aa64pfr1, 8) >= 2
+    }
+    pub fn has_gcs(&self) -> bool {
+        field(self.id_aa64pfr1, 44) != 0
+    }
+    pub fn has_fgt(&self) -> bool {
+        field(self.id_aa64mmfr0, 56) != 0
+    }
+    pub fn has_hcx(&self) -> bool {
+        field(self.id_aa64mmfr1, 40) != 0
+    }
+    pub fn has_mops(&self) -> bool {
+        field(self.id_aa64isar2, 16) != 0
+    }
+    pub fn has_s1pie(&self) -> bool {
+        field(self.id_aa64mmfr3, 8) != 0
+    }
+    pub fn has_s1poe(&self) -> bool {
+        field(self.id_aa64mmfr3, 16) != 0
+    }
+    /// FEAT_NV2 (ID_AA64MMFR2_EL1.NV is read separately: see `nv_level`).
+    pub fn has_pmuv3(&self) -> bool {
+        let version = field(self.id_aa64dfr0, 8);
+        version != 0 && version != 0xf
+    }
+    pub fn pa_range(&self) -> u64 {
+        field(self.id_aa64mmfr0, 0)
+    }
+}
+
+// HCR_EL2 bits.
+pub const HCR_VM: u64 = 1 << 0;
+pub const HCR_SWIO: u64 = 1 << 1;
+pub const HCR_FB: u64 = 1 << 9;
+pub const HCR_BSU_INNER: u64 = 1 << 10;
+pub const HCR_TSC: u64 = 1 << 19;
+pub const HCR_RW: u64 = 1 << 31;
+pub const HCR_APK: u64 = 1 << 40;
+pub const HCR_API: u64 = 1 << 41;
+pub const HCR_ATA: u64 = 1 << 56;
+
+/// HCR_EL2 for a guest that owns the GIC (IMO/FMO/AMO clear: physical
+/// interrupts and SErrors go straight to its EL1), runs AArch64 at EL1, and
+/// reaches hv through HVC or a trapped SMC. WFI/WFE run natively (TWI/TWE
+/// clear): with the interrupts the guest's own, a WFI wakes on them.
+pub fn hcr_el2(features: &CpuFeatures) -> u64 {
+    let mut hcr = HCR_VM | HCR_SWIO | HCR_FB | HCR_BSU_INNER | HCR_TSC | HCR_RW | HCR_APK | HCR_API;
+    if features.has_mte2() {
+        hcr |= HCR_ATA;
+    }
+    hcr
+}
+
+/// CPTR_EL2 (E2H=0 layout) trapping nothing: FP/SIMD, SVE and SME belong to
+/// the guest (hv itself never touches FP/SIMD registers). TZ and TSM are
+/// RES1 where their feature is absent.
+pub fn cptr_el2(features: &CpuFeatures) -> u64 {
+    let res1 = 1 << 13 | 1 << 9 | 0xff;
+    let mut cptr = res1;
+    if !features.has_sve() {
+        cptr |= 1 << 8;
+    }
+    if !features.has_sme() {
+        cptr |= 1 << 12;
+    }
+    cptr
+}
+
+/// MDCR_EL2: all PMU counters (HPMN = PMCR_EL0.N) and debug to the guest.
+pub fn mdcr_el2(features: &CpuFeatures, pmcr_el0: u64) -> u64 {
+    if features.has_pmuv3() {
+        (pmcr_el0 >> 11) & 0x1f
+    } else {
+        0
+    }
+}
+
+/// HCRX_EL2 when FEAT_HCX exists: MSCEn lets the guest use FEAT_MOPS.
+pub fn hcrx_el2(features: &CpuFeatures) -> u64 {
+    if features.has_mops() {
+        1 << 11
+    } else {
+        0
+    }
+}
+
+/// HFGRTR_EL2/HFGWTR_EL2 with FEAT_FGT: nothing trapped. Most bits trap
+/// when set, but some (named nXXX) trap when clear; those are set for the
+/// features this CPU has.
+pub fn hfgxtr_el2(features: &CpuFeatures) -> u64 {
+    let mut value = 0;
+    if features.has_sme() {
+        value |= 1 << 55 | 1 << 54; // nTPIDR2_EL0, nSMPRI_EL1
+    }
+    if features.has_s1pie() {
+        value |= 1 << 58 | 1 << 57; // nPIR_EL1, nPIRE0_EL1
+    }
+    if features.has_s1poe() {
+        value |= 1 << 60 | 1 << 59; // nPOR_EL1, nPOR_EL0
+    }
+    if features.has_gcs() {
+        value |= 1 << 53 | 1 << 52; // nGCS_EL1, nGCS_EL0
+    }
+    value
+}
+
+/// CNTHCTL_EL2 (E2H=0): EL1 may use the physical counter and timer.
+pub const CNTHCTL_EL2: u64 = 0b11;
+
+/// ICC_SRE_EL2: system-register GIC interface, and EL1 may use it too.
+pub const ICC_SRE_EL2: u64 = 1 << 3 | 1 << 0;
+
+/// SCTLR_EL1 as the Linux boot protocol wants it: MMU and caches off (the
+/// RES1 bits of the register set).
+pub const SCTLR_EL1_MMU_OFF: u64 = 0x30d0_0800;
+
+/// SCTLR_EL2 with the MMU, alignment checks on SP, and both caches on.
+pub const SCTLR_EL2_MMU_ON: u64 = 0x30c5_0830 | 1 << 0 | 1 << 2 | 1 << 3 | 1 << 12;
+
+/// The guest's first PSTATE: EL1h, all exceptions masked.
+pub const GUEST_ENTRY_PSTATE: u64 = 0x3c5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ID values of QEMU's `-cpu max` (SVE, SME, FGT, HCX, MOPS, PMUv3).
+    const MAX: CpuFeatures = CpuFeatures {
+        id_aa64pfr0: 0x1201_1111_1101_1111 | 1 << 32,
+        id_aa64pfr1: 0x0000_0000_0100_0121,
+        id_aa64mmfr0: 0x1000_0000_0010_1125 | 1 << 56,
+        id_aa64mmfr1: 0x1000_1101_1121_1122,
+        id_aa64mmfr3: 0,
+        id_aa64dfr0: 0x0000_0000_0000_0906,
+        id_aa64isar2: 0x0000_0000_0001_0000,
+    };
+
+    /// Neoverse N1: no SVE/SME/FGT/HCX/MOPS.
+    const N1: CpuFeatures = CpuFeatures {
+        id_aa64pfr0: 0x1100_0000_1011_1112,
+        id_aa64pfr1: 0x0000_0000_0000_0020,
+        id_aa64mmfr0: 0x0000_0000_0010_1125,
+        id_aa64mmfr1: 0x0000_0000_1012_2122,
+        id_aa64mmfr3: 0,
+        id_aa64dfr0: 0x0000_0000_1030_5408,
+        id_aa64isar2: 0,
+    };
+
+    #[test]
+    fn features_are_read_from_the_right_fields() {
+        assert!(MAX.has_el2() && MAX.has_gic_sysregs() && MAX.has_sve() && MAX.has_sme());
+        assert!(MAX.has_fgt() && MAX.has_hcx() && MAX.has_mops() && MAX.has_pmuv3());
+        assert!(N1.has_el2() && !N1.has_sve() && !N1.has_sme() && !N1.has_fgt() && !N1.has_hcx());
+        assert_eq!(N1.pa_range(), 5);
+        let no_el2 = CpuFeatures {
+            id_aa64pfr0: 0x11,
+            ..N1
+        };
+        assert!(!no_el2.has_el2() && !no_el2.has_gic_sysregs());
+    }
+
+    #[test]
+    fn register_values() {
+        assert_eq!(hcr_el2(&N1), 0x0000_0300_8008_0603);
+        assert_eq!(cptr_el2(&MAX), 0x22ff, "SVE and SME untrapped");
+        assert_eq!(
+            cptr_el2(&N1),
+            0x33ff,
+            "TZ and TSM RES1 without the features"
+        );
+        assert_eq!(hfgxtr_el2(&MAX), 3 << 54);
+        assert_eq!(hfgxtr_el2(&N1), 0);
+        assert_eq!(hcrx_el2(&MAX), 1 << 11);
+        assert_eq!(mdcr_el2(&MAX, 6 << 11), 6);
+        assert_eq!(mdcr_el2(&CpuFeatures::default(), 6 << 11), 0);
+        assert_eq!(SCTLR_EL2_MMU_ON & 0x100d, 0x100d);
+    }
+}

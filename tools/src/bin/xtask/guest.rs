@@ -1,0 +1,302 @@
+//! The default guest: Debian's arm64 cloud kernel and busybox-static,
+//! fetched as Debian packages, and an initramfs built here; plus the guest
+//! bundle hv boots (see hv::bundle).
+
+use crate::{describe, run_command, workspace_root};
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The line init prints once user space runs; `cpus=` follows.
+pub const MARKER: &str = "UMBRA-GUEST-OK";
+
+/// The kernel command line of the default guest.
+pub const DEFAULT_CMDLINE: &str = "console=ttyAMA0 earlycon panic=-1 rdinit=/init";
+
+const KERNEL_META_PACKAGE: &str = "linux-image-cloud-arm64:arm64";
+const BUSYBOX_PACKAGE: &str = "busybox-static:arm64";
+
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join("target").join("guest")
+}
+
+/// The default guest's kernel Image and initramfs, fetched and built once.
+pub fn default_guest() -> Result<(PathBuf, PathBuf), String> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let image = dir.join("Image");
+    let busybox = dir.join("busybox");
+    if !image.exists() || !busybox.exists() {
+        fetch_packages(&dir, &image, &busybox)?;
+    }
+    let initramfs = dir.join("initramfs.cpio.gz");
+    let busybox_bytes = read(&busybox)?;
+    let archive = initramfs_archive(&busybox_bytes)?;
+    write_if_changed(&initramfs, &archive)?;
+    Ok((image, initramfs))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<(), String> {
+    if std::fs::read(path).ok().as_deref() == Some(data) {
+        return Ok(());
+    }
+    std::fs::write(path, data).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn output(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", describe(command)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed: {}",
+            describe(command),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn fetch_packages(dir: &Path, image: &Path, busybox: &Path) -> Result<(), String> {
+    let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    if !foreign.split_whitespace().any(|a| a == "arm64") {
+        println!("xtask: enabling Debian's arm64 architecture (dpkg --add-architecture arm64)");
+        run_command(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+        run_command(Command::new("apt-get").args(["update", "-q"]))?;
+    }
+    let mut depends = output(Command::new("apt-cache").args(["depends", KERNEL_META_PACKAGE]));
+    if depends
+        .as_ref()
+        .map_or(true, |d| kernel_package(d).is_none())
+    {
+        run_command(Command::new("apt-get").args(["update", "-q"]))?;
+        depends = output(Command::new("apt-cache").args(["depends", KERNEL_META_PACKAGE]));
+    }
+    let depends = depends?;
+    let kernel_package = kernel_package(&depends)
+        .ok_or_else(|| format!("{KERNEL_META_PACKAGE} names no linux-image package:\n{depends}"))?;
+    let debs = dir.join("debs");
+    let _ = std::fs::remove_dir_all(&debs);
+    std::fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    println!(
+        "xtask: fetching the guest: {kernel_package} and {BUSYBOX_PACKAGE} (Debian arm64 packages)"
+    );
+    run_command(
+        Command::new("apt-get")
+            .current_dir(&debs)
+            .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
+            .arg(&kernel_package)
+            .arg(BUSYBOX_PACKAGE),
+    )?;
+    let extract = dir.join("extract");
+    let _ = std::fs::remove_dir_all(&extract);
+    for entry in
+        std::fs::read_dir(&debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?
+    {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        run_command(Command::new("dpkg-deb").arg("-x").arg(&path).arg(&extract))?;
+    }
+    let boot = extract.join("boot");
+    let vmlinuz = std::fs::read_dir(&boot)
+        .map_err(|e| format!("the kernel package has no /boot: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .ok_or("the kernel package has no /boot/vmlinuz-*")?;
+    let raw = raw_image(&read(&vmlinuz)?)?;
+    std::fs::write(image, raw).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
+    std::fs::copy(extract.join("bin/busybox"), busybox)
+        .map_err(|e| format!("busybox-static has no /bin/busybox: {e}"))?;
+    println!(
+        "xtask: guest kernel Image and busybox are in {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The real package a meta-package depends on ("Depends: linux-image-...").
+fn kernel_package(depends: &str) -> Option<String> {
+    depends.lines().find_map(|line| {
+        let name = line.trim().strip_prefix("Depends:")?.trim();
+        let name = name.trim_start_matches('|').trim();
+        name.starts_with("linux-image-").then(|| name.to_string())
+    })
+}
+
+/// An uncompressed arm64 Image from a vmlinuz: already raw, gzip, or an
+/// EFI zboot image (gzip payload).
+pub fn raw_image(vmlinuz: &[u8]) -> Result<Vec<u8>, String> {
+    const ARM64_MAGIC: &[u8] = b"ARM\x64";
+    if vmlinuz.len() >= 0x40 && &vmlinuz[0x38..0x3c] == ARM64_MAGIC {
+        return Ok(vmlinuz.to_vec());
+    }
+    if vmlinuz.starts_with(&[0x1f, 0x8b]) {
+        return gunzip(vmlinuz);
+    }
+    if vmlinuz.len() >= 0x40 && &vmlinuz[0..2] == b"MZ" && &vmlinuz[4..8] == b"zimg" {
+        let word = |at: usize| {
+            u32::from_le_bytes(vmlinuz[at..at + 4].try_into().expect("4 bytes")) as usize
+        };
+        let (offset, size) = (word(8), word(12));
+        let kind = String::from_utf8_lossy(&vmlinuz[24..32])
+            .trim_end_matches('\0')
+            .to_string();
+        let payload = vmlinuz
+            .get(offset..offset.saturating_add(size))
+            .ok_or("EFI zboot payload lies outside the file")?;
+        if kind != "gzip" {
+            return Err(format!(
+                "EFI zboot kernel compressed with {kind}; only gzip is supported"
+            ));
+        }
+        return gunzip(payload);
+    }
+    Err("the kernel is neither an arm64 Image, gzip, nor EFI zboot".into())
+}
+
+fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot decompress the kernel: {e}"))?;
+    Ok(out)
+}
+
+/// The init script: report the CPUs user space sees, then power off.
+const INIT: &str = "#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo)
+online=$(/bin/busybox cat /sys/devices/system/cpu/online)
+# Through printk, so the line is on the console before the power goes.
+echo \"UMBRA-GUEST-OK cpus=$cpus online=$online\" > /dev/kmsg
+/bin/busybox poweroff -f
+";
+
+/// A gzip-compressed newc cpio archive: busybox, /init, /dev/console.
+pub fn initramfs_archive(busybox: &[u8]) -> Result<Vec<u8>, String> {
+    let mut cpio = Cpio::default();
+    for dir in ["dev", "proc", "sys", "bin", "sbin", "tmp"] {
+        cpio.entry(dir, 0o040755, &[], 0);
+    }
+    cpio.entry("dev/console", 0o020600, &[], (5 << 8) | 1);
+    cpio.entry("bin/busybox", 0o100755, busybox, 0);
+    cpio.entry("bin/sh", 0o120777, b"busybox", 0);
+    cpio.entry("init", 0o100755, INIT.as_bytes(), 0);
+    let raw = cpio.finish();
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).map_err(|e| e.to_string())?;
+    gz.finish().map_err(|e| e.to_string())
+}
+
+/// A newc ("070701") cpio writer.
+#[derive(Default)]
+struct Cpio {
+    data: Vec<u8>,
+    inode: u32,
+}
+
+impl Cpio {
+    /// `device` is major << 8 | minor for device nodes.
+    fn entry(&mut self, name: &str, mode: u32, contents: &[u8], device: u32) {
+        self.inode += 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.inode,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            contents.len(),
+            0,
+            0,
+            device >> 8,
+            device & 0xff,
+            name.len() + 1,
+            0
+        );
+        self.data.extend_from_slice(header.as_bytes());
+        self.data.extend_from_slice(name.as_bytes());
+        self.data.push(0);
+        self.pad();
+        self.data.extend_from_slice(contents);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.data.len().is_multiple_of(4) {
+            self.data.push(0);
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.inode = 0;
+        self.entry("TRAILER!!!", 0, &[], 0);
+        self.data
+    }
+}
+
+/// Writes the bundle hv takes as its initrd.
+pub fn write_bundle(kernel: &Path, initrd: &Path, cmdline: &str, out: &Path) -> Result<(), String> {
+    let kernel_bytes =
+        raw_image(&read(kernel)?).map_err(|e| format!("{}: {e}", kernel.display()))?;
+    let initrd_bytes = read(initrd)?;
+    let bundle = hv::bundle::Bundle {
+        kernel: &kernel_bytes,
+        initrd: &initrd_bytes,
+        cmdline,
+    };
+    hv::bundle::ImageHeader::parse(&kernel_bytes)
+        .map_err(|e| format!("{}: {e}", kernel.display()))?;
+    write_if_changed(out, &bundle.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_real_kernel_package() {
+        let depends =
+            "linux-image-cloud-arm64:arm64\n  Depends: linux-image-6.1.0-56-cloud-arm64:arm64\n";
+        assert_eq!(
+            kernel_package(depends).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-arm64:arm64")
+        );
+        assert_eq!(kernel_package("x\n  Depends: libc6\n"), None);
+    }
+
+    #[test]
+    fn kernels_are_unwrapped() {
+        let mut image = vec![0u8; 0x100];
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        assert_eq!(raw_image(&image).unwrap(), image);
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&image).unwrap();
+        assert_eq!(raw_image(&gz.finish().unwrap()).unwrap(), image);
+        assert!(raw_image(b"not a kernel at all, clearly not").is_err());
+    }
+
+    #[test]
+    fn cpio_is_newc() {
+        let archive = initramfs_archive(b"\x7fELF-busybox").unwrap();
+        let mut raw = Vec::new();
+        GzDecoder::new(&archive[..]).read_to_end(&mut raw).unwrap();
+        assert!(raw.starts_with(b"070701"));
+        let text = String::from_utf8_lossy(&raw);
+        for name in ["init\0", "bin/busybox\0", "dev/console\0", "TRAILER!!!\0"] {
+            assert!(text.contains(name), "{name} missing");
+        }
+        assert_eq!(raw.len() % 4, 0);
+    }
+}
