@@ -12,23 +12,24 @@
 //! (or whose update loses a race) is redone as a single walk, which then
 //! sees exactly what a single walk made after the earlier ones would see.
 
-use crate::fault::Fault;
+use crate::fault::AccessKind;
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
-    BatchLengthMismatch, Cursor, Finish, Stage2Walker, Step, Translation, WalkError, WalkRequest,
+    BatchLengthMismatch, Cursor, DescriptorUpdate, Finish, Stage2Walker, Step, Stop, Translation,
+    WalkError, WalkRequest,
 };
 
 /// Requests walked together (state for this many lives on the stack).
 pub const BATCH_CHUNK: usize = 32;
 
 #[derive(Clone, Copy)]
-enum State {
-    /// Waiting for the descriptor at `cursor.address`.
-    Descending(Cursor),
+enum Phase {
+    /// Waiting for the descriptor at the cursor's address.
+    Descending,
     /// The last read was a leaf with this value.
-    AtLeaf(Cursor, u64),
-    /// Faulted before the leaf (or during setup).
-    Faulted(Fault),
+    AtLeaf(u64),
+    /// Stopped before the leaf (or during setup).
+    Stopped(Stop),
 }
 
 pub(crate) fn walk_batch<M: GuestMemory + ?Sized>(
@@ -59,12 +60,13 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     results: &mut [Result<Translation, WalkError>],
 ) {
     let n = requests.len().min(BATCH_CHUNK);
-    let mut states = [State::Faulted(placeholder_fault()); BATCH_CHUNK];
-    for (state, request) in states.iter_mut().zip(&requests[..n]) {
-        *state = match walker.begin(request.ipa, request.access) {
-            Ok(cursor) => State::Descending(cursor),
-            Err(fault) => State::Faulted(fault),
-        };
+    let mut cursors = [Cursor::new(0, AccessKind::Read); BATCH_CHUNK];
+    let mut phases = [Phase::Descending; BATCH_CHUNK];
+    for ((cursor, phase), request) in cursors.iter_mut().zip(phases.iter_mut()).zip(requests) {
+        *cursor = Cursor::new(request.ipa, request.access);
+        if let Err(stop) = walker.begin(cursor) {
+            *phase = Phase::Stopped(stop);
+        }
     }
 
     let mut unique = [0u64; BATCH_CHUNK];
@@ -74,13 +76,13 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     // at most 5 descriptors (levels -1..=3), so 5 rounds finish them all.
     for _ in 0..crate::fault::MAX_TRAIL {
         let mut pending = 0;
-        for (i, state) in states[..n].iter().enumerate() {
-            if let State::Descending(cursor) = state {
-                let found = unique[..pending].iter().position(|a| *a == cursor.address);
-                slot_of[i] = match found {
+        for i in 0..n {
+            if let Phase::Descending = phases[i] {
+                let address = cursors[i].address;
+                slot_of[i] = match unique[..pending].iter().position(|a| *a == address) {
                     Some(slot) => slot,
                     None => {
-                        unique[pending] = cursor.address;
+                        unique[pending] = address;
                         pending += 1;
                         pending - 1
                     }
@@ -91,13 +93,12 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
             break;
         }
         memory.read_descriptors(&unique[..pending], &mut values[..pending]);
-        for (i, state) in states[..n].iter_mut().enumerate() {
-            if let State::Descending(cursor) = state {
-                let mut cursor = *cursor;
-                *state = match walker.advance(&mut cursor, values[slot_of[i]]) {
-                    Step::Continue => State::Descending(cursor),
-                    Step::Leaf(descriptor) => State::AtLeaf(cursor, descriptor),
-                    Step::Fault(fault) => State::Faulted(fault),
+        for i in 0..n {
+            if let Phase::Descending = phases[i] {
+                phases[i] = match walker.advance(&mut cursors[i], values[slot_of[i]]) {
+                    Step::Continue => Phase::Descending,
+                    Step::Leaf(descriptor) => Phase::AtLeaf(descriptor),
+                    Step::Stop(stop) => Phase::Stopped(stop),
                 };
             }
         }
@@ -106,38 +107,32 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     // Finish in request order, tracking the descriptors updated so far.
     let mut updated = [0u64; BATCH_CHUNK];
     let mut updated_len = 0;
-    for ((state, request), result) in states[..n].iter().zip(requests).zip(results.iter_mut()) {
-        let touched =
-            |trail: &crate::fault::Trail| updated[..updated_len].iter().any(|a| trail.contains(*a));
-        let outcome = match state {
-            State::Faulted(fault) if !touched(&fault.trail) => Err(WalkError::Fault(*fault)),
-            State::AtLeaf(cursor, descriptor) if !touched(&cursor.trail) => {
-                match walker.finish(memory, cursor, *descriptor) {
-                    Finish::Done(done) => done.map_err(WalkError::Fault),
+    for i in 0..n {
+        let cursor = &cursors[i];
+        let request = &requests[i];
+        let stale = updated[..updated_len]
+            .iter()
+            .any(|a| cursor.trail.contains(*a));
+        let outcome = match phases[i] {
+            Phase::Stopped(stop) if !stale => Err(WalkError::Fault(cursor.fault(stop))),
+            Phase::AtLeaf(descriptor) if !stale => {
+                match walker.finish(memory, cursor, descriptor) {
+                    Finish::Done(Ok(leaf)) => Ok(walker.translation(cursor, &leaf)),
+                    Finish::Done(Err(stop)) => Err(WalkError::Fault(cursor.fault(stop))),
                     Finish::Lost { .. } => walker.walk(memory, request.ipa, request.access),
                 }
             }
-            // A still-descending walk cannot remain after 5 rounds; treat it,
-            // like a walk whose reads an earlier update invalidated, by
-            // walking again on its own.
+            // A walk whose reads an earlier update in this chunk may have
+            // changed is walked again on its own. (A walk still descending
+            // after 5 rounds cannot exist; it would be walked again too.)
             _ => walker.walk(memory, request.ipa, request.access),
         };
         if let Ok(translation) = &outcome {
-            if translation.update != Default::default() && updated_len < BATCH_CHUNK {
+            if translation.update != DescriptorUpdate::default() && updated_len < BATCH_CHUNK {
                 updated[updated_len] = translation.leaf_address();
                 updated_len += 1;
             }
         }
-        *result = outcome;
-    }
-}
-
-fn placeholder_fault() -> Fault {
-    Fault {
-        cause: crate::fault::FaultCause::InvalidDescriptor,
-        level: 0,
-        ipa: 0,
-        access: crate::fault::AccessKind::Read,
-        trail: crate::fault::Trail::default(),
+        results[i] = outcome;
     }
 }

@@ -51,6 +51,18 @@ pub struct Trail {
 }
 
 impl Trail {
+    /// An empty trail.
+    pub const fn new() -> Self {
+        Trail {
+            reads: [DescriptorRead {
+                address: 0,
+                value: 0,
+                level: 0,
+            }; MAX_TRAIL],
+            len: 0,
+        }
+    }
+
     /// The reads, first (start level) to last.
     pub fn as_slice(&self) -> &[DescriptorRead] {
         &self.reads[..usize::from(self.len)]
@@ -71,6 +83,7 @@ impl Trail {
         self.as_slice().iter().any(|r| r.address == address)
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, read: DescriptorRead) {
         // A walk reads at most one descriptor per level (-1..=3), so the
         // capacity cannot be exceeded; the guard keeps that true by

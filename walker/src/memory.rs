@@ -225,12 +225,14 @@ impl<'a> Memslots<'a> {
     }
 
     /// The slot containing `address`, in O(log n).
+    #[inline]
     pub fn find(&self, address: u64) -> Option<&'a Memslot<'a>> {
         let after = self.slots.partition_point(|s| s.base <= address);
         let slot = self.slots.get(after.checked_sub(1)?)?;
         (address - slot.base < slot.size()).then_some(slot)
     }
 
+    #[inline]
     fn word(&self, address: u64) -> Result<(&'a Memslot<'a>, &'a AtomicU64), MemoryError> {
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
@@ -249,6 +251,7 @@ impl<'a> Memslots<'a> {
 }
 
 impl GuestMemory for Memslots<'_> {
+    #[inline]
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         // Acquire: a table descriptor published after its next-level table
         // (L1 writes the table, barrier, then the descriptor) must not let a
@@ -256,6 +259,7 @@ impl GuestMemory for Memslots<'_> {
         self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn compare_exchange_descriptor(
         &self,
         address: u64,

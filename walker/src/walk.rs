@@ -349,6 +349,14 @@ const fn mask(bits: u32) -> u64 {
     }
 }
 
+/// Why a walk stopped, kept small on the hot path; the full [`Fault`]
+/// (with the trail) is built once, from the cursor, at the API boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub(crate) cause: FaultCause,
+    pub(crate) level: i8,
+}
+
 /// Progress of one walk after a descriptor read.
 pub(crate) enum Step {
     /// Read the descriptor at the cursor's new address next.
@@ -356,7 +364,7 @@ pub(crate) enum Step {
     /// The cursor's last read is a leaf.
     Leaf(u64),
     /// The walk faulted.
-    Fault(Fault),
+    Stop(Stop),
 }
 
 /// A walk in progress: where the next descriptor read goes.
@@ -369,16 +377,43 @@ pub(crate) struct Cursor {
     pub(crate) trail: Trail,
 }
 
+impl Cursor {
+    pub(crate) const fn new(ipa: u64, access: AccessKind) -> Self {
+        Cursor {
+            ipa,
+            access,
+            level: 0,
+            address: 0,
+            trail: Trail::new(),
+        }
+    }
+
+    pub(crate) fn fault(&self, stop: Stop) -> Fault {
+        Fault {
+            cause: stop.cause,
+            level: stop.level,
+            ipa: self.ipa,
+            access: self.access,
+            trail: self.trail,
+        }
+    }
+}
+
 /// The outcome of the leaf checks, ready for a hardware update.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Leaf {
-    translation: Translation,
-    /// The value to write back, if the walk must update the descriptor.
-    new_descriptor: Option<u64>,
+    descriptor: u64,
+    /// The descriptor after the hardware update the walk must make.
+    new_descriptor: u64,
+    output_address: u64,
+    block_bits: u32,
+    contiguous_bits: u32,
+    execute: Execute,
 }
 
 /// What trying to finish a walk (update included) gave.
 pub(crate) enum Finish {
-    Done(Result<Translation, Fault>),
+    Done(Result<Leaf, Stop>),
     /// The compare-and-swap lost a race: the walk must restart.
     Lost {
         descriptor_address: u64,
@@ -509,12 +544,20 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
     ) -> Result<Translation, WalkError> {
+        let mut cursor = Cursor::new(ipa, access);
         let mut lost_at = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let mut cursor = self.begin(ipa, access)?;
-            let leaf = self.descend(memory, &mut cursor)?;
-            match self.finish(memory, &cursor, leaf) {
-                Finish::Done(result) => return result.map_err(WalkError::Fault),
+            cursor.trail = Trail::new();
+            if let Err(stop) = self.begin(&mut cursor) {
+                return Err(WalkError::Fault(cursor.fault(stop)));
+            }
+            let descriptor = match self.descend(memory, &mut cursor) {
+                Ok(descriptor) => descriptor,
+                Err(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
+            };
+            match self.finish(memory, &cursor, descriptor) {
+                Finish::Done(Ok(leaf)) => return Ok(self.translation(&cursor, &leaf)),
+                Finish::Done(Err(stop)) => return Err(WalkError::Fault(cursor.fault(stop))),
                 Finish::Lost { descriptor_address } => lost_at = descriptor_address,
             }
         }
@@ -525,67 +568,54 @@ impl Stage2Walker {
     }
 
     /// Read descriptors one at a time until a leaf or a fault.
+    #[inline]
     fn descend<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
         cursor: &mut Cursor,
-    ) -> Result<u64, Fault> {
+    ) -> Result<u64, Stop> {
         // At most one read per level, -1..=3: the walk ends within 5 reads.
         for _ in 0..crate::fault::MAX_TRAIL {
             let read = memory.read_descriptor(cursor.address);
             match self.advance(cursor, read) {
                 Step::Continue => {}
                 Step::Leaf(descriptor) => return Ok(descriptor),
-                Step::Fault(fault) => return Err(fault),
+                Step::Stop(stop) => return Err(stop),
             }
         }
         // Unreachable by construction (levels only increase, up to 3); kept
         // as a fault rather than a panic.
-        Err(self.fault(cursor, FaultCause::InvalidDescriptor, cursor.level))
+        Err(Stop {
+            cause: FaultCause::InvalidDescriptor,
+            level: cursor.level,
+        })
     }
 
-    fn fault(&self, cursor: &Cursor, cause: FaultCause, level: i8) -> Fault {
-        Fault {
-            cause,
-            level,
-            ipa: cursor.ipa,
-            access: cursor.access,
-            trail: cursor.trail,
-        }
-    }
-
+    #[inline]
     fn oa_out_of_range(&self, address: u64) -> bool {
         address >> self.oa_bits != 0
     }
 
     /// Configuration and input checks (top of AArch64.S2Translate) and the
     /// start-level descriptor address (AArch64.S2SLTTEntryAddress).
-    pub(crate) fn begin(&self, ipa: u64, access: AccessKind) -> Result<Cursor, Fault> {
-        let mut cursor = Cursor {
-            ipa,
-            access,
-            level: 0,
-            address: 0,
-            trail: Trail::default(),
-        };
-        let geometry = match self.setup {
-            Ok(g) => g,
-            Err(cause) => return Err(self.fault(&cursor, cause, 0)),
-        };
+    #[inline]
+    pub(crate) fn begin(&self, cursor: &mut Cursor) -> Result<(), Stop> {
+        let stop0 = |cause| Stop { cause, level: 0 };
+        let geometry = self.setup.map_err(stop0)?;
         // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
         // the u64 given are checked too rather than silently dropped.
-        if ipa >> geometry.ia_bits != 0 {
-            return Err(self.fault(&cursor, FaultCause::IpaOutOfRange, 0));
+        if cursor.ipa >> geometry.ia_bits != 0 {
+            return Err(stop0(FaultCause::IpaOutOfRange));
         }
         let lsb = self.level_lsb(geometry.start_level);
-        let index = (ipa >> lsb) & mask(geometry.ia_bits - lsb);
+        let index = (cursor.ipa >> lsb) & mask(geometry.ia_bits - lsb);
         let address = geometry.table_base | (index << 3);
         if self.oa_out_of_range(address) {
-            return Err(self.fault(&cursor, FaultCause::BaseAddressOutOfRange, 0));
+            return Err(stop0(FaultCause::BaseAddressOutOfRange));
         }
         cursor.level = geometry.start_level;
         cursor.address = address;
-        Ok(cursor)
+        Ok(())
     }
 
     /// Lowest IPA bit a level's index resolves.
@@ -682,6 +712,7 @@ impl Stage2Walker {
     }
 
     /// Feed one descriptor read (raw, or the memory error) into a walk.
+    #[inline]
     pub(crate) fn advance(&self, cursor: &mut Cursor, read: Result<u64, MemoryError>) -> Step {
         let level = cursor.level;
         let raw = match read {
@@ -690,7 +721,7 @@ impl Stage2Walker {
                 let cause = FaultCause::DescriptorOutsideMemslots {
                     address: cursor.address,
                 };
-                return Step::Fault(self.fault(cursor, cause, level));
+                return Step::Stop(Stop { cause, level });
             }
         };
         let descriptor = self.registers.endianness.descriptor_from_raw(raw);
@@ -700,12 +731,18 @@ impl Stage2Walker {
             level,
         });
         match descriptor & 3 {
-            0 | 2 => Step::Fault(self.fault(cursor, FaultCause::InvalidDescriptor, level)),
+            0 | 2 => Step::Stop(Stop {
+                cause: FaultCause::InvalidDescriptor,
+                level,
+            }),
             1 => {
                 if self.block_permitted(level) {
                     Step::Leaf(descriptor)
                 } else {
-                    Step::Fault(self.fault(cursor, FaultCause::BlockNotPermitted, level))
+                    Step::Stop(Stop {
+                        cause: FaultCause::BlockNotPermitted,
+                        level,
+                    })
                 }
             }
             _ if level >= 3 => Step::Leaf(descriptor),
@@ -717,11 +754,10 @@ impl Stage2Walker {
                 let address = base | (index << 3);
                 if self.oa_out_of_range(address) {
                     // Reported at the level of the table descriptor.
-                    return Step::Fault(self.fault(
-                        cursor,
-                        FaultCause::TableAddressOutOfRange,
+                    return Step::Stop(Stop {
+                        cause: FaultCause::TableAddressOutOfRange,
                         level,
-                    ));
+                    });
                 }
                 cursor.level = next;
                 cursor.address = address;
@@ -732,18 +768,20 @@ impl Stage2Walker {
 
     /// The checks after the leaf (output address size, access flag,
     /// permissions) and the update the walk must make, if any.
-    pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Fault> {
+    #[inline]
+    pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Stop> {
         let level = cursor.level;
+        let stop = |cause| Stop { cause, level };
         let block_bits = self.level_lsb(level);
         let contiguous_bits = block_bits + self.contiguous_log2(level, descriptor);
         // StageOA: the IA supplies every bit below the (contiguous) block.
         let output_address = self.stage_output_address(level, descriptor, cursor.ipa);
         if self.oa_out_of_range(output_address) {
-            return Err(self.fault(cursor, FaultCause::OutputAddressOutOfRange, level));
+            return Err(stop(FaultCause::OutputAddressOutOfRange));
         }
         let af = descriptor & (1 << 10) != 0;
         if !af && !self.ha {
-            return Err(self.fault(cursor, FaultCause::AccessFlagClear, level));
+            return Err(stop(FaultCause::AccessFlagClear));
         }
         let dbm = descriptor & (1 << 51) != 0;
         // AArch64.S2ApplyOutputPerms: with hardware dirty state a DBM
@@ -754,9 +792,9 @@ impl Stage2Walker {
         }
         let xn = ((descriptor >> 53) & 3) as u8;
         let execute = Execute::from_xn(if self.xnx { xn } else { xn & 2 });
-        let mem_attr = ((descriptor >> 2) & 0xf) as u8;
+        let device = (descriptor >> 2) & 0b1100 == 0;
         let denied = match cursor.access {
-            AccessKind::ExecEl1 | AccessKind::ExecEl0 if mem_attr & 0b1100 == 0 => {
+            AccessKind::ExecEl1 | AccessKind::ExecEl0 if device => {
                 Some(FaultCause::ExecuteFromDevice)
             }
             AccessKind::ExecEl1 if !execute.el1() => Some(FaultCause::ExecuteDenied),
@@ -769,44 +807,57 @@ impl Stage2Walker {
             // AF is not set on a faulting access: SettingAccessFlagPermitted
             // is CONSTRAINED UNPREDICTABLE for permission faults and this
             // walker chooses FALSE.
-            return Err(self.fault(cursor, cause, level));
+            return Err(stop(cause));
         }
-        let mut new = descriptor;
-        let mut update = DescriptorUpdate::default();
-        if self.ha && !af {
-            new |= 1 << 10;
-            update.access_flag = true;
+        let mut new_descriptor = descriptor;
+        if self.ha {
+            new_descriptor |= 1 << 10;
         }
-        if self.hd && cursor.access.is_write() && dbm && descriptor & (1 << 7) == 0 {
-            new |= 1 << 7;
-            update.dirty = true;
+        if self.hd && cursor.access.is_write() && dbm {
+            new_descriptor |= 1 << 7;
         }
-        let shareability = if self.ds {
-            self.sh0
-        } else {
-            ((descriptor >> 8) & 3) as u8
-        };
         Ok(Leaf {
-            translation: Translation {
-                ipa: cursor.ipa,
-                output_address,
-                level,
-                block_size: 1 << block_bits,
-                contiguous_size: 1 << contiguous_bits,
-                s2ap: S2Ap::from_bits(((new >> 6) & 3) as u8),
-                execute,
-                dirty_bit_modifier: dbm,
-                mem_attr,
-                shareability: Shareability::from_bits(shareability),
-                descriptor: new,
-                update,
-                trail: cursor.trail,
-            },
-            new_descriptor: (new != descriptor).then_some(new),
+            descriptor,
+            new_descriptor,
+            output_address,
+            block_bits,
+            contiguous_bits,
+            execute,
         })
     }
 
+    /// The translation a finished walk reports.
+    #[inline]
+    pub(crate) fn translation(&self, cursor: &Cursor, leaf: &Leaf) -> Translation {
+        let new = leaf.new_descriptor;
+        let shareability = if self.ds {
+            self.sh0
+        } else {
+            ((new >> 8) & 3) as u8
+        };
+        let changed = new ^ leaf.descriptor;
+        Translation {
+            ipa: cursor.ipa,
+            output_address: leaf.output_address,
+            level: cursor.level,
+            block_size: 1 << leaf.block_bits,
+            contiguous_size: 1 << leaf.contiguous_bits,
+            s2ap: S2Ap::from_bits(((new >> 6) & 3) as u8),
+            execute: leaf.execute,
+            dirty_bit_modifier: new & (1 << 51) != 0,
+            mem_attr: ((new >> 2) & 0xf) as u8,
+            shareability: Shareability::from_bits(shareability),
+            descriptor: new,
+            update: DescriptorUpdate {
+                access_flag: changed & (1 << 10) != 0,
+                dirty: changed & (1 << 7) != 0,
+            },
+            trail: cursor.trail,
+        }
+    }
+
     /// Check the leaf and make the hardware update by compare-and-swap.
+    #[inline]
     pub(crate) fn finish<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
@@ -815,28 +866,28 @@ impl Stage2Walker {
     ) -> Finish {
         let leaf = match self.check_leaf(cursor, descriptor) {
             Ok(leaf) => leaf,
-            Err(fault) => return Finish::Done(Err(fault)),
+            Err(stop) => return Finish::Done(Err(stop)),
         };
-        let Some(new) = leaf.new_descriptor else {
-            return Finish::Done(Ok(leaf.translation));
-        };
+        if leaf.new_descriptor == descriptor {
+            return Finish::Done(Ok(leaf));
+        }
         let endianness = self.registers.endianness;
         let current = endianness.descriptor_to_raw(descriptor);
-        let replacement = endianness.descriptor_to_raw(new);
+        let replacement = endianness.descriptor_to_raw(leaf.new_descriptor);
         match memory.compare_exchange_descriptor(cursor.address, current, replacement) {
-            Ok(Ok(_)) => Finish::Done(Ok(leaf.translation)),
+            Ok(Ok(_)) => Finish::Done(Ok(leaf)),
             Ok(Err(_)) => Finish::Lost {
                 descriptor_address: cursor.address,
             },
             // The update write is part of the walk (AArch64.MemSwapTableDesc):
             // a write that memory refuses is a synchronous external abort on
             // the walk, at the leaf's level.
-            Err(_) => {
-                let cause = FaultCause::UpdateRefused {
+            Err(_) => Finish::Done(Err(Stop {
+                cause: FaultCause::UpdateRefused {
                     address: cursor.address,
-                };
-                Finish::Done(Err(self.fault(cursor, cause, cursor.level)))
-            }
+                },
+                level: cursor.level,
+            })),
         }
     }
 
