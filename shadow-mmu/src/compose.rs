@@ -1,0 +1,746 @@
+//! Composition of L1's stage-2 translation (L2 IPA -> L1 IPA, from a walk
+//! of L1's tables) with L0's own mapping of L1 (L1 IPA -> PA): the shadow
+//! entry L0 installs for L2 (L2 IPA -> PA).
+//!
+//! Rules (what the two stages would give if the hardware walked both):
+//! - **Size**: the smaller of the two, then the largest 4 KiB-granule size
+//!   the shadow table can hold in one descriptor (1 GiB, 2 MiB or 4 KiB),
+//!   aligned around the faulting L2 IPA. Both inputs are naturally aligned
+//!   powers of two, so the L2 IPA, L1 IPA and PA agree modulo that size.
+//! - **Permissions**: the intersection of read, write, execute-at-EL0 and
+//!   execute-at-EL1 (S2AP and XN\[1:0\] with FEAT_XNX semantics).
+//! - **Memory type** (stage-2 MemAttr\[3:0\], HCR_EL2.FWB = 0 encoding): the
+//!   more restrictive of the two, as the Arm ARM combines stages: Device
+//!   beats Normal; among Device types nGnRnE < nGnRE < nGRE < GRE (the lower
+//!   wins); for Normal memory inner and outer cacheability are each the
+//!   weaker of the two (Non-cacheable < Write-Through < Write-Back).
+//! - **Shareability**: the wider (Non < Inner < Outer). Device and Normal
+//!   Non-cacheable memory are Outer Shareable whatever the descriptors say,
+//!   so the composed entry says so too.
+//!
+//! An L1 IPA outside L1's memory is never mapped: [`resolve`] reports it as
+//! [`Composition::Mmio`] (L0 emulates a device of L1's there: it must emulate
+//! the access on behalf of L2) or [`Composition::ExternalAbort`].
+//!
+//! CONSTRAINED UNPREDICTABLE choices (each tested):
+//! - MemAttr with MemAttr\[3:2\] != 0b00 and MemAttr\[1:0\] = 0b00 is reserved;
+//!   it is treated as Inner Non-cacheable (the most restrictive Normal
+//!   behaviour permitted), so composition never grants more caching than
+//!   some permitted reading of the descriptor.
+//! - SH = 0b01 (reserved) is treated as Outer Shareable, the widest domain.
+
+pub use ipc::message::{MemShareability, Permissions};
+use walker::{Execute, S2Ap, Shareability, Translation};
+
+/// 4 KiB: the shadow granule and the smallest size anything maps.
+pub const PAGE_SIZE: u64 = 1 << 12;
+/// 2 MiB: a level-2 block of the shadow table.
+pub const BLOCK_2M: u64 = 1 << 21;
+/// 1 GiB: a level-1 block of the shadow table.
+pub const BLOCK_1G: u64 = 1 << 30;
+/// Input (L2 IPA) size of the shadow stage 2, in bits.
+pub const SHADOW_IPA_BITS: u32 = 48;
+
+/// Permissions from a stage-2 leaf's S2AP and XN\[1:0\].
+pub const fn permissions_from_stage2(s2ap: S2Ap, execute: Execute) -> Permissions {
+    let mut bits = 0;
+    if s2ap.readable() {
+        bits |= Permissions::READ.bits();
+    }
+    if s2ap.writable() {
+        bits |= Permissions::WRITE.bits();
+    }
+    if execute.el0() {
+        bits |= Permissions::EXEC_EL0.bits();
+    }
+    if execute.el1() {
+        bits |= Permissions::EXEC_EL1.bits();
+    }
+    // Only the four known bits are set above.
+    match Permissions::from_bits(bits) {
+        Some(p) => p,
+        None => Permissions::none(),
+    }
+}
+
+/// S2AP and XN\[1:0\] (FEAT_XNX encoding) expressing `perms` exactly.
+pub const fn stage2_from_permissions(perms: Permissions) -> (S2Ap, Execute) {
+    let s2ap = S2Ap::from_bits(
+        (perms.contains(Permissions::READ) as u8)
+            | ((perms.contains(Permissions::WRITE) as u8) << 1),
+    );
+    let execute = match (
+        perms.contains(Permissions::EXEC_EL0),
+        perms.contains(Permissions::EXEC_EL1),
+    ) {
+        (true, true) => Execute::Both,
+        (true, false) => Execute::El0Only,
+        (false, true) => Execute::El1Only,
+        (false, false) => Execute::Neither,
+    };
+    (s2ap, execute)
+}
+
+/// Cacheability of Normal memory, weakest first (the derived order is the
+/// combining order: the minimum wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cacheability {
+    /// Non-cacheable.
+    NonCacheable,
+    /// Write-Through cacheable.
+    WriteThrough,
+    /// Write-Back cacheable.
+    WriteBack,
+}
+
+impl Cacheability {
+    const fn bits(self) -> u8 {
+        match self {
+            Cacheability::NonCacheable => 0b01,
+            Cacheability::WriteThrough => 0b10,
+            Cacheability::WriteBack => 0b11,
+        }
+    }
+}
+
+/// Device memory types, most restrictive first (the minimum wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeviceType {
+    /// Device-nGnRnE.
+    NGnRnE,
+    /// Device-nGnRE.
+    NGnRE,
+    /// Device-nGRE.
+    NGRE,
+    /// Device-GRE.
+    GRE,
+}
+
+/// A decoded stage-2 memory type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemoryType {
+    /// Device memory.
+    Device(DeviceType),
+    /// Normal memory with its outer and inner cacheability.
+    Normal {
+        /// Outer cacheability (MemAttr\[3:2\]).
+        outer: Cacheability,
+        /// Inner cacheability (MemAttr\[1:0\]).
+        inner: Cacheability,
+    },
+}
+
+impl MemoryType {
+    /// The more restrictive of two stage-2 memory types (see module docs).
+    pub const fn combine(self, other: MemoryType) -> MemoryType {
+        match (self, other) {
+            (MemoryType::Device(a), MemoryType::Device(b)) => {
+                MemoryType::Device(if (a as u8) <= (b as u8) { a } else { b })
+            }
+            (MemoryType::Device(d), MemoryType::Normal { .. })
+            | (MemoryType::Normal { .. }, MemoryType::Device(d)) => MemoryType::Device(d),
+            (
+                MemoryType::Normal {
+                    outer: o1,
+                    inner: i1,
+                },
+                MemoryType::Normal {
+                    outer: o2,
+                    inner: i2,
+                },
+            ) => MemoryType::Normal {
+                outer: if (o1 as u8) <= (o2 as u8) { o1 } else { o2 },
+                inner: if (i1 as u8) <= (i2 as u8) { i1 } else { i2 },
+            },
+        }
+    }
+
+    /// Whether the architecture makes this type Outer Shareable regardless
+    /// of the SH field (Device, or Normal Non-cacheable both inside and out).
+    pub const fn forces_outer_shareable(self) -> bool {
+        matches!(
+            self,
+            MemoryType::Device(_)
+                | MemoryType::Normal {
+                    outer: Cacheability::NonCacheable,
+                    inner: Cacheability::NonCacheable,
+                }
+        )
+    }
+}
+
+/// Stage-2 MemAttr\[3:0\] (descriptor bits 5:2, HCR_EL2.FWB = 0 encoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemAttr(u8);
+
+const fn cacheability(bits: u8) -> Cacheability {
+    match bits {
+        2 => Cacheability::WriteThrough,
+        3 => Cacheability::WriteBack,
+        // 0b01, and the reserved 0b00 (inner only).
+        _ => Cacheability::NonCacheable,
+    }
+}
+
+impl MemAttr {
+    /// Normal, Inner and Outer Write-Back: 0b1111.
+    pub const NORMAL_WB: MemAttr = MemAttr(0b1111);
+    /// Device-nGnRE: 0b0001.
+    pub const DEVICE_NGNRE: MemAttr = MemAttr(0b0001);
+
+    /// From the four MemAttr bits (higher bits are ignored).
+    pub const fn from_bits(bits: u8) -> MemAttr {
+        MemAttr(bits & 0xf)
+    }
+
+    /// The four MemAttr bits as written in the descriptor.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The memory type these bits give (reserved inner encoding 0b00 with a
+    /// Normal outer type reads as Inner Non-cacheable; see module docs).
+    pub const fn memory_type(self) -> MemoryType {
+        let outer = self.0 >> 2;
+        let low = self.0 & 3;
+        if outer == 0 {
+            return MemoryType::Device(match low {
+                0 => DeviceType::NGnRnE,
+                1 => DeviceType::NGnRE,
+                2 => DeviceType::NGRE,
+                _ => DeviceType::GRE,
+            });
+        }
+        MemoryType::Normal {
+            outer: cacheability(outer),
+            inner: cacheability(low),
+        }
+    }
+
+    /// The canonical MemAttr bits of a memory type.
+    pub const fn from_memory_type(ty: MemoryType) -> MemAttr {
+        match ty {
+            MemoryType::Device(d) => MemAttr(d as u8),
+            MemoryType::Normal { outer, inner } => MemAttr((outer.bits() << 2) | inner.bits()),
+        }
+    }
+
+    /// The more restrictive combination of two stage-2 attributes.
+    pub const fn combine(self, other: MemAttr) -> MemAttr {
+        MemAttr::from_memory_type(self.memory_type().combine(other.memory_type()))
+    }
+}
+
+/// The effective shareability L1's descriptor gives (reserved 0b01 reads as
+/// Outer Shareable; see module docs).
+pub const fn effective_shareability(sh: Shareability) -> MemShareability {
+    match sh {
+        Shareability::NonShareable => MemShareability::NonShareable,
+        Shareability::InnerShareable => MemShareability::InnerShareable,
+        Shareability::OuterShareable | Shareability::Reserved => MemShareability::OuterShareable,
+    }
+}
+
+const fn shareability_rank(sh: MemShareability) -> u8 {
+    match sh {
+        MemShareability::NonShareable => 0,
+        MemShareability::InnerShareable => 1,
+        MemShareability::OuterShareable => 2,
+    }
+}
+
+/// The wider of two shareability domains.
+pub const fn wider_shareability(a: MemShareability, b: MemShareability) -> MemShareability {
+    if shareability_rank(a) >= shareability_rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// What the walk of L1's table gave for an L2 IPA: one leaf, L2 IPA block
+/// -> L1 IPA block. The compact form the cache keeps ([`Translation`]
+/// carries the whole descriptor trail besides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L1Translation {
+    /// L2 IPA of the start of the leaf's block or page.
+    pub l2_ipa_base: u64,
+    /// L1 IPA it maps to.
+    pub l1_ipa_base: u64,
+    /// Block or page size (a power of two, at least 4 KiB).
+    pub size: u64,
+    /// S2AP of L1's leaf (read/write).
+    pub s2ap: S2Ap,
+    /// XN\[1:0\] of L1's leaf.
+    pub execute: Execute,
+    /// MemAttr\[3:0\] of L1's leaf.
+    pub mem_attr: MemAttr,
+    /// SH\[1:0\] of L1's leaf.
+    pub shareability: Shareability,
+}
+
+impl L1Translation {
+    /// The leaf a walk found. The block size is used, not the contiguous
+    /// range: a contiguous hint lets a TLB cache more, never requires it.
+    pub const fn from_translation(t: &Translation) -> L1Translation {
+        L1Translation {
+            l2_ipa_base: t.ipa_block_base(),
+            l1_ipa_base: t.output_block_base(),
+            size: t.block_size,
+            s2ap: t.s2ap,
+            execute: t.execute,
+            mem_attr: MemAttr::from_bits(t.mem_attr),
+            shareability: t.shareability,
+        }
+    }
+
+    /// Whether `l2_ipa` lies in this leaf's block.
+    pub const fn contains(&self, l2_ipa: u64) -> bool {
+        l2_ipa >= self.l2_ipa_base && l2_ipa - self.l2_ipa_base < self.size
+    }
+
+    /// The L1 IPA `l2_ipa` translates to (`None` outside the block).
+    pub const fn l1_ipa(&self, l2_ipa: u64) -> Option<u64> {
+        if self.contains(l2_ipa) {
+            Some(self.l1_ipa_base + (l2_ipa - self.l2_ipa_base))
+        } else {
+            None
+        }
+    }
+
+    /// Read/write/execute permissions L1 grants.
+    pub const fn permissions(&self) -> Permissions {
+        permissions_from_stage2(self.s2ap, self.execute)
+    }
+}
+
+impl From<&Translation> for L1Translation {
+    fn from(t: &Translation) -> Self {
+        L1Translation::from_translation(t)
+    }
+}
+
+/// L0's mapping of one naturally aligned block of L1 memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L0Mapping {
+    ipa_base: u64,
+    pa_base: u64,
+    size: u64,
+    perms: Permissions,
+    mem_attr: MemAttr,
+    shareability: MemShareability,
+}
+
+/// Why an [`L0Mapping`] cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L0MappingError {
+    /// The size is not a power of two of at least 4 KiB.
+    BadSize(u64),
+    /// The L1 IPA or PA base is not aligned to the size.
+    Misaligned {
+        /// L1 IPA base given.
+        ipa_base: u64,
+        /// PA base given.
+        pa_base: u64,
+        /// Size given.
+        size: u64,
+    },
+}
+
+impl L0Mapping {
+    /// `[ipa_base, ipa_base + size)` of L1 memory at `pa_base`.
+    pub const fn new(
+        ipa_base: u64,
+        pa_base: u64,
+        size: u64,
+        perms: Permissions,
+        mem_attr: MemAttr,
+        shareability: MemShareability,
+    ) -> Result<L0Mapping, L0MappingError> {
+        if !size.is_power_of_two() || size < PAGE_SIZE {
+            return Err(L0MappingError::BadSize(size));
+        }
+        if ipa_base & (size - 1) != 0 || pa_base & (size - 1) != 0 {
+            return Err(L0MappingError::Misaligned {
+                ipa_base,
+                pa_base,
+                size,
+            });
+        }
+        if ipa_base.checked_add(size - 1).is_none() || pa_base.checked_add(size - 1).is_none() {
+            return Err(L0MappingError::Misaligned {
+                ipa_base,
+                pa_base,
+                size,
+            });
+        }
+        Ok(L0Mapping {
+            ipa_base,
+            pa_base,
+            size,
+            perms,
+            mem_attr,
+            shareability,
+        })
+    }
+
+    /// L1 IPA of the block start.
+    pub const fn ipa_base(&self) -> u64 {
+        self.ipa_base
+    }
+    /// PA of the block start.
+    pub const fn pa_base(&self) -> u64 {
+        self.pa_base
+    }
+    /// Block size (power of two, >= 4 KiB).
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+    /// Permissions L0 grants L1.
+    pub const fn permissions(&self) -> Permissions {
+        self.perms
+    }
+    /// L0's stage-2 MemAttr for L1.
+    pub const fn mem_attr(&self) -> MemAttr {
+        self.mem_attr
+    }
+    /// L0's shareability for L1.
+    pub const fn shareability(&self) -> MemShareability {
+        self.shareability
+    }
+    /// Whether the block holds `l1_ipa`.
+    pub const fn contains(&self, l1_ipa: u64) -> bool {
+        l1_ipa >= self.ipa_base && l1_ipa - self.ipa_base < self.size
+    }
+}
+
+/// What L0 has at an L1 IPA that is not ordinary L1 memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unbacked {
+    /// A device L0 emulates for L1: the L2 access is emulated on L2's behalf.
+    Mmio,
+    /// Nothing: the access gets an external abort.
+    Nothing,
+}
+
+/// L0's own stage-2 mapping of L1 (L1 IPA -> PA). Implemented by hv over
+/// its memslots and by hosts/tests over [`L0RegionMap`].
+pub trait L0Map: Sync {
+    /// The naturally aligned block of L1 memory holding `l1_ipa`, or `None`
+    /// when `l1_ipa` is not L1 memory.
+    fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping>;
+
+    /// What lies at an `l1_ipa` for which [`L0Map::lookup`] gave `None`.
+    fn unbacked(&self, l1_ipa: u64) -> Unbacked {
+        let _ = l1_ipa;
+        Unbacked::Nothing
+    }
+}
+
+impl<T: L0Map + ?Sized> L0Map for &T {
+    fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
+        (**self).lookup(l1_ipa)
+    }
+    fn unbacked(&self, l1_ipa: u64) -> Unbacked {
+        (**self).unbacked(l1_ipa)
+    }
+}
+
+/// A composed shadow entry: what one shadow descriptor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShadowMapping {
+    /// L2 IPA of the block start (aligned to `size`).
+    pub l2_ipa_base: u64,
+    /// PA of the block start (aligned to `size`).
+    pub pa_base: u64,
+    /// 4 KiB, 2 MiB or 1 GiB.
+    pub size: u64,
+    /// Combined permissions.
+    pub perms: Permissions,
+    /// Combined MemAttr.
+    pub mem_attr: MemAttr,
+    /// Combined shareability.
+    pub shareability: MemShareability,
+}
+
+impl ShadowMapping {
+    /// The answer the service sends to the vCPU ([`ipc::message::Mapping`]).
+    pub const fn to_message(&self) -> ipc::message::Mapping {
+        ipc::message::Mapping {
+            pa: self.pa_base,
+            size_log2: self.size.trailing_zeros() as u8,
+            permissions: self.perms,
+            mem_attr: self.mem_attr.bits(),
+            shareability: self.shareability,
+        }
+    }
+
+    /// Whether the entry translates `l2_ipa`.
+    pub const fn contains(&self, l2_ipa: u64) -> bool {
+        l2_ipa >= self.l2_ipa_base && l2_ipa - self.l2_ipa_base < self.size
+    }
+}
+
+/// A shadow entry and the L1 IPA block it was built on (what the reverse
+/// map records: `[l1_ipa_base, l1_ipa_base + shadow.size)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ComposedEntry {
+    /// The shadow descriptor contents.
+    pub shadow: ShadowMapping,
+    /// L1 IPA of the block the entry translates through.
+    pub l1_ipa_base: u64,
+}
+
+/// Why [`compose`] refused its inputs (a caller's mistake, reported, never
+/// a panic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ComposeError {
+    /// The walk result is not a naturally aligned block of >= 4 KiB.
+    MalformedWalk,
+    /// The walk result does not translate this L2 IPA.
+    L2IpaOutsideWalk {
+        /// The L2 IPA given.
+        l2_ipa: u64,
+    },
+    /// L0's mapping does not hold the L1 IPA the walk gave.
+    L0MappingMismatch {
+        /// The L1 IPA the walk gave.
+        l1_ipa: u64,
+    },
+    /// The L2 IPA needs more than the shadow's 48 input bits (an L1 using
+    /// 52-bit IPAs for L2): no shadow descriptor can express it.
+    L2IpaBeyondShadow {
+        /// The L2 IPA given.
+        l2_ipa: u64,
+    },
+}
+
+/// The largest size a 4 KiB-granule shadow descriptor can map that does not
+/// exceed `size` (at least 4 KiB).
+pub const fn shadow_block_size(size: u64) -> u64 {
+    if size >= BLOCK_1G {
+        BLOCK_1G
+    } else if size >= BLOCK_2M {
+        BLOCK_2M
+    } else {
+        PAGE_SIZE
+    }
+}
+
+/// Composes L1's leaf for `l2_ipa` with L0's block holding the L1 IPA.
+pub fn compose(
+    walk: &L1Translation,
+    l2_ipa: u64,
+    l0: &L0Mapping,
+) -> Result<ComposedEntry, ComposeError> {
+    if !walk.size.is_power_of_two()
+        || walk.size < PAGE_SIZE
+        || walk.l2_ipa_base & (walk.size - 1) != 0
+        || walk.l1_ipa_base & (walk.size - 1) != 0
+    {
+        return Err(ComposeError::MalformedWalk);
+    }
+    let l1_ipa = walk
+        .l1_ipa(l2_ipa)
+        .ok_or(ComposeError::L2IpaOutsideWalk { l2_ipa })?;
+    if l2_ipa >> SHADOW_IPA_BITS != 0 {
+        return Err(ComposeError::L2IpaBeyondShadow { l2_ipa });
+    }
+    if !l0.contains(l1_ipa) {
+        return Err(ComposeError::L0MappingMismatch { l1_ipa });
+    }
+    let size = shadow_block_size(walk.size.min(l0.size));
+    let mask = !(size - 1);
+    let pa = l0.pa_base + (l1_ipa - l0.ipa_base);
+    let mem_attr = walk.mem_attr.combine(l0.mem_attr);
+    let shareability = if mem_attr.memory_type().forces_outer_shareable() {
+        MemShareability::OuterShareable
+    } else {
+        wider_shareability(effective_shareability(walk.shareability), l0.shareability)
+    };
+    Ok(ComposedEntry {
+        shadow: ShadowMapping {
+            l2_ipa_base: l2_ipa & mask,
+            pa_base: pa & mask,
+            size,
+            perms: walk.permissions().intersection(l0.perms),
+            mem_attr,
+            shareability,
+        },
+        l1_ipa_base: l1_ipa & mask,
+    })
+}
+
+/// The result of looking up L0's mapping for a walk result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Composition {
+    /// Install this entry.
+    Mapped(ComposedEntry),
+    /// The L1 IPA is a device L0 emulates for L1: emulate the L2 access.
+    Mmio {
+        /// The L1 IPA accessed.
+        l1_ipa: u64,
+    },
+    /// Nothing is at the L1 IPA: an external abort.
+    ExternalAbort {
+        /// The L1 IPA accessed.
+        l1_ipa: u64,
+    },
+}
+
+/// Looks up L0's mapping of the L1 IPA the walk gives for `l2_ipa` and
+/// composes. Unbacked L1 IPAs are reported, never mapped.
+pub fn resolve(
+    walk: &L1Translation,
+    l2_ipa: u64,
+    l0: &(impl L0Map + ?Sized),
+) -> Result<Composition, ComposeError> {
+    let l1_ipa = walk
+        .l1_ipa(l2_ipa)
+        .ok_or(ComposeError::L2IpaOutsideWalk { l2_ipa })?;
+    match l0.lookup(l1_ipa) {
+        Some(mapping) => compose(walk, l2_ipa, &mapping).map(Composition::Mapped),
+        None => Ok(match l0.unbacked(l1_ipa) {
+            Unbacked::Mmio => Composition::Mmio { l1_ipa },
+            Unbacked::Nothing => Composition::ExternalAbort { l1_ipa },
+        }),
+    }
+}
+
+/// One region of L1's address space as L0 sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L0RegionKind {
+    /// L1 memory at a PA.
+    Memory {
+        /// PA of the region start.
+        pa_base: u64,
+        /// What L0 lets L1 do there.
+        perms: Permissions,
+        /// L0's MemAttr.
+        mem_attr: MemAttr,
+        /// L0's shareability.
+        shareability: MemShareability,
+    },
+    /// A device L0 emulates for L1.
+    Mmio,
+}
+
+/// A region `[ipa_base, ipa_base + size)` of L1's address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L0Region {
+    /// L1 IPA of the start (4 KiB aligned).
+    pub ipa_base: u64,
+    /// Length in bytes (a multiple of 4 KiB, non-zero).
+    pub size: u64,
+    /// Memory or emulated device.
+    pub kind: L0RegionKind,
+}
+
+/// Why an [`L0RegionMap`] cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L0RegionError {
+    /// A base, PA or size is not a multiple of 4 KiB, or the size is zero
+    /// or wraps the address space.
+    Misaligned {
+        /// The region's L1 IPA base.
+        ipa_base: u64,
+    },
+    /// Two regions overlap.
+    Overlap {
+        /// Base of the first.
+        first: u64,
+        /// Base of the second.
+        second: u64,
+    },
+}
+
+/// [`L0Map`] over a sorted set of regions (binary search), giving for each
+/// L1 IPA the largest naturally aligned block (up to 1 GiB) that lies inside
+/// its region and has the same alignment in L1 IPA and PA.
+#[derive(Clone, Debug, Default)]
+pub struct L0RegionMap {
+    regions: alloc::vec::Vec<L0Region>,
+}
+
+impl L0RegionMap {
+    /// Validates and sorts the regions.
+    pub fn new(mut regions: alloc::vec::Vec<L0Region>) -> Result<L0RegionMap, L0RegionError> {
+        for r in &regions {
+            let pa_ok = match r.kind {
+                L0RegionKind::Memory { pa_base, .. } => {
+                    pa_base % PAGE_SIZE == 0 && pa_base.checked_add(r.size).is_some()
+                }
+                L0RegionKind::Mmio => true,
+            };
+            if r.ipa_base % PAGE_SIZE != 0
+                || r.size % PAGE_SIZE != 0
+                || r.size == 0
+                || r.ipa_base.checked_add(r.size).is_none()
+                || !pa_ok
+            {
+                return Err(L0RegionError::Misaligned {
+                    ipa_base: r.ipa_base,
+                });
+            }
+        }
+        regions.sort_unstable_by_key(|r| r.ipa_base);
+        for pair in regions.windows(2) {
+            if pair[0].ipa_base + pair[0].size > pair[1].ipa_base {
+                return Err(L0RegionError::Overlap {
+                    first: pair[0].ipa_base,
+                    second: pair[1].ipa_base,
+                });
+            }
+        }
+        Ok(L0RegionMap { regions })
+    }
+
+    /// The regions, sorted.
+    pub fn regions(&self) -> &[L0Region] {
+        &self.regions
+    }
+
+    fn region(&self, l1_ipa: u64) -> Option<&L0Region> {
+        let after = self.regions.partition_point(|r| r.ipa_base <= l1_ipa);
+        let r = self.regions.get(after.checked_sub(1)?)?;
+        (l1_ipa - r.ipa_base < r.size).then_some(r)
+    }
+}
+
+impl L0Map for L0RegionMap {
+    fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
+        let r = self.region(l1_ipa)?;
+        let L0RegionKind::Memory {
+            pa_base,
+            perms,
+            mem_attr,
+            shareability,
+        } = r.kind
+        else {
+            return None;
+        };
+        let pa = pa_base + (l1_ipa - r.ipa_base);
+        let end = r.ipa_base + r.size;
+        let mut size = BLOCK_1G;
+        loop {
+            let base = l1_ipa & !(size - 1);
+            let fits = base >= r.ipa_base && base + size <= end;
+            if size == PAGE_SIZE || (fits && (l1_ipa ^ pa) & (size - 1) == 0) {
+                let mapping =
+                    L0Mapping::new(base, pa & !(size - 1), size, perms, mem_attr, shareability);
+                return mapping.ok();
+            }
+            size >>= 1;
+        }
+    }
+
+    fn unbacked(&self, l1_ipa: u64) -> Unbacked {
+        match self.region(l1_ipa) {
+            Some(L0Region {
+                kind: L0RegionKind::Mmio,
+                ..
+            }) => Unbacked::Mmio,
+            _ => Unbacked::Nothing,
+        }
+    }
+}
