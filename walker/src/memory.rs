@@ -125,12 +125,6 @@ impl<'a> Memslot<'a> {
     pub const fn words(&self) -> &'a [AtomicU64] {
         self.words
     }
-
-    fn word(&self, address: u64) -> Option<&'a AtomicU64> {
-        let offset = address.checked_sub(self.base)?;
-        let index = usize::try_from(offset / 8).ok()?;
-        self.words.get(index)
-    }
 }
 
 /// A memslot set that cannot be used, with the offending slot(s).
@@ -237,9 +231,17 @@ impl<'a> Memslots<'a> {
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
         }
-        let slot = self.find(address).ok_or(MemoryError::OutsideMemslots)?;
-        let word = slot.word(address).ok_or(MemoryError::OutsideMemslots)?;
-        Ok((slot, word))
+        // The slot with the greatest base <= address, if it reaches address.
+        let after = self.slots.partition_point(|s| s.base <= address);
+        let slot = after
+            .checked_sub(1)
+            .and_then(|i| self.slots.get(i))
+            .ok_or(MemoryError::OutsideMemslots)?;
+        let index = (address - slot.base) / 8;
+        match usize::try_from(index).ok().and_then(|i| slot.words.get(i)) {
+            Some(word) => Ok((slot, word)),
+            None => Err(MemoryError::OutsideMemslots),
+        }
     }
 
     /// Store a raw value (host-side setup and tests; the walker never calls it).
