@@ -2,6 +2,14 @@
 //! CPU's ID registers. Pure functions: the values are tested on the host,
 //! the `arch` module only writes them.
 
+/// Which nested-virtualization extension the CPU has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NestedVirt {
+    None,
+    Nv,
+    Nv2,
+}
+
 /// The ID registers that decide what to enable or leave untrapped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuFeatures {
@@ -9,6 +17,7 @@ pub struct CpuFeatures {
     pub id_aa64pfr1: u64,
     pub id_aa64mmfr0: u64,
     pub id_aa64mmfr1: u64,
+    pub id_aa64mmfr2: u64,
     pub id_aa64mmfr3: u64,
     pub id_aa64dfr0: u64,
     pub id_aa64isar2: u64,
@@ -54,7 +63,15 @@ impl CpuFeatures {
     pub fn has_s1poe(&self) -> bool {
         field(self.id_aa64mmfr3, 16) != 0
     }
-    /// FEAT_NV2 (ID_AA64MMFR2_EL1.NV is read separately: see `nv_level`).
+    /// Nested virtualization (ID_AA64MMFR2_EL1.NV): 0 none, 1 FEAT_NV,
+    /// 2 FEAT_NV2 (the VNCR page) which hv's nested mode requires.
+    pub fn nested_virtualization(&self) -> NestedVirt {
+        match field(self.id_aa64mmfr2, 24) {
+            0 => NestedVirt::None,
+            1 => NestedVirt::Nv,
+            _ => NestedVirt::Nv2,
+        }
+    }
     pub fn has_pmuv3(&self) -> bool {
         let version = field(self.id_aa64dfr0, 8);
         version != 0 && version != 0xf
@@ -166,6 +183,7 @@ mod tests {
         id_aa64pfr1: 0x0000_0000_0100_0121,
         id_aa64mmfr0: 0x1000_0000_0010_1125 | 1 << 56,
         id_aa64mmfr1: 0x1000_1101_1121_1122,
+        id_aa64mmfr2: 0x1221_0011_1201_1011,
         id_aa64mmfr3: 0,
         id_aa64dfr0: 0x0000_0000_0000_0906,
         id_aa64isar2: 0x0000_0000_0001_0000,
@@ -177,6 +195,7 @@ mod tests {
         id_aa64pfr1: 0x0000_0000_0000_0020,
         id_aa64mmfr0: 0x0000_0000_0010_1125,
         id_aa64mmfr1: 0x0000_0000_1012_2122,
+        id_aa64mmfr2: 0x0000_0000_0000_1011,
         id_aa64mmfr3: 0,
         id_aa64dfr0: 0x0000_0000_1030_5408,
         id_aa64isar2: 0,
@@ -188,6 +207,8 @@ mod tests {
         assert!(MAX.has_fgt() && MAX.has_hcx() && MAX.has_mops() && MAX.has_pmuv3());
         assert!(N1.has_el2() && !N1.has_sve() && !N1.has_sme() && !N1.has_fgt() && !N1.has_hcx());
         assert_eq!(N1.pa_range(), 5);
+        assert_eq!(MAX.nested_virtualization(), NestedVirt::Nv2);
+        assert_eq!(N1.nested_virtualization(), NestedVirt::None);
         let no_el2 = CpuFeatures {
             id_aa64pfr0: 0x11,
             ..N1

@@ -212,6 +212,7 @@ fn read_features() -> CpuFeatures {
         id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
         id_aa64mmfr0: read_sysreg!("id_aa64mmfr0_el1"),
         id_aa64mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
+        id_aa64mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
         id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"),
         id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
         id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"),
@@ -301,6 +302,14 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     let Some(pa_bits) = pagetable::pa_range_bits(features.pa_range()) else {
         fail(format_args!("reserved PARange {:#x}", features.pa_range()));
     };
+    phase(format_args!(
+        "cpu: MIDR {:#x}, {pa_bits}-bit PA, nested virtualization {:?}, SVE {}, SME {}, FGT {}",
+        read_sysreg!("midr_el1"),
+        features.nested_virtualization(),
+        features.has_sve(),
+        features.has_sme(),
+        features.has_fgt()
+    ));
     let (ttbr, tcr) = enable_stage1(&platform, pa_bits);
     phase(format_args!(
         "stage 1 on: hv identity-mapped, MMU and caches enabled"
@@ -591,6 +600,10 @@ fn load_guest(
     };
     // SAFETY: slot `boot_cpu` belongs to this CPU, which is not in a guest.
     unsafe { *SLOTS.frames[boot_cpu].get() = frame };
+    phase(format_args!(
+        "entering the guest on cpu {boot_cpu} at {:#x} (EL1h, MMU off, x0 = device tree); the guest owns the GIC and timers from here",
+        frame.elr
+    ));
     hv
 }
 

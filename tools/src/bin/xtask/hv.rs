@@ -179,6 +179,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let bundle = guest::cache_dir().join("bundle-run.bin");
     guest::write_bundle(&kernel, &initrd, &cmdline, &bundle)?;
     let machine = Machine {
+        machine: MACHINE.into(),
         cpu: options.cpu.clone(),
         smp: options.smp,
         memory: options.memory.clone(),
@@ -203,69 +204,152 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// One case of the QEMU matrix.
+/// The machine QEMU emulates for hv: EL2 present, GICv3.
+pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
+
+/// What a boot must show to pass.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// The guest reaches user space, prints the marker with this many
+    /// CPUs, and powers off: hv exits 0.
+    Marker { cpus: u32 },
+    /// hv (or the guest) ends the run with this console line and status.
+    Ends { line: &'static str, status: i32 },
+}
+
+/// Which guest bundle a case boots.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Guest {
+    Default,
+    /// The default guest with an init that does not exist: Linux panics.
+    MissingInit,
+    /// Not a guest bundle at all.
+    NotABundle,
+}
+
+/// One QEMU boot of the test matrix.
 #[derive(Clone, Copy, Debug)]
 struct Case {
+    machine: &'static str,
     cpu: &'static str,
     smp: u32,
     memory: &'static str,
+    guest: Guest,
+    expect: Expect,
 }
 
-/// Every value of each dimension appears: both CPU models, 1 and 4 CPUs,
-/// 512 MiB and 2 GiB; each model is tried with 1 and 4 CPUs.
+const MAX: &str = "max,pauth-impdef=on";
+const N1: &str = "neoverse-n1";
+
+const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
+    Case {
+        machine: MACHINE,
+        cpu,
+        smp,
+        memory,
+        guest: Guest::Default,
+        expect: Expect::Marker { cpus: smp },
+    }
+}
+
+/// The full product of both CPU models, 1 and 4 CPUs, 512 MiB and 2 GiB
+/// (each boot takes a few seconds), then the failure modes: each must end
+/// QEMU with its own line and status, never hang.
 const MATRIX: &[Case] = &[
+    boot(MAX, 1, "512M"),
+    boot(MAX, 1, "2G"),
+    boot(MAX, 4, "512M"),
+    boot(MAX, 4, "2G"),
+    boot(N1, 1, "512M"),
+    boot(N1, 1, "2G"),
+    boot(N1, 4, "512M"),
+    boot(N1, 4, "2G"),
     Case {
-        cpu: "max,pauth-impdef=on",
-        smp: 1,
-        memory: "512M",
+        machine: "virt,gic-version=3",
+        expect: Expect::Ends {
+            line: "hv: error: hv must be entered at EL2",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
     },
     Case {
-        cpu: "max,pauth-impdef=on",
-        smp: 4,
-        memory: "2G",
+        machine: "virt,virtualization=on,gic-version=2",
+        expect: Expect::Ends {
+            line: "hv: error: hv needs a GICv3; the device tree has only a GICv2",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
     },
     Case {
-        cpu: "neoverse-n1",
-        smp: 1,
-        memory: "2G",
+        guest: Guest::NotABundle,
+        expect: Expect::Ends {
+            line: "hv: error: the initrd is not an Umbra guest bundle",
+            status: 1,
+        },
+        ..boot(N1, 1, "512M")
     },
     Case {
-        cpu: "neoverse-n1",
-        smp: 4,
-        memory: "512M",
+        guest: Guest::MissingInit,
+        expect: Expect::Ends {
+            line: "hv: the guest called PSCI SYSTEM_RESET",
+            status: 2,
+        },
+        ..boot(N1, 4, "512M")
     },
 ];
 
 /// Seconds one boot may take before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(150);
 
+/// Lines that mean something went wrong, when a marker was expected.
+const TROUBLE: &[&str] = &["hv: PANIC", "hv: error", "hv: guest crash", "Kernel panic"];
+
 /// Why a case failed, from its outcome; None if it passed.
 fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
-    let expected = format!("{MARKER} cpus={}", case.smp);
-    let marker = outcome.matches.iter().find(|l| l.contains(MARKER));
-    let panic = outcome
-        .tail
-        .iter()
-        .find(|l| l.contains("hv: PANIC") || l.contains("hv: error") || l.contains("Kernel panic"));
     if outcome.timed_out {
         return Some(format!("timeout after {} s", CASE_TIMEOUT.as_secs()));
     }
-    if let Some(line) = panic {
-        return Some(format!("panic: {line}"));
-    }
-    match marker {
-        None => Some(format!(
-            "no `{MARKER}` marker; QEMU exit status {:?}",
-            outcome.status
-        )),
-        Some(line) if !line.contains(&format!("{expected} ")) => {
-            Some(format!("wrong marker: expected `{expected}`, got `{line}`"))
+    match case.expect {
+        Expect::Marker { cpus } => {
+            if let Some(line) = outcome
+                .matches
+                .iter()
+                .find(|l| TROUBLE.iter().any(|t| l.contains(t)))
+            {
+                return Some(format!("panic: {line}"));
+            }
+            let expected = format!("{MARKER} cpus={cpus} ");
+            match outcome.matches.iter().find(|l| l.contains(MARKER)) {
+                None => Some(format!(
+                    "no `{MARKER}` marker; QEMU exit status {:?}",
+                    outcome.status
+                )),
+                Some(line) if !line.contains(&expected) => Some(format!(
+                    "wrong marker: expected `{}`, got `{line}`",
+                    expected.trim_end()
+                )),
+                Some(_) if outcome.status != Some(0) => Some(format!(
+                    "marker seen but hv's exit status was {:?}, not 0 (guest powered off)",
+                    outcome.status
+                )),
+                Some(_) => None,
+            }
         }
-        Some(_) if outcome.status != Some(0) => Some(format!(
-            "marker seen but hv's exit status was {:?}, not 0 (guest powered off)",
-            outcome.status
-        )),
-        Some(_) => None,
+        Expect::Ends { line, status } => {
+            if !outcome.matches.iter().any(|l| l.contains(line)) {
+                Some(format!(
+                    "expected the line `{line}`; QEMU exit status {:?}",
+                    outcome.status
+                ))
+            } else if outcome.status != Some(status) {
+                Some(format!(
+                    "expected exit status {status}, got {:?}",
+                    outcome.status
+                ))
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -275,26 +359,48 @@ pub fn test() -> Result<(), String> {
     let image = build(&[])?;
     setup::qemu()?;
     let (kernel, initrd) = guest::default_guest()?;
-    let bundle = guest::cache_dir().join("bundle-test.bin");
-    guest::write_bundle(&kernel, &initrd, guest::DEFAULT_CMDLINE, &bundle)?;
+    let dir = guest::cache_dir();
+    let default_bundle = dir.join("bundle-test.bin");
+    guest::write_bundle(&kernel, &initrd, guest::DEFAULT_CMDLINE, &default_bundle)?;
+    let panic_bundle = dir.join("bundle-test-missing-init.bin");
+    let panic_cmdline = guest::DEFAULT_CMDLINE.replace("rdinit=/init", "rdinit=/does-not-exist");
+    guest::write_bundle(&kernel, &initrd, &panic_cmdline, &panic_bundle)?;
     let started = Instant::now();
     let mut failures = Vec::new();
     for case in MATRIX {
         let machine = Machine {
+            machine: case.machine.into(),
             cpu: case.cpu.into(),
             smp: case.smp,
             memory: case.memory.into(),
             hv_image: image.clone(),
-            bundle: bundle.clone(),
+            bundle: match case.guest {
+                Guest::Default => default_bundle.clone(),
+                Guest::MissingInit => panic_bundle.clone(),
+                // The initramfs itself: a gzip file, not a bundle.
+                Guest::NotABundle => initrd.clone(),
+            },
             timeout: CASE_TIMEOUT,
         };
-        let name = format!("-cpu {} -smp {} -m {}", case.cpu, case.smp, case.memory);
-        let outcome = machine.boot(false, &[MARKER])?;
+        let mut name = format!(
+            "-M {} -cpu {} -smp {} -m {}",
+            case.machine, case.cpu, case.smp, case.memory
+        );
+        if case.guest != Guest::Default {
+            name.push_str(&format!(" ({:?} guest)", case.guest));
+        }
+        let mut watch = vec![MARKER];
+        watch.extend_from_slice(TROUBLE);
+        if let Expect::Ends { line, .. } = case.expect {
+            watch.push(line);
+        }
+        let outcome = machine.boot(false, &watch)?;
         match verdict(case, &outcome) {
             None => println!(
-                "xtask: qemu {name}: ok in {:.1} s ({})",
+                "xtask: qemu {name}: ok in {:.1} s, exit status {:?} ({})",
                 outcome.elapsed.as_secs_f64(),
-                outcome.matches.first().map_or("", |l| l.trim())
+                outcome.status,
+                outcome.matches.last().map_or("", |l| l.trim())
             ),
             Some(why) => {
                 println!("xtask: qemu {name}: FAILED: {why}; last console lines:");
@@ -358,21 +464,13 @@ mod tests {
             timed_out: status.is_none(),
             elapsed: Duration::from_secs(1),
             tail: lines.iter().map(|s| s.to_string()).collect::<VecDeque<_>>(),
-            matches: lines
-                .iter()
-                .filter(|l| l.contains(MARKER))
-                .map(|s| s.to_string())
-                .collect(),
+            matches: lines.iter().map(|s| s.to_string()).collect(),
         }
     }
 
     #[test]
     fn verdicts() {
-        let case = Case {
-            cpu: "max",
-            smp: 4,
-            memory: "2G",
-        };
+        let case = boot(MAX, 4, "2G");
         let ok = "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3";
         assert_eq!(verdict(&case, &outcome(Some(0), &[ok])), None);
         assert!(verdict(&case, &outcome(None, &[]))
@@ -393,5 +491,28 @@ mod tests {
         assert!(verdict(&case, &outcome(Some(0), &["nothing"]))
             .unwrap()
             .starts_with("no `"));
+        let ends = MATRIX[8];
+        let line = "hv: error: hv must be entered at EL2 but was entered at EL1";
+        assert_eq!(verdict(&ends, &outcome(Some(1), &[line])), None);
+        assert!(verdict(&ends, &outcome(Some(0), &[line]))
+            .unwrap()
+            .contains("exit status"));
+        assert!(verdict(&ends, &outcome(Some(1), &["other"]))
+            .unwrap()
+            .contains("expected the line"));
+    }
+
+    #[test]
+    fn matrix_covers_every_value() {
+        for cpu in [MAX, N1] {
+            for smp in [1, 4] {
+                for memory in ["512M", "2G"] {
+                    assert!(MATRIX.iter().any(|c| c.cpu == cpu
+                        && c.smp == smp
+                        && c.memory == memory
+                        && matches!(c.expect, Expect::Marker { .. })));
+                }
+            }
+        }
     }
 }

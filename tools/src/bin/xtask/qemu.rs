@@ -15,6 +15,8 @@ pub const TAIL_LINES: usize = 30;
 /// One QEMU boot of hv.
 #[derive(Clone, Debug)]
 pub struct Machine {
+    /// QEMU's -M: the board and its options.
+    pub machine: String,
     pub cpu: String,
     pub smp: u32,
     /// QEMU's -m syntax: 512M, 2G ...
@@ -42,7 +44,7 @@ impl Machine {
         let mut command = Command::new("qemu-system-aarch64");
         command
             .arg("-M")
-            .arg("virt,virtualization=on,gic-version=3")
+            .arg(&self.machine)
             .arg("-cpu")
             .arg(&self.cpu)
             .arg("-smp")
