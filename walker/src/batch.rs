@@ -75,18 +75,12 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     // Each round advances every descending walk by one level; a walk reads
     // at most 5 descriptors (levels -1..=3), so 5 rounds finish them all.
     for _ in 0..crate::fault::MAX_TRAIL {
+        let mut seen = Dedup::new();
         let mut pending = 0;
         for i in 0..n {
             if let Phase::Descending = phases[i] {
                 let address = cursors[i].address;
-                slot_of[i] = match unique[..pending].iter().position(|a| *a == address) {
-                    Some(slot) => slot,
-                    None => {
-                        unique[pending] = address;
-                        pending += 1;
-                        pending - 1
-                    }
-                };
+                slot_of[i] = seen.slot(address, &mut unique, &mut pending);
             }
         }
         if pending == 0 {
@@ -134,5 +128,56 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
             }
         }
         results[i] = outcome;
+    }
+}
+
+/// Open-addressing set of the addresses gathered in one round, mapping
+/// each to its slot in the batch: duplicates found in O(1) on average.
+struct Dedup {
+    /// Slot in the batch + 1 (0 = empty bucket).
+    buckets: [u8; DEDUP_BUCKETS],
+}
+
+/// Twice the chunk, a power of two: probe sequences stay short.
+const DEDUP_BUCKETS: usize = 2 * BATCH_CHUNK;
+
+impl Dedup {
+    fn new() -> Self {
+        Dedup {
+            buckets: [0; DEDUP_BUCKETS],
+        }
+    }
+
+    /// The batch slot of `address`, appending it to `unique` if new.
+    fn slot(
+        &mut self,
+        address: u64,
+        unique: &mut [u64; BATCH_CHUNK],
+        pending: &mut usize,
+    ) -> usize {
+        let hash = (address >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut bucket = (hash >> 58) as usize % DEDUP_BUCKETS;
+        // At most BATCH_CHUNK addresses are inserted into 2x as many
+        // buckets, so an empty bucket is always found within the bound.
+        for _ in 0..DEDUP_BUCKETS {
+            match self.buckets[bucket] {
+                0 => {
+                    let slot = *pending;
+                    unique[slot] = address;
+                    *pending += 1;
+                    self.buckets[bucket] = (slot + 1) as u8;
+                    return slot;
+                }
+                b if unique[usize::from(b) - 1] == address => return usize::from(b) - 1,
+                _ => bucket = (bucket + 1) % DEDUP_BUCKETS,
+            }
+        }
+        // Not reached (see above). Reading an address twice is harmless,
+        // so append without deduplicating; each walk adds at most one
+        // address per round, so `pending < BATCH_CHUNK` here.
+        let slot = *pending;
+        unique[slot] = address;
+        *pending += 1;
+        slot
     }
 }
