@@ -290,3 +290,65 @@ fn endless_lost_races_end_in_contended_after_a_bounded_number_of_attempts() {
     assert!(e.fault().is_none());
     assert_eq!(reads, MAX_UPDATE_ATTEMPTS * 3);
 }
+
+#[test]
+fn concurrent_walkers_and_writers_share_memslots() {
+    // Two threads walk the same AF-clear and DBM pages (HA and HD on) while
+    // a third flips a software bit in the leaves: every walk ends in a
+    // translation (or Contended), no update is lost, and AF ends up set.
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, 1 << 20, SlotAccess::ReadWrite);
+    let (root, leaves) = {
+        let mut b = Builder::new(&mem, Granule::K4, 1, 40, AddrFormat::Plain, ARENA, 1 << 20);
+        let leaves: Vec<u64> = (0..8u64)
+            .map(|i| {
+                b.map(
+                    3,
+                    IPA + i * 0x1000,
+                    0x8000_0000 + i * 0x1000,
+                    NO_AF | (1 << 6) | (1 << 51),
+                )
+            })
+            .collect();
+        (b.root, leaves)
+    };
+    let w = walker(
+        ha_hd_vtcr(),
+        root,
+        Endianness::Little,
+        &features(mmfr0(PA_48), 2, 0),
+    );
+    mem.with(|m| {
+        std::thread::scope(|scope| {
+            for t in 0..2u64 {
+                let w = &w;
+                scope.spawn(move || {
+                    for round in 0..2000u64 {
+                        let page = (round + t) % 8;
+                        let access = if round % 3 == 0 {
+                            AccessKind::Write
+                        } else {
+                            AccessKind::Read
+                        };
+                        match w.walk(m, IPA + page * 0x1000, access) {
+                            Ok(t) => assert_eq!(t.output_address, 0x8000_0000 + page * 0x1000),
+                            Err(WalkError::Contended { .. }) => {}
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for round in 0..2000usize {
+                    let leaf = leaves[round % 8];
+                    let raw = m.read_descriptor(leaf).unwrap();
+                    let _ = m.compare_exchange_descriptor(leaf, raw, raw ^ (1u64 << 56).to_le());
+                }
+            });
+        });
+    });
+    for leaf in leaves {
+        let d = mem.read(leaf);
+        assert_eq!(d & (1 << 10), 1 << 10, "AF set");
+        assert_eq!(d & (3 << 6), 3 << 6, "written pages are dirty");
+    }
+}
