@@ -139,7 +139,7 @@ pub enum FaultCause {
     /// Descriptor bit 0 is clear.
     InvalidDescriptor,
     /// A block descriptor where this granule and level allow none
-    /// (including bits[1:0] = 0b01 at level 3).
+    /// (including bits\[1:0\] = 0b01 at level 3).
     BlockNotPermitted,
     /// The start-level descriptor address (from VTTBR_EL2.BADDR) lies beyond
     /// the output size.
@@ -266,7 +266,7 @@ pub struct InjectedAbort {
     pub esr_el2: u64,
     /// FAR_EL2 (0 when FnV is set: its value is UNKNOWN then).
     pub far_el2: u64,
-    /// HPFAR_EL2 (FIPA = IPA[51:12] in bits [43:4]; NS = 0).
+    /// HPFAR_EL2 (FIPA = IPA\[51:12\] in bits \[43:4\]; NS = 0).
     pub hpfar_el2: u64,
 }
 

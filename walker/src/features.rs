@@ -251,7 +251,7 @@ impl ExposedFeatures {
         self.hardware_updates
     }
 
-    /// FEAT_XNX: stage-2 XN[0] distinguishes EL0 from EL1 execution.
+    /// FEAT_XNX: stage-2 XN\[0\] distinguishes EL0 from EL1 execution.
     pub const fn xnx(&self) -> bool {
         self.xnx
     }

@@ -25,7 +25,7 @@
 //!   safe implementation: non-overlapping [`Memslot`]s over `&[AtomicU64]`,
 //!   read-write or read-only, looked up by binary search.
 //! - A [`Translation`] has the full output address, level, block and
-//!   contiguous sizes, [`S2Ap`], [`Execute`] (XN[1:0]), DBM, MemAttr,
+//!   contiguous sizes, [`S2Ap`], [`Execute`] (XN\[1:0\]), DBM, MemAttr,
 //!   [`Shareability`], the hardware update made, and the [`Trail`] of every
 //!   descriptor read (address, value, level).
 //! - A [`Fault`] has its [`FaultCause`] (hence [`FaultKind`]), level
@@ -46,7 +46,7 @@
 //!   (39; 48/47 with FEAT_TTST): a level-0 translation fault, never a clamp
 //!   (required with FEAT_LPA, IMPLEMENTATION DEFINED otherwise).
 //! - Descriptor bits 15:12 with the 64KB granule when PAMax < 52 are not
-//!   OA[51:48] (IMPLEMENTATION DEFINED); they are ignored.
+//!   OA\[51:48\] (IMPLEMENTATION DEFINED); they are ignored.
 //! - A contiguous hint spanning more than the input size does not fault
 //!   (IMPLEMENTATION DEFINED "Translation fault on misprogrammed contiguous
 //!   bit"); the output address is StageOA's: descriptor bits above the
@@ -57,7 +57,7 @@
 //!   a synchronous external abort on the walk at the leaf's level
 //!   (AArch64.MemSwapTableDesc reports the failed write as an external
 //!   abort), FSC 0x14 + level.
-//! - An instruction fetch from stage-2 Device memory (MemAttr[3:2] = 0b00)
+//! - An instruction fetch from stage-2 Device memory (MemAttr\[3:2\] = 0b00)
 //!   is a permission fault, as AArch64.S2CheckPermissions has it
 //!   (HCR_EL2.FWB = 0 encoding of MemAttr).
 //! - A lost compare-and-swap restarts the whole walk, as S2Translate's

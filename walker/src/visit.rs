@@ -36,13 +36,13 @@ pub struct LeafAttributes {
     pub contiguous_size: u64,
     /// S2AP as in the descriptor.
     pub s2ap: S2Ap,
-    /// Execute permission (XN[0] ignored without FEAT_XNX).
+    /// Execute permission (XN\[0\] ignored without FEAT_XNX).
     pub execute: Execute,
     /// AF.
     pub access_flag: bool,
     /// DBM.
     pub dirty_bit_modifier: bool,
-    /// MemAttr[3:0].
+    /// MemAttr\[3:0\].
     pub mem_attr: u8,
     /// Shareability (VTCR_EL2.SH0 with DS = 1).
     pub shareability: Shareability,

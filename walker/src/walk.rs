@@ -111,8 +111,8 @@ impl S2Ap {
     }
 }
 
-/// Stage-2 execute permission from XN[1:0] (FEAT_XNX semantics; without
-/// FEAT_XNX exposed, XN[0] is ignored so only `Both` and `Neither` occur).
+/// Stage-2 execute permission from XN\[1:0\] (FEAT_XNX semantics; without
+/// FEAT_XNX exposed, XN\[0\] is ignored so only `Both` and `Neither` occur).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Execute {
     /// XN = 0b00: EL0 and EL1 may execute.
@@ -126,7 +126,7 @@ pub enum Execute {
 }
 
 impl Execute {
-    /// From XN[1:0].
+    /// From XN\[1:0\].
     pub const fn from_xn(xn: u8) -> Self {
         match xn & 3 {
             0 => Execute::Both,
@@ -136,7 +136,7 @@ impl Execute {
         }
     }
 
-    /// XN[1:0].
+    /// XN\[1:0\].
     pub const fn xn(self) -> u8 {
         match self {
             Execute::Both => 0,
@@ -157,7 +157,7 @@ impl Execute {
     }
 }
 
-/// Shareability of the output (descriptor SH[1:0], or VTCR_EL2.SH0 with DS=1).
+/// Shareability of the output (descriptor SH\[1:0\], or VTCR_EL2.SH0 with DS=1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shareability {
     /// 0b00.
@@ -172,7 +172,7 @@ pub enum Shareability {
 }
 
 impl Shareability {
-    /// From SH[1:0].
+    /// From SH\[1:0\].
     pub const fn from_bits(bits: u8) -> Self {
         match bits & 3 {
             0 => Shareability::NonShareable,
@@ -182,7 +182,7 @@ impl Shareability {
         }
     }
 
-    /// SH[1:0].
+    /// SH\[1:0\].
     pub const fn bits(self) -> u8 {
         match self {
             Shareability::NonShareable => 0,
@@ -198,7 +198,7 @@ impl Shareability {
 pub struct DescriptorUpdate {
     /// AF was set (VTCR_EL2.HA).
     pub access_flag: bool,
-    /// S2AP[1] was set on a write to a DBM descriptor (VTCR_EL2.HD).
+    /// S2AP\[1\] was set on a write to a DBM descriptor (VTCR_EL2.HD).
     pub dirty: bool,
 }
 
@@ -219,14 +219,14 @@ pub struct Translation {
     pub contiguous_size: u64,
     /// S2AP of the leaf descriptor in memory (after any dirty update).
     /// With [`Translation::dirty_bit_modifier`] and hardware dirty state a
-    /// later write would still succeed, setting S2AP[1] first: a shadow
+    /// later write would still succeed, setting S2AP\[1\] first: a shadow
     /// mapping must stay read-only to see that write.
     pub s2ap: S2Ap,
-    /// Execute permission (XN[1:0]).
+    /// Execute permission (XN\[1:0\]).
     pub execute: Execute,
     /// The descriptor's DBM bit (51).
     pub dirty_bit_modifier: bool,
-    /// MemAttr[3:0] (descriptor bits 5:2; HCR_EL2.FWB = 0 encoding).
+    /// MemAttr\[3:0\] (descriptor bits 5:2; HCR_EL2.FWB = 0 encoding).
     pub mem_attr: u8,
     /// Shareability.
     pub shareability: Shareability,
@@ -328,7 +328,7 @@ pub struct Stage2Walker {
     granule: Granule,
     /// Effective VTCR_EL2.DS (FEAT_LPA2 52-bit format).
     ds: bool,
-    /// 64KB granule with PAMax >= 52: descriptor bits 15:12 are OA[51:48].
+    /// 64KB granule with PAMax >= 52: descriptor bits 15:12 are OA\[51:48\].
     oa_high_in_15_12: bool,
     /// 64KB level-1 blocks allowed (PAMax >= 52).
     block_64k_level1: bool,
@@ -632,7 +632,7 @@ impl Stage2Walker {
         }
     }
 
-    /// OA[51:48] bits carried outside bits 47:0 (64KB LPA or DS).
+    /// OA\[51:48\] bits carried outside bits 47:0 (64KB LPA or DS).
     fn high_address_bits(&self, descriptor: u64) -> u64 {
         if self.oa_high_in_15_12 {
             ((descriptor >> 12) & 0xf) << 48
