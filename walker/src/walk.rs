@@ -328,8 +328,14 @@ pub struct Stage2Walker {
     granule: Granule,
     /// Effective VTCR_EL2.DS (FEAT_LPA2 52-bit format).
     ds: bool,
-    /// 64KB granule with PAMax >= 52: descriptor bits 15:12 are OA\[51:48\].
-    oa_high_in_15_12: bool,
+    /// Where OA\[51:48\] sit in descriptors, if anywhere.
+    high_bits: HighAddressBits,
+    /// Decoded once: granule bits, bits per level, and masks.
+    granule_bits: u32,
+    stride: u32,
+    stride_mask: u64,
+    /// Descriptor bits 47:granule (table addresses).
+    table_mask: u64,
     /// 64KB level-1 blocks allowed (PAMax >= 52).
     block_64k_level1: bool,
     ha: bool,
@@ -339,6 +345,17 @@ pub struct Stage2Walker {
     oa_bits: u32,
     t0sz: u8,
     setup: Result<Geometry, FaultCause>,
+}
+
+/// Where a configuration keeps OA\[51:48\] in descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum HighAddressBits {
+    /// Nowhere: 48-bit output addresses.
+    None,
+    /// 64KB granule with PAMax >= 52 (FEAT_LPA): bits 15:12.
+    Bits15To12,
+    /// DS = 1 (FEAT_LPA2): OA\[49:48\] in place, OA\[51:50\] in bits 9:8.
+    Lpa2,
 }
 
 const fn mask(bits: u32) -> u64 {
@@ -471,7 +488,17 @@ impl Stage2Walker {
             registers,
             granule,
             ds,
-            oa_high_in_15_12: granule == Granule::K64 && pa_max >= 52,
+            high_bits: if granule == Granule::K64 && pa_max >= 52 {
+                HighAddressBits::Bits15To12
+            } else if ds {
+                HighAddressBits::Lpa2
+            } else {
+                HighAddressBits::None
+            },
+            granule_bits: granule.bits(),
+            stride: granule.stride(),
+            stride_mask: mask(granule.stride()),
+            table_mask: mask(48) & !mask(granule.bits()),
             block_64k_level1: pa_max >= 52,
             ha,
             hd,
@@ -544,10 +571,9 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
     ) -> Result<Translation, WalkError> {
-        let mut cursor = Cursor::new(ipa, access);
         let mut lost_at = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            cursor.trail = Trail::new();
+            let mut cursor = Cursor::new(ipa, access);
             if let Err(stop) = self.begin(&mut cursor) {
                 return Err(WalkError::Fault(cursor.fault(stop)));
             }
@@ -619,11 +645,13 @@ impl Stage2Walker {
     }
 
     /// Lowest IPA bit a level's index resolves.
+    #[inline]
     fn level_lsb(&self, level: i8) -> u32 {
         let levels_below = (3 - i32::from(level)) as u32;
-        self.granule.bits() + levels_below * self.granule.stride()
+        self.granule_bits + levels_below * self.stride
     }
 
+    #[inline]
     fn block_permitted(&self, level: i8) -> bool {
         match self.granule {
             Granule::K4 => (level == 0 && self.ds) || level == 1 || level == 2,
@@ -633,23 +661,23 @@ impl Stage2Walker {
     }
 
     /// OA\[51:48\] bits carried outside bits 47:0 (64KB LPA or DS).
+    #[inline]
     fn high_address_bits(&self, descriptor: u64) -> u64 {
-        if self.oa_high_in_15_12 {
-            ((descriptor >> 12) & 0xf) << 48
-        } else if self.ds {
-            (((descriptor >> 8) & 3) << 50) | (descriptor & (3 << 48))
-        } else {
-            0
+        match self.high_bits {
+            HighAddressBits::None => 0,
+            HighAddressBits::Bits15To12 => ((descriptor >> 12) & 0xf) << 48,
+            HighAddressBits::Lpa2 => (((descriptor >> 8) & 3) << 50) | (descriptor & (3 << 48)),
         }
     }
 
     /// AArch64.NextTableBase.
+    #[inline]
     fn next_table_base(&self, descriptor: u64) -> u64 {
-        let low = descriptor & mask(48) & !mask(self.granule.bits());
-        low | self.high_address_bits(descriptor)
+        (descriptor & self.table_mask) | self.high_address_bits(descriptor)
     }
 
     /// AArch64.LeafBase.
+    #[inline]
     fn leaf_base(&self, descriptor: u64, level: i8) -> u64 {
         let low = descriptor & mask(48) & !mask(self.level_lsb(level));
         low | self.high_address_bits(descriptor)
@@ -657,6 +685,7 @@ impl Stage2Walker {
 
     /// log2 of the number of entries a contiguous hint spans
     /// (AArch64.ContiguousSize), or 0 where the bit is RES0.
+    #[inline]
     fn contiguous_log2(&self, level: i8, descriptor: u64) -> u32 {
         if descriptor & (1 << 52) == 0 {
             return 0;
@@ -671,19 +700,23 @@ impl Stage2Walker {
         }
     }
 
+    #[inline]
     pub(crate) fn next_table_address(&self, descriptor: u64) -> u64 {
         self.next_table_base(descriptor)
     }
 
+    #[inline]
     pub(crate) fn block_permitted_at(&self, level: i8) -> bool {
         self.block_permitted(level)
     }
 
+    #[inline]
     pub(crate) fn index_lsb(&self, level: i8) -> u32 {
         self.level_lsb(level)
     }
 
     /// StageOA for `ipa` through the leaf `descriptor` at `level`.
+    #[inline]
     pub(crate) fn stage_output_address(&self, level: i8, descriptor: u64, ipa: u64) -> u64 {
         let bits = self.level_lsb(level) + self.contiguous_log2(level, descriptor);
         (self.leaf_base(descriptor, level) & !mask(bits)) | (ipa & mask(bits))
@@ -750,7 +783,7 @@ impl Stage2Walker {
                 let base = self.next_table_base(descriptor);
                 let next = level + 1;
                 let lsb = self.level_lsb(next);
-                let index = (cursor.ipa >> lsb) & mask(self.granule.stride());
+                let index = (cursor.ipa >> lsb) & self.stride_mask;
                 let address = base | (index << 3);
                 if self.oa_out_of_range(address) {
                     // Reported at the level of the table descriptor.
