@@ -6,6 +6,7 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod esr;
+pub mod exit;
 pub mod guest_dt;
 pub mod inject;
 pub mod layout;

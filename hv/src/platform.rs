@@ -325,6 +325,18 @@ pub struct Options {
     /// `hv.exit=semihosting`: report the exit status to the emulator through
     /// semihosting SYS_EXIT (QEMU -semihosting); otherwise PSCI SYSTEM_OFF.
     pub semihosting_exit: bool,
+    /// `hv.fail=panic|fault`: fail on purpose once the heap is up, so tests
+    /// can prove that a panic, or an exception inside hv, ends the run.
+    pub deliberate_failure: Option<DeliberateFailure>,
+}
+
+/// A failure hv causes on request (see `Options::deliberate_failure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliberateFailure {
+    /// A Rust panic.
+    Panic,
+    /// A load from an unmapped address: a data abort taken at EL2.
+    Fault,
 }
 
 impl Options {
@@ -334,6 +346,8 @@ impl Options {
             match word {
                 "hv.exit=semihosting" => options.semihosting_exit = true,
                 "hv.exit=psci" => options.semihosting_exit = false,
+                "hv.fail=panic" => options.deliberate_failure = Some(DeliberateFailure::Panic),
+                "hv.fail=fault" => options.deliberate_failure = Some(DeliberateFailure::Fault),
                 other if other.starts_with("hv.") => return Err(other),
                 _ => {}
             }
@@ -425,11 +439,177 @@ mod tests {
         assert_eq!(
             Options::parse("console=x hv.exit=semihosting"),
             Ok(Options {
-                semihosting_exit: true
+                semihosting_exit: true,
+                deliberate_failure: None
             })
+        );
+        assert_eq!(
+            Options::parse("hv.fail=fault").map(|o| o.deliberate_failure),
+            Ok(Some(DeliberateFailure::Fault))
         );
         assert_eq!(Options::parse(""), Ok(Options::default()));
         assert_eq!(Options::parse("hv.bogus=1"), Err("hv.bogus=1"));
+    }
+
+    /// A minimal arm64 tree, built with the same writer hv uses for guests;
+    /// `leave_out` names a node or property to omit.
+    fn tree(leave_out: &str, cpus: usize) -> alloc::vec::Vec<u8> {
+        use vm_fdt::FdtWriter;
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        if leave_out != "memory" {
+            let n = w.begin_node("memory@80000000").unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u64(
+                "reg",
+                &[0x8000_0000, 0x4000_0000, 0x1_0000_0000, 0x1000_0000],
+            )
+            .unwrap();
+            w.end_node(n).unwrap();
+        }
+        if leave_out != "uart" {
+            let n = w.begin_node("serial@1c090000").unwrap();
+            w.property_string_list(
+                "compatible",
+                alloc::vec!["arm,pl011".into(), "arm,primecell".into()],
+            )
+            .unwrap();
+            w.property_array_u64("reg", &[0x1c09_0000, 0x1000]).unwrap();
+            w.end_node(n).unwrap();
+        }
+        if leave_out != "gic" {
+            let n = w.begin_node("interrupt-controller@2f000000").unwrap();
+            w.property_string("compatible", "arm,gic-v3").unwrap();
+            w.property_u32("#redistributor-regions", 2).unwrap();
+            w.property_array_u64(
+                "reg",
+                &[
+                    0x2f00_0000,
+                    0x1_0000,
+                    0x2f10_0000,
+                    0x4_0000,
+                    0x3000_0000,
+                    0x4_0000,
+                ],
+            )
+            .unwrap();
+            w.end_node(n).unwrap();
+        }
+        if leave_out != "psci" {
+            let n = w.begin_node("psci").unwrap();
+            w.property_string("compatible", "arm,psci-1.0").unwrap();
+            w.property_string(
+                "method",
+                if leave_out == "method" {
+                    "magic"
+                } else {
+                    "smc"
+                },
+            )
+            .unwrap();
+            w.end_node(n).unwrap();
+        }
+        let n = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for i in 0..cpus {
+            let c = w.begin_node(&alloc::format!("cpu@{i}")).unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u64("reg", 0x100 * (i as u64 / 2) + (i as u64 % 2))
+                .unwrap();
+            w.end_node(c).unwrap();
+        }
+        w.end_node(n).unwrap();
+        if leave_out != "timer" {
+            let n = w.begin_node("timer").unwrap();
+            w.property_string("compatible", "arm,armv8-timer").unwrap();
+            w.property_array_u32("interrupts", &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8])
+                .unwrap();
+            w.end_node(n).unwrap();
+        }
+        let n = w.begin_node("chosen").unwrap();
+        if leave_out != "initrd" {
+            w.property_u64("linux,initrd-start", 0x8800_0000).unwrap();
+            w.property_u64(
+                "linux,initrd-end",
+                if leave_out == "initrd-end" {
+                    0x8000_0000
+                } else {
+                    0x8810_0000
+                },
+            )
+            .unwrap();
+        }
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn discover(blob: &[u8]) -> Result<Platform, DiscoveryError> {
+        Platform::discover(&Fdt::new(blob).unwrap())
+    }
+
+    #[test]
+    fn a_board_that_is_not_qemu() {
+        let p = discover(&tree("", 4)).unwrap();
+        assert_eq!(p.memory.len(), 2);
+        assert_eq!(
+            p.memory[1],
+            Region {
+                base: 0x1_0000_0000,
+                size: 0x1000_0000
+            }
+        );
+        assert_eq!(p.uart.base, 0x1c09_0000);
+        assert_eq!(p.uart_path.as_str(), "/serial@1c090000");
+        assert_eq!(p.gic_redistributors.len(), 2);
+        assert_eq!(
+            p.gic_redistributors[1],
+            Region {
+                base: 0x3000_0000,
+                size: 0x4_0000
+            }
+        );
+        assert_eq!(p.cpus.as_slice(), &[0, 1, 0x100, 0x101]);
+        assert_eq!(p.cpu_index(0x8000_0101), Some(3));
+        assert_eq!(
+            p.initrd,
+            Some(Region {
+                base: 0x8800_0000,
+                size: 0x10_0000
+            })
+        );
+    }
+
+    #[test]
+    fn each_missing_requirement_is_named() {
+        let cases = [
+            ("memory", DiscoveryError::NoMemory),
+            ("uart", DiscoveryError::NoConsole),
+            ("gic", DiscoveryError::NoGicV3),
+            ("psci", DiscoveryError::NoPsci),
+            ("method", DiscoveryError::UnknownPsciMethod),
+            ("timer", DiscoveryError::NoTimer),
+            (
+                "initrd-end",
+                DiscoveryError::Malformed("/chosen linux,initrd-start/end"),
+            ),
+        ];
+        for (leave_out, error) in cases {
+            assert_eq!(
+                discover(&tree(leave_out, 1)).unwrap_err(),
+                error,
+                "{leave_out}"
+            );
+        }
+        assert_eq!(discover(&tree("", 0)).unwrap_err(), DiscoveryError::NoCpus);
+        assert_eq!(
+            discover(&tree("", 9)).unwrap_err(),
+            DiscoveryError::TooManyCpus(9)
+        );
+        assert_eq!(discover(&tree("initrd", 1)).unwrap().initrd, None);
     }
 
     trait ToStringLossy {

@@ -8,11 +8,12 @@ pub mod cpu;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
+use crate::exit::GuestExit;
 use crate::guest_dt::{self, GuestConfig};
 use crate::inject::{self, ReturnState};
 use crate::layout::GuestLayout;
 use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
-use crate::platform::{self, Conduit, Options, Platform, Region, MAX_CPUS};
+use crate::platform::{self, Conduit, DeliberateFailure, Options, Platform, Region, MAX_CPUS};
 use crate::println;
 use crate::psci::{self, PsciHost, PsciOutcome, VcpuPower};
 use crate::sysregs::{self, CpuFeatures};
@@ -323,6 +324,20 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         "heap ({} MiB) and exception vectors ready",
         HEAP_SIZE >> 20
     ));
+    match options.deliberate_failure {
+        Some(DeliberateFailure::Panic) => panic!("hv.fail=panic asked for a panic"),
+        Some(DeliberateFailure::Fault) => {
+            // Past the end of the 48-bit space, which is never mapped.
+            let unmapped = 0xffff_0000_0000_0000usize as *const u64;
+            // SAFETY: not safe by design: this access must fault, and the
+            // exception vectors end the run before it could return.
+            let value = unsafe { core::ptr::read_volatile(unmapped) };
+            fail(format_args!(
+                "hv.fail=fault: the load returned {value:#x} instead of faulting"
+            ));
+        }
+        None => {}
+    }
 
     let hv = load_guest(&fdt, platform, features, pa_bits, boot_cpu, ttbr, tcr);
     enter_guest_on_this_cpu(
@@ -740,37 +755,16 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         ),
     }
     let esr = read_sysreg!("esr_el2");
-    match ExceptionClass::from_esr(esr) {
-        ExceptionClass::HvcAarch64 | ExceptionClass::SmcAarch64 => {
-            if ExceptionClass::from_esr(esr) == ExceptionClass::SmcAarch64 {
+    match GuestExit::from_esr(esr) {
+        GuestExit::Hvc { .. } | GuestExit::Smc { .. } => {
+            if matches!(GuestExit::from_esr(esr), GuestExit::Smc { .. }) {
                 // A trapped SMC returns to the SMC itself.
                 frame.elr += 4;
             }
-            let function = frame.x[0] as u32;
-            let args = [frame.x[1], frame.x[2], frame.x[3]];
-            match psci::handle(function, args, vcpu, &POWER, &HostPsci(hv)) {
-                PsciOutcome::Return(value) => frame.x[0] = value,
-                PsciOutcome::CpuOff => {
-                    let result = smccc::psci::cpu_off::<smccc::Smc>();
-                    fail(format_args!(
-                        "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
-                    ));
-                }
-                PsciOutcome::SystemOff => {
-                    println!("hv: the guest called PSCI SYSTEM_OFF; powering off ({} ms after hv started)", cpu::micros(BOOT_COUNTER.load(Ordering::Relaxed), cpu::counter()) / 1000);
-                    exit(ExitStatus::GuestPoweredOff);
-                }
-                PsciOutcome::SystemReset => {
-                    println!(
-                        "hv: the guest called PSCI SYSTEM_RESET; ending the run with status {}",
-                        ExitStatus::GuestReset as u32
-                    );
-                    exit(ExitStatus::GuestReset);
-                }
-            }
+            smccc_call(hv, frame, vcpu);
         }
-        ExceptionClass::DataAbortLower => emulate_mmio(hv, frame, esr),
-        ExceptionClass::InstructionAbortLower => {
+        GuestExit::DataAbort => emulate_mmio(hv, frame, esr),
+        GuestExit::InstructionAbort => {
             let far = read_sysreg!("far_el2");
             println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
             inject(
@@ -781,21 +775,51 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         }
         // WFI/WFE are not trapped (HCR_EL2.TWI/TWE clear); should one trap,
         // completing it at once is a permitted spurious wake-up.
-        ExceptionClass::WfxTrap => frame.elr += 4,
-        ExceptionClass::SysRegTrap | ExceptionClass::Unknown => {
+        GuestExit::Wfx { .. } => frame.elr += 4,
+        GuestExit::SysReg(access) => {
+            println!(
+                "hv: guest {access} trapped at {:#x}: injecting UNDEFINED",
+                frame.elr
+            );
+            inject(frame, inject::undefined_syndrome(), None);
+        }
+        GuestExit::Unknown | GuestExit::Eret => {
             println!(
                 "hv: guest instruction trapped (ESR_EL2 {esr:#x}) at {:#x}: injecting UNDEFINED",
                 frame.elr
             );
             inject(frame, inject::undefined_syndrome(), None);
         }
-        other => guest_crash(
-            frame,
-            match other {
-                ExceptionClass::SError => "SError",
-                _ => "an exit hv does not handle",
-            },
-        ),
+        GuestExit::Other(_) => guest_crash(frame, "an exit hv does not handle"),
+    }
+}
+
+/// An SMCCC call (HVC or trapped SMC): PSCI is the only service.
+fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
+    let function = frame.x[0] as u32;
+    let args = [frame.x[1], frame.x[2], frame.x[3]];
+    match psci::handle(function, args, vcpu, &POWER, &HostPsci(hv)) {
+        PsciOutcome::Return(value) => frame.x[0] = value,
+        PsciOutcome::CpuOff => {
+            let result = smccc::psci::cpu_off::<smccc::Smc>();
+            fail(format_args!(
+                "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
+            ));
+        }
+        PsciOutcome::SystemOff => {
+            println!(
+                "hv: the guest called PSCI SYSTEM_OFF; powering off ({} ms after hv started)",
+                cpu::micros(BOOT_COUNTER.load(Ordering::Relaxed), cpu::counter()) / 1000
+            );
+            exit(ExitStatus::GuestPoweredOff);
+        }
+        PsciOutcome::SystemReset => {
+            println!(
+                "hv: the guest called PSCI SYSTEM_RESET; ending the run with status {}",
+                ExitStatus::GuestReset as u32
+            );
+            exit(ExitStatus::GuestReset);
+        }
     }
 }
 

@@ -186,6 +186,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         hv_image: image,
         bundle,
         timeout: options.timeout,
+        hv_args: String::new(),
     };
     let outcome = machine.boot(true, &[])?;
     match (outcome.timed_out, outcome.status) {
@@ -235,6 +236,8 @@ struct Case {
     smp: u32,
     memory: &'static str,
     guest: Guest,
+    /// Extra words for hv's command line.
+    hv_args: &'static str,
     expect: Expect,
 }
 
@@ -248,6 +251,7 @@ const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
         smp,
         memory,
         guest: Guest::Default,
+        hv_args: "",
         expect: Expect::Marker { cpus: smp },
     }
 }
@@ -284,6 +288,22 @@ const MATRIX: &[Case] = &[
         guest: Guest::NotABundle,
         expect: Expect::Ends {
             line: "hv: error: the initrd is not an Umbra guest bundle",
+            status: 1,
+        },
+        ..boot(N1, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.fail=panic",
+        expect: Expect::Ends {
+            line: "hv: PANIC: panicked at hv/src/arch/mod.rs:",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.fail=fault",
+        expect: Expect::Ends {
+            line: "hv: PANIC: exception in hv (vector 4): ESR_EL2",
             status: 1,
         },
         ..boot(N1, 1, "512M")
@@ -381,6 +401,7 @@ pub fn test() -> Result<(), String> {
                 Guest::NotABundle => initrd.clone(),
             },
             timeout: CASE_TIMEOUT,
+            hv_args: case.hv_args.into(),
         };
         let mut name = format!(
             "-M {} -cpu {} -smp {} -m {}",
@@ -388,6 +409,9 @@ pub fn test() -> Result<(), String> {
         );
         if case.guest != Guest::Default {
             name.push_str(&format!(" ({:?} guest)", case.guest));
+        }
+        if !case.hv_args.is_empty() {
+            name.push_str(&format!(" [{}]", case.hv_args));
         }
         let mut watch = vec![MARKER];
         watch.extend_from_slice(TROUBLE);

@@ -24,6 +24,8 @@ pub struct Machine {
     pub hv_image: PathBuf,
     pub bundle: PathBuf,
     pub timeout: Duration,
+    /// Extra words for hv's own command line (after `hv.exit=semihosting`).
+    pub hv_args: String,
 }
 
 /// How a boot ended.
@@ -58,7 +60,8 @@ impl Machine {
             .arg(&self.hv_image)
             .arg("-initrd")
             .arg(&self.bundle)
-            .args(["-append", "hv.exit=semihosting"]);
+            .arg("-append")
+            .arg(format!("hv.exit=semihosting {}", self.hv_args).trim_end());
         command
     }
 
