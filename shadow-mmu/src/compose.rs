@@ -744,3 +744,556 @@ impl L0Map for L0RegionMap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::sync::atomic::AtomicU64;
+    use proptest::prelude::*;
+    use walker::{
+        AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
+        Stage2Registers, Stage2Walker,
+    };
+
+    const RW: Permissions = Permissions::READ.union(Permissions::WRITE);
+    const ALL: Permissions = RW.union(Permissions::EXEC_EL0).union(Permissions::EXEC_EL1);
+
+    fn walk(l2: u64, l1: u64, size: u64, s2ap: S2Ap, execute: Execute, attr: u8) -> L1Translation {
+        L1Translation {
+            l2_ipa_base: l2,
+            l1_ipa_base: l1,
+            size,
+            s2ap,
+            execute,
+            mem_attr: MemAttr::from_bits(attr),
+            shareability: Shareability::InnerShareable,
+        }
+    }
+
+    fn l0(ipa: u64, pa: u64, size: u64, perms: Permissions, attr: u8) -> L0Mapping {
+        L0Mapping::new(
+            ipa,
+            pa,
+            size,
+            perms,
+            MemAttr::from_bits(attr),
+            MemShareability::InnerShareable,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn device_beats_normal_and_the_stricter_device_type_wins() {
+        let dev = |d: u8| MemAttr::from_bits(d);
+        assert_eq!(dev(0b0001).combine(MemAttr::NORMAL_WB), dev(0b0001));
+        assert_eq!(MemAttr::NORMAL_WB.combine(dev(0b0011)), dev(0b0011));
+        assert_eq!(dev(0b0010).combine(dev(0b0000)), dev(0b0000));
+        assert_eq!(dev(0b0011).combine(dev(0b0001)), dev(0b0001));
+        assert_eq!(dev(0b0011).combine(dev(0b0010)), dev(0b0010));
+        assert_eq!(
+            dev(0b0000).memory_type(),
+            MemoryType::Device(DeviceType::NGnRnE)
+        );
+    }
+
+    #[test]
+    fn normal_cacheability_is_the_weaker_inner_and_outer_separately() {
+        // Outer WB / inner WT  with  outer NC / inner WB -> outer NC / inner WT.
+        let a = MemAttr::from_bits(0b1110);
+        let b = MemAttr::from_bits(0b0111);
+        assert_eq!(a.combine(b).bits(), 0b0110);
+        assert_eq!(
+            a.combine(b).memory_type(),
+            MemoryType::Normal {
+                outer: Cacheability::NonCacheable,
+                inner: Cacheability::WriteThrough
+            }
+        );
+        assert_eq!(
+            MemAttr::NORMAL_WB.combine(MemAttr::NORMAL_WB),
+            MemAttr::NORMAL_WB
+        );
+        assert_eq!(
+            MemAttr::from_bits(0b1011)
+                .combine(MemAttr::NORMAL_WB)
+                .bits(),
+            0b1011
+        );
+    }
+
+    #[test]
+    fn reserved_inner_encoding_reads_as_inner_non_cacheable() {
+        // CONSTRAINED UNPREDICTABLE choice documented in the module docs.
+        assert_eq!(
+            MemAttr::from_bits(0b1100).memory_type(),
+            MemoryType::Normal {
+                outer: Cacheability::WriteBack,
+                inner: Cacheability::NonCacheable
+            }
+        );
+        assert_eq!(
+            MemAttr::from_bits(0b1100)
+                .combine(MemAttr::NORMAL_WB)
+                .bits(),
+            0b1101
+        );
+    }
+
+    #[test]
+    fn shareability_is_the_wider_and_reserved_reads_as_outer() {
+        use MemShareability::*;
+        assert_eq!(
+            wider_shareability(NonShareable, InnerShareable),
+            InnerShareable
+        );
+        assert_eq!(
+            wider_shareability(OuterShareable, InnerShareable),
+            OuterShareable
+        );
+        assert_eq!(wider_shareability(NonShareable, NonShareable), NonShareable);
+        assert_eq!(
+            effective_shareability(Shareability::Reserved),
+            OuterShareable
+        );
+
+        let mut w = walk(0, 0, PAGE_SIZE, S2Ap::ReadWrite, Execute::Both, 0b1111);
+        w.shareability = Shareability::NonShareable;
+        let m = L0Mapping::new(0, 0, PAGE_SIZE, ALL, MemAttr::NORMAL_WB, NonShareable).unwrap();
+        assert_eq!(
+            compose(&w, 0, &m).unwrap().shadow.shareability,
+            NonShareable
+        );
+        w.shareability = Shareability::Reserved;
+        assert_eq!(
+            compose(&w, 0, &m).unwrap().shadow.shareability,
+            OuterShareable
+        );
+        // Device and Normal NC/NC are Outer Shareable whatever SH says.
+        w.shareability = Shareability::NonShareable;
+        w.mem_attr = MemAttr::DEVICE_NGNRE;
+        assert_eq!(
+            compose(&w, 0, &m).unwrap().shadow.shareability,
+            OuterShareable
+        );
+        w.mem_attr = MemAttr::from_bits(0b0101);
+        assert_eq!(
+            compose(&w, 0, &m).unwrap().shadow.shareability,
+            OuterShareable
+        );
+        // Outer NC but inner WB is not forced.
+        w.mem_attr = MemAttr::from_bits(0b0111);
+        assert_eq!(
+            compose(&w, 0, &m).unwrap().shadow.shareability,
+            NonShareable
+        );
+    }
+
+    #[test]
+    fn permissions_intersect_with_xnx_semantics() {
+        let m = l0(0, 0, BLOCK_2M, RW.union(Permissions::EXEC_EL1), 0b1111);
+        let p = |s2ap, x| {
+            compose(&walk(0, 0, BLOCK_2M, s2ap, x, 0b1111), 0x1000, &m)
+                .unwrap()
+                .shadow
+                .perms
+        };
+        assert_eq!(
+            p(S2Ap::ReadWrite, Execute::Both),
+            RW.union(Permissions::EXEC_EL1)
+        );
+        assert_eq!(p(S2Ap::ReadOnly, Execute::El0Only), Permissions::READ);
+        assert_eq!(
+            p(S2Ap::WriteOnly, Execute::El1Only),
+            Permissions::WRITE.union(Permissions::EXEC_EL1)
+        );
+        assert_eq!(p(S2Ap::None, Execute::Neither), Permissions::none());
+        for xn in 0..4 {
+            let x = Execute::from_xn(xn);
+            for ap in 0..4 {
+                let s = S2Ap::from_bits(ap);
+                let perms = permissions_from_stage2(s, x);
+                assert_eq!(stage2_from_permissions(perms), (s, x));
+            }
+        }
+    }
+
+    #[test]
+    fn size_is_the_smaller_in_a_shadow_expressible_block_around_the_ipa() {
+        let cases = [
+            // (walk size, L0 size, shadow size)
+            (BLOCK_2M, PAGE_SIZE, PAGE_SIZE),
+            (PAGE_SIZE, BLOCK_1G, PAGE_SIZE),
+            (BLOCK_1G, BLOCK_2M, BLOCK_2M),
+            (BLOCK_1G, BLOCK_1G, BLOCK_1G),
+            (1 << 14, BLOCK_1G, PAGE_SIZE), // 16K page
+            (1 << 16, BLOCK_1G, PAGE_SIZE), // 64K page
+            (1 << 25, BLOCK_1G, BLOCK_2M),  // 16K-granule level-2 block
+            (1 << 29, BLOCK_1G, BLOCK_2M),  // 64K-granule level-2 block
+            (1 << 36, BLOCK_1G, BLOCK_1G),  // 16K-granule level-1 block
+            (1 << 42, 1 << 42, BLOCK_1G),   // 64K-granule level-1 (LPA)
+        ];
+        for (ws, ls, expect) in cases {
+            let l2_base = 1 << 43;
+            let l1_base = 1 << 44;
+            let pa_base = 1u64 << 42;
+            let w = walk(l2_base, l1_base, ws, S2Ap::ReadWrite, Execute::Both, 0b1111);
+            let off = (ws / 2 + 0x3000) % ws;
+            let l2_ipa = l2_base + off;
+            let l1_ipa = l1_base + off;
+            let l0m = l0(l1_ipa & !(ls - 1), pa_base, ls, ALL, 0b1111);
+            let c = compose(&w, l2_ipa, &l0m).unwrap();
+            assert_eq!(c.shadow.size, expect, "walk {ws:#x} l0 {ls:#x}");
+            assert_eq!(c.shadow.l2_ipa_base, l2_ipa & !(expect - 1));
+            assert_eq!(c.l1_ipa_base, l1_ipa & !(expect - 1));
+            let pa = pa_base + (l1_ipa & (ls - 1));
+            assert_eq!(c.shadow.pa_base, pa & !(expect - 1));
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let w = walk(
+            BLOCK_2M,
+            0,
+            BLOCK_2M,
+            S2Ap::ReadWrite,
+            Execute::Both,
+            0b1111,
+        );
+        let m = l0(0, 0, BLOCK_2M, ALL, 0b1111);
+        assert_eq!(
+            compose(&w, 0, &m),
+            Err(ComposeError::L2IpaOutsideWalk { l2_ipa: 0 })
+        );
+        let far = l0(BLOCK_1G, 0, BLOCK_2M, ALL, 0b1111);
+        assert_eq!(
+            compose(&w, BLOCK_2M + 8, &far),
+            Err(ComposeError::L0MappingMismatch { l1_ipa: 8 })
+        );
+        let mut bad = w;
+        bad.size = 3 << 12;
+        assert_eq!(
+            compose(&bad, BLOCK_2M, &m),
+            Err(ComposeError::MalformedWalk)
+        );
+        bad = w;
+        bad.l1_ipa_base = 0x1000;
+        assert_eq!(
+            compose(&bad, BLOCK_2M, &m),
+            Err(ComposeError::MalformedWalk)
+        );
+        let high = walk(1 << 48, 0, BLOCK_2M, S2Ap::ReadWrite, Execute::Both, 0b1111);
+        assert_eq!(
+            compose(&high, (1 << 48) + 4, &m),
+            Err(ComposeError::L2IpaBeyondShadow {
+                l2_ipa: (1 << 48) + 4
+            })
+        );
+        assert_eq!(
+            L0Mapping::new(
+                0,
+                0,
+                3 << 12,
+                ALL,
+                MemAttr::NORMAL_WB,
+                MemShareability::InnerShareable
+            ),
+            Err(L0MappingError::BadSize(3 << 12))
+        );
+        assert!(L0Mapping::new(
+            0,
+            0x1000,
+            BLOCK_2M,
+            ALL,
+            MemAttr::NORMAL_WB,
+            MemShareability::InnerShareable
+        )
+        .is_err());
+        assert!(L0Mapping::new(
+            !(BLOCK_2M - 1),
+            0,
+            BLOCK_2M,
+            ALL,
+            MemAttr::NORMAL_WB,
+            MemShareability::InnerShareable
+        )
+        .is_ok());
+    }
+
+    fn region_map() -> L0RegionMap {
+        let mem = |ipa_base, size, pa_base| L0Region {
+            ipa_base,
+            size,
+            kind: L0RegionKind::Memory {
+                pa_base,
+                perms: ALL,
+                mem_attr: MemAttr::NORMAL_WB,
+                shareability: MemShareability::InnerShareable,
+            },
+        };
+        L0RegionMap::new(vec![
+            mem(0x4000_0000, 0x4000_0000, 0x8_0000_0000),
+            L0Region {
+                ipa_base: 0x0900_0000,
+                size: 0x1000,
+                kind: L0RegionKind::Mmio,
+            },
+            // PA only 4K-aligned relative to IPA: pages only.
+            mem(0x1_0000_0000, 0x40_0000, 0x9_0000_1000),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn unbacked_l1_ipas_are_reported_not_mapped() {
+        let map = region_map();
+        let w = walk(
+            0,
+            0x0900_0000,
+            PAGE_SIZE,
+            S2Ap::ReadWrite,
+            Execute::Neither,
+            0b0001,
+        );
+        assert_eq!(
+            resolve(&w, 0x10, &map),
+            Ok(Composition::Mmio {
+                l1_ipa: 0x0900_0010
+            })
+        );
+        let w = walk(
+            0,
+            0x2000_0000,
+            BLOCK_2M,
+            S2Ap::ReadWrite,
+            Execute::Both,
+            0b1111,
+        );
+        assert_eq!(
+            resolve(&w, 0x1234, &map),
+            Ok(Composition::ExternalAbort {
+                l1_ipa: 0x2000_1234
+            })
+        );
+        let w = walk(
+            0,
+            0x4000_0000,
+            BLOCK_1G,
+            S2Ap::ReadWrite,
+            Execute::Both,
+            0b1111,
+        );
+        let Ok(Composition::Mapped(c)) = resolve(&w, 0x1234_5678, &map) else {
+            panic!("memory must map");
+        };
+        assert_eq!(c.shadow.size, BLOCK_1G);
+        assert_eq!(c.shadow.pa_base, 0x8_0000_0000);
+        let w = walk(
+            0,
+            0x1_0000_0000,
+            BLOCK_2M,
+            S2Ap::ReadWrite,
+            Execute::Both,
+            0b1111,
+        );
+        let Ok(Composition::Mapped(c)) = resolve(&w, 0x5678, &map) else {
+            panic!("memory must map");
+        };
+        assert_eq!(c.shadow.size, PAGE_SIZE);
+        assert_eq!(c.shadow.pa_base, 0x9_0000_6000);
+    }
+
+    #[test]
+    fn region_map_rejects_overlap_and_misalignment() {
+        let r = |ipa_base, size| L0Region {
+            ipa_base,
+            size,
+            kind: L0RegionKind::Mmio,
+        };
+        assert_eq!(
+            L0RegionMap::new(vec![r(0x2000, 0x2000), r(0x3000, 0x1000)]).unwrap_err(),
+            L0RegionError::Overlap {
+                first: 0x2000,
+                second: 0x3000
+            }
+        );
+        assert!(L0RegionMap::new(vec![r(0x2001, 0x1000)]).is_err());
+        assert!(L0RegionMap::new(vec![r(0x2000, 0)]).is_err());
+        assert!(L0RegionMap::new(vec![r(!0xfff, 0x2000)]).is_err());
+    }
+
+    /// L1's real table, walked by the walker, composed with L0's map.
+    #[test]
+    fn composes_a_real_walk_of_l1_tables() {
+        const BASE: u64 = 0x4000_0000;
+        let words: Vec<AtomicU64> = (0..4 * 512).map(|_| AtomicU64::new(0)).collect();
+        let mut slots = [Memslot::new(BASE, &words, SlotAccess::ReadWrite)];
+        let mem = Memslots::new(&mut slots).unwrap();
+        // Level-1 root at BASE; IPA 0x8020_0000: L1[2] -> table, L2[1] -> block.
+        mem.store_raw(BASE + 2 * 8, (BASE + 0x1000) | 0b11).unwrap();
+        let block = 0x6000_0000u64
+            | 0b01
+            | (0b1111 << 2)
+            | (0b11 << 6)
+            | (0b11 << 8)
+            | (1 << 10)
+            | (0b01 << 53); // XN = 0b01: EL0 only (FEAT_XNX)
+        mem.store_raw(BASE + 0x1000 + 8, block).unwrap();
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            mmfr0: 2 | (0b0010 << 40),
+            mmfr1: 1 << 28,
+            mmfr2: 0,
+        })
+        .unwrap();
+        // T0SZ 25 (39 bits), SL0 = 1 (level 1), TG0 4K, PS 40 bits.
+        let vtcr = 25 | (1 << 6) | (2 << 16);
+        let walker = Stage2Walker::new(
+            Stage2Registers {
+                vtcr,
+                vttbr: BASE,
+                endianness: Endianness::Little,
+            },
+            &features,
+        );
+        let l2_ipa = 0x8021_2345;
+        let t = walker.walk(&mem, l2_ipa, AccessKind::Read).unwrap();
+        let w = L1Translation::from(&t);
+        assert_eq!(
+            (w.l2_ipa_base, w.l1_ipa_base, w.size),
+            (0x8020_0000, 0x6000_0000, BLOCK_2M)
+        );
+        let map = L0RegionMap::new(vec![L0Region {
+            ipa_base: 0x6000_0000,
+            size: 0x40_0000,
+            kind: L0RegionKind::Memory {
+                pa_base: 0x1_2340_0000,
+                perms: ALL,
+                mem_attr: MemAttr::from_bits(0b1010),
+                shareability: MemShareability::OuterShareable,
+            },
+        }])
+        .unwrap();
+        let Ok(Composition::Mapped(c)) = resolve(&w, l2_ipa, &map) else {
+            panic!("must map");
+        };
+        assert_eq!(
+            c.shadow,
+            ShadowMapping {
+                l2_ipa_base: 0x8020_0000,
+                pa_base: 0x1_2340_0000,
+                size: BLOCK_2M,
+                perms: RW.union(Permissions::EXEC_EL0),
+                mem_attr: MemAttr::from_bits(0b1010),
+                shareability: MemShareability::OuterShareable,
+            }
+        );
+        assert_eq!(c.l1_ipa_base, 0x6000_0000);
+        let msg = c.shadow.to_message();
+        assert_eq!(
+            (msg.pa, msg.size_log2, msg.mem_attr),
+            (0x1_2340_0000, 21, 0b1010)
+        );
+    }
+
+    fn type_rank(t: MemoryType) -> (u8, u8, u8) {
+        // Smaller is more restrictive, per component.
+        match t {
+            MemoryType::Device(d) => (0, d as u8, 0),
+            MemoryType::Normal { outer, inner } => (1, outer as u8, inner as u8),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn combine_is_commutative_and_never_weaker(a in 0u8..16, b in 0u8..16) {
+            let (a, b) = (MemAttr::from_bits(a), MemAttr::from_bits(b));
+            let c = a.combine(b);
+            prop_assert_eq!(c, b.combine(a));
+            let (rc, ra, rb) = (type_rank(c.memory_type()), type_rank(a.memory_type()), type_rank(b.memory_type()));
+            // Device if either is; never more cacheable than either.
+            prop_assert_eq!(rc.0, ra.0.min(rb.0));
+            if rc.0 == 0 {
+                let devs = [ra, rb].iter().filter(|r| r.0 == 0).map(|r| r.1).min().unwrap();
+                prop_assert_eq!(rc.1, devs);
+            } else {
+                prop_assert_eq!(rc.1, ra.1.min(rb.1));
+                prop_assert_eq!(rc.2, ra.2.min(rb.2));
+            }
+            // Canonical encodings are fixed points.
+            prop_assert_eq!(c.combine(c), c);
+        }
+
+        #[test]
+        fn composed_block_is_the_two_stage_translation(
+            walk_log in prop::sample::select(vec![12u32, 14, 16, 21, 25, 29, 30, 36]),
+            l0_log in prop::sample::select(vec![12u32, 13, 16, 21, 24, 30]),
+            l2_page in 0u64..(1 << 36),
+            l1_page in 0u64..(1 << 36),
+            pa_page in 0u64..(1 << 30),
+            offset in 0u64..(1 << 36),
+            ap in 0u8..4, xn in 0u8..4, l0_perm_bits in 0u8..16,
+            attr1 in 0u8..16, attr0 in 0u8..16,
+        ) {
+            let ws = 1u64 << walk_log;
+            let ls = 1u64 << l0_log;
+            let w = walk((l2_page << 12) & !(ws - 1), (l1_page << 12) & !(ws - 1), ws,
+                S2Ap::from_bits(ap), Execute::from_xn(xn), attr1);
+            let l2_ipa = w.l2_ipa_base + offset % ws;
+            let l1_ipa = w.l1_ipa(l2_ipa).unwrap();
+            let perms0 = Permissions::from_bits(l0_perm_bits).unwrap();
+            let m = l0(l1_ipa & !(ls - 1), (pa_page << 12) & !(ls - 1), ls, perms0, attr0);
+            let c = compose(&w, l2_ipa, &m).unwrap();
+            let s = c.shadow;
+            prop_assert!(s.contains(l2_ipa));
+            prop_assert!([PAGE_SIZE, BLOCK_2M, BLOCK_1G].contains(&s.size));
+            prop_assert!(s.size <= ws.min(ls));
+            prop_assert_eq!(s.size, shadow_block_size(ws.min(ls)));
+            prop_assert_eq!(s.l2_ipa_base % s.size, 0);
+            prop_assert_eq!(s.pa_base % s.size, 0);
+            // Every address of the shadow block translates as the two
+            // stages do, and stays inside both stages' blocks.
+            for probe in [0, (s.size / 3) & !7, s.size - 8] {
+                let a = s.l2_ipa_base + probe;
+                let l1 = w.l1_ipa(a);
+                prop_assert!(l1.is_some());
+                let l1 = l1.unwrap();
+                prop_assert!(m.contains(l1));
+                prop_assert_eq!(l1, c.l1_ipa_base + probe);
+                prop_assert_eq!(s.pa_base + probe, m.pa_base() + (l1 - m.ipa_base()));
+            }
+            prop_assert_eq!(s.perms, w.permissions().intersection(perms0));
+            prop_assert_eq!(s.mem_attr, MemAttr::from_bits(attr1).combine(MemAttr::from_bits(attr0)));
+        }
+
+        #[test]
+        fn region_map_blocks_lie_inside_their_region(
+            ipa_pages in 1u64..(1 << 20), size_pages in 1u64..(1 << 19),
+            pa_pages in 0u64..(1 << 24), probe in 0u64..(1 << 19),
+        ) {
+            let ipa_base = ipa_pages << 12;
+            let size = size_pages << 12;
+            let pa_base = pa_pages << 12;
+            let map = L0RegionMap::new(vec![L0Region { ipa_base, size, kind: L0RegionKind::Memory {
+                pa_base, perms: ALL, mem_attr: MemAttr::NORMAL_WB, shareability: MemShareability::InnerShareable } }]).unwrap();
+            let ipa = ipa_base + (probe << 12) % size + 0x10;
+            let m = map.lookup(ipa).unwrap();
+            prop_assert!(m.contains(ipa));
+            prop_assert!(m.ipa_base() >= ipa_base && m.ipa_base() + m.size() <= ipa_base + size);
+            prop_assert_eq!(m.pa_base() + (ipa - m.ipa_base()), pa_base + (ipa - ipa_base));
+            // Maximal: the next size up would not fit or not be co-aligned.
+            let up = m.size() * 2;
+            if up <= BLOCK_1G {
+                let b = ipa & !(up - 1);
+                let pa = pa_base + (ipa - ipa_base);
+                prop_assert!(b < ipa_base || b + up > ipa_base + size || (ipa ^ pa) & (up - 1) != 0);
+            }
+            prop_assert_eq!(map.lookup(ipa_base - 1), None);
+            prop_assert_eq!(map.lookup(ipa_base + size), None);
+        }
+    }
+}

@@ -228,3 +228,186 @@ impl<C: Copy + Ord> ReverseMap<C> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn r(context: u32, l2_ipa: u64, size: u64) -> ShadowRef<u32> {
+        ShadowRef {
+            context,
+            l2_ipa,
+            size,
+        }
+    }
+
+    #[test]
+    fn finds_exactly_the_overlapping_entries_of_every_size() {
+        let mut map = ReverseMap::new();
+        map.insert(0x4000_0000, r(1, 0xc000_0000, BLOCK_1G))
+            .unwrap();
+        map.insert(0x8020_0000, r(1, 0x20_0000, BLOCK_2M)).unwrap();
+        map.insert(0x8040_1000, r(2, 0x5000, PAGE_SIZE)).unwrap();
+        map.insert(0x8040_1000, r(3, 0x5000, PAGE_SIZE)).unwrap(); // aliased L1 page
+        map.insert(0x8040_2000, r(2, 0x6000, PAGE_SIZE)).unwrap();
+        assert_eq!(map.len(), 5);
+        // One page inside the 1 GiB block only.
+        let mut got = vec![];
+        assert_eq!(map.remove_range(0x7fff_f000, 0x1000, |s| got.push(s)), 1);
+        assert_eq!(got, vec![r(1, 0xc000_0000, BLOCK_1G)]);
+        // The last byte of the 2 MiB block and the first of the next page.
+        got.clear();
+        let n = map.remove_range(0x803f_ffff, 0x2001, |s| got.push(s));
+        assert_eq!(n, 3);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                r(1, 0x20_0000, BLOCK_2M),
+                r(2, 0x5000, PAGE_SIZE),
+                r(3, 0x5000, PAGE_SIZE)
+            ]
+        );
+        assert_eq!(
+            map.entries_in(0, u64::MAX),
+            vec![(0x8040_2000, r(2, 0x6000, PAGE_SIZE))]
+        );
+        assert_eq!(
+            map.remove_range(0x8040_3000, 0x1000, |_| panic!("nothing there")),
+            0
+        );
+        assert_eq!(
+            map.remove_range(0x8040_2000, 0, |_| panic!("empty range")),
+            0
+        );
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        let mut map = ReverseMap::new();
+        assert_eq!(
+            map.insert(0, r(0, 0, 1 << 16)),
+            Err(RmapError::UnsupportedSize(1 << 16))
+        );
+        assert_eq!(
+            map.insert(0x1000, r(0, 0, BLOCK_2M)),
+            Err(RmapError::Misaligned {
+                l1_ipa: 0x1000,
+                l2_ipa: 0
+            })
+        );
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn reinserting_a_shadow_entry_replaces_its_l1_link() {
+        let mut map = ReverseMap::new();
+        map.insert(0x1000, r(7, 0x9000, PAGE_SIZE)).unwrap();
+        map.insert(0x2000, r(7, 0x9000, PAGE_SIZE)).unwrap();
+        assert_eq!(map.len(), 1);
+        assert_eq!(
+            map.remove_range(0x1000, 0x1000, |_| panic!("stale link")),
+            0
+        );
+        assert_eq!(map.remove_range(0x2000, 0x1000, |_| {}), 1);
+    }
+
+    #[test]
+    fn forgetting_a_context_and_shadow_ranges() {
+        let mut map = ReverseMap::new();
+        for i in 0..100u64 {
+            map.insert(i << 12, r((i % 3) as u32, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        map.insert(0x4000_0000, r(1, 0x4000_0000, BLOCK_1G))
+            .unwrap();
+        assert_eq!(map.forget_context(0), 34);
+        assert_eq!(map.forget_context(0), 0);
+        // Context 1: pages 1, 4, ..., 97 and the block; [0x3000, 0x7000)
+        // holds pages 4 (0x4000) only; a range inside the block finds it.
+        assert_eq!(map.remove_shadow_range(1, 0x3000, 0x4000), 1);
+        assert_eq!(map.remove_shadow_range(1, 0x7fff_0000, 1), 1);
+        assert_eq!(map.remove_shadow_range(1, 0, 0), 0);
+        assert_eq!(map.len(), 100 - 34 - 1);
+        assert!(map
+            .entries_in(0, u64::MAX)
+            .iter()
+            .all(|(_, s)| s.context != 0));
+        let top = !(PAGE_SIZE - 1);
+        map.insert(top, r(9, top, PAGE_SIZE)).unwrap();
+        assert_eq!(map.forget_context(9), 1);
+        assert_eq!(map.remove_range(top, u64::MAX, |_| panic!("forgotten")), 0);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u64, ShadowRef<u32>),
+        RemoveRange(u64, u64),
+        RemoveShadow(u32, u64, u64),
+        Forget(u32),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        let sized = (0usize..3, 0u64..(1 << 34), 0u64..(1 << 34), 0u32..4).prop_map(
+            |(class, l1, l2, c)| {
+                let size = SIZES[class];
+                Op::Insert(l1 & !(size - 1), r(c, l2 & !(size - 1), size))
+            },
+        );
+        prop_oneof![
+            6 => sized,
+            2 => (0u64..(1 << 34), 1u64..(1 << 31)).prop_map(|(s, l)| Op::RemoveRange(s, l)),
+            1 => (0u32..4, 0u64..(1 << 34), 1u64..(1 << 31)).prop_map(|(c, s, l)| Op::RemoveShadow(c, s, l)),
+            1 => (0u32..4).prop_map(Op::Forget),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Against a list model: every removal returns exactly the
+        /// overlapping records.
+        #[test]
+        fn matches_a_linear_model(ops in prop::collection::vec(arb_op(), 1..80)) {
+            let mut map = ReverseMap::new();
+            let mut model: Vec<(u64, ShadowRef<u32>)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Insert(l1, s) => {
+                        map.insert(l1, s).unwrap();
+                        model.retain(|(_, m)| (m.context, m.l2_ipa) != (s.context, s.l2_ipa));
+                        model.push((l1, s));
+                    }
+                    Op::RemoveRange(start, len) => {
+                        let mut got = BTreeSet::new();
+                        let n = map.remove_range(start, len, |s| { got.insert(s); });
+                        let want: BTreeSet<_> = model.iter().filter(|(l1, m)| *l1 < start + len && l1 + m.size > start).map(|(_, m)| *m).collect();
+                        model.retain(|(_, m)| !want.contains(m));
+                        prop_assert_eq!(n, want.len());
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::RemoveShadow(c, start, len) => {
+                        let before = model.len();
+                        model.retain(|(_, m)| !(m.context == c && m.l2_ipa < start + len && m.l2_ipa + m.size > start));
+                        prop_assert_eq!(map.remove_shadow_range(c, start, len), before - model.len());
+                    }
+                    Op::Forget(c) => {
+                        let before = model.len();
+                        model.retain(|(_, m)| m.context != c);
+                        prop_assert_eq!(map.forget_context(c), before - model.len());
+                    }
+                }
+                prop_assert_eq!(map.len(), model.len());
+            }
+            let mut all = map.entries_in(0, u64::MAX);
+            all.sort();
+            model.sort();
+            prop_assert_eq!(all, model);
+        }
+    }
+}

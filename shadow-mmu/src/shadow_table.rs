@@ -737,9 +737,39 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// replaced by break-before-make: a larger block around `m` is removed
     /// whole, a table where `m` is a block is unlinked with everything
     /// below it (those L2 IPAs fault again and are re-composed).
+    ///
+    /// When the pool is exhausted and tables unlinked by earlier `map`s are
+    /// waiting to be freed, they are freed (briefly taking the exclusive
+    /// lock) and the map retried once; [`MapError::FramesExhausted`] then
+    /// means the budget really is used up: evict (unmap) and retry.
+    /// Intermediate tables built before the failure stay for the retry
+    /// (`unmap_range` and `clear` free empty tables).
     pub fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
         let level = self.validate(m)?;
         let descriptor = self.leaf_descriptor(m, level);
+        match self.map_shared(m, level, descriptor) {
+            Err(MapError::FramesExhausted { .. }) if !self.retired.lock().is_empty() => {
+                self.reclaim();
+                self.map_shared(m, level, descriptor)
+            }
+            result => result,
+        }
+    }
+
+    /// Frees the tables `map` unlinked when it replaced a table by a block
+    /// (already unreachable and invalidated), waiting for in-flight `map`s
+    /// and `lookup`s to leave them.
+    pub fn reclaim(&self) {
+        let _exclusive = self.lock.exclusive();
+        self.reclaim_retired();
+    }
+
+    fn map_shared(
+        &self,
+        m: &ShadowMapping,
+        level: usize,
+        descriptor: u64,
+    ) -> Result<MapOutcome, MapError> {
         let ipa = m.l2_ipa_base;
         let _shared = self.lock.shared();
         let mut replaced = false;
@@ -891,7 +921,6 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         let first = index_at(start.max(base), level);
         let last_ipa = (end - 1).min(base + size * ENTRIES as u64 - 1);
         let last = index_at(last_ipa, level);
-        let mut changed = false;
         for (i, slot) in table.0.iter().enumerate().take(last + 1).skip(first) {
             let entry_base = base + i as u64 * size;
             match classify(slot.load(Ordering::Relaxed), level) {
@@ -900,7 +929,6 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     slot.store(0, Ordering::Release);
                     work.leaves += 1;
                     work.touch(entry_base, size);
-                    changed = true;
                 }
                 Entry::Table(pa) => {
                     let Some(child) = self.pool.frame(pa) else {
@@ -910,12 +938,13 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         slot.store(0, Ordering::Release);
                         work.touch(entry_base, size);
                         work.freed.push(pa);
-                        changed = true;
                     }
                 }
             }
         }
-        changed && table.0.iter().all(|d| d.load(Ordering::Relaxed) == 0)
+        // Empty tables go even when this call removed nothing from them
+        // (a `map` that ran out of frames may have left them).
+        table.0.iter().all(|d| d.load(Ordering::Relaxed) == 0)
     }
 
     /// Frees tables `map` unlinked. Caller holds the exclusive lock.
@@ -976,5 +1005,652 @@ impl<P: FramePool, T: TlbMaintenance> Drop for ShadowTable<P, T> {
     fn drop(&mut self) {
         self.clear_locked();
         self.pool.release(self.root);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::compose::Permissions;
+    use alloc::collections::BTreeMap;
+    use alloc::sync::Arc;
+    use alloc::vec;
+    use proptest::prelude::*;
+    use std::sync::{Mutex, OnceLock};
+    use walker::{
+        AccessKind, Endianness, ExposedFeatures, FaultKind, IdRegisters, Stage2Registers,
+        Stage2Walker, WalkError,
+    };
+
+    const RW: Permissions = Permissions::READ.union(Permissions::WRITE);
+    const FAKE_PA: u64 = 0x80_0000_0000;
+
+    fn mapping(l2: u64, pa: u64, size: u64, perms: Permissions, attr: u8) -> ShadowMapping {
+        ShadowMapping {
+            l2_ipa_base: l2,
+            pa_base: pa,
+            size,
+            perms,
+            mem_attr: MemAttr::from_bits(attr),
+            shareability: MemShareability::InnerShareable,
+        }
+    }
+
+    /// The walker configured exactly as hv configures the hardware for L2.
+    fn shadow_walker(root: u64) -> Stage2Walker {
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            // PARange 48 bits, 4K stage-2 granule supported; FEAT_XNX.
+            mmfr0: 5 | (0b0010 << 40),
+            mmfr1: 1 << 28,
+            mmfr2: 0,
+        })
+        .unwrap();
+        Stage2Walker::new(
+            Stage2Registers {
+                vtcr: shadow_vtcr(0b101, true),
+                vttbr: root | (7 << 48),
+                endianness: Endianness::Little,
+            },
+            &features,
+        )
+    }
+
+    /// Walks `ipa` with the walker and compares with the expected entry.
+    fn check_ipa(pool: &HeapFramePool, root: u64, ipa: u64, expected: Option<&ShadowMapping>) {
+        let walker = shadow_walker(root);
+        let Some(m) = expected else {
+            let e = walker.walk(pool, ipa, AccessKind::Read).unwrap_err();
+            let WalkError::Fault(f) = e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(f.kind(), FaultKind::Translation, "{ipa:#x}: {f:?}");
+            return;
+        };
+        let device = matches!(
+            m.mem_attr.memory_type(),
+            crate::compose::MemoryType::Device(_)
+        );
+        let access = if m.perms.contains(Permissions::READ) {
+            AccessKind::Read
+        } else if m.perms.contains(Permissions::WRITE) {
+            AccessKind::Write
+        } else if m.perms.contains(Permissions::EXEC_EL1) && !device {
+            AccessKind::ExecEl1
+        } else if m.perms.contains(Permissions::EXEC_EL0) && !device {
+            AccessKind::ExecEl0
+        } else {
+            let f = walker.walk(pool, ipa, AccessKind::Read).unwrap_err();
+            assert_eq!(f.fault().unwrap().kind(), FaultKind::Permission);
+            return;
+        };
+        let t = walker
+            .walk(pool, ipa, access)
+            .unwrap_or_else(|e| panic!("{ipa:#x} {access:?}: {e:?}"));
+        assert_eq!(
+            t.output_address,
+            m.pa_base + (ipa - m.l2_ipa_base),
+            "{ipa:#x}"
+        );
+        assert_eq!(t.block_size, m.size);
+        assert_eq!(
+            crate::compose::permissions_from_stage2(t.s2ap, t.execute),
+            m.perms
+        );
+        assert_eq!(t.mem_attr, m.mem_attr.bits());
+        assert_eq!(t.shareability.bits(), m.shareability as u8);
+        assert!(!t.dirty_bit_modifier);
+    }
+
+    fn table(budget: usize) -> ShadowTable<Arc<HeapFramePool>, RecordingTlb> {
+        let pool = Arc::new(HeapFramePool::new(budget, FAKE_PA).unwrap());
+        ShadowTable::new(pool, RecordingTlb::new(), ShadowConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn vtcr_fields() {
+        let v = shadow_vtcr(0b101, true);
+        assert_eq!(v & 0x3f, 16);
+        assert_eq!((v >> 6) & 3, 0b10);
+        assert_eq!((v >> 14) & 3, 0);
+        assert_eq!((v >> 16) & 7, 0b101);
+        assert_eq!((v >> 19) & 1, 1);
+        assert_eq!((v >> 12) & 3, 0b11);
+    }
+
+    #[test]
+    fn pages_and_blocks_walk_back_as_mapped() {
+        let t = table(64);
+        let entries = [
+            mapping(0x4000_0000, 0x1_0000_0000, BLOCK_1G, RW, 0b1111),
+            mapping(
+                0x8020_0000,
+                0x2_0020_0000,
+                BLOCK_2M,
+                Permissions::READ,
+                0b0001,
+            ),
+            mapping(
+                0x8040_3000,
+                0x3_0000_5000,
+                PAGE_SIZE,
+                Permissions::EXEC_EL0,
+                0b1010,
+            ),
+            mapping(
+                0xffff_ffff_f000,
+                0x0000_1000,
+                PAGE_SIZE,
+                RW.union(Permissions::EXEC_EL1),
+                0b0101,
+            ),
+        ];
+        for m in &entries {
+            assert_eq!(t.map(m), Ok(MapOutcome::Installed));
+            assert_eq!(t.map(m), Ok(MapOutcome::AlreadyPresent));
+        }
+        for m in &entries {
+            for ipa in [
+                m.l2_ipa_base,
+                m.l2_ipa_base + m.size / 2 + 8,
+                m.l2_ipa_base + m.size - 1,
+            ] {
+                check_ipa(t.pool(), t.root_pa(), ipa, Some(m));
+                assert_eq!(t.lookup(ipa), Some(*m));
+            }
+        }
+        for ipa in [
+            0u64,
+            0x3fff_ffff,
+            0x8000_0000,
+            0x8040_2fff,
+            0x8040_4000,
+            0x1_0000_0000,
+        ] {
+            check_ipa(t.pool(), t.root_pa(), ipa, None);
+            assert_eq!(t.lookup(ipa), None);
+        }
+        assert_eq!(t.lookup(1 << 48), None);
+        assert!(
+            t.tlb().is_empty(),
+            "installing into invalid slots needs no TLBI"
+        );
+    }
+
+    #[test]
+    fn invalid_mappings_are_refused() {
+        let t = table(8);
+        assert_eq!(
+            t.map(&mapping(0, 0, 1 << 16, RW, 0xf)),
+            Err(MapError::UnsupportedSize(1 << 16))
+        );
+        assert_eq!(
+            t.map(&mapping(0x1000, 0, BLOCK_2M, RW, 0xf)),
+            Err(MapError::Misaligned {
+                l2_ipa_base: 0x1000,
+                pa_base: 0
+            })
+        );
+        assert_eq!(
+            t.map(&mapping(0, 0x1000, BLOCK_2M, RW, 0xf)),
+            Err(MapError::Misaligned {
+                l2_ipa_base: 0,
+                pa_base: 0x1000
+            })
+        );
+        assert_eq!(
+            t.map(&mapping(1 << 48, 0, PAGE_SIZE, RW, 0xf)),
+            Err(MapError::IpaOutOfRange(1 << 48))
+        );
+        assert_eq!(
+            t.map(&mapping(0, 1 << 48, PAGE_SIZE, RW, 0xf)),
+            Err(MapError::PaOutOfRange(1 << 48))
+        );
+        let small = ShadowTable::new(
+            HeapFramePool::new(8, 0).unwrap(),
+            NoHardwareTlb,
+            ShadowConfig {
+                xnx: true,
+                pa_bits: 40,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            small.map(&mapping(0, 1 << 40, PAGE_SIZE, RW, 0xf)),
+            Err(MapError::PaOutOfRange(1 << 40))
+        );
+        assert_eq!(t.frames_used(), 1);
+        assert!(HeapFramePool::new(4, 0x123).is_err());
+        assert!(HeapFramePool::new(4, (1 << 48) - 0x1000).is_err());
+    }
+
+    #[test]
+    fn without_xnx_partial_execute_becomes_no_execute() {
+        let t = ShadowTable::new(
+            HeapFramePool::new(8, 0).unwrap(),
+            NoHardwareTlb,
+            ShadowConfig {
+                xnx: false,
+                pa_bits: 48,
+            },
+        )
+        .unwrap();
+        let m = mapping(
+            0x1000,
+            0x2000,
+            PAGE_SIZE,
+            Permissions::READ.union(Permissions::EXEC_EL0),
+            0xf,
+        );
+        t.map(&m).unwrap();
+        assert_eq!(t.lookup(0x1000).unwrap().perms, Permissions::READ);
+        let both = Permissions::EXEC_EL0.union(Permissions::EXEC_EL1);
+        let m = mapping(0x3000, 0x2000, PAGE_SIZE, both, 0xf);
+        t.map(&m).unwrap();
+        assert_eq!(t.lookup(0x3000).unwrap().perms, both);
+    }
+
+    #[test]
+    fn exhausted_pool_is_a_precise_error_and_recovers_after_unmap() {
+        // Root + level-1 + level-2 tables: a 2 MiB block fits, a page does not.
+        let t = table(3);
+        let block = mapping(0x20_0000, 0x20_0000, BLOCK_2M, RW, 0xf);
+        assert_eq!(t.map(&block), Ok(MapOutcome::Installed));
+        let page = mapping(0x4000_0000, 0x1000, PAGE_SIZE, RW, 0xf);
+        assert_eq!(t.map(&page), Err(MapError::FramesExhausted { budget: 3 }));
+        assert_eq!(t.pool().frames_in_use(), 3);
+        assert_eq!(t.unmap_range(0, 1 << 48), 1);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.pool().frames_in_use(), 1);
+        assert_eq!(t.map(&page), Err(MapError::FramesExhausted { budget: 3 }));
+        assert_eq!(
+            t.frames_used(),
+            3,
+            "tables built before the failure stay for a retry"
+        );
+        assert_eq!(t.map(&block), Err(MapError::FramesExhausted { budget: 3 }));
+        // Unmapping frees the empty tables the failed map left.
+        assert_eq!(t.unmap_range(0x4000_0000, BLOCK_1G), 0);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.map(&block), Ok(MapOutcome::Installed));
+    }
+
+    /// Shared log of TLB invalidations and frame releases, in order.
+    #[derive(Debug)]
+    enum Event {
+        Tlb(TlbEvent),
+        Release,
+    }
+
+    #[derive(Debug)]
+    struct LoggingPool {
+        inner: HeapFramePool,
+        log: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl FramePool for LoggingPool {
+        fn allocate(&self) -> Option<u64> {
+            self.inner.allocate()
+        }
+        fn frame(&self, pa: u64) -> Option<&Frame> {
+            self.inner.frame(pa)
+        }
+        fn release(&self, pa: u64) {
+            self.log.lock().unwrap().push(Event::Release);
+            self.inner.release(pa)
+        }
+        fn frames_in_use(&self) -> usize {
+            self.inner.frames_in_use()
+        }
+        fn budget(&self) -> usize {
+            self.inner.budget()
+        }
+    }
+
+    /// A TLB hook that checks break-before-make: when it runs, the range it
+    /// invalidates must already be unmapped in the tree the hardware walks.
+    #[derive(Debug)]
+    struct CheckingTlb {
+        pool: Arc<LoggingPool>,
+        root: OnceLock<u64>,
+        log: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl TlbMaintenance for CheckingTlb {
+        fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+            let root = *self.root.get().unwrap();
+            for ipa in [l2_ipa, l2_ipa + len / 2, l2_ipa + len - 1] {
+                check_ipa(&self.pool.inner, root, ipa, None);
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .push(Event::Tlb(TlbEvent::Range { l2_ipa, len }));
+        }
+        fn invalidate_all(&self) {
+            self.log.lock().unwrap().push(Event::Tlb(TlbEvent::All));
+        }
+    }
+
+    type Log = Arc<Mutex<Vec<Event>>>;
+
+    fn checking_table() -> (ShadowTable<Arc<LoggingPool>, Arc<CheckingTlb>>, Log) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let pool = Arc::new(LoggingPool {
+            inner: HeapFramePool::new(64, FAKE_PA).unwrap(),
+            log: log.clone(),
+        });
+        let tlb = Arc::new(CheckingTlb {
+            pool: pool.clone(),
+            root: OnceLock::new(),
+            log: log.clone(),
+        });
+        let t = ShadowTable::new(pool, tlb.clone(), ShadowConfig::default()).unwrap();
+        tlb.root.set(t.root_pa()).unwrap();
+        (t, log)
+    }
+
+    impl TlbMaintenance for Arc<CheckingTlb> {
+        fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+            (**self).invalidate_range(l2_ipa, len)
+        }
+        fn invalidate_all(&self) {
+            (**self).invalidate_all()
+        }
+    }
+
+    #[test]
+    fn changed_entries_use_break_before_make() {
+        let (t, log) = checking_table();
+        let a = mapping(0x20_0000, 0x100_0000, BLOCK_2M, RW, 0xf);
+        let b = mapping(0x20_0000, 0x200_0000, BLOCK_2M, Permissions::READ, 0xf);
+        assert_eq!(t.map(&a), Ok(MapOutcome::Installed));
+        assert_eq!(t.map(&b), Ok(MapOutcome::Replaced));
+        check_ipa(&t.pool().inner, t.root_pa(), 0x20_1000, Some(&b));
+        // A page inside the block: the block is broken first.
+        let p = mapping(0x20_3000, 0x5000, PAGE_SIZE, RW, 0xf);
+        assert_eq!(t.map(&p), Ok(MapOutcome::Replaced));
+        check_ipa(&t.pool().inner, t.root_pa(), 0x20_3000, Some(&p));
+        check_ipa(&t.pool().inner, t.root_pa(), 0x20_4000, None);
+        // A block over the page table: the table is unlinked, then freed
+        // under the exclusive lock (at the next unmap).
+        let c = mapping(0x20_0000, 0x300_0000, BLOCK_2M, RW, 0xf);
+        let frames = t.frames_used();
+        assert_eq!(t.map(&c), Ok(MapOutcome::Replaced));
+        check_ipa(&t.pool().inner, t.root_pa(), 0x20_3000, Some(&c));
+        assert_eq!(
+            t.frames_used(),
+            frames,
+            "retired table held until reclaimed"
+        );
+        let events: Vec<_> = log.lock().unwrap().drain(..).collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(events.iter().all(|e| matches!(
+            e,
+            Event::Tlb(TlbEvent::Range {
+                l2_ipa: 0x20_0000,
+                len: BLOCK_2M
+            })
+        )));
+        assert_eq!(t.unmap_range(0x4000_0000, PAGE_SIZE), 0);
+        assert_eq!(t.frames_used(), frames - 1);
+        assert!(matches!(log.lock().unwrap().last(), Some(Event::Release)));
+    }
+
+    #[test]
+    fn unmap_invalidates_before_freeing_tables() {
+        let (t, log) = checking_table();
+        let p = mapping(0x4020_3000, 0x5000, PAGE_SIZE, RW, 0xf);
+        let q = mapping(0x4020_5000, 0x6000, PAGE_SIZE, RW, 0xf);
+        t.map(&p).unwrap();
+        t.map(&q).unwrap();
+        assert_eq!(t.frames_used(), 4);
+        // One page: the level-3 table still holds q; only the page goes.
+        assert_eq!(t.unmap_range(0x4020_3000, PAGE_SIZE), 1);
+        {
+            let events = log.lock().unwrap();
+            assert!(
+                matches!(
+                    events[..],
+                    [Event::Tlb(TlbEvent::Range {
+                        l2_ipa: 0x4020_3000,
+                        len: PAGE_SIZE
+                    })]
+                ),
+                "{events:?}"
+            );
+        }
+        log.lock().unwrap().clear();
+        check_ipa(&t.pool().inner, t.root_pa(), 0x4020_5000, Some(&q));
+        // The last page: every table below the root empties and is freed,
+        // after one invalidation covering every range they translated.
+        assert_eq!(t.unmap_range(0x4020_5000, PAGE_SIZE), 1);
+        let events: Vec<_> = log.lock().unwrap().drain(..).collect();
+        let Event::Tlb(first) = events[0] else {
+            panic!("{events:?}")
+        };
+        assert!(
+            first.covers(0, 1 << 39),
+            "{first:?}: the level-1 table's whole range"
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Release))
+                .count(),
+            3
+        );
+        assert!(events[1..].iter().all(|e| matches!(e, Event::Release)));
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.pool().frames_in_use(), 1);
+        // Partial overlap with a block removes the whole block.
+        let b = mapping(0x20_0000, 0x20_0000, BLOCK_2M, RW, 0xf);
+        t.map(&b).unwrap();
+        assert_eq!(t.unmap_range(0x20_1000, PAGE_SIZE), 1);
+        assert_eq!(t.lookup(0x20_0000), None);
+        // Empty and out-of-range requests do nothing.
+        assert_eq!(t.unmap_range(0x1000, 0), 0);
+        assert_eq!(t.unmap_range(1 << 48, 1 << 20), 0);
+        assert_eq!(t.unmap_range(u64::MAX - 5, 100), 0);
+    }
+
+    #[test]
+    fn clear_frees_everything_after_one_whole_vmid_invalidation() {
+        let t = table(64);
+        for i in 0..20u64 {
+            t.map(&mapping(
+                i << 30 | i << 21 | i << 12,
+                i << 12,
+                PAGE_SIZE,
+                RW,
+                0xf,
+            ))
+            .unwrap();
+        }
+        t.map(&mapping(0x7f_c000_0000, 0, BLOCK_1G, RW, 0xf))
+            .unwrap();
+        assert_eq!(t.clear(), 21);
+        assert_eq!(t.tlb().take(), vec![TlbEvent::All]);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.pool().frames_in_use(), 1);
+        assert_eq!(t.lookup(0), None);
+        let pool = t.pool().clone();
+        drop(t);
+        assert_eq!(pool.frames_in_use(), 0);
+    }
+
+    #[test]
+    fn identity_pool_uses_host_addresses() {
+        let pool = HeapFramePool::identity(4).unwrap();
+        let pa = pool.allocate().unwrap();
+        let frame = pool.frame(pa).unwrap();
+        assert_eq!(frame as *const Frame as usize as u64, pa);
+        assert_eq!(pa % PAGE_SIZE, 0);
+        assert!(pool.frame(pa + 8).is_none());
+        assert!(pool.frame(pa + 4 * PAGE_SIZE).is_none());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Map(ShadowMapping),
+        Unmap(u64, u64),
+        Clear,
+    }
+
+    /// IPAs confined to a few regions so operations collide often.
+    fn arb_mapping() -> impl Strategy<Value = ShadowMapping> {
+        (
+            0usize..3,
+            0u64..4,
+            0u64..3,
+            0u64..4,
+            0u64..(1 << 20),
+            0u8..16,
+            0u8..16,
+            prop::sample::select(vec![0u8, 2, 3]),
+        )
+            .prop_map(|(class, gig, two_m, page, pa, perms, attr, sh)| {
+                let size = [PAGE_SIZE, BLOCK_2M, BLOCK_1G][class];
+                let l2 = ((gig * 97) << 30 | two_m << 21 | page << 12) & !(size - 1);
+                ShadowMapping {
+                    l2_ipa_base: l2,
+                    pa_base: (pa << 12) & !(size - 1),
+                    size,
+                    perms: Permissions::from_bits(perms).unwrap(),
+                    mem_attr: MemAttr::from_bits(attr),
+                    shareability: match sh {
+                        0 => MemShareability::NonShareable,
+                        2 => MemShareability::OuterShareable,
+                        _ => MemShareability::InnerShareable,
+                    },
+                }
+            })
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => arb_mapping().prop_map(Op::Map),
+            3 => (arb_mapping(), 1u64..(1 << 22)).prop_map(|(m, len)| Op::Unmap(m.l2_ipa_base + (len & 0x1ff000), len)),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// After any sequence of map/unmap/clear, the walker sees exactly
+        /// the model's mappings, and no frame leaks.
+        #[test]
+        fn walker_sees_exactly_the_model(ops in prop::collection::vec(arb_op(), 1..40)) {
+            let t = table(256);
+            let mut model: BTreeMap<u64, ShadowMapping> = BTreeMap::new();
+            let overlapping = |model: &BTreeMap<u64, ShadowMapping>, start: u64, end: u64| -> Vec<u64> {
+                model.values().filter(|m| m.l2_ipa_base < end && m.l2_ipa_base + m.size > start).map(|m| m.l2_ipa_base).collect()
+            };
+            for op in &ops {
+                match op {
+                    Op::Map(m) => {
+                        t.map(m).unwrap();
+                        for k in overlapping(&model, m.l2_ipa_base, m.l2_ipa_base + m.size) {
+                            model.remove(&k);
+                        }
+                        model.insert(m.l2_ipa_base, *m);
+                    }
+                    Op::Unmap(start, len) => {
+                        let gone = overlapping(&model, *start, start + len);
+                        prop_assert_eq!(t.unmap_range(*start, *len), gone.len());
+                        for k in gone {
+                            model.remove(&k);
+                        }
+                    }
+                    Op::Clear => {
+                        prop_assert_eq!(t.clear(), model.len());
+                        model.clear();
+                    }
+                }
+            }
+            let mut probes: Vec<u64> = vec![0, 1 << 47, (1 << 48) - 1];
+            for m in model.values() {
+                probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1, (m.l2_ipa_base + m.size / 3) & !7]);
+                probes.extend([m.l2_ipa_base.wrapping_sub(1), m.l2_ipa_base + m.size]);
+            }
+            for op in &ops {
+                if let Op::Unmap(s, l) = op { probes.extend([*s, s + l - 1, s + l]); }
+                if let Op::Map(m) = op { probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1]); }
+            }
+            for ipa in probes.into_iter().filter(|a| *a < 1 << 48) {
+                let expected = model.range(..=ipa).next_back().map(|(_, m)| m).filter(|m| m.contains(ipa));
+                check_ipa(t.pool(), t.root_pa(), ipa, expected);
+                prop_assert_eq!(t.lookup(ipa), expected.copied());
+            }
+            t.clear();
+            prop_assert_eq!(t.pool().frames_in_use(), 1);
+        }
+    }
+
+    /// vCPU threads map while another unmaps and clears: every entry left
+    /// is one that was mapped, and no frame leaks.
+    #[test]
+    fn concurrent_maps_and_unmaps_stay_consistent() {
+        let t = Arc::new(table(512));
+        let candidates: Vec<ShadowMapping> = (0..64u64)
+            .flat_map(|i| {
+                let l2 = (i % 4) << 30 | (i % 8) << 21 | (i % 16) << 12;
+                [
+                    mapping(l2, i << 12, PAGE_SIZE, RW, 0xf),
+                    mapping(
+                        l2 & !(BLOCK_2M - 1),
+                        i << 21,
+                        BLOCK_2M,
+                        Permissions::READ,
+                        0xf,
+                    ),
+                    mapping(l2, (i + 1) << 12, PAGE_SIZE, Permissions::READ, 0x1),
+                ]
+            })
+            .collect();
+        let candidates = Arc::new(candidates);
+        let mut handles = vec![];
+        for thread in 0..3u64 {
+            let t = t.clone();
+            let candidates = candidates.clone();
+            handles.push(std::thread::spawn(move || {
+                let mut x = thread + 1;
+                for _ in 0..3000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let m = candidates[(x >> 33) as usize % candidates.len()];
+                    t.map(&m).unwrap();
+                }
+            }));
+        }
+        {
+            let t = t.clone();
+            handles.push(std::thread::spawn(move || {
+                for i in 0..600u64 {
+                    if i % 100 == 99 {
+                        t.clear();
+                    } else {
+                        t.unmap_range((i % 4) << 30 | (i % 8) << 21, BLOCK_2M);
+                    }
+                }
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        for i in 0..(4 << 9) {
+            let ipa = (i >> 9) << 30 | (i & 511) << 21;
+            for page in 0..16u64 {
+                if let Some(m) = t.lookup(ipa | page << 12) {
+                    assert!(candidates.contains(&m), "{m:?}");
+                    check_ipa(t.pool(), t.root_pa(), ipa | page << 12, Some(&m));
+                }
+            }
+        }
+        t.unmap_range(0, 1 << 48);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.pool().frames_in_use(), 1);
     }
 }
