@@ -45,6 +45,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 .arg(root.join("target").join("loom")),
         )
     })?;
+    step(
+        "hv on QEMU (boot matrix and failure modes)",
+        crate::hv::test,
+    )?;
     println!(
         "xtask: every test passed in {:.0} s",
         started.elapsed().as_secs_f64()
