@@ -170,17 +170,35 @@ fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The init script: report the CPUs user space sees, then power off.
-const INIT: &str = "#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t devtmpfs devtmpfs /dev
-cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo)
-online=$(/bin/busybox cat /sys/devices/system/cpu/online)
+/// The init script: report the CPUs user space sees, take CPU 1 offline
+/// and back (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON again), read an address no
+/// device backs (hv must inject an external abort: the reader dies of
+/// SIGBUS and the kernel lives on), then power off.
+const INIT: &str = r#"#!/bin/busybox sh
+bb=/bin/busybox
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev
+cpus=$($bb grep -c ^processor /proc/cpuinfo)
+online=$($bb cat /sys/devices/system/cpu/online)
+hotplug=none
+if [ "$cpus" -gt 1 ]; then
+    hotplug=failed
+    if echo 0 > /sys/devices/system/cpu/cpu1/online &&
+       [ "$($bb cat /sys/devices/system/cpu/online)" != "$online" ] &&
+       echo 1 > /sys/devices/system/cpu/cpu1/online &&
+       [ "$($bb cat /sys/devices/system/cpu/online)" = "$online" ]; then
+        hotplug=ok
+    fi
+fi
+$bb devmem 0x0a000000 32 > /dev/null 2>&1
+status=$?
+abort=missed
+[ "$status" -eq 135 ] && abort=sigbus
 # Through printk, so the line is on the console before the power goes.
-echo \"UMBRA-GUEST-OK cpus=$cpus online=$online\" > /dev/kmsg
-/bin/busybox poweroff -f
-";
+echo "UMBRA-GUEST-OK cpus=$cpus online=$online hotplug=$hotplug unbacked-read=$abort" > /dev/kmsg
+$bb poweroff -f
+"#;
 
 /// A gzip-compressed newc cpio archive: busybox, /init, /dev/console.
 pub fn initramfs_archive(busybox: &[u8]) -> Result<Vec<u8>, String> {

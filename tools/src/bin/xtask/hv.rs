@@ -338,16 +338,23 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
             {
                 return Some(format!("panic: {line}"));
             }
-            let expected = format!("{MARKER} cpus={cpus} ");
+            let hotplug = if cpus > 1 { "ok" } else { "none" };
+            let expected = format!(
+                "{MARKER} cpus={cpus} online={} hotplug={hotplug} unbacked-read=sigbus",
+                if cpus > 1 {
+                    format!("0-{}", cpus - 1)
+                } else {
+                    "0".into()
+                }
+            );
             match outcome.matches.iter().find(|l| l.contains(MARKER)) {
                 None => Some(format!(
                     "no `{MARKER}` marker; QEMU exit status {:?}",
                     outcome.status
                 )),
-                Some(line) if !line.contains(&expected) => Some(format!(
-                    "wrong marker: expected `{}`, got `{line}`",
-                    expected.trim_end()
-                )),
+                Some(line) if !line.trim_end().ends_with(&expected) => {
+                    Some(format!("wrong marker: expected `{expected}`, got `{line}`"))
+                }
                 Some(_) if outcome.status != Some(0) => Some(format!(
                     "marker seen but hv's exit status was {:?}, not 0 (guest powered off)",
                     outcome.status
@@ -495,7 +502,7 @@ mod tests {
     #[test]
     fn verdicts() {
         let case = boot(MAX, 4, "2G");
-        let ok = "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3";
+        let ok = "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3 hotplug=ok unbacked-read=sigbus";
         assert_eq!(verdict(&case, &outcome(Some(0), &[ok])), None);
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
