@@ -1,0 +1,157 @@
+//! The memory budget: one number of bytes, split into bounded structures,
+//! so that nothing the service holds can grow past it whatever L1 does
+//! (TLBI storms, touching every page). Every structure is either
+//! preallocated at its bound (slot arrays) or counted against a cap with
+//! eviction before the cap is passed (cache nodes by slot, shadow frames by
+//! the pool, shadow leaves and reverse-map records by a counter). At worst
+//! a fault re-walks; no allocation failure reaches a fault handler, as long
+//! as the allocator itself has [`Budget::bytes`] to give.
+
+use core::mem::size_of;
+
+use crate::cache::{CachedPath, CachedWalk};
+use crate::context::Capacity;
+use crate::shadow_table::ENTRIES;
+
+/// Bytes one reverse-map record costs (two B-tree entries and a list slot,
+/// generously rounded up from the nodes' sizes).
+pub const RMAP_RECORD_BYTES: usize = 128;
+/// Bytes one cache-index key costs in its B-tree (key plus node share).
+pub const INDEX_KEY_BYTES: usize = 32;
+/// Bytes of one shadow table frame.
+pub const FRAME_BYTES: usize = 8 * ENTRIES;
+/// Fixed bytes per context besides its slot arrays (the struct, its locks
+/// and index roots, generously).
+pub const CONTEXT_OVERHEAD_BYTES: usize = 1024;
+
+/// What a budget splits into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// The total.
+    pub bytes: usize,
+    /// Contexts and per-context cache slots.
+    pub capacity: Capacity,
+    /// Shadow table frames (the pool's size, roots included).
+    pub frames: usize,
+    /// Shadow leaves (and so reverse-map records) alive at once.
+    pub shadow_leaves: usize,
+}
+
+/// A budget too small for even one context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BudgetTooSmall {
+    /// The bytes given.
+    pub bytes: usize,
+    /// The least that works for the context count asked.
+    pub minimum: usize,
+}
+
+impl core::fmt::Display for BudgetTooSmall {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "memory budget of {} bytes is below the minimum of {} for the contexts asked",
+            self.bytes, self.minimum
+        )
+    }
+}
+
+/// Bytes one leaf slot costs when full (pointer, node, index key).
+pub const fn leaf_slot_bytes() -> usize {
+    8 + size_of::<CachedWalk>() + INDEX_KEY_BYTES
+}
+
+/// Bytes one intermediate slot costs when full.
+pub const fn path_slot_bytes() -> usize {
+    8 + size_of::<CachedPath>() + INDEX_KEY_BYTES
+}
+
+/// Smallest useful cache: one bucket of leaves and of paths.
+const MIN_SLOTS: usize = 4;
+
+impl Budget {
+    /// Splits `bytes` for `contexts` contexts: per context its fixed part
+    /// and two root-table frames (its own and a recycled predecessor's not
+    /// yet reclaimed); of the rest, half to walk-result caches (leaves 4 :
+    /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
+    /// with their reverse-map records.
+    pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetTooSmall> {
+        let contexts = contexts.max(1);
+        let fixed = contexts * (CONTEXT_OVERHEAD_BYTES + 2 * FRAME_BYTES);
+        let per_context_min = MIN_SLOTS * (leaf_slot_bytes() + path_slot_bytes());
+        // Room for one full 4-level path of tables beside the roots.
+        let minimum = fixed + contexts * per_context_min + 4 * FRAME_BYTES + 64 * RMAP_RECORD_BYTES;
+        if bytes < minimum {
+            return Err(BudgetTooSmall { bytes, minimum });
+        }
+        let rest = bytes - fixed;
+        let caches = rest / 2;
+        let per_context = caches / contexts;
+        let leaves = (per_context * 4 / 5 / leaf_slot_bytes()).max(MIN_SLOTS);
+        let paths = (per_context / 5 / path_slot_bytes()).max(MIN_SLOTS);
+        // The table rounds slots up to a power of two: round down here so
+        // the rounding never passes the budget.
+        let leaves = prev_power_of_two(leaves);
+        let paths = prev_power_of_two(paths);
+        let frames = 2 * contexts + (rest / 4 / FRAME_BYTES).max(4);
+        let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
+        Ok(Budget {
+            bytes,
+            capacity: Capacity {
+                contexts,
+                leaves_per_context: leaves,
+                paths_per_context: paths,
+            },
+            frames,
+            shadow_leaves,
+        })
+    }
+
+    /// The most bytes the bounded structures can hold at once.
+    pub fn worst_case_bytes(&self) -> usize {
+        let c = &self.capacity;
+        c.contexts
+            * (CONTEXT_OVERHEAD_BYTES
+                + c.leaves_per_context * leaf_slot_bytes()
+                + c.paths_per_context * path_slot_bytes())
+            + self.frames * FRAME_BYTES
+            + self.shadow_leaves * RMAP_RECORD_BYTES
+    }
+}
+
+const fn prev_power_of_two(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        1 << (usize::BITS - 1 - n.leading_zeros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_stays_within_the_budget() {
+        for contexts in [1, 4, 16, 64] {
+            for bytes in [1 << 20, 4 << 20, 64 << 20, 1 << 30] {
+                match Budget::split(bytes, contexts) {
+                    Ok(b) => assert!(
+                        b.worst_case_bytes() <= bytes,
+                        "{contexts} contexts, {bytes} bytes: {b:?} needs {}",
+                        b.worst_case_bytes()
+                    ),
+                    Err(e) => assert!(e.minimum > bytes),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_small_is_a_precise_error() {
+        let e = Budget::split(4096, 8).unwrap_err();
+        assert_eq!(e.bytes, 4096);
+        assert!(e.minimum > 4096);
+        assert!(Budget::split(e.minimum, 8).is_ok());
+    }
+}

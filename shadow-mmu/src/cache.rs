@@ -1,0 +1,559 @@
+//! The walk-result cache of one context: what a TLB and its walk caches may
+//! hold for L1's stage 2, and nothing else.
+//!
+//! - **Leaf entries** ([`CachedWalk`]): valid translations only, one per
+//!   L1 block or page, keyed by (block-aligned L2 IPA, block size). A
+//!   lookup probes each block size the context has ever cached (a bitmask,
+//!   so a 4 KiB-only context probes once), so a 2 MiB block serves every
+//!   IPA inside it.
+//! - **Intermediate entries** ([`CachedPath`]): the table descriptors a
+//!   walk read from the start level down to some level, keyed by (level,
+//!   the IPA region one descriptor of that level spans). A miss below a
+//!   cached path walks only the remaining levels: the walk runs over an
+//!   overlay of guest memory ([`PathOverlay`]) that serves the cached
+//!   descriptors without reading L1 memory, so the result, trail included,
+//!   is by construction the walk of memory holding those values (what a
+//!   hardware walk cache may use until a TLBI removes it).
+//! - Reads are lock-free (epoch-protected); writes (insert, remove) hold the
+//!   context's writer lock, which also guards the ordered [`CacheIndex`]
+//!   used for range invalidation (per block size / per level, so a range
+//!   query visits exactly the entries that overlap it).
+//! - A whole-context flush bumps a flush number: entries stamped with an
+//!   older one are dead at once for every lookup, and their slots are
+//!   reused by later inserts.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::cell::Cell;
+
+use walker::{
+    AccessKind, DescriptorRead, Endianness, Execute, GuestMemory, MemoryError, S2Ap, Shareability,
+    Stage2Walker, Translation, WalkError,
+};
+
+use crate::sync::epoch::Guard;
+use crate::sync::{AtomicU64, AtomicU8, Ordering};
+use crate::table::{hash2, Displaced, Keyed, Table};
+
+/// A cached valid translation of one L1 block or page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedWalk {
+    /// L2 IPA of the start of the block.
+    pub ipa_base: u64,
+    /// log2 of the block size (the leaf's block size; the contiguous hint
+    /// is not used to widen entries, so a hit is exactly a walk's result).
+    pub size_log2: u8,
+    /// L1 IPA (walk output) of the start of the block.
+    pub output_base: u64,
+    /// Lookup level of the leaf.
+    pub level: i8,
+    /// S2AP after any hardware dirty update the walk made.
+    pub s2ap: S2Ap,
+    /// Execute permission.
+    pub execute: Execute,
+    /// DBM bit of the leaf.
+    pub dirty_bit_modifier: bool,
+    /// MemAttr\[3:0\].
+    pub mem_attr: u8,
+    /// Shareability.
+    pub shareability: Shareability,
+    /// The leaf descriptor (after the walk's update).
+    pub descriptor: u64,
+    /// L1 IPA of the leaf descriptor.
+    pub descriptor_address: u64,
+    /// Flush number of the context when inserted.
+    flush: u64,
+}
+
+impl CachedWalk {
+    /// The cacheable part of a walk result.
+    pub fn from_translation(t: &Translation) -> CachedWalk {
+        CachedWalk {
+            ipa_base: t.ipa_block_base(),
+            size_log2: t.block_size.trailing_zeros() as u8,
+            output_base: t.output_block_base(),
+            level: t.level,
+            s2ap: t.s2ap,
+            execute: t.execute,
+            dirty_bit_modifier: t.dirty_bit_modifier,
+            mem_attr: t.mem_attr,
+            shareability: t.shareability,
+            descriptor: t.descriptor,
+            descriptor_address: t.leaf_address(),
+            flush: 0,
+        }
+    }
+
+    /// Block size in bytes.
+    pub const fn size(&self) -> u64 {
+        1 << self.size_log2
+    }
+
+    /// Whether `ipa` lies in the block.
+    pub const fn contains(&self, ipa: u64) -> bool {
+        ipa & !(self.size() - 1) == self.ipa_base
+    }
+
+    /// The walk output (L1 IPA) for an `ipa` inside the block.
+    pub const fn output_address(&self, ipa: u64) -> u64 {
+        self.output_base | (ipa & (self.size() - 1))
+    }
+
+    /// Whether the access succeeds with this entry as it stands, by the
+    /// checks of AArch64.S2CheckPermissions. `false` sends the access to a
+    /// walk, which reports the precise fault or makes the hardware dirty
+    /// update a DBM entry needs.
+    pub const fn permits(&self, access: AccessKind) -> bool {
+        let device = self.mem_attr & 0b1100 == 0;
+        match access {
+            AccessKind::Read => self.s2ap.readable(),
+            AccessKind::Write => self.s2ap.writable(),
+            AccessKind::ExecEl1 => !device && self.execute.el1(),
+            AccessKind::ExecEl0 => !device && self.execute.el0(),
+        }
+    }
+
+    const fn cache_key(&self) -> u64 {
+        leaf_key(self.ipa_base, self.size_log2)
+    }
+}
+
+/// Block bases are at least 4 KiB aligned: the size goes in the low bits.
+const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
+    ipa_base | size_log2 as u64
+}
+
+impl Keyed for CachedWalk {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.cache_key()
+    }
+}
+
+/// Most table descriptors a walk reads before its leaf (levels -1..=2).
+pub const MAX_PATH: usize = 4;
+
+/// The table descriptors of a walk from the start level down to `level`
+/// (inclusive), valid for every IPA in the region one descriptor at
+/// `level` spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedPath {
+    /// Level of the last (deepest) table descriptor.
+    pub level: i8,
+    /// First L2 IPA of the region.
+    pub region_base: u64,
+    /// log2 of the region size.
+    pub span_log2: u8,
+    reads: [DescriptorRead; MAX_PATH],
+    len: u8,
+    flush: u64,
+}
+
+impl CachedPath {
+    /// The descriptor reads, start level first.
+    pub fn reads(&self) -> &[DescriptorRead] {
+        &self.reads[..usize::from(self.len)]
+    }
+
+    /// Region size in bytes.
+    pub const fn span(&self) -> u64 {
+        1 << self.span_log2
+    }
+
+    const fn cache_key(&self) -> u64 {
+        path_key(self.region_base, self.level)
+    }
+}
+
+/// Regions are at least 4 KiB aligned: the level (+1, 0..=3) goes low.
+const fn path_key(region_base: u64, level: i8) -> u64 {
+    region_base | (level + 1) as u64
+}
+
+impl Keyed for CachedPath {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        self.cache_key()
+    }
+}
+
+/// Lowest IPA bit a descriptor at `level` resolves (its span is 2^lsb).
+pub(crate) fn level_lsb(walker: &Stage2Walker, level: i8) -> u32 {
+    let granule = walker.granule();
+    granule.bits() + (3 - i32::from(level)) as u32 * granule.stride()
+}
+
+/// The intermediate paths a successful walk yields, shallowest first (one
+/// per table descriptor of its trail).
+pub fn cached_paths(walker: &Stage2Walker, t: &Translation) -> impl Iterator<Item = CachedPath> {
+    let (paths, count) = paths_of(walker, t);
+    paths.into_iter().take(count)
+}
+
+/// The paths worth caching from a successful walk: one per table
+/// descriptor of the trail (every read but the leaf).
+pub(crate) fn paths_of(walker: &Stage2Walker, t: &Translation) -> ([CachedPath; MAX_PATH], usize) {
+    let trail = t.trail.as_slice();
+    let tables = trail.len().saturating_sub(1).min(MAX_PATH);
+    let mut out = [CachedPath {
+        level: 0,
+        region_base: 0,
+        span_log2: 0,
+        reads: [DescriptorRead::default(); MAX_PATH],
+        len: 0,
+        flush: 0,
+    }; MAX_PATH];
+    for (k, path) in out.iter_mut().enumerate().take(tables) {
+        let level = trail[k].level;
+        let span_log2 = level_lsb(walker, level);
+        path.level = level;
+        path.span_log2 = span_log2 as u8;
+        path.region_base = t.ipa & !((1u64 << span_log2) - 1);
+        path.reads[..=k].copy_from_slice(&trail[..=k]);
+        path.len = (k + 1) as u8;
+    }
+    (out, tables)
+}
+
+/// Guest memory with a cached walk path laid over it: the k-th descriptor
+/// read of the walk is served from the path when it is the k-th read of
+/// the path at the same address; any other read goes to memory. A walk
+/// restarted after a lost compare-and-swap therefore reads memory again.
+#[derive(Debug)]
+pub struct PathOverlay<'a, M: ?Sized> {
+    memory: &'a M,
+    reads: &'a [DescriptorRead],
+    endianness: Endianness,
+    next: Cell<usize>,
+    served: Cell<usize>,
+}
+
+impl<'a, M: GuestMemory + ?Sized> PathOverlay<'a, M> {
+    /// An overlay serving `path` for a walk under `walker` over `memory`.
+    pub fn new(memory: &'a M, walker: &Stage2Walker, path: &'a CachedPath) -> Self {
+        PathOverlay {
+            memory,
+            reads: path.reads(),
+            endianness: walker.registers().endianness,
+            next: Cell::new(0),
+            served: Cell::new(0),
+        }
+    }
+
+    /// Whether every descriptor of the path was served from the cache
+    /// (the walk read L1 memory only below the cached levels).
+    pub fn served_whole_path(&self) -> bool {
+        self.served.get() == self.reads.len()
+    }
+}
+
+impl<M: GuestMemory + ?Sized> GuestMemory for PathOverlay<'_, M> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        let k = self.next.get();
+        self.next.set(k + 1);
+        match self.reads.get(k) {
+            Some(read) if read.address == address => {
+                self.served.set(self.served.get() + 1);
+                Ok(self.endianness.descriptor_to_raw(read.value))
+            }
+            _ => self.memory.read_descriptor(address),
+        }
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.memory
+            .compare_exchange_descriptor(address, current, new)
+    }
+}
+
+/// How a miss was walked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkKind {
+    /// From the start level.
+    Full,
+    /// From below a cached path.
+    Partial,
+}
+
+/// Walk `ipa`, from below `path` when one is given.
+pub fn walk_from<M: GuestMemory + ?Sized>(
+    walker: &Stage2Walker,
+    memory: &M,
+    path: Option<&CachedPath>,
+    ipa: u64,
+    access: AccessKind,
+) -> (Result<Translation, WalkError>, WalkKind) {
+    match path {
+        None => (walker.walk(memory, ipa, access), WalkKind::Full),
+        Some(path) => {
+            let overlay = PathOverlay::new(memory, walker, path);
+            let result = walker.walk(&overlay, ipa, access);
+            let kind = if overlay.served_whole_path() {
+                WalkKind::Partial
+            } else {
+                WalkKind::Full
+            };
+            (result, kind)
+        }
+    }
+}
+
+/// The ordered view of a context's cache, for range invalidation: per
+/// block size (leaves) and per level (paths), the set of entry bases. Held
+/// under the context's writer lock.
+#[derive(Debug, Default)]
+pub(crate) struct CacheIndex {
+    leaves: BTreeMap<u8, BTreeSet<u64>>,
+    paths: BTreeMap<i8, (u8, BTreeSet<u64>)>,
+    live_leaves: usize,
+    live_paths: usize,
+}
+
+impl CacheIndex {
+    pub(crate) fn live_leaves(&self) -> usize {
+        self.live_leaves
+    }
+
+    pub(crate) fn live_paths(&self) -> usize {
+        self.live_paths
+    }
+}
+
+/// Which cached entries an IPA invalidation removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Levels {
+    /// Leaves only (the `L` TLBI forms).
+    LeafOnly,
+    /// Leaves and intermediate paths.
+    Any,
+}
+
+/// The cache of one context. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct WalkCache {
+    leaves: Table<CachedWalk>,
+    paths: Table<CachedPath>,
+    /// Bit n set: blocks of 2^n bytes may be cached.
+    leaf_sizes: AtomicU64,
+    /// Bit (level + 1) set: paths ending at `level` may be cached.
+    path_levels: AtomicU8,
+    flush: AtomicU64,
+}
+
+impl WalkCache {
+    pub(crate) fn new(leaf_capacity: usize, path_capacity: usize) -> Self {
+        WalkCache {
+            leaves: Table::with_capacity(leaf_capacity),
+            paths: Table::with_capacity(path_capacity),
+            leaf_sizes: AtomicU64::new(0),
+            path_levels: AtomicU8::new(0),
+            flush: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached leaf containing `ipa`, if any. Lock-free.
+    pub(crate) fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+        let flush = self.flush.load(Ordering::Acquire);
+        let mut sizes = self.leaf_sizes.load(Ordering::Acquire);
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            let base = ipa & !((1u64 << size_log2) - 1);
+            let key = leaf_key(base, size_log2);
+            if let Some(entry) = self.leaves.get(key, hash2(key, 0), guard) {
+                if entry.flush == flush {
+                    return Some(entry);
+                }
+            }
+        }
+        None
+    }
+
+    /// The deepest cached path for `ipa`, if any. Lock-free.
+    pub(crate) fn lookup_path<'g>(
+        &self,
+        walker: &Stage2Walker,
+        ipa: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedPath> {
+        let flush = self.flush.load(Ordering::Acquire);
+        let levels = self.path_levels.load(Ordering::Acquire);
+        for level in (-1i8..=2).rev() {
+            if levels & (1 << (level + 1)) == 0 {
+                continue;
+            }
+            let span_log2 = level_lsb(walker, level);
+            if span_log2 >= 64 {
+                continue;
+            }
+            let key = path_key(ipa & !((1u64 << span_log2) - 1), level);
+            if let Some(path) = self.paths.get(key, hash2(key, 1), guard) {
+                if path.flush == flush {
+                    return Some(path);
+                }
+            }
+        }
+        None
+    }
+
+    /// Inserts a walk result; returns how many live entries were evicted,
+    /// each also reported to `evicted` as (base, size). Caller holds the
+    /// writer lock that guards `index`.
+    pub(crate) fn insert_leaf(
+        &self,
+        index: &mut CacheIndex,
+        entry: CachedWalk,
+        guard: &Guard,
+        mut evicted: impl FnMut(u64, u64),
+    ) -> usize {
+        let flush = self.flush.load(Ordering::Relaxed);
+        let entry = CachedWalk { flush, ..entry };
+        // Publish the size before the entry, so a reader that finds the
+        // entry's size bit clear simply misses (never the reverse).
+        self.leaf_sizes
+            .fetch_or(1 << entry.size_log2, Ordering::Release);
+        let key = entry.cache_key();
+        let (base, size_log2) = (entry.ipa_base, entry.size_log2);
+        match self
+            .leaves
+            .insert(entry, hash2(key, 0), guard, |n| n.flush != flush)
+            .0
+        {
+            Displaced::SameKey => 0,
+            Displaced::Nothing => {
+                index.leaves.entry(size_log2).or_default().insert(base);
+                index.live_leaves += 1;
+                0
+            }
+            Displaced::Evicted(old) => {
+                let (old_base, old_size) = (old & !0xfff, (old & 0xfff) as u8);
+                if let Some(set) = index.leaves.get_mut(&old_size) {
+                    set.remove(&old_base);
+                }
+                index.leaves.entry(size_log2).or_default().insert(base);
+                evicted(old_base, 1 << old_size);
+                1
+            }
+        }
+    }
+
+    /// Inserts the paths of a successful walk that are not cached yet;
+    /// returns how many live entries were evicted.
+    pub(crate) fn insert_paths(
+        &self,
+        index: &mut CacheIndex,
+        walker: &Stage2Walker,
+        t: &Translation,
+        guard: &Guard,
+    ) -> usize {
+        let flush = self.flush.load(Ordering::Relaxed);
+        let (paths, count) = paths_of(walker, t);
+        let mut evicted = 0;
+        for path in paths.iter().take(count) {
+            let key = path.cache_key();
+            let hash = hash2(key, 1);
+            if self
+                .paths
+                .get(key, hash, guard)
+                .is_some_and(|p| p.flush == flush && p == &CachedPath { flush, ..*path })
+            {
+                continue;
+            }
+            self.path_levels
+                .fetch_or(1 << (path.level + 1), Ordering::Release);
+            let path = CachedPath { flush, ..*path };
+            match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
+                Displaced::SameKey => {}
+                Displaced::Nothing => {
+                    index
+                        .paths
+                        .entry(path.level)
+                        .or_insert((path.span_log2, BTreeSet::new()))
+                        .1
+                        .insert(path.region_base);
+                    index.live_paths += 1;
+                }
+                Displaced::Evicted(old) => {
+                    let old_level = (old & 0xfff) as i8 - 1;
+                    if let Some((_, set)) = index.paths.get_mut(&old_level) {
+                        set.remove(&(old & !0xfff));
+                    }
+                    index
+                        .paths
+                        .entry(path.level)
+                        .or_insert((path.span_log2, BTreeSet::new()))
+                        .1
+                        .insert(path.region_base);
+                    evicted += 1;
+                }
+            }
+        }
+        evicted
+    }
+
+    /// Removes every entry overlapping `[start, end)` (leaves, and paths
+    /// too for [`Levels::Any`]); visits only entries that overlap. Each
+    /// removed leaf is reported to `removed_leaf` as (base, size). Returns
+    /// how many went. Caller holds the writer lock.
+    pub(crate) fn invalidate_range(
+        &self,
+        index: &mut CacheIndex,
+        start: u64,
+        end: u64,
+        levels: Levels,
+        guard: &Guard,
+        mut removed_leaf: impl FnMut(u64, u64),
+    ) -> usize {
+        let mut removed = 0;
+        for (&size_log2, set) in index.leaves.iter_mut() {
+            let from = start & !((1u64 << size_log2) - 1);
+            for base in set.extract_if(from..end, |_| true) {
+                let key = leaf_key(base, size_log2);
+                if self.leaves.remove(key, hash2(key, 0), guard) {
+                    removed += 1;
+                    removed_leaf(base, 1 << size_log2);
+                }
+            }
+        }
+        index.live_leaves -= removed;
+        if levels == Levels::Any {
+            let mut paths = 0;
+            for (&level, (span_log2, set)) in index.paths.iter_mut() {
+                let from = start & !((1u64 << *span_log2) - 1);
+                for base in set.extract_if(from..end, |_| true) {
+                    let key = path_key(base, level);
+                    if self.paths.remove(key, hash2(key, 1), guard) {
+                        paths += 1;
+                    }
+                }
+            }
+            index.live_paths -= paths;
+            removed += paths;
+        }
+        removed
+    }
+
+    /// Drops everything at once: one flush-number bump hides every entry
+    /// from lookups; their slots are reused by later inserts (and freed
+    /// with the context). Returns how many entries were live. Caller holds
+    /// the writer lock.
+    pub(crate) fn flush(&self, index: &mut CacheIndex) -> usize {
+        self.flush.fetch_add(1, Ordering::AcqRel);
+        let live = index.live_leaves + index.live_paths;
+        *index = CacheIndex::default();
+        live
+    }
+
+    /// Whether a leaf for exactly this block is cached and live (tests).
+    pub(crate) fn holds_leaf(&self, ipa_base: u64, size_log2: u8, guard: &Guard) -> bool {
+        let key = leaf_key(ipa_base, size_log2);
+        let flush = self.flush.load(Ordering::Acquire);
+        self.leaves
+            .get(key, hash2(key, 0), guard)
+            .is_some_and(|e| e.flush == flush)
+    }
+}

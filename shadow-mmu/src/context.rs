@@ -1,0 +1,384 @@
+//! Contexts: one per (L1 VMID, VTTBR_EL2 base address, VTCR_EL2 walk
+//! fields, descriptor byte order), found by a lock-free hash lookup, at most
+//! a configured number of them, each owning one hardware VMID for its
+//! shadow stage 2. A full directory recycles a context (round robin)
+//! instead of failing: the victim is retired under its writer lock, so a
+//! translate racing with the recycle can never insert into it.
+
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
+
+use crate::cache::{CacheIndex, WalkCache};
+use crate::sync::epoch::Guard;
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::table::{hash2, Keyed, Table};
+
+/// VTCR_EL2 fields that change what a walk returns: T0SZ, SL0, SH0 (the
+/// shareability with DS), TG0, PS, HA, HD, DS, SL2. The others (IRGN0,
+/// ORGN0, VS, NSW/NSA, ...) do not.
+pub const VTCR_WALK_FIELDS: u64 =
+    0x3f | (0x3 << 6) | (0x3 << 12) | (0x3 << 14) | (0x7 << 16) | (1 << 21) | (1 << 22) | (3 << 32);
+
+/// VTTBR_EL2 bits that locate the start table: BADDR\[47:1\] (with
+/// BADDR\[51:48\] in bits \[5:2\] in the 52-bit formats). The VMID (63:48)
+/// travels separately; CnP (bit 0) does not change a walk.
+pub const VTTBR_BADDR_FIELDS: u64 = 0x0000_ffff_ffff_fffe;
+
+/// Identifies a context: what a cached walk result depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ContextKey {
+    /// L1's VMID for this L2 (16 bits; an 8-bit VMID is zero-extended).
+    pub vmid: u16,
+    /// VTTBR_EL2 masked to [`VTTBR_BADDR_FIELDS`].
+    pub baddr: u64,
+    /// VTCR_EL2 masked to [`VTCR_WALK_FIELDS`].
+    pub vtcr: u64,
+    /// L1's descriptor byte order (SCTLR_EL2.EE).
+    pub endianness: Endianness,
+}
+
+impl ContextKey {
+    /// The key for the registers L1 programmed.
+    pub const fn new(vmid: u16, vttbr: u64, vtcr: u64, endianness: Endianness) -> Self {
+        ContextKey {
+            vmid,
+            baddr: vttbr & VTTBR_BADDR_FIELDS,
+            vtcr: vtcr & VTCR_WALK_FIELDS,
+            endianness,
+        }
+    }
+
+    /// The key of an ipc translate request (little-endian L1 tables: the
+    /// message does not carry SCTLR_EL2.EE).
+    pub const fn from_ipc(key: &ipc::ContextKey) -> Self {
+        ContextKey::new(key.vmid, key.vttbr, key.vtcr, Endianness::Little)
+    }
+
+    fn hash(&self) -> u64 {
+        let endian = matches!(self.endianness, Endianness::Big) as u64;
+        hash2(
+            self.baddr ^ (u64::from(self.vmid) << 48) ^ endian,
+            self.vtcr,
+        )
+    }
+
+    /// The registers a walker for this context decodes.
+    pub const fn registers(&self) -> Stage2Registers {
+        Stage2Registers {
+            vtcr: self.vtcr,
+            vttbr: self.baddr | ((self.vmid as u64) << 48),
+            endianness: self.endianness,
+        }
+    }
+}
+
+/// What a context's writer lock guards.
+#[derive(Debug, Default)]
+pub struct ContextState {
+    pub(crate) index: CacheIndex,
+}
+
+/// One context. Readers reach it lock-free through the directory; every
+/// mutation holds [`Context::lock`]. `S` is its shadow stage-2 table.
+#[derive(Debug)]
+pub struct Context<S> {
+    key: ContextKey,
+    walker: Stage2Walker,
+    shadow_vmid: u16,
+    pub(crate) cache: WalkCache,
+    /// Bumped by every invalidation that touches the context, under the
+    /// writer lock. A translate that read an older value before walking
+    /// must not insert (issue item 7).
+    generation: AtomicU64,
+    retired: AtomicBool,
+    state: Mutex<ContextState>,
+    shadow: S,
+}
+
+impl<S> Keyed for Context<S> {
+    type Key = ContextKey;
+    fn key(&self) -> ContextKey {
+        self.key
+    }
+}
+
+impl<S> Context<S> {
+    pub(crate) fn new(
+        key: ContextKey,
+        features: &ExposedFeatures,
+        shadow_vmid: u16,
+        capacity: &Capacity,
+        shadow: S,
+    ) -> Self {
+        Context {
+            key,
+            walker: Stage2Walker::new(key.registers(), features),
+            shadow_vmid,
+            cache: WalkCache::new(capacity.leaves_per_context, capacity.paths_per_context),
+            generation: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            state: Mutex::new(ContextState::default()),
+            shadow,
+        }
+    }
+
+    /// The shadow stage-2 table.
+    pub fn shadow(&self) -> &S {
+        &self.shadow
+    }
+
+    /// The key.
+    pub fn key(&self) -> ContextKey {
+        self.key
+    }
+
+    /// The walker for L1's registers.
+    pub fn walker(&self) -> &Stage2Walker {
+        &self.walker
+    }
+
+    /// The hardware VMID L0 uses for this context's shadow stage 2.
+    pub fn shadow_vmid(&self) -> u16 {
+        self.shadow_vmid
+    }
+
+    /// The invalidation generation, read before a walk (Acquire: the walk's
+    /// reads of L1 memory come after it).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the context was recycled (nothing may be inserted).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ContextState> {
+        self.state.lock()
+    }
+
+    /// Starts an invalidation: caller holds the lock.
+    pub(crate) fn bump_generation(&self, _held: &mut ContextState) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether an insert from a walk that started at `generation` may go
+    /// ahead: caller holds the lock.
+    pub(crate) fn may_insert(&self, _held: &ContextState, generation: u64) -> bool {
+        !self.is_retired() && self.generation.load(Ordering::Acquire) == generation
+    }
+
+    fn retire(&self, held: &mut ContextState) {
+        self.retired.store(true, Ordering::Release);
+        self.bump_generation(held);
+    }
+}
+
+/// Capacities derived from the memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Most contexts alive at once (each owns one shadow VMID).
+    pub contexts: usize,
+    /// Leaf-entry slots per context.
+    pub leaves_per_context: usize,
+    /// Intermediate-entry slots per context.
+    pub paths_per_context: usize,
+}
+
+/// What the directory's writer lock guards.
+#[derive(Debug)]
+struct DirectoryState {
+    /// Slot i owns shadow VMID `first_vmid + i`; the key of its context.
+    slots: Vec<Option<ContextKey>>,
+    by_key: HashMap<ContextKey, usize>,
+    /// L1 VMID -> slots of its contexts (TLBIs touch only these).
+    by_vmid: HashMap<u16, Vec<usize>>,
+    /// Next recycling victim (round robin).
+    hand: usize,
+}
+
+/// What [`Directory::get_or_create`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The context existed.
+    Found,
+    /// A free slot was used.
+    New,
+    /// A context was recycled to make room; its shadow VMID must be
+    /// invalidated in hardware before reuse (done by the caller's hook).
+    Recycled {
+        /// The victim's key.
+        victim: Option<ContextKey>,
+    },
+}
+
+/// The set of contexts. See the module documentation.
+#[derive(Debug)]
+pub struct Directory<S> {
+    table: Table<Context<S>>,
+    state: Mutex<DirectoryState>,
+    first_vmid: u16,
+    capacity: Capacity,
+    features: ExposedFeatures,
+}
+
+impl<S> Directory<S> {
+    /// A directory of at most `capacity.contexts` contexts, owning shadow
+    /// VMIDs `first_vmid..first_vmid + contexts`.
+    pub fn new(features: ExposedFeatures, capacity: Capacity, first_vmid: u16) -> Self {
+        // Twice the slots in the hash table keeps buckets from filling; a
+        // full bucket recycles one of its own contexts (see get_or_create).
+        Directory {
+            table: Table::with_capacity(capacity.contexts.max(1) * 2),
+            state: Mutex::new(DirectoryState {
+                slots: alloc::vec![None; capacity.contexts.max(1)],
+                by_key: HashMap::new(),
+                by_vmid: HashMap::new(),
+                hand: 0,
+            }),
+            first_vmid,
+            capacity,
+            features,
+        }
+    }
+
+    /// The context for `key`, if it exists. Lock-free.
+    pub fn get<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
+        self.table.get(*key, key.hash(), guard)
+    }
+
+    /// The context for `key`, creating it (and recycling another when the
+    /// directory is full) if needed. `on_retire` runs under the victim's
+    /// writer lock, after it is retired and before its VMID is reused (drop
+    /// its shadow entries and invalidate its hardware VMID there).
+    /// `make_shadow` builds the new context's shadow table for its VMID;
+    /// `None` (no frame for a root table) leaves the context uncreated.
+    pub(crate) fn get_or_create<'g>(
+        &self,
+        key: &ContextKey,
+        guard: &'g Guard,
+        on_retire: impl FnOnce(&Context<S>, &mut ContextState),
+        make_shadow: impl FnOnce(u16) -> Option<S>,
+    ) -> Option<(&'g Context<S>, Created)> {
+        if let Some(context) = self.get(key, guard) {
+            return Some((context, Created::Found));
+        }
+        let mut state = self.state.lock();
+        // Another thread may have created it meanwhile.
+        if let Some(context) = self.get(key, guard) {
+            return Some((context, Created::Found));
+        }
+        let hash = key.hash();
+        // A free slot, unless the key's bucket is full: then a context of
+        // that bucket must go, whatever the slot count; with no free slot,
+        // the round-robin hand picks the victim.
+        let bucket_victim = self
+            .table
+            .full_bucket_victim(hash, guard)
+            .and_then(|victim| state.by_key.get(&victim).copied());
+        let free = state.slots.iter().position(Option::is_none);
+        let (slot, created) = match (bucket_victim, free) {
+            (None, Some(slot)) => (slot, Created::New),
+            _ => {
+                let slot = slot_or_hand(bucket_victim, &mut state);
+                let victim = self.retire_slot(&mut state, slot, guard, on_retire);
+                (slot, Created::Recycled { victim })
+            }
+        };
+        let shadow_vmid = self.first_vmid.wrapping_add(slot as u16);
+        let shadow = make_shadow(shadow_vmid)?;
+        let context = Context::new(*key, &self.features, shadow_vmid, &self.capacity, shadow);
+        let (_, context) = self.table.insert(context, hash, guard, |_| false);
+        state.slots[slot] = Some(*key);
+        state.by_key.insert(*key, slot);
+        state.by_vmid.entry(key.vmid).or_default().push(slot);
+        Some((context, created))
+    }
+
+    /// The context owning shadow VMID `shadow_vmid`, if any.
+    pub fn by_shadow_vmid<'g>(&self, shadow_vmid: u16, guard: &'g Guard) -> Option<&'g Context<S>> {
+        let slot = usize::from(shadow_vmid.wrapping_sub(self.first_vmid));
+        let key = self.state.lock().slots.get(slot).copied().flatten()?;
+        self.get(&key, guard)
+    }
+
+    /// Retires the context in `slot` (if any) and frees the slot; returns
+    /// the victim's key.
+    fn retire_slot(
+        &self,
+        state: &mut DirectoryState,
+        slot: usize,
+        guard: &Guard,
+        on_retire: impl FnOnce(&Context<S>, &mut ContextState),
+    ) -> Option<ContextKey> {
+        let victim = state.slots[slot].take()?;
+        if let Some(context) = self.get(&victim, guard) {
+            let mut held = context.lock();
+            context.retire(&mut held);
+            on_retire(context, &mut held);
+        }
+        self.table.remove(victim, victim.hash(), guard);
+        state.by_key.remove(&victim);
+        if let Some(slots) = state.by_vmid.get_mut(&victim.vmid) {
+            slots.retain(|s| *s != slot);
+            if slots.is_empty() {
+                state.by_vmid.remove(&victim.vmid);
+            }
+        }
+        Some(victim)
+    }
+
+    /// Calls `visit` on every context of L1 VMID `vmid` (or of every VMID),
+    /// holding the directory lock so no context is created or recycled
+    /// meanwhile. Cost grows with the contexts visited.
+    pub fn for_vmid(&self, vmid: Option<u16>, guard: &Guard, mut visit: impl FnMut(&Context<S>)) {
+        let state = self.state.lock();
+        let mut visit_slot = |slot: usize| {
+            if let Some(key) = state.slots.get(slot).copied().flatten() {
+                if let Some(context) = self.get(&key, guard) {
+                    visit(context);
+                }
+            }
+        };
+        match vmid {
+            Some(vmid) => {
+                for &slot in state.by_vmid.get(&vmid).map_or(&[][..], Vec::as_slice) {
+                    visit_slot(slot);
+                }
+            }
+            None => {
+                for slot in 0..state.slots.len() {
+                    visit_slot(slot);
+                }
+            }
+        }
+    }
+
+    /// Number of live contexts.
+    pub fn len(&self) -> usize {
+        self.state.lock().by_key.len()
+    }
+
+    /// Whether no context exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacities in force.
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
+    }
+}
+
+/// The slot to recycle: the full bucket's victim, else the round-robin
+/// hand's (every slot is taken then).
+fn slot_or_hand(bucket_victim: Option<usize>, state: &mut DirectoryState) -> usize {
+    bucket_victim.unwrap_or_else(|| {
+        let n = state.slots.len();
+        let slot = state.hand % n;
+        state.hand = (slot + 1) % n;
+        slot
+    })
+}

@@ -1,0 +1,906 @@
+//! The service: translate, invalidate, l0_unmap, statistics, and the
+//! adapter that answers ipc records.
+//!
+//! # Protocol (issue items 7 and 3-6)
+//!
+//! Each context has a writer lock and an invalidation generation.
+//! - `translate` reads the generation (and the L0 generation) *before* the
+//!   cache lookup or walk, then composes, then takes the context's lock and
+//!   inserts (reverse-map record, shadow descriptor, cache entries) only if
+//!   neither generation moved and the context is not retired. A walk that
+//!   overlapped an invalidation therefore never inserts: it answers
+//!   [`Retry::InvalidationRaced`] and L2 simply faults again.
+//! - `invalidate` takes each affected context's lock, bumps its generation,
+//!   then removes what is in scope from the cache, the shadow table (with
+//!   the hardware TLB maintenance of the shadow VMID) and the reverse map.
+//!   When it returns, nothing in scope is reachable: lookups after it see
+//!   the removal, and inserts from walks that began before it were refused.
+//! - Invariant: every shadow leaf lies inside a cached leaf of its context
+//!   (both are inserted in one critical section, and dropping a cached leaf,
+//!   by invalidation or eviction, unmaps the shadow range it covers).
+//!   So an invalidation that removes the L1 block containing an IPA also
+//!   removes every shadow piece built from that block.
+//! - `l0_unmap` bumps the L0 generation, takes the records from the reverse
+//!   map, then unmaps each under its context's lock. `translate` records in
+//!   the reverse map *before* checking the L0 generation, all under the
+//!   context lock, so either the unmap finds the record (and waits for the
+//!   lock, after which the descriptor is there to remove) or the translate
+//!   sees the new generation and backs out.
+//!
+//! Lock order: directory -> context -> reverse map. Lookups take no lock.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crossbeam_epoch::{Collector, Guard, LocalHandle};
+use ipc::message::{
+    decode_request, Envelope, InvalidateAck, L0Change, L0UnmapAck, Record, Reply, Request,
+    RetryReason, TranslateOutcome, VcpuId,
+};
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange};
+use walker::{
+    AbortContext, AbortOrigin, AccessKind, ExposedFeatures, GuestMemory, InjectedAbort, WalkError,
+};
+
+use crate::budget::Budget;
+use crate::cache::{walk_from, CachedWalk, Levels, WalkKind};
+use crate::compose::{
+    resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, ShadowMapping,
+};
+use crate::context::{Context, ContextKey, ContextState, Created, Directory};
+use crate::rmap::{ReverseMap, ShadowRef};
+use crate::shadow_table::{
+    FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
+    TlbMaintenance,
+};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// Where shadow tables get their frames and their hardware TLB maintenance.
+pub trait ShadowBackend: Sync {
+    /// The frame pool every context's table allocates from.
+    type Pool: FramePool + Send;
+    /// TLB maintenance for one shadow VMID.
+    type Tlb: TlbMaintenance + Send;
+    /// A handle on the shared pool.
+    fn pool(&self) -> Self::Pool;
+    /// The maintenance hook for `shadow_vmid` (hv: TLBIs with VTTBR_EL2
+    /// holding that VMID).
+    fn tlb(&self, shadow_vmid: u16) -> Self::Tlb;
+}
+
+/// The shadow table type a backend gives.
+pub type ShadowOf<B> = ShadowTable<<B as ShadowBackend>::Pool, <B as ShadowBackend>::Tlb>;
+
+/// A shared record of (shadow VMID, TLB maintenance call).
+type TlbLog = alloc::sync::Arc<spin::Mutex<Vec<(u16, TlbEvent)>>>;
+
+/// The host backend: one shared [`HeapFramePool`], and per-VMID TLB
+/// maintenance that is either ignored or recorded in a shared log (tests).
+#[derive(Clone, Debug)]
+pub struct HostBackend {
+    pool: alloc::sync::Arc<HeapFramePool>,
+    log: Option<TlbLog>,
+}
+
+impl HostBackend {
+    /// `frames` shadow frames at fake PAs from 1 TiB; TLB maintenance not
+    /// recorded.
+    pub fn new(frames: usize) -> Result<Self, PoolError> {
+        Ok(HostBackend {
+            pool: alloc::sync::Arc::new(HeapFramePool::new(frames, 1 << 40)?),
+            log: None,
+        })
+    }
+
+    /// Like [`HostBackend::new`], recording every TLB maintenance call.
+    pub fn recording(frames: usize) -> Result<Self, PoolError> {
+        Ok(HostBackend {
+            log: Some(Default::default()),
+            ..HostBackend::new(frames)?
+        })
+    }
+
+    /// The recorded (shadow VMID, call) pairs so far, forgotten.
+    pub fn take_tlb_log(&self) -> Vec<(u16, TlbEvent)> {
+        self.log
+            .as_ref()
+            .map(|log| core::mem::take(&mut *log.lock()))
+            .unwrap_or_default()
+    }
+}
+
+/// [`TlbMaintenance`] for one VMID of a [`HostBackend`].
+#[derive(Clone, Debug)]
+pub struct HostTlb {
+    vmid: u16,
+    log: Option<TlbLog>,
+}
+
+impl TlbMaintenance for HostTlb {
+    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+        if let Some(log) = &self.log {
+            log.lock()
+                .push((self.vmid, TlbEvent::Range { l2_ipa, len }));
+        }
+    }
+    fn invalidate_all(&self) {
+        if let Some(log) = &self.log {
+            log.lock().push((self.vmid, TlbEvent::All));
+        }
+    }
+}
+
+impl ShadowBackend for HostBackend {
+    type Pool = alloc::sync::Arc<HeapFramePool>;
+    type Tlb = HostTlb;
+    fn pool(&self) -> Self::Pool {
+        self.pool.clone()
+    }
+    fn tlb(&self, shadow_vmid: u16) -> HostTlb {
+        HostTlb {
+            vmid: shadow_vmid,
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// Configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceConfig {
+    /// What L0 exposes to L1 (PARange, granules, HAFDBS, XNX, TTST...).
+    pub features: ExposedFeatures,
+    /// The memory budget split.
+    pub budget: Budget,
+    /// First hardware VMID of the shadows (`budget.capacity.contexts`
+    /// consecutive VMIDs from here are the service's).
+    pub first_shadow_vmid: u16,
+    /// Host features for shadow descriptors.
+    pub shadow: ShadowConfig,
+}
+
+/// Why a translate produced no mapping and no fault: resume L2, which
+/// faults again if it still needs the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// An invalidation (TLBI, L0 unmap or context recycle) overlapped the
+    /// walk; its result was not inserted.
+    InvalidationRaced,
+    /// Memory pressure: entries were evicted to make room.
+    Throttled,
+    /// L1 (or another walker) kept changing the leaf the walk had to update.
+    Contended,
+}
+
+/// The answer to a translate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translated {
+    /// Installed in the shadow table (or already there).
+    Mapped(ShadowMapping),
+    /// L1's tables fault: inject this into L1's virtual EL2.
+    Inject(InjectedAbort),
+    /// The L1 IPA is a device L0 emulates for L1: emulate L2's access.
+    Mmio {
+        /// The L1 IPA the walk gave.
+        l1_ipa: u64,
+    },
+    /// Nothing backs the L1 IPA: an external abort for L2's access.
+    OutsideL1 {
+        /// The L1 IPA the walk gave.
+        l1_ipa: u64,
+    },
+    /// The walk result cannot be shadowed (e.g. an L2 IPA above the
+    /// shadow's 48 bits, a PA beyond the host's).
+    Unshadowable(Refusal),
+    /// Nothing installed; resume L2.
+    Retry(Retry),
+}
+
+/// Why a valid walk result could not become a shadow entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Composition refused it.
+    Compose(ComposeError),
+    /// The shadow table refused it.
+    Map(MapError),
+}
+
+/// Service counters (monotonic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Translations served from the walk-result cache.
+    pub hits: u64,
+    /// Translations that had to walk.
+    pub misses: u64,
+    /// Full walks (from the start level).
+    pub walks: u64,
+    /// Partial walks (from below a cached intermediate path).
+    pub partial_walks: u64,
+    /// Invalidation requests applied (TLBIs and L0 unmaps).
+    pub invalidations: u64,
+    /// Entries removed by invalidations (cache entries and shadow leaves).
+    pub invalidated_entries: u64,
+    /// Entries evicted under memory pressure (cache slots, shadow tables).
+    pub evictions: u64,
+    /// Contexts recycled because the directory was full.
+    pub recycled_contexts: u64,
+    /// Translations refused because an invalidation raced with them.
+    pub raced: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    walks: AtomicU64,
+    partial_walks: AtomicU64,
+    invalidations: AtomicU64,
+    invalidated_entries: AtomicU64,
+    evictions: AtomicU64,
+    recycled_contexts: AtomicU64,
+    raced: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    if by != 0 {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    fn add_to(&self, s: &mut Stats) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        s.hits += get(&self.hits);
+        s.misses += get(&self.misses);
+        s.walks += get(&self.walks);
+        s.partial_walks += get(&self.partial_walks);
+        s.invalidations += get(&self.invalidations);
+        s.invalidated_entries += get(&self.invalidated_entries);
+        s.evictions += get(&self.evictions);
+        s.recycled_contexts += get(&self.recycled_contexts);
+        s.raced += get(&self.raced);
+    }
+}
+
+/// One thread's handle on the service: its epoch participant and its own
+/// counters (so hot counters are never shared between cores). Not `Send`:
+/// create one per thread with [`Service::worker`].
+pub struct Worker {
+    handle: LocalHandle,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Pins the epoch for a lookup (see [`Service::lookup`]).
+    pub fn pin(&self) -> Guard {
+        self.handle.pin()
+    }
+}
+
+/// The shadow-stage-2 cache service for one L1 guest. `M` is L1's memory
+/// (the walker reads L1's tables through it), `L` L0's mapping of L1, `B`
+/// the shadow-table backend.
+pub struct Service<M, L, B: ShadowBackend> {
+    config: ServiceConfig,
+    memory: M,
+    l0: L,
+    backend: B,
+    directory: Directory<ShadowOf<B>>,
+    rmap: Mutex<ReverseMap<u16>>,
+    l0_generation: AtomicU64,
+    shadow_leaves: AtomicUsize,
+    collector: Collector,
+    workers: Mutex<Vec<Arc<Counters>>>,
+    counters: Counters,
+}
+
+impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a translate's L1 leaf came from.
+enum Source {
+    Hit(CachedWalk),
+    Walk(walker::Translation),
+}
+
+/// What one shadow install did.
+enum Install {
+    Done,
+    Raced,
+    NoFrames,
+    Refused(MapError),
+}
+
+impl<M, L, B> Service<M, L, B>
+where
+    M: GuestMemory + Sync,
+    L: L0Map,
+    B: ShadowBackend,
+{
+    /// A service with no contexts yet.
+    pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Self {
+        Service {
+            directory: Directory::new(
+                config.features,
+                config.budget.capacity,
+                config.first_shadow_vmid,
+            ),
+            config,
+            memory,
+            l0,
+            backend,
+            rmap: Mutex::new(ReverseMap::new()),
+            l0_generation: AtomicU64::new(0),
+            shadow_leaves: AtomicUsize::new(0),
+            collector: Collector::new(),
+            workers: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// L1 memory as the walker reads it.
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+
+    /// A handle for the calling thread.
+    pub fn worker(&self) -> Worker {
+        let counters = Arc::new(Counters::default());
+        self.workers.lock().push(counters.clone());
+        Worker {
+            handle: self.collector.register(),
+            counters,
+        }
+    }
+
+    /// Sum of every counter.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        self.counters.add_to(&mut s);
+        for w in self.workers.lock().iter() {
+            w.add_to(&mut s);
+        }
+        s
+    }
+
+    /// Number of live contexts.
+    pub fn contexts(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// Live cache entries (leaves, intermediate paths) over all contexts.
+    pub fn cache_entries(&self, worker: &Worker) -> (usize, usize) {
+        let guard = worker.pin();
+        let (mut leaves, mut paths) = (0, 0);
+        self.directory.for_vmid(None, &guard, |c| {
+            let held = c.lock();
+            leaves += held.index.live_leaves();
+            paths += held.index.live_paths();
+        });
+        (leaves, paths)
+    }
+
+    /// Shadow table frames in use (the pool's count).
+    pub fn shadow_frames(&self) -> usize {
+        self.backend.pool().frames_in_use()
+    }
+
+    /// Shadow leaves alive (all contexts).
+    pub fn shadow_leaves(&self) -> usize {
+        self.shadow_leaves.load(Ordering::Relaxed)
+    }
+
+    /// The shadow VMID and root table PA for `key` (creating the context),
+    /// what hv installs as VTTBR_EL2 to run L2.
+    pub fn shadow_root(&self, worker: &Worker, key: &ContextKey) -> Option<(u16, u64)> {
+        let guard = worker.pin();
+        let context = self.context(worker, key, &guard)?;
+        Some((context.shadow_vmid(), context.shadow().root_pa()))
+    }
+
+    /// The shadow entry translating `l2_ipa` in `key`'s context, if the
+    /// context exists and has one.
+    pub fn shadow_lookup(
+        &self,
+        worker: &Worker,
+        key: &ContextKey,
+        l2_ipa: u64,
+    ) -> Option<ShadowMapping> {
+        let guard = worker.pin();
+        self.directory.get(key, &guard)?.shadow().lookup(l2_ipa)
+    }
+
+    /// The shadow VMID of `key`'s context, if it exists.
+    pub fn shadow_vmid(&self, worker: &Worker, key: &ContextKey) -> Option<u16> {
+        let guard = worker.pin();
+        Some(self.directory.get(key, &guard)?.shadow_vmid())
+    }
+
+    /// The cached walk result for `l2_ipa` in `key`'s context, if any: the
+    /// lock-free lookup path alone (no walk, no install).
+    pub fn lookup<'g>(
+        &self,
+        key: &ContextKey,
+        l2_ipa: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
+        self.directory.get(key, guard)?.cache.lookup(l2_ipa, guard)
+    }
+
+    fn context<'g>(
+        &self,
+        worker: &Worker,
+        key: &ContextKey,
+        guard: &'g Guard,
+    ) -> Option<&'g Context<ShadowOf<B>>> {
+        let made = self.directory.get_or_create(
+            key,
+            guard,
+            |victim, held| {
+                self.drop_context_contents(victim, held, guard);
+            },
+            |vmid| {
+                ShadowTable::new(
+                    self.backend.pool(),
+                    self.backend.tlb(vmid),
+                    self.config.shadow,
+                )
+                .ok()
+            },
+        );
+        match made {
+            Some((context, created)) => {
+                if matches!(created, Created::Recycled { .. }) {
+                    bump(&worker.counters.recycled_contexts, 1);
+                }
+                Some(context)
+            }
+            None => {
+                // No frame for a root table: recycled contexts' roots come
+                // back once readers unpin; push the collector along.
+                guard.flush();
+                None
+            }
+        }
+    }
+
+    /// Everything a retired or flushed context holds, gone.
+    fn drop_context_contents(
+        &self,
+        context: &Context<ShadowOf<B>>,
+        held: &mut ContextState,
+        _guard: &Guard,
+    ) -> usize {
+        let cached = context.cache.flush(&mut held.index);
+        let shadow = context.shadow().clear();
+        self.forget_shadow(shadow);
+        self.rmap.lock().forget_context(context.shadow_vmid());
+        cached + shadow
+    }
+
+    fn forget_shadow(&self, leaves: usize) {
+        // Saturating: counts from unmaps of entries installed before a
+        // clear are approximate at worst, never negative.
+        let _ = self
+            .shadow_leaves
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(leaves))
+            });
+    }
+
+    /// Resolve an L2 stage-2 fault in `key`'s context (see the module docs).
+    pub fn translate(
+        &self,
+        worker: &Worker,
+        key: &ContextKey,
+        l2_ipa: u64,
+        access: AccessKind,
+        abort: &AbortContext,
+    ) -> Translated {
+        let guard = worker.pin();
+        let Some(context) = self.context(worker, key, &guard) else {
+            return Translated::Retry(Retry::Throttled);
+        };
+        // Both generations before anything is read (Acquire: the walk's
+        // reads and the L0 lookup come after).
+        let generation = context.generation();
+        let l0_generation = self.l0_generation.load(Ordering::Acquire);
+        let counters = &worker.counters;
+        let (leaf, walked) = match context.cache.lookup(l2_ipa, &guard) {
+            Some(hit) if hit.permits(access) => {
+                bump(&counters.hits, 1);
+                (l1_translation(hit), Source::Hit(*hit))
+            }
+            _ => {
+                bump(&counters.misses, 1);
+                let walker = context.walker();
+                let path = context.cache.lookup_path(walker, l2_ipa, &guard);
+                let (result, kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
+                match kind {
+                    WalkKind::Full => bump(&counters.walks, 1),
+                    WalkKind::Partial => bump(&counters.partial_walks, 1),
+                }
+                match result {
+                    Ok(t) => (L1Translation::from_translation(&t), Source::Walk(t)),
+                    Err(WalkError::Fault(fault)) => {
+                        return Translated::Inject(fault.syndrome(abort))
+                    }
+                    Err(WalkError::Contended { .. }) => return Translated::Retry(Retry::Contended),
+                }
+            }
+        };
+        let entry = match resolve(&leaf, l2_ipa, &self.l0) {
+            Ok(Composition::Mapped(entry)) => entry,
+            Ok(Composition::Mmio { l1_ipa }) => return Translated::Mmio { l1_ipa },
+            Ok(Composition::ExternalAbort { l1_ipa }) => return Translated::OutsideL1 { l1_ipa },
+            Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
+        };
+        for attempt in 0..2 {
+            let mut held = context.lock();
+            match self.install(
+                context,
+                &mut held,
+                &entry,
+                &walked,
+                generation,
+                l0_generation,
+                &guard,
+                counters,
+            ) {
+                Install::Done => return Translated::Mapped(entry.shadow),
+                Install::Raced => {
+                    bump(&counters.raced, 1);
+                    return Translated::Retry(Retry::InvalidationRaced);
+                }
+                Install::Refused(e) => return Translated::Unshadowable(Refusal::Map(e)),
+                Install::NoFrames if attempt == 0 => {
+                    // Evict this context's shadow entries (they re-fault)
+                    // and try once more.
+                    let cleared = context.shadow().clear();
+                    self.forget_shadow(cleared);
+                    self.rmap.lock().forget_context(context.shadow_vmid());
+                    bump(&counters.evictions, cleared as u64 + 1);
+                }
+                Install::NoFrames => {}
+            }
+        }
+        // The pool is still short: other contexts hold its frames. Take
+        // them from the largest and let L2 fault again.
+        self.reclaim_frames(&guard, counters);
+        Translated::Retry(Retry::Throttled)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &self,
+        context: &Context<ShadowOf<B>>,
+        held: &mut ContextState,
+        entry: &crate::compose::ComposedEntry,
+        walked: &Source,
+        generation: u64,
+        l0_generation: u64,
+        guard: &Guard,
+        counters: &Counters,
+    ) -> Install {
+        if !context.may_insert(held, generation) {
+            return Install::Raced;
+        }
+        let vmid = context.shadow_vmid();
+        let shadow = entry.shadow;
+        let record = ShadowRef {
+            context: vmid,
+            l2_ipa: shadow.l2_ipa_base,
+            size: shadow.size,
+        };
+        // Record first, then check L0's generation (see module docs).
+        if self.rmap.lock().insert(entry.l1_ipa_base, record).is_err() {
+            return Install::Refused(MapError::UnsupportedSize(shadow.size));
+        }
+        if self.l0_generation.load(Ordering::Acquire) != l0_generation {
+            self.rmap
+                .lock()
+                .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
+            return Install::Raced;
+        }
+        // Shadow leaves are capped by the budget: over it, this context's
+        // shadow goes (its cached walks stay: re-faults are cheap hits).
+        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
+            let cleared = context.shadow().clear();
+            self.forget_shadow(cleared);
+            let mut rmap = self.rmap.lock();
+            rmap.forget_context(vmid);
+            // The record for this install went with the rest.
+            if rmap.insert(entry.l1_ipa_base, record).is_err() {
+                return Install::Refused(MapError::UnsupportedSize(shadow.size));
+            }
+            bump(&counters.evictions, cleared as u64);
+        }
+        // The cache first: its eviction may unmap shadow ranges, and the
+        // new shadow leaf must lie inside a cached leaf (module invariant).
+        let (leaf, translation) = match walked {
+            Source::Walk(t) => (CachedWalk::from_translation(t), Some(t)),
+            Source::Hit(hit) => (*hit, None),
+        };
+        // A hit's leaf may have been evicted since the lookup (evictions do
+        // not move the generation): put it back, it is still valid.
+        if translation.is_some()
+            || !context
+                .cache
+                .holds_leaf(leaf.ipa_base, leaf.size_log2, guard)
+        {
+            let mut evicted = Vec::new();
+            let mut n = context
+                .cache
+                .insert_leaf(&mut held.index, leaf, guard, |b, s| evicted.push((b, s)));
+            if let Some(t) = translation {
+                n += context
+                    .cache
+                    .insert_paths(&mut held.index, context.walker(), t, guard);
+            }
+            bump(&counters.evictions, n as u64);
+            for (base, size) in evicted {
+                self.unmap_shadow(context, base, size);
+            }
+        }
+        match context.shadow().map(&shadow) {
+            Ok(MapOutcome::Installed) => {
+                self.shadow_leaves.fetch_add(1, Ordering::Relaxed);
+                Install::Done
+            }
+            Ok(MapOutcome::AlreadyPresent | MapOutcome::Replaced) => Install::Done,
+            Err(MapError::FramesExhausted { .. }) => {
+                self.rmap
+                    .lock()
+                    .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
+                Install::NoFrames
+            }
+            Err(e) => {
+                self.rmap
+                    .lock()
+                    .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
+                Install::Refused(e)
+            }
+        }
+    }
+
+    /// Unmaps `[base, base + size)` from a context's shadow and forgets the
+    /// reverse-map records. Caller holds the context's lock.
+    fn unmap_shadow(&self, context: &Context<ShadowOf<B>>, base: u64, size: u64) -> usize {
+        let removed = context.shadow().unmap_range(base, size);
+        self.forget_shadow(removed);
+        self.rmap
+            .lock()
+            .remove_shadow_range(context.shadow_vmid(), base, size);
+        removed
+    }
+
+    /// Clears the shadow of the context holding the most frames.
+    fn reclaim_frames(&self, guard: &Guard, counters: &Counters) {
+        let mut largest: Option<(usize, u16)> = None;
+        self.directory.for_vmid(None, guard, |c| {
+            let frames = c.shadow().frames_used();
+            if frames > 1 && largest.is_none_or(|(f, _)| frames > f) {
+                largest = Some((frames, c.shadow_vmid()));
+            }
+        });
+        if let Some((_, vmid)) = largest {
+            if let Some(context) = self.directory.by_shadow_vmid(vmid, guard) {
+                let _held = context.lock();
+                let cleared = context.shadow().clear();
+                self.forget_shadow(cleared);
+                self.rmap.lock().forget_context(vmid);
+                bump(&counters.evictions, cleared as u64 + 1);
+            }
+        }
+        guard.flush();
+    }
+
+    /// Apply a trapped TLBI for L1 VMID `vmid` (see the module docs).
+    /// Returns the number of entries removed (cache and shadow).
+    pub fn invalidate(&self, worker: &Worker, vmid: u16, scope: &InvalidateScope) -> u64 {
+        let guard = worker.pin();
+        let target = match scope {
+            InvalidateScope::AllVmids => None,
+            InvalidateScope::Vmid | InvalidateScope::Ipa(_) => Some(vmid),
+        };
+        let mut removed = 0;
+        self.directory.for_vmid(target, &guard, |context| {
+            let mut held = context.lock();
+            context.bump_generation(&mut held);
+            removed += match scope {
+                InvalidateScope::Vmid | InvalidateScope::AllVmids => {
+                    self.drop_context_contents(context, &mut held, &guard)
+                }
+                InvalidateScope::Ipa(ipa) => {
+                    self.invalidate_range(context, &mut held, ipa.range, ipa.levels, &guard)
+                }
+            };
+        });
+        bump(&self.counters.invalidations, 1);
+        bump(&self.counters.invalidated_entries, removed as u64);
+        guard.flush();
+        removed as u64
+    }
+
+    fn invalidate_range(
+        &self,
+        context: &Context<ShadowOf<B>>,
+        held: &mut ContextState,
+        range: IpaRange,
+        levels: EntryLevels,
+        guard: &Guard,
+    ) -> usize {
+        let levels = match levels {
+            EntryLevels::AnyLevel => Levels::Any,
+            EntryLevels::LeafOnly => Levels::LeafOnly,
+        };
+        // The TTL hint is not used to narrow the scope: removing every
+        // entry that overlaps the range is always permitted, and exact.
+        let mut blocks = Vec::new();
+        let mut removed = context.cache.invalidate_range(
+            &mut held.index,
+            range.start(),
+            range.end(),
+            levels,
+            guard,
+            |base, size| blocks.push((base, size)),
+        );
+        // Every shadow piece of a removed L1 block goes with it, and any
+        // shadow leaf overlapping the range itself.
+        for (base, size) in blocks {
+            removed += self.unmap_shadow(context, base, size);
+        }
+        removed += self.unmap_shadow(context, range.start(), range.len());
+        removed
+    }
+
+    /// L0 changed its mapping of L1 IPAs `range`: every shadow entry built
+    /// on them goes. Cost grows with the entries found. Returns how many.
+    pub fn l0_unmap(&self, worker: &Worker, range: IpaRange, _change: L0Change) -> u64 {
+        let guard = worker.pin();
+        self.l0_generation.fetch_add(1, Ordering::AcqRel);
+        let mut found = Vec::new();
+        self.rmap
+            .lock()
+            .remove_range(range.start(), range.len(), |r| found.push(r));
+        let mut removed = 0;
+        for record in found {
+            if let Some(context) = self.directory.by_shadow_vmid(record.context, &guard) {
+                let _held = context.lock();
+                let n = context.shadow().unmap_range(record.l2_ipa, record.size);
+                self.forget_shadow(n);
+                removed += n;
+            }
+        }
+        bump(&self.counters.invalidations, 1);
+        bump(&self.counters.invalidated_entries, removed as u64);
+        guard.flush();
+        removed as u64
+    }
+
+    /// Answers one request record from a vCPU ring (the adapter hv and the
+    /// bench harness use). Outcomes the ipc layout cannot carry yet come
+    /// back as [`Answer::Local`] for the caller to act on.
+    pub fn answer(&self, worker: &Worker, record: &Record) -> Answer {
+        let envelope = match decode_request(record) {
+            Ok(e) => e,
+            Err(error) => {
+                let vcpu = VcpuId(record.header.vcpu);
+                return Answer::Reply(Reply::Error(error).encode(vcpu, record.header.seq));
+            }
+        };
+        let Envelope { vcpu, seq, message } = envelope;
+        let reply = match message {
+            Request::Translate(t) => {
+                let key = ContextKey::from_ipc(&t.context);
+                let (access, abort) = access_from_ipc(t.access, t.esr);
+                match self.translate(worker, &key, t.l2_ipa, access, &abort) {
+                    Translated::Mapped(m) => {
+                        Reply::Translate(TranslateOutcome::Mapped(m.to_message()))
+                    }
+                    Translated::Inject(i) => {
+                        Reply::Translate(TranslateOutcome::Inject(ipc::message::Injection {
+                            esr: i.esr_el2,
+                            far: i.far_el2,
+                            hpfar: i.hpfar_el2,
+                        }))
+                    }
+                    Translated::Retry(r) => Reply::Translate(TranslateOutcome::Retry(match r {
+                        Retry::InvalidationRaced => RetryReason::InvalidationRaced,
+                        Retry::Throttled | Retry::Contended => RetryReason::Throttled,
+                    })),
+                    other => {
+                        return Answer::Local {
+                            vcpu,
+                            seq,
+                            outcome: other,
+                        }
+                    }
+                }
+            }
+            Request::Invalidate(i) => {
+                let dropped = self.invalidate(worker, i.vmid(), &i.scope());
+                Reply::InvalidateAck(InvalidateAck {
+                    entries_dropped: dropped,
+                })
+            }
+            Request::L0Unmap(u) => {
+                let removed = self.l0_unmap(worker, u.range, u.change);
+                Reply::L0UnmapAck(L0UnmapAck {
+                    entries_removed: removed,
+                })
+            }
+        };
+        Answer::Reply(reply.encode(vcpu, seq))
+    }
+}
+
+/// What [`Service::answer`] gives back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Send this record on the vCPU's reply ring.
+    Reply(Record),
+    /// A translate outcome with no ipc encoding yet (MMIO on behalf of L2,
+    /// an access outside L1 memory, an unshadowable IPA): the caller acts on
+    /// it directly.
+    Local {
+        /// The requesting vCPU.
+        vcpu: VcpuId,
+        /// The request's sequence number.
+        seq: u64,
+        /// The outcome.
+        outcome: Translated,
+    },
+}
+
+/// The walker's access and abort context from an ipc request. The record
+/// carries no FAR (FnV = 1 in the injected syndrome) and no EL for an
+/// instruction fetch: fetches are taken as EL1 fetches (L2's kernel).
+fn access_from_ipc(access: ipc::message::AccessKind, esr: u64) -> (AccessKind, AbortContext) {
+    let access = match access {
+        ipc::message::AccessKind::Read => AccessKind::Read,
+        ipc::message::AccessKind::Write => AccessKind::Write,
+        ipc::message::AccessKind::Execute => AccessKind::ExecEl1,
+    };
+    let ec = (esr >> 26) & 0x3f;
+    let origin = if esr & (1 << 7) != 0 {
+        AbortOrigin::Stage1Walk {
+            for_instruction_fetch: ec == walker::EC_INSTRUCTION_ABORT_LOWER,
+        }
+    } else {
+        AbortOrigin::Access
+    };
+    (access, AbortContext { far: None, origin })
+}
+
+fn l1_translation(hit: &CachedWalk) -> L1Translation {
+    L1Translation {
+        l2_ipa_base: hit.ipa_base,
+        l1_ipa_base: hit.output_base,
+        size: hit.size(),
+        s2ap: hit.s2ap,
+        execute: hit.execute,
+        mem_attr: MemAttr::from_bits(hit.mem_attr),
+        shareability: hit.shareability,
+    }
+}

@@ -1,0 +1,302 @@
+//! Test fixtures: L1 memory holding L1's stage-2 tables (written by an
+//! independent table builder), L0's map of L1, and a service over them.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::{
+    L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+};
+use shadow_mmu::context::ContextKey;
+use shadow_mmu::service::{HostBackend, Service, ServiceConfig, Translated, Worker};
+use shadow_mmu::shadow_table::ShadowConfig;
+use walker::{
+    AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory,
+    IdRegisters, MemoryError,
+};
+
+/// Where L1's tables live (L1 IPA) and how much room they have.
+pub const TABLES_BASE: u64 = 0x4000_0000;
+pub const TABLES_BYTES: u64 = 8 << 20;
+/// L1 memory (what L1 maps for L2) as L0 sees it: [0, 4 GiB) at PA + PA_OFFSET.
+pub const L1_MEMORY_BYTES: u64 = 4 << 30;
+pub const PA_OFFSET: u64 = 0x10_0000_0000;
+/// An L1 IPA range L0 emulates as a device.
+pub const MMIO_BASE: u64 = 0x1_0000_0000;
+pub const MMIO_BYTES: u64 = 1 << 30;
+
+/// Leaf attributes: AF, inner shareable, S2AP RW, normal write-back.
+pub const RW: u64 = (1 << 10) | (3 << 8) | (3 << 6) | (0xf << 2);
+/// Read-only.
+pub const RO: u64 = (1 << 10) | (3 << 8) | (1 << 6) | (0xf << 2);
+
+/// L1 memory holding the tables, shared between the test and the service.
+#[derive(Clone)]
+pub struct L1Memory(Arc<Vec<AtomicU64>>);
+
+impl L1Memory {
+    pub fn new() -> Self {
+        L1Memory(Arc::new(
+            (0..TABLES_BYTES / 8).map(|_| AtomicU64::new(0)).collect(),
+        ))
+    }
+
+    fn word(&self, address: u64) -> Option<&AtomicU64> {
+        let offset = address.checked_sub(TABLES_BASE)?;
+        if offset % 8 != 0 {
+            return None;
+        }
+        self.0.get(usize::try_from(offset / 8).ok()?)
+    }
+
+    pub fn write(&self, address: u64, value: u64) {
+        self.word(address)
+            .expect("test writes inside the table area")
+            .store(value.to_le(), Ordering::SeqCst);
+    }
+
+    pub fn read(&self, address: u64) -> u64 {
+        u64::from_le(self.word(address).expect("inside").load(Ordering::SeqCst))
+    }
+}
+
+impl GuestMemory for L1Memory {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        self.word(address)
+            .map(|w| w.load(Ordering::Acquire))
+            .ok_or(MemoryError::OutsideMemslots)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        let word = self.word(address).ok_or(MemoryError::OutsideMemslots)?;
+        Ok(word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+}
+
+/// An independent builder of L1 stage-2 tables in [`L1Memory`].
+pub struct L1Tables {
+    pub mem: L1Memory,
+    pub granule: Granule,
+    pub start_level: i8,
+    pub ia_bits: u32,
+    pub root: u64,
+    vtcr: u64,
+    next_free: AtomicU64,
+}
+
+pub fn granule_bits(g: Granule) -> u32 {
+    match g {
+        Granule::K4 => 12,
+        Granule::K16 => 14,
+        Granule::K64 => 16,
+    }
+}
+
+impl L1Tables {
+    /// 4K: 39-bit IA from level 1. 16K: 40-bit IA from level 1. 64K: 48-bit
+    /// IA from level 1. PS = 48 bits.
+    pub fn new(mem: L1Memory, granule: Granule) -> Self {
+        Self::at(mem, granule, 0)
+    }
+
+    /// Like `new`, with the tables allocated from `offset` into the area
+    /// (so several table trees can share one memory).
+    pub fn at(mem: L1Memory, granule: Granule, offset: u64) -> Self {
+        let (t0sz, sl0, tg0, ia_bits) = match granule {
+            Granule::K4 => (25u64, 1u64, 0u64, 39),
+            Granule::K16 => (24, 2, 2, 40),
+            Granule::K64 => (16, 2, 1, 48),
+        };
+        let vtcr = t0sz | (sl0 << 6) | (tg0 << 14) | (5 << 16) | (3 << 12);
+        let tables = L1Tables {
+            mem,
+            granule,
+            start_level: 1,
+            ia_bits,
+            root: 0,
+            vtcr,
+            next_free: AtomicU64::new(TABLES_BASE + offset),
+        };
+        let root = tables.alloc_table();
+        L1Tables { root, ..tables }
+    }
+
+    pub fn vtcr(&self) -> u64 {
+        self.vtcr
+    }
+
+    pub fn key(&self, vmid: u16) -> ContextKey {
+        ContextKey::new(vmid, self.root, self.vtcr, Endianness::Little)
+    }
+
+    fn gbits(&self) -> u32 {
+        granule_bits(self.granule)
+    }
+
+    pub fn lsb(&self, level: i8) -> u32 {
+        self.gbits() + (3 - level as u32) * (self.gbits() - 3)
+    }
+
+    /// Block size at a level.
+    pub fn size(&self, level: i8) -> u64 {
+        1 << self.lsb(level)
+    }
+
+    fn alloc_table(&self) -> u64 {
+        let size = 1u64 << self.gbits();
+        let at = self.next_free.fetch_add(size, Ordering::SeqCst);
+        assert!(
+            at + size <= TABLES_BASE + TABLES_BYTES,
+            "test table area full"
+        );
+        at
+    }
+
+    fn index(&self, ipa: u64, level: i8) -> u64 {
+        let bits = if level == self.start_level {
+            self.ia_bits - self.lsb(level)
+        } else {
+            self.gbits() - 3
+        };
+        (ipa >> self.lsb(level)) & ((1 << bits) - 1)
+    }
+
+    /// Address of the descriptor for `ipa` at `level`, creating tables above.
+    pub fn slot(&self, ipa: u64, level: i8) -> u64 {
+        let mut table = self.root;
+        for l in self.start_level..level {
+            let address = table + 8 * self.index(ipa, l);
+            let d = self.mem.read(address);
+            let next = d & 0x0000_ffff_ffff_f000 & !((1 << self.gbits()) - 1);
+            let inside = (TABLES_BASE..TABLES_BASE + TABLES_BYTES).contains(&next);
+            table = if d & 3 == 3 && inside {
+                next
+            } else {
+                let t = self.alloc_table();
+                self.mem.write(address, t | 3);
+                t
+            };
+        }
+        table + 8 * self.index(ipa, level)
+    }
+
+    /// Map the block/page at `level` containing `ipa` to `oa` with `attrs`.
+    pub fn map(&self, ipa: u64, oa: u64, level: i8, attrs: u64) {
+        let kind = if level == 3 { 3 } else { 1 };
+        let size = self.size(level);
+        assert_eq!(oa % size, 0);
+        self.mem.write(self.slot(ipa, level), oa | attrs | kind);
+    }
+
+    /// Invalidate the descriptor at `level` for `ipa`.
+    pub fn unmap(&self, ipa: u64, level: i8) {
+        self.mem.write(self.slot(ipa, level), 0);
+    }
+}
+
+pub fn features() -> ExposedFeatures {
+    ExposedFeatures::from_id_registers(IdRegisters {
+        // PARange 48 bits, 16K supported (TGran16 = 1), 4K and 64K too.
+        mmfr0: 5 | (1 << 20),
+        // HAFDBS = 2 (AF and dirty), XNX = 1.
+        mmfr1: 2 | (1 << 28),
+        mmfr2: 0,
+    })
+    .expect("valid ID registers")
+}
+
+pub fn l0_map() -> L0RegionMap {
+    L0RegionMap::new(vec![
+        L0Region {
+            ipa_base: 0,
+            size: L1_MEMORY_BYTES,
+            kind: L0RegionKind::Memory {
+                pa_base: PA_OFFSET,
+                perms: Permissions::READ
+                    .union(Permissions::WRITE)
+                    .union(Permissions::EXEC_EL0)
+                    .union(Permissions::EXEC_EL1),
+                mem_attr: MemAttr::from_bits(0xf),
+                shareability: MemShareability::InnerShareable,
+            },
+        },
+        L0Region {
+            ipa_base: MMIO_BASE,
+            size: MMIO_BYTES,
+            kind: L0RegionKind::Mmio,
+        },
+    ])
+    .expect("valid L0 regions")
+}
+
+pub type TestService<M = L1Memory> = Service<M, L0RegionMap, HostBackend>;
+
+pub fn config(bytes: usize, contexts: usize) -> ServiceConfig {
+    ServiceConfig {
+        features: features(),
+        budget: Budget::split(bytes, contexts).expect("budget large enough"),
+        first_shadow_vmid: 1,
+        shadow: ShadowConfig::default(),
+    }
+}
+
+pub fn service_with<M: GuestMemory + Sync>(
+    memory: M,
+    bytes: usize,
+    contexts: usize,
+) -> TestService<M> {
+    let config = config(bytes, contexts);
+    let backend = HostBackend::recording(config.budget.frames).expect("pool");
+    Service::new(config, memory, l0_map(), backend)
+}
+
+pub fn service(memory: L1Memory) -> TestService {
+    service_with(memory, 16 << 20, 8)
+}
+
+pub const ABORT: AbortContext = AbortContext {
+    far: Some(0x1234_5000),
+    origin: AbortOrigin::Access,
+};
+
+pub fn read<M: GuestMemory + Sync>(
+    s: &TestService<M>,
+    w: &Worker,
+    key: &ContextKey,
+    ipa: u64,
+) -> Translated {
+    s.translate(w, key, ipa, AccessKind::Read, &ABORT)
+}
+
+/// The PA a mapped result gives for `ipa`.
+pub fn pa_of(t: &Translated, ipa: u64) -> Option<u64> {
+    match t {
+        Translated::Mapped(m) if m.contains(ipa) => Some(m.pa_base + (ipa - m.l2_ipa_base)),
+        _ => None,
+    }
+}
+
+/// Deterministic xorshift for tests that need many cases cheaply.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
