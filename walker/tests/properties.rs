@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod common;
+mod model;
 
 use common::*;
 use proptest::prelude::*;
@@ -47,33 +48,54 @@ fn near_address(rng: &mut SplitMix) -> u64 {
     (base + offset).wrapping_sub(64 << 10)
 }
 
-fn random_descriptor(rng: &mut SplitMix) -> u64 {
+/// Encoding of addresses in generated descriptors; one per memory image so
+/// that deep walks in a 52-bit format happen often.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Mixed,
+    Only(AddrFormat),
+}
+
+fn random_descriptor(rng: &mut SplitMix, encoding: Encoding) -> u64 {
     let r = rng.next();
     match r % 8 {
         0 | 1 => rng.next(),
         2 => 0,
         3..=5 => {
             let a = near_address(rng);
-            encode_for_any_format(rng, a) | 3 | (rng.next() & (0x1f << 59))
+            encode(rng, encoding, a) | 3 | (rng.next() & (0x1f << 59))
         }
         _ => {
             let a = near_address(rng);
             let attrs = rng.next() & ((0x3ff << 2) | (0xf << 51));
-            encode_for_any_format(rng, a) | attrs | if r & 8 == 0 { 1 } else { 3 }
+            encode(rng, encoding, a) | attrs | if r & 8 == 0 { 1 } else { 3 }
         }
     }
 }
 
-fn encode_for_any_format(rng: &mut SplitMix, address: u64) -> u64 {
-    match rng.next() % 3 {
-        0 => encode_addr(AddrFormat::Plain, address),
-        1 => encode_addr(AddrFormat::Lpa64k, address & !0xffff),
-        _ => encode_addr(AddrFormat::Ds, address),
+fn encode(rng: &mut SplitMix, encoding: Encoding, address: u64) -> u64 {
+    let format = match encoding {
+        Encoding::Only(format) => format,
+        Encoding::Mixed => match rng.next() % 3 {
+            0 => AddrFormat::Plain,
+            1 => AddrFormat::Lpa64k,
+            _ => AddrFormat::Ds,
+        },
+    };
+    match format {
+        AddrFormat::Lpa64k => encode_addr(format, address & !0xffff),
+        _ => encode_addr(format, address),
     }
 }
 
 fn random_memory(seed: u64, endian: Endianness, read_only_b: bool) -> Mem {
     let mut rng = SplitMix(seed);
+    let encoding = match rng.next() % 4 {
+        0 => Encoding::Mixed,
+        1 => Encoding::Only(AddrFormat::Plain),
+        2 => Encoding::Only(AddrFormat::Lpa64k),
+        _ => Encoding::Only(AddrFormat::Ds),
+    };
     let access_b = if read_only_b {
         SlotAccess::ReadOnly
     } else {
@@ -84,21 +106,25 @@ fn random_memory(seed: u64, endian: Endianness, read_only_b: bool) -> Mem {
         .with_slot(SLOT_B, SLOT_B_BYTES, access_b);
     for slot in &mem.slots {
         for i in 0..slot.words.len() as u64 {
-            mem.write(slot.base + i * 8, random_descriptor(&mut rng));
+            mem.write(slot.base + i * 8, random_descriptor(&mut rng, encoding));
         }
     }
     mem
 }
 
 fn id_registers() -> impl Strategy<Value = ExposedFeatures> {
+    raw_id_registers().prop_map(|(_, features)| features)
+}
+
+fn raw_id_registers() -> impl Strategy<Value = (IdRegisters, ExposedFeatures)> {
     (
-        prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 5, 6, 6, 6]),
+        prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 5, 6, 6, 6, 6]),
         prop::sample::select(vec![0u64, 1, 0xf]),
         prop::sample::select(vec![0u64, 0xf]),
         0u64..=2,
-        0u64..=3,
+        prop::sample::select(vec![0u64, 1, 2, 3, 3, 3]),
         0u64..=2,
-        0u64..=3,
+        prop::sample::select(vec![0u64, 1, 2, 3, 3, 3]),
         0u64..=2,
         any::<bool>(),
         any::<bool>(),
@@ -113,12 +139,14 @@ fn id_registers() -> impl Strategy<Value = ExposedFeatures> {
                     | (t16_2 << 32)
                     | (t64_2 << 36)
                     | (t4_2 << 40);
-                ExposedFeatures::from_id_registers(IdRegisters {
+                let ids = IdRegisters {
                     mmfr0,
                     mmfr1: mmfr1(hafdbs, xnx),
                     mmfr2: mmfr2(st),
-                })
-                .ok()
+                };
+                ExposedFeatures::from_id_registers(ids)
+                    .ok()
+                    .map(|features| (ids, features))
             },
         )
 }
@@ -168,7 +196,7 @@ fn vttbr_value() -> impl Strategy<Value = u64> {
         1 => any::<u64>(),
         3 => (0u64..SLOT_A_BYTES / 4096, any::<u64>())
             .prop_map(|(page, noise)| (SLOT_A + page * 4096) | (noise & 0xffff_0000_0000_003f)),
-        1 => (0u64..SLOT_B_BYTES / 4096, any::<u64>()).prop_map(|(page, noise)| {
+        2 => (0u64..SLOT_B_BYTES / 4096, any::<u64>()).prop_map(|(page, noise)| {
             vttbr_for(AddrFormat::Ds, SLOT_B + page * 4096) | (noise & 0xffff_0000_0000_0001)
         }),
     ]
@@ -367,5 +395,150 @@ proptest! {
         let mut batched = vec![Err(WalkError::Contended { ipa: 0, descriptor_address: 0 }); requests.len()];
         mem.with(|m| w.walk_batch(m, &requests, &mut batched)).unwrap();
         prop_assert_eq!(batched, singles);
+    }
+}
+
+fn model_kind(kind: FaultKind) -> model::Kind {
+    match kind {
+        FaultKind::Translation => model::Kind::Translation,
+        FaultKind::AddressSize => model::Kind::AddressSize,
+        FaultKind::AccessFlag => model::Kind::AccessFlag,
+        FaultKind::Permission => model::Kind::Permission,
+        FaultKind::ExternalAbortOnWalk => model::Kind::ExternalAbort,
+    }
+}
+
+/// Walk every request with the walker and with the model; they must agree.
+#[allow(clippy::too_many_arguments)]
+fn check_against_model(
+    seed: u64,
+    ids: IdRegisters,
+    features: ExposedFeatures,
+    vtcr: u64,
+    vttbr: u64,
+    big_endian: bool,
+    read_only_b: bool,
+    requests: &[WalkRequest],
+) -> Result<(), TestCaseError> {
+    let endian = if big_endian {
+        Endianness::Big
+    } else {
+        Endianness::Little
+    };
+    let w = walker(vtcr, vttbr, endian, &features);
+    let mem = random_memory(seed, endian, read_only_b);
+    let cpu = model::Cpu {
+        mmfr0: ids.mmfr0,
+        mmfr1: ids.mmfr1,
+        mmfr2: ids.mmfr2,
+    };
+    let input_mask = (1u64 << w.input_size_bits().min(63)) - 1;
+    for (i, r) in requests.iter().enumerate() {
+        let ipa = if i % 2 == 0 {
+            r.ipa & input_mask
+        } else {
+            r.ipa
+        };
+        let acc = match r.access {
+            AccessKind::Read => model::Acc::Read,
+            AccessKind::Write => model::Acc::Write,
+            AccessKind::ExecEl1 => model::Acc::Exec { el0: false },
+            AccessKind::ExecEl0 => model::Acc::Exec { el0: true },
+        };
+        // The model reads the same memory before the walker may update it.
+        let expect = mem.with(|m| {
+            let read = |a: u64| walker::GuestMemory::read_descriptor(m, a).ok();
+            model::s2_translate(&cpu, vtcr, vttbr, big_endian, ipa, acc, &read)
+        });
+        let got = mem.with(|m| w.walk(m, ipa, r.access));
+        match (expect, got) {
+            (model::Outcome::Ok { oa, level, update }, result) => {
+                let read_only = update.is_some_and(|(a, _)| {
+                    mem.slots.iter().any(|s| {
+                        s.access == SlotAccess::ReadOnly
+                            && a >= s.base
+                            && a - s.base < s.words.len() as u64 * 8
+                    })
+                });
+                if read_only {
+                    let f = *result.as_ref().unwrap_err().fault().unwrap();
+                    prop_assert_eq!(
+                        (f.kind(), i32::from(f.level)),
+                        (FaultKind::ExternalAbortOnWalk, level)
+                    );
+                } else {
+                    let t = result.unwrap();
+                    prop_assert_eq!((t.output_address, i32::from(t.level)), (oa, level));
+                    match update {
+                        Some((address, new)) => {
+                            prop_assert_eq!(t.leaf_address(), address);
+                            prop_assert_eq!(t.descriptor, new);
+                            prop_assert_eq!(mem.read(address), new);
+                        }
+                        None => prop_assert_eq!(t.update, Default::default()),
+                    }
+                }
+            }
+            (model::Outcome::Fault { kind, level }, result) => {
+                let f = *result.as_ref().unwrap_err().fault().unwrap();
+                prop_assert_eq!(
+                    (model_kind(f.kind()), i32::from(f.level)),
+                    (kind, level),
+                    "{:?}",
+                    f.cause
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    /// Differential test against the plain pseudocode transliteration in
+    /// `tests/model`: same fault kind and level, same output address and
+    /// level, same descriptor update, for any memory and registers.
+    #[test]
+    fn walker_agrees_with_the_pseudocode_model(
+        seed in any::<u64>(),
+        (ids, features) in raw_id_registers(),
+        vtcr in vtcr_value(),
+        vttbr in vttbr_value(),
+        big_endian in any::<bool>(),
+        read_only_b in any::<bool>(),
+        requests in requests(),
+    ) {
+        check_against_model(seed, ids, features, vtcr, vttbr, big_endian, read_only_b, &requests)?;
+    }
+
+    /// The same, concentrated on the 52-bit formats: PAMax 52 with LPA2 at
+    /// stage 2, PS = 52, tables in the slot above 2^48.
+    #[test]
+    fn walker_agrees_with_the_model_on_52_bit_formats(
+        seed in any::<u64>(),
+        shape in prop::sample::select(vec![
+            // (TG0, SL0, extra, smallest T0SZ, largest T0SZ)
+            (0u64, 0u64, VTCR_DS | VTCR_SL2, 12u64, 15u64),
+            (0, 2, VTCR_DS, 12, 16),
+            (2, 3, VTCR_DS, 12, 16),
+            (2, 2, VTCR_DS, 12, 20),
+            (1, 2, 0, 12, 21),
+        ]),
+        pick in any::<u64>(),
+        hahd in 0u64..4,
+        page in 0u64..SLOT_B_BYTES / 4096,
+        big_endian in any::<bool>(),
+        read_only_b in any::<bool>(),
+        requests in requests(),
+    ) {
+        let ids = IdRegisters { mmfr0: mmfr0_lpa2(PA_52), mmfr1: mmfr1(2, true), mmfr2: mmfr2(true) };
+        let features = ExposedFeatures::from_id_registers(ids).unwrap();
+        let (tg0, sl0, extra, min, max) = shape;
+        let t0sz = min + pick % (max - min + 1);
+        let vtcr = t0sz | (sl0 << 6) | (3 << 8) | (3 << 10) | (3 << 12) | (tg0 << 14) | (6 << 16) | (hahd << 21) | extra;
+        let format = if tg0 == 1 { AddrFormat::Lpa64k } else { AddrFormat::Ds };
+        let vttbr = vttbr_for(format, SLOT_B + page * 4096);
+        check_against_model(seed, ids, features, vtcr, vttbr, big_endian, read_only_b, &requests)?;
     }
 }
