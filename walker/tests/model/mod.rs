@@ -268,9 +268,8 @@ fn block_desc_supported(cpu: &Cpu, p: &Params, level: i32) -> bool {
 }
 
 fn contiguous_size(p: &Params, level: i32, desc: u64) -> u32 {
-    let res0 = (p.gbits == 16 && level == 1)
-        || (p.gbits == 14 && level == 1)
-        || (p.gbits == 12 && level == 0);
+    // RES0 on 16KB/64KB level-1 and 4KB level-0 blocks.
+    let res0 = (p.gbits != 12 && level == 1) || (p.gbits == 12 && level == 0);
     if res0 || !bit(desc, 52) {
         return 0;
     }
