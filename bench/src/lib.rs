@@ -1,2 +1,3 @@
 //! Baselines and fixtures shared by the criterion benchmarks in `benches/`.
 #![forbid(unsafe_code)]
+pub mod walker_baseline;
