@@ -38,7 +38,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     step("loom models", || {
         run_command(
             host_cargo()
-                .env("RUSTFLAGS", "--cfg loom")
+                // crossbeam-epoch switches to loom under its own cfg.
+                .env("RUSTFLAGS", "--cfg loom --cfg crossbeam_loom")
                 .env("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS)
                 .args(["test", "--release", "--package", "loom-tests"])
                 .arg("--target-dir")
