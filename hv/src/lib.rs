@@ -14,6 +14,7 @@ pub mod pagetable;
 pub mod platform;
 pub mod psci;
 pub mod sysregs;
+pub mod vgic;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod arch;

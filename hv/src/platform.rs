@@ -57,6 +57,8 @@ pub struct Platform {
     pub uart_path: ArrayString,
     pub gic_distributor: Region,
     pub gic_redistributors: ArrayVec<Region, MAX_REDIST_REGIONS>,
+    /// The GIC's maintenance interrupt (a PPI, as an INTID), if listed.
+    pub gic_maintenance: Option<u32>,
     pub psci: Conduit,
     /// MPIDR affinity values (the `reg` of each /cpus/cpu node), in tree order.
     pub cpus: ArrayVec<u64, MAX_CPUS>,
@@ -187,6 +189,12 @@ impl Platform {
             ));
         }
 
+        let gic_maintenance = gic.property("interrupts").and_then(|p| {
+            let cells: ArrayVec<u32, 3> = be_u32s(p.value).take(3).collect();
+            // (type 1 = PPI, number, flags)
+            (cells.len() == 3 && cells[0] == 1).then(|| 16 + cells[1])
+        });
+
         let psci_node = fdt
             .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
             .ok_or(DiscoveryError::NoPsci)?;
@@ -224,6 +232,7 @@ impl Platform {
             uart_path,
             gic_distributor,
             gic_redistributors,
+            gic_maintenance,
             psci,
             cpus,
             timer,
@@ -325,9 +334,22 @@ pub struct Options {
     /// `hv.exit=semihosting`: report the exit status to the emulator through
     /// semihosting SYS_EXIT (QEMU -semihosting); otherwise PSCI SYSTEM_OFF.
     pub semihosting_exit: bool,
+    /// `hv.gic=virtual|passthrough`: how the guest gets interrupts.
+    pub gic: GicMode,
     /// `hv.fail=panic|fault`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
+}
+
+/// How the guest gets its interrupts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GicMode {
+    /// hv owns the GIC; the guest has a virtual CPU interface fed through
+    /// list registers, and its distributor accesses are trapped.
+    #[default]
+    Virtual,
+    /// The guest owns the physical GIC outright (one guest, 1:1 vCPUs).
+    Passthrough,
 }
 
 /// A failure hv causes on request (see `Options::deliberate_failure`).
@@ -346,6 +368,8 @@ impl Options {
             match word {
                 "hv.exit=semihosting" => options.semihosting_exit = true,
                 "hv.exit=psci" => options.semihosting_exit = false,
+                "hv.gic=virtual" => options.gic = GicMode::Virtual,
+                "hv.gic=passthrough" => options.gic = GicMode::Passthrough,
                 "hv.fail=panic" => options.deliberate_failure = Some(DeliberateFailure::Panic),
                 "hv.fail=fault" => options.deliberate_failure = Some(DeliberateFailure::Fault),
                 other if other.starts_with("hv.") => return Err(other),
@@ -408,6 +432,7 @@ mod tests {
         assert_eq!(p.psci, Conduit::Smc);
         assert_eq!(p.cpus.as_slice(), &[0, 1, 2, 3]);
         assert_eq!(p.timer.virtual_, 27);
+        assert_eq!(p.gic_maintenance, Some(25));
         assert_eq!(p.timer.physical, 30);
         assert_eq!(p.timer.hypervisor, 26);
         assert_eq!(p.initrd, None);
@@ -440,8 +465,13 @@ mod tests {
             Options::parse("console=x hv.exit=semihosting"),
             Ok(Options {
                 semihosting_exit: true,
+                gic: GicMode::Virtual,
                 deliberate_failure: None
             })
+        );
+        assert_eq!(
+            Options::parse("hv.gic=passthrough").map(|o| o.gic),
+            Ok(GicMode::Passthrough)
         );
         assert_eq!(
             Options::parse("hv.fail=fault").map(|o| o.deliberate_failure),

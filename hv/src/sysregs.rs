@@ -84,6 +84,8 @@ impl CpuFeatures {
 // HCR_EL2 bits.
 pub const HCR_VM: u64 = 1 << 0;
 pub const HCR_SWIO: u64 = 1 << 1;
+pub const HCR_FMO: u64 = 1 << 3;
+pub const HCR_IMO: u64 = 1 << 4;
 pub const HCR_FB: u64 = 1 << 9;
 pub const HCR_BSU_INNER: u64 = 1 << 10;
 pub const HCR_TSC: u64 = 1 << 19;
@@ -92,12 +94,17 @@ pub const HCR_APK: u64 = 1 << 40;
 pub const HCR_API: u64 = 1 << 41;
 pub const HCR_ATA: u64 = 1 << 56;
 
-/// HCR_EL2 for a guest that owns the GIC (IMO/FMO/AMO clear: physical
-/// interrupts and SErrors go straight to its EL1), runs AArch64 at EL1, and
-/// reaches hv through HVC or a trapped SMC. WFI/WFE run natively (TWI/TWE
-/// clear): with the interrupts the guest's own, a WFI wakes on them.
-pub fn hcr_el2(features: &CpuFeatures) -> u64 {
+/// HCR_EL2 for a guest that runs AArch64 at EL1 and reaches hv through HVC
+/// or a trapped SMC. With a virtual GIC, physical IRQs and FIQs go to EL2
+/// (IMO/FMO) and the guest's GIC CPU interface is the virtual one; with the
+/// GIC passed through they go straight to the guest. SErrors stay with the
+/// guest (AMO clear). WFI/WFE run natively (TWI/TWE clear): both physical
+/// interrupts (taken to EL2) and virtual ones in list registers wake them.
+pub fn hcr_el2(features: &CpuFeatures, virtual_gic: bool) -> u64 {
     let mut hcr = HCR_VM | HCR_SWIO | HCR_FB | HCR_BSU_INNER | HCR_TSC | HCR_RW | HCR_APK | HCR_API;
+    if virtual_gic {
+        hcr |= HCR_IMO | HCR_FMO;
+    }
     if features.has_mte2() {
         hcr |= HCR_ATA;
     }
@@ -218,7 +225,8 @@ mod tests {
 
     #[test]
     fn register_values() {
-        assert_eq!(hcr_el2(&N1), 0x0000_0300_8008_0603);
+        assert_eq!(hcr_el2(&N1, false), 0x0000_0300_8008_0603);
+        assert_eq!(hcr_el2(&N1, true), 0x0000_0300_8008_061b);
         assert_eq!(cptr_el2(&MAX), 0x22ff, "SVE and SME untrapped");
         assert_eq!(
             cptr_el2(&N1),

@@ -68,28 +68,18 @@ pub fn print_unlocked(args: fmt::Arguments<'_>) {
     }
 }
 
-/// Performs a guest's access to the UART at `offset` on the real device.
-/// `size` is 1, 2, 4 or 8 bytes; the PL011's registers are 32 bits, and a
-/// 64-bit access is split as a bus would (low word only is a register).
+/// Performs a guest's access to the UART at `offset` on the real device,
+/// under the console lock so it never splits an hv line.
 pub fn forward(offset: u64, size: u64, write: Option<u64>) -> u64 {
     let address = base() + offset;
     let _guard = LOCK.lock();
-    // SAFETY: the caller checked that `offset` lies inside the UART's
-    // register page, which is mapped as device memory; the access has the
-    // guest's own width and alignment was checked by the caller.
-    unsafe {
-        match (size, write) {
-            (1, Some(v)) => core::ptr::write_volatile(address as *mut u8, v as u8),
-            (2, Some(v)) => core::ptr::write_volatile(address as *mut u16, v as u16),
-            (4, Some(v)) => core::ptr::write_volatile(address as *mut u32, v as u32),
-            (_, Some(v)) => core::ptr::write_volatile(address as *mut u64, v),
-            (1, None) => return core::ptr::read_volatile(address as *const u8) as u64,
-            (2, None) => return core::ptr::read_volatile(address as *const u16) as u64,
-            (4, None) => return core::ptr::read_volatile(address as *const u32) as u64,
-            (_, None) => return core::ptr::read_volatile(address as *const u64),
+    match write {
+        Some(value) => {
+            super::mmio::write(address, size, value);
+            0
         }
+        None => super::mmio::read(address, size),
     }
-    0
 }
 
 #[macro_export]

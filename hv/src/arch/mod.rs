@@ -5,6 +5,8 @@
 pub mod boot;
 pub mod console;
 pub mod cpu;
+pub mod gic;
+pub mod mmio;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
@@ -13,7 +15,9 @@ use crate::guest_dt::{self, GuestConfig};
 use crate::inject::{self, ReturnState};
 use crate::layout::GuestLayout;
 use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
-use crate::platform::{self, Conduit, DeliberateFailure, Options, Platform, Region, MAX_CPUS};
+use crate::platform::{
+    self, Conduit, DeliberateFailure, GicMode, Options, Platform, Region, MAX_CPUS,
+};
 use crate::println;
 use crate::psci::{self, PsciHost, PsciOutcome, VcpuPower};
 use crate::sysregs::{self, CpuFeatures};
@@ -117,6 +121,8 @@ static SLOTS: VcpuSlots = VcpuSlots {
 #[derive(Debug)]
 struct Hv {
     platform: Platform,
+    /// hv's physical GIC when the guest gets a virtual one.
+    gic: Option<gic::Gic>,
     features: CpuFeatures,
     guest_memory: ArrayVec<Region, 16>,
     vttbr: u64,
@@ -339,7 +345,29 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         None => {}
     }
 
-    let hv = load_guest(&fdt, platform, features, pa_bits, boot_cpu, ttbr, tcr);
+    let gic = match options.gic {
+        GicMode::Passthrough => None,
+        GicMode::Virtual => {
+            let maintenance = platform
+                .gic_maintenance
+                .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
+            match gic::Gic::init(&platform, maintenance) {
+                Ok(gic) => Some(gic),
+                Err(e) => fail(format_args!("GIC: {e}")),
+            }
+        }
+    };
+    match &gic {
+        Some(gic) => phase(format_args!(
+            "GIC: virtual CPU interface for the guest, {} list registers, maintenance INTID {}",
+            gic.list_registers(),
+            platform
+                .gic_maintenance
+                .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID)
+        )),
+        None => phase(format_args!("GIC: passed through to the guest")),
+    }
+    let hv = load_guest(&fdt, platform, gic, features, pa_bits, boot_cpu, ttbr, tcr);
     enter_guest_on_this_cpu(
         hv,
         boot_cpu,
@@ -409,6 +437,7 @@ fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
 fn load_guest(
     fdt: &fdt::Fdt<'_>,
     platform: Platform,
+    gic: Option<gic::Gic>,
     features: CpuFeatures,
     pa_bits: u8,
     boot_cpu: usize,
@@ -557,11 +586,13 @@ fn load_guest(
     for region in &guest_memory {
         map(*region, MemoryKind::Normal);
     }
-    // The GIC is the guest's (passthrough); the UART is not mapped, so its
-    // accesses trap and are forwarded (see `emulate_mmio`).
-    map(platform.gic_distributor, MemoryKind::Device);
-    for region in &platform.gic_redistributors {
-        map(*region, MemoryKind::Device);
+    // A passed-through GIC is mapped; a virtual one and the UART are not,
+    // so their accesses trap and are emulated (see `emulate_mmio`).
+    if gic.is_none() {
+        map(platform.gic_distributor, MemoryKind::Device);
+        for region in &platform.gic_redistributors {
+            map(*region, MemoryKind::Device);
+        }
     }
     let tables = stage2.tables();
     cpu::clean_invalidate_dcache(
@@ -591,6 +622,7 @@ fn load_guest(
     }
     let hv = HV.call_once(|| Hv {
         platform,
+        gic,
         features,
         guest_memory,
         vttbr,
@@ -616,8 +648,13 @@ fn load_guest(
     // SAFETY: slot `boot_cpu` belongs to this CPU, which is not in a guest.
     unsafe { *SLOTS.frames[boot_cpu].get() = frame };
     phase(format_args!(
-        "entering the guest on cpu {boot_cpu} at {:#x} (EL1h, MMU off, x0 = device tree); the guest owns the GIC and timers from here",
-        frame.elr
+        "entering the guest on cpu {boot_cpu} at {:#x} (EL1h, MMU off, x0 = device tree); {}",
+        frame.elr,
+        if hv.gic.is_some() {
+            "interrupts reach it through list registers"
+        } else {
+            "the guest owns the GIC and timers from here"
+        }
     ));
     hv
 }
@@ -625,7 +662,7 @@ fn load_guest(
 /// Programs this CPU's EL2 for running the guest.
 fn configure_el2(hv: &Hv, vcpu: usize) {
     let f = &hv.features;
-    write_sysreg!("hcr_el2", sysregs::hcr_el2(f));
+    write_sysreg!("hcr_el2", sysregs::hcr_el2(f, hv.gic.is_some()));
     write_sysreg!("cptr_el2", sysregs::cptr_el2(f));
     write_sysreg!("mdcr_el2", sysregs::mdcr_el2(f, read_sysreg!("pmcr_el0")));
     write_sysreg!("cnthctl_el2", sysregs::CNTHCTL_EL2);
@@ -635,7 +672,14 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
     write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
     cpu::isb();
-    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    match &hv.gic {
+        Some(gic) => {
+            if let Err(e) = gic.init_cpu(vcpu) {
+                fail(format_args!("GIC on cpu {vcpu}: {e}"));
+            }
+        }
+        None => write_sysreg!("s3_4_c12_c11_0", 0), // ICH_HCR_EL2: no virtual interface
+    }
     if f.has_fgt() {
         let untrapped = sysregs::hfgxtr_el2(f);
         write_sysreg!("s3_4_c1_c1_4", untrapped); // HFGRTR_EL2
@@ -664,6 +708,10 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
 fn enter_guest_on_this_cpu(hv: &Hv, vcpu: usize, stack_top: u64) -> ! {
     configure_el2(hv, vcpu);
     POWER.set_on(vcpu);
+    if let Some(gic) = &hv.gic {
+        // SGIs sent while this vCPU was off.
+        gic.fill_list_registers(vcpu);
+    }
     // SAFETY: the frame slot of this vCPU was filled for this entry; the
     // stack top is this CPU's own, and nothing on the current stack is
     // needed after the jump.
@@ -746,14 +794,32 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     let Some(hv) = HV.get() else {
         fail(format_args!("guest exit before hv was ready"));
     };
-    match kind {
-        0 => {}
-        3 => guest_crash(frame, "an SError (asynchronous external abort) reached hv"),
+    match (kind, &hv.gic) {
+        (0, _) => handle_sync(hv, frame, vcpu),
+        (1, Some(gic)) => gic.take_interrupts(vcpu),
+        (3, _) => guest_crash(frame, "an SError (asynchronous external abort) reached hv"),
         _ => guest_crash(
             frame,
-            "a physical interrupt was routed to EL2, but the guest owns them",
+            "a physical FIQ, or an IRQ while the guest owns the GIC",
         ),
     }
+    if let Some(gic) = &hv.gic {
+        gic.fill_list_registers(vcpu);
+    }
+}
+
+/// ICC_SGI1R_EL1 and ICC_ASGI1R_EL1 (op0=3, op1=0, C12, C11, op2 5/6).
+fn is_sgi1r(access: &crate::exit::SysRegAccess) -> bool {
+    (access.op0, access.op1, access.crn, access.crm) == (3, 0, 12, 11)
+        && matches!(access.op2, 5 | 6)
+}
+
+/// ICC_SGI0R_EL1: group-0 SGIs, which a non-secure guest cannot use.
+fn is_sgi0r(access: &crate::exit::SysRegAccess) -> bool {
+    (access.op0, access.op1, access.crn, access.crm, access.op2) == (3, 0, 12, 11, 7)
+}
+
+fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
     let esr = read_sysreg!("esr_el2");
     match GuestExit::from_esr(esr) {
         GuestExit::Hvc { .. } | GuestExit::Smc { .. } => {
@@ -763,7 +829,7 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
             }
             smccc_call(hv, frame, vcpu);
         }
-        GuestExit::DataAbort => emulate_mmio(hv, frame, esr),
+        GuestExit::DataAbort => emulate_mmio(hv, frame, esr, vcpu),
         GuestExit::InstructionAbort => {
             let far = read_sysreg!("far_el2");
             println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
@@ -776,6 +842,15 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         // WFI/WFE are not trapped (HCR_EL2.TWI/TWE clear); should one trap,
         // completing it at once is a permitted spurious wake-up.
         GuestExit::Wfx { .. } => frame.elr += 4,
+        GuestExit::SysReg(access) if !access.read && is_sgi1r(&access) && hv.gic.is_some() => {
+            if let Some(gic) = &hv.gic {
+                gic.send_sgi(vcpu, frame.reg(access.rt));
+            }
+            frame.elr += 4;
+        }
+        // Group-0 SGIs are ignored, as a GIC with two security states
+        // ignores them from the non-secure side.
+        GuestExit::SysReg(access) if !access.read && is_sgi0r(&access) => frame.elr += 4,
         GuestExit::SysReg(access) => {
             println!(
                 "hv: guest {access} trapped at {:#x}: injecting UNDEFINED",
@@ -801,6 +876,9 @@ fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
     match psci::handle(function, args, vcpu, &POWER, &HostPsci(hv)) {
         PsciOutcome::Return(value) => frame.x[0] = value,
         PsciOutcome::CpuOff => {
+            if let Some(gic) = &hv.gic {
+                gic.release_cpu(vcpu);
+            }
             let result = smccc::psci::cpu_off::<smccc::Smc>();
             fail(format_args!(
                 "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
@@ -850,13 +928,30 @@ fn guest_crash(frame: &GuestFrame, why: &str) -> ! {
 /// A guest data abort at an unmapped IPA: the UART's register page is
 /// emulated by forwarding to the real UART; anything else gets the
 /// synchronous external abort a bus would give.
-fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64) {
+fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
     let far = read_sysreg!("far_el2");
     let hpfar = read_sysreg!("hpfar_el2");
     let access = MmioAccess::decode(esr, far, hpfar);
     let uart = hv.platform.uart;
+    if let (Ok(access), Some(gic)) = (&access, &hv.gic) {
+        if access.ipa.is_multiple_of(access.size.bytes()) {
+            let value = match access.kind {
+                MmioKind::Write { register } => frame.reg(register) & access.size.mask(),
+                MmioKind::Read { .. } => 0,
+            };
+            if let Some(result) = gic.emulate(vcpu, access, value) {
+                if let MmioKind::Read { register, .. } = access.kind {
+                    frame.set_reg(register, access.load_result(result));
+                }
+                frame.elr += 4;
+                return;
+            }
+        }
+    }
     match access {
-        Ok(access) if uart.contains(access.ipa) && access.ipa % access.size.bytes() == 0 => {
+        Ok(access)
+            if uart.contains(access.ipa) && access.ipa.is_multiple_of(access.size.bytes()) =>
+        {
             let offset = access.ipa - uart.base;
             match access.kind {
                 MmioKind::Write { register } => {

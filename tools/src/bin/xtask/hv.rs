@@ -257,8 +257,9 @@ const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
 }
 
 /// The full product of both CPU models, 1 and 4 CPUs, 512 MiB and 2 GiB
-/// (each boot takes a few seconds), then the failure modes: each must end
-/// QEMU with its own line and status, never hang.
+/// with hv's virtual GIC (each boot takes a few seconds), the passed-through
+/// GIC, then the failure modes: each must end QEMU with its own line and
+/// status, never hang.
 const MATRIX: &[Case] = &[
     boot(MAX, 1, "512M"),
     boot(MAX, 1, "2G"),
@@ -268,6 +269,15 @@ const MATRIX: &[Case] = &[
     boot(N1, 1, "2G"),
     boot(N1, 4, "512M"),
     boot(N1, 4, "2G"),
+    // The GIC passed through instead of virtualised: both models, 4 CPUs.
+    Case {
+        hv_args: "hv.gic=passthrough",
+        ..boot(MAX, 4, "512M")
+    },
+    Case {
+        hv_args: "hv.gic=passthrough",
+        ..boot(N1, 4, "2G")
+    },
     Case {
         machine: "virt,gic-version=3",
         expect: Expect::Ends {
@@ -522,7 +532,7 @@ mod tests {
         assert!(verdict(&case, &outcome(Some(0), &["nothing"]))
             .unwrap()
             .starts_with("no `"));
-        let ends = MATRIX[8];
+        let ends = MATRIX[10];
         let line = "hv: error: hv must be entered at EL2 but was entered at EL1";
         assert_eq!(verdict(&ends, &outcome(Some(1), &[line])), None);
         assert!(verdict(&ends, &outcome(Some(0), &[line]))

@@ -1,0 +1,412 @@
+//! The virtual GIC on the machine (see `crate::vgic` for the design): the
+//! physical GIC's initialisation, physical interrupts taken at EL2, list
+//! registers, SGIs between vCPUs, and the trapped GICD/GICR accesses.
+
+use super::cpu::{read_sysreg, write_sysreg};
+use super::mmio;
+use crate::esr::{MmioAccess, MmioKind};
+use crate::platform::{Platform, Region, MAX_CPUS};
+use crate::vgic::{self, RegisterAction, SetClear, VirtualSgis, KICK_SGI, SPECIAL_INTIDS};
+use arrayvec::ArrayVec;
+use core::cell::UnsafeCell;
+
+const GICD_CTLR: u64 = 0x0000;
+const GICD_TYPER: u64 = 0x0004;
+const GICD_IGROUPR: u64 = 0x0080;
+const GICD_ICENABLER: u64 = 0x0180;
+const GICD_ICPENDR: u64 = 0x0280;
+const GICD_ICACTIVER: u64 = 0x0380;
+const GICD_IPRIORITYR: u64 = 0x0400;
+const GICD_IROUTER: u64 = 0x6000;
+const CTLR_RWP: u32 = 1 << 31;
+const CTLR_ARE: u32 = 1 << 4;
+const CTLR_ENABLE_G1: u32 = 1 << 1;
+
+const GICR_CTLR: u64 = 0x0000;
+const GICR_TYPER: u64 = 0x0008;
+const GICR_WAKER: u64 = 0x0014;
+const GICR_TYPER_LAST: u64 = 1 << 4;
+const SGI_FRAME: u64 = 0x1_0000;
+const GICR_IGROUPR0: u64 = SGI_FRAME + 0x0080;
+const GICR_ISENABLER0: u64 = SGI_FRAME + 0x0100;
+const GICR_ICENABLER0: u64 = SGI_FRAME + 0x0180;
+const GICR_ICACTIVER0: u64 = SGI_FRAME + 0x0380;
+const GICR_IPRIORITYR: u64 = SGI_FRAME + 0x0400;
+
+/// The priority of hv's own interrupts (the kick SGI, maintenance).
+const HV_PRIORITY: u8 = 0x80;
+/// Bounded waits for the GIC's register-write-pending bits.
+const RWP_POLLS: u32 = 1_000_000;
+
+/// hv's physical GIC, found and set up by the boot CPU.
+#[derive(Debug)]
+pub struct Gic {
+    distributor: u64,
+    /// Each vCPU's redistributor (RD frame) base, by vCPU index.
+    redistributors: ArrayVec<u64, MAX_CPUS>,
+    /// Every redistributor region (guest accesses outside a known frame).
+    regions: ArrayVec<Region, 4>,
+    maintenance: u32,
+    list_registers: usize,
+    cpus: ArrayVec<u64, MAX_CPUS>,
+}
+
+/// Physical interrupts acknowledged but not yet in a list register.
+struct Backlog([UnsafeCell<ArrayVec<u16, 1024>>; MAX_CPUS]);
+// SAFETY: entry i is only touched by the CPU running vCPU i, with
+// exceptions masked (in hv's exit handler).
+unsafe impl Sync for Backlog {}
+static BACKLOG: Backlog = Backlog([const { UnsafeCell::new(ArrayVec::new_const()) }; MAX_CPUS]);
+static SGIS: [VirtualSgis; MAX_CPUS] = [const { VirtualSgis::new() }; MAX_CPUS];
+
+fn wait_rwp(address: u64) -> Result<(), &'static str> {
+    for _ in 0..RWP_POLLS {
+        if mmio::read32(address) & CTLR_RWP == 0 {
+            return Ok(());
+        }
+    }
+    Err("the GIC never finished a register write (RWP stuck)")
+}
+
+impl Gic {
+    /// Sets up the distributor (everything group 1, disabled, routed to
+    /// the boot CPU) and finds each CPU's redistributor.
+    pub fn init(platform: &Platform, maintenance: u32) -> Result<Self, &'static str> {
+        let d = platform.gic_distributor.base;
+        mmio::write32(d + GICD_CTLR, 0);
+        wait_rwp(d + GICD_CTLR)?;
+        let lines = ((mmio::read32(d + GICD_TYPER) & 0x1f) + 1) * 32;
+        let boot_affinity = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+        for intid in (32..lines.min(1020)).step_by(32) {
+            let word = (intid / 32) as u64 * 4;
+            mmio::write32(d + GICD_IGROUPR + word, u32::MAX);
+            mmio::write32(d + GICD_ICENABLER + word, u32::MAX);
+            mmio::write32(d + GICD_ICPENDR + word, u32::MAX);
+            mmio::write32(d + GICD_ICACTIVER + word, u32::MAX);
+        }
+        for intid in 32..lines.min(1020) {
+            mmio::write8(d + GICD_IPRIORITYR + intid as u64, vgic::DEFAULT_PRIORITY);
+            mmio::write64(d + GICD_IROUTER + intid as u64 * 8, boot_affinity);
+        }
+        wait_rwp(d + GICD_CTLR)?;
+        mmio::write32(d + GICD_CTLR, CTLR_ARE | CTLR_ENABLE_G1);
+        wait_rwp(d + GICD_CTLR)?;
+
+        let mut redistributors = ArrayVec::new();
+        let mut found = [0u64; MAX_CPUS];
+        for region in &platform.gic_redistributors {
+            let mut frame = region.base;
+            while frame + 0x2_0000 <= region.end() {
+                let typer = mmio::read64(frame + GICR_TYPER);
+                let affinity = vgic::redistributor_affinity(typer);
+                if let Some(index) = platform.cpus.iter().position(|&c| c == affinity) {
+                    found[index] = frame;
+                }
+                if typer & GICR_TYPER_LAST != 0 {
+                    break;
+                }
+                frame += vgic::redistributor_stride(typer);
+            }
+        }
+        for (index, &frame) in found.iter().enumerate().take(platform.cpus.len()) {
+            if frame == 0 {
+                let _ = index;
+                return Err("a CPU in the device tree has no GICv3 redistributor");
+            }
+            redistributors.push(frame);
+        }
+        let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
+        Ok(Self {
+            distributor: d,
+            redistributors,
+            regions: platform.gic_redistributors.iter().copied().collect(),
+            maintenance,
+            list_registers: ((vtr & 0x1f) + 1) as usize,
+            cpus: platform.cpus.clone(),
+        })
+    }
+
+    pub fn list_registers(&self) -> usize {
+        self.list_registers
+    }
+
+    /// This CPU's redistributor awake and its CPU interface on: hv's kick
+    /// SGI and the maintenance PPI enabled, the virtual interface enabled.
+    pub fn init_cpu(&self, vcpu: usize) -> Result<(), &'static str> {
+        let rd = self.redistributors[vcpu];
+        let waker = mmio::read32(rd + GICR_WAKER);
+        mmio::write32(rd + GICR_WAKER, waker & !(1 << 1));
+        let mut awake = false;
+        for _ in 0..RWP_POLLS {
+            if mmio::read32(rd + GICR_WAKER) & (1 << 2) == 0 {
+                awake = true;
+                break;
+            }
+        }
+        if !awake {
+            return Err("the redistributor did not wake up");
+        }
+        mmio::write32(rd + GICR_IGROUPR0, u32::MAX);
+        mmio::write32(rd + GICR_ICENABLER0, u32::MAX);
+        mmio::write32(rd + GICR_ICACTIVER0, u32::MAX);
+        wait_rwp(rd + GICR_CTLR)?;
+        for intid in 0..32u64 {
+            mmio::write8(rd + GICR_IPRIORITYR + intid, vgic::DEFAULT_PRIORITY);
+        }
+        mmio::write8(rd + GICR_IPRIORITYR + KICK_SGI as u64, HV_PRIORITY);
+        mmio::write8(rd + GICR_IPRIORITYR + self.maintenance as u64, HV_PRIORITY);
+        mmio::write32(rd + GICR_ISENABLER0, 1 << KICK_SGI | 1 << self.maintenance);
+
+        write_sysreg!("s3_0_c4_c6_0", 0xff); // ICC_PMR_EL1: let everything in
+        write_sysreg!("s3_0_c12_c12_3", 0); // ICC_BPR1_EL1
+        write_sysreg!("s3_0_c12_c12_4", 1 << 1); // ICC_CTLR_EL1.EOImode: drop and deactivate apart
+        write_sysreg!("s3_0_c12_c12_7", 1); // ICC_IGRPEN1_EL1
+        write_sysreg!("s3_4_c12_c11_7", 0); // ICH_VMCR_EL2: the guest sets its own
+        for n in 0..self.list_registers {
+            write_lr(n, 0);
+        }
+        write_sysreg!("s3_4_c12_c11_0", 1); // ICH_HCR_EL2.En
+        super::cpu::isb();
+        Ok(())
+    }
+
+    /// Physical interrupts pending at EL2: acknowledge each, drop its
+    /// priority, and queue it for the guest (or consume hv's own).
+    pub fn take_interrupts(&self, vcpu: usize) {
+        loop {
+            let iar = read_sysreg!("s3_0_c12_c12_0"); // ICC_IAR1_EL1
+            let intid = (iar & 0xff_ffff) as u32;
+            if intid >= SPECIAL_INTIDS {
+                break;
+            }
+            write_sysreg!("s3_0_c12_c12_1", iar); // ICC_EOIR1_EL1: priority drop
+            if intid < 16 || intid == self.maintenance {
+                // hv's own: the refill below is all they ask for.
+                write_sysreg!("s3_0_c12_c11_1", iar); // ICC_DIR_EL1
+                continue;
+            }
+            // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
+            let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+            if backlog.try_push(intid as u16).is_err() {
+                // Cannot happen: each INTID stays active until the guest
+                // deactivates it, so at most one entry per INTID exists.
+                write_sysreg!("s3_0_c12_c11_1", iar);
+            }
+        }
+        self.fill_list_registers(vcpu);
+    }
+
+    /// Moves queued physical interrupts and pending virtual SGIs into free
+    /// list registers; asks for a maintenance interrupt if some remain.
+    pub fn fill_list_registers(&self, vcpu: usize) {
+        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
+        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+        let sgis = &SGIS[vcpu];
+        let mut empty = read_sysreg!("s3_4_c12_c11_5") as u32; // ICH_ELRSR_EL2
+        empty &= (1u32 << self.list_registers) - 1;
+        while let Some(sgi) = sgis.take() {
+            // Already in a list register: mark it pending there.
+            if let Some(n) = (0..self.list_registers).find(|&n| {
+                empty & (1 << n) == 0 && {
+                    let lr = read_lr(n);
+                    lr & 0xffff_ffff == sgi as u64 && lr & (1 << 61) == 0
+                }
+            }) {
+                write_lr(n, read_lr(n) | 1 << 62);
+                continue;
+            }
+            if empty == 0 {
+                sgis.put_back(sgi);
+                break;
+            }
+            let n = empty.trailing_zeros() as usize;
+            empty &= !(1 << n);
+            write_lr(n, vgic::list_register(sgi as u32, None, sgis.priority(sgi)));
+        }
+        while empty != 0 && !backlog.is_empty() {
+            let intid = backlog.remove(0) as u32;
+            let n = empty.trailing_zeros() as usize;
+            empty &= !(1 << n);
+            write_lr(
+                n,
+                vgic::list_register(intid, Some(intid), self.priority(vcpu, intid)),
+            );
+        }
+        let more = !backlog.is_empty() || sgis.has_ready();
+        let hcr = 1 | if more { 1 << 1 } else { 0 }; // En, UIE
+        write_sysreg!("s3_4_c12_c11_0", hcr);
+    }
+
+    /// Before this CPU powers off: physical interrupts it acknowledged but
+    /// the guest never deactivated would stay active for good, so they are
+    /// deactivated here (their virtual copies vanish with the vCPU).
+    pub fn release_cpu(&self, vcpu: usize) {
+        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
+        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+        for intid in backlog.drain(..) {
+            write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
+        }
+        for n in 0..self.list_registers {
+            let lr = read_lr(n);
+            if lr & (1 << 61) != 0 && lr >> 62 != 0 {
+                write_sysreg!("s3_0_c12_c11_1", (lr >> 32) & 0x1fff);
+            }
+            write_lr(n, 0);
+        }
+        write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
+    }
+
+    fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        if intid < 32 {
+            mmio::read8(self.redistributors[vcpu] + GICR_IPRIORITYR + intid as u64)
+        } else {
+            mmio::read8(self.distributor + GICD_IPRIORITYR + intid as u64)
+        }
+    }
+
+    /// The guest wrote ICC_SGI1R_EL1: raise the SGI on its targets.
+    pub fn send_sgi(&self, sender: usize, value: u64) {
+        let request = vgic::decode_sgi1r(value, sender, &self.cpus);
+        for target in 0..self.cpus.len() {
+            if request.targets & (1 << target) == 0 {
+                continue;
+            }
+            SGIS[target].raise(request.intid);
+            if target != sender {
+                write_sysreg!(
+                    "s3_0_c12_c11_5",
+                    vgic::sgi1r_for(KICK_SGI, self.cpus[target])
+                );
+            }
+        }
+        super::cpu::isb();
+    }
+
+    /// Emulates a guest access to the distributor or a redistributor;
+    /// false if `access` is not in the GIC.
+    pub fn emulate(&self, vcpu: usize, access: &MmioAccess, value: u64) -> Option<u64> {
+        let ipa = access.ipa;
+        let (action, owner) = if ipa >= self.distributor && ipa < self.distributor + 0x1_0000 {
+            (vgic::distributor(ipa - self.distributor), None)
+        } else if let Some(owner) = self
+            .redistributors
+            .iter()
+            .position(|&rd| ipa >= rd && ipa < rd + 0x2_0000)
+        {
+            (
+                vgic::redistributor(ipa - self.redistributors[owner]),
+                Some(owner),
+            )
+        } else if self.regions.iter().any(|r| r.contains(ipa)) {
+            // A frame of a CPU the guest does not have: read only.
+            (RegisterAction::ReadOnly, None)
+        } else {
+            return None;
+        };
+        let size = access.size.bytes();
+        let write = matches!(access.kind, MmioKind::Write { .. });
+        let hv_ppis = 1u32 << self.maintenance;
+        let result = match action {
+            RegisterAction::Forward if write => {
+                mmio::write(ipa, size, value);
+                0
+            }
+            RegisterAction::Forward | RegisterAction::ReadOnly => {
+                if write {
+                    0
+                } else {
+                    mmio::read(ipa, size)
+                }
+            }
+            RegisterAction::ReadMasked(mask) => {
+                if write {
+                    0
+                } else {
+                    mmio::read(ipa, size) & !mask
+                }
+            }
+            RegisterAction::Fixed(fixed) => {
+                if write {
+                    0
+                } else {
+                    fixed
+                }
+            }
+            RegisterAction::SgiPpi(op) => {
+                let sgis = &SGIS[owner.unwrap_or(vcpu)];
+                if write {
+                    let (virtual_bits, physical_bits) = vgic::split_sgi_ppi(value as u32, hv_ppis);
+                    sgis.set_clear(op, virtual_bits);
+                    if physical_bits != 0 {
+                        mmio::write32(ipa, physical_bits);
+                    }
+                    0
+                } else {
+                    let physical = mmio::read32(ipa) & 0xffff_0000 & !hv_ppis;
+                    let shown = if matches!(op, SetClear::ActiveSet | SetClear::ActiveClear) {
+                        physical
+                    } else {
+                        physical | sgis.read(op) as u32
+                    };
+                    shown as u64
+                }
+            }
+            RegisterAction::SgiPriority { first } => {
+                let sgis = &SGIS[owner.unwrap_or(vcpu)];
+                let mut read = 0u64;
+                for k in 0..size.min(16 - first as u64) {
+                    let sgi = first + k as u8;
+                    if write {
+                        sgis.set_priority(sgi, (value >> (8 * k)) as u8);
+                    } else {
+                        read |= (sgis.priority(sgi) as u64) << (8 * k);
+                    }
+                }
+                read
+            }
+        };
+        Some(result & access.size.mask())
+    }
+}
+
+fn read_lr(n: usize) -> u64 {
+    match n {
+        0 => read_sysreg!("s3_4_c12_c12_0"),
+        1 => read_sysreg!("s3_4_c12_c12_1"),
+        2 => read_sysreg!("s3_4_c12_c12_2"),
+        3 => read_sysreg!("s3_4_c12_c12_3"),
+        4 => read_sysreg!("s3_4_c12_c12_4"),
+        5 => read_sysreg!("s3_4_c12_c12_5"),
+        6 => read_sysreg!("s3_4_c12_c12_6"),
+        7 => read_sysreg!("s3_4_c12_c12_7"),
+        8 => read_sysreg!("s3_4_c12_c13_0"),
+        9 => read_sysreg!("s3_4_c12_c13_1"),
+        10 => read_sysreg!("s3_4_c12_c13_2"),
+        11 => read_sysreg!("s3_4_c12_c13_3"),
+        12 => read_sysreg!("s3_4_c12_c13_4"),
+        13 => read_sysreg!("s3_4_c12_c13_5"),
+        14 => read_sysreg!("s3_4_c12_c13_6"),
+        _ => read_sysreg!("s3_4_c12_c13_7"),
+    }
+}
+
+fn write_lr(n: usize, value: u64) {
+    match n {
+        0 => write_sysreg!("s3_4_c12_c12_0", value),
+        1 => write_sysreg!("s3_4_c12_c12_1", value),
+        2 => write_sysreg!("s3_4_c12_c12_2", value),
+        3 => write_sysreg!("s3_4_c12_c12_3", value),
+        4 => write_sysreg!("s3_4_c12_c12_4", value),
+        5 => write_sysreg!("s3_4_c12_c12_5", value),
+        6 => write_sysreg!("s3_4_c12_c12_6", value),
+        7 => write_sysreg!("s3_4_c12_c12_7", value),
+        8 => write_sysreg!("s3_4_c12_c13_0", value),
+        9 => write_sysreg!("s3_4_c12_c13_1", value),
+        10 => write_sysreg!("s3_4_c12_c13_2", value),
+        11 => write_sysreg!("s3_4_c12_c13_3", value),
+        12 => write_sysreg!("s3_4_c12_c13_4", value),
+        13 => write_sysreg!("s3_4_c12_c13_5", value),
+        14 => write_sysreg!("s3_4_c12_c13_6", value),
+        _ => write_sysreg!("s3_4_c12_c13_7", value),
+    }
+}

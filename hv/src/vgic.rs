@@ -1,0 +1,414 @@
+//! The virtual GIC: a GICv3 virtual CPU interface through list registers,
+//! with the guest's distributor and redistributor accesses trapped and
+//! filtered onto the physical GIC.
+//!
+//! hv owns the physical GIC: every physical interrupt is taken at EL2
+//! (HCR_EL2.IMO/FMO), acknowledged and priority-dropped (EOImode=1), and
+//! injected into a list register with the HW bit, so that the guest's own
+//! deactivation deactivates the physical interrupt. SGIs are virtual: the
+//! guest's ICC_SGI1R_EL1 writes trap, hv marks them pending for the target
+//! vCPUs and kicks those CPUs with hv's own physical SGI. SPI and PPI
+//! configuration (enable, priority, trigger, routing) is forwarded to the
+//! hardware, since each vCPU runs on its own physical CPU; what hv needs
+//! for itself (group 1 for everything, its SGI, the maintenance PPI, LPIs
+//! off) is hidden from or protected against the guest.
+//!
+//! This module holds the decisions (which register does what, list-register
+//! and SGI encodings), tested on the host; `arch::gic` applies them.
+
+use core::sync::atomic::{AtomicU16, Ordering};
+
+/// The physical SGI hv uses to make another CPU refill its list registers.
+pub const KICK_SGI: u32 = 0;
+/// The architecture's recommended PPI for the maintenance interrupt.
+pub const DEFAULT_MAINTENANCE_INTID: u32 = 25;
+/// INTIDs from this value up are special (spurious and reserved).
+pub const SPECIAL_INTIDS: u32 = 1020;
+/// Priority of virtual SGIs until the guest sets one (Linux's default).
+pub const DEFAULT_PRIORITY: u8 = 0xa0;
+
+/// What to do with one trapped GIC register access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterAction {
+    /// Perform it on the physical GIC at the same address.
+    Forward,
+    /// Reads come from the hardware, writes are ignored (hv owns it).
+    ReadOnly,
+    /// Reads come from the hardware with these bits cleared; writes ignored.
+    ReadMasked(u64),
+    /// Reads return the value; writes are ignored.
+    Fixed(u64),
+    /// A set/clear register whose SGI bits are virtual and PPI bits physical.
+    SgiPpi(SetClear),
+    /// IPRIORITYR bytes of SGIs (virtual); `first` is the first SGI covered.
+    SgiPriority { first: u8 },
+}
+
+/// The banked SGI/PPI set and clear registers of the SGI frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetClear {
+    EnableSet,
+    EnableClear,
+    PendingSet,
+    PendingClear,
+    ActiveSet,
+    ActiveClear,
+}
+
+const GICD_TYPER_LPIS: u64 = 1 << 17;
+const GICD_TYPER_MBIS: u64 = 1 << 16;
+const GICR_TYPER_PLPIS: u64 = 1 << 0;
+const GICR_TYPER_DIRECT_LPI: u64 = 1 << 3;
+
+/// The distributor register at `offset`.
+pub fn distributor(offset: u64) -> RegisterAction {
+    use RegisterAction::*;
+    match offset {
+        // CTLR: hv keeps affinity routing and group 1 enabled.
+        0x0000 => ReadOnly,
+        // TYPER: no LPIs or message-based SPIs without an ITS.
+        0x0004 => ReadMasked(GICD_TYPER_LPIS | GICD_TYPER_MBIS),
+        0x0008 => ReadOnly,
+        // IGROUPR: everything is group 1 (non-secure IRQ).
+        0x0080..=0x00ff => Fixed(0xffff_ffff),
+        // Enable, pending, active, priority, configuration of SPIs (the
+        // first word of each, for private INTIDs, is RAZ/WI in hardware).
+        0x0100..=0x03ff | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
+        // IROUTER: each vCPU is its physical CPU, so affinities are real.
+        0x6100..=0x7fdf => Forward,
+        // Identification registers.
+        0xffd0..=0xfffc => ReadOnly,
+        _ => Fixed(0),
+    }
+}
+
+/// The redistributor register at `offset` within one CPU's frames (RD
+/// frame at 0, SGI frame at 0x10000).
+pub fn redistributor(offset: u64) -> RegisterAction {
+    use RegisterAction::*;
+    match offset {
+        0x0000 | 0x0004 => ReadOnly,
+        // TYPER: no physical or direct LPIs (low word); affinity (high word).
+        0x0008..=0x000b => ReadMasked(GICR_TYPER_PLPIS | GICR_TYPER_DIRECT_LPI),
+        0x000c..=0x000f => ReadOnly,
+        // WAKER: hv woke the redistributor and keeps it awake.
+        0x0014 => ReadOnly,
+        0xffd0..=0xfffc => ReadOnly,
+        0x1_0080 => Fixed(0xffff_ffff),
+        0x1_0100 => SgiPpi(SetClear::EnableSet),
+        0x1_0180 => SgiPpi(SetClear::EnableClear),
+        0x1_0200 => SgiPpi(SetClear::PendingSet),
+        0x1_0280 => SgiPpi(SetClear::PendingClear),
+        0x1_0300 => SgiPpi(SetClear::ActiveSet),
+        0x1_0380 => SgiPpi(SetClear::ActiveClear),
+        0x1_0400..=0x1_040f => SgiPriority {
+            first: (offset - 0x1_0400) as u8,
+        },
+        0x1_0410..=0x1_041f => Forward,
+        // ICFGR0: SGIs are edge-triggered, read-only.
+        0x1_0c00 => Fixed(0xaaaa_aaaa),
+        0x1_0c04 => Forward,
+        _ => Fixed(0),
+    }
+}
+
+/// Splits a guest write to an SGI/PPI set-clear register into the virtual
+/// SGI bits and the bits to write to the hardware (never hv's own PPIs).
+pub fn split_sgi_ppi(value: u32, hv_ppis: u32) -> (u16, u32) {
+    (value as u16, value & 0xffff_0000 & !hv_ppis)
+}
+
+/// Per-vCPU state of the virtual SGIs.
+#[derive(Debug)]
+pub struct VirtualSgis {
+    enabled: AtomicU16,
+    pending: AtomicU16,
+    priority: [core::sync::atomic::AtomicU8; 16],
+}
+
+impl Default for VirtualSgis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VirtualSgis {
+    pub const fn new() -> Self {
+        Self {
+            enabled: AtomicU16::new(0),
+            pending: AtomicU16::new(0),
+            priority: [const { core::sync::atomic::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
+        }
+    }
+
+    pub fn set_clear(&self, op: SetClear, bits: u16) {
+        match op {
+            SetClear::EnableSet => self.enabled.fetch_or(bits, Ordering::AcqRel),
+            SetClear::EnableClear => self.enabled.fetch_and(!bits, Ordering::AcqRel),
+            SetClear::PendingSet => self.pending.fetch_or(bits, Ordering::AcqRel),
+            SetClear::PendingClear => self.pending.fetch_and(!bits, Ordering::AcqRel),
+            // Active SGIs live in the list registers; these are ignored.
+            SetClear::ActiveSet | SetClear::ActiveClear => 0,
+        };
+    }
+
+    /// The SGI bits a read of the register shows.
+    pub fn read(&self, op: SetClear) -> u16 {
+        match op {
+            SetClear::EnableSet | SetClear::EnableClear => self.enabled.load(Ordering::Acquire),
+            SetClear::PendingSet | SetClear::PendingClear => self.pending.load(Ordering::Acquire),
+            SetClear::ActiveSet | SetClear::ActiveClear => 0,
+        }
+    }
+
+    pub fn priority(&self, sgi: u8) -> u8 {
+        self.priority[sgi as usize & 15].load(Ordering::Relaxed)
+    }
+
+    pub fn set_priority(&self, sgi: u8, value: u8) {
+        self.priority[sgi as usize & 15].store(value, Ordering::Relaxed);
+    }
+
+    /// Marks `sgi` pending (from any CPU).
+    pub fn raise(&self, sgi: u8) {
+        self.pending.fetch_or(1 << (sgi & 15), Ordering::AcqRel);
+    }
+
+    /// Takes one pending and enabled SGI, clearing its pending bit.
+    pub fn take(&self) -> Option<u8> {
+        loop {
+            let pending = self.pending.load(Ordering::Acquire);
+            let ready = pending & self.enabled.load(Ordering::Acquire);
+            if ready == 0 {
+                return None;
+            }
+            let sgi = ready.trailing_zeros() as u16;
+            let cleared = pending & !(1 << sgi);
+            if self
+                .pending
+                .compare_exchange(pending, cleared, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Some(sgi as u8);
+            }
+        }
+    }
+
+    /// Whether some SGI is pending and enabled.
+    pub fn has_ready(&self) -> bool {
+        self.pending.load(Ordering::Acquire) & self.enabled.load(Ordering::Acquire) != 0
+    }
+
+    /// Puts back an SGI that found no free list register.
+    pub fn put_back(&self, sgi: u8) {
+        self.raise(sgi);
+    }
+}
+
+/// A list register (ICH_LR<n>_EL2) holding a pending group-1 interrupt;
+/// with `physical`, the HW bit links it to that physical INTID.
+pub fn list_register(virtual_intid: u32, physical: Option<u32>, priority: u8) -> u64 {
+    const PENDING: u64 = 0b01 << 62;
+    const HW: u64 = 1 << 61;
+    const GROUP1: u64 = 1 << 60;
+    let mut lr = PENDING | GROUP1 | (priority as u64) << 48 | virtual_intid as u64;
+    if let Some(p) = physical {
+        lr |= HW | ((p as u64) & 0x1fff) << 32;
+    }
+    lr
+}
+
+/// An SGI the guest generated through ICC_SGI1R_EL1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgiRequest {
+    pub intid: u8,
+    /// Bit i set: vCPU i is a target.
+    pub targets: u32,
+}
+
+/// Decodes an ICC_SGI1R_EL1 value written by vCPU `sender` into its
+/// targets among `cpus` (the vCPUs' MPIDR affinities, by index).
+pub fn decode_sgi1r(value: u64, sender: usize, cpus: &[u64]) -> SgiRequest {
+    let intid = ((value >> 24) & 0xf) as u8;
+    let mut targets = 0u32;
+    if value & (1 << 40) != 0 {
+        // IRM: every PE but the sender.
+        for i in 0..cpus.len().min(32) {
+            if i != sender {
+                targets |= 1 << i;
+            }
+        }
+    } else {
+        let aff1 = (value >> 16) & 0xff;
+        let aff2 = (value >> 32) & 0xff;
+        let aff3 = (value >> 48) & 0xff;
+        // RS selects which block of 16 Aff0 values the list covers.
+        let range = ((value >> 44) & 0xf) * 16;
+        let list = value & 0xffff;
+        for (i, &mpidr) in cpus.iter().enumerate().take(32) {
+            let aff0 = mpidr & 0xff;
+            let same_cluster = (mpidr >> 8) & 0xff == aff1
+                && (mpidr >> 16) & 0xff == aff2
+                && (mpidr >> 32) & 0xff == aff3;
+            if same_cluster
+                && aff0 >= range
+                && aff0 < range + 16
+                && list & (1 << (aff0 - range)) != 0
+            {
+                targets |= 1 << i;
+            }
+        }
+    }
+    SgiRequest { intid, targets }
+}
+
+/// The ICC_SGI1R_EL1 value that sends SGI `intid` to the PE with `mpidr`.
+pub fn sgi1r_for(intid: u32, mpidr: u64) -> u64 {
+    let aff0 = mpidr & 0xff;
+    let aff1 = (mpidr >> 8) & 0xff;
+    let aff2 = (mpidr >> 16) & 0xff;
+    let aff3 = (mpidr >> 32) & 0xff;
+    aff3 << 48
+        | aff2 << 32
+        | (aff0 / 16) << 44
+        | ((intid as u64) & 0xf) << 24
+        | aff1 << 16
+        | 1 << (aff0 % 16)
+}
+
+/// Where the redistributor frames of one CPU repeat (GICR_TYPER.VLPIS adds
+/// the two GICv4 vLPI frames).
+pub fn redistributor_stride(gicr_typer: u64) -> u64 {
+    if gicr_typer & (1 << 1) != 0 {
+        0x4_0000
+    } else {
+        0x2_0000
+    }
+}
+
+/// The affinity (Aff3.Aff2.Aff1.Aff0 as in MPIDR) a GICR_TYPER describes.
+pub fn redistributor_affinity(gicr_typer: u64) -> u64 {
+    let affinity = gicr_typer >> 32;
+    (affinity & 0xff_ffff) | (affinity >> 24 & 0xff) << 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributor_map() {
+        assert_eq!(distributor(0x0), RegisterAction::ReadOnly);
+        assert_eq!(distributor(0x4), RegisterAction::ReadMasked(3 << 16));
+        assert_eq!(distributor(0x84), RegisterAction::Fixed(0xffff_ffff));
+        assert_eq!(distributor(0x104), RegisterAction::Forward);
+        assert_eq!(distributor(0x420), RegisterAction::Forward);
+        assert_eq!(distributor(0x6100), RegisterAction::Forward);
+        assert_eq!(distributor(0xffe8), RegisterAction::ReadOnly);
+        assert_eq!(
+            distributor(0x0f00),
+            RegisterAction::Fixed(0),
+            "GICD_SGIR is unused with ARE"
+        );
+        assert_eq!(distributor(0x0070), RegisterAction::Fixed(0));
+    }
+
+    #[test]
+    fn redistributor_map() {
+        assert_eq!(redistributor(0x8), RegisterAction::ReadMasked(0b1001));
+        assert_eq!(redistributor(0xc), RegisterAction::ReadOnly);
+        assert_eq!(
+            redistributor(0x70),
+            RegisterAction::Fixed(0),
+            "no LPI tables"
+        );
+        assert_eq!(
+            redistributor(0x1_0100),
+            RegisterAction::SgiPpi(SetClear::EnableSet)
+        );
+        assert_eq!(
+            redistributor(0x1_0380),
+            RegisterAction::SgiPpi(SetClear::ActiveClear)
+        );
+        assert_eq!(
+            redistributor(0x1_0403),
+            RegisterAction::SgiPriority { first: 3 }
+        );
+        assert_eq!(redistributor(0x1_0418), RegisterAction::Forward);
+        assert_eq!(redistributor(0x1_0c00), RegisterAction::Fixed(0xaaaa_aaaa));
+    }
+
+    #[test]
+    fn guest_cannot_touch_hv_ppis() {
+        let maintenance = 1 << DEFAULT_MAINTENANCE_INTID;
+        assert_eq!(
+            split_sgi_ppi(0xffff_ffff, maintenance),
+            (0xffff, 0xfdff_0000)
+        );
+        assert_eq!(split_sgi_ppi(1 << 27, maintenance), (0, 1 << 27));
+    }
+
+    #[test]
+    fn sgi_state() {
+        let sgis = VirtualSgis::new();
+        sgis.raise(3);
+        assert_eq!(sgis.take(), None, "pending but disabled");
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        sgis.raise(1);
+        assert_eq!(sgis.take(), Some(1));
+        assert_eq!(sgis.take(), Some(3));
+        assert_eq!(sgis.take(), None);
+        sgis.raise(5);
+        sgis.set_clear(SetClear::PendingClear, 1 << 5);
+        assert_eq!(sgis.take(), None);
+        assert_eq!(sgis.read(SetClear::EnableClear), 0xffff);
+        assert_eq!(sgis.priority(2), DEFAULT_PRIORITY);
+        sgis.set_priority(2, 0x80);
+        assert_eq!(sgis.priority(2), 0x80);
+    }
+
+    #[test]
+    fn list_registers() {
+        assert_eq!(list_register(27, Some(27), 0xa0), 0x7_0a0_001b_0000_001b);
+        assert_eq!(list_register(1, None, 0x80), 0x5080_0000_0000_0001);
+    }
+
+    #[test]
+    fn sgi_targets() {
+        let cpus = [0x0, 0x1, 0x100, 0x1_0000_0000];
+        // Target list {1} in cluster 0, SGI 5.
+        assert_eq!(
+            decode_sgi1r(5 << 24 | 0b10, 0, &cpus),
+            SgiRequest {
+                intid: 5,
+                targets: 0b10
+            }
+        );
+        // Aff1=1, Aff0=0.
+        assert_eq!(decode_sgi1r(2 << 24 | 1 << 16 | 1, 0, &cpus).targets, 0b100);
+        // Aff3=1.
+        assert_eq!(decode_sgi1r(1 << 48 | 1, 0, &cpus).targets, 0b1000);
+        // IRM: all but the sender.
+        assert_eq!(decode_sgi1r(1 << 40, 2, &cpus).targets, 0b1011);
+        // Round trip through the encoder.
+        for (i, &mpidr) in cpus.iter().enumerate() {
+            assert_eq!(
+                decode_sgi1r(sgi1r_for(7, mpidr), 9, &cpus),
+                SgiRequest {
+                    intid: 7,
+                    targets: 1 << i
+                }
+            );
+        }
+        // Aff0 beyond the RS block is not targeted.
+        assert_eq!(decode_sgi1r(1 << 44 | 1, 0, &cpus).targets, 0);
+    }
+
+    #[test]
+    fn redistributor_frames() {
+        assert_eq!(redistributor_stride(0), 0x2_0000);
+        assert_eq!(redistributor_stride(0b10), 0x4_0000);
+        // Affinity 1.0.3.2 (Aff3.Aff2.Aff1.Aff0) is MPIDR 0x1_0000_0302.
+        assert_eq!(redistributor_affinity(0x0100_0302_0000_0010), 0x1_0000_0302);
+    }
+}
