@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn list_registers() {
-        assert_eq!(list_register(27, Some(27), 0xa0), 0x7_0a0_001b_0000_001b);
+        assert_eq!(list_register(27, Some(27), 0xa0), 0x70a0_001b_0000_001b);
         assert_eq!(list_register(1, None, 0x80), 0x5080_0000_0000_0001);
     }
 
