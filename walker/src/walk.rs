@@ -317,6 +317,10 @@ struct Geometry {
     start_level: i8,
     ia_bits: u32,
     table_base: u64,
+    /// Lowest IPA bit the start level resolves, and the mask of its index
+    /// (up to 16 concatenated tables' worth).
+    start_shift: u32,
+    start_index_mask: u64,
 }
 
 /// A decoded stage-2 configuration, ready to walk. Construction never fails:
@@ -633,8 +637,7 @@ impl Stage2Walker {
         if cursor.ipa >> geometry.ia_bits != 0 {
             return Err(stop0(FaultCause::IpaOutOfRange));
         }
-        let lsb = self.level_lsb(geometry.start_level);
-        let index = (cursor.ipa >> lsb) & mask(geometry.ia_bits - lsb);
+        let index = (cursor.ipa >> geometry.start_shift) & geometry.start_index_mask;
         let address = geometry.table_base | (index << 3);
         if self.oa_out_of_range(address) {
             return Err(stop0(FaultCause::BaseAddressOutOfRange));
@@ -1059,9 +1062,12 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
     } else {
         vttbr & mask(48) & !1
     };
+    let start_shift = sl_min - 1;
     Ok(Geometry {
         start_level,
         ia_bits,
         table_base: base & !mask(table_size_log2),
+        start_shift,
+        start_index_mask: mask(ia_bits - start_shift),
     })
 }
