@@ -778,12 +778,22 @@ impl PsciHost for HostPsci<'_> {
         SLOTS.context[vcpu].store(context, Ordering::Release);
         cpu::dsb_ish();
         let record = &self.0.secondary_boot[vcpu] as *const SecondaryBoot as u64;
-        smccc::psci::cpu_on::<smccc::Smc>(
-            self.0.platform.cpus[vcpu],
-            boot::hv_secondary_entry as *const () as u64,
-            record,
-        )
-        .map_err(i64::from)
+        let entry_point = boot::hv_secondary_entry as *const () as u64;
+        // A vCPU that just called CPU_OFF is already OFF for the guest but
+        // its physical CPU may still be on its way down: the firmware then
+        // says ALREADY_ON for a moment, so retry for a bounded time.
+        let deadline = cpu::counter() + cpu::counter_frequency() / 10;
+        loop {
+            match smccc::psci::cpu_on::<smccc::Smc>(self.0.platform.cpus[vcpu], entry_point, record)
+            {
+                Err(smccc::psci::Error::AlreadyOn | smccc::psci::Error::OnPending)
+                    if cpu::counter() < deadline =>
+                {
+                    core::hint::spin_loop();
+                }
+                result => return result.map_err(i64::from),
+            }
+        }
     }
 }
 

@@ -195,8 +195,9 @@ $bb devmem 0x0a000000 32 > /dev/null 2>&1
 status=$?
 abort=missed
 [ "$status" -eq 135 ] && abort=sigbus
-# Through printk, so the line is on the console before the power goes.
-echo "UMBRA-GUEST-OK cpus=$cpus online=$online hotplug=$hotplug unbacked-read=$abort" > /dev/kmsg
+# Through printk, so the line is on the console before the power goes;
+# at KERN_CRIT (<2>) so that `quiet` does not hide it.
+echo "<2>UMBRA-GUEST-OK cpus=$cpus online=$online hotplug=$hotplug unbacked-read=$abort" > /dev/kmsg
 $bb poweroff -f
 "#;
 
