@@ -329,3 +329,34 @@ fn shareability_reserved_encoding_is_reported_as_found() {
         FaultCause::IpaOutOfRange
     );
 }
+
+#[test]
+fn a_contiguous_hint_wider_than_the_input_size_does_not_fault() {
+    // 16KB, FEAT_TTST, start level 3, 16-bit input: a contiguous page spans
+    // 128 x 16KB = 2MB, more than the whole 64KB input range. This walker's
+    // IMPLEMENTATION DEFINED choice is no fault; StageOA takes OA bits below
+    // 2^21 from the IPA.
+    let f = features(mmfr0(PA_48), 0, mmfr2(true));
+    let mem = Mem::new(Endianness::Little).with_slot(0x4000_0000, 1 << 20, SlotAccess::ReadWrite);
+    let mut b = Builder::new(
+        &mem,
+        Granule::K16,
+        3,
+        16,
+        AddrFormat::Plain,
+        0x4000_0000,
+        1 << 20,
+    );
+    let ipa = 0xc123;
+    b.map(3, ipa, 0x7654_0000 | (5 << 14), LEAF_RW | (1 << 52));
+    let w = walker(
+        vtcr(Granule::K16, 48, 0, 5),
+        b.vttbr(),
+        Endianness::Little,
+        &f,
+    );
+    assert_eq!(w.start_level(), Some(3));
+    let t = mem.with(|m| w.walk(m, ipa, AccessKind::Read)).unwrap();
+    assert_eq!((t.block_size, t.contiguous_size), (1 << 14, 1 << 21));
+    assert_eq!(t.output_address, 0x7640_0000 | ipa);
+}

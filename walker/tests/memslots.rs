@@ -214,6 +214,8 @@ fn syndrome_for_data_and_instruction_aborts() {
     )
     .syndrome(&ctx);
     assert_eq!(s.esr_el2 & 0x3f, 0x13);
+    // External aborts on the walk carry the IPA in HPFAR_EL2 too.
+    assert_eq!(s.hpfar_el2, 0x000f_1234_5678_9abc_u64 >> 12 << 4);
 }
 
 #[test]
