@@ -278,7 +278,7 @@ fn check_single(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn any_memory_and_registers_never_panic_stay_in_memslots_and_batch_equals_single(
@@ -344,7 +344,7 @@ const SHAPES: &[(Granule, u64, i32, u32, u32)] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn tables_built_independently_translate_as_built(
@@ -494,7 +494,7 @@ fn check_against_model(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     /// Differential test against the plain pseudocode transliteration in
     /// `tests/model`: same fault kind and level, same output address and
