@@ -42,6 +42,9 @@ pub enum RegisterAction {
     SgiPpi(SetClear),
     /// IPRIORITYR bytes of SGIs (virtual); `first` is the first SGI covered.
     SgiPriority { first: u8 },
+    /// IPRIORITYR bytes of PPIs, forwarded except those of hv's own PPIs;
+    /// `first` is the first INTID covered.
+    PpiPriority { first: u8 },
 }
 
 /// The banked SGI/PPI set and clear registers of the SGI frame.
@@ -104,7 +107,9 @@ pub fn redistributor(offset: u64) -> RegisterAction {
         0x1_0400..=0x1_040f => SgiPriority {
             first: (offset - 0x1_0400) as u8,
         },
-        0x1_0410..=0x1_041f => Forward,
+        0x1_0410..=0x1_041f => PpiPriority {
+            first: (offset - 0x1_0400) as u8,
+        },
         // ICFGR0: SGIs are edge-triggered, read-only.
         0x1_0c00 => Fixed(0xaaaa_aaaa),
         0x1_0c04 => Forward,
@@ -116,6 +121,20 @@ pub fn redistributor(offset: u64) -> RegisterAction {
 /// SGI bits and the bits to write to the hardware (never hv's own PPIs).
 pub fn split_sgi_ppi(value: u32, hv_ppis: u32) -> (u16, u32) {
     (value as u16, value & 0xffff_0000 & !hv_ppis)
+}
+
+/// Which bytes of a guest write of `size` bytes to the PPI priorities
+/// starting at INTID `first` may reach the hardware (bit k: byte k), so the
+/// guest cannot demote hv's own PPIs.
+pub fn ppi_priority_bytes(first: u8, size: u64, hv_ppis: u32) -> u8 {
+    let mut allowed = 0u8;
+    for k in 0..size.min(8) as u8 {
+        let intid = first as u32 + k as u32;
+        if intid < 32 && hv_ppis & (1 << intid) == 0 {
+            allowed |= 1 << k;
+        }
+    }
+    allowed
 }
 
 /// Per-vCPU state of the virtual SGIs.
@@ -334,7 +353,10 @@ mod tests {
             redistributor(0x1_0403),
             RegisterAction::SgiPriority { first: 3 }
         );
-        assert_eq!(redistributor(0x1_0418), RegisterAction::Forward);
+        assert_eq!(
+            redistributor(0x1_0418),
+            RegisterAction::PpiPriority { first: 24 }
+        );
         assert_eq!(redistributor(0x1_0c00), RegisterAction::Fixed(0xaaaa_aaaa));
     }
 
@@ -346,6 +368,19 @@ mod tests {
             (0xffff, 0xfdff_0000)
         );
         assert_eq!(split_sgi_ppi(1 << 27, maintenance), (0, 1 << 27));
+    }
+
+    #[test]
+    fn ppi_priorities_of_hv_are_protected() {
+        let maintenance = 1 << 25;
+        assert_eq!(ppi_priority_bytes(24, 4, maintenance), 0b1101);
+        assert_eq!(ppi_priority_bytes(25, 1, maintenance), 0);
+        assert_eq!(ppi_priority_bytes(16, 4, maintenance), 0b1111);
+        assert_eq!(
+            ppi_priority_bytes(28, 8, 0),
+            0b1111,
+            "nothing past INTID 31"
+        );
     }
 
     #[test]

@@ -351,6 +351,19 @@ impl Gic {
                     shown as u64
                 }
             }
+            RegisterAction::PpiPriority { first } => {
+                if write {
+                    let allowed = vgic::ppi_priority_bytes(first, size, hv_ppis);
+                    for k in 0..size {
+                        if allowed & (1 << k) != 0 {
+                            mmio::write8(ipa + k, (value >> (8 * k)) as u8);
+                        }
+                    }
+                    0
+                } else {
+                    mmio::read(ipa, size)
+                }
+            }
             RegisterAction::SgiPriority { first } => {
                 let sgis = &SGIS[owner.unwrap_or(vcpu)];
                 let mut read = 0u64;
