@@ -291,10 +291,12 @@ impl Fault {
     /// - S1PTW = 1 for [`AbortOrigin::Stage1Walk`].
     /// - WnR (data aborts only) = the stage-2 access was a write (for a
     ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor).
-    /// - HPFAR_EL2 carries the faulting IPA for every stage-2 fault,
-    ///   including external aborts on the walk (where the architecture leaves
-    ///   HPFAR UNKNOWN, the IPA is a permitted UNKNOWN value and the most
-    ///   useful one to L1).
+    /// - HPFAR_EL2 carries the faulting IPA for every stage-2 fault. Where
+    ///   the architecture leaves HPFAR_EL2 UNKNOWN (permission faults not on
+    ///   a stage-1 walk, external aborts on the walk) the IPA is a permitted
+    ///   UNKNOWN value and the most useful one to L1. FIPA holds IPA\[51:12\];
+    ///   higher IPA bits (only possible for an IPA-out-of-range fault on a
+    ///   malformed input) do not fit the register and are not reported.
     pub fn syndrome(&self, context: &AbortContext) -> InjectedAbort {
         let (fetch, s1ptw) = match context.origin {
             AbortOrigin::Access => (self.access.is_fetch(), false),
