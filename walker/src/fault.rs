@@ -328,3 +328,64 @@ impl Fault {
         }
     }
 }
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::Translation => "translation fault",
+            FaultKind::AddressSize => "address size fault",
+            FaultKind::AccessFlag => "access flag fault",
+            FaultKind::Permission => "permission fault",
+            FaultKind::ExternalAbortOnWalk => "synchronous external abort on walk",
+        })
+    }
+}
+
+impl fmt::Display for FaultCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            FaultCause::InputSizeOutOfRange { t0sz, min, max } => {
+                write!(f, "VTCR_EL2.T0SZ {t0sz} outside {min}..={max}")
+            }
+            FaultCause::InvalidStartLevel => f.write_str("invalid start level (SL0/SL2)"),
+            FaultCause::InconsistentStartLevel => f.write_str("start level inconsistent with T0SZ"),
+            FaultCause::IpaOutOfRange => f.write_str("IPA beyond the input size"),
+            FaultCause::InvalidDescriptor => f.write_str("invalid descriptor"),
+            FaultCause::BlockNotPermitted => f.write_str("block descriptor not permitted here"),
+            FaultCause::BaseAddressOutOfRange => {
+                f.write_str("VTTBR_EL2.BADDR beyond the output size")
+            }
+            FaultCause::TableAddressOutOfRange => {
+                f.write_str("next-level table beyond the output size")
+            }
+            FaultCause::OutputAddressOutOfRange => {
+                f.write_str("output address beyond the output size")
+            }
+            FaultCause::AccessFlagClear => f.write_str("access flag clear"),
+            FaultCause::ReadDenied => f.write_str("read not permitted by S2AP"),
+            FaultCause::WriteDenied => f.write_str("write not permitted by S2AP"),
+            FaultCause::ExecuteDenied => f.write_str("execution not permitted by XN"),
+            FaultCause::ExecuteFromDevice => f.write_str("instruction fetch from Device memory"),
+            FaultCause::DescriptorOutsideMemslots { address } => {
+                write!(f, "descriptor at {address:#x} outside every memslot")
+            }
+            FaultCause::UpdateRefused { address } => {
+                write!(f, "hardware update of descriptor at {address:#x} refused")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at level {} (FSC {:#04x}) for IPA {:#x}: {}",
+            self.kind(),
+            self.level,
+            self.fsc(),
+            self.ipa,
+            self.cause
+        )
+    }
+}

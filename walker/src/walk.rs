@@ -282,6 +282,21 @@ impl WalkError {
     }
 }
 
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalkError::Fault(fault) => fault.fmt(f),
+            WalkError::Contended {
+                ipa,
+                descriptor_address,
+            } => write!(
+                f,
+                "IPA {ipa:#x}: descriptor at {descriptor_address:#x} kept changing during its update"
+            ),
+        }
+    }
+}
+
 impl From<Fault> for WalkError {
     fn from(fault: Fault) -> Self {
         WalkError::Fault(fault)

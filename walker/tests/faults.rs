@@ -420,3 +420,16 @@ fn fault_status_codes_cover_every_kind_and_level() {
         }
     }
 }
+
+#[test]
+fn faults_read_well() {
+    let (mem, mk) = setup(5);
+    let mut b = builder(&mem);
+    b.put(2, IPA, 0);
+    let w = mk(&mem, b.vttbr());
+    let e = mem.with(|m| w.walk(m, IPA, AccessKind::Read)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("translation fault at level 2 (FSC 0x06) for IPA {IPA:#x}: invalid descriptor")
+    );
+}
