@@ -110,11 +110,15 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.service_bell.ring();
         let replies = &self.replies;
         self.reply_bell.wait_until(|| replies.has_record());
-        let Some(record) = self.replies.pop() else {
+        // Decode in place in the slot; only the typed reply is copied out.
+        let mut decoded = None;
+        self.replies
+            .drain(1, |record| decoded = Some(decode_reply(record)));
+        let Some(decoded) = decoded else {
             unreachable!("wait_until returned with a record waiting");
         };
         self.outstanding = 0;
-        let envelope = decode_reply(&record).map_err(ClientError::MalformedReply)?;
+        let envelope = decoded.map_err(ClientError::MalformedReply)?;
         if envelope.seq != seq {
             return Err(ClientError::UnexpectedReply {
                 seq: envelope.seq,
@@ -321,11 +325,13 @@ impl<'e, 'a, B: Doorbell> Poller<'e, 'a, B> {
         if count == 0 {
             return 0;
         }
-        let start = self.next;
-        self.next = (start + 1) % count;
+        // Rotate the starting endpoint (no division on this hot path).
+        let start = if self.next < count { self.next } else { 0 };
+        self.next = if start + 1 == count { 0 } else { start + 1 };
+        let (tail, head) = self.endpoints.split_at_mut(start);
         let mut served = 0;
-        for i in 0..count {
-            served += self.endpoints[(start + i) % count].serve(self.batch_limit, handler);
+        for endpoint in head.iter_mut().chain(tail.iter_mut()) {
+            served += endpoint.serve(self.batch_limit, handler);
         }
         served
     }

@@ -55,62 +55,79 @@ pub use host::HostDoorbell;
 #[cfg(any(feature = "std", test, loom))]
 mod host {
     use super::Doorbell;
-    use crate::sync::{spin_hint, AtomicU32, Condvar, Mutex, Ordering};
+    use crate::sync::{spin_hint, AtomicU64, Condvar, Mutex, Ordering};
 
-    /// No waiter is parked and no ring is pending.
-    const EMPTY: u32 = 0;
-    /// The waiter armed the bell and may be (about to be) parked.
-    const PARKED: u32 = 1;
-    /// A ring happened that the waiter has not consumed yet.
-    const NOTIFIED: u32 = 2;
+    /// Low half of the state word: waiters registered to sleep.
+    const WAITER: u64 = 1;
+    const WAITER_MASK: u64 = 0xffff_ffff;
+    /// High half: the ring epoch, bumped by every ring.
+    const EPOCH: u64 = 1 << 32;
 
-    /// Host doorbell: the waiter spins on `ready()` for a while, then parks
-    /// on a condition variable. A ring is one atomic swap when nobody is
-    /// parked, plus a lock/unlock and a notify when somebody is.
+    /// Host doorbell: a waiter polls `ready()` for a while, then registers
+    /// and sleeps on a condition variable until the next ring. Any number
+    /// of producers may ring and any number of consumers may wait. A ring
+    /// is one atomic add when nobody sleeps, plus a lock/unlock and a
+    /// notify when somebody does.
     ///
-    /// Ordering argument: the state word is only changed by read-modify-
-    /// writes, so they are totally ordered. If the producer's swap comes
-    /// after the waiter's arming CAS, it reads `PARKED` and wakes the
-    /// waiter; the lock taken in between makes sure the waiter is either
-    /// still before its state check (and will see `NOTIFIED`) or inside
-    /// `Condvar::wait`. If it comes before, the arming CAS fails on
-    /// `NOTIFIED`, and its Acquire synchronises with the swap's Release,
-    /// so the next `ready()` sees the records published before the ring.
+    /// Ordering argument: the state word (ring epoch, waiter count) only
+    /// changes by read-modify-writes, which are totally ordered. If a ring's
+    /// add comes after a waiter's registration, it sees the waiter and
+    /// notifies; the lock taken in between means the waiter is either still
+    /// before its epoch check (and sees the new epoch) or inside
+    /// `Condvar::wait`. If the ring comes first, the registration's Acquire
+    /// synchronises with the ring's Release, so the `ready()` check that
+    /// follows the registration sees everything published before the ring.
     #[derive(Debug)]
     pub struct HostDoorbell {
-        state: AtomicU32,
+        state: AtomicU64,
         lock: Mutex<()>,
         wakeup: Condvar,
         spin_limit: u32,
     }
 
     impl HostDoorbell {
-        /// A bell whose waiter polls `ready()` `spin_limit` times before it
-        /// parks.
+        /// A bell whose waiters poll `ready()` `spin_limit` times before
+        /// they sleep.
         pub fn new(spin_limit: u32) -> HostDoorbell {
             HostDoorbell {
-                state: AtomicU32::new(EMPTY),
+                state: AtomicU64::new(0),
                 lock: Mutex::new(()),
                 wakeup: Condvar::new(),
                 spin_limit,
             }
         }
+
+        fn sleep_until_epoch_moves(&self, epoch: u64) {
+            let mut guard = match self.lock.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            while self.state.load(Ordering::Acquire) & !WAITER_MASK == epoch {
+                guard = match self.wakeup.wait(guard) {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+            }
+        }
     }
 
     impl Default for HostDoorbell {
-        /// About 10-50 us of spinning on current cores before parking.
+        /// A few microseconds of polling before sleeping: long enough to
+        /// catch a reply on an idle machine, short enough not to steal a
+        /// shared core for long.
         fn default() -> Self {
-            HostDoorbell::new(1 << 14)
+            HostDoorbell::new(1 << 10)
         }
     }
 
     impl Doorbell for HostDoorbell {
         fn ring(&self) {
-            if self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
-                // Taking the lock orders this notify after the waiter's
-                // state check: it is then inside `wait` and will be woken.
+            let before = self.state.fetch_add(EPOCH, Ordering::AcqRel);
+            if before & WAITER_MASK != 0 {
+                // Taking the lock orders this notify after every
+                // registered waiter's epoch check: each is inside `wait`.
                 drop(self.lock.lock());
-                self.wakeup.notify_one();
+                self.wakeup.notify_all();
             }
         }
 
@@ -125,36 +142,13 @@ mod host {
                 if ready() {
                     return;
                 }
-                // Arm. On failure a ring is pending: consume it (its
-                // Acquire makes the records it announced visible) and
-                // check again.
-                if self
-                    .state
-                    .compare_exchange(EMPTY, PARKED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    self.state.swap(EMPTY, Ordering::AcqRel);
-                    continue;
-                }
-                // A record published before the arming but after the
-                // `ready()` above would have made its ring fail the CAS; a
-                // later one finds PARKED and wakes us. Still, check once
-                // more before sleeping: it is cheap and covers producers
-                // that publish without ringing yet (they ring soon after).
+                let before = self.state.fetch_add(WAITER, Ordering::AcqRel);
+                // A record published before a ring that preceded the
+                // registration is visible now; a later ring sees us.
                 if !ready() {
-                    let mut guard = match self.lock.lock() {
-                        Ok(guard) => guard,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    while self.state.load(Ordering::Acquire) == PARKED {
-                        guard = match self.wakeup.wait(guard) {
-                            Ok(guard) => guard,
-                            Err(poisoned) => poisoned.into_inner(),
-                        };
-                    }
+                    self.sleep_until_epoch_moves(before & !WAITER_MASK);
                 }
-                // Disarm, consuming any ring that arrived.
-                self.state.swap(EMPTY, Ordering::AcqRel);
+                self.state.fetch_sub(WAITER, Ordering::AcqRel);
             }
         }
     }

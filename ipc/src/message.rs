@@ -73,6 +73,7 @@ impl Record {
         })
     }
 
+    #[inline]
     fn new<B: IntoBytes + Immutable>(kind: RecordKind, vcpu: VcpuId, seq: u64, body: &B) -> Record {
         let mut record = Record {
             header: RecordHeader {
@@ -113,20 +114,19 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 9] = [
-        RecordKind::Translate,
-        RecordKind::Invalidate,
-        RecordKind::L0Unmap,
-        RecordKind::Mapped,
-        RecordKind::Inject,
-        RecordKind::Retry,
-        RecordKind::InvalidateAck,
-        RecordKind::L0UnmapAck,
-        RecordKind::Error,
-    ];
-
     fn from_u16(kind: u16) -> Option<RecordKind> {
-        RecordKind::ALL.into_iter().find(|k| *k as u16 == kind)
+        Some(match kind {
+            0x01 => RecordKind::Translate,
+            0x02 => RecordKind::Invalidate,
+            0x03 => RecordKind::L0Unmap,
+            0x81 => RecordKind::Mapped,
+            0x82 => RecordKind::Inject,
+            0x83 => RecordKind::Retry,
+            0x84 => RecordKind::InvalidateAck,
+            0x85 => RecordKind::L0UnmapAck,
+            0x8f => RecordKind::Error,
+            _ => return None,
+        })
     }
 
     fn is_request(self) -> bool {
@@ -614,18 +614,25 @@ const _: () = {
     assert!(size_of::<RetryWire>() == BODY_SIZE);
     assert!(size_of::<CountWire>() == BODY_SIZE);
     assert!(size_of::<ErrorWire>() == BODY_SIZE);
+    // `body()` views bodies in place at offset 16 of the record.
+    assert!(core::mem::align_of::<Record>() == 8);
+    assert!(core::mem::offset_of!(Record, body) == 16);
 };
 
-fn body<W: FromBytes>(record: &Record) -> W {
-    match W::read_from_bytes(&record.body) {
+/// Views the body as `W` in place (no copy): the body sits at offset 16 of
+/// an 8-aligned record, so any body struct (alignment <= 8) fits exactly.
+fn body<W: FromBytes + KnownLayout + Immutable>(record: &Record) -> &W {
+    match W::ref_from_bytes(&record.body) {
         Ok(wire) => wire,
-        // Every body struct is exactly BODY_SIZE bytes (asserted above).
-        Err(_) => unreachable!("body structs are BODY_SIZE bytes"),
+        // Every body struct is exactly BODY_SIZE bytes with alignment <= 8
+        // (asserted above), and the body is 8-aligned.
+        Err(_) => unreachable!("body structs are BODY_SIZE bytes, align <= 8"),
     }
 }
 
-fn check_reserved(kind: RecordKind, reserved: &[u8]) -> Result<(), DecodeError> {
-    if reserved.iter().all(|b| *b == 0) {
+#[inline]
+fn check_reserved<const N: usize>(kind: RecordKind, reserved: &[u8; N]) -> Result<(), DecodeError> {
+    if *reserved == [0; N] {
         Ok(())
     } else {
         Err(DecodeError::invalid(kind, Field::Reserved))
@@ -713,6 +720,7 @@ impl Request {
     }
 
     /// Encodes the request as a record from `vcpu` with sequence `seq`.
+    #[inline]
     pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
         match self {
             Request::Translate(t) => Record::new(
@@ -761,6 +769,7 @@ impl Request {
 }
 
 /// Validates a record received on a request ring.
+#[inline]
 pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError> {
     let kind = check_header(record)?;
     if !kind.is_request() {
@@ -768,7 +777,7 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
     }
     let request = match kind {
         RecordKind::Translate => {
-            let w: TranslateWire = body(record);
+            let w: &TranslateWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let access = match w.access {
                 0 => AccessKind::Read,
@@ -789,7 +798,7 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
             })
         }
         RecordKind::Invalidate => {
-            let w: InvalidateWire = body(record);
+            let w: &InvalidateWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let op = tlbi_op_from_code(w.op).ok_or(DecodeError::invalid(kind, Field::TlbiForm))?;
             let shareability = shareability_from_code(w.shareability)
@@ -810,7 +819,7 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
             Request::Invalidate(inv)
         }
         RecordKind::L0Unmap => {
-            let w: L0UnmapWire = body(record);
+            let w: &L0UnmapWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let change = match w.change {
                 0 => L0Change::Unmap,
@@ -929,6 +938,7 @@ impl Reply {
     }
 
     /// Encodes the reply to request `seq` of `vcpu`.
+    #[inline]
     pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
         let kind = self.kind();
         match self {
@@ -989,6 +999,7 @@ impl Reply {
 }
 
 /// Validates a record received on a reply ring.
+#[inline]
 pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
     let kind = check_header(record)?;
     if kind.is_request() {
@@ -996,7 +1007,7 @@ pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
     }
     let reply = match kind {
         RecordKind::Mapped => {
-            let w: MappedWire = body(record);
+            let w: &MappedWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let permissions = Permissions::from_bits(w.permissions)
                 .ok_or(DecodeError::invalid(kind, Field::Permissions))?;
@@ -1019,7 +1030,7 @@ pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
             Reply::Translate(TranslateOutcome::Mapped(mapping))
         }
         RecordKind::Inject => {
-            let w: InjectWire = body(record);
+            let w: &InjectWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let injection = Injection {
                 esr: w.esr,
@@ -1032,7 +1043,7 @@ pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
             Reply::Translate(TranslateOutcome::Inject(injection))
         }
         RecordKind::Retry => {
-            let w: RetryWire = body(record);
+            let w: &RetryWire = body(record);
             check_reserved(kind, &w.reserved)?;
             let reason = match w.reason {
                 0 => RetryReason::InvalidationRaced,
@@ -1043,23 +1054,23 @@ pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
             Reply::Translate(TranslateOutcome::Retry(reason))
         }
         RecordKind::InvalidateAck => {
-            let w: CountWire = body(record);
+            let w: &CountWire = body(record);
             check_reserved(kind, &w.reserved)?;
             Reply::InvalidateAck(InvalidateAck {
                 entries_dropped: w.count,
             })
         }
         RecordKind::L0UnmapAck => {
-            let w: CountWire = body(record);
+            let w: &CountWire = body(record);
             check_reserved(kind, &w.reserved)?;
             Reply::L0UnmapAck(L0UnmapAck {
                 entries_removed: w.count,
             })
         }
         RecordKind::Error => {
-            let w: ErrorWire = body(record);
+            let w: &ErrorWire = body(record);
             check_reserved(kind, &w.reserved)?;
-            Reply::Error(error_from_wire(&w)?)
+            Reply::Error(error_from_wire(w)?)
         }
         _ => return Err(DecodeError::WrongDirection { kind: kind as u16 }),
     };

@@ -142,7 +142,6 @@ impl<const N: usize> RingBuffer<N> {
     }
 }
 
-#[cfg(not(loom))]
 impl<const N: usize> Default for RingBuffer<N> {
     fn default() -> Self {
         Self::new()
@@ -237,6 +236,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Number of slots.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -406,6 +406,7 @@ impl Producer<'_> {
     /// Free slots: a lower bound from the cached head, which is reread from
     /// the consumer's line only when the cached copy shows none (so the
     /// result is 0 only when the ring is really full).
+    #[inline]
     pub fn free_slots(&mut self) -> usize {
         let capacity = self.ring.capacity();
         let used = self.tail.wrapping_sub(self.head_cache) as usize;
@@ -420,6 +421,7 @@ impl Producer<'_> {
 
     /// Appends one record, visible to the consumer at once. A full ring
     /// refuses it; the caller keeps it and retries (backpressure).
+    #[inline]
     pub fn push(&mut self, record: &Record) -> Result<(), Full> {
         if self.free_slots() == 0 {
             return Err(Full);
@@ -458,6 +460,7 @@ impl Producer<'_> {
 
     /// Appends one record, spinning while the ring is full (the consumer
     /// frees slots without needing anything from this side).
+    #[inline]
     pub fn push_blocking(&mut self, record: &Record) {
         while self.free_slots() == 0 {
             spin_hint();
@@ -467,6 +470,7 @@ impl Producer<'_> {
     }
 
     /// Writes the record at the tail and stamps it. Caller checked space.
+    #[inline]
     fn write(&mut self, record: &Record) {
         let slot = self.ring.slot(self.tail);
         slot.record.with_mut(|ptr| {
@@ -482,6 +486,7 @@ impl Producer<'_> {
 
     /// Makes the tail visible to observers (not needed by the consumer,
     /// which follows the stamps; it lets a new handle resume here).
+    #[inline]
     fn publish_tail(&mut self) {
         if self.published != self.tail {
             self.ring
@@ -520,6 +525,7 @@ impl core::fmt::Debug for Consumer<'_> {
 impl Consumer<'_> {
     /// Whether a record is waiting (one Acquire load of the next slot's
     /// stamp). Usable as a doorbell's readiness check.
+    #[inline]
     pub fn has_record(&self) -> bool {
         self.ring.slot(self.head).stamp.load(Ordering::Acquire) == self.head.wrapping_add(1)
     }
@@ -554,12 +560,14 @@ impl Consumer<'_> {
     }
 
     /// Takes the next record, if any.
+    #[inline]
     pub fn pop(&mut self) -> Option<Record> {
         let mut taken = None;
         self.drain(1, |record| taken = Some(*record));
         taken
     }
 
+    #[inline]
     fn release(&mut self) {
         if self.released != self.head {
             self.ring

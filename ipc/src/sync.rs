@@ -5,10 +5,14 @@
 //! own code rather than a copy of it.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU32, Ordering};
+
+// Only the host doorbell needs a 64-bit atomic.
+#[cfg(all(any(feature = "std", test), not(loom)))]
+pub(crate) use core::sync::atomic::AtomicU64;
 
 #[cfg(all(any(feature = "std", test), not(loom)))]
 pub(crate) use std::sync::{Condvar, Mutex};

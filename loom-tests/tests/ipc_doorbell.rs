@@ -65,3 +65,35 @@ fn consecutive_wakeups_are_not_merged_away() {
         producer.join().unwrap();
     });
 }
+
+/// One bell shared by two sleeping consumers (each with its own ring) and
+/// rung once after publishing to both: both must wake.
+#[test]
+fn one_ring_wakes_every_waiter() {
+    loom::model(|| {
+        let buffers = Arc::new([RingBuffer::<2>::new(), RingBuffer::<2>::new()]);
+        let bell = Arc::new(HostDoorbell::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|i| {
+                let (buffers, bell) = (buffers.clone(), bell.clone());
+                thread::spawn(move || {
+                    let mut rx = buffers[i].ring().consumer().unwrap();
+                    bell.wait_until(|| rx.has_record());
+                    assert_eq!(rx.pop(), Some(record(i as u64)));
+                })
+            })
+            .collect();
+        for (i, buffer) in buffers.iter().enumerate() {
+            buffer
+                .ring()
+                .producer()
+                .unwrap()
+                .push(&record(i as u64))
+                .unwrap();
+        }
+        bell.ring();
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+    });
+}

@@ -1,0 +1,341 @@
+//! ipc benchmarks, each beside its baselines in the same run:
+//!
+//! * `ipc_round_trip`: one request and its reply between two threads on
+//!   different cores. Floor: a single cache line bounced between the two
+//!   cores (`cacheline_ping_pong`). Umbra: the raw ring transport
+//!   (`ring_raw`) and the full typed path (`ring_typed_translate`: encode,
+//!   validate, decode, doorbells, fair poller). Baselines: a pair of
+//!   crossbeam-channel and of std mpsc bounded channels carrying the same
+//!   56-byte record.
+//! * `ipc_throughput`: records per second from one producer to one
+//!   consumer, with the ring published in batches of 1, 8 and 64 (one
+//!   doorbell ring per batch), against crossbeam-channel and std mpsc.
+//!
+//! Goals (issue 4): round trip <= 2x the ping-pong; batched throughput >=
+//! 5x crossbeam-channel.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ipc::{
+    AccessKind, ContextKey, Doorbell, Endpoint, HostDoorbell, Mapping, MemShareability,
+    Permissions, Poller, Record, Reply, Request, RingBuffer, TranslateOutcome, TranslateRequest,
+    VcpuClient, VcpuId,
+};
+
+/// With `IPC_BENCH_PIN=1`, pins the calling thread to core `index` (mod the
+/// core count), so the two sides of every benchmark run on different cores.
+/// Off by default: on a small shared machine a pinned spinning thread that
+/// shares its core with other work waits a whole scheduler slice for each
+/// hand-off, while unpinned threads migrate to whichever core is free.
+fn pin(index: usize) {
+    if std::env::var_os("IPC_BENCH_PIN").is_none() {
+        return;
+    }
+    if let Some(cores) = core_affinity::get_core_ids() {
+        if !cores.is_empty() {
+            core_affinity::set_for_current(cores[index % cores.len()]);
+        }
+    }
+}
+
+fn translate_request(i: u64) -> TranslateRequest {
+    TranslateRequest {
+        context: ContextKey {
+            vmid: 1,
+            vttbr: 0x8000_0000,
+            vtcr: 0x8002_3558,
+        },
+        l2_ipa: (i & 0xffff) << 12,
+        access: AccessKind::Read,
+        esr: 0x9200_0007,
+    }
+}
+
+fn sample_record(i: u64) -> Record {
+    Request::Translate(translate_request(i)).encode(VcpuId(0), i)
+}
+
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// A stop flag on its own cache line, so polling it does not falsely share
+/// a line with the benchmark's other state.
+#[repr(align(128))]
+struct Flag(AtomicBool);
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ipc_round_trip");
+    pin(0);
+
+    // Floor: one cache line, written alternately by the two cores.
+    {
+        let line = Line(AtomicU64::new(0));
+        let stop = Flag(AtomicBool::new(false));
+        let stop = &stop.0;
+        thread::scope(|s| {
+            s.spawn(|| {
+                pin(1);
+                loop {
+                    let v = line.0.load(Ordering::Acquire);
+                    if v & 1 == 1 {
+                        line.0.store(v + 1, Ordering::Release);
+                    } else if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            let mut value = 0u64;
+            group.bench_function("cacheline_ping_pong", |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        line.0.store(value + 1, Ordering::Release);
+                        while line.0.load(Ordering::Acquire) != value + 2 {
+                            std::hint::spin_loop();
+                        }
+                        value += 2;
+                    }
+                    start.elapsed()
+                })
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    // The ring transport alone: push a record, the peer echoes it back.
+    {
+        let requests = RingBuffer::<64>::new();
+        let replies = RingBuffer::<64>::new();
+        let stop = Flag(AtomicBool::new(false));
+        let stop = &stop.0;
+        thread::scope(|s| {
+            s.spawn(|| {
+                pin(1);
+                let mut rx = requests.ring().consumer().unwrap();
+                let mut tx = replies.ring().producer().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    rx.drain(64, |record| tx.push_blocking(record));
+                }
+            });
+            let mut tx = requests.ring().producer().unwrap();
+            let mut rx = replies.ring().consumer().unwrap();
+            let record = sample_record(1);
+            group.bench_function("ring_raw", |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        tx.push_blocking(&record);
+                        while !rx.has_record() {
+                            std::hint::spin_loop();
+                        }
+                        black_box(rx.pop());
+                    }
+                    start.elapsed()
+                })
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    // The full typed path a vCPU fault takes: encode, publish, doorbell,
+    // fair poller, validate and decode, handler, reply, decode.
+    {
+        let requests = RingBuffer::<64>::new();
+        let replies = RingBuffer::<64>::new();
+        let service_bell = HostDoorbell::default();
+        let reply_bell = HostDoorbell::default();
+        let running = Flag(AtomicBool::new(true));
+        let running = &running.0;
+        thread::scope(|s| {
+            s.spawn(|| {
+                pin(1);
+                let mut endpoints =
+                    [
+                        Endpoint::new(VcpuId(0), requests.ring(), replies.ring(), &reply_bell)
+                            .unwrap(),
+                    ];
+                let mut poller = Poller::new(&mut endpoints, 16);
+                poller.run(
+                    &service_bell,
+                    |envelope| match envelope.message {
+                        Request::Translate(t) => {
+                            Reply::Translate(TranslateOutcome::Mapped(Mapping {
+                                pa: t.l2_ipa + (1 << 30),
+                                size_log2: 12,
+                                permissions: Permissions::READ,
+                                mem_attr: 0xf,
+                                shareability: MemShareability::InnerShareable,
+                            }))
+                        }
+                        _ => unreachable!("only translations are sent"),
+                    },
+                    || running.load(Ordering::Acquire),
+                );
+            });
+            let mut client = VcpuClient::new(
+                VcpuId(0),
+                requests.ring(),
+                replies.ring(),
+                &service_bell,
+                &reply_bell,
+            )
+            .unwrap();
+            let mut i = 0u64;
+            group.bench_function("ring_typed_translate", |b| {
+                b.iter(|| {
+                    i += 1;
+                    black_box(client.translate(translate_request(i)).unwrap())
+                })
+            });
+            running.store(false, Ordering::Release);
+            service_bell.ring();
+        });
+    }
+
+    // Baseline: crossbeam-channel, one bounded channel each way.
+    {
+        let (req_tx, req_rx) = crossbeam_channel::bounded::<Record>(64);
+        let (rep_tx, rep_rx) = crossbeam_channel::bounded::<Record>(64);
+        thread::scope(|s| {
+            s.spawn(move || {
+                pin(1);
+                for record in req_rx {
+                    rep_tx.send(record).unwrap();
+                }
+            });
+            let record = sample_record(1);
+            group.bench_function("crossbeam_channel", |b| {
+                b.iter(|| {
+                    req_tx.send(record).unwrap();
+                    black_box(rep_rx.recv().unwrap())
+                })
+            });
+            drop(req_tx);
+        });
+    }
+
+    // Baseline: std mpsc sync channels.
+    {
+        let (req_tx, req_rx) = mpsc::sync_channel::<Record>(64);
+        let (rep_tx, rep_rx) = mpsc::sync_channel::<Record>(64);
+        thread::scope(|s| {
+            s.spawn(move || {
+                pin(1);
+                for record in req_rx {
+                    rep_tx.send(record).unwrap();
+                }
+            });
+            let record = sample_record(1);
+            group.bench_function("std_mpsc", |b| {
+                b.iter(|| {
+                    req_tx.send(record).unwrap();
+                    black_box(rep_rx.recv().unwrap())
+                })
+            });
+            drop(req_tx);
+        });
+    }
+    group.finish();
+}
+
+const THROUGHPUT_RING: usize = 256;
+
+/// Moves `count` records through a ring, published in batches of `batch`
+/// with one doorbell ring each; returns the time until the consumer has
+/// them all.
+fn ring_transfer(count: u64, batch: usize) -> Duration {
+    let buffer = RingBuffer::<THROUGHPUT_RING>::new();
+    let bell = HostDoorbell::default();
+    let records: Vec<Record> = (0..batch as u64).map(sample_record).collect();
+    thread::scope(|s| {
+        let consumer = s.spawn(|| {
+            pin(1);
+            let mut rx = buffer.ring().consumer().unwrap();
+            let mut received = 0u64;
+            while received < count {
+                bell.wait_until(|| rx.has_record());
+                received += rx.drain(64, |r| {
+                    black_box(r.header.seq);
+                }) as u64;
+            }
+        });
+        let start = Instant::now();
+        let mut tx = buffer.ring().producer().unwrap();
+        let mut sent = 0u64;
+        while sent < count {
+            let want = batch.min((count - sent) as usize);
+            let n = tx.push_batch(&records[..want]);
+            if n > 0 {
+                bell.ring();
+                sent += n as u64;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        consumer.join().unwrap();
+        start.elapsed()
+    })
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ipc_throughput");
+    group.throughput(Throughput::Elements(1));
+    pin(0);
+    for batch in [1usize, 8, 64] {
+        group.bench_function(format!("ring_batch_{batch}"), |b| {
+            b.iter_custom(|iters| ring_transfer(iters, batch))
+        });
+    }
+    group.bench_function("crossbeam_channel", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<Record>(THROUGHPUT_RING);
+            let record = sample_record(1);
+            thread::scope(|s| {
+                let consumer = s.spawn(move || {
+                    pin(1);
+                    for r in rx {
+                        black_box(r.header.seq);
+                    }
+                });
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tx.send(record).unwrap();
+                }
+                drop(tx);
+                consumer.join().unwrap();
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("std_mpsc", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = mpsc::sync_channel::<Record>(THROUGHPUT_RING);
+            let record = sample_record(1);
+            thread::scope(|s| {
+                let consumer = s.spawn(move || {
+                    pin(1);
+                    for r in rx {
+                        black_box(r.header.seq);
+                    }
+                });
+                let start = Instant::now();
+                for _ in 0..iters {
+                    tx.send(record).unwrap();
+                }
+                drop(tx);
+                consumer.join().unwrap();
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, round_trip, throughput);
+criterion_main!(benches);
