@@ -7,6 +7,7 @@ extern crate alloc;
 pub mod bundle;
 pub mod esr;
 pub mod exit;
+pub mod fdt_check;
 pub mod guest_dt;
 pub mod inject;
 pub mod layout;

@@ -11,6 +11,7 @@ pub mod mmio;
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
 use crate::exit::GuestExit;
+use crate::fdt_check;
 use crate::guest_dt::{self, GuestConfig};
 use crate::inject::{self, ReturnState};
 use crate::layout::GuestLayout;
@@ -36,6 +37,8 @@ const STAGE1_TABLES: usize = 32;
 const STAGE2_TABLES: usize = 64;
 /// The guest's VMID (there is one guest).
 const GUEST_VMID: u64 = 1;
+/// The arm64 boot protocol's limit on the device tree's size.
+const MAX_DTB_SIZE: usize = 2 << 20;
 
 /// A guest's general-purpose state as the exception vectors save it.
 #[derive(Clone, Copy, Debug)]
@@ -239,13 +242,30 @@ fn align_up(value: u64, align: u64) -> u64 {
 extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     BOOT_COUNTER.store(entry_counter, Ordering::Relaxed);
     LAST_PHASE.store(entry_counter, Ordering::Relaxed);
-    if dtb == 0 {
-        // No device tree, so no console to say so: stop.
+    // Vectors first, so that even a fault while reading the device tree
+    // ends in hv's exception handler rather than at an unknown address.
+    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
+    cpu::isb();
+    // Without a usable device tree there is no console to say so, and no
+    // way to know how to power off: this CPU stops (the driver's timeout
+    // ends QEMU).
+    if dtb == 0 || !dtb.is_multiple_of(8) {
         exit(ExitStatus::Failure);
     }
-    // SAFETY: the boot protocol puts a flattened device tree at x0; its
-    // header is validated and its size bounds every read.
-    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+    // SAFETY: the boot protocol puts a device tree at x0, in memory; the
+    // header is 40 bytes.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 40) };
+    let total = match fdt_check::total_size(header) {
+        Ok(total) if total <= MAX_DTB_SIZE => total,
+        _ => exit(ExitStatus::Failure),
+    };
+    // SAFETY: `total` bytes at x0, bounded by the protocol's 2 MiB limit.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total) };
+    // The `fdt` crate panics on some malformed trees: check first.
+    if fdt_check::check(blob).is_err() {
+        exit(ExitStatus::Failure);
+    }
+    let fdt = match fdt::Fdt::new(blob) {
         Ok(fdt) => fdt,
         Err(_) => exit(ExitStatus::Failure),
     };
