@@ -243,9 +243,13 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     BOOT_COUNTER.store(entry_counter, Ordering::Relaxed);
     LAST_PHASE.store(entry_counter, Ordering::Relaxed);
     // Vectors first, so that even a fault while reading the device tree
-    // ends in hv's exception handler rather than at an unknown address.
-    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
-    cpu::isb();
+    // ends in hv's exception handler rather than at an unknown address
+    // (only at EL2: the EL2 registers are UNDEFINED below it, and the
+    // missing EL2 is reported once the console is known).
+    if (current_el >> 2) & 3 == 2 {
+        write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
+        cpu::isb();
+    }
     // Without a usable device tree there is no console to say so, and no
     // way to know how to power off: this CPU stops (the driver's timeout
     // ends QEMU).
