@@ -512,6 +512,22 @@ fn malformed_lines_get_an_error_line_and_the_run_goes_on() {
     );
     assert_eq!(hex(&lines[1]["oa"]), 0x8000_5008);
     assert_eq!(out.status.code(), Some(1));
+    // An overlong line is one error line, and the next line still works.
+    let mut long = vec![b'x'; 3 << 20];
+    long.push(b'\n');
+    long.extend_from_slice(good.as_bytes());
+    let out = run(&["batch", "--mem", &mem], &long);
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("longer than"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(hex(&lines[1]["oa"]), 0x8000_5008);
+    // A last line without a newline is still a line.
+    let out = run(&["batch", "--mem", &mem], good.trim_end());
+    assert_eq!(hex(&json_lines(&out)[0]["oa"]), 0x8000_5008);
     // A run with only good lines (and faults) exits 0.
     let out = run(&["batch", "--mem", &mem], format!("{good}{good}"));
     assert_eq!(out.status.code(), Some(0));
