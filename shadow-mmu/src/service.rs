@@ -53,23 +53,67 @@ use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
     TlbMaintenance,
 };
-use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
+use crate::sync::{AtomicU64 as ModelledU64, Mutex, Ordering};
+use alloc::sync::Arc;
 
-/// Where shadow tables get their frames and their hardware TLB maintenance.
-pub trait ShadowBackend: Sync {
-    /// The frame pool every context's table allocates from.
-    type Pool: FramePool + Send;
-    /// TLB maintenance for one shadow VMID.
-    type Tlb: TlbMaintenance + Send;
-    /// A handle on the shared pool.
-    fn pool(&self) -> Self::Pool;
-    /// The maintenance hook for `shadow_vmid` (hv: TLBIs with VTTBR_EL2
-    /// holding that VMID).
-    fn tlb(&self, shadow_vmid: u16) -> Self::Tlb;
+/// One context's shadow stage 2 as the service uses it. Implemented by
+/// [`ShadowTable`] (the real descriptors); the loom models plug in a small
+/// fake so they can explore the service's own protocol.
+pub trait ShadowStore: Send + Sync {
+    /// PA of the root table (VTTBR_EL2.BADDR for L2).
+    fn root_pa(&self) -> u64;
+    /// Installs an entry (concurrent callers allowed).
+    fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError>;
+    /// Removes every leaf overlapping the range (with TLB maintenance);
+    /// returns how many.
+    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize;
+    /// Removes every leaf (with TLB maintenance); returns how many.
+    fn clear(&self) -> usize;
+    /// The entry translating `l2_ipa`.
+    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping>;
+    /// Table frames held.
+    fn frames_used(&self) -> usize;
 }
 
-/// The shadow table type a backend gives.
-pub type ShadowOf<B> = ShadowTable<<B as ShadowBackend>::Pool, <B as ShadowBackend>::Tlb>;
+impl<P, T> ShadowStore for ShadowTable<P, T>
+where
+    P: FramePool + Send,
+    T: TlbMaintenance + Send,
+{
+    fn root_pa(&self) -> u64 {
+        ShadowTable::root_pa(self)
+    }
+    fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        ShadowTable::map(self, mapping)
+    }
+    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
+        ShadowTable::unmap_range(self, l2_ipa, len)
+    }
+    fn clear(&self) -> usize {
+        ShadowTable::clear(self)
+    }
+    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        ShadowTable::lookup(self, l2_ipa)
+    }
+    fn frames_used(&self) -> usize {
+        ShadowTable::frames_used(self)
+    }
+}
+
+/// Where contexts get their shadow stage 2 (frames and hardware TLB
+/// maintenance for their VMID).
+pub trait ShadowBackend: Sync {
+    /// The shadow of one context.
+    type Shadow: ShadowStore;
+    /// A new, empty shadow for `shadow_vmid`; `None` when no frame is left
+    /// for its root (the service evicts and the fault retries).
+    fn create(&self, shadow_vmid: u16) -> Option<Self::Shadow>;
+    /// Frames in use over all shadows.
+    fn frames_in_use(&self) -> usize;
+}
+
+type ShadowOf<B> = <B as ShadowBackend>::Shadow;
 
 /// A shared record of (shadow VMID, TLB maintenance call).
 type TlbLog = alloc::sync::Arc<spin::Mutex<Vec<(u16, TlbEvent)>>>;
@@ -80,24 +124,31 @@ type TlbLog = alloc::sync::Arc<spin::Mutex<Vec<(u16, TlbEvent)>>>;
 pub struct HostBackend {
     pool: alloc::sync::Arc<HeapFramePool>,
     log: Option<TlbLog>,
+    config: ShadowConfig,
 }
 
 impl HostBackend {
     /// `frames` shadow frames at fake PAs from 1 TiB; TLB maintenance not
     /// recorded.
-    pub fn new(frames: usize) -> Result<Self, PoolError> {
+    pub fn new(frames: usize, config: ShadowConfig) -> Result<Self, PoolError> {
         Ok(HostBackend {
             pool: alloc::sync::Arc::new(HeapFramePool::new(frames, 1 << 40)?),
             log: None,
+            config,
         })
     }
 
     /// Like [`HostBackend::new`], recording every TLB maintenance call.
-    pub fn recording(frames: usize) -> Result<Self, PoolError> {
+    pub fn recording(frames: usize, config: ShadowConfig) -> Result<Self, PoolError> {
         Ok(HostBackend {
             log: Some(Default::default()),
-            ..HostBackend::new(frames)?
+            ..HostBackend::new(frames, config)?
         })
+    }
+
+    /// The frame pool.
+    pub fn pool(&self) -> &HeapFramePool {
+        &self.pool
     }
 
     /// The recorded (shadow VMID, call) pairs so far, forgotten.
@@ -131,16 +182,16 @@ impl TlbMaintenance for HostTlb {
 }
 
 impl ShadowBackend for HostBackend {
-    type Pool = alloc::sync::Arc<HeapFramePool>;
-    type Tlb = HostTlb;
-    fn pool(&self) -> Self::Pool {
-        self.pool.clone()
-    }
-    fn tlb(&self, shadow_vmid: u16) -> HostTlb {
-        HostTlb {
+    type Shadow = ShadowTable<alloc::sync::Arc<HeapFramePool>, HostTlb>;
+    fn create(&self, shadow_vmid: u16) -> Option<Self::Shadow> {
+        let tlb = HostTlb {
             vmid: shadow_vmid,
             log: self.log.clone(),
-        }
+        };
+        ShadowTable::new(self.pool.clone(), tlb, self.config).ok()
+    }
+    fn frames_in_use(&self) -> usize {
+        self.pool.frames_in_use()
     }
 }
 
@@ -154,8 +205,6 @@ pub struct ServiceConfig {
     /// First hardware VMID of the shadows (`budget.capacity.contexts`
     /// consecutive VMIDs from here are the service's).
     pub first_shadow_vmid: u16,
-    /// Host features for shadow descriptors.
-    pub shadow: ShadowConfig,
 }
 
 /// Why a translate produced no mapping and no fault: resume L2, which
@@ -292,10 +341,12 @@ pub struct Service<M, L, B: ShadowBackend> {
     backend: B,
     directory: Directory<ShadowOf<B>>,
     rmap: Mutex<ReverseMap<u16>>,
-    l0_generation: AtomicU64,
+    l0_generation: ModelledU64,
     shadow_leaves: AtomicUsize,
     collector: Collector,
-    workers: Mutex<Vec<Arc<Counters>>>,
+    /// Registry of worker counters (a plain spin lock: no protocol; under
+    /// loom nothing inside it can be preempted).
+    workers: spin::Mutex<Vec<Arc<Counters>>>,
     counters: Counters,
 }
 
@@ -340,10 +391,10 @@ where
             l0,
             backend,
             rmap: Mutex::new(ReverseMap::new()),
-            l0_generation: AtomicU64::new(0),
+            l0_generation: ModelledU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
             collector: Collector::new(),
-            workers: Mutex::new(Vec::new()),
+            workers: spin::Mutex::new(Vec::new()),
             counters: Counters::default(),
         }
     }
@@ -402,7 +453,7 @@ where
 
     /// Shadow table frames in use (the pool's count).
     pub fn shadow_frames(&self) -> usize {
-        self.backend.pool().frames_in_use()
+        self.backend.frames_in_use()
     }
 
     /// Shadow leaves alive (all contexts).
@@ -459,14 +510,7 @@ where
             |victim, held| {
                 self.drop_context_contents(victim, held, guard);
             },
-            |vmid| {
-                ShadowTable::new(
-                    self.backend.pool(),
-                    self.backend.tlb(vmid),
-                    self.config.shadow,
-                )
-                .ok()
-            },
+            |vmid| self.backend.create(vmid),
         );
         match made {
             Some((context, created)) => {

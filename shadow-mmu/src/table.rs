@@ -24,7 +24,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::unmodelled::AtomicUsize;
+use crate::sync::{Liveness, Ordering};
 
 /// Slots per bucket: four 8-byte pointers, half a cache line.
 pub(crate) const BUCKET: usize = 4;
@@ -48,9 +49,30 @@ pub(crate) enum Displaced<K> {
     Evicted(K),
 }
 
+/// A stored node: the value and its loom liveness marker.
+struct Node<T> {
+    value: T,
+    alive: Liveness,
+}
+
+impl<T> Node<T> {
+    fn new(value: T) -> Self {
+        Node {
+            value,
+            alive: Liveness::default(),
+        }
+    }
+
+    /// The value, for a reader that just dereferenced the node.
+    fn read(&self) -> &T {
+        self.alive.touch();
+        &self.value
+    }
+}
+
 /// See the module documentation.
 pub(crate) struct Table<T: Keyed> {
-    slots: Box<[Atomic<T>]>,
+    slots: Box<[Atomic<Node<T>>]>,
     bucket_mask: usize,
     /// Rotates the eviction victim within a full bucket (writers only).
     victim: AtomicUsize,
@@ -87,7 +109,7 @@ impl<T: Keyed> Table<T> {
         }
     }
 
-    fn bucket(&self, hash: u64) -> &[Atomic<T>] {
+    fn bucket(&self, hash: u64) -> &[Atomic<Node<T>>] {
         // High bits: the mix puts its best entropy there.
         let index = ((hash >> 32) as usize) & self.bucket_mask;
         &self.slots[index * BUCKET..(index + 1) * BUCKET]
@@ -103,7 +125,7 @@ impl<T: Keyed> Table<T> {
             // node stays allocated at least until `guard` unpins, which
             // outlives the returned reference ('g). It was fully written
             // before the Release store that published it.
-            let node = unsafe { shared.as_ref() }?;
+            let node = unsafe { shared.as_ref() }?.read();
             (node.key() == key).then_some(node)
         })
     }
@@ -126,7 +148,7 @@ impl<T: Keyed> Table<T> {
             let shared = slot.load(Ordering::Acquire, guard);
             // SAFETY: as in `get`: loaded under `guard`, freed only after
             // unlinking and a grace period.
-            match unsafe { shared.as_ref() } {
+            match unsafe { shared.as_ref() }.map(Node::read) {
                 None => free = free.or(Some(i)),
                 Some(n) if n.key() == key => {
                     same = Some(i);
@@ -143,17 +165,17 @@ impl<T: Keyed> Table<T> {
                 let i = self.victim.fetch_add(1, Ordering::Relaxed) % BUCKET;
                 let shared = bucket[i].load(Ordering::Acquire, guard);
                 // SAFETY: as in `get`.
-                let evicted = unsafe { shared.as_ref() }.map(|n| n.key());
+                let evicted = unsafe { shared.as_ref() }.map(|n| n.read().key());
                 (i, evicted.map_or(Displaced::Nothing, Displaced::Evicted))
             }
         };
-        let new = Owned::new(node).into_shared(guard);
+        let new = Owned::new(Node::new(node)).into_shared(guard);
         let old = bucket[index].swap(new, Ordering::AcqRel, guard);
         retire(old, guard);
         // SAFETY: `new` was allocated just now and published in a slot; it
         // is destroyed only after being unlinked and a grace period, which
         // cannot end while `guard` ('g) is pinned.
-        (outcome, unsafe { new.deref() })
+        (outcome, unsafe { new.deref() }.read())
     }
 
     /// When the bucket for `hash` has no free slot, the key of one of its
@@ -163,7 +185,7 @@ impl<T: Keyed> Table<T> {
         let mut keys = bucket.iter().map(|slot| {
             let shared = slot.load(Ordering::Acquire, guard);
             // SAFETY: as in `get`.
-            unsafe { shared.as_ref() }.map(Keyed::key)
+            unsafe { shared.as_ref() }.map(|n| n.read().key())
         });
         let first = keys.next().flatten()?;
         keys.all(|k| k.is_some()).then_some(first)
@@ -175,7 +197,7 @@ impl<T: Keyed> Table<T> {
         for slot in self.bucket(hash) {
             let shared = slot.load(Ordering::Acquire, guard);
             // SAFETY: as in `get`.
-            if unsafe { shared.as_ref() }.is_some_and(|n| n.key() == key) {
+            if unsafe { shared.as_ref() }.is_some_and(|n| n.read().key() == key) {
                 let old = slot.swap(Shared::null(), Ordering::AcqRel, guard);
                 retire(old, guard);
                 return true;

@@ -243,7 +243,6 @@ pub fn config(bytes: usize, contexts: usize) -> ServiceConfig {
         features: features(),
         budget: Budget::split(bytes, contexts).expect("budget large enough"),
         first_shadow_vmid: 1,
-        shadow: ShadowConfig::default(),
     }
 }
 
@@ -253,7 +252,8 @@ pub fn service_with<M: GuestMemory + Sync>(
     contexts: usize,
 ) -> TestService<M> {
     let config = config(bytes, contexts);
-    let backend = HostBackend::recording(config.budget.frames).expect("pool");
+    let backend =
+        HostBackend::recording(config.budget.frames, ShadowConfig::default()).expect("pool");
     Service::new(config, memory, l0_map(), backend)
 }
 

@@ -1,0 +1,85 @@
+//! loom models of issue 3 item 7 on the real service: a walk that started
+//! before an invalidation and finishes after it never inserts its stale
+//! result, and once `invalidate` returns no lookup (cache or shadow table)
+//! returns anything in its scope.
+#![cfg(loom)]
+
+mod shadow_support;
+
+use loom::thread;
+use shadow_mmu::service::{Retry, Translated};
+use shadow_support::*;
+
+/// vCPU: translate L2 IPA 0. L1 (main): remap IPA 0 from OLD to NEW, then
+/// TLBI IPAS2E1. After the TLBI returns, neither the cache nor the shadow
+/// may give OLD, whatever the vCPU's walk saw; the vCPU's own answer may
+/// be OLD (its walk overlapped the TLBI: a TLB may have used it), NEW, or a
+/// retry.
+#[test]
+fn no_stale_insert_and_nothing_in_scope_after_invalidate() {
+    loom::model(|| {
+        let s = service(1);
+        let vcpu = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let t = read(&s, &w, &key(ROOT), 0);
+                match t {
+                    Translated::Mapped(_) => {
+                        let l1 = l1_of(&t, 0).expect("maps IPA 0");
+                        assert!(l1 == OLD || l1 == NEW, "{t:?}");
+                    }
+                    Translated::Retry(Retry::InvalidationRaced | Retry::Throttled) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        let w = s.worker();
+        s.memory().write(L3_TABLE, NEW | PAGE);
+        s.invalidate(&w, 1, &ipas2e1(0));
+        let check = |when: &str| {
+            let guard = w.pin();
+            if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
+                assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
+            }
+            drop(guard);
+            if let Some(m) = s.shadow_lookup(&w, &key(ROOT), 0) {
+                assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
+            }
+        };
+        check("right after invalidate");
+        vcpu.join().unwrap();
+        check("after the vCPU finished");
+    });
+}
+
+/// A vCPU translates page 1 while L1 remaps page 0 and flushes the whole
+/// VMID (VMALLS12E1): afterwards nothing cached or shadowed maps page 0 to
+/// OLD, and page 1's answer was right whenever it was mapped.
+#[test]
+fn vmid_flush_races_with_a_translate() {
+    loom::model(|| {
+        let s = service(1);
+        let vcpu = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let t = read(&s, &w, &key(ROOT), 0x1000);
+                if let Some(l1) = l1_of(&t, 0x1000) {
+                    assert_eq!(l1, OLD + 0x1000, "{t:?}");
+                }
+            })
+        };
+        let w = s.worker();
+        // Page 0 cached and shadowed with OLD before the race.
+        assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        s.memory().write(L3_TABLE, NEW | PAGE);
+        s.invalidate(&w, 1, &ipc::tlbi::InvalidateScope::Vmid);
+        assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None);
+        let guard = w.pin();
+        assert!(s.lookup(&key(ROOT), 0, &guard).is_none());
+        drop(guard);
+        vcpu.join().unwrap();
+        assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None);
+    });
+}

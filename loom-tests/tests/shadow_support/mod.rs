@@ -1,0 +1,252 @@
+//! Shared fixture of the shadow-mmu loom models: a tiny L1 stage-2 tree in
+//! loom-tracked memory and a service small enough for loom (one bucket of
+//! cache slots, eight shadow frames). The service is the real
+//! `shadow_mmu::service::Service`: under `--cfg loom` its atomics, locks and
+//! epoch reclamation all run on loom.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use loom::sync::Arc;
+
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
+use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::ShadowMapping;
+use shadow_mmu::compose::{
+    L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+};
+use shadow_mmu::context::{Capacity, ContextKey};
+use shadow_mmu::service::{Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
+use shadow_mmu::shadow_table::{MapError, MapOutcome};
+use walker::{
+    AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, GuestMemory, IdRegisters,
+    MemoryError,
+};
+
+/// 4K granule, 39-bit IPA, start level 1, PS 48 bits.
+pub const VTCR: u64 = 25 | (1 << 6) | (5 << 16);
+/// Level-1 table (root) of the first tree, and the tables below it.
+pub const ROOT: u64 = 0x1000;
+pub const L2_TABLE: u64 = 0x2000;
+pub const L3_TABLE: u64 = 0x3000;
+/// Root of a second tree sharing the lower tables.
+pub const ROOT_B: u64 = 0x4000;
+/// Leaf attributes: AF, inner shareable, RW, normal write-back, page.
+pub const PAGE: u64 = (1 << 10) | (3 << 8) | (3 << 6) | (0xf << 2) | 3;
+/// L1 IPAs the leaves point to (inside L1 memory).
+pub const OLD: u64 = 0x8000_0000;
+pub const NEW: u64 = 0x9000_0000;
+pub const PA_OFFSET: u64 = 0x10_0000_0000;
+
+/// Sparse L1 memory: the few descriptor words the models use. Plain
+/// sequentially consistent atomics: loom runs one thread at a time, so a
+/// walk reads what the schedule wrote last, and the models need not
+/// multiply their states by every descriptor read.
+pub struct SparseMemory {
+    words: Vec<(u64, AtomicU64)>,
+}
+
+impl SparseMemory {
+    pub fn write(&self, address: u64, value: u64) {
+        self.word(address)
+            .expect("modelled word")
+            .store(value, Ordering::Release);
+    }
+
+    fn word(&self, address: u64) -> Option<&AtomicU64> {
+        self.words
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, w)| w)
+    }
+}
+
+impl GuestMemory for SparseMemory {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        // Unmodelled words of the table area read as invalid descriptors.
+        Ok(self.word(address).map_or(0, |w| w.load(Ordering::Acquire)))
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        let word = self.word(address).ok_or(MemoryError::OutsideMemslots)?;
+        Ok(word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+}
+
+/// Two trees (roots ROOT and ROOT_B) sharing one level-2 and one level-3
+/// table; L2 IPA 0 -> OLD, L2 IPA 0x1000 -> OLD + 0x1000.
+pub fn memory() -> SparseMemory {
+    let words = vec![
+        (ROOT, AtomicU64::new(L2_TABLE | 3)),
+        (ROOT_B, AtomicU64::new(L2_TABLE | 3)),
+        (L2_TABLE, AtomicU64::new(L3_TABLE | 3)),
+        (L3_TABLE, AtomicU64::new(OLD | PAGE)),
+        (L3_TABLE + 8, AtomicU64::new((OLD + 0x1000) | PAGE)),
+    ];
+    SparseMemory { words }
+}
+
+/// A shadow stage 2 small enough for loom: its entries in a loom mutex.
+/// (The real table's own concurrency has its own model; here the subject
+/// is the service's protocol around it.)
+#[derive(Debug)]
+pub struct ModelShadow {
+    vmid: u16,
+    entries: loom::sync::Mutex<Vec<ShadowMapping>>,
+    log: Arc<loom::sync::Mutex<Vec<Event>>>,
+}
+
+/// What happened to a model shadow, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Created(u16),
+    Cleared(u16),
+}
+
+impl ShadowStore for ModelShadow {
+    fn root_pa(&self) -> u64 {
+        u64::from(self.vmid) << 12
+    }
+    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.contains(m) {
+            return Ok(MapOutcome::AlreadyPresent);
+        }
+        let before = entries.len();
+        entries.retain(|e| {
+            !(e.l2_ipa_base < m.l2_ipa_base + m.size && m.l2_ipa_base < e.l2_ipa_base + e.size)
+        });
+        let replaced = entries.len() != before;
+        entries.push(*m);
+        Ok(if replaced {
+            MapOutcome::Replaced
+        } else {
+            MapOutcome::Installed
+        })
+    }
+    fn unmap_range(&self, start: u64, len: u64) -> usize {
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|e| !(e.l2_ipa_base < start + len && start < e.l2_ipa_base + e.size));
+        before - entries.len()
+    }
+    fn clear(&self) -> usize {
+        self.log.lock().unwrap().push(Event::Cleared(self.vmid));
+        let mut entries = self.entries.lock().unwrap();
+        let n = entries.len();
+        entries.clear();
+        n
+    }
+    fn lookup(&self, ipa: u64) -> Option<ShadowMapping> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|e| e.contains(ipa))
+    }
+    fn frames_used(&self) -> usize {
+        1
+    }
+}
+
+/// Creates [`ModelShadow`]s and logs what happens to them.
+#[derive(Debug, Default)]
+pub struct ModelBackend {
+    pub log: Arc<loom::sync::Mutex<Vec<Event>>>,
+}
+
+impl ShadowBackend for ModelBackend {
+    type Shadow = ModelShadow;
+    fn create(&self, vmid: u16) -> Option<ModelShadow> {
+        self.log.lock().unwrap().push(Event::Created(vmid));
+        Some(ModelShadow {
+            vmid,
+            entries: loom::sync::Mutex::new(Vec::new()),
+            log: self.log.clone(),
+        })
+    }
+    fn frames_in_use(&self) -> usize {
+        0
+    }
+}
+
+pub type ModelService = Service<SparseMemory, L0RegionMap, ModelBackend>;
+
+pub fn service(contexts: usize) -> Arc<ModelService> {
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5,
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    let budget = Budget {
+        bytes: 0,
+        capacity: Capacity {
+            contexts,
+            leaves_per_context: 4,
+            paths_per_context: 4,
+        },
+        frames: 4 * contexts + 4,
+        shadow_leaves: 16,
+    };
+    let config = ServiceConfig {
+        features,
+        budget,
+        first_shadow_vmid: 1,
+    };
+    let l0 = L0RegionMap::new(vec![L0Region {
+        ipa_base: 0,
+        size: 4 << 30,
+        kind: L0RegionKind::Memory {
+            pa_base: PA_OFFSET,
+            perms: Permissions::READ.union(Permissions::WRITE),
+            mem_attr: MemAttr::from_bits(0xf),
+            shareability: MemShareability::InnerShareable,
+        },
+    }])
+    .expect("valid L0 map");
+    Arc::new(Service::new(config, memory(), l0, ModelBackend::default()))
+}
+
+pub fn key(root: u64) -> ContextKey {
+    ContextKey::new(1, root, VTCR, Endianness::Little)
+}
+
+pub const ABORT: AbortContext = AbortContext {
+    far: None,
+    origin: AbortOrigin::Access,
+};
+
+pub fn read(
+    s: &ModelService,
+    w: &shadow_mmu::service::Worker,
+    key: &ContextKey,
+    ipa: u64,
+) -> Translated {
+    s.translate(w, key, ipa, AccessKind::Read, &ABORT)
+}
+
+/// TLBI IPAS2E1 for the 4 KiB at `ipa`.
+pub fn ipas2e1(ipa: u64) -> InvalidateScope {
+    InvalidateScope::Ipa(IpaScope {
+        range: IpaRange::new(ipa, ipa + 0x1000).expect("non-empty"),
+        levels: EntryLevels::AnyLevel,
+        hint: TtlHint::None,
+    })
+}
+
+/// The L1 IPA a mapped result gives for `ipa`.
+pub fn l1_of(t: &Translated, ipa: u64) -> Option<u64> {
+    match t {
+        Translated::Mapped(m) if m.contains(ipa) => {
+            Some(m.pa_base + (ipa - m.l2_ipa_base) - PA_OFFSET)
+        }
+        _ => None,
+    }
+}
