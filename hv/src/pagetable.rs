@@ -30,8 +30,13 @@ impl fmt::Debug for Table {
 /// What kind of memory a mapping is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryKind {
-    /// Normal, inner and outer write-back cacheable, inner shareable.
+    /// Normal, inner and outer write-back cacheable, inner shareable;
+    /// read/write; in hv's own stage 1 never executable (W^X).
     Normal,
+    /// Normal memory holding hv's code: read-only and executable.
+    Code,
+    /// Normal memory, read-only and never executable (constants).
+    ReadOnly,
     /// Device-nGnRE, never executable.
     Device,
 }
@@ -59,21 +64,31 @@ const OUTPUT_MASK: u64 = 0x0000_ffff_ffff_f000;
 impl Regime {
     /// The attribute bits of a block or page descriptor.
     pub fn leaf_attributes(self, kind: MemoryKind) -> u64 {
+        // Stage 1 at EL2: AP[2] (bit 7) makes a page read-only, AP[1] (bit 6)
+        // is RES1, XN is bit 54.
+        const S1_RO: u64 = 1 << 7;
+        const S1_AP1: u64 = 1 << 6;
+        const S1_XN: u64 = 1 << 54;
+        const S1_NORMAL: u64 = ATTR_INDEX_NORMAL << 2 | S1_AP1 | DESC_SH_INNER | DESC_AF;
+        // Stage 2: MemAttr[5:2], S2AP[7:6] (0b01 read-only, 0b11 read/write),
+        // XN[54:53] (0b10: never executable).
+        const S2_NORMAL: u64 = 0b1111 << 2 | DESC_SH_INNER | DESC_AF;
+        const S2_RO: u64 = 0b01 << 6;
+        const S2_RW: u64 = 0b11 << 6;
+        const S2_XN: u64 = 0b10 << 53;
         match (self, kind) {
-            // AP[2:1] = 0b01: read/write at EL2 (AP[1] is RES1 in this regime).
-            (Regime::El2Stage1, MemoryKind::Normal) => {
-                ATTR_INDEX_NORMAL << 2 | 1 << 6 | DESC_SH_INNER | DESC_AF
-            }
-            // XN (bit 54): no instruction fetch from devices.
+            (Regime::El2Stage1, MemoryKind::Normal) => S1_NORMAL | S1_XN,
+            (Regime::El2Stage1, MemoryKind::Code) => S1_NORMAL | S1_RO,
+            (Regime::El2Stage1, MemoryKind::ReadOnly) => S1_NORMAL | S1_RO | S1_XN,
             (Regime::El2Stage1, MemoryKind::Device) => {
-                ATTR_INDEX_DEVICE << 2 | 1 << 6 | DESC_AF | 1 << 54
+                ATTR_INDEX_DEVICE << 2 | S1_AP1 | DESC_AF | S1_XN
             }
-            // MemAttr 0b1111: Normal WB; S2AP 0b11: read/write.
-            (Regime::Stage2, MemoryKind::Normal) => {
-                0b1111 << 2 | 0b11 << 6 | DESC_SH_INNER | DESC_AF
-            }
-            // MemAttr 0b0001: Device-nGnRE; XN[1:0] = 0b10: no execution.
-            (Regime::Stage2, MemoryKind::Device) => 0b0001 << 2 | 0b11 << 6 | DESC_AF | 0b10 << 53,
+            // A guest's memory is its own to execute.
+            (Regime::Stage2, MemoryKind::Normal) => S2_NORMAL | S2_RW,
+            (Regime::Stage2, MemoryKind::Code) => S2_NORMAL | S2_RO,
+            (Regime::Stage2, MemoryKind::ReadOnly) => S2_NORMAL | S2_RO | S2_XN,
+            // MemAttr 0b0001: Device-nGnRE.
+            (Regime::Stage2, MemoryKind::Device) => 0b0001 << 2 | S2_RW | DESC_AF | S2_XN,
         }
     }
 }
@@ -391,6 +406,22 @@ mod tests {
         assert_eq!(pa, 0x1_0900_0abc);
         assert_eq!(attrs & (1 << 54), 1 << 54, "devices are never executable");
         assert_eq!(attrs & 0b11100, 0, "MAIR index 0 is Device-nGnRE");
+    }
+
+    #[test]
+    fn write_xor_execute_in_hv_stage1() {
+        let at = |kind| Regime::El2Stage1.leaf_attributes(kind);
+        let (writable, executable) = (|a: u64| a & (1 << 7) == 0, |a: u64| a & (1 << 54) == 0);
+        assert!(writable(at(MemoryKind::Normal)) && !executable(at(MemoryKind::Normal)));
+        assert!(!writable(at(MemoryKind::Code)) && executable(at(MemoryKind::Code)));
+        assert!(!writable(at(MemoryKind::ReadOnly)) && !executable(at(MemoryKind::ReadOnly)));
+        assert!(!executable(at(MemoryKind::Device)));
+        // The guest may execute its memory; devices never.
+        let s2 = |kind| Regime::Stage2.leaf_attributes(kind);
+        assert_eq!(s2(MemoryKind::Normal) & (3 << 53), 0);
+        assert_eq!(s2(MemoryKind::Normal) >> 6 & 3, 0b11);
+        assert_eq!(s2(MemoryKind::ReadOnly) >> 6 & 3, 0b01);
+        assert_eq!(s2(MemoryKind::Device) >> 53 & 3, 0b10);
     }
 
     #[test]

@@ -174,8 +174,9 @@ pub const ICC_SRE_EL2: u64 = 1 << 3 | 1 << 0;
 /// RES1 bits of the register set).
 pub const SCTLR_EL1_MMU_OFF: u64 = 0x30d0_0800;
 
-/// SCTLR_EL2 with the MMU, alignment checks on SP, and both caches on.
-pub const SCTLR_EL2_MMU_ON: u64 = 0x30c5_0830 | 1 << 0 | 1 << 2 | 1 << 3 | 1 << 12;
+/// SCTLR_EL2 with the MMU, alignment checks on SP, both caches, and WXN
+/// (writable memory is never executable) on.
+pub const SCTLR_EL2_MMU_ON: u64 = 0x30c5_0830 | 1 << 0 | 1 << 2 | 1 << 3 | 1 << 12 | 1 << 19;
 
 /// The guest's first PSTATE: EL1h, all exceptions masked.
 pub const GUEST_ENTRY_PSTATE: u64 = 0x3c5;

@@ -216,5 +216,7 @@ unsafe extern "C" {
     pub fn hv_secondary_entry();
     pub fn hv_enter_guest(frame: *const GuestFrame, stack_top: u64) -> !;
     pub static __image_start: u8;
+    pub static __text_end: u8;
+    pub static __data_start: u8;
     pub static __image_end: u8;
 }

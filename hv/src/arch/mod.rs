@@ -343,7 +343,7 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     ));
     let (ttbr, tcr) = enable_stage1(&platform, pa_bits);
     phase(format_args!(
-        "stage 1 on: hv identity-mapped, MMU and caches enabled"
+        "stage 1 on: identity map, hv code read-only, everything else never executable (W^X), MMU and caches enabled"
     ));
 
     // SAFETY: the heap is hv's own .bss array, handed to the allocator once.
@@ -430,9 +430,48 @@ fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
             fail(format_args!("stage 1: {e}"));
         }
     };
+    // RAM read/write and never executable, except hv's own image: code
+    // read-only and executable, constants (and the relocated tables,
+    // finished before the MMU is on) read-only, data read/write.
     for region in &platform.memory {
-        map(*region, MemoryKind::Normal);
+        for (start, end) in [
+            (region.base, region.end().min(image.base)),
+            (region.base.max(image.end()), region.end()),
+        ] {
+            if end > start {
+                map(
+                    Region {
+                        base: start,
+                        size: end - start,
+                    },
+                    MemoryKind::Normal,
+                );
+            }
+        }
     }
+    let text_end = &raw const boot::__text_end as u64;
+    let data_start = &raw const boot::__data_start as u64;
+    map(
+        Region {
+            base: image.base,
+            size: text_end - image.base,
+        },
+        MemoryKind::Code,
+    );
+    map(
+        Region {
+            base: text_end,
+            size: data_start - text_end,
+        },
+        MemoryKind::ReadOnly,
+    );
+    map(
+        Region {
+            base: data_start,
+            size: image.end() - data_start,
+        },
+        MemoryKind::Normal,
+    );
     map(platform.uart, MemoryKind::Device);
     map(platform.gic_distributor, MemoryKind::Device);
     for region in &platform.gic_redistributors {
