@@ -105,7 +105,27 @@ pub struct ModelShadow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     Created(u16),
+    Mapped(u16),
     Cleared(u16),
+}
+
+/// Checks that no shadow was written after it was cleared, unless a new
+/// shadow for the same VMID was created in between (a recycled context
+/// must never take an insert).
+pub fn assert_no_insert_after_clear(log: &[Event]) {
+    for (i, event) in log.iter().enumerate() {
+        if let Event::Cleared(vmid) = event {
+            for later in &log[i + 1..] {
+                match later {
+                    Event::Created(v) if v == vmid => break,
+                    Event::Mapped(v) if v == vmid => {
+                        panic!("VMID {vmid} shadow written after its clear: {log:?}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 impl ShadowStore for ModelShadow {
@@ -123,6 +143,7 @@ impl ShadowStore for ModelShadow {
         });
         let replaced = entries.len() != before;
         entries.push(*m);
+        self.log.lock().unwrap().push(Event::Mapped(self.vmid));
         Ok(if replaced {
             MapOutcome::Replaced
         } else {
