@@ -1,0 +1,259 @@
+//! The service around the cache: context recycling, L0 unmaps through the
+//! reverse map, the ipc adapter, and the memory budget under hostile L1
+//! behaviour (touching every page, TLBI storms).
+
+mod common;
+
+use common::*;
+use ipc::message::{
+    decode_reply, AccessKind as IpcAccess, ContextKey as IpcKey, InvalidateRequest, L0Change,
+    L0UnmapRequest, Record, Reply, Request, TranslateOutcome, TranslateRequest, VcpuId,
+};
+use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
+use shadow_mmu::service::{Answer, Retry, Translated};
+use shadow_mmu::shadow_table::TlbEvent;
+use walker::{AccessKind, Granule};
+
+#[test]
+fn a_full_directory_recycles_without_failing() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x1000, 0x8000_1000, 3, RW);
+    let s = service_with(mem, 8 << 20, 2);
+    let w = s.worker();
+    let keys = [l1.key(1), l1.key(2), l1.key(3)];
+    let mut vmids = Vec::new();
+    for key in &keys[..2] {
+        assert!(pa_of(&read(&s, &w, key, 0x1000), 0x1000).is_some());
+        vmids.push(s.shadow_vmid(&w, key).unwrap());
+    }
+    s.backend().take_tlb_log();
+    // The third context recycles one of the two (round robin: the first).
+    assert!(pa_of(&read(&s, &w, &keys[2], 0x1000), 0x1000).is_some());
+    assert_eq!(s.contexts(), 2);
+    assert_eq!(s.stats().recycled_contexts, 1);
+    assert_eq!(s.shadow_vmid(&w, &keys[0]), None, "victim gone");
+    let reused = s.shadow_vmid(&w, &keys[2]).unwrap();
+    assert_eq!(reused, vmids[0], "the victim's shadow VMID is reused");
+    // Before the reuse, the victim's VMID was invalidated in hardware.
+    let log = s.backend().take_tlb_log();
+    assert!(log.contains(&(reused, TlbEvent::All)), "{log:?}");
+    // The successor starts clean: only what it translated.
+    assert!(s.shadow_lookup(&w, &keys[2], 0x1000).is_some());
+    let guard = w.pin();
+    assert!(s.lookup(&keys[0], 0x1000, &guard).is_none());
+    drop(guard);
+    // And the victim comes back on demand, recycling another.
+    assert!(pa_of(&read(&s, &w, &keys[0], 0x1000), 0x1000).is_some());
+    assert_eq!(s.stats().recycled_contexts, 2);
+}
+
+#[test]
+fn l0_unmap_removes_exactly_the_shadow_entries_built_on_the_range() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    // 16 pages at L2 IPA 0x1000_0000.. -> L1 IPA 0x8000_0000 + 2 pages each
+    // (so the L1 side interleaves), and one 2 MiB block.
+    for i in 0..16u64 {
+        l1.map(0x1000_0000 + i * 0x1000, 0x8000_0000 + i * 0x2000, 3, RW);
+    }
+    l1.map(0x2000_0000, 0x8020_0000, 2, RW);
+    let s = service(mem);
+    let w = s.worker();
+    let key = l1.key(1);
+    for i in 0..16u64 {
+        read(&s, &w, &key, 0x1000_0000 + i * 0x1000);
+    }
+    read(&s, &w, &key, 0x2000_0000);
+    // L0 unmaps L1 IPAs [0x8000_4000, 0x8000_a000): pages 2..=4, and a
+    // 4 KiB piece of the block's L1 range.
+    let range = IpaRange::new(0x8000_4000, 0x8000_a000).unwrap();
+    let removed = s.l0_unmap(&w, range, L0Change::Unmap);
+    assert_eq!(removed, 3);
+    let block = IpaRange::new(0x8020_1000, 0x8020_2000).unwrap();
+    assert_eq!(s.l0_unmap(&w, block, L0Change::WriteProtect), 1);
+    for i in 0..16u64 {
+        let ipa = 0x1000_0000 + i * 0x1000;
+        let l1_ipa = 0x8000_0000 + i * 0x2000;
+        let expect_gone = range.overlaps(l1_ipa, 0x1000);
+        assert_eq!(
+            s.shadow_lookup(&w, &key, ipa).is_none(),
+            expect_gone,
+            "page {i}"
+        );
+        // The walk results themselves are still valid and cached.
+        let guard = w.pin();
+        assert!(s.lookup(&key, ipa, &guard).is_some());
+    }
+    assert!(s.shadow_lookup(&w, &key, 0x2000_0000).is_none());
+    // They come back on the next fault, from the cache.
+    let hits = s.stats().hits;
+    assert!(pa_of(&read(&s, &w, &key, 0x1000_2000), 0x1000_2000).is_some());
+    assert_eq!(s.stats().hits, hits + 1);
+}
+
+fn translate_record(key: &L1Tables, ipa: u64, access: IpcAccess, seq: u64) -> Record {
+    Request::Translate(TranslateRequest {
+        context: IpcKey {
+            vmid: 1,
+            vttbr: key.root | (1 << 48),
+            vtcr: key.vtcr(),
+        },
+        l2_ipa: ipa,
+        access,
+        esr: 0x9200_0007,
+    })
+    .encode(VcpuId(3), seq)
+}
+
+fn reply(answer: Answer) -> (u64, Reply) {
+    let Answer::Reply(record) = answer else {
+        panic!("expected a ring reply, got {answer:?}")
+    };
+    let envelope = decode_reply(&record).expect("well-formed reply");
+    assert_eq!(envelope.vcpu, VcpuId(3));
+    (envelope.seq, envelope.message)
+}
+
+#[test]
+fn the_adapter_answers_ipc_records() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, RO);
+    l1.map(0x6000, MMIO_BASE, 3, RW);
+    let s = service(mem);
+    let w = s.worker();
+    let (seq, r) = reply(s.answer(&w, &translate_record(&l1, 0x5008, IpcAccess::Read, 10)));
+    assert_eq!(seq, 10);
+    let Reply::Translate(TranslateOutcome::Mapped(m)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(m.pa, PA_OFFSET + 0x8000_9000);
+    assert_eq!(m.size_log2, 12);
+    // A write to the read-only page: the permission fault to inject.
+    let (_, r) = reply(s.answer(&w, &translate_record(&l1, 0x5008, IpcAccess::Write, 11)));
+    let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(i.esr & 0x3f, 0x0f);
+    assert_eq!(i.hpfar, 0x5 << 4);
+    // MMIO has no ring encoding yet: handed back to the caller.
+    let answer = s.answer(&w, &translate_record(&l1, 0x6000, IpcAccess::Read, 12));
+    assert!(matches!(
+        answer,
+        Answer::Local {
+            seq: 12,
+            outcome: Translated::Mmio { l1_ipa: MMIO_BASE },
+            ..
+        }
+    ));
+    // An invalidation, acknowledged with what it dropped.
+    let tlbi = Tlbi {
+        op: TlbiOp::Vmalls12e1,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    };
+    let request = InvalidateRequest::new(1, tlbi, 0, TlbiParams::default()).unwrap();
+    let record = Request::Invalidate(request).encode(VcpuId(3), 13);
+    let (_, r) = reply(s.answer(&w, &record));
+    assert!(
+        matches!(r, Reply::InvalidateAck(a) if a.entries_dropped >= 2),
+        "{r:?}"
+    );
+    assert!(s.shadow_lookup(&w, &l1.key(1), 0x5000).is_none());
+    // An L0 unmap.
+    let record = Request::L0Unmap(L0UnmapRequest {
+        range: IpaRange::new(0x8000_9000, 0x8000_a000).unwrap(),
+        change: L0Change::Unmap,
+    })
+    .encode(VcpuId(3), 14);
+    let (_, r) = reply(s.answer(&w, &record));
+    assert!(matches!(r, Reply::L0UnmapAck(_)), "{r:?}");
+    // A malformed record: an error reply, nothing else happens.
+    let mut bad = translate_record(&l1, 0x5000, IpcAccess::Read, 15);
+    bad.header.version = 999;
+    let (seq, r) = reply(s.answer(&w, &bad));
+    assert_eq!(seq, 15);
+    assert!(matches!(r, Reply::Error(_)), "{r:?}");
+}
+
+#[test]
+fn hostile_l1_stays_within_the_budget() {
+    // A small budget: 4 contexts in 2 MiB.
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    let pages = 4096u64;
+    for i in 0..pages {
+        l1.map(i << 12, 0x8000_0000 + (i << 12), 3, RW);
+    }
+    let s = service_with(mem, 2 << 20, 4);
+    let budget = s.config().budget;
+    assert!(budget.worst_case_bytes() <= budget.bytes);
+    let w = s.worker();
+    let within = |what: &str| {
+        let (leaves, paths) = s.cache_entries(&w);
+        let c = budget.capacity;
+        assert!(
+            leaves <= c.contexts * c.leaves_per_context,
+            "{what}: {leaves} leaves"
+        );
+        assert!(
+            paths <= c.contexts * c.paths_per_context,
+            "{what}: {paths} paths"
+        );
+        assert!(s.shadow_frames() <= budget.frames, "{what}: frames");
+        assert!(
+            s.shadow_leaves() <= budget.shadow_leaves,
+            "{what}: shadow leaves"
+        );
+    };
+    // Touch every page, in six VMIDs (more contexts than allowed).
+    let mut rng = Rng(42);
+    for round in 0..3 {
+        for vmid in 1..=6u16 {
+            for i in 0..pages {
+                let ipa = (i << 12) | rng.below(4096);
+                match read(&s, &w, &l1.key(vmid), ipa) {
+                    Translated::Mapped(m) => {
+                        assert_eq!(m.pa_base, PA_OFFSET + 0x8000_0000 + (i << 12))
+                    }
+                    Translated::Retry(Retry::Throttled) => {}
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            within("touching every page");
+        }
+    }
+    // A TLBI storm: thousands of single-page and whole-VMID TLBIs mixed
+    // with translations.
+    let ipas2 = Tlbi {
+        op: TlbiOp::Ipas2e1,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    };
+    for n in 0..20_000u64 {
+        let vmid = 1 + (n % 6) as u16;
+        let page = rng.below(pages);
+        if n % 1000 == 999 {
+            s.invalidate(&w, vmid, &InvalidateScope::Vmid);
+        } else {
+            let scope = ipas2.decode(page, TlbiParams::default()).unwrap();
+            s.invalidate(&w, vmid, &scope);
+        }
+        let t = s.translate(&w, &l1.key(vmid), page << 12, AccessKind::Write, &ABORT);
+        assert!(
+            matches!(
+                t,
+                Translated::Mapped(_) | Translated::Retry(Retry::Throttled)
+            ),
+            "{t:?}"
+        );
+    }
+    within("after the TLBI storm");
+    let stats = s.stats();
+    assert!(
+        stats.evictions > 0 && stats.recycled_contexts > 0,
+        "{stats:?}"
+    );
+    assert_eq!(stats.invalidations, 20_000);
+}
