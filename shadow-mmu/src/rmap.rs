@@ -5,10 +5,12 @@
 //! range must go. Entries are kept in one ordered map per shadow block size
 //! (4 KiB, 2 MiB, 1 GiB), keyed by L1 IPA block base: the entries of size
 //! `z` overlapping `[s, e)` are exactly those with base in
-//! `[align_down(s, z), e)`, one range query per size. A second index keyed
-//! by (context, L2 IPA base) finds a context's entries for
-//! [`ReverseMap::forget_context`] and [`ReverseMap::remove_shadow_range`].
-//! Every operation costs O(log n) per entry it finds or changes.
+//! `[align_down(s, z), e)`, one range query per size. A second index per
+//! size, keyed by (context, L2 IPA base), finds a context's entries for
+//! [`ReverseMap::forget_context`] and [`ReverseMap::remove_shadow_range`]
+//! the same way. Every operation costs O(log n) per size class plus
+//! O(log n) per entry it finds or changes: never a scan of unrelated
+//! entries.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -58,8 +60,8 @@ pub enum RmapError {
 pub struct ReverseMap<C> {
     /// Per size class: L1 IPA block base -> shadow entries built on it.
     by_l1: [BTreeMap<u64, Vec<(C, u64)>>; 3],
-    /// (context, L2 IPA base) -> (L1 IPA base, size class).
-    by_shadow: BTreeMap<(C, u64), (u64, usize)>,
+    /// Per size class: (context, L2 IPA base) -> L1 IPA base.
+    by_shadow: [BTreeMap<(C, u64), u64>; 3],
 }
 
 impl<C: Copy + Ord> Default for ReverseMap<C> {
@@ -73,18 +75,18 @@ impl<C: Copy + Ord> ReverseMap<C> {
     pub const fn new() -> Self {
         ReverseMap {
             by_l1: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
-            by_shadow: BTreeMap::new(),
+            by_shadow: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
         }
     }
 
     /// Number of shadow entries recorded.
     pub fn len(&self) -> usize {
-        self.by_shadow.len()
+        self.by_shadow.iter().map(BTreeMap::len).sum()
     }
 
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
-        self.by_shadow.is_empty()
+        self.by_shadow.iter().all(BTreeMap::is_empty)
     }
 
     /// Records that `shadow` (an L2 IPA block of `shadow.size`) translates
@@ -99,12 +101,13 @@ impl<C: Copy + Ord> ReverseMap<C> {
                 l2_ipa: shadow.l2_ipa,
             });
         }
-        if let Some(old) = self
-            .by_shadow
-            .insert((shadow.context, shadow.l2_ipa), (l1_ipa, class))
-        {
-            self.unlink_l1(old, shadow.context, shadow.l2_ipa);
+        // One shadow entry per (context, L2 IPA base), whatever its size.
+        for old_class in 0..SIZES.len() {
+            if let Some(old) = self.by_shadow[old_class].remove(&(shadow.context, shadow.l2_ipa)) {
+                self.unlink_l1((old, old_class), shadow.context, shadow.l2_ipa);
+            }
         }
+        self.by_shadow[class].insert((shadow.context, shadow.l2_ipa), l1_ipa);
         self.by_l1[class]
             .entry(l1_ipa)
             .or_default()
@@ -148,7 +151,7 @@ impl<C: Copy + Ord> ReverseMap<C> {
                     continue;
                 };
                 for (context, l2_ipa) in list {
-                    self.by_shadow.remove(&(context, l2_ipa));
+                    self.by_shadow[class].remove(&(context, l2_ipa));
                     count += 1;
                     removed(ShadowRef {
                         context,
@@ -169,20 +172,24 @@ impl<C: Copy + Ord> ReverseMap<C> {
             return 0;
         }
         let last = l2_ipa_start.saturating_add(len - 1);
-        // A block starting up to 1 GiB below the range may reach into it.
-        let from = l2_ipa_start.saturating_sub(BLOCK_1G - 1);
-        let found: Vec<(u64, (u64, usize))> = self
-            .by_shadow
-            .range((
-                Bound::Included((context, from)),
-                Bound::Included((context, last)),
-            ))
-            .filter(|((_, l2), (_, class))| l2 + (SIZES[*class] - 1) >= l2_ipa_start)
-            .map(|((_, l2), v)| (*l2, *v))
+        let mut count = 0;
+        for (class, size) in SIZES.iter().enumerate() {
+            let from = l2_ipa_start & !(size - 1);
+            count += self.remove_shadow_class(class, (context, from), (context, last));
+        }
+        count
+    }
+
+    /// Removes the records of `class` with keys in `[from, to]`.
+    fn remove_shadow_class(&mut self, class: usize, from: (C, u64), to: (C, u64)) -> usize {
+        let found: Vec<(u64, u64)> = self.by_shadow[class]
+            .range(from..=to)
+            .map(|((_, l2), l1)| (*l2, *l1))
             .collect();
-        for (l2_ipa, target) in &found {
-            self.by_shadow.remove(&(context, *l2_ipa));
-            self.unlink_l1(*target, context, *l2_ipa);
+        let context = from.0;
+        for (l2_ipa, l1_ipa) in &found {
+            self.by_shadow[class].remove(&(context, *l2_ipa));
+            self.unlink_l1((*l1_ipa, class), context, *l2_ipa);
         }
         found.len()
     }
@@ -190,16 +197,9 @@ impl<C: Copy + Ord> ReverseMap<C> {
     /// Forgets every entry of `context` (recycled: its shadow table was
     /// cleared). Returns how many.
     pub fn forget_context(&mut self, context: C) -> usize {
-        let found: Vec<(u64, (u64, usize))> = self
-            .by_shadow
-            .range((context, 0)..=(context, u64::MAX))
-            .map(|((_, l2), v)| (*l2, *v))
-            .collect();
-        for (l2_ipa, target) in &found {
-            self.by_shadow.remove(&(context, *l2_ipa));
-            self.unlink_l1(*target, context, *l2_ipa);
-        }
-        found.len()
+        (0..SIZES.len())
+            .map(|class| self.remove_shadow_class(class, (context, 0), (context, u64::MAX)))
+            .sum()
     }
 
     /// The entries built on an L1 IPA overlapping the range, without

@@ -37,6 +37,8 @@ use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::sync::Mutex;
+
 use crate::compose::{
     stage2_from_permissions, MemAttr, MemShareability, ShadowMapping, BLOCK_1G, BLOCK_2M,
     PAGE_SIZE, SHADOW_IPA_BITS,
@@ -159,7 +161,7 @@ impl<P: FramePool + Send + ?Sized> FramePool for alloc::sync::Arc<P> {
 pub struct HeapFramePool {
     frames: Box<[Frame]>,
     base_pa: u64,
-    free: spin::Mutex<Vec<u32>>,
+    free: Mutex<Vec<u32>>,
     in_use: AtomicUsize,
 }
 
@@ -199,7 +201,7 @@ impl HeapFramePool {
         Ok(HeapFramePool {
             frames,
             base_pa,
-            free: spin::Mutex::new(free),
+            free: Mutex::new(free),
             in_use: AtomicUsize::new(0),
         })
     }
@@ -222,6 +224,15 @@ impl HeapFramePool {
     /// PA of the first frame.
     pub fn base_pa(&self) -> u64 {
         self.base_pa
+    }
+
+    /// Whether `pa` is a frame of this pool that is currently free (tests
+    /// and models check that no reachable table is).
+    pub fn is_free(&self, pa: u64) -> bool {
+        match self.index(pa) {
+            Some(index) => self.free.lock().contains(&(index as u32)),
+            None => false,
+        }
     }
 
     fn index(&self, pa: u64) -> Option<usize> {
@@ -342,7 +353,7 @@ impl TlbEvent {
 /// Host fake of [`TlbMaintenance`]: records every call, in order.
 #[derive(Debug, Default)]
 pub struct RecordingTlb {
-    events: spin::Mutex<Vec<TlbEvent>>,
+    events: Mutex<Vec<TlbEvent>>,
 }
 
 impl RecordingTlb {
@@ -593,7 +604,7 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     lock: UpdateLock,
     /// Tables unlinked (and invalidated) by `map` replacing a table with a
     /// block, with their level; freed under the exclusive lock.
-    retired: spin::Mutex<Vec<(u64, usize)>>,
+    retired: Mutex<Vec<(u64, usize)>>,
     /// Frames this table owns (root, live and retired tables).
     frames: AtomicUsize,
 }
@@ -642,7 +653,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             config,
             root,
             lock: UpdateLock::new(),
-            retired: spin::Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::new()),
             frames: AtomicUsize::new(1),
         })
     }
