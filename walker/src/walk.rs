@@ -1048,7 +1048,10 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
             (false, _) => 3,
         },
         Granule::K16 => match sl0 {
-            3 if !ds || pa_max < 52 => return Err(FaultCause::InvalidStartLevel),
+            // SL0 0b11 is level 0 exactly when DS = 1: the pseudocode sets
+            // no PAMax condition here (a 48-bit input from level 0 is
+            // consistent), unlike 4KB level 0 and 16KB/64KB level 1.
+            3 if !ds => return Err(FaultCause::InvalidStartLevel),
             2 if pa_max < 42 => return Err(FaultCause::InvalidStartLevel),
             sl0 => 3 - sl0 as i8,
         },

@@ -282,7 +282,7 @@ fn start_level_minus_one_and_16k_level_0_need_lpa2_and_pamax_52() {
         w.configuration_fault(),
         Some(FaultCause::InputSizeOutOfRange { min: 16, .. })
     ));
-    // 16KB SL0 = 3 (start level 0) needs DS and PAMax 52.
+    // 16KB SL0 = 3 (start level 0) needs DS (and no particular PAMax).
     let w = walker(
         vtcr(Granule::K16, 12, 3, 6) | VTCR_DS,
         0,
@@ -297,6 +297,15 @@ fn start_level_minus_one_and_16k_level_0_need_lpa2_and_pamax_52() {
         &lpa2_52,
     );
     assert_eq!(w.configuration_fault(), Some(FaultCause::InvalidStartLevel));
+    // AArch64.S2InvalidSL: with DS = 1 and PAMax 48, 16KB SL0 = 3 starts a
+    // 48-bit input at level 0 (one bit: two entries).
+    let w = walker(
+        vtcr(Granule::K16, 16, 3, 5) | VTCR_DS,
+        0,
+        Endianness::Little,
+        &lpa2_48,
+    );
+    assert_eq!((w.configuration_fault(), w.start_level()), (None, Some(0)));
     // 64KB SL0 = 3 is always reserved.
     let w = walker(
         vtcr(Granule::K64, 16, 3, 5),

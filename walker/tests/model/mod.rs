@@ -170,7 +170,7 @@ fn s2_invalid_sl(cpu: &Cpu, p: &Params) -> bool {
             _ => false,
         },
         14 => match p.sl0 {
-            3 => !p.ds || cpu.pa_max() < 52,
+            3 => !p.ds,
             2 => cpu.pa_max() < 42,
             _ => false,
         },
