@@ -1670,3 +1670,243 @@ fn thirty_two_bit_cpu_and_descriptor_shareability() {
     assert_address_size_fault(&lines[1], 3);
     assert_translation_fault(&lines[2], 0);
 }
+
+/// AArch64.S2MinTxSZ with PAMax 52: 52-bit inputs (T0SZ 12) need the 64KB
+/// granule (FEAT_LPA) or DS = 1 (FEAT_LPA2); 4KB/16KB without DS stay at
+/// T0SZ >= 16. With DS, 4KB SL0 0b10 resolves a 52-bit input from level 0
+/// with 16 concatenated tables (AArch64.S2InconsistentSL: 40..=52 bits).
+#[test]
+fn fifty_two_bit_inputs() {
+    let cpu = Cpu::with_pa(PA_52).lpa2();
+    let layout = Layout {
+        granule: Granule::K4,
+        ia_bits: 52,
+        start: 0,
+        format: Format::Lpa2,
+    };
+    let mut memory = Memory::default();
+    let ipa = 0xf_ff80_0000_0000 | 0x5000; // level-0 index 0x1fff
+    let tables = [T, T + 0x1_0000, T + 0x1_1000, T + 0x1_2000];
+    layout.map(&mut memory, &tables, ipa, OUT | PAGE | RW);
+    let ds_l0 = vtcr(Granule::K4, 12, 0b10, PS_52) | VTCR_DS;
+    let no_ds = vtcr(Granule::K4, 12, 0b10, PS_52);
+    let k16_no_ds = vtcr(Granule::K16, 12, 0b11, PS_52);
+    let lines = run(
+        cpu,
+        &memory,
+        &[
+            req(ds_l0, T, ipa | 0x10, "read"),
+            req(no_ds, T, ipa | 0x10, "read"),
+            req(k16_no_ds, T, 0, "read"),
+        ],
+    );
+    assert_ok(&lines[0], OUT | 0x10, 3);
+    assert_translation_fault(&lines[1], 0);
+    assert_translation_fault(&lines[2], 0);
+
+    // 64KB, T0SZ 12, start level 1 (IPA[51:42], 1024 entries).
+    let layout = Layout {
+        granule: Granule::K64,
+        ia_bits: 52,
+        start: 1,
+        format: Format::Lpa64k,
+    };
+    let mut memory = Memory::default();
+    let ipa = 0xf_fc00_0001_0000;
+    layout.map(
+        &mut memory,
+        &[T, T + 0x1_0000, T + 0x2_0000],
+        ipa,
+        OUT | PAGE | RW,
+    );
+    let k64 = vtcr(Granule::K64, 12, 0b10, PS_52);
+    let lines = run(
+        Cpu::with_pa(PA_52),
+        &memory,
+        &[req(k64, T, ipa | 0x10, "read")],
+    );
+    assert_ok(&lines[0], OUT | 0x10, 3);
+    // PAMax 48: T0SZ 12 is below the minimum 16.
+    let lines = run(
+        Cpu::with_pa(PA_48),
+        &memory,
+        &[req(k64, T, ipa | 0x10, "read")],
+    );
+    assert_translation_fault(&lines[0], 0);
+}
+
+/// StageOA / AArch64.ContiguousSize: 16KB pages are contiguous in runs of
+/// 128 (2MB), 16KB level-2 blocks in runs of 32; 64KB pages in runs of 32.
+/// The IPA supplies every output bit below the run.
+#[test]
+fn contiguous_sizes_per_granule() {
+    let k16 = Layout {
+        granule: Granule::K16,
+        ia_bits: 47,
+        start: 1,
+        format: Format::Bits48,
+    };
+    let mut memory = Memory::default();
+    // Descriptor OA bits 20:14 set: ignored under the hint.
+    let ipa = 0x12_3450_0000 | (0x7f << 14);
+    k16.map(
+        &mut memory,
+        &[T, T + 0x4000, T + 0x8000],
+        ipa,
+        (OUT | 0x1f_c000) | PAGE | RW | CONTIGUOUS,
+    );
+    let ipa2 = 0x40_0000_0000 | (0x1f << 25);
+    k16.map(
+        &mut memory,
+        &[T, T + 0xc000],
+        ipa2,
+        (OUT | 0x3e00_0000) | BLOCK | RW | CONTIGUOUS,
+    );
+    let v16 = vtcr(Granule::K16, 17, 0b10, PS_48);
+    let lines = run(
+        Cpu::with_pa(PA_48),
+        &memory,
+        &[
+            req(v16, T, ipa | 0x123, "read"),
+            req(v16, T, ipa2 | 0x123, "read"),
+        ],
+    );
+    assert_ok(&lines[0], OUT | (ipa & 0x1f_ffff) | 0x123, 3);
+    assert_eq!(hex(&lines[0], "contiguous_size"), 2 << 20, "{}", lines[0]);
+    assert_ok(&lines[1], OUT | (ipa2 & 0x3fff_ffff) | 0x123, 2);
+    assert_eq!(hex(&lines[1], "contiguous_size"), 1 << 30, "{}", lines[1]);
+
+    let k64 = Layout {
+        granule: Granule::K64,
+        ia_bits: 48,
+        start: 1,
+        format: Format::Bits48,
+    };
+    let mut memory = Memory::default();
+    let ipa = 0x1234_5000_0000 | (0x1f << 16);
+    k64.map(
+        &mut memory,
+        &[T, T + 0x1_0000, T + 0x2_0000],
+        ipa,
+        (OUT | 0x1f_0000) | PAGE | RW | CONTIGUOUS,
+    );
+    let v64 = vtcr(Granule::K64, 16, 0b10, PS_48);
+    let line = run1(
+        Cpu::with_pa(PA_48),
+        &memory,
+        req(v64, T, ipa | 0x123, "read"),
+    );
+    assert_ok(&line, OUT | (ipa & 0x1f_ffff) | 0x123, 3);
+}
+
+/// StageOA takes the output bits below a contiguous run from the IPA, and
+/// AArch64.S2Walk checks that full output address against the output size:
+/// sixteen contiguous 1GB blocks under PS = 32 bits put IPA bits 33:30 in
+/// the OA, an address size fault at level 1 when they reach bit 32.
+#[test]
+fn contiguous_output_beyond_output_size() {
+    let layout = layout_4k_l0();
+    let mut memory = Memory::default();
+    layout.map(&mut memory, &[T, T + 0x1000], 0, BLOCK | RW | CONTIGUOUS);
+    // All sixteen entries of the run hold the same descriptor (OA 0): the
+    // output address of each comes from the IPA.
+    for entry in 1..16 {
+        memory.put(T + 0x1000 + entry * 8, BLOCK | RW | CONTIGUOUS);
+    }
+    let ps32 = vtcr(Granule::K4, 16, 0b10, PS_32);
+    let lines = run(
+        Cpu::with_pa(PA_48),
+        &memory,
+        &[
+            req(ps32, T, (3 << 30) | 0x10, "read"),
+            req(ps32, T, (1 << 32) | 0x10, "read"),
+        ],
+    );
+    assert_ok(&lines[0], (3 << 30) | 0x10, 1);
+    assert_address_size_fault(&lines[1], 1);
+}
+
+/// AArch64.ContiguousBitFaults: a contiguous run wider than the input size
+/// may fault (IMPLEMENTATION DEFINED "Translation fault on misprogrammed
+/// contiguous bit"); the walker's documented choice is no fault, with the
+/// output address as StageOA gives it. 64KB, T0SZ 47 (17-bit IPA), a page
+/// run of 32 x 64KB = 2MB.
+#[test]
+fn contiguous_run_wider_than_input_does_not_fault() {
+    let mut memory = Memory::default();
+    memory.put(T + 8, (OUT | 0x1_0000) | PAGE | RW | CONTIGUOUS);
+    let v = vtcr(Granule::K64, 47, 0b00, PS_48);
+    let line = run1(
+        Cpu::with_pa(PA_48).ttst(),
+        &memory,
+        req(v, T, 0x1_2345, "read"),
+    );
+    assert_ok(&line, OUT | 0x1_2345, 3);
+}
+
+/// Fault status codes carry the level of the leaf for blocks too: access
+/// flag at level 1 (0x09), permission at level 2 (0x0E), and with DS an
+/// access flag fault on a level-0 block (0x08).
+#[test]
+fn block_fault_levels() {
+    let layout = layout_4k_l0();
+    let mut memory = Memory::default();
+    layout.map(
+        &mut memory,
+        &[T, T + 0x1000],
+        0,
+        OUT | BLOCK | MEMATTR_NORMAL_WB | S2AP_RW,
+    );
+    layout.map(
+        &mut memory,
+        &[T, T + 0x2000, T + 0x3000],
+        1 << 39,
+        OUT | BLOCK | MEMATTR_NORMAL_WB | S2AP_RO | AF,
+    );
+    let lines = run(
+        Cpu::with_pa(PA_48),
+        &memory,
+        &[
+            req(vtcr_4k_l0(), T, 0x10, "read"),
+            req(vtcr_4k_l0(), T, (1 << 39) | 0x10, "write"),
+            req(vtcr_4k_l0(), T, (1 << 39) | 0x10, "read"),
+        ],
+    );
+    assert_access_flag_fault(&lines[0], 1);
+    assert_permission_fault(&lines[1], 2);
+    assert_ok(&lines[2], OUT | 0x10, 2);
+
+    let mut memory = Memory::default();
+    memory.put(T, OUT | BLOCK | MEMATTR_NORMAL_WB | S2AP_RW);
+    let ds = vtcr(Granule::K4, 16, 0b10, PS_52) | VTCR_DS;
+    let line = run1(
+        Cpu::with_pa(PA_52).lpa2(),
+        &memory,
+        req(ds, T, 0x10, "read"),
+    );
+    assert_access_flag_fault(&line, 0);
+}
+
+/// AArch64.S2DecodeTG0: a reserved TG0 (0b11), or a granule stage 2 does
+/// not support, selects an IMPLEMENTATION DEFINED granule; the walker's
+/// documented choice is the smallest supported one (4KB here).
+#[test]
+fn reserved_or_unsupported_tg0_walks_as_4k() {
+    let mut memory = Memory::default();
+    page_4k(&mut memory, 0x1000, OUT | PAGE | RW);
+    let reserved = vtcr_4k_l0() | (0b11 << 14);
+    let sixteen = (vtcr_4k_l0() & !(0b11 << 14)) | (Granule::K16.tg0() << 14);
+    // TGran16_2 = 0b0001: 16KB not supported at stage 2.
+    let mut cpu = Cpu::with_pa(PA_48);
+    cpu.mmfr0 = (cpu.mmfr0 & !(0xf << 32)) | (0b0001 << 32);
+    let lines = run(
+        cpu,
+        &memory,
+        &[
+            req(reserved, T, 0x1010, "read"),
+            req(sixteen, T, 0x1010, "read"),
+        ],
+    );
+    assert_ok(&lines[0], OUT | 0x10, 3);
+    assert_ok(&lines[1], OUT | 0x10, 3);
+}
