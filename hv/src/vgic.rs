@@ -137,6 +137,80 @@ pub fn ppi_priority_bytes(first: u8, size: u64, hv_ppis: u32) -> u8 {
     allowed
 }
 
+/// Register access to the physical GIC (MMIO in hv, a fake in tests).
+pub trait GicHardware {
+    fn read(&mut self, address: u64, size: u64) -> u64;
+    fn write(&mut self, address: u64, size: u64, value: u64);
+}
+
+/// Performs one trapped guest access of `size` bytes at `address` as
+/// `action` says: a write when `write` holds the value, else a read whose
+/// result is returned (masked to the access size). `sgis` is the virtual
+/// SGI state of the redistributor's vCPU; `hv_ppis` are hv's own PPIs.
+pub fn perform(
+    action: RegisterAction,
+    address: u64,
+    size: u64,
+    write: Option<u64>,
+    sgis: &VirtualSgis,
+    hv_ppis: u32,
+    hw: &mut impl GicHardware,
+) -> u64 {
+    let mask = if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    let result = match (action, write) {
+        (RegisterAction::Forward, Some(value)) => {
+            hw.write(address, size, value);
+            0
+        }
+        // Registers hv keeps: guest writes vanish.
+        (
+            RegisterAction::ReadOnly | RegisterAction::ReadMasked(_) | RegisterAction::Fixed(_),
+            Some(_),
+        ) => 0,
+        (RegisterAction::Forward | RegisterAction::ReadOnly, None) => hw.read(address, size),
+        (RegisterAction::ReadMasked(bits), None) => hw.read(address, size) & !bits,
+        (RegisterAction::Fixed(value), None) => value,
+        (RegisterAction::SgiPpi(op), Some(value)) => {
+            let (virtual_bits, physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
+            sgis.set_clear(op, virtual_bits);
+            if physical_bits != 0 {
+                hw.write(address, 4, physical_bits as u64);
+            }
+            0
+        }
+        (RegisterAction::SgiPpi(op), None) => {
+            let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
+            (physical | sgis.read(op) as u32) as u64
+        }
+        (RegisterAction::PpiPriority { first }, Some(value)) => {
+            let allowed = ppi_priority_bytes(first, size, hv_ppis);
+            for k in 0..size.min(8) {
+                if allowed & (1 << k) != 0 {
+                    hw.write(address + k, 1, (value >> (8 * k)) & 0xff);
+                }
+            }
+            0
+        }
+        (RegisterAction::PpiPriority { .. }, None) => hw.read(address, size),
+        (RegisterAction::SgiPriority { first }, write) => {
+            let mut read = 0u64;
+            for k in 0..size.min(16u64.saturating_sub(first as u64)) {
+                let sgi = first + k as u8;
+                match write {
+                    Some(value) => sgis.set_priority(sgi, (value >> (8 * k)) as u8),
+                    None => read |= (sgis.priority(sgi) as u64) << (8 * k),
+                }
+            }
+            read
+        }
+    };
+    result & mask
+}
+
 /// Per-vCPU state of the virtual SGIs.
 #[derive(Debug)]
 pub struct VirtualSgis {
@@ -368,6 +442,130 @@ mod tests {
             (0xffff, 0xfdff_0000)
         );
         assert_eq!(split_sgi_ppi(1 << 27, maintenance), (0, 1 << 27));
+    }
+
+    /// A GIC as byte-addressed memory, recording every write.
+    #[derive(Default)]
+    struct FakeGic {
+        bytes: std::collections::BTreeMap<u64, u8>,
+        writes: std::vec::Vec<(u64, u64, u64)>,
+    }
+
+    extern crate std;
+
+    impl GicHardware for FakeGic {
+        fn read(&mut self, address: u64, size: u64) -> u64 {
+            (0..size)
+                .map(|k| (*self.bytes.get(&(address + k)).unwrap_or(&0) as u64) << (8 * k))
+                .sum()
+        }
+        fn write(&mut self, address: u64, size: u64, value: u64) {
+            self.writes.push((address, size, value));
+            for k in 0..size {
+                self.bytes.insert(address + k, (value >> (8 * k)) as u8);
+            }
+        }
+    }
+
+    const RD: u64 = 0x080a_0000;
+    const MAINTENANCE: u32 = 1 << DEFAULT_MAINTENANCE_INTID;
+
+    fn guest(
+        offset: u64,
+        size: u64,
+        write: Option<u64>,
+        sgis: &VirtualSgis,
+        hw: &mut FakeGic,
+    ) -> u64 {
+        perform(
+            redistributor(offset),
+            RD + offset,
+            size,
+            write,
+            sgis,
+            MAINTENANCE,
+            hw,
+        )
+    }
+
+    #[test]
+    fn linux_gic_cpu_init_on_the_fake() {
+        let (sgis, mut hw) = (VirtualSgis::new(), FakeGic::default());
+        // hv enabled its kick SGI and the maintenance PPI in hardware.
+        hw.write(RD + 0x1_0100, 4, 1 | MAINTENANCE as u64);
+        hw.writes.clear();
+        // Linux: ICACTIVER0 = ICENABLER0 = ~0, then enables SGIs and PPI 27.
+        guest(0x1_0380, 4, Some(0xffff_ffff), &sgis, &mut hw);
+        guest(0x1_0180, 4, Some(0xffff_ffff), &sgis, &mut hw);
+        guest(0x1_0100, 4, Some(0xffff), &sgis, &mut hw);
+        guest(0x1_0100, 4, Some(1 << 27), &sgis, &mut hw);
+        // No hardware write ever carried an SGI bit or the maintenance PPI.
+        for &(_, _, value) in &hw.writes {
+            assert_eq!(value & (0xffff | MAINTENANCE as u64), 0, "{:x?}", hw.writes);
+        }
+        assert_eq!(hw.writes.last(), Some(&(RD + 0x1_0100, 4, 1 << 27)));
+        // The guest reads its own view: SGIs from hv, PPIs from hardware.
+        hw.bytes.insert(RD + 0x1_0100 + 3, 0x08); // PPI 27 enabled in hardware
+        hw.bytes
+            .insert(RD + 0x1_0100 + 3, 0x08 | (MAINTENANCE >> 24) as u8);
+        assert_eq!(guest(0x1_0100, 4, None, &sgis, &mut hw), 0x0800_ffff);
+        // SGI priorities are virtual, PPI priorities reach the hardware
+        // except the maintenance PPI's.
+        guest(0x1_0400, 4, Some(0x8090_a0b0), &sgis, &mut hw);
+        assert_eq!(sgis.priority(1), 0xa0);
+        assert_eq!(guest(0x1_0400, 4, None, &sgis, &mut hw), 0x8090_a0b0);
+        guest(0x1_0418, 4, Some(0xa0a0_a0a0), &sgis, &mut hw);
+        assert_eq!(
+            hw.read(RD + 0x1_0418, 4),
+            0xa0a0_00a0,
+            "INTID 25's byte skipped"
+        );
+        hw.writes.clear();
+        guest(0x1_0419, 1, Some(0xff), &sgis, &mut hw);
+        assert!(hw.writes.is_empty(), "priority of PPI 25 is hv's");
+        // Registers hv keeps: writes vanish, reads are masked or fixed.
+        hw.bytes.insert(RD + 0x8, 0x19);
+        assert_eq!(
+            guest(0x8, 4, None, &sgis, &mut hw),
+            0x10,
+            "PLPIS and DirectLPI hidden"
+        );
+        guest(0x14, 4, Some(0x2), &sgis, &mut hw);
+        assert!(hw.writes.is_empty(), "WAKER is hv's");
+        assert_eq!(guest(0x1_0080, 4, None, &sgis, &mut hw), 0xffff_ffff);
+        assert_eq!(
+            guest(0x1_0080, 2, None, &sgis, &mut hw),
+            0xffff,
+            "masked to the access size"
+        );
+    }
+
+    #[test]
+    fn distributor_forwarding_on_the_fake() {
+        let (sgis, mut hw) = (VirtualSgis::new(), FakeGic::default());
+        let d = 0x0800_0000;
+        let access = |offset, size, write, hw: &mut FakeGic| {
+            perform(
+                distributor(offset),
+                d + offset,
+                size,
+                write,
+                &sgis,
+                MAINTENANCE,
+                hw,
+            )
+        };
+        access(0x6108, 8, Some(0x1_0000_0203), &mut hw);
+        assert_eq!(
+            hw.read(d + 0x6108, 8),
+            0x1_0000_0203,
+            "IROUTER reaches the hardware"
+        );
+        access(0x0000, 4, Some(0), &mut hw);
+        assert_eq!(hw.writes.len(), 1, "GICD_CTLR stays hv's");
+        hw.bytes.insert(d + 0x4 + 2, 0x03);
+        assert_eq!(access(0x0004, 4, None, &mut hw), 0, "no LPIs or MBIs");
+        assert_eq!(access(0x0f00, 4, None, &mut hw), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::cpu::{read_sysreg, write_sysreg};
 use super::mmio;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::platform::{Platform, Region, MAX_CPUS};
-use crate::vgic::{self, RegisterAction, SetClear, VirtualSgis, KICK_SGI, SPECIAL_INTIDS};
+use crate::vgic::{self, RegisterAction, VirtualSgis, KICK_SGI, SPECIAL_INTIDS};
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 
@@ -303,82 +303,35 @@ impl Gic {
         } else {
             return None;
         };
-        let size = access.size.bytes();
-        let write = matches!(access.kind, MmioKind::Write { .. });
-        let hv_ppis = 1u32 << self.maintenance;
-        let result = match action {
-            RegisterAction::Forward if write => {
-                mmio::write(ipa, size, value);
-                0
-            }
-            RegisterAction::Forward | RegisterAction::ReadOnly => {
-                if write {
-                    0
-                } else {
-                    mmio::read(ipa, size)
-                }
-            }
-            RegisterAction::ReadMasked(mask) => {
-                if write {
-                    0
-                } else {
-                    mmio::read(ipa, size) & !mask
-                }
-            }
-            RegisterAction::Fixed(fixed) => {
-                if write {
-                    0
-                } else {
-                    fixed
-                }
-            }
-            RegisterAction::SgiPpi(op) => {
-                let sgis = &SGIS[owner.unwrap_or(vcpu)];
-                if write {
-                    let (virtual_bits, physical_bits) = vgic::split_sgi_ppi(value as u32, hv_ppis);
-                    sgis.set_clear(op, virtual_bits);
-                    if physical_bits != 0 {
-                        mmio::write32(ipa, physical_bits);
-                    }
-                    0
-                } else {
-                    let physical = mmio::read32(ipa) & 0xffff_0000 & !hv_ppis;
-                    let shown = if matches!(op, SetClear::ActiveSet | SetClear::ActiveClear) {
-                        physical
-                    } else {
-                        physical | sgis.read(op) as u32
-                    };
-                    shown as u64
-                }
-            }
-            RegisterAction::PpiPriority { first } => {
-                if write {
-                    let allowed = vgic::ppi_priority_bytes(first, size, hv_ppis);
-                    for k in 0..size {
-                        if allowed & (1 << k) != 0 {
-                            mmio::write8(ipa + k, (value >> (8 * k)) as u8);
-                        }
-                    }
-                    0
-                } else {
-                    mmio::read(ipa, size)
-                }
-            }
-            RegisterAction::SgiPriority { first } => {
-                let sgis = &SGIS[owner.unwrap_or(vcpu)];
-                let mut read = 0u64;
-                for k in 0..size.min(16 - first as u64) {
-                    let sgi = first + k as u8;
-                    if write {
-                        sgis.set_priority(sgi, (value >> (8 * k)) as u8);
-                    } else {
-                        read |= (sgis.priority(sgi) as u64) << (8 * k);
-                    }
-                }
-                read
-            }
+        let write = match access.kind {
+            MmioKind::Write { .. } => Some(value),
+            MmioKind::Read { .. } => None,
         };
+        let hv_ppis = 1u32 << self.maintenance;
+        let sgis = &SGIS[owner.unwrap_or(vcpu)];
+        let result = vgic::perform(
+            action,
+            ipa,
+            access.size.bytes(),
+            write,
+            sgis,
+            hv_ppis,
+            &mut Hardware,
+        );
         Some(result & access.size.mask())
+    }
+}
+
+/// The physical GIC's registers, for `vgic::perform`.
+struct Hardware;
+
+impl vgic::GicHardware for Hardware {
+    fn read(&mut self, address: u64, size: u64) -> u64 {
+        mmio::read(address, size)
+    }
+
+    fn write(&mut self, address: u64, size: u64, value: u64) {
+        mmio::write(address, size, value);
     }
 }
 
