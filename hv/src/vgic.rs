@@ -211,6 +211,69 @@ pub fn perform(
     result & mask
 }
 
+/// Physical interrupts acknowledged for a vCPU but not yet in a list
+/// register. Each INTID is there at most once (it stays active until the
+/// guest deactivates it), so 1024 entries cannot overflow.
+pub type Backlog = arrayvec::ArrayVec<u16, 1024>;
+
+/// A CPU's list registers (ICH_LR<n>_EL2, ICH_ELRSR_EL2, ICH_HCR_EL2.UIE).
+pub trait ListRegisters {
+    fn count(&self) -> usize;
+    /// Bit n set: list register n holds no interrupt.
+    fn empty(&mut self) -> u32;
+    fn read(&mut self, n: usize) -> u64;
+    fn write(&mut self, n: usize, value: u64);
+    /// Ask for a maintenance interrupt when at most one entry is valid.
+    fn set_underflow_interrupt(&mut self, on: bool);
+}
+
+const LR_PENDING: u64 = 1 << 62;
+const LR_HW: u64 = 1 << 61;
+
+/// Moves pending virtual SGIs and the backlog (in arrival order) into free
+/// list registers. An SGI already in a list register is marked pending
+/// there instead (an INTID must never be in two). If anything is left,
+/// the underflow maintenance interrupt will ask for another refill.
+pub fn fill_list_registers(
+    lrs: &mut impl ListRegisters,
+    sgis: &VirtualSgis,
+    backlog: &mut Backlog,
+    priority: impl Fn(u32) -> u8,
+) {
+    let count = lrs.count().min(16);
+    let mut empty = lrs.empty() & ((1u32 << count) - 1);
+    while let Some(sgi) = sgis.take() {
+        let holding = (0..count).find(|&n| {
+            empty & (1 << n) == 0 && {
+                let lr = lrs.read(n);
+                lr & 0xffff_ffff == sgi as u64 && lr & LR_HW == 0
+            }
+        });
+        if let Some(n) = holding {
+            let lr = lrs.read(n);
+            lrs.write(n, lr | LR_PENDING);
+            continue;
+        }
+        if empty == 0 {
+            sgis.put_back(sgi);
+            break;
+        }
+        let n = empty.trailing_zeros() as usize;
+        empty &= !(1 << n);
+        lrs.write(n, list_register(sgi as u32, None, sgis.priority(sgi)));
+    }
+    let mut taken = 0;
+    while empty != 0 && taken < backlog.len() {
+        let intid = backlog[taken] as u32;
+        taken += 1;
+        let n = empty.trailing_zeros() as usize;
+        empty &= !(1 << n);
+        lrs.write(n, list_register(intid, Some(intid), priority(intid)));
+    }
+    backlog.drain(..taken);
+    lrs.set_underflow_interrupt(!backlog.is_empty() || sgis.has_ready());
+}
+
 /// Per-vCPU state of the virtual SGIs.
 #[derive(Debug)]
 pub struct VirtualSgis {
@@ -566,6 +629,67 @@ mod tests {
         hw.bytes.insert(d + 0x4 + 2, 0x03);
         assert_eq!(access(0x0004, 4, None, &mut hw), 0, "no LPIs or MBIs");
         assert_eq!(access(0x0f00, 4, None, &mut hw), 0);
+    }
+
+    /// Four list registers in memory; ELRSR derived from their state.
+    #[derive(Default)]
+    struct FakeLrs {
+        lrs: [u64; 4],
+        underflow: bool,
+    }
+
+    impl ListRegisters for FakeLrs {
+        fn count(&self) -> usize {
+            4
+        }
+        fn empty(&mut self) -> u32 {
+            (0..4)
+                .filter(|&n| self.lrs[n] >> 62 == 0)
+                .map(|n| 1 << n)
+                .sum()
+        }
+        fn read(&mut self, n: usize) -> u64 {
+            self.lrs[n]
+        }
+        fn write(&mut self, n: usize, value: u64) {
+            self.lrs[n] = value;
+        }
+        fn set_underflow_interrupt(&mut self, on: bool) {
+            self.underflow = on;
+        }
+    }
+
+    #[test]
+    fn list_registers_fill_overflow_and_merge() {
+        let (mut lrs, sgis, mut backlog) = (FakeLrs::default(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        sgis.raise(1);
+        backlog.extend([27u16, 33, 40, 41]);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        // SGI 1 first, then the backlog in order; one interrupt left over.
+        assert_eq!(lrs.lrs[0], list_register(1, None, DEFAULT_PRIORITY));
+        assert_eq!(lrs.lrs[1], list_register(27, Some(27), 0xa0));
+        assert_eq!(lrs.lrs[3], list_register(40, Some(40), 0xa0));
+        assert_eq!(backlog.as_slice(), &[41]);
+        assert!(lrs.underflow, "a refill is needed");
+        // The guest takes SGI 1 (active) and it is raised again: the same
+        // list register becomes active and pending, no duplicate.
+        lrs.lrs[0] = (lrs.lrs[0] & !(3 << 62)) | 2 << 62;
+        sgis.raise(1);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(lrs.lrs[0] >> 62, 0b11);
+        assert_eq!(backlog.as_slice(), &[41], "still no free register");
+        // The guest finishes 27 and 33: 41 goes in, nothing is left.
+        lrs.lrs[1] = 0;
+        lrs.lrs[2] = 0;
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(lrs.lrs[1], list_register(41, Some(41), 0xa0));
+        assert!(backlog.is_empty() && !lrs.underflow);
+        // Full registers: a new SGI waits, pending, with underflow asked.
+        lrs.lrs[2] = list_register(50, Some(50), 0);
+        sgis.raise(2);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert!(lrs.underflow && sgis.has_ready());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct Gic {
 }
 
 /// Physical interrupts acknowledged but not yet in a list register.
-struct Backlog([UnsafeCell<ArrayVec<u16, 1024>>; MAX_CPUS]);
+struct Backlog([UnsafeCell<vgic::Backlog>; MAX_CPUS]);
 // SAFETY: entry i is only touched by the CPU running vCPU i, with
 // exceptions masked (in hv's exit handler).
 unsafe impl Sync for Backlog {}
@@ -201,40 +201,10 @@ impl Gic {
     pub fn fill_list_registers(&self, vcpu: usize) {
         // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
         let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let sgis = &SGIS[vcpu];
-        let mut empty = read_sysreg!("s3_4_c12_c11_5") as u32; // ICH_ELRSR_EL2
-        empty &= (1u32 << self.list_registers) - 1;
-        while let Some(sgi) = sgis.take() {
-            // Already in a list register: mark it pending there.
-            if let Some(n) = (0..self.list_registers).find(|&n| {
-                empty & (1 << n) == 0 && {
-                    let lr = read_lr(n);
-                    lr & 0xffff_ffff == sgi as u64 && lr & (1 << 61) == 0
-                }
-            }) {
-                write_lr(n, read_lr(n) | 1 << 62);
-                continue;
-            }
-            if empty == 0 {
-                sgis.put_back(sgi);
-                break;
-            }
-            let n = empty.trailing_zeros() as usize;
-            empty &= !(1 << n);
-            write_lr(n, vgic::list_register(sgi as u32, None, sgis.priority(sgi)));
-        }
-        while empty != 0 && !backlog.is_empty() {
-            let intid = backlog.remove(0) as u32;
-            let n = empty.trailing_zeros() as usize;
-            empty &= !(1 << n);
-            write_lr(
-                n,
-                vgic::list_register(intid, Some(intid), self.priority(vcpu, intid)),
-            );
-        }
-        let more = !backlog.is_empty() || sgis.has_ready();
-        let hcr = 1 | if more { 1 << 1 } else { 0 }; // En, UIE
-        write_sysreg!("s3_4_c12_c11_0", hcr);
+        let mut lrs = HardwareLrs(self.list_registers);
+        vgic::fill_list_registers(&mut lrs, &SGIS[vcpu], backlog, |intid| {
+            self.priority(vcpu, intid)
+        });
     }
 
     /// Before this CPU powers off: physical interrupts it acknowledged but
@@ -319,6 +289,32 @@ impl Gic {
             &mut Hardware,
         );
         Some(result & access.size.mask())
+    }
+}
+
+/// This CPU's list registers, for `vgic::fill_list_registers`.
+struct HardwareLrs(usize);
+
+impl vgic::ListRegisters for HardwareLrs {
+    fn count(&self) -> usize {
+        self.0
+    }
+
+    fn empty(&mut self) -> u32 {
+        read_sysreg!("s3_4_c12_c11_5") as u32 // ICH_ELRSR_EL2
+    }
+
+    fn read(&mut self, n: usize) -> u64 {
+        read_lr(n)
+    }
+
+    fn write(&mut self, n: usize, value: u64) {
+        write_lr(n, value);
+    }
+
+    fn set_underflow_interrupt(&mut self, on: bool) {
+        // ICH_HCR_EL2: En, and UIE when more is queued than fits.
+        write_sysreg!("s3_4_c12_c11_0", 1 | (on as u64) << 1);
     }
 }
 
