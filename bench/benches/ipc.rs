@@ -120,7 +120,12 @@ fn round_trip(c: &mut Criterion) {
                 let mut rx = requests.ring().consumer().unwrap();
                 let mut tx = replies.ring().producer().unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    rx.drain(64, |record| tx.push_blocking(record));
+                    // Poll like a doorbell's spin phase: one pause between
+                    // empty polls, so the poller does not steal the slot
+                    // line while the producer is still writing it.
+                    if rx.drain(64, |record| tx.push_blocking(record)) == 0 {
+                        std::hint::spin_loop();
+                    }
                 }
             });
             let mut tx = requests.ring().producer().unwrap();

@@ -6,8 +6,9 @@
 //! 1. A producer publishes first (the ring's Release stores) and rings
 //!    after, once per batch. Any number of producers may ring one doorbell
 //!    concurrently; ringing must be cheap when nobody waits.
-//! 2. One consumer at a time waits. `wait_until(ready)` returns only after
-//!    `ready()` returned true. Before it blocks it must *arm* the doorbell
+//! 2. `wait_until(ready)` returns only after `ready()` returned true. An
+//!    implementation states how many consumers may wait at once
+//!    ([`HostDoorbell`]: any number; WFE: one per PE). Before it blocks it must *arm* the doorbell
 //!    and then observe every publish that preceded a ring it did not see:
 //!    either the ring finds the doorbell armed and wakes the waiter, or the
 //!    waiter's check after arming sees the published records. That is the
