@@ -2643,3 +2643,60 @@ fn random_tables_match_the_reference_model() {
     // The generator must reach the interesting part: real translations.
     assert!(translations * 20 > compared, "{translations} of {compared}");
 }
+
+/// Priorities across the walk: AArch64.S2Translate checks the input size
+/// (IPAIsOutOfRange) before S2Walk checks the TTB; S2Walk decodes a
+/// descriptor's type before looking at its address, so an invalid entry or
+/// a block where none is allowed is a translation fault even when its
+/// address is beyond the output size; a table address beyond the output
+/// size faults at the table's level before the next level is read.
+#[test]
+fn translation_before_address_size() {
+    let layout = layout_4k_l0();
+    let mut memory = Memory::default();
+    let far = 1u64 << 44;
+    // IPA 0: a level-0 block (not allowed without DS) at 2^44.
+    memory.put(T, far | BLOCK | RW);
+    // IPA 1 << 39: an invalid level-0 entry with address bits beyond.
+    memory.put(T + 8, far | 0b10);
+    // IPA 2 << 39: level-1 table to 2^44, whose (absent) entries would be
+    // external aborts if they were read.
+    layout.map(&mut memory, &[T, T + 0x1000, far], 2 << 39, OUT | PAGE | RW);
+    let ps40 = vtcr(Granule::K4, 16, 0b10, PS_40);
+    let lines = run(
+        Cpu::with_pa(PA_48),
+        &memory,
+        &[
+            req(ps40, T, 0x10, "read"),
+            req(ps40, T, (1 << 39) | 0x10, "read"),
+            req(ps40, T, (2 << 39) | 0x10, "read"),
+            // IPA beyond 48 bits with a TTB beyond 40 bits: translation.
+            req(ps40, far, 1 << 48, "read"),
+            req(ps40, far, 0, "read"),
+        ],
+    );
+    assert_translation_fault(&lines[0], 0);
+    assert_translation_fault(&lines[1], 0);
+    assert_address_size_fault(&lines[2], 1);
+    assert_translation_fault(&lines[3], 0);
+    assert_address_size_fault(&lines[4], 0);
+}
+
+/// AArch64.S2InvalidSL sets no condition on 16KB SL0 0b00 (level 3): a
+/// 25-bit input (T0SZ 39) is resolved from level 3 with 4 concatenated
+/// tables without FEAT_TTST (AArch64.S2InconsistentSL: 15..=29 bits).
+#[test]
+fn sixteen_k_start_level_3() {
+    let layout = Layout {
+        granule: Granule::K16,
+        ia_bits: 25,
+        start: 3,
+        format: Format::Bits48,
+    };
+    let mut memory = Memory::default();
+    let ipa = 0x1ff_c000;
+    layout.map(&mut memory, &[T], ipa, OUT | PAGE | RW);
+    let v = vtcr(Granule::K16, 39, 0b00, PS_48);
+    let line = run1(Cpu::with_pa(PA_48), &memory, req(v, T, ipa | 0x123, "read"));
+    assert_ok(&line, OUT | 0x123, 3);
+}
