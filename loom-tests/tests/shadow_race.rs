@@ -53,6 +53,47 @@ fn no_stale_insert_and_nothing_in_scope_after_invalidate() {
     });
 }
 
+/// Page 0 is cached (leaf and table paths) and shadowed with OLD. A vCPU
+/// translates it (a cache hit that re-installs the shadow entry) while L1
+/// remaps it to NEW and issues TLBI IPAS2E1: once the TLBI returns, and
+/// after the vCPU is done, neither the cache nor the shadow may give OLD. A
+/// translate that read the generation while the invalidation was removing
+/// entries must not put the hit back.
+#[test]
+fn a_hit_racing_with_invalidate_is_not_reinstalled() {
+    loom::model(|| {
+        let s = service(1);
+        let w = s.worker();
+        assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        assert!(s.shadow_lookup(&w, &key(ROOT), 0).is_some());
+        let vcpu = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let t = read(&s, &w, &key(ROOT), 0);
+                if let Some(l1) = l1_of(&t, 0) {
+                    assert!(l1 == OLD || l1 == NEW, "{t:?}");
+                }
+            })
+        };
+        s.memory().write(L3_TABLE, NEW | PAGE);
+        s.invalidate(&w, 1, &ipas2e1(0));
+        let check = |when: &str| {
+            let guard = w.pin();
+            if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
+                assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
+            }
+            drop(guard);
+            if let Some(m) = s.shadow_lookup(&w, &key(ROOT), 0) {
+                assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
+            }
+        };
+        check("right after invalidate");
+        vcpu.join().unwrap();
+        check("after the vCPU finished");
+    });
+}
+
 /// A vCPU translates page 1 while L1 remaps page 0 and flushes the whole
 /// VMID (VMALLS12E1): afterwards nothing cached or shadowed maps page 0 to
 /// OLD, and page 1's answer was right whenever it was mapped.

@@ -10,9 +10,12 @@
 //!   neither generation moved and the context is not retired. A walk that
 //!   overlapped an invalidation therefore never inserts: it answers
 //!   [`Retry::InvalidationRaced`] and L2 simply faults again.
-//! - `invalidate` takes each affected context's lock, bumps its generation,
-//!   then removes what is in scope from the cache, the shadow table (with
-//!   the hardware TLB maintenance of the shadow VMID) and the reverse map.
+//! - `invalidate` takes each affected context's lock, removes what is in
+//!   scope from the cache, the shadow table (with the hardware TLB
+//!   maintenance of the shadow VMID) and the reverse map, and only then
+//!   bumps the generation (still under the lock): a translate that read
+//!   the generation before the bump, even while the removal was under way
+//!   and it could still find an entry in scope, is refused.
 //!   When it returns, nothing in scope is reachable: lookups after it see
 //!   the removal, and inserts from walks that began before it were refused.
 //! - Invariant: every shadow leaf lies inside a cached leaf of its context
@@ -770,7 +773,6 @@ where
         let mut removed = 0;
         self.directory.for_vmid(target, &guard, |context| {
             let mut held = context.lock();
-            context.bump_generation(&mut held);
             removed += match scope {
                 InvalidateScope::Vmid | InvalidateScope::AllVmids => {
                     self.drop_context_contents(context, &mut held, &guard)
@@ -779,6 +781,11 @@ where
                     self.invalidate_range(context, &mut held, ipa.range, ipa.levels, &guard)
                 }
             };
+            // Last, once nothing in scope is reachable: a translate that
+            // read the old generation (even during the removal, when it may
+            // still have found an entry in scope) cannot insert, and one
+            // that reads the new value sees none of the removed entries.
+            context.bump_generation(&mut held);
         });
         bump(&self.counters.invalidations, 1);
         bump(&self.counters.invalidated_entries, removed as u64);

@@ -150,8 +150,10 @@ impl<T: Keyed> Table<T> {
             // unlinking and a grace period.
             match unsafe { shared.as_ref() }.map(Node::read) {
                 None => free = free.or(Some(i)),
+                // A dead node with the same key is replaced like a free
+                // slot: the caller's indexes no longer list it.
                 Some(n) if n.key() == key => {
-                    same = Some(i);
+                    same = Some((i, dead(n)));
                     break;
                 }
                 Some(n) if dead(n) => free = free.or(Some(i)),
@@ -159,7 +161,8 @@ impl<T: Keyed> Table<T> {
             }
         }
         let (index, outcome) = match (same, free) {
-            (Some(i), _) => (i, Displaced::SameKey),
+            (Some((i, false)), _) => (i, Displaced::SameKey),
+            (Some((i, true)), _) => (i, Displaced::Nothing),
             (None, Some(i)) => (i, Displaced::Nothing),
             (None, None) => {
                 let i = self.victim.fetch_add(1, Ordering::Relaxed) % BUCKET;
