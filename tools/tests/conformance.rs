@@ -198,6 +198,8 @@ const CHUNK: u64 = 0x1_0000;
 struct Memory {
     words: BTreeMap<u64, u64>,
     read_only: bool,
+    /// Chunks given as read-only memslots whatever `read_only` says.
+    read_only_chunks: Vec<u64>,
 }
 
 impl Memory {
@@ -217,9 +219,13 @@ impl Memory {
             let offset = (address - base) as usize;
             bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
         }
-        let flag = if self.read_only { "--mem-ro" } else { "--mem" };
         let mut args = Vec::new();
         for (base, bytes) in chunks {
+            let flag = if self.read_only || self.read_only_chunks.contains(&base) {
+                "--mem-ro"
+            } else {
+                "--mem"
+            };
             let path = dir.join(format!("slot-{base:x}.bin"));
             std::fs::write(&path, bytes).unwrap();
             args.push(flag.to_string());
@@ -2037,17 +2043,22 @@ mod reference {
         Outcome::Fault { kind, level }
     }
 
-    /// Guest memory: 64KB chunks of little-endian words.
-    pub type Chunks = BTreeMap<u64, Vec<u64>>;
+    /// Guest memory: 64KB chunks of little-endian words, each writable
+    /// (true) or a read-only memslot (false).
+    pub type Chunks = BTreeMap<u64, (bool, Vec<u64>)>;
 
     fn read(memory: &Chunks, address: u64) -> Option<u64> {
-        let chunk = memory.get(&(address & !0xffff))?;
+        let (_, chunk) = memory.get(&(address & !0xffff))?;
         Some(chunk[((address & 0xffff) / 8) as usize])
     }
 
-    fn write(memory: &mut Chunks, address: u64, value: u64) {
-        let chunk = memory.get_mut(&(address & !0xffff)).unwrap();
-        chunk[((address & 0xffff) / 8) as usize] = value;
+    /// A hardware update; `false` if memory refuses it.
+    fn write(memory: &mut Chunks, address: u64, value: u64) -> bool {
+        let (writable, chunk) = memory.get_mut(&(address & !0xffff)).unwrap();
+        if *writable {
+            chunk[((address & 0xffff) / 8) as usize] = value;
+        }
+        *writable
     }
 
     fn bits(value: u64, hi: u32, lo: u32) -> u64 {
@@ -2290,8 +2301,10 @@ mod reference {
         if ha && hd && dbm && access == "write" {
             new |= 1 << 7;
         }
-        if new != descriptor {
-            write(memory, descaddr, new);
+        // A refused update (read-only memslot): the walker's choice of a
+        // synchronous external abort on the walk at the leaf's level.
+        if new != descriptor && !write(memory, descaddr, new) {
+            return fault("external_abort", level);
         }
         Outcome::Ok {
             oa,
@@ -2447,7 +2460,8 @@ fn random_image(rng: &mut Rng, wide: bool) -> reference::Chunks {
                 rng.next()
             };
         }
-        chunks.insert(base, words);
+        // One chunk in eight is a read-only memslot.
+        chunks.insert(base, (!rng.chance(12), words));
     }
     chunks
 }
@@ -2598,9 +2612,12 @@ fn random_tables_match_the_reference_model() {
         let wide = cpu.mmfr0 & 0xf == PA_52;
         let mut model_memory = random_image(&mut rng, wide);
         let mut memory = Memory::default();
-        for (&base, words) in &model_memory {
+        for (&base, (writable, words)) in &model_memory {
             for (i, &word) in words.iter().enumerate() {
                 memory.put(base + 8 * i as u64, word);
+            }
+            if !writable {
+                memory.read_only_chunks.push(base);
             }
         }
         let model_cpu = reference::Cpu::from_id_registers(cpu.mmfr0, cpu.mmfr1, cpu.mmfr2);
