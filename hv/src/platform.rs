@@ -336,7 +336,7 @@ pub struct Options {
     pub semihosting_exit: bool,
     /// `hv.gic=virtual|passthrough`: how the guest gets interrupts.
     pub gic: GicMode,
-    /// `hv.fail=panic|fault`: fail on purpose once the heap is up, so tests
+    /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
 }
@@ -359,6 +359,9 @@ pub enum DeliberateFailure {
     Panic,
     /// A load from an unmapped address: a data abort taken at EL2.
     Fault,
+    /// A store into hv's own code, which W^X maps read-only: a permission
+    /// fault taken at EL2.
+    WriteCode,
 }
 
 impl Options {
@@ -372,6 +375,9 @@ impl Options {
                 "hv.gic=passthrough" => options.gic = GicMode::Passthrough,
                 "hv.fail=panic" => options.deliberate_failure = Some(DeliberateFailure::Panic),
                 "hv.fail=fault" => options.deliberate_failure = Some(DeliberateFailure::Fault),
+                "hv.fail=write-code" => {
+                    options.deliberate_failure = Some(DeliberateFailure::WriteCode)
+                }
                 other if other.starts_with("hv.") => return Err(other),
                 _ => {}
             }

@@ -366,6 +366,13 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
                 "hv.fail=fault: the load returned {value:#x} instead of faulting"
             ));
         }
+        Some(DeliberateFailure::WriteCode) => {
+            let code = primary_main as *const () as *mut u32;
+            // SAFETY: not safe by design: hv's code is mapped read-only, so
+            // this store must fault before it changes anything.
+            unsafe { core::ptr::write_volatile(code, 0) };
+            fail(format_args!("hv.fail=write-code: hv's code is writable"));
+        }
         None => {}
     }
 

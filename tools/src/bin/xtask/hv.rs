@@ -319,6 +319,15 @@ const MATRIX: &[Case] = &[
         ..boot(N1, 1, "512M")
     },
     Case {
+        hv_args: "hv.fail=write-code",
+        // A permission fault (DFSC 0x0f: level 3) on a write (WnR) at EL2.
+        expect: Expect::Ends {
+            line: "hv: PANIC: exception in hv (vector 4): ESR_EL2 0x9600004f",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
         guest: Guest::MissingInit,
         expect: Expect::Ends {
             line: "hv: the guest called PSCI SYSTEM_RESET",
