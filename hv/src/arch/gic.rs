@@ -108,9 +108,8 @@ impl Gic {
                 frame += vgic::redistributor_stride(typer);
             }
         }
-        for (index, &frame) in found.iter().enumerate().take(platform.cpus.len()) {
+        for &frame in found.iter().take(platform.cpus.len()) {
             if frame == 0 {
-                let _ = index;
                 return Err("a CPU in the device tree has no GICv3 redistributor");
             }
             redistributors.push(frame);
