@@ -141,6 +141,7 @@ static PSCI_SMC: AtomicU8 = AtomicU8::new(0);
 static MMU_ON: AtomicBool = AtomicBool::new(false);
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 static LAST_PHASE: AtomicU64 = AtomicU64::new(0);
+static GUEST_FAULT_REPORTS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// hv's exit status, as the emulator reports it with `hv.exit=semihosting`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -912,7 +913,9 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
         GuestExit::DataAbort => emulate_mmio(hv, frame, esr, vcpu),
         GuestExit::InstructionAbort => {
             let far = read_sysreg!("far_el2");
-            println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
+            if should_report() {
+                println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
+            }
             inject(
                 frame,
                 inject::external_instruction_abort_syndrome(frame.spsr),
@@ -932,17 +935,21 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
         // ignores them from the non-secure side.
         GuestExit::SysReg(access) if !access.read && is_sgi0r(&access) => frame.elr += 4,
         GuestExit::SysReg(access) => {
-            println!(
-                "hv: guest {access} trapped at {:#x}: injecting UNDEFINED",
-                frame.elr
-            );
+            if should_report() {
+                println!(
+                    "hv: guest {access} trapped at {:#x}: injecting UNDEFINED",
+                    frame.elr
+                );
+            }
             inject(frame, inject::undefined_syndrome(), None);
         }
         GuestExit::Unknown | GuestExit::Eret => {
-            println!(
-                "hv: guest instruction trapped (ESR_EL2 {esr:#x}) at {:#x}: injecting UNDEFINED",
-                frame.elr
-            );
+            if should_report() {
+                println!(
+                    "hv: guest instruction trapped (ESR_EL2 {esr:#x}) at {:#x}: injecting UNDEFINED",
+                    frame.elr
+                );
+            }
             inject(frame, inject::undefined_syndrome(), None);
         }
         GuestExit::Other(_) => guest_crash(frame, "an exit hv does not handle"),
@@ -979,6 +986,17 @@ fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
             exit(ExitStatus::GuestReset);
         }
     }
+}
+
+/// Reports of guest faults are capped so that a guest that keeps faulting
+/// cannot slow everything down by flooding the console through hv.
+fn should_report() -> bool {
+    const MAX_REPORTS: u32 = 20;
+    let n = GUEST_FAULT_REPORTS.fetch_add(1, Ordering::Relaxed);
+    if n == MAX_REPORTS {
+        println!("hv: (further guest faults are injected without a report)");
+    }
+    n < MAX_REPORTS
 }
 
 fn inject(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
@@ -1049,7 +1067,9 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
             frame.elr += 4;
         }
         Ok(access) => {
-            println!("hv: guest access to {:#x} ({:?}) has no device behind it: injecting an external abort", access.ipa, access.kind);
+            if should_report() {
+                println!("hv: guest access to {:#x} ({:?}) has no device behind it: injecting an external abort", access.ipa, access.kind);
+            }
             let write = matches!(access.kind, MmioKind::Write { .. });
             inject(
                 frame,
@@ -1059,7 +1079,9 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
         }
         Err(reason) => {
             let why: &dyn fmt::Display = &reason;
-            println!("hv: guest data abort at {far:#x} cannot be emulated ({why}): injecting an external abort");
+            if should_report() {
+                println!("hv: guest data abort at {far:#x} cannot be emulated ({why}): injecting an external abort");
+            }
             inject(
                 frame,
                 inject::external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0),
