@@ -105,7 +105,9 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.next_seq = seq.wrapping_add(1);
         // With nothing outstanding the service has taken every earlier
         // request, so this waits at most for it to release their slots.
-        self.requests.push_blocking(&request.encode(self.vcpu, seq));
+        let vcpu = self.vcpu;
+        self.requests
+            .push_blocking_in_place(|slot| request.encode_into(vcpu, seq, slot));
         self.outstanding = 1;
         self.service_bell.ring();
         let replies = &self.replies;
@@ -176,9 +178,11 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         let credits = self.capacity - self.outstanding;
         let vcpu = self.vcpu;
         let first = self.next_seq;
-        let sent = self.requests.push_with(requests.len().min(credits), |i| {
-            requests[i].encode(vcpu, first.wrapping_add(i as u64))
-        });
+        let sent = self
+            .requests
+            .push_with(requests.len().min(credits), |i, slot| {
+                requests[i].encode_into(vcpu, first.wrapping_add(i as u64), slot)
+            });
         if sent > 0 {
             self.next_seq = first.wrapping_add(sent as u64);
             self.outstanding += sent;
@@ -279,7 +283,8 @@ impl<'a, B: Doorbell> Endpoint<'a, B> {
             };
             // Cannot be full: `room` slots were free, and only this
             // producer takes slots.
-            let pushed = replies.push(&reply.encode(vcpu, record.header.seq));
+            let seq = record.header.seq;
+            let pushed = replies.push_in_place(|slot| reply.encode_into(vcpu, seq, slot));
             debug_assert!(pushed.is_ok(), "reply ring had room for the batch");
         });
         if served > 0 {

@@ -73,19 +73,27 @@ impl Record {
         })
     }
 
+    /// Writes the header and `body` over every byte of this record.
     #[inline]
-    fn new<B: IntoBytes + Immutable>(kind: RecordKind, vcpu: VcpuId, seq: u64, body: &B) -> Record {
-        let mut record = Record {
-            header: RecordHeader {
-                version: LAYOUT_VERSION,
-                kind: kind as u16,
-                vcpu: vcpu.0,
-                seq,
-            },
-            body: [0; BODY_SIZE],
+    fn fill<W: FromBytes + IntoBytes + KnownLayout>(
+        &mut self,
+        kind: RecordKind,
+        vcpu: VcpuId,
+        seq: u64,
+        body: W,
+    ) {
+        self.header = RecordHeader {
+            version: LAYOUT_VERSION,
+            kind: kind as u16,
+            vcpu: vcpu.0,
+            seq,
         };
-        record.body.copy_from_slice(body.as_bytes());
-        record
+        match W::mut_from_bytes(&mut self.body) {
+            // Field-wise stores straight into the destination (a ring slot),
+            // no intermediate copy.
+            Ok(dst) => *dst = body,
+            Err(_) => unreachable!("body structs are BODY_SIZE bytes, align <= 8"),
+        }
     }
 }
 
@@ -647,6 +655,7 @@ fn ensure(cond: bool, kind: RecordKind, field: Field) -> Result<(), DecodeError>
     }
 }
 
+#[inline]
 fn check_header(record: &Record) -> Result<RecordKind, DecodeError> {
     let header = record.header;
     if header.version != LAYOUT_VERSION {
@@ -657,6 +666,7 @@ fn check_header(record: &Record) -> Result<RecordKind, DecodeError> {
     RecordKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })
 }
 
+#[inline]
 fn envelope<T>(record: &Record, message: T) -> Envelope<T> {
     Envelope {
         vcpu: VcpuId(record.header.vcpu),
@@ -722,12 +732,21 @@ impl Request {
     /// Encodes the request as a record from `vcpu` with sequence `seq`.
     #[inline]
     pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
+        let mut record = Record::ZERO;
+        self.encode_into(vcpu, seq, &mut record);
+        record
+    }
+
+    /// Encodes the request over every byte of `out` (typically a ring
+    /// slot, through [`crate::Producer::push_in_place`]).
+    #[inline]
+    pub fn encode_into(&self, vcpu: VcpuId, seq: u64, out: &mut Record) {
         match self {
-            Request::Translate(t) => Record::new(
+            Request::Translate(t) => out.fill(
                 RecordKind::Translate,
                 vcpu,
                 seq,
-                &TranslateWire {
+                TranslateWire {
                     vttbr: t.context.vttbr,
                     vtcr: t.context.vtcr,
                     l2_ipa: t.l2_ipa,
@@ -737,11 +756,11 @@ impl Request {
                     reserved: [0; 5],
                 },
             ),
-            Request::Invalidate(inv) => Record::new(
+            Request::Invalidate(inv) => out.fill(
                 RecordKind::Invalidate,
                 vcpu,
                 seq,
-                &InvalidateWire {
+                InvalidateWire {
                     operand: inv.operand,
                     vmid: inv.vmid,
                     op: tlbi_op_code(inv.tlbi.op),
@@ -753,11 +772,11 @@ impl Request {
                     reserved: [0; 26],
                 },
             ),
-            Request::L0Unmap(unmap) => Record::new(
+            Request::L0Unmap(unmap) => out.fill(
                 RecordKind::L0Unmap,
                 vcpu,
                 seq,
-                &L0UnmapWire {
+                L0UnmapWire {
                     start: unmap.range.start(),
                     end: unmap.range.end(),
                     change: unmap.change as u8,
@@ -838,6 +857,7 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
 
 impl Mapping {
     /// Checks the invariants [`decode_reply`] enforces.
+    #[inline]
     pub fn validate(&self) -> Result<(), Field> {
         if !(12..=42).contains(&self.size_log2) {
             return Err(Field::BlockSize);
@@ -859,6 +879,7 @@ impl Injection {
     /// Checks the invariants [`decode_reply`] enforces: an instruction or
     /// data abort from a lower EL (EC 0x20 / 0x24), ESR_EL2\[63:56\] RES0 and
     /// HPFAR_EL2\[3:0\] RES0.
+    #[inline]
     pub fn validate(&self) -> Result<(), Field> {
         let ec = (self.esr >> 26) & 0x3f;
         if !(ec == 0x20 || ec == 0x24) || self.esr >> 56 != 0 {
@@ -940,13 +961,21 @@ impl Reply {
     /// Encodes the reply to request `seq` of `vcpu`.
     #[inline]
     pub fn encode(&self, vcpu: VcpuId, seq: u64) -> Record {
+        let mut record = Record::ZERO;
+        self.encode_into(vcpu, seq, &mut record);
+        record
+    }
+
+    /// Encodes the reply over every byte of `out` (typically a ring slot).
+    #[inline]
+    pub fn encode_into(&self, vcpu: VcpuId, seq: u64, out: &mut Record) {
         let kind = self.kind();
         match self {
-            Reply::Translate(TranslateOutcome::Mapped(m)) => Record::new(
+            Reply::Translate(TranslateOutcome::Mapped(m)) => out.fill(
                 kind,
                 vcpu,
                 seq,
-                &MappedWire {
+                MappedWire {
                     pa: m.pa,
                     size_log2: m.size_log2,
                     permissions: m.permissions.bits(),
@@ -955,45 +984,45 @@ impl Reply {
                     reserved: [0; 28],
                 },
             ),
-            Reply::Translate(TranslateOutcome::Inject(i)) => Record::new(
+            Reply::Translate(TranslateOutcome::Inject(i)) => out.fill(
                 kind,
                 vcpu,
                 seq,
-                &InjectWire {
+                InjectWire {
                     esr: i.esr,
                     far: i.far,
                     hpfar: i.hpfar,
                     reserved: [0; 16],
                 },
             ),
-            Reply::Translate(TranslateOutcome::Retry(reason)) => Record::new(
+            Reply::Translate(TranslateOutcome::Retry(reason)) => out.fill(
                 kind,
                 vcpu,
                 seq,
-                &RetryWire {
+                RetryWire {
                     reason: *reason as u8,
                     reserved: [0; 39],
                 },
             ),
-            Reply::InvalidateAck(ack) => Record::new(
+            Reply::InvalidateAck(ack) => out.fill(
                 kind,
                 vcpu,
                 seq,
-                &CountWire {
+                CountWire {
                     count: ack.entries_dropped,
                     reserved: [0; 32],
                 },
             ),
-            Reply::L0UnmapAck(ack) => Record::new(
+            Reply::L0UnmapAck(ack) => out.fill(
                 kind,
                 vcpu,
                 seq,
-                &CountWire {
+                CountWire {
                     count: ack.entries_removed,
                     reserved: [0; 32],
                 },
             ),
-            Reply::Error(error) => Record::new(kind, vcpu, seq, &error_wire(error)),
+            Reply::Error(error) => out.fill(kind, vcpu, seq, error_wire(error)),
         }
     }
 }
@@ -1241,8 +1270,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn requests_round_trip(req in request(), vcpu in any::<u32>(), seq in any::<u64>()) {
+        fn requests_round_trip(req in request(), vcpu in any::<u32>(), seq in any::<u64>(),
+                               stale in prop::collection::vec(any::<u8>(), RECORD_SIZE)) {
             let record = req.encode(VcpuId(vcpu), seq);
+            // Encoding in place over an old record writes every byte.
+            let mut reused = Record::from_bytes(&stale).unwrap();
+            req.encode_into(VcpuId(vcpu), seq, &mut reused);
+            prop_assert_eq!(reused, record);
             let decoded = decode_request(&record).unwrap();
             prop_assert_eq!(decoded, Envelope { vcpu: VcpuId(vcpu), seq, message: req });
             prop_assert_eq!(decode_reply(&record), Err(DecodeError::WrongDirection { kind: req.kind() as u16 }));
@@ -1250,8 +1284,12 @@ mod tests {
         }
 
         #[test]
-        fn replies_round_trip(rep in reply(), vcpu in any::<u32>(), seq in any::<u64>()) {
+        fn replies_round_trip(rep in reply(), vcpu in any::<u32>(), seq in any::<u64>(),
+                              stale in prop::collection::vec(any::<u8>(), RECORD_SIZE)) {
             let record = rep.encode(VcpuId(vcpu), seq);
+            let mut reused = Record::from_bytes(&stale).unwrap();
+            rep.encode_into(VcpuId(vcpu), seq, &mut reused);
+            prop_assert_eq!(reused, record);
             let decoded = decode_reply(&record).unwrap();
             prop_assert_eq!(decoded, Envelope { vcpu: VcpuId(vcpu), seq, message: rep });
             prop_assert!(decode_request(&record).is_err());

@@ -423,10 +423,18 @@ impl Producer<'_> {
     /// refuses it; the caller keeps it and retries (backpressure).
     #[inline]
     pub fn push(&mut self, record: &Record) -> Result<(), Full> {
+        self.push_in_place(|slot| *slot = *record)
+    }
+
+    /// Appends one record that `fill` writes straight into the slot (it
+    /// must write every byte: the slot holds an old record). Saves a copy
+    /// on the hot path. A full ring refuses it without calling `fill`.
+    #[inline]
+    pub fn push_in_place(&mut self, fill: impl FnOnce(&mut Record)) -> Result<(), Full> {
         if self.free_slots() == 0 {
             return Err(Full);
         }
-        self.write(record);
+        self.write(fill);
         self.publish_tail();
         Ok(())
     }
@@ -434,13 +442,14 @@ impl Producer<'_> {
     /// Appends as many of `records` as fit, in order, and returns how many;
     /// the caller keeps the rest. The tail line is written once per batch.
     pub fn push_batch(&mut self, records: &[Record]) -> usize {
-        self.push_with(records.len(), |i| records[i])
+        self.push_with(records.len(), |i, slot| *slot = records[i])
     }
 
-    /// Appends up to `max` records built in order by `make(0)`,
-    /// `make(1)`, ... (no intermediate buffer), as many as fit, and returns
-    /// how many were appended. The tail line is written once per batch.
-    pub fn push_with(&mut self, max: usize, mut make: impl FnMut(usize) -> Record) -> usize {
+    /// Appends up to `max` records, as many as fit, written in order
+    /// straight into their slots by `fill(0, slot)`, `fill(1, slot)`, ...
+    /// (every byte, as for [`Producer::push_in_place`]), and returns how
+    /// many were appended. The tail line is written once per batch.
+    pub fn push_with(&mut self, max: usize, mut fill: impl FnMut(usize, &mut Record)) -> usize {
         let mut free = self.free_slots();
         let mut sent = 0;
         while sent < max {
@@ -450,7 +459,7 @@ impl Producer<'_> {
                     break;
                 }
             }
-            self.write(&make(sent));
+            self.write(|slot| fill(sent, slot));
             free -= 1;
             sent += 1;
         }
@@ -462,23 +471,31 @@ impl Producer<'_> {
     /// frees slots without needing anything from this side).
     #[inline]
     pub fn push_blocking(&mut self, record: &Record) {
+        self.push_blocking_in_place(|slot| *slot = *record)
+    }
+
+    /// [`Producer::push_in_place`], spinning while the ring is full.
+    #[inline]
+    pub fn push_blocking_in_place(&mut self, fill: impl FnOnce(&mut Record)) {
         while self.free_slots() == 0 {
             spin_hint();
         }
-        self.write(record);
+        self.write(fill);
         self.publish_tail();
     }
 
-    /// Writes the record at the tail and stamps it. Caller checked space.
+    /// Lets `fill` write the record at the tail, then stamps it. Caller
+    /// checked space.
     #[inline]
-    fn write(&mut self, record: &Record) {
+    fn write(&mut self, fill: impl FnOnce(&mut Record)) {
         let slot = self.ring.slot(self.tail);
         slot.record.with_mut(|ptr| {
             // SAFETY: `free_slots` saw the consumer's head (Acquire) past
             // this slot's previous position, so the consumer has finished
             // reading it and will not read it again until the stamp below;
-            // this handle is the only producer (claim flag).
-            unsafe { ptr.write(*record) }
+            // this handle is the only producer (claim flag). `fill` cannot
+            // keep the reference beyond this call.
+            fill(unsafe { &mut *ptr })
         });
         self.tail = self.tail.wrapping_add(1);
         slot.stamp.store(self.tail, Ordering::Release);
@@ -774,7 +791,9 @@ mod tests {
                 let mut tx = ring.producer().unwrap();
                 let mut n = 0;
                 while n < COUNT {
-                    n += tx.push_with(5.min((COUNT - n) as usize), |i| record(n + i as u64)) as u64;
+                    n += tx.push_with(5.min((COUNT - n) as usize), |i, slot| {
+                        *slot = record(n + i as u64)
+                    }) as u64;
                 }
             });
             let mut rx = ring.consumer().unwrap();
