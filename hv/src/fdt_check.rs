@@ -261,4 +261,30 @@ mod tests {
             "some corruptions (of values) are still valid trees"
         );
     }
+
+    /// Random multi-byte corruptions (a fixed xorshift sequence).
+    #[test]
+    fn randomly_corrupted_trees_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for case in 0..4000 {
+            let mut blob = QEMU.to_vec();
+            for _ in 0..1 + next() % 8 {
+                let at = (next() % blob.len() as u64) as usize;
+                blob[at] = next() as u8;
+            }
+            if check(&blob).is_ok() {
+                accepted += 1;
+                let result = std::panic::catch_unwind(|| use_tree(&blob));
+                assert!(result.is_ok(), "panic on a checked tree, case {case}");
+            }
+        }
+        assert!(accepted > 0);
+    }
 }
