@@ -15,7 +15,7 @@
 //!   is by construction the walk of memory holding those values (what a
 //!   hardware walk cache may use until a TLBI removes it).
 //! - Reads are lock-free (epoch-protected); writes (insert, remove) hold the
-//!   context's writer lock, which also guards the ordered [`CacheIndex`]
+//!   context's writer lock, which also guards the ordered `CacheIndex`
 //!   used for range invalidation (per block size / per level, so a range
 //!   query visits exactly the entries that overlap it).
 //! - A whole-context flush bumps a flush number: entries stamped with an

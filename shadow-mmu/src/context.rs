@@ -81,7 +81,7 @@ pub struct ContextState {
 }
 
 /// One context. Readers reach it lock-free through the directory; every
-/// mutation holds [`Context::lock`]. `S` is its shadow stage-2 table.
+/// mutation holds its writer lock. `S` is its shadow stage-2 table.
 #[derive(Debug)]
 pub struct Context<S> {
     key: ContextKey,
@@ -199,7 +199,7 @@ struct DirectoryState {
     hand: usize,
 }
 
-/// What [`Directory::get_or_create`] did.
+/// What creating a context on demand did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Created {
     /// The context existed.
