@@ -197,7 +197,7 @@ fn translations_always_match_a_live_version_of_the_tables() {
         thread::yield_now();
         let changed: Vec<usize>;
         let scope;
-        if round % 97 == 0 && table_copies < 40 {
+        if round.is_multiple_of(97) && table_copies < 40 {
             // Replace the whole level-3 table of the pages by a copy with
             // new outputs: a table-level change, so an any-level TLBI.
             table_copies += 1;
