@@ -74,10 +74,61 @@ impl ContextKey {
     }
 }
 
+/// What one invalidation covered, as far as racing inserts care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Covered {
+    /// Everything (whole-VMID flush, recycle).
+    All,
+    /// `[start, end)`: leaves only, or table entries too.
+    Range {
+        /// First IPA.
+        start: u64,
+        /// First IPA past the range.
+        end: u64,
+        /// Whether cached table (non-leaf) entries were removed too.
+        tables: bool,
+    },
+}
+
+/// How many recent invalidations a context remembers for racing inserts;
+/// an insert that overlapped more than this many is refused.
+pub const INVALIDATION_LOG: usize = 16;
+
+/// What an insert depends on: the leaf block it caches, and the region of
+/// the start-level descriptor its walk went through (`None` for a cache
+/// hit, which read no table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    /// The leaf block: base and size.
+    pub leaf: (u64, u64),
+    /// The walk's start-level region: base and size.
+    pub walk: Option<(u64, u64)>,
+}
+
+impl Covered {
+    /// Whether an insert with this footprint may depend on what was
+    /// removed: the leaf block overlaps the range, or (for any-level
+    /// invalidations) the walk went through a table the range touches.
+    fn hits(&self, footprint: &Footprint) -> bool {
+        let overlaps = |(base, size): (u64, u64), start: u64, end: u64| {
+            base < end && base.saturating_add(size) > start
+        };
+        match *self {
+            Covered::All => true,
+            Covered::Range { start, end, tables } => {
+                overlaps(footprint.leaf, start, end)
+                    || (tables && footprint.walk.is_some_and(|w| overlaps(w, start, end)))
+            }
+        }
+    }
+}
+
 /// What a context's writer lock guards.
 #[derive(Debug, Default)]
 pub struct ContextState {
     pub(crate) index: CacheIndex,
+    /// The last invalidations, by generation (slot = generation % N).
+    log: [Option<(u64, Covered)>; INVALIDATION_LOG],
 }
 
 /// One context. Readers reach it lock-free through the directory; every
@@ -89,8 +140,9 @@ pub struct Context<S> {
     shadow_vmid: u16,
     pub(crate) cache: WalkCache,
     /// Bumped by every invalidation that touches the context, under the
-    /// writer lock. A translate that read an older value before walking
-    /// must not insert (issue item 7).
+    /// writer lock, after the removal. A translate that read an older value
+    /// before its lookup or walk must not insert anything an invalidation
+    /// since then covered (issue item 7).
     generation: AtomicU64,
     retired: AtomicBool,
     state: Mutex<ContextState>,
@@ -159,20 +211,45 @@ impl<S> Context<S> {
         self.state.lock()
     }
 
-    /// Starts an invalidation: caller holds the lock.
-    pub(crate) fn bump_generation(&self, _held: &mut ContextState) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+    /// Ends an invalidation that removed `covered`, once nothing in it is
+    /// reachable: records it and publishes the new generation. Caller holds
+    /// the lock.
+    pub(crate) fn finish_invalidation(&self, held: &mut ContextState, covered: Covered) {
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        held.log[(generation % INVALIDATION_LOG as u64) as usize] = Some((generation, covered));
+        // Release: a translate that reads this value sees every removal.
+        self.generation.store(generation, Ordering::Release);
     }
 
-    /// Whether an insert from a walk that started at `generation` may go
-    /// ahead: caller holds the lock.
-    pub(crate) fn may_insert(&self, _held: &ContextState, generation: u64) -> bool {
-        !self.is_retired() && self.generation.load(Ordering::Acquire) == generation
+    /// Whether an insert with `footprint`, from a translate that read the
+    /// generation `generation` before its lookup or walk, may go ahead: no
+    /// invalidation since then covered anything it depends on (and the
+    /// context is not retired). Caller holds the lock.
+    pub(crate) fn may_insert(
+        &self,
+        held: &ContextState,
+        generation: u64,
+        footprint: &Footprint,
+    ) -> bool {
+        if self.is_retired() {
+            return false;
+        }
+        let now = self.generation.load(Ordering::Acquire);
+        if now.wrapping_sub(generation) > INVALIDATION_LOG as u64 {
+            return false;
+        }
+        (generation + 1..=now).all(|g| {
+            match held.log[(g % INVALIDATION_LOG as u64) as usize] {
+                Some((logged, covered)) if logged == g => !covered.hits(footprint),
+                // Overwritten or missing: assume the worst.
+                _ => false,
+            }
+        })
     }
 
     fn retire(&self, held: &mut ContextState) {
         self.retired.store(true, Ordering::Release);
-        self.bump_generation(held);
+        self.finish_invalidation(held, Covered::All);
     }
 }
 

@@ -46,11 +46,11 @@ use walker::{
 };
 
 use crate::budget::Budget;
-use crate::cache::{walk_from, CachedWalk, Levels, WalkKind};
+use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
     resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, ShadowMapping,
 };
-use crate::context::{Context, ContextKey, ContextState, Created, Directory};
+use crate::context::{Context, ContextKey, ContextState, Covered, Created, Directory, Footprint};
 use crate::rmap::{ReverseMap, ShadowRef};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
@@ -649,7 +649,20 @@ where
         guard: &Guard,
         counters: &Counters,
     ) -> Install {
-        if !context.may_insert(held, generation) {
+        let footprint = match walked {
+            Source::Hit(hit) => Footprint {
+                leaf: (hit.ipa_base, hit.size()),
+                walk: None,
+            },
+            Source::Walk(t) => Footprint {
+                leaf: (t.ipa_block_base(), t.block_size),
+                walk: context.walker().start_level().map(|level| {
+                    let size = 1u64 << level_lsb(context.walker(), level);
+                    (t.ipa & !(size - 1), size)
+                }),
+            },
+        };
+        if !context.may_insert(held, generation, &footprint) {
             return Install::Raced;
         }
         let vmid = context.shadow_vmid();
@@ -783,9 +796,18 @@ where
             };
             // Last, once nothing in scope is reachable: a translate that
             // read the old generation (even during the removal, when it may
-            // still have found an entry in scope) cannot insert, and one
-            // that reads the new value sees none of the removed entries.
-            context.bump_generation(&mut held);
+            // still have found an entry in scope) cannot insert anything
+            // the scope covers, and one that reads the new value sees none
+            // of the removed entries.
+            let covered = match scope {
+                InvalidateScope::Vmid | InvalidateScope::AllVmids => Covered::All,
+                InvalidateScope::Ipa(ipa) => Covered::Range {
+                    start: ipa.range.start(),
+                    end: ipa.range.end(),
+                    tables: ipa.levels == EntryLevels::AnyLevel,
+                },
+            };
+            context.finish_invalidation(&mut held, covered);
         });
         bump(&self.counters.invalidations, 1);
         bump(&self.counters.invalidated_entries, removed as u64);

@@ -169,3 +169,59 @@ fn a_tlbi_for_another_vmid_during_the_walk_does_not_refuse() {
     assert!(pa_of(&read(&r.s, &w, &key, 0x1000), 0x1000).is_some());
     assert_eq!(r.s.stats().raced, 0);
 }
+
+fn scoped(op: TlbiOp, ipa: u64) -> InvalidateScope {
+    Tlbi {
+        op,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    }
+    .decode(ipa >> 12, TlbiParams::default())
+    .unwrap()
+}
+
+/// Runs a translate of 0x1000 with `hook` firing mid-walk; whether it was
+/// refused.
+fn refused_with(hook: Hook) -> bool {
+    let r = rig();
+    let key = r.l1.key(1);
+    let w = r.s.worker();
+    r.arm(1, hook);
+    match read(&r.s, &w, &key, 0x1000) {
+        Translated::Retry(Retry::InvalidationRaced) => true,
+        t => {
+            assert!(pa_of(&t, 0x1000).is_some(), "{t:?}");
+            let guard = w.pin();
+            assert!(r.s.lookup(&key, 0x1000, &guard).is_some());
+            false
+        }
+    }
+}
+
+#[test]
+fn only_invalidations_the_walk_depends_on_refuse_it() {
+    // The walk of 0x1000 goes through the level-1 descriptor of [0, 1 GiB)
+    // and ends in the page at 0x1000.
+    let tlbi = |op, ipa| -> Hook {
+        Box::new(move |s| {
+            let w = s.worker();
+            s.invalidate(&w, 1, &scoped(op, ipa));
+        })
+    };
+    // A leaf-only TLBI of another page: not a dependency.
+    assert!(!refused_with(tlbi(TlbiOp::Ipas2le1, 0x5000)));
+    // A leaf-only TLBI of the page itself: refused.
+    assert!(refused_with(tlbi(TlbiOp::Ipas2le1, 0x1000)));
+    // An any-level TLBI elsewhere under the same level-1 descriptor: the
+    // tables the walk read may have changed, refused.
+    assert!(refused_with(tlbi(TlbiOp::Ipas2e1, 0x3000_0000)));
+    // An any-level TLBI under another level-1 descriptor: not a dependency.
+    assert!(!refused_with(tlbi(TlbiOp::Ipas2e1, 0x4000_0000)));
+    // More unrelated TLBIs than the context remembers: refused, safely.
+    assert!(refused_with(Box::new(|s| {
+        let w = s.worker();
+        for n in 0..=shadow_mmu::context::INVALIDATION_LOG as u64 {
+            s.invalidate(&w, 1, &scoped(TlbiOp::Ipas2le1, 0x10_0000 + (n << 12)));
+        }
+    })));
+}
