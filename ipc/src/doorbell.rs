@@ -7,13 +7,13 @@
 //!    after, once per batch. Any number of producers may ring one doorbell
 //!    concurrently; ringing must be cheap when nobody waits.
 //! 2. `wait_until(ready)` returns only after `ready()` returned true. An
-//!    implementation states how many consumers may wait at once
-//!    ([`HostDoorbell`]: any number; WFE: one per PE). Before it blocks it must *arm* the doorbell
-//!    and then observe every publish that preceded a ring it did not see:
-//!    either the ring finds the doorbell armed and wakes the waiter, or the
-//!    waiter's check after arming sees the published records. That is the
-//!    "no lost wakeup" rule, and the loom model `ipc_doorbell` checks it for
-//!    [`HostDoorbell`].
+//!    implementation states how many consumers may wait at once (the host
+//!    doorbell: any number; WFE: one per PE). Before it blocks it must
+//!    *arm* the doorbell and then observe every publish that preceded a
+//!    ring it did not see: either the ring finds the doorbell armed and
+//!    wakes the waiter, or the waiter's check after arming sees the
+//!    published records. That is the "no lost wakeup" rule, and the loom
+//!    model `ipc_doorbell` checks it for `HostDoorbell`.
 //! 3. Spurious wakeups are allowed: the waiter re-checks `ready()`.
 //!
 //! For the hypervisor, WFE/SEV satisfies this directly: `ring` is

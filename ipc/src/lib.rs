@@ -12,7 +12,7 @@
 //!   and the service side (a fair poller over many vCPUs).
 //!
 //! `no_std`, and nothing on the message path allocates. The `std` feature
-//! adds [`doorbell::HostDoorbell`].
+//! adds `HostDoorbell` (spin, then sleep on a condition variable).
 #![cfg_attr(not(any(test, feature = "std", loom)), no_std)]
 
 #[cfg(any(test, feature = "std", loom))]
