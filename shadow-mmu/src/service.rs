@@ -412,6 +412,11 @@ where
         &self.backend
     }
 
+    /// L0's mapping of L1.
+    pub fn l0(&self) -> &L {
+        &self.l0
+    }
+
     /// L1 memory as the walker reads it.
     pub fn memory(&self) -> &M {
         &self.memory

@@ -13,7 +13,7 @@ use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::ShadowMapping;
 use shadow_mmu::compose::{
-    L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+    L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
 };
 use shadow_mmu::context::{Capacity, ContextKey};
 use shadow_mmu::service::{Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
@@ -197,7 +197,30 @@ impl ShadowBackend for ModelBackend {
     }
 }
 
-pub type ModelService = Service<SparseMemory, L0RegionMap, ModelBackend>;
+/// L0's map of L1: all of [0, 4 GiB), except that L0 can take away the
+/// two pages at OLD (a memslot removal), before telling the service.
+#[derive(Debug)]
+pub struct ModelL0 {
+    map: L0RegionMap,
+    old_removed: std::sync::atomic::AtomicBool,
+}
+
+impl ModelL0 {
+    pub fn remove_old(&self) {
+        self.old_removed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl L0Map for ModelL0 {
+    fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
+        if self.old_removed.load(Ordering::SeqCst) && (OLD..OLD + 0x2000).contains(&l1_ipa) {
+            return None;
+        }
+        self.map.lookup(l1_ipa)
+    }
+}
+
+pub type ModelService = Service<SparseMemory, ModelL0, ModelBackend>;
 
 pub fn service(contexts: usize) -> Arc<ModelService> {
     let features = ExposedFeatures::from_id_registers(IdRegisters {
@@ -232,6 +255,10 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
         },
     }])
     .expect("valid L0 map");
+    let l0 = ModelL0 {
+        map: l0,
+        old_removed: std::sync::atomic::AtomicBool::new(false),
+    };
     Arc::new(Service::new(config, memory(), l0, ModelBackend::default()))
 }
 
