@@ -539,12 +539,14 @@ impl WalkCache {
 
     /// Drops everything at once: one flush-number bump hides every entry
     /// from lookups; their slots are reused by later inserts (and freed
-    /// with the context). Returns how many entries were live. Caller holds
-    /// the writer lock.
-    pub(crate) fn flush(&self, index: &mut CacheIndex) -> usize {
+    /// with the context). The old index is handed to the epoch collector,
+    /// so the flush itself costs O(1) whatever the cache holds. Returns how
+    /// many entries were live. Caller holds the writer lock.
+    pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
         let live = index.live_leaves + index.live_paths;
-        *index = CacheIndex::default();
+        let old = core::mem::take(index);
+        guard.defer(move || drop(old));
         live
     }
 

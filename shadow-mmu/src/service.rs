@@ -541,9 +541,9 @@ where
         &self,
         context: &Context<ShadowOf<B>>,
         held: &mut ContextState,
-        _guard: &Guard,
+        guard: &Guard,
     ) -> usize {
-        let cached = context.cache.flush(&mut held.index);
+        let cached = context.cache.flush(&mut held.index, guard);
         let shadow = context.shadow().clear();
         self.forget_shadow(shadow);
         self.rmap.lock().forget_context(context.shadow_vmid());
