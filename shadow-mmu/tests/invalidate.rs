@@ -291,3 +291,38 @@ proptest! {
         f.check(&scope);
     }
 }
+
+#[test]
+fn a_64k_page_is_shadowed_in_4k_pieces_that_all_go_with_it() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K64);
+    // One 64 KiB page at L2 IPA 0x10_0000 -> L1 IPA 0x8001_0000.
+    l1.map(0x10_0000, 0x8001_0000, 3, RW);
+    let s = service(mem);
+    let w = s.worker();
+    let key = l1.key(1);
+    for piece in [0x10_0000u64, 0x10_3000, 0x10_f000] {
+        let t = read(&s, &w, &key, piece + 8);
+        assert_eq!(
+            pa_of(&t, piece + 8),
+            Some(PA_OFFSET + 0x8001_0000 + (piece - 0x10_0000) + 8)
+        );
+        let shadow_mmu::service::Translated::Mapped(m) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            m.size, 4096,
+            "the shadow uses 4 KiB pages under a 64 KiB L1 page"
+        );
+    }
+    assert_eq!(s.stats().misses, 1, "one walk for the whole 64 KiB page");
+    // TLBI of one 4 KiB unit inside it: the 64 KiB entry and every 4 KiB
+    // shadow piece built from it go.
+    let scope = tlbi(TlbiOp::Ipas2le1).decode(0x10_5000 >> 12, TTL).unwrap();
+    s.invalidate(&w, 1, &scope);
+    for piece in [0x10_0000u64, 0x10_3000, 0x10_f000] {
+        assert!(s.shadow_lookup(&w, &key, piece).is_none(), "{piece:#x}");
+    }
+    let guard = w.pin();
+    assert!(s.lookup(&key, 0x10_0000, &guard).is_none());
+}
