@@ -409,36 +409,70 @@ fn ring_transfer(count: u64, batch: usize) -> Duration {
     })
 }
 
+/// Moves `count` records through a bounded crossbeam channel of the ring's
+/// capacity, one `send` each; returns the time until the consumer has them.
+fn crossbeam_transfer(count: u64) -> Duration {
+    let (tx, rx) = crossbeam_channel::bounded::<Record>(THROUGHPUT_RING);
+    let record = sample_record(1);
+    thread::scope(|s| {
+        let consumer = s.spawn(move || {
+            pin(1);
+            for r in rx {
+                black_box(r.header.seq);
+            }
+        });
+        let start = Instant::now();
+        for _ in 0..count {
+            tx.send(record).unwrap();
+        }
+        drop(tx);
+        consumer.join().unwrap();
+        start.elapsed()
+    })
+}
+
+/// Throughput ratios to crossbeam-channel measured in alternating chunks
+/// (crossbeam, ring batch 8, ring batch 64, crossbeam, ...), for the same
+/// reason as `paired_ratios`.
+fn paired_throughput() {
+    const CHUNK: u64 = 200_000;
+    const ROUNDS: usize = 9;
+    let rounds: Vec<[f64; 3]> = (0..ROUNDS)
+        .map(|_| {
+            let crossbeam = crossbeam_transfer(CHUNK).as_nanos() as f64;
+            let batch8 = ring_transfer(CHUNK, 8).as_nanos() as f64;
+            let batch64 = ring_transfer(CHUNK, 64).as_nanos() as f64;
+            [crossbeam, batch8, batch64]
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let per_record = |i: usize| median(rounds.iter().map(|r| r[i] / CHUNK as f64).collect());
+    let speedup = |i: usize| median(rounds.iter().map(|r| r[0] / r[i]).collect());
+    println!(
+        "ipc_throughput/paired (median of {ROUNDS} interleaved rounds): crossbeam {:.1} ns/record, \
+         ring_batch_8 {:.1} ns ({:.2}x), ring_batch_64 {:.1} ns ({:.2}x)",
+        per_record(0),
+        per_record(1),
+        speedup(1),
+        per_record(2),
+        speedup(2),
+    );
+}
+
 fn throughput(c: &mut Criterion) {
+    pin(0);
+    paired_throughput();
     let mut group = c.benchmark_group("ipc_throughput");
     group.throughput(Throughput::Elements(1));
-    pin(0);
     for batch in [1usize, 8, 64] {
         group.bench_function(format!("ring_batch_{batch}"), |b| {
             b.iter_custom(|iters| ring_transfer(iters, batch))
         });
     }
-    group.bench_function("crossbeam_channel", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = crossbeam_channel::bounded::<Record>(THROUGHPUT_RING);
-            let record = sample_record(1);
-            thread::scope(|s| {
-                let consumer = s.spawn(move || {
-                    pin(1);
-                    for r in rx {
-                        black_box(r.header.seq);
-                    }
-                });
-                let start = Instant::now();
-                for _ in 0..iters {
-                    tx.send(record).unwrap();
-                }
-                drop(tx);
-                consumer.join().unwrap();
-                start.elapsed()
-            })
-        })
-    });
+    group.bench_function("crossbeam_channel", |b| b.iter_custom(crossbeam_transfer));
     group.bench_function("std_mpsc", |b| {
         b.iter_custom(|iters| {
             let (tx, rx) = mpsc::sync_channel::<Record>(THROUGHPUT_RING);
