@@ -273,8 +273,11 @@ pub enum AccessKind {
     Read = 0,
     /// A data write.
     Write = 1,
-    /// An instruction fetch.
+    /// An instruction fetch at EL1 (stage-2 XN[1:0] is checked for EL1).
     Execute = 2,
+    /// An instruction fetch at EL0: with FEAT_XNX stage 2 may allow
+    /// execution at one of EL0 and EL1 only, so the two must not be merged.
+    ExecuteEl0 = 3,
 }
 
 /// Identifies the L1 stage-2 context a translation uses.
@@ -802,6 +805,7 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
                 0 => AccessKind::Read,
                 1 => AccessKind::Write,
                 2 => AccessKind::Execute,
+                3 => AccessKind::ExecuteEl0,
                 _ => return Err(DecodeError::invalid(kind, Field::Access)),
             };
             ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
@@ -1116,7 +1120,8 @@ mod tests {
         prop_oneof![
             Just(AccessKind::Read),
             Just(AccessKind::Write),
-            Just(AccessKind::Execute)
+            Just(AccessKind::Execute),
+            Just(AccessKind::ExecuteEl0)
         ]
     }
 
@@ -1351,7 +1356,7 @@ mod tests {
             Err(DecodeError::UnknownKind { kind: 0x42 })
         );
         let mut bad = good;
-        bad.body[34] = 3; // access kind
+        bad.body[34] = 4; // access kind (0..=3 are valid)
         assert_eq!(
             decode_request(&bad),
             Err(DecodeError::Invalid {

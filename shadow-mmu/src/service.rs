@@ -959,6 +959,7 @@ fn access_from_ipc(access: ipc::message::AccessKind, esr: u64) -> (AccessKind, A
         ipc::message::AccessKind::Read => AccessKind::Read,
         ipc::message::AccessKind::Write => AccessKind::Write,
         ipc::message::AccessKind::Execute => AccessKind::ExecEl1,
+        ipc::message::AccessKind::ExecuteEl0 => AccessKind::ExecEl0,
     };
     let ec = (esr >> 26) & 0x3f;
     let origin = if esr & (1 << 7) != 0 {
