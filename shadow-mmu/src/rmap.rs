@@ -12,7 +12,9 @@
 //! O(log n) per entry it finds or changes: never a scan of unrelated
 //! entries.
 
+use alloc::collections::btree_map::Entry;
 use alloc::collections::BTreeMap;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Bound;
 
@@ -102,12 +104,18 @@ impl<C: Copy + Ord> ReverseMap<C> {
             });
         }
         // One shadow entry per (context, L2 IPA base), whatever its size.
-        for old_class in 0..SIZES.len() {
-            if let Some(old) = self.by_shadow[old_class].remove(&(shadow.context, shadow.l2_ipa)) {
-                self.unlink_l1((old, old_class), shadow.context, shadow.l2_ipa);
+        let key = (shadow.context, shadow.l2_ipa);
+        for other in (0..SIZES.len()).filter(|c| *c != class) {
+            if self.by_shadow[other].is_empty() {
+                continue;
+            }
+            if let Some(old) = self.by_shadow[other].remove(&key) {
+                self.unlink_l1((old, other), shadow.context, shadow.l2_ipa);
             }
         }
-        self.by_shadow[class].insert((shadow.context, shadow.l2_ipa), l1_ipa);
+        if let Some(old) = self.by_shadow[class].insert(key, l1_ipa) {
+            self.unlink_l1((old, class), shadow.context, shadow.l2_ipa);
+        }
         self.by_l1[class]
             .entry(l1_ipa)
             .or_default()
@@ -117,10 +125,10 @@ impl<C: Copy + Ord> ReverseMap<C> {
 
     /// Removes `(context, l2_ipa)` from the L1-side list it is in.
     fn unlink_l1(&mut self, (l1_ipa, class): (u64, usize), context: C, l2_ipa: u64) {
-        if let Some(list) = self.by_l1[class].get_mut(&l1_ipa) {
-            list.retain(|&(c, a)| (c, a) != (context, l2_ipa));
-            if list.is_empty() {
-                self.by_l1[class].remove(&l1_ipa);
+        if let Entry::Occupied(mut list) = self.by_l1[class].entry(l1_ipa) {
+            list.get_mut().retain(|&(c, a)| (c, a) != (context, l2_ipa));
+            if list.get().is_empty() {
+                list.remove();
             }
         }
     }
@@ -141,11 +149,19 @@ impl<C: Copy + Ord> ReverseMap<C> {
         let last = l1_ipa_start.saturating_add(len - 1);
         let mut count = 0;
         for (class, size) in SIZES.iter().enumerate() {
+            if self.by_l1[class].is_empty() {
+                continue;
+            }
             let from = l1_ipa_start & !(size - 1);
-            let keys: Vec<u64> = self.by_l1[class]
-                .range((Bound::Included(from), Bound::Included(last)))
-                .map(|(k, _)| *k)
-                .collect();
+            // One candidate block: look it up directly (one descent).
+            let keys: Vec<u64> = if last - from < *size {
+                vec![from]
+            } else {
+                self.by_l1[class]
+                    .range((Bound::Included(from), Bound::Included(last)))
+                    .map(|(k, _)| *k)
+                    .collect()
+            };
             for key in keys {
                 let Some(list) = self.by_l1[class].remove(&key) else {
                     continue;
@@ -182,11 +198,24 @@ impl<C: Copy + Ord> ReverseMap<C> {
 
     /// Removes the records of `class` with keys in `[from, to]`.
     fn remove_shadow_class(&mut self, class: usize, from: (C, u64), to: (C, u64)) -> usize {
+        let context = from.0;
+        if self.by_shadow[class].is_empty() {
+            return 0;
+        }
+        if to.1 - from.1 < SIZES[class] {
+            // One candidate block: remove it directly (one descent).
+            return match self.by_shadow[class].remove(&from) {
+                Some(l1_ipa) => {
+                    self.unlink_l1((l1_ipa, class), context, from.1);
+                    1
+                }
+                None => 0,
+            };
+        }
         let found: Vec<(u64, u64)> = self.by_shadow[class]
             .range(from..=to)
             .map(|((_, l2), l1)| (*l2, *l1))
             .collect();
-        let context = from.0;
         for (l2_ipa, l1_ipa) in &found {
             self.by_shadow[class].remove(&(context, *l2_ipa));
             self.unlink_l1((*l1_ipa, class), context, *l2_ipa);
