@@ -15,8 +15,8 @@
 use crate::doorbell::Doorbell;
 use crate::message::{
     decode_reply, decode_request, DecodeError, Envelope, InvalidateAck, InvalidateRequest,
-    L0UnmapAck, L0UnmapRequest, RecordKind, Reply, Request, TranslateOutcome, TranslateRequest,
-    VcpuId,
+    L0UnmapAck, L0UnmapRequest, Record, RecordKind, Reply, Request, TranslateOutcome,
+    TranslateRequest, VcpuId,
 };
 use crate::ring::{Consumer, Producer, Ring, RingError};
 
@@ -37,6 +37,31 @@ pub enum ClientError {
         /// Kind of the reply.
         kind: RecordKind,
     },
+}
+
+/// What a synchronous call returns for the `decoded` reply to request
+/// `seq`: a malformed reply, one for another request, an error reply, or a
+/// reply kind `expect` refuses are errors.
+#[inline(always)]
+fn answer_to<T>(
+    seq: u64,
+    decoded: Result<Envelope<Reply>, DecodeError>,
+    expect: impl FnOnce(Reply) -> Result<T, Reply>,
+) -> Result<T, ClientError> {
+    let envelope = decoded.map_err(ClientError::MalformedReply)?;
+    if envelope.seq != seq {
+        return Err(ClientError::UnexpectedReply {
+            seq: envelope.seq,
+            kind: envelope.message.kind(),
+        });
+    }
+    match envelope.message {
+        Reply::Error(error) => Err(ClientError::Rejected(error)),
+        reply => expect(reply).map_err(|other| ClientError::UnexpectedReply {
+            seq,
+            kind: other.kind(),
+        }),
+    }
 }
 
 /// The vCPU end: produces requests, consumes replies.
@@ -98,6 +123,58 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
 
     /// Sends one request and waits for its answer.
     pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        self.call_with(|vcpu, seq, slot| request.encode_into(vcpu, seq, slot), Ok)
+    }
+
+    /// Resolves an L2 stage-2 fault.
+    #[inline]
+    pub fn translate(
+        &mut self,
+        request: TranslateRequest,
+    ) -> Result<TranslateOutcome, ClientError> {
+        self.call_with(
+            |vcpu, seq, slot| request.encode_into(vcpu, seq, slot),
+            |reply| match reply {
+                Reply::Translate(outcome) => Ok(outcome),
+                other => Err(other),
+            },
+        )
+    }
+
+    /// Applies a trapped TLBI and returns only once the service has
+    /// acknowledged it: no later L2 access can use an entry it removed.
+    pub fn invalidate(&mut self, request: InvalidateRequest) -> Result<InvalidateAck, ClientError> {
+        self.call_with(
+            |vcpu, seq, slot| Request::Invalidate(request).encode_into(vcpu, seq, slot),
+            |reply| match reply {
+                Reply::InvalidateAck(ack) => Ok(ack),
+                other => Err(other),
+            },
+        )
+    }
+
+    /// Reports an L0 change of L1's memory and waits until every shadow
+    /// entry built on it is gone.
+    pub fn l0_unmap(&mut self, request: L0UnmapRequest) -> Result<L0UnmapAck, ClientError> {
+        self.call_with(
+            |vcpu, seq, slot| Request::L0Unmap(request).encode_into(vcpu, seq, slot),
+            |reply| match reply {
+                Reply::L0UnmapAck(ack) => Ok(ack),
+                other => Err(other),
+            },
+        )
+    }
+
+    /// One synchronous exchange: `encode` writes the request straight into
+    /// the ring slot, the reply is validated in place in its slot, and
+    /// `expect` picks the answer the request calls for (any other reply
+    /// kind is [`ClientError::UnexpectedReply`]).
+    #[inline(always)]
+    fn call_with<T>(
+        &mut self,
+        encode: impl FnOnce(VcpuId, u64, &mut Record),
+        expect: impl FnOnce(Reply) -> Result<T, Reply>,
+    ) -> Result<T, ClientError> {
         if self.outstanding != 0 {
             return Err(ClientError::Outstanding);
         }
@@ -107,68 +184,20 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         // request, so this waits at most for it to release their slots.
         let vcpu = self.vcpu;
         self.requests
-            .push_blocking_in_place(|slot| request.encode_into(vcpu, seq, slot));
+            .push_blocking_in_place(|slot| encode(vcpu, seq, slot));
         self.outstanding = 1;
         self.service_bell.ring();
         let replies = &self.replies;
         self.reply_bell.wait_until(|| replies.has_record());
-        // Decode in place in the slot; only the typed reply is copied out.
-        let mut decoded = None;
-        self.replies
-            .drain(1, |record| decoded = Some(decode_reply(record)));
-        let Some(decoded) = decoded else {
-            unreachable!("wait_until returned with a record waiting");
-        };
+        let answer = self
+            .replies
+            .take_with(|record| answer_to(seq, decode_reply(record), expect));
         self.outstanding = 0;
-        let envelope = decoded.map_err(ClientError::MalformedReply)?;
-        if envelope.seq != seq {
-            return Err(ClientError::UnexpectedReply {
-                seq: envelope.seq,
-                kind: envelope.message.kind(),
-            });
-        }
-        match envelope.message {
-            Reply::Error(error) => Err(ClientError::Rejected(error)),
-            reply => Ok(reply),
+        match answer {
+            Some(answer) => answer,
+            None => unreachable!("wait_until returned with a record waiting"),
         }
     }
-
-    /// Resolves an L2 stage-2 fault.
-    pub fn translate(
-        &mut self,
-        request: TranslateRequest,
-    ) -> Result<TranslateOutcome, ClientError> {
-        match self.call(&Request::Translate(request))? {
-            Reply::Translate(outcome) => Ok(outcome),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    /// Applies a trapped TLBI and returns only once the service has
-    /// acknowledged it: no later L2 access can use an entry it removed.
-    pub fn invalidate(&mut self, request: InvalidateRequest) -> Result<InvalidateAck, ClientError> {
-        match self.call(&Request::Invalidate(request))? {
-            Reply::InvalidateAck(ack) => Ok(ack),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    /// Reports an L0 change of L1's memory and waits until every shadow
-    /// entry built on it is gone.
-    pub fn l0_unmap(&mut self, request: L0UnmapRequest) -> Result<L0UnmapAck, ClientError> {
-        match self.call(&Request::L0Unmap(request))? {
-            Reply::L0UnmapAck(ack) => Ok(ack),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, reply: Reply) -> ClientError {
-        ClientError::UnexpectedReply {
-            seq: self.next_seq.wrapping_sub(1),
-            kind: reply.kind(),
-        }
-    }
-
     /// Sends as many of `requests` as the credits (reply ring capacity) and the
     /// ring allow, with one doorbell ring, and returns how many were sent;
     /// the caller keeps the rest (backpressure). Request `i` gets sequence

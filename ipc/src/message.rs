@@ -669,6 +669,17 @@ fn check_header(record: &Record) -> Result<RecordKind, DecodeError> {
     RecordKind::from_u16(header.kind).ok_or(DecodeError::UnknownKind { kind: header.kind })
 }
 
+/// Version and kind as one word (one compare on the hot path): what the
+/// first four bytes of a valid record of `kind` hold.
+const fn header_word(kind: RecordKind) -> u32 {
+    LAYOUT_VERSION as u32 | (kind as u32) << 16
+}
+
+#[inline(always)]
+fn header_word_of(record: &Record) -> u32 {
+    u32::from(record.header.version) | u32::from(record.header.kind) << 16
+}
+
 #[inline]
 fn envelope<T>(record: &Record, message: T) -> Envelope<T> {
     Envelope {
@@ -722,6 +733,29 @@ fn range_is_valid(start: u64, end: u64) -> bool {
     start < end && start.is_multiple_of(4096) && end.is_multiple_of(4096) && end <= ADDRESS_LIMIT
 }
 
+impl TranslateRequest {
+    /// Encodes this translate request over every byte of `out`, as
+    /// [`Request::encode_into`] does (the fault path, without the dispatch
+    /// on the request kind).
+    #[inline]
+    pub fn encode_into(&self, vcpu: VcpuId, seq: u64, out: &mut Record) {
+        out.fill(
+            RecordKind::Translate,
+            vcpu,
+            seq,
+            TranslateWire {
+                vttbr: self.context.vttbr,
+                vtcr: self.context.vtcr,
+                l2_ipa: self.l2_ipa,
+                esr: self.esr,
+                vmid: self.context.vmid,
+                access: self.access as u8,
+                reserved: [0; 5],
+            },
+        )
+    }
+}
+
 impl Request {
     /// The record kind this request encodes to.
     pub fn kind(&self) -> RecordKind {
@@ -745,20 +779,7 @@ impl Request {
     #[inline]
     pub fn encode_into(&self, vcpu: VcpuId, seq: u64, out: &mut Record) {
         match self {
-            Request::Translate(t) => out.fill(
-                RecordKind::Translate,
-                vcpu,
-                seq,
-                TranslateWire {
-                    vttbr: t.context.vttbr,
-                    vtcr: t.context.vtcr,
-                    l2_ipa: t.l2_ipa,
-                    esr: t.esr,
-                    vmid: t.context.vmid,
-                    access: t.access as u8,
-                    reserved: [0; 5],
-                },
-            ),
+            Request::Translate(t) => t.encode_into(vcpu, seq, out),
             Request::Invalidate(inv) => out.fill(
                 RecordKind::Invalidate,
                 vcpu,
@@ -791,35 +812,54 @@ impl Request {
 }
 
 /// Validates a record received on a request ring.
+///
+/// The translate request (the fault path) is recognised by one compare of
+/// its version and kind; every other record goes through the general
+/// header check. Both paths validate the same fields.
 #[inline]
 pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError> {
+    if header_word_of(record) == header_word(RecordKind::Translate) {
+        let request = decode_translate_body(record)?;
+        return Ok(envelope(record, Request::Translate(request)));
+    }
+    decode_request_general(record)
+}
+
+/// The body of a translate request: reserved bytes zero, a known access
+/// kind, an IPA below [`ADDRESS_LIMIT`].
+#[inline(always)]
+fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeError> {
+    let kind = RecordKind::Translate;
+    let w: &TranslateWire = body(record);
+    check_reserved(kind, &w.reserved)?;
+    let access = match w.access {
+        0 => AccessKind::Read,
+        1 => AccessKind::Write,
+        2 => AccessKind::Execute,
+        3 => AccessKind::ExecuteEl0,
+        _ => return Err(DecodeError::invalid(kind, Field::Access)),
+    };
+    ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
+    Ok(TranslateRequest {
+        context: ContextKey {
+            vmid: w.vmid,
+            vttbr: w.vttbr,
+            vtcr: w.vtcr,
+        },
+        l2_ipa: w.l2_ipa,
+        access,
+        esr: w.esr,
+    })
+}
+
+#[inline(never)]
+fn decode_request_general(record: &Record) -> Result<Envelope<Request>, DecodeError> {
     let kind = check_header(record)?;
     if !kind.is_request() {
         return Err(DecodeError::WrongDirection { kind: kind as u16 });
     }
     let request = match kind {
-        RecordKind::Translate => {
-            let w: &TranslateWire = body(record);
-            check_reserved(kind, &w.reserved)?;
-            let access = match w.access {
-                0 => AccessKind::Read,
-                1 => AccessKind::Write,
-                2 => AccessKind::Execute,
-                3 => AccessKind::ExecuteEl0,
-                _ => return Err(DecodeError::invalid(kind, Field::Access)),
-            };
-            ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
-            Request::Translate(TranslateRequest {
-                context: ContextKey {
-                    vmid: w.vmid,
-                    vttbr: w.vttbr,
-                    vtcr: w.vtcr,
-                },
-                l2_ipa: w.l2_ipa,
-                access,
-                esr: w.esr,
-            })
-        }
+        RecordKind::Translate => Request::Translate(decode_translate_body(record)?),
         RecordKind::Invalidate => {
             let w: &InvalidateWire = body(record);
             check_reserved(kind, &w.reserved)?;
@@ -1032,35 +1072,59 @@ impl Reply {
 }
 
 /// Validates a record received on a reply ring.
+///
+/// A mapping (the common answer to a fault) is recognised by one compare
+/// of its version and kind; every other record goes through the general
+/// header check. Both paths validate the same fields.
 #[inline]
 pub fn decode_reply(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
+    if header_word_of(record) == header_word(RecordKind::Mapped) {
+        let mapping = decode_mapped_body(record)?;
+        return Ok(envelope(
+            record,
+            Reply::Translate(TranslateOutcome::Mapped(mapping)),
+        ));
+    }
+    decode_reply_general(record)
+}
+
+/// The body of a mapping: reserved bytes zero, known permission bits, a
+/// valid shareability encoding, and [`Mapping::validate`].
+#[inline(always)]
+fn decode_mapped_body(record: &Record) -> Result<Mapping, DecodeError> {
+    let kind = RecordKind::Mapped;
+    let w: &MappedWire = body(record);
+    check_reserved(kind, &w.reserved)?;
+    let permissions = Permissions::from_bits(w.permissions)
+        .ok_or(DecodeError::invalid(kind, Field::Permissions))?;
+    let shareability = match w.shareability {
+        0b00 => MemShareability::NonShareable,
+        0b10 => MemShareability::OuterShareable,
+        0b11 => MemShareability::InnerShareable,
+        _ => return Err(DecodeError::invalid(kind, Field::Shareability)),
+    };
+    let mapping = Mapping {
+        pa: w.pa,
+        size_log2: w.size_log2,
+        permissions,
+        mem_attr: w.mem_attr,
+        shareability,
+    };
+    mapping
+        .validate()
+        .map_err(|field| DecodeError::invalid(kind, field))?;
+    Ok(mapping)
+}
+
+#[inline(never)]
+fn decode_reply_general(record: &Record) -> Result<Envelope<Reply>, DecodeError> {
     let kind = check_header(record)?;
     if kind.is_request() {
         return Err(DecodeError::WrongDirection { kind: kind as u16 });
     }
     let reply = match kind {
         RecordKind::Mapped => {
-            let w: &MappedWire = body(record);
-            check_reserved(kind, &w.reserved)?;
-            let permissions = Permissions::from_bits(w.permissions)
-                .ok_or(DecodeError::invalid(kind, Field::Permissions))?;
-            let shareability = match w.shareability {
-                0b00 => MemShareability::NonShareable,
-                0b10 => MemShareability::OuterShareable,
-                0b11 => MemShareability::InnerShareable,
-                _ => return Err(DecodeError::invalid(kind, Field::Shareability)),
-            };
-            let mapping = Mapping {
-                pa: w.pa,
-                size_log2: w.size_log2,
-                permissions,
-                mem_attr: w.mem_attr,
-                shareability,
-            };
-            mapping
-                .validate()
-                .map_err(|field| DecodeError::invalid(kind, field))?;
-            Reply::Translate(TranslateOutcome::Mapped(mapping))
+            Reply::Translate(TranslateOutcome::Mapped(decode_mapped_body(record)?))
         }
         RecordKind::Inject => {
             let w: &InjectWire = body(record);

@@ -550,21 +550,43 @@ impl Consumer<'_> {
     /// Calls `f` on up to `max` waiting records, in order, in place, then
     /// releases their slots to the producer with one store. Returns how
     /// many were drained.
+    #[inline]
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&Record)) -> usize {
         let mut drained = 0;
         while drained < max && self.has_record() {
-            self.ring.slot(self.head).record.with(|ptr| {
-                // SAFETY: the stamp (Acquire) shows the producer finished
-                // writing this slot; it will not write it again until the
-                // head released below passes it; this handle is the only
-                // consumer (claim flag). `f` cannot keep the reference.
-                f(unsafe { &*ptr })
-            });
+            self.read_head(&mut f);
             self.head = self.head.wrapping_add(1);
             drained += 1;
         }
         self.release();
         drained
+    }
+
+    /// Hands the next waiting record, in place, to `f` and returns what `f`
+    /// made of it, releasing the slot; `None` (without calling `f`) if no
+    /// record is waiting. The single-record [`Consumer::drain`], with a
+    /// result instead of a side effect.
+    #[inline]
+    pub fn take_with<R>(&mut self, f: impl FnOnce(&Record) -> R) -> Option<R> {
+        if !self.has_record() {
+            return None;
+        }
+        let result = self.read_head(f);
+        self.head = self.head.wrapping_add(1);
+        self.release();
+        Some(result)
+    }
+
+    /// Runs `f` on the record at the head. Caller checked `has_record`.
+    #[inline(always)]
+    fn read_head<R>(&self, f: impl FnOnce(&Record) -> R) -> R {
+        self.ring.slot(self.head).record.with(|ptr| {
+            // SAFETY: the caller saw the stamp (Acquire), so the producer
+            // finished writing this slot; it will not write it again until
+            // the head released after this read passes it; this handle is
+            // the only consumer (claim flag). `f` cannot keep the reference.
+            f(unsafe { &*ptr })
+        })
     }
 
     /// Copies up to `out.len()` waiting records into `out`.
