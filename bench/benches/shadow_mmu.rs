@@ -666,6 +666,48 @@ fn parts(c: &mut Criterion) {
             })
         });
         g.finish();
+
+        let mut g = c.benchmark_group(format!("shadow_parts_flush/{label}"));
+        if pages > 1 << 16 {
+            g.sample_size(10)
+                .sampling_mode(SamplingMode::Flat)
+                .warm_up_time(Duration::from_millis(1))
+                .measurement_time(Duration::from_millis(1));
+        }
+        g.bench_function("shadow_table_clear", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    black_box(table.clear());
+                    total += t0.elapsed();
+                    for (_, shadow) in &entries {
+                        table.map(shadow).expect("frames");
+                    }
+                }
+                total
+            })
+        });
+        g.bench_function("rmap_forget_context", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    black_box(rmap.forget_context(1));
+                    total += t0.elapsed();
+                    for (leaf, shadow) in &entries {
+                        let r = ShadowRef {
+                            context: 1u16,
+                            l2_ipa: shadow.l2_ipa_base,
+                            size: shadow.size,
+                        };
+                        rmap.insert(leaf.l1_ipa_base, r).expect("aligned");
+                    }
+                }
+                total
+            })
+        });
+        g.finish();
     }
 }
 

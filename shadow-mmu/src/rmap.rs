@@ -9,16 +9,19 @@
 //! size, keyed by (context, L2 IPA base), finds a context's entries for
 //! [`ReverseMap::forget_context`] and [`ReverseMap::remove_shadow_range`]
 //! the same way. Every operation costs O(log n) per size class plus
-//! O(log n) per entry it finds or changes: never a scan of unrelated
-//! entries.
+//! O(log n) per entry it finds or changes, or - when it removes at least
+//! an eighth of a size class - one ordered pass over that class, which is
+//! still O(entries removed): never a scan dominated by unrelated entries.
+//! Records are plain keys in ordered sets (no allocation per record).
 
-use alloc::collections::btree_map::Entry;
-use alloc::collections::BTreeMap;
-use alloc::vec;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
-use core::ops::Bound;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
+
+/// Above one in this many of a size class's records, a removal rebuilds
+/// the indexes in one pass rather than descending once per record.
+const BULK_FRACTION: usize = 8;
 
 /// The shadow block sizes, smallest first.
 const SIZES: [u64; 3] = [PAGE_SIZE, BLOCK_2M, BLOCK_1G];
@@ -43,6 +46,25 @@ pub struct ShadowRef<C> {
     pub size: u64,
 }
 
+/// A context identifier usable as a reverse-map key: ordered, with the
+/// bounds range queries need.
+pub trait ContextId: Copy + Ord {
+    /// The smallest value.
+    const MIN: Self;
+    /// The largest value.
+    const MAX: Self;
+}
+
+macro_rules! context_id {
+    ($($t:ty),*) => {$(
+        impl ContextId for $t {
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
+        }
+    )*};
+}
+context_id!(u8, u16, u32, u64, usize);
+
 /// Why [`ReverseMap::insert`] refused an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RmapError {
@@ -58,25 +80,28 @@ pub enum RmapError {
 }
 
 /// The reverse map. `C` identifies a context (a shadow table).
+///
+/// Both indexes are ordered sets of plain keys (no per-record allocation),
+/// so dropping many records frees only B-tree nodes.
 #[derive(Debug)]
 pub struct ReverseMap<C> {
-    /// Per size class: L1 IPA block base -> shadow entries built on it.
-    by_l1: [BTreeMap<u64, Vec<(C, u64)>>; 3],
+    /// Per size class: (L1 IPA block base, context, L2 IPA base).
+    by_l1: [BTreeSet<(u64, C, u64)>; 3],
     /// Per size class: (context, L2 IPA base) -> L1 IPA base.
     by_shadow: [BTreeMap<(C, u64), u64>; 3],
 }
 
-impl<C: Copy + Ord> Default for ReverseMap<C> {
+impl<C: ContextId> Default for ReverseMap<C> {
     fn default() -> Self {
         ReverseMap::new()
     }
 }
 
-impl<C: Copy + Ord> ReverseMap<C> {
+impl<C: ContextId> ReverseMap<C> {
     /// An empty map.
     pub const fn new() -> Self {
         ReverseMap {
-            by_l1: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
+            by_l1: [BTreeSet::new(), BTreeSet::new(), BTreeSet::new()],
             by_shadow: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
         }
     }
@@ -110,27 +135,14 @@ impl<C: Copy + Ord> ReverseMap<C> {
                 continue;
             }
             if let Some(old) = self.by_shadow[other].remove(&key) {
-                self.unlink_l1((old, other), shadow.context, shadow.l2_ipa);
+                self.by_l1[other].remove(&(old, shadow.context, shadow.l2_ipa));
             }
         }
         if let Some(old) = self.by_shadow[class].insert(key, l1_ipa) {
-            self.unlink_l1((old, class), shadow.context, shadow.l2_ipa);
+            self.by_l1[class].remove(&(old, shadow.context, shadow.l2_ipa));
         }
-        self.by_l1[class]
-            .entry(l1_ipa)
-            .or_default()
-            .push((shadow.context, shadow.l2_ipa));
+        self.by_l1[class].insert((l1_ipa, shadow.context, shadow.l2_ipa));
         Ok(())
-    }
-
-    /// Removes `(context, l2_ipa)` from the L1-side list it is in.
-    fn unlink_l1(&mut self, (l1_ipa, class): (u64, usize), context: C, l2_ipa: u64) {
-        if let Entry::Occupied(mut list) = self.by_l1[class].entry(l1_ipa) {
-            list.get_mut().retain(|&(c, a)| (c, a) != (context, l2_ipa));
-            if list.get().is_empty() {
-                list.remove();
-            }
-        }
     }
 
     /// Removes every entry built on an L1 IPA overlapping
@@ -153,28 +165,28 @@ impl<C: Copy + Ord> ReverseMap<C> {
                 continue;
             }
             let from = l1_ipa_start & !(size - 1);
-            // One candidate block: look it up directly (one descent).
-            let keys: Vec<u64> = if last - from < *size {
-                vec![from]
+            let found: Vec<(u64, C, u64)> = self.by_l1[class]
+                .range((from, C::MIN, 0)..=(last, C::MAX, u64::MAX))
+                .copied()
+                .collect();
+            if found.len().saturating_mul(BULK_FRACTION) >= self.by_l1[class].len() {
+                // Most of the class goes: one ordered pass over each index
+                // beats a descent per record (and is still O(found)).
+                self.by_l1[class].retain(|(l1, _, _)| *l1 < from || *l1 > last);
+                self.by_shadow[class].retain(|_, l1| *l1 < from || *l1 > last);
             } else {
-                self.by_l1[class]
-                    .range((Bound::Included(from), Bound::Included(last)))
-                    .map(|(k, _)| *k)
-                    .collect()
-            };
-            for key in keys {
-                let Some(list) = self.by_l1[class].remove(&key) else {
-                    continue;
-                };
-                for (context, l2_ipa) in list {
-                    self.by_shadow[class].remove(&(context, l2_ipa));
-                    count += 1;
-                    removed(ShadowRef {
-                        context,
-                        l2_ipa,
-                        size: *size,
-                    });
+                for key in &found {
+                    self.by_l1[class].remove(key);
+                    self.by_shadow[class].remove(&(key.1, key.2));
                 }
+            }
+            for (_, context, l2_ipa) in found {
+                count += 1;
+                removed(ShadowRef {
+                    context,
+                    l2_ipa,
+                    size: *size,
+                });
             }
         }
         count
@@ -191,34 +203,51 @@ impl<C: Copy + Ord> ReverseMap<C> {
         let mut count = 0;
         for (class, size) in SIZES.iter().enumerate() {
             let from = l2_ipa_start & !(size - 1);
-            count += self.remove_shadow_class(class, (context, from), (context, last));
+            count += self.remove_shadow_class(class, context, from, last);
         }
         count
     }
 
-    /// Removes the records of `class` with keys in `[from, to]`.
-    fn remove_shadow_class(&mut self, class: usize, from: (C, u64), to: (C, u64)) -> usize {
-        let context = from.0;
+    /// Removes the records of `class` for `context` with L2 IPA base in
+    /// `[from, last]`.
+    fn remove_shadow_class(&mut self, class: usize, context: C, from: u64, last: u64) -> usize {
         if self.by_shadow[class].is_empty() {
             return 0;
         }
-        if to.1 - from.1 < SIZES[class] {
-            // One candidate block: remove it directly (one descent).
-            return match self.by_shadow[class].remove(&from) {
+        if last - from < SIZES[class] {
+            // One candidate block: remove it directly (one descent each).
+            return match self.by_shadow[class].remove(&(context, from)) {
                 Some(l1_ipa) => {
-                    self.unlink_l1((l1_ipa, class), context, from.1);
+                    self.by_l1[class].remove(&(l1_ipa, context, from));
                     1
                 }
                 None => 0,
             };
         }
+        let total = self.by_shadow[class].len();
+        let first = self.by_shadow[class].first_key_value().map(|(k, _)| *k);
+        let end = self.by_shadow[class].last_key_value().map(|(k, _)| *k);
+        if let (Some((c0, a0)), Some((c1, a1))) = (first, end) {
+            if c0 == context && c1 == context && a0 >= from && a1 <= last {
+                // The class holds only records in scope: drop it whole.
+                self.by_shadow[class] = BTreeMap::new();
+                self.by_l1[class] = BTreeSet::new();
+                return total;
+            }
+        }
         let found: Vec<(u64, u64)> = self.by_shadow[class]
-            .range(from..=to)
+            .range((context, from)..=(context, last))
             .map(|((_, l2), l1)| (*l2, *l1))
             .collect();
-        for (l2_ipa, l1_ipa) in &found {
-            self.by_shadow[class].remove(&(context, *l2_ipa));
-            self.unlink_l1((*l1_ipa, class), context, *l2_ipa);
+        if found.len().saturating_mul(BULK_FRACTION) >= total {
+            let gone = |c: &C, l2: u64| *c == context && l2 >= from && l2 <= last;
+            self.by_shadow[class].retain(|(c, l2), _| !gone(c, *l2));
+            self.by_l1[class].retain(|(_, c, l2)| !gone(c, *l2));
+        } else {
+            for (l2_ipa, l1_ipa) in &found {
+                self.by_shadow[class].remove(&(context, *l2_ipa));
+                self.by_l1[class].remove(&(*l1_ipa, context, *l2_ipa));
+            }
         }
         found.len()
     }
@@ -227,7 +256,7 @@ impl<C: Copy + Ord> ReverseMap<C> {
     /// cleared). Returns how many.
     pub fn forget_context(&mut self, context: C) -> usize {
         (0..SIZES.len())
-            .map(|class| self.remove_shadow_class(class, (context, 0), (context, u64::MAX)))
+            .map(|class| self.remove_shadow_class(class, context, 0, u64::MAX))
             .sum()
     }
 
@@ -241,18 +270,20 @@ impl<C: Copy + Ord> ReverseMap<C> {
         let last = l1_ipa_start.saturating_add(len - 1);
         for (class, size) in SIZES.iter().enumerate() {
             let from = l1_ipa_start & !(size - 1);
-            for (l1, list) in self.by_l1[class].range(from..=last) {
-                out.extend(list.iter().map(|&(context, l2_ipa)| {
-                    (
-                        *l1,
-                        ShadowRef {
-                            context,
-                            l2_ipa,
-                            size: *size,
-                        },
-                    )
-                }));
-            }
+            out.extend(
+                self.by_l1[class]
+                    .range((from, C::MIN, 0)..=(last, C::MAX, u64::MAX))
+                    .map(|&(l1, context, l2_ipa)| {
+                        (
+                            l1,
+                            ShadowRef {
+                                context,
+                                l2_ipa,
+                                size: *size,
+                            },
+                        )
+                    }),
+            );
         }
         out
     }
