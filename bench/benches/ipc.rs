@@ -90,8 +90,10 @@ fn serve_mapped(envelope: ipc::Envelope<Request>) -> Reply {
 /// and of ~400 ns were both seen within minutes), so benchmarks that run one
 /// after another can see different machines. This prints the ratios to
 /// the ping-pong floor measured in alternating chunks on one peer thread:
-/// ping-pong, raw ring, typed call, ping-pong, ... and reports the median of
-/// the per-round ratios next to the criterion results.
+/// ping-pong, raw ring, typed call (spinning doorbells, one endpoint served
+/// directly), typed call through the service loop (fair poller, host
+/// doorbells), ping-pong, ... and reports the median of the per-round
+/// ratios next to the criterion results.
 fn paired_ratios() {
     let line = Line(AtomicU64::new(0));
     let raw_requests = RingBuffer::<64>::new();
@@ -99,7 +101,11 @@ fn paired_ratios() {
     let typed_requests = RingBuffer::<64>::new();
     let typed_replies = RingBuffer::<64>::new();
     let bell = ipc::SpinDoorbell;
-    let rounds: Vec<[f64; 3]> = thread::scope(|s| {
+    let service_requests = RingBuffer::<64>::new();
+    let service_replies = RingBuffer::<64>::new();
+    let service_bell = HostDoorbell::default();
+    let reply_bell = HostDoorbell::default();
+    let rounds: Vec<[f64; 4]> = thread::scope(|s| {
         s.spawn(|| {
             pin(1);
             let mut raw_rx = raw_requests.ring().consumer().unwrap();
@@ -112,6 +118,14 @@ fn paired_ratios() {
             )
             .unwrap();
             let mut handler = serve_mapped;
+            let mut service_endpoints = [Endpoint::new(
+                VcpuId(0),
+                service_requests.ring(),
+                service_replies.ring(),
+                &reply_bell,
+            )
+            .unwrap()];
+            let mut poller = Poller::new(&mut service_endpoints, 16);
             for _ in 0..PAIRED_ROUNDS {
                 let mut answered = 0;
                 while answered < PAIRED_CHUNK {
@@ -139,6 +153,16 @@ fn paired_ratios() {
                     }
                     answered += n as u64;
                 }
+                // The service loop as deployed: fair poller, host doorbells.
+                let answered = std::cell::Cell::new(0);
+                poller.run(
+                    &service_bell,
+                    |envelope| {
+                        answered.set(answered.get() + 1);
+                        serve_mapped(envelope)
+                    },
+                    || answered.get() < PAIRED_CHUNK,
+                );
             }
         });
         let mut raw_tx = raw_requests.ring().producer().unwrap();
@@ -149,6 +173,14 @@ fn paired_ratios() {
             typed_replies.ring(),
             &bell,
             &bell,
+        )
+        .unwrap();
+        let mut service_client = VcpuClient::new(
+            VcpuId(0),
+            service_requests.ring(),
+            service_replies.ring(),
+            &service_bell,
+            &reply_bell,
         )
         .unwrap();
         let record = sample_record(1);
@@ -180,7 +212,12 @@ fn paired_ratios() {
                 black_box(client.translate(translate_request(i)).unwrap());
             }
             let typed = per_round_trip(start);
-            rounds.push([ping_pong, raw, typed]);
+            let start = Instant::now();
+            for i in 0..PAIRED_CHUNK {
+                black_box(service_client.translate(translate_request(i)).unwrap());
+            }
+            let service = per_round_trip(start);
+            rounds.push([ping_pong, raw, typed, service]);
         }
         rounds
     });
@@ -192,12 +229,15 @@ fn paired_ratios() {
     let ratio = |i: usize| median(rounds.iter().map(|r| r[i] / r[0]).collect());
     println!(
         "ipc_round_trip/paired (median of {PAIRED_ROUNDS} interleaved rounds): ping-pong {:.1} ns, \
-         ring_raw {:.1} ns ({:.2}x), ring_typed_translate {:.1} ns ({:.2}x)",
+         ring_raw {:.1} ns ({:.2}x), ring_typed_translate {:.1} ns ({:.2}x), \
+         typed_poller_host_doorbell {:.1} ns ({:.2}x)",
         column(0),
         column(1),
         ratio(1),
         column(2),
         ratio(2),
+        column(3),
+        ratio(3),
     );
 }
 
