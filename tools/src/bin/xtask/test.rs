@@ -32,6 +32,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "warnings",
         ]))
     })?;
+    // The host tests include s2walk's differential test against QEMU.
+    step("installing QEMU", crate::setup::qemu)?;
     step("host tests", || {
         run_command(host_cargo().args(["test", "--workspace"]))
     })?;
