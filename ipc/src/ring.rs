@@ -674,6 +674,30 @@ mod tests {
     }
 
     #[test]
+    fn take_with_hands_over_one_record_and_frees_its_slot() {
+        let buffer = RingBuffer::<2>::new();
+        let mut tx = buffer.ring().producer().unwrap();
+        let mut rx = buffer.ring().consumer().unwrap();
+        let mut calls = 0;
+        assert_eq!(
+            rx.take_with(|r| {
+                calls += 1;
+                r.header.seq
+            }),
+            None
+        );
+        assert_eq!(calls, 0, "nothing waiting: f is not called");
+        tx.push(&record(3)).unwrap();
+        tx.push(&record(4)).unwrap();
+        assert_eq!(tx.push(&record(5)), Err(Full));
+        assert_eq!(rx.take_with(|r| r.header.seq), Some(3));
+        assert_eq!(tx.push(&record(5)), Ok(()), "the taken slot is free");
+        assert_eq!(rx.take_with(|r| r.header.seq), Some(4));
+        assert_eq!(rx.take_with(|r| r.header.seq), Some(5));
+        assert_eq!(rx.take_with(|r| r.header.seq), None);
+    }
+
+    #[test]
     fn full_ring_refuses_and_keeps_everything() {
         let buffer = RingBuffer::<2>::new();
         let mut tx = buffer.ring().producer().unwrap();
