@@ -5,14 +5,42 @@
 //! descriptors, the layout of the Arm ARM's VMSAv8-64 stage-2 format), so the
 //! walker under test and the baseline walk exactly the same bytes.
 //!
-//! The baseline reads descriptors the way KVM's nested stage-2 walker does
-//! (`walk_nested_s2` -> `kvm_read_guest`): for every level it searches the
-//! memslots for the one holding the descriptor and copies the eight bytes out
-//! with a bounds-checked copy. It implements only what the fixtures use (valid
-//! tables and leaves; no permission or size checks beyond the slot bounds), so
-//! every cost it has is one the walker under test also pays or must avoid.
+//! The baseline ([`KvmStyleMemory::walk`]) is Linux KVM's nested stage-2
+//! walker (arch/arm64/kvm/nested.c) and its guest-memory read path
+//! (virt/kvm/kvm_main.c, include/linux/kvm_host.h) done step by step in
+//! user space, so the comparison is against what KVM really does per level,
+//! no more and no less. Per walk and per level:
+//!
+//! | KVM | here |
+//! |---|---|
+//! | `kvm_walk_nested_s2`: read VTCR/VTTBR, `vtcr_to_walk_info`, `be` from SCTLR_EL2.EE | [`KvmStyleMemory::walk`] decodes the registers on every walk, builds an `S2WalkInfo` |
+//! | `walk_nested_s2_pgd`: input-size range, `check_base_s2_limits`, base masked with `GENMASK_ULL(47, base_lower_bound)`, `check_output_size(base)` | same checks, once per walk |
+//! | per level: index from `GENMASK_ULL(addr_top, addr_bottom)`, `wi->read_desc(paddr, &desc, wi->data)` through the function pointer | same, through a `fn` pointer in the walk info |
+//! | `read_guest_s2_desc` -> `kvm_read_guest(kvm, pa, desc, 8)` (kvm_main.c: another translation unit, a real call) | `read_guest`, `#[inline(never)]` |
+//! | `kvm_read_guest`: `next_segment` loop, one `kvm_read_guest_page` per page | same loop |
+//! | `kvm_read_guest_page` -> `gfn_to_memslot` -> `____gfn_to_memslot`: `try_get_memslot(last_used_slot)`, else `search_memslots` (gfn red-black tree descent) and `atomic_long_set(last_used_slot)` | `last_used_slot` as a relaxed `AtomicUsize`, the slots linked into a balanced gfn tree and searched node by node |
+//! | `__kvm_read_guest_page`: `WARN_ON_ONCE(offset + len > PAGE_SIZE)`, `gfn_to_hva_memslot_prot` -> `__gfn_to_hva_many` (no slot / `KVM_MEMSLOT_INVALID` / read-only-and-write checks) -> `__gfn_to_hva_memslot` (`array_index_nospec`), `kvm_is_error_hva` | same checks; `array_index_nospec` as its branch-free mask |
+//! | `__copy_from_user` -> `raw_copy_from_user` -> `__arch_copy_from_user(to, from, n)`: an out-of-line copy of `n` bytes | `arch_copy_from_user`, `#[inline(never)]`, a length-generic slice copy; the slice bounds check stands in for the MMU + exception-table fault handling |
+//! | per level: `le64_to_cpu`/`be64_to_cpu`, valid/level-3-block check, leaf/block break, `check_output_size(desc)`, next base `desc & GENMASK_ULL(47, pgshift)` | same |
+//! | leaf: `first_block_level`, `check_output_size`, AF, `contiguous_bit_shift`, output address, `kvm_s2_trans` fields | same |
+//!
+//! Not modelled, because user space cannot do them or they are kernel
+//! configuration: `uaccess_ttbr0_enable/disable` (or PAN toggling) around
+//! the copy, `__uaccess_mask_ptr`, the CSDB barrier of
+//! `array_index_nospec`, `might_fault`/KASAN/hardened-usercopy
+//! instrumentation, the `srcu_dereference` of `kvm->memslots` (one load,
+//! hoisted here). These all add cost in KVM, so the baseline errs fast.
+//!
+//! Where KVM's walker refuses a geometry the fixtures use (52-bit input
+//! with FEAT_LPA2, VTCR_EL2.SL2 start level -1, 4K start level 3 with
+//! FEAT_TTST and inputs under 25 bits), the baseline takes the
+//! architecture's start level and limits instead and does the same
+//! per-level work, so those rows compare the read path rather than a
+//! missing feature. All fixture addresses are below 2^48, so KVM's 48-bit
+//! address decoding gives the right addresses there too.
 
 use core::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A translation granule and its geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -472,122 +500,447 @@ impl SplitMix64 {
     }
 }
 
-/// Guest memory as KVM sees it for the baseline: a list of memslots, each a
-/// guest-physical base and its bytes.
+/// Host page size KVM's guest-memory accessors split reads at
+/// (`PAGE_SHIFT`; 4 KiB, the usual arm64 host configuration).
+const PAGE_SHIFT: u32 = 12;
+const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// `KVM_MEMSLOT_INVALID` in `kvm_memory_slot::flags`.
+const KVM_MEMSLOT_INVALID: u32 = 1 << 16;
+/// `KVM_MEM_READONLY` in `kvm_memory_slot::flags`.
+const KVM_MEM_READONLY: u32 = 1 << 1;
+
+/// A guest-memory access KVM fails with -EFAULT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Efault;
+
+/// No slot: a null `rb_node` / `last_used_slot` pointer.
+const NIL: usize = usize::MAX;
+
+/// `struct kvm_memory_slot`, the fields the read path touches, with its
+/// node in the gfn-ordered red-black tree (`gfn_node`) embedded as KVM
+/// embeds it. `userspace` stands for the host mapping at `userspace_addr`.
+#[derive(Debug)]
+struct KvmMemorySlot<'a> {
+    base_gfn: u64,
+    npages: u64,
+    flags: u32,
+    userspace: &'a [u8],
+    /// `gfn_node.rb_left` / `rb_right` (indices; [`NIL`] for none).
+    left: usize,
+    right: usize,
+}
+
+/// Guest memory as KVM sees it for the baseline: `struct kvm_memslots`,
+/// the slots in a gfn-ordered balanced search tree (KVM's `gfn_tree` is a
+/// red-black tree), and the `last_used_slot` cache.
 #[derive(Debug)]
 pub struct KvmStyleMemory<'a> {
-    slots: Vec<(u64, &'a [u8])>,
+    slots: Vec<KvmMemorySlot<'a>>,
+    root: usize,
+    /// `kvm_memslots::last_used_slot` (an `atomic_long_t` holding a slot
+    /// pointer, read and set with plain atomic loads and stores).
+    last_used_slot: AtomicUsize,
 }
 
 /// Why the baseline walk stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BaselineFault {
-    /// The descriptor lies outside every memslot.
+    /// The descriptor read failed (`kvm_read_guest` returned -EFAULT:
+    /// outside every memslot).
     ExternalAbort {
         level: i8,
     },
-    /// Invalid descriptor.
+    /// Invalid descriptor, or a block where none is allowed.
     Translation {
+        level: i8,
+    },
+    /// A table or output address beyond the output size.
+    AddressSize {
         level: i8,
     },
     AccessFlag {
         level: i8,
     },
+    /// A configuration `walk_nested_s2_pgd` refuses (-EFAULT).
+    Configuration,
 }
 
-/// A successful baseline walk.
+/// A successful baseline walk (`struct kvm_s2_trans`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BaselineTranslation {
     pub oa: u64,
     pub level: i8,
     pub desc: u64,
+    pub block_size: u64,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// `struct s2_walk_info`: the walk parameters `vtcr_to_walk_info` decodes,
+/// and the descriptor reader called through a function pointer.
+struct S2WalkInfo<'m, 'a> {
+    read_desc: fn(u64, &mut u64, &'m KvmStyleMemory<'a>) -> Result<(), Efault>,
+    data: &'m KvmStyleMemory<'a>,
+    baddr: u64,
+    max_oa_bits: u32,
+    pgshift: u32,
+    sl: u32,
+    t0sz: u32,
+    be: bool,
+    /// Beyond KVM (see [`KvmStyleMemory::walk`]): VTCR_EL2.DS and SL2.
+    lpa2: bool,
+    sl2: bool,
+}
+
+/// The host's IPA limit (`get_kvm_ipa_limit()`), 48 bits on a typical host.
+const KVM_IPA_LIMIT: u32 = 48;
+
+/// `GENMASK_ULL(h, l)`: bits h..=l set (empty when l > h).
+const fn genmask(h: u32, l: u32) -> u64 {
+    if l > h || h > 63 {
+        0
+    } else {
+        (u64::MAX << l) & (u64::MAX >> (63 - h))
+    }
+}
+
+/// `ps_to_output_size`.
+const fn ps_to_output_size(ps: u64) -> u32 {
+    match ps {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        6 => 52,
+        _ => 48,
+    }
+}
+
+/// `__arch_copy_from_user`: an out-of-line copy of any length (KVM's
+/// `__copy_from_user` ends in this assembly routine, which copies `n`
+/// bytes with size-dispatched loads and stores). Returns the bytes not
+/// copied, 0 here: the slot bounds were checked by the caller, where
+/// the kernel relies on the MMU and the exception table instead.
+#[inline(never)]
+fn arch_copy_from_user(to: &mut [u8], from: &[u8]) -> usize {
+    to.copy_from_slice(from);
+    0
 }
 
 impl<'a> KvmStyleMemory<'a> {
-    pub fn new(slots: Vec<(u64, &'a [u8])>) -> KvmStyleMemory<'a> {
-        KvmStyleMemory { slots }
+    /// Memslots from (guest-physical base, host bytes) pairs; bases and
+    /// sizes must be page multiples, as KVM_SET_USER_MEMORY_REGION requires.
+    pub fn new(mut slots: Vec<(u64, &'a [u8])>) -> KvmStyleMemory<'a> {
+        slots.sort_by_key(|s| s.0);
+        for (base, bytes) in &slots {
+            assert!(
+                base.is_multiple_of(PAGE_SIZE) && (bytes.len() as u64).is_multiple_of(PAGE_SIZE),
+                "memslots are page multiples"
+            );
+        }
+        let mut nodes: Vec<KvmMemorySlot<'a>> = slots
+            .into_iter()
+            .map(|(base, bytes)| KvmMemorySlot {
+                base_gfn: base >> PAGE_SHIFT,
+                npages: bytes.len() as u64 >> PAGE_SHIFT,
+                flags: 0,
+                userspace: bytes,
+                left: NIL,
+                right: NIL,
+            })
+            .collect();
+        let count = nodes.len();
+        let root = Self::link_balanced(&mut nodes, 0, count);
+        KvmStyleMemory {
+            slots: nodes,
+            root,
+            last_used_slot: AtomicUsize::new(NIL),
+        }
     }
 
-    /// `kvm_read_guest`: find the memslot (linear search, as KVM's
-    /// `gfn_to_memslot` fallback), bounds-check, copy.
-    fn read_guest(&self, gpa: u64, out: &mut [u8]) -> Result<(), ()> {
-        for &(base, bytes) in &self.slots {
-            if gpa >= base && gpa - base < bytes.len() as u64 {
-                let offset = (gpa - base) as usize;
-                let end = offset.checked_add(out.len()).ok_or(())?;
-                let source = bytes.get(offset..end).ok_or(())?;
-                out.copy_from_slice(source);
-                return Ok(());
+    /// Links sorted slots `[start, end)` into a balanced tree (a red-black
+    /// tree over these keys has the same search paths up to depth
+    /// 2 log n); returns the subtree root.
+    fn link_balanced(nodes: &mut [KvmMemorySlot<'a>], start: usize, end: usize) -> usize {
+        if start >= end {
+            return NIL;
+        }
+        let middle = start + (end - start) / 2;
+        nodes[middle].left = Self::link_balanced(nodes, start, middle);
+        nodes[middle].right = Self::link_balanced(nodes, middle + 1, end);
+        middle
+    }
+
+    /// `try_get_memslot`.
+    #[inline]
+    fn try_get_memslot(&self, index: usize, gfn: u64) -> Option<usize> {
+        let slot = self.slots.get(index)?;
+        (gfn >= slot.base_gfn && gfn < slot.base_gfn + slot.npages).then_some(index)
+    }
+
+    /// `search_memslots` (not approximate): descend the gfn tree.
+    #[inline]
+    fn search_memslots(&self, gfn: u64) -> Option<usize> {
+        let mut node = self.root;
+        while let Some(slot) = self.slots.get(node) {
+            if gfn >= slot.base_gfn {
+                if gfn < slot.base_gfn + slot.npages {
+                    return Some(node);
+                }
+                node = slot.right;
+            } else {
+                node = slot.left;
             }
         }
-        Err(())
+        None
     }
 
-    /// Walks `ipa` the way KVM's `walk_nested_s2` does: start level and
-    /// base from the registers, then per level one `read_guest` of 8 bytes.
+    /// `gfn_to_memslot` -> `__gfn_to_memslot` -> `____gfn_to_memslot`:
+    /// the last used slot first, else the tree search, which updates it.
+    #[inline]
+    fn gfn_to_memslot(&self, gfn: u64) -> Option<usize> {
+        let last = self.last_used_slot.load(Ordering::Relaxed);
+        if let Some(slot) = self.try_get_memslot(last, gfn) {
+            return Some(slot);
+        }
+        let slot = self.search_memslots(gfn)?;
+        self.last_used_slot.store(slot, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// `gfn_to_hva_memslot_prot(slot, gfn, NULL)` -> `__gfn_to_hva_many(
+    /// slot, gfn, NULL, false)`: the slot checks, then
+    /// `__gfn_to_hva_memslot` (offset clamped by `array_index_nospec`).
+    /// `Err` is an error hva (`kvm_is_error_hva`).
+    #[inline]
+    fn gfn_to_hva_memslot_prot(
+        &self,
+        slot: Option<usize>,
+        gfn: u64,
+    ) -> Result<(usize, u64), Efault> {
+        let write = false;
+        let index = slot.ok_or(Efault)?;
+        let slot = self.slots.get(index).ok_or(Efault)?;
+        if slot.flags & KVM_MEMSLOT_INVALID != 0 {
+            return Err(Efault);
+        }
+        if slot.flags & KVM_MEM_READONLY != 0 && write {
+            return Err(Efault);
+        }
+        let offset = gfn.wrapping_sub(slot.base_gfn);
+        // array_index_nospec: offset if below npages, else 0, without a
+        // branch (the kernel adds a CSDB speculation barrier).
+        let in_range = 0u64.wrapping_sub(u64::from(offset < slot.npages));
+        Ok((index, (offset & in_range) << PAGE_SHIFT))
+    }
+
+    /// `__kvm_read_guest_page`.
+    #[inline]
+    fn read_guest_page_in(
+        &self,
+        slot: Option<usize>,
+        gfn: u64,
+        data: &mut [u8],
+        offset: usize,
+    ) -> Result<(), Efault> {
+        let len = data.len();
+        // WARN_ON_ONCE(offset + len > PAGE_SIZE)
+        if offset + len > PAGE_SIZE as usize {
+            return Err(Efault);
+        }
+        let (index, hva) = self.gfn_to_hva_memslot_prot(slot, gfn)?;
+        let start = hva as usize + offset;
+        let source = self.slots[index]
+            .userspace
+            .get(start..start + len)
+            .ok_or(Efault)?;
+        if arch_copy_from_user(data, source) != 0 {
+            return Err(Efault);
+        }
+        Ok(())
+    }
+
+    /// `kvm_read_guest_page`.
+    #[inline]
+    fn read_guest_page(&self, gfn: u64, data: &mut [u8], offset: usize) -> Result<(), Efault> {
+        let slot = self.gfn_to_memslot(gfn);
+        self.read_guest_page_in(slot, gfn, data, offset)
+    }
+
+    /// `kvm_read_guest`: split at page boundaries (`next_segment`), one
+    /// `kvm_read_guest_page` per page. Out of line: it lives in
+    /// kvm_main.c, a different translation unit from nested.c.
+    #[inline(never)]
+    pub fn read_guest(&self, gpa: u64, data: &mut [u8]) -> Result<(), Efault> {
+        let mut gfn = gpa >> PAGE_SHIFT;
+        let mut offset = (gpa & (PAGE_SIZE - 1)) as usize;
+        let mut rest = data;
+        loop {
+            // next_segment(len, offset)
+            let seg = rest.len().min(PAGE_SIZE as usize - offset);
+            if seg == 0 {
+                return Ok(());
+            }
+            let (chunk, tail) = rest.split_at_mut(seg);
+            self.read_guest_page(gfn, chunk, offset)?;
+            offset = 0;
+            rest = tail;
+            gfn += 1;
+        }
+    }
+
+    /// `read_guest_s2_desc`: `kvm_read_guest` of `sizeof(*desc)` bytes into
+    /// the descriptor (raw, in memory byte order).
+    fn read_guest_s2_desc(
+        pa: u64,
+        desc: &mut u64,
+        memory: &KvmStyleMemory<'a>,
+    ) -> Result<(), Efault> {
+        let mut raw = [0u8; 8];
+        memory.read_guest(pa, &mut raw)?;
+        *desc = u64::from_ne_bytes(raw);
+        Ok(())
+    }
+
+    /// `kvm_walk_nested_s2`: decode the registers (`vtcr_to_walk_info`,
+    /// SCTLR_EL2.EE little-endian here) and walk.
     pub fn walk(
         &self,
         vtcr: u64,
         vttbr: u64,
         ipa: u64,
     ) -> Result<BaselineTranslation, BaselineFault> {
-        let t0sz = (vtcr & 0x3f) as u32;
-        let input_bits = 64 - t0sz;
-        let granule = match (vtcr >> 14) & 0b11 {
-            0b00 => Granule::K4,
-            0b01 => Granule::K64,
-            _ => Granule::K16,
+        let wi = S2WalkInfo {
+            read_desc: Self::read_guest_s2_desc,
+            data: self,
+            baddr: vttbr,
+            t0sz: (vtcr & 0x3f) as u32,
+            pgshift: match (vtcr >> 14) & 0b11 {
+                0b00 => 12,
+                0b10 => 14,
+                _ => 16,
+            },
+            sl: ((vtcr >> 6) & 0b11) as u32,
+            max_oa_bits: KVM_IPA_LIMIT.min(ps_to_output_size((vtcr >> 16) & 0b111)),
+            be: false,
+            lpa2: vtcr & (1 << 32) != 0,
+            sl2: vtcr & (1 << 33) != 0,
         };
-        let lpa2 = vtcr & (1 << 32) != 0;
-        let sl0 = (vtcr >> 6) & 0b11;
-        let sl2 = (vtcr >> 33) & 1;
-        let start_level: i8 = match (granule, sl2, sl0) {
-            (Granule::K4, 1, _) => -1,
-            (Granule::K4, _, 0b11) => 3,
-            (Granule::K4, _, s) => 2 - s as i8,
-            (_, _, s) => 3 - s as i8,
-        };
-        let geometry = Geometry {
-            granule,
-            start_level,
-            input_bits,
-            lpa2,
-        };
-        let mut table = (vttbr & 0x0000_ffff_ffff_fffe) | (((vttbr >> 2) & 0xf) << 48);
-        table &= !(geometry.start_table_bytes() - 1);
-        let mut level = start_level;
-        loop {
-            let shift = granule.level_shift(level);
-            let index_bits = if level == start_level {
-                geometry.start_index_bits()
-            } else {
-                granule.stride()
-            };
-            let index = (ipa >> shift) & ((1 << index_bits) - 1);
-            let mut raw = [0u8; 8];
-            self.read_guest(table + index * 8, &mut raw)
-                .map_err(|()| BaselineFault::ExternalAbort { level })?;
-            let desc = u64::from_le_bytes(raw);
-            if desc & 1 == 0 {
-                return Err(BaselineFault::Translation { level });
-            }
-            let is_table = desc & 0b10 != 0;
-            if level < 3 && is_table {
-                table = geometry.decode_address(desc);
-                level += 1;
-                continue;
-            }
-            if level == 3 && !is_table {
-                return Err(BaselineFault::Translation { level });
-            }
-            if desc & (1 << 10) == 0 {
-                return Err(BaselineFault::AccessFlag { level });
-            }
-            let block_mask = (1u64 << shift) - 1;
-            let oa = (geometry.decode_address(desc) & !block_mask) | (ipa & block_mask);
-            return Ok(BaselineTranslation { oa, level, desc });
-        }
+        walk_nested_s2_pgd(ipa, &wi)
     }
+}
+
+/// `check_output_size`.
+#[inline]
+fn check_output_size(wi: &S2WalkInfo<'_, '_>, output: u64) -> bool {
+    wi.max_oa_bits != 48 && output & genmask(47, wi.max_oa_bits) != 0
+}
+
+/// `contiguous_bit_shift`: 0 unless the contiguous bit (52) is set, else
+/// log2 of the entries the hint spans for this granule and level.
+#[inline]
+fn contiguous_bit_shift(desc: u64, wi: &S2WalkInfo<'_, '_>, level: i8) -> u32 {
+    if desc & (1 << 52) == 0 {
+        return 0;
+    }
+    match (wi.pgshift, level) {
+        (12, _) => 4,
+        (14, 2) => 5,
+        (14, _) => 7,
+        _ => 5,
+    }
+}
+
+/// `check_base_s2_limits`, widened where noted in [`KvmStyleMemory::walk`].
+fn check_base_s2_limits(wi: &S2WalkInfo<'_, '_>, level: i8, input_size: u32, stride: u32) -> bool {
+    let ia_size = 64 - wi.t0sz;
+    let refused = match wi.pgshift {
+        16 => level == 0 || (level == 1 && ia_size <= 42),
+        14 => (level == 0 && !wi.lpa2) || (level == 1 && ia_size <= 40),
+        _ => (level < 0 && !wi.lpa2) || (level == 0 && ia_size <= 42),
+    };
+    if refused || input_size > ia_size {
+        return false;
+    }
+    let start_size =
+        input_size as i32 - ((3 - i32::from(level)) * stride as i32 + wi.pgshift as i32);
+    (1..=stride as i32 + 4).contains(&start_size)
+}
+
+/// `walk_nested_s2_pgd`, step by step.
+fn walk_nested_s2_pgd(
+    ipa: u64,
+    wi: &S2WalkInfo<'_, '_>,
+) -> Result<BaselineTranslation, BaselineFault> {
+    let (mut level, first_block_level): (i8, i8) = match wi.pgshift {
+        12 if wi.sl2 => (-1, 0),
+        12 if wi.sl == 3 => (3, 1),
+        12 => (2 - wi.sl as i8, 1),
+        _ => (3 - wi.sl as i8, 2),
+    };
+    let stride = wi.pgshift - 3;
+    let input_size = 64 - wi.t0sz;
+    let max_input = if wi.lpa2 { 52 } else { 48 };
+    if input_size > max_input || input_size < 16 {
+        return Err(BaselineFault::Configuration);
+    }
+    if !check_base_s2_limits(wi, level, input_size, stride) {
+        return Err(BaselineFault::Configuration);
+    }
+    let base_lower_bound = 3 + input_size - ((3 - i32::from(level)) as u32 * stride + wi.pgshift);
+    let mut base_addr = wi.baddr & genmask(47, base_lower_bound);
+    if check_output_size(wi, base_addr) {
+        return Err(BaselineFault::AddressSize { level });
+    }
+    let mut addr_top = input_size - 1;
+    let mut desc = 0u64;
+    let mut addr_bottom;
+    loop {
+        addr_bottom = (3 - i32::from(level)) as u32 * stride + wi.pgshift;
+        let index = (ipa & genmask(addr_top, addr_bottom)) >> (addr_bottom - 3);
+        let paddr = base_addr | index;
+        (wi.read_desc)(paddr, &mut desc, wi.data)
+            .map_err(|Efault| BaselineFault::ExternalAbort { level })?;
+        desc = if wi.be {
+            u64::from_be(desc)
+        } else {
+            u64::from_le(desc)
+        };
+        if desc & 1 == 0 || (desc & 3 == 1 && level == 3) {
+            return Err(BaselineFault::Translation { level });
+        }
+        if desc & 3 == 1 || level == 3 {
+            break;
+        }
+        if check_output_size(wi, desc) {
+            return Err(BaselineFault::AddressSize { level });
+        }
+        base_addr = desc & genmask(47, wi.pgshift);
+        level += 1;
+        addr_top = addr_bottom - 1;
+    }
+    if level < first_block_level {
+        return Err(BaselineFault::Translation { level });
+    }
+    if check_output_size(wi, desc) {
+        return Err(BaselineFault::AddressSize { level });
+    }
+    if desc & (1 << 10) == 0 {
+        return Err(BaselineFault::AccessFlag { level });
+    }
+    let block_bits = addr_bottom;
+    addr_bottom += contiguous_bit_shift(desc, wi, level);
+    let oa = (desc & genmask(47, addr_bottom)) | (ipa & genmask(addr_bottom - 1, 0));
+    Ok(BaselineTranslation {
+        oa,
+        level,
+        desc,
+        block_size: 1 << block_bits,
+        readable: desc & (0b01 << 6) != 0,
+        writable: desc & (0b10 << 6) != 0,
+    })
 }
 
 #[cfg(test)]
@@ -631,6 +984,70 @@ mod tests {
         assert_eq!(
             memory.walk(fixture.vtcr, fixture.vttbr, fixture.ipa),
             Err(BaselineFault::ExternalAbort { level: 0 })
+        );
+    }
+
+    #[test]
+    fn read_guest_splits_at_pages_and_searches_the_slot_tree() {
+        let low: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        let high: Vec<u8> = (0..8192u32).map(|i| (i as u8) ^ 0xff).collect();
+        let far = vec![7u8; 4096];
+        let memory = KvmStyleMemory::new(vec![
+            (0x10_0000, &far[..]),
+            (0x2000, &low[..]),
+            (0x3000, &high[..]),
+        ]);
+        // Across the boundary of two slots: one kvm_read_guest_page each.
+        let mut data = [0u8; 16];
+        memory.read_guest(0x2ff8, &mut data).unwrap();
+        assert_eq!(&data[..8], &low[4088..]);
+        assert_eq!(&data[8..], &high[..8]);
+        // Alternating slots: the last-used cache misses and the tree finds them.
+        let mut word = [0u8; 8];
+        for gpa in [0x10_0ff8u64, 0x2000, 0x4ff8, 0x10_0000] {
+            memory.read_guest(gpa, &mut word).unwrap();
+        }
+        assert_eq!(word, [7; 8]);
+        // A hole and the end of the last slot.
+        assert_eq!(memory.read_guest(0x5000, &mut word), Err(Efault));
+        assert_eq!(memory.read_guest(0x10_0ffc, &mut word), Err(Efault));
+        assert_eq!(memory.read_guest(0x1ffc, &mut word), Err(Efault));
+    }
+
+    #[test]
+    fn baseline_faults_as_walk_nested_s2_pgd_does() {
+        let geometry = Geometry::full_start_table(Granule::K4, 0, false);
+        let mut fixture = hot_walk(geometry);
+        // Clear AF of the leaf: access flag fault at level 3.
+        let leaf_table = walk_to_leaf_table(
+            &TableBuilder {
+                geometry,
+                memory: fixture.memory.clone(),
+                root: fixture.memory.base,
+                free_pages: Vec::new(),
+            },
+            fixture.ipa,
+        );
+        let leaf = leaf_table + ((fixture.ipa >> 12) & 511) * 8;
+        let desc = fixture.memory.read_u64(leaf);
+        fixture.memory.write_u64(leaf, desc & !(1 << 10));
+        let memory = KvmStyleMemory::new(vec![(fixture.memory.base, &fixture.memory.bytes[..])]);
+        assert_eq!(
+            memory.walk(fixture.vtcr, fixture.vttbr, fixture.ipa),
+            Err(BaselineFault::AccessFlag { level: 3 })
+        );
+        // A 64-bit input size is refused like KVM's input_size check.
+        assert_eq!(
+            memory.walk(fixture.vtcr & !0x3f, fixture.vttbr, fixture.ipa),
+            Err(BaselineFault::Configuration)
+        );
+        // An invalid leaf: translation fault at level 3.
+        drop(memory);
+        fixture.memory.write_u64(leaf, 0);
+        let memory = KvmStyleMemory::new(vec![(fixture.memory.base, &fixture.memory.bytes[..])]);
+        assert_eq!(
+            memory.walk(fixture.vtcr, fixture.vttbr, fixture.ipa),
+            Err(BaselineFault::Translation { level: 3 })
         );
     }
 

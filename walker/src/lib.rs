@@ -90,7 +90,7 @@ pub use features::{
 };
 pub use memory::{
     fill_words_from_bytes, GuestMemory, LengthMismatch, MemoryError, Memslot, MemslotError,
-    Memslots, SlotAccess,
+    Memslots, SlotAccess, SlotHint,
 };
 pub use visit::{DescriptorKind, LeafAttributes, Mapping};
 pub use walk::{

@@ -50,6 +50,22 @@ pub trait GuestMemory {
         }
     }
 
+    /// [`GuestMemory::read_descriptor`] for the next read of one walk:
+    /// `hint` starts as [`SlotHint::default()`] for each walk and is passed
+    /// to every read of that walk, so an implementation can remember where
+    /// the previous read was found and try there first (a walk's tables
+    /// are usually in one memslot). The result must be exactly what
+    /// `read_descriptor(address)` gives; the hint only saves work.
+    #[inline]
+    fn read_descriptor_hinted(
+        &self,
+        address: u64,
+        hint: &mut SlotHint,
+    ) -> Result<u64, MemoryError> {
+        let _ = hint;
+        self.read_descriptor(address)
+    }
+
     /// Atomically replace the raw value `current` at `address` by `new`.
     /// `Ok(Ok(current))` on success, `Ok(Err(actual))` if memory held
     /// `actual` instead, `Err(_)` if the write cannot be made at all.
@@ -68,6 +84,14 @@ impl<T: GuestMemory + ?Sized> GuestMemory for &T {
     fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
         (**self).read_descriptors(addresses, values)
     }
+    #[inline]
+    fn read_descriptor_hinted(
+        &self,
+        address: u64,
+        hint: &mut SlotHint,
+    ) -> Result<u64, MemoryError> {
+        (**self).read_descriptor_hinted(address, hint)
+    }
     fn compare_exchange_descriptor(
         &self,
         address: u64,
@@ -77,6 +101,13 @@ impl<T: GuestMemory + ?Sized> GuestMemory for &T {
         (**self).compare_exchange_descriptor(address, current, new)
     }
 }
+
+/// Where one walk's previous descriptor read was found, for
+/// [`GuestMemory::read_descriptor_hinted`]. Opaque: only the memory
+/// implementation that set it knows what it means; a stale or foreign hint
+/// costs a lookup, never a wrong result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotHint(usize);
 
 /// Whether the guest (and the walker's hardware updates) may write a memslot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +155,14 @@ impl<'a> Memslot<'a> {
     /// The backing words.
     pub const fn words(&self) -> &'a [AtomicU64] {
         self.words
+    }
+
+    /// The word holding the 8-byte aligned `address`, if this slot has it.
+    #[inline]
+    fn word_at(&self, address: u64) -> Option<&'a AtomicU64> {
+        // Below the base, the wrapped offset is huge and misses too.
+        let index = address.wrapping_sub(self.base) / 8;
+        usize::try_from(index).ok().and_then(|i| self.words.get(i))
     }
 }
 
@@ -231,17 +270,20 @@ impl<'a> Memslots<'a> {
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
         }
-        // The slot with the greatest base <= address, if it reaches address.
+        let (_, slot) = self.candidate(address)?;
+        slot.word_at(address)
+            .ok_or(MemoryError::OutsideMemslots)
+            .map(|word| (slot, word))
+    }
+
+    /// The slot with the greatest base <= `address` (which may not reach
+    /// it), with its index.
+    #[inline]
+    fn candidate(&self, address: u64) -> Result<(usize, &'a Memslot<'a>), MemoryError> {
         let after = self.slots.partition_point(|s| s.base <= address);
-        let slot = after
-            .checked_sub(1)
-            .and_then(|i| self.slots.get(i))
-            .ok_or(MemoryError::OutsideMemslots)?;
-        let index = (address - slot.base) / 8;
-        match usize::try_from(index).ok().and_then(|i| slot.words.get(i)) {
-            Some(word) => Ok((slot, word)),
-            None => Err(MemoryError::OutsideMemslots),
-        }
+        let index = after.checked_sub(1).ok_or(MemoryError::OutsideMemslots)?;
+        let slot = self.slots.get(index).ok_or(MemoryError::OutsideMemslots)?;
+        Ok((index, slot))
     }
 
     /// Store a raw value (host-side setup and tests; the walker never calls it).
@@ -259,6 +301,36 @@ impl GuestMemory for Memslots<'_> {
         // (L1 writes the table, barrier, then the descriptor) must not let a
         // later read of that table see older contents.
         self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
+    }
+
+    /// One hint across the batch: a batch's descriptors are usually in
+    /// one memslot too.
+    #[inline]
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        let mut hint = SlotHint::default();
+        for (address, value) in addresses.iter().zip(values.iter_mut()) {
+            *value = self.read_descriptor_hinted(*address, &mut hint);
+        }
+    }
+
+    /// The hint is the index of the slot the previous read of the walk
+    /// hit: tried first, then the O(log n) search, which updates it.
+    #[inline]
+    fn read_descriptor_hinted(
+        &self,
+        address: u64,
+        hint: &mut SlotHint,
+    ) -> Result<u64, MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        if let Some(word) = self.slots.get(hint.0).and_then(|s| s.word_at(address)) {
+            return Ok(word.load(Ordering::Acquire));
+        }
+        let (index, slot) = self.candidate(address)?;
+        let word = slot.word_at(address).ok_or(MemoryError::OutsideMemslots)?;
+        hint.0 = index;
+        Ok(word.load(Ordering::Acquire))
     }
 
     #[inline]

@@ -7,7 +7,7 @@ use core::fmt;
 
 use crate::fault::{AccessKind, DescriptorRead, Fault, FaultCause, Trail};
 use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
-use crate::memory::{GuestMemory, MemoryError};
+use crate::memory::{GuestMemory, MemoryError, SlotHint};
 use crate::visit::LeafAttributes;
 
 /// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).
@@ -349,14 +349,10 @@ pub struct Stage2Walker {
     ds: bool,
     /// Where OA\[51:48\] sit in descriptors, if anywhere.
     high_bits: HighAddressBits,
-    /// Decoded once: granule bits, bits per level, and masks.
-    granule_bits: u32,
-    stride: u32,
+    /// Decoded once: the index mask of a full table.
     stride_mask: u64,
     /// Descriptor bits 47:granule (table addresses).
     table_mask: u64,
-    /// 64KB level-1 blocks allowed (PAMax >= 52).
-    block_64k_level1: bool,
     ha: bool,
     hd: bool,
     xnx: bool,
@@ -364,6 +360,28 @@ pub struct Stage2Walker {
     oa_bits: u32,
     t0sz: u8,
     setup: Result<Geometry, FaultCause>,
+    /// Per level, at [`level_slot`]: the lowest IPA bit the level resolves
+    /// (AArch64.S2Walk's per-level shift), decoded once.
+    level_lsbs: [u8; 8],
+    /// Per level, at [`level_slot`]: log2 of the entries a contiguous hint
+    /// spans (AArch64.ContiguousSize), 0 where bit 52 is RES0.
+    contiguous_log2s: [u8; 8],
+    /// Bit [`level_slot`] set where a block descriptor is permitted.
+    block_levels: u8,
+}
+
+/// Index of `level` (-1..=3) in the walker's per-level tables. The mask
+/// keeps any i8 inside the 8-entry tables (no bounds check on the hot path);
+/// levels outside -1..=3 never occur.
+#[inline]
+const fn level_slot(level: i8) -> usize {
+    ((level as isize + 1) & 7) as usize
+}
+
+/// Bits below `bits`, for `bits` < 64 (every block and level shift is).
+#[inline]
+const fn low_mask(bits: u32) -> u64 {
+    (1u64 << (bits & 63)).wrapping_sub(1)
 }
 
 /// Where a configuration keeps OA\[51:48\] in descriptors.
@@ -503,7 +521,35 @@ impl Stage2Walker {
             lpa: features.lpa(),
             vttbr: registers.vttbr,
         });
+        let block_64k_level1 = pa_max >= 52;
+        let mut level_lsbs = [0u8; 8];
+        let mut contiguous_log2s = [0u8; 8];
+        let mut block_levels = 0u8;
+        for level in -1i8..=3 {
+            let slot = level_slot(level);
+            let levels_below = (3 - i32::from(level)) as u32;
+            level_lsbs[slot] = (granule.bits() + levels_below * granule.stride()) as u8;
+            contiguous_log2s[slot] = match (granule, level) {
+                // RES0: 4KB level 0 (DS) and 16KB/64KB level 1 blocks.
+                (Granule::K4, 0) | (Granule::K16, 1) | (Granule::K64, 1) => 0,
+                (Granule::K4, _) => 4,
+                (Granule::K16, 2) => 5,
+                (Granule::K16, _) => 7,
+                (Granule::K64, _) => 5,
+            };
+            let block = match granule {
+                Granule::K4 => (level == 0 && ds) || level == 1 || level == 2,
+                Granule::K16 => (level == 1 && ds) || level == 2,
+                Granule::K64 => (level == 1 && block_64k_level1) || level == 2,
+            };
+            if block {
+                block_levels |= 1 << slot;
+            }
+        }
         Stage2Walker {
+            level_lsbs,
+            contiguous_log2s,
+            block_levels,
             registers,
             granule,
             ds,
@@ -514,11 +560,8 @@ impl Stage2Walker {
             } else {
                 HighAddressBits::None
             },
-            granule_bits: granule.bits(),
-            stride: granule.stride(),
             stride_mask: mask(granule.stride()),
             table_mask: mask(48) & !mask(granule.bits()),
-            block_64k_level1: pa_max >= 52,
             ha,
             hd,
             xnx: features.xnx(),
@@ -619,9 +662,12 @@ impl Stage2Walker {
         memory: &M,
         cursor: &mut Cursor,
     ) -> Result<u64, Stop> {
+        // A walk's tables are usually in one memslot: each read tries
+        // where the previous one was found first.
+        let mut hint = SlotHint::default();
         // At most one read per level, -1..=3: the walk ends within 5 reads.
         for _ in 0..crate::fault::MAX_TRAIL {
-            let read = memory.read_descriptor(cursor.address);
+            let read = memory.read_descriptor_hinted(cursor.address, &mut hint);
             match self.advance(cursor, read) {
                 Step::Continue => {}
                 Step::Leaf(descriptor) => return Ok(descriptor),
@@ -665,17 +711,12 @@ impl Stage2Walker {
     /// Lowest IPA bit a level's index resolves.
     #[inline]
     fn level_lsb(&self, level: i8) -> u32 {
-        let levels_below = (3 - i32::from(level)) as u32;
-        self.granule_bits + levels_below * self.stride
+        u32::from(self.level_lsbs[level_slot(level)])
     }
 
     #[inline]
     fn block_permitted(&self, level: i8) -> bool {
-        match self.granule {
-            Granule::K4 => (level == 0 && self.ds) || level == 1 || level == 2,
-            Granule::K16 => (level == 1 && self.ds) || level == 2,
-            Granule::K64 => (level == 1 && self.block_64k_level1) || level == 2,
-        }
+        self.block_levels & (1 << level_slot(level)) != 0
     }
 
     /// OA\[51:48\] bits carried outside bits 47:0 (64KB LPA or DS).
@@ -697,7 +738,7 @@ impl Stage2Walker {
     /// AArch64.LeafBase.
     #[inline]
     fn leaf_base(&self, descriptor: u64, level: i8) -> u64 {
-        let low = descriptor & mask(48) & !mask(self.level_lsb(level));
+        let low = descriptor & mask(48) & !low_mask(self.level_lsb(level));
         low | self.high_address_bits(descriptor)
     }
 
@@ -708,14 +749,7 @@ impl Stage2Walker {
         if descriptor & (1 << 52) == 0 {
             return 0;
         }
-        match (self.granule, level) {
-            // RES0: 4KB level 0 (DS) and 16KB/64KB level 1 blocks.
-            (Granule::K4, 0) | (Granule::K16, 1) | (Granule::K64, 1) => 0,
-            (Granule::K4, _) => 4,
-            (Granule::K16, 2) => 5,
-            (Granule::K16, _) => 7,
-            (Granule::K64, _) => 5,
-        }
+        u32::from(self.contiguous_log2s[level_slot(level)])
     }
 
     #[inline]
@@ -737,7 +771,7 @@ impl Stage2Walker {
     #[inline]
     pub(crate) fn stage_output_address(&self, level: i8, descriptor: u64, ipa: u64) -> u64 {
         let bits = self.level_lsb(level) + self.contiguous_log2(level, descriptor);
-        (self.leaf_base(descriptor, level) & !mask(bits)) | (ipa & mask(bits))
+        (self.leaf_base(descriptor, level) & !low_mask(bits)) | (ipa & low_mask(bits))
     }
 
     pub(crate) fn leaf_attributes(&self, level: i8, descriptor: u64) -> LeafAttributes {
