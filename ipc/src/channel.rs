@@ -387,10 +387,10 @@ impl<'e, 'a, B: Doorbell> Poller<'e, 'a, B> {
         mut keep_running: impl FnMut() -> bool,
     ) {
         while keep_running() {
-            if self.poll(&mut handler) == 0 {
-                let this = &*self;
-                bell.wait_until(|| this.has_work() || !keep_running());
-            }
+            // The doorbell's readiness check is the sweep itself: a request
+            // it finds is answered at once, not after the waiter returns and
+            // sweeps again.
+            bell.wait_until(|| self.poll(&mut handler) > 0 || !keep_running());
         }
     }
 }
