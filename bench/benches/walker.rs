@@ -1,9 +1,11 @@
 //! Walker benchmarks, each beside its baseline in the same run (issue 2):
 //!
 //! * `walker_hot`: one walk per granule and start level, descriptors hot in
-//!   cache, by the walker (`walker/...`) and by a baseline that reads
-//!   descriptors the way KVM's nested walker does (`kvm_style/...`: a
-//!   linear memslot search and a bounds-checked 8-byte copy per level).
+//!   cache, by the walker (`walker/...`) and by a baseline that walks and
+//!   reads descriptors the way KVM's nested walker does (`kvm_style/...`:
+//!   `walk_nested_s2_pgd` with `kvm_read_guest` per level: last-used-slot
+//!   cache or memslot tree search, per-page split, slot checks, an
+//!   out-of-line copy; see `bench::walker_baseline`).
 //!   Both see the same memslot layout: the table slot plus 15 small slots
 //!   below it (16 memslots, a typical VMM memory map), and, for the 4-level
 //!   4K walk, also a single slot (`.../1slot`).
@@ -28,7 +30,7 @@ use bench::walker_baseline::{
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use walker::{
     fill_words_from_bytes, AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots,
-    SlotAccess, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
+    SlotAccess, SlotHint, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
 /// Slots besides the table's in the multi-slot layout.
@@ -74,9 +76,8 @@ fn decoy_bases(table_base: u64, count: u64) -> impl Iterator<Item = u64> {
     (0..count).map(move |i| table_base - (count - i) * 0x20_0000)
 }
 
-/// The baseline's slot list in KVM's order (table slot last, so the linear
-/// search passes the others first, as it does for RAM above the device
-/// and flash slots).
+/// The baseline's memslots: the same layout (KVM keeps them in a gfn tree
+/// with a last-used-slot cache).
 fn kvm_slots<'a>(memory: &'a TableMemory, decoy: &'a [u8], decoys: u64) -> KvmStyleMemory<'a> {
     let mut slots: Vec<(u64, &[u8])> = decoy_bases(memory.base, decoys)
         .map(|base| (base, decoy))
@@ -157,6 +158,23 @@ fn hot(c: &mut Criterion) {
                     let _ = black_box(walker.walk(&memslots, black_box(ipa), AccessKind::Read));
                 })
             });
+            // The memslot hint kept across walks, as KVM keeps its
+            // last_used_slot across reads.
+            let mut hint = SlotHint::default();
+            group.bench_with_input(
+                BenchmarkId::new("walker_hinted", &id),
+                &fixture.ipa,
+                |b, &ipa| {
+                    b.iter(|| {
+                        let _ = black_box(walker.walk_hinted(
+                            &memslots,
+                            black_box(ipa),
+                            AccessKind::Read,
+                            &mut hint,
+                        ));
+                    })
+                },
+            );
             group.bench_with_input(
                 BenchmarkId::new("kvm_style", &id),
                 &fixture.ipa,

@@ -260,8 +260,7 @@ impl<'a> Memslots<'a> {
     /// The slot containing `address`, in O(log n).
     #[inline]
     pub fn find(&self, address: u64) -> Option<&'a Memslot<'a>> {
-        let after = self.slots.partition_point(|s| s.base <= address);
-        let slot = self.slots.get(after.checked_sub(1)?)?;
+        let (_, slot) = self.candidate(address).ok()?;
         (address - slot.base < slot.size()).then_some(slot)
     }
 
@@ -280,8 +279,19 @@ impl<'a> Memslots<'a> {
     /// it), with its index.
     #[inline]
     fn candidate(&self, address: u64) -> Result<(usize, &'a Memslot<'a>), MemoryError> {
-        let after = self.slots.partition_point(|s| s.base <= address);
-        let index = after.checked_sub(1).ok_or(MemoryError::OutsideMemslots)?;
+        // A branching binary search rather than partition_point's
+        // branch-free one: a walk's reads keep landing in the same slot, so
+        // the branches predict and the probes' loads overlap instead of
+        // forming a chain of dependent loads on the walk's critical path.
+        let (mut low, mut high) = (0, self.slots.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.slots.get(middle) {
+                Some(slot) if slot.base <= address => low = middle + 1,
+                _ => high = middle,
+            }
+        }
+        let index = low.checked_sub(1).ok_or(MemoryError::OutsideMemslots)?;
         let slot = self.slots.get(index).ok_or(MemoryError::OutsideMemslots)?;
         Ok((index, slot))
     }

@@ -627,11 +627,26 @@ impl Stage2Walker {
     }
 
     /// Translate one IPA.
+    #[inline]
     pub fn walk<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
         ipa: u64,
         access: AccessKind,
+    ) -> Result<Translation, WalkError> {
+        self.walk_hinted(memory, ipa, access, &mut SlotHint::default())
+    }
+
+    /// [`Stage2Walker::walk`] with a memslot hint the caller keeps between
+    /// walks (per vCPU, say, as KVM keeps `last_used_slot`): the first read
+    /// tries where the previous walk's last read was found before
+    /// searching. Same result as `walk`; the hint only saves lookups.
+    pub fn walk_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut SlotHint,
     ) -> Result<Translation, WalkError> {
         let mut lost_at = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
@@ -639,7 +654,7 @@ impl Stage2Walker {
             if let Err(stop) = self.begin(&mut cursor) {
                 return Err(WalkError::Fault(cursor.fault(stop)));
             }
-            let descriptor = match self.descend(memory, &mut cursor) {
+            let descriptor = match self.descend(memory, &mut cursor, hint) {
                 Ok(descriptor) => descriptor,
                 Err(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
             };
@@ -661,13 +676,13 @@ impl Stage2Walker {
         &self,
         memory: &M,
         cursor: &mut Cursor,
+        hint: &mut SlotHint,
     ) -> Result<u64, Stop> {
         // A walk's tables are usually in one memslot: each read tries
         // where the previous one was found first.
-        let mut hint = SlotHint::default();
         // At most one read per level, -1..=3: the walk ends within 5 reads.
         for _ in 0..crate::fault::MAX_TRAIL {
-            let read = memory.read_descriptor_hinted(cursor.address, &mut hint);
+            let read = memory.read_descriptor_hinted(cursor.address, hint);
             match self.advance(cursor, read) {
                 Step::Continue => {}
                 Step::Leaf(descriptor) => return Ok(descriptor),

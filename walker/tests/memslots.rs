@@ -11,7 +11,7 @@ use common::*;
 use walker::{
     fill_words_from_bytes, AbortContext, AbortOrigin, AccessKind, Endianness, Fault, FaultCause,
     Granule, GuestMemory, LengthMismatch, MemoryError, Memslot, MemslotError, Memslots, SlotAccess,
-    Trail, EC_DATA_ABORT_LOWER, EC_INSTRUCTION_ABORT_LOWER,
+    SlotHint, Trail, EC_DATA_ABORT_LOWER, EC_INSTRUCTION_ABORT_LOWER,
 };
 
 fn words(n: usize) -> Vec<AtomicU64> {
@@ -93,6 +93,48 @@ fn lookup_finds_the_right_slot_among_many_and_nothing_between() {
         Err(MemoryError::OutsideMemslots)
     );
     assert_eq!(m.read_descriptor(0x104), Err(MemoryError::Misaligned));
+}
+
+#[test]
+fn hinted_reads_equal_plain_reads_whatever_the_hint() {
+    let backing: Vec<Vec<AtomicU64>> = (0..64).map(|_| words(4)).collect();
+    let mut slots: Vec<Memslot<'_>> = backing
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Memslot::new(0x1000 * i as u64 + 0x40, w, SlotAccess::ReadWrite))
+        .collect();
+    let many = Memslots::new(&mut slots).unwrap();
+    let one_backing = words(4);
+    let mut one_slot = [Memslot::new(0x40, &one_backing, SlotAccess::ReadOnly)];
+    let one = Memslots::new(&mut one_slot).unwrap();
+    let (mut hint, mut one_hint) = (SlotHint::default(), SlotHint::default());
+    let mut x = 0x1234_5678_9abc_def1u64;
+    for k in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Anywhere; near the slots; inside them (some misaligned); the first.
+        let address = match k % 4 {
+            0 => x,
+            1 => x % 0x41000,
+            2 => (x % 64) * 0x1000 + 0x40 + (x >> 32) % 40,
+            _ => 0x40 + (x >> 40) % 40,
+        };
+        let plain = many.read_descriptor(address);
+        assert_eq!(
+            many.read_descriptor_hinted(address, &mut hint),
+            plain,
+            "{address:#x}"
+        );
+        // A hint from another memslot set is only a wasted guess.
+        let mut foreign = hint;
+        let plain_one = one.read_descriptor(address);
+        assert_eq!(one.read_descriptor_hinted(address, &mut foreign), plain_one);
+        assert_eq!(
+            one.read_descriptor_hinted(address, &mut one_hint),
+            plain_one
+        );
+    }
 }
 
 #[test]

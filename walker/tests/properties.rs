@@ -14,7 +14,8 @@ use common::*;
 use proptest::prelude::*;
 use walker::{
     AccessKind, Endianness, ExposedFeatures, FaultCause, FaultKind, Granule, IdRegisters,
-    SlotAccess, Stage2Walker, Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+    SlotAccess, SlotHint, Stage2Walker, Translation, WalkError, WalkRequest, MAX_TRAIL,
+    MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -301,6 +302,7 @@ proptest! {
             .collect();
         let single_mem = random_memory(seed, endian, read_only_b);
         let batch_mem = single_mem.duplicate();
+        let hinted_mem = single_mem.duplicate();
 
         let mut singles = Vec::new();
         single_mem.with(|m| -> Result<(), TestCaseError> {
@@ -326,6 +328,15 @@ proptest! {
         });
         prop_assert_eq!(&batched, &singles);
         prop_assert_eq!(batch_mem.snapshot(), single_mem.snapshot());
+
+        // Straight on the memslots (their hinted lookups), one slot hint
+        // kept across every walk: the same results and memory.
+        let mut hint = SlotHint::default();
+        let hinted: Vec<_> = hinted_mem.with(|m| {
+            requests.iter().map(|r| w.walk_hinted(m, r.ipa, r.access, &mut hint)).collect()
+        });
+        prop_assert_eq!(&hinted, &singles);
+        prop_assert_eq!(hinted_mem.snapshot(), single_mem.snapshot());
     }
 }
 
