@@ -601,9 +601,7 @@ impl Consumer<'_> {
     /// Takes the next record, if any.
     #[inline]
     pub fn pop(&mut self) -> Option<Record> {
-        let mut taken = None;
-        self.drain(1, |record| taken = Some(*record));
-        taken
+        self.take_with(|record| *record)
     }
 
     #[inline]
