@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `kvm_walk_nested_s2`: read VTCR/VTTBR, `vtcr_to_walk_info`, `be` from SCTLR_EL2.EE | [`KvmStyleMemory::walk`] decodes the registers on every walk, builds an `S2WalkInfo` |
 //! | `walk_nested_s2_pgd`: input-size range, `check_base_s2_limits`, base masked with `GENMASK_ULL(47, base_lower_bound)`, `check_output_size(base)` | same checks, once per walk |
-//! | per level: index from `GENMASK_ULL(addr_top, addr_bottom)`, `wi->read_desc(paddr, &desc, wi->data)` through the function pointer | same, through a `fn` pointer in the walk info |
+//! | per level: index from `GENMASK_ULL(addr_top, addr_bottom)`, `wi->read_desc(paddr, &desc, wi->data)` through the function pointer | same, through a `fn` pointer in the walk info (which the compiler may resolve to a direct call, as GCC may within nested.c) |
 //! | `read_guest_s2_desc` -> `kvm_read_guest(kvm, pa, desc, 8)` (kvm_main.c: another translation unit, a real call) | `read_guest`, `#[inline(never)]` |
 //! | `kvm_read_guest`: `next_segment` loop, one `kvm_read_guest_page` per page | same loop |
 //! | `kvm_read_guest_page` -> `gfn_to_memslot` -> `____gfn_to_memslot`: `try_get_memslot(last_used_slot)`, else `search_memslots` (gfn red-black tree descent) and `atomic_long_set(last_used_slot)` | `last_used_slot` as a relaxed `AtomicUsize`, the slots linked into a balanced gfn tree and searched node by node |

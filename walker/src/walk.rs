@@ -641,6 +641,7 @@ impl Stage2Walker {
     /// walks (per vCPU, say, as KVM keeps `last_used_slot`): the first read
     /// tries where the previous walk's last read was found before
     /// searching. Same result as `walk`; the hint only saves lookups.
+    #[inline]
     pub fn walk_hinted<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
