@@ -44,9 +44,12 @@ pub trait GuestMemory {
     /// Read many descriptors at once; `values[i]` receives `addresses[i]`.
     /// The walker passes equal-length slices with no duplicate addresses.
     /// Override to overlap the loads (prefetch, one slot lookup for many).
+    /// The default shares one [`SlotHint`] across the batch (a batch's
+    /// descriptors are usually in one memslot too).
     fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        let mut hint = SlotHint::default();
         for (address, value) in addresses.iter().zip(values.iter_mut()) {
-            *value = self.read_descriptor(*address);
+            *value = self.read_descriptor_hinted(*address, &mut hint);
         }
     }
 
@@ -311,16 +314,6 @@ impl GuestMemory for Memslots<'_> {
         // (L1 writes the table, barrier, then the descriptor) must not let a
         // later read of that table see older contents.
         self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
-    }
-
-    /// One hint across the batch: a batch's descriptors are usually in
-    /// one memslot too.
-    #[inline]
-    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
-        let mut hint = SlotHint::default();
-        for (address, value) in addresses.iter().zip(values.iter_mut()) {
-            *value = self.read_descriptor_hinted(*address, &mut hint);
-        }
     }
 
     /// The hint is the index of the slot the previous read of the walk
