@@ -18,7 +18,7 @@
 //!   stage-2 TLBI form ([`ipc::tlbi::InvalidateScope`]);
 //!   [`service::Service::l0_unmap`]`(worker, l1_ipa_range, change)`;
 //!   [`service::Service::stats`].
-//! - [`service::Service::answer`]: an ipc request record in, a reply record
+//! - [`service::Service::answer`] (in [`adapter`]): an ipc request record in, a reply record
 //!   out (hv and the bench harness drive the service over rings with it).
 //! - [`service::Service::lookup`]: the lock-free cache lookup alone;
 //!   [`service::Service::shadow_root`]: what hv installs as VTTBR_EL2.
@@ -44,6 +44,7 @@
 #![deny(unsafe_code)]
 extern crate alloc;
 
+pub mod adapter;
 pub mod budget;
 pub mod cache;
 pub mod compose;

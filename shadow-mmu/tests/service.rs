@@ -10,7 +10,8 @@ use ipc::message::{
     L0UnmapRequest, Record, Reply, Request, TranslateOutcome, TranslateRequest, VcpuId,
 };
 use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
-use shadow_mmu::service::{Answer, Retry, Translated};
+use shadow_mmu::adapter::Answer;
+use shadow_mmu::service::{Retry, Translated};
 use shadow_mmu::shadow_table::TlbEvent;
 use walker::{AccessKind, Granule};
 
