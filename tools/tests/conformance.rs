@@ -423,6 +423,21 @@ fn assert_permission_fault(line: &Value, level: i64) {
     assert_fault(line, "permission", level, fsc_permission(level));
 }
 
+/// Four requests per level-3 page, one per access kind: `allowed[page][kind]`
+/// says whether that access translates to the page at `oa` or takes a
+/// level-3 permission fault.
+#[track_caller]
+fn assert_access_matrix(lines: &[Value], allowed: &[[bool; 4]], oa: u64) {
+    assert_eq!(lines.len(), allowed.len() * 4, "one line per request");
+    for (i, line) in lines.iter().enumerate() {
+        if allowed[i / 4][i % 4] {
+            assert_ok(line, oa, 3);
+        } else {
+            assert_permission_fault(line, 3);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Common fixture: 4KB granule, 48-bit IPA, start level 0, tables at 1GB.
 
@@ -1366,13 +1381,7 @@ fn s2ap_read_write_none() {
         [false, true, true, true],  // S2AP 10
         [true, true, true, true],   // S2AP 11
     ];
-    for (i, line) in lines.iter().enumerate() {
-        if allowed[i / 4][i % 4] {
-            assert_ok(line, OUT, 3);
-        } else {
-            assert_permission_fault(line, 3);
-        }
-    }
+    assert_access_matrix(&lines, &allowed, OUT);
 }
 
 /// AArch64.S2ApplyOutputPerms / S2ComputePermissions: with FEAT_XNX the
@@ -1410,13 +1419,7 @@ fn xn_and_xnx() {
         (Cpu::with_pa(PA_48), without_xnx),
     ] {
         let lines = run(cpu, &memory, &requests);
-        for (i, line) in lines.iter().enumerate() {
-            if table[i / 4][i % 4] {
-                assert_ok(line, OUT, 3);
-            } else {
-                assert_permission_fault(line, 3);
-            }
-        }
+        assert_access_matrix(&lines, &table, OUT);
     }
 }
 
