@@ -386,30 +386,56 @@ pub fn hot_walk(geometry: Geometry) -> HotWalk {
 }
 
 /// The cold-table fixture: a 4-level 4K table (48-bit IPA, start level 0)
-/// whose last-level tables are scattered over a large memslot, and a long
-/// sequence of IPAs whose walks touch different cache lines of different
-/// pages, so that walking them in order keeps finding descriptors out of
-/// every cache level.
+/// in which the walks of any 512 consecutive IPAs share nothing below the
+/// root: each has its own level-1, level-2 and level-3 table, at
+/// pseudo-random pages of a memslot much larger than the last-level cache.
+/// This is what a hypervisor sees when it walks the tables of a guest
+/// hypervisor whose L2 touches memory all over its address space: every
+/// level of a walk is a dependent cache (and TLB) miss, unless walks are
+/// overlapped.
 #[derive(Debug)]
 pub struct ColdTable {
     pub geometry: Geometry,
     pub memory: TableMemory,
     pub vtcr: u64,
     pub vttbr: u64,
-    /// Walk these in order (wrapping); consecutive IPAs never share a
-    /// last-level table page.
+    /// Walk these in order (wrapping); any 512 consecutive IPAs have
+    /// pairwise distinct level-1, level-2 and level-3 tables.
     pub ipas: Vec<u64>,
 }
 
-/// `slot_bytes` of table memory (a multiple of 4 KiB, at least 4 MiB) with
-/// `leaf_tables` last-level tables, each fully populated with page mappings,
-/// placed at pseudo-random pages of the slot.
-pub fn cold_table(slot_bytes: usize, leaf_tables: usize, ipa_count: usize) -> ColdTable {
+/// Output address bit the cold table flips (every IPA maps to
+/// `ipa ^ COLD_OA_FLIP`, inside the 48-bit output size).
+pub const COLD_OA_FLIP: u64 = 1 << 47;
+
+impl ColdTable {
+    /// Where the cold table maps `ipa`.
+    pub const fn expected_oa(ipa: u64) -> u64 {
+        ipa ^ COLD_OA_FLIP
+    }
+}
+
+/// Level-1 tables of the cold table: one per root entry.
+const COLD_L1_TABLES: u64 = 512;
+
+/// `slot_bytes` of memory (a multiple of 4 KiB) holding the root, 512
+/// level-1 tables (one per root entry) and `paths_per_l1` paths below each:
+/// a level-2 table with one table descriptor to a fully populated level-3
+/// table (every page mapped), 2 + 2 * 512 * `paths_per_l1` pages in all,
+/// scattered over the slot. Path `p` hangs below root entry `p % 512`, so
+/// any 512 consecutive paths are disjoint below the root; IPA `k` of the
+/// `ipa_count` in the sequence walks path `k % paths` and a page whose line
+/// in the level-3 table moves on each time the sequence comes back.
+pub fn cold_table(slot_bytes: usize, paths_per_l1: usize, ipa_count: usize) -> ColdTable {
     const BASE: u64 = 0x1_0000_0000;
     let geometry = Geometry::full_start_table(Granule::K4, 0, false);
     let pages = slot_bytes as u64 / 4096;
-    let l2_tables = leaf_tables.div_ceil(512);
-    assert!(l2_tables <= 512 && (leaf_tables + l2_tables + 2) as u64 <= pages);
+    let per_l1 = paths_per_l1 as u64;
+    // Each path's level-1 entry sits on its own line of the level-1 table
+    // (8 entries per line, 64 lines).
+    assert!((1..=64).contains(&per_l1), "1..=64 paths per level-1 table");
+    let paths = COLD_L1_TABLES * per_l1;
+    assert!(1 + COLD_L1_TABLES + 2 * paths <= pages, "slot too small");
     // A shuffled list of every page except page 0 (the root).
     let mut order: Vec<u64> = (1..pages).collect();
     let mut rng = SplitMix64(0x5eed_cafe_f00d_0001);
@@ -420,32 +446,34 @@ pub fn cold_table(slot_bytes: usize, leaf_tables: usize, ipa_count: usize) -> Co
     let free: Vec<u64> = order.iter().map(|p| BASE + p * 4096).collect();
     let mut builder =
         TableBuilder::new(geometry, TableMemory::zeroed(BASE, slot_bytes), BASE, free);
-    // Leaf table t maps IPA [t * 2 MiB, (t + 1) * 2 MiB) spread over the
-    // L1 entries (1 GiB each) of one L0 entry; every page is mapped.
     let attrs = leaf_attributes(&geometry) | 0b11;
-    for t in 0..leaf_tables as u64 {
-        let region = t << 21;
-        builder.map(region, region, 3);
-        let desc_addr = walk_to_leaf_table(&builder, region);
+    // The level-2 index of each path (one table descriptor per level-2
+    // table), pseudo-random so paths do not share a line offset.
+    let l2_index = |p: u64| SplitMix64(p).next() % 512;
+    let path_region = |p: u64| {
+        let l0 = p % COLD_L1_TABLES;
+        let l1 = (p / COLD_L1_TABLES) * 8 + l0 % 8;
+        (l0 << 39) | (l1 << 30) | (l2_index(p) << 21)
+    };
+    for p in 0..paths {
+        let region = path_region(p);
+        builder.map(region, ColdTable::expected_oa(region), 3);
+        let leaf_table = walk_to_leaf_table(&builder, region);
         for page in 0..512u64 {
-            let oa = 0x80_0000_0000 + region + (page << 12);
-            builder
-                .memory
-                .write_u64(desc_addr + page * 8, geometry.encode_address(oa) | attrs);
+            let ipa = region | (page << 12);
+            builder.memory.write_u64(
+                leaf_table + page * 8,
+                geometry.encode_address(ColdTable::expected_oa(ipa)) | attrs,
+            );
         }
     }
-    // IPA k: leaf table (k * stride) mod n, descriptor line (k * 7) mod 64,
-    // entry within the line k mod 8: consecutive walks hit unrelated pages
-    // and lines, and the sequence revisits a line only after touching far
-    // more memory than the caches hold.
-    let n = leaf_tables as u64;
-    let stride = coprime_stride(n);
     let ipas = (0..ipa_count as u64)
         .map(|k| {
-            let table = (k * stride) % n;
-            let line = (k * 7 + k / n) % 64;
-            let entry = line * 8 + k % 8;
-            (table << 21) | (entry << 12) | 0x5a8
+            let p = k % paths;
+            let visit = k / paths;
+            // A different level-3 line (8 entries) on each visit.
+            let page = (l2_index(p) + visit * 8 + visit / 64) % 512;
+            path_region(p) | (page << 12) | 0x5a8
         })
         .collect();
     ColdTable {
@@ -466,23 +494,6 @@ fn walk_to_leaf_table(builder: &TableBuilder, ipa: u64) -> u64 {
         table = g.decode_address(builder.memory.read_u64(table + index * 8));
     }
     table
-}
-
-/// An odd stride near n / φ that is coprime with n, so `k * stride mod n`
-/// visits every table before repeating.
-fn coprime_stride(n: u64) -> u64 {
-    let mut s = (n as f64 * 0.618) as u64 | 1;
-    while gcd(s, n) != 1 {
-        s += 2;
-    }
-    s
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 /// A tiny deterministic generator for fixture layout (not for anything that
@@ -1052,18 +1063,37 @@ mod tests {
     }
 
     #[test]
-    fn cold_table_maps_every_ipa_and_spreads_leaf_tables() {
-        let cold = cold_table(16 << 20, 1024, 4096);
+    fn cold_table_maps_every_ipa_with_disjoint_paths() {
+        // 2 paths per level-1 table: 1024 paths, 2 + 2048 + 512 pages.
+        let cold = cold_table(16 << 20, 2, 4096);
         let memory = KvmStyleMemory::new(vec![(cold.memory.base, &cold.memory.bytes[..])]);
-        let mut leaf_pages = std::collections::HashSet::new();
+        let g = cold.geometry;
+        let tables_of = |ipa: u64| {
+            let mut table = g.decode_address(cold.vttbr);
+            let mut tables = Vec::new();
+            for level in 0..3i8 {
+                let index = (ipa >> g.granule.level_shift(level)) & 511;
+                table = g.decode_address(cold.memory.read_u64(table + index * 8));
+                tables.push(table);
+            }
+            tables
+        };
         for &ipa in &cold.ipas {
             let t = memory.walk(cold.vtcr, cold.vttbr, ipa).unwrap();
-            assert_eq!(t.oa, 0x80_0000_0000 + ipa);
-            leaf_pages.insert(ipa >> 21);
+            assert_eq!(t.oa, ColdTable::expected_oa(ipa));
         }
-        assert_eq!(leaf_pages.len(), 1024);
-        for pair in cold.ipas.windows(2) {
-            assert_ne!(pair[0] >> 21, pair[1] >> 21);
+        // Any 512 consecutive walks: pairwise distinct tables at every
+        // level below the root, and 3 * 1024 + 1 distinct pages in all.
+        for window in cold.ipas.chunks(512) {
+            let mut seen = std::collections::HashSet::new();
+            for &ipa in window {
+                for table in tables_of(ipa) {
+                    assert!(seen.insert(table), "{ipa:#x} shares {table:#x}");
+                }
+            }
         }
+        let all: std::collections::HashSet<u64> =
+            cold.ipas.iter().flat_map(|&ipa| tables_of(ipa)).collect();
+        assert_eq!(all.len(), 512 + 2 * 1024);
     }
 }

@@ -138,6 +138,42 @@ fn hinted_reads_equal_plain_reads_whatever_the_hint() {
 }
 
 #[test]
+fn batched_reads_equal_plain_reads_in_any_mix() {
+    // Memslots::read_descriptors resolves a group of addresses, then loads
+    // them: every value must be what read_descriptor gives, errors
+    // included, across group boundaries (64) and slots.
+    let backing: Vec<Vec<AtomicU64>> = (0..16).map(|_| words(64)).collect();
+    let mut slots: Vec<Memslot<'_>> = backing
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Memslot::new(0x10_0000 * i as u64 + 0x200, w, SlotAccess::ReadWrite))
+        .collect();
+    let memory = Memslots::new(&mut slots).unwrap();
+    let mut x = 0x0bad_cafe_1234_5677u64;
+    for len in [0usize, 1, 7, 63, 64, 65, 130, 200] {
+        for _ in 0..50 {
+            let addresses: Vec<u64> = (0..len)
+                .map(|k| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match k % 4 {
+                        0 => x,
+                        1 => (x % 16) * 0x10_0000 + 0x200 + (x >> 40) % 0x220,
+                        _ => (x % 16) * 0x10_0000 + 0x200 + ((x >> 40) % 64) * 8,
+                    }
+                })
+                .collect();
+            let mut values = vec![Ok(u64::MAX); len];
+            memory.read_descriptors(&addresses, &mut values);
+            for (address, value) in addresses.iter().zip(&values) {
+                assert_eq!(*value, memory.read_descriptor(*address), "{address:#x}");
+            }
+        }
+    }
+}
+
+#[test]
 fn compare_and_swap_respects_read_only_slots_and_reports_the_actual_value() {
     let a = words(2);
     let b = words(2);
