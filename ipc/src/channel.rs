@@ -418,6 +418,7 @@ mod tests {
             l2_ipa: ipa,
             access: AccessKind::Read,
             esr: 0x9200_0007,
+            far: Some(0x1234_5000 | (ipa & 0xfff)),
         }
     }
 
@@ -532,7 +533,7 @@ mod tests {
         garbage.header.seq = 77;
         raw.push(&garbage).unwrap();
         let mut bad_access = Request::Translate(translate(0)).encode(VcpuId(2), 78);
-        bad_access.body[34] = 9;
+        bad_access.body[38] = 9; // the access kind
         raw.push(&bad_access).unwrap();
         raw.push(&Request::Translate(translate(0)).encode(VcpuId(3), 79))
             .unwrap();

@@ -2,7 +2,8 @@
 //!
 //! * [`message`]: fixed-layout records (zerocopy, versioned) and their
 //!   validated, typed meaning: translate request / reply (mapped, inject,
-//!   retry), invalidate / ack, L0 unmap / ack, error replies.
+//!   retry, emulate, external abort, unshadowable), invalidate / ack, L0
+//!   unmap / ack, error replies.
 //! * [`tlbi`]: the stage-2 TLBI forms and the decoding of their operand
 //!   into an IPA range and level hint, shared by the hypervisor (which traps
 //!   the TLBI) and the service (which applies it).
@@ -30,10 +31,11 @@ pub use channel::{ClientError, Endpoint, Poller, VcpuClient};
 pub use doorbell::HostDoorbell;
 pub use doorbell::{Doorbell, SpinDoorbell};
 pub use message::{
-    decode_reply, decode_request, AccessKind, ContextKey, DecodeError, Envelope, Field, Injection,
-    InvalidateAck, InvalidateRequest, L0Change, L0UnmapAck, L0UnmapRequest, Mapping,
-    MemShareability, Permissions, Record, RecordHeader, RecordKind, Reply, Request, RetryReason,
-    TranslateOutcome, TranslateRequest, VcpuId, LAYOUT_VERSION, RECORD_SIZE,
+    decode_reply, decode_request, AccessKind, ContextKey, DecodeError, Emulation, Envelope,
+    ExternalAbort, Field, Injection, InvalidateAck, InvalidateRequest, L0Change, L0UnmapAck,
+    L0UnmapRequest, Mapping, MemShareability, Permissions, Record, RecordHeader, RecordKind, Reply,
+    Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable, VcpuId,
+    FSC_EXTERNAL_ABORT, LAYOUT_VERSION, RECORD_SIZE,
 };
 pub use ring::{Consumer, Full, Producer, Ring, RingBuffer, RingError};
 pub use tlbi::{

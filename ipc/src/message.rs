@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
 
 /// Layout version carried by every record; bumped on any layout change.
-pub const LAYOUT_VERSION: u16 = 1;
+pub const LAYOUT_VERSION: u16 = 2;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -117,6 +117,12 @@ pub enum RecordKind {
     InvalidateAck = 0x84,
     /// [`L0UnmapAck`].
     L0UnmapAck = 0x85,
+    /// [`TranslateOutcome::Emulate`].
+    Emulate = 0x86,
+    /// [`TranslateOutcome::ExternalAbort`].
+    ExternalAbort = 0x87,
+    /// [`TranslateOutcome::Unshadowable`].
+    Unshadowable = 0x88,
     /// [`Reply::Error`].
     Error = 0x8f,
 }
@@ -132,6 +138,9 @@ impl RecordKind {
             0x83 => RecordKind::Retry,
             0x84 => RecordKind::InvalidateAck,
             0x85 => RecordKind::L0UnmapAck,
+            0x86 => RecordKind::Emulate,
+            0x87 => RecordKind::ExternalAbort,
+            0x88 => RecordKind::Unshadowable,
             0x8f => RecordKind::Error,
             _ => return None,
         })
@@ -178,10 +187,15 @@ pub enum Field {
     L0Change = 15,
     /// An error reply whose error code is unknown.
     ErrorCode = 16,
+    /// A FAR option tag other than 0 (none) or 1 (some), a FAR value
+    /// beside tag 0, or a FAR the syndrome itself marks not valid (FnV).
+    Far = 17,
+    /// An unknown reason why a walk result cannot be shadowed.
+    UnshadowableReason = 18,
 }
 
 impl Field {
-    const ALL: [Field; 16] = [
+    const ALL: [Field; 18] = [
         Field::Reserved,
         Field::Access,
         Field::Address,
@@ -198,6 +212,8 @@ impl Field {
         Field::TlbiOperand,
         Field::L0Change,
         Field::ErrorCode,
+        Field::Far,
+        Field::UnshadowableReason,
     ];
 
     fn from_u16(value: u16) -> Option<Field> {
@@ -292,6 +308,13 @@ pub struct ContextKey {
 }
 
 /// An L2 stage-2 fault the vCPU handler wants resolved.
+///
+/// Validated on receipt: the syndrome is an instruction or data abort from
+/// a lower EL (EC 0x20 / 0x24) that agrees with `access` (an instruction
+/// fetch is EC 0x20, a data access EC 0x24; a fault on L2's stage-1 walk,
+/// ESR S1PTW = 1, is the walk's own read or write whatever EC says the
+/// walk was for), and a FAR is only given when the syndrome does not mark
+/// it invalid (FnV = 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TranslateRequest {
     /// The stage-2 context.
@@ -300,8 +323,15 @@ pub struct TranslateRequest {
     pub l2_ipa: u64,
     /// The kind of access.
     pub access: AccessKind,
-    /// ESR_EL2 of the L2 fault, as trapped (carried, not interpreted here).
-    pub esr: u64,
+    /// ESR_EL2\[31:0\] of the L2 fault as trapped: EC, IL and ISS. ISS2
+    /// (bits \[55:32\]) is not carried: it reports features (FEAT_LS64,
+    /// FEAT_S2POE, FEAT_THE, FEAT_GCS, FEAT_MTE tag checks) no stage-2 walk
+    /// of the service depends on.
+    pub esr: u32,
+    /// FAR_EL2 of the L2 fault (L2's virtual address) when the hardware
+    /// gave one (ESR FnV = 0); `None` makes an injected fault report
+    /// FnV = 1.
+    pub far: Option<u64>,
 }
 
 /// A trapped stage-2 TLBI, to be applied for L1's `vmid`.
@@ -492,9 +522,96 @@ pub enum RetryReason {
     AlreadyMapped = 1,
     /// The service is over its memory budget and evicting.
     Throttled = 2,
+    /// L1 (or another walker) kept changing the descriptor the walk had to
+    /// update (hardware AF/dirty), so the walk gave up for now.
+    Contended = 3,
 }
 
-/// The answer to a [`TranslateRequest`].
+/// The L1 IPA is a device L0 emulates for L1: the vCPU handler emulates
+/// L2's access to it. What the access does (direction, size, register,
+/// sign extension) is in the syndrome the handler trapped (ISV, SAS, SSE,
+/// SRT, SF, WnR), which it keeps; the service adds where the access lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Emulation {
+    /// The L1 IPA L2's access reaches (page offset included), below
+    /// [`ADDRESS_LIMIT`].
+    pub l1_ipa: u64,
+}
+
+/// Nothing backs the L1 IPA L2's access reaches: the synchronous external
+/// abort a bus would give.
+///
+/// The syndrome is formatted as taken to L1's virtual EL2 (EC 0x20 / 0x24,
+/// from a lower EL) with FSC 0b010000 (external abort, not on a walk);
+/// where it is delivered follows L1's virtual HCR_EL2 (TEA = 1: L1's EL2;
+/// otherwise L2's EL1, with the EC for the EL L2 was in), which the vCPU
+/// handler knows and the service does not. HPFAR_EL2 is UNKNOWN for such
+/// an abort; the service gives the faulting L2 IPA's page in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExternalAbort {
+    /// ESR, FAR (L2's VA, when the request carried one) and HPFAR.
+    pub injection: Injection,
+    /// The L1 IPA that has nothing behind it, below [`ADDRESS_LIMIT`].
+    pub l1_ipa: u64,
+}
+
+/// Why a valid walk result cannot become a shadow entry (the service's
+/// `Refusal`). The values are diagnostics: what the service saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unshadowable {
+    /// The walk result is not a naturally aligned block of >= 4 KiB.
+    MalformedWalk,
+    /// The walk result does not translate the L2 IPA.
+    L2IpaOutsideWalk {
+        /// The L2 IPA.
+        l2_ipa: u64,
+    },
+    /// L0's mapping does not hold the L1 IPA the walk gave.
+    L0MappingMismatch {
+        /// The L1 IPA.
+        l1_ipa: u64,
+    },
+    /// The L2 IPA needs more input bits than the shadow stage 2 has.
+    L2IpaBeyondShadow {
+        /// The L2 IPA.
+        l2_ipa: u64,
+    },
+    /// The shadow table cannot map a block of this size.
+    UnsupportedSize {
+        /// The block size in bytes.
+        size: u64,
+    },
+    /// The L2 IPA or PA base is not aligned to the block size.
+    Misaligned {
+        /// The L2 IPA base.
+        l2_ipa_base: u64,
+        /// The PA base.
+        pa_base: u64,
+    },
+    /// The L2 IPA is beyond the shadow table's input size.
+    IpaOutOfRange {
+        /// The L2 IPA.
+        l2_ipa: u64,
+    },
+    /// The PA is beyond the host's physical address size.
+    PaOutOfRange {
+        /// The PA.
+        pa: u64,
+    },
+    /// The shadow frame pool is exhausted.
+    FramesExhausted {
+        /// The pool's budget in frames.
+        budget: u64,
+    },
+    /// A shadow table descriptor names a frame the pool does not own.
+    ForeignTable {
+        /// The frame's address.
+        table: u64,
+    },
+}
+
+/// The answer to a [`TranslateRequest`]: one variant per outcome of the
+/// service's translate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TranslateOutcome {
     /// A shadow entry was installed.
@@ -503,6 +620,12 @@ pub enum TranslateOutcome {
     Inject(Injection),
     /// Resume L2 without change.
     Retry(RetryReason),
+    /// MMIO on behalf of L2: emulate the access at this L1 IPA.
+    Emulate(Emulation),
+    /// The access reaches nothing: deliver this external abort.
+    ExternalAbort(ExternalAbort),
+    /// The walk result cannot be shadowed.
+    Unshadowable(Unshadowable),
 }
 
 /// The service finished an [`InvalidateRequest`]; no later L2 access can
@@ -542,10 +665,14 @@ struct TranslateWire {
     vttbr: u64,
     vtcr: u64,
     l2_ipa: u64,
-    esr: u64,
+    /// FAR_EL2 when `far_valid` is 1, else 0.
+    far: u64,
+    /// ESR_EL2\[31:0\].
+    esr: u32,
     vmid: u16,
     access: u8,
-    reserved: [u8; 5],
+    /// The option tag of `far`: 0 none, 1 some.
+    far_valid: u8,
 }
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -593,6 +720,34 @@ struct InjectWire {
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
+struct EmulateWire {
+    l1_ipa: u64,
+    reserved: [u8; 32],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct ExternalAbortWire {
+    esr: u64,
+    far: u64,
+    hpfar: u64,
+    l1_ipa: u64,
+    reserved: [u8; 8],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+struct UnshadowableWire {
+    /// The reason's first value (0 when it has none).
+    first: u64,
+    /// The reason's second value (0 when it has none).
+    second: u64,
+    reason: u8,
+    reserved: [u8; 23],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
 struct RetryWire {
     reason: u8,
     reserved: [u8; 39],
@@ -623,6 +778,9 @@ const _: () = {
     assert!(size_of::<MappedWire>() == BODY_SIZE);
     assert!(size_of::<InjectWire>() == BODY_SIZE);
     assert!(size_of::<RetryWire>() == BODY_SIZE);
+    assert!(size_of::<EmulateWire>() == BODY_SIZE);
+    assert!(size_of::<ExternalAbortWire>() == BODY_SIZE);
+    assert!(size_of::<UnshadowableWire>() == BODY_SIZE);
     assert!(size_of::<CountWire>() == BODY_SIZE);
     assert!(size_of::<ErrorWire>() == BODY_SIZE);
     // `body()` views bodies in place at offset 16 of the record.
@@ -747,10 +905,11 @@ impl TranslateRequest {
                 vttbr: self.context.vttbr,
                 vtcr: self.context.vtcr,
                 l2_ipa: self.l2_ipa,
+                far: self.far.unwrap_or(0),
                 esr: self.esr,
                 vmid: self.context.vmid,
                 access: self.access as u8,
-                reserved: [0; 5],
+                far_valid: u8::from(self.far.is_some()),
             },
         )
     }
@@ -825,13 +984,29 @@ pub fn decode_request(record: &Record) -> Result<Envelope<Request>, DecodeError>
     decode_request_general(record)
 }
 
-/// The body of a translate request: reserved bytes zero, a known access
-/// kind, an IPA below [`ADDRESS_LIMIT`].
+/// ESR EC of an instruction abort from a lower EL.
+const EC_INSTRUCTION_ABORT_LOWER: u32 = 0x20;
+/// ESR EC of a data abort from a lower EL.
+const EC_DATA_ABORT_LOWER: u32 = 0x24;
+/// ESR ISS bit 7: the stage-2 fault was on L2's stage-1 walk.
+const ESR_S1PTW: u32 = 1 << 7;
+/// ESR ISS bit 10: FAR is not valid.
+const ESR_FNV: u32 = 1 << 10;
+
+/// The body of a translate request: an IPA below [`ADDRESS_LIMIT`], a
+/// known access kind that agrees with the syndrome (see
+/// [`TranslateRequest`]), a FAR option tag of 0 or 1 with a zero FAR under
+/// tag 0 and no FAR under FnV.
 #[inline(always)]
 fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeError> {
     let kind = RecordKind::Translate;
     let w: &TranslateWire = body(record);
-    check_reserved(kind, &w.reserved)?;
+    let ec = w.esr >> 26;
+    ensure(
+        ec == EC_INSTRUCTION_ABORT_LOWER || ec == EC_DATA_ABORT_LOWER,
+        kind,
+        Field::Syndrome,
+    )?;
     let access = match w.access {
         0 => AccessKind::Read,
         1 => AccessKind::Write,
@@ -839,7 +1014,19 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
         3 => AccessKind::ExecuteEl0,
         _ => return Err(DecodeError::invalid(kind, Field::Access)),
     };
+    let fetch = w.access >= 2;
+    let consistent = if w.esr & ESR_S1PTW != 0 {
+        !fetch
+    } else {
+        fetch == (ec == EC_INSTRUCTION_ABORT_LOWER)
+    };
+    ensure(consistent, kind, Field::Access)?;
     ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
+    let far = match w.far_valid {
+        0 if w.far == 0 => None,
+        1 if w.esr & ESR_FNV == 0 => Some(w.far),
+        _ => return Err(DecodeError::invalid(kind, Field::Far)),
+    };
     Ok(TranslateRequest {
         context: ContextKey {
             vmid: w.vmid,
@@ -849,6 +1036,7 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
         l2_ipa: w.l2_ipa,
         access,
         esr: w.esr,
+        far,
     })
 }
 
@@ -936,6 +1124,76 @@ impl Injection {
     }
 }
 
+/// FSC (IFSC/DFSC) of a synchronous external abort not on a walk.
+pub const FSC_EXTERNAL_ABORT: u64 = 0b01_0000;
+
+impl ExternalAbort {
+    /// Checks the invariants [`decode_reply`] enforces: a valid
+    /// [`Injection`] whose FSC is [`FSC_EXTERNAL_ABORT`], and an L1 IPA
+    /// below [`ADDRESS_LIMIT`].
+    pub fn validate(&self) -> Result<(), Field> {
+        self.injection.validate()?;
+        if self.injection.esr & 0x3f != FSC_EXTERNAL_ABORT {
+            return Err(Field::Syndrome);
+        }
+        if self.l1_ipa >= ADDRESS_LIMIT {
+            return Err(Field::Address);
+        }
+        Ok(())
+    }
+}
+
+impl Unshadowable {
+    /// The wire code and the two values (zero where unused).
+    fn to_wire(self) -> (u8, u64, u64) {
+        match self {
+            Unshadowable::MalformedWalk => (0, 0, 0),
+            Unshadowable::L2IpaOutsideWalk { l2_ipa } => (1, l2_ipa, 0),
+            Unshadowable::L0MappingMismatch { l1_ipa } => (2, l1_ipa, 0),
+            Unshadowable::L2IpaBeyondShadow { l2_ipa } => (3, l2_ipa, 0),
+            Unshadowable::UnsupportedSize { size } => (4, size, 0),
+            Unshadowable::Misaligned {
+                l2_ipa_base,
+                pa_base,
+            } => (5, l2_ipa_base, pa_base),
+            Unshadowable::IpaOutOfRange { l2_ipa } => (6, l2_ipa, 0),
+            Unshadowable::PaOutOfRange { pa } => (7, pa, 0),
+            Unshadowable::FramesExhausted { budget } => (8, budget, 0),
+            Unshadowable::ForeignTable { table } => (9, table, 0),
+        }
+    }
+
+    /// The reason for a wire code and values: `UnshadowableReason` for an
+    /// unknown code, `Reserved` for a value the reason does not use that is
+    /// not zero (so each reason has one encoding).
+    fn from_wire(code: u8, first: u64, second: u64) -> Result<Unshadowable, Field> {
+        let one = |make: fn(u64) -> Unshadowable| {
+            if second == 0 {
+                Ok(make(first))
+            } else {
+                Err(Field::Reserved)
+            }
+        };
+        match code {
+            0 if first == 0 && second == 0 => Ok(Unshadowable::MalformedWalk),
+            0 => Err(Field::Reserved),
+            1 => one(|l2_ipa| Unshadowable::L2IpaOutsideWalk { l2_ipa }),
+            2 => one(|l1_ipa| Unshadowable::L0MappingMismatch { l1_ipa }),
+            3 => one(|l2_ipa| Unshadowable::L2IpaBeyondShadow { l2_ipa }),
+            4 => one(|size| Unshadowable::UnsupportedSize { size }),
+            5 => Ok(Unshadowable::Misaligned {
+                l2_ipa_base: first,
+                pa_base: second,
+            }),
+            6 => one(|l2_ipa| Unshadowable::IpaOutOfRange { l2_ipa }),
+            7 => one(|pa| Unshadowable::PaOutOfRange { pa }),
+            8 => one(|budget| Unshadowable::FramesExhausted { budget }),
+            9 => one(|table| Unshadowable::ForeignTable { table }),
+            _ => Err(Field::UnshadowableReason),
+        }
+    }
+}
+
 // Error reply codes.
 const ERR_LENGTH: u16 = 1;
 const ERR_VERSION: u16 = 2;
@@ -996,6 +1254,9 @@ impl Reply {
             Reply::Translate(TranslateOutcome::Mapped(_)) => RecordKind::Mapped,
             Reply::Translate(TranslateOutcome::Inject(_)) => RecordKind::Inject,
             Reply::Translate(TranslateOutcome::Retry(_)) => RecordKind::Retry,
+            Reply::Translate(TranslateOutcome::Emulate(_)) => RecordKind::Emulate,
+            Reply::Translate(TranslateOutcome::ExternalAbort(_)) => RecordKind::ExternalAbort,
+            Reply::Translate(TranslateOutcome::Unshadowable(_)) => RecordKind::Unshadowable,
             Reply::InvalidateAck(_) => RecordKind::InvalidateAck,
             Reply::L0UnmapAck(_) => RecordKind::L0UnmapAck,
             Reply::Error(_) => RecordKind::Error,
@@ -1048,6 +1309,41 @@ impl Reply {
                     reserved: [0; 39],
                 },
             ),
+            Reply::Translate(TranslateOutcome::Emulate(e)) => out.fill(
+                kind,
+                vcpu,
+                seq,
+                EmulateWire {
+                    l1_ipa: e.l1_ipa,
+                    reserved: [0; 32],
+                },
+            ),
+            Reply::Translate(TranslateOutcome::ExternalAbort(a)) => out.fill(
+                kind,
+                vcpu,
+                seq,
+                ExternalAbortWire {
+                    esr: a.injection.esr,
+                    far: a.injection.far,
+                    hpfar: a.injection.hpfar,
+                    l1_ipa: a.l1_ipa,
+                    reserved: [0; 8],
+                },
+            ),
+            Reply::Translate(TranslateOutcome::Unshadowable(u)) => {
+                let (reason, first, second) = u.to_wire();
+                out.fill(
+                    kind,
+                    vcpu,
+                    seq,
+                    UnshadowableWire {
+                        first,
+                        second,
+                        reason,
+                        reserved: [0; 23],
+                    },
+                )
+            }
             Reply::InvalidateAck(ack) => out.fill(
                 kind,
                 vcpu,
@@ -1146,9 +1442,39 @@ fn decode_reply_general(record: &Record) -> Result<Envelope<Reply>, DecodeError>
                 0 => RetryReason::InvalidationRaced,
                 1 => RetryReason::AlreadyMapped,
                 2 => RetryReason::Throttled,
+                3 => RetryReason::Contended,
                 _ => return Err(DecodeError::invalid(kind, Field::RetryReason)),
             };
             Reply::Translate(TranslateOutcome::Retry(reason))
+        }
+        RecordKind::Emulate => {
+            let w: &EmulateWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            ensure(w.l1_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
+            Reply::Translate(TranslateOutcome::Emulate(Emulation { l1_ipa: w.l1_ipa }))
+        }
+        RecordKind::ExternalAbort => {
+            let w: &ExternalAbortWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let abort = ExternalAbort {
+                injection: Injection {
+                    esr: w.esr,
+                    far: w.far,
+                    hpfar: w.hpfar,
+                },
+                l1_ipa: w.l1_ipa,
+            };
+            abort
+                .validate()
+                .map_err(|field| DecodeError::invalid(kind, field))?;
+            Reply::Translate(TranslateOutcome::ExternalAbort(abort))
+        }
+        RecordKind::Unshadowable => {
+            let w: &UnshadowableWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let reason = Unshadowable::from_wire(w.reason, w.first, w.second)
+                .map_err(|field| DecodeError::invalid(kind, field))?;
+            Reply::Translate(TranslateOutcome::Unshadowable(reason))
         }
         RecordKind::InvalidateAck => {
             let w: &CountWire = body(record);
@@ -1210,23 +1536,63 @@ mod tests {
         })
     }
 
-    fn request() -> impl Strategy<Value = Request> {
-        let translate = (
-            any::<u16>(),
-            any::<u64>(),
-            any::<u64>(),
-            0..ADDRESS_LIMIT,
+    /// A valid translate request: the syndrome agrees with the access (a
+    /// stage-1 walk fault is a read or write, for a fetch or data access),
+    /// FnV is clear whenever a FAR is given.
+    fn translate_request() -> impl Strategy<Value = TranslateRequest> {
+        (
+            (any::<u16>(), any::<u64>(), any::<u64>(), 0..ADDRESS_LIMIT),
             access(),
-            any::<u64>(),
+            (any::<bool>(), any::<bool>(), 0u32..(1 << 25)),
+            prop::option::of(any::<u64>()),
         )
-            .prop_map(|(vmid, vttbr, vtcr, l2_ipa, access, esr)| {
-                Request::Translate(TranslateRequest {
-                    context: ContextKey { vmid, vttbr, vtcr },
-                    l2_ipa,
-                    access,
-                    esr,
-                })
-            });
+            .prop_map(
+                |((vmid, vttbr, vtcr, l2_ipa), access, (s1ptw, walk_for_fetch, iss), far)| {
+                    let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
+                    let (access, ec) = if s1ptw {
+                        let walk_access = if fetch { AccessKind::Read } else { access };
+                        (walk_access, if walk_for_fetch { 0x20 } else { 0x24 })
+                    } else {
+                        (access, if fetch { 0x20 } else { 0x24 })
+                    };
+                    let mut iss = iss & !ESR_S1PTW;
+                    if s1ptw {
+                        iss |= ESR_S1PTW;
+                    }
+                    if far.is_some() {
+                        iss &= !ESR_FNV;
+                    }
+                    TranslateRequest {
+                        context: ContextKey { vmid, vttbr, vtcr },
+                        l2_ipa,
+                        access,
+                        esr: ec << 26 | iss,
+                        far,
+                    }
+                },
+            )
+    }
+
+    fn unshadowable() -> impl Strategy<Value = Unshadowable> {
+        (0u8..10, any::<u64>(), any::<u64>()).prop_map(|(code, a, b)| match code {
+            0 => Unshadowable::MalformedWalk,
+            1 => Unshadowable::L2IpaOutsideWalk { l2_ipa: a },
+            2 => Unshadowable::L0MappingMismatch { l1_ipa: a },
+            3 => Unshadowable::L2IpaBeyondShadow { l2_ipa: a },
+            4 => Unshadowable::UnsupportedSize { size: a },
+            5 => Unshadowable::Misaligned {
+                l2_ipa_base: a,
+                pa_base: b,
+            },
+            6 => Unshadowable::IpaOutOfRange { l2_ipa: a },
+            7 => Unshadowable::PaOutOfRange { pa: a },
+            8 => Unshadowable::FramesExhausted { budget: a },
+            _ => Unshadowable::ForeignTable { table: a },
+        })
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let translate = translate_request().prop_map(Request::Translate);
         let invalidate = (
             any::<u16>(),
             tlbi_form(),
@@ -1290,9 +1656,32 @@ mod tests {
         let retry = prop_oneof![
             Just(RetryReason::InvalidationRaced),
             Just(RetryReason::AlreadyMapped),
-            Just(RetryReason::Throttled)
+            Just(RetryReason::Throttled),
+            Just(RetryReason::Contended)
         ]
         .prop_map(|r| Reply::Translate(TranslateOutcome::Retry(r)));
+        let emulate = (0..ADDRESS_LIMIT)
+            .prop_map(|l1_ipa| Reply::Translate(TranslateOutcome::Emulate(Emulation { l1_ipa })));
+        let external = (
+            any::<bool>(),
+            0u64..(1 << 19),
+            any::<u64>(),
+            any::<u64>(),
+            0..ADDRESS_LIMIT,
+        )
+            .prop_map(|(data, iss_high, far, hpfar, l1_ipa)| {
+                let ec: u64 = if data { 0x24 } else { 0x20 };
+                Reply::Translate(TranslateOutcome::ExternalAbort(ExternalAbort {
+                    injection: Injection {
+                        esr: ec << 26 | 1 << 25 | iss_high << 6 | FSC_EXTERNAL_ABORT,
+                        far,
+                        hpfar: hpfar & !0xf,
+                    },
+                    l1_ipa,
+                }))
+            });
+        let unshadowable =
+            unshadowable().prop_map(|u| Reply::Translate(TranslateOutcome::Unshadowable(u)));
         let acks = (any::<bool>(), any::<u64>()).prop_map(|(inv, n)| {
             if inv {
                 Reply::InvalidateAck(InvalidateAck { entries_dropped: n })
@@ -1312,7 +1701,16 @@ mod tests {
             }),
         ]
         .prop_map(Reply::Error);
-        prop_oneof![mapped, inject, retry, acks, errors]
+        prop_oneof![
+            mapped,
+            inject,
+            retry,
+            emulate,
+            external,
+            unshadowable,
+            acks,
+            errors
+        ]
     }
 
     /// A valid request or reply record with up to three bytes overwritten:
@@ -1435,35 +1833,67 @@ mod tests {
             l2_ipa: 0x4000_1000,
             access: AccessKind::Write,
             esr: 0x9200_0046,
+            far: Some(0xffff_0000_1234_5678),
         })
         .encode(VcpuId(3), 9);
+        assert!(decode_request(&good).is_ok());
         let mut bad = good;
-        bad.header.version = 2;
-        assert_eq!(decode_request(&bad), Err(DecodeError::Version { found: 2 }));
+        bad.header.version = 1;
+        assert_eq!(decode_request(&bad), Err(DecodeError::Version { found: 1 }));
         let mut bad = good;
         bad.header.kind = 0x42;
         assert_eq!(
             decode_request(&bad),
             Err(DecodeError::UnknownKind { kind: 0x42 })
         );
-        let mut bad = good;
-        bad.body[34] = 4; // access kind (0..=3 are valid)
+        let translate_field = |edit: &dyn Fn(&mut Record)| {
+            let mut bad = good;
+            edit(&mut bad);
+            match decode_request(&bad) {
+                Err(DecodeError::Invalid { kind: 1, field }) => Some(field),
+                other => panic!("{other:?}"),
+            }
+        };
+        // Access kind (0..=3 are valid).
+        assert_eq!(translate_field(&|r| r.body[38] = 4), Some(Field::Access));
+        // A fetch with a data-abort syndrome.
+        assert_eq!(translate_field(&|r| r.body[38] = 2), Some(Field::Access));
+        // A fault on the stage-1 walk is the walk's read or write, never a
+        // fetch, even when the walk was for a fetch (EC 0x20).
+        let set_esr = |r: &mut Record, esr: u32| r.body[32..36].copy_from_slice(&esr.to_ne_bytes());
         assert_eq!(
-            decode_request(&bad),
-            Err(DecodeError::Invalid {
-                kind: 1,
-                field: Field::Access
-            })
+            translate_field(&|r| {
+                set_esr(r, 0x8200_0086);
+                r.body[38] = 2;
+            }),
+            Some(Field::Access)
         );
-        let mut bad = good;
-        bad.body[39] = 1; // reserved
+        let mut walk = good;
+        set_esr(&mut walk, 0x8200_0086); // EC 0x20, S1PTW, write
+        assert!(decode_request(&walk).is_ok());
+        // Not an abort from a lower EL (an SVC).
         assert_eq!(
-            decode_request(&bad),
-            Err(DecodeError::Invalid {
-                kind: 1,
-                field: Field::Reserved
-            })
+            translate_field(&|r| set_esr(r, 0x5600_0000)),
+            Some(Field::Syndrome)
         );
+        // The FAR option: tag 2, a FAR under tag 0, a FAR with FnV set.
+        assert_eq!(translate_field(&|r| r.body[39] = 2), Some(Field::Far));
+        assert_eq!(translate_field(&|r| r.body[39] = 0), Some(Field::Far));
+        assert_eq!(
+            translate_field(&|r| set_esr(r, 0x9200_0446)),
+            Some(Field::Far)
+        );
+        let mut no_far = good;
+        no_far.body[24..32].fill(0);
+        no_far.body[39] = 0;
+        let Ok(Envelope {
+            message: Request::Translate(t),
+            ..
+        }) = decode_request(&no_far)
+        else {
+            panic!("a request without a FAR is valid")
+        };
+        assert_eq!(t.far, None);
         let mut bad = good;
         bad.body[16..24].copy_from_slice(&ADDRESS_LIMIT.to_ne_bytes());
         assert_eq!(
@@ -1539,5 +1969,48 @@ mod tests {
         }))
         .encode(VcpuId(0), 0);
         assert_eq!(field(&inject), Some(Field::Syndrome));
+        let external = |esr, l1_ipa| {
+            Reply::Translate(TranslateOutcome::ExternalAbort(ExternalAbort {
+                injection: Injection {
+                    esr,
+                    far: 0x1000,
+                    hpfar: 0x10,
+                },
+                l1_ipa,
+            }))
+            .encode(VcpuId(0), 0)
+        };
+        assert!(decode_reply(&external(0x9200_0010, 0x1_0000_0000)).is_ok());
+        // A translation fault is not an external abort.
+        assert_eq!(
+            field(&external(0x9200_0007, 0x1_0000_0000)),
+            Some(Field::Syndrome)
+        );
+        assert_eq!(
+            field(&external(0x9200_0010, ADDRESS_LIMIT)),
+            Some(Field::Address)
+        );
+        let emulate = Reply::Translate(TranslateOutcome::Emulate(Emulation {
+            l1_ipa: ADDRESS_LIMIT,
+        }))
+        .encode(VcpuId(0), 0);
+        assert_eq!(field(&emulate), Some(Field::Address));
+        // Unshadowable: an unknown reason, an unused value that is not zero.
+        let mut unshadowable =
+            Reply::Translate(TranslateOutcome::Unshadowable(Unshadowable::PaOutOfRange {
+                pa: 1 << 52,
+            }))
+            .encode(VcpuId(0), 0);
+        assert!(decode_reply(&unshadowable).is_ok());
+        unshadowable.body[8] = 1; // the second value, unused by PaOutOfRange
+        assert_eq!(field(&unshadowable), Some(Field::Reserved));
+        unshadowable.body[8] = 0;
+        unshadowable.body[16] = 10;
+        assert_eq!(field(&unshadowable), Some(Field::UnshadowableReason));
+        let mut retry =
+            Reply::Translate(TranslateOutcome::Retry(RetryReason::Contended)).encode(VcpuId(0), 0);
+        assert!(decode_reply(&retry).is_ok());
+        retry.body[0] = 4;
+        assert_eq!(field(&retry), Some(Field::RetryReason));
     }
 }

@@ -1,16 +1,22 @@
 //! The ipc adapter: one request record from a vCPU ring in, the reply
-//! record (or an outcome for the caller) out. hv's service loop and the
-//! bench harness drive a [`Service`] through it.
+//! record out. hv's service loop and the bench harness drive a [`Service`]
+//! through it. Every outcome of [`Service::translate`] has a reply kind, so
+//! nothing is left for the caller to handle on the side.
 
 use ipc::message::{
-    decode_request, Envelope, InvalidateAck, L0UnmapAck, Record, Reply, Request, RetryReason,
-    TranslateOutcome, VcpuId,
+    decode_request, Emulation, Envelope, ExternalAbort, Injection, InvalidateAck, L0UnmapAck,
+    Record, Reply, Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable, VcpuId,
+    FSC_EXTERNAL_ABORT,
 };
-use walker::{AbortContext, AbortOrigin, AccessKind, GuestMemory};
+use walker::{
+    AbortContext, AbortOrigin, AccessKind, GuestMemory, EC_DATA_ABORT_LOWER,
+    EC_INSTRUCTION_ABORT_LOWER,
+};
 
-use crate::compose::L0Map;
+use crate::compose::{ComposeError, L0Map};
 use crate::context::ContextKey;
-use crate::service::{Retry, Service, ShadowBackend, Translated, Worker};
+use crate::service::{Refusal, Retry, Service, ShadowBackend, Translated, Worker};
+use crate::shadow_table::MapError;
 
 impl<M, L, B> Service<M, L, B>
 where
@@ -18,46 +24,19 @@ where
     L: L0Map,
     B: ShadowBackend,
 {
-    /// Answers one request record from a vCPU ring (the adapter hv and the
-    /// bench harness use). Outcomes the ipc layout cannot carry yet come
-    /// back as [`Answer::Local`] for the caller to act on.
-    pub fn answer(&self, worker: &Worker, record: &Record) -> Answer {
-        let envelope = match decode_request(record) {
-            Ok(e) => e,
+    /// Answers one request record from a vCPU ring with the record to send
+    /// back on that vCPU's reply ring. A malformed request gets an error
+    /// reply naming the field; it never reaches the service.
+    pub fn answer(&self, worker: &Worker, record: &Record) -> Record {
+        let Envelope { vcpu, seq, message } = match decode_request(record) {
+            Ok(envelope) => envelope,
             Err(error) => {
                 let vcpu = VcpuId(record.header.vcpu);
-                return Answer::Reply(Reply::Error(error).encode(vcpu, record.header.seq));
+                return Reply::Error(error).encode(vcpu, record.header.seq);
             }
         };
-        let Envelope { vcpu, seq, message } = envelope;
         let reply = match message {
-            Request::Translate(t) => {
-                let key = ContextKey::from_ipc(&t.context);
-                let (access, abort) = access_from_ipc(t.access, t.esr);
-                match self.translate(worker, &key, t.l2_ipa, access, &abort) {
-                    Translated::Mapped(m) => {
-                        Reply::Translate(TranslateOutcome::Mapped(m.to_message()))
-                    }
-                    Translated::Inject(i) => {
-                        Reply::Translate(TranslateOutcome::Inject(ipc::message::Injection {
-                            esr: i.esr_el2,
-                            far: i.far_el2,
-                            hpfar: i.hpfar_el2,
-                        }))
-                    }
-                    Translated::Retry(r) => Reply::Translate(TranslateOutcome::Retry(match r {
-                        Retry::InvalidationRaced => RetryReason::InvalidationRaced,
-                        Retry::Throttled | Retry::Contended => RetryReason::Throttled,
-                    })),
-                    other => {
-                        return Answer::Local {
-                            vcpu,
-                            seq,
-                            outcome: other,
-                        }
-                    }
-                }
-            }
+            Request::Translate(t) => Reply::Translate(self.translate_request(worker, &t)),
             Request::Invalidate(i) => {
                 let dropped = self.invalidate(worker, i.vmid(), &i.scope());
                 Reply::InvalidateAck(InvalidateAck {
@@ -71,45 +50,231 @@ where
                 })
             }
         };
-        Answer::Reply(reply.encode(vcpu, seq))
+        reply.encode(vcpu, seq)
+    }
+
+    /// Resolves a (validated) translate request into its reply.
+    pub fn translate_request(&self, worker: &Worker, t: &TranslateRequest) -> TranslateOutcome {
+        let key = ContextKey::from_ipc(&t.context);
+        let (access, abort) = access_from_ipc(t);
+        match self.translate(worker, &key, t.l2_ipa, access, &abort) {
+            Translated::Mapped(m) => TranslateOutcome::Mapped(m.to_message()),
+            Translated::Inject(i) => TranslateOutcome::Inject(Injection {
+                esr: i.esr_el2,
+                far: i.far_el2,
+                hpfar: i.hpfar_el2,
+            }),
+            Translated::Retry(r) => TranslateOutcome::Retry(retry_reason(r)),
+            Translated::Mmio { l1_ipa } => TranslateOutcome::Emulate(Emulation { l1_ipa }),
+            Translated::OutsideL1 { l1_ipa } => TranslateOutcome::ExternalAbort(ExternalAbort {
+                injection: external_abort(access, &abort, t.l2_ipa),
+                l1_ipa,
+            }),
+            Translated::Unshadowable(refusal) => {
+                TranslateOutcome::Unshadowable(unshadowable(refusal))
+            }
+        }
     }
 }
 
-/// What [`Service::answer`] gives back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// Send this record on the vCPU's reply ring.
-    Reply(Record),
-    /// A translate outcome with no ipc encoding yet (MMIO on behalf of L2,
-    /// an access outside L1 memory, an unshadowable IPA): the caller acts on
-    /// it directly.
-    Local {
-        /// The requesting vCPU.
-        vcpu: VcpuId,
-        /// The request's sequence number.
-        seq: u64,
-        /// The outcome.
-        outcome: Translated,
-    },
-}
-
-/// The walker's access and abort context from an ipc request. The record
-/// carries no FAR (FnV = 1 in the injected syndrome) and no EL for an
-/// instruction fetch: fetches are taken as EL1 fetches (L2's kernel).
-fn access_from_ipc(access: ipc::message::AccessKind, esr: u64) -> (AccessKind, AbortContext) {
-    let access = match access {
+/// The walker's access and abort context from a validated translate
+/// request: the FAR when the request carries one (so an injected fault
+/// reports FnV = 0 with it), the stage-1-walk origin from ESR S1PTW (with
+/// EC telling whether the walk was for a fetch).
+fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
+    let access = match t.access {
         ipc::message::AccessKind::Read => AccessKind::Read,
         ipc::message::AccessKind::Write => AccessKind::Write,
         ipc::message::AccessKind::Execute => AccessKind::ExecEl1,
         ipc::message::AccessKind::ExecuteEl0 => AccessKind::ExecEl0,
     };
-    let ec = (esr >> 26) & 0x3f;
+    let esr = u64::from(t.esr);
     let origin = if esr & (1 << 7) != 0 {
         AbortOrigin::Stage1Walk {
-            for_instruction_fetch: ec == walker::EC_INSTRUCTION_ABORT_LOWER,
+            for_instruction_fetch: (esr >> 26) & 0x3f == EC_INSTRUCTION_ABORT_LOWER,
         }
     } else {
         AbortOrigin::Access
     };
-    (access, AbortContext { far: None, origin })
+    (access, AbortContext { far: t.far, origin })
+}
+
+/// The synchronous external abort for an L2 access whose L1 IPA has
+/// nothing behind it, formatted as taken to L1's virtual EL2 (see
+/// [`ExternalAbort`] for where the handler delivers it).
+///
+/// FSC is 0b010000 (external abort, not on a walk) whatever the access was
+/// for. Choice: when the access was L2's own stage-1 walk, the architecture
+/// reports an external abort on that walk with the stage-1 level
+/// (0b0101LL), which the service cannot know, so it reports the abort as
+/// not on a walk and leaves S1PTW clear (S1PTW is RES0 for anything but a
+/// stage-2 fault). WnR is set for a data write, FnV when the request
+/// carried no FAR. HPFAR is UNKNOWN for this abort; the faulting L2 IPA's
+/// page is given in it (FIPA in bits \[43:4\]).
+fn external_abort(access: AccessKind, abort: &AbortContext, l2_ipa: u64) -> Injection {
+    let fetch = match abort.origin {
+        AbortOrigin::Access => access.is_fetch(),
+        AbortOrigin::Stage1Walk {
+            for_instruction_fetch,
+        } => for_instruction_fetch,
+    };
+    let ec = if fetch {
+        EC_INSTRUCTION_ABORT_LOWER
+    } else {
+        EC_DATA_ABORT_LOWER
+    };
+    let mut iss = FSC_EXTERNAL_ABORT;
+    if !fetch && access.is_write() {
+        iss |= 1 << 6;
+    }
+    if abort.far.is_none() {
+        iss |= 1 << 10;
+    }
+    Injection {
+        esr: (ec << 26) | (1 << 25) | iss,
+        far: abort.far.unwrap_or(0),
+        hpfar: ((l2_ipa >> 12) << 4) & 0x0000_0fff_ffff_fff0,
+    }
+}
+
+/// The ipc form of a retry (one reason per variant, nothing merged).
+fn retry_reason(retry: Retry) -> RetryReason {
+    match retry {
+        Retry::InvalidationRaced => RetryReason::InvalidationRaced,
+        Retry::Throttled => RetryReason::Throttled,
+        Retry::Contended => RetryReason::Contended,
+    }
+}
+
+/// The ipc form of a refusal (one reason per variant, nothing merged).
+fn unshadowable(refusal: Refusal) -> Unshadowable {
+    match refusal {
+        Refusal::Compose(ComposeError::MalformedWalk) => Unshadowable::MalformedWalk,
+        Refusal::Compose(ComposeError::L2IpaOutsideWalk { l2_ipa }) => {
+            Unshadowable::L2IpaOutsideWalk { l2_ipa }
+        }
+        Refusal::Compose(ComposeError::L0MappingMismatch { l1_ipa }) => {
+            Unshadowable::L0MappingMismatch { l1_ipa }
+        }
+        Refusal::Compose(ComposeError::L2IpaBeyondShadow { l2_ipa }) => {
+            Unshadowable::L2IpaBeyondShadow { l2_ipa }
+        }
+        Refusal::Map(MapError::UnsupportedSize(size)) => Unshadowable::UnsupportedSize { size },
+        Refusal::Map(MapError::Misaligned {
+            l2_ipa_base,
+            pa_base,
+        }) => Unshadowable::Misaligned {
+            l2_ipa_base,
+            pa_base,
+        },
+        Refusal::Map(MapError::IpaOutOfRange(l2_ipa)) => Unshadowable::IpaOutOfRange { l2_ipa },
+        Refusal::Map(MapError::PaOutOfRange(pa)) => Unshadowable::PaOutOfRange { pa },
+        Refusal::Map(MapError::FramesExhausted { budget }) => Unshadowable::FramesExhausted {
+            budget: budget as u64,
+        },
+        Refusal::Map(MapError::ForeignTable(table)) => Unshadowable::ForeignTable { table },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc::message::decode_reply;
+
+    /// Every retry and refusal the service can give survives the trip
+    /// through a reply record, and distinct ones stay distinct. (The
+    /// integration tests in tests/service.rs reach the other outcomes
+    /// through a real service; races and memory pressure are hard to
+    /// provoke on demand there.)
+    #[test]
+    fn retries_and_refusals_keep_their_reason_on_the_ring() {
+        let outcomes = [
+            TranslateOutcome::Retry(retry_reason(Retry::InvalidationRaced)),
+            TranslateOutcome::Retry(retry_reason(Retry::Throttled)),
+            TranslateOutcome::Retry(retry_reason(Retry::Contended)),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Compose(
+                ComposeError::MalformedWalk,
+            ))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Compose(
+                ComposeError::L2IpaOutsideWalk { l2_ipa: 0x1000 },
+            ))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Compose(
+                ComposeError::L0MappingMismatch { l1_ipa: 0x2000 },
+            ))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Compose(
+                ComposeError::L2IpaBeyondShadow { l2_ipa: 1 << 50 },
+            ))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::UnsupportedSize(
+                1 << 13,
+            )))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::Misaligned {
+                l2_ipa_base: 0x1000,
+                pa_base: 0x20_1000,
+            }))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::IpaOutOfRange(
+                1 << 49,
+            )))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::PaOutOfRange(
+                1 << 48,
+            )))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::FramesExhausted {
+                budget: 3,
+            }))),
+            TranslateOutcome::Unshadowable(unshadowable(Refusal::Map(MapError::ForeignTable(
+                0x4000,
+            )))),
+        ];
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let record = Reply::Translate(*outcome).encode(VcpuId(1), i as u64);
+            let decoded = decode_reply(&record).expect("valid reply");
+            assert_eq!(decoded.message, Reply::Translate(*outcome));
+            for other in &outcomes[..i] {
+                assert_ne!(other, outcome);
+            }
+        }
+        assert_eq!(
+            outcomes[8],
+            TranslateOutcome::Unshadowable(Unshadowable::Misaligned {
+                l2_ipa_base: 0x1000,
+                pa_base: 0x20_1000
+            })
+        );
+    }
+
+    /// The external abort's syndrome for each access and origin.
+    #[test]
+    fn external_abort_syndromes() {
+        let with_far = AbortContext {
+            far: Some(0xffff_0000_0000_1234),
+            origin: AbortOrigin::Access,
+        };
+        let read = external_abort(AccessKind::Read, &with_far, 0x1234_5678);
+        assert_eq!(read.esr, 0x24 << 26 | 1 << 25 | 0x10);
+        assert_eq!(
+            (read.far, read.hpfar),
+            (0xffff_0000_0000_1234, 0x12345 << 4)
+        );
+        let write = external_abort(AccessKind::Write, &with_far, 0);
+        assert_eq!(write.esr, 0x24 << 26 | 1 << 25 | 1 << 6 | 0x10);
+        let fetch = external_abort(AccessKind::ExecEl0, &with_far, 0);
+        assert_eq!(fetch.esr, 0x20 << 26 | 1 << 25 | 0x10);
+        // L2's stage-1 walk for a fetch: an instruction abort, WnR and
+        // S1PTW clear; without a FAR, FnV set.
+        let walk = AbortContext {
+            far: None,
+            origin: AbortOrigin::Stage1Walk {
+                for_instruction_fetch: true,
+            },
+        };
+        let on_walk = external_abort(AccessKind::Write, &walk, 0);
+        assert_eq!(on_walk.esr, 0x20 << 26 | 1 << 25 | 1 << 10 | 0x10);
+        assert_eq!(on_walk.far, 0);
+        for injection in [read, write, fetch, on_walk] {
+            let abort = ExternalAbort {
+                injection,
+                l1_ipa: 0x2_0000_0000,
+            };
+            assert_eq!(abort.validate(), Ok(()));
+        }
+    }
 }

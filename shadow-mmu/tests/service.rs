@@ -6,13 +6,13 @@ mod common;
 
 use common::*;
 use ipc::message::{
-    decode_reply, AccessKind as IpcAccess, ContextKey as IpcKey, InvalidateRequest, L0Change,
-    L0UnmapRequest, Record, Reply, Request, TranslateOutcome, TranslateRequest, VcpuId,
+    decode_reply, AccessKind as IpcAccess, ContextKey as IpcKey, Emulation, InvalidateRequest,
+    L0Change, L0UnmapRequest, Record, Reply, Request, TranslateOutcome, TranslateRequest,
+    Unshadowable, VcpuId,
 };
 use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
-use shadow_mmu::adapter::Answer;
-use shadow_mmu::service::{Retry, Translated};
-use shadow_mmu::shadow_table::TlbEvent;
+use shadow_mmu::service::{HostBackend, Retry, Service, Translated};
+use shadow_mmu::shadow_table::{ShadowConfig, TlbEvent};
 use walker::{AccessKind, Granule};
 
 #[test]
@@ -93,24 +93,43 @@ fn l0_unmap_removes_exactly_the_shadow_entries_built_on_the_range() {
     assert_eq!(s.stats().hits, hits + 1);
 }
 
-fn translate_record(key: &L1Tables, ipa: u64, access: IpcAccess, seq: u64) -> Record {
+/// L2's virtual address in the translate requests (FAR_EL2).
+const L2_VA: u64 = 0xffff_8000_0012_3000;
+
+/// A translate request as a vCPU handler sends it: a data abort (or an
+/// instruction abort for a fetch) from a lower EL, FnV clear with a FAR,
+/// set without one.
+fn translate_request(
+    key: &L1Tables,
+    vmid: u16,
+    ipa: u64,
+    access: IpcAccess,
+    far: Option<u64>,
+    seq: u64,
+) -> Record {
+    let fetch = matches!(access, IpcAccess::Execute | IpcAccess::ExecuteEl0);
+    let ec: u32 = if fetch { 0x20 } else { 0x24 };
+    let wnr = u32::from(access == IpcAccess::Write) << 6;
+    let fnv = u32::from(far.is_none()) << 10;
     Request::Translate(TranslateRequest {
         context: IpcKey {
-            vmid: 1,
-            vttbr: key.root | (1 << 48),
+            vmid,
+            vttbr: key.root | (u64::from(vmid) << 48),
             vtcr: key.vtcr(),
         },
         l2_ipa: ipa,
         access,
-        esr: 0x9200_0007,
+        esr: ec << 26 | 1 << 25 | fnv | wnr | 0x07,
+        far,
     })
     .encode(VcpuId(3), seq)
 }
 
-fn reply(answer: Answer) -> (u64, Reply) {
-    let Answer::Reply(record) = answer else {
-        panic!("expected a ring reply, got {answer:?}")
-    };
+fn translate_record(key: &L1Tables, ipa: u64, access: IpcAccess, seq: u64) -> Record {
+    translate_request(key, 1, ipa, access, Some(L2_VA | (ipa & 0xfff)), seq)
+}
+
+fn reply(record: Record) -> (u64, Reply) {
     let envelope = decode_reply(&record).expect("well-formed reply");
     assert_eq!(envelope.vcpu, VcpuId(3));
     (envelope.seq, envelope.message)
@@ -138,16 +157,13 @@ fn the_adapter_answers_ipc_records() {
     };
     assert_eq!(i.esr & 0x3f, 0x0f);
     assert_eq!(i.hpfar, 0x5 << 4);
-    // MMIO has no ring encoding yet: handed back to the caller.
-    let answer = s.answer(&w, &translate_record(&l1, 0x6000, IpcAccess::Read, 12));
-    assert!(matches!(
-        answer,
-        Answer::Local {
-            seq: 12,
-            outcome: Translated::Mmio { l1_ipa: MMIO_BASE },
-            ..
-        }
-    ));
+    // MMIO on behalf of L2: where to emulate the access.
+    let (seq, r) = reply(s.answer(&w, &translate_record(&l1, 0x6000, IpcAccess::Read, 12)));
+    assert_eq!(seq, 12);
+    assert_eq!(
+        r,
+        Reply::Translate(TranslateOutcome::Emulate(Emulation { l1_ipa: MMIO_BASE }))
+    );
     // An invalidation, acknowledged with what it dropped.
     let tlbi = Tlbi {
         op: TlbiOp::Vmalls12e1,
@@ -257,4 +273,137 @@ fn hostile_l1_stays_within_the_budget() {
         "{stats:?}"
     );
     assert_eq!(stats.invalidations, 20_000);
+}
+
+/// The injected fault carries the request's FAR (FnV = 0) and reports
+/// FnV = 1 when the request had none.
+#[test]
+fn injected_faults_carry_the_far_of_the_request() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, RO);
+    let s = service(mem);
+    let w = s.worker();
+    let far = L2_VA | 0x8;
+    let record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, Some(far), 1);
+    let (_, r) = reply(s.answer(&w, &record));
+    let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(i.far, far);
+    assert_eq!(i.esr & (1 << 10), 0, "FnV clear: the FAR is valid");
+    assert_eq!(i.esr >> 26, 0x24);
+    assert_ne!(i.esr & (1 << 6), 0, "WnR");
+    // No FAR: FnV set, FAR_EL2 0 (UNKNOWN).
+    let record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, None, 2);
+    let (_, r) = reply(s.answer(&w, &record));
+    let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
+        panic!("{r:?}")
+    };
+    assert_ne!(i.esr & (1 << 10), 0, "FnV set");
+    assert_eq!(i.far, 0);
+    // A translation fault (nothing mapped) on an instruction fetch.
+    let record = translate_request(&l1, 1, 0x9000, IpcAccess::Execute, Some(far), 3);
+    let (_, r) = reply(s.answer(&w, &record));
+    let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(i.esr >> 26, 0x20);
+    assert_eq!(i.esr & 0x3c, 0x04, "translation fault");
+    assert_eq!((i.far, i.hpfar), (far, 0x9 << 4));
+}
+
+/// An L1 IPA with nothing behind it (neither L1 memory nor a device L0
+/// emulates): the external abort to deliver, with the FAR of the request.
+#[test]
+fn an_access_outside_l1_memory_gets_an_external_abort() {
+    let outside = 0x2_0000_0000; // beyond L1 memory [0, 4 GiB) and MMIO [4, 5 GiB)
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x7000, outside, 3, RW);
+    let s = service(mem);
+    let w = s.worker();
+    let far = L2_VA | 0x10;
+    for (access, ec, wnr, seq) in [
+        (IpcAccess::Read, 0x24, 0, 1),
+        (IpcAccess::Write, 0x24, 1 << 6, 2),
+        (IpcAccess::Execute, 0x20, 0, 3),
+    ] {
+        let record = translate_request(&l1, 1, 0x7010, access, Some(far), seq);
+        let (got_seq, r) = reply(s.answer(&w, &record));
+        assert_eq!(got_seq, seq);
+        let Reply::Translate(TranslateOutcome::ExternalAbort(a)) = r else {
+            panic!("{access:?}: {r:?}")
+        };
+        assert_eq!(a.l1_ipa, outside + 0x10, "{access:?}");
+        assert_eq!(
+            a.injection.esr,
+            ec << 26 | 1 << 25 | wnr | 0x10,
+            "{access:?}: external abort, not on a walk, FnV clear"
+        );
+        assert_eq!(a.injection.far, far);
+        assert_eq!(a.injection.hpfar, 0x7 << 4);
+    }
+    // Without a FAR: FnV set.
+    let record = translate_request(&l1, 1, 0x7010, IpcAccess::Read, None, 4);
+    let (_, r) = reply(s.answer(&w, &record));
+    let Reply::Translate(TranslateOutcome::ExternalAbort(a)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(a.injection.esr, 0x24 << 26 | 1 << 25 | 1 << 10 | 0x10);
+    // Nothing was installed for it.
+    assert!(s.shadow_lookup(&w, &l1.key(1), 0x7000).is_none());
+}
+
+/// A walk result the shadow cannot hold: here L1 memory lies beyond the
+/// host's 36-bit PA space.
+#[test]
+fn an_unshadowable_result_says_why() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, RW);
+    let config = config(16 << 20, 8);
+    let backend = HostBackend::recording(
+        config.budget.frames,
+        ShadowConfig {
+            xnx: true,
+            pa_bits: 36,
+        },
+    )
+    .expect("pool");
+    let s = Service::new(config, mem, l0_map(), backend);
+    let w = s.worker();
+    let (_, r) = reply(s.answer(&w, &translate_record(&l1, 0x5008, IpcAccess::Read, 1)));
+    assert_eq!(
+        r,
+        Reply::Translate(TranslateOutcome::Unshadowable(Unshadowable::PaOutOfRange {
+            pa: PA_OFFSET + 0x8000_9000
+        }))
+    );
+}
+
+/// A request that breaks the new field rules is answered with an error
+/// naming the field, and never reaches the service.
+#[test]
+fn malformed_translate_fields_get_error_replies() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, RW);
+    let s = service(mem);
+    let w = s.worker();
+    let mut fnv_with_far = translate_record(&l1, 0x5008, IpcAccess::Read, 1);
+    fnv_with_far.body[33] |= 1 << 2; // ESR bit 10 (FnV), with the FAR tag set
+    let (_, r) = reply(s.answer(&w, &fnv_with_far));
+    assert_eq!(
+        r,
+        Reply::Error(ipc::DecodeError::Invalid {
+            kind: ipc::RecordKind::Translate as u16,
+            field: ipc::Field::Far
+        })
+    );
+    assert_eq!(
+        s.stats().misses + s.stats().hits,
+        0,
+        "nothing was translated"
+    );
 }
