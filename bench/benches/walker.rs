@@ -8,7 +8,9 @@
 //!   out-of-line copy; see `bench::walker_baseline`).
 //!   Both see the same memslot layout: the table slot plus 15 small slots
 //!   below it (16 memslots, a typical VMM memory map), and, for the 4-level
-//!   4K walk, also a single slot (`.../1slot`).
+//!   4K walk, also a single slot (`.../1slot`). `walker_leaf` is the lean
+//!   walk (`translate_leaf`: the same walk, leaf only, no descriptor
+//!   trail); `*_hinted` keep a memslot hint across walks.
 //! * `walker_cold`: what a hypervisor sees when its guests touch memory
 //!   all over their address spaces. A 4-level 4K table in a 512 MiB
 //!   memslot where the walks of any 512 consecutive IPAs share nothing
@@ -17,7 +19,8 @@
 //!   over twice the LLC) every 8 batches: every level of every walk is a
 //!   dependent cache and TLB miss unless walks overlap. One batched call
 //!   of 64 walks (`batch64`) against 64 single walks (`single64`), and the
-//!   baseline (`kvm_style64`), in the same run.
+//!   baseline (`kvm_style64`), in the same run; also 64 lean single walks
+//!   (`leaf_single64`, `translate_leaf`: the leaf only, no trail).
 //!
 //! Goals: <= 25 ns for the hot 4-level 4K walk, >= 5x the baseline, and
 //! batching >= 2x single walks on the cold table.
@@ -178,6 +181,40 @@ fn hot(c: &mut Criterion) {
                     })
                 },
             );
+            // The lean walk: the leaf only, no descriptor trail.
+            assert_eq!(
+                walker.translate_leaf(&memslots, fixture.ipa, AccessKind::Read),
+                Ok(walker::LeafTranslation::from(&translation)),
+                "{name}"
+            );
+            group.bench_with_input(
+                BenchmarkId::new("walker_leaf", &id),
+                &fixture.ipa,
+                |b, &ipa| {
+                    b.iter(|| {
+                        let _ = black_box(walker.translate_leaf(
+                            &memslots,
+                            black_box(ipa),
+                            AccessKind::Read,
+                        ));
+                    })
+                },
+            );
+            let mut hint = SlotHint::default();
+            group.bench_with_input(
+                BenchmarkId::new("walker_leaf_hinted", &id),
+                &fixture.ipa,
+                |b, &ipa| {
+                    b.iter(|| {
+                        let _ = black_box(walker.translate_leaf_hinted(
+                            &memslots,
+                            black_box(ipa),
+                            AccessKind::Read,
+                            &mut hint,
+                        ));
+                    })
+                },
+            );
             group.bench_with_input(
                 BenchmarkId::new("kvm_style", &id),
                 &fixture.ipa,
@@ -324,6 +361,13 @@ fn cold(c: &mut Criterion) {
         measure(b, chunks / 3, &mut |chunk| {
             for request in chunk {
                 black_box(walker.walk(&memslots, request.ipa, request.access)).ok();
+            }
+        })
+    });
+    group.bench_function("leaf_single64", |b| {
+        measure(b, chunks / 2, &mut |chunk| {
+            for request in chunk {
+                black_box(walker.translate_leaf(&memslots, request.ipa, request.access)).ok();
             }
         })
     });

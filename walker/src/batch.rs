@@ -12,7 +12,7 @@
 //! (or whose update loses a race) is redone as a single walk, which then
 //! sees exactly what a single walk made after the earlier ones would see.
 
-use crate::fault::AccessKind;
+use crate::fault::{AccessKind, Trail};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
     BatchLengthMismatch, Cursor, DescriptorUpdate, Finish, Stage2Walker, Step, Stop, Translation,
@@ -60,10 +60,10 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     results: &mut [Result<Translation, WalkError>],
 ) {
     let n = requests.len().min(BATCH_CHUNK);
-    let mut cursors = [Cursor::new(0, AccessKind::Read); BATCH_CHUNK];
+    let mut cursors = [Cursor::<Trail>::new(0, AccessKind::Read); BATCH_CHUNK];
     let mut phases = [Phase::Descending; BATCH_CHUNK];
     for ((cursor, phase), request) in cursors.iter_mut().zip(phases.iter_mut()).zip(requests) {
-        *cursor = Cursor::new(request.ipa, request.access);
+        *cursor = Cursor::<Trail>::new(request.ipa, request.access);
         if let Err(stop) = walker.begin(cursor) {
             *phase = Phase::Stopped(stop);
         }

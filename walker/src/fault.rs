@@ -95,6 +95,50 @@ impl Trail {
     }
 }
 
+/// Where a walk records the descriptors it reads: the whole [`Trail`]
+/// for [`Stage2Walker::walk`](crate::Stage2Walker::walk), nothing
+/// ([`NoTrail`]) for
+/// [`Stage2Walker::translate_leaf`](crate::Stage2Walker::translate_leaf).
+/// The walk itself is one generic implementation over this.
+pub(crate) trait TrailSink: Copy {
+    /// Before the first read.
+    const EMPTY: Self;
+    /// One descriptor read, in walk order.
+    fn record(&mut self, read: DescriptorRead);
+    /// The trail a fault reports.
+    fn to_trail(&self) -> Trail;
+}
+
+impl TrailSink for Trail {
+    const EMPTY: Self = Trail::new();
+
+    #[inline]
+    fn record(&mut self, read: DescriptorRead) {
+        self.push(read);
+    }
+
+    #[inline]
+    fn to_trail(&self) -> Trail {
+        *self
+    }
+}
+
+/// Records nothing: a walk whose caller needs only the leaf.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NoTrail;
+
+impl TrailSink for NoTrail {
+    const EMPTY: Self = NoTrail;
+
+    #[inline]
+    fn record(&mut self, _: DescriptorRead) {}
+
+    #[inline]
+    fn to_trail(&self) -> Trail {
+        Trail::new()
+    }
+}
+
 impl fmt::Debug for Trail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()

@@ -94,6 +94,7 @@ pub use memory::{
 };
 pub use visit::{DescriptorKind, LeafAttributes, Mapping};
 pub use walk::{
-    BatchLengthMismatch, DescriptorUpdate, Endianness, Execute, S2Ap, Shareability,
-    Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest, MAX_UPDATE_ATTEMPTS,
+    BatchLengthMismatch, DescriptorUpdate, Endianness, Execute, LeafTranslation, S2Ap,
+    Shareability, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
+    MAX_UPDATE_ATTEMPTS,
 };

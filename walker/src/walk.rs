@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::fault::{AccessKind, DescriptorRead, Fault, FaultCause, Trail};
+use crate::fault::{AccessKind, DescriptorRead, Fault, FaultCause, NoTrail, Trail, TrailSink};
 use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
 use crate::memory::{GuestMemory, MemoryError, SlotHint};
 use crate::visit::LeafAttributes;
@@ -256,6 +256,75 @@ impl Translation {
     }
 }
 
+/// What [`Stage2Walker::translate_leaf`] returns: the leaf of a successful
+/// walk in 24 bytes, for callers that need no descriptor trail. Every
+/// value is the one the full [`Translation`] has
+/// ([`LeafTranslation::from`] a `Translation` gives it exactly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeafTranslation {
+    /// The full output address of the IPA (StageOA).
+    pub output_address: u64,
+    /// The leaf descriptor value after any hardware update.
+    pub descriptor: u64,
+    /// Level of the leaf descriptor (0..=3).
+    pub level: i8,
+    /// log2 of the size of the block or page the leaf maps.
+    pub block_bits: u8,
+    /// log2 of the contiguous range's size (`block_bits` without the hint).
+    pub contiguous_bits: u8,
+    /// S2AP of the leaf descriptor in memory (see [`Translation::s2ap`]).
+    pub s2ap: S2Ap,
+    /// Execute permission (XN\[1:0\]).
+    pub execute: Execute,
+    /// Shareability.
+    pub shareability: Shareability,
+    /// Hardware updates made by this walk.
+    pub update: DescriptorUpdate,
+}
+
+impl LeafTranslation {
+    /// Size of the block or page, in bytes.
+    pub const fn block_size(&self) -> u64 {
+        1 << self.block_bits
+    }
+
+    /// Size of the contiguous range, in bytes (`block_size` without the hint).
+    pub const fn contiguous_size(&self) -> u64 {
+        1 << self.contiguous_bits
+    }
+
+    /// Output address of the start of the block/page.
+    pub const fn output_block_base(&self) -> u64 {
+        self.output_address & !(self.block_size() - 1)
+    }
+
+    /// MemAttr\[3:0\] (descriptor bits 5:2; HCR_EL2.FWB = 0 encoding).
+    pub const fn mem_attr(&self) -> u8 {
+        ((self.descriptor >> 2) & 0xf) as u8
+    }
+
+    /// The descriptor's DBM bit (51).
+    pub const fn dirty_bit_modifier(&self) -> bool {
+        self.descriptor & (1 << 51) != 0
+    }
+}
+
+impl From<&Translation> for LeafTranslation {
+    fn from(t: &Translation) -> Self {
+        LeafTranslation {
+            output_address: t.output_address,
+            descriptor: t.descriptor,
+            level: t.level,
+            block_bits: t.block_size.trailing_zeros() as u8,
+            contiguous_bits: t.contiguous_size.trailing_zeros() as u8,
+            s2ap: t.s2ap,
+            execute: t.execute,
+            shareability: t.shareability,
+            update: t.update,
+        }
+    }
+}
+
 /// Why a walk produced no translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkError {
@@ -421,34 +490,36 @@ pub(crate) enum Step {
     Stop(Stop),
 }
 
-/// A walk in progress: where the next descriptor read goes.
+/// A walk in progress: where the next descriptor read goes, and the
+/// descriptors read so far (a [`Trail`], or [`NoTrail`] for a lean walk).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Cursor {
+pub(crate) struct Cursor<T: TrailSink = Trail> {
     pub(crate) ipa: u64,
     pub(crate) access: AccessKind,
     pub(crate) level: i8,
     pub(crate) address: u64,
-    pub(crate) trail: Trail,
+    pub(crate) trail: T,
 }
 
-impl Cursor {
+impl<T: TrailSink> Cursor<T> {
     pub(crate) const fn new(ipa: u64, access: AccessKind) -> Self {
         Cursor {
             ipa,
             access,
             level: 0,
             address: 0,
-            trail: Trail::new(),
+            trail: T::EMPTY,
         }
     }
 
+    /// The fault for `stop`, with the trail recorded (empty for a lean walk).
     pub(crate) fn fault(&self, stop: Stop) -> Fault {
         Fault {
             cause: stop.cause,
             level: stop.level,
             ipa: self.ipa,
             access: self.access,
-            trail: self.trail,
+            trail: self.trail.to_trail(),
         }
     }
 }
@@ -649,9 +720,57 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<Translation, WalkError> {
+        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, leaf| {
+            self.translation(cursor, leaf)
+        })
+    }
+
+    /// Translate one IPA for a caller that needs only the leaf: the same
+    /// walk as [`Stage2Walker::walk`] (same reads, checks, hardware
+    /// updates and faults) without recording the descriptor trail, and a
+    /// 24-byte [`LeafTranslation`] instead of a [`Translation`]. A fault is
+    /// exactly the one `walk` reports except that its
+    /// [`trail`](Fault::trail) is empty.
+    #[inline]
+    pub fn translate_leaf<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+    ) -> Result<LeafTranslation, WalkError> {
+        self.translate_leaf_hinted(memory, ipa, access, &mut SlotHint::default())
+    }
+
+    /// [`Stage2Walker::translate_leaf`] with a memslot hint kept between
+    /// walks, as [`Stage2Walker::walk_hinted`].
+    #[inline]
+    pub fn translate_leaf_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut SlotHint,
+    ) -> Result<LeafTranslation, WalkError> {
+        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, leaf| {
+            self.leaf_translation(cursor, leaf)
+        })
+    }
+
+    /// The single walk every entry point shares (AArch64.S2Translate's
+    /// `repeat ... until` around the walk and the update): `T` decides
+    /// what is recorded of the reads, `done` what a success returns.
+    #[inline(always)]
+    fn run<M: GuestMemory + ?Sized, T: TrailSink, R>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut SlotHint,
+        done: impl Fn(&Cursor<T>, &Leaf) -> R,
+    ) -> Result<R, WalkError> {
         let mut lost_at = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let mut cursor = Cursor::new(ipa, access);
+            let mut cursor = Cursor::<T>::new(ipa, access);
             if let Err(stop) = self.begin(&mut cursor) {
                 return Err(WalkError::Fault(cursor.fault(stop)));
             }
@@ -660,7 +779,7 @@ impl Stage2Walker {
                 Err(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
             };
             match self.finish(memory, &cursor, descriptor) {
-                Finish::Done(Ok(leaf)) => return Ok(self.translation(&cursor, &leaf)),
+                Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &leaf)),
                 Finish::Done(Err(stop)) => return Err(WalkError::Fault(cursor.fault(stop))),
                 Finish::Lost { descriptor_address } => lost_at = descriptor_address,
             }
@@ -673,18 +792,35 @@ impl Stage2Walker {
 
     /// Read descriptors one at a time until a leaf or a fault.
     #[inline]
-    fn descend<M: GuestMemory + ?Sized>(
+    fn descend<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor,
+        cursor: &mut Cursor<T>,
         hint: &mut SlotHint,
+    ) -> Result<u64, Stop> {
+        // One copy of the loop per byte order, each with its order fixed:
+        // the byte swap (or not) is then no select on the chain of
+        // dependent reads.
+        match self.registers.endianness {
+            Endianness::Little => self.descend_in(memory, cursor, hint, Endianness::Little),
+            Endianness::Big => self.descend_in(memory, cursor, hint, Endianness::Big),
+        }
+    }
+
+    #[inline(always)]
+    fn descend_in<M: GuestMemory + ?Sized, T: TrailSink>(
+        &self,
+        memory: &M,
+        cursor: &mut Cursor<T>,
+        hint: &mut SlotHint,
+        endianness: Endianness,
     ) -> Result<u64, Stop> {
         // A walk's tables are usually in one memslot: each read tries
         // where the previous one was found first.
         // At most one read per level, -1..=3: the walk ends within 5 reads.
         for _ in 0..crate::fault::MAX_TRAIL {
             let read = memory.read_descriptor_hinted(cursor.address, hint);
-            match self.advance(cursor, read) {
+            match self.advance_in(cursor, read, endianness) {
                 Step::Continue => {}
                 Step::Leaf(descriptor) => return Ok(descriptor),
                 Step::Stop(stop) => return Err(stop),
@@ -706,7 +842,7 @@ impl Stage2Walker {
     /// Configuration and input checks (top of AArch64.S2Translate) and the
     /// start-level descriptor address (AArch64.S2SLTTEntryAddress).
     #[inline]
-    pub(crate) fn begin(&self, cursor: &mut Cursor) -> Result<(), Stop> {
+    pub(crate) fn begin<T: TrailSink>(&self, cursor: &mut Cursor<T>) -> Result<(), Stop> {
         let stop0 = |cause| Stop { cause, level: 0 };
         let geometry = self.setup.map_err(stop0)?;
         // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
@@ -814,7 +950,23 @@ impl Stage2Walker {
 
     /// Feed one descriptor read (raw, or the memory error) into a walk.
     #[inline]
-    pub(crate) fn advance(&self, cursor: &mut Cursor, read: Result<u64, MemoryError>) -> Step {
+    pub(crate) fn advance<T: TrailSink>(
+        &self,
+        cursor: &mut Cursor<T>,
+        read: Result<u64, MemoryError>,
+    ) -> Step {
+        self.advance_in(cursor, read, self.registers.endianness)
+    }
+
+    /// [`Stage2Walker::advance`] with the descriptors' byte order given
+    /// (it is the walker's own; a constant where the caller fixes it).
+    #[inline(always)]
+    fn advance_in<T: TrailSink>(
+        &self,
+        cursor: &mut Cursor<T>,
+        read: Result<u64, MemoryError>,
+        endianness: Endianness,
+    ) -> Step {
         let level = cursor.level;
         let raw = match read {
             Ok(raw) => raw,
@@ -825,8 +977,8 @@ impl Stage2Walker {
                 return Step::Stop(Stop { cause, level });
             }
         };
-        let descriptor = self.registers.endianness.descriptor_from_raw(raw);
-        cursor.trail.push(DescriptorRead {
+        let descriptor = endianness.descriptor_from_raw(raw);
+        cursor.trail.record(DescriptorRead {
             address: cursor.address,
             value: descriptor,
             level,
@@ -870,7 +1022,11 @@ impl Stage2Walker {
     /// The checks after the leaf (output address size, access flag,
     /// permissions) and the update the walk must make, if any.
     #[inline]
-    pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Stop> {
+    pub(crate) fn check_leaf<T: TrailSink>(
+        &self,
+        cursor: &Cursor<T>,
+        descriptor: u64,
+    ) -> Result<Leaf, Stop> {
         let level = cursor.level;
         let stop = |cause| Stop { cause, level };
         let block_bits = self.level_lsb(level);
@@ -927,9 +1083,36 @@ impl Stage2Walker {
         })
     }
 
-    /// The translation a finished walk reports.
+    /// The translation a finished walk reports: the leaf's values and the
+    /// trail.
     #[inline]
     pub(crate) fn translation(&self, cursor: &Cursor, leaf: &Leaf) -> Translation {
+        let l = self.leaf_translation(cursor, leaf);
+        Translation {
+            ipa: cursor.ipa,
+            output_address: l.output_address,
+            level: l.level,
+            block_size: l.block_size(),
+            contiguous_size: l.contiguous_size(),
+            s2ap: l.s2ap,
+            execute: l.execute,
+            dirty_bit_modifier: l.dirty_bit_modifier(),
+            mem_attr: l.mem_attr(),
+            shareability: l.shareability,
+            descriptor: l.descriptor,
+            update: l.update,
+            trail: cursor.trail,
+        }
+    }
+
+    /// The leaf of a finished walk, decoded (what a lean walk reports;
+    /// [`Stage2Walker::translation`] adds the trail).
+    #[inline]
+    pub(crate) fn leaf_translation<T: TrailSink>(
+        &self,
+        cursor: &Cursor<T>,
+        leaf: &Leaf,
+    ) -> LeafTranslation {
         let new = leaf.new_descriptor;
         let shareability = if self.ds {
             self.sh0
@@ -937,32 +1120,28 @@ impl Stage2Walker {
             ((new >> 8) & 3) as u8
         };
         let changed = new ^ leaf.descriptor;
-        Translation {
-            ipa: cursor.ipa,
+        LeafTranslation {
             output_address: leaf.output_address,
+            descriptor: new,
             level: cursor.level,
-            block_size: 1 << leaf.block_bits,
-            contiguous_size: 1 << leaf.contiguous_bits,
+            block_bits: leaf.block_bits as u8,
+            contiguous_bits: leaf.contiguous_bits as u8,
             s2ap: S2Ap::from_bits(((new >> 6) & 3) as u8),
             execute: leaf.execute,
-            dirty_bit_modifier: new & (1 << 51) != 0,
-            mem_attr: ((new >> 2) & 0xf) as u8,
             shareability: Shareability::from_bits(shareability),
-            descriptor: new,
             update: DescriptorUpdate {
                 access_flag: changed & (1 << 10) != 0,
                 dirty: changed & (1 << 7) != 0,
             },
-            trail: cursor.trail,
         }
     }
 
     /// Check the leaf and make the hardware update by compare-and-swap.
     #[inline]
-    pub(crate) fn finish<M: GuestMemory + ?Sized>(
+    pub(crate) fn finish<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &Cursor,
+        cursor: &Cursor<T>,
         descriptor: u64,
     ) -> Finish {
         let leaf = match self.check_leaf(cursor, descriptor) {

@@ -13,9 +13,9 @@ mod model;
 use common::*;
 use proptest::prelude::*;
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, FaultCause, FaultKind, Granule, IdRegisters,
-    SlotAccess, SlotHint, Stage2Walker, Translation, WalkError, WalkRequest, MAX_TRAIL,
-    MAX_UPDATE_ATTEMPTS,
+    AccessKind, Endianness, ExposedFeatures, Fault, FaultCause, FaultKind, Granule, IdRegisters,
+    LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail, Translation, WalkError,
+    WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -282,7 +282,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_memory_and_registers_never_panic_stay_in_memslots_and_batch_equals_single(
+    fn any_memory_and_registers_never_panic_stay_in_memslots_and_batch_and_lean_equal_single(
         seed in any::<u64>(),
         features in id_registers(),
         vtcr in vtcr_value(),
@@ -303,14 +303,17 @@ proptest! {
         let single_mem = random_memory(seed, endian, read_only_b);
         let batch_mem = single_mem.duplicate();
         let hinted_mem = single_mem.duplicate();
+        let single_mem_before = single_mem.duplicate();
 
         let mut singles = Vec::new();
+        let mut single_reads = Vec::new();
         single_mem.with(|m| -> Result<(), TestCaseError> {
             for r in &requests {
                 let rec = Recording::new(m);
                 let result = w.walk(&rec, r.ipa, r.access);
                 check_single(&w, &single_mem, &result, &rec.reads.borrow())?;
                 singles.push(result);
+                single_reads.push(rec.reads.borrow().clone());
             }
             Ok(())
         })?;
@@ -337,6 +340,32 @@ proptest! {
         });
         prop_assert_eq!(&hinted, &singles);
         prop_assert_eq!(hinted_mem.snapshot(), single_mem.snapshot());
+
+        // The lean walk: the same reads, updates and memory; the leaf of
+        // each translation; each fault without its trail.
+        let lean_mem = single_mem_before;
+        let lean: Vec<_> = lean_mem.with(|m| {
+            let rec = Recording::new(m);
+            requests
+                .iter()
+                .map(|r| {
+                    rec.reads.borrow_mut().clear();
+                    let result = w.translate_leaf(&rec, r.ipa, r.access);
+                    let reads: Vec<u64> = rec.reads.borrow().clone();
+                    (result, reads)
+                })
+                .collect()
+        });
+        for ((result, reads), (single, single_reads)) in lean.iter().zip(singles.iter().zip(&single_reads)) {
+            let expected = match single {
+                Ok(t) => Ok(LeafTranslation::from(t)),
+                Err(WalkError::Fault(f)) => Err(WalkError::Fault(Fault { trail: Trail::new(), ..*f })),
+                Err(e) => Err(*e),
+            };
+            prop_assert_eq!(result, &expected);
+            prop_assert_eq!(reads, single_reads);
+        }
+        prop_assert_eq!(lean_mem.snapshot(), single_mem.snapshot());
     }
 }
 
