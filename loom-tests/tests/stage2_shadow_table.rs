@@ -4,8 +4,10 @@
 //! loser's frame never published and returned), `map` replacing a table by
 //! a block while another `map` writes into that table (break-before-make,
 //! retirement, reclamation), and `unmap_range` freeing tables while `map`
-//! and `lookup` run (the update lock): no lost frame, no reachable freed
-//! frame, no torn or out-of-thin-air entry.
+//! and `lookup` run (the update lock), and `clear` detaching the tree while
+//! `map` and `lookup` run, its frames reclaimed at once: no lost frame, no
+//! reachable freed frame, no write into a freed frame, no torn or
+//! out-of-thin-air entry.
 #![cfg(loom)]
 
 use loom::thread;
@@ -72,6 +74,24 @@ fn assert_reachable_tables_allocated(t: &Table, pool: &HeapFramePool) {
     assert!(count <= t.frames_used());
 }
 
+/// Every free frame of the pool is all zero: nothing wrote into a frame
+/// after it was released (a walk still inside a reclaimed table would).
+fn assert_free_frames_zero(pool: &HeapFramePool) {
+    for i in 0..pool.budget() as u64 {
+        let pa = pool.base_pa() + i * PAGE;
+        if pool.is_free(pa) {
+            let frame = pool.frame(pa).expect("pool frame");
+            assert!(
+                frame
+                    .0
+                    .iter()
+                    .all(|d| d.load(std::sync::atomic::Ordering::Relaxed) == 0),
+                "free frame {pa:#x} was written after its release"
+            );
+        }
+    }
+}
+
 /// Two vCPUs map pages under the same empty 2 MiB region: both race to
 /// build the level-1, -2 and -3 tables. Both pages end up mapped and no
 /// frame leaks (losers return theirs).
@@ -124,6 +144,7 @@ fn block_over_table_races_page_into_table() {
         t.reclaim();
         assert_reachable_tables_allocated(&t, &pool);
         t.clear();
+        t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
     });
 }
@@ -158,5 +179,46 @@ fn unmap_frees_tables_while_map_and_lookup_run() {
         assert_reachable_tables_allocated(&t, &pool);
         t.unmap_range(0, 1 << 48);
         assert_eq!(pool.frames_in_use(), 1);
+    });
+}
+
+/// `clear` detaches the tree (one whole-VMID invalidation, frames kept for
+/// later) while another vCPU looks a page up and maps one in the same
+/// region, and the detached frames are reclaimed at once, still during the
+/// vCPU's calls. The old page is gone when `clear` returns; the vCPU's page
+/// is either mapped at the end (it ran after the clear) or was removed by
+/// it; no freed frame is ever written or reachable; frames balance.
+#[test]
+fn clear_detaches_while_map_and_lookup_run() {
+    model(|| {
+        let (t, pool) = table(8);
+        let old = page(0x1000, 0xa000);
+        t.map(&old).unwrap();
+        let new = page(0x2000, 0xb000);
+        let vcpu = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let seen = t.lookup(0x1000);
+                assert!(seen.is_none() || seen == Some(old), "{seen:?}");
+                t.map(&new).unwrap()
+            })
+        };
+        let removed = t.clear();
+        assert_eq!(t.lookup(0x1000), None, "cleared entry still reachable");
+        assert!(t.tlb().take().contains(&TlbEvent::All));
+        t.reclaim_detached(usize::MAX);
+        vcpu.join().unwrap();
+        assert!((1..=2).contains(&removed));
+        let new_left = t.lookup(0x2000);
+        assert!(new_left.is_none() || new_left == Some(new));
+        assert_eq!(removed == 2, new_left.is_none());
+        t.reclaim_detached(usize::MAX);
+        assert_reachable_tables_allocated(&t, &pool);
+        assert_free_frames_zero(&pool);
+        assert_eq!(pool.frames_in_use(), t.frames_used());
+        t.clear();
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(pool.frames_in_use(), 1);
+        assert_free_frames_zero(&pool);
     });
 }

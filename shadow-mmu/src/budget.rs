@@ -13,11 +13,19 @@ use crate::cache::{CachedPath, CachedWalk};
 use crate::context::Capacity;
 use crate::shadow_table::ENTRIES;
 
-/// Bytes one reverse-map record costs (two B-tree entries and a list slot,
-/// generously rounded up from the nodes' sizes).
-pub const RMAP_RECORD_BYTES: usize = 128;
-/// Bytes one cache-index key costs in its B-tree (key plus node share).
-pub const INDEX_KEY_BYTES: usize = 32;
+/// Bytes one reverse-map record may cost in the worst case: its slab slot
+/// (48 bytes, twice over for the slab's growth), its entries in the two
+/// hash maps (24 bytes each, up to 2.3x for a hash map's load just after
+/// growing) and, when it is alone in its chunks, a chunk of each of its
+/// two [block indexes](crate::rmap) (a hash entry and an ordered-set key,
+/// about 100 bytes each at worst), about 410 bytes; rounded up to cover
+/// dead records (of forgotten contexts) not swept yet.
+pub const RMAP_RECORD_BYTES: usize = 512;
+/// Bytes one cache-index entry may cost: a leaf or path alone in its chunk
+/// of 64 costs one hash entry (24 bytes, up to 2.3x after growth) and one
+/// ordered-set key (16 bytes, up to 2x in half-full B-tree nodes, plus
+/// node headers).
+pub const INDEX_KEY_BYTES: usize = 128;
 /// Bytes of one shadow table frame.
 pub const FRAME_BYTES: usize = 8 * ENTRIES;
 /// Fixed bytes per context besides its slot arrays (the struct, its locks

@@ -15,14 +15,13 @@
 //!   is by construction the walk of memory holding those values (what a
 //!   hardware walk cache may use until a TLBI removes it).
 //! - Reads are lock-free (epoch-protected); writes (insert, remove) hold the
-//!   context's writer lock, which also guards the ordered `CacheIndex`
+//!   context's writer lock, which also guards the hashed `CacheIndex`
 //!   used for range invalidation (per block size / per level, so a range
 //!   query visits exactly the entries that overlap it).
 //! - A whole-context flush bumps a flush number: entries stamped with an
 //!   older one are dead at once for every lookup, and their slots are
 //!   reused by later inserts.
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use core::cell::Cell;
 
 use walker::{
@@ -32,7 +31,7 @@ use walker::{
 
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
-use crate::table::{hash2, Displaced, Keyed, Table};
+use crate::table::{hash2, BlockIndex, Displaced, Keyed, Table};
 
 /// A cached valid translation of one L1 block or page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +123,8 @@ const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
 
 impl Keyed for CachedWalk {
     type Key = u64;
+    // Looked up with `hash2(key, constant)`, a bijection of the key.
+    const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
     }
@@ -171,6 +172,8 @@ const fn path_key(region_base: u64, level: i8) -> u64 {
 
 impl Keyed for CachedPath {
     type Key = u64;
+    // Looked up with `hash2(key, constant)`, a bijection of the key.
+    const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
     }
@@ -302,24 +305,49 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
     }
 }
 
-/// The ordered view of a context's cache, for range invalidation: per
-/// block size (leaves) and per level (paths), the set of entry bases. Held
+/// Which entries a context's cache holds, for range invalidation: a
+/// [`BlockIndex`] of leaf bases per block size and of path regions per
+/// level (hashed bitmaps of 512 blocks, with an ordered level of chunks for
+/// long ranges), so inserting or removing one entry costs the same at any
+/// cache size and a range visits only the entries that overlap it. Held
 /// under the context's writer lock.
 #[derive(Debug, Default)]
 pub(crate) struct CacheIndex {
-    leaves: BTreeMap<u8, BTreeSet<u64>>,
-    paths: BTreeMap<i8, (u8, BTreeSet<u64>)>,
-    live_leaves: usize,
-    live_paths: usize,
+    leaves: BlockIndex<u8>,
+    /// Bit n set: leaves of 2^n bytes may be in `leaves`.
+    leaf_sizes: u64,
+    paths: BlockIndex<i8>,
+    /// Per level + 1: log2 of the region one path of that level spans (0:
+    /// no path of that level indexed yet).
+    path_spans: [u8; MAX_PATH],
 }
 
 impl CacheIndex {
     pub(crate) fn live_leaves(&self) -> usize {
-        self.live_leaves
+        self.leaves.len()
     }
 
     pub(crate) fn live_paths(&self) -> usize {
-        self.live_paths
+        self.paths.len()
+    }
+
+    fn add_leaf(&mut self, base: u64, size_log2: u8) -> bool {
+        self.leaf_sizes |= 1 << size_log2;
+        self.leaves.insert(size_log2, base, u32::from(size_log2))
+    }
+
+    fn remove_leaf(&mut self, base: u64, size_log2: u8) -> bool {
+        self.leaves.remove(size_log2, base, u32::from(size_log2))
+    }
+
+    fn add_path(&mut self, region_base: u64, level: i8, span_log2: u8) -> bool {
+        self.path_spans[(level + 1) as usize] = span_log2;
+        self.paths.insert(level, region_base, u32::from(span_log2))
+    }
+
+    fn remove_path(&mut self, region_base: u64, level: i8) -> bool {
+        let span_log2 = self.path_spans[(level + 1) as usize];
+        span_log2 != 0 && self.paths.remove(level, region_base, u32::from(span_log2))
     }
 }
 
@@ -425,16 +453,13 @@ impl WalkCache {
         {
             Displaced::SameKey => 0,
             Displaced::Nothing => {
-                index.leaves.entry(size_log2).or_default().insert(base);
-                index.live_leaves += 1;
+                index.add_leaf(base, size_log2);
                 0
             }
             Displaced::Evicted(old) => {
                 let (old_base, old_size) = (old & !0xfff, (old & 0xfff) as u8);
-                if let Some(set) = index.leaves.get_mut(&old_size) {
-                    set.remove(&old_base);
-                }
-                index.leaves.entry(size_log2).or_default().insert(base);
+                index.remove_leaf(old_base, old_size);
+                index.add_leaf(base, size_log2);
                 evicted(old_base, 1 << old_size);
                 1
             }
@@ -469,25 +494,12 @@ impl WalkCache {
             match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
                 Displaced::SameKey => {}
                 Displaced::Nothing => {
-                    index
-                        .paths
-                        .entry(path.level)
-                        .or_insert((path.span_log2, BTreeSet::new()))
-                        .1
-                        .insert(path.region_base);
-                    index.live_paths += 1;
+                    index.add_path(path.region_base, path.level, path.span_log2);
                 }
                 Displaced::Evicted(old) => {
                     let old_level = (old & 0xfff) as i8 - 1;
-                    if let Some((_, set)) = index.paths.get_mut(&old_level) {
-                        set.remove(&(old & !0xfff));
-                    }
-                    index
-                        .paths
-                        .entry(path.level)
-                        .or_insert((path.span_log2, BTreeSet::new()))
-                        .1
-                        .insert(path.region_base);
+                    index.remove_path(old & !0xfff, old_level);
+                    index.add_path(path.region_base, path.level, path.span_log2);
                     evicted += 1;
                 }
             }
@@ -509,9 +521,19 @@ impl WalkCache {
         mut removed_leaf: impl FnMut(u64, u64),
     ) -> usize {
         let mut removed = 0;
-        for (&size_log2, set) in index.leaves.iter_mut() {
-            let from = start & !((1u64 << size_log2) - 1);
-            for base in set.extract_if(from..end, |_| true) {
+        if start >= end {
+            return 0;
+        }
+        let last = end - 1;
+        let mut sizes = index.leaf_sizes;
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            for base in index
+                .leaves
+                .overlapping(size_log2, u32::from(size_log2), start, last)
+            {
+                index.remove_leaf(base, size_log2);
                 let key = leaf_key(base, size_log2);
                 if self.leaves.remove(key, hash2(key, 0), guard) {
                     removed += 1;
@@ -519,20 +541,23 @@ impl WalkCache {
                 }
             }
         }
-        index.live_leaves -= removed;
         if levels == Levels::Any {
-            let mut paths = 0;
-            for (&level, (span_log2, set)) in index.paths.iter_mut() {
-                let from = start & !((1u64 << *span_log2) - 1);
-                for base in set.extract_if(from..end, |_| true) {
+            for level in -1i8..=2 {
+                let span_log2 = index.path_spans[(level + 1) as usize];
+                if span_log2 == 0 {
+                    continue;
+                }
+                for base in index
+                    .paths
+                    .overlapping(level, u32::from(span_log2), start, last)
+                {
+                    index.remove_path(base, level);
                     let key = path_key(base, level);
                     if self.paths.remove(key, hash2(key, 1), guard) {
-                        paths += 1;
+                        removed += 1;
                     }
                 }
             }
-            index.live_paths -= paths;
-            removed += paths;
         }
         removed
     }
@@ -544,7 +569,7 @@ impl WalkCache {
     /// many entries were live. Caller holds the writer lock.
     pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
-        let live = index.live_leaves + index.live_paths;
+        let live = index.live_leaves() + index.live_paths();
         let old = core::mem::take(index);
         guard.defer(move || drop(old));
         live

@@ -2,29 +2,48 @@
 //!
 //! When L0 changes its own mapping of L1 (a memslot removed, a range
 //! write-protected), every shadow entry whose L1 IPA block overlaps the
-//! range must go. Entries are kept in one ordered map per shadow block size
-//! (4 KiB, 2 MiB, 1 GiB), keyed by L1 IPA block base: the entries of size
-//! `z` overlapping `[s, e)` are exactly those with base in
-//! `[align_down(s, z), e)`, one range query per size. A second index per
-//! size, keyed by (context, L2 IPA base), finds a context's entries for
-//! [`ReverseMap::forget_context`] and [`ReverseMap::remove_shadow_range`]
-//! the same way. Every operation costs O(log n) per size class plus
-//! O(log n) per entry it finds or changes, or - when it removes at least
-//! an eighth of a size class - one ordered pass over that class, which is
-//! still O(entries removed): never a scan dominated by unrelated entries.
-//! Records are plain keys in ordered sets (no allocation per record).
+//! range must go. Each shadow entry is one record in a slab; three hashed
+//! indexes find records without any ordered search over them:
+//!
+//! - `by_shadow`: (context, L2 IPA base) -> record (one shadow entry per
+//!   L2 IPA base of a context, whatever its size);
+//! - `l1_heads`: (size class, L1 IPA block base) -> the records built on
+//!   that block, as a doubly linked list through the slab (several shadow
+//!   entries, of several contexts, may alias one L1 block);
+//! - [`BlockIndex`]es of the L1 blocks per size class and of the L2 blocks
+//!   per (context, size class): bitmaps of 512 blocks in a hash map, with an
+//!   ordered set of chunks for long ranges.
+//!
+//! So inserting or removing one record costs a few hash probes whatever
+//! the map holds, and a range removal costs O(chunks that exist in the
+//! range + records found), never a scan of unrelated records nor a walk
+//! over the range's length in pages.
+//!
+//! [`ReverseMap::forget_context`] is O(1): it bumps the context's epoch.
+//! Records stamped with an older epoch are dead: no query reports them, a
+//! query that meets one removes it, an insert at the same key replaces it,
+//! and every insert sweeps a few slab slots, so dead records are reclaimed
+//! at least as fast as new ones arrive (the slab never holds much more
+//! than its peak of live records). Epochs are 64-bit and never wrap, so a
+//! context id reused after [`ReverseMap::forget_context`] can never
+//! resurrect a record of its predecessor.
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use core::hash::Hash;
+
+use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
+use crate::table::BlockIndex;
 
-/// Above one in this many of a size class's records, a removal rebuilds
-/// the indexes in one pass rather than descending once per record.
-const BULK_FRACTION: usize = 8;
+/// The shadow block sizes, smallest first, as log2.
+const SIZES_LOG2: [u32; 3] = [12, 21, 30];
 
-/// The shadow block sizes, smallest first.
-const SIZES: [u64; 3] = [PAGE_SIZE, BLOCK_2M, BLOCK_1G];
+/// Slab slots an insert sweeps for dead records (when any exist).
+const SWEEP_STEP: usize = 4;
+
+/// No record (list ends).
+const NIL: u32 = u32::MAX;
 
 const fn size_class(size: u64) -> Option<usize> {
     match size {
@@ -46,9 +65,8 @@ pub struct ShadowRef<C> {
     pub size: u64,
 }
 
-/// A context identifier usable as a reverse-map key: ordered, with the
-/// bounds range queries need.
-pub trait ContextId: Copy + Ord {
+/// A context identifier usable as a reverse-map key.
+pub trait ContextId: Copy + Ord + Hash {
     /// The smallest value.
     const MIN: Self;
     /// The largest value.
@@ -77,18 +95,43 @@ pub enum RmapError {
         /// L2 IPA given.
         l2_ipa: u64,
     },
+    /// The slab is full (more than 2^32 - 1 records).
+    Full,
+}
+
+/// One record: a shadow entry and the L1 block it is built on.
+#[derive(Clone, Copy, Debug)]
+struct Record<C> {
+    l1: u64,
+    l2: u64,
+    /// The context's epoch when inserted: dead once the context's moves on.
+    epoch: u64,
+    context: C,
+    class: u8,
+    /// Neighbours in the list of records on the same (class, L1 block).
+    prev: u32,
+    next: u32,
+}
+
+/// Per context: its epoch and its live record count.
+#[derive(Clone, Copy, Debug, Default)]
+struct Incarnation {
+    epoch: u64,
+    live: usize,
 }
 
 /// The reverse map. `C` identifies a context (a shadow table).
-///
-/// Both indexes are ordered sets of plain keys (no per-record allocation),
-/// so dropping many records frees only B-tree nodes.
 #[derive(Debug)]
 pub struct ReverseMap<C> {
-    /// Per size class: (L1 IPA block base, context, L2 IPA base).
-    by_l1: [BTreeSet<(u64, C, u64)>; 3],
-    /// Per size class: (context, L2 IPA base) -> L1 IPA base.
-    by_shadow: [BTreeMap<(C, u64), u64>; 3],
+    records: Vec<Option<Record<C>>>,
+    free: Vec<u32>,
+    by_shadow: HashMap<(C, u64), u32>,
+    l1_heads: HashMap<(u8, u64), u32>,
+    l1_blocks: BlockIndex<u8>,
+    l2_blocks: BlockIndex<(C, u8)>,
+    contexts: HashMap<C, Incarnation>,
+    live: usize,
+    sweep: usize,
 }
 
 impl<C: ContextId> Default for ReverseMap<C> {
@@ -99,21 +142,50 @@ impl<C: ContextId> Default for ReverseMap<C> {
 
 impl<C: ContextId> ReverseMap<C> {
     /// An empty map.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         ReverseMap {
-            by_l1: [BTreeSet::new(), BTreeSet::new(), BTreeSet::new()],
-            by_shadow: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
+            records: Vec::new(),
+            free: Vec::new(),
+            by_shadow: HashMap::new(),
+            l1_heads: HashMap::new(),
+            l1_blocks: BlockIndex::default(),
+            l2_blocks: BlockIndex::default(),
+            contexts: HashMap::new(),
+            live: 0,
+            sweep: 0,
         }
     }
 
-    /// Number of shadow entries recorded.
+    /// Number of live shadow entries recorded.
     pub fn len(&self) -> usize {
-        self.by_shadow.iter().map(BTreeMap::len).sum()
+        self.live
     }
 
-    /// Whether nothing is recorded.
+    /// Whether no live entry is recorded.
     pub fn is_empty(&self) -> bool {
-        self.by_shadow.iter().all(BTreeMap::is_empty)
+        self.live == 0
+    }
+
+    /// Records held, dead ones (of forgotten contexts, not reclaimed yet)
+    /// included: what the map's memory grows with.
+    pub fn records_held(&self) -> usize {
+        self.records.len() - self.free.len()
+    }
+
+    fn epoch(&self, context: C) -> u64 {
+        self.contexts.get(&context).map_or(0, |c| c.epoch)
+    }
+
+    fn is_live(&self, record: &Record<C>) -> bool {
+        record.epoch == self.epoch(record.context)
+    }
+
+    fn shadow_ref(record: &Record<C>) -> ShadowRef<C> {
+        ShadowRef {
+            context: record.context,
+            l2_ipa: record.l2,
+            size: 1 << SIZES_LOG2[usize::from(record.class)],
+        }
     }
 
     /// Records that `shadow` (an L2 IPA block of `shadow.size`) translates
@@ -128,21 +200,119 @@ impl<C: ContextId> ReverseMap<C> {
                 l2_ipa: shadow.l2_ipa,
             });
         }
-        // One shadow entry per (context, L2 IPA base), whatever its size.
+        self.sweep_some();
         let key = (shadow.context, shadow.l2_ipa);
-        for other in (0..SIZES.len()).filter(|c| *c != class) {
-            if self.by_shadow[other].is_empty() {
-                continue;
+        if let Some(&old) = self.by_shadow.get(&key) {
+            self.remove_record(old);
+        }
+        let id = match self.free.last() {
+            Some(&id) => id,
+            None => u32::try_from(self.records.len())
+                .ok()
+                .filter(|id| *id != NIL)
+                .ok_or(RmapError::Full)?,
+        };
+        let incarnation = self.contexts.entry(shadow.context).or_default();
+        incarnation.live += 1;
+        let epoch = incarnation.epoch;
+        self.live += 1;
+        let class8 = class as u8;
+        let size_log2 = SIZES_LOG2[class];
+        let head = self.l1_heads.insert((class8, l1_ipa), id);
+        let next = head.unwrap_or(NIL);
+        match head {
+            Some(head) => {
+                if let Some(r) = self.records[head as usize].as_mut() {
+                    r.prev = id;
+                }
             }
-            if let Some(old) = self.by_shadow[other].remove(&key) {
-                self.by_l1[other].remove(&(old, shadow.context, shadow.l2_ipa));
+            None => {
+                self.l1_blocks.insert(class8, l1_ipa, size_log2);
             }
         }
-        if let Some(old) = self.by_shadow[class].insert(key, l1_ipa) {
-            self.by_l1[class].remove(&(old, shadow.context, shadow.l2_ipa));
+        self.l2_blocks
+            .insert((shadow.context, class8), shadow.l2_ipa, size_log2);
+        self.by_shadow.insert(key, id);
+        let record = Some(Record {
+            l1: l1_ipa,
+            l2: shadow.l2_ipa,
+            epoch,
+            context: shadow.context,
+            class: class8,
+            prev: NIL,
+            next,
+        });
+        if self.free.pop().is_some() {
+            self.records[id as usize] = record;
+        } else {
+            self.records.push(record);
         }
-        self.by_l1[class].insert((l1_ipa, shadow.context, shadow.l2_ipa));
         Ok(())
+    }
+
+    /// Unlinks record `id` from every index; returns it and whether it was
+    /// live.
+    fn remove_record(&mut self, id: u32) -> Option<(Record<C>, bool)> {
+        let record = self.records.get_mut(id as usize)?.take()?;
+        self.free.push(id);
+        let live = self.is_live(&record);
+        let size_log2 = SIZES_LOG2[usize::from(record.class)];
+        self.by_shadow.remove(&(record.context, record.l2));
+        if record.prev != NIL {
+            if let Some(r) = self.records[record.prev as usize].as_mut() {
+                r.next = record.next;
+            }
+        } else if record.next != NIL {
+            self.l1_heads.insert((record.class, record.l1), record.next);
+        } else {
+            self.l1_heads.remove(&(record.class, record.l1));
+            self.l1_blocks.remove(record.class, record.l1, size_log2);
+        }
+        if record.next != NIL {
+            if let Some(r) = self.records[record.next as usize].as_mut() {
+                r.prev = record.prev;
+            }
+        }
+        self.l2_blocks
+            .remove((record.context, record.class), record.l2, size_log2);
+        if live {
+            self.live -= 1;
+            if let Some(c) = self.contexts.get_mut(&record.context) {
+                c.live -= 1;
+            }
+        }
+        Some((record, live))
+    }
+
+    /// Reclaims dead records from a few slab slots (none when every record
+    /// is live).
+    fn sweep_some(&mut self) {
+        if self.records_held() == self.live {
+            return;
+        }
+        for _ in 0..SWEEP_STEP {
+            if self.sweep >= self.records.len() {
+                self.sweep = 0;
+            }
+            let slot = self.sweep;
+            self.sweep += 1;
+            if let Some(record) = self.records[slot] {
+                if !self.is_live(&record) {
+                    self.remove_record(slot as u32);
+                }
+            }
+        }
+    }
+
+    /// The records on L1 block `base` of `class`.
+    fn l1_list(&self, class: u8, base: u64) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut id = self.l1_heads.get(&(class, base)).copied().unwrap_or(NIL);
+        while id != NIL {
+            out.push(id);
+            id = self.records[id as usize].as_ref().map_or(NIL, |r| r.next);
+        }
+        out
     }
 
     /// Removes every entry built on an L1 IPA overlapping
@@ -160,33 +330,21 @@ impl<C: ContextId> ReverseMap<C> {
         }
         let last = l1_ipa_start.saturating_add(len - 1);
         let mut count = 0;
-        for (class, size) in SIZES.iter().enumerate() {
-            if self.by_l1[class].is_empty() {
-                continue;
+        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            let class = class as u8;
+            if self.l1_blocks.len() == 0 {
+                break;
             }
-            let from = l1_ipa_start & !(size - 1);
-            let found: Vec<(u64, C, u64)> = self.by_l1[class]
-                .range((from, C::MIN, 0)..=(last, C::MAX, u64::MAX))
-                .copied()
-                .collect();
-            if found.len().saturating_mul(BULK_FRACTION) >= self.by_l1[class].len() {
-                // Most of the class goes: one ordered pass over each index
-                // beats a descent per record (and is still O(found)).
-                self.by_l1[class].retain(|(l1, _, _)| *l1 < from || *l1 > last);
-                self.by_shadow[class].retain(|_, l1| *l1 < from || *l1 > last);
-            } else {
-                for key in &found {
-                    self.by_l1[class].remove(key);
-                    self.by_shadow[class].remove(&(key.1, key.2));
+            for base in self
+                .l1_blocks
+                .overlapping(class, size_log2, l1_ipa_start, last)
+            {
+                for id in self.l1_list(class, base) {
+                    if let Some((record, true)) = self.remove_record(id) {
+                        count += 1;
+                        removed(Self::shadow_ref(&record));
+                    }
                 }
-            }
-            for (_, context, l2_ipa) in found {
-                count += 1;
-                removed(ShadowRef {
-                    context,
-                    l2_ipa,
-                    size: *size,
-                });
             }
         }
         count
@@ -201,66 +359,48 @@ impl<C: ContextId> ReverseMap<C> {
         }
         let last = l2_ipa_start.saturating_add(len - 1);
         let mut count = 0;
-        for (class, size) in SIZES.iter().enumerate() {
-            let from = l2_ipa_start & !(size - 1);
-            count += self.remove_shadow_class(class, context, from, last);
+        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            let owner = (context, class as u8);
+            let bases = if last - l2_ipa_start < 1 << size_log2 {
+                // At most two candidate blocks: test them directly.
+                let first = l2_ipa_start & !((1u64 << size_log2) - 1);
+                let mut b = Vec::new();
+                for base in [first, last & !((1u64 << size_log2) - 1)] {
+                    if b.last() != Some(&base) && self.l2_blocks.contains(owner, base, size_log2) {
+                        b.push(base);
+                    }
+                }
+                b
+            } else {
+                self.l2_blocks
+                    .overlapping(owner, size_log2, l2_ipa_start, last)
+            };
+            for base in bases {
+                if let Some(&id) = self.by_shadow.get(&(context, base)) {
+                    if let Some((_, true)) = self.remove_record(id) {
+                        count += 1;
+                    }
+                }
+            }
         }
         count
     }
 
-    /// Removes the records of `class` for `context` with L2 IPA base in
-    /// `[from, last]`.
-    fn remove_shadow_class(&mut self, class: usize, context: C, from: u64, last: u64) -> usize {
-        if self.by_shadow[class].is_empty() {
-            return 0;
-        }
-        if last - from < SIZES[class] {
-            // One candidate block: remove it directly (one descent each).
-            return match self.by_shadow[class].remove(&(context, from)) {
-                Some(l1_ipa) => {
-                    self.by_l1[class].remove(&(l1_ipa, context, from));
-                    1
-                }
-                None => 0,
-            };
-        }
-        let total = self.by_shadow[class].len();
-        let first = self.by_shadow[class].first_key_value().map(|(k, _)| *k);
-        let end = self.by_shadow[class].last_key_value().map(|(k, _)| *k);
-        if let (Some((c0, a0)), Some((c1, a1))) = (first, end) {
-            if c0 == context && c1 == context && a0 >= from && a1 <= last {
-                // The class holds only records in scope: drop it whole.
-                self.by_shadow[class] = BTreeMap::new();
-                self.by_l1[class] = BTreeSet::new();
-                return total;
-            }
-        }
-        let found: Vec<(u64, u64)> = self.by_shadow[class]
-            .range((context, from)..=(context, last))
-            .map(|((_, l2), l1)| (*l2, *l1))
-            .collect();
-        if found.len().saturating_mul(BULK_FRACTION) >= total {
-            let gone = |c: &C, l2: u64| *c == context && l2 >= from && l2 <= last;
-            self.by_shadow[class].retain(|(c, l2), _| !gone(c, *l2));
-            self.by_l1[class].retain(|(_, c, l2)| !gone(c, *l2));
-        } else {
-            for (l2_ipa, l1_ipa) in &found {
-                self.by_shadow[class].remove(&(context, *l2_ipa));
-                self.by_l1[class].remove(&(*l1_ipa, context, *l2_ipa));
-            }
-        }
-        found.len()
-    }
-
-    /// Forgets every entry of `context` (recycled: its shadow table was
-    /// cleared). Returns how many.
+    /// Forgets every entry of `context` (recycled or flushed: its shadow
+    /// table was cleared): O(1), the records die with the context's epoch.
+    /// Returns how many were live.
     pub fn forget_context(&mut self, context: C) -> usize {
-        (0..SIZES.len())
-            .map(|class| self.remove_shadow_class(class, context, 0, u64::MAX))
-            .sum()
+        let Some(c) = self.contexts.get_mut(&context) else {
+            return 0;
+        };
+        let n = c.live;
+        c.live = 0;
+        c.epoch += 1;
+        self.live -= n;
+        n
     }
 
-    /// The entries built on an L1 IPA overlapping the range, without
+    /// The live entries built on an L1 IPA overlapping the range, without
     /// removing them.
     pub fn entries_in(&self, l1_ipa_start: u64, len: u64) -> Vec<(u64, ShadowRef<C>)> {
         let mut out = Vec::new();
@@ -268,22 +408,20 @@ impl<C: ContextId> ReverseMap<C> {
             return out;
         }
         let last = l1_ipa_start.saturating_add(len - 1);
-        for (class, size) in SIZES.iter().enumerate() {
-            let from = l1_ipa_start & !(size - 1);
-            out.extend(
-                self.by_l1[class]
-                    .range((from, C::MIN, 0)..=(last, C::MAX, u64::MAX))
-                    .map(|&(l1, context, l2_ipa)| {
-                        (
-                            l1,
-                            ShadowRef {
-                                context,
-                                l2_ipa,
-                                size: *size,
-                            },
-                        )
-                    }),
-            );
+        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            let class = class as u8;
+            for base in self
+                .l1_blocks
+                .overlapping(class, size_log2, l1_ipa_start, last)
+            {
+                for id in self.l1_list(class, base) {
+                    if let Some(record) = self.records[id as usize].as_ref() {
+                        if self.is_live(record) {
+                            out.push((record.l1, Self::shadow_ref(record)));
+                        }
+                    }
+                }
+            }
         }
         out
     }
@@ -404,6 +542,46 @@ mod tests {
         assert_eq!(map.remove_range(top, u64::MAX, |_| panic!("forgotten")), 0);
     }
 
+    #[test]
+    fn forgotten_records_never_come_back_and_are_reclaimed() {
+        let mut map = ReverseMap::new();
+        for i in 0..1000u64 {
+            map.insert(0x4000_0000 + (i << 12), r(5, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.forget_context(5), 1000);
+        assert_eq!(map.len(), 0);
+        // Dead, not yet reclaimed: invisible to every query.
+        assert!(map.entries_in(0, u64::MAX).is_empty());
+        assert_eq!(map.remove_shadow_range(5, 0, 1 << 30), 0);
+        // The context id is reused: only the new incarnation's records
+        // exist for it, whatever the old ones were.
+        map.insert(0x9000_0000, r(5, 0x7000, PAGE_SIZE)).unwrap();
+        assert_eq!(
+            map.entries_in(0, u64::MAX),
+            vec![(0x9000_0000, r(5, 0x7000, PAGE_SIZE))]
+        );
+        let mut seen = vec![];
+        assert_eq!(
+            map.remove_range(0x4000_0000, 1 << 30, |s| seen.push(s)),
+            0,
+            "{seen:?}"
+        );
+        // Inserts sweep the slab: the dead records go, and the slab does
+        // not grow past its peak while they are reclaimed.
+        let peak = map.records.len();
+        for i in 0..1000u64 {
+            map.insert(0x8000_0000 + (i << 12), r(6, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.len(), 1001);
+        assert_eq!(map.records_held(), 1001, "every dead record reclaimed");
+        assert!(map.records.len() <= peak + 1);
+        assert_eq!(map.forget_context(5), 1);
+        assert_eq!(map.forget_context(6), 1000);
+        assert!(map.is_empty());
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u64, ShadowRef<u32>),
@@ -415,7 +593,7 @@ mod tests {
     fn arb_op() -> impl Strategy<Value = Op> {
         let sized = (0usize..3, 0u64..(1 << 34), 0u64..(1 << 34), 0u32..4).prop_map(
             |(class, l1, l2, c)| {
-                let size = SIZES[class];
+                let size = 1u64 << SIZES_LOG2[class];
                 Op::Insert(l1 & !(size - 1), r(c, l2 & !(size - 1), size))
             },
         );

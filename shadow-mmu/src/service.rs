@@ -55,6 +55,9 @@ use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
 use crate::sync::{AtomicU64 as ModelledU64, Mutex, Ordering};
 use alloc::sync::Arc;
 
+/// Detached shadow frames one fault under pool pressure returns at most.
+const RECLAIM_ON_PRESSURE: usize = 64;
+
 /// One context's shadow stage 2 as the service uses it. Implemented by
 /// [`ShadowTable`] (the real descriptors); the loom models plug in a small
 /// fake so they can explore the service's own protocol.
@@ -66,8 +69,16 @@ pub trait ShadowStore: Send + Sync {
     /// Removes every leaf overlapping the range (with TLB maintenance);
     /// returns how many.
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize;
-    /// Removes every leaf (with TLB maintenance); returns how many.
+    /// Removes every leaf (with TLB maintenance); returns how many. Once it
+    /// returns nothing removed is reachable, but the table frames may come
+    /// back to the pool later ([`ShadowStore::reclaim`]).
     fn clear(&self) -> usize;
+    /// Returns up to `max_frames` frames a `clear` left for later to the
+    /// pool; how many.
+    fn reclaim(&self, max_frames: usize) -> usize {
+        let _ = max_frames;
+        0
+    }
     /// The entry translating `l2_ipa`.
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping>;
     /// Table frames held.
@@ -90,6 +101,9 @@ where
     }
     fn clear(&self) -> usize {
         ShadowTable::clear(self)
+    }
+    fn reclaim(&self, max_frames: usize) -> usize {
+        ShadowTable::reclaim_detached(self, max_frames)
     }
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         ShadowTable::lookup(self, l2_ipa)
@@ -754,22 +768,32 @@ where
         removed
     }
 
-    /// Clears the shadow of the context holding the most frames.
+    /// Frees shadow frames for a fault that found the pool empty: frames
+    /// that cleared shadows left detached come back first (bounded work);
+    /// only when none are left is the shadow of the context holding the
+    /// most frames cleared (and a bounded part of it reclaimed at once).
     fn reclaim_frames(&self, guard: &Guard, counters: &Counters) {
+        let mut freed = 0;
         let mut largest: Option<(usize, u16)> = None;
         self.directory.for_vmid(None, guard, |c| {
+            if freed < RECLAIM_ON_PRESSURE {
+                freed += c.shadow().reclaim(RECLAIM_ON_PRESSURE - freed);
+            }
             let frames = c.shadow().frames_used();
             if frames > 1 && largest.is_none_or(|(f, _)| frames > f) {
                 largest = Some((frames, c.shadow_vmid()));
             }
         });
-        if let Some((_, vmid)) = largest {
-            if let Some(context) = self.directory.by_shadow_vmid(vmid, guard) {
-                let _held = context.lock();
-                let cleared = context.shadow().clear();
-                self.forget_shadow(cleared);
-                self.rmap.lock().forget_context(vmid);
-                bump(&counters.evictions, cleared as u64 + 1);
+        if freed == 0 {
+            if let Some((_, vmid)) = largest {
+                if let Some(context) = self.directory.by_shadow_vmid(vmid, guard) {
+                    let _held = context.lock();
+                    let cleared = context.shadow().clear();
+                    self.forget_shadow(cleared);
+                    self.rmap.lock().forget_context(vmid);
+                    context.shadow().reclaim(RECLAIM_ON_PRESSURE);
+                    bump(&counters.evictions, cleared as u64 + 1);
+                }
             }
         }
         guard.flush();
@@ -829,21 +853,23 @@ where
         };
         // The TTL hint is not used to narrow the scope: removing every
         // entry that overlaps the range is always permitted, and exact.
-        let mut blocks = Vec::new();
+        // Every removed leaf overlaps the range, so the range and the
+        // removed leaves together form one interval (their hull): one
+        // shadow unmap over it removes exactly every shadow piece of a
+        // removed L1 block and any shadow leaf overlapping the range.
+        let (mut first, mut end) = (range.start(), range.end());
         let mut removed = context.cache.invalidate_range(
             &mut held.index,
             range.start(),
             range.end(),
             levels,
             guard,
-            |base, size| blocks.push((base, size)),
+            |base, size| {
+                first = first.min(base);
+                end = end.max(base.saturating_add(size));
+            },
         );
-        // Every shadow piece of a removed L1 block goes with it, and any
-        // shadow leaf overlapping the range itself.
-        for (base, size) in blocks {
-            removed += self.unmap_shadow(context, base, size);
-        }
-        removed += self.unmap_shadow(context, range.start(), range.len());
+        removed += self.unmap_shadow(context, first, end - first);
         removed
     }
 

@@ -605,9 +605,22 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// Tables unlinked (and invalidated) by `map` replacing a table with a
     /// block, with their level; freed under the exclusive lock.
     retired: Mutex<Vec<(u64, usize)>>,
-    /// Frames this table owns (root, live and retired tables).
+    /// Subtrees `clear` detached from the root, with their level: unlinked
+    /// under the exclusive lock and invalidated, so no hardware or software
+    /// walk can reach them; their frames go back to the pool a few at a
+    /// time ([`ShadowTable::reclaim_detached`]).
+    detached: Mutex<Vec<(u64, usize)>>,
+    /// Frames this table owns (root, live, retired and detached tables).
     frames: AtomicUsize,
+    /// Leaves reachable from the root (and in retired tables not freed
+    /// yet): what `clear` reports without walking the tree.
+    leaves: AtomicUsize,
 }
+
+/// Detached frames a `map` or `unmap_range` returns to the pool on its way
+/// (bounded work per call; a `clear` of a million entries is reclaimed
+/// over a few hundred later calls).
+pub const RECLAIM_STEP: usize = 4;
 
 impl<P: FramePool, T: TlbMaintenance> fmt::Debug for ShadowTable<P, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -654,7 +667,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             root,
             lock: UpdateLock::new(),
             retired: Mutex::new(Vec::new()),
+            detached: Mutex::new(Vec::new()),
             frames: AtomicUsize::new(1),
+            leaves: AtomicUsize::new(0),
         })
     }
 
@@ -758,13 +773,57 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     pub fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
         let level = self.validate(m)?;
         let descriptor = self.leaf_descriptor(m, level);
-        match self.map_shared(m, level, descriptor) {
-            Err(MapError::FramesExhausted { .. }) if !self.retired.lock().is_empty() => {
-                self.reclaim();
-                self.map_shared(m, level, descriptor)
-            }
-            result => result,
+        self.reclaim_detached(RECLAIM_STEP);
+        let mut result = self.map_shared(m, level, descriptor);
+        if matches!(result, Err(MapError::FramesExhausted { .. }))
+            && !self.retired.lock().is_empty()
+        {
+            self.reclaim();
+            result = self.map_shared(m, level, descriptor);
         }
+        // Pool pressure: return detached frames (a map needs at most three
+        // new tables) until the map fits or nothing detached is left.
+        while matches!(result, Err(MapError::FramesExhausted { .. }))
+            && self.reclaim_detached(RECLAIM_STEP) > 0
+        {
+            result = self.map_shared(m, level, descriptor);
+        }
+        result
+    }
+
+    /// Returns up to `max_frames` frames of subtrees `clear` detached to
+    /// the pool; the number returned. Each frame costs one scan for child
+    /// tables (above level 3) and the pool's zeroing. No lock is needed
+    /// against walkers: nothing can reach a detached frame any more.
+    pub fn reclaim_detached(&self, max_frames: usize) -> usize {
+        let mut freed = 0;
+        while freed < max_frames {
+            let Some((pa, level)) = self.detached.lock().pop() else {
+                break;
+            };
+            if level < 3 {
+                if let Some(frame) = self.pool.frame(pa) {
+                    let children: Vec<(u64, usize)> = frame
+                        .0
+                        .iter()
+                        .filter_map(|slot| match classify(slot.load(Ordering::Relaxed), level) {
+                            Entry::Table(child) => Some((child, level + 1)),
+                            _ => None,
+                        })
+                        .collect();
+                    self.detached.lock().extend(children);
+                }
+            }
+            self.pool.release(pa);
+            self.frames.fetch_sub(1, Ordering::Relaxed);
+            freed += 1;
+        }
+        freed
+    }
+
+    /// Whether detached frames are waiting to be reclaimed.
+    pub fn has_detached(&self) -> bool {
+        !self.detached.lock().is_empty()
     }
 
     /// Frees the tables `map` unlinked when it replaced a table by a block
@@ -819,6 +878,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                             .compare_exchange(current, 0, Ordering::AcqRel, Ordering::Acquire)
                             .is_ok()
                         {
+                            self.leaves.fetch_sub(1, Ordering::Relaxed);
                             let size = entry_size(lvl);
                             self.tlb.invalidate_range(ipa & !(size - 1), size);
                             replaced = true;
@@ -844,6 +904,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         .compare_exchange(current, descriptor, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
+                        self.leaves.fetch_add(1, Ordering::Relaxed);
                         return Ok(if replaced {
                             MapOutcome::Replaced
                         } else {
@@ -860,6 +921,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         // ... invalidate (leaf and walk caches) ...
                         self.tlb.invalidate_range(ipa, m.size);
                         replaced = true;
+                        if let Entry::Leaf(_) = old {
+                            self.leaves.fetch_sub(1, Ordering::Relaxed);
+                        }
                         if let Entry::Table(pa) = old {
                             // Unreachable now for hardware and for new
                             // software walks; freed under the exclusive lock.
@@ -914,7 +978,16 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             self.frames.fetch_sub(1, Ordering::Relaxed);
         }
         self.reclaim_retired();
+        self.forget_leaves(work.leaves);
+        drop(_exclusive);
+        self.reclaim_detached(RECLAIM_STEP);
         work.leaves
+    }
+
+    fn forget_leaves(&self, n: usize) {
+        if n != 0 {
+            self.leaves.fetch_sub(n, Ordering::Relaxed);
+        }
     }
 
     /// Clears `[start, end)` within the table at `level` whose first IPA is
@@ -962,7 +1035,8 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     fn reclaim_retired(&self) {
         let retired = core::mem::take(&mut *self.retired.lock());
         for (pa, level) in retired {
-            self.free_subtree(pa, level);
+            let leaves = self.free_subtree(pa, level);
+            self.forget_leaves(leaves);
         }
     }
 
@@ -984,37 +1058,48 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         leaves
     }
 
-    /// Removes every entry (one whole-VMID invalidation) and frees every
-    /// table but the root. Returns the number of leaves removed.
+    /// Removes every entry: detaches every subtree below the root, runs one
+    /// whole-VMID invalidation, and hands the detached frames to
+    /// [`ShadowTable::reclaim_detached`] (later `map`s and `unmap_range`s
+    /// return a few each, and all that is needed under pool pressure).
+    /// Costs O(root entries in use), not O(tables). Returns the number of
+    /// leaves removed.
+    ///
+    /// Once it returns nothing it removed is reachable: the root's entries
+    /// are invalid, the hardware TLB hook has completed, and no software
+    /// walk is inside a detached table (taken under the exclusive lock, so
+    /// walks that began before have left). A detached frame therefore goes
+    /// back to the pool only after it is unlinked and the hook has run.
     pub fn clear(&self) -> usize {
         let _exclusive = self.lock.exclusive();
-        self.clear_locked()
+        self.detach_locked()
     }
 
-    fn clear_locked(&self) -> usize {
-        let mut unlinked = Vec::new();
-        let mut leaves = 0;
+    fn detach_locked(&self) -> usize {
+        // Tables `map` retired are rare: free them now so the leaf count
+        // stays exact.
+        self.reclaim_retired();
+        let mut subtrees = Vec::new();
         if let Some(root) = self.pool.frame(self.root) {
             for slot in &root.0 {
-                match classify(slot.swap(0, Ordering::AcqRel), 0) {
-                    Entry::Invalid => {}
-                    Entry::Leaf(_) => leaves += 1,
-                    Entry::Table(pa) => unlinked.push(pa),
+                if slot.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), 0) {
+                    subtrees.push((pa, 1));
                 }
             }
         }
         self.tlb.invalidate_all();
-        for pa in unlinked {
-            leaves += self.free_subtree(pa, 1);
-        }
-        self.reclaim_retired();
-        leaves
+        self.detached.lock().extend(subtrees);
+        self.leaves.swap(0, Ordering::Relaxed)
     }
 }
 
 impl<P: FramePool, T: TlbMaintenance> Drop for ShadowTable<P, T> {
     fn drop(&mut self) {
-        self.clear_locked();
+        self.detach_locked();
+        self.reclaim_detached(usize::MAX);
         self.pool.release(self.root);
     }
 }
@@ -1466,7 +1551,7 @@ mod tests {
     }
 
     #[test]
-    fn clear_frees_everything_after_one_whole_vmid_invalidation() {
+    fn clear_detaches_everything_after_one_whole_vmid_invalidation() {
         let t = table(64);
         for i in 0..20u64 {
             t.map(&mapping(
@@ -1480,14 +1565,80 @@ mod tests {
         }
         t.map(&mapping(0x7f_c000_0000, 0, BLOCK_1G, RW, 0xf))
             .unwrap();
+        // Root, one level-1 table, 20 level-2 and 20 level-3 tables.
+        assert_eq!(t.frames_used(), 42);
         assert_eq!(t.clear(), 21);
         assert_eq!(t.tlb().take(), vec![TlbEvent::All]);
+        for i in 0..20u64 {
+            assert_eq!(t.lookup(i << 30 | i << 21 | i << 12), None);
+        }
+        assert_eq!(t.lookup(0x7f_c000_0000), None);
+        // Detached, not freed yet: still counted against the pool.
+        assert_eq!(t.frames_used(), 42);
+        assert_eq!(t.pool().frames_in_use(), 42);
+        assert!(t.has_detached());
+        assert_eq!(t.reclaim_detached(5), 5);
+        assert_eq!(t.frames_used(), 37);
+        // Each map returns a few more on its way.
+        t.map(&mapping(0x1000, 0x1000, PAGE_SIZE, RW, 0xf)).unwrap();
+        assert_eq!(t.frames_used(), 37 - RECLAIM_STEP + 3);
+        assert_eq!(t.clear(), 1);
+        t.reclaim_detached(usize::MAX);
+        assert!(!t.has_detached());
         assert_eq!(t.frames_used(), 1);
         assert_eq!(t.pool().frames_in_use(), 1);
-        assert_eq!(t.lookup(0), None);
         let pool = t.pool().clone();
         drop(t);
         assert_eq!(pool.frames_in_use(), 0);
+    }
+
+    #[test]
+    fn detached_frames_are_released_only_after_the_invalidation() {
+        let (t, log) = checking_table();
+        for i in 0..8u64 {
+            t.map(&mapping(i << 30 | i << 12, i << 12, PAGE_SIZE, RW, 0xf))
+                .unwrap();
+        }
+        log.lock().unwrap().clear();
+        assert_eq!(t.clear(), 8);
+        {
+            let events = log.lock().unwrap();
+            assert!(
+                matches!(events[..], [Event::Tlb(TlbEvent::All)]),
+                "nothing released by clear itself: {events:?}"
+            );
+        }
+        // A dropped table frees whatever is still detached.
+        let before = t.pool().inner.frames_in_use();
+        assert_eq!(before, 1 + 1 + 8 + 8);
+        let pool = t.pool().clone();
+        drop(t);
+        assert_eq!(pool.inner.frames_in_use(), 0);
+        let events = log.lock().unwrap();
+        assert!(matches!(events[0], Event::Tlb(TlbEvent::All)));
+        assert_eq!(
+            events[1..]
+                .iter()
+                .filter(|e| matches!(e, Event::Release))
+                .count(),
+            before
+        );
+    }
+
+    #[test]
+    fn pool_pressure_reclaims_detached_frames() {
+        // Room for the root and one path of three tables.
+        let t = table(4);
+        t.map(&mapping(0x1000, 0x1000, PAGE_SIZE, RW, 0xf)).unwrap();
+        assert_eq!(t.pool().frames_in_use(), 4);
+        assert_eq!(t.clear(), 1);
+        // A map elsewhere needs three new tables: it takes them back from
+        // the detached subtree rather than failing.
+        let far = mapping(0x80_4020_3000, 0x5000, PAGE_SIZE, RW, 0xf);
+        assert_eq!(t.map(&far), Ok(MapOutcome::Installed));
+        assert_eq!(t.lookup(0x80_4020_3000), Some(far));
+        assert_eq!(t.pool().frames_in_use(), 4);
+        assert!(!t.has_detached());
     }
 
     #[test]
@@ -1595,6 +1746,7 @@ mod tests {
                 prop_assert_eq!(t.lookup(ipa), expected.copied());
             }
             t.clear();
+            t.reclaim_detached(usize::MAX);
             prop_assert_eq!(t.pool().frames_in_use(), 1);
         }
     }
@@ -1661,6 +1813,7 @@ mod tests {
             }
         }
         t.unmap_range(0, 1 << 48);
+        t.reclaim_detached(usize::MAX);
         assert_eq!(t.frames_used(), 1);
         assert_eq!(t.pool().frames_in_use(), 1);
     }

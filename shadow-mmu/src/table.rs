@@ -2,10 +2,11 @@
 //! nodes: the storage under the walk-result cache, the intermediate-level
 //! cache and the context directory.
 //!
-//! - Buckets of [`BUCKET`] slots (one cache line of pointers); a key lives
-//!   in the bucket its hash selects, in any of its slots. A lookup reads
-//!   every slot of that one bucket, so removal is a plain store of null
-//!   (no tombstones, no probe chains to keep intact).
+//! - Buckets of [`BUCKET`] slots with a hash tag per slot (one cache
+//!   line); a key lives in the bucket its hash selects, in any of its
+//!   slots. A lookup reads that one bucket and dereferences only a node
+//!   whose tag matches, so removal is a plain store of null (no
+//!   tombstones, no probe chains to keep intact).
 //! - Writers are serialised by the owner (each table belongs to a context
 //!   or to the directory, whose writer lock every mutating call holds);
 //!   readers take no lock and only need an epoch [`Guard`].
@@ -24,16 +25,21 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
-use crate::sync::unmodelled::AtomicUsize;
+use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
 use crate::sync::{Liveness, Ordering};
 
-/// Slots per bucket: four 8-byte pointers, half a cache line.
+/// Slots per bucket: four 8-byte pointers and their four tags, one cache
+/// line.
 pub(crate) const BUCKET: usize = 4;
 
 /// A node stored in a [`Table`]: found by its key.
 pub(crate) trait Keyed {
     /// What lookups compare.
     type Key: Copy + Eq;
+    /// Whether the callers' hash of a key is a bijection of the key (two
+    /// keys never share a hash), so a writer may take a tag match for a key
+    /// match without dereferencing the node.
+    const HASH_IS_KEY: bool = false;
     /// This node's key.
     fn key(&self) -> Self::Key;
 }
@@ -70,9 +76,35 @@ impl<T> Node<T> {
     }
 }
 
+/// One bucket: its slots and, beside them, each slot's hash as a tag, in
+/// one cache line. A probe compares tags before it dereferences a node, so
+/// a lookup touches the bucket's line and at most the one node whose tag
+/// matches (instead of every node of the bucket).
+///
+/// Tags are hints, never trusted by readers: a reader that finds a matching
+/// tag still checks the node's key after dereferencing it, so a tag and a
+/// pointer read from two different writes (a reader racing with a writer)
+/// can only cause a miss, never a wrong hit. Writers (serialised by the
+/// owner) keep each tag equal to the hash of the node in its slot.
+#[repr(C, align(64))]
+struct Bucket<T> {
+    slots: [Atomic<Node<T>>; BUCKET],
+    /// Not a protocol atomic (see above): loom need not interleave it.
+    tags: [AtomicU64; BUCKET],
+}
+
+impl<T> Bucket<T> {
+    fn new() -> Self {
+        Bucket {
+            slots: core::array::from_fn(|_| Atomic::null()),
+            tags: core::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
 /// See the module documentation.
 pub(crate) struct Table<T: Keyed> {
-    slots: Box<[Atomic<Node<T>>]>,
+    buckets: Box<[Bucket<T>]>,
     bucket_mask: usize,
     /// Rotates the eviction victim within a full bucket (writers only).
     victim: AtomicUsize,
@@ -81,13 +113,16 @@ pub(crate) struct Table<T: Keyed> {
 impl<T: Keyed> core::fmt::Debug for Table<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Table")
-            .field("capacity", &self.slots.len())
+            .field("capacity", &(self.buckets.len() * BUCKET))
             .finish_non_exhaustive()
     }
 }
 
 /// A 64-bit mix of two words (a multiply-xorshift: cheap, and every input
-/// bit reaches the high bits the bucket index is taken from).
+/// bit reaches the high bits the bucket index is taken from). For a fixed
+/// `b` it is a bijection of `a` (xor with a constant, multiplication by an
+/// odd constant and `x ^ (x >> k)` are each invertible), so two different
+/// `a` never share a hash: see [`Keyed::HASH_IS_KEY`].
 pub(crate) fn hash2(a: u64, b: u64) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let x = (a ^ b.rotate_left(29)).wrapping_mul(K);
@@ -99,34 +134,67 @@ impl<T: Keyed> Table<T> {
     /// A table with room for at least `capacity` nodes (rounded up to a
     /// power of two buckets).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let buckets = capacity.div_ceil(BUCKET).max(1).next_power_of_two();
-        let mut slots = Vec::with_capacity(buckets * BUCKET);
-        slots.resize_with(buckets * BUCKET, Atomic::null);
+        let count = capacity.div_ceil(BUCKET).max(1).next_power_of_two();
+        let mut buckets = Vec::with_capacity(count);
+        buckets.resize_with(count, Bucket::new);
         Table {
-            slots: slots.into_boxed_slice(),
-            bucket_mask: buckets - 1,
+            buckets: buckets.into_boxed_slice(),
+            bucket_mask: count - 1,
             victim: AtomicUsize::new(0),
         }
     }
 
-    fn bucket(&self, hash: u64) -> &[Atomic<Node<T>>] {
+    fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
-        let index = ((hash >> 32) as usize) & self.bucket_mask;
-        &self.slots[index * BUCKET..(index + 1) * BUCKET]
+        &self.buckets[((hash >> 32) as usize) & self.bucket_mask]
     }
 
     /// The node with `key`, if present. Lock-free.
     pub(crate) fn get<'g>(&self, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
-        self.bucket(hash).iter().find_map(|slot| {
-            let shared = slot.load(Ordering::Acquire, guard);
-            // SAFETY: `shared` was loaded from a slot under `guard`. Nodes
-            // are destroyed only by `defer_destroy` after being swapped out
-            // of their slot (or by `Drop` with exclusive access), so the
-            // node stays allocated at least until `guard` unpins, which
-            // outlives the returned reference ('g). It was fully written
-            // before the Release store that published it.
-            let node = unsafe { shared.as_ref() }?.read();
-            (node.key() == key).then_some(node)
+        let bucket = self.bucket(hash);
+        bucket
+            .slots
+            .iter()
+            .zip(&bucket.tags)
+            .find_map(|(slot, tag)| {
+                if tag.load(Ordering::Relaxed) != hash {
+                    return None;
+                }
+                let shared = slot.load(Ordering::Acquire, guard);
+                // SAFETY: `shared` was loaded from a slot under `guard`. Nodes
+                // are destroyed only by `defer_destroy` after being swapped out
+                // of their slot (or by `Drop` with exclusive access), so the
+                // node stays allocated at least until `guard` unpins, which
+                // outlives the returned reference ('g). It was fully written
+                // before the Release store that published it.
+                let node = unsafe { shared.as_ref() }?.read();
+                (node.key() == key).then_some(node)
+            })
+    }
+
+    /// The slot of the bucket holding `key`, for a writer (whose tags are
+    /// exact): tags alone decide when hashes are keys.
+    fn find_slot(
+        &self,
+        bucket: &Bucket<T>,
+        key: T::Key,
+        hash: u64,
+        guard: &Guard,
+    ) -> Option<usize> {
+        (0..BUCKET).find(|&i| {
+            if bucket.tags[i].load(Ordering::Relaxed) != hash {
+                return false;
+            }
+            let shared = bucket.slots[i].load(Ordering::Acquire, guard);
+            if shared.is_null() {
+                return false;
+            }
+            if T::HASH_IS_KEY {
+                return true;
+            }
+            // SAFETY: as in `get`: loaded under `guard`, freed only after
+            // unlinking and a grace period.
+            unsafe { shared.as_ref() }.is_some_and(|n| n.read().key() == key)
         })
     }
 
@@ -142,38 +210,42 @@ impl<T: Keyed> Table<T> {
     ) -> (Displaced<T::Key>, &'g T) {
         let key = node.key();
         let bucket = self.bucket(hash);
-        let mut free = None;
-        let mut same = None;
-        for (i, slot) in bucket.iter().enumerate() {
-            let shared = slot.load(Ordering::Acquire, guard);
-            // SAFETY: as in `get`: loaded under `guard`, freed only after
-            // unlinking and a grace period.
-            match unsafe { shared.as_ref() }.map(Node::read) {
-                None => free = free.or(Some(i)),
-                // A dead node with the same key is replaced like a free
-                // slot: the caller's indexes no longer list it.
-                Some(n) if n.key() == key => {
-                    same = Some((i, dead(n)));
-                    break;
-                }
-                Some(n) if dead(n) => free = free.or(Some(i)),
-                Some(_) => {}
-            }
-        }
-        let (index, outcome) = match (same, free) {
-            (Some((i, false)), _) => (i, Displaced::SameKey),
-            (Some((i, true)), _) => (i, Displaced::Nothing),
-            (None, Some(i)) => (i, Displaced::Nothing),
-            (None, None) => {
-                let i = self.victim.fetch_add(1, Ordering::Relaxed) % BUCKET;
-                let shared = bucket[i].load(Ordering::Acquire, guard);
+        let same = self.find_slot(bucket, key, hash, guard).map(|i| {
+            let shared = bucket.slots[i].load(Ordering::Acquire, guard);
+            // SAFETY: as in `get`.
+            (
+                i,
+                unsafe { shared.as_ref() }.is_some_and(|n| dead(n.read())),
+            )
+        });
+        let free = || {
+            bucket.slots.iter().position(|slot| {
+                let shared = slot.load(Ordering::Acquire, guard);
                 // SAFETY: as in `get`.
-                let evicted = unsafe { shared.as_ref() }.map(|n| n.read().key());
-                (i, evicted.map_or(Displaced::Nothing, Displaced::Evicted))
-            }
+                unsafe { shared.as_ref() }.is_none_or(|n| dead(n.read()))
+            })
+        };
+        let (index, outcome) = match same {
+            Some((i, false)) => (i, Displaced::SameKey),
+            // A dead node with the same key is replaced like a free slot:
+            // the caller's indexes no longer list it.
+            Some((i, true)) => (i, Displaced::Nothing),
+            None => match free() {
+                Some(i) => (i, Displaced::Nothing),
+                None => {
+                    let i = self.victim.fetch_add(1, Ordering::Relaxed) % BUCKET;
+                    let shared = bucket.slots[i].load(Ordering::Acquire, guard);
+                    // SAFETY: as in `get`.
+                    let evicted = unsafe { shared.as_ref() }.map(|n| n.read().key());
+                    (i, evicted.map_or(Displaced::Nothing, Displaced::Evicted))
+                }
+            },
         };
         let new = Owned::new(Node::new(node)).into_shared(guard);
-        let old = bucket[index].swap(new, Ordering::AcqRel, guard);
+        // The tag first: a reader that sees the new pointer (Acquire on
+        // the swap's Release) also sees its tag.
+        bucket.tags[index].store(hash, Ordering::Relaxed);
+        let old = bucket.slots[index].swap(new, Ordering::AcqRel, guard);
         retire(old, guard);
         // SAFETY: `new` was allocated just now and published in a slot; it
         // is destroyed only after being unlinked and a grace period, which
@@ -185,7 +257,7 @@ impl<T: Keyed> Table<T> {
     /// nodes (the one the next insert there would evict).
     pub(crate) fn full_bucket_victim(&self, hash: u64, guard: &Guard) -> Option<T::Key> {
         let bucket = self.bucket(hash);
-        let mut keys = bucket.iter().map(|slot| {
+        let mut keys = bucket.slots.iter().map(|slot| {
             let shared = slot.load(Ordering::Acquire, guard);
             // SAFETY: as in `get`.
             unsafe { shared.as_ref() }.map(|n| n.read().key())
@@ -197,16 +269,15 @@ impl<T: Keyed> Table<T> {
     /// Removes the node with `key`; whether one was there. Caller holds the
     /// owner's writer lock.
     pub(crate) fn remove(&self, key: T::Key, hash: u64, guard: &Guard) -> bool {
-        for slot in self.bucket(hash) {
-            let shared = slot.load(Ordering::Acquire, guard);
-            // SAFETY: as in `get`.
-            if unsafe { shared.as_ref() }.is_some_and(|n| n.read().key() == key) {
-                let old = slot.swap(Shared::null(), Ordering::AcqRel, guard);
+        let bucket = self.bucket(hash);
+        match self.find_slot(bucket, key, hash, guard) {
+            Some(i) => {
+                let old = bucket.slots[i].swap(Shared::null(), Ordering::AcqRel, guard);
                 retire(old, guard);
-                return true;
+                true
             }
+            None => false,
         }
-        false
     }
 }
 
@@ -229,7 +300,7 @@ impl<T: Keyed> Drop for Table<T> {
         // directory is itself destroyed through the collector, after every
         // reader unpinned), so no guard can still reach these nodes.
         let guard = unsafe { epoch::unprotected() };
-        for slot in self.slots.iter() {
+        for slot in self.buckets.iter().flat_map(|b| b.slots.iter()) {
             let shared = slot.swap(Shared::null(), Ordering::Relaxed, guard);
             if !shared.is_null() {
                 // SAFETY: as above, exclusive access; each node is owned by
@@ -237,5 +308,232 @@ impl<T: Keyed> Drop for Table<T> {
                 drop(unsafe { shared.into_owned() });
             }
         }
+    }
+}
+
+/// Which blocks of one size are present, for one owner (a context, a
+/// block size, ...): what range invalidations and reverse-map queries use
+/// to find exactly the entries that overlap a range.
+///
+/// - **Hashed level**: a bitmap per chunk of 64 blocks, in a hash map
+///   keyed by (owner, chunk number). Setting, clearing or testing one
+///   block is one probe of a map with one entry per 64 blocks, so its
+///   cost does not grow with the number of blocks (at a million 4 KiB
+///   blocks the map holds 16K words, a few hundred KiB that stay in the
+///   CPU's caches).
+/// - **Ordered level**: the chunk numbers in an ordered set, touched only
+///   when a chunk appears or empties (once per 64 blocks at most). A
+///   range covering more chunks than [`PROBE_CHUNKS`] is enumerated from
+///   it, so a range visits only the chunks that exist inside it, however
+///   long it is; a short range probes the hash level directly.
+///
+/// Block `base` of size `2^size_log2` lives in chunk
+/// `base >> (size_log2 + 6)` at bit `(base >> size_log2) % 64`.
+#[derive(Debug)]
+pub(crate) struct BlockIndex<O> {
+    bits: hashbrown::HashMap<(O, u64), [u64; CHUNK_WORDS]>,
+    ordered: alloc::collections::BTreeSet<(O, u64)>,
+    len: usize,
+}
+
+/// log2 of the blocks per chunk: 64, one word of bitmap. Small chunks keep
+/// a sparse index cheap (one block alone in its chunk costs one hash entry
+/// of 24 bytes and one ordered-set key), while a dense one still needs one
+/// chunk per 64 blocks (16K chunks for a million blocks).
+const CHUNK_BLOCKS_LOG2: u32 = 6;
+/// Words of one chunk's bitmap.
+const CHUNK_WORDS: usize = 1 << (CHUNK_BLOCKS_LOG2 - 6);
+/// Bit index mask within a chunk.
+const CHUNK_MASK: u64 = (1 << CHUNK_BLOCKS_LOG2) - 1;
+/// A range spanning at most this many chunks probes the hash level for
+/// each; a longer one enumerates the ordered level.
+pub(crate) const PROBE_CHUNKS: u64 = 8;
+
+impl<O> Default for BlockIndex<O> {
+    fn default() -> Self {
+        BlockIndex {
+            bits: hashbrown::HashMap::new(),
+            ordered: alloc::collections::BTreeSet::new(),
+            len: 0,
+        }
+    }
+}
+
+const fn chunk_shift(size_log2: u32) -> u32 {
+    size_log2 + CHUNK_BLOCKS_LOG2
+}
+
+const fn bit_of(base: u64, size_log2: u32) -> (usize, u64) {
+    let index = ((base >> size_log2) & CHUNK_MASK) as usize;
+    (index / 64, 1 << (index % 64))
+}
+
+impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
+    /// Blocks present.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Marks block `base` (aligned to `2^size_log2`) present; whether it
+    /// was absent.
+    pub(crate) fn insert(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
+        let chunk = base >> chunk_shift(size_log2);
+        let (word, bit) = bit_of(base, size_log2);
+        let words = self.bits.entry((owner, chunk)).or_insert_with(|| {
+            self.ordered.insert((owner, chunk));
+            [0; CHUNK_WORDS]
+        });
+        let added = words[word] & bit == 0;
+        words[word] |= bit;
+        self.len += usize::from(added);
+        added
+    }
+
+    /// Marks block `base` absent; whether it was present.
+    pub(crate) fn remove(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
+        let chunk = base >> chunk_shift(size_log2);
+        let (word, bit) = bit_of(base, size_log2);
+        let Some(words) = self.bits.get_mut(&(owner, chunk)) else {
+            return false;
+        };
+        let present = words[word] & bit != 0;
+        words[word] &= !bit;
+        if present {
+            self.len -= 1;
+            if words.iter().all(|w| *w == 0) {
+                self.bits.remove(&(owner, chunk));
+                self.ordered.remove(&(owner, chunk));
+            }
+        }
+        present
+    }
+
+    /// Whether block `base` is present.
+    pub(crate) fn contains(&self, owner: O, base: u64, size_log2: u32) -> bool {
+        let (word, bit) = bit_of(base, size_log2);
+        self.bits
+            .get(&(owner, base >> chunk_shift(size_log2)))
+            .is_some_and(|w| w[word] & bit != 0)
+    }
+
+    /// The bases of the present blocks of `owner` that overlap
+    /// `[start, last]` (inclusive), in ascending order. Visits only chunks
+    /// that exist in the range (or at most [`PROBE_CHUNKS`] probes) and
+    /// the set bits inside them.
+    pub(crate) fn overlapping(&self, owner: O, size_log2: u32, start: u64, last: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        if start > last || size_log2 + CHUNK_BLOCKS_LOG2 >= 64 {
+            return out;
+        }
+        let from = start & !((1u64 << size_log2) - 1);
+        let shift = chunk_shift(size_log2);
+        let (first_chunk, last_chunk) = (from >> shift, last >> shift);
+        let mut visit = |chunk: u64, words: &[u64; CHUNK_WORDS]| {
+            let lo = if chunk == first_chunk {
+                ((from >> size_log2) & CHUNK_MASK) as usize
+            } else {
+                0
+            };
+            let hi = if chunk == last_chunk {
+                ((last >> size_log2) & CHUNK_MASK) as usize
+            } else {
+                CHUNK_MASK as usize
+            };
+            for (w, &word) in words.iter().enumerate().take(hi / 64 + 1).skip(lo / 64) {
+                let mut word = word;
+                // Keep only bits lo..=hi of this word.
+                if w == lo / 64 {
+                    word &= !0u64 << (lo % 64);
+                }
+                if w == hi / 64 && hi % 64 != 63 {
+                    word &= (1u64 << (hi % 64 + 1)) - 1;
+                }
+                while word != 0 {
+                    let bit = word.trailing_zeros() as u64;
+                    word &= word - 1;
+                    let index = w as u64 * 64 + bit;
+                    out.push((chunk << shift) | (index << size_log2));
+                }
+            }
+        };
+        if last_chunk - first_chunk < PROBE_CHUNKS {
+            for chunk in first_chunk..=last_chunk {
+                if let Some(words) = self.bits.get(&(owner, chunk)) {
+                    visit(chunk, words);
+                }
+            }
+        } else {
+            for &(_, chunk) in self
+                .ordered
+                .range((owner, first_chunk)..=(owner, last_chunk))
+            {
+                if let Some(words) = self.bits.get(&(owner, chunk)) {
+                    visit(chunk, words);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod block_index_tests {
+    extern crate std;
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Against a set of (owner, base): `overlapping` returns exactly
+        /// the blocks of that owner overlapping the range, whether the
+        /// range probes or enumerates chunks.
+        #[test]
+        fn matches_a_set(
+            ops in prop::collection::vec((any::<bool>(), 0u8..2, 0u64..(1 << 16)), 1..200),
+            queries in prop::collection::vec((0u8..2, 0u64..(1 << 30), 0u64..(1 << 31)), 1..20),
+            size_log2 in prop::sample::select(vec![12u32, 14, 21]),
+        ) {
+            let mut index = BlockIndex::default();
+            let mut model = BTreeSet::new();
+            for (add, owner, n) in ops {
+                // Spread blocks over several chunks, some far apart.
+                let base = ((n * 7919) % (1 << 16)) << size_log2;
+                if add {
+                    prop_assert_eq!(index.insert(owner, base, size_log2), model.insert((owner, base)));
+                } else {
+                    prop_assert_eq!(index.remove(owner, base, size_log2), model.remove(&(owner, base)));
+                }
+                prop_assert_eq!(index.contains(owner, base, size_log2), model.contains(&(owner, base)));
+                prop_assert_eq!(index.len(), model.len());
+            }
+            for (owner, start, len) in queries {
+                let start = start << (size_log2 - 12);
+                let last = start.saturating_add(len << (size_log2 - 12));
+                let size = 1u64 << size_log2;
+                let want: Vec<u64> = model
+                    .iter()
+                    .filter(|(o, b)| *o == owner && *b <= last && b + size > start)
+                    .map(|(_, b)| *b)
+                    .collect();
+                prop_assert_eq!(index.overlapping(owner, size_log2, start, last), want);
+            }
+        }
+    }
+
+    #[test]
+    fn whole_address_space_and_top_blocks() {
+        let mut index = BlockIndex::default();
+        let top = !0xfff_u64;
+        assert!(index.insert(0u8, top, 12));
+        assert!(index.insert(0u8, 0, 12));
+        assert_eq!(index.overlapping(0, 12, 0, u64::MAX), vec![0, top]);
+        assert_eq!(index.overlapping(0, 12, top + 5, u64::MAX), vec![top]);
+        assert_eq!(index.overlapping(1, 12, 0, u64::MAX), Vec::<u64>::new());
+        assert!(index.remove(0, top, 12));
+        assert!(!index.remove(0, top, 12));
+        assert_eq!(index.len(), 1);
     }
 }
