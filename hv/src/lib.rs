@@ -10,6 +10,7 @@ pub mod exit;
 pub mod fdt_check;
 pub mod guest_dt;
 pub mod inject;
+pub mod ipc_selftest;
 pub mod layout;
 pub mod pagetable;
 pub mod platform;

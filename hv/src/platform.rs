@@ -339,6 +339,21 @@ pub struct Options {
     /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
+    /// `hv.selftest=ipc|ipc-stall`: run a self-test instead of a guest and
+    /// end the run with its verdict (see `SelfTest`).
+    pub self_test: Option<SelfTest>,
+}
+
+/// A self-test hv runs instead of a guest (`hv.selftest=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// `ipc`: two physical CPUs exchange records over an ipc ring pair, the
+    /// service CPU sleeping on the WFE/SEV doorbell (`hv::ipc_selftest`).
+    Ipc,
+    /// `ipc-stall`: the same with a service that stops answering after
+    /// 1000 requests: the client's timeout must end the run with a failure
+    /// (proof that a lost wakeup cannot hang the test).
+    IpcStall,
 }
 
 /// How the guest gets its interrupts.
@@ -378,6 +393,8 @@ impl Options {
                 "hv.fail=write-code" => {
                     options.deliberate_failure = Some(DeliberateFailure::WriteCode)
                 }
+                "hv.selftest=ipc" => options.self_test = Some(SelfTest::Ipc),
+                "hv.selftest=ipc-stall" => options.self_test = Some(SelfTest::IpcStall),
                 other if other.starts_with("hv.") => return Err(other),
                 _ => {}
             }
@@ -472,8 +489,21 @@ mod tests {
             Ok(Options {
                 semihosting_exit: true,
                 gic: GicMode::Virtual,
-                deliberate_failure: None
+                deliberate_failure: None,
+                self_test: None,
             })
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=ipc").map(|o| o.self_test),
+            Ok(Some(SelfTest::Ipc))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=ipc-stall").map(|o| o.self_test),
+            Ok(Some(SelfTest::IpcStall))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=bogus"),
+            Err("hv.selftest=bogus")
         );
         assert_eq!(
             Options::parse("hv.gic=passthrough").map(|o| o.gic),

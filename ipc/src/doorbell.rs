@@ -16,12 +16,12 @@
 //!    model `ipc_doorbell` checks it for `HostDoorbell`.
 //! 3. Spurious wakeups are allowed: the waiter re-checks `ready()`.
 //!
-//! For the hypervisor, WFE/SEV satisfies this directly: `ring` is
-//! `DSB ISHST; SEV` (records visible before the event), `wait_until` is
-//! `while !ready() { WFE }`; the event register is the arming, because a SEV
-//! between the check and the WFE makes that WFE return at once. An SGI-based
-//! bell works the same way with the interrupt's pending state as the
-//! arming.
+//! For the hypervisor, WFE/SEV satisfies this directly ([`WfeDoorbell`],
+//! aarch64 only): `ring` is `DSB ISHST; SEV` (records visible before the
+//! event), `wait_until` is `while !ready() { WFE }`; the event register is
+//! the arming, because a SEV between the check and the WFE makes that WFE
+//! return at once. An SGI-based bell works the same way with the
+//! interrupt's pending state as the arming.
 
 /// Wakes a consumer that waits for records; see the module documentation
 /// for the protocol an implementation must follow.
@@ -46,6 +46,56 @@ impl Doorbell for SpinDoorbell {
     fn wait_until<F: FnMut() -> bool>(&self, mut ready: F) {
         while !ready() {
             crate::sync::spin_hint();
+        }
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", not(loom)))]
+pub use wfe::WfeDoorbell;
+
+#[cfg(all(target_arch = "aarch64", not(loom)))]
+mod wfe {
+    use super::Doorbell;
+
+    /// The hypervisor's doorbell: SEV to ring, WFE to wait. Any number of
+    /// ringers; one waiter per PE (the event register is per PE), any
+    /// number of PEs waiting.
+    ///
+    /// Why no wakeup is lost: `ring` runs after the producer's Release
+    /// stores; `DSB ISHST` completes them (observable by every PE of the
+    /// Inner Shareable domain) before `SEV` signals the event to every PE,
+    /// setting its event register. A waiter checks `ready()` and only then
+    /// executes `WFE`, which returns at once if its event register is set
+    /// and clears it. So a SEV that comes after the waiter's check leaves
+    /// the register set (or wakes the WFE), and a SEV that came before the
+    /// check came after the DSB, so the check saw the records. Spurious
+    /// returns (a stale event, another bell's SEV, an interrupt) only cost
+    /// one more check.
+    ///
+    /// A WFE can sleep for good if no event ever comes: the caller that
+    /// must not hang bounds its wait with a timer of its own (hv's
+    /// self-test does), or enables the generic timer's event stream.
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct WfeDoorbell;
+
+    impl Doorbell for WfeDoorbell {
+        #[inline]
+        fn ring(&self) {
+            // SAFETY: DSB ISHST waits for this PE's earlier stores to
+            // complete and SEV signals an event to every PE; neither reads
+            // or writes memory the program owns, and without `nomem` the
+            // compiler keeps every earlier store before them.
+            unsafe { core::arch::asm!("dsb ishst", "sev", options(nostack, preserves_flags)) };
+        }
+
+        #[inline]
+        fn wait_until<F: FnMut() -> bool>(&self, mut ready: F) {
+            while !ready() {
+                // SAFETY: WFE suspends this PE until an event or interrupt;
+                // it touches no memory. Without `nomem` the compiler
+                // reloads everything `ready()` reads after it.
+                unsafe { core::arch::asm!("wfe", options(nostack, preserves_flags)) };
+            }
         }
     }
 }

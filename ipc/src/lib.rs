@@ -29,6 +29,8 @@ pub mod tlbi;
 pub use channel::{ClientError, Endpoint, Poller, VcpuClient};
 #[cfg(any(feature = "std", test, loom))]
 pub use doorbell::HostDoorbell;
+#[cfg(all(target_arch = "aarch64", not(loom)))]
+pub use doorbell::WfeDoorbell;
 pub use doorbell::{Doorbell, SpinDoorbell};
 pub use message::{
     decode_reply, decode_request, AccessKind, ContextKey, DecodeError, Emulation, Envelope,

@@ -7,6 +7,7 @@ pub mod console;
 pub mod cpu;
 pub mod gic;
 pub mod mmio;
+pub mod selftest;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
@@ -154,6 +155,12 @@ pub enum ExitStatus {
     Failure = 1,
     /// The guest called PSCI SYSTEM_RESET (Linux does on panic with panic=-1).
     GuestReset = 2,
+}
+
+impl ExitStatus {
+    /// A self-test (`hv.selftest=`) passed: status 0, as for a clean guest
+    /// power-off.
+    pub const SELF_TEST_PASSED: ExitStatus = ExitStatus::GuestPoweredOff;
 }
 
 /// Ends the run: semihosting SYS_EXIT with `status` when enabled, otherwise
@@ -375,6 +382,9 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
             fail(format_args!("hv.fail=write-code: hv's code is writable"));
         }
         None => {}
+    }
+    if let Some(test) = options.self_test {
+        selftest::run(&platform, test, ttbr, tcr);
     }
 
     let gic = match options.gic {
@@ -791,12 +801,15 @@ fn enter_guest_on_this_cpu(hv: &Hv, vcpu: usize, stack_top: u64) -> ! {
 
 /// A secondary CPU's Rust entry, MMU already on (boot.rs).
 extern "C" fn secondary_main(index: u64, entry_counter: u64) -> ! {
+    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
+    cpu::isb();
+    if selftest::active() {
+        selftest::service_main();
+    }
     let Some(hv) = HV.get() else {
         fail(format_args!("secondary CPU started before hv was ready"));
     };
     let vcpu = index as usize;
-    write_sysreg!("vbar_el2", &raw const boot::hv_vectors as u64);
-    cpu::isb();
     let frame = GuestFrame {
         x: {
             let mut x = [0; 31];

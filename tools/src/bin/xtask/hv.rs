@@ -335,6 +335,27 @@ const MATRIX: &[Case] = &[
         },
         ..boot(N1, 4, "512M")
     },
+    // hv's ipc self-test instead of a guest: two physical CPUs exchange
+    // 100000 requests over a ring pair, the service sleeping on the
+    // WFE/SEV doorbell when idle (hv/README.md, "Self-tests").
+    Case {
+        hv_args: "hv.selftest=ipc",
+        expect: Expect::Ends {
+            line: "hv: selftest ipc: PASS: 100000 requests answered in order, each once",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode: a service that stops answering must end the run
+    // through the client's timeout, not hang it.
+    Case {
+        hv_args: "hv.selftest=ipc-stall",
+        expect: Expect::Ends {
+            line: "hv: selftest ipc: FAILED: timeout waiting for replies",
+            status: 1,
+        },
+        ..boot(N1, 2, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.

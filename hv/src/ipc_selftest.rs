@@ -1,0 +1,522 @@
+//! The ipc self-test (`hv.selftest=ipc`): two CPUs exchange
+//! [`RECORDS`] translate requests and replies over one request/reply ring
+//! pair, the service side sleeping on its doorbell whenever it has nothing
+//! to do. hv runs it on two physical CPUs with the WFE/SEV doorbell
+//! (`hv::arch::selftest`); the host tests run the same code on two threads
+//! with the host doorbell.
+//!
+//! The client (the vCPU side) sends bursts of 1 to 64 requests with one
+//! doorbell ring each; before every other burst it waits until the service
+//! has answered everything and found its rings empty, i.e. is asleep or
+//! about to sleep, so that burst must wake it. It checks that the replies
+//! come back in order (FIFO), one per request (no loss, no duplication,
+//! nothing extra at the end) and with the answer for that request; the
+//! service checks that requests arrive in order. Every wait of the client
+//! is bounded by a clock: a lost wakeup (the service asleep with requests
+//! waiting) or a lost record ends the test with [`Failure::Timeout`]
+//! instead of a hang.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ipc::{
+    AccessKind, ContextKey, Doorbell, Endpoint, Envelope, Mapping, MemShareability, Permissions,
+    Poller, Reply, Request, RingBuffer, RingError, TranslateOutcome, TranslateRequest, VcpuClient,
+    VcpuId,
+};
+
+/// Requests exchanged in one run.
+pub const RECORDS: u64 = 100_000;
+/// Slots per ring (also the most requests a burst can have outstanding).
+pub const RING_CAPACITY: usize = 64;
+/// Requests the service takes from the ring per sweep.
+const SERVICE_BATCH: usize = 16;
+const VCPU: VcpuId = VcpuId(0);
+/// The stand-in translation the service answers with: PA = IPA + this.
+const PA_OFFSET: u64 = 1 << 40;
+
+/// What the service CPU does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// Answer every request until told to stop.
+    Serve,
+    /// Answer this many requests (up to a sweep more), then stop answering
+    /// (but keep running until told to stop): what a lost wakeup looks
+    /// like from the client.
+    /// The failure-mode check that the client's deadline fires.
+    StallAfter(u64),
+}
+
+/// A value alone on its cache line, so the two CPUs' flags and counters do
+/// not share lines with the rings or each other.
+#[derive(Debug)]
+#[repr(align(128))]
+struct OwnLine<T>(T);
+
+/// Everything the two sides share: the rings, the doorbells, and what the
+/// service reports.
+#[derive(Debug)]
+pub struct Exchange<B> {
+    requests: RingBuffer<RING_CAPACITY>,
+    replies: RingBuffer<RING_CAPACITY>,
+    /// Rung by the client after a burst; the service sleeps on it.
+    service_bell: B,
+    /// Rung by the service after answering.
+    reply_bell: B,
+    /// Cleared by the client to stop the service (then it rings).
+    running: OwnLine<AtomicBool>,
+    /// Requests the service answered (written by the service only).
+    served: OwnLine<AtomicU64>,
+    /// `served` as it was the last time the service found nothing to do
+    /// (just before it waits on its doorbell).
+    idle_mark: OwnLine<AtomicU64>,
+    /// Readiness checks that found nothing (each followed by a wait).
+    idle_checks: OwnLine<AtomicU64>,
+    /// Requests the service received out of order (must stay 0).
+    disorder: OwnLine<AtomicU64>,
+    /// Set by the service when it has left its loop.
+    stopped: OwnLine<AtomicBool>,
+}
+
+impl<B> Exchange<B> {
+    /// A fresh exchange (a `static` in hv).
+    pub const fn new(service_bell: B, reply_bell: B) -> Self {
+        Exchange {
+            requests: RingBuffer::new(),
+            replies: RingBuffer::new(),
+            service_bell,
+            reply_bell,
+            running: OwnLine(AtomicBool::new(true)),
+            served: OwnLine(AtomicU64::new(0)),
+            idle_mark: OwnLine(AtomicU64::new(u64::MAX)),
+            idle_checks: OwnLine(AtomicU64::new(0)),
+            disorder: OwnLine(AtomicU64::new(0)),
+            stopped: OwnLine(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The client's notion of time (hv: the generic timer's counter).
+pub trait Clock {
+    /// The current count.
+    fn now(&self) -> u64;
+    /// Counts per second.
+    fn frequency(&self) -> u64;
+}
+
+/// What a passing run measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Requests answered, in order, each exactly once.
+    pub records: u64,
+    /// Bursts sent (one doorbell ring each).
+    pub bursts: u64,
+    /// Bursts sent while the service was idle on its doorbell.
+    pub wakeups: u64,
+    /// The service's readiness checks that found nothing (each followed
+    /// by a wait on the doorbell: a WFE under hv).
+    pub idle_checks: u64,
+    /// Clock counts the exchange took.
+    pub elapsed: u64,
+}
+
+/// Why a run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A ring role was already claimed.
+    Setup(RingError),
+    /// Nothing happened for the timeout while waiting for `what`.
+    Timeout {
+        /// What the client was waiting for.
+        what: &'static str,
+        /// The sequence number of the next expected reply.
+        next_reply: u64,
+        /// Requests the service had answered.
+        served: u64,
+    },
+    /// A reply out of order, duplicated, or for a request never sent.
+    OutOfOrder {
+        /// The sequence number expected.
+        expected: u64,
+        /// The sequence number received.
+        got: u64,
+    },
+    /// A reply with the wrong answer (or one that did not decode).
+    WrongAnswer {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Replies arrived after the last one expected.
+    Extra {
+        /// How many.
+        count: usize,
+    },
+    /// The service received requests out of order.
+    ServiceSawDisorder {
+        /// How many.
+        count: u64,
+    },
+    /// The service's count differs from the requests sent.
+    ServedCount {
+        /// Requests the service answered.
+        served: u64,
+    },
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Failure::Setup(e) => write!(f, "ring set-up: {e:?}"),
+            Failure::Timeout {
+                what,
+                next_reply,
+                served,
+            } => write!(
+                f,
+                "timeout waiting for {what} (next reply expected: {next_reply}, service answered {served}): a lost wakeup or a lost record"
+            ),
+            Failure::OutOfOrder { expected, got } => {
+                write!(f, "reply {got} where {expected} was due (loss, duplication or reordering)")
+            }
+            Failure::WrongAnswer { seq } => write!(f, "reply {seq} carries the wrong answer"),
+            Failure::Extra { count } => write!(f, "{count} replies after the last request"),
+            Failure::ServiceSawDisorder { count } => {
+                write!(f, "the service received {count} requests out of order")
+            }
+            Failure::ServedCount { served } => {
+                write!(f, "the service answered {served} requests, not {RECORDS}")
+            }
+        }
+    }
+}
+
+fn request(seq: u64) -> TranslateRequest {
+    let l2_ipa = (seq % (1 << 36)) << 12;
+    TranslateRequest {
+        context: ContextKey {
+            vmid: 1,
+            vttbr: 0x4000_0000,
+            vtcr: 0x8002_3558,
+        },
+        l2_ipa,
+        access: AccessKind::Read,
+        esr: 0x9200_0007,
+        far: Some(0x7f00_0000_0000 | l2_ipa),
+    }
+}
+
+fn answer(l2_ipa: u64) -> Reply {
+    Reply::Translate(TranslateOutcome::Mapped(Mapping {
+        pa: l2_ipa + PA_OFFSET,
+        size_log2: 12,
+        permissions: Permissions::READ,
+        mem_attr: 0xf,
+        shareability: MemShareability::InnerShareable,
+    }))
+}
+
+/// Counts the service's idle checks and publishes `idle_mark` before each
+/// wait, around the real doorbell.
+struct ObservedBell<'a, B> {
+    inner: &'a B,
+    exchange: &'a Exchange<B>,
+}
+
+impl<B: Doorbell> Doorbell for ObservedBell<'_, B> {
+    fn ring(&self) {
+        self.inner.ring();
+    }
+
+    fn wait_until<F: FnMut() -> bool>(&self, mut ready: F) {
+        let ex = self.exchange;
+        self.inner.wait_until(|| {
+            if ready() {
+                return true;
+            }
+            ex.idle_checks.0.fetch_add(1, Ordering::Relaxed);
+            ex.idle_mark
+                .0
+                .store(ex.served.0.load(Ordering::Relaxed), Ordering::Release);
+            false
+        });
+    }
+}
+
+/// The service side: answers requests until the client clears `running`
+/// (or, in [`ServiceMode::StallAfter`], stops answering early and only
+/// waits for that). Returns when stopped.
+pub fn run_service<B: Doorbell>(ex: &Exchange<B>, mode: ServiceMode) -> Result<(), RingError> {
+    let mut endpoints = [Endpoint::new(
+        VCPU,
+        ex.requests.ring(),
+        ex.replies.ring(),
+        &ex.reply_bell,
+    )?];
+    let mut poller = Poller::new(&mut endpoints, SERVICE_BATCH);
+    let bell = ObservedBell {
+        inner: &ex.service_bell,
+        exchange: ex,
+    };
+    let limit = match mode {
+        ServiceMode::Serve => u64::MAX,
+        ServiceMode::StallAfter(n) => n,
+    };
+    let mut served = 0u64;
+    let handler = |envelope: Envelope<Request>| {
+        let expected_ipa = request(served).l2_ipa;
+        let reply = match envelope.message {
+            Request::Translate(t) if envelope.seq == served && t.l2_ipa == expected_ipa => {
+                answer(t.l2_ipa)
+            }
+            Request::Translate(t) => {
+                ex.disorder.0.fetch_add(1, Ordering::Relaxed);
+                answer(t.l2_ipa)
+            }
+            _ => {
+                ex.disorder.0.fetch_add(1, Ordering::Relaxed);
+                Reply::Error(ipc::DecodeError::UnknownKind { kind: 0 })
+            }
+        };
+        served += 1;
+        ex.served.0.store(served, Ordering::Relaxed);
+        reply
+    };
+    poller.run(&bell, handler, || {
+        ex.running.0.load(Ordering::Acquire) && ex.served.0.load(Ordering::Relaxed) < limit
+    });
+    // Stalled: answer nothing more, wait to be told to stop.
+    ex.service_bell
+        .wait_until(|| !ex.running.0.load(Ordering::Acquire));
+    ex.stopped.0.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// The client side: the whole exchange and its checks. `timeout` (clock
+/// counts) bounds every wait.
+pub fn run_client<B: Doorbell>(
+    ex: &Exchange<B>,
+    clock: &impl Clock,
+    timeout: u64,
+) -> Result<Report, Failure> {
+    let result = exchange(ex, clock, timeout);
+    // Stop the service whatever happened (it may be asleep).
+    ex.running.0.store(false, Ordering::Release);
+    ex.service_bell.ring();
+    let report = result?;
+    wait_for(clock, timeout, || ex.stopped.0.load(Ordering::Acquire)).map_err(|()| {
+        Failure::Timeout {
+            what: "the service to stop",
+            next_reply: report.records,
+            served: ex.served.0.load(Ordering::Relaxed),
+        }
+    })?;
+    let disorder = ex.disorder.0.load(Ordering::Relaxed);
+    if disorder != 0 {
+        return Err(Failure::ServiceSawDisorder { count: disorder });
+    }
+    let served = ex.served.0.load(Ordering::Relaxed);
+    if served != RECORDS {
+        return Err(Failure::ServedCount { served });
+    }
+    Ok(Report {
+        idle_checks: ex.idle_checks.0.load(Ordering::Relaxed),
+        ..report
+    })
+}
+
+/// Spins until `done()` or `timeout` counts pass (`Err`).
+fn wait_for(clock: &impl Clock, timeout: u64, mut done: impl FnMut() -> bool) -> Result<(), ()> {
+    let start = clock.now();
+    while !done() {
+        if clock.now().wrapping_sub(start) > timeout {
+            return if done() { Ok(()) } else { Err(()) };
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+fn exchange<B: Doorbell>(
+    ex: &Exchange<B>,
+    clock: &impl Clock,
+    timeout: u64,
+) -> Result<Report, Failure> {
+    let mut client = VcpuClient::new(
+        VCPU,
+        ex.requests.ring(),
+        ex.replies.ring(),
+        &ex.service_bell,
+        &ex.reply_bell,
+    )
+    .map_err(Failure::Setup)?;
+    let started = clock.now();
+    let mut batch = [Request::Translate(request(0)); RING_CAPACITY];
+    let (mut sent, mut received, mut bursts, mut wakeups) = (0u64, 0u64, 0u64, 0u64);
+    while sent < RECORDS {
+        if bursts % 2 == 0 {
+            // Wait until the service answered everything and found its
+            // ring empty: it is asleep (or about to be), and this burst
+            // must wake it.
+            wait_for(clock, timeout, || {
+                ex.idle_mark.0.load(Ordering::Acquire) == sent
+            })
+            .map_err(|()| Failure::Timeout {
+                what: "the service to go idle",
+                next_reply: received,
+                served: ex.served.0.load(Ordering::Relaxed),
+            })?;
+            wakeups += 1;
+        }
+        // Burst sizes cycle through 1..=64 in a scattered order.
+        let size = (1 + (bursts * 37) % RING_CAPACITY as u64).min(RECORDS - sent) as usize;
+        for (i, slot) in batch[..size].iter_mut().enumerate() {
+            *slot = Request::Translate(request(sent + i as u64));
+        }
+        let accepted = client.send_batch(&batch[..size]);
+        if accepted != size {
+            // Nothing is outstanding here, so a 64-slot ring takes a
+            // whole burst: anything else is a ring bug.
+            return Err(Failure::OutOfOrder {
+                expected: sent + size as u64,
+                got: sent + accepted as u64,
+            });
+        }
+        sent += size as u64;
+        bursts += 1;
+        let mut failure = None;
+        let deadline_start = clock.now();
+        while received < sent {
+            let taken = client.poll_replies(RING_CAPACITY, |reply| {
+                if failure.is_some() {
+                    return;
+                }
+                failure = check_reply(reply, received);
+                received += 1;
+            });
+            if let Some(f) = failure {
+                return Err(f);
+            }
+            if taken == 0 {
+                if clock.now().wrapping_sub(deadline_start) > timeout {
+                    return Err(Failure::Timeout {
+                        what: "replies",
+                        next_reply: received,
+                        served: ex.served.0.load(Ordering::Relaxed),
+                    });
+                }
+                core::hint::spin_loop();
+            }
+        }
+    }
+    let elapsed = clock.now().wrapping_sub(started);
+    // Nothing may follow the last reply.
+    let extra = client.poll_replies(RING_CAPACITY, |_| {});
+    if extra != 0 {
+        return Err(Failure::Extra { count: extra });
+    }
+    Ok(Report {
+        records: received,
+        bursts,
+        wakeups,
+        idle_checks: 0,
+        elapsed,
+    })
+}
+
+/// `None` if `reply` is the answer to request `expected`.
+fn check_reply(reply: Result<Envelope<Reply>, ipc::DecodeError>, expected: u64) -> Option<Failure> {
+    let Ok(envelope) = reply else {
+        return Some(Failure::WrongAnswer { seq: expected });
+    };
+    if envelope.seq != expected {
+        return Some(Failure::OutOfOrder {
+            expected,
+            got: envelope.seq,
+        });
+    }
+    if envelope.vcpu != VCPU || envelope.message != answer(request(expected).l2_ipa) {
+        return Some(Failure::WrongAnswer { seq: expected });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use ipc::HostDoorbell;
+    use std::time::Instant;
+
+    struct HostClock(Instant);
+
+    impl Clock for HostClock {
+        fn now(&self) -> u64 {
+            self.0.elapsed().as_micros() as u64
+        }
+        fn frequency(&self) -> u64 {
+            1_000_000
+        }
+    }
+
+    fn run(mode: ServiceMode, timeout_us: u64) -> Result<Report, Failure> {
+        // Leaked: the service thread borrows it for 'static.
+        let ex: &'static Exchange<HostDoorbell> = std::boxed::Box::leak(std::boxed::Box::new(
+            Exchange::new(HostDoorbell::new(64), HostDoorbell::new(64)),
+        ));
+        let service = std::thread::spawn(move || run_service(ex, mode));
+        let result = run_client(ex, &HostClock(Instant::now()), timeout_us);
+        service.join().unwrap().unwrap();
+        result
+    }
+
+    #[test]
+    fn two_threads_exchange_every_record_in_order() {
+        let report = run(ServiceMode::Serve, 10_000_000).unwrap();
+        assert_eq!(report.records, RECORDS);
+        assert!(report.bursts >= RECORDS / 64, "{report:?}");
+        // Every other burst was sent to a service idle on its doorbell.
+        assert_eq!(report.wakeups, report.bursts.div_ceil(2), "{report:?}");
+        assert!(report.idle_checks >= report.wakeups, "{report:?}");
+    }
+
+    #[test]
+    fn a_service_that_stops_answering_is_a_timeout_not_a_hang() {
+        let failure = run(ServiceMode::StallAfter(1000), 200_000).unwrap_err();
+        let Failure::Timeout { served, .. } = failure else {
+            panic!("{failure:?}")
+        };
+        // The limit is checked between sweeps: a sweep may finish a batch.
+        assert!(
+            (1000..1000 + SERVICE_BATCH as u64).contains(&served),
+            "{served}"
+        );
+    }
+
+    #[test]
+    fn replies_are_checked() {
+        let good = answer(request(5).l2_ipa);
+        let envelope = |seq, message| {
+            Ok(Envelope {
+                vcpu: VCPU,
+                seq,
+                message,
+            })
+        };
+        assert_eq!(check_reply(envelope(5, good), 5), None);
+        assert_eq!(
+            check_reply(envelope(6, good), 5),
+            Some(Failure::OutOfOrder {
+                expected: 5,
+                got: 6
+            })
+        );
+        assert_eq!(
+            check_reply(envelope(5, answer(0)), 5),
+            Some(Failure::WrongAnswer { seq: 5 })
+        );
+        assert_eq!(
+            check_reply(Err(ipc::DecodeError::Version { found: 1 }), 5),
+            Some(Failure::WrongAnswer { seq: 5 })
+        );
+    }
+}
