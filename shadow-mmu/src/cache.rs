@@ -529,17 +529,15 @@ impl WalkCache {
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
-            for base in index
+            index
                 .leaves
-                .overlapping(size_log2, u32::from(size_log2), start, last)
-            {
-                index.remove_leaf(base, size_log2);
-                let key = leaf_key(base, size_log2);
-                if self.leaves.remove(key, hash2(key, 0), guard) {
-                    removed += 1;
-                    removed_leaf(base, 1 << size_log2);
-                }
-            }
+                .drain_overlapping(size_log2, u32::from(size_log2), start, last, |base| {
+                    let key = leaf_key(base, size_log2);
+                    if self.leaves.remove(key, hash2(key, 0), guard) {
+                        removed += 1;
+                        removed_leaf(base, 1 << size_log2);
+                    }
+                });
         }
         if levels == Levels::Any {
             for level in -1i8..=2 {
@@ -547,16 +545,14 @@ impl WalkCache {
                 if span_log2 == 0 {
                     continue;
                 }
-                for base in index
+                index
                     .paths
-                    .overlapping(level, u32::from(span_log2), start, last)
-                {
-                    index.remove_path(base, level);
-                    let key = path_key(base, level);
-                    if self.paths.remove(key, hash2(key, 1), guard) {
-                        removed += 1;
-                    }
-                }
+                    .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
+                        let key = path_key(base, level);
+                        if self.paths.remove(key, hash2(key, 1), guard) {
+                            removed += 1;
+                        }
+                    });
             }
         }
         removed

@@ -99,18 +99,35 @@ pub enum RmapError {
     Full,
 }
 
-/// One record: a shadow entry and the L1 block it is built on.
+/// One record's slab slot: the shadow entry and its neighbours on its L1
+/// block (the block itself is in its `by_shadow` entry).
 #[derive(Clone, Copy, Debug)]
 struct Record<C> {
-    l1: u64,
     l2: u64,
     /// The context's epoch when inserted: dead once the context's moves on.
     epoch: u64,
     context: C,
-    class: u8,
     /// Neighbours in the list of records on the same (class, L1 block).
     prev: u32,
     next: u32,
+}
+
+/// What `by_shadow` keeps of a record besides its slab index: enough to
+/// unlink a record that is alone on its L1 block without reading its slab
+/// slot (one memory access fewer on the common path).
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    id: u32,
+    class: u8,
+    l1: u64,
+    epoch: u64,
+}
+
+/// The records on one L1 block: the list head and its length.
+#[derive(Clone, Copy, Debug)]
+struct L1List {
+    head: u32,
+    len: u32,
 }
 
 /// Per context: its epoch and its live record count.
@@ -125,8 +142,8 @@ struct Incarnation {
 pub struct ReverseMap<C> {
     records: Vec<Option<Record<C>>>,
     free: Vec<u32>,
-    by_shadow: HashMap<(C, u64), u32>,
-    l1_heads: HashMap<(u8, u64), u32>,
+    by_shadow: HashMap<(C, u64), Meta>,
+    l1_lists: HashMap<(u8, u64), L1List>,
     l1_blocks: BlockIndex<u8>,
     l2_blocks: BlockIndex<(C, u8)>,
     contexts: HashMap<C, Incarnation>,
@@ -147,7 +164,7 @@ impl<C: ContextId> ReverseMap<C> {
             records: Vec::new(),
             free: Vec::new(),
             by_shadow: HashMap::new(),
-            l1_heads: HashMap::new(),
+            l1_lists: HashMap::new(),
             l1_blocks: BlockIndex::default(),
             l2_blocks: BlockIndex::default(),
             contexts: HashMap::new(),
@@ -176,15 +193,11 @@ impl<C: ContextId> ReverseMap<C> {
         self.contexts.get(&context).map_or(0, |c| c.epoch)
     }
 
-    fn is_live(&self, record: &Record<C>) -> bool {
-        record.epoch == self.epoch(record.context)
-    }
-
-    fn shadow_ref(record: &Record<C>) -> ShadowRef<C> {
+    fn shadow_ref(context: C, l2_ipa: u64, class: u8) -> ShadowRef<C> {
         ShadowRef {
-            context: record.context,
-            l2_ipa: record.l2,
-            size: 1 << SIZES_LOG2[usize::from(record.class)],
+            context,
+            l2_ipa,
+            size: 1 << SIZES_LOG2[usize::from(class)],
         }
     }
 
@@ -202,8 +215,8 @@ impl<C: ContextId> ReverseMap<C> {
         }
         self.sweep_some();
         let key = (shadow.context, shadow.l2_ipa);
-        if let Some(&old) = self.by_shadow.get(&key) {
-            self.remove_record(old);
+        if self.by_shadow.contains_key(&key) {
+            self.remove_key(shadow.context, shadow.l2_ipa);
         }
         let id = match self.free.last() {
             Some(&id) => id,
@@ -218,27 +231,33 @@ impl<C: ContextId> ReverseMap<C> {
         self.live += 1;
         let class8 = class as u8;
         let size_log2 = SIZES_LOG2[class];
-        let head = self.l1_heads.insert((class8, l1_ipa), id);
-        let next = head.unwrap_or(NIL);
-        match head {
-            Some(head) => {
-                if let Some(r) = self.records[head as usize].as_mut() {
-                    r.prev = id;
-                }
-            }
-            None => {
-                self.l1_blocks.insert(class8, l1_ipa, size_log2);
-            }
+        let list = self
+            .l1_lists
+            .entry((class8, l1_ipa))
+            .or_insert(L1List { head: NIL, len: 0 });
+        let next = list.head;
+        list.head = id;
+        list.len += 1;
+        if next == NIL {
+            self.l1_blocks.insert(class8, l1_ipa, size_log2);
+        } else if let Some(r) = self.records[next as usize].as_mut() {
+            r.prev = id;
         }
         self.l2_blocks
             .insert((shadow.context, class8), shadow.l2_ipa, size_log2);
-        self.by_shadow.insert(key, id);
+        self.by_shadow.insert(
+            key,
+            Meta {
+                id,
+                class: class8,
+                l1: l1_ipa,
+                epoch,
+            },
+        );
         let record = Some(Record {
-            l1: l1_ipa,
             l2: shadow.l2_ipa,
             epoch,
             context: shadow.context,
-            class: class8,
             prev: NIL,
             next,
         });
@@ -250,38 +269,47 @@ impl<C: ContextId> ReverseMap<C> {
         Ok(())
     }
 
-    /// Unlinks record `id` from every index; returns it and whether it was
-    /// live.
-    fn remove_record(&mut self, id: u32) -> Option<(Record<C>, bool)> {
-        let record = self.records.get_mut(id as usize)?.take()?;
-        self.free.push(id);
-        let live = self.is_live(&record);
-        let size_log2 = SIZES_LOG2[usize::from(record.class)];
-        self.by_shadow.remove(&(record.context, record.l2));
-        if record.prev != NIL {
-            if let Some(r) = self.records[record.prev as usize].as_mut() {
-                r.next = record.next;
+    /// Unlinks the record of (`context`, `l2`) from every index; its class
+    /// and whether it was live.
+    fn remove_key(&mut self, context: C, l2: u64) -> Option<(u8, bool)> {
+        let meta = self.by_shadow.remove(&(context, l2))?;
+        let live = meta.epoch == self.epoch(context);
+        let size_log2 = SIZES_LOG2[usize::from(meta.class)];
+        let list_key = (meta.class, meta.l1);
+        let alone = self.l1_lists.get(&list_key).is_some_and(|l| l.len == 1);
+        if alone {
+            // The common case: no other record on this L1 block, so the
+            // slab slot need not be read.
+            self.l1_lists.remove(&list_key);
+            self.l1_blocks.remove(meta.class, meta.l1, size_log2);
+            self.records[meta.id as usize] = None;
+        } else if let Some(record) = self.records[meta.id as usize].take() {
+            if record.prev != NIL {
+                if let Some(r) = self.records[record.prev as usize].as_mut() {
+                    r.next = record.next;
+                }
             }
-        } else if record.next != NIL {
-            self.l1_heads.insert((record.class, record.l1), record.next);
-        } else {
-            self.l1_heads.remove(&(record.class, record.l1));
-            self.l1_blocks.remove(record.class, record.l1, size_log2);
-        }
-        if record.next != NIL {
-            if let Some(r) = self.records[record.next as usize].as_mut() {
-                r.prev = record.prev;
+            if record.next != NIL {
+                if let Some(r) = self.records[record.next as usize].as_mut() {
+                    r.prev = record.prev;
+                }
+            }
+            if let Some(list) = self.l1_lists.get_mut(&list_key) {
+                if list.head == meta.id {
+                    list.head = record.next;
+                }
+                list.len -= 1;
             }
         }
-        self.l2_blocks
-            .remove((record.context, record.class), record.l2, size_log2);
+        self.free.push(meta.id);
+        self.l2_blocks.remove((context, meta.class), l2, size_log2);
         if live {
             self.live -= 1;
-            if let Some(c) = self.contexts.get_mut(&record.context) {
+            if let Some(c) = self.contexts.get_mut(&context) {
                 c.live -= 1;
             }
         }
-        Some((record, live))
+        Some((meta.class, live))
     }
 
     /// Reclaims dead records from a few slab slots (none when every record
@@ -297,20 +325,25 @@ impl<C: ContextId> ReverseMap<C> {
             let slot = self.sweep;
             self.sweep += 1;
             if let Some(record) = self.records[slot] {
-                if !self.is_live(&record) {
-                    self.remove_record(slot as u32);
+                if record.epoch != self.epoch(record.context) {
+                    self.remove_key(record.context, record.l2);
                 }
             }
         }
     }
 
-    /// The records on L1 block `base` of `class`.
-    fn l1_list(&self, class: u8, base: u64) -> Vec<u32> {
+    /// The records on L1 block `base` of `class`: (context, L2 IPA, epoch).
+    fn l1_list(&self, class: u8, base: u64) -> Vec<(C, u64, u64)> {
         let mut out = Vec::new();
-        let mut id = self.l1_heads.get(&(class, base)).copied().unwrap_or(NIL);
+        let mut id = self.l1_lists.get(&(class, base)).map_or(NIL, |l| l.head);
         while id != NIL {
-            out.push(id);
-            id = self.records[id as usize].as_ref().map_or(NIL, |r| r.next);
+            match self.records[id as usize].as_ref() {
+                Some(r) => {
+                    out.push((r.context, r.l2, r.epoch));
+                    id = r.next;
+                }
+                None => break,
+            }
         }
         out
     }
@@ -339,10 +372,10 @@ impl<C: ContextId> ReverseMap<C> {
                 .l1_blocks
                 .overlapping(class, size_log2, l1_ipa_start, last)
             {
-                for id in self.l1_list(class, base) {
-                    if let Some((record, true)) = self.remove_record(id) {
+                for (context, l2, _) in self.l1_list(class, base) {
+                    if let Some((class, true)) = self.remove_key(context, l2) {
                         count += 1;
-                        removed(Self::shadow_ref(&record));
+                        removed(Self::shadow_ref(context, l2, class));
                     }
                 }
             }
@@ -361,25 +394,28 @@ impl<C: ContextId> ReverseMap<C> {
         let mut count = 0;
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
             let owner = (context, class as u8);
-            let bases = if last - l2_ipa_start < 1 << size_log2 {
-                // At most two candidate blocks: test them directly.
-                let first = l2_ipa_start & !((1u64 << size_log2) - 1);
-                let mut b = Vec::new();
-                for base in [first, last & !((1u64 << size_log2) - 1)] {
-                    if b.last() != Some(&base) && self.l2_blocks.contains(owner, base, size_log2) {
-                        b.push(base);
+            let mask = !((1u64 << size_log2) - 1);
+            if last - l2_ipa_start < 1 << size_log2 {
+                // At most two candidate blocks: try their keys directly.
+                let (first, second) = (l2_ipa_start & mask, last & mask);
+                let candidates = [Some(first), (second != first).then_some(second)];
+                for base in candidates.into_iter().flatten() {
+                    // The block index first: it stays in the CPU's caches,
+                    // so absent classes cost no probe of the large map.
+                    if self.l2_blocks.contains(owner, base, size_log2) {
+                        if let Some((_, true)) = self.remove_key(context, base) {
+                            count += 1;
+                        }
                     }
                 }
-                b
-            } else {
-                self.l2_blocks
-                    .overlapping(owner, size_log2, l2_ipa_start, last)
-            };
-            for base in bases {
-                if let Some(&id) = self.by_shadow.get(&(context, base)) {
-                    if let Some((_, true)) = self.remove_record(id) {
-                        count += 1;
-                    }
+                continue;
+            }
+            for base in self
+                .l2_blocks
+                .overlapping(owner, size_log2, l2_ipa_start, last)
+            {
+                if let Some((_, true)) = self.remove_key(context, base) {
+                    count += 1;
                 }
             }
         }
@@ -414,11 +450,9 @@ impl<C: ContextId> ReverseMap<C> {
                 .l1_blocks
                 .overlapping(class, size_log2, l1_ipa_start, last)
             {
-                for id in self.l1_list(class, base) {
-                    if let Some(record) = self.records[id as usize].as_ref() {
-                        if self.is_live(record) {
-                            out.push((record.l1, Self::shadow_ref(record)));
-                        }
+                for (context, l2, epoch) in self.l1_list(class, base) {
+                    if epoch == self.epoch(context) {
+                        out.push((base, Self::shadow_ref(context, l2, class)));
                     }
                 }
             }

@@ -835,7 +835,6 @@ where
         });
         bump(&self.counters.invalidations, 1);
         bump(&self.counters.invalidated_entries, removed as u64);
-        guard.flush();
         removed as u64
     }
 

@@ -476,6 +476,77 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     }
 }
 
+impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
+    /// Removes the present blocks of `owner` that overlap `[start, last]`
+    /// and hands each base to `removed`, in ascending order: what
+    /// [`BlockIndex::overlapping`] returns, without building a list when the
+    /// range spans few chunks.
+    pub(crate) fn drain_overlapping(
+        &mut self,
+        owner: O,
+        size_log2: u32,
+        start: u64,
+        last: u64,
+        mut removed: impl FnMut(u64),
+    ) {
+        if start > last || size_log2 + CHUNK_BLOCKS_LOG2 >= 64 || self.len == 0 {
+            return;
+        }
+        let from = start & !((1u64 << size_log2) - 1);
+        let shift = chunk_shift(size_log2);
+        let (first_chunk, last_chunk) = (from >> shift, last >> shift);
+        let mut drain = |index: &mut Self, chunk: u64| {
+            let Some(words) = index.bits.get_mut(&(owner, chunk)) else {
+                return;
+            };
+            let lo = if chunk == first_chunk {
+                ((from >> size_log2) & CHUNK_MASK) as usize
+            } else {
+                0
+            };
+            let hi = if chunk == last_chunk {
+                ((last >> size_log2) & CHUNK_MASK) as usize
+            } else {
+                CHUNK_MASK as usize
+            };
+            for (w, word) in words.iter_mut().enumerate().take(hi / 64 + 1).skip(lo / 64) {
+                let mut taken = *word;
+                if w == lo / 64 {
+                    taken &= !0u64 << (lo % 64);
+                }
+                if w == hi / 64 && hi % 64 != 63 {
+                    taken &= (1u64 << (hi % 64 + 1)) - 1;
+                }
+                *word &= !taken;
+                index.len -= taken.count_ones() as usize;
+                while taken != 0 {
+                    let bit = u64::from(taken.trailing_zeros());
+                    taken &= taken - 1;
+                    removed((chunk << shift) | ((w as u64 * 64 + bit) << size_log2));
+                }
+            }
+            if words.iter().all(|w| *w == 0) {
+                index.bits.remove(&(owner, chunk));
+                index.ordered.remove(&(owner, chunk));
+            }
+        };
+        if last_chunk - first_chunk < PROBE_CHUNKS {
+            for chunk in first_chunk..=last_chunk {
+                drain(self, chunk);
+            }
+        } else {
+            let chunks: Vec<u64> = self
+                .ordered
+                .range((owner, first_chunk)..=(owner, last_chunk))
+                .map(|&(_, chunk)| chunk)
+                .collect();
+            for chunk in chunks {
+                drain(self, chunk);
+            }
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod block_index_tests {
     extern crate std;
@@ -518,7 +589,15 @@ mod block_index_tests {
                     .filter(|(o, b)| *o == owner && *b <= last && b + size > start)
                     .map(|(_, b)| *b)
                     .collect();
-                prop_assert_eq!(index.overlapping(owner, size_log2, start, last), want);
+                prop_assert_eq!(index.overlapping(owner, size_log2, start, last), want.clone());
+                let mut drained = Vec::new();
+                index.drain_overlapping(owner, size_log2, start, last, |b| drained.push(b));
+                prop_assert_eq!(&drained, &want);
+                for base in &drained {
+                    model.remove(&(owner, *base));
+                }
+                prop_assert_eq!(index.len(), model.len());
+                prop_assert!(index.overlapping(owner, size_log2, start, last).is_empty());
             }
         }
     }
