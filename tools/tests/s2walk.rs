@@ -712,7 +712,7 @@ fn bad_arguments_and_files_give_one_error_line_and_status_2() {
             "not a hex number",
         ),
         (vec!["batch", "--mmfr0", "0xf", "--mem", &mem], "PARange"),
-        (vec!["batch", "--mmfr1", "0x3", "--mem", &mem], "HAFDBS"),
+        (vec!["batch", "--mmfr1", "0x4", "--mem", &mem], "HAFDBS"),
         (vec!["walk", "--mem", &mem, "--vtcr", "0x1"], "--vttbr"),
         (
             vec![

@@ -9,8 +9,10 @@
 //! no side effects, and the only writes are the hardware AF/dirty updates
 //! made when a walk finishes. Walks finish in request order; a walk whose
 //! trail includes a descriptor an earlier request of the same chunk updated
-//! (or whose update loses a race) is redone as a single walk, which then
-//! sees exactly what a single walk made after the earlier ones would see.
+//! (or whose update loses a race), or that must set AF in a table
+//! descriptor on its way down (FEAT_HAFT), is redone as a single walk,
+//! which then sees exactly what a single walk made after the earlier ones
+//! would see.
 
 use crate::fault::{AccessKind, Trail};
 use crate::memory::{GuestMemory, MemoryError};
@@ -30,6 +32,9 @@ enum Phase {
     AtLeaf(u64),
     /// Stopped before the leaf (or during setup).
     Stopped(Stop),
+    /// Needs a write before it can go on (FEAT_HAFT: AF in a table
+    /// descriptor): walked again on its own, in request order.
+    Redo,
 }
 
 pub(crate) fn walk_batch<M: GuestMemory + ?Sized>(
@@ -93,6 +98,7 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
                     Step::Continue => Phase::Descending,
                     Step::Leaf(descriptor) => Phase::AtLeaf(descriptor),
                     Step::Stop(stop) => Phase::Stopped(stop),
+                    Step::TableAccessFlag { .. } => Phase::Redo,
                 };
             }
         }
@@ -117,8 +123,12 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
                 }
             }
             // A walk whose reads an earlier update in this chunk may have
-            // changed is walked again on its own. (A walk still descending
-            // after 5 rounds cannot exist; it would be walked again too.)
+            // changed, or that must update a table descriptor, is walked
+            // again on its own. (A walk still descending after 5 rounds
+            // cannot exist; it would be walked again too.) A walk that
+            // read a table descriptor with AF clear always comes here, so
+            // the table updates of the walks redone before it cannot make
+            // its reads stale unnoticed.
             _ => walker.walk(memory, request.ipa, request.access),
         };
         if let Ok(translation) = &outcome {

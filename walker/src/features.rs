@@ -71,6 +71,9 @@ pub enum HardwareUpdates {
     AccessFlag,
     /// HAFDBS = 2: hardware access flag and dirty state.
     AccessFlagAndDirty,
+    /// HAFDBS = 3 (FEAT_HAFT): as 2, and the access flag in table
+    /// descriptors too (VTCR_EL2.HAFT).
+    AccessFlagDirtyAndTables,
 }
 
 /// An ID register value this walker cannot honour (L0's configuration error).
@@ -89,7 +92,7 @@ pub enum IdRegisterError {
     },
     /// No granule is supported at stage 2.
     NoStage2Granule,
-    /// HAFDBS is 0b0011 (FEAT_HAFT) or reserved; only 0, 1 and 2 are implemented.
+    /// HAFDBS is 0b0100 (FEAT_HDBSS) or above; only 0 to 3 are implemented.
     UnsupportedHafdbs(u8),
     /// ID_AA64MMFR1_EL1.XNX is reserved.
     ReservedXnx(u8),
@@ -115,7 +118,7 @@ impl fmt::Display for IdRegisterError {
             }
             IdRegisterError::UnsupportedHafdbs(v) => write!(
                 f,
-                "ID_AA64MMFR1_EL1.HAFDBS {v:#x} is not supported (only 0, 1, 2)"
+                "ID_AA64MMFR1_EL1.HAFDBS {v:#x} is not supported (only 0, 1, 2, 3)"
             ),
             IdRegisterError::ReservedXnx(v) => write!(f, "ID_AA64MMFR1_EL1.XNX {v:#x} is reserved"),
             IdRegisterError::ReservedSt(v) => write!(f, "ID_AA64MMFR2_EL1.ST {v:#x} is reserved"),
@@ -209,6 +212,7 @@ impl ExposedFeatures {
             0 => HardwareUpdates::None,
             1 => HardwareUpdates::AccessFlag,
             2 => HardwareUpdates::AccessFlagAndDirty,
+            3 => HardwareUpdates::AccessFlagDirtyAndTables,
             v => return Err(IdRegisterError::UnsupportedHafdbs(v)),
         };
         let xnx = match field(ids.mmfr1, 28) {

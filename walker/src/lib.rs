@@ -20,6 +20,8 @@
 //!   walks one IPA; [`Stage2Walker::walk_batch`]`(&memory, &[`[`WalkRequest`]`], &mut results)`
 //!   walks many level by level (one memory batch per level, duplicates read
 //!   once) with results identical to single walks in request order.
+//!   [`Stage2Walker::translate_leaf`] is the same walk for callers that need
+//!   only the leaf: no descriptor trail, a 24-byte [`LeafTranslation`].
 //! - Guest memory is anything implementing [`GuestMemory`] (raw 8-byte
 //!   descriptor reads, batched reads, compare-and-swap). [`Memslots`] is the
 //!   safe implementation: non-overlapping [`Memslot`]s over `&[AtomicU64]`,
@@ -54,19 +56,28 @@
 //! - AF is not set by hardware on an access that takes a permission fault
 //!   (SettingAccessFlagPermitted is CONSTRAINED UNPREDICTABLE there).
 //! - A hardware AF/dirty update that memory refuses (read-only memslot) is
-//!   a synchronous external abort on the walk at the leaf's level
-//!   (AArch64.MemSwapTableDesc reports the failed write as an external
-//!   abort), FSC 0x14 + level.
+//!   a synchronous external abort on the walk at the level of the
+//!   descriptor being updated (AArch64.MemSwapTableDesc reports the failed
+//!   write as an external abort), FSC 0x14 + level.
 //! - An instruction fetch from stage-2 Device memory (MemAttr\[3:2\] = 0b00)
 //!   is a permission fault, as AArch64.S2CheckPermissions has it
 //!   (HCR_EL2.FWB = 0 encoding of MemAttr).
 //! - A lost compare-and-swap restarts the whole walk, as S2Translate's
 //!   `repeat ... until` does, at most [`MAX_UPDATE_ATTEMPTS`] times; then
-//!   [`WalkError::Contended`] (no fault: L0 lets L2 retry).
+//!   [`WalkError::Contended`] (no fault: L0 lets L2 retry). For a table
+//!   descriptor's AF (FEAT_HAFT) AArch64.S2Walk decodes the value it found
+//!   again at that level; restarting from the top does that too and only
+//!   re-reads the levels above, as a walk started a little later would.
+//!
+//! FEAT_HAFT (HAFDBS = 0b0011 exposed, VTCR_EL2.HAFT = bit 44, with
+//! VTCR_EL2.HA): every table descriptor the walk goes through gets AF set
+//! by compare-and-swap after its next-level address is checked and before
+//! the next lookup, so it stays set when the walk faults further down. A
+//! trail holds descriptor values as read, before any update.
 //!
 //! Not modelled: FEAT_D128 (PARange 56 is rejected), FEAT_S2PIE/S2POE,
-//! FEAT_HAFT (HAFDBS 3 is rejected), HCR_EL2.PTW / FWB, AArch32 L2 EL1, the
-//! Secure and Realm stage 2.
+//! FEAT_HDBSS (HAFDBS 0b0100 is rejected), HCR_EL2.PTW / FWB, AArch32 L2
+//! EL1, the Secure and Realm stage 2.
 #![no_std]
 #![forbid(unsafe_code)]
 // Faults carry their descriptor trail by value: there is no allocator to box

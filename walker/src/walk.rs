@@ -391,6 +391,9 @@ impl fmt::Display for BatchLengthMismatch {
     }
 }
 
+/// The access flag (AF), descriptor bit 10.
+const ACCESS_FLAG: u64 = 1 << 10;
+
 /// How many times a walk restarts after losing a compare-and-swap race
 /// on its leaf descriptor before giving up with [`WalkError::Contended`].
 pub const MAX_UPDATE_ATTEMPTS: usize = 16;
@@ -424,6 +427,8 @@ pub struct Stage2Walker {
     table_mask: u64,
     ha: bool,
     hd: bool,
+    /// FEAT_HAFT in effect: AF in table descriptors is set by hardware.
+    haft: bool,
     xnx: bool,
     sh0: u8,
     oa_bits: u32,
@@ -488,6 +493,24 @@ pub(crate) enum Step {
     Leaf(u64),
     /// The walk faulted.
     Stop(Stop),
+    /// FEAT_HAFT: the table descriptor just read (at `address`, `level`)
+    /// has AF clear and must have it set, by compare-and-swap on
+    /// `descriptor`, before the walk goes on to the cursor's new address.
+    TableAccessFlag {
+        address: u64,
+        descriptor: u64,
+        level: i8,
+    },
+}
+
+/// How a single walk's descent through the levels ended.
+enum Descent {
+    /// At a leaf descriptor with this value.
+    Leaf(u64),
+    /// Faulted.
+    Stop(Stop),
+    /// A table descriptor's AF update lost a race: the walk restarts.
+    Lost { descriptor_address: u64 },
 }
 
 /// A walk in progress: where the next descriptor read goes, and the
@@ -556,8 +579,13 @@ impl Stage2Walker {
         let ha =
             features.hardware_updates() >= HardwareUpdates::AccessFlag && vtcr & (1 << 21) != 0;
         let hd = ha
-            && features.hardware_updates() == HardwareUpdates::AccessFlagAndDirty
+            && features.hardware_updates() >= HardwareUpdates::AccessFlagAndDirty
             && vtcr & (1 << 22) != 0;
+        // AArch64.GetS2TTWParams: walkparams.haft = VTCR_EL2.HAFT (bit 44)
+        // with FEAT_HAFT, and only where walkparams.ha is set.
+        let haft = ha
+            && features.hardware_updates() >= HardwareUpdates::AccessFlagDirtyAndTables
+            && vtcr & (1 << 44) != 0;
         let pa_max = features.pa_max_bits();
         let ps = ((vtcr >> 16) & 7) as u8;
         // AArch64.PhysicalAddressSize: VTCR.PS limited by the exposed PAMax
@@ -635,6 +663,7 @@ impl Stage2Walker {
             table_mask: mask(48) & !mask(granule.bits()),
             ha,
             hd,
+            haft,
             xnx: features.xnx(),
             sh0: ((vtcr >> 12) & 3) as u8,
             oa_bits,
@@ -695,6 +724,12 @@ impl Stage2Walker {
     /// Hardware dirty state management in effect.
     pub const fn hardware_dirty_state(&self) -> bool {
         self.hd
+    }
+
+    /// Hardware access flag management for table descriptors in effect
+    /// (FEAT_HAFT: VTCR_EL2.HAFT with VTCR_EL2.HA, HAFDBS = 3 exposed).
+    pub const fn hardware_table_access_flag(&self) -> bool {
+        self.haft
     }
 
     /// Translate one IPA.
@@ -775,8 +810,12 @@ impl Stage2Walker {
                 return Err(WalkError::Fault(cursor.fault(stop)));
             }
             let descriptor = match self.descend(memory, &mut cursor, hint) {
-                Ok(descriptor) => descriptor,
-                Err(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
+                Descent::Leaf(descriptor) => descriptor,
+                Descent::Stop(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
+                Descent::Lost { descriptor_address } => {
+                    lost_at = descriptor_address;
+                    continue;
+                }
             };
             match self.finish(memory, &cursor, descriptor) {
                 Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &leaf)),
@@ -797,7 +836,7 @@ impl Stage2Walker {
         memory: &M,
         cursor: &mut Cursor<T>,
         hint: &mut SlotHint,
-    ) -> Result<u64, Stop> {
+    ) -> Descent {
         // One copy of the loop per byte order, each with its order fixed:
         // the byte swap (or not) is then no select on the chain of
         // dependent reads.
@@ -814,7 +853,7 @@ impl Stage2Walker {
         cursor: &mut Cursor<T>,
         hint: &mut SlotHint,
         endianness: Endianness,
-    ) -> Result<u64, Stop> {
+    ) -> Descent {
         // A walk's tables are usually in one memslot: each read tries
         // where the previous one was found first.
         // At most one read per level, -1..=3: the walk ends within 5 reads.
@@ -822,13 +861,42 @@ impl Stage2Walker {
             let read = memory.read_descriptor_hinted(cursor.address, hint);
             match self.advance_in(cursor, read, endianness) {
                 Step::Continue => {}
-                Step::Leaf(descriptor) => return Ok(descriptor),
-                Step::Stop(stop) => return Err(stop),
+                Step::Leaf(descriptor) => return Descent::Leaf(descriptor),
+                Step::Stop(stop) => return Descent::Stop(stop),
+                Step::TableAccessFlag {
+                    address,
+                    descriptor,
+                    level,
+                } => {
+                    let current = endianness.descriptor_to_raw(descriptor);
+                    let new = endianness.descriptor_to_raw(descriptor | ACCESS_FLAG);
+                    match memory.compare_exchange_descriptor(address, current, new) {
+                        Ok(Ok(_)) => {}
+                        // AArch64.S2Walk decodes the value it found again;
+                        // restarting the walk (bounded, as for the leaf)
+                        // does that and re-reads the levels above, which
+                        // only makes it a walk made a little later.
+                        Ok(Err(_)) => {
+                            return Descent::Lost {
+                                descriptor_address: address,
+                            }
+                        }
+                        // AArch64.MemSwapTableDesc: a refused write is a
+                        // synchronous external abort on the walk, at the
+                        // level of the descriptor being updated.
+                        Err(_) => {
+                            return Descent::Stop(Stop {
+                                cause: FaultCause::UpdateRefused { address },
+                                level,
+                            })
+                        }
+                    }
+                }
             }
         }
         // Unreachable by construction (levels only increase, up to 3); kept
         // as a fault rather than a panic.
-        Err(Stop {
+        Descent::Stop(Stop {
             cause: FaultCause::InvalidDescriptor,
             level: cursor.level,
         })
@@ -1012,8 +1080,18 @@ impl Stage2Walker {
                         level,
                     });
                 }
+                let table_address = cursor.address;
                 cursor.level = next;
                 cursor.address = address;
+                // AArch64.S2Walk: with walkparams.haft a table descriptor
+                // gets AF set (after the next-level address check).
+                if self.haft && descriptor & ACCESS_FLAG == 0 {
+                    return Step::TableAccessFlag {
+                        address: table_address,
+                        descriptor,
+                        level,
+                    };
+                }
                 Step::Continue
             }
         }

@@ -91,10 +91,17 @@ fn hafdbs_xnx_and_st_decode_and_reject_what_is_not_implemented() {
     let f = decode(mmfr0(PA_48), mmfr1(2, true), mmfr2(true)).unwrap();
     assert_eq!(f.hardware_updates(), HardwareUpdates::AccessFlagAndDirty);
     assert!(f.xnx() && f.ttst());
+    // 0b0011 is FEAT_HAFT; 0b0100 (FEAT_HDBSS) and above are not implemented.
     assert_eq!(
-        decode(mmfr0(PA_48), 3, 0),
-        Err(IdRegisterError::UnsupportedHafdbs(3))
+        decode(mmfr0(PA_48), 3, 0).unwrap().hardware_updates(),
+        HardwareUpdates::AccessFlagDirtyAndTables
     );
+    for hafdbs in 4..16 {
+        assert_eq!(
+            decode(mmfr0(PA_48), hafdbs, 0),
+            Err(IdRegisterError::UnsupportedHafdbs(hafdbs as u8))
+        );
+    }
     assert_eq!(
         decode(mmfr0(PA_48), 2 << 28, 0),
         Err(IdRegisterError::ReservedXnx(2))
@@ -332,8 +339,13 @@ fn reserved_or_unsupported_tg0_picks_the_smallest_supported_granule() {
 
 #[test]
 fn hardware_update_enables_follow_hafdbs() {
-    let regs = vtcr(Granule::K4, 24, 1, 5) | VTCR_HA | VTCR_HD;
-    for (hafdbs, ha, hd) in [(0, false, false), (1, true, false), (2, true, true)] {
+    let regs = vtcr(Granule::K4, 24, 1, 5) | VTCR_HA | VTCR_HD | VTCR_HAFT;
+    for (hafdbs, ha, hd, haft) in [
+        (0, false, false, false),
+        (1, true, false, false),
+        (2, true, true, false),
+        (3, true, true, true),
+    ] {
         let w = walker(
             regs,
             0,
@@ -341,8 +353,12 @@ fn hardware_update_enables_follow_hafdbs() {
             &features(mmfr0(PA_48), hafdbs, 0),
         );
         assert_eq!(
-            (w.hardware_access_flag(), w.hardware_dirty_state()),
-            (ha, hd),
+            (
+                w.hardware_access_flag(),
+                w.hardware_dirty_state(),
+                w.hardware_table_access_flag()
+            ),
+            (ha, hd, haft),
             "HAFDBS {hafdbs}"
         );
     }

@@ -126,7 +126,7 @@ fn raw_id_registers() -> impl Strategy<Value = (IdRegisters, ExposedFeatures)> {
         prop::sample::select(vec![0u64, 1, 2, 3, 3, 3]),
         0u64..=2,
         prop::sample::select(vec![0u64, 1, 2, 3, 3, 3]),
-        0u64..=2,
+        0u64..=3,
         any::<bool>(),
         any::<bool>(),
     )
@@ -173,13 +173,13 @@ const VTCR_SHAPES: &[(u64, u64, u64, u64, u64)] = &[
 fn vtcr_value() -> impl Strategy<Value = u64> {
     prop_oneof![
         1 => any::<u64>(),
-        6 => (0..VTCR_SHAPES.len(), any::<u64>(), prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 6, 6, 7]), 0u64..4, any::<u64>())
+        6 => (0..VTCR_SHAPES.len(), any::<u64>(), prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 6, 6, 7]), 0u64..8, any::<u64>())
             .prop_map(|(shape, pick, ps, hahd, noise)| {
                 let (tg0, sl0, extra, min, max) = VTCR_SHAPES[shape];
                 let t0sz = min + pick % (max - min + 1);
-                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (tg0 << 14) | (ps << 16) | (hahd << 21) | extra
+                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (tg0 << 14) | (ps << 16) | ((hahd & 3) << 21) | ((hahd >> 2) * VTCR_HAFT) | extra
             }),
-        2 => (12u64..=50, 0u64..4, 0u64..4, 0u64..8, 0u64..16, any::<u64>()).prop_map(
+        2 => (12u64..=50, 0u64..4, 0u64..4, 0u64..8, 0u64..32, any::<u64>()).prop_map(
             |(t0sz, sl0, tg0, ps, flags, noise)| {
                 t0sz | (sl0 << 6)
                     | (noise & (0x3f << 8))
@@ -187,6 +187,7 @@ fn vtcr_value() -> impl Strategy<Value = u64> {
                     | (ps << 16)
                     | ((flags & 3) << 21)
                     | (((flags >> 2) & 3) << 32)
+                    | ((flags >> 4) * VTCR_HAFT)
             }
         ),
     ]
@@ -486,11 +487,38 @@ fn check_against_model(
             AccessKind::ExecEl0 => model::Acc::Exec { el0: true },
         };
         // The model reads the same memory before the walker may update it.
-        let expect = mem.with(|m| {
+        let writable = |a: u64| {
+            mem.slots.iter().any(|s| {
+                s.access == SlotAccess::ReadWrite
+                    && a >= s.base
+                    && a - s.base < s.words.len() as u64 * 8
+            })
+        };
+        let model::Walk {
+            outcome: expect,
+            table_updates,
+        } = mem.with(|m| {
             let read = |a: u64| walker::GuestMemory::read_descriptor(m, a).ok();
-            model::s2_translate(&cpu, vtcr, vttbr, big_endian, ipa, acc, &read)
+            model::s2_translate(&cpu, vtcr, vttbr, big_endian, ipa, acc, &read, &writable)
         });
         let got = mem.with(|m| w.walk(m, ipa, r.access));
+        // FEAT_HAFT: every table update the model made is in memory,
+        // unless the leaf update (a table may be its own leaf) came after.
+        let leaf_update = match (&expect, &got) {
+            (
+                model::Outcome::Ok {
+                    update: Some((a, _)),
+                    ..
+                },
+                Ok(_),
+            ) => Some(*a),
+            _ => None,
+        };
+        for (address, new) in &table_updates {
+            if Some(*address) != leaf_update {
+                prop_assert_eq!(mem.read(*address), *new, "table AF at {:#x}", address);
+            }
+        }
         match (expect, got) {
             (model::Outcome::Ok { oa, level, update }, result) => {
                 let read_only = update.is_some_and(|(a, _)| {
@@ -566,17 +594,17 @@ proptest! {
             (1, 2, 0, 12, 21),
         ]),
         pick in any::<u64>(),
-        hahd in 0u64..4,
+        hahd in 0u64..8,
         page in 0u64..SLOT_B_BYTES / 4096,
         big_endian in any::<bool>(),
         read_only_b in any::<bool>(),
         requests in requests(),
     ) {
-        let ids = IdRegisters { mmfr0: mmfr0_lpa2(PA_52), mmfr1: mmfr1(2, true), mmfr2: mmfr2(true) };
+        let ids = IdRegisters { mmfr0: mmfr0_lpa2(PA_52), mmfr1: mmfr1(3, true), mmfr2: mmfr2(true) };
         let features = ExposedFeatures::from_id_registers(ids).unwrap();
         let (tg0, sl0, extra, min, max) = shape;
         let t0sz = min + pick % (max - min + 1);
-        let vtcr = t0sz | (sl0 << 6) | (3 << 8) | (3 << 10) | (3 << 12) | (tg0 << 14) | (6 << 16) | (hahd << 21) | extra;
+        let vtcr = t0sz | (sl0 << 6) | (3 << 8) | (3 << 10) | (3 << 12) | (tg0 << 14) | (6 << 16) | ((hahd & 3) << 21) | ((hahd >> 2) * VTCR_HAFT) | extra;
         let format = if tg0 == 1 { AddrFormat::Lpa64k } else { AddrFormat::Ds };
         let vttbr = vttbr_for(format, SLOT_B + page * 4096);
         check_against_model(seed, ids, features, vtcr, vttbr, big_endian, read_only_b, &requests)?;

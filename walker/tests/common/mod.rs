@@ -224,6 +224,8 @@ pub fn vtcr(granule: Granule, t0sz: u64, sl0: u64, ps: u64) -> u64 {
 
 pub const VTCR_HA: u64 = 1 << 21;
 pub const VTCR_HD: u64 = 1 << 22;
+/// FEAT_HAFT: hardware AF in table descriptors.
+pub const VTCR_HAFT: u64 = 1 << 44;
 pub const VTCR_DS: u64 = 1 << 32;
 pub const VTCR_SL2: u64 = 1 << 33;
 

@@ -1,7 +1,9 @@
 //! A second, deliberately plain transliteration of the Arm ARM stage-2
 //! pseudocode (AArch64.S2Translate and what it calls), written separately
 //! from the walker for differential testing. It reads memory through a
-//! closure, never writes, and reports the update the walk would make.
+//! closure, never writes, and reports the updates the walk would make:
+//! the leaf's, and (FEAT_HAFT) those of table descriptors, which it keeps
+//! in an overlay so that its own later reads see them.
 //! IMPLEMENTATION DEFINED choices are the walker's documented ones.
 
 /// x<hi:lo>
@@ -105,6 +107,7 @@ struct Params {
     ds: bool,
     ha: bool,
     hd: bool,
+    haft: bool,
 }
 
 fn s2_decode_tg0(cpu: &Cpu, tg0: u64) -> u32 {
@@ -138,7 +141,10 @@ fn s2_ttw_params(cpu: &Cpu, vtcr: u64) -> Params {
         ps: bits(vtcr, 18, 16),
         ds,
         ha,
-        hd: ha && cpu.hafdbs() == 2 && bit(vtcr, 22),
+        hd: ha && cpu.hafdbs() >= 2 && bit(vtcr, 22),
+        // FEAT_HAFT (HAFDBS 0b0011): VTCR_EL2.HAFT is bit 44, effective
+        // only with HA.
+        haft: ha && cpu.hafdbs() >= 3 && bit(vtcr, 44),
     }
 }
 
@@ -286,8 +292,17 @@ fn contiguous_size(p: &Params, level: i32, desc: u64) -> u32 {
     }
 }
 
+/// What a walk of the model did: its outcome and the table descriptors
+/// it set AF in, in order: (address, new descriptor value).
+pub struct Walk {
+    pub outcome: Outcome,
+    pub table_updates: Vec<(u64, u64)>,
+}
+
 /// AArch64.S2Translate for one access, with memory read through `read`
-/// (None = outside memory; raw = native-endian value of the 8 bytes).
+/// (None = outside memory; raw = native-endian value of the 8 bytes) and
+/// `writable` telling which descriptors a hardware update may write.
+#[allow(clippy::too_many_arguments)]
 pub fn s2_translate(
     cpu: &Cpu,
     vtcr: u64,
@@ -296,6 +311,37 @@ pub fn s2_translate(
     ipa: u64,
     acc: Acc,
     read: &dyn Fn(u64) -> Option<u64>,
+    writable: &dyn Fn(u64) -> bool,
+) -> Walk {
+    let mut table_updates = Vec::new();
+    let outcome = s2_translate_updating(
+        cpu,
+        vtcr,
+        vttbr,
+        big_endian,
+        ipa,
+        acc,
+        read,
+        writable,
+        &mut table_updates,
+    );
+    Walk {
+        outcome,
+        table_updates,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn s2_translate_updating(
+    cpu: &Cpu,
+    vtcr: u64,
+    vttbr: u64,
+    big_endian: bool,
+    ipa: u64,
+    acc: Acc,
+    read: &dyn Fn(u64) -> Option<u64>,
+    writable: &dyn Fn(u64) -> bool,
+    table_updates: &mut Vec<(u64, u64)>,
 ) -> Outcome {
     let p = s2_ttw_params(cpu, vtcr);
     let fault = |kind, level| Outcome::Fault { kind, level };
@@ -319,13 +365,24 @@ pub fn s2_translate(
     }
     let mut level = start;
     let desc = loop {
-        let Some(raw) = read(desc_address) else {
-            return fault(Kind::ExternalAbort, level);
-        };
-        let desc = if big_endian {
-            u64::from_be_bytes(raw.to_ne_bytes())
-        } else {
-            u64::from_le_bytes(raw.to_ne_bytes())
+        // This walk's own table updates first (a table may hold itself).
+        let own = table_updates
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == desc_address)
+            .map(|(_, value)| *value);
+        let desc = match own {
+            Some(value) => value,
+            None => {
+                let Some(raw) = read(desc_address) else {
+                    return fault(Kind::ExternalAbort, level);
+                };
+                if big_endian {
+                    u64::from_be_bytes(raw.to_ne_bytes())
+                } else {
+                    u64::from_le_bytes(raw.to_ne_bytes())
+                }
+            }
         };
         let kind = bits(desc, 1, 0);
         if kind == 3 && level == 3 {
@@ -337,6 +394,15 @@ pub fn s2_translate(
             let address = table | (bits(ipa, lsb + stride(&p) - 1, lsb) << 3);
             if oa_out_of_range(address, oasize) {
                 return fault(Kind::AddressSize, level);
+            }
+            // walkparams.haft: new_desc<10> = '1', written by
+            // MemSwapTableDesc before the next lookup; a refused write is
+            // an external abort at this level.
+            if p.haft && !bit(desc, 10) {
+                if !writable(desc_address) {
+                    return fault(Kind::ExternalAbort, level);
+                }
+                table_updates.push((desc_address, desc | (1 << 10)));
             }
             desc_address = address;
             level = next;

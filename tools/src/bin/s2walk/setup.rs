@@ -43,6 +43,8 @@ ID registers (what L0 exposes to L1), when omitted:
                         (TGran4_2 = TGran16_2 = TGran64_2 = 0b0010, TGran16 = 1),
                         no 52-bit (LPA/LPA2) support
   --mmfr1 0x0           HAFDBS = 0 (no hardware AF/dirty), XNX = 0
+                        (HAFDBS 1: AF, 2: AF and dirty, 3: also AF in table
+                        descriptors, FEAT_HAFT, with VTCR_EL2.HAFT = bit 44)
   --mmfr2 0x0           ST = 0 (no FEAT_TTST)
 
 Exit status: 0 success; 1 a malformed batch line, a faulting walk or an
@@ -355,6 +357,39 @@ mod tests {
         assert!(parse_mem_arg("table.bin").is_err());
         assert!(parse_mem_arg("@0x1000").is_err());
         assert!(parse_mem_arg("t.bin@zz").is_err());
+    }
+
+    #[test]
+    fn hafdbs_3_is_feat_haft_and_walks_set_table_access_flags() {
+        use walker::{AccessKind, HardwareUpdates};
+        // 4K from level 2 (T0SZ 34): a table descriptor with AF clear at
+        // 0x4000_0000 to the page table at 0x4000_1000, which maps page 0.
+        let mut image = vec![0u8; 0x2000];
+        image[..8].copy_from_slice(&(0x4000_1000u64 | 3).to_le_bytes());
+        let page = 0x8000_0000u64 | (1 << 10) | (3 << 6) | (0xf << 2) | 3;
+        image[0x1000..0x1008].copy_from_slice(&page.to_le_bytes());
+        let path = std::env::temp_dir().join(format!("s2walk-haft-{}.bin", std::process::id()));
+        std::fs::write(&path, &image).unwrap();
+        let mem = format!("{}@0x40000000", path.display());
+        let args = command()
+            .try_get_matches_from(["s2walk", "batch", "--mmfr1", "0x3", "--mem", &mem])
+            .unwrap();
+        let machine = Machine::from_args(args.subcommand().unwrap().1);
+        std::fs::remove_file(&path).unwrap();
+        let machine = machine.unwrap();
+        assert_eq!(
+            machine.features.hardware_updates(),
+            HardwareUpdates::AccessFlagDirtyAndTables
+        );
+        // VTCR_EL2: T0SZ 34, SL0 0 (level 2), PS 48 bits, HA, HAFT (bit 44).
+        let vtcr = 34 | (5 << 16) | (1 << 21) | (1 << 44);
+        let walker = machine.walker(vtcr, 0x4000_0000);
+        let mut storage = Vec::new();
+        let memslots = machine.memslots(&mut storage).unwrap();
+        let t = walker.walk(&memslots, 0x123, AccessKind::Read).unwrap();
+        assert_eq!(t.output_address, 0x8000_0123);
+        let table = memslots.slots()[0].words()[0].load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(u64::from_le(table), 0x4000_1000 | (1 << 10) | 3);
     }
 
     #[test]

@@ -40,10 +40,11 @@ pub fn describe_configuration(walker: &Stage2Walker) -> String {
     }
     let _ = write!(
         line,
-        ", DS {}, HA {}, HD {}",
+        ", DS {}, HA {}, HD {}, HAFT {}",
         u8::from(walker.lpa2()),
         u8::from(walker.hardware_access_flag()),
-        u8::from(walker.hardware_dirty_state())
+        u8::from(walker.hardware_dirty_state()),
+        u8::from(walker.hardware_table_access_flag())
     );
     line
 }
