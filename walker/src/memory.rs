@@ -108,7 +108,9 @@ impl<T: GuestMemory + ?Sized> GuestMemory for &T {
 /// Where one walk's previous descriptor read was found, for
 /// [`GuestMemory::read_descriptor_hinted`]. Opaque: only the memory
 /// implementation that set it knows what it means; a stale or foreign hint
-/// costs a lookup, never a wrong result.
+/// costs a lookup, never a wrong result. The default is "nothing known
+/// yet": [`Memslots`] then tries its largest slot first (usually the
+/// guest's RAM, where its tables are).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlotHint(usize);
 
@@ -220,6 +222,8 @@ impl fmt::Display for MemslotError {
 #[derive(Clone, Copy, Debug)]
 pub struct Memslots<'a> {
     slots: &'a [Memslot<'a>],
+    /// Index of the largest slot: tried first when a hint is not set.
+    largest: usize,
 }
 
 impl<'a> Memslots<'a> {
@@ -252,7 +256,10 @@ impl<'a> Memslots<'a> {
                 });
             }
         }
-        Ok(Memslots { slots })
+        let largest = (0..slots.len())
+            .max_by_key(|&i| slots[i].words.len())
+            .unwrap_or(0);
+        Ok(Memslots { slots, largest })
     }
 
     /// The slots, sorted by base.
@@ -306,12 +313,13 @@ impl<'a> Memslots<'a> {
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
         }
-        if let Some(word) = self.slots.get(hint.0).and_then(|s| s.word_at(address)) {
+        let first = hint.0.checked_sub(1).unwrap_or(self.largest);
+        if let Some(word) = self.slots.get(first).and_then(|s| s.word_at(address)) {
             return Ok(word);
         }
         let (index, slot) = self.candidate(address)?;
         let word = slot.word_at(address).ok_or(MemoryError::OutsideMemslots)?;
-        hint.0 = index;
+        hint.0 = index + 1;
         Ok(word)
     }
 
@@ -332,8 +340,9 @@ impl GuestMemory for Memslots<'_> {
         self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
     }
 
-    /// The hint is the index of the slot the previous read of the walk
-    /// hit: tried first, then the O(log n) search, which updates it.
+    /// The hint is 1 + the index of the slot the previous read of the walk
+    /// hit (0: not set, try the largest slot): tried first, then the
+    /// O(log n) search, which updates it.
     #[inline]
     fn read_descriptor_hinted(
         &self,
