@@ -25,7 +25,7 @@
 //! sound.
 
 use crate::message::Record;
-use crate::sync::{spin_hint, AtomicU32, Ordering, UnsafeCell};
+use crate::sync::{prefetch_for_write, spin_hint, AtomicU32, Ordering, UnsafeCell};
 
 /// Bytes per cache line the layout pads to: 128 covers the adjacent-line
 /// prefetch pairs of x86 and the 128-byte lines of some Arm cores.
@@ -451,6 +451,12 @@ impl Producer<'_> {
     /// many were appended. The tail line is written once per batch.
     pub fn push_with(&mut self, max: usize, mut fill: impl FnMut(usize, &mut Record)) -> usize {
         let mut free = self.free_slots();
+        // Ask for every line of the batch at once: the consumer read them
+        // last, and one store miss at a time would serialise the batch.
+        // (The first line is asked for by its own stores right away.)
+        for i in 1..max.min(free) {
+            prefetch_for_write(self.ring.slot(self.tail.wrapping_add(i as u32)));
+        }
         let mut sent = 0;
         while sent < max {
             if free == 0 {
