@@ -383,9 +383,30 @@ impl WalkCache {
         }
     }
 
-    /// The cached leaf containing `ipa`, if any. Lock-free.
-    pub(crate) fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+    /// The current flush number.
+    pub(crate) fn flush_number(&self) -> u64 {
+        self.flush.load(Ordering::Acquire)
+    }
+
+    /// The cached leaf containing `ipa`, if any, for a context whose
+    /// entries are those stamped below `retired_at` (its retirement's
+    /// flush number; `u64::MAX` while it is live). Lock-free.
+    ///
+    /// A cache passes from a retired context to its slot's next one: the
+    /// retirement stores `retired_at` and then bumps the flush number
+    /// (Release). A reader that loads the bumped number (Acquire) therefore
+    /// sees `retired_at` and takes nothing; one that loads an older number
+    /// only accepts entries stamped with it, which predate the successor.
+    pub(crate) fn lookup<'g>(
+        &self,
+        ipa: u64,
+        retired_at: &AtomicU64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
         let flush = self.flush.load(Ordering::Acquire);
+        if flush >= retired_at.load(Ordering::Acquire) {
+            return None;
+        }
         let mut sizes = self.leaf_sizes.load(Ordering::Acquire);
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
@@ -401,14 +422,18 @@ impl WalkCache {
         None
     }
 
-    /// The deepest cached path for `ipa`, if any. Lock-free.
+    /// The deepest cached path for `ipa`, if any: like [`WalkCache::lookup`].
     pub(crate) fn lookup_path<'g>(
         &self,
         walker: &Stage2Walker,
         ipa: u64,
+        retired_at: &AtomicU64,
         guard: &'g Guard,
     ) -> Option<&'g CachedPath> {
         let flush = self.flush.load(Ordering::Acquire);
+        if flush >= retired_at.load(Ordering::Acquire) {
+            return None;
+        }
         let levels = self.path_levels.load(Ordering::Acquire);
         for level in (-1i8..=2).rev() {
             if levels & (1 << (level + 1)) == 0 {
@@ -578,5 +603,88 @@ impl WalkCache {
         self.leaves
             .get(key, hash2(key, 0), guard)
             .is_some_and(|e| e.flush == flush)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::context::{Capacity, ContextKey, Directory};
+    use crate::sync::epoch;
+    use walker::{ExposedFeatures, IdRegisters};
+
+    fn leaf(ipa_base: u64, output_base: u64) -> CachedWalk {
+        CachedWalk {
+            ipa_base,
+            size_log2: 12,
+            output_base,
+            level: 3,
+            s2ap: S2Ap::from_bits(3),
+            execute: Execute::from_xn(0),
+            dirty_bit_modifier: false,
+            mem_attr: 0xf,
+            shareability: Shareability::InnerShareable,
+            descriptor: output_base | 0x7ff,
+            descriptor_address: 0x3000,
+            flush: 0,
+        }
+    }
+
+    /// A context holds its slot's cache only until it is retired: a reader
+    /// still holding the retired context (it found it before the recycle)
+    /// gets neither its old entries nor the successor's, which live in the
+    /// same cache after the slot passed on.
+    #[test]
+    fn a_retired_context_never_hits_its_successors_entries() {
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            mmfr0: 5,
+            mmfr1: 0,
+            mmfr2: 0,
+        })
+        .unwrap();
+        let capacity = Capacity {
+            contexts: 1,
+            leaves_per_context: 4,
+            paths_per_context: 4,
+        };
+        let directory: Directory<()> = Directory::new(features, capacity, 1);
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        let vtcr = 25 | (1 << 6) | (5 << 16);
+        let key_a = ContextKey::new(1, 0x1000, vtcr, walker::Endianness::Little);
+        let key_b = ContextKey::new(1, 0x4000, vtcr, walker::Endianness::Little);
+        let (a, _) = directory
+            .get_or_create(&key_a, &guard, |_, _| {}, |_| Some(()), |_| {})
+            .unwrap();
+        {
+            let mut held = a.lock();
+            a.cache
+                .insert_leaf(&mut held.index, leaf(0, 0x8000_0000), &guard, |_, _| {});
+        }
+        assert_eq!(a.lookup(0, &guard).unwrap().output_base, 0x8000_0000);
+        // B takes the only slot: A is retired, the cache flushed for B.
+        let (b, created) = directory
+            .get_or_create(
+                &key_b,
+                &guard,
+                |victim, held| {
+                    victim.cache.flush(&mut held.index, &guard);
+                },
+                |_| panic!("the slot's shadow is reused"),
+                |_| {},
+            )
+            .unwrap();
+        assert!(matches!(created, crate::context::Created::Recycled { .. }));
+        assert!(core::ptr::eq(&*a.cache, &*b.cache), "one cache per slot");
+        assert!(a.lookup(0, &guard).is_none(), "the victim's flushed entry");
+        {
+            let mut held = b.lock();
+            b.cache
+                .insert_leaf(&mut held.index, leaf(0, 0x9000_0000), &guard, |_, _| {});
+        }
+        assert_eq!(b.lookup(0, &guard).unwrap().output_base, 0x9000_0000);
+        assert!(a.lookup(0, &guard).is_none(), "the successor's entry");
+        assert!(directory.get(&key_a, &guard).is_none());
     }
 }

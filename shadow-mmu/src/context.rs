@@ -4,13 +4,25 @@
 //! shadow stage 2. A full directory recycles a context (round robin)
 //! instead of failing: the victim is retired under its writer lock, so a
 //! translate racing with the recycle can never insert into it.
+//!
+//! The big parts of a context belong to its slot, not to the context: the
+//! walk-result cache (its preallocated tables) and the shadow stage 2 (its
+//! root, and the frames a clear left for later reclamation) pass from a
+//! retired context to the next one in the same slot, which has the same
+//! shadow VMID. Recycling therefore allocates and frees nothing that grows
+//! with the cache: the victim's entries die with one flush-number bump, its
+//! shadow is detached in O(root entries), its reverse-map records die with
+//! their epoch. A reader still holding the retired context never sees its
+//! successor's entries: a context stops accepting cache hits from the flush
+//! number it was retired at ([`Context::lookup`]).
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
 
-use crate::cache::{CacheIndex, WalkCache};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::table::{hash2, Keyed, Table};
@@ -138,7 +150,11 @@ pub struct Context<S> {
     key: ContextKey,
     walker: Stage2Walker,
     shadow_vmid: u16,
-    pub(crate) cache: WalkCache,
+    /// The slot's cache (shared with the slot's later contexts).
+    pub(crate) cache: Arc<WalkCache>,
+    /// The cache's flush number when this context was retired (`u64::MAX`
+    /// while it is live): cache entries are this context's only below it.
+    retired_at: AtomicU64,
     /// Bumped by every invalidation that touches the context, under the
     /// writer lock, after the removal. A translate that read an older value
     /// before its lookup or walk must not insert anything an invalidation
@@ -146,7 +162,8 @@ pub struct Context<S> {
     generation: AtomicU64,
     retired: AtomicBool,
     state: Mutex<ContextState>,
-    shadow: S,
+    /// The slot's shadow (shared with the slot's later contexts).
+    shadow: Arc<S>,
 }
 
 impl<S> Keyed for Context<S> {
@@ -161,14 +178,15 @@ impl<S> Context<S> {
         key: ContextKey,
         features: &ExposedFeatures,
         shadow_vmid: u16,
-        capacity: &Capacity,
-        shadow: S,
+        cache: Arc<WalkCache>,
+        shadow: Arc<S>,
     ) -> Self {
         Context {
             key,
             walker: Stage2Walker::new(key.registers(), features),
             shadow_vmid,
-            cache: WalkCache::new(capacity.leaves_per_context, capacity.paths_per_context),
+            cache,
+            retired_at: AtomicU64::new(u64::MAX),
             generation: AtomicU64::new(0),
             retired: AtomicBool::new(false),
             state: Mutex::new(ContextState::default()),
@@ -205,6 +223,20 @@ impl<S> Context<S> {
     /// Whether the context was recycled (nothing may be inserted).
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
+    }
+
+    /// The cached leaf containing `ipa`, if any. Lock-free. Once the
+    /// context is retired (and its slot's cache flushed for a successor),
+    /// nothing: see [`WalkCache::lookup`].
+    pub fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+        self.cache.lookup(ipa, &self.retired_at, guard)
+    }
+
+    /// The deepest cached intermediate path for `ipa`, if any. Lock-free,
+    /// and like [`Context::lookup`] never a successor's.
+    pub fn lookup_path<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedPath> {
+        self.cache
+            .lookup_path(&self.walker, ipa, &self.retired_at, guard)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ContextState> {
@@ -247,8 +279,15 @@ impl<S> Context<S> {
         })
     }
 
+    /// Retires the context: no insert from now on, and (once the caller
+    /// flushes the slot's cache) no cache hit either. Caller holds the lock.
     fn retire(&self, held: &mut ContextState) {
         self.retired.store(true, Ordering::Release);
+        // Before the flush that follows (Release there orders this store
+        // before the new flush number): a reader that sees the new number
+        // sees this bound and takes no hit.
+        self.retired_at
+            .store(self.cache.flush_number(), Ordering::Release);
         self.finish_invalidation(held, Covered::All);
     }
 }
@@ -264,11 +303,21 @@ pub struct Capacity {
     pub paths_per_context: usize,
 }
 
+/// What a slot keeps across its contexts.
+#[derive(Debug)]
+struct SlotResources<S> {
+    cache: Arc<WalkCache>,
+    shadow: Arc<S>,
+}
+
 /// What the directory's writer lock guards.
 #[derive(Debug)]
-struct DirectoryState {
+struct DirectoryState<S> {
     /// Slot i owns shadow VMID `first_vmid + i`; the key of its context.
     slots: Vec<Option<ContextKey>>,
+    /// Slot i's cache and shadow, made for its first context and passed on
+    /// to every later one.
+    resources: Vec<Option<SlotResources<S>>>,
     by_key: HashMap<ContextKey, usize>,
     /// L1 VMID -> slots of its contexts (TLBIs touch only these).
     by_vmid: HashMap<u16, Vec<usize>>,
@@ -295,7 +344,7 @@ pub enum Created {
 #[derive(Debug)]
 pub struct Directory<S> {
     table: Table<Context<S>>,
-    state: Mutex<DirectoryState>,
+    state: Mutex<DirectoryState<S>>,
     first_vmid: u16,
     capacity: Capacity,
     features: ExposedFeatures,
@@ -311,6 +360,7 @@ impl<S> Directory<S> {
             table: Table::with_capacity(capacity.contexts.max(1) * 2),
             state: Mutex::new(DirectoryState {
                 slots: alloc::vec![None; capacity.contexts.max(1)],
+                resources: (0..capacity.contexts.max(1)).map(|_| None).collect(),
                 by_key: HashMap::new(),
                 by_vmid: HashMap::new(),
                 hand: 0,
@@ -330,14 +380,17 @@ impl<S> Directory<S> {
     /// directory is full) if needed. `on_retire` runs under the victim's
     /// writer lock, after it is retired and before its VMID is reused (drop
     /// its shadow entries and invalidate its hardware VMID there).
-    /// `make_shadow` builds the new context's shadow table for its VMID;
-    /// `None` (no frame for a root table) leaves the context uncreated.
+    /// `make_shadow` builds the shadow table for a slot's VMID the first
+    /// time the slot is used (later contexts of the slot take it over, after
+    /// `reassigned`); `None` (no frame for a root table) leaves the context
+    /// uncreated.
     pub(crate) fn get_or_create<'g>(
         &self,
         key: &ContextKey,
         guard: &'g Guard,
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),
         make_shadow: impl FnOnce(u16) -> Option<S>,
+        reassigned: impl FnOnce(&S),
     ) -> Option<(&'g Context<S>, Created)> {
         if let Some(context) = self.get(key, guard) {
             return Some((context, Created::Found));
@@ -365,8 +418,25 @@ impl<S> Directory<S> {
             }
         };
         let shadow_vmid = self.first_vmid.wrapping_add(slot as u16);
-        let shadow = make_shadow(shadow_vmid)?;
-        let context = Context::new(*key, &self.features, shadow_vmid, &self.capacity, shadow);
+        let (cache, shadow) = match &state.resources[slot] {
+            Some(r) => {
+                reassigned(&r.shadow);
+                (r.cache.clone(), r.shadow.clone())
+            }
+            None => {
+                let shadow = Arc::new(make_shadow(shadow_vmid)?);
+                let cache = Arc::new(WalkCache::new(
+                    self.capacity.leaves_per_context,
+                    self.capacity.paths_per_context,
+                ));
+                state.resources[slot] = Some(SlotResources {
+                    cache: cache.clone(),
+                    shadow: shadow.clone(),
+                });
+                (cache, shadow)
+            }
+        };
+        let context = Context::new(*key, &self.features, shadow_vmid, cache, shadow);
         let (_, context) = self.table.insert(context, hash, guard, |_| false);
         state.slots[slot] = Some(*key);
         state.by_key.insert(*key, slot);
@@ -385,7 +455,7 @@ impl<S> Directory<S> {
     /// the victim's key.
     fn retire_slot(
         &self,
-        state: &mut DirectoryState,
+        state: &mut DirectoryState<S>,
         slot: usize,
         guard: &Guard,
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),
@@ -451,7 +521,7 @@ impl<S> Directory<S> {
 
 /// The slot to recycle: the full bucket's victim, else the round-robin
 /// hand's (every slot is taken then).
-fn slot_or_hand(bucket_victim: Option<usize>, state: &mut DirectoryState) -> usize {
+fn slot_or_hand<S>(bucket_victim: Option<usize>, state: &mut DirectoryState<S>) -> usize {
     bucket_victim.unwrap_or_else(|| {
         let n = state.slots.len();
         let slot = state.hand % n;

@@ -73,6 +73,9 @@ pub trait ShadowStore: Send + Sync {
     /// returns nothing removed is reachable, but the table frames may come
     /// back to the pool later ([`ShadowStore::reclaim`]).
     fn clear(&self) -> usize;
+    /// The shadow passes to the next context of its slot (same shadow VMID),
+    /// after the previous one was retired and the shadow cleared.
+    fn reassigned(&self) {}
     /// Returns up to `max_frames` frames a `clear` left for later to the
     /// pool; how many.
     fn reclaim(&self, max_frames: usize) -> usize {
@@ -512,7 +515,7 @@ where
         l2_ipa: u64,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
-        self.directory.get(key, guard)?.cache.lookup(l2_ipa, guard)
+        self.directory.get(key, guard)?.lookup(l2_ipa, guard)
     }
 
     fn context<'g>(
@@ -528,6 +531,7 @@ where
                 self.drop_context_contents(victim, held, guard);
             },
             |vmid| self.backend.create(vmid),
+            ShadowStore::reassigned,
         );
         match made {
             Some((context, created)) => {
@@ -587,7 +591,7 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
-        let (leaf, walked) = match context.cache.lookup(l2_ipa, &guard) {
+        let (leaf, walked) = match context.lookup(l2_ipa, &guard) {
             Some(hit) if hit.permits(access) => {
                 bump(&counters.hits, 1);
                 (l1_translation(hit), Source::Hit(*hit))
@@ -595,7 +599,7 @@ where
             _ => {
                 bump(&counters.misses, 1);
                 let walker = context.walker();
-                let path = context.cache.lookup_path(walker, l2_ipa, &guard);
+                let path = context.lookup_path(l2_ipa, &guard);
                 let (result, kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
                 match kind {
                     WalkKind::Full => bump(&counters.walks, 1),

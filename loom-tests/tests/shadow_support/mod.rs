@@ -29,8 +29,11 @@ pub const VTCR: u64 = 25 | (1 << 6) | (5 << 16);
 pub const ROOT: u64 = 0x1000;
 pub const L2_TABLE: u64 = 0x2000;
 pub const L3_TABLE: u64 = 0x3000;
-/// Root of a second tree sharing the lower tables.
+/// Root of a second tree, with its own lower tables mapping L2 IPA 0 and
+/// 0x1000 to NEW and NEW + 0x1000 (so a hit of the wrong tree shows).
 pub const ROOT_B: u64 = 0x4000;
+pub const L2_TABLE_B: u64 = 0x5000;
+pub const L3_TABLE_B: u64 = 0x6000;
 /// Leaf attributes: AF, inner shareable, RW, normal write-back, page.
 pub const PAGE: u64 = (1 << 10) | (3 << 8) | (3 << 6) | (0xf << 2) | 3;
 /// L1 IPAs the leaves point to (inside L1 memory).
@@ -78,12 +81,15 @@ impl GuestMemory for SparseMemory {
     }
 }
 
-/// Two trees (roots ROOT and ROOT_B) sharing one level-2 and one level-3
-/// table; L2 IPA 0 -> OLD, L2 IPA 0x1000 -> OLD + 0x1000.
+/// Two trees: under ROOT, L2 IPA 0 -> OLD and 0x1000 -> OLD + 0x1000;
+/// under ROOT_B, 0 -> NEW and 0x1000 -> NEW + 0x1000.
 pub fn memory() -> SparseMemory {
     let words = vec![
         (ROOT, AtomicU64::new(L2_TABLE | 3)),
-        (ROOT_B, AtomicU64::new(L2_TABLE | 3)),
+        (ROOT_B, AtomicU64::new(L2_TABLE_B | 3)),
+        (L2_TABLE_B, AtomicU64::new(L3_TABLE_B | 3)),
+        (L3_TABLE_B, AtomicU64::new(NEW | PAGE)),
+        (L3_TABLE_B + 8, AtomicU64::new((NEW + 0x1000) | PAGE)),
         (L2_TABLE, AtomicU64::new(L3_TABLE | 3)),
         (L3_TABLE, AtomicU64::new(OLD | PAGE)),
         (L3_TABLE + 8, AtomicU64::new((OLD + 0x1000) | PAGE)),
@@ -105,19 +111,21 @@ pub struct ModelShadow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     Created(u16),
+    /// The slot's next context took the shadow over.
+    Reassigned(u16),
     Mapped(u16),
     Cleared(u16),
 }
 
 /// Checks that no shadow was written after it was cleared, unless a new
-/// shadow for the same VMID was created in between (a recycled context
-/// must never take an insert).
+/// context took the VMID's shadow over in between (a recycled context must
+/// never take an insert).
 pub fn assert_no_insert_after_clear(log: &[Event]) {
     for (i, event) in log.iter().enumerate() {
         if let Event::Cleared(vmid) = event {
             for later in &log[i + 1..] {
                 match later {
-                    Event::Created(v) if v == vmid => break,
+                    Event::Created(v) | Event::Reassigned(v) if v == vmid => break,
                     Event::Mapped(v) if v == vmid => {
                         panic!("VMID {vmid} shadow written after its clear: {log:?}")
                     }
@@ -173,6 +181,9 @@ impl ShadowStore for ModelShadow {
     }
     fn frames_used(&self) -> usize {
         1
+    }
+    fn reassigned(&self) {
+        self.log.lock().unwrap().push(Event::Reassigned(self.vmid));
     }
 }
 
