@@ -351,6 +351,11 @@ impl CacheIndex {
     }
 }
 
+/// A flushed index of at most this many chunks is dropped on the spot;
+/// a larger one (a few allocations per chunk group of its ordered level) is
+/// left to the epoch collector.
+const INLINE_DROP_CHUNKS: usize = 64;
+
 /// Which cached entries an IPA invalidation removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Levels {
@@ -585,14 +590,19 @@ impl WalkCache {
 
     /// Drops everything at once: one flush-number bump hides every entry
     /// from lookups; their slots are reused by later inserts (and freed
-    /// with the context). The old index is handed to the epoch collector,
+    /// with the slot). A large old index is handed to the epoch collector,
     /// so the flush itself costs O(1) whatever the cache holds. Returns how
     /// many entries were live. Caller holds the writer lock.
     pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
         let live = index.live_leaves() + index.live_paths();
         let old = core::mem::take(index);
-        guard.defer(move || drop(old));
+        if old.leaves.chunks() + old.paths.chunks() <= INLINE_DROP_CHUNKS {
+            // Small: dropping it here costs less than deferring it.
+            drop(old);
+        } else {
+            guard.defer(move || drop(old));
+        }
         live
     }
 

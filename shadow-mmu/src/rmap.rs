@@ -135,6 +135,9 @@ struct L1List {
 struct Incarnation {
     epoch: u64,
     live: usize,
+    /// Bit k: records of size class k were inserted in this epoch (so a
+    /// shadow-range removal probes only those classes).
+    classes: u8,
 }
 
 /// The reverse map. `C` identifies a context (a shadow table).
@@ -227,6 +230,7 @@ impl<C: ContextId> ReverseMap<C> {
         };
         let incarnation = self.contexts.entry(shadow.context).or_default();
         incarnation.live += 1;
+        incarnation.classes |= 1 << class;
         let epoch = incarnation.epoch;
         self.live += 1;
         let class8 = class as u8;
@@ -392,7 +396,13 @@ impl<C: ContextId> ReverseMap<C> {
         }
         let last = l2_ipa_start.saturating_add(len - 1);
         let mut count = 0;
+        // Dead records (of earlier epochs) of other classes may remain: they
+        // are invisible and swept later, so they need no visit here.
+        let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            if classes & (1 << class) == 0 {
+                continue;
+            }
             let owner = (context, class as u8);
             let mask = !((1u64 << size_log2) - 1);
             if last - l2_ipa_start < 1 << size_log2 {
@@ -431,6 +441,7 @@ impl<C: ContextId> ReverseMap<C> {
         };
         let n = c.live;
         c.live = 0;
+        c.classes = 0;
         c.epoch += 1;
         self.live -= n;
         n

@@ -605,11 +605,22 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// Tables unlinked (and invalidated) by `map` replacing a table with a
     /// block, with their level; freed under the exclusive lock.
     retired: Mutex<Vec<(u64, usize)>>,
+    /// How many tables `retired` holds, stored under its lock by `map`
+    /// (shared side) and read by the exclusive side, which is ordered after
+    /// every shared holder: exact there, so it may skip the lock.
+    retired_count: AtomicUsize,
     /// Subtrees `clear` detached from the root, with their level: unlinked
     /// under the exclusive lock and invalidated, so no hardware or software
     /// walk can reach them; their frames go back to the pool a few at a
     /// time ([`ShadowTable::reclaim_detached`]).
     detached: Mutex<Vec<(u64, usize)>>,
+    /// How many subtrees `detached` holds, readable without its lock: a
+    /// hint that lets `map` and `unmap_range` skip the lock when nothing is
+    /// detached (reclamation is best effort; a stale zero only defers it).
+    detached_hint: crate::sync::unmodelled::AtomicUsize,
+    /// Bit g: some root entry in `8g..8g + 8` may be a table (set by `map`
+    /// when it links one): `clear` visits only those groups.
+    root_groups: AtomicU64,
     /// Frames this table owns (root, live, retired and detached tables).
     frames: AtomicUsize,
     /// Leaves reachable from the root (and in retired tables not freed
@@ -667,7 +678,10 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             root,
             lock: UpdateLock::new(),
             retired: Mutex::new(Vec::new()),
+            retired_count: AtomicUsize::new(0),
             detached: Mutex::new(Vec::new()),
+            detached_hint: crate::sync::unmodelled::AtomicUsize::new(0),
+            root_groups: AtomicU64::new(0),
             frames: AtomicUsize::new(1),
             leaves: AtomicUsize::new(0),
         })
@@ -797,8 +811,17 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// against walkers: nothing can reach a detached frame any more.
     pub fn reclaim_detached(&self, max_frames: usize) -> usize {
         let mut freed = 0;
+        if self.detached_hint.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         while freed < max_frames {
-            let Some((pa, level)) = self.detached.lock().pop() else {
+            let popped = {
+                let mut detached = self.detached.lock();
+                let popped = detached.pop();
+                self.detached_hint.store(detached.len(), Ordering::Relaxed);
+                popped
+            };
+            let Some((pa, level)) = popped else {
                 break;
             };
             if level < 3 {
@@ -811,7 +834,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                             _ => None,
                         })
                         .collect();
-                    self.detached.lock().extend(children);
+                    let mut detached = self.detached.lock();
+                    detached.extend(children);
+                    self.detached_hint.store(detached.len(), Ordering::Relaxed);
                 }
             }
             self.pool.release(pa);
@@ -866,6 +891,12 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         ) {
                             Ok(_) => {
                                 self.frames.fetch_add(1, Ordering::Relaxed);
+                                if lvl == 0 {
+                                    // Seen by `clear` under the exclusive
+                                    // lock (after this map's shared unlock).
+                                    self.root_groups
+                                        .fetch_or(1 << (index_at(ipa, 0) / 8), Ordering::Relaxed);
+                                }
                                 break new;
                             }
                             // Never published: nobody else can see it.
@@ -927,7 +958,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         if let Entry::Table(pa) = old {
                             // Unreachable now for hardware and for new
                             // software walks; freed under the exclusive lock.
-                            self.retired.lock().push((pa, level + 1));
+                            let mut retired = self.retired.lock();
+                            retired.push((pa, level + 1));
+                            self.retired_count.store(retired.len(), Ordering::Relaxed);
                         }
                     }
                     // ... make (next iteration).
@@ -1033,7 +1066,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
 
     /// Frees tables `map` unlinked. Caller holds the exclusive lock.
     fn reclaim_retired(&self) {
+        if self.retired_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let retired = core::mem::take(&mut *self.retired.lock());
+        self.retired_count.store(0, Ordering::Relaxed);
         for (pa, level) in retired {
             let leaves = self.free_subtree(pa, level);
             self.forget_leaves(leaves);
@@ -1079,19 +1116,27 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         // Tables `map` retired are rare: free them now so the leaf count
         // stays exact.
         self.reclaim_retired();
-        let mut subtrees = Vec::new();
+        // The detached list stays locked until the invalidation below has
+        // completed: no reclaimer can free a frame before it.
+        let mut detached = self.detached.lock();
+        let mut groups = self.root_groups.swap(0, Ordering::Relaxed);
         if let Some(root) = self.pool.frame(self.root) {
-            for slot in &root.0 {
-                if slot.load(Ordering::Relaxed) == 0 {
-                    continue;
-                }
-                if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), 0) {
-                    subtrees.push((pa, 1));
+            while groups != 0 {
+                let group = groups.trailing_zeros() as usize;
+                groups &= groups - 1;
+                for slot in &root.0[group * 8..group * 8 + 8] {
+                    if slot.load(Ordering::Relaxed) == 0 {
+                        continue;
+                    }
+                    if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), 0) {
+                        detached.push((pa, 1));
+                    }
                 }
             }
         }
         self.tlb.invalidate_all();
-        self.detached.lock().extend(subtrees);
+        self.detached_hint.store(detached.len(), Ordering::Relaxed);
+        drop(detached);
         self.leaves.swap(0, Ordering::Relaxed)
     }
 }

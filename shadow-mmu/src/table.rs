@@ -334,7 +334,17 @@ pub(crate) struct BlockIndex<O> {
     bits: hashbrown::HashMap<(O, u64), [u64; CHUNK_WORDS]>,
     ordered: alloc::collections::BTreeSet<(O, u64)>,
     len: usize,
+    /// The last chunks that emptied, kept (with an empty bitmap) for a
+    /// while: a block removed and soon inserted again (an invalidation and
+    /// the fault that follows) then costs no ordered-set update. When a
+    /// chunk leaves this ring and is still empty it is removed, so at most
+    /// [`EMPTY_RING`] empty chunks are ever kept.
+    emptied: [Option<(O, u64)>; EMPTY_RING],
+    next_emptied: usize,
 }
+
+/// Empty chunks a [`BlockIndex`] keeps.
+const EMPTY_RING: usize = 8;
 
 /// log2 of the blocks per chunk: 64, one word of bitmap. Small chunks keep
 /// a sparse index cheap (one block alone in its chunk costs one hash entry
@@ -349,12 +359,14 @@ const CHUNK_MASK: u64 = (1 << CHUNK_BLOCKS_LOG2) - 1;
 /// each; a longer one enumerates the ordered level.
 pub(crate) const PROBE_CHUNKS: u64 = 8;
 
-impl<O> Default for BlockIndex<O> {
+impl<O: Copy> Default for BlockIndex<O> {
     fn default() -> Self {
         BlockIndex {
             bits: hashbrown::HashMap::new(),
             ordered: alloc::collections::BTreeSet::new(),
             len: 0,
+            emptied: [None; EMPTY_RING],
+            next_emptied: 0,
         }
     }
 }
@@ -372,6 +384,12 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     /// Blocks present.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Chunks present, a few empty ones included (what dropping the index
+    /// costs).
+    pub(crate) fn chunks(&self) -> usize {
+        self.bits.len()
     }
 
     /// Marks block `base` (aligned to `2^size_log2`) present; whether it
@@ -401,11 +419,28 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
         if present {
             self.len -= 1;
             if words.iter().all(|w| *w == 0) {
-                self.bits.remove(&(owner, chunk));
-                self.ordered.remove(&(owner, chunk));
+                self.emptied((owner, chunk));
             }
         }
         present
+    }
+
+    /// Chunk `key` just emptied: keep it in the ring, and drop the chunk it
+    /// displaces if that one is still empty.
+    fn emptied(&mut self, key: (O, u64)) {
+        let slot = self.next_emptied;
+        self.next_emptied = (slot + 1) % EMPTY_RING;
+        if let Some(old) = self.emptied[slot].replace(key) {
+            if old != key
+                && self
+                    .bits
+                    .get(&old)
+                    .is_some_and(|w| w.iter().all(|w| *w == 0))
+            {
+                self.bits.remove(&old);
+                self.ordered.remove(&old);
+            }
+        }
     }
 
     /// Whether block `base` is present.
@@ -509,6 +544,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
             } else {
                 CHUNK_MASK as usize
             };
+            let mut taken_any = false;
             for (w, word) in words.iter_mut().enumerate().take(hi / 64 + 1).skip(lo / 64) {
                 let mut taken = *word;
                 if w == lo / 64 {
@@ -518,6 +554,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
                     taken &= (1u64 << (hi % 64 + 1)) - 1;
                 }
                 *word &= !taken;
+                taken_any |= taken != 0;
                 index.len -= taken.count_ones() as usize;
                 while taken != 0 {
                     let bit = u64::from(taken.trailing_zeros());
@@ -525,9 +562,8 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
                     removed((chunk << shift) | ((w as u64 * 64 + bit) << size_log2));
                 }
             }
-            if words.iter().all(|w| *w == 0) {
-                index.bits.remove(&(owner, chunk));
-                index.ordered.remove(&(owner, chunk));
+            if taken_any && words.iter().all(|w| *w == 0) {
+                index.emptied((owner, chunk));
             }
         };
         if last_chunk - first_chunk < PROBE_CHUNKS {
@@ -579,6 +615,9 @@ mod block_index_tests {
                 }
                 prop_assert_eq!(index.contains(owner, base, size_log2), model.contains(&(owner, base)));
                 prop_assert_eq!(index.len(), model.len());
+                let empty = index.bits.values().filter(|w| w.iter().all(|w| *w == 0)).count();
+                prop_assert!(empty <= EMPTY_RING, "{} empty chunks kept", empty);
+                prop_assert_eq!(index.ordered.len(), index.bits.len());
             }
             for (owner, start, len) in queries {
                 let start = start << (size_log2 - 12);
