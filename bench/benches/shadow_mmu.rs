@@ -13,6 +13,12 @@
 //!   page (no TTL hint, as without FEAT_TTL) and VMALLS12E1IS with 1K and
 //!   1M entries cached. The state is restored after every timed call
 //!   (untimed), so each call starts from the full cache.
+//! - `shadow_invalidate_scaling`: Umbra's one-page invalidation alone at
+//!   16K and 256K entries, between the 1K and 1M of the groups above: where
+//!   its cost stops growing (once the working set has left the CPU caches,
+//!   a constant number of cache misses).
+//! - `shadow_parts` / `shadow_parts_flush`: the reverse-map and shadow-table
+//!   parts of an invalidation alone, at 1K and 1M entries.
 //!
 //! Run: `cargo bench -p bench --bench shadow_mmu -- --measurement-time 3 --warm-up-time 1`
 //! (the 1M-entry invalidation groups set their own shorter times: every
@@ -711,5 +717,40 @@ fn parts(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hit, miss, read_throughput, invalidate, parts);
+/// Umbra's one-page invalidation at intermediate cache sizes.
+fn scaling(c: &mut Criterion) {
+    for (label, pages) in [("16K", 1u64 << 14), ("256K", 1 << 18)] {
+        if !wanted(&format!("shadow_invalidate_scaling/{label}")) {
+            continue;
+        }
+        let f = L1Fixture::new(pages);
+        let service = umbra(&f, 2, pages as usize);
+        fill_umbra(&service, &f, &[1], pages);
+        let key = umbra_key(&f, 1);
+        let worker = service.worker();
+        let mut g = c.benchmark_group(format!("shadow_invalidate_scaling/{label}"));
+        let mut page = 0u64;
+        let mut next_ipa = move || {
+            page = (page + 7919) % pages;
+            L1Fixture::l2_ipa(page)
+        };
+        g.bench_function("umbra_page", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let ipa = next_ipa();
+                    let scope = ipas2(ipa, false);
+                    let t0 = Instant::now();
+                    black_box(service.invalidate(&worker, 1, &scope));
+                    total += t0.elapsed();
+                    translate_ok(&service, &worker, &key, ipa);
+                }
+                total
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, hit, miss, read_throughput, invalidate, scaling, parts);
 criterion_main!(benches);
