@@ -193,7 +193,9 @@ impl Shareability {
     }
 }
 
-/// Hardware updates the walk made to the leaf descriptor.
+/// Hardware updates the walk made to the leaf descriptor. (With FEAT_HAFT
+/// the walk also set AF in every table descriptor of its trail that had it
+/// clear; the trail keeps the values as read.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DescriptorUpdate {
     /// AF was set (VTCR_EL2.HA).
