@@ -752,5 +752,13 @@ fn scaling(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, hit, miss, read_throughput, invalidate, scaling, parts);
+criterion_group!(
+    benches,
+    hit,
+    miss,
+    read_throughput,
+    invalidate,
+    scaling,
+    parts
+);
 criterion_main!(benches);
