@@ -14,6 +14,7 @@ use loom::thread;
 use shadow_mmu::compose::{MemAttr, MemShareability, Permissions, ShadowMapping};
 use shadow_mmu::shadow_table::{
     FramePool, HeapFramePool, MapOutcome, RecordingTlb, ShadowConfig, ShadowTable, TlbEvent,
+    TlbMaintenance,
 };
 use std::sync::Arc;
 
@@ -182,30 +183,89 @@ fn unmap_frees_tables_while_map_and_lookup_run() {
     });
 }
 
+/// A TLB hook for `clear`'s model: when the whole-VMID invalidation runs,
+/// none of the watched tables (those `clear` detaches) may be back in the
+/// pool yet - a frame is reused only after it is unlinked *and* the hook has
+/// run.
+struct NotFreedBeforeInvalidation {
+    pool: Arc<HeapFramePool>,
+    watched: std::sync::Mutex<Vec<u64>>,
+    invalidated: std::sync::atomic::AtomicBool,
+}
+
+impl TlbMaintenance for NotFreedBeforeInvalidation {
+    fn invalidate_range(&self, _l2_ipa: u64, _len: u64) {}
+    fn invalidate_all(&self) {
+        // Each watched table is checked at the first invalidation after it
+        // was watched (the one of the clear that detaches it).
+        for pa in core::mem::take(&mut *self.watched.lock().unwrap()) {
+            assert!(
+                !self.pool.is_free(pa),
+                "table {pa:#x} freed before the invalidation"
+            );
+        }
+        self.invalidated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The tables below the root (level 1 and down).
+fn tables_below_root(pool: &HeapFramePool, root: u64) -> Vec<u64> {
+    fn walk(pool: &HeapFramePool, pa: u64, level: u32, out: &mut Vec<u64>) {
+        let frame = pool.frame(pa).expect("pool frame");
+        for d in &frame.0 {
+            let d = d.load(std::sync::atomic::Ordering::Relaxed);
+            if level < 3 && d & 0b11 == 0b11 {
+                let child = d & 0x0000_ffff_ffff_f000;
+                out.push(child);
+                walk(pool, child, level + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(pool, root, 0, &mut out);
+    out
+}
+
 /// `clear` detaches the tree (one whole-VMID invalidation, frames kept for
 /// later) while another vCPU looks a page up and maps one in the same
-/// region, and the detached frames are reclaimed at once, still during the
-/// vCPU's calls. The old page is gone when `clear` returns; the vCPU's page
-/// is either mapped at the end (it ran after the clear) or was removed by
-/// it; no freed frame is ever written or reachable; frames balance.
+/// region (a map first returns a few detached frames to the pool), and the
+/// detached frames are reclaimed at once, still during the vCPU's calls.
+/// No detached table is back in the pool before the invalidation ran; the
+/// old page is gone when `clear` returns; the vCPU's page is either mapped
+/// at the end (it ran after the clear) or was removed by it; no freed frame
+/// is ever written or reachable; frames balance.
 #[test]
 fn clear_detaches_while_map_and_lookup_run() {
     model(|| {
-        let (t, pool) = table(8);
+        let pool = Arc::new(HeapFramePool::new(8, 1 << 40).unwrap());
+        let tlb = NotFreedBeforeInvalidation {
+            pool: pool.clone(),
+            watched: std::sync::Mutex::new(Vec::new()),
+            invalidated: std::sync::atomic::AtomicBool::new(false),
+        };
+        let t = Arc::new(ShadowTable::new(pool.clone(), tlb, ShadowConfig::default()).unwrap());
         let old = page(0x1000, 0xa000);
         t.map(&old).unwrap();
+        *t.tlb().watched.lock().unwrap() = tables_below_root(&pool, t.root_pa());
         let new = page(0x2000, 0xb000);
         let vcpu = {
             let t = t.clone();
             thread::spawn(move || {
+                // The map first: it starts by returning detached frames,
+                // which must not include any before the invalidation.
+                let mapped = t.map(&new).unwrap();
                 let seen = t.lookup(0x1000);
                 assert!(seen.is_none() || seen == Some(old), "{seen:?}");
-                t.map(&new).unwrap()
+                mapped
             })
         };
         let removed = t.clear();
         assert_eq!(t.lookup(0x1000), None, "cleared entry still reachable");
-        assert!(t.tlb().take().contains(&TlbEvent::All));
+        assert!(t
+            .tlb()
+            .invalidated
+            .load(std::sync::atomic::Ordering::Relaxed));
         t.reclaim_detached(usize::MAX);
         vcpu.join().unwrap();
         assert!((1..=2).contains(&removed));
@@ -213,7 +273,6 @@ fn clear_detaches_while_map_and_lookup_run() {
         assert!(new_left.is_none() || new_left == Some(new));
         assert_eq!(removed == 2, new_left.is_none());
         t.reclaim_detached(usize::MAX);
-        assert_reachable_tables_allocated(&t, &pool);
         assert_free_frames_zero(&pool);
         assert_eq!(pool.frames_in_use(), t.frames_used());
         t.clear();

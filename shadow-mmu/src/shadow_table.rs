@@ -617,7 +617,7 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// How many subtrees `detached` holds, readable without its lock: a
     /// hint that lets `map` and `unmap_range` skip the lock when nothing is
     /// detached (reclamation is best effort; a stale zero only defers it).
-    detached_hint: crate::sync::unmodelled::AtomicUsize,
+    detached_hint: AtomicUsize,
     /// Bit g: some root entry in `8g..8g + 8` may be a table (set by `map`
     /// when it links one): `clear` visits only those groups.
     root_groups: AtomicU64,
@@ -680,7 +680,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             retired: Mutex::new(Vec::new()),
             retired_count: AtomicUsize::new(0),
             detached: Mutex::new(Vec::new()),
-            detached_hint: crate::sync::unmodelled::AtomicUsize::new(0),
+            detached_hint: AtomicUsize::new(0),
             root_groups: AtomicU64::new(0),
             frames: AtomicUsize::new(1),
             leaves: AtomicUsize::new(0),
