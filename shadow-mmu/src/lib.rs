@@ -29,9 +29,9 @@
 //!   byte order) in a lock-free hash directory with a VMID index; bounded,
 //!   recycled round robin; each owns a shadow VMID.
 //! - [`cache`]: per context, leaf walk results at block granularity and
-//!   intermediate table paths (partial walks), lock-free reads, ordered
-//!   per-size indexes for range invalidation, flush numbers for whole-VMID
-//!   drops.
+//!   intermediate table paths (partial walks), lock-free reads, hashed
+//!   per-size block indexes for range invalidation, flush numbers for
+//!   whole-VMID drops.
 //! - [`service`]: the generation protocol that keeps racing walks from
 //!   inserting stale results, composition ([`compose`]), shadow install
 //!   ([`shadow_table`]), reverse map ([`rmap`]), eviction.
