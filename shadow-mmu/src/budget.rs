@@ -79,8 +79,10 @@ const MIN_SLOTS: usize = 4;
 
 impl Budget {
     /// Splits `bytes` for `contexts` contexts: per context its fixed part
-    /// and two frames (the slot's root table, kept for the slot's lifetime,
-    /// and one frame of headroom while a cleared tree is reclaimed); of the
+    /// and two frames (the slot's root table, taken when the service is
+    /// made and kept for the service's lifetime, so a new context never
+    /// waits for one, and one frame of headroom while a cleared tree is
+    /// reclaimed); of the
     /// rest, half to walk-result caches (leaves 4 :
     /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
     /// with their reverse-map records.

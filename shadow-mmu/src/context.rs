@@ -7,9 +7,9 @@
 //!
 //! The big parts of a context belong to its slot, not to the context: the
 //! walk-result cache (its preallocated tables) and the shadow stage 2 (its
-//! root, and the frames a clear left for later reclamation) pass from a
-//! retired context to the next one in the same slot, which has the same
-//! shadow VMID. Recycling therefore allocates and frees nothing that grows
+//! root, made for every slot up front, and the frames a clear left for
+//! later reclamation) pass from a retired context to the next one in the
+//! same slot, which has the same shadow VMID and root. Recycling therefore allocates and frees nothing that grows
 //! with the cache: the victim's entries die with one flush-number bump, its
 //! shadow is detached in O(root entries), its reverse-map records die with
 //! their epoch. A reader still holding the retired context never sees its
@@ -303,21 +303,18 @@ pub struct Capacity {
     pub paths_per_context: usize,
 }
 
-/// What a slot keeps across its contexts.
-#[derive(Debug)]
-struct SlotResources<S> {
-    cache: Arc<WalkCache>,
-    shadow: Arc<S>,
-}
-
 /// What the directory's writer lock guards.
 #[derive(Debug)]
 struct DirectoryState<S> {
     /// Slot i owns shadow VMID `first_vmid + i`; the key of its context.
     slots: Vec<Option<ContextKey>>,
-    /// Slot i's cache and shadow, made for its first context and passed on
-    /// to every later one.
-    resources: Vec<Option<SlotResources<S>>>,
+    /// Slot i's shadow: made up front ([`Directory::reserve_shadows`]) so
+    /// that a new context never waits for a root frame (else for its first
+    /// context), and passed on to every later one.
+    shadows: Vec<Option<Arc<S>>>,
+    /// Slot i's cache, made for its first context and passed on to every
+    /// later one.
+    caches: Vec<Option<Arc<WalkCache>>>,
     by_key: HashMap<ContextKey, usize>,
     /// L1 VMID -> slots of its contexts (TLBIs touch only these).
     by_vmid: HashMap<u16, Vec<usize>>,
@@ -360,7 +357,8 @@ impl<S> Directory<S> {
             table: Table::with_capacity(capacity.contexts.max(1) * 2),
             state: Mutex::new(DirectoryState {
                 slots: alloc::vec![None; capacity.contexts.max(1)],
-                resources: (0..capacity.contexts.max(1)).map(|_| None).collect(),
+                shadows: (0..capacity.contexts.max(1)).map(|_| None).collect(),
+                caches: (0..capacity.contexts.max(1)).map(|_| None).collect(),
                 by_key: HashMap::new(),
                 by_vmid: HashMap::new(),
                 hand: 0,
@@ -369,6 +367,23 @@ impl<S> Directory<S> {
             capacity,
             features,
         }
+    }
+
+    /// Makes every slot's shadow now (its root frame, reserved for the
+    /// slot's lifetime), so that a context created later never competes
+    /// with other contexts' tables for a root. Slots whose `make_shadow`
+    /// fails (a pool smaller than the budget says) get theirs when first
+    /// used. Returns how many slots have a shadow.
+    pub fn reserve_shadows(&self, mut make_shadow: impl FnMut(u16) -> Option<S>) -> usize {
+        let mut state = self.state.lock();
+        let mut reserved = 0;
+        for (slot, shadow) in state.shadows.iter_mut().enumerate() {
+            if shadow.is_none() {
+                *shadow = make_shadow(self.first_vmid.wrapping_add(slot as u16)).map(Arc::new);
+            }
+            reserved += usize::from(shadow.is_some());
+        }
+        reserved
     }
 
     /// The context for `key`, if it exists. Lock-free.
@@ -380,10 +395,10 @@ impl<S> Directory<S> {
     /// directory is full) if needed. `on_retire` runs under the victim's
     /// writer lock, after it is retired and before its VMID is reused (drop
     /// its shadow entries and invalidate its hardware VMID there).
-    /// `make_shadow` builds the shadow table for a slot's VMID the first
-    /// time the slot is used (later contexts of the slot take it over, after
-    /// `reassigned`); `None` (no frame for a root table) leaves the context
-    /// uncreated.
+    /// `make_shadow` builds the shadow table for a slot's VMID if
+    /// [`Directory::reserve_shadows`] could not (later contexts of the slot
+    /// take it over, after `reassigned`); `None` (no frame for a root table)
+    /// leaves the context uncreated.
     pub(crate) fn get_or_create<'g>(
         &self,
         key: &ContextKey,
@@ -418,22 +433,28 @@ impl<S> Directory<S> {
             }
         };
         let shadow_vmid = self.first_vmid.wrapping_add(slot as u16);
-        let (cache, shadow) = match &state.resources[slot] {
-            Some(r) => {
-                reassigned(&r.shadow);
-                (r.cache.clone(), r.shadow.clone())
-            }
+        let shadow = match &state.shadows[slot] {
+            Some(shadow) => shadow.clone(),
             None => {
                 let shadow = Arc::new(make_shadow(shadow_vmid)?);
+                state.shadows[slot] = Some(shadow.clone());
+                shadow
+            }
+        };
+        // The slot's cache exists once it had a context: this one succeeds
+        // it, in the cache and in the shadow.
+        let cache = match &state.caches[slot] {
+            Some(cache) => {
+                reassigned(&shadow);
+                cache.clone()
+            }
+            None => {
                 let cache = Arc::new(WalkCache::new(
                     self.capacity.leaves_per_context,
                     self.capacity.paths_per_context,
                 ));
-                state.resources[slot] = Some(SlotResources {
-                    cache: cache.clone(),
-                    shadow: shadow.clone(),
-                });
-                (cache, shadow)
+                state.caches[slot] = Some(cache.clone());
+                cache
             }
         };
         let context = Context::new(*key, &self.features, shadow_vmid, cache, shadow);
@@ -446,9 +467,24 @@ impl<S> Directory<S> {
 
     /// The context owning shadow VMID `shadow_vmid`, if any.
     pub fn by_shadow_vmid<'g>(&self, shadow_vmid: u16, guard: &'g Guard) -> Option<&'g Context<S>> {
-        let slot = usize::from(shadow_vmid.wrapping_sub(self.first_vmid));
+        self.in_slot(
+            usize::from(shadow_vmid.wrapping_sub(self.first_vmid)),
+            guard,
+        )
+    }
+
+    /// The context in slot `slot` (shadow VMID `first_vmid + slot`), if any.
+    /// The directory lock is held only to read the slot: the caller works
+    /// on the context without it, and must expect it to be retired (and the
+    /// slot to have a successor) meanwhile.
+    pub fn in_slot<'g>(&self, slot: usize, guard: &'g Guard) -> Option<&'g Context<S>> {
         let key = self.state.lock().slots.get(slot).copied().flatten()?;
         self.get(&key, guard)
+    }
+
+    /// How many context slots there are (the most contexts alive at once).
+    pub fn slots(&self) -> usize {
+        self.capacity.contexts.max(1)
     }
 
     /// Retires the context in `slot` (if any) and frees the slot; returns

@@ -6,8 +6,11 @@
 //! Each context has a writer lock and an invalidation generation.
 //! - `translate` reads the generation (and the L0 generation) *before* the
 //!   cache lookup or walk, then composes, then takes the context's lock and
-//!   inserts (reverse-map record, shadow descriptor, cache entries) only if
-//!   neither generation moved and the context is not retired. A walk that
+//!   inserts only if the generation did not move (for anything it depends
+//!   on) and the context is not retired. Under that lock, in this order:
+//!   the cache entries (a full bucket's eviction unmaps the evicted
+//!   leaf's shadow range, leaves with their records), the reverse-map
+//!   record, the L0-generation check, the shadow descriptor. A walk that
 //!   overlapped an invalidation therefore never inserts: it answers
 //!   [`Retry::InvalidationRaced`] and L2 simply faults again.
 //! - `invalidate` takes each affected context's lock, removes what is in
@@ -23,12 +26,50 @@
 //!   by invalidation or eviction, unmaps the shadow range it covers).
 //!   So an invalidation that removes the L1 block containing an IPA also
 //!   removes every shadow piece built from that block.
+//! - Invariant: every shadow leaf has a live reverse-map record, and a
+//!   record goes only together with its leaf (an unmap of the same range,
+//!   or a clear of the shadow with `forget_context` of its VMID), under the
+//!   lock of the context that owns the shadow. Hence the order above: an
+//!   eviction that ran between an install's record and its map would take
+//!   the record and leave the leaf. An install that does not map after its
+//!   record (L0 generation moved, map refused, no frames) unmaps its range,
+//!   leaves and records: its record replaced that of any leaf already at
+//!   the same L2 IPA (one record per shadow key), so deleting the record
+//!   alone would orphan that leaf. Removing more than needed is allowed (a
+//!   re-fault); a leaf without a record is not: `l0_unmap` could not find
+//!   it, and L2 would keep host memory L0 took away from L1.
+//! - The shadow and the shadow VMID belong to the context *slot*: after a
+//!   recycle they are the successor's. So whoever finds a context and then
+//!   locks it (`l0_unmap`, frame reclamation) checks that it is not retired
+//!   under that lock (retirement takes it), and leaves the shadow and the
+//!   VMID's records alone if it is: the retirement cleared them, and now the
+//!   successor, under its own lock, may be between a record and its map.
 //! - `l0_unmap` bumps the L0 generation, takes the records from the reverse
 //!   map, then unmaps each under its context's lock. `translate` records in
 //!   the reverse map *before* checking the L0 generation, all under the
 //!   context lock, so either the unmap finds the record (and waits for the
 //!   lock, after which the descriptor is there to remove) or the translate
 //!   sees the new generation and backs out.
+//! - Memory: every slot's shadow (its root frame) is made when the service
+//!   is, so a new context never waits for a frame; a fault that finds the
+//!   pool empty takes frames back from the other shadows (detached frames
+//!   first) and is told to retry.
+//!
+//! # Contract with hv: recycling
+//!
+//! A recycled context's successor has the same shadow root (VTTBR_EL2.BADDR)
+//! and the same shadow VMID. Retirement clears the shadow and invalidates
+//! the VMID's TLB entries, but a PE still running the victim's L2 with that
+//! VTTBR_EL2 would walk the successor's tree as soon as the successor maps
+//! anything, and L2 of the victim would reach memory of another L2. hv
+//! must kick every such PE (an IPI that makes it exit to EL2; it re-reads
+//! [`Service::shadow_root`] for its own key before it re-enters L2) and
+//! wait until each has left L2 *before the successor maps anything*. The
+//! place for it is [`ShadowStore::reassigned`]: the directory calls it when
+//! the shadow passes to the successor, before the successor exists, so no
+//! translate can map into it earlier. (It runs under the directory lock: a
+//! kicked PE must acknowledge that it left L2 before it asks the service
+//! for anything.) [`Stats::recycled_contexts`] counts recycles.
 //!
 //! Lock order: directory -> context -> reverse map. Lookups take no lock.
 
@@ -73,8 +114,11 @@ pub trait ShadowStore: Send + Sync {
     /// returns nothing removed is reachable, but the table frames may come
     /// back to the pool later ([`ShadowStore::reclaim`]).
     fn clear(&self) -> usize;
-    /// The shadow passes to the next context of its slot (same shadow VMID),
-    /// after the previous one was retired and the shadow cleared.
+    /// The shadow passes to the next context of its slot (same shadow VMID,
+    /// same root), after the previous one was retired and the shadow
+    /// cleared, before the new context exists. hv must kick every PE still
+    /// running L2 on this shadow and wait until each has left L2 before it
+    /// returns (see the module docs: contract with hv).
     fn reassigned(&self) {}
     /// Returns up to `max_frames` frames a `clear` left for later to the
     /// pool; how many.
@@ -121,8 +165,10 @@ where
 pub trait ShadowBackend: Sync {
     /// The shadow of one context.
     type Shadow: ShadowStore;
-    /// A new, empty shadow for `shadow_vmid`; `None` when no frame is left
-    /// for its root (the service evicts and the fault retries).
+    /// A new, empty shadow for `shadow_vmid`. The service asks for every
+    /// slot's shadow when it is made (their roots are part of the budget's
+    /// frames); `None` (no frame for the root) leaves the slot to its first
+    /// context, which takes frames back from other shadows if it must.
     fn create(&self, shadow_vmid: u16) -> Option<Self::Shadow>;
     /// Frames in use over all shadows.
     fn frames_in_use(&self) -> usize;
@@ -349,6 +395,11 @@ impl Worker {
 /// The shadow-stage-2 cache service for one L1 guest. `M` is L1's memory
 /// (the walker reads L1's tables through it), `L` L0's mapping of L1, `B`
 /// the shadow-table backend.
+///
+/// Contract with hv: a recycled context's successor shares the victim's
+/// shadow root and VMID, so hv must kick the PEs still running the victim's
+/// L2 (and wait until they left L2) before the successor maps anything: in
+/// [`ShadowStore::reassigned`] (see the module docs).
 pub struct Service<M, L, B: ShadowBackend> {
     config: ServiceConfig,
     memory: M,
@@ -393,14 +444,19 @@ where
     L: L0Map,
     B: ShadowBackend,
 {
-    /// A service with no contexts yet.
+    /// A service with no contexts yet. Every context slot's shadow (its
+    /// root table frame, part of [`Budget::split`]'s frames) is made now,
+    /// so a new context never waits for other contexts' tables to give a
+    /// frame back.
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Self {
+        let directory = Directory::new(
+            config.features,
+            config.budget.capacity,
+            config.first_shadow_vmid,
+        );
+        directory.reserve_shadows(|vmid| backend.create(vmid));
         Service {
-            directory: Directory::new(
-                config.features,
-                config.budget.capacity,
-                config.first_shadow_vmid,
-            ),
+            directory,
             config,
             memory,
             l0,
@@ -524,29 +580,32 @@ where
         key: &ContextKey,
         guard: &'g Guard,
     ) -> Option<&'g Context<ShadowOf<B>>> {
-        let made = self.directory.get_or_create(
-            key,
-            guard,
-            |victim, held| {
-                self.drop_context_contents(victim, held, guard);
-            },
-            |vmid| self.backend.create(vmid),
-            ShadowStore::reassigned,
-        );
-        match made {
-            Some((context, created)) => {
-                if matches!(created, Created::Recycled { .. }) {
-                    bump(&worker.counters.recycled_contexts, 1);
+        for attempt in 0..2 {
+            let made = self.directory.get_or_create(
+                key,
+                guard,
+                |victim, held| {
+                    self.drop_context_contents(victim, held, guard);
+                },
+                |vmid| self.backend.create(vmid),
+                ShadowStore::reassigned,
+            );
+            match made {
+                Some((context, created)) => {
+                    if matches!(created, Created::Recycled { .. }) {
+                        bump(&worker.counters.recycled_contexts, 1);
+                    }
+                    return Some(context);
                 }
-                Some(context)
-            }
-            None => {
-                // No frame for a root table: recycled contexts' roots come
-                // back once readers unpin; push the collector along.
-                guard.flush();
-                None
+                // No frame for the slot's root: only when the backend could
+                // not reserve it in `new` (a pool smaller than the budget).
+                // Take frames back from the other shadows, as a fault under
+                // pool pressure does, and try once more.
+                None if attempt == 0 => self.reclaim_frames(guard, &worker.counters),
+                None => {}
             }
         }
+        None
     }
 
     /// Everything a retired or flushed context holds, gone.
@@ -685,36 +744,11 @@ where
         }
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
-        let record = ShadowRef {
-            context: vmid,
-            l2_ipa: shadow.l2_ipa_base,
-            size: shadow.size,
-        };
-        // Record first, then check L0's generation (see module docs).
-        if self.rmap.lock().insert(entry.l1_ipa_base, record).is_err() {
-            return Install::Refused(MapError::UnsupportedSize(shadow.size));
-        }
-        if self.l0_generation.load(Ordering::Acquire) != l0_generation {
-            self.rmap
-                .lock()
-                .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
-            return Install::Raced;
-        }
-        // Shadow leaves are capped by the budget: over it, this context's
-        // shadow goes (its cached walks stay: re-faults are cheap hits).
-        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
-            let cleared = context.shadow().clear();
-            self.forget_shadow(cleared);
-            let mut rmap = self.rmap.lock();
-            rmap.forget_context(vmid);
-            // The record for this install went with the rest.
-            if rmap.insert(entry.l1_ipa_base, record).is_err() {
-                return Install::Refused(MapError::UnsupportedSize(shadow.size));
-            }
-            bump(&counters.evictions, cleared as u64);
-        }
-        // The cache first: its eviction may unmap shadow ranges, and the
-        // new shadow leaf must lie inside a cached leaf (module invariant).
+        // The cache first: its eviction unmaps shadow ranges (leaves with
+        // their reverse-map records), so it must not run between this
+        // install's record and its map, and the new shadow leaf must lie
+        // inside a cached leaf (module invariant). Cached walks are L2 ->
+        // L1 results: they do not depend on L0's generation.
         let (leaf, translation) = match walked {
             Source::Walk(t) => (CachedWalk::from_translation(t), Some(t)),
             Source::Hit(hit) => (*hit, None),
@@ -740,6 +774,33 @@ where
                 self.unmap_shadow(context, base, size);
             }
         }
+        // Shadow leaves are capped by the budget: over it, this context's
+        // shadow goes, leaves and records together (its cached walks stay:
+        // re-faults are cheap hits).
+        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
+            let cleared = context.shadow().clear();
+            self.forget_shadow(cleared);
+            self.rmap.lock().forget_context(vmid);
+            bump(&counters.evictions, cleared as u64);
+        }
+        // Record, then check L0's generation, then map (see module docs).
+        // From the record on, nothing under this lock removes records
+        // without their leaves, and every way out that does not map
+        // removes the range's leaves with its records: the record may have
+        // replaced that of a leaf another translate installed at the same
+        // L2 IPA, and a leaf must never outlive its record.
+        let record = ShadowRef {
+            context: vmid,
+            l2_ipa: shadow.l2_ipa_base,
+            size: shadow.size,
+        };
+        if self.rmap.lock().insert(entry.l1_ipa_base, record).is_err() {
+            return Install::Refused(MapError::UnsupportedSize(shadow.size));
+        }
+        if self.l0_generation.load(Ordering::Acquire) != l0_generation {
+            self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
+            return Install::Raced;
+        }
         match context.shadow().map(&shadow) {
             Ok(MapOutcome::Installed) => {
                 self.shadow_leaves.fetch_add(1, Ordering::Relaxed);
@@ -747,15 +808,11 @@ where
             }
             Ok(MapOutcome::AlreadyPresent | MapOutcome::Replaced) => Install::Done,
             Err(MapError::FramesExhausted { .. }) => {
-                self.rmap
-                    .lock()
-                    .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
+                self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
                 Install::NoFrames
             }
             Err(e) => {
-                self.rmap
-                    .lock()
-                    .remove_shadow_range(vmid, shadow.l2_ipa_base, shadow.size);
+                self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
                 Install::Refused(e)
             }
         }
@@ -776,28 +833,36 @@ where
     /// that cleared shadows left detached come back first (bounded work);
     /// only when none are left is the shadow of the context holding the
     /// most frames cleared (and a bounded part of it reclaimed at once).
+    /// Each slot is read under the directory lock, but the frame work runs
+    /// without it (it would stall context creation and every TLBI).
     fn reclaim_frames(&self, guard: &Guard, counters: &Counters) {
         let mut freed = 0;
-        let mut largest: Option<(usize, u16)> = None;
-        self.directory.for_vmid(None, guard, |c| {
+        let mut largest: Option<(usize, &Context<ShadowOf<B>>)> = None;
+        for slot in 0..self.directory.slots() {
+            let Some(context) = self.directory.in_slot(slot, guard) else {
+                continue;
+            };
             if freed < RECLAIM_ON_PRESSURE {
-                freed += c.shadow().reclaim(RECLAIM_ON_PRESSURE - freed);
+                freed += context.shadow().reclaim(RECLAIM_ON_PRESSURE - freed);
             }
-            let frames = c.shadow().frames_used();
+            let frames = context.shadow().frames_used();
             if frames > 1 && largest.is_none_or(|(f, _)| frames > f) {
-                largest = Some((frames, c.shadow_vmid()));
+                largest = Some((frames, context));
             }
-        });
-        if freed == 0 {
-            if let Some((_, vmid)) = largest {
-                if let Some(context) = self.directory.by_shadow_vmid(vmid, guard) {
-                    let _held = context.lock();
-                    let cleared = context.shadow().clear();
-                    self.forget_shadow(cleared);
-                    self.rmap.lock().forget_context(vmid);
-                    context.shadow().reclaim(RECLAIM_ON_PRESSURE);
-                    bump(&counters.evictions, cleared as u64 + 1);
-                }
+        }
+        if let (0, Some((_, context))) = (freed, largest) {
+            let _held = context.lock();
+            // Recycled since it was found, the shadow and the VMID's
+            // records belong to the slot's successor, whose install may be
+            // between its record and its map under its own lock: leave
+            // them. (Retirement takes this lock, so while it is held a
+            // context that is not retired stays the slot's.)
+            if !context.is_retired() {
+                let cleared = context.shadow().clear();
+                self.forget_shadow(cleared);
+                self.rmap.lock().forget_context(context.shadow_vmid());
+                context.shadow().reclaim(RECLAIM_ON_PRESSURE);
+                bump(&counters.evictions, cleared as u64 + 1);
             }
         }
         guard.flush();
@@ -889,6 +954,11 @@ where
         for record in found {
             if let Some(context) = self.directory.by_shadow_vmid(record.context, &guard) {
                 let _held = context.lock();
+                // Recycled since it was found: its clear removed the leaf,
+                // and the shared shadow is the successor's to change now.
+                if context.is_retired() {
+                    continue;
+                }
                 let n = context.shadow().unmap_range(record.l2_ipa, record.size);
                 self.forget_shadow(n);
                 removed += n;

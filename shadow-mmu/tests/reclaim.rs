@@ -166,3 +166,68 @@ fn recycled_and_flushed_contexts_never_resurrect_stale_entries() {
     assert_eq!(s.stats().misses - misses, pages);
     assert_eq!(s.l0_unmap(&w, range_a, L0Change::Unmap), pages);
 }
+
+/// Maps pages of context A (key VMID 1) until the shared pool is full; the
+/// pages mapped.
+fn fill_the_pool_from_a(s: &TestService, w: &shadow_mmu::service::Worker, l1: &L1Tables) -> u64 {
+    let budget = s.config().budget.frames;
+    for i in 0..(budget as u64 + 8) {
+        l1.map(spread(i), 0x8000_0000 + i * 0x1000, 3, RW);
+    }
+    let a = l1.key(1);
+    let mut i = 0;
+    while s.shadow_frames() < budget {
+        let t = read(s, w, &a, spread(i));
+        assert!(matches!(t, Translated::Mapped(_)), "{t:?}");
+        i += 1;
+    }
+    i
+}
+
+/// A new context, in a free slot, must map within a few faults even when
+/// another context's tables hold every frame of the shared pool: its root
+/// is reserved, and its faults take frames back from the other shadow.
+#[test]
+fn a_new_context_is_not_starved_by_a_full_pool() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    let s = service_with(mem, 1 << 20, 2);
+    let w = s.worker();
+    let mapped = fill_the_pool_from_a(&s, &w, &l1);
+    assert!(mapped > 0);
+    let b = l1.key(2);
+    let outcomes: Vec<_> = (0..4).map(|_| read(&s, &w, &b, spread(0))).collect();
+    assert!(
+        outcomes.iter().any(|t| matches!(t, Translated::Mapped(_))),
+        "B never mapped after 4 faults: {outcomes:?}"
+    );
+    assert!(s.shadow_frames() <= s.config().budget.frames);
+}
+
+/// The same with the pool full of detached frames (A's whole VMID was
+/// flushed): B's faults return them.
+#[test]
+fn a_new_context_is_not_starved_by_detached_frames() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    let s = service_with(mem, 1 << 20, 2);
+    let w = s.worker();
+    fill_the_pool_from_a(&s, &w, &l1);
+    let budget = s.config().budget.frames;
+    s.invalidate(&w, 1, &InvalidateScope::Vmid);
+    assert_eq!(s.shadow_frames(), budget, "detached, not yet reclaimed");
+    let b = l1.key(2);
+    let outcomes: Vec<_> = (0..4).map(|_| read(&s, &w, &b, spread(0))).collect();
+    assert!(
+        outcomes.iter().any(|t| matches!(t, Translated::Mapped(_))),
+        "B never mapped after 4 faults: {outcomes:?}"
+    );
+}
+
+/// Every slot's root frame is taken when the service is made, so a context
+/// created later never needs a frame for it.
+#[test]
+fn every_context_slot_has_its_root_from_the_start() {
+    let s = service_with(L1Memory::new(), 1 << 20, 3);
+    assert_eq!(s.shadow_frames(), 3);
+}
