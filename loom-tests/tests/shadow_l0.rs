@@ -3,7 +3,9 @@
 //! and then calls `l0_unmap`; a translate that composed with the old L0
 //! mapping either had its entry found through the reverse map and removed,
 //! or saw the L0 generation move and backed out. Once `l0_unmap` returns, no
-//! shadow entry points at the removed pages.
+//! shadow entry points at the removed pages, including one installed before
+//! the race whose record a refused re-install replaced (a leaf never
+//! outlives its reverse-map record).
 #![cfg(loom)]
 
 mod shadow_support;
@@ -40,5 +42,47 @@ fn no_shadow_entry_survives_an_l0_unmap_of_its_pages() {
         assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after l0_unmap");
         vcpu.join().unwrap();
         assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after the vCPU");
+    });
+}
+
+/// Page 0 is shadowed (L1 IPA OLD) before the race. A vCPU translates it
+/// again (a cache hit that re-installs the same leaf, its reverse-map
+/// record replacing the existing one) while L0 write-protects an unrelated
+/// page (moving the L0 generation), then takes OLD away and calls
+/// `l0_unmap`. Whatever the order, once that `l0_unmap` returns and after
+/// the vCPU is done, no shadow leaf maps page 0: a translate refused by the
+/// L0 generation must not leave the existing leaf without its record
+/// (review F1; fails when the refusal removes only the record).
+#[test]
+fn a_refused_reinstall_never_hides_an_existing_leaf_from_l0_unmap() {
+    loom::model(|| {
+        let s = service(1);
+        let w = s.worker();
+        assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        // L0 is the spawned thread and the vCPU the main one, so one
+        // preemption puts the vCPU's install between the two L0 changes.
+        let l0 = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let unrelated = IpaRange::new(0xc000_0000, 0xc000_1000).unwrap();
+                s.l0_unmap(&w, unrelated, L0Change::WriteProtect);
+                s.l0().remove_old();
+                s.l0_unmap(
+                    &w,
+                    IpaRange::new(OLD, OLD + 0x1000).unwrap(),
+                    L0Change::Unmap,
+                );
+                assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after l0_unmap");
+            })
+        };
+        match read(&s, &w, &key(ROOT), 0) {
+            t @ Translated::Mapped(_) => assert_eq!(l1_of(&t, 0), Some(OLD)),
+            Translated::OutsideL1 { l1_ipa } => assert_eq!(l1_ipa, OLD),
+            Translated::Retry(Retry::InvalidationRaced) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        l0.join().unwrap();
+        assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after both");
     });
 }

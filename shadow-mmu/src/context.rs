@@ -239,8 +239,32 @@ impl<S> Context<S> {
             .lookup_path(&self.walker, ipa, &self.retired_at, guard)
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ContextState> {
+    /// The writer lock: every insert into and removal from this context
+    /// (cache, shadow, reverse-map records) holds it, and so does its
+    /// retirement. Lookups never take it.
+    pub fn lock(&self) -> MutexGuard<'_, ContextState> {
         self.state.lock()
+    }
+
+    /// Caches a walk's leaf; `evicted` gets the (base, size) of a live leaf
+    /// a full bucket gave up (the caller unmaps its shadow range). Returns
+    /// how many live leaves were evicted. Caller holds the lock (`held`).
+    pub fn cache_leaf(
+        &self,
+        held: &mut ContextState,
+        leaf: CachedWalk,
+        guard: &Guard,
+        evicted: impl FnMut(u64, u64),
+    ) -> usize {
+        self.cache
+            .insert_leaf(&mut held.index, leaf, guard, evicted)
+    }
+
+    /// Drops every cached entry of the slot's cache at once (a whole-VMID
+    /// flush, or a retirement before the slot passes on): one flush-number
+    /// bump. Returns how many entries were live. Caller holds the lock.
+    pub fn flush_cache(&self, held: &mut ContextState, guard: &Guard) -> usize {
+        self.cache.flush(&mut held.index, guard)
     }
 
     /// Ends an invalidation that removed `covered`, once nothing in it is
@@ -399,7 +423,7 @@ impl<S> Directory<S> {
     /// [`Directory::reserve_shadows`] could not (later contexts of the slot
     /// take it over, after `reassigned`); `None` (no frame for a root table)
     /// leaves the context uncreated.
-    pub(crate) fn get_or_create<'g>(
+    pub fn get_or_create<'g>(
         &self,
         key: &ContextKey,
         guard: &'g Guard,

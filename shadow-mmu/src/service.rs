@@ -615,7 +615,7 @@ where
         held: &mut ContextState,
         guard: &Guard,
     ) -> usize {
-        let cached = context.cache.flush(&mut held.index, guard);
+        let cached = context.flush_cache(held, guard);
         let shadow = context.shadow().clear();
         self.forget_shadow(shadow);
         self.rmap.lock().forget_context(context.shadow_vmid());
@@ -761,9 +761,7 @@ where
                 .holds_leaf(leaf.ipa_base, leaf.size_log2, guard)
         {
             let mut evicted = Vec::new();
-            let mut n = context
-                .cache
-                .insert_leaf(&mut held.index, leaf, guard, |b, s| evicted.push((b, s)));
+            let mut n = context.cache_leaf(held, leaf, guard, |b, s| evicted.push((b, s)));
             if let Some(t) = translation {
                 n += context
                     .cache
