@@ -11,7 +11,7 @@ use core::mem::size_of;
 
 use crate::cache::{CachedPath, CachedWalk};
 use crate::context::Capacity;
-use crate::shadow_table::ENTRIES;
+use crate::shadow_table::{DETACHED_LIST_BYTES, ENTRIES};
 
 /// Bytes one reverse-map record may cost in the worst case: its slab slot
 /// (48 bytes, twice over for the slab's growth), its entries in the two
@@ -28,8 +28,19 @@ pub const RMAP_RECORD_BYTES: usize = 512;
 pub const INDEX_KEY_BYTES: usize = 128;
 /// Bytes of one shadow table frame.
 pub const FRAME_BYTES: usize = 8 * ENTRIES;
+/// Bytes a frame may cost on a shadow table's bookkeeping lists while it
+/// waits to go back to the pool: a table `map` replaced by a block is on
+/// the retired list, a table below a `clear`ed root may be on the detached
+/// list (beyond its preallocated [`DETACHED_LIST_BYTES`]), never both; an
+/// entry is 16 bytes, twice over for a vector's growth. (The retired list
+/// is freed whole when drained; the detached list shrinks back when it
+/// empties.)
+pub const FRAME_LIST_BYTES: usize = 32;
+/// Bytes of one shadow frame with its worst-case bookkeeping.
+pub const FRAME_COST_BYTES: usize = FRAME_BYTES + FRAME_LIST_BYTES;
 /// Fixed bytes per context besides its slot arrays (the struct, its locks
-/// and index roots, generously).
+/// and index roots, generously; the shadow table's preallocated detached
+/// list is counted apart, [`DETACHED_LIST_BYTES`]).
 pub const CONTEXT_OVERHEAD_BYTES: usize = 1024;
 
 /// What a budget splits into.
@@ -88,10 +99,12 @@ impl Budget {
     /// with their reverse-map records.
     pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetTooSmall> {
         let contexts = contexts.max(1);
-        let fixed = contexts * (CONTEXT_OVERHEAD_BYTES + 2 * FRAME_BYTES);
+        let fixed =
+            contexts * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES);
         let per_context_min = MIN_SLOTS * (leaf_slot_bytes() + path_slot_bytes());
         // Room for one full 4-level path of tables beside the roots.
-        let minimum = fixed + contexts * per_context_min + 4 * FRAME_BYTES + 64 * RMAP_RECORD_BYTES;
+        let minimum =
+            fixed + contexts * per_context_min + 4 * FRAME_COST_BYTES + 64 * RMAP_RECORD_BYTES;
         if bytes < minimum {
             return Err(BudgetTooSmall { bytes, minimum });
         }
@@ -104,7 +117,7 @@ impl Budget {
         // the rounding never passes the budget.
         let leaves = prev_power_of_two(leaves);
         let paths = prev_power_of_two(paths);
-        let frames = 2 * contexts + (rest / 4 / FRAME_BYTES).max(4);
+        let frames = 2 * contexts + (rest / 4 / FRAME_COST_BYTES).max(4);
         let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
         Ok(Budget {
             bytes,
@@ -118,14 +131,18 @@ impl Budget {
         })
     }
 
-    /// The most bytes the bounded structures can hold at once.
+    /// The most bytes the bounded structures can hold at once: cache slots,
+    /// shadow frames with the lists they wait on to go back to the pool,
+    /// each shadow's detached list, shadow leaves with their reverse-map
+    /// records.
     pub fn worst_case_bytes(&self) -> usize {
         let c = &self.capacity;
         c.contexts
             * (CONTEXT_OVERHEAD_BYTES
+                + DETACHED_LIST_BYTES
                 + c.leaves_per_context * leaf_slot_bytes()
                 + c.paths_per_context * path_slot_bytes())
-            + self.frames * FRAME_BYTES
+            + self.frames * FRAME_COST_BYTES
             + self.shadow_leaves * RMAP_RECORD_BYTES
     }
 }
@@ -156,6 +173,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_shadow_bookkeeping_lists_are_counted() {
+        let b = Budget::split(16 << 20, 4).unwrap();
+        let lists = 4 * DETACHED_LIST_BYTES + b.frames * FRAME_LIST_BYTES;
+        let without = Budget {
+            frames: 0,
+            capacity: Capacity {
+                contexts: 0,
+                ..b.capacity
+            },
+            ..b
+        };
+        assert!(
+            b.worst_case_bytes() - without.worst_case_bytes() >= lists + b.frames * FRAME_BYTES
+        );
     }
 
     #[test]

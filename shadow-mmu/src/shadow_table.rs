@@ -609,11 +609,14 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// (shared side) and read by the exclusive side, which is ordered after
     /// every shared holder: exact there, so it may skip the lock.
     retired_count: AtomicUsize,
-    /// Subtrees `clear` detached from the root, with their level: unlinked
-    /// under the exclusive lock and invalidated, so no hardware or software
-    /// walk can reach them; their frames go back to the pool a few at a
-    /// time ([`ShadowTable::reclaim_detached`]).
-    detached: Mutex<Vec<(u64, usize)>>,
+    /// Subtrees `clear` detached from the root: unlinked under the
+    /// exclusive lock and invalidated, so no hardware or software walk can
+    /// reach them; their frames go back to the pool a few at a time
+    /// ([`ShadowTable::reclaim_detached`]), depth first: the list holds the
+    /// detached level-1 tables and the path down to the table being freed,
+    /// so it stays within its preallocated [`DETACHED_LIST_CAPACITY`]
+    /// unless clears outpace reclamation.
+    detached: Mutex<Vec<Detached>>,
     /// How many subtrees `detached` holds, readable without its lock: a
     /// hint that lets `map` and `unmap_range` skip the lock when nothing is
     /// detached (reclamation is best effort; a stale zero only defers it).
@@ -627,6 +630,30 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// yet): what `clear` reports without walking the tree.
     leaves: AtomicUsize,
 }
+
+/// A detached table on its way back to the pool: its entries below `next`
+/// have been handed on (their tables freed or on the list above it).
+#[derive(Clone, Copy, Debug)]
+struct Detached {
+    pa: u64,
+    level: u8,
+    next: u16,
+}
+
+/// Entries the detached list is made with: one `clear`'s level-1 tables
+/// (one per root entry) and the path below the table being freed. It
+/// shrinks back to this when it empties, so whatever it grew to under a
+/// burst of clears does not stay allocated.
+pub const DETACHED_LIST_CAPACITY: usize = ENTRIES + 4;
+
+// The budget counts a waiting frame's list entry, twice over for growth.
+const _: () = assert!(
+    2 * core::mem::size_of::<Detached>() <= crate::budget::FRAME_LIST_BYTES
+        && 2 * core::mem::size_of::<(u64, usize)>() <= crate::budget::FRAME_LIST_BYTES
+);
+
+/// Bytes the detached list costs when made (per shadow table).
+pub const DETACHED_LIST_BYTES: usize = DETACHED_LIST_CAPACITY * core::mem::size_of::<Detached>();
 
 /// Detached frames a `map` or `unmap_range` returns to the pool on its way
 /// (bounded work per call; a `clear` of a million entries is reclaimed
@@ -679,7 +706,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             lock: UpdateLock::new(),
             retired: Mutex::new(Vec::new()),
             retired_count: AtomicUsize::new(0),
-            detached: Mutex::new(Vec::new()),
+            detached: Mutex::new(Vec::with_capacity(DETACHED_LIST_CAPACITY)),
             detached_hint: AtomicUsize::new(0),
             root_groups: AtomicU64::new(0),
             frames: AtomicUsize::new(1),
@@ -806,44 +833,63 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     }
 
     /// Returns up to `max_frames` frames of subtrees `clear` detached to
-    /// the pool; the number returned. Each frame costs one scan for child
-    /// tables (above level 3) and the pool's zeroing. No lock is needed
-    /// against walkers: nothing can reach a detached frame any more.
+    /// the pool; the number returned. Each frame costs one pass over its
+    /// entries for child tables (above level 3, spread over the calls that
+    /// free its children) and the pool's zeroing; nothing is allocated. No
+    /// lock is needed against walkers: nothing can reach a detached frame
+    /// any more.
     pub fn reclaim_detached(&self, max_frames: usize) -> usize {
         let mut freed = 0;
         if self.detached_hint.load(Ordering::Relaxed) == 0 {
             return 0;
         }
         while freed < max_frames {
-            let popped = {
-                let mut detached = self.detached.lock();
-                let popped = detached.pop();
-                self.detached_hint.store(detached.len(), Ordering::Relaxed);
-                popped
-            };
-            let Some((pa, level)) = popped else {
+            let Some(pa) = self.next_detached_leaf_table() else {
                 break;
             };
-            if level < 3 {
-                if let Some(frame) = self.pool.frame(pa) {
-                    let children: Vec<(u64, usize)> = frame
-                        .0
-                        .iter()
-                        .filter_map(|slot| match classify(slot.load(Ordering::Relaxed), level) {
-                            Entry::Table(child) => Some((child, level + 1)),
-                            _ => None,
-                        })
-                        .collect();
-                    let mut detached = self.detached.lock();
-                    detached.extend(children);
-                    self.detached_hint.store(detached.len(), Ordering::Relaxed);
-                }
-            }
+            // Outside the list's lock: the pool zeroes the frame.
             self.pool.release(pa);
             self.frames.fetch_sub(1, Ordering::Relaxed);
             freed += 1;
         }
         freed
+    }
+
+    /// Takes the next detached table with no child table left off the list
+    /// (descending into the first child table it finds, depth first).
+    fn next_detached_leaf_table(&self) -> Option<u64> {
+        let mut detached = self.detached.lock();
+        let pa = loop {
+            let Some(top) = detached.last_mut() else {
+                break None;
+            };
+            let mut child = None;
+            if top.level < 3 {
+                if let Some(frame) = self.pool.frame(top.pa) {
+                    while child.is_none() && usize::from(top.next) < ENTRIES {
+                        let slot = &frame.0[usize::from(top.next)];
+                        top.next += 1;
+                        if let Entry::Table(pa) =
+                            classify(slot.load(Ordering::Relaxed), usize::from(top.level))
+                        {
+                            child = Some(pa);
+                        }
+                    }
+                }
+            }
+            match child {
+                Some(pa) => {
+                    let level = top.level + 1;
+                    detached.push(Detached { pa, level, next: 0 });
+                }
+                None => break detached.pop().map(|d| d.pa),
+            }
+        };
+        if detached.is_empty() && detached.capacity() > DETACHED_LIST_CAPACITY {
+            detached.shrink_to(DETACHED_LIST_CAPACITY);
+        }
+        self.detached_hint.store(detached.len(), Ordering::Relaxed);
+        pa
     }
 
     /// Whether detached frames are waiting to be reclaimed.
@@ -1129,7 +1175,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         continue;
                     }
                     if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), 0) {
-                        detached.push((pa, 1));
+                        detached.push(Detached {
+                            pa,
+                            level: 1,
+                            next: 0,
+                        });
                     }
                 }
             }
@@ -1246,6 +1296,37 @@ mod tests {
     fn table(budget: usize) -> ShadowTable<Arc<HeapFramePool>, RecordingTlb> {
         let pool = Arc::new(HeapFramePool::new(budget, FAKE_PA).unwrap());
         ShadowTable::new(pool, RecordingTlb::new(), ShadowConfig::default()).unwrap()
+    }
+
+    /// Reclaiming a cleared tree walks it depth first: the detached list
+    /// holds the level-1 tables and the path being freed, never a table's
+    /// children all at once, so it never grows past what it was made with
+    /// (nothing is allocated on a fault's way), and every frame comes back.
+    #[test]
+    fn reclaiming_a_cleared_tree_allocates_nothing() {
+        let t = table(2048);
+        // 40 level-1 tables (one per root entry), each with two level-2
+        // tables holding 3 level-3 tables: 40 * 9 tables below the root.
+        for i in 0..40u64 {
+            for j in 0..2u64 {
+                for k in 0..3u64 {
+                    let ipa = i << 39 | j << 30 | k << 21;
+                    t.map(&mapping(ipa, 0, PAGE_SIZE, RW, 0xf)).unwrap();
+                }
+            }
+        }
+        assert_eq!(t.frames_used(), 1 + 40 * 9);
+        assert_eq!(t.clear(), 240);
+        let mut freed = 0;
+        while t.reclaim_detached(1) == 1 {
+            freed += 1;
+            let detached = t.detached.lock();
+            assert!(detached.len() <= 40 + 2, "{}", detached.len());
+            assert_eq!(detached.capacity(), DETACHED_LIST_CAPACITY);
+        }
+        assert_eq!(freed, 40 * 9);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.pool().frames_in_use(), 1);
     }
 
     #[test]
