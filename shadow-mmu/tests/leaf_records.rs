@@ -2,10 +2,11 @@
 //! leaf has a live reverse-map record, and a record goes only together with
 //! its leaf. A leaf without a record is invisible to `l0_unmap`, so L2 would
 //! keep access to host memory L0 took away from L1. Each test ends with
-//! such an unmap and checks the leaf went. (Found by review: a refused
-//! install deleting another install's record, a cache eviction deleting the
-//! install's own record, and frame reclamation clearing a recycled slot's
-//! shadow under the retired context's lock.)
+//! such an unmap and checks the leaf went. (Found by review: an install
+//! refused by the L0 generation or by the shadow table deleting another
+//! install's record, a cache eviction deleting the install's own record,
+//! and frame reclamation clearing a recycled slot's shadow under the
+//! retired context's lock.)
 
 mod common;
 
@@ -143,6 +144,86 @@ fn an_eviction_during_an_install_keeps_the_installs_record() {
     assert_eq!(pa_of(&t, 0x20_1000), Some(PA_OFFSET + 0x9000_1000), "{t:?}");
     assert!(s.shadow_lookup(&w, &key, 0x20_1000).is_some());
     assert_l0_unmap_removes(&s, &w, &key, 0x9000_1000, 0x20_1000);
+}
+
+/// A shadow table that refuses maps on demand (as it refuses a PA beyond
+/// the host's, say).
+struct Refusing {
+    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
+    refuse: Arc<AtomicBool>,
+}
+
+impl ShadowStore for Refusing {
+    fn root_pa(&self) -> u64 {
+        self.inner.root_pa()
+    }
+    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        if self.refuse.load(SeqCst) {
+            return Err(MapError::PaOutOfRange(m.pa_base));
+        }
+        self.inner.map(m)
+    }
+    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
+        self.inner.unmap_range(l2_ipa, len)
+    }
+    fn clear(&self) -> usize {
+        self.inner.clear()
+    }
+    fn reclaim(&self, max_frames: usize) -> usize {
+        self.inner.reclaim_detached(max_frames)
+    }
+    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.inner.lookup(l2_ipa)
+    }
+    fn frames_used(&self) -> usize {
+        self.inner.frames_used()
+    }
+}
+
+struct RefusingBackend {
+    pool: Arc<HeapFramePool>,
+    refuse: Arc<AtomicBool>,
+}
+
+impl ShadowBackend for RefusingBackend {
+    type Shadow = Refusing;
+    fn create(&self, _vmid: u16) -> Option<Refusing> {
+        let inner =
+            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
+        Some(Refusing {
+            inner,
+            refuse: self.refuse.clone(),
+        })
+    }
+    fn frames_in_use(&self) -> usize {
+        self.pool.frames_in_use()
+    }
+}
+
+/// X is shadowed; a second translate of X has its map refused after its
+/// record replaced that of X's leaf: the refusal must not leave X's leaf
+/// without a record.
+#[test]
+fn a_refused_map_leaves_the_installed_leafs_record_alone() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    let cfg = config(16 << 20, 1);
+    let refuse = Arc::new(AtomicBool::new(false));
+    let backend = RefusingBackend {
+        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
+        refuse: refuse.clone(),
+    };
+    let s = Service::new(cfg, mem, l0_map(), backend);
+    let w = s.worker();
+    let key = l1.key(1);
+    let (x, p) = (0x20_1000, 0x8000_1000);
+    l1.map(x, p, 3, RW);
+    let t = s.translate(&w, &key, x, AccessKind::Read, &ABORT);
+    assert_eq!(pa_of(&t, x), Some(PA_OFFSET + p), "{t:?}");
+    refuse.store(true, SeqCst);
+    let t = s.translate(&w, &key, x, AccessKind::Read, &ABORT);
+    assert!(matches!(t, Translated::Unshadowable(_)), "{t:?}");
+    assert_l0_unmap_removes(&s, &w, &key, p, x);
 }
 
 // Frame reclamation vs recycling, with room for one context. P faults in
