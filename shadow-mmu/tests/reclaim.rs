@@ -231,3 +231,36 @@ fn every_context_slot_has_its_root_from_the_start() {
     let s = service_with(L1Memory::new(), 1 << 20, 3);
     assert_eq!(s.shadow_frames(), 3);
 }
+
+/// When the backend could not reserve a slot's root (its pool was short
+/// when the service was made), the slot's first context takes frames back
+/// from the other shadows to make it, rather than waiting for them.
+#[test]
+fn a_slot_without_a_reserved_root_still_gets_a_context() {
+    use shadow_mmu::shadow_table::FramePool;
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    let config = config(1 << 20, 2);
+    let backend = shadow_mmu::service::HostBackend::recording(
+        config.budget.frames,
+        shadow_mmu::shadow_table::ShadowConfig::default(),
+    )
+    .unwrap();
+    // Someone else holds all but one frame while the service is made.
+    let held: Vec<u64> = std::iter::from_fn(|| backend.pool().allocate())
+        .take(config.budget.frames - 1)
+        .collect();
+    let s = shadow_mmu::service::Service::new(config, mem, l0_map(), backend);
+    assert_eq!(s.shadow_frames(), config.budget.frames, "one root reserved");
+    for pa in held {
+        s.backend().pool().release(pa);
+    }
+    let w = s.worker();
+    fill_the_pool_from_a(&s, &w, &l1);
+    let b = l1.key(2);
+    let outcomes: Vec<_> = (0..4).map(|_| read(&s, &w, &b, spread(0))).collect();
+    assert!(
+        outcomes.iter().any(|t| matches!(t, Translated::Mapped(_))),
+        "B never mapped after 4 faults: {outcomes:?}"
+    );
+}
