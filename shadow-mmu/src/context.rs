@@ -227,7 +227,7 @@ impl<S> Context<S> {
 
     /// The cached leaf containing `ipa`, if any. Lock-free. Once the
     /// context is retired (and its slot's cache flushed for a successor),
-    /// nothing: see [`WalkCache::lookup`].
+    /// nothing: see `WalkCache::lookup`.
     pub fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
         self.cache.lookup(ipa, &self.retired_at, guard)
     }

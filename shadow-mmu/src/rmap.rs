@@ -10,7 +10,7 @@
 //! - `l1_heads`: (size class, L1 IPA block base) -> the records built on
 //!   that block, as a doubly linked list through the slab (several shadow
 //!   entries, of several contexts, may alias one L1 block);
-//! - [`BlockIndex`]es of the L1 blocks per size class and of the L2 blocks
+//! - `BlockIndex`es of the L1 blocks per size class and of the L2 blocks
 //!   per (context, size class): bitmaps of 512 blocks in a hash map, with an
 //!   ordered set of chunks for long ranges.
 //!
