@@ -805,9 +805,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// whole, a table where `m` is a block is unlinked with everything
     /// below it (those L2 IPAs fault again and are re-composed).
     ///
-    /// When the pool is exhausted and tables unlinked by earlier `map`s are
-    /// waiting to be freed, they are freed (briefly taking the exclusive
-    /// lock) and the map retried once; [`MapError::FramesExhausted`] then
+    /// When the pool is exhausted, tables unlinked by earlier `map`s are
+    /// freed (briefly taking the exclusive lock, which also waits for
+    /// another thread's reclaim to finish) and the map retried once; [`MapError::FramesExhausted`] then
     /// means the budget really is used up: evict (unmap) and retry.
     /// Intermediate tables built before the failure stay for the retry
     /// (`unmap_range` and `clear` free empty tables).
@@ -816,9 +816,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         let descriptor = self.leaf_descriptor(m, level);
         self.reclaim_detached(RECLAIM_STEP);
         let mut result = self.map_shared(m, level, descriptor);
-        if matches!(result, Err(MapError::FramesExhausted { .. }))
-            && !self.retired.lock().is_empty()
-        {
+        if matches!(result, Err(MapError::FramesExhausted { .. })) {
+            // Tables retired by maps come back under the exclusive lock,
+            // which also waits out another thread's reclaim that has taken
+            // the retired list and is still returning its frames (the list
+            // looks empty then, yet the frames are on their way).
             self.reclaim();
             result = self.map_shared(m, level, descriptor);
         }
