@@ -42,7 +42,9 @@ pub trait GuestMemory {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError>;
 
     /// Read many descriptors at once; `values[i]` receives `addresses[i]`.
-    /// The walker passes equal-length slices with no duplicate addresses.
+    /// The walker passes equal-length slices with no duplicate addresses;
+    /// with unequal lengths only the first `min(len)` pairs are read and
+    /// every other entry of `values` is left as it was.
     /// Override to overlap the loads (prefetch, one slot lookup for many).
     /// The default shares one [`SlotHint`] across the batch (a batch's
     /// descriptors are usually in one memslot too).
@@ -376,7 +378,10 @@ impl GuestMemory for Memslots<'_> {
                     }
                 };
             }
-            for (value, word) in values.iter_mut().zip(&words) {
+            // Only this group's words: a last group shorter than its
+            // `values` chunk must leave the values without an address
+            // alone, not load words left from the previous group.
+            for (value, word) in values.iter_mut().zip(&words[..addresses.len()]) {
                 if let Some(word) = word {
                     *value = Ok(word.load(Ordering::Relaxed));
                 }

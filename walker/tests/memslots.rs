@@ -174,6 +174,27 @@ fn batched_reads_equal_plain_reads_in_any_mix() {
 }
 
 #[test]
+fn batched_reads_leave_values_without_an_address_alone() {
+    // `values` longer than `addresses` (65 vs 128): the last group has one
+    // address, and its other 63 values must stay as they were (as the
+    // trait's default leaves them), not get words left from group one.
+    let backing = words(0x200);
+    let mut slots = [Memslot::new(0, &backing, SlotAccess::ReadWrite)];
+    let memory = Memslots::new(&mut slots).unwrap();
+    let addresses: Vec<u64> = (0..65u64).map(|i| i * 8).collect();
+    let mut values = vec![Err(MemoryError::Misaligned); 128];
+    memory.read_descriptors(&addresses, &mut values);
+    for (i, value) in values.iter().enumerate() {
+        let expected = if i < 65 {
+            Ok(i as u64)
+        } else {
+            Err(MemoryError::Misaligned)
+        };
+        assert_eq!(*value, expected, "value {i}");
+    }
+}
+
+#[test]
 fn compare_and_swap_respects_read_only_slots_and_reports_the_actual_value() {
     let a = words(2);
     let b = words(2);
