@@ -12,9 +12,13 @@
 //! (or whose update loses a race), or that must set AF in a table
 //! descriptor on its way down (FEAT_HAFT), is redone as a single walk,
 //! which then sees exactly what a single walk made after the earlier ones
-//! would see.
+//! would see. With FEAT_HAFT a walk made singly may have set AF in any
+//! table descriptor it read, and a table descriptor can be another walk's
+//! descriptor at a different level (aliasing tables): a later walk that
+//! read one of those descriptors differently, or where the single walk saw
+//! AF clear, is redone too.
 
-use crate::fault::{AccessKind, Trail};
+use crate::fault::{AccessKind, DescriptorRead, Trail, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
     BatchLengthMismatch, Cursor, DescriptorUpdate, Finish, Stage2Walker, Step, Stop, Translation,
@@ -104,42 +108,132 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         }
     }
 
-    // Finish in request order, tracking the descriptors updated so far.
-    let mut updated = [0u64; BATCH_CHUNK];
-    let mut updated_len = 0;
+    // Finish in request order, tracking what the walks finished so far may
+    // have written: leaf descriptors they updated, and (FEAT_HAFT) what a
+    // walk made singly saw, since it may have set AF in table descriptors.
+    let mut written = Written::new();
     for i in 0..n {
         let cursor = &cursors[i];
         let request = &requests[i];
-        let stale = updated[..updated_len]
-            .iter()
-            .any(|a| cursor.trail.contains(*a));
+        let stale = written.makes_stale(&cursor.trail);
+        let mut walked_singly = true;
         let outcome = match phases[i] {
-            Phase::Stopped(stop) if !stale => Err(WalkError::Fault(cursor.fault(stop))),
+            Phase::Stopped(stop) if !stale => {
+                walked_singly = false;
+                Err(WalkError::Fault(cursor.fault(stop)))
+            }
             Phase::AtLeaf(descriptor) if !stale => {
                 match walker.finish(memory, cursor, descriptor) {
-                    Finish::Done(Ok(leaf)) => Ok(walker.translation(cursor, &leaf)),
-                    Finish::Done(Err(stop)) => Err(WalkError::Fault(cursor.fault(stop))),
+                    Finish::Done(Ok(leaf)) => {
+                        walked_singly = false;
+                        Ok(walker.translation(cursor, &leaf))
+                    }
+                    Finish::Done(Err(stop)) => {
+                        walked_singly = false;
+                        Err(WalkError::Fault(cursor.fault(stop)))
+                    }
                     Finish::Lost { .. } => walker.walk(memory, request.ipa, request.access),
                 }
             }
-            // A walk whose reads an earlier update in this chunk may have
+            // A walk whose reads an earlier walk of this chunk may have
             // changed, or that must update a table descriptor, is walked
             // again on its own. (A walk still descending after 5 rounds
-            // cannot exist; it would be walked again too.) A walk that
-            // read a table descriptor with AF clear always comes here, so
-            // the table updates of the walks redone before it cannot make
-            // its reads stale unnoticed.
+            // cannot exist; it would be walked again too.)
             _ => walker.walk(memory, request.ipa, request.access),
         };
+        if walked_singly && walker.hardware_table_access_flag() {
+            // Its table AF updates can change descriptors that later walks
+            // read in the batch at any level (a table descriptor can also
+            // be another walk's leaf through an aliasing table), so they
+            // are compared with what this walk saw.
+            match &outcome {
+                Ok(translation) => written.saw(&translation.trail),
+                Err(WalkError::Fault(fault)) => written.saw(&fault.trail),
+                // Gave up after losing races: what it wrote is unknown.
+                Err(WalkError::Contended { .. }) => written.everything(),
+            }
+        }
         if let Ok(translation) = &outcome {
-            if translation.update != DescriptorUpdate::default() && updated_len < BATCH_CHUNK {
-                updated[updated_len] = translation.leaf_address();
-                updated_len += 1;
+            if translation.update != DescriptorUpdate::default() {
+                written.leaf(translation.leaf_address());
             }
         }
         results[i] = outcome;
     }
 }
+
+/// What the walks of a chunk finished so far may have written, to tell
+/// whether a later walk's batched reads are stale.
+struct Written {
+    /// Leaf descriptors updated: any read of them is stale.
+    leaves: [u64; BATCH_CHUNK],
+    leaves_len: usize,
+    /// (FEAT_HAFT) Reads of walks made singly, which may have set AF in
+    /// the table descriptors among them.
+    seen: [DescriptorRead; BATCH_CHUNK * MAX_TRAIL],
+    seen_len: usize,
+    /// A write whose address is unknown (or a table overflowed): every
+    /// later walk is redone.
+    unknown: bool,
+}
+
+impl Written {
+    fn new() -> Self {
+        Written {
+            leaves: [0; BATCH_CHUNK],
+            leaves_len: 0,
+            seen: [DescriptorRead::default(); BATCH_CHUNK * MAX_TRAIL],
+            seen_len: 0,
+            unknown: false,
+        }
+    }
+
+    fn leaf(&mut self, address: u64) {
+        match self.leaves.get_mut(self.leaves_len) {
+            Some(slot) => {
+                *slot = address;
+                self.leaves_len += 1;
+            }
+            None => self.unknown = true,
+        }
+    }
+
+    /// A walk made singly read `trail`. The trail keeps a table descriptor
+    /// as read, before its AF update, so one seen with AF clear may have
+    /// been written since.
+    fn saw(&mut self, trail: &Trail) {
+        for read in trail.as_slice() {
+            match self.seen.get_mut(self.seen_len) {
+                Some(slot) => {
+                    *slot = *read;
+                    self.seen_len += 1;
+                }
+                None => self.unknown = true,
+            }
+        }
+    }
+
+    fn everything(&mut self) {
+        self.unknown = true;
+    }
+
+    /// Whether a walk that read `trail` in the batch must be redone.
+    fn makes_stale(&self, trail: &Trail) -> bool {
+        self.unknown
+            || self.leaves[..self.leaves_len]
+                .iter()
+                .any(|address| trail.contains(*address))
+            || self.seen[..self.seen_len].iter().any(|seen| {
+                trail.as_slice().iter().any(|read| {
+                    read.address == seen.address
+                        && (read.value != seen.value || seen.value & ACCESS_FLAG == 0)
+                })
+            })
+    }
+}
+
+/// The access flag (AF), descriptor bit 10.
+const ACCESS_FLAG: u64 = 1 << 10;
 
 /// Open-addressing set of the addresses gathered in one round, mapping
 /// each to its slot in the batch: duplicates found in O(1) on average.

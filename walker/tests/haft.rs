@@ -292,3 +292,63 @@ fn batches_with_table_updates_equal_single_walks() {
     assert_eq!(batch_mem.snapshot(), single_mem.snapshot());
     assert!(singles.iter().all(|r| r.is_ok()));
 }
+
+/// A level-2 table descriptor T (AF clear) that another walk of the batch
+/// reads as its level-3 page, through a level-2 entry pointing back at the
+/// level-2 table. Walk A (through T as a table) is made singly and sets AF
+/// in T; walk B's batched read of T is then stale and must be redone, so
+/// its permission fault carries T with AF set, as a single walk after A's.
+#[test]
+fn a_table_update_makes_an_aliased_leaf_read_in_the_batch_stale() {
+    let make = || {
+        let mem = Mem::new(Endianness::Little).with_slot(0, 0x4000, SlotAccess::ReadWrite);
+        mem.write(0x1000, 0x2000 | 3 | AF); // level 1 [0] -> 0x2000
+        mem.write(0x2000, 0x2000 | 3); // level 2 [0] = T: table to itself, AF clear
+        mem.write(0x2008, 0x2000 | 3 | AF); // level 2 [1]: table to 0x2000, AF set
+        mem
+    };
+    let w = walker(
+        vtcr(Granule::K4, 25, 1, 2) | VTCR_HA | VTCR_HAFT,
+        0x1000,
+        Endianness::Little,
+        &haft_features(),
+    );
+    let requests = [
+        // A: through T as a table (sets AF in T).
+        WalkRequest {
+            ipa: 0x1000,
+            access: AccessKind::Read,
+        },
+        // B: level 2 [1], then T read as its level-3 page.
+        WalkRequest {
+            ipa: 0x20_0000,
+            access: AccessKind::Read,
+        },
+    ];
+    let single_mem = make();
+    let singles: Vec<_> = single_mem.with(|m| {
+        requests
+            .iter()
+            .map(|r| w.walk(m, r.ipa, r.access))
+            .collect()
+    });
+    let batch_mem = make();
+    let mut batched = vec![
+        Err(WalkError::Contended {
+            ipa: 0,
+            descriptor_address: 0,
+        });
+        2
+    ];
+    batch_mem
+        .with(|m| w.walk_batch(m, &requests, &mut batched))
+        .unwrap();
+    assert_eq!(batch_mem.snapshot(), single_mem.snapshot());
+    assert_eq!(batched, singles);
+    // B's leaf is T, with AF set by A.
+    let Err(WalkError::Fault(fault)) = &batched[1] else {
+        panic!("B must fault: {:?}", batched[1]);
+    };
+    let leaf = fault.trail.as_slice().last().unwrap();
+    assert_eq!((leaf.address, leaf.value & AF), (0x2000, AF));
+}
