@@ -14,9 +14,9 @@
 //! which then sees exactly what a single walk made after the earlier ones
 //! would see. With FEAT_HAFT a walk made singly may have set AF in any
 //! table descriptor it read, and a table descriptor can be another walk's
-//! descriptor at a different level (aliasing tables): a later walk that
-//! read one of those descriptors differently, or where the single walk saw
-//! AF clear, is redone too.
+//! descriptor at a different level (aliasing tables): its trail holds
+//! those as written, and a later walk that read any descriptor of that
+//! trail differently is redone too.
 
 use crate::fault::{AccessKind, DescriptorRead, Trail, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
@@ -198,9 +198,8 @@ impl Written {
         }
     }
 
-    /// A walk made singly read `trail`. The trail keeps a table descriptor
-    /// as read, before its AF update, so one seen with AF clear may have
-    /// been written since.
+    /// A walk made singly read `trail`, which holds a table descriptor it
+    /// set AF in as written: a batched read of it (AF clear) differs.
     fn saw(&mut self, trail: &Trail) {
         for read in trail.as_slice() {
             match self.seen.get_mut(self.seen_len) {
@@ -224,16 +223,13 @@ impl Written {
                 .iter()
                 .any(|address| trail.contains(*address))
             || self.seen[..self.seen_len].iter().any(|seen| {
-                trail.as_slice().iter().any(|read| {
-                    read.address == seen.address
-                        && (read.value != seen.value || seen.value & ACCESS_FLAG == 0)
-                })
+                trail
+                    .as_slice()
+                    .iter()
+                    .any(|read| read.address == seen.address && read.value != seen.value)
             })
     }
 }
-
-/// The access flag (AF), descriptor bit 10.
-const ACCESS_FLAG: u64 = 1 << 10;
 
 /// Open-addressing set of the addresses gathered in one round, mapping
 /// each to its slot in the batch: duplicates found in O(1) on average.

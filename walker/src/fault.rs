@@ -34,7 +34,9 @@ impl AccessKind {
 pub struct DescriptorRead {
     /// L1 IPA of the descriptor.
     pub address: u64,
-    /// The descriptor as read, in L1's byte order already applied.
+    /// The descriptor as read, in L1's byte order already applied; for a
+    /// table descriptor the walk set AF in (FEAT_HAFT), the value it
+    /// wrote, which is what memory held when the walk went on.
     pub value: u64,
     /// Lookup level of the read (-1..=3).
     pub level: i8,
@@ -107,6 +109,9 @@ pub(crate) trait TrailSink: Copy {
     fn record(&mut self, read: DescriptorRead);
     /// The trail a fault reports.
     fn to_trail(&self) -> Trail;
+    /// The walk wrote `value` over the descriptor it read last (FEAT_HAFT:
+    /// AF set in a table descriptor by a successful compare-and-swap).
+    fn rewrite_last(&mut self, value: u64);
 }
 
 impl TrailSink for Trail {
@@ -120,6 +125,13 @@ impl TrailSink for Trail {
     #[inline]
     fn to_trail(&self) -> Trail {
         *self
+    }
+
+    #[inline]
+    fn rewrite_last(&mut self, value: u64) {
+        if let Some(last) = self.len.checked_sub(1) {
+            self.reads[usize::from(last)].value = value;
+        }
     }
 }
 
@@ -137,6 +149,9 @@ impl TrailSink for NoTrail {
     fn to_trail(&self) -> Trail {
         Trail::new()
     }
+
+    #[inline]
+    fn rewrite_last(&mut self, _: u64) {}
 }
 
 impl fmt::Debug for Trail {

@@ -73,7 +73,11 @@
 //! VTCR_EL2.HA): every table descriptor the walk goes through gets AF set
 //! by compare-and-swap after its next-level address is checked and before
 //! the next lookup, so it stays set when the walk faults further down. A
-//! trail holds descriptor values as read, before any update.
+//! trail holds the leaf as read, before its update, and a table descriptor
+//! the walk set AF in with AF set, as written and as AArch64.S2Walk goes on
+//! with it: a path cached from the trail then matches memory (and, as the
+//! Arm ARM lets a TLB cache only table descriptors with AF set under
+//! FEAT_HAFT, is one a TLB could hold).
 //!
 //! Not modelled: FEAT_D128 (PARange 56 is rejected), FEAT_S2PIE/S2POE,
 //! FEAT_HDBSS (HAFDBS 0b0100 is rejected), HCR_EL2.PTW / FWB, AArch32 L2

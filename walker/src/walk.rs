@@ -195,7 +195,7 @@ impl Shareability {
 
 /// Hardware updates the walk made to the leaf descriptor. (With FEAT_HAFT
 /// the walk also set AF in every table descriptor of its trail that had it
-/// clear; the trail keeps the values as read.)
+/// clear; the trail holds those with AF set, as written.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DescriptorUpdate {
     /// AF was set (VTCR_EL2.HA).
@@ -236,8 +236,9 @@ pub struct Translation {
     pub descriptor: u64,
     /// Hardware updates made by this walk.
     pub update: DescriptorUpdate,
-    /// Every descriptor read, start level first (values as read, before
-    /// the update).
+    /// Every descriptor read, start level first (the leaf as read, before
+    /// its update; a table descriptor the walk set AF in (FEAT_HAFT) as
+    /// written).
     pub trail: Trail,
 }
 
@@ -873,7 +874,12 @@ impl Stage2Walker {
                     let current = endianness.descriptor_to_raw(descriptor);
                     let new = endianness.descriptor_to_raw(descriptor | ACCESS_FLAG);
                     match memory.compare_exchange_descriptor(address, current, new) {
-                        Ok(Ok(_)) => {}
+                        // AArch64.S2Walk goes on with the descriptor it
+                        // wrote (AF set): the trail records that, so a
+                        // path cached from it matches memory and, as a
+                        // TLB may hold only table descriptors with AF set
+                        // (FEAT_HAFT), is one a TLB could hold.
+                        Ok(Ok(_)) => cursor.trail.rewrite_last(descriptor | ACCESS_FLAG),
                         // AArch64.S2Walk decodes the value it found again;
                         // restarting the walk (bounded, as for the leaf)
                         // does that and re-reads the levels above, which

@@ -73,9 +73,11 @@ fn table_access_flags_are_set_on_the_way_down() {
         assert_eq!([mem.read(l1), mem.read(l2)], before.map(|d| d | AF));
         assert_eq!(t.output_address, 0x8000_0000);
         assert_eq!(t.update, Default::default(), "the leaf needed nothing");
-        // The trail holds the values as read, before the updates.
+        // The trail holds the table descriptors as written (AF set), as
+        // AArch64.S2Walk goes on with them: what memory now holds.
         let values: Vec<u64> = t.trail.as_slice().iter().map(|r| r.value).collect();
-        assert_eq!(values, vec![before[0], before[1], mem.read(leaf)]);
+        assert_eq!(values, vec![before[0] | AF, before[1] | AF, mem.read(leaf)]);
+        assert_eq!(values, vec![mem.read(l1), mem.read(l2), mem.read(leaf)]);
         // A second walk writes nothing.
         let swaps = mem.with(|m| {
             let rec = Recording::new(m);
@@ -217,7 +219,8 @@ fn a_lost_table_race_restarts_the_walk_within_the_bound() {
         1 << 55,
         "the other agent's change stays"
     );
-    assert_eq!(t.trail.as_slice()[0].value, mem.read(l1) & !AF);
+    // The restarted walk read the other agent's value and wrote AF in it.
+    assert_eq!(t.trail.as_slice()[0].value, mem.read(l1));
     // Losing every time: Contended, nothing injected.
     let (mem, root, [l1, _], _) = tables(Endianness::Little, SlotAccess::ReadWrite, LEAF_RW);
     let w = walker(haft_vtcr(), root, Endianness::Little, &haft_features());
