@@ -53,7 +53,7 @@ fn translate_request(i: u64) -> TranslateRequest {
         l2_ipa: (i & 0xffff) << 12,
         access: AccessKind::Read,
         esr: 0x9200_0007,
-        far: Some(0x7f00_0000_0000 | (i & 0xffff) << 12),
+        far: 0x7f00_0000_0000 | (i & 0xffff) << 12,
     }
 }
 

@@ -200,7 +200,7 @@ fn request(seq: u64) -> TranslateRequest {
         l2_ipa,
         access: AccessKind::Read,
         esr: 0x9200_0007,
-        far: Some(0x7f00_0000_0000 | l2_ipa),
+        far: 0x7f00_0000_0000 | l2_ipa,
     }
 }
 

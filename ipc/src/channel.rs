@@ -418,7 +418,7 @@ mod tests {
             l2_ipa: ipa,
             access: AccessKind::Read,
             esr: 0x9200_0007,
-            far: Some(0x1234_5000 | (ipa & 0xfff)),
+            far: 0x1234_5000 | (ipa & 0xfff),
         }
     }
 

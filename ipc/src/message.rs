@@ -14,7 +14,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
 
 /// Layout version carried by every record; bumped on any layout change.
-pub const LAYOUT_VERSION: u16 = 2;
+pub const LAYOUT_VERSION: u16 = 3;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -187,8 +187,8 @@ pub enum Field {
     L0Change = 15,
     /// An error reply whose error code is unknown.
     ErrorCode = 16,
-    /// A FAR option tag other than 0 (none) or 1 (some), a FAR value
-    /// beside tag 0, or a FAR the syndrome itself marks not valid (FnV).
+    /// A translate request whose syndrome marks its FAR not valid
+    /// (FnV = 1): a stage-2 fault always has a valid FAR.
     Far = 17,
     /// An unknown reason why a walk result cannot be shadowed.
     UnshadowableReason = 18,
@@ -309,12 +309,21 @@ pub struct ContextKey {
 
 /// An L2 stage-2 fault the vCPU handler wants resolved.
 ///
-/// Validated on receipt: the syndrome is an instruction or data abort from
-/// a lower EL (EC 0x20 / 0x24) that agrees with `access` (an instruction
-/// fetch is EC 0x20, a data access EC 0x24; a fault on L2's stage-1 walk,
-/// ESR S1PTW = 1, is the walk's own read or write whatever EC says the
-/// walk was for), and a FAR is only given when the syndrome does not mark
-/// it invalid (FnV = 0).
+/// Validated on receipt (and by [`TranslateRequest::validate`], which
+/// senders call before encoding):
+/// - the syndrome is an instruction or data abort from a lower EL (EC 0x20
+///   / 0x24) whose IFSC/DFSC is a stage-2 fault code (see
+///   [`is_stage2_fault_code`]); anything else (an external abort, an
+///   alignment fault, a TLB conflict...) is not the service's to resolve;
+/// - FnV (ISS bit 10) is 0: the Arm ARM defines FnV only for a synchronous
+///   external abort and makes it RES0 otherwise, so for a stage-2 fault
+///   FAR_EL2 is always valid and is carried in [`TranslateRequest::far`];
+/// - the syndrome agrees with `access`: an instruction fetch is EC 0x20,
+///   a data access EC 0x24; for a data abort not on a stage-1 walk, WnR
+///   (ISS bit 6) is 1 exactly for [`AccessKind::Write`] (cache maintenance,
+///   CM = 1, and atomics report WnR = 1, so the handler labels them Write);
+///   a fault on L2's stage-1 walk, ESR S1PTW = 1, is the walk's own read
+///   or write whatever EC says the walk was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TranslateRequest {
     /// The stage-2 context.
@@ -328,10 +337,10 @@ pub struct TranslateRequest {
     /// FEAT_S2POE, FEAT_THE, FEAT_GCS, FEAT_MTE tag checks) no stage-2 walk
     /// of the service depends on.
     pub esr: u32,
-    /// FAR_EL2 of the L2 fault (L2's virtual address) when the hardware
-    /// gave one (ESR FnV = 0); `None` makes an injected fault report
-    /// FnV = 1.
-    pub far: Option<u64>,
+    /// FAR_EL2 of the L2 fault (L2's virtual address). Always valid for a
+    /// stage-2 fault (FnV = 0), so always carried; the injected fault
+    /// reports it with FnV = 0.
+    pub far: u64,
 }
 
 /// A trapped stage-2 TLBI, to be applied for L1's `vmid`.
@@ -665,14 +674,14 @@ struct TranslateWire {
     vttbr: u64,
     vtcr: u64,
     l2_ipa: u64,
-    /// FAR_EL2 when `far_valid` is 1, else 0.
+    /// FAR_EL2.
     far: u64,
     /// ESR_EL2\[31:0\].
     esr: u32,
     vmid: u16,
     access: u8,
-    /// The option tag of `far`: 0 none, 1 some.
-    far_valid: u8,
+    /// Must be zero (layout 2 carried a FAR option tag here).
+    reserved: u8,
 }
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -905,11 +914,11 @@ impl TranslateRequest {
                 vttbr: self.context.vttbr,
                 vtcr: self.context.vtcr,
                 l2_ipa: self.l2_ipa,
-                far: self.far.unwrap_or(0),
+                far: self.far,
                 esr: self.esr,
                 vmid: self.context.vmid,
                 access: self.access as u8,
-                far_valid: u8::from(self.far.is_some()),
+                reserved: 0,
             },
         )
     }
@@ -992,21 +1001,82 @@ const EC_DATA_ABORT_LOWER: u32 = 0x24;
 const ESR_S1PTW: u32 = 1 << 7;
 /// ESR ISS bit 10: FAR is not valid.
 const ESR_FNV: u32 = 1 << 10;
+/// ESR ISS bit 6 of a data abort: the access was a write.
+const ESR_WNR: u32 = 1 << 6;
+
+/// Whether `fsc`, an IFSC/DFSC (ESR ISS\[5:0\]), reports a fault a
+/// stage-2 walk can give (Arm ARM, ESR_ELx ISS encoding for an instruction
+/// or data abort):
+/// - 0b0000LL address size fault, level 0-3;
+/// - 0b0001LL translation fault, level 0-3;
+/// - 0b0010LL access flag fault, level 0-3 (level 0 with FEAT_LPA2);
+/// - 0b0011LL permission fault, level 0-3 (level 0 with FEAT_LPA2);
+/// - 0b101001 address size fault, level -1 (FEAT_LPA2);
+/// - 0b101011 translation fault, level -1 (FEAT_LPA2).
+///
+/// The FEAT_D128 level -2 codes (0b101010, 0b101100) are not accepted: the
+/// faulting stage 2 is the service's shadow table, which uses 64-bit
+/// descriptors. External aborts, tag check, alignment, granule protection,
+/// TLB conflict and IMPLEMENTATION DEFINED codes are not stage-2 walk
+/// faults.
+pub const fn is_stage2_fault_code(fsc: u32) -> bool {
+    matches!(fsc, 0b00_0000..=0b00_1111 | 0b10_1001 | 0b10_1011)
+}
+
+/// Checks that a translate request's syndrome is a stage-2 fault from a
+/// lower EL with a valid FAR (see [`TranslateRequest`]).
+#[inline(always)]
+fn check_stage2_syndrome(esr: u32) -> Result<(), Field> {
+    let ec = esr >> 26;
+    if !(ec == EC_INSTRUCTION_ABORT_LOWER || ec == EC_DATA_ABORT_LOWER)
+        || !is_stage2_fault_code(esr & 0x3f)
+    {
+        return Err(Field::Syndrome);
+    }
+    if esr & ESR_FNV != 0 {
+        return Err(Field::Far);
+    }
+    Ok(())
+}
+
+/// Whether a stage-2 fault syndrome agrees with the access kind (see
+/// [`TranslateRequest`]).
+#[inline(always)]
+fn syndrome_agrees_with_access(esr: u32, access: AccessKind) -> bool {
+    let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
+    if esr & ESR_S1PTW != 0 {
+        !fetch
+    } else if esr >> 26 == EC_DATA_ABORT_LOWER {
+        !fetch && (esr & ESR_WNR != 0) == (access == AccessKind::Write)
+    } else {
+        fetch
+    }
+}
+
+impl TranslateRequest {
+    /// Checks the invariants [`decode_request`] enforces, so a sender can
+    /// refuse to put a request on the ring that the service would answer
+    /// with an error.
+    pub fn validate(&self) -> Result<(), Field> {
+        check_stage2_syndrome(self.esr)?;
+        if !syndrome_agrees_with_access(self.esr, self.access) {
+            return Err(Field::Access);
+        }
+        if self.l2_ipa >= ADDRESS_LIMIT {
+            return Err(Field::Address);
+        }
+        Ok(())
+    }
+}
 
 /// The body of a translate request: an IPA below [`ADDRESS_LIMIT`], a
-/// known access kind that agrees with the syndrome (see
-/// [`TranslateRequest`]), a FAR option tag of 0 or 1 with a zero FAR under
-/// tag 0 and no FAR under FnV.
+/// known access kind that agrees with a stage-2 fault syndrome with
+/// FnV = 0 (see [`TranslateRequest`]), a zero reserved byte.
 #[inline(always)]
 fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeError> {
     let kind = RecordKind::Translate;
     let w: &TranslateWire = body(record);
-    let ec = w.esr >> 26;
-    ensure(
-        ec == EC_INSTRUCTION_ABORT_LOWER || ec == EC_DATA_ABORT_LOWER,
-        kind,
-        Field::Syndrome,
-    )?;
+    check_stage2_syndrome(w.esr).map_err(|field| DecodeError::invalid(kind, field))?;
     let access = match w.access {
         0 => AccessKind::Read,
         1 => AccessKind::Write,
@@ -1014,19 +1084,13 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
         3 => AccessKind::ExecuteEl0,
         _ => return Err(DecodeError::invalid(kind, Field::Access)),
     };
-    let fetch = w.access >= 2;
-    let consistent = if w.esr & ESR_S1PTW != 0 {
-        !fetch
-    } else {
-        fetch == (ec == EC_INSTRUCTION_ABORT_LOWER)
-    };
-    ensure(consistent, kind, Field::Access)?;
+    ensure(
+        syndrome_agrees_with_access(w.esr, access),
+        kind,
+        Field::Access,
+    )?;
     ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
-    let far = match w.far_valid {
-        0 if w.far == 0 => None,
-        1 if w.esr & ESR_FNV == 0 => Some(w.far),
-        _ => return Err(DecodeError::invalid(kind, Field::Far)),
-    };
+    ensure(w.reserved == 0, kind, Field::Reserved)?;
     Ok(TranslateRequest {
         context: ContextKey {
             vmid: w.vmid,
@@ -1036,7 +1100,7 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
         l2_ipa: w.l2_ipa,
         access,
         esr: w.esr,
-        far,
+        far: w.far,
     })
 }
 
@@ -1536,18 +1600,24 @@ mod tests {
         })
     }
 
-    /// A valid translate request: the syndrome agrees with the access (a
-    /// stage-1 walk fault is a read or write, for a fetch or data access),
-    /// FnV is clear whenever a FAR is given.
+    /// The stage-2 fault codes [`is_stage2_fault_code`] accepts.
+    fn stage2_fsc() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..=0x0f, Just(0x29), Just(0x2b)]
+    }
+
+    /// A valid translate request: a stage-2 fault code, FnV clear, the
+    /// syndrome agrees with the access (a stage-1 walk fault is a read or
+    /// write, for a fetch or data access; WnR gives a data access's
+    /// direction).
     fn translate_request() -> impl Strategy<Value = TranslateRequest> {
         (
             (any::<u16>(), any::<u64>(), any::<u64>(), 0..ADDRESS_LIMIT),
             access(),
-            (any::<bool>(), any::<bool>(), 0u32..(1 << 25)),
-            prop::option::of(any::<u64>()),
+            (any::<bool>(), any::<bool>(), 0u32..(1 << 25), stage2_fsc()),
+            any::<u64>(),
         )
             .prop_map(
-                |((vmid, vttbr, vtcr, l2_ipa), access, (s1ptw, walk_for_fetch, iss), far)| {
+                |((vmid, vttbr, vtcr, l2_ipa), access, (s1ptw, walk_for_fetch, iss, fsc), far)| {
                     let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
                     let (access, ec) = if s1ptw {
                         let walk_access = if fetch { AccessKind::Read } else { access };
@@ -1555,12 +1625,14 @@ mod tests {
                     } else {
                         (access, if fetch { 0x20 } else { 0x24 })
                     };
-                    let mut iss = iss & !ESR_S1PTW;
+                    let mut iss = iss & !(ESR_S1PTW | ESR_FNV | 0x3f) | fsc;
                     if s1ptw {
                         iss |= ESR_S1PTW;
-                    }
-                    if far.is_some() {
-                        iss &= !ESR_FNV;
+                    } else if ec == 0x24 {
+                        iss &= !ESR_WNR;
+                        if access == AccessKind::Write {
+                            iss |= ESR_WNR;
+                        }
                     }
                     TranslateRequest {
                         context: ContextKey { vmid, vttbr, vtcr },
@@ -1777,6 +1849,25 @@ mod tests {
             prop_assert_eq!(Record::from_bytes(record.as_bytes()), Ok(record));
         }
 
+        /// A sender's `validate` accepts exactly the translate requests the
+        /// receiver decodes, with the same field named on rejection.
+        #[test]
+        fn translate_validate_agrees_with_decode(esr in any::<u32>(), access in access(),
+                                                 l2_ipa in any::<u64>(), far in any::<u64>()) {
+            let t = TranslateRequest {
+                context: ContextKey { vmid: 2, vttbr: 0x1000, vtcr: 0x3559 },
+                l2_ipa,
+                access,
+                esr,
+                far,
+            };
+            let decoded = decode_request(&Request::Translate(t).encode(VcpuId(0), 0));
+            match t.validate() {
+                Ok(()) => prop_assert_eq!(decoded.map(|e| e.message), Ok(Request::Translate(t))),
+                Err(field) => prop_assert_eq!(decoded, Err(DecodeError::invalid(RecordKind::Translate, field))),
+            }
+        }
+
         #[test]
         fn replies_round_trip(rep in reply(), vcpu in any::<u32>(), seq in any::<u64>(),
                               stale in prop::collection::vec(any::<u8>(), RECORD_SIZE)) {
@@ -1833,7 +1924,7 @@ mod tests {
             l2_ipa: 0x4000_1000,
             access: AccessKind::Write,
             esr: 0x9200_0046,
-            far: Some(0xffff_0000_1234_5678),
+            far: 0xffff_0000_1234_5678,
         })
         .encode(VcpuId(3), 9);
         assert!(decode_request(&good).is_ok());
@@ -1876,24 +1967,36 @@ mod tests {
             translate_field(&|r| set_esr(r, 0x5600_0000)),
             Some(Field::Syndrome)
         );
-        // The FAR option: tag 2, a FAR under tag 0, a FAR with FnV set.
-        assert_eq!(translate_field(&|r| r.body[39] = 2), Some(Field::Far));
-        assert_eq!(translate_field(&|r| r.body[39] = 0), Some(Field::Far));
+        // A stage-2 fault always has a valid FAR: FnV set is rejected.
         assert_eq!(
             translate_field(&|r| set_esr(r, 0x9200_0446)),
             Some(Field::Far)
         );
-        let mut no_far = good;
-        no_far.body[24..32].fill(0);
-        no_far.body[39] = 0;
-        let Ok(Envelope {
-            message: Request::Translate(t),
-            ..
-        }) = decode_request(&no_far)
-        else {
-            panic!("a request without a FAR is valid")
-        };
-        assert_eq!(t.far, None);
+        // The byte that was layout 2's FAR option tag is reserved.
+        assert_eq!(translate_field(&|r| r.body[39] = 1), Some(Field::Reserved));
+        // Fault codes that are not stage-2 walk faults: external abort
+        // (not on a walk, on a walk), tag check, alignment, TLB conflict,
+        // granule protection, the FEAT_D128 level -2 codes.
+        for fsc in [0x10, 0x14, 0x13, 0x11, 0x21, 0x30, 0x28, 0x2a, 0x2c] {
+            assert_eq!(
+                translate_field(&|r| set_esr(r, 0x9200_0040 | fsc)),
+                Some(Field::Syndrome),
+                "FSC {fsc:#x}"
+            );
+        }
+        // Every stage-2 fault code is accepted: address size, translation,
+        // access flag, permission at levels 0-3 and the FEAT_LPA2 level -1
+        // address size and translation faults.
+        for fsc in (0x00..=0x0f).chain([0x29, 0x2b]) {
+            let mut ok = good;
+            set_esr(&mut ok, 0x9200_0040 | fsc);
+            assert!(decode_request(&ok).is_ok(), "FSC {fsc:#x}");
+        }
+        // WnR gives a data access's direction.
+        assert_eq!(
+            translate_field(&|r| set_esr(r, 0x9200_0006)),
+            Some(Field::Access)
+        );
         let mut bad = good;
         bad.body[16..24].copy_from_slice(&ADDRESS_LIMIT.to_ne_bytes());
         assert_eq!(
@@ -1909,6 +2012,75 @@ mod tests {
                 found: RECORD_SIZE as u64 - 1
             })
         );
+    }
+
+    fn review_translate(access: AccessKind, esr: u32, far: u64) -> Record {
+        Request::Translate(TranslateRequest {
+            context: ContextKey {
+                vmid: 1,
+                vttbr: 0x8000_0000,
+                vtcr: 0x8002_3559,
+            },
+            l2_ipa: 0x4000_1000,
+            access,
+            esr,
+            far,
+        })
+        .encode(VcpuId(0), 1)
+    }
+
+    /// FnV is RES0 for a stage-2 fault (the FAR is valid): a translate
+    /// request that sets it is malformed.
+    #[test]
+    fn fnv_with_translation_fault_is_rejected() {
+        let record = review_translate(AccessKind::Read, 0x9200_0407, 0);
+        assert_eq!(
+            decode_request(&record),
+            Err(DecodeError::Invalid {
+                kind: 1,
+                field: Field::Far
+            })
+        );
+        assert!(decode_request(&review_translate(AccessKind::Read, 0x9200_0007, 0)).is_ok());
+    }
+
+    /// A data abort not on a stage-1 walk is a write exactly when WnR = 1.
+    #[test]
+    fn wnr_disagreeing_with_access_is_rejected() {
+        let invalid = DecodeError::Invalid {
+            kind: 1,
+            field: Field::Access,
+        };
+        for (access, esr) in [
+            (AccessKind::Read, 0x9200_0047),
+            (AccessKind::Write, 0x9200_0007),
+        ] {
+            assert_eq!(
+                decode_request(&review_translate(access, esr, 0x1000)),
+                Err(invalid)
+            );
+            let request = TranslateRequest {
+                context: ContextKey {
+                    vmid: 1,
+                    vttbr: 0,
+                    vtcr: 0,
+                },
+                l2_ipa: 0,
+                access,
+                esr,
+                far: 0,
+            };
+            assert_eq!(request.validate(), Err(Field::Access));
+        }
+        for (access, esr) in [
+            (AccessKind::Read, 0x9200_0007),
+            (AccessKind::Write, 0x9200_0047),
+            // On a stage-1 walk WnR is the walk's write (hardware update).
+            (AccessKind::Read, 0x9200_0087),
+            (AccessKind::Write, 0x9200_00c7),
+        ] {
+            assert!(decode_request(&review_translate(access, esr, 0x1000)).is_ok());
+        }
     }
 
     #[test]

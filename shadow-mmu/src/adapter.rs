@@ -78,9 +78,9 @@ where
 }
 
 /// The walker's access and abort context from a validated translate
-/// request: the FAR when the request carries one (so an injected fault
-/// reports FnV = 0 with it), the stage-1-walk origin from ESR S1PTW (with
-/// EC telling whether the walk was for a fetch).
+/// request: its FAR (always valid for a stage-2 fault, so an injected
+/// fault reports FnV = 0 with it), the stage-1-walk origin from ESR S1PTW
+/// (with EC telling whether the walk was for a fetch).
 fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
     let access = match t.access {
         ipc::message::AccessKind::Read => AccessKind::Read,
@@ -96,7 +96,13 @@ fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
     } else {
         AbortOrigin::Access
     };
-    (access, AbortContext { far: t.far, origin })
+    (
+        access,
+        AbortContext {
+            far: Some(t.far),
+            origin,
+        },
+    )
 }
 
 /// The synchronous external abort for an L2 access whose L1 IPA has
@@ -104,19 +110,27 @@ fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
 /// [`ExternalAbort`] for where the handler delivers it).
 ///
 /// FSC is 0b010000 (external abort, not on a walk) whatever the access was
-/// for. Choice: when the access was L2's own stage-1 walk, the architecture
-/// reports an external abort on that walk with the stage-1 level
-/// (0b0101LL), which the service cannot know, so it reports the abort as
-/// not on a walk and leaves S1PTW clear (S1PTW is RES0 for anything but a
-/// stage-2 fault). WnR is set for a data write, FnV when the request
-/// carried no FAR. HPFAR is UNKNOWN for this abort; the faulting L2 IPA's
-/// page is given in it (FIPA in bits \[43:4\]).
+/// for.
+///
+/// Deviation, when the access was L2's own stage-1 walk (ESR S1PTW = 1 in
+/// the request): the architecture reports a synchronous external abort on
+/// that walk, FSC 0b0101LL with the stage-1 level, which the service cannot
+/// know (it sees only the stage-2 side of the walk's access). It reports
+/// the abort as not on a walk instead, with S1PTW clear (S1PTW is RES0 for
+/// anything but a stage-2 fault) and WnR = 0: the request's access kind is
+/// then the walk's descriptor read or hardware update, not the direction
+/// of L2's instruction, which the service does not know either.
+///
+/// WnR is set for a data write not on a walk; FnV when the abort context
+/// has no FAR (a translate request always carries one). HPFAR is UNKNOWN
+/// for this abort; the faulting L2 IPA's page is given in it (FIPA in bits
+/// \[43:4\]).
 fn external_abort(access: AccessKind, abort: &AbortContext, l2_ipa: u64) -> Injection {
-    let fetch = match abort.origin {
-        AbortOrigin::Access => access.is_fetch(),
+    let (fetch, write) = match abort.origin {
+        AbortOrigin::Access => (access.is_fetch(), access.is_write()),
         AbortOrigin::Stage1Walk {
             for_instruction_fetch,
-        } => for_instruction_fetch,
+        } => (for_instruction_fetch, false),
     };
     let ec = if fetch {
         EC_INSTRUCTION_ABORT_LOWER
@@ -124,7 +138,7 @@ fn external_abort(access: AccessKind, abort: &AbortContext, l2_ipa: u64) -> Inje
         EC_DATA_ABORT_LOWER
     };
     let mut iss = FSC_EXTERNAL_ABORT;
-    if !fetch && access.is_write() {
+    if !fetch && write {
         iss |= 1 << 6;
     }
     if abort.far.is_none() {
@@ -269,7 +283,19 @@ mod tests {
         let on_walk = external_abort(AccessKind::Write, &walk, 0);
         assert_eq!(on_walk.esr, 0x20 << 26 | 1 << 25 | 1 << 10 | 0x10);
         assert_eq!(on_walk.far, 0);
-        for injection in [read, write, fetch, on_walk] {
+        // L2's stage-1 walk for a data access whose descriptor update (a
+        // write) hit nothing: a data abort with WnR = 0 (the direction of
+        // L2's own access is not known).
+        let data_walk = AbortContext {
+            far: Some(0x8000),
+            origin: AbortOrigin::Stage1Walk {
+                for_instruction_fetch: false,
+            },
+        };
+        let update = external_abort(AccessKind::Write, &data_walk, 0);
+        assert_eq!(update.esr, 0x24 << 26 | 1 << 25 | 0x10);
+        assert_eq!(update.far, 0x8000);
+        for injection in [read, write, fetch, on_walk, update] {
             let abort = ExternalAbort {
                 injection,
                 l1_ipa: 0x2_0000_0000,

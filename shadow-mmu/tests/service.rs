@@ -96,21 +96,20 @@ fn l0_unmap_removes_exactly_the_shadow_entries_built_on_the_range() {
 /// L2's virtual address in the translate requests (FAR_EL2).
 const L2_VA: u64 = 0xffff_8000_0012_3000;
 
-/// A translate request as a vCPU handler sends it: a data abort (or an
-/// instruction abort for a fetch) from a lower EL, FnV clear with a FAR,
-/// set without one.
+/// A translate request as a vCPU handler sends it: a level-3 translation
+/// fault, reported as a data abort (or an instruction abort for a fetch)
+/// from a lower EL, FnV clear, WnR set for a write, with the FAR.
 fn translate_request(
     key: &L1Tables,
     vmid: u16,
     ipa: u64,
     access: IpcAccess,
-    far: Option<u64>,
+    far: u64,
     seq: u64,
 ) -> Record {
     let fetch = matches!(access, IpcAccess::Execute | IpcAccess::ExecuteEl0);
     let ec: u32 = if fetch { 0x20 } else { 0x24 };
     let wnr = u32::from(access == IpcAccess::Write) << 6;
-    let fnv = u32::from(far.is_none()) << 10;
     Request::Translate(TranslateRequest {
         context: IpcKey {
             vmid,
@@ -119,14 +118,14 @@ fn translate_request(
         },
         l2_ipa: ipa,
         access,
-        esr: ec << 26 | 1 << 25 | fnv | wnr | 0x07,
+        esr: ec << 26 | 1 << 25 | wnr | 0x07,
         far,
     })
     .encode(VcpuId(3), seq)
 }
 
 fn translate_record(key: &L1Tables, ipa: u64, access: IpcAccess, seq: u64) -> Record {
-    translate_request(key, 1, ipa, access, Some(L2_VA | (ipa & 0xfff)), seq)
+    translate_request(key, 1, ipa, access, L2_VA | (ipa & 0xfff), seq)
 }
 
 fn reply(record: Record) -> (u64, Reply) {
@@ -275,8 +274,9 @@ fn hostile_l1_stays_within_the_budget() {
     assert_eq!(stats.invalidations, 20_000);
 }
 
-/// The injected fault carries the request's FAR (FnV = 0) and reports
-/// FnV = 1 when the request had none.
+/// The injected fault carries the request's FAR (FnV = 0); a request whose
+/// syndrome sets FnV (RES0 for a stage-2 fault) gets an error reply, so no
+/// fault with FnV = 1 and FAR 0 is ever injected for a stage-2 fault.
 #[test]
 fn injected_faults_carry_the_far_of_the_request() {
     let mem = L1Memory::new();
@@ -285,7 +285,7 @@ fn injected_faults_carry_the_far_of_the_request() {
     let s = service(mem);
     let w = s.worker();
     let far = L2_VA | 0x8;
-    let record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, Some(far), 1);
+    let record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, far, 1);
     let (_, r) = reply(s.answer(&w, &record));
     let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
         panic!("{r:?}")
@@ -294,16 +294,24 @@ fn injected_faults_carry_the_far_of_the_request() {
     assert_eq!(i.esr & (1 << 10), 0, "FnV clear: the FAR is valid");
     assert_eq!(i.esr >> 26, 0x24);
     assert_ne!(i.esr & (1 << 6), 0, "WnR");
-    // No FAR: FnV set, FAR_EL2 0 (UNKNOWN).
-    let record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, None, 2);
-    let (_, r) = reply(s.answer(&w, &record));
-    let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
-        panic!("{r:?}")
-    };
-    assert_ne!(i.esr & (1 << 10), 0, "FnV set");
-    assert_eq!(i.far, 0);
+    // FnV set in the request: malformed, answered with an error reply.
+    let mut record = translate_request(&l1, 1, 0x5008, IpcAccess::Write, far, 2);
+    let esr = u32::from_ne_bytes(record.body[32..36].try_into().unwrap()) | 1 << 10;
+    record.body[32..36].copy_from_slice(&esr.to_ne_bytes());
+    let (seq, r) = reply(s.answer(&w, &record));
+    assert_eq!(seq, 2);
+    assert!(
+        matches!(
+            r,
+            Reply::Error(ipc::DecodeError::Invalid {
+                field: ipc::Field::Far,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     // A translation fault (nothing mapped) on an instruction fetch.
-    let record = translate_request(&l1, 1, 0x9000, IpcAccess::Execute, Some(far), 3);
+    let record = translate_request(&l1, 1, 0x9000, IpcAccess::Execute, far, 3);
     let (_, r) = reply(s.answer(&w, &record));
     let Reply::Translate(TranslateOutcome::Inject(i)) = r else {
         panic!("{r:?}")
@@ -329,7 +337,7 @@ fn an_access_outside_l1_memory_gets_an_external_abort() {
         (IpcAccess::Write, 0x24, 1 << 6, 2),
         (IpcAccess::Execute, 0x20, 0, 3),
     ] {
-        let record = translate_request(&l1, 1, 0x7010, access, Some(far), seq);
+        let record = translate_request(&l1, 1, 0x7010, access, far, seq);
         let (got_seq, r) = reply(s.answer(&w, &record));
         assert_eq!(got_seq, seq);
         let Reply::Translate(TranslateOutcome::ExternalAbort(a)) = r else {
@@ -344,13 +352,6 @@ fn an_access_outside_l1_memory_gets_an_external_abort() {
         assert_eq!(a.injection.far, far);
         assert_eq!(a.injection.hpfar, 0x7 << 4);
     }
-    // Without a FAR: FnV set.
-    let record = translate_request(&l1, 1, 0x7010, IpcAccess::Read, None, 4);
-    let (_, r) = reply(s.answer(&w, &record));
-    let Reply::Translate(TranslateOutcome::ExternalAbort(a)) = r else {
-        panic!("{r:?}")
-    };
-    assert_eq!(a.injection.esr, 0x24 << 26 | 1 << 25 | 1 << 10 | 0x10);
     // Nothing was installed for it.
     assert!(s.shadow_lookup(&w, &l1.key(1), 0x7000).is_none());
 }
@@ -392,15 +393,25 @@ fn malformed_translate_fields_get_error_replies() {
     let s = service(mem);
     let w = s.worker();
     let mut fnv_with_far = translate_record(&l1, 0x5008, IpcAccess::Read, 1);
-    fnv_with_far.body[33] |= 1 << 2; // ESR bit 10 (FnV), with the FAR tag set
-    let (_, r) = reply(s.answer(&w, &fnv_with_far));
-    assert_eq!(
-        r,
-        Reply::Error(ipc::DecodeError::Invalid {
-            kind: ipc::RecordKind::Translate as u16,
-            field: ipc::Field::Far
-        })
-    );
+    fnv_with_far.body[33] |= 1 << 2; // ESR bit 10 (FnV)
+    let mut write_as_read = translate_record(&l1, 0x5008, IpcAccess::Read, 2);
+    write_as_read.body[32] |= 1 << 6; // ESR WnR
+    let mut external_abort = translate_record(&l1, 0x5008, IpcAccess::Read, 3);
+    external_abort.body[32] = external_abort.body[32] & !0x3f | 0x10; // DFSC
+    for (record, field) in [
+        (fnv_with_far, ipc::Field::Far),
+        (write_as_read, ipc::Field::Access),
+        (external_abort, ipc::Field::Syndrome),
+    ] {
+        let (_, r) = reply(s.answer(&w, &record));
+        assert_eq!(
+            r,
+            Reply::Error(ipc::DecodeError::Invalid {
+                kind: ipc::RecordKind::Translate as u16,
+                field
+            })
+        );
+    }
     assert_eq!(
         s.stats().misses + s.stats().hits,
         0,
