@@ -21,8 +21,8 @@
 use crate::fault::{AccessKind, DescriptorRead, Trail, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
-    BatchLengthMismatch, Cursor, DescriptorUpdate, Finish, Stage2Walker, Step, Stop, Translation,
-    WalkError, WalkRequest,
+    BatchLengthMismatch, Cursor, Finish, Stage2Walker, Step, Stop, Translation, WalkError,
+    WalkRequest,
 };
 
 /// Requests walked together (state for this many lives on the stack).
@@ -154,7 +154,7 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
             }
         }
         if let Ok(translation) = &outcome {
-            if translation.update != DescriptorUpdate::default() {
+            if translation.update.leaf_updated() {
                 written.leaf(translation.leaf_address());
             }
         }

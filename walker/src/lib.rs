@@ -21,7 +21,7 @@
 //!   walks many level by level (one memory batch per level, duplicates read
 //!   once) with results identical to single walks in request order.
 //!   [`Stage2Walker::translate_leaf`] is the same walk for callers that need
-//!   only the leaf: no descriptor trail, a 24-byte [`LeafTranslation`].
+//!   only the leaf: no descriptor trail, a 32-byte [`LeafTranslation`].
 //! - Guest memory is anything implementing [`GuestMemory`] (raw 8-byte
 //!   descriptor reads, batched reads, compare-and-swap). [`Memslots`] is the
 //!   safe implementation: non-overlapping [`Memslot`]s over `&[AtomicU64]`,

@@ -193,15 +193,28 @@ impl Shareability {
     }
 }
 
-/// Hardware updates the walk made to the leaf descriptor. (With FEAT_HAFT
-/// the walk also set AF in every table descriptor of its trail that had it
-/// clear; the trail holds those with AF set, as written.)
+/// Hardware updates the walk made: to the leaf descriptor, and (FEAT_HAFT)
+/// the number of table descriptors it set AF in (the trail holds those
+/// with AF set, as written). Every one is a write to L1's memory, which
+/// dirty logging of L1's tables must learn of, also from
+/// [`Stage2Walker::translate_leaf`], which has no trail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct DescriptorUpdate {
-    /// AF was set (VTCR_EL2.HA).
+    /// AF was set in the leaf (VTCR_EL2.HA).
     pub access_flag: bool,
     /// S2AP\[1\] was set on a write to a DBM descriptor (VTCR_EL2.HD).
     pub dirty: bool,
+    /// Table descriptors the walk set AF in (FEAT_HAFT), including those of
+    /// attempts restarted after a lost race (their writes stay). A fault
+    /// does not report this count (see [`Fault::trail`] for a full walk).
+    pub table_access_flags: u8,
+}
+
+impl DescriptorUpdate {
+    /// Whether the leaf descriptor was written.
+    pub const fn leaf_updated(&self) -> bool {
+        self.access_flag || self.dirty
+    }
 }
 
 /// A successful stage-2 translation: what a TLB may hold.
@@ -260,7 +273,7 @@ impl Translation {
 }
 
 /// What [`Stage2Walker::translate_leaf`] returns: the leaf of a successful
-/// walk in 24 bytes, for callers that need no descriptor trail. Every
+/// walk in 32 bytes, for callers that need no descriptor trail. Every
 /// value is the one the full [`Translation`] has
 /// ([`LeafTranslation::from`] a `Translation` gives it exactly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -525,6 +538,8 @@ pub(crate) struct Cursor<T: TrailSink = Trail> {
     pub(crate) level: i8,
     pub(crate) address: u64,
     pub(crate) trail: T,
+    /// Table descriptors this walk set AF in so far (FEAT_HAFT).
+    pub(crate) table_access_flags: u8,
 }
 
 impl<T: TrailSink> Cursor<T> {
@@ -535,6 +550,7 @@ impl<T: TrailSink> Cursor<T> {
             level: 0,
             address: 0,
             trail: T::EMPTY,
+            table_access_flags: 0,
         }
     }
 
@@ -766,7 +782,7 @@ impl Stage2Walker {
     /// Translate one IPA for a caller that needs only the leaf: the same
     /// walk as [`Stage2Walker::walk`] (same reads, checks, hardware
     /// updates and faults) without recording the descriptor trail, and a
-    /// 24-byte [`LeafTranslation`] instead of a [`Translation`]. A fault is
+    /// 32-byte [`LeafTranslation`] instead of a [`Translation`]. A fault is
     /// exactly the one `walk` reports except that its
     /// [`trail`](Fault::trail) is empty.
     #[inline]
@@ -807,8 +823,12 @@ impl Stage2Walker {
         done: impl Fn(&Cursor<T>, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         let mut lost_at = 0;
+        // Table AF updates of attempts that lost a race were made all the
+        // same: the count carries over to the restarted walk.
+        let mut table_access_flags = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let mut cursor = Cursor::<T>::new(ipa, access);
+            cursor.table_access_flags = table_access_flags;
             if let Err(stop) = self.begin(&mut cursor) {
                 return Err(WalkError::Fault(cursor.fault(stop)));
             }
@@ -817,13 +837,17 @@ impl Stage2Walker {
                 Descent::Stop(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
                 Descent::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
+                    table_access_flags = cursor.table_access_flags;
                     continue;
                 }
             };
             match self.finish(memory, &cursor, descriptor) {
                 Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &leaf)),
                 Finish::Done(Err(stop)) => return Err(WalkError::Fault(cursor.fault(stop))),
-                Finish::Lost { descriptor_address } => lost_at = descriptor_address,
+                Finish::Lost { descriptor_address } => {
+                    lost_at = descriptor_address;
+                    table_access_flags = cursor.table_access_flags;
+                }
             }
         }
         Err(WalkError::Contended {
@@ -879,7 +903,10 @@ impl Stage2Walker {
                         // path cached from it matches memory and, as a
                         // TLB may hold only table descriptors with AF set
                         // (FEAT_HAFT), is one a TLB could hold.
-                        Ok(Ok(_)) => cursor.trail.rewrite_last(descriptor | ACCESS_FLAG),
+                        Ok(Ok(_)) => {
+                            cursor.trail.rewrite_last(descriptor | ACCESS_FLAG);
+                            cursor.table_access_flags = cursor.table_access_flags.saturating_add(1);
+                        }
                         // AArch64.S2Walk decodes the value it found again;
                         // restarting the walk (bounded, as for the leaf)
                         // does that and re-reads the levels above, which
@@ -1218,6 +1245,7 @@ impl Stage2Walker {
             update: DescriptorUpdate {
                 access_flag: changed & (1 << 10) != 0,
                 dirty: changed & (1 << 7) != 0,
+                table_access_flags: cursor.table_access_flags,
             },
         }
     }

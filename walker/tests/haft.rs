@@ -72,7 +72,8 @@ fn table_access_flags_are_set_on_the_way_down() {
         assert_eq!(swaps, vec![l1, l2]);
         assert_eq!([mem.read(l1), mem.read(l2)], before.map(|d| d | AF));
         assert_eq!(t.output_address, 0x8000_0000);
-        assert_eq!(t.update, Default::default(), "the leaf needed nothing");
+        assert!(!t.update.leaf_updated(), "the leaf needed nothing");
+        assert_eq!(t.update.table_access_flags, 2);
         // The trail holds the table descriptors as written (AF set), as
         // AArch64.S2Walk goes on with them: what memory now holds.
         let values: Vec<u64> = t.trail.as_slice().iter().map(|r| r.value).collect();
@@ -86,12 +87,18 @@ fn table_access_flags_are_set_on_the_way_down() {
             swaps
         });
         assert!(swaps.is_empty());
-        // The lean walk makes the same updates.
+        // The lean walk makes the same updates and says so.
         let (mem2, root2, [m1, m2], _) = tables(endian, SlotAccess::ReadWrite, LEAF_RW);
         let w2 = walker(haft_vtcr(), root2, endian, &haft_features());
-        mem2.with(|m| w2.translate_leaf(m, IPA, AccessKind::Read))
+        let lean = mem2
+            .with(|m| w2.translate_leaf(m, IPA, AccessKind::Read))
             .unwrap();
         assert_eq!(mem2.read(m1) & mem2.read(m2) & AF, AF);
+        assert_eq!(lean.update, t.update);
+        let again = mem2
+            .with(|m| w2.translate_leaf(m, IPA, AccessKind::Read))
+            .unwrap();
+        assert_eq!(again.update.table_access_flags, 0, "nothing left to set");
     }
 }
 
@@ -221,6 +228,8 @@ fn a_lost_table_race_restarts_the_walk_within_the_bound() {
     );
     // The restarted walk read the other agent's value and wrote AF in it.
     assert_eq!(t.trail.as_slice()[0].value, mem.read(l1));
+    // Two table descriptors written, none twice (the lost attempt wrote none).
+    assert_eq!(t.update.table_access_flags, 2);
     // Losing every time: Contended, nothing injected.
     let (mem, root, [l1, _], _) = tables(Endianness::Little, SlotAccess::ReadWrite, LEAF_RW);
     let w = walker(haft_vtcr(), root, Endianness::Little, &haft_features());

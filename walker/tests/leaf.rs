@@ -90,8 +90,8 @@ fn lean_walk_reports_the_leaf_as_the_full_walk() {
     assert_eq!(t.mem_attr(), 0xf);
     assert!(!t.dirty_bit_modifier() && t.update == Default::default());
     assert_eq!(t.output_block_base(), 0x8000_0000);
-    // Compact: two words and eight bytes of decoded fields.
-    assert_eq!(std::mem::size_of::<LeafTranslation>(), 24);
+    // Compact: two words and nine bytes of decoded fields.
+    assert_eq!(std::mem::size_of::<LeafTranslation>(), 32);
     // A 2 MiB block with the contiguous hint: 16 blocks.
     let (mem, root, _) = page_table(LEAF_RW | (1 << 52), 2);
     let w = walker(

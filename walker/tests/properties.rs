@@ -537,13 +537,18 @@ fn check_against_model(
                 } else {
                     let t = result.unwrap();
                     prop_assert_eq!((t.output_address, i32::from(t.level)), (oa, level));
+                    // Every table AF update is counted.
+                    prop_assert_eq!(
+                        usize::from(t.update.table_access_flags),
+                        table_updates.len()
+                    );
                     match update {
                         Some((address, new)) => {
                             prop_assert_eq!(t.leaf_address(), address);
                             prop_assert_eq!(t.descriptor, new);
                             prop_assert_eq!(mem.read(address), new);
                         }
-                        None => prop_assert_eq!(t.update, Default::default()),
+                        None => prop_assert!(!t.update.leaf_updated()),
                     }
                 }
             }
