@@ -75,6 +75,12 @@ mod wfe {
     /// A WFE can sleep for good if no event ever comes: the caller that
     /// must not hang bounds its wait with a timer of its own (hv's
     /// self-test does), or enables the generic timer's event stream.
+    ///
+    /// The argument above is not tested under QEMU: QEMU does not model
+    /// the event register (its WFE is a yield that returns at once under
+    /// MTTCG), so hv's `hv.selftest=ipc` passes even without the SEV. It
+    /// proves the rings across two PEs; a lost wakeup shows only on
+    /// hardware (as the self-test's timeout).
     #[derive(Debug, Default, Clone, Copy)]
     pub struct WfeDoorbell;
 
