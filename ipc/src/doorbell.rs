@@ -16,7 +16,7 @@
 //!    model `ipc_doorbell` checks it for `HostDoorbell`.
 //! 3. Spurious wakeups are allowed: the waiter re-checks `ready()`.
 //!
-//! For the hypervisor, WFE/SEV satisfies this directly ([`WfeDoorbell`],
+//! For the hypervisor, WFE/SEV satisfies this directly (`WfeDoorbell`,
 //! aarch64 only): `ring` is `DSB ISHST; SEV` (records visible before the
 //! event), `wait_until` is `while !ready() { WFE }`; the event register is
 //! the arming, because a SEV between the check and the WFE makes that WFE

@@ -37,7 +37,7 @@ pub use message::{
     ExternalAbort, Field, Injection, InvalidateAck, InvalidateRequest, L0Change, L0UnmapAck,
     L0UnmapRequest, Mapping, MemShareability, Permissions, Record, RecordHeader, RecordKind, Reply,
     Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable, VcpuId,
-    FSC_EXTERNAL_ABORT, LAYOUT_VERSION, RECORD_SIZE,
+    FSC_EXTERNAL_ABORT, HPFAR_FIPA, HPFAR_NS, LAYOUT_VERSION, RECORD_SIZE,
 };
 pub use ring::{Consumer, Full, Producer, Ring, RingBuffer, RingError};
 pub use tlbi::{

@@ -175,7 +175,7 @@ pub enum Field {
     Shareability = 9,
     /// An injected syndrome that is not an abort from a lower EL.
     Syndrome = 10,
-    /// HPFAR bits \[3:0\] not zero.
+    /// HPFAR bits set outside FIPA (\[43:4\], IPA\[51:12\]) and NS (bit 63).
     FaultAddress = 11,
     /// Unknown retry reason.
     RetryReason = 12,
@@ -188,7 +188,8 @@ pub enum Field {
     /// An error reply whose error code is unknown.
     ErrorCode = 16,
     /// A translate request whose syndrome marks its FAR not valid
-    /// (FnV = 1): a stage-2 fault always has a valid FAR.
+    /// (FnV = 1): a stage-2 fault always has a valid FAR; or an external
+    /// abort with FnV = 1 and a FAR other than 0.
     Far = 17,
     /// An unknown reason why a walk result cannot be shadowed.
     UnshadowableReason = 18,
@@ -289,7 +290,7 @@ pub enum AccessKind {
     Read = 0,
     /// A data write.
     Write = 1,
-    /// An instruction fetch at EL1 (stage-2 XN[1:0] is checked for EL1).
+    /// An instruction fetch at EL1 (stage-2 XN\[1:0\] is checked for EL1).
     Execute = 2,
     /// An instruction fetch at EL0: with FEAT_XNX stage 2 may allow
     /// execution at one of EL0 and EL1 only, so the two must not be merged.
@@ -309,8 +310,13 @@ pub struct ContextKey {
 
 /// An L2 stage-2 fault the vCPU handler wants resolved.
 ///
-/// Validated on receipt (and by [`TranslateRequest::validate`], which
-/// senders call before encoding):
+/// Validated on receipt, by the same checks as
+/// [`TranslateRequest::validate`]. Encoding does not validate (the fault
+/// path stays plain stores into the ring slot, and the fields are public):
+/// a sender that wants the error before sending calls `validate`;
+/// otherwise the service answers a malformed request with an error reply,
+/// which [`crate::VcpuClient::translate`] returns as
+/// `ClientError::Rejected`. The checks:
 /// - the syndrome is an instruction or data abort from a lower EL (EC 0x20
 ///   / 0x24) whose IFSC/DFSC is a stage-2 fault code (see
 ///   [`is_stage2_fault_code`]); anything else (an external abort, an
@@ -1171,17 +1177,24 @@ impl Mapping {
     }
 }
 
+/// HPFAR_EL2.FIPA: IPA\[51:12\] in bits \[43:4\] (addresses are below
+/// [`ADDRESS_LIMIT`]).
+pub const HPFAR_FIPA: u64 = 0x0000_0fff_ffff_fff0;
+/// HPFAR_EL2.NS (FEAT_SEL2): the faulting IPA is in the Non-secure space.
+pub const HPFAR_NS: u64 = 1 << 63;
+
 impl Injection {
     /// Checks the invariants [`decode_reply`] enforces: an instruction or
-    /// data abort from a lower EL (EC 0x20 / 0x24), ESR_EL2\[63:56\] RES0 and
-    /// HPFAR_EL2\[3:0\] RES0.
+    /// data abort from a lower EL (EC 0x20 / 0x24), ESR_EL2\[63:56\] RES0,
+    /// and HPFAR_EL2 with nothing set outside FIPA (\[43:4\]: an IPA below
+    /// [`ADDRESS_LIMIT`]) and NS (bit 63).
     #[inline]
     pub fn validate(&self) -> Result<(), Field> {
         let ec = (self.esr >> 26) & 0x3f;
         if !(ec == 0x20 || ec == 0x24) || self.esr >> 56 != 0 {
             return Err(Field::Syndrome);
         }
-        if self.hpfar & 0xf != 0 {
+        if self.hpfar & !(HPFAR_FIPA | HPFAR_NS) != 0 {
             return Err(Field::FaultAddress);
         }
         Ok(())
@@ -1193,12 +1206,18 @@ pub const FSC_EXTERNAL_ABORT: u64 = 0b01_0000;
 
 impl ExternalAbort {
     /// Checks the invariants [`decode_reply`] enforces: a valid
-    /// [`Injection`] whose FSC is [`FSC_EXTERNAL_ABORT`], and an L1 IPA
-    /// below [`ADDRESS_LIMIT`].
+    /// [`Injection`] whose FSC is [`FSC_EXTERNAL_ABORT`] with IL = 1 and
+    /// S1PTW = 0 (RES0 for anything but a stage-2 fault), a FAR of 0 when
+    /// FnV = 1 (its value is UNKNOWN then; 0 keeps one encoding), and an
+    /// L1 IPA below [`ADDRESS_LIMIT`].
     pub fn validate(&self) -> Result<(), Field> {
         self.injection.validate()?;
-        if self.injection.esr & 0x3f != FSC_EXTERNAL_ABORT {
+        let esr = self.injection.esr;
+        if esr & 0x3f != FSC_EXTERNAL_ABORT || esr & (1 << 25) == 0 || esr & (1 << 7) != 0 {
             return Err(Field::Syndrome);
+        }
+        if esr & (1 << 10) != 0 && self.injection.far != 0 {
+            return Err(Field::Far);
         }
         if self.l1_ipa >= ADDRESS_LIMIT {
             return Err(Field::Address);
@@ -1721,7 +1740,7 @@ mod tests {
                 Reply::Translate(TranslateOutcome::Inject(Injection {
                     esr: ec << 26 | 1 << 25 | iss,
                     far,
-                    hpfar: hpfar & !0xf,
+                    hpfar: hpfar & (HPFAR_FIPA | HPFAR_NS),
                 }))
             },
         );
@@ -1743,11 +1762,13 @@ mod tests {
         )
             .prop_map(|(data, iss_high, far, hpfar, l1_ipa)| {
                 let ec: u64 = if data { 0x24 } else { 0x20 };
+                let iss = (iss_high << 6) & !(1 << 7);
+                let far = if iss & (1 << 10) != 0 { 0 } else { far };
                 Reply::Translate(TranslateOutcome::ExternalAbort(ExternalAbort {
                     injection: Injection {
-                        esr: ec << 26 | 1 << 25 | iss_high << 6 | FSC_EXTERNAL_ABORT,
+                        esr: ec << 26 | 1 << 25 | iss | FSC_EXTERNAL_ABORT,
                         far,
-                        hpfar: hpfar & !0xf,
+                        hpfar: hpfar & (HPFAR_FIPA | HPFAR_NS),
                     },
                     l1_ipa,
                 }))
@@ -2162,6 +2183,32 @@ mod tests {
             field(&external(0x9200_0010, ADDRESS_LIMIT)),
             Some(Field::Address)
         );
+        // IL = 0, S1PTW = 1: not an external abort the service reports.
+        assert_eq!(
+            field(&external(0x9000_0010, 0x1_0000_0000)),
+            Some(Field::Syndrome)
+        );
+        assert_eq!(
+            field(&external(0x9200_0090, 0x1_0000_0000)),
+            Some(Field::Syndrome)
+        );
+        // FnV = 1 with a FAR (0x1000): the FAR must be 0 then.
+        assert_eq!(
+            field(&external(0x9200_0410, 0x1_0000_0000)),
+            Some(Field::Far)
+        );
+        // HPFAR: bits [62:44] (an IPA beyond 52 bits) are rejected, NS is
+        // allowed.
+        for (hpfar, ok) in [(1 << 44, false), (1 << 62, false), (HPFAR_NS | 0x10, true)] {
+            let inject = Reply::Translate(TranslateOutcome::Inject(Injection {
+                esr: 0x9200_0007,
+                far: 0,
+                hpfar,
+            }))
+            .encode(VcpuId(0), 0);
+            let expected = if ok { None } else { Some(Field::FaultAddress) };
+            assert_eq!(field(&inject), expected, "{hpfar:#x}");
+        }
         let emulate = Reply::Translate(TranslateOutcome::Emulate(Emulation {
             l1_ipa: ADDRESS_LIMIT,
         }))
