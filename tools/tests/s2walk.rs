@@ -389,11 +389,12 @@ fn batch_reports_every_fault_kind_with_level_and_fsc() {
         assert!(line["ok"] == false, "{input} gave {line}");
         assert_fault(line, kind, *level, *fsc);
     }
-    // The syndrome L0 injects: data abort from a lower EL, IL, FnV (no FAR
-    // given), WnR for the write, the FSC; HPFAR = IPA[51:12] << 4.
+    // The syndrome L0 injects: data abort from a lower EL, IL, WnR for the
+    // write, the FSC, and FnV clear (RES0 for a stage-2 fault, FAR given or
+    // not); HPFAR = IPA[51:12] << 4.
     assert_eq!(
         hex(&lines[3]["esr"]),
-        (0x24 << 26) | (1 << 25) | (1 << 10) | (1 << 6) | 0x0f
+        (0x24 << 26) | (1 << 25) | (1 << 6) | 0x0f
     );
     assert_eq!(hex(&lines[3]["hpfar"]), (0x1_0000_2000 >> 12) << 4);
     // Instruction abort for the fetch.

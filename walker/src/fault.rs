@@ -312,7 +312,11 @@ pub enum AbortOrigin {
 /// Inputs to [`Fault::syndrome`] that the walk cannot know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AbortContext {
-    /// The L2 virtual address (FAR_EL2), or `None` when not known (FnV = 1).
+    /// The L2 virtual address (FAR_EL2), or `None` when the caller does not
+    /// have it. FnV cannot say so: it is valid only for a synchronous
+    /// external abort not on a walk (DFSC 0b010000) and RES0 for every fault
+    /// the walker reports, so `None` gives FAR_EL2 = 0 with FnV = 0. The ipc
+    /// path always carries the trapped FAR.
     pub far: Option<u64>,
     /// What the access was for.
     pub origin: AbortOrigin,
@@ -323,7 +327,7 @@ pub struct AbortContext {
 pub struct InjectedAbort {
     /// ESR_EL2.
     pub esr_el2: u64,
-    /// FAR_EL2 (0 when FnV is set: its value is UNKNOWN then).
+    /// FAR_EL2 (0 when the caller gave no FAR).
     pub far_el2: u64,
     /// HPFAR_EL2 (FIPA = IPA\[51:12\] in bits \[43:4\]; NS = 0).
     pub hpfar_el2: u64,
@@ -345,8 +349,11 @@ impl Fault {
     /// - EC: instruction abort from a lower EL (0x20) for an instruction
     ///   fetch (or a stage-1 walk on behalf of one), else data abort (0x24).
     /// - IL = 1. ISV = 0: the walker has no instruction syndrome; L0 may copy
-    ///   ISV/SAS/SSE/SRT/SF/AR from the hardware ESR it took when that is valid.
-    /// - FnV = 1 when `far` is `None`; EA = 0; CM = 0.
+    ///   ISV/SAS/SSE/SRT/SF/AR from the hardware ESR it took when that is
+    ///   valid, and the ISS2 access fields (Xs for FEAT_LS64, GCS,
+    ///   TagAccess, TnD) from the same ESR.
+    /// - FnV = 0 (RES0 for every stage-2 fault and for an external abort on
+    ///   a walk); EA = 0; CM = 0.
     /// - S1PTW = 1 for [`AbortOrigin::Stage1Walk`].
     /// - WnR (data aborts only) = the stage-2 access was a write (for a
     ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor).
@@ -374,9 +381,6 @@ impl Fault {
         }
         if !fetch && self.access.is_write() {
             iss |= 1 << 6;
-        }
-        if context.far.is_none() {
-            iss |= 1 << 10;
         }
         let esr_el2 = (ec << 26) | (1 << 25) | iss;
         let hpfar_el2 = ((self.ipa >> 12) << 4) & 0x0000_0fff_ffff_fff0;

@@ -336,11 +336,21 @@ fn syndrome_for_stage1_walks_and_unknown_far() {
         },
     };
     let s = fault(FaultCause::WriteDenied, 3, AccessKind::Write).syndrome(&ctx);
+    // No FAR given: FAR_EL2 = 0, and FnV stays clear (it is RES0 for every
+    // fault but an external abort not on a walk).
     assert_eq!(
         s.esr_el2,
-        (0x24 << 26) | (1 << 25) | (1 << 10) | (1 << 7) | (1 << 6) | 0x0f
+        (0x24 << 26) | (1 << 25) | (1 << 7) | (1 << 6) | 0x0f
     );
     assert_eq!(s.far_el2, 0);
+    for (cause, level) in [
+        (FaultCause::InvalidDescriptor, 3),
+        (FaultCause::DescriptorOutsideMemslots { address: 0 }, 1),
+        (FaultCause::DescriptorOutsideMemslots { address: 0 }, -1),
+    ] {
+        let s = fault(cause, level, AccessKind::Read).syndrome(&ctx);
+        assert_eq!(s.esr_el2 & (1 << 10), 0, "FnV set for {cause:?}");
+    }
 }
 
 #[test]

@@ -57,7 +57,7 @@ Translate JSON lines from stdin; print one JSON line per input line, in order.
 
 Input:  {\"vtcr\":\"0x..\",\"vttbr\":\"0x..\",\"ipa\":\"0x..\",\"access\":\"read\"|\"write\"|\"exec\"|\"exec_el0\"}
         (exec = instruction fetch at EL1, exec_el0 at EL0; optional \"far\":\"0x..\"
-        is the L2 virtual address reported in FAR_EL2, otherwise ESR.FnV = 1).
+        is the L2 virtual address reported in FAR_EL2, otherwise 0).
         Values are hex strings (0x prefix optional) or JSON integers.
 Success: {\"ok\":true,\"oa\":\"0x..\",\"level\":N,\"size\":\"0x..\",\"contiguous_size\":\"0x..\",
          \"s2ap\":N,\"xn\":N,\"memattr\":\"0x.\",\"sh\":N,\"dbm\":B,\"descriptor\":\"0x..\",
@@ -189,7 +189,7 @@ pub fn command() -> Command {
                 )
                 .arg(hex_arg(
                     "far",
-                    "L2 virtual address for FAR_EL2 in the fault report [default: unknown, FnV = 1]",
+                    "L2 virtual address for FAR_EL2 in the fault report [default: 0]",
                 )),
         )
         .subcommand(

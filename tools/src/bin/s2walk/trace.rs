@@ -100,7 +100,7 @@ pub fn describe_fault(fault: &Fault, far: Option<u64>) -> Vec<String> {
     });
     let far_text = match far {
         Some(far) => format!("{far:#x}"),
-        None => "unknown (ESR.FnV = 1)".to_string(),
+        None => "not given (reported as 0; FnV is RES0 for stage-2 faults)".to_string(),
     };
     vec![
         format!(
