@@ -92,6 +92,7 @@ mod batch;
 mod fault;
 mod features;
 mod memory;
+mod sync;
 mod visit;
 mod walk;
 

@@ -6,9 +6,12 @@
 //! the 8 bytes of guest memory at the address. The walker applies L1's
 //! descriptor byte order (SCTLR_EL2.EE) itself, so an implementation never
 //! needs to know it.
+//!
+//! The words are `core` atomics, or loom's under `--cfg loom` (see
+//! `sync.rs`), so the loom models drive this very code.
 
+use crate::sync::{fence, AtomicU64, Ordering};
 use core::fmt;
-use core::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Why a descriptor access could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,247 @@
+//! Loom models of the walker's real guest-memory code: [`Memslots`] (built
+//! on loom's atomics through `walker/src/sync.rs` under `--cfg loom`) read
+//! and updated by the real [`Stage2Walker`], racing L1 writing its tables.
+//!
+//! - `published_table_is_seen_whole_by_single_and_batched_walks`: L1 fills
+//!   a new level-3 table with plain stores and publishes it with a Release
+//!   store of the level-2 table descriptor. A batched walk (Relaxed loads +
+//!   one Acquire fence in `Memslots::read_descriptors`) and a single walk
+//!   (Acquire loads) each see the old translation or the new one, never
+//!   the new table pointer with stale (invalid) contents.
+//! - `hardware_af_update_never_clobbers_l1_rewrite`: a walk with VTCR.HA
+//!   sets AF in the leaf by compare-and-swap while L1 rewrites that leaf;
+//!   L1's value always survives (the lost CAS restarts the walk, which
+//!   then translates through L1's new descriptor), within the retry bound.
+//! - `haft_table_af_update_never_clobbers_l1_rewrite`: the same for the
+//!   FEAT_HAFT AF update of a table descriptor that L1 repoints at a new
+//!   level-3 table.
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use walker::{
+    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
+    Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
+};
+
+/// Level-2 table (the start level): IPA bits 24:21; only entry 0 is used.
+const LEVEL2: u64 = 0x1000;
+/// The level-3 table L1 starts with, and the one it builds and publishes.
+const OLD_TABLE: u64 = 0x2000;
+const NEW_TABLE: u64 = 0x3000;
+/// Two pages, IPA 0 and 0x1000: level-3 entries 0 and 1.
+const IPAS: [u64; 2] = [0x0, 0x1000];
+const OLD_OUTPUT: u64 = 0x10_0000;
+const NEW_OUTPUT: u64 = 0x20_0000;
+
+const VALID_TABLE: u64 = 0b11;
+const AF: u64 = 1 << 10;
+const VTCR_HA: u64 = 1 << 21;
+const VTCR_HAFT: u64 = 1 << 44;
+
+/// L1's guest memory, as three small memslots of loom atomics.
+struct Guest {
+    level2: [AtomicU64; 2],
+    old: [AtomicU64; 2],
+    new: [AtomicU64; 2],
+}
+
+impl Guest {
+    fn new(level2: u64, old: [u64; 2], new: [u64; 2]) -> Self {
+        Guest {
+            level2: [AtomicU64::new(level2), AtomicU64::new(0)],
+            old: old.map(AtomicU64::new),
+            new: new.map(AtomicU64::new),
+        }
+    }
+
+    /// Run `f` on the real [`Memslots`] over this memory.
+    fn with_memslots<R>(&self, f: impl FnOnce(&Memslots<'_>) -> R) -> R {
+        let mut slots = [
+            Memslot::new(LEVEL2, &self.level2, SlotAccess::ReadWrite),
+            Memslot::new(OLD_TABLE, &self.old, SlotAccess::ReadWrite),
+            Memslot::new(NEW_TABLE, &self.new, SlotAccess::ReadWrite),
+        ];
+        let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
+        f(&memslots)
+    }
+}
+
+/// 4KB granule, T0SZ 39 (25-bit IPA), SL0 0 (start at level 2), PS 48,
+/// plus `extra` (HA, HAFT).
+fn walker(hafdbs: u64, extra: u64) -> Stage2Walker {
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5 | (1 << 20), // PARange 48, all granules
+        mmfr1: hafdbs,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    let vtcr = 39 | (5 << 16) | extra;
+    Stage2Walker::new(
+        Stage2Registers {
+            vtcr,
+            vttbr: LEVEL2,
+            endianness: Endianness::Little,
+        },
+        &features,
+    )
+}
+
+fn table(address: u64) -> u64 {
+    address | VALID_TABLE
+}
+
+/// A read-only Normal page at `output`, AF as given.
+fn page(output: u64, af: u64) -> u64 {
+    output | af | (1 << 6) | (0xf << 2) | 0b11
+}
+
+/// Which mapping (`OLD_OUTPUT` or `NEW_OUTPUT`, the output of IPA 0) a
+/// walk of `ipa` went through. Anything else, such as a translation fault
+/// from a stale, invalid entry of the new table, is a torn read.
+fn output_of(ipa: u64, result: Result<Translation, WalkError>) -> u64 {
+    let translation = match result {
+        Ok(translation) => translation,
+        Err(error) => panic!("walk of {ipa:#x} saw a torn table: {error:?}"),
+    };
+    let base = translation.output_address.wrapping_sub(ipa);
+    assert!(
+        base == OLD_OUTPUT || base == NEW_OUTPUT,
+        "walk of {ipa:#x} translated to {:#x}",
+        translation.output_address
+    );
+    base
+}
+
+#[test]
+fn published_table_is_seen_whole_by_single_and_batched_walks() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::new(
+            table(OLD_TABLE),
+            IPAS.map(|ipa| page(OLD_OUTPUT + ipa, AF)),
+            [0, 0],
+        ));
+        let walker = Arc::new(walker(0, 0));
+
+        let batched = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                let requests = IPAS.map(|ipa| WalkRequest {
+                    ipa,
+                    access: AccessKind::Read,
+                });
+                let mut results = [Err(WalkError::Contended {
+                    ipa: 0,
+                    descriptor_address: 0,
+                }); 2];
+                guest.with_memslots(|memslots| {
+                    walker
+                        .walk_batch(memslots, &requests, &mut results)
+                        .expect("equal lengths")
+                });
+                results
+            })
+        };
+        let single = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[1], AccessKind::Read))
+            })
+        };
+
+        // L1: build the new table with plain stores, then publish it (its
+        // DSB before the descriptor write makes this a Release store).
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+
+        let batch = batched.join().unwrap();
+        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
+        // The batch reads the shared level-2 descriptor once, so both
+        // walks went through the same table.
+        assert_eq!(outputs[0], outputs[1]);
+        output_of(IPAS[1], single.join().unwrap());
+    });
+}
+
+/// L1's single-copy-atomic store of a descriptor the walker may update.
+///
+/// A swap rather than a store: loom orders writes by vector clocks, so it
+/// treats a plain store and a concurrent compare-and-swap as unordered and
+/// lets the CAS both read the value before the store and land after it (a
+/// lost update the C++/Rust memory model, and the hardware's coherence
+/// order, forbid). An RMW is always placed after the newest write, as a
+/// store is on hardware; its read is Relaxed and adds no ordering.
+fn l1_write(descriptor: &AtomicU64, value: u64) {
+    descriptor.swap(value, Ordering::Release);
+}
+
+#[test]
+fn hardware_af_update_never_clobbers_l1_rewrite() {
+    loom::model(|| {
+        let old_leaf = page(OLD_OUTPUT, 0);
+        let new_leaf = page(NEW_OUTPUT, 0);
+        let guest = Arc::new(Guest::new(table(OLD_TABLE), [old_leaf, 0], [0, 0]));
+        let walker = Arc::new(walker(1, VTCR_HA));
+
+        let walk = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[0], AccessKind::Read))
+            })
+        };
+        // L1 remaps the page (break-before-make elided: a single-copy
+        // atomic replacement of one valid leaf by another).
+        l1_write(&guest.old[0], new_leaf);
+
+        let result = walk.join().unwrap();
+        let finally = guest.old[0].load(Ordering::Acquire);
+        assert_eq!(
+            finally & !AF,
+            new_leaf,
+            "the AF update clobbered L1's write"
+        );
+        match output_of(IPAS[0], result) {
+            // Updated the old leaf before L1 overwrote it.
+            OLD_OUTPUT => assert_eq!(finally, new_leaf),
+            // Read (or restarted onto) L1's new leaf and set AF in it.
+            _ => assert_eq!(finally, new_leaf | AF),
+        }
+    });
+}
+
+#[test]
+fn haft_table_af_update_never_clobbers_l1_rewrite() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::new(
+            table(OLD_TABLE),
+            [page(OLD_OUTPUT, AF), 0],
+            [page(NEW_OUTPUT, AF), 0],
+        ));
+        // HAFDBS 0b0011: FEAT_HAFT; VTCR.HA and VTCR.HAFT.
+        let walker = Arc::new(walker(3, VTCR_HA | VTCR_HAFT));
+
+        let walk = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[0], AccessKind::Read))
+            })
+        };
+        // L1 repoints the level-2 table descriptor at the other table.
+        l1_write(&guest.level2[0], table(NEW_TABLE));
+
+        let result = walk.join().unwrap();
+        let finally = guest.level2[0].load(Ordering::Acquire);
+        assert_eq!(
+            finally & !AF,
+            table(NEW_TABLE),
+            "the table AF update clobbered L1's write"
+        );
+        match output_of(IPAS[0], result) {
+            OLD_OUTPUT => assert_eq!(finally, table(NEW_TABLE)),
+            _ => assert_eq!(finally, table(NEW_TABLE) | AF),
+        }
+    });
+}
