@@ -2,7 +2,8 @@
 //! [`RECORDS`] translate requests and replies over one request/reply ring
 //! pair, the service side sleeping on its doorbell whenever it has nothing
 //! to do. hv runs it on two physical CPUs with the WFE/SEV doorbell
-//! (`hv::arch::selftest`); the host tests run the same code on two threads
+//! (`hv.selftest=ipc`) or the SGI doorbell (`hv.selftest=ipc-sgi`,
+//! `hv::arch::selftest`); the host tests run the same code on two threads
 //! with the host doorbell.
 //!
 //! The client (the vCPU side) sends bursts of 1 to 64 requests with one
@@ -21,8 +22,11 @@
 //! busy-polls and a missing SEV would go unnoticed: the run proves the
 //! ring protocol between two PEs (order, no loss or duplication, the
 //! check-then-wait loop), not the WFE/SEV no-lost-wakeup property, which
-//! rests on the argument at `ipc::WfeDoorbell` and needs hardware (or a
-//! bell that really halts, e.g. SGI + WFI) to be tested.
+//! rests on the argument at `ipc::WfeDoorbell` and needs hardware to be
+//! tested. The SGI doorbell's wait is a WFI, which QEMU does make sleep
+//! until an interrupt pends: `ipc-sgi` proves that bell's no-lost-wakeup
+//! property on QEMU, and `ipc-sgi-lost` (a bell that never sends its SGI)
+//! proves the run fails, by the client's timeout, when a wakeup is lost.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -104,6 +108,16 @@ impl<B> Exchange<B> {
             disorder: OwnLine(AtomicU64::new(0)),
             stopped: OwnLine(AtomicBool::new(false)),
         }
+    }
+
+    /// The bell the service sleeps on (the client rings it).
+    pub fn service_bell(&self) -> &B {
+        &self.service_bell
+    }
+
+    /// The bell the service rings after answering (the client's).
+    pub fn reply_bell(&self) -> &B {
+        &self.reply_bell
     }
 }
 

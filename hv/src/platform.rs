@@ -339,7 +339,7 @@ pub struct Options {
     /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
-    /// `hv.selftest=ipc|ipc-stall`: run a self-test instead of a guest and
+    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
 }
@@ -354,6 +354,14 @@ pub enum SelfTest {
     /// 1000 requests: the client's timeout must end the run with a failure
     /// (proof that a lost wakeup cannot hang the test).
     IpcStall,
+    /// `ipc-sgi`: the exchange of `ipc` with SGI doorbells: ringing sends
+    /// an SGI to the waiting CPU, which sleeps in WFI (a sleep QEMU models,
+    /// unlike WFE's), so a lost wakeup shows as a timeout.
+    IpcSgi,
+    /// `ipc-sgi-lost`: `ipc-sgi` with a service bell that rings without
+    /// sending the SGI: the run must fail by the client's timeout (proof
+    /// that the `ipc-sgi` run can detect a lost wakeup).
+    IpcSgiLost,
 }
 
 /// How the guest gets its interrupts.
@@ -395,6 +403,8 @@ impl Options {
                 }
                 "hv.selftest=ipc" => options.self_test = Some(SelfTest::Ipc),
                 "hv.selftest=ipc-stall" => options.self_test = Some(SelfTest::IpcStall),
+                "hv.selftest=ipc-sgi" => options.self_test = Some(SelfTest::IpcSgi),
+                "hv.selftest=ipc-sgi-lost" => options.self_test = Some(SelfTest::IpcSgiLost),
                 other if other.starts_with("hv.") => return Err(other),
                 _ => {}
             }
@@ -500,6 +510,14 @@ mod tests {
         assert_eq!(
             Options::parse("hv.selftest=ipc-stall").map(|o| o.self_test),
             Ok(Some(SelfTest::IpcStall))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=ipc-sgi").map(|o| o.self_test),
+            Ok(Some(SelfTest::IpcSgi))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=ipc-sgi-lost").map(|o| o.self_test),
+            Ok(Some(SelfTest::IpcSgiLost))
         );
         assert_eq!(
             Options::parse("hv.selftest=bogus"),

@@ -21,7 +21,13 @@
 //! event), `wait_until` is `while !ready() { WFE }`; the event register is
 //! the arming, because a SEV between the check and the WFE makes that WFE
 //! return at once. An SGI-based bell works the same way with the
-//! interrupt's pending state as the arming.
+//! interrupt's pending state as the arming: hv's `SgiDoorbell`
+//! (`hv::arch::selftest`; `ring` is a DSB then an SGI to the waiting PE,
+//! `wait_until` is `while !ready() { WFI }` with IRQs masked, acknowledging
+//! the SGI after each WFI). QEMU's WFI does sleep until an interrupt pends,
+//! so that bell's no-lost-wakeup property is the one hv's QEMU self-tests
+//! prove (`hv.selftest=ipc-sgi`, and its SGI-less twin `ipc-sgi-lost`
+//! failing by timeout).
 
 /// Wakes a consumer that waits for records; see the module documentation
 /// for the protocol an implementation must follow.
@@ -80,7 +86,8 @@ mod wfe {
     /// the event register (its WFE is a yield that returns at once under
     /// MTTCG), so hv's `hv.selftest=ipc` passes even without the SEV. It
     /// proves the rings across two PEs; a lost wakeup shows only on
-    /// hardware (as the self-test's timeout).
+    /// hardware (as the self-test's timeout). The SGI + WFI bell of
+    /// `hv.selftest=ipc-sgi` is the one QEMU can test (module docs).
     #[derive(Debug, Default, Clone, Copy)]
     pub struct WfeDoorbell;
 
