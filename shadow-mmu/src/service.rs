@@ -616,10 +616,17 @@ where
         guard: &Guard,
     ) -> usize {
         let cached = context.flush_cache(held, guard);
-        let shadow = context.shadow().clear();
-        self.forget_shadow(shadow);
+        cached + self.clear_shadow(context)
+    }
+
+    /// Clears a context's shadow: its leaves and their reverse-map records
+    /// go together (the VMID's records by one epoch bump). Caller holds the
+    /// context's lock. Returns the leaves removed.
+    fn clear_shadow(&self, context: &Context<ShadowOf<B>>) -> usize {
+        let cleared = context.shadow().clear();
+        self.forget_shadow(cleared);
         self.rmap.lock().forget_context(context.shadow_vmid());
-        cached + shadow
+        cleared
     }
 
     fn forget_shadow(&self, leaves: usize) {
@@ -700,9 +707,7 @@ where
                 Install::NoFrames if attempt == 0 => {
                     // Evict this context's shadow entries (they re-fault)
                     // and try once more.
-                    let cleared = context.shadow().clear();
-                    self.forget_shadow(cleared);
-                    self.rmap.lock().forget_context(context.shadow_vmid());
+                    let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64 + 1);
                 }
                 Install::NoFrames => {}
@@ -776,9 +781,7 @@ where
         // shadow goes, leaves and records together (its cached walks stay:
         // re-faults are cheap hits).
         if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
-            let cleared = context.shadow().clear();
-            self.forget_shadow(cleared);
-            self.rmap.lock().forget_context(vmid);
+            let cleared = self.clear_shadow(context);
             bump(&counters.evictions, cleared as u64);
         }
         // Record, then check L0's generation, then map (see module docs).
@@ -856,9 +859,7 @@ where
             // them. (Retirement takes this lock, so while it is held a
             // context that is not retired stays the slot's.)
             if !context.is_retired() {
-                let cleared = context.shadow().clear();
-                self.forget_shadow(cleared);
-                self.rmap.lock().forget_context(context.shadow_vmid());
+                let cleared = self.clear_shadow(context);
                 context.shadow().reclaim(RECLAIM_ON_PRESSURE);
                 bump(&counters.evictions, cleared as u64 + 1);
             }
