@@ -457,42 +457,16 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     /// the set bits inside them.
     pub(crate) fn overlapping(&self, owner: O, size_log2: u32, start: u64, last: u64) -> Vec<u64> {
         let mut out = Vec::new();
-        if start > last || size_log2 + CHUNK_BLOCKS_LOG2 >= 64 {
+        let Some(span) = BlockSpan::new(size_log2, start, last) else {
             return out;
-        }
-        let from = start & !((1u64 << size_log2) - 1);
-        let shift = chunk_shift(size_log2);
-        let (first_chunk, last_chunk) = (from >> shift, last >> shift);
+        };
         let mut visit = |chunk: u64, words: &[u64; CHUNK_WORDS]| {
-            let lo = if chunk == first_chunk {
-                ((from >> size_log2) & CHUNK_MASK) as usize
-            } else {
-                0
-            };
-            let hi = if chunk == last_chunk {
-                ((last >> size_log2) & CHUNK_MASK) as usize
-            } else {
-                CHUNK_MASK as usize
-            };
-            for (w, &word) in words.iter().enumerate().take(hi / 64 + 1).skip(lo / 64) {
-                let mut word = word;
-                // Keep only bits lo..=hi of this word.
-                if w == lo / 64 {
-                    word &= !0u64 << (lo % 64);
-                }
-                if w == hi / 64 && hi % 64 != 63 {
-                    word &= (1u64 << (hi % 64 + 1)) - 1;
-                }
-                while word != 0 {
-                    let bit = word.trailing_zeros() as u64;
-                    word &= word - 1;
-                    let index = w as u64 * 64 + bit;
-                    out.push((chunk << shift) | (index << size_log2));
-                }
+            for (w, bits) in span.masked(chunk, words) {
+                span.push_bases(chunk, w, bits, &mut |base| out.push(base));
             }
         };
-        if last_chunk - first_chunk < PROBE_CHUNKS {
-            for chunk in first_chunk..=last_chunk {
+        if span.probes() {
+            for chunk in span.first_chunk..=span.last_chunk {
                 if let Some(words) = self.bits.get(&(owner, chunk)) {
                     visit(chunk, words);
                 }
@@ -500,7 +474,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
         } else {
             for &(_, chunk) in self
                 .ordered
-                .range((owner, first_chunk)..=(owner, last_chunk))
+                .range((owner, span.first_chunk)..=(owner, span.last_chunk))
             {
                 if let Some(words) = self.bits.get(&(owner, chunk)) {
                     visit(chunk, words);
@@ -524,61 +498,113 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
         last: u64,
         mut removed: impl FnMut(u64),
     ) {
-        if start > last || size_log2 + CHUNK_BLOCKS_LOG2 >= 64 || self.len == 0 {
+        if self.len == 0 {
             return;
         }
-        let from = start & !((1u64 << size_log2) - 1);
-        let shift = chunk_shift(size_log2);
-        let (first_chunk, last_chunk) = (from >> shift, last >> shift);
+        let Some(span) = BlockSpan::new(size_log2, start, last) else {
+            return;
+        };
         let mut drain = |index: &mut Self, chunk: u64| {
             let Some(words) = index.bits.get_mut(&(owner, chunk)) else {
                 return;
             };
-            let lo = if chunk == first_chunk {
-                ((from >> size_log2) & CHUNK_MASK) as usize
-            } else {
-                0
-            };
-            let hi = if chunk == last_chunk {
-                ((last >> size_log2) & CHUNK_MASK) as usize
-            } else {
-                CHUNK_MASK as usize
-            };
             let mut taken_any = false;
-            for (w, word) in words.iter_mut().enumerate().take(hi / 64 + 1).skip(lo / 64) {
-                let mut taken = *word;
-                if w == lo / 64 {
-                    taken &= !0u64 << (lo % 64);
-                }
-                if w == hi / 64 && hi % 64 != 63 {
-                    taken &= (1u64 << (hi % 64 + 1)) - 1;
-                }
-                *word &= !taken;
+            for (w, taken) in span.masked(chunk, words) {
+                words[w] &= !taken;
                 taken_any |= taken != 0;
                 index.len -= taken.count_ones() as usize;
-                while taken != 0 {
-                    let bit = u64::from(taken.trailing_zeros());
-                    taken &= taken - 1;
-                    removed((chunk << shift) | ((w as u64 * 64 + bit) << size_log2));
-                }
+                span.push_bases(chunk, w, taken, &mut removed);
             }
             if taken_any && words.iter().all(|w| *w == 0) {
                 index.emptied((owner, chunk));
             }
         };
-        if last_chunk - first_chunk < PROBE_CHUNKS {
-            for chunk in first_chunk..=last_chunk {
+        if span.probes() {
+            for chunk in span.first_chunk..=span.last_chunk {
                 drain(self, chunk);
             }
         } else {
             let chunks: Vec<u64> = self
                 .ordered
-                .range((owner, first_chunk)..=(owner, last_chunk))
+                .range((owner, span.first_chunk)..=(owner, span.last_chunk))
                 .map(|&(_, chunk)| chunk)
                 .collect();
             for chunk in chunks {
                 drain(self, chunk);
             }
+        }
+    }
+}
+
+/// The blocks of one size that overlap `[start, last]`, chunk by chunk:
+/// what [`BlockIndex::overlapping`] and [`BlockIndex::drain_overlapping`]
+/// share.
+struct BlockSpan {
+    /// `start` rounded down to the block size.
+    from: u64,
+    last: u64,
+    size_log2: u32,
+    shift: u32,
+    first_chunk: u64,
+    last_chunk: u64,
+}
+
+impl BlockSpan {
+    /// `None` for an empty range or a block size too large for chunks.
+    fn new(size_log2: u32, start: u64, last: u64) -> Option<Self> {
+        if start > last || size_log2 + CHUNK_BLOCKS_LOG2 >= 64 {
+            return None;
+        }
+        let from = start & !((1u64 << size_log2) - 1);
+        let shift = chunk_shift(size_log2);
+        Some(BlockSpan {
+            from,
+            last,
+            size_log2,
+            shift,
+            first_chunk: from >> shift,
+            last_chunk: last >> shift,
+        })
+    }
+
+    /// Few chunks: probe each; otherwise enumerate the ones that exist.
+    fn probes(&self) -> bool {
+        self.last_chunk - self.first_chunk < PROBE_CHUNKS
+    }
+
+    /// `chunk`'s words with only the bits inside the span kept, as (word
+    /// index, bits), for the words the span reaches.
+    fn masked(&self, chunk: u64, words: &[u64; CHUNK_WORDS]) -> impl Iterator<Item = (usize, u64)> {
+        let lo = if chunk == self.first_chunk {
+            ((self.from >> self.size_log2) & CHUNK_MASK) as usize
+        } else {
+            0
+        };
+        let hi = if chunk == self.last_chunk {
+            ((self.last >> self.size_log2) & CHUNK_MASK) as usize
+        } else {
+            CHUNK_MASK as usize
+        };
+        let words = *words;
+        (lo / 64..=hi / 64).map(move |w| {
+            let mut bits = words[w];
+            if w == lo / 64 {
+                bits &= !0u64 << (lo % 64);
+            }
+            if w == hi / 64 && hi % 64 != 63 {
+                bits &= (1u64 << (hi % 64 + 1)) - 1;
+            }
+            (w, bits)
+        })
+    }
+
+    /// Hands the base of every block set in `bits` (word `w` of `chunk`)
+    /// to `out`, in ascending order.
+    fn push_bases(&self, chunk: u64, w: usize, mut bits: u64, out: &mut impl FnMut(u64)) {
+        while bits != 0 {
+            let bit = u64::from(bits.trailing_zeros());
+            bits &= bits - 1;
+            out((chunk << self.shift) | ((w as u64 * 64 + bit) << self.size_log2));
         }
     }
 }
