@@ -454,6 +454,22 @@ fn ring_transfer(count: u64, batch: usize) -> Duration {
 /// capacity, one `send` each; returns the time until the consumer has them.
 fn crossbeam_transfer(count: u64) -> Duration {
     let (tx, rx) = crossbeam_channel::bounded::<Record>(THROUGHPUT_RING);
+    channel_transfer(count, tx, |tx, r| tx.send(r).unwrap(), rx)
+}
+
+/// The same through std's bounded `sync_channel`.
+fn mpsc_transfer(count: u64) -> Duration {
+    let (tx, rx) = mpsc::sync_channel::<Record>(THROUGHPUT_RING);
+    channel_transfer(count, tx, |tx, r| tx.send(r).unwrap(), rx)
+}
+
+/// Sends `count` records with `send` on `tx` while another core drains
+/// `rx`; dropping `tx` ends the consumer. Returns the time until it has
+/// them all.
+fn channel_transfer<T, R>(count: u64, tx: T, send: impl Fn(&T, Record), rx: R) -> Duration
+where
+    R: IntoIterator<Item = Record> + Send,
+{
     let record = sample_record(1);
     thread::scope(|s| {
         let consumer = s.spawn(move || {
@@ -464,7 +480,7 @@ fn crossbeam_transfer(count: u64) -> Duration {
         });
         let start = Instant::now();
         for _ in 0..count {
-            tx.send(record).unwrap();
+            send(&tx, record);
         }
         drop(tx);
         consumer.join().unwrap();
@@ -514,27 +530,7 @@ fn throughput(c: &mut Criterion) {
         });
     }
     group.bench_function("crossbeam_channel", |b| b.iter_custom(crossbeam_transfer));
-    group.bench_function("std_mpsc", |b| {
-        b.iter_custom(|iters| {
-            let (tx, rx) = mpsc::sync_channel::<Record>(THROUGHPUT_RING);
-            let record = sample_record(1);
-            thread::scope(|s| {
-                let consumer = s.spawn(move || {
-                    pin(1);
-                    for r in rx {
-                        black_box(r.header.seq);
-                    }
-                });
-                let start = Instant::now();
-                for _ in 0..iters {
-                    tx.send(record).unwrap();
-                }
-                drop(tx);
-                consumer.join().unwrap();
-                start.elapsed()
-            })
-        })
-    });
+    group.bench_function("std_mpsc", |b| b.iter_custom(mpsc_transfer));
     group.finish();
 }
 
