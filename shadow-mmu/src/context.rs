@@ -316,6 +316,16 @@ impl<S> Context<S> {
     }
 }
 
+/// Contexts and their slot's cache are shared by every thread that
+/// translates or invalidates: outside loom they must be `Send + Sync` (under
+/// loom the cache is not, see `Directory::get_or_create`).
+#[cfg(not(loom))]
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<WalkCache>();
+    shared::<Context<()>>();
+};
+
 /// Capacities derived from the memory budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
@@ -473,6 +483,14 @@ impl<S> Directory<S> {
                 cache.clone()
             }
             None => {
+                // Under loom the cache's lock-free nodes carry a liveness
+                // marker (`sync::Liveness`) holding a loom `UnsafeCell`,
+                // `!Sync` like std's, so `WalkCache` is neither `Send` nor
+                // `Sync` there. loom runs every model thread on one OS
+                // thread (its `spawn` asks for no `Send`), so sharing it is
+                // sound; in every other build the marker is zero-sized and
+                // `WalkCache` is `Send + Sync` (asserted beside `Capacity`).
+                #[cfg_attr(loom, allow(clippy::arc_with_non_send_sync))]
                 let cache = Arc::new(WalkCache::new(
                     self.capacity.leaves_per_context,
                     self.capacity.paths_per_context,
