@@ -751,7 +751,7 @@ mod tests {
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
-    use core::sync::atomic::AtomicU64;
+    use crate::sync::AtomicU64;
     use proptest::prelude::*;
     use walker::{
         AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,

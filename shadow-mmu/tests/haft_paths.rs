@@ -3,6 +3,9 @@
 //! trail matches memory and serves partial walks. (With the values as read,
 //! AF clear, every partial walk tried a compare-and-swap against memory
 //! that already had AF set, lost, restarted and read every level.)
+#![cfg(not(loom))]
+// host threads and std atomics; the loom models live in loom-tests/
+
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]
 

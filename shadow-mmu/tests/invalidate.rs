@@ -2,6 +2,7 @@
 //! results, intermediate paths and shadow entries that overlap the scope
 //! go (for the VMID named, or every VMID for ALLE1), everything else stays;
 //! the shadow VMID's hardware TLB is invalidated for what went.
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! install's record, a cache eviction deleting the install's own record,
 //! and frame reclamation clearing a recycled slot's shadow under the
 //! retired context's lock.)
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! lands in the middle of a walk - from a hook in the memory the walker
 //! reads - makes the translate answer `Retry::InvalidationRaced` and leaves
 //! nothing behind; one that lands before the walk does not.
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! back within the budget (a few per later call, all that is needed under
 //! pool pressure), and no stale cache entry or reverse-map record of a
 //! flushed or recycled context ever comes back.
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The service around the cache: context recycling, L0 unmaps through the
 //! reverse map, the ipc adapter, and the memory budget under hostile L1
 //! behaviour (touching every page, TLBI storms).
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

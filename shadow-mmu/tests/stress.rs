@@ -5,6 +5,7 @@
 //! before the call ended, and not yet superseded by a completed TLBI when it
 //! began. At the end (quiescent), every cached and shadow entry matches the
 //! current tables: no stale result was left behind.
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 

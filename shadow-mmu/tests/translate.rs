@@ -1,6 +1,7 @@
 //! Translate: composition through the service, block-granular cache hits,
 //! faults injected (never cached), MMIO/outside-L1, statistics, and partial
 //! walks identical to full walks (property test over all three granules).
+#![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
 
