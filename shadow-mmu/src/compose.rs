@@ -749,9 +749,9 @@ impl L0Map for L0RegionMap {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::sync::AtomicU64;
     use alloc::vec;
     use alloc::vec::Vec;
-    use crate::sync::AtomicU64;
     use proptest::prelude::*;
     use walker::{
         AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,

@@ -1,6 +1,7 @@
 //! Issue item 8: batched walks, level by level, one memory batch per level,
 //! duplicates read once, results identical to single walks in order.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

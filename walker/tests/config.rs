@@ -2,7 +2,8 @@
 //! L0 exposes. PAMax comes from the exposed PARange; start-level and
 //! input-size checks use it; the output size is min(PS, PAMax) with the
 //! granule/LPA/LPA2 limits.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

@@ -1,6 +1,7 @@
 //! Issue item 4: every fault kind at every level it can occur, with the
 //! architecture's FSC, including level -1's own codes.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

@@ -1,7 +1,8 @@
 //! Issue items 3 and 5: 48- and 52-bit descriptor formats (FEAT_LPA with
 //! 64KB, FEAT_LPA2 with DS = 1), the fields of a successful walk, the
 //! contiguous hint, and descriptor byte order.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

@@ -1,6 +1,7 @@
 //! Issue item 2: every granule, every start level (-1..=3), concatenated
 //! start tables up to 16, and FEAT_TTST small input sizes.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

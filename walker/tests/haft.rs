@@ -3,7 +3,8 @@
 //! through, by compare-and-swap, before the next lookup (AArch64.S2Walk:
 //! `new_desc<10> = '1'` for a table with walkparams.haft, then
 //! AArch64.MemSwapTableDesc).
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

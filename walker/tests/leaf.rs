@@ -3,7 +3,8 @@
 //! covered by the property test in `properties.rs`; these are the cases
 //! where the two could most plausibly part: hardware AF/dirty updates, a
 //! refused update, each fault kind, 52-bit formats, contiguous blocks.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

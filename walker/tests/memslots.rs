@@ -1,6 +1,7 @@
 //! Issue item 6: memslots (non-overlapping, O(log n) lookup, never read
 //! outside) and the ESR/FAR/HPFAR injected for a fault (item 4).
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

@@ -4,7 +4,8 @@
 //! a walk that then reports that external abort, and batched walks equal
 //! single walks. A second property checks tables built independently
 //! translate exactly as built.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

@@ -1,6 +1,7 @@
 //! Issue item 7: hardware AF and dirty-state updates by compare-and-swap,
 //! lost races, and read-only memslots.
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]

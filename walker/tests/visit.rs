@@ -1,6 +1,7 @@
 //! The tool interface: decoding single descriptors and visiting every leaf
 //! of a table (what `s2walk walk` and `s2walk dump` print).
-#![cfg(not(loom))] // host atomics; the loom models live in loom-tests/
+#![cfg(not(loom))]
+// host atomics; the loom models live in loom-tests/
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]
