@@ -37,15 +37,37 @@ pub fn run(args: &[String]) -> Result<(), String> {
     step("host tests", || {
         run_command(host_cargo().args(["test", "--workspace"]))
     })?;
+    // The loom configuration is other code (the cfg shims' loom side, and
+    // every model file is `#![cfg(loom)]`): lint it too.
+    let loom_cargo = || {
+        let mut c = host_cargo();
+        // crossbeam-epoch switches to loom under its own cfg.
+        c.env("RUSTFLAGS", "--cfg loom --cfg crossbeam_loom")
+            .env("CARGO_TARGET_DIR", root.join("target").join("loom"));
+        c
+    };
+    step("clippy (loom configuration)", || {
+        run_command(loom_cargo().args([
+            "clippy",
+            "--package",
+            "walker",
+            "--package",
+            "ipc",
+            "--package",
+            "shadow-mmu",
+            "--package",
+            "loom-tests",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
     step("loom models", || {
         run_command(
-            host_cargo()
-                // crossbeam-epoch switches to loom under its own cfg.
-                .env("RUSTFLAGS", "--cfg loom --cfg crossbeam_loom")
+            loom_cargo()
                 .env("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS)
-                .args(["test", "--release", "--package", "loom-tests"])
-                .arg("--target-dir")
-                .arg(root.join("target").join("loom")),
+                .args(["test", "--release", "--package", "loom-tests"]),
         )
     })?;
     step(
