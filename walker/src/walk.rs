@@ -1134,7 +1134,7 @@ impl Stage2Walker {
 
     /// The checks after the leaf (output address size, access flag,
     /// permissions) and the update the walk must make, if any.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check_leaf<T: TrailSink>(
         &self,
         cursor: &Cursor<T>,
@@ -1220,7 +1220,7 @@ impl Stage2Walker {
 
     /// The leaf of a finished walk, decoded (what a lean walk reports;
     /// [`Stage2Walker::translation`] adds the trail).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn leaf_translation<T: TrailSink>(
         &self,
         cursor: &Cursor<T>,
@@ -1251,7 +1251,10 @@ impl Stage2Walker {
     }
 
     /// Check the leaf and make the hardware update by compare-and-swap.
-    #[inline]
+    /// Always inlined, as are `check_leaf` and `leaf_translation`: out of
+    /// line, the walk's cursor and the `Leaf` went through memory on every
+    /// walk (a 4-level `translate_leaf` took ~4.5 ns longer).
+    #[inline(always)]
     pub(crate) fn finish<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
