@@ -14,16 +14,16 @@ use crate::context::Capacity;
 use crate::shadow_table::{DETACHED_LIST_BYTES, ENTRIES};
 
 /// Bytes one reverse-map record may cost in the worst case: its slab slot
-/// (48 bytes, twice over for the slab's growth), its entries in the two
-/// hash maps (24 bytes each, up to 2.3x for a hash map's load just after
-/// growing) and, when it is alone in its chunks, a chunk of each of its
-/// two [block indexes](crate::rmap) (a hash entry and an ordered-set key,
-/// about 100 bytes each at worst), about 410 bytes; rounded up to cover
-/// dead records (of forgotten contexts) not swept yet.
+/// (40 bytes, twice over for the slab's growth), its slots in the two flat
+/// hash maps (40 and 24 bytes, up to 8/3x for a map's load of 3/8 just
+/// after growing: 107 and 64 bytes) and, when it is alone in its chunks, a
+/// chunk of each of its two [block indexes](crate::rmap) (a 24-byte slot,
+/// 64 bytes at worst, and an ordered-set key, about 40), about 460 bytes;
+/// rounded up to cover dead records (of forgotten contexts) not swept yet.
 pub const RMAP_RECORD_BYTES: usize = 512;
 /// Bytes one cache-index entry may cost: a leaf or path alone in its chunk
-/// of 64 costs one hash entry (24 bytes, up to 2.3x after growth) and one
-/// ordered-set key (16 bytes, up to 2x in half-full B-tree nodes, plus
+/// of 64 costs one flat-map slot (24 bytes, up to 8/3x after growth) and
+/// one ordered-set key (16 bytes, up to 2x in half-full B-tree nodes, plus
 /// node headers).
 pub const INDEX_KEY_BYTES: usize = 128;
 /// Bytes of one shadow table frame.

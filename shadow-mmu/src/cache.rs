@@ -537,6 +537,53 @@ impl WalkCache {
         evicted
     }
 
+    /// Asks for the cache lines an [`WalkCache::invalidate_range`] of a
+    /// short `[start, end)` will touch first: the table bucket of every
+    /// leaf and path block the range's first and last IPA fall in (for
+    /// the sizes and levels the context has cached) and their block-index
+    /// chunks. Nothing is read or changed; a long range (more than two
+    /// blocks of a size) is left alone for that size, since it enumerates
+    /// blocks rather than probing. Caller holds the writer lock.
+    pub(crate) fn prefetch_range(&self, index: &CacheIndex, start: u64, end: u64, levels: Levels) {
+        if start >= end {
+            return;
+        }
+        let last = end - 1;
+        let mut sizes = index.leaf_sizes;
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            let mask = !((1u64 << size_log2) - 1);
+            let (first, second) = (start & mask, last & mask);
+            if second.wrapping_sub(first) >> size_log2 > 1 {
+                continue;
+            }
+            for base in [first, second] {
+                let key = leaf_key(base, size_log2);
+                self.leaves.prefetch(hash2(key, 0));
+                index.leaves.prefetch(size_log2, base, u32::from(size_log2));
+            }
+        }
+        if levels == Levels::Any {
+            for level in -1i8..=2 {
+                let span_log2 = index.path_spans[(level + 1) as usize];
+                if span_log2 == 0 || span_log2 >= 64 {
+                    continue;
+                }
+                let mask = !((1u64 << span_log2) - 1);
+                let (first, second) = (start & mask, last & mask);
+                if second.wrapping_sub(first) >> span_log2 > 1 {
+                    continue;
+                }
+                for base in [first, second] {
+                    let key = path_key(base, level);
+                    self.paths.prefetch(hash2(key, 1));
+                    index.paths.prefetch(level, base, u32::from(span_log2));
+                }
+            }
+        }
+    }
+
     /// Removes every entry overlapping `[start, end)` (leaves, and paths
     /// too for [`Levels::Any`]); visits only entries that overlap. Each
     /// removed leaf is reported to `removed_leaf` as (base, size). Returns

@@ -37,10 +37,14 @@
 //!   ([`shadow_table`]), reverse map ([`rmap`]), eviction.
 //! - [`budget`]: one byte budget split into bounded structures.
 //! - `table` (private): the fixed-capacity epoch-managed hash table under
-//!   the cache and the directory; `sync` (private): the loom/core shim.
+//!   the cache and the directory, and the block indexes; `flat` (private):
+//!   the open-addressing map under the reverse map and the block indexes;
+//!   `sync` (private): the loom/core shim; `prefetch` (private): the
+//!   cache-line prefetch hint invalidations use.
 #![no_std]
 // Only `table` (crossbeam-epoch's dereference and deferred destruction)
-// opts back in, with a SAFETY comment at every use.
+// and `prefetch` (the prefetch instruction) opt back in, with a SAFETY
+// comment at every use.
 #![deny(unsafe_code)]
 extern crate alloc;
 
@@ -49,6 +53,8 @@ pub mod budget;
 pub mod cache;
 pub mod compose;
 pub mod context;
+mod flat;
+mod prefetch;
 pub mod rmap;
 pub mod service;
 pub mod shadow_table;

@@ -34,6 +34,7 @@ use core::hash::Hash;
 use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
+use crate::flat::{fibonacci, FlatKey, FlatMap};
 use crate::table::BlockIndex;
 
 /// The shadow block sizes, smallest first, as log2.
@@ -66,11 +67,13 @@ pub struct ShadowRef<C> {
 }
 
 /// A context identifier usable as a reverse-map key.
-pub trait ContextId: Copy + Ord + Hash {
+pub trait ContextId: Copy + Ord + Hash + Default {
     /// The smallest value.
     const MIN: Self;
     /// The largest value.
     const MAX: Self;
+    /// The value as a word, for hashing (may drop high bits).
+    fn word(self) -> u64;
 }
 
 macro_rules! context_id {
@@ -78,6 +81,9 @@ macro_rules! context_id {
         impl ContextId for $t {
             const MIN: Self = <$t>::MIN;
             const MAX: Self = <$t>::MAX;
+            fn word(self) -> u64 {
+                self as u64
+            }
         }
     )*};
 }
@@ -112,10 +118,58 @@ struct Record<C> {
     next: u32,
 }
 
+/// A `by_shadow` key: a context's shadow entry at an L2 IPA block base.
+/// Bases are aligned to at least 4 KiB, so `u64::MAX` marks a vacant slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShadowKey<C> {
+    l2: u64,
+    context: C,
+}
+
+impl<C: ContextId> FlatKey for ShadowKey<C> {
+    fn vacant() -> Self {
+        ShadowKey {
+            l2: u64::MAX,
+            context: C::default(),
+        }
+    }
+    fn is_vacant(&self) -> bool {
+        self.l2 == u64::MAX
+    }
+    fn flat_hash(&self) -> u64 {
+        // L2 IPAs have 48 bits at most: the context goes above them.
+        fibonacci(self.l2 ^ (self.context.word() << 48))
+    }
+}
+
+/// An `l1_lists` key: an L1 IPA block base of a size class (aligned to at
+/// least 4 KiB, so `u64::MAX` marks a vacant slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct L1Key {
+    l1: u64,
+    class: u8,
+}
+
+impl FlatKey for L1Key {
+    fn vacant() -> Self {
+        L1Key {
+            l1: u64::MAX,
+            class: 0,
+        }
+    }
+    fn is_vacant(&self) -> bool {
+        self.l1 == u64::MAX
+    }
+    fn flat_hash(&self) -> u64 {
+        // L1 IPAs have 52 bits at most: the class goes above them.
+        fibonacci(self.l1 ^ (u64::from(self.class) << 56))
+    }
+}
+
 /// What `by_shadow` keeps of a record besides its slab index: enough to
 /// unlink a record that is alone on its L1 block without reading its slab
 /// slot (one memory access fewer on the common path).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Meta {
     id: u32,
     class: u8,
@@ -124,7 +178,7 @@ struct Meta {
 }
 
 /// The records on one L1 block: the list head and its length.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct L1List {
     head: u32,
     len: u32,
@@ -145,8 +199,8 @@ struct Incarnation {
 pub struct ReverseMap<C> {
     records: Vec<Option<Record<C>>>,
     free: Vec<u32>,
-    by_shadow: HashMap<(C, u64), Meta>,
-    l1_lists: HashMap<(u8, u64), L1List>,
+    by_shadow: FlatMap<ShadowKey<C>, Meta>,
+    l1_lists: FlatMap<L1Key, L1List>,
     l1_blocks: BlockIndex<u8>,
     l2_blocks: BlockIndex<(C, u8)>,
     contexts: HashMap<C, Incarnation>,
@@ -166,8 +220,8 @@ impl<C: ContextId> ReverseMap<C> {
         ReverseMap {
             records: Vec::new(),
             free: Vec::new(),
-            by_shadow: HashMap::new(),
-            l1_lists: HashMap::new(),
+            by_shadow: FlatMap::new(),
+            l1_lists: FlatMap::new(),
             l1_blocks: BlockIndex::default(),
             l2_blocks: BlockIndex::default(),
             contexts: HashMap::new(),
@@ -217,7 +271,10 @@ impl<C: ContextId> ReverseMap<C> {
             });
         }
         self.sweep_some();
-        let key = (shadow.context, shadow.l2_ipa);
+        let key = ShadowKey {
+            l2: shadow.l2_ipa,
+            context: shadow.context,
+        };
         if self.by_shadow.contains_key(&key) {
             self.remove_key(shadow.context, shadow.l2_ipa);
         }
@@ -235,10 +292,13 @@ impl<C: ContextId> ReverseMap<C> {
         self.live += 1;
         let class8 = class as u8;
         let size_log2 = SIZES_LOG2[class];
-        let list = self
-            .l1_lists
-            .entry((class8, l1_ipa))
-            .or_insert(L1List { head: NIL, len: 0 });
+        let list = self.l1_lists.get_or_insert_with(
+            L1Key {
+                l1: l1_ipa,
+                class: class8,
+            },
+            || L1List { head: NIL, len: 0 },
+        );
         let next = list.head;
         list.head = id;
         list.len += 1;
@@ -276,10 +336,16 @@ impl<C: ContextId> ReverseMap<C> {
     /// Unlinks the record of (`context`, `l2`) from every index; its class
     /// and whether it was live.
     fn remove_key(&mut self, context: C, l2: u64) -> Option<(u8, bool)> {
-        let meta = self.by_shadow.remove(&(context, l2))?;
+        let meta = self.by_shadow.remove(&ShadowKey { l2, context })?;
         let live = meta.epoch == self.epoch(context);
         let size_log2 = SIZES_LOG2[usize::from(meta.class)];
-        let list_key = (meta.class, meta.l1);
+        let list_key = L1Key {
+            l1: meta.l1,
+            class: meta.class,
+        };
+        // The three lines this removal reads next, all known from `meta`:
+        // asked for together, their misses overlap.
+        self.prefetch_removal(&meta, size_log2);
         let alone = self.l1_lists.get(&list_key).is_some_and(|l| l.len == 1);
         if alone {
             // The common case: no other record on this L1 block, so the
@@ -339,7 +405,10 @@ impl<C: ContextId> ReverseMap<C> {
     /// The records on L1 block `base` of `class`: (context, L2 IPA, epoch).
     fn l1_list(&self, class: u8, base: u64) -> Vec<(C, u64, u64)> {
         let mut out = Vec::new();
-        let mut id = self.l1_lists.get(&(class, base)).map_or(NIL, |l| l.head);
+        let mut id = self
+            .l1_lists
+            .get(&L1Key { l1: base, class })
+            .map_or(NIL, |l| l.head);
         while id != NIL {
             match self.records[id as usize].as_ref() {
                 Some(r) => {
@@ -430,6 +499,56 @@ impl<C: ContextId> ReverseMap<C> {
             }
         }
         count
+    }
+
+    /// Readies a `remove_shadow_range` of a short range: asks for the
+    /// block-index chunks and `by_shadow` slots of the range's first and
+    /// last block of each class the context holds, then reads the
+    /// `by_shadow` entries and asks for what removing each reads next (its
+    /// L1 list, L1 block chunk and slab slot). Changes nothing. Called
+    /// after the caller's other prefetches, the read waits for all of them
+    /// at once, and the second round of lines arrives while the caller
+    /// does other work.
+    pub fn prefetch_shadow_range(&self, context: C, l2_ipa_start: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let last = l2_ipa_start.saturating_add(len - 1);
+        let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
+        let mut candidates = [(0u64, 0u32); 2 * SIZES_LOG2.len()];
+        let mut count = 0;
+        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            let mask = !((1u64 << size_log2) - 1);
+            let (first, second) = (l2_ipa_start & mask, last & mask);
+            if classes & (1 << class) == 0 || (second - first) >> size_log2 > 1 {
+                continue;
+            }
+            for base in [first, second] {
+                self.l2_blocks
+                    .prefetch((context, class as u8), base, size_log2);
+                self.by_shadow.prefetch(&ShadowKey { l2: base, context });
+                candidates[count] = (base, size_log2);
+                count += 1;
+            }
+        }
+        for &(base, size_log2) in &candidates[..count] {
+            if let Some(meta) = self.by_shadow.get(&ShadowKey { l2: base, context }) {
+                self.prefetch_removal(meta, size_log2);
+            }
+        }
+    }
+
+    /// Asks for the lines removing the record `meta` describes reads
+    /// besides its `by_shadow` slot.
+    fn prefetch_removal(&self, meta: &Meta, size_log2: u32) {
+        self.l1_lists.prefetch(&L1Key {
+            l1: meta.l1,
+            class: meta.class,
+        });
+        self.l1_blocks.prefetch(meta.class, meta.l1, size_log2);
+        if let Some(slot) = self.records.get(meta.id as usize) {
+            crate::prefetch::prefetch(slot);
+        }
     }
 
     /// Forgets every entry of `context` (recycled or flushed: its shadow
@@ -528,6 +647,14 @@ mod tests {
             0
         );
         assert_eq!(map.len(), 1);
+    }
+
+    /// The slot sizes `budget::RMAP_RECORD_BYTES` is derived from.
+    #[test]
+    fn slot_sizes_are_those_the_budget_counts() {
+        assert!(core::mem::size_of::<(ShadowKey<u16>, Meta)>() <= 40);
+        assert!(core::mem::size_of::<(L1Key, L1List)>() <= 24);
+        assert!(core::mem::size_of::<Option<Record<u16>>>() <= 40);
     }
 
     #[test]

@@ -96,6 +96,14 @@ use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
 use crate::sync::{AtomicU64 as ModelledU64, Mutex, Ordering};
 use alloc::sync::Arc;
 
+/// IPA invalidations up to this long prefetch what they will touch (see
+/// `Service::invalidate_range`)...
+const PREFETCH_RANGE: u64 = 1 << 16;
+/// ... in a context caching at least this many leaves: with fewer, its
+/// cache, shadow leaves and reverse-map records (a few hundred bytes each)
+/// fit in the CPU's caches.
+const PREFETCH_FROM: usize = 4096;
+
 /// Detached shadow frames one fault under pool pressure returns at most.
 const RECLAIM_ON_PRESSURE: usize = 64;
 
@@ -126,6 +134,11 @@ pub trait ShadowStore: Send + Sync {
         let _ = max_frames;
         0
     }
+    /// A hint that an `unmap_range` around `l2_ipa` follows: fetch what it
+    /// will read into the CPU's caches. No effect on the contents.
+    fn prefetch(&self, l2_ipa: u64) {
+        let _ = l2_ipa;
+    }
     /// The entry translating `l2_ipa`.
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping>;
     /// Table frames held.
@@ -151,6 +164,9 @@ where
     }
     fn reclaim(&self, max_frames: usize) -> usize {
         ShadowTable::reclaim_detached(self, max_frames)
+    }
+    fn prefetch(&self, l2_ipa: u64) {
+        ShadowTable::prefetch_leaf(self, l2_ipa)
     }
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         ShadowTable::lookup(self, l2_ipa)
@@ -925,6 +941,21 @@ where
         // shadow unmap over it removes exactly every shadow piece of a
         // removed L1 block and any shadow leaf overlapping the range.
         let (mut first, mut end) = (range.start(), range.end());
+        // A short range (a page TLBI) probes a fixed set of hash buckets,
+        // block-index chunks and shadow-table entries, all known from the
+        // range: ask for every line first, so that in a large cache their
+        // misses overlap instead of following one another.
+        // Below PREFETCH_FROM entries the structures sit in the CPU's
+        // caches, and asking costs more than it saves.
+        if range.len() <= PREFETCH_RANGE && held.index.live_leaves() >= PREFETCH_FROM {
+            context
+                .cache
+                .prefetch_range(&held.index, first, end, levels);
+            context.shadow().prefetch(first);
+            self.rmap
+                .lock()
+                .prefetch_shadow_range(context.shadow_vmid(), first, end - first);
+        }
         let mut removed = context.cache.invalidate_range(
             &mut held.index,
             range.start(),

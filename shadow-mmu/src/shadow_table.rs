@@ -1035,6 +1035,40 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         None
     }
 
+    /// Asks for the cache lines an `unmap_range` around `l2_ipa` will
+    /// touch below the tables already in the CPU's caches: the entry for
+    /// `l2_ipa` in each table on its path and the first line of that table
+    /// (where the emptiness check stops on a table in use). A hint only:
+    /// it takes no lock, so it may follow a table being replaced, which is
+    /// harmless (pool frames stay allocated while the pool lives, and a
+    /// prefetch of any address has no effect but on timing). Under loom it
+    /// does nothing, so the models explore no extra loads.
+    pub fn prefetch_leaf(&self, l2_ipa: u64) {
+        #[cfg(not(loom))]
+        {
+            if l2_ipa >> SHADOW_IPA_BITS != 0 {
+                return;
+            }
+            let Some(mut table) = self.pool.frame(self.root) else {
+                return;
+            };
+            for level in 0..3 {
+                let d = table.0[index_at(l2_ipa, level)].load(Ordering::Relaxed);
+                let Entry::Table(pa) = classify(d, level) else {
+                    return;
+                };
+                let Some(next) = self.pool.frame(pa) else {
+                    return;
+                };
+                crate::prefetch::prefetch(&next.0[index_at(l2_ipa, level + 1)]);
+                crate::prefetch::prefetch(&next.0[0]);
+                table = next;
+            }
+        }
+        #[cfg(loom)]
+        let _ = l2_ipa;
+    }
+
     /// Removes every leaf that translates an L2 IPA in
     /// `[l2_ipa_start, l2_ipa_start + len)` (a block that only partly
     /// overlaps goes whole) and frees tables left empty, after the TLB hook.

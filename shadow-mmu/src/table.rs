@@ -24,6 +24,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use crate::flat::{fibonacci, FlatKey, FlatMap};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
 use crate::sync::{Liveness, Ordering};
@@ -147,6 +148,12 @@ impl<T: Keyed> Table<T> {
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
         &self.buckets[((hash >> 32) as usize) & self.bucket_mask]
+    }
+
+    /// Asks for the bucket `hash` selects (its cache line), ahead of a
+    /// `get`, `insert` or `remove` with that hash.
+    pub(crate) fn prefetch(&self, hash: u64) {
+        crate::prefetch::prefetch(self.bucket(hash));
     }
 
     /// The node with `key`, if present. Lock-free.
@@ -284,6 +291,11 @@ impl<T: Keyed> Table<T> {
 /// Hands an unlinked node to the collector.
 fn retire<T>(old: Shared<'_, T>, guard: &Guard) {
     if !old.is_null() {
+        // The collector frees the node a few dozen calls later, and the
+        // allocator's free reads and writes its first line: asking for that
+        // line now (the node was not read to unlink it) lets it be in the
+        // CPU's caches then, instead of a miss inside a later pin.
+        crate::prefetch::prefetch(old.as_raw());
         // SAFETY: `old` was just swapped out of its slot by the only writer
         // (the owner's writer lock is held), so no new reader can reach it
         // and it is retired exactly once; readers that loaded it before the
@@ -331,7 +343,7 @@ impl<T: Keyed> Drop for Table<T> {
 /// `base >> (size_log2 + 6)` at bit `(base >> size_log2) % 64`.
 #[derive(Debug)]
 pub(crate) struct BlockIndex<O> {
-    bits: hashbrown::HashMap<(O, u64), [u64; CHUNK_WORDS]>,
+    bits: FlatMap<ChunkKey<O>, [u64; CHUNK_WORDS]>,
     ordered: alloc::collections::BTreeSet<(O, u64)>,
     len: usize,
     /// The last chunks that emptied, kept (with an empty bitmap) for a
@@ -341,6 +353,62 @@ pub(crate) struct BlockIndex<O> {
     /// [`EMPTY_RING`] empty chunks are ever kept.
     emptied: [Option<(O, u64)>; EMPTY_RING],
     next_emptied: usize,
+}
+
+/// A chunk of a [`BlockIndex`]: its owner and number. A chunk number is an
+/// address shifted right by at least [`CHUNK_BLOCKS_LOG2`], below 2^58, so
+/// `u64::MAX` marks a vacant slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ChunkKey<O> {
+    owner: O,
+    chunk: u64,
+}
+
+impl<O: Copy> ChunkKey<O> {
+    fn of((owner, chunk): (O, u64)) -> Self {
+        ChunkKey { owner, chunk }
+    }
+}
+
+impl<O: IndexOwner> FlatKey for ChunkKey<O> {
+    fn vacant() -> Self {
+        ChunkKey {
+            owner: O::default(),
+            chunk: u64::MAX,
+        }
+    }
+    fn is_vacant(&self) -> bool {
+        self.chunk == u64::MAX
+    }
+    fn flat_hash(&self) -> u64 {
+        // Chunk numbers are small: the owner goes in the high bits.
+        fibonacci(self.chunk ^ (self.owner.word() << 40))
+    }
+}
+
+/// Who a [`BlockIndex`] chunk belongs to (a block size, a level, a
+/// context's size class): a small value, folded into the chunk's hash.
+pub(crate) trait IndexOwner: Copy + Ord + Default {
+    /// The owner as one word (a hash input; equal owners, equal words).
+    fn word(self) -> u64;
+}
+
+impl IndexOwner for u8 {
+    fn word(self) -> u64 {
+        u64::from(self)
+    }
+}
+
+impl IndexOwner for i8 {
+    fn word(self) -> u64 {
+        u64::from(self as u8)
+    }
+}
+
+impl<C: crate::rmap::ContextId> IndexOwner for (C, u8) {
+    fn word(self) -> u64 {
+        (self.0.word() << 8) | u64::from(self.1)
+    }
 }
 
 /// Empty chunks a [`BlockIndex`] keeps.
@@ -359,10 +427,10 @@ const CHUNK_MASK: u64 = (1 << CHUNK_BLOCKS_LOG2) - 1;
 /// each; a longer one enumerates the ordered level.
 pub(crate) const PROBE_CHUNKS: u64 = 8;
 
-impl<O: Copy> Default for BlockIndex<O> {
+impl<O: IndexOwner> Default for BlockIndex<O> {
     fn default() -> Self {
         BlockIndex {
-            bits: hashbrown::HashMap::new(),
+            bits: FlatMap::new(),
             ordered: alloc::collections::BTreeSet::new(),
             len: 0,
             emptied: [None; EMPTY_RING],
@@ -380,7 +448,7 @@ const fn bit_of(base: u64, size_log2: u32) -> (usize, u64) {
     (index / 64, 1 << (index % 64))
 }
 
-impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
+impl<O: IndexOwner> BlockIndex<O> {
     /// Blocks present.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -397,7 +465,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     pub(crate) fn insert(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let words = self.bits.entry((owner, chunk)).or_insert_with(|| {
+        let words = self.bits.get_or_insert_with(ChunkKey { owner, chunk }, || {
             self.ordered.insert((owner, chunk));
             [0; CHUNK_WORDS]
         });
@@ -411,7 +479,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     pub(crate) fn remove(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let Some(words) = self.bits.get_mut(&(owner, chunk)) else {
+        let Some(words) = self.bits.get_mut(&ChunkKey { owner, chunk }) else {
             return false;
         };
         let present = words[word] & bit != 0;
@@ -434,12 +502,23 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
             if old != key
                 && self
                     .bits
-                    .get(&old)
+                    .get(&ChunkKey::of(old))
                     .is_some_and(|w| w.iter().all(|w| *w == 0))
             {
-                self.bits.remove(&old);
+                self.bits.remove(&ChunkKey::of(old));
                 self.ordered.remove(&old);
             }
+        }
+    }
+
+    /// Asks for the cache lines holding block `base`'s chunk, ahead of an
+    /// `insert`, `remove`, `contains` or short `drain_overlapping` there.
+    pub(crate) fn prefetch(&self, owner: O, base: u64, size_log2: u32) {
+        if size_log2 + CHUNK_BLOCKS_LOG2 < 64 {
+            self.bits.prefetch(&ChunkKey {
+                owner,
+                chunk: base >> chunk_shift(size_log2),
+            });
         }
     }
 
@@ -447,7 +526,10 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     pub(crate) fn contains(&self, owner: O, base: u64, size_log2: u32) -> bool {
         let (word, bit) = bit_of(base, size_log2);
         self.bits
-            .get(&(owner, base >> chunk_shift(size_log2)))
+            .get(&ChunkKey {
+                owner,
+                chunk: base >> chunk_shift(size_log2),
+            })
             .is_some_and(|w| w[word] & bit != 0)
     }
 
@@ -467,7 +549,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
         };
         if span.probes() {
             for chunk in span.first_chunk..=span.last_chunk {
-                if let Some(words) = self.bits.get(&(owner, chunk)) {
+                if let Some(words) = self.bits.get(&ChunkKey { owner, chunk }) {
                     visit(chunk, words);
                 }
             }
@@ -476,7 +558,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
                 .ordered
                 .range((owner, span.first_chunk)..=(owner, span.last_chunk))
             {
-                if let Some(words) = self.bits.get(&(owner, chunk)) {
+                if let Some(words) = self.bits.get(&ChunkKey { owner, chunk }) {
                     visit(chunk, words);
                 }
             }
@@ -485,7 +567,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
     }
 }
 
-impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
+impl<O: IndexOwner> BlockIndex<O> {
     /// Removes the present blocks of `owner` that overlap `[start, last]`
     /// and hands each base to `removed`, in ascending order: what
     /// [`BlockIndex::overlapping`] returns, without building a list when the
@@ -505,7 +587,7 @@ impl<O: Copy + Ord + core::hash::Hash> BlockIndex<O> {
             return;
         };
         let mut drain = |index: &mut Self, chunk: u64| {
-            let Some(words) = index.bits.get_mut(&(owner, chunk)) else {
+            let Some(words) = index.bits.get_mut(&ChunkKey { owner, chunk }) else {
                 return;
             };
             let mut taken_any = false;
@@ -641,7 +723,7 @@ mod block_index_tests {
                 }
                 prop_assert_eq!(index.contains(owner, base, size_log2), model.contains(&(owner, base)));
                 prop_assert_eq!(index.len(), model.len());
-                let empty = index.bits.values().filter(|w| w.iter().all(|w| *w == 0)).count();
+                let empty = index.bits.iter().map(|(_, w)| w).filter(|w| w.iter().all(|w| *w == 0)).count();
                 prop_assert!(empty <= EMPTY_RING, "{} empty chunks kept", empty);
                 prop_assert_eq!(index.ordered.len(), index.bits.len());
             }

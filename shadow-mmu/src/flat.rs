@@ -1,0 +1,317 @@
+//! A flat hash map for the writer-side indexes (the reverse map and the
+//! block indexes): open addressing with linear probing in one array of
+//! `(key, value)` slots, so the slot a key lives in (almost always its home
+//! slot or the next) is an address known from the key alone. That is what
+//! lets an invalidation ask for every line it will read before it reads
+//! any ([`FlatMap::prefetch`]); a general-purpose map keeps its control
+//! bytes and its entries apart and does not expose where either lies.
+//!
+//! - A vacant slot holds a key no entry ever has ([`FlatKey::vacant`]), so a
+//!   slot is exactly its key and value (no occupancy flag to pad it).
+//! - Removal shifts the following entries of the run back (no tombstones),
+//!   so probe runs never grow with churn.
+//! - The table doubles when it would be more than 3/4 full (3/8 just
+//!   after), and never allocates while it has room. Used only under its
+//!   owner's lock.
+
+use alloc::vec::Vec;
+
+/// A key of a [`FlatMap`].
+pub(crate) trait FlatKey: Copy + Eq {
+    /// The key of a vacant slot: no stored entry ever has it.
+    fn vacant() -> Self;
+    /// Whether this is the vacant key.
+    fn is_vacant(&self) -> bool;
+    /// A 64-bit hash whose high bits are well mixed (the home slot is
+    /// taken from them), such as [`fibonacci`] of the key's words.
+    fn flat_hash(&self) -> u64;
+}
+
+/// Fibonacci hashing: one multiplication by 2^64 / golden ratio, which
+/// spreads the high bits of arithmetic sequences (page and block
+/// addresses) evenly. Cheap, as an index lookup must be: the maps hash each
+/// key on every probe, and an invalidation makes about twenty.
+pub(crate) const fn fibonacci(word: u64) -> u64 {
+    word.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub(crate) struct FlatMap<K, V> {
+    /// A power of two of them, or none before the first insert.
+    slots: Vec<(K, V)>,
+    len: usize,
+    /// 64 - log2(slots): the home slot is the hash's top bits.
+    shift: u32,
+}
+
+impl<K: FlatKey, V: Copy + Default> Default for FlatMap<K, V> {
+    fn default() -> Self {
+        FlatMap::new()
+    }
+}
+
+/// Slots of the first allocation.
+const MIN_SLOTS: usize = 16;
+
+impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
+    /// An empty map (allocates on the first insert).
+    pub(crate) const fn new() -> Self {
+        FlatMap {
+            slots: Vec::new(),
+            len: 0,
+            shift: 64,
+        }
+    }
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        // checked_shr: no slots yet (shift 64) gives slot 0, which `find`
+        // and `prefetch` never index then.
+        hash.checked_shr(self.shift).unwrap_or(0) as usize
+    }
+
+    /// The slot holding `key`, if any.
+    fn find(&self, key: &K) -> Option<usize> {
+        if self.len == 0 || key.is_vacant() {
+            return None;
+        }
+        let mut i = self.home(key.flat_hash());
+        loop {
+            let k = &self.slots[i].0;
+            if k == key {
+                return Some(i);
+            }
+            if k.is_vacant() {
+                return None;
+            }
+            i = (i + 1) & self.mask();
+        }
+    }
+
+    /// Asks for the cache line(s) of `key`'s home slot, ahead of a lookup,
+    /// insert or removal of `key`.
+    pub(crate) fn prefetch(&self, key: &K) {
+        if let Some(slot) = self.slots.get(self.home(key.flat_hash())) {
+            crate::prefetch::prefetch_value(slot);
+        }
+    }
+
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.find(key).map(|i| &self.slots[i].1)
+    }
+
+    /// The value of `key`, to change.
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.find(key).map(move |i| &mut self.slots[i].1)
+    }
+
+    /// Whether `key` has an entry.
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// The value of `key`, inserting `make()` first if absent. `key` must
+    /// not be the vacant key.
+    pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        debug_assert!(!key.is_vacant());
+        let i = match self.find(&key) {
+            Some(i) => i,
+            None => self.place(key, make()),
+        };
+        &mut self.slots[i].1
+    }
+
+    /// Sets `key` to `value`; the old value if there was one. `key` must
+    /// not be the vacant key.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        debug_assert!(!key.is_vacant());
+        match self.find(&key) {
+            Some(i) => Some(core::mem::replace(&mut self.slots[i].1, value)),
+            None => {
+                self.place(key, value);
+                None
+            }
+        }
+    }
+
+    /// Puts an absent key in the first vacant slot of its run; its index.
+    fn place(&mut self, key: K, value: V) -> usize {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let mut i = self.home(key.flat_hash());
+        while !self.slots[i].0.is_vacant() {
+            i = (i + 1) & self.mask();
+        }
+        self.slots[i] = (key, value);
+        self.len += 1;
+        i
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(MIN_SLOTS);
+        let mut slots = Vec::with_capacity(size);
+        slots.resize(size, (K::vacant(), V::default()));
+        let old = core::mem::replace(&mut self.slots, slots);
+        self.shift = 64 - size.trailing_zeros();
+        for (key, value) in old {
+            if !key.is_vacant() {
+                let mut i = self.home(key.flat_hash());
+                while !self.slots[i].0.is_vacant() {
+                    i = (i + 1) & self.mask();
+                }
+                self.slots[i] = (key, value);
+            }
+        }
+    }
+
+    /// Removes `key`'s entry; its value if there was one.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let mut hole = self.find(key)?;
+        let value = self.slots[hole].1;
+        self.len -= 1;
+        // Shift back every later entry of the run that may move into the
+        // hole: one whose home is not cyclically inside (hole, j].
+        let mask = self.mask();
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let k = self.slots[j].0;
+            if k.is_vacant() {
+                break;
+            }
+            let home = self.home(k.flat_hash());
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+        }
+        self.slots[hole] = (K::vacant(), V::default());
+        Some(value)
+    }
+
+    /// Every entry (in slot order).
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.slots
+            .iter()
+            .filter(|(k, _)| !k.is_vacant())
+            .map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Key(u64);
+
+    impl FlatKey for Key {
+        fn vacant() -> Self {
+            Key(u64::MAX)
+        }
+        fn is_vacant(&self) -> bool {
+            self.0 == u64::MAX
+        }
+        fn flat_hash(&self) -> u64 {
+            fibonacci(self.0)
+        }
+    }
+
+    /// Keys that all share a home slot (a worst case for runs).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Colliding(u64);
+
+    impl FlatKey for Colliding {
+        fn vacant() -> Self {
+            Colliding(u64::MAX)
+        }
+        fn is_vacant(&self) -> bool {
+            self.0 == u64::MAX
+        }
+        fn flat_hash(&self) -> u64 {
+            (self.0 % 3) << 62
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Against std's map: every operation answers the same, with keys
+        /// from a small range (long runs, many collisions and removals).
+        #[test]
+        fn matches_std_hashmap(ops in prop::collection::vec((0u8..4, 0u64..200, any::<u32>()), 1..600)) {
+            let mut map: FlatMap<Key, u32> = FlatMap::new();
+            let mut colliding: FlatMap<Colliding, u32> = FlatMap::new();
+            let mut model = HashMap::new();
+            for (op, k, v) in ops {
+                match op {
+                    0 => {
+                        prop_assert_eq!(map.insert(Key(k), v), model.insert(k, v));
+                        colliding.insert(Colliding(k), v);
+                    }
+                    1 => {
+                        prop_assert_eq!(map.remove(&Key(k)), model.remove(&k));
+                        colliding.remove(&Colliding(k));
+                    }
+                    2 => {
+                        *map.get_or_insert_with(Key(k), || v) += 1;
+                        *colliding.get_or_insert_with(Colliding(k), || v) += 1;
+                        let e = model.entry(k).or_insert(v);
+                        *e += 1;
+                    }
+                    _ => {
+                        prop_assert_eq!(map.get(&Key(k)), model.get(&k));
+                        prop_assert_eq!(map.contains_key(&Key(k)), model.contains_key(&k));
+                    }
+                }
+                prop_assert_eq!(map.len(), model.len());
+                prop_assert_eq!(colliding.len(), model.len());
+            }
+            for k in 0..200u64 {
+                prop_assert_eq!(map.get(&Key(k)), model.get(&k));
+                prop_assert_eq!(colliding.get(&Colliding(k)), model.get(&k));
+            }
+            let mut all: std::vec::Vec<(u64, u32)> = map.iter().map(|(k, v)| (k.0, *v)).collect();
+            all.sort();
+            let mut want: std::vec::Vec<(u64, u32)> = model.into_iter().collect();
+            want.sort();
+            prop_assert_eq!(all, want);
+        }
+    }
+
+    #[test]
+    fn the_vacant_key_is_never_found_and_growth_keeps_entries() {
+        let mut map: FlatMap<Key, u64> = FlatMap::new();
+        assert_eq!(map.get(&Key::vacant()), None);
+        for k in 0..10_000u64 {
+            assert_eq!(map.insert(Key(k * 4096), k), None);
+        }
+        assert_eq!(map.len(), 10_000);
+        assert!(map.slots.len() * 3 >= map.len() * 4);
+        assert_eq!(map.get(&Key::vacant()), None);
+        assert_eq!(map.remove(&Key::vacant()), None);
+        for k in (0..10_000u64).step_by(2) {
+            assert_eq!(map.remove(&Key(k * 4096)), Some(k));
+        }
+        for k in 0..10_000u64 {
+            assert_eq!(map.get(&Key(k * 4096)).copied(), (k % 2 == 1).then_some(k));
+        }
+        map.prefetch(&Key(5));
+        FlatMap::<Key, u64>::new().prefetch(&Key(5));
+    }
+}
