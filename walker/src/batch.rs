@@ -18,7 +18,7 @@
 //! those as written, and a later walk that read any descriptor of that
 //! trail differently is redone too.
 
-use crate::fault::{AccessKind, DescriptorRead, Trail, MAX_TRAIL};
+use crate::fault::{AccessKind, Trail};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
     BatchLengthMismatch, Cursor, Finish, Stage2Walker, Step, Stop, Translation, WalkError,
@@ -69,14 +69,21 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     results: &mut [Result<Translation, WalkError>],
 ) {
     let n = requests.len().min(BATCH_CHUNK);
-    let mut cursors = [Cursor::<Trail>::new(0, AccessKind::Read); BATCH_CHUNK];
+    // Each cursor is written once, in place (slots past `n` stay unused).
     let mut phases = [Phase::Descending; BATCH_CHUNK];
-    for ((cursor, phase), request) in cursors.iter_mut().zip(phases.iter_mut()).zip(requests) {
-        *cursor = Cursor::<Trail>::new(request.ipa, request.access);
-        if let Err(stop) = walker.begin(cursor) {
-            *phase = Phase::Stopped(stop);
+    let mut cursors: [Cursor<Trail>; BATCH_CHUNK] = core::array::from_fn(|i| {
+        let request = requests.get(i).copied().unwrap_or(WalkRequest {
+            ipa: 0,
+            access: AccessKind::Read,
+        });
+        let mut cursor = Cursor::<Trail>::new(request.ipa, request.access);
+        if i < n {
+            if let Err(stop) = walker.begin(&mut cursor) {
+                phases[i] = Phase::Stopped(stop);
+            }
         }
-    }
+        cursor
+    });
 
     let mut unique = [0u64; BATCH_CHUNK];
     let mut values: [Result<u64, MemoryError>; BATCH_CHUNK] = [Ok(0); BATCH_CHUNK];
@@ -115,7 +122,7 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     for i in 0..n {
         let cursor = &cursors[i];
         let request = &requests[i];
-        let stale = written.makes_stale(&cursor.trail);
+        let stale = written.makes_stale(&cursor.trail, results);
         let mut walked_singly = true;
         let outcome = match phases[i] {
             Phase::Stopped(stop) if !stale => {
@@ -141,24 +148,30 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
             // cannot exist; it would be walked again too.)
             _ => walker.walk(memory, request.ipa, request.access),
         };
+        // Stored first, then inspected where it lies: a result is 184
+        // bytes, and each copy of it showed in the batch's profile.
+        results[i] = outcome;
         if walked_singly && walker.hardware_table_access_flag() {
             // Its table AF updates can change descriptors that later walks
             // read in the batch at any level (a table descriptor can also
             // be another walk's leaf through an aliasing table), so they
             // are compared with what this walk saw.
-            match &outcome {
-                Ok(translation) => written.saw(&translation.trail),
-                Err(WalkError::Fault(fault)) => written.saw(&fault.trail),
-                // Gave up after losing races: what it wrote is unknown.
-                Err(WalkError::Contended { .. }) => written.everything(),
-            }
+            written.walked_singly(i, &results[i]);
         }
-        if let Ok(translation) = &outcome {
+        if let Ok(translation) = &results[i] {
             if translation.update.leaf_updated() {
                 written.leaf(translation.leaf_address());
             }
         }
-        results[i] = outcome;
+    }
+}
+
+/// The descriptors a finished walk read (its trail), if it has them.
+fn trail_of(result: &Result<Translation, WalkError>) -> Option<&Trail> {
+    match result {
+        Ok(translation) => Some(&translation.trail),
+        Err(WalkError::Fault(fault)) => Some(&fault.trail),
+        Err(WalkError::Contended { .. }) => None,
     }
 }
 
@@ -168,10 +181,11 @@ struct Written {
     /// Leaf descriptors updated: any read of them is stale.
     leaves: [u64; BATCH_CHUNK],
     leaves_len: usize,
-    /// (FEAT_HAFT) Reads of walks made singly, which may have set AF in
-    /// the table descriptors among them.
-    seen: [DescriptorRead; BATCH_CHUNK * MAX_TRAIL],
-    seen_len: usize,
+    /// (FEAT_HAFT) Indices in the chunk of the walks made singly, whose
+    /// trails (in their results) hold the table descriptors they may have
+    /// set AF in, as written.
+    singly: [u8; BATCH_CHUNK],
+    singly_len: usize,
     /// A write whose address is unknown (or a table overflowed): every
     /// later walk is redone.
     unknown: bool,
@@ -182,8 +196,8 @@ impl Written {
         Written {
             leaves: [0; BATCH_CHUNK],
             leaves_len: 0,
-            seen: [DescriptorRead::default(); BATCH_CHUNK * MAX_TRAIL],
-            seen_len: 0,
+            singly: [0; BATCH_CHUNK],
+            singly_len: 0,
             unknown: false,
         }
     }
@@ -198,35 +212,40 @@ impl Written {
         }
     }
 
-    /// A walk made singly read `trail`, which holds a table descriptor it
-    /// set AF in as written: a batched read of it (AF clear) differs.
-    fn saw(&mut self, trail: &Trail) {
-        for read in trail.as_slice() {
-            match self.seen.get_mut(self.seen_len) {
-                Some(slot) => {
-                    *slot = *read;
-                    self.seen_len += 1;
-                }
-                None => self.unknown = true,
+    /// The walk at `index` in the chunk was made singly and gave `result`:
+    /// its trail holds a table descriptor it set AF in as written, so a
+    /// batched read of it (AF clear) differs. A walk that gave up after
+    /// losing races wrote what is unknown.
+    fn walked_singly(&mut self, index: usize, result: &Result<Translation, WalkError>) {
+        let slot = self.singly.get_mut(self.singly_len);
+        match (trail_of(result), slot, u8::try_from(index)) {
+            (Some(_), Some(slot), Ok(index)) => {
+                *slot = index;
+                self.singly_len += 1;
             }
+            _ => self.unknown = true,
         }
     }
 
-    fn everything(&mut self) {
-        self.unknown = true;
-    }
-
-    /// Whether a walk that read `trail` in the batch must be redone.
-    fn makes_stale(&self, trail: &Trail) -> bool {
+    /// Whether a walk that read `trail` in the batch must be redone;
+    /// `results` holds the results of the chunk's walks finished so far.
+    fn makes_stale(&self, trail: &Trail, results: &[Result<Translation, WalkError>]) -> bool {
         self.unknown
             || self.leaves[..self.leaves_len]
                 .iter()
                 .any(|address| trail.contains(*address))
-            || self.seen[..self.seen_len].iter().any(|seen| {
-                trail
-                    .as_slice()
-                    .iter()
-                    .any(|read| read.address == seen.address && read.value != seen.value)
+            || self.singly[..self.singly_len].iter().any(|&index| {
+                // Not there (cannot happen: only finished walks are
+                // recorded): redo, the safe answer.
+                let Some(seen) = results.get(usize::from(index)).and_then(trail_of) else {
+                    return true;
+                };
+                seen.as_slice().iter().any(|seen| {
+                    trail
+                        .as_slice()
+                        .iter()
+                        .any(|read| read.address == seen.address && read.value != seen.value)
+                })
             })
     }
 }

@@ -367,3 +367,65 @@ fn a_table_update_makes_an_aliased_leaf_read_in_the_batch_stale() {
     let leaf = fault.trail.as_slice().last().unwrap();
     assert_eq!((leaf.address, leaf.value & AF), (0x2000, AF));
 }
+
+/// As above, but walk A faults below T (an invalid level-3 entry) after
+/// setting AF in T: a walk made singly that faults still wrote T, so B's
+/// batched read of T is stale all the same and B is redone.
+#[test]
+fn a_table_update_by_a_walk_that_then_faults_makes_an_aliased_read_stale() {
+    let make = || {
+        let mem = Mem::new(Endianness::Little).with_slot(0, 0x4000, SlotAccess::ReadWrite);
+        mem.write(0x1000, 0x2000 | 3 | AF); // level 1 [0] -> 0x2000
+        mem.write(0x2000, 0x2000 | 3); // level 2 [0] = T: table to itself, AF clear
+        mem.write(0x2008, 0x2000 | 3 | AF); // level 2 [1]: table to 0x2000, AF set
+        mem // level 2 [2] (0x2010) stays 0: invalid
+    };
+    let w = walker(
+        vtcr(Granule::K4, 25, 1, 2) | VTCR_HA | VTCR_HAFT,
+        0x1000,
+        Endianness::Little,
+        &haft_features(),
+    );
+    let requests = [
+        // A: through T as a table (sets AF in T), then level 3 [2]: invalid.
+        WalkRequest {
+            ipa: 0x2000,
+            access: AccessKind::Read,
+        },
+        // B: level 2 [1], then T read as its level-3 page.
+        WalkRequest {
+            ipa: 0x20_0000,
+            access: AccessKind::Read,
+        },
+    ];
+    let single_mem = make();
+    let singles: Vec<_> = single_mem.with(|m| {
+        requests
+            .iter()
+            .map(|r| w.walk(m, r.ipa, r.access))
+            .collect()
+    });
+    let batch_mem = make();
+    let mut batched = vec![
+        Err(WalkError::Contended {
+            ipa: 0,
+            descriptor_address: 0,
+        });
+        2
+    ];
+    batch_mem
+        .with(|m| w.walk_batch(m, &requests, &mut batched))
+        .unwrap();
+    assert_eq!(batch_mem.snapshot(), single_mem.snapshot());
+    assert_eq!(batched, singles);
+    let Err(WalkError::Fault(a)) = &batched[0] else {
+        panic!("A must fault: {:?}", batched[0]);
+    };
+    assert_eq!((a.kind(), a.level), (FaultKind::Translation, 3));
+    assert_eq!(a.trail.as_slice()[1].value & AF, AF, "A wrote AF in T");
+    let Err(WalkError::Fault(b)) = &batched[1] else {
+        panic!("B must fault: {:?}", batched[1]);
+    };
+    let leaf = b.trail.as_slice().last().unwrap();
+    assert_eq!((leaf.address, leaf.value & AF), (0x2000, AF));
+}
