@@ -201,7 +201,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     }
 
     /// Every entry (in slot order).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.slots
             .iter()
