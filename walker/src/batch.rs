@@ -25,8 +25,12 @@ use crate::walk::{
     WalkRequest,
 };
 
-/// Requests walked together (state for this many lives on the stack).
-pub const BATCH_CHUNK: usize = 32;
+/// Requests walked together (state for this many lives on the stack: about
+/// 24 KiB of frame on x86_64). 64 rather than 32: a batch of 64 then takes
+/// 4 level rounds instead of 8, and on a cold table (every read a cache and
+/// TLB miss) each round costs about the same whether it has 32 or 64
+/// misses in flight (`walker_cold/batch64`: 12.8-13.3 -> 11.4-12.3 us).
+pub const BATCH_CHUNK: usize = 64;
 
 #[derive(Clone, Copy)]
 enum Phase {
@@ -259,6 +263,8 @@ struct Dedup {
 
 /// Twice the chunk, a power of two: probe sequences stay short.
 const DEDUP_BUCKETS: usize = 2 * BATCH_CHUNK;
+// Buckets hold slot + 1 in a byte.
+const _: () = assert!(BATCH_CHUNK < u8::MAX as usize && DEDUP_BUCKETS.is_power_of_two());
 
 impl Dedup {
     fn new() -> Self {
@@ -275,7 +281,9 @@ impl Dedup {
         pending: &mut usize,
     ) -> usize {
         let hash = (address >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut bucket = (hash >> 58) as usize % DEDUP_BUCKETS;
+        // The top bits of the product pick the bucket (the best-mixed ones).
+        let bits = DEDUP_BUCKETS.trailing_zeros();
+        let mut bucket = (hash >> (64 - bits)) as usize % DEDUP_BUCKETS;
         // At most BATCH_CHUNK addresses are inserted into 2x as many
         // buckets, so an empty bucket is always found within the bound.
         for _ in 0..DEDUP_BUCKETS {
