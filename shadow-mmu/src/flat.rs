@@ -97,11 +97,17 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         }
     }
 
-    /// Asks for the cache line(s) of `key`'s home slot, ahead of a lookup,
-    /// insert or removal of `key`.
+    /// Asks for the cache lines of `key`'s home slot and of the line after
+    /// it, ahead of a lookup, insert or removal of `key`: the key may sit a
+    /// slot or two further on, and a removal reads on to the end of the run.
     pub(crate) fn prefetch(&self, key: &K) {
         if let Some(slot) = self.slots.get(self.home(key.flat_hash())) {
-            crate::prefetch::prefetch_value(slot);
+            let at: *const (K, V) = slot;
+            crate::prefetch::prefetch(at);
+            // The next line (past the end of the array it is a harmless
+            // prefetch of whatever follows; the run wraps to slot 0 then,
+            // which the caller rarely needs).
+            crate::prefetch::prefetch(at.cast::<u8>().wrapping_add(64));
         }
     }
 

@@ -43,18 +43,6 @@ pub(crate) fn prefetch<T>(address: *const T) {
     let _ = address;
 }
 
-/// [`prefetch`] of the line holding `value` and, when `value` crosses into
-/// the next line, that one too.
-#[inline(always)]
-pub(crate) fn prefetch_value<T>(value: &T) {
-    let start: *const T = value;
-    prefetch(start);
-    let last = (start as usize).wrapping_add(core::mem::size_of::<T>().saturating_sub(1));
-    if last / 64 != start as usize / 64 {
-        prefetch(last as *const u8);
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -64,7 +52,6 @@ mod tests {
     fn prefetch_never_faults() {
         let x = [0u64; 16];
         prefetch(&x);
-        prefetch_value(&x);
         prefetch(core::ptr::null::<u8>());
         prefetch(usize::MAX as *const u8);
         prefetch(0xffff_8000_0000_0000usize as *const u64);
