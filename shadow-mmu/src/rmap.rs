@@ -19,6 +19,14 @@
 //! range + records found), never a scan of unrelated records nor a walk
 //! over the range's length in pages.
 //!
+//! [`ReverseMap::remove_shadow_range`] (what a TLBI's shadow unmap calls)
+//! takes a record out of `by_shadow`, the L2 block index and the counts at
+//! once and leaves its L1-side unlink (list, L1 block index, slab slot:
+//! lines only its `by_shadow` entry leads to) to the next inserts, two
+//! each, or to the next L1-range removal, for at most 64 records; queries
+//! that walk L1 lists report only records still in `by_shadow` under the
+//! same slab id. A page TLBI thus reads only lines its range determines.
+//!
 //! [`ReverseMap::forget_context`] is O(1): it bumps the context's epoch.
 //! Records stamped with an older epoch are dead: no query reports them, a
 //! query that meets one removes it, an insert at the same key replaces it,
@@ -42,6 +50,14 @@ const SIZES_LOG2: [u32; 3] = [12, 21, 30];
 
 /// Slab slots an insert sweeps for dead records (when any exist).
 const SWEEP_STEP: usize = 4;
+
+/// Detached records whose L1-side unlink may wait (see
+/// [`ReverseMap::remove_shadow_range`]); preallocated, so detaching never
+/// allocates.
+const PENDING_UNLINKS: usize = 64;
+
+/// Pending unlinks an insert completes.
+const UNLINKS_PER_INSERT: usize = 2;
 
 /// No record (list ends).
 const NIL: u32 = u32::MAX;
@@ -206,6 +222,11 @@ pub struct ReverseMap<C> {
     contexts: HashMap<C, Incarnation>,
     live: usize,
     sweep: usize,
+    /// Records detached from `by_shadow` (removed for every query) but
+    /// still on their L1 list: (slab id, class, L1 block), unlinked a few
+    /// per insert, all before an L1-range removal. At most
+    /// [`PENDING_UNLINKS`].
+    pending: Vec<(u32, u8, u64)>,
 }
 
 impl<C: ContextId> Default for ReverseMap<C> {
@@ -227,6 +248,7 @@ impl<C: ContextId> ReverseMap<C> {
             contexts: HashMap::new(),
             live: 0,
             sweep: 0,
+            pending: Vec::with_capacity(PENDING_UNLINKS),
         }
     }
 
@@ -240,8 +262,9 @@ impl<C: ContextId> ReverseMap<C> {
         self.live == 0
     }
 
-    /// Records held, dead ones (of forgotten contexts, not reclaimed yet)
-    /// included: what the map's memory grows with.
+    /// Records held, dead ones (of forgotten contexts, not reclaimed yet,
+    /// and removed ones whose unlink is pending) included: what the map's
+    /// memory grows with.
     pub fn records_held(&self) -> usize {
         self.records.len() - self.free.len()
     }
@@ -270,6 +293,7 @@ impl<C: ContextId> ReverseMap<C> {
                 l2_ipa: shadow.l2_ipa,
             });
         }
+        self.unlink_pending(UNLINKS_PER_INSERT);
         self.sweep_some();
         let key = ShadowKey {
             l2: shadow.l2_ipa,
@@ -336,24 +360,46 @@ impl<C: ContextId> ReverseMap<C> {
     /// Unlinks the record of (`context`, `l2`) from every index; its class
     /// and whether it was live.
     fn remove_key(&mut self, context: C, l2: u64) -> Option<(u8, bool)> {
+        let (meta, live) = self.detach_key(context, l2)?;
+        // The three lines the unlink reads, all known from `meta`: asked
+        // for together, their misses overlap.
+        self.prefetch_removal(meta.id, meta.class, meta.l1);
+        self.unlink(meta.id, meta.class, meta.l1);
+        Some((meta.class, live))
+    }
+
+    /// Removes the record of (`context`, `l2`) from `by_shadow` and the L2
+    /// block index and from the live counts: from then on no query reports
+    /// it (queries reach records through `by_shadow`, or check it). Its
+    /// slab slot and its place on its L1 list stay until
+    /// [`ReverseMap::unlink`]. Returns its metadata and whether it was live.
+    fn detach_key(&mut self, context: C, l2: u64) -> Option<(Meta, bool)> {
         let meta = self.by_shadow.remove(&ShadowKey { l2, context })?;
         let live = meta.epoch == self.epoch(context);
         let size_log2 = SIZES_LOG2[usize::from(meta.class)];
-        let list_key = L1Key {
-            l1: meta.l1,
-            class: meta.class,
-        };
-        // The three lines this removal reads next, all known from `meta`:
-        // asked for together, their misses overlap.
-        self.prefetch_removal(&meta, size_log2);
+        self.l2_blocks.remove((context, meta.class), l2, size_log2);
+        if live {
+            self.live -= 1;
+            if let Some(c) = self.contexts.get_mut(&context) {
+                c.live -= 1;
+            }
+        }
+        Some((meta, live))
+    }
+
+    /// Takes a detached record off its L1 list (and the L1 block off the
+    /// block index when it was alone there) and frees its slab slot.
+    fn unlink(&mut self, id: u32, class: u8, l1: u64) {
+        let size_log2 = SIZES_LOG2[usize::from(class)];
+        let list_key = L1Key { l1, class };
         let alone = self.l1_lists.get(&list_key).is_some_and(|l| l.len == 1);
         if alone {
             // The common case: no other record on this L1 block, so the
             // slab slot need not be read.
             self.l1_lists.remove(&list_key);
-            self.l1_blocks.remove(meta.class, meta.l1, size_log2);
-            self.records[meta.id as usize] = None;
-        } else if let Some(record) = self.records[meta.id as usize].take() {
+            self.l1_blocks.remove(class, l1, size_log2);
+            self.records[id as usize] = None;
+        } else if let Some(record) = self.records[id as usize].take() {
             if record.prev != NIL {
                 if let Some(r) = self.records[record.prev as usize].as_mut() {
                     r.next = record.next;
@@ -365,19 +411,40 @@ impl<C: ContextId> ReverseMap<C> {
                 }
             }
             if let Some(list) = self.l1_lists.get_mut(&list_key) {
-                if list.head == meta.id {
+                if list.head == id {
                     list.head = record.next;
                 }
                 list.len -= 1;
             }
         }
-        self.free.push(meta.id);
-        self.l2_blocks.remove((context, meta.class), l2, size_log2);
-        if live {
-            self.live -= 1;
-            if let Some(c) = self.contexts.get_mut(&context) {
-                c.live -= 1;
+        self.free.push(id);
+    }
+
+    /// Completes up to `max` pending unlinks, the latest first (the lines
+    /// of all of them asked for together first).
+    fn unlink_pending(&mut self, max: usize) {
+        let from = self.pending.len().saturating_sub(max);
+        for &(id, class, l1) in &self.pending[from..] {
+            self.prefetch_removal(id, class, l1);
+        }
+        while self.pending.len() > from {
+            if let Some((id, class, l1)) = self.pending.pop() {
+                self.unlink(id, class, l1);
             }
+        }
+    }
+
+    /// Removes the record of (`context`, `l2`) for every query now and
+    /// leaves its L1-side unlink for later when there is room (see
+    /// [`ReverseMap::remove_shadow_range`]); its class and whether it was
+    /// live.
+    fn remove_key_later(&mut self, context: C, l2: u64) -> Option<(u8, bool)> {
+        let (meta, live) = self.detach_key(context, l2)?;
+        if self.pending.len() < PENDING_UNLINKS {
+            self.pending.push((meta.id, meta.class, meta.l1));
+        } else {
+            self.prefetch_removal(meta.id, meta.class, meta.l1);
+            self.unlink(meta.id, meta.class, meta.l1);
         }
         Some((meta.class, live))
     }
@@ -385,7 +452,9 @@ impl<C: ContextId> ReverseMap<C> {
     /// Reclaims dead records from a few slab slots (none when every record
     /// is live).
     fn sweep_some(&mut self) {
-        if self.records_held() == self.live {
+        // Detached records awaiting their unlink are not the sweep's: they
+        // still look live to it (their epoch is current) and are skipped.
+        if self.records_held() - self.pending.len() == self.live {
             return;
         }
         for _ in 0..SWEEP_STEP {
@@ -395,14 +464,26 @@ impl<C: ContextId> ReverseMap<C> {
             let slot = self.sweep;
             self.sweep += 1;
             if let Some(record) = self.records[slot] {
-                if record.epoch != self.epoch(record.context) {
+                // Only a record still in `by_shadow` (a detached one, whose
+                // key may since belong to a newer record, is `pending`'s).
+                let key = ShadowKey {
+                    l2: record.l2,
+                    context: record.context,
+                };
+                if record.epoch != self.epoch(record.context)
+                    && self
+                        .by_shadow
+                        .get(&key)
+                        .is_some_and(|m| m.id == slot as u32)
+                {
                     self.remove_key(record.context, record.l2);
                 }
             }
         }
     }
 
-    /// The records on L1 block `base` of `class`: (context, L2 IPA, epoch).
+    /// The records on L1 block `base` of `class` that are still in
+    /// `by_shadow` (not detached): (context, L2 IPA, epoch).
     fn l1_list(&self, class: u8, base: u64) -> Vec<(C, u64, u64)> {
         let mut out = Vec::new();
         let mut id = self
@@ -412,7 +493,13 @@ impl<C: ContextId> ReverseMap<C> {
         while id != NIL {
             match self.records[id as usize].as_ref() {
                 Some(r) => {
-                    out.push((r.context, r.l2, r.epoch));
+                    let key = ShadowKey {
+                        l2: r.l2,
+                        context: r.context,
+                    };
+                    if self.by_shadow.get(&key).is_some_and(|m| m.id == id) {
+                        out.push((r.context, r.l2, r.epoch));
+                    }
                     id = r.next;
                 }
                 None => break,
@@ -434,6 +521,9 @@ impl<C: ContextId> ReverseMap<C> {
         if len == 0 {
             return 0;
         }
+        // Detached records leave their lists first (they are no longer
+        // reported anyway; this keeps the lists walked here short).
+        self.unlink_pending(PENDING_UNLINKS);
         let last = l1_ipa_start.saturating_add(len - 1);
         let mut count = 0;
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
@@ -459,6 +549,13 @@ impl<C: ContextId> ReverseMap<C> {
     /// Forgets every entry of `context` whose L2 IPA block overlaps
     /// `[l2_ipa_start, l2_ipa_start + len)` (they were removed from its
     /// shadow table by an invalidation or eviction). Returns how many.
+    ///
+    /// Each record leaves `by_shadow`, the L2 block index and the counts at
+    /// once, so no query reports it from here on; taking it off its L1
+    /// list (lines only its `by_shadow` entry leads to: a second round of
+    /// misses in a large map) waits, up to [`PENDING_UNLINKS`] records, for
+    /// the next inserts or L1-range removal. A TLBI then reads only lines
+    /// whose addresses follow from its range.
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         if len == 0 {
             return 0;
@@ -482,7 +579,7 @@ impl<C: ContextId> ReverseMap<C> {
                     // The block index first: it stays in the CPU's caches,
                     // so absent classes cost no probe of the large map.
                     if self.l2_blocks.contains(owner, base, size_log2) {
-                        if let Some((_, true)) = self.remove_key(context, base) {
+                        if let Some((_, true)) = self.remove_key_later(context, base) {
                             count += 1;
                         }
                     }
@@ -493,7 +590,7 @@ impl<C: ContextId> ReverseMap<C> {
                 .l2_blocks
                 .overlapping(owner, size_log2, l2_ipa_start, last)
             {
-                if let Some((_, true)) = self.remove_key(context, base) {
+                if let Some((_, true)) = self.remove_key_later(context, base) {
                     count += 1;
                 }
             }
@@ -503,20 +600,14 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Readies a `remove_shadow_range` of a short range: asks for the
     /// block-index chunks and `by_shadow` slots of the range's first and
-    /// last block of each class the context holds, then reads the
-    /// `by_shadow` entries and asks for what removing each reads next (its
-    /// L1 list, L1 block chunk and slab slot). Changes nothing. Called
-    /// after the caller's other prefetches, the read waits for all of them
-    /// at once, and the second round of lines arrives while the caller
-    /// does other work.
+    /// last block of each class the context holds (all it reads there).
+    /// Changes nothing.
     pub fn prefetch_shadow_range(&self, context: C, l2_ipa_start: u64, len: u64) {
         if len == 0 {
             return;
         }
         let last = l2_ipa_start.saturating_add(len - 1);
         let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
-        let mut candidates = [(0u64, 0u32); 2 * SIZES_LOG2.len()];
-        let mut count = 0;
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
             let mask = !((1u64 << size_log2) - 1);
             let (first, second) = (l2_ipa_start & mask, last & mask);
@@ -527,26 +618,17 @@ impl<C: ContextId> ReverseMap<C> {
                 self.l2_blocks
                     .prefetch((context, class as u8), base, size_log2);
                 self.by_shadow.prefetch(&ShadowKey { l2: base, context });
-                candidates[count] = (base, size_log2);
-                count += 1;
-            }
-        }
-        for &(base, size_log2) in &candidates[..count] {
-            if let Some(meta) = self.by_shadow.get(&ShadowKey { l2: base, context }) {
-                self.prefetch_removal(meta, size_log2);
             }
         }
     }
 
-    /// Asks for the lines removing the record `meta` describes reads
-    /// besides its `by_shadow` slot.
-    fn prefetch_removal(&self, meta: &Meta, size_log2: u32) {
-        self.l1_lists.prefetch(&L1Key {
-            l1: meta.l1,
-            class: meta.class,
-        });
-        self.l1_blocks.prefetch(meta.class, meta.l1, size_log2);
-        if let Some(slot) = self.records.get(meta.id as usize) {
+    /// Asks for the lines unlinking record `id` (on L1 block `l1` of
+    /// `class`) reads: its L1 list, its L1 block chunk and its slab slot.
+    fn prefetch_removal(&self, id: u32, class: u8, l1: u64) {
+        self.l1_lists.prefetch(&L1Key { l1, class });
+        self.l1_blocks
+            .prefetch(class, l1, SIZES_LOG2[usize::from(class)]);
+        if let Some(slot) = self.records.get(id as usize) {
             crate::prefetch::prefetch(slot);
         }
     }
@@ -655,6 +737,92 @@ mod tests {
         assert!(core::mem::size_of::<(ShadowKey<u16>, Meta)>() <= 40);
         assert!(core::mem::size_of::<(L1Key, L1List)>() <= 24);
         assert!(core::mem::size_of::<Option<Record<u16>>>() <= 40);
+    }
+
+    /// Shadow-range removals detach records at once and unlink them from
+    /// their L1 lists later: meanwhile nothing reports them, their keys can
+    /// be reused on other L1 blocks without an L0 unmap of the old block
+    /// touching the new records, and the slab gets every slot back.
+    #[test]
+    fn detached_records_are_invisible_until_unlinked() {
+        let mut map = ReverseMap::new();
+        let old_l1 = 0x4000_0000;
+        let new_l1 = 0x8000_0000;
+        for i in 0..100u64 {
+            map.insert(old_l1 + (i << 12), r(1, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.remove_shadow_range(1, 0, 100 << 12), 100);
+        assert_eq!(map.len(), 0);
+        assert_eq!(
+            map.pending.len(),
+            PENDING_UNLINKS,
+            "the rest unlinked at once"
+        );
+        assert!(map.entries_in(0, u64::MAX).is_empty());
+        assert_eq!(map.remove_shadow_range(1, 0, 100 << 12), 0);
+        // Ten keys come back on other L1 pages; each insert unlinks two.
+        for i in 0..10u64 {
+            map.insert(new_l1 + (i << 12), r(1, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.pending.len(), PENDING_UNLINKS - 20);
+        let want: Vec<_> = (0..10u64)
+            .map(|i| (new_l1 + (i << 12), r(1, i << 12, PAGE_SIZE)))
+            .collect();
+        let mut all = map.entries_in(0, u64::MAX);
+        all.sort();
+        assert_eq!(all, want);
+        // The sweep leaves detached records (and the newer owners of their
+        // keys) alone: forget context 1, sweep with context 2's inserts.
+        assert_eq!(map.forget_context(1), 10);
+        for i in 0..50u64 {
+            map.insert(0xc000_0000 + (i << 12), r(2, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.len(), 50);
+        assert!(map.pending.is_empty());
+        // An L0 unmap of the old L1 pages finds nothing.
+        assert_eq!(
+            map.remove_range(old_l1, 100 << 12, |s| panic!("detached {s:?}")),
+            0
+        );
+        assert_eq!(map.remove_range(0xc000_0000, 50 << 12, |_| {}), 50);
+        assert_eq!(map.forget_context(2), 0);
+        // Dead records of context 1 are swept by later inserts.
+        for i in 0..200u64 {
+            map.insert(i << 12, r(3, i << 12, PAGE_SIZE)).unwrap();
+        }
+        assert_eq!(map.records_held(), 200);
+    }
+
+    /// The sweep meets a detached record of a forgotten context whose key
+    /// a newer record holds now: it must leave the newer record alone (it
+    /// checks the slab id, not just the key).
+    #[test]
+    fn the_sweep_never_takes_a_detached_records_key_from_its_successor() {
+        let mut map = ReverseMap::new();
+        for i in 0..=10u64 {
+            map.insert(0x4000_0000 + (i << 12), r(1, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.remove_shadow_range(1, 0, 10 << 12), 10);
+        assert_eq!(map.forget_context(1), 1);
+        // Each insert unlinks two detached records and sweeps four slots;
+        // the third sweep wraps to slot 0, the detached record of key 0,
+        // whose key the first insert gave a new record.
+        for i in 0..3u64 {
+            map.insert(0x8000_0000 + (i << 12), r(1, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.len(), 3);
+        let mut all = map.entries_in(0, u64::MAX);
+        all.sort();
+        let want: Vec<_> = (0..3u64)
+            .map(|i| (0x8000_0000 + (i << 12), r(1, i << 12, PAGE_SIZE)))
+            .collect();
+        assert_eq!(all, want);
+        assert_eq!(map.remove_shadow_range(1, 0, 3 << 12), 3);
     }
 
     #[test]
@@ -813,6 +981,11 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(map.len(), model.len());
+                let mut all = map.entries_in(0, u64::MAX);
+                all.sort();
+                let mut want = model.clone();
+                want.sort();
+                prop_assert_eq!(all, want);
             }
             let mut all = map.entries_in(0, u64::MAX);
             all.sort();
