@@ -553,7 +553,7 @@ impl<C: ContextId> ReverseMap<C> {
     /// Each record leaves `by_shadow`, the L2 block index and the counts at
     /// once, so no query reports it from here on; taking it off its L1
     /// list (lines only its `by_shadow` entry leads to: a second round of
-    /// misses in a large map) waits, up to [`PENDING_UNLINKS`] records, for
+    /// misses in a large map) waits, up to 64 records (`PENDING_UNLINKS`), for
     /// the next inserts or L1-range removal. A TLBI then reads only lines
     /// whose addresses follow from its range.
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
