@@ -229,6 +229,11 @@ pub struct Memslots<'a> {
     slots: &'a [Memslot<'a>],
     /// Index of the largest slot: tried first when a hint is not set.
     largest: usize,
+    /// A copy of that slot (an empty one if there are no slots), at a
+    /// fixed place in `self` rather than at an index: a walk's loop can
+    /// then keep its base, length and words in registers across levels,
+    /// and each level's read is a subtract, a shift and an indexed load.
+    primary: Memslot<'a>,
 }
 
 impl<'a> Memslots<'a> {
@@ -264,7 +269,16 @@ impl<'a> Memslots<'a> {
         let largest = (0..slots.len())
             .max_by_key(|&i| slots[i].words.len())
             .unwrap_or(0);
-        Ok(Memslots { slots, largest })
+        let primary =
+            slots
+                .get(largest)
+                .copied()
+                .unwrap_or(Memslot::new(0, &[], SlotAccess::ReadOnly));
+        Ok(Memslots {
+            slots,
+            largest,
+            primary,
+        })
     }
 
     /// The slots, sorted by base.
@@ -319,7 +333,12 @@ impl<'a> Memslots<'a> {
             return Err(MemoryError::Misaligned);
         }
         let first = hint.0.checked_sub(1).unwrap_or(self.largest);
-        if let Some(word) = self.slots.get(first).and_then(|s| s.word_at(address)) {
+        let tried = if first == self.largest {
+            self.primary.word_at(address)
+        } else {
+            self.slots.get(first).and_then(|s| s.word_at(address))
+        };
+        if let Some(word) = tried {
             return Ok(word);
         }
         let (index, slot) = self.candidate(address)?;

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
 use walker::{
@@ -137,6 +137,54 @@ fn hinted_reads_equal_plain_reads_whatever_the_hint() {
             one.read_descriptor_hinted(address, &mut one_hint),
             plain_one
         );
+    }
+}
+
+/// Every word holds its own address, and the largest slot (tried first
+/// when a walk's hint is unset, through its copy in `Memslots`) sits among
+/// smaller ones: a hinted read must find exactly the word a plain read
+/// finds, whichever slot the hint names or whether it is set at all.
+#[test]
+fn hinted_reads_find_the_word_a_plain_read_finds() {
+    let sizes = [4usize, 16, 512, 8, 4];
+    let bases = [0x40u64, 0x1000, 0x8000, 0x9000, 0x20_0000];
+    let backing: Vec<Vec<AtomicU64>> = sizes.iter().map(|&n| words(n)).collect();
+    for (base, words) in bases.iter().zip(&backing) {
+        for (i, word) in words.iter().enumerate() {
+            word.store(base + 8 * i as u64, Ordering::Relaxed);
+        }
+    }
+    let mut slots: Vec<Memslot<'_>> = bases
+        .iter()
+        .zip(&backing)
+        .map(|(&base, w)| Memslot::new(base, w, SlotAccess::ReadWrite))
+        .collect();
+    let memory = Memslots::new(&mut slots).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut hint = SlotHint::default();
+    for k in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let slot = (x % 5) as usize;
+        // Inside a slot (mostly), just past its end, or anywhere.
+        let address = match k % 8 {
+            0 => bases[slot] + 8 * sizes[slot] as u64,
+            1 => x & !7,
+            _ => bases[slot] + 8 * ((x >> 8) % sizes[slot] as u64),
+        };
+        if k % 16 == 0 {
+            hint = SlotHint::default();
+        }
+        let plain = memory.read_descriptor(address);
+        assert_eq!(
+            memory.read_descriptor_hinted(address, &mut hint),
+            plain,
+            "{address:#x}"
+        );
+        if let Ok(value) = plain {
+            assert_eq!(value, address, "the word at {address:#x}");
+        }
     }
 }
 
