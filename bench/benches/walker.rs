@@ -20,7 +20,13 @@
 //!   dependent cache and TLB miss unless walks overlap. One batched call
 //!   of 64 walks (`batch64`) against 64 single walks (`single64`), and the
 //!   baseline (`kvm_style64`), in the same run; also 64 lean single walks
-//!   (`leaf_single64`, `translate_leaf`: the leaf only, no trail).
+//!   (`leaf_single64`, `translate_leaf`: the leaf only, no trail). Two
+//!   rows explain where the batch's time goes: `loads_only64`, the same
+//!   4 x 64 descriptor loads with no walk logic (each level's 64 loads
+//!   independent, each walk's next load dependent on its previous one: the
+//!   floor the memory system sets for any level-by-level batch of these
+//!   walks), and `batch64_in_cache`, the batch's own work with every table
+//!   in cache.
 //!
 //! Goals: <= 25 ns for the hot 4-level 4K walk, >= 5x the baseline, and
 //! batching >= 2x single walks on the cold table.
@@ -324,6 +330,33 @@ fn cold(c: &mut Criterion) {
     }
 
     let chunks = requests.len() / BATCH;
+    // The batch's own descriptor loads without the walks: for each chunk,
+    // level by level, the word index of every walk's descriptor (from the
+    // single walks' trails), for `loads_only64`.
+    let levels = 4;
+    let word_of = |address: u64| -> u32 {
+        u32::try_from((address - memory.base) / 8).expect("the slot has < 2^32 words")
+    };
+    let descriptor_words: Vec<u32> = requests
+        .chunks(BATCH)
+        .flat_map(|chunk| {
+            let trails: Vec<_> = chunk
+                .iter()
+                .map(|request| {
+                    walker
+                        .walk(&memslots, request.ipa, request.access)
+                        .expect("every cold IPA is mapped")
+                        .trail
+                })
+                .collect();
+            (0..levels).flat_map(move |level| {
+                trails
+                    .iter()
+                    .map(move |trail| word_of(trail.as_slice()[level].address))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
     let mut evictor = CacheEvictor::new();
     let mut group = c.benchmark_group("walker_cold");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -331,7 +364,7 @@ fn cold(c: &mut Criterion) {
     // BATCHES_PER_EVICTION iterations the caches are evicted, untimed; each
     // benchmark continues through the IPA sequence from where it stopped.
     let mut measure =
-        |b: &mut criterion::Bencher, start: usize, walk: &mut dyn FnMut(&[WalkRequest])| {
+        |b: &mut criterion::Bencher, start: usize, walk: &mut dyn FnMut(usize, &[WalkRequest])| {
             let mut cursor = start;
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
@@ -339,10 +372,11 @@ fn cold(c: &mut Criterion) {
                     if i % BATCHES_PER_EVICTION == 0 {
                         evictor.evict();
                     }
-                    let chunk = &requests[cursor * BATCH..(cursor + 1) * BATCH];
+                    let index = cursor;
+                    let chunk = &requests[index * BATCH..(index + 1) * BATCH];
                     cursor = (cursor + 1) % chunks;
                     let begin = Instant::now();
-                    walk(chunk);
+                    walk(index, chunk);
                     timed += begin.elapsed();
                 }
                 timed
@@ -350,7 +384,38 @@ fn cold(c: &mut Criterion) {
         };
     group.bench_function("batch64", |b| {
         let mut results = vec![placeholder; BATCH];
-        measure(b, 0, &mut |chunk| {
+        measure(b, 0, &mut |_, chunk| {
+            walker
+                .walk_batch(&memslots, chunk, &mut results)
+                .expect("equal lengths");
+            black_box(&results);
+        })
+    });
+    // The floor any level-by-level batch of these walks has on this
+    // machine: the same 4 x 64 descriptor loads from the same memory, each
+    // level's 64 loads independent and issued back to back, each walk's
+    // next load waiting for its previous one (a data dependency through a
+    // zero mask the compiler cannot see through), and no walk logic.
+    let zero = black_box(0u64);
+    group.bench_function("loads_only64", |b| {
+        measure(b, chunks / 6, &mut |chunk_index, _| {
+            let words = &descriptor_words[chunk_index * BATCH * levels..][..BATCH * levels];
+            let mut carried = [0u64; BATCH];
+            for level in words.chunks_exact(BATCH) {
+                for (value, &word) in carried.iter_mut().zip(level) {
+                    let index = word as usize + (*value & zero) as usize;
+                    *value = memory.words[index].load(std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            black_box(&carried);
+        })
+    });
+    // The batch's own work, without the misses: the same chunk of 64 over
+    // and over, its tables in cache.
+    group.bench_function("batch64_in_cache", |b| {
+        let mut results = vec![placeholder; BATCH];
+        let chunk = &requests[..BATCH];
+        b.iter(|| {
             walker
                 .walk_batch(&memslots, chunk, &mut results)
                 .expect("equal lengths");
@@ -358,21 +423,21 @@ fn cold(c: &mut Criterion) {
         })
     });
     group.bench_function("single64", |b| {
-        measure(b, chunks / 3, &mut |chunk| {
+        measure(b, chunks / 3, &mut |_, chunk| {
             for request in chunk {
                 black_box(walker.walk(&memslots, request.ipa, request.access)).ok();
             }
         })
     });
     group.bench_function("leaf_single64", |b| {
-        measure(b, chunks / 2, &mut |chunk| {
+        measure(b, chunks / 2, &mut |_, chunk| {
             for request in chunk {
                 black_box(walker.translate_leaf(&memslots, request.ipa, request.access)).ok();
             }
         })
     });
     group.bench_function("kvm_style64", |b| {
-        measure(b, 2 * chunks / 3, &mut |chunk| {
+        measure(b, 2 * chunks / 3, &mut |_, chunk| {
             for request in chunk {
                 black_box(baseline.walk(fixture.vtcr, fixture.vttbr, request.ipa)).ok();
             }
