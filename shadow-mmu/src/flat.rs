@@ -122,6 +122,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     }
 
     /// Whether `key` has an entry.
+    #[cfg(test)]
     pub(crate) fn contains_key(&self, key: &K) -> bool {
         self.find(key).is_some()
     }

@@ -293,15 +293,22 @@ impl<C: ContextId> ReverseMap<C> {
                 l2_ipa: shadow.l2_ipa,
             });
         }
-        self.unlink_pending(UNLINKS_PER_INSERT);
-        self.sweep_some();
         let key = ShadowKey {
             l2: shadow.l2_ipa,
             context: shadow.context,
         };
-        if self.by_shadow.contains_key(&key) {
+        let class8 = class as u8;
+        if let Some(meta) = self.by_shadow.get(&key) {
+            if meta.l1 == l1_ipa && meta.class == class8 && meta.epoch == self.epoch(shadow.context)
+            {
+                // This very record is live already (a translate that hit
+                // re-installs the same leaf): nothing changes.
+                return Ok(());
+            }
             self.remove_key(shadow.context, shadow.l2_ipa);
         }
+        self.unlink_pending(UNLINKS_PER_INSERT);
+        self.sweep_some();
         let id = match self.free.last() {
             Some(&id) => id,
             None => u32::try_from(self.records.len())
@@ -314,7 +321,6 @@ impl<C: ContextId> ReverseMap<C> {
         incarnation.classes |= 1 << class;
         let epoch = incarnation.epoch;
         self.live += 1;
-        let class8 = class as u8;
         let size_log2 = SIZES_LOG2[class];
         let list = self.l1_lists.get_or_insert_with(
             L1Key {
