@@ -103,6 +103,11 @@ fn umbra(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> Umbra {
     };
     let config = ServiceConfig {
         features: exposed_features(),
+        // A random key per run, as a deployment has.
+        hash_seed: std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            0u64,
+        ),
         budget,
         first_shadow_vmid: 100,
     };

@@ -207,6 +207,7 @@ fn service_of_two_slots() -> Arc<SlotService> {
     };
     let config = ServiceConfig {
         features,
+        hash_seed: 0x5eed,
         budget,
         first_shadow_vmid: 1,
     };

@@ -13,8 +13,16 @@
 //! - The table doubles when it would be more than 3/4 full (3/8 just
 //!   after), and never allocates while it has room. Used only under its
 //!   owner's lock.
+//! - Keys are L2 and L1 addresses, which the guest chooses. A fixed hash
+//!   lets it pick thousands of pages that share one home slot (a few lines
+//!   of lattice reduction for a multiplicative hash), and every operation
+//!   on that map then scans one long run under a lock the service shares.
+//!   So each map mixes its keys with its own secret key ([`HashKey`]),
+//!   drawn from the entropy the embedder gives [`mix_in_entropy`] (hv:
+//!   FEAT_RNG's RNDR, or the boot-time counter without it).
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A key of a [`FlatMap`].
 pub(crate) trait FlatKey: Copy + Eq {
@@ -22,17 +30,62 @@ pub(crate) trait FlatKey: Copy + Eq {
     fn vacant() -> Self;
     /// Whether this is the vacant key.
     fn is_vacant(&self) -> bool;
-    /// A 64-bit hash whose high bits are well mixed (the home slot is
-    /// taken from them), such as [`fibonacci`] of the key's words.
-    fn flat_hash(&self) -> u64;
+    /// The key as one word: different keys give different words (two keys
+    /// with the same word share their home slot in every map).
+    fn flat_word(&self) -> u64;
 }
 
-/// Fibonacci hashing: one multiplication by 2^64 / golden ratio, which
-/// spreads the high bits of arithmetic sequences (page and block
-/// addresses) evenly. Cheap, as an index lookup must be: the maps hash each
-/// key on every probe, and an invalidation makes about twenty.
-pub(crate) const fn fibonacci(word: u64) -> u64 {
-    word.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// The golden-ratio increment of SplitMix64.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's finaliser: a bijection that spreads every input bit.
+const fn splitmix64(state: u64) -> u64 {
+    let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Where every map draws its key from. Not a modelled protocol (a draw
+/// only needs to differ from the others), so the plain atomic, also under
+/// loom. The initial value only keeps maps of a process that never mixes
+/// in entropy (unit tests) apart from each other.
+static KEY_STATE: AtomicU64 = AtomicU64::new(0x243f_6a88_85a3_08d3);
+
+/// Mixes `entropy` into the source of the maps' hash keys; maps that
+/// allocate afterwards use keys the guest cannot predict from its own
+/// observations as long as `entropy` is secret. `Service::new` calls it
+/// with [`crate::service::ServiceConfig::hash_seed`].
+pub(crate) fn mix_in_entropy(entropy: u64) {
+    KEY_STATE.fetch_xor(splitmix64(entropy), Ordering::Relaxed);
+}
+
+/// A map's secret hashing key: the home slot of a key word `w` is the top
+/// bits of the folded 128-bit product `(w ^ xor) * mul` (the mixing step of
+/// foldhash): one multiplication, as cheap as the Fibonacci hash it
+/// replaces, but where the slots of two words depend on the key.
+#[derive(Clone, Copy, Debug)]
+struct HashKey {
+    xor: u64,
+    mul: u64,
+}
+
+impl HashKey {
+    /// Before a map's first allocation (no slot is ever taken from it).
+    const UNDRAWN: HashKey = HashKey { xor: 0, mul: 0 };
+
+    fn draw() -> HashKey {
+        let state = KEY_STATE.fetch_add(GOLDEN, Ordering::Relaxed);
+        HashKey {
+            xor: splitmix64(state),
+            // Odd, so no input bit is multiplied away.
+            mul: splitmix64(state ^ 0x1319_8a2e_0370_7344) | 1,
+        }
+    }
+
+    fn hash(self, word: u64) -> u64 {
+        let product = u128::from(word ^ self.xor) * u128::from(self.mul);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
 }
 
 /// See the module documentation.
@@ -43,6 +96,8 @@ pub(crate) struct FlatMap<K, V> {
     len: usize,
     /// 64 - log2(slots): the home slot is the hash's top bits.
     shift: u32,
+    /// Drawn at the first allocation.
+    key: HashKey,
 }
 
 impl<K: FlatKey, V: Copy + Default> Default for FlatMap<K, V> {
@@ -61,6 +116,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             slots: Vec::new(),
             len: 0,
             shift: 64,
+            key: HashKey::UNDRAWN,
         }
     }
 
@@ -73,10 +129,13 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         self.slots.len().wrapping_sub(1)
     }
 
-    fn home(&self, hash: u64) -> usize {
+    fn home(&self, key: &K) -> usize {
         // checked_shr: no slots yet (shift 64) gives slot 0, which `find`
         // and `prefetch` never index then.
-        hash.checked_shr(self.shift).unwrap_or(0) as usize
+        self.key
+            .hash(key.flat_word())
+            .checked_shr(self.shift)
+            .unwrap_or(0) as usize
     }
 
     /// The slot holding `key`, if any.
@@ -84,7 +143,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         if self.len == 0 || key.is_vacant() {
             return None;
         }
-        let mut i = self.home(key.flat_hash());
+        let mut i = self.home(key);
         loop {
             let k = &self.slots[i].0;
             if k == key {
@@ -101,7 +160,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// it, ahead of a lookup, insert or removal of `key`: the key may sit a
     /// slot or two further on, and a removal reads on to the end of the run.
     pub(crate) fn prefetch(&self, key: &K) {
-        if let Some(slot) = self.slots.get(self.home(key.flat_hash())) {
+        if let Some(slot) = self.slots.get(self.home(key)) {
             let at: *const (K, V) = slot;
             crate::prefetch::prefetch(at);
             // The next line (past the end of the array it is a harmless
@@ -156,7 +215,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
-        let mut i = self.home(key.flat_hash());
+        let mut i = self.home(&key);
         while !self.slots[i].0.is_vacant() {
             i = (i + 1) & self.mask();
         }
@@ -167,13 +226,16 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
 
     fn grow(&mut self) {
         let size = (self.slots.len() * 2).max(MIN_SLOTS);
+        if self.slots.is_empty() {
+            self.key = HashKey::draw();
+        }
         let mut slots = Vec::with_capacity(size);
         slots.resize(size, (K::vacant(), V::default()));
         let old = core::mem::replace(&mut self.slots, slots);
         self.shift = 64 - size.trailing_zeros();
         for (key, value) in old {
             if !key.is_vacant() {
-                let mut i = self.home(key.flat_hash());
+                let mut i = self.home(&key);
                 while !self.slots[i].0.is_vacant() {
                     i = (i + 1) & self.mask();
                 }
@@ -197,7 +259,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             if k.is_vacant() {
                 break;
             }
-            let home = self.home(k.flat_hash());
+            let home = self.home(&k);
             if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
                 self.slots[hole] = self.slots[j];
                 hole = j;
@@ -205,6 +267,18 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         }
         self.slots[hole] = (K::vacant(), V::default());
         Some(value)
+    }
+
+    /// The largest distance of an entry from its home slot (how far the
+    /// longest probe goes).
+    #[cfg(all(test, not(loom)))]
+    fn max_displacement(&self) -> usize {
+        let mask = self.mask();
+        (0..self.slots.len())
+            .filter(|&i| !self.slots[i].0.is_vacant())
+            .map(|i| i.wrapping_sub(self.home(&self.slots[i].0)) & mask)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every entry (in slot order).
@@ -234,8 +308,8 @@ mod tests {
         fn is_vacant(&self) -> bool {
             self.0 == u64::MAX
         }
-        fn flat_hash(&self) -> u64 {
-            fibonacci(self.0)
+        fn flat_word(&self) -> u64 {
+            self.0
         }
     }
 
@@ -250,8 +324,8 @@ mod tests {
         fn is_vacant(&self) -> bool {
             self.0 == u64::MAX
         }
-        fn flat_hash(&self) -> u64 {
-            (self.0 % 3) << 62
+        fn flat_word(&self) -> u64 {
+            self.0 % 3
         }
     }
 
@@ -299,6 +373,43 @@ mod tests {
             want.sort();
             prop_assert_eq!(all, want);
         }
+    }
+
+    /// Words a guest can choose so that an unkeyed multiplicative hash
+    /// sends them all to one home slot at every table size: `i * φ^-1`
+    /// times φ is `i`, whose top bits are zero. Under each map's secret key
+    /// they spread like any other words.
+    #[test]
+    fn words_that_share_a_home_under_a_fixed_hash_spread_under_the_maps_key() {
+        // φ^-1 mod 2^64 by Newton's iteration (each step doubles the bits).
+        let mut inverse = GOLDEN;
+        for _ in 0..6 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(GOLDEN.wrapping_mul(inverse)));
+        }
+        assert_eq!(GOLDEN.wrapping_mul(inverse), 1);
+        let hostile = (1..=4096u64).map(|i| Key(i.wrapping_mul(inverse)));
+        assert!(hostile.clone().all(|k| k.0.wrapping_mul(GOLDEN) >> 50 == 0));
+        let mut map: FlatMap<Key, u64> = FlatMap::new();
+        for (n, k) in hostile.enumerate() {
+            map.insert(k, n as u64);
+        }
+        // Unkeyed, the last key would probe 4095 slots; keyed, a run at
+        // load <= 3/4 stays short.
+        assert!(
+            map.max_displacement() < 64,
+            "longest probe {}",
+            map.max_displacement()
+        );
+    }
+
+    #[test]
+    fn every_map_draws_its_own_key() {
+        let mut a: FlatMap<Key, u64> = FlatMap::new();
+        let mut b: FlatMap<Key, u64> = FlatMap::new();
+        a.insert(Key(1), 1);
+        b.insert(Key(1), 1);
+        assert_ne!((a.key.xor, a.key.mul), (b.key.xor, b.key.mul));
+        assert_eq!(a.key.mul & 1, 1);
     }
 
     #[test]

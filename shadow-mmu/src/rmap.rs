@@ -42,7 +42,7 @@ use core::hash::Hash;
 use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
-use crate::flat::{fibonacci, FlatKey, FlatMap};
+use crate::flat::{FlatKey, FlatMap};
 use crate::table::BlockIndex;
 
 /// The shadow block sizes, smallest first, as log2.
@@ -152,9 +152,9 @@ impl<C: ContextId> FlatKey for ShadowKey<C> {
     fn is_vacant(&self) -> bool {
         self.l2 == u64::MAX
     }
-    fn flat_hash(&self) -> u64 {
+    fn flat_word(&self) -> u64 {
         // L2 IPAs have 48 bits at most: the context goes above them.
-        fibonacci(self.l2 ^ (self.context.word() << 48))
+        self.l2 ^ (self.context.word() << 48)
     }
 }
 
@@ -176,9 +176,9 @@ impl FlatKey for L1Key {
     fn is_vacant(&self) -> bool {
         self.l1 == u64::MAX
     }
-    fn flat_hash(&self) -> u64 {
+    fn flat_word(&self) -> u64 {
         // L1 IPAs have 52 bits at most: the class goes above them.
-        fibonacci(self.l1 ^ (u64::from(self.class) << 56))
+        self.l1 ^ (u64::from(self.class) << 56)
     }
 }
 

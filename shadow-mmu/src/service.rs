@@ -282,6 +282,13 @@ pub struct ServiceConfig {
     /// First hardware VMID of the shadows (`budget.capacity.contexts`
     /// consecutive VMIDs from here are the service's).
     pub first_shadow_vmid: u16,
+    /// Secret entropy for the writer-side indexes' hash keys (the reverse
+    /// map and the block indexes are keyed by addresses the guest chooses;
+    /// with predictable keys it could make every index operation scan one
+    /// long run). hv passes FEAT_RNG's RNDR, or without it the physical
+    /// counter at boot; host embedders a random number. A fixed value is
+    /// fine for tests.
+    pub hash_seed: u64,
 }
 
 /// Why a translate produced no mapping and no fault: resume L2, which
@@ -465,6 +472,7 @@ where
     /// so a new context never waits for other contexts' tables to give a
     /// frame back.
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Self {
+        crate::flat::mix_in_entropy(config.hash_seed);
         let directory = Directory::new(
             config.features,
             config.budget.capacity,

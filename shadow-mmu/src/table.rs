@@ -24,7 +24,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::flat::{fibonacci, FlatKey, FlatMap};
+use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
 use crate::sync::{Liveness, Ordering};
@@ -380,9 +380,9 @@ impl<O: IndexOwner> FlatKey for ChunkKey<O> {
     fn is_vacant(&self) -> bool {
         self.chunk == u64::MAX
     }
-    fn flat_hash(&self) -> u64 {
+    fn flat_word(&self) -> u64 {
         // Chunk numbers are small: the owner goes in the high bits.
-        fibonacci(self.chunk ^ (self.owner.word() << 40))
+        self.chunk ^ (self.owner.word() << 40)
     }
 }
 

@@ -252,6 +252,7 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
     };
     let config = ServiceConfig {
         features,
+        hash_seed: 0x5eed,
         budget,
         first_shadow_vmid: 1,
     };
