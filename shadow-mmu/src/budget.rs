@@ -9,23 +9,32 @@
 
 use core::mem::size_of;
 
-use crate::cache::{CachedPath, CachedWalk};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk};
 use crate::context::Capacity;
+use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{DETACHED_LIST_BYTES, ENTRIES};
+use crate::table::EMPTY_RING;
 
-/// Bytes one reverse-map record may cost in the worst case: its slab slot
-/// (40 bytes, twice over for the slab's growth), its slots in the two flat
-/// hash maps (40 and 24 bytes, up to 8/3x for a map's load of 3/8 just
-/// after growing: 107 and 64 bytes) and, when it is alone in its chunks, a
-/// chunk of each of its two [block indexes](crate::rmap) (a 24-byte slot,
-/// 64 bytes at worst, and an ordered-set key, about 40), about 460 bytes;
-/// rounded up to cover dead records (of forgotten contexts) not swept yet.
+/// Bytes the budget sets aside per shadow leaf for the reverse map, which
+/// is allocated whole when the service is made and never grows
+/// ([`Budget::reverse_map_bytes`], at most this per leaf: tested): per
+/// record of [`Budget::reverse_map_records`] its slab slot and free-list
+/// entry (44 bytes), its slots in the two flat maps and the two block
+/// indexes' hashed levels (40 + 3 x 24 bytes, up to 8/3x for the power of
+/// two that keeps the load <= 3/4) and two ordered-set keys
+/// ([`ORDERED_KEY_BYTES`]).
 pub const RMAP_RECORD_BYTES: usize = 512;
-/// Bytes one cache-index entry may cost: a leaf or path alone in its chunk
-/// of 64 costs one flat-map slot (24 bytes, up to 8/3x after growth) and
-/// one ordered-set key (16 bytes, up to 2x in half-full B-tree nodes, plus
-/// node headers).
+/// Bytes the budget sets aside per cache slot for its index entry (the
+/// index is allocated whole when the slot's cache is made and never grows,
+/// [`Budget::cache_index_bytes`]): a leaf or path alone in its chunk of 64
+/// costs one flat-map slot (24 bytes, up to 8/3x for the power of two)
+/// and one ordered-set key.
 pub const INDEX_KEY_BYTES: usize = 128;
+/// Bytes one key of a block index's ordered level may cost: a B-tree leaf
+/// node (192 bytes for 11 16-byte keys) holds at least 5 keys, plus its
+/// share of the internal nodes. These allocate node by node as chunks
+/// appear (never a copy of the whole set).
+pub const ORDERED_KEY_BYTES: usize = 48;
 /// Bytes of one shadow table frame.
 pub const FRAME_BYTES: usize = 8 * ENTRIES;
 /// Bytes a frame may cost on a shadow table's bookkeeping lists while it
@@ -131,19 +140,47 @@ impl Budget {
         })
     }
 
-    /// The most bytes the bounded structures can hold at once: cache slots,
-    /// shadow frames with the lists they wait on to go back to the pool,
-    /// each shadow's detached list, shadow leaves with their reverse-map
-    /// records.
+    /// Records the reverse map is made for: the shadow-leaf cap, a
+    /// sixteenth more for records of forgotten contexts not swept yet, and
+    /// the detached records awaiting their unlink. An insert beyond them
+    /// reclaims or is refused (at worst `Retry(Throttled)`), never grows.
+    pub fn reverse_map_records(&self) -> usize {
+        self.shadow_leaves + self.shadow_leaves / 16 + PENDING_UNLINKS
+    }
+
+    /// The reverse map's bytes at most: what it allocates when the service
+    /// is made plus the ordered levels of its two block indexes (one key
+    /// per chunk, at most one chunk per record and the kept empty ones).
+    pub fn reverse_map_bytes(&self) -> usize {
+        let records = self.reverse_map_records();
+        ReverseMap::<u16>::preallocated_bytes(records)
+            + 2 * (records + EMPTY_RING) * ORDERED_KEY_BYTES
+    }
+
+    /// One context slot's cache index at most: what it allocates when the
+    /// slot's cache is made plus its ordered levels.
+    pub fn cache_index_bytes(&self) -> usize {
+        let c = &self.capacity;
+        let (leaves, paths) = (c.leaves_per_context, c.paths_per_context);
+        CacheIndex::preallocated_bytes(leaves, paths)
+            + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
+    }
+
+    /// The most bytes the bounded structures can hold at once: cache slots
+    /// and their indexes, shadow frames with the lists they wait on to go
+    /// back to the pool, each shadow's detached list, the reverse map.
+    /// The indexes and the reverse map are counted as allocated (whole,
+    /// when the service and each slot's cache are made; they never grow).
     pub fn worst_case_bytes(&self) -> usize {
         let c = &self.capacity;
         c.contexts
             * (CONTEXT_OVERHEAD_BYTES
                 + DETACHED_LIST_BYTES
-                + c.leaves_per_context * leaf_slot_bytes()
-                + c.paths_per_context * path_slot_bytes())
+                + c.leaves_per_context * (8 + size_of::<CachedWalk>())
+                + c.paths_per_context * (8 + size_of::<CachedPath>())
+                + self.cache_index_bytes())
             + self.frames * FRAME_COST_BYTES
-            + self.shadow_leaves * RMAP_RECORD_BYTES
+            + self.reverse_map_bytes()
     }
 }
 
@@ -171,6 +208,38 @@ mod tests {
                     ),
                     Err(e) => assert!(e.minimum > bytes),
                 }
+            }
+        }
+    }
+
+    /// The indexes are allocated whole when the service and each slot's
+    /// cache are made: their bytes fit in what the split sets aside for
+    /// them (per cache slot and per shadow leaf), so the total holds.
+    #[test]
+    fn the_preallocated_indexes_fit_their_shares() {
+        for contexts in [1, 2, 4, 8, 16, 64] {
+            for bytes in [1 << 20, 4 << 20, 16 << 20, 64 << 20, 1 << 30] {
+                let Ok(b) = Budget::split(bytes, contexts) else {
+                    continue;
+                };
+                let c = &b.capacity;
+                assert!(
+                    b.reverse_map_bytes() <= b.shadow_leaves * RMAP_RECORD_BYTES,
+                    "{contexts}/{bytes}: reverse map {} > {} leaves x {RMAP_RECORD_BYTES}",
+                    b.reverse_map_bytes(),
+                    b.shadow_leaves
+                );
+                let slots = c.leaves_per_context + c.paths_per_context;
+                // The smallest caches pay for the kept empty chunks and the
+                // least table size: there the split's rounding down pays.
+                if slots >= 32 {
+                    assert!(
+                        b.cache_index_bytes() <= slots * INDEX_KEY_BYTES,
+                        "{contexts}/{bytes}: cache index {} > {slots} x {INDEX_KEY_BYTES}",
+                        b.cache_index_bytes()
+                    );
+                }
+                assert!(b.worst_case_bytes() <= bytes, "{contexts}/{bytes}: {b:?}");
             }
         }
     }

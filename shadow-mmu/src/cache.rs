@@ -311,8 +311,17 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
 /// long ranges), so inserting or removing one entry costs the same at any
 /// cache size and a range visits only the entries that overlap it. Held
 /// under the context's writer lock.
+///
+/// Each slot's cache makes one index when it is made, sized for the most
+/// entries its tables hold (every indexed block is a live node of the
+/// table: an eviction or removal takes the block out, a flush clears the
+/// index), so the index never allocates on a fault's way. A context takes
+/// it at its first insert; a flush clears it and hands it back to the slot,
+/// for the same context or its successor ([`WalkCache::flush`]).
 #[derive(Debug, Default)]
 pub(crate) struct CacheIndex {
+    /// Made by [`CacheIndex::with_capacity`] (not an empty placeholder).
+    sized: bool,
     leaves: BlockIndex<u8>,
     /// Bit n set: leaves of 2^n bytes may be in `leaves`.
     leaf_sizes: u64,
@@ -323,6 +332,33 @@ pub(crate) struct CacheIndex {
 }
 
 impl CacheIndex {
+    /// An index for at most `leaves` cached leaves and `paths` cached
+    /// paths.
+    pub(crate) fn with_capacity(leaves: usize, paths: usize) -> Self {
+        CacheIndex {
+            sized: true,
+            leaves: BlockIndex::with_capacity(leaves),
+            paths: BlockIndex::with_capacity(paths),
+            ..CacheIndex::default()
+        }
+    }
+
+    /// Bytes [`CacheIndex::with_capacity`] allocates.
+    pub(crate) const fn preallocated_bytes(leaves: usize, paths: usize) -> usize {
+        BlockIndex::<u8>::preallocated_bytes(leaves) + BlockIndex::<i8>::preallocated_bytes(paths)
+    }
+
+    /// Times the index allocated after it was made (zero while every
+    /// bound holds).
+    pub(crate) fn growths(&self) -> u32 {
+        self.leaves.growths() + self.paths.growths()
+    }
+
+    /// Bytes of the hashed levels' slots.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.leaves.allocated_bytes() + self.paths.allocated_bytes()
+    }
+
     pub(crate) fn live_leaves(&self) -> usize {
         self.leaves.len()
     }
@@ -370,6 +406,11 @@ pub enum Levels {
 pub(crate) struct WalkCache {
     leaves: Table<CachedWalk>,
     paths: Table<CachedPath>,
+    /// The slot's index while no context holds it (see [`CacheIndex`]).
+    /// A plain spin lock: taken only under a context's writer lock, around
+    /// a move, so it is never contended by more than a retiring context
+    /// and its successor.
+    spare_index: spin::Mutex<Option<CacheIndex>>,
     /// Bit n set: blocks of 2^n bytes may be cached.
     leaf_sizes: AtomicU64,
     /// Bit (level + 1) set: paths ending at `level` may be cached.
@@ -379,13 +420,38 @@ pub(crate) struct WalkCache {
 
 impl WalkCache {
     pub(crate) fn new(leaf_capacity: usize, path_capacity: usize) -> Self {
+        let leaves = Table::with_capacity(leaf_capacity);
+        let paths = Table::with_capacity(path_capacity);
+        let index = CacheIndex::with_capacity(leaves.capacity(), paths.capacity());
         WalkCache {
-            leaves: Table::with_capacity(leaf_capacity),
-            paths: Table::with_capacity(path_capacity),
+            leaves,
+            paths,
+            spare_index: spin::Mutex::new(Some(index)),
             leaf_sizes: AtomicU64::new(0),
             path_levels: AtomicU8::new(0),
             flush: AtomicU64::new(0),
         }
+    }
+
+    /// Gives a context's placeholder index the slot's sized one, if the
+    /// slot holds it (a context's first insert, or its first after a
+    /// flush). Caller holds the writer lock that guards `index`.
+    fn take_index(&self, index: &mut CacheIndex) {
+        if !index.sized {
+            if let Some(sized) = self.spare_index.lock().take() {
+                debug_assert_eq!(index.live_leaves() + index.live_paths(), 0);
+                *index = sized;
+            }
+        }
+    }
+
+    /// The growths and bytes of the slot's index while no context holds
+    /// it.
+    pub(crate) fn spare_index_allocations(&self) -> Option<(u32, usize)> {
+        self.spare_index
+            .lock()
+            .as_ref()
+            .map(|i| (i.growths(), i.allocated_bytes()))
     }
 
     /// The current flush number.
@@ -468,6 +534,7 @@ impl WalkCache {
         guard: &Guard,
         mut evicted: impl FnMut(u64, u64),
     ) -> usize {
+        self.take_index(index);
         let flush = self.flush.load(Ordering::Relaxed);
         let entry = CachedWalk { flush, ..entry };
         // Publish the size before the entry, so a reader that finds the
@@ -505,6 +572,7 @@ impl WalkCache {
         t: &Translation,
         guard: &Guard,
     ) -> usize {
+        self.take_index(index);
         let flush = self.flush.load(Ordering::Relaxed);
         let (paths, count) = paths_of(walker, t);
         let mut evicted = 0;
@@ -637,18 +705,33 @@ impl WalkCache {
 
     /// Drops everything at once: one flush-number bump hides every entry
     /// from lookups; their slots are reused by later inserts (and freed
-    /// with the slot). A large old index is handed to the epoch collector,
-    /// so the flush itself costs O(1) whatever the cache holds. Returns how
-    /// many entries were live. Caller holds the writer lock.
+    /// with the slot). The index is cleared in place (O(its chunks): the
+    /// entries the flush covers, never the cache's capacity; a large
+    /// ordered level is handed to the epoch collector) and goes back to
+    /// the slot, where the next insert, by this context or by its
+    /// successor after a retirement, takes it: nothing is allocated.
+    /// Returns how many entries were live. Caller holds the writer lock.
     pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
         let live = index.live_leaves() + index.live_paths();
-        let old = core::mem::take(index);
-        if old.leaves.chunks() + old.paths.chunks() <= INLINE_DROP_CHUNKS {
+        let ordered = (index.leaves.clear(), index.paths.clear());
+        if ordered.0.len() + ordered.1.len() <= INLINE_DROP_CHUNKS {
             // Small: dropping it here costs less than deferring it.
-            drop(old);
+            drop(ordered);
         } else {
-            guard.defer(move || drop(old));
+            guard.defer(move || drop(ordered));
+        }
+        if index.sized {
+            let cleared = CacheIndex {
+                sized: true,
+                leaves: core::mem::take(&mut index.leaves),
+                paths: core::mem::take(&mut index.paths),
+                ..CacheIndex::default()
+            };
+            *index = CacheIndex::default();
+            *self.spare_index.lock() = Some(cleared);
+        } else {
+            *index = CacheIndex::default();
         }
         live
     }

@@ -10,9 +10,12 @@
 //!   slot is exactly its key and value (no occupancy flag to pad it).
 //! - Removal shifts the following entries of the run back (no tombstones),
 //!   so probe runs never grow with churn.
-//! - The table doubles when it would be more than 3/4 full (3/8 just
-//!   after), and never allocates while it has room. Used only under its
-//!   owner's lock.
+//! - Its owners size it when they are made ([`FlatMap::with_capacity`],
+//!   from the memory budget) for the most entries they can ever hold, so it
+//!   never allocates on a fault's way. Growth (doubling when it would be
+//!   more than 3/4 full) remains only as a fallback no owner reaches:
+//!   [`FlatMap::growths`] counts it, and the tests check it stays zero.
+//!   Used only under its owner's lock.
 //! - Keys are L2 and L1 addresses, which the guest chooses. A fixed hash
 //!   lets it pick thousands of pages that share one home slot (a few lines
 //!   of lattice reduction for a multiplicative hash), and every operation
@@ -98,6 +101,8 @@ pub(crate) struct FlatMap<K, V> {
     shift: u32,
     /// Drawn at the first allocation.
     key: HashKey,
+    /// Times the table grew after it was sized (see [`FlatMap::growths`]).
+    growths: u32,
 }
 
 impl<K: FlatKey, V: Copy + Default> Default for FlatMap<K, V> {
@@ -117,10 +122,77 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             len: 0,
             shift: 64,
             key: HashKey::UNDRAWN,
+            growths: 0,
+        }
+    }
+
+    /// Slots a map needs to hold `entries` at load <= 3/4: the least power
+    /// of two that does (at least the first allocation's size).
+    pub(crate) const fn slots_for(entries: usize) -> usize {
+        let least = (entries * 4).div_ceil(3).next_power_of_two();
+        if least < MIN_SLOTS {
+            MIN_SLOTS
+        } else {
+            least
+        }
+    }
+
+    /// Bytes of one slot (what [`FlatMap::slots_for`] slots cost).
+    pub(crate) const fn slot_bytes() -> usize {
+        core::mem::size_of::<(K, V)>()
+    }
+
+    /// A map with room for `entries` entries: it allocates
+    /// [`FlatMap::slots_for`]`(entries)` slots now (none for 0) and never
+    /// again while it holds at most `entries`.
+    pub(crate) fn with_capacity(entries: usize) -> Self {
+        let mut map = FlatMap::new();
+        if entries > 0 {
+            map.allocate(Self::slots_for(entries));
+        }
+        map
+    }
+
+    /// Entries the map holds without allocating.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len() / 4 * 3
+    }
+
+    /// How many times the map allocated after it was made (the first
+    /// insert into an unsized map, or growth past the size it was made
+    /// with): each an allocation on its owner's fault path, growth also a
+    /// moment holding both arrays. Owners that size it from the budget keep
+    /// this at zero.
+    pub(crate) fn growths(&self) -> u32 {
+        self.growths
+    }
+
+    /// Bytes of the slot array.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.slots.capacity() * Self::slot_bytes()
+    }
+
+    /// Removes every entry and keeps the slots: O(entries) probes when
+    /// they are few, one pass over the slots otherwise (so never more than
+    /// a few times the work of removing them one by one).
+    pub(crate) fn clear(&mut self, keys: impl IntoIterator<Item = K>) {
+        if self.len == 0 {
+            return;
+        }
+        if self.len * 8 >= self.slots.len() {
+            self.slots.fill((K::vacant(), V::default()));
+            self.len = 0;
+        } else {
+            for key in keys {
+                self.remove(&key);
+            }
+            debug_assert_eq!(self.len, 0, "clear was given every key");
         }
     }
 
     /// Entries held.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -224,8 +296,17 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         i
     }
 
+    /// The fallback for a map that was not sized (or whose owner's bound
+    /// was wrong): doubles the table.
     fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(MIN_SLOTS);
+        self.growths = self.growths.saturating_add(1);
+        self.allocate((self.slots.len() * 2).max(MIN_SLOTS));
+    }
+
+    /// Moves the entries into a new table of `size` slots (a power of two
+    /// with room for them).
+    fn allocate(&mut self, size: usize) {
+        debug_assert!(size.is_power_of_two() && self.len * 4 <= size * 3);
         if self.slots.is_empty() {
             self.key = HashKey::draw();
         }
@@ -410,6 +491,45 @@ mod tests {
         b.insert(Key(1), 1);
         assert_ne!((a.key.xor, a.key.mul), (b.key.xor, b.key.mul));
         assert_eq!(a.key.mul & 1, 1);
+    }
+
+    /// A sized map holds its capacity without allocating, at the least
+    /// power of two of slots that keeps the load <= 3/4; `clear` keeps the
+    /// slots, by either path.
+    #[test]
+    fn a_sized_map_never_allocates_up_to_its_capacity() {
+        for entries in [1usize, 2, 11, 12, 13, 96, 97, 1000, 3 << 10, (3 << 10) + 1] {
+            let mut map: FlatMap<Key, u64> = FlatMap::with_capacity(entries);
+            let slots = map.slots.len();
+            assert_eq!(slots, FlatMap::<Key, u64>::slots_for(entries));
+            assert!(slots.is_power_of_two() && slots * 3 >= entries * 4);
+            assert!(
+                slots == MIN_SLOTS || (slots / 2) * 3 < entries * 4,
+                "{entries}: {slots}"
+            );
+            assert!(map.capacity() >= entries);
+            let bytes = map.allocated_bytes();
+            for k in 0..map.capacity() as u64 {
+                map.insert(Key(k << 12), k);
+            }
+            assert_eq!((map.growths(), map.allocated_bytes()), (0, bytes));
+            map.insert(Key(u64::MAX - 1), 0);
+            assert_eq!(map.growths(), 1, "one past capacity grows");
+            // Dense: one pass over the slots.
+            let keys: std::vec::Vec<Key> = map.iter().map(|(k, _)| *k).collect();
+            map.clear(keys);
+            assert_eq!(map.len(), 0);
+            assert!(map.iter().next().is_none());
+            // Sparse: key by key.
+            map.insert(Key(7 << 12), 7);
+            map.clear([Key(7 << 12)]);
+            assert_eq!((map.len(), map.get(&Key(7 << 12))), (0, None));
+            assert_eq!(map.growths(), 1);
+        }
+        let mut unsized_map: FlatMap<Key, u64> = FlatMap::with_capacity(0);
+        assert_eq!(unsized_map.allocated_bytes(), 0);
+        unsized_map.insert(Key(0), 0);
+        assert_eq!(unsized_map.growths(), 1, "a first allocation counts");
     }
 
     #[test]

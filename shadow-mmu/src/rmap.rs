@@ -54,7 +54,7 @@ const SWEEP_STEP: usize = 4;
 /// Detached records whose L1-side unlink may wait (see
 /// [`ReverseMap::remove_shadow_range`]); preallocated, so detaching never
 /// allocates.
-const PENDING_UNLINKS: usize = 64;
+pub(crate) const PENDING_UNLINKS: usize = 64;
 
 /// Pending unlinks an insert completes.
 const UNLINKS_PER_INSERT: usize = 2;
@@ -117,7 +117,9 @@ pub enum RmapError {
         /// L2 IPA given.
         l2_ipa: u64,
     },
-    /// The slab is full (more than 2^32 - 1 records).
+    /// The slab is full: it holds the records it was made for
+    /// ([`ReverseMap::with_capacity`]) and none is dead or detached to
+    /// reclaim in a bounded step (or more than 2^32 - 1 records).
     Full,
 }
 
@@ -227,7 +229,13 @@ pub struct ReverseMap<C> {
     /// per insert, all before an L1-range removal. At most
     /// [`PENDING_UNLINKS`].
     pending: Vec<(u32, u8, u64)>,
+    /// Records the slab holds at most (see [`ReverseMap::with_capacity`]).
+    capacity: usize,
 }
+
+/// Slab slots an insert into a full slab sweeps for a dead record before
+/// it is refused.
+const FULL_SWEEP: usize = 64;
 
 impl<C: ContextId> Default for ReverseMap<C> {
     fn default() -> Self {
@@ -236,7 +244,9 @@ impl<C: ContextId> Default for ReverseMap<C> {
 }
 
 impl<C: ContextId> ReverseMap<C> {
-    /// An empty map.
+    /// An empty map without a bound: its indexes allocate as it fills, by
+    /// doubling (tests and tools; the service sizes its map from the
+    /// budget with [`ReverseMap::with_capacity`]).
     pub fn new() -> Self {
         ReverseMap {
             records: Vec::new(),
@@ -249,7 +259,72 @@ impl<C: ContextId> ReverseMap<C> {
             live: 0,
             sweep: 0,
             pending: Vec::with_capacity(PENDING_UNLINKS),
+            capacity: usize::MAX,
         }
+    }
+
+    /// An empty map that holds up to `records` records (live, dead ones of
+    /// forgotten contexts not swept yet, and detached ones awaiting their
+    /// unlink) of up to `contexts` contexts, all allocated now: every index
+    /// holds at most one entry per record (`by_shadow` and the L2 block
+    /// index one per record still in it, the L1 lists and the L1 block
+    /// index one per L1 block with a record), so none of them ever grows.
+    /// An insert that would need a slab slot beyond `records` first
+    /// reclaims dead and detached records (a bounded step), else is
+    /// refused with [`RmapError::Full`].
+    pub fn with_capacity(records: usize, contexts: usize) -> Self {
+        ReverseMap {
+            records: Vec::with_capacity(records),
+            free: Vec::with_capacity(records),
+            by_shadow: FlatMap::with_capacity(records),
+            l1_lists: FlatMap::with_capacity(records),
+            l1_blocks: BlockIndex::with_capacity(records),
+            l2_blocks: BlockIndex::with_capacity(records),
+            contexts: HashMap::with_capacity(contexts),
+            live: 0,
+            sweep: 0,
+            pending: Vec::with_capacity(PENDING_UNLINKS),
+            capacity: records,
+        }
+    }
+
+    /// Bytes [`ReverseMap::with_capacity`]`(records, _)` allocates for its
+    /// records (the slab, the free list and the hashed indexes; not the
+    /// ordered levels of its block indexes, which allocate a B-tree node
+    /// per few chunks as they appear, nor the per-context table).
+    pub const fn preallocated_bytes(records: usize) -> usize {
+        records * (core::mem::size_of::<Option<Record<C>>>() + core::mem::size_of::<u32>())
+            + FlatMap::<ShadowKey<C>, Meta>::slots_for(records)
+                * FlatMap::<ShadowKey<C>, Meta>::slot_bytes()
+            + FlatMap::<L1Key, L1List>::slots_for(records) * FlatMap::<L1Key, L1List>::slot_bytes()
+            + BlockIndex::<u8>::preallocated_bytes(records)
+            + BlockIndex::<(C, u8)>::preallocated_bytes(records)
+    }
+
+    /// Times an index or the slab allocated after the map was made: zero
+    /// (see [`ReverseMap::with_capacity`]).
+    pub fn growths(&self) -> u32 {
+        let slab = u32::from(self.records.capacity() > self.capacity)
+            + u32::from(self.free.capacity() > self.capacity);
+        slab + self.by_shadow.growths()
+            + self.l1_lists.growths()
+            + self.l1_blocks.growths()
+            + self.l2_blocks.growths()
+    }
+
+    /// Bytes the slab, the free list and the hashed indexes hold now.
+    pub fn allocated_bytes(&self) -> usize {
+        self.records.capacity() * core::mem::size_of::<Option<Record<C>>>()
+            + self.free.capacity() * core::mem::size_of::<u32>()
+            + self.by_shadow.allocated_bytes()
+            + self.l1_lists.allocated_bytes()
+            + self.l1_blocks.allocated_bytes()
+            + self.l2_blocks.allocated_bytes()
+    }
+
+    /// Records the map holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Number of live shadow entries recorded.
@@ -308,12 +383,17 @@ impl<C: ContextId> ReverseMap<C> {
             self.remove_key(shadow.context, shadow.l2_ipa);
         }
         self.unlink_pending(UNLINKS_PER_INSERT);
-        self.sweep_some();
+        self.sweep_some(SWEEP_STEP);
+        if self.free.is_empty() && self.records.len() >= self.capacity {
+            // Full: reclaim before anything could grow.
+            self.unlink_pending(PENDING_UNLINKS);
+            self.sweep_some(FULL_SWEEP);
+        }
         let id = match self.free.last() {
             Some(&id) => id,
             None => u32::try_from(self.records.len())
                 .ok()
-                .filter(|id| *id != NIL)
+                .filter(|id| *id != NIL && self.records.len() < self.capacity)
                 .ok_or(RmapError::Full)?,
         };
         let incarnation = self.contexts.entry(shadow.context).or_default();
@@ -457,13 +537,13 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Reclaims dead records from a few slab slots (none when every record
     /// is live).
-    fn sweep_some(&mut self) {
+    fn sweep_some(&mut self, slots: usize) {
         // Detached records awaiting their unlink are not the sweep's: they
         // still look live to it (their epoch is current) and are skipped.
         if self.records_held() - self.pending.len() == self.live {
             return;
         }
-        for _ in 0..SWEEP_STEP {
+        for _ in 0..slots {
             if self.sweep >= self.records.len() {
                 self.sweep = 0;
             }

@@ -87,7 +87,7 @@ use crate::compose::{
     resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, ShadowMapping,
 };
 use crate::context::{Context, ContextKey, ContextState, Covered, Created, Directory, Footprint};
-use crate::rmap::{ReverseMap, ShadowRef};
+use crate::rmap::{ReverseMap, RmapError, ShadowRef};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
     TlbMaintenance,
@@ -458,6 +458,8 @@ enum Install {
     Done,
     Raced,
     NoFrames,
+    /// The reverse map is full (of dead records not swept yet).
+    NoRecord,
     Refused(MapError),
 }
 
@@ -485,7 +487,10 @@ where
             memory,
             l0,
             backend,
-            rmap: Mutex::new(ReverseMap::new()),
+            rmap: Mutex::new(ReverseMap::with_capacity(
+                config.budget.reverse_map_records(),
+                config.budget.capacity.contexts,
+            )),
             l0_generation: ModelledU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
             collector: Collector::new(),
@@ -549,6 +554,28 @@ where
             paths += held.index.live_paths();
         });
         (leaves, paths)
+    }
+
+    /// The writer-side indexes' allocations since the service was made:
+    /// (growths, bytes now) of the reverse map and of every live context's
+    /// cache index. They are sized from the budget when the service and
+    /// each slot's cache are made, so the growths stay zero and the bytes
+    /// stay what was preallocated (see [`Budget::worst_case_bytes`]).
+    pub fn index_allocations(&self, worker: &Worker) -> (u32, usize) {
+        let guard = worker.pin();
+        let rmap = self.rmap.lock();
+        let (mut growths, mut bytes) = (rmap.growths(), rmap.allocated_bytes());
+        drop(rmap);
+        self.directory.for_vmid(None, &guard, |c| {
+            let held = c.lock();
+            growths += held.index.growths();
+            bytes += held.index.allocated_bytes();
+            if let Some((g, b)) = c.cache.spare_index_allocations() {
+                growths += g;
+                bytes += b;
+            }
+        });
+        (growths, bytes)
     }
 
     /// Shadow table frames in use (the pool's count).
@@ -735,6 +762,16 @@ where
                     bump(&counters.evictions, cleared as u64 + 1);
                 }
                 Install::NoFrames => {}
+                Install::NoRecord if attempt == 0 => {
+                    // As a shadow over the leaf cap: this context's records
+                    // die (swept as later inserts meet them) and its leaves
+                    // re-fault; try once more.
+                    let cleared = self.clear_shadow(context);
+                    bump(&counters.evictions, cleared as u64 + 1);
+                }
+                // Each refused insert swept a bounded part of the slab:
+                // L2 faults again and the next one finds room.
+                Install::NoRecord => return Translated::Retry(Retry::Throttled),
             }
         }
         // The pool is still short: other contexts hold its frames. Take
@@ -819,8 +856,14 @@ where
             l2_ipa: shadow.l2_ipa_base,
             size: shadow.size,
         };
-        if self.rmap.lock().insert(entry.l1_ipa_base, record).is_err() {
-            return Install::Refused(MapError::UnsupportedSize(shadow.size));
+        match self.rmap.lock().insert(entry.l1_ipa_base, record) {
+            Ok(()) => {}
+            // The reverse map is sized for the budget's records (it never
+            // grows): a full one refused before changing anything (a record
+            // at this L2 IPA would have freed its own slot), so no leaf is
+            // there to unmap.
+            Err(RmapError::Full) => return Install::NoRecord,
+            Err(_) => return Install::Refused(MapError::UnsupportedSize(shadow.size)),
         }
         if self.l0_generation.load(Ordering::Acquire) != l0_generation {
             self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);

@@ -145,6 +145,11 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// Nodes the table holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buckets.len() * BUCKET
+    }
+
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
         &self.buckets[((hash >> 32) as usize) & self.bucket_mask]
@@ -412,7 +417,7 @@ impl<C: crate::rmap::ContextId> IndexOwner for (C, u8) {
 }
 
 /// Empty chunks a [`BlockIndex`] keeps.
-const EMPTY_RING: usize = 8;
+pub(crate) const EMPTY_RING: usize = 8;
 
 /// log2 of the blocks per chunk: 64, one word of bitmap. Small chunks keep
 /// a sparse index cheap (one block alone in its chunk costs one hash entry
@@ -449,15 +454,57 @@ const fn bit_of(base: u64, size_log2: u32) -> (usize, u64) {
 }
 
 impl<O: IndexOwner> BlockIndex<O> {
+    /// An index with room for `blocks` blocks without allocating in its
+    /// hashed level: a block alone in its chunk takes one chunk, and up to
+    /// [`EMPTY_RING`] empty chunks are kept besides. (The ordered level
+    /// allocates one B-tree node per few chunks as they appear; its bytes
+    /// are counted per block by the budget.)
+    pub(crate) fn with_capacity(blocks: usize) -> Self {
+        BlockIndex {
+            bits: FlatMap::with_capacity(Self::chunks_for(blocks)),
+            ..Self::default()
+        }
+    }
+
+    /// Chunks the hashed level of an index of at most `blocks` blocks
+    /// holds at worst.
+    pub(crate) const fn chunks_for(blocks: usize) -> usize {
+        blocks + EMPTY_RING
+    }
+
+    /// Bytes [`BlockIndex::with_capacity`]`(blocks)` allocates.
+    pub(crate) const fn preallocated_bytes(blocks: usize) -> usize {
+        FlatMap::<ChunkKey<O>, [u64; CHUNK_WORDS]>::slots_for(Self::chunks_for(blocks))
+            * FlatMap::<ChunkKey<O>, [u64; CHUNK_WORDS]>::slot_bytes()
+    }
+
+    /// Times the hashed level allocated after the index was made (zero
+    /// when it was sized for the blocks it holds).
+    pub(crate) fn growths(&self) -> u32 {
+        self.bits.growths()
+    }
+
+    /// Bytes of the hashed level's slots.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.bits.allocated_bytes()
+    }
+
+    /// Removes every block, keeping the hashed level's slots (O(chunks)).
+    /// Returns the old ordered level, for the caller to drop when it suits
+    /// (a large one is a few hundred allocations).
+    pub(crate) fn clear(&mut self) -> alloc::collections::BTreeSet<(O, u64)> {
+        let ordered = core::mem::take(&mut self.ordered);
+        self.bits
+            .clear(ordered.iter().map(|&key| ChunkKey::of(key)));
+        self.len = 0;
+        self.emptied = [None; EMPTY_RING];
+        self.next_emptied = 0;
+        ordered
+    }
+
     /// Blocks present.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Chunks present, a few empty ones included (what dropping the index
-    /// costs).
-    pub(crate) fn chunks(&self) -> usize {
-        self.bits.len()
     }
 
     /// Marks block `base` (aligned to `2^size_log2`) present; whether it
