@@ -705,9 +705,10 @@ impl WalkCache {
 
     /// Drops everything at once: one flush-number bump hides every entry
     /// from lookups; their slots are reused by later inserts (and freed
-    /// with the slot). The index is cleared in place (O(its chunks): the
-    /// entries the flush covers, never the cache's capacity; a large
-    /// ordered level is handed to the epoch collector) and goes back to
+    /// with the slot). The index is cleared in place (O(1): its hashed
+    /// levels' stamps move on; a large ordered level is handed to the epoch
+    /// collector), so the flush costs O(1) whatever the cache holds, and
+    /// the index goes back to
     /// the slot, where the next insert, by this context or by its
     /// successor after a retirement, takes it: nothing is allocated.
     /// Returns how many entries were live. Caller holds the writer lock.

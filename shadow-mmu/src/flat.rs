@@ -34,8 +34,22 @@ pub(crate) trait FlatKey: Copy + Eq {
     /// Whether this is the vacant key.
     fn is_vacant(&self) -> bool;
     /// The key as one word: different keys give different words (two keys
-    /// with the same word share their home slot in every map).
+    /// with the same word share their home slot in every map). The stamp
+    /// is not part of it.
     fn flat_word(&self) -> u64;
+    /// Whether the key carries a clear stamp in spare bits, so that
+    /// [`FlatMap::clear`] costs O(1): a slot whose stamp is not the map's
+    /// current one is vacant.
+    const STAMPED: bool = false;
+    /// The key's stamp (keys that are not [`FlatKey::STAMPED`]: 0).
+    fn stamp(&self) -> u32 {
+        0
+    }
+    /// The key with `stamp` (keys that are not stamped: itself).
+    fn with_stamp(self, stamp: u32) -> Self {
+        let _ = stamp;
+        self
+    }
 }
 
 /// The golden-ratio increment of SplitMix64.
@@ -103,6 +117,9 @@ pub(crate) struct FlatMap<K, V> {
     key: HashKey,
     /// Times the table grew after it was sized (see [`FlatMap::growths`]).
     growths: u32,
+    /// The stamp of the entries since the last [`FlatMap::clear`] (stamped
+    /// keys only; always 0 otherwise).
+    stamp: u32,
 }
 
 impl<K: FlatKey, V: Copy + Default> Default for FlatMap<K, V> {
@@ -123,7 +140,14 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             shift: 64,
             key: HashKey::UNDRAWN,
             growths: 0,
+            stamp: 0,
         }
+    }
+
+    /// Whether slot key `k` holds an entry: not the vacant key and, for
+    /// stamped keys, stamped since the last clear.
+    fn occupied(&self, k: &K) -> bool {
+        !k.is_vacant() && (!K::STAMPED || k.stamp() == self.stamp)
     }
 
     /// Slots a map needs to hold `entries` at load <= 3/4: the least power
@@ -173,21 +197,18 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         self.slots.capacity() * Self::slot_bytes()
     }
 
-    /// Removes every entry and keeps the slots: O(entries) probes when
-    /// they are few, one pass over the slots otherwise (so never more than
-    /// a few times the work of removing them one by one).
-    pub(crate) fn clear(&mut self, keys: impl IntoIterator<Item = K>) {
-        if self.len == 0 {
-            return;
-        }
-        if self.len * 8 >= self.slots.len() {
-            self.slots.fill((K::vacant(), V::default()));
-            self.len = 0;
-        } else {
-            for key in keys {
-                self.remove(&key);
+    /// Removes every entry and keeps the slots. For stamped keys O(1): the
+    /// map's stamp moves on, so every slot stamped before reads as vacant
+    /// (one pass over the slots only once in 2^32 clears, when the stamp
+    /// would wrap); otherwise one pass over the slots.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        match self.stamp.checked_add(1) {
+            Some(next) if K::STAMPED => self.stamp = next,
+            _ => {
+                self.slots.fill((K::vacant(), V::default()));
+                self.stamp = 0;
             }
-            debug_assert_eq!(self.len, 0, "clear was given every key");
         }
     }
 
@@ -215,13 +236,15 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         if self.len == 0 || key.is_vacant() {
             return None;
         }
-        let mut i = self.home(key);
+        // A stored entry carries the current stamp.
+        let key = key.with_stamp(self.stamp);
+        let mut i = self.home(&key);
         loop {
             let k = &self.slots[i].0;
-            if k == key {
+            if *k == key {
                 return Some(i);
             }
-            if k.is_vacant() {
+            if !self.occupied(k) {
                 return None;
             }
             i = (i + 1) & self.mask();
@@ -288,10 +311,10 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             self.grow();
         }
         let mut i = self.home(&key);
-        while !self.slots[i].0.is_vacant() {
+        while self.occupied(&self.slots[i].0) {
             i = (i + 1) & self.mask();
         }
-        self.slots[i] = (key, value);
+        self.slots[i] = (key.with_stamp(self.stamp), value);
         self.len += 1;
         i
     }
@@ -315,9 +338,9 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         let old = core::mem::replace(&mut self.slots, slots);
         self.shift = 64 - size.trailing_zeros();
         for (key, value) in old {
-            if !key.is_vacant() {
+            if self.occupied(&key) {
                 let mut i = self.home(&key);
-                while !self.slots[i].0.is_vacant() {
+                while self.occupied(&self.slots[i].0) {
                     i = (i + 1) & self.mask();
                 }
                 self.slots[i] = (key, value);
@@ -337,7 +360,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         loop {
             j = (j + 1) & mask;
             let k = self.slots[j].0;
-            if k.is_vacant() {
+            if !self.occupied(&k) {
                 break;
             }
             let home = self.home(&k);
@@ -356,7 +379,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     fn max_displacement(&self) -> usize {
         let mask = self.mask();
         (0..self.slots.len())
-            .filter(|&i| !self.slots[i].0.is_vacant())
+            .filter(|&i| self.occupied(&self.slots[i].0))
             .map(|i| i.wrapping_sub(self.home(&self.slots[i].0)) & mask)
             .max()
             .unwrap_or(0)
@@ -367,7 +390,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.slots
             .iter()
-            .filter(|(k, _)| !k.is_vacant())
+            .filter(|(k, _)| self.occupied(k))
             .map(|(k, v)| (k, v))
     }
 }
@@ -410,8 +433,65 @@ mod tests {
         }
     }
 
+    /// A key with a clear stamp (as the block indexes' chunk keys have).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Stamped(u64, u32);
+
+    impl FlatKey for Stamped {
+        fn vacant() -> Self {
+            Stamped(u64::MAX, 0)
+        }
+        fn is_vacant(&self) -> bool {
+            self.0 == u64::MAX
+        }
+        fn flat_word(&self) -> u64 {
+            // Few homes: long runs across clears.
+            self.0 % 7
+        }
+        const STAMPED: bool = true;
+        fn stamp(&self) -> u32 {
+            self.1
+        }
+        fn with_stamp(self, stamp: u32) -> Self {
+            Stamped(self.0, stamp)
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// A stamped map cleared in O(1) answers as std's map cleared:
+        /// entries stamped before a clear are vacant for every operation
+        /// (lookups, the runs inserts and removals walk), also when the
+        /// stamp wraps.
+        #[test]
+        fn clearing_a_stamped_map_matches_std_hashmap(
+            ops in prop::collection::vec((0u8..5, 0u64..100, any::<u32>()), 1..600),
+            wrap in any::<bool>(),
+        ) {
+            let mut map: FlatMap<Stamped, u32> = FlatMap::with_capacity(100);
+            if wrap {
+                map.stamp = u32::MAX - 2;
+            }
+            let mut model = HashMap::new();
+            for (op, k, v) in ops {
+                match op {
+                    0 | 1 => prop_assert_eq!(map.insert(Stamped(k, 0), v), model.insert(k, v)),
+                    2 => prop_assert_eq!(map.remove(&Stamped(k, 0)), model.remove(&k)),
+                    3 if v % 8 == 0 => {
+                        map.clear();
+                        model.clear();
+                    }
+                    _ => prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k)),
+                }
+                prop_assert_eq!(map.len(), model.len());
+                prop_assert_eq!(map.iter().count(), model.len());
+            }
+            for k in 0..100u64 {
+                prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+            }
+            prop_assert_eq!(map.growths(), 0);
+        }
 
         /// Against std's map: every operation answers the same, with keys
         /// from a small range (long runs, many collisions and removals).
@@ -515,15 +595,10 @@ mod tests {
             assert_eq!((map.growths(), map.allocated_bytes()), (0, bytes));
             map.insert(Key(u64::MAX - 1), 0);
             assert_eq!(map.growths(), 1, "one past capacity grows");
-            // Dense: one pass over the slots.
-            let keys: std::vec::Vec<Key> = map.iter().map(|(k, _)| *k).collect();
-            map.clear(keys);
+            map.clear();
             assert_eq!(map.len(), 0);
             assert!(map.iter().next().is_none());
-            // Sparse: key by key.
-            map.insert(Key(7 << 12), 7);
-            map.clear([Key(7 << 12)]);
-            assert_eq!((map.len(), map.get(&Key(7 << 12))), (0, None));
+            assert_eq!(map.get(&Key(7 << 12)), None);
             assert_eq!(map.growths(), 1);
         }
         let mut unsized_map: FlatMap<Key, u64> = FlatMap::with_capacity(0);

@@ -362,25 +362,33 @@ pub(crate) struct BlockIndex<O> {
 
 /// A chunk of a [`BlockIndex`]: its owner and number. A chunk number is an
 /// address shifted right by at least [`CHUNK_BLOCKS_LOG2`], below 2^58, so
-/// `u64::MAX` marks a vacant slot.
+/// `u64::MAX` marks a vacant slot. The clear stamp lives in what would be
+/// the owner's padding (the key stays 16 bytes), so clearing an index is
+/// O(1) ([`BlockIndex::clear`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ChunkKey<O> {
     owner: O,
+    stamp: u32,
     chunk: u64,
 }
 
 impl<O: Copy> ChunkKey<O> {
     fn of((owner, chunk): (O, u64)) -> Self {
-        ChunkKey { owner, chunk }
+        ChunkKey {
+            owner,
+            stamp: 0,
+            chunk,
+        }
+    }
+
+    fn new(owner: O, chunk: u64) -> Self {
+        ChunkKey::of((owner, chunk))
     }
 }
 
 impl<O: IndexOwner> FlatKey for ChunkKey<O> {
     fn vacant() -> Self {
-        ChunkKey {
-            owner: O::default(),
-            chunk: u64::MAX,
-        }
+        ChunkKey::new(O::default(), u64::MAX)
     }
     fn is_vacant(&self) -> bool {
         self.chunk == u64::MAX
@@ -388,6 +396,13 @@ impl<O: IndexOwner> FlatKey for ChunkKey<O> {
     fn flat_word(&self) -> u64 {
         // Chunk numbers are small: the owner goes in the high bits.
         self.chunk ^ (self.owner.word() << 40)
+    }
+    const STAMPED: bool = true;
+    fn stamp(&self) -> u32 {
+        self.stamp
+    }
+    fn with_stamp(self, stamp: u32) -> Self {
+        ChunkKey { stamp, ..self }
     }
 }
 
@@ -489,13 +504,12 @@ impl<O: IndexOwner> BlockIndex<O> {
         self.bits.allocated_bytes()
     }
 
-    /// Removes every block, keeping the hashed level's slots (O(chunks)).
-    /// Returns the old ordered level, for the caller to drop when it suits
-    /// (a large one is a few hundred allocations).
+    /// Removes every block, keeping the hashed level's slots: O(1) (the
+    /// hashed level's stamp moves on). Returns the old ordered level, for
+    /// the caller to drop when it suits (a large one is many allocations).
     pub(crate) fn clear(&mut self) -> alloc::collections::BTreeSet<(O, u64)> {
         let ordered = core::mem::take(&mut self.ordered);
-        self.bits
-            .clear(ordered.iter().map(|&key| ChunkKey::of(key)));
+        self.bits.clear();
         self.len = 0;
         self.emptied = [None; EMPTY_RING];
         self.next_emptied = 0;
@@ -512,10 +526,12 @@ impl<O: IndexOwner> BlockIndex<O> {
     pub(crate) fn insert(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let words = self.bits.get_or_insert_with(ChunkKey { owner, chunk }, || {
-            self.ordered.insert((owner, chunk));
-            [0; CHUNK_WORDS]
-        });
+        let words = self
+            .bits
+            .get_or_insert_with(ChunkKey::new(owner, chunk), || {
+                self.ordered.insert((owner, chunk));
+                [0; CHUNK_WORDS]
+            });
         let added = words[word] & bit == 0;
         words[word] |= bit;
         self.len += usize::from(added);
@@ -526,7 +542,7 @@ impl<O: IndexOwner> BlockIndex<O> {
     pub(crate) fn remove(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let Some(words) = self.bits.get_mut(&ChunkKey { owner, chunk }) else {
+        let Some(words) = self.bits.get_mut(&ChunkKey::new(owner, chunk)) else {
             return false;
         };
         let present = words[word] & bit != 0;
@@ -562,10 +578,8 @@ impl<O: IndexOwner> BlockIndex<O> {
     /// `insert`, `remove`, `contains` or short `drain_overlapping` there.
     pub(crate) fn prefetch(&self, owner: O, base: u64, size_log2: u32) {
         if size_log2 + CHUNK_BLOCKS_LOG2 < 64 {
-            self.bits.prefetch(&ChunkKey {
-                owner,
-                chunk: base >> chunk_shift(size_log2),
-            });
+            self.bits
+                .prefetch(&ChunkKey::new(owner, base >> chunk_shift(size_log2)));
         }
     }
 
@@ -573,10 +587,7 @@ impl<O: IndexOwner> BlockIndex<O> {
     pub(crate) fn contains(&self, owner: O, base: u64, size_log2: u32) -> bool {
         let (word, bit) = bit_of(base, size_log2);
         self.bits
-            .get(&ChunkKey {
-                owner,
-                chunk: base >> chunk_shift(size_log2),
-            })
+            .get(&ChunkKey::new(owner, base >> chunk_shift(size_log2)))
             .is_some_and(|w| w[word] & bit != 0)
     }
 
@@ -596,7 +607,7 @@ impl<O: IndexOwner> BlockIndex<O> {
         };
         if span.probes() {
             for chunk in span.first_chunk..=span.last_chunk {
-                if let Some(words) = self.bits.get(&ChunkKey { owner, chunk }) {
+                if let Some(words) = self.bits.get(&ChunkKey::new(owner, chunk)) {
                     visit(chunk, words);
                 }
             }
@@ -605,7 +616,7 @@ impl<O: IndexOwner> BlockIndex<O> {
                 .ordered
                 .range((owner, span.first_chunk)..=(owner, span.last_chunk))
             {
-                if let Some(words) = self.bits.get(&ChunkKey { owner, chunk }) {
+                if let Some(words) = self.bits.get(&ChunkKey::new(owner, chunk)) {
                     visit(chunk, words);
                 }
             }
@@ -634,7 +645,7 @@ impl<O: IndexOwner> BlockIndex<O> {
             return;
         };
         let mut drain = |index: &mut Self, chunk: u64| {
-            let Some(words) = index.bits.get_mut(&ChunkKey { owner, chunk }) else {
+            let Some(words) = index.bits.get_mut(&ChunkKey::new(owner, chunk)) else {
                 return;
             };
             let mut taken_any = false;
@@ -746,6 +757,24 @@ mod block_index_tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
+    /// The clear stamp fits in the key's padding: a chunk's slot is the
+    /// 24 bytes the budget counts.
+    #[test]
+    fn a_chunk_slot_is_24_bytes() {
+        assert_eq!(
+            core::mem::size_of::<(ChunkKey<u8>, [u64; CHUNK_WORDS])>(),
+            24
+        );
+        assert_eq!(
+            core::mem::size_of::<(ChunkKey<i8>, [u64; CHUNK_WORDS])>(),
+            24
+        );
+        assert_eq!(
+            core::mem::size_of::<(ChunkKey<(u16, u8)>, [u64; CHUNK_WORDS])>(),
+            24
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -758,12 +787,17 @@ mod block_index_tests {
             queries in prop::collection::vec((0u8..2, 0u64..(1 << 30), 0u64..(1 << 31)), 1..20),
             size_log2 in prop::sample::select(vec![12u32, 14, 21]),
         ) {
-            let mut index = BlockIndex::default();
+            // Sized for the most blocks the ops can hold: never grows.
+            let mut index = BlockIndex::with_capacity(200);
             let mut model = BTreeSet::new();
             for (add, owner, n) in ops {
                 // Spread blocks over several chunks, some far apart.
                 let base = ((n * 7919) % (1 << 16)) << size_log2;
-                if add {
+                if !add && n % 16 == 0 {
+                    // Cleared in O(1): nothing of before is found again.
+                    let _ = index.clear();
+                    model.clear();
+                } else if add {
                     prop_assert_eq!(index.insert(owner, base, size_log2), model.insert((owner, base)));
                 } else {
                     prop_assert_eq!(index.remove(owner, base, size_log2), model.remove(&(owner, base)));
@@ -793,6 +827,7 @@ mod block_index_tests {
                 prop_assert_eq!(index.len(), model.len());
                 prop_assert!(index.overlapping(owner, size_log2, start, last).is_empty());
             }
+            prop_assert_eq!(index.growths(), 0);
         }
     }
 
