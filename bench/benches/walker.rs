@@ -330,33 +330,6 @@ fn cold(c: &mut Criterion) {
     }
 
     let chunks = requests.len() / BATCH;
-    // The batch's own descriptor loads without the walks: for each chunk,
-    // level by level, the word index of every walk's descriptor (from the
-    // single walks' trails), for `loads_only64`.
-    let levels = 4;
-    let word_of = |address: u64| -> u32 {
-        u32::try_from((address - memory.base) / 8).expect("the slot has < 2^32 words")
-    };
-    let descriptor_words: Vec<u32> = requests
-        .chunks(BATCH)
-        .flat_map(|chunk| {
-            let trails: Vec<_> = chunk
-                .iter()
-                .map(|request| {
-                    walker
-                        .walk(&memslots, request.ipa, request.access)
-                        .expect("every cold IPA is mapped")
-                        .trail
-                })
-                .collect();
-            (0..levels).flat_map(move |level| {
-                trails
-                    .iter()
-                    .map(move |trail| word_of(trail.as_slice()[level].address))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
     let mut evictor = CacheEvictor::new();
     let mut group = c.benchmark_group("walker_cold");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -364,7 +337,7 @@ fn cold(c: &mut Criterion) {
     // BATCHES_PER_EVICTION iterations the caches are evicted, untimed; each
     // benchmark continues through the IPA sequence from where it stopped.
     let mut measure =
-        |b: &mut criterion::Bencher, start: usize, walk: &mut dyn FnMut(usize, &[WalkRequest])| {
+        |b: &mut criterion::Bencher, start: usize, walk: &mut dyn FnMut(&[WalkRequest])| {
             let mut cursor = start;
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
@@ -372,11 +345,10 @@ fn cold(c: &mut Criterion) {
                     if i % BATCHES_PER_EVICTION == 0 {
                         evictor.evict();
                     }
-                    let index = cursor;
-                    let chunk = &requests[index * BATCH..(index + 1) * BATCH];
+                    let chunk = &requests[cursor * BATCH..(cursor + 1) * BATCH];
                     cursor = (cursor + 1) % chunks;
                     let begin = Instant::now();
-                    walk(index, chunk);
+                    walk(chunk);
                     timed += begin.elapsed();
                 }
                 timed
@@ -384,11 +356,32 @@ fn cold(c: &mut Criterion) {
         };
     group.bench_function("batch64", |b| {
         let mut results = vec![placeholder; BATCH];
-        measure(b, 0, &mut |_, chunk| {
+        measure(b, 0, &mut |chunk| {
             walker
                 .walk_batch(&memslots, chunk, &mut results)
                 .expect("equal lengths");
             black_box(&results);
+        })
+    });
+    group.bench_function("single64", |b| {
+        measure(b, chunks / 3, &mut |chunk| {
+            for request in chunk {
+                black_box(walker.walk(&memslots, request.ipa, request.access)).ok();
+            }
+        })
+    });
+    group.bench_function("leaf_single64", |b| {
+        measure(b, chunks / 2, &mut |chunk| {
+            for request in chunk {
+                black_box(walker.translate_leaf(&memslots, request.ipa, request.access)).ok();
+            }
+        })
+    });
+    group.bench_function("kvm_style64", |b| {
+        measure(b, 2 * chunks / 3, &mut |chunk| {
+            for request in chunk {
+                black_box(baseline.walk(fixture.vtcr, fixture.vttbr, request.ipa)).ok();
+            }
         })
     });
     // The floor any level-by-level batch of these walks has on this
@@ -397,8 +390,43 @@ fn cold(c: &mut Criterion) {
     // next load waiting for its previous one (a data dependency through a
     // zero mask the compiler cannot see through), and no walk logic.
     let zero = black_box(0u64);
+    let levels = 4;
+    let mut descriptor_words: Vec<u32> = Vec::new();
     group.bench_function("loads_only64", |b| {
-        measure(b, chunks / 6, &mut |chunk_index, _| {
+        // The batch's own descriptor loads without the walks, worked out
+        // once, when this row first runs (not before the other rows): for
+        // each chunk, level by level, the word index of every walk's
+        // descriptor, from the single walks' trails.
+        let word_of = |address: u64| -> u32 {
+            u32::try_from((address - memory.base) / 8).expect("the slot has < 2^32 words")
+        };
+        if descriptor_words.is_empty() {
+            descriptor_words = requests
+                .chunks(BATCH)
+                .flat_map(|chunk| {
+                    let trails: Vec<_> = chunk
+                        .iter()
+                        .map(|request| {
+                            walker
+                                .walk(&memslots, request.ipa, request.access)
+                                .expect("every cold IPA is mapped")
+                                .trail
+                        })
+                        .collect();
+                    (0..levels).flat_map(move |level| {
+                        trails
+                            .iter()
+                            .map(move |trail| word_of(trail.as_slice()[level].address))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+        }
+        let descriptor_words = &descriptor_words;
+        measure(b, chunks / 6, &mut |chunk| {
+            // Which chunk of `requests` this is (`measure` hands out slices).
+            let offset = chunk.as_ptr() as usize - requests.as_ptr() as usize;
+            let chunk_index = offset / std::mem::size_of::<WalkRequest>() / BATCH;
             let words = &descriptor_words[chunk_index * BATCH * levels..][..BATCH * levels];
             let mut carried = [0u64; BATCH];
             for level in words.chunks_exact(BATCH) {
@@ -420,27 +448,6 @@ fn cold(c: &mut Criterion) {
                 .walk_batch(&memslots, chunk, &mut results)
                 .expect("equal lengths");
             black_box(&results);
-        })
-    });
-    group.bench_function("single64", |b| {
-        measure(b, chunks / 3, &mut |_, chunk| {
-            for request in chunk {
-                black_box(walker.walk(&memslots, request.ipa, request.access)).ok();
-            }
-        })
-    });
-    group.bench_function("leaf_single64", |b| {
-        measure(b, chunks / 2, &mut |_, chunk| {
-            for request in chunk {
-                black_box(walker.translate_leaf(&memslots, request.ipa, request.access)).ok();
-            }
-        })
-    });
-    group.bench_function("kvm_style64", |b| {
-        measure(b, 2 * chunks / 3, &mut |_, chunk| {
-            for request in chunk {
-                black_box(baseline.walk(fixture.vtcr, fixture.vttbr, request.ipa)).ok();
-            }
         })
     });
     group.finish();
