@@ -316,8 +316,8 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
 /// entries its tables hold (every indexed block is a live node of the
 /// table: an eviction or removal takes the block out, a flush clears the
 /// index), so the index never allocates on a fault's way. A context takes
-/// it at its first insert; a flush clears it and hands it back to the slot,
-/// for the same context or its successor ([`WalkCache::flush`]).
+/// it at its first insert; a flush clears it in place; a retirement hands
+/// it back to the slot for the successor ([`WalkCache::park_index`]).
 #[derive(Debug, Default)]
 pub(crate) struct CacheIndex {
     /// Made by [`CacheIndex::with_capacity`] (not an empty placeholder).
@@ -707,10 +707,9 @@ impl WalkCache {
     /// from lookups; their slots are reused by later inserts (and freed
     /// with the slot). The index is cleared in place (O(1): its hashed
     /// levels' stamps move on; a large ordered level is handed to the epoch
-    /// collector), so the flush costs O(1) whatever the cache holds, and
-    /// the index goes back to
-    /// the slot, where the next insert, by this context or by its
-    /// successor after a retirement, takes it: nothing is allocated.
+    /// collector), so the flush costs O(1) whatever the cache holds and
+    /// allocates nothing (a retirement then hands the index to the slot's
+    /// next context: [`WalkCache::park_index`]).
     /// Returns how many entries were live. Caller holds the writer lock.
     pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
@@ -722,19 +721,20 @@ impl WalkCache {
         } else {
             guard.defer(move || drop(ordered));
         }
-        if index.sized {
-            let cleared = CacheIndex {
-                sized: true,
-                leaves: core::mem::take(&mut index.leaves),
-                paths: core::mem::take(&mut index.paths),
-                ..CacheIndex::default()
-            };
-            *index = CacheIndex::default();
-            *self.spare_index.lock() = Some(cleared);
-        } else {
-            *index = CacheIndex::default();
-        }
+        index.leaf_sizes = 0;
+        index.path_spans = [0; MAX_PATH];
         live
+    }
+
+    /// Hands a retired context's index (flushed: empty) back to the slot,
+    /// for the slot's next context to take at its first insert: the index
+    /// is made once per slot, never per context. Caller holds the retired
+    /// context's writer lock.
+    pub(crate) fn park_index(&self, index: &mut CacheIndex) {
+        debug_assert_eq!(index.live_leaves() + index.live_paths(), 0);
+        if index.sized {
+            *self.spare_index.lock() = Some(core::mem::take(index));
+        }
     }
 
     /// Whether a leaf for exactly this block is cached and live (tests).
@@ -811,6 +811,7 @@ mod tests {
                 &guard,
                 |victim, held| {
                     victim.cache.flush(&mut held.index, &guard);
+                    victim.cache.park_index(&mut held.index);
                 },
                 |_| panic!("the slot's shadow is reused"),
                 |_| {},

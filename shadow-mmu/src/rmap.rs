@@ -911,6 +911,42 @@ mod tests {
         assert_eq!(map.remove_shadow_range(1, 0, 3 << 12), 3);
     }
 
+    /// A sized map never allocates: a record beyond its capacity is
+    /// refused with nothing changed, until dead (forgotten) or detached
+    /// records can be reclaimed for it.
+    #[test]
+    fn a_full_map_reclaims_or_refuses_and_never_grows() {
+        let mut map = ReverseMap::with_capacity(100, 4);
+        let bytes = map.allocated_bytes();
+        assert_eq!(bytes, ReverseMap::<u32>::preallocated_bytes(100));
+        for i in 0..100u64 {
+            map.insert(0x4000_0000 + (i << 12), r(1, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        let extra = r(2, 0x7000_0000, PAGE_SIZE);
+        assert_eq!(map.insert(0x9000_0000, extra), Err(RmapError::Full));
+        assert_eq!(map.len(), 100);
+        assert!(map.entries_in(0x9000_0000, 0x1000).is_empty());
+        // Re-inserting a key it holds needs no new slot.
+        map.insert(0x5000_0000, r(1, 0, PAGE_SIZE)).unwrap();
+        // Detached records (a shadow-range removal) make room at once.
+        assert_eq!(map.remove_shadow_range(1, 0, 10 << 12), 10);
+        for i in 0..10u64 {
+            map.insert(0x9000_0000 + (i << 12), r(2, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.insert(0xa000_0000, extra), Err(RmapError::Full));
+        // Dead records of a forgotten context are swept to make room.
+        assert_eq!(map.forget_context(1), 90);
+        for i in 10..100u64 {
+            map.insert(0xb000_0000 + (i << 12), r(3, i << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        assert_eq!(map.len(), 100);
+        assert_eq!(map.remove_range(0xb000_0000, 1 << 30, |_| {}), 90);
+        assert_eq!((map.growths(), map.allocated_bytes()), (0, bytes));
+    }
+
     #[test]
     fn bad_entries_are_refused() {
         let mut map = ReverseMap::new();

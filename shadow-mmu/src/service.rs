@@ -637,6 +637,8 @@ where
                 guard,
                 |victim, held| {
                     self.drop_context_contents(victim, held, guard);
+                    // Its (now empty) cache index passes on with the slot.
+                    victim.cache.park_index(&mut held.index);
                 },
                 |vmid| self.backend.create(vmid),
                 ShadowStore::reassigned,
