@@ -27,11 +27,13 @@ use crate::sync::epoch::Guard;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::table::{hash2, Keyed, Table};
 
-/// VTCR_EL2 fields that change what a walk returns: T0SZ, SL0, SH0 (the
-/// shareability with DS), TG0, PS, HA, HD, DS, SL2. The others (IRGN0,
-/// ORGN0, VS, NSW/NSA, ...) do not.
-pub const VTCR_WALK_FIELDS: u64 =
-    0x3f | (0x3 << 6) | (0x3 << 12) | (0x3 << 14) | (0x7 << 16) | (1 << 21) | (1 << 22) | (3 << 32);
+/// VTCR_EL2 fields that change what a walk returns: exactly the bits the
+/// walker reads ([`walker::VTCR_WALK_FIELDS`]: T0SZ, SL0, SH0, TG0, PS, HA,
+/// HD, DS, SL2, HAFT; the walker's unit tests prove that no other bit
+/// changes a walker). The others (IRGN0, ORGN0, VS, NSW/NSA, ...) do not.
+/// Taken from the walker rather than listed here, so a field the walker
+/// starts to read cannot be masked out of the key (review 3 F2: HAFT was).
+pub const VTCR_WALK_FIELDS: u64 = walker::VTCR_WALK_FIELDS;
 
 /// VTTBR_EL2 bits that locate the start table: BADDR\[47:1\] (with
 /// BADDR\[51:48\] in bits \[5:2\] in the 52-bit formats). The VMID (63:48)

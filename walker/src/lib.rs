@@ -112,5 +112,5 @@ pub use visit::{DescriptorKind, LeafAttributes, Mapping};
 pub use walk::{
     BatchLengthMismatch, DescriptorUpdate, Endianness, Execute, LeafTranslation, S2Ap,
     Shareability, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
-    MAX_UPDATE_ATTEMPTS,
+    MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
 };

@@ -587,6 +587,23 @@ pub(crate) enum Finish {
     },
 }
 
+/// Every VTCR_EL2 bit [`Stage2Walker::new`] reads: T0SZ \[5:0\], SL0
+/// \[7:6\], SH0 \[13:12\], TG0 \[15:14\], PS \[18:16\], HA (21), HD (22),
+/// DS (32), SL2 (33), HAFT (44). Flipping any other bit gives the same
+/// walker (unit-tested), so a cache keyed by the VTCR masked to these bits
+/// (shadow-mmu's context key) never shares results between walks that
+/// differ. A field the walker starts to read must be added here.
+pub const VTCR_WALK_FIELDS: u64 = 0x3f
+    | (0x3 << 6)
+    | (0x3 << 12)
+    | (0x3 << 14)
+    | (0x7 << 16)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 32)
+    | (1 << 33)
+    | (1 << 44);
+
 impl Stage2Walker {
     /// Decode L1's stage-2 registers against the features L0 exposes.
     pub fn new(registers: Stage2Registers, features: &ExposedFeatures) -> Self {
@@ -1434,4 +1451,96 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
         start_shift,
         start_index_mask: mask(ia_bits - start_shift),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::IdRegisters;
+    extern crate std;
+    use std::vec::Vec;
+
+    /// Every feature a walk can depend on, so that bits read only under a
+    /// feature are read: PARange 52 bits, TGran4/TGran16 with 52-bit
+    /// support, HAFDBS 0b0011 (FEAT_HAFT), XNX, ST (FEAT_TTST).
+    fn every_feature() -> ExposedFeatures {
+        ExposedFeatures::from_id_registers(IdRegisters {
+            mmfr0: 6 | (2 << 20) | (1 << 28),
+            mmfr1: 3 | (1 << 28),
+            mmfr2: 1 << 28,
+        })
+        .unwrap()
+    }
+
+    /// VTCR_EL2 values covering every granule, start level, output size
+    /// and enable the walker decodes.
+    fn vtcr_cases() -> Vec<u64> {
+        let mut cases = Vec::new();
+        for tg0 in 0..4u64 {
+            for (t0sz, sl0) in [(16u64, 2u64), (25, 1), (39, 0), (12, 2)] {
+                for enables in [0u64, 1 << 21, (1 << 21) | (1 << 22) | (1 << 44)] {
+                    for ds_sl2 in [0u64, 1 << 32, 3 << 32] {
+                        for ps in [4u64, 6] {
+                            cases.push(t0sz | sl0 << 6 | tg0 << 14 | ps << 16 | enables | ds_sl2);
+                        }
+                    }
+                }
+            }
+        }
+        cases
+    }
+
+    /// The walkers for `vtcr` and for `vtcr` with `bit` flipped, the raw
+    /// registers (which a walker keeps) made equal.
+    fn with_bit_flipped(vtcr: u64, bit: u32) -> (Stage2Walker, Stage2Walker) {
+        let features = every_feature();
+        let registers = Stage2Registers {
+            vtcr,
+            vttbr: 0x8000_0000,
+            endianness: Endianness::Little,
+        };
+        let walker = Stage2Walker::new(registers, &features);
+        let flipped = Stage2Registers {
+            vtcr: vtcr ^ (1 << bit),
+            ..registers
+        };
+        let mut other = Stage2Walker::new(flipped, &features);
+        other.registers = registers;
+        (walker, other)
+    }
+
+    /// Every VTCR_EL2 bit outside [`VTCR_WALK_FIELDS`] is ignored by
+    /// [`Stage2Walker::new`]: flipping it gives an identical walker.
+    /// (Fails with HAFT, bit 44, left out of the mask.)
+    #[test]
+    fn the_walker_reads_no_vtcr_bit_outside_vtcr_walk_fields() {
+        for vtcr in vtcr_cases() {
+            for bit in (0..64).filter(|b| VTCR_WALK_FIELDS & (1 << b) == 0) {
+                let (walker, other) = with_bit_flipped(vtcr, bit);
+                assert_eq!(other, walker, "VTCR_EL2 bit {bit} of {vtcr:#x}");
+            }
+        }
+    }
+
+    /// The mask is no wider than needed: each of its bits changes the
+    /// walker in some configuration (a key bit no walk reads would only
+    /// split contexts).
+    #[test]
+    fn every_bit_of_vtcr_walk_fields_is_read() {
+        let mut read = 0u64;
+        for vtcr in vtcr_cases() {
+            for bit in (0..64).filter(|b| VTCR_WALK_FIELDS & (1 << b) != 0) {
+                let (walker, other) = with_bit_flipped(vtcr, bit);
+                if other != walker {
+                    read |= 1 << bit;
+                }
+            }
+        }
+        assert_eq!(
+            read,
+            VTCR_WALK_FIELDS,
+            "bits never read: {:#x}",
+            VTCR_WALK_FIELDS & !read
+        );
+    }
 }
