@@ -714,6 +714,10 @@ fn bad_arguments_and_files_give_one_error_line_and_status_2() {
         ),
         (vec!["batch", "--mmfr0", "0xf", "--mem", &mem], "PARange"),
         (vec!["batch", "--mmfr1", "0x4", "--mem", &mem], "HAFDBS"),
+        (
+            vec!["batch", "--mmfr2", "0x10000000000", "--mem", &mem],
+            "FEAT_S2FWB",
+        ),
         (vec!["walk", "--mem", &mem, "--vtcr", "0x1"], "--vttbr"),
         (
             vec![

@@ -546,11 +546,17 @@ fn run_s2walk(ids: &[u64], tables: &Path, requests: &[Request]) -> Vec<Value> {
             )
         })
         .collect();
+    // QEMU's `max` CPU implements FEAT_S2FWB (MMFR2.FWB, bits [43:40]),
+    // which the walker refuses to be told about (Umbra hides it from L1:
+    // composition decodes MemAttr with HCR_EL2.FWB = 0 only). The program
+    // runs with HCR_EL2.FWB = 0 and no walk depends on FWB, so it is
+    // cleared here.
+    let mmfr2 = ids[2] & !(0xf << 40);
     let mut child = Command::new(S2WALK)
         .arg("batch")
         .args(["--mmfr0", &format!("{:#x}", ids[0])])
         .args(["--mmfr1", &format!("{:#x}", ids[1])])
-        .args(["--mmfr2", &format!("{:#x}", ids[2])])
+        .args(["--mmfr2", &format!("{mmfr2:#x}")])
         .args(["--mem", &format!("{}@{TABLES_ADDR:#x}", tables.display())])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -15,7 +15,13 @@ pub struct IdRegisters {
     pub mmfr0: u64,
     /// ID_AA64MMFR1_EL1: HAFDBS and XNX.
     pub mmfr1: u64,
-    /// ID_AA64MMFR2_EL1: ST (FEAT_TTST).
+    /// ID_AA64MMFR2_EL1: ST (FEAT_TTST); FWB (FEAT_S2FWB) must be 0.
+    ///
+    /// L0 must hide FEAT_S2FWB from L1 (FWB, bits \[43:40\], read as 0):
+    /// with HCR_EL2.FWB = 1 L1's stage-2 MemAttr is a different encoding
+    /// (MemAttr\[2\] = 1 forces the type), and composition with L0's map
+    /// (shadow-mmu) implements only the FWB = 0 table, so an exposed
+    /// FEAT_S2FWB is refused ([`IdRegisterError::UnsupportedS2Fwb`]).
     pub mmfr2: u64,
 }
 
@@ -98,6 +104,10 @@ pub enum IdRegisterError {
     ReservedXnx(u8),
     /// ID_AA64MMFR2_EL1.ST is reserved.
     ReservedSt(u8),
+    /// ID_AA64MMFR2_EL1.FWB is not 0: FEAT_S2FWB exposed to L1. Only
+    /// HCR_EL2.FWB = 0 is implemented (L1's stage-2 MemAttr is decoded
+    /// with the FWB = 0 table), so L0 must hide FEAT_S2FWB.
+    UnsupportedS2Fwb(u8),
 }
 
 impl fmt::Display for IdRegisterError {
@@ -122,6 +132,11 @@ impl fmt::Display for IdRegisterError {
             ),
             IdRegisterError::ReservedXnx(v) => write!(f, "ID_AA64MMFR1_EL1.XNX {v:#x} is reserved"),
             IdRegisterError::ReservedSt(v) => write!(f, "ID_AA64MMFR2_EL1.ST {v:#x} is reserved"),
+            IdRegisterError::UnsupportedS2Fwb(v) => write!(
+                f,
+                "ID_AA64MMFR2_EL1.FWB {v:#x} is not supported (only 0: hide FEAT_S2FWB from L1, \
+                 stage-2 MemAttr is decoded with HCR_EL2.FWB = 0)"
+            ),
         }
     }
 }
@@ -225,6 +240,12 @@ impl ExposedFeatures {
             1 => true,
             v => return Err(IdRegisterError::ReservedSt(v)),
         };
+        // FWB = 1 is FEAT_S2FWB, other values are reserved: both refused
+        // (see IdRegisters::mmfr2).
+        match field(ids.mmfr2, 40) {
+            0 => {}
+            v => return Err(IdRegisterError::UnsupportedS2Fwb(v)),
+        }
         Ok(ExposedFeatures {
             pa_max_bits,
             granule_4k,

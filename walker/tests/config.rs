@@ -115,6 +115,24 @@ fn hafdbs_xnx_and_st_decode_and_reject_what_is_not_implemented() {
     );
 }
 
+/// Review 3 F4: composition decodes L1's stage-2 MemAttr with the
+/// HCR_EL2.FWB = 0 table only, so FEAT_S2FWB exposed to L1 (MMFR2.FWB,
+/// bits [43:40]) is L0's configuration error, named in the message.
+#[test]
+fn s2fwb_exposed_to_l1_is_refused() {
+    for fwb in 1..16u64 {
+        let error = decode(mmfr0(PA_48), 0, mmfr2(true) | fwb << 40).unwrap_err();
+        assert_eq!(error, IdRegisterError::UnsupportedS2Fwb(fwb as u8));
+        let text = error.to_string();
+        assert!(
+            text.contains("FWB") && text.contains("FEAT_S2FWB"),
+            "{text}"
+        );
+    }
+    // The fields around FWB are not FWB's business.
+    assert!(decode(mmfr0(PA_48), 0, mmfr2(true) | 0xf << 36 | 0xf << 44).is_ok());
+}
+
 /// The review point that started the project: the start level is checked
 /// against the PAMax L0 exposes, not the input size L1 programmed.
 #[test]
