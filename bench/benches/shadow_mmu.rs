@@ -110,9 +110,13 @@ fn umbra(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> Umbra {
         ),
         budget,
         first_shadow_vmid: 100,
+        host_vmids: shadow_mmu::context::HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        },
     };
     let backend = HostBackend::new(budget.frames, ShadowConfig::default()).expect("pool");
-    Service::new(config, f.memory, f.l0.clone(), backend)
+    Service::new(config, f.memory, f.l0.clone(), backend).expect("valid shadow VMIDs")
 }
 
 fn translate_ok(service: &Umbra, worker: &shadow_mmu::service::Worker, key: &ContextKey, ipa: u64) {

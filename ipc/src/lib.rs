@@ -7,6 +7,7 @@
 //! * [`tlbi`]: the stage-2 TLBI forms and the decoding of their operand
 //!   into an IPA range and level hint, shared by the hypervisor (which traps
 //!   the TLBI) and the service (which applies it).
+//! * [`vmid`]: VMID widths, and the VMID L1's registers name.
 //! * [`ring`]: single-producer single-consumer rings in shared memory.
 //! * [`doorbell`]: how an idle consumer sleeps without losing a wakeup.
 //! * [`channel`]: the vCPU side (synchronous calls, batches with credits)
@@ -25,6 +26,7 @@ pub mod message;
 pub mod ring;
 mod sync;
 pub mod tlbi;
+pub mod vmid;
 
 pub use channel::{ClientError, Endpoint, Poller, VcpuClient};
 #[cfg(any(feature = "std", test, loom))]
@@ -44,3 +46,4 @@ pub use tlbi::{
     EntryLevels, Granule, InvalidateScope, IpaRange, IpaScope, RangeOperand, Shareability, Tlbi,
     TlbiDecodeError, TlbiOp, TlbiParams, TtlHint,
 };
+pub use vmid::VmidWidth;

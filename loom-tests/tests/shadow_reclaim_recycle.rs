@@ -2,8 +2,8 @@
 //! real service (`Service::translate` -> `reclaim_frames` against
 //! `Directory::get_or_create` recycling a slot).
 //!
-//! Two context slots. Context C (slot 0, shadow VMID 1) has a live shadow
-//! leaf; context A (slot 1, shadow VMID 2) finds the pool dry: every map
+//! Two context slots. Context C (slot 0, shadow VMID 16) has a live shadow
+//! leaf; context A (slot 1, shadow VMID 17) finds the pool dry: every map
 //! into its shadow fails with `FramesExhausted`. Thread P faults in A: both
 //! install attempts run out of frames, so `reclaim_frames` looks for the
 //! shadow holding the most frames, finds C in slot 0 (it reads the slot
@@ -34,7 +34,7 @@
 //! !context.is_retired()` around the clear made unconditional): loom fails
 //! at once with "B's shadow leaf was cleared by reclamation of the retired
 //! C" (P, preempted after `in_slot` returned C, clears slot 0's shadow and
-//! forgets VMID 1's records after Q's install), and with that assertion
+//! forgets VMID 16's records after Q's install), and with that assertion
 //! also removed it fails on "a shadow leaf without a reverse-map record"
 //! (P's clear and `forget_context` land between Q's record and Q's map).
 //! With the check restored it passes: about 26,600 executions, 4-6 s in
@@ -61,7 +61,7 @@ use shadow_support::*;
 use walker::{AccessKind, Endianness, ExposedFeatures, IdRegisters};
 
 /// Shadow VMID of slot 1 (A's slot): its maps find no frame.
-const DRY_VMID: u16 = 2;
+const DRY_VMID: u16 = 17;
 
 /// One slot's shadow: its leaves in a loom mutex (the real table's own
 /// concurrency has its own model; the subject here is the service's
@@ -209,7 +209,12 @@ fn service_of_two_slots() -> Arc<SlotService> {
         features,
         hash_seed: 0x5eed,
         budget,
-        first_shadow_vmid: 1,
+        // Clear of VMID 0 and of hv's VMID for L1 (1).
+        first_shadow_vmid: 16,
+        host_vmids: shadow_mmu::context::HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        },
     };
     let l0 = L0RegionMap::new(vec![L0Region {
         ipa_base: 0,
@@ -222,7 +227,9 @@ fn service_of_two_slots() -> Arc<SlotService> {
         },
     }])
     .expect("valid L0 map");
-    Arc::new(Service::new(config, memory(), l0, SlotBackend::default()))
+    Arc::new(
+        Service::new(config, memory(), l0, SlotBackend::default()).expect("valid shadow VMIDs"),
+    )
 }
 
 #[test]
@@ -231,8 +238,8 @@ fn reclamation_never_clears_a_recycled_slots_successor() {
         let s = service_of_two_slots();
         let w = s.worker();
         // C: L1 VMID 2 on tree ROOT; A: L1 VMID 1 on ROOT; B: VMID 1 on
-        // ROOT_B. C takes slot 0 (shadow VMID 1) and shadows IPA 0; A takes
-        // slot 1 (shadow VMID 2, dry) without faulting.
+        // ROOT_B. C takes slot 0 (shadow VMID 16) and shadows IPA 0; A takes
+        // slot 1 (shadow VMID 17, dry) without faulting.
         let c = ContextKey::new(2, ROOT, VTCR, Endianness::Little);
         let (a, b) = (key(ROOT), key(ROOT_B));
         assert_eq!(
@@ -243,7 +250,7 @@ fn reclamation_never_clears_a_recycled_slots_successor() {
             s.shadow_root(&w, &a),
             Some((DRY_VMID, u64::from(DRY_VMID) << 12))
         );
-        assert_eq!(s.shadow_vmid(&w, &c), Some(1));
+        assert_eq!(s.shadow_vmid(&w, &c), Some(16));
 
         let spawn = |key: ContextKey| {
             let s = s.clone();
@@ -263,7 +270,7 @@ fn reclamation_never_clears_a_recycled_slots_successor() {
         assert_eq!(tp, Translated::Retry(Retry::Throttled), "P");
         assert_eq!(l1_of(&tq, 0), Some(NEW), "Q: {tq:?}");
         assert_eq!(s.stats().recycled_contexts, 1);
-        assert_eq!(s.shadow_vmid(&w, &b), Some(1), "B took slot 0");
+        assert_eq!(s.shadow_vmid(&w, &b), Some(16), "B took slot 0");
         assert!(s.shadow_vmid(&w, &c).is_none(), "C was recycled");
         let leaf = s.shadow_lookup(&w, &b, 0);
         assert!(

@@ -16,7 +16,7 @@ use crossbeam_epoch::Collector;
 use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::cache::CachedWalk;
-use shadow_mmu::context::{Capacity, Created, Directory};
+use shadow_mmu::context::{Capacity, Created, Directory, HostVmids, ShadowVmids};
 use shadow_mmu::service::{Retry, Translated};
 use shadow_support::*;
 use walker::{AccessKind, ExposedFeatures, IdRegisters, Stage2Walker};
@@ -89,8 +89,13 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
     };
     let (leaf_a, leaf_b) = (leaf(ROOT), leaf(ROOT_B));
     assert_eq!(leaf_b.output_address(0), NEW);
+    let host = HostVmids {
+        width: ipc::VmidWidth::Bits16,
+        l1_vmid: 1,
+    };
+    let vmids = ShadowVmids::new(16, capacity.contexts, host).expect("valid shadow VMIDs");
     loom::model(move || {
-        let directory = Arc::new(Directory::<()>::new(features, capacity, 1));
+        let directory = Arc::new(Directory::<()>::new(features, capacity, vmids));
         let collector = Collector::new();
         let handle = collector.register();
         let guard = handle.pin();

@@ -788,7 +788,12 @@ mod tests {
             leaves_per_context: 4,
             paths_per_context: 4,
         };
-        let directory: Directory<()> = Directory::new(features, capacity, 1);
+        let host = crate::context::HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        };
+        let vmids = crate::context::ShadowVmids::new(16, capacity.contexts, host).unwrap();
+        let directory: Directory<()> = Directory::new(features, capacity, vmids);
         let collector = epoch::Collector::new();
         let handle = collector.register();
         let guard = handle.pin();

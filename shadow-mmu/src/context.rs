@@ -339,10 +339,137 @@ pub struct Capacity {
     pub paths_per_context: usize,
 }
 
+/// The host's VMID space as the shadows must respect it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostVmids {
+    /// Width of the host's VMIDs: hv's own VTCR_EL2.VS (16 bits only with
+    /// FEAT_VMID16 and VS = 1). TLB entries of VMIDs beyond it alias.
+    pub width: ipc::VmidWidth,
+    /// The VMID hv runs L1 with. No shadow may have it (nor VMID 0): a
+    /// shadow sharing a VMID with L1 shares its TLB entries, and L2 could
+    /// hit L1's translations.
+    pub l1_vmid: u16,
+}
+
+/// Why the shadow VMIDs `first..first + contexts` cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShadowVmidError {
+    /// The range includes VMID 0.
+    IncludesVmidZero,
+    /// The range runs past the host's VMID width.
+    BeyondHostWidth {
+        /// One past the last shadow VMID the configuration asks for.
+        end: u32,
+        /// The host's VMID width in bits.
+        width_bits: u32,
+    },
+    /// L1's own VMID lies beyond the host's VMID width.
+    L1VmidBeyondHostWidth {
+        /// L1's VMID.
+        l1_vmid: u16,
+    },
+    /// The range includes L1's own VMID.
+    IncludesL1Vmid {
+        /// L1's VMID.
+        l1_vmid: u16,
+    },
+}
+
+impl core::fmt::Display for ShadowVmidError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ShadowVmidError::IncludesVmidZero => write!(f, "the shadow VMIDs include VMID 0"),
+            ShadowVmidError::BeyondHostWidth { end, width_bits } => write!(
+                f,
+                "the shadow VMIDs end at {end:#x}, beyond the host's {width_bits}-bit VMIDs"
+            ),
+            ShadowVmidError::L1VmidBeyondHostWidth { l1_vmid } => {
+                write!(f, "L1's VMID {l1_vmid:#x} is beyond the host's VMID width")
+            }
+            ShadowVmidError::IncludesL1Vmid { l1_vmid } => {
+                write!(f, "the shadow VMIDs include L1's VMID {l1_vmid:#x}")
+            }
+        }
+    }
+}
+
+/// The hardware VMIDs of the shadows, one per context slot: `first ..
+/// first + len`, validated against the host's VMIDs when made, so slot
+/// arithmetic never wraps into VMID 0, L1's VMID or past the host's width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShadowVmids {
+    first: u16,
+    len: u16,
+}
+
+impl ShadowVmids {
+    /// The VMIDs `first..first + contexts.max(1)` (a directory has at
+    /// least one slot), if they fit the host's width and exclude VMID 0
+    /// and L1's VMID.
+    pub fn new(first: u16, contexts: usize, host: HostVmids) -> Result<Self, ShadowVmidError> {
+        let limit = host.width.count();
+        if u32::from(host.l1_vmid) >= limit {
+            return Err(ShadowVmidError::L1VmidBeyondHostWidth {
+                l1_vmid: host.l1_vmid,
+            });
+        }
+        if first == 0 {
+            return Err(ShadowVmidError::IncludesVmidZero);
+        }
+        // Saturating: a count beyond u32 is reported as ending at u32::MAX.
+        let slots = u32::try_from(contexts.max(1)).unwrap_or(u32::MAX);
+        let end = u32::from(first).saturating_add(slots);
+        if end > limit {
+            return Err(ShadowVmidError::BeyondHostWidth {
+                end,
+                width_bits: host.width.bits(),
+            });
+        }
+        if (u32::from(first)..end).contains(&u32::from(host.l1_vmid)) {
+            return Err(ShadowVmidError::IncludesL1Vmid {
+                l1_vmid: host.l1_vmid,
+            });
+        }
+        // end <= 65536 and first >= 1, so the count fits 16 bits.
+        let len = u16::try_from(slots).map_err(|_| ShadowVmidError::BeyondHostWidth {
+            end,
+            width_bits: host.width.bits(),
+        })?;
+        Ok(ShadowVmids { first, len })
+    }
+
+    /// The first VMID.
+    pub const fn first(&self) -> u16 {
+        self.first
+    }
+
+    /// How many VMIDs (context slots).
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Never empty (at least one slot); for clippy's `len` convention.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The VMID of `slot`, if the slot exists.
+    pub fn of_slot(&self, slot: usize) -> Option<u16> {
+        let slot = u16::try_from(slot).ok().filter(|s| *s < self.len)?;
+        self.first.checked_add(slot)
+    }
+
+    /// The slot owning `vmid`, if one does.
+    pub fn slot_of(&self, vmid: u16) -> Option<usize> {
+        let slot = vmid.checked_sub(self.first)?;
+        (slot < self.len).then_some(usize::from(slot))
+    }
+}
+
 /// What the directory's writer lock guards.
 #[derive(Debug)]
 struct DirectoryState<S> {
-    /// Slot i owns shadow VMID `first_vmid + i`; the key of its context.
+    /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context.
     slots: Vec<Option<ContextKey>>,
     /// Slot i's shadow: made up front ([`Directory::reserve_shadows`]) so
     /// that a new context never waits for a root frame (else for its first
@@ -378,31 +505,37 @@ pub enum Created {
 pub struct Directory<S> {
     table: Table<Context<S>>,
     state: Mutex<DirectoryState<S>>,
-    first_vmid: u16,
+    vmids: ShadowVmids,
     capacity: Capacity,
     features: ExposedFeatures,
 }
 
 impl<S> Directory<S> {
-    /// A directory of at most `capacity.contexts` contexts, owning shadow
-    /// VMIDs `first_vmid..first_vmid + contexts`.
-    pub fn new(features: ExposedFeatures, capacity: Capacity, first_vmid: u16) -> Self {
+    /// A directory of at most one context per shadow VMID in `vmids` (made
+    /// for `capacity.contexts`), each with the cache sizes of `capacity`.
+    pub fn new(features: ExposedFeatures, capacity: Capacity, vmids: ShadowVmids) -> Self {
+        let slots = vmids.len();
         // Twice the slots in the hash table keeps buckets from filling; a
         // full bucket recycles one of its own contexts (see get_or_create).
         Directory {
-            table: Table::with_capacity(capacity.contexts.max(1) * 2),
+            table: Table::with_capacity(slots * 2),
             state: Mutex::new(DirectoryState {
-                slots: alloc::vec![None; capacity.contexts.max(1)],
-                shadows: (0..capacity.contexts.max(1)).map(|_| None).collect(),
-                caches: (0..capacity.contexts.max(1)).map(|_| None).collect(),
+                slots: alloc::vec![None; slots],
+                shadows: (0..slots).map(|_| None).collect(),
+                caches: (0..slots).map(|_| None).collect(),
                 by_key: HashMap::new(),
                 by_vmid: HashMap::new(),
                 hand: 0,
             }),
-            first_vmid,
+            vmids,
             capacity,
             features,
         }
+    }
+
+    /// The shadow VMIDs, one per slot.
+    pub fn vmids(&self) -> ShadowVmids {
+        self.vmids
     }
 
     /// Makes every slot's shadow now (its root frame, reserved for the
@@ -414,8 +547,8 @@ impl<S> Directory<S> {
         let mut state = self.state.lock();
         let mut reserved = 0;
         for (slot, shadow) in state.shadows.iter_mut().enumerate() {
-            if shadow.is_none() {
-                *shadow = make_shadow(self.first_vmid.wrapping_add(slot as u16)).map(Arc::new);
+            if let (None, Some(vmid)) = (&shadow, self.vmids.of_slot(slot)) {
+                *shadow = make_shadow(vmid).map(Arc::new);
             }
             reserved += usize::from(shadow.is_some());
         }
@@ -468,7 +601,8 @@ impl<S> Directory<S> {
                 (slot, Created::Recycled { victim })
             }
         };
-        let shadow_vmid = self.first_vmid.wrapping_add(slot as u16);
+        // Every slot has a VMID (the slots are the VMIDs).
+        let shadow_vmid = self.vmids.of_slot(slot)?;
         let shadow = match &state.shadows[slot] {
             Some(shadow) => shadow.clone(),
             None => {
@@ -511,13 +645,10 @@ impl<S> Directory<S> {
 
     /// The context owning shadow VMID `shadow_vmid`, if any.
     pub fn by_shadow_vmid<'g>(&self, shadow_vmid: u16, guard: &'g Guard) -> Option<&'g Context<S>> {
-        self.in_slot(
-            usize::from(shadow_vmid.wrapping_sub(self.first_vmid)),
-            guard,
-        )
+        self.in_slot(self.vmids.slot_of(shadow_vmid)?, guard)
     }
 
-    /// The context in slot `slot` (shadow VMID `first_vmid + slot`), if any.
+    /// The context in slot `slot` (shadow VMID `vmids().of_slot(slot)`), if any.
     /// The directory lock is held only to read the slot: the caller works
     /// on the context without it, and must expect it to be retired (and the
     /// slot to have a successor) meanwhile.
@@ -528,7 +659,7 @@ impl<S> Directory<S> {
 
     /// How many context slots there are (the most contexts alive at once).
     pub fn slots(&self) -> usize {
-        self.capacity.contexts.max(1)
+        self.vmids.len()
     }
 
     /// Retires the context in `slot` (if any) and frees the slot; returns

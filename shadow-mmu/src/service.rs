@@ -86,7 +86,10 @@ use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
     resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, ShadowMapping,
 };
-use crate::context::{Context, ContextKey, ContextState, Covered, Created, Directory, Footprint};
+use crate::context::{
+    Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
+    ShadowVmidError, ShadowVmids,
+};
 use crate::rmap::{ReverseMap, RmapError, ShadowRef};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
@@ -280,7 +283,8 @@ pub struct ServiceConfig {
     /// The memory budget split.
     pub budget: Budget,
     /// First hardware VMID of the shadows (`budget.capacity.contexts`
-    /// consecutive VMIDs from here are the service's).
+    /// consecutive VMIDs from here are the service's; see
+    /// [`ServiceConfig::shadow_vmids`]).
     pub first_shadow_vmid: u16,
     /// Secret entropy for the writer-side indexes' hash keys (the reverse
     /// map and the block indexes are keyed by addresses the guest chooses;
@@ -289,6 +293,23 @@ pub struct ServiceConfig {
     /// counter at boot; host embedders a random number. A fixed value is
     /// fine for tests.
     pub hash_seed: u64,
+    /// The host's VMID width and L1's own VMID, which the shadow VMIDs
+    /// must fit and avoid.
+    pub host_vmids: HostVmids,
+}
+
+impl ServiceConfig {
+    /// The shadow VMIDs, one per context: `first_shadow_vmid ..
+    /// first_shadow_vmid + budget.capacity.contexts`, refused unless they
+    /// fit the host's VMID width and exclude VMID 0 and L1's VMID (a
+    /// shadow sharing a VMID would share TLB entries with L1 or hv).
+    pub fn shadow_vmids(&self) -> Result<ShadowVmids, ShadowVmidError> {
+        ShadowVmids::new(
+            self.first_shadow_vmid,
+            self.budget.capacity.contexts,
+            self.host_vmids,
+        )
+    }
 }
 
 /// Why a translate produced no mapping and no fault: resume L2, which
@@ -472,16 +493,19 @@ where
     /// A service with no contexts yet. Every context slot's shadow (its
     /// root table frame, part of [`Budget::split`]'s frames) is made now,
     /// so a new context never waits for other contexts' tables to give a
-    /// frame back.
-    pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Self {
+    /// frame back. Fails when the shadow VMIDs do not fit the host's
+    /// ([`ServiceConfig::shadow_vmids`]).
+    pub fn new(
+        config: ServiceConfig,
+        memory: M,
+        l0: L,
+        backend: B,
+    ) -> Result<Self, ShadowVmidError> {
+        let vmids = config.shadow_vmids()?;
         crate::flat::mix_in_entropy(config.hash_seed);
-        let directory = Directory::new(
-            config.features,
-            config.budget.capacity,
-            config.first_shadow_vmid,
-        );
+        let directory = Directory::new(config.features, config.budget.capacity, vmids);
         directory.reserve_shadows(|vmid| backend.create(vmid));
-        Service {
+        Ok(Service {
             directory,
             config,
             memory,
@@ -496,7 +520,7 @@ where
             collector: Collector::new(),
             workers: spin::Mutex::new(Vec::new()),
             counters: Counters::default(),
-        }
+        })
     }
 
     /// The configuration.

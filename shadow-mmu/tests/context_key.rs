@@ -29,7 +29,7 @@ fn haft_service(mem: L1Memory) -> TestService {
         ..config(16 << 20, 8)
     };
     let backend = HostBackend::recording(config.budget.frames, ShadowConfig::default()).unwrap();
-    Service::new(config, mem, l0_map(), backend)
+    Service::new(config, mem, l0_map(), backend).unwrap()
 }
 
 /// L1 turns on HA and HAFT: a translate through the service walks with

@@ -82,7 +82,7 @@ fn a_refused_install_leaves_the_installed_leafs_record_alone() {
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     let cfg = config(16 << 20, 2);
     let backend = HostBackend::recording(cfg.budget.frames, ShadowConfig::default()).unwrap();
-    let s = Arc::new(Service::new(cfg, mem, HookedL0(l0_map()), backend));
+    let s = Arc::new(Service::new(cfg, mem, HookedL0(l0_map()), backend).unwrap());
     let w = s.worker();
     let key = l1.key(1);
     let (x, p) = (0x20_1000, 0x8000_1000);
@@ -120,7 +120,7 @@ fn an_eviction_during_an_install_keeps_the_installs_record() {
         ..cfg.budget
     };
     let backend = HostBackend::recording(cfg.budget.frames, ShadowConfig::default()).unwrap();
-    let s = Service::new(cfg, mem, l0_map(), backend);
+    let s = Service::new(cfg, mem, l0_map(), backend).unwrap();
     let w = s.worker();
     let key = l1.key(1);
     // A read-only block at L2 IPA 0x20_0000, then three pages elsewhere:
@@ -214,7 +214,7 @@ fn a_refused_map_leaves_the_installed_leafs_record_alone() {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
         refuse: refuse.clone(),
     };
-    let s = Service::new(cfg, mem, l0_map(), backend);
+    let s = Service::new(cfg, mem, l0_map(), backend).unwrap();
     let w = s.worker();
     let key = l1.key(1);
     let (x, p) = (0x20_1000, 0x8000_1000);
@@ -358,7 +358,7 @@ fn reclaiming_frames_never_clears_a_recycled_slots_successor() {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
         steps: steps.clone(),
     };
-    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend));
+    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
     let spawn = |role: Role, key| {
         let s = s.clone();
         let steps = steps.clone();

@@ -251,7 +251,7 @@ fn a_slot_without_a_reserved_root_still_gets_a_context() {
     let held: Vec<u64> = std::iter::from_fn(|| backend.pool().allocate())
         .take(config.budget.frames - 1)
         .collect();
-    let s = shadow_mmu::service::Service::new(config, mem, l0_map(), backend);
+    let s = shadow_mmu::service::Service::new(config, mem, l0_map(), backend).unwrap();
     assert_eq!(s.shadow_frames(), config.budget.frames, "one root reserved");
     for pa in held {
         s.backend().pool().release(pa);

@@ -373,7 +373,7 @@ fn an_unshadowable_result_says_why() {
         },
     )
     .expect("pool");
-    let s = Service::new(config, mem, l0_map(), backend);
+    let s = Service::new(config, mem, l0_map(), backend).unwrap();
     let w = s.worker();
     let (_, r) = reply(s.answer(&w, &translate_record(&l1, 0x5008, IpcAccess::Read, 1)));
     assert_eq!(

@@ -254,7 +254,12 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
         features,
         hash_seed: 0x5eed,
         budget,
-        first_shadow_vmid: 1,
+        // Clear of VMID 0 and of hv's VMID for L1 (1).
+        first_shadow_vmid: 16,
+        host_vmids: shadow_mmu::context::HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        },
     };
     let l0 = L0RegionMap::new(vec![L0Region {
         ipa_base: 0,
@@ -271,7 +276,9 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
         map: l0,
         old_removed: std::sync::atomic::AtomicBool::new(false),
     };
-    Arc::new(Service::new(config, memory(), l0, ModelBackend::default()))
+    Arc::new(
+        Service::new(config, memory(), l0, ModelBackend::default()).expect("valid shadow VMIDs"),
+    )
 }
 
 pub fn key(root: u64) -> ContextKey {

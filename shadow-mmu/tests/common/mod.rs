@@ -9,7 +9,7 @@ use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
 };
-use shadow_mmu::context::ContextKey;
+use shadow_mmu::context::{ContextKey, HostVmids};
 use shadow_mmu::service::{HostBackend, Service, ServiceConfig, Translated, Worker};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::{
@@ -238,13 +238,22 @@ pub fn l0_map() -> L0RegionMap {
 
 pub type TestService<M = L1Memory> = Service<M, L0RegionMap, HostBackend>;
 
+/// hv's VMIDs: 16 bits, L1 runs with VMID 1 (hv/src/arch).
+pub const HOST_VMIDS: HostVmids = HostVmids {
+    width: ipc::VmidWidth::Bits16,
+    l1_vmid: 1,
+};
+/// The shadows' VMIDs start here (clear of VMID 0 and L1's VMID 1).
+pub const FIRST_SHADOW_VMID: u16 = 16;
+
 pub fn config(bytes: usize, contexts: usize) -> ServiceConfig {
     ServiceConfig {
         features: features(),
         // Fixed: the tests are deterministic; the hashes are mixed either way.
         hash_seed: 0x5eed,
         budget: Budget::split(bytes, contexts).expect("budget large enough"),
-        first_shadow_vmid: 1,
+        first_shadow_vmid: FIRST_SHADOW_VMID,
+        host_vmids: HOST_VMIDS,
     }
 }
 
@@ -256,7 +265,7 @@ pub fn service_with<M: GuestMemory + Sync>(
     let config = config(bytes, contexts);
     let backend =
         HostBackend::recording(config.budget.frames, ShadowConfig::default()).expect("pool");
-    Service::new(config, memory, l0_map(), backend)
+    Service::new(config, memory, l0_map(), backend).expect("valid shadow VMIDs")
 }
 
 pub fn service(memory: L1Memory) -> TestService {
