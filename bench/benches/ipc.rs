@@ -47,7 +47,7 @@ fn translate_request(i: u64) -> TranslateRequest {
     TranslateRequest {
         context: ContextKey {
             vmid: 1,
-            vttbr: 0x8000_0000,
+            vttbr: 1 << 48 | 0x8000_0000,
             vtcr: 0x8002_3558,
         },
         l2_ipa: (i & 0xffff) << 12,

@@ -245,7 +245,7 @@ fn request(seq: u64) -> TranslateRequest {
     TranslateRequest {
         context: ContextKey {
             vmid: 1,
-            vttbr: 0x4000_0000,
+            vttbr: 1 << 48 | 0x4000_0000,
             vtcr: 0x8002_3558,
         },
         l2_ipa,

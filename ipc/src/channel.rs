@@ -412,7 +412,7 @@ mod tests {
         TranslateRequest {
             context: ContextKey {
                 vmid: 5,
-                vttbr: 0x4000_0000,
+                vttbr: 5 << 48 | 0x4000_0000,
                 vtcr: 0x8002_3558,
             },
             l2_ipa: ipa,

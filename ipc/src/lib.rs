@@ -46,4 +46,4 @@ pub use tlbi::{
     EntryLevels, Granule, InvalidateScope, IpaRange, IpaScope, RangeOperand, Shareability, Tlbi,
     TlbiDecodeError, TlbiOp, TlbiParams, TtlHint,
 };
-pub use vmid::VmidWidth;
+pub use vmid::{l1_vmid, VmidWidth};

@@ -14,7 +14,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
 
 /// Layout version carried by every record; bumped on any layout change.
-pub const LAYOUT_VERSION: u16 = 3;
+/// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
+/// VTCR_EL2 name (error field [`Field::Vmid`]).
+pub const LAYOUT_VERSION: u16 = 4;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -193,10 +195,13 @@ pub enum Field {
     Far = 17,
     /// An unknown reason why a walk result cannot be shadowed.
     UnshadowableReason = 18,
+    /// A VMID that is not the one L1's VTTBR_EL2/VTCR_EL2 name (see
+    /// [`crate::vmid::l1_vmid`]), or beyond the VMID width L1 has.
+    Vmid = 19,
 }
 
 impl Field {
-    const ALL: [Field; 18] = [
+    const ALL: [Field; 19] = [
         Field::Reserved,
         Field::Access,
         Field::Address,
@@ -215,6 +220,7 @@ impl Field {
         Field::ErrorCode,
         Field::Far,
         Field::UnshadowableReason,
+        Field::Vmid,
     ];
 
     fn from_u16(value: u16) -> Option<Field> {
@@ -297,15 +303,42 @@ pub enum AccessKind {
     ExecuteEl0 = 3,
 }
 
-/// Identifies the L1 stage-2 context a translation uses.
+/// Identifies the L1 stage-2 context a translation uses. Build it with
+/// [`ContextKey::new`], which computes the VMID the way TLBIs name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ContextKey {
-    /// L1's VMID for L2 (from its virtual VTTBR_EL2).
+    /// L1's VMID for L2: [`crate::vmid::l1_vmid`] of `vttbr` and `vtcr`
+    /// (checked on receipt: [`ContextKey::validate`]).
     pub vmid: u16,
     /// L1's virtual VTTBR_EL2.
     pub vttbr: u64,
     /// L1's virtual VTCR_EL2.
     pub vtcr: u64,
+}
+
+impl ContextKey {
+    /// The key for L1's virtual VTTBR_EL2 and VTCR_EL2, `l1_width` being
+    /// the VMID width L0 exposes to L1 (ID_AA64MMFR1_EL1.VMIDBits).
+    pub const fn new(vttbr: u64, vtcr: u64, l1_width: crate::VmidWidth) -> ContextKey {
+        ContextKey {
+            vmid: crate::vmid::l1_vmid(vttbr, vtcr, l1_width),
+            vttbr,
+            vtcr,
+        }
+    }
+
+    /// Checks that `vmid` is the VMID `vttbr` and `vtcr` name for some
+    /// width L1 may have ([`crate::vmid::vmid_agrees`]): a VMID the
+    /// registers do not name ([`Field::Vmid`]) would key a context that
+    /// L1's TLBIs for its real VMID never reach.
+    #[inline(always)]
+    pub const fn validate(&self) -> Result<(), Field> {
+        if crate::vmid::vmid_agrees(self.vmid, self.vttbr, self.vtcr) {
+            Ok(())
+        } else {
+            Err(Field::Vmid)
+        }
+    }
 }
 
 /// An L2 stage-2 fault the vCPU handler wants resolved.
@@ -329,7 +362,9 @@ pub struct ContextKey {
 ///   (ISS bit 6) is 1 exactly for [`AccessKind::Write`] (cache maintenance,
 ///   CM = 1, and atomics report WnR = 1, so the handler labels them Write);
 ///   a fault on L2's stage-1 walk, ESR S1PTW = 1, is the walk's own read
-///   or write whatever EC says the walk was for.
+///   or write whatever EC says the walk was for;
+/// - the context's VMID is the one its VTTBR_EL2/VTCR_EL2 name
+///   ([`ContextKey::validate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TranslateRequest {
     /// The stage-2 context.
@@ -349,7 +384,10 @@ pub struct TranslateRequest {
     pub far: u64,
 }
 
-/// A trapped stage-2 TLBI, to be applied for L1's `vmid`.
+/// A trapped stage-2 TLBI, to be applied for L1's `vmid`: the VMID of L1's
+/// VTTBR_EL2 when it issued the TLBI, computed with
+/// [`crate::vmid::l1_vmid`] (as [`ContextKey::new`] does), so that it names
+/// the same contexts as the translate requests.
 ///
 /// Built only through [`InvalidateRequest::new`], so the operand always
 /// decodes; the decoded [`InvalidateScope`] travels with it.
@@ -1071,7 +1109,7 @@ impl TranslateRequest {
         if self.l2_ipa >= ADDRESS_LIMIT {
             return Err(Field::Address);
         }
-        Ok(())
+        self.context.validate()
     }
 }
 
@@ -1096,13 +1134,17 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
         Field::Access,
     )?;
     ensure(w.l2_ipa < ADDRESS_LIMIT, kind, Field::Address)?;
+    let context = ContextKey {
+        vmid: w.vmid,
+        vttbr: w.vttbr,
+        vtcr: w.vtcr,
+    };
+    context
+        .validate()
+        .map_err(|field| DecodeError::invalid(kind, field))?;
     ensure(w.reserved == 0, kind, Field::Reserved)?;
     Ok(TranslateRequest {
-        context: ContextKey {
-            vmid: w.vmid,
-            vttbr: w.vttbr,
-            vtcr: w.vtcr,
-        },
+        context,
         l2_ipa: w.l2_ipa,
         access,
         esr: w.esr,
@@ -1630,13 +1672,23 @@ mod tests {
     /// direction).
     fn translate_request() -> impl Strategy<Value = TranslateRequest> {
         (
-            (any::<u16>(), any::<u64>(), any::<u64>(), 0..ADDRESS_LIMIT),
+            (any::<bool>(), any::<u64>(), any::<u64>(), 0..ADDRESS_LIMIT),
             access(),
             (any::<bool>(), any::<bool>(), 0u32..(1 << 25), stage2_fsc()),
             any::<u64>(),
         )
             .prop_map(
-                |((vmid, vttbr, vtcr, l2_ipa), access, (s1ptw, walk_for_fetch, iss, fsc), far)| {
+                |(
+                    (vmid16, vttbr, vtcr, l2_ipa),
+                    access,
+                    (s1ptw, walk_for_fetch, iss, fsc),
+                    far,
+                )| {
+                    let width = if vmid16 {
+                        crate::VmidWidth::Bits16
+                    } else {
+                        crate::VmidWidth::Bits8
+                    };
                     let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
                     let (access, ec) = if s1ptw {
                         let walk_access = if fetch { AccessKind::Read } else { access };
@@ -1654,7 +1706,7 @@ mod tests {
                         }
                     }
                     TranslateRequest {
-                        context: ContextKey { vmid, vttbr, vtcr },
+                        context: ContextKey::new(vttbr, vtcr, width),
                         l2_ipa,
                         access,
                         esr: ec << 26 | iss,
@@ -1874,9 +1926,16 @@ mod tests {
         /// receiver decodes, with the same field named on rejection.
         #[test]
         fn translate_validate_agrees_with_decode(esr in any::<u32>(), access in access(),
-                                                 l2_ipa in any::<u64>(), far in any::<u64>()) {
+                                                 l2_ipa in any::<u64>(), far in any::<u64>(),
+                                                 vmid in prop_oneof![Just(2u16), any::<u16>()],
+                                                 vmid_field in prop_oneof![Just(2u64), Just(0x102), any::<u64>()],
+                                                 vs in any::<bool>()) {
             let t = TranslateRequest {
-                context: ContextKey { vmid: 2, vttbr: 0x1000, vtcr: 0x3559 },
+                context: ContextKey {
+                    vmid,
+                    vttbr: vmid_field << 48 | 0x1000,
+                    vtcr: 0x3559 | u64::from(vs) << 19,
+                },
                 l2_ipa,
                 access,
                 esr,
@@ -1939,7 +1998,7 @@ mod tests {
         let good = Request::Translate(TranslateRequest {
             context: ContextKey {
                 vmid: 1,
-                vttbr: 0x8000_0000,
+                vttbr: 1 << 48 | 0x8000_0000,
                 vtcr: 0x8002_3559,
             },
             l2_ipa: 0x4000_1000,
@@ -2039,7 +2098,7 @@ mod tests {
         Request::Translate(TranslateRequest {
             context: ContextKey {
                 vmid: 1,
-                vttbr: 0x8000_0000,
+                vttbr: 1 << 48 | 0x8000_0000,
                 vtcr: 0x8002_3559,
             },
             l2_ipa: 0x4000_1000,
@@ -2048,6 +2107,57 @@ mod tests {
             far,
         })
         .encode(VcpuId(0), 1)
+    }
+
+    /// Review 3 F3: the VMID of a translate request is the one its
+    /// VTTBR_EL2/VTCR_EL2 name. With VS = 0, VTTBR_EL2[63:56] is ignored,
+    /// so VTTBR VMID field 0x0105 is VMID 5, and a request claiming 0x105
+    /// (which a VMALLS12E1 for VMID 5 would miss) is refused, naming the
+    /// field, by the sender's `validate` and on receipt alike.
+    #[test]
+    fn a_vmid_the_registers_do_not_name_is_rejected() {
+        let vttbr = 0x0105u64 << 48 | 0x4000_0000;
+        let request = |vmid, vtcr| TranslateRequest {
+            context: ContextKey { vmid, vttbr, vtcr },
+            l2_ipa: 0x1000,
+            access: AccessKind::Read,
+            esr: 0x9200_0007,
+            far: 0x1000,
+        };
+        let vs = crate::vmid::VTCR_VS;
+        for (vmid, vtcr, ok) in [
+            (0x105, 0x3559, false),
+            (5, 0x3559, true),
+            (0x105, 0x3559 | vs, true),
+            (5, 0x3559 | vs, true),
+            (6, 0x3559 | vs, false),
+        ] {
+            let t = request(vmid, vtcr);
+            let decoded = decode_request(&Request::Translate(t).encode(VcpuId(0), 0));
+            if ok {
+                assert_eq!(t.validate(), Ok(()));
+                assert_eq!(decoded.map(|e| e.message), Ok(Request::Translate(t)));
+            } else {
+                assert_eq!(t.validate(), Err(Field::Vmid), "{vmid:#x} {vtcr:#x}");
+                assert_eq!(
+                    decoded,
+                    Err(DecodeError::Invalid {
+                        kind: 1,
+                        field: Field::Vmid
+                    })
+                );
+            }
+        }
+        // ContextKey::new computes the VMID, so its keys always pass.
+        for width in [crate::VmidWidth::Bits8, crate::VmidWidth::Bits16] {
+            for vtcr in [0x3559, 0x3559 | vs] {
+                assert_eq!(ContextKey::new(vttbr, vtcr, width).validate(), Ok(()));
+            }
+        }
+        assert_eq!(
+            ContextKey::new(vttbr, 0x3559, crate::VmidWidth::Bits16).vmid,
+            5
+        );
     }
 
     /// FnV is RES0 for a stage-2 fault (the FAR is valid): a translate
@@ -2083,7 +2193,7 @@ mod tests {
             let request = TranslateRequest {
                 context: ContextKey {
                     vmid: 1,
-                    vttbr: 0,
+                    vttbr: 1 << 48,
                     vtcr: 0,
                 },
                 l2_ipa: 0,

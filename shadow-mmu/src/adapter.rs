@@ -3,10 +3,11 @@
 //! through it. Every outcome of [`Service::translate`] has a reply kind, so
 //! nothing is left for the caller to handle on the side.
 
+use ipc::l1_vmid;
 use ipc::message::{
-    decode_request, Emulation, Envelope, ExternalAbort, Injection, InvalidateAck, L0UnmapAck,
-    Record, Reply, Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable, VcpuId,
-    FSC_EXTERNAL_ABORT,
+    decode_request, DecodeError, Emulation, Envelope, ExternalAbort, Field, Injection,
+    InvalidateAck, L0UnmapAck, Record, RecordKind, Reply, Request, RetryReason, TranslateOutcome,
+    TranslateRequest, Unshadowable, VcpuId, FSC_EXTERNAL_ABORT,
 };
 use walker::{
     AbortContext, AbortOrigin, AccessKind, GuestMemory, EC_DATA_ABORT_LOWER,
@@ -26,15 +27,19 @@ where
 {
     /// Answers one request record from a vCPU ring with the record to send
     /// back on that vCPU's reply ring. A malformed request gets an error
-    /// reply naming the field; it never reaches the service.
+    /// reply naming the field; it never reaches the service. So does a
+    /// VMID that is not the one L1's registers name with the VMID width
+    /// this service was told L1 has ([`Service::l1_vmid_width`]): the
+    /// sender computed it differently, and its TLBIs would miss contexts.
     pub fn answer(&self, worker: &Worker, record: &Record) -> Record {
-        let Envelope { vcpu, seq, message } = match decode_request(record) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                let vcpu = VcpuId(record.header.vcpu);
-                return Reply::Error(error).encode(vcpu, record.header.seq);
-            }
-        };
+        let Envelope { vcpu, seq, message } =
+            match decode_request(record).and_then(|e| self.check_vmid(e)) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    let vcpu = VcpuId(record.header.vcpu);
+                    return Reply::Error(error).encode(vcpu, record.header.seq);
+                }
+            };
         let reply = match message {
             Request::Translate(t) => Reply::Translate(self.translate_request(worker, &t)),
             Request::Invalidate(i) => {
@@ -53,9 +58,32 @@ where
         reply.encode(vcpu, seq)
     }
 
-    /// Resolves a (validated) translate request into its reply.
+    /// A decoded request whose VMID is the one L1's registers name for
+    /// L1's VMID width (a translate), or fits that width (an invalidate).
+    fn check_vmid(&self, envelope: Envelope<Request>) -> Result<Envelope<Request>, DecodeError> {
+        let width = self.l1_vmid_width();
+        let (kind, agrees) = match &envelope.message {
+            Request::Translate(t) => (
+                RecordKind::Translate,
+                t.context.vmid == l1_vmid(t.context.vttbr, t.context.vtcr, width),
+            ),
+            Request::Invalidate(i) => (RecordKind::Invalidate, u32::from(i.vmid()) < width.count()),
+            Request::L0Unmap(_) => return Ok(envelope),
+        };
+        if agrees {
+            Ok(envelope)
+        } else {
+            Err(DecodeError::Invalid {
+                kind: kind as u16,
+                field: Field::Vmid,
+            })
+        }
+    }
+
+    /// Resolves a (validated) translate request into its reply. The
+    /// context's VMID is read from its registers ([`ContextKey::from_ipc`]).
     pub fn translate_request(&self, worker: &Worker, t: &TranslateRequest) -> TranslateOutcome {
-        let key = ContextKey::from_ipc(&t.context);
+        let key = ContextKey::from_ipc(&t.context, self.l1_vmid_width());
         let (access, abort) = access_from_ipc(t);
         match self.translate(worker, &key, t.l2_ipa, access, &abort) {
             Translated::Mapped(m) => TranslateOutcome::Mapped(m.to_message()),

@@ -43,7 +43,9 @@ pub const VTTBR_BADDR_FIELDS: u64 = 0x0000_ffff_ffff_fffe;
 /// Identifies a context: what a cached walk result depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ContextKey {
-    /// L1's VMID for this L2 (16 bits; an 8-bit VMID is zero-extended).
+    /// L1's VMID for this L2 (16 bits; an 8-bit VMID is zero-extended):
+    /// [`ipc::l1_vmid`] of L1's registers, as [`ContextKey::from_ipc`]
+    /// computes it, so that TLBIs for the VMID reach the context.
     pub vmid: u16,
     /// VTTBR_EL2 masked to [`VTTBR_BADDR_FIELDS`].
     pub baddr: u64,
@@ -65,9 +67,13 @@ impl ContextKey {
     }
 
     /// The key of an ipc translate request (little-endian L1 tables: the
-    /// message does not carry SCTLR_EL2.EE).
-    pub const fn from_ipc(key: &ipc::ContextKey) -> Self {
-        ContextKey::new(key.vmid, key.vttbr, key.vtcr, Endianness::Little)
+    /// message does not carry SCTLR_EL2.EE). The VMID comes from the
+    /// registers ([`ipc::l1_vmid`], with `l1_width` the VMID width L0
+    /// exposes to L1), not from `key.vmid`, so it is the VMID L1's TLBIs
+    /// name: with VTCR_EL2.VS = 0, VTTBR_EL2\[63:56\] is ignored.
+    pub const fn from_ipc(key: &ipc::ContextKey, l1_width: ipc::VmidWidth) -> Self {
+        let vmid = ipc::l1_vmid(key.vttbr, key.vtcr, l1_width);
+        ContextKey::new(vmid, key.vttbr, key.vtcr, Endianness::Little)
     }
 
     fn hash(&self) -> u64 {

@@ -528,6 +528,16 @@ where
         &self.config
     }
 
+    /// The VMID width L0 exposes to L1 (ID_AA64MMFR1_EL1.VMIDBits): how
+    /// L1's VMID is read from its VTTBR_EL2 ([`ipc::l1_vmid`]).
+    pub fn l1_vmid_width(&self) -> ipc::VmidWidth {
+        if self.config.features.vmid16() {
+            ipc::VmidWidth::Bits16
+        } else {
+            ipc::VmidWidth::Bits8
+        }
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
@@ -960,7 +970,9 @@ where
         guard.flush();
     }
 
-    /// Apply a trapped TLBI for L1 VMID `vmid` (see the module docs).
+    /// Apply a trapped TLBI for L1 VMID `vmid` (see the module docs):
+    /// [`ipc::l1_vmid`] of L1's VTTBR_EL2 and VTCR_EL2 when it issued the
+    /// TLBI, with [`Service::l1_vmid_width`], as the context keys have it.
     /// Returns the number of entries removed (cache and shadow).
     pub fn invalidate(&self, worker: &Worker, vmid: u16, scope: &InvalidateScope) -> u64 {
         let guard = worker.pin();

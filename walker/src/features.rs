@@ -13,7 +13,7 @@ use core::fmt;
 pub struct IdRegisters {
     /// ID_AA64MMFR0_EL1: PARange and the TGran* / TGran*_2 fields.
     pub mmfr0: u64,
-    /// ID_AA64MMFR1_EL1: HAFDBS and XNX.
+    /// ID_AA64MMFR1_EL1: HAFDBS, VMIDBits and XNX.
     pub mmfr1: u64,
     /// ID_AA64MMFR2_EL1: ST (FEAT_TTST); FWB (FEAT_S2FWB) must be 0.
     ///
@@ -102,6 +102,9 @@ pub enum IdRegisterError {
     UnsupportedHafdbs(u8),
     /// ID_AA64MMFR1_EL1.XNX is reserved.
     ReservedXnx(u8),
+    /// ID_AA64MMFR1_EL1.VMIDBits is reserved (only 0b0000, 8 bits, and
+    /// 0b0010, 16 bits, are defined).
+    ReservedVmidBits(u8),
     /// ID_AA64MMFR2_EL1.ST is reserved.
     ReservedSt(u8),
     /// ID_AA64MMFR2_EL1.FWB is not 0: FEAT_S2FWB exposed to L1. Only
@@ -131,6 +134,9 @@ impl fmt::Display for IdRegisterError {
                 "ID_AA64MMFR1_EL1.HAFDBS {v:#x} is not supported (only 0, 1, 2, 3)"
             ),
             IdRegisterError::ReservedXnx(v) => write!(f, "ID_AA64MMFR1_EL1.XNX {v:#x} is reserved"),
+            IdRegisterError::ReservedVmidBits(v) => {
+                write!(f, "ID_AA64MMFR1_EL1.VMIDBits {v:#x} is reserved")
+            }
             IdRegisterError::ReservedSt(v) => write!(f, "ID_AA64MMFR2_EL1.ST {v:#x} is reserved"),
             IdRegisterError::UnsupportedS2Fwb(v) => write!(
                 f,
@@ -151,6 +157,7 @@ pub struct ExposedFeatures {
     hardware_updates: HardwareUpdates,
     xnx: bool,
     ttst: bool,
+    vmid16: bool,
 }
 
 fn field(reg: u64, lsb: u32) -> u8 {
@@ -230,6 +237,13 @@ impl ExposedFeatures {
             3 => HardwareUpdates::AccessFlagDirtyAndTables,
             v => return Err(IdRegisterError::UnsupportedHafdbs(v)),
         };
+        // Not a walk's business, but L1's VMID depends on it (VTCR_EL2.VS
+        // is RES0 without FEAT_VMID16), and the service keys contexts by it.
+        let vmid16 = match field(ids.mmfr1, 4) {
+            0b0000 => false,
+            0b0010 => true,
+            v => return Err(IdRegisterError::ReservedVmidBits(v)),
+        };
         let xnx = match field(ids.mmfr1, 28) {
             0 => false,
             1 => true,
@@ -254,6 +268,7 @@ impl ExposedFeatures {
             hardware_updates,
             xnx,
             ttst,
+            vmid16,
         })
     }
 
@@ -279,6 +294,12 @@ impl ExposedFeatures {
     /// FEAT_XNX: stage-2 XN\[0\] distinguishes EL0 from EL1 execution.
     pub const fn xnx(&self) -> bool {
         self.xnx
+    }
+
+    /// FEAT_VMID16 (ID_AA64MMFR1_EL1.VMIDBits = 0b0010): L1 may use 16-bit
+    /// VMIDs (with VTCR_EL2.VS = 1); otherwise its VMIDs have 8 bits.
+    pub const fn vmid16(&self) -> bool {
+        self.vmid16
     }
 
     /// FEAT_TTST: small translation tables (T0SZ up to 48/47, start level 3).

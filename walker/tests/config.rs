@@ -115,6 +115,20 @@ fn hafdbs_xnx_and_st_decode_and_reject_what_is_not_implemented() {
     );
 }
 
+/// ID_AA64MMFR1_EL1.VMIDBits: 8 or 16 bits (FEAT_VMID16), the rest
+/// reserved.
+#[test]
+fn vmid_bits_decode_and_reserved_values_are_errors() {
+    assert!(!decode(mmfr0(PA_48), 0, 0).unwrap().vmid16());
+    assert!(decode(mmfr0(PA_48), 2 << 4, 0).unwrap().vmid16());
+    for v in [1u64, 3, 0xf] {
+        assert_eq!(
+            decode(mmfr0(PA_48), v << 4, 0),
+            Err(IdRegisterError::ReservedVmidBits(v as u8))
+        );
+    }
+}
+
 /// Review 3 F4: composition decodes L1's stage-2 MemAttr with the
 /// HCR_EL2.FWB = 0 table only, so FEAT_S2FWB exposed to L1 (MMFR2.FWB,
 /// bits [43:40]) is L0's configuration error, named in the message.
