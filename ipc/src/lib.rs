@@ -2,8 +2,8 @@
 //!
 //! * [`message`]: fixed-layout records (zerocopy, versioned) and their
 //!   validated, typed meaning: translate request / reply (mapped, inject,
-//!   retry, emulate, external abort, unshadowable), invalidate / ack, L0
-//!   unmap / ack, error replies.
+//!   retry, emulate, external abort, unshadowable, L0 denied), invalidate /
+//!   ack, L0 unmap / ack, error replies.
 //! * [`tlbi`]: the stage-2 TLBI forms and the decoding of their operand
 //!   into an IPA range and level hint, shared by the hypervisor (which traps
 //!   the TLBI) and the service (which applies it).
@@ -36,10 +36,10 @@ pub use doorbell::WfeDoorbell;
 pub use doorbell::{Doorbell, SpinDoorbell};
 pub use message::{
     decode_reply, decode_request, AccessKind, ContextKey, DecodeError, Emulation, Envelope,
-    ExternalAbort, Field, Injection, InvalidateAck, InvalidateRequest, L0Change, L0UnmapAck,
-    L0UnmapRequest, Mapping, MemShareability, Permissions, Record, RecordHeader, RecordKind, Reply,
-    Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable, VcpuId,
-    FSC_EXTERNAL_ABORT, HPFAR_FIPA, HPFAR_NS, LAYOUT_VERSION, RECORD_SIZE,
+    ExternalAbort, Field, Injection, InvalidateAck, InvalidateRequest, L0Change, L0Denial,
+    L0UnmapAck, L0UnmapRequest, Mapping, MemShareability, Permissions, Record, RecordHeader,
+    RecordKind, Reply, Request, RetryReason, TranslateOutcome, TranslateRequest, Unshadowable,
+    VcpuId, FSC_EXTERNAL_ABORT, HPFAR_FIPA, HPFAR_NS, LAYOUT_VERSION, RECORD_SIZE,
 };
 pub use ring::{Consumer, Full, Producer, Ring, RingBuffer, RingError};
 pub use tlbi::{

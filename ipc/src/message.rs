@@ -15,7 +15,8 @@ use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiPar
 
 /// Layout version carried by every record; bumped on any layout change.
 /// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
-/// VTCR_EL2 name (error field [`Field::Vmid`]).
+/// VTCR_EL2 name (error field [`Field::Vmid`]); the reply
+/// [`TranslateOutcome::L0Denied`].
 pub const LAYOUT_VERSION: u16 = 4;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
@@ -125,6 +126,8 @@ pub enum RecordKind {
     ExternalAbort = 0x87,
     /// [`TranslateOutcome::Unshadowable`].
     Unshadowable = 0x88,
+    /// [`TranslateOutcome::L0Denied`].
+    L0Denied = 0x89,
     /// [`Reply::Error`].
     Error = 0x8f,
 }
@@ -143,6 +146,7 @@ impl RecordKind {
             0x86 => RecordKind::Emulate,
             0x87 => RecordKind::ExternalAbort,
             0x88 => RecordKind::Unshadowable,
+            0x89 => RecordKind::L0Denied,
             0x8f => RecordKind::Error,
             _ => return None,
         })
@@ -608,6 +612,24 @@ pub struct ExternalAbort {
     pub l1_ipa: u64,
 }
 
+/// L1's stage 2 allows L2's access, L0's own stage 2 for L1 does not (it
+/// write-protects the page for dirty logging, makes it execute-never, or
+/// maps it as Device, which is never executable: see shadow-mmu's
+/// `compose`). The fault is L0's, not L1's: the vCPU handler resolves it as
+/// it would a fault of L1's own on that L1 IPA (log the page dirty and
+/// give write permission back, ...) and resumes L2, whose access then
+/// faults again and is translated afresh. Resuming L2 without that would
+/// fault forever: the shadow entry (if the service installed one, for the
+/// accesses both stages allow) does not allow this access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L0Denial {
+    /// The L1 IPA of L2's access (page offset included), below
+    /// [`ADDRESS_LIMIT`].
+    pub l1_ipa: u64,
+    /// The access L0's mapping denies.
+    pub access: AccessKind,
+}
+
 /// Why a valid walk result cannot become a shadow entry (the service's
 /// `Refusal`). The values are diagnostics: what the service saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -679,6 +701,9 @@ pub enum TranslateOutcome {
     ExternalAbort(ExternalAbort),
     /// The walk result cannot be shadowed.
     Unshadowable(Unshadowable),
+    /// L1 allows the access, L0's mapping of L1 does not: L0's fault to
+    /// resolve before L2 is resumed.
+    L0Denied(L0Denial),
 }
 
 /// The service finished an [`InvalidateRequest`]; no later L2 access can
@@ -801,6 +826,14 @@ struct UnshadowableWire {
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
+struct L0DeniedWire {
+    l1_ipa: u64,
+    access: u8,
+    reserved: [u8; 31],
+}
+
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
 struct RetryWire {
     reason: u8,
     reserved: [u8; 39],
@@ -834,6 +867,7 @@ const _: () = {
     assert!(size_of::<EmulateWire>() == BODY_SIZE);
     assert!(size_of::<ExternalAbortWire>() == BODY_SIZE);
     assert!(size_of::<UnshadowableWire>() == BODY_SIZE);
+    assert!(size_of::<L0DeniedWire>() == BODY_SIZE);
     assert!(size_of::<CountWire>() == BODY_SIZE);
     assert!(size_of::<ErrorWire>() == BODY_SIZE);
     // `body()` views bodies in place at offset 16 of the record.
@@ -1113,6 +1147,18 @@ impl TranslateRequest {
     }
 }
 
+/// The access kind of a wire code.
+#[inline(always)]
+fn access_from_code(code: u8) -> Option<AccessKind> {
+    Some(match code {
+        0 => AccessKind::Read,
+        1 => AccessKind::Write,
+        2 => AccessKind::Execute,
+        3 => AccessKind::ExecuteEl0,
+        _ => return None,
+    })
+}
+
 /// The body of a translate request: an IPA below [`ADDRESS_LIMIT`], a
 /// known access kind that agrees with a stage-2 fault syndrome with
 /// FnV = 0 (see [`TranslateRequest`]), a zero reserved byte.
@@ -1121,13 +1167,7 @@ fn decode_translate_body(record: &Record) -> Result<TranslateRequest, DecodeErro
     let kind = RecordKind::Translate;
     let w: &TranslateWire = body(record);
     check_stage2_syndrome(w.esr).map_err(|field| DecodeError::invalid(kind, field))?;
-    let access = match w.access {
-        0 => AccessKind::Read,
-        1 => AccessKind::Write,
-        2 => AccessKind::Execute,
-        3 => AccessKind::ExecuteEl0,
-        _ => return Err(DecodeError::invalid(kind, Field::Access)),
-    };
+    let access = access_from_code(w.access).ok_or(DecodeError::invalid(kind, Field::Access))?;
     ensure(
         syndrome_agrees_with_access(w.esr, access),
         kind,
@@ -1214,6 +1254,17 @@ impl Mapping {
         }
         if self.mem_attr > 0xf {
             return Err(Field::MemAttr);
+        }
+        Ok(())
+    }
+}
+
+impl L0Denial {
+    /// Checks the invariants [`decode_reply`] enforces: an L1 IPA below
+    /// [`ADDRESS_LIMIT`].
+    pub fn validate(&self) -> Result<(), Field> {
+        if self.l1_ipa >= ADDRESS_LIMIT {
+            return Err(Field::Address);
         }
         Ok(())
     }
@@ -1382,6 +1433,7 @@ impl Reply {
             Reply::Translate(TranslateOutcome::Emulate(_)) => RecordKind::Emulate,
             Reply::Translate(TranslateOutcome::ExternalAbort(_)) => RecordKind::ExternalAbort,
             Reply::Translate(TranslateOutcome::Unshadowable(_)) => RecordKind::Unshadowable,
+            Reply::Translate(TranslateOutcome::L0Denied(_)) => RecordKind::L0Denied,
             Reply::InvalidateAck(_) => RecordKind::InvalidateAck,
             Reply::L0UnmapAck(_) => RecordKind::L0UnmapAck,
             Reply::Error(_) => RecordKind::Error,
@@ -1469,6 +1521,16 @@ impl Reply {
                     },
                 )
             }
+            Reply::Translate(TranslateOutcome::L0Denied(d)) => out.fill(
+                kind,
+                vcpu,
+                seq,
+                L0DeniedWire {
+                    l1_ipa: d.l1_ipa,
+                    access: d.access as u8,
+                    reserved: [0; 31],
+                },
+            ),
             Reply::InvalidateAck(ack) => out.fill(
                 kind,
                 vcpu,
@@ -1600,6 +1662,20 @@ fn decode_reply_general(record: &Record) -> Result<Envelope<Reply>, DecodeError>
             let reason = Unshadowable::from_wire(w.reason, w.first, w.second)
                 .map_err(|field| DecodeError::invalid(kind, field))?;
             Reply::Translate(TranslateOutcome::Unshadowable(reason))
+        }
+        RecordKind::L0Denied => {
+            let w: &L0DeniedWire = body(record);
+            check_reserved(kind, &w.reserved)?;
+            let access =
+                access_from_code(w.access).ok_or(DecodeError::invalid(kind, Field::Access))?;
+            let denial = L0Denial {
+                l1_ipa: w.l1_ipa,
+                access,
+            };
+            denial
+                .validate()
+                .map_err(|field| DecodeError::invalid(kind, field))?;
+            Reply::Translate(TranslateOutcome::L0Denied(denial))
         }
         RecordKind::InvalidateAck => {
             let w: &CountWire = body(record);
@@ -1827,6 +1903,9 @@ mod tests {
             });
         let unshadowable =
             unshadowable().prop_map(|u| Reply::Translate(TranslateOutcome::Unshadowable(u)));
+        let l0_denied = (0..ADDRESS_LIMIT, access()).prop_map(|(l1_ipa, access)| {
+            Reply::Translate(TranslateOutcome::L0Denied(L0Denial { l1_ipa, access }))
+        });
         let acks = (any::<bool>(), any::<u64>()).prop_map(|(inv, n)| {
             if inv {
                 Reply::InvalidateAck(InvalidateAck { entries_dropped: n })
@@ -1853,6 +1932,7 @@ mod tests {
             emulate,
             external,
             unshadowable,
+            l0_denied,
             acks,
             errors
         ]
@@ -2341,5 +2421,22 @@ mod tests {
         assert!(decode_reply(&retry).is_ok());
         retry.body[0] = 4;
         assert_eq!(field(&retry), Some(Field::RetryReason));
+        // L0Denied: the L1 IPA below ADDRESS_LIMIT, a known access kind,
+        // reserved bytes zero.
+        let denied = |l1_ipa| {
+            Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
+                l1_ipa,
+                access: AccessKind::Write,
+            }))
+            .encode(VcpuId(0), 0)
+        };
+        assert!(decode_reply(&denied(0x8000_1234)).is_ok());
+        assert_eq!(field(&denied(ADDRESS_LIMIT)), Some(Field::Address));
+        let mut bad_access = denied(0x8000_1234);
+        bad_access.body[8] = 4;
+        assert_eq!(field(&bad_access), Some(Field::Access));
+        let mut reserved = denied(0x8000_1234);
+        reserved.body[9] = 1;
+        assert_eq!(field(&reserved), Some(Field::Reserved));
     }
 }

@@ -6,8 +6,8 @@
 use ipc::l1_vmid;
 use ipc::message::{
     decode_request, DecodeError, Emulation, Envelope, ExternalAbort, Field, Injection,
-    InvalidateAck, L0UnmapAck, Record, RecordKind, Reply, Request, RetryReason, TranslateOutcome,
-    TranslateRequest, Unshadowable, VcpuId, FSC_EXTERNAL_ABORT,
+    InvalidateAck, L0Denial, L0UnmapAck, Record, RecordKind, Reply, Request, RetryReason,
+    TranslateOutcome, TranslateRequest, Unshadowable, VcpuId, FSC_EXTERNAL_ABORT,
 };
 use walker::{
     AbortContext, AbortOrigin, AccessKind, GuestMemory, EC_DATA_ABORT_LOWER,
@@ -101,7 +101,21 @@ where
             Translated::Unshadowable(refusal) => {
                 TranslateOutcome::Unshadowable(unshadowable(refusal))
             }
+            Translated::L0Denied { l1_ipa, access } => TranslateOutcome::L0Denied(L0Denial {
+                l1_ipa,
+                access: ipc_access(access),
+            }),
         }
+    }
+}
+
+/// The ipc form of an access kind.
+const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
+    match access {
+        AccessKind::Read => ipc::message::AccessKind::Read,
+        AccessKind::Write => ipc::message::AccessKind::Write,
+        AccessKind::ExecEl1 => ipc::message::AccessKind::Execute,
+        AccessKind::ExecEl0 => ipc::message::AccessKind::ExecuteEl0,
     }
 }
 

@@ -100,7 +100,10 @@ impl CachedWalk {
     /// Whether the access succeeds with this entry as it stands, by the
     /// checks of AArch64.S2CheckPermissions. `false` sends the access to a
     /// walk, which reports the precise fault or makes the hardware dirty
-    /// update a DBM entry needs.
+    /// update a DBM entry needs. This is L1's stage 2 alone: what L0's
+    /// mapping of L1 allows is checked after composition, for hits and
+    /// walks alike (`Service::translate` answers `L0Denied`, never
+    /// `Mapped`, when the composed entry does not allow the access).
     pub const fn permits(&self, access: AccessKind) -> bool {
         let device = self.mem_attr & 0b1100 == 0;
         match access {

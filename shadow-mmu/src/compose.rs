@@ -8,7 +8,8 @@
 //!   aligned around the faulting L2 IPA. Both inputs are naturally aligned
 //!   powers of two, so the L2 IPA, L1 IPA and PA agree modulo that size.
 //! - **Permissions**: the intersection of read, write, execute-at-EL0 and
-//!   execute-at-EL1 (S2AP and XN\[1:0\] with FEAT_XNX semantics).
+//!   execute-at-EL1 (S2AP and XN\[1:0\] with FEAT_XNX semantics), without
+//!   execute when the combined type is Device (see below).
 //! - **Memory type** (stage-2 MemAttr\[3:0\], HCR_EL2.FWB = 0 encoding): the
 //!   more restrictive of the two, as the Arm ARM combines stages: Device
 //!   beats Normal; among Device types nGnRnE < nGnRE < nGRE < GRE (the lower
@@ -28,6 +29,13 @@
 //!   behaviour permitted), so composition never grants more caching than
 //!   some permitted reading of the descriptor.
 //! - SH = 0b01 (reserved) is treated as Outer Shareable, the widest domain.
+//! - An instruction fetch from Device memory (Unpredictable_INSTRDEVICE:
+//!   a permission fault, or the fetch treated as one from Normal
+//!   Non-cacheable memory) is a permission fault: a composed Device entry
+//!   never grants execute, whichever stage made it Device. (The walker makes
+//!   the same choice for L1's own Device leaves.) Had the entry kept
+//!   execute, what an L2 fetch did would depend on the host CPU's choice,
+//!   and it could run code from memory L0 maps as Device.
 
 pub use ipc::message::{MemShareability, Permissions};
 use walker::{Execute, S2Ap, Shareability, Translation};
@@ -553,6 +561,12 @@ pub fn compose(
     let mask = !(size - 1);
     let pa = l0.pa_base + (l1_ipa - l0.ipa_base);
     let mem_attr = walk.mem_attr.combine(l0.mem_attr);
+    let mut perms = walk.permissions().intersection(l0.perms);
+    if let MemoryType::Device(_) = mem_attr.memory_type() {
+        // CONSTRAINED UNPREDICTABLE (Unpredictable_INSTRDEVICE): a fetch
+        // from Device memory is a permission fault here (module docs).
+        perms = perms.intersection(Permissions::READ.union(Permissions::WRITE));
+    }
     let shareability = if mem_attr.memory_type().forces_outer_shareable() {
         MemShareability::OuterShareable
     } else {
@@ -563,7 +577,7 @@ pub fn compose(
             l2_ipa_base: l2_ipa & mask,
             pa_base: pa & mask,
             size,
-            perms: walk.permissions().intersection(l0.perms),
+            perms,
             mem_attr,
             shareability,
         },
@@ -889,6 +903,50 @@ mod tests {
             compose(&w, 0, &m).unwrap().shadow.shareability,
             NonShareable
         );
+    }
+
+    #[test]
+    fn a_composed_device_entry_never_grants_execute() {
+        // L1 Normal and executable; L0 Device (and executable), and the
+        // other way round: Device either way, so no execute, read and
+        // write kept.
+        for (l1_attr, l0_attr) in [(0b1111u8, 0b0001u8), (0b0000, 0b1111), (0b0011, 0b0010)] {
+            let w = walk(
+                0,
+                0x4000_0000,
+                BLOCK_2M,
+                S2Ap::from_bits(0b11),
+                Execute::from_xn(0b00),
+                l1_attr,
+            );
+            let c = compose(
+                &w,
+                0x1000,
+                &l0(0x4000_0000, 0x8000_0000, BLOCK_2M, ALL, l0_attr),
+            )
+            .unwrap();
+            assert!(matches!(
+                c.shadow.mem_attr.memory_type(),
+                MemoryType::Device(_)
+            ));
+            assert_eq!(c.shadow.perms, RW, "L1 {l1_attr:#06b} L0 {l0_attr:#06b}");
+        }
+        // Normal both: execute kept.
+        let w = walk(
+            0,
+            0x4000_0000,
+            BLOCK_2M,
+            S2Ap::from_bits(0b11),
+            Execute::from_xn(0b00),
+            0b1111,
+        );
+        let c = compose(
+            &w,
+            0x1000,
+            &l0(0x4000_0000, 0x8000_0000, BLOCK_2M, ALL, 0b1111),
+        )
+        .unwrap();
+        assert_eq!(c.shadow.perms, ALL);
     }
 
     #[test]
@@ -1266,8 +1324,17 @@ mod tests {
                 prop_assert_eq!(l1, c.l1_ipa_base + probe);
                 prop_assert_eq!(s.pa_base + probe, m.pa_base() + (l1 - m.ipa_base()));
             }
-            prop_assert_eq!(s.perms, w.permissions().intersection(perms0));
             prop_assert_eq!(s.mem_attr, MemAttr::from_bits(attr1).combine(MemAttr::from_bits(attr0)));
+            // The intersection, without execute for Device memory.
+            let both = w.permissions().intersection(perms0);
+            let exec = Permissions::EXEC_EL0.union(Permissions::EXEC_EL1);
+            match s.mem_attr.memory_type() {
+                MemoryType::Device(_) => {
+                    prop_assert_eq!(s.perms.union(exec), both.union(exec));
+                    prop_assert_eq!(s.perms.intersection(exec), Permissions::none());
+                }
+                MemoryType::Normal { .. } => prop_assert_eq!(s.perms, both),
+            }
         }
 
         #[test]

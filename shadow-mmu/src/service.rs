@@ -84,7 +84,7 @@ use walker::{AbortContext, AccessKind, ExposedFeatures, GuestMemory, InjectedAbo
 use crate::budget::Budget;
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
-    resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, ShadowMapping,
+    resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, Permissions, ShadowMapping,
 };
 use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
@@ -345,6 +345,20 @@ pub enum Translated {
     /// The walk result cannot be shadowed (e.g. an L2 IPA above the
     /// shadow's 48 bits, a PA beyond the host's).
     Unshadowable(Refusal),
+    /// L1's leaf allows the access, L0's mapping of the L1 IPA does not
+    /// (L0 write-protects it for dirty logging, makes it execute-never, or
+    /// maps it as Device, never executable): the composed shadow entry
+    /// cannot allow it, so resuming L2 would fault again, forever. The
+    /// fault is L0's own, on L1 memory: hv resolves it (logs the page
+    /// dirty and restores write permission, ...) and resumes L2, which
+    /// faults again and is translated afresh. The reduced entry (what both
+    /// stages allow, e.g. reads) is installed when it allows anything.
+    L0Denied {
+        /// The L1 IPA of L2's access.
+        l1_ipa: u64,
+        /// The access L0 denies.
+        access: AccessKind,
+    },
     /// Nothing installed; resume L2.
     Retry(Retry),
 }
@@ -773,6 +787,35 @@ where
             Ok(Composition::ExternalAbort { l1_ipa }) => return Translated::OutsideL1 { l1_ipa },
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };
+        // L1's leaf allows the access (the walk succeeded, or the hit
+        // permits it); if the composed entry does not, L0's mapping denies
+        // it, and `Mapped` would send L2 back to fault forever.
+        let l0_denied = !entry.shadow.perms.contains(needed_permission(access));
+        let denial = Translated::L0Denied {
+            l1_ipa: entry.l1_ipa_base + (l2_ipa - entry.shadow.l2_ipa_base),
+            access,
+        };
+        if l0_denied && entry.shadow.perms == Permissions::none() {
+            // Nothing to install: an entry allowing nothing saves no fault.
+            return denial;
+        }
+        // A denied access still installs the reduced entry: it is exactly
+        // what both stages allow (never more than L0 grants), so it is
+        // safe, and L2's other accesses to the page (reads of a page L0
+        // write-protects for dirty logging) keep running without faults
+        // while hv resolves its own. When the install finds that an
+        // invalidation raced with the walk, the answer is a retry (L2
+        // re-faults and re-walks) rather than the denial, like any raced
+        // install. (With nothing to install, above, the denial stands: it
+        // is about the access L2 made, which L1's tables allowed when it
+        // was walked.)
+        let outcome = |mapped: ShadowMapping| {
+            if l0_denied {
+                denial
+            } else {
+                Translated::Mapped(mapped)
+            }
+        };
         for attempt in 0..2 {
             let mut held = context.lock();
             match self.install(
@@ -785,11 +828,13 @@ where
                 &guard,
                 counters,
             ) {
-                Install::Done => return Translated::Mapped(entry.shadow),
+                Install::Done => return outcome(entry.shadow),
                 Install::Raced => {
                     bump(&counters.raced, 1);
                     return Translated::Retry(Retry::InvalidationRaced);
                 }
+                // The access is L0's to resolve even if no entry can be.
+                Install::Refused(_) if l0_denied => return denial,
                 Install::Refused(e) => return Translated::Unshadowable(Refusal::Map(e)),
                 Install::NoFrames if attempt == 0 => {
                     // Evict this context's shadow entries (they re-fault)
@@ -806,13 +851,19 @@ where
                     bump(&counters.evictions, cleared as u64 + 1);
                 }
                 // Each refused insert swept a bounded part of the slab:
-                // L2 faults again and the next one finds room.
+                // L2 faults again and the next one finds room (after hv
+                // resolved its own fault, if L0 denies the access).
+                Install::NoRecord if l0_denied => return denial,
                 Install::NoRecord => return Translated::Retry(Retry::Throttled),
             }
         }
         // The pool is still short: other contexts hold its frames. Take
-        // them from the largest and let L2 fault again.
+        // them from the largest and let L2 fault again (after hv resolved
+        // its own fault, if L0 denies the access).
         self.reclaim_frames(&guard, counters);
+        if l0_denied {
+            return denial;
+        }
         Translated::Retry(Retry::Throttled)
     }
 
@@ -1087,6 +1138,16 @@ where
         bump(&self.counters.invalidated_entries, removed as u64);
         guard.flush();
         removed as u64
+    }
+}
+
+/// The permission an access needs in a stage-2 entry.
+const fn needed_permission(access: AccessKind) -> Permissions {
+    match access {
+        AccessKind::Read => Permissions::READ,
+        AccessKind::Write => Permissions::WRITE,
+        AccessKind::ExecEl1 => Permissions::EXEC_EL1,
+        AccessKind::ExecEl0 => Permissions::EXEC_EL0,
     }
 }
 
