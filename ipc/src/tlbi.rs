@@ -98,6 +98,8 @@ impl Tlbi {
     /// Identifies a trapped `SYS` instruction (the Op0, Op1, CRn, CRm, Op2
     /// fields of an EC 0x18 syndrome) as one of the stage-2 TLBI forms.
     /// `None` for anything else, including TLBIs that do not touch stage 2.
+    // FEAT_TLBIW's TLBI VMALLWS2E1{,IS,OS} (op1 4, CRm 6/2/5, op2 2) does touch
+    // stage 2 but is not decoded: hv must hide FEAT_TLBIW from L1.
     pub const fn from_sys_encoding(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Option<Tlbi> {
         if op0 != 1 || op1 != 4 {
             return None;
