@@ -1,7 +1,9 @@
 //! The memory budget: one number of bytes, split into bounded structures,
 //! so that nothing the service holds can grow past it whatever L1 does
 //! (TLBI storms, touching every page). Every structure is either
-//! preallocated at its bound (slot arrays) or counted against a cap with
+//! preallocated at its bound (slot arrays, the reverse map and each slot's
+//! cache index, made whole with the service and the slot's cache, so
+//! nothing grows on a fault's way) or counted against a cap with
 //! eviction before the cap is passed (cache nodes by slot, shadow frames by
 //! the pool, shadow leaves and reverse-map records by a counter). At worst
 //! a fault re-walks; no allocation failure reaches a fault handler, as long
