@@ -36,7 +36,9 @@ use criterion::{
 };
 use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
 use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::{resolve, Composition, L0RegionMap, L1Translation, ShadowMapping};
+use shadow_mmu::compose::{
+    resolve, Composition, HostExecute, L0RegionMap, L1Translation, ShadowMapping,
+};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{HostBackend, Service, ServiceConfig, Translated};
 use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb, ShadowConfig};
@@ -143,7 +145,8 @@ fn composed(f: &L1Fixture, vmid: u16, pages: u64) -> Vec<(L1Translation, ShadowM
             let ipa = L1Fixture::l2_ipa(i);
             let t = w.walk(&f.memory, ipa, AccessKind::Read).expect("mapped");
             let leaf = L1Translation::from_translation(&t);
-            let Ok(Composition::Mapped(c)) = resolve(&leaf, ipa, &f.l0) else {
+            let Ok(Composition::Mapped(c)) = resolve(&leaf, ipa, &f.l0, HostExecute::PerLevel)
+            else {
                 panic!("L1 memory")
             };
             (leaf, c.shadow)

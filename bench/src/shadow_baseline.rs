@@ -23,8 +23,8 @@ use std::sync::{Mutex, RwLock};
 use ipc::message::ContextKey;
 use ipc::tlbi::{InvalidateScope, IpaScope, TtlHint};
 use shadow_mmu::compose::{
-    resolve, Composition, L0Map, L0Region, L0RegionKind, L0RegionMap, L1Translation, MemAttr,
-    MemShareability, Permissions, ShadowMapping,
+    resolve, Composition, HostExecute, L0Map, L0Region, L0RegionKind, L0RegionMap, L1Translation,
+    MemAttr, MemShareability, Permissions, ShadowMapping,
 };
 use shadow_mmu::shadow_table::{FramePool, MapError, ShadowConfig, ShadowTable, TlbMaintenance};
 use walker::{
@@ -349,7 +349,9 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
             .walk(memory, l2_ipa, access)
             .map_err(|e: WalkError| KvmFault::Walk(e.fault().map(|f| f.fsc())))?;
         let walk = L1Translation::from_translation(&t);
-        let composed = match resolve(&walk, l2_ipa, l0) {
+        // The baseline's shadows use `ShadowConfig::default()` (FEAT_XNX).
+        let host = HostExecute::from_xnx(ShadowConfig::default().xnx);
+        let composed = match resolve(&walk, l2_ipa, l0, host) {
             Ok(Composition::Mapped(c)) => c.shadow,
             _ => return Err(KvmFault::Unbacked),
         };

@@ -52,7 +52,8 @@ use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
-    L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions, ShadowMapping,
+    HostExecute, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+    ShadowMapping,
 };
 use shadow_mmu::context::{Capacity, ContextKey};
 use shadow_mmu::service::{Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
@@ -181,6 +182,9 @@ impl ShadowBackend for SlotBackend {
     }
     fn frames_in_use(&self) -> usize {
         0
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::PerLevel
     }
 }
 

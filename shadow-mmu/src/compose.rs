@@ -9,7 +9,10 @@
 //!   powers of two, so the L2 IPA, L1 IPA and PA agree modulo that size.
 //! - **Permissions**: the intersection of read, write, execute-at-EL0 and
 //!   execute-at-EL1 (S2AP and XN\[1:0\] with FEAT_XNX semantics), without
-//!   execute when the combined type is Device (see below).
+//!   execute when the combined type is Device (see below), then reduced to
+//!   what the host's descriptors can encode ([`HostExecute`]: without
+//!   FEAT_XNX, execute at only one of EL0/EL1 becomes no execute), so the
+//!   composed permissions are exactly what the installed descriptor allows.
 //! - **Memory type** (stage-2 MemAttr\[3:0\], HCR_EL2.FWB = 0 encoding): the
 //!   more restrictive of the two, as the Arm ARM combines stages: Device
 //!   beats Normal; among Device types nGnRnE < nGnRE < nGRE < GRE (the lower
@@ -87,6 +90,47 @@ pub const fn stage2_from_permissions(perms: Permissions) -> (S2Ap, Execute) {
         (false, false) => Execute::Neither,
     };
     (s2ap, execute)
+}
+
+/// Which execute permissions the host's stage-2 descriptors can express.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HostExecute {
+    /// FEAT_XNX: XN\[1:0\] (descriptor bits \[54:53\]) controls execute at
+    /// EL0 and EL1 independently.
+    PerLevel,
+    /// No FEAT_XNX: stage-2 execute control is XN (bit \[54\]) alone, bit
+    /// \[53\] is RES0 and not XN\[0\], so a descriptor allows execute at
+    /// both EL0 and EL1 or at neither.
+    BothOrNeither,
+}
+
+impl HostExecute {
+    /// From the host's FEAT_XNX.
+    pub const fn from_xnx(xnx: bool) -> Self {
+        if xnx {
+            HostExecute::PerLevel
+        } else {
+            HostExecute::BothOrNeither
+        }
+    }
+
+    /// The most of `perms` this host's descriptors can encode without
+    /// granting anything `perms` does not: execute at only one of EL0/EL1
+    /// has no encoding without FEAT_XNX, and "both" would let the other
+    /// level execute, so it becomes no execute. Translate compares the
+    /// access with these permissions: had it compared with the unreduced
+    /// ones it would answer `Mapped` for a fetch the installed descriptor
+    /// faults, and L2 would re-fault forever.
+    pub const fn encodable(self, perms: Permissions) -> Permissions {
+        let exec = Permissions::EXEC_EL0.union(Permissions::EXEC_EL1);
+        match self {
+            HostExecute::PerLevel => perms,
+            HostExecute::BothOrNeither if perms.contains(exec) => perms,
+            HostExecute::BothOrNeither => {
+                perms.intersection(Permissions::READ.union(Permissions::WRITE))
+            }
+        }
+    }
 }
 
 /// Cacheability of Normal memory, weakest first (the derived order is the
@@ -603,17 +647,24 @@ pub enum Composition {
 }
 
 /// Looks up L0's mapping of the L1 IPA the walk gives for `l2_ipa` and
-/// composes. Unbacked L1 IPAs are reported, never mapped.
+/// composes, with the permissions reduced to what `host` can encode
+/// ([`HostExecute::encodable`]): the entry's permissions are exactly what
+/// its shadow descriptor allows. Unbacked L1 IPAs are reported, never
+/// mapped.
 pub fn resolve(
     walk: &L1Translation,
     l2_ipa: u64,
     l0: &(impl L0Map + ?Sized),
+    host: HostExecute,
 ) -> Result<Composition, ComposeError> {
     let l1_ipa = walk
         .l1_ipa(l2_ipa)
         .ok_or(ComposeError::L2IpaOutsideWalk { l2_ipa })?;
     match l0.lookup(l1_ipa) {
-        Some(mapping) => compose(walk, l2_ipa, &mapping).map(Composition::Mapped),
+        Some(mapping) => compose(walk, l2_ipa, &mapping).map(|mut entry| {
+            entry.shadow.perms = host.encodable(entry.shadow.perms);
+            Composition::Mapped(entry)
+        }),
         None => Ok(match l0.unbacked(l1_ipa) {
             Unbacked::Mmio => Composition::Mmio { l1_ipa },
             Unbacked::Nothing => Composition::ExternalAbort { l1_ipa },
@@ -949,6 +1000,28 @@ mod tests {
         assert_eq!(c.shadow.perms, ALL);
     }
 
+    /// Without FEAT_XNX only "both levels" or "neither" is encodable: a
+    /// one-level execute becomes none, nothing else changes, and the
+    /// result is always what the descriptor the shadow table writes
+    /// allows (never more than asked).
+    #[test]
+    fn host_execute_keeps_only_encodable_execute() {
+        for bits in 0..16u8 {
+            let perms = Permissions::from_bits(bits).unwrap();
+            assert_eq!(HostExecute::PerLevel.encodable(perms), perms);
+            let reduced = HostExecute::BothOrNeither.encodable(perms);
+            let (_, execute) = stage2_from_permissions(perms);
+            let expected = match execute {
+                Execute::Both | Execute::Neither => perms,
+                Execute::El0Only | Execute::El1Only => {
+                    perms.intersection(Permissions::READ.union(Permissions::WRITE))
+                }
+            };
+            assert_eq!(reduced, expected, "{perms:?}");
+            assert_eq!(reduced.intersection(perms), reduced);
+        }
+    }
+
     #[test]
     fn permissions_intersect_with_xnx_semantics() {
         let m = l0(0, 0, BLOCK_2M, RW.union(Permissions::EXEC_EL1), 0b1111);
@@ -1117,7 +1190,7 @@ mod tests {
             0b0001,
         );
         assert_eq!(
-            resolve(&w, 0x10, &map),
+            resolve(&w, 0x10, &map, HostExecute::PerLevel),
             Ok(Composition::Mmio {
                 l1_ipa: 0x0900_0010
             })
@@ -1131,7 +1204,7 @@ mod tests {
             0b1111,
         );
         assert_eq!(
-            resolve(&w, 0x1234, &map),
+            resolve(&w, 0x1234, &map, HostExecute::PerLevel),
             Ok(Composition::ExternalAbort {
                 l1_ipa: 0x2000_1234
             })
@@ -1144,7 +1217,8 @@ mod tests {
             Execute::Both,
             0b1111,
         );
-        let Ok(Composition::Mapped(c)) = resolve(&w, 0x1234_5678, &map) else {
+        let Ok(Composition::Mapped(c)) = resolve(&w, 0x1234_5678, &map, HostExecute::PerLevel)
+        else {
             panic!("memory must map");
         };
         assert_eq!(c.shadow.size, BLOCK_1G);
@@ -1157,7 +1231,7 @@ mod tests {
             Execute::Both,
             0b1111,
         );
-        let Ok(Composition::Mapped(c)) = resolve(&w, 0x5678, &map) else {
+        let Ok(Composition::Mapped(c)) = resolve(&w, 0x5678, &map, HostExecute::PerLevel) else {
             panic!("memory must map");
         };
         assert_eq!(c.shadow.size, PAGE_SIZE);
@@ -1234,7 +1308,7 @@ mod tests {
             },
         }])
         .unwrap();
-        let Ok(Composition::Mapped(c)) = resolve(&w, l2_ipa, &map) else {
+        let Ok(Composition::Mapped(c)) = resolve(&w, l2_ipa, &map, HostExecute::PerLevel) else {
             panic!("must map");
         };
         assert_eq!(

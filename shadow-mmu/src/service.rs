@@ -84,7 +84,8 @@ use walker::{AbortContext, AccessKind, ExposedFeatures, GuestMemory, InjectedAbo
 use crate::budget::Budget;
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
-    resolve, ComposeError, Composition, L0Map, L1Translation, MemAttr, Permissions, ShadowMapping,
+    resolve, ComposeError, Composition, HostExecute, L0Map, L1Translation, MemAttr, Permissions,
+    ShadowMapping,
 };
 use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
@@ -191,6 +192,11 @@ pub trait ShadowBackend: Sync {
     fn create(&self, shadow_vmid: u16) -> Option<Self::Shadow>;
     /// Frames in use over all shadows.
     fn frames_in_use(&self) -> usize;
+    /// Which execute permissions the shadows' descriptors can express
+    /// (the host's FEAT_XNX). Composition reduces every entry to it, so
+    /// the permissions translate answers with are exactly the installed
+    /// ones.
+    fn host_execute(&self) -> HostExecute;
 }
 
 type ShadowOf<B> = <B as ShadowBackend>::Shadow;
@@ -272,6 +278,42 @@ impl ShadowBackend for HostBackend {
     }
     fn frames_in_use(&self) -> usize {
         self.pool.frames_in_use()
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::from_xnx(self.config.xnx)
+    }
+}
+
+/// Why [`Service::new`] refused a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceError {
+    /// The shadow VMIDs do not fit the host's ([`ServiceConfig::shadow_vmids`]).
+    ShadowVmids(ShadowVmidError),
+    /// L1 is shown FEAT_XNX (ID_AA64MMFR1_EL1.XNX) but the host's shadow
+    /// descriptors cannot express execute at only one of EL0/EL1
+    /// ([`HostExecute::BothOrNeither`]). L1's EL1-only or EL0-only
+    /// execute pages would be installed without execute, and every L2
+    /// fetch from them would fault to hv with no fault to inject into L1
+    /// (L1's stage 2 allows it): hide FEAT_XNX from L1 on such a host.
+    XnxWithoutHostXnx,
+}
+
+impl From<ShadowVmidError> for ServiceError {
+    fn from(e: ShadowVmidError) -> Self {
+        ServiceError::ShadowVmids(e)
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::ShadowVmids(e) => e.fmt(f),
+            ServiceError::XnxWithoutHostXnx => write!(
+                f,
+                "L1 is shown FEAT_XNX but the host has no FEAT_XNX: \
+                 hide it from L1 (ID_AA64MMFR1_EL1.XNX = 0)"
+            ),
+        }
     }
 }
 
@@ -508,14 +550,13 @@ where
     /// root table frame, part of [`Budget::split`]'s frames) is made now,
     /// so a new context never waits for other contexts' tables to give a
     /// frame back. Fails when the shadow VMIDs do not fit the host's
-    /// ([`ServiceConfig::shadow_vmids`]).
-    pub fn new(
-        config: ServiceConfig,
-        memory: M,
-        l0: L,
-        backend: B,
-    ) -> Result<Self, ShadowVmidError> {
+    /// ([`ServiceConfig::shadow_vmids`]), or when L1 is shown FEAT_XNX and
+    /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]).
+    pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Result<Self, ServiceError> {
         let vmids = config.shadow_vmids()?;
+        if config.features.xnx() && backend.host_execute() == HostExecute::BothOrNeither {
+            return Err(ServiceError::XnxWithoutHostXnx);
+        }
         crate::flat::mix_in_entropy(config.hash_seed);
         let directory = Directory::new(config.features, config.budget.capacity, vmids);
         directory.reserve_shadows(|vmid| backend.create(vmid));
@@ -781,7 +822,7 @@ where
                 }
             }
         };
-        let entry = match resolve(&leaf, l2_ipa, &self.l0) {
+        let entry = match resolve(&leaf, l2_ipa, &self.l0, self.backend.host_execute()) {
             Ok(Composition::Mapped(entry)) => entry,
             Ok(Composition::Mmio { l1_ipa }) => return Translated::Mmio { l1_ipa },
             Ok(Composition::ExternalAbort { l1_ipa }) => return Translated::OutsideL1 { l1_ipa },
@@ -789,7 +830,10 @@ where
         };
         // L1's leaf allows the access (the walk succeeded, or the hit
         // permits it); if the composed entry does not, L0's mapping denies
-        // it, and `Mapped` would send L2 back to fault forever.
+        // it, and `Mapped` would send L2 back to fault forever. The
+        // composed permissions are what the shadow descriptor encodes
+        // (reduced to the host's `HostExecute`), so a fetch the host cannot
+        // allow at only this EL is denied here too, not answered `Mapped`.
         let l0_denied = !entry.shadow.perms.contains(needed_permission(access));
         let denial = Translated::L0Denied {
             l1_ipa: entry.l1_ipa_base + (l2_ipa - entry.shadow.l2_ipa_base),

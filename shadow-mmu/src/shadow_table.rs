@@ -400,7 +400,9 @@ pub struct ShadowConfig {
     /// The host implements FEAT_XNX (XN\[0\] distinguishes EL0 and EL1).
     /// Without it XN\[0\] is ignored by the hardware, so execute permission
     /// for only one of EL0/EL1 is encoded as no execute (never more than
-    /// composition allowed; L0 must not expose FEAT_XNX to L1 without it).
+    /// composition allowed; the service composes with the same reduction,
+    /// [`crate::compose::HostExecute`], and `Service::new` refuses an L1
+    /// shown FEAT_XNX on a host without it).
     pub xnx: bool,
     /// Host physical address size in bits (<= 48): output addresses above
     /// it are refused.
@@ -740,6 +742,13 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     }
 
     fn leaf_descriptor(&self, m: &ShadowMapping, level: usize) -> u64 {
+        // The service composes with this reduction already
+        // (`HostExecute::encodable`, so what translate answers is what is
+        // installed); it is repeated here so that no caller of `map` can
+        // get a descriptor granting more than it asked for. Without
+        // FEAT_XNX, bit [53] is RES0 rather than XN[0]: XN = 0b01 or 0b11
+        // would read as 0b00 or 0b10 (execute at both levels, or neither),
+        // so one-level execute has no encoding and becomes no execute.
         let (s2ap, mut execute) = stage2_from_permissions(m.perms);
         if !self.config.xnx && matches!(execute, Execute::El0Only | Execute::El1Only) {
             execute = Execute::Neither;

@@ -20,9 +20,9 @@ use shadow_mmu::compose::{
     L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
     Unbacked,
 };
-use shadow_mmu::service::{HostBackend, Service, Translated, Worker};
+use shadow_mmu::service::{HostBackend, Service, ServiceConfig, ServiceError, Translated, Worker};
 use shadow_mmu::shadow_table::ShadowConfig;
-use walker::{AccessKind, Granule};
+use walker::{AccessKind, ExposedFeatures, Granule, IdRegisters};
 
 const EXEC: Permissions = Permissions::EXEC_EL0.union(Permissions::EXEC_EL1);
 const RW_PERMS: Permissions = Permissions::READ.union(Permissions::WRITE);
@@ -261,4 +261,96 @@ fn nothing_is_installed_when_l0_allows_nothing() {
     );
     assert_eq!(s.shadow_lookup(&w, &l1.key(1), L2_IPA), None);
     assert_eq!(s.shadow_leaves(), 0);
+}
+
+/// Review 6 R6-1: a host without FEAT_XNX. L1 is not shown FEAT_XNX
+/// (its pages execute at both levels or neither), but L0's own grant
+/// executes at one level only. The shadow descriptor cannot say "this
+/// level only" (it says no execute), so a fetch at the granted level is
+/// L0Denied, never `Mapped` with permissions the installed entry lacks
+/// (before the fix: `Mapped` with EXEC_EL1 over an XN entry, and L2
+/// re-faulted forever). Every `Mapped` answer is exactly what is
+/// installed.
+#[test]
+fn without_host_xnx_a_one_level_execute_grant_is_l0_denied_not_mapped() {
+    let without_xnx = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5 | (1 << 20),
+        mmfr1: 2, // HAFDBS = 2, XNX = 0.
+        mmfr2: 0,
+    })
+    .unwrap();
+    let host = ShadowConfig {
+        xnx: false,
+        pa_bits: 48,
+    };
+    for (granted, access) in [
+        (Permissions::EXEC_EL1, AccessKind::ExecEl1),
+        (Permissions::EXEC_EL0, AccessKind::ExecEl0),
+    ] {
+        let mem = L1Memory::new();
+        let l1 = l1_tables(&mem);
+        let config = ServiceConfig {
+            features: without_xnx,
+            ..config(16 << 20, 8)
+        };
+        let backend = HostBackend::recording(config.budget.frames, host).unwrap();
+        let l0 = l0_with(RW_PERMS.union(granted), NORMAL_WB);
+        let s = Service::new(config, mem, l0, backend).expect("L1 is not shown FEAT_XNX");
+        let w = s.worker();
+        for round in 0..3 {
+            assert_eq!(
+                translate(&s, &w, &l1, access),
+                Translated::L0Denied {
+                    l1_ipa: L1_IPA,
+                    access
+                },
+                "{access:?} round {round}"
+            );
+        }
+        let installed = s.shadow_lookup(&w, &l1.key(1), L2_IPA).unwrap();
+        assert_eq!(installed.perms, RW_PERMS, "{access:?}");
+        let Translated::Mapped(read) = translate(&s, &w, &l1, AccessKind::Read) else {
+            panic!("{access:?}: the read must map")
+        };
+        assert_eq!(read.perms, installed.perms, "{access:?}");
+    }
+}
+
+/// Review 6 R6-1 through L1's own descriptor: L1 is shown FEAT_XNX and
+/// maps a page EL1-executable only (XN = 0b11); a host without FEAT_XNX
+/// cannot install that, and no answer for L2's fetch is right (L1 allows
+/// it, so there is no fault to inject; L0 does not deny it). Such a
+/// configuration is refused at `Service::new` (as FEAT_S2FWB is refused by
+/// `ExposedFeatures`): hv must hide FEAT_XNX from L1 on such a host.
+#[test]
+fn an_l1_shown_xnx_on_a_host_without_it_is_refused() {
+    let host = ShadowConfig {
+        xnx: false,
+        pa_bits: 48,
+    };
+    let config = config(16 << 20, 8);
+    assert!(config.features.xnx());
+    let backend = HostBackend::recording(config.budget.frames, host).unwrap();
+    let refused = Service::new(config, L1Memory::new(), l0_map(), backend).map(|_| ());
+    assert_eq!(refused, Err(ServiceError::XnxWithoutHostXnx));
+    assert!(ServiceError::XnxWithoutHostXnx
+        .to_string()
+        .contains("hide it from L1"));
+    // The same L1 on a host with FEAT_XNX: its EL1-only page maps with
+    // exactly EL1 execute.
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x1000_0000, 0x8000_0000, 3, RW | (3 << 53));
+    let backend = HostBackend::recording(config.budget.frames, ShadowConfig::default()).unwrap();
+    let s = Service::new(config, mem, l0_map(), backend).unwrap();
+    let w = s.worker();
+    let Translated::Mapped(m) = translate(&s, &w, &l1, AccessKind::ExecEl1) else {
+        panic!("an EL1 fetch of an EL1-only page maps")
+    };
+    assert_eq!(m.perms, RW_PERMS.union(Permissions::EXEC_EL1));
+    let t = translate(&s, &w, &l1, AccessKind::ExecEl0);
+    assert!(
+        matches!(t, Translated::Inject(_)),
+        "an EL0 fetch of an EL1-only page is L1's fault: {t:?}"
+    );
 }

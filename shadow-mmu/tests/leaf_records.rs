@@ -21,7 +21,7 @@ use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::IpaRange;
 use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::{L0Map, L0Mapping, L0RegionMap, ShadowMapping};
+use shadow_mmu::compose::{HostExecute, L0Map, L0Mapping, L0RegionMap, ShadowMapping};
 use shadow_mmu::context::Capacity;
 use shadow_mmu::service::{
     HostBackend, Retry, Service, ShadowBackend, ShadowStore, Translated, Worker,
@@ -199,6 +199,9 @@ impl ShadowBackend for RefusingBackend {
     fn frames_in_use(&self) -> usize {
         self.pool.frames_in_use()
     }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::from_xnx(ShadowConfig::default().xnx)
+    }
 }
 
 /// X is shadowed; a second translate of X has its map refused after its
@@ -341,6 +344,9 @@ impl ShadowBackend for SteppedBackend {
     }
     fn frames_in_use(&self) -> usize {
         self.pool.frames_in_use()
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::from_xnx(ShadowConfig::default().xnx)
     }
 }
 

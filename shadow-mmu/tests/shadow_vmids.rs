@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use ipc::VmidWidth;
 use shadow_mmu::context::{HostVmids, ShadowVmidError, ShadowVmids};
-use shadow_mmu::service::{HostBackend, Service, ServiceConfig};
+use shadow_mmu::service::{HostBackend, Service, ServiceConfig, ServiceError};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
 
@@ -25,7 +25,10 @@ fn try_service(
         ..config(16 << 20, contexts)
     };
     let backend = HostBackend::recording(config.budget.frames, ShadowConfig::default()).unwrap();
-    Service::new(config, L1Memory::new(), l0_map(), backend)
+    Service::new(config, L1Memory::new(), l0_map(), backend).map_err(|e| match e {
+        ServiceError::ShadowVmids(e) => e,
+        other => panic!("refused for another reason: {other}"),
+    })
 }
 
 const WIDE: HostVmids = HostVmids {

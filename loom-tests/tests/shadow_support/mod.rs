@@ -11,7 +11,7 @@ use loom::sync::Arc;
 
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
 use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::ShadowMapping;
+use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::compose::{
     L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
 };
@@ -205,6 +205,9 @@ impl ShadowBackend for ModelBackend {
     }
     fn frames_in_use(&self) -> usize {
         0
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::PerLevel
     }
 }
 
