@@ -85,7 +85,7 @@ use crate::budget::Budget;
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
     resolve, ComposeError, Composition, HostExecute, L0Map, L1Translation, MemAttr, Permissions,
-    ShadowMapping,
+    ShadowMapping, PAGE_SIZE,
 };
 use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
@@ -677,6 +677,12 @@ where
         self.shadow_leaves.load(Ordering::Relaxed)
     }
 
+    /// Live reverse-map records (all contexts): one per installed shadow
+    /// leaf.
+    pub fn reverse_map_records(&self) -> usize {
+        self.rmap.lock().len()
+    }
+
     /// The shadow VMID and root table PA for `key` (creating the context),
     /// what hv installs as VTTBR_EL2 to run L2.
     pub fn shadow_root(&self, worker: &Worker, key: &ContextKey) -> Option<(u16, u64)> {
@@ -976,6 +982,13 @@ where
             let cleared = self.clear_shadow(context);
             bump(&counters.evictions, cleared as u64);
         }
+        // A leaf of another size overlapping this one (a table of pages
+        // where this is a block, a block around this page) would be
+        // replaced by `map` without its records and without the leaf
+        // count hearing of it: remove it first, leaves with their records,
+        // so `map` finds either nothing or a leaf of the same range (whose
+        // record the insert below replaces).
+        self.unmap_other_shapes(context, &shadow);
         // Record, then check L0's generation, then map (see module docs).
         // From the record on, nothing under this lock removes records
         // without their leaves, and every way out that does not map
@@ -1005,6 +1018,9 @@ where
                 self.shadow_leaves.fetch_add(1, Ordering::Relaxed);
                 Install::Done
             }
+            // Only a leaf of this very range can have been there
+            // (`unmap_other_shapes`): one leaf for one, its record
+            // replaced by this install's.
             Ok(MapOutcome::AlreadyPresent | MapOutcome::Replaced) => Install::Done,
             Err(MapError::FramesExhausted { .. }) => {
                 self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
@@ -1019,6 +1035,25 @@ where
 
     /// Unmaps `[base, base + size)` from a context's shadow and forgets the
     /// reverse-map records. Caller holds the context's lock.
+    /// Unmaps (with their records) the shadow leaves overlapping
+    /// `shadow`'s range that are not a leaf of exactly that range: the
+    /// block around it, or everything under it. One lookup when the range
+    /// is empty or holds the same leaf; the common page install costs
+    /// nothing more. Under the context's lock.
+    fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
+        let hull = match context.shadow().lookup(shadow.l2_ipa_base) {
+            Some(leaf) if leaf.size == shadow.size => return,
+            // A block around the new entry: it goes whole.
+            Some(leaf) if leaf.size > shadow.size => (leaf.l2_ipa_base, leaf.size),
+            // A page is the smallest leaf: nothing lies below one.
+            None if shadow.size == PAGE_SIZE => return,
+            // Smaller leaves at the base, or perhaps elsewhere under the
+            // new block (a table whose first entry is invalid).
+            _ => (shadow.l2_ipa_base, shadow.size),
+        };
+        self.unmap_shadow(context, hull.0, hull.1);
+    }
+
     fn unmap_shadow(&self, context: &Context<ShadowOf<B>>, base: u64, size: u64) -> usize {
         let removed = context.shadow().unmap_range(base, size);
         self.forget_shadow(removed);
