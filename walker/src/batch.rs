@@ -106,6 +106,10 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         if pending == 0 {
             break;
         }
+        // An implementation that skipped an entry would otherwise leave the
+        // previous round's value there, a silently wrong walk: a skipped
+        // read is an external abort on the walk instead.
+        values[..pending].fill(Err(MemoryError::OutsideMemslots));
         memory.read_descriptors(&unique[..pending], &mut values[..pending]);
         for i in 0..n {
             if let Phase::Descending = phases[i] {

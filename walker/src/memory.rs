@@ -47,7 +47,10 @@ pub trait GuestMemory {
     /// Read many descriptors at once; `values[i]` receives `addresses[i]`.
     /// The walker passes equal-length slices with no duplicate addresses;
     /// with unequal lengths only the first `min(len)` pairs are read and
-    /// every other entry of `values` is left as it was.
+    /// every other entry of `values` is left as it was. The batched walk
+    /// fills `values` with [`MemoryError::OutsideMemslots`] first, so an
+    /// entry an implementation leaves unwritten is an external abort on the
+    /// walk, never a stale value.
     /// Override to overlap the loads (prefetch, one slot lookup for many).
     /// The default shares one [`SlotHint`] across the batch (a batch's
     /// descriptors are usually in one memslot too).

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use common::*;
 use walker::{
-    AccessKind, BatchLengthMismatch, Endianness, Granule, SlotAccess, Stage2Walker, Translation,
-    WalkError, WalkRequest, BATCH_CHUNK,
+    AccessKind, BatchLengthMismatch, Endianness, FaultKind, Granule, GuestMemory, MemoryError,
+    SlotAccess, Stage2Walker, Translation, WalkError, WalkRequest, BATCH_CHUNK,
 };
 
 const ARENA: u64 = 0x4000_0000;
@@ -233,4 +233,65 @@ fn a_configuration_fault_faults_every_request_without_reading() {
     assert!(got
         .iter()
         .all(|r| r.as_ref().unwrap_err().fault().unwrap().fsc() == 0x04));
+}
+
+/// A memory whose batched read forgets its second entry.
+struct SkipsSecondEntry<'a, M>(&'a M);
+
+impl<M: GuestMemory> GuestMemory for SkipsSecondEntry<'_, M> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        self.0.read_descriptor(address)
+    }
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        for (i, (address, value)) in addresses.iter().zip(values.iter_mut()).enumerate() {
+            if i != 1 {
+                *value = self.0.read_descriptor(*address);
+            }
+        }
+    }
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.0.compare_exchange_descriptor(address, current, new)
+    }
+}
+
+#[test]
+fn an_entry_the_memory_leaves_unread_is_an_external_abort_not_a_stale_value() {
+    let (mem, w, _) = sample();
+    // Two pages under different level-2 tables: every round reads two
+    // distinct descriptors, and the second is the one skipped.
+    let requests = [
+        WalkRequest {
+            ipa: 0x10_0000,
+            access: AccessKind::Read,
+        },
+        WalkRequest {
+            ipa: 0x4000_0000,
+            access: AccessKind::Read,
+        },
+    ];
+    let results = mem.with(|m| {
+        let mut out = vec![
+            Err(WalkError::Contended {
+                ipa: 0,
+                descriptor_address: 0
+            });
+            2
+        ];
+        w.walk_batch(&SkipsSecondEntry(m), &requests, &mut out)
+            .unwrap();
+        out
+    });
+    let expected_first = mem.with(|m| w.walk(m, 0x10_0000, AccessKind::Read));
+    assert_eq!(results[0], expected_first);
+    match &results[1] {
+        Err(WalkError::Fault(f)) => {
+            assert_eq!(f.cause.kind(), FaultKind::ExternalAbortOnWalk, "{f:?}")
+        }
+        other => panic!("a skipped read must abort the walk, got {other:?}"),
+    }
 }
