@@ -236,12 +236,23 @@ impl Gic {
     /// The guest wrote ICC_SGI1R_EL1: raise the SGI on its targets.
     pub fn send_sgi(&self, sender: usize, value: u64) {
         let request = vgic::decode_sgi1r(value, sender, &self.cpus);
+        let mut kicks = 0u64;
         for target in 0..self.cpus.len() {
             if request.targets & (1 << target) == 0 {
                 continue;
             }
             SGIS[target].raise(request.intid);
             if target != sender {
+                kicks |= 1 << target;
+            }
+        }
+        // The pending bits must be visible before a target takes the kick
+        // and looks for them: a write to ICC_SGI1R_EL1 is not a memory
+        // access, so no memory ordering (the raise's release included)
+        // orders it after them; a DSB does (as Linux does before an IPI).
+        super::cpu::dsb_ish();
+        for target in 0..self.cpus.len() {
+            if kicks & (1 << target) != 0 {
                 write_sysreg!(
                     "s3_0_c12_c11_5",
                     vgic::sgi1r_for(KICK_SGI, self.cpus[target])

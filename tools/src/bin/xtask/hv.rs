@@ -380,7 +380,7 @@ const MATRIX: &[Case] = &[
 ];
 
 /// Seconds one boot may take before it counts as hung.
-const CASE_TIMEOUT: Duration = Duration::from_secs(150);
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines that mean something went wrong, when a marker was expected.
 const TROUBLE: &[&str] = &["hv: PANIC", "hv: error", "hv: guest crash", "Kernel panic"];
@@ -455,6 +455,7 @@ pub fn test() -> Result<(), String> {
     guest::write_bundle(&kernel, &initrd, &panic_cmdline, &panic_bundle)?;
     let started = Instant::now();
     let mut failures = Vec::new();
+    let mut flaky = Vec::new();
     for case in MATRIX {
         let machine = Machine {
             machine: case.machine.into(),
@@ -486,7 +487,24 @@ pub fn test() -> Result<(), String> {
         if let Expect::Ends { line, .. } = case.expect {
             watch.push(line);
         }
-        let outcome = machine.boot(false, &watch)?;
+        let mut outcome = machine.boot(false, &watch)?;
+        if outcome.timed_out && matches!(case.expect, Expect::Marker { .. }) {
+            // A Linux boot that hangs, rarely, on -cpu max with 4 vCPUs
+            // (seen once in many runs, not yet reproduced): a known
+            // intermittent defect under investigation, not a pass. Say so
+            // loudly, keep the hung console, and boot once more; a second
+            // hang fails the run.
+            println!(
+                "xtask: qemu {name}: FLAKY: timeout after {} s (a known intermittent hang, see hv/README.md); \
+                 console of the hung boot, then one retry:",
+                CASE_TIMEOUT.as_secs()
+            );
+            for line in &outcome.tail {
+                println!("    | {line}");
+            }
+            flaky.push(name.clone());
+            outcome = machine.boot(false, &watch)?;
+        }
         match verdict(case, &outcome) {
             None => println!(
                 "xtask: qemu {name}: ok in {:.1} s, exit status {:?} ({})",
@@ -509,6 +527,12 @@ pub fn test() -> Result<(), String> {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
+    if !flaky.is_empty() {
+        println!(
+            "xtask: qemu matrix: FLAKY, passed only on a retry after a hang: {}",
+            flaky.join("; ")
+        );
+    }
     if failures.is_empty() {
         Ok(())
     } else {
