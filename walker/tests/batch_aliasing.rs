@@ -14,17 +14,6 @@ use common::*;
 use proptest::prelude::*;
 use walker::{AccessKind, Endianness, SlotAccess, WalkError, WalkRequest, BATCH_CHUNK};
 
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// Pages 0..4 RW at 0, page 4 RO at 0x4000, 0x5000 outside every slot.
 const PAGES: [u64; 6] = [0x0, 0x1000, 0x2000, 0x3000, 0x4000, 0x5000];
 const ENTRIES: u64 = 4;

@@ -26,18 +26,6 @@ const SLOT_A_BYTES: u64 = 256 << 10;
 const SLOT_B: u64 = 0x000b_0000_4000_0000;
 const SLOT_B_BYTES: u64 = 64 << 10;
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// An address near or inside the slots, page aligned, with random high
 /// format bits so 52-bit decodings see them too.
 fn near_address(rng: &mut SplitMix) -> u64 {

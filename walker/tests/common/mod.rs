@@ -11,6 +11,19 @@ use walker::{
     SlotAccess, Stage2Registers, Stage2Walker,
 };
 
+/// SplitMix64: reproducible pseudo-random words from a seed.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
 /// One owned memslot.
 pub struct Slot {
     pub base: u64,
