@@ -489,11 +489,11 @@ pub fn test() -> Result<(), String> {
         }
         let mut outcome = machine.boot(false, &watch)?;
         if outcome.timed_out && matches!(case.expect, Expect::Marker { .. }) {
-            // A Linux boot that hangs, rarely, on -cpu max with 4 vCPUs
-            // (seen once in many runs, not yet reproduced): a known
-            // intermittent defect under investigation, not a pass. Say so
-            // loudly, keep the hung console, and boot once more; a second
-            // hang fails the run.
+            // A 4-vCPU Linux boot sometimes hangs (a timer interrupt or SGI
+            // not delivered to a vCPU in WFI; hv/README.md): a known
+            // defect, not yet explained, not a pass. Say so loudly, keep
+            // the hung console, and boot once more; a second hang fails
+            // the run.
             println!(
                 "xtask: qemu {name}: FLAKY: timeout after {} s (a known intermittent hang, see hv/README.md); \
                  console of the hung boot, then one retry:",
