@@ -50,16 +50,12 @@ use ipc::message::L0Change;
 use ipc::tlbi::IpaRange;
 use loom::sync::Arc;
 use loom::thread;
-use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::{
-    HostExecute, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
-    ShadowMapping,
-};
-use shadow_mmu::context::{Capacity, ContextKey};
-use shadow_mmu::service::{Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
+use shadow_mmu::compose::{HostExecute, L0RegionMap, ShadowMapping};
+use shadow_mmu::context::ContextKey;
+use shadow_mmu::service::{Retry, Service, ShadowBackend, ShadowStore, Translated};
 use shadow_mmu::shadow_table::{MapError, MapOutcome};
 use shadow_support::*;
-use walker::{AccessKind, Endianness, ExposedFeatures, IdRegisters};
+use walker::{AccessKind, Endianness};
 
 /// Shadow VMID of slot 1 (A's slot): its maps find no frame.
 const DRY_VMID: u16 = 17;
@@ -192,45 +188,7 @@ type SlotService = Service<SparseMemory, L0RegionMap, SlotBackend>;
 
 /// The shared fixture's service, with two slots and [`SlotBackend`].
 fn service_of_two_slots() -> Arc<SlotService> {
-    let features = ExposedFeatures::from_id_registers(IdRegisters {
-        mmfr0: 5,
-        mmfr1: 0,
-        mmfr2: 0,
-    })
-    .expect("valid ID registers");
-    let contexts = 2;
-    let budget = Budget {
-        bytes: 0,
-        capacity: Capacity {
-            contexts,
-            leaves_per_context: 4,
-            paths_per_context: 4,
-        },
-        frames: 4 * contexts + 4,
-        shadow_leaves: 16,
-    };
-    let config = ServiceConfig {
-        features,
-        hash_seed: 0x5eed,
-        budget,
-        // Clear of VMID 0 and of hv's VMID for L1 (1).
-        first_shadow_vmid: 16,
-        host_vmids: shadow_mmu::context::HostVmids {
-            width: ipc::VmidWidth::Bits16,
-            l1_vmid: 1,
-        },
-    };
-    let l0 = L0RegionMap::new(vec![L0Region {
-        ipa_base: 0,
-        size: 4 << 30,
-        kind: L0RegionKind::Memory {
-            pa_base: PA_OFFSET,
-            perms: Permissions::READ.union(Permissions::WRITE),
-            mem_attr: MemAttr::from_bits(0xf),
-            shareability: MemShareability::InnerShareable,
-        },
-    }])
-    .expect("valid L0 map");
+    let (config, l0) = (config(2), l0_map());
     Arc::new(
         Service::new(config, memory(), l0, SlotBackend::default()).expect("valid shadow VMIDs"),
     )

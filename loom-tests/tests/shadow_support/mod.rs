@@ -236,7 +236,9 @@ impl L0Map for ModelL0 {
 
 pub type ModelService = Service<SparseMemory, ModelL0, ModelBackend>;
 
-pub fn service(contexts: usize) -> Arc<ModelService> {
+/// The models' service configuration: `contexts` slots, a few entries and
+/// frames each, shadow VMIDs clear of VMID 0 and of hv's VMID for L1 (1).
+pub fn config(contexts: usize) -> ServiceConfig {
     let features = ExposedFeatures::from_id_registers(IdRegisters {
         mmfr0: 5,
         mmfr1: 0,
@@ -253,18 +255,21 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
         frames: 4 * contexts + 4,
         shadow_leaves: 16,
     };
-    let config = ServiceConfig {
+    ServiceConfig {
         features,
         hash_seed: 0x5eed,
         budget,
-        // Clear of VMID 0 and of hv's VMID for L1 (1).
         first_shadow_vmid: 16,
         host_vmids: shadow_mmu::context::HostVmids {
             width: ipc::VmidWidth::Bits16,
             l1_vmid: 1,
         },
-    };
-    let l0 = L0RegionMap::new(vec![L0Region {
+    }
+}
+
+/// L0's map of L1: the first 4 GiB as read-write memory at `PA_OFFSET`.
+pub fn l0_map() -> L0RegionMap {
+    L0RegionMap::new(vec![L0Region {
         ipa_base: 0,
         size: 4 << 30,
         kind: L0RegionKind::Memory {
@@ -274,7 +279,12 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
             shareability: MemShareability::InnerShareable,
         },
     }])
-    .expect("valid L0 map");
+    .expect("valid L0 map")
+}
+
+pub fn service(contexts: usize) -> Arc<ModelService> {
+    let config = config(contexts);
+    let l0 = l0_map();
     let l0 = ModelL0 {
         map: l0,
         old_removed: std::sync::atomic::AtomicBool::new(false),
