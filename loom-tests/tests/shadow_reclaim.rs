@@ -41,3 +41,37 @@ fn no_use_after_free_between_lookup_and_invalidation() {
         assert!(s.lookup(&key(ROOT), 0, &guard).is_none());
     });
 }
+
+/// The same race with the reader serving two requests in one burst: the
+/// burst's pin is moved forward between them without a barrier
+/// (`Burst::next`), and a node found after the move is still never freed
+/// under the reader.
+#[test]
+fn no_use_after_free_across_a_burst() {
+    loom::model(|| {
+        let s = service(1);
+        let w = s.worker();
+        assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let mut burst = w.burst();
+                for _ in 0..2 {
+                    if let Some(hit) = s.lookup(&key(ROOT), 0, burst.guard()) {
+                        assert_eq!(hit.output_address(0x10), OLD + 0x10);
+                    }
+                    burst.next();
+                }
+            })
+        };
+        s.invalidate(&w, 1, &ipas2e1(0));
+        // One more push than above: the reader's pin moves forward once.
+        for _ in 0..3 {
+            w.pin().flush();
+        }
+        reader.join().unwrap();
+        let guard = w.pin();
+        assert!(s.lookup(&key(ROOT), 0, &guard).is_none());
+    });
+}

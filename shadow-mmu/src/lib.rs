@@ -9,7 +9,9 @@
 //!   hardware TLB maintenance ([`service::ShadowBackend`];
 //!   [`service::HostBackend`] on the host).
 //! - [`service::Service::worker`]: one [`service::Worker`] per thread (its
-//!   epoch participant and its counters).
+//!   epoch participant and its counters). [`service::Worker::burst`]: serve
+//!   requests back to back under one epoch pin ([`service::Burst`]), so a
+//!   request's own pin costs no barrier.
 //! - [`service::Service::translate`]`(worker, key, l2_ipa, access, abort)` ->
 //!   [`service::Translated`]: `Mapped` (the shadow entry installed), `Inject`
 //!   (ESR/FAR/HPFAR from the walker), `Mmio` / `OutsideL1`, `Unshadowable`,
