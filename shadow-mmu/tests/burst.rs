@@ -11,18 +11,20 @@ use std::sync::Arc;
 
 use common::*;
 use ipc::tlbi::{Shareability, Tlbi, TlbiOp, TlbiParams};
+use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::REQUESTS_PER_PIN;
 use walker::Granule;
 
 const PAGES: u64 = 64;
 
-fn tables() -> (L1Memory, L1Tables) {
+/// A service over L1 tables mapping `PAGES` pages, and their context key.
+fn setup() -> (TestService, ContextKey) {
     let mem = L1Memory::new();
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     for i in 0..PAGES {
         l1.map(i << 12, 0x8000_0000 + (i << 12), 3, RW);
     }
-    (mem, l1)
+    (service(mem), l1.key(1))
 }
 
 /// Every request of a long burst invalidates a page (its cache nodes are
@@ -31,10 +33,8 @@ fn tables() -> (L1Memory, L1Tables) {
 /// the start of the burst runs before the burst ends.
 #[test]
 fn a_long_burst_answers_alike_and_lets_reclamation_proceed() {
-    let (mem, l1) = tables();
-    let s = service(mem);
+    let (s, key) = setup();
     let w = s.worker();
-    let key = l1.key(1);
     let expected: Vec<u64> = (0..PAGES)
         .map(|p| pa_of(&read(&s, &w, &key, (p << 12) | 0x18), (p << 12) | 0x18).unwrap())
         .collect();
@@ -84,10 +84,8 @@ fn a_long_burst_answers_alike_and_lets_reclamation_proceed() {
 /// test above would see without it).
 #[test]
 fn a_pin_held_across_the_burst_keeps_everything() {
-    let (mem, l1) = tables();
-    let s = service(mem);
+    let (s, key) = setup();
     let w = s.worker();
-    let key = l1.key(1);
     let held = w.pin();
     let freed = Arc::new(AtomicBool::new(false));
     let flag = freed.clone();
