@@ -8,7 +8,7 @@
 //! idles in WFI anyway.
 
 use crate::platform::MAX_CPUS;
-use core::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::{AtomicU8, Ordering};
 use smccc::psci::*;
 
 /// PSCI return codes (PSCI 1.0 section 5.2.2).
@@ -56,9 +56,20 @@ impl Default for VcpuPower {
 }
 
 impl VcpuPower {
+    /// Every vCPU off. `const` for hv's static; loom's atomics cannot be
+    /// built in a constant, so under loom it is an ordinary function.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             states: [const { AtomicU8::new(PowerState::Off as u8) }; MAX_CPUS],
+        }
+    }
+
+    /// Every vCPU off.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            states: core::array::from_fn(|_| AtomicU8::new(PowerState::Off as u8)),
         }
     }
 
@@ -191,7 +202,9 @@ fn cpu_on(args: [u64; 3], power: &VcpuPower, host: &impl PsciHost) -> i64 {
     }
 }
 
-#[cfg(test)]
+// Host tests: under loom, VcpuPower's atomics exist only inside a loom model
+// (loom-tests/tests/hv_*.rs).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use core::cell::RefCell;

@@ -16,7 +16,7 @@
 //! This module holds the decisions (which register does what, list-register
 //! and SGI encodings), tested on the host; `arch::gic` applies them.
 
-use core::sync::atomic::{AtomicU16, Ordering};
+use crate::sync::{unmodelled, AtomicU16, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
 pub const KICK_SGI: u32 = 0;
@@ -279,7 +279,7 @@ pub fn fill_list_registers(
 pub struct VirtualSgis {
     enabled: AtomicU16,
     pending: AtomicU16,
-    priority: [core::sync::atomic::AtomicU8; 16],
+    priority: [unmodelled::AtomicU8; 16],
 }
 
 impl Default for VirtualSgis {
@@ -289,11 +289,25 @@ impl Default for VirtualSgis {
 }
 
 impl VirtualSgis {
+    /// No SGI enabled or pending, all at the default priority. `const`
+    /// for hv's per-CPU statics; loom's atomics cannot be built in a
+    /// constant, so under loom it is an ordinary function.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
-            priority: [const { core::sync::atomic::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
+            priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
+        }
+    }
+
+    /// No SGI enabled or pending, all at the default priority.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            enabled: AtomicU16::new(0),
+            pending: AtomicU16::new(0),
+            priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
         }
     }
 
@@ -448,7 +462,9 @@ pub fn redistributor_affinity(gicr_typer: u64) -> u64 {
     (affinity & 0xff_ffff) | (affinity >> 24 & 0xff) << 32
 }
 
-#[cfg(test)]
+// Host tests: under loom, VirtualSgis's atomics exist only inside a loom model
+// (loom-tests/tests/hv_*.rs).
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -57,6 +57,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "shadow-mmu",
             "--package",
             "loom-tests",
+            "--package",
+            "hv",
             "--all-targets",
             "--",
             "-D",

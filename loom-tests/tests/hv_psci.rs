@@ -1,0 +1,278 @@
+//! loom models of hv's PSCI vCPU power states (`hv::psci`): CPU_ON moves a
+//! vCPU from OFF to ON_PENDING with one compare-and-swap and then starts
+//! its physical CPU (back to OFF if that fails), the started vCPU marks
+//! itself ON as it enters the guest (`VcpuPower::set_on`), CPU_OFF marks the
+//! caller OFF before its physical CPU goes down, and AFFINITY_INFO reads
+//! the state. The models call `psci::handle` as hv's SMCCC exit does, on
+//! loom's atomics (hv/src/sync.rs); only the machine (`PsciHost`) is a
+//! stand-in.
+//!
+//! What PSCI (DEN0022, CPU_ON and AFFINITY_INFO) asks, and the models check
+//! whatever the interleaving:
+//! - of concurrent CPU_ONs for one OFF vCPU exactly one succeeds and
+//!   starts it once; the others get ALREADY_ON or ON_PENDING;
+//! - a CPU_ON that fails in the firmware leaves the vCPU OFF, so it can be
+//!   retried, and never lets a second CPU_ON start it twice;
+//! - a CPU_ON racing the target's CPU_OFF either finds it ON (ALREADY_ON,
+//!   and it stays off) or succeeds and starts it again once;
+//! - a third vCPU's AFFINITY_INFO follows the target's history (ON, OFF,
+//!   ON_PENDING, ON): never ON again after OFF unless a CPU_ON succeeded,
+//!   and an OFF answer comes after everything the target did before its
+//!   CPU_OFF (a relaxed write the observer then reads relaxed, so only the
+//!   power state's release and acquire can make it visible).
+#![cfg(loom)]
+
+use hv::psci::{self, status, PowerState, PsciHost, PsciOutcome, VcpuPower};
+use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use smccc::psci::{PSCI_AFFINITY_INFO_64, PSCI_CPU_OFF, PSCI_CPU_ON_64};
+
+/// Where the guest starts its secondaries (the only valid entry here).
+const ENTRY: u64 = 0x4008_0000;
+/// The firmware's INTERNAL_FAILURE, which hv passes on.
+const INTERNAL_FAILURE: i64 = -6;
+const CPUS: usize = 3;
+
+/// The physical CPUs under hv, driven as `arch`'s `PsciHost` drives them.
+#[derive(Debug)]
+struct Machine {
+    power: VcpuPower,
+    /// The physical CPU runs (hv or the guest on it).
+    running: [AtomicBool; CPUS],
+    /// Physical CPU_ONs that succeeded, per CPU (not the boot ones).
+    starts: [AtomicU8; CPUS],
+    /// The firmware refuses this many CPU_ONs before it accepts them.
+    refusals: AtomicU8,
+    /// Calls into PSCI that have returned (callers, not targets).
+    calls_done: AtomicU8,
+    /// What the guest on vCPU 1 wrote before its CPU_OFF (relaxed: only
+    /// PSCI's own ordering may make it visible).
+    last_words: AtomicU64,
+}
+
+impl Machine {
+    /// vCPU 0 booted (and whoever is in `on`); `refusals` failing CPU_ONs.
+    fn new(on: &[usize], refusals: u8) -> Arc<Self> {
+        let machine = Machine {
+            power: VcpuPower::new(),
+            running: core::array::from_fn(|cpu| AtomicBool::new(cpu == 0 || on.contains(&cpu))),
+            starts: core::array::from_fn(|_| AtomicU8::new(0)),
+            refusals: AtomicU8::new(refusals),
+            calls_done: AtomicU8::new(0),
+            last_words: AtomicU64::new(0),
+        };
+        machine.power.set_on(0);
+        for &cpu in on {
+            machine.power.set_on(cpu);
+        }
+        Arc::new(machine)
+    }
+
+    /// A PSCI call from vCPU `caller`, as hv's SMCCC exit makes it.
+    fn call(&self, caller: usize, function: u32, args: [u64; 3]) -> PsciOutcome {
+        psci::handle(function, args, caller, &self.power, self)
+    }
+
+    /// CPU_ON for vCPU `target` from vCPU `caller`: the status.
+    fn cpu_on(&self, caller: usize, target: usize) -> i64 {
+        let outcome = self.call(caller, PSCI_CPU_ON_64, [target as u64, ENTRY, 0]);
+        self.calls_done.fetch_add(1, Ordering::Release);
+        match outcome {
+            PsciOutcome::Return(status) => status as i64,
+            other => panic!("CPU_ON returned {other:?}"),
+        }
+    }
+
+    fn affinity_info(&self, caller: usize, target: usize) -> PowerState {
+        match self.call(caller, PSCI_AFFINITY_INFO_64, [target as u64, 0, 0]) {
+            PsciOutcome::Return(0) => PowerState::On,
+            PsciOutcome::Return(1) => PowerState::Off,
+            PsciOutcome::Return(2) => PowerState::OnPending,
+            other => panic!("AFFINITY_INFO returned {other:?}"),
+        }
+    }
+
+    /// The physical CPU of vCPU `cpu` waits to be started until `callers`
+    /// PSCI calls have returned; started, it enters the guest (marking its
+    /// vCPU ON, as `enter_guest_on_this_cpu` does). Whether it started.
+    fn await_start(&self, cpu: usize, callers: u8) -> bool {
+        loop {
+            if self.starts[cpu].load(Ordering::Acquire) > 0 {
+                self.power.set_on(cpu);
+                return true;
+            }
+            if self.calls_done.load(Ordering::Acquire) == callers {
+                // Nothing can start it any more (the last check, after
+                // every call returned, decides).
+                if self.starts[cpu].load(Ordering::Acquire) > 0 {
+                    continue;
+                }
+                return false;
+            }
+            thread::yield_now();
+        }
+    }
+}
+
+impl PsciHost for Machine {
+    fn vcpu_index(&self, mpidr: u64) -> Option<usize> {
+        (mpidr < CPUS as u64).then_some(mpidr as usize)
+    }
+
+    fn entry_is_valid(&self, entry: u64) -> bool {
+        entry == ENTRY
+    }
+
+    /// The firmware's CPU_ON. hv retries while the firmware still says
+    /// ALREADY_ON (a CPU whose vCPU called CPU_OFF may still be on its way
+    /// down); the model lets that retry wait as long as it takes.
+    fn power_on(&self, vcpu: usize, _entry: u64, _context: u64) -> Result<(), i64> {
+        if self
+            .refusals
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(INTERNAL_FAILURE);
+        }
+        while self.running[vcpu].load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+        self.running[vcpu].store(true, Ordering::Relaxed);
+        self.starts[vcpu].fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// vCPUs 0 and 1 both start vCPU 2 while vCPU 2 may already be entering
+/// the guest: exactly one SUCCESS, one start.
+#[test]
+fn concurrent_cpu_ons_start_the_vcpu_once() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        let other_caller = {
+            let machine = machine.clone();
+            thread::spawn(move || machine.cpu_on(1, 2))
+        };
+        let target = {
+            let machine = machine.clone();
+            thread::spawn(move || machine.await_start(2, 2))
+        };
+        let mine = machine.cpu_on(0, 2);
+        let theirs = other_caller.join().unwrap();
+        assert!(target.join().unwrap(), "nobody started vCPU 2");
+        let mut results = [mine, theirs];
+        results.sort_unstable();
+        assert!(
+            matches!(
+                results,
+                [status::ON_PENDING | status::ALREADY_ON, status::SUCCESS]
+            ),
+            "CPU_ON results {results:?}"
+        );
+        assert_eq!(machine.starts[2].load(Ordering::Relaxed), 1);
+        assert_eq!(machine.power.get(2), PowerState::On);
+    });
+}
+
+/// vCPUs 0 and 1 both start vCPU 2 and the firmware refuses the first
+/// physical CPU_ON: that caller gets the failure and vCPU 2 goes back to
+/// OFF, so the other call may still succeed (once), or find it pending.
+#[test]
+fn failed_cpu_on_leaves_the_vcpu_off_and_startable() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 1);
+        let other_caller = {
+            let machine = machine.clone();
+            thread::spawn(move || machine.cpu_on(1, 2))
+        };
+        let target = {
+            let machine = machine.clone();
+            thread::spawn(move || machine.await_start(2, 2))
+        };
+        let mine = machine.cpu_on(0, 2);
+        let theirs = other_caller.join().unwrap();
+        let started = target.join().unwrap();
+        let results = [mine, theirs];
+        let count = |status| results.iter().filter(|&&r| r == status).count();
+        assert_eq!(count(INTERNAL_FAILURE), 1, "CPU_ON results {results:?}");
+        assert_eq!(
+            count(INTERNAL_FAILURE) + count(status::SUCCESS) + count(status::ON_PENDING),
+            2,
+            "CPU_ON results {results:?}"
+        );
+        let starts = machine.starts[2].load(Ordering::Relaxed);
+        assert_eq!(starts as usize, count(status::SUCCESS));
+        assert_eq!(started, starts == 1);
+        let expected = if started {
+            PowerState::On
+        } else {
+            PowerState::Off
+        };
+        assert_eq!(machine.power.get(2), expected);
+    });
+}
+
+/// vCPU 1 turns itself off while vCPU 0 starts it and vCPU 2 watches with
+/// AFFINITY_INFO.
+#[test]
+fn cpu_on_racing_cpu_off_as_a_third_vcpu_sees_it() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        let target = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                machine.last_words.store(1, Ordering::Relaxed);
+                assert_eq!(machine.call(1, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+                // hv's release_cpu, then the firmware's CPU_OFF.
+                machine.running[1].store(false, Ordering::Release);
+                machine.await_start(1, 1)
+            })
+        };
+        let observer = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                let seen = [machine.affinity_info(2, 1), machine.affinity_info(2, 1)];
+                if seen.contains(&PowerState::Off) {
+                    assert_eq!(
+                        machine.last_words.load(Ordering::Relaxed),
+                        1,
+                        "AFFINITY_INFO said OFF before the target's last write was visible"
+                    );
+                }
+                seen
+            })
+        };
+        let result = machine.cpu_on(0, 1);
+        let restarted = target.join().unwrap();
+        let seen = observer.join().unwrap();
+        assert!(
+            result == status::SUCCESS || result == status::ALREADY_ON,
+            "CPU_ON returned {result}"
+        );
+        assert_eq!(restarted, result == status::SUCCESS);
+        assert_eq!(
+            machine.starts[1].load(Ordering::Relaxed),
+            restarted as u8,
+            "started exactly once if CPU_ON succeeded, else never"
+        );
+        let history: &[PowerState] = if restarted {
+            &[
+                PowerState::On,
+                PowerState::Off,
+                PowerState::OnPending,
+                PowerState::On,
+            ]
+        } else {
+            &[PowerState::On, PowerState::Off]
+        };
+        assert_eq!(machine.power.get(1), *history.last().unwrap());
+        // The two answers appear in this order in the history.
+        let first = history.iter().position(|&s| s == seen[0]);
+        let in_order = first.is_some_and(|i| history[i..].contains(&seen[1]));
+        assert!(
+            in_order,
+            "AFFINITY_INFO saw {seen:?}; the target went through {history:?}"
+        );
+    });
+}
