@@ -367,3 +367,53 @@ fn raise_while_disabled_stays_pending_until_enabled() {
         assert_eq!(target.delivered[SGI as usize], 1);
     });
 }
+
+/// vCPU 0 raises an SGI for vCPU 1 while vCPU 1's CPU is starting (PSCI
+/// CPU_ON): a kick that reaches the CPU before its GIC is set up may be
+/// lost (here the set-up swallows any kick already sent), and
+/// `enter_guest_on_this_cpu` fills once before the guest first runs. The
+/// raise must not be lost either way: a swallowed kick was sent after the
+/// raise, so the entry fill sees the raise; a later kick is served.
+#[test]
+fn raise_while_the_target_starts_is_taken_at_entry() {
+    const SGI: u8 = 2;
+    loom::model(|| {
+        let (sgis, kick) = (enabled_sgis(), Arc::new(Kick::default()));
+        let sent = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let (sgis, kick, sent) = (sgis.clone(), kick.clone(), sent.clone());
+            thread::spawn(move || {
+                sgis.raise(SGI);
+                kick.send(0);
+                sent.store(true, Ordering::Release);
+            })
+        };
+        let mut target = Target::new(1);
+        // Gic::init_cpu: a kick that came before is gone.
+        kick.acknowledge();
+        // enter_guest_on_this_cpu.
+        target.fill(&sgis);
+        // The guest runs and hv serves its exits until the sender is done
+        // and no kick is pending any more.
+        loop {
+            target.guest_runs();
+            if target.maintenance_due() {
+                target.fill(&sgis);
+                continue;
+            }
+            let finished = sent.load(Ordering::Acquire);
+            if kick.acknowledge() != 0 {
+                target.fill(&sgis);
+            } else if finished {
+                break;
+            } else {
+                thread::yield_now();
+            }
+        }
+        // Nothing will make this CPU fill again: the SGI must be on its way.
+        target.assert_not_lost(&sgis, SGI);
+        target.serve_and_drain(&sgis, &kick, &[]);
+        sender.join().unwrap();
+        assert_eq!(target.delivered[SGI as usize], 1);
+    });
+}
