@@ -17,7 +17,8 @@
 //! - no SGI is delivered more often than it was raised, and every raise the
 //!   GIC may not coalesce (one made after the guest took the previous one)
 //!   is delivered again;
-//! - an INTID is never in two list registers (checked at every write).
+//! - an INTID is never in two list registers (checked at every write), and
+//!   no fill makes a disabled SGI pending in one.
 //!
 //! The kick: `arch::gic::Gic::send_sgi` raises, executes a DSB, then writes
 //! ICC_SGI1R_EL1 to send hv's physical kick SGI, which the target
@@ -36,6 +37,8 @@ use loom::thread;
 const STATE_SHIFT: u32 = 62;
 const PENDING: u64 = 0b01;
 const ACTIVE: u64 = 0b10;
+/// List-register HW bit: a physical interrupt (PPI or SPI), not an SGI.
+const HW: u64 = 1 << 61;
 
 /// hv's physical kick SGI, pending at the target's CPU. The GIC keeps one
 /// pending bit for it, so kicks from several senders coalesce into one
@@ -132,9 +135,22 @@ impl Target {
         }
     }
 
-    /// hv's fill at the end of an exit.
+    /// hv's fill at the end of an exit. Every SGI it makes pending in a
+    /// list register must be enabled (in these models only the target's
+    /// own guest changes enables, so the value read before is exact).
     fn fill(&mut self, sgis: &VirtualSgis) {
+        let enabled = sgis.read(SetClear::EnableSet);
+        let before = self.lrs.lrs.clone();
         vgic::fill_list_registers(&mut self.lrs, sgis, &mut self.backlog, |_| 0xa0);
+        for (&old, &new) in before.iter().zip(&self.lrs.lrs) {
+            if new != old && state(new) & PENDING != 0 && new & HW == 0 {
+                assert!(
+                    enabled & 1 << intid(new) != 0,
+                    "disabled SGI {} made pending in a list register",
+                    intid(new)
+                );
+            }
+        }
     }
 
     /// The guest runs: it first deactivates what it took last time (so an
@@ -355,6 +371,10 @@ fn raise_while_disabled_stays_pending_until_enabled() {
         };
         let mut target = Target::new(1);
         let raised = [SGI];
+        // An unrelated exit first: the SGI may be in a list register when
+        // the guest disables it (it then still reaches the guest, as an
+        // interrupt the redistributor had already forwarded would).
+        target.fill(&sgis);
         // GICR_ICENABLER0, then one turn of the guest (a kick may come).
         sgis.set_clear(SetClear::EnableClear, 1 << SGI);
         target.fill(&sgis);
