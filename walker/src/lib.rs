@@ -35,7 +35,9 @@
 //!   and whether the access was a stage-1 walk ([`AbortContext`]), gives the
 //!   ESR_EL2/FAR_EL2/HPFAR_EL2 values to inject ([`InjectedAbort`]).
 //! - For tools: [`Stage2Walker::decode_descriptor`] ([`DescriptorKind`]) and
-//!   [`Stage2Walker::visit_mappings`] (every leaf in IPA order, [`Mapping`]).
+//!   [`Stage2Walker::visit_mappings`] (every leaf in IPA order, [`Mapping`]);
+//!   [`Stage2Walker::visit_mappings_with`] also asks a [`MappingVisitor`] at
+//!   each table descriptor ([`TableReference`]) whether to read its table.
 //!
 //! # Architectural choices
 //!
@@ -108,7 +110,9 @@ pub use memory::{
     fill_words_from_bytes, GuestMemory, LengthMismatch, MemoryError, Memslot, MemslotError,
     Memslots, SlotAccess, SlotHint,
 };
-pub use visit::{DescriptorKind, LeafAttributes, Mapping};
+pub use visit::{
+    DescriptorKind, LeafAttributes, Mapping, MappingVisitor, TableReference, TableStep,
+};
 pub use walk::{
     BatchLengthMismatch, DescriptorUpdate, Endianness, Execute, LeafTranslation, S2Ap,
     Shareability, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,

@@ -1,5 +1,6 @@
 //! Whole-table inspection for tools: decoding one descriptor, and visiting
-//! every leaf of a table in IPA order (for `s2walk dump`).
+//! every leaf of a table in IPA order (for `s2walk dump`), with a hook on
+//! every table descriptor so a caller can expand a shared table once.
 
 use core::ops::ControlFlow;
 
@@ -64,6 +65,57 @@ pub struct Mapping {
     pub attributes: LeafAttributes,
 }
 
+/// A table descriptor met by [`Stage2Walker::visit_mappings_with`], before
+/// the table it points to is visited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableReference {
+    /// First IPA the next table maps.
+    pub ipa: u64,
+    /// Bytes of IPA the next table maps (one entry at the descriptor's level).
+    pub span: u64,
+    /// Address of the next table (AArch64.NextTableBase).
+    pub table: u64,
+    /// Level of the next table (one more than the descriptor's).
+    pub table_level: i8,
+    /// The table descriptor as read.
+    pub descriptor: DescriptorRead,
+}
+
+/// What [`MappingVisitor::table`] decides for one table descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableStep {
+    /// Visit the table's entries next.
+    Descend,
+    /// Go on with the descriptor after this one; the table is not read.
+    Skip,
+    /// End the visit.
+    Stop,
+}
+
+/// What [`Stage2Walker::visit_mappings_with`] reports to.
+pub trait MappingVisitor {
+    /// A table descriptor whose table address lies within the output size,
+    /// met before its table is read. Tables may alias (several entries may
+    /// point at one table), so a caller that remembers which
+    /// `(table, table_level)` it has seen can skip repeats and bound its
+    /// work by the memory instead of by the mappings it describes.
+    fn table(&mut self, _reference: &TableReference) -> TableStep {
+        TableStep::Descend
+    }
+
+    /// A leaf, or the fault that stops the walk of a region, in IPA order.
+    fn mapping(&mut self, item: Result<Mapping, Fault>) -> ControlFlow<()>;
+}
+
+/// [`Stage2Walker::visit_mappings`]'s visitor: every table descended.
+struct EveryTable<F>(F);
+
+impl<F: FnMut(Result<Mapping, Fault>) -> ControlFlow<()>> MappingVisitor for EveryTable<F> {
+    fn mapping(&mut self, item: Result<Mapping, Fault>) -> ControlFlow<()> {
+        (self.0)(item)
+    }
+}
+
 /// Tables deeper than this many levels cannot exist (-1..=3).
 const MAX_DEPTH: usize = 5;
 
@@ -97,13 +149,26 @@ impl Stage2Walker {
     /// [`ControlFlow::Break`]. Descriptors are read one at a time; the only
     /// bound on the work is the table itself (at most 5 levels deep), so a
     /// caller walking an untrusted table should stop after as many entries
-    /// as it is willing to read.
+    /// as it is willing to read, or use [`Stage2Walker::visit_mappings_with`]
+    /// to expand each shared table once.
     ///
     /// Returns the configuration fault, if the configuration has one.
-    pub fn visit_mappings<M, F>(&self, memory: &M, mut visit: F) -> Result<(), Fault>
+    pub fn visit_mappings<M, F>(&self, memory: &M, visit: F) -> Result<(), Fault>
     where
         M: GuestMemory + ?Sized,
         F: FnMut(Result<Mapping, Fault>) -> ControlFlow<()>,
+    {
+        self.visit_mappings_with(memory, &mut EveryTable(visit))
+    }
+
+    /// [`Stage2Walker::visit_mappings`], asking `visitor` at every table
+    /// descriptor whether to read the table it points to.
+    ///
+    /// Returns the configuration fault, if the configuration has one.
+    pub fn visit_mappings_with<M, V>(&self, memory: &M, visitor: &mut V) -> Result<(), Fault>
+    where
+        M: GuestMemory + ?Sized,
+        V: MappingVisitor + ?Sized,
     {
         let region_fault = |cause, level, ipa, trail| Fault {
             cause,
@@ -153,7 +218,8 @@ impl Stage2Walker {
                 Ok(raw) => raw,
                 Err(_) => {
                     let cause = FaultCause::DescriptorOutsideMemslots { address };
-                    if visit(Err(region_fault(cause, frame.level, ipa, Trail::default())))
+                    if visitor
+                        .mapping(Err(region_fault(cause, frame.level, ipa, Trail::default())))
                         .is_break()
                     {
                         return Ok(());
@@ -186,6 +252,18 @@ impl Stage2Walker {
                             trail,
                         ))
                     } else if depth < MAX_DEPTH {
+                        let reference = TableReference {
+                            ipa,
+                            span: 1 << self.index_lsb(frame.level),
+                            table: next_table,
+                            table_level: frame.level + 1,
+                            descriptor: read,
+                        };
+                        match visitor.table(&reference) {
+                            TableStep::Descend => {}
+                            TableStep::Skip => continue,
+                            TableStep::Stop => return Ok(()),
+                        }
                         stack[depth] = Frame {
                             table: next_table,
                             level: frame.level + 1,
@@ -220,7 +298,7 @@ impl Stage2Walker {
                     }
                 }
             };
-            if visit(outcome).is_break() {
+            if visitor.mapping(outcome).is_break() {
                 return Ok(());
             }
         }

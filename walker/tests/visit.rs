@@ -11,8 +11,11 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::*;
+use std::collections::HashSet;
+
 use walker::{
-    AccessKind, DescriptorKind, Endianness, Execute, FaultCause, Granule, Mapping, S2Ap, SlotAccess,
+    AccessKind, DescriptorKind, Endianness, Execute, Fault, FaultCause, Granule, Mapping,
+    MappingVisitor, S2Ap, SlotAccess, TableReference, TableStep,
 };
 
 const ARENA: u64 = 0x4000_0000;
@@ -133,4 +136,101 @@ fn visit_mappings_lists_every_leaf_in_ipa_order_and_reports_broken_regions() {
         .with(|m| bad.visit_mappings(m, |_| panic!("visited")))
         .unwrap_err();
     assert!(matches!(e.cause, FaultCause::InputSizeOutOfRange { .. }));
+}
+
+/// Expands each (table, level) once and records what it was shown.
+#[derive(Default)]
+struct ExpandOnce {
+    seen: HashSet<(u64, i8)>,
+    references: Vec<TableReference>,
+    leaves: Vec<(u64, u64)>,
+    stop_at_reference: Option<usize>,
+}
+
+impl MappingVisitor for ExpandOnce {
+    fn table(&mut self, reference: &TableReference) -> TableStep {
+        self.references.push(*reference);
+        if Some(self.references.len()) == self.stop_at_reference {
+            TableStep::Stop
+        } else if self.seen.insert((reference.table, reference.table_level)) {
+            TableStep::Descend
+        } else {
+            TableStep::Skip
+        }
+    }
+
+    fn mapping(&mut self, item: Result<Mapping, Fault>) -> ControlFlow<()> {
+        let leaf = item.expect("no faulting regions in this table");
+        self.leaves.push((leaf.ipa, leaf.output_address));
+        ControlFlow::Continue(())
+    }
+}
+
+#[test]
+fn the_table_hook_sees_every_table_descriptor_and_skipped_tables_are_not_read() {
+    // 4K, start level 1, 40-bit IPA. Level-1 entries 0 and 2 point at the
+    // same level-2 table, whose entry 0 points at a level-3 table with two
+    // pages; level-1 entry 1 points at a table of its own with one block.
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, 1 << 20, SlotAccess::ReadWrite);
+    let mut b = Builder::new(&mem, Granule::K4, 1, 40, AddrFormat::Plain, ARENA, 1 << 20);
+    b.map(3, 0x0, 0x9000_0000, LEAF_RW);
+    b.map(3, 0x5000, 0x9000_5000, LEAF_RW);
+    b.map(2, 0x4020_0000, 0xa000_0000, LEAF_RW);
+    let shared = b.table_at(2, 0);
+    let level3 = b.table_at(3, 0);
+    let alias_entry = b.put(1, 0x8000_0000, shared | 3);
+    let w = walker(
+        vtcr(Granule::K4, 24, 1, 5),
+        b.vttbr(),
+        Endianness::Little,
+        &features_48(),
+    );
+    let mut visitor = ExpandOnce::default();
+    let reads = mem.with(|m| {
+        let recording = Recording::new(m);
+        w.visit_mappings_with(&recording, &mut visitor).unwrap();
+        recording.reads.into_inner()
+    });
+    let references: Vec<(u64, u64, u64, i8)> = visitor
+        .references
+        .iter()
+        .map(|r| (r.ipa, r.span, r.table, r.table_level))
+        .collect();
+    let own = b.table_at(2, 0x4000_0000);
+    assert_eq!(
+        references,
+        [
+            (0, 1 << 30, shared, 2),
+            (0, 1 << 21, level3, 3),
+            (0x4000_0000, 1 << 30, own, 2),
+            (0x8000_0000, 1 << 30, shared, 2),
+        ]
+    );
+    assert_eq!(visitor.references[3].descriptor.address, alias_entry);
+    assert_eq!(visitor.references[3].descriptor.level, 1);
+    assert_eq!(visitor.references[3].descriptor.value, shared | 3);
+    // The aliased table's leaves are reported once, at their first IPAs.
+    assert_eq!(
+        visitor.leaves,
+        [
+            (0x0, 0x9000_0000),
+            (0x5000, 0x9000_5000),
+            (0x4020_0000, 0xa000_0000)
+        ]
+    );
+    // The root (2^(40-30) entries), the shared level-2 table, its level-3
+    // table and the other level-2 table, each entry once: the skipped
+    // repeat reads nothing.
+    assert_eq!(reads.len(), 1024 + 3 * 512);
+    assert_eq!(reads.iter().collect::<HashSet<_>>().len(), reads.len());
+
+    // Stop ends the visit at once.
+    let mut visitor = ExpandOnce {
+        stop_at_reference: Some(3),
+        ..ExpandOnce::default()
+    };
+    mem.with(|m| w.visit_mappings_with(m, &mut visitor))
+        .unwrap();
+    assert_eq!(visitor.references.len(), 3);
+    assert_eq!(visitor.leaves, [(0x0, 0x9000_0000), (0x5000, 0x9000_5000)]);
 }
