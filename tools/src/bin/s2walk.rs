@@ -21,6 +21,7 @@ mod setup;
 #[path = "s2walk/trace.rs"]
 mod trace;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -58,8 +59,16 @@ fn main() -> ExitCode {
 fn report_argument_error(error: &clap::Error) -> ExitCode {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            print!("{}", error.render());
-            ExitCode::SUCCESS
+            // Into a closed pipe (`s2walk --help | head -1`): one error
+            // line, as for every other write error, rather than a panic.
+            let mut out = std::io::stdout().lock();
+            match write!(out, "{}", error.render()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("s2walk: error: writing the help: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             eprint!("{}", error.render());

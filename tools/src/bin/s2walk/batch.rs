@@ -1,10 +1,13 @@
 //! `s2walk batch`: JSON lines in, one JSON line out per line in, in order.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::process::ExitCode;
 
 use clap::ArgMatches;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::error::Category;
+use serde_json::Value;
 use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
 
 use crate::output::{error_json, fault_json, translation_json};
@@ -23,8 +26,56 @@ pub struct Request {
 
 const FIELDS: [&str; 5] = ["vtcr", "vttbr", "ipa", "access", "far"];
 
-fn hex_field(object: &Map<String, Value>, name: &str) -> Result<Option<u64>, String> {
-    match object.get(name) {
+/// A request's fields as given, each at most once and none unknown; their
+/// values are checked afterwards, with messages naming the field.
+#[derive(Default)]
+struct RequestFields {
+    /// In the order of `FIELDS`.
+    values: [Option<Value>; 5],
+}
+
+impl<'de> Deserialize<'de> for RequestFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RequestFieldsVisitor)
+    }
+}
+
+struct RequestFieldsVisitor;
+
+impl<'de> Visitor<'de> for RequestFieldsVisitor {
+    type Value = RequestFields;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestFields, A::Error> {
+        let mut fields = RequestFields::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(index) = FIELDS.iter().position(|field| *field == key) else {
+                return Err(de::Error::custom(format_args!(
+                    "unknown field \"{key}\" (expected vtcr, vttbr, ipa, access, far)"
+                )));
+            };
+            // A repeated key is ambiguous: never pick one of its values.
+            if fields.values[index].is_some() {
+                return Err(de::Error::custom(format_args!("duplicate field \"{key}\"")));
+            }
+            fields.values[index] = Some(map.next_value()?);
+        }
+        Ok(fields)
+    }
+}
+
+impl RequestFields {
+    fn get(&self, name: &str) -> Option<&Value> {
+        let index = FIELDS.iter().position(|field| *field == name)?;
+        self.values[index].as_ref()
+    }
+}
+
+fn hex_field(fields: &RequestFields, name: &str) -> Result<Option<u64>, String> {
+    match fields.get(name) {
         None => Ok(None),
         Some(Value::String(text)) => parse_hex(text)
             .map(Some)
@@ -48,19 +99,15 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     if line.trim().is_empty() {
         return Err("empty line (expected a JSON object)".to_string());
     }
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(object) = value else {
-        return Err("expected a JSON object".to_string());
-    };
-    if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field \"{unknown}\" (expected vtcr, vttbr, ipa, access, far)"
-        ));
-    }
-    let vtcr = required(hex_field(&object, "vtcr")?, "vtcr")?;
-    let vttbr = required(hex_field(&object, "vttbr")?, "vttbr")?;
-    let ipa = required(hex_field(&object, "ipa")?, "ipa")?;
-    let access = match object.get("access") {
+    let fields: RequestFields = serde_json::from_str(line).map_err(|e| match e.classify() {
+        // The JSON is well-formed but not a request: say what is wrong.
+        Category::Data => e.to_string(),
+        Category::Syntax | Category::Eof | Category::Io => format!("invalid JSON: {e}"),
+    })?;
+    let vtcr = required(hex_field(&fields, "vtcr")?, "vtcr")?;
+    let vttbr = required(hex_field(&fields, "vttbr")?, "vttbr")?;
+    let ipa = required(hex_field(&fields, "ipa")?, "ipa")?;
+    let access = match fields.get("access") {
         None => return Err("missing field \"access\"".to_string()),
         Some(Value::String(text)) => parse_access(text)?,
         Some(other) => {
@@ -74,7 +121,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
         vttbr,
         ipa,
         access,
-        far: hex_field(&object, "far")?,
+        far: hex_field(&fields, "far")?,
     })
 }
 
@@ -300,6 +347,17 @@ mod tests {
                 r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0","access":"read","x":1}"#,
                 "unknown field \"x\"",
             ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0","ipa":"0x0","access":"read"}"#,
+                "duplicate field \"ipa\"",
+            ),
+            (
+                r#"{"vtcr":"0x0","vttbr":"0x0","ipa":"0x0","access":"read","far":1,"far":1}"#,
+                "duplicate field \"far\"",
+            ),
+            // serde can read a struct from an array; a request is an object.
+            (r#"["0x0","0x0","0x0","read"]"#, "expected a JSON object"),
+            (r#"{"vtcr":"0x0"} x"#, "invalid JSON: trailing characters"),
         ];
         for (line, expected) in cases {
             let error = parse_request(line).unwrap_err();

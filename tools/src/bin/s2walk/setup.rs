@@ -1,5 +1,7 @@
 //! Command line, ID registers and memory: what every subcommand shares.
 
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
@@ -28,8 +30,8 @@ hypervisor (L0) walks the table its guest hypervisor (L1) wrote, following the
 Arm ARM pseudocode (AArch64.S2Walk).
 
 Memory: each --mem FILE@HEXADDR is one memslot holding the bytes of FILE at
-guest-physical address HEXADDR (8-byte aligned; the file length must be a
-non-zero multiple of 8; slots must not overlap). --mem-ro adds a read-only
+guest-physical address HEXADDR (a regular file, 8-byte aligned; the file
+length must be a non-zero multiple of 8; slots must not overlap). --mem-ro adds a read-only
 slot (a hardware AF/dirty update there is refused: external abort). A
 descriptor read outside every slot is a synchronous external abort on the
 walk. Hardware AF/dirty updates change the in-memory copy only, never FILE,
@@ -58,7 +60,8 @@ Translate JSON lines from stdin; print one JSON line per input line, in order.
 Input:  {\"vtcr\":\"0x..\",\"vttbr\":\"0x..\",\"ipa\":\"0x..\",\"access\":\"read\"|\"write\"|\"exec\"|\"exec_el0\"}
         (exec = instruction fetch at EL1, exec_el0 at EL0; optional \"far\":\"0x..\"
         is the L2 virtual address reported in FAR_EL2, otherwise 0).
-        Values are hex strings (0x prefix optional) or JSON integers.
+        Values are hex strings (0x prefix optional) or JSON integers (decimal:
+        \"ipa\":16 and \"ipa\":\"0x10\" are the same IPA). Each key at most once.
 Success: {\"ok\":true,\"oa\":\"0x..\",\"level\":N,\"size\":\"0x..\",\"contiguous_size\":\"0x..\",
          \"s2ap\":N,\"xn\":N,\"memattr\":\"0x.\",\"sh\":N,\"dbm\":B,\"descriptor\":\"0x..\",
          \"af_updated\":B,\"dirty_updated\":B,\"descriptors\":[{\"level\":N,\"address\":\"0x..\",\"value\":\"0x..\"},..]}
@@ -201,8 +204,10 @@ pub fn command() -> Command {
                     Arg::new("max-reads")
                         .long("max-reads")
                         .value_name("N")
-                        .help("Stop (exit status 1) after reading this many descriptors")
-                        .default_value("268435456")
+                        .help(
+                            "Stop (exit status 1) after reading this many descriptors \
+                             [default: the most a dump of the memory given can need]",
+                        )
                         .value_parser(value_parser!(u64).range(1..)),
                 ),
         )
@@ -315,21 +320,70 @@ impl Machine {
     }
 }
 
+/// Bytes read from a `--mem` file at a time: the file is never held in
+/// memory beside its words.
+const LOAD_CHUNK: usize = 64 * 1024;
+
+/// The words of a `--mem` file, read in bounded chunks into one allocation
+/// of the file's size that is reserved up front (a refused allocation is an
+/// error line, not an abort).
 fn load_image(arg: &MemArg) -> Result<Vec<AtomicU64>, String> {
     let name = arg.path.display();
-    let bytes = std::fs::read(&arg.path).map_err(|e| format!("cannot read {name}: {e}"))?;
-    if bytes.is_empty() {
-        return Err(format!("memory file {name} is empty"));
-    }
-    if bytes.len() % 8 != 0 {
+    // Checked on the path before opening: opening a FIFO blocks until a
+    // writer appears, and a device has no length to read up to. (A file
+    // swapped for one in between is caught by the second check below,
+    // unless the swap is to a FIFO: not a case a command-line tool defends.)
+    let metadata = std::fs::metadata(&arg.path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    if !metadata.is_file() {
         return Err(format!(
-            "memory file {name} is {} bytes, not a multiple of 8 (descriptors are 8 bytes)",
-            bytes.len()
+            "memory file {name} is not a regular file (a directory, device or FIFO has no fixed length)"
         ));
     }
-    let words: Vec<AtomicU64> = (0..bytes.len() / 8).map(|_| AtomicU64::new(0)).collect();
-    fill_words_from_bytes(&words, &bytes).map_err(|e| format!("loading {name}: {e}"))?;
-    Ok(words)
+    let mut file = File::open(&arg.path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("memory file {name} is not a regular file"));
+    }
+    let length = metadata.len();
+    if length == 0 {
+        return Err(format!("memory file {name} is empty"));
+    }
+    if length % 8 != 0 {
+        return Err(format!(
+            "memory file {name} is {length} bytes, not a multiple of 8 (descriptors are 8 bytes)"
+        ));
+    }
+    let too_big =
+        |reason: String| format!("memory file {name} ({length} bytes) cannot be loaded: {reason}");
+    let word_count = usize::try_from(length / 8)
+        .map_err(|_| too_big("too large for this machine".to_string()))?;
+    let mut words: Vec<AtomicU64> = Vec::new();
+    words
+        .try_reserve_exact(word_count)
+        .map_err(|e| too_big(e.to_string()))?;
+    words.resize_with(word_count, || AtomicU64::new(0));
+    let mut buffer = vec![0u8; LOAD_CHUNK];
+    for chunk in words.chunks(LOAD_CHUNK / 8) {
+        let bytes = &mut buffer[..chunk.len() * 8];
+        file.read_exact(bytes).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                format!("cannot read {name}: it shrank below {length} bytes while being read")
+            } else {
+                format!("cannot read {name}: {e}")
+            }
+        })?;
+        fill_words_from_bytes(chunk, bytes).map_err(|e| format!("loading {name}: {e}"))?;
+    }
+    // No silent truncation: a file that grew while being read is refused.
+    match file.read(&mut buffer[..1]) {
+        Ok(0) => Ok(words),
+        Ok(_) => Err(format!(
+            "cannot read {name}: it grew beyond {length} bytes while being read"
+        )),
+        Err(e) => Err(format!("cannot read {name}: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `s2walk walk`: one IPA with a human-readable trace of every level.
 
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use clap::ArgMatches;
@@ -198,9 +199,13 @@ pub fn run(args: &ArgMatches) -> Outcome {
     let far = args.get_one::<u64>("far").copied();
     let walker = machine.walker(vtcr, vttbr);
     let (lines, translated) = trace(&memslots, &walker, ipa, access, far);
+    // A closed stdout (`s2walk walk ... | head -1`) is an error line, not a
+    // panic in println!.
+    let mut out = io::stdout().lock();
     for line in lines {
-        println!("{line}");
+        writeln!(out, "{line}").map_err(|e| format!("writing the trace: {e}"))?;
     }
+    out.flush().map_err(|e| format!("writing the trace: {e}"))?;
     Ok(if translated {
         ExitCode::SUCCESS
     } else {
