@@ -2,7 +2,7 @@
 //! fetched as Debian packages, and an initramfs built here; plus the guest
 //! bundle hv boots (see hv::bundle).
 
-use crate::{describe, run_command, workspace_root};
+use crate::{describe, run_command, setup, workspace_root, write_atomically};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::io::{Read, Write};
@@ -26,27 +26,75 @@ pub fn cache_dir() -> PathBuf {
 pub fn default_guest() -> Result<(PathBuf, PathBuf), String> {
     let dir = cache_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let image = dir.join("Image");
-    let busybox = dir.join("busybox");
-    if !image.exists() || !busybox.exists() {
-        fetch_packages(&dir, &image, &busybox)?;
+    let cache = GuestCache::new(&dir);
+    if !cache.is_complete() {
+        fetch_packages(&dir, &cache)?;
     }
     let initramfs = dir.join("initramfs.cpio.gz");
-    let busybox_bytes = read(&busybox)?;
+    let busybox_bytes = read(&cache.busybox)?;
     let archive = initramfs_archive(&busybox_bytes)?;
     write_if_changed(&initramfs, &archive)?;
-    Ok((image, initramfs))
+    Ok((cache.image, initramfs))
+}
+
+/// The fetched files. Each is written whole (see `write_atomically`), and
+/// the stamp, written last, records their sizes: a fetch interrupted
+/// anywhere (or a file cut short since) means fetching again, never booting
+/// a truncated busybox or kernel.
+struct GuestCache {
+    image: PathBuf,
+    busybox: PathBuf,
+    stamp: PathBuf,
+}
+
+impl GuestCache {
+    fn new(dir: &Path) -> Self {
+        GuestCache {
+            image: dir.join("Image"),
+            busybox: dir.join("busybox"),
+            stamp: dir.join("fetched"),
+        }
+    }
+
+    /// The stamp's text for the files as they are now.
+    fn sizes(&self) -> Option<String> {
+        let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
+        Some(format!(
+            "Image {}\nbusybox {}\n",
+            size(&self.image)?,
+            size(&self.busybox)?
+        ))
+    }
+
+    fn is_complete(&self) -> bool {
+        match (std::fs::read_to_string(&self.stamp), self.sizes()) {
+            (Ok(stamp), Some(sizes)) => stamp == sizes,
+            _ => false,
+        }
+    }
+
+    fn store(&self, image: &[u8], busybox: &[u8]) -> Result<(), String> {
+        let _ = std::fs::remove_file(&self.stamp);
+        write_atomically(&self.image, image)?;
+        write_atomically(&self.busybox, busybox)?;
+        let sizes = self
+            .sizes()
+            .ok_or("the guest files vanished while being stored")?;
+        write_atomically(&self.stamp, sizes.as_bytes())
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn write_if_changed(path: &Path, data: &[u8]) -> Result<(), String> {
+/// Rewrites `path` only when its contents differ (so a QEMU another driver
+/// started reading it is not disturbed), and then whole.
+pub fn write_if_changed(path: &Path, data: &[u8]) -> Result<(), String> {
     if std::fs::read(path).ok().as_deref() == Some(data) {
         return Ok(());
     }
-    std::fs::write(path, data).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write_atomically(path, data)
 }
 
 fn output(command: &mut Command) -> Result<String, String> {
@@ -63,39 +111,82 @@ fn output(command: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn fetch_packages(dir: &Path, image: &Path, busybox: &Path) -> Result<(), String> {
+/// The directory the packages are downloaded and unpacked in, removed when
+/// the fetch ends, whether it worked or not (it holds ~130 MB).
+struct FetchDir(PathBuf);
+
+impl FetchDir {
+    fn create(dir: &Path) -> Result<Self, String> {
+        let work = dir.join("fetch");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(work.join("debs"))
+            .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        Ok(FetchDir(work))
+    }
+}
+
+impl Drop for FetchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The kernel package the meta-package names in apt's current lists.
+fn resolve_kernel_package() -> Result<String, String> {
+    let depends = output(Command::new("apt-cache").args(["depends", KERNEL_META_PACKAGE]))?;
+    kernel_package(&depends)
+        .ok_or_else(|| format!("{KERNEL_META_PACKAGE} names no linux-image package:\n{depends}"))
+}
+
+fn download(debs: &Path, kernel_package: &str) -> Result<(), String> {
+    run_command(
+        Command::new("apt-get")
+            .current_dir(debs)
+            .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
+            .arg(kernel_package)
+            .arg(BUSYBOX_PACKAGE),
+    )
+}
+
+fn fetch_packages(dir: &Path, cache: &GuestCache) -> Result<(), String> {
+    // Older drivers unpacked here and never cleaned up.
+    for leftover in ["debs", "extract"] {
+        let _ = std::fs::remove_dir_all(dir.join(leftover));
+    }
     let foreign = output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
     if !foreign.split_whitespace().any(|a| a == "arm64") {
+        setup::require_root(
+            "the guest kernel and busybox are Debian arm64 packages, and dpkg does not \
+             know the arm64 architecture yet; adding it",
+        )?;
         println!("xtask: enabling Debian's arm64 architecture (dpkg --add-architecture arm64)");
         run_command(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
-        run_command(Command::new("apt-get").args(["update", "-q"]))?;
+        setup::refresh_apt_lists()?;
     }
-    let mut depends = output(Command::new("apt-cache").args(["depends", KERNEL_META_PACKAGE]));
-    if depends
-        .as_ref()
-        .map_or(true, |d| kernel_package(d).is_none())
-    {
-        run_command(Command::new("apt-get").args(["update", "-q"]))?;
-        depends = output(Command::new("apt-cache").args(["depends", KERNEL_META_PACKAGE]));
-    }
-    let depends = depends?;
-    let kernel_package = kernel_package(&depends)
-        .ok_or_else(|| format!("{KERNEL_META_PACKAGE} names no linux-image package:\n{depends}"))?;
-    let debs = dir.join("debs");
-    let _ = std::fs::remove_dir_all(&debs);
-    std::fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    let kernel_package = match resolve_kernel_package() {
+        Ok(package) => package,
+        Err(_) => {
+            setup::refresh_apt_lists()?;
+            resolve_kernel_package()?
+        }
+    };
+    let work = FetchDir::create(dir)?;
+    let debs = work.0.join("debs");
     println!(
         "xtask: fetching the guest: {kernel_package} and {BUSYBOX_PACKAGE} (Debian arm64 packages)"
     );
-    run_command(
-        Command::new("apt-get")
-            .current_dir(&debs)
-            .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-            .arg(&kernel_package)
-            .arg(BUSYBOX_PACKAGE),
-    )?;
-    let extract = dir.join("extract");
-    let _ = std::fs::remove_dir_all(&extract);
+    if let Err(first) = download(&debs, &kernel_package) {
+        // Lists older than the archive name a kernel it no longer has
+        // (each kernel update replaces the ABI package): update, resolve
+        // the meta-package again, and retry once.
+        println!("xtask: download failed ({first}); updating apt's lists and retrying once");
+        setup::refresh_apt_lists()?;
+        let kernel_package = resolve_kernel_package()?;
+        download(&debs, &kernel_package).map_err(|second| {
+            format!("could not download the guest packages (network or mirror?): {second}")
+        })?;
+    }
+    let extract = work.0.join("extract");
     for entry in
         std::fs::read_dir(&debs).map_err(|e| format!("cannot list {}: {e}", debs.display()))?
     {
@@ -112,9 +203,9 @@ fn fetch_packages(dir: &Path, image: &Path, busybox: &Path) -> Result<(), String
         })
         .ok_or("the kernel package has no /boot/vmlinuz-*")?;
     let raw = raw_image(&read(&vmlinuz)?)?;
-    std::fs::write(image, raw).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
-    std::fs::copy(extract.join("bin/busybox"), busybox)
+    let busybox = std::fs::read(extract.join("bin/busybox"))
         .map_err(|e| format!("busybox-static has no /bin/busybox: {e}"))?;
+    cache.store(&raw, &busybox)?;
     println!(
         "xtask: guest kernel Image and busybox are in {}",
         dir.display()
@@ -304,6 +395,37 @@ mod tests {
         gz.write_all(&image).unwrap();
         assert_eq!(raw_image(&gz.finish().unwrap()).unwrap(), image);
         assert!(raw_image(b"not a kernel at all, clearly not").is_err());
+    }
+
+    /// X3/X4: a stored guest is complete; one cut short (or without its
+    /// stamp, as older drivers left it) is not, and nothing temporary stays.
+    #[test]
+    fn the_guest_cache_trusts_only_complete_files() {
+        let dir = std::env::temp_dir().join(format!("xtask-guest-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = GuestCache::new(&dir);
+        assert!(!cache.is_complete());
+        cache.store(b"kernel image", b"busybox binary").unwrap();
+        assert!(cache.is_complete());
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Image", "busybox", "fetched"]);
+        std::fs::write(&cache.busybox, b"busybox").unwrap();
+        assert!(!cache.is_complete(), "a truncated busybox was trusted");
+        cache.store(b"kernel image", b"busybox binary").unwrap();
+        std::fs::remove_file(&cache.stamp).unwrap();
+        assert!(!cache.is_complete(), "files without a stamp were trusted");
+
+        let work = FetchDir::create(&dir).unwrap();
+        std::fs::write(work.0.join("debs/x.deb"), b"deb").unwrap();
+        let path = work.0.clone();
+        drop(work);
+        assert!(!path.exists(), "the fetch directory was left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn build(args: &[String]) -> Result<PathBuf, String> {
     let image = elf.with_file_name("hv.bin");
     let bytes = std::fs::read(&elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
     let flat = flat_image(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
-    std::fs::write(&image, flat).map_err(|e| format!("cannot write {}: {e}", image.display()))?;
+    guest::write_if_changed(&image, &flat)?;
     Ok(image)
 }
 

@@ -8,7 +8,8 @@ mod qemu;
 mod setup;
 mod test;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const USAGE: &str = "\
@@ -72,6 +73,26 @@ pub fn run_command(command: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("`{}` failed ({status})", describe(command)))
     }
+}
+
+/// Writes `path` so that readers see the old file or all of `data`, never
+/// a part: the data goes to a temporary file beside it (per process, so two
+/// drivers in one checkout do not mix), which is synced and renamed. The
+/// temporary name ends in `~`, which apt ignores should one be left behind.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".{}~", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        format!("cannot write {}: {e}", path.display())
+    })
 }
 
 /// A command as a shell-like line, for messages.
