@@ -114,6 +114,10 @@ struct RunOptions {
     timeout: Duration,
 }
 
+/// The longest `--timeout`: a day is far beyond any boot, and well inside
+/// what a deadline (`Instant` plus the timeout) can hold.
+const MAX_RUN_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
+
 fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut options = RunOptions {
         kernel: None,
@@ -147,10 +151,14 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
             "--cpu" => options.cpu = value()?,
             "--timeout" => {
                 let v = value()?;
-                options.timeout = Duration::from_secs(
-                    v.parse()
-                        .map_err(|_| format!("--timeout {v}: need whole seconds"))?,
-                );
+                let seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=MAX_RUN_TIMEOUT_SECONDS).contains(s))
+                    .ok_or_else(|| {
+                        format!("--timeout {v}: need 1 to {MAX_RUN_TIMEOUT_SECONDS} seconds")
+                    })?;
+                options.timeout = Duration::from_secs(seconds);
             }
             "-h" | "--help" => return Err(RUN_USAGE.into()),
             other => return Err(format!("unknown option `{other}`\n{RUN_USAGE}")),
@@ -158,6 +166,13 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     }
     if options.kernel.is_some() != options.initrd.is_some() {
         return Err(format!("--kernel and --initrd go together\n{RUN_USAGE}"));
+    }
+    // Before the build and the installs, not after them.
+    for (flag, path) in [("--kernel", &options.kernel), ("--initrd", &options.initrd)] {
+        if let Some(path) = path {
+            std::fs::File::open(path)
+                .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))?;
+        }
     }
     Ok(options)
 }
@@ -551,11 +566,13 @@ mod tests {
 
     #[test]
     fn run_options() {
+        // Any readable file will do for the parser.
+        let (k, i) = (env!("CARGO_MANIFEST_PATH"), env!("CARGO_MANIFEST_PATH"));
         let o = parse_run_options(&args(&[
             "--kernel",
-            "k",
+            k,
             "--initrd",
-            "i",
+            i,
             "--smp",
             "4",
             "--mem",
@@ -564,7 +581,7 @@ mod tests {
             "a b",
         ]))
         .unwrap();
-        assert_eq!(o.kernel, Some("k".into()));
+        assert_eq!(o.kernel, Some(k.into()));
         assert_eq!(o.smp, 4);
         assert_eq!(o.memory, "2G");
         assert_eq!(o.cmdline.as_deref(), Some("a b"));
@@ -572,6 +589,21 @@ mod tests {
         assert!(parse_run_options(&args(&["--smp", "9"])).is_err());
         assert!(parse_run_options(&args(&["--smp"])).is_err());
         assert!(parse_run_options(&args(&["--bogus"])).is_err());
+        let missing = parse_run_options(&args(&["--kernel", "/nonexistent/k", "--initrd", i]));
+        assert!(missing
+            .unwrap_err()
+            .starts_with("--kernel /nonexistent/k: cannot read it"));
+    }
+
+    /// X8: an absurd --timeout is an error line, not a panic at boot.
+    #[test]
+    fn timeouts_are_bounded() {
+        for bad in ["18446744073709551615", "86401", "0", "-1", "1.5", "x"] {
+            let error = parse_run_options(&args(&["--timeout", bad])).unwrap_err();
+            assert_eq!(error, format!("--timeout {bad}: need 1 to 86400 seconds"));
+        }
+        let o = parse_run_options(&args(&["--timeout", "86400"])).unwrap();
+        assert_eq!(o.timeout, Duration::from_secs(86400));
     }
 
     fn outcome(status: Option<i32>, lines: &[&str]) -> Outcome {

@@ -77,6 +77,7 @@ impl Machine {
             println!("xtask: $ {}", crate::describe(&command));
         }
         let started = Instant::now();
+        let deadline = deadline(started, self.timeout)?;
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
@@ -88,7 +89,6 @@ impl Machine {
             std::thread::spawn(move || forward_lines(stdout, sender, "")),
             std::thread::spawn(move || forward_lines(stderr, err_sender, "qemu: ")),
         ];
-        let deadline = started + self.timeout;
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
         let mut matches = Vec::new();
         let mut timed_out = false;
@@ -140,6 +140,14 @@ impl Machine {
     }
 }
 
+/// When a run that starts at `started` must end; an error (not the panic of
+/// `Instant + Duration`) when that is past what an `Instant` can hold.
+fn deadline(started: Instant, timeout: Duration) -> Result<Instant, String> {
+    started
+        .checked_add(timeout)
+        .ok_or_else(|| format!("a timeout of {} s is too long", timeout.as_secs()))
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -161,5 +169,23 @@ fn forward_lines(stream: impl Read, sender: mpsc::Sender<String>, prefix: &str) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_secs(60)),
+            Ok(now + Duration::from_secs(60))
+        );
+        assert_eq!(
+            deadline(now, Duration::MAX),
+            Err(format!("a timeout of {} s is too long", u64::MAX))
+        );
     }
 }
