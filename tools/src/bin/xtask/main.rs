@@ -6,6 +6,7 @@ mod guest;
 mod hv;
 mod qemu;
 mod setup;
+mod supervise;
 mod test;
 
 use std::io::Write;
@@ -24,6 +25,7 @@ commands:
 ";
 
 fn main() -> ExitCode {
+    supervise::stop_children_on_signals();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first() else {
         eprint!("{USAGE}");

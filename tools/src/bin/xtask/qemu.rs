@@ -1,11 +1,13 @@
 //! Booting hv on QEMU: the command line, streaming the console, the
 //! timeout, and the verdict. QEMU never outlives a run: it exits when hv
-//! ends the run (semihosting SYS_EXIT) and is killed on timeout.
+//! ends the run (semihosting SYS_EXIT) and is killed on timeout, or when
+//! the driver stops early (see `supervise`).
 
+use crate::supervise::{Reach, Supervised};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -78,9 +80,10 @@ impl Machine {
         }
         let started = Instant::now();
         let deadline = deadline(started, self.timeout)?;
-        let mut child = command
-            .spawn()
+        // Killed however this function is left (see `supervise`).
+        let mut qemu = Supervised::spawn(&mut command, Reach::Process)
             .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        let child = qemu.child();
         let (sender, lines) = mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -119,10 +122,10 @@ impl Machine {
             }
         }
         let status = if timed_out {
-            kill(&mut child);
+            qemu.kill();
             None
         } else {
-            child
+            qemu.child()
                 .wait()
                 .map_err(|e| format!("waiting for QEMU: {e}"))?
                 .code()
@@ -146,11 +149,6 @@ fn deadline(started: Instant, timeout: Duration) -> Result<Instant, String> {
     started
         .checked_add(timeout)
         .ok_or_else(|| format!("a timeout of {} s is too long", timeout.as_secs()))
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Sends each line (lossy UTF-8, CR dropped) until the stream closes.

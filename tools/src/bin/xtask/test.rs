@@ -1,41 +1,80 @@
 //! `cargo xtask test`: every test, in the order that fails fastest.
 
-use crate::{run_command, workspace_root};
+use crate::supervise::run_within;
+use crate::workspace_root;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// loom explores every interleaving up to this many preemptions per thread;
 /// 2 finds the classic ordering bugs while keeping CI within its budget.
 const LOOM_MAX_PREEMPTIONS: &str = "2";
 
+const MINUTE: u64 = 60;
+
+/// Time limits: several times what each step takes on the 2-core CI
+/// machine from a clean clone (seconds measured: fmt 0-1, clippy 17-21
+/// warm and about 90 clean, host tests 65-85, loom clippy 14-15, loom
+/// models 40-66, QEMU matrix with the hv build 54-214), so only a hang
+/// reaches them. A step past its limit is killed with everything it
+/// started and named in the error.
+const FORMAT_LIMIT: Duration = Duration::from_secs(2 * MINUTE);
+const CLIPPY_LIMIT: Duration = Duration::from_secs(8 * MINUTE);
+const HOST_TESTS_LIMIT: Duration = Duration::from_secs(8 * MINUTE);
+const LOOM_CLIPPY_LIMIT: Duration = Duration::from_secs(4 * MINUTE);
+const LOOM_MODELS_LIMIT: Duration = Duration::from_secs(6 * MINUTE);
+const QEMU_MATRIX_LIMIT: Duration = Duration::from_secs(12 * MINUTE);
+
+/// All the limited steps together: CI allows the whole command 30 minutes.
+const TOTAL_LIMIT: Duration = Duration::from_secs(27 * MINUTE);
+
+/// The time a step may take: its own limit, cut to what is left of the total.
+fn step_limit(own: Duration, total_used: Duration) -> Result<Duration, String> {
+    match TOTAL_LIMIT.checked_sub(total_used) {
+        Some(left) if !left.is_zero() => Ok(own.min(left)),
+        _ => Err(format!(
+            "the test run used up its total time limit of {} min",
+            TOTAL_LIMIT.as_secs() / 60
+        )),
+    }
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(extra) = args.first() {
         return Err(format!("`test` takes no arguments (got `{extra}`)"));
     }
+    let started = Instant::now();
+    let limited = |command: &mut Command, own: Duration| {
+        run_within(command, step_limit(own, started.elapsed())?)
+    };
     let root = workspace_root();
     let host_cargo = || {
         let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         c.current_dir(&root);
         c
     };
-    let started = Instant::now();
     step("formatting", || {
-        run_command(host_cargo().args(["fmt", "--all", "--", "--check"]))
+        limited(
+            host_cargo().args(["fmt", "--all", "--", "--check"]),
+            FORMAT_LIMIT,
+        )
     })?;
     step("clippy (host, all targets)", || {
-        run_command(host_cargo().args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        limited(
+            host_cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            CLIPPY_LIMIT,
+        )
     })?;
     // The host tests include s2walk's differential test against QEMU.
     step("installing QEMU", crate::setup::qemu)?;
     step("host tests", || {
-        run_command(host_cargo().args(["test", "--workspace"]))
+        limited(host_cargo().args(["test", "--workspace"]), HOST_TESTS_LIMIT)
     })?;
     // The loom configuration is other code (the cfg shims' loom side, and
     // every model file is `#![cfg(loom)]`): lint it too.
@@ -47,35 +86,50 @@ pub fn run(args: &[String]) -> Result<(), String> {
         c
     };
     step("clippy (loom configuration)", || {
-        run_command(loom_cargo().args([
-            "clippy",
-            "--package",
-            "walker",
-            "--package",
-            "ipc",
-            "--package",
-            "shadow-mmu",
-            "--package",
-            "loom-tests",
-            "--package",
-            "hv",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]))
+        limited(
+            loom_cargo().args([
+                "clippy",
+                "--package",
+                "walker",
+                "--package",
+                "ipc",
+                "--package",
+                "shadow-mmu",
+                "--package",
+                "loom-tests",
+                "--package",
+                "hv",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            LOOM_CLIPPY_LIMIT,
+        )
     })?;
     step("loom models", || {
-        run_command(
+        limited(
             loom_cargo()
                 .env("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS)
                 .args(["test", "--release", "--package", "loom-tests"]),
+            LOOM_MODELS_LIMIT,
         )
     })?;
-    step(
-        "hv on QEMU (boot matrix and failure modes)",
-        crate::hv::test,
-    )?;
+    // First-time installs and downloads are not hangs: outside the limit.
+    step("installing the aarch64 toolchain and the guest", || {
+        crate::setup::aarch64_toolchain()?;
+        crate::guest::default_guest().map(drop)
+    })?;
+    // `cargo xtask hv-test` as a child, so that its limit covers the hv
+    // build and every boot, and a stop takes its QEMU along.
+    step("hv on QEMU (boot matrix and failure modes)", || {
+        let xtask =
+            std::env::current_exe().map_err(|e| format!("cannot find the running xtask: {e}"))?;
+        limited(
+            Command::new(xtask).current_dir(&root).arg("hv-test"),
+            QEMU_MATRIX_LIMIT,
+        )
+    })?;
     println!(
         "xtask: every test passed in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -93,4 +147,42 @@ fn step(name: &str, body: impl FnOnce() -> Result<(), String>) -> Result<(), Str
         started.elapsed().as_secs_f64()
     );
     result.map_err(|e| format!("{name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_limits_fit_the_total() {
+        assert_eq!(
+            step_limit(HOST_TESTS_LIMIT, Duration::ZERO),
+            Ok(HOST_TESTS_LIMIT)
+        );
+        let minute = Duration::from_secs(MINUTE);
+        assert_eq!(
+            step_limit(HOST_TESTS_LIMIT, TOTAL_LIMIT - minute),
+            Ok(minute)
+        );
+        for used in [TOTAL_LIMIT, TOTAL_LIMIT + minute, Duration::MAX] {
+            assert_eq!(
+                step_limit(FORMAT_LIMIT, used),
+                Err("the test run used up its total time limit of 27 min".into())
+            );
+        }
+        // Generous: each limit is at least several times the step's
+        // slowest measured run, and the total leaves CI's 30 minutes room
+        // for the first-time installs' checks.
+        for (limit, slowest_seconds) in [
+            (FORMAT_LIMIT, 1),
+            (CLIPPY_LIMIT, 90),
+            (HOST_TESTS_LIMIT, 85),
+            (LOOM_CLIPPY_LIMIT, 15),
+            (LOOM_MODELS_LIMIT, 66),
+            (QEMU_MATRIX_LIMIT, 214),
+        ] {
+            assert!(limit >= Duration::from_secs(3 * slowest_seconds));
+        }
+        assert!(TOTAL_LIMIT < 30 * minute);
+    }
 }
