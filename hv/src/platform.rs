@@ -342,6 +342,10 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
+    /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
+    /// list registers, so that a test boot overflows them often and the
+    /// refill path (the underflow maintenance interrupt) is exercised.
+    pub list_register_limit: Option<usize>,
 }
 
 /// A self-test hv runs instead of a guest (`hv.selftest=`).
@@ -405,8 +409,14 @@ impl Options {
                 "hv.selftest=ipc-stall" => options.self_test = Some(SelfTest::IpcStall),
                 "hv.selftest=ipc-sgi" => options.self_test = Some(SelfTest::IpcSgi),
                 "hv.selftest=ipc-sgi-lost" => options.self_test = Some(SelfTest::IpcSgiLost),
-                other if other.starts_with("hv.") => return Err(other),
-                _ => {}
+                other => match other.strip_prefix("hv.list-registers=") {
+                    Some(n) => match n.parse::<usize>() {
+                        Ok(n @ 2..=16) => options.list_register_limit = Some(n),
+                        _ => return Err(other),
+                    },
+                    None if other.starts_with("hv.") => return Err(other),
+                    None => {}
+                },
             }
         }
         Ok(options)
@@ -418,7 +428,8 @@ impl Options {
             .and_then(|c| c.property("bootargs"))
             .and_then(|p| p.as_str())
             .unwrap_or("");
-        Self::parse(bootargs).map_err(|_| "unknown hv.* option in bootargs")
+        Self::parse(bootargs)
+            .map_err(|_| "an hv.* option in bootargs is unknown or has a bad value")
     }
 }
 
@@ -501,8 +512,25 @@ mod tests {
                 gic: GicMode::Virtual,
                 deliberate_failure: None,
                 self_test: None,
+                list_register_limit: None,
             })
         );
+        assert_eq!(
+            Options::parse("hv.list-registers=2").map(|o| o.list_register_limit),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            Options::parse("hv.list-registers=16").map(|o| o.list_register_limit),
+            Ok(Some(16))
+        );
+        for bad in [
+            "hv.list-registers=1",
+            "hv.list-registers=17",
+            "hv.list-registers=",
+            "hv.list-registers=x",
+        ] {
+            assert_eq!(Options::parse(bad), Err(bad), "{bad}");
+        }
         assert_eq!(
             Options::parse("hv.selftest=ipc").map(|o| o.self_test),
             Ok(Some(SelfTest::Ipc))

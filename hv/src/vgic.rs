@@ -227,20 +227,51 @@ pub trait ListRegisters {
     fn set_underflow_interrupt(&mut self, on: bool);
 }
 
+/// The fewest list registers hv can work with: the underflow maintenance
+/// interrupt (ICH_MISR_EL2.U) is asserted while at most one entry is
+/// valid, so with a single list register it would be asserted as soon as
+/// it is asked for, and no guest instruction would run between the
+/// maintenance interrupts.
+pub const MIN_LIST_REGISTERS: usize = 2;
+/// ICH_LR0_EL2 to ICH_LR15_EL2.
+pub const MAX_LIST_REGISTERS: usize = 16;
+
+/// How many list registers hv uses: what ICH_VTR_EL2 reports, at most
+/// `limit` (`hv.list-registers=`); an error if that is fewer than
+/// `MIN_LIST_REGISTERS`.
+pub fn usable_list_registers(ich_vtr: u64, limit: Option<usize>) -> Result<usize, &'static str> {
+    let implemented = ((ich_vtr & 0x1f) + 1) as usize;
+    if implemented < MIN_LIST_REGISTERS {
+        return Err("the GIC has a single list register; hv needs at least 2 (see vgic::MIN_LIST_REGISTERS)");
+    }
+    Ok(implemented
+        .min(MAX_LIST_REGISTERS)
+        .min(limit.unwrap_or(MAX_LIST_REGISTERS)))
+}
+
 const LR_PENDING: u64 = 1 << 62;
 const LR_HW: u64 = 1 << 61;
 
 /// Moves pending virtual SGIs and the backlog (in arrival order) into free
 /// list registers. An SGI already in a list register is marked pending
-/// there instead (an INTID must never be in two). If anything is left,
-/// the underflow maintenance interrupt will ask for another refill.
+/// there instead (an INTID must never be in two). If anything is left
+/// while every list register is in use, the underflow maintenance
+/// interrupt will ask for another refill once the guest has consumed all
+/// but one of them.
+///
+/// The underflow interrupt is never asked for while a list register is
+/// free: it is asserted whenever at most one entry is valid, so asking
+/// with free registers would raise it at once, with nothing consumed.
+/// That happens when another CPU raises an SGI for this vCPU after the
+/// SGIs were taken above; that CPU's kick (`KICK_SGI`, sent after the
+/// pending bit is visible) brings this CPU back to refill instead.
 pub fn fill_list_registers(
     lrs: &mut impl ListRegisters,
     sgis: &VirtualSgis,
     backlog: &mut Backlog,
     priority: impl Fn(u32) -> u8,
 ) {
-    let count = lrs.count().min(16);
+    let count = lrs.count().min(MAX_LIST_REGISTERS);
     let mut empty = lrs.empty() & ((1u32 << count) - 1);
     while let Some(sgi) = sgis.take() {
         let holding = (0..count).find(|&n| {
@@ -271,7 +302,64 @@ pub fn fill_list_registers(
         lrs.write(n, list_register(intid, Some(intid), priority(intid)));
     }
     backlog.drain(..taken);
-    lrs.set_underflow_interrupt(!backlog.is_empty() || sgis.has_ready());
+    let waiting = !backlog.is_empty() || sgis.has_ready();
+    lrs.set_underflow_interrupt(waiting && empty == 0);
+}
+
+/// The physical CPU interface as hv drives it at EL2, with EOImode=1
+/// (priority drop and deactivation apart).
+pub trait PhysicalCpuInterface {
+    /// ICC_IAR1_EL1: the INTID of the highest-priority pending interrupt,
+    /// now active (1020-1023: nothing to take).
+    fn acknowledge(&mut self) -> u32;
+    /// ICC_EOIR1_EL1: the priority drop.
+    fn drop_priority(&mut self, intid: u32);
+    /// ICC_DIR_EL1: the deactivation.
+    fn deactivate(&mut self, intid: u32);
+}
+
+/// Takes the physical interrupts pending at EL2 for this vCPU: the
+/// guest's go to the backlog (each stays active until the guest
+/// deactivates its list register, HW bit set), hv's own kick SGI is done
+/// with at once, then the list registers are refilled.
+///
+/// The maintenance interrupt (`maintenance`) is deactivated only after the
+/// refill. It is level-sensitive: its line is high while the underflow
+/// condition holds (ICH_HCR_EL2.UIE with at most one valid list register),
+/// and only the refill changes that. Deactivated earlier, it is pending
+/// again at once, the next acknowledge returns it, and this loop never
+/// ends: that was the intermittent 4-vCPU hang (a CPU stuck at EL2, its
+/// guest silent, as if idle with its timer lost).
+pub fn take_interrupts(
+    gic: &mut (impl PhysicalCpuInterface + ListRegisters),
+    maintenance: u32,
+    sgis: &VirtualSgis,
+    backlog: &mut Backlog,
+    priority: impl Fn(u32) -> u8,
+) {
+    let mut maintenance_taken = false;
+    loop {
+        let intid = gic.acknowledge();
+        if intid >= SPECIAL_INTIDS {
+            break;
+        }
+        gic.drop_priority(intid);
+        if intid == maintenance {
+            // Active until after the refill, so not taken again here.
+            maintenance_taken = true;
+        } else if intid < 16 {
+            // hv's kick: the refill below is all it asks for.
+            gic.deactivate(intid);
+        } else if backlog.try_push(intid as u16).is_err() {
+            // Cannot happen: each INTID stays active until the guest
+            // deactivates it, so at most one entry per INTID exists.
+            gic.deactivate(intid);
+        }
+    }
+    fill_list_registers(gic, sgis, backlog, priority);
+    if maintenance_taken {
+        gic.deactivate(maintenance);
+    }
 }
 
 /// Per-vCPU state of the virtual SGIs.
@@ -706,6 +794,185 @@ mod tests {
         sgis.raise(2);
         fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
         assert!(lrs.underflow && sgis.has_ready());
+    }
+
+    #[test]
+    fn underflow_is_not_asked_for_while_a_list_register_is_free() {
+        let (mut lrs, sgis, mut backlog) = (FakeLrs::default(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        backlog.push(27);
+        // Another CPU raises SGI 3 after the SGIs were taken (here: while
+        // the backlog moves in). Two list registers stay free, so asking
+        // for the underflow interrupt would raise it at once; the sender's
+        // kick brings this CPU back instead.
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| {
+            sgis.raise(3);
+            0xa0
+        });
+        assert!(sgis.has_ready(), "SGI 3 waits for the kick");
+        assert!(
+            !lrs.underflow,
+            "underflow asked for with free list registers"
+        );
+        // The kick's refill places it.
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(lrs.lrs[1], list_register(3, None, DEFAULT_PRIORITY));
+        assert!(!sgis.has_ready() && !lrs.underflow);
+    }
+
+    #[test]
+    fn list_register_count() {
+        let vtr_with = |n: u64| 0x9000_0000 | (n - 1);
+        assert_eq!(usable_list_registers(vtr_with(4), None), Ok(4));
+        assert_eq!(usable_list_registers(vtr_with(16), None), Ok(16));
+        assert_eq!(usable_list_registers(vtr_with(4), Some(2)), Ok(2));
+        assert_eq!(
+            usable_list_registers(vtr_with(4), Some(8)),
+            Ok(4),
+            "a limit above the hardware's count changes nothing"
+        );
+        assert!(usable_list_registers(vtr_with(1), None).is_err());
+    }
+
+    /// One CPU of a GICv3 as far as hv's interrupt taking sees it: the
+    /// physical CPU interface (EOImode=1) over edge-triggered SGIs and the
+    /// level-sensitive maintenance PPI, whose line is the underflow
+    /// condition of the list registers (ICH_MISR_EL2.U: UIE set and at
+    /// most one valid entry), as in QEMU's GICv3 and in hardware.
+    struct ModelCpu {
+        lrs: FakeLrs,
+        /// Edge-triggered interrupts latched pending.
+        pending: std::collections::BTreeSet<u32>,
+        /// Acknowledged and not yet deactivated.
+        active: std::collections::BTreeSet<u32>,
+        maintenance: u32,
+        acknowledged: std::vec::Vec<u32>,
+    }
+
+    impl ModelCpu {
+        fn new() -> Self {
+            Self {
+                lrs: FakeLrs::default(),
+                pending: Default::default(),
+                active: Default::default(),
+                maintenance: DEFAULT_MAINTENANCE_INTID,
+                acknowledged: std::vec::Vec::new(),
+            }
+        }
+
+        fn maintenance_line(&mut self) -> bool {
+            let valid = 4 - self.lrs.empty().count_ones();
+            self.lrs.underflow && valid <= 1
+        }
+    }
+
+    impl PhysicalCpuInterface for ModelCpu {
+        fn acknowledge(&mut self) -> u32 {
+            // A loop that keeps acknowledging is hv stuck at EL2: fail the
+            // test instead of hanging it.
+            assert!(
+                self.acknowledged.len() < 100,
+                "hv keeps acknowledging: {:?}...",
+                &self.acknowledged[..10]
+            );
+            let level = self.maintenance_line();
+            let mut candidates = self.pending.iter().copied().collect::<std::vec::Vec<_>>();
+            if level {
+                candidates.push(self.maintenance);
+            }
+            match candidates
+                .into_iter()
+                .filter(|i| !self.active.contains(i))
+                .min()
+            {
+                Some(intid) => {
+                    self.pending.remove(&intid);
+                    self.active.insert(intid);
+                    self.acknowledged.push(intid);
+                    intid
+                }
+                None => 1023,
+            }
+        }
+        fn drop_priority(&mut self, _intid: u32) {}
+        fn deactivate(&mut self, intid: u32) {
+            assert!(self.active.remove(&intid), "INTID {intid} was not active");
+        }
+    }
+
+    impl ListRegisters for ModelCpu {
+        fn count(&self) -> usize {
+            self.lrs.count()
+        }
+        fn empty(&mut self) -> u32 {
+            self.lrs.empty()
+        }
+        fn read(&mut self, n: usize) -> u64 {
+            self.lrs.read(n)
+        }
+        fn write(&mut self, n: usize, value: u64) {
+            self.lrs.write(n, value)
+        }
+        fn set_underflow_interrupt(&mut self, on: bool) {
+            self.lrs.set_underflow_interrupt(on)
+        }
+    }
+
+    #[test]
+    fn underflow_maintenance_is_deactivated_after_the_refill() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        // Six interrupts for four list registers: two wait, underflow asked.
+        backlog.extend([27u16, 33, 40, 41, 42, 43]);
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        assert!(cpu.lrs.underflow && !cpu.maintenance_line());
+        // The guest deactivates three of them: one valid entry is left, and
+        // the maintenance line goes high.
+        for n in 0..3 {
+            cpu.lrs.lrs[n] = 0;
+        }
+        assert!(cpu.maintenance_line());
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        // Taken once, deactivated after the two waiting interrupts moved
+        // in: the line is low, so it is not pending again.
+        assert_eq!(cpu.acknowledged, [DEFAULT_MAINTENANCE_INTID]);
+        assert!(cpu.active.is_empty(), "maintenance left active");
+        assert!(backlog.is_empty() && !cpu.lrs.underflow);
+        assert!(!cpu.maintenance_line());
+        assert_eq!(cpu.lrs.lrs[0], list_register(42, Some(42), 0xa0));
+        assert_eq!(cpu.lrs.lrs[1], list_register(43, Some(43), 0xa0));
+    }
+
+    #[test]
+    fn kick_and_guest_interrupts_are_taken_in_one_pass() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        // Another CPU raised SGI 2 and kicked; the timer PPI fired too.
+        sgis.raise(2);
+        cpu.pending.extend([KICK_SGI, 27]);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(cpu.acknowledged, [KICK_SGI, 27]);
+        // The kick is done with; the timer PPI stays active for the guest
+        // to deactivate through its list register's HW bit.
+        assert_eq!(
+            cpu.active.iter().copied().collect::<std::vec::Vec<_>>(),
+            [27]
+        );
+        assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
+        assert_eq!(cpu.lrs.lrs[1], list_register(27, Some(27), 0xa0));
+        assert!(backlog.is_empty() && !cpu.lrs.underflow);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::cpu::{read_sysreg, write_sysreg};
 use super::mmio;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::platform::{Platform, Region, MAX_CPUS};
-use crate::vgic::{self, RegisterAction, VirtualSgis, KICK_SGI, SPECIAL_INTIDS};
+use crate::vgic::{self, RegisterAction, VirtualSgis, KICK_SGI};
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 
@@ -70,8 +70,13 @@ fn wait_rwp(address: u64) -> Result<(), &'static str> {
 
 impl Gic {
     /// Sets up the distributor (everything group 1, disabled, routed to
-    /// the boot CPU) and finds each CPU's redistributor.
-    pub fn init(platform: &Platform, maintenance: u32) -> Result<Self, &'static str> {
+    /// the boot CPU) and finds each CPU's redistributor. hv uses at most
+    /// `list_register_limit` list registers (`hv.list-registers=`).
+    pub fn init(
+        platform: &Platform,
+        maintenance: u32,
+        list_register_limit: Option<usize>,
+    ) -> Result<Self, &'static str> {
         let d = platform.gic_distributor.base;
         mmio::write32(d + GICD_CTLR, 0);
         wait_rwp(d + GICD_CTLR)?;
@@ -115,12 +120,13 @@ impl Gic {
             redistributors.push(frame);
         }
         let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
+        let list_registers = vgic::usable_list_registers(vtr, list_register_limit)?;
         Ok(Self {
             distributor: d,
             redistributors,
             regions: platform.gic_redistributors.iter().copied().collect(),
             maintenance,
-            list_registers: ((vtr & 0x1f) + 1) as usize,
+            list_registers,
             cpus: platform.cpus.clone(),
         })
     }
@@ -169,30 +175,15 @@ impl Gic {
         Ok(())
     }
 
-    /// Physical interrupts pending at EL2: acknowledge each, drop its
-    /// priority, and queue it for the guest (or consume hv's own).
+    /// Physical interrupts pending at EL2: acknowledge each, queue the
+    /// guest's, refill the list registers (`vgic::take_interrupts`).
     pub fn take_interrupts(&self, vcpu: usize) {
-        loop {
-            let iar = read_sysreg!("s3_0_c12_c12_0"); // ICC_IAR1_EL1
-            let intid = (iar & 0xff_ffff) as u32;
-            if intid >= SPECIAL_INTIDS {
-                break;
-            }
-            write_sysreg!("s3_0_c12_c12_1", iar); // ICC_EOIR1_EL1: priority drop
-            if intid < 16 || intid == self.maintenance {
-                // hv's own: the refill below is all they ask for.
-                write_sysreg!("s3_0_c12_c11_1", iar); // ICC_DIR_EL1
-                continue;
-            }
-            // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
-            let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-            if backlog.try_push(intid as u16).is_err() {
-                // Cannot happen: each INTID stays active until the guest
-                // deactivates it, so at most one entry per INTID exists.
-                write_sysreg!("s3_0_c12_c11_1", iar);
-            }
-        }
-        self.fill_list_registers(vcpu);
+        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
+        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+        let mut cpu = CpuInterface(self.list_registers);
+        vgic::take_interrupts(&mut cpu, self.maintenance, &SGIS[vcpu], backlog, |intid| {
+            self.priority(vcpu, intid)
+        });
     }
 
     /// Moves queued physical interrupts and pending virtual SGIs into free
@@ -200,7 +191,7 @@ impl Gic {
     pub fn fill_list_registers(&self, vcpu: usize) {
         // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
         let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut lrs = HardwareLrs(self.list_registers);
+        let mut lrs = CpuInterface(self.list_registers);
         vgic::fill_list_registers(&mut lrs, &SGIS[vcpu], backlog, |intid| {
             self.priority(vcpu, intid)
         });
@@ -302,10 +293,26 @@ impl Gic {
     }
 }
 
-/// This CPU's list registers, for `vgic::fill_list_registers`.
-struct HardwareLrs(usize);
+/// This CPU's GIC CPU interface (its physical registers and its list
+/// registers; the count hv uses), for `vgic::take_interrupts` and
+/// `vgic::fill_list_registers`.
+struct CpuInterface(usize);
 
-impl vgic::ListRegisters for HardwareLrs {
+impl vgic::PhysicalCpuInterface for CpuInterface {
+    fn acknowledge(&mut self) -> u32 {
+        (read_sysreg!("s3_0_c12_c12_0") & 0xff_ffff) as u32 // ICC_IAR1_EL1
+    }
+
+    fn drop_priority(&mut self, intid: u32) {
+        write_sysreg!("s3_0_c12_c12_1", intid as u64); // ICC_EOIR1_EL1
+    }
+
+    fn deactivate(&mut self, intid: u32) {
+        write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
+    }
+}
+
+impl vgic::ListRegisters for CpuInterface {
     fn count(&self) -> usize {
         self.0
     }

@@ -393,7 +393,7 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
             let maintenance = platform
                 .gic_maintenance
                 .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
-            match gic::Gic::init(&platform, maintenance) {
+            match gic::Gic::init(&platform, maintenance, options.list_register_limit) {
                 Ok(gic) => Some(gic),
                 Err(e) => fail(format_args!("GIC: {e}")),
             }
