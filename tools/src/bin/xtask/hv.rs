@@ -293,6 +293,14 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.gic=passthrough",
         ..boot(N1, 4, "2G")
     },
+    // Only two list registers: interrupts overflow them all the time, so
+    // the refill through the underflow maintenance interrupt runs on every
+    // boot (it once left a CPU acknowledging that interrupt forever at EL2:
+    // the intermittent 4-vCPU hang, hv/README.md).
+    Case {
+        hv_args: "hv.list-registers=2",
+        ..boot(MAX, 4, "512M")
+    },
     Case {
         machine: "virt,gic-version=3",
         expect: Expect::Ends {
@@ -456,9 +464,91 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
     }
 }
 
-/// The QEMU test matrix: one boot per case, sequentially (the machine has
-/// two cores and a 4-CPU guest uses both).
-pub fn test() -> Result<(), String> {
+const TEST_USAGE: &str = "\
+usage: cargo xtask hv-test [--case TEXT] [--repeat N]
+Boots the QEMU matrix, or only the cases whose name contains TEXT (as the
+matrix prints it, e.g. \"-cpu max,pauth-impdef=on -smp 4 -m 2G\"), each N
+times. With --repeat every boot counts: a hang is a failure, not retried.";
+
+/// Which cases `cargo xtask hv-test` boots, how often.
+#[derive(Debug, PartialEq)]
+struct TestOptions {
+    case: Option<String>,
+    repeat: u32,
+}
+
+fn parse_test_options(args: &[String]) -> Result<TestOptions, String> {
+    let mut options = TestOptions {
+        case: None,
+        repeat: 1,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{TEST_USAGE}"))
+        };
+        match flag.as_str() {
+            "--case" => options.case = Some(value()?),
+            "--repeat" => {
+                let v = value()?;
+                options.repeat = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| format!("--repeat {v}: need a count of at least 1"))?;
+            }
+            "-h" | "--help" => return Err(TEST_USAGE.into()),
+            other => return Err(format!("unknown option `{other}`\n{TEST_USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A case's name in reports, and what `--case` matches.
+fn case_name(case: &Case) -> String {
+    let mut name = format!(
+        "-M {} -cpu {} -smp {} -m {}",
+        case.machine, case.cpu, case.smp, case.memory
+    );
+    if case.guest != Guest::Default {
+        name.push_str(&format!(" ({:?} guest)", case.guest));
+    }
+    if !case.hv_args.is_empty() {
+        name.push_str(&format!(" [{}]", case.hv_args));
+    }
+    name
+}
+
+/// The cases whose name contains `filter` (all without one); an error
+/// listing the names if none does.
+fn select_cases(filter: Option<&str>) -> Result<Vec<&'static Case>, String> {
+    let selected: Vec<&Case> = MATRIX
+        .iter()
+        .filter(|case| filter.is_none_or(|text| case_name(case).contains(text)))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<String> = MATRIX.iter().map(case_name).collect();
+        return Err(format!(
+            "no case's name contains `{}`; the cases are:\n  {}",
+            filter.unwrap_or(""),
+            names.join("\n  ")
+        ));
+    }
+    Ok(selected)
+}
+
+/// `cargo xtask hv-test [--case TEXT] [--repeat N]`: the QEMU test
+/// matrix (every case once without options), one boot at a time (the
+/// machine has two cores and a 4-CPU guest uses both).
+pub fn test_command(args: &[String]) -> Result<(), String> {
+    let options = parse_test_options(args)?;
+    run_matrix(&options)
+}
+
+fn run_matrix(options: &TestOptions) -> Result<(), String> {
+    let cases = select_cases(options.case.as_deref())?;
     let image = build(&[])?;
     setup::qemu()?;
     let (kernel, initrd) = guest::default_guest()?;
@@ -471,7 +561,12 @@ pub fn test() -> Result<(), String> {
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut flaky = Vec::new();
-    for case in MATRIX {
+    let mut boots = 0;
+    let runs = cases
+        .iter()
+        .flat_map(|&case| (1..=options.repeat).map(move |run| (case, run)));
+    for (case, run) in runs {
+        boots += 1;
         let machine = Machine {
             machine: case.machine.into(),
             cpu: case.cpu.into(),
@@ -487,15 +582,9 @@ pub fn test() -> Result<(), String> {
             timeout: CASE_TIMEOUT,
             hv_args: case.hv_args.into(),
         };
-        let mut name = format!(
-            "-M {} -cpu {} -smp {} -m {}",
-            case.machine, case.cpu, case.smp, case.memory
-        );
-        if case.guest != Guest::Default {
-            name.push_str(&format!(" ({:?} guest)", case.guest));
-        }
-        if !case.hv_args.is_empty() {
-            name.push_str(&format!(" [{}]", case.hv_args));
+        let mut name = case_name(case);
+        if options.repeat > 1 {
+            name.push_str(&format!(" (run {run}/{})", options.repeat));
         }
         let mut watch = vec![MARKER];
         watch.extend_from_slice(TROUBLE);
@@ -503,7 +592,8 @@ pub fn test() -> Result<(), String> {
             watch.push(line);
         }
         let mut outcome = machine.boot(false, &watch)?;
-        if outcome.timed_out && matches!(case.expect, Expect::Marker { .. }) {
+        if outcome.timed_out && matches!(case.expect, Expect::Marker { .. }) && options.repeat == 1
+        {
             // A 4-vCPU Linux boot sometimes hangs (a timer interrupt or SGI
             // not delivered to a vCPU in WFI; hv/README.md): a known
             // defect, not yet explained, not a pass. Say so loudly, keep
@@ -538,7 +628,7 @@ pub fn test() -> Result<(), String> {
     }
     println!(
         "xtask: qemu matrix: {} passed, {} failed ({:.0} s)",
-        MATRIX.len() - failures.len(),
+        boots - failures.len(),
         failures.len(),
         started.elapsed().as_secs_f64()
     );
@@ -639,7 +729,10 @@ mod tests {
         assert!(verdict(&case, &outcome(Some(0), &["nothing"]))
             .unwrap()
             .starts_with("no `"));
-        let ends = MATRIX[10];
+        let ends = *MATRIX
+            .iter()
+            .find(|c| matches!(c.expect, Expect::Ends { line, .. } if line.contains("at EL2")))
+            .unwrap();
         let line = "hv: error: hv must be entered at EL2 but was entered at EL1";
         assert_eq!(verdict(&ends, &outcome(Some(1), &[line])), None);
         assert!(verdict(&ends, &outcome(Some(0), &[line]))
@@ -648,6 +741,32 @@ mod tests {
         assert!(verdict(&ends, &outcome(Some(1), &["other"]))
             .unwrap()
             .contains("expected the line"));
+    }
+
+    #[test]
+    fn test_options_and_case_selection() {
+        assert_eq!(
+            parse_test_options(&[]),
+            Ok(TestOptions {
+                case: None,
+                repeat: 1
+            })
+        );
+        let o = parse_test_options(&args(&["--case", "-smp 4 -m 2G", "--repeat", "20"])).unwrap();
+        assert_eq!((o.case.as_deref(), o.repeat), (Some("-smp 4 -m 2G"), 20));
+        assert!(parse_test_options(&args(&["--repeat", "0"])).is_err());
+        assert!(parse_test_options(&args(&["--repeat"])).is_err());
+        assert!(parse_test_options(&args(&["--bogus"])).is_err());
+        assert_eq!(select_cases(None).unwrap().len(), MATRIX.len());
+        let max4 = select_cases(Some("-cpu max,pauth-impdef=on -smp 4 -m 2G")).unwrap();
+        assert_eq!(max4.len(), 1);
+        assert_eq!((max4[0].cpu, max4[0].smp, max4[0].memory), (MAX, 4, "2G"));
+        assert_eq!(
+            select_cases(Some("hv.list-registers=2")).unwrap()[0].hv_args,
+            "hv.list-registers=2"
+        );
+        let none = select_cases(Some("no such case")).unwrap_err();
+        assert!(none.contains("-cpu neoverse-n1 -smp 1 -m 512M"), "{none}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ commands:
   run [hv options]   boot hv on QEMU with a guest (the main job)
   test               run every test: fmt, clippy, host tests, loom models, QEMU boots
   build-hv           build the hv image for aarch64-unknown-none
-  hv-test            only the QEMU boot matrix of hv (also part of `test`)
+  hv-test [options]  only the QEMU boot matrix of hv (also part of `test`);
+                     --case TEXT --repeat N boots matching cases N times
   setup              install the toolchain and packages the other commands need
 ";
 
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
         "build-hv" => hv::build(rest).map(|image| {
             println!("xtask: hv image at {}", image.display());
         }),
-        "hv-test" => hv::test(),
+        "hv-test" => hv::test_command(rest),
         "setup" => setup::all(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
