@@ -560,7 +560,6 @@ fn run_matrix(options: &TestOptions) -> Result<(), String> {
     guest::write_bundle(&kernel, &initrd, &panic_cmdline, &panic_bundle)?;
     let started = Instant::now();
     let mut failures = Vec::new();
-    let mut flaky = Vec::new();
     let mut boots = 0;
     let runs = cases
         .iter()
@@ -591,25 +590,7 @@ fn run_matrix(options: &TestOptions) -> Result<(), String> {
         if let Expect::Ends { line, .. } = case.expect {
             watch.push(line);
         }
-        let mut outcome = machine.boot(false, &watch)?;
-        if outcome.timed_out && matches!(case.expect, Expect::Marker { .. }) && options.repeat == 1
-        {
-            // A 4-vCPU Linux boot sometimes hangs (a timer interrupt or SGI
-            // not delivered to a vCPU in WFI; hv/README.md): a known
-            // defect, not yet explained, not a pass. Say so loudly, keep
-            // the hung console, and boot once more; a second hang fails
-            // the run.
-            println!(
-                "xtask: qemu {name}: FLAKY: timeout after {} s (a known intermittent hang, see hv/README.md); \
-                 console of the hung boot, then one retry:",
-                CASE_TIMEOUT.as_secs()
-            );
-            for line in &outcome.tail {
-                println!("    | {line}");
-            }
-            flaky.push(name.clone());
-            outcome = machine.boot(false, &watch)?;
-        }
+        let outcome = machine.boot(false, &watch)?;
         match verdict(case, &outcome) {
             None => println!(
                 "xtask: qemu {name}: ok in {:.1} s, exit status {:?} ({})",
@@ -632,12 +613,6 @@ fn run_matrix(options: &TestOptions) -> Result<(), String> {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
-    if !flaky.is_empty() {
-        println!(
-            "xtask: qemu matrix: FLAKY, passed only on a retry after a hang: {}",
-            flaky.join("; ")
-        );
-    }
     if failures.is_empty() {
         Ok(())
     } else {
