@@ -61,6 +61,18 @@ impl ExceptionClass {
 /// ESR_ELx.IL: the trapped instruction was 32 bits long.
 pub const ESR_IL: u64 = 1 << 25;
 
+/// The length in bytes of the trapped instruction, by which hv advances
+/// the guest's PC when it completes the instruction for the guest (an
+/// emulated load or store, a trapped SMC, system register or WFx): 2 for a
+/// 16-bit T32 instruction (ESR_ELx.IL = 0), else 4 (A64, A32, 32-bit T32).
+pub fn instruction_length(esr: u64) -> u64 {
+    if esr & ESR_IL != 0 {
+        4
+    } else {
+        2
+    }
+}
+
 /// Width of a single-register access (ISS.SAS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessSize {
@@ -308,6 +320,21 @@ mod tests {
             ExceptionClass::from_esr(0x9200_0046),
             ExceptionClass::DataAbortLower
         );
+    }
+
+    #[test]
+    fn trapped_instructions_are_skipped_by_their_length() {
+        // A 16-bit T32 `ldr r2, [r0, #4]` from AArch32 EL0 at an emulated
+        // device: EC 0x24, IL = 0, ISV, word load into r2.
+        let t16 = dabt(true, 2, false, 2, false, false, 0x07) & !ESR_IL;
+        assert_eq!(instruction_length(t16), 2);
+        // The 32-bit `ldr.w` of the same access, and any A64 instruction.
+        assert_eq!(
+            instruction_length(dabt(true, 2, false, 2, false, false, 0x07)),
+            4
+        );
+        assert_eq!(instruction_length(0x5e00_0000 | ESR_IL), 4, "SMC");
+        assert_eq!(instruction_length(0x0600_0000 | ESR_IL), 4, "WFI");
     }
 
     #[test]

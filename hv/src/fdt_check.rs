@@ -14,6 +14,12 @@ const END_NODE: u32 = 2;
 const PROP: u32 = 3;
 const NOP: u32 = 4;
 const END: u32 = 9;
+/// The deepest nesting accepted, counting the root as 1. The `fdt` crate
+/// walks the tree (`all_nodes`, which discovery and `find_compatible`
+/// use) with a 64-entry parent array it indexes without a check, and its
+/// node skipping recurses once per level on hv's stack; 32 levels is far
+/// beyond any real board (QEMU virt and SoC trees nest 3 to 5 deep).
+pub const MAX_DEPTH: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DtbError {
@@ -123,6 +129,9 @@ pub fn check(blob: &[u8]) -> Result<(), DtbError> {
                 let name = structure.get(at..).ok_or(bad(at, "truncated node"))?;
                 let len = c_string(name).ok_or(bad(at, "node name not NUL-terminated UTF-8"))?;
                 at = align4(at + len + 1).ok_or(bad(at, "overflow"))?;
+                if depth == MAX_DEPTH {
+                    return Err(bad(token_at, "nodes nested deeper than 32 levels"));
+                }
                 depth += 1;
                 seen_root = true;
                 children_started = false;
@@ -232,6 +241,56 @@ mod tests {
         let mut bad = QEMU.to_vec();
         bad[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(check(&bad), Err(DtbError::BadBlock("structure")));
+    }
+
+    /// A tree whose root holds `extra` nested nodes (a QEMU-like board).
+    fn nested_tree(extra: usize) -> std::vec::Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let mut open = std::vec::Vec::new();
+        for level in 0..extra {
+            open.push(w.begin_node(&std::format!("nest{level}")).unwrap());
+        }
+        for node in open.into_iter().rev() {
+            w.end_node(node).unwrap();
+        }
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// R7-5: the `fdt` crate panics (index out of bounds in `all_nodes`)
+    /// on a tree 64 levels deep, so the check bounds the depth: 32 levels
+    /// pass and are walked without a panic, 33 and 64 are refused.
+    #[test]
+    fn deep_trees_are_refused_before_the_fdt_crate_sees_them() {
+        let deepest = nested_tree(MAX_DEPTH - 1);
+        check(&deepest).unwrap();
+        let fdt = fdt::Fdt::new(&deepest).unwrap();
+        assert_eq!(fdt.all_nodes().count(), MAX_DEPTH);
+        use_tree(&deepest);
+        for extra in [MAX_DEPTH, 63] {
+            let error = check(&nested_tree(extra)).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    DtbError::BadStructure {
+                        what: "nodes nested deeper than 32 levels",
+                        ..
+                    }
+                ),
+                "{extra} nested nodes: {error}"
+            );
+        }
+        let panicked = std::panic::catch_unwind(|| {
+            let blob = nested_tree(63);
+            fdt::Fdt::new(&blob).unwrap().all_nodes().count()
+        });
+        assert!(
+            panicked.is_err(),
+            "the fdt crate no longer panics at 64 levels: MAX_DEPTH may be revisited"
+        );
     }
 
     /// Every single-byte corruption of a real tree (three patterns per

@@ -1,13 +1,17 @@
 //! Injecting synchronous exceptions into a guest's EL1, as the hardware
 //! would take them (Arm ARM AArch64.TakeException): the return state goes to
 //! ELR_EL1/SPSR_EL1, the syndrome to ESR_EL1 (and FAR_EL1), and the guest
-//! resumes at the right offset of VBAR_EL1 in EL1h with DAIF masked.
+//! resumes at the right offset of VBAR_EL1 in EL1h with DAIF masked and
+//! the rest of PSTATE as the pseudocode sets it for an exception taken to
+//! EL1 (`entry_pstate`: PAN, TCO, SSBS, ALLINT follow the CPU's features
+//! and SCTLR_EL1).
 //!
 //! The EL1 registers sit behind `El1Regs` so that the same code runs against
 //! the hardware in hv and against a fake in host tests. A guest hypervisor
 //! (FEAT_NV2) needs the same operation aimed at its virtual EL2.
 
 use crate::esr::{ExceptionClass, ESR_IL};
+use crate::sysregs::CpuFeatures;
 
 /// The EL1 registers an exception entry writes or reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +37,94 @@ pub struct ReturnState {
 
 const PSTATE_EL1H: u64 = 0b0101;
 const PSTATE_DAIF: u64 = 0xf << 6;
+/// PSTATE.nRW in SPSR: the interrupted state was AArch32.
+const PSTATE_AARCH32: u64 = 1 << 4;
+const PSTATE_NZCV: u64 = 0xf << 28;
+// PSTATE bits in the AArch64 SPSR layout.
+pub const PSTATE_SSBS: u64 = 1 << 12;
+pub const PSTATE_PAN: u64 = 1 << 22;
+pub const PSTATE_DIT: u64 = 1 << 24;
+pub const PSTATE_TCO: u64 = 1 << 25;
+pub const PSTATE_ALLINT: u64 = 1 << 13;
+/// PSTATE.DIT in the AArch32 SPSR layout (PAN and NZCV share the AArch64
+/// positions).
+const PSTATE_AARCH32_DIT: u64 = 1 << 21;
+
+// SCTLR_EL1 bits that decide PSTATE on exception entry to EL1.
+pub const SCTLR_SPAN: u64 = 1 << 23;
+pub const SCTLR_DSSBS: u64 = 1 << 44;
+pub const SCTLR_SPINTMASK: u64 = 1 << 62;
+
+/// The features whose PSTATE bits an exception entry sets or keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryFeatures {
+    /// FEAT_PAN (ID_AA64MMFR1_EL1.PAN).
+    pub pan: bool,
+    /// FEAT_MTE (ID_AA64PFR1_EL1.MTE >= 1): PSTATE.TCO exists.
+    pub mte: bool,
+    /// FEAT_SSBS (ID_AA64PFR1_EL1.SSBS).
+    pub ssbs: bool,
+    /// FEAT_NMI (ID_AA64PFR1_EL1.NMI): PSTATE.ALLINT exists.
+    pub nmi: bool,
+}
+
+impl From<&CpuFeatures> for EntryFeatures {
+    fn from(features: &CpuFeatures) -> Self {
+        Self {
+            pan: features.has_pan(),
+            mte: features.has_mte(),
+            ssbs: features.has_ssbs(),
+            nmi: features.has_nmi(),
+        }
+    }
+}
+
+/// The EL1 an exception is taken to: its features and SCTLR_EL1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetEl1 {
+    pub features: EntryFeatures,
+    pub sctlr: u64,
+}
+
+/// PSTATE after taking an exception to EL1 from `from` (the SPSR of the
+/// interrupted state, AArch64 or AArch32 layout), as AArch64.TakeException
+/// sets it:
+/// - EL1h, AArch64, D, A, I and F masked; IL, SS, UAO and BTYPE 0 (they
+///   are left out); IT and T of an AArch32 state do not exist in AArch64;
+/// - PAN keeps its value, and is set when SCTLR_EL1.SPAN is 0 (FEAT_PAN);
+/// - TCO is set (FEAT_MTE): handlers start with tag checks overridden;
+/// - SSBS = SCTLR_EL1.DSSBS (FEAT_SSBS);
+/// - ALLINT = NOT SCTLR_EL1.SPINTMASK (FEAT_NMI);
+/// - NZCV and DIT keep their values (the pseudocode does not write them).
+///
+/// Not modelled: FEAT_GCS's EXLOCK and FEAT_EBEP's PM, features hv does not
+/// enable for its guest (HCRX_EL2.GCSEn and the PMU exception controls
+/// stay 0).
+pub fn entry_pstate(from: u64, target: TargetEl1) -> u64 {
+    let features = target.features;
+    let mut pstate = PSTATE_EL1H | PSTATE_DAIF | (from & PSTATE_NZCV);
+    let dit = if from & PSTATE_AARCH32 != 0 {
+        from & PSTATE_AARCH32_DIT != 0
+    } else {
+        from & PSTATE_DIT != 0
+    };
+    if dit {
+        pstate |= PSTATE_DIT;
+    }
+    if features.pan && (from & PSTATE_PAN != 0 || target.sctlr & SCTLR_SPAN == 0) {
+        pstate |= PSTATE_PAN;
+    }
+    if features.mte {
+        pstate |= PSTATE_TCO;
+    }
+    if features.ssbs && target.sctlr & SCTLR_DSSBS != 0 {
+        pstate |= PSTATE_SSBS;
+    }
+    if features.nmi && target.sctlr & SCTLR_SPINTMASK == 0 {
+        pstate |= PSTATE_ALLINT;
+    }
+    pstate
+}
 
 /// Where in the vector table a synchronous exception from `pstate` goes.
 pub fn sync_vector_offset(pstate: u64) -> u64 {
@@ -50,6 +142,7 @@ pub fn sync_vector_offset(pstate: u64) -> u64 {
 /// aborts); returns the state the guest resumes in.
 pub fn take_sync_exception(
     regs: &mut impl El1Regs,
+    target: TargetEl1,
     at: ReturnState,
     esr: u64,
     far: Option<u64>,
@@ -64,7 +157,7 @@ pub fn take_sync_exception(
         pc: regs
             .read(El1Reg::Vbar)
             .wrapping_add(sync_vector_offset(at.pstate)),
-        pstate: PSTATE_EL1H | PSTATE_DAIF,
+        pstate: entry_pstate(at.pstate, target),
     }
 }
 
@@ -132,6 +225,106 @@ mod tests {
         }
     }
 
+    /// A CPU without PAN, MTE, SSBS or NMI (SCTLR_EL1 as hv first sets it).
+    const NO_FEATURES: TargetEl1 = TargetEl1 {
+        features: EntryFeatures {
+            pan: false,
+            mte: false,
+            ssbs: false,
+            nmi: false,
+        },
+        sctlr: crate::sysregs::SCTLR_EL1_MMU_OFF,
+    };
+
+    /// Every feature, and SCTLR_EL1 as Linux programs it with
+    /// CONFIG_ARM64_PAN: SPAN clear (PAN set on entry), DSSBS clear,
+    /// SPINTMASK clear.
+    const LINUX: TargetEl1 = TargetEl1 {
+        features: EntryFeatures {
+            pan: true,
+            mte: true,
+            ssbs: true,
+            nmi: true,
+        },
+        sctlr: 0x0000_0000_3445_d91d & !SCTLR_SPAN,
+    };
+
+    #[test]
+    fn entry_sets_pan_when_span_is_clear_and_keeps_it_otherwise() {
+        let mut el1 = FakeEl1::default();
+        let pan_only = TargetEl1 {
+            features: EntryFeatures {
+                pan: true,
+                ..EntryFeatures::default()
+            },
+            sctlr: SCTLR_SPAN,
+        };
+        let from_kernel = ReturnState {
+            pc: 0xffff_8000_1234_5678,
+            pstate: 0x3c5 | PSTATE_PAN,
+        };
+        // SPAN set: PAN is kept as it was.
+        let next = take_sync_exception(&mut el1, pan_only, from_kernel, undefined_syndrome(), None);
+        assert_eq!(next.pstate, 0x3c5 | PSTATE_PAN);
+        let from_user = ReturnState {
+            pc: 0x40_0000,
+            pstate: 0,
+        };
+        let next = take_sync_exception(&mut el1, pan_only, from_user, undefined_syndrome(), None);
+        assert_eq!(next.pstate, 0x3c5, "SPAN set and PAN clear before: clear");
+        // SPAN clear: PAN is set whatever it was.
+        let span_clear = TargetEl1 {
+            sctlr: 0,
+            ..pan_only
+        };
+        let next = take_sync_exception(&mut el1, span_clear, from_user, undefined_syndrome(), None);
+        assert_eq!(next.pstate, 0x3c5 | PSTATE_PAN);
+        // Without FEAT_PAN the bit does not exist.
+        let next = take_sync_exception(
+            &mut el1,
+            NO_FEATURES,
+            from_kernel,
+            undefined_syndrome(),
+            None,
+        );
+        assert_eq!(next.pstate, 0x3c5);
+    }
+
+    #[test]
+    fn entry_pstate_follows_features_and_sctlr() {
+        // Linux's SCTLR_EL1 with every feature: PAN, TCO, ALLINT set; SSBS
+        // clear (DSSBS clear).
+        assert_eq!(
+            entry_pstate(0, LINUX),
+            0x3c5 | PSTATE_PAN | PSTATE_TCO | PSTATE_ALLINT
+        );
+        // DSSBS set: SSBS set. SPINTMASK set: ALLINT clear.
+        let other = TargetEl1 {
+            sctlr: SCTLR_SPAN | SCTLR_DSSBS | SCTLR_SPINTMASK,
+            ..LINUX
+        };
+        assert_eq!(entry_pstate(0, other), 0x3c5 | PSTATE_TCO | PSTATE_SSBS);
+        // The same SCTLR without the features: nothing but EL1h and DAIF.
+        let featureless = TargetEl1 {
+            features: EntryFeatures::default(),
+            ..other
+        };
+        assert_eq!(entry_pstate(0, featureless), 0x3c5);
+        // IL, SS, UAO and BTYPE are cleared; NZCV and DIT kept; an
+        // AArch32 state's DIT (bit 21) moves to bit 24, its IT/T/GE go.
+        let il_ss_uao_btype_ssbs = 1 << 20 | 1 << 21 | 1 << 23 | 3 << 10 | PSTATE_SSBS;
+        let busy = 0xa << 28 | PSTATE_DIT | il_ss_uao_btype_ssbs | 0x3c5;
+        assert_eq!(
+            entry_pstate(busy, featureless),
+            0xa << 28 | PSTATE_DIT | 0x3c5
+        );
+        let aarch32_user = 0x5 << 28 | 1 << 21 | 0xf << 16 | 1 << 5 | 0x10;
+        assert_eq!(
+            entry_pstate(aarch32_user, featureless),
+            0x5 << 28 | PSTATE_DIT | 0x3c5
+        );
+    }
+
     #[test]
     fn vector_offsets() {
         assert_eq!(
@@ -159,7 +352,7 @@ mod tests {
             pstate: 0x3c5,
         };
         let esr = external_data_abort_syndrome(at.pstate, true);
-        let next = take_sync_exception(&mut el1, at, esr, Some(0xffff_0000_dead_0000));
+        let next = take_sync_exception(&mut el1, NO_FEATURES, at, esr, Some(0xffff_0000_dead_0000));
         assert_eq!(
             next,
             ReturnState {
@@ -184,7 +377,7 @@ mod tests {
             pc: 0x40_0000,
             pstate: 0,
         };
-        let next = take_sync_exception(&mut el1, at, undefined_syndrome(), None);
+        let next = take_sync_exception(&mut el1, NO_FEATURES, at, undefined_syndrome(), None);
         assert_eq!(next.pc, 0x1400);
         assert_eq!(el1.esr, 0x0200_0000);
         assert_eq!(el1.far, 7, "FAR untouched without an address");

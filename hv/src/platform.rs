@@ -83,6 +83,13 @@ pub enum DiscoveryError {
     NoCpus,
     TooManyCpus(usize),
     NoTimer,
+    /// An interrupt that must be a PPI is not one (type cell 1, number
+    /// 0-15 in the GIC binding's three-cell form).
+    NotAPpi {
+        what: &'static str,
+        kind: u32,
+        number: u32,
+    },
     Malformed(&'static str),
 }
 
@@ -106,8 +113,24 @@ impl fmt::Display for DiscoveryError {
                 "{n} CPUs in the device tree; hv supports at most {MAX_CPUS}"
             ),
             Self::NoTimer => f.write_str("no arm,armv8-timer node with its four interrupts"),
+            Self::NotAPpi { what, kind, number } => write!(
+                f,
+                "the {what} interrupt <{kind} {number:#x} ...> is not a PPI (type 1, number 0 to 15)"
+            ),
             Self::Malformed(what) => write!(f, "malformed device tree: {what}"),
         }
+    }
+}
+
+/// The INTID of a PPI given by its binding cells (type, number): type 1
+/// and a number below 16, else an error naming `what` (an unchecked number
+/// would overflow `16 + number` or reach past the PPI range, where hv uses
+/// INTIDs as bit positions in 32-bit registers).
+pub fn ppi_intid(what: &'static str, kind: u32, number: u32) -> Result<u32, DiscoveryError> {
+    if kind == 1 && number < 16 {
+        Ok(16 + number)
+    } else {
+        Err(DiscoveryError::NotAPpi { what, kind, number })
     }
 }
 
@@ -189,11 +212,20 @@ impl Platform {
             ));
         }
 
-        let gic_maintenance = gic.property("interrupts").and_then(|p| {
-            let cells: ArrayVec<u32, 3> = be_u32s(p.value).take(3).collect();
-            // (type 1 = PPI, number, flags)
-            (cells.len() == 3 && cells[0] == 1).then(|| 16 + cells[1])
-        });
+        // (type 1 = PPI, number, flags): a listed maintenance interrupt
+        // must be a PPI.
+        let gic_maintenance = match gic.property("interrupts") {
+            None => None,
+            Some(p) => {
+                let cells: ArrayVec<u32, 3> = be_u32s(p.value).take(3).collect();
+                if cells.len() < 3 {
+                    return Err(DiscoveryError::Malformed(
+                        "the GIC's interrupts property has fewer than three cells",
+                    ));
+                }
+                Some(ppi_intid("GIC maintenance", cells[0], cells[1])?)
+            }
+        };
 
         let psci_node = fdt
             .find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"])
@@ -217,12 +249,12 @@ impl Platform {
         if cells.len() < 12 {
             return Err(DiscoveryError::NoTimer);
         }
-        let ppi = |i: usize| 16 + cells[i * 3 + 1];
+        let ppi = |what, i: usize| ppi_intid(what, cells[i * 3], cells[i * 3 + 1]);
         let timer = TimerIrqs {
-            secure_physical: ppi(0),
-            physical: ppi(1),
-            virtual_: ppi(2),
-            hypervisor: ppi(3),
+            secure_physical: ppi("secure physical timer", 0)?,
+            physical: ppi("physical timer", 1)?,
+            virtual_: ppi("virtual timer", 2)?,
+            hypervisor: ppi("hypervisor timer", 3)?,
         };
 
         let initrd = initrd_region(fdt)?;
@@ -566,6 +598,21 @@ mod tests {
     /// A minimal arm64 tree, built with the same writer hv uses for guests;
     /// `leave_out` names a node or property to omit.
     fn tree(leave_out: &str, cpus: usize) -> alloc::vec::Vec<u8> {
+        tree_with_interrupts(
+            leave_out,
+            cpus,
+            &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8],
+            None,
+        )
+    }
+
+    /// `tree`, with these timer interrupt cells and GIC maintenance cells.
+    fn tree_with_interrupts(
+        leave_out: &str,
+        cpus: usize,
+        timer: &[u32; 12],
+        maintenance: Option<&[u32; 3]>,
+    ) -> alloc::vec::Vec<u8> {
         use vm_fdt::FdtWriter;
         let mut w = FdtWriter::new().unwrap();
         let root = w.begin_node("").unwrap();
@@ -607,6 +654,9 @@ mod tests {
                 ],
             )
             .unwrap();
+            if let Some(cells) = maintenance {
+                w.property_array_u32("interrupts", cells).unwrap();
+            }
             w.end_node(n).unwrap();
         }
         if leave_out != "psci" {
@@ -637,8 +687,7 @@ mod tests {
         if leave_out != "timer" {
             let n = w.begin_node("timer").unwrap();
             w.property_string("compatible", "arm,armv8-timer").unwrap();
-            w.property_array_u32("interrupts", &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8])
-                .unwrap();
+            w.property_array_u32("interrupts", timer).unwrap();
             w.end_node(n).unwrap();
         }
         let n = w.begin_node("chosen").unwrap();
@@ -661,6 +710,58 @@ mod tests {
 
     fn discover(blob: &[u8]) -> Result<Platform, DiscoveryError> {
         Platform::discover(&Fdt::new(blob).unwrap())
+    }
+
+    /// R7-6: PPI numbers from the tree are checked before `16 + number`
+    /// (which overflowed on 0xffff_fff0) and before hv uses the INTID as a
+    /// bit position: a timer or maintenance interrupt that is not a PPI
+    /// (type 1, number 0-15) is a precise error, not a panic or a wrong
+    /// INTID.
+    #[test]
+    fn interrupts_that_must_be_ppis_are_checked() {
+        let timer = [1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8];
+        let p = discover(&tree_with_interrupts("", 1, &timer, Some(&[1, 9, 4]))).unwrap();
+        assert_eq!(p.gic_maintenance, Some(25));
+        assert_eq!(p.timer.virtual_, 27);
+        assert_eq!(p.timer.hypervisor, 26);
+        let p = discover(&tree_with_interrupts("", 1, &timer, Some(&[1, 15, 4]))).unwrap();
+        assert_eq!(p.gic_maintenance, Some(31), "the last PPI");
+        for (number, kind) in [(0xffff_fff0, 1), (16, 1), (9, 0), (9, 3)] {
+            let mut bad_timer = timer;
+            bad_timer[6] = kind;
+            bad_timer[7] = number;
+            assert_eq!(
+                discover(&tree_with_interrupts("", 1, &bad_timer, None)).unwrap_err(),
+                DiscoveryError::NotAPpi {
+                    what: "virtual timer",
+                    kind,
+                    number
+                }
+            );
+            assert_eq!(
+                discover(&tree_with_interrupts(
+                    "",
+                    1,
+                    &timer,
+                    Some(&[kind, number, 4])
+                ))
+                .unwrap_err(),
+                DiscoveryError::NotAPpi {
+                    what: "GIC maintenance",
+                    kind,
+                    number
+                }
+            );
+        }
+        let message = alloc::string::ToString::to_string(&DiscoveryError::NotAPpi {
+            what: "GIC maintenance",
+            kind: 1,
+            number: 20,
+        });
+        assert_eq!(
+            message,
+            "the GIC maintenance interrupt <1 0x14 ...> is not a PPI (type 1, number 0 to 15)"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod status {
     pub const INVALID_PARAMETERS: i64 = -2;
     pub const ALREADY_ON: i64 = -4;
     pub const ON_PENDING: i64 = -5;
+    pub const INTERNAL_FAILURE: i64 = -6;
     pub const INVALID_ADDRESS: i64 = -9;
 }
 
@@ -197,7 +198,16 @@ fn cpu_on(args: [u64; 3], power: &VcpuPower, host: &impl PsciHost) -> i64 {
         Ok(()) => status::SUCCESS,
         Err(error) => {
             power.states[vcpu].store(PowerState::Off as u8, Ordering::Release);
-            error
+            // The vCPU was OFF (AFFINITY_INFO said so), so ALREADY_ON or
+            // ON_PENDING would contradict it: they come from a physical CPU
+            // still on its way down after its vCPU's CPU_OFF, beyond the
+            // host's retries. PSCI has callers act on AFFINITY_INFO == OFF;
+            // INTERNAL_FAILURE tells them this attempt failed and the vCPU
+            // is still OFF.
+            match error {
+                status::ALREADY_ON | status::ON_PENDING => status::INTERNAL_FAILURE,
+                other => other,
+            }
         }
     }
 }
@@ -323,6 +333,35 @@ mod tests {
             ret(status::INVALID_PARAMETERS)
         );
         assert_eq!(power.get(1), PowerState::Off);
+    }
+
+    /// R7-9: a vCPU that called CPU_OFF is OFF for AFFINITY_INFO while its
+    /// physical CPU may still be going down; if the firmware still says
+    /// ALREADY_ON (or ON_PENDING) after the host's retries, CPU_ON must
+    /// not contradict AFFINITY_INFO: INTERNAL_FAILURE, and still OFF.
+    #[test]
+    fn cpu_on_after_cpu_off_never_answers_already_on() {
+        for physical in [status::ALREADY_ON, status::ON_PENDING] {
+            let power = VcpuPower::new();
+            let host = FakeHost {
+                fail_with: Some(physical),
+                ..FakeHost::default()
+            };
+            power.set_on(0);
+            power.set_on(1);
+            assert_eq!(
+                handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host),
+                PsciOutcome::CpuOff
+            );
+            let info = call(PSCI_AFFINITY_INFO_64, [1, 0, 0], &power, &host);
+            assert_eq!(info, PsciOutcome::Return(PowerState::Off as u64));
+            assert_eq!(
+                call(PSCI_CPU_ON_64, [1, 0x4008_0000, 0], &power, &host),
+                ret(status::INTERNAL_FAILURE),
+                "firmware answered {physical}"
+            );
+            assert_eq!(power.get(1), PowerState::Off, "retryable");
+        }
     }
 
     #[test]

@@ -42,6 +42,22 @@ impl CpuFeatures {
     pub fn has_sme(&self) -> bool {
         field(self.id_aa64pfr1, 24) != 0
     }
+    /// FEAT_MTE (ID_AA64PFR1_EL1.MTE >= 1): PSTATE.TCO exists.
+    pub fn has_mte(&self) -> bool {
+        field(self.id_aa64pfr1, 8) >= 1
+    }
+    /// FEAT_SSBS (ID_AA64PFR1_EL1.SSBS): PSTATE.SSBS exists.
+    pub fn has_ssbs(&self) -> bool {
+        field(self.id_aa64pfr1, 4) != 0
+    }
+    /// FEAT_NMI (ID_AA64PFR1_EL1.NMI): PSTATE.ALLINT exists.
+    pub fn has_nmi(&self) -> bool {
+        field(self.id_aa64pfr1, 36) != 0
+    }
+    /// FEAT_PAN (ID_AA64MMFR1_EL1.PAN).
+    pub fn has_pan(&self) -> bool {
+        field(self.id_aa64mmfr1, 20) != 0
+    }
     pub fn has_mte2(&self) -> bool {
         field(self.id_aa64pfr1, 8) >= 2
     }
@@ -222,6 +238,14 @@ mod tests {
             ..N1
         };
         assert!(!no_el2.has_el2() && !no_el2.has_gic_sysregs());
+        // What an exception entry sets (inject::entry_pstate).
+        assert!(MAX.has_pan() && MAX.has_mte() && MAX.has_ssbs() && !MAX.has_nmi());
+        assert!(N1.has_pan() && !N1.has_mte() && N1.has_ssbs() && !N1.has_nmi());
+        let nmi = CpuFeatures {
+            id_aa64pfr1: 1 << 36,
+            ..CpuFeatures::default()
+        };
+        assert!(nmi.has_nmi() && !nmi.has_mte() && !nmi.has_ssbs() && !nmi.has_pan());
     }
 
     #[test]

@@ -10,11 +10,11 @@ pub mod mmio;
 pub mod selftest;
 
 use crate::bundle::{Bundle, ImageHeader};
-use crate::esr::{ExceptionClass, MmioAccess, MmioKind};
+use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind};
 use crate::exit::GuestExit;
 use crate::fdt_check;
 use crate::guest_dt::{self, GuestConfig};
-use crate::inject::{self, ReturnState};
+use crate::inject::{self, EntryFeatures, ReturnState, TargetEl1};
 use crate::layout::GuestLayout;
 use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
 use crate::platform::{
@@ -865,7 +865,9 @@ impl PsciHost for HostPsci<'_> {
         let entry_point = boot::hv_secondary_entry as *const () as u64;
         // A vCPU that just called CPU_OFF is already OFF for the guest but
         // its physical CPU may still be on its way down: the firmware then
-        // says ALREADY_ON for a moment, so retry for a bounded time.
+        // says ALREADY_ON for a moment, so retry for a bounded time. Past
+        // it, `psci::handle` answers INTERNAL_FAILURE (never ALREADY_ON
+        // for a vCPU AFFINITY_INFO reports OFF).
         let deadline = cpu::counter() + cpu::counter_frequency() / 10;
         loop {
             match smccc::psci::cpu_on::<smccc::Smc>(self.0.platform.cpus[vcpu], entry_point, record)
@@ -918,8 +920,9 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
     match GuestExit::from_esr(esr) {
         GuestExit::Hvc { .. } | GuestExit::Smc { .. } => {
             if matches!(GuestExit::from_esr(esr), GuestExit::Smc { .. }) {
-                // A trapped SMC returns to the SMC itself.
-                frame.elr += 4;
+                // A trapped SMC returns to the SMC itself (HVC returns
+                // after it).
+                frame.elr += instruction_length(esr);
             }
             smccc_call(hv, frame, vcpu);
         }
@@ -930,6 +933,7 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
                 println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
             }
             inject(
+                hv,
                 frame,
                 inject::external_instruction_abort_syndrome(frame.spsr),
                 Some(far),
@@ -937,16 +941,18 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
         }
         // WFI/WFE are not trapped (HCR_EL2.TWI/TWE clear); should one trap,
         // completing it at once is a permitted spurious wake-up.
-        GuestExit::Wfx { .. } => frame.elr += 4,
+        GuestExit::Wfx { .. } => frame.elr += instruction_length(esr),
         GuestExit::SysReg(access) if !access.read && is_sgi1r(&access) && hv.gic.is_some() => {
             if let Some(gic) = &hv.gic {
                 gic.send_sgi(vcpu, frame.reg(access.rt));
             }
-            frame.elr += 4;
+            frame.elr += instruction_length(esr);
         }
         // Group-0 SGIs are ignored, as a GIC with two security states
         // ignores them from the non-secure side.
-        GuestExit::SysReg(access) if !access.read && is_sgi0r(&access) => frame.elr += 4,
+        GuestExit::SysReg(access) if !access.read && is_sgi0r(&access) => {
+            frame.elr += instruction_length(esr)
+        }
         GuestExit::SysReg(access) => {
             if should_report() {
                 println!(
@@ -954,7 +960,7 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
                     frame.elr
                 );
             }
-            inject(frame, inject::undefined_syndrome(), None);
+            inject(hv, frame, inject::undefined_syndrome(), None);
         }
         GuestExit::Unknown | GuestExit::Eret => {
             if should_report() {
@@ -963,7 +969,7 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
                     frame.elr
                 );
             }
-            inject(frame, inject::undefined_syndrome(), None);
+            inject(hv, frame, inject::undefined_syndrome(), None);
         }
         GuestExit::Other(_) => guest_crash(frame, "an exit hv does not handle"),
     }
@@ -1012,9 +1018,14 @@ fn should_report() -> bool {
     n < MAX_REPORTS
 }
 
-fn inject(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+fn inject(hv: &Hv, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+    let target = TargetEl1 {
+        features: EntryFeatures::from(&hv.features),
+        sctlr: read_sysreg!("sctlr_el1"),
+    };
     let next = inject::take_sync_exception(
         &mut cpu::HardwareEl1,
+        target,
         ReturnState {
             pc: frame.elr,
             pstate: frame.spsr,
@@ -1054,7 +1065,7 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
                 if let MmioKind::Read { register, .. } = access.kind {
                     frame.set_reg(register, access.load_result(result));
                 }
-                frame.elr += 4;
+                frame.elr += instruction_length(esr);
                 return;
             }
         }
@@ -1077,7 +1088,7 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
                     frame.set_reg(register, access.load_result(raw));
                 }
             }
-            frame.elr += 4;
+            frame.elr += instruction_length(esr);
         }
         Ok(access) => {
             if should_report() {
@@ -1085,6 +1096,7 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
             }
             let write = matches!(access.kind, MmioKind::Write { .. });
             inject(
+                hv,
                 frame,
                 inject::external_data_abort_syndrome(frame.spsr, write),
                 Some(far),
@@ -1096,6 +1108,7 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
                 println!("hv: guest data abort at {far:#x} cannot be emulated ({why}): injecting an external abort");
             }
             inject(
+                hv,
                 frame,
                 inject::external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0),
                 Some(far),
