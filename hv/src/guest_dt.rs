@@ -3,6 +3,11 @@
 //! as they are (they are passed through or forwarded 1:1), while memory,
 //! /psci and /chosen describe what hv gives the guest. Everything else on
 //! the board (virtio, PCIe, flash, fw-cfg ...) stays hidden from the guest.
+//!
+//! The CPUs' idle states (`/cpus/idle-states`, `cpu-idle-states`) and PSCI
+//! power domains (`power-domains`, whose providers live under the host's
+//! /psci, which hv replaces) are left out: hv's PSCI offers no powerdown
+//! state (psci.rs refuses one), so the guest idles with WFI.
 
 use crate::platform::{Conduit, Platform, Region};
 use alloc::string::{String, ToString};
@@ -71,7 +76,11 @@ pub fn build(
                     clock_phandles.extend(be_u32s(clocks.value));
                 }
             }
-            copy_node(&mut w, child, true)?;
+            if child.name == "cpus" {
+                copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?;
+            } else {
+                copy_node(&mut w, child, true)?;
+            }
         } else if compatible_with(&child, &["arm,gic-v3"]) {
             // The ITS is not given to the guest: no MSIs without PCIe.
             copy_node(&mut w, child, false)?;
@@ -159,6 +168,41 @@ fn be_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
 }
 
+/// Nodes and properties of /cpus the guest does not get.
+struct LeftOut {
+    nodes: &'static [&'static str],
+    properties: &'static [&'static str],
+}
+
+/// Idle states and power domains (see the module comment).
+const CPUS_LEFT_OUT: LeftOut = LeftOut {
+    nodes: &["idle-states"],
+    properties: &["cpu-idle-states", "power-domains", "power-domain-names"],
+};
+
+/// Copies `node` and its subtree without the nodes and properties named in
+/// `left_out` (at any depth).
+fn copy_node_except(
+    w: &mut FdtWriter,
+    node: FdtNode<'_, '_>,
+    left_out: &LeftOut,
+) -> Result<(), GuestDtError> {
+    let name: String = node.name.into();
+    let handle = w.begin_node(&name)?;
+    for prop in node.properties() {
+        if !left_out.properties.contains(&prop.name) {
+            w.property(prop.name, prop.value)?;
+        }
+    }
+    for child in node.children() {
+        if !left_out.nodes.contains(&child.name) {
+            copy_node_except(w, child, left_out)?;
+        }
+    }
+    w.end_node(handle)?;
+    Ok(())
+}
+
 fn copy_node(
     w: &mut FdtWriter,
     node: FdtNode<'_, '_>,
@@ -183,6 +227,95 @@ mod tests {
     use super::*;
 
     const HOST: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
+
+    /// R7-10: a host whose CPUs have PSCI idle states (powerdown
+    /// `arm,psci-suspend-param`s, as on most boards) and PSCI power domains:
+    /// the guest gets the CPUs without them, since hv implements no
+    /// powerdown CPU_SUSPEND.
+    #[test]
+    fn cpu_idle_states_and_power_domains_stay_with_the_host() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let n = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("pl011@9000000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("intc@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        let pd = w.begin_node("power-domain-cpu0").unwrap();
+        w.property_u32("#power-domain-cells", 0).unwrap();
+        w.property_u32("phandle", 7).unwrap();
+        w.end_node(pd).unwrap();
+        w.end_node(n).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        let c = w.begin_node("cpu@0").unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_string("enable-method", "psci").unwrap();
+        w.property_u32("reg", 0).unwrap();
+        w.property_u32("cpu-idle-states", 5).unwrap();
+        w.property_u32("power-domains", 7).unwrap();
+        w.property_string("power-domain-names", "psci").unwrap();
+        w.end_node(c).unwrap();
+        let idle = w.begin_node("idle-states").unwrap();
+        w.property_string("entry-method", "psci").unwrap();
+        let state = w.begin_node("cpu-sleep-0").unwrap();
+        w.property_string("compatible", "arm,idle-state").unwrap();
+        w.property_u32("arm,psci-suspend-param", 0x0001_0000)
+            .unwrap();
+        w.property_u32("phandle", 5).unwrap();
+        w.end_node(state).unwrap();
+        w.end_node(idle).unwrap();
+        w.end_node(cpus).unwrap();
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+
+        let host = Fdt::new(&blob).unwrap();
+        assert!(host.find_node("/cpus/idle-states").is_some());
+        let platform = Platform::discover(&host).unwrap();
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x1000_0000,
+        }];
+        let config = GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Hvc,
+        };
+        let guest_blob = build(&host, &platform, &config).unwrap();
+        let guest = Fdt::new(&guest_blob).unwrap();
+        assert!(guest.find_node("/cpus/idle-states").is_none());
+        assert!(guest.find_compatible(&["arm,idle-state"]).is_none());
+        let cpu = guest.find_node("/cpus/cpu@0").unwrap();
+        for gone in ["cpu-idle-states", "power-domains", "power-domain-names"] {
+            assert!(cpu.property(gone).is_none(), "{gone} reached the guest");
+        }
+        for kept in ["device_type", "enable-method", "reg"] {
+            assert!(cpu.property(kept).is_some(), "{kept} was lost");
+        }
+        assert!(guest.find_node("/psci/power-domain-cpu0").is_none());
+        assert_eq!(Platform::discover(&guest).unwrap().cpus.as_slice(), &[0]);
+    }
 
     #[test]
     fn guest_tree_describes_the_guest() {

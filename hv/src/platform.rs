@@ -465,6 +465,72 @@ impl Options {
     }
 }
 
+/// The PL011 rules hv's console follows (arch/console.rs applies them):
+/// hv shares the UART with its guest, and hv's own output must never wait
+/// forever for a transmitter the guest switched off or stalled.
+pub mod pl011 {
+    pub const UARTDR: u64 = 0x00;
+    pub const UARTFR: u64 = 0x18;
+    pub const UARTCR: u64 = 0x30;
+    /// UARTFR.TXFF: the transmit FIFO is full.
+    pub const FR_TXFF: u64 = 1 << 5;
+    pub const CR_UARTEN: u64 = 1 << 0;
+    pub const CR_TXE: u64 = 1 << 8;
+    /// UARTCR.CTSEn: transmit only while the peer asserts CTS.
+    pub const CR_CTSEN: u64 = 1 << 15;
+
+    /// What hv writes to the UART for a guest's write of `value` (`size`
+    /// bytes, naturally aligned) at `offset`. Writes that reach UARTCR keep
+    /// the UART and its transmitter enabled (UARTEN, TXE) and hardware
+    /// flow control off (CTSEn): a disabled transmitter never drains its
+    /// FIFO, and hv's console would stop for good. Everything else (line
+    /// control, baud divisors, interrupts, RXE, loopback) is the guest's:
+    /// it can garble output but not stop it. A guest that reads UARTCR back
+    /// sees these bits set (Linux's PL011 driver saves and restores UARTCR
+    /// around its console writes and copes).
+    pub fn guest_write(offset: u64, size: u64, value: u64) -> u64 {
+        if !(UARTCR..UARTCR + 4).contains(&offset) {
+            return value;
+        }
+        let shift = (offset - UARTCR) * 8;
+        let width = if size >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (size * 8)) - 1
+        };
+        let on = ((CR_UARTEN | CR_TXE) >> shift) & width;
+        let off = (CR_CTSEN >> shift) & width;
+        (value | on) & !off
+    }
+
+    /// Waits for room in the transmit FIFO (`fifo_full` reads UARTFR.TXFF)
+    /// for at most `timeout` ticks of `now`, or checks once when the
+    /// console is already `wedged` (an earlier wait timed out), so that a
+    /// UART that does not drain costs one timeout, not one per byte.
+    /// Whether there is room.
+    pub fn wait_for_room(
+        wedged: bool,
+        mut fifo_full: impl FnMut() -> bool,
+        mut now: impl FnMut() -> u64,
+        timeout: u64,
+    ) -> bool {
+        if !fifo_full() {
+            return true;
+        }
+        if wedged {
+            return false;
+        }
+        let start = now();
+        while now().wrapping_sub(start) < timeout {
+            if !fifo_full() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,6 +828,60 @@ mod tests {
             message,
             "the GIC maintenance interrupt <1 0x14 ...> is not a PPI (type 1, number 0 to 15)"
         );
+    }
+
+    /// R7-13: a guest write to UARTCR cannot switch the transmitter off or
+    /// make it wait for CTS, whatever its width; other registers pass.
+    #[test]
+    fn guest_uart_control_writes_keep_the_transmitter_on() {
+        use pl011::*;
+        assert_eq!(guest_write(UARTCR, 4, 0), CR_UARTEN | CR_TXE);
+        assert_eq!(guest_write(UARTCR, 4, 0xffff), 0x7fff);
+        assert_eq!(guest_write(UARTCR, 8, 0x12_0000_0000), 0x12_0000_0101);
+        assert_eq!(guest_write(UARTCR, 2, 0x0300), 0x0301);
+        assert_eq!(
+            guest_write(UARTCR, 1, 0x80),
+            0x81,
+            "loopback is the guest's"
+        );
+        assert_eq!(guest_write(UARTCR + 1, 1, 0x80), 0x01, "TXE on, CTSEn off");
+        assert_eq!(guest_write(UARTCR + 2, 2, 0xffff), 0xffff);
+        assert_eq!(guest_write(UARTDR, 4, 0x41), 0x41);
+        assert_eq!(guest_write(0x2c, 4, 0), 0, "UARTLCR_H");
+        assert_eq!(guest_write(0x38, 4, 0), 0, "UARTIMSC");
+    }
+
+    /// R7-13: hv's console waits a bounded time for room in the FIFO, and
+    /// once it timed out only checks (the UART is wedged) until it drains.
+    #[test]
+    fn console_waits_for_the_uart_a_bounded_time() {
+        use core::cell::Cell;
+        let clock = Cell::new(0u64);
+        let polls = Cell::new(0u32);
+        let tick = || {
+            clock.set(clock.get() + 1);
+            clock.get()
+        };
+        // Never drains: gives up after the timeout.
+        let full = || {
+            polls.set(polls.get() + 1);
+            true
+        };
+        assert!(!pl011::wait_for_room(false, full, tick, 1000));
+        assert!(clock.get() >= 1000 && clock.get() < 1010);
+        // Wedged: one look, no waiting.
+        let (before_clock, before_polls) = (clock.get(), polls.get());
+        assert!(!pl011::wait_for_room(true, full, tick, 1000));
+        assert_eq!((clock.get(), polls.get()), (before_clock, before_polls + 1));
+        // Drains after a few polls: room, within the timeout.
+        let left = Cell::new(3);
+        let draining = || {
+            left.set(left.get() - 1);
+            left.get() > 0
+        };
+        assert!(pl011::wait_for_room(false, draining, tick, 1000));
+        // Room at once, even when wedged before.
+        assert!(pl011::wait_for_room(true, || false, tick, 1000));
     }
 
     #[test]

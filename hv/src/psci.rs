@@ -1,11 +1,16 @@
 //! PSCI 1.0 as hv offers it to its guest, reached through a trapped HVC or
 //! SMC. One vCPU per physical CPU: starting a vCPU starts its physical CPU.
 //!
-//! CPU_SUSPEND is implemented as a standby state whose wake-up event is
-//! already pending: it returns SUCCESS at once. PSCI permits this (a
-//! powerdown request may be demoted to a shallower state, and a standby
-//! returns on any wake-up event), and with the GIC passed through the guest
-//! idles in WFI anyway.
+//! CPU_SUSPEND offers standby only, implemented as a standby whose wake-up
+//! event is already pending: it returns SUCCESS at once (PSCI lets a
+//! standby return on any wake-up event; the guest idles in WFI anyway). A
+//! powerdown request (power_state.StateType = 1, in the original format
+//! that PSCI_FEATURES advertises) is refused with INVALID_PARAMETERS, the
+//! answer DEN0022 gives for a power_state the implementation does not
+//! support: SUCCESS would claim a powerdown whose resume at entry_point
+//! never happens, which Linux's cpu_suspend treats as a failed finisher.
+//! The guest's device tree has no idle states (guest_dt.rs), so a Linux
+//! guest never asks for one.
 
 use crate::platform::MAX_CPUS;
 use crate::sync::{AtomicU8, Ordering};
@@ -139,7 +144,7 @@ pub fn handle(
     match function {
         PSCI_VERSION => PsciOutcome::Return(VERSION_1_0),
         PSCI_FEATURES => ret(features(args[0] as u32)),
-        PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => ret(status::SUCCESS),
+        PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => ret(cpu_suspend(args[0])),
         PSCI_CPU_OFF => {
             power.states[caller].store(PowerState::Off as u8, Ordering::Release);
             PsciOutcome::CpuOff
@@ -178,6 +183,19 @@ fn features(function: u32) -> i64 {
         | PSCI_SYSTEM_RESET => status::SUCCESS,
         SMCCC_VERSION => status::NOT_SUPPORTED,
         _ => status::NOT_SUPPORTED,
+    }
+}
+
+/// power_state.StateType in the original format (PSCI_FEATURES(CPU_SUSPEND)
+/// returns 0: flags bit 1 clear).
+const POWER_STATE_POWERDOWN: u64 = 1 << 16;
+
+/// CPU_SUSPEND(power_state, entry_point, context_id): standby only.
+fn cpu_suspend(power_state: u64) -> i64 {
+    if power_state & POWER_STATE_POWERDOWN != 0 {
+        status::INVALID_PARAMETERS
+    } else {
+        status::SUCCESS
     }
 }
 
@@ -392,6 +410,19 @@ mod tests {
             PsciOutcome::SystemReset
         );
         assert_eq!(call(PSCI_CPU_SUSPEND_64, [0, 0, 0], &power, &host), ret(0));
+        // R7-10: powerdown (StateType bit 16) is not offered: refused
+        // rather than a SUCCESS that never resumes at the entry point.
+        for suspend in [PSCI_CPU_SUSPEND_32, PSCI_CPU_SUSPEND_64] {
+            assert_eq!(
+                call(suspend, [0x0001_0000, 0x4008_0000, 0], &power, &host),
+                ret(status::INVALID_PARAMETERS)
+            );
+            assert_eq!(
+                call(suspend, [0x0100_0002, 0x4008_0000, 0], &power, &host),
+                ret(status::SUCCESS),
+                "a standby state at a higher power level"
+            );
+        }
         assert_eq!(
             call(PSCI_MIGRATE_INFO_TYPE, [0; 3], &power, &host),
             PsciOutcome::Return(2)

@@ -1,18 +1,31 @@
 //! hv's console: the PL011 found in the device tree, written by polling.
 //! The guest's accesses to the same UART are forwarded through here too, so
 //! hv lines and guest output never interleave inside a character write.
+//!
+//! hv never waits forever for the UART (it polls with IRQs masked, maybe
+//! holding the console lock): guest writes to UARTCR keep the transmitter
+//! enabled (`platform::pl011::guest_write`), and should the FIFO still not
+//! drain (a stalled or misconfigured device), a byte waits at most
+//! `TX_TIMEOUT_MS`. After such a timeout the console is wedged: output is
+//! dropped without waiting until the FIFO has room again, and then one line
+//! says how many bytes were lost.
 
+use crate::platform::pl011::{self, FR_TXFF, UARTDR, UARTFR};
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
-const UARTDR: u64 = 0x00;
-const UARTFR: u64 = 0x18;
-const FR_TXFF: u32 = 1 << 5;
+/// How long one byte may wait for room in the transmit FIFO (a 16-byte
+/// FIFO drains in under 20 ms even at 9600 baud).
+const TX_TIMEOUT_MS: u64 = 50;
 
 /// The UART's base address; 0 until discovery found it.
 static BASE: AtomicU64 = AtomicU64::new(0);
 static LOCK: Mutex<()> = Mutex::new(());
+/// A wait for the FIFO timed out and it has not drained since.
+static WEDGED: AtomicBool = AtomicBool::new(false);
+/// Bytes dropped while wedged.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 pub fn init(base: u64) {
     BASE.store(base, Ordering::Release);
@@ -24,14 +37,26 @@ pub fn base() -> u64 {
 
 fn put_byte(base: u64, byte: u8) {
     // SAFETY: `base` is the PL011 from the device tree, identity-mapped as
-    // device memory (or accessed with the MMU off); UARTFR and UARTDR are
-    // its flag and data registers, 32 bits wide.
-    unsafe {
-        while core::ptr::read_volatile((base + UARTFR) as *const u32) & FR_TXFF != 0 {
-            core::hint::spin_loop();
-        }
-        core::ptr::write_volatile((base + UARTDR) as *mut u32, byte as u32);
+    // device memory (or accessed with the MMU off); UARTFR is its 32-bit
+    // flag register.
+    let fifo_full =
+        || unsafe { core::ptr::read_volatile((base + UARTFR) as *const u32) as u64 & FR_TXFF != 0 };
+    let timeout = super::cpu::counter_frequency() * TX_TIMEOUT_MS / 1000;
+    let wedged = WEDGED.load(Ordering::Relaxed);
+    if !pl011::wait_for_room(wedged, fifo_full, super::cpu::counter, timeout) {
+        WEDGED.store(true, Ordering::Relaxed);
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    if wedged && WEDGED.swap(false, Ordering::Relaxed) {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        let _ = write!(
+            Writer(base),
+            "\nhv: (the console UART did not drain for {TX_TIMEOUT_MS} ms: {dropped} bytes of output were dropped)\n"
+        );
+    }
+    // SAFETY: UARTDR is the PL011's 32-bit data register; the FIFO has room.
+    unsafe { core::ptr::write_volatile((base + UARTDR) as *mut u32, byte as u32) };
 }
 
 struct Writer(u64);
@@ -75,7 +100,7 @@ pub fn forward(offset: u64, size: u64, write: Option<u64>) -> u64 {
     let _guard = LOCK.lock();
     match write {
         Some(value) => {
-            super::mmio::write(address, size, value);
+            super::mmio::write(address, size, pl011::guest_write(offset, size, value));
             0
         }
         None => super::mmio::read(address, size),
