@@ -21,6 +21,8 @@ pub struct CpuFeatures {
     pub id_aa64mmfr3: u64,
     pub id_aa64dfr0: u64,
     pub id_aa64isar2: u64,
+    /// ID_AA64SMFR0_EL1 (RAZ without SME).
+    pub id_aa64smfr0: u64,
 }
 
 fn field(value: u64, shift: u32) -> u64 {
@@ -64,6 +66,15 @@ impl CpuFeatures {
     pub fn has_gcs(&self) -> bool {
         field(self.id_aa64pfr1, 44) != 0
     }
+    /// FEAT_AMUv1 (ID_AA64PFR0_EL1.AMU).
+    pub fn has_amu(&self) -> bool {
+        field(self.id_aa64pfr0, 44) != 0
+    }
+    /// HAFGRTR_EL2 exists (FEAT_FGT with FEAT_AMUv1). Its reset value is
+    /// UNKNOWN, so hv clears it (no AMU traps), as booting.rst asks.
+    pub fn has_hafgrtr(&self) -> bool {
+        self.has_fgt() && self.has_amu()
+    }
     pub fn has_fgt(&self) -> bool {
         field(self.id_aa64mmfr0, 56) != 0
     }
@@ -72,6 +83,22 @@ impl CpuFeatures {
     }
     pub fn has_mops(&self) -> bool {
         field(self.id_aa64isar2, 16) != 0
+    }
+    /// FEAT_TCR2 (ID_AA64MMFR3_EL1.TCRX): TCR2_EL1 exists.
+    pub fn has_tcr2(&self) -> bool {
+        field(self.id_aa64mmfr3, 0) != 0
+    }
+    /// FEAT_SCTLR2 (ID_AA64MMFR3_EL1.SCTLRX): SCTLR2_EL1 exists.
+    pub fn has_sctlr2(&self) -> bool {
+        field(self.id_aa64mmfr3, 4) != 0
+    }
+    /// FEAT_SME_FA64 (ID_AA64SMFR0_EL1.FA64, bit 63).
+    pub fn has_sme_fa64(&self) -> bool {
+        self.has_sme() && self.id_aa64smfr0 >> 63 != 0
+    }
+    /// FEAT_SME2 (ID_AA64SMFR0_EL1.SMEver >= 1): the ZT0 register.
+    pub fn has_sme2(&self) -> bool {
+        self.has_sme() && field(self.id_aa64smfr0, 56) >= 1
     }
     pub fn has_s1pie(&self) -> bool {
         field(self.id_aa64mmfr3, 8) != 0
@@ -151,13 +178,50 @@ pub fn mdcr_el2(features: &CpuFeatures, pmcr_el0: u64) -> u64 {
     }
 }
 
-/// HCRX_EL2 when FEAT_HCX exists: MSCEn lets the guest use FEAT_MOPS.
+// HCRX_EL2 bits.
+pub const HCRX_MSCEN: u64 = 1 << 11;
+pub const HCRX_TCR2EN: u64 = 1 << 14;
+pub const HCRX_SCTLR2EN: u64 = 1 << 15;
+
+/// HCRX_EL2 when FEAT_HCX exists, enabling at EL1 what the guest sees in
+/// its (untrapped) ID registers, as Linux's booting.rst asks of EL2:
+/// MSCEn for FEAT_MOPS, TCR2En for FEAT_TCR2 (else TCR2_EL1 accesses trap
+/// to hv, which makes them UNDEFINED: a 6.5+ kernel's `__cpu_setup`
+/// dies), SCTLR2En for FEAT_SCTLR2. MCE2 stays 0: MOPS exceptions go to
+/// the guest's EL1, which can handle them because a vCPU never moves
+/// between physical CPUs.
 pub fn hcrx_el2(features: &CpuFeatures) -> u64 {
+    let mut hcrx = 0;
     if features.has_mops() {
-        1 << 11
-    } else {
-        0
+        hcrx |= HCRX_MSCEN;
     }
+    if features.has_tcr2() {
+        hcrx |= HCRX_TCR2EN;
+    }
+    if features.has_sctlr2() {
+        hcrx |= HCRX_SCTLR2EN;
+    }
+    hcrx
+}
+
+// SMCR_EL2 bits.
+pub const SMCR_LEN_MAX: u64 = 0xf;
+pub const SMCR_EZT0: u64 = 1 << 30;
+pub const SMCR_FA64: u64 = 1 << 31;
+
+/// SMCR_EL2 with FEAT_SME: the longest streaming vectors, full A64 in
+/// streaming mode with FEAT_SME_FA64 and ZT0 untrapped with FEAT_SME2
+/// (booting.rst; without EZT0 every ZT0 access traps to hv, which cannot
+/// handle it).
+pub fn smcr_el2(features: &CpuFeatures) -> u64 {
+    let mut smcr = SMCR_LEN_MAX;
+    if features.has_sme_fa64() {
+        smcr |= SMCR_FA64;
+    }
+    if features.has_sme2() {
+        smcr |= SMCR_EZT0;
+    }
+    smcr
 }
 
 /// HFGRTR_EL2/HFGWTR_EL2 with FEAT_FGT: nothing trapped. Most bits trap
@@ -211,6 +275,7 @@ mod tests {
         id_aa64mmfr3: 0,
         id_aa64dfr0: 0x0000_0000_0000_0906,
         id_aa64isar2: 0x0000_0000_0001_0000,
+        id_aa64smfr0: 0x80f1_00fd_0000_0000,
     };
 
     /// Neoverse N1: no SVE/SME/FGT/HCX/MOPS.
@@ -223,6 +288,7 @@ mod tests {
         id_aa64mmfr3: 0,
         id_aa64dfr0: 0x0000_0000_1030_5408,
         id_aa64isar2: 0,
+        id_aa64smfr0: 0,
     };
 
     #[test]
@@ -248,6 +314,50 @@ mod tests {
         assert!(nmi.has_nmi() && !nmi.has_mte() && !nmi.has_ssbs() && !nmi.has_pan());
     }
 
+    /// R7-4: what the guest sees in its ID registers is enabled at EL2.
+    #[test]
+    fn features_the_guest_sees_are_enabled_for_it() {
+        // QEMU -cpu max: SME with FA64 but not SME2.
+        assert!(MAX.has_sme_fa64() && !MAX.has_sme2());
+        assert_eq!(smcr_el2(&MAX), SMCR_FA64 | 0xf);
+        let sme2 = CpuFeatures {
+            id_aa64smfr0: 1 << 56,
+            ..MAX
+        };
+        assert_eq!(smcr_el2(&sme2), SMCR_EZT0 | 0xf);
+        // FA64/SMEver bits are meaningless without SME.
+        let no_sme = CpuFeatures {
+            id_aa64pfr1: 0,
+            id_aa64smfr0: u64::MAX,
+            ..MAX
+        };
+        assert!(!no_sme.has_sme_fa64() && !no_sme.has_sme2());
+        // FEAT_TCR2 and FEAT_SCTLR2 (ID_AA64MMFR3_EL1.TCRX, SCTLRX).
+        let tcr2 = CpuFeatures {
+            id_aa64mmfr3: 0x1,
+            ..MAX
+        };
+        assert_eq!(hcrx_el2(&tcr2), HCRX_MSCEN | HCRX_TCR2EN);
+        let sctlr2 = CpuFeatures {
+            id_aa64mmfr3: 0x10,
+            id_aa64isar2: 0,
+            ..MAX
+        };
+        assert_eq!(hcrx_el2(&sctlr2), HCRX_SCTLR2EN);
+        // HAFGRTR_EL2 needs FEAT_FGT and FEAT_AMUv1.
+        assert!(MAX.has_amu() && MAX.has_hafgrtr());
+        let no_amu = CpuFeatures {
+            id_aa64pfr0: MAX.id_aa64pfr0 & !(0xf << 44),
+            ..MAX
+        };
+        assert!(!no_amu.has_hafgrtr());
+        let amu_without_fgt = CpuFeatures {
+            id_aa64pfr0: N1.id_aa64pfr0 | 1 << 44,
+            ..N1
+        };
+        assert!(amu_without_fgt.has_amu() && !amu_without_fgt.has_hafgrtr());
+    }
+
     #[test]
     fn register_values() {
         assert_eq!(hcr_el2(&N1, false), 0x0000_0300_8008_0603);
@@ -261,6 +371,7 @@ mod tests {
         assert_eq!(hfgxtr_el2(&MAX), 3 << 54);
         assert_eq!(hfgxtr_el2(&N1), 0);
         assert_eq!(hcrx_el2(&MAX), 1 << 11);
+        assert_eq!(hcrx_el2(&N1), 0);
         assert_eq!(mdcr_el2(&MAX, 6 << 11), 6);
         assert_eq!(mdcr_el2(&CpuFeatures::default(), 6 << 11), 0);
         assert_eq!(SCTLR_EL2_MMU_ON & 0x100d, 0x100d);

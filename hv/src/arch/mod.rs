@@ -225,7 +225,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 fn read_features() -> CpuFeatures {
-    CpuFeatures {
+    let mut features = CpuFeatures {
         id_aa64pfr0: read_sysreg!("id_aa64pfr0_el1"),
         id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
         id_aa64mmfr0: read_sysreg!("id_aa64mmfr0_el1"),
@@ -234,7 +234,12 @@ fn read_features() -> CpuFeatures {
         id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"),
         id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
         id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"),
+        id_aa64smfr0: 0,
+    };
+    if features.has_sme() {
+        features.id_aa64smfr0 = read_sysreg!("s3_0_c0_c4_5"); // ID_AA64SMFR0_EL1
     }
+    features
 }
 
 fn align_down(value: u64, align: u64) -> u64 {
@@ -769,6 +774,9 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
         write_sysreg!("s3_4_c3_c1_4", 0); // HDFGRTR_EL2
         write_sysreg!("s3_4_c3_c1_5", 0); // HDFGWTR_EL2
     }
+    if f.has_hafgrtr() {
+        write_sysreg!("s3_4_c3_c1_6", 0); // HAFGRTR_EL2: AMU counters untrapped
+    }
     if f.has_hcx() {
         write_sysreg!("s3_4_c1_c2_2", sysregs::hcrx_el2(f)); // HCRX_EL2
     }
@@ -776,7 +784,7 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
         write_sysreg!("s3_4_c1_c2_0", 0xf); // ZCR_EL2: the longest vectors
     }
     if f.has_sme() {
-        write_sysreg!("s3_4_c1_c2_6", 0xf); // SMCR_EL2: the longest vectors
+        write_sysreg!("s3_4_c1_c2_6", sysregs::smcr_el2(f)); // SMCR_EL2
     }
     write_sysreg!("vtcr_el2", hv.vtcr);
     write_sysreg!("vttbr_el2", hv.vttbr);
