@@ -19,6 +19,8 @@ pub struct CpuFeatures {
     pub id_aa64mmfr1: u64,
     pub id_aa64mmfr2: u64,
     pub id_aa64mmfr3: u64,
+    /// ID_AA64MMFR4_EL1 (RAZ on CPUs that predate it).
+    pub id_aa64mmfr4: u64,
     pub id_aa64dfr0: u64,
     pub id_aa64isar2: u64,
     /// ID_AA64SMFR0_EL1 (RAZ without SME).
@@ -99,6 +101,13 @@ impl CpuFeatures {
     /// FEAT_SME2 (ID_AA64SMFR0_EL1.SMEver >= 1): the ZT0 register.
     pub fn has_sme2(&self) -> bool {
         self.has_sme() && field(self.id_aa64smfr0, 56) >= 1
+    }
+    /// FEAT_E2H0: HCR_EL2.E2H may be 0. ID_AA64MMFR4_EL1.E2H0 (bits
+    /// [27:24]) is a signed field: 0 means implemented, 0b1110 and 0b1111
+    /// (negative) mean HCR_EL2.E2H is RES1. hv runs only with E2H = 0
+    /// (nVHE layouts of CPTR_EL2, CNTHCTL_EL2 and the EL2 regime).
+    pub fn has_e2h0(&self) -> bool {
+        field(self.id_aa64mmfr4, 24) < 0b1000
     }
     pub fn has_s1pie(&self) -> bool {
         field(self.id_aa64mmfr3, 8) != 0
@@ -273,6 +282,7 @@ mod tests {
         id_aa64mmfr1: 0x1000_1101_1121_1122,
         id_aa64mmfr2: 0x1221_0011_1201_1011,
         id_aa64mmfr3: 0,
+        id_aa64mmfr4: 0,
         id_aa64dfr0: 0x0000_0000_0000_0906,
         id_aa64isar2: 0x0000_0000_0001_0000,
         id_aa64smfr0: 0x80f1_00fd_0000_0000,
@@ -286,6 +296,7 @@ mod tests {
         id_aa64mmfr1: 0x0000_0000_1012_2122,
         id_aa64mmfr2: 0x0000_0000_0000_1011,
         id_aa64mmfr3: 0,
+        id_aa64mmfr4: 0,
         id_aa64dfr0: 0x0000_0000_1030_5408,
         id_aa64isar2: 0,
         id_aa64smfr0: 0,
@@ -344,6 +355,15 @@ mod tests {
             ..MAX
         };
         assert_eq!(hcrx_el2(&sctlr2), HCRX_SCTLR2EN);
+        // R7-12: a CPU without FEAT_E2H0 (E2H RES1) is recognised.
+        assert!(MAX.has_e2h0() && N1.has_e2h0());
+        for e2h0 in [0b1110, 0b1111] {
+            let vhe_only = CpuFeatures {
+                id_aa64mmfr4: e2h0 << 24,
+                ..MAX
+            };
+            assert!(!vhe_only.has_e2h0());
+        }
         // HAFGRTR_EL2 needs FEAT_FGT and FEAT_AMUv1.
         assert!(MAX.has_amu() && MAX.has_hafgrtr());
         let no_amu = CpuFeatures {

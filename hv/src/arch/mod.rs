@@ -232,6 +232,7 @@ fn read_features() -> CpuFeatures {
         id_aa64mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
         id_aa64mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
         id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"),
+        id_aa64mmfr4: read_sysreg!("s3_0_c0_c7_4"),
         id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
         id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"),
         id_aa64smfr0: 0,
@@ -319,6 +320,11 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         ));
     }
     let features = read_features();
+    if !features.has_e2h0() {
+        fail(format_args!(
+            "this CPU has no FEAT_E2H0 (ID_AA64MMFR4_EL1.E2H0 is negative): HCR_EL2.E2H is RES1, and hv runs only with E2H = 0"
+        ));
+    }
     if !features.has_gic_sysregs() {
         fail(format_args!(
             "this CPU has no GICv3 system-register interface (ID_AA64PFR0_EL1.GIC is 0)"
