@@ -16,6 +16,7 @@
 //! This module holds the decisions (which register does what, list-register
 //! and SGI encodings), tested on the host; `arch::gic` applies them.
 
+use crate::platform::Region;
 use crate::sync::{unmodelled, AtomicU16, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
@@ -45,6 +46,11 @@ pub enum RegisterAction {
     /// IPRIORITYR bytes of PPIs, forwarded except those of hv's own PPIs;
     /// `first` is the first INTID covered.
     PpiPriority { first: u8 },
+    /// GICD_ICPENDR<n> or GICD_ICACTIVER<n> (`op` PendingClear or
+    /// ActiveClear) for the SPIs from `first`: the bits of interrupts this
+    /// CPU holds for its vCPU act on its list registers and backlog
+    /// (`clear_held`), the others are forwarded. Reads are forwarded.
+    ClearHeld { op: SetClear, first: u32 },
 }
 
 /// The banked SGI/PPI set and clear registers of the SGI frame.
@@ -74,9 +80,25 @@ pub fn distributor(offset: u64) -> RegisterAction {
         0x0008 => ReadOnly,
         // IGROUPR: everything is group 1 (non-secure IRQ).
         0x0080..=0x00ff => Fixed(0xffff_ffff),
-        // Enable, pending, active, priority, configuration of SPIs (the
-        // first word of each, for private INTIDs, is RAZ/WI in hardware).
-        0x0100..=0x03ff | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
+        // The first word of each set/clear register covers the private
+        // INTIDs: RAZ/WI with affinity routing, as in hardware.
+        0x0280..=0x0283 | 0x0380..=0x0383 => Fixed(0),
+        // ICPENDR, ICACTIVER of SPIs: the interrupts hv holds for this
+        // vCPU are its own business (`clear_held`). These are 32-bit
+        // registers; a misaligned access to them is RAZ/WI.
+        0x0284..=0x02ff | 0x0384..=0x03ff if !offset.is_multiple_of(4) => Fixed(0),
+        0x0284..=0x02ff => ClearHeld {
+            op: SetClear::PendingClear,
+            first: ((offset - 0x0280) * 8) as u32,
+        },
+        0x0384..=0x03ff => ClearHeld {
+            op: SetClear::ActiveClear,
+            first: ((offset - 0x0380) * 8) as u32,
+        },
+        // Enable, set-pending, set-active, priority, configuration of SPIs
+        // (the first word of each, for private INTIDs, is RAZ/WI in
+        // hardware).
+        0x0100..=0x027f | 0x0300..=0x037f | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
         // IROUTER: each vCPU is its physical CPU, so affinities are real.
         0x6100..=0x7fdf => Forward,
         // Identification registers.
@@ -117,6 +139,82 @@ pub fn redistributor(offset: u64) -> RegisterAction {
     }
 }
 
+/// The redistributor frames hv found in one of the device tree's
+/// redistributor regions at boot, walking GICR_TYPER from the region's
+/// base up to the frame with Last set: `count` frames every `stride`
+/// bytes (0x20000, or 0x40000 with GICv4 vLPI frames) from `region.base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedistributorFrames {
+    pub region: Region,
+    pub stride: u64,
+    pub count: u64,
+}
+
+/// The RD and SGI frames of one CPU's redistributor: what `redistributor`
+/// maps, and the only part of a frame hv lets a guest access reach.
+pub const REDISTRIBUTOR_FRAMES_SIZE: u64 = 0x2_0000;
+/// The distributor's register frame.
+pub const DISTRIBUTOR_SIZE: u64 = 0x1_0000;
+
+/// Where the guest's GIC lies: the distributor, each vCPU's redistributor
+/// (RD frame base, by vCPU index), and what hv found in each redistributor
+/// region.
+#[derive(Clone, Copy, Debug)]
+pub struct GicLayout<'a> {
+    pub distributor: u64,
+    pub redistributors: &'a [u64],
+    pub regions: &'a [RedistributorFrames],
+}
+
+/// What a trapped guest access at `ipa` is: the register action, and the
+/// vCPU whose redistributor it addresses; None when `ipa` is not in the
+/// GIC.
+///
+/// The device tree's redistributor regions may be larger than the frames
+/// that exist (QEMU virt: room for 123 CPUs), and nothing answers there:
+/// a forwarded access would take an external abort at EL2 (R7-1). So only
+/// frames hv found at boot are ever read: a vCPU's own RD and SGI frames
+/// as `redistributor` says, those of a CPU hv does not run read-only;
+/// everything else in a region (past the last frame, and the vLPI part of
+/// a GICv4 frame, which hv does not offer) is reserved space, RAZ/WI as
+/// the GICv3 architecture makes reserved redistributor addresses.
+pub fn classify(ipa: u64, layout: &GicLayout) -> Option<(RegisterAction, Option<usize>)> {
+    if let Some(offset) = ipa
+        .checked_sub(layout.distributor)
+        .filter(|&o| o < DISTRIBUTOR_SIZE)
+    {
+        return Some((distributor(offset), None));
+    }
+    for (owner, &rd) in layout.redistributors.iter().enumerate() {
+        if let Some(offset) = ipa
+            .checked_sub(rd)
+            .filter(|&o| o < REDISTRIBUTOR_FRAMES_SIZE)
+        {
+            return Some((redistributor(offset), Some(owner)));
+        }
+    }
+    let frames = layout.regions.iter().find(|f| f.region.contains(ipa))?;
+    let offset = ipa - frames.region.base;
+    let implemented = frames.stride != 0
+        && offset / frames.stride < frames.count
+        && offset % frames.stride < REDISTRIBUTOR_FRAMES_SIZE;
+    Some(if implemented {
+        (RegisterAction::ReadOnly, None)
+    } else {
+        (RegisterAction::Fixed(0), None)
+    })
+}
+
+/// Whether a guest write makes an SGI of the redistributor's vCPU
+/// deliverable (sets enable or pending bits of SGIs): that vCPU, if it is
+/// not the writer, must be kicked to refill, as for a sent SGI.
+pub fn may_deliver_sgi(action: RegisterAction, write: Option<u64>) -> bool {
+    matches!(
+        action,
+        RegisterAction::SgiPpi(SetClear::EnableSet | SetClear::PendingSet)
+    ) && write.is_some_and(|value| value as u16 != 0)
+}
+
 /// Splits a guest write to an SGI/PPI set-clear register into the virtual
 /// SGI bits and the bits to write to the hardware (never hv's own PPIs).
 pub fn split_sgi_ppi(value: u32, hv_ppis: u32) -> (u16, u32) {
@@ -143,10 +241,116 @@ pub trait GicHardware {
     fn write(&mut self, address: u64, size: u64, value: u64);
 }
 
+/// GICD_CTLR.RWP: a write to CTLR, ICENABLER or ICACTIVER is not yet
+/// visible everywhere.
+pub const GICD_CTLR_RWP: u32 = 1 << 31;
+/// GICR_CTLR.RWP, bit 3 (GICR_CTLR bit 31 is UWP, upstream write pending,
+/// about writes to the distributor, which is not what hv waits for).
+pub const GICR_CTLR_RWP: u32 = 1 << 3;
+/// How often a register-write-pending or wake-up bit is polled.
+pub const GIC_POLLS: u32 = 1_000_000;
+
+const GICR_CTLR: u64 = 0x0000;
+const GICR_WAKER: u64 = 0x0014;
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+const GICR_IGROUPR0: u64 = 0x1_0080;
+const GICR_ISENABLER0: u64 = 0x1_0100;
+const GICR_ICENABLER0: u64 = 0x1_0180;
+const GICR_ICACTIVER0: u64 = 0x1_0380;
+const GICR_IPRIORITYR: u64 = 0x1_0400;
+
+/// Waits until the register-write-pending bit `rwp` of the CTLR register
+/// at `ctlr` is clear.
+pub fn wait_for_rwp(hw: &mut impl GicHardware, ctlr: u64, rwp: u32) -> Result<(), &'static str> {
+    for _ in 0..GIC_POLLS {
+        if hw.read(ctlr, 4) as u32 & rwp == 0 {
+            return Ok(());
+        }
+    }
+    Err("the GIC never finished a register write (RWP stuck)")
+}
+
+/// Brings one CPU's redistributor (RD frame at `rd`) into hv's state:
+/// awake, SGIs and PPIs group 1, disabled and inactive (whatever firmware
+/// or the CPU's previous guest left), all at the default priority but
+/// hv's own (`hv_priority`: the kick SGI and the maintenance PPI), which
+/// are then enabled. Priorities and enables are written only once the
+/// disables have taken effect (GICR_CTLR.RWP), so nothing the previous
+/// owner enabled is still forwarded after this returns.
+pub fn init_redistributor(
+    hw: &mut impl GicHardware,
+    rd: u64,
+    maintenance: u32,
+    hv_priority: u8,
+) -> Result<(), &'static str> {
+    let waker = hw.read(rd + GICR_WAKER, 4) as u32;
+    hw.write(
+        rd + GICR_WAKER,
+        4,
+        (waker & !GICR_WAKER_PROCESSOR_SLEEP) as u64,
+    );
+    if !(0..GIC_POLLS).any(|_| hw.read(rd + GICR_WAKER, 4) as u32 & GICR_WAKER_CHILDREN_ASLEEP == 0)
+    {
+        return Err("the redistributor did not wake up");
+    }
+    hw.write(rd + GICR_IGROUPR0, 4, u32::MAX as u64);
+    hw.write(rd + GICR_ICENABLER0, 4, u32::MAX as u64);
+    hw.write(rd + GICR_ICACTIVER0, 4, u32::MAX as u64);
+    wait_for_rwp(hw, rd + GICR_CTLR, GICR_CTLR_RWP)?;
+    for intid in 0..32u64 {
+        hw.write(rd + GICR_IPRIORITYR + intid, 1, DEFAULT_PRIORITY as u64);
+    }
+    hw.write(
+        rd + GICR_IPRIORITYR + KICK_SGI as u64,
+        1,
+        hv_priority as u64,
+    );
+    hw.write(
+        rd + GICR_IPRIORITYR + maintenance as u64,
+        1,
+        hv_priority as u64,
+    );
+    hw.write(
+        rd + GICR_ISENABLER0,
+        4,
+        (1u64 << KICK_SGI) | (1u64 << maintenance),
+    );
+    Ok(())
+}
+
+/// How many active-priority registers (ICC_AP1R<n>_EL1, ICH_AP<g>R<n>_EL2)
+/// hold state for `bits` preemption bits: 32 levels each, so one for up
+/// to 5 bits, two for 6, four for 7 (and for 8 priority bits, whose
+/// lowest bit never preempts).
+pub fn active_priority_registers(bits: u32) -> usize {
+    match bits {
+        0..=5 => 1,
+        6 => 2,
+        _ => 4,
+    }
+}
+
+/// The priority bits the physical CPU interface implements:
+/// ICC_CTLR_EL1.PRIbits (bits 10:8) plus one.
+pub fn physical_priority_bits(icc_ctlr: u64) -> u32 {
+    ((icc_ctlr >> 8) & 0b111) as u32 + 1
+}
+
+/// The virtual preemption bits the virtual CPU interface implements:
+/// ICH_VTR_EL2.PREbits (bits 28:26) plus one.
+pub fn virtual_preemption_bits(ich_vtr: u64) -> u32 {
+    ((ich_vtr >> 26) & 0b111) as u32 + 1
+}
+
 /// Performs one trapped guest access of `size` bytes at `address` as
 /// `action` says: a write when `write` holds the value, else a read whose
 /// result is returned (masked to the access size). `sgis` is the virtual
-/// SGI state of the redistributor's vCPU; `hv_ppis` are hv's own PPIs.
+/// SGI state of the redistributor's vCPU; `hv_ppis` are hv's own PPIs;
+/// `held` the interrupts the writing CPU holds for its vCPU when the
+/// register is about them (SPIs, or the PPIs of its own redistributor),
+/// else `NothingHeld`.
+#[allow(clippy::too_many_arguments)]
 pub fn perform(
     action: RegisterAction,
     address: u64,
@@ -154,6 +358,7 @@ pub fn perform(
     write: Option<u64>,
     sgis: &VirtualSgis,
     hv_ppis: u32,
+    held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) -> u64 {
     let mask = if size >= 8 {
@@ -175,8 +380,11 @@ pub fn perform(
         (RegisterAction::ReadMasked(bits), None) => hw.read(address, size) & !bits,
         (RegisterAction::Fixed(value), None) => value,
         (RegisterAction::SgiPpi(op), Some(value)) => {
-            let (virtual_bits, physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
+            let (virtual_bits, mut physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
             sgis.set_clear(op, virtual_bits);
+            if matches!(op, SetClear::PendingClear | SetClear::ActiveClear) {
+                physical_bits = held.clear(op, 0, physical_bits);
+            }
             if physical_bits != 0 {
                 hw.write(address, 4, physical_bits as u64);
             }
@@ -196,6 +404,16 @@ pub fn perform(
             0
         }
         (RegisterAction::PpiPriority { .. }, None) => hw.read(address, size),
+        // Only the register addressed: the upper word of a 64-bit access
+        // would be the next register, which GICv3 does not allow here.
+        (RegisterAction::ClearHeld { op, first }, Some(value)) => {
+            let forward = held.clear(op, first, (value & mask) as u32);
+            if forward != 0 {
+                hw.write(address, 4, forward as u64);
+            }
+            0
+        }
+        (RegisterAction::ClearHeld { .. }, None) => hw.read(address, size),
         (RegisterAction::SgiPriority { first }, write) => {
             let mut read = 0u64;
             for k in 0..size.min(16u64.saturating_sub(first as u64)) {
@@ -293,15 +511,35 @@ pub fn fill_list_registers(
         empty &= !(1 << n);
         lrs.write(n, list_register(sgi as u32, None, sgis.priority(sgi)));
     }
-    let mut taken = 0;
-    while empty != 0 && taken < backlog.len() {
-        let intid = backlog[taken] as u32;
-        taken += 1;
-        let n = empty.trailing_zeros() as usize;
-        empty &= !(1 << n);
-        lrs.write(n, list_register(intid, Some(intid), priority(intid)));
+    if !backlog.is_empty() && empty != 0 {
+        // The INTIDs in list registers. A backlog entry with one of them
+        // waits (in order) until that list register is free: two list
+        // registers with one vINTID are UNPREDICTABLE (GICv3, ICH_LR<n>_EL2).
+        // That happens when a guest write hv cannot see the effect of
+        // (another vCPU's GICD_ICACTIVER for an SPI this vCPU holds, see
+        // `clear_held`) deactivated the physical interrupt, and it fired
+        // again while the guest still holds it.
+        let mut in_lrs = arrayvec::ArrayVec::<u32, MAX_LIST_REGISTERS>::new();
+        for n in 0..count {
+            if empty & (1 << n) == 0 {
+                in_lrs.push((lrs.read(n) & 0xffff_ffff) as u32);
+            }
+        }
+        let mut kept = 0;
+        for i in 0..backlog.len() {
+            let intid = backlog[i] as u32;
+            if empty != 0 && !in_lrs.contains(&intid) {
+                let n = empty.trailing_zeros() as usize;
+                empty &= !(1 << n);
+                lrs.write(n, list_register(intid, Some(intid), priority(intid)));
+                in_lrs.push(intid);
+            } else {
+                backlog[kept] = backlog[i];
+                kept += 1;
+            }
+        }
+        backlog.truncate(kept);
     }
-    backlog.drain(..taken);
     let waiting = !backlog.is_empty() || sgis.has_ready();
     lrs.set_underflow_interrupt(waiting && empty == 0);
 }
@@ -360,6 +598,138 @@ pub fn take_interrupts(
     if maintenance_taken {
         gic.deactivate(maintenance);
     }
+}
+
+/// The interrupts one CPU holds for its vCPU, as a guest write to a
+/// clear-pending or clear-active register sees them.
+pub trait HeldInterrupts {
+    /// The guest writes `bits` (bit k: INTID `first + k`) to a
+    /// clear-pending or clear-active register (`op`): acts on what this
+    /// CPU holds, and returns the bits still to write to the hardware.
+    fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32;
+}
+
+/// For registers about interrupts the writing CPU cannot hold (another
+/// vCPU's PPIs): every bit goes to the hardware.
+#[derive(Debug)]
+pub struct NothingHeld;
+
+impl HeldInterrupts for NothingHeld {
+    fn clear(&mut self, _op: SetClear, _first: u32, bits: u32) -> u32 {
+        bits
+    }
+}
+
+/// This CPU's list registers and backlog, and its physical CPU interface
+/// to deactivate what hv acknowledged.
+#[derive(Debug)]
+pub struct Held<'a, C> {
+    pub cpu: &'a mut C,
+    pub backlog: &'a mut Backlog,
+}
+
+impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
+    fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32 {
+        clear_held(op, first, bits, self.cpu, self.backlog)
+    }
+}
+
+const LR_STATE_SHIFT: u32 = 62;
+const LR_STATE_PENDING: u64 = 0b01;
+const LR_STATE_ACTIVE: u64 = 0b10;
+
+/// A guest write of `bits` (bit k: INTID `first + k`) to GICD_ICPENDR<n>,
+/// GICD_ICACTIVER<n> or the PPI bits of its own GICR_ICPENDR0 /
+/// GICR_ICACTIVER0 (`op`), for the interrupts this CPU holds for its vCPU:
+/// in a list register, or acknowledged and waiting in `backlog`. Returns
+/// the bits to forward to the hardware.
+///
+/// hv acknowledged each held interrupt, so its physical active state is
+/// hv's: forwarded, a clear-active would let the interrupt fire again and
+/// be queued while a list register still holds it (R7-11). The choice,
+/// following what the guest sees (the list register's state; a backlog
+/// entry is pending, not active):
+/// - clear-active of an interrupt active in a list register: the list
+///   register loses its active state (active and pending becomes pending,
+///   active becomes invalid) and, with the HW bit, the physical interrupt
+///   is deactivated, as the guest's own deactivation would. Its active
+///   priority stays, as on a GIC, until the guest's priority drop. Never
+///   forwarded, also when held but not active (pending in a list register
+///   or in the backlog): there is no active state to clear.
+/// - clear-pending of an interrupt only pending in a list register, or
+///   waiting in the backlog: withdrawn (the list register emptied, the
+///   entry removed) and, for a physical one, deactivated; active and
+///   pending becomes active. Still forwarded, which clears a new physical
+///   pending state and cannot break what hv holds.
+///
+/// An interrupt held by another CPU cannot be seen here; its bits are
+/// forwarded, and `fill_list_registers` keeps the INTID out of a second
+/// list register on that CPU.
+pub fn clear_held(
+    op: SetClear,
+    first: u32,
+    bits: u32,
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+) -> u32 {
+    let selects = |intid: u32| {
+        intid
+            .checked_sub(first)
+            .is_some_and(|k| k < 32 && bits & (1 << k) != 0)
+    };
+    let bit = |intid: u32| 1u32 << (intid - first);
+    let mut forward = bits;
+    match op {
+        SetClear::ActiveClear | SetClear::PendingClear => {}
+        _ => return bits,
+    }
+    let count = cpu.count().min(MAX_LIST_REGISTERS);
+    let empty = cpu.empty();
+    for n in 0..count {
+        if empty & (1 << n) != 0 {
+            continue;
+        }
+        let lr = cpu.read(n);
+        let intid = (lr & 0xffff_ffff) as u32;
+        if !selects(intid) {
+            continue;
+        }
+        let state = lr >> LR_STATE_SHIFT;
+        let physical = (lr & LR_HW != 0).then_some(((lr >> 32) & 0x1fff) as u32);
+        let (cleared, withdrawn) = if op == SetClear::ActiveClear {
+            forward &= !bit(intid);
+            (LR_STATE_ACTIVE, state == LR_STATE_ACTIVE)
+        } else {
+            (LR_STATE_PENDING, state == LR_STATE_PENDING)
+        };
+        if state & cleared == 0 {
+            continue;
+        }
+        if withdrawn {
+            cpu.write(n, 0);
+        } else {
+            cpu.write(n, lr & !(cleared << LR_STATE_SHIFT));
+        }
+        // A HW list register is never active and pending, so it is
+        // withdrawn here, and the activation hv made is undone.
+        if let (true, Some(p)) = (withdrawn, physical) {
+            cpu.deactivate(p);
+        }
+    }
+    backlog.retain(|entry| {
+        let intid = *entry as u32;
+        if !selects(intid) {
+            return true;
+        }
+        if op == SetClear::ActiveClear {
+            forward &= !bit(intid);
+            true
+        } else {
+            cpu.deactivate(intid);
+            false
+        }
+    });
+    forward
 }
 
 /// Per-vCPU state of the virtual SGIs.
@@ -571,6 +941,245 @@ mod tests {
             "GICD_SGIR is unused with ARE"
         );
         assert_eq!(distributor(0x0070), RegisterAction::Fixed(0));
+        assert_eq!(
+            distributor(0x0384),
+            RegisterAction::ClearHeld {
+                op: SetClear::ActiveClear,
+                first: 32
+            }
+        );
+        assert_eq!(
+            distributor(0x02fc),
+            RegisterAction::ClearHeld {
+                op: SetClear::PendingClear,
+                first: 992
+            }
+        );
+        assert_eq!(distributor(0x0300), RegisterAction::Forward, "ISACTIVER0");
+        assert_eq!(
+            distributor(0x0380),
+            RegisterAction::Fixed(0),
+            "ICACTIVER0 is RAZ/WI with affinity routing"
+        );
+        assert_eq!(distributor(0x0385), RegisterAction::Fixed(0), "misaligned");
+    }
+
+    /// QEMU virt's layout: a redistributor region with room for 123 CPUs,
+    /// four of them implemented, hv running the first two.
+    const QEMU_REDISTRIBUTORS: [RedistributorFrames; 1] = [RedistributorFrames {
+        region: Region {
+            base: 0x080a_0000,
+            size: 0xf6_0000,
+        },
+        stride: 0x2_0000,
+        count: 4,
+    }];
+
+    /// Hardware that must not be touched.
+    struct NoHardware;
+
+    impl GicHardware for NoHardware {
+        fn read(&mut self, address: u64, _size: u64) -> u64 {
+            panic!("read of {address:#x} reached the hardware");
+        }
+        fn write(&mut self, address: u64, _size: u64, _value: u64) {
+            panic!("write of {address:#x} reached the hardware");
+        }
+    }
+
+    #[test]
+    fn reserved_redistributor_space_never_reaches_the_hardware() {
+        let layout = GicLayout {
+            distributor: 0x0800_0000,
+            redistributors: &[0x080a_0000, 0x080c_0000],
+            regions: &QEMU_REDISTRIBUTORS,
+        };
+        let sgis = VirtualSgis::new();
+        // R7-1: past the last frame (the reviewer's QEMU crash address),
+        // and the very last word of the region.
+        for ipa in [0x0820_0000, 0x0812_0000, 0x08ff_fffc] {
+            assert_eq!(
+                classify(ipa, &layout),
+                Some((RegisterAction::Fixed(0), None)),
+                "{ipa:#x}"
+            );
+            for write in [None, Some(0xffff_ffff)] {
+                let read = perform(
+                    classify(ipa, &layout).unwrap().0,
+                    ipa,
+                    4,
+                    write,
+                    &sgis,
+                    MAINTENANCE,
+                    &mut NothingHeld,
+                    &mut NoHardware,
+                );
+                assert_eq!(read, 0, "RAZ/WI");
+            }
+        }
+        // The frames that exist: the vCPUs' own, and read-only those of
+        // the CPUs hv does not run.
+        assert_eq!(
+            classify(0x080a_0008, &layout),
+            Some((redistributor(0x8), Some(0)))
+        );
+        assert_eq!(
+            classify(0x080d_0100, &layout),
+            Some((RegisterAction::SgiPpi(SetClear::EnableSet), Some(1)))
+        );
+        assert_eq!(
+            classify(0x0811_ffe8, &layout),
+            Some((RegisterAction::ReadOnly, None))
+        );
+        assert_eq!(
+            classify(0x0800_0004, &layout),
+            Some((distributor(0x4), None))
+        );
+        assert_eq!(classify(0x0900_0000, &layout), None, "not the GIC");
+        assert_eq!(classify(0x0809_fffc, &layout), None);
+        // GICv4 frames (stride 0x40000): the vLPI half of a frame, hv's or
+        // not, is reserved for the guest too.
+        let v4 = [RedistributorFrames {
+            stride: 0x4_0000,
+            ..QEMU_REDISTRIBUTORS[0]
+        }];
+        let layout = GicLayout {
+            redistributors: &[0x080a_0000],
+            regions: &v4,
+            ..layout
+        };
+        assert_eq!(
+            classify(0x080c_0000, &layout),
+            Some((RegisterAction::Fixed(0), None))
+        );
+        assert_eq!(
+            classify(0x080f_0000, &layout),
+            Some((RegisterAction::ReadOnly, None))
+        );
+        assert_eq!(
+            classify(0x0811_0000, &layout),
+            Some((RegisterAction::Fixed(0), None))
+        );
+        assert_eq!(
+            classify(0x081a_0000, &layout),
+            Some((RegisterAction::Fixed(0), None)),
+            "past 4 frames"
+        );
+        // A region whose walk found nothing.
+        let none = [RedistributorFrames {
+            stride: 0,
+            count: 0,
+            ..QEMU_REDISTRIBUTORS[0]
+        }];
+        let layout = GicLayout {
+            redistributors: &[],
+            regions: &none,
+            ..layout
+        };
+        assert_eq!(
+            classify(0x080a_0000, &layout),
+            Some((RegisterAction::Fixed(0), None))
+        );
+    }
+
+    /// A redistributor whose GICR_CTLR shows RWP (bit 3) for a few reads
+    /// after each write to ICENABLER0 or ICACTIVER0, and UWP (bit 31)
+    /// never: priority and enable writes made while RWP is set are
+    /// recorded.
+    #[derive(Default)]
+    struct SlowRedistributor {
+        memory: FakeGic,
+        rwp_reads_left: u32,
+        /// Priority and enable writes made while RWP was still set.
+        early_writes: std::vec::Vec<u64>,
+        ctlr_reads: u32,
+    }
+
+    impl GicHardware for SlowRedistributor {
+        fn read(&mut self, address: u64, size: u64) -> u64 {
+            if address == RD {
+                self.ctlr_reads += 1;
+                if self.rwp_reads_left > 0 {
+                    self.rwp_reads_left -= 1;
+                    return GICR_CTLR_RWP as u64;
+                }
+                return 0;
+            }
+            self.memory.read(address, size)
+        }
+        fn write(&mut self, address: u64, size: u64, value: u64) {
+            let priority_or_enable = address == RD + 0x1_0100 || address >= RD + 0x1_0400;
+            if self.rwp_reads_left > 0 && priority_or_enable {
+                self.early_writes.push(address);
+            }
+            if address == RD + 0x1_0180 || address == RD + 0x1_0380 {
+                self.rwp_reads_left = 3;
+            }
+            self.memory.write(address, size, value);
+        }
+    }
+
+    #[test]
+    fn redistributor_init_waits_for_gicr_ctlr_rwp() {
+        assert_eq!(GICR_CTLR_RWP, 1 << 3, "GICR_CTLR.RWP");
+        assert_eq!(GICD_CTLR_RWP, 1 << 31, "GICD_CTLR.RWP");
+        let mut hw = SlowRedistributor::default();
+        init_redistributor(&mut hw, RD, DEFAULT_MAINTENANCE_INTID, 0x80).unwrap();
+        // R7-8: hv polled bit 31 (UWP), saw it clear at once and wrote the
+        // priorities and enables while the disables were still pending.
+        assert!(
+            hw.early_writes.is_empty(),
+            "written before RWP cleared: {:x?}",
+            hw.early_writes
+        );
+        assert_eq!(hw.ctlr_reads, 4);
+        assert_eq!(
+            hw.memory.writes.last(),
+            Some(&(RD + 0x1_0100, 4, 1 | 1 << DEFAULT_MAINTENANCE_INTID as u64))
+        );
+        assert_eq!(hw.memory.read(RD + 0x1_0400, 1), 0x80, "kick SGI");
+        assert_eq!(hw.memory.read(RD + 0x1_0419, 1), 0x80, "maintenance PPI");
+        assert_eq!(hw.memory.read(RD + 0x1_041b, 1), DEFAULT_PRIORITY as u64);
+        // A redistributor that never finishes is an error, not a hang.
+        let mut stuck = SlowRedistributor {
+            rwp_reads_left: u32::MAX,
+            ..Default::default()
+        };
+        assert!(wait_for_rwp(&mut stuck, RD, GICR_CTLR_RWP).is_err());
+    }
+
+    #[test]
+    fn active_priority_registers_follow_the_implemented_bits() {
+        // QEMU: ICC_CTLR_EL1.PRIbits = 4 and ICH_VTR_EL2 0x9000_0003
+        // (PRIbits = PREbits = 4): 5 bits, one register each.
+        assert_eq!(physical_priority_bits(4 << 8), 5);
+        assert_eq!(virtual_preemption_bits(0x9000_0003), 5);
+        assert_eq!(active_priority_registers(5), 1);
+        // PREbits 5 and 6: 6 and 7 preemption bits.
+        assert_eq!(virtual_preemption_bits(5 << 26), 6);
+        assert_eq!(active_priority_registers(6), 2);
+        assert_eq!(virtual_preemption_bits(6 << 26 | 7 << 29), 7);
+        assert_eq!(active_priority_registers(7), 4);
+        // 8 priority bits (ICC_CTLR_EL1.PRIbits = 7): four registers.
+        assert_eq!(physical_priority_bits(7 << 8 | 1 << 1), 8);
+        assert_eq!(active_priority_registers(8), 4);
+    }
+
+    #[test]
+    fn another_vcpus_sgi_enable_or_pending_asks_for_a_kick() {
+        use RegisterAction::SgiPpi;
+        assert!(may_deliver_sgi(SgiPpi(SetClear::EnableSet), Some(1 << 3)));
+        assert!(may_deliver_sgi(SgiPpi(SetClear::PendingSet), Some(0x8000)));
+        assert!(
+            !may_deliver_sgi(SgiPpi(SetClear::EnableSet), Some(1 << 27)),
+            "PPI bits only: the hardware delivers those"
+        );
+        assert!(!may_deliver_sgi(
+            SgiPpi(SetClear::EnableClear),
+            Some(0xffff)
+        ));
+        assert!(!may_deliver_sgi(SgiPpi(SetClear::PendingSet), None));
+        assert!(!may_deliver_sgi(RegisterAction::Forward, Some(0xffff)));
     }
 
     #[test]
@@ -651,6 +1260,7 @@ mod tests {
             write,
             sgis,
             MAINTENANCE,
+            &mut NothingHeld,
             hw,
         )
     }
@@ -719,6 +1329,7 @@ mod tests {
                 write,
                 &sgis,
                 MAINTENANCE,
+                &mut NothingHeld,
                 hw,
             )
         };
@@ -973,6 +1584,160 @@ mod tests {
         assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
         assert_eq!(cpu.lrs.lrs[1], list_register(27, Some(27), 0xa0));
         assert!(backlog.is_empty() && !cpu.lrs.underflow);
+    }
+
+    fn active(lr: u64) -> u64 {
+        (lr & !(3 << 62)) | 2 << 62
+    }
+
+    fn holding(lrs: &FakeLrs, intid: u64) -> usize {
+        lrs.lrs
+            .iter()
+            .filter(|&&lr| lr >> 62 != 0 && lr & 0xffff_ffff == intid)
+            .count()
+    }
+
+    #[test]
+    fn a_physical_intid_is_never_in_two_list_registers() {
+        let (mut lrs, sgis, mut backlog) = (FakeLrs::default(), VirtualSgis::new(), Backlog::new());
+        // R7-11: SPI 33 is active in the guest (LR0). Another vCPU's
+        // GICD_ICACTIVER1 reached the hardware, SPI 33 fired again, and
+        // hv queued it; SPI 40 came after it.
+        lrs.lrs[0] = active(list_register(33, Some(33), 0xa0));
+        backlog.extend([33u16, 40]);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(holding(&lrs, 33), 1, "{:x?}", lrs.lrs);
+        assert_eq!(lrs.lrs[1], list_register(40, Some(40), 0xa0), "40 passes");
+        assert_eq!(backlog.as_slice(), &[33], "33 waits");
+        assert!(!lrs.underflow, "list registers are free");
+        // The guest deactivates LR0: 33 goes in, once, even if it was
+        // queued twice in the meantime.
+        lrs.lrs[0] = 0;
+        backlog.push(33);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(holding(&lrs, 33), 1, "{:x?}", lrs.lrs);
+        assert_eq!(lrs.lrs[0], list_register(33, Some(33), 0xa0));
+        assert_eq!(backlog.as_slice(), &[33]);
+        // With every list register in use, the waiting entry asks for the
+        // underflow interrupt as any other.
+        lrs.lrs[2] = list_register(41, Some(41), 0xa0);
+        lrs.lrs[3] = list_register(42, Some(42), 0xa0);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
+        assert!(lrs.underflow && backlog.as_slice() == [33]);
+    }
+
+    /// A guest write to the distributor at `offset` from vCPU 0, whose CPU
+    /// is `cpu` with `backlog`.
+    fn distributor_write(
+        cpu: &mut ModelCpu,
+        backlog: &mut Backlog,
+        hw: &mut FakeGic,
+        offset: u64,
+        value: u64,
+    ) {
+        let sgis = VirtualSgis::new();
+        let mut held = Held { cpu, backlog };
+        perform(
+            distributor(offset),
+            0x0800_0000 + offset,
+            4,
+            Some(value),
+            &sgis,
+            MAINTENANCE,
+            &mut held,
+            hw,
+        );
+    }
+
+    #[test]
+    fn guest_clear_active_of_a_held_interrupt_deactivates_its_list_register() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        // hv acknowledged SPIs 33 (the guest has it active in LR0) and 40
+        // (queued); 45 is not hv's.
+        cpu.active.extend([33, 40]);
+        cpu.lrs.lrs[0] = active(list_register(33, Some(33), 0xa0));
+        backlog.push(40);
+        // GICD_ICACTIVER1: INTIDs 32-63.
+        let bits = 1 << (33 - 32) | 1 << (40 - 32) | 1 << (45 - 32);
+        distributor_write(&mut cpu, &mut backlog, &mut hw, 0x384, bits);
+        // 33: the list register is done with and the physical interrupt
+        // deactivated, as the guest's own deactivation would.
+        assert_eq!(cpu.lrs.lrs[0], 0);
+        assert!(!cpu.active.contains(&33));
+        // 40 is pending for the guest, not active: nothing to do, and
+        // hv's activation stays.
+        assert_eq!(backlog.as_slice(), &[40]);
+        assert!(cpu.active.contains(&40));
+        // Only 45 reaches the hardware.
+        assert_eq!(hw.writes, [(0x0800_0384, 4, 1 << (45 - 32))]);
+        // If 33 fires again now, it gets one list register.
+        cpu.pending.insert(33);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &VirtualSgis::new(),
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(holding(&cpu.lrs, 33), 1);
+        assert_eq!(holding(&cpu.lrs, 40), 1);
+    }
+
+    #[test]
+    fn guest_clear_pending_withdraws_a_held_interrupt() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        // 34 pending in LR0, 35 active in LR1, 40 queued: all acknowledged.
+        cpu.active.extend([34, 35, 40]);
+        cpu.lrs.lrs[0] = list_register(34, Some(34), 0xa0);
+        cpu.lrs.lrs[1] = active(list_register(35, Some(35), 0xa0));
+        backlog.push(40);
+        let bits = 1 << (34 - 32) | 1 << (35 - 32) | 1 << (40 - 32);
+        distributor_write(&mut cpu, &mut backlog, &mut hw, 0x284, bits);
+        // The pending ones are withdrawn and hv's activations undone; the
+        // active one is not pending, so it stays.
+        assert_eq!(cpu.lrs.lrs[0], 0);
+        assert!(backlog.is_empty());
+        assert_eq!(
+            cpu.active.iter().copied().collect::<std::vec::Vec<_>>(),
+            [35]
+        );
+        assert_eq!(cpu.lrs.lrs[1], active(list_register(35, Some(35), 0xa0)));
+        // Forwarded whole: clearing a physical pending state is harmless.
+        assert_eq!(hw.writes, [(0x0800_0284, 4, bits)]);
+    }
+
+    #[test]
+    fn guest_clear_active_of_its_own_timer_ppi() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        cpu.active.insert(27);
+        cpu.lrs.lrs[2] = active(list_register(27, Some(27), 0xa0));
+        let sgis = VirtualSgis::new();
+        let mut held = Held {
+            cpu: &mut cpu,
+            backlog: &mut backlog,
+        };
+        // Linux's CPU bring-up: GICR_ICACTIVER0 = ~0.
+        perform(
+            redistributor(0x1_0380),
+            RD + 0x1_0380,
+            4,
+            Some(0xffff_ffff),
+            &sgis,
+            MAINTENANCE,
+            &mut held,
+            &mut hw,
+        );
+        assert_eq!(cpu.lrs.lrs[2], 0);
+        assert!(cpu.active.is_empty());
+        assert_eq!(
+            hw.writes,
+            [(
+                RD + 0x1_0380,
+                4,
+                0xffff_0000 & !(1 << 27) & !MAINTENANCE as u64
+            )],
+            "neither SGIs, nor hv's PPI, nor the held one"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use super::cpu::{read_sysreg, write_sysreg};
 use super::mmio;
 use crate::esr::{MmioAccess, MmioKind};
-use crate::platform::{Platform, Region, MAX_CPUS};
-use crate::vgic::{self, RegisterAction, VirtualSgis, KICK_SGI};
+use crate::platform::{Platform, MAX_CPUS};
+use crate::vgic::{self, RedistributorFrames, VirtualSgis, KICK_SGI};
 use arrayvec::ArrayVec;
 use core::cell::UnsafeCell;
 
@@ -18,25 +18,16 @@ const GICD_ICPENDR: u64 = 0x0280;
 const GICD_ICACTIVER: u64 = 0x0380;
 const GICD_IPRIORITYR: u64 = 0x0400;
 const GICD_IROUTER: u64 = 0x6000;
-const CTLR_RWP: u32 = 1 << 31;
 const CTLR_ARE: u32 = 1 << 4;
 const CTLR_ENABLE_G1: u32 = 1 << 1;
 
-const GICR_CTLR: u64 = 0x0000;
 const GICR_TYPER: u64 = 0x0008;
-const GICR_WAKER: u64 = 0x0014;
 const GICR_TYPER_LAST: u64 = 1 << 4;
 const SGI_FRAME: u64 = 0x1_0000;
-const GICR_IGROUPR0: u64 = SGI_FRAME + 0x0080;
-const GICR_ISENABLER0: u64 = SGI_FRAME + 0x0100;
-const GICR_ICENABLER0: u64 = SGI_FRAME + 0x0180;
-const GICR_ICACTIVER0: u64 = SGI_FRAME + 0x0380;
 const GICR_IPRIORITYR: u64 = SGI_FRAME + 0x0400;
 
 /// The priority of hv's own interrupts (the kick SGI, maintenance).
 const HV_PRIORITY: u8 = 0x80;
-/// Bounded waits for the GIC's register-write-pending bits.
-const RWP_POLLS: u32 = 1_000_000;
 
 /// hv's physical GIC, found and set up by the boot CPU.
 #[derive(Debug)]
@@ -44,8 +35,10 @@ pub struct Gic {
     distributor: u64,
     /// Each vCPU's redistributor (RD frame) base, by vCPU index.
     redistributors: ArrayVec<u64, MAX_CPUS>,
-    /// Every redistributor region (guest accesses outside a known frame).
-    regions: ArrayVec<Region, 4>,
+    /// The frames found in each redistributor region: nothing else there
+    /// is ever accessed for the guest (`vgic::classify`). As many as
+    /// `Platform` keeps.
+    regions: ArrayVec<RedistributorFrames, 4>,
     maintenance: u32,
     list_registers: usize,
     cpus: ArrayVec<u64, MAX_CPUS>,
@@ -59,13 +52,8 @@ unsafe impl Sync for Backlog {}
 static BACKLOG: Backlog = Backlog([const { UnsafeCell::new(ArrayVec::new_const()) }; MAX_CPUS]);
 static SGIS: [VirtualSgis; MAX_CPUS] = [const { VirtualSgis::new() }; MAX_CPUS];
 
-fn wait_rwp(address: u64) -> Result<(), &'static str> {
-    for _ in 0..RWP_POLLS {
-        if mmio::read32(address) & CTLR_RWP == 0 {
-            return Ok(());
-        }
-    }
-    Err("the GIC never finished a register write (RWP stuck)")
+fn wait_distributor_rwp(d: u64) -> Result<(), &'static str> {
+    vgic::wait_for_rwp(&mut Hardware, d + GICD_CTLR, vgic::GICD_CTLR_RWP)
 }
 
 impl Gic {
@@ -79,7 +67,7 @@ impl Gic {
     ) -> Result<Self, &'static str> {
         let d = platform.gic_distributor.base;
         mmio::write32(d + GICD_CTLR, 0);
-        wait_rwp(d + GICD_CTLR)?;
+        wait_distributor_rwp(d)?;
         let lines = ((mmio::read32(d + GICD_TYPER) & 0x1f) + 1) * 32;
         let boot_affinity = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
         for intid in (32..lines.min(1020)).step_by(32) {
@@ -93,16 +81,29 @@ impl Gic {
             mmio::write8(d + GICD_IPRIORITYR + intid as u64, vgic::DEFAULT_PRIORITY);
             mmio::write64(d + GICD_IROUTER + intid as u64 * 8, boot_affinity);
         }
-        wait_rwp(d + GICD_CTLR)?;
+        wait_distributor_rwp(d)?;
         mmio::write32(d + GICD_CTLR, CTLR_ARE | CTLR_ENABLE_G1);
-        wait_rwp(d + GICD_CTLR)?;
+        wait_distributor_rwp(d)?;
 
         let mut redistributors = ArrayVec::new();
+        let mut regions = ArrayVec::new();
         let mut found = [0u64; MAX_CPUS];
         for region in &platform.gic_redistributors {
+            let mut frames = RedistributorFrames {
+                region: *region,
+                stride: 0,
+                count: 0,
+            };
             let mut frame = region.base;
-            while frame + 0x2_0000 <= region.end() {
+            while frame + vgic::REDISTRIBUTOR_FRAMES_SIZE <= region.end() {
                 let typer = mmio::read64(frame + GICR_TYPER);
+                let stride = vgic::redistributor_stride(typer);
+                if frames.stride == 0 {
+                    frames.stride = stride;
+                } else if frames.stride != stride {
+                    return Err("redistributor frames of two sizes in one region");
+                }
+                frames.count += 1;
                 let affinity = vgic::redistributor_affinity(typer);
                 if let Some(index) = platform.cpus.iter().position(|&c| c == affinity) {
                     found[index] = frame;
@@ -110,8 +111,11 @@ impl Gic {
                 if typer & GICR_TYPER_LAST != 0 {
                     break;
                 }
-                frame += vgic::redistributor_stride(typer);
+                frame += stride;
             }
+            regions
+                .try_push(frames)
+                .map_err(|_| "more than 4 redistributor regions")?;
         }
         for &frame in found.iter().take(platform.cpus.len()) {
             if frame == 0 {
@@ -124,7 +128,7 @@ impl Gic {
         Ok(Self {
             distributor: d,
             redistributors,
-            regions: platform.gic_redistributors.iter().copied().collect(),
+            regions,
             maintenance,
             list_registers,
             cpus: platform.cpus.clone(),
@@ -138,29 +142,41 @@ impl Gic {
     /// This CPU's redistributor awake and its CPU interface on: hv's kick
     /// SGI and the maintenance PPI enabled, the virtual interface enabled.
     pub fn init_cpu(&self, vcpu: usize) -> Result<(), &'static str> {
-        let rd = self.redistributors[vcpu];
-        let waker = mmio::read32(rd + GICR_WAKER);
-        mmio::write32(rd + GICR_WAKER, waker & !(1 << 1));
-        let mut awake = false;
-        for _ in 0..RWP_POLLS {
-            if mmio::read32(rd + GICR_WAKER) & (1 << 2) == 0 {
-                awake = true;
-                break;
-            }
+        vgic::init_redistributor(
+            &mut Hardware,
+            self.redistributors[vcpu],
+            self.maintenance,
+            HV_PRIORITY,
+        )?;
+
+        // Active priorities are not reset on hardware: a bit left by
+        // firmware or a previous run of this CPU would mask every
+        // interrupt at or below its priority, hv's kick included. Group 0
+        // is not hv's (nor accessible when EL3 takes FIQs).
+        let icc_ctlr = read_sysreg!("s3_0_c12_c12_4");
+        let physical = vgic::active_priority_registers(vgic::physical_priority_bits(icc_ctlr));
+        write_sysreg!("s3_0_c12_c9_0", 0); // ICC_AP1R0_EL1
+        if physical >= 2 {
+            write_sysreg!("s3_0_c12_c9_1", 0);
         }
-        if !awake {
-            return Err("the redistributor did not wake up");
+        if physical >= 4 {
+            write_sysreg!("s3_0_c12_c9_2", 0);
+            write_sysreg!("s3_0_c12_c9_3", 0);
         }
-        mmio::write32(rd + GICR_IGROUPR0, u32::MAX);
-        mmio::write32(rd + GICR_ICENABLER0, u32::MAX);
-        mmio::write32(rd + GICR_ICACTIVER0, u32::MAX);
-        wait_rwp(rd + GICR_CTLR)?;
-        for intid in 0..32u64 {
-            mmio::write8(rd + GICR_IPRIORITYR + intid, vgic::DEFAULT_PRIORITY);
+        let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
+        let virtual_ = vgic::active_priority_registers(vgic::virtual_preemption_bits(vtr));
+        write_sysreg!("s3_4_c12_c8_0", 0); // ICH_AP0R0_EL2
+        write_sysreg!("s3_4_c12_c9_0", 0); // ICH_AP1R0_EL2
+        if virtual_ >= 2 {
+            write_sysreg!("s3_4_c12_c8_1", 0);
+            write_sysreg!("s3_4_c12_c9_1", 0);
         }
-        mmio::write8(rd + GICR_IPRIORITYR + KICK_SGI as u64, HV_PRIORITY);
-        mmio::write8(rd + GICR_IPRIORITYR + self.maintenance as u64, HV_PRIORITY);
-        mmio::write32(rd + GICR_ISENABLER0, 1 << KICK_SGI | 1 << self.maintenance);
+        if virtual_ >= 4 {
+            write_sysreg!("s3_4_c12_c8_2", 0);
+            write_sysreg!("s3_4_c12_c8_3", 0);
+            write_sysreg!("s3_4_c12_c9_2", 0);
+            write_sysreg!("s3_4_c12_c9_3", 0);
+        }
 
         write_sysreg!("s3_0_c4_c6_0", 0xff); // ICC_PMR_EL1: let everything in
         write_sysreg!("s3_0_c12_c12_3", 0); // ICC_BPR1_EL1
@@ -237,13 +253,19 @@ impl Gic {
                 kicks |= 1 << target;
             }
         }
+        self.kick(kicks);
+    }
+
+    /// Sends hv's kick SGI to the vCPUs in `targets` (bit i: vCPU i), so
+    /// they refill their list registers.
+    fn kick(&self, targets: u64) {
         // The pending bits must be visible before a target takes the kick
         // and looks for them: a write to ICC_SGI1R_EL1 is not a memory
         // access, so no memory ordering (the raise's release included)
         // orders it after them; a DSB does (as Linux does before an IPI).
         super::cpu::dsb_ish();
         for target in 0..self.cpus.len() {
-            if kicks & (1 << target) != 0 {
+            if targets & (1 << target) != 0 {
                 write_sysreg!(
                     "s3_0_c12_c11_5",
                     vgic::sgi1r_for(KICK_SGI, self.cpus[target])
@@ -257,38 +279,58 @@ impl Gic {
     /// false if `access` is not in the GIC.
     pub fn emulate(&self, vcpu: usize, access: &MmioAccess, value: u64) -> Option<u64> {
         let ipa = access.ipa;
-        let (action, owner) = if ipa >= self.distributor && ipa < self.distributor + 0x1_0000 {
-            (vgic::distributor(ipa - self.distributor), None)
-        } else if let Some(owner) = self
-            .redistributors
-            .iter()
-            .position(|&rd| ipa >= rd && ipa < rd + 0x2_0000)
-        {
-            (
-                vgic::redistributor(ipa - self.redistributors[owner]),
-                Some(owner),
-            )
-        } else if self.regions.iter().any(|r| r.contains(ipa)) {
-            // A frame of a CPU the guest does not have: read only.
-            (RegisterAction::ReadOnly, None)
-        } else {
-            return None;
+        let layout = vgic::GicLayout {
+            distributor: self.distributor,
+            redistributors: &self.redistributors,
+            regions: &self.regions,
         };
+        let (action, owner) = vgic::classify(ipa, &layout)?;
         let write = match access.kind {
             MmioKind::Write { .. } => Some(value),
             MmioKind::Read { .. } => None,
         };
         let hv_ppis = 1u32 << self.maintenance;
-        let sgis = &SGIS[owner.unwrap_or(vcpu)];
-        let result = vgic::perform(
-            action,
-            ipa,
-            access.size.bytes(),
-            write,
-            sgis,
-            hv_ppis,
-            &mut Hardware,
-        );
+        let owner = owner.unwrap_or(vcpu);
+        let size = access.size.bytes();
+        let result = if owner == vcpu {
+            // SPIs, or this vCPU's own PPIs: what this CPU holds counts.
+            // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
+            let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+            let mut cpu = CpuInterface(self.list_registers);
+            let mut held = vgic::Held {
+                cpu: &mut cpu,
+                backlog,
+            };
+            let sgis = &SGIS[vcpu];
+            vgic::perform(
+                action,
+                ipa,
+                size,
+                write,
+                sgis,
+                hv_ppis,
+                &mut held,
+                &mut Hardware,
+            )
+        } else {
+            let sgis = &SGIS[owner];
+            let result = vgic::perform(
+                action,
+                ipa,
+                size,
+                write,
+                sgis,
+                hv_ppis,
+                &mut vgic::NothingHeld,
+                &mut Hardware,
+            );
+            // Another vCPU's SGI enabled or made pending: it refills only
+            // when something brings it to hv, so kick it as send_sgi does.
+            if vgic::may_deliver_sgi(action, write) {
+                self.kick(1 << owner);
+            }
+            result
+        };
         Some(result & access.size.mask())
     }
 }
@@ -296,6 +338,7 @@ impl Gic {
 /// This CPU's GIC CPU interface (its physical registers and its list
 /// registers; the count hv uses), for `vgic::take_interrupts` and
 /// `vgic::fill_list_registers`.
+#[derive(Debug)]
 struct CpuInterface(usize);
 
 impl vgic::PhysicalCpuInterface for CpuInterface {
