@@ -136,12 +136,13 @@ impl Target {
     }
 
     /// hv's fill at the end of an exit. Every SGI it makes pending in a
-    /// list register must be enabled (in these models only the target's
-    /// own guest changes enables, so the value read before is exact).
+    /// list register must be enabled (another vCPU may only set enables
+    /// while the fill runs, so the value read after it is exact enough:
+    /// an SGI enabled meanwhile may be placed).
     fn fill(&mut self, sgis: &VirtualSgis) {
-        let enabled = sgis.read(SetClear::EnableSet);
         let before = self.lrs.lrs.clone();
         vgic::fill_list_registers(&mut self.lrs, sgis, &mut self.backlog, |_| 0xa0);
+        let enabled = sgis.read(SetClear::EnableSet);
         for (&old, &new) in before.iter().zip(&self.lrs.lrs) {
             if new != old && state(new) & PENDING != 0 && new & HW == 0 {
                 assert!(
@@ -436,4 +437,38 @@ fn raise_while_the_target_starts_is_taken_at_entry() {
         sender.join().unwrap();
         assert_eq!(target.delivered[SGI as usize], 1);
     });
+}
+
+/// Another vCPU writes the target's redistributor: GICR_ISENABLER0 for an
+/// SGI that is pending but disabled, or GICR_ISPENDR0 for an enabled one,
+/// then kicks the target (`Gic::emulate`, as `send_sgi` after a raise),
+/// racing an unrelated exit of the target. The target has no other reason
+/// to refill, so without the kick the SGI would wait for any later exit;
+/// with it, the SGI is delivered once.
+#[test]
+fn another_vcpus_enable_or_pending_write_is_followed_by_a_kick() {
+    const SGI: u8 = 4;
+    for op in [SetClear::EnableSet, SetClear::PendingSet] {
+        loom::model(move || {
+            let sgis = Arc::new(VirtualSgis::new());
+            let kick = Arc::new(Kick::default());
+            match op {
+                // Raised while the target's guest had it disabled.
+                SetClear::EnableSet => sgis.raise(SGI),
+                _ => sgis.set_clear(SetClear::EnableSet, 1 << SGI),
+            }
+            let writer = {
+                let (sgis, kick) = (sgis.clone(), kick.clone());
+                thread::spawn(move || {
+                    sgis.set_clear(op, 1 << SGI);
+                    kick.send(0);
+                })
+            };
+            let mut target = Target::new(2);
+            target.fill(&sgis);
+            target.serve_and_drain(&sgis, &kick, &[SGI]);
+            writer.join().unwrap();
+            assert_eq!(target.delivered[SGI as usize], 1, "{op:?}");
+        });
+    }
 }
