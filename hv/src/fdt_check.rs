@@ -105,6 +105,23 @@ pub fn check(blob: &[u8]) -> Result<(), DtbError> {
         }
         Ok(&blob[offset..end])
     };
+    // The memory reservation block: 16-byte (address, size) entries up
+    // to an all-zero one, 8-byte aligned, inside the tree (the `fdt` crate
+    // slices the blob at its offset without a check).
+    let off_rsvmap = field(16)? as usize;
+    if off_rsvmap < HEADER_SIZE || !off_rsvmap.is_multiple_of(8) {
+        return Err(DtbError::BadBlock("memory reservation"));
+    }
+    let mut entry = off_rsvmap;
+    loop {
+        let bytes = blob
+            .get(entry..entry + 16)
+            .ok_or(DtbError::BadBlock("memory reservation"))?;
+        if bytes.iter().all(|&b| b == 0) {
+            break;
+        }
+        entry += 16;
+    }
     let structure = block(off_struct, size_struct, "structure")?;
     let strings = block(off_strings, size_strings, "strings")?;
     if off_struct % 4 != 0 {
@@ -226,6 +243,45 @@ mod tests {
         check(QEMU).unwrap();
         check(include_bytes!("../tests/data/virt-gicv2-smp1.dtb")).unwrap();
         assert_eq!(total_size(QEMU), Ok(QEMU.len()));
+    }
+
+    /// The memory reservation block must end (an all-zero entry) inside
+    /// the tree: the `fdt` crate would otherwise slice past it.
+    #[test]
+    fn memory_reservation_block_is_checked() {
+        let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&[vm_fdt::FdtReserveEntry::new(
+            0x4800_0000,
+            0x1000,
+        )
+        .unwrap()])
+        .unwrap();
+        let root = w.begin_node("").unwrap();
+        w.end_node(root).unwrap();
+        let good = w.finish().unwrap();
+        check(&good).unwrap();
+        let fdt = fdt::Fdt::new(&good).unwrap();
+        assert_eq!(fdt.memory_reservations().count(), 1);
+        for offset in [0u32, 41, good.len() as u32, !7] {
+            let mut bad = good.clone();
+            bad[16..20].copy_from_slice(&offset.to_be_bytes());
+            assert_eq!(
+                check(&bad),
+                Err(DtbError::BadBlock("memory reservation")),
+                "offset {offset:#x}"
+            );
+        }
+        // No terminating entry before the end of the tree.
+        let mut unterminated = good.clone();
+        let rsv = u32::from_be_bytes(good[16..20].try_into().unwrap()) as usize;
+        let struct_at = u32::from_be_bytes(good[8..12].try_into().unwrap()) as usize;
+        for byte in &mut unterminated[rsv..struct_at] {
+            *byte = 0xff;
+        }
+        unterminated[16..20].copy_from_slice(&((good.len() - 8) as u32 & !7).to_be_bytes());
+        assert_eq!(
+            check(&unterminated),
+            Err(DtbError::BadBlock("memory reservation"))
+        );
     }
 
     #[test]

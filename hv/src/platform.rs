@@ -10,6 +10,11 @@ use fdt::Fdt;
 pub const MAX_CPUS: usize = 8;
 const MAX_MEMORY_REGIONS: usize = 8;
 const MAX_REDIST_REGIONS: usize = 4;
+/// The most firmware reservations (/memreserve/ entries and
+/// /reserved-memory regions) hv keeps track of.
+pub const MAX_RESERVED: usize = 16;
+/// The most pieces guest memory may come in.
+pub const MAX_GUEST_REGIONS: usize = 16;
 
 /// A physical address range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +70,75 @@ pub struct Platform {
     pub timer: TimerIrqs,
     /// The initrd the loader placed (hv's guest bundle), if any.
     pub initrd: Option<Region>,
+    /// Memory the firmware or the loader keeps for itself.
+    pub reserved: ArrayVec<Reserved, MAX_RESERVED>,
+}
+
+/// A piece of RAM the device tree reserves: a /memreserve/ entry of the
+/// header's memory-reservation block, or a /reserved-memory child with a
+/// `reg` (TF-A's BL31, OP-TEE, spin tables, carve-outs). None of it is
+/// given to the guest; hv itself also leaves `no_map` regions unmapped,
+/// since the firmware may protect them (TZASC) and even speculative
+/// accesses through a cacheable mapping could fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub region: Region,
+    /// The node has `no-map`: the OS must not map the region at all.
+    pub no_map: bool,
+}
+
+/// Too many pieces: `memory` minus holes needs more than the capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyPieces;
+
+/// `memory` without any byte of `holes`, each remaining piece shrunk
+/// inward to `align` boundaries (pieces that vanish are left out).
+/// `align` is a power of two.
+pub fn subtract_regions<const N: usize>(
+    memory: &[Region],
+    holes: &[Region],
+    align: u64,
+) -> Result<ArrayVec<Region, N>, TooManyPieces> {
+    let mut pieces: ArrayVec<Region, N> = ArrayVec::new();
+    for region in memory {
+        pieces.try_push(*region).map_err(|_| TooManyPieces)?;
+    }
+    for hole in holes.iter().filter(|h| h.size > 0) {
+        let mut next: ArrayVec<Region, N> = ArrayVec::new();
+        for piece in &pieces {
+            if !piece.overlaps(hole) {
+                next.try_push(*piece).map_err(|_| TooManyPieces)?;
+                continue;
+            }
+            if hole.base > piece.base {
+                next.try_push(Region {
+                    base: piece.base,
+                    size: hole.base - piece.base,
+                })
+                .map_err(|_| TooManyPieces)?;
+            }
+            if hole.end() < piece.end() {
+                next.try_push(Region {
+                    base: hole.end(),
+                    size: piece.end() - hole.end(),
+                })
+                .map_err(|_| TooManyPieces)?;
+            }
+        }
+        pieces = next;
+    }
+    let mask = align - 1;
+    Ok(pieces
+        .into_iter()
+        .filter_map(|piece| {
+            let start = piece.base.checked_add(mask)? & !mask;
+            let end = piece.end() & !mask;
+            (end > start).then_some(Region {
+                base: start,
+                size: end - start,
+            })
+        })
+        .collect())
 }
 
 /// A small owned path string (device-tree paths of console nodes are short).
@@ -258,6 +332,7 @@ impl Platform {
         };
 
         let initrd = initrd_region(fdt)?;
+        let reserved = find_reservations(fdt)?;
         Ok(Self {
             memory,
             uart,
@@ -269,7 +344,33 @@ impl Platform {
             cpus,
             timer,
             initrd,
+            reserved,
         })
+    }
+
+    /// What the guest gets as RAM: every memory region except `hv_image`
+    /// and everything the firmware reserved, in 2 MiB-aligned pieces (the
+    /// stage-2 block size, and the arm64 kernel's alignment).
+    pub fn guest_memory(
+        &self,
+        hv_image: Region,
+    ) -> Result<ArrayVec<Region, MAX_GUEST_REGIONS>, TooManyPieces> {
+        let mut holes: ArrayVec<Region, { MAX_RESERVED + 1 }> = ArrayVec::new();
+        holes.push(hv_image);
+        holes.extend(self.reserved.iter().map(|r| r.region));
+        subtract_regions(&self.memory, &holes, 2 << 20)
+    }
+
+    /// The RAM hv maps for itself (4 KiB pages): everything but the
+    /// `no-map` reservations.
+    pub fn hv_mappable_memory(&self) -> Result<ArrayVec<Region, MAX_GUEST_REGIONS>, TooManyPieces> {
+        let holes: ArrayVec<Region, MAX_RESERVED> = self
+            .reserved
+            .iter()
+            .filter(|r| r.no_map)
+            .map(|r| r.region)
+            .collect();
+        subtract_regions(&self.memory, &holes, 4096)
     }
 
     /// The device-tree index of the CPU with this MPIDR affinity.
@@ -338,6 +439,39 @@ fn find_cpus(fdt: &Fdt<'_>) -> Result<ArrayVec<u64, MAX_CPUS>, DiscoveryError> {
         n if n > MAX_CPUS => Err(DiscoveryError::TooManyCpus(n)),
         _ => Ok(cpus),
     }
+}
+
+/// The header's /memreserve/ entries and the /reserved-memory children with
+/// a `reg` (dynamically placed ones, `size` without `reg`, are the OS's to
+/// allocate and do not concern hv).
+fn find_reservations(fdt: &Fdt<'_>) -> Result<ArrayVec<Reserved, MAX_RESERVED>, DiscoveryError> {
+    let too_many = DiscoveryError::Malformed("more than 16 reserved memory regions");
+    let mut reserved = ArrayVec::new();
+    for entry in fdt.memory_reservations() {
+        let region = Region {
+            base: entry.address() as usize as u64,
+            size: entry.size() as u64,
+        };
+        if region.size > 0 {
+            reserved
+                .try_push(Reserved {
+                    region,
+                    no_map: false,
+                })
+                .map_err(|_| too_many)?;
+        }
+    }
+    if let Some(node) = fdt.find_node("/reserved-memory") {
+        for child in node.children() {
+            let no_map = child.property("no-map").is_some();
+            for region in regions(child).filter(|r| r.size > 0) {
+                reserved
+                    .try_push(Reserved { region, no_map })
+                    .map_err(|_| too_many)?;
+            }
+        }
+    }
+    Ok(reserved)
 }
 
 fn initrd_region(fdt: &Fdt<'_>) -> Result<Option<Region>, DiscoveryError> {
@@ -776,6 +910,153 @@ mod tests {
 
     fn discover(blob: &[u8]) -> Result<Platform, DiscoveryError> {
         Platform::discover(&Fdt::new(blob).unwrap())
+    }
+
+    #[test]
+    fn subtracting_regions() {
+        let r = |base, size| Region { base, size };
+        let mib = 1 << 20;
+        let memory = [r(0x4000_0000, 512 * mib), r(0x1_0000_0000, 64 * mib)];
+        // A hole in the middle splits; unaligned edges shrink inward.
+        let pieces: ArrayVec<Region, 4> =
+            subtract_regions(&memory, &[r(0x4e00_0000 + 4096, 4096)], 2 * mib).unwrap();
+        assert_eq!(
+            pieces.as_slice(),
+            &[
+                r(0x4000_0000, 0x0e00_0000),
+                r(0x4e20_0000, 0x6000_0000 - 0x4e20_0000),
+                r(0x1_0000_0000, 64 * mib),
+            ]
+        );
+        // Holes covering a region's edges, a whole region, or nothing.
+        let pieces: ArrayVec<Region, 4> = subtract_regions(
+            &memory,
+            &[
+                r(0x3000_0000, 0x1000_1000),
+                r(0x1_0000_0000, 64 * mib),
+                r(0x9000_0000, 4096),
+                r(0x5fff_f000, 0x1000),
+            ],
+            4096,
+        )
+        .unwrap();
+        assert_eq!(pieces.as_slice(), &[r(0x4000_1000, 512 * mib - 0x2000)]);
+        // More pieces than the capacity is an error, not a truncation.
+        let holes: ArrayVec<Region, 8> = (1..8)
+            .map(|i| r(0x4000_0000 + i * 0x100_0000, 4096))
+            .collect();
+        assert_eq!(
+            subtract_regions::<4>(&memory, &holes, 4096),
+            Err(TooManyPieces)
+        );
+    }
+
+    /// R7-7: memory the firmware keeps (a /reserved-memory `no-map` child,
+    /// a mapped one, a /memreserve/ entry) is never the guest's, and hv
+    /// does not map the `no-map` one for itself.
+    #[test]
+    fn firmware_reservations_are_kept_from_the_guest() {
+        use vm_fdt::{FdtReserveEntry, FdtWriter};
+        let mut w =
+            FdtWriter::new_with_mem_reserv(&[FdtReserveEntry::new(0x8800_0000, 0x1000).unwrap()])
+                .unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let n = w.begin_node("memory@80000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x8000_0000, 0x4000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("reserved-memory").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_null("ranges").unwrap();
+        let fw = w.begin_node("secure-firmware@8e000000").unwrap();
+        w.property_array_u64("reg", &[0x8e00_0000, 0x20_0000])
+            .unwrap();
+        w.property_null("no-map").unwrap();
+        w.end_node(fw).unwrap();
+        let shared = w.begin_node("shared@a0000000").unwrap();
+        w.property_array_u64("reg", &[0xa000_0000, 0x40_0000])
+            .unwrap();
+        w.end_node(shared).unwrap();
+        let dynamic = w.begin_node("cma").unwrap();
+        w.property_u64("size", 0x400_0000).unwrap();
+        w.end_node(dynamic).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("serial@1c090000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u64("reg", &[0x1c09_0000, 0x1000]).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("interrupt-controller@2f000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_array_u64("reg", &[0x2f00_0000, 0x1_0000, 0x2f10_0000, 0x4_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        let c = w.begin_node("cpu@0").unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_u32("reg", 0).unwrap();
+        w.end_node(c).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8])
+            .unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        crate::fdt_check::check(&blob).unwrap();
+
+        let p = discover(&blob).unwrap();
+        let r = |base, size| Region { base, size };
+        assert_eq!(
+            p.reserved.as_slice(),
+            &[
+                Reserved {
+                    region: r(0x8800_0000, 0x1000),
+                    no_map: false
+                },
+                Reserved {
+                    region: r(0x8e00_0000, 0x20_0000),
+                    no_map: true
+                },
+                Reserved {
+                    region: r(0xa000_0000, 0x40_0000),
+                    no_map: false
+                },
+            ]
+        );
+        let hv_image = r(0x8020_0000, 0x20_0000);
+        let guest = p.guest_memory(hv_image).unwrap();
+        assert_eq!(
+            guest.as_slice(),
+            &[
+                r(0x8000_0000, 0x20_0000),
+                r(0x8040_0000, 0x8800_0000 - 0x8040_0000),
+                r(0x8820_0000, 0x8e00_0000 - 0x8820_0000),
+                r(0x8e20_0000, 0xa000_0000 - 0x8e20_0000),
+                r(0xa040_0000, 0xc000_0000 - 0xa040_0000),
+            ]
+        );
+        for reservation in &p.reserved {
+            assert!(guest.iter().all(|g| !g.overlaps(&reservation.region)));
+        }
+        assert!(guest.iter().all(|g| !g.overlaps(&hv_image)));
+        assert_eq!(
+            p.hv_mappable_memory().unwrap().as_slice(),
+            &[
+                r(0x8000_0000, 0x0e00_0000),
+                r(0x8e20_0000, 0xc000_0000 - 0x8e20_0000),
+            ]
+        );
     }
 
     /// R7-6: PPI numbers from the tree are checked before `16 + number`

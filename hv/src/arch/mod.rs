@@ -349,6 +349,13 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         platform.timer.hypervisor,
     ));
 
+    if !platform.reserved.is_empty() {
+        phase(format_args!(
+            "device tree: {} firmware reservation(s) kept from the guest ({} no-map, left unmapped by hv)",
+            platform.reserved.len(),
+            platform.reserved.iter().filter(|r| r.no_map).count()
+        ));
+    }
     let Some(pa_bits) = pagetable::pa_range_bits(features.pa_range()) else {
         fail(format_args!("reserved PARange {:#x}", features.pa_range()));
     };
@@ -461,8 +468,24 @@ fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
     };
     // RAM read/write and never executable, except hv's own image: code
     // read-only and executable, constants (and the relocated tables,
-    // finished before the MMU is on) read-only, data read/write.
-    for region in &platform.memory {
+    // finished before the MMU is on) read-only, data read/write. The
+    // firmware's `no-map` reservations are not mapped at all.
+    let Ok(mappable) = platform.hv_mappable_memory() else {
+        fail(format_args!(
+            "RAM without the firmware's no-map reservations comes in more than {} pieces",
+            platform::MAX_GUEST_REGIONS
+        ));
+    };
+    if platform
+        .reserved
+        .iter()
+        .any(|r| r.no_map && r.region.overlaps(&image))
+    {
+        fail(format_args!(
+            "hv's image {image_start:#x}..{image_end:#x} overlaps a no-map reserved-memory region"
+        ));
+    }
+    for region in &mappable {
         for (start, end) in [
             (region.base, region.end().min(image.base)),
             (region.base.max(image.end()), region.end()),
@@ -565,29 +588,20 @@ fn load_guest(
         Err(e) => fail(format_args!("{e}")),
     };
 
-    // Guest memory: all RAM except hv's own 2 MiB-aligned image.
+    // Guest memory: all RAM except hv's own 2 MiB-aligned image and what
+    // the firmware reserved.
     let hv_start = align_down(&raw const boot::__image_start as u64, 2 << 20);
     let hv_end = align_up(&raw const boot::__image_end as u64, 2 << 20);
-    let mut guest_memory: ArrayVec<Region, 16> = ArrayVec::new();
-    for m in &platform.memory {
-        let pieces = [
-            (m.base, m.end().min(hv_start)),
-            (m.base.max(hv_end), m.end()),
-        ];
-        for (start, end) in pieces {
-            let (start, end) = (align_up(start, 2 << 20), align_down(end, 2 << 20));
-            if end > start
-                && guest_memory
-                    .try_push(Region {
-                        base: start,
-                        size: end - start,
-                    })
-                    .is_err()
-            {
-                fail(format_args!("too many guest memory regions"));
-            }
-        }
-    }
+    let hv_image = Region {
+        base: hv_start,
+        size: hv_end - hv_start,
+    };
+    let Ok(guest_memory) = platform.guest_memory(hv_image) else {
+        fail(format_args!(
+            "guest memory (RAM without hv and the firmware's reservations) comes in more than {} pieces",
+            platform::MAX_GUEST_REGIONS
+        ));
+    };
     let Some(main_region) = guest_memory.iter().copied().max_by_key(|r| r.size) else {
         fail(format_args!(
             "no memory left for the guest after hv's own {:#x}..{:#x}",
