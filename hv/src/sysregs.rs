@@ -178,13 +178,27 @@ pub fn cptr_el2(features: &CpuFeatures) -> u64 {
     cptr
 }
 
-/// MDCR_EL2: all PMU counters (HPMN = PMCR_EL0.N) and debug to the guest.
+// MDCR_EL2 bits.
+pub const MDCR_HPMD: u64 = 1 << 17;
+pub const MDCR_HCCD: u64 = 1 << 23;
+
+/// MDCR_EL2: all PMU counters (HPMN = PMCR_EL0.N) and debug to the guest,
+/// but hv's own execution at EL2 is not counted, so the guest's counters
+/// cannot watch hv: HPMD (event counters, FEAT_PMUv3p1) and HCCD (cycle
+/// counter, FEAT_PMUv3p5).
 pub fn mdcr_el2(features: &CpuFeatures, pmcr_el0: u64) -> u64 {
-    if features.has_pmuv3() {
-        (pmcr_el0 >> 11) & 0x1f
-    } else {
-        0
+    if !features.has_pmuv3() {
+        return 0;
     }
+    let mut mdcr = (pmcr_el0 >> 11) & 0x1f;
+    let version = field(features.id_aa64dfr0, 8);
+    if version >= 4 {
+        mdcr |= MDCR_HPMD;
+    }
+    if version >= 6 {
+        mdcr |= MDCR_HCCD;
+    }
+    mdcr
 }
 
 // HCRX_EL2 bits.
@@ -392,7 +406,15 @@ mod tests {
         assert_eq!(hfgxtr_el2(&N1), 0);
         assert_eq!(hcrx_el2(&MAX), 1 << 11);
         assert_eq!(hcrx_el2(&N1), 0);
-        assert_eq!(mdcr_el2(&MAX, 6 << 11), 6);
+        // MAX: PMUVer 9 (PMUv3p9): HPMD and HCCD; N1: PMUVer 4 (PMUv3p1):
+        // HPMD only.
+        assert_eq!(mdcr_el2(&MAX, 6 << 11), 6 | MDCR_HPMD | MDCR_HCCD);
+        assert_eq!(mdcr_el2(&N1, 6 << 11), 6 | MDCR_HPMD);
+        let pmuv3 = CpuFeatures {
+            id_aa64dfr0: 1 << 8,
+            ..N1
+        };
+        assert_eq!(mdcr_el2(&pmuv3, 6 << 11), 6, "PMUv3 without p1: no HPMD");
         assert_eq!(mdcr_el2(&CpuFeatures::default(), 6 << 11), 0);
         assert_eq!(SCTLR_EL2_MMU_ON & 0x100d, 0x100d);
     }

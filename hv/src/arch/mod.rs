@@ -999,7 +999,18 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
             }
             inject(hv, frame, inject::undefined_syndrome(), None);
         }
-        GuestExit::Other(_) => guest_crash(frame, "an exit hv does not handle"),
+        // A trap hv does not expect (a feature's trap hv left enabled):
+        // the guest gets what a CPU without the feature gives, UNDEFINED,
+        // rather than the whole machine stopping.
+        GuestExit::Other(class) => {
+            if should_report() {
+                println!(
+                    "hv: guest exception class {class:#x} trapped at {:#x} (ESR_EL2 {esr:#x}), which hv does not handle: injecting UNDEFINED",
+                    frame.elr
+                );
+            }
+            inject(hv, frame, inject::undefined_syndrome(), None);
+        }
     }
 }
 
