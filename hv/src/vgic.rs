@@ -430,8 +430,8 @@ pub fn perform(
 }
 
 /// Physical interrupts acknowledged for a vCPU but not yet in a list
-/// register. Each INTID is there at most once (it stays active until the
-/// guest deactivates it), so 1024 entries cannot overflow.
+/// register. Each INTID is there at most once (`take_interrupts` never
+/// queues one twice), so 1024 entries cannot overflow.
 pub type Backlog = arrayvec::ArrayVec<u16, 1024>;
 
 /// A CPU's list registers (ICH_LR<n>_EL2, ICH_ELRSR_EL2, ICH_HCR_EL2.UIE).
@@ -588,9 +588,14 @@ pub fn take_interrupts(
         } else if intid < 16 {
             // hv's kick: the refill below is all it asks for.
             gic.deactivate(intid);
+        } else if backlog.contains(&(intid as u16)) {
+            // Queued already: something hv cannot see (another vCPU's
+            // GICD_ICACTIVER, see `clear_held`) deactivated the activation
+            // that entry stood for, and this is the interrupt again. The
+            // entry stands for this activation now; a second one would
+            // let a guest grow the backlog without bound.
         } else if backlog.try_push(intid as u16).is_err() {
-            // Cannot happen: each INTID stays active until the guest
-            // deactivates it, so at most one entry per INTID exists.
+            // Cannot happen: at most one entry per INTID exists (above).
             gic.deactivate(intid);
         }
     }
@@ -663,8 +668,10 @@ const LR_STATE_ACTIVE: u64 = 0b10;
 ///   pending state and cannot break what hv holds.
 ///
 /// An interrupt held by another CPU cannot be seen here; its bits are
-/// forwarded, and `fill_list_registers` keeps the INTID out of a second
-/// list register on that CPU.
+/// forwarded. If it fires again, that CPU's `take_interrupts` queues it
+/// at most once and `fill_list_registers` keeps it out of a second list
+/// register until the first is free; the guest then sees it once more,
+/// as it may after deactivating a still-asserted interrupt on a GIC.
 pub fn clear_held(
     op: SetClear,
     first: u32,
@@ -1624,6 +1631,34 @@ mod tests {
         lrs.lrs[3] = list_register(42, Some(42), 0xa0);
         fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
         assert!(lrs.underflow && backlog.as_slice() == [33]);
+    }
+
+    #[test]
+    fn an_interrupt_taken_again_while_queued_is_queued_once() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        // SPI 33 is queued and every list register is in use. Another
+        // vCPU's GICD_ICACTIVER1 deactivated it, and it fires again, over
+        // and over (a guest growing hv's backlog).
+        for n in 0..4 {
+            cpu.lrs.lrs[n] = active(list_register(40 + n as u32, Some(40 + n as u32), 0xa0));
+        }
+        backlog.push(33);
+        for _ in 0..3 {
+            cpu.active.remove(&33);
+            cpu.pending.insert(33);
+            take_interrupts(
+                &mut cpu,
+                DEFAULT_MAINTENANCE_INTID,
+                &sgis,
+                &mut backlog,
+                |_| 0xa0,
+            );
+            assert_eq!(cpu.acknowledged, [33]);
+            assert_eq!(backlog.as_slice(), &[33]);
+            // The queued entry stands for the new activation.
+            assert!(cpu.active.contains(&33));
+            cpu.acknowledged.clear();
+        }
     }
 
     /// A guest write to the distributor at `offset` from vCPU 0, whose CPU
