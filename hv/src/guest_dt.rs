@@ -1,6 +1,8 @@
 //! The guest's device tree, generated from the host's: the CPUs, timer, GIC
 //! (without its ITS), the console UART and its clocks, and the PMU are copied
-//! as they are (they are passed through or forwarded 1:1), while memory,
+//! (they are passed through or forwarded 1:1; one below a bus such as /soc
+//! is placed under the root with its `reg` translated to CPU physical
+//! addresses, which are the guest's IPAs), while memory,
 //! /psci and /chosen describe what hv gives the guest. Everything else on
 //! the board (virtio, PCIe, flash, fw-cfg ...) stays hidden from the guest.
 //!
@@ -9,7 +11,7 @@
 //! /psci, which hv replaces) are left out: hv's PSCI offers no powerdown
 //! state (psci.rs refuses one), so the guest idles with WFI.
 
-use crate::platform::{Conduit, Platform, Region};
+use crate::platform::{self, Conduit, DiscoveryError, Located, Platform, Region};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use fdt::node::FdtNode;
@@ -30,6 +32,8 @@ pub struct GuestConfig<'a> {
 pub enum GuestDtError {
     Writer(vm_fdt::Error),
     MissingNode(&'static str),
+    /// Locating a node the guest needs failed (e.g. its bus's `ranges`).
+    Discovery(&'static str, DiscoveryError),
 }
 
 impl core::fmt::Display for GuestDtError {
@@ -37,6 +41,7 @@ impl core::fmt::Display for GuestDtError {
         match self {
             Self::Writer(e) => write!(f, "writing the guest device tree: {e}"),
             Self::MissingNode(n) => write!(f, "host device tree lost its {n} node"),
+            Self::Discovery(what, e) => write!(f, "the guest's {what}: {e}"),
         }
     }
 }
@@ -64,34 +69,64 @@ pub fn build(
     let address_cells = cells(root_node, "#address-cells", 2);
     let size_cells = cells(root_node, "#size-cells", 1);
 
-    let uart_name = platform.uart_path.trim_start_matches('/');
-    let mut clock_phandles: Vec<u32> = Vec::new();
     for child in root_node.children() {
-        let keep_whole = child.name == "cpus"
-            || child.name == uart_name
-            || compatible_with(&child, &["arm,armv8-timer", "arm,armv8-pmuv3"]);
-        if keep_whole {
-            if child.name == uart_name {
-                if let Some(clocks) = child.property("clocks") {
-                    clock_phandles.extend(be_u32s(clocks.value));
-                }
-            }
-            if child.name == "cpus" {
-                copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?;
-            } else {
-                copy_node(&mut w, child, true)?;
-            }
-        } else if compatible_with(&child, &["arm,gic-v3"]) {
-            // The ITS is not given to the guest: no MSIs without PCIe.
-            copy_node(&mut w, child, false)?;
+        if child.name == "cpus" {
+            copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?;
         }
     }
-    // The console's clock providers (fixed clocks) are needed by its driver.
-    for child in root_node.children() {
-        let phandle = child.property("phandle").and_then(|p| p.as_usize());
-        if phandle.is_some_and(|p| clock_phandles.contains(&(p as u32))) && child.name != uart_name
-        {
-            copy_node(&mut w, child, true)?;
+    // The devices hv shares with or emulates for the guest, wherever they
+    // sit in the host's tree: children of the root are copied as they are,
+    // deeper ones are placed under the root with their `reg` translated to
+    // CPU physical addresses (the guest's IPAs are the same).
+    let located = |what: &'static str, compatible: &'static str| {
+        platform::find_located(host, |node| compatible_with(node, &[compatible]))
+            .map_err(|e| GuestDtError::Discovery(what, e))
+    };
+    let mut uart = None;
+    platform::for_each_located(
+        host,
+        |node, _| compatible_with(node, &["arm,pl011"]),
+        |found| {
+            if uart.is_none() && found.regions.first() == Some(&platform.uart) {
+                uart = Some(found);
+            }
+            Ok(())
+        },
+    )
+    .map_err(|e| GuestDtError::Discovery("console UART", e))?;
+    let uart = uart.ok_or(GuestDtError::MissingNode("console UART"))?;
+    let uart_path = alloc::format!(
+        "/{}",
+        emit_at_root(&mut w, &uart, true, address_cells, size_cells)?
+    );
+    if let Some(gic) = located("GIC", "arm,gic-v3")? {
+        // The ITS is not given to the guest: no MSIs without PCIe.
+        emit_at_root(&mut w, &gic, false, address_cells, size_cells)?;
+    }
+    for (what, compatible) in [("timer", "arm,armv8-timer"), ("PMU", "arm,armv8-pmuv3")] {
+        if let Some(found) = located(what, compatible)? {
+            emit_at_root(&mut w, &found, true, address_cells, size_cells)?;
+        }
+    }
+    // The console's clock providers (fixed clocks) are needed by its
+    // driver: `clocks` is a list of (phandle, #clock-cells specifier cells).
+    if let Some(clocks) = uart.node.property("clocks") {
+        let cells: Vec<u32> = be_u32s(clocks.value).collect();
+        let mut copied: Vec<u32> = Vec::new();
+        let mut at = 0;
+        while let Some(&phandle) = cells.get(at) {
+            let provider = platform::find_located(host, |node| {
+                node.property("phandle")
+                    .and_then(|p| be_u32s(p.value).next())
+                    == Some(phandle)
+            })
+            .map_err(|e| GuestDtError::Discovery("clock", e))?
+            .ok_or(GuestDtError::MissingNode("console clock"))?;
+            at += 1 + cells_of(&provider.node, "#clock-cells", 0);
+            if !copied.contains(&phandle) && provider.regions != uart.regions {
+                emit_at_root(&mut w, &provider, true, address_cells, size_cells)?;
+                copied.push(phandle);
+            }
         }
     }
 
@@ -121,12 +156,12 @@ pub fn build(
     }
 
     let aliases = w.begin_node("aliases")?;
-    w.property_string("serial0", &platform.uart_path)?;
+    w.property_string("serial0", &uart_path)?;
     w.end_node(aliases)?;
 
     let chosen = w.begin_node("chosen")?;
     w.property_string("bootargs", config.bootargs)?;
-    w.property_string("stdout-path", &platform.uart_path)?;
+    w.property_string("stdout-path", &uart_path)?;
     if let Some(initrd) = config.initrd {
         w.property_u64("linux,initrd-start", initrd.base)?;
         w.property_u64("linux,initrd-end", initrd.end())?;
@@ -141,6 +176,58 @@ pub fn build(
     w.end_node(chosen)?;
     w.end_node(root)?;
     Ok(w.finish()?)
+}
+
+fn cells_of(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
+    cells(*node, name, default)
+}
+
+/// Writes `found` as a child of the guest's root; returns its name there.
+/// A child of the host's root is copied as it is. A deeper node (under a
+/// bus) gets its `reg` in CPU physical addresses, with the root's cells,
+/// a unit address to match, and the interrupt parent it inherited from
+/// its bus written out.
+fn emit_at_root(
+    w: &mut FdtWriter,
+    found: &Located<'_, '_>,
+    with_children: bool,
+    address_cells: usize,
+    size_cells: usize,
+) -> Result<String, GuestDtError> {
+    let node = found.node;
+    if found.depth == 1 {
+        copy_node(w, node, with_children)?;
+        return Ok(node.name.into());
+    }
+    let base_name = node.name.split('@').next().unwrap_or(node.name);
+    let name = match found.regions.first() {
+        Some(first) => alloc::format!("{base_name}@{:x}", first.base),
+        None => node.name.into(),
+    };
+    let handle = w.begin_node(&name)?;
+    for prop in node.properties() {
+        if prop.name != "reg" {
+            w.property(prop.name, prop.value)?;
+        }
+    }
+    if !found.regions.is_empty() {
+        let mut reg = Vec::new();
+        for region in &found.regions {
+            push_cells(&mut reg, region.base, address_cells);
+            push_cells(&mut reg, region.size, size_cells);
+        }
+        w.property("reg", &reg)?;
+    }
+    if let Some(parent) = found.inherited_interrupt_parent {
+        w.property_u32("interrupt-parent", parent)?;
+    }
+    if with_children {
+        for child in node.children() {
+            copy_node(w, child, true)?;
+        }
+    }
+    w.end_node(handle)?;
+    Ok(name)
 }
 
 fn cells(node: FdtNode<'_, '_>, name: &str, default: usize) -> usize {
@@ -315,6 +402,51 @@ mod tests {
         }
         assert!(guest.find_node("/psci/power-domain-cpu0").is_none());
         assert_eq!(Platform::discover(&guest).unwrap().cpus.as_slice(), &[0]);
+    }
+
+    /// R7-14: a GIC and PL011 below /soc reach the guest, placed under its
+    /// root at their CPU addresses, with the interrupt parent they
+    /// inherited from the bus; the console path names the guest's node.
+    #[test]
+    fn devices_below_a_bus_reach_the_guest() {
+        let blob = crate::platform::tests::soc_board(Some(0xf000_0000), "serial0");
+        let host = Fdt::new(&blob).unwrap();
+        let platform = Platform::discover(&host).unwrap();
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x1000_0000,
+        }];
+        let config = GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Hvc,
+        };
+        let guest_blob = build(&host, &platform, &config).unwrap();
+        crate::fdt_check::check(&guest_blob).unwrap();
+        let guest = Fdt::new(&guest_blob).unwrap();
+        let uart = guest.find_node("/serial@f9000000").expect("the console");
+        assert_eq!(
+            uart.reg().unwrap().next().unwrap().starting_address as u64,
+            0xf900_0000
+        );
+        assert_eq!(
+            uart.property("interrupt-parent").and_then(|p| p.as_usize()),
+            Some(1)
+        );
+        let gic = guest
+            .find_node("/interrupt-controller@f8000000")
+            .expect("the GIC");
+        assert_eq!(gic.property("phandle").and_then(|p| p.as_usize()), Some(1));
+        let stdout = guest.find_node("/chosen").unwrap().property("stdout-path");
+        assert_eq!(stdout.and_then(|p| p.as_str()), Some("/serial@f9000000"));
+        // The guest, discovering its own tree, sees the host's devices.
+        let seen = Platform::discover(&guest).unwrap();
+        assert_eq!(seen.uart, platform.uart);
+        assert_eq!(seen.gic_distributor, platform.gic_distributor);
+        assert_eq!(seen.gic_redistributors, platform.gic_redistributors);
+        assert_eq!(seen.gic_maintenance, platform.gic_maintenance);
+        assert_eq!(seen.timer, platform.timer);
     }
 
     #[test]

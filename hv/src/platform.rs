@@ -208,10 +208,238 @@ pub fn ppi_intid(what: &'static str, kind: u32, number: u32) -> Result<u32, Disc
     }
 }
 
-fn regions<'b, 'a>(node: FdtNode<'b, 'a>) -> impl Iterator<Item = Region> + 'a {
-    node.reg().into_iter().flatten().map(|r| Region {
-        base: r.starting_address as u64,
-        size: r.size.unwrap_or(0) as u64,
+/// The most `reg` entries hv reads from one node (a GICv3 lists its
+/// distributor, up to four redistributor regions and the GICv2-compatible
+/// CPU, hypervisor and virtual CPU interfaces).
+pub const MAX_REG_ENTRIES: usize = 8;
+/// The deepest node the walk visits (`fdt_check` refuses deeper trees).
+const MAX_WALK_DEPTH: usize = crate::fdt_check::MAX_DEPTH;
+
+/// A node found by walking the tree from the root, with what its position
+/// means: its full path, its `reg` translated to CPU physical addresses
+/// through every ancestor's `ranges` (Devicetree Specification 2.3.8), and
+/// the interrupt parent it inherits from an ancestor below the root.
+#[derive(Clone, Debug)]
+pub struct Located<'b, 'a> {
+    pub node: FdtNode<'b, 'a>,
+    /// The full path; None if longer than an `ArrayString` holds.
+    pub path: Option<ArrayString>,
+    /// 1 for a child of the root.
+    pub depth: usize,
+    pub regions: ArrayVec<Region, MAX_REG_ENTRIES>,
+    /// `interrupt-parent` of the nearest ancestor below the root that has
+    /// one, when the node has none itself: what a copy of the node placed
+    /// under the root must state explicitly.
+    pub inherited_interrupt_parent: Option<u32>,
+}
+
+/// The first node, in tree order, for which `wanted` holds, located.
+pub fn find_located<'b, 'a>(
+    fdt: &'b Fdt<'a>,
+    wanted: impl Fn(&FdtNode<'b, 'a>) -> bool,
+) -> Result<Option<Located<'b, 'a>>, DiscoveryError> {
+    let mut found = None;
+    walk(fdt, |node, ancestors, path| {
+        if !wanted(node) {
+            return Ok(false);
+        }
+        found = Some(locate(*node, ancestors, path)?);
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// Every node for which `wanted` holds, located, in tree order.
+pub fn for_each_located<'b, 'a>(
+    fdt: &'b Fdt<'a>,
+    wanted: impl Fn(&FdtNode<'b, 'a>, &[FdtNode<'b, 'a>]) -> bool,
+    mut visit: impl FnMut(Located<'b, 'a>) -> Result<(), DiscoveryError>,
+) -> Result<(), DiscoveryError> {
+    walk(fdt, |node, ancestors, path| {
+        if wanted(node, ancestors) {
+            visit(locate(*node, ancestors, path)?)?;
+        }
+        Ok(false)
+    })
+}
+
+/// Calls `visit(node, ancestors (root first), path)` for every node below
+/// the root, depth first in tree order, until it returns true.
+fn walk<'b, 'a>(
+    fdt: &'b Fdt<'a>,
+    mut visit: impl FnMut(
+        &FdtNode<'b, 'a>,
+        &[FdtNode<'b, 'a>],
+        Option<&str>,
+    ) -> Result<bool, DiscoveryError>,
+) -> Result<(), DiscoveryError> {
+    let root = fdt.find_node("/").ok_or(DiscoveryError::BadDeviceTree)?;
+    let mut ancestors: ArrayVec<FdtNode<'b, 'a>, MAX_WALK_DEPTH> = ArrayVec::new();
+    ancestors.push(root);
+    let mut path: arrayvec::ArrayString<256> = arrayvec::ArrayString::new();
+    walk_below(root, &mut ancestors, &mut path, true, &mut visit)?;
+    Ok(())
+}
+
+type Visit<'v, 'b, 'a> = dyn FnMut(&FdtNode<'b, 'a>, &[FdtNode<'b, 'a>], Option<&str>) -> Result<bool, DiscoveryError>
+    + 'v;
+
+fn walk_below<'b, 'a>(
+    parent: FdtNode<'b, 'a>,
+    ancestors: &mut ArrayVec<FdtNode<'b, 'a>, MAX_WALK_DEPTH>,
+    path: &mut arrayvec::ArrayString<256>,
+    path_ok: bool,
+    visit: &mut Visit<'_, 'b, 'a>,
+) -> Result<bool, DiscoveryError> {
+    for child in parent.children() {
+        let parent_len = path.len();
+        let child_ok =
+            path_ok && path.try_push('/').is_ok() && path.try_push_str(child.name).is_ok();
+        if visit(&child, ancestors, child_ok.then_some(path.as_str()))? {
+            return Ok(true);
+        }
+        if ancestors.try_push(child).is_err() {
+            return Err(DiscoveryError::Malformed("nodes nested too deep"));
+        }
+        let stop = walk_below(child, ancestors, path, child_ok, visit)?;
+        ancestors.pop();
+        path.truncate(parent_len);
+        if stop {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn cells_of(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
+    node.property(name)
+        .and_then(|p| p.as_usize())
+        .unwrap_or(default)
+}
+
+/// A 1- or 2-cell number (0 cells: 0).
+fn number(cells: &[u32]) -> Option<u64> {
+    match cells {
+        [] => Some(0),
+        [one] => Some(*one as u64),
+        [high, low] => Some((*high as u64) << 32 | *low as u64),
+        _ => None,
+    }
+}
+
+/// `address` (in `bus`'s child address space) in its parent's space,
+/// through `bus`'s `ranges`: empty means identity, absent means the
+/// children are not memory-mapped.
+fn through_ranges(
+    bus: &FdtNode<'_, '_>,
+    parent_address_cells: usize,
+    address: u64,
+    size: u64,
+) -> Result<u64, DiscoveryError> {
+    let Some(ranges) = bus.property("ranges") else {
+        return Err(DiscoveryError::Malformed(
+            "a device sits on a bus without ranges (not memory-mapped)",
+        ));
+    };
+    if ranges.value.is_empty() {
+        return Ok(address);
+    }
+    let child_cells = cells_of(bus, "#address-cells", 2);
+    let size_cells = cells_of(bus, "#size-cells", 1);
+    let entry_cells = child_cells + parent_address_cells + size_cells;
+    if child_cells > 2 || parent_address_cells > 2 || size_cells > 2 {
+        return Err(DiscoveryError::Malformed(
+            "a bus's ranges has addresses wider than two cells",
+        ));
+    }
+    for entry in ranges.value.chunks_exact(entry_cells * 4) {
+        let words: ArrayVec<u32, 6> = be_u32s(entry).collect();
+        let child = number(&words[..child_cells]);
+        let parent = number(&words[child_cells..child_cells + parent_address_cells]);
+        let length = number(&words[child_cells + parent_address_cells..]);
+        let (Some(child), Some(parent), Some(length)) = (child, parent, length) else {
+            continue;
+        };
+        let inside = address >= child
+            && address
+                .checked_add(size)
+                .is_some_and(|end| end <= child.saturating_add(length));
+        if inside {
+            return (address - child)
+                .checked_add(parent)
+                .ok_or(DiscoveryError::Malformed("a bus's ranges overflow"));
+        }
+    }
+    Err(DiscoveryError::Malformed(
+        "a device's reg lies outside its bus's ranges",
+    ))
+}
+
+/// `node`'s `reg` entries in CPU physical addresses, given its ancestors
+/// (root first).
+fn translated_regions(
+    node: &FdtNode<'_, '_>,
+    ancestors: &[FdtNode<'_, '_>],
+) -> Result<ArrayVec<Region, MAX_REG_ENTRIES>, DiscoveryError> {
+    let mut out = ArrayVec::new();
+    let Some(reg) = node.property("reg") else {
+        return Ok(out);
+    };
+    let Some(parent) = ancestors.last() else {
+        return Ok(out);
+    };
+    let address_cells = cells_of(parent, "#address-cells", 2);
+    let size_cells = cells_of(parent, "#size-cells", 1);
+    if address_cells > 2 || size_cells > 2 {
+        return Err(DiscoveryError::Malformed(
+            "a reg with addresses or sizes wider than two cells",
+        ));
+    }
+    let entry_cells = address_cells + size_cells;
+    if entry_cells == 0 {
+        return Ok(out);
+    }
+    for entry in reg.value.chunks_exact(entry_cells * 4) {
+        let words: ArrayVec<u32, 4> = be_u32s(entry).collect();
+        let (Some(mut base), Some(size)) = (
+            number(&words[..address_cells]),
+            number(&words[address_cells..]),
+        ) else {
+            continue;
+        };
+        // Up through every bus below the root: ancestors[i] is the bus
+        // whose child space `base` is in, ancestors[i - 1] its parent.
+        for i in (1..ancestors.len()).rev() {
+            let parent_cells = cells_of(&ancestors[i - 1], "#address-cells", 2);
+            base = through_ranges(&ancestors[i], parent_cells, base, size)?;
+        }
+        out.try_push(Region { base, size })
+            .map_err(|_| DiscoveryError::Malformed("a node with more than 8 reg entries"))?;
+    }
+    Ok(out)
+}
+
+fn locate<'b, 'a>(
+    node: FdtNode<'b, 'a>,
+    ancestors: &[FdtNode<'b, 'a>],
+    path: Option<&str>,
+) -> Result<Located<'b, 'a>, DiscoveryError> {
+    let inherited_interrupt_parent = if node.property("interrupt-parent").is_some() {
+        None
+    } else {
+        ancestors
+            .iter()
+            .skip(1)
+            .rev()
+            .find_map(|a| a.property("interrupt-parent"))
+            .and_then(|p| be_u32s(p.value).next())
+    };
+    Ok(Located {
+        node,
+        path: path.and_then(|p| ArrayString::from(p).ok()),
+        depth: ancestors.len(),
+        regions: translated_regions(&node, ancestors)?,
+        inherited_interrupt_parent,
     })
 }
 
@@ -238,26 +466,26 @@ pub fn be_number(bytes: &[u8]) -> Option<u64> {
 impl Platform {
     pub fn discover(fdt: &Fdt<'_>) -> Result<Self, DiscoveryError> {
         let mut memory = ArrayVec::new();
-        for node in fdt.all_nodes() {
-            let is_memory = node
-                .property("device_type")
+        let is_memory = |node: &FdtNode<'_, '_>, _: &[FdtNode<'_, '_>]| {
+            node.property("device_type")
                 .and_then(|p| p.as_str())
-                .is_some_and(|t| t == "memory");
-            if is_memory {
-                for region in regions(node).filter(|r| r.size > 0) {
-                    memory
-                        .try_push(region)
-                        .map_err(|_| DiscoveryError::Malformed("more than 8 memory regions"))?;
-                }
+                .is_some_and(|t| t == "memory")
+        };
+        for_each_located(fdt, is_memory, |found| {
+            for region in found.regions.into_iter().filter(|r| r.size > 0) {
+                memory
+                    .try_push(region)
+                    .map_err(|_| DiscoveryError::Malformed("more than 8 memory regions"))?;
             }
-        }
+            Ok(())
+        })?;
         if memory.is_empty() {
             return Err(DiscoveryError::NoMemory);
         }
 
         let (uart, uart_path) = find_console(fdt)?;
 
-        let gic = fdt.find_compatible(&["arm,gic-v3"]);
+        let gic = find_located(fdt, |node| is_compatible(node, "arm,gic-v3"))?;
         let Some(gic) = gic else {
             let v2 = ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic"];
             return Err(if fdt.find_compatible(&v2).is_some() {
@@ -266,11 +494,12 @@ impl Platform {
                 DiscoveryError::NoGicV3
             });
         };
-        let mut gic_regions = regions(gic);
+        let mut gic_regions = gic.regions.iter().copied();
         let gic_distributor = gic_regions
             .next()
             .ok_or(DiscoveryError::Malformed("GICv3 node has no reg"))?;
         let redist_count = gic
+            .node
             .property("#redistributor-regions")
             .and_then(|p| p.as_usize())
             .unwrap_or(1);
@@ -288,7 +517,7 @@ impl Platform {
 
         // (type 1 = PPI, number, flags): a listed maintenance interrupt
         // must be a PPI.
-        let gic_maintenance = match gic.property("interrupts") {
+        let gic_maintenance = match gic.node.property("interrupts") {
             None => None,
             Some(p) => {
                 let cells: ArrayVec<u32, 3> = be_u32s(p.value).take(3).collect();
@@ -383,32 +612,37 @@ impl Platform {
 /// The console UART, found on its own so that later discovery errors can
 /// be printed.
 pub fn find_console(fdt: &Fdt<'_>) -> Result<(Region, ArrayString), DiscoveryError> {
-    // Prefer the PL011 that /chosen/stdout-path names, else the first one.
-    let chosen_path = fdt
+    // Prefer the PL011 that /chosen/stdout-path names (a path, or an alias
+    // of one), else the first one.
+    let chosen = fdt
         .find_node("/chosen")
         .and_then(|c| c.property("stdout-path"))
         .and_then(|p| p.as_str())
         .map(|s| s.split(':').next().unwrap_or(s));
+    let chosen_path = match chosen {
+        Some(alias) if !alias.starts_with('/') => fdt.aliases().and_then(|a| a.resolve(alias)),
+        other => other,
+    };
     let mut first = None;
-    for node in fdt.all_nodes() {
-        if !is_compatible(&node, "arm,pl011") {
-            continue;
-        }
-        let Some(region) = regions(node).next() else {
-            continue;
-        };
-        let mut path = ArrayString::new();
-        // The tree's PL011s sit under the root on every board hv targets;
-        // a deeper one is still used, found by its unit name.
-        path.try_push_str("/")
-            .and_then(|_| path.try_push_str(node.name))
-            .map_err(|_| DiscoveryError::Malformed("console node name too long"))?;
-        if chosen_path.is_some_and(|p| p == path.as_str()) {
-            return Ok((region, path));
-        }
-        first.get_or_insert((region, path));
-    }
-    first.ok_or(DiscoveryError::NoConsole)
+    let mut named = None;
+    for_each_located(
+        fdt,
+        |node, _| is_compatible(node, "arm,pl011") && node.property("reg").is_some(),
+        |found| {
+            let Some(region) = found.regions.first().copied() else {
+                return Ok(());
+            };
+            let path = found
+                .path
+                .ok_or(DiscoveryError::Malformed("console node path too long"))?;
+            if named.is_none() && chosen_path.is_some_and(|p| p == path.as_str()) {
+                named = Some((region, path));
+            }
+            first.get_or_insert((region, path));
+            Ok(())
+        },
+    )?;
+    named.or(first).ok_or(DiscoveryError::NoConsole)
 }
 
 fn find_cpus(fdt: &Fdt<'_>) -> Result<ArrayVec<u64, MAX_CPUS>, DiscoveryError> {
@@ -461,16 +695,18 @@ fn find_reservations(fdt: &Fdt<'_>) -> Result<ArrayVec<Reserved, MAX_RESERVED>, 
                 .map_err(|_| too_many)?;
         }
     }
-    if let Some(node) = fdt.find_node("/reserved-memory") {
-        for child in node.children() {
-            let no_map = child.property("no-map").is_some();
-            for region in regions(child).filter(|r| r.size > 0) {
-                reserved
-                    .try_push(Reserved { region, no_map })
-                    .map_err(|_| too_many)?;
-            }
+    let in_reserved_memory = |_: &FdtNode<'_, '_>, ancestors: &[FdtNode<'_, '_>]| {
+        ancestors.len() == 2 && ancestors[1].name == "reserved-memory"
+    };
+    for_each_located(fdt, in_reserved_memory, |found| {
+        let no_map = found.node.property("no-map").is_some();
+        for region in found.regions.into_iter().filter(|r| r.size > 0) {
+            reserved
+                .try_push(Reserved { region, no_map })
+                .map_err(|_| too_many)?;
         }
-    }
+        Ok(())
+    })?;
     Ok(reserved)
 }
 
@@ -666,7 +902,7 @@ pub mod pl011 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const GICV3_SMP4: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
@@ -910,6 +1146,120 @@ mod tests {
 
     fn discover(blob: &[u8]) -> Result<Platform, DiscoveryError> {
         Platform::discover(&Fdt::new(blob).unwrap())
+    }
+
+    /// A board whose GIC and console sit under a `/soc` simple-bus (one
+    /// address and size cell) as on most SoCs; the bus adds `soc_offset`
+    /// to its children's addresses (`ranges`), or has no `ranges` at all,
+    /// and gives its children their interrupt parent. `stdout` is
+    /// /chosen/stdout-path.
+    pub(crate) fn soc_board(soc_offset: Option<u64>, stdout: &str) -> alloc::vec::Vec<u8> {
+        use vm_fdt::FdtWriter;
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let n = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        let c = w.begin_node("cpu@0").unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_u32("reg", 0).unwrap();
+        w.end_node(c).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("aliases").unwrap();
+        w.property_string("serial0", "/soc/serial@9000000").unwrap();
+        w.end_node(n).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_u32("interrupt-parent", 1).unwrap();
+        if let Some(offset) = soc_offset {
+            // <child address, parent address (2 cells), size>
+            w.property_array_u32(
+                "ranges",
+                &[0, (offset >> 32) as u32, offset as u32, 0x4000_0000],
+            )
+            .unwrap();
+        }
+        let n = w.begin_node("interrupt-controller@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_u32("phandle", 1).unwrap();
+        w.property_array_u32("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
+            .unwrap();
+        w.property_array_u32("interrupts", &[1, 9, 4]).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("serial@9000000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u32("reg", &[0x0900_0000, 0x1000]).unwrap();
+        w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(soc).unwrap();
+        let n = w.begin_node("chosen").unwrap();
+        w.property_string("stdout-path", stdout).unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// R7-14: `reg` below a bus is a bus address; hv translates it through
+    /// the bus's `ranges` (an identity `ranges`, an offset, or none at all,
+    /// which is an error), finds the console by its full path or an alias.
+    #[test]
+    fn devices_below_a_bus_are_found_at_their_cpu_addresses() {
+        for (offset, stdout) in [
+            (0, "/soc/serial@9000000"),
+            (0xf000_0000, "serial0:115200n8"),
+        ] {
+            let blob = soc_board(Some(offset), stdout);
+            crate::fdt_check::check(&blob).unwrap();
+            let p = discover(&blob).unwrap();
+            assert_eq!(
+                p.uart,
+                Region {
+                    base: offset + 0x0900_0000,
+                    size: 0x1000
+                }
+            );
+            assert_eq!(p.uart_path.as_str(), "/soc/serial@9000000");
+            assert_eq!(p.gic_distributor.base, offset + 0x0800_0000);
+            assert_eq!(
+                p.gic_redistributors.as_slice(),
+                &[Region {
+                    base: offset + 0x080a_0000,
+                    size: 0xf6_0000
+                }]
+            );
+            assert_eq!(p.gic_maintenance, Some(25));
+        }
+        assert_eq!(
+            discover(&soc_board(None, "/soc/serial@9000000")).unwrap_err(),
+            DiscoveryError::Malformed("a device sits on a bus without ranges (not memory-mapped)")
+        );
+        // A bus window too small for the device.
+        let mut blob = soc_board(Some(0), "/soc/serial@9000000");
+        let window = 0x4000_0000u32.to_be_bytes();
+        let at = blob.windows(4).rposition(|w| w == window).unwrap();
+        blob[at..at + 4].copy_from_slice(&0x0100_0000u32.to_be_bytes());
+        assert_eq!(
+            discover(&blob).unwrap_err(),
+            DiscoveryError::Malformed("a device's reg lies outside its bus's ranges")
+        );
     }
 
     #[test]
