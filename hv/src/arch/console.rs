@@ -35,12 +35,17 @@ pub fn base() -> u64 {
     BASE.load(Ordering::Acquire)
 }
 
-fn put_byte(base: u64, byte: u8) {
+/// UARTFR.TXFF of the PL011 at `base`.
+fn tx_fifo_full(base: u64) -> bool {
     // SAFETY: `base` is the PL011 from the device tree, identity-mapped as
     // device memory (or accessed with the MMU off); UARTFR is its 32-bit
-    // flag register.
-    let fifo_full =
-        || unsafe { core::ptr::read_volatile((base + UARTFR) as *const u32) as u64 & FR_TXFF != 0 };
+    // flag register, and reading it has no side effects.
+    let flags = unsafe { core::ptr::read_volatile((base + UARTFR) as *const u32) };
+    flags as u64 & FR_TXFF != 0
+}
+
+fn put_byte(base: u64, byte: u8) {
+    let fifo_full = || tx_fifo_full(base);
     let timeout = super::cpu::counter_frequency() * TX_TIMEOUT_MS / 1000;
     let wedged = WEDGED.load(Ordering::Relaxed);
     if !pl011::wait_for_room(wedged, fifo_full, super::cpu::counter, timeout) {
