@@ -103,10 +103,20 @@ pub fn build(
         // The ITS is not given to the guest: no MSIs without PCIe.
         emit_at_root(&mut w, &gic, false, address_cells, size_cells)?;
     }
-    for (what, compatible) in [("timer", "arm,armv8-timer"), ("PMU", "arm,armv8-pmuv3")] {
-        if let Some(found) = located(what, compatible)? {
-            emit_at_root(&mut w, &found, true, address_cells, size_cells)?;
-        }
+    // Every timer and PMU node (a big.LITTLE board has one PMU per
+    // cluster).
+    let mut timers_and_pmus = Vec::new();
+    platform::for_each_located(
+        host,
+        |node, _| compatible_with(node, &["arm,armv8-timer", "arm,armv8-pmuv3"]),
+        |found| {
+            timers_and_pmus.push(found);
+            Ok(())
+        },
+    )
+    .map_err(|e| GuestDtError::Discovery("timer or PMU", e))?;
+    for found in &timers_and_pmus {
+        emit_at_root(&mut w, found, true, address_cells, size_cells)?;
     }
     // The console's clock providers (fixed clocks) are needed by its
     // driver: `clocks` is a list of (phandle, #clock-cells specifier cells).
@@ -492,6 +502,13 @@ mod tests {
         assert!(guest.find_compatible(&["pci-host-ecam-generic"]).is_none());
         assert!(guest.find_compatible(&["cfi-flash"]).is_none());
         assert!(guest.find_compatible(&["fixed-clock"]).is_some());
+        let pmus = |tree: &Fdt<'_>| {
+            tree.all_nodes()
+                .filter(|n| compatible_with(n, &["arm,armv8-pmuv3"]))
+                .count()
+        };
+        assert_eq!(pmus(&guest), pmus(&host));
+        assert!(pmus(&guest) > 0, "QEMU virt has a PMU node");
         assert_eq!(
             guest
                 .find_node("/cpus")
