@@ -725,7 +725,7 @@ where
 
     /// Live cache entries (leaves, intermediate paths) over all contexts.
     pub fn cache_entries(&self, worker: &Worker) -> (usize, usize) {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         let (mut leaves, mut paths) = (0, 0);
         self.directory.for_vmid(None, &guard, |c| {
             let held = c.lock();
@@ -741,7 +741,7 @@ where
     /// each slot's cache are made, so the growths stay zero and the bytes
     /// stay what was preallocated (see [`Budget::worst_case_bytes`]).
     pub fn index_allocations(&self, worker: &Worker) -> (u32, usize) {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         let rmap = self.rmap.lock();
         let (mut growths, mut bytes) = (rmap.growths(), rmap.allocated_bytes());
         drop(rmap);
@@ -776,7 +776,7 @@ where
     /// The shadow VMID and root table PA for `key` (creating the context),
     /// what hv installs as VTTBR_EL2 to run L2.
     pub fn shadow_root(&self, worker: &Worker, key: &ContextKey) -> Option<(u16, u64)> {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         let context = self.context(worker, key, &guard)?;
         Some((context.shadow_vmid(), context.shadow().root_pa()))
     }
@@ -789,24 +789,48 @@ where
         key: &ContextKey,
         l2_ipa: u64,
     ) -> Option<ShadowMapping> {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         self.directory.get(key, &guard)?.shadow().lookup(l2_ipa)
     }
 
     /// The shadow VMID of `key`'s context, if it exists.
     pub fn shadow_vmid(&self, worker: &Worker, key: &ContextKey) -> Option<u16> {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         Some(self.directory.get(key, &guard)?.shadow_vmid())
+    }
+
+    /// Pins `worker` for a call into this service.
+    ///
+    /// # Panics
+    ///
+    /// If `worker` was made by another service: its pin would not hold
+    /// back this service's reclamation (and its counters belong there).
+    fn pin(&self, worker: &Worker) -> Guard {
+        assert!(
+            worker.handle.collector() == &self.collector,
+            "a Worker of another Service was passed to this one"
+        );
+        worker.pin()
     }
 
     /// The cached walk result for `l2_ipa` in `key`'s context, if any: the
     /// lock-free lookup path alone (no walk, no install).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` is not a pin of one of this service's workers (or of a
+    /// [`Burst`] of one): a pin of another epoch collector would not keep
+    /// the entry returned from being freed.
     pub fn lookup<'g>(
         &self,
         key: &ContextKey,
         l2_ipa: u64,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        assert!(
+            guard.collector() == Some(&self.collector),
+            "Service::lookup was given a pin of another epoch collector"
+        );
         self.directory.get(key, guard)?.lookup(l2_ipa, guard)
     }
 
@@ -886,7 +910,7 @@ where
         access: AccessKind,
         abort: &AbortContext,
     ) -> Translated {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         let Some(context) = self.context(worker, key, &guard) else {
             return Translated::Retry(Retry::Throttled);
         };
@@ -1195,7 +1219,7 @@ where
     /// TLBI, with [`Service::l1_vmid_width`], as the context keys have it.
     /// Returns the number of entries removed (cache and shadow).
     pub fn invalidate(&self, worker: &Worker, vmid: u16, scope: &InvalidateScope) -> u64 {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         let target = match scope {
             InvalidateScope::AllVmids => None,
             InvalidateScope::Vmid | InvalidateScope::Ipa(_) => Some(vmid),
@@ -1283,7 +1307,7 @@ where
     /// L0 changed its mapping of L1 IPAs `range`: every shadow entry built
     /// on them goes. Cost grows with the entries found. Returns how many.
     pub fn l0_unmap(&self, worker: &Worker, range: IpaRange, _change: L0Change) -> u64 {
-        let guard = worker.pin();
+        let guard = self.pin(worker);
         self.l0_generation.fetch_add(1, Ordering::AcqRel);
         let mut found = Vec::new();
         self.rmap

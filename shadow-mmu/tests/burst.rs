@@ -1,7 +1,8 @@
 //! A worker serving requests in a `Burst` (one epoch pin per
 //! `REQUESTS_PER_PIN` requests instead of one per request) gets the same
 //! answers, and a long burst does not hold back reclamation: what was
-//! retired early in the burst is freed while the burst goes on.
+//! retired early in the burst is freed while the burst goes on. A pin or
+//! worker of another service is refused.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
 mod common;
@@ -103,3 +104,29 @@ fn a_pin_held_across_the_burst_keeps_everything() {
 
 // The host build amortises the pin over several requests.
 const _: () = assert!(REQUESTS_PER_PIN > 1);
+
+/// A pin (or burst) of another service's worker protects nothing in this
+/// one: its collector is not the one this service retires entries to, so
+/// an entry found under it could be freed while still read. The service
+/// refuses it rather than hand out such a reference.
+#[test]
+#[should_panic(expected = "a pin of another epoch collector")]
+fn a_pin_of_another_service_is_refused() {
+    let (a, key) = setup();
+    let (b, _) = setup();
+    let wa = a.worker();
+    let wb = b.worker();
+    assert!(pa_of(&read(&a, &wa, &key, 0x18), 0x18).is_some());
+    let burst = wb.burst();
+    let _ = a.lookup(&key, 0x18, burst.guard());
+}
+
+/// The same for a worker: every service call pins the worker it is given.
+#[test]
+#[should_panic(expected = "a Worker of another Service")]
+fn a_worker_of_another_service_is_refused() {
+    let (a, key) = setup();
+    let (b, _) = setup();
+    let wb = b.worker();
+    let _ = read(&a, &wb, &key, 0x18);
+}
