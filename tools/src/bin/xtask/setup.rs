@@ -52,7 +52,7 @@ pub fn qemu() -> Result<(), String> {
 /// Runs `apt-get update` now (for callers that changed what apt fetches,
 /// e.g. a new dpkg architecture, or found the lists out of date).
 pub fn refresh_apt_lists() -> Result<(), String> {
-    machine().update_lists()
+    machine().refresh_lists()
 }
 
 /// An error naming `what` when this process cannot change the machine.
@@ -172,6 +172,17 @@ impl<H: Host> Setup<H> {
         self.host.run(&["apt-get", "update", "-q"])?;
         self.lists = AptLists::Current;
         Ok(())
+    }
+
+    /// An update on request: our backports source, if there, is brought up
+    /// to date first (an older driver's copy without the bookworm source's
+    /// Architectures makes the update fail once arm64 is added).
+    fn refresh_lists(&mut self) -> Result<(), String> {
+        self.require_root("updating apt's package lists")?;
+        if self.paths.backports_file().exists() {
+            self.ensure_backports_source()?;
+        }
+        self.update_lists()
     }
 
     fn ensure_lists_current(&mut self) -> Result<(), String> {
@@ -296,32 +307,48 @@ impl<H: Host> Setup<H> {
         }
     }
 
-    /// Makes apt see [`BACKPORTS`]: an existing source is enough; otherwise
-    /// adds one on the mirror (and key) of the machine's bookworm source.
+    /// Makes apt see [`BACKPORTS`]: another source of it is enough;
+    /// otherwise ours is (re)written on the mirror, key and other options of
+    /// the machine's bookworm source, unless it already says exactly that (an
+    /// older driver's file without those options is brought up to date).
     fn ensure_backports_source(&mut self) -> Result<(), String> {
         let ours = self.paths.backports_file();
-        let entries = read_sources(&self.paths)?;
+        let entries = read_sources(&self.paths, Some(&ours))?;
         if entries
             .iter()
             .any(|e| e.suites.iter().any(|s| s == BACKPORTS))
         {
             return Ok(());
         }
-        let bookworm = entries
+        let ours_text = std::fs::read_to_string(&ours).ok();
+        let Some(bookworm) = entries
             .iter()
             .find(|e| e.suites.iter().any(|s| s == "bookworm"))
-            .ok_or_else(|| {
-                format!(
-                    "no Debian bookworm source found in {} or {}; \
-                     add {BACKPORTS} by hand and run again",
-                    self.paths.sources_list.display(),
-                    self.paths.sources_dir.display()
-                )
-            })?;
+        else {
+            // Nothing to derive it from: ours, if valid, is what there is.
+            let ours_valid = ours_text.as_deref().is_some_and(|text| {
+                parse_deb822(text)
+                    .iter()
+                    .any(|e| e.suites.iter().any(|s| s == BACKPORTS))
+            });
+            if ours_valid {
+                return Ok(());
+            }
+            return Err(format!(
+                "no Debian bookworm source found in {} or {}; \
+                 add {BACKPORTS} by hand and run again",
+                self.paths.sources_list.display(),
+                self.paths.sources_dir.display()
+            ));
+        };
         let stanza = backports_stanza(bookworm);
-        if ours.exists() {
+        if ours_text.as_deref() == Some(stanza.as_str()) {
+            return Ok(());
+        }
+        if ours_text.is_some() {
             println!(
-                "xtask: {} is not a valid {BACKPORTS} source; rewriting it",
+                "xtask: {} is not the {BACKPORTS} source for the machine's bookworm \
+                 source (half-written, or without its options); rewriting it",
                 ours.display()
             );
         } else {
@@ -402,13 +429,79 @@ impl std::fmt::Display for Version {
 struct SourceEntry {
     uris: Vec<String>,
     suites: Vec<String>,
-    /// Signed-By exactly as written: a keyring path, or (deb822 only) an
-    /// inline key whose continuation lines keep their leading space.
-    signed_by: Option<String>,
+    /// The entry's [`CARRIED_OPTIONS`], by deb822 field name, in the order
+    /// written. Values as deb822 writes them: a one-line comma list becomes
+    /// words; a multi-line value (an inline Signed-By key) keeps its
+    /// continuation lines with their leading space.
+    options: Vec<(&'static str, String)>,
 }
 
-/// Every enabled `deb` entry apt reads (sources.list, then sources.list.d).
-fn read_sources(paths: &AptPaths) -> Result<Vec<SourceEntry>, String> {
+/// An apt source option, by its deb822 field name and its one-line name
+/// (sources.list(5)).
+struct AptOption {
+    field: &'static str,
+    one_line: &'static str,
+    /// A list: commas in the one-line form, words in deb822.
+    list: bool,
+}
+
+const fn option(field: &'static str, one_line: &'static str, list: bool) -> AptOption {
+    AptOption {
+        field,
+        one_line,
+        list,
+    }
+}
+
+/// The options of the machine's bookworm source that the bookworm-backports
+/// source on the same mirror needs too: which architectures (and languages,
+/// index targets) the mirror is asked for (an amd64-only mirror must not be
+/// asked for the arm64 indexes once guest.rs adds that architecture), how it
+/// is trusted (Signed-By; Trusted or Allow-Insecure for an unsigned local
+/// mirror), how its Release dates are checked (a snapshot archive's
+/// backports Release has an expired Valid-Until), and how indexes are
+/// fetched (PDiffs, By-Hash). Not carried: Enabled (only enabled entries
+/// are used), InRelease-Path (names the bookworm suite's own file), and
+/// options bookworm's apt 2.6 does not know (Snapshot, Include, Exclude).
+const CARRIED_OPTIONS: &[AptOption] = &[
+    option("Architectures", "arch", true),
+    option("Architectures-Add", "arch+", true),
+    option("Architectures-Remove", "arch-", true),
+    option("Languages", "lang", true),
+    option("Languages-Add", "lang+", true),
+    option("Languages-Remove", "lang-", true),
+    option("Targets", "target", true),
+    option("Targets-Add", "target+", true),
+    option("Targets-Remove", "target-", true),
+    option("PDiffs", "pdiffs", false),
+    option("By-Hash", "by-hash", false),
+    option("Allow-Insecure", "allow-insecure", false),
+    option("Allow-Weak", "allow-weak", false),
+    option(
+        "Allow-Downgrade-To-Insecure",
+        "allow-downgrade-to-insecure",
+        false,
+    ),
+    option("Trusted", "trusted", false),
+    option("Signed-By", "signed-by", false),
+    option("Check-Valid-Until", "check-valid-until", false),
+    option("Valid-Until-Min", "valid-until-min", false),
+    option("Valid-Until-Max", "valid-until-max", false),
+    option("Check-Date", "check-date", false),
+    option("Date-Max-Future", "date-max-future", false),
+];
+
+/// Adds `field: value` unless the entry already has that option (apt takes
+/// one value per option; the first one written is kept).
+fn add_option(options: &mut Vec<(&'static str, String)>, field: &'static str, value: String) {
+    if options.iter().all(|(f, _)| *f != field) {
+        options.push((field, value));
+    }
+}
+
+/// Every enabled `deb` entry apt reads (sources.list, then sources.list.d),
+/// except those of the file `skip`.
+fn read_sources(paths: &AptPaths, skip: Option<&Path>) -> Result<Vec<SourceEntry>, String> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     };
@@ -422,6 +515,9 @@ fn read_sources(paths: &AptPaths) -> Result<Vec<SourceEntry>, String> {
     };
     files.sort();
     for file in files {
+        if Some(file.as_path()) == skip {
+            continue;
+        }
         match file.extension().and_then(|e| e.to_str()) {
             Some("list") => entries.extend(parse_one_line(&read(&file)?)),
             // A broken file (ours, half-written by an older driver) adds
@@ -456,14 +552,27 @@ fn parse_one_line(text: &str) -> Vec<SourceEntry> {
         let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
             continue;
         };
-        let signed_by = options
-            .split_whitespace()
-            .find_map(|o| o.strip_prefix("signed-by="))
-            .map(str::to_string);
+        let mut carried = Vec::new();
+        for word in options.split_whitespace() {
+            let Some((name, value)) = word.split_once('=') else {
+                continue;
+            };
+            if let Some(known) = CARRIED_OPTIONS
+                .iter()
+                .find(|o| o.one_line.eq_ignore_ascii_case(name))
+            {
+                let value = if known.list {
+                    value.replace(',', " ")
+                } else {
+                    value.to_string()
+                };
+                add_option(&mut carried, known.field, value);
+            }
+        }
         entries.push(SourceEntry {
             uris: vec![uri.to_string()],
             suites: vec![suite.to_string()],
-            signed_by,
+            options: carried,
         });
     }
     entries
@@ -497,10 +606,19 @@ fn parse_deb822(text: &str) -> Vec<SourceEntry> {
             let is_deb = self.words("Types").iter().any(|t| t == "deb");
             let (uris, suites) = (self.words("URIs"), self.words("Suites"));
             let usable = !self.malformed && enabled && is_deb;
-            (usable && !uris.is_empty() && !suites.is_empty()).then(|| SourceEntry {
+            let mut options = Vec::new();
+            for (name, value) in &self.fields {
+                if let Some(known) = CARRIED_OPTIONS
+                    .iter()
+                    .find(|o| o.field.eq_ignore_ascii_case(name))
+                {
+                    add_option(&mut options, known.field, value.trim_end().to_string());
+                }
+            }
+            (usable && !uris.is_empty() && !suites.is_empty()).then_some(SourceEntry {
                 uris,
                 suites,
-                signed_by: self.field("Signed-By").map(|v| v.trim_end().to_string()),
+                options,
             })
         }
     }
@@ -534,15 +652,16 @@ fn parse_deb822(text: &str) -> Vec<SourceEntry> {
     entries
 }
 
-/// A deb822 stanza for bookworm-backports on the same mirror and key as the
-/// machine's bookworm source, so no archive is named here.
+/// A deb822 stanza for bookworm-backports on the same mirror, with the
+/// same key and other [`CARRIED_OPTIONS`] as the machine's bookworm source,
+/// so no archive is named here and apt reaches it the way it reaches bookworm.
 fn backports_stanza(bookworm: &SourceEntry) -> String {
     let mut out = format!(
         "Types: deb\nURIs: {}\nSuites: {BACKPORTS}\nComponents: main\n",
         bookworm.uris.join(" ")
     );
-    if let Some(key) = &bookworm.signed_by {
-        out.push_str(&format!("Signed-By: {key}\n"));
+    for (field, value) in &bookworm.options {
+        out.push_str(&format!("{field}: {value}\n"));
     }
     out
 }
@@ -905,6 +1024,48 @@ mod tests {
         assert_eq!(setup.lists, AptLists::Current);
     }
 
+    /// T1: a backports source an older driver wrote without the bookworm
+    /// source's options is rewritten with them (once); ours is kept as it is
+    /// when there is no bookworm source to derive it from.
+    #[test]
+    fn an_older_source_of_ours_gains_the_options() {
+        let scratch = Scratch::new();
+        scratch.write(
+            "sources.list",
+            "deb [arch=amd64] http://mirror.invalid/debian bookworm main\n",
+        );
+        let ours = scratch.paths().backports_file();
+        let older = "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm-backports\n\
+            Components: main\n";
+        std::fs::write(&ours, older).unwrap();
+        let mut setup = setup(&scratch, FakeMachine::fresh(&scratch));
+        setup.lists = AptLists::Current;
+        setup.ensure_backports_source().unwrap();
+        assert_eq!(setup.lists, AptLists::MaybeStale);
+        assert_eq!(
+            std::fs::read_to_string(&ours).unwrap(),
+            format!("{older}Architectures: amd64\n")
+        );
+        setup.lists = AptLists::Current;
+        setup.ensure_backports_source().unwrap();
+        assert_eq!(setup.lists, AptLists::Current, "rewritten again");
+
+        // Also before an update asked for by the guest fetch (QEMU was
+        // installed with the older file).
+        std::fs::write(&ours, older).unwrap();
+        setup.refresh_lists().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&ours).unwrap(),
+            format!("{older}Architectures: amd64\n")
+        );
+        assert_eq!(setup.host.log, ["apt-get update -q"]);
+
+        std::fs::remove_file(scratch.0.join("sources.list")).unwrap();
+        std::fs::write(&ours, older).unwrap();
+        setup.ensure_backports_source().unwrap();
+        assert_eq!(std::fs::read_to_string(&ours).unwrap(), older);
+    }
+
     #[test]
     fn one_line_sources_with_options() {
         let text = "# comment\n\
@@ -921,24 +1082,27 @@ mod tests {
                 SourceEntry {
                     uris: vec!["http://mirror.invalid/debian".into()],
                     suites: vec!["bookworm".into()],
-                    signed_by: Some("/usr/share/keyrings/x.gpg".into()),
+                    options: vec![
+                        ("Architectures", "amd64".into()),
+                        ("Signed-By", "/usr/share/keyrings/x.gpg".into()),
+                    ],
                 },
                 SourceEntry {
                     uris: vec!["http://other.invalid/debian".into()],
                     suites: vec!["bookworm-updates".into()],
-                    signed_by: None,
+                    options: vec![("Trusted", "yes".into())],
                 },
                 SourceEntry {
                     uris: vec!["http://plain.invalid/debian".into()],
                     suites: vec!["bookworm".into()],
-                    signed_by: None,
+                    options: Vec::new(),
                 },
             ]
         );
         assert_eq!(
             backports_stanza(&entries[0]),
             "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm-backports\n\
-             Components: main\nSigned-By: /usr/share/keyrings/x.gpg\n"
+             Components: main\nArchitectures: amd64\nSigned-By: /usr/share/keyrings/x.gpg\n"
         );
     }
 
@@ -979,8 +1143,63 @@ mod tests {
             vec![SourceEntry {
                 uris: vec!["http://mirror.invalid/debian".into()],
                 suites: vec!["bookworm-backports".into()],
-                signed_by: entries[0].signed_by.clone(),
+                options: entries[0].options.clone(),
             }]
+        );
+    }
+
+    /// T1: one-line options are carried under their deb822 names (lists
+    /// as words, `+`/`-` forms as -Add/-Remove), suite-specific and unknown
+    /// ones are not, and the written stanza reads back with the same options.
+    #[test]
+    fn backports_carries_the_bookworm_options_in_deb822_form() {
+        let one_line = parse_one_line(
+            "deb [arch=amd64,arm64 lang-=de target+=Contents-deb check-valid-until=no \
+             inrelease-path=InRelease.bookworm snapshot=yes signed-by=/k.gpg \
+             valid-until-max=7d by-hash=force] http://mirror.invalid/debian bookworm main\n",
+        );
+        let stanza = backports_stanza(&one_line[0]);
+        assert_eq!(
+            stanza,
+            "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm-backports\n\
+             Components: main\nArchitectures: amd64 arm64\nLanguages-Remove: de\n\
+             Targets-Add: Contents-deb\nCheck-Valid-Until: no\nSigned-By: /k.gpg\n\
+             Valid-Until-Max: 7d\nBy-Hash: force\n"
+        );
+        let read_back = parse_deb822(&stanza);
+        assert_eq!(read_back.len(), 1);
+        assert_eq!(read_back[0].suites, ["bookworm-backports"]);
+        assert_eq!(read_back[0].options, one_line[0].options);
+
+        // deb822: field names in any case, multi-line values as written.
+        let entries = parse_deb822(
+            "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\n\
+             architectures: amd64\n i386\nInRelease-Path: x\nX-Repolib-Name: Debian\n\
+             allow-insecure: yes\n",
+        );
+        assert_eq!(
+            backports_stanza(&entries[0]),
+            "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm-backports\n\
+             Components: main\nArchitectures: amd64\n i386\nAllow-Insecure: yes\n"
+        );
+    }
+
+    /// T1 through setup: the file written for a snapshot mirror with an
+    /// architecture list keeps both.
+    #[test]
+    fn the_written_backports_source_keeps_the_mirror_options() {
+        let scratch = Scratch::new();
+        scratch.write(
+            "sources.list",
+            "deb [arch=amd64 check-valid-until=no] http://snapshot.invalid/debian bookworm main\n",
+        );
+        let mut setup = setup(&scratch, FakeMachine::fresh(&scratch));
+        setup.ensure_backports_source().unwrap();
+        let written = std::fs::read_to_string(scratch.paths().backports_file()).unwrap();
+        assert_eq!(
+            written,
+            "Types: deb\nURIs: http://snapshot.invalid/debian\nSuites: bookworm-backports\n\
+             Components: main\nArchitectures: amd64\nCheck-Valid-Until: no\n"
         );
     }
 
@@ -1032,5 +1251,41 @@ mod tests {
         assert!(Version::parse("1.87.0").unwrap() >= HV_MIN_RUSTC);
         assert!(Version::parse("9.2.4").unwrap() < MIN_QEMU);
         assert!(Version::parse("11.0.0").unwrap() >= MIN_QEMU);
+    }
+
+    /// review8 T1: the stanza written for bookworm-backports keeps only the
+    /// URIs and Signed-By of the machine's bookworm source. Options that
+    /// source needs to work are dropped: Architectures (with the arm64
+    /// foreign architecture guest.rs adds, apt then asks an amd64-only mirror
+    /// for arm64 indexes), Trusted (an unsigned local mirror) and
+    /// Check-Valid-Until (a snapshot archive, whose backports Release has an
+    /// expired Valid-Until). `apt-get update` then fails and QEMU is never
+    /// installed.
+    #[test]
+    fn review8_backports_keeps_the_options_its_mirror_needs() {
+        let text = "Types: deb\n\
+            URIs: http://mirror.invalid/debian\n\
+            Suites: bookworm\n\
+            Components: main\n\
+            Architectures: amd64\n\
+            Trusted: yes\n\
+            Check-Valid-Until: no\n";
+        let entries = parse_deb822(text);
+        let stanza = backports_stanza(&entries[0]);
+        for option in [
+            "Architectures: amd64",
+            "Trusted: yes",
+            "Check-Valid-Until: no",
+        ] {
+            assert!(stanza.contains(option), "{option} dropped:\n{stanza}");
+        }
+        let one_line = parse_one_line(
+            "deb [arch=amd64 trusted=yes] http://mirror.invalid/debian bookworm main\n",
+        );
+        let stanza = backports_stanza(&one_line[0]);
+        assert!(
+            stanza.contains("Architectures: amd64"),
+            "arch= dropped:\n{stanza}"
+        );
     }
 }
