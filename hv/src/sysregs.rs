@@ -124,6 +124,14 @@ impl CpuFeatures {
             _ => NestedVirt::Nv2,
         }
     }
+    /// FEAT_BRBE (ID_AA64DFR0_EL1.BRBE).
+    pub fn has_brbe(&self) -> bool {
+        field(self.id_aa64dfr0, 52) != 0
+    }
+    /// FEAT_SPEv1p2 (ID_AA64DFR0_EL1.PMSVer >= 3): PMSNEVFR_EL1.
+    pub fn has_spe_v1p2(&self) -> bool {
+        field(self.id_aa64dfr0, 32) >= 3
+    }
     pub fn has_pmuv3(&self) -> bool {
         let version = field(self.id_aa64dfr0, 8);
         version != 0 && version != 0xf
@@ -205,14 +213,17 @@ pub fn mdcr_el2(features: &CpuFeatures, pmcr_el0: u64) -> u64 {
 pub const HCRX_MSCEN: u64 = 1 << 11;
 pub const HCRX_TCR2EN: u64 = 1 << 14;
 pub const HCRX_SCTLR2EN: u64 = 1 << 15;
+pub const HCRX_GCSEN: u64 = 1 << 22;
 
 /// HCRX_EL2 when FEAT_HCX exists, enabling at EL1 what the guest sees in
 /// its (untrapped) ID registers, as Linux's booting.rst asks of EL2:
 /// MSCEn for FEAT_MOPS, TCR2En for FEAT_TCR2 (else TCR2_EL1 accesses trap
 /// to hv, which makes them UNDEFINED: a 6.5+ kernel's `__cpu_setup`
-/// dies), SCTLR2En for FEAT_SCTLR2. MCE2 stays 0: MOPS exceptions go to
-/// the guest's EL1, which can handle them because a vCPU never moves
-/// between physical CPUs.
+/// dies), SCTLR2En for FEAT_SCTLR2, GCSEn for FEAT_GCS. MCE2 stays 0:
+/// MOPS exceptions from EL1 go to the guest's EL1; the EL2 handling
+/// booting.rst asks for exists for a vCPU that moves between physical
+/// CPUs with different MOPS options mid-instruction, and hv's vCPUs never
+/// move.
 pub fn hcrx_el2(features: &CpuFeatures) -> u64 {
     let mut hcrx = 0;
     if features.has_mops() {
@@ -224,7 +235,43 @@ pub fn hcrx_el2(features: &CpuFeatures) -> u64 {
     if features.has_sctlr2() {
         hcrx |= HCRX_SCTLR2EN;
     }
+    if features.has_gcs() {
+        hcrx |= HCRX_GCSEN;
+    }
     hcrx
+}
+
+/// HFGITR_EL2 with FEAT_FGT: no instruction trapped; the negative (nXXX)
+/// bits set for the features this CPU has, as booting.rst asks: nGCSEPP,
+/// nGCSSTR_EL1, nGCSPUSHM_EL1 (FEAT_GCS); nBRBINJ, nBRBIALL (FEAT_BRBE).
+pub fn hfgitr_el2(features: &CpuFeatures) -> u64 {
+    let mut value = 0;
+    if features.has_gcs() {
+        value |= 1 << 59 | 1 << 58 | 1 << 57;
+    }
+    if features.has_brbe() {
+        value |= 1 << 56 | 1 << 55;
+    }
+    value
+}
+
+/// HDFGRTR_EL2 with FEAT_FGT: nothing trapped; nPMSNEVFR_EL1
+/// (FEAT_SPEv1p2) and nBRBDATA, nBRBCTL, nBRBIDR (FEAT_BRBE) set.
+pub fn hdfgrtr_el2(features: &CpuFeatures) -> u64 {
+    let mut value = 0;
+    if features.has_spe_v1p2() {
+        value |= 1 << 62;
+    }
+    if features.has_brbe() {
+        value |= 1 << 61 | 1 << 60 | 1 << 59;
+    }
+    value
+}
+
+/// HDFGWTR_EL2 with FEAT_FGT: as HDFGRTR_EL2 without the read-only
+/// BRBIDR.
+pub fn hdfgwtr_el2(features: &CpuFeatures) -> u64 {
+    hdfgrtr_el2(features) & !(1 << 59)
 }
 
 // SMCR_EL2 bits.
@@ -378,6 +425,24 @@ mod tests {
             };
             assert!(!vhe_only.has_e2h0());
         }
+        // FEAT_GCS: GCSEn and the negative HFGITR bits; FEAT_BRBE and
+        // FEAT_SPEv1p2: the negative HFGITR/HDFGxTR bits.
+        assert_eq!(hfgitr_el2(&MAX), 0);
+        assert_eq!(hdfgrtr_el2(&N1) | hdfgwtr_el2(&N1), 0);
+        let gcs = CpuFeatures {
+            id_aa64pfr1: MAX.id_aa64pfr1 | 1 << 44,
+            ..MAX
+        };
+        assert_eq!(hcrx_el2(&gcs), HCRX_MSCEN | HCRX_GCSEN);
+        assert_eq!(hfgitr_el2(&gcs), 7 << 57);
+        assert_eq!(hfgxtr_el2(&gcs) & 3 << 52, 3 << 52, "nGCS_EL1, nGCS_EL0");
+        let brbe_spe = CpuFeatures {
+            id_aa64dfr0: MAX.id_aa64dfr0 | 1 << 52 | 3 << 32,
+            ..MAX
+        };
+        assert_eq!(hfgitr_el2(&brbe_spe), 3 << 55);
+        assert_eq!(hdfgrtr_el2(&brbe_spe), 0xf << 59);
+        assert_eq!(hdfgwtr_el2(&brbe_spe), 7 << 60);
         // HAFGRTR_EL2 needs FEAT_FGT and FEAT_AMUv1.
         assert!(MAX.has_amu() && MAX.has_hafgrtr());
         let no_amu = CpuFeatures {

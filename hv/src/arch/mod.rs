@@ -790,9 +790,9 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
         let untrapped = sysregs::hfgxtr_el2(f);
         write_sysreg!("s3_4_c1_c1_4", untrapped); // HFGRTR_EL2
         write_sysreg!("s3_4_c1_c1_5", untrapped); // HFGWTR_EL2
-        write_sysreg!("s3_4_c1_c1_6", 0); // HFGITR_EL2
-        write_sysreg!("s3_4_c3_c1_4", 0); // HDFGRTR_EL2
-        write_sysreg!("s3_4_c3_c1_5", 0); // HDFGWTR_EL2
+        write_sysreg!("s3_4_c1_c1_6", sysregs::hfgitr_el2(f)); // HFGITR_EL2
+        write_sysreg!("s3_4_c3_c1_4", sysregs::hdfgrtr_el2(f)); // HDFGRTR_EL2
+        write_sysreg!("s3_4_c3_c1_5", sysregs::hdfgwtr_el2(f)); // HDFGWTR_EL2
     }
     if f.has_hafgrtr() {
         write_sysreg!("s3_4_c3_c1_6", 0); // HAFGRTR_EL2: AMU counters untrapped
