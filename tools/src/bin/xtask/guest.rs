@@ -28,7 +28,13 @@ pub fn default_guest() -> Result<(PathBuf, PathBuf), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let cache = GuestCache::new(&dir);
     if !cache.is_complete() {
-        fetch_packages(&dir, &cache)?;
+        // One fetch at a time per checkout: a second driver waits and then
+        // uses what the first stored (two would download twice, and their
+        // `apt-get update`s would fail on each other's apt lock).
+        let _fetching = lock_exclusively(&dir.join("guest.lock"))?;
+        if !cache.is_complete() {
+            fetch_packages(&dir, &cache)?;
+        }
     }
     let initramfs = dir.join("initramfs.cpio.gz");
     let busybox_bytes = read(&cache.busybox)?;
@@ -84,6 +90,29 @@ impl GuestCache {
     }
 }
 
+/// The open `path`, locked exclusively (flock) until it is dropped; says so
+/// when it has to wait for another process.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let lock_error = |e: std::io::Error| format!("cannot lock {}: {e}", path.display());
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+    }
+    println!(
+        "xtask: another xtask is fetching the guest; waiting for it ({})",
+        path.display()
+    );
+    file.lock().map_err(lock_error)?;
+    Ok(file)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -111,23 +140,63 @@ fn output(command: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The directory the packages are downloaded and unpacked in, removed when
-/// the fetch ends, whether it worked or not (it holds ~130 MB).
-struct FetchDir(PathBuf);
+/// The directory one fetch downloads and unpacks in (it holds ~130 MB),
+/// removed when the fetch ends, whether it worked or not; with the lock file
+/// that keeps other fetches from removing it.
+///
+/// Each fetch has its own directory, `fetch/<pid>-<n>`, so two drivers in
+/// one checkout never share (or delete) each other's downloads. While its
+/// directory exists a fetch holds a shared lock on `fetch.lock`; the
+/// leftovers of fetches that were killed (SIGKILL, power loss) are removed
+/// only by a fetch that gets that lock exclusively, that is while no other
+/// fetch has a directory. The lock is the kernel's (flock), so a killed
+/// driver's lock goes with it.
+struct FetchDir(PathBuf, std::fs::File);
 
 impl FetchDir {
     fn create(dir: &Path) -> Result<Self, String> {
-        let work = dir.join("fetch");
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let all = dir.join("fetch");
+        let lock_path = dir.join("fetch.lock");
+        let lock_error = |e: std::io::Error| format!("cannot lock {}: {e}", lock_path.display());
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {
+                // No other fetch runs: whatever is here was left behind.
+                let _ = std::fs::remove_dir_all(&all);
+                lock.unlock().map_err(lock_error)?;
+            }
+            // Another fetch runs: its directory stays, and so do leftovers.
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+        }
+        // Waits only while another fetch removes leftovers; nothing of ours
+        // exists yet, so that removal cannot hit it.
+        lock.lock_shared().map_err(lock_error)?;
+        let work = all.join(format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        // Only a dead driver that had this process id can have left this.
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(work.join("debs"))
             .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-        Ok(FetchDir(work))
+        Ok(FetchDir(work, lock))
     }
 }
 
 impl Drop for FetchDir {
     fn drop(&mut self) {
+        // Then the lock: while it is held no other fetch removes this.
         let _ = std::fs::remove_dir_all(&self.0);
+        let _ = self.1.unlock();
     }
 }
 
@@ -428,6 +497,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// T2: what a killed fetch left is removed by the next fetch that runs
+    /// alone, and kept while another fetch runs (it could be that one's).
+    #[test]
+    fn leftovers_are_removed_only_when_no_other_fetch_runs() {
+        let dir = std::env::temp_dir().join(format!("xtask-fetch-left-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let leftover = dir.join("fetch/1-0/debs");
+        std::fs::create_dir_all(&leftover).unwrap();
+        let running = FetchDir::create(&dir).unwrap();
+        assert!(!leftover.exists(), "a killed fetch's directory stayed");
+        std::fs::create_dir_all(&leftover).unwrap();
+        let second = FetchDir::create(&dir).unwrap();
+        assert!(leftover.exists(), "removed while another fetch ran");
+        assert_ne!(running.0, second.0);
+        drop(second);
+        assert!(running.0.join("debs").is_dir());
+        drop(running);
+        let alone = FetchDir::create(&dir).unwrap();
+        assert!(!leftover.exists());
+        drop(alone);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// T2: a second fetch of the guest waits for the first one's lock.
+    #[test]
+    fn the_guest_lock_makes_a_second_fetch_wait() {
+        let dir = std::env::temp_dir().join(format!("xtask-guest-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("guest.lock");
+        let first = lock_exclusively(&path).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let second = lock_exclusively(&path).unwrap();
+                sender.send(()).unwrap();
+                drop(second);
+            })
+        };
+        let early = receiver.recv_timeout(std::time::Duration::from_millis(300));
+        assert!(early.is_err(), "the second lock did not wait");
+        drop(first);
+        receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second lock was not granted after the first went");
+        waiter.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn cpio_is_newc() {
         let archive = initramfs_archive(b"\x7fELF-busybox").unwrap();
@@ -439,5 +557,28 @@ mod tests {
             assert!(text.contains(name), "{name} missing");
         }
         assert_eq!(raw.len() % 4, 0);
+    }
+
+    /// review8 T2: the fetch directory is one per checkout, not per process
+    /// (unlike `write_atomically`'s temporary files): a second driver that
+    /// starts fetching while the first is between its download and its
+    /// `dpkg-deb -x` deletes the first one's packages (and the first one's
+    /// drop deletes the second's).
+    #[test]
+    fn review8_two_fetches_do_not_delete_each_others_files() {
+        let dir = std::env::temp_dir().join(format!("review8-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = FetchDir::create(&dir).unwrap();
+        let deb = first.0.join("debs").join("linux-image.deb");
+        std::fs::write(&deb, b"downloaded").unwrap();
+        let second = FetchDir::create(&dir).unwrap();
+        let survived = deb.exists();
+        drop(second);
+        drop(first);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            survived,
+            "another driver's fetch deleted this one's download"
+        );
     }
 }
