@@ -20,6 +20,9 @@ use crate::platform::Region;
 use crate::sync::{unmodelled, AtomicU16, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
+/// The sender makes its change visible (a DSB after the raise) before it
+/// sends the kick; the target orders its refill after acknowledging it
+/// with an ISB (`take_interrupts`).
 pub const KICK_SGI: u32 = 0;
 /// The architecture's recommended PPI for the maintenance interrupt.
 pub const DEFAULT_MAINTENANCE_INTID: u32 = 25;
@@ -454,17 +457,66 @@ pub const MIN_LIST_REGISTERS: usize = 2;
 /// ICH_LR0_EL2 to ICH_LR15_EL2.
 pub const MAX_LIST_REGISTERS: usize = 16;
 
-/// How many list registers hv uses: what ICH_VTR_EL2 reports, at most
-/// `limit` (`hv.list-registers=`); an error if that is fewer than
-/// `MIN_LIST_REGISTERS`.
-pub fn usable_list_registers(ich_vtr: u64, limit: Option<usize>) -> Result<usize, &'static str> {
+/// A CPU's list registers: how many it implements (ICH_VTR_EL2.ListRegs
+/// plus one) and how many of them hv fills (`used`, at most `implemented`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRegisterCount {
+    pub implemented: usize,
+    pub used: usize,
+}
+
+/// How many list registers the CPU implements and hv uses: what
+/// ICH_VTR_EL2 reports, at most `limit` (`hv.list-registers=`); an error
+/// if that is fewer than `MIN_LIST_REGISTERS`.
+pub fn list_register_count(
+    ich_vtr: u64,
+    limit: Option<usize>,
+) -> Result<ListRegisterCount, &'static str> {
     let implemented = ((ich_vtr & 0x1f) + 1) as usize;
     if implemented < MIN_LIST_REGISTERS {
         return Err("the GIC has a single list register; hv needs at least 2 (see vgic::MIN_LIST_REGISTERS)");
     }
-    Ok(implemented
-        .min(MAX_LIST_REGISTERS)
-        .min(limit.unwrap_or(MAX_LIST_REGISTERS)))
+    let implemented = implemented.min(MAX_LIST_REGISTERS);
+    let used = implemented.min(limit.unwrap_or(MAX_LIST_REGISTERS));
+    if used < MIN_LIST_REGISTERS {
+        return Err(
+            "hv.list-registers asks for fewer than 2 list registers (see vgic::MIN_LIST_REGISTERS)",
+        );
+    }
+    Ok(ListRegisterCount { implemented, used })
+}
+
+/// Empties every list register the CPU implements, not only those hv
+/// uses (review 8 H3): they are UNKNOWN after reset and firmware or a
+/// previous OS may have left entries, and the virtual CPU interface shows
+/// every implemented one to the guest (a stale valid entry is a phantom
+/// interrupt) and counts them all for the underflow condition
+/// (ICH_MISR_EL2.U: two stale entries and it never holds).
+pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCount) {
+    for n in 0..count.implemented.min(MAX_LIST_REGISTERS) {
+        lrs.write(n, 0);
+    }
+}
+
+/// Before a CPU powers off: the physical interrupts hv acknowledged for
+/// its vCPU (queued in `backlog`, or in a used list register with the HW
+/// bit) would stay active for good, so they are deactivated; then every
+/// implemented list register is emptied (`clear_list_registers`).
+pub fn release_list_registers(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+    count: ListRegisterCount,
+) {
+    for intid in backlog.drain(..) {
+        cpu.deactivate(intid as u32);
+    }
+    for n in 0..count.used.min(MAX_LIST_REGISTERS) {
+        let lr = cpu.read(n);
+        if lr & LR_HW != 0 && lr >> LR_STATE_SHIFT != 0 {
+            cpu.deactivate(((lr >> 32) & 0x1fff) as u32);
+        }
+    }
+    clear_list_registers(cpu, count);
 }
 
 const LR_PENDING: u64 = 1 << 62;
@@ -511,14 +563,26 @@ pub fn fill_list_registers(
         empty &= !(1 << n);
         lrs.write(n, list_register(sgi as u32, None, sgis.priority(sgi)));
     }
-    if !backlog.is_empty() && empty != 0 {
-        // The INTIDs in list registers. A backlog entry with one of them
-        // waits (in order) until that list register is free: two list
-        // registers with one vINTID are UNPREDICTABLE (GICv3, ICH_LR<n>_EL2).
-        // That happens when a guest write hv cannot see the effect of
-        // (another vCPU's GICD_ICACTIVER for an SPI this vCPU holds, see
-        // `clear_held`) deactivated the physical interrupt, and it fired
-        // again while the guest still holds it.
+    if !backlog.is_empty() {
+        // The INTIDs in list registers: two list registers with one vINTID
+        // are UNPREDICTABLE (GICv3, ICH_LR<n>_EL2). A backlog entry with
+        // one of them is merged into that list register: dropped, its
+        // physical activation left as it is, for the guest's deactivation
+        // of that list register (HW bit) to end. It comes from something hv
+        // cannot see (another vCPU's GICD_ICACTIVER, out of `clear_held`'s
+        // reach) deactivating the activation that list register stands
+        // for; the interrupt fired again and `take_interrupts` queued it.
+        //
+        // Kept back instead, it would wait for that list register while
+        // others are free, with nothing to bring hv back (no underflow
+        // interrupt with a free list register, no EOI maintenance for a
+        // HW entry), and would then be placed with its activation already
+        // ended by the guest's deactivation (review 8 H5). Merged, the
+        // guest sees it once, as a GIC merges a pending interrupt that
+        // fires again; for an edge interrupt the guest had already taken,
+        // that one re-delivery is merged away (hv's choice: the guest's
+        // own ICACTIVER write broke the state), and a level interrupt
+        // still asserted fires again after the deactivation.
         let mut in_lrs = arrayvec::ArrayVec::<u32, MAX_LIST_REGISTERS>::new();
         for n in 0..count {
             if empty & (1 << n) == 0 {
@@ -528,7 +592,10 @@ pub fn fill_list_registers(
         let mut kept = 0;
         for i in 0..backlog.len() {
             let intid = backlog[i] as u32;
-            if empty != 0 && !in_lrs.contains(&intid) {
+            if in_lrs.contains(&intid) {
+                continue;
+            }
+            if empty != 0 {
                 let n = empty.trailing_zeros() as usize;
                 empty &= !(1 << n);
                 lrs.write(n, list_register(intid, Some(intid), priority(intid)));
@@ -554,6 +621,9 @@ pub trait PhysicalCpuInterface {
     fn drop_priority(&mut self, intid: u32);
     /// ICC_DIR_EL1: the deactivation.
     fn deactivate(&mut self, intid: u32);
+    /// An ISB (context synchronization), which must also keep the compiler
+    /// from moving memory accesses across it: see `take_interrupts`.
+    fn synchronize(&mut self);
 }
 
 /// Takes the physical interrupts pending at EL2 for this vCPU: the
@@ -568,6 +638,26 @@ pub trait PhysicalCpuInterface {
 /// again at once, the next acknowledge returns it, and this loop never
 /// ends: that was the intermittent 4-vCPU hang (a CPU stuck at EL2, its
 /// guest silent, as if idle with its timer lost).
+///
+/// Between the acknowledge loop and the refill comes an ISB
+/// (`synchronize`, review 8 H1). A sender raises an SGI, executes a DSB
+/// and sends the kick; the refill must see that raise once ICC_IAR1_EL1
+/// has returned the kick. But an MRS of ICC_IAR1_EL1 is no memory access:
+/// no memory ordering (not the acquire of `VirtualSgis::take`) keeps the
+/// refill's loads of the pending bits after it, and a CPU may perform them
+/// early, see the raise missing, and consume the kick with the SGI left
+/// pending and (list registers free) no underflow interrupt asked for,
+/// until some unrelated exit. Every value IAR returned here fed a
+/// conditional branch before the loop ended (`intid >= SPECIAL_INTIDS`),
+/// and a control dependency followed by an ISB orders a read before every
+/// later read (Arm ARM B2, the "ctrl+ISB" ordering; Linux's GICv3 driver
+/// relies on the same, the ISB after its EOIR write). One ISB per exit
+/// covers every kick the loop took.
+///
+/// A physical interrupt acknowledged while a list register still holds its
+/// INTID is merged into that list register by the refill right after
+/// (`fill_list_registers` says why), so no entry is ever left waiting for
+/// a list register.
 pub fn take_interrupts(
     gic: &mut (impl PhysicalCpuInterface + ListRegisters),
     maintenance: u32,
@@ -599,6 +689,7 @@ pub fn take_interrupts(
             gic.deactivate(intid);
         }
     }
+    gic.synchronize();
     fill_list_registers(gic, sgis, backlog, priority);
     if maintenance_taken {
         gic.deactivate(maintenance);
@@ -668,10 +759,10 @@ const LR_STATE_ACTIVE: u64 = 0b10;
 ///   pending state and cannot break what hv holds.
 ///
 /// An interrupt held by another CPU cannot be seen here; its bits are
-/// forwarded. If it fires again, that CPU's `take_interrupts` queues it
-/// at most once and `fill_list_registers` keeps it out of a second list
-/// register until the first is free; the guest then sees it once more,
-/// as it may after deactivating a still-asserted interrupt on a GIC.
+/// forwarded. If it fires again, that CPU's `take_interrupts` merges it
+/// into the list register that holds it (or, when only the backlog holds
+/// it, lets that entry stand for the new activation): never two list
+/// registers, never a backlog entry waiting for one.
 pub fn clear_held(
     op: SetClear,
     first: u32,
@@ -1354,15 +1445,17 @@ mod tests {
     }
 
     /// Four list registers in memory; ELRSR derived from their state.
+    /// hv uses `used` of them (all four when None).
     #[derive(Default)]
     struct FakeLrs {
         lrs: [u64; 4],
         underflow: bool,
+        used: Option<usize>,
     }
 
     impl ListRegisters for FakeLrs {
         fn count(&self) -> usize {
-            4
+            self.used.unwrap_or(4)
         }
         fn empty(&mut self) -> u32 {
             (0..4)
@@ -1439,17 +1532,54 @@ mod tests {
     }
 
     #[test]
-    fn list_register_count() {
+    fn list_register_counts() {
         let vtr_with = |n: u64| 0x9000_0000 | (n - 1);
-        assert_eq!(usable_list_registers(vtr_with(4), None), Ok(4));
-        assert_eq!(usable_list_registers(vtr_with(16), None), Ok(16));
-        assert_eq!(usable_list_registers(vtr_with(4), Some(2)), Ok(2));
+        let count = |implemented, used| Ok(ListRegisterCount { implemented, used });
+        assert_eq!(list_register_count(vtr_with(4), None), count(4, 4));
+        assert_eq!(list_register_count(vtr_with(16), None), count(16, 16));
+        assert_eq!(list_register_count(vtr_with(4), Some(2)), count(4, 2));
         assert_eq!(
-            usable_list_registers(vtr_with(4), Some(8)),
-            Ok(4),
+            list_register_count(vtr_with(4), Some(8)),
+            count(4, 4),
             "a limit above the hardware's count changes nothing"
         );
-        assert!(usable_list_registers(vtr_with(1), None).is_err());
+        assert!(list_register_count(vtr_with(1), None).is_err());
+        assert!(list_register_count(vtr_with(4), Some(1)).is_err());
+    }
+
+    /// Review 8 H3: with hv.list-registers=2 on a CPU with four, the two
+    /// hv never fills are emptied too, at CPU start and at power-off.
+    #[test]
+    fn every_implemented_list_register_is_cleared() {
+        let count = list_register_count(0x9000_0003, Some(2)).unwrap();
+        let stale = list_register(44, Some(44), 0xa0);
+        let mut lrs = FakeLrs {
+            lrs: [stale; 4],
+            used: Some(2),
+            ..Default::default()
+        };
+        clear_list_registers(&mut lrs, count);
+        assert_eq!(lrs.lrs, [0; 4]);
+        // Power-off: hv's own entries (LR0, LR1) and queued interrupts are
+        // deactivated; stale entries above the limit are hv's to clear,
+        // not its activations.
+        let mut cpu = ModelCpu::new();
+        cpu.lrs = FakeLrs {
+            lrs: [
+                active(list_register(33, Some(33), 0xa0)),
+                list_register(2, None, 0xa0),
+                stale,
+                stale,
+            ],
+            used: Some(2),
+            ..Default::default()
+        };
+        cpu.active.extend([33, 40]);
+        let mut backlog = Backlog::new();
+        backlog.push(40);
+        release_list_registers(&mut cpu, &mut backlog, count);
+        assert_eq!(cpu.lrs.lrs, [0; 4]);
+        assert!(cpu.active.is_empty() && backlog.is_empty());
     }
 
     /// One CPU of a GICv3 as far as hv's interrupt taking sees it: the
@@ -1465,6 +1595,9 @@ mod tests {
         active: std::collections::BTreeSet<u32>,
         maintenance: u32,
         acknowledged: std::vec::Vec<u32>,
+        /// The order of acknowledges ("IAR"), ISBs ("ISB") and list
+        /// register or ICH_HCR_EL2 accesses ("LR").
+        trace: std::vec::Vec<&'static str>,
     }
 
     impl ModelCpu {
@@ -1475,11 +1608,12 @@ mod tests {
                 active: Default::default(),
                 maintenance: DEFAULT_MAINTENANCE_INTID,
                 acknowledged: std::vec::Vec::new(),
+                trace: std::vec::Vec::new(),
             }
         }
 
         fn maintenance_line(&mut self) -> bool {
-            let valid = 4 - self.lrs.empty().count_ones();
+            let valid = 4 - self.lrs.lrs.iter().filter(|&&lr| lr >> 62 == 0).count();
             self.lrs.underflow && valid <= 1
         }
     }
@@ -1493,6 +1627,7 @@ mod tests {
                 "hv keeps acknowledging: {:?}...",
                 &self.acknowledged[..10]
             );
+            self.trace.push("IAR");
             let level = self.maintenance_line();
             let mut candidates = self.pending.iter().copied().collect::<std::vec::Vec<_>>();
             if level {
@@ -1516,6 +1651,9 @@ mod tests {
         fn deactivate(&mut self, intid: u32) {
             assert!(self.active.remove(&intid), "INTID {intid} was not active");
         }
+        fn synchronize(&mut self) {
+            self.trace.push("ISB");
+        }
     }
 
     impl ListRegisters for ModelCpu {
@@ -1523,15 +1661,19 @@ mod tests {
             self.lrs.count()
         }
         fn empty(&mut self) -> u32 {
+            self.trace.push("LR");
             self.lrs.empty()
         }
         fn read(&mut self, n: usize) -> u64 {
+            self.trace.push("LR");
             self.lrs.read(n)
         }
         fn write(&mut self, n: usize, value: u64) {
+            self.trace.push("LR");
             self.lrs.write(n, value)
         }
         fn set_underflow_interrupt(&mut self, on: bool) {
+            self.trace.push("LR");
             self.lrs.set_underflow_interrupt(on)
         }
     }
@@ -1607,30 +1749,115 @@ mod tests {
     #[test]
     fn a_physical_intid_is_never_in_two_list_registers() {
         let (mut lrs, sgis, mut backlog) = (FakeLrs::default(), VirtualSgis::new(), Backlog::new());
-        // R7-11: SPI 33 is active in the guest (LR0). Another vCPU's
-        // GICD_ICACTIVER1 reached the hardware, SPI 33 fired again, and
-        // hv queued it; SPI 40 came after it.
+        // R7-11: SPI 33 is active in the guest (LR0) and, however it came
+        // there, also queued, with SPI 40 after it. The queued 33 is
+        // merged into LR0 (whose HW deactivation ends hv's activation),
+        // not placed in a second list register, and not kept back either.
         lrs.lrs[0] = active(list_register(33, Some(33), 0xa0));
         backlog.extend([33u16, 40]);
         fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
         assert_eq!(holding(&lrs, 33), 1, "{:x?}", lrs.lrs);
         assert_eq!(lrs.lrs[1], list_register(40, Some(40), 0xa0), "40 passes");
-        assert_eq!(backlog.as_slice(), &[33], "33 waits");
+        assert!(backlog.is_empty(), "nothing waits: {backlog:?}");
         assert!(!lrs.underflow, "list registers are free");
-        // The guest deactivates LR0: 33 goes in, once, even if it was
-        // queued twice in the meantime.
-        lrs.lrs[0] = 0;
-        backlog.push(33);
-        fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
-        assert_eq!(holding(&lrs, 33), 1, "{:x?}", lrs.lrs);
-        assert_eq!(lrs.lrs[0], list_register(33, Some(33), 0xa0));
-        assert_eq!(backlog.as_slice(), &[33]);
-        // With every list register in use, the waiting entry asks for the
-        // underflow interrupt as any other.
+        // Also with every list register in use (nothing could be placed).
         lrs.lrs[2] = list_register(41, Some(41), 0xa0);
         lrs.lrs[3] = list_register(42, Some(42), 0xa0);
+        backlog.extend([33u16, 43]);
         fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
-        assert!(lrs.underflow && backlog.as_slice() == [33]);
+        assert_eq!(holding(&lrs, 33), 1, "{:x?}", lrs.lrs);
+        assert_eq!(backlog.as_slice(), &[43]);
+        assert!(lrs.underflow);
+    }
+
+    /// Review 8 H5 (the reviewer's test, with the state reached through
+    /// `take_interrupts`): SPI 40 is active in the guest (LR0); another
+    /// vCPU's GICD_ICACTIVER1 deactivated it and it fires again. It must
+    /// not wait in the backlog for LR0 while three list registers are free:
+    /// nothing would bring hv back for it.
+    #[test]
+    fn an_interrupt_taken_again_while_in_a_list_register_is_merged() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        cpu.lrs.lrs[0] = active(list_register(40, Some(40), 0xa0));
+        cpu.active.insert(40);
+        // The foreign deactivation, and the interrupt again.
+        cpu.active.remove(&40);
+        cpu.pending.insert(40);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(cpu.acknowledged, [40]);
+        assert!(backlog.is_empty(), "SPI 40 queued: {backlog:?}");
+        assert_eq!(cpu.lrs.lrs[0], active(list_register(40, Some(40), 0xa0)));
+        assert_eq!(holding(&cpu.lrs, 40), 1);
+        // The guest finishes SPI 40: LR0's HW bit deactivates the physical
+        // interrupt, which ends the new activation; nothing is left over.
+        cpu.lrs.lrs[0] = 0;
+        cpu.deactivate(40);
+        let stranded = !backlog.is_empty() && !cpu.maintenance_line() && cpu.pending.is_empty();
+        assert!(
+            !stranded,
+            "SPI 40 is stranded in the backlog: free list registers, no maintenance \
+             interrupt (underflow asked: {}), nothing pending at the CPU interface",
+            cpu.lrs.underflow
+        );
+        assert!(cpu.active.is_empty() && backlog.is_empty());
+        // The same with every list register in use: queued, the entry
+        // would wait with the underflow interrupt asked for, and the
+        // guest's deactivation of LR0 would end its activation before the
+        // refill placed it (a HW entry for an inactive physical interrupt).
+        for n in 0..4 {
+            cpu.lrs.lrs[n] = active(list_register(40 + n as u32, Some(40 + n as u32), 0xa0));
+        }
+        cpu.pending.insert(40);
+        cpu.acknowledged.clear();
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(cpu.acknowledged, [40]);
+        assert!(backlog.is_empty(), "SPI 40 queued: {backlog:?}");
+        assert!(cpu.active.contains(&40));
+        for n in 0..3 {
+            cpu.lrs.lrs[n] = 0;
+        }
+        cpu.deactivate(40);
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(holding(&cpu.lrs, 40), 0, "{:x?}", cpu.lrs.lrs);
+    }
+
+    /// Review 8 H1: the acknowledge loop ends in an ISB before the refill
+    /// touches anything, so the refill's loads of the pending SGIs come
+    /// after the kick's acknowledgement.
+    #[test]
+    fn the_refill_is_synchronized_after_the_acknowledgements() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        sgis.raise(2);
+        cpu.pending.extend([KICK_SGI, 27]);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        let last_acknowledge = cpu.trace.iter().rposition(|&t| t == "IAR").unwrap();
+        assert_eq!(
+            cpu.trace.get(last_acknowledge + 1),
+            Some(&"ISB"),
+            "{:?}",
+            cpu.trace
+        );
+        assert_eq!(cpu.trace.iter().filter(|&&t| t == "ISB").count(), 1);
+        assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
     }
 
     #[test]

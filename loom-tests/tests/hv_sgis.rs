@@ -1,15 +1,24 @@
 //! loom models of hv's virtual SGI protocol (`hv::vgic`). Any CPU raises a
 //! virtual SGI for a target vCPU (`VirtualSgis::raise`, from the sender's
 //! trapped ICC_SGI1R_EL1 write) and kicks the target's physical CPU; the
-//! target's CPU, on the kick or on any other exit, moves the pending and
-//! enabled SGIs into its list registers (`vgic::fill_list_registers`, with
-//! `take`, `put_back` and `has_ready`), asking for the underflow maintenance
-//! interrupt when some do not fit; the guest's trapped GICR writes enable
-//! and disable SGIs (`VirtualSgis::set_clear`). The models run hv's own
-//! code on loom's atomics (hv/src/sync.rs); only the list registers, the
-//! guest and the kick are stand-ins.
+//! target's CPU takes its physical interrupts (`vgic::take_interrupts`:
+//! the acknowledge loop over the kick SGI and the level-sensitive
+//! maintenance PPI, the ISB, the refill, the maintenance deactivation)
+//! and ends every exit with `vgic::fill_list_registers`, which moves the
+//! pending and enabled SGIs and the backlog into its list registers and
+//! asks for the underflow maintenance interrupt only when every list
+//! register is in use; the guest's trapped GICR writes enable and disable
+//! SGIs (`VirtualSgis::set_clear`). The models run hv's own code on
+//! loom's atomics (hv/src/sync.rs); only the CPU interface, the list
+//! registers, the guest and the kick are stand-ins. Two list registers,
+//! the fewest hv runs with (`vgic::MIN_LIST_REGISTERS`).
 //!
 //! Whatever the interleaving, the models check:
+//! - the acknowledge loop of every exit ends (a CPU acknowledging the
+//!   maintenance interrupt forever was the 4-vCPU hang), and leaves the
+//!   maintenance interrupt inactive;
+//! - no fill leaves the maintenance line high (the underflow rule: hv
+//!   would take it again at once, with nothing consumed);
 //! - no raise is lost: once the target has filled after acknowledging the
 //!   kick that followed a raise, that SGI has been delivered to the guest,
 //!   is pending in a list register, or is still pending with the underflow
@@ -21,15 +30,18 @@
 //!   no fill makes a disabled SGI pending in one.
 //!
 //! The kick: `arch::gic::Gic::send_sgi` raises, executes a DSB, then writes
-//! ICC_SGI1R_EL1 to send hv's physical kick SGI, which the target
-//! acknowledges (ICC_IAR1_EL1) before it fills. A system-register write is
-//! no memory access, so only the DSB orders the raise before the kick. Here
-//! the kick is a word of flags: the sender's Release and the target's
-//! Acquire stand for that DSB and the acknowledgement.
+//! ICC_SGI1R_EL1 to send hv's physical kick SGI. A system-register write
+//! is no memory access, so only the DSB orders the raise before the kick:
+//! here the sender's Release. The target's ICC_IAR1_EL1 read is no memory
+//! access either and orders nothing by itself: here a Relaxed read of the
+//! kick word. What orders the refill's loads after it is the ISB that
+//! `take_interrupts` executes after its acknowledge loop
+//! (`PhysicalCpuInterface::synchronize`, review 8 H1): here an Acquire
+//! fence. Without that call the models lose SGIs.
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, ListRegisters, SetClear, VirtualSgis};
-use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use hv::vgic::{self, Backlog, ListRegisters, PhysicalCpuInterface, SetClear, VirtualSgis};
+use loom::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -39,6 +51,9 @@ const PENDING: u64 = 0b01;
 const ACTIVE: u64 = 0b10;
 /// List-register HW bit: a physical interrupt (PPI or SPI), not an SGI.
 const HW: u64 = 1 << 61;
+const MAINTENANCE: u32 = vgic::DEFAULT_MAINTENANCE_INTID;
+/// More acknowledgements than this in one exit: the loop does not end.
+const ACKNOWLEDGE_BOUND: usize = 16;
 
 /// hv's physical kick SGI, pending at the target's CPU. The GIC keeps one
 /// pending bit for it, so kicks from several senders coalesce into one
@@ -52,20 +67,6 @@ impl Kick {
     fn send(&self, sender: usize) {
         self.0.fetch_or(1 << sender, Ordering::Release);
     }
-
-    /// ICC_IAR1_EL1 on the target: the senders whose kicks it took.
-    fn acknowledge(&self) -> u8 {
-        self.0.swap(0, Ordering::Acquire)
-    }
-}
-
-/// One CPU's list registers, which hv and the guest running on that CPU
-/// use in turn (so no atomics). Every write checks that no INTID is in two
-/// valid list registers.
-#[derive(Debug)]
-struct FakeLrs {
-    lrs: Vec<u64>,
-    underflow: bool,
 }
 
 fn state(lr: u64) -> u64 {
@@ -76,7 +77,72 @@ fn intid(lr: u64) -> u64 {
     lr & 0xffff_ffff
 }
 
-impl ListRegisters for FakeLrs {
+/// The target CPU: its GIC CPU interface and list registers, driven by
+/// hv's exits and by the guest taking interrupts, in turn (so no atomics
+/// but the kick, which other CPUs send).
+#[derive(Debug)]
+struct Target {
+    lrs: Vec<u64>,
+    /// ICH_HCR_EL2.UIE.
+    underflow: bool,
+    kick: Arc<Kick>,
+    kick_active: bool,
+    maintenance_active: bool,
+    /// Acknowledgements in the current exit.
+    acknowledged: usize,
+    backlog: Backlog,
+    /// How often the guest acknowledged each SGI and PPI.
+    delivered: [u32; 32],
+    /// Senders whose kicks the target has acknowledged.
+    kicked: u8,
+}
+
+impl PhysicalCpuInterface for Target {
+    /// ICC_IAR1_EL1: the kick while it is pending and not active, else
+    /// the maintenance interrupt while its line is high and it is not
+    /// active (both at hv's priority; the kick first).
+    fn acknowledge(&mut self) -> u32 {
+        self.acknowledged += 1;
+        assert!(
+            self.acknowledged <= ACKNOWLEDGE_BOUND,
+            "the acknowledge loop does not end (the hang): list registers {:x?}, UIE {}",
+            self.lrs,
+            self.underflow
+        );
+        if !self.kick_active {
+            // A system-register read: it orders no memory access.
+            let senders = self.kick.0.swap(0, Ordering::Relaxed);
+            if senders != 0 {
+                self.kicked |= senders;
+                self.kick_active = true;
+                return vgic::KICK_SGI;
+            }
+        }
+        if !self.maintenance_active && self.maintenance_due() {
+            self.maintenance_active = true;
+            return MAINTENANCE;
+        }
+        1023
+    }
+
+    fn drop_priority(&mut self, _intid: u32) {}
+
+    fn deactivate(&mut self, intid: u32) {
+        match intid {
+            vgic::KICK_SGI => assert!(std::mem::take(&mut self.kick_active)),
+            MAINTENANCE => assert!(std::mem::take(&mut self.maintenance_active)),
+            other => panic!("deactivated INTID {other}, which hv never acknowledged"),
+        }
+    }
+
+    /// The ISB after the acknowledge loop: with the control dependency on
+    /// each IAR value, later loads are ordered after the IAR reads.
+    fn synchronize(&mut self) {
+        fence(Ordering::Acquire);
+    }
+}
+
+impl ListRegisters for Target {
     fn count(&self) -> usize {
         self.lrs.len()
     }
@@ -111,39 +177,38 @@ impl ListRegisters for FakeLrs {
     }
 }
 
-/// The target CPU: hv's fills and the guest taking interrupts, in turn.
-#[derive(Debug)]
-struct Target {
-    lrs: FakeLrs,
-    backlog: Backlog,
-    /// How often the guest acknowledged each SGI and PPI.
-    delivered: [u32; 32],
-    /// Senders whose kicks the target has acknowledged.
-    kicked: u8,
-}
-
 impl Target {
-    fn new(list_registers: usize) -> Self {
+    fn new(list_registers: usize, kick: &Arc<Kick>) -> Self {
+        assert!(list_registers >= vgic::MIN_LIST_REGISTERS);
         Target {
-            lrs: FakeLrs {
-                lrs: vec![0; list_registers],
-                underflow: false,
-            },
+            lrs: vec![0; list_registers],
+            underflow: false,
+            kick: kick.clone(),
+            kick_active: false,
+            maintenance_active: false,
+            acknowledged: 0,
             backlog: Backlog::new(),
             delivered: [0; 32],
             kicked: 0,
         }
     }
 
-    /// hv's fill at the end of an exit. Every SGI it makes pending in a
-    /// list register must be enabled (another vCPU may only set enables
-    /// while the fill runs, so the value read after it is exact enough:
-    /// an SGI enabled meanwhile may be placed).
+    /// A fill that ends an exit. Every SGI it makes pending in a list
+    /// register must be enabled (another vCPU may only set enables while
+    /// the fill runs, so the value read after it is exact enough: an SGI
+    /// enabled meanwhile may be placed), and the maintenance line must be
+    /// low after it.
     fn fill(&mut self, sgis: &VirtualSgis) {
-        let before = self.lrs.lrs.clone();
-        vgic::fill_list_registers(&mut self.lrs, sgis, &mut self.backlog, |_| 0xa0);
+        let before = self.lrs.clone();
+        let mut backlog = std::mem::take(&mut self.backlog);
+        vgic::fill_list_registers(self, sgis, &mut backlog, |_| 0xa0);
+        self.backlog = backlog;
+        self.after_fill(sgis, &before);
+    }
+
+    fn after_fill(&self, sgis: &VirtualSgis, before: &[u64]) {
         let enabled = sgis.read(SetClear::EnableSet);
-        for (&old, &new) in before.iter().zip(&self.lrs.lrs) {
+        for (&old, &new) in before.iter().zip(&self.lrs) {
             if new != old && state(new) & PENDING != 0 && new & HW == 0 {
                 assert!(
                     enabled & 1 << intid(new) != 0,
@@ -152,6 +217,27 @@ impl Target {
                 );
             }
         }
+        assert!(
+            !self.maintenance_due(),
+            "maintenance line high right after a fill: {:x?}",
+            self.lrs
+        );
+    }
+
+    /// An IRQ exit as `arch::guest_exit` runs it: `take_interrupts`, then
+    /// the closing fill.
+    fn irq_exit(&mut self, sgis: &VirtualSgis) {
+        self.acknowledged = 0;
+        let before = self.lrs.clone();
+        let mut backlog = std::mem::take(&mut self.backlog);
+        vgic::take_interrupts(self, MAINTENANCE, sgis, &mut backlog, |_| 0xa0);
+        assert!(!self.maintenance_active, "maintenance left active");
+        assert!(!self.kick_active, "kick left active");
+        self.after_fill(sgis, &before);
+        let before = self.lrs.clone();
+        vgic::fill_list_registers(self, sgis, &mut backlog, |_| 0xa0);
+        self.backlog = backlog;
+        self.after_fill(sgis, &before);
     }
 
     /// The guest runs: it first deactivates what it took last time (so an
@@ -160,10 +246,10 @@ impl Target {
     /// interrupt a list register holds (one that is also active cannot be
     /// taken until deactivated).
     fn guest_runs(&mut self) {
-        for lr in &mut self.lrs.lrs {
+        for lr in &mut self.lrs {
             *lr &= !(ACTIVE << STATE_SHIFT);
         }
-        for lr in &mut self.lrs.lrs {
+        for lr in &mut self.lrs {
             if state(*lr) == PENDING {
                 self.delivered[intid(*lr) as usize] += 1;
                 *lr = (*lr & !(0b11 << STATE_SHIFT)) | ACTIVE << STATE_SHIFT;
@@ -171,37 +257,38 @@ impl Target {
         }
     }
 
-    /// ICH_HCR_EL2.UIE: a maintenance interrupt while at most one list
-    /// register is valid.
+    /// ICH_MISR_EL2.U with ICH_HCR_EL2.UIE: the maintenance line is high
+    /// while at most one list register is valid.
     fn maintenance_due(&self) -> bool {
-        self.lrs.underflow && self.lrs.lrs.iter().filter(|&&lr| state(lr) != 0).count() <= 1
+        self.underflow && self.lrs.iter().filter(|&&lr| state(lr) != 0).count() <= 1
+    }
+
+    /// Whether a physical IRQ is pending at the CPU: it takes an exit.
+    /// The GIC signals the latest kick state (a read-modify-write reads
+    /// the latest value), ordering nothing.
+    fn irq_pending(&self) -> bool {
+        (!self.kick_active && self.kick.0.fetch_or(0, Ordering::Relaxed) != 0)
+            || (!self.maintenance_active && self.maintenance_due())
     }
 
     fn holds_pending(&self, sgi: u8) -> bool {
         self.lrs
-            .lrs
             .iter()
             .any(|&lr| intid(lr) == sgi as u64 && state(lr) & PENDING != 0)
     }
 
-    /// One turn of the guest and one exit: the maintenance interrupt if it
-    /// is due, else the kick if one is pending (else nothing happens).
-    /// After a kick's fill, the raise of `raised[k]` by each sender `k`
-    /// whose kick has been acknowledged must not be lost; `raised` has one
-    /// raise per SGI, so "delivered" means delivered after that raise.
-    fn step(&mut self, sgis: &VirtualSgis, kick: &Kick, raised: &[u8]) {
+    /// One turn of the guest and, if an IRQ is pending, one exit (else
+    /// nothing happens). After the exit, the raise of `raised[k]` by each
+    /// sender `k` whose kick has been acknowledged must not be lost;
+    /// `raised` has one raise per SGI, so "delivered" means delivered after
+    /// that raise.
+    fn step(&mut self, sgis: &VirtualSgis, raised: &[u8]) {
         self.guest_runs();
-        if self.maintenance_due() {
-            self.fill(sgis);
-            return;
-        }
-        let taken = kick.acknowledge();
-        if taken == 0 {
+        if !self.irq_pending() {
             thread::yield_now();
             return;
         }
-        self.kicked |= taken;
-        self.fill(sgis);
+        self.irq_exit(sgis);
         for (sender, &sgi) in raised.iter().enumerate() {
             if self.kicked & (1 << sender) != 0 {
                 self.assert_not_lost(sgis, sgi);
@@ -216,30 +303,35 @@ impl Target {
         assert!(
             self.delivered[sgi as usize] > 0
                 || self.holds_pending(sgi)
-                || pending && (self.lrs.underflow || !enabled),
+                || pending && (self.underflow || !enabled),
             "SGI {sgi} lost: not delivered, not in a list register, pending {pending}, \
              enabled {enabled}, underflow {}; list registers {:x?}",
-            self.lrs.underflow,
-            self.lrs.lrs
+            self.underflow,
+            self.lrs
         );
     }
 
     /// Runs until every sender has kicked, then until the guest has taken
     /// everything (maintenance interrupts included) and the list registers
     /// are empty.
-    fn serve_and_drain(&mut self, sgis: &VirtualSgis, kick: &Kick, raised: &[u8]) {
+    fn serve_and_drain(&mut self, sgis: &VirtualSgis, raised: &[u8]) {
         let everyone = (1u8 << raised.len()) - 1;
-        while self.kicked != everyone {
-            self.step(sgis, kick, raised);
+        while self.kicked & everyone != everyone {
+            self.step(sgis, raised);
         }
-        loop {
+        for _ in 0..32 {
             self.guest_runs();
-            if self.maintenance_due() {
-                self.fill(sgis);
-            } else if self.lrs.lrs.iter().all(|&lr| state(lr) == 0) {
+            if self.irq_pending() {
+                self.irq_exit(sgis);
+            } else if self.lrs.iter().all(|&lr| state(lr) == 0) {
                 break;
             }
         }
+        assert!(
+            self.lrs.iter().all(|&lr| state(lr) == 0),
+            "the guest never drained its list registers: {:x?}",
+            self.lrs
+        );
         assert_eq!(
             sgis.read(SetClear::PendingSet) & sgis.read(SetClear::EnableSet),
             0,
@@ -264,10 +356,11 @@ fn enabled_sgis() -> Arc<VirtualSgis> {
 }
 
 /// Two senders raise different SGIs for the target at once while it fills
-/// for an unrelated exit that also queued its timer PPI; one list register
-/// only, so two of the three must wait (SGIs put back, the PPI in the
-/// backlog, with the underflow interrupt requested). Each is delivered
-/// exactly once.
+/// for an unrelated exit that also queued two PPIs (its timer and another);
+/// two list registers only, so two of the four must wait (SGIs put back,
+/// PPIs in the backlog, with the underflow interrupt requested, and the
+/// maintenance interrupt taken through `take_interrupts` once the guest
+/// has consumed all but one). Each is delivered exactly once.
 #[test]
 fn concurrent_raises_are_neither_lost_nor_doubled() {
     const RAISED: [u8; 2] = [1, 2];
@@ -284,11 +377,12 @@ fn concurrent_raises_are_neither_lost_nor_doubled() {
                 })
             })
             .collect();
-        let mut target = Target::new(1);
-        // An exit unrelated to the kicks: the guest's timer PPI fired.
-        target.backlog.push(TIMER_PPI);
+        let mut target = Target::new(2, &kick);
+        // An exit unrelated to the kicks: the guest's timer PPI and another
+        // fired.
+        target.backlog.extend([TIMER_PPI, TIMER_PPI + 1]);
         target.fill(&sgis);
-        target.serve_and_drain(&sgis, &kick, &RAISED);
+        target.serve_and_drain(&sgis, &RAISED);
         for sender in senders {
             sender.join().unwrap();
         }
@@ -297,6 +391,7 @@ fn concurrent_raises_are_neither_lost_nor_doubled() {
             expected[sgi as usize] = 1;
         }
         expected[TIMER_PPI as usize] = 1;
+        expected[TIMER_PPI as usize + 1] = 1;
         assert_eq!(target.delivered, expected);
     });
 }
@@ -334,16 +429,16 @@ fn raise_of_a_taken_sgi_is_delivered_again() {
                 kick.send(2);
             })
         };
-        let mut target = Target::new(2);
+        let mut target = Target::new(2, &kick);
         // Kicks 0 and 1 are vCPU 0's raises, kick 2 vCPU 1's.
         let raised = [SGI; 3];
         while target.delivered[SGI as usize] == 0 {
-            target.step(&sgis, &kick, &raised);
+            target.step(&sgis, &raised);
         }
         // The guest's handler runs (the SGI is active): vCPU 0 sees it.
         taken.store(true, Ordering::Release);
         target.fill(&sgis);
-        target.serve_and_drain(&sgis, &kick, &raised);
+        target.serve_and_drain(&sgis, &raised);
         twice.join().unwrap();
         once.join().unwrap();
         let delivered = target.delivered[SGI as usize];
@@ -370,7 +465,7 @@ fn raise_while_disabled_stays_pending_until_enabled() {
                 kick.send(0);
             })
         };
-        let mut target = Target::new(1);
+        let mut target = Target::new(2, &kick);
         let raised = [SGI];
         // An unrelated exit first: the SGI may be in a list register when
         // the guest disables it (it then still reaches the guest, as an
@@ -379,11 +474,11 @@ fn raise_while_disabled_stays_pending_until_enabled() {
         // GICR_ICENABLER0, then one turn of the guest (a kick may come).
         sgis.set_clear(SetClear::EnableClear, 1 << SGI);
         target.fill(&sgis);
-        target.step(&sgis, &kick, &raised);
+        target.step(&sgis, &raised);
         // GICR_ISENABLER0.
         sgis.set_clear(SetClear::EnableSet, 1 << SGI);
         target.fill(&sgis);
-        target.serve_and_drain(&sgis, &kick, &raised);
+        target.serve_and_drain(&sgis, &raised);
         sender.join().unwrap();
         assert_eq!(target.delivered[SGI as usize], 1);
     });
@@ -409,22 +504,20 @@ fn raise_while_the_target_starts_is_taken_at_entry() {
                 sent.store(true, Ordering::Release);
             })
         };
-        let mut target = Target::new(1);
-        // Gic::init_cpu: a kick that came before is gone.
-        kick.acknowledge();
+        let mut target = Target::new(2, &kick);
+        // Gic::init_cpu: a kick that came before is gone (the CPU set-up
+        // ends in an ISB, as the acknowledge loop does).
+        kick.0.swap(0, Ordering::Relaxed);
+        fence(Ordering::Acquire);
         // enter_guest_on_this_cpu.
         target.fill(&sgis);
         // The guest runs and hv serves its exits until the sender is done
         // and no kick is pending any more.
         loop {
             target.guest_runs();
-            if target.maintenance_due() {
-                target.fill(&sgis);
-                continue;
-            }
             let finished = sent.load(Ordering::Acquire);
-            if kick.acknowledge() != 0 {
-                target.fill(&sgis);
+            if target.irq_pending() {
+                target.irq_exit(&sgis);
             } else if finished {
                 break;
             } else {
@@ -433,7 +526,7 @@ fn raise_while_the_target_starts_is_taken_at_entry() {
         }
         // Nothing will make this CPU fill again: the SGI must be on its way.
         target.assert_not_lost(&sgis, SGI);
-        target.serve_and_drain(&sgis, &kick, &[]);
+        target.serve_and_drain(&sgis, &[]);
         sender.join().unwrap();
         assert_eq!(target.delivered[SGI as usize], 1);
     });
@@ -464,9 +557,9 @@ fn another_vcpus_enable_or_pending_write_is_followed_by_a_kick() {
                     kick.send(0);
                 })
             };
-            let mut target = Target::new(2);
+            let mut target = Target::new(2, &kick);
             target.fill(&sgis);
-            target.serve_and_drain(&sgis, &kick, &[SGI]);
+            target.serve_and_drain(&sgis, &[SGI]);
             writer.join().unwrap();
             assert_eq!(target.delivered[SGI as usize], 1, "{op:?}");
         });

@@ -40,7 +40,7 @@ pub struct Gic {
     /// `Platform` keeps.
     regions: ArrayVec<RedistributorFrames, 4>,
     maintenance: u32,
-    list_registers: usize,
+    list_registers: vgic::ListRegisterCount,
     cpus: ArrayVec<u64, MAX_CPUS>,
 }
 
@@ -124,7 +124,7 @@ impl Gic {
             redistributors.push(frame);
         }
         let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
-        let list_registers = vgic::usable_list_registers(vtr, list_register_limit)?;
+        let list_registers = vgic::list_register_count(vtr, list_register_limit)?;
         Ok(Self {
             distributor: d,
             redistributors,
@@ -135,8 +135,9 @@ impl Gic {
         })
     }
 
+    /// How many list registers hv fills.
     pub fn list_registers(&self) -> usize {
-        self.list_registers
+        self.list_registers.used
     }
 
     /// This CPU's redistributor awake and its CPU interface on: hv's kick
@@ -183,9 +184,13 @@ impl Gic {
         write_sysreg!("s3_0_c12_c12_4", 1 << 1); // ICC_CTLR_EL1.EOImode: drop and deactivate apart
         write_sysreg!("s3_0_c12_c12_7", 1); // ICC_IGRPEN1_EL1
         write_sysreg!("s3_4_c12_c11_7", 0); // ICH_VMCR_EL2: the guest sets its own
-        for n in 0..self.list_registers {
-            write_lr(n, 0);
-        }
+
+        // Every implemented list register, also those above
+        // hv.list-registers (vgic::clear_list_registers).
+        vgic::clear_list_registers(
+            &mut CpuInterface(self.list_registers.used),
+            self.list_registers,
+        );
         write_sysreg!("s3_4_c12_c11_0", 1); // ICH_HCR_EL2.En
         super::cpu::isb();
         Ok(())
@@ -196,7 +201,7 @@ impl Gic {
     pub fn take_interrupts(&self, vcpu: usize) {
         // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
         let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut cpu = CpuInterface(self.list_registers);
+        let mut cpu = CpuInterface(self.list_registers.used);
         vgic::take_interrupts(&mut cpu, self.maintenance, &SGIS[vcpu], backlog, |intid| {
             self.priority(vcpu, intid)
         });
@@ -207,7 +212,7 @@ impl Gic {
     pub fn fill_list_registers(&self, vcpu: usize) {
         // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
         let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut lrs = CpuInterface(self.list_registers);
+        let mut lrs = CpuInterface(self.list_registers.used);
         vgic::fill_list_registers(&mut lrs, &SGIS[vcpu], backlog, |intid| {
             self.priority(vcpu, intid)
         });
@@ -219,16 +224,8 @@ impl Gic {
     pub fn release_cpu(&self, vcpu: usize) {
         // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
         let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        for intid in backlog.drain(..) {
-            write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
-        }
-        for n in 0..self.list_registers {
-            let lr = read_lr(n);
-            if lr & (1 << 61) != 0 && lr >> 62 != 0 {
-                write_sysreg!("s3_0_c12_c11_1", (lr >> 32) & 0x1fff);
-            }
-            write_lr(n, 0);
-        }
+        let mut cpu = CpuInterface(self.list_registers.used);
+        vgic::release_list_registers(&mut cpu, backlog, self.list_registers);
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
     }
 
@@ -296,7 +293,7 @@ impl Gic {
             // SPIs, or this vCPU's own PPIs: what this CPU holds counts.
             // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
             let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-            let mut cpu = CpuInterface(self.list_registers);
+            let mut cpu = CpuInterface(self.list_registers.used);
             let mut held = vgic::Held {
                 cpu: &mut cpu,
                 backlog,
@@ -352,6 +349,15 @@ impl vgic::PhysicalCpuInterface for CpuInterface {
 
     fn deactivate(&mut self, intid: u32) {
         write_sysreg!("s3_0_c12_c11_1", intid as u64); // ICC_DIR_EL1
+    }
+
+    fn synchronize(&mut self) {
+        // An ISB after the acknowledge loop, before the refill reads the
+        // pending SGIs (vgic::take_interrupts says why). cpu::isb's asm is
+        // not `nomem`, so the compiler cannot move the refill's loads
+        // above it either (read_sysreg!'s ICC_IAR1_EL1 read is `nomem`
+        // and orders no memory access by itself).
+        super::cpu::isb();
     }
 }
 
