@@ -83,10 +83,10 @@ impl Machine {
         // Killed however this function is left (see `supervise`).
         let mut qemu = Supervised::spawn(&mut command, Reach::Process)
             .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
-        let child = qemu.child();
+        let (stdout, stderr) = qemu.take_output();
         let (sender, lines) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = stdout.expect("stdout is piped");
+        let stderr = stderr.expect("stderr is piped");
         let err_sender = sender.clone();
         let readers = [
             std::thread::spawn(move || forward_lines(stdout, sender, "")),
@@ -125,8 +125,7 @@ impl Machine {
             qemu.kill();
             None
         } else {
-            qemu.child()
-                .wait()
+            qemu.wait()
                 .map_err(|e| format!("waiting for QEMU: {e}"))?
                 .code()
         };
