@@ -524,10 +524,12 @@ const LR_HW: u64 = 1 << 61;
 
 /// Moves pending virtual SGIs and the backlog (in arrival order) into free
 /// list registers. An SGI already in a list register is marked pending
-/// there instead (an INTID must never be in two). If anything is left
-/// while every list register is in use, the underflow maintenance
-/// interrupt will ask for another refill once the guest has consumed all
-/// but one of them.
+/// there instead (an INTID must never be in two). With every list
+/// register in use, a waiting interrupt of higher priority displaces a
+/// pending one of lower priority (`evict_for_higher_priority`). If
+/// anything is left while every list register is in use, the underflow
+/// maintenance interrupt will ask for another refill once the guest has
+/// consumed all but one of them.
 ///
 /// The underflow interrupt is never asked for while a list register is
 /// free: it is asserted whenever at most one entry is valid, so asking
@@ -607,8 +609,110 @@ pub fn fill_list_registers(
         }
         backlog.truncate(kept);
     }
+    if empty == 0 {
+        evict_for_higher_priority(lrs, count, sgis, backlog, &priority);
+    }
     let waiting = !backlog.is_empty() || sgis.has_ready();
     lrs.set_underflow_interrupt(waiting && empty == 0);
+}
+
+/// With every list register in use: while an interrupt waits (a ready SGI
+/// or a backlog entry) of higher priority (a lower value) than some list
+/// register that is only pending, that list register's interrupt goes
+/// back (an SGI to its pending bit, a physical interrupt to the front of
+/// the backlog, still acknowledged) and the waiting one takes its place,
+/// the lowest-priority such list register first (review 8 H4).
+///
+/// A GIC always signals the highest-priority pending interrupt. Without
+/// this, list registers full of pending interrupts the guest masks (by
+/// ICV_PMR_EL1 or its running priority, e.g. Linux's pseudo-NMIs) would
+/// keep a higher-priority one (the pseudo-NMI, a backtrace IPI) out until
+/// the guest unmasks: the underflow interrupt needs entries consumed. Its
+/// arrival brings hv here (the physical interrupt's exit, or the SGI's
+/// kick), so one pass at each fill is enough. Active list registers stay
+/// (the guest is handling them); equal priorities keep arrival order.
+fn evict_for_higher_priority(
+    lrs: &mut impl ListRegisters,
+    count: usize,
+    sgis: &VirtualSgis,
+    backlog: &mut Backlog,
+    priority: &impl Fn(u32) -> u8,
+) {
+    // Each eviction places a strictly higher priority in a list register,
+    // so the sum of their priorities falls: at most one per list register
+    // and waiting interrupt; the bound only makes that visible.
+    for _ in 0..count * 2 {
+        let in_lrs: arrayvec::ArrayVec<u64, MAX_LIST_REGISTERS> =
+            (0..count).map(|n| lrs.read(n)).collect();
+        let held = |intid: u32| in_lrs.iter().any(|&lr| lr & 0xffff_ffff == intid as u64);
+        // The highest-priority waiting interrupt no list register holds
+        // (an SGI raised since the merge above may be active in one; it
+        // is marked pending there by the next fill, its kick's).
+        let mut best: Option<(u8, Waiting)> = None;
+        let ready = sgis.ready();
+        for sgi in (0..16u8).filter(|&sgi| ready & (1 << sgi) != 0) {
+            let p = sgis.priority(sgi);
+            if best.is_none_or(|(b, _)| p < b) && !held(sgi as u32) {
+                best = Some((p, Waiting::Sgi(sgi)));
+            }
+        }
+        for (i, &entry) in backlog.iter().enumerate() {
+            let p = priority(entry as u32);
+            if best.is_none_or(|(b, _)| p < b) && !held(entry as u32) {
+                best = Some((p, Waiting::Backlog(i)));
+            }
+        }
+        let Some((best_priority, waiting)) = best else {
+            return;
+        };
+        // The lowest-priority list register that is only pending.
+        let mut victim: Option<(u8, usize, u64)> = None;
+        for (n, &lr) in in_lrs.iter().enumerate() {
+            let lr_priority = (lr >> 48) as u8;
+            if lr >> LR_STATE_SHIFT == LR_STATE_PENDING
+                && lr_priority > best_priority
+                && victim.is_none_or(|(v, _, _)| lr_priority > v)
+            {
+                victim = Some((lr_priority, n, lr));
+            }
+        }
+        let Some((_, n, evicted)) = victim else {
+            return;
+        };
+        let evicted_intid = (evicted & 0xffff_ffff) as u32;
+        if evicted & LR_HW != 0 && matches!(waiting, Waiting::Sgi(_)) && backlog.is_full() {
+            // Cannot happen (each INTID is queued at most once, and this
+            // one, in a list register, is not), but never panic for it.
+            return;
+        }
+        let placed = match waiting {
+            Waiting::Sgi(sgi) => {
+                if !sgis.take_sgi(sgi) {
+                    // Withdrawn meanwhile (another vCPU's ICPENDR0).
+                    continue;
+                }
+                list_register(sgi as u32, None, best_priority)
+            }
+            Waiting::Backlog(i) => {
+                let intid = backlog.remove(i) as u32;
+                list_register(intid, Some(intid), best_priority)
+            }
+        };
+        if evicted & LR_HW != 0 {
+            backlog.insert(0, evicted_intid as u16);
+        } else {
+            sgis.put_back(evicted_intid as u8);
+        }
+        lrs.write(n, placed);
+    }
+}
+
+/// A waiting interrupt `evict_for_higher_priority` may place.
+#[derive(Clone, Copy)]
+enum Waiting {
+    Sgi(u8),
+    /// The backlog entry at this index.
+    Backlog(usize),
 }
 
 /// The physical CPU interface as hv drives it at EL2, with EOImode=1
@@ -918,6 +1022,18 @@ impl VirtualSgis {
                 return Some(sgi as u8);
             }
         }
+    }
+
+    /// The SGIs pending and enabled (bit n: SGI n).
+    pub fn ready(&self) -> u16 {
+        self.pending.load(Ordering::Acquire) & self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Takes `sgi` if it is pending and enabled, clearing its pending bit.
+    pub fn take_sgi(&self, sgi: u8) -> bool {
+        let bit = 1u16 << (sgi & 15);
+        self.enabled.load(Ordering::Acquire) & bit != 0
+            && self.pending.fetch_and(!bit, Ordering::AcqRel) & bit != 0
     }
 
     /// Whether some SGI is pending and enabled.
@@ -1529,6 +1645,51 @@ mod tests {
         fill_list_registers(&mut lrs, &sgis, &mut backlog, |_| 0xa0);
         assert_eq!(lrs.lrs[1], list_register(3, None, DEFAULT_PRIORITY));
         assert!(!sgis.has_ready() && !lrs.underflow);
+    }
+
+    fn pending_lrs(priority: u8) -> [u64; 4] {
+        core::array::from_fn(|n| list_register(40 + n as u32, Some(40 + n as u32), priority))
+    }
+
+    /// Review 8 H4: every list register holds a pending interrupt the
+    /// guest masks by priority; a higher-priority one (a pseudo-NMI SPI, a
+    /// backtrace IPI) must not wait behind them.
+    #[test]
+    fn a_higher_priority_interrupt_displaces_a_pending_lower_one() {
+        let (mut lrs, sgis, mut backlog) = (FakeLrs::default(), VirtualSgis::new(), Backlog::new());
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        let priorities = |intid: u32| if intid == 60 { 0x20 } else { 0xa0 };
+        lrs.lrs = pending_lrs(0xa0);
+        lrs.lrs[1] = list_register(41, Some(41), 0xc0);
+        backlog.extend([44u16, 60]);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, priorities);
+        // 60 takes the lowest-priority pending list register (41's), which
+        // goes back to the front of the backlog, still acknowledged.
+        assert_eq!(lrs.lrs[1], list_register(60, Some(60), 0x20));
+        assert_eq!(backlog.as_slice(), &[41, 44]);
+        assert!(lrs.underflow);
+        // An SGI of higher priority: a pending SGI in a list register goes
+        // back to its pending bit.
+        sgis.set_priority(5, 0x10);
+        lrs.lrs[2] = list_register(3, None, 0xc0);
+        sgis.raise(5);
+        fill_list_registers(&mut lrs, &sgis, &mut backlog, priorities);
+        assert_eq!(lrs.lrs[2], list_register(5, None, 0x10));
+        assert_eq!(sgis.ready(), 1 << 3, "SGI 3 pending again");
+        assert!(lrs.underflow);
+        // Active list registers and equal priorities stay.
+        let mut lrs = FakeLrs {
+            lrs: pending_lrs(0xa0).map(active),
+            ..Default::default()
+        };
+        lrs.lrs[0] = list_register(40, Some(40), 0x20);
+        let mut backlog = Backlog::new();
+        backlog.extend([50u16, 60]);
+        fill_list_registers(&mut lrs, &VirtualSgis::new(), &mut backlog, priorities);
+        assert_eq!(lrs.lrs[0], list_register(40, Some(40), 0x20));
+        assert_eq!(lrs.lrs[1..], pending_lrs(0xa0).map(active)[1..]);
+        assert_eq!(backlog.as_slice(), &[50, 60]);
+        assert!(lrs.underflow);
     }
 
     #[test]

@@ -95,6 +95,9 @@ struct Target {
     delivered: [u32; 32],
     /// Senders whose kicks the target has acknowledged.
     kicked: u8,
+    /// The guest's ICV_PMR_EL1: it takes only interrupts of a higher
+    /// priority (a lower value).
+    mask: u8,
 }
 
 impl PhysicalCpuInterface for Target {
@@ -190,6 +193,7 @@ impl Target {
             backlog: Backlog::new(),
             delivered: [0; 32],
             kicked: 0,
+            mask: 0xff,
         }
     }
 
@@ -243,14 +247,14 @@ impl Target {
     /// The guest runs: it first deactivates what it took last time (so an
     /// SGI stays active across one fill, and a raise meanwhile must mark
     /// that list register pending again), then acknowledges every pending
-    /// interrupt a list register holds (one that is also active cannot be
-    /// taken until deactivated).
+    /// interrupt a list register holds that its priority mask lets in (one
+    /// that is also active cannot be taken until deactivated).
     fn guest_runs(&mut self) {
         for lr in &mut self.lrs {
             *lr &= !(ACTIVE << STATE_SHIFT);
         }
         for lr in &mut self.lrs {
-            if state(*lr) == PENDING {
+            if state(*lr) == PENDING && ((*lr >> 48) as u8) < self.mask {
                 self.delivered[intid(*lr) as usize] += 1;
                 *lr = (*lr & !(0b11 << STATE_SHIFT)) | ACTIVE << STATE_SHIFT;
             }
@@ -564,4 +568,51 @@ fn another_vcpus_enable_or_pending_write_is_followed_by_a_kick() {
             assert_eq!(target.delivered[SGI as usize], 1, "{op:?}");
         });
     }
+}
+
+/// The target's guest masks priority 0xa0 (Linux with pseudo-NMIs masks
+/// IRQs by ICV_PMR_EL1) while both list registers hold pending PPIs of
+/// that priority; another vCPU sends it an SGI of priority 0x40 (a
+/// pseudo-NMI IPI). The kick's exit must put the SGI in a list register
+/// (displacing a masked PPI back to the backlog), not leave it waiting
+/// behind interrupts the guest will not take, with an underflow request
+/// that nothing consumed can satisfy. Once the guest unmasks, everything
+/// is delivered exactly once.
+#[test]
+fn a_higher_priority_sgi_is_not_kept_out_by_masked_interrupts() {
+    const SGI: u8 = 1;
+    loom::model(|| {
+        let (sgis, kick) = (enabled_sgis(), Arc::new(Kick::default()));
+        sgis.set_priority(SGI, 0x40);
+        let sender = {
+            let (sgis, kick) = (sgis.clone(), kick.clone());
+            thread::spawn(move || {
+                sgis.raise(SGI);
+                kick.send(0);
+            })
+        };
+        let mut target = Target::new(2, &kick);
+        target.mask = 0x80;
+        target.backlog.extend([TIMER_PPI, TIMER_PPI + 1]);
+        target.fill(&sgis);
+        while target.kicked == 0 {
+            target.step(&sgis, &[SGI]);
+        }
+        assert!(
+            target.delivered[SGI as usize] == 1 || target.holds_pending(SGI),
+            "SGI {SGI} kept out by masked interrupts: list registers {:x?}, backlog {:?}",
+            target.lrs,
+            target.backlog
+        );
+        target.guest_runs();
+        assert_eq!(target.delivered[SGI as usize], 1);
+        target.mask = 0xff;
+        target.serve_and_drain(&sgis, &[SGI]);
+        sender.join().unwrap();
+        let mut expected = [0; 32];
+        expected[SGI as usize] = 1;
+        expected[TIMER_PPI as usize] = 1;
+        expected[TIMER_PPI as usize + 1] = 1;
+        assert_eq!(target.delivered, expected);
+    });
 }
