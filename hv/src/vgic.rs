@@ -752,11 +752,14 @@ pub trait PhysicalCpuInterface {
 /// early, see the raise missing, and consume the kick with the SGI left
 /// pending and (list registers free) no underflow interrupt asked for,
 /// until some unrelated exit. Every value IAR returned here fed a
-/// conditional branch before the loop ended (`intid >= SPECIAL_INTIDS`),
-/// and a control dependency followed by an ISB orders a read before every
-/// later read (Arm ARM B2, the "ctrl+ISB" ordering; Linux's GICv3 driver
-/// relies on the same, the ISB after its EOIR write). One ISB per exit
-/// covers every kick the loop took.
+/// conditional branch before the loop ended (`intid >= SPECIAL_INTIDS`);
+/// the instructions after an ISB are fetched only once it completes, which
+/// it does not before those branches are resolved, so the refill's loads
+/// come after the IAR reads (the "ctrl+ISB" ordering of the Arm memory
+/// model, Arm ARM B2; Linux's GICv3 driver relies on the same with the ISB
+/// after its EOIR write, whose value is IAR's). One ISB per exit covers
+/// every kick the loop took. It must also be a compiler barrier: the IAR
+/// read is an asm block that claims no memory access.
 ///
 /// A physical interrupt acknowledged while a list register still holds its
 /// INTID is merged into that list register by the refill right after
