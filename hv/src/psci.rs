@@ -11,6 +11,10 @@
 //! never happens, which Linux's cpu_suspend treats as a failed finisher.
 //! The guest's device tree has no idle states (guest_dt.rs), so a Linux
 //! guest never asks for one.
+//!
+//! CPU_OFF leaves the vCPU `OffPending` until the firmware reports its
+//! physical CPU OFF: AFFINITY_INFO says ON and CPU_ON ALREADY_ON until then
+//! (see `PowerState`), so an OFF answer means a CPU_ON will be accepted.
 
 use crate::platform::MAX_CPUS;
 use crate::sync::{AtomicU8, Ordering};
@@ -30,26 +34,63 @@ pub mod status {
 /// PSCI 1.0 in VERSION's encoding (major << 16 | minor).
 pub const VERSION_1_0: u64 = 1 << 16;
 
-/// AFFINITY_INFO's answers, which are also the vCPU power states.
+/// A vCPU's power state. AFFINITY_INFO answers ON, OFF or ON_PENDING
+/// (`affinity_info`); `OffPending` is hv's own: the vCPU called CPU_OFF
+/// but its physical CPU may still be running hv's exit path (the vGIC
+/// release, then the firmware's CPU_OFF).
+///
+/// PSCI (DEN0022, AFFINITY_INFO and CPU_OFF) has a caller of CPU_OFF count
+/// as ON until its core is really off, and callers (Linux's cpu_kill) wait
+/// for AFFINITY_INFO == OFF before a CPU_ON, which must then be accepted.
+/// So an `OffPending` vCPU is reported ON, and it becomes `Off` only once
+/// the firmware's own AFFINITY_INFO says its physical CPU is OFF
+/// (`PsciHost::is_physically_off`), checked by whoever asks next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PowerState {
     On = 0,
     Off = 1,
     OnPending = 2,
+    OffPending = 3,
 }
 
 impl PowerState {
-    fn from_u8(value: u8) -> Self {
-        match value {
+    /// The state in a packed word (the low bits; see `VcpuPower`).
+    fn unpack(word: u8) -> Self {
+        match word & STATE_MASK {
             0 => Self::On,
+            1 => Self::Off,
             2 => Self::OnPending,
-            _ => Self::Off,
+            _ => Self::OffPending,
+        }
+    }
+
+    /// AFFINITY_INFO's answer for a vCPU in this state (PSCI: 0 ON, 1 OFF,
+    /// 2 ON_PENDING). A vCPU whose physical CPU is still going down is ON.
+    pub fn affinity_info(self) -> u64 {
+        match self {
+            Self::On | Self::OffPending => 0,
+            Self::Off => 1,
+            Self::OnPending => 2,
         }
     }
 }
 
+/// The state's bits in a packed word; the bits above count the vCPU's
+/// CPU_OFFs (`VcpuPower`).
+const STATE_MASK: u8 = 0b11;
+const GENERATION_STEP: u8 = STATE_MASK + 1;
+
 /// The power state of every vCPU, shared by all physical CPUs.
+///
+/// Each byte holds the state and, above it, a count of the vCPU's CPU_OFFs
+/// (6 bits, wrapping at 64). Settling `OffPending` to `Off` is a
+/// compare-and-swap on the whole byte seen before the firmware was asked,
+/// so an answer about one power-down cannot settle a later one (the vCPU
+/// restarted and called CPU_OFF again while the asker waited for the
+/// firmware). A stale answer could only match again after 64 further
+/// off/on cycles, each a physical CPU boot and power-down, during one
+/// firmware call.
 #[derive(Debug)]
 pub struct VcpuPower {
     states: [AtomicU8; MAX_CPUS],
@@ -79,20 +120,57 @@ impl VcpuPower {
         }
     }
 
+    /// The stored state, as it is now (an `OffPending` vCPU stays so until
+    /// a PSCI call asks the firmware).
     pub fn get(&self, vcpu: usize) -> PowerState {
-        PowerState::from_u8(self.states[vcpu].load(Ordering::Acquire))
+        PowerState::unpack(self.states[vcpu].load(Ordering::Acquire))
     }
 
     /// Marks a vCPU running (the boot vCPU, or one that CPU_ON started).
+    /// Only the vCPU's own CPU writes its state while it is ON_PENDING (or
+    /// before it first starts), so a load and a store suffice.
     pub fn set_on(&self, vcpu: usize) {
-        self.states[vcpu].store(PowerState::On as u8, Ordering::Release);
+        let word = self.states[vcpu].load(Ordering::Relaxed);
+        self.states[vcpu].store(word & !STATE_MASK | PowerState::On as u8, Ordering::Release);
     }
 
+    /// The vCPU called CPU_OFF: `OffPending`, one generation on. Only a
+    /// running vCPU calls it and nobody else writes an ON vCPU's state.
+    /// Release: whoever later sees it OFF sees all the vCPU did before.
+    fn cpu_off(&self, vcpu: usize) {
+        let word = self.states[vcpu].load(Ordering::Relaxed);
+        let next = (word & !STATE_MASK).wrapping_add(GENERATION_STEP);
+        self.states[vcpu].store(next | PowerState::OffPending as u8, Ordering::Release);
+    }
+
+    /// The vCPU's state for a PSCI answer: an `OffPending` vCPU whose
+    /// physical CPU the firmware reports OFF becomes `Off` here.
+    fn settle(&self, vcpu: usize, host: &impl PsciHost) -> PowerState {
+        let seen = self.states[vcpu].load(Ordering::Acquire);
+        if PowerState::unpack(seen) != PowerState::OffPending {
+            return PowerState::unpack(seen);
+        }
+        if !host.is_physically_off(vcpu) {
+            return PowerState::OffPending;
+        }
+        let off = seen & !STATE_MASK | PowerState::Off as u8;
+        match self.states[vcpu].compare_exchange(seen, off, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => PowerState::Off,
+            // Another caller settled it, or it has moved on since (CPU_ON,
+            // or even a later CPU_OFF): what it is now.
+            Err(now) => PowerState::unpack(now),
+        }
+    }
+
+    /// `from` -> `to` in one step, keeping the generation; the state found
+    /// if it was not `from`.
     fn transition(&self, vcpu: usize, from: PowerState, to: PowerState) -> Result<(), PowerState> {
         self.states[vcpu]
-            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (PowerState::unpack(word) == from).then_some(word & !STATE_MASK | to as u8)
+            })
             .map(|_| ())
-            .map_err(PowerState::from_u8)
+            .map_err(PowerState::unpack)
     }
 }
 
@@ -103,8 +181,15 @@ pub trait PsciHost {
     /// Whether the guest may start a CPU at this address (inside its memory).
     fn entry_is_valid(&self, entry: u64) -> bool;
     /// Starts vCPU `vcpu` at `entry` with `context` in x0 (a physical
-    /// CPU_ON underneath); an error is a PSCI status.
+    /// CPU_ON underneath); an error is a PSCI status. Called only for a
+    /// vCPU whose physical CPU the firmware has reported OFF (or that never
+    /// ran).
     fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64>;
+    /// Whether the firmware reports vCPU `vcpu`'s physical CPU OFF (its
+    /// AFFINITY_INFO), so that its CPU_ON will be accepted. Asked only for
+    /// a vCPU that called CPU_OFF; an error from the firmware counts as
+    /// not off (hv never claims OFF for a core it cannot show is off).
+    fn is_physically_off(&self, vcpu: usize) -> bool;
 }
 
 /// What the trapping vCPU does next.
@@ -146,7 +231,7 @@ pub fn handle(
         PSCI_FEATURES => ret(features(args[0] as u32)),
         PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => ret(cpu_suspend(args[0])),
         PSCI_CPU_OFF => {
-            power.states[caller].store(PowerState::Off as u8, Ordering::Release);
+            power.cpu_off(caller);
             PsciOutcome::CpuOff
         }
         PSCI_CPU_ON_32 | PSCI_CPU_ON_64 => ret(cpu_on(args, power, host)),
@@ -155,7 +240,7 @@ pub fn handle(
                 return ret(status::INVALID_PARAMETERS);
             }
             match host.vcpu_index(args[0]) {
-                Some(vcpu) => PsciOutcome::Return(power.get(vcpu) as u64),
+                Some(vcpu) => PsciOutcome::Return(power.settle(vcpu, host).affinity_info()),
                 None => ret(status::INVALID_PARAMETERS),
             }
         }
@@ -207,21 +292,27 @@ fn cpu_on(args: [u64; 3], power: &VcpuPower, host: &impl PsciHost) -> i64 {
     if !host.entry_is_valid(entry) {
         return status::INVALID_ADDRESS;
     }
+    // A vCPU still going down after its CPU_OFF is ON for AFFINITY_INFO,
+    // so CPU_ON answers ALREADY_ON (PSCI's answer for an ON core; the
+    // caller was not told OFF). ON_PENDING would claim a CPU_ON underway.
+    power.settle(vcpu, host);
     match power.transition(vcpu, PowerState::Off, PowerState::OnPending) {
         Ok(()) => {}
-        Err(PowerState::On) => return status::ALREADY_ON,
-        Err(_) => return status::ON_PENDING,
+        Err(PowerState::On | PowerState::OffPending) => return status::ALREADY_ON,
+        // `transition` refuses only a state other than Off.
+        Err(PowerState::OnPending | PowerState::Off) => return status::ON_PENDING,
     }
     match host.power_on(vcpu, entry, context) {
         Ok(()) => status::SUCCESS,
         Err(error) => {
-            power.states[vcpu].store(PowerState::Off as u8, Ordering::Release);
-            // The vCPU was OFF (AFFINITY_INFO said so), so ALREADY_ON or
-            // ON_PENDING would contradict it: they come from a physical CPU
-            // still on its way down after its vCPU's CPU_OFF, beyond the
-            // host's retries. PSCI has callers act on AFFINITY_INFO == OFF;
-            // INTERNAL_FAILURE tells them this attempt failed and the vCPU
-            // is still OFF.
+            // Back to OFF (only this caller moves an ON_PENDING vCPU that
+            // has not started), so the guest may retry.
+            let _ = power.transition(vcpu, PowerState::OnPending, PowerState::Off);
+            // The firmware reported the physical CPU OFF (or it never ran),
+            // so its ALREADY_ON or ON_PENDING contradicts its own
+            // AFFINITY_INFO, and passing it on would contradict ours:
+            // INTERNAL_FAILURE tells the guest this attempt failed and the
+            // vCPU is still OFF.
             match error {
                 status::ALREADY_ON | status::ON_PENDING => status::INTERNAL_FAILURE,
                 other => other,
@@ -235,7 +326,7 @@ fn cpu_on(args: [u64; 3], power: &VcpuPower, host: &impl PsciHost) -> i64 {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use core::cell::RefCell;
+    use core::cell::{Cell, RefCell};
     extern crate std;
     use std::vec::Vec;
 
@@ -244,6 +335,11 @@ mod tests {
     struct FakeHost {
         started: RefCell<Vec<(usize, u64, u64)>>,
         fail_with: Option<i64>,
+        /// The firmware still reports the physical CPU ON after its vCPU's
+        /// CPU_OFF (hv's exit path, or the firmware's power-down, running).
+        going_down: Cell<bool>,
+        /// Firmware AFFINITY_INFO calls hv made.
+        queries: Cell<usize>,
     }
 
     impl PsciHost for FakeHost {
@@ -261,6 +357,10 @@ mod tests {
             }
             self.started.borrow_mut().push((vcpu, entry, context));
             Ok(())
+        }
+        fn is_physically_off(&self, _vcpu: usize) -> bool {
+            self.queries.set(self.queries.get() + 1);
+            !self.going_down.get()
         }
     }
 
@@ -353,12 +453,64 @@ mod tests {
         assert_eq!(power.get(1), PowerState::Off);
     }
 
-    /// R7-9: a vCPU that called CPU_OFF is OFF for AFFINITY_INFO while its
-    /// physical CPU may still be going down; if the firmware still says
-    /// ALREADY_ON (or ON_PENDING) after the host's retries, CPU_ON must
-    /// not contradict AFFINITY_INFO: INTERNAL_FAILURE, and still OFF.
+    /// R7-9: a vCPU that called CPU_OFF stays ON for AFFINITY_INFO, and
+    /// CPU_ON answers ALREADY_ON, until the firmware reports its physical
+    /// CPU OFF; then AFFINITY_INFO says OFF and CPU_ON succeeds.
     #[test]
-    fn cpu_on_after_cpu_off_never_answers_already_on() {
+    fn cpu_off_is_reported_only_once_the_physical_cpu_is_off() {
+        let (power, host) = (VcpuPower::new(), FakeHost::default());
+        power.set_on(0);
+        power.set_on(1);
+        let info = || call(PSCI_AFFINITY_INFO_64, [1, 0, 0], &power, &host);
+        let on = || call(PSCI_CPU_ON_64, [1, 0x4008_0000, 7], &power, &host);
+        assert_eq!(info(), PsciOutcome::Return(0));
+        assert_eq!(
+            host.queries.get(),
+            0,
+            "the firmware is asked only after CPU_OFF"
+        );
+        host.going_down.set(true);
+        assert_eq!(
+            handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host),
+            PsciOutcome::CpuOff
+        );
+        assert_eq!(power.get(1), PowerState::OffPending);
+        assert_eq!(info(), PsciOutcome::Return(0), "ON while going down");
+        assert_eq!(on(), ret(status::ALREADY_ON));
+        assert!(host.started.borrow().is_empty(), "no physical CPU_ON yet");
+        assert_eq!(power.get(1), PowerState::OffPending);
+        assert_eq!(host.queries.get(), 2);
+        host.going_down.set(false);
+        assert_eq!(info(), PsciOutcome::Return(1));
+        assert_eq!(power.get(1), PowerState::Off);
+        assert_eq!(on(), ret(status::SUCCESS));
+        assert_eq!(*host.started.borrow(), [(1, 0x4008_0000, 7)]);
+        assert_eq!(host.queries.get(), 3, "an OFF vCPU needs no firmware call");
+        assert_eq!(info(), PsciOutcome::Return(2));
+    }
+
+    /// A CPU_ON with no AFFINITY_INFO before it asks the firmware itself:
+    /// the physical CPU is off, so it starts the vCPU at once.
+    #[test]
+    fn cpu_on_settles_a_powered_down_vcpu_itself() {
+        let (power, host) = (VcpuPower::new(), FakeHost::default());
+        power.set_on(0);
+        power.set_on(3);
+        handle(PSCI_CPU_OFF, [0; 3], 3, &power, &host);
+        assert_eq!(
+            call(PSCI_CPU_ON_64, [0x101, 0x4000_0000, 0], &power, &host),
+            ret(status::SUCCESS)
+        );
+        assert_eq!(power.get(3), PowerState::OnPending);
+        assert_eq!(*host.started.borrow(), [(3, 0x4000_0000, 0)]);
+    }
+
+    /// The firmware reported the physical CPU OFF, then refused its CPU_ON
+    /// as ALREADY_ON or ON_PENDING (inconsistent firmware): the guest was
+    /// told OFF, so it gets INTERNAL_FAILURE, never ALREADY_ON, and the
+    /// vCPU stays OFF for a retry.
+    #[test]
+    fn cpu_on_after_reported_off_never_answers_already_on() {
         for physical in [status::ALREADY_ON, status::ON_PENDING] {
             let power = VcpuPower::new();
             let host = FakeHost {
@@ -372,7 +524,7 @@ mod tests {
                 PsciOutcome::CpuOff
             );
             let info = call(PSCI_AFFINITY_INFO_64, [1, 0, 0], &power, &host);
-            assert_eq!(info, PsciOutcome::Return(PowerState::Off as u64));
+            assert_eq!(info, PsciOutcome::Return(1));
             assert_eq!(
                 call(PSCI_CPU_ON_64, [1, 0x4008_0000, 0], &power, &host),
                 ret(status::INTERNAL_FAILURE),
@@ -380,6 +532,86 @@ mod tests {
             );
             assert_eq!(power.get(1), PowerState::Off, "retryable");
         }
+    }
+
+    /// The firmware's OFF answer is about the power-down the asker saw. If
+    /// meanwhile the vCPU was settled, restarted and called CPU_OFF again
+    /// (its physical CPU going down once more), that answer must not settle
+    /// the new power-down: the generation in the word tells them apart.
+    #[test]
+    fn a_stale_firmware_answer_does_not_settle_a_later_cpu_off() {
+        /// Answers OFF, but first runs a whole OFF -> ON -> OFF cycle of
+        /// vCPU 1 through PSCI, as other CPUs could while this one waited
+        /// for the firmware.
+        struct CycleDuringQuery<'a> {
+            power: &'a VcpuPower,
+            inner: FakeHost,
+            cycled: Cell<bool>,
+        }
+        impl PsciHost for CycleDuringQuery<'_> {
+            fn vcpu_index(&self, mpidr: u64) -> Option<usize> {
+                self.inner.vcpu_index(mpidr)
+            }
+            fn entry_is_valid(&self, entry: u64) -> bool {
+                self.inner.entry_is_valid(entry)
+            }
+            fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {
+                self.inner.power_on(vcpu, entry, context)
+            }
+            fn is_physically_off(&self, vcpu: usize) -> bool {
+                if !self.cycled.replace(true) {
+                    let (power, inner) = (self.power, &self.inner);
+                    let on = handle(PSCI_CPU_ON_64, [1, 0x4000_0000, 0], 0, power, inner);
+                    assert_eq!(on, ret(status::SUCCESS));
+                    power.set_on(vcpu);
+                    handle(PSCI_CPU_OFF, [0; 3], vcpu, power, inner);
+                    inner.going_down.set(true);
+                }
+                true
+            }
+        }
+        let power = VcpuPower::new();
+        power.set_on(0);
+        power.set_on(1);
+        let host = CycleDuringQuery {
+            power: &power,
+            inner: FakeHost::default(),
+            cycled: Cell::new(false),
+        };
+        handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host.inner);
+        assert_eq!(
+            handle(PSCI_AFFINITY_INFO_64, [1, 0, 0], 0, &power, &host),
+            PsciOutcome::Return(0),
+            "the second power-down is still under way"
+        );
+        assert_eq!(power.get(1), PowerState::OffPending);
+        assert_eq!(
+            handle(PSCI_CPU_ON_64, [1, 0x4000_0000, 0], 0, &power, &host.inner),
+            ret(status::ALREADY_ON)
+        );
+        host.inner.going_down.set(false);
+        assert_eq!(
+            handle(PSCI_AFFINITY_INFO_64, [1, 0, 0], 0, &power, &host.inner),
+            PsciOutcome::Return(1)
+        );
+    }
+
+    /// The generation wraps without disturbing the state bits.
+    #[test]
+    fn many_off_on_cycles_keep_the_states_apart() {
+        let (power, host) = (VcpuPower::new(), FakeHost::default());
+        power.set_on(0);
+        power.set_on(1);
+        for _ in 0..20_000 {
+            handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host);
+            assert_eq!(power.get(1), PowerState::OffPending);
+            assert_eq!(
+                call(PSCI_CPU_ON_64, [1, 0x4000_0000, 0], &power, &host),
+                ret(status::SUCCESS)
+            );
+            power.set_on(1);
+        }
+        assert_eq!(host.started.borrow().len(), 20_000);
     }
 
     #[test]

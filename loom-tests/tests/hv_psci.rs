@@ -2,10 +2,14 @@
 //! vCPU from OFF to ON_PENDING with one compare-and-swap and then starts
 //! its physical CPU (back to OFF if that fails), the started vCPU marks
 //! itself ON as it enters the guest (`VcpuPower::set_on`), CPU_OFF marks the
-//! caller OFF before its physical CPU goes down, and AFFINITY_INFO reads
-//! the state. The models call `psci::handle` as hv's SMCCC exit does, on
-//! loom's atomics (hv/src/sync.rs); only the machine (`PsciHost`) is a
-//! stand-in.
+//! caller OFF_PENDING before its physical CPU goes down, and AFFINITY_INFO
+//! and CPU_ON on an OFF_PENDING vCPU ask the firmware whether that CPU is
+//! off yet (`PsciHost::is_physically_off`) and settle it to OFF if so. The
+//! models call `psci::handle` as hv's SMCCC exit does, on loom's atomics
+//! (hv/src/sync.rs); only the machine (`PsciHost`) is a stand-in, whose
+//! firmware, like QEMU's and TF-A's, refuses CPU_ON (ALREADY_ON) while the
+//! CPU is still on and reports OFF only once its CPU_OFF is done (its state
+//! a release/acquire flag, as QEMU keeps it under its global lock).
 //!
 //! What PSCI (DEN0022, CPU_ON and AFFINITY_INFO) asks, and the models check
 //! whatever the interleaving:
@@ -14,12 +18,16 @@
 //! - a CPU_ON that fails in the firmware leaves the vCPU OFF, so it can be
 //!   retried, and never lets a second CPU_ON start it twice;
 //! - a CPU_ON racing the target's CPU_OFF either finds it ON (ALREADY_ON,
-//!   and it stays off) or succeeds and starts it again once;
-//! - a third vCPU's AFFINITY_INFO follows the target's history (ON, OFF,
-//!   ON_PENDING, ON): never ON again after OFF unless a CPU_ON succeeded,
-//!   and an OFF answer comes after everything the target did before its
-//!   CPU_OFF (a relaxed write the observer then reads relaxed, so only the
-//!   power state's release and acquire can make it visible).
+//!   and it stays off) or succeeds and starts it again once, never calling
+//!   the firmware's CPU_ON while the physical CPU is still on (which the
+//!   firmware would refuse: INTERNAL_FAILURE for the guest);
+//! - a third vCPU's AFFINITY_INFO follows the target's history (ON,
+//!   OFF_PENDING answered ON, OFF, ON_PENDING, ON): never ON again after OFF
+//!   unless a CPU_ON succeeded, OFF only once the firmware has the physical
+//!   CPU off, and an OFF answer comes after everything the target did
+//!   before its CPU_OFF (a relaxed write the observer then reads relaxed, so
+//!   only the power state's release and acquire can make it visible);
+//! - once AFFINITY_INFO has answered OFF, a CPU_ON succeeds (R7-9).
 #![cfg(loom)]
 
 use hv::psci::{self, status, PowerState, PsciHost, PsciOutcome, VcpuPower};
@@ -38,8 +46,11 @@ const CPUS: usize = 3;
 #[derive(Debug)]
 struct Machine {
     power: VcpuPower,
-    /// The physical CPU runs (hv or the guest on it).
+    /// The firmware's view: the physical CPU is on (hv or the guest on it,
+    /// or hv's exit path after CPU_OFF), so its CPU_ON is refused.
     running: [AtomicBool; CPUS],
+    /// Physical power-downs the firmware completed, per CPU.
+    downs: [AtomicU8; CPUS],
     /// Physical CPU_ONs that succeeded, per CPU (not the boot ones).
     starts: [AtomicU8; CPUS],
     /// The firmware refuses this many CPU_ONs before it accepts them.
@@ -58,6 +69,7 @@ impl Machine {
             power: VcpuPower::new(),
             running: core::array::from_fn(|cpu| AtomicBool::new(cpu == 0 || on.contains(&cpu))),
             starts: core::array::from_fn(|_| AtomicU8::new(0)),
+            downs: core::array::from_fn(|_| AtomicU8::new(0)),
             refusals: AtomicU8::new(refusals),
             calls_done: AtomicU8::new(0),
             last_words: AtomicU64::new(0),
@@ -84,13 +96,30 @@ impl Machine {
         }
     }
 
+    /// AFFINITY_INFO's answer (On, Off or OnPending).
     fn affinity_info(&self, caller: usize, target: usize) -> PowerState {
-        match self.call(caller, PSCI_AFFINITY_INFO_64, [target as u64, 0, 0]) {
+        let answer = match self.call(caller, PSCI_AFFINITY_INFO_64, [target as u64, 0, 0]) {
             PsciOutcome::Return(0) => PowerState::On,
             PsciOutcome::Return(1) => PowerState::Off,
             PsciOutcome::Return(2) => PowerState::OnPending,
             other => panic!("AFFINITY_INFO returned {other:?}"),
+        };
+        if answer == PowerState::Off {
+            assert!(
+                self.downs[target].load(Ordering::Acquire) > 0,
+                "AFFINITY_INFO said OFF before the firmware had the physical CPU off"
+            );
         }
+        answer
+    }
+
+    /// vCPU `cpu` calls CPU_OFF; hv's exit path (`release_cpu`) then the
+    /// firmware's CPU_OFF take its physical CPU down.
+    fn cpu_off(&self, cpu: usize) {
+        assert_eq!(self.call(cpu, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+        thread::yield_now();
+        self.downs[cpu].fetch_add(1, Ordering::Relaxed);
+        self.running[cpu].store(false, Ordering::Release);
     }
 
     /// The physical CPU of vCPU `cpu` waits to be started until `callers`
@@ -124,9 +153,8 @@ impl PsciHost for Machine {
         entry == ENTRY
     }
 
-    /// The firmware's CPU_ON. hv retries while the firmware still says
-    /// ALREADY_ON (a CPU whose vCPU called CPU_OFF may still be on its way
-    /// down); the model lets that retry wait as long as it takes.
+    /// The firmware's CPU_ON, as hv calls it (no retry): ALREADY_ON while
+    /// the physical CPU is still on.
     fn power_on(&self, vcpu: usize, _entry: u64, _context: u64) -> Result<(), i64> {
         if self
             .refusals
@@ -135,12 +163,17 @@ impl PsciHost for Machine {
         {
             return Err(INTERNAL_FAILURE);
         }
-        while self.running[vcpu].load(Ordering::Acquire) {
-            thread::yield_now();
+        if self.running[vcpu].load(Ordering::Acquire) {
+            return Err(status::ALREADY_ON);
         }
         self.running[vcpu].store(true, Ordering::Relaxed);
         self.starts[vcpu].fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The firmware's AFFINITY_INFO for the physical CPU.
+    fn is_physically_off(&self, vcpu: usize) -> bool {
+        !self.running[vcpu].load(Ordering::Acquire)
     }
 }
 
@@ -223,9 +256,7 @@ fn cpu_on_racing_cpu_off_as_a_third_vcpu_sees_it() {
             let machine = machine.clone();
             thread::spawn(move || {
                 machine.last_words.store(1, Ordering::Relaxed);
-                assert_eq!(machine.call(1, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
-                // hv's release_cpu, then the firmware's CPU_OFF.
-                machine.running[1].store(false, Ordering::Release);
+                machine.cpu_off(1);
                 machine.await_start(1, 1)
             })
         };
@@ -259,20 +290,57 @@ fn cpu_on_racing_cpu_off_as_a_third_vcpu_sees_it() {
         let history: &[PowerState] = if restarted {
             &[
                 PowerState::On,
+                PowerState::OffPending,
                 PowerState::Off,
                 PowerState::OnPending,
                 PowerState::On,
             ]
         } else {
-            &[PowerState::On, PowerState::Off]
+            &[PowerState::On, PowerState::OffPending, PowerState::Off]
         };
-        assert_eq!(machine.power.get(1), *history.last().unwrap());
-        // The two answers appear in this order in the history.
-        let first = history.iter().position(|&s| s == seen[0]);
-        let in_order = first.is_some_and(|i| history[i..].contains(&seen[1]));
+        // Everyone is done and the physical CPU is down unless restarted:
+        // the next AFFINITY_INFO settles the end of the history.
+        let last = machine.affinity_info(0, 1);
+        assert_eq!(
+            machine.power.get(1),
+            *history.last().unwrap(),
+            "AFFINITY_INFO then said {last:?}"
+        );
+        // The two answers appear in this order in the history, as
+        // AFFINITY_INFO reports it (OFF_PENDING is ON).
+        let answers: Vec<u64> = history.iter().map(|s| s.affinity_info()).collect();
+        let seen = seen.map(|s| s.affinity_info());
+        let first = answers.iter().position(|&a| a == seen[0]);
+        let in_order = first.is_some_and(|i| answers[i..].contains(&seen[1]));
         assert!(
             in_order,
-            "AFFINITY_INFO saw {seen:?}; the target went through {history:?}"
+            "AFFINITY_INFO answered {seen:?}; the target went through {history:?}"
         );
+    });
+}
+
+/// R7-9: vCPU 0 waits for AFFINITY_INFO to report vCPU 1 OFF after its
+/// CPU_OFF, as Linux's cpu_kill does, then starts it again: that CPU_ON
+/// succeeds whatever the timing of the physical power-down.
+#[test]
+fn cpu_on_after_affinity_info_off_succeeds() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        let target = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                machine.last_words.store(1, Ordering::Relaxed);
+                machine.cpu_off(1);
+                machine.await_start(1, 1)
+            })
+        };
+        while machine.affinity_info(0, 1) != PowerState::Off {
+            thread::yield_now();
+        }
+        assert_eq!(machine.last_words.load(Ordering::Relaxed), 1);
+        assert_eq!(machine.cpu_on(0, 1), status::SUCCESS);
+        assert!(target.join().unwrap(), "vCPU 1 was not started again");
+        assert_eq!(machine.starts[1].load(Ordering::Relaxed), 1);
+        assert_eq!(machine.power.get(1), PowerState::On);
     });
 }

@@ -891,23 +891,26 @@ impl PsciHost for HostPsci<'_> {
         cpu::dsb_ish();
         let record = &self.0.secondary_boot[vcpu] as *const SecondaryBoot as u64;
         let entry_point = boot::hv_secondary_entry as *const () as u64;
-        // A vCPU that just called CPU_OFF is already OFF for the guest but
-        // its physical CPU may still be on its way down: the firmware then
-        // says ALREADY_ON for a moment, so retry for a bounded time. Past
-        // it, `psci::handle` answers INTERNAL_FAILURE (never ALREADY_ON
-        // for a vCPU AFFINITY_INFO reports OFF).
-        let deadline = cpu::counter() + cpu::counter_frequency() / 10;
-        loop {
-            match smccc::psci::cpu_on::<smccc::Smc>(self.0.platform.cpus[vcpu], entry_point, record)
-            {
-                Err(smccc::psci::Error::AlreadyOn | smccc::psci::Error::OnPending)
-                    if cpu::counter() < deadline =>
-                {
-                    core::hint::spin_loop();
-                }
-                result => return result.map_err(i64::from),
-            }
-        }
+        // `psci` calls this only for a vCPU whose physical CPU the
+        // firmware's AFFINITY_INFO reported OFF (or that never ran), and
+        // PSCI has a CPU_ON for an OFF core accepted: no retry. An
+        // ALREADY_ON or ON_PENDING here (firmware contradicting itself)
+        // reaches the guest as INTERNAL_FAILURE (`psci::cpu_on`).
+        smccc::psci::cpu_on::<smccc::Smc>(self.0.platform.cpus[vcpu], entry_point, record)
+            .map_err(i64::from)
+    }
+
+    /// The firmware's AFFINITY_INFO for the vCPU's physical CPU at its own
+    /// level (Aff0). TF-A and QEMU report OFF once the CPU has finished its
+    /// CPU_OFF, from the same state their CPU_ON checks.
+    fn is_physically_off(&self, vcpu: usize) -> bool {
+        matches!(
+            smccc::psci::affinity_info::<smccc::Smc>(
+                self.0.platform.cpus[vcpu],
+                smccc::psci::LowestAffinityLevel::All
+            ),
+            Ok(smccc::psci::AffinityState::Off)
+        )
     }
 }
 
@@ -1024,6 +1027,10 @@ fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
             if let Some(gic) = &hv.gic {
                 gic.release_cpu(vcpu);
             }
+            // The vCPU is OFF_PENDING: it becomes OFF for the guest once the
+            // firmware reports this CPU off. Everything hv wrote on the way
+            // (the vGIC release) completes first.
+            cpu::dsb_ish();
             let result = smccc::psci::cpu_off::<smccc::Smc>();
             fail(format_args!(
                 "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
