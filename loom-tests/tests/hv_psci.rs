@@ -27,6 +27,8 @@
 //!   CPU off, and an OFF answer comes after everything the target did
 //!   before its CPU_OFF (a relaxed write the observer then reads relaxed, so
 //!   only the power state's release and acquire can make it visible);
+//! - an OFF that one caller settled and another only reads still comes
+//!   after the target's last write and its physical power-down;
 //! - once AFFINITY_INFO has answered OFF, a CPU_ON succeeds (R7-9).
 #![cfg(loom)]
 
@@ -114,10 +116,16 @@ impl Machine {
     }
 
     /// vCPU `cpu` calls CPU_OFF; hv's exit path (`release_cpu`) then the
-    /// firmware's CPU_OFF take its physical CPU down.
+    /// firmware's CPU_OFF take its physical CPU down, maybe after other
+    /// CPUs ran (the yield).
     fn cpu_off(&self, cpu: usize) {
         assert_eq!(self.call(cpu, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
         thread::yield_now();
+        self.firmware_cpu_off(cpu);
+    }
+
+    /// The firmware's CPU_OFF for the calling physical CPU.
+    fn firmware_cpu_off(&self, cpu: usize) {
         self.downs[cpu].fetch_add(1, Ordering::Relaxed);
         self.running[cpu].store(false, Ordering::Release);
     }
@@ -342,5 +350,49 @@ fn cpu_on_after_affinity_info_off_succeeds() {
         assert!(target.join().unwrap(), "vCPU 1 was not started again");
         assert_eq!(machine.starts[1].load(Ordering::Relaxed), 1);
         assert_eq!(machine.power.get(1), PowerState::On);
+    });
+}
+
+/// vCPU 1 powers down; then vCPU 0 asks AFFINITY_INFO (and may settle it
+/// to OFF), then vCPU 2 asks and may read that settled OFF without asking
+/// the firmware. Nothing else orders vCPU 2 after the others (the model's
+/// thread joins come after its answer), yet its OFF answer comes after the
+/// target's last write and the physical power-down: the settling
+/// compare-and-swap releases what its firmware query acquired, and every
+/// AFFINITY_INFO acquires the state.
+#[test]
+fn an_off_settled_by_another_caller_carries_the_targets_last_write() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        let target = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                machine.last_words.store(1, Ordering::Relaxed);
+                assert_eq!(machine.call(1, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+                machine.firmware_cpu_off(1);
+            })
+        };
+        let settler = {
+            let machine = machine.clone();
+            thread::spawn(move || machine.affinity_info(0, 1))
+        };
+        let reader = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                let answer = machine.affinity_info(2, 1);
+                if answer == PowerState::Off {
+                    assert_eq!(
+                        machine.last_words.load(Ordering::Relaxed),
+                        1,
+                        "AFFINITY_INFO said OFF before the target's last write was visible"
+                    );
+                }
+                answer
+            })
+        };
+        target.join().unwrap();
+        settler.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(machine.affinity_info(0, 1), PowerState::Off);
     });
 }
