@@ -1,5 +1,6 @@
 //! The guest's device tree, generated from the host's: the CPUs, timer, GIC
-//! (without its ITS), the console UART and its clocks, and the PMU are copied
+//! (without its ITS), the console UART (only the properties its driver
+//! reads) and its fixed clocks, and the PMUs are copied
 //! (they are passed through or forwarded 1:1; one below a bus such as /soc
 //! is placed under the root with its `reg` translated to CPU physical
 //! addresses, which are the guest's IPAs), while memory,
@@ -95,34 +96,15 @@ pub fn build(
     )
     .map_err(|e| GuestDtError::Discovery("console UART", e))?;
     let uart = uart.ok_or(GuestDtError::MissingNode("console UART"))?;
-    let uart_path = alloc::format!(
-        "/{}",
-        emit_at_root(&mut w, &uart, true, address_cells, size_cells)?
-    );
-    if let Some(gic) = located("GIC", "arm,gic-v3")? {
-        // The ITS is not given to the guest: no MSIs without PCIe.
-        emit_at_root(&mut w, &gic, false, address_cells, size_cells)?;
-    }
-    // Every timer and PMU node (a big.LITTLE board has one PMU per
-    // cluster).
-    let mut timers_and_pmus = Vec::new();
-    platform::for_each_located(
-        host,
-        |node, _| compatible_with(node, &["arm,armv8-timer", "arm,armv8-pmuv3"]),
-        |found| {
-            timers_and_pmus.push(found);
-            Ok(())
-        },
-    )
-    .map_err(|e| GuestDtError::Discovery("timer or PMU", e))?;
-    for found in &timers_and_pmus {
-        emit_at_root(&mut w, found, true, address_cells, size_cells)?;
-    }
-    // The console's clock providers (fixed clocks) are needed by its
-    // driver: `clocks` is a list of (phandle, #clock-cells specifier cells).
+    // The console's clock providers: only fixed clocks are given to the
+    // guest (a clock controller is the host's hardware, and its own
+    // parents, resets and power domains would follow). A console with any
+    // other provider reaches the guest without `clocks` (see CONSOLE).
+    let mut fixed_clocks = Vec::new();
+    let mut clocks_all_fixed = true;
     if let Some(clocks) = uart.node.property("clocks") {
         let cells: Vec<u32> = be_u32s(clocks.value).collect();
-        let mut copied: Vec<u32> = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
         let mut at = 0;
         while let Some(&phandle) = cells.get(at) {
             let provider = platform::find_located(host, |node| {
@@ -133,11 +115,45 @@ pub fn build(
             .map_err(|e| GuestDtError::Discovery("clock", e))?
             .ok_or(GuestDtError::MissingNode("console clock"))?;
             at += 1 + cells_of(&provider.node, "#clock-cells", 0);
-            if !copied.contains(&phandle) && provider.regions != uart.regions {
-                emit_at_root(&mut w, &provider, true, address_cells, size_cells)?;
-                copied.push(phandle);
+            if !compatible_with(&provider.node, &["fixed-clock"]) {
+                clocks_all_fixed = false;
+            } else if !seen.contains(&phandle) {
+                seen.push(phandle);
+                fixed_clocks.push(provider);
             }
         }
+    }
+    let console_shape = if clocks_all_fixed {
+        CONSOLE
+    } else {
+        CONSOLE_WITHOUT_CLOCKS
+    };
+    let uart_path = alloc::format!(
+        "/{}",
+        emit_at_root(&mut w, &uart, &console_shape, address_cells, size_cells)?
+    );
+    if clocks_all_fixed {
+        for provider in &fixed_clocks {
+            emit_at_root(&mut w, provider, &FIXED_CLOCK, address_cells, size_cells)?;
+        }
+    }
+    if let Some(gic) = located("GIC", "arm,gic-v3")? {
+        emit_at_root(&mut w, &gic, &GIC, address_cells, size_cells)?;
+    }
+    // Every timer and PMU node (a big.LITTLE board has one PMU per
+    // cluster).
+    let mut timers_and_pmus = Vec::new();
+    platform::for_each_located(
+        host,
+        |node, _| compatible_with(node, &["arm,armv8-timer"]) || is_cpu_pmu(node),
+        |found| {
+            timers_and_pmus.push(found);
+            Ok(())
+        },
+    )
+    .map_err(|e| GuestDtError::Discovery("timer or PMU", e))?;
+    for found in &timers_and_pmus {
+        emit_at_root(&mut w, found, &WHOLE, address_cells, size_cells)?;
     }
 
     let psci = w.begin_node("psci")?;
@@ -192,21 +208,124 @@ fn cells_of(node: &FdtNode<'_, '_>, name: &str, default: usize) -> usize {
     cells(*node, name, default)
 }
 
-/// Writes `found` as a child of the guest's root; returns its name there.
-/// A child of the host's root is copied as it is. A deeper node (under a
-/// bus) gets its `reg` in CPU physical addresses, with the root's cells,
-/// a unit address to match, and the interrupt parent it inherited from
-/// its bus written out.
+/// What of a host node the guest gets.
+struct Shape {
+    /// None: every property; else only these.
+    properties: Option<&'static [&'static str]>,
+    /// None: no children; else every child except those compatible with
+    /// one of these.
+    children_except: Option<&'static [&'static str]>,
+}
+
+/// Timers and PMUs: as they are.
+const WHOLE: Shape = Shape {
+    properties: None,
+    children_except: Some(&[]),
+};
+
+/// The GIC without its ITS (no MSIs without PCIe), but with every other
+/// child: `ppi-partitions`, whose partitions the 4-cell interrupt
+/// specifiers of big.LITTLE PMUs name.
+const GIC: Shape = Shape {
+    properties: None,
+    children_except: Some(&["arm,gic-v3-its"]),
+};
+
+/// The console PL011: only what its driver and the AMBA bus read, so that
+/// no property names a node the guest's tree does not have (the host's
+/// `pinctrl-0`, `resets`, `dmas`, `power-domains`, `iommus` ... would make
+/// Linux's probe fail at pinctrl_bind_pins or defer forever).
+/// `interrupt-parent` is kept: hv's only interrupt controllers are the GIC's.
+const CONSOLE: Shape = Shape {
+    properties: Some(&[
+        "compatible",
+        "reg",
+        "interrupts",
+        "interrupt-parent",
+        "interrupt-names",
+        "clocks",
+        "clock-names",
+        "arm,primecell-periphid",
+        "current-speed",
+        "status",
+        "phandle",
+    ]),
+    children_except: None,
+};
+
+/// The console when one of its clock providers is not a fixed clock: hv
+/// does not know the clock's rate and does not give the guest the host's
+/// clock controller, so the guest gets no `clocks`; Linux's PL011 driver
+/// then does not bind (no apb_pclk) and the guest writes through earlycon.
+const CONSOLE_WITHOUT_CLOCKS: Shape = Shape {
+    properties: Some(&[
+        "compatible",
+        "reg",
+        "interrupts",
+        "interrupt-parent",
+        "interrupt-names",
+        "arm,primecell-periphid",
+        "current-speed",
+        "status",
+        "phandle",
+    ]),
+    children_except: None,
+};
+
+/// A console's fixed clock (the fixed-clock binding's properties; a
+/// gated fixed clock's `clocks`/`enable-gpios` etc. are left out).
+const FIXED_CLOCK: Shape = Shape {
+    properties: Some(&[
+        "compatible",
+        "#clock-cells",
+        "clock-frequency",
+        "clock-accuracy",
+        "clock-output-names",
+        "phandle",
+    ]),
+    children_except: None,
+};
+
+impl Shape {
+    fn keeps_property(&self, name: &str) -> bool {
+        self.properties.is_none_or(|only| only.contains(&name))
+    }
+
+    fn keeps_child(&self, child: &FdtNode<'_, '_>) -> bool {
+        self.children_except
+            .is_some_and(|except| !compatible_with(child, except))
+    }
+}
+
+/// A CPU PMU node: the generic PMUv3 compatible (QEMU) or the core-specific
+/// ones real boards use ("arm,cortex-a76-pmu", "arm,neoverse-n1-pmu" ...).
+fn is_cpu_pmu(node: &FdtNode<'_, '_>) -> bool {
+    node.compatible().is_some_and(|c| {
+        c.all().any(|s| {
+            s == "arm,armv8-pmuv3"
+                || (s.ends_with("-pmu")
+                    && ["arm,cortex-a", "arm,cortex-x", "arm,neoverse-"]
+                        .iter()
+                        .any(|family| s.starts_with(family)))
+        })
+    })
+}
+
+/// Writes `found` as a child of the guest's root, as `shape` says; returns
+/// its name there. A child of the host's root keeps its name and `reg`. A
+/// deeper node (under a bus) gets its `reg` in CPU physical addresses, with
+/// the root's cells, a unit address to match, and the interrupt parent it
+/// inherited from its bus written out.
 fn emit_at_root(
     w: &mut FdtWriter,
     found: &Located<'_, '_>,
-    with_children: bool,
+    shape: &Shape,
     address_cells: usize,
     size_cells: usize,
 ) -> Result<String, GuestDtError> {
     let node = found.node;
     if found.depth == 1 {
-        copy_node(w, node, with_children)?;
+        copy_node(w, node, shape)?;
         return Ok(node.name.into());
     }
     let base_name = node.name.split('@').next().unwrap_or(node.name);
@@ -216,7 +335,7 @@ fn emit_at_root(
     };
     let handle = w.begin_node(&name)?;
     for prop in node.properties() {
-        if prop.name != "reg" {
+        if prop.name != "reg" && shape.keeps_property(prop.name) {
             w.property(prop.name, prop.value)?;
         }
     }
@@ -229,12 +348,12 @@ fn emit_at_root(
         w.property("reg", &reg)?;
     }
     if let Some(parent) = found.inherited_interrupt_parent {
-        w.property_u32("interrupt-parent", parent)?;
-    }
-    if with_children {
-        for child in node.children() {
-            copy_node(w, child, true)?;
+        if shape.keeps_property("interrupt-parent") {
+            w.property_u32("interrupt-parent", parent)?;
         }
+    }
+    for child in node.children().filter(|c| shape.keeps_child(c)) {
+        copy_node(w, child, &WHOLE)?;
     }
     w.end_node(handle)?;
     Ok(name)
@@ -300,20 +419,14 @@ fn copy_node_except(
     Ok(())
 }
 
-fn copy_node(
-    w: &mut FdtWriter,
-    node: FdtNode<'_, '_>,
-    with_children: bool,
-) -> Result<(), GuestDtError> {
+fn copy_node(w: &mut FdtWriter, node: FdtNode<'_, '_>, shape: &Shape) -> Result<(), GuestDtError> {
     let name: String = node.name.into();
     let handle = w.begin_node(&name)?;
-    for prop in node.properties() {
+    for prop in node.properties().filter(|p| shape.keeps_property(p.name)) {
         w.property(prop.name, prop.value)?;
     }
-    if with_children {
-        for child in node.children() {
-            copy_node(w, child, true)?;
-        }
+    for child in node.children().filter(|c| shape.keeps_child(c)) {
+        copy_node(w, child, &WHOLE)?;
     }
     w.end_node(handle)?;
     Ok(())
@@ -457,6 +570,178 @@ mod tests {
         assert_eq!(seen.gic_redistributors, platform.gic_redistributors);
         assert_eq!(seen.gic_maintenance, platform.gic_maintenance);
         assert_eq!(seen.timer, platform.timer);
+    }
+
+    fn guest_of(blob: &[u8]) -> Vec<u8> {
+        crate::fdt_check::check(blob).unwrap();
+        let host = Fdt::new(blob).unwrap();
+        let platform = Platform::discover(&host).unwrap();
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x1000_0000,
+        }];
+        let config = GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Hvc,
+        };
+        build(&host, &platform, &config).unwrap()
+    }
+
+    fn phandles(tree: &Fdt<'_>) -> Vec<u32> {
+        tree.all_nodes()
+            .filter_map(|n| n.property("phandle").and_then(|p| p.as_usize()))
+            .map(|p| p as u32)
+            .collect()
+    }
+
+    /// A board's console with the properties real SoCs give it (pin
+    /// control, resets, DMA, a power domain) and `clocks` naming the
+    /// providers `clock_compatibles`; a big.LITTLE-style PMU whose 4-cell
+    /// interrupt names a PPI partition.
+    fn soc_console_board(clock_compatibles: &'static [&'static str]) -> Vec<u8> {
+        crate::platform::tests::gic_cells_board(
+            |w| {
+                let p = w.begin_node("pinctrl@10005000").unwrap();
+                w.property_string("compatible", "vendor,pinctrl").unwrap();
+                w.property_array_u64("reg", &[0x1000_5000, 0x1000]).unwrap();
+                let pins = w.begin_node("uart0-pins").unwrap();
+                w.property_u32("phandle", 7).unwrap();
+                w.end_node(pins).unwrap();
+                w.end_node(p).unwrap();
+                let mut clocks = Vec::new();
+                for (i, compatible) in clock_compatibles.iter().enumerate() {
+                    let phandle = 20 + i as u32;
+                    let c = w.begin_node(&alloc::format!("clock-{i}")).unwrap();
+                    w.property_string("compatible", compatible).unwrap();
+                    w.property_u32("#clock-cells", 0).unwrap();
+                    w.property_u32("clock-frequency", 24_000_000).unwrap();
+                    w.property_u32("phandle", phandle).unwrap();
+                    // A gate's own parent, which the guest does not get.
+                    w.property_u32("clocks", 99).unwrap();
+                    w.end_node(c).unwrap();
+                    clocks.push(phandle);
+                }
+                let s = w.begin_node("serial@11002000").unwrap();
+                w.property_string("compatible", "arm,pl011").unwrap();
+                w.property_array_u64("reg", &[0x1100_2000, 0x1000]).unwrap();
+                w.property_array_u32("interrupts", &[0, 91, 4, 0]).unwrap();
+                w.property_string("pinctrl-names", "default").unwrap();
+                w.property_u32("pinctrl-0", 7).unwrap();
+                w.property_array_u32("resets", &[8, 1]).unwrap();
+                w.property_array_u32("dmas", &[9, 1, 9, 2]).unwrap();
+                w.property_u32("power-domains", 10).unwrap();
+                w.property_array_u32("clocks", &clocks).unwrap();
+                w.property_string("clock-names", "uartclk").unwrap();
+                w.end_node(s).unwrap();
+                let pmu = w.begin_node("pmu-a76").unwrap();
+                w.property_string("compatible", "arm,cortex-a76-pmu")
+                    .unwrap();
+                w.property_array_u32("interrupts", &[1, 7, 4, 3]).unwrap();
+                w.end_node(pmu).unwrap();
+            },
+            4,
+            &[1, 13, 8, 0, 1, 14, 8, 0, 1, 11, 8, 0, 1, 10, 8, 0],
+        )
+    }
+
+    /// R9-4: the console reaches the guest with an allow-list of
+    /// properties, so none names a node the guest lacks (pinctrl-0 made
+    /// Linux's PL011 probe fail); its fixed clocks come without their own
+    /// references. R9-2: the GIC keeps `ppi-partitions` (which the PMU's
+    /// 4-cell interrupt names) but not its ITS, and core-specific PMUs
+    /// reach the guest.
+    #[test]
+    fn guest_nodes_name_only_nodes_the_guest_has() {
+        let blob = guest_of(&soc_console_board(&["fixed-clock"]));
+        crate::fdt_check::check(&blob).unwrap();
+        let guest = Fdt::new(&blob).unwrap();
+        let known = phandles(&guest);
+        let uart = guest.find_node("/serial@11002000").expect("the console");
+        for gone in [
+            "pinctrl-names",
+            "pinctrl-0",
+            "resets",
+            "dmas",
+            "power-domains",
+        ] {
+            assert!(uart.property(gone).is_none(), "{gone} reached the guest");
+        }
+        let clock = uart.property("clocks").and_then(|p| p.as_usize()).unwrap() as u32;
+        assert!(
+            known.contains(&clock),
+            "the console's clock is in the guest"
+        );
+        let fixed = guest.find_compatible(&["fixed-clock"]).unwrap();
+        assert!(fixed.property("clocks").is_none());
+        assert_eq!(
+            fixed.property("clock-frequency").and_then(|p| p.as_usize()),
+            Some(24_000_000)
+        );
+        for node in guest.all_nodes() {
+            if let Some(parent) = node.property("interrupt-parent") {
+                let parent = parent.as_usize().unwrap() as u32;
+                assert!(known.contains(&parent), "{}: interrupt-parent", node.name);
+            }
+        }
+        assert!(guest.find_compatible(&["vendor,pinctrl"]).is_none());
+        assert!(guest.find_compatible(&["arm,gic-v3-its"]).is_none());
+        let pmu = guest
+            .find_compatible(&["arm,cortex-a76-pmu"])
+            .expect("the core-specific PMU");
+        let cells: Vec<u32> = be_u32s(pmu.property("interrupts").unwrap().value).collect();
+        assert!(known.contains(&cells[3]), "the PMU's PPI partition");
+        assert!(guest
+            .find_node("/interrupt-controller@c000000/ppi-partitions/interrupt-partition-0")
+            .is_some());
+        // The guest's own discovery reads its 4-cell GIC.
+        assert_eq!(Platform::discover(&guest).unwrap().timer.virtual_, 27);
+    }
+
+    /// R9-4: a console clocked by a clock controller (not a fixed clock)
+    /// reaches the guest without `clocks`: hv gives the guest neither the
+    /// controller nor a made-up rate.
+    #[test]
+    fn a_console_clocked_by_a_controller_gets_no_clocks() {
+        let blob = guest_of(&soc_console_board(&["fixed-clock", "vendor,cru"]));
+        let guest = Fdt::new(&blob).unwrap();
+        let uart = guest.find_node("/serial@11002000").expect("the console");
+        assert!(uart.property("clocks").is_none());
+        assert!(uart.property("clock-names").is_none());
+        assert!(guest.find_compatible(&["vendor,cru"]).is_none());
+        assert!(guest.find_compatible(&["fixed-clock"]).is_none());
+        assert!(uart.property("compatible").is_some());
+        assert!(uart.property("interrupts").is_some());
+    }
+
+    #[test]
+    fn cpu_pmus_are_recognised() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        for (i, compatible) in [
+            "arm,armv8-pmuv3",
+            "arm,cortex-a53-pmu",
+            "arm,cortex-x2-pmu",
+            "arm,neoverse-n1-pmu",
+            "arm,cortex-a15-gic",
+            "arm,neoverse-n1",
+            "vendor,pmu",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let n = w.begin_node(&alloc::format!("n{i}")).unwrap();
+            w.property_string("compatible", compatible).unwrap();
+            w.end_node(n).unwrap();
+        }
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+        let tree = Fdt::new(&blob).unwrap();
+        let pmus: Vec<bool> = (0..7)
+            .map(|i| is_cpu_pmu(&tree.find_node(&alloc::format!("/n{i}")).unwrap()))
+            .collect();
+        assert_eq!(pmus, [true, true, true, true, false, false, false]);
     }
 
     #[test]

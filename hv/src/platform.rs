@@ -352,6 +352,11 @@ fn through_ranges(
             "a bus's ranges has addresses wider than two cells",
         ));
     }
+    if entry_cells == 0 || !ranges.value.len().is_multiple_of(entry_cells * 4) {
+        return Err(DiscoveryError::Malformed(
+            "a bus's ranges is not a whole number of (child, parent, size) entries",
+        ));
+    }
     for entry in ranges.value.chunks_exact(entry_cells * 4) {
         let words: ArrayVec<u32, 6> = be_u32s(entry).collect();
         let child = number(&words[..child_cells]);
@@ -396,8 +401,13 @@ fn translated_regions(
         ));
     }
     let entry_cells = address_cells + size_cells;
-    if entry_cells == 0 {
+    if reg.value.is_empty() {
         return Ok(out);
+    }
+    if entry_cells == 0 || !reg.value.len().is_multiple_of(entry_cells * 4) {
+        return Err(DiscoveryError::Malformed(
+            "a reg is not a whole number of (address, size) entries",
+        ));
     }
     for entry in reg.value.chunks_exact(entry_cells * 4) {
         let words: ArrayVec<u32, 4> = be_u32s(entry).collect();
@@ -441,6 +451,47 @@ fn locate<'b, 'a>(
         regions: translated_regions(&node, ancestors)?,
         inherited_interrupt_parent,
     })
+}
+
+/// How many cells one of `node`'s interrupt specifiers has: its interrupt
+/// parent's `#interrupt-cells` (the parent named by the node's own
+/// `interrupt-parent`, else the nearest ancestor's, the root's included;
+/// with none anywhere, the GIC). hv reads only GIC specifiers, which the
+/// arm,gic-v3 binding makes 3 cells (type, number, flags) or 4 (plus a PPI
+/// partition phandle, 0 for none); anything else is refused.
+fn interrupt_cells(
+    fdt: &Fdt<'_>,
+    node: &Located<'_, '_>,
+    gic: &Located<'_, '_>,
+) -> Result<usize, DiscoveryError> {
+    let parent = node
+        .node
+        .property("interrupt-parent")
+        .and_then(|p| be_u32s(p.value).next())
+        .or(node.inherited_interrupt_parent)
+        .or_else(|| {
+            fdt.find_node("/")
+                .and_then(|root| root.property("interrupt-parent"))
+                .and_then(|p| be_u32s(p.value).next())
+        });
+    let controller = match parent {
+        Some(phandle) => fdt.find_phandle(phandle).ok_or(DiscoveryError::Malformed(
+            "an interrupt-parent names no node",
+        ))?,
+        None => gic.node,
+    };
+    // Node names are slices of the blob: the same node, the same slice.
+    if !core::ptr::eq(controller.name.as_ptr(), gic.node.name.as_ptr()) {
+        return Err(DiscoveryError::Malformed(
+            "the timer's or GIC's interrupt parent is not the GICv3",
+        ));
+    }
+    match cells_of(&controller, "#interrupt-cells", 3) {
+        n @ (3 | 4) => Ok(n),
+        _ => Err(DiscoveryError::Malformed(
+            "the GICv3's #interrupt-cells is neither 3 nor 4",
+        )),
+    }
 }
 
 fn is_compatible(node: &FdtNode<'_, '_>, with: &str) -> bool {
@@ -515,15 +566,16 @@ impl Platform {
             ));
         }
 
-        // (type 1 = PPI, number, flags): a listed maintenance interrupt
-        // must be a PPI.
+        // (type 1 = PPI, number, flags[, PPI partition]): a listed
+        // maintenance interrupt must be a PPI.
         let gic_maintenance = match gic.node.property("interrupts") {
             None => None,
             Some(p) => {
-                let cells: ArrayVec<u32, 3> = be_u32s(p.value).take(3).collect();
-                if cells.len() < 3 {
+                let step = interrupt_cells(fdt, &gic, &gic)?;
+                let cells: ArrayVec<u32, 4> = be_u32s(p.value).take(step).collect();
+                if cells.len() < step || !p.value.len().is_multiple_of(step * 4) {
                     return Err(DiscoveryError::Malformed(
-                        "the GIC's interrupts property has fewer than three cells",
+                        "the GIC's interrupts property is not a whole number of specifiers",
                     ));
                 }
                 Some(ppi_intid("GIC maintenance", cells[0], cells[1])?)
@@ -541,18 +593,20 @@ impl Platform {
 
         let cpus = find_cpus(fdt)?;
 
-        let timer = fdt
-            .find_compatible(&["arm,armv8-timer"])
+        let timer = find_located(fdt, |node| is_compatible(node, "arm,armv8-timer"))?
             .ok_or(DiscoveryError::NoTimer)?;
+        // `step` cells per interrupt (type, number, flags[, PPI partition]);
+        // PPIs are type 1.
+        let step = interrupt_cells(fdt, &timer, &gic)?;
         let cells: ArrayVec<u32, 16> = timer
+            .node
             .property("interrupts")
-            .map(|p| be_u32s(p.value).take(16).collect())
+            .map(|p| be_u32s(p.value).take(4 * step).collect())
             .unwrap_or_default();
-        // Three cells per interrupt (type, number, flags); PPIs are type 1.
-        if cells.len() < 12 {
+        if cells.len() < 4 * step {
             return Err(DiscoveryError::NoTimer);
         }
-        let ppi = |what, i: usize| ppi_intid(what, cells[i * 3], cells[i * 3 + 1]);
+        let ppi = |what, i: usize| ppi_intid(what, cells[i * step], cells[i * step + 1]);
         let timer = TimerIrqs {
             secure_physical: ppi("secure physical timer", 0)?,
             physical: ppi("physical timer", 1)?,
@@ -1215,6 +1269,197 @@ pub(crate) mod tests {
         w.end_node(n).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    /// A board whose GICv3 (phandle 1, the root's interrupt parent) sits
+    /// under an identity-mapped /soc with `gic_cells` #interrupt-cells,
+    /// the timer's interrupts `timer`, and `extra` adding nodes under the
+    /// root (review 9's board).
+    pub(crate) fn gic_cells_board(
+        extra: impl FnOnce(&mut vm_fdt::FdtWriter),
+        gic_cells: u32,
+        timer: &[u32],
+    ) -> alloc::vec::Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_u32("interrupt-parent", 1).unwrap();
+        let n = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        let c = w.begin_node("cpu@0").unwrap();
+        w.property_string("device_type", "cpu").unwrap();
+        w.property_u32("reg", 0).unwrap();
+        w.end_node(c).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", timer).unwrap();
+        w.end_node(n).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_null("ranges").unwrap();
+        let n = w.begin_node("interrupt-controller@c000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_u32("#interrupt-cells", gic_cells).unwrap();
+        w.property_null("interrupt-controller").unwrap();
+        w.property_u32("phandle", 1).unwrap();
+        w.property_array_u64("reg", &[0x0c00_0000, 0x4_0000, 0x0c10_0000, 0x20_0000])
+            .unwrap();
+        let maintenance = [1, 9, 4, 0];
+        w.property_array_u32("interrupts", &maintenance[..gic_cells.min(4) as usize])
+            .unwrap();
+        let its = w.begin_node("msi-controller@c040000").unwrap();
+        w.property_string("compatible", "arm,gic-v3-its").unwrap();
+        w.end_node(its).unwrap();
+        let partitions = w.begin_node("ppi-partitions").unwrap();
+        let cluster = w.begin_node("interrupt-partition-0").unwrap();
+        w.property_u32("affinity", 2).unwrap();
+        w.property_u32("phandle", 3).unwrap();
+        w.end_node(cluster).unwrap();
+        w.end_node(partitions).unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(soc).unwrap();
+        extra(&mut w);
+        let n = w.begin_node("chosen").unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    pub(crate) fn a_pl011(w: &mut vm_fdt::FdtWriter) {
+        let s = w.begin_node("serial@11002000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u64("reg", &[0x1100_2000, 0x1000]).unwrap();
+        w.end_node(s).unwrap();
+    }
+
+    /// R9-2: interrupt specifiers are as long as the interrupt parent's
+    /// #interrupt-cells: the arm,gic-v3 binding's 4-cell form (MT8183,
+    /// RK3399, Qualcomm) was read 3 cells at a time, and a valid board
+    /// refused. Other counts, and specifiers cut short, are errors.
+    #[test]
+    fn interrupt_specifiers_follow_the_gics_interrupt_cells() {
+        let timer_3 = [1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8];
+        let timer_4 = [1, 13, 8, 0, 1, 14, 8, 0, 1, 11, 8, 0, 1, 10, 8, 0];
+        for (cells, timer) in [(3, &timer_3[..]), (4, &timer_4[..])] {
+            let blob = gic_cells_board(a_pl011, cells, timer);
+            crate::fdt_check::check(&blob).unwrap();
+            let p = discover(&blob).unwrap();
+            assert_eq!(
+                (
+                    p.timer.secure_physical,
+                    p.timer.physical,
+                    p.timer.virtual_,
+                    p.timer.hypervisor
+                ),
+                (29, 30, 27, 26),
+                "{cells} cells"
+            );
+            assert_eq!(p.gic_maintenance, Some(25));
+        }
+        // A 4-cell GIC with a 3-cell timer list is too short (12 of 16).
+        assert_eq!(
+            discover(&gic_cells_board(a_pl011, 4, &timer_3)).unwrap_err(),
+            DiscoveryError::NoTimer
+        );
+        assert_eq!(
+            discover(&gic_cells_board(a_pl011, 2, &timer_3)).unwrap_err(),
+            DiscoveryError::Malformed("the GICv3's #interrupt-cells is neither 3 nor 4")
+        );
+    }
+
+    /// R9-1: a bus `ranges` whose entries have no cells at all, or that is
+    /// not a whole number of entries, is a precise error (it panicked in
+    /// `chunks_exact(0)`, or a trailing partial entry was ignored); a
+    /// `reg` cut short likewise.
+    #[test]
+    fn ranges_and_reg_must_be_whole_entries() {
+        let zero_cell_buses = |w: &mut vm_fdt::FdtWriter| {
+            let a = w.begin_node("a").unwrap();
+            w.property_u32("#address-cells", 0).unwrap();
+            w.property_u32("#size-cells", 0).unwrap();
+            w.property_array_u32("ranges", &[0]).unwrap();
+            let b = w.begin_node("b").unwrap();
+            w.property_u32("#address-cells", 0).unwrap();
+            w.property_u32("#size-cells", 0).unwrap();
+            w.property_array_u32("ranges", &[0]).unwrap();
+            let c = w.begin_node("c").unwrap();
+            w.property_u32("#address-cells", 1).unwrap();
+            w.property_u32("#size-cells", 1).unwrap();
+            w.property_null("ranges").unwrap();
+            let s = w.begin_node("serial@1000").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u32("reg", &[0x1000, 0x100]).unwrap();
+            w.end_node(s).unwrap();
+            w.end_node(c).unwrap();
+            w.end_node(b).unwrap();
+            w.end_node(a).unwrap();
+        };
+        let blob = gic_cells_board(
+            zero_cell_buses,
+            3,
+            &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8],
+        );
+        crate::fdt_check::check(&blob).unwrap();
+        assert_eq!(
+            discover(&blob).unwrap_err(),
+            DiscoveryError::Malformed(
+                "a bus's ranges is not a whole number of (child, parent, size) entries"
+            )
+        );
+        // /soc's ranges (1 + 2 + 1 cells) with one cell too many.
+        let blob = soc_board(Some(0), "/soc/serial@9000000");
+        let fdt = Fdt::new(&blob).unwrap();
+        let soc = fdt.find_node("/soc").unwrap();
+        let ranges = soc.property("ranges").unwrap().value;
+        let mut longer = alloc::vec::Vec::from(ranges);
+        longer.extend_from_slice(&[0, 0, 0, 1]);
+        assert!(through_ranges(&soc, 2, 0x0900_0000, 0x1000).is_ok());
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        let bus = w.begin_node("bus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property("ranges", &longer).unwrap();
+        w.end_node(bus).unwrap();
+        w.end_node(root).unwrap();
+        let odd = w.finish().unwrap();
+        let odd = Fdt::new(&odd).unwrap();
+        assert_eq!(
+            through_ranges(&odd.find_node("/bus").unwrap(), 2, 0x0900_0000, 0x1000),
+            Err(DiscoveryError::Malformed(
+                "a bus's ranges is not a whole number of (child, parent, size) entries"
+            ))
+        );
+        // A console reg of three cells where entries are four.
+        let short_reg = |w: &mut vm_fdt::FdtWriter| {
+            let s = w.begin_node("serial@11002000").unwrap();
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u32("reg", &[0, 0x1100_2000, 0]).unwrap();
+            w.end_node(s).unwrap();
+        };
+        assert_eq!(
+            discover(&gic_cells_board(
+                short_reg,
+                3,
+                &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8]
+            ))
+            .unwrap_err(),
+            DiscoveryError::Malformed("a reg is not a whole number of (address, size) entries")
+        );
     }
 
     /// R7-14: `reg` below a bus is a bus address; hv translates it through
