@@ -386,6 +386,9 @@ pub fn perform(
             let (virtual_bits, mut physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
             sgis.set_clear(op, virtual_bits);
             if matches!(op, SetClear::PendingClear | SetClear::ActiveClear) {
+                // An SGI this CPU placed in a list register is cleared
+                // there too (R9-6); SGIs are virtual, never forwarded.
+                held.clear(op, 0, virtual_bits as u32);
                 physical_bits = held.clear(op, 0, physical_bits);
             }
             if physical_bits != 0 {
@@ -395,7 +398,7 @@ pub fn perform(
         }
         (RegisterAction::SgiPpi(op), None) => {
             let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
-            (physical | sgis.read(op) as u32) as u64
+            (physical | sgis.read(op) as u32 | held.sgis(op) as u32) as u64
         }
         (RegisterAction::PpiPriority { first }, Some(value)) => {
             let allowed = ppi_priority_bytes(first, size, hv_ppis);
@@ -810,6 +813,11 @@ pub trait HeldInterrupts {
     /// clear-pending or clear-active register (`op`): acts on what this
     /// CPU holds, and returns the bits still to write to the hardware.
     fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32;
+
+    /// The SGIs this CPU's list registers hold in the state a read of a
+    /// set/clear-pending (`op` PendingSet/PendingClear) or
+    /// set/clear-active register shows; 0 for enable registers.
+    fn sgis(&mut self, op: SetClear) -> u16;
 }
 
 /// For registers about interrupts the writing CPU cannot hold (another
@@ -820,6 +828,12 @@ pub struct NothingHeld;
 impl HeldInterrupts for NothingHeld {
     fn clear(&mut self, _op: SetClear, _first: u32, bits: u32) -> u32 {
         bits
+    }
+
+    /// Another CPU's list registers cannot be read here: a remote read
+    /// shows the SGIs not yet placed only.
+    fn sgis(&mut self, _op: SetClear) -> u16 {
+        0
     }
 }
 
@@ -835,6 +849,25 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
     fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32 {
         clear_held(op, first, bits, self.cpu, self.backlog)
     }
+
+    fn sgis(&mut self, op: SetClear) -> u16 {
+        let state = match op {
+            SetClear::PendingSet | SetClear::PendingClear => LR_STATE_PENDING,
+            SetClear::ActiveSet | SetClear::ActiveClear => LR_STATE_ACTIVE,
+            SetClear::EnableSet | SetClear::EnableClear => return 0,
+        };
+        let count = self.cpu.count().min(MAX_LIST_REGISTERS);
+        let empty = self.cpu.empty();
+        let mut sgis = 0;
+        for n in (0..count).filter(|n| empty & (1 << n) == 0) {
+            let lr = self.cpu.read(n);
+            let intid = lr & 0xffff_ffff;
+            if lr & LR_HW == 0 && intid < 16 && (lr >> LR_STATE_SHIFT) & state != 0 {
+                sgis |= 1 << intid;
+            }
+        }
+        sgis
+    }
 }
 
 const LR_STATE_SHIFT: u32 = 62;
@@ -842,7 +875,7 @@ const LR_STATE_PENDING: u64 = 0b01;
 const LR_STATE_ACTIVE: u64 = 0b10;
 
 /// A guest write of `bits` (bit k: INTID `first + k`) to GICD_ICPENDR<n>,
-/// GICD_ICACTIVER<n> or the PPI bits of its own GICR_ICPENDR0 /
+/// GICD_ICACTIVER<n> or the SGI and PPI bits of its own GICR_ICPENDR0 /
 /// GICR_ICACTIVER0 (`op`), for the interrupts this CPU holds for its vCPU:
 /// in a list register, or acknowledged and waiting in `backlog`. Returns
 /// the bits to forward to the hardware.
@@ -985,7 +1018,8 @@ impl VirtualSgis {
         };
     }
 
-    /// The SGI bits a read of the register shows.
+    /// The SGI bits a read of the register shows for SGIs not yet placed
+    /// in a list register (the owner adds what its list registers hold).
     pub fn read(&self, op: SetClear) -> u16 {
         match op {
             SetClear::EnableSet | SetClear::EnableClear => self.enabled.load(Ordering::Acquire),
@@ -2163,6 +2197,66 @@ mod tests {
                 0xffff_0000 & !(1 << 27) & !MAINTENANCE as u64
             )],
             "neither SGIs, nor hv's PPI, nor the held one"
+        );
+    }
+
+    /// R9-6: the guest's own GICR_ICPENDR0 withdraws a pending SGI a list
+    /// register holds (it cleared only the not-yet-placed pending bit), as
+    /// it does a PPI; an active and pending SGI stays active; reads of
+    /// GICR_ISPENDR0 / GICR_ISACTIVER0 show what the list registers hold,
+    /// and GICR_ICACTIVER0 ends an SGI's active state there (no DIR: an SGI
+    /// list register has no HW bit). Nothing about SGIs is forwarded.
+    #[test]
+    fn own_clear_pending_withdraws_a_held_sgi() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        sgis.raise(6); // not yet placed
+        cpu.active.insert(27);
+        cpu.lrs.lrs[0] = list_register(3, None, 0xa0); // pending
+        cpu.lrs.lrs[1] = list_register(27, Some(27), 0xa0);
+        cpu.lrs.lrs[2] = active(list_register(4, None, 0xa0)) | LR_STATE_PENDING << 62;
+        cpu.lrs.lrs[3] = active(list_register(5, None, 0xa0));
+        let mut access = |cpu: &mut ModelCpu, offset, write| {
+            let mut held = Held {
+                cpu,
+                backlog: &mut backlog,
+            };
+            perform(
+                redistributor(offset),
+                RD + offset,
+                4,
+                write,
+                &sgis,
+                MAINTENANCE,
+                &mut held,
+                &mut hw,
+            )
+        };
+        // GICR_ISPENDR0 / ISACTIVER0 reads: placed and unplaced SGIs.
+        assert_eq!(access(&mut cpu, 0x1_0200, None), 1 << 3 | 1 << 4 | 1 << 6);
+        assert_eq!(access(&mut cpu, 0x1_0300, None), 1 << 4 | 1 << 5);
+        // GICR_ICPENDR0 for SGIs 3, 4, 6 and PPI 27.
+        let bits = 1 << 3 | 1 << 4 | 1 << 6 | 1 << 27;
+        access(&mut cpu, 0x1_0280, Some(bits));
+        assert_eq!(cpu.lrs.lrs[0], 0, "SGI 3 withdrawn");
+        assert_eq!(cpu.lrs.lrs[1], 0, "PPI 27 withdrawn");
+        assert_eq!(
+            cpu.lrs.lrs[2],
+            active(list_register(4, None, 0xa0)),
+            "SGI 4 left active"
+        );
+        assert_eq!(sgis.take(), None, "SGI 6 cleared before placing");
+        assert_eq!(access(&mut cpu, 0x1_0280, None) & 0xffff, 0);
+        // GICR_ICACTIVER0 for SGIs 4 and 5.
+        access(&mut cpu, 0x1_0380, Some(1 << 4 | 1 << 5));
+        assert_eq!(cpu.lrs.lrs[2..], [0, 0]);
+        assert_eq!(access(&mut cpu, 0x1_0300, None), 0);
+        assert!(cpu.active.is_empty(), "only PPI 27 was deactivated");
+        assert_eq!(
+            hw.writes,
+            [(RD + 0x1_0280, 4, 1 << 27)],
+            "only the PPI reaches the hardware"
         );
     }
 
