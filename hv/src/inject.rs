@@ -46,6 +46,7 @@ pub const PSTATE_PAN: u64 = 1 << 22;
 pub const PSTATE_DIT: u64 = 1 << 24;
 pub const PSTATE_TCO: u64 = 1 << 25;
 pub const PSTATE_ALLINT: u64 = 1 << 13;
+pub const PSTATE_EXLOCK: u64 = 1 << 34;
 /// PSTATE.DIT in the AArch32 SPSR layout (PAN and NZCV share the AArch64
 /// positions).
 const PSTATE_AARCH32_DIT: u64 = 1 << 21;
@@ -54,6 +55,8 @@ const PSTATE_AARCH32_DIT: u64 = 1 << 21;
 pub const SCTLR_SPAN: u64 = 1 << 23;
 pub const SCTLR_DSSBS: u64 = 1 << 44;
 pub const SCTLR_SPINTMASK: u64 = 1 << 62;
+/// GCSCR_EL1.EXLOCKEN: exceptions taken from EL1 to EL1 lock ELR/SPSR.
+pub const GCSCR_EXLOCKEN: u64 = 1 << 6;
 
 /// The features whose PSTATE bits an exception entry sets or keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub struct EntryFeatures {
     pub ssbs: bool,
     /// FEAT_NMI (ID_AA64PFR1_EL1.NMI): PSTATE.ALLINT exists.
     pub nmi: bool,
+    /// FEAT_GCS (ID_AA64PFR1_EL1.GCS): PSTATE.EXLOCK exists.
+    pub gcs: bool,
 }
 
 impl From<&CpuFeatures> for EntryFeatures {
@@ -75,15 +80,18 @@ impl From<&CpuFeatures> for EntryFeatures {
             mte: features.has_mte(),
             ssbs: features.has_ssbs(),
             nmi: features.has_nmi(),
+            gcs: features.has_gcs(),
         }
     }
 }
 
-/// The EL1 an exception is taken to: its features and SCTLR_EL1.
+/// The EL1 an exception is taken to: its features, SCTLR_EL1 and
+/// GCSCR_EL1 (0 without FEAT_GCS, where the register does not exist).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetEl1 {
     pub features: EntryFeatures,
     pub sctlr: u64,
+    pub gcscr: u64,
 }
 
 /// PSTATE after taking an exception to EL1 from `from` (the SPSR of the
@@ -95,11 +103,13 @@ pub struct TargetEl1 {
 /// - TCO is set (FEAT_MTE): handlers start with tag checks overridden;
 /// - SSBS = SCTLR_EL1.DSSBS (FEAT_SSBS);
 /// - ALLINT = NOT SCTLR_EL1.SPINTMASK (FEAT_NMI);
-/// - NZCV and DIT keep their values (the pseudocode does not write them).
+/// - NZCV and DIT keep their values (the pseudocode does not write them);
+/// - EXLOCK (FEAT_GCS, which hv enables for the guest with HCRX_EL2.GCSEn)
+///   is set when taken from EL1 (to EL1, its own level) with
+///   GCSCR_EL1.EXLOCKEN set (GetCurrentEXLOCKEN at EL1), else cleared.
 ///
-/// Not modelled: FEAT_GCS's EXLOCK and FEAT_EBEP's PM, features hv does not
-/// enable for its guest (HCRX_EL2.GCSEn and the PMU exception controls
-/// stay 0).
+/// Not modelled: FEAT_EBEP's PSTATE.PM, which hv neither detects nor
+/// describes to the guest.
 pub fn entry_pstate(from: u64, target: TargetEl1) -> u64 {
     let features = target.features;
     let mut pstate = PSTATE_EL1H | PSTATE_DAIF | (from & PSTATE_NZCV);
@@ -122,6 +132,10 @@ pub fn entry_pstate(from: u64, target: TargetEl1) -> u64 {
     }
     if features.nmi && target.sctlr & SCTLR_SPINTMASK == 0 {
         pstate |= PSTATE_ALLINT;
+    }
+    let from_el1 = from & PSTATE_AARCH32 == 0 && (from >> 2) & 3 == 1;
+    if features.gcs && from_el1 && target.gcscr & GCSCR_EXLOCKEN != 0 {
+        pstate |= PSTATE_EXLOCK;
     }
     pstate
 }
@@ -232,8 +246,10 @@ mod tests {
             mte: false,
             ssbs: false,
             nmi: false,
+            gcs: false,
         },
         sctlr: crate::sysregs::SCTLR_EL1_MMU_OFF,
+        gcscr: 0,
     };
 
     /// Every feature, and SCTLR_EL1 as Linux programs it with
@@ -245,9 +261,54 @@ mod tests {
             mte: true,
             ssbs: true,
             nmi: true,
+            gcs: true,
         },
         sctlr: 0x0000_0000_3445_d91d & !SCTLR_SPAN,
+        gcscr: 0,
     };
+
+    /// R9-3: with FEAT_GCS an exception taken from EL1 enters with
+    /// PSTATE.EXLOCK = GCSCR_EL1.EXLOCKEN; from EL0 (or AArch32), without
+    /// EXLOCKEN, or without the feature, EXLOCK is 0 (also when it was set
+    /// in the interrupted state).
+    #[test]
+    fn entry_sets_exlock_from_el1_when_gcscr_el1_enables_it() {
+        let locking = TargetEl1 {
+            gcscr: GCSCR_EXLOCKEN,
+            ..LINUX
+        };
+        let base = entry_pstate(0x3c5, LINUX);
+        assert_eq!(base & PSTATE_EXLOCK, 0);
+        for from_el1 in [0x3c5, 0x3c4, 0x3c5 | PSTATE_EXLOCK] {
+            assert_eq!(entry_pstate(from_el1, locking), base | PSTATE_EXLOCK);
+        }
+        // From EL0 (AArch64 or AArch32): not the target's own level.
+        assert_eq!(entry_pstate(0, locking) & PSTATE_EXLOCK, 0);
+        assert_eq!(entry_pstate(0x10, locking) & PSTATE_EXLOCK, 0);
+        // EXLOCKEN clear, or other GCSCR_EL1 bits only.
+        let others = TargetEl1 {
+            gcscr: !GCSCR_EXLOCKEN,
+            ..LINUX
+        };
+        assert_eq!(entry_pstate(0x3c5 | PSTATE_EXLOCK, others), base);
+        // No FEAT_GCS: the bit does not exist.
+        let no_gcs = TargetEl1 {
+            features: EntryFeatures {
+                gcs: false,
+                ..LINUX.features
+            },
+            ..locking
+        };
+        assert_eq!(entry_pstate(0x3c5, no_gcs) & PSTATE_EXLOCK, 0);
+        // The injection path takes the same value.
+        let mut el1 = FakeEl1::default();
+        let at = ReturnState {
+            pc: 0xffff_8000_0000_1000,
+            pstate: 0x3c5,
+        };
+        let next = take_sync_exception(&mut el1, locking, at, undefined_syndrome(), None);
+        assert_ne!(next.pstate & PSTATE_EXLOCK, 0);
+    }
 
     #[test]
     fn entry_sets_pan_when_span_is_clear_and_keeps_it_otherwise() {
@@ -258,6 +319,7 @@ mod tests {
                 ..EntryFeatures::default()
             },
             sctlr: SCTLR_SPAN,
+            gcscr: 0,
         };
         let from_kernel = ReturnState {
             pc: 0xffff_8000_1234_5678,

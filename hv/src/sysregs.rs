@@ -15,6 +15,8 @@ pub enum NestedVirt {
 pub struct CpuFeatures {
     pub id_aa64pfr0: u64,
     pub id_aa64pfr1: u64,
+    /// ID_AA64PFR2_EL1 (RAZ on CPUs that predate it).
+    pub id_aa64pfr2: u64,
     pub id_aa64mmfr0: u64,
     pub id_aa64mmfr1: u64,
     pub id_aa64mmfr2: u64,
@@ -128,6 +130,18 @@ impl CpuFeatures {
     pub fn has_brbe(&self) -> bool {
         field(self.id_aa64dfr0, 52) != 0
     }
+    /// FEAT_SPE (ID_AA64DFR0_EL1.PMSVer != 0): the Profiling Buffer.
+    pub fn has_spe(&self) -> bool {
+        field(self.id_aa64dfr0, 32) != 0
+    }
+    /// FEAT_TRBE (ID_AA64DFR0_EL1.TraceBuffer != 0): the Trace Buffer.
+    pub fn has_trbe(&self) -> bool {
+        field(self.id_aa64dfr0, 44) != 0
+    }
+    /// FEAT_FPMR (ID_AA64PFR2_EL1.FPMR != 0): the FPMR register.
+    pub fn has_fpmr(&self) -> bool {
+        field(self.id_aa64pfr2, 32) != 0
+    }
     /// FEAT_SPEv1p2 (ID_AA64DFR0_EL1.PMSVer >= 3): PMSNEVFR_EL1.
     pub fn has_spe_v1p2(&self) -> bool {
         field(self.id_aa64dfr0, 32) >= 3
@@ -189,16 +203,33 @@ pub fn cptr_el2(features: &CpuFeatures) -> u64 {
 // MDCR_EL2 bits.
 pub const MDCR_HPMD: u64 = 1 << 17;
 pub const MDCR_HCCD: u64 = 1 << 23;
+/// E2PB = 0b11: the Profiling Buffer uses the EL1&0 regime, its EL1
+/// registers untrapped.
+pub const MDCR_E2PB_EL1: u64 = 0b11 << 12;
+/// E2TB = 0b11: the Trace Buffer likewise.
+pub const MDCR_E2TB_EL1: u64 = 0b11 << 24;
 
 /// MDCR_EL2: all PMU counters (HPMN = PMCR_EL0.N) and debug to the guest,
 /// but hv's own execution at EL2 is not counted, so the guest's counters
 /// cannot watch hv: HPMD (event counters, FEAT_PMUv3p1) and HCCD (cycle
-/// counter, FEAT_PMUv3p5).
+/// counter, FEAT_PMUv3p5). The SPE Profiling Buffer and the Trace Buffer
+/// belong to the guest's EL1 (E2PB, E2TB = 0b11, as Linux's booting.rst
+/// asks; 0b00 would trap their registers to hv, which makes them
+/// UNDEFINED), with or without a PMU. Where EL3 owns a buffer (its
+/// PMBIDR_EL1.P / TRBIDR_EL1.P read 1), EL3's own trap wins and these
+/// bits change nothing.
 pub fn mdcr_el2(features: &CpuFeatures, pmcr_el0: u64) -> u64 {
-    if !features.has_pmuv3() {
-        return 0;
+    let mut mdcr = 0;
+    if features.has_spe() {
+        mdcr |= MDCR_E2PB_EL1;
     }
-    let mut mdcr = (pmcr_el0 >> 11) & 0x1f;
+    if features.has_trbe() {
+        mdcr |= MDCR_E2TB_EL1;
+    }
+    if !features.has_pmuv3() {
+        return mdcr;
+    }
+    mdcr |= (pmcr_el0 >> 11) & 0x1f;
     let version = field(features.id_aa64dfr0, 8);
     if version >= 4 {
         mdcr |= MDCR_HPMD;
@@ -214,12 +245,15 @@ pub const HCRX_MSCEN: u64 = 1 << 11;
 pub const HCRX_TCR2EN: u64 = 1 << 14;
 pub const HCRX_SCTLR2EN: u64 = 1 << 15;
 pub const HCRX_GCSEN: u64 = 1 << 22;
+pub const HCRX_ENFPM: u64 = 1 << 23;
 
 /// HCRX_EL2 when FEAT_HCX exists, enabling at EL1 what the guest sees in
 /// its (untrapped) ID registers, as Linux's booting.rst asks of EL2:
 /// MSCEn for FEAT_MOPS, TCR2En for FEAT_TCR2 (else TCR2_EL1 accesses trap
 /// to hv, which makes them UNDEFINED: a 6.5+ kernel's `__cpu_setup`
-/// dies), SCTLR2En for FEAT_SCTLR2, GCSEn for FEAT_GCS. MCE2 stays 0:
+/// dies), SCTLR2En for FEAT_SCTLR2, GCSEn for FEAT_GCS, EnFPM for
+/// FEAT_FPMR (else FPMR accesses trap: a 6.8+ kernel switching FPMR on
+/// such a CPU takes an UNDEFINED exception). MCE2 stays 0:
 /// MOPS exceptions from EL1 go to the guest's EL1; the EL2 handling
 /// booting.rst asks for exists for a vCPU that moves between physical
 /// CPUs with different MOPS options mid-instruction, and hv's vCPUs never
@@ -237,6 +271,9 @@ pub fn hcrx_el2(features: &CpuFeatures) -> u64 {
     }
     if features.has_gcs() {
         hcrx |= HCRX_GCSEN;
+    }
+    if features.has_fpmr() {
+        hcrx |= HCRX_ENFPM;
     }
     hcrx
 }
@@ -339,6 +376,7 @@ mod tests {
     const MAX: CpuFeatures = CpuFeatures {
         id_aa64pfr0: 0x1201_1111_1101_1111 | 1 << 32,
         id_aa64pfr1: 0x0000_0000_0100_0121,
+        id_aa64pfr2: 0,
         id_aa64mmfr0: 0x1000_0000_0010_1125 | 1 << 56,
         id_aa64mmfr1: 0x1000_1101_1121_1122,
         id_aa64mmfr2: 0x1221_0011_1201_1011,
@@ -353,6 +391,7 @@ mod tests {
     const N1: CpuFeatures = CpuFeatures {
         id_aa64pfr0: 0x1100_0000_1011_1112,
         id_aa64pfr1: 0x0000_0000_0000_0020,
+        id_aa64pfr2: 0,
         id_aa64mmfr0: 0x0000_0000_0010_1125,
         id_aa64mmfr1: 0x0000_0000_1012_2122,
         id_aa64mmfr2: 0x0000_0000_0000_1011,
@@ -481,6 +520,46 @@ mod tests {
         };
         assert_eq!(mdcr_el2(&pmuv3, 6 << 11), 6, "PMUv3 without p1: no HPMD");
         assert_eq!(mdcr_el2(&CpuFeatures::default(), 6 << 11), 0);
+    }
+
+    /// R9-5: with FEAT_SPE / FEAT_TRBE the guest's EL1 owns the Profiling
+    /// and Trace Buffers (E2PB, E2TB = 0b11, also without a PMU: they were
+    /// 0b00, trapping the buffer registers); FEAT_FPMR gets HCRX_EL2.EnFPM.
+    #[test]
+    fn spe_trbe_buffers_and_fpmr_belong_to_the_guest() {
+        assert!(!MAX.has_spe() && !MAX.has_trbe() && !MAX.has_fpmr());
+        assert!(!N1.has_spe() && !N1.has_trbe());
+        for pmu_version in [0u64, 1, 6] {
+            let spe = CpuFeatures {
+                id_aa64dfr0: pmu_version << 8 | 1 << 32,
+                ..CpuFeatures::default()
+            };
+            let trbe = CpuFeatures {
+                id_aa64dfr0: pmu_version << 8 | 1 << 44,
+                ..CpuFeatures::default()
+            };
+            let pmu_bits = mdcr_el2(
+                &CpuFeatures {
+                    id_aa64dfr0: pmu_version << 8,
+                    ..CpuFeatures::default()
+                },
+                4 << 11,
+            );
+            assert_eq!(mdcr_el2(&spe, 4 << 11), pmu_bits | 0b11 << 12);
+            assert_eq!(mdcr_el2(&trbe, 4 << 11), pmu_bits | 0b11 << 24);
+        }
+        assert_eq!(MDCR_E2PB_EL1 | MDCR_E2TB_EL1, 0x0300_3000);
+        let fpmr = CpuFeatures {
+            id_aa64pfr2: 1 << 32,
+            ..MAX
+        };
+        assert!(fpmr.has_fpmr());
+        assert_eq!(hcrx_el2(&fpmr), HCRX_MSCEN | 1 << 23);
+        let other_pfr2_fields = CpuFeatures {
+            id_aa64pfr2: 0xfff,
+            ..MAX
+        };
+        assert_eq!(hcrx_el2(&other_pfr2_fields), HCRX_MSCEN);
         assert_eq!(SCTLR_EL2_MMU_ON & 0x100d, 0x100d);
     }
 }

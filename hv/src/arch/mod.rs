@@ -228,6 +228,7 @@ fn read_features() -> CpuFeatures {
     let mut features = CpuFeatures {
         id_aa64pfr0: read_sysreg!("id_aa64pfr0_el1"),
         id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
+        id_aa64pfr2: read_sysreg!("s3_0_c0_c4_2"), // ID_AA64PFR2_EL1
         id_aa64mmfr0: read_sysreg!("id_aa64mmfr0_el1"),
         id_aa64mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
         id_aa64mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
@@ -1068,6 +1069,12 @@ fn inject(hv: &Hv, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
     let target = TargetEl1 {
         features: EntryFeatures::from(&hv.features),
         sctlr: read_sysreg!("sctlr_el1"),
+        // GCSCR_EL1 exists only with FEAT_GCS.
+        gcscr: if hv.features.has_gcs() {
+            read_sysreg!("s3_0_c2_c5_0")
+        } else {
+            0
+        },
     };
     let next = inject::take_sync_exception(
         &mut cpu::HardwareEl1,
