@@ -9,7 +9,10 @@
 //! (hv/src/sync.rs); only the machine (`PsciHost`) is a stand-in, whose
 //! firmware, like QEMU's and TF-A's, refuses CPU_ON (ALREADY_ON) while the
 //! CPU is still on and reports OFF only once its CPU_OFF is done (its state
-//! a release/acquire flag, as QEMU keeps it under its global lock).
+//! a flag its CPU_OFF stores with release). Its AFFINITY_INFO reads that
+//! flag relaxed: real firmware (TF-A's psci_affinity_info is a plain load,
+//! then ERET) gives the caller no acquire, so what the target wrote before
+//! CPU_OFF must reach the observer through hv's power state alone.
 //!
 //! What PSCI (DEN0022, CPU_ON and AFFINITY_INFO) asks, and the models check
 //! whatever the interleaving:
@@ -108,7 +111,7 @@ impl Machine {
         };
         if answer == PowerState::Off {
             assert!(
-                self.downs[target].load(Ordering::Acquire) > 0,
+                self.downs[target].fetch_add(0, Ordering::Relaxed) > 0,
                 "AFFINITY_INFO said OFF before the firmware had the physical CPU off"
             );
         }
@@ -181,7 +184,9 @@ impl PsciHost for Machine {
 
     /// The firmware's AFFINITY_INFO for the physical CPU.
     fn is_physically_off(&self, vcpu: usize) -> bool {
-        !self.running[vcpu].load(Ordering::Acquire)
+        // Review 10: real firmware (TF-A psci_affinity_info: a plain load,
+        // then ERET) gives the caller no acquire.
+        !self.running[vcpu].load(Ordering::Relaxed)
     }
 }
 
