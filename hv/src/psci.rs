@@ -188,8 +188,62 @@ pub trait PsciHost {
     /// Whether the firmware reports vCPU `vcpu`'s physical CPU OFF (its
     /// AFFINITY_INFO), so that its CPU_ON will be accepted. Asked only for
     /// a vCPU that called CPU_OFF; an error from the firmware counts as
-    /// not off (hv never claims OFF for a core it cannot show is off).
+    /// not off (hv never claims OFF for a core it cannot show is off), and
+    /// hv boots only on a firmware that implements AFFINITY_INFO
+    /// (`firmware_is_usable`).
     fn is_physically_off(&self, vcpu: usize) -> bool;
+}
+
+/// Why the firmware's PSCI cannot carry hv's vCPU power states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnusableFirmware {
+    /// PSCI_VERSION failed: PSCI 0.1 (which has no VERSION) or no PSCI.
+    NoVersion(Error),
+    /// A version before 0.2, which has no AFFINITY_INFO.
+    TooOld(Version),
+    /// PSCI 1.0 or later whose PSCI_FEATURES says AFFINITY_INFO (SMC64) is
+    /// not implemented.
+    NoAffinityInfo(Version, Error),
+}
+
+impl core::fmt::Display for UnusableFirmware {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NEED: &str =
+            "hv needs PSCI 0.2 or later with AFFINITY_INFO (SMC64) to tell when a CPU_OFF is done";
+        match self {
+            Self::NoVersion(e) => write!(f, "the firmware's PSCI_VERSION failed ({e}): {NEED}"),
+            Self::TooOld(v) => write!(f, "the firmware implements PSCI {v}: {NEED}"),
+            Self::NoAffinityInfo(v, e) => write!(
+                f,
+                "the firmware's PSCI {v} lacks AFFINITY_INFO (PSCI_FEATURES: {e}): {NEED}"
+            ),
+        }
+    }
+}
+
+/// Whether the firmware's PSCI can settle hv's `OffPending` vCPUs: hv
+/// learns that a CPU_OFF is done only from the firmware's AFFINITY_INFO
+/// (`PsciHost::is_physically_off`), and one that always fails would leave
+/// such a vCPU ON to its guest for ever. `version` is the firmware's
+/// PSCI_VERSION; `affinity_info_features` asks its
+/// PSCI_FEATURES(AFFINITY_INFO_64), only for PSCI 1.0 or later.
+///
+/// DEN0022: AFFINITY_INFO is mandatory from PSCI 0.2, and PSCI_FEATURES
+/// exists only from 1.0, so a 0.2 firmware is taken at its word (as Linux
+/// does). From 1.0 any non-negative PSCI_FEATURES answer means implemented
+/// (its feature flags are reserved, zero, for AFFINITY_INFO).
+pub fn firmware_is_usable(
+    version: Result<Version, Error>,
+    affinity_info_features: impl FnOnce() -> Result<u32, Error>,
+) -> Result<Version, UnusableFirmware> {
+    let version = version.map_err(UnusableFirmware::NoVersion)?;
+    if version < (Version { major: 0, minor: 2 }) {
+        return Err(UnusableFirmware::TooOld(version));
+    }
+    if version.major >= 1 {
+        affinity_info_features().map_err(|e| UnusableFirmware::NoAffinityInfo(version, e))?;
+    }
+    Ok(version)
 }
 
 /// What the trapping vCPU does next.
@@ -658,6 +712,58 @@ mod tests {
         assert_eq!(
             call(PSCI_MIGRATE_INFO_TYPE, [0; 3], &power, &host),
             PsciOutcome::Return(2)
+        );
+    }
+
+    /// Review 10 P1: hv boots only on a firmware whose AFFINITY_INFO can
+    /// settle an OFF_PENDING vCPU.
+    #[test]
+    fn firmware_without_affinity_info_is_refused() {
+        use std::string::ToString;
+        let v = |major, minor| Ok(Version { major, minor });
+        let asked = Cell::new(0);
+        let features = |answer: Result<u32, Error>| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                answer
+            }
+        };
+        // PSCI 1.x: PSCI_FEATURES decides.
+        assert_eq!(
+            firmware_is_usable(v(1, 1), features(Ok(0))),
+            Ok(Version { major: 1, minor: 1 })
+        );
+        assert_eq!(
+            firmware_is_usable(v(1, 0), features(Err(Error::NotSupported))),
+            Err(UnusableFirmware::NoAffinityInfo(
+                Version { major: 1, minor: 0 },
+                Error::NotSupported
+            ))
+        );
+        assert_eq!(asked.get(), 2);
+        // PSCI 0.2 has AFFINITY_INFO by definition and no PSCI_FEATURES.
+        assert_eq!(
+            firmware_is_usable(v(0, 2), features(Err(Error::NotSupported))),
+            Ok(Version { major: 0, minor: 2 })
+        );
+        // No VERSION (PSCI 0.1 or none), or a version before 0.2.
+        assert_eq!(
+            firmware_is_usable(Err(Error::NotSupported), features(Ok(0))),
+            Err(UnusableFirmware::NoVersion(Error::NotSupported))
+        );
+        assert_eq!(
+            firmware_is_usable(v(0, 1), features(Ok(0))),
+            Err(UnusableFirmware::TooOld(Version { major: 0, minor: 1 }))
+        );
+        assert_eq!(asked.get(), 2, "PSCI_FEATURES asked only from 1.0");
+        let message = firmware_is_usable(v(1, 0), features(Err(Error::NotSupported)))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "the firmware's PSCI 1.0 lacks AFFINITY_INFO (PSCI_FEATURES: PSCI call not supported): \
+             hv needs PSCI 0.2 or later with AFFINITY_INFO (SMC64) to tell when a CPU_OFF is done"
         );
     }
 }

@@ -320,6 +320,13 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
             "the device tree says PSCI is reached by HVC, which cannot reach firmware from EL2"
         ));
     }
+    // Before any secondary starts: a vCPU's CPU_OFF settles only through the
+    // firmware's AFFINITY_INFO (`HostPsci::is_physically_off`).
+    if let Err(e) = psci::firmware_is_usable(smccc::psci::version::<smccc::Smc>(), || {
+        smccc::psci::psci_features::<smccc::Smc>(smccc::psci::PSCI_AFFINITY_INFO_64)
+    }) {
+        fail(format_args!("{e}"));
+    }
     let features = read_features();
     if !features.has_e2h0() {
         fail(format_args!(
