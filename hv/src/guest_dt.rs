@@ -107,15 +107,15 @@ pub fn build(
         let mut seen: Vec<u32> = Vec::new();
         let mut at = 0;
         while let Some(&phandle) = cells.get(at) {
-            let provider = platform::find_located(host, |node| {
-                node.property("phandle")
-                    .and_then(|p| be_u32s(p.value).next())
-                    == Some(phandle)
-            })
-            .map_err(|e| GuestDtError::Discovery("clock", e))?
-            .ok_or(GuestDtError::MissingNode("console clock"))?;
-            at += 1 + cells_of(&provider.node, "#clock-cells", 0);
-            if !compatible_with(&provider.node, &["fixed-clock"]) {
+            // By phandle, not located: a fixed clock is copied without its
+            // `reg` (FIXED_CLOCK), which may only name it inside a container
+            // without `ranges` (DT spec 2.3.8: not memory-mapped, as in the
+            // older bcm283x `clocks { clock@3 { reg = <3>; } }`).
+            let provider = host
+                .find_phandle(phandle)
+                .ok_or(GuestDtError::MissingNode("console clock"))?;
+            at += 1 + cells_of(&provider, "#clock-cells", 0);
+            if !compatible_with(&provider, &["fixed-clock"]) {
                 clocks_all_fixed = false;
             } else if !seen.contains(&phandle) {
                 seen.push(phandle);
@@ -134,7 +134,7 @@ pub fn build(
     );
     if clocks_all_fixed {
         for provider in &fixed_clocks {
-            emit_at_root(&mut w, provider, &FIXED_CLOCK, address_cells, size_cells)?;
+            copy_node(&mut w, *provider, &FIXED_CLOCK)?;
         }
     }
     if let Some(gic) = located("GIC", "arm,gic-v3")? {
@@ -713,6 +713,66 @@ mod tests {
         assert!(guest.find_compatible(&["fixed-clock"]).is_none());
         assert!(uart.property("compatible").is_some());
         assert!(uart.property("interrupts").is_some());
+    }
+
+    /// Review 10 D2: a fixed clock with a `reg` under a container without
+    /// `ranges` (the older bcm283x.dtsi `clocks { #address-cells = <1>;
+    /// #size-cells = <0>; clk_osc: clock@3 { reg = <3>; ... } }`; DT spec
+    /// 2.3.8: not memory-mapped, `reg` only names it) is copied to the
+    /// guest without `reg`; locating it failed the whole guest tree.
+    #[test]
+    fn a_fixed_clock_with_a_reg_under_a_container_without_ranges_is_copied() {
+        let host = crate::platform::tests::gic_cells_board(
+            |w| {
+                let c = w.begin_node("clocks").unwrap();
+                w.property_u32("#address-cells", 1).unwrap();
+                w.property_u32("#size-cells", 0).unwrap();
+                let k = w.begin_node("clock@3").unwrap();
+                w.property_string("compatible", "fixed-clock").unwrap();
+                w.property_u32("reg", 3).unwrap();
+                w.property_u32("#clock-cells", 0).unwrap();
+                w.property_u32("clock-frequency", 19_200_000).unwrap();
+                w.property_u32("phandle", 20).unwrap();
+                w.end_node(k).unwrap();
+                w.end_node(c).unwrap();
+                let s = w.begin_node("serial@11002000").unwrap();
+                w.property_string("compatible", "arm,pl011").unwrap();
+                w.property_array_u64("reg", &[0x1100_2000, 0x1000]).unwrap();
+                w.property_array_u32("clocks", &[20, 20]).unwrap();
+                w.property_string_list(
+                    "clock-names",
+                    alloc::vec!["uartclk".into(), "apb_pclk".into()],
+                )
+                .unwrap();
+                w.end_node(s).unwrap();
+            },
+            3,
+            &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8],
+        );
+        let blob = guest_of(&host);
+        let guest = Fdt::new(&blob).unwrap();
+        let uart = guest.find_node("/serial@11002000").expect("the console");
+        let cells: Vec<u32> = be_u32s(uart.property("clocks").unwrap().value).collect();
+        assert_eq!(cells, [20, 20]);
+        let clock = guest.find_node("/clock@3").expect("the clock, at the root");
+        assert_eq!(
+            clock.property("phandle").and_then(|p| p.as_usize()),
+            Some(20)
+        );
+        assert_eq!(
+            clock.property("clock-frequency").and_then(|p| p.as_usize()),
+            Some(19_200_000)
+        );
+        assert!(clock.property("reg").is_none());
+        assert_eq!(
+            guest
+                .all_nodes()
+                .filter(|n| compatible_with(n, &["fixed-clock"]))
+                .count(),
+            1,
+            "a clock named twice is copied once"
+        );
+        assert!(guest.find_node("/clocks").is_none());
     }
 
     #[test]
