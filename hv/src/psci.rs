@@ -15,6 +15,13 @@
 //! CPU_OFF leaves the vCPU `OffPending` until the firmware reports its
 //! physical CPU OFF: AFFINITY_INFO says ON and CPU_ON ALREADY_ON until then
 //! (see `PowerState`), so an OFF answer means a CPU_ON will be accepted.
+//! If the firmware's CPU_OFF returns (DENIED: a uniprocessor Trusted OS
+//! lives on that core), the vCPU is ON again and gets the status
+//! (`cpu_off_returned`).
+//!
+//! MIGRATE_INFO_TYPE and MIGRATE_INFO_UP_CPU report the firmware's Trusted
+//! OS (`PsciHost::trusted_os`), so that a guest does not offline the core
+//! whose CPU_OFF the firmware would deny (Linux: psci_tos_resident_on).
 
 use crate::platform::MAX_CPUS;
 use crate::sync::{AtomicU8, Ordering};
@@ -25,6 +32,7 @@ pub mod status {
     pub const SUCCESS: i64 = 0;
     pub const NOT_SUPPORTED: i64 = -1;
     pub const INVALID_PARAMETERS: i64 = -2;
+    pub const DENIED: i64 = -3;
     pub const ALREADY_ON: i64 = -4;
     pub const ON_PENDING: i64 = -5;
     pub const INTERNAL_FAILURE: i64 = -6;
@@ -192,6 +200,77 @@ pub trait PsciHost {
     /// hv boots only on a firmware that implements AFFINITY_INFO
     /// (`firmware_is_usable`).
     fn is_physically_off(&self, vcpu: usize) -> bool;
+    /// The Trusted OS the firmware reports: its MIGRATE_INFO_TYPE and,
+    /// for a uniprocessor one (type 0 or 1), its MIGRATE_INFO_UP_CPU.
+    fn trusted_os(&self) -> FirmwareTrustedOs;
+}
+
+/// The firmware's answer about its Trusted OS (DEN0022 MIGRATE_INFO_TYPE:
+/// 0 uniprocessor and migrate capable, 1 uniprocessor and not migrate
+/// capable, 2 none or multiprocessor: no migration needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirmwareTrustedOs {
+    /// Type 2, or the firmware does not say (NOT_SUPPORTED or another
+    /// error): no core is known whose CPU_OFF would be denied.
+    NoMigrationNeeded,
+    /// Type 0 or 1: a Trusted OS resident on one core, whose MPIDR the
+    /// firmware's MIGRATE_INFO_UP_CPU gave (as the firmware returned it).
+    Uniprocessor { resident_mpidr: u64 },
+}
+
+/// MPIDR's affinity fields (Aff3, Aff2..Aff0): Linux's MPIDR_HWID_BITMASK,
+/// all a MIGRATE_INFO_UP_CPU answer may carry.
+const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// The guest's MPIDR of the core its Trusted OS is resident on, if it has
+/// that core. vCPU i runs on physical CPU i with VMPIDR_EL2 = that CPU's
+/// MPIDR_EL1 (arch `configure_el2`), so the physical affinity is the
+/// vCPU's. A Trusted OS on a core the guest does not have denies none of
+/// the guest's CPU_OFFs: for the guest it needs no migration.
+fn trusted_os_core(host: &impl PsciHost) -> Option<u64> {
+    match host.trusted_os() {
+        FirmwareTrustedOs::NoMigrationNeeded => None,
+        FirmwareTrustedOs::Uniprocessor { resident_mpidr } => {
+            let affinity = resident_mpidr & MPIDR_AFFINITY;
+            host.vcpu_index(affinity).map(|_| affinity)
+        }
+    }
+}
+
+/// MIGRATE_INFO_TYPE: 1 (uniprocessor, not migrate capable) when the
+/// firmware's Trusted OS lives on one of the guest's cores, else 2. A
+/// firmware type 0 is also reported as 1: type 0 promises MIGRATE, which
+/// hv does not offer (NOT_SUPPORTED).
+fn migrate_info_type(host: &impl PsciHost) -> u64 {
+    match trusted_os_core(host) {
+        Some(_) => 1,
+        None => 2,
+    }
+}
+
+/// MIGRATE_INFO_UP_CPU: the resident core's MPIDR affinity. DEN0022 gives
+/// this call a meaning only for MIGRATE_INFO_TYPE 0 or 1, so otherwise it
+/// answers NOT_SUPPORTED. The SMC32 form returns the low 32 bits (Aff2..0;
+/// Aff3 exists only in the SMC64 answer).
+fn migrate_info_up_cpu(function: u32, host: &impl PsciHost) -> PsciOutcome {
+    match trusted_os_core(host) {
+        Some(mpidr) if function == PSCI_MIGRATE_INFO_UP_CPU_32 => {
+            PsciOutcome::Return(mpidr & 0xffff_ffff)
+        }
+        Some(mpidr) => PsciOutcome::Return(mpidr),
+        None => ret(status::NOT_SUPPORTED),
+    }
+}
+
+/// The firmware's CPU_OFF for `vcpu`'s physical CPU returned `status`
+/// (DENIED: a uniprocessor Trusted OS is resident there) instead of
+/// powering it down. The vCPU, `OffPending` since its CPU_OFF, is ON
+/// again (its physical CPU never stopped, so no settle can have made it
+/// OFF) and the guest gets the status. Err: the vCPU was no longer
+/// `OffPending` (the firmware reported OFF for a running core).
+pub fn cpu_off_returned(power: &VcpuPower, vcpu: usize, status: i64) -> Result<u64, PowerState> {
+    power.transition(vcpu, PowerState::OffPending, PowerState::On)?;
+    Ok(status as u64)
 }
 
 /// Why the firmware's PSCI cannot carry hv's vCPU power states.
@@ -298,8 +377,10 @@ pub fn handle(
                 None => ret(status::INVALID_PARAMETERS),
             }
         }
-        // 2: no Trusted OS that would need migrating.
-        PSCI_MIGRATE_INFO_TYPE => PsciOutcome::Return(2),
+        PSCI_MIGRATE_INFO_TYPE => PsciOutcome::Return(migrate_info_type(host)),
+        PSCI_MIGRATE_INFO_UP_CPU_32 | PSCI_MIGRATE_INFO_UP_CPU_64 => {
+            migrate_info_up_cpu(function, host)
+        }
         PSCI_SYSTEM_OFF => PsciOutcome::SystemOff,
         PSCI_SYSTEM_RESET => PsciOutcome::SystemReset,
         _ => ret(status::NOT_SUPPORTED),
@@ -318,6 +399,8 @@ fn features(function: u32) -> i64 {
         | PSCI_AFFINITY_INFO_32
         | PSCI_AFFINITY_INFO_64
         | PSCI_MIGRATE_INFO_TYPE
+        | PSCI_MIGRATE_INFO_UP_CPU_32
+        | PSCI_MIGRATE_INFO_UP_CPU_64
         | PSCI_SYSTEM_OFF
         | PSCI_SYSTEM_RESET => status::SUCCESS,
         SMCCC_VERSION => status::NOT_SUPPORTED,
@@ -394,6 +477,9 @@ mod tests {
         going_down: Cell<bool>,
         /// Firmware AFFINITY_INFO calls hv made.
         queries: Cell<usize>,
+        /// The firmware's MIGRATE_INFO_UP_CPU answer when it reports a
+        /// uniprocessor Trusted OS; None: MIGRATE_INFO_TYPE 2.
+        trusted_os_on: Option<u64>,
     }
 
     impl PsciHost for FakeHost {
@@ -415,6 +501,12 @@ mod tests {
         fn is_physically_off(&self, _vcpu: usize) -> bool {
             self.queries.set(self.queries.get() + 1);
             !self.going_down.get()
+        }
+        fn trusted_os(&self) -> FirmwareTrustedOs {
+            match self.trusted_os_on {
+                Some(resident_mpidr) => FirmwareTrustedOs::Uniprocessor { resident_mpidr },
+                None => FirmwareTrustedOs::NoMigrationNeeded,
+            }
         }
     }
 
@@ -612,6 +704,9 @@ mod tests {
             fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {
                 self.inner.power_on(vcpu, entry, context)
             }
+            fn trusted_os(&self) -> FirmwareTrustedOs {
+                self.inner.trusted_os()
+            }
             fn is_physically_off(&self, vcpu: usize) -> bool {
                 if !self.cycled.replace(true) {
                     let (power, inner) = (self.power, &self.inner);
@@ -765,5 +860,111 @@ mod tests {
             "the firmware's PSCI 1.0 lacks AFFINITY_INFO (PSCI_FEATURES: PSCI call not supported): \
              hv needs PSCI 0.2 or later with AFFINITY_INFO (SMC64) to tell when a CPU_OFF is done"
         );
+    }
+
+    /// Review 10 P2: the firmware's Trusted OS reaches the guest, so a
+    /// guest (Linux psci_tos_resident_on) keeps the core whose CPU_OFF the
+    /// firmware would deny.
+    #[test]
+    fn a_resident_trusted_os_is_reported_on_its_vcpu() {
+        let power = VcpuPower::new();
+        let answers = |host: &FakeHost| {
+            [
+                call(PSCI_MIGRATE_INFO_TYPE, [0; 3], &power, host),
+                call(PSCI_MIGRATE_INFO_UP_CPU_64, [0; 3], &power, host),
+                call(PSCI_MIGRATE_INFO_UP_CPU_32, [0; 3], &power, host),
+            ]
+        };
+        let on = |resident| FakeHost {
+            trusted_os_on: resident,
+            ..FakeHost::default()
+        };
+        assert_eq!(
+            answers(&on(Some(1))),
+            [
+                PsciOutcome::Return(1),
+                PsciOutcome::Return(1),
+                PsciOutcome::Return(1)
+            ]
+        );
+        // The firmware's answer may carry MPIDR_EL1's non-affinity bits
+        // (bit 31 RES1, U, MT); the guest gets the affinity only.
+        assert_eq!(
+            answers(&on(Some(0x8000_0101))),
+            [
+                PsciOutcome::Return(1),
+                PsciOutcome::Return(0x101),
+                PsciOutcome::Return(0x101)
+            ]
+        );
+        // No Trusted OS needing migration: 2, and UP_CPU has no meaning.
+        assert_eq!(
+            answers(&on(None)),
+            [
+                PsciOutcome::Return(2),
+                ret(status::NOT_SUPPORTED),
+                ret(status::NOT_SUPPORTED)
+            ]
+        );
+        // Resident on a core the guest does not have: none of the guest's
+        // CPU_OFFs is denied.
+        assert_eq!(
+            answers(&on(Some(0x200))),
+            [
+                PsciOutcome::Return(2),
+                ret(status::NOT_SUPPORTED),
+                ret(status::NOT_SUPPORTED)
+            ]
+        );
+        let host = FakeHost::default();
+        for f in [PSCI_MIGRATE_INFO_UP_CPU_32, PSCI_MIGRATE_INFO_UP_CPU_64] {
+            assert_eq!(call(PSCI_FEATURES, [f as u64, 0, 0], &power, &host), ret(0));
+        }
+    }
+
+    /// Review 10 P2: a firmware CPU_OFF that returns (DENIED) leaves the
+    /// vCPU ON, visible as such, and the guest gets DENIED; a later
+    /// CPU_OFF works as usual.
+    #[test]
+    fn a_denied_cpu_off_leaves_the_vcpu_on() {
+        let (power, host) = (VcpuPower::new(), FakeHost::default());
+        power.set_on(0);
+        power.set_on(1);
+        host.going_down.set(true);
+        assert_eq!(
+            handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host),
+            PsciOutcome::CpuOff
+        );
+        assert_eq!(
+            cpu_off_returned(&power, 1, status::DENIED),
+            Ok(status::DENIED as u64)
+        );
+        assert_eq!(power.get(1), PowerState::On);
+        assert_eq!(
+            call(PSCI_AFFINITY_INFO_64, [1, 0, 0], &power, &host),
+            PsciOutcome::Return(0)
+        );
+        assert_eq!(
+            call(PSCI_CPU_ON_64, [1, 0x4000_0000, 0], &power, &host),
+            ret(status::ALREADY_ON)
+        );
+        assert_eq!(host.queries.get(), 0, "an ON vCPU needs no firmware call");
+        // The next CPU_OFF is one generation on and settles normally.
+        host.going_down.set(false);
+        assert_eq!(
+            handle(PSCI_CPU_OFF, [0; 3], 1, &power, &host),
+            PsciOutcome::CpuOff
+        );
+        assert_eq!(
+            call(PSCI_AFFINITY_INFO_64, [1, 0, 0], &power, &host),
+            PsciOutcome::Return(1)
+        );
+        // A vCPU no longer OFF_PENDING (the firmware reported OFF for a
+        // core whose CPU_OFF then returned) is not touched.
+        assert_eq!(
+            cpu_off_returned(&power, 1, status::DENIED),
+            Err(PowerState::Off)
+        );
+        assert_eq!(power.get(1), PowerState::Off);
     }
 }

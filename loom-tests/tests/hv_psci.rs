@@ -188,6 +188,12 @@ impl PsciHost for Machine {
         // then ERET) gives the caller no acquire.
         !self.running[vcpu].load(Ordering::Relaxed)
     }
+
+    /// A firmware with no uniprocessor Trusted OS (MIGRATE_INFO_TYPE 2):
+    /// its CPU_OFF never returns, as the models' CPU_OFF assumes.
+    fn trusted_os(&self) -> psci::FirmwareTrustedOs {
+        psci::FirmwareTrustedOs::NoMigrationNeeded
+    }
 }
 
 /// vCPUs 0 and 1 both start vCPU 2 while vCPU 2 may already be entering

@@ -920,6 +920,22 @@ impl PsciHost for HostPsci<'_> {
             Ok(smccc::psci::AffinityState::Off)
         )
     }
+
+    /// The firmware's MIGRATE_INFO_TYPE, and MIGRATE_INFO_UP_CPU (SMC64)
+    /// only for a uniprocessor Trusted OS, where DEN0022 gives it a meaning.
+    fn trusted_os(&self) -> psci::FirmwareTrustedOs {
+        use smccc::psci::MigrateType;
+        match smccc::psci::migrate_info_type::<smccc::Smc>() {
+            Ok(MigrateType::MigrateCapable | MigrateType::NotMigrateCapable) => {
+                psci::FirmwareTrustedOs::Uniprocessor {
+                    resident_mpidr: smccc::psci::migrate_info_up_cpu::<smccc::Smc>(),
+                }
+            }
+            Ok(MigrateType::MigrationNotRequired) | Err(_) => {
+                psci::FirmwareTrustedOs::NoMigrationNeeded
+            }
+        }
+    }
 }
 
 /// A guest exit: `kind` is 0 for a synchronous exception, 1 IRQ, 2 FIQ,
@@ -1039,10 +1055,28 @@ fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
             // firmware reports this CPU off. Everything hv wrote on the way
             // (the vGIC release) completes first.
             cpu::dsb_ish();
-            let result = smccc::psci::cpu_off::<smccc::Smc>();
-            fail(format_args!(
-                "PSCI CPU_OFF for cpu {vcpu} returned {result:?}"
-            ));
+            // CPU_OFF returns only to refuse (DENIED: a uniprocessor Trusted
+            // OS lives on this core, which MIGRATE_INFO_TYPE/UP_CPU told
+            // the guest). The vCPU is ON again and the guest gets the
+            // status. Its vGIC interface needs no re-init: the release left
+            // the list registers empty and ICH_VMCR_EL2 (the guest's
+            // own state) untouched, and the refill on the way back
+            // (`guest_exit`) sets ICH_HCR_EL2.En again. Virtual interrupts
+            // that sat in the list registers were dropped by the release
+            // (their physical ones deactivated: a level-triggered one fires
+            // again); a guest offlining a CPU has moved its interrupts away.
+            let status = match smccc::psci::cpu_off::<smccc::Smc>() {
+                Err(error) => i64::from(error),
+                Ok(()) => fail(format_args!(
+                    "PSCI CPU_OFF for cpu {vcpu} returned SUCCESS, and the CPU is still running"
+                )),
+            };
+            match psci::cpu_off_returned(&POWER, vcpu, status) {
+                Ok(value) => frame.x[0] = value,
+                Err(state) => fail(format_args!(
+                    "PSCI CPU_OFF for cpu {vcpu} returned {status} after the firmware's AFFINITY_INFO had reported it off (vCPU {state:?})"
+                )),
+            }
         }
         PsciOutcome::SystemOff => {
             println!(
