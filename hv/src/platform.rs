@@ -1202,17 +1202,9 @@ pub(crate) mod tests {
         Platform::discover(&Fdt::new(blob).unwrap())
     }
 
-    /// A board whose GIC and console sit under a `/soc` simple-bus (one
-    /// address and size cell) as on most SoCs; the bus adds `soc_offset`
-    /// to its children's addresses (`ranges`), or has no `ranges` at all,
-    /// and gives its children their interrupt parent. `stdout` is
-    /// /chosen/stdout-path.
-    pub(crate) fn soc_board(soc_offset: Option<u64>, stdout: &str) -> alloc::vec::Vec<u8> {
-        use vm_fdt::FdtWriter;
-        let mut w = FdtWriter::new().unwrap();
-        let root = w.begin_node("").unwrap();
-        w.property_u32("#address-cells", 2).unwrap();
-        w.property_u32("#size-cells", 2).unwrap();
+    /// The root's 512 MiB of RAM at 0x4000_0000, PSCI over SMC and one
+    /// CPU: what every test board has before its devices.
+    fn write_ram_psci_cpu0(w: &mut vm_fdt::FdtWriter) {
         let n = w.begin_node("memory@40000000").unwrap();
         w.property_string("device_type", "memory").unwrap();
         w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
@@ -1230,6 +1222,20 @@ pub(crate) mod tests {
         w.property_u32("reg", 0).unwrap();
         w.end_node(c).unwrap();
         w.end_node(n).unwrap();
+    }
+
+    /// A board whose GIC and console sit under a `/soc` simple-bus (one
+    /// address and size cell) as on most SoCs; the bus adds `soc_offset`
+    /// to its children's addresses (`ranges`), or has no `ranges` at all,
+    /// and gives its children their interrupt parent. `stdout` is
+    /// /chosen/stdout-path.
+    pub(crate) fn soc_board(soc_offset: Option<u64>, stdout: &str) -> alloc::vec::Vec<u8> {
+        use vm_fdt::FdtWriter;
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        write_ram_psci_cpu0(&mut w);
         let n = w.begin_node("timer").unwrap();
         w.property_string("compatible", "arm,armv8-timer").unwrap();
         w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
@@ -1285,23 +1291,7 @@ pub(crate) mod tests {
         w.property_u32("#address-cells", 2).unwrap();
         w.property_u32("#size-cells", 2).unwrap();
         w.property_u32("interrupt-parent", 1).unwrap();
-        let n = w.begin_node("memory@40000000").unwrap();
-        w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
-            .unwrap();
-        w.end_node(n).unwrap();
-        let n = w.begin_node("psci").unwrap();
-        w.property_string("compatible", "arm,psci-1.0").unwrap();
-        w.property_string("method", "smc").unwrap();
-        w.end_node(n).unwrap();
-        let n = w.begin_node("cpus").unwrap();
-        w.property_u32("#address-cells", 1).unwrap();
-        w.property_u32("#size-cells", 0).unwrap();
-        let c = w.begin_node("cpu@0").unwrap();
-        w.property_string("device_type", "cpu").unwrap();
-        w.property_u32("reg", 0).unwrap();
-        w.end_node(c).unwrap();
-        w.end_node(n).unwrap();
+        write_ram_psci_cpu0(&mut w);
         let n = w.begin_node("timer").unwrap();
         w.property_string("compatible", "arm,armv8-timer").unwrap();
         w.property_array_u32("interrupts", timer).unwrap();
