@@ -196,25 +196,38 @@ impl Gic {
         Ok(())
     }
 
+    /// Runs `f` on this CPU's backlog and CPU interface, the state one
+    /// exit of vCPU `vcpu` works on. Called only on the CPU running that
+    /// vCPU, in hv's exit handler.
+    fn with_cpu<R>(
+        &self,
+        vcpu: usize,
+        f: impl FnOnce(&mut vgic::Backlog, &mut CpuInterface) -> R,
+    ) -> R {
+        // SAFETY: entry `vcpu` belongs to this CPU, and exceptions are
+        // masked here, so nothing else touches it while `f` runs (see
+        // Backlog); `f` cannot keep the reference.
+        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
+        f(backlog, &mut CpuInterface(self.list_registers.used))
+    }
+
     /// Physical interrupts pending at EL2: acknowledge each, queue the
     /// guest's, refill the list registers (`vgic::take_interrupts`).
     pub fn take_interrupts(&self, vcpu: usize) {
-        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
-        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut cpu = CpuInterface(self.list_registers.used);
-        vgic::take_interrupts(&mut cpu, self.maintenance, &SGIS[vcpu], backlog, |intid| {
-            self.priority(vcpu, intid)
+        self.with_cpu(vcpu, |backlog, cpu| {
+            vgic::take_interrupts(cpu, self.maintenance, &SGIS[vcpu], backlog, |intid| {
+                self.priority(vcpu, intid)
+            })
         });
     }
 
     /// Moves queued physical interrupts and pending virtual SGIs into free
     /// list registers; asks for a maintenance interrupt if some remain.
     pub fn fill_list_registers(&self, vcpu: usize) {
-        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
-        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut lrs = CpuInterface(self.list_registers.used);
-        vgic::fill_list_registers(&mut lrs, &SGIS[vcpu], backlog, |intid| {
-            self.priority(vcpu, intid)
+        self.with_cpu(vcpu, |backlog, lrs| {
+            vgic::fill_list_registers(lrs, &SGIS[vcpu], backlog, |intid| {
+                self.priority(vcpu, intid)
+            })
         });
     }
 
@@ -222,10 +235,9 @@ impl Gic {
     /// the guest never deactivated would stay active for good, so they are
     /// deactivated here (their virtual copies vanish with the vCPU).
     pub fn release_cpu(&self, vcpu: usize) {
-        // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
-        let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-        let mut cpu = CpuInterface(self.list_registers.used);
-        vgic::release_list_registers(&mut cpu, backlog, self.list_registers);
+        self.with_cpu(vcpu, |backlog, cpu| {
+            vgic::release_list_registers(cpu, backlog, self.list_registers)
+        });
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
     }
 
@@ -291,24 +303,18 @@ impl Gic {
         let size = access.size.bytes();
         let result = if owner == vcpu {
             // SPIs, or this vCPU's own PPIs: what this CPU holds counts.
-            // SAFETY: this CPU's backlog, exceptions masked (see Backlog).
-            let backlog = unsafe { &mut *BACKLOG.0[vcpu].get() };
-            let mut cpu = CpuInterface(self.list_registers.used);
-            let mut held = vgic::Held {
-                cpu: &mut cpu,
-                backlog,
-            };
-            let sgis = &SGIS[vcpu];
-            vgic::perform(
-                action,
-                ipa,
-                size,
-                write,
-                sgis,
-                hv_ppis,
-                &mut held,
-                &mut Hardware,
-            )
+            self.with_cpu(vcpu, |backlog, cpu| {
+                vgic::perform(
+                    action,
+                    ipa,
+                    size,
+                    write,
+                    &SGIS[vcpu],
+                    hv_ppis,
+                    &mut vgic::Held { cpu, backlog },
+                    &mut Hardware,
+                )
+            })
         } else {
             let sgis = &SGIS[owner];
             let result = vgic::perform(
