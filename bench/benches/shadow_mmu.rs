@@ -17,6 +17,18 @@
 //!   page (no TTL hint, as without FEAT_TTL) and VMALLS12E1IS with 1K and
 //!   1M entries cached. The state is restored after every timed call
 //!   (untimed), so each call starts from the full cache.
+//! - `shadow_invalidate_page_cold`: the same one-page invalidation (Umbra,
+//!   and KVM-style with TTL=3) with the CPU caches and TLBs emptied
+//!   (untimed, by reading a 64 MiB buffer) before every timed call, so 1K
+//!   and 1M entries start from the same state: the algorithm's scaling
+//!   apart from the memory hierarchy's.
+//! - `shadow_invalidate_contexts`: a one-page IPAS2E1IS and a VMALLS12E1IS
+//!   for VMID 1 while 1, 16 or 64 contexts exist (1K pages cached in each,
+//!   the others of other VMIDs), and with 4 of the 64 sharing VMID 1
+//!   (different VTTBRs): cost against the contexts that exist and the
+//!   contexts the TLBI covers.
+//! - `shadow_invalidate_range`: RIPAS2E1IS over 2, 16, 256 and 4096 pages of
+//!   a 256K-entry context, and over a 1 GiB region holding 16 cached pages.
 //! - `shadow_invalidate_scaling`: Umbra's one-page invalidation alone at
 //!   16K and 256K entries, between the 1K and 1M of the groups above: where
 //!   its cost stops growing (once the working set has left the CPU caches,
@@ -25,18 +37,22 @@
 //!   parts of an invalidation alone, at 1K and 1M entries.
 //!
 //! Run: `cargo bench -p bench --bench shadow_mmu -- --measurement-time 3 --warm-up-time 1`
-//! (the 1M-entry invalidation groups set their own shorter times: every
-//! timed call there is followed by an untimed restore of the cache).
+//! (the 1M-entry invalidation groups and the cold, context and range groups
+//! set their own times: every timed call there is followed by an untimed
+//! restore of the cache, or an eviction, far longer than the call).
 
 use std::hint::black_box;
+use std::ops::Range;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bench::shadow_baseline::{exposed_features, KvmStyle, L1Fixture, MutexHashMapCache};
+use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
 };
-use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
+use ipc::tlbi::{Granule, InvalidateScope, RangeOperand, Shareability, Tlbi, TlbiOp, TlbiParams};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     resolve, Composition, HostExecute, L0RegionMap, L1Translation, ShadowMapping,
@@ -85,7 +101,11 @@ fn ipas2e1_ttl3(ipa: u64) -> InvalidateScope {
 }
 
 fn umbra_key(f: &L1Fixture, vmid: u16) -> ContextKey {
-    let k = f.key(vmid);
+    umbra_context(&f.key(vmid))
+}
+
+/// Umbra's key for the context the baselines know by `k`.
+fn umbra_context(k: &ipc::message::ContextKey) -> ContextKey {
     ContextKey::new(k.vmid, k.vttbr, k.vtcr, Endianness::Little)
 }
 
@@ -145,11 +165,21 @@ fn translate_ok(service: &Umbra, worker: &shadow_mmu::service::Worker, key: &Con
 }
 
 fn fill_umbra(service: &Umbra, f: &L1Fixture, vmids: &[u16], pages: u64) {
-    let worker = service.worker();
-    for &vmid in vmids {
-        let key = umbra_key(f, vmid);
-        for i in 0..pages {
-            translate_ok(service, &worker, &key, L1Fixture::l2_ipa(i));
+    let keys: Vec<ContextKey> = vmids.iter().map(|&vmid| umbra_key(f, vmid)).collect();
+    fill_contexts(service, &service.worker(), &keys, 0..pages);
+}
+
+/// Translates the fixture's `pages` (page numbers) in each context of
+/// `keys`, so that each is cached and shadowed there.
+fn fill_contexts(
+    service: &Umbra,
+    worker: &Worker,
+    keys: &[ContextKey],
+    pages: impl Iterator<Item = u64> + Clone,
+) {
+    for key in keys {
+        for i in pages.clone() {
+            translate_ok(service, worker, key, L1Fixture::l2_ipa(i));
         }
     }
 }
@@ -509,8 +539,10 @@ fn hit_large(c: &mut Criterion) {
 const SIZES: [(&str, u64); 2] = [("1K", 1 << 10), ("1M", 1 << 20)];
 
 fn invalidate(c: &mut Criterion) {
+    let mut evictor = None;
     for (label, pages) in SIZES {
         if !wanted(&format!("shadow_invalidate_page/{label}"))
+            && !wanted(&format!("shadow_invalidate_page_cold/{label}"))
             && !wanted(&format!("shadow_invalidate_vmid/{label}"))
         {
             continue;
@@ -535,12 +567,18 @@ fn invalidate(c: &mut Criterion) {
         );
         let key = umbra_key(&f, 1);
         let worker = service.worker();
-        let restore_kvm = |start: u64, len: u64| {
-            let first = (start.saturating_sub(L1Fixture::l2_ipa(0)) / 4096).min(pages);
-            let last = ((start + len).saturating_sub(L1Fixture::l2_ipa(0)) / 4096).min(pages);
-            for (_, shadow) in &entries[first as usize..last as usize] {
-                kvm.install(&ipc_key, shadow).expect("frames");
-            }
+        let cached = CachedPages::first(pages);
+        let umbra_vmid1 = UmbraTarget {
+            service: &service,
+            worker: &worker,
+            contexts: std::slice::from_ref(&key),
+            cached: &cached,
+        };
+        let kvm_vmid1 = KvmTarget {
+            kvm: &kvm,
+            contexts: std::slice::from_ref(&ipc_key),
+            entries: &entries,
+            cached: &cached,
         };
 
         let mut g = c.benchmark_group(format!("shadow_invalidate_page/{label}"));
@@ -558,7 +596,7 @@ fn invalidate(c: &mut Criterion) {
         };
         g.bench_function("umbra", |b| {
             b.iter_custom(|iters| {
-                time_page_invalidations(&service, &worker, &key, &mut next_ipa, iters)
+                time_page_invalidations(&umbra_vmid1, &mut next_ipa, CpuCaches::Warm, iters)
             })
         });
         g.bench_function("mutex_hashmap", |b| {
@@ -578,33 +616,43 @@ fn invalidate(c: &mut Criterion) {
         });
         g.bench_function("kvm_style_ttl3", |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let ipa = next_ipa();
-                    let scope = ipas2e1_ttl3(ipa);
-                    let t0 = Instant::now();
-                    black_box(kvm.invalidate(1, &scope));
-                    total += t0.elapsed();
-                    restore_kvm(ipa, 4096);
-                }
-                total
+                kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2e1_ttl3(next_ipa()))
             })
         });
         g.bench_function("kvm_style", |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let ipa = next_ipa();
-                    let scope = ipas2(ipa, false);
-                    let t0 = Instant::now();
-                    black_box(kvm.invalidate(1, &scope));
-                    total += t0.elapsed();
-                    restore_kvm(ipa & !((1 << 30) - 1), 1 << 30);
-                }
-                total
+                kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2(next_ipa(), false))
             })
         });
         g.finish();
+
+        // The same one-page invalidations, each starting with the CPU
+        // caches (and TLBs) emptied of the service's structures, so that
+        // 1K and 1M entries start from the same state.
+        if wanted(&format!("shadow_invalidate_page_cold/{label}")) {
+            let evictor: &CacheEvictor = evictor.get_or_insert_with(CacheEvictor::new);
+            let mut g = c.benchmark_group(format!("shadow_invalidate_page_cold/{label}"));
+            // ~5 ms of eviction per timed call of a few microseconds.
+            single_calls(&mut g, 300);
+            g.bench_function("umbra", |b| {
+                b.iter_custom(|iters| {
+                    time_page_invalidations(
+                        &umbra_vmid1,
+                        &mut next_ipa,
+                        CpuCaches::Evicted(evictor),
+                        iters,
+                    )
+                })
+            });
+            g.bench_function("kvm_style_ttl3", |b| {
+                b.iter_custom(|iters| {
+                    kvm_vmid1.time(iters, CpuCaches::Evicted(evictor), || {
+                        ipas2e1_ttl3(next_ipa())
+                    })
+                })
+            });
+            g.finish();
+        }
 
         let mut g = c.benchmark_group(format!("shadow_invalidate_vmid/{label}"));
         if big {
@@ -617,6 +665,9 @@ fn invalidate(c: &mut Criterion) {
         }
         g.bench_function("umbra", |b| {
             b.iter_custom(|iters| {
+                // Refilled through a fresh worker each time (unlike
+                // `UmbraTarget`, which keeps one, as a service loop does;
+                // the timed flush measured ~17 ns slower this way).
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let t0 = Instant::now();
@@ -642,16 +693,281 @@ fn invalidate(c: &mut Criterion) {
             })
         });
         g.bench_function("kvm_style", |b| {
+            b.iter_custom(|iters| kvm_vmid1.time(iters, CpuCaches::Warm, || InvalidateScope::Vmid))
+        });
+        g.finish();
+    }
+}
+
+/// Pages cached in each context of every context group below.
+const CONTEXT_PAGES: u64 = 1024;
+
+/// A one-page IPAS2E1IS and a VMALLS12E1IS for VMID 1 while `contexts`
+/// contexts exist, each with [`CONTEXT_PAGES`] pages cached and shadowed:
+/// `of_vmid1` of them are VMID 1's (different VTTBRs), the others one per
+/// VMID from 2 up. KVM's design finds VMID 1's contexts by scanning all of
+/// them; Umbra's by its VMID index.
+fn invalidate_contexts(c: &mut Criterion) {
+    for (label, contexts, of_vmid1) in [
+        ("1", 1usize, 1usize),
+        ("16", 16, 1),
+        ("64", 64, 1),
+        ("64_vmid1x4", 64, 4),
+    ] {
+        let group = format!("shadow_invalidate_contexts/{label}");
+        if !wanted(&group) {
+            continue;
+        }
+        let f = L1Fixture::with_alias_roots(CONTEXT_PAGES, of_vmid1 - 1);
+        let others = (2..).take(contexts - of_vmid1).map(|vmid| f.key(vmid));
+        let ipc_keys: Vec<ipc::message::ContextKey> = (0..of_vmid1)
+            .map(|root| f.key_at(1, root))
+            .chain(others)
+            .collect();
+        let keys: Vec<ContextKey> = ipc_keys.iter().map(umbra_context).collect();
+        let setup = Instant::now();
+        // Room for four times the contexts: the directory's 4-way buckets
+        // (a hash table of twice the slots) recycle a context of a full
+        // bucket even while slots are free, which with 64 of these keys
+        // in 64 or 128 slots happens to 2 of them (5 keys in one bucket).
+        let service = umbra(&f, 4 * contexts, CONTEXT_PAGES as usize);
+        let worker = service.worker();
+        fill_contexts(&service, &worker, &keys, 0..CONTEXT_PAGES);
+        let stats = service.stats();
+        assert_eq!(
+            (stats.recycled_contexts, stats.evictions),
+            (0, 0),
+            "every context and entry must stay cached"
+        );
+        let entries = composed(&f, 1, CONTEXT_PAGES);
+        let kvm = kvm(contexts * 8 + 16);
+        for key in &ipc_keys {
+            for (_, shadow) in &entries {
+                kvm.install(key, shadow).expect("frames");
+            }
+        }
+        eprintln!(
+            "{group}: {contexts} contexts x {CONTEXT_PAGES} pages cached in {:.1?}",
+            setup.elapsed()
+        );
+        let cached = CachedPages::first(CONTEXT_PAGES);
+        let umbra_vmid1 = UmbraTarget {
+            service: &service,
+            worker: &worker,
+            contexts: &keys[..of_vmid1],
+            cached: &cached,
+        };
+        let kvm_vmid1 = KvmTarget {
+            kvm: &kvm,
+            contexts: &ipc_keys[..of_vmid1],
+            entries: &entries,
+            cached: &cached,
+        };
+        let mut page = 0u64;
+        let mut next_ipa = move || {
+            page = (page + 7919) % CONTEXT_PAGES;
+            L1Fixture::l2_ipa(page)
+        };
+        let mut g = c.benchmark_group(group);
+        // Restores: one translate (Umbra) or install (KVM-style, TTL=3) per
+        // context of VMID 1 after a page, 1K after a 1 GiB unmap, 1K
+        // translates (walks) after a VMID flush.
+        limit_calls(&mut g, 50, Duration::from_nanos(500), 1_000_000);
+        g.bench_function("umbra_page", |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let t0 = Instant::now();
-                    black_box(kvm.invalidate(1, &InvalidateScope::Vmid));
-                    total += t0.elapsed();
-                    restore_kvm(0, 1 << 48);
-                }
-                total
+                time_page_invalidations(&umbra_vmid1, &mut next_ipa, CpuCaches::Warm, iters)
             })
+        });
+        g.bench_function("kvm_style_page_ttl3", |b| {
+            b.iter_custom(|iters| {
+                kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2e1_ttl3(next_ipa()))
+            })
+        });
+        limit_calls(&mut g, 50, Duration::from_micros(5), 30_000);
+        g.bench_function("kvm_style_page", |b| {
+            b.iter_custom(|iters| {
+                kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2(next_ipa(), false))
+            })
+        });
+        g.bench_function("kvm_style_vmid", |b| {
+            b.iter_custom(|iters| kvm_vmid1.time(iters, CpuCaches::Warm, || InvalidateScope::Vmid))
+        });
+        single_calls(&mut g, 300);
+        g.bench_function("umbra_vmid", |b| {
+            b.iter_custom(|iters| {
+                umbra_vmid1.time(iters, CpuCaches::Warm, || InvalidateScope::Vmid)
+            })
+        });
+        g.finish();
+    }
+}
+
+/// Pages cached densely in the range benchmarks: the first GiB from
+/// [`L1Fixture::l2_ipa`]`(0)`.
+const RANGE_DENSE: u64 = 1 << 18;
+/// Pages cached in the second GiB, one per 64 MiB.
+const RANGE_SPARSE: u64 = 16;
+
+/// RIPAS2E1IS of `pages` 4 KiB pages from `ipa`, no TTL hint, encoded as
+/// L1 writes the operand (`pages` = (NUM + 1) << (5 * SCALE + 1)).
+fn ripas2e1(ipa: u64, pages: u64) -> InvalidateScope {
+    let scale = (0u8..4)
+        .find(|&scale| {
+            let unit = 1u64 << (5 * u32::from(scale) + 1);
+            pages.is_multiple_of(unit) && (1..=32).contains(&(pages / unit))
+        })
+        .expect("a page count a range TLBI encodes");
+    let operand = RangeOperand {
+        granule: Some(Granule::K4),
+        scale,
+        num: (pages >> (5 * u32::from(scale) + 1)) as u8 - 1,
+        ttl: 0,
+        base_addr: ipa >> 12,
+    };
+    let tlbi = Tlbi {
+        op: TlbiOp::Ripas2e1,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    };
+    let scope = tlbi
+        .decode(operand.to_bits(), TlbiParams::default())
+        .expect("a 4 KiB range decodes");
+    match scope {
+        InvalidateScope::Ipa(s) => assert_eq!((s.range.start(), s.range.len()), (ipa, pages << 12)),
+        _ => unreachable!("RIPAS2E1 decodes to an IPA range"),
+    }
+    scope
+}
+
+/// Where a range benchmark's ranges start.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// A different base page each call, anywhere inside the full GiB (so
+    /// each call meets lines the previous ones did not touch).
+    Moving,
+    /// Always at this page (the same lines each call: hot).
+    Fixed(u64),
+}
+
+/// One range benchmark: RIPAS2E1IS of `pages` pages placed as `placement`
+/// says; `umbra` and `kvm` estimate one call of each (for the run length).
+struct RangeCase {
+    label: &'static str,
+    pages: u64,
+    placement: Placement,
+    umbra: Duration,
+    kvm: Duration,
+}
+
+/// RIPAS2E1IS over growing ranges of a 256K-entry context, and over the
+/// 1 GiB after it that holds 16 cached pages: the cost should follow the
+/// entries covered, not the range's size.
+fn invalidate_range(c: &mut Criterion) {
+    let case = |label, pages, placement, umbra_ns, kvm_ns| RangeCase {
+        label,
+        pages,
+        placement,
+        umbra: Duration::from_nanos(umbra_ns),
+        kvm: Duration::from_nanos(kvm_ns),
+    };
+    let cases = [
+        case("2", 2, Placement::Moving, 700, 100),
+        case("16", 16, Placement::Moving, 4_000, 100),
+        case("256", 256, Placement::Moving, 80_000, 600),
+        case("4096", 4096, Placement::Moving, 1_200_000, 11_000),
+        // The same 16 pages each call, for comparison with the next.
+        case(
+            "16_fixed",
+            16,
+            Placement::Fixed(RANGE_DENSE / 2),
+            2_000,
+            100,
+        ),
+        case(
+            "1G_16_cached",
+            1 << 18,
+            Placement::Fixed(RANGE_DENSE),
+            11_000,
+            10_000,
+        ),
+    ];
+    if !cases
+        .iter()
+        .any(|case| wanted(&format!("shadow_invalidate_range/{}", case.label)))
+    {
+        return;
+    }
+    let stride = (1 << 18) / RANGE_SPARSE;
+    let sparse = (0..RANGE_SPARSE).map(|i| {
+        let page = RANGE_DENSE + i * stride + (i * 677) % stride;
+        page..page + 1
+    });
+    let cached = CachedPages(std::iter::once(0..RANGE_DENSE).chain(sparse).collect());
+    let f = L1Fixture::new(2 * RANGE_DENSE);
+    let setup = Instant::now();
+    let service = umbra(&f, 2, (RANGE_DENSE + RANGE_SPARSE) as usize);
+    let worker = service.worker();
+    let key = umbra_key(&f, 1);
+    fill_contexts(&service, &worker, &[key], cached.all());
+    let entries = composed(&f, 1, 2 * RANGE_DENSE);
+    let kvm = kvm(2 * RANGE_DENSE.div_ceil(512) as usize + 64);
+    let ipc_key = f.key(1);
+    for page in cached.all() {
+        kvm.install(&ipc_key, &entries[page as usize].1)
+            .expect("frames");
+    }
+    // A few full cache buckets evict (at worst a re-walk in a restore).
+    eprintln!(
+        "shadow_invalidate_range: {} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}, {} evicted",
+        cached.all().count(),
+        setup.elapsed(),
+        service.cache_entries(&worker),
+        service.stats().evictions
+    );
+    let umbra_vmid1 = UmbraTarget {
+        service: &service,
+        worker: &worker,
+        contexts: std::slice::from_ref(&key),
+        cached: &cached,
+    };
+    let kvm_vmid1 = KvmTarget {
+        kvm: &kvm,
+        contexts: std::slice::from_ref(&ipc_key),
+        entries: &entries,
+        cached: &cached,
+    };
+    for case in cases {
+        let group = format!("shadow_invalidate_range/{}", case.label);
+        if !wanted(&group) {
+            continue;
+        }
+        let pages = case.pages;
+        let mut base = 0u64;
+        let mut next_range = move || match case.placement {
+            Placement::Moving => {
+                base = (base + 7919) % (RANGE_DENSE - pages + 1);
+                ripas2e1(L1Fixture::l2_ipa(base), pages)
+            }
+            Placement::Fixed(page) => ripas2e1(L1Fixture::l2_ipa(page), pages),
+        };
+        let probe = next_range();
+        let covered = cached.covered_by(&probe).count() as u64;
+        eprintln!(
+            "{group}: {covered} cached pages covered; one call removes {} Umbra entries (leaves, paths, shadow leaves), {} KVM-style shadow leaves",
+            umbra_vmid1.removed_by(&probe),
+            kvm_vmid1.removed_by(&probe)
+        );
+        let mut g = c.benchmark_group(group);
+        // Each call is followed by translating (Umbra, ~1.5 us each) or
+        // installing (KVM-style) every cached page it covered again.
+        let calls = (10_000_000 / (covered + 8)).clamp(1_000, 100_000) as u32;
+        limit_calls(&mut g, 20, case.umbra, calls);
+        g.bench_function("umbra", |b| {
+            b.iter_custom(|iters| umbra_vmid1.time(iters, CpuCaches::Warm, &mut next_range))
+        });
+        limit_calls(&mut g, 20, case.kvm, calls);
+        g.bench_function("kvm_style", |b| {
+            b.iter_custom(|iters| kvm_vmid1.time(iters, CpuCaches::Warm, &mut next_range))
         });
         g.finish();
     }
@@ -785,26 +1101,238 @@ fn parts(c: &mut Criterion) {
     }
 }
 
-/// `iters` one-page IPAS2E1IS invalidations of VMID 1 at the pages
-/// `next_ipa` gives, each page translated again (untimed) so every call
-/// starts from the full cache.
-fn time_page_invalidations(
-    service: &Umbra,
-    worker: &shadow_mmu::service::Worker,
-    key: &ContextKey,
-    next_ipa: &mut impl FnMut() -> u64,
+/// The fixture pages cached (and shadowed) in each context a benchmark
+/// invalidates, as ranges of page numbers: what a restore puts back.
+struct CachedPages(Vec<Range<u64>>);
+
+impl CachedPages {
+    /// Pages `0..pages`.
+    fn first(pages: u64) -> CachedPages {
+        CachedPages(std::iter::once(0..pages).collect())
+    }
+
+    /// Every cached page.
+    fn all(&self) -> impl Iterator<Item = u64> + Clone + '_ {
+        self.0.iter().flat_map(Clone::clone)
+    }
+
+    /// The cached pages with an L2 IPA in `[start, start + len)`.
+    fn within(&self, start: u64, len: u64) -> impl Iterator<Item = u64> + Clone + '_ {
+        let base = L1Fixture::l2_ipa(0);
+        let first = start.saturating_sub(base) / 4096;
+        let end = start
+            .saturating_add(len)
+            .saturating_sub(base)
+            .div_ceil(4096);
+        self.0
+            .iter()
+            .flat_map(move |r| r.start.max(first)..r.end.min(end))
+    }
+
+    /// The cached pages a TLBI of `scope` covers.
+    fn covered_by(&self, scope: &InvalidateScope) -> impl Iterator<Item = u64> + Clone + '_ {
+        let (start, len) = match scope {
+            InvalidateScope::Ipa(s) => (s.range.start(), s.range.len()),
+            InvalidateScope::Vmid | InvalidateScope::AllVmids => (0, u64::MAX),
+        };
+        self.within(start, len)
+    }
+}
+
+/// What the CPU caches hold when a timed call starts.
+#[derive(Clone, Copy)]
+enum CpuCaches<'a> {
+    /// Whatever the previous call and its restore left (a hot loop: a
+    /// small cache sits in L1/L2).
+    Warm,
+    /// Nothing of the service's: evicted (untimed) just before the call.
+    Evicted(&'a CacheEvictor),
+}
+
+impl CpuCaches<'_> {
+    fn prepare(self) {
+        if let CpuCaches::Evicted(evictor) = self {
+            evictor.evict();
+        }
+    }
+}
+
+/// Empties the CPU caches and TLBs of everything else by reading one word
+/// of every line of a buffer twice the last-level cache (32 MiB of L3 on
+/// the benchmark machine).
+struct CacheEvictor {
+    words: Vec<u64>,
+}
+
+impl CacheEvictor {
+    const BYTES: usize = 64 << 20;
+
+    fn new() -> CacheEvictor {
+        // Written, so every page has a frame of its own (untouched zeroed
+        // memory would read one shared zero page).
+        CacheEvictor {
+            words: (0..Self::BYTES as u64 / 8).collect(),
+        }
+    }
+
+    fn evict(&self) {
+        let sum = self
+            .words
+            .iter()
+            .step_by(64 / 8)
+            .fold(0u64, |sum, w| sum.wrapping_add(*w));
+        black_box(sum);
+    }
+}
+
+/// Times `iters` calls. Before each (untimed), `next` gives its input and
+/// the CPU caches are prepared as `caches` says; after each (untimed),
+/// `restore` puts back what it removed, so every call starts from the same
+/// state.
+fn time_calls<S>(
     iters: u64,
+    caches: CpuCaches,
+    mut next: impl FnMut() -> S,
+    mut call: impl FnMut(&S),
+    mut restore: impl FnMut(&S),
 ) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let ipa = next_ipa();
-        let scope = ipas2(ipa, false);
+        let input = next();
+        caches.prepare();
         let t0 = Instant::now();
-        black_box(service.invalidate(worker, 1, &scope));
+        call(&input);
         total += t0.elapsed();
-        translate_ok(service, worker, key, ipa);
+        restore(&input);
     }
     total
+}
+
+/// Criterion sizes a run by the timed part alone, so an untimed restore or
+/// eviction after every call can make it last far longer than asked. Sets
+/// flat sampling over `samples` samples and times for about `calls` timed
+/// calls (plus a quarter for warm-up) if each takes `timed`.
+fn limit_calls(g: &mut BenchmarkGroup<'_, WallTime>, samples: usize, timed: Duration, calls: u32) {
+    g.sample_size(samples)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(timed * (calls / 4).max(1))
+        .measurement_time(timed * calls);
+}
+
+/// Samples of one call each, `samples` of them (after one warm-up call):
+/// for calls whose untimed restore or eviction costs milliseconds. (Timed
+/// warm-up would size the run by the first call, which can be far slower
+/// than the rest.)
+fn single_calls(g: &mut BenchmarkGroup<'_, WallTime>, samples: usize) {
+    g.sample_size(samples)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_nanos(1))
+        .measurement_time(Duration::from_nanos(1));
+}
+
+/// Umbra's contexts of one VMID (`contexts`, each caching `cached`), for
+/// timing TLBIs of that VMID: each call's removals are translated back.
+struct UmbraTarget<'a> {
+    service: &'a Umbra,
+    worker: &'a Worker,
+    contexts: &'a [ContextKey],
+    cached: &'a CachedPages,
+}
+
+impl UmbraTarget<'_> {
+    fn time(
+        &self,
+        iters: u64,
+        caches: CpuCaches,
+        next_scope: impl FnMut() -> InvalidateScope,
+    ) -> Duration {
+        let vmid = self.contexts[0].vmid;
+        time_calls(
+            iters,
+            caches,
+            next_scope,
+            |scope| {
+                black_box(self.service.invalidate(self.worker, vmid, scope));
+            },
+            |scope| self.restore(scope),
+        )
+    }
+
+    /// Translates again every cached page `scope` covers.
+    fn restore(&self, scope: &InvalidateScope) {
+        let pages = self.cached.covered_by(scope);
+        fill_contexts(self.service, self.worker, self.contexts, pages);
+    }
+
+    /// Entries one TLBI of `scope` removes (cache entries, intermediate
+    /// entries, shadow leaves), restored afterwards.
+    fn removed_by(&self, scope: &InvalidateScope) -> u64 {
+        let removed = self
+            .service
+            .invalidate(self.worker, self.contexts[0].vmid, scope);
+        self.restore(scope);
+        removed
+    }
+}
+
+/// The KVM-style baseline's contexts of one VMID, for timing TLBIs of that
+/// VMID: each call's unmapped range is installed again from `entries`
+/// (composed, by page number) where `cached` says it was.
+struct KvmTarget<'a> {
+    kvm: &'a Kvm,
+    contexts: &'a [ipc::message::ContextKey],
+    entries: &'a [(L1Translation, ShadowMapping)],
+    cached: &'a CachedPages,
+}
+
+impl KvmTarget<'_> {
+    fn time(
+        &self,
+        iters: u64,
+        caches: CpuCaches,
+        next_scope: impl FnMut() -> InvalidateScope,
+    ) -> Duration {
+        let vmid = self.contexts[0].vmid;
+        time_calls(
+            iters,
+            caches,
+            next_scope,
+            |scope| {
+                black_box(self.kvm.invalidate(vmid, scope));
+            },
+            |scope| self.restore(scope),
+        )
+    }
+
+    /// Installs again every cached page a TLBI of `scope` unmapped.
+    fn restore(&self, scope: &InvalidateScope) {
+        let (start, len) = Kvm::unmapped_range(scope);
+        for key in self.contexts {
+            for page in self.cached.within(start, len) {
+                let shadow = &self.entries[page as usize].1;
+                self.kvm.install(key, shadow).expect("frames");
+            }
+        }
+    }
+
+    /// Shadow leaves one TLBI of `scope` removes, restored afterwards.
+    fn removed_by(&self, scope: &InvalidateScope) -> usize {
+        let removed = self.kvm.invalidate(self.contexts[0].vmid, scope);
+        self.restore(scope);
+        removed
+    }
+}
+
+/// `iters` one-page IPAS2E1IS invalidations (no TTL) of `target`'s VMID at
+/// the pages `next_ipa` gives, each page translated again (untimed) in
+/// every context of the VMID so every call starts from the full cache.
+fn time_page_invalidations(
+    target: &UmbraTarget,
+    next_ipa: &mut impl FnMut() -> u64,
+    caches: CpuCaches,
+    iters: u64,
+) -> Duration {
+    target.time(iters, caches, || ipas2(next_ipa(), false))
 }
 
 /// Umbra's one-page invalidation at intermediate cache sizes.
@@ -818,6 +1346,13 @@ fn scaling(c: &mut Criterion) {
         fill_umbra(&service, &f, &[1], pages);
         let key = umbra_key(&f, 1);
         let worker = service.worker();
+        let cached = CachedPages::first(pages);
+        let target = UmbraTarget {
+            service: &service,
+            worker: &worker,
+            contexts: std::slice::from_ref(&key),
+            cached: &cached,
+        };
         let mut g = c.benchmark_group(format!("shadow_invalidate_scaling/{label}"));
         let mut page = 0u64;
         let mut next_ipa = move || {
@@ -826,7 +1361,7 @@ fn scaling(c: &mut Criterion) {
         };
         g.bench_function("umbra_page", |b| {
             b.iter_custom(|iters| {
-                time_page_invalidations(&service, &worker, &key, &mut next_ipa, iters)
+                time_page_invalidations(&target, &mut next_ipa, CpuCaches::Warm, iters)
             })
         });
         g.finish();
@@ -840,6 +1375,8 @@ criterion_group!(
     miss,
     read_throughput,
     invalidate,
+    invalidate_contexts,
+    invalidate_range,
     scaling,
     parts
 );

@@ -3,16 +3,21 @@
 //!
 //! - [`L1Fixture`]: L1's stage-2 tables (4 KiB granule, 48-bit IPA, start
 //!   level 0) mapping `pages` consecutive L2 pages to consecutive L1 pages,
-//!   in memslots the walker reads, plus L0's map of that L1 memory.
+//!   in memslots the walker reads, plus L0's map of that L1 memory; with
+//!   [`L1Fixture::with_alias_roots`], further level-0 tables over the same
+//!   lower tables, so one VMID can have several contexts (VTTBRs).
 //! - [`MutexHashMapCache`]: the obvious cache, one `Mutex<HashMap>` keyed by
 //!   (context, block base), probed once per block size present.
 //! - [`KvmStyle`]: the design of Linux's nested stage-2 (arch/arm64/kvm/
 //!   nested.c) as described in DESIGN.md: no walk-result cache (every
 //!   shadow fault walks L1's table from the start level), contexts in a list
 //!   found by linear scan, and TLBIs applied as whole-range unmaps of the
-//!   shadow table of every context of the VMID - an IPAS2E1 without a level
+//!   shadow table of every context of the VMID, found by scanning every
+//!   context (`kvm_s2_mmu_iterate_by_vmid`) - an IPAS2E1 without a level
 //!   hint unmaps the largest block the granule allows around the IPA
-//!   (1 GiB with 4 KiB pages), VMALLS12E1 the whole input range. Its shadow
+//!   (1 GiB with 4 KiB pages), a RIPAS2E1 exactly the range it describes
+//!   (its TTL ignored, as `handle_ripas2e1is` does), VMALLS12E1 the whole
+//!   input range. Its shadow
 //!   tables are the same [`ShadowTable`]s Umbra uses, so the comparison is
 //!   about the cache and invalidation design, not the table code.
 
@@ -70,6 +75,10 @@ pub struct L1Fixture {
     pub l0: L0RegionMap,
     /// L1 IPA of the level-0 table (VTTBR_EL2.BADDR).
     pub root: u64,
+    /// L1 IPAs of further level-0 tables, copies of `root`'s (so they
+    /// translate alike): other VTTBR_EL2 values L1 may use under one VMID,
+    /// each a context of its own ([`L1Fixture::key_at`]).
+    pub alias_roots: Vec<u64>,
     /// Pages mapped from [`L2_BASE`].
     pub pages: u64,
 }
@@ -83,9 +92,15 @@ impl L1Fixture {
     /// Builds the tables. The memory is leaked: fixtures live for the
     /// whole benchmark process.
     pub fn new(pages: u64) -> L1Fixture {
+        L1Fixture::with_alias_roots(pages, 0)
+    }
+
+    /// The tables of [`L1Fixture::new`] plus `aliases` more level-0 tables
+    /// with the same entries.
+    pub fn with_alias_roots(pages: u64, aliases: usize) -> L1Fixture {
         let l3 = pages.div_ceil(512);
         let l2 = pages.div_ceil(512 * 512);
-        let frames = 2 + l2 + l3;
+        let frames = 2 + l2 + l3 + aliases as u64;
         let words: &'static [AtomicU64] =
             Vec::from_iter((0..frames * 512).map(|_| AtomicU64::new(0))).leak();
         let slots: &'static mut [Memslot<'static>] =
@@ -119,6 +134,16 @@ impl L1Fixture {
                 leaf(DATA_L1_IPA + i * PAGE),
             );
         }
+        let alias_roots: Vec<u64> = (0..aliases)
+            .map(|_| {
+                let alias = next;
+                next += PAGE;
+                for entry in 0..512 {
+                    store(alias + entry * 8, read(root + entry * 8));
+                }
+                alias
+            })
+            .collect();
         let all = Permissions::READ
             .union(Permissions::WRITE)
             .union(Permissions::EXEC_EL0)
@@ -142,6 +167,7 @@ impl L1Fixture {
             memory,
             l0,
             root,
+            alias_roots,
             pages,
         }
     }
@@ -153,9 +179,19 @@ impl L1Fixture {
 
     /// The context key of `vmid` over these tables.
     pub fn key(&self, vmid: u16) -> ContextKey {
+        self.key_at(vmid, 0)
+    }
+
+    /// The context key of `vmid` with VTTBR_EL2.BADDR the level-0 table
+    /// `root`: 0 is [`L1Fixture::root`], `i` > 0 is `alias_roots[i - 1]`.
+    pub fn key_at(&self, vmid: u16, root: usize) -> ContextKey {
+        let baddr = match root {
+            0 => self.root,
+            i => self.alias_roots[i - 1],
+        };
         ContextKey {
             vmid,
-            vttbr: self.vttbr(vmid),
+            vttbr: baddr | (u64::from(vmid) << 48),
             vtcr: L1_VTCR,
         }
     }
@@ -288,10 +324,16 @@ pub struct KvmStyle<P: FramePool + Clone, T: TlbMaintenance + Clone> {
     tlb: T,
 }
 
-/// The range KVM unmaps for an IPA-based TLBI: with a level hint, the
-/// hinted entry size around the range; without, the largest block the
-/// granule can map (1 GiB for 4 KiB pages).
+/// The range KVM unmaps for an IPA-based TLBI. A range TLBI (RIPAS2*):
+/// exactly the range it describes, its TTL ignored. IPAS2*: with a level
+/// hint, the hinted entry size around the IPA; without, the largest block
+/// the granule can map (1 GiB for 4 KiB pages).
 pub fn kvm_invalidation_range(scope: &IpaScope) -> (u64, u64) {
+    // An IPAS2 scope is always the one 4 KiB unit its operand names; a
+    // RIPAS2 scope at least two pages of its granule.
+    if scope.range.len() > PAGE {
+        return (scope.range.start(), scope.range.len());
+    }
     let size = match scope.hint {
         TtlHint::Leaf { granule, level } => {
             let shift = granule.shift();
@@ -390,15 +432,21 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
         Ok(())
     }
 
+    /// The L2 IPA range `(start, len)` a TLBI of `scope` unmaps in each
+    /// context it reaches.
+    pub fn unmapped_range(scope: &InvalidateScope) -> (u64, u64) {
+        match scope {
+            InvalidateScope::Vmid | InvalidateScope::AllVmids => (0, 1 << 48),
+            InvalidateScope::Ipa(s) => kvm_invalidation_range(s),
+        }
+    }
+
     /// Applies a TLBI for `vmid`: a whole-range unmap in the shadow table
     /// of every context of the VMID, found by scanning the list. Returns
     /// shadow leaves removed.
     pub fn invalidate(&self, vmid: u16, scope: &InvalidateScope) -> usize {
         let contexts = self.contexts.read().expect("not poisoned");
-        let (start, len) = match scope {
-            InvalidateScope::Vmid | InvalidateScope::AllVmids => (0, 1 << 48),
-            InvalidateScope::Ipa(s) => kvm_invalidation_range(s),
-        };
+        let (start, len) = Self::unmapped_range(scope);
         let all = matches!(scope, InvalidateScope::AllVmids);
         contexts
             .iter()
@@ -447,6 +495,96 @@ mod tests {
         let ipa = DATA_L1_IPA + 5 * PAGE;
         let m = f.l0.lookup(ipa).unwrap();
         assert_eq!(m.pa_base() + (ipa - m.ipa_base()), DATA_PA + 5 * PAGE);
+    }
+
+    /// RIPAS2E1IS over `pages` 4 KiB pages from `ipa`, no TTL hint.
+    fn ripas2e1(ipa: u64, scale: u8, num: u8) -> InvalidateScope {
+        let tlbi = Tlbi {
+            op: TlbiOp::Ripas2e1,
+            shareability: Shareability::InnerShareable,
+            nxs: false,
+        };
+        let operand = ipc::tlbi::RangeOperand {
+            granule: Some(ipc::tlbi::Granule::K4),
+            scale,
+            num,
+            ttl: 0,
+            base_addr: ipa >> 12,
+        };
+        tlbi.decode(operand.to_bits(), TlbiParams::default())
+            .expect("a 4 KiB range decodes")
+    }
+
+    #[test]
+    fn alias_roots_translate_like_the_root_under_their_own_keys() {
+        let f = L1Fixture::with_alias_roots(1500, 3);
+        assert_eq!(f.alias_roots.len(), 3);
+        let keys: Vec<ContextKey> = (0..4).map(|r| f.key_at(7, r)).collect();
+        assert_eq!(keys[0], f.key(7));
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(key.vmid, 7);
+            assert!(keys[..i].iter().all(|k| k.vttbr != key.vttbr));
+            let w = Stage2Walker::new(
+                Stage2Registers {
+                    vtcr: key.vtcr,
+                    vttbr: key.vttbr,
+                    endianness: Endianness::Little,
+                },
+                &exposed_features(),
+            );
+            for page in [0, 511, 512, 1499] {
+                let t = w
+                    .walk(&f.memory, L1Fixture::l2_ipa(page), AccessKind::Read)
+                    .unwrap();
+                assert_eq!(t.output_address, DATA_L1_IPA + page * PAGE);
+            }
+        }
+    }
+
+    #[test]
+    fn kvm_style_range_tlbi_unmaps_exactly_its_range_in_every_context_of_the_vmid() {
+        let f = L1Fixture::with_alias_roots(600, 1);
+        let pool = Arc::new(HeapFramePool::new(64, 1 << 40).unwrap());
+        let kvm = KvmStyle::new(pool, NoHardwareTlb);
+        let keys = [f.key_at(1, 0), f.key_at(1, 1), f.key(2)];
+        for key in &keys {
+            for i in 0..600 {
+                kvm.fault(
+                    key,
+                    &f.walker(key.vmid),
+                    &f.memory,
+                    &f.l0,
+                    L1Fixture::l2_ipa(i),
+                    AccessKind::Read,
+                )
+                .unwrap();
+            }
+        }
+        assert_eq!(kvm.contexts(), 3);
+        // 16 pages (NUM 7) from page 100: 16 in each of VMID 1's two
+        // contexts, whatever the TTL would have said.
+        let scope = ripas2e1(L1Fixture::l2_ipa(100), 0, 7);
+        assert_eq!(
+            KvmStyle::<Arc<HeapFramePool>, NoHardwareTlb>::unmapped_range(&scope),
+            (L1Fixture::l2_ipa(100), 16 * PAGE)
+        );
+        assert_eq!(kvm.invalidate(1, &scope), 32);
+        for key in &keys[..2] {
+            assert!(kvm.lookup(key, L1Fixture::l2_ipa(99)).is_some());
+            assert!(kvm.lookup(key, L1Fixture::l2_ipa(100)).is_none());
+            assert!(kvm.lookup(key, L1Fixture::l2_ipa(115)).is_none());
+            assert!(kvm.lookup(key, L1Fixture::l2_ipa(116)).is_some());
+        }
+        assert!(kvm.lookup(&keys[2], L1Fixture::l2_ipa(100)).is_some());
+        // 256 pages (SCALE 1, NUM 3) over 200..456: 240 left in each.
+        assert_eq!(
+            kvm.invalidate(1, &ripas2e1(L1Fixture::l2_ipa(200), 1, 3)),
+            2 * 256
+        );
+        assert_eq!(
+            kvm.invalidate(1, &InvalidateScope::Vmid),
+            2 * (600 - 16 - 256)
+        );
     }
 
     #[test]
