@@ -6,6 +6,7 @@
 
 use ipc::message::{Record, RecordHeader};
 use ipc::RingBuffer;
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -125,5 +126,103 @@ fn wrap_around_two_laps() {
         }
         producer.join().unwrap();
         assert!(!rx.has_record());
+    });
+}
+
+/// A producer handle dropped on one thread and claimed on another: the new
+/// handle must resume at the old one's tail. The second thread is spawned
+/// while the first still holds the role, so only the claim flag (the
+/// drop's Release store, the claim's Acquire CAS) orders the first
+/// handle's slot write and tail before the second handle's; without it the
+/// new handle could start from a stale tail and overwrite record 0.
+#[test]
+fn producer_handover_resumes_at_the_published_tail() {
+    loom::model(|| {
+        let buffer = Arc::new(RingBuffer::<2>::new());
+        let mut first = buffer.ring().producer().unwrap();
+        let second_side = buffer.clone();
+        let second = thread::spawn(move || {
+            let ring = second_side.ring();
+            let mut tx = loop {
+                match ring.producer() {
+                    Ok(tx) => break tx,
+                    Err(_) => thread::yield_now(),
+                }
+            };
+            tx.push(&record(1)).unwrap();
+        });
+        first.push(&record(0)).unwrap();
+        drop(first);
+        second.join().unwrap();
+        let mut rx = buffer.ring().consumer().unwrap();
+        assert_is(&rx.pop().unwrap(), 0);
+        assert_is(&rx.pop().unwrap(), 1);
+        assert_eq!(rx.pop(), None, "nothing beyond what was sent");
+    });
+}
+
+/// A consumer handle dropped on one thread and claimed on another: the new
+/// handle must resume at the old one's head, never hand out a record the
+/// old one already took. As above, the second thread starts while the
+/// first holds the role, so the claim flag alone orders the two.
+#[test]
+fn consumer_handover_resumes_at_the_released_head() {
+    loom::model(|| {
+        let buffer = Arc::new(RingBuffer::<2>::new());
+        let mut tx = buffer.ring().producer().unwrap();
+        tx.push_batch(&[record(0), record(1)]);
+        drop(tx);
+        let mut first = buffer.ring().consumer().unwrap();
+        let second_side = buffer.clone();
+        let second = thread::spawn(move || {
+            let ring = second_side.ring();
+            let mut rx = loop {
+                match ring.consumer() {
+                    Ok(rx) => break rx,
+                    Err(_) => thread::yield_now(),
+                }
+            };
+            assert_is(&rx.pop().unwrap(), 1);
+            assert_eq!(rx.pop(), None, "record 0 handed out twice");
+        });
+        assert_is(&first.pop().unwrap(), 0);
+        drop(first);
+        second.join().unwrap();
+    });
+}
+
+/// A new producer handle claimed after the consumer freed a slot of a
+/// full ring: the head the claim reads (Acquire) is the only thing ordering
+/// the consumer's read of slot 0 before the new producer's write of it.
+/// The consumer's `freed` flag is Relaxed: it only steers the model to the
+/// interleaving where the slot is already free when the producer claims
+/// (loom's search does not reach it unaided), without ordering anything.
+#[test]
+fn new_producer_reuses_a_slot_only_after_the_consumer_read_it() {
+    loom::model(|| {
+        let buffer = Arc::new(RingBuffer::<2>::new());
+        let freed = Arc::new(AtomicBool::new(false));
+        let mut tx = buffer.ring().producer().unwrap();
+        assert_eq!(tx.push_batch(&[record(0), record(1)]), 2);
+        drop(tx);
+        let (consumer_side, consumer_freed) = (buffer.clone(), freed.clone());
+        let consumer = thread::spawn(move || {
+            let mut rx = consumer_side.ring().consumer().unwrap();
+            assert_is(&rx.pop().unwrap(), 0);
+            consumer_freed.store(true, Ordering::Relaxed);
+        });
+        while !freed.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+        let mut tx = buffer.ring().producer().unwrap();
+        while tx.push(&record(2)).is_err() {
+            thread::yield_now();
+        }
+        drop(tx);
+        consumer.join().unwrap();
+        let mut rx = buffer.ring().consumer().unwrap();
+        assert_is(&rx.pop().unwrap(), 1);
+        assert_is(&rx.pop().unwrap(), 2);
+        assert_eq!(rx.pop(), None);
     });
 }
