@@ -15,18 +15,28 @@
 //! - `haft_table_af_update_never_clobbers_l1_rewrite`: the same for the
 //!   FEAT_HAFT AF update of a table descriptor that L1 repoints at a new
 //!   level-3 table.
+//! - `published_table_is_seen_whole_by_the_visitor`: the publication race
+//!   again, read through `Memslots::read_descriptor` (the table visitor's
+//!   and the shadow service's `PathOverlay` path) rather than the hinted
+//!   read the walk uses.
+//! - `haft_table_af_update_on_a_restored_descriptor_sees_the_edited_table`:
+//!   L1 moves a table descriptor away, edits the table, restores the same
+//!   descriptor; a walk whose FEAT_HAFT swap lands on the restored value
+//!   must read the edited table (the swap's Acquire).
 #![cfg(loom)]
 #![allow(
     clippy::result_large_err,
     reason = "model threads hand back the walker's own Result so the checks see exactly what it returned"
 )]
 
+use core::ops::ControlFlow;
+
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
-    Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
+    AccessKind, Endianness, ExposedFeatures, FaultCause, IdRegisters, Memslot, Memslots,
+    SlotAccess, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
 /// Level-2 table (the start level): IPA bits 24:21; only entry 0 is used.
@@ -246,6 +256,108 @@ fn haft_table_af_update_never_clobbers_l1_rewrite() {
         match output_of(IPAS[0], result) {
             OLD_OUTPUT => assert_eq!(finally, table(NEW_TABLE)),
             _ => assert_eq!(finally, table(NEW_TABLE) | AF),
+        }
+    });
+}
+
+/// The table visitor (`s2walk dump`) reads through
+/// `Memslots::read_descriptor`, the path the shadow service's cached-path
+/// walks (`PathOverlay`) also take: racing the same publication as above,
+/// it must find both pages of the old table or both of the new one, never
+/// the new table pointer with its entries still invalid (skipped as
+/// unmapped).
+#[test]
+fn published_table_is_seen_whole_by_the_visitor() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::new(
+            table(OLD_TABLE),
+            IPAS.map(|ipa| page(OLD_OUTPUT + ipa, AF)),
+            [0, 0],
+        ));
+        let walker = Arc::new(walker(0, 0));
+
+        let visit = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                let mut outputs = Vec::new();
+                guest
+                    .with_memslots(|memslots| {
+                        walker.visit_mappings(memslots, |mapping| match mapping {
+                            Ok(mapping) => {
+                                outputs.push((mapping.ipa, mapping.output_address));
+                                ControlFlow::Continue(())
+                            }
+                            // The model's tables hold two entries: the
+                            // visit ends at the first one past them.
+                            Err(fault) => {
+                                assert!(
+                                    matches!(
+                                        fault.cause,
+                                        FaultCause::DescriptorOutsideMemslots { .. }
+                                    ) && fault.ipa == 0x2000,
+                                    "{fault:?}"
+                                );
+                                ControlFlow::Break(())
+                            }
+                        })
+                    })
+                    .expect("a valid configuration");
+                outputs
+            })
+        };
+
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+
+        let outputs = visit.join().unwrap();
+        assert_eq!(outputs.len(), 2, "the visit saw a torn table: {outputs:x?}");
+        let base = outputs[0].1;
+        assert!(base == OLD_OUTPUT || base == NEW_OUTPUT, "{outputs:x?}");
+        assert_eq!(outputs, IPAS.map(|ipa| (ipa, base + ipa)));
+    });
+}
+
+/// FEAT_HAFT's table AF update when L1 moves a table descriptor away, edits
+/// the table it pointed to, and points the descriptor back (the same value:
+/// the walker's compare-and-swap succeeds on L1's second store). The walk
+/// goes on from the descriptor it wrote (AArch64.S2Walk), so its next-level
+/// read comes after that store and must see L1's edit: the swap's Acquire
+/// is what orders it. A walk through the unedited table is correct only if
+/// its AF update landed on the first value (which L1 then overwrote, so the
+/// descriptor ends without AF).
+#[test]
+fn haft_table_af_update_on_a_restored_descriptor_sees_the_edited_table() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::new(
+            table(OLD_TABLE),
+            [page(OLD_OUTPUT, AF), 0],
+            [page(NEW_OUTPUT, AF), 0],
+        ));
+        let walker = Arc::new(walker(3, VTCR_HA | VTCR_HAFT));
+
+        let walk = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[0], AccessKind::Read))
+            })
+        };
+        // L1: away to the other table, edit the old one (unreachable now,
+        // so plain stores), then back (the same table descriptor as before).
+        l1_write(&guest.level2[0], table(NEW_TABLE));
+        guest.old[0].store(page(NEW_OUTPUT, AF), Ordering::Relaxed);
+        l1_write(&guest.level2[0], table(OLD_TABLE));
+
+        let result = walk.join().unwrap();
+        let finally = guest.level2[0].load(Ordering::Acquire);
+        assert_eq!(finally & !AF, table(OLD_TABLE));
+        if output_of(IPAS[0], result) == OLD_OUTPUT {
+            assert_eq!(
+                finally,
+                table(OLD_TABLE),
+                "AF set on L1's restored descriptor by a walk that read the table from before it"
+            );
         }
     });
 }
