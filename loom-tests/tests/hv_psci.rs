@@ -33,6 +33,9 @@
 //! - an OFF that one caller settled and another only reads still comes
 //!   after the target's last write and its physical power-down;
 //! - once AFFINITY_INFO has answered OFF, a CPU_ON succeeds (R7-9).
+//! - a CPU_ON that finds an OFF another caller settled reaches the
+//!   firmware after its power-down (the settling CAS releases the settler's
+//!   firmware query), so it never fails with INTERNAL_FAILURE.
 #![cfg(loom)]
 
 use hv::psci::{self, status, PowerState, PsciHost, PsciOutcome, VcpuPower};
@@ -405,5 +408,62 @@ fn an_off_settled_by_another_caller_carries_the_targets_last_write() {
         settler.join().unwrap();
         reader.join().unwrap();
         assert_eq!(machine.affinity_info(0, 1), PowerState::Off);
+    });
+}
+
+/// vCPU 1 powers down, vCPU 0 asks AFFINITY_INFO (and may settle it to
+/// OFF), and vCPU 2 calls CPU_ON for vCPU 1 without asking AFFINITY_INFO
+/// and with nothing ordering it after vCPU 0. Its CPU_ON may find vCPU 1
+/// ON (ALREADY_ON) or start it (SUCCESS), but when it finds the OFF that
+/// vCPU 0 settled it must not call the firmware's CPU_ON before the
+/// firmware sees the physical CPU off (INTERNAL_FAILURE for the guest).
+/// vCPU 0's firmware query is a relaxed read, so only the settling
+/// compare-and-swap's release, acquired by vCPU 2's read of that OFF,
+/// orders vCPU 2's firmware call after it.
+#[test]
+fn cpu_on_of_an_off_settled_by_another_caller_succeeds() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        // Relaxed: only steers vCPU 0's query after the power-down.
+        let down = Arc::new(AtomicBool::new(false));
+        let target = {
+            let (machine, down) = (machine.clone(), down.clone());
+            thread::spawn(move || {
+                assert_eq!(machine.call(1, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+                machine.firmware_cpu_off(1);
+                down.store(true, Ordering::Relaxed);
+            })
+        };
+        let settler = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                if !down.load(Ordering::Relaxed) {
+                    thread::yield_now();
+                }
+                machine.affinity_info(0, 1)
+            })
+        };
+        // vCPU 2 lets the others run first (loom explores the schedules
+        // where they do). A thread of its own: after a thread yields, loom
+        // never lets it read a value it saw before, and the model's main
+        // thread made the initial values.
+        let caller = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    thread::yield_now();
+                }
+                machine.cpu_on(2, 1)
+            })
+        };
+        let status = caller.join().unwrap();
+        target.join().unwrap();
+        settler.join().unwrap();
+        assert!(
+            status == status::SUCCESS || status == status::ALREADY_ON,
+            "CPU_ON racing CPU_OFF returned {status}"
+        );
+        let starts = machine.starts[1].load(Ordering::Relaxed);
+        assert_eq!(starts, u8::from(status == status::SUCCESS));
     });
 }
