@@ -182,6 +182,10 @@ mod host {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
+            // Acquire is stronger than needed: after a Relaxed read of the
+            // new epoch, a `ready()` that still missed the records would
+            // register again, and that Acquire add reads after the ring's
+            // Release add, so the check after it sees them (one more round).
             while self.state.load(Ordering::Acquire) & !WAITER_MASK == epoch {
                 guard = match self.wakeup.wait(guard) {
                     Ok(guard) => guard,
@@ -202,6 +206,9 @@ mod host {
 
     impl Doorbell for HostDoorbell {
         fn ring(&self) {
+            // Release is the half that matters (publishes the records to a
+            // waiter whose registration reads this add); the ringer reads
+            // only the waiter count, which the RMW gets right regardless.
             let before = self.state.fetch_add(EPOCH, Ordering::AcqRel);
             if before & WAITER_MASK != 0 {
                 // Taking the lock orders this notify after every
@@ -222,12 +229,16 @@ mod host {
                 if ready() {
                     return;
                 }
+                // Acquire is the half that matters (see the type's docs).
                 let before = self.state.fetch_add(WAITER, Ordering::AcqRel);
                 // A record published before a ring that preceded the
                 // registration is visible now; a later ring sees us.
                 if !ready() {
                     self.sleep_until_epoch_moves(before & !WAITER_MASK);
                 }
+                // Relaxed would do: a later registration's Acquire still
+                // synchronises with every ring before it (an RMW of any
+                // ordering continues the ring's release sequence).
                 self.state.fetch_sub(WAITER, Ordering::AcqRel);
             }
         }

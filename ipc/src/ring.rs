@@ -297,6 +297,11 @@ impl<'a> Ring<'a> {
     /// Claims the producer role.
     pub fn producer(&self) -> Result<Producer<'a>, RingError> {
         claim(&self.producer.claimed)?;
+        // The tail's Acquire is stronger than needed: the claim's Acquire
+        // already orders this after the previous producer's last tail store
+        // (its drop releases the claim after it). The head's is needed: it
+        // orders the consumer's reads of the slots it freed before our
+        // writes to them (loom: new_producer_reuses_a_slot_only_after_...).
         let tail = self.producer.position.load(Ordering::Acquire);
         let head = self.consumer.position.load(Ordering::Acquire);
         Ok(Producer {
@@ -310,6 +315,8 @@ impl<'a> Ring<'a> {
     /// Claims the consumer role.
     pub fn consumer(&self) -> Result<Consumer<'a>, RingError> {
         claim(&self.consumer.claimed)?;
+        // Stronger than needed: the claim's Acquire already orders this
+        // after the previous consumer's last head store (see `producer`).
         let head = self.consumer.position.load(Ordering::Acquire);
         Ok(Consumer {
             ring: *self,
@@ -508,7 +515,9 @@ impl Producer<'_> {
     }
 
     /// Makes the tail visible to observers (not needed by the consumer,
-    /// which follows the stamps; it lets a new handle resume here).
+    /// which follows the stamps; it lets a new handle resume here). The
+    /// Release matters only to `Ring::attach`'s check: a new handle in this
+    /// address space is ordered after it by the claim flag.
     #[inline]
     fn publish_tail(&mut self) {
         if self.published != self.tail {

@@ -426,6 +426,13 @@ impl GuestMemory for Memslots<'_> {
         if slot.access == SlotAccess::ReadOnly {
             return Err(MemoryError::ReadOnly);
         }
+        // Success Acquire: the swap may succeed on a later, equal store than
+        // the one the walk read (L1 moved a table descriptor away and back),
+        // and the walk goes on into that table (loom: haft_table_af_update_
+        // on_a_restored_descriptor_...). Success Release pairs with L1
+        // reading the AF/dirty bits on hardware. The failure Acquire is
+        // stronger than needed: a lost swap restarts the walk, which
+        // rereads every level with Acquire loads.
         Ok(word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
     }
 }
