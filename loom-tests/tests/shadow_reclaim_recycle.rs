@@ -145,6 +145,9 @@ impl ShadowStore for Handle {
         let state = self.state();
         1 + state.leaves.len() + state.detached
     }
+    fn leaves(&self) -> usize {
+        self.state().leaves.len()
+    }
 }
 
 fn overlaps(e: &ShadowMapping, start: u64, len: u64) -> bool {

@@ -7,7 +7,9 @@
 //! holding the retired context never gets one of the successor's cache
 //! entries (a model on the directory and cache alone, small enough for
 //! loom to reach that interleaving), and no context is freed while a reader
-//! holds it (liveness cells on the directory's nodes).
+//! holds it (liveness cells on the directory's nodes). A context living in
+//! the second of its two directory buckets is found by a concurrent lookup
+//! until it is retired, and never confused with its successor.
 #![cfg(loom)]
 
 mod shadow_support;
@@ -16,10 +18,10 @@ use crossbeam_epoch::Collector;
 use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::cache::CachedWalk;
-use shadow_mmu::context::{Capacity, Created, Directory, HostVmids, ShadowVmids};
+use shadow_mmu::context::{Capacity, ContextKey, Created, Directory, HostVmids, ShadowVmids};
 use shadow_mmu::service::{Retry, Translated};
 use shadow_support::*;
-use walker::{AccessKind, ExposedFeatures, IdRegisters, Stage2Walker};
+use walker::{AccessKind, Endianness, ExposedFeatures, IdRegisters, Stage2Walker};
 
 fn check(t: &Translated, ipa: u64, base: u64) {
     match t {
@@ -95,14 +97,16 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
     };
     let vmids = ShadowVmids::new(16, capacity.contexts, host).expect("valid shadow VMIDs");
     loom::model(move || {
-        let directory = Arc::new(Directory::<()>::new(features, capacity, vmids));
         let collector = Collector::new();
+        let directory = Arc::new(Directory::<()>::new(
+            features, capacity, vmids, 0, &collector,
+        ));
         let handle = collector.register();
         let guard = handle.pin();
         let (a, _) = directory
             .get_or_create(&key(ROOT), &guard, |_, _| {}, |_| Some(()), |_| {})
             .expect("a free slot");
-        a.cache_leaf(&mut a.lock(), leaf_a, &guard, |_, _| {});
+        a.cache_leaf(&mut a.lock(), leaf_a, &guard);
         let recycler = {
             let directory = directory.clone();
             let collector = collector.clone();
@@ -121,7 +125,7 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
                     )
                     .expect("recycles A");
                 assert!(matches!(created, Created::Recycled { .. }));
-                b.cache_leaf(&mut b.lock(), leaf_b, &guard, |_, _| {});
+                b.cache_leaf(&mut b.lock(), leaf_b, &guard);
                 assert_eq!(b.lookup(0, &guard).map(|h| h.output_address(0)), Some(NEW));
             })
         };
@@ -134,5 +138,130 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
         }
         recycler.join().unwrap();
         assert!(a.lookup(0, &guard).is_none(), "after the recycle");
+    });
+}
+
+/// The two-choice directory (review 11 R11-4): with two slots (two buckets
+/// of four places), context B is made to live in the *second* of its two
+/// buckets (A, created first, holds B's first bucket, so B goes to the
+/// emptier one). A reader looks B up - probing B's first bucket, then its
+/// second - while another thread recycles B's slot for C: B is retired,
+/// its cache flushed, unlinked from its second bucket, and C linked and
+/// given its own cache entry. The reader finds B (with B's entry or none)
+/// or nothing (B retired or gone), never C or C's entry, and never a freed
+/// node (liveness cells). (Fails when `Directory::get` skips the second
+/// bucket: B, live, is then not found before the recycle; or when it
+/// returns retired contexts: see R11-1.)
+#[test]
+fn a_context_in_its_second_bucket_is_found_until_retired() {
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5,
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    let capacity = Capacity {
+        contexts: 2,
+        leaves_per_context: 4,
+        paths_per_context: 4,
+    };
+    let memory = memory();
+    let leaf = |root| {
+        let walker = Stage2Walker::new(key(root).registers(), &features);
+        let walked = walker.walk(&memory, 0, AccessKind::Read).expect("mapped");
+        CachedWalk::from_translation(&walked)
+    };
+    let (leaf_old, leaf_new) = (leaf(ROOT), leaf(ROOT_B));
+    let host = HostVmids {
+        width: ipc::VmidWidth::Bits16,
+        l1_vmid: 1,
+    };
+    let vmids = ShadowVmids::new(16, capacity.contexts, host).expect("valid shadow VMIDs");
+    let candidate = |i: u64| ContextKey::new(1, 0x10_0000 + (i << 12), VTCR, Endianness::Little);
+    loom::model(move || {
+        let collector = Collector::new();
+        let directory = Arc::new(Directory::<()>::new(
+            features, capacity, vmids, 0x5eed, &collector,
+        ));
+        // A: two different buckets; B: first bucket A's, second another.
+        let (ka, [first, _]) = (0..)
+            .map(|i| (candidate(i), directory.candidate_buckets(&candidate(i))))
+            .find(|(_, [x, y])| x != y)
+            .expect("two buckets");
+        let (kb, [_, second]) = (0..)
+            .map(|i| (candidate(i), directory.candidate_buckets(&candidate(i))))
+            .find(|(k, [x, y])| *k != ka && *x == first && *y != first)
+            .expect("a key sharing A's first bucket");
+        let kc = (0..)
+            .map(candidate)
+            .find(|k| *k != ka && *k != kb)
+            .expect("a third key");
+        let kd = (0..)
+            .map(candidate)
+            .find(|k| *k != ka && *k != kb && *k != kc)
+            .expect("a fourth key");
+        let handle = collector.register();
+        let guard = handle.pin();
+        let make = |k: &ContextKey| {
+            directory
+                .get_or_create(
+                    k,
+                    &guard,
+                    |v, held| {
+                        v.flush_cache(held, &guard);
+                    },
+                    |_| Some(()),
+                    |_| {},
+                )
+                .expect("a context")
+        };
+        let (_, created) = make(&ka);
+        assert_eq!(created, Created::New);
+        let (b, created) = make(&kb);
+        assert_eq!(created, Created::New);
+        assert_ne!(second, first);
+        b.cache_leaf(&mut b.lock(), leaf_old, &guard);
+        // D recycles A (slot 0): the hand now points at B's slot.
+        let (_, created) = make(&kd);
+        assert!(matches!(created, Created::Recycled { victim: Some(v) } if v == ka));
+        assert!(
+            directory.get(&kb, &guard).is_some(),
+            "B in its second bucket"
+        );
+        drop(guard);
+        let recycler = {
+            let directory = directory.clone();
+            let collector = collector.clone();
+            thread::spawn(move || {
+                let handle = collector.register();
+                let guard = handle.pin();
+                let (c, created) = directory
+                    .get_or_create(
+                        &kc,
+                        &guard,
+                        |victim, held| {
+                            victim.flush_cache(held, &guard);
+                        },
+                        |_| panic!("the slot keeps its shadow"),
+                        |_| {},
+                    )
+                    .expect("recycles B");
+                assert!(matches!(created, Created::Recycled { victim: Some(v) } if v == kb));
+                c.cache_leaf(&mut c.lock(), leaf_new, &guard);
+            })
+        };
+        let guard = handle.pin();
+        if let Some(found) = directory.get(&kb, &guard) {
+            assert_eq!(found.key(), kb, "another context under B's key");
+            if let Some(hit) = found.lookup(0, &guard) {
+                assert_eq!(hit.output_address(0), OLD, "a hit of B's successor");
+            }
+        }
+        drop(guard);
+        recycler.join().unwrap();
+        let guard = handle.pin();
+        assert!(directory.get(&kb, &guard).is_none(), "B after its recycle");
+        let c = directory.get(&kc, &guard).expect("C");
+        assert_eq!(c.lookup(0, &guard).map(|h| h.output_address(0)), Some(NEW));
     });
 }

@@ -9,13 +9,15 @@
 //! a fault re-walks; no allocation failure reaches a fault handler, as long
 //! as the allocator itself has [`Budget::bytes`] to give.
 
-use core::mem::size_of;
+use core::mem::{align_of, size_of};
 
-use crate::cache::{CacheIndex, CachedPath, CachedWalk};
-use crate::context::Capacity;
+use alloc::sync::Arc;
+
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
+use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{DETACHED_LIST_BYTES, ENTRIES};
-use crate::table::EMPTY_RING;
+use crate::table::{node_bytes, table_bytes, EMPTY_RING, PLACE_BYTES};
 
 /// Bytes the budget sets aside per shadow leaf for the reverse map, which
 /// is allocated whole when the service is made and never grows
@@ -49,10 +51,42 @@ pub const FRAME_BYTES: usize = 8 * ENTRIES;
 pub const FRAME_LIST_BYTES: usize = 32;
 /// Bytes of one shadow frame with its worst-case bookkeeping.
 pub const FRAME_COST_BYTES: usize = FRAME_BYTES + FRAME_LIST_BYTES;
-/// Fixed bytes per context besides its slot arrays (the struct, its locks
-/// and index roots, generously; the shadow table's preallocated detached
-/// list is counted apart, [`DETACHED_LIST_BYTES`]).
-pub const CONTEXT_OVERHEAD_BYTES: usize = 1024;
+/// Bytes an `Arc<T>` allocates: its two counts, then `T` at its alignment.
+const fn arc_bytes<T>() -> usize {
+    let header = 2 * size_of::<usize>();
+    let align = align_of::<T>();
+    header.next_multiple_of(align) + size_of::<T>()
+}
+
+/// Bytes a slot's shadow struct may take in its `Arc` (the shadow table's
+/// own fields; its frames, lists and detached list are counted apart).
+/// `Service::new` refuses to compile for a backend whose shadow is larger
+/// ([`Budget::check_shadow`]).
+pub const SHADOW_STRUCT_BYTES: usize = 256;
+
+/// Bytes of one context's node in the directory: the `Context` struct (its
+/// locks, invalidation log, walker), the same for every shadow type, which
+/// it holds behind an `Arc`.
+pub const CONTEXT_BYTES: usize = node_bytes::<Context<()>>();
+
+/// Bytes of a context slot's fixed parts besides its cache tables: the
+/// cache's struct and the shadow's struct (each in its `Arc`), and the
+/// slot's entries in the directory's arrays (key, shadow, cache, VMID
+/// links). The directory's hash table and VMID index, rounded to powers of
+/// two, are counted whole ([`Budget::directory_bytes`]).
+pub const SLOT_BYTES: usize = arc_bytes::<WalkCache>()
+    + SHADOW_STRUCT_BYTES
+    + size_of::<Option<ContextKey>>()
+    + size_of::<Option<Arc<()>>>()
+    + size_of::<Option<Arc<WalkCache>>>()
+    + size_of::<(usize, usize)>();
+
+/// Fixed bytes per context besides its cache slots, derived from the sizes
+/// of the real types: its node ([`CONTEXT_BYTES`]) and its slot's parts
+/// ([`SLOT_BYTES`]). The shadow table's preallocated detached list is
+/// counted apart ([`DETACHED_LIST_BYTES`]), and so are the directory's
+/// shared tables ([`Budget::directory_bytes`]).
+pub const CONTEXT_OVERHEAD_BYTES: usize = CONTEXT_BYTES + SLOT_BYTES;
 
 /// What a budget splits into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,14 +120,15 @@ impl core::fmt::Display for BudgetTooSmall {
     }
 }
 
-/// Bytes one leaf slot costs when full (pointer, node, index key).
+/// Bytes one leaf slot costs when full (its place in a bucket, pointer
+/// and hash tag; its node; its index key).
 pub const fn leaf_slot_bytes() -> usize {
-    8 + size_of::<CachedWalk>() + INDEX_KEY_BYTES
+    PLACE_BYTES + node_bytes::<CachedWalk>() + INDEX_KEY_BYTES
 }
 
 /// Bytes one intermediate slot costs when full.
 pub const fn path_slot_bytes() -> usize {
-    8 + size_of::<CachedPath>() + INDEX_KEY_BYTES
+    PLACE_BYTES + node_bytes::<CachedPath>() + INDEX_KEY_BYTES
 }
 
 /// Smallest useful cache: one bucket of leaves and of paths.
@@ -110,8 +145,9 @@ impl Budget {
     /// with their reverse-map records.
     pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetTooSmall> {
         let contexts = contexts.max(1);
-        let fixed =
-            contexts * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES);
+        let fixed = contexts
+            * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES)
+            + Self::directory_bytes(contexts);
         let per_context_min = MIN_SLOTS * (leaf_slot_bytes() + path_slot_bytes());
         // Room for one full 4-level path of tables beside the roots.
         let minimum =
@@ -168,19 +204,53 @@ impl Budget {
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
     }
 
-    /// The most bytes the bounded structures can hold at once: cache slots
-    /// and their indexes, shadow frames with the lists they wait on to go
-    /// back to the pool, each shadow's detached list, the reverse map.
-    /// The indexes and the reverse map are counted as allocated (whole,
-    /// when the service and each slot's cache are made; they never grow).
+    /// The directory's shared tables for `contexts` slots: its hash table
+    /// ([`DIRECTORY_PLACES_PER_SLOT`] places per slot, rounded up to a
+    /// power of two buckets) and its VMID index (made for one VMID per
+    /// slot; it never grows).
+    pub fn directory_bytes(contexts: usize) -> usize {
+        let contexts = contexts.max(1);
+        table_bytes(contexts * DIRECTORY_PLACES_PER_SLOT)
+            + VmidIndex::slots_for(contexts) * VmidIndex::slot_bytes()
+    }
+
+    /// One slot's cache tables when full: the bucket arrays (leaves and
+    /// paths are powers of two, so no rounding) and a node per place.
+    pub fn cache_table_bytes(&self) -> usize {
+        let c = &self.capacity;
+        table_bytes(c.leaves_per_context)
+            + c.leaves_per_context * node_bytes::<CachedWalk>()
+            + table_bytes(c.paths_per_context)
+            + c.paths_per_context * node_bytes::<CachedPath>()
+    }
+
+    /// Compile-time check that a backend's shadow struct fits
+    /// [`SHADOW_STRUCT_BYTES`] (called by `Service::new`).
+    pub(crate) const fn check_shadow<S>() {
+        assert!(
+            arc_bytes::<S>() <= SHADOW_STRUCT_BYTES,
+            "the backend's shadow struct is larger than the budget's SHADOW_STRUCT_BYTES"
+        );
+    }
+
+    /// The most bytes the bounded structures can hold at once, from the
+    /// sizes of the real types: per context its node and slot parts, its
+    /// cache tables full and their indexes, its shadow's detached list; the
+    /// directory's tables; shadow frames with the lists they wait on to go
+    /// back to the pool; the reverse map. The indexes and the reverse map
+    /// are counted as allocated (whole, when the service and each slot's
+    /// cache are made; they never grow). Not counted: a retired context's
+    /// node (and the cache nodes a flush or eviction replaced) between its
+    /// unlinking and the epoch collector's free, and the allocator's own
+    /// headers.
     pub fn worst_case_bytes(&self) -> usize {
         let c = &self.capacity;
         c.contexts
             * (CONTEXT_OVERHEAD_BYTES
                 + DETACHED_LIST_BYTES
-                + c.leaves_per_context * (8 + size_of::<CachedWalk>())
-                + c.paths_per_context * (8 + size_of::<CachedPath>())
+                + self.cache_table_bytes()
                 + self.cache_index_bytes())
+            + Self::directory_bytes(c.contexts)
             + self.frames * FRAME_COST_BYTES
             + self.reverse_map_bytes()
     }

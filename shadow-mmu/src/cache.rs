@@ -246,9 +246,17 @@ impl<'a, M: GuestMemory + ?Sized> PathOverlay<'a, M> {
     }
 
     /// Whether every descriptor of the path was served from the cache
-    /// (the walk read L1 memory only below the cached levels).
+    /// (the walk read L1 memory only below the cached levels). A walk that
+    /// restarted after a lost compare-and-swap read every level again from
+    /// memory: see [`PathOverlay::reads`].
     pub fn served_whole_path(&self) -> bool {
         self.served.get() == self.reads.len()
+    }
+
+    /// Descriptor reads the walk made through the overlay (from the cache
+    /// and from memory, over every attempt).
+    pub fn reads(&self) -> usize {
+        self.next.get()
     }
 }
 
@@ -298,7 +306,21 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
         Some(path) => {
             let overlay = PathOverlay::new(memory, walker, path);
             let result = walker.walk(&overlay, ipa, access);
-            let kind = if overlay.served_whole_path() {
+            // One attempt reads one descriptor per level, from the start
+            // level to where it ended; more reads mean the walk restarted
+            // and read the cached levels from memory again: a full walk.
+            let one_attempt = |last: i8| {
+                walker
+                    .start_level()
+                    .is_some_and(|start| overlay.reads() as i64 <= i64::from(last - start) + 1)
+            };
+            let partial = overlay.served_whole_path()
+                && match &result {
+                    Ok(t) => one_attempt(t.level),
+                    Err(WalkError::Fault(fault)) => one_attempt(fault.level),
+                    Err(WalkError::Contended { .. }) => false,
+                };
+            let kind = if partial {
                 WalkKind::Partial
             } else {
                 WalkKind::Full
@@ -527,16 +549,15 @@ impl WalkCache {
         None
     }
 
-    /// Inserts a walk result; returns how many live entries were evicted,
-    /// each also reported to `evicted` as (base, size). Caller holds the
-    /// writer lock that guards `index`.
+    /// Inserts a walk result; returns the (base, size) of the live entry a
+    /// full bucket evicted for it, if any (one insert takes one place, so
+    /// at most one). Caller holds the writer lock that guards `index`.
     pub(crate) fn insert_leaf(
         &self,
         index: &mut CacheIndex,
         entry: CachedWalk,
         guard: &Guard,
-        mut evicted: impl FnMut(u64, u64),
-    ) -> usize {
+    ) -> Option<(u64, u64)> {
         self.take_index(index);
         let flush = self.flush.load(Ordering::Relaxed);
         let entry = CachedWalk { flush, ..entry };
@@ -551,17 +572,16 @@ impl WalkCache {
             .insert(entry, hash2(key, 0), guard, |n| n.flush != flush)
             .0
         {
-            Displaced::SameKey => 0,
+            Displaced::SameKey => None,
             Displaced::Nothing => {
                 index.add_leaf(base, size_log2);
-                0
+                None
             }
             Displaced::Evicted(old) => {
                 let (old_base, old_size) = (old & !0xfff, (old & 0xfff) as u8);
                 index.remove_leaf(old_base, old_size);
                 index.add_leaf(base, size_log2);
-                evicted(old_base, 1 << old_size);
-                1
+                Some((old_base, 1 << old_size))
             }
         }
     }
@@ -796,8 +816,8 @@ mod tests {
             l1_vmid: 1,
         };
         let vmids = crate::context::ShadowVmids::new(16, capacity.contexts, host).unwrap();
-        let directory: Directory<()> = Directory::new(features, capacity, vmids);
         let collector = epoch::Collector::new();
+        let directory: Directory<()> = Directory::new(features, capacity, vmids, 0, &collector);
         let handle = collector.register();
         let guard = handle.pin();
         let vtcr = 25 | (1 << 6) | (5 << 16);
@@ -809,9 +829,9 @@ mod tests {
         {
             let mut held = a.lock();
             a.cache
-                .insert_leaf(&mut held.index, leaf(0, 0x8000_0000), &guard, |_, _| {});
+                .insert_leaf(&mut held.index, leaf(0, 0x8000_0000), &guard);
         }
-        assert_eq!(a.lookup(0, &guard).unwrap().output_base, 0x8000_0000);
+        assert_eq!(a.cached(0, &guard).unwrap().output_base, 0x8000_0000);
         // B takes the only slot: A is retired, the cache flushed for B.
         let (b, created) = directory
             .get_or_create(
@@ -827,14 +847,14 @@ mod tests {
             .unwrap();
         assert!(matches!(created, crate::context::Created::Recycled { .. }));
         assert!(core::ptr::eq(&*a.cache, &*b.cache), "one cache per slot");
-        assert!(a.lookup(0, &guard).is_none(), "the victim's flushed entry");
+        assert!(a.cached(0, &guard).is_none(), "the victim's flushed entry");
         {
             let mut held = b.lock();
             b.cache
-                .insert_leaf(&mut held.index, leaf(0, 0x9000_0000), &guard, |_, _| {});
+                .insert_leaf(&mut held.index, leaf(0, 0x9000_0000), &guard);
         }
-        assert_eq!(b.lookup(0, &guard).unwrap().output_base, 0x9000_0000);
-        assert!(a.lookup(0, &guard).is_none(), "the successor's entry");
+        assert_eq!(b.cached(0, &guard).unwrap().output_base, 0x9000_0000);
+        assert!(a.cached(0, &guard).is_none(), "the successor's entry");
         assert!(directory.get(&key_a, &guard).is_none());
     }
 }

@@ -3,7 +3,21 @@
 //! a configured number of them, each owning one hardware VMID for its
 //! shadow stage 2. A full directory recycles a context (round robin)
 //! instead of failing: the victim is retired under its writer lock, so a
-//! translate racing with the recycle can never insert into it.
+//! translate racing with the recycle can never insert into it, and the
+//! lock-free lookup treats a retired context as absent (its shadow is the
+//! successor's from then on).
+//!
+//! The directory's hash table has four places per slot; a key may live in
+//! either of two buckets chosen by two hashes keyed from
+//! `ServiceConfig::hash_seed`, and goes to the emptier one. A live context
+//! is recycled only when every slot is taken (or, with free slots, when
+//! both of the new key's buckets are full: for keys the guest cannot aim
+//! at one bucket, a chance below one in a million at 256 slots).
+//!
+//! The directory's methods taking an epoch guard check that it is a pin of
+//! the directory's own collector (the service's): a pin of another
+//! collector would not keep the contexts and cache entries it returns
+//! alive. A context's own guard-taking methods are crate-private.
 //!
 //! The big parts of a context belong to its slot, not to the context: the
 //! walk-result cache (its preallocated tables) and the shadow stage 2 (its
@@ -19,11 +33,11 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use hashbrown::HashMap;
 use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
 
 use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
-use crate::sync::epoch::Guard;
+use crate::flat::{FlatKey, FlatMap};
+use crate::sync::epoch::{Collector, Guard};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::table::{hash2, Keyed, Table};
 
@@ -76,10 +90,13 @@ impl ContextKey {
         ContextKey::new(vmid, key.vttbr, key.vtcr, Endianness::Little)
     }
 
-    fn hash(&self) -> u64 {
+    /// The key's hash under the secret `hash_key`: the guest chooses its
+    /// VTTBR_EL2 values, so with a fixed hash it could aim them all at one
+    /// bucket.
+    fn hash(&self, hash_key: u64) -> u64 {
         let endian = matches!(self.endianness, Endianness::Big) as u64;
         hash2(
-            self.baddr ^ (u64::from(self.vmid) << 48) ^ endian,
+            (self.baddr ^ (u64::from(self.vmid) << 48) ^ endian) ^ hash_key,
             self.vtcr,
         )
     }
@@ -233,16 +250,31 @@ impl<S> Context<S> {
         self.retired.load(Ordering::Acquire)
     }
 
+    // The methods below take an epoch guard and return or retire nodes
+    // with it: the guard must be a pin of the directory's collector (the
+    // service's), which nothing here can check (a context cannot hold the
+    // collector: a retired context's node waits in the collector's own
+    // garbage, and would keep it alive for ever). So they are crate-private
+    // (review 11 R11-2); only the loom models, which drive a directory and
+    // its contexts directly, see them (`cfg(loom)`: model builds only).
+
     /// The cached leaf containing `ipa`, if any. Lock-free. Once the
     /// context is retired (and its slot's cache flushed for a successor),
-    /// nothing: see `WalkCache::lookup`.
-    pub fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+    /// nothing: see `WalkCache::lookup`. `guard`: a pin of the directory's
+    /// collector.
+    pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
         self.cache.lookup(ipa, &self.retired_at, guard)
     }
 
+    /// [`Context::cached`], for the loom models.
+    #[cfg(loom)]
+    pub fn lookup<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+        self.cached(ipa, guard)
+    }
+
     /// The deepest cached intermediate path for `ipa`, if any. Lock-free,
-    /// and like [`Context::lookup`] never a successor's.
-    pub fn lookup_path<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedPath> {
+    /// and like [`Context::cached`] never a successor's.
+    pub(crate) fn cached_path<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedPath> {
         self.cache
             .lookup_path(&self.walker, ipa, &self.retired_at, guard)
     }
@@ -254,23 +286,31 @@ impl<S> Context<S> {
         self.state.lock()
     }
 
-    /// Caches a walk's leaf; `evicted` gets the (base, size) of a live leaf
-    /// a full bucket gave up (the caller unmaps its shadow range). Returns
-    /// how many live leaves were evicted. Caller holds the lock (`held`).
+    /// Caches a walk's leaf (for the loom models; the service inserts
+    /// through the cache itself); returns the (base, size) of the live
+    /// leaf a full bucket gave up for it, if any. Caller holds the lock
+    /// (`held`).
+    #[cfg(loom)]
     pub fn cache_leaf(
         &self,
         held: &mut ContextState,
         leaf: CachedWalk,
         guard: &Guard,
-        evicted: impl FnMut(u64, u64),
-    ) -> usize {
-        self.cache
-            .insert_leaf(&mut held.index, leaf, guard, evicted)
+    ) -> Option<(u64, u64)> {
+        self.cache.insert_leaf(&mut held.index, leaf, guard)
     }
 
     /// Drops every cached entry of the slot's cache at once (a whole-VMID
     /// flush, or a retirement before the slot passes on): one flush-number
     /// bump. Returns how many entries were live. Caller holds the lock.
+    #[cfg(not(loom))]
+    pub(crate) fn flush_cache(&self, held: &mut ContextState, guard: &Guard) -> usize {
+        self.cache.flush(&mut held.index, guard)
+    }
+
+    /// Drops every cached entry of the slot's cache at once (see the
+    /// non-loom build; public for the loom models).
+    #[cfg(loom)]
     pub fn flush_cache(&self, held: &mut ContextState, guard: &Guard) -> usize {
         self.cache.flush(&mut held.index, guard)
     }
@@ -472,7 +512,33 @@ impl ShadowVmids {
     }
 }
 
-/// What the directory's writer lock guards.
+/// "No slot" in the VMID lists.
+const NO_SLOT: usize = usize::MAX;
+
+/// An L1 VMID as the key of the directory's VMID index (`u32::MAX`: a
+/// vacant slot of the map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct VmidKey(u32);
+
+impl FlatKey for VmidKey {
+    fn vacant() -> Self {
+        VmidKey(u32::MAX)
+    }
+    fn is_vacant(&self) -> bool {
+        self.0 == u32::MAX
+    }
+    fn flat_word(&self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
+/// The directory's VMID index: L1 VMID -> first slot of its contexts.
+pub(crate) type VmidIndex = FlatMap<VmidKey, usize>;
+
+/// What the directory's writer lock guards. Everything is allocated whole
+/// when the directory is made (sized for its slots), so creating and
+/// recycling contexts allocates only the context's node and, for a slot's
+/// first context, its cache.
 #[derive(Debug)]
 struct DirectoryState<S> {
     /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context.
@@ -484,11 +550,45 @@ struct DirectoryState<S> {
     /// Slot i's cache, made for its first context and passed on to every
     /// later one.
     caches: Vec<Option<Arc<WalkCache>>>,
-    by_key: HashMap<ContextKey, usize>,
-    /// L1 VMID -> slots of its contexts (TLBIs touch only these).
-    by_vmid: HashMap<u16, Vec<usize>>,
+    /// Contexts alive (slots taken).
+    live: usize,
+    /// L1 VMID -> first slot of its contexts (TLBIs touch only these); the
+    /// others follow through `vmid_links`. Sized for every slot (a VMID
+    /// per context at most): it never grows.
+    by_vmid: VmidIndex,
+    /// Slot i's (previous, next) slot of the same L1 VMID, or [`NO_SLOT`].
+    vmid_links: Vec<(usize, usize)>,
     /// Next recycling victim (round robin).
     hand: usize,
+}
+
+impl<S> DirectoryState<S> {
+    /// Links `slot` into its L1 VMID's list.
+    fn link_vmid(&mut self, vmid: u16, slot: usize) {
+        let next = self
+            .by_vmid
+            .insert(VmidKey(vmid.into()), slot)
+            .unwrap_or(NO_SLOT);
+        if next != NO_SLOT {
+            self.vmid_links[next].0 = slot;
+        }
+        self.vmid_links[slot] = (NO_SLOT, next);
+    }
+
+    /// Unlinks `slot` from its L1 VMID's list.
+    fn unlink_vmid(&mut self, vmid: u16, slot: usize) {
+        let (prev, next) = core::mem::replace(&mut self.vmid_links[slot], (NO_SLOT, NO_SLOT));
+        if next != NO_SLOT {
+            self.vmid_links[next].0 = prev;
+        }
+        if prev != NO_SLOT {
+            self.vmid_links[prev].1 = next;
+        } else if next != NO_SLOT {
+            self.by_vmid.insert(VmidKey(vmid.into()), next);
+        } else {
+            self.by_vmid.remove(&VmidKey(vmid.into()));
+        }
+    }
 }
 
 /// What creating a context on demand did.
@@ -506,6 +606,11 @@ pub enum Created {
     },
 }
 
+/// Places in the directory's hash table per slot: with two choices per key
+/// and the emptier one taken, both buckets of a key are full with a
+/// negligible chance (see the module documentation).
+pub(crate) const DIRECTORY_PLACES_PER_SLOT: usize = 4;
+
 /// The set of contexts. See the module documentation.
 #[derive(Debug)]
 pub struct Directory<S> {
@@ -514,29 +619,80 @@ pub struct Directory<S> {
     vmids: ShadowVmids,
     capacity: Capacity,
     features: ExposedFeatures,
+    /// The secret keys of a context key's two bucket hashes.
+    hash_keys: [u64; 2],
+    /// The epoch collector every guard passed in must belong to.
+    collector: Collector,
 }
 
-impl<S> Directory<S> {
+/// # Panics
+///
+/// If `guard` is not a pin of `collector`: nodes retired through
+/// `collector` are freed once its own participants unpin, whatever another
+/// collector's pins say (a use after free from safe code otherwise).
+fn check_pin(collector: &Collector, guard: &Guard) {
+    assert!(
+        guard.collector() == Some(collector),
+        "a context directory was given a pin of another epoch collector"
+    );
+}
+
+/// A well-mixed 64-bit word from `state` (splitmix64's output function).
+const fn mix(state: u64) -> u64 {
+    let z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<S: 'static> Directory<S> {
     /// A directory of at most one context per shadow VMID in `vmids` (made
     /// for `capacity.contexts`), each with the cache sizes of `capacity`.
-    pub fn new(features: ExposedFeatures, capacity: Capacity, vmids: ShadowVmids) -> Self {
+    /// `hash_seed` keys the bucket hashes (secret entropy:
+    /// `ServiceConfig::hash_seed`); `collector` is the epoch collector of
+    /// every guard the directory and its contexts will be given.
+    pub fn new(
+        features: ExposedFeatures,
+        capacity: Capacity,
+        vmids: ShadowVmids,
+        hash_seed: u64,
+        collector: &Collector,
+    ) -> Self {
         let slots = vmids.len();
-        // Twice the slots in the hash table keeps buckets from filling; a
-        // full bucket recycles one of its own contexts (see get_or_create).
         Directory {
-            table: Table::with_capacity(slots * 2),
+            table: Table::with_capacity(slots * DIRECTORY_PLACES_PER_SLOT),
             state: Mutex::new(DirectoryState {
                 slots: alloc::vec![None; slots],
                 shadows: (0..slots).map(|_| None).collect(),
                 caches: (0..slots).map(|_| None).collect(),
-                by_key: HashMap::new(),
-                by_vmid: HashMap::new(),
+                live: 0,
+                by_vmid: VmidIndex::with_capacity(slots),
+                vmid_links: alloc::vec![(NO_SLOT, NO_SLOT); slots],
                 hand: 0,
             }),
             vmids,
             capacity,
             features,
+            hash_keys: [mix(hash_seed), mix(hash_seed ^ 0x243f_6a88_85a3_08d3)],
+            collector: collector.clone(),
         }
+    }
+
+    /// The epoch collector the directory's guards must come from.
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
+    /// The two bucket hashes of `key`.
+    fn hashes(&self, key: &ContextKey) -> [u64; 2] {
+        self.hash_keys.map(|k| key.hash(k))
+    }
+
+    /// The two buckets `key` may live in (for tests and models that need a
+    /// context in its second bucket).
+    #[doc(hidden)]
+    pub fn candidate_buckets(&self, key: &ContextKey) -> [usize; 2] {
+        self.hashes(key).map(|h| self.table.bucket_index(h))
     }
 
     /// The shadow VMIDs, one per slot.
@@ -561,9 +717,26 @@ impl<S> Directory<S> {
         reserved
     }
 
-    /// The context for `key`, if it exists. Lock-free.
+    /// The live context for `key`, if it exists. Lock-free. A context
+    /// retired by a recycle (its slot's shadow is about to pass on, or has)
+    /// is not returned, even while it is still linked.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` is not a pin of the directory's collector.
     pub fn get<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
-        self.table.get(*key, key.hash(), guard)
+        check_pin(&self.collector, guard);
+        self.find(key, guard)
+    }
+
+    /// [`Directory::get`] for the service, whose pins are its own.
+    pub(crate) fn find<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
+        self.linked(key, guard).filter(|c| !c.is_retired())
+    }
+
+    /// The context linked for `key`, retired or not.
+    fn linked<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
+        self.table.get_either(*key, self.hashes(key), guard)
     }
 
     /// The context for `key`, creating it (and recycling another when the
@@ -574,6 +747,15 @@ impl<S> Directory<S> {
     /// [`Directory::reserve_shadows`] could not (later contexts of the slot
     /// take it over, after `reassigned`); `None` (no frame for a root table)
     /// leaves the context uncreated.
+    ///
+    /// A context found retired (a recycle is under way: its shadow is the
+    /// slot's successor's from `reassigned` on) counts as absent: the call
+    /// waits for the directory lock, that is for the recycle to finish, and
+    /// creates the key's context anew.
+    ///
+    /// # Panics
+    ///
+    /// If `guard` is not a pin of the directory's collector.
     pub fn get_or_create<'g>(
         &self,
         key: &ContextKey,
@@ -582,22 +764,28 @@ impl<S> Directory<S> {
         make_shadow: impl FnOnce(u16) -> Option<S>,
         reassigned: impl FnOnce(&S),
     ) -> Option<(&'g Context<S>, Created)> {
-        if let Some(context) = self.get(key, guard) {
+        check_pin(&self.collector, guard);
+        if let Some(context) = self.find(key, guard) {
             return Some((context, Created::Found));
         }
         let mut state = self.state.lock();
-        // Another thread may have created it meanwhile.
-        if let Some(context) = self.get(key, guard) {
+        // Another thread may have created it meanwhile. (Under the lock no
+        // retired context is linked: retirement unlinks before unlocking.)
+        if let Some(context) = self.linked(key, guard) {
             return Some((context, Created::Found));
         }
-        let hash = key.hash();
-        // A free slot, unless the key's bucket is full: then a context of
-        // that bucket must go, whatever the slot count; with no free slot,
-        // the round-robin hand picks the victim.
-        let bucket_victim = self
-            .table
-            .full_bucket_victim(hash, guard)
-            .and_then(|victim| state.by_key.get(&victim).copied());
+        let hashes = self.hashes(key);
+        // A free slot, unless both of the key's buckets are full: then a
+        // context of its first bucket must go, whatever the slot count;
+        // with no free slot, the round-robin hand picks the victim.
+        let bucket_victim = if self.table.has_room(hashes, guard) {
+            None
+        } else {
+            self.table
+                .full_bucket_victim(hashes[0], guard)
+                .and_then(|victim| self.linked(&victim, guard))
+                .and_then(|victim| self.vmids.slot_of(victim.shadow_vmid()))
+        };
         let free = state.slots.iter().position(Option::is_none);
         let (slot, created) = match (bucket_victim, free) {
             (None, Some(slot)) => (slot, Created::New),
@@ -642,15 +830,23 @@ impl<S> Directory<S> {
             }
         };
         let context = Context::new(*key, &self.features, shadow_vmid, cache, shadow);
-        let (_, context) = self.table.insert(context, hash, guard, |_| false);
+        // One of the two buckets has a free place: checked above, or the
+        // bucket victim just left the first one. Should neither have one
+        // after all, the context is simply not created (the slot stays
+        // free; the caller retries).
+        let context = self.table.insert_either(context, hashes, guard).ok()?;
         state.slots[slot] = Some(*key);
-        state.by_key.insert(*key, slot);
-        state.by_vmid.entry(key.vmid).or_default().push(slot);
+        state.live += 1;
+        state.link_vmid(key.vmid, slot);
         Some((context, created))
     }
 
     /// The context owning shadow VMID `shadow_vmid`, if any.
-    pub fn by_shadow_vmid<'g>(&self, shadow_vmid: u16, guard: &'g Guard) -> Option<&'g Context<S>> {
+    pub(crate) fn by_shadow_vmid<'g>(
+        &self,
+        shadow_vmid: u16,
+        guard: &'g Guard,
+    ) -> Option<&'g Context<S>> {
         self.in_slot(self.vmids.slot_of(shadow_vmid)?, guard)
     }
 
@@ -658,9 +854,9 @@ impl<S> Directory<S> {
     /// The directory lock is held only to read the slot: the caller works
     /// on the context without it, and must expect it to be retired (and the
     /// slot to have a successor) meanwhile.
-    pub fn in_slot<'g>(&self, slot: usize, guard: &'g Guard) -> Option<&'g Context<S>> {
+    pub(crate) fn in_slot<'g>(&self, slot: usize, guard: &'g Guard) -> Option<&'g Context<S>> {
         let key = self.state.lock().slots.get(slot).copied().flatten()?;
-        self.get(&key, guard)
+        self.find(&key, guard)
     }
 
     /// How many context slots there are (the most contexts alive at once).
@@ -678,38 +874,45 @@ impl<S> Directory<S> {
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),
     ) -> Option<ContextKey> {
         let victim = state.slots[slot].take()?;
-        if let Some(context) = self.get(&victim, guard) {
+        if let Some(context) = self.linked(&victim, guard) {
             let mut held = context.lock();
             context.retire(&mut held);
             on_retire(context, &mut held);
         }
-        self.table.remove(victim, victim.hash(), guard);
-        state.by_key.remove(&victim);
-        if let Some(slots) = state.by_vmid.get_mut(&victim.vmid) {
-            slots.retain(|s| *s != slot);
-            if slots.is_empty() {
-                state.by_vmid.remove(&victim.vmid);
-            }
-        }
+        self.table
+            .remove_either(victim, self.hashes(&victim), guard);
+        state.live -= 1;
+        state.unlink_vmid(victim.vmid, slot);
         Some(victim)
     }
 
     /// Calls `visit` on every context of L1 VMID `vmid` (or of every VMID),
     /// holding the directory lock so no context is created or recycled
     /// meanwhile. Cost grows with the contexts visited.
-    pub fn for_vmid(&self, vmid: Option<u16>, guard: &Guard, mut visit: impl FnMut(&Context<S>)) {
+    pub(crate) fn for_vmid(
+        &self,
+        vmid: Option<u16>,
+        guard: &Guard,
+        mut visit: impl FnMut(&Context<S>),
+    ) {
         let state = self.state.lock();
         let mut visit_slot = |slot: usize| {
             if let Some(key) = state.slots.get(slot).copied().flatten() {
-                if let Some(context) = self.get(&key, guard) {
+                if let Some(context) = self.linked(&key, guard) {
                     visit(context);
                 }
             }
         };
         match vmid {
             Some(vmid) => {
-                for &slot in state.by_vmid.get(&vmid).map_or(&[][..], Vec::as_slice) {
+                let mut slot = state
+                    .by_vmid
+                    .get(&VmidKey(vmid.into()))
+                    .copied()
+                    .unwrap_or(NO_SLOT);
+                while slot != NO_SLOT {
                     visit_slot(slot);
+                    slot = state.vmid_links[slot].1;
                 }
             }
             None => {
@@ -722,7 +925,7 @@ impl<S> Directory<S> {
 
     /// Number of live contexts.
     pub fn len(&self) -> usize {
-        self.state.lock().by_key.len()
+        self.state.lock().live
     }
 
     /// Whether no context exists.

@@ -150,6 +150,9 @@ pub trait ShadowStore: Send + Sync {
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping>;
     /// Table frames held.
     fn frames_used(&self) -> usize;
+    /// Leaves installed (what a `clear` would remove): under the
+    /// shadow-leaf cap, the shadow holding the most is cleared.
+    fn leaves(&self) -> usize;
 }
 
 impl<P, T> ShadowStore for ShadowTable<P, T>
@@ -181,13 +184,57 @@ where
     fn frames_used(&self) -> usize {
         ShadowTable::frames_used(self)
     }
+    fn leaves(&self) -> usize {
+        ShadowTable::leaves(self)
+    }
 }
 
 /// Where contexts get their shadow stage 2 (frames and hardware TLB
 /// maintenance for their VMID).
+///
+/// A shadow must own what it uses (`'static`): a retired context's node,
+/// holding the slot's shadow, is dropped by the epoch collector, which a
+/// [`Worker`] keeps alive after its [`Service`] is gone. So a shadow that
+/// borrows its frame pool is refused (review 11 R11-3: it returned frames
+/// to the pool after the pool was dropped); share a pool through an `Arc`:
+///
+/// ```compile_fail,E0477
+/// use shadow_mmu::compose::HostExecute;
+/// use shadow_mmu::service::ShadowBackend;
+/// use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb, ShadowConfig, ShadowTable};
+///
+/// struct Borrowing<'a>(&'a HeapFramePool);
+/// impl<'a> ShadowBackend for Borrowing<'a> {
+///     type Shadow = ShadowTable<&'a HeapFramePool, NoHardwareTlb>;
+///     fn create(&self, _vmid: u16) -> Option<Self::Shadow> {
+///         ShadowTable::new(self.0, NoHardwareTlb, ShadowConfig::default()).ok()
+///     }
+///     fn frames_in_use(&self) -> usize { 0 }
+///     fn host_execute(&self) -> HostExecute { HostExecute::BothOrNeither }
+/// }
+/// ```
+///
+/// The same backend with a shared pool is accepted:
+///
+/// ```
+/// use std::sync::Arc;
+/// use shadow_mmu::compose::HostExecute;
+/// use shadow_mmu::service::ShadowBackend;
+/// use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb, ShadowConfig, ShadowTable};
+///
+/// struct Sharing(Arc<HeapFramePool>);
+/// impl ShadowBackend for Sharing {
+///     type Shadow = ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>;
+///     fn create(&self, _vmid: u16) -> Option<Self::Shadow> {
+///         ShadowTable::new(self.0.clone(), NoHardwareTlb, ShadowConfig::default()).ok()
+///     }
+///     fn frames_in_use(&self) -> usize { 0 }
+///     fn host_execute(&self) -> HostExecute { HostExecute::BothOrNeither }
+/// }
+/// ```
 pub trait ShadowBackend: Sync {
     /// The shadow of one context.
-    type Shadow: ShadowStore;
+    type Shadow: ShadowStore + 'static;
     /// A new, empty shadow for `shadow_vmid`. The service asks for every
     /// slot's shadow when it is made (their roots are part of the budget's
     /// frames); `None` (no frame for the root) leaves the slot to its first
@@ -619,9 +666,22 @@ enum Source {
     Walk(walker::Translation),
 }
 
+/// What an install does when the shadow leaves are at the budget's cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AtLeafCap {
+    /// Change nothing and report [`Install::OverCap`]: the caller makes
+    /// room in the context holding the most leaves, then tries again.
+    Yield,
+    /// Clear this context's own shadow and go on.
+    ClearOwn,
+}
+
 /// What one shadow install did.
 enum Install {
     Done,
+    /// The shadow leaves are at the cap ([`AtLeafCap::Yield`]); nothing
+    /// was changed.
+    OverCap,
     Raced,
     NoFrames,
     /// The reverse map is full (of dead records not swept yet).
@@ -642,12 +702,21 @@ where
     /// ([`ServiceConfig::shadow_vmids`]), or when L1 is shown FEAT_XNX and
     /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]).
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Result<Self, ServiceError> {
+        // The budget counts a shadow struct of at most SHADOW_STRUCT_BYTES.
+        const { Budget::check_shadow::<ShadowOf<B>>() };
         let vmids = config.shadow_vmids()?;
         if config.features.xnx() && backend.host_execute() == HostExecute::BothOrNeither {
             return Err(ServiceError::XnxWithoutHostXnx);
         }
         crate::flat::mix_in_entropy(config.hash_seed);
-        let directory = Directory::new(config.features, config.budget.capacity, vmids);
+        let collector = Collector::new();
+        let directory = Directory::new(
+            config.features,
+            config.budget.capacity,
+            vmids,
+            config.hash_seed,
+            &collector,
+        );
         directory.reserve_shadows(|vmid| backend.create(vmid));
         Ok(Service {
             directory,
@@ -661,7 +730,7 @@ where
             )),
             l0_generation: ModelledU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
-            collector: Collector::new(),
+            collector,
             workers: spin::Mutex::new(Vec::new()),
             counters: Counters::default(),
         })
@@ -790,13 +859,13 @@ where
         l2_ipa: u64,
     ) -> Option<ShadowMapping> {
         let guard = self.pin(worker);
-        self.directory.get(key, &guard)?.shadow().lookup(l2_ipa)
+        self.directory.find(key, &guard)?.shadow().lookup(l2_ipa)
     }
 
     /// The shadow VMID of `key`'s context, if it exists.
     pub fn shadow_vmid(&self, worker: &Worker, key: &ContextKey) -> Option<u16> {
         let guard = self.pin(worker);
-        Some(self.directory.get(key, &guard)?.shadow_vmid())
+        Some(self.directory.find(key, &guard)?.shadow_vmid())
     }
 
     /// Pins `worker` for a call into this service.
@@ -831,7 +900,7 @@ where
             guard.collector() == Some(&self.collector),
             "Service::lookup was given a pin of another epoch collector"
         );
-        self.directory.get(key, guard)?.lookup(l2_ipa, guard)
+        self.directory.find(key, guard)?.cached(l2_ipa, guard)
     }
 
     fn context<'g>(
@@ -919,7 +988,7 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
-        let (leaf, walked) = match context.lookup(l2_ipa, &guard) {
+        let (leaf, walked) = match context.cached(l2_ipa, &guard) {
             Some(hit) if hit.permits(access) => {
                 bump(&counters.hits, 1);
                 (l1_translation(hit), Source::Hit(*hit))
@@ -927,7 +996,7 @@ where
             _ => {
                 bump(&counters.misses, 1);
                 let walker = context.walker();
-                let path = context.lookup_path(l2_ipa, &guard);
+                let path = context.cached_path(l2_ipa, &guard);
                 let (result, kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
                 match kind {
                     WalkKind::Full => bump(&counters.walks, 1),
@@ -981,6 +1050,15 @@ where
             }
         };
         for attempt in 0..2 {
+            // Over the shadow-leaf cap, the first attempt leaves the room
+            // to be made by the context holding the most leaves; should
+            // the cap still be reached on the second (other installs took
+            // the room meanwhile), this context's shadow goes.
+            let at_cap = if attempt == 0 {
+                AtLeafCap::Yield
+            } else {
+                AtLeafCap::ClearOwn
+            };
             let mut held = context.lock();
             match self.install(
                 context,
@@ -991,8 +1069,15 @@ where
                 l0_generation,
                 &guard,
                 counters,
+                at_cap,
             ) {
                 Install::Done => return outcome(entry.shadow),
+                Install::OverCap => {
+                    // Never lock a second context while holding one (two
+                    // installs would deadlock): unlock first.
+                    drop(held);
+                    self.reclaim_leaves(&guard, counters);
+                }
                 Install::Raced => {
                     bump(&counters.raced, 1);
                     return Translated::Retry(Retry::InvalidationRaced);
@@ -1042,6 +1127,7 @@ where
         l0_generation: u64,
         guard: &Guard,
         counters: &Counters,
+        at_cap: AtLeafCap,
     ) -> Install {
         let footprint = match walked {
             Source::Hit(hit) => Footprint {
@@ -1058,6 +1144,21 @@ where
         };
         if !context.may_insert(held, generation, &footprint) {
             return Install::Raced;
+        }
+        // Shadow leaves are capped by the budget. Over the cap, the
+        // context holding the most leaves gives them up (as under frame
+        // pressure): the caller does that without this lock and tries
+        // again, before anything here changed. On the retry, this
+        // context's shadow goes, leaves and records together (its cached
+        // walks stay: re-faults are cheap hits).
+        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
+            match at_cap {
+                AtLeafCap::Yield => return Install::OverCap,
+                AtLeafCap::ClearOwn => {
+                    let cleared = self.clear_shadow(context);
+                    bump(&counters.evictions, cleared as u64);
+                }
+            }
         }
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
@@ -1077,24 +1178,18 @@ where
                 .cache
                 .holds_leaf(leaf.ipa_base, leaf.size_log2, guard)
         {
-            let mut evicted = Vec::new();
-            let mut n = context.cache_leaf(held, leaf, guard, |b, s| evicted.push((b, s)));
+            // At most one leaf is evicted: nothing to allocate for it.
+            let evicted = context.cache.insert_leaf(&mut held.index, leaf, guard);
+            let mut n = usize::from(evicted.is_some());
             if let Some(t) = translation {
                 n += context
                     .cache
                     .insert_paths(&mut held.index, context.walker(), t, guard);
             }
             bump(&counters.evictions, n as u64);
-            for (base, size) in evicted {
+            if let Some((base, size)) = evicted {
                 self.unmap_shadow(context, base, size);
             }
-        }
-        // Shadow leaves are capped by the budget: over it, this context's
-        // shadow goes, leaves and records together (its cached walks stay:
-        // re-faults are cheap hits).
-        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
-            let cleared = self.clear_shadow(context);
-            bump(&counters.evictions, cleared as u64);
         }
         // A leaf of another size overlapping this one (a table of pages
         // where this is a block, a block around this page) would be
@@ -1212,6 +1307,33 @@ where
             }
         }
         guard.flush();
+    }
+
+    /// Makes room under the shadow-leaf cap for a fault: clears the shadow
+    /// of the context holding the most leaves, whichever it is (the
+    /// faulting one included), so that a context holding the leaves cannot
+    /// starve the others (review 11 R11-5). The caller holds no context
+    /// lock: each slot is read under the directory lock, then the victim
+    /// is locked alone, and left alone if it was retired meanwhile (its
+    /// successor owns the shadow now).
+    fn reclaim_leaves(&self, guard: &Guard, counters: &Counters) {
+        let mut largest: Option<(usize, &Context<ShadowOf<B>>)> = None;
+        for slot in 0..self.directory.slots() {
+            let Some(context) = self.directory.in_slot(slot, guard) else {
+                continue;
+            };
+            let leaves = context.shadow().leaves();
+            if leaves > 0 && largest.is_none_or(|(n, _)| leaves > n) {
+                largest = Some((leaves, context));
+            }
+        }
+        if let Some((_, context)) = largest {
+            let _held = context.lock();
+            if !context.is_retired() {
+                let cleared = self.clear_shadow(context);
+                bump(&counters.evictions, cleared as u64);
+            }
+        }
     }
 
     /// Apply a trapped TLBI for L1 VMID `vmid` (see the module docs):

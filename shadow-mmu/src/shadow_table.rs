@@ -737,6 +737,12 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         self.frames.load(Ordering::Relaxed)
     }
 
+    /// Leaves installed (including those in replaced tables not freed
+    /// yet): what a `clear` now would report.
+    pub fn leaves(&self) -> usize {
+        self.leaves.load(Ordering::Relaxed)
+    }
+
     fn frame(&self, pa: u64) -> Result<&Frame, MapError> {
         self.pool.frame(pa).ok_or(MapError::ForeignTable(pa))
     }

@@ -13,6 +13,11 @@
 //! - A full bucket evicts one of its entries (rotating choice): an insert
 //!   never fails and never allocates beyond one node, so the table's
 //!   memory is bounded by its capacity.
+//! - Two-choice use (the context directory): a key may live in either of
+//!   two buckets chosen by two hashes; readers probe the first, then the
+//!   second ([`Table::get_either`]); a writer puts a new key in the emptier
+//!   one and never evicts ([`Table::insert_either`]), so a bucket that
+//!   fills spills into its keys' other buckets instead of giving one up.
 //! - A node leaves a slot by one swap and is destroyed only through the
 //!   epoch collector, after every reader that could hold it has unpinned.
 //!
@@ -131,11 +136,42 @@ pub(crate) fn hash2(a: u64, b: u64) -> u64 {
     x ^ (x >> 29)
 }
 
-impl<T: Keyed> Table<T> {
+/// Buckets a table made for `capacity` nodes has: a power of two.
+const fn buckets_for(capacity: usize) -> usize {
+    let count = capacity.div_ceil(BUCKET);
+    if count <= 1 {
+        1
+    } else {
+        count.next_power_of_two()
+    }
+}
+
+/// Bytes of the node a table allocates for one `T`.
+pub(crate) const fn node_bytes<T>() -> usize {
+    core::mem::size_of::<Node<T>>()
+}
+
+/// Bytes one place of a bucket costs (its pointer and its tag).
+pub(crate) const PLACE_BYTES: usize = core::mem::size_of::<Bucket<()>>() / BUCKET;
+
+/// Bytes of the bucket array of a table made for `capacity` nodes (nodes
+/// not included).
+pub(crate) const fn table_bytes(capacity: usize) -> usize {
+    buckets_for(capacity) * core::mem::size_of::<Bucket<()>>()
+}
+
+// A bucket is one cache line: four pointers, four tags.
+const _: () = assert!(core::mem::size_of::<Bucket<()>>() == 64 && PLACE_BYTES == 16);
+
+// `T: 'static`: a node unlinked from a slot is destroyed by the epoch
+// collector, which may run after the table's owner is gone (a worker's
+// handle keeps the collector alive): the node must not borrow anything
+// (crossbeam's `defer_destroy` contract).
+impl<T: Keyed + 'static> Table<T> {
     /// A table with room for at least `capacity` nodes (rounded up to a
     /// power of two buckets).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let count = capacity.div_ceil(BUCKET).max(1).next_power_of_two();
+        let count = buckets_for(capacity);
         let mut buckets = Vec::with_capacity(count);
         buckets.resize_with(count, Bucket::new);
         Table {
@@ -152,7 +188,7 @@ impl<T: Keyed> Table<T> {
 
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
-        &self.buckets[((hash >> 32) as usize) & self.bucket_mask]
+        &self.buckets[self.bucket_index(hash)]
     }
 
     /// Asks for the bucket `hash` selects (its cache line), ahead of a
@@ -161,9 +197,36 @@ impl<T: Keyed> Table<T> {
         crate::prefetch::prefetch(self.bucket(hash));
     }
 
+    /// The bucket index `hash` selects.
+    pub(crate) fn bucket_index(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) & self.bucket_mask
+    }
+
     /// The node with `key`, if present. Lock-free.
     pub(crate) fn get<'g>(&self, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
-        let bucket = self.bucket(hash);
+        Self::get_in(self.bucket(hash), key, hash, guard)
+    }
+
+    /// The node with `key` in either of its two buckets (`hashes`), the
+    /// first probed first. Lock-free: a key is never moved between its
+    /// buckets while linked, so a reader misses it only while it is being
+    /// inserted or removed.
+    pub(crate) fn get_either<'g>(
+        &self,
+        key: T::Key,
+        hashes: [u64; 2],
+        guard: &'g Guard,
+    ) -> Option<&'g T> {
+        let [first, second] = hashes;
+        self.get(key, first, guard).or_else(|| {
+            if self.bucket_index(first) == self.bucket_index(second) {
+                return None;
+            }
+            self.get(key, second, guard)
+        })
+    }
+
+    fn get_in<'g>(bucket: &Bucket<T>, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         bucket
             .slots
             .iter()
@@ -265,6 +328,69 @@ impl<T: Keyed> Table<T> {
         (outcome, unsafe { new.deref() }.read())
     }
 
+    /// Free places in the bucket `hash` selects. Caller holds the owner's
+    /// writer lock.
+    fn free_places(&self, hash: u64, guard: &Guard) -> usize {
+        self.bucket(hash)
+            .slots
+            .iter()
+            .filter(|slot| slot.load(Ordering::Acquire, guard).is_null())
+            .count()
+    }
+
+    /// Whether either of a key's two buckets has a free place (so
+    /// [`Table::insert_either`] succeeds). Caller holds the writer lock.
+    pub(crate) fn has_room(&self, hashes: [u64; 2], guard: &Guard) -> bool {
+        hashes.iter().any(|&h| self.free_places(h, guard) > 0)
+    }
+
+    /// Inserts `node`, whose key is in neither of its buckets, into the
+    /// emptier of the two (the first on a tie), with that bucket's hash as
+    /// its tag; nothing is evicted. Gives the node back when both buckets
+    /// are full. Caller holds the owner's writer lock.
+    pub(crate) fn insert_either<'g>(
+        &self,
+        node: T,
+        hashes: [u64; 2],
+        guard: &'g Guard,
+    ) -> Result<&'g T, T> {
+        let [first, second] = hashes;
+        let (free_first, free_second) = (
+            self.free_places(first, guard),
+            self.free_places(second, guard),
+        );
+        let hash = if free_second > free_first {
+            second
+        } else {
+            first
+        };
+        let bucket = self.bucket(hash);
+        let Some(index) = bucket
+            .slots
+            .iter()
+            .position(|slot| slot.load(Ordering::Acquire, guard).is_null())
+        else {
+            return Err(node);
+        };
+        let new = Owned::new(Node::new(node)).into_shared(guard);
+        // The tag first, as in `insert`.
+        bucket.tags[index].store(hash, Ordering::Relaxed);
+        let old = bucket.slots[index].swap(new, Ordering::AcqRel, guard);
+        retire(old, guard);
+        // SAFETY: as in `insert`: allocated just now, published, destroyed
+        // only after unlinking and a grace period ('g is pinned).
+        Ok(unsafe { new.deref() }.read())
+    }
+
+    /// Removes the node with `key` from whichever of its two buckets holds
+    /// it; whether one was there. Caller holds the owner's writer lock.
+    pub(crate) fn remove_either(&self, key: T::Key, hashes: [u64; 2], guard: &Guard) -> bool {
+        let [first, second] = hashes;
+        self.remove(key, first, guard)
+            || (self.bucket_index(first) != self.bucket_index(second)
+                && self.remove(key, second, guard))
+    }
+
     /// When the bucket for `hash` has no free slot, the key of one of its
     /// nodes (the one the next insert there would evict).
     pub(crate) fn full_bucket_victim(&self, hash: u64, guard: &Guard) -> Option<T::Key> {
@@ -293,8 +419,9 @@ impl<T: Keyed> Table<T> {
     }
 }
 
-/// Hands an unlinked node to the collector.
-fn retire<T>(old: Shared<'_, T>, guard: &Guard) {
+/// Hands an unlinked node to the collector. `T: 'static`: the collector
+/// may destroy it after everything a borrow could point to is gone.
+fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard) {
     if !old.is_null() {
         // The collector frees the node a few dozen calls later, and the
         // allocator's free reads and writes its first line: asking for that
@@ -305,7 +432,8 @@ fn retire<T>(old: Shared<'_, T>, guard: &Guard) {
         // (the owner's writer lock is held), so no new reader can reach it
         // and it is retired exactly once; readers that loaded it before the
         // swap are pinned, and the collector destroys it only after all of
-        // them have unpinned.
+        // them have unpinned. `T: 'static`, so destroying it later (even
+        // after the table's owner is gone) reads nothing freed.
         unsafe { guard.defer_destroy(old) };
     }
 }

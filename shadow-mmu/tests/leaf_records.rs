@@ -179,6 +179,9 @@ impl ShadowStore for Refusing {
     fn frames_used(&self) -> usize {
         self.inner.frames_used()
     }
+    fn leaves(&self) -> usize {
+        self.inner.leaves()
+    }
 }
 
 struct RefusingBackend {
@@ -324,6 +327,9 @@ impl ShadowStore for Stepped {
     fn frames_used(&self) -> usize {
         // Worth clearing for `reclaim_frames`.
         self.inner.frames_used().max(2)
+    }
+    fn leaves(&self) -> usize {
+        self.inner.leaves()
     }
 }
 

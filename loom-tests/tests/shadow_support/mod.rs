@@ -182,6 +182,9 @@ impl ShadowStore for ModelShadow {
     fn frames_used(&self) -> usize {
         1
     }
+    fn leaves(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
     fn reassigned(&self) {
         self.log.lock().unwrap().push(Event::Reassigned(self.vmid));
     }
