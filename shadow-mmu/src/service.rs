@@ -69,7 +69,12 @@
 //! the shadow passes to the successor, before the successor exists, so no
 //! translate can map into it earlier. (It runs under the directory lock: a
 //! kicked PE must acknowledge that it left L2 before it asks the service
-//! for anything.) [`Stats::recycled_contexts`] counts recycles.
+//! for anything.) A PE that obtained its root just before the retirement
+//! is covered by the handshake in README.md ("Contract with hv:
+//! recycling"): it publishes that it is entering L2 before it calls
+//! [`Service::shadow_root`] (which never returns a retired context), and
+//! checks a kick flag that `reassigned` sets after it marked itself in L2,
+//! before its ERET. [`Stats::recycled_contexts`] counts recycles.
 //!
 //! Lock order: directory -> context -> reverse map. Lookups take no lock.
 
