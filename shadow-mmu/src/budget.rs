@@ -69,12 +69,16 @@ pub const SHADOW_STRUCT_BYTES: usize = 256;
 /// it holds behind an `Arc`.
 pub const CONTEXT_BYTES: usize = node_bytes::<Context<()>>();
 
+/// Bytes of a slot's cache struct in its `Arc` (its tables and index are
+/// counted apart: [`Budget::cache_table_bytes`], [`Budget::cache_index_bytes`]).
+pub const CACHE_STRUCT_BYTES: usize = arc_bytes::<WalkCache>();
+
 /// Bytes of a context slot's fixed parts besides its cache tables: the
 /// cache's struct and the shadow's struct (each in its `Arc`), and the
 /// slot's entries in the directory's arrays (key, shadow, cache, VMID
 /// links). The directory's hash table and VMID index, rounded to powers of
 /// two, are counted whole ([`Budget::directory_bytes`]).
-pub const SLOT_BYTES: usize = arc_bytes::<WalkCache>()
+pub const SLOT_BYTES: usize = CACHE_STRUCT_BYTES
     + SHADOW_STRUCT_BYTES
     + size_of::<Option<ContextKey>>()
     + size_of::<Option<Arc<()>>>()
@@ -200,8 +204,15 @@ impl Budget {
     pub fn cache_index_bytes(&self) -> usize {
         let c = &self.capacity;
         let (leaves, paths) = (c.leaves_per_context, c.paths_per_context);
-        CacheIndex::preallocated_bytes(leaves, paths)
+        self.cache_index_preallocated_bytes()
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
+    }
+
+    /// What one slot's cache index allocates when the slot's cache is made
+    /// (its hashed levels, whole).
+    pub fn cache_index_preallocated_bytes(&self) -> usize {
+        let c = &self.capacity;
+        CacheIndex::preallocated_bytes(c.leaves_per_context, c.paths_per_context)
     }
 
     /// The directory's shared tables for `contexts` slots: its hash table

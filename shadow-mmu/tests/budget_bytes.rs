@@ -1,0 +1,143 @@
+//! Review 11 R11-6: `Budget::worst_case_bytes` counts what the service
+//! allocates. A counting allocator measures the bytes the service holds
+//! after a hostile run (more keys than context slots, each touching more
+//! pages than its cache and the shadow-leaf cap hold, TLBIs between) and
+//! compares them with the budget's count. (Its own test binary: the
+//! allocator counts every thread of the process.)
+#![cfg(not(loom))]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+
+use common::*;
+use ipc::tlbi::InvalidateScope;
+use shadow_mmu::budget::{CACHE_STRUCT_BYTES, CONTEXT_BYTES, CONTEXT_OVERHEAD_BYTES, FRAME_BYTES};
+use shadow_mmu::service::{HostBackend, Service};
+use shadow_mmu::shadow_table::ShadowConfig;
+use walker::Granule;
+
+/// Bytes allocated and not freed, process-wide.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most `LIVE` was.
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+fn note(delta: isize) {
+    let now = LIVE.fetch_add(delta, Relaxed) + delta;
+    PEAK.fetch_max(now, Relaxed);
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// which satisfy `GlobalAlloc`'s contracts, and only counts bytes besides.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as in `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            note(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator (so from `System`) with
+        // `layout`, as the caller guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        note(-(layout.size() as isize));
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as in `dealloc`, and `new_size` as the caller guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            note(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[test]
+fn the_service_holds_no_more_than_the_budget_counts() {
+    const CONTEXTS: usize = 4;
+    let config = config(4 << 20, CONTEXTS);
+    let budget = config.budget;
+    let pages = 2 * budget.capacity.leaves_per_context as u64;
+    assert!(pages * CONTEXTS as u64 > budget.shadow_leaves as u64);
+    // L1's tables, the L0 map and the frame pool first: not the service's.
+    let mem = L1Memory::new();
+    let trees = [
+        L1Tables::new(mem.clone(), Granule::K4),
+        L1Tables::at(mem.clone(), Granule::K4, 4 << 20),
+    ];
+    for (t, tree) in trees.iter().enumerate() {
+        for i in 0..pages {
+            tree.map(i << 12, 0x8000_0000 + ((t as u64) << 28) + (i << 12), 3, RW);
+        }
+    }
+    let l0 = l0_map();
+    let backend = HostBackend::new(budget.frames, ShadowConfig::default()).expect("pool");
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let s = Service::new(config, mem, l0, backend).expect("service");
+    let w = s.worker();
+    // One context: its node, its slot's cache (struct, both tables' bucket
+    // arrays, its index, preallocated whole). On main the budget counted
+    // 1024 B per context and 8 B per cache place: less than this.
+    let empty = LIVE.load(Relaxed);
+    s.shadow_root(&w, &trees[0].key(1)).expect("a context");
+    let one_context = (LIVE.load(Relaxed) - empty) as usize;
+    let places = budget.capacity.leaves_per_context + budget.capacity.paths_per_context;
+    let exact =
+        CONTEXT_BYTES + CACHE_STRUCT_BYTES + places * 16 + budget.cache_index_preallocated_bytes();
+    println!("one context: {one_context} B allocated, {exact} B counted");
+    assert_eq!(one_context, exact, "creating a context");
+    // The budget's share per context covers it (with the slot's other parts
+    // and the index's ordered level, which grow later).
+    assert!(one_context <= CONTEXT_OVERHEAD_BYTES + places * 16 + budget.cache_index_bytes());
+    // Six keys over four slots: recycles; every key's cache overflows, and
+    // together they pass the shadow-leaf cap.
+    let keys: Vec<_> = (0..6u16)
+        .map(|k| trees[usize::from(k % 2)].key(k + 2))
+        .collect();
+    for round in 0..2u64 {
+        for key in &keys {
+            for i in 0..pages {
+                let ipa = ((i * 7 + round) % pages) << 12;
+                assert!(pa_of(&read(&s, &w, key, ipa), ipa).is_some());
+            }
+            s.invalidate(&w, key.vmid, &InvalidateScope::Vmid);
+        }
+    }
+    // Let the collector free what was unlinked (not counted by the budget).
+    for _ in 0..64 {
+        w.pin().flush();
+    }
+    let held = (LIVE.load(Relaxed) - before) as usize;
+    let peak = (PEAK.load(Relaxed) - before) as usize;
+    // The pool's frames were allocated before `before`; the rest of the
+    // budget's count is the service's.
+    let counted = budget.worst_case_bytes() - budget.frames * FRAME_BYTES;
+    println!(
+        "held {held} B, peak {peak} B, counted {counted} B of {} B",
+        budget.bytes
+    );
+    assert!(s.stats().recycled_contexts > 0 && s.stats().evictions > 0);
+    assert!(
+        held <= counted,
+        "the service holds {held} B, the budget counts {counted} B"
+    );
+    drop(w);
+    drop(s);
+}
