@@ -28,8 +28,9 @@
 //! # Structure
 //!
 //! - [`context`]: contexts keyed by (VMID, VTTBR BADDR, VTCR walk fields,
-//!   byte order) in a lock-free hash directory with a VMID index; bounded,
-//!   recycled round robin; each owns a shadow VMID.
+//!   byte order) in a lock-free two-choice hash directory with a VMID
+//!   index; bounded, recycled round robin once every slot is taken; each
+//!   owns a shadow VMID.
 //! - [`cache`]: per context, leaf walk results at block granularity and
 //!   intermediate table paths (partial walks), lock-free reads, hashed
 //!   per-size block indexes for range invalidation, flush numbers for
