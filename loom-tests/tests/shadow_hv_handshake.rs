@@ -1,0 +1,207 @@
+//! loom model of the recycling contract between the service and hv
+//! (shadow-mmu/README.md, "Contract with hv: recycling"; review 11 R11-1):
+//! a PE enters L2 of context A by the handshake (publish `Entering`,
+//! barrier, `shadow_root`, publish `InL2(vmid)`, barrier, consume the kick
+//! flag, ERET) while another fault recycles A's only slot for B, whose
+//! `reassigned` runs the recycler's side (barrier, kick every PE entering
+//! or in L2 on the slot's VMID, barrier, wait for those in L2 to leave).
+//! The PE, once in L2, reads IPA 0 through the slot's shadow: it must never
+//! see B's mapping (one nested guest reaching another's memory). hv does
+//! not run L2 yet: the PE side here is the contract written as code, the
+//! service side is the real `Service` (fails when `reassigned` kicks only
+//! PEs in L2, as the contract said before, or when the PE does not check
+//! the kick flag before its ERET).
+#![cfg(loom)]
+
+mod shadow_support;
+
+use loom::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering::*};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use shadow_mmu::compose::{HostExecute, L0RegionMap, ShadowMapping};
+use shadow_mmu::service::{Service, ShadowBackend, ShadowStore};
+use shadow_mmu::shadow_table::{MapError, MapOutcome};
+use shadow_support::*;
+use walker::AccessKind;
+
+const OUTSIDE: u32 = 0;
+const ENTERING: u32 = 1;
+
+/// `InL2(vmid)`.
+const fn in_l2(vmid: u16) -> u32 {
+    0x1_0000 | vmid as u32
+}
+
+/// hv's view of its one PE.
+#[derive(Debug, Default)]
+struct Pe {
+    phase: AtomicU32,
+    kick: AtomicBool,
+}
+
+type Entries = Arc<Mutex<Vec<ShadowMapping>>>;
+
+/// The shadows by VMID (what the PE's VTTBR_EL2 points the hardware at)
+/// and the PE.
+#[derive(Debug, Default)]
+struct Hv {
+    pe: Pe,
+    shadows: Mutex<Vec<(u16, Entries)>>,
+}
+
+impl Hv {
+    fn shadow(&self, vmid: u16) -> Entries {
+        let shadows = self.shadows.lock().unwrap();
+        let (_, entries) = shadows.iter().find(|(v, _)| *v == vmid).expect("a shadow");
+        entries.clone()
+    }
+}
+
+#[derive(Debug)]
+struct HandshakeShadow {
+    vmid: u16,
+    entries: Entries,
+    hv: Arc<Hv>,
+}
+
+impl ShadowStore for HandshakeShadow {
+    fn root_pa(&self) -> u64 {
+        u64::from(self.vmid) << 12
+    }
+    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.contains(m) {
+            return Ok(MapOutcome::AlreadyPresent);
+        }
+        entries.retain(|e| e.l2_ipa_base != m.l2_ipa_base);
+        entries.push(*m);
+        Ok(MapOutcome::Installed)
+    }
+    fn unmap_range(&self, start: u64, len: u64) -> usize {
+        let mut entries = self.entries.lock().unwrap();
+        let before = entries.len();
+        entries.retain(|e| !(e.l2_ipa_base < start + len && start < e.l2_ipa_base + e.size));
+        before - entries.len()
+    }
+    fn clear(&self) -> usize {
+        let mut entries = self.entries.lock().unwrap();
+        let n = entries.len();
+        entries.clear();
+        n
+    }
+    /// The recycler's side of the handshake (the directory lock is held,
+    /// the victim retired and its shadow cleared).
+    fn reassigned(&self) {
+        let pe = &self.hv.pe;
+        fence(SeqCst);
+        let phase = pe.phase.load(SeqCst);
+        if phase == ENTERING || phase == in_l2(self.vmid) {
+            pe.kick.store(true, Release);
+        }
+        fence(SeqCst);
+        // (The IPI: the model's PE leaves L2 by itself after one access.)
+        while pe.phase.load(Acquire) == in_l2(self.vmid) {
+            thread::yield_now();
+        }
+    }
+    fn lookup(&self, ipa: u64) -> Option<ShadowMapping> {
+        let entries = self.entries.lock().unwrap();
+        entries.iter().copied().find(|e| e.contains(ipa))
+    }
+    fn frames_used(&self) -> usize {
+        1
+    }
+    fn leaves(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+}
+
+#[derive(Debug)]
+struct HandshakeBackend(Arc<Hv>);
+
+impl ShadowBackend for HandshakeBackend {
+    type Shadow = HandshakeShadow;
+    fn create(&self, vmid: u16) -> Option<HandshakeShadow> {
+        let entries = Entries::default();
+        self.0.shadows.lock().unwrap().push((vmid, entries.clone()));
+        Some(HandshakeShadow {
+            vmid,
+            entries,
+            hv: self.0.clone(),
+        })
+    }
+    fn frames_in_use(&self) -> usize {
+        0
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::PerLevel
+    }
+}
+
+/// The PE enters A's L2 by the handshake (at most two tries) and makes one
+/// access to IPA 0 there; A's L2 may see A's page or nothing, never B's.
+fn enter_a_and_access(s: &Service<SparseMemory, L0RegionMap, HandshakeBackend>, hv: &Hv) {
+    let w = s.worker();
+    let pe = &hv.pe;
+    for _ in 0..2 {
+        pe.phase.store(ENTERING, SeqCst);
+        fence(SeqCst);
+        let Some((vmid, _root)) = s.shadow_root(&w, &key(ROOT)) else {
+            pe.phase.store(OUTSIDE, Release);
+            return;
+        };
+        pe.phase.store(in_l2(vmid), SeqCst);
+        fence(SeqCst);
+        if pe.kick.swap(false, AcqRel) {
+            // The root may be a retired context's: ask again.
+            continue;
+        }
+        // ERET: L2 runs on the shadow of `vmid` and reads IPA 0.
+        if let Some(m) = hv
+            .shadow(vmid)
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e.contains(0))
+        {
+            assert_eq!(
+                m.pa_base,
+                PA_OFFSET + OLD,
+                "A's L2 reached B's memory through the slot's shadow"
+            );
+        }
+        // Exit to EL2: acknowledged before anything can wait for the
+        // directory lock.
+        pe.phase.store(OUTSIDE, Release);
+        return;
+    }
+    pe.phase.store(OUTSIDE, Release);
+}
+
+#[test]
+fn a_pe_entering_the_victims_l2_never_runs_on_the_successors_tree() {
+    loom::model(|| {
+        let hv = Arc::new(Hv::default());
+        let s = Arc::new(
+            Service::new(config(1), memory(), l0_map(), HandshakeBackend(hv.clone()))
+                .expect("valid shadow VMIDs"),
+        );
+        {
+            // A's L2 has IPA 0 mapped (to OLD) before the race.
+            let w = s.worker();
+            let t = s.translate(&w, &key(ROOT), 0, AccessKind::Read, &ABORT);
+            assert_eq!(l1_of(&t, 0), Some(OLD));
+        }
+        let pe = {
+            let (s, hv) = (s.clone(), hv.clone());
+            thread::spawn(move || enter_a_and_access(&s, &hv))
+        };
+        // Another vCPU's fault in B recycles A's slot; B maps IPA 0 (NEW).
+        let w = s.worker();
+        let t = s.translate(&w, &key(ROOT_B), 0, AccessKind::Read, &ABORT);
+        if let Some(l1) = l1_of(&t, 0) {
+            assert_eq!(l1, NEW);
+        }
+        pe.join().unwrap();
+    });
+}
