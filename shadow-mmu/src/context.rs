@@ -950,3 +950,85 @@ fn slot_or_hand<S>(bucket_victim: Option<usize>, state: &mut DirectoryState<S>) 
         slot
     })
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::collections::HashSet as Set;
+    use walker::IdRegisters;
+
+    fn directory(slots: usize, collector: &Collector) -> Directory<()> {
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            mmfr0: 5,
+            mmfr1: 0,
+            mmfr2: 0,
+        })
+        .unwrap();
+        let capacity = Capacity {
+            contexts: slots,
+            leaves_per_context: 4,
+            paths_per_context: 4,
+        };
+        let host = HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        };
+        let vmids = ShadowVmids::new(16, slots, host).unwrap();
+        Directory::new(features, capacity, vmids, 0x5eed, collector)
+    }
+
+    /// The VMID index (a map to each VMID's first slot, the others linked
+    /// per slot) lists exactly the live contexts of each VMID through any
+    /// sequence of creations and recycles, and the live count matches.
+    #[test]
+    fn the_vmid_index_follows_creations_and_recycles() {
+        let collector = Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        let vtcr = 25 | (1 << 6) | (5 << 16);
+        let keys: Vec<ContextKey> = (0..12u64)
+            .map(|i| {
+                ContextKey::new(
+                    (i % 4) as u16 + 2,
+                    0x1000 * (i + 1),
+                    vtcr,
+                    Endianness::Little,
+                )
+            })
+            .collect();
+        for slots in [1, 2, 3, 5] {
+            let directory = directory(slots, &collector);
+            let mut state = 0x1234_5678_u64;
+            for _ in 0..400 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let key = keys[(state % keys.len() as u64) as usize];
+                directory
+                    .get_or_create(&key, &guard, |_, _| {}, |_| Some(()), |_| {})
+                    .expect("a context");
+                let live: Set<ContextKey> = keys
+                    .iter()
+                    .copied()
+                    .filter(|k| directory.get(k, &guard).is_some())
+                    .collect();
+                assert_eq!(live.len(), directory.len());
+                assert!(live.len() <= slots && live.contains(&key));
+                for vmid in 2..6u16 {
+                    let mut listed = Set::new();
+                    directory.for_vmid(Some(vmid), &guard, |c| {
+                        assert!(listed.insert(c.key()), "listed twice");
+                    });
+                    let want: Set<_> = live.iter().copied().filter(|k| k.vmid == vmid).collect();
+                    assert_eq!(listed, want, "VMID {vmid}, {slots} slots");
+                }
+                let mut all = Set::new();
+                directory.for_vmid(None, &guard, |c| {
+                    all.insert(c.key());
+                });
+                assert_eq!(all, live);
+            }
+        }
+    }
+}
