@@ -61,7 +61,7 @@ const fn arc_bytes<T>() -> usize {
 /// Bytes a slot's shadow struct may take in its `Arc` (the shadow table's
 /// own fields; its frames, lists and detached list are counted apart).
 /// `Service::new` refuses to compile for a backend whose shadow is larger
-/// ([`Budget::check_shadow`]).
+/// (`Budget::check_shadow`).
 pub const SHADOW_STRUCT_BYTES: usize = 256;
 
 /// Bytes of one context's node in the directory: the `Context` struct (its
@@ -216,7 +216,7 @@ impl Budget {
     }
 
     /// The directory's shared tables for `contexts` slots: its hash table
-    /// ([`DIRECTORY_PLACES_PER_SLOT`] places per slot, rounded up to a
+    /// (four places per slot, rounded up to a
     /// power of two buckets) and its VMID index (made for one VMID per
     /// slot; it never grows).
     pub fn directory_bytes(contexts: usize) -> usize {

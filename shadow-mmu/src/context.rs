@@ -29,7 +29,7 @@
 //! shadow is detached in O(root entries), its reverse-map records die with
 //! their epoch. A reader still holding the retired context never sees its
 //! successor's entries: a context stops accepting cache hits from the flush
-//! number it was retired at ([`Context::lookup`]).
+//! number it was retired at (`Context::cached`).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
