@@ -59,18 +59,38 @@ fn recycling_races_with_a_translate_in_the_victim() {
     });
 }
 
+/// What the reader of the retired context looks up.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// The cached leaf (`Context::lookup`).
+    Leaf,
+    /// The deepest cached intermediate path (`Context::lookup_path`).
+    Path,
+}
+
 /// The directory alone, with room for one context. Context A (tree ROOT:
-/// IPA 0 -> OLD) has IPA 0 cached, and a reader holds A, as a translate
-/// does between finding its context and looking up the cache. Meanwhile a
-/// second thread creates context B (tree ROOT_B: IPA 0 -> NEW): A is
-/// retired and the slot's cache flushed (as the service's retirement does),
-/// and B caches its own entry for IPA 0 in that same cache. The reader's
-/// lookup in A gives A's entry or nothing, never B's: a retired context
-/// takes no hit from its retirement's flush number on. (Fails when
-/// `WalkCache::lookup` ignores `retired_at`: the reader then finds B's entry,
-/// stamped with the current flush number.)
-#[test]
-fn a_reader_of_the_retired_context_never_sees_its_successor() {
+/// IPA 0 -> OLD) has IPA 0 cached (leaf and paths), and a reader holds A,
+/// as a translate does between finding its context and looking up the
+/// cache. Meanwhile a second thread creates context B (tree ROOT_B: IPA 0
+/// -> NEW): A is retired and the slot's cache flushed (as the service's
+/// retirement does), and B caches its own leaf and paths for IPA 0 in that
+/// same cache. The reader's lookup in A gives A's entry or nothing, never
+/// B's: a retired context takes no hit from its retirement's flush number
+/// on.
+///
+/// Fails when `WalkCache::lookup` (or `lookup_path`) ignores `retired_at`:
+/// the reader then finds B's entry, stamped with the current flush number.
+/// Fails too when the retirement's flush bump is not a Release (or the
+/// lookup's load of the flush number not an Acquire): the reader then reads
+/// the bumped number but the `retired_at` A had before its retirement
+/// (measured: `flush.fetch_add(1, AcqRel)` weakened to `Acquire` in
+/// `WalkCache::flush`, or either load in `lookup`/`lookup_path` to
+/// `Relaxed`). The reader must not `yield_now` before its lookup: loom lets
+/// a thread that yielded read only stores newer than those it saw before
+/// the yield, which hides exactly that stale `retired_at` (A's creation
+/// store, seen by the thread that made A). loom's first preemption already
+/// runs the whole recycle before the lookup.
+fn retired_reader_never_sees_its_successor(probe: Probe) {
     let features = ExposedFeatures::from_id_registers(IdRegisters {
         mmfr0: 5,
         mmfr1: 0,
@@ -82,14 +102,17 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
         leaves_per_context: 4,
         paths_per_context: 4,
     };
-    // The two leaves, walked from the trees once (walks are not the subject).
+    // The two walks, made once (walks are not the subject).
     let memory = memory();
-    let leaf = |root| {
+    let walk = |root| {
         let walker = Stage2Walker::new(key(root).registers(), &features);
-        let walked = walker.walk(&memory, 0, AccessKind::Read).expect("mapped");
-        CachedWalk::from_translation(&walked)
+        walker.walk(&memory, 0, AccessKind::Read).expect("mapped")
     };
-    let (leaf_a, leaf_b) = (leaf(ROOT), leaf(ROOT_B));
+    let (walk_a, walk_b) = (walk(ROOT), walk(ROOT_B));
+    let (leaf_a, leaf_b) = (
+        CachedWalk::from_translation(&walk_a),
+        CachedWalk::from_translation(&walk_b),
+    );
     assert_eq!(leaf_b.output_address(0), NEW);
     let host = HostVmids {
         width: ipc::VmidWidth::Bits16,
@@ -106,7 +129,11 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
         let (a, _) = directory
             .get_or_create(&key(ROOT), &guard, |_, _| {}, |_| Some(()), |_| {})
             .expect("a free slot");
-        a.cache_leaf(&mut a.lock(), leaf_a, &guard);
+        {
+            let mut held = a.lock();
+            a.cache_leaf(&mut held, leaf_a, &guard);
+            a.cache_paths(&mut held, &walk_a, &guard);
+        }
         let recycler = {
             let directory = directory.clone();
             let collector = collector.clone();
@@ -125,19 +152,30 @@ fn a_reader_of_the_retired_context_never_sees_its_successor() {
                     )
                     .expect("recycles A");
                 assert!(matches!(created, Created::Recycled { .. }));
-                b.cache_leaf(&mut b.lock(), leaf_b, &guard);
+                let mut held = b.lock();
+                b.cache_leaf(&mut held, leaf_b, &guard);
+                b.cache_paths(&mut held, &walk_b, &guard);
+                drop(held);
                 assert_eq!(b.lookup(0, &guard).map(|h| h.output_address(0)), Some(NEW));
+                let path = b.lookup_path(0, &guard).expect("B's path");
+                assert_eq!(path.reads()[0].address, ROOT_B);
             })
         };
-        // Yield first: loom then starts from the recycle done before the
-        // lookup (the order that shows a successor's entry) and preempts
-        // the recycler at every point to put the lookup inside it.
-        thread::yield_now();
-        if let Some(hit) = a.lookup(0, &guard) {
-            assert_eq!(hit.output_address(0), OLD, "a hit of the successor");
+        match probe {
+            Probe::Leaf => {
+                if let Some(hit) = a.lookup(0, &guard) {
+                    assert_eq!(hit.output_address(0), OLD, "a hit of the successor");
+                }
+            }
+            Probe::Path => {
+                if let Some(path) = a.lookup_path(0, &guard) {
+                    assert_eq!(path.reads()[0].address, ROOT, "a path of the successor");
+                }
+            }
         }
         recycler.join().unwrap();
         assert!(a.lookup(0, &guard).is_none(), "after the recycle");
+        assert!(a.lookup_path(0, &guard).is_none(), "after the recycle");
     });
 }
 
@@ -264,4 +302,14 @@ fn a_context_in_its_second_bucket_is_found_until_retired() {
         let c = directory.get(&kc, &guard).expect("C");
         assert_eq!(c.lookup(0, &guard).map(|h| h.output_address(0)), Some(NEW));
     });
+}
+
+#[test]
+fn a_reader_of_the_retired_context_never_sees_its_successors_leaf() {
+    retired_reader_never_sees_its_successor(Probe::Leaf);
+}
+
+#[test]
+fn a_reader_of_the_retired_context_never_sees_its_successors_path() {
+    retired_reader_never_sees_its_successor(Probe::Path);
 }

@@ -183,6 +183,50 @@ fn unmap_frees_tables_while_map_and_lookup_run() {
     });
 }
 
+/// `unmap_range` on a thread of its own while the vCPU (the thread that
+/// built the tables) maps a page beside the one being unmapped: a map that
+/// finished before the unmap took the exclusive side is seen by it, so the
+/// page is either removed with its table (counted) or left mapped, never
+/// lost uncounted in a freed table.
+///
+/// The roles are the other way round from
+/// [`unmap_frees_tables_while_map_and_lookup_run`] on purpose: the
+/// unmapper spins (`yield_now` under loom) until the vCPU leaves the shared
+/// side, and loom never lets a thread read a store it saw before its last
+/// yield if a newer one exists. The main thread made the tables (it saw
+/// every entry's first store), so as the unmapper it could never read the
+/// stale invalid entry a missing Acquire allows; a fresh thread can.
+/// Fails with the Acquire of the exclusive side's wait for readers
+/// (`UpdateLock::exclusive`) weakened to Relaxed: the unmapper misses the
+/// vCPU's page, frees the table holding it and reports one leaf removed.
+#[test]
+fn unmap_on_its_own_thread_sees_every_finished_map() {
+    model(|| {
+        let (t, pool) = table(8);
+        let old = page(0x1000, 0xa000);
+        t.map(&old).unwrap();
+        let new = page(0x2000, 0xb000);
+        let unmapper = {
+            let t = t.clone();
+            thread::spawn(move || t.unmap_range(0, BLOCK))
+        };
+        assert_eq!(t.map(&new).unwrap(), MapOutcome::Installed);
+        let removed = unmapper.join().unwrap();
+        assert!((1..=2).contains(&removed));
+        assert_eq!(t.lookup(0x1000), None);
+        let new_left = t.lookup(0x2000);
+        assert!(new_left.is_none() || new_left == Some(new));
+        assert_eq!(
+            removed == 2,
+            new_left.is_none(),
+            "the vCPU's page was lost without being counted"
+        );
+        assert_reachable_tables_allocated(&t, &pool);
+        t.unmap_range(0, 1 << 48);
+        assert_eq!(pool.frames_in_use(), 1);
+    });
+}
+
 /// A TLB hook for `clear`'s model: when the whole-VMID invalidation runs,
 /// none of the watched tables (those `clear` detaches) may be back in the
 /// pool yet - a frame is reused only after it is unlinked *and* the hook has
@@ -275,6 +319,60 @@ fn clear_detaches_while_map_and_lookup_run() {
         t.reclaim_detached(usize::MAX);
         assert_free_frames_zero(&pool);
         assert_eq!(pool.frames_in_use(), t.frames_used());
+        t.clear();
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(pool.frames_in_use(), 1);
+        assert_free_frames_zero(&pool);
+    });
+}
+
+/// A table frame `clear` detached goes back to the pool (zeroed there) and
+/// a `map` takes it again, while another vCPU, which has seen the `clear`
+/// (but not the zeroing, which runs after it without the update lock),
+/// looks up and maps in the same region. The vCPU must see the reused frame
+/// as the pool zeroed it, never the old tree it held: lookups give nothing
+/// or the new block, never the old page, and no write lands in a free
+/// frame. What makes the zeroing visible is only the publication of the
+/// table descriptor (Release compare-and-swap in `map`, Acquire loads in
+/// `map` and `lookup`): with any of them weakened the vCPU can follow a
+/// stale descriptor of the old tree out of the reused frame (measured: the
+/// publishing `compare_exchange` `AcqRel` -> `Acquire`, the table-walk load
+/// in `map` or the load in `lookup` `Acquire` -> `Relaxed` each fail here).
+#[test]
+fn a_reused_frame_is_seen_zeroed() {
+    model(|| {
+        let (t, pool) = table(8);
+        let old = page(0x1000, 0xa000);
+        t.map(&old).unwrap();
+        let cleared = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let new_block = block(0, 0x20_0000);
+        let other = page(0x2000, 0xb000);
+        let l0 = {
+            let (t, cleared) = (t.clone(), cleared.clone());
+            thread::spawn(move || {
+                assert_eq!(t.clear(), 1);
+                cleared.store(true, std::sync::atomic::Ordering::Release);
+                // Frees the old level-1..3 tables (those the vCPU's map did
+                // not free first): last freed, first reused, so the block's
+                // level-1 and -2 tables are two of them.
+                t.reclaim_detached(usize::MAX);
+                t.map(&new_block).unwrap();
+            })
+        };
+        if cleared.load(std::sync::atomic::Ordering::Acquire) {
+            let seen = t.lookup(0x1000);
+            assert!(seen.is_none() || seen == Some(new_block), "{seen:?}");
+            t.map(&other).unwrap();
+        }
+        l0.join().unwrap();
+        let at_other = t.lookup(0x2000);
+        assert!(
+            at_other == Some(new_block) || at_other == Some(other),
+            "{at_other:?}"
+        );
+        t.reclaim();
+        assert_reachable_tables_allocated(&t, &pool);
+        assert_free_frames_zero(&pool);
         t.clear();
         t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);

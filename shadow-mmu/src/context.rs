@@ -280,6 +280,12 @@ impl<S> Context<S> {
             .lookup_path(&self.walker, ipa, &self.retired_at, guard)
     }
 
+    /// [`Context::cached_path`], for the loom models.
+    #[cfg(loom)]
+    pub fn lookup_path<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedPath> {
+        self.cached_path(ipa, guard)
+    }
+
     /// The writer lock: every insert into and removal from this context
     /// (cache, shadow, reverse-map records) holds it, and so does its
     /// retirement. Lookups never take it.
@@ -299,6 +305,21 @@ impl<S> Context<S> {
         guard: &Guard,
     ) -> Option<(u64, u64)> {
         self.cache.insert_leaf(&mut held.index, leaf, guard)
+    }
+
+    /// Caches the table descriptors of a successful walk `t` (made with
+    /// this context's walker) that are not cached yet, as the service's
+    /// install does, for the loom models. Returns how many live entries
+    /// were evicted. Caller holds the lock (`held`).
+    #[cfg(loom)]
+    pub fn cache_paths(
+        &self,
+        held: &mut ContextState,
+        t: &walker::Translation,
+        guard: &Guard,
+    ) -> usize {
+        self.cache
+            .insert_paths(&mut held.index, &self.walker, t, guard)
     }
 
     /// Drops every cached entry of the slot's cache at once (a whole-VMID

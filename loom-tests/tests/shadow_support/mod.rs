@@ -216,21 +216,29 @@ impl ShadowBackend for ModelBackend {
 
 /// L0's map of L1: all of [0, 4 GiB), except that L0 can take away the
 /// two pages at OLD (a memslot removal), before telling the service.
+///
+/// The removal is a loom atomic written and read Relaxed: the weakest map
+/// L0 could keep. The service promises that a translate which read the L0
+/// generation `l0_unmap` bumped composes with L0's map as it was before
+/// that call, so the only thing that may order the map change before the
+/// composition is the generation's Release/Acquire pair, and loom checks
+/// that it does (with a sequentially consistent flag it could not see a
+/// composition read the old map).
 #[derive(Debug)]
 pub struct ModelL0 {
     map: L0RegionMap,
-    old_removed: std::sync::atomic::AtomicBool,
+    old_removed: loom::sync::atomic::AtomicBool,
 }
 
 impl ModelL0 {
     pub fn remove_old(&self) {
-        self.old_removed.store(true, Ordering::SeqCst);
+        self.old_removed.store(true, Ordering::Relaxed);
     }
 }
 
 impl L0Map for ModelL0 {
     fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
-        if self.old_removed.load(Ordering::SeqCst) && (OLD..OLD + 0x2000).contains(&l1_ipa) {
+        if self.old_removed.load(Ordering::Relaxed) && (OLD..OLD + 0x2000).contains(&l1_ipa) {
             return None;
         }
         self.map.lookup(l1_ipa)
@@ -290,7 +298,7 @@ pub fn service(contexts: usize) -> Arc<ModelService> {
     let l0 = l0_map();
     let l0 = ModelL0 {
         map: l0,
-        old_removed: std::sync::atomic::AtomicBool::new(false),
+        old_removed: loom::sync::atomic::AtomicBool::new(false),
     };
     Arc::new(
         Service::new(config, memory(), l0, ModelBackend::default()).expect("valid shadow VMIDs"),
