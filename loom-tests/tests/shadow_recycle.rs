@@ -15,12 +15,14 @@
 mod shadow_support;
 
 use crossbeam_epoch::Collector;
+use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::cache::CachedWalk;
 use shadow_mmu::context::{Capacity, ContextKey, Created, Directory, HostVmids, ShadowVmids};
 use shadow_mmu::service::{Retry, Translated};
 use shadow_support::*;
+use std::sync::atomic::Ordering;
 use walker::{AccessKind, Endianness, ExposedFeatures, IdRegisters, Stage2Walker};
 
 fn check(t: &Translated, ipa: u64, base: u64) {
@@ -88,8 +90,7 @@ enum Probe {
 /// `Relaxed`). The reader must not `yield_now` before its lookup: loom lets
 /// a thread that yielded read only stores newer than those it saw before
 /// the yield, which hides exactly that stale `retired_at` (A's creation
-/// store, seen by the thread that made A). loom's first preemption already
-/// runs the whole recycle before the lookup.
+/// store, seen by the thread that made A).
 fn retired_reader_never_sees_its_successor(probe: Probe) {
     let features = ExposedFeatures::from_id_registers(IdRegisters {
         mmfr0: 5,
@@ -134,7 +135,10 @@ fn retired_reader_never_sees_its_successor(probe: Probe) {
             a.cache_leaf(&mut held, leaf_a, &guard);
             a.cache_paths(&mut held, &walk_a, &guard);
         }
+        // Set (Relaxed) once the recycle is done; see the reader.
+        let recycled = Arc::new(AtomicBool::new(false));
         let recycler = {
+            let recycled = recycled.clone();
             let directory = directory.clone();
             let collector = collector.clone();
             thread::spawn(move || {
@@ -159,8 +163,15 @@ fn retired_reader_never_sees_its_successor(probe: Probe) {
                 assert_eq!(b.lookup(0, &guard).map(|h| h.output_address(0)), Some(NEW));
                 let path = b.lookup_path(0, &guard).expect("B's path");
                 assert_eq!(path.reads()[0].address, ROOT_B);
+                recycled.store(true, Ordering::Relaxed);
             })
         };
+        // A Relaxed load: a point where loom switches to the recycler
+        // without ordering anything (a yield would hide the stale reads the
+        // model is about, an Acquire would order the recycle before the
+        // lookup). Without it loom's bounded search never ran the recycle
+        // between the spawn and the lookup's first load.
+        let _ = recycled.load(Ordering::Relaxed);
         match probe {
             Probe::Leaf => {
                 if let Some(hit) = a.lookup(0, &guard) {
