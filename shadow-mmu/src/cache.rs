@@ -493,6 +493,9 @@ impl WalkCache {
     /// (Release). A reader that loads the bumped number (Acquire) therefore
     /// sees `retired_at` and takes nothing; one that loads an older number
     /// only accepts entries stamped with it, which predate the successor.
+    /// That pair (the bump's Release, this Acquire of the flush number) is
+    /// what the loom model `shadow_recycle` fails without; `retired_at`'s
+    /// own Release/Acquire are not needed for it.
     pub(crate) fn lookup<'g>(
         &self,
         ipa: u64,
@@ -561,8 +564,11 @@ impl WalkCache {
         self.take_index(index);
         let flush = self.flush.load(Ordering::Relaxed);
         let entry = CachedWalk { flush, ..entry };
-        // Publish the size before the entry, so a reader that finds the
-        // entry's size bit clear simply misses (never the reverse).
+        // The size bit is a hint that only grows: a reader that does not
+        // see it yet simply misses (a walk), and the entry itself is
+        // published by its slot's Release swap. So this Release and the
+        // Acquire loads in `lookup` are stronger than needed (no model
+        // fails with either Relaxed); likewise for `path_levels`.
         self.leaf_sizes
             .fetch_or(1 << entry.size_log2, Ordering::Release);
         let key = entry.cache_key();

@@ -1435,6 +1435,11 @@ where
     /// on them goes. Cost grows with the entries found. Returns how many.
     pub fn l0_unmap(&self, worker: &Worker, range: IpaRange, _change: L0Change) -> u64 {
         let guard = self.pin(worker);
+        // Release: a translate that reads the new number (Acquire, before
+        // it composes) sees L0's map change made before this call
+        // (`shadow_l0` fails without that Acquire). Nothing needs the
+        // Acquire half, nor the Acquire of `install`'s re-check: the
+        // reverse-map lock orders that re-check against this bump.
         self.l0_generation.fetch_add(1, Ordering::AcqRel);
         let mut found = Vec::new();
         self.rmap
