@@ -45,6 +45,53 @@ fn no_shadow_entry_survives_an_l0_unmap_of_its_pages() {
     });
 }
 
+/// L0's map change reaches a translate only through the L0 generation,
+/// also when nothing else orders it: the service thread takes the change
+/// (here: makes it) while its worker is already pinned, as it is while it
+/// serves a ring's requests in a [`Burst`](shadow_mmu::service::Burst)
+/// (an `L0Unmap` request after the change that a requester made and the
+/// ring's Acquire carried over). Then `l0_unmap`'s own pin nests and runs
+/// no barrier, so the bump's Release is the only thing between the change
+/// and a translate that reads the new generation; with the bump `Acquire`
+/// only, the vCPU composes with the old map under the new generation, its
+/// install passes the re-check after the unmap took the records, and the
+/// leaf outlives the unmap. (A lone pin executes a SeqCst fence, under loom
+/// on every pin (crossbeam maps its compiler fence to loom's fence), which
+/// hid this from `no_shadow_entry_survives_an_l0_unmap_of_its_pages`.)
+#[test]
+fn an_l0_change_made_under_a_burst_reaches_every_translate_of_the_new_generation() {
+    loom::model(|| {
+        let s = service(1);
+        let vcpu = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                match read(&s, &w, &key(ROOT), 0) {
+                    t @ Translated::Mapped(_) => assert_eq!(l1_of(&t, 0), Some(OLD)),
+                    Translated::OutsideL1 { l1_ipa } => assert_eq!(l1_ipa, OLD),
+                    Translated::Retry(Retry::InvalidationRaced) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        let w = s.worker();
+        let burst = w.burst();
+        s.l0().remove_old();
+        s.l0_unmap(
+            &w,
+            IpaRange::new(OLD, OLD + 0x2000).unwrap(),
+            L0Change::Unmap,
+        );
+        drop(burst);
+        vcpu.join().unwrap();
+        assert_eq!(
+            s.shadow_lookup(&w, &key(ROOT), 0),
+            None,
+            "a leaf composed with L0's old map outlived l0_unmap"
+        );
+    });
+}
+
 /// Page 0 is shadowed (L1 IPA OLD) before the race. A vCPU translates it
 /// again (a cache hit that re-installs the same leaf, its reverse-map
 /// record replacing the existing one) while L0 write-protects an unrelated

@@ -1437,8 +1437,12 @@ where
         let guard = self.pin(worker);
         // Release: a translate that reads the new number (Acquire, before
         // it composes) sees L0's map change made before this call
-        // (`shadow_l0` fails without that Acquire). Nothing needs the
-        // Acquire half, nor the Acquire of `install`'s re-check: the
+        // (`shadow_l0` fails without that Acquire). The pin above does not
+        // make it redundant: inside a `Burst` (or any other pin of this
+        // worker) it nests and runs no barrier, so nothing else orders a
+        // change taken under the burst's pin before the bump (`shadow_l0`'s
+        // burst model fails with this RMW `Acquire` only). Nothing needs
+        // the Acquire half, nor the Acquire of `install`'s re-check: the
         // reverse-map lock orders that re-check against this bump.
         self.l0_generation.fetch_add(1, Ordering::AcqRel);
         let mut found = Vec::new();
