@@ -343,7 +343,16 @@ fn cpu_on_racing_cpu_off_as_a_third_vcpu_sees_it() {
 
 /// R7-9: vCPU 0 waits for AFFINITY_INFO to report vCPU 1 OFF after its
 /// CPU_OFF, as Linux's cpu_kill does, then starts it again: that CPU_ON
-/// succeeds whatever the timing of the physical power-down.
+/// succeeds whatever the timing of the physical power-down, and the OFF
+/// comes after vCPU 1's last write.
+///
+/// vCPU 0 is a thread of its own, not the model's main thread: it waits
+/// with `yield_now`, and loom never lets a thread that yielded read a
+/// store it saw before the yield if a newer one exists. The main thread
+/// made `last_words` (it saw the initial 0), so as the waiter it could
+/// never read a stale 0 after the loop; with the OFF_PENDING store or the
+/// settle's load weakened to Relaxed it did not fail. This thread never
+/// touched `last_words` before its yields, so it can.
 #[test]
 fn cpu_on_after_affinity_info_off_succeeds() {
     loom::model(|| {
@@ -356,11 +365,21 @@ fn cpu_on_after_affinity_info_off_succeeds() {
                 machine.await_start(1, 1)
             })
         };
-        while machine.affinity_info(0, 1) != PowerState::Off {
-            thread::yield_now();
-        }
-        assert_eq!(machine.last_words.load(Ordering::Relaxed), 1);
-        assert_eq!(machine.cpu_on(0, 1), status::SUCCESS);
+        let killer = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                while machine.affinity_info(0, 1) != PowerState::Off {
+                    thread::yield_now();
+                }
+                assert_eq!(
+                    machine.last_words.load(Ordering::Relaxed),
+                    1,
+                    "AFFINITY_INFO said OFF before the target's last write was visible"
+                );
+                machine.cpu_on(0, 1)
+            })
+        };
+        assert_eq!(killer.join().unwrap(), status::SUCCESS);
         assert!(target.join().unwrap(), "vCPU 1 was not started again");
         assert_eq!(machine.starts[1].load(Ordering::Relaxed), 1);
         assert_eq!(machine.power.get(1), PowerState::On);
