@@ -227,6 +227,44 @@ fn unmap_on_its_own_thread_sees_every_finished_map() {
     });
 }
 
+/// `clear` on a thread of its own while the vCPU (the thread that made the
+/// table) maps the first page of an empty tree, linking the root's first
+/// table: a map that finished before the clear took the exclusive side is
+/// detached by it (its leaf counted in what `clear` returns, and gone),
+/// a later one stays mapped; either way every frame comes back.
+///
+/// The clear is not the main thread for the same reason as in
+/// [`unmap_on_its_own_thread_sees_every_finished_map`]: its wait for
+/// readers yields, and the main thread saw the root's entries zero when it
+/// made the table, so after a yield it could never read that stale zero
+/// ([`clear_detaches_while_map_and_lookup_run`] cannot either: its root
+/// entry exists before the race). Fails with the Acquire of that wait
+/// (`UpdateLock::exclusive`) weakened to Relaxed: the clear reads the root
+/// entry as empty, counts the leaf, and leaves the new tree linked.
+#[test]
+fn clear_on_its_own_thread_detaches_every_finished_map() {
+    model(|| {
+        let (t, pool) = table(8);
+        let new = page(0x2000, 0xb000);
+        let clearer = {
+            let t = t.clone();
+            thread::spawn(move || t.clear())
+        };
+        assert_eq!(t.map(&new).unwrap(), MapOutcome::Installed);
+        let removed = clearer.join().unwrap();
+        assert!(removed <= 1);
+        assert_eq!(
+            removed == 1,
+            t.lookup(0x2000).is_none(),
+            "the clear counted the vCPU's page (1) or not (0) but left it mapped or not: {removed}"
+        );
+        t.clear();
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(pool.frames_in_use(), 1);
+        assert_free_frames_zero(&pool);
+    });
+}
+
 /// A TLB hook for `clear`'s model: when the whole-VMID invalidation runs,
 /// none of the watched tables (those `clear` detaches) may be back in the
 /// pool yet - a frame is reused only after it is unlinked *and* the hook has
