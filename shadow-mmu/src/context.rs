@@ -1,8 +1,9 @@
 //! Contexts: one per (L1 VMID, VTTBR_EL2 base address, VTCR_EL2 walk
 //! fields, descriptor byte order), found by a lock-free hash lookup, at most
 //! a configured number of them, each owning one hardware VMID for its
-//! shadow stage 2. A full directory recycles a context (round robin)
-//! instead of failing: the victim is retired under its writer lock, so a
+//! shadow stage 2. A full directory recycles a context (a second-chance
+//! clock: the first from the hand not used since the hand last passed, at
+//! most one lap) instead of failing: the victim is retired under its writer lock, so a
 //! translate racing with the recycle can never insert into it, and the
 //! lock-free lookup treats a retired context as absent (its shadow is the
 //! successor's from then on).
@@ -187,6 +188,15 @@ pub struct Context<S> {
     /// since then covered (issue item 7).
     generation: AtomicU64,
     retired: AtomicBool,
+    /// The recycling hand's second-chance bit: set when the context is
+    /// used (`get_or_create` finding it: every fault and every
+    /// `shadow_root`, that is every entry to L2; not `Service::lookup`'s
+    /// hit path, which stays read-only), cleared by the hand as it passes.
+    /// A hint with no part in any
+    /// protocol (it only picks which slot a recycle takes), so it is a
+    /// plain core atomic under loom too: the models' schedules do not
+    /// branch on it.
+    used: core::sync::atomic::AtomicBool,
     state: Mutex<ContextState>,
     /// The slot's shadow (shared with the slot's later contexts).
     shadow: Arc<S>,
@@ -215,6 +225,7 @@ impl<S> Context<S> {
             retired_at: AtomicU64::new(u64::MAX),
             generation: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            used: core::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(ContextState::default()),
             shadow,
         }
@@ -249,6 +260,23 @@ impl<S> Context<S> {
     /// Whether the context was recycled (nothing may be inserted).
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
+    }
+
+    /// Marks the context used for the recycling hand (second chance).
+    /// Stores only when the bit is clear, so a hot context's line is
+    /// written once per lap of the hand, not on every hit.
+    #[inline]
+    pub(crate) fn mark_used(&self) {
+        use core::sync::atomic::Ordering::Relaxed;
+        if !self.used.load(Relaxed) {
+            self.used.store(true, Relaxed);
+        }
+    }
+
+    /// Whether the context was used since the hand last passed; clears the
+    /// bit (the hand passing).
+    fn take_used(&self) -> bool {
+        self.used.swap(false, core::sync::atomic::Ordering::Relaxed)
     }
 
     // The methods below take an epoch guard and return or retire nodes
@@ -580,7 +608,7 @@ struct DirectoryState<S> {
     by_vmid: VmidIndex,
     /// Slot i's (previous, next) slot of the same L1 VMID, or [`NO_SLOT`].
     vmid_links: Vec<(usize, usize)>,
-    /// Next recycling victim (round robin).
+    /// Next slot the recycling hand looks at (second chance).
     hand: usize,
 }
 
@@ -788,18 +816,20 @@ impl<S: 'static> Directory<S> {
     ) -> Option<(&'g Context<S>, Created)> {
         check_pin(&self.collector, guard);
         if let Some(context) = self.find(key, guard) {
+            context.mark_used();
             return Some((context, Created::Found));
         }
         let mut state = self.state.lock();
         // Another thread may have created it meanwhile. (Under the lock no
         // retired context is linked: retirement unlinks before unlocking.)
         if let Some(context) = self.linked(key, guard) {
+            context.mark_used();
             return Some((context, Created::Found));
         }
         let hashes = self.hashes(key);
         // A free slot, unless both of the key's buckets are full: then a
         // context of its first bucket must go, whatever the slot count;
-        // with no free slot, the round-robin hand picks the victim.
+        // with no free slot, the second-chance hand picks the victim.
         let bucket_victim = if self.table.has_room(hashes, guard) {
             None
         } else {
@@ -812,7 +842,10 @@ impl<S: 'static> Directory<S> {
         let (slot, created) = match (bucket_victim, free) {
             (None, Some(slot)) => (slot, Created::New),
             _ => {
-                let slot = slot_or_hand(bucket_victim, &mut state);
+                let slot = match bucket_victim {
+                    Some(slot) => slot,
+                    None => self.second_chance(&mut state, guard),
+                };
                 let victim = self.retire_slot(&mut state, slot, guard, on_retire);
                 (slot, Created::Recycled { victim })
             }
@@ -884,6 +917,34 @@ impl<S: 'static> Directory<S> {
     /// How many context slots there are (the most contexts alive at once).
     pub fn slots(&self) -> usize {
         self.vmids.len()
+    }
+
+    /// The slot the recycling hand takes when every slot is taken: the
+    /// first from the hand on whose context was not used since the hand
+    /// last passed (a clock, "second chance"), clearing the bits of those
+    /// it skips. At most one lap: if every context was used, the lap has
+    /// cleared every bit and the hand takes the slot it started from. So a
+    /// recycle inspects at most `slots` slots (one hash probe each, under
+    /// the directory lock it holds anyway), never waits, and an exited
+    /// VM's context goes before those of VMs still running (review 12
+    /// R12-2: a plain round robin took running VMs' contexts in turn, each
+    /// of which recycled the next on its next entry: a cascade of up to
+    /// `slots` recycles for one new VM).
+    fn second_chance(&self, state: &mut DirectoryState<S>, guard: &Guard) -> usize {
+        let n = state.slots.len();
+        let start = state.hand % n;
+        let mut slot = start;
+        for _ in 0..n {
+            let used = state.slots[slot]
+                .and_then(|key| self.linked(&key, guard))
+                .is_some_and(|context| context.take_used());
+            if !used {
+                break;
+            }
+            slot = (slot + 1) % n;
+        }
+        state.hand = (slot + 1) % n;
+        slot
     }
 
     /// Retires the context in `slot` (if any) and frees the slot; returns
@@ -959,17 +1020,6 @@ impl<S: 'static> Directory<S> {
     pub fn capacity(&self) -> Capacity {
         self.capacity
     }
-}
-
-/// The slot to recycle: the full bucket's victim, else the round-robin
-/// hand's (every slot is taken then).
-fn slot_or_hand<S>(bucket_victim: Option<usize>, state: &mut DirectoryState<S>) -> usize {
-    bucket_victim.unwrap_or_else(|| {
-        let n = state.slots.len();
-        let slot = state.hand % n;
-        state.hand = (slot + 1) % n;
-        slot
-    })
 }
 
 #[cfg(all(test, not(loom)))]

