@@ -1095,7 +1095,10 @@ where
                 Install::Refused(e) => return Translated::Unshadowable(Refusal::Map(e)),
                 Install::NoFrames if attempt == 0 => {
                     // Evict this context's shadow entries (they re-fault)
-                    // and try once more.
+                    // and try once more. (After `OverCap` on attempt 0,
+                    // a `NoFrames` or `NoRecord` on attempt 1 gets no
+                    // second try: it ends below in `Retry(Throttled)`, and
+                    // the next fault finds room.)
                     let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64 + 1);
                 }
@@ -1159,7 +1162,14 @@ where
         // again, before anything here changed. On the retry, this
         // context's shadow goes, leaves and records together (its cached
         // walks stay: re-faults are cheap hits).
-        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves {
+        // An install whose leaf is already in the shadow (a second vCPU
+        // faulting on the same page, a hit re-installed) adds no leaf: it
+        // never clears anything for the cap (review 12 R12-5).
+        let vmid = context.shadow_vmid();
+        let shadow = entry.shadow;
+        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves
+            && context.shadow().lookup(shadow.l2_ipa_base) != Some(shadow)
+        {
             match at_cap {
                 AtLeafCap::Yield => return Install::OverCap,
                 AtLeafCap::ClearOwn => {
@@ -1168,8 +1178,6 @@ where
                 }
             }
         }
-        let vmid = context.shadow_vmid();
-        let shadow = entry.shadow;
         // The cache first: its eviction unmaps shadow ranges (leaves with
         // their reverse-map records), so it must not run between this
         // install's record and its map, and the new shadow leaf must lie
@@ -1337,7 +1345,11 @@ where
         }
         if let Some((_, context)) = largest {
             let _held = context.lock();
-            if !context.is_retired() {
+            // Retired meanwhile: its slot's shadow is the successor's now.
+            // Emptied meanwhile (another fault at the cap picked the same
+            // victim, or a TLBI cleared it): nothing to take, and a clear
+            // would cost one more whole-VMID TLBI (review 12 R12-5).
+            if !context.is_retired() && context.shadow().leaves() > 0 {
                 let cleared = self.clear_shadow(context);
                 bump(&counters.evictions, cleared as u64);
             }

@@ -9,14 +9,14 @@
 mod common;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use ipc::message::L0Change;
-use ipc::tlbi::IpaRange;
+use ipc::tlbi::{InvalidateScope, IpaRange};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::context::ContextKey;
@@ -72,7 +72,8 @@ fn a_new_short_lived_vm_recycles_only_a_stale_context() {
     );
 }
 
-// ---- reclaim_leaves vs a recycle of its victim (the `is_retired` check) ----
+// ---- reclaim_leaves vs a recycle of its victim (the `is_retired` check),
+// ---- and vs a victim emptied meanwhile (R12-5) ----
 
 thread_local!(static ROLE: Cell<Role> = const { Cell::new(Role::Other) });
 
@@ -104,10 +105,17 @@ fn wait_for(flag: &AtomicBool) {
 struct Steps {
     /// P's `reclaim_leaves` has A from its slot (reading its leaf count).
     at_cap_found_a: AtomicBool,
-    /// Q's install in B has its record and is in its map.
-    recycler_in_map: AtomicBool,
+    /// P may go on (lock A): Q is in its stopping map, or the main
+    /// thread's step is done.
+    at_cap_go_on: AtomicBool,
     /// P's translate returned.
     at_cap_done: AtomicBool,
+    /// Q's maps so far; Q stops in the one numbered `recycler_stop`
+    /// (0-based), after its record.
+    recycler_maps: AtomicUsize,
+    recycler_stop: AtomicUsize,
+    /// Calls of the shadow's `clear`.
+    clears: AtomicUsize,
 }
 
 struct Stepped {
@@ -120,8 +128,11 @@ impl ShadowStore for Stepped {
         self.inner.root_pa()
     }
     fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        if role() == Role::Recycler {
-            self.steps.recycler_in_map.store(true, SeqCst);
+        if role() == Role::Recycler
+            && self.steps.recycler_maps.fetch_add(1, SeqCst)
+                == self.steps.recycler_stop.load(SeqCst)
+        {
+            self.steps.at_cap_go_on.store(true, SeqCst);
             wait_for(&self.steps.at_cap_done);
         }
         self.inner.map(m)
@@ -130,6 +141,7 @@ impl ShadowStore for Stepped {
         self.inner.unmap_range(l2_ipa, len)
     }
     fn clear(&self) -> usize {
+        self.steps.clears.fetch_add(1, SeqCst);
         self.inner.clear()
     }
     fn reclaim(&self, max_frames: usize) -> usize {
@@ -145,8 +157,8 @@ impl ShadowStore for Stepped {
         let n = self.inner.leaves();
         if role() == Role::AtCap && !self.steps.at_cap_found_a.swap(true, SeqCst) {
             // `reclaim_leaves` has A from its slot and its count, and has
-            // not locked it: let Q recycle A and stop in B's map.
-            wait_for(&self.steps.recycler_in_map);
+            // not locked it: let the other side act.
+            wait_for(&self.steps.at_cap_go_on);
         }
         n
     }
@@ -175,8 +187,12 @@ impl ShadowBackend for SteppedBackend {
     }
 }
 
-#[test]
-fn r12_reclaim_leaves_recycle() {
+type SteppedService = Service<L1Memory, shadow_mmu::compose::L0RegionMap, SteppedBackend>;
+
+/// One context slot, a cap of two shadow leaves, A holding both (pages 1
+/// and 2); B's tree maps pages 0 and 1. Returns the service, the steps and
+/// the keys.
+fn a_at_the_cap() -> (Arc<SteppedService>, Arc<Steps>, ContextKey, ContextKey) {
     let mem = L1Memory::new();
     let tree_a = L1Tables::new(mem.clone(), Granule::K4);
     let tree_b = L1Tables::at(mem.clone(), Granule::K4, 4 << 20);
@@ -184,6 +200,7 @@ fn r12_reclaim_leaves_recycle() {
         tree_a.map(i << 12, 0x8000_0000 + (i << 12), 3, RW);
     }
     tree_b.map(0, 0x9000_0000, 3, RW);
+    tree_b.map(1 << 12, 0x9000_1000, 3, RW);
     let (a, b) = (tree_a.key(1), tree_b.key(1));
     let mut cfg = config(4 << 20, 1);
     // A cap of two shadow leaves.
@@ -206,35 +223,124 @@ fn r12_reclaim_leaves_recycle() {
         }
         assert_eq!(s.shadow_leaves(), 2);
     }
-    let spawn = |role: Role, key| {
-        let s = s.clone();
-        let steps = steps.clone();
-        thread::spawn(move || {
-            ROLE.with(|r| r.set(role));
-            let w = s.worker();
-            let t = s.translate(&w, &key, 0, AccessKind::Read, &ABORT);
-            if role == Role::AtCap {
-                steps.at_cap_done.store(true, SeqCst);
+    (s, steps, a, b)
+}
+
+fn spawn_fault(
+    s: &Arc<SteppedService>,
+    steps: &Arc<Steps>,
+    role: Role,
+    key: ContextKey,
+    l2_ipa: u64,
+) -> thread::JoinHandle<shadow_mmu::service::Translated> {
+    let s = s.clone();
+    let steps = steps.clone();
+    thread::spawn(move || {
+        ROLE.with(|r| r.set(role));
+        let w = s.worker();
+        if role == Role::Recycler {
+            // Every fault but the last completes: B has leaves before
+            // the one that stops.
+            for page in 0..(l2_ipa >> 12) {
+                let t = s.translate(&w, &key, page << 12, AccessKind::Read, &ABORT);
+                assert!(pa_of(&t, page << 12).is_some(), "{t:?}");
             }
-            t
-        })
-    };
-    let at_cap = spawn(Role::AtCap, a);
+        }
+        let t = s.translate(&w, &key, l2_ipa, AccessKind::Read, &ABORT);
+        if role == Role::AtCap {
+            steps.at_cap_done.store(true, SeqCst);
+        }
+        t
+    })
+}
+
+/// P, at the cap in A, has picked A in `reclaim_leaves`; Q recycles A's
+/// slot for B (faulting on B's pages below `b_page` first) and stops in
+/// B's map of page `b_page` after its record; P then locks A (retired).
+/// Clearing A's shadow there would clear B's (same slot, same shadow) and
+/// kill B's records while B's install is between record and map: a leaf
+/// without a record, invisible to `l0_unmap`.
+fn reclaim_leaves_vs_recycle(b_page: u64) {
+    let (s, steps, a, b) = a_at_the_cap();
+    steps.recycler_stop.store(b_page as usize, SeqCst);
+    let at_cap = spawn_fault(&s, &steps, Role::AtCap, a, 0);
     wait_for(&steps.at_cap_found_a);
-    let recycler = spawn(Role::Recycler, b);
+    let recycler = spawn_fault(&s, &steps, Role::Recycler, b, b_page << 12);
     let _ = at_cap.join().unwrap();
     let tq = recycler.join().unwrap();
-    assert_eq!(pa_of(&tq, 0), Some(PA_OFFSET + 0x9000_0000), "{tq:?}");
+    assert_eq!(
+        pa_of(&tq, b_page << 12),
+        Some(PA_OFFSET + 0x9000_0000 + (b_page << 12)),
+        "{tq:?}"
+    );
     let w = s.worker();
     assert_eq!(
         s.shadow_leaves(),
         s.reverse_map_records(),
         "a shadow leaf without its reverse-map record"
     );
-    let range = IpaRange::new(0x9000_0000, 0x9000_1000).unwrap();
+    let range = IpaRange::new(0x9000_0000, 0x9000_2000).unwrap();
     s.l0_unmap(&w, range, L0Change::Unmap);
-    assert!(
-        s.shadow_lookup(&w, &b, 0).is_none(),
-        "L2 of B still maps the PA L0 removed from L1"
+    for page in 0..=b_page {
+        assert!(
+            s.shadow_lookup(&w, &b, page << 12).is_none(),
+            "L2 of B still maps the PA L0 removed from L1 (page {page})"
+        );
+    }
+}
+
+/// B's install is its first (B's shadow is empty when P locks A).
+#[test]
+fn r12_reclaim_leaves_recycle() {
+    reclaim_leaves_vs_recycle(0);
+}
+
+/// B already has a leaf when P locks A, so only `reclaim_leaves`'
+/// `is_retired` check (not its leaf re-check) keeps P off B's shadow:
+/// fails with that check removed.
+#[test]
+fn r12_reclaim_leaves_recycle_successor_with_leaves() {
+    reclaim_leaves_vs_recycle(1);
+}
+
+/// R12-5: P has picked A; a whole-VMID TLBI empties A's shadow before P
+/// locks it. P must not clear the empty shadow again (one more whole-VMID
+/// TLBI, detach and reverse-map epoch for nothing).
+#[test]
+fn reclaim_leaves_skips_a_victim_emptied_meanwhile() {
+    let (s, steps, a, _b) = a_at_the_cap();
+    let at_cap = spawn_fault(&s, &steps, Role::AtCap, a, 0);
+    wait_for(&steps.at_cap_found_a);
+    let w = s.worker();
+    let clears_before = steps.clears.load(SeqCst);
+    s.invalidate(&w, a.vmid, &InvalidateScope::Vmid);
+    let clears_by_tlbi = steps.clears.load(SeqCst) - clears_before;
+    assert_eq!(clears_by_tlbi, 1, "the TLBI clears A's shadow once");
+    assert_eq!(s.shadow_leaves(), 0);
+    steps.at_cap_go_on.store(true, SeqCst);
+    // P's walk predates the TLBI: it may end in a retry; either way it
+    // must not clear A's shadow again.
+    let _ = at_cap.join().unwrap();
+    assert_eq!(
+        steps.clears.load(SeqCst) - clears_before,
+        1,
+        "reclaim_leaves cleared a shadow the TLBI had emptied"
     );
+}
+
+/// R12-5: at the cap, a fault whose leaf is already in the shadow (a
+/// second vCPU on the same page) adds no leaf and clears nothing.
+#[test]
+fn a_fault_adding_no_leaf_clears_nothing_at_the_cap() {
+    let (s, steps, a, _b) = a_at_the_cap();
+    let w = s.worker();
+    let evictions = s.stats().evictions;
+    let t = s.translate(&w, &a, 1 << 12, AccessKind::Read, &ABORT);
+    assert!(pa_of(&t, 1 << 12).is_some(), "{t:?}");
+    assert_eq!(steps.clears.load(SeqCst), 0, "a shadow cleared at the cap");
+    assert_eq!(s.shadow_leaves(), 2);
+    assert_eq!(s.stats().evictions, evictions);
+    for page in 1..3u64 {
+        assert!(s.shadow_lookup(&w, &a, page << 12).is_some(), "page {page}");
+    }
 }
