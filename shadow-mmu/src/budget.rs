@@ -147,19 +147,44 @@ impl Budget {
     /// rest, half to walk-result caches (leaves 4 :
     /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
     /// with their reverse-map records.
+    ///
+    /// Every budget returned fits: `worst_case_bytes() <= bytes`. Parts of
+    /// the bounded structures lie outside the shares (the reverse map's
+    /// records of forgotten contexts and its pending unlinks, the caches'
+    /// floor of one bucket each), so near the minimum the shares are
+    /// shrunk until the whole fits (review 12 R12-1: budgets up to ~2x the
+    /// minimum counted up to 40% more than their bytes). `BudgetTooSmall`
+    /// gives the exact minimum: the worst case of every part at its floor.
     pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetTooSmall> {
         let contexts = contexts.max(1);
-        let fixed = contexts
-            * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES)
-            + Self::directory_bytes(contexts);
-        let per_context_min = MIN_SLOTS * (leaf_slot_bytes() + path_slot_bytes());
-        // Room for one full 4-level path of tables beside the roots.
-        let minimum =
-            fixed + contexts * per_context_min + 4 * FRAME_COST_BYTES + 64 * RMAP_RECORD_BYTES;
+        let floor = Self::shares(bytes, contexts, 0);
+        let minimum = floor.worst_case_bytes();
         if bytes < minimum {
             return Err(BudgetTooSmall { bytes, minimum });
         }
-        let rest = bytes - fixed;
+        let fixed = contexts
+            * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES)
+            + Self::directory_bytes(contexts);
+        let mut rest = bytes.saturating_sub(fixed);
+        // Each part grows with `rest` by less than `rest` does, so taking
+        // the excess off `rest` converges in a few steps; the floor (rest
+        // 0) fits, checked above, and ends the search if it does not.
+        for _ in 0..32 {
+            let budget = Self::shares(bytes, contexts, rest);
+            let need = budget.worst_case_bytes();
+            if need <= bytes {
+                return Ok(budget);
+            }
+            rest = rest.saturating_sub(need - bytes);
+        }
+        Ok(floor)
+    }
+
+    /// `rest` shared out for `contexts` contexts: per context two frames
+    /// beside the shares; of `rest`, half to walk-result caches (leaves 4 :
+    /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
+    /// with their reverse-map records, each at least its floor.
+    fn shares(bytes: usize, contexts: usize, rest: usize) -> Budget {
         let caches = rest / 2;
         let per_context = caches / contexts;
         let leaves = (per_context * 4 / 5 / leaf_slot_bytes()).max(MIN_SLOTS);
@@ -168,9 +193,10 @@ impl Budget {
         // the rounding never passes the budget.
         let leaves = prev_power_of_two(leaves);
         let paths = prev_power_of_two(paths);
+        // Room for one full 4-level path of tables beside the roots.
         let frames = 2 * contexts + (rest / 4 / FRAME_COST_BYTES).max(4);
         let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
-        Ok(Budget {
+        Budget {
             bytes,
             capacity: Capacity {
                 contexts,
@@ -179,7 +205,7 @@ impl Budget {
             },
             frames,
             shadow_leaves,
-        })
+        }
     }
 
     /// Records the reverse map is made for: the shadow-leaf cap, a

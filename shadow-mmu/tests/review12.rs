@@ -344,3 +344,76 @@ fn a_fault_adding_no_leaf_clears_nothing_at_the_cap() {
         assert!(s.shadow_lookup(&w, &a, page << 12).is_some(), "page {page}");
     }
 }
+// ---- R12-1: Budget::split ----
+
+#[test]
+fn every_accepted_split_fits_its_bytes() {
+    let mut bad = Vec::new();
+    for contexts in [1usize, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256] {
+        let minimum = match Budget::split(0, contexts) {
+            Err(e) => e.minimum,
+            Ok(_) => 0,
+        };
+        let mut bytes = minimum;
+        while bytes < minimum * 64 {
+            let b = Budget::split(bytes, contexts).expect("at least the minimum");
+            if b.worst_case_bytes() > bytes {
+                bad.push((contexts, bytes, b.worst_case_bytes()));
+            }
+            bytes += (minimum / 97).max(4096);
+        }
+    }
+    for c in [1usize, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256] {
+        let mine: Vec<_> = bad.iter().filter(|b| b.0 == c).collect();
+        if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
+            let min = Budget::split(0, c).unwrap_err().minimum;
+            eprintln!(
+                "{c} contexts: minimum {min}, {} failing, first {:?}, last {:?} ({:.2}x minimum)",
+                mine.len(),
+                first,
+                last,
+                last.1 as f64 / min as f64
+            );
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} splits count more than their bytes, e.g. (contexts, bytes, worst case) {:?}",
+        bad.len(),
+        &bad[..bad.len().min(6)]
+    );
+}
+
+#[test]
+fn parts_at_the_minimum() {
+    use shadow_mmu::budget::*;
+    for contexts in [1usize, 64] {
+        let min = Budget::split(0, contexts).unwrap_err().minimum;
+        let b = Budget::split(min, contexts).unwrap();
+        eprintln!(
+            "{contexts}: bytes {min} worst {} | rmap {} (leaves {} x {RMAP_RECORD_BYTES} = {}) | caches {} x {} ({:?}) | frames {} x {FRAME_COST_BYTES} | dir {}",
+            b.worst_case_bytes(),
+            b.reverse_map_bytes(),
+            b.shadow_leaves,
+            b.shadow_leaves * RMAP_RECORD_BYTES,
+            contexts,
+            b.cache_table_bytes() + b.cache_index_bytes(),
+            b.capacity,
+            b.frames,
+            Budget::directory_bytes(contexts)
+        );
+    }
+}
+
+/// The minimum `BudgetTooSmall` names is exact: one byte less is refused
+/// with the same minimum, the minimum itself is accepted.
+#[test]
+fn the_minimum_is_exact() {
+    for contexts in 1..=64usize {
+        let minimum = Budget::split(0, contexts).unwrap_err().minimum;
+        let below = Budget::split(minimum - 1, contexts).unwrap_err();
+        assert_eq!((below.bytes, below.minimum), (minimum - 1, minimum));
+        let at = Budget::split(minimum, contexts).expect("the minimum");
+        assert!(at.worst_case_bytes() <= minimum);
+    }
+}
