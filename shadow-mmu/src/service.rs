@@ -773,13 +773,34 @@ where
 
     /// A handle for the calling thread.
     pub fn worker(&self) -> Worker {
-        let counters = Arc::new(Counters::default());
-        self.workers.lock().push(counters.clone());
+        let counters = {
+            let mut workers = self.workers.lock();
+            // A dropped worker's counters (only the registry holds them:
+            // under the registry's lock nothing else can clone them) are
+            // taken over, counts and all, so the registry holds no more
+            // entries than workers ever alive at once (review 11 R11-7: it
+            // grew by one per worker made, for ever).
+            match workers.iter().find(|c| Arc::strong_count(c) == 1) {
+                Some(free) => free.clone(),
+                None => {
+                    let counters = Arc::new(Counters::default());
+                    workers.push(counters.clone());
+                    counters
+                }
+            }
+        };
         Worker {
             handle: self.collector.register(),
             counters,
             burst_requests: Cell::new(0),
         }
+    }
+
+    /// How many workers' counters the service keeps: at most the number of
+    /// workers alive at once so far (dropped workers' counters are reused).
+    #[doc(hidden)]
+    pub fn registered_workers(&self) -> usize {
+        self.workers.lock().len()
     }
 
     /// Sum of every counter.

@@ -417,3 +417,33 @@ fn the_minimum_is_exact() {
         assert!(at.worst_case_bytes() <= minimum);
     }
 }
+
+// ---- review 11 R11-7: the worker registry ----
+
+/// Workers made and dropped one after another reuse one registry entry;
+/// their counts stay in the totals.
+#[test]
+fn dropped_workers_counters_are_reused() {
+    let mem = L1Memory::new();
+    let tree = L1Tables::new(mem.clone(), Granule::K4);
+    tree.map(0, 0x8000_0000, 3, RW);
+    let key = tree.key(1);
+    let s = service_with(mem, 1 << 20, 2);
+    let kept: Vec<_> = (0..3).map(|_| s.worker()).collect();
+    assert_eq!(s.registered_workers(), 3);
+    for i in 0..1000u64 {
+        let w = s.worker();
+        let t = s.translate(&w, &key, 0, AccessKind::Read, &ABORT);
+        assert!(pa_of(&t, 0).is_some(), "{t:?}");
+        assert_eq!(s.stats().hits + s.stats().misses, i + 1);
+    }
+    assert_eq!(
+        s.registered_workers(),
+        4,
+        "one entry for every transient worker"
+    );
+    drop(kept);
+    let _more: Vec<_> = (0..4).map(|_| s.worker()).collect();
+    assert_eq!(s.registered_workers(), 4);
+    assert_eq!(s.stats().hits + s.stats().misses, 1000);
+}
