@@ -105,24 +105,62 @@ pub struct Budget {
     pub shadow_leaves: usize,
 }
 
-/// A budget too small for even one context.
+/// Why [`Budget::split`] made no budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BudgetTooSmall {
-    /// The bytes given.
-    pub bytes: usize,
-    /// The least that works for the context count asked.
-    pub minimum: usize,
+pub enum BudgetError {
+    /// The bytes do not hold the contexts asked for, even with every part
+    /// at its floor.
+    TooSmall {
+        /// The bytes given.
+        bytes: usize,
+        /// The least that works for the context count asked.
+        minimum: usize,
+    },
+    /// More contexts than [`MAX_CONTEXTS`]: each needs a hardware VMID of
+    /// its own, and no VMID space holds more.
+    TooManyContexts {
+        /// The count asked for.
+        contexts: usize,
+    },
 }
 
-impl core::fmt::Display for BudgetTooSmall {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "memory budget of {} bytes is below the minimum of {} for the contexts asked",
-            self.bytes, self.minimum
-        )
+impl BudgetError {
+    /// The least number of bytes that works for the count asked, when
+    /// some number does.
+    pub const fn minimum(&self) -> Option<usize> {
+        match *self {
+            BudgetError::TooSmall { minimum, .. } => Some(minimum),
+            BudgetError::TooManyContexts { .. } => None,
+        }
     }
 }
+
+impl core::fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            BudgetError::TooSmall { bytes, minimum } => write!(
+                f,
+                "memory budget of {bytes} bytes is below the minimum of {minimum} for the contexts asked"
+            ),
+            BudgetError::TooManyContexts { contexts } => write!(
+                f,
+                "{contexts} contexts asked for; at most {MAX_CONTEXTS} (one hardware VMID each, 16-bit VMIDs)"
+            ),
+        }
+    }
+}
+
+/// The most contexts a budget is made for: one hardware VMID each, and
+/// 16-bit VMIDs give 65536 (fewer are usable: `Service::new` also checks
+/// the range against the host's VMID width, VMID 0 and L1's own).
+pub const MAX_CONTEXTS: usize = 1 << 16;
+
+/// The most bytes a budget shares out; a larger budget is used as this
+/// much (the structures then take less than the caller allowed, which a
+/// budget, a ceiling, permits). 2^56 bytes is beyond any machine's memory
+/// and keeps every size computed from it well inside `usize`, so no
+/// arithmetic here can overflow whatever the caller passes.
+pub const MAX_BUDGET_BYTES: usize = 1 << 56;
 
 /// Bytes one leaf slot costs when full (its place in a bucket, pointer
 /// and hash tag; its node; its index key).
@@ -153,14 +191,26 @@ impl Budget {
     /// records of forgotten contexts and its pending unlinks, the caches'
     /// floor of one bucket each), so near the minimum the shares are
     /// shrunk until the whole fits (review 12 R12-1: budgets up to ~2x the
-    /// minimum counted up to 40% more than their bytes). `BudgetTooSmall`
+    /// minimum counted up to 40% more than their bytes). `BudgetError::TooSmall`
     /// gives the exact minimum: the worst case of every part at its floor.
-    pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetTooSmall> {
+    ///
+    /// Any input is answered without overflow: more than [`MAX_CONTEXTS`]
+    /// contexts is [`BudgetError::TooManyContexts`], and bytes beyond
+    /// [`MAX_BUDGET_BYTES`] are shared out as that many.
+    pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetError> {
+        if contexts > MAX_CONTEXTS {
+            return Err(BudgetError::TooManyContexts { contexts });
+        }
         let contexts = contexts.max(1);
-        let floor = Self::shares(bytes, contexts, 0);
+        let given = bytes;
+        let bytes = bytes.min(MAX_BUDGET_BYTES);
+        let floor = Self::shares(given, contexts, 0);
         let minimum = floor.worst_case_bytes();
         if bytes < minimum {
-            return Err(BudgetTooSmall { bytes, minimum });
+            return Err(BudgetError::TooSmall {
+                bytes: given,
+                minimum,
+            });
         }
         let fixed = contexts
             * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES)
@@ -170,7 +220,7 @@ impl Budget {
         // the excess off `rest` converges in a few steps; the floor (rest
         // 0) fits, checked above, and ends the search if it does not.
         for _ in 0..32 {
-            let budget = Self::shares(bytes, contexts, rest);
+            let budget = Self::shares(given, contexts, rest);
             let need = budget.worst_case_bytes();
             if need <= bytes {
                 return Ok(budget);
@@ -183,7 +233,8 @@ impl Budget {
     /// `rest` shared out for `contexts` contexts: per context two frames
     /// beside the shares; of `rest`, half to walk-result caches (leaves 4 :
     /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
-    /// with their reverse-map records, each at least its floor.
+    /// with their reverse-map records, each at least its floor. `bytes` is
+    /// only recorded in the result.
     fn shares(bytes: usize, contexts: usize, rest: usize) -> Budget {
         let caches = rest / 2;
         let per_context = caches / contexts;
@@ -315,7 +366,7 @@ mod tests {
                         "{contexts} contexts, {bytes} bytes: {b:?} needs {}",
                         b.worst_case_bytes()
                     ),
-                    Err(e) => assert!(e.minimum > bytes),
+                    Err(e) => assert!(e.minimum().unwrap() > bytes),
                 }
             }
         }
@@ -373,8 +424,35 @@ mod tests {
     #[test]
     fn too_small_is_a_precise_error() {
         let e = Budget::split(4096, 8).unwrap_err();
-        assert_eq!(e.bytes, 4096);
-        assert!(e.minimum > 4096);
-        assert!(Budget::split(e.minimum, 8).is_ok());
+        let BudgetError::TooSmall { bytes, minimum } = e else {
+            panic!("{e}");
+        };
+        assert_eq!(bytes, 4096);
+        assert!(minimum > 4096);
+        assert!(Budget::split(minimum, 8).is_ok());
+    }
+
+    /// Extreme inputs get an answer, never an overflow (a panic in a debug
+    /// build, a wrapped and wrong budget in a release one).
+    #[test]
+    fn extreme_inputs_never_overflow() {
+        for contexts in [MAX_CONTEXTS + 1, usize::MAX / 3, usize::MAX] {
+            for bytes in [0, 1 << 30, usize::MAX] {
+                assert_eq!(
+                    Budget::split(bytes, contexts),
+                    Err(BudgetError::TooManyContexts { contexts })
+                );
+            }
+        }
+        for contexts in [0, 1, 64, MAX_CONTEXTS] {
+            for bytes in [MAX_BUDGET_BYTES, MAX_BUDGET_BYTES + 1, usize::MAX] {
+                let b = Budget::split(bytes, contexts).unwrap();
+                assert_eq!(b.bytes, bytes);
+                assert!(b.worst_case_bytes() <= MAX_BUDGET_BYTES);
+                assert_eq!(b.capacity.contexts, contexts.max(1));
+            }
+        }
+        let e = Budget::split(0, MAX_CONTEXTS).unwrap_err();
+        assert!(e.minimum().unwrap() > 0, "{e}");
     }
 }

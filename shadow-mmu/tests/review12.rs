@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{InvalidateScope, IpaRange};
-use shadow_mmu::budget::Budget;
+use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{Service, ShadowBackend, ShadowStore};
@@ -351,7 +351,7 @@ fn every_accepted_split_fits_its_bytes() {
     let mut bad = Vec::new();
     for contexts in [1usize, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256] {
         let minimum = match Budget::split(0, contexts) {
-            Err(e) => e.minimum,
+            Err(e) => e.minimum().expect("a count within MAX_CONTEXTS"),
             Ok(_) => 0,
         };
         let mut bytes = minimum;
@@ -366,7 +366,7 @@ fn every_accepted_split_fits_its_bytes() {
     for c in [1usize, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256] {
         let mine: Vec<_> = bad.iter().filter(|b| b.0 == c).collect();
         if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
-            let min = Budget::split(0, c).unwrap_err().minimum;
+            let min = Budget::split(0, c).unwrap_err().minimum().unwrap();
             eprintln!(
                 "{c} contexts: minimum {min}, {} failing, first {:?}, last {:?} ({:.2}x minimum)",
                 mine.len(),
@@ -388,7 +388,7 @@ fn every_accepted_split_fits_its_bytes() {
 fn parts_at_the_minimum() {
     use shadow_mmu::budget::*;
     for contexts in [1usize, 64] {
-        let min = Budget::split(0, contexts).unwrap_err().minimum;
+        let min = Budget::split(0, contexts).unwrap_err().minimum().unwrap();
         let b = Budget::split(min, contexts).unwrap();
         eprintln!(
             "{contexts}: bytes {min} worst {} | rmap {} (leaves {} x {RMAP_RECORD_BYTES} = {}) | caches {} x {} ({:?}) | frames {} x {FRAME_COST_BYTES} | dir {}",
@@ -405,14 +405,20 @@ fn parts_at_the_minimum() {
     }
 }
 
-/// The minimum `BudgetTooSmall` names is exact: one byte less is refused
+/// The minimum `BudgetError::TooSmall` names is exact: one byte less is refused
 /// with the same minimum, the minimum itself is accepted.
 #[test]
 fn the_minimum_is_exact() {
     for contexts in 1..=64usize {
-        let minimum = Budget::split(0, contexts).unwrap_err().minimum;
+        let minimum = Budget::split(0, contexts).unwrap_err().minimum().unwrap();
         let below = Budget::split(minimum - 1, contexts).unwrap_err();
-        assert_eq!((below.bytes, below.minimum), (minimum - 1, minimum));
+        assert_eq!(
+            below,
+            BudgetError::TooSmall {
+                bytes: minimum - 1,
+                minimum
+            }
+        );
         let at = Budget::split(minimum, contexts).expect("the minimum");
         assert!(at.worst_case_bytes() <= minimum);
     }
