@@ -31,7 +31,9 @@ use walker::{
 
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
-use crate::table::{hash2, BlockIndex, Displaced, Keyed, Table};
+use crate::table::{
+    hash2, BlockIndex, ChunkCursor, Displaced, Keyed, NodeLine, Table, CHUNK_BLOCKS,
+};
 
 /// A cached valid translation of one L1 block or page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -703,15 +705,14 @@ impl WalkCache {
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
-            index
-                .leaves
-                .drain_overlapping(size_log2, u32::from(size_log2), start, last, |base| {
-                    let key = leaf_key(base, size_log2);
-                    if self.leaves.remove(key, hash2(key, 0), guard) {
-                        removed += 1;
-                        removed_leaf(base, 1 << size_log2);
-                    }
-                });
+            removed += self.invalidate_leaves(
+                &mut index.leaves,
+                size_log2,
+                start,
+                last,
+                guard,
+                &mut removed_leaf,
+            );
         }
         if levels == Levels::Any {
             for level in -1i8..=2 {
@@ -730,6 +731,63 @@ impl WalkCache {
             }
         }
         removed
+    }
+
+    /// Removes the leaves of `2^size_log2` bytes overlapping `[start,
+    /// last]`, one block-index chunk (up to 64 leaves) at a time, with the
+    /// buckets of chunk k + 1 asked for before chunk k's are read: in a
+    /// large cache every bucket is a miss, and this way a long range waits
+    /// for about one of them per chunk, not one per leaf (a short range
+    /// has been prefetched by [`WalkCache::prefetch_range`]).
+    fn invalidate_leaves(
+        &self,
+        leaves: &mut BlockIndex<u8>,
+        size_log2: u8,
+        start: u64,
+        last: u64,
+        guard: &Guard,
+        removed_leaf: &mut impl FnMut(u64, u64),
+    ) -> usize {
+        let mut cursor = ChunkCursor::new(size_log2, u32::from(size_log2), start, last);
+        let mut bases = [0; CHUNK_BLOCKS];
+        let mut next = [0; CHUNK_BLOCKS];
+        let Some(mut n) = leaves.drain_next_chunk(&mut cursor, &mut bases) else {
+            return 0;
+        };
+        let prefetch = |bases: &[u64]| {
+            if bases.len() > 1 {
+                for &base in bases {
+                    self.leaves.prefetch(hash2(leaf_key(base, size_log2), 0));
+                }
+            }
+        };
+        prefetch(&bases[..n]);
+        let mut removed = 0;
+        loop {
+            let more = leaves.drain_next_chunk(&mut cursor, &mut next);
+            if let Some(m) = more {
+                prefetch(&next[..m]);
+            }
+            let line = if more.is_some() || n > 2 {
+                NodeLine::Leave
+            } else {
+                NodeLine::AskFor
+            };
+            for &base in &bases[..n] {
+                let key = leaf_key(base, size_log2);
+                if self.leaves.remove_then(key, hash2(key, 0), guard, line) {
+                    removed += 1;
+                    removed_leaf(base, 1 << size_log2);
+                }
+            }
+            match more {
+                Some(m) => {
+                    core::mem::swap(&mut bases, &mut next);
+                    n = m;
+                }
+                None => return removed,
+            }
+        }
     }
 
     /// Drops everything at once: one flush-number bump hides every entry

@@ -1135,10 +1135,17 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         let first = index_at(start.max(base), level);
         let last_ipa = (end - 1).min(base + size * ENTRIES as u64 - 1);
         let last = index_at(last_ipa, level);
+        // Whether every entry in `first..=last` is zero once cleared: then
+        // only the entries outside the range decide whether the table is
+        // empty, so each descriptor is read once (a table the range covers
+        // whole is known empty without a second pass over it).
+        let mut cleared = true;
         for (i, slot) in table.0.iter().enumerate().take(last + 1).skip(first) {
             let entry_base = base + i as u64 * size;
-            match classify(slot.load(Ordering::Relaxed), level) {
-                Entry::Invalid => {}
+            let descriptor = slot.load(Ordering::Relaxed);
+            match classify(descriptor, level) {
+                // Never written by this code unless zero; kept as found.
+                Entry::Invalid => cleared &= descriptor == 0,
                 Entry::Leaf(_) => {
                     slot.store(0, Ordering::Release);
                     work.leaves += 1;
@@ -1146,19 +1153,23 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                 }
                 Entry::Table(pa) => {
                     let Some(child) = self.pool.frame(pa) else {
+                        cleared = false;
                         continue;
                     };
                     if self.unmap_in(child, level + 1, entry_base, start, end, work) {
                         slot.store(0, Ordering::Release);
                         work.touch(entry_base, size);
                         work.freed.push(pa);
+                    } else {
+                        cleared = false;
                     }
                 }
             }
         }
         // Empty tables go even when this call removed nothing from them
         // (a `map` that ran out of frames may have left them).
-        table.0.iter().all(|d| d.load(Ordering::Relaxed) == 0)
+        let zero = |slots: &[AtomicU64]| slots.iter().all(|d| d.load(Ordering::Relaxed) == 0);
+        cleared && zero(&table.0[..first]) && zero(&table.0[last + 1..])
     }
 
     /// Frees tables `map` unlinked. Caller holds the exclusive lock.
@@ -1347,6 +1358,34 @@ mod tests {
     fn table(budget: usize) -> ShadowTable<Arc<HeapFramePool>, RecordingTlb> {
         let pool = Arc::new(HeapFramePool::new(budget, FAKE_PA).unwrap());
         ShadowTable::new(pool, RecordingTlb::new(), ShadowConfig::default()).unwrap()
+    }
+
+    /// `unmap_range` reads each descriptor once: a table goes as soon as
+    /// the range empties it, whether the range covers it whole or only the
+    /// entries it still had (the rest were cleared by earlier unmaps), and
+    /// stays while an entry outside the range is left.
+    #[test]
+    fn tables_emptied_by_an_unmap_go_whatever_part_it_covers() {
+        let t = table(64);
+        let base = 0x4020_0000;
+        for page in [0u64, 1, 5, 511] {
+            let m = mapping(base + (page << 12), FAKE_PA + (page << 12), 4096, RW, 0xff);
+            t.map(&m).unwrap();
+        }
+        assert_eq!(t.frames_used(), 4, "root, level 1, 2 and 3");
+        assert_eq!(t.unmap_range(base + 0x1000, 0x5000), 2);
+        assert_eq!(t.unmap_range(base + 0x1ff000, 0x1000), 1);
+        assert_eq!(t.frames_used(), 4, "page 0 is left");
+        assert_eq!(t.unmap_range(base, 0x1000), 1);
+        assert_eq!(t.frames_used(), 1, "every table below the root went");
+        // A table the range covers whole.
+        for page in 0..512u64 {
+            let m = mapping(base + (page << 12), FAKE_PA + (page << 12), 4096, RW, 0xff);
+            t.map(&m).unwrap();
+        }
+        assert_eq!(t.unmap_range(base, 2 << 20), 512);
+        assert_eq!(t.frames_used(), 1);
+        assert_eq!(t.lookup(base), None);
     }
 
     /// Reclaiming a cleared tree walks it depth first: the detached list
