@@ -29,10 +29,11 @@ use walker::{
     Stage2Walker, Translation, WalkError,
 };
 
+use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{
-    hash2, BlockIndex, ChunkCursor, Displaced, Keyed, NodeLine, Table, CHUNK_BLOCKS,
+    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, NodeLine, Table,
 };
 
 /// A cached valid translation of one L1 block or page.
@@ -638,11 +639,12 @@ impl WalkCache {
 
     /// Asks for the cache lines an [`WalkCache::invalidate_range`] of a
     /// short `[start, end)` will touch first: the table bucket of every
-    /// leaf and path block the range's first and last IPA fall in (for
-    /// the sizes and levels the context has cached) and their block-index
-    /// chunks. Nothing is read or changed; a long range (more than two
-    /// blocks of a size) is left alone for that size, since it enumerates
-    /// blocks rather than probing. Caller holds the writer lock.
+    /// leaf block in the range (up to [`SHORT_RANGE_BLOCKS`] of a size, for
+    /// the sizes the context has cached) and of every path block the
+    /// range's first and last IPA fall in, and their block-index chunks.
+    /// Nothing is read or changed; a longer range is left alone for that
+    /// size (its removal asks for its buckets chunk by chunk). Caller
+    /// holds the writer lock.
     pub(crate) fn prefetch_range(&self, index: &CacheIndex, start: u64, end: u64, levels: Levels) {
         if start >= end {
             return;
@@ -654,12 +656,16 @@ impl WalkCache {
             sizes &= sizes - 1;
             let mask = !((1u64 << size_log2) - 1);
             let (first, second) = (start & mask, last & mask);
-            if second.wrapping_sub(first) >> size_log2 > 1 {
+            let blocks = (second.wrapping_sub(first) >> size_log2) + 1;
+            if blocks > SHORT_RANGE_BLOCKS {
                 continue;
             }
-            for base in [first, second] {
-                let key = leaf_key(base, size_log2);
+            for n in 0..blocks {
+                let key = leaf_key(first + (n << size_log2), size_log2);
                 self.leaves.prefetch(hash2(key, 0));
+            }
+            // At most two chunks: the first block's and the last's.
+            for base in [first, second] {
                 index.leaves.prefetch(size_log2, base, u32::from(size_log2));
             }
         }
@@ -749,31 +755,29 @@ impl WalkCache {
         removed_leaf: &mut impl FnMut(u64, u64),
     ) -> usize {
         let mut cursor = ChunkCursor::new(size_log2, u32::from(size_log2), start, last);
-        let mut bases = [0; CHUNK_BLOCKS];
-        let mut next = [0; CHUNK_BLOCKS];
-        let Some(mut n) = leaves.drain_next_chunk(&mut cursor, &mut bases) else {
+        let Some(mut blocks) = leaves.drain_next_chunk(&mut cursor) else {
             return 0;
         };
-        let prefetch = |bases: &[u64]| {
-            if bases.len() > 1 {
-                for &base in bases {
+        let prefetch = |blocks: ChunkBlocks| {
+            if blocks.len() > 1 {
+                for base in blocks.bases() {
                     self.leaves.prefetch(hash2(leaf_key(base, size_log2), 0));
                 }
             }
         };
-        prefetch(&bases[..n]);
+        prefetch(blocks);
         let mut removed = 0;
         loop {
-            let more = leaves.drain_next_chunk(&mut cursor, &mut next);
-            if let Some(m) = more {
-                prefetch(&next[..m]);
+            let more = leaves.drain_next_chunk(&mut cursor);
+            if let Some(next) = more {
+                prefetch(next);
             }
-            let line = if more.is_some() || n > 2 {
+            let line = if more.is_some() || blocks.len() > 2 {
                 NodeLine::Leave
             } else {
                 NodeLine::AskFor
             };
-            for &base in &bases[..n] {
+            for base in blocks.bases() {
                 let key = leaf_key(base, size_log2);
                 if self.leaves.remove_then(key, hash2(key, 0), guard, line) {
                     removed += 1;
@@ -781,10 +785,7 @@ impl WalkCache {
                 }
             }
             match more {
-                Some(m) => {
-                    core::mem::swap(&mut bases, &mut next);
-                    n = m;
-                }
+                Some(next) => blocks = next,
                 None => return removed,
             }
         }

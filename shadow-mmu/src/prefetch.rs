@@ -15,6 +15,11 @@
 //! and under loom, it does nothing.
 #![allow(unsafe_code)]
 
+/// Blocks of one size a short range's prefetch asks for one by one (their
+/// hash slots follow from the range alone, present or not): a 64 KiB range
+/// of pages, what `Service::invalidate_range` prefetches.
+pub(crate) const SHORT_RANGE_BLOCKS: u64 = 16;
+
 /// Asks for the cache line holding `address` (for reading). Never faults
 /// and has no effect a program can observe: any address will do.
 #[inline(always)]

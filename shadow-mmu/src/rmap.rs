@@ -43,6 +43,7 @@ use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
 use crate::flat::{FlatKey, FlatMap};
+use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::table::{BlockIndex, ChunkCursor, CHUNK_BLOCKS};
 
 /// The shadow block sizes, smallest first, as log2.
@@ -58,6 +59,15 @@ pub(crate) const PENDING_UNLINKS: usize = 64;
 
 /// Pending unlinks an insert completes.
 const UNLINKS_PER_INSERT: usize = 2;
+
+/// When a shadow-range removal takes its records off their L1 lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unlinks {
+    /// Later, while fewer than [`PENDING_UNLINKS`] wait (else now).
+    Later,
+    /// Now, in the removal's own pipelined pass.
+    Now,
+}
 
 /// No record (list ends).
 const NIL: u32 = u32::MAX;
@@ -672,7 +682,17 @@ impl<C: ContextId> ReverseMap<C> {
                 }
                 continue;
             }
-            count += self.remove_shadow_blocks(owner, size_log2, l2_ipa_start, last);
+            // A short range (up to 16 blocks, its `by_shadow` slots asked
+            // for by `prefetch_shadow_range`) leaves its L1-side unlinks
+            // for later, as a page does; a longer one does them in its
+            // pipelined pass.
+            let blocks = ((last & mask) - (l2_ipa_start & mask)) >> size_log2;
+            let unlinks = if blocks < SHORT_RANGE_BLOCKS {
+                Unlinks::Later
+            } else {
+                Unlinks::Now
+            };
+            count += self.remove_shadow_blocks(owner, size_log2, l2_ipa_start, last, unlinks);
         }
         count
     }
@@ -690,32 +710,31 @@ impl<C: ContextId> ReverseMap<C> {
     /// lines of chunk k + 1 before chunk k is unlinked; so each stage's
     /// misses overlap each other and the previous stage's work, and a
     /// long range costs about the memory system's throughput per line
-    /// rather than its latency. The L1-side unlinks are done here rather
-    /// than left pending: past the 64 pending they would otherwise be done
-    /// inline one dependent miss chain at a time.
+    /// rather than its latency. With [`Unlinks::Now`] the L1-side unlinks
+    /// are done here rather than left pending: past the 64 pending they
+    /// would otherwise be done one dependent miss chain at a time.
     fn remove_shadow_blocks(
         &mut self,
         owner: (C, u8),
         size_log2: u32,
         start: u64,
         last: u64,
+        unlinks: Unlinks,
     ) -> usize {
         let (context, class) = owner;
         let epoch = self.epoch(context);
         let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
-        let mut bases = [0; CHUNK_BLOCKS];
-        let mut next = [0; CHUNK_BLOCKS];
         let mut detached = [(0u32, 0u8, 0u64); CHUNK_BLOCKS];
-        let Some(mut n) = self.l2_blocks.drain_next_chunk(&mut cursor, &mut bases) else {
+        let Some(mut blocks) = self.l2_blocks.drain_next_chunk(&mut cursor) else {
             return 0;
         };
-        for &l2 in &bases[..n] {
+        for l2 in blocks.bases() {
             self.by_shadow.prefetch(&ShadowKey { l2, context });
         }
         let mut live = 0;
         loop {
             let mut count = 0;
-            for &l2 in &bases[..n] {
+            for l2 in blocks.bases() {
                 let Some(meta) = self.by_shadow.remove(&ShadowKey { l2, context }) else {
                     continue;
                 };
@@ -725,14 +744,18 @@ impl<C: ContextId> ReverseMap<C> {
                     let size_log2 = SIZES_LOG2[usize::from(meta.class)];
                     self.l2_blocks.remove((context, meta.class), l2, size_log2);
                 }
-                self.prefetch_removal(meta.id, meta.class, meta.l1);
                 live += usize::from(meta.epoch == epoch);
+                if unlinks == Unlinks::Later && self.pending.len() < PENDING_UNLINKS {
+                    self.pending.push((meta.id, meta.class, meta.l1));
+                    continue;
+                }
+                self.prefetch_removal(meta.id, meta.class, meta.l1);
                 detached[count] = (meta.id, meta.class, meta.l1);
                 count += 1;
             }
-            let more = self.l2_blocks.drain_next_chunk(&mut cursor, &mut next);
-            if let Some(m) = more {
-                for &l2 in &next[..m] {
+            let more = self.l2_blocks.drain_next_chunk(&mut cursor);
+            if let Some(next) = more {
+                for l2 in next.bases() {
                     self.by_shadow.prefetch(&ShadowKey { l2, context });
                 }
             }
@@ -740,10 +763,7 @@ impl<C: ContextId> ReverseMap<C> {
                 self.unlink(id, class, l1);
             }
             match more {
-                Some(m) => {
-                    core::mem::swap(&mut bases, &mut next);
-                    n = m;
-                }
+                Some(next) => blocks = next,
                 None => break,
             }
         }
@@ -757,9 +777,10 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     /// Readies a `remove_shadow_range` of a short range: asks for the
-    /// block-index chunks and `by_shadow` slots of the range's first and
-    /// last block of each class the context holds (all it reads there).
-    /// Changes nothing.
+    /// `by_shadow` slot of every block in the range (up to
+    /// [`SHORT_RANGE_BLOCKS`] of a class, of each class the context holds)
+    /// and their block-index chunks (all it reads there before the
+    /// L1-side unlinks). Changes nothing.
     pub fn prefetch_shadow_range(&self, context: C, l2_ipa_start: u64, len: u64) {
         if len == 0 {
             return;
@@ -769,13 +790,18 @@ impl<C: ContextId> ReverseMap<C> {
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
             let mask = !((1u64 << size_log2) - 1);
             let (first, second) = (l2_ipa_start & mask, last & mask);
-            if classes & (1 << class) == 0 || (second - first) >> size_log2 > 1 {
+            let blocks = ((second - first) >> size_log2) + 1;
+            if classes & (1 << class) == 0 || blocks > SHORT_RANGE_BLOCKS {
                 continue;
             }
+            // At most two chunks: the first block's and the last's.
             for base in [first, second] {
                 self.l2_blocks
                     .prefetch((context, class as u8), base, size_log2);
-                self.by_shadow.prefetch(&ShadowKey { l2: base, context });
+            }
+            for n in 0..blocks {
+                let l2 = first + (n << size_log2);
+                self.by_shadow.prefetch(&ShadowKey { l2, context });
             }
         }
     }

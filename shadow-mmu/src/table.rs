@@ -795,25 +795,19 @@ impl<O: IndexOwner> BlockIndex<O> {
         mut removed: impl FnMut(u64),
     ) {
         let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
-        let mut bases = [0; CHUNK_BLOCKS];
-        while let Some(n) = self.drain_next_chunk(&mut cursor, &mut bases) {
-            bases[..n].iter().for_each(|&base| removed(base));
+        while let Some(blocks) = self.drain_next_chunk(&mut cursor) {
+            blocks.bases().for_each(&mut removed);
         }
     }
 
     /// Removes the present blocks of the next chunk of `cursor`'s range
-    /// that holds any, writes their bases to `bases` (ascending) and
-    /// returns how many; `None` once the range is done. A caller can thus
-    /// work on a range one chunk (up to [`CHUNK_BLOCKS`] blocks) at a time,
-    /// asking for the lines of a whole chunk's entries before it touches
-    /// any, and with the index free to change between chunks. Visits only
-    /// chunks that exist in the range (or at most [`PROBE_CHUNKS`] probes);
-    /// allocates nothing.
-    pub(crate) fn drain_next_chunk(
-        &mut self,
-        cursor: &mut ChunkCursor<O>,
-        bases: &mut [u64; CHUNK_BLOCKS],
-    ) -> Option<usize> {
+    /// that holds any and returns them; `None` once the range is done. A
+    /// caller can thus work on a range one chunk (up to [`CHUNK_BLOCKS`]
+    /// blocks) at a time, asking for the lines of a whole chunk's entries
+    /// before it touches any, with the index free to change between
+    /// chunks. Visits only chunks that exist in the range (or at most
+    /// [`PROBE_CHUNKS`] probes); allocates nothing.
+    pub(crate) fn drain_next_chunk(&mut self, cursor: &mut ChunkCursor<O>) -> Option<ChunkBlocks> {
         let span = cursor.span.as_ref()?;
         let owner = cursor.owner;
         loop {
@@ -843,14 +837,16 @@ impl<O: IndexOwner> BlockIndex<O> {
             let Some(words) = self.bits.get_mut(&ChunkKey::new(owner, chunk)) else {
                 continue;
             };
-            let mut n = 0;
-            for (w, taken) in span.masked(chunk, words) {
-                words[w] &= !taken;
-                span.push_bases(chunk, w, taken, &mut |base| {
-                    bases[n] = base;
-                    n += 1;
-                });
+            let mut taken = ChunkBlocks {
+                chunk_base: chunk << span.shift,
+                size_log2: span.size_log2,
+                bits: [0; CHUNK_WORDS],
+            };
+            for (w, bits) in span.masked(chunk, words) {
+                words[w] &= !bits;
+                taken.bits[w] = bits;
             }
+            let n = taken.len();
             if n == 0 {
                 continue;
             }
@@ -858,8 +854,41 @@ impl<O: IndexOwner> BlockIndex<O> {
             if words.iter().all(|w| *w == 0) {
                 self.emptied((owner, chunk));
             }
-            return Some(n);
+            return Some(taken);
         }
+    }
+}
+
+/// The blocks [`BlockIndex::drain_next_chunk`] took from one chunk.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChunkBlocks {
+    /// Base of the chunk's first block.
+    chunk_base: u64,
+    size_log2: u32,
+    bits: [u64; CHUNK_WORDS],
+}
+
+impl ChunkBlocks {
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Their bases, in ascending order.
+    pub(crate) fn bases(self) -> impl Iterator<Item = u64> {
+        let (chunk_base, size_log2) = (self.chunk_base, self.size_log2);
+        self.bits
+            .into_iter()
+            .enumerate()
+            .flat_map(move |(w, mut bits)| {
+                core::iter::from_fn(move || {
+                    (bits != 0).then(|| {
+                        let bit = u64::from(bits.trailing_zeros());
+                        bits &= bits - 1;
+                        chunk_base | ((w as u64 * 64 + bit) << size_log2)
+                    })
+                })
+            })
     }
 }
 
@@ -1038,15 +1067,17 @@ mod block_index_tests {
                     // Chunk by chunk: each batch is one chunk's blocks, in
                     // ascending order, and no batch is empty.
                     let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
-                    let mut bases = [0; CHUNK_BLOCKS];
-                    while let Some(n) = index.drain_next_chunk(&mut cursor, &mut bases) {
+                    while let Some(blocks) = index.drain_next_chunk(&mut cursor) {
+                        let bases: Vec<u64> = blocks.bases().collect();
                         let chunk = |b: u64| b >> (size_log2 + CHUNK_BLOCKS_LOG2);
-                        prop_assert!(n > 0);
-                        prop_assert!(bases[..n].iter().all(|b| chunk(*b) == chunk(bases[0])));
+                        prop_assert!(!bases.is_empty() && bases.len() <= CHUNK_BLOCKS);
+                        prop_assert_eq!(bases.len(), blocks.len());
+                        prop_assert!(bases.iter().all(|b| chunk(*b) == chunk(bases[0])));
+                        prop_assert!(bases.windows(2).all(|p| p[0] < p[1]));
                         prop_assert!(drained.last().is_none_or(|l| *l < bases[0]));
-                        drained.extend_from_slice(&bases[..n]);
+                        drained.extend(bases);
                     }
-                    prop_assert!(index.drain_next_chunk(&mut cursor, &mut bases).is_none());
+                    prop_assert!(index.drain_next_chunk(&mut cursor).is_none());
                 }
                 prop_assert_eq!(&drained, &want);
                 for base in &drained {
