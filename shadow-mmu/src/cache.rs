@@ -754,6 +754,19 @@ impl WalkCache {
         guard: &Guard,
         removed_leaf: &mut impl FnMut(u64, u64),
     ) -> usize {
+        let mask = !((1u64 << size_log2) - 1);
+        if start & mask == last & mask {
+            // One block (a page's invalidation): no chunk walk.
+            let base = start & mask;
+            let key = leaf_key(base, size_log2);
+            if leaves.remove(size_log2, base, u32::from(size_log2))
+                && self.leaves.remove(key, hash2(key, 0), guard)
+            {
+                removed_leaf(base, 1 << size_log2);
+                return 1;
+            }
+            return 0;
+        }
         let mut cursor = ChunkCursor::new(size_log2, u32::from(size_log2), start, last);
         let Some(mut blocks) = leaves.drain_next_chunk(&mut cursor) else {
             return 0;

@@ -21,11 +21,16 @@
 //!
 //! [`ReverseMap::remove_shadow_range`] (what a TLBI's shadow unmap calls)
 //! takes a record out of `by_shadow`, the L2 block index and the counts at
-//! once and leaves its L1-side unlink (list, L1 block index, slab slot:
-//! lines only its `by_shadow` entry leads to) to the next inserts, two
-//! each, or to the next L1-range removal, for at most 64 records; queries
-//! that walk L1 lists report only records still in `by_shadow` under the
-//! same slab id. A page TLBI thus reads only lines its range determines.
+//! once. For a page or a short range (up to 16 blocks) it leaves the
+//! record's L1-side unlink (list, L1 block index, slab slot: lines only its
+//! `by_shadow` entry leads to) to the next inserts, two each, or to the
+//! next L1-range removal, for at most 64 records; queries that walk L1
+//! lists report only records still in `by_shadow` under the same slab id.
+//! A page TLBI thus reads only lines its range determines. A longer range
+//! goes one L2 block-index chunk (64 blocks) at a time, software-pipelined:
+//! the `by_shadow` lines of chunk k + 1 are asked for while chunk k is
+//! detached and unlinked, and chunk k's L1-side lines as it is detached, so
+//! its misses overlap instead of chaining, and it unlinks in that pass.
 //!
 //! [`ReverseMap::forget_context`] is O(1): it bumps the context's epoch.
 //! Records stamped with an older epoch are dead: no query reports them, a
@@ -647,11 +652,13 @@ impl<C: ContextId> ReverseMap<C> {
     /// shadow table by an invalidation or eviction). Returns how many.
     ///
     /// Each record leaves `by_shadow`, the L2 block index and the counts at
-    /// once, so no query reports it from here on; taking it off its L1
-    /// list (lines only its `by_shadow` entry leads to: a second round of
-    /// misses in a large map) waits, up to 64 records (`PENDING_UNLINKS`), for
-    /// the next inserts or L1-range removal. A TLBI then reads only lines
-    /// whose addresses follow from its range.
+    /// once, so no query reports it from here on. For up to 16 blocks of a
+    /// class, taking it off its L1 list (lines only its `by_shadow` entry
+    /// leads to: a second round of misses in a large map) waits, up to 64
+    /// records (`PENDING_UNLINKS`), for the next inserts or L1-range
+    /// removal, so a page TLBI reads only lines whose addresses follow from
+    /// its range. More blocks are removed chunk by chunk and unlinked at
+    /// once, their misses overlapped (see `remove_shadow_blocks`).
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         if len == 0 {
             return 0;

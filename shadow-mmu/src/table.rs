@@ -794,9 +794,35 @@ impl<O: IndexOwner> BlockIndex<O> {
         last: u64,
         mut removed: impl FnMut(u64),
     ) {
-        let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
-        while let Some(blocks) = self.drain_next_chunk(&mut cursor) {
-            blocks.bases().for_each(&mut removed);
+        if self.len == 0 {
+            return;
+        }
+        match BlockSpan::new(size_log2, start, last) {
+            // Few chunks (a page's invalidation): probe each in place.
+            Some(span) if span.probes() => {
+                for chunk in span.first_chunk..=span.last_chunk {
+                    let Some(words) = self.bits.get_mut(&ChunkKey::new(owner, chunk)) else {
+                        continue;
+                    };
+                    let mut taken_any = false;
+                    for (w, taken) in span.masked(chunk, words) {
+                        words[w] &= !taken;
+                        taken_any |= taken != 0;
+                        self.len -= taken.count_ones() as usize;
+                        span.push_bases(chunk, w, taken, &mut removed);
+                    }
+                    if taken_any && words.iter().all(|w| *w == 0) {
+                        self.emptied((owner, chunk));
+                    }
+                }
+            }
+            Some(_) => {
+                let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
+                while let Some(blocks) = self.drain_next_chunk(&mut cursor) {
+                    blocks.bases().for_each(&mut removed);
+                }
+            }
+            None => {}
         }
     }
 
