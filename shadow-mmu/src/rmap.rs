@@ -21,16 +21,16 @@
 //!
 //! [`ReverseMap::remove_shadow_range`] (what a TLBI's shadow unmap calls)
 //! takes a record out of `by_shadow`, the L2 block index and the counts at
-//! once. For a page or a short range (up to 16 blocks) it leaves the
-//! record's L1-side unlink (list, L1 block index, slab slot: lines only its
-//! `by_shadow` entry leads to) to the next inserts, two each, or to the
-//! next L1-range removal, for at most 64 records; queries that walk L1
-//! lists report only records still in `by_shadow` under the same slab id.
-//! A page TLBI thus reads only lines its range determines. A longer range
-//! goes one L2 block-index chunk (64 blocks) at a time, software-pipelined:
-//! the `by_shadow` lines of chunk k + 1 are asked for while chunk k is
-//! detached and unlinked, and chunk k's L1-side lines as it is detached, so
-//! its misses overlap instead of chaining, and it unlinks in that pass.
+//! once and leaves the record's L1-side unlink (list, L1 block index, slab
+//! slot: lines only its `by_shadow` entry leads to) to the next inserts,
+//! two each, or to the next L1-range removal, for at most 64 records;
+//! queries that walk L1 lists report only records still in `by_shadow`
+//! under the same slab id. A page TLBI thus reads only lines its range
+//! determines. A longer range goes one L2 block-index chunk (64 blocks) at
+//! a time, software-pipelined: the `by_shadow` lines of chunk k + 1 are
+//! asked for while chunk k is detached and unlinked, and chunk k's L1-side
+//! lines as it is detached, so its misses overlap instead of chaining; the
+//! records beyond the 64 that may wait are unlinked in that pass.
 //!
 //! [`ReverseMap::forget_context`] is O(1): it bumps the context's epoch.
 //! Records stamped with an older epoch are dead: no query reports them, a
@@ -64,15 +64,6 @@ pub(crate) const PENDING_UNLINKS: usize = 64;
 
 /// Pending unlinks an insert completes.
 const UNLINKS_PER_INSERT: usize = 2;
-
-/// When a shadow-range removal takes its records off their L1 lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Unlinks {
-    /// Later, while fewer than [`PENDING_UNLINKS`] wait (else now).
-    Later,
-    /// Now, in the removal's own pipelined pass.
-    Now,
-}
 
 /// No record (list ends).
 const NIL: u32 = u32::MAX;
@@ -652,13 +643,13 @@ impl<C: ContextId> ReverseMap<C> {
     /// shadow table by an invalidation or eviction). Returns how many.
     ///
     /// Each record leaves `by_shadow`, the L2 block index and the counts at
-    /// once, so no query reports it from here on. For up to 16 blocks of a
-    /// class, taking it off its L1 list (lines only its `by_shadow` entry
-    /// leads to: a second round of misses in a large map) waits, up to 64
-    /// records (`PENDING_UNLINKS`), for the next inserts or L1-range
-    /// removal, so a page TLBI reads only lines whose addresses follow from
-    /// its range. More blocks are removed chunk by chunk and unlinked at
-    /// once, their misses overlapped (see `remove_shadow_blocks`).
+    /// once, so no query reports it from here on; taking it off its L1
+    /// list (lines only its `by_shadow` entry leads to: a second round of
+    /// misses in a large map) waits, up to 64 records (`PENDING_UNLINKS`),
+    /// for the next inserts or L1-range removal, so a page TLBI reads only
+    /// lines whose addresses follow from its range. A range of several
+    /// blocks goes chunk by chunk and unlinks the records beyond those 64
+    /// at once, their misses overlapped (see `remove_shadow_blocks`).
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         if len == 0 {
             return 0;
@@ -689,17 +680,7 @@ impl<C: ContextId> ReverseMap<C> {
                 }
                 continue;
             }
-            // A short range (up to 16 blocks, its `by_shadow` slots asked
-            // for by `prefetch_shadow_range`) leaves its L1-side unlinks
-            // for later, as a page does; a longer one does them in its
-            // pipelined pass.
-            let blocks = ((last & mask) - (l2_ipa_start & mask)) >> size_log2;
-            let unlinks = if blocks < SHORT_RANGE_BLOCKS {
-                Unlinks::Later
-            } else {
-                Unlinks::Now
-            };
-            count += self.remove_shadow_blocks(owner, size_log2, l2_ipa_start, last, unlinks);
+            count += self.remove_shadow_blocks(owner, size_log2, l2_ipa_start, last);
         }
         count
     }
@@ -707,7 +688,7 @@ impl<C: ContextId> ReverseMap<C> {
     /// The long-range part of [`ReverseMap::remove_shadow_range`]: removes
     /// every record of `owner` (context, class) whose L2 block overlaps
     /// `[start, last]`, one L2 block-index chunk (up to 64 records) at a
-    /// time, and unlinks each at once. Returns how many were live.
+    /// time (see below for when each is unlinked). Returns how many were live.
     ///
     /// Record by record, a removal is a chain of misses: the `by_shadow`
     /// slot names the slab slot and L1 list to unlink. Chunk by chunk the
@@ -717,16 +698,15 @@ impl<C: ContextId> ReverseMap<C> {
     /// lines of chunk k + 1 before chunk k is unlinked; so each stage's
     /// misses overlap each other and the previous stage's work, and a
     /// long range costs about the memory system's throughput per line
-    /// rather than its latency. With [`Unlinks::Now`] the L1-side unlinks
-    /// are done here rather than left pending: past the 64 pending they
-    /// would otherwise be done one dependent miss chain at a time.
+    /// rather than its latency. Records are left for a later unlink while
+    /// fewer than 64 wait (as a page's are); the rest are unlinked in this
+    /// pass (before, one dependent miss chain at a time).
     fn remove_shadow_blocks(
         &mut self,
         owner: (C, u8),
         size_log2: u32,
         start: u64,
         last: u64,
-        unlinks: Unlinks,
     ) -> usize {
         let (context, class) = owner;
         let epoch = self.epoch(context);
@@ -752,7 +732,7 @@ impl<C: ContextId> ReverseMap<C> {
                     self.l2_blocks.remove((context, meta.class), l2, size_log2);
                 }
                 live += usize::from(meta.epoch == epoch);
-                if unlinks == Unlinks::Later && self.pending.len() < PENDING_UNLINKS {
+                if self.pending.len() < PENDING_UNLINKS {
                     self.pending.push((meta.id, meta.class, meta.l1));
                     continue;
                 }

@@ -845,14 +845,21 @@ impl<O: IndexOwner> BlockIndex<O> {
             let chunk = if span.probes() {
                 next
             } else {
-                // Looked up afresh each time: draining a chunk may drop
-                // another (empty) one from the ordered level.
-                match self
-                    .ordered
-                    .range((owner, next)..=(owner, span.last_chunk))
-                    .next()
-                {
-                    Some(&(_, chunk)) => chunk,
+                if cursor.ahead.is_empty() {
+                    // The next few chunks that exist, from one search of
+                    // the ordered level (a search per chunk costs more
+                    // than a sparse chunk's work). A chunk listed here may
+                    // be dropped meanwhile (an emptied one leaving the
+                    // ring): it is skipped below.
+                    let upcoming = self
+                        .ordered
+                        .range((owner, next)..=(owner, span.last_chunk))
+                        .take(LOOKAHEAD_CHUNKS)
+                        .map(|&(_, chunk)| chunk);
+                    cursor.ahead.refill(upcoming);
+                }
+                match cursor.ahead.pop() {
+                    Some(chunk) => chunk,
                     None => {
                         cursor.next_chunk = None;
                         return None;
@@ -919,7 +926,8 @@ impl ChunkBlocks {
 }
 
 /// Where a chunk-by-chunk drain of a [`BlockIndex`] range stands (see
-/// [`BlockIndex::drain_next_chunk`]).
+/// [`BlockIndex::drain_next_chunk`]). The caller does not insert blocks
+/// of the range between drains (a range removal only removes).
 #[derive(Debug)]
 pub(crate) struct ChunkCursor<O> {
     owner: O,
@@ -927,6 +935,43 @@ pub(crate) struct ChunkCursor<O> {
     span: Option<BlockSpan>,
     /// The first chunk not visited yet; `None` once past the range.
     next_chunk: Option<u64>,
+    /// Chunks of a long range known to exist, not visited yet.
+    ahead: ChunksAhead,
+}
+
+/// Chunks a long range's cursor looks up at once.
+const LOOKAHEAD_CHUNKS: usize = 16;
+
+/// A few chunk numbers, in ascending order, taken from the front.
+#[derive(Debug, Default)]
+struct ChunksAhead {
+    chunks: [u64; LOOKAHEAD_CHUNKS],
+    next: usize,
+    len: usize,
+}
+
+impl ChunksAhead {
+    fn is_empty(&self) -> bool {
+        self.next == self.len
+    }
+
+    fn refill(&mut self, chunks: impl Iterator<Item = u64>) {
+        self.next = 0;
+        self.len = 0;
+        for (slot, chunk) in self.chunks.iter_mut().zip(chunks) {
+            *slot = chunk;
+            self.len += 1;
+        }
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        let chunk = self
+            .chunks
+            .get(self.next)
+            .filter(|_| self.next < self.len)?;
+        self.next += 1;
+        Some(*chunk)
+    }
 }
 
 impl<O: IndexOwner> ChunkCursor<O> {
@@ -939,6 +984,7 @@ impl<O: IndexOwner> ChunkCursor<O> {
             owner,
             span,
             next_chunk,
+            ahead: ChunksAhead::default(),
         }
     }
 }
