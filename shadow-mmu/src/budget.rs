@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
 use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
-use crate::shadow_table::{DETACHED_LIST_BYTES, ENTRIES};
+use crate::shadow_table::{ENTRIES, SHADOW_LISTS_BYTES};
 use crate::table::{node_bytes, table_bytes, EMPTY_RING, PLACE_BYTES};
 
 /// Bytes the budget sets aside per shadow leaf for the reverse map, which
@@ -44,10 +44,10 @@ pub const FRAME_BYTES: usize = 8 * ENTRIES;
 /// Bytes a frame may cost on a shadow table's bookkeeping lists while it
 /// waits to go back to the pool: a table `map` replaced by a block is on
 /// the retired list, a table below a `clear`ed root may be on the detached
-/// list (beyond its preallocated [`DETACHED_LIST_BYTES`]), never both; an
-/// entry is 16 bytes, twice over for a vector's growth. (The retired list
-/// is freed whole when drained; the detached list shrinks back when it
-/// empties.)
+/// list, never both (each beyond its list's preallocated part,
+/// [`SHADOW_LISTS_BYTES`]); an entry is 16 bytes, twice over for a
+/// vector's growth. (Both lists shrink back to their preallocated size
+/// when they empty.)
 pub const FRAME_LIST_BYTES: usize = 32;
 /// Bytes of one shadow frame with its worst-case bookkeeping.
 pub const FRAME_COST_BYTES: usize = FRAME_BYTES + FRAME_LIST_BYTES;
@@ -87,8 +87,8 @@ pub const SLOT_BYTES: usize = CACHE_STRUCT_BYTES
 
 /// Fixed bytes per context besides its cache slots, derived from the sizes
 /// of the real types: its node ([`CONTEXT_BYTES`]) and its slot's parts
-/// ([`SLOT_BYTES`]). The shadow table's preallocated detached list is
-/// counted apart ([`DETACHED_LIST_BYTES`]), and so are the directory's
+/// ([`SLOT_BYTES`]). The shadow table's preallocated lists are counted
+/// apart ([`SHADOW_LISTS_BYTES`]), and so are the directory's
 /// shared tables ([`Budget::directory_bytes`]).
 pub const CONTEXT_OVERHEAD_BYTES: usize = CONTEXT_BYTES + SLOT_BYTES;
 
@@ -212,8 +212,7 @@ impl Budget {
                 minimum,
             });
         }
-        let fixed = contexts
-            * (CONTEXT_OVERHEAD_BYTES + DETACHED_LIST_BYTES + 2 * FRAME_COST_BYTES)
+        let fixed = contexts * (CONTEXT_OVERHEAD_BYTES + SHADOW_LISTS_BYTES + 2 * FRAME_COST_BYTES)
             + Self::directory_bytes(contexts);
         let mut rest = bytes.saturating_sub(fixed);
         // Each part grows with `rest` by less than `rest` does, so taking
@@ -335,7 +334,7 @@ impl Budget {
         let c = &self.capacity;
         c.contexts
             * (CONTEXT_OVERHEAD_BYTES
-                + DETACHED_LIST_BYTES
+                + SHADOW_LISTS_BYTES
                 + self.cache_table_bytes()
                 + self.cache_index_bytes())
             + Self::directory_bytes(c.contexts)
@@ -407,7 +406,7 @@ mod tests {
     #[test]
     fn the_shadow_bookkeeping_lists_are_counted() {
         let b = Budget::split(16 << 20, 4).unwrap();
-        let lists = 4 * DETACHED_LIST_BYTES + b.frames * FRAME_LIST_BYTES;
+        let lists = 4 * SHADOW_LISTS_BYTES + b.frames * FRAME_LIST_BYTES;
         let without = Budget {
             frames: 0,
             capacity: Capacity {

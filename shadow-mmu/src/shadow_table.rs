@@ -657,6 +657,19 @@ const _: () = assert!(
 /// Bytes the detached list costs when made (per shadow table).
 pub const DETACHED_LIST_BYTES: usize = DETACHED_LIST_CAPACITY * core::mem::size_of::<Detached>();
 
+/// Entries the retired list is made with and keeps: tables `map` replaced
+/// by blocks since the last exclusive section. A push within them
+/// allocates nothing on a fault's way; beyond them the list grows (its
+/// entries are counted per frame in `FRAME_LIST_BYTES`) and shrinks back
+/// when drained.
+pub const RETIRED_LIST_CAPACITY: usize = 16;
+
+/// Bytes the retired list costs when made (per shadow table).
+pub const RETIRED_LIST_BYTES: usize = RETIRED_LIST_CAPACITY * core::mem::size_of::<(u64, usize)>();
+
+/// Bytes a shadow table's bookkeeping lists cost when made.
+pub const SHADOW_LISTS_BYTES: usize = DETACHED_LIST_BYTES + RETIRED_LIST_BYTES;
+
 /// Detached frames a `map` or `unmap_range` returns to the pool on its way
 /// (bounded work per call; a `clear` of a million entries is reclaimed
 /// over a few hundred later calls).
@@ -678,10 +691,29 @@ struct UnmapWork {
     leaves: usize,
     span_start: u64,
     span_end: u64,
-    freed: Vec<u64>,
+    /// The first of the tables emptied and unlinked, which go back to the
+    /// pool only after the TLB hook; see [`UnmapWork::free_later`].
+    freed: Option<u64>,
 }
 
+/// Marks a freed-list link in a table's first entry (with the next table's
+/// address). Bit 0, valid, stays clear: to a walk the entry is invalid.
+const FREED_LINK: u64 = 1 << 1;
+
 impl UnmapWork {
+    /// Queues the emptied, unlinked table at `pa` for the pool. The list is
+    /// threaded through each table's first entry, so an unmap allocates
+    /// nothing however many tables it empties (it runs on the TLBI path and
+    /// on a fault's install). The link is an invalid descriptor (bit 0
+    /// clear), so a hardware walk that still reaches the table through a
+    /// walk cache before the hook runs gets the same fault an all-zero
+    /// table gives; no software walk runs meanwhile (exclusive lock).
+    fn free_later(&mut self, table: &Frame, pa: u64) {
+        let link = self.freed.map_or(0, |next| next | FREED_LINK);
+        table.0[0].store(link, Ordering::Relaxed);
+        self.freed = Some(pa);
+    }
+
     fn touch(&mut self, start: u64, size: u64) {
         if self.span_end == self.span_start {
             self.span_start = start;
@@ -706,7 +738,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             config,
             root,
             lock: UpdateLock::new(),
-            retired: Mutex::new(Vec::new()),
+            retired: Mutex::new(Vec::with_capacity(RETIRED_LIST_CAPACITY)),
             retired_count: AtomicUsize::new(0),
             detached: Mutex::new(Vec::with_capacity(DETACHED_LIST_CAPACITY)),
             detached_hint: AtomicUsize::new(0),
@@ -1103,7 +1135,14 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             self.tlb
                 .invalidate_range(work.span_start, work.span_end - work.span_start);
         }
-        for pa in work.freed.drain(..) {
+        let mut next = work.freed;
+        while let Some(pa) = next {
+            // Zero again before the pool hands the frame out: new tables
+            // start empty.
+            next = self.pool.frame(pa).and_then(|table| {
+                let link = table.0[0].swap(0, Ordering::Relaxed);
+                (link != 0).then_some(link & OA_MASK)
+            });
             self.pool.release(pa);
             self.frames.fetch_sub(1, Ordering::Relaxed);
         }
@@ -1159,7 +1198,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     if self.unmap_in(child, level + 1, entry_base, start, end, work) {
                         slot.store(0, Ordering::Release);
                         work.touch(entry_base, size);
-                        work.freed.push(pa);
+                        work.free_later(child, pa);
                     } else {
                         cleared = false;
                     }
@@ -1177,12 +1216,15 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         if self.retired_count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let retired = core::mem::take(&mut *self.retired.lock());
-        self.retired_count.store(0, Ordering::Relaxed);
-        for (pa, level) in retired {
+        // Drained in place (no map can push meanwhile: the caller holds the
+        // exclusive lock), so the list keeps what it was made with.
+        let mut retired = self.retired.lock();
+        for (pa, level) in retired.drain(..) {
             let leaves = self.free_subtree(pa, level);
             self.forget_leaves(leaves);
         }
+        retired.shrink_to(RETIRED_LIST_CAPACITY);
+        self.retired_count.store(0, Ordering::Relaxed);
     }
 
     /// Returns the table at `pa` and every table below it to the pool
