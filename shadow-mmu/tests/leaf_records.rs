@@ -21,14 +21,10 @@ use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::IpaRange;
 use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::{HostExecute, L0Map, L0Mapping, L0RegionMap, ShadowMapping};
+use shadow_mmu::compose::{L0Map, L0Mapping, L0RegionMap, ShadowMapping};
 use shadow_mmu::context::Capacity;
-use shadow_mmu::service::{
-    HostBackend, Retry, Service, ShadowBackend, ShadowStore, Translated, Worker,
-};
-use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
-};
+use shadow_mmu::service::{HostBackend, Retry, Service, ShadowBackend, Translated, Worker};
+use shadow_mmu::shadow_table::{HeapFramePool, MapError, ShadowConfig};
 use walker::{AccessKind, Granule};
 
 /// Removes L1 IPA page `l1_ipa` from L1 (as L0 does) and checks that the
@@ -147,63 +143,16 @@ fn an_eviction_during_an_install_keeps_the_installs_record() {
     assert_l0_unmap_removes(&s, &w, &key, 0x9000_1000, 0x20_1000);
 }
 
-/// A shadow table that refuses maps on demand (as it refuses a PA beyond
-/// the host's, say).
-struct Refusing {
-    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
-    refuse: Arc<AtomicBool>,
-}
+/// Refuses maps on demand (as a shadow table refuses a PA beyond the
+/// host's, say).
+struct Refuse(AtomicBool);
 
-impl ShadowStore for Refusing {
-    fn root_pa(&self) -> u64 {
-        self.inner.root_pa()
-    }
-    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        if self.refuse.load(SeqCst) {
+impl ShadowHooks for Refuse {
+    fn map(&self, m: &ShadowMapping) -> Result<(), MapError> {
+        if self.0.load(SeqCst) {
             return Err(MapError::PaOutOfRange(m.pa_base));
         }
-        self.inner.map(m)
-    }
-    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
-        self.inner.unmap_range(l2_ipa, len)
-    }
-    fn clear(&self) -> usize {
-        self.inner.clear()
-    }
-    fn reclaim(&self, max_frames: usize) -> usize {
-        self.inner.reclaim_detached(max_frames)
-    }
-    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup(l2_ipa)
-    }
-    fn frames_used(&self) -> usize {
-        self.inner.frames_used()
-    }
-    fn leaves(&self) -> usize {
-        self.inner.leaves()
-    }
-}
-
-struct RefusingBackend {
-    pool: Arc<HeapFramePool>,
-    refuse: Arc<AtomicBool>,
-}
-
-impl ShadowBackend for RefusingBackend {
-    type Shadow = Refusing;
-    fn create(&self, _vmid: u16) -> Option<Refusing> {
-        let inner =
-            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
-        Some(Refusing {
-            inner,
-            refuse: self.refuse.clone(),
-        })
-    }
-    fn frames_in_use(&self) -> usize {
-        self.pool.frames_in_use()
-    }
-    fn host_execute(&self) -> HostExecute {
-        HostExecute::from_xnx(ShadowConfig::default().xnx)
+        Ok(())
     }
 }
 
@@ -215,10 +164,10 @@ fn a_refused_map_leaves_the_installed_leafs_record_alone() {
     let mem = L1Memory::new();
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     let cfg = config(16 << 20, 1);
-    let refuse = Arc::new(AtomicBool::new(false));
-    let backend = RefusingBackend {
+    let refuse = Arc::new(Refuse(AtomicBool::new(false)));
+    let backend = HookedBackend {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        refuse: refuse.clone(),
+        hooks: refuse.clone(),
     };
     let s = Service::new(cfg, mem, l0_map(), backend).unwrap();
     let w = s.worker();
@@ -227,7 +176,7 @@ fn a_refused_map_leaves_the_installed_leafs_record_alone() {
     l1.map(x, p, 3, RW);
     let t = s.translate(&w, &key, x, AccessKind::Read, &ABORT);
     assert_eq!(pa_of(&t, x), Some(PA_OFFSET + p), "{t:?}");
-    refuse.store(true, SeqCst);
+    refuse.0.store(true, SeqCst);
     let t = s.translate(&w, &key, x, AccessKind::Read, &ABORT);
     assert!(matches!(t, Translated::Unshadowable(_)), "{t:?}");
     assert_l0_unmap_removes(&s, &w, &key, p, x);
@@ -283,76 +232,34 @@ struct Steps {
     pressure_done: AtomicBool,
 }
 
-/// The real shadow table, with the steps above as hooks.
-struct Stepped {
-    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
-    steps: Arc<Steps>,
-}
-
-impl ShadowStore for Stepped {
-    fn root_pa(&self) -> u64 {
-        self.inner.root_pa()
-    }
-    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+/// The steps above, run in the real shadow table's methods.
+impl ShadowHooks for Steps {
+    fn map(&self, _m: &ShadowMapping) -> Result<(), MapError> {
         match role() {
             Role::Pressure => return Err(MapError::FramesExhausted { budget: 0 }),
             Role::Recycler => {
-                self.steps.recycler_in_map.store(true, SeqCst);
-                wait_for(&self.steps.pressure_done);
+                self.recycler_in_map.store(true, SeqCst);
+                wait_for(&self.pressure_done);
             }
             Role::Other => {}
         }
-        self.inner.map(m)
+        Ok(())
     }
-    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
-        self.inner.unmap_range(l2_ipa, len)
-    }
-    fn clear(&self) -> usize {
+    fn clear(&self) {
         if role() == Role::Recycler {
-            self.steps.recycler_retired_a.store(true, SeqCst);
+            self.recycler_retired_a.store(true, SeqCst);
         }
-        self.inner.clear()
     }
-    fn reclaim(&self, max_frames: usize) -> usize {
-        if role() == Role::Pressure && !self.steps.pressure_found_a.swap(true, SeqCst) {
+    fn reclaim(&self) {
+        if role() == Role::Pressure && !self.pressure_found_a.swap(true, SeqCst) {
             // `reclaim_frames` has A from its slot and has not locked it:
             // let Q recycle A and stop in B's map.
-            wait_for(&self.steps.recycler_in_map);
+            wait_for(&self.recycler_in_map);
         }
-        self.inner.reclaim_detached(max_frames)
     }
-    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup(l2_ipa)
-    }
-    fn frames_used(&self) -> usize {
+    fn frames_used(&self, frames: usize) -> usize {
         // Worth clearing for `reclaim_frames`.
-        self.inner.frames_used().max(2)
-    }
-    fn leaves(&self) -> usize {
-        self.inner.leaves()
-    }
-}
-
-struct SteppedBackend {
-    pool: Arc<HeapFramePool>,
-    steps: Arc<Steps>,
-}
-
-impl ShadowBackend for SteppedBackend {
-    type Shadow = Stepped;
-    fn create(&self, _vmid: u16) -> Option<Stepped> {
-        let inner =
-            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
-        Some(Stepped {
-            inner,
-            steps: self.steps.clone(),
-        })
-    }
-    fn frames_in_use(&self) -> usize {
-        self.pool.frames_in_use()
-    }
-    fn host_execute(&self) -> HostExecute {
-        HostExecute::from_xnx(ShadowConfig::default().xnx)
+        frames.max(2)
     }
 }
 
@@ -366,9 +273,9 @@ fn reclaiming_frames_never_clears_a_recycled_slots_successor() {
     let (a, b) = (tree_a.key(1), tree_b.key(1));
     let cfg = config(4 << 20, 1);
     let steps = Arc::new(Steps::default());
-    let backend = SteppedBackend {
+    let backend = HookedBackend {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        steps: steps.clone(),
+        hooks: steps.clone(),
     };
     let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
     let spawn = |role: Role, key| {

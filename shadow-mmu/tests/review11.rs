@@ -29,12 +29,9 @@ use common::*;
 use crossbeam_epoch::Collector;
 use shadow_mmu::budget::CONTEXT_OVERHEAD_BYTES;
 use shadow_mmu::cache::{cached_paths, walk_from, WalkKind};
-use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::context::{Capacity, Context, ContextKey, Directory, HostVmids, ShadowVmids};
-use shadow_mmu::service::{HostBackend, Service, ShadowBackend, ShadowStore};
-use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
-};
+use shadow_mmu::service::{HostBackend, Service, ShadowBackend};
+use shadow_mmu::shadow_table::{HeapFramePool, ShadowConfig};
 use walker::{
     AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory, IdRegisters, MemoryError,
     Stage2Walker,
@@ -56,74 +53,18 @@ struct Window {
     hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-struct Hooked {
-    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
-    window: Arc<Window>,
-}
-
-impl ShadowStore for Hooked {
-    fn root_pa(&self) -> u64 {
-        self.inner.root_pa()
-    }
-    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        self.inner.map(m)
-    }
-    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
-        self.inner.unmap_range(l2_ipa, len)
-    }
-    fn clear(&self) -> usize {
-        let n = self.inner.clear();
-        if self
-            .window
-            .phase
-            .compare_exchange(1, 2, SeqCst, SeqCst)
-            .is_ok()
-        {
+impl ShadowHooks for Window {
+    fn cleared(&self) {
+        if self.phase.compare_exchange(1, 2, SeqCst, SeqCst).is_ok() {
             // The victim is retired and its shadow cleared; the directory lock is
             // held. A vCPU of the victim's L2 now asks for its root.
-            if let Some(hook) = self.window.hook.lock().unwrap().take() {
+            if let Some(hook) = self.hook.lock().unwrap().take() {
                 hook();
             }
         }
-        n
     }
     fn reassigned(&self) {
-        let _ = self.window.phase.compare_exchange(2, 3, SeqCst, SeqCst);
-    }
-    fn reclaim(&self, max_frames: usize) -> usize {
-        self.inner.reclaim_detached(max_frames)
-    }
-    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup(l2_ipa)
-    }
-    fn frames_used(&self) -> usize {
-        self.inner.frames_used()
-    }
-    fn leaves(&self) -> usize {
-        self.inner.leaves()
-    }
-}
-
-struct HookedBackend {
-    pool: Arc<HeapFramePool>,
-    window: Arc<Window>,
-}
-
-impl ShadowBackend for HookedBackend {
-    type Shadow = Hooked;
-    fn create(&self, _vmid: u16) -> Option<Hooked> {
-        let inner =
-            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
-        Some(Hooked {
-            inner,
-            window: self.window.clone(),
-        })
-    }
-    fn frames_in_use(&self) -> usize {
-        self.pool.frames_in_use()
-    }
-    fn host_execute(&self) -> HostExecute {
-        HostExecute::from_xnx(ShadowConfig::default().xnx)
+        let _ = self.phase.compare_exchange(2, 3, SeqCst, SeqCst);
     }
 }
 
@@ -144,7 +85,7 @@ fn shadow_root_never_hands_out_a_retired_contexts_shadow() {
     let window = Arc::new(Window::default());
     let backend = HookedBackend {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        window: window.clone(),
+        hooks: window.clone(),
     };
     let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
     let w = s.worker();

@@ -18,12 +18,10 @@ use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{InvalidateScope, IpaRange};
 use shadow_mmu::budget::{Budget, BudgetError};
-use shadow_mmu::compose::{HostExecute, ShadowMapping};
+use shadow_mmu::compose::ShadowMapping;
 use shadow_mmu::context::ContextKey;
-use shadow_mmu::service::{Service, ShadowBackend, ShadowStore};
-use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
-};
+use shadow_mmu::service::Service;
+use shadow_mmu::shadow_table::{HeapFramePool, MapError};
 use walker::{AccessKind, Endianness, Granule};
 
 // ---- R12-2: the recycling policy ----
@@ -118,76 +116,30 @@ struct Steps {
     clears: AtomicUsize,
 }
 
-struct Stepped {
-    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
-    steps: Arc<Steps>,
-}
-
-impl ShadowStore for Stepped {
-    fn root_pa(&self) -> u64 {
-        self.inner.root_pa()
-    }
-    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+/// The steps above, run in the real shadow table's methods.
+impl ShadowHooks for Steps {
+    fn map(&self, _m: &ShadowMapping) -> Result<(), MapError> {
         if role() == Role::Recycler
-            && self.steps.recycler_maps.fetch_add(1, SeqCst)
-                == self.steps.recycler_stop.load(SeqCst)
+            && self.recycler_maps.fetch_add(1, SeqCst) == self.recycler_stop.load(SeqCst)
         {
-            self.steps.at_cap_go_on.store(true, SeqCst);
-            wait_for(&self.steps.at_cap_done);
+            self.at_cap_go_on.store(true, SeqCst);
+            wait_for(&self.at_cap_done);
         }
-        self.inner.map(m)
+        Ok(())
     }
-    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
-        self.inner.unmap_range(l2_ipa, len)
+    fn clear(&self) {
+        self.clears.fetch_add(1, SeqCst);
     }
-    fn clear(&self) -> usize {
-        self.steps.clears.fetch_add(1, SeqCst);
-        self.inner.clear()
-    }
-    fn reclaim(&self, max_frames: usize) -> usize {
-        self.inner.reclaim_detached(max_frames)
-    }
-    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup(l2_ipa)
-    }
-    fn frames_used(&self) -> usize {
-        self.inner.frames_used()
-    }
-    fn leaves(&self) -> usize {
-        let n = self.inner.leaves();
-        if role() == Role::AtCap && !self.steps.at_cap_found_a.swap(true, SeqCst) {
+    fn leaves(&self, _leaves: usize) {
+        if role() == Role::AtCap && !self.at_cap_found_a.swap(true, SeqCst) {
             // `reclaim_leaves` has A from its slot and its count, and has
             // not locked it: let the other side act.
-            wait_for(&self.steps.at_cap_go_on);
+            wait_for(&self.at_cap_go_on);
         }
-        n
     }
 }
 
-struct SteppedBackend {
-    pool: Arc<HeapFramePool>,
-    steps: Arc<Steps>,
-}
-
-impl ShadowBackend for SteppedBackend {
-    type Shadow = Stepped;
-    fn create(&self, _vmid: u16) -> Option<Stepped> {
-        let inner =
-            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
-        Some(Stepped {
-            inner,
-            steps: self.steps.clone(),
-        })
-    }
-    fn frames_in_use(&self) -> usize {
-        self.pool.frames_in_use()
-    }
-    fn host_execute(&self) -> HostExecute {
-        HostExecute::from_xnx(ShadowConfig::default().xnx)
-    }
-}
-
-type SteppedService = Service<L1Memory, shadow_mmu::compose::L0RegionMap, SteppedBackend>;
+type SteppedService = Service<L1Memory, shadow_mmu::compose::L0RegionMap, HookedBackend<Steps>>;
 
 /// One context slot, a cap of two shadow leaves, A holding both (pages 1
 /// and 2); B's tree maps pages 0 and 1. Returns the service, the steps and
@@ -209,9 +161,9 @@ fn a_at_the_cap() -> (Arc<SteppedService>, Arc<Steps>, ContextKey, ContextKey) {
         ..cfg.budget
     };
     let steps = Arc::new(Steps::default());
-    let backend = SteppedBackend {
+    let backend = HookedBackend {
         pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        steps: steps.clone(),
+        hooks: steps.clone(),
     };
     let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
     {

@@ -7,11 +7,16 @@ use std::sync::Arc;
 
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
-    L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+    HostExecute, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
+    ShadowMapping,
 };
 use shadow_mmu::context::{ContextKey, HostVmids};
-use shadow_mmu::service::{HostBackend, Service, ServiceConfig, Translated, Worker};
-use shadow_mmu::shadow_table::ShadowConfig;
+use shadow_mmu::service::{
+    HostBackend, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated, Worker,
+};
+use shadow_mmu::shadow_table::{
+    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
+};
 use walker::{
     AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory,
     IdRegisters, MemoryError,
@@ -309,5 +314,98 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// Steps a test runs inside the real shadow table's methods, to stop a
+/// thread at an exact point of the service's protocol or to make a call
+/// fail. Every method defaults to doing nothing, so a test writes only
+/// the steps it needs; [`HookedBackend`] makes the shadows.
+pub trait ShadowHooks: Send + Sync + 'static {
+    /// Before `map`; an error is returned instead of mapping.
+    fn map(&self, _m: &ShadowMapping) -> Result<(), MapError> {
+        Ok(())
+    }
+    /// Before `clear`.
+    fn clear(&self) {}
+    /// After `clear`.
+    fn cleared(&self) {}
+    /// `reassigned`.
+    fn reassigned(&self) {}
+    /// Before `reclaim`.
+    fn reclaim(&self) {}
+    /// What `frames_used` reports, given the table's count.
+    fn frames_used(&self, frames: usize) -> usize {
+        frames
+    }
+    /// After `leaves` counted `leaves`, which it then reports.
+    fn leaves(&self, _leaves: usize) {}
+}
+
+/// The real shadow table (a heap frame pool, no hardware TLB) with a
+/// test's [`ShadowHooks`] around its methods.
+pub struct HookedShadow<H> {
+    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
+    hooks: Arc<H>,
+}
+
+impl<H: ShadowHooks> ShadowStore for HookedShadow<H> {
+    fn root_pa(&self) -> u64 {
+        self.inner.root_pa()
+    }
+    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.hooks.map(m)?;
+        self.inner.map(m)
+    }
+    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
+        self.inner.unmap_range(l2_ipa, len)
+    }
+    fn clear(&self) -> usize {
+        self.hooks.clear();
+        let removed = self.inner.clear();
+        self.hooks.cleared();
+        removed
+    }
+    fn reassigned(&self) {
+        self.hooks.reassigned();
+    }
+    fn reclaim(&self, max_frames: usize) -> usize {
+        self.hooks.reclaim();
+        self.inner.reclaim_detached(max_frames)
+    }
+    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.inner.lookup(l2_ipa)
+    }
+    fn frames_used(&self) -> usize {
+        self.hooks.frames_used(self.inner.frames_used())
+    }
+    fn leaves(&self) -> usize {
+        let leaves = self.inner.leaves();
+        self.hooks.leaves(leaves);
+        leaves
+    }
+}
+
+/// Makes [`HookedShadow`]s from one frame pool, all with the same hooks.
+pub struct HookedBackend<H> {
+    pub pool: Arc<HeapFramePool>,
+    pub hooks: Arc<H>,
+}
+
+impl<H: ShadowHooks> ShadowBackend for HookedBackend<H> {
+    type Shadow = HookedShadow<H>;
+    fn create(&self, _vmid: u16) -> Option<HookedShadow<H>> {
+        let inner =
+            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
+        Some(HookedShadow {
+            inner,
+            hooks: self.hooks.clone(),
+        })
+    }
+    fn frames_in_use(&self) -> usize {
+        self.pool.frames_in_use()
+    }
+    fn host_execute(&self) -> HostExecute {
+        HostExecute::from_xnx(ShadowConfig::default().xnx)
     }
 }
