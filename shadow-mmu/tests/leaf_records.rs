@@ -15,7 +15,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
 use ipc::message::L0Change;
@@ -205,19 +204,6 @@ enum Role {
 
 fn role() -> Role {
     ROLE.with(Cell::get)
-}
-
-/// Waits for `flag` (bounded: a broken order fails the test, never hangs
-/// it).
-fn wait_for(flag: &AtomicBool) {
-    let start = Instant::now();
-    while !flag.load(SeqCst) {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "a step never came"
-        );
-        thread::yield_now();
-    }
 }
 
 #[derive(Default)]

@@ -12,7 +12,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
 use ipc::message::L0Change;
@@ -86,17 +85,6 @@ enum Role {
 
 fn role() -> Role {
     ROLE.with(Cell::get)
-}
-
-fn wait_for(flag: &AtomicBool) {
-    let start = Instant::now();
-    while !flag.load(SeqCst) {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "a step never came"
-        );
-        thread::yield_now();
-    }
 }
 
 #[derive(Default)]

@@ -409,3 +409,16 @@ impl<H: ShadowHooks> ShadowBackend for HookedBackend<H> {
         HostExecute::from_xnx(ShadowConfig::default().xnx)
     }
 }
+
+/// Waits for a step's `flag` (bounded: a broken order fails the test,
+/// never hangs it).
+pub fn wait_for(flag: &std::sync::atomic::AtomicBool) {
+    let start = std::time::Instant::now();
+    while !flag.load(Ordering::SeqCst) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "a step never came"
+        );
+        std::thread::yield_now();
+    }
+}
