@@ -122,6 +122,14 @@ pub enum BudgetError {
         /// The count asked for.
         contexts: usize,
     },
+    /// A budget made by hand ([`Budget::check`]) whose counts no machine
+    /// could hold: one above [`MAX_COUNT`], or bytes beyond `usize`.
+    OutOfRange {
+        /// Which part.
+        what: &'static str,
+        /// Its value.
+        value: usize,
+    },
 }
 
 impl BudgetError {
@@ -130,7 +138,7 @@ impl BudgetError {
     pub const fn minimum(&self) -> Option<usize> {
         match *self {
             BudgetError::TooSmall { minimum, .. } => Some(minimum),
-            BudgetError::TooManyContexts { .. } => None,
+            BudgetError::TooManyContexts { .. } | BudgetError::OutOfRange { .. } => None,
         }
     }
 }
@@ -146,6 +154,10 @@ impl core::fmt::Display for BudgetError {
                 f,
                 "{contexts} contexts asked for; at most {MAX_CONTEXTS} (one hardware VMID each, 16-bit VMIDs)"
             ),
+            BudgetError::OutOfRange { what, value } => write!(
+                f,
+                "budget {what} of {value} is out of range (each count at most {MAX_COUNT}, the whole within usize)"
+            ),
         }
     }
 }
@@ -157,10 +169,16 @@ pub const MAX_CONTEXTS: usize = 1 << 16;
 
 /// The most bytes a budget shares out; a larger budget is used as this
 /// much (the structures then take less than the caller allowed, which a
-/// budget, a ceiling, permits). 2^56 bytes is beyond any machine's memory
-/// and keeps every size computed from it well inside `usize`, so no
-/// arithmetic here can overflow whatever the caller passes.
-pub const MAX_BUDGET_BYTES: usize = 1 << 56;
+/// budget, a ceiling, permits). 64 TiB is beyond the memory of the
+/// machines hv runs on, and keeps every count [`Budget::split`] makes
+/// within [`MAX_COUNT`], so no arithmetic here can overflow whatever the
+/// caller passes.
+pub const MAX_BUDGET_BYTES: usize = 1 << 46;
+
+/// The most of any one count in a budget (cache slots per context, frames,
+/// shadow leaves): with each within it every part's bytes fit `usize` with
+/// room to spare ([`Budget::check`]).
+pub const MAX_COUNT: usize = 1 << 40;
 
 /// Bytes one leaf slot costs when full (its place in a bucket, pointer
 /// and hash tag; its node; its index key).
@@ -320,6 +338,46 @@ impl Budget {
         );
     }
 
+    /// Refuses a budget whose sizes cannot be computed: contexts beyond
+    /// [`MAX_CONTEXTS`], a count beyond [`MAX_COUNT`], or a worst case
+    /// beyond `usize`. Every budget [`Budget::split`] returns passes;
+    /// `Service::new` checks the budget it is given, which may be made by
+    /// hand, before sizing anything from it.
+    pub fn check(&self) -> Result<(), BudgetError> {
+        let c = &self.capacity;
+        if c.contexts > MAX_CONTEXTS {
+            return Err(BudgetError::TooManyContexts {
+                contexts: c.contexts,
+            });
+        }
+        for (what, value) in [
+            ("leaves per context", c.leaves_per_context),
+            ("paths per context", c.paths_per_context),
+            ("frames", self.frames),
+            ("shadow leaves", self.shadow_leaves),
+        ] {
+            if value > MAX_COUNT {
+                return Err(BudgetError::OutOfRange { what, value });
+            }
+        }
+        // Within those bounds each part fits `usize` many times over; only
+        // the per-context parts times the contexts, and the sum, may not.
+        let per_context = CONTEXT_OVERHEAD_BYTES
+            + SHADOW_LISTS_BYTES
+            + self.cache_table_bytes()
+            + self.cache_index_bytes();
+        per_context
+            .checked_mul(c.contexts)
+            .and_then(|b| b.checked_add(Self::directory_bytes(c.contexts)))
+            .and_then(|b| b.checked_add(self.frames * FRAME_COST_BYTES))
+            .and_then(|b| b.checked_add(self.reverse_map_bytes()))
+            .map(|_| ())
+            .ok_or(BudgetError::OutOfRange {
+                what: "worst-case bytes",
+                value: usize::MAX,
+            })
+    }
+
     /// The most bytes the bounded structures can hold at once, from the
     /// sizes of the real types: per context its node and slot parts, its
     /// cache tables full and their indexes, its shadow's detached list; the
@@ -329,7 +387,8 @@ impl Budget {
     /// cache are made; they never grow). Not counted: a retired context's
     /// node (and the cache nodes a flush or eviction replaced) between its
     /// unlinking and the epoch collector's free, and the allocator's own
-    /// headers.
+    /// headers. For a budget that passes [`Budget::check`] (every one
+    /// [`Budget::split`] makes): a hand-made one beyond it may overflow.
     pub fn worst_case_bytes(&self) -> usize {
         let c = &self.capacity;
         c.contexts
@@ -453,5 +512,54 @@ mod tests {
         }
         let e = Budget::split(0, MAX_CONTEXTS).unwrap_err();
         assert!(e.minimum().unwrap() > 0, "{e}");
+        // What split makes always passes the check Service::new applies.
+        for contexts in [1, 64, MAX_CONTEXTS] {
+            for bytes in [16 << 30, MAX_BUDGET_BYTES, usize::MAX] {
+                assert_eq!(Budget::split(bytes, contexts).unwrap().check(), Ok(()));
+            }
+        }
+    }
+
+    /// A budget made by hand with counts no machine could hold is refused
+    /// by `check`, not overflowed (review 14 R14-1).
+    #[test]
+    fn check_refuses_handmade_budgets_out_of_range() {
+        let b = Budget::split(16 << 20, 4).unwrap();
+        let huge = [MAX_COUNT + 1, usize::MAX / 3, usize::MAX];
+        for value in huge {
+            let leaves = Budget {
+                shadow_leaves: value,
+                ..b
+            };
+            assert_eq!(
+                leaves.check(),
+                Err(BudgetError::OutOfRange {
+                    what: "shadow leaves",
+                    value
+                })
+            );
+            let frames = Budget { frames: value, ..b };
+            assert!(frames.check().is_err());
+            let mut slots = b;
+            slots.capacity.leaves_per_context = value;
+            assert!(slots.check().is_err());
+            let mut contexts = b;
+            contexts.capacity.contexts = value;
+            assert!(contexts.check().is_err());
+        }
+        // Every count at its bound but the sum too large for usize.
+        let mut all = b;
+        all.capacity = Capacity {
+            contexts: MAX_CONTEXTS,
+            leaves_per_context: MAX_COUNT,
+            paths_per_context: MAX_COUNT,
+        };
+        assert_eq!(
+            all.check(),
+            Err(BudgetError::OutOfRange {
+                what: "worst-case bytes",
+                value: usize::MAX
+            })
+        );
     }
 }

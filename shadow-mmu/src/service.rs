@@ -344,6 +344,9 @@ impl ShadowBackend for HostBackend {
 pub enum ServiceError {
     /// The shadow VMIDs do not fit the host's ([`ServiceConfig::shadow_vmids`]).
     ShadowVmids(ShadowVmidError),
+    /// The budget's sizes cannot be computed ([`Budget::check`]: a budget
+    /// made by hand with counts beyond any machine's).
+    Budget(crate::budget::BudgetError),
     /// L1 is shown FEAT_XNX (ID_AA64MMFR1_EL1.XNX) but the host's shadow
     /// descriptors cannot express execute at only one of EL0/EL1
     /// ([`HostExecute::BothOrNeither`]). L1's EL1-only or EL0-only
@@ -363,6 +366,7 @@ impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceError::ShadowVmids(e) => e.fmt(f),
+            ServiceError::Budget(e) => e.fmt(f),
             ServiceError::XnxWithoutHostXnx => write!(
                 f,
                 "L1 is shown FEAT_XNX but the host has no FEAT_XNX: \
@@ -704,11 +708,13 @@ where
     /// root table frame, part of [`Budget::split`]'s frames) is made now,
     /// so a new context never waits for other contexts' tables to give a
     /// frame back. Fails when the shadow VMIDs do not fit the host's
-    /// ([`ServiceConfig::shadow_vmids`]), or when L1 is shown FEAT_XNX and
+    /// ([`ServiceConfig::shadow_vmids`]), when the budget's sizes cannot be
+    /// computed ([`ServiceError::Budget`]), or when L1 is shown FEAT_XNX and
     /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]).
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Result<Self, ServiceError> {
         // The budget counts a shadow struct of at most SHADOW_STRUCT_BYTES.
         const { Budget::check_shadow::<ShadowOf<B>>() };
+        config.budget.check().map_err(ServiceError::Budget)?;
         let vmids = config.shadow_vmids()?;
         if config.features.xnx() && backend.host_execute() == HostExecute::BothOrNeither {
             return Err(ServiceError::XnxWithoutHostXnx);

@@ -393,3 +393,31 @@ fn dropped_workers_counters_are_reused() {
     assert_eq!(s.registered_workers(), 4);
     assert_eq!(s.stats().hits + s.stats().misses, 1000);
 }
+
+/// Review 14 R14-1: `Budget`'s fields are public, so a budget may be made
+/// by hand; `Service::new` refuses one whose sizes cannot be computed
+/// instead of overflowing while it sizes the reverse map.
+#[test]
+fn a_handmade_budget_out_of_range_is_refused() {
+    let mut cfg = config(16 << 20, 1);
+    cfg.budget.shadow_leaves = usize::MAX;
+    let backend = shadow_mmu::service::HostBackend::recording(
+        cfg.budget.frames,
+        shadow_mmu::shadow_table::ShadowConfig::default(),
+    )
+    .unwrap();
+    let r = Service::new(cfg, L1Memory::new(), l0_map(), backend);
+    assert!(
+        matches!(
+            r,
+            Err(shadow_mmu::service::ServiceError::Budget(
+                BudgetError::OutOfRange {
+                    what: "shadow leaves",
+                    ..
+                }
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+}
