@@ -16,6 +16,18 @@ use loom::thread;
 use shadow_mmu::service::{Retry, Translated};
 use shadow_support::*;
 
+/// What a translate of page 0 racing with L0's change may answer: the old
+/// L0 map (mapped, or reported outside L1 memory once L0 took it), or a
+/// retry because the change overlapped it; never anything else.
+fn assert_old_or_backed_out(t: &Translated) {
+    match t {
+        Translated::Mapped(_) => assert_eq!(l1_of(t, 0), Some(OLD)),
+        Translated::OutsideL1 { l1_ipa } => assert_eq!(*l1_ipa, OLD),
+        Translated::Retry(Retry::InvalidationRaced) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[test]
 fn no_shadow_entry_survives_an_l0_unmap_of_its_pages() {
     loom::model(|| {
@@ -24,12 +36,7 @@ fn no_shadow_entry_survives_an_l0_unmap_of_its_pages() {
             let s = s.clone();
             thread::spawn(move || {
                 let w = s.worker();
-                match read(&s, &w, &key(ROOT), 0) {
-                    t @ Translated::Mapped(_) => assert_eq!(l1_of(&t, 0), Some(OLD)),
-                    Translated::OutsideL1 { l1_ipa } => assert_eq!(l1_ipa, OLD),
-                    Translated::Retry(Retry::InvalidationRaced) => {}
-                    other => panic!("unexpected {other:?}"),
-                }
+                assert_old_or_backed_out(&read(&s, &w, &key(ROOT), 0));
             })
         };
         let w = s.worker();
@@ -66,12 +73,7 @@ fn an_l0_change_made_under_a_burst_reaches_every_translate_of_the_new_generation
             let s = s.clone();
             thread::spawn(move || {
                 let w = s.worker();
-                match read(&s, &w, &key(ROOT), 0) {
-                    t @ Translated::Mapped(_) => assert_eq!(l1_of(&t, 0), Some(OLD)),
-                    Translated::OutsideL1 { l1_ipa } => assert_eq!(l1_ipa, OLD),
-                    Translated::Retry(Retry::InvalidationRaced) => {}
-                    other => panic!("unexpected {other:?}"),
-                }
+                assert_old_or_backed_out(&read(&s, &w, &key(ROOT), 0));
             })
         };
         let w = s.worker();
@@ -123,12 +125,7 @@ fn a_refused_reinstall_never_hides_an_existing_leaf_from_l0_unmap() {
                 assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after l0_unmap");
             })
         };
-        match read(&s, &w, &key(ROOT), 0) {
-            t @ Translated::Mapped(_) => assert_eq!(l1_of(&t, 0), Some(OLD)),
-            Translated::OutsideL1 { l1_ipa } => assert_eq!(l1_ipa, OLD),
-            Translated::Retry(Retry::InvalidationRaced) => {}
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_old_or_backed_out(&read(&s, &w, &key(ROOT), 0));
         l0.join().unwrap();
         assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after both");
     });
