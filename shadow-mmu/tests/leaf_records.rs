@@ -23,7 +23,7 @@ use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{L0Map, L0Mapping, L0RegionMap, ShadowMapping};
 use shadow_mmu::context::Capacity;
 use shadow_mmu::service::{HostBackend, Retry, Service, ShadowBackend, Translated, Worker};
-use shadow_mmu::shadow_table::{HeapFramePool, MapError, ShadowConfig};
+use shadow_mmu::shadow_table::{MapError, ShadowConfig};
 use walker::{AccessKind, Granule};
 
 /// Removes L1 IPA page `l1_ipa` from L1 (as L0 does) and checks that the
@@ -164,11 +164,7 @@ fn a_refused_map_leaves_the_installed_leafs_record_alone() {
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     let cfg = config(16 << 20, 1);
     let refuse = Arc::new(Refuse(AtomicBool::new(false)));
-    let backend = HookedBackend {
-        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        hooks: refuse.clone(),
-    };
-    let s = Service::new(cfg, mem, l0_map(), backend).unwrap();
+    let s = hooked_service(cfg, mem, refuse.clone());
     let w = s.worker();
     let key = l1.key(1);
     let (x, p) = (0x20_1000, 0x8000_1000);
@@ -259,11 +255,7 @@ fn reclaiming_frames_never_clears_a_recycled_slots_successor() {
     let (a, b) = (tree_a.key(1), tree_b.key(1));
     let cfg = config(4 << 20, 1);
     let steps = Arc::new(Steps::default());
-    let backend = HookedBackend {
-        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        hooks: steps.clone(),
-    };
-    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
+    let s = hooked_service(cfg, mem, steps.clone());
     let spawn = |role: Role, key| {
         let s = s.clone();
         let steps = steps.clone();

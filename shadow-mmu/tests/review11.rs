@@ -31,7 +31,7 @@ use shadow_mmu::budget::CONTEXT_OVERHEAD_BYTES;
 use shadow_mmu::cache::{cached_paths, walk_from, WalkKind};
 use shadow_mmu::context::{Capacity, Context, ContextKey, Directory, HostVmids, ShadowVmids};
 use shadow_mmu::service::{HostBackend, Service, ShadowBackend};
-use shadow_mmu::shadow_table::{HeapFramePool, ShadowConfig};
+use shadow_mmu::shadow_table::ShadowConfig;
 use walker::{
     AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory, IdRegisters, MemoryError,
     Stage2Walker,
@@ -83,11 +83,7 @@ fn shadow_root_never_hands_out_a_retired_contexts_shadow() {
     // One context slot: B's first fault recycles A.
     let cfg = config(4 << 20, 1);
     let window = Arc::new(Window::default());
-    let backend = HookedBackend {
-        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        hooks: window.clone(),
-    };
-    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
+    let s = hooked_service(cfg, mem, window.clone());
     let w = s.worker();
     let root_a = s.shadow_root(&w, &a).expect("A's context");
     assert!(pa_of(&s.translate(&w, &a, 0, AccessKind::Read, &ABORT), 0).is_some());

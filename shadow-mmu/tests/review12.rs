@@ -20,7 +20,7 @@ use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::ShadowMapping;
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::Service;
-use shadow_mmu::shadow_table::{HeapFramePool, MapError};
+use shadow_mmu::shadow_table::MapError;
 use walker::{AccessKind, Endianness, Granule};
 
 // ---- R12-2: the recycling policy ----
@@ -127,7 +127,7 @@ impl ShadowHooks for Steps {
     }
 }
 
-type SteppedService = Service<L1Memory, shadow_mmu::compose::L0RegionMap, HookedBackend<Steps>>;
+type SteppedService = HookedService<Steps>;
 
 /// One context slot, a cap of two shadow leaves, A holding both (pages 1
 /// and 2); B's tree maps pages 0 and 1. Returns the service, the steps and
@@ -149,11 +149,7 @@ fn a_at_the_cap() -> (Arc<SteppedService>, Arc<Steps>, ContextKey, ContextKey) {
         ..cfg.budget
     };
     let steps = Arc::new(Steps::default());
-    let backend = HookedBackend {
-        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).unwrap()),
-        hooks: steps.clone(),
-    };
-    let s = Arc::new(Service::new(cfg, mem, l0_map(), backend).unwrap());
+    let s = hooked_service(cfg, mem, steps.clone());
     {
         // A holds the cap.
         let w = s.worker();

@@ -386,6 +386,23 @@ impl<H: ShadowHooks> ShadowStore for HookedShadow<H> {
     }
 }
 
+/// A service over L1 memory whose shadows run a test's hooks.
+pub type HookedService<H> = Service<L1Memory, L0RegionMap, HookedBackend<H>>;
+
+/// A [`HookedService`] with `config`, its shadows' frames from a pool of
+/// the budget's size, running `hooks`.
+pub fn hooked_service<H: ShadowHooks>(
+    config: ServiceConfig,
+    memory: L1Memory,
+    hooks: Arc<H>,
+) -> Arc<HookedService<H>> {
+    let backend = HookedBackend {
+        pool: Arc::new(HeapFramePool::new(config.budget.frames, 1 << 40).expect("pool")),
+        hooks,
+    };
+    Arc::new(Service::new(config, memory, l0_map(), backend).expect("a valid service"))
+}
+
 /// Makes [`HookedShadow`]s from one frame pool, all with the same hooks.
 pub struct HookedBackend<H> {
     pub pool: Arc<HeapFramePool>,
