@@ -281,7 +281,10 @@ impl Budget {
     /// the detached records awaiting their unlink. An insert beyond them
     /// reclaims or is refused (at worst `Retry(Throttled)`), never grows.
     pub fn reverse_map_records(&self) -> usize {
-        self.shadow_leaves + self.shadow_leaves / 16 + PENDING_UNLINKS
+        // Saturating: a hand-made budget may hold any count (`check`).
+        self.shadow_leaves
+            .saturating_add(self.shadow_leaves / 16)
+            .saturating_add(PENDING_UNLINKS)
     }
 
     /// The reverse map's bytes at most: what it allocates when the service
@@ -344,6 +347,26 @@ impl Budget {
     /// `Service::new` checks the budget it is given, which may be made by
     /// hand, before sizing anything from it.
     pub fn check(&self) -> Result<(), BudgetError> {
+        self.checked_worst_case().map(|_| ())
+    }
+
+    /// The most bytes the bounded structures can hold at once, from the
+    /// sizes of the real types: per context its node and slot parts, its
+    /// cache tables full and their indexes, its shadow's detached and
+    /// retired lists; the directory's tables; shadow frames with the lists
+    /// they wait on to go back to the pool; the reverse map. The indexes
+    /// and the reverse map are counted as allocated (whole, when the
+    /// service and each slot's cache are made; they never grow). Not
+    /// counted: a retired context's node (and the cache nodes a flush or
+    /// eviction replaced) between its unlinking and the epoch collector's
+    /// free, and the allocator's own headers. `usize::MAX` for a hand-made
+    /// budget that fails [`Budget::check`].
+    pub fn worst_case_bytes(&self) -> usize {
+        self.checked_worst_case().unwrap_or(usize::MAX)
+    }
+
+    /// [`Budget::worst_case_bytes`], or why it cannot be computed.
+    fn checked_worst_case(&self) -> Result<usize, BudgetError> {
         let c = &self.capacity;
         if c.contexts > MAX_CONTEXTS {
             return Err(BudgetError::TooManyContexts {
@@ -371,34 +394,10 @@ impl Budget {
             .and_then(|b| b.checked_add(Self::directory_bytes(c.contexts)))
             .and_then(|b| b.checked_add(self.frames * FRAME_COST_BYTES))
             .and_then(|b| b.checked_add(self.reverse_map_bytes()))
-            .map(|_| ())
             .ok_or(BudgetError::OutOfRange {
                 what: "worst-case bytes",
                 value: usize::MAX,
             })
-    }
-
-    /// The most bytes the bounded structures can hold at once, from the
-    /// sizes of the real types: per context its node and slot parts, its
-    /// cache tables full and their indexes, its shadow's detached list; the
-    /// directory's tables; shadow frames with the lists they wait on to go
-    /// back to the pool; the reverse map. The indexes and the reverse map
-    /// are counted as allocated (whole, when the service and each slot's
-    /// cache are made; they never grow). Not counted: a retired context's
-    /// node (and the cache nodes a flush or eviction replaced) between its
-    /// unlinking and the epoch collector's free, and the allocator's own
-    /// headers. For a budget that passes [`Budget::check`] (every one
-    /// [`Budget::split`] makes): a hand-made one beyond it may overflow.
-    pub fn worst_case_bytes(&self) -> usize {
-        let c = &self.capacity;
-        c.contexts
-            * (CONTEXT_OVERHEAD_BYTES
-                + SHADOW_LISTS_BYTES
-                + self.cache_table_bytes()
-                + self.cache_index_bytes())
-            + Self::directory_bytes(c.contexts)
-            + self.frames * FRAME_COST_BYTES
-            + self.reverse_map_bytes()
     }
 }
 
@@ -538,8 +537,12 @@ mod tests {
                     value
                 })
             );
+            // Its byte counts answer without overflowing: the most there is.
+            assert_eq!(leaves.worst_case_bytes(), usize::MAX);
+            assert!(leaves.reverse_map_records() >= MAX_COUNT);
             let frames = Budget { frames: value, ..b };
             assert!(frames.check().is_err());
+            assert_eq!(frames.worst_case_bytes(), usize::MAX);
             let mut slots = b;
             slots.capacity.leaves_per_context = value;
             assert!(slots.check().is_err());
