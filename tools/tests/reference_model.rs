@@ -118,7 +118,7 @@ fn reproducer(
         ));
     }
     text.push_str(&format!(
-        "\nline:   {}\nmodel:  {model}\ns2walk: {walker:?}\n\
+        "\nline:   {}\nmodel:  {model}\ns2walk: {walker}\n\
          descriptors on the model's path, as in memory at this line (all other words of the memslots do not matter to it):\n",
         request_line(r)
     ));

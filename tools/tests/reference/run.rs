@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::gen::{Request, World};
 use super::model::{FaultKind, Outcome, Success, TrailEntry};
+use std::fmt;
 
 /// One answer line, normalised so that the model's outcome and s2walk's
 /// line compare field by field.
@@ -99,6 +100,44 @@ impl Answer {
                 format!("model {kind} fault, s2walk ok")
             }
             _ => "s2walk did not answer with a translation or a fault".to_string(),
+        }
+    }
+}
+
+fn write_trail(f: &mut fmt::Formatter<'_>, trail: &[TrailEntry]) -> fmt::Result {
+    write!(f, " trail=[")?;
+    for (i, t) in trail.iter().enumerate() {
+        if i > 0 {
+            write!(f, ", ")?;
+        }
+        write!(f, "L{} {:#x}={:#x}", t.level, t.address, t.value)?;
+    }
+    write!(f, "]")
+}
+
+/// The same notation as the model's [`Outcome`], so the two lines of a
+/// reproducer read side by side.
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Ok(s, trail) => {
+                write!(
+                    f,
+                    "ok oa={:#x} level={} size={:#x} contiguous_size={:#x} s2ap={} xn={} memattr={:#x} sh={} dbm={} descriptor={:#x} af_updated={} dirty_updated={}",
+                    s.oa, s.level, s.size, s.contiguous_size, s.s2ap, s.xn, s.memattr, s.sh, s.dbm, s.descriptor, s.af_updated, s.dirty_updated
+                )?;
+                write_trail(f, trail)
+            }
+            Answer::Fault {
+                kind,
+                level,
+                fsc,
+                trail,
+            } => {
+                write!(f, "fault {kind} level={level} fsc={fsc:#04x}")?;
+                write_trail(f, trail)
+            }
+            Answer::Other(text) => write!(f, "unexpected line: {text}"),
         }
     }
 }
