@@ -251,9 +251,17 @@ fn align(value: u64, align_bits: u32) -> u64 {
     (value + mask) & !mask
 }
 
+/// ID_AA64MMFR0_EL1 that s2walk assumes when --mmfr0 is omitted (the
+/// contract: PARange 48 bits, all granules, no LPA2).
+pub const DEFAULT_MMFR0: u64 = 0x0222_0010_0005;
+
 /// Random ID registers within the contract (PARange 32..52 bits, TGran*_2
 /// including the LPA2 encodings, HAFDBS 0..3, XNX, ST, BBM).
 pub fn gen_features(rng: &mut Rng) -> Features {
+    if rng.chance(4) {
+        // The CPU s2walk assumes when no ID register is given.
+        return Features::decode(DEFAULT_MMFR0, 0, 0).expect("the default CPU is valid");
+    }
     loop {
         let parange = [0u64, 1, 2, 3, 4, 5, 5, 6, 6, 6][rng.below(10) as usize];
         let lpa2 = rng.chance(if parange == 6 { 55 } else { 10 });
@@ -373,6 +381,9 @@ fn gen_vtcr(rng: &mut Rng, f: &Features) -> u64 {
     let mut vtcr = common(rng) | (tg0 << 14);
     if f.lpa2 && granule != Granule::K64 && rng.chance(60) {
         vtcr |= 1 << 32; // DS
+    } else if rng.chance(8) {
+        // DS where it has no effect: 64KB granule or no FEAT_LPA2.
+        vtcr |= 1 << 32;
     }
     // Pick a start level and an input size it accepts, within T0SZ limits.
     for _ in 0..20 {
@@ -383,6 +394,12 @@ fn gen_vtcr(rng: &mut Rng, f: &Features) -> u64 {
         };
         let trial = (vtcr & !((3 << 6) | (1 << 33))) | (sl_bits(granule, start) & !(1 << 32));
         let trial = if start == -1 {
+            trial | (1 << 33)
+        } else {
+            trial
+        };
+        // SL2 where it has no effect (16KB, 64KB, or DS = 0).
+        let trial = if start != -1 && granule != Granule::K4 && rng.chance(8) {
             trial | (1 << 33)
         } else {
             trial

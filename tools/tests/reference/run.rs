@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::gen::{Request, World};
+use super::gen::{Request, World, DEFAULT_MMFR0};
 use super::model::{FaultKind, Outcome, Success, TrailEntry};
 use std::fmt;
 
@@ -245,15 +245,19 @@ fn save_memory(world: &World, dir: &Path) -> Vec<String> {
 /// The command-line arguments for `world` (memslot files written to `dir`).
 pub fn arguments(world: &World, dir: &Path) -> Vec<String> {
     let f = &world.features;
-    let mut args = vec![
-        "batch".to_string(),
-        "--mmfr0".to_string(),
-        format!("{:#x}", f.mmfr0),
-        "--mmfr1".to_string(),
-        format!("{:#x}", f.mmfr1),
-        "--mmfr2".to_string(),
-        format!("{:#x}", f.mmfr2),
-    ];
+    let mut args = vec!["batch".to_string()];
+    // Registers equal to the contract's defaults are left out, so the
+    // defaults are checked too.
+    for (flag, value, default) in [
+        ("--mmfr0", f.mmfr0, DEFAULT_MMFR0),
+        ("--mmfr1", f.mmfr1, 0),
+        ("--mmfr2", f.mmfr2, 0),
+    ] {
+        if value != default {
+            args.push(flag.to_string());
+            args.push(format!("{value:#x}"));
+        }
+    }
     if world.big_endian {
         args.push("--big-endian".to_string());
     }
