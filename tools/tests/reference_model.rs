@@ -13,8 +13,8 @@
 //! from the walker; `model::Choice` lists the permitted choices it shares
 //! with the walker.
 //!
-//! `UMBRA_REFMODEL_CASES=N` runs about N requests (default 25000, about
-//! 10 s in the test profile); `UMBRA_REFMODEL_SEED=S` changes the seed;
+//! `UMBRA_REFMODEL_CASES=N` runs about N requests (default 60000, a few
+//! seconds in the test profile); `UMBRA_REFMODEL_SEED=S` changes the seed;
 //! `UMBRA_REFMODEL_WORLD=W` reruns the single world whose seed a failure
 //! printed.
 #![cfg(not(loom))]
@@ -29,7 +29,7 @@ use reference::model::{s2_translate, FaultKind, Outcome};
 use reference::run::{request_line, run_s2walk, Answer};
 
 const S2WALK: &str = env!("CARGO_BIN_EXE_s2walk");
-const DEFAULT_REQUESTS: usize = 25_000;
+const DEFAULT_REQUESTS: usize = 60_000;
 const DEFAULT_SEED: u64 = 0x5eed_0f52_0a1c;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -54,6 +54,8 @@ struct Coverage {
     contiguous: usize,
     af_set: usize,
     dirty_set: usize,
+    /// The most memslots one world had.
+    most_memslots: usize,
 }
 
 impl Coverage {
@@ -143,7 +145,12 @@ fn reproducer(
 /// Runs one world through s2walk and the model; returns the disagreements.
 fn check_world(world_seed: u64, coverage: &mut Coverage) -> Vec<(String, String)> {
     let mut rng = Rng::new(world_seed);
-    let requests = rng.range(40, 120) as usize;
+    // Batches longer than the walker's 64-walk rounds now and then.
+    let requests = if rng.chance(10) {
+        rng.range(150, 400)
+    } else {
+        rng.range(40, 120)
+    } as usize;
     let world = gen_world(&mut rng, requests);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("refmodel-{}-{world_seed:x}", std::process::id()));
@@ -170,6 +177,7 @@ fn check_world(world_seed: u64, coverage: &mut Coverage) -> Vec<(String, String)
         }
     }
     coverage.worlds += 1;
+    coverage.most_memslots = coverage.most_memslots.max(world.memory.slots.len());
     mismatches
 }
 
@@ -193,13 +201,14 @@ fn s2walk_batch_agrees_with_the_reference_model() {
     }
     eprintln!(
         "reference model: {} requests in {} worlds; successes with OA above 48 bits {}, \
-         with the contiguous hint {}, setting AF {}, setting dirty {}; outcomes: {:?}",
+         with the contiguous hint {}, setting AF {}, setting dirty {}; at most {} memslots; outcomes: {:?}",
         coverage.requests,
         coverage.worlds,
         coverage.oa_above_48_bits,
         coverage.contiguous,
         coverage.af_set,
         coverage.dirty_set,
+        coverage.most_memslots,
         coverage.outcomes
     );
     if !classes.is_empty() {
@@ -240,6 +249,7 @@ fn s2walk_batch_agrees_with_the_reference_model() {
         assert!(
             coverage.af_set > 0
                 && coverage.dirty_set > 0
+                && coverage.most_memslots >= 16
                 && coverage.oa_above_48_bits > 0
                 && coverage.contiguous > 0,
             "a corner went unexercised: {coverage:?}"

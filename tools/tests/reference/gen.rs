@@ -114,6 +114,10 @@ struct SlotPlan {
 /// Builds memory: memslots with tables bump-allocated in them, and words.
 #[derive(Debug, Default)]
 struct Builder {
+    /// Most slots to create, and how often a table goes into an existing
+    /// slot rather than a new one.
+    max_slots: usize,
+    reuse_percent: u64,
     slots: Vec<SlotPlan>,
     words: HashMap<u64, u64>,
     /// Where each table descriptor the generator wrote leads: entry -> table.
@@ -172,7 +176,9 @@ impl Builder {
         let candidates: Vec<usize> = (0..self.slots.len())
             .filter(|i| fits(&self.slots[*i]))
             .collect();
-        let index = if !candidates.is_empty() && (rng.chance(75) || self.slots.len() >= 6) {
+        let index = if !candidates.is_empty()
+            && (rng.chance(self.reuse_percent) || self.slots.len() >= self.max_slots)
+        {
             rng.pick(&candidates)
         } else {
             let i = self.new_slot(rng, max_bits)?;
@@ -732,7 +738,21 @@ fn gen_config(rng: &mut Rng, b: &mut Builder, f: &Features, tree: usize) -> Conf
 /// of one with other HA/HD/HAFT/PS/SH settings), and `requests` requests.
 pub fn gen_world(rng: &mut Rng, requests: usize) -> World {
     let features = gen_features(rng);
-    let mut b = Builder::default();
+    // Usually a few large memslots; now and then many small ones (a
+    // table per slot), so slot lookup sees dozens of neighbours.
+    let mut b = if rng.chance(15) {
+        Builder {
+            max_slots: 64,
+            reuse_percent: 10,
+            ..Builder::default()
+        }
+    } else {
+        Builder {
+            max_slots: 6,
+            reuse_percent: 75,
+            ..Builder::default()
+        }
+    };
     let trees = rng.range(1, 3) as usize;
     let mut configs: Vec<Config> = (0..trees)
         .map(|t| gen_config(rng, &mut b, &features, t))
