@@ -5,7 +5,8 @@
 //! table trees built so that most walks go deep, then random IPAs with all
 //! four access kinds. Every answer line is compared with the model: ok or
 //! fault, OA, level, sizes, attributes, the descriptors read, and for
-//! faults the kind, level and FSC. Hardware AF/dirty updates are compared
+//! faults the kind, level, FSC, the ESR_EL2 bits the architecture fixes
+//! (EC, IL, S1PTW, WnR, FSC) and HPFAR_EL2.FIPA where it is valid. Hardware AF/dirty updates are compared
 //! through the answers (`descriptor`, `af_updated`, `dirty_updated`) and
 //! through later lines of the same batch that walk the updated descriptors.
 //!
@@ -168,7 +169,7 @@ fn check_world(world_seed: u64, coverage: &mut Coverage) -> Vec<(String, String)
             &mut memory,
         );
         coverage.record(&outcome);
-        let expected = Answer::from_model(&outcome);
+        let expected = Answer::from_model(&outcome, request);
         if &expected != walker {
             mismatches.push((
                 expected.mismatch_class(walker),

@@ -576,6 +576,37 @@ impl FaultKind {
     }
 }
 
+/// ESR_EL2 bits the architecture fixes for a stage-2 fault on an access
+/// from EL1 or EL0 (AArch64.FaultSyndrome): EC, IL, S1PTW, WnR and the
+/// DFSC/IFSC. Not checked: ISV and the instruction syndrome (s2walk has no
+/// instruction), EA and SET (IMPLEMENTATION DEFINED classification).
+pub const ESR_CHECKED_BITS: u64 = (0x3f << 26) | (1 << 25) | 0xff;
+
+/// The checked ESR_EL2 bits for `fault` on `access`: a Data Abort (EC
+/// 0x24) or Instruction Abort (EC 0x20) from a lower Exception level, IL 1
+/// (no valid instruction syndrome), S1PTW 0 (not a stage-1 walk), WnR the
+/// direction of the access (not of a hardware update).
+pub fn esr_checked(fault: &Fault, access: Access) -> u64 {
+    let (ec, wnr) = match access {
+        Access::Read => (0x24, 0),
+        Access::Write => (0x24, 1),
+        Access::Exec | Access::ExecEl0 => (0x20, 0),
+    };
+    (ec << 26) | (1 << 25) | (wnr << 6) | fault.kind.fsc(fault.level)
+}
+
+/// IPA[47:12] as HPFAR_EL2.FIPA must hold it, for the faults IPAValid()
+/// says make HPFAR_EL2 valid (stage-2 Translation, Access flag, Address
+/// size); `None` where it is UNKNOWN (Permission, External abort).
+pub fn hpfar_fipa(fault: &Fault, ipa: u64) -> Option<u64> {
+    match fault.kind {
+        FaultKind::Translation | FaultKind::AccessFlag | FaultKind::AddressSize => {
+            Some(bits(ipa, 47, 12))
+        }
+        FaultKind::Permission | FaultKind::ExternalAbort => None,
+    }
+}
+
 /// One descriptor read by the walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrailEntry {

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use super::gen::{Request, World, DEFAULT_MMFR0};
-use super::model::{FaultKind, Outcome, Success, TrailEntry};
+use super::model::{
+    bits, esr_checked, hpfar_fipa, FaultKind, Outcome, Success, TrailEntry, ESR_CHECKED_BITS,
+};
 use std::fmt;
 
 /// One answer line, normalised so that the model's outcome and s2walk's
@@ -20,6 +22,10 @@ pub enum Answer {
         kind: String,
         level: i64,
         fsc: u64,
+        /// ESR_EL2 & ESR_CHECKED_BITS.
+        esr: u64,
+        /// HPFAR_EL2.FIPA bits for IPA[47:12], where HPFAR_EL2 is valid.
+        fipa: Option<u64>,
         trail: Vec<TrailEntry>,
     },
     /// Anything else s2walk printed (a malformed-line error, bad JSON).
@@ -27,13 +33,15 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn from_model(outcome: &Outcome) -> Answer {
+    pub fn from_model(outcome: &Outcome, request: &Request) -> Answer {
         match &outcome.result {
             Ok(s) => Answer::Ok(s.clone(), outcome.trail.clone()),
             Err(f) => Answer::Fault {
                 kind: f.kind.name().to_string(),
                 level: f.level as i64,
                 fsc: f.kind.fsc(f.level),
+                esr: esr_checked(f, request.access),
+                fipa: hpfar_fipa(f, request.ipa),
                 trail: outcome.trail.clone(),
             },
         }
@@ -72,12 +80,16 @@ impl Answer {
                     kind: k1,
                     level: l1,
                     fsc: f1,
+                    esr: e1,
+                    fipa: p1,
                     trail: t1,
                 },
                 Answer::Fault {
                     kind: k2,
                     level: l2,
                     fsc: f2,
+                    esr: e2,
+                    fipa: p2,
                     trail: t2,
                 },
             ) => {
@@ -87,6 +99,10 @@ impl Answer {
                     format!("{k1} fault level: model {l1} vs s2walk {l2}")
                 } else if f1 != f2 {
                     format!("{k1} fsc: model {f1:#x} vs s2walk {f2:#x}")
+                } else if e1 != e2 {
+                    format!("{k1} ESR_EL2 bits (EC, IL, S1PTW, WnR, FSC)")
+                } else if p1 != p2 {
+                    format!("{k1} HPFAR_EL2.FIPA")
                 } else if t1 != t2 {
                     format!("{k1} fault trail")
                 } else {
@@ -132,9 +148,17 @@ impl fmt::Display for Answer {
                 kind,
                 level,
                 fsc,
+                esr,
+                fipa,
                 trail,
             } => {
-                write!(f, "fault {kind} level={level} fsc={fsc:#04x}")?;
+                write!(
+                    f,
+                    "fault {kind} level={level} fsc={fsc:#04x} esr&{ESR_CHECKED_BITS:#x}={esr:#x}"
+                )?;
+                if let Some(fipa) = fipa {
+                    write!(f, " hpfar.fipa[IPA 47:12]={fipa:#x}")?;
+                }
                 write_trail(f, trail)
             }
             Answer::Other(text) => write!(f, "unexpected line: {text}"),
@@ -194,11 +218,19 @@ pub fn parse_answer(text: &str) -> Answer {
                 ]
                 .iter()
                 .find(|k| k.name() == kind)?;
+                // HPFAR_EL2 is compared only where IPAValid() makes it valid.
+                let ipa_valid = matches!(
+                    kind.as_str(),
+                    "translation" | "access_flag" | "address_size"
+                );
+                let hpfar = hex(&line, "hpfar")?;
                 Some(Answer::Fault {
-                    kind,
                     level: line.get("level")?.as_i64()?,
                     fsc: hex(&line, "fsc")?,
+                    esr: hex(&line, "esr")? & ESR_CHECKED_BITS,
+                    fipa: ipa_valid.then(|| bits(hpfar, 39, 4)),
                     trail: trail(&line)?,
+                    kind,
                 })
             }
         }
