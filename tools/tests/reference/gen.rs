@@ -328,7 +328,7 @@ pub fn gen_features(rng: &mut Rng) -> Features {
     }
 }
 
-/// VTCR_EL2.SL0/SL2 bits for a start level (None if not encodable).
+/// VTCR_EL2.SL0 (and SL2, DS for level -1) bits for a start level.
 fn sl_bits(granule: Granule, start: i32) -> u64 {
     match (granule, start) {
         (Granule::K4, -1) => (1 << 33) | (1 << 32),
@@ -490,7 +490,7 @@ fn high_oa_bits(f: &Features, p: &WalkParams, address: u64) -> u64 {
 fn leaf_descriptor(f: &Features, p: &WalkParams, level: i32, rng: &mut Rng) -> u64 {
     let oasize = oa_size(f, p);
     let size_bits = p.granule.level_lsb(level);
-    let mut oa = align(rng.below(1u64 << oasize) & !((1u64 << size_bits) - 1), 0);
+    let mut oa = rng.below(1u64 << oasize) & !((1u64 << size_bits) - 1);
     if rng.chance(6) {
         // Beyond the output size.
         oa |= 1u64 << rng.range(oasize.min(51) as u64, 51);
