@@ -13,9 +13,9 @@
 //!
 //! The model was written from the pseudocode (DDI 0487 M.a.a, J1.1.4), not
 //! from the walker; `model::Choice` lists the permitted choices it shares
-//! with the walker. Corners where the walker is known to depart from the
-//! pseudocode are left out of generation (`gen::known_walker_departure`,
-//! each naming its finding in notes/refmodel.md) until it is fixed.
+//! with the walker. No corner is left out of generation: the one departure
+//! it found (16KB SL0 = 0b11 with DS = 1 and PAMax < 52 walked instead of
+//! faulting) is fixed in the walker.
 //!
 //! `UMBRA_REFMODEL_CASES=N` runs about N requests (default 60000, a few
 //! seconds in the test profile; runs at least that long also check that

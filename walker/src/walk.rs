@@ -1411,10 +1411,11 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
             (false, _) => 3,
         },
         Granule::K16 => match sl0 {
-            // SL0 0b11 is level 0 exactly when DS = 1: the pseudocode sets
-            // no PAMax condition here (a 48-bit input from level 0 is
-            // consistent), unlike 4KB level 0 and 16KB/64KB level 1.
-            3 if !ds => return Err(FaultCause::InvalidStartLevel),
+            // SL0 0b11 is level 0 only with DS = 1 and an exposed PAMax of
+            // 52 bits (DDI 0487 M.a.a S2InvalidSL, as for 4KB level -1; the
+            // v9.4 pseudocode had no PAMax term): a 48-bit input that could
+            // start at level 0 with PAMax 48 must start at level 1.
+            3 if !ds || pa_max < 52 => return Err(FaultCause::InvalidStartLevel),
             2 if pa_max < 42 => return Err(FaultCause::InvalidStartLevel),
             sl0 => 3 - sl0 as i8,
         },

@@ -285,7 +285,7 @@ fn start_level_minus_one_and_16k_level_0_need_lpa2_and_pamax_52() {
         w.configuration_fault(),
         Some(FaultCause::InputSizeOutOfRange { min: 16, .. })
     ));
-    // 16KB SL0 = 3 (start level 0) needs DS (and no particular PAMax).
+    // 16KB SL0 = 3 (start level 0) needs DS and PAMax 52.
     let w = walker(
         vtcr(Granule::K16, 12, 3, 6) | VTCR_DS,
         0,
@@ -300,13 +300,23 @@ fn start_level_minus_one_and_16k_level_0_need_lpa2_and_pamax_52() {
         &lpa2_52,
     );
     assert_eq!(w.configuration_fault(), Some(FaultCause::InvalidStartLevel));
-    // AArch64.S2InvalidSL: with DS = 1 and PAMax 48, 16KB SL0 = 3 starts a
-    // 48-bit input at level 0 (one bit: two entries).
+    // AArch64.S2InvalidSL (DDI 0487 M.a.a): with DS = 1 but PAMax 48, 16KB
+    // SL0 = 3 is invalid, although a 48-bit input from level 0 would be
+    // consistent (the v9.4 pseudocode had no PAMax term; found by the
+    // reference-model differential test, tools/tests/reference_model.rs).
     let w = walker(
         vtcr(Granule::K16, 16, 3, 5) | VTCR_DS,
         0,
         Endianness::Little,
         &lpa2_48,
+    );
+    assert_eq!(w.configuration_fault(), Some(FaultCause::InvalidStartLevel));
+    // The same 48-bit input with PAMax 52 starts at level 0 (two entries).
+    let w = walker(
+        vtcr(Granule::K16, 16, 3, 5) | VTCR_DS,
+        0,
+        Endianness::Little,
+        &lpa2_52,
     );
     assert_eq!((w.configuration_fault(), w.start_level()), (None, Some(0)));
     // 64KB SL0 = 3 is always reserved.

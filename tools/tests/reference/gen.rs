@@ -659,25 +659,9 @@ fn build_path(
     3
 }
 
-/// Corners where s2walk is known to depart from the pseudocode, left out
-/// until the walker is fixed (each names its finding in
-/// /work/notes/refmodel.md; remove the exclusion with the fix).
-fn known_walker_departure(f: &Features, p: &WalkParams) -> bool {
-    // Finding F1: AArch64.S2InvalidSL (DDI 0487 M.a.a) makes SL0 = 0b11
-    // with the 16KB granule invalid when PAMax < 52 even with DS = 1; the
-    // walker starts the walk at level 0 instead of taking a level-0
-    // Translation fault.
-    p.granule == Granule::K16 && p.sl0 == 0b11 && p.ds && f.pamax < 52
-}
-
 /// A configuration and its table tree (fewer paths if memory runs out).
 fn gen_config(rng: &mut Rng, b: &mut Builder, f: &Features, tree: usize) -> Config {
-    let vtcr = loop {
-        let vtcr = gen_vtcr(rng, f);
-        if !known_walker_departure(f, &WalkParams::new(f, vtcr)) {
-            break vtcr;
-        }
-    };
+    let vtcr = gen_vtcr(rng, f);
     let p = WalkParams::new(f, vtcr);
     // A tree also for a start level S2InvalidSL refuses on this CPU, so
     // that a walker taking it anyway gives a wrong translation.

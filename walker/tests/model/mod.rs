@@ -176,7 +176,8 @@ fn s2_invalid_sl(cpu: &Cpu, p: &Params) -> bool {
             _ => false,
         },
         14 => match p.sl0 {
-            3 => !p.ds,
+            // DDI 0487 M.a.a (v9.4 had no PAMax term here).
+            3 => !p.ds || cpu.pa_max() < 52,
             2 => cpu.pa_max() < 42,
             _ => false,
         },
