@@ -16,7 +16,15 @@
 //! - `shadow_invalidate_page` / `shadow_invalidate_vmid`: IPAS2E1IS of one
 //!   page (no TTL hint, as without FEAT_TTL) and VMALLS12E1IS with 1K and
 //!   1M entries cached. The state is restored after every timed call
-//!   (untimed), so each call starts from the full cache.
+//!   (untimed), so each call starts from the full cache. The KVM-style
+//!   page row (`kvm_style`) follows mainline KVM: its shadow probe finds
+//!   the page's leaf and unmaps 4 KiB; `*_absent` invalidate a page L1 maps
+//!   but the shadow lacks (its 2 MiB region's first page present), for
+//!   which KVM unmaps the whole GiB. The KVM-style VMID rows unmap
+//!   `[0, 2^40)` or `[0, 2^48)` in 1 GiB chunks as KVM does
+//!   (`kvm_style_pa40`, `kvm_style_pa48`), and in one pass (a lower bound).
+//!   `timer_floor` (here and in the context and range groups) times the
+//!   empty timed region every per-call row pays.
 //! - `shadow_invalidate_page_cold`: the same one-page invalidation (Umbra,
 //!   and KVM-style with TTL=3) with the CPU caches and TLBs emptied
 //!   (untimed, by reading a 64 MiB buffer) before every timed call, so 1K
@@ -34,7 +42,9 @@
 //!   its cost stops growing (once the working set has left the CPU caches,
 //!   a constant number of cache misses).
 //! - `shadow_parts` / `shadow_parts_flush`: the reverse-map and shadow-table
-//!   parts of an invalidation alone, at 1K and 1M entries.
+//!   parts of an invalidation alone, at 1K and 1M entries; in the flush
+//!   group also `clear` with the frame reclamation it defers done at once,
+//!   and the KVM-style VMID unmaps of the same table (work, not latency).
 //!
 //! Run: `cargo bench -p bench --bench shadow_mmu -- --measurement-time 3 --warm-up-time 1`
 //! (the 1M-entry invalidation groups and the cold, context and range groups
@@ -46,7 +56,9 @@ use std::ops::Range;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bench::shadow_baseline::{exposed_features, KvmStyle, L1Fixture, MutexHashMapCache};
+use bench::shadow_baseline::{
+    exposed_features, kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
+};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
@@ -257,7 +269,7 @@ fn hit(c: &mut Criterion) {
     for &vmid in &vmids {
         for (leaf, shadow) in composed(&f, vmid, HIT_PAGES) {
             hashmap.insert(f.key(vmid), leaf);
-            kvm.install(&f.key(vmid), &shadow).expect("frames");
+            kvm.install(&f.key(vmid), &leaf, &shadow).expect("frames");
         }
     }
     // Round-robin over contexts, striding through pages.
@@ -271,6 +283,11 @@ fn hit(c: &mut Criterion) {
         .collect();
     let umbra_keys: Vec<ContextKey> = (0..=CONTEXTS).map(|v| umbra_key(&f, v)).collect();
     let ipc_keys: Vec<ipc::message::ContextKey> = (0..=CONTEXTS).map(|v| f.key(v)).collect();
+    // KVM picks the context once, at vcpu_load (`vcpu->arch.hw_mmu`), not
+    // per access.
+    let kvm_contexts: Vec<_> = (0..=CONTEXTS)
+        .map(|v| kvm.context_index(&f.key(v)))
+        .collect();
 
     let mut g = c.benchmark_group("shadow_hit");
     let worker = service.worker();
@@ -327,7 +344,8 @@ fn hit(c: &mut Criterion) {
         b.iter(|| {
             let (vmid, ipa) = probes[i % probes.len()];
             i += 1;
-            black_box(kvm.lookup(&ipc_keys[vmid as usize], ipa))
+            let context = kvm_contexts[vmid as usize].expect("installed");
+            black_box(kvm.lookup_in(context, ipa))
         })
     });
     g.finish();
@@ -351,7 +369,7 @@ fn miss(c: &mut Criterion) {
     let kvm = kvm(64);
     for (leaf, shadow) in composed(&f, 1, MISS_PAGES) {
         hashmap.insert(ipc_key, leaf);
-        kvm.install(&ipc_key, &shadow).expect("frames");
+        kvm.install(&ipc_key, &leaf, &shadow).expect("frames");
     }
     let worker = service.worker();
     let mut g = c.benchmark_group("shadow_miss");
@@ -558,7 +576,7 @@ fn invalidate(c: &mut Criterion) {
         let ipc_key = f.key(1);
         for (leaf, shadow) in &entries {
             hashmap.insert(ipc_key, *leaf);
-            kvm.install(&ipc_key, shadow).expect("frames");
+            kvm.install(&ipc_key, leaf, shadow).expect("frames");
         }
         eprintln!(
             "invalidate/{label}: {pages} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}",
@@ -579,9 +597,11 @@ fn invalidate(c: &mut Criterion) {
             contexts: std::slice::from_ref(&ipc_key),
             entries: &entries,
             cached: &cached,
+            vmid_unmap: VmidUnmap::chunked(40).expect("valid"),
         };
 
         let mut g = c.benchmark_group(format!("shadow_invalidate_page/{label}"));
+        timer_floor(&mut g);
         if big {
             // The untimed restore after each KVM-style call re-installs up
             // to 256K entries: keep the iteration count small.
@@ -619,12 +639,58 @@ fn invalidate(c: &mut Criterion) {
                 kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2e1_ttl3(next_ipa()))
             })
         });
+        // As mainline KVM does it: the shadow probe finds the page's leaf
+        // (L1 maps it with a page) and unmaps 4 KiB.
         g.bench_function("kvm_style", |b| {
             b.iter_custom(|iters| {
                 kvm_vmid1.time(iters, CpuCaches::Warm, || ipas2(next_ipa(), false))
             })
         });
+        // A page L1 maps but the shadow lacks (L2 never touched it), its
+        // 2 MiB region's first page present: KVM's probe finds that page
+        // (4 KiB, not covering) and unmaps the whole GiB around it; Umbra
+        // removes what it caches for the page (its walk-cache paths).
+        let absent = AbsentPages::new(pages);
+        absent.remove(&umbra_vmid1, &kvm_vmid1);
+        let without_absent = CachedPages::first_except(pages, &absent.0);
+        let kvm_absent = KvmTarget {
+            cached: &without_absent,
+            ..kvm_vmid1
+        };
+        let absent_pages = &absent.0;
+        let mut absent_at = 0;
+        let mut next_absent = move || {
+            absent_at = (absent_at + 1) % absent_pages.len();
+            L1Fixture::l2_ipa(absent_pages[absent_at])
+        };
+        {
+            let present = ipas2(L1Fixture::l2_ipa(1), false);
+            let probe = ipas2(L1Fixture::l2_ipa(absent_pages[0]), false);
+            let umbra_removed = service.invalidate(&worker, 1, &probe);
+            umbra_vmid1.leave_out(L1Fixture::l2_ipa(absent_pages[0]));
+            eprintln!(
+                "shadow_invalidate_page/{label}: one call removes {} KVM-style shadow leaves for a present page, {} for an absent one; Umbra {} entries (leaves, paths, shadow leaves) for an absent one",
+                kvm_vmid1.removed_by(&present),
+                kvm_absent.removed_by(&probe),
+                umbra_removed
+            );
+        }
+        limit_calls(&mut g, 20, Duration::from_nanos(300), 100_000);
+        g.bench_function("umbra_absent", |b| {
+            b.iter_custom(|iters| umbra_vmid1.time_absent(iters, || ipas2(next_absent(), false)))
+        });
+        if big {
+            limit_calls(&mut g, 10, Duration::from_micros(600), 100);
+        } else {
+            limit_calls(&mut g, 20, Duration::from_micros(3), 20_000);
+        }
+        g.bench_function("kvm_style_absent", |b| {
+            b.iter_custom(|iters| {
+                kvm_absent.time(iters, CpuCaches::Warm, || ipas2(next_absent(), false))
+            })
+        });
         g.finish();
+        absent.put_back(&umbra_vmid1, &kvm_vmid1);
 
         // The same one-page invalidations, each starting with the CPU
         // caches (and TLBs) emptied of the service's structures, so that
@@ -692,11 +758,79 @@ fn invalidate(c: &mut Criterion) {
                 total
             })
         });
-        g.bench_function("kvm_style", |b| {
-            b.iter_custom(|iters| kvm_vmid1.time(iters, CpuCaches::Warm, || InvalidateScope::Vmid))
-        });
+        // KVM's VMALLS12E1: [0, 2^pa_bits) in 1 GiB chunks (pa_bits is
+        // the host's IPA limit), and one pass over the range as a lower
+        // bound of it.
+        for (name, vmid_unmap) in [
+            ("kvm_style_pa40", VmidUnmap::chunked(40).expect("valid")),
+            ("kvm_style_pa48", VmidUnmap::chunked(48).expect("valid")),
+            ("kvm_style_one_pass_lower_bound", VmidUnmap::OnePass),
+        ] {
+            let target = KvmTarget {
+                vmid_unmap,
+                ..kvm_vmid1
+            };
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| target.time(iters, CpuCaches::Warm, || InvalidateScope::Vmid))
+            });
+        }
+        timer_floor(&mut g);
         g.finish();
     }
+}
+
+/// Pages of the fixture's first `pages` that the absent-page rows leave
+/// out of the shadow (and Umbra's cache): one per 2 MiB region, never its
+/// first page (which stays, so KVM's 2M probe finds a leaf that does not
+/// cover the absent page).
+struct AbsentPages(Vec<u64>);
+
+impl AbsentPages {
+    fn new(pages: u64) -> AbsentPages {
+        AbsentPages((255..pages).step_by(512).collect())
+    }
+
+    /// Leaves the absent pages out: in Umbra by a leaf-only invalidation
+    /// (its walk-cache paths stay, as after L2 touched the neighbours
+    /// only), in the KVM-style shadow by a TTL=3 invalidation (that page's
+    /// leaf only).
+    fn remove(&self, umbra: &UmbraTarget, kvm: &KvmTarget) {
+        for &page in &self.0 {
+            let ipa = L1Fixture::l2_ipa(page);
+            umbra.leave_out(ipa);
+            kvm.kvm.invalidate(kvm.contexts[0].vmid, &ipas2e1_ttl3(ipa));
+        }
+    }
+
+    /// Caches and shadows the absent pages again.
+    fn put_back(&self, umbra: &UmbraTarget, kvm: &KvmTarget) {
+        for &page in &self.0 {
+            fill_contexts(umbra.service, umbra.worker, umbra.contexts, page..page + 1);
+            let (leaf, shadow) = &kvm.entries[page as usize];
+            for key in kvm.contexts {
+                kvm.kvm.install(key, leaf, shadow).expect("frames");
+            }
+        }
+    }
+}
+
+/// A timing row of the empty timed region `time_calls` puts around each
+/// call (an `Instant::now()` pair and the sum): the part of every
+/// per-call row in the group that is the timer, not the call.
+fn timer_floor(g: &mut BenchmarkGroup<'_, WallTime>) {
+    g.bench_function("timer_floor", |b| {
+        b.iter_custom(|iters| {
+            time_calls(
+                iters,
+                CpuCaches::Warm,
+                || (),
+                |()| {
+                    black_box(());
+                },
+                |()| {},
+            )
+        })
+    });
 }
 
 /// Pages cached in each context of every context group below.
@@ -742,8 +876,8 @@ fn invalidate_contexts(c: &mut Criterion) {
         let entries = composed(&f, 1, CONTEXT_PAGES);
         let kvm = kvm(contexts * 8 + 16);
         for key in &ipc_keys {
-            for (_, shadow) in &entries {
-                kvm.install(key, shadow).expect("frames");
+            for (leaf, shadow) in &entries {
+                kvm.install(key, leaf, shadow).expect("frames");
             }
         }
         eprintln!(
@@ -762,6 +896,7 @@ fn invalidate_contexts(c: &mut Criterion) {
             contexts: &ipc_keys[..of_vmid1],
             entries: &entries,
             cached: &cached,
+            vmid_unmap: VmidUnmap::chunked(40).expect("valid"),
         };
         let mut page = 0u64;
         let mut next_ipa = move || {
@@ -773,6 +908,7 @@ fn invalidate_contexts(c: &mut Criterion) {
         // context of VMID 1 after a page, 1K after a 1 GiB unmap, 1K
         // translates (walks) after a VMID flush.
         limit_calls(&mut g, 50, Duration::from_nanos(500), 1_000_000);
+        timer_floor(&mut g);
         g.bench_function("umbra_page", |b| {
             b.iter_custom(|iters| {
                 time_page_invalidations(&umbra_vmid1, &mut next_ipa, CpuCaches::Warm, iters)
@@ -913,8 +1049,8 @@ fn invalidate_range(c: &mut Criterion) {
     let kvm = kvm(2 * RANGE_DENSE.div_ceil(512) as usize + 64);
     let ipc_key = f.key(1);
     for page in cached.all() {
-        kvm.install(&ipc_key, &entries[page as usize].1)
-            .expect("frames");
+        let (leaf, shadow) = &entries[page as usize];
+        kvm.install(&ipc_key, leaf, shadow).expect("frames");
     }
     // A few full cache buckets evict (at worst a re-walk in a restore).
     eprintln!(
@@ -935,6 +1071,7 @@ fn invalidate_range(c: &mut Criterion) {
         contexts: std::slice::from_ref(&ipc_key),
         entries: &entries,
         cached: &cached,
+        vmid_unmap: VmidUnmap::chunked(40).expect("valid"),
     };
     for case in cases {
         let group = format!("shadow_invalidate_range/{}", case.label);
@@ -962,6 +1099,7 @@ fn invalidate_range(c: &mut Criterion) {
         // installing (KVM-style) every cached page it covered again.
         let calls = (10_000_000 / (covered + 8)).clamp(1_000, 100_000) as u32;
         limit_calls(&mut g, 20, case.umbra, calls);
+        timer_floor(&mut g);
         g.bench_function("umbra", |b| {
             b.iter_custom(|iters| umbra_vmid1.time(iters, CpuCaches::Warm, &mut next_range))
         });
@@ -1078,6 +1216,52 @@ fn parts(c: &mut Criterion) {
                 total
             })
         });
+        // The work `clear` leaves to later calls (returning the detached
+        // tables' frames, RECLAIM_STEP per later map or unmap), done at
+        // once: the flush's work rather than its latency (the reverse
+        // map's and the cache's deferred cleanup are not in it).
+        g.bench_function("shadow_table_clear_and_reclaim", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t0 = Instant::now();
+                    black_box(table.clear());
+                    black_box(table.reclaim_detached(usize::MAX));
+                    total += t0.elapsed();
+                    for (_, shadow) in &entries {
+                        table.map(shadow).expect("frames");
+                    }
+                }
+                total
+            })
+        });
+        // What the KVM-style VMALLS12E1 does to the same table: [0, 2^40)
+        // in 1 GiB chunks, and one pass over [0, 2^48).
+        for (name, vmid_unmap) in [
+            (
+                "kvm_unmap_chunks_pa40",
+                VmidUnmap::chunked(40).expect("valid"),
+            ),
+            ("kvm_unmap_one_pass", VmidUnmap::OnePass),
+        ] {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let t0 = Instant::now();
+                        black_box(match vmid_unmap {
+                            VmidUnmap::Chunked { pa_bits } => kvm_unmap_chunked(&table, pa_bits),
+                            VmidUnmap::OnePass => table.unmap_range(0, 1 << 48),
+                        });
+                        total += t0.elapsed();
+                        for (_, shadow) in &entries {
+                            table.map(shadow).expect("frames");
+                        }
+                    }
+                    total
+                })
+            });
+        }
         g.bench_function("rmap_forget_context", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -1109,6 +1293,18 @@ impl CachedPages {
     /// Pages `0..pages`.
     fn first(pages: u64) -> CachedPages {
         CachedPages(std::iter::once(0..pages).collect())
+    }
+
+    /// Pages `0..pages` except `left_out` (ascending).
+    fn first_except(pages: u64, left_out: &[u64]) -> CachedPages {
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        for &page in left_out {
+            ranges.push(start..page);
+            start = page + 1;
+        }
+        ranges.push(start..pages);
+        CachedPages(ranges)
     }
 
     /// Every cached page.
@@ -1264,6 +1460,37 @@ impl UmbraTarget<'_> {
         fill_contexts(self.service, self.worker, self.contexts, pages);
     }
 
+    /// Leaves the page at `ipa` out of every context: translated (so the
+    /// walk-cache paths to it are cached) and then invalidated leaf only
+    /// (IPAS2LE1IS, which keeps the paths).
+    fn leave_out(&self, ipa: u64) {
+        for key in self.contexts {
+            translate_ok(self.service, self.worker, key, ipa);
+        }
+        self.service
+            .invalidate(self.worker, self.contexts[0].vmid, &ipas2(ipa, true));
+    }
+
+    /// Times `iters` IPA invalidations of pages left out of the cache
+    /// ([`UmbraTarget::leave_out`]), putting back after each what it
+    /// removed.
+    fn time_absent(&self, iters: u64, next_scope: impl FnMut() -> InvalidateScope) -> Duration {
+        let vmid = self.contexts[0].vmid;
+        time_calls(
+            iters,
+            CpuCaches::Warm,
+            next_scope,
+            |scope| {
+                black_box(self.service.invalidate(self.worker, vmid, scope));
+            },
+            |scope| {
+                if let InvalidateScope::Ipa(s) = scope {
+                    self.leave_out(s.range.start());
+                }
+            },
+        )
+    }
+
     /// Entries one TLBI of `scope` removes (cache entries, intermediate
     /// entries, shadow leaves), restored afterwards.
     fn removed_by(&self, scope: &InvalidateScope) -> u64 {
@@ -1276,49 +1503,63 @@ impl UmbraTarget<'_> {
 }
 
 /// The KVM-style baseline's contexts of one VMID, for timing TLBIs of that
-/// VMID: each call's unmapped range is installed again from `entries`
-/// (composed, by page number) where `cached` says it was.
+/// VMID (VMALLS12E1 carried out as `vmid_unmap` says): what each call
+/// unmaps is planned before it (untimed, [`KvmStyle::unmap_plan`]) and
+/// installed again after it from `entries` (composed, by page number)
+/// where `cached` says it was.
+#[derive(Clone, Copy)]
 struct KvmTarget<'a> {
     kvm: &'a Kvm,
     contexts: &'a [ipc::message::ContextKey],
     entries: &'a [(L1Translation, ShadowMapping)],
     cached: &'a CachedPages,
+    vmid_unmap: VmidUnmap,
 }
+
+/// One KVM-style TLBI and what it will unmap in each context.
+type PlannedTlbi = (InvalidateScope, Vec<(ipc::message::ContextKey, u64, u64)>);
 
 impl KvmTarget<'_> {
     fn time(
         &self,
         iters: u64,
         caches: CpuCaches,
-        next_scope: impl FnMut() -> InvalidateScope,
+        mut next_scope: impl FnMut() -> InvalidateScope,
     ) -> Duration {
         let vmid = self.contexts[0].vmid;
         time_calls(
             iters,
             caches,
-            next_scope,
-            |scope| {
-                black_box(self.kvm.invalidate(vmid, scope));
+            || self.plan(next_scope()),
+            |(scope, _)| {
+                black_box(self.kvm.invalidate_with(vmid, scope, self.vmid_unmap));
             },
-            |scope| self.restore(scope),
+            |planned| self.restore(planned),
         )
     }
 
-    /// Installs again every cached page a TLBI of `scope` unmapped.
-    fn restore(&self, scope: &InvalidateScope) {
-        let (start, len) = Kvm::unmapped_range(scope);
-        for key in self.contexts {
-            for page in self.cached.within(start, len) {
-                let shadow = &self.entries[page as usize].1;
-                self.kvm.install(key, shadow).expect("frames");
+    fn plan(&self, scope: InvalidateScope) -> PlannedTlbi {
+        let plan = self.kvm.unmap_plan(self.contexts[0].vmid, &scope);
+        (scope, plan)
+    }
+
+    /// Installs again every cached page the TLBI unmapped.
+    fn restore(&self, (_, plan): &PlannedTlbi) {
+        for (key, start, len) in plan {
+            for page in self.cached.within(*start, *len) {
+                let (leaf, shadow) = &self.entries[page as usize];
+                self.kvm.install(key, leaf, shadow).expect("frames");
             }
         }
     }
 
     /// Shadow leaves one TLBI of `scope` removes, restored afterwards.
     fn removed_by(&self, scope: &InvalidateScope) -> usize {
-        let removed = self.kvm.invalidate(self.contexts[0].vmid, scope);
-        self.restore(scope);
+        let planned = self.plan(*scope);
+        let removed = self
+            .kvm
+            .invalidate_with(self.contexts[0].vmid, scope, self.vmid_unmap);
+        self.restore(&planned);
         removed
     }
 }
