@@ -1118,7 +1118,9 @@ fn parts(c: &mut Criterion) {
     use shadow_mmu::rmap::{ReverseMap, ShadowRef};
     use shadow_mmu::shadow_table::ShadowTable;
     for (label, pages) in SIZES {
-        if !wanted(&format!("shadow_parts/{label}")) {
+        if !wanted(&format!("shadow_parts/{label}"))
+            && !wanted(&format!("shadow_parts_flush/{label}"))
+        {
             continue;
         }
         let f = L1Fixture::new(pages);
