@@ -35,9 +35,10 @@
 //!   `put_page` refcount atomic and TABLE_POST visits, the hardware TLBIs
 //!   (one range TLBI per 1 GiB chunk on FWB + FEAT_TLBIRANGE hardware, else
 //!   one per leaf), and the per-chunk `cond_resched_rwlock_write` check.
-//!   Kept out of the model, against it: the level tags live beside the
-//!   table rather than in its descriptors' software bits (a few ns per
-//!   probe that finds a leaf; see `GuestLevelTags`), and a TTL whose level
+//!   Against KVM (costing the model more than KVM pays): the level tags
+//!   live beside the table rather than in its descriptors' software bits
+//!   (a few ns per install and per probe that finds a leaf; see
+//!   `GuestLevelTags`), and a TTL whose level
 //!   encoding is reserved reaches the baseline as "no TTL" (the decoder
 //!   reads it so), so it probes where KVM would go straight to 1 GiB.
 
@@ -381,7 +382,9 @@ pub fn l1_leaf_level(granule_shift: u32, size: u64) -> Option<u8> {
 /// shadow leaf's base address. Reading a tag is a search of the (few)
 /// regions and one byte load, where KVM gets the bits with the descriptor
 /// it has just read: a few nanoseconds more than KVM pays, charged to the
-/// baseline only on the probe of a TLBI without a TTL that finds a leaf.
+/// baseline on the probe of a TLBI without a TTL that finds a leaf, and on
+/// every install (a fault writes the tag beside the table; KVM ORs it into
+/// the descriptor it writes anyway).
 /// A tag outlives its leaf (KVM's goes with the descriptor); it is read
 /// only for a leaf the shadow table holds, and every install rewrites it,
 /// so a stale tag is never read.
@@ -754,7 +757,7 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
     /// by `kvm_s2_mmu_iterate_by_vmid`), in every context of the VMID
     /// (every context for ALLE1), found by scanning the list:
     /// - IPAS2*: `compute_tlb_inval_range` (the TTL's size, else the
-    ///   shadow probe of [`KvmContext::guest_mapping_size`], else the
+    ///   shadow probe `get_guest_mapping_ttl` models, else the
     ///   granule's maximum) around the IPA;
     /// - RIPAS2*: exactly its range;
     /// - VMALLS12E1 / ALLE1: as `vmid_unmap` says.
