@@ -4,8 +4,9 @@
 //! - `shadow_hit`: a cached translation (Umbra's lock-free lookup and its
 //!   full `translate` on a hit, served in a `Burst` as a service loop under
 //!   load serves them (one epoch pin per 16 requests), and the lookup as a
-//!   lone request with its own pin) vs `Mutex<HashMap>` vs KVM-style (linear
-//!   context scan + shadow table walk); 8 contexts, looked up round-robin.
+//!   lone request with its own pin) vs `Mutex<HashMap>` vs KVM-style (a
+//!   shadow table walk in the context picked once, as KVM picks
+//!   `vcpu->arch.hw_mmu` at vcpu_load); 8 contexts, looked up round-robin.
 //! - `shadow_hit_1M`: Umbra's lookup on a 1M-entry cache in a scattered
 //!   order (bucket and node miss the CPU caches).
 //! - `shadow_miss`: a translation that must walk: Umbra with a full walk
