@@ -33,7 +33,7 @@ use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{
-    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, NodeLine, Table,
+    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, NodeLine, Retired, Table,
 };
 
 /// A cached valid translation of one L1 block or page.
@@ -664,9 +664,16 @@ impl WalkCache {
                 let key = leaf_key(first + (n << size_log2), size_log2);
                 self.leaves.prefetch(hash2(key, 0));
             }
-            // At most two chunks: the first block's and the last's.
-            for base in [first, second] {
-                index.leaves.prefetch(size_log2, base, u32::from(size_log2));
+            // At most two chunks: the first block's and the last's (one
+            // for a page: each prefetch costs a TLB lookup, a page walk
+            // when it misses).
+            index
+                .leaves
+                .prefetch(size_log2, first, u32::from(size_log2));
+            if second != first {
+                index
+                    .leaves
+                    .prefetch(size_log2, second, u32::from(size_log2));
             }
         }
         if levels == Levels::Any {
@@ -680,7 +687,10 @@ impl WalkCache {
                 if second.wrapping_sub(first) >> span_log2 > 1 {
                     continue;
                 }
-                for base in [first, second] {
+                for base in [Some(first), (second != first).then_some(second)]
+                    .into_iter()
+                    .flatten()
+                {
                     let key = path_key(base, level);
                     self.paths.prefetch(hash2(key, 1));
                     index.paths.prefetch(level, base, u32::from(span_log2));
@@ -707,6 +717,51 @@ impl WalkCache {
             return 0;
         }
         let last = end - 1;
+        // The intermediate entries first: there are few of them, so their
+        // lines are in the CPU's caches even in a large cache, and this
+        // work runs while the leaf buckets asked for by `prefetch_range`
+        // (memory round trips in a large cache) are on their way.
+        let mut retired_paths = Retired::new(guard);
+        if levels == Levels::Any {
+            for level in -1i8..=2 {
+                let span_log2 = index.path_spans[(level + 1) as usize];
+                if span_log2 == 0 {
+                    continue;
+                }
+                let mask = !((1u64 << span_log2) - 1);
+                if start & mask == last & mask {
+                    // One region (a page's invalidation): one probe, as
+                    // for a leaf, not a span walk.
+                    let base = start & mask;
+                    let key = path_key(base, level);
+                    if index.paths.remove(level, base, u32::from(span_log2))
+                        && self.paths.remove_into(
+                            key,
+                            hash2(key, 1),
+                            &mut retired_paths,
+                            NodeLine::AskFor,
+                        )
+                    {
+                        removed += 1;
+                    }
+                    continue;
+                }
+                index
+                    .paths
+                    .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
+                        let key = path_key(base, level);
+                        if self.paths.remove_into(
+                            key,
+                            hash2(key, 1),
+                            &mut retired_paths,
+                            NodeLine::AskFor,
+                        ) {
+                            removed += 1;
+                        }
+                    });
+            }
+        }
+        let mut retired_leaves = Retired::new(guard);
         let mut sizes = index.leaf_sizes;
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
@@ -716,25 +771,9 @@ impl WalkCache {
                 size_log2,
                 start,
                 last,
-                guard,
+                &mut retired_leaves,
                 &mut removed_leaf,
             );
-        }
-        if levels == Levels::Any {
-            for level in -1i8..=2 {
-                let span_log2 = index.path_spans[(level + 1) as usize];
-                if span_log2 == 0 {
-                    continue;
-                }
-                index
-                    .paths
-                    .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
-                        let key = path_key(base, level);
-                        if self.paths.remove(key, hash2(key, 1), guard) {
-                            removed += 1;
-                        }
-                    });
-            }
         }
         removed
     }
@@ -751,7 +790,7 @@ impl WalkCache {
         size_log2: u8,
         start: u64,
         last: u64,
-        guard: &Guard,
+        retired: &mut Retired<'_, CachedWalk>,
         removed_leaf: &mut impl FnMut(u64, u64),
     ) -> usize {
         let mask = !((1u64 << size_log2) - 1);
@@ -760,7 +799,9 @@ impl WalkCache {
             let base = start & mask;
             let key = leaf_key(base, size_log2);
             if leaves.remove(size_log2, base, u32::from(size_log2))
-                && self.leaves.remove(key, hash2(key, 0), guard)
+                && self
+                    .leaves
+                    .remove_into(key, hash2(key, 0), retired, NodeLine::AskFor)
             {
                 removed_leaf(base, 1 << size_log2);
                 return 1;
@@ -792,7 +833,7 @@ impl WalkCache {
             };
             for base in blocks.bases() {
                 let key = leaf_key(base, size_log2);
-                if self.leaves.remove_then(key, hash2(key, 0), guard, line) {
+                if self.leaves.remove_into(key, hash2(key, 0), retired, line) {
                     removed += 1;
                     removed_leaf(base, 1 << size_log2);
                 }

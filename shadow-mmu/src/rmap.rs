@@ -528,17 +528,37 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Removes the record of (`context`, `l2`) for every query now and
     /// leaves its L1-side unlink for later when there is room (see
-    /// [`ReverseMap::remove_shadow_range`]); its class and whether it was
-    /// live.
-    fn remove_key_later(&mut self, context: C, l2: u64) -> Option<(u8, bool)> {
-        let (meta, live) = self.detach_key(context, l2)?;
+    /// [`ReverseMap::remove_shadow_range`]). The caller has just cleared
+    /// its L2 block bit in `owner`'s class and read the context's `epoch`,
+    /// so a page invalidation probes the block index once and looks the
+    /// context up once for both. Returns whether a live record went.
+    fn remove_indexed_later(&mut self, owner: (C, u8), l2: u64, epoch: u64) -> bool {
+        let (context, class) = owner;
+        let Some(meta) = self.by_shadow.remove(&ShadowKey { l2, context }) else {
+            // Not reached while the indexes agree: leave the index as found.
+            self.l2_blocks
+                .insert(owner, l2, SIZES_LOG2[usize::from(class)]);
+            return false;
+        };
+        if meta.class != class {
+            // Not reached while the indexes agree (as in `detach_key`).
+            let size_log2 = SIZES_LOG2[usize::from(meta.class)];
+            self.l2_blocks.remove((context, meta.class), l2, size_log2);
+        }
+        let live = meta.epoch == epoch;
+        if live {
+            self.live -= 1;
+            if let Some(c) = self.contexts.get_mut(&context) {
+                c.live -= 1;
+            }
+        }
         if self.pending.len() < PENDING_UNLINKS {
             self.pending.push((meta.id, meta.class, meta.l1));
         } else {
             self.prefetch_removal(meta.id, meta.class, meta.l1);
             self.unlink(meta.id, meta.class, meta.l1);
         }
-        Some((meta.class, live))
+        live
     }
 
     /// Reclaims dead records from a few slab slots (none when every record
@@ -658,7 +678,10 @@ impl<C: ContextId> ReverseMap<C> {
         let mut count = 0;
         // Dead records (of earlier epochs) of other classes may remain: they
         // are invisible and swept later, so they need no visit here.
-        let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
+        let (classes, epoch) = self
+            .contexts
+            .get(&context)
+            .map_or((0, 0), |c| (c.classes, c.epoch));
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
             if classes & (1 << class) == 0 {
                 continue;
@@ -672,10 +695,11 @@ impl<C: ContextId> ReverseMap<C> {
                 for base in candidates.into_iter().flatten() {
                     // The block index first: it stays in the CPU's caches,
                     // so absent classes cost no probe of the large map.
-                    if self.l2_blocks.contains(owner, base, size_log2) {
-                        if let Some((_, true)) = self.remove_key_later(context, base) {
-                            count += 1;
-                        }
+                    // One probe tests and clears the bit.
+                    if self.l2_blocks.remove(owner, base, size_log2)
+                        && self.remove_indexed_later(owner, base, epoch)
+                    {
+                        count += 1;
                     }
                 }
                 continue;

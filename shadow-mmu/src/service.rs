@@ -509,9 +509,17 @@ struct Counters {
     raced: AtomicU64,
 }
 
+/// Adds to one of a [`Worker`]'s counters. Each counter has one writer,
+/// the worker's thread (a `Worker` is neither `Send` nor `Sync`; the
+/// registry hands a dropped worker's counters to a new one only after an
+/// Acquire fence that orders the old writer's stores before the new
+/// one's: see [`Service::worker`]), so a load and a store do: no locked
+/// read-modify-write on the translate or invalidate paths. `stats` may
+/// read a count a moment old, never a torn one.
 fn bump(counter: &AtomicU64, by: u64) {
     if by != 0 {
-        counter.fetch_add(by, Ordering::Relaxed);
+        let now = counter.load(Ordering::Relaxed);
+        counter.store(now.wrapping_add(by), Ordering::Relaxed);
     }
 }
 
@@ -658,7 +666,6 @@ pub struct Service<M, L, B: ShadowBackend> {
     /// Registry of worker counters (a plain spin lock: no protocol; under
     /// loom nothing inside it can be preempted).
     workers: spin::Mutex<Vec<Arc<Counters>>>,
-    counters: Counters,
 }
 
 impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
@@ -743,7 +750,6 @@ where
             shadow_leaves: AtomicUsize::new(0),
             collector,
             workers: spin::Mutex::new(Vec::new()),
-            counters: Counters::default(),
         })
     }
 
@@ -787,7 +793,14 @@ where
             // entries than workers ever alive at once (review 11 R11-7: it
             // grew by one per worker made, for ever).
             match workers.iter().find(|c| Arc::strong_count(c) == 1) {
-                Some(free) => free.clone(),
+                Some(free) => {
+                    // Pairs with the Release decrement of the dropped
+                    // worker's `Arc`: its last counter stores happen before
+                    // this worker's first (they are plain load-and-store
+                    // increments, see `bump`).
+                    core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+                    free.clone()
+                }
                 None => {
                     let counters = Arc::new(Counters::default());
                     workers.push(counters.clone());
@@ -812,7 +825,6 @@ where
     /// Sum of every counter.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
-        self.counters.add_to(&mut s);
         for w in self.workers.lock().iter() {
             w.add_to(&mut s);
         }
@@ -1419,8 +1431,8 @@ where
             };
             context.finish_invalidation(&mut held, covered);
         });
-        bump(&self.counters.invalidations, 1);
-        bump(&self.counters.invalidated_entries, removed as u64);
+        bump(&worker.counters.invalidations, 1);
+        bump(&worker.counters.invalidated_entries, removed as u64);
         removed as u64
     }
 
@@ -1453,10 +1465,13 @@ where
             context
                 .cache
                 .prefetch_range(&held.index, first, end, levels);
-            context.shadow().prefetch(first);
             self.rmap
                 .lock()
                 .prefetch_shadow_range(context.shadow_vmid(), first, end - first);
+            // Last: its walk down the shadow tree reads the upper levels'
+            // entries (in the CPU's caches, but each a dependent load), so
+            // the independent requests above leave first.
+            context.shadow().prefetch(first);
         }
         let mut removed = context.cache.invalidate_range(
             &mut held.index,
@@ -1505,8 +1520,8 @@ where
                 removed += n;
             }
         }
-        bump(&self.counters.invalidations, 1);
-        bump(&self.counters.invalidated_entries, removed as u64);
+        bump(&worker.counters.invalidations, 1);
+        bump(&worker.counters.invalidated_entries, removed as u64);
         guard.flush();
         removed as u64
     }

@@ -1147,7 +1147,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             self.frames.fetch_sub(1, Ordering::Relaxed);
         }
         self.reclaim_retired();
-        self.forget_leaves(work.leaves);
+        self.forget_leaves_exclusive(work.leaves, &_exclusive);
         drop(_exclusive);
         self.reclaim_detached(RECLAIM_STEP);
         work.leaves
@@ -1156,6 +1156,17 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     fn forget_leaves(&self, n: usize) {
         if n != 0 {
             self.leaves.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// [`ShadowTable::forget_leaves`] under the exclusive lock: every other
+    /// writer of the count (`map` under the shared lock, `clear` and the
+    /// reclaims under the exclusive one) is excluded, so a load and a
+    /// store do, without a locked read-modify-write on the unmap path.
+    fn forget_leaves_exclusive(&self, n: usize, _held: &ExclusiveGuard<'_>) {
+        if n != 0 {
+            let now = self.leaves.load(Ordering::Relaxed);
+            self.leaves.store(now.saturating_sub(n), Ordering::Relaxed);
         }
     }
 
