@@ -518,6 +518,15 @@ impl UpdateLock {
     }
 
     fn exclusive(&self) -> ExclusiveGuard<'_> {
+        // Uncontended (the usual case): one compare-and-swap, no reader to
+        // wait for.
+        if self
+            .state
+            .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return ExclusiveGuard(self);
+        }
         loop {
             let s = self.state.load(Ordering::Relaxed);
             if s & WRITER == 0
@@ -1190,7 +1199,10 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         // empty, so each descriptor is read once (a table the range covers
         // whole is known empty without a second pass over it).
         let mut cleared = true;
-        for (i, slot) in table.0.iter().enumerate().take(last + 1).skip(first) {
+        // Indexed, not `iter().enumerate().take().skip()`: a page's unmap
+        // visits one entry per level, and the adapters' setup cost more
+        // than the visit.
+        for (i, slot) in (first..=last).zip(&table.0[first..=last]) {
             let entry_base = base + i as u64 * size;
             let descriptor = slot.load(Ordering::Relaxed);
             match classify(descriptor, level) {
