@@ -805,14 +805,20 @@ impl<C: ContextId> ReverseMap<C> {
             if classes & (1 << class) == 0 || blocks > SHORT_RANGE_BLOCKS {
                 continue;
             }
-            // At most two chunks: the first block's and the last's.
-            for base in [first, second] {
-                self.l2_blocks
-                    .prefetch((context, class as u8), base, size_log2);
-            }
+            // The records' slots first: in a large map each is a memory
+            // round trip (and a page walk), while the block index's chunks
+            // mostly sit in the last-level cache.
             for n in 0..blocks {
                 let l2 = first + (n << size_log2);
                 self.by_shadow.prefetch(&ShadowKey { l2, context });
+            }
+            // At most two chunks: the first block's and the last's (one
+            // for a page).
+            self.l2_blocks
+                .prefetch((context, class as u8), first, size_log2);
+            if second != first {
+                self.l2_blocks
+                    .prefetch((context, class as u8), second, size_log2);
             }
         }
     }
