@@ -196,9 +196,11 @@ fn unmap_frees_tables_while_map_and_lookup_run() {
 /// yield if a newer one exists. The main thread made the tables (it saw
 /// every entry's first store), so as the unmapper it could never read the
 /// stale invalid entry a missing Acquire allows; a fresh thread can.
-/// Fails with the Acquire of the exclusive side's wait for readers
-/// (`UpdateLock::exclusive`) weakened to Relaxed: the unmapper misses the
-/// vCPU's page, frees the table holding it and reports one leaf removed.
+/// Fails with either Acquire of the exclusive side (`UpdateLock::exclusive`:
+/// the uncontended compare-and-swap, taken when the vCPU has already left
+/// the shared side, or the wait for readers to leave, when it has not)
+/// weakened to Relaxed: the unmapper misses the vCPU's page, frees the
+/// table holding it and reports one leaf removed.
 #[test]
 fn unmap_on_its_own_thread_sees_every_finished_map() {
     model(|| {
@@ -238,9 +240,11 @@ fn unmap_on_its_own_thread_sees_every_finished_map() {
 /// readers yields, and the main thread saw the root's entries zero when it
 /// made the table, so after a yield it could never read that stale zero
 /// ([`clear_detaches_while_map_and_lookup_run`] cannot either: its root
-/// entry exists before the race). Fails with the Acquire of that wait
-/// (`UpdateLock::exclusive`) weakened to Relaxed: the clear reads the root
-/// entry as empty, counts the leaf, and leaves the new tree linked.
+/// entry exists before the race). Fails with either Acquire of the
+/// exclusive side (`UpdateLock::exclusive`: that wait, or the uncontended
+/// compare-and-swap taken when the vCPU has already left the shared side)
+/// weakened to Relaxed: the clear reads the root entry as empty, counts
+/// the leaf, and leaves the new tree linked.
 #[test]
 fn clear_on_its_own_thread_detaches_every_finished_map() {
     model(|| {
@@ -262,6 +266,39 @@ fn clear_on_its_own_thread_detaches_every_finished_map() {
         t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
         assert_free_frames_zero(&pool);
+    });
+}
+
+/// The table's leaf count stays exact when an unmap races a map (review 15
+/// F2): `unmap_range` lowers it by a plain load and store under the
+/// exclusive side of the update lock (`forget_leaves_exclusive`), while
+/// `map` raises it by a `fetch_add` under the shared side. Page A is
+/// mapped; a thread of its own unmaps A while the vCPU maps page B beside
+/// it (the unmapper is not the main thread for the reason given at
+/// [`unmap_on_its_own_thread_sees_every_finished_map`]): whatever the
+/// order, one leaf is left and `leaves()` says so.
+///
+/// Fails ("a map's increment was lost") when the load and store run
+/// after the exclusive side is released (the map's increment falls in
+/// between and is overwritten), and when either Acquire of the exclusive
+/// side (`UpdateLock::exclusive`: the uncontended compare-and-swap, or
+/// the wait for readers to leave) is weakened to Relaxed. 0.02 s at
+/// LOOM_MAX_PREEMPTIONS=2 in release.
+#[test]
+fn the_leaf_count_survives_an_unmap_racing_a_map() {
+    model(|| {
+        let (t, pool) = table(8);
+        t.map(&page(0x1000, 0xa000)).unwrap();
+        let unmapper = {
+            let t = t.clone();
+            thread::spawn(move || t.unmap_range(0x1000, PAGE))
+        };
+        t.map(&page(0x2000, 0xb000)).unwrap();
+        assert_eq!(unmapper.join().unwrap(), 1);
+        assert_eq!(t.leaves(), 1, "a map's increment was lost");
+        t.unmap_range(0, 1 << 48);
+        assert_eq!(t.leaves(), 0);
+        assert_eq!(pool.frames_in_use(), 1);
     });
 }
 

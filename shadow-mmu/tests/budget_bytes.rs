@@ -8,62 +8,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-
+use common::counting::{live_bytes, peak_bytes, reset_peak, Counting};
 use common::*;
 use ipc::tlbi::InvalidateScope;
 use shadow_mmu::budget::{CACHE_STRUCT_BYTES, CONTEXT_BYTES, CONTEXT_OVERHEAD_BYTES, FRAME_BYTES};
 use shadow_mmu::service::{HostBackend, Service};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
-
-/// Bytes allocated and not freed, process-wide.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-/// The most `LIVE` was.
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-struct Counting;
-
-fn note(delta: isize) {
-    let now = LIVE.fetch_add(delta, Relaxed) + delta;
-    PEAK.fetch_max(now, Relaxed);
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments,
-// which satisfy `GlobalAlloc`'s contracts, and only counts bytes besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            note(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (so from `System`) with
-        // `layout`, as the caller guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        note(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as in `dealloc`, and `new_size` as the caller guarantees.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            note(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -88,16 +39,16 @@ fn the_service_holds_no_more_than_the_budget_counts() {
     }
     let l0 = l0_map();
     let backend = HostBackend::new(budget.frames, ShadowConfig::default()).expect("pool");
-    let before = LIVE.load(Relaxed);
-    PEAK.store(before, Relaxed);
+    let before = live_bytes();
+    reset_peak();
     let s = Service::new(config, mem, l0, backend).expect("service");
     let w = s.worker();
     // One context: its node, its slot's cache (struct, both tables' bucket
     // arrays, its index, preallocated whole). On main the budget counted
     // 1024 B per context and 8 B per cache place: less than this.
-    let empty = LIVE.load(Relaxed);
+    let empty = live_bytes();
     s.shadow_root(&w, &trees[0].key(1)).expect("a context");
-    let one_context = (LIVE.load(Relaxed) - empty) as usize;
+    let one_context = (live_bytes() - empty) as usize;
     let places = budget.capacity.leaves_per_context + budget.capacity.paths_per_context;
     let exact =
         CONTEXT_BYTES + CACHE_STRUCT_BYTES + places * 16 + budget.cache_index_preallocated_bytes();
@@ -124,8 +75,8 @@ fn the_service_holds_no_more_than_the_budget_counts() {
     for _ in 0..64 {
         w.pin().flush();
     }
-    let held = (LIVE.load(Relaxed) - before) as usize;
-    let peak = (PEAK.load(Relaxed) - before) as usize;
+    let held = (live_bytes() - before) as usize;
+    let peak = (peak_bytes() - before) as usize;
     // The pool's frames were allocated before `before`; the rest of the
     // budget's count is the service's.
     let counted = budget.worst_case_bytes() - budget.frames * FRAME_BYTES;

@@ -9,43 +9,16 @@
 //! nothing, and the freed frames come back to the pool zeroed.
 #![cfg(not(loom))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+mod common;
 
+use common::counting::{self, Counting};
 use shadow_mmu::compose::{MemAttr, MemShareability, Permissions, ShadowMapping};
 use shadow_mmu::shadow_table::{
     FramePool, HeapFramePool, NoHardwareTlb, ShadowConfig, ShadowTable, RETIRED_LIST_CAPACITY,
 };
 
-/// Allocations made, process-wide.
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-// SAFETY: every method forwards to `System` with the caller's arguments,
-// which satisfy `GlobalAlloc`'s contracts, and only counts calls besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Relaxed);
-        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (so from `System`) with
-        // `layout`, as the caller guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Relaxed);
-        // SAFETY: as in `dealloc`, and `new_size` as the caller guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static COUNTING: Counting = Counting;
+static ALLOCATOR: Counting = Counting;
 
 fn page(l2_ipa: u64) -> ShadowMapping {
     leaf(l2_ipa, 4096)
@@ -75,9 +48,9 @@ fn unmaps_and_blocks_over_tables_allocate_nothing() {
         table.map(&page(base + (region << 21) + 0x1f_f000)).unwrap();
     }
     assert_eq!(table.frames_used(), 19);
-    let before = ALLOCATIONS.load(Relaxed);
+    let before = counting::allocations();
     let removed = table.unmap_range(base, 16 << 21);
-    let allocations = ALLOCATIONS.load(Relaxed) - before;
+    let allocations = counting::allocations() - before;
     assert_eq!(removed, 32);
     assert_eq!(allocations, 0, "unmap_range allocated");
     assert_eq!(table.frames_used(), 1, "only the root is left");
@@ -97,18 +70,18 @@ fn unmaps_and_blocks_over_tables_allocate_nothing() {
     // Blocks over tables: each 2 MiB block retires the page table below
     // it; up to the retired list's capacity no map allocates, and the
     // unmap that frees them allocates nothing either.
-    let before = ALLOCATIONS.load(Relaxed);
+    let before = counting::allocations();
     for region in 0..RETIRED_LIST_CAPACITY as u64 {
         table.map(&leaf(base + (region << 21), 2 << 20)).unwrap();
     }
     assert_eq!(
-        ALLOCATIONS.load(Relaxed) - before,
+        counting::allocations() - before,
         0,
         "a retiring map allocated"
     );
     assert_eq!(table.unmap_range(base, 16 << 21), 16);
     assert_eq!(
-        ALLOCATIONS.load(Relaxed) - before,
+        counting::allocations() - before,
         0,
         "freeing retired tables allocated"
     );

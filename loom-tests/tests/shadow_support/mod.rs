@@ -16,7 +16,7 @@ use shadow_mmu::compose::{
     L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
 };
 use shadow_mmu::context::{Capacity, ContextKey};
-use shadow_mmu::service::{Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
+use shadow_mmu::service::{Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated};
 use shadow_mmu::shadow_table::{MapError, MapOutcome};
 use walker::{
     AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, GuestMemory, IdRegisters,
@@ -339,5 +339,15 @@ pub fn l1_of(t: &Translated, ipa: u64) -> Option<u64> {
             Some(m.pa_base + (ipa - m.l2_ipa_base) - PA_OFFSET)
         }
         _ => None,
+    }
+}
+
+/// A translate of `ipa` either maps it to `base + ipa` in L1 (the tree
+/// whose leaves start at `base`, OLD or NEW) or is told to retry.
+pub fn assert_maps_or_retries(t: &Translated, ipa: u64, base: u64) {
+    match t {
+        Translated::Mapped(_) => assert_eq!(l1_of(t, ipa), Some(base + ipa), "{t:?}"),
+        Translated::Retry(Retry::InvalidationRaced | Retry::Throttled) => {}
+        other => panic!("unexpected {other:?}"),
     }
 }

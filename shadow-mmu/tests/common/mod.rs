@@ -2,6 +2,8 @@
 //! independent table builder), L0's map of L1, and a service over them.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
