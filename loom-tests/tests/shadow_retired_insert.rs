@@ -17,8 +17,9 @@
 //! main thread translates IPA 0x1000 in B, which recycles A. Afterwards
 //! B's cache and shadow hold nothing for IPA 0 (B never translated it).
 //! Fails ("B's shadow maps IPA 0 it never translated") when
-//! `Context::may_insert` skips its `is_retired()` check. 0.02 s at
-//! LOOM_MAX_PREEMPTIONS=2 in release.
+//! `Context::may_insert` skips its `is_retired()` check (in a debug build,
+//! at the service's `debug_assert!` that the cache it inserts into is not
+//! a retired context's). 0.02 s at LOOM_MAX_PREEMPTIONS=2 in release.
 #![cfg(loom)]
 
 mod shadow_support;

@@ -569,7 +569,7 @@ impl WalkCache {
         let entry = CachedWalk { flush, ..entry };
         // The size bit is a hint that only grows: a reader that does not
         // see it yet simply misses (a walk), and the entry itself is
-        // published by its slot's Release swap. So this Release and the
+        // published by its slot's Release store. So this Release and the
         // Acquire loads in `lookup` are stronger than needed (no model
         // fails with either Relaxed); likewise for `path_levels`.
         self.leaf_sizes

@@ -316,7 +316,12 @@ impl<S> Context<S> {
 
     /// The writer lock: every insert into and removal from this context
     /// (cache, shadow, reverse-map records) holds it, and so does its
-    /// retirement. Lookups never take it.
+    /// retirement. Lookups never take it. Writers of a context's cache
+    /// slots are serialised by this lock, and a retired context's cache is
+    /// never written (the slot's cache is its successor's by then, written
+    /// under the successor's lock): the cache tables write their slots by
+    /// a load and a store (`table::replace`), which two writers would
+    /// break.
     pub fn lock(&self) -> MutexGuard<'_, ContextState> {
         self.state.lock()
     }
@@ -325,6 +330,13 @@ impl<S> Context<S> {
     /// through the cache itself); returns the (base, size) of the live
     /// leaf a full bucket gave up for it, if any. Caller holds the lock
     /// (`held`).
+    ///
+    /// # Panics
+    ///
+    /// If the context is retired. This skips `may_insert`, and writers of
+    /// a context's cache slots are serialised by its lock only while a
+    /// retired context's cache is never written (its slot's cache is the
+    /// successor's). A plain `assert!`: the models run in release.
     #[cfg(loom)]
     pub fn cache_leaf(
         &self,
@@ -332,6 +344,7 @@ impl<S> Context<S> {
         leaf: CachedWalk,
         guard: &Guard,
     ) -> Option<(u64, u64)> {
+        assert!(!self.is_retired(), "an insert into a retired context");
         self.cache.insert_leaf(&mut held.index, leaf, guard)
     }
 
@@ -339,6 +352,10 @@ impl<S> Context<S> {
     /// this context's walker) that are not cached yet, as the service's
     /// install does, for the loom models. Returns how many live entries
     /// were evicted. Caller holds the lock (`held`).
+    ///
+    /// # Panics
+    ///
+    /// If the context is retired, as [`Context::cache_leaf`].
     #[cfg(loom)]
     pub fn cache_paths(
         &self,
@@ -346,6 +363,7 @@ impl<S> Context<S> {
         t: &walker::Translation,
         guard: &Guard,
     ) -> usize {
+        assert!(!self.is_retired(), "an insert into a retired context");
         self.cache
             .insert_paths(&mut held.index, &self.walker, t, guard)
     }
@@ -385,6 +403,13 @@ impl<S> Context<S> {
         generation: u64,
         footprint: &Footprint,
     ) -> bool {
+        // Not only the generation check's backstop: a translate that found
+        // this context before its retirement and read the generation after
+        // it saw the retirement's bump, so only this refuses it. The slot's
+        // cache and shadow are the successor's by then, written under the
+        // successor's lock: an insert would give the successor this
+        // context's walk and be a second writer of the cache's slots
+        // (`shadow_retired_insert` fails without this check).
         if self.is_retired() {
             return false;
         }

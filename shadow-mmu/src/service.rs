@@ -1233,6 +1233,18 @@ where
                 .cache
                 .holds_leaf(leaf.ipa_base, leaf.size_log2, guard)
         {
+            // The cache tables' slots are written by a load and a store
+            // (`table::replace`), so their writers must be serialised:
+            // writers of a context's cache slots are serialised by its
+            // lock, and a retired context's cache is never written (the
+            // slot's cache is its successor's, written under the
+            // successor's lock; a second writer would retire a node twice).
+            // `may_insert` refused a retired context above, and retirement
+            // takes the lock held here.
+            debug_assert!(
+                !context.is_retired(),
+                "an insert into a retired context's cache"
+            );
             // At most one leaf is evicted: nothing to allocate for it.
             let evicted = context.cache.insert_leaf(&mut held.index, leaf, guard);
             let mut n = usize::from(evicted.is_some());
@@ -1473,6 +1485,14 @@ where
             // the independent requests above leave first.
             context.shadow().prefetch(first);
         }
+        // Writers of a context's cache slots are serialised by its lock,
+        // and a retired context's cache is never written (see `install`):
+        // `for_vmid` visits only contexts linked in the directory, under
+        // its lock, which retirement also takes, so this one is live.
+        debug_assert!(
+            !context.is_retired(),
+            "an invalidation of a retired context's cache"
+        );
         let mut removed = context.cache.invalidate_range(
             &mut held.index,
             range.start(),

@@ -7,9 +7,16 @@
 //!   slots. A lookup reads that one bucket and dereferences only a node
 //!   whose tag matches, so removal is a plain store of null (no
 //!   tombstones, no probe chains to keep intact).
-//! - Writers are serialised by the owner (each table belongs to a context
-//!   or to the directory, whose writer lock every mutating call holds);
-//!   readers take no lock and only need an epoch [`Guard`].
+//! - Writers are serialised by the owner; readers take no lock and only
+//!   need an epoch [`Guard`]. The directory's table is written under the
+//!   directory's lock. A slot's cache tables pass from a retired context
+//!   to its successor, and each context has its own writer lock, so the
+//!   invariant is: writers of a context's cache slots are serialised by
+//!   its lock, and a retired context's cache is never written (its
+//!   inserts are refused by `Context::may_insert`, its index is flushed
+//!   and parked so a removal finds nothing, and invalidations visit only
+//!   live contexts, under the directory's lock). The service
+//!   `debug_assert!`s the second half where it writes.
 //! - A full bucket evicts one of its entries (rotating choice): an insert
 //!   never fails and never allocates beyond one node, so the table's
 //!   memory is bounded by its capacity.
@@ -18,9 +25,11 @@
 //!   second ([`Table::get_either`]); a writer puts a new key in the emptier
 //!   one and never evicts ([`Table::insert_either`]), so a bucket that
 //!   fills spills into its keys' other buckets instead of giving one up.
-//! - A node leaves a slot by one store (writers are serialised, so no
-//!   swap is needed) and is destroyed only through the epoch collector,
-//!   after every reader that could hold it has unpinned.
+//! - A node leaves a slot by a load and a store (writers are serialised,
+//!   so no swap is needed: two overlapping writers would both retire the
+//!   node they loaded) and is destroyed only through the epoch collector
+//!   (`defer_destroy`, or a [`Retired`] batch's deferred call), after
+//!   every reader that could hold it has unpinned.
 //!
 //! This is the only module with `unsafe`: crossbeam-epoch's dereference
 //! and deferred destruction are unsafe functions whose contracts the
@@ -238,11 +247,13 @@ impl<T: Keyed + 'static> Table<T> {
                 }
                 let shared = slot.load(Ordering::Acquire, guard);
                 // SAFETY: `shared` was loaded from a slot under `guard`. Nodes
-                // are destroyed only by `defer_destroy` after being swapped out
-                // of their slot (or by `Drop` with exclusive access), so the
-                // node stays allocated at least until `guard` unpins, which
-                // outlives the returned reference ('g). It was fully written
-                // before the Release store that published it.
+                // are destroyed only through the epoch collector (`retire`'s
+                // `defer_destroy` or a `Retired` batch's deferred call) after
+                // being unlinked from their slot by its only writer's store
+                // (or by `Drop` with exclusive access), so the node stays
+                // allocated at least until `guard` unpins, which outlives the
+                // returned reference ('g). It was fully written before the
+                // Release store that published it.
                 let node = unsafe { shared.as_ref() }?.read();
                 (node.key() == key).then_some(node)
             })
@@ -511,8 +522,11 @@ impl<'g, T: 'static> Retired<'g, T> {
         // Only the pointers: three words, kept inline by crossbeam.
         let nodes = core::mem::replace(&mut self.nodes, [core::ptr::null(); RETIRED_PER_CALL]);
         self.len = 0;
-        // SAFETY: every non-null pointer in `nodes` was swapped out of its
-        // slot by the only writer (the owner's writer lock is held) and
+        // SAFETY: every non-null pointer in `nodes` was loaded from its
+        // slot and unlinked by a store of null by the slot's only writer
+        // (the owner's writer lock is held: for a cache, the lock of the
+        // slot's live context, as a retired context's cache is never
+        // written), so no other writer can have unlinked it too; it was
         // pushed once, so no new reader can reach it and it is destroyed
         // exactly once; readers that loaded it before are pinned, and the
         // collector runs this only after all of them have unpinned.
@@ -537,11 +551,14 @@ impl<T: 'static> Drop for Retired<'_, T> {
 }
 
 /// Puts `new` in `slot` and returns the node it held. Writers are
-/// serialised by the owner's writer lock, so nothing else changes the slot
-/// between the load and the store: a load and a Release store (readers'
-/// Acquire loads of the new node see it whole) do what a swap would,
-/// without a locked read-modify-write (one of several a page invalidation
-/// or an install used to pay, ~5 ns each on x86).
+/// serialised by the owner's writer lock (for a cache, the lock of the
+/// slot's live context: a retired context's cache is never written), so
+/// nothing else changes the slot between the load and the store: a load
+/// and a Release store (readers' Acquire loads of the new node see it
+/// whole) do what a swap would, without a locked read-modify-write (one of
+/// several a page invalidation or an install used to pay, ~5 ns each on
+/// x86). Two overlapping writers would both load and retire the same node
+/// (a double free) and leak one new node.
 fn replace<'g, T>(
     slot: &Atomic<Node<T>>,
     new: Shared<'g, Node<T>>,
@@ -575,12 +592,15 @@ fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard, line: NodeLine) {
         if line == NodeLine::AskFor {
             crate::prefetch::prefetch(old.as_raw());
         }
-        // SAFETY: `old` was just swapped out of its slot by the only writer
-        // (the owner's writer lock is held), so no new reader can reach it
+        // SAFETY: `old` was just unlinked from its slot (a store of null or
+        // of its replacement) by the slot's only writer (the owner's writer
+        // lock is held: for a cache, the lock of the slot's live context,
+        // as a retired context's cache is never written), so no other
+        // writer loaded it to unlink it too, no new reader can reach it,
         // and it is retired exactly once; readers that loaded it before the
-        // swap are pinned, and the collector destroys it only after all of
-        // them have unpinned. `T: 'static`, so destroying it later (even
-        // after the table's owner is gone) reads nothing freed.
+        // unlinking store are pinned, and the collector destroys it only
+        // after all of them have unpinned. `T: 'static`, so destroying it
+        // later (even after the table's owner is gone) reads nothing freed.
         unsafe { guard.defer_destroy(old) };
     }
 }
