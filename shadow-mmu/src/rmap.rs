@@ -32,6 +32,12 @@
 //! lines as it is detached, so its misses overlap instead of chaining; the
 //! records beyond the 64 that may wait are unlinked in that pass.
 //!
+//! An L1-range removal (an L0 unmap) goes in batches that allocate
+//! nothing ([`ReverseMap::remove_range_batch`]): up to a fixed number of
+//! records into the caller's fixed-size array, then a cursor (size class,
+//! L1 block base) from which the next batch goes on, with the map free to
+//! change in between.
+//!
 //! [`ReverseMap::forget_context`] is O(1): it bumps the context's epoch.
 //! Records stamped with an older epoch are dead: no query reports them, a
 //! query that meets one removes it, an insert at the same key replaces it,
@@ -44,6 +50,7 @@
 use alloc::vec::Vec;
 use core::hash::Hash;
 
+use arrayvec::ArrayVec;
 use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
@@ -67,6 +74,11 @@ const UNLINKS_PER_INSERT: usize = 2;
 
 /// No record (list ends).
 const NIL: u32 = u32::MAX;
+
+/// Records one [`ReverseMap::remove_range_batch`] removes at most (live
+/// or dead): the most the reverse-map lock is held for, in records, by an
+/// L0 unmap, and the length of the stack array it hands them over in.
+pub const L0_UNMAP_BATCH: usize = 64;
 
 const fn size_class(size: u64) -> Option<usize> {
     match size {
@@ -237,6 +249,46 @@ pub struct ReverseMap<C> {
     pending: Vec<(u32, u8, u64)>,
     /// Records the slab holds at most (see [`ReverseMap::with_capacity`]).
     capacity: usize,
+}
+
+/// Where a batched L1-range removal stands (see
+/// [`ReverseMap::remove_range_batch`]): the size class and the L1 block
+/// base to go on from, and the range's last byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L1RangeCursor {
+    /// Index into `SIZES_LOG2`; past its end once the range is done.
+    class: usize,
+    /// The first L1 IPA of the class not passed yet.
+    from: u64,
+    start: u64,
+    last: u64,
+}
+
+impl L1RangeCursor {
+    /// A removal of `[l1_ipa_start, l1_ipa_start + len)`, up to the top of
+    /// the address space (done at once when `len` is 0).
+    pub fn new(l1_ipa_start: u64, len: u64) -> Self {
+        L1RangeCursor {
+            class: if len == 0 { SIZES_LOG2.len() } else { 0 },
+            from: l1_ipa_start,
+            start: l1_ipa_start,
+            last: l1_ipa_start.saturating_add(len.saturating_sub(1)),
+        }
+    }
+
+    /// Whether the whole range was removed.
+    pub fn is_done(&self) -> bool {
+        self.class >= SIZES_LOG2.len()
+    }
+
+    fn class(&self) -> Option<u8> {
+        (!self.is_done()).then_some(self.class as u8)
+    }
+
+    fn next_class(&mut self) {
+        self.class += 1;
+        self.from = self.start;
+    }
 }
 
 /// Slab slots an insert into a full slab sweeps for a dead record before
@@ -624,38 +676,135 @@ impl<C: ContextId> ReverseMap<C> {
     /// `[l1_ipa_start, l1_ipa_start + len)` and hands each to `removed`
     /// (to unmap from its shadow table). Returns how many were removed.
     /// A range running past the top of the address space is taken up to it.
+    /// Goes in batches of [`L0_UNMAP_BATCH`] records (see
+    /// [`ReverseMap::remove_range_batch`]), allocating nothing.
     pub fn remove_range(
         &mut self,
         l1_ipa_start: u64,
         len: u64,
         mut removed: impl FnMut(ShadowRef<C>),
     ) -> usize {
-        if len == 0 {
-            return 0;
-        }
-        // Detached records leave their lists first (they are no longer
-        // reported anyway; this keeps the lists walked here short).
-        self.unlink_pending(PENDING_UNLINKS);
-        let last = l1_ipa_start.saturating_add(len - 1);
+        let mut cursor = L1RangeCursor::new(l1_ipa_start, len);
         let mut count = 0;
-        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
-            let class = class as u8;
-            if self.l1_blocks.len() == 0 {
-                break;
+        loop {
+            let mut batch = ArrayVec::<ShadowRef<C>, L0_UNMAP_BATCH>::new();
+            let more = self.remove_range_batch(&mut cursor, &mut batch);
+            count += batch.len();
+            batch.into_iter().for_each(&mut removed);
+            if !more {
+                return count;
             }
-            for base in self
-                .l1_blocks
-                .overlapping(class, size_log2, l1_ipa_start, last)
-            {
-                for (context, l2, _) in self.l1_list(class, base) {
-                    if let Some((class, true)) = self.remove_key(context, l2) {
-                        count += 1;
-                        removed(Self::shadow_ref(context, l2, class));
-                    }
+        }
+    }
+
+    /// Removes the next records built on `cursor`'s L1 IPA range, at most
+    /// as many as `out` has room for (live and dead ones both count), and
+    /// appends the live ones to `out`; moves `cursor` past what it
+    /// removed. Returns whether the range may hold more (call again with
+    /// the same cursor): `false` once it is done. Allocates nothing.
+    ///
+    /// The cursor is (size class, block base): the classes go in turn, the
+    /// L1 blocks of a class in ascending order, found one block-index
+    /// chunk at a time from the cursor's base (never a rescan from the
+    /// range's start). A block's list is walked from its head, each record
+    /// removed (with its whole L1-side unlink) as it is passed; when the
+    /// batch fills inside a list, the cursor stays on that block, whose
+    /// list then holds only what this call has not passed yet (and records
+    /// inserted since, at its head), so the next batch starts at its head
+    /// again and re-reads nothing it removed.
+    ///
+    /// Between batches the map may change (the caller releases its lock):
+    /// - no record that was here when the first batch began is missed. A
+    ///   record leaves its L1 list only by being removed, its (class, L1
+    ///   block) never changes, and its block's bit is set while its list is
+    ///   non-empty; the cursor passes a block only after walking its list
+    ///   to the end within one batch, and a chunk only after visiting every
+    ///   block set in it within one batch.
+    /// - records inserted meanwhile are removed if they lie at or after the
+    ///   cursor, and missed if they lie behind it: the caller must make
+    ///   both safe (`Service::l0_unmap`: they are the records of translates
+    ///   that either composed with the new L0 map, or back out because the
+    ///   L0 generation moved before this began).
+    ///
+    /// Each batch first completes the pending unlinks (at most
+    /// [`PENDING_UNLINKS`]), so every record on a list is in `by_shadow`
+    /// and each record the walk passes is removed: a removal of n records
+    /// costs O(n + chunks holding them + n / batch) probes.
+    pub fn remove_range_batch<const N: usize>(
+        &mut self,
+        cursor: &mut L1RangeCursor,
+        out: &mut ArrayVec<ShadowRef<C>, N>,
+    ) -> bool {
+        self.unlink_pending(PENDING_UNLINKS);
+        let mut room = out.remaining_capacity();
+        while let Some(class) = cursor.class() {
+            let size_log2 = SIZES_LOG2[usize::from(class)];
+            let Some(blocks) =
+                self.l1_blocks
+                    .first_chunk_in(class, size_log2, cursor.from, cursor.last)
+            else {
+                cursor.next_class();
+                continue;
+            };
+            // A copy of the chunk's bits: this batch removes only blocks
+            // it has passed, so the bases ahead stay valid.
+            for base in blocks.bases() {
+                if room == 0 || !self.remove_l1_list(class, base, &mut room, out) {
+                    cursor.from = base;
+                    return true;
                 }
             }
+            match blocks.next_chunk_base() {
+                Some(next) if next <= cursor.last => cursor.from = next,
+                _ => cursor.next_class(),
+            }
         }
-        count
+        false
+    }
+
+    /// Removes the records on L1 block `base` of `class`, from the list's
+    /// head, while `room` lasts (one per record), appending the live ones
+    /// to `out`. Returns whether the list was walked to its end.
+    fn remove_l1_list<const N: usize>(
+        &mut self,
+        class: u8,
+        base: u64,
+        room: &mut usize,
+        out: &mut ArrayVec<ShadowRef<C>, N>,
+    ) -> bool {
+        let mut id = self
+            .l1_lists
+            .get(&L1Key { l1: base, class })
+            .map_or(NIL, |l| l.head);
+        while id != NIL {
+            if *room == 0 {
+                return false;
+            }
+            let Some(record) = self.records[id as usize] else {
+                // Not reached: a listed record has its slab slot.
+                return true;
+            };
+            // Read before the removal below, which unlinks `id` alone: it
+            // rewrites its neighbours' links (`next`'s `prev`, not its slot
+            // or its `next`) and frees `id`'s slot, and when `id` was last
+            // on the list it drops the list and the L1 block's bit (then
+            // `next` is NIL and the walk ends here).
+            let next = record.next;
+            let key = ShadowKey {
+                l2: record.l2,
+                context: record.context,
+            };
+            // Every listed record is in `by_shadow` after `unlink_pending`;
+            // a detached one (not reached) is passed without a removal.
+            if self.by_shadow.get(&key).is_some_and(|m| m.id == id) {
+                *room -= 1;
+                if let Some((class, true)) = self.remove_key(record.context, record.l2) {
+                    out.push(Self::shadow_ref(record.context, record.l2, class));
+                }
+            }
+            id = next;
+        }
+        true
     }
 
     /// Forgets every entry of `context` whose L2 IPA block overlaps
@@ -1236,6 +1385,121 @@ mod tests {
             let map = check_against_model(ops)?;
             prop_assert_eq!(map.records_held(), map.len() + map.pending.len());
             prop_assert!(map.pending.len() <= PENDING_UNLINKS);
+        }
+    }
+
+    /// What changes the map between two batches of an L1-range removal.
+    #[derive(Clone, Debug)]
+    enum Between {
+        Insert(u64, ShadowRef<u32>),
+        RemoveShadow(u32, u64, u64),
+        Forget(u32),
+    }
+
+    /// Records of three contexts, in all three sizes, with long aliasing
+    /// lists (up to 48 records on one L1 page).
+    fn arb_batch_record() -> impl Strategy<Value = (u64, ShadowRef<u32>)> {
+        prop_oneof![
+            8 => (0u64..96, 0u64..4096, 0u32..3).prop_map(|(l1, l2, c)| {
+                (0x4000_0000 + (l1 << 12), r(c, l2 << 12, PAGE_SIZE))
+            }),
+            4 => (0u64..4, 0u64..4096, 0u32..3).prop_map(|(l1, l2, c)| {
+                (0x4000_0000 + (l1 << 12), r(c, 0x1000_0000 + (l2 << 12), PAGE_SIZE))
+            }),
+            1 => (0u64..4, 0u64..8, 0u32..3).prop_map(|(l1, l2, c)| {
+                (0x4000_0000 + l1 * BLOCK_2M, r(c, 0x2000_0000 + l2 * BLOCK_2M, BLOCK_2M))
+            }),
+            1 => (0u64..3, 0u64..4, 0u32..3).prop_map(|(l1, l2, c)| {
+                (l1 * BLOCK_1G, r(c, 0x40_0000_0000 + l2 * BLOCK_1G, BLOCK_1G))
+            }),
+        ]
+    }
+
+    fn arb_between() -> impl Strategy<Value = Between> {
+        prop_oneof![
+            6 => arb_batch_record().prop_map(|(l1, s)| Between::Insert(l1, s)),
+            2 => (0u32..3, 0u64..4096, 1u64..64)
+                .prop_map(|(c, p, n)| Between::RemoveShadow(c, p << 12, n << 12)),
+            1 => (0u32..3).prop_map(Between::Forget),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// An L1-range removal in batches of 7, the map changed between
+        /// batches (inserts anywhere, shadow-range removals, forgotten
+        /// contexts), against a model: every record present when it
+        /// began and still present when the cursor is done was reported
+        /// once (no miss); everything reported was a live record in the
+        /// range, reported once; nothing outside the range was touched;
+        /// and no batch removed more than its room.
+        #[test]
+        fn batched_l1_range_removal_misses_nothing_present_at_its_start(
+            initial in prop::collection::vec(arb_batch_record(), 100..400),
+            between in prop::collection::vec(prop::collection::vec(arb_between(), 0..6), 0..200),
+            (start, len) in (0u64..(5 << 30), 1u64..(3 << 30)),
+        ) {
+            let mut map = ReverseMap::new();
+            // The model: (L1 block, record, present when the removal began).
+            let mut model: Vec<(u64, ShadowRef<u32>, bool)> = Vec::new();
+            let insert = |map: &mut ReverseMap<u32>, model: &mut Vec<(u64, ShadowRef<u32>, bool)>, l1, s: ShadowRef<u32>, old| {
+                map.insert(l1, s).unwrap();
+                model.retain(|(_, m, _)| (m.context, m.l2_ipa) != (s.context, s.l2_ipa));
+                model.push((l1, s, old));
+            };
+            for (l1, s) in initial {
+                insert(&mut map, &mut model, l1, s, true);
+            }
+            let overlaps = |l1: u64, size: u64| l1 < start.saturating_add(len) && l1 + size > start;
+            let mut cursor = L1RangeCursor::new(start, len);
+            let mut between = between.into_iter();
+            let mut batches = 0;
+            loop {
+                let mut batch = ArrayVec::<ShadowRef<u32>, 7>::new();
+                let live_before = map.len();
+                let more = map.remove_range_batch(&mut cursor, &mut batch);
+                batches += 1;
+                prop_assert!(live_before - map.len() == batch.len());
+                for s in batch {
+                    let at = model.iter().position(|(_, m, _)| *m == s);
+                    prop_assert!(at.is_some(), "{:?} reported twice or never live", s);
+                    let (l1, _, _) = model.swap_remove(at.unwrap());
+                    prop_assert!(overlaps(l1, s.size), "{:?} on {:#x} is outside", s, l1);
+                }
+                if !more {
+                    break;
+                }
+                prop_assert!(batches < 100_000, "no progress");
+                for op in between.next().unwrap_or_default() {
+                    match op {
+                        Between::Insert(l1, s) => insert(&mut map, &mut model, l1, s, false),
+                        Between::RemoveShadow(c, from, n) => {
+                            let before = model.len();
+                            model.retain(|(_, m, _)| {
+                                !(m.context == c && m.l2_ipa < from + n && m.l2_ipa + m.size > from)
+                            });
+                            prop_assert_eq!(map.remove_shadow_range(c, from, n), before - model.len());
+                        }
+                        Between::Forget(c) => {
+                            let before = model.len();
+                            model.retain(|(_, m, _)| m.context != c);
+                            prop_assert_eq!(map.forget_context(c), before - model.len());
+                        }
+                    }
+                }
+            }
+            prop_assert!(cursor.is_done());
+            for (l1, m, old) in &model {
+                prop_assert!(!(*old && overlaps(*l1, m.size)), "missed {:?} on {:#x}", m, l1);
+            }
+            let mut all = map.entries_in(0, u64::MAX);
+            all.sort();
+            let mut want: Vec<_> = model.iter().map(|(l1, m, _)| (*l1, *m)).collect();
+            want.sort();
+            // Exactly the model's records are left: nothing outside the
+            // range went but by the changes between batches.
+            prop_assert_eq!(&all, &want);
         }
     }
 

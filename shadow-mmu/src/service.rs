@@ -45,7 +45,8 @@
 //!   VMID's records alone if it is: the retirement cleared them, and now the
 //!   successor, under its own lock, may be between a record and its map.
 //! - `l0_unmap` bumps the L0 generation, takes the records from the reverse
-//!   map, then unmaps each under its context's lock. `translate` records in
+//!   map, then unmaps each under its context's lock (a batch of at most
+//!   [`crate::rmap::L0_UNMAP_BATCH`] records at a time, on the stack). `translate` records in
 //!   the reverse map *before* checking the L0 generation, all under the
 //!   context lock, so either the unmap finds the record (and waits for the
 //!   lock, after which the descriptor is there to remove) or the translate
@@ -79,6 +80,7 @@
 //! Lock order: directory -> context -> reverse map. Lookups take no lock.
 
 use alloc::vec::Vec;
+use arrayvec::ArrayVec;
 use core::cell::Cell;
 use core::fmt;
 
@@ -99,7 +101,7 @@ use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
     ShadowVmidError, ShadowVmids,
 };
-use crate::rmap::{ReverseMap, RmapError, ShadowRef};
+use crate::rmap::{L1RangeCursor, ReverseMap, RmapError, ShadowRef, L0_UNMAP_BATCH};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
     TlbMaintenance,
@@ -1522,13 +1524,34 @@ where
         // the Acquire half, nor the Acquire of `install`'s re-check: the
         // reverse-map lock orders that re-check against this bump.
         self.l0_generation.fetch_add(1, Ordering::AcqRel);
-        let mut found = Vec::new();
-        self.rmap
-            .lock()
-            .remove_range(range.start(), range.len(), |r| found.push(r));
+        // In batches of `L0_UNMAP_BATCH` records on the stack, so nothing
+        // is allocated however much goes, and the reverse-map lock is held
+        // for one batch at a time (a context's lock comes before it, so the
+        // shadow unmaps cannot happen inside it). Between batches the
+        // reverse map changes. The cursor never misses a record present
+        // when the first batch began (`ReverseMap::remove_range_batch`).
+        // A record inserted since is missed behind the cursor and removed
+        // at or after it, and both are safe, because its translate either
+        // - read the L0 generation after the bump above: it composed with
+        //   L0's new map, so its leaf is valid (removing it is permitted:
+        //   L2 faults again); or
+        // - read it before: its record went in after this call's first
+        //   batch took the reverse-map lock (it is not present before), so
+        //   that lock's hand-over orders the bump before `install`'s
+        //   re-check, which then fails, and the translate unmaps its own
+        //   range, leaves with records, without mapping anything.
+        // A record present at the start whose leaf is being mapped is
+        // unmapped after its batch, under its context's lock, so after the
+        // `install` holding that lock has mapped it (as before batching).
+        let mut cursor = L1RangeCursor::new(range.start(), range.len());
         let mut removed = 0;
-        for record in found {
-            if let Some(context) = self.directory.by_shadow_vmid(record.context, &guard) {
+        loop {
+            let mut batch = ArrayVec::<ShadowRef<u16>, L0_UNMAP_BATCH>::new();
+            let more = self.rmap.lock().remove_range_batch(&mut cursor, &mut batch);
+            for record in batch {
+                let Some(context) = self.directory.by_shadow_vmid(record.context, &guard) else {
+                    continue;
+                };
                 let _held = context.lock();
                 // Recycled since it was found: its clear removed the leaf,
                 // and the shared shadow is the successor's to change now.
@@ -1539,10 +1562,15 @@ where
                 self.forget_shadow(n);
                 removed += n;
             }
+            if !more {
+                break;
+            }
         }
         bump(&worker.counters.invalidations, 1);
         bump(&worker.counters.invalidated_entries, removed as u64);
-        guard.flush();
+        // No `guard.flush()`: this defers nothing, and flushing would seal
+        // whatever earlier calls left in the worker's bag into a queue
+        // node on the heap (the bag goes when it fills, or with the worker).
         removed as u64
     }
 }

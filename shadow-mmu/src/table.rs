@@ -926,6 +926,48 @@ impl<O: IndexOwner> BlockIndex<O> {
 }
 
 impl<O: IndexOwner> BlockIndex<O> {
+    /// The present blocks of `owner` in the first chunk that holds any
+    /// overlapping `[start, last]` (inclusive), without removing them: a
+    /// caller can walk a range one chunk at a time, resuming from any
+    /// block base with the index changed meanwhile. Visits only chunks
+    /// that exist in the range (or at most [`PROBE_CHUNKS`] probes);
+    /// allocates nothing.
+    pub(crate) fn first_chunk_in(
+        &self,
+        owner: O,
+        size_log2: u32,
+        start: u64,
+        last: u64,
+    ) -> Option<ChunkBlocks> {
+        if self.len == 0 {
+            return None;
+        }
+        let span = BlockSpan::new(size_log2, start, last)?;
+        let blocks_of = |chunk: u64| {
+            let words = self.bits.get(&ChunkKey::new(owner, chunk))?;
+            let mut found = ChunkBlocks {
+                chunk_base: chunk << span.shift,
+                size_log2,
+                bits: [0; CHUNK_WORDS],
+            };
+            for (w, bits) in span.masked(chunk, words) {
+                found.bits[w] = bits;
+            }
+            (found.len() > 0).then_some(found)
+        };
+        if span.probes() {
+            (span.first_chunk..=span.last_chunk).find_map(blocks_of)
+        } else {
+            // An empty chunk kept in the ring is skipped (at most
+            // `EMPTY_RING` of them).
+            self.ordered
+                .range((owner, span.first_chunk)..=(owner, span.last_chunk))
+                .find_map(|&(_, chunk)| blocks_of(chunk))
+        }
+    }
+}
+
+impl<O: IndexOwner> BlockIndex<O> {
     /// Removes the present blocks of `owner` that overlap `[start, last]`
     /// and hands each base to `removed`, in ascending order: what
     /// [`BlockIndex::overlapping`] returns, without building a list.
@@ -1048,6 +1090,13 @@ impl ChunkBlocks {
     /// How many.
     pub(crate) fn len(&self) -> usize {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The base of the chunk after this one; `None` at the top of the
+    /// address space.
+    pub(crate) fn next_chunk_base(&self) -> Option<u64> {
+        self.chunk_base
+            .checked_add(1 << (self.size_log2 + CHUNK_BLOCKS_LOG2))
     }
 
     /// Their bases, in ascending order.
