@@ -130,3 +130,45 @@ fn a_refused_reinstall_never_hides_an_existing_leaf_from_l0_unmap() {
         assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after both");
     });
 }
+
+/// Pages 0 and 1 (L1 IPAs OLD and OLD + 0x1000) are shadowed before the
+/// race, so the `l0_unmap` of both goes in two batches (one record each
+/// under loom): the reverse-map lock is released between them, after the
+/// cursor passed OLD. A vCPU translates page 0 again meanwhile, with L0's
+/// old map or its new one. A record it inserts behind the cursor is never
+/// seen by this `l0_unmap`, so its translate must back out by itself (the
+/// L0 generation moved before the first batch); either way, once both are
+/// done no shadow leaf maps page 0 or page 1. Fails with the generation
+/// bumped after the first batch instead of before it. (L0 is the spawned
+/// thread and the vCPU the main one, so two preemptions put the vCPU's
+/// install between the batches after a composition with the old map.)
+#[test]
+fn a_translate_between_l0_unmap_batches_never_keeps_a_leaf_on_the_old_map() {
+    loom::model(|| {
+        let s = service(1);
+        let w = s.worker();
+        assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        assert_eq!(
+            l1_of(&read(&s, &w, &key(ROOT), 0x1000), 0x1000),
+            Some(OLD + 0x1000)
+        );
+        let l0 = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                s.l0().remove_old();
+                let removed = s.l0_unmap(
+                    &w,
+                    IpaRange::new(OLD, OLD + 0x2000).unwrap(),
+                    L0Change::Unmap,
+                );
+                assert!(removed >= 1, "page 1's leaf at least");
+                assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0x1000), None);
+            })
+        };
+        assert_old_or_backed_out(&read(&s, &w, &key(ROOT), 0));
+        l0.join().unwrap();
+        assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0), None, "after both");
+        assert_eq!(s.shadow_lookup(&w, &key(ROOT), 0x1000), None);
+    });
+}

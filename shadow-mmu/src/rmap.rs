@@ -78,7 +78,9 @@ const NIL: u32 = u32::MAX;
 /// Records one [`ReverseMap::remove_range_batch`] removes at most (live
 /// or dead): the most the reverse-map lock is held for, in records, by an
 /// L0 unmap, and the length of the stack array it hands them over in.
-pub const L0_UNMAP_BATCH: usize = 64;
+/// One under loom, so that two records make two batches and the models
+/// reach the window between them.
+pub const L0_UNMAP_BATCH: usize = if cfg!(loom) { 1 } else { 64 };
 
 const fn size_class(size: u64) -> Option<usize> {
     match size {
