@@ -737,6 +737,9 @@ impl<C: ContextId> ReverseMap<C> {
         cursor: &mut L1RangeCursor,
         out: &mut ArrayVec<ShadowRef<C>, N>,
     ) -> bool {
+        if cursor.is_done() {
+            return false;
+        }
         self.unlink_pending(PENDING_UNLINKS);
         let mut room = out.remaining_capacity();
         while let Some(class) = cursor.class() {
