@@ -23,7 +23,7 @@ use crate::table::{node_bytes, table_bytes, EMPTY_RING, PLACE_BYTES};
 /// is allocated whole when the service is made and never grows
 /// ([`Budget::reverse_map_bytes`], at most this per leaf: tested): per
 /// record of [`Budget::reverse_map_records`] its slab slot and free-list
-/// entry (44 bytes), its slots in the two flat maps and the two block
+/// entry (52 bytes), its slots in the two flat maps and the two block
 /// indexes' hashed levels (40 + 3 x 24 bytes, up to 8/3x for the power of
 /// two that keeps the load <= 3/4) and two ordered-set keys
 /// ([`ORDERED_KEY_BYTES`]).

@@ -150,6 +150,9 @@ struct Record<C> {
     l2: u64,
     /// The context's epoch when inserted: dead once the context's moves on.
     epoch: u64,
+    /// The map's insert count when inserted (`ReverseMap::inserts`): an
+    /// L1-range removal passes the records inserted after it began.
+    inserted: u64,
     context: C,
     /// Neighbours in the list of records on the same (class, L1 block).
     prev: u32,
@@ -251,6 +254,8 @@ pub struct ReverseMap<C> {
     pending: Vec<(u32, u8, u64)>,
     /// Records the slab holds at most (see [`ReverseMap::with_capacity`]).
     capacity: usize,
+    /// Inserts so far (a 64-bit count: it never wraps).
+    inserts: u64,
 }
 
 /// Where a batched L1-range removal stands (see
@@ -264,6 +269,9 @@ pub struct L1RangeCursor {
     from: u64,
     start: u64,
     last: u64,
+    /// The map's insert count when the first batch began: records inserted
+    /// after it are passed, not removed (see `remove_l1_list`).
+    began_after: Option<u64>,
 }
 
 impl L1RangeCursor {
@@ -275,6 +283,7 @@ impl L1RangeCursor {
             from: l1_ipa_start,
             start: l1_ipa_start,
             last: l1_ipa_start.saturating_add(len.saturating_sub(1)),
+            began_after: None,
         }
     }
 
@@ -320,6 +329,7 @@ impl<C: ContextId> ReverseMap<C> {
             sweep: 0,
             pending: Vec::with_capacity(PENDING_UNLINKS),
             capacity: usize::MAX,
+            inserts: 0,
         }
     }
 
@@ -345,6 +355,7 @@ impl<C: ContextId> ReverseMap<C> {
             sweep: 0,
             pending: Vec::with_capacity(PENDING_UNLINKS),
             capacity: records,
+            inserts: 0,
         }
     }
 
@@ -488,9 +499,11 @@ impl<C: ContextId> ReverseMap<C> {
                 epoch,
             },
         );
+        self.inserts += 1;
         let record = Some(Record {
             l2: shadow.l2_ipa,
             epoch,
+            inserted: self.inserts,
             context: shadow.context,
             prev: NIL,
             next,
@@ -722,11 +735,12 @@ impl<C: ContextId> ReverseMap<C> {
     ///   non-empty; the cursor passes a block only after walking its list
     ///   to the end within one batch, and a chunk only after visiting every
     ///   block set in it within one batch.
-    /// - records inserted meanwhile are removed if they lie at or after the
-    ///   cursor, and missed if they lie behind it: the caller must make
-    ///   both safe (`Service::l0_unmap`: they are the records of translates
-    ///   that either composed with the new L0 map, or back out because the
-    ///   L0 generation moved before this began).
+    /// - records inserted after the first batch began are never removed
+    ///   (they are passed, so faults that keep refilling one L1 block cannot
+    ///   keep the walk from the older records behind them): the caller must
+    ///   make that safe (`Service::l0_unmap`: they are the records of
+    ///   translates that either composed with the new L0 map, or back out
+    ///   because the L0 generation moved before this began).
     ///
     /// Each batch first completes the pending unlinks (at most
     /// [`PENDING_UNLINKS`]), so every record on a list is in `by_shadow`
@@ -741,6 +755,7 @@ impl<C: ContextId> ReverseMap<C> {
             return false;
         }
         self.unlink_pending(PENDING_UNLINKS);
+        let began_after = *cursor.began_after.get_or_insert(self.inserts);
         let mut room = out.remaining_capacity();
         while let Some(class) = cursor.class() {
             let size_log2 = SIZES_LOG2[usize::from(class)];
@@ -754,7 +769,7 @@ impl<C: ContextId> ReverseMap<C> {
             // A copy of the chunk's bits: this batch removes only blocks
             // it has passed, so the bases ahead stay valid.
             for base in blocks.bases() {
-                if room == 0 || !self.remove_l1_list(class, base, &mut room, out) {
+                if room == 0 || !self.remove_l1_list(class, base, began_after, &mut room, out) {
                     cursor.from = base;
                     return true;
                 }
@@ -767,13 +782,23 @@ impl<C: ContextId> ReverseMap<C> {
         false
     }
 
-    /// Removes the records on L1 block `base` of `class`, from the list's
-    /// head, while `room` lasts (one per record), appending the live ones
-    /// to `out`. Returns whether the list was walked to its end.
+    /// Removes the records on L1 block `base` of `class` that were inserted
+    /// by the time the removal began (insert count `began_after`), from the
+    /// list's head, while `room` lasts (one per record), appending the live
+    /// ones to `out`. Returns whether the list was walked to its end.
+    ///
+    /// Records inserted since are passed, not removed (their translates
+    /// composed with the new L0 map, or back out: see the caller): inserts
+    /// go to a list's head, where the next batch starts again, so removing
+    /// them would let faults that keep adding records to one L1 block
+    /// starve the older ones behind them, with no bound on the batches
+    /// (review 16 F1). Passing one costs a step of the walk, not room, and
+    /// each batch removes at least one older record or finishes the list.
     fn remove_l1_list<const N: usize>(
         &mut self,
         class: u8,
         base: u64,
+        began_after: u64,
         room: &mut usize,
         out: &mut ArrayVec<ShadowRef<C>, N>,
     ) -> bool {
@@ -801,7 +826,9 @@ impl<C: ContextId> ReverseMap<C> {
             };
             // Every listed record is in `by_shadow` after `unlink_pending`;
             // a detached one (not reached) is passed without a removal.
-            if self.by_shadow.get(&key).is_some_and(|m| m.id == id) {
+            if record.inserted <= began_after
+                && self.by_shadow.get(&key).is_some_and(|m| m.id == id)
+            {
                 *room -= 1;
                 if let Some((class, true)) = self.remove_key(record.context, record.l2) {
                     out.push(Self::shadow_ref(record.context, record.l2, class));
@@ -1091,7 +1118,7 @@ mod tests {
     fn slot_sizes_are_those_the_budget_counts() {
         assert!(core::mem::size_of::<(ShadowKey<u16>, Meta)>() <= 40);
         assert!(core::mem::size_of::<(L1Key, L1List)>() <= 24);
-        assert!(core::mem::size_of::<Option<Record<u16>>>() <= 40);
+        assert!(core::mem::size_of::<Option<Record<u16>>>() <= 48);
     }
 
     /// Shadow-range removals detach records at once and unlink them from

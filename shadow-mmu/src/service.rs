@@ -662,6 +662,9 @@ pub struct Service<M, L, B: ShadowBackend> {
     backend: B,
     directory: Directory<ShadowOf<B>>,
     rmap: Mutex<ReverseMap<u16>>,
+    /// Held for a whole `l0_unmap`, before any other lock: one L0 unmap at
+    /// a time (see there).
+    l0_unmaps: Mutex<()>,
     l0_generation: ModelledU64,
     shadow_leaves: AtomicUsize,
     collector: Collector,
@@ -748,6 +751,7 @@ where
                 config.budget.reverse_map_records(),
                 config.budget.capacity.contexts,
             )),
+            l0_unmaps: Mutex::new(()),
             l0_generation: ModelledU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
             collector,
@@ -1513,6 +1517,14 @@ where
     /// L0 changed its mapping of L1 IPAs `range`: every shadow entry built
     /// on them goes. Cost grows with the entries found. Returns how many.
     pub fn l0_unmap(&self, worker: &Worker, range: IpaRange, _change: L0Change) -> u64 {
+        // One L0 unmap at a time (as KVM's mmu_lock serialises its MMU
+        // notifiers): a record leaves the reverse map in one call's batch
+        // before that call unmaps its leaf with the reverse-map lock
+        // released, so a second call over the same range could find
+        // nothing and return while the leaf still maps L0's old page
+        // (review 16 F2, loom `shadow_l0_concurrent`). Taken before any
+        // other lock; nothing else takes it.
+        let _one_at_a_time = self.l0_unmaps.lock();
         let guard = self.pin(worker);
         // Release: a translate that reads the new number (Acquire, before
         // it composes) sees L0's map change made before this call
@@ -1530,8 +1542,10 @@ where
         // shadow unmaps cannot happen inside it). Between batches the
         // reverse map changes. The cursor never misses a record present
         // when the first batch began (`ReverseMap::remove_range_batch`).
-        // A record inserted since is missed behind the cursor and removed
-        // at or after it, and both are safe, because its translate either
+        // A record inserted since is passed, never removed (so faults
+        // refilling one L1 block cannot starve the older records behind
+        // them: review 16 F1), and missing it is safe, because its
+        // translate either
         // - read the L0 generation after the bump above: it composed with
         //   L0's new map, so its leaf is valid (removing it is permitted:
         //   L2 faults again); or
