@@ -716,7 +716,8 @@ impl<C: ContextId> ReverseMap<C> {
     /// as many as `out` has room for (live and dead ones both count), and
     /// appends the live ones to `out`; moves `cursor` past what it
     /// removed. Returns whether the range may hold more (call again with
-    /// the same cursor): `false` once it is done. Allocates nothing.
+    /// the same cursor and an emptied `out`; a full `out` makes no
+    /// progress): `false` once it is done. Allocates nothing.
     ///
     /// The cursor is (size class, block base): the classes go in turn, the
     /// L1 blocks of a class in ascending order, found one block-index
@@ -754,6 +755,9 @@ impl<C: ContextId> ReverseMap<C> {
         if cursor.is_done() {
             return false;
         }
+        // A full `out` would make no progress and return `true` for ever
+        // (review 16 F4): the caller passes an empty batch each time.
+        debug_assert!(out.remaining_capacity() > 0, "remove_range_batch needs room");
         self.unlink_pending(PENDING_UNLINKS);
         let began_after = *cursor.began_after.get_or_insert(self.inserts);
         let mut room = out.remaining_capacity();
