@@ -757,7 +757,10 @@ impl<C: ContextId> ReverseMap<C> {
         }
         // A full `out` would make no progress and return `true` for ever
         // (review 16 F4): the caller passes an empty batch each time.
-        debug_assert!(out.remaining_capacity() > 0, "remove_range_batch needs room");
+        debug_assert!(
+            out.remaining_capacity() > 0,
+            "remove_range_batch needs room"
+        );
         self.unlink_pending(PENDING_UNLINKS);
         let began_after = *cursor.began_after.get_or_insert(self.inserts);
         let mut room = out.remaining_capacity();
