@@ -1318,13 +1318,22 @@ where
     /// Unmaps `[base, base + size)` from a context's shadow and forgets the
     /// reverse-map records. Caller holds the context's lock.
     /// Unmaps (with their records) the shadow leaves overlapping
-    /// `shadow`'s range that are not a leaf of exactly that range: the
-    /// block around it, or everything under it. One lookup when the range
+    /// `shadow`'s range that are not a leaf of exactly that range and page:
+    /// the block around it, everything under it, or the same range mapping
+    /// another page. One lookup when the range
     /// is empty or holds the same leaf; the common page install costs
     /// nothing more. Under the context's lock.
     fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
         let hull = match context.shadow().lookup(shadow.l2_ipa_base) {
-            Some(leaf) if leaf.size == shadow.size => return,
+            Some(leaf) if leaf.size == shadow.size && leaf.pa_base == shadow.pa_base => return,
+            // The same range on another page (L1 rewrote a live entry, and
+            // a translate that walked the old one installed first): the old
+            // leaf goes with its record before the new record replaces it.
+            // Replacing the record first would leave the old leaf mapped
+            // with no record until `map`, so an `l0_unmap` of the old page
+            // in that window would find nothing and return while L2 could
+            // still reach it (review 16 F3).
+            Some(leaf) if leaf.size == shadow.size => (leaf.l2_ipa_base, leaf.size),
             // A block around the new entry: it goes whole.
             Some(leaf) if leaf.size > shadow.size => (leaf.l2_ipa_base, leaf.size),
             // A page is the smallest leaf: nothing lies below one.
