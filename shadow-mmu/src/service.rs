@@ -1556,8 +1556,7 @@ where
         // them: review 16 F1), and missing it is safe, because its
         // translate either
         // - read the L0 generation after the bump above: it composed with
-        //   L0's new map, so its leaf is valid (removing it is permitted:
-        //   L2 faults again); or
+        //   L0's new map, so its leaf is valid; or
         // - read it before: its record went in after this call's first
         //   batch took the reverse-map lock (it is not present before), so
         //   that lock's hand-over orders the bump before `install`'s
