@@ -232,20 +232,20 @@ fn hot(c: &mut Criterion) {
             // does on every walk (`vtcr_to_walk_info`, the start-level and
             // input-size checks of `walk_nested_s2_pgd`).
             let exposed = features();
-            let registers = |vtcr, vttbr| Stage2Registers {
-                vtcr,
-                vttbr,
-                endianness: Endianness::Little,
+            let new_walker = || {
+                let registers = Stage2Registers {
+                    vtcr: black_box(fixture.vtcr),
+                    vttbr: black_box(fixture.vttbr),
+                    endianness: Endianness::Little,
+                };
+                Stage2Walker::new(registers, &exposed)
             };
             group.bench_with_input(
                 BenchmarkId::new("walker_new_walk", &id),
                 &fixture.ipa,
                 |b, &ipa| {
                     b.iter(|| {
-                        let walker = Stage2Walker::new(
-                            registers(black_box(fixture.vtcr), black_box(fixture.vttbr)),
-                            &exposed,
-                        );
+                        let walker = new_walker();
                         let _ = black_box(walker.walk(&memslots, black_box(ipa), AccessKind::Read));
                     })
                 },
@@ -255,10 +255,7 @@ fn hot(c: &mut Criterion) {
                 &fixture.ipa,
                 |b, &ipa| {
                     b.iter(|| {
-                        let walker = Stage2Walker::new(
-                            registers(black_box(fixture.vtcr), black_box(fixture.vttbr)),
-                            &exposed,
-                        );
+                        let walker = new_walker();
                         let _ = black_box(walker.translate_leaf(
                             &memslots,
                             black_box(ipa),
