@@ -32,15 +32,25 @@ where
     /// this service was told L1 has ([`Service::l1_vmid_width`]): the
     /// sender computed it differently, and its TLBIs would miss contexts.
     pub fn answer(&self, worker: &Worker, record: &Record) -> Record {
-        let Envelope { vcpu, seq, message } =
-            match decode_request(record).and_then(|e| self.check_vmid(e)) {
-                Ok(envelope) => envelope,
-                Err(error) => {
-                    let vcpu = VcpuId(record.header.vcpu);
-                    return Reply::Error(error).encode(vcpu, record.header.seq);
-                }
-            };
-        let reply = match message {
+        match decode_request(record) {
+            Ok(envelope) => {
+                let (vcpu, seq) = (envelope.vcpu, envelope.seq);
+                self.reply(worker, envelope).encode(vcpu, seq)
+            }
+            Err(error) => Reply::Error(error).encode(VcpuId(record.header.vcpu), record.header.seq),
+        }
+    }
+
+    /// The reply to one decoded request: what a service loop built on
+    /// [`ipc::Poller`] (which decodes the records itself) hands back. A
+    /// VMID that disagrees with L1's registers is refused as in
+    /// [`Service::answer`].
+    pub fn reply(&self, worker: &Worker, envelope: Envelope<Request>) -> Reply {
+        let message = match self.check_vmid(envelope) {
+            Ok(envelope) => envelope.message,
+            Err(error) => return Reply::Error(error),
+        };
+        match message {
             Request::Translate(t) => Reply::Translate(self.translate_request(worker, &t)),
             Request::Invalidate(i) => {
                 let dropped = self.invalidate(worker, i.vmid(), &i.scope());
@@ -54,8 +64,7 @@ where
                     entries_removed: removed,
                 })
             }
-        };
-        reply.encode(vcpu, seq)
+        }
     }
 
     /// A decoded request whose VMID is the one L1's registers name for

@@ -194,6 +194,80 @@ fn the_adapter_answers_ipc_records() {
     assert!(matches!(r, Reply::Error(_)), "{r:?}");
 }
 
+/// The service loop as hv and the bench harness run it: an ipc `Poller`
+/// (which decodes records itself) answering with `Service::reply`, a vCPU
+/// on another thread calling through its rings.
+#[test]
+fn a_poller_service_loop_answers_with_reply() {
+    use ipc::{ClientError, Endpoint, Poller, RingBuffer, SpinDoorbell, VcpuClient};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, RW);
+    let s = service(mem);
+    let requests = RingBuffer::<8>::new();
+    let replies = RingBuffer::<8>::new();
+    let bell = SpinDoorbell;
+    let stop = AtomicBool::new(false);
+    let context = IpcKey {
+        vmid: 1,
+        vttbr: l1.root | (1 << 48),
+        vtcr: l1.vtcr(),
+    };
+    let fault = |context, ipa| TranslateRequest {
+        context,
+        l2_ipa: ipa,
+        access: IpcAccess::Read,
+        esr: 0x24 << 26 | 1 << 25 | 0x07,
+        far: L2_VA | (ipa & 0xfff),
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let w = s.worker();
+            let mut endpoints =
+                [Endpoint::new(VcpuId(3), requests.ring(), replies.ring(), &bell).unwrap()];
+            let mut poller = Poller::new(&mut endpoints, 4);
+            poller.run(
+                &bell,
+                |envelope| s.reply(&w, envelope),
+                || !stop.load(Ordering::Acquire),
+            );
+        });
+        let mut vcpu =
+            VcpuClient::new(VcpuId(3), requests.ring(), replies.ring(), &bell, &bell).unwrap();
+        let Ok(TranslateOutcome::Mapped(m)) = vcpu.translate(fault(context, 0x5008)) else {
+            panic!("not mapped")
+        };
+        assert_eq!(m.pa, PA_OFFSET + 0x8000_9000);
+        let tlbi = Tlbi {
+            op: TlbiOp::Vmalls12e1,
+            shareability: Shareability::InnerShareable,
+            nxs: false,
+        };
+        let ack = vcpu
+            .invalidate(InvalidateRequest::new(1, tlbi, 0, TlbiParams::default()).unwrap())
+            .unwrap();
+        assert!(ack.entries_dropped >= 2, "{ack:?}");
+        // A VMID that is not the one VTTBR_EL2 names: refused, as `answer`
+        // refuses it.
+        let wrong = IpcKey { vmid: 2, ..context };
+        assert!(
+            matches!(
+                vcpu.translate(fault(wrong, 0x5008)),
+                Err(ClientError::Rejected(_))
+            ),
+            "a wrong VMID must be rejected"
+        );
+        stop.store(true, Ordering::Release);
+    });
+    // The loop really translated (one walk, cached again after the flush
+    // only if asked): the shadow entry went with the flush.
+    let w = s.worker();
+    assert!(s.shadow_lookup(&w, &l1.key(1), 0x5000).is_none());
+    assert_eq!(s.stats().walks, 1);
+}
+
 #[test]
 fn hostile_l1_stays_within_the_budget() {
     // A small budget: 4 contexts in 2 MiB.
