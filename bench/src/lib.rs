@@ -1,4 +1,5 @@
 //! Baselines and fixtures shared by the criterion benchmarks in `benches/`.
 #![forbid(unsafe_code)]
 pub mod shadow_baseline;
+pub mod umbra;
 pub mod walker_baseline;

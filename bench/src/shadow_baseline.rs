@@ -54,9 +54,11 @@ use shadow_mmu::compose::{
 };
 use shadow_mmu::shadow_table::{FramePool, MapError, ShadowConfig, ShadowTable, TlbMaintenance};
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
-    Stage2Registers, Stage2Walker, WalkError,
+    AccessKind, Endianness, Execute, ExposedFeatures, IdRegisters, Memslot, Memslots, S2Ap,
+    Shareability, SlotAccess, Stage2Registers, Stage2Walker, WalkError,
 };
+
+use crate::walker_baseline::{BaselineTranslation, KvmStyleMemory};
 
 /// L1 IPA of L1's stage-2 tables.
 pub const TABLES_L1_IPA: u64 = 0x1_0000_0000;
@@ -102,6 +104,8 @@ pub struct L1Fixture {
     pub alias_roots: Vec<u64>,
     /// Pages mapped from [`L2_BASE`].
     pub pages: u64,
+    /// The words of L1's table memory (from [`TABLES_L1_IPA`]).
+    pub table_words: &'static [AtomicU64],
 }
 
 fn leaf(oa: u64) -> u64 {
@@ -190,6 +194,7 @@ impl L1Fixture {
             root,
             alias_roots,
             pages,
+            table_words: words,
         }
     }
 
@@ -232,6 +237,25 @@ impl L1Fixture {
     /// L2 IPA of page `i`.
     pub fn l2_ipa(i: u64) -> u64 {
         L2_BASE + i * PAGE
+    }
+
+    /// PA L0 backs L2 page `i` with (through L1's page).
+    pub fn pa(i: u64) -> u64 {
+        DATA_PA + i * PAGE
+    }
+
+    /// L1's table memory as KVM's memslots hold it (bytes in host memory,
+    /// little-endian), for the KVM-style walker: a copy, taken now (the
+    /// fixtures never change L1's tables after building them). Leaked,
+    /// as the fixture is.
+    pub fn kvm_memory(&self) -> KvmStyleMemory<'static> {
+        let bytes: &'static [u8] = self
+            .table_words
+            .iter()
+            .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+            .collect::<Vec<u8>>()
+            .leak();
+        KvmStyleMemory::new(vec![(TABLES_L1_IPA, bytes)])
     }
 }
 
@@ -557,6 +581,24 @@ impl<P: FramePool, T: TlbMaintenance> KvmContext<P, T> {
     }
 }
 
+/// The leaf of a KVM-style walk of `l2_ipa` in the form composition takes:
+/// block bases from the block size, S2AP, XN, MemAttr and SH from the
+/// descriptor (no FEAT_LPA2 in these fixtures, so SH is in the
+/// descriptor).
+pub fn l1_translation_of(t: &BaselineTranslation, l2_ipa: u64) -> L1Translation {
+    let offset = t.block_size - 1;
+    let bits = |shift: u32, width: u32| ((t.desc >> shift) & ((1 << width) - 1)) as u8;
+    L1Translation {
+        l2_ipa_base: l2_ipa & !offset,
+        l1_ipa_base: t.oa & !offset,
+        size: t.block_size,
+        s2ap: S2Ap::from_bits(bits(6, 2)),
+        execute: Execute::from_xn(bits(53, 2)),
+        mem_attr: MemAttr::from_bits(bits(2, 4)),
+        shareability: Shareability::from_bits(bits(8, 2)),
+    }
+}
+
 /// Why a KVM-style fault installed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvmFault {
@@ -679,6 +721,33 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
         };
         // `kvm_encode_nested_level(trans->level)`: 2 bits, level 0 (or an
         // LPA2 level -1) leaves no tag.
+        let level = u8::try_from(t.level).unwrap_or(0) & 3;
+        self.map_tagged(key, &composed, level)
+            .map_err(KvmFault::Map)?;
+        Ok(composed)
+    }
+
+    /// A shadow fault as KVM takes it end to end: L1's table walked with
+    /// the KVM-style walker (`kvm_walk_nested_s2`: registers decoded, one
+    /// `kvm_read_guest` per level), the leaf decoded as KVM's
+    /// `kvm_s2_trans_*` accessors read `kvm_s2_trans.desc`, composed with
+    /// L0's map and mapped tagged with L1's level, under the read lock.
+    pub fn fault_kvm_walk(
+        &self,
+        key: &ContextKey,
+        memory: &KvmStyleMemory<'_>,
+        l0: &impl L0Map,
+        l2_ipa: u64,
+    ) -> Result<ShadowMapping, KvmFault> {
+        let t = memory
+            .walk(key.vtcr, key.vttbr, l2_ipa)
+            .map_err(|_| KvmFault::Walk(None))?;
+        let walk = l1_translation_of(&t, l2_ipa);
+        let host = HostExecute::from_xnx(ShadowConfig::default().xnx);
+        let composed = match resolve(&walk, l2_ipa, l0, host) {
+            Ok(Composition::Mapped(c)) => c.shadow,
+            _ => return Err(KvmFault::Unbacked),
+        };
         let level = u8::try_from(t.level).unwrap_or(0) & 3;
         self.map_tagged(key, &composed, level)
             .map_err(KvmFault::Map)?;
@@ -825,6 +894,49 @@ mod tests {
         let ipa = DATA_L1_IPA + 5 * PAGE;
         let m = f.l0.lookup(ipa).unwrap();
         assert_eq!(m.pa_base() + (ipa - m.ipa_base()), DATA_PA + 5 * PAGE);
+    }
+
+    /// The KVM-style walker's leaf, decoded for composition, is Umbra's
+    /// walker's, and a fault through it installs the same shadow entry.
+    #[test]
+    fn kvm_walk_faults_install_what_the_walker_faults_install() {
+        let f = L1Fixture::new(1100);
+        let memory = f.kvm_memory();
+        let w = f.walker(2);
+        let key = f.key(2);
+        let by_walker = KvmStyle::new(
+            Arc::new(HeapFramePool::new(16, 1 << 40).unwrap()),
+            NoHardwareTlb,
+        );
+        let by_kvm_walk = KvmStyle::new(
+            Arc::new(HeapFramePool::new(16, 1 << 40).unwrap()),
+            NoHardwareTlb,
+        );
+        for i in [0, 1, 511, 512, 1099] {
+            let ipa = L1Fixture::l2_ipa(i) + 0x18;
+            let t = w.walk(&f.memory, ipa, AccessKind::Read).unwrap();
+            let kvm = memory.walk(key.vtcr, key.vttbr, ipa).unwrap();
+            assert_eq!(
+                l1_translation_of(&kvm, ipa),
+                L1Translation::from_translation(&t)
+            );
+            let expected = by_walker
+                .fault(&key, &w, &f.memory, &f.l0, ipa, AccessKind::Read)
+                .unwrap();
+            let got = by_kvm_walk
+                .fault_kvm_walk(&key, &memory, &f.l0, ipa)
+                .unwrap();
+            assert_eq!(got, expected);
+            assert_eq!(got.pa_base, L1Fixture::pa(i));
+            assert_eq!(by_kvm_walk.lookup(&key, ipa), Some(got));
+        }
+        // Past the last page: L1's walk faults, nothing is installed.
+        let beyond = L1Fixture::l2_ipa(1100);
+        assert_eq!(
+            by_kvm_walk.fault_kvm_walk(&key, &memory, &f.l0, beyond),
+            Err(KvmFault::Walk(None))
+        );
+        assert_eq!(by_kvm_walk.lookup(&key, beyond), None);
     }
 
     /// RIPAS2E1IS over `pages` 4 KiB pages from `ipa`, no TTL hint.

@@ -1,0 +1,53 @@
+//! Umbra's service as the benchmarks build it over an [`L1Fixture`].
+
+use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::L0RegionMap;
+use shadow_mmu::context::{ContextKey, HostVmids};
+use shadow_mmu::service::{HostBackend, Service, ServiceConfig};
+use shadow_mmu::shadow_table::ShadowConfig;
+use walker::{Endianness, Memslots};
+
+use crate::shadow_baseline::{exposed_features, L1Fixture};
+
+/// The service over a fixture's memory and L0 map, host shadow tables.
+pub type UmbraService = Service<Memslots<'static>, L0RegionMap, HostBackend>;
+
+/// A service whose budget holds `entries_per_context` 4 KiB entries in
+/// each of `contexts` contexts (cache slots, shadow tables, reverse map),
+/// so nothing a benchmark fills is evicted.
+pub fn service(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> UmbraService {
+    let frames_needed = contexts * (entries_per_context.div_ceil(512) + 8);
+    let mut bytes = 1 << 22;
+    let budget = loop {
+        if let Ok(b) = Budget::split(bytes, contexts) {
+            if b.capacity.leaves_per_context >= 2 * entries_per_context
+                && b.frames >= frames_needed
+                && b.shadow_leaves >= contexts * entries_per_context
+            {
+                break b;
+            }
+        }
+        bytes *= 2;
+    };
+    let config = ServiceConfig {
+        features: exposed_features(),
+        // A random key per run, as a deployment has.
+        hash_seed: std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            0u64,
+        ),
+        budget,
+        first_shadow_vmid: 100,
+        host_vmids: HostVmids {
+            width: ipc::VmidWidth::Bits16,
+            l1_vmid: 1,
+        },
+    };
+    let backend = HostBackend::new(budget.frames, ShadowConfig::default()).expect("pool");
+    Service::new(config, f.memory, f.l0.clone(), backend).expect("valid shadow VMIDs")
+}
+
+/// Umbra's key for the context the baselines know by `k`.
+pub fn context_key(k: &ipc::message::ContextKey) -> ContextKey {
+    ContextKey::new(k.vmid, k.vttbr, k.vtcr, Endianness::Little)
+}
