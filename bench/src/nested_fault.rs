@@ -1,0 +1,396 @@
+//! The end-to-end nested-fault harness (DESIGN.md path 1) and its
+//! KVM-style baseline, run by `benches/nested_fault.rs`.
+//!
+//! Every request is a real L2 stage-2 fault on a page whose shadow entry
+//! is absent, resolved to the PA L0 backs it with, checked, and counted.
+//! The vCPUs are host threads, each faulting its share of the harness's pages
+//! (interleaved) in order, one fault outstanding at a time, as a vCPU
+//! blocked on its fault is. Before every timed pass (untimed) the shadow
+//! is emptied one of two ways:
+//!
+//! * `after_vmid_flush`: L1 issued TLBI VMALLS12E1IS. Umbra dropped its
+//!   walk results too, so every fault walks L1's tables (from the root, or
+//!   from an intermediate entry cached by an earlier fault of the pass).
+//! * `after_l0_unmap`: L0 unmapped all of L1's data memory (and maps it
+//!   again on demand: a memslot change, swap, migration). Umbra removes the
+//!   shadow entries through its reverse map and keeps L1's walk results,
+//!   which are still valid, so a refault is a cache hit, composition and a
+//!   shadow map. KVM unmaps the whole shadow of every nested MMU
+//!   (`kvm_nested_s2_unmap`) and every refault walks L1's tables again.
+//!
+//! The designs:
+//!
+//! * `umbra_ipc`: the deployment of path 1: each vCPU sends a translate
+//!   request on its own ipc ring and waits for the reply; one service
+//!   thread serves every ring with a fair `Poller` (host doorbells:
+//!   spin, then sleep) and answers with `Service::reply`.
+//! * `umbra_inline`: each vCPU thread calls `Service::translate` itself
+//!   (the service as a library in the fault handler's thread).
+//! * `kvm_style`: KVM's fault path on the vCPU thread: L1's table walked
+//!   with the KVM-style walker (`kvm_walk_nested_s2`, one `kvm_read_guest`
+//!   per level), composed with L0's map, mapped under the read lock
+//!   (`bench::shadow_baseline::KvmStyle::fault_kvm_walk`).
+//!
+//! Throughput is in faults per second (criterion's elements/s). On a
+//! 2-core machine `umbra_ipc` with 2 vCPUs runs three threads on two
+//! cores, so its service sleeps and wakes on the doorbell; the deployment
+//! gives the service a core of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use ipc::message::{AccessKind as IpcAccess, ContextKey as IpcKey, L0Change, TranslateRequest};
+use ipc::tlbi::{InvalidateScope, IpaRange};
+use ipc::{Endpoint, HostDoorbell, Poller, RingBuffer, TranslateOutcome, VcpuClient, VcpuId};
+use shadow_mmu::service::{Stats, Translated};
+use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb};
+use walker::{AbortContext, AbortOrigin, AccessKind};
+
+use crate::shadow_baseline::{KvmStyle, L1Fixture, DATA_L1_IPA};
+use crate::umbra::{context_key, service, UmbraService};
+use crate::walker_baseline::KvmStyleMemory;
+
+/// The most vCPUs a pass runs.
+pub const MAX_VCPUS: usize = 2;
+/// L1's VMID.
+const VMID: u16 = 1;
+
+type Kvm = KvmStyle<Arc<HeapFramePool>, NoHardwareTlb>;
+
+/// How the shadow was emptied before a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emptied {
+    /// L1 issued TLBI VMALLS12E1IS.
+    VmidFlush,
+    /// L0 unmapped all of L1's data memory.
+    L0Unmap,
+}
+
+impl Emptied {
+    /// The benchmark group's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Emptied::VmidFlush => "after_vmid_flush",
+            Emptied::L0Unmap => "after_l0_unmap",
+        }
+    }
+}
+
+/// Who resolves the faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Design {
+    /// Umbra's service on a thread of its own, reached through ipc rings.
+    UmbraIpc,
+    /// Umbra's service called on each vCPU's thread.
+    UmbraInline,
+    /// KVM's fault path on each vCPU's thread.
+    KvmStyle,
+}
+
+impl Design {
+    /// Every design, in the order the benchmark runs them.
+    pub const ALL: [Design; 3] = [Design::UmbraIpc, Design::UmbraInline, Design::KvmStyle];
+
+    /// The benchmark's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Design::UmbraIpc => "umbra_ipc",
+            Design::UmbraInline => "umbra_inline",
+            Design::KvmStyle => "kvm_style",
+        }
+    }
+}
+
+/// L1's tables for `pages` pages, Umbra's service and the KVM-style
+/// baseline over them, and the rings between vCPUs and the service.
+pub struct Harness {
+    fixture: L1Fixture,
+    kvm_memory: KvmStyleMemory<'static>,
+    umbra: UmbraService,
+    kvm: Kvm,
+    rings: Rings,
+}
+
+impl Harness {
+    /// Builds everything and faults every page in once in each design (so
+    /// the contexts and their tables exist).
+    pub fn new(pages: u64) -> Harness {
+        let fixture = L1Fixture::new(pages);
+        let harness = Harness {
+            kvm_memory: fixture.kvm_memory(),
+            umbra: service(&fixture, 2, pages as usize),
+            kvm: KvmStyle::new(
+                Arc::new(
+                    HeapFramePool::new(pages.div_ceil(512) as usize + 16, 1 << 40).expect("pool"),
+                ),
+                NoHardwareTlb,
+            ),
+            rings: Rings::new(),
+            fixture,
+        };
+        harness.pass(Design::UmbraInline, 1);
+        harness.pass(Design::KvmStyle, 1);
+        harness
+    }
+
+    /// Pages faulted per pass.
+    pub fn pages(&self) -> u64 {
+        self.fixture.pages
+    }
+
+    /// Umbra's counters.
+    pub fn umbra_stats(&self) -> Stats {
+        self.umbra.stats()
+    }
+
+    /// Empties `design`'s shadow of L1's VMID as `how` says. KVM does the
+    /// same for either event: a VMALLS12E1IS unmaps the VMID's shadows, an
+    /// L0 change unmaps every nested MMU's whole shadow
+    /// (`kvm_nested_s2_unmap`); here both are one VMID's one shadow.
+    pub fn empty(&self, design: Design, how: Emptied) {
+        if design == Design::KvmStyle {
+            self.kvm.invalidate(VMID, &InvalidateScope::Vmid);
+            return;
+        }
+        let worker = self.umbra.worker();
+        match how {
+            Emptied::VmidFlush => {
+                self.umbra.invalidate(&worker, VMID, &InvalidateScope::Vmid);
+            }
+            Emptied::L0Unmap => {
+                let end = DATA_L1_IPA + self.pages() * 4096;
+                let data = IpaRange::new(DATA_L1_IPA, end).expect("a valid range");
+                self.umbra.l0_unmap(&worker, data, L0Change::Unmap);
+            }
+        }
+    }
+
+    /// One pass: `vcpus` vCPUs fault every page once, each its share in
+    /// order; returns the slowest vCPU's time. Panics if a fault is not
+    /// resolved to the PA L0 backs the page with.
+    pub fn pass(&self, design: Design, vcpus: usize) -> Duration {
+        assert!((1..=MAX_VCPUS).contains(&vcpus), "1 to {MAX_VCPUS} vCPUs");
+        match design {
+            Design::UmbraIpc => self.umbra_ipc_pass(vcpus),
+            Design::UmbraInline => self.umbra_inline_pass(vcpus),
+            Design::KvmStyle => self.kvm_pass(vcpus),
+        }
+    }
+
+    /// The pages vCPU `vcpu` of `vcpus` faults, in order.
+    fn share(&self, vcpu: usize, vcpus: usize) -> impl Iterator<Item = u64> {
+        (vcpu as u64..self.pages()).step_by(vcpus)
+    }
+
+    fn umbra_ipc_pass(&self, vcpus: usize) -> Duration {
+        let (umbra, rings) = (&self.umbra, &self.rings);
+        let key = self.fixture.key(VMID);
+        let serve = |done: &AtomicBool| {
+            let worker = umbra.worker();
+            let mut endpoints: Vec<Endpoint<'_, HostDoorbell>> = (0..vcpus)
+                .map(|v| {
+                    Endpoint::new(
+                        VcpuId(v as u32),
+                        rings.requests[v].ring(),
+                        rings.replies[v].ring(),
+                        &rings.reply_bells[v],
+                    )
+                    .expect("rings free")
+                })
+                .collect();
+            let mut poller = Poller::new(&mut endpoints, 16);
+            poller.run(
+                &rings.service_bell,
+                |envelope| umbra.reply(&worker, envelope),
+                || !done.load(Ordering::Acquire),
+            );
+        };
+        let vcpu = |v: usize| {
+            let mut client = VcpuClient::new(
+                VcpuId(v as u32),
+                rings.requests[v].ring(),
+                rings.replies[v].ring(),
+                &rings.service_bell,
+                &rings.reply_bells[v],
+            )
+            .expect("rings free");
+            for page in self.share(v, vcpus) {
+                match client.translate(fault_request(key, page)) {
+                    Ok(TranslateOutcome::Mapped(m)) if m.pa == L1Fixture::pa(page) => {}
+                    other => panic!("page {page}: {other:?}"),
+                }
+            }
+        };
+        // The service loop leaves `run` once `done` is set, but it may be
+        // asleep on its bell: ring it (the poller's contract).
+        let wake = || ipc::Doorbell::ring(&rings.service_bell);
+        run_vcpus(
+            vcpus,
+            &vcpu,
+            Some(Beside {
+                run: &serve,
+                wake: &wake,
+            }),
+        )
+    }
+
+    fn umbra_inline_pass(&self, vcpus: usize) -> Duration {
+        let key = context_key(&self.fixture.key(VMID));
+        let abort = AbortContext {
+            far: None,
+            origin: AbortOrigin::Access,
+        };
+        let vcpu = |v: usize| {
+            let worker = self.umbra.worker();
+            for page in self.share(v, vcpus) {
+                let ipa = L1Fixture::l2_ipa(page);
+                match self
+                    .umbra
+                    .translate(&worker, &key, ipa, AccessKind::Read, &abort)
+                {
+                    Translated::Mapped(m) if m.pa_base == L1Fixture::pa(page) => {}
+                    other => panic!("page {page}: {other:?}"),
+                }
+            }
+        };
+        run_vcpus(vcpus, &vcpu, None)
+    }
+
+    fn kvm_pass(&self, vcpus: usize) -> Duration {
+        let key = self.fixture.key(VMID);
+        let vcpu = |v: usize| {
+            for page in self.share(v, vcpus) {
+                let ipa = L1Fixture::l2_ipa(page);
+                match self
+                    .kvm
+                    .fault_kvm_walk(&key, &self.kvm_memory, &self.fixture.l0, ipa)
+                {
+                    Ok(m) if m.pa_base == L1Fixture::pa(page) => {}
+                    other => panic!("page {page}: {other:?}"),
+                }
+            }
+        };
+        run_vcpus(vcpus, &vcpu, None)
+    }
+}
+
+/// A data abort from a lower EL: level-3 translation fault, FAR valid.
+fn fault_request(key: IpcKey, page: u64) -> TranslateRequest {
+    let ipa = L1Fixture::l2_ipa(page);
+    TranslateRequest {
+        context: key,
+        l2_ipa: ipa,
+        access: IpcAccess::Read,
+        esr: 0x24 << 26 | 1 << 25 | 0x07,
+        far: 0x0000_7f00_0000_0000 | ipa,
+    }
+}
+
+/// A thread beside the vCPUs for the whole pass (the service loop):
+/// `run` must return soon after `done` is set and `wake` called.
+struct Beside<'a> {
+    run: &'a (dyn Fn(&AtomicBool) + Sync),
+    wake: &'a (dyn Fn() + Sync),
+}
+
+/// Runs `vcpu(index)` on `vcpus` threads released together and returns
+/// the slowest one's time from its release to its last fault (each thread
+/// times itself: the spawning thread may not run when they are released).
+fn run_vcpus(vcpus: usize, vcpu: &(dyn Fn(usize) + Sync), beside: Option<Beside<'_>>) -> Duration {
+    let barrier = Barrier::new(vcpus);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        if let Some(Beside { run, .. }) = &beside {
+            let done = &done;
+            s.spawn(move || run(done));
+        }
+        let handles: Vec<_> = (0..vcpus)
+            .map(|index| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    vcpu(index);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        let slowest = handles
+            .into_iter()
+            .map(|h| h.join().expect("a vCPU panicked"))
+            .max()
+            .unwrap_or_default();
+        done.store(true, Ordering::Release);
+        if let Some(Beside { wake, .. }) = beside {
+            wake();
+        }
+        slowest
+    })
+}
+
+/// The rings and doorbells between the vCPUs and the service thread.
+struct Rings {
+    requests: [RingBuffer<64>; MAX_VCPUS],
+    replies: [RingBuffer<64>; MAX_VCPUS],
+    service_bell: HostDoorbell,
+    reply_bells: [HostDoorbell; MAX_VCPUS],
+}
+
+impl Rings {
+    fn new() -> Rings {
+        Rings {
+            requests: std::array::from_fn(|_| RingBuffer::new()),
+            replies: std::array::from_fn(|_| RingBuffer::new()),
+            service_bell: HostDoorbell::default(),
+            reply_bells: std::array::from_fn(|_| HostDoorbell::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every design resolves every page of a pass after either event, and
+    /// Umbra does what the event leaves it: after an L0 unmap no walk at
+    /// all (its walk results survive), after a VMID flush a walk per page.
+    #[test]
+    fn every_pass_resolves_every_page() {
+        let h = Harness::new(2048);
+        for how in [Emptied::VmidFlush, Emptied::L0Unmap] {
+            for design in Design::ALL {
+                for vcpus in 1..=MAX_VCPUS {
+                    h.empty(design, how);
+                    let before = h.umbra_stats();
+                    h.pass(design, vcpus);
+                    let after = h.umbra_stats();
+                    let walks =
+                        (after.walks - before.walks) + (after.partial_walks - before.partial_walks);
+                    let hits = after.hits - before.hits;
+                    let expected = match (design, how) {
+                        (Design::KvmStyle, _) => (0, 0),
+                        (_, Emptied::VmidFlush) => (2048, 0),
+                        (_, Emptied::L0Unmap) => (0, 2048),
+                    };
+                    assert_eq!((walks, hits), expected, "{design:?} {how:?} {vcpus} vCPUs");
+                }
+            }
+        }
+    }
+
+    /// A pass over pages the shadow still holds is not what the harness
+    /// measures: Umbra answers them from its cache without a walk, and
+    /// every fault still resolves.
+    #[test]
+    fn a_pass_without_emptying_walks_nothing() {
+        let h = Harness::new(600);
+        let before = h.umbra_stats();
+        h.pass(Design::UmbraIpc, 2);
+        let after = h.umbra_stats();
+        assert_eq!(
+            after.walks + after.partial_walks,
+            before.walks + before.partial_walks
+        );
+    }
+}
