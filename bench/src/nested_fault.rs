@@ -112,6 +112,14 @@ pub struct Harness {
     rings: Rings,
 }
 
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("pages", &self.pages())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Harness {
     /// Builds everything and faults every page in once in each design (so
     /// the contexts and their tables exist).
