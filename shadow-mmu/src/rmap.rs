@@ -154,7 +154,11 @@ struct Record<C> {
     /// L1-range removal passes the records inserted after it began.
     inserted: u64,
     context: C,
-    /// Neighbours in the list of records on the same (class, L1 block).
+    /// Neighbours in the list of records on the same (class, L1 block),
+    /// newest first: `next` is the record inserted before this one (NIL at
+    /// the tail), `prev` the one inserted after it, except at the head,
+    /// whose `prev` is the tail, so an L1-range removal can start from the
+    /// oldest record (review 17 R17-2).
     prev: u32,
     next: u32,
 }
@@ -218,7 +222,8 @@ struct Meta {
     epoch: u64,
 }
 
-/// The records on one L1 block: the list head and its length.
+/// The records on one L1 block: the list head (the newest record) and its
+/// length.
 #[derive(Clone, Copy, Debug, Default)]
 struct L1List {
     head: u32,
@@ -256,6 +261,9 @@ pub struct ReverseMap<C> {
     capacity: usize,
     /// Inserts so far (a 64-bit count: it never wraps).
     inserts: u64,
+    /// Records the L1-range removals have visited (see
+    /// [`ReverseMap::l1_records_visited`]).
+    l1_records_visited: u64,
 }
 
 /// Where a batched L1-range removal stands (see
@@ -330,6 +338,7 @@ impl<C: ContextId> ReverseMap<C> {
             pending: Vec::with_capacity(PENDING_UNLINKS),
             capacity: usize::MAX,
             inserts: 0,
+            l1_records_visited: 0,
         }
     }
 
@@ -356,6 +365,7 @@ impl<C: ContextId> ReverseMap<C> {
             pending: Vec::with_capacity(PENDING_UNLINKS),
             capacity: records,
             inserts: 0,
+            l1_records_visited: 0,
         }
     }
 
@@ -396,6 +406,13 @@ impl<C: ContextId> ReverseMap<C> {
     /// Records the map holds at most.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Records the L1-range removals (`remove_range_batch`) have visited
+    /// so far: each batch visits at most its records plus one, however
+    /// many records were inserted on its blocks since the removal began.
+    pub fn l1_records_visited(&self) -> u64 {
+        self.l1_records_visited
     }
 
     /// Number of live shadow entries recorded.
@@ -483,9 +500,13 @@ impl<C: ContextId> ReverseMap<C> {
         let next = list.head;
         list.head = id;
         list.len += 1;
+        // The head's `prev` is the tail (the oldest record): an L1-range
+        // removal walks from there.
+        let mut prev = id;
         if next == NIL {
             self.l1_blocks.insert(class8, l1_ipa, size_log2);
         } else if let Some(r) = self.records[next as usize].as_mut() {
+            prev = r.prev;
             r.prev = id;
         }
         self.l2_blocks
@@ -505,7 +526,7 @@ impl<C: ContextId> ReverseMap<C> {
             epoch,
             inserted: self.inserts,
             context: shadow.context,
-            prev: NIL,
+            prev,
             next,
         });
         if self.free.pop().is_some() {
@@ -559,21 +580,29 @@ impl<C: ContextId> ReverseMap<C> {
             self.l1_blocks.remove(class, l1, size_log2);
             self.records[id as usize] = None;
         } else if let Some(record) = self.records[id as usize].take() {
-            if record.prev != NIL {
-                if let Some(r) = self.records[record.prev as usize].as_mut() {
-                    r.next = record.next;
-                }
-            }
-            if record.next != NIL {
-                if let Some(r) = self.records[record.next as usize].as_mut() {
-                    r.prev = record.prev;
-                }
-            }
             if let Some(list) = self.l1_lists.get_mut(&list_key) {
-                if list.head == id {
-                    list.head = record.next;
-                }
+                let head = list.head;
                 list.len -= 1;
+                if head == id {
+                    list.head = record.next;
+                    // The new head's `prev` is the tail.
+                    if let Some(r) = self.records[record.next as usize].as_mut() {
+                        r.prev = record.prev;
+                    }
+                } else {
+                    if let Some(r) = self.records[record.prev as usize].as_mut() {
+                        r.next = record.next;
+                    }
+                    // The tail's successor is the head, through its `prev`.
+                    let after = if record.next == NIL {
+                        head
+                    } else {
+                        record.next
+                    };
+                    if let Some(r) = self.records[after as usize].as_mut() {
+                        r.prev = record.prev;
+                    }
+                }
             }
         }
         self.free.push(id);
@@ -809,10 +838,13 @@ impl<C: ContextId> ReverseMap<C> {
         room: &mut usize,
         out: &mut ArrayVec<ShadowRef<C>, N>,
     ) -> bool {
-        let mut id = self
-            .l1_lists
-            .get(&L1Key { l1: base, class })
-            .map_or(NIL, |l| l.head);
+        let list_key = L1Key { l1: base, class };
+        let Some(head) = self.l1_lists.get(&list_key).map(|l| l.head) else {
+            return true;
+        };
+        // From the tail (the head's `prev`), oldest first: records inserted
+        // since the removal began are at the head end and never walked.
+        let mut id = self.records[head as usize].map_or(NIL, |r| r.prev);
         while id != NIL {
             if *room == 0 {
                 return false;
@@ -821,21 +853,24 @@ impl<C: ContextId> ReverseMap<C> {
                 // Not reached: a listed record has its slab slot.
                 return true;
             };
-            // Read before the removal below, which unlinks `id` alone: it
-            // rewrites its neighbours' links (`next`'s `prev`, not its slot
-            // or its `next`) and frees `id`'s slot, and when `id` was last
-            // on the list it drops the list and the L1 block's bit (then
-            // `next` is NIL and the walk ends here).
-            let next = record.next;
+            if record.inserted > began_after {
+                return true;
+            }
+            self.l1_records_visited += 1;
+            let is_head = self.l1_lists.get(&list_key).is_some_and(|l| l.head == id);
+            // The next to visit is the record inserted after `id` (its
+            // `prev`; none after the head). Read before the removal below,
+            // which unlinks `id` alone (it rewrites its neighbours' links,
+            // not their order) and frees `id`'s slot; when `id` was last on
+            // the list it drops the list and the L1 block's bit.
+            let next = if is_head { NIL } else { record.prev };
             let key = ShadowKey {
                 l2: record.l2,
                 context: record.context,
             };
             // Every listed record is in `by_shadow` after `unlink_pending`;
             // a detached one (not reached) is passed without a removal.
-            if record.inserted <= began_after
-                && self.by_shadow.get(&key).is_some_and(|m| m.id == id)
-            {
+            if self.by_shadow.get(&key).is_some_and(|m| m.id == id) {
                 *room -= 1;
                 if let Some((class, true)) = self.remove_key(record.context, record.l2) {
                     out.push(Self::shadow_ref(record.context, record.l2, class));

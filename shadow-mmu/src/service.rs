@@ -1315,36 +1315,40 @@ where
         }
     }
 
-    /// Unmaps `[base, base + size)` from a context's shadow and forgets the
-    /// reverse-map records. Caller holds the context's lock.
     /// Unmaps (with their records) the shadow leaves overlapping
-    /// `shadow`'s range that are not a leaf of exactly that range and page:
-    /// the block around it, everything under it, or the same range mapping
-    /// another page. One lookup when the range
-    /// is empty or holds the same leaf; the common page install costs
-    /// nothing more. Under the context's lock.
+    /// `shadow`'s range other than exactly `shadow` itself: the block
+    /// around it, everything under it, or a leaf of the same range that
+    /// differs (another page, other permissions or attributes). One lookup
+    /// when the range is empty or holds this very leaf; the common page
+    /// install costs nothing more. Under the context's lock.
     fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
         let hull = match context.shadow().lookup(shadow.l2_ipa_base) {
-            Some(leaf) if leaf.size == shadow.size && leaf.pa_base == shadow.pa_base => return,
-            // The same range on another page (L1 rewrote a live entry, and
-            // a translate that walked the old one installed first): the old
-            // leaf goes with its record before the new record replaces it.
-            // Replacing the record first would leave the old leaf mapped
-            // with no record until `map`, so an `l0_unmap` of the old page
-            // in that window would find nothing and return while L2 could
-            // still reach it (review 16 F3).
-            Some(leaf) if leaf.size == shadow.size => (leaf.l2_ipa_base, leaf.size),
+            // Exactly this leaf (PA, permissions, attributes): whichever L1
+            // block its record names, nothing L0 could take back is left
+            // that the new record does not also justify.
+            Some(leaf) if leaf == *shadow => return,
             // A block around the new entry: it goes whole.
             Some(leaf) if leaf.size > shadow.size => (leaf.l2_ipa_base, leaf.size),
             // A page is the smallest leaf: nothing lies below one.
             None if shadow.size == PAGE_SIZE => return,
-            // Smaller leaves at the base, or perhaps elsewhere under the
+            // A different leaf of the same range (L1 rewrote a live entry,
+            // and a translate that walked the old one installed first): it
+            // goes with its record before the new record replaces it.
+            // Replacing the record first would leave the old leaf mapped
+            // with no record until `map`, so an `l0_unmap` of the old L1
+            // page in that window would find nothing and return while L2
+            // could still reach the leaf (review 16 F3). Comparing PAs alone
+            // is not enough: L0 may back two L1 pages with one PA, one of
+            // them read-only (review 17 R17-1).
+            // Or smaller leaves at the base, or perhaps elsewhere under the
             // new block (a table whose first entry is invalid).
             _ => (shadow.l2_ipa_base, shadow.size),
         };
         self.unmap_shadow(context, hull.0, hull.1);
     }
 
+    /// Unmaps `[base, base + size)` from a context's shadow and forgets the
+    /// reverse-map records. Caller holds the context's lock.
     fn unmap_shadow(&self, context: &Context<ShadowOf<B>>, base: u64, size: u64) -> usize {
         let removed = context.shadow().unmap_range(base, size);
         self.forget_shadow(removed);
