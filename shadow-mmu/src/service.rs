@@ -106,8 +106,8 @@ use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
     TlbMaintenance,
 };
-use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
-use crate::sync::{AtomicU64 as ModelledU64, Mutex, Ordering};
+use crate::sync::unmodelled::AtomicUsize;
+use crate::sync::{fence, AtomicBool, AtomicU64, Mutex, Ordering};
 use alloc::sync::Arc;
 
 /// IPA invalidations up to this long prefetch what they will touch (see
@@ -498,8 +498,16 @@ pub struct Stats {
     pub raced: u64,
 }
 
+/// One worker's counters. Loom atomics under `--cfg loom` (the handover
+/// from a dropped worker to the next is modelled by
+/// `loom-tests/tests/shadow_worker_counters.rs`); core's otherwise, where
+/// a load and a store compile to plain moves.
 #[derive(Debug, Default)]
 struct Counters {
+    /// A live [`Worker`] writes these counters. Set by [`Service::worker`]
+    /// under the registry's lock; cleared with Release when the worker
+    /// drops, after its last counter store.
+    claimed: AtomicBool,
     hits: AtomicU64,
     misses: AtomicU64,
     walks: AtomicU64,
@@ -513,11 +521,12 @@ struct Counters {
 
 /// Adds to one of a [`Worker`]'s counters. Each counter has one writer,
 /// the worker's thread (a `Worker` is neither `Send` nor `Sync`; the
-/// registry hands a dropped worker's counters to a new one only after an
-/// Acquire fence that orders the old writer's stores before the new
-/// one's: see [`Service::worker`]), so a load and a store do: no locked
-/// read-modify-write on the translate or invalidate paths. `stats` may
-/// read a count a moment old, never a torn one.
+/// registry hands a dropped worker's counters to a new one only when it
+/// reads their `claimed` flag cleared, then an Acquire fence orders the old
+/// writer's stores before the new one's: see [`Service::worker`]), so a
+/// load and a store do: no locked read-modify-write on the translate or
+/// invalidate paths. `stats` may read a count a moment old, never a torn
+/// one.
 fn bump(counter: &AtomicU64, by: u64) {
     if by != 0 {
         let now = counter.load(Ordering::Relaxed);
@@ -557,7 +566,30 @@ impl fmt::Debug for Worker {
     }
 }
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Releases this worker's counter stores to the next worker that
+        // claims these counters (its Acquire fence in `Service::worker`).
+        self.counters.claimed.store(false, Ordering::Release);
+    }
+}
+
 impl Worker {
+    /// Counts one cache hit on this worker's counters with `bump`, as a
+    /// translate hit does, without the translate (loom model builds only).
+    ///
+    /// The model of the counters' handover (`shadow_worker_counters`)
+    /// needs a count that does not pin: the first pin of every new worker
+    /// runs crossbeam-epoch's collection, whose `SeqCst` fence also
+    /// acquires the dropped worker's `claimed` store, so through
+    /// `translate` the model could not fail without `Service::worker`'s
+    /// own Acquire fence (which must not lean on crossbeam's internals).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn count_hit_unpinned(&self) {
+        bump(&self.counters.hits, 1);
+    }
+
     /// Pins the epoch for a lookup (see [`Service::lookup`]). Inside a
     /// [`Burst`] of this worker the pin nests in the burst's and costs no
     /// barrier.
@@ -665,12 +697,13 @@ pub struct Service<M, L, B: ShadowBackend> {
     /// Held for a whole `l0_unmap`, before any other lock: one L0 unmap at
     /// a time (see there).
     l0_unmaps: Mutex<()>,
-    l0_generation: ModelledU64,
+    l0_generation: AtomicU64,
     shadow_leaves: AtomicUsize,
     collector: Collector,
-    /// Registry of worker counters (a plain spin lock: no protocol; under
-    /// loom nothing inside it can be preempted).
-    workers: spin::Mutex<Vec<Arc<Counters>>>,
+    /// Registry of worker counters. The `Arc`s only keep the counters
+    /// alive (a [`Worker`] may outlive the service); who writes them is the
+    /// `claimed` flag's business (see [`Service::worker`]).
+    workers: Mutex<Vec<Arc<Counters>>>,
 }
 
 impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
@@ -752,10 +785,10 @@ where
                 config.budget.capacity.contexts,
             )),
             l0_unmaps: Mutex::new(()),
-            l0_generation: ModelledU64::new(0),
+            l0_generation: AtomicU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
             collector,
-            workers: spin::Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
         })
     }
 
@@ -793,22 +826,26 @@ where
     pub fn worker(&self) -> Worker {
         let counters = {
             let mut workers = self.workers.lock();
-            // A dropped worker's counters (only the registry holds them:
-            // under the registry's lock nothing else can clone them) are
-            // taken over, counts and all, so the registry holds no more
-            // entries than workers ever alive at once (review 11 R11-7: it
-            // grew by one per worker made, for ever).
-            match workers.iter().find(|c| Arc::strong_count(c) == 1) {
+            // A dropped worker's counters are taken over, counts and all,
+            // so the registry holds no more entries than workers ever alive
+            // at once (review 11 R11-7: it grew by one per worker made, for
+            // ever). Only this function sets `claimed`, under the registry's
+            // lock, so two workers never claim the same counters.
+            match workers.iter().find(|c| !c.claimed.load(Ordering::Relaxed)) {
                 Some(free) => {
-                    // Pairs with the Release decrement of the dropped
-                    // worker's `Arc`: its last counter stores happen before
-                    // this worker's first (they are plain load-and-store
-                    // increments, see `bump`).
-                    core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+                    // Pairs with the Release store of the dropped worker's
+                    // `Drop`, which this load read: its last counter stores
+                    // happen before this worker's first (they are plain
+                    // load-and-store increments, see `bump`).
+                    fence(Ordering::Acquire);
+                    free.claimed.store(true, Ordering::Relaxed);
                     free.clone()
                 }
                 None => {
-                    let counters = Arc::new(Counters::default());
+                    let counters = Arc::new(Counters {
+                        claimed: AtomicBool::new(true),
+                        ..Counters::default()
+                    });
                     workers.push(counters.clone());
                     counters
                 }

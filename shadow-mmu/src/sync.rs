@@ -8,16 +8,31 @@
 //! reclamation included, not a copy of it.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub(crate) use crossbeam_epoch as epoch;
 
-/// Atomics for statistics and approximate budget counts: no protocol reads
-/// them for correctness, so loom does not need to interleave them (and
-/// modelling them would only multiply the states it explores).
+/// Atomics for hints and approximate counts (a cache bucket's tags and
+/// eviction cursor, the shadow-leaf count the budget caps): each is written
+/// by lock-serialised writers or with read-modify-writes, and other
+/// threads read it only as a hint or an approximate count, so no protocol
+/// depends on its ordering and loom does not need to interleave them
+/// (modelling them would only multiply the states it explores).
+///
+/// The service's statistics counters are *not* here: they are per-worker
+/// plain load-and-store increments, correct only because a dropped
+/// worker's counters pass to the next worker through a Release/Acquire
+/// handover (`Service::worker`), so they are modelled (loom model
+/// `shadow_worker_counters`). The registry's `Arc`s stay `alloc`'s under
+/// loom on purpose: the handover reads an explicit claim flag, not
+/// `Arc::strong_count`: std documents no memory ordering for
+/// `strong_count` or for how it pairs with a clone's drop (the handover
+/// would rest on std's internals), and loom's `Arc::strong_count` acquires
+/// (SeqCst) on its own, so a model of a strong-count handover could not
+/// fail with its Acquire fence removed.
 pub(crate) mod unmodelled {
     pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize};
 }
