@@ -51,19 +51,26 @@
 //! (the 1M-entry invalidation groups and the cold, context and range groups
 //! set their own times: every timed call there is followed by an untimed
 //! restore of the cache, or an eviction, far longer than the call).
+//!
+//! Pages: the binary puts its whole heap (Umbra's and every baseline's) on
+//! 2 MiB transparent huge pages, as hv maps the service's memory with
+//! blocks, re-executing itself with glibc's `glibc.malloc.hugetlb=1`
+//! tunable (`bench::host_pages`); `UMBRA_BENCH_PAGES=4k` keeps glibc's
+//! 4 KiB pages. Every setup line says how much of the resident memory is
+//! on huge pages (`AnonHugePages` of `Rss`).
 
 use std::hint::black_box;
 use std::ops::Range;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use bench::host_pages;
 use bench::shadow_baseline::{
     exposed_features, kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
 };
 use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
-    Throughput,
+    criterion_group, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use ipc::tlbi::{Granule, InvalidateScope, RangeOperand, Shareability, Tlbi, TlbiOp, TlbiParams};
 use shadow_mmu::budget::Budget;
@@ -535,6 +542,10 @@ fn hit_large(c: &mut Criterion) {
     let f = L1Fixture::new(PAGES);
     let service = umbra(&f, 2, PAGES as usize);
     fill_umbra(&service, &f, &[1], PAGES);
+    eprintln!(
+        "shadow_hit_1M: {PAGES} entries cached; {}",
+        host_pages::summary()
+    );
     let key = umbra_key(&f, 1);
     let worker = service.worker();
     let mut g = c.benchmark_group("shadow_hit_1M");
@@ -580,9 +591,10 @@ fn invalidate(c: &mut Criterion) {
             kvm.install(&ipc_key, leaf, shadow).expect("frames");
         }
         eprintln!(
-            "invalidate/{label}: {pages} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}",
+            "invalidate/{label}: {pages} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}; {}",
             setup.elapsed(),
-            service.cache_entries(&service.worker())
+            service.cache_entries(&service.worker()),
+            host_pages::summary()
         );
         let key = umbra_key(&f, 1);
         let worker = service.worker();
@@ -882,8 +894,9 @@ fn invalidate_contexts(c: &mut Criterion) {
             }
         }
         eprintln!(
-            "{group}: {contexts} contexts x {CONTEXT_PAGES} pages cached in {:.1?}",
-            setup.elapsed()
+            "{group}: {contexts} contexts x {CONTEXT_PAGES} pages cached in {:.1?}; {}",
+            setup.elapsed(),
+            host_pages::summary()
         );
         let cached = CachedPages::first(CONTEXT_PAGES);
         let umbra_vmid1 = UmbraTarget {
@@ -1055,11 +1068,12 @@ fn invalidate_range(c: &mut Criterion) {
     }
     // A few full cache buckets evict (at worst a re-walk in a restore).
     eprintln!(
-        "shadow_invalidate_range: {} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}, {} evicted",
+        "shadow_invalidate_range: {} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}, {} evicted; {}",
         cached.all().count(),
         setup.elapsed(),
         service.cache_entries(&worker),
-        service.stats().evictions
+        service.stats().evictions,
+        host_pages::summary()
     );
     let umbra_vmid1 = UmbraTarget {
         service: &service,
@@ -1588,6 +1602,10 @@ fn scaling(c: &mut Criterion) {
         let f = L1Fixture::new(pages);
         let service = umbra(&f, 2, pages as usize);
         fill_umbra(&service, &f, &[1], pages);
+        eprintln!(
+            "shadow_invalidate_scaling/{label}: {pages} entries cached; {}",
+            host_pages::summary()
+        );
         let key = umbra_key(&f, 1);
         let worker = service.worker();
         let cached = CachedPages::first(pages);
@@ -1624,4 +1642,18 @@ criterion_group!(
     scaling,
     parts
 );
-criterion_main!(benches);
+/// `criterion_main!` with the heap put on the pages `UMBRA_BENCH_PAGES`
+/// asks for first (huge unless `4k`; see `bench::host_pages`): hv maps
+/// the service's memory with 2 MiB / 1 GiB blocks.
+fn main() {
+    match host_pages::select() {
+        Ok(pages) => eprintln!(
+            "shadow_mmu: heap on {pages:?} pages (re-executions: {}; {})",
+            host_pages::starts(),
+            host_pages::summary()
+        ),
+        Err(e) => panic!("shadow_mmu: {e}"),
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
