@@ -3,12 +3,16 @@
 //! scenarios and the designs. Throughput is in faults per second
 //! (criterion's elements/s), one pass of `PAGES` faults per iteration.
 //!
+//! The heap is on 2 MiB pages, as hv maps the service's memory
+//! (`bench::host_pages`; `UMBRA_BENCH_PAGES=4k` for 4 KiB pages).
+//!
 //! Run: `chrt -f 1 cargo bench -p bench --bench nested_fault`.
 
 use std::time::Duration;
 
+use bench::host_pages;
 use bench::nested_fault::{Design, Emptied, Harness, MAX_VCPUS};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 
 /// Pages faulted per pass (64 MiB of L2 memory in 4 KiB pages).
 const PAGES: u64 = 16 * 1024;
@@ -52,4 +56,16 @@ fn nested_faults(c: &mut Criterion) {
 }
 
 criterion_group!(benches, nested_faults);
-criterion_main!(benches);
+
+fn main() {
+    match host_pages::select() {
+        Ok(pages) => eprintln!(
+            "nested_fault: heap on {pages:?} pages (re-executions: {}; {})",
+            host_pages::starts(),
+            host_pages::summary()
+        ),
+        Err(e) => panic!("nested_fault: {e}"),
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
