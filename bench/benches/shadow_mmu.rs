@@ -66,23 +66,21 @@ use std::time::{Duration, Instant};
 
 use bench::host_pages;
 use bench::shadow_baseline::{
-    exposed_features, kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
+    kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
 };
+use bench::umbra::{context_key, service as umbra, UmbraService};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use ipc::tlbi::{Granule, InvalidateScope, RangeOperand, Shareability, Tlbi, TlbiOp, TlbiParams};
-use shadow_mmu::budget::Budget;
-use shadow_mmu::compose::{
-    resolve, Composition, HostExecute, L0RegionMap, L1Translation, ShadowMapping,
-};
+use shadow_mmu::compose::{resolve, Composition, HostExecute, L1Translation, ShadowMapping};
 use shadow_mmu::context::ContextKey;
-use shadow_mmu::service::{Guard, HostBackend, Service, ServiceConfig, Translated, Worker};
+use shadow_mmu::service::{Guard, Translated, Worker};
 use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb, ShadowConfig};
-use walker::{AbortContext, AbortOrigin, AccessKind, Endianness, Memslots};
+use walker::{AbortContext, AbortOrigin, AccessKind};
 
-type Umbra = Service<Memslots<'static>, L0RegionMap, HostBackend>;
+type Umbra = UmbraService;
 type Kvm = KvmStyle<Arc<HeapFramePool>, NoHardwareTlb>;
 
 const ABORT: AbortContext = AbortContext {
@@ -121,12 +119,7 @@ fn ipas2e1_ttl3(ipa: u64) -> InvalidateScope {
 }
 
 fn umbra_key(f: &L1Fixture, vmid: u16) -> ContextKey {
-    umbra_context(&f.key(vmid))
-}
-
-/// Umbra's key for the context the baselines know by `k`.
-fn umbra_context(k: &ipc::message::ContextKey) -> ContextKey {
-    ContextKey::new(k.vmid, k.vttbr, k.vtcr, Endianness::Little)
+    context_key(&f.key(vmid))
 }
 
 /// Serves `iters` requests as the service loop does under load: in one
@@ -141,40 +134,6 @@ fn in_bursts(worker: &Worker, iters: u64, mut request: impl FnMut(&Guard)) -> Du
         burst.next();
     }
     start.elapsed()
-}
-
-/// A service whose budget holds `entries_per_context` 4 KiB entries in
-/// each of `contexts` contexts (cache slots, shadow tables, reverse map).
-fn umbra(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> Umbra {
-    let frames_needed = contexts * (entries_per_context.div_ceil(512) + 8);
-    let mut bytes = 1 << 22;
-    let budget = loop {
-        if let Ok(b) = Budget::split(bytes, contexts) {
-            if b.capacity.leaves_per_context >= 2 * entries_per_context
-                && b.frames >= frames_needed
-                && b.shadow_leaves >= contexts * entries_per_context
-            {
-                break b;
-            }
-        }
-        bytes *= 2;
-    };
-    let config = ServiceConfig {
-        features: exposed_features(),
-        // A random key per run, as a deployment has.
-        hash_seed: std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            0u64,
-        ),
-        budget,
-        first_shadow_vmid: 100,
-        host_vmids: shadow_mmu::context::HostVmids {
-            width: ipc::VmidWidth::Bits16,
-            l1_vmid: 1,
-        },
-    };
-    let backend = HostBackend::new(budget.frames, ShadowConfig::default()).expect("pool");
-    Service::new(config, f.memory, f.l0.clone(), backend).expect("valid shadow VMIDs")
 }
 
 fn translate_ok(service: &Umbra, worker: &shadow_mmu::service::Worker, key: &ContextKey, ipa: u64) {
@@ -871,7 +830,7 @@ fn invalidate_contexts(c: &mut Criterion) {
             .map(|root| f.key_at(1, root))
             .chain(others)
             .collect();
-        let keys: Vec<ContextKey> = ipc_keys.iter().map(umbra_context).collect();
+        let keys: Vec<ContextKey> = ipc_keys.iter().map(context_key).collect();
         let setup = Instant::now();
         // Room for four times the contexts: the directory's 4-way buckets
         // (a hash table of twice the slots) recycle a context of a full
