@@ -82,8 +82,14 @@ impl ShadowHooks for UnmapP1OnMap {
     }
 }
 
+/// Bounded: `l0_unmap` runs inside `map`, under the context's spin lock,
+/// so a regression that makes it take that lock hangs instead of failing.
 #[test]
 fn an_l0_unmap_during_a_rewritten_entrys_install_leaves_no_leaf_on_the_old_page() {
+    within(std::time::Duration::from_secs(60), scenario);
+}
+
+fn scenario() {
     let mem = L1Memory::new();
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     l1.map(X, P1, 3, RW);

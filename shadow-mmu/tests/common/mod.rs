@@ -441,3 +441,28 @@ pub fn wait_for(flag: &std::sync::atomic::AtomicBool) {
         std::thread::yield_now();
     }
 }
+
+/// Runs `scenario` on a thread of its own and fails the test if it has not
+/// finished within `limit` (a scenario that calls back into the service
+/// under one of its spin locks deadlocks instead of failing when a
+/// regression makes the callback take that lock: this turns the hang into
+/// a failure). A panic in `scenario` fails the test with its message.
+pub fn within(limit: std::time::Duration, scenario: impl FnOnce() + Send + 'static) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        scenario();
+        done.send(()).ok();
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) => thread.join().expect("the scenario finished"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // It panicked: report its panic.
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the scenario hung for {limit:?} (a lock taken twice?)")
+        }
+    }
+}
