@@ -302,16 +302,40 @@ struct Beside<'a> {
     wake: &'a (dyn Fn() + Sync),
 }
 
-/// Runs `vcpu(index)` on `vcpus` threads released together and returns
-/// the slowest one's time from its release to its last fault (each thread
-/// times itself: the spawning thread may not run when they are released).
+/// Runs `vcpu(index)` on `vcpus` threads released together (with the
+/// thread beside them, if any) and returns the time from the first vCPU's
+/// start to the last one's end (each thread reads the clock itself: the
+/// spawning thread may not run when they are released).
 fn run_vcpus(vcpus: usize, vcpu: &(dyn Fn(usize) + Sync), beside: Option<Beside<'_>>) -> Duration {
-    let barrier = Barrier::new(vcpus);
+    /// Ends the thread beside the vCPUs however the scope is left (a
+    /// vCPU's panic unwinds through here): set `done`, then ring.
+    struct Finish<'a> {
+        done: &'a AtomicBool,
+        wake: Option<&'a (dyn Fn() + Sync)>,
+    }
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.done.store(true, Ordering::Release);
+            if let Some(wake) = self.wake {
+                wake();
+            }
+        }
+    }
+    // The thread beside waits at the barrier too, so it is running before
+    // any vCPU's first fault.
+    let barrier = Barrier::new(vcpus + usize::from(beside.is_some()));
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
+        let finish = Finish {
+            done: &done,
+            wake: beside.as_ref().map(|b| b.wake),
+        };
         if let Some(Beside { run, .. }) = &beside {
-            let done = &done;
-            s.spawn(move || run(done));
+            let (done, barrier) = (&done, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                run(done)
+            });
         }
         let handles: Vec<_> = (0..vcpus)
             .map(|index| {
@@ -320,20 +344,23 @@ fn run_vcpus(vcpus: usize, vcpu: &(dyn Fn(usize) + Sync), beside: Option<Beside<
                     barrier.wait();
                     let start = Instant::now();
                     vcpu(index);
-                    start.elapsed()
+                    (start, Instant::now())
                 })
             })
             .collect();
-        let slowest = handles
+        // Every vCPU first (the others still need the service while one
+        // that failed is reported), then the thread beside.
+        let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        drop(finish);
+        let spans: Vec<(Instant, Instant)> = joined
             .into_iter()
-            .map(|h| h.join().expect("a vCPU panicked"))
-            .max()
-            .unwrap_or_default();
-        done.store(true, Ordering::Release);
-        if let Some(Beside { wake, .. }) = beside {
-            wake();
-        }
-        slowest
+            .map(|r| r.expect("a vCPU panicked"))
+            .collect();
+        // From the first vCPU's start to the last one's end: a vCPU that
+        // got a core late does not hide its wait.
+        let first = spans.iter().map(|s| s.0).min();
+        let last = spans.iter().map(|s| s.1).max();
+        first.zip(last).map_or(Duration::ZERO, |(a, b)| b - a)
     })
 }
 
@@ -400,5 +427,59 @@ mod tests {
             after.walks + after.partial_walks,
             before.walks + before.partial_walks
         );
+    }
+
+    /// What `empty` is for, checked (review 18 R18-4). Without it, a pass over a
+    /// shadow that still holds every page re-installs leaves that are
+    /// there and counts the same walks and hits as a pass after an L0
+    /// unmap (see `a_pass_without_emptying_walks_nothing`), so an `empty`
+    /// that did nothing would go unnoticed by the other tests.
+    #[test]
+    fn empty_leaves_no_page_mapped() {
+        let h = Harness::new(600);
+        let key = h.fixture.key(VMID);
+        let umbra_key = context_key(&key);
+        let worker = h.umbra.worker();
+        for how in [Emptied::VmidFlush, Emptied::L0Unmap] {
+            for design in Design::ALL {
+                h.pass(design, 1);
+                h.empty(design, how);
+                for page in 0..h.pages() {
+                    let ipa = L1Fixture::l2_ipa(page);
+                    let left = if design == Design::KvmStyle {
+                        h.kvm.lookup(&key, ipa)
+                    } else {
+                        h.umbra.shadow_lookup(&worker, &umbra_key, ipa)
+                    };
+                    assert_eq!(left, None, "{design:?} {how:?}: page {page} still mapped");
+                }
+            }
+        }
+    }
+
+    /// A vCPU whose fault is not resolved fails the pass. In `umbra_ipc`
+    /// the vCPU's panic used to surface at the join before `done` was set,
+    /// so the scope waited for ever on the service thread (review 18 R18-2).
+    #[test]
+    fn a_failed_ipc_fault_fails_the_pass_instead_of_hanging() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let h = Harness::new(64);
+            // L1's tables gone: every walk faults, every reply is an
+            // injection, and the vCPU panics on its first page.
+            for word in h.fixture.table_words {
+                word.store(0, Ordering::Relaxed);
+            }
+            h.empty(Design::UmbraIpc, Emptied::VmidFlush);
+            let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                h.pass(Design::UmbraIpc, 1)
+            }))
+            .is_err();
+            let _ = tx.send(failed);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(failed) => assert!(failed, "a pass over empty L1 tables succeeded"),
+            Err(_) => panic!("the umbra_ipc pass hung after its vCPU panicked"),
+        }
     }
 }

@@ -408,9 +408,10 @@ impl<C: ContextId> ReverseMap<C> {
         self.capacity
     }
 
-    /// Records the L1-range removals (`remove_range_batch`) have visited
-    /// so far: each batch visits at most its records plus one, however
-    /// many records were inserted on its blocks since the removal began.
+    /// Records the L1-range removals (`remove_range_batch`) have read so
+    /// far: a batch reads its records plus, on each L1 block it walks, at
+    /// most the one newer record that ends the walk, however many records
+    /// were inserted on its blocks since the removal began.
     pub fn l1_records_visited(&self) -> u64 {
         self.l1_records_visited
     }
@@ -751,12 +752,13 @@ impl<C: ContextId> ReverseMap<C> {
     /// The cursor is (size class, block base): the classes go in turn, the
     /// L1 blocks of a class in ascending order, found one block-index
     /// chunk at a time from the cursor's base (never a rescan from the
-    /// range's start). A block's list is walked from its head, each record
-    /// removed (with its whole L1-side unlink) as it is passed; when the
-    /// batch fills inside a list, the cursor stays on that block, whose
-    /// list then holds only what this call has not passed yet (and records
-    /// inserted since, at its head), so the next batch starts at its head
-    /// again and re-reads nothing it removed.
+    /// range's start). A block's list is walked from its tail (oldest
+    /// first), each record removed (with its whole L1-side unlink) as it is
+    /// passed, up to the first record inserted since the removal began;
+    /// when the batch fills inside a list, the cursor stays on that block,
+    /// whose list then holds only what this call has not reached yet (and
+    /// records inserted since, at its head), so the next batch starts at
+    /// its tail again and re-reads nothing it removed.
     ///
     /// Between batches the map may change (the caller releases its lock):
     /// - no record that was here when the first batch began is missed. A
@@ -820,16 +822,16 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Removes the records on L1 block `base` of `class` that were inserted
     /// by the time the removal began (insert count `began_after`), from the
-    /// list's head, while `room` lasts (one per record), appending the live
-    /// ones to `out`. Returns whether the list was walked to its end.
+    /// list's tail (oldest first), while `room` lasts (one per record),
+    /// appending the live ones to `out`. Returns whether every such record
+    /// is gone from the list.
     ///
-    /// Records inserted since are passed, not removed (their translates
-    /// composed with the new L0 map, or back out: see the caller): inserts
-    /// go to a list's head, where the next batch starts again, so removing
-    /// them would let faults that keep adding records to one L1 block
-    /// starve the older ones behind them, with no bound on the batches
-    /// (review 16 F1). Passing one costs a step of the walk, not room, and
-    /// each batch removes at least one older record or finishes the list.
+    /// Records inserted since are left alone (their translates composed
+    /// with the new L0 map, or back out: see the caller): removing them
+    /// would let faults that keep adding records to one L1 block starve
+    /// the older ones (review 16 F1), and walking past them would cost a
+    /// batch every record added since (review 17 R17-2). Inserts go to the
+    /// head, so the first newer record met ends the walk.
     fn remove_l1_list<const N: usize>(
         &mut self,
         class: u8,
@@ -853,17 +855,20 @@ impl<C: ContextId> ReverseMap<C> {
                 // Not reached: a listed record has its slab slot.
                 return true;
             };
+            // Every record read counts, the newer one that ends the walk
+            // too: what bounds the lock hold (review 18 R18-1).
+            self.l1_records_visited += 1;
             if record.inserted > began_after {
                 return true;
             }
-            self.l1_records_visited += 1;
-            let is_head = self.l1_lists.get(&list_key).is_some_and(|l| l.head == id);
             // The next to visit is the record inserted after `id` (its
             // `prev`; none after the head). Read before the removal below,
             // which unlinks `id` alone (it rewrites its neighbours' links,
             // not their order) and frees `id`'s slot; when `id` was last on
-            // the list it drops the list and the L1 block's bit.
-            let next = if is_head { NIL } else { record.prev };
+            // the list it drops the list and the L1 block's bit. `head` is
+            // still the list's head: nothing is inserted during a batch,
+            // and the walk reaches the head last.
+            let next = if id == head { NIL } else { record.prev };
             let key = ShadowKey {
                 l2: record.l2,
                 context: record.context,
@@ -1635,3 +1640,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod list_invariant;

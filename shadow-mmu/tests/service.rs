@@ -222,7 +222,16 @@ fn a_poller_service_loop_answers_with_reply() {
         esr: 0x24 << 26 | 1 << 25 | 0x07,
         far: L2_VA | (ipa & 0xfff),
     };
+    /// Stops the loop however the scope is left: a failed assertion below
+    /// unwinds through the scope, which joins the loop's thread.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| {
             let w = s.worker();
             let mut endpoints =
@@ -259,7 +268,6 @@ fn a_poller_service_loop_answers_with_reply() {
             ),
             "a wrong VMID must be rejected"
         );
-        stop.store(true, Ordering::Release);
     });
     // The loop really translated (one walk, cached again after the flush
     // only if asked): the shadow entry went with the flush.

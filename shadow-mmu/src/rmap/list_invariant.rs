@@ -1,0 +1,478 @@
+//! Review 18: the L1 lists' structure after every operation, and the
+//! tail walk of L1-range removals with the map changed between batches.
+//!
+//! `check_lists` recomputes every list from the slab (each occupied slot
+//! is a record on exactly one (class, L1 block): the one its `by_shadow`
+//! entry names, or its pending unlink's) and checks the list as linked:
+//! `next` from the head visits exactly those records, newest first
+//! (insert counts strictly decreasing), ending in NIL; every record's
+//! `prev` is the one before it, and the head's `prev` is the tail. A stale
+//! `prev` anywhere fails here at once, whether or not a later removal
+//! would have stepped on it.
+
+extern crate std;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use arrayvec::ArrayVec;
+use proptest::prelude::*;
+
+use super::*;
+
+/// Records a batch removes at most: small, so removals stop inside lists.
+const BATCH: usize = 3;
+
+fn r(context: u32, l2_ipa: u64, size: u64) -> ShadowRef<u32> {
+    ShadowRef {
+        context,
+        l2_ipa,
+        size,
+    }
+}
+
+/// Checks every L1 list against the slab (see the module doc).
+fn check_lists(map: &ReverseMap<u32>) -> Result<(), String> {
+    // (class, L1 block) -> the slab ids on it, from the slab itself.
+    let mut lists: BTreeMap<(u8, u64), Vec<u32>> = BTreeMap::new();
+    for (slot, record) in map.records.iter().enumerate() {
+        let id = slot as u32;
+        let Some(record) = record else { continue };
+        let key = ShadowKey {
+            l2: record.l2,
+            context: record.context,
+        };
+        let attached = map
+            .by_shadow
+            .get(&key)
+            .filter(|m| m.id == id)
+            .map(|m| (m.class, m.l1));
+        let pending = map
+            .pending
+            .iter()
+            .find(|(p, _, _)| *p == id)
+            .map(|&(_, class, l1)| (class, l1));
+        let block = match (attached, pending) {
+            (Some(b), None) | (None, Some(b)) => b,
+            other => return Err(format!("slot {id} is attached/pending: {other:?}")),
+        };
+        lists.entry(block).or_default().push(id);
+    }
+    for &id in &map.free {
+        if map.records[id as usize].is_some() {
+            return Err(format!("free slot {id} holds a record"));
+        }
+    }
+    if map.l1_lists.len() != lists.len() {
+        return Err(format!(
+            "{} L1 lists, {} blocks with records",
+            map.l1_lists.len(),
+            lists.len()
+        ));
+    }
+    for (&(class, l1), ids) in &lists {
+        let Some(list) = map.l1_lists.get(&L1Key { l1, class }) else {
+            return Err(format!("no list for class {class} block {l1:#x}"));
+        };
+        if list.len as usize != ids.len() {
+            return Err(format!(
+                "list {class}/{l1:#x}: len {} but {} records",
+                list.len,
+                ids.len()
+            ));
+        }
+        if !map
+            .l1_blocks
+            .contains(class, l1, SIZES_LOG2[usize::from(class)])
+        {
+            return Err(format!("block {class}/{l1:#x} not in the L1 block index"));
+        }
+        // Forward, from the head.
+        let mut walked = Vec::new();
+        let mut id = list.head;
+        while id != NIL {
+            if walked.len() > ids.len() {
+                return Err(format!("list {class}/{l1:#x}: cycle through next"));
+            }
+            let Some(record) = map.records.get(id as usize).copied().flatten() else {
+                return Err(format!(
+                    "list {class}/{l1:#x}: next reaches empty slot {id}"
+                ));
+            };
+            walked.push((id, record));
+            id = record.next;
+        }
+        let mut sorted_walked: Vec<u32> = walked.iter().map(|(id, _)| *id).collect();
+        sorted_walked.sort_unstable();
+        let mut want = ids.clone();
+        want.sort_unstable();
+        if sorted_walked != want {
+            return Err(format!(
+                "list {class}/{l1:#x}: next visits {sorted_walked:?}, slab has {want:?}"
+            ));
+        }
+        for pair in walked.windows(2) {
+            let ((newer_id, newer), (older_id, older)) = (pair[0], pair[1]);
+            if newer.inserted <= older.inserted {
+                return Err(format!(
+                    "list {class}/{l1:#x}: {newer_id} (insert {}) before {older_id} (insert {})",
+                    newer.inserted, older.inserted
+                ));
+            }
+            if older.prev != newer_id {
+                return Err(format!(
+                    "list {class}/{l1:#x}: {older_id}.prev is {} not {newer_id}",
+                    older.prev
+                ));
+            }
+        }
+        let (head_id, head) = walked[0];
+        let tail_id = walked[walked.len() - 1].0;
+        if head.prev != tail_id {
+            return Err(format!(
+                "list {class}/{l1:#x}: head {head_id}.prev is {} not the tail {tail_id}",
+                head.prev
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Insert(u64, ShadowRef<u32>),
+    RemoveShadow(u32, u64, u64),
+    Forget(u32),
+    /// Starts an L1-range removal (when none is under way) or runs its
+    /// next batch.
+    Batch(u64, u64),
+    /// A whole L1-range removal at once (when none is under way).
+    RemoveRange(u64, u64),
+    /// Page TLBIs of one context over `count` pages from an L2 IPA, one
+    /// by one (past 64 records, detached ones are unlinked at once).
+    PageTlbis(u32, u64, u64),
+}
+
+/// Few L1 pages and blocks (long aliasing lists), few L2 keys (frequent
+/// replacements, identical re-installs and same-key moves between L1
+/// blocks), three contexts (forgotten and reused).
+fn arb_step() -> impl Strategy<Value = Step> {
+    let page = (0u64..6, 0u64..48, 0u32..3)
+        .prop_map(|(l1, l2, c)| Step::Insert(0x4000_0000 + (l1 << 12), r(c, l2 << 12, PAGE_SIZE)));
+    let block = (0u64..2, 0u64..3, 0u32..3).prop_map(|(l1, l2, c)| {
+        Step::Insert(
+            0x4000_0000 + l1 * BLOCK_2M,
+            r(c, 0x1000_0000 + l2 * BLOCK_2M, BLOCK_2M),
+        )
+    });
+    let shadow_page =
+        (0u32..3, 0u64..48).prop_map(|(c, p)| Step::RemoveShadow(c, p << 12, 1 << 12));
+    let shadow_range =
+        (0u32..3, 0u64..48, 1u64..48).prop_map(|(c, p, n)| Step::RemoveShadow(c, p << 12, n << 12));
+    let l1_range = (0u64..8, 1u64..8).prop_map(|(p, n)| (0x4000_0000 + (p << 12), n << 12));
+    prop_oneof![
+        10 => page,
+        1 => block,
+        3 => shadow_page,
+        1 => shadow_range,
+        1 => (0u32..3).prop_map(Step::Forget),
+        6 => l1_range.clone().prop_map(|(s, l)| Step::Batch(s, l)),
+        1 => (0u64..2).prop_map(|b| Step::Batch(0x4000_0000 + b * BLOCK_2M, BLOCK_2M)),
+        1 => l1_range.prop_map(|(s, l)| Step::RemoveRange(s, l)),
+    ]
+}
+
+/// Records pile up (hundreds live, one context's removed by a range at
+/// once): mostly page inserts on 96 L1 pages, page TLBIs, one-page L1
+/// removals in batches, and now and then a long shadow range.
+fn arb_dense_step() -> impl Strategy<Value = Step> {
+    let page = (0u64..96, 0u64..256, 0u32..2)
+        .prop_map(|(l1, l2, c)| Step::Insert(0x4000_0000 + (l1 << 12), r(c, l2 << 12, PAGE_SIZE)));
+    prop_oneof![
+        24 => page,
+        8 => (0u32..2, 0u64..256).prop_map(|(c, p)| Step::RemoveShadow(c, p << 12, 1 << 12)),
+        2 => (0u32..2, 0u64..256, 64u64..256)
+            .prop_map(|(c, p, n)| Step::RemoveShadow(c, p << 12, n << 12)),
+        4 => (0u64..96).prop_map(|p| Step::Batch(0x4000_0000 + (p << 12), 1 << 12)),
+        1 => (0u32..2).prop_map(|c| Step::PageTlbis(c, 0, 256)),
+    ]
+}
+
+/// A model record: (L1 block, shadow entry, present when the current
+/// L1-range removal began).
+type ModelRecord = (u64, ShadowRef<u32>, bool);
+
+fn overlaps(l1: u64, size: u64, start: u64, len: u64) -> bool {
+    l1 < start + len && l1 + size > start
+}
+
+fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let mut map = ReverseMap::<u32>::new();
+    let mut model: Vec<ModelRecord> = Vec::new();
+    // The removal under way: its cursor and range.
+    let mut removal: Option<(L1RangeCursor, u64, u64)> = None;
+    for step in steps {
+        match step {
+            Step::Insert(l1, s) => {
+                map.insert(l1, s).unwrap();
+                let same = model
+                    .iter()
+                    .position(|(_, m, _)| (m.context, m.l2_ipa) == (s.context, s.l2_ipa));
+                match same {
+                    // An identical re-install keeps the record (and its
+                    // insert count: still "present at the start").
+                    Some(at) if model[at].0 == l1 && model[at].1.size == s.size => {}
+                    Some(at) => {
+                        model.swap_remove(at);
+                        model.push((l1, s, false));
+                    }
+                    None => model.push((l1, s, false)),
+                }
+            }
+            Step::RemoveShadow(c, from, n) => {
+                let before = model.len();
+                model.retain(|(_, m, _)| {
+                    !(m.context == c && m.l2_ipa < from + n && m.l2_ipa + m.size > from)
+                });
+                prop_assert_eq!(map.remove_shadow_range(c, from, n), before - model.len());
+            }
+            Step::Forget(c) => {
+                let before = model.len();
+                model.retain(|(_, m, _)| m.context != c);
+                prop_assert_eq!(map.forget_context(c), before - model.len());
+            }
+            Step::PageTlbis(c, from, count) => {
+                for page in 0..count {
+                    let l2 = from + (page << 12);
+                    let before = model.len();
+                    model.retain(|(_, m, _)| {
+                        !(m.context == c && m.l2_ipa <= l2 && l2 < m.l2_ipa + m.size)
+                    });
+                    prop_assert_eq!(
+                        map.remove_shadow_range(c, l2, 1 << 12),
+                        before - model.len()
+                    );
+                }
+            }
+            Step::RemoveRange(start, len) => {
+                if removal.is_some() {
+                    continue;
+                }
+                let mut got = Vec::new();
+                map.remove_range(start, len, |s| got.push(s));
+                got.sort();
+                let mut want: Vec<_> = model
+                    .iter()
+                    .filter(|(l1, m, _)| overlaps(*l1, m.size, start, len))
+                    .map(|(_, m, _)| *m)
+                    .collect();
+                want.sort();
+                model.retain(|(l1, m, _)| !overlaps(*l1, m.size, start, len));
+                prop_assert_eq!(got, want);
+            }
+            Step::Batch(start, len) => {
+                let (mut cursor, start, len) = match removal.take() {
+                    Some(under_way) => under_way,
+                    None => {
+                        for m in &mut model {
+                            m.2 = true;
+                        }
+                        (L1RangeCursor::new(start, len), start, len)
+                    }
+                };
+                let mut batch = ArrayVec::<ShadowRef<u32>, BATCH>::new();
+                let visited = map.l1_records_visited();
+                let more = map.remove_range_batch(&mut cursor, &mut batch);
+                // R17-2: a batch reads its room's records, plus at most
+                // the one newer record that stops each list it walks.
+                prop_assert!(
+                    map.l1_records_visited() - visited <= (BATCH + map.l1_lists.len() + 1) as u64,
+                    "one batch visited {} records",
+                    map.l1_records_visited() - visited
+                );
+                for s in batch {
+                    let at = model.iter().position(|(_, m, _)| *m == s);
+                    prop_assert!(at.is_some(), "{:?} reported but not live", s);
+                    let (l1, _, old) = model.swap_remove(at.unwrap());
+                    prop_assert!(overlaps(l1, s.size, start, len), "{:?} outside", s);
+                    prop_assert!(old, "{:?} inserted after the removal began", s);
+                }
+                if more {
+                    removal = Some((cursor, start, len));
+                } else {
+                    prop_assert!(cursor.is_done());
+                    for (l1, m, old) in &model {
+                        prop_assert!(
+                            !(*old && overlaps(*l1, m.size, start, len)),
+                            "missed {:?} on {:#x}",
+                            m,
+                            l1
+                        );
+                    }
+                }
+            }
+        }
+        if let Err(e) = check_lists(&map) {
+            return Err(TestCaseError::fail(e));
+        }
+        prop_assert_eq!(map.len(), model.len());
+        let mut all = map.entries_in(0, u64::MAX);
+        all.sort();
+        let mut want: Vec<_> = model.iter().map(|(l1, m, _)| (*l1, *m)).collect();
+        want.sort();
+        prop_assert_eq!(all, want);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Random inserts (aliasing lists, replacements, identical
+    /// re-installs), shadow-range removals (pending and immediate
+    /// unlinks), forgotten contexts (sweeps) and L1-range removals in
+    /// batches of 3 interleaved with all of them: the lists stay well
+    /// formed after every step, the map matches the model, no batch visits
+    /// more than its room, and a removal reports exactly the records
+    /// present when it began (the newer ones stay).
+    #[test]
+    fn lists_stay_well_formed_under_interleaved_tail_walks(
+        steps in prop::collection::vec(arb_step(), 1..300),
+    ) {
+        run(steps)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The same with many keys on many L1 pages and long runs (records
+    /// pile up): more than 64 records wait for their unlink, so shadow-range removals also unlink at once
+    /// (`remove_indexed_later`'s and `remove_shadow_blocks`' own unlinks),
+    /// from any place in the lists.
+    #[test]
+    fn lists_stay_well_formed_with_many_pending_unlinks(
+        steps in prop::collection::vec(arb_dense_step(), 600..1200),
+    ) {
+        run(steps)?;
+    }
+}
+
+/// Each position a record can leave its list from (the only one, the head,
+/// a middle one, the tail), by each path that removes one, then a removal
+/// that must find every other record.
+#[test]
+fn every_unlink_position_keeps_the_tail_reachable() {
+    const L1: u64 = 0x4000_0000;
+    for len in 1..=4u64 {
+        for gone in 0..len {
+            for path in 0..4 {
+                let mut map = ReverseMap::<u32>::new();
+                // Records 0..len on one page, record len - 1 the head.
+                for i in 0..len {
+                    map.insert(L1, r(1, i << 12, PAGE_SIZE)).unwrap();
+                }
+                match path {
+                    // Same key onto another L1 page: `insert`'s `remove_key`.
+                    0 => map
+                        .insert(L1 + 0x1000, r(1, gone << 12, PAGE_SIZE))
+                        .unwrap(),
+                    // A page TLBI (pending) then an insert elsewhere (which
+                    // completes pending unlinks).
+                    1 => {
+                        assert_eq!(map.remove_shadow_range(1, gone << 12, 0x1000), 1);
+                        map.insert(L1 + 0x1000, r(2, 0, PAGE_SIZE)).unwrap();
+                    }
+                    // A page TLBI left pending for the removal's own
+                    // `unlink_pending`.
+                    2 => assert_eq!(map.remove_shadow_range(1, gone << 12, 0x1000), 1),
+                    // Into another context and back (sweeps reclaim the
+                    // dead record): only `gone` stays under context 1.
+                    _ => {
+                        for i in 0..len {
+                            if i != gone {
+                                map.insert(L1, r(3, i << 12, PAGE_SIZE)).unwrap();
+                            }
+                        }
+                        map.forget_context(1);
+                        map.insert(L1 + 0x1000, r(1, gone << 12, PAGE_SIZE))
+                            .unwrap();
+                    }
+                }
+                check_lists(&map)
+                    .unwrap_or_else(|e| panic!("len {len} gone {gone} path {path}: {e}"));
+                let expected = map.entries_in(L1, 0x1000).len();
+                let mut found = 0;
+                let mut cursor = L1RangeCursor::new(L1, 0x1000);
+                loop {
+                    let mut batch = ArrayVec::<ShadowRef<u32>, 1>::new();
+                    let more = map.remove_range_batch(&mut cursor, &mut batch);
+                    found += batch.len();
+                    check_lists(&map)
+                        .unwrap_or_else(|e| panic!("len {len} gone {gone} path {path}: {e}"));
+                    if !more {
+                        break;
+                    }
+                }
+                assert_eq!(found, expected, "len {len} gone {gone} path {path}");
+                assert!(map.entries_in(L1, 0x1000).is_empty());
+            }
+        }
+    }
+}
+
+/// Past the 64 unlinks that may wait, page TLBIs (`remove_indexed_later`)
+/// and a long shadow range (`remove_shadow_blocks`) unlink records at
+/// once, from the middle, head and tail of long aliasing lists shared
+/// with another context's records: the lists stay whole and an L1-range
+/// removal in batches of 1 then finds exactly the other context's records.
+#[test]
+fn immediate_unlinks_past_the_pending_limit_keep_lists_whole() {
+    const L1: u64 = 0x4000_0000;
+    for by_range in [false, true] {
+        let mut map = ReverseMap::<u32>::new();
+        for i in 0..150u64 {
+            // Three L1 pages; contexts 1 and 2 interleaved on each list.
+            map.insert(
+                L1 + ((i % 3) << 12),
+                r(1 + (i % 2) as u32, i << 12, PAGE_SIZE),
+            )
+            .unwrap();
+        }
+        check_lists(&map).unwrap();
+        if by_range {
+            assert_eq!(map.remove_shadow_range(1, 0, 150 << 12), 75);
+        } else {
+            for i in 0..150u64 {
+                map.remove_shadow_range(1, i << 12, 1 << 12);
+            }
+        }
+        assert_eq!(
+            map.pending.len(),
+            PENDING_UNLINKS,
+            "the rest were unlinked at once"
+        );
+        check_lists(&map).unwrap_or_else(|e| panic!("by range {by_range}: {e}"));
+        let mut cursor = L1RangeCursor::new(L1, 3 << 12);
+        let mut found = Vec::new();
+        loop {
+            let mut batch = ArrayVec::<ShadowRef<u32>, 1>::new();
+            let more = map.remove_range_batch(&mut cursor, &mut batch);
+            found.extend(batch);
+            check_lists(&map).unwrap_or_else(|e| panic!("by range {by_range}: {e}"));
+            if !more {
+                break;
+            }
+        }
+        found.sort();
+        let want: Vec<_> = (0..150u64)
+            .filter(|i| i % 2 == 1)
+            .map(|i| r(2, i << 12, PAGE_SIZE))
+            .collect();
+        assert_eq!(found, want, "by range {by_range}");
+        assert!(map.is_empty());
+        assert_eq!(map.records_held(), 0);
+    }
+}
