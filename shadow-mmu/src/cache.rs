@@ -595,20 +595,35 @@ impl WalkCache {
         }
     }
 
-    /// Inserts the paths of a successful walk that are not cached yet;
-    /// returns how many live entries were evicted.
+    /// Inserts the paths of a successful walk that are not cached yet,
+    /// except those ending at or above level `served_through` (the walk
+    /// read them from a cached path: they are cached, or were evicted
+    /// since, and leaving them out only caches less); returns how many
+    /// live entries were evicted.
     pub(crate) fn insert_paths(
         &self,
         index: &mut CacheIndex,
         walker: &Stage2Walker,
         t: &Translation,
+        served_through: Option<i8>,
         guard: &Guard,
     ) -> usize {
+        // The deepest table descriptor of the trail: when the cached path
+        // served it, there is nothing to insert (a partial walk from the
+        // path above its leaf, the common miss).
+        let trail = t.trail.as_slice();
+        let tables = trail.len().saturating_sub(1).min(MAX_PATH);
+        if tables == 0 || served_through.is_some_and(|served| trail[tables - 1].level <= served) {
+            return 0;
+        }
         self.take_index(index);
         let flush = self.flush.load(Ordering::Relaxed);
         let (paths, count) = paths_of(walker, t);
         let mut evicted = 0;
         for path in paths.iter().take(count) {
+            if served_through.is_some_and(|served| path.level <= served) {
+                continue;
+            }
             let key = path.cache_key();
             let hash = hash2(key, 1);
             if self
@@ -879,13 +894,14 @@ impl WalkCache {
         }
     }
 
-    /// Whether a leaf for exactly this block is cached and live (tests).
-    pub(crate) fn holds_leaf(&self, ipa_base: u64, size_log2: u8, guard: &Guard) -> bool {
-        let key = leaf_key(ipa_base, size_log2);
-        let flush = self.flush.load(Ordering::Acquire);
-        self.leaves
-            .get(key, hash2(key, 0), guard)
-            .is_some_and(|e| e.flush == flush)
+    /// Whether `entry`, a live leaf a lookup of this cache returned under
+    /// `guard`, is still cached and live: its node is still linked (not
+    /// evicted, removed or replaced) and no flush came since. Compares
+    /// the bucket's pointers with the entry's address; reads no node.
+    /// Caller holds the writer lock (so no insert or removal runs).
+    pub(crate) fn still_holds(&self, entry: &CachedWalk, guard: &Guard) -> bool {
+        entry.flush == self.flush.load(Ordering::Acquire)
+            && self.leaves.links(entry, hash2(entry.cache_key(), 0), guard)
     }
 }
 

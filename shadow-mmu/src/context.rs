@@ -365,7 +365,7 @@ impl<S> Context<S> {
     ) -> usize {
         assert!(!self.is_retired(), "an insert into a retired context");
         self.cache
-            .insert_paths(&mut held.index, &self.walker, t, guard)
+            .insert_paths(&mut held.index, &self.walker, t, None, guard)
     }
 
     /// Drops every cached entry of the slot's cache at once (a whole-VMID

@@ -305,6 +305,15 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         }
     }
 
+    /// Sets `key`, which the caller knows is absent (it just probed for it
+    /// or removed it, with no insert since), to `value`: one walk of the
+    /// run instead of `insert`'s two. `key` must not be the vacant key.
+    pub(crate) fn insert_absent(&mut self, key: K, value: V) {
+        debug_assert!(!key.is_vacant());
+        debug_assert!(self.find(&key).is_none(), "insert_absent of a present key");
+        self.place(key, value);
+    }
+
     /// Puts an absent key in the first vacant slot of its run; its index.
     fn place(&mut self, key: K, value: V) -> usize {
         if (self.len + 1) * 4 > self.slots.len() * 3 {

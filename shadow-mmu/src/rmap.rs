@@ -512,7 +512,9 @@ impl<C: ContextId> ReverseMap<C> {
         }
         self.l2_blocks
             .insert((shadow.context, class8), shadow.l2_ipa, size_log2);
-        self.by_shadow.insert(
+        // Absent: probed above (and removed if it was there); the
+        // unlinks and the sweep since removed keys, never added one.
+        self.by_shadow.insert_absent(
             key,
             Meta {
                 id,

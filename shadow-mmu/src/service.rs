@@ -155,6 +155,13 @@ pub trait ShadowStore: Send + Sync {
     }
     /// The entry translating `l2_ipa`.
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping>;
+    /// [`ShadowStore::lookup`] by a caller that holds the lock of the
+    /// context owning the shadow, which every call that changes it holds
+    /// (`map`, `unmap_range`, `clear`): a shadow whose lookup guards
+    /// against concurrent changes may skip that here.
+    fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.lookup(l2_ipa)
+    }
     /// Table frames held.
     fn frames_used(&self) -> usize;
     /// Leaves installed (what a `clear` would remove): under the
@@ -187,6 +194,9 @@ where
     }
     fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         ShadowTable::lookup(self, l2_ipa)
+    }
+    fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        ShadowTable::lookup_excluded(self, l2_ipa)
     }
     fn frames_used(&self) -> usize {
         ShadowTable::frames_used(self)
@@ -715,9 +725,12 @@ impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
 }
 
 /// Where a translate's L1 leaf came from.
-enum Source {
-    Hit(CachedWalk),
-    Walk(walker::Translation),
+enum Source<'g> {
+    /// The cache's entry (under the translate's pin).
+    Hit(&'g CachedWalk),
+    /// A walk, and the level of the deepest table descriptor a cached
+    /// path served it (a partial walk), if any.
+    Walk(walker::Translation, Option<i8>),
 }
 
 /// What an install does when the shadow leaves are at the budget's cap.
@@ -1081,19 +1094,28 @@ where
         let (leaf, walked) = match context.cached(l2_ipa, &guard) {
             Some(hit) if hit.permits(access) => {
                 bump(&counters.hits, 1);
-                (l1_translation(hit), Source::Hit(*hit))
+                (l1_translation(hit), Source::Hit(hit))
             }
             _ => {
                 bump(&counters.misses, 1);
                 let walker = context.walker();
                 let path = context.cached_path(l2_ipa, &guard);
                 let (result, kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
-                match kind {
-                    WalkKind::Full => bump(&counters.walks, 1),
-                    WalkKind::Partial => bump(&counters.partial_walks, 1),
-                }
+                let served_through = match kind {
+                    WalkKind::Full => {
+                        bump(&counters.walks, 1);
+                        None
+                    }
+                    WalkKind::Partial => {
+                        bump(&counters.partial_walks, 1);
+                        path.map(|p| p.level)
+                    }
+                };
                 match result {
-                    Ok(t) => (L1Translation::from_translation(&t), Source::Walk(t)),
+                    Ok(t) => (
+                        L1Translation::from_translation(&t),
+                        Source::Walk(t, served_through),
+                    ),
                     Err(WalkError::Fault(fault)) => {
                         return Translated::Inject(fault.syndrome(abort))
                     }
@@ -1215,7 +1237,7 @@ where
         context: &Context<ShadowOf<B>>,
         held: &mut ContextState,
         entry: &crate::compose::ComposedEntry,
-        walked: &Source,
+        walked: &Source<'_>,
         generation: u64,
         l0_generation: u64,
         guard: &Guard,
@@ -1227,7 +1249,7 @@ where
                 leaf: (hit.ipa_base, hit.size()),
                 walk: None,
             },
-            Source::Walk(t) => Footprint {
+            Source::Walk(t, _) => Footprint {
                 leaf: (t.ipa_block_base(), t.block_size),
                 walk: context.walker().start_level().map(|level| {
                     let size = 1u64 << level_lsb(context.walker(), level);
@@ -1250,7 +1272,7 @@ where
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
         if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves
-            && context.shadow().lookup(shadow.l2_ipa_base) != Some(shadow)
+            && context.shadow().lookup_excluded(shadow.l2_ipa_base) != Some(shadow)
         {
             match at_cap {
                 AtLeafCap::Yield => return Install::OverCap,
@@ -1265,17 +1287,13 @@ where
         // install's record and its map, and the new shadow leaf must lie
         // inside a cached leaf (module invariant). Cached walks are L2 ->
         // L1 results: they do not depend on L0's generation.
-        let (leaf, translation) = match walked {
-            Source::Walk(t) => (CachedWalk::from_translation(t), Some(t)),
+        let (leaf, translation) = match *walked {
+            Source::Walk(ref t, served) => (CachedWalk::from_translation(t), Some((t, served))),
             Source::Hit(hit) => (*hit, None),
         };
         // A hit's leaf may have been evicted since the lookup (evictions do
         // not move the generation): put it back, it is still valid.
-        if translation.is_some()
-            || !context
-                .cache
-                .holds_leaf(leaf.ipa_base, leaf.size_log2, guard)
-        {
+        if !matches!(walked, Source::Hit(hit) if context.cache.still_holds(hit, guard)) {
             // The cache tables' slots are written by a load and a store
             // (`table::replace`), so their writers must be serialised:
             // writers of a context's cache slots are serialised by its
@@ -1291,10 +1309,11 @@ where
             // At most one leaf is evicted: nothing to allocate for it.
             let evicted = context.cache.insert_leaf(&mut held.index, leaf, guard);
             let mut n = usize::from(evicted.is_some());
-            if let Some(t) = translation {
-                n += context
-                    .cache
-                    .insert_paths(&mut held.index, context.walker(), t, guard);
+            if let Some((t, served)) = translation {
+                n +=
+                    context
+                        .cache
+                        .insert_paths(&mut held.index, context.walker(), t, served, guard);
             }
             bump(&counters.evictions, n as u64);
             if let Some((base, size)) = evicted {
@@ -1359,7 +1378,9 @@ where
     /// when the range is empty or holds this very leaf; the common page
     /// install costs nothing more. Under the context's lock.
     fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
-        let hull = match context.shadow().lookup(shadow.l2_ipa_base) {
+        // Under the context's lock, which every change of its shadow
+        // holds: the walk needs no guard against one.
+        let hull = match context.shadow().lookup_excluded(shadow.l2_ipa_base) {
             // Exactly this leaf (PA, permissions, attributes): whichever L1
             // block its record names, nothing L0 could take back is left
             // that the new record does not also justify.

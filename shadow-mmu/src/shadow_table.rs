@@ -1079,6 +1079,26 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             return None;
         }
         let _shared = self.lock.shared();
+        self.walk_to_leaf(l2_ipa)
+    }
+
+    /// [`ShadowTable::lookup`] without the table's update lock, for a
+    /// caller that already excludes every call that changes the tree
+    /// (`map`, `unmap_range`, `clear`, `reclaim`) by a lock of its own:
+    /// the service, under the lock of the context that owns the table.
+    /// Nothing then unlinks or frees a table under the walk, so it reads
+    /// what `lookup` would, two atomic read-modify-writes cheaper. Called
+    /// without that exclusion it is still memory-safe (pool frames stay
+    /// allocated while the pool lives, and every descriptor is read
+    /// atomically) but may answer from a table being freed.
+    pub fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        if l2_ipa >> SHADOW_IPA_BITS != 0 {
+            return None;
+        }
+        self.walk_to_leaf(l2_ipa)
+    }
+
+    fn walk_to_leaf(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         let mut table = self.pool.frame(self.root)?;
         for level in 0..=3 {
             let d = table.0[index_at(l2_ipa, level)].load(Ordering::Acquire);

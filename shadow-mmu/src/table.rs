@@ -217,6 +217,20 @@ impl<T: Keyed + 'static> Table<T> {
         Self::get_in(self.bucket(hash), key, hash, guard)
     }
 
+    /// Whether `node`, a reference a `get` with `hash` returned under
+    /// `guard`, is still linked in its bucket: one line, pointers compared,
+    /// no node read. (The node cannot have been freed and its address
+    /// reused while `guard` is pinned.)
+    pub(crate) fn links(&self, node: &T, hash: u64, guard: &Guard) -> bool {
+        self.bucket(hash).slots.iter().any(|slot| {
+            let shared = slot.load(Ordering::Acquire, guard);
+            // SAFETY: as in `get`: loaded under `guard`, and destroyed only
+            // after being unlinked and a grace period that cannot end while
+            // `guard` is pinned. Only the value's address is taken.
+            unsafe { shared.as_ref() }.is_some_and(|n| core::ptr::eq(&n.value, node))
+        })
+    }
+
     /// The node with `key` in either of its two buckets (`hashes`), the
     /// first probed first. Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
