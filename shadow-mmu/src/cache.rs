@@ -127,9 +127,53 @@ const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
     ipa_base | size_log2 as u64
 }
 
+/// log2 of the pages whose leaves take consecutive buckets of the cache
+/// table (see [`leaf_hash`]): 64 pages, 256 KiB of L2 IPA.
+const NEIGHBOURS_LOG2: u32 = 6;
+
+/// The table hash of a leaf key: a bijection of the key (so a tag match is
+/// a key match, [`Keyed::HASH_IS_KEY`]) whose bucket bits put the 4 KiB
+/// leaves of one 256 KiB region in consecutive buckets.
+///
+/// A fault that misses the shadow usually comes after its neighbour's
+/// (L2 touching memory in order, an L0 unmap refaulting a range): with a
+/// plain mix every fault's bucket is a random line of a table of
+/// megabytes, a cache and often a TLB miss; here 64 such faults read the
+/// consecutive lines of one 4 KiB page, which the CPU's prefetcher streams
+/// in. Regions still land at mixed, independent places, so each bucket
+/// receives as many leaves on average as before, and larger leaves (whose
+/// bases have no page bits) spread as before. The key's page-in-region
+/// bits `o` are added to the bucket bits of a mix of the rest; the mix's
+/// low half is kept verbatim and added in too, so the key is recovered
+/// from the hash and small tables (fewer buckets than a region) still
+/// spread by the mix.
+fn leaf_hash(key: u64) -> u64 {
+    const NEIGHBOUR_BITS: u64 = ((1 << NEIGHBOURS_LOG2) - 1) << 12;
+    // The key without its page-in-region bits, squeezed into 58 bits
+    // (bases are 4 KiB aligned: the low 12 bits hold the size).
+    let region = key & !NEIGHBOUR_BITS;
+    let squeezed = ((region >> (12 + NEIGHBOURS_LOG2)) << 12) | (region & 0xfff);
+    let mixed = mix58(squeezed);
+    let low = mixed & 0xffff_ffff;
+    let neighbour = (key & NEIGHBOUR_BITS) >> 12;
+    let high = ((mixed >> 32) << NEIGHBOURS_LOG2 | neighbour).wrapping_add(low) & 0xffff_ffff;
+    (high << 32) | low
+}
+
+/// A bijection of `[0, 2^58)` that spreads every input bit (xor-shifts and
+/// odd multiplications, each invertible modulo 2^58).
+const fn mix58(x: u64) -> u64 {
+    const MASK: u64 = (1 << 58) - 1;
+    let x = (x ^ (x >> 29)) & MASK;
+    let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9) & MASK;
+    let x = x ^ (x >> 31);
+    let x = x.wrapping_mul(0x94d0_49bb_1331_11eb) & MASK;
+    x ^ (x >> 29)
+}
+
 impl Keyed for CachedWalk {
     type Key = u64;
-    // Looked up with `hash2(key, constant)`, a bijection of the key.
+    // Looked up with `leaf_hash(key)`, a bijection of the key.
     const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
@@ -515,7 +559,7 @@ impl WalkCache {
             sizes &= sizes - 1;
             let base = ipa & !((1u64 << size_log2) - 1);
             let key = leaf_key(base, size_log2);
-            if let Some(entry) = self.leaves.get(key, hash2(key, 0), guard) {
+            if let Some(entry) = self.leaves.get(key, leaf_hash(key), guard) {
                 if entry.flush == flush {
                     return Some(entry);
                 }
@@ -578,7 +622,7 @@ impl WalkCache {
         let (base, size_log2) = (entry.ipa_base, entry.size_log2);
         match self
             .leaves
-            .insert(entry, hash2(key, 0), guard, |n| n.flush != flush)
+            .insert(entry, leaf_hash(key), guard, |n| n.flush != flush)
             .0
         {
             Displaced::SameKey => None,
@@ -677,7 +721,7 @@ impl WalkCache {
             }
             for n in 0..blocks {
                 let key = leaf_key(first + (n << size_log2), size_log2);
-                self.leaves.prefetch(hash2(key, 0));
+                self.leaves.prefetch(leaf_hash(key));
             }
             // At most two chunks: the first block's and the last's (one
             // for a page: each prefetch costs a TLB lookup, a page walk
@@ -816,7 +860,7 @@ impl WalkCache {
             if leaves.remove(size_log2, base, u32::from(size_log2))
                 && self
                     .leaves
-                    .remove_into(key, hash2(key, 0), retired, NodeLine::AskFor)
+                    .remove_into(key, leaf_hash(key), retired, NodeLine::AskFor)
             {
                 removed_leaf(base, 1 << size_log2);
                 return 1;
@@ -830,7 +874,7 @@ impl WalkCache {
         let prefetch = |blocks: ChunkBlocks| {
             if blocks.len() > 1 {
                 for base in blocks.bases() {
-                    self.leaves.prefetch(hash2(leaf_key(base, size_log2), 0));
+                    self.leaves.prefetch(leaf_hash(leaf_key(base, size_log2)));
                 }
             }
         };
@@ -848,7 +892,7 @@ impl WalkCache {
             };
             for base in blocks.bases() {
                 let key = leaf_key(base, size_log2);
-                if self.leaves.remove_into(key, hash2(key, 0), retired, line) {
+                if self.leaves.remove_into(key, leaf_hash(key), retired, line) {
                     removed += 1;
                     removed_leaf(base, 1 << size_log2);
                 }
@@ -901,7 +945,9 @@ impl WalkCache {
     /// Caller holds the writer lock (so no insert or removal runs).
     pub(crate) fn still_holds(&self, entry: &CachedWalk, guard: &Guard) -> bool {
         entry.flush == self.flush.load(Ordering::Acquire)
-            && self.leaves.links(entry, hash2(entry.cache_key(), 0), guard)
+            && self
+                .leaves
+                .links(entry, leaf_hash(entry.cache_key()), guard)
     }
 }
 
@@ -926,6 +972,66 @@ mod tests {
             descriptor: output_base | 0x7ff,
             descriptor_address: 0x3000,
             flush: 0,
+        }
+    }
+
+    /// `leaf_hash` is a bijection of leaf keys (a tag match is a key
+    /// match): its inverse, written out, recovers every key; and the 4 KiB
+    /// leaves of one 256 KiB region take consecutive buckets.
+    #[test]
+    fn leaf_hash_is_invertible_and_keeps_neighbours_together() {
+        const MASK: u64 = (1 << 58) - 1;
+        // Inverse of `x ^ (x >> s)` on 58 bits, and of an odd multiplier.
+        let unshift = |y: u64, s: u32| {
+            let mut x = y;
+            for _ in 0..(58 / s + 1) {
+                x = y ^ (x >> s);
+            }
+            x & MASK
+        };
+        let inverse_of = |k: u64| {
+            let mut inv = k;
+            for _ in 0..6 {
+                inv = inv.wrapping_mul(2u64.wrapping_sub(k.wrapping_mul(inv)));
+            }
+            inv
+        };
+        let unmix = |y: u64| {
+            let x = unshift(y, 29);
+            let x = x.wrapping_mul(inverse_of(0x94d0_49bb_1331_11eb)) & MASK;
+            let x = unshift(x, 31);
+            let x = x.wrapping_mul(inverse_of(0xbf58_476d_1ce4_e5b9)) & MASK;
+            unshift(x, 29)
+        };
+        let unhash = |h: u64| {
+            let low = h & 0xffff_ffff;
+            let high = (h >> 32).wrapping_sub(low) & 0xffff_ffff;
+            let mixed = ((high >> NEIGHBOURS_LOG2) << 32) | low;
+            let neighbour = high & ((1 << NEIGHBOURS_LOG2) - 1);
+            let squeezed = unmix(mixed);
+            let region = ((squeezed >> 12) << (12 + NEIGHBOURS_LOG2)) | (squeezed & 0xfff);
+            region | neighbour << 12
+        };
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
+            let base = (x & ((1 << 52) - 1)) & !((1u64 << size_log2) - 1);
+            for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
+                assert_eq!(mix58(unmix(key & MASK)), key & MASK);
+                assert_eq!(unhash(leaf_hash(key)), key, "{key:#x}");
+            }
+        }
+        let bucket = |key: u64| (leaf_hash(key) >> 32) & 0xffff;
+        let region = 0x80_1234_0000u64;
+        let first = bucket(leaf_key(region, 12));
+        for page in 0..64u64 {
+            assert_eq!(
+                bucket(leaf_key(region + (page << 12), 12)),
+                (first + page) & 0xffff
+            );
         }
     }
 
