@@ -105,6 +105,60 @@ impl HashKey {
     }
 }
 
+/// Where a [`FlatMap`]'s home slots lay when the hint was taken
+/// ([`FlatMap::slot_hint`]): its slot array's address, length and hashing
+/// key, as plain numbers. A thread that does not hold the lock guarding the
+/// map asks with it for the line a later probe (under the lock) will read
+/// first, so that the memory round trip overlaps other work. A map sized
+/// when made never moves its slots; should it grow, the hint names the old
+/// array, and its prefetches are wasted (a prefetch of any address has no
+/// effect but on timing, see `crate::prefetch`). It reads nothing.
+pub(crate) struct SlotHint<K> {
+    base: usize,
+    slots: usize,
+    shift: u32,
+    key: HashKey,
+    keys: core::marker::PhantomData<fn(K)>,
+}
+
+impl<K> Clone for SlotHint<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for SlotHint<K> {}
+
+impl<K> core::fmt::Debug for SlotHint<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SlotHint")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: FlatKey> SlotHint<K> {
+    /// The address of `key`'s home slot (of a map with `V` values), if the
+    /// map had slots.
+    fn home_address<V>(&self, key: &K) -> Option<usize> {
+        if self.slots == 0 {
+            return None;
+        }
+        let home = (self.key.hash(key.flat_word()) >> self.shift) as usize;
+        Some(
+            self.base
+                .wrapping_add(home.wrapping_mul(core::mem::size_of::<(K, V)>())),
+        )
+    }
+
+    /// Asks for the line of `key`'s home slot (of a map with `V` values).
+    pub(crate) fn prefetch<V>(&self, key: &K) {
+        if let Some(at) = self.home_address::<V>(key) {
+            crate::prefetch::prefetch(at as *const u8);
+        }
+    }
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub(crate) struct FlatMap<K, V> {
@@ -262,6 +316,18 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             // prefetch of whatever follows; the run wraps to slot 0 then,
             // which the caller rarely needs).
             crate::prefetch::prefetch(at.cast::<u8>().wrapping_add(64));
+        }
+    }
+
+    /// Where this map's home slots lie now, for prefetches by a thread
+    /// that does not hold the map's owner's lock (see [`SlotHint`]).
+    pub(crate) fn slot_hint(&self) -> SlotHint<K> {
+        SlotHint {
+            base: self.slots.as_ptr() as usize,
+            slots: self.slots.len(),
+            shift: self.shift,
+            key: self.key,
+            keys: core::marker::PhantomData,
         }
     }
 
@@ -570,6 +636,30 @@ mod tests {
             "longest probe {}",
             map.max_displacement()
         );
+    }
+
+    /// A hint names the home slot a lookup under the lock reads first (and
+    /// nothing for a map without slots); a stale hint of a map that grew
+    /// is only a wasted prefetch.
+    #[test]
+    fn a_slot_hint_names_each_keys_home_slot() {
+        let mut map: FlatMap<Key, u64> = FlatMap::with_capacity(1000);
+        let hint = map.slot_hint();
+        for k in 0..2000u64 {
+            let key = Key(k << 12);
+            let home = &map.slots[map.home(&key)] as *const (Key, u64) as usize;
+            assert_eq!(hint.home_address::<u64>(&key), Some(home));
+            hint.prefetch::<u64>(&key);
+        }
+        for k in 0..5000u64 {
+            map.insert(Key(k << 12), k);
+        }
+        assert!(map.growths() > 0);
+        hint.prefetch::<u64>(&Key(7 << 12));
+        assert_eq!(map.get(&Key(7 << 12)), Some(&7));
+        let empty: FlatMap<Key, u64> = FlatMap::new();
+        assert_eq!(empty.slot_hint().home_address::<u64>(&Key(0)), None);
+        empty.slot_hint().prefetch::<u64>(&Key(0));
     }
 
     #[test]

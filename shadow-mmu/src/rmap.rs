@@ -266,6 +266,44 @@ pub struct ReverseMap<C> {
     l1_records_visited: u64,
 }
 
+/// The lines an [`ReverseMap::insert`] reads first, asked for by a thread
+/// that does not hold the map's lock (a fault, long before its install):
+/// `by_shadow`'s home slot of the shadow entry and `l1_lists`' of its L1
+/// block, which in a large map are each a memory round trip. A hint only
+/// (see `SlotHint`): taken when the map is made, it never reads the map.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RmapHint<C> {
+    by_shadow: crate::flat::SlotHint<ShadowKey<C>>,
+    l1_lists: crate::flat::SlotHint<L1Key>,
+}
+
+impl<C: ContextId> RmapHint<C> {
+    /// Asks for the line of `by_shadow`'s home slot of `context`'s entry
+    /// at `l2_ipa` (a block base).
+    pub(crate) fn prefetch_shadow(&self, context: C, l2_ipa: u64) {
+        self.by_shadow.prefetch::<Meta>(&ShadowKey {
+            l2: l2_ipa,
+            context,
+        });
+    }
+
+    /// Asks for the lines an insert of `shadow` on the L1 block at `l1_ipa`
+    /// reads first (no effect for an unsupported size).
+    pub(crate) fn prefetch_insert(&self, l1_ipa: u64, shadow: &ShadowRef<C>) {
+        let Some(class) = size_class(shadow.size) else {
+            return;
+        };
+        self.by_shadow.prefetch::<Meta>(&ShadowKey {
+            l2: shadow.l2_ipa,
+            context: shadow.context,
+        });
+        self.l1_lists.prefetch::<L1List>(&L1Key {
+            l1: l1_ipa,
+            class: class as u8,
+        });
+    }
+}
+
 /// Where a batched L1-range removal stands (see
 /// [`ReverseMap::remove_range_batch`]): the size class and the L1 block
 /// base to go on from, and the range's last byte.
@@ -1061,6 +1099,16 @@ impl<C: ContextId> ReverseMap<C> {
             .prefetch(class, l1, SIZES_LOG2[usize::from(class)]);
         if let Some(slot) = self.records.get(id as usize) {
             crate::prefetch::prefetch(slot);
+        }
+    }
+
+    /// Where the records of shadow entries and of L1 blocks are looked up
+    /// first, for a fault that prefetches them before it takes the lock
+    /// around this map (see [`RmapHint`]).
+    pub(crate) fn hint(&self) -> RmapHint<C> {
+        RmapHint {
+            by_shadow: self.by_shadow.slot_hint(),
+            l1_lists: self.l1_lists.slot_hint(),
         }
     }
 

@@ -101,7 +101,7 @@ use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
     ShadowVmidError, ShadowVmids,
 };
-use crate::rmap::{L1RangeCursor, ReverseMap, RmapError, ShadowRef, L0_UNMAP_BATCH};
+use crate::rmap::{L1RangeCursor, ReverseMap, RmapError, RmapHint, ShadowRef, L0_UNMAP_BATCH};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
     TlbMaintenance,
@@ -704,6 +704,9 @@ pub struct Service<M, L, B: ShadowBackend> {
     backend: B,
     directory: Directory<ShadowOf<B>>,
     rmap: Mutex<ReverseMap<u16>>,
+    /// Where an install's reverse-map probes will read first, so a fault
+    /// asks for those lines as soon as it has composed (see [`RmapHint`]).
+    rmap_hint: RmapHint<u16>,
     /// Held for a whole `l0_unmap`, before any other lock: one L0 unmap at
     /// a time (see there).
     l0_unmaps: Mutex<()>,
@@ -787,16 +790,18 @@ where
             &collector,
         );
         directory.reserve_shadows(|vmid| backend.create(vmid));
+        let rmap = ReverseMap::with_capacity(
+            config.budget.reverse_map_records(),
+            config.budget.capacity.contexts,
+        );
         Ok(Service {
+            rmap_hint: rmap.hint(),
             directory,
             config,
             memory,
             l0,
             backend,
-            rmap: Mutex::new(ReverseMap::with_capacity(
-                config.budget.reverse_map_records(),
-                config.budget.capacity.contexts,
-            )),
+            rmap: Mutex::new(rmap),
             l0_unmaps: Mutex::new(()),
             l0_generation: AtomicU64::new(0),
             shadow_leaves: AtomicUsize::new(0),
@@ -1086,6 +1091,10 @@ where
         let Some(context) = self.context(worker, key, &guard) else {
             return Translated::Retry(Retry::Throttled);
         };
+        // The reverse-map line the install will probe first (for a page,
+        // the usual leaf), asked for now so it arrives during the lookup.
+        self.rmap_hint
+            .prefetch_shadow(context.shadow_vmid(), l2_ipa & !(PAGE_SIZE - 1));
         // Both generations before anything is read (Acquire: the walk's
         // reads and the L0 lookup come after).
         let generation = context.generation();
@@ -1129,6 +1138,14 @@ where
             Ok(Composition::ExternalAbort { l1_ipa }) => return Translated::OutsideL1 { l1_ipa },
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };
+        self.rmap_hint.prefetch_insert(
+            entry.l1_ipa_base,
+            &ShadowRef {
+                context: context.shadow_vmid(),
+                l2_ipa: entry.shadow.l2_ipa_base,
+                size: entry.shadow.size,
+            },
+        );
         // L1's leaf allows the access (the walk succeeded, or the hit
         // permits it); if the composed entry does not, L0's mapping denies
         // it, and `Mapped` would send L2 back to fault forever. The
