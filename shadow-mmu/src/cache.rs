@@ -127,13 +127,14 @@ const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
     ipa_base | size_log2 as u64
 }
 
-/// log2 of the pages whose leaves take consecutive buckets of the cache
-/// table (see [`leaf_hash`]): 64 pages, 256 KiB of L2 IPA.
+/// log2 of the most pages whose leaves take consecutive buckets of the
+/// cache table (see [`leaf_hash`]): 64 pages, 256 KiB of L2 IPA, in a table
+/// of at least 64 buckets.
 const NEIGHBOURS_LOG2: u32 = 6;
 
-/// The table hash of a leaf key: a bijection of the key (so a tag match is
-/// a key match, [`Keyed::HASH_IS_KEY`]) whose bucket bits put the 4 KiB
-/// leaves of one 256 KiB region in consecutive buckets.
+/// The table hash of a leaf key, for a table that puts the 4 KiB leaves of
+/// each `2^neighbours_log2`-page region in consecutive buckets: a bijection
+/// of the key (so a tag match is a key match, [`Keyed::HASH_IS_KEY`]).
 ///
 /// A fault that misses the shadow usually comes after its neighbour's
 /// (L2 touching memory in order, an L0 unmap refaulting a range): with a
@@ -142,38 +143,36 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// consecutive lines of one 4 KiB page, which the CPU's prefetcher streams
 /// in. Regions still land at mixed, independent places, so each bucket
 /// receives as many leaves on average as before, and larger leaves (whose
-/// bases have no page bits) spread as before. The key's page-in-region
-/// bits `o` are added to the bucket bits of a mix of the rest; the mix's
-/// low half is kept verbatim and added in too, so the key is recovered
-/// from the hash and small tables (fewer buckets than a region) still
-/// spread by the mix.
-fn leaf_hash(key: u64) -> u64 {
-    const NEIGHBOUR_BITS: u64 = ((1 << NEIGHBOURS_LOG2) - 1) << 12;
-    // The key without its page-in-region bits, squeezed into 58 bits
-    // (bases are 4 KiB aligned: the low 12 bits hold the size).
-    let region = key & !NEIGHBOUR_BITS;
-    let squeezed = ((region >> (12 + NEIGHBOURS_LOG2)) << 12) | (region & 0xfff);
-    let mixed = mix58(squeezed);
-    let low = mixed & 0xffff_ffff;
-    let neighbour = (key & NEIGHBOUR_BITS) >> 12;
-    let high = ((mixed >> 32) << NEIGHBOURS_LOG2 | neighbour).wrapping_add(low) & 0xffff_ffff;
-    (high << 32) | low
-}
-
-/// A bijection of `[0, 2^58)` that spreads every input bit (xor-shifts and
-/// odd multiplications, each invertible modulo 2^58).
-const fn mix58(x: u64) -> u64 {
-    const MASK: u64 = (1 << 58) - 1;
-    let x = (x ^ (x >> 29)) & MASK;
-    let x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9) & MASK;
-    let x = x ^ (x >> 31);
-    let x = x.wrapping_mul(0x94d0_49bb_1331_11eb) & MASK;
-    x ^ (x >> 29)
+/// bases have no page bits) spread as before.
+///
+/// The hash keeps the key's low half verbatim as its own low half (the
+/// tag's), and makes its high half (the bucket's) from a mix of the low
+/// half without the page-in-region bits `o`, xored with the high half
+/// times an odd number (its high bits folded into its low ones), plus `o`.
+/// The low half gives `o` and the mix back, and the fold and the odd
+/// multiplication are invertible, so the key is recovered from the hash: a
+/// one-round Feistel network. Its two multiplications run side by side (a
+/// hit computes this hash; a longer chain, such as a 58-bit mix of the
+/// region, cost it a nanosecond), and in simulation it spreads structured
+/// keys (runs of pages or blocks, strides, high IPAs) at least as evenly
+/// as `table::hash2`. A region never has more pages than the table has
+/// buckets (`WalkCache::new`), or pages of one region a multiple of the
+/// bucket count apart would share a bucket.
+fn leaf_hash(key: u64, neighbours_log2: u32) -> u64 {
+    let low = key & 0xffff_ffff;
+    let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
+    let neighbour = (low & neighbour_bits) >> 12;
+    let mixed_low = ((low & !neighbour_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32;
+    let mixed_high = ((key >> 32) as u32).wrapping_mul(0x85eb_ca6b);
+    // The bucket bits are the low ones: fold the product's high bits in.
+    let mixed_high = mixed_high ^ (mixed_high >> 16);
+    let high = (mixed_high ^ mixed_low).wrapping_add(neighbour as u32);
+    (u64::from(high) << 32) | low
 }
 
 impl Keyed for CachedWalk {
     type Key = u64;
-    // Looked up with `leaf_hash(key)`, a bijection of the key.
+    // Looked up with `leaf_hash(key, _)`, a bijection of the key.
     const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
@@ -488,6 +487,10 @@ pub(crate) struct WalkCache {
     /// Bit (level + 1) set: paths ending at `level` may be cached.
     path_levels: AtomicU8,
     flush: AtomicU64,
+    /// log2 of the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
+    /// fewer buckets than that.
+    neighbours_log2: u32,
 }
 
 impl WalkCache {
@@ -495,7 +498,9 @@ impl WalkCache {
         let leaves = Table::with_capacity(leaf_capacity);
         let paths = Table::with_capacity(path_capacity);
         let index = CacheIndex::with_capacity(leaves.capacity(), paths.capacity());
+        let buckets = leaves.capacity() / crate::table::BUCKET;
         WalkCache {
+            neighbours_log2: NEIGHBOURS_LOG2.min(buckets.trailing_zeros()),
             leaves,
             paths,
             spare_index: spin::Mutex::new(Some(index)),
@@ -503,6 +508,11 @@ impl WalkCache {
             path_levels: AtomicU8::new(0),
             flush: AtomicU64::new(0),
         }
+    }
+
+    /// The table hash of leaf key `key` ([`leaf_hash`]).
+    fn leaf_hash(&self, key: u64) -> u64 {
+        leaf_hash(key, self.neighbours_log2)
     }
 
     /// Gives a context's placeholder index the slot's sized one, if the
@@ -559,7 +569,7 @@ impl WalkCache {
             sizes &= sizes - 1;
             let base = ipa & !((1u64 << size_log2) - 1);
             let key = leaf_key(base, size_log2);
-            if let Some(entry) = self.leaves.get(key, leaf_hash(key), guard) {
+            if let Some(entry) = self.leaves.get(key, self.leaf_hash(key), guard) {
                 if entry.flush == flush {
                     return Some(entry);
                 }
@@ -622,7 +632,7 @@ impl WalkCache {
         let (base, size_log2) = (entry.ipa_base, entry.size_log2);
         match self
             .leaves
-            .insert(entry, leaf_hash(key), guard, |n| n.flush != flush)
+            .insert(entry, self.leaf_hash(key), guard, |n| n.flush != flush)
             .0
         {
             Displaced::SameKey => None,
@@ -721,7 +731,7 @@ impl WalkCache {
             }
             for n in 0..blocks {
                 let key = leaf_key(first + (n << size_log2), size_log2);
-                self.leaves.prefetch(leaf_hash(key));
+                self.leaves.prefetch(self.leaf_hash(key));
             }
             // At most two chunks: the first block's and the last's (one
             // for a page: each prefetch costs a TLB lookup, a page walk
@@ -860,7 +870,7 @@ impl WalkCache {
             if leaves.remove(size_log2, base, u32::from(size_log2))
                 && self
                     .leaves
-                    .remove_into(key, leaf_hash(key), retired, NodeLine::AskFor)
+                    .remove_into(key, self.leaf_hash(key), retired, NodeLine::AskFor)
             {
                 removed_leaf(base, 1 << size_log2);
                 return 1;
@@ -874,7 +884,8 @@ impl WalkCache {
         let prefetch = |blocks: ChunkBlocks| {
             if blocks.len() > 1 {
                 for base in blocks.bases() {
-                    self.leaves.prefetch(leaf_hash(leaf_key(base, size_log2)));
+                    self.leaves
+                        .prefetch(self.leaf_hash(leaf_key(base, size_log2)));
                 }
             }
         };
@@ -892,7 +903,10 @@ impl WalkCache {
             };
             for base in blocks.bases() {
                 let key = leaf_key(base, size_log2);
-                if self.leaves.remove_into(key, leaf_hash(key), retired, line) {
+                if self
+                    .leaves
+                    .remove_into(key, self.leaf_hash(key), retired, line)
+                {
                     removed += 1;
                     removed_leaf(base, 1 << size_log2);
                 }
@@ -947,7 +961,7 @@ impl WalkCache {
         entry.flush == self.flush.load(Ordering::Acquire)
             && self
                 .leaves
-                .links(entry, leaf_hash(entry.cache_key()), guard)
+                .links(entry, self.leaf_hash(entry.cache_key()), guard)
     }
 }
 
@@ -956,6 +970,7 @@ mod tests {
     use super::*;
     use crate::context::{Capacity, ContextKey, Directory};
     use crate::sync::epoch;
+    use crate::table::BUCKET;
     use walker::{ExposedFeatures, IdRegisters};
 
     fn leaf(ipa_base: u64, output_base: u64) -> CachedWalk {
@@ -976,19 +991,12 @@ mod tests {
     }
 
     /// `leaf_hash` is a bijection of leaf keys (a tag match is a key
-    /// match): its inverse, written out, recovers every key; and the 4 KiB
-    /// leaves of one 256 KiB region take consecutive buckets.
+    /// match) for every region size a table uses: its inverse, written
+    /// out, recovers every key; and the 4 KiB leaves of one region take
+    /// consecutive buckets.
     #[test]
     fn leaf_hash_is_invertible_and_keeps_neighbours_together() {
-        const MASK: u64 = (1 << 58) - 1;
-        // Inverse of `x ^ (x >> s)` on 58 bits, and of an odd multiplier.
-        let unshift = |y: u64, s: u32| {
-            let mut x = y;
-            for _ in 0..(58 / s + 1) {
-                x = y ^ (x >> s);
-            }
-            x & MASK
-        };
+        // Inverse of an odd multiplier modulo 2^64 (Newton's iteration).
         let inverse_of = |k: u64| {
             let mut inv = k;
             for _ in 0..6 {
@@ -996,43 +1004,59 @@ mod tests {
             }
             inv
         };
-        let unmix = |y: u64| {
-            let x = unshift(y, 29);
-            let x = x.wrapping_mul(inverse_of(0x94d0_49bb_1331_11eb)) & MASK;
-            let x = unshift(x, 31);
-            let x = x.wrapping_mul(inverse_of(0xbf58_476d_1ce4_e5b9)) & MASK;
-            unshift(x, 29)
-        };
-        let unhash = |h: u64| {
+        let unhash = |h: u64, n: u32| {
             let low = h & 0xffff_ffff;
-            let high = (h >> 32).wrapping_sub(low) & 0xffff_ffff;
-            let mixed = ((high >> NEIGHBOURS_LOG2) << 32) | low;
-            let neighbour = high & ((1 << NEIGHBOURS_LOG2) - 1);
-            let squeezed = unmix(mixed);
-            let region = ((squeezed >> 12) << (12 + NEIGHBOURS_LOG2)) | (squeezed & 0xfff);
-            region | neighbour << 12
+            let neighbour_bits = ((1u64 << n) - 1) << 12;
+            let neighbour = (low & neighbour_bits) >> 12;
+            let mixed_low =
+                ((low & !neighbour_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32;
+            let folded = ((h >> 32) as u32).wrapping_sub(neighbour as u32) ^ mixed_low;
+            let mixed_high = folded ^ (folded >> 16);
+            let high = mixed_high.wrapping_mul(inverse_of(0x85eb_ca6b) as u32);
+            (u64::from(high) << 32) | low
         };
         let mut x = 0x1234_5678_9abc_def1u64;
-        for i in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
-            let base = (x & ((1 << 52) - 1)) & !((1u64 << size_log2) - 1);
-            for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
-                assert_eq!(mix58(unmix(key & MASK)), key & MASK);
-                assert_eq!(unhash(leaf_hash(key)), key, "{key:#x}");
+        for n in 0..=NEIGHBOURS_LOG2 {
+            for i in 0..5_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
+                let base = x & !((1u64 << size_log2) - 1);
+                for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
+                    assert_eq!(unhash(leaf_hash(key, n), n), key, "{key:#x} n {n}");
+                }
+            }
+            let bucket = |key: u64| (leaf_hash(key, n) >> 32) & 0xffff;
+            let region = 0x80_1234_0000u64;
+            let first = bucket(leaf_key(region, 12));
+            for page in 0..1u64 << n {
+                assert_eq!(
+                    bucket(leaf_key(region + (page << 12), 12)),
+                    (first + page) & 0xffff
+                );
             }
         }
-        let bucket = |key: u64| (leaf_hash(key) >> 32) & 0xffff;
-        let region = 0x80_1234_0000u64;
-        let first = bucket(leaf_key(region, 12));
+    }
+
+    /// A table with fewer buckets than a region has pages uses regions of
+    /// as many pages as it has buckets, so pages a multiple of the bucket
+    /// count apart do not all share one bucket: 64 pages 16 apart in a
+    /// 16-bucket cache spread about as under a plain mix (at most 16 of
+    /// them beyond their bucket's 4 places; 40 with 64-page regions).
+    #[test]
+    fn a_small_cache_spreads_strided_pages() {
+        let cache = WalkCache::new(64, 16);
+        assert_eq!(cache.neighbours_log2, 4);
+        let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
-            assert_eq!(
-                bucket(leaf_key(region + (page << 12), 12)),
-                (first + page) & 0xffff
-            );
+            let key = leaf_key(0x80_0000_0000 + (page << 16), 12);
+            per_bucket[((cache.leaf_hash(key) >> 32) & 15) as usize] += 1;
         }
+        let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
+        assert!(overflow <= 16, "{per_bucket:?}");
+        assert_eq!(WalkCache::new(1 << 12, 16).neighbours_log2, NEIGHBOURS_LOG2);
+        assert_eq!(WalkCache::new(4, 16).neighbours_log2, 0);
     }
 
     /// A context holds its slot's cache only until it is retired: a reader
