@@ -705,7 +705,9 @@ pub struct Service<M, L, B: ShadowBackend> {
     directory: Directory<ShadowOf<B>>,
     rmap: Mutex<ReverseMap<u16>>,
     /// Where an install's reverse-map probes will read first, so a fault
-    /// asks for those lines as soon as it has composed (see [`RmapHint`]).
+    /// asks for those lines long before it takes the reverse-map lock (its
+    /// page's once it has the context, the composed entry's once composed;
+    /// see [`RmapHint`]).
     rmap_hint: RmapHint<u16>,
     /// Held for a whole `l0_unmap`, before any other lock: one L0 unmap at
     /// a time (see there).
