@@ -27,6 +27,7 @@ fn nested_faults(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(3));
         for vcpus in 1..=MAX_VCPUS {
             for design in Design::ALL {
+                harness.settle();
                 let before = harness.umbra_stats();
                 g.bench_function(BenchmarkId::new(design.name(), vcpus), |b| {
                     b.iter_custom(|iters| {
