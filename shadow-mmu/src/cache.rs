@@ -162,12 +162,23 @@ fn leaf_hash(key: u64, neighbours_log2: u32) -> u64 {
     let low = key & 0xffff_ffff;
     let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
     let neighbour = (low & neighbour_bits) >> 12;
-    let mixed_low = ((low & !neighbour_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32;
+    let mixed_low = region_mix((low & !neighbour_bits) as u32);
     let mixed_high = ((key >> 32) as u32).wrapping_mul(0x85eb_ca6b);
     // The bucket bits are the low ones: fold the product's high bits in.
     let mixed_high = mixed_high ^ (mixed_high >> 16);
     let high = (mixed_high ^ mixed_low).wrapping_add(neighbour as u32);
     (u64::from(high) << 32) | low
+}
+
+/// The Feistel round function of [`leaf_hash`] (any function keeps the
+/// hash a bijection): a full 32-bit avalanche mix, so that regions an
+/// arithmetic progression apart do not fall on a few buckets, as they did
+/// with one multiplication (a linear map: pages 30 apart evicted 73% of a
+/// quarter-full cache, review 19 R19-1).
+fn region_mix(x: u32) -> u32 {
+    let x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
+    let x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
 }
 
 impl Keyed for CachedWalk {
@@ -1008,8 +1019,7 @@ mod tests {
             let low = h & 0xffff_ffff;
             let neighbour_bits = ((1u64 << n) - 1) << 12;
             let neighbour = (low & neighbour_bits) >> 12;
-            let mixed_low =
-                ((low & !neighbour_bits).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32;
+            let mixed_low = region_mix((low & !neighbour_bits) as u32);
             let folded = ((h >> 32) as u32).wrapping_sub(neighbour as u32) ^ mixed_low;
             let mixed_high = folded ^ (folded >> 16);
             let high = mixed_high.wrapping_mul(inverse_of(0x85eb_ca6b) as u32);
