@@ -106,6 +106,9 @@ impl Design {
 /// baseline over them, and the rings between vCPUs and the service.
 pub struct Harness {
     fixture: L1Fixture,
+    /// The pages in the order the vCPUs fault them (vCPU v of n takes
+    /// every n-th from the v-th).
+    order: Vec<u64>,
     kvm_memory: KvmStyleMemory<'static>,
     umbra: UmbraService,
     kvm: Kvm,
@@ -122,10 +125,33 @@ impl std::fmt::Debug for Harness {
 
 impl Harness {
     /// Builds everything and faults every page in once in each design (so
-    /// the contexts and their tables exist).
+    /// the contexts and their tables exist). The vCPUs fault the pages in
+    /// order.
     pub fn new(pages: u64) -> Harness {
+        Harness::with_order(pages, (0..pages).collect())
+    }
+
+    /// The same, the pages faulted in a fixed scattered order (a seeded
+    /// shuffle): with many pages, L1's tables and Umbra's structures are
+    /// then read at random, mostly from memory rather than the CPU's
+    /// caches.
+    pub fn scattered(pages: u64) -> Harness {
+        let mut order: Vec<u64> = (0..pages).collect();
+        // Fisher-Yates with a fixed xorshift: every run faults alike.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..order.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        Harness::with_order(pages, order)
+    }
+
+    fn with_order(pages: u64, order: Vec<u64>) -> Harness {
         let fixture = L1Fixture::new(pages);
         let harness = Harness {
+            order,
             kvm_memory: fixture.kvm_memory(),
             umbra: service(&fixture, 2, pages as usize),
             kvm: KvmStyle::new(
@@ -198,9 +224,9 @@ impl Harness {
         }
     }
 
-    /// The pages vCPU `vcpu` of `vcpus` faults, in order.
-    fn share(&self, vcpu: usize, vcpus: usize) -> impl Iterator<Item = u64> {
-        (vcpu as u64..self.pages()).step_by(vcpus)
+    /// The pages vCPU `vcpu` of `vcpus` faults, in the harness's order.
+    fn share(&self, vcpu: usize, vcpus: usize) -> impl Iterator<Item = u64> + '_ {
+        self.order.iter().copied().skip(vcpu).step_by(vcpus)
     }
 
     fn umbra_ipc_pass(&self, vcpus: usize) -> Duration {
@@ -493,5 +519,21 @@ mod tests {
             Ok(failed) => assert!(failed, "a pass over empty L1 tables succeeded"),
             Err(_) => panic!("the umbra_ipc pass hung after its vCPU panicked"),
         }
+    }
+
+    /// A scattered harness faults every page exactly once per pass, not in
+    /// order, and the same order in every harness.
+    #[test]
+    fn a_scattered_pass_faults_each_page_once() {
+        let h = Harness::scattered(1000);
+        let mut seen: Vec<u64> = h.share(0, 2).chain(h.share(1, 2)).collect();
+        assert_ne!(seen, (0..1000).collect::<Vec<u64>>());
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1000).collect::<Vec<u64>>());
+        assert_eq!(h.order, Harness::scattered(1000).order);
+        h.empty(Design::UmbraInline, Emptied::L0Unmap);
+        let before = h.umbra_stats();
+        h.pass(Design::UmbraInline, 1);
+        assert_eq!(h.umbra_stats().hits - before.hits, 1000);
     }
 }
