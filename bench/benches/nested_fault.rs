@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use bench::host_pages;
 use bench::nested_fault::{Design, Emptied, Harness, MAX_VCPUS};
+use bench::{host_pages, wanted};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 
 /// Pages faulted per pass (64 MiB of L2 memory in 4 KiB pages).
@@ -87,21 +87,6 @@ fn scattered_faults(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-/// Whether the command line's filter (`|`-separated name prefixes) can
-/// select benchmarks of `group`, so an unselected group's setup (1M pages)
-/// is skipped.
-fn wanted(group: &str) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .flat_map(|a| a.split('|').map(str::to_owned).collect::<Vec<_>>())
-        .collect();
-    filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| group.starts_with(f.as_str()) || f.starts_with(group))
 }
 
 criterion_group!(benches, nested_faults, scattered_faults);

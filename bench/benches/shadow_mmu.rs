@@ -64,11 +64,11 @@ use std::ops::Range;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bench::host_pages;
 use bench::shadow_baseline::{
     kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
 };
 use bench::umbra::{context_key, service as umbra, UmbraService};
+use bench::{host_pages, wanted};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -184,40 +184,6 @@ fn kvm(frames: usize) -> Kvm {
         Arc::new(HeapFramePool::new(frames, 1 << 40).expect("pool")),
         NoHardwareTlb,
     )
-}
-
-/// Whether the command line's filter (criterion's positional argument, read
-/// here as `|`-separated name prefixes) can select benchmarks of `group`,
-/// so the expensive setup of unselected groups (1M entries) is skipped.
-fn wanted(group: &str) -> bool {
-    const VALUED: [&str; 13] = [
-        "--measurement-time",
-        "--warm-up-time",
-        "--sample-size",
-        "--save-baseline",
-        "--baseline",
-        "--load-baseline",
-        "--noise-threshold",
-        "--significance-level",
-        "--confidence-level",
-        "--nresamples",
-        "--output-format",
-        "--color",
-        "--profile-time",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&str> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, a)| {
-            !a.starts_with('-') && (*i == 0 || !VALUED.contains(&args[i - 1].as_str()))
-        })
-        .flat_map(|(_, a)| a.split('|'))
-        .collect();
-    filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| group.starts_with(f) || f.starts_with(group))
 }
 
 const CONTEXTS: u16 = 8;

@@ -713,18 +713,7 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
             .walk(memory, l2_ipa, access)
             .map_err(|e: WalkError| KvmFault::Walk(e.fault().map(|f| f.fsc())))?;
         let walk = L1Translation::from_translation(&t);
-        // The baseline's shadows use `ShadowConfig::default()` (FEAT_XNX).
-        let host = HostExecute::from_xnx(ShadowConfig::default().xnx);
-        let composed = match resolve(&walk, l2_ipa, l0, host) {
-            Ok(Composition::Mapped(c)) => c.shadow,
-            _ => return Err(KvmFault::Unbacked),
-        };
-        // `kvm_encode_nested_level(trans->level)`: 2 bits, level 0 (or an
-        // LPA2 level -1) leaves no tag.
-        let level = u8::try_from(t.level).unwrap_or(0) & 3;
-        self.map_tagged(key, &composed, level)
-            .map_err(KvmFault::Map)?;
-        Ok(composed)
+        self.compose_and_map(key, &walk, t.level, l0, l2_ipa)
     }
 
     /// A shadow fault as KVM takes it end to end: L1's table walked with
@@ -743,12 +732,28 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
             .walk(key.vtcr, key.vttbr, l2_ipa)
             .map_err(|_| KvmFault::Walk(None))?;
         let walk = l1_translation_of(&t, l2_ipa);
+        self.compose_and_map(key, &walk, t.level, l0, l2_ipa)
+    }
+
+    /// The end of a fault, after L1's walk found `walk` at `level`: compose
+    /// with L0's map, map tagged with L1's level.
+    fn compose_and_map(
+        &self,
+        key: &ContextKey,
+        walk: &L1Translation,
+        level: i8,
+        l0: &impl L0Map,
+        l2_ipa: u64,
+    ) -> Result<ShadowMapping, KvmFault> {
+        // The baseline's shadows use `ShadowConfig::default()` (FEAT_XNX).
         let host = HostExecute::from_xnx(ShadowConfig::default().xnx);
-        let composed = match resolve(&walk, l2_ipa, l0, host) {
+        let composed = match resolve(walk, l2_ipa, l0, host) {
             Ok(Composition::Mapped(c)) => c.shadow,
             _ => return Err(KvmFault::Unbacked),
         };
-        let level = u8::try_from(t.level).unwrap_or(0) & 3;
+        // `kvm_encode_nested_level(trans->level)`: 2 bits, level 0 (or an
+        // LPA2 level -1) leaves no tag.
+        let level = u8::try_from(level).unwrap_or(0) & 3;
         self.map_tagged(key, &composed, level)
             .map_err(KvmFault::Map)?;
         Ok(composed)
