@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use common::*;
@@ -22,39 +22,11 @@ use shadow_mmu::compose::ShadowMapping;
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::Service;
 use shadow_mmu::shadow_table::MapError;
-use walker::{AccessKind, Granule, GuestMemory, MemoryError};
+use walker::{AccessKind, Granule};
 
 const X: u64 = 0x1000_0000;
 const P1: u64 = 0x8000_0000;
 const P2: u64 = 0x8000_1000;
-
-/// L1 memory whose descriptor at `gate` holds its first reader until
-/// `open`: that translate walks after a later one has installed.
-struct GatedMemory {
-    inner: L1Memory,
-    gate: u64,
-    reached: AtomicBool,
-    open: AtomicBool,
-}
-
-impl GuestMemory for GatedMemory {
-    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        if address == self.gate && !self.reached.swap(true, Ordering::AcqRel) {
-            wait_for(&self.open);
-        }
-        self.inner.read_descriptor(address)
-    }
-
-    fn compare_exchange_descriptor(
-        &self,
-        address: u64,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        self.inner
-            .compare_exchange_descriptor(address, current, new)
-    }
-}
 
 type Gated = Service<GatedMemory, shadow_mmu::compose::L0RegionMap, HookedBackend<UnmapP1OnMap>>;
 
@@ -94,12 +66,7 @@ fn scenario() {
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     l1.map(X, P1, 3, RW);
     let key = l1.key(1);
-    let gated = GatedMemory {
-        inner: mem.clone(),
-        gate: l1.slot(X, 3),
-        reached: AtomicBool::new(false),
-        open: AtomicBool::new(false),
-    };
+    let gated = GatedMemory::new(mem.clone(), l1.slot(X, 3));
     let config = config(4 << 20, 2);
     let hooks = Arc::new(UnmapP1OnMap::default());
     let backend = HookedBackend {

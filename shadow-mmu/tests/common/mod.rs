@@ -466,3 +466,44 @@ pub fn within(limit: std::time::Duration, scenario: impl FnOnce() + Send + 'stat
         }
     }
 }
+
+/// L1 memory whose descriptor at `gate` holds its first reader until `open`
+/// is set: that translate walks after a later one has installed. `reached`
+/// says the first reader is waiting.
+pub struct GatedMemory {
+    pub inner: L1Memory,
+    pub gate: u64,
+    pub reached: std::sync::atomic::AtomicBool,
+    pub open: std::sync::atomic::AtomicBool,
+}
+
+impl GatedMemory {
+    /// Gates the first read of `gate` in `inner`.
+    pub fn new(inner: L1Memory, gate: u64) -> GatedMemory {
+        GatedMemory {
+            inner,
+            gate,
+            reached: std::sync::atomic::AtomicBool::new(false),
+            open: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl GuestMemory for GatedMemory {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        if address == self.gate && !self.reached.swap(true, Ordering::AcqRel) {
+            wait_for(&self.open);
+        }
+        self.inner.read_descriptor(address)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.inner
+            .compare_exchange_descriptor(address, current, new)
+    }
+}
