@@ -27,7 +27,13 @@
 //!   forgotten would be invisible to `l0_unmap`, and L2 would keep host
 //!   memory L0 took from L1;
 //! - no use after free: every lock-free node (directory, cache) carries a
-//!   loom liveness cell, and P's `reclaim_frames` flushes its epoch guard.
+//!   loom liveness cell, and P's `reclaim_frames` flushes its epoch guard;
+//! - the fault path's lock-free shadow reads (`ShadowStore::lookup_excluded`,
+//!   review 19) never overlap a change of that shadow (`map`, `unmap_range`,
+//!   `clear`): each shadow counts both in flight and each side asserts the
+//!   other's count is zero before and after its work (`reclaim` returns
+//!   detached frames only, which no walk reaches: not a change of the
+//!   tree). Fails the same way without the retired check.
 //!
 //! The model can fail. Checked by hand (not committed) with the retired
 //! check in `Service::reclaim_frames` removed (the `if
@@ -74,6 +80,28 @@ const DRY_VMID: u16 = 17;
 struct SlotShadow {
     vmid: u16,
     state: loom::sync::Mutex<ShadowState>,
+    changing: loom::sync::atomic::AtomicUsize,
+    excluded_readers: loom::sync::atomic::AtomicUsize,
+}
+
+impl SlotShadow {
+    fn change<R>(&self, what: &str, f: impl FnOnce() -> R) -> R {
+        use loom::sync::atomic::Ordering::SeqCst;
+        self.changing.fetch_add(1, SeqCst);
+        assert_eq!(
+            self.excluded_readers.load(SeqCst),
+            0,
+            "{what} during lookup_excluded"
+        );
+        let r = f();
+        assert_eq!(
+            self.excluded_readers.load(SeqCst),
+            0,
+            "{what} during lookup_excluded"
+        );
+        self.changing.fetch_sub(1, SeqCst);
+        r
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -98,35 +126,31 @@ impl ShadowStore for Handle {
         u64::from(self.0.vmid) << 12
     }
     fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        if self.0.vmid == DRY_VMID {
-            return Err(MapError::FramesExhausted { budget: 0 });
-        }
-        let mut state = self.state();
-        if state.leaves.contains(m) {
-            return Ok(MapOutcome::AlreadyPresent);
-        }
-        let before = state.leaves.len();
-        state.leaves.retain(|e| !overlaps(e, m.l2_ipa_base, m.size));
-        let replaced = state.leaves.len() != before;
-        state.leaves.push(*m);
-        Ok(if replaced {
-            MapOutcome::Replaced
-        } else {
-            MapOutcome::Installed
-        })
+        self.0.change("map", || self.map_inner(m))
     }
     fn unmap_range(&self, start: u64, len: u64) -> usize {
-        let mut state = self.state();
-        let before = state.leaves.len();
-        state.leaves.retain(|e| !overlaps(e, start, len));
-        before - state.leaves.len()
+        self.0
+            .change("unmap_range", || self.unmap_inner(start, len))
     }
     fn clear(&self) -> usize {
-        let mut state = self.state();
-        let n = state.leaves.len();
-        state.leaves.clear();
-        state.detached += n;
-        n
+        self.0.change("clear", || self.clear_inner())
+    }
+    fn lookup_excluded(&self, ipa: u64) -> Option<ShadowMapping> {
+        use loom::sync::atomic::Ordering::SeqCst;
+        self.0.excluded_readers.fetch_add(1, SeqCst);
+        assert_eq!(
+            self.0.changing.load(SeqCst),
+            0,
+            "lookup_excluded during a change"
+        );
+        let found = self.lookup(ipa);
+        assert_eq!(
+            self.0.changing.load(SeqCst),
+            0,
+            "lookup_excluded during a change"
+        );
+        self.0.excluded_readers.fetch_sub(1, SeqCst);
+        found
     }
     fn reclaim(&self, max_frames: usize) -> usize {
         let mut state = self.state();
@@ -147,6 +171,40 @@ impl ShadowStore for Handle {
     }
     fn leaves(&self) -> usize {
         self.state().leaves.len()
+    }
+}
+
+impl Handle {
+    fn map_inner(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        if self.0.vmid == DRY_VMID {
+            return Err(MapError::FramesExhausted { budget: 0 });
+        }
+        let mut state = self.state();
+        if state.leaves.contains(m) {
+            return Ok(MapOutcome::AlreadyPresent);
+        }
+        let before = state.leaves.len();
+        state.leaves.retain(|e| !overlaps(e, m.l2_ipa_base, m.size));
+        let replaced = state.leaves.len() != before;
+        state.leaves.push(*m);
+        Ok(if replaced {
+            MapOutcome::Replaced
+        } else {
+            MapOutcome::Installed
+        })
+    }
+    fn unmap_inner(&self, start: u64, len: u64) -> usize {
+        let mut state = self.state();
+        let before = state.leaves.len();
+        state.leaves.retain(|e| !overlaps(e, start, len));
+        before - state.leaves.len()
+    }
+    fn clear_inner(&self) -> usize {
+        let mut state = self.state();
+        let n = state.leaves.len();
+        state.leaves.clear();
+        state.detached += n;
+        n
     }
 }
 
@@ -175,6 +233,8 @@ impl ShadowBackend for SlotBackend {
         let shadow = StdArc::new(SlotShadow {
             vmid,
             state: loom::sync::Mutex::new(ShadowState::default()),
+            changing: loom::sync::atomic::AtomicUsize::new(0),
+            excluded_readers: loom::sync::atomic::AtomicUsize::new(0),
         });
         self.made.lock().unwrap().push(shadow.clone());
         Some(Handle(shadow))
