@@ -446,6 +446,8 @@ pub enum Translated {
     /// L1's tables fault: inject this into L1's virtual EL2.
     Inject(InjectedAbort),
     /// The L1 IPA is a device L0 emulates for L1: emulate L2's access.
+    /// Like `OutsideL1`, never given once a TLBI covering the leaf it came
+    /// from has returned (a `Retry` then).
     Mmio {
         /// The L1 IPA the walk gave.
         l1_ipa: u64,
@@ -736,6 +738,25 @@ enum Source<'g> {
     /// A walk, and the level of the deepest table descriptor a cached
     /// path served it (a partial walk), if any.
     Walk(walker::Translation, Option<i8>),
+}
+
+/// What of L1's address space a translate's leaf depends on: the leaf
+/// (a hit), or the leaf and the start-level region its walk read (a walk,
+/// whose upper descriptors an AnyLevel TLBI may have covered).
+fn footprint<S>(context: &Context<S>, walked: &Source<'_>) -> Footprint {
+    match walked {
+        Source::Hit(hit) => Footprint {
+            leaf: (hit.ipa_base, hit.size()),
+            walk: None,
+        },
+        Source::Walk(t, _) => Footprint {
+            leaf: (t.ipa_block_base(), t.block_size),
+            walk: context.walker().start_level().map(|level| {
+                let size = 1u64 << level_lsb(context.walker(), level);
+                (t.ipa & !(size - 1), size)
+            }),
+        },
+    }
 }
 
 /// What an install does when the shadow leaves are at the budget's cap.
@@ -1136,8 +1157,22 @@ where
         };
         let entry = match resolve(&leaf, l2_ipa, &self.l0, self.backend.host_execute()) {
             Ok(Composition::Mapped(entry)) => entry,
-            Ok(Composition::Mmio { l1_ipa }) => return Translated::Mmio { l1_ipa },
-            Ok(Composition::ExternalAbort { l1_ipa }) => return Translated::OutsideL1 { l1_ipa },
+            Ok(Composition::Mmio { l1_ipa }) => {
+                return Self::unless_invalidated(
+                    context,
+                    &walked,
+                    generation,
+                    Translated::Mmio { l1_ipa },
+                )
+            }
+            Ok(Composition::ExternalAbort { l1_ipa }) => {
+                return Self::unless_invalidated(
+                    context,
+                    &walked,
+                    generation,
+                    Translated::OutsideL1 { l1_ipa },
+                )
+            }
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };
         self.rmap_hint.prefetch_insert(
@@ -1250,6 +1285,28 @@ where
         Translated::Retry(Retry::Throttled)
     }
 
+    /// An answer that installs nothing (hv emulates a device access for
+    /// L2, or injects an external abort) still comes from L1's leaf, so it
+    /// stands only if no invalidation covered that leaf since the
+    /// translate read the generation: once a TLBI is acknowledged no
+    /// access may use a translation it removed (the Arm ARM's TLBI
+    /// completion covers accesses made through the old entry), and a
+    /// device access hv emulated afterwards would be one (review 20 R20-2,
+    /// `tests/stale_device_answer.rs`). L2 re-faults on a retry.
+    fn unless_invalidated(
+        context: &Context<ShadowOf<B>>,
+        walked: &Source<'_>,
+        generation: u64,
+        answer: Translated,
+    ) -> Translated {
+        let held = context.lock();
+        if context.may_insert(&held, generation, &footprint(context, walked)) {
+            answer
+        } else {
+            Translated::Retry(Retry::InvalidationRaced)
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn install(
         &self,
@@ -1263,20 +1320,7 @@ where
         counters: &Counters,
         at_cap: AtLeafCap,
     ) -> Install {
-        let footprint = match walked {
-            Source::Hit(hit) => Footprint {
-                leaf: (hit.ipa_base, hit.size()),
-                walk: None,
-            },
-            Source::Walk(t, _) => Footprint {
-                leaf: (t.ipa_block_base(), t.block_size),
-                walk: context.walker().start_level().map(|level| {
-                    let size = 1u64 << level_lsb(context.walker(), level);
-                    (t.ipa & !(size - 1), size)
-                }),
-            },
-        };
-        if !context.may_insert(held, generation, &footprint) {
+        if !context.may_insert(held, generation, &footprint(context, walked)) {
             return Install::Raced;
         }
         // Shadow leaves are capped by the budget. Over the cap, the
