@@ -13,6 +13,7 @@ use std::time::Duration;
 use bench::nested_fault::{Design, Emptied, Harness, MAX_VCPUS};
 use bench::{host_pages, wanted};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use shadow_mmu::service::Stats;
 
 /// Pages faulted per pass (64 MiB of L2 memory in 4 KiB pages).
 const PAGES: u64 = 16 * 1024;
@@ -42,17 +43,12 @@ fn nested_faults(c: &mut Criterion) {
                             .sum()
                     })
                 });
-                let after = harness.umbra_stats();
-                if design != Design::KvmStyle {
-                    eprintln!(
-                        "nested_fault/{}/{}/{vcpus}: {} full walks, {} partial walks, {} cache hits",
-                        how.name(),
-                        design.name(),
-                        after.walks - before.walks,
-                        after.partial_walks - before.partial_walks,
-                        after.hits - before.hits
-                    );
-                }
+                report_umbra_work(
+                    &format!("nested_fault/{}/{}/{vcpus}", how.name(), design.name()),
+                    design,
+                    &before,
+                    &harness.umbra_stats(),
+                );
             }
         }
         g.finish();
@@ -75,6 +71,7 @@ fn scattered_faults(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for design in [Design::UmbraInline, Design::KvmStyle] {
         harness.settle();
+        let before = harness.umbra_stats();
         g.bench_function(BenchmarkId::new(design.name(), 1), |b| {
             b.iter_custom(|iters| {
                 (0..iters)
@@ -85,8 +82,29 @@ fn scattered_faults(c: &mut Criterion) {
                     .sum()
             })
         });
+        report_umbra_work(
+            &format!("{group}/{}/1", design.name()),
+            design,
+            &before,
+            &harness.umbra_stats(),
+        );
     }
     g.finish();
+}
+
+/// What Umbra's service did over a benchmark's passes: its "hit" faults
+/// are hits only as far as these counts say (a full bucket evicts, and
+/// the evicted page's next fault walks).
+fn report_umbra_work(id: &str, design: Design, before: &Stats, after: &Stats) {
+    if design != Design::KvmStyle {
+        eprintln!(
+            "{id}: {} full walks, {} partial walks, {} cache hits, {} evictions",
+            after.walks - before.walks,
+            after.partial_walks - before.partial_walks,
+            after.hits - before.hits,
+            after.evictions - before.evictions
+        );
+    }
 }
 
 criterion_group!(benches, nested_faults, scattered_faults);

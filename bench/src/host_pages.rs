@@ -99,6 +99,13 @@ pub fn requested() -> Result<HeapPages, PagesError> {
     }
 }
 
+/// Any setting of glibc's hugetlb tunable (`=1` transparent huge pages,
+/// `=2` hugetlbfs pages): with 4 KiB pages asked for, none may stay
+/// (review 20 R20-6).
+fn is_hugetlb_setting(tunable: &str) -> bool {
+    tunable.starts_with("glibc.malloc.hugetlb=")
+}
+
 /// Puts this process's heap on the pages `UMBRA_BENCH_PAGES` asks for,
 /// re-executing the binary (same arguments, same scheduling policy) when
 /// glibc must read a tunable at start; call it first in `main`, before
@@ -110,8 +117,8 @@ pub fn select() -> Result<HeapPages, PagesError> {
         // A tunable inherited from a caller would put the heap on huge
         // pages after all: start again without it.
         return match std::env::var(TUNABLES_VAR) {
-            Ok(t) if t.split(':').any(|s| s == HUGETLB_TUNABLE) => {
-                let rest: Vec<&str> = t.split(':').filter(|s| *s != HUGETLB_TUNABLE).collect();
+            Ok(t) if t.split(':').any(is_hugetlb_setting) => {
+                let rest: Vec<&str> = t.split(':').filter(|s| !is_hugetlb_setting(s)).collect();
                 let mut command = this_binary_again();
                 if rest.is_empty() {
                     command.env_remove(TUNABLES_VAR);
@@ -236,7 +243,14 @@ pub fn summary() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::mapping_flags;
+    use super::{is_hugetlb_setting, mapping_flags};
+
+    #[test]
+    fn every_hugetlb_setting_is_one_base_pages_drop() {
+        assert!(is_hugetlb_setting("glibc.malloc.hugetlb=1"));
+        assert!(is_hugetlb_setting("glibc.malloc.hugetlb=2"));
+        assert!(!is_hugetlb_setting("glibc.malloc.tcache_count=0"));
+    }
 
     const SMAPS: &str = "\
 55e871361000-55e871382000 rw-p 00000000 00:00 0                          [heap]

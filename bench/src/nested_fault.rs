@@ -333,6 +333,10 @@ fn fault_request(key: IpcKey, page: u64) -> TranslateRequest {
     }
 }
 
+/// What a pass prints before it aborts when its service thread panicked.
+const SERVICE_FAILED: &str =
+    "nested_fault: the service thread panicked; aborting, its vCPUs would wait for replies for ever";
+
 /// A thread beside the vCPUs for the whole pass (the service loop):
 /// `run` must return soon after `done` is set and `wake` called.
 struct Beside<'a> {
@@ -372,7 +376,15 @@ fn run_vcpus(vcpus: usize, vcpu: &(dyn Fn(usize) + Sync), beside: Option<Beside<
             let (done, barrier) = (&done, &barrier);
             s.spawn(move || {
                 barrier.wait();
-                run(done)
+                // The vCPUs wait for its replies with no deadline (the
+                // ipc client's wait): a service that fails would leave
+                // them, and the pass, waiting for ever. End the process
+                // with the reason instead (review 20 R20-3).
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(done)));
+                if served.is_err() {
+                    eprintln!("{SERVICE_FAILED}");
+                    std::process::abort();
+                }
             });
         }
         let handles: Vec<_> = (0..vcpus)
@@ -519,6 +531,72 @@ mod tests {
             Ok(failed) => assert!(failed, "a pass over empty L1 tables succeeded"),
             Err(_) => panic!("the umbra_ipc pass hung after its vCPU panicked"),
         }
+    }
+
+    /// Set in the child process of
+    /// `a_failed_service_ends_the_pass_instead_of_hanging`.
+    const FAILING_SERVICE_CHILD: &str = "UMBRA_NESTED_FAULT_FAILING_SERVICE";
+
+    /// A service loop that panics must end the pass, not leave its vCPU
+    /// waiting for a reply for ever (review 20 R20-3). The pass aborts the
+    /// process, so it runs in a child: this test binary again, running
+    /// only this test.
+    #[test]
+    fn a_failed_service_ends_the_pass_instead_of_hanging() {
+        if std::env::var_os(FAILING_SERVICE_CHILD).is_some() {
+            let h = Harness::new(64);
+            let key = h.fixture.key(VMID);
+            let rings = &h.rings;
+            let serve = |_done: &AtomicBool| panic!("the service failed");
+            let vcpu = |v: usize| {
+                let mut client = VcpuClient::new(
+                    VcpuId(v as u32),
+                    rings.requests[v].ring(),
+                    rings.replies[v].ring(),
+                    &rings.service_bell,
+                    &rings.reply_bells[v],
+                )
+                .expect("rings free");
+                let _ = client.translate(fault_request(key, 0));
+            };
+            let wake = || ipc::Doorbell::ring(&rings.service_bell);
+            run_vcpus(
+                1,
+                &vcpu,
+                Some(Beside {
+                    run: &serve,
+                    wake: &wake,
+                }),
+            );
+            return;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "nested_fault::tests::a_failed_service_ends_the_pass_instead_of_hanging",
+                "--nocapture",
+            ])
+            .env(FAILING_SERVICE_CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the test binary starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("child status") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!("the pass hung after its service thread panicked");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+            .expect("child stderr");
+        assert!(!status.success(), "the failing pass succeeded: {stderr}");
+        assert!(stderr.contains(SERVICE_FAILED), "no reason given: {stderr}");
     }
 
     /// A scattered harness faults every page exactly once per pass, not in
