@@ -44,6 +44,6 @@ pub use message::{
 pub use ring::{Consumer, Full, Producer, Ring, RingBuffer, RingError};
 pub use tlbi::{
     EntryLevels, Granule, InvalidateScope, IpaRange, IpaScope, RangeOperand, Shareability, Tlbi,
-    TlbiDecodeError, TlbiOp, TlbiParams, TtlHint,
+    TlbiDecodeError, TlbiFeatures, TlbiOp, TlbiParams, TtlHint,
 };
 pub use vmid::{l1_vmid, VmidWidth};

@@ -139,6 +139,21 @@ impl Tlbi {
         })
     }
 
+    /// Whether this form exists for an L1 shown `features`. The range
+    /// forms need FEAT_TLBIRANGE, the `OS` forms FEAT_TLBIOS and the `nXS`
+    /// forms FEAT_XS; without them the encoding is UNDEFINED (DDI 0487,
+    /// the TLBI descriptions' configuration notes). A host that has the
+    /// feature but hides it from L1 still traps L1's use of it to L0 (NV),
+    /// so hv must check this at the trap and inject an Undefined
+    /// Instruction exception into L1 instead of invalidating (review 21 F2).
+    pub const fn exists_for(self, features: TlbiFeatures) -> bool {
+        let range = matches!(self.op, TlbiOp::Ripas2e1 | TlbiOp::Ripas2le1);
+        let outer = matches!(self.shareability, Shareability::OuterShareable);
+        (!range || features.range)
+            && (!outer || features.outer_shareable)
+            && (!self.nxs || features.nxs)
+    }
+
     /// Decodes the `Xt` operand into the scope this TLBI invalidates, for an
     /// L1 with the features and VTCR_EL2.DS given in `params`.
     pub fn decode(self, xt: u64, params: TlbiParams) -> Result<InvalidateScope, TlbiDecodeError> {
@@ -161,6 +176,35 @@ impl Tlbi {
             TlbiOp::Ripas2le1 => {
                 decode_ripas2(xt, params, EntryLevels::LeafOnly).map(InvalidateScope::Ipa)
             }
+        }
+    }
+}
+
+/// The TLBI features L0 shows L1 (its ID registers' view), which decide
+/// which trapped forms exist ([`Tlbi::exists_for`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlbiFeatures {
+    /// FEAT_TLBIRANGE: the RIPAS2 forms.
+    pub range: bool,
+    /// FEAT_TLBIOS: the Outer Shareable (`OS`) forms.
+    pub outer_shareable: bool,
+    /// FEAT_XS: the `nXS` forms.
+    pub nxs: bool,
+}
+
+impl TlbiFeatures {
+    /// From the ID_AA64ISAR0_EL1 and ID_AA64ISAR1_EL1 values L1 reads:
+    /// ISAR0.TLB (bits \[59:56\]) is 0b0001 for FEAT_TLBIOS and 0b0010 for
+    /// FEAT_TLBIOS with FEAT_TLBIRANGE; ISAR1.XS (bits \[59:56\]) is 0b0001
+    /// for FEAT_XS. Larger (future) values include the smaller ones'
+    /// features, as ID fields do.
+    pub const fn from_id_registers(isar0: u64, isar1: u64) -> TlbiFeatures {
+        let tlb = (isar0 >> 56) & 0xf;
+        let xs = (isar1 >> 56) & 0xf;
+        TlbiFeatures {
+            range: tlb >= 2,
+            outer_shareable: tlb >= 1,
+            nxs: xs >= 1,
         }
     }
 }
@@ -338,6 +382,11 @@ fn decode_ripas2(
 ) -> Result<IpaScope, TlbiDecodeError> {
     let operand = RangeOperand::from_bits(xt);
     let granule = operand.granule.ok_or(TlbiDecodeError::ReservedGranule)?;
+    // The RIPAS2 descriptions scale BaseADDR by VTCR_EL2.DS, the register
+    // that configures stage 2; the shared `TLBIRange` pseudocode asks
+    // `HasLargeAddress` of the EL1&0 regime, which would read L2's
+    // TCR_EL1.DS, a stage-1 setting. Umbra follows the descriptions, as
+    // the reference model in tests/tlbi_reference does (review 21 F4).
     let start = if params.feat_lpa2 && params.vtcr_ds {
         // BaseADDR[52:16] for every granule; BaseADDR[15:12] reads as zero.
         operand.base_addr << 16
@@ -484,6 +533,52 @@ mod tests {
         assert_eq!(Tlbi::from_sys_encoding(1, 4, 8, 3, 1), None); // VAE2IS
         assert_eq!(Tlbi::from_sys_encoding(0, 4, 8, 4, 1), None);
         assert_eq!(Tlbi::from_sys_encoding(1, 4, 7, 4, 1), None);
+    }
+
+    #[test]
+    fn range_os_and_nxs_forms_exist_only_with_their_features() {
+        let none = TlbiFeatures::default();
+        let all = TlbiFeatures::from_id_registers(2 << 56, 1 << 56);
+        assert_eq!(
+            all,
+            TlbiFeatures {
+                range: true,
+                outer_shareable: true,
+                nxs: true
+            }
+        );
+        let os_only = TlbiFeatures::from_id_registers(1 << 56, 0);
+        assert_eq!(
+            os_only,
+            TlbiFeatures {
+                range: false,
+                outer_shareable: true,
+                nxs: false
+            }
+        );
+        let form = |crn, crm, op2| Tlbi::from_sys_encoding(1, 4, crn, crm, op2).expect("a TLBI");
+        let ipas2e1is = form(8, 0, 1);
+        let ripas2e1is = form(8, 0, 2);
+        let ipas2e1os = form(8, 4, 0);
+        let ipas2e1isnxs = form(9, 0, 1);
+        let vmalls12e1 = form(8, 7, 6);
+        for plain in [ipas2e1is, vmalls12e1] {
+            assert!(plain.exists_for(none), "{plain:?}");
+        }
+        for needs_more in [ripas2e1is, ipas2e1os, ipas2e1isnxs] {
+            assert!(!needs_more.exists_for(none), "{needs_more:?}");
+            assert!(needs_more.exists_for(all), "{needs_more:?}");
+        }
+        assert!(ipas2e1os.exists_for(os_only));
+        assert!(!ripas2e1is.exists_for(os_only));
+        assert!(!ipas2e1isnxs.exists_for(os_only));
+        // RIPAS2E1OS needs both.
+        let ripas2e1os = form(8, 4, 3);
+        assert!(!ripas2e1os.exists_for(TlbiFeatures {
+            range: true,
+            ..none
+        }));
+        assert!(ripas2e1os.exists_for(all));
     }
 
     #[test]

@@ -996,6 +996,22 @@ where
         Some(self.directory.find(key, &guard)?.shadow_vmid())
     }
 
+    /// Calls `visit` with the shadow VMID of every context of L1 VMID
+    /// `vmid`: the VMIDs hv applies L1's stage-1 TLBIs for L2 to in
+    /// hardware (VMALLE1, VAE1, ASIDE1, ... issued at L1's virtual EL2 with
+    /// {E2H, TGE} != {1, 1}). Those cover L2's stage-1 and combined entries
+    /// of L1's VMID whatever L1's stage-2 root, and each (VTTBR, VTCR) of
+    /// the VMID is a context with a shadow VMID of its own, so the one
+    /// context L1's current VTTBR_EL2 names is not enough (review 21 F1).
+    /// Runs under the directory's lock: no context of the VMID is created
+    /// or recycled meanwhile (a recycled shadow VMID is flushed whole
+    /// before its next use anyway).
+    pub fn for_each_shadow_vmid(&self, worker: &Worker, vmid: u16, mut visit: impl FnMut(u16)) {
+        let guard = self.pin(worker);
+        self.directory
+            .for_vmid(Some(vmid), &guard, |context| visit(context.shadow_vmid()));
+    }
+
     /// Pins `worker` for a call into this service.
     ///
     /// # Panics
