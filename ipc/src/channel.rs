@@ -482,7 +482,15 @@ mod tests {
                 shareability: Shareability::InnerShareable,
                 nxs: false,
             };
-            let inv = InvalidateRequest::new(5, tlbi, 0x8_0000, TlbiParams::default()).unwrap();
+            let inv = InvalidateRequest::new(
+                5 << 48,
+                0,
+                crate::VmidWidth::Bits8,
+                tlbi,
+                0x8_0000,
+                TlbiParams::default(),
+            )
+            .unwrap();
             assert_eq!(client.invalidate(inv).unwrap().entries_dropped, 1);
             let unmap = L0UnmapRequest {
                 range: IpaRange::new(0x1000_0000, 0x1001_0000).unwrap(),

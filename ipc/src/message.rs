@@ -17,7 +17,7 @@ use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiPar
 /// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
 /// VTCR_EL2 name (error field [`Field::Vmid`]); the reply
 /// [`TranslateOutcome::L0Denied`].
-pub const LAYOUT_VERSION: u16 = 4;
+pub const LAYOUT_VERSION: u16 = 5;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -388,16 +388,21 @@ pub struct TranslateRequest {
     pub far: u64,
 }
 
-/// A trapped stage-2 TLBI, to be applied for L1's `vmid`: the VMID of L1's
-/// VTTBR_EL2 when it issued the TLBI, computed with
-/// [`crate::vmid::l1_vmid`] (as [`ContextKey::new`] does), so that it names
-/// the same contexts as the translate requests.
+/// A trapped stage-2 TLBI, to be applied for L1's VMID: the VMID of L1's
+/// VTTBR_EL2 when it issued the TLBI, computed from L1's VTTBR_EL2 and
+/// VTCR_EL2 with [`crate::vmid::l1_vmid`] (as [`ContextKey::new`] does),
+/// so that it names the same contexts as the translate requests. The
+/// registers travel with it, so the receiver checks the VMID as it checks
+/// a translate's (review 21 F3: a VMID taken from the raw VTTBR field was
+/// acked and invalidated nothing).
 ///
 /// Built only through [`InvalidateRequest::new`], so the operand always
 /// decodes; the decoded [`InvalidateScope`] travels with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct InvalidateRequest {
     vmid: u16,
+    vttbr: u64,
+    vtcr: u64,
     tlbi: Tlbi,
     operand: u64,
     params: TlbiParams,
@@ -405,10 +410,27 @@ pub struct InvalidateRequest {
 }
 
 impl InvalidateRequest {
-    /// Decodes the TLBI; fails exactly when [`Tlbi::decode`] does (then
-    /// there is nothing to send: the TLBI completes at once).
+    /// The TLBI L1 issued with `vttbr` and `vtcr` as its VTTBR_EL2 and
+    /// VTCR_EL2, `l1_width` being the VMID width L0 exposes to L1
+    /// (ID_AA64MMFR1_EL1.VMIDBits). Decodes the TLBI; fails exactly when
+    /// [`Tlbi::decode`] does (then there is nothing to send: the TLBI
+    /// completes at once).
     pub fn new(
+        vttbr: u64,
+        vtcr: u64,
+        l1_width: crate::VmidWidth,
+        tlbi: Tlbi,
+        operand: u64,
+        params: TlbiParams,
+    ) -> Result<InvalidateRequest, crate::tlbi::TlbiDecodeError> {
+        let vmid = crate::vmid::l1_vmid(vttbr, vtcr, l1_width);
+        Self::with_vmid(vmid, vttbr, vtcr, tlbi, operand, params)
+    }
+
+    fn with_vmid(
         vmid: u16,
+        vttbr: u64,
+        vtcr: u64,
         tlbi: Tlbi,
         operand: u64,
         params: TlbiParams,
@@ -416,6 +438,8 @@ impl InvalidateRequest {
         let scope = tlbi.decode(operand, params)?;
         Ok(InvalidateRequest {
             vmid,
+            vttbr,
+            vtcr,
             tlbi,
             operand,
             params,
@@ -426,6 +450,16 @@ impl InvalidateRequest {
     /// The VMID in L1's VTTBR_EL2 when it issued the TLBI.
     pub fn vmid(&self) -> u16 {
         self.vmid
+    }
+
+    /// L1's VTTBR_EL2 when it issued the TLBI.
+    pub fn vttbr(&self) -> u64 {
+        self.vttbr
+    }
+
+    /// L1's VTCR_EL2 when it issued the TLBI.
+    pub fn vtcr(&self) -> u64 {
+        self.vtcr
     }
 
     /// The architectural form.
@@ -757,6 +791,8 @@ struct TranslateWire {
 #[repr(C)]
 struct InvalidateWire {
     operand: u64,
+    vttbr: u64,
+    vtcr: u64,
     vmid: u16,
     op: u8,
     shareability: u8,
@@ -764,7 +800,7 @@ struct InvalidateWire {
     flags: u8,
     /// Bit 0: FEAT_TTL, bit 1: FEAT_LPA2, bit 2: VTCR_EL2.DS.
     params: u8,
-    reserved: [u8; 26],
+    reserved: [u8; 10],
 }
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -1032,6 +1068,8 @@ impl Request {
                 seq,
                 InvalidateWire {
                     operand: inv.operand,
+                    vttbr: inv.vttbr,
+                    vtcr: inv.vtcr,
                     vmid: inv.vmid,
                     op: tlbi_op_code(inv.tlbi.op),
                     shareability: shareability_code(inv.tlbi.shareability),
@@ -1039,7 +1077,7 @@ impl Request {
                     params: u8::from(inv.params.feat_ttl)
                         | u8::from(inv.params.feat_lpa2) << 1
                         | u8::from(inv.params.vtcr_ds) << 2,
-                    reserved: [0; 26],
+                    reserved: [0; 10],
                 },
             ),
             Request::L0Unmap(unmap) => out.fill(
@@ -1217,8 +1255,16 @@ fn decode_request_general(record: &Record) -> Result<Envelope<Request>, DecodeEr
                 feat_lpa2: w.params & 2 != 0,
                 vtcr_ds: w.params & 4 != 0,
             };
-            let inv = InvalidateRequest::new(w.vmid, tlbi, w.operand, params)
-                .map_err(|_| DecodeError::invalid(kind, Field::TlbiOperand))?;
+            // As a translate's context: a VMID the registers do not name
+            // for any width would invalidate contexts it should not.
+            ensure(
+                crate::vmid::vmid_agrees(w.vmid, w.vttbr, w.vtcr),
+                kind,
+                Field::Vmid,
+            )?;
+            let inv =
+                InvalidateRequest::with_vmid(w.vmid, w.vttbr, w.vtcr, tlbi, w.operand, params)
+                    .map_err(|_| DecodeError::invalid(kind, Field::TlbiOperand))?;
             Request::Invalidate(inv)
         }
         RecordKind::L0Unmap => {
@@ -1813,21 +1859,29 @@ mod tests {
     fn request() -> impl Strategy<Value = Request> {
         let translate = translate_request().prop_map(Request::Translate);
         let invalidate = (
-            any::<u16>(),
+            any::<(u64, u64, bool)>(),
             tlbi_form(),
             any::<u64>(),
             any::<(bool, bool, bool)>(),
         )
-            .prop_filter_map("operand names nothing", |(vmid, tlbi, xt, (t, l, d))| {
-                let params = TlbiParams {
-                    feat_ttl: t,
-                    feat_lpa2: l,
-                    vtcr_ds: d,
-                };
-                InvalidateRequest::new(vmid, tlbi, xt, params)
-                    .ok()
-                    .map(Request::Invalidate)
-            });
+            .prop_filter_map(
+                "operand names nothing",
+                |((vttbr, vtcr, wide), tlbi, xt, (t, l, d))| {
+                    let params = TlbiParams {
+                        feat_ttl: t,
+                        feat_lpa2: l,
+                        vtcr_ds: d,
+                    };
+                    let width = if wide {
+                        crate::VmidWidth::Bits16
+                    } else {
+                        crate::VmidWidth::Bits8
+                    };
+                    InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, params)
+                        .ok()
+                        .map(Request::Invalidate)
+                },
+            );
         let unmap = (0..(ADDRESS_LIMIT >> 12), 1..(1u64 << 20), any::<bool>()).prop_map(
             |(start_page, pages, wp)| {
                 let start = start_page << 12;
@@ -2309,7 +2363,15 @@ mod tests {
             base_addr: 4,
         }
         .to_bits();
-        let req = InvalidateRequest::new(7, form, xt, TlbiParams::default()).unwrap();
+        let req = InvalidateRequest::new(
+            7 << 48,
+            0,
+            crate::VmidWidth::Bits8,
+            form,
+            xt,
+            TlbiParams::default(),
+        )
+        .unwrap();
         let mut record = Request::Invalidate(req).encode(VcpuId(0), 1);
         let decoded = decode_request(&record).unwrap().message;
         assert_eq!(decoded, Request::Invalidate(req));

@@ -63,7 +63,15 @@ fn invalidate_returns_after_the_service_applied_it() {
             shareability: Shareability::InnerShareable,
             nxs: false,
         };
-        let request = InvalidateRequest::new(3, tlbi, 0, TlbiParams::default()).unwrap();
+        let request = InvalidateRequest::new(
+            3 << 48,
+            0,
+            ipc::VmidWidth::Bits8,
+            tlbi,
+            0,
+            TlbiParams::default(),
+        )
+        .unwrap();
         let ack = client.invalidate(request).unwrap();
         assert_eq!(ack.entries_dropped, 1);
         assert!(

@@ -76,7 +76,10 @@ where
                 RecordKind::Translate,
                 t.context.vmid == l1_vmid(t.context.vttbr, t.context.vtcr, width),
             ),
-            Request::Invalidate(i) => (RecordKind::Invalidate, u32::from(i.vmid()) < width.count()),
+            Request::Invalidate(i) => (
+                RecordKind::Invalidate,
+                i.vmid() == l1_vmid(i.vttbr(), i.vtcr(), width),
+            ),
             Request::L0Unmap(_) => return Ok(envelope),
         };
         if agrees {

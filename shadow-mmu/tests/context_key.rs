@@ -180,14 +180,27 @@ fn translate_record(vttbr: u64, vtcr: u64, vmid: u16, seq: u64) -> Record {
     .encode(VcpuId(3), seq)
 }
 
-fn invalidate_record(vmid: u16, seq: u64) -> Record {
+/// A VMALLS12E1IS L1 issued with `vttbr` and `vtcr`, the record saying
+/// `vmid` (what a sender that got the VMID wrong would send).
+fn invalidate_record(vttbr: u64, vtcr: u64, vmid: u16, seq: u64) -> Record {
     let tlbi = Tlbi {
         op: TlbiOp::Vmalls12e1,
         shareability: Shareability::InnerShareable,
         nxs: false,
     };
-    let request = InvalidateRequest::new(vmid, tlbi, 0, TlbiParams::default()).unwrap();
-    Request::Invalidate(request).encode(VcpuId(3), seq)
+    let request = InvalidateRequest::new(
+        vttbr,
+        vtcr,
+        VmidWidth::Bits16,
+        tlbi,
+        0,
+        TlbiParams::default(),
+    )
+    .unwrap();
+    let mut record = Request::Invalidate(request).encode(VcpuId(3), seq);
+    // The body: Xt, VTTBR_EL2, VTCR_EL2, then the VMID.
+    record.body[24..26].copy_from_slice(&vmid.to_ne_bytes());
+    record
 }
 
 fn answer(s: &TestService, w: &shadow_mmu::service::Worker, record: &Record) -> Reply {
@@ -198,8 +211,10 @@ fn answer(s: &TestService, w: &shadow_mmu::service::Worker, record: &Record) -> 
 /// reply naming the field, whether the message cannot be right for any
 /// width (VS = 0, VMID 0x105: refused on decode) or only for another
 /// width than L1 has (VS = 1, VMID 0x105, 8-bit VMIDs: refused by the
-/// service); so is an invalidate VMID beyond L1's width. A translate and
-/// an invalidate built with `l1_vmid` meet.
+/// service); so is an invalidate whose VMID its registers do not name for
+/// L1's width (review 21 F3: one naming the raw VTTBR field was acked and
+/// invalidated nothing). A translate and an invalidate built with
+/// `l1_vmid` meet.
 #[test]
 fn the_adapter_refuses_a_vmid_l1_cannot_have() {
     let mem = L1Memory::new();
@@ -219,10 +234,13 @@ fn the_adapter_refuses_a_vmid_l1_cannot_have() {
         let r = answer(&s, &w, &translate_record(vttbr, vtcr, 0x105, 1));
         assert_eq!(r, invalid(RecordKind::Translate), "VTCR {vtcr:#x}");
     }
-    assert_eq!(
-        answer(&s, &w, &invalidate_record(0x105, 2)),
-        invalid(RecordKind::Invalidate)
-    );
+    for vtcr in [l1.vtcr(), l1.vtcr() | VTCR_VS] {
+        assert_eq!(
+            answer(&s, &w, &invalidate_record(vttbr, vtcr, 0x105, 2)),
+            invalid(RecordKind::Invalidate),
+            "VTCR {vtcr:#x}"
+        );
+    }
     // The sender's way: both VMIDs from l1_vmid with L1's width.
     let vtcr = l1.vtcr() | VTCR_VS;
     let key = ipc::ContextKey::new(vttbr, vtcr, VmidWidth::Bits8);
@@ -235,7 +253,7 @@ fn the_adapter_refuses_a_vmid_l1_cannot_have() {
     let cached = ContextKey::from_ipc(&key, s.l1_vmid_width());
     assert!(s.lookup(&cached, 0x1000_0000, &w.pin()).is_some());
     let vmid = l1_vmid(vttbr, vtcr, VmidWidth::Bits8);
-    let r = answer(&s, &w, &invalidate_record(vmid, 4));
+    let r = answer(&s, &w, &invalidate_record(vttbr, vtcr, vmid, 4));
     assert!(
         matches!(r, Reply::InvalidateAck(a) if a.entries_dropped >= 1),
         "{r:?}"

@@ -12,6 +12,7 @@ use ipc::message::{
     Unshadowable, VcpuId,
 };
 use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
+use ipc::VmidWidth;
 use shadow_mmu::service::{HostBackend, Retry, Service, Translated};
 use shadow_mmu::shadow_table::{ShadowConfig, TlbEvent};
 use walker::{AccessKind, Granule};
@@ -170,7 +171,15 @@ fn the_adapter_answers_ipc_records() {
         shareability: Shareability::InnerShareable,
         nxs: false,
     };
-    let request = InvalidateRequest::new(1, tlbi, 0, TlbiParams::default()).unwrap();
+    let request = InvalidateRequest::new(
+        l1.root | (1 << 48),
+        l1.vtcr(),
+        VmidWidth::Bits16,
+        tlbi,
+        0,
+        TlbiParams::default(),
+    )
+    .unwrap();
     let record = Request::Invalidate(request).encode(VcpuId(3), 13);
     let (_, r) = reply(s.answer(&w, &record));
     assert!(
@@ -261,7 +270,17 @@ fn poller_loop() {
             nxs: false,
         };
         let ack = vcpu
-            .invalidate(InvalidateRequest::new(1, tlbi, 0, TlbiParams::default()).unwrap())
+            .invalidate(
+                InvalidateRequest::new(
+                    context.vttbr,
+                    context.vtcr,
+                    VmidWidth::Bits16,
+                    tlbi,
+                    0,
+                    TlbiParams::default(),
+                )
+                .unwrap(),
+            )
             .unwrap();
         assert!(ack.entries_dropped >= 2, "{ack:?}");
         // A VMID that is not the one VTTBR_EL2 names: refused, as `answer`
