@@ -260,3 +260,41 @@ fn the_adapter_refuses_a_vmid_l1_cannot_have() {
     );
     assert!(s.lookup(&cached, 0x1000_0000, &w.pin()).is_none());
 }
+
+/// Review 21 F3: L1 is shown 16-bit VMIDs and runs with VS = 0, so the
+/// VTTBR field 0x0105 is VMID 5. An invalidate naming 0x105 (the raw
+/// field: fits the 16-bit width, but not what the registers name) was
+/// acked having removed nothing, leaving L2's old translation cached; now
+/// it is refused, and the one with the VMID the registers name removes it.
+#[test]
+fn an_invalidate_naming_a_vmid_its_registers_do_not_is_refused() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x1000_0000, 0x8000_0000, 3, RW);
+    let s = vmid_service(mem, true);
+    let w = s.worker();
+    assert_eq!(s.l1_vmid_width(), VmidWidth::Bits16);
+    let (vttbr, vtcr) = ((0x0105u64 << 48) | l1.root, l1.vtcr());
+    let key = ipc::ContextKey::new(vttbr, vtcr, VmidWidth::Bits16);
+    assert_eq!(key.vmid, 5);
+    let r = answer(&s, &w, &translate_record(vttbr, vtcr, key.vmid, 1));
+    assert!(
+        matches!(r, Reply::Translate(TranslateOutcome::Mapped(_))),
+        "{r:?}"
+    );
+    let cached = ContextKey::from_ipc(&key, s.l1_vmid_width());
+    assert_eq!(
+        answer(&s, &w, &invalidate_record(vttbr, vtcr, 0x105, 2)),
+        Reply::Error(DecodeError::Invalid {
+            kind: RecordKind::Invalidate as u16,
+            field: Field::Vmid,
+        })
+    );
+    assert!(s.lookup(&cached, 0x1000_0000, &w.pin()).is_some());
+    let r = answer(&s, &w, &invalidate_record(vttbr, vtcr, key.vmid, 3));
+    assert!(
+        matches!(r, Reply::InvalidateAck(a) if a.entries_dropped >= 1),
+        "{r:?}"
+    );
+    assert!(s.lookup(&cached, 0x1000_0000, &w.pin()).is_none());
+}
