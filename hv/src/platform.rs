@@ -795,7 +795,7 @@ pub struct Options {
     /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
-    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost`: run a self-test instead of a guest and
+    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
@@ -822,6 +822,15 @@ pub enum SelfTest {
     /// sending the SGI: the run must fail by the client's timeout (proof
     /// that the `ipc-sgi` run can detect a lost wakeup).
     IpcSgiLost,
+    /// `shadow`: the shadow-mmu service on CPU 1 answers the stage-2
+    /// faults of an L2 payload the boot CPU runs on the service's shadow
+    /// stage 2, hv playing L1 (its table for L2, its TLBIs) and L0 (its
+    /// map of L1): DESIGN.md's three paths (`hv::shadow_selftest`).
+    Shadow,
+    /// `shadow-no-tlbi`: `shadow` with TLB maintenance that skips the
+    /// hardware TLBIs: the run must fail on the stale value L2 reads after
+    /// L1's TLBI (proof that `shadow` checks the hardware invalidation).
+    ShadowNoTlbi,
 }
 
 /// How the guest gets its interrupts.
@@ -865,6 +874,8 @@ impl Options {
                 "hv.selftest=ipc-stall" => options.self_test = Some(SelfTest::IpcStall),
                 "hv.selftest=ipc-sgi" => options.self_test = Some(SelfTest::IpcSgi),
                 "hv.selftest=ipc-sgi-lost" => options.self_test = Some(SelfTest::IpcSgiLost),
+                "hv.selftest=shadow" => options.self_test = Some(SelfTest::Shadow),
+                "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
                 other => match other.strip_prefix("hv.list-registers=") {
                     Some(n) => match n.parse::<usize>() {
                         Ok(n @ 2..=16) => options.list_register_limit = Some(n),
@@ -1068,6 +1079,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.selftest=ipc-sgi-lost").map(|o| o.self_test),
             Ok(Some(SelfTest::IpcSgiLost))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=shadow").map(|o| o.self_test),
+            Ok(Some(SelfTest::Shadow))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=shadow-no-tlbi").map(|o| o.self_test),
+            Ok(Some(SelfTest::ShadowNoTlbi))
         );
         assert_eq!(
             Options::parse("hv.selftest=bogus"),

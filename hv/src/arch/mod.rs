@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod gic;
 pub mod mmio;
 pub mod selftest;
+pub mod shadow_selftest;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind};
@@ -941,6 +942,9 @@ impl PsciHost for HostPsci<'_> {
 /// A guest exit: `kind` is 0 for a synchronous exception, 1 IRQ, 2 FIQ,
 /// 3 SError. Returns to resume the guest with `frame`.
 extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
+    if shadow_selftest::in_l2() {
+        shadow_selftest::leave_l2(frame, kind);
+    }
     let vcpu = read_sysreg!("tpidr_el2") as usize;
     let Some(hv) = HV.get() else {
         fail(format_args!("guest exit before hv was ready"));

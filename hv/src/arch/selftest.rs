@@ -68,7 +68,8 @@ const TIMEOUT_MS: u64 = 5000;
 /// a WFE periodically and so hide a lost wakeup.
 const CNTHCTL_EVNTEN: u64 = 1 << 2;
 
-struct GenericTimer;
+/// The generic timer's physical count as the self-tests' clock.
+pub(super) struct GenericTimer;
 
 impl Clock for GenericTimer {
     fn now(&self) -> u64 {
@@ -90,6 +91,8 @@ fn test_code(test: SelfTest) -> u8 {
         SelfTest::IpcStall => 1,
         SelfTest::IpcSgi => 2,
         SelfTest::IpcSgiLost => 3,
+        SelfTest::Shadow => 4,
+        SelfTest::ShadowNoTlbi => 5,
     }
 }
 
@@ -98,7 +101,9 @@ fn test_from_code(code: u8) -> SelfTest {
         0 => SelfTest::Ipc,
         1 => SelfTest::IpcStall,
         2 => SelfTest::IpcSgi,
-        _ => SelfTest::IpcSgiLost,
+        3 => SelfTest::IpcSgiLost,
+        4 => SelfTest::Shadow,
+        _ => SelfTest::ShadowNoTlbi,
     }
 }
 
@@ -106,7 +111,11 @@ fn test_from_code(code: u8) -> SelfTest {
 fn service_mode(test: SelfTest) -> ServiceMode {
     match test {
         SelfTest::IpcStall => ServiceMode::StallAfter(STALL_AFTER),
-        SelfTest::Ipc | SelfTest::IpcSgi | SelfTest::IpcSgiLost => ServiceMode::Serve,
+        SelfTest::Ipc
+        | SelfTest::IpcSgi
+        | SelfTest::IpcSgiLost
+        | SelfTest::Shadow
+        | SelfTest::ShadowNoTlbi => ServiceMode::Serve,
     }
 }
 
@@ -119,6 +128,8 @@ fn describe(test: SelfTest) -> (&'static str, &'static str) {
             "ipc-sgi",
             "SGI doorbells (WFI waits), the service's bell never sending its SGI",
         ),
+        SelfTest::Shadow => ("shadow", "WFE/SEV doorbells"),
+        SelfTest::ShadowNoTlbi => ("shadow-no-tlbi", "WFE/SEV doorbells"),
     }
 }
 
@@ -138,9 +149,12 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64) -> ! {
             "selftest ipc: CNTFRQ_EL0 is 0 (the generic timer's frequency is unknown), so the client's waits cannot be bounded"
         ));
     }
+    TEST.store(test_code(test), Ordering::Relaxed);
+    if let SelfTest::Shadow | SelfTest::ShadowNoTlbi = test {
+        super::shadow_selftest::run(platform, test == SelfTest::ShadowNoTlbi, ttbr, tcr);
+    }
     let mode = service_mode(test);
     let (name, bells) = describe(test);
-    TEST.store(test_code(test), Ordering::Relaxed);
     if matches!(test, SelfTest::IpcSgi | SelfTest::IpcSgiLost) {
         let maintenance = platform
             .gic_maintenance
@@ -157,38 +171,16 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64) -> ! {
         }
         sgi_wait_setup(0, name);
     }
-    ACTIVE.store(true, Ordering::Release);
     without_event_stream();
-    // What CPU 1 reads before its MMU is on: cleaned to memory.
-    let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
-        stack_top: (&raw const STACKS) as u64 + ((SERVICE_CPU + 1) * STACK_SIZE) as u64,
-        mair: MAIR_EL2,
-        tcr,
-        ttbr,
-        sctlr: sysregs::SCTLR_EL2_MMU_ON,
-        index: SERVICE_CPU as u64,
-    }));
-    cpu::clean_invalidate_dcache(
-        record as *const SecondaryBoot as u64,
-        core::mem::size_of::<SecondaryBoot>() as u64,
-    );
-    let entry = super::boot::hv_secondary_entry as *const () as u64;
-    if let Err(e) = smccc::psci::cpu_on::<smccc::Smc>(
-        platform.cpus[SERVICE_CPU],
-        entry,
-        record as *const SecondaryBoot as u64,
-    ) {
-        fail(format_args!(
-            "selftest {name}: PSCI CPU_ON for cpu {SERVICE_CPU} failed: {e:?}"
-        ));
-    }
+    start_service_cpu(platform, ttbr, tcr, name);
     phase(format_args!(
         "selftest {name}: cpu {SERVICE_CPU} started as the service ({mode:?}); {RECORDS} requests in bursts of 1-64 over {}-slot rings, {bells}, timeout {TIMEOUT_MS} ms per wait",
         ipc_selftest::RING_CAPACITY
     ));
     let timeout = clock.frequency() * TIMEOUT_MS / 1000;
     let (result, sleep) = match test {
-        SelfTest::Ipc | SelfTest::IpcStall => (
+        // (The shadow tests never get here: they left above.)
+        SelfTest::Ipc | SelfTest::IpcStall | SelfTest::Shadow | SelfTest::ShadowNoTlbi => (
             ipc_selftest::run_client(&WFE_EXCHANGE, &clock, timeout),
             "each one WFE, which QEMU does not make sleep: a lost SEV is not detectable here",
         ),
@@ -223,10 +215,42 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64) -> ! {
     }
 }
 
+/// Starts CPU 1 with PSCI CPU_ON on hv's stage 1 and its own stack;
+/// `secondary_main` sends it to [`service_main`].
+pub(super) fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64, name: &str) {
+    ACTIVE.store(true, Ordering::Release);
+    // What CPU 1 reads before its MMU is on: cleaned to memory.
+    let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
+        stack_top: (&raw const STACKS) as u64 + ((SERVICE_CPU + 1) * STACK_SIZE) as u64,
+        mair: MAIR_EL2,
+        tcr,
+        ttbr,
+        sctlr: sysregs::SCTLR_EL2_MMU_ON,
+        index: SERVICE_CPU as u64,
+    }));
+    cpu::clean_invalidate_dcache(
+        record as *const SecondaryBoot as u64,
+        core::mem::size_of::<SecondaryBoot>() as u64,
+    );
+    let entry = super::boot::hv_secondary_entry as *const () as u64;
+    if let Err(e) = smccc::psci::cpu_on::<smccc::Smc>(
+        platform.cpus[SERVICE_CPU],
+        entry,
+        record as *const SecondaryBoot as u64,
+    ) {
+        fail(format_args!(
+            "selftest {name}: PSCI CPU_ON for cpu {SERVICE_CPU} failed: {e:?}"
+        ));
+    }
+}
+
 /// The service CPU (from `secondary_main`, MMU on, own stack).
 pub fn service_main() -> ! {
     without_event_stream();
     let test = test_from_code(TEST.load(Ordering::Relaxed));
+    if let SelfTest::Shadow | SelfTest::ShadowNoTlbi = test {
+        super::shadow_selftest::service_main();
+    }
     let (name, _) = describe(test);
     let mode = service_mode(test);
     let result = match test {
@@ -239,6 +263,7 @@ pub fn service_main() -> ! {
             sgi_wait_setup(SERVICE_CPU, name);
             ipc_selftest::run_service(&LOST_SGI_EXCHANGE, mode)
         }
+        SelfTest::Shadow | SelfTest::ShadowNoTlbi => super::shadow_selftest::service_main(),
     };
     if let Err(e) = result {
         fail(format_args!("selftest {name}: service set-up: {e:?}"));

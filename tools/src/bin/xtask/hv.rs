@@ -400,6 +400,27 @@ const MATRIX: &[Case] = &[
         },
         ..boot(N1, 2, "512M")
     },
+    // The shadow-mmu service on CPU 1 serves an L2 payload's stage-2
+    // faults on the boot CPU, which runs on the service's shadow stage 2;
+    // hv plays L1 (TLBIs) and L0 (an unmap) (hv/README.md, "Self-tests").
+    Case {
+        hv_args: "hv.selftest=shadow",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow: PASS:",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode: without the hardware TLBIs L2 reads the page L1
+    // remapped through its stale TLB entry, and the run must say so.
+    Case {
+        hv_args: "hv.selftest=shadow-no-tlbi",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow-no-tlbi: FAILED: after TLBI IPAS2E1IS: L2 IPA 0x103010 read",
+            status: 1,
+        },
+        ..boot(N1, 2, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.

@@ -1,0 +1,476 @@
+//! `hv.selftest=shadow|shadow-no-tlbi` on the machine: the scenario of
+//! `crate::shadow_selftest` with the service on CPU 1 and L2 on the boot
+//! CPU, at EL1 on the service's shadow stage 2.
+//!
+//! - The arena is the top [`ARENA_BYTES`] of the largest piece of RAM a
+//!   guest would get (not hv's image, not the firmware's), which hv's
+//!   stage 1 maps identity, Normal write-back.
+//! - The shadow frames come from hv's heap; `AT S1E2R` checks that each
+//!   one's PA is its address ([`identity_frames`]).
+//! - [`HwTlb`]: TLB maintenance for a shadow VMID, run by whichever CPU
+//!   changes the shadow (the service CPU): the VMID goes into VTTBR_EL2
+//!   (the TLBIs act on the VMID there), then `DSB ISHST; TLBI IPAS2E1IS`
+//!   per page (`VMALLS12E1IS` beyond [`MAX_PAGE_TLBIS`]); `DSB ISH; TLBI
+//!   VMALLE1IS; DSB ISH` (IPAS2E1IS leaves the combined stage 1+2 entries,
+//!   which VMALLE1IS removes, as Linux's `__kvm_tlb_flush_vmid_ipa` does);
+//!   ISB; then the old VTTBR_EL2 back. `shadow-no-tlbi` skips all of it:
+//!   the run must then fail on the stale value L2 reads after L1's TLBI
+//!   (QEMU keeps stage-2 translations in its TLB until a TLBI).
+//! - L2 runs through [`hv_shadow_l2_run`]: hv's callee-saved registers and
+//!   stack pointer are saved, L2 entered with ERET; its exit comes through
+//!   hv's vectors to `guest_exit`, which hands it to [`leave_l2`], which
+//!   copies L2's registers back and returns from `hv_shadow_l2_run`
+//!   with the vector kind (a vCPU loop that returns to its caller, which
+//!   the guest path does not need).
+
+use super::selftest::{start_service_cpu, GenericTimer};
+use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
+use crate::ipc_selftest::Clock;
+use crate::platform::{Platform, Region};
+use crate::println;
+use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use crate::shadow_selftest::lab::{Lab, ARENA_ALIGN, ARENA_BYTES, CODE_L1};
+use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory};
+use crate::shadow_selftest::{
+    context_key, run_scenario, serve, service_config, Host, L2Cpu, L2Exit, L2Regs, ServiceSummary,
+    ShadowExchange,
+};
+use crate::sysregs;
+use alloc::boxed::Box;
+use core::arch::global_asm;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use cpu::{read_sysreg, write_sysreg};
+use ipc::{VmidWidth, WfeDoorbell};
+use shadow_mmu::context::ContextKey;
+use shadow_mmu::service::Service;
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+
+/// Every wait for the service is bounded by this.
+const TIMEOUT_MS: u64 = 5000;
+/// Pages one range invalidation names one by one; a longer range is a
+/// whole-VMID invalidation (as Linux's `__kvm_tlb_flush_vmid_range` falls
+/// back to one beyond a table's worth).
+pub const MAX_PAGE_TLBIS: u64 = 64;
+/// HCR_EL2: RW (EL1 is AArch64), VM (stage 2 on), DC (EL1's MMU-off
+/// accesses are Normal write-back, as coherent with hv's cacheable view
+/// of the arena as they can be). Everything else 0: TGE and E2H clear, so
+/// the EL1&0 TLBIs act on the VMID in VTTBR_EL2; no interrupt routing
+/// (none is enabled).
+const HCR_SHADOW: u64 = (1 << 31) | (1 << 12) | 1;
+
+type HvService =
+    Service<L1Memory<'static>, &'static L0Stage2<'static>, SelftestBackend<HeapFramePool, HwTlbs>>;
+
+static EXCHANGE: ShadowExchange<WfeDoorbell> = ShadowExchange::new(WfeDoorbell, WfeDoorbell);
+static SERVICE: spin::Once<&'static HvService> = spin::Once::new();
+/// Set while the boot CPU runs L2: its exits belong to [`leave_l2`].
+static IN_L2: AtomicBool = AtomicBool::new(false);
+/// The shadow stage-2's VTCR_EL2, for both CPUs (VS must agree).
+static SHADOW_VTCR: AtomicU64 = AtomicU64::new(0);
+
+/// hv's callee-saved registers (x19-x30), stack pointer and L2's frame
+/// while L2 runs.
+#[repr(C)]
+struct SavedHost(UnsafeCell<[u64; 14]>);
+
+// SAFETY: only the boot CPU, in `HardwareL2::run` and the exit it takes,
+// touches it.
+unsafe impl Sync for SavedHost {}
+
+static SAVED: SavedHost = SavedHost(UnsafeCell::new([0; 14]));
+
+global_asm!(
+    r#"
+// hv_shadow_l2_run(frame: *mut GuestFrame, saved: *mut [u64; 14]) -> u64
+// Saves x19-x30 and sp, enters L2 with the frame's registers, ELR and SPSR.
+// Returns (through hv_shadow_l2_return) with the exit's vector kind.
+.global hv_shadow_l2_run
+hv_shadow_l2_run:
+    stp     x19, x20, [x1, #0]
+    stp     x21, x22, [x1, #16]
+    stp     x23, x24, [x1, #32]
+    stp     x25, x26, [x1, #48]
+    stp     x27, x28, [x1, #64]
+    stp     x29, x30, [x1, #80]
+    mov     x2, sp
+    stp     x2, x0, [x1, #96]
+    ldr     x2, [x0, #248]
+    msr     elr_el2, x2
+    ldr     x2, [x0, #256]
+    msr     spsr_el2, x2
+    ldr     x30, [x0, #240]
+    ldp     x28, x29, [x0, #224]
+    ldp     x26, x27, [x0, #208]
+    ldp     x24, x25, [x0, #192]
+    ldp     x22, x23, [x0, #176]
+    ldp     x20, x21, [x0, #160]
+    ldp     x18, x19, [x0, #144]
+    ldp     x16, x17, [x0, #128]
+    ldp     x14, x15, [x0, #112]
+    ldp     x12, x13, [x0, #96]
+    ldp     x10, x11, [x0, #80]
+    ldp     x8, x9, [x0, #64]
+    ldp     x6, x7, [x0, #48]
+    ldp     x4, x5, [x0, #32]
+    ldp     x2, x3, [x0, #16]
+    ldp     x0, x1, [x0, #0]
+    eret
+
+// hv_shadow_l2_return(exit: *const GuestFrame, kind: u64, saved: *const [u64; 14]) -> !
+// Copies the exit frame (on the exception stack, below the saved sp) to
+// the run's frame, restores hv's registers and returns kind from
+// hv_shadow_l2_run.
+.global hv_shadow_l2_return
+hv_shadow_l2_return:
+    ldr     x3, [x2, #104]
+    mov     x4, #0
+1:  ldr     x5, [x0, x4]
+    str     x5, [x3, x4]
+    add     x4, x4, #8
+    cmp     x4, #{frame_size}
+    b.lo    1b
+    ldp     x19, x20, [x2, #0]
+    ldp     x21, x22, [x2, #16]
+    ldp     x23, x24, [x2, #32]
+    ldp     x25, x26, [x2, #48]
+    ldp     x27, x28, [x2, #64]
+    ldp     x29, x30, [x2, #80]
+    ldr     x4, [x2, #96]
+    mov     sp, x4
+    mov     x0, x1
+    ret
+"#,
+    frame_size = const core::mem::size_of::<GuestFrame>(),
+);
+
+unsafe extern "C" {
+    fn hv_shadow_l2_run(frame: *mut GuestFrame, saved: *mut [u64; 14]) -> u64;
+    fn hv_shadow_l2_return(exit: *const GuestFrame, kind: u64, saved: *const [u64; 14]) -> !;
+}
+
+const _: () = assert!(core::mem::offset_of!(GuestFrame, elr) == 248);
+const _: () = assert!(core::mem::offset_of!(GuestFrame, spsr) == 256);
+
+/// Whether the boot CPU is running L2 for this self-test (`guest_exit`
+/// then hands the exit to [`leave_l2`]).
+pub fn in_l2() -> bool {
+    IN_L2.load(Ordering::Relaxed)
+}
+
+/// An exit from L2: back to the `hv_shadow_l2_run` that entered it.
+pub fn leave_l2(frame: &GuestFrame, kind: u64) -> ! {
+    // SAFETY: `in_l2()` said `hv_shadow_l2_run` entered L2 on this CPU and
+    // saved its registers in SAVED; `frame` is the exit frame the vectors
+    // built below that run's stack pointer, which the copy and the return
+    // leave behind.
+    unsafe { hv_shadow_l2_return(frame, kind, SAVED.0.get()) }
+}
+
+/// L2 on the boot CPU (EL2 set up by [`enter_l2_setup`]).
+struct HardwareL2;
+
+impl L2Cpu for HardwareL2 {
+    fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
+        let mut frame = GuestFrame::ZERO;
+        frame.x[..4].copy_from_slice(&regs.x);
+        frame.elr = regs.pc;
+        frame.spsr = sysregs::GUEST_ENTRY_PSTATE;
+        IN_L2.store(true, Ordering::Relaxed);
+        // SAFETY: EL2 is set up for L2 (stage 2 = the shadow, EL1 MMU off,
+        // PSTATE EL1h with interrupts masked); the only way back is an
+        // exception to EL2, which `guest_exit` gives to `leave_l2`, which
+        // restores the registers saved here and returns the vector kind.
+        // `frame` lives across the call and is written by it.
+        let vector = unsafe { hv_shadow_l2_run(&mut frame, SAVED.0.get()) };
+        IN_L2.store(false, Ordering::Relaxed);
+        regs.x.copy_from_slice(&frame.x[..4]);
+        regs.pc = frame.elr;
+        L2Exit {
+            vector,
+            esr: read_sysreg!("esr_el2"),
+            far: read_sysreg!("far_el2"),
+            hpfar: read_sysreg!("hpfar_el2"),
+        }
+    }
+}
+
+/// TLB maintenance for one shadow VMID (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct HwTlb {
+    vmid: u16,
+    skip: bool,
+}
+
+/// [`HwTlb`]s for the backend; `skip` is the failure mode.
+#[derive(Clone, Copy, Debug)]
+pub struct HwTlbs {
+    skip: bool,
+}
+
+impl VmidTlbs for HwTlbs {
+    type Tlb = HwTlb;
+    fn for_vmid(&self, vmid: u16) -> HwTlb {
+        HwTlb {
+            vmid,
+            skip: self.skip,
+        }
+    }
+}
+
+impl HwTlb {
+    /// Runs `f` with this VMID in VTTBR_EL2 (the VMID TLBI IPAS2E1IS,
+    /// VMALLE1IS and VMALLS12E1IS act on), then puts the old value back.
+    /// Interrupts are masked at EL2 (hv never unmasks them), so nothing
+    /// else runs on this PE in between; this PE is not running a guest.
+    fn with_vmid(&self, f: impl FnOnce()) {
+        let saved = read_sysreg!("vttbr_el2");
+        write_sysreg!("vttbr_el2", u64::from(self.vmid) << 48);
+        cpu::isb();
+        f();
+        write_sysreg!("vttbr_el2", saved);
+        cpu::isb();
+    }
+}
+
+impl TlbMaintenance for HwTlb {
+    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+        if self.skip {
+            return;
+        }
+        let first = l2_ipa >> 12;
+        let last = l2_ipa.saturating_add(len.max(1) - 1) >> 12;
+        if last - first >= MAX_PAGE_TLBIS {
+            return self.invalidate_all();
+        }
+        self.with_vmid(|| {
+            // SAFETY: barrier: the descriptor stores before the TLBIs.
+            unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+            for page in first..=last {
+                // Xt[35:0] = IPA[47:12] (the shadow IPA has 48 bits), TTL 0.
+                // SAFETY: invalidates stage-2 entries of this VMID only.
+                unsafe {
+                    core::arch::asm!("tlbi ipas2e1is, {}", in(reg) page & 0xf_ffff_ffff, options(nostack, preserves_flags))
+                };
+            }
+            // SAFETY: completes the IPAS2E1ISs, then drops the combined
+            // stage 1+2 entries of this VMID (which IPAS2E1IS leaves) and
+            // completes that on every PE of the Inner Shareable domain.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ish",
+                    "tlbi vmalle1is",
+                    "dsb ish",
+                    "isb",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
+    }
+
+    fn invalidate_all(&self) {
+        if self.skip {
+            return;
+        }
+        self.with_vmid(|| {
+            // SAFETY: drops every stage 1 and 2 entry of this VMID on every
+            // PE of the Inner Shareable domain, after the descriptor stores.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    "isb",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
+    }
+}
+
+/// hv's stage-1 translation of `va` (`AT S1E2R`), None if unmapped.
+fn stage1_pa(va: u64) -> Option<u64> {
+    let par: u64;
+    // SAFETY: an address translation for a read at EL2; it writes only
+    // PAR_EL1, which nothing of hv's uses.
+    unsafe {
+        core::arch::asm!(
+            "at s1e2r, {va}",
+            "isb",
+            "mrs {par}, par_el1",
+            va = in(reg) va,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+}
+
+/// The arena: the top of the largest piece of RAM a guest would get.
+fn arena_region(platform: &Platform) -> Option<Region> {
+    let image = Region {
+        base: super::align_down(&raw const super::boot::__image_start as u64, 2 << 20),
+        size: super::align_up(&raw const super::boot::__image_end as u64, 2 << 20)
+            - super::align_down(&raw const super::boot::__image_start as u64, 2 << 20),
+    };
+    let pieces = platform.guest_memory(image).ok()?;
+    let largest = pieces.iter().max_by_key(|r| r.size)?;
+    let base = super::align_down(largest.end().checked_sub(ARENA_BYTES)?, ARENA_ALIGN);
+    let region = Region {
+        base,
+        size: ARENA_BYTES,
+    };
+    let clear_of_initrd = platform.initrd.is_none_or(|r| !r.overlaps(&region));
+    (base >= largest.base && clear_of_initrd).then_some(region)
+}
+
+/// The boot CPU: builds the lab and the service, starts the service CPU,
+/// runs the scenario as L2's vCPU, ends the run with the verdict.
+pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
+    let name = if skip_tlbi {
+        "shadow-no-tlbi"
+    } else {
+        "shadow"
+    };
+    let clock = GenericTimer;
+    if read_sysreg!("cntfrq_el0") == 0 {
+        fail(format_args!(
+            "selftest {name}: CNTFRQ_EL0 is 0, so no wait could be bounded"
+        ));
+    }
+    let Some(region) = arena_region(platform) else {
+        fail(format_args!(
+            "selftest {name}: no {} MiB of RAM outside hv and the firmware's reservations",
+            ARENA_BYTES >> 20
+        ));
+    };
+    // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
+    // Normal write-back), outside hv's image, the firmware's reservations
+    // and the initrd; nothing else of hv uses it (no guest runs), and the
+    // device tree hv was given is no longer read. AtomicU64 has the size
+    // and alignment of the u64 words it is made of.
+    let words = unsafe {
+        core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
+    };
+    let arena: &'static Arena<'static> = match Arena::new(words, region.base) {
+        Ok(arena) => Box::leak(Box::new(arena)),
+        Err(e) => fail(format_args!("selftest {name}: arena {e:?}")),
+    };
+    let lab: &'static Lab<'static> = match Lab::build(arena) {
+        Ok(lab) => Box::leak(Box::new(lab)),
+        Err(e) => fail(format_args!("selftest {name}: building L1: {e}")),
+    };
+    // L2's fetches with its MMU off are Non-cacheable (SCTLR_EL1.I = 0):
+    // the payload goes to the point of coherency.
+    if let Some(code) = lab.l0_map().pa_of(CODE_L1) {
+        cpu::clean_invalidate_dcache(code, 4096);
+    }
+    cpu::invalidate_icache();
+
+    let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
+    let ps = (mmfr0 & 0xf).min(0b101);
+    let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
+    let host = Host {
+        // VTCR_EL2.VS = 0 on both CPUs.
+        vmids: VmidWidth::Bits8,
+        xnx: (read_sysreg!("id_aa64mmfr1_el1") >> 28) & 0xf != 0,
+        pa_bits,
+    };
+    let config = match service_config(&host, cpu::counter()) {
+        Ok(config) => config,
+        Err(e) => fail(format_args!("selftest {name}: budget: {e:?}")),
+    };
+    let pool = match identity_frames(config.budget.frames, stage1_pa) {
+        Ok(pool) => pool,
+        Err(e) => fail(format_args!("selftest {name}: {e}")),
+    };
+    let backend = SelftestBackend::new(
+        pool,
+        HwTlbs { skip: skip_tlbi },
+        ShadowConfig {
+            xnx: host.xnx,
+            pa_bits,
+        },
+    );
+    let service: &'static HvService =
+        match Service::new(config, lab.l1_memory(), lab.l0_map(), backend) {
+            Ok(service) => Box::leak(Box::new(service)),
+            Err(e) => fail(format_args!("selftest {name}: service: {e}")),
+        };
+    SERVICE.call_once(|| service);
+    let vtcr = shadow_vtcr(ps as u8, false);
+    SHADOW_VTCR.store(vtcr, Ordering::Relaxed);
+
+    // L1's context for L2 (created now, before the service CPU runs:
+    // nothing of it needs TLB maintenance yet).
+    let worker = service.worker();
+    let key = ContextKey::from_ipc(&context_key(lab), service.l1_vmid_width());
+    let Some((vmid, root)) = service.shadow_root(&worker, &key) else {
+        fail(format_args!(
+            "selftest {name}: no shadow root for L1's context"
+        ));
+    };
+    drop(worker);
+    start_service_cpu(platform, ttbr, tcr, name);
+    phase(format_args!(
+        "selftest {name}: arena {:#x}+{} MiB, service on cpu 1 ({} shadow frames), L2 on shadow VMID {vmid} root {root:#x}{}",
+        region.base,
+        ARENA_BYTES >> 20,
+        config.budget.frames,
+        if skip_tlbi { ", TLB maintenance skipped: this run must fail" } else { "" }
+    ));
+    enter_l2_setup(vtcr, u64::from(vmid) << 48 | root);
+    let timeout = clock.frequency() * TIMEOUT_MS / 1000;
+    let started = clock.now();
+    let result = run_scenario(lab, &mut HardwareL2, &EXCHANGE, &clock, timeout);
+    let micros = clock.now().wrapping_sub(started).saturating_mul(1_000_000) / clock.frequency();
+    match result {
+        Ok(report) => {
+            println!(
+                "hv: selftest {name}: PASS: {report}; {}; {micros} us",
+                ServiceSummary(service.stats())
+            );
+            exit(ExitStatus::SELF_TEST_PASSED)
+        }
+        Err(failure) => {
+            println!("hv: selftest {name}: FAILED: {failure}");
+            exit(ExitStatus::Failure)
+        }
+    }
+}
+
+/// EL2 of the boot CPU set for L2: the shadow stage 2, EL1 AArch64 with
+/// its MMU off, this VMID's old TLB entries gone.
+fn enter_l2_setup(vtcr: u64, vttbr: u64) {
+    write_sysreg!("hcr_el2", HCR_SHADOW);
+    write_sysreg!("vtcr_el2", vtcr);
+    write_sysreg!("vttbr_el2", vttbr);
+    write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
+    // L2 never takes an exception at EL1; should it, its vector at 0 is
+    // an address L1's table does not map, and that fault ends the run.
+    write_sysreg!("vbar_el1", 0);
+    cpu::isb();
+    // SAFETY: drops this PE's stage 1+2 entries of the shadow VMID.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// The service CPU (from `selftest::service_main`).
+pub fn service_main() -> ! {
+    // The TLBIs act on VTTBR_EL2's VMID with TGE and E2H clear; VS as on
+    // the boot CPU.
+    write_sysreg!("hcr_el2", 1 << 31);
+    write_sysreg!("vtcr_el2", SHADOW_VTCR.load(Ordering::Relaxed));
+    cpu::isb();
+    let Some(service) = SERVICE.get() else {
+        fail(format_args!(
+            "selftest shadow: service CPU started before the service existed"
+        ));
+    };
+    if let Err(e) = serve(&EXCHANGE, *service) {
+        fail(format_args!("selftest shadow: service rings: {e:?}"));
+    }
+    loop {
+        // SAFETY: parks this CPU; it touches no memory.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}

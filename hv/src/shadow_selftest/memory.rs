@@ -1,0 +1,671 @@
+//! The self-test's physical memory and the stage-2 tables hv builds in it:
+//! an [`Arena`] of 64-bit words at known PAs, a small builder of 4 KiB
+//! granule stage-2 tables ([`Stage2Builder`]) that writes through any
+//! [`TableSpace`] (PAs for L0's own map of L1, L1 IPAs for the table L1
+//! writes for L2), L0's map of L1 as the service sees it ([`L0Stage2`], a
+//! walk of hv's real stage-2 table of L1), and L1's memory as the walker
+//! reads it ([`L1Memory`], only memory L0 maps for L1, bounds-checked).
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use shadow_mmu::compose::{
+    effective_shareability, permissions_from_stage2, L0Map, L0Mapping, MemAttr, Permissions,
+};
+use walker::{
+    AccessKind, Endianness, Execute, ExposedFeatures, GuestMemory, IdRegisters, MemoryError, S2Ap,
+    Stage2Registers, Stage2Walker,
+};
+
+/// The translation granule of every table here.
+pub const PAGE: u64 = 4096;
+/// Entries per table.
+const ENTRIES: u64 = 512;
+const VALID: u64 = 1;
+/// Bit 1: table (levels 0-2) or page (level 3) descriptor.
+const TABLE_OR_PAGE: u64 = 1 << 1;
+const AF: u64 = 1 << 10;
+/// SH\[1:0\] = 0b11, Inner Shareable.
+const SH_INNER: u64 = 0b11 << 8;
+/// MemAttr\[3:0\] = 0b1111: Normal, Inner and Outer Write-Back (FWB = 0).
+const MEMATTR_NORMAL_WB: u64 = 0b1111 << 2;
+/// Output address bits \[47:12\].
+const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// Bits of IPA both stage-2 tables translate (T0SZ 25, one level-1 root
+/// table: a 40-bit IPA at level 1 would need two concatenated roots).
+pub const IPA_BITS: u32 = 39;
+/// The level both tables start at (VTCR_EL2.SL0 = 0b01 with 4 KiB).
+pub const START_LEVEL: u8 = 1;
+
+/// VTCR_EL2 for a 39-bit IPA walked from level 1 with 4 KiB pages,
+/// write-back cacheable inner-shareable walks, `ps` the output size field
+/// (PS\[18:16\]), 8-bit VMIDs.
+pub const fn vtcr(ps: u64) -> u64 {
+    (64 - IPA_BITS as u64) | (0b01 << 6) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (ps << 16)
+}
+
+/// Log2 of the size a descriptor at `level` maps (4 KiB granule).
+pub const fn level_shift(level: u8) -> u32 {
+    12 + 9 * (3 - level as u32)
+}
+
+/// Physical memory as 64-bit words from PA `base`: the only memory the
+/// self-test reads and writes (besides the service's own heap).
+pub struct Arena<'a> {
+    words: &'a [AtomicU64],
+    base: u64,
+}
+
+impl fmt::Debug for Arena<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Arena({:#x}+{:#x})", self.base, self.len())
+    }
+}
+
+/// Why an [`Arena`] cannot be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadArena {
+    /// The base given.
+    pub base: u64,
+}
+
+impl<'a> Arena<'a> {
+    /// `words` at PAs from `base` (4 KiB aligned, the end below 2^48).
+    pub fn new(words: &'a [AtomicU64], base: u64) -> Result<Self, BadArena> {
+        let end = (words.len() as u64)
+            .checked_mul(8)
+            .and_then(|len| base.checked_add(len));
+        if !base.is_multiple_of(PAGE) || end.is_none_or(|end| end > 1 << 48) {
+            return Err(BadArena { base });
+        }
+        Ok(Arena { words, base })
+    }
+
+    /// PA of the first byte.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes.
+    pub fn len(&self) -> u64 {
+        self.words.len() as u64 * 8
+    }
+
+    /// Whether the arena has no memory.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    fn word(&self, pa: u64) -> Option<&AtomicU64> {
+        let offset = pa.checked_sub(self.base)?;
+        if !offset.is_multiple_of(8) {
+            return None;
+        }
+        self.words.get(usize::try_from(offset / 8).ok()?)
+    }
+
+    /// The word at `pa` (8-byte aligned, inside the arena).
+    pub fn read(&self, pa: u64) -> Option<u64> {
+        self.word(pa).map(|w| w.load(Ordering::Acquire))
+    }
+
+    /// Writes the word at `pa`; `None` outside the arena.
+    pub fn write(&self, pa: u64, value: u64) -> Option<()> {
+        self.word(pa).map(|w| w.store(value, Ordering::Release))
+    }
+
+    /// Compare-and-swap of the word at `pa`.
+    pub fn compare_exchange(&self, pa: u64, current: u64, new: u64) -> Option<Result<u64, u64>> {
+        self.word(pa)
+            .map(|w| w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+
+    /// Fills `[pa, pa + len)` (8-byte aligned, inside) with `value(word PA)`.
+    pub fn fill(&self, pa: u64, len: u64, value: impl Fn(u64) -> u64) -> Option<()> {
+        let mut at = pa;
+        while at < pa.checked_add(len)? {
+            self.write(at, value(at))?;
+            at += 8;
+        }
+        Some(())
+    }
+}
+
+/// The arena as memory a stage-2 walk reads by PA (L0's own table of L1).
+impl GuestMemory for Arena<'_> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        // Descriptors are stored in the PE's (little-endian) order.
+        self.read(address)
+            .map(u64::to_le)
+            .ok_or(MemoryError::OutsideMemslots)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        _address: u64,
+        _current: u64,
+        _new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        // L0's table of L1 is walked with VTCR_EL2.HA = HD = 0.
+        Err(MemoryError::ReadOnly)
+    }
+}
+
+/// What a stage-2 leaf allows (4 KiB granule, stage-2 S2AP and XN\[1:0\]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafAccess {
+    /// S2AP.
+    pub s2ap: S2Ap,
+    /// XN\[1:0\].
+    pub execute: Execute,
+}
+
+impl LeafAccess {
+    /// Read and write, never executable.
+    pub const DATA: LeafAccess = LeafAccess {
+        s2ap: S2Ap::ReadWrite,
+        execute: Execute::Neither,
+    };
+    /// Read only, never executable.
+    pub const READ_ONLY: LeafAccess = LeafAccess {
+        s2ap: S2Ap::ReadOnly,
+        execute: Execute::Neither,
+    };
+    /// Read only and executable at EL0 and EL1 (code).
+    pub const CODE: LeafAccess = LeafAccess {
+        s2ap: S2Ap::ReadOnly,
+        execute: Execute::Both,
+    };
+    /// Everything (L0's map of L1's RAM).
+    pub const ALL: LeafAccess = LeafAccess {
+        s2ap: S2Ap::ReadWrite,
+        execute: Execute::Both,
+    };
+}
+
+/// A stage-2 block (levels 1-2) or page (level 3) descriptor: Normal
+/// write-back, inner shareable, AF set.
+pub const fn leaf_descriptor(level: u8, output: u64, access: LeafAccess) -> u64 {
+    let kind = if level == 3 {
+        VALID | TABLE_OR_PAGE
+    } else {
+        VALID
+    };
+    (output & OA_MASK)
+        | kind
+        | AF
+        | SH_INNER
+        | MEMATTR_NORMAL_WB
+        | ((access.s2ap.bits() as u64) << 6)
+        | ((access.execute.xn() as u64) << 53)
+}
+
+/// A table descriptor for the next-level table at `next`.
+pub const fn table_descriptor(next: u64) -> u64 {
+    (next & OA_MASK) | VALID | TABLE_OR_PAGE
+}
+
+/// Where a [`Stage2Builder`] reads and writes descriptors: PAs (L0's map)
+/// or L1 IPAs (L1's own table, through L0's map).
+pub trait TableSpace {
+    /// The descriptor at `address`.
+    fn read(&self, address: u64) -> Option<u64>;
+    /// Writes the descriptor at `address`.
+    fn write(&self, address: u64, value: u64) -> Option<()>;
+}
+
+impl TableSpace for Arena<'_> {
+    fn read(&self, address: u64) -> Option<u64> {
+        Arena::read(self, address)
+    }
+    fn write(&self, address: u64, value: u64) -> Option<()> {
+        Arena::write(self, address, value)
+    }
+}
+
+/// Why a table could not be built or changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// No frame left for a table.
+    OutOfFrames,
+    /// A descriptor address the space does not back.
+    Unbacked {
+        /// The address.
+        address: u64,
+    },
+    /// A block already maps the range a deeper entry was asked for.
+    BlockInTheWay {
+        /// The IPA.
+        ipa: u64,
+        /// The block's level.
+        level: u8,
+    },
+    /// No table holds the entry to rewrite.
+    NoTable {
+        /// The IPA.
+        ipa: u64,
+    },
+    /// The IPA is beyond [`IPA_BITS`] or the level is not 1-3.
+    OutOfRange {
+        /// The IPA.
+        ipa: u64,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BuildError::OutOfFrames => f.write_str("no table frame left"),
+            BuildError::Unbacked { address } => {
+                write!(f, "descriptor address {address:#x} is not backed")
+            }
+            BuildError::BlockInTheWay { ipa, level } => {
+                write!(f, "a level-{level} block already maps {ipa:#x}")
+            }
+            BuildError::NoTable { ipa } => write!(f, "no table holds the entry for {ipa:#x}"),
+            BuildError::OutOfRange { ipa } => write!(f, "IPA {ipa:#x} or level out of range"),
+        }
+    }
+}
+
+/// A stage-2 table tree (39-bit IPA from level 1, 4 KiB granule) whose
+/// tables come from a run of frames of its [`TableSpace`].
+#[derive(Clone, Copy, Debug)]
+pub struct Stage2Builder {
+    root: u64,
+    next_frame: u64,
+    frames_end: u64,
+}
+
+impl Stage2Builder {
+    /// A tree whose root is the first frame of `[frames, frames_end)`
+    /// (addresses of `space`), zeroed here; the rest are zeroed as used.
+    pub fn new(space: &impl TableSpace, frames: u64, frames_end: u64) -> Result<Self, BuildError> {
+        let mut builder = Stage2Builder {
+            root: 0,
+            next_frame: frames,
+            frames_end,
+        };
+        builder.root = builder.new_table(space)?;
+        Ok(builder)
+    }
+
+    /// The root table's address (VTTBR_EL2.BADDR).
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    fn new_table(&mut self, space: &impl TableSpace) -> Result<u64, BuildError> {
+        if self.next_frame.saturating_add(PAGE) > self.frames_end {
+            return Err(BuildError::OutOfFrames);
+        }
+        let table = self.next_frame;
+        for i in 0..ENTRIES {
+            space
+                .write(table + 8 * i, 0)
+                .ok_or(BuildError::Unbacked { address: table })?;
+        }
+        self.next_frame += PAGE;
+        Ok(table)
+    }
+
+    /// The address of the level-`level` descriptor for `ipa`, making the
+    /// tables on the way (`make`) or failing where one is missing.
+    fn slot(
+        &mut self,
+        space: &impl TableSpace,
+        ipa: u64,
+        level: u8,
+        make: bool,
+    ) -> Result<Option<u64>, BuildError> {
+        if ipa >> IPA_BITS != 0 || !(START_LEVEL..=3).contains(&level) {
+            return Err(BuildError::OutOfRange { ipa });
+        }
+        let mut table = self.root;
+        let mut at = START_LEVEL;
+        loop {
+            let address = table + 8 * ((ipa >> level_shift(at)) & (ENTRIES - 1));
+            if at == level {
+                return Ok(Some(address));
+            }
+            let descriptor = space
+                .read(address)
+                .ok_or(BuildError::Unbacked { address })?;
+            table = match descriptor & (VALID | TABLE_OR_PAGE) {
+                0b11 => descriptor & OA_MASK,
+                0b01 => return Err(BuildError::BlockInTheWay { ipa, level: at }),
+                _ if make => {
+                    let next = self.new_table(space)?;
+                    space
+                        .write(address, table_descriptor(next))
+                        .ok_or(BuildError::Unbacked { address })?;
+                    next
+                }
+                _ => return Ok(None),
+            };
+            at += 1;
+        }
+    }
+
+    /// Writes the level-`level` descriptor for `ipa` (making tables above
+    /// it as needed) and returns its address.
+    pub fn set(
+        &mut self,
+        space: &impl TableSpace,
+        ipa: u64,
+        level: u8,
+        descriptor: u64,
+    ) -> Result<u64, BuildError> {
+        let address = self
+            .slot(space, ipa, level, true)?
+            .ok_or(BuildError::OutOfFrames)?;
+        space
+            .write(address, descriptor)
+            .ok_or(BuildError::Unbacked { address })?;
+        Ok(address)
+    }
+
+    /// Rewrites the level-`level` descriptor for `ipa` in the tables that
+    /// exist (no table is made, so `&self`) and returns its address.
+    pub fn rewrite(
+        &self,
+        space: &impl TableSpace,
+        ipa: u64,
+        level: u8,
+        descriptor: u64,
+    ) -> Result<u64, BuildError> {
+        // `slot` without `make` changes nothing of the builder.
+        let mut walk = *self;
+        let address = walk
+            .slot(space, ipa, level, false)?
+            .ok_or(BuildError::NoTable { ipa })?;
+        space
+            .write(address, descriptor)
+            .ok_or(BuildError::Unbacked { address })?;
+        Ok(address)
+    }
+
+    /// Maps `[ipa, ipa + size)` to `output` with leaves of `1 << level_shift(level)`.
+    pub fn map(
+        &mut self,
+        space: &impl TableSpace,
+        ipa: u64,
+        output: u64,
+        size: u64,
+        level: u8,
+        access: LeafAccess,
+    ) -> Result<(), BuildError> {
+        let step = 1 << level_shift(level);
+        let mut offset = 0;
+        while offset < size {
+            self.set(
+                space,
+                ipa + offset,
+                level,
+                leaf_descriptor(level, output + offset, access),
+            )?;
+            offset += step;
+        }
+        Ok(())
+    }
+}
+
+/// Features for walking hv's own stage-2 tables (L0's map of L1, and the
+/// shadow in host tests): a 48-bit output, 4 KiB granule.
+pub fn host_walk_features() -> ExposedFeatures {
+    // PARange 0b0101 (48 bits), TGran4_2 = 0b0010 (4 KiB at stage 2).
+    match ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 0b0101 | (0b0010 << 40),
+        mmfr1: 0,
+        mmfr2: 0,
+    }) {
+        Ok(features) => features,
+        // Constant, valid values (the host test below decodes them).
+        Err(_) => unreachable!("fixed ID register values decode"),
+    }
+}
+
+/// L0's map of L1 (L1 IPA -> PA): a real stage-2 table hv keeps in the
+/// arena, read by a stage-2 walk, so changing a descriptor (path 3)
+/// changes what the service composes with.
+#[derive(Debug)]
+pub struct L0Stage2<'a> {
+    arena: &'a Arena<'a>,
+    walker: Stage2Walker,
+}
+
+impl<'a> L0Stage2<'a> {
+    /// The table whose root is at PA `root` in `arena`.
+    pub fn new(arena: &'a Arena<'a>, root: u64) -> Self {
+        let walker = Stage2Walker::new(
+            Stage2Registers {
+                // PS 0b101: 48-bit output.
+                vtcr: vtcr(0b101),
+                vttbr: root,
+                endianness: Endianness::Little,
+            },
+            &host_walk_features(),
+        );
+        L0Stage2 { arena, walker }
+    }
+
+    /// The PA of `l1_ipa`, if L0 maps it readable.
+    pub fn pa_of(&self, l1_ipa: u64) -> Option<u64> {
+        self.lookup(l1_ipa)
+            .map(|m| m.pa_base() + (l1_ipa - m.ipa_base()))
+    }
+}
+
+impl L0Map for L0Stage2<'_> {
+    fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
+        // Every L1 page hv maps is readable: a walk for a read finds it.
+        let t = self
+            .walker
+            .walk(self.arena, l1_ipa, AccessKind::Read)
+            .ok()?;
+        L0Mapping::new(
+            t.ipa_block_base(),
+            t.output_block_base(),
+            t.block_size,
+            permissions_from_stage2(t.s2ap, t.execute),
+            MemAttr::from_bits(t.mem_attr),
+            effective_shareability(t.shareability),
+        )
+        .ok()
+    }
+}
+
+/// L1's memory as the walker reads L1's tables: an L1 IPA goes through
+/// L0's map to a PA of the arena; anything L0 does not map (or the arena
+/// does not hold) is outside L1's memory.
+#[derive(Clone, Copy, Debug)]
+pub struct L1Memory<'a> {
+    arena: &'a Arena<'a>,
+    l0: &'a L0Stage2<'a>,
+}
+
+impl<'a> L1Memory<'a> {
+    /// L1's memory as L0 maps it.
+    pub fn new(arena: &'a Arena<'a>, l0: &'a L0Stage2<'a>) -> Self {
+        L1Memory { arena, l0 }
+    }
+
+    /// The PA behind `l1_ipa`, if L0 maps it with `needed`.
+    fn pa(&self, l1_ipa: u64, needed: Permissions) -> Result<u64, MemoryError> {
+        let mapping = self.l0.lookup(l1_ipa).ok_or(MemoryError::OutsideMemslots)?;
+        if !mapping.permissions().contains(needed) {
+            return Err(if needed.contains(Permissions::WRITE) {
+                MemoryError::ReadOnly
+            } else {
+                MemoryError::OutsideMemslots
+            });
+        }
+        Ok(mapping.pa_base() + (l1_ipa - mapping.ipa_base()))
+    }
+}
+
+impl TableSpace for L1Memory<'_> {
+    fn read(&self, address: u64) -> Option<u64> {
+        self.arena.read(self.pa(address, Permissions::READ).ok()?)
+    }
+    fn write(&self, address: u64, value: u64) -> Option<()> {
+        self.arena
+            .write(self.pa(address, Permissions::WRITE).ok()?, value)
+    }
+}
+
+impl GuestMemory for L1Memory<'_> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        let pa = self.pa(address, Permissions::READ)?;
+        self.arena
+            .read(pa)
+            .map(u64::to_le)
+            .ok_or(MemoryError::OutsideMemslots)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        let pa = self.pa(address, Permissions::READ.union(Permissions::WRITE))?;
+        let swapped = self
+            .arena
+            .compare_exchange(pa, u64::from_le(current), u64::from_le(new))
+            .ok_or(MemoryError::OutsideMemslots)?;
+        Ok(swapped.map(u64::to_le).map_err(u64::to_le))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    fn arena(base: u64, bytes: u64) -> Arena<'static> {
+        let words: Vec<AtomicU64> = (0..bytes / 8).map(|_| AtomicU64::new(0)).collect();
+        Arena::new(Box::leak(words.into_boxed_slice()), base).unwrap()
+    }
+
+    #[test]
+    fn arena_accesses_are_bounds_checked() {
+        let a = arena(0x10_0000, 2 * PAGE);
+        assert_eq!(a.write(0x10_0000, 7), Some(()));
+        assert_eq!(a.read(0x10_0000), Some(7));
+        assert_eq!(a.read(0x10_0000 + 2 * PAGE), None);
+        assert_eq!(a.read(0x0f_fff8), None);
+        assert_eq!(a.read(0x10_0004), None);
+        assert_eq!(a.write(0x10_2000, 1), None);
+        assert!(Arena::new(&[], 0x10_0800).is_err());
+        assert_eq!(a.read_descriptor(0x10_0003), Err(MemoryError::Misaligned));
+        assert_eq!(
+            a.read_descriptor(0x10_2000),
+            Err(MemoryError::OutsideMemslots)
+        );
+    }
+
+    #[test]
+    fn l0_map_answers_from_the_table_and_follows_its_changes() {
+        let a = arena(0x4000_0000, 8 << 20);
+        let base = a.base();
+        let mut l0 = Stage2Builder::new(&a, base, base + 16 * PAGE).unwrap();
+        // L1 IPA 0x8000_0000: one 2 MiB block at base + 2 MiB; the next
+        // 2 MiB in pages at base + 4 MiB, one of them read-only.
+        l0.map(
+            &a,
+            0x8000_0000,
+            base + (2 << 20),
+            2 << 20,
+            2,
+            LeafAccess::ALL,
+        )
+        .unwrap();
+        l0.map(
+            &a,
+            0x8020_0000,
+            base + (4 << 20),
+            2 << 20,
+            3,
+            LeafAccess::ALL,
+        )
+        .unwrap();
+        l0.set(
+            &a,
+            0x8020_1000,
+            3,
+            leaf_descriptor(3, base + (6 << 20), LeafAccess::READ_ONLY),
+        )
+        .unwrap();
+        let map = L0Stage2::new(&a, l0.root());
+        let block = map.lookup(0x8012_3456).unwrap();
+        assert_eq!(
+            (block.ipa_base(), block.pa_base(), block.size()),
+            (0x8000_0000, base + (2 << 20), 2 << 20)
+        );
+        assert_eq!(map.pa_of(0x8020_0008), Some(base + (4 << 20) + 8));
+        let ro = map.lookup(0x8020_1000).unwrap();
+        assert_eq!(ro.size(), PAGE);
+        assert!(!ro.permissions().contains(Permissions::WRITE));
+        assert_eq!(map.lookup(0x8040_0000), None);
+        // L1's memory: reads through the map, writes only where writable.
+        let l1 = L1Memory::new(&a, &map);
+        a.write(base + (4 << 20) + 16, 0x1234).unwrap();
+        assert_eq!(l1.read_descriptor(0x8020_0010), Ok(0x1234));
+        assert_eq!(
+            l1.read_descriptor(0x8040_0000),
+            Err(MemoryError::OutsideMemslots)
+        );
+        assert_eq!(TableSpace::write(&l1, 0x8020_1000, 1), None);
+        assert_eq!(
+            l1.compare_exchange_descriptor(0x8020_1000, 0, 1),
+            Err(MemoryError::ReadOnly)
+        );
+        assert_eq!(
+            l1.compare_exchange_descriptor(0x8020_0010, 0x1234, 5),
+            Ok(Ok(0x1234))
+        );
+        // Moving a page: the map follows the descriptor.
+        l0.set(
+            &a,
+            0x8020_0000,
+            3,
+            leaf_descriptor(3, base + (7 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        assert_eq!(map.pa_of(0x8020_0010), Some(base + (7 << 20) + 16));
+        // A page cannot go under a block.
+        assert_eq!(
+            l0.set(&a, 0x8000_1000, 3, 0),
+            Err(BuildError::BlockInTheWay {
+                ipa: 0x8000_1000,
+                level: 2
+            })
+        );
+        assert_eq!(
+            l0.set(&a, 1 << IPA_BITS, 3, 0),
+            Err(BuildError::OutOfRange { ipa: 1 << IPA_BITS })
+        );
+    }
+
+    #[test]
+    fn frames_run_out_with_an_error() {
+        let a = arena(0x10_0000, 4 * PAGE);
+        let mut b = Stage2Builder::new(&a, 0x10_0000, 0x10_0000 + 2 * PAGE).unwrap();
+        // Root + one level-2 table fit; the level-3 table does not.
+        assert_eq!(b.set(&a, 0x1000, 3, 0), Err(BuildError::OutOfFrames));
+    }
+}

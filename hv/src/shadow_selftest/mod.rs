@@ -1,0 +1,945 @@
+//! The shadow self-test (`hv.selftest=shadow`): the real shadow-mmu
+//! [`Service`] answers L2's stage-2 faults over an ipc ring pair, and L2
+//! runs on the shadow stage 2 it builds. DESIGN.md's three paths end to
+//! end, without a guest hypervisor: hv itself plays L1 (it writes L1's
+//! stage-2 table for L2 in L1's memory and issues L1's TLBIs) and L0 (its
+//! own stage-2 map of L1, [`memory::L0Stage2`]).
+//!
+//! One side is the service (hv: CPU 1; host tests: a thread), [`serve`]:
+//! an [`ipc::Poller`] over the ring pair answering with
+//! [`Service::reply`]. The other is the vCPU (hv: the boot CPU),
+//! [`run_scenario`]: it runs the payload ([`lab::PAYLOAD`]) as L2 through
+//! an [`L2Cpu`] (hv: EL1 with VTTBR_EL2 the service's shadow root and
+//! VMID; host tests: a software CPU that walks the shadow tables) and
+//! - path 1: sends every stage-2 abort as `Request::Translate`; `Mapped`
+//!   resumes L2 (the access is made again, now through the shadow), an
+//!   injection is compared with what L1 must get; each value L2 reads (or
+//!   stores) is compared with [`lab::Model`] (the PA the two stages name,
+//!   whose pattern tells where the access really went);
+//! - path 2: as L1, remaps a page with break-before-make and TLBI
+//!   IPAS2E1IS (`Request::Invalidate`), then a block with VMALLS12E1IS,
+//!   each after L2 has used the old translation (so a hardware TLB holds
+//!   it): L2 must see the new memory;
+//! - path 3: as L0, moves an L1 page to another PA (`Request::L0Unmap`):
+//!   L2 must see the new backing.
+//!
+//! Every wait for the service is bounded by the [`Clock`]; every L2 access
+//! has a bounded number of exits. Anything unexpected is a [`Failure`]
+//! saying what and where.
+
+pub mod backend;
+pub mod lab;
+pub mod memory;
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ipc::tlbi::{IpaRange, Tlbi, TlbiParams};
+use ipc::{
+    AccessKind, ContextKey, Doorbell, Endpoint, Envelope, ExternalAbort, Injection,
+    InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
+    RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+};
+use shadow_mmu::budget::{Budget, BudgetError};
+use shadow_mmu::compose::L0Map;
+use shadow_mmu::context::HostVmids;
+use shadow_mmu::service::{Service, ServiceConfig, ShadowBackend, Stats};
+use walker::{ExposedFeatures, GuestMemory, IdRegisters};
+
+pub use crate::ipc_selftest::Clock;
+use lab::{L1Entry, Lab, Model, Outcome};
+
+/// Slots per ring (the vCPU has one request outstanding at a time).
+pub const RING_CAPACITY: usize = 4;
+/// The vCPU's id on the rings.
+const VCPU: VcpuId = VcpuId(0);
+/// Bytes of the service's budget (one context; shadow frames included).
+pub const BUDGET_BYTES: usize = 512 << 10;
+/// The first shadow VMID (one per context).
+pub const FIRST_SHADOW_VMID: u16 = 8;
+/// The VMID hv would run L1 with (no shadow may take it).
+pub const L1_HOST_VMID: u16 = 1;
+/// Exits one L2 access may take: a fetch fault, a data fault, a retry or
+/// two; more means no progress.
+const MAX_EXITS: usize = 8;
+/// The value L2 stores into the read/write page.
+const STORED: u64 = 0x5707_ed00_c0ff_ee00;
+
+/// EC of a trapped HVC from AArch64.
+const EC_HVC64: u64 = 0x16;
+const EC_DATA_ABORT_LOWER: u64 = 0x24;
+const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
+/// ESR_ELx.IL.
+const ESR_IL: u64 = 1 << 25;
+/// ESR_ELx.ISS.WnR (data aborts).
+const ESR_WNR: u64 = 1 << 6;
+
+/// The ring pair and the service's run flags (a `static` in hv).
+#[derive(Debug)]
+pub struct ShadowExchange<B> {
+    requests: RingBuffer<RING_CAPACITY>,
+    replies: RingBuffer<RING_CAPACITY>,
+    /// Rung by the vCPU after a request; the service sleeps on it.
+    service_bell: B,
+    /// Rung by the service after answering.
+    reply_bell: B,
+    /// Cleared by the vCPU to stop the service (then it rings).
+    running: AtomicBool,
+    /// Set by the service when it left its loop.
+    stopped: AtomicBool,
+    /// Requests the service answered.
+    answered: AtomicU64,
+}
+
+impl<B> ShadowExchange<B> {
+    /// A fresh exchange.
+    pub const fn new(service_bell: B, reply_bell: B) -> Self {
+        ShadowExchange {
+            requests: RingBuffer::new(),
+            replies: RingBuffer::new(),
+            service_bell,
+            reply_bell,
+            running: AtomicBool::new(true),
+            stopped: AtomicBool::new(false),
+            answered: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The service side: answers every request with [`Service::reply`] until
+/// the vCPU side stops it.
+pub fn serve<M, L, B, D>(
+    ex: &ShadowExchange<D>,
+    service: &Service<M, L, B>,
+) -> Result<(), RingError>
+where
+    M: GuestMemory + Sync,
+    L: L0Map,
+    B: ShadowBackend,
+    D: Doorbell,
+{
+    let worker = service.worker();
+    let mut endpoints = [Endpoint::new(
+        VCPU,
+        ex.requests.ring(),
+        ex.replies.ring(),
+        &ex.reply_bell,
+    )?];
+    let mut poller = Poller::new(&mut endpoints, RING_CAPACITY);
+    poller.run(
+        &ex.service_bell,
+        |envelope| {
+            let reply = service.reply(&worker, envelope);
+            ex.answered.fetch_add(1, Ordering::Relaxed);
+            reply
+        },
+        || ex.running.load(Ordering::Acquire),
+    );
+    ex.stopped.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// What the host is, for the service's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The host's VMID width (hv's VTCR_EL2.VS).
+    pub vmids: VmidWidth,
+    /// The host has FEAT_XNX (shown to L1 only then).
+    pub xnx: bool,
+    /// The host's PA size in bits (at most 48 for the shadow).
+    pub pa_bits: u32,
+}
+
+/// The ID registers L0 shows L1: 40-bit PA, 4 KiB stage-2 granule, 8-bit
+/// VMIDs, FEAT_XNX as the host has it, nothing else.
+pub fn l1_features(host: &Host) -> ExposedFeatures {
+    match ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 0b0010 | (0b0010 << 40),
+        mmfr1: u64::from(host.xnx) << 28,
+        mmfr2: 0,
+    }) {
+        Ok(features) => features,
+        // Fixed values, decoded by the host tests.
+        Err(_) => unreachable!("fixed ID register values decode"),
+    }
+}
+
+/// The service's configuration: one context, [`BUDGET_BYTES`].
+pub fn service_config(host: &Host, hash_seed: u64) -> Result<ServiceConfig, BudgetError> {
+    Ok(ServiceConfig {
+        features: l1_features(host),
+        budget: Budget::split(BUDGET_BYTES, 1)?,
+        hash_seed,
+        first_shadow_vmid: FIRST_SHADOW_VMID,
+        host_vmids: HostVmids {
+            width: host.vmids,
+            l1_vmid: L1_HOST_VMID,
+        },
+    })
+}
+
+/// L2's general-purpose registers the payload uses, and its PC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L2Regs {
+    /// x0-x3.
+    pub x: [u64; 4],
+    /// Where L2 runs from (ELR_EL2 on entry and exit).
+    pub pc: u64,
+}
+
+/// How L2 came back to EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Exit {
+    /// The vector: 0 synchronous, 1 IRQ, 2 FIQ, 3 SError.
+    pub vector: u64,
+    /// ESR_EL2.
+    pub esr: u64,
+    /// FAR_EL2.
+    pub far: u64,
+    /// HPFAR_EL2.
+    pub hpfar: u64,
+}
+
+impl L2Exit {
+    fn class(&self) -> u64 {
+        (self.esr >> 26) & 0x3f
+    }
+}
+
+/// Runs L2 on the shadow stage 2 of the one context.
+pub trait L2Cpu {
+    /// Enters L2 with `regs` until its next exit to EL2; `regs` then holds
+    /// L2's registers and the PC it would resume at.
+    fn run(&mut self, regs: &mut L2Regs) -> L2Exit;
+}
+
+/// What the vCPU side counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// L2 accesses checked (values read, stores, faults).
+    pub accesses: u64,
+    /// Stage-2 aborts L2 took and the service was asked about.
+    pub faults: u64,
+    /// ... of them instruction fetches (the payload's own page).
+    pub fetch_faults: u64,
+    /// Answered `Mapped`.
+    pub mapped: u64,
+    /// Answered with a fault for L1 (a walk fault or an external abort).
+    pub injected: u64,
+    /// Answered `Retry`.
+    pub retried: u64,
+    /// TLBIs sent and the entries their acks said were dropped.
+    pub invalidations: u64,
+    /// Entries dropped by them.
+    pub entries_invalidated: u64,
+    /// L0 unmaps sent.
+    pub l0_unmaps: u64,
+    /// Entries removed by them.
+    pub entries_unmapped: u64,
+}
+
+/// Why the run failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The vCPU's ring ends could not be claimed.
+    Ring(RingError),
+    /// L1's or L0's table could not be changed.
+    Table(memory::BuildError),
+    /// No answer within the timeout.
+    Timeout {
+        /// What was sent.
+        request: &'static str,
+        /// Requests the service had answered.
+        answered: u64,
+    },
+    /// The request ring was full with nothing outstanding.
+    RingFull,
+    /// A reply that does not answer the request (or an error reply).
+    Reply {
+        /// The step.
+        step: &'static str,
+        /// The reply.
+        reply: Reply,
+    },
+    /// A translate answer other than the one the model calls for.
+    Outcome {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// What the model expects.
+        expected: Outcome,
+        /// The answer.
+        got: TranslateOutcome,
+    },
+    /// A read gave the wrong value.
+    Value {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// The value the model's PA holds.
+        expected: u64,
+        /// What L2 read.
+        got: u64,
+    },
+    /// A store did not land where the model says.
+    Store {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// The PA.
+        pa: u64,
+        /// What that PA holds.
+        found: Option<u64>,
+    },
+    /// L2 reached its HVC where the model expects a fault.
+    NoFault {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// The fault expected.
+        expected: Outcome,
+    },
+    /// An exit that is neither the HVC nor a stage-2 abort of this access.
+    Exit {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// The exit.
+        exit: L2Exit,
+        /// L2's PC.
+        pc: u64,
+    },
+    /// L2 faulted on an access the shadow already translates (the entry
+    /// was installed, then not used by the hardware walk).
+    WarmFault {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// The exit.
+        exit: L2Exit,
+    },
+    /// More than [`MAX_EXITS`] exits for one access.
+    NoProgress {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+    },
+    /// An ack that dropped nothing where the scenario made sure something
+    /// was cached.
+    NothingDropped {
+        /// The request.
+        request: &'static str,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Ring(e) => write!(f, "ring set-up: {e:?}"),
+            Failure::Table(e) => write!(f, "changing a table: {e}"),
+            Failure::Timeout { request, answered } => write!(
+                f,
+                "timeout waiting for the answer to {request} (the service answered {answered} requests)"
+            ),
+            Failure::RingFull => f.write_str("the request ring is full with nothing outstanding"),
+            Failure::Reply { step, reply } => {
+                write!(f, "{step}: unexpected reply {reply:?}")
+            }
+            Failure::Outcome {
+                step,
+                l2_ipa,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{step}: L2 IPA {l2_ipa:#x}: the service answered {got:?}, expected {expected:?}"
+            ),
+            Failure::Value {
+                step,
+                l2_ipa,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{step}: L2 IPA {l2_ipa:#x} read {got:#x}, expected {expected:#x} (a stale or wrong translation: {got:#x} is the pattern of PA {:#x})",
+                lab::pattern(*got)
+            ),
+            Failure::Store {
+                step,
+                l2_ipa,
+                pa,
+                found,
+            } => write!(
+                f,
+                "{step}: L2's store to {l2_ipa:#x} is not at PA {pa:#x} (it holds {found:x?})"
+            ),
+            Failure::NoFault {
+                step,
+                l2_ipa,
+                expected,
+            } => write!(
+                f,
+                "{step}: L2's access to {l2_ipa:#x} completed; expected {expected:?}"
+            ),
+            Failure::Exit {
+                step,
+                l2_ipa,
+                exit,
+                pc,
+            } => write!(
+                f,
+                "{step}: unexpected exit at L2 PC {pc:#x} (access to {l2_ipa:#x}): vector {}, ESR_EL2 {:#x}, FAR_EL2 {:#x}, HPFAR_EL2 {:#x}",
+                exit.vector, exit.esr, exit.far, exit.hpfar
+            ),
+            Failure::WarmFault { step, l2_ipa, exit } => write!(
+                f,
+                "{step}: L2 faulted again on {l2_ipa:#x} (ESR_EL2 {:#x}) where the shadow already translates it",
+                exit.esr
+            ),
+            Failure::NoProgress { step, l2_ipa } => write!(
+                f,
+                "{step}: no progress on {l2_ipa:#x} after {MAX_EXITS} exits"
+            ),
+            Failure::NothingDropped { request } => {
+                write!(f, "{request} was acknowledged having dropped nothing")
+            }
+        }
+    }
+}
+
+/// One L2 access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write(u64),
+}
+
+/// Whether an access may fault on its way (first touch) or must not (the
+/// shadow already translates it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Touch {
+    Cold,
+    Warm,
+}
+
+/// Addresses whose reads the scenario checks again after each change.
+const READS: [u64; 9] = [
+    lab::RW_L2 + 0x8,
+    lab::RO_L2 + 0x100,
+    lab::TLBI_L2 + 0x10,
+    lab::MOVED_L2 + 0x18,
+    lab::IN_BLOCK_L2 + 0x20,
+    lab::BLOCK_L2 + 0x8,
+    lab::BLOCK_L2 + 0x10_0000,
+    lab::BLOCK_L2 + 0x1f_fff8,
+    lab::CODE_L2 + 0x10,
+];
+/// Where L2 stores [`STORED`].
+const STORE_AT: u64 = lab::RW_L2 + 0x40;
+
+/// The vCPU side's state.
+struct Vcpu<'a, 'l, C, B: Doorbell, K> {
+    lab: &'l Lab<'l>,
+    cpu: &'a mut C,
+    ex: &'a ShadowExchange<B>,
+    client: VcpuClient<'a, B>,
+    clock: &'a K,
+    timeout: u64,
+    key: ContextKey,
+    model: Model,
+    report: Report,
+}
+
+impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
+    /// One request, its reply within the timeout.
+    fn call(&mut self, request: Request, what: &'static str) -> Result<Reply, Failure> {
+        let seq = self.client.next_seq();
+        if self.client.send_batch(&[request]) != 1 {
+            return Err(Failure::RingFull);
+        }
+        let start = self.clock.now();
+        loop {
+            let mut reply = None;
+            self.client.poll_replies(1, |r| reply = Some(r));
+            match reply {
+                Some(Ok(Envelope {
+                    vcpu: VCPU,
+                    seq: s,
+                    message,
+                })) if s == seq => return Ok(message),
+                Some(Ok(envelope)) => {
+                    return Err(Failure::Reply {
+                        step: what,
+                        reply: envelope.message,
+                    })
+                }
+                Some(Err(e)) => {
+                    return Err(Failure::Reply {
+                        step: what,
+                        reply: Reply::Error(e),
+                    })
+                }
+                None if self.clock.now().wrapping_sub(start) > self.timeout => {
+                    return Err(Failure::Timeout {
+                        request: what,
+                        answered: self.ex.answered.load(Ordering::Relaxed),
+                    })
+                }
+                None => core::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// L2 makes one access; faults go to the service until the access
+    /// completes or gives L1 a fault, which is checked against the model.
+    fn access(
+        &mut self,
+        step: &'static str,
+        l2_ipa: u64,
+        access: Access,
+        touch: Touch,
+    ) -> Result<(), Failure> {
+        self.report.accesses += 1;
+        let base = self.lab.arena().base();
+        let expected = self.model.outcome(l2_ipa, base);
+        let (op, value) = match access {
+            Access::Read => (0, 0),
+            Access::Write(v) => (1, v),
+        };
+        let mut regs = L2Regs {
+            x: [l2_ipa, 0, op, value],
+            pc: lab::CODE_L2,
+        };
+        for _ in 0..MAX_EXITS {
+            let exit = self.cpu.run(&mut regs);
+            let class = exit.class();
+            if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 12 {
+                return self.completed(step, l2_ipa, regs.x[1], expected);
+            }
+            if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 20 {
+                return self.stored(step, l2_ipa, value, expected);
+            }
+            let fetch = class == EC_INSTRUCTION_ABORT_LOWER
+                && exit.far & !(memory::PAGE - 1) == lab::CODE_L2;
+            let data = class == EC_DATA_ABORT_LOWER && exit.far == l2_ipa;
+            if exit.vector != 0 || !(fetch || data) {
+                return Err(Failure::Exit {
+                    step,
+                    l2_ipa,
+                    exit,
+                    pc: regs.pc,
+                });
+            }
+            if touch == Touch::Warm {
+                return Err(Failure::WarmFault { step, l2_ipa, exit });
+            }
+            self.report.faults += 1;
+            self.report.fetch_faults += u64::from(fetch);
+            let write = data && exit.esr & ESR_WNR != 0;
+            let request = TranslateRequest {
+                context: self.key,
+                // HPFAR_EL2.FIPA (bits [43:4]) is IPA[51:12].
+                l2_ipa: ((exit.hpfar >> 4) & ((1 << 40) - 1)) << 12 | (exit.far & 0xfff),
+                access: match (fetch, write) {
+                    (true, _) => AccessKind::Execute,
+                    (false, true) => AccessKind::Write,
+                    (false, false) => AccessKind::Read,
+                },
+                esr: exit.esr as u32,
+                far: exit.far,
+            };
+            let outcome = match self.call(Request::Translate(request), step)? {
+                Reply::Translate(outcome) => outcome,
+                reply => return Err(Failure::Reply { step, reply }),
+            };
+            let faulting = if fetch { exit.far } else { l2_ipa };
+            let wanted = if fetch {
+                self.model.outcome(faulting, base)
+            } else {
+                expected
+            };
+            match (outcome, wanted) {
+                (TranslateOutcome::Mapped(m), Outcome::Pa { .. })
+                    if fetch || !faults(expected, access) =>
+                {
+                    check_mapping(&m, faulting, wanted).map_err(|()| Failure::Outcome {
+                        step,
+                        l2_ipa: faulting,
+                        expected: wanted,
+                        got: outcome,
+                    })?;
+                    self.report.mapped += 1;
+                }
+                (TranslateOutcome::Retry(_), _) => self.report.retried += 1,
+                _ if !fetch => {
+                    self.report.injected += 1;
+                    return check_injection(outcome, l2_ipa, access, expected).map_err(|()| {
+                        Failure::Outcome {
+                            step,
+                            l2_ipa,
+                            expected,
+                            got: outcome,
+                        }
+                    });
+                }
+                _ => {
+                    return Err(Failure::Outcome {
+                        step,
+                        l2_ipa: faulting,
+                        expected: wanted,
+                        got: outcome,
+                    })
+                }
+            }
+        }
+        Err(Failure::NoProgress { step, l2_ipa })
+    }
+
+    /// L2 read `got` from `l2_ipa`.
+    fn completed(
+        &self,
+        step: &'static str,
+        l2_ipa: u64,
+        got: u64,
+        expected: Outcome,
+    ) -> Result<(), Failure> {
+        let Outcome::Pa { pa, .. } = expected else {
+            return Err(Failure::NoFault {
+                step,
+                l2_ipa,
+                expected,
+            });
+        };
+        // What the PA holds now (the pattern, or what L2 stored there).
+        let value = self.lab.arena().read(pa).unwrap_or(!got);
+        if got == value {
+            Ok(())
+        } else {
+            Err(Failure::Value {
+                step,
+                l2_ipa,
+                expected: value,
+                got,
+            })
+        }
+    }
+
+    /// L2 stored `value` at `l2_ipa`.
+    fn stored(
+        &self,
+        step: &'static str,
+        l2_ipa: u64,
+        value: u64,
+        expected: Outcome,
+    ) -> Result<(), Failure> {
+        let Outcome::Pa { pa, writable, .. } = expected else {
+            return Err(Failure::NoFault {
+                step,
+                l2_ipa,
+                expected,
+            });
+        };
+        let found = self.lab.arena().read(pa);
+        if writable && found == Some(value) {
+            Ok(())
+        } else {
+            Err(Failure::Store {
+                step,
+                l2_ipa,
+                pa,
+                found,
+            })
+        }
+    }
+
+    fn invalidate(
+        &mut self,
+        what: &'static str,
+        crm_op2: (u8, u8),
+        xt: u64,
+    ) -> Result<(), Failure> {
+        // TLBI <op>, Xt is SYS #4, C8, C<crm>, #<op2>, Xt.
+        let (crm, op2) = crm_op2;
+        let request = Tlbi::from_sys_encoding(1, 4, 8, crm, op2)
+            .and_then(|tlbi| {
+                InvalidateRequest::new(lab::L1_VMID, tlbi, xt, TlbiParams::default()).ok()
+            })
+            .ok_or(Failure::NothingDropped { request: what })?;
+        match self.call(Request::Invalidate(request), what)? {
+            Reply::InvalidateAck(ack) if ack.entries_dropped > 0 => {
+                self.report.invalidations += 1;
+                self.report.entries_invalidated += ack.entries_dropped;
+                Ok(())
+            }
+            Reply::InvalidateAck(_) => Err(Failure::NothingDropped { request: what }),
+            reply => Err(Failure::Reply { step: what, reply }),
+        }
+    }
+
+    fn l0_unmap(&mut self, what: &'static str, start: u64, len: u64) -> Result<(), Failure> {
+        let range =
+            IpaRange::new(start, start + len).ok_or(Failure::NothingDropped { request: what })?;
+        let request = L0UnmapRequest {
+            range,
+            change: L0Change::Unmap,
+        };
+        match self.call(Request::L0Unmap(request), what)? {
+            Reply::L0UnmapAck(ack) if ack.entries_removed > 0 => {
+                self.report.l0_unmaps += 1;
+                self.report.entries_unmapped += ack.entries_removed;
+                Ok(())
+            }
+            Reply::L0UnmapAck(_) => Err(Failure::NothingDropped { request: what }),
+            reply => Err(Failure::Reply { step: what, reply }),
+        }
+    }
+
+    fn read_all(&mut self, step: &'static str, touch: Touch) -> Result<(), Failure> {
+        for l2_ipa in READS {
+            self.access(step, l2_ipa, Access::Read, touch)?;
+        }
+        self.access(step, STORE_AT, Access::Read, touch)
+    }
+
+    fn scenario(&mut self) -> Result<(), Failure> {
+        use Access::{Read, Write};
+        use Touch::{Cold, Warm};
+        // Path 1: first touches fault (the payload's own page through the
+        // fetch path), then everything translates in hardware.
+        for l2_ipa in READS {
+            self.access("first touch", l2_ipa, Read, Cold)?;
+        }
+        self.access("store", STORE_AT, Write(STORED), Warm)?;
+        self.read_all("second pass (shadow in use)", Warm)?;
+        self.access("invalid level-3 entry", lab::INVALID_L2 + 0x30, Read, Cold)?;
+        self.access("invalid level-1 entry", lab::UNMAPPED_L2 + 8, Read, Cold)?;
+        self.access(
+            "store to a read-only page",
+            lab::RO_L2 + 0x100,
+            Write(1),
+            Cold,
+        )?;
+        self.access("L1 IPA outside L1", lab::OUTSIDE_L2 + 0x28, Read, Cold)?;
+        // The refused store left the read-only page alone.
+        self.access(
+            "read-only page after the store",
+            lab::RO_L2 + 0x100,
+            Read,
+            Warm,
+        )?;
+
+        // Path 2: L1 remaps a page L2 has just used (the old translation is
+        // in the TLB), break-before-make with TLBI IPAS2E1IS.
+        self.access("before TLBI IPAS2E1IS", lab::TLBI_L2 + 0x10, Read, Warm)?;
+        self.lab
+            .set_l1_entry(L1Entry::TlbiPage, None)
+            .map_err(Failure::Table)?;
+        self.invalidate("TLBI IPAS2E1IS", (0, 1), lab::TLBI_L2 >> 12)?;
+        self.lab
+            .set_l1_entry(L1Entry::TlbiPage, Some(lab::TLBI_NEW_L1))
+            .map_err(Failure::Table)?;
+        self.model.tlbi_page_moved = true;
+        self.access("after TLBI IPAS2E1IS", lab::TLBI_L2 + 0x10, Read, Cold)?;
+        // L1 moves its 2 MiB block, with VMALLS12E1IS: every entry goes.
+        self.access("before TLBI VMALLS12E1IS", lab::BLOCK_L2 + 0x8, Read, Warm)?;
+        self.lab
+            .set_l1_entry(L1Entry::Block, None)
+            .map_err(Failure::Table)?;
+        self.invalidate("TLBI VMALLS12E1IS", (3, 6), 0)?;
+        self.lab
+            .set_l1_entry(L1Entry::Block, Some(lab::BLOCK_NEW_L1))
+            .map_err(Failure::Table)?;
+        self.model.block_moved = true;
+        let faults = self.report.faults;
+        self.read_all("after TLBI VMALLS12E1IS", Cold)?;
+        if self.report.faults == faults {
+            // Every entry was dropped: L2 must have faulted again.
+            return Err(Failure::NothingDropped {
+                request: "TLBI VMALLS12E1IS (no fault after it)",
+            });
+        }
+
+        // Path 3: L0 moves L1 page MOVED_L1 to another PA, which holds
+        // another pattern.
+        self.access("before L0 unmap", lab::MOVED_L2 + 0x18, Read, Warm)?;
+        self.lab.set_l0_page(None).map_err(Failure::Table)?;
+        self.l0_unmap("L0 unmap", lab::MOVED_L1, memory::PAGE)?;
+        self.lab
+            .set_l0_page(Some(self.lab.alt_pa()))
+            .map_err(Failure::Table)?;
+        self.model.l0_page_moved = true;
+        self.access("after L0 unmap", lab::MOVED_L2 + 0x18, Read, Cold)?;
+        self.read_all("last pass", Warm)
+    }
+}
+
+/// Whether the model says `access` faults into L1.
+fn faults(expected: Outcome, access: Access) -> bool {
+    match expected {
+        Outcome::Pa { writable, .. } => !writable && matches!(access, Access::Write(_)),
+        Outcome::Translation { .. } | Outcome::OutsideL1 { .. } => true,
+    }
+}
+
+/// Whether `m` is the shadow leaf the model calls for at `l2_ipa`.
+fn check_mapping(m: &Mapping, l2_ipa: u64, wanted: Outcome) -> Result<(), ()> {
+    let Outcome::Pa { pa, leaf_size, .. } = wanted else {
+        return Err(());
+    };
+    let size = 1u64.checked_shl(u32::from(m.size_log2)).ok_or(())?;
+    if size == leaf_size && m.pa == pa & !(size - 1) && m.pa + (l2_ipa & (size - 1)) == pa {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// The syndrome L1 must get for L2's access to `l2_ipa`: ESR_EL2 of a
+/// data abort from a lower EL (IL = 1, WnR for a store; ISV = 0, the
+/// service has no instruction syndrome), FAR_EL2 the VA (= the L2 IPA,
+/// L2's MMU is off), HPFAR_EL2 the L2 IPA's page in FIPA.
+fn expected_injection(l2_ipa: u64, access: Access, fsc: u64) -> Injection {
+    let wnr = if matches!(access, Access::Write(_)) {
+        ESR_WNR
+    } else {
+        0
+    };
+    Injection {
+        esr: EC_DATA_ABORT_LOWER << 26 | ESR_IL | wnr | fsc,
+        far: l2_ipa,
+        hpfar: (l2_ipa >> 12) << 4,
+    }
+}
+
+/// Whether a fault answer is the one the model calls for.
+fn check_injection(
+    outcome: TranslateOutcome,
+    l2_ipa: u64,
+    access: Access,
+    expected: Outcome,
+) -> Result<(), ()> {
+    // DFSC: translation fault 0b0001LL, permission fault 0b0011LL,
+    // synchronous external abort not on a walk 0b010000.
+    let wanted = match expected {
+        Outcome::Translation { level } => TranslateOutcome::Inject(expected_injection(
+            l2_ipa,
+            access,
+            0b00_0100 | u64::from(level),
+        )),
+        Outcome::Pa {
+            writable: false,
+            leaf_size,
+            ..
+        } if matches!(access, Access::Write(_)) => {
+            let level = if leaf_size == memory::PAGE { 3 } else { 2 };
+            TranslateOutcome::Inject(expected_injection(l2_ipa, access, 0b00_1100 | level))
+        }
+        Outcome::OutsideL1 { l1_ipa } => TranslateOutcome::ExternalAbort(ExternalAbort {
+            injection: expected_injection(l2_ipa, access, 0b01_0000),
+            l1_ipa,
+        }),
+        Outcome::Pa { .. } => return Err(()),
+    };
+    if outcome == wanted {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// The vCPU side: the whole scenario, then the service stopped. `timeout`
+/// (clock counts) bounds every wait for the service.
+pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
+    lab: &Lab<'_>,
+    cpu: &mut C,
+    ex: &ShadowExchange<B>,
+    clock: &K,
+    timeout: u64,
+) -> Result<Report, Failure> {
+    let result = VcpuClient::new(
+        VCPU,
+        ex.requests.ring(),
+        ex.replies.ring(),
+        &ex.service_bell,
+        &ex.reply_bell,
+    )
+    .map_err(Failure::Ring)
+    .and_then(|client| {
+        let mut vcpu = Vcpu {
+            lab,
+            cpu,
+            ex,
+            client,
+            clock,
+            timeout,
+            key: context_key(lab),
+            model: Model::default(),
+            report: Report::default(),
+        };
+        vcpu.scenario().map(|()| vcpu.report)
+    });
+    // Stop the service whatever happened.
+    ex.running.store(false, Ordering::Release);
+    ex.service_bell.ring();
+    let report = result?;
+    let start = clock.now();
+    while !ex.stopped.load(Ordering::Acquire) {
+        if clock.now().wrapping_sub(start) > timeout {
+            return Err(Failure::Timeout {
+                request: "the service to stop",
+                answered: ex.answered.load(Ordering::Relaxed),
+            });
+        }
+        core::hint::spin_loop();
+    }
+    Ok(report)
+}
+
+/// L1's context for L2, as its translate requests name it.
+pub fn context_key(lab: &Lab<'_>) -> ContextKey {
+    ContextKey::new(lab.l1_vttbr(), lab::L1_VTCR, VmidWidth::Bits8)
+}
+
+/// The summary line's service part.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSummary(pub Stats);
+
+impl fmt::Display for ServiceSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        write!(
+            f,
+            "service: {} walks, {} cache hits, {} invalidations, {} recycled contexts",
+            s.walks, s.hits, s.invalidations, s.recycled_contexts
+        )
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} L2 accesses checked; {} stage-2 faults served ({} instruction fetches): {} mapped, {} injected into L1, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
+            self.accesses,
+            self.faults,
+            self.fetch_faults,
+            self.mapped,
+            self.injected,
+            self.retried,
+            self.invalidations,
+            self.entries_invalidated,
+            self.l0_unmaps,
+            self.entries_unmapped
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

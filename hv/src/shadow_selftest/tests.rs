@@ -1,0 +1,346 @@
+//! The scenario on the host: the service on a thread, L2 on a software CPU
+//! that runs the payload's instructions through a TLB and a stage-2 walk
+//! of the very shadow tables the service builds (the walker over the
+//! shadow frames), so a missing TLB invalidation shows as a stale value
+//! here as it does on QEMU.
+
+extern crate std;
+
+use super::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use super::lab::{Lab, ARENA_BYTES, PAYLOAD};
+use super::memory::Arena;
+use super::*;
+use core::sync::atomic::AtomicU64;
+use ipc::HostDoorbell;
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+use std::boxed::Box;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use std::vec::Vec;
+use walker::{
+    AccessKind as WalkAccess, Endianness, Stage2Registers, Stage2Walker, Translation, WalkError,
+};
+
+struct HostClock(Instant);
+
+impl Clock for HostClock {
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_micros() as u64
+    }
+    fn frequency(&self) -> u64 {
+        1_000_000
+    }
+}
+
+/// The software CPU's TLB: what its walks found, until invalidated.
+#[derive(Default)]
+struct SimTlb(Mutex<Vec<Translation>>);
+
+impl SimTlb {
+    fn lookup(&self, ipa: u64) -> Option<Translation> {
+        let entries = self.0.lock().unwrap();
+        entries
+            .iter()
+            .find(|t| ipa & !(t.block_size - 1) == t.ipa_block_base())
+            .copied()
+    }
+}
+
+/// The service's TLB maintenance for the software CPU's TLB; `hardware`
+/// false skips it (the failure mode).
+#[derive(Clone)]
+struct SimTlbs {
+    tlb: Arc<SimTlb>,
+    hardware: bool,
+}
+
+impl TlbMaintenance for SimTlbs {
+    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+        if self.hardware {
+            self.tlb.0.lock().unwrap().retain(|t| {
+                let base = t.ipa_block_base();
+                base + t.block_size <= l2_ipa || base >= l2_ipa + len
+            });
+        }
+    }
+    fn invalidate_all(&self) {
+        if self.hardware {
+            self.tlb.0.lock().unwrap().clear();
+        }
+    }
+}
+
+impl VmidTlbs for SimTlbs {
+    type Tlb = SimTlbs;
+    fn for_vmid(&self, _vmid: u16) -> SimTlbs {
+        self.clone()
+    }
+}
+
+type HostService = Service<
+    memory::L1Memory<'static>,
+    &'static memory::L0Stage2<'static>,
+    SelftestBackend<HeapFramePool, SimTlbs>,
+>;
+
+/// L2 on a software CPU: fetches, loads and stores go through its TLB or
+/// a stage-2 walk of the shadow (shadow VTCR, the service's root).
+struct SimCpu {
+    lab: &'static Lab<'static>,
+    service: &'static HostService,
+    walker: Stage2Walker,
+    tlb: Arc<SimTlb>,
+}
+
+impl SimCpu {
+    /// The PA of `ipa` for `access`, or the stage-2 FSC and whether the
+    /// access was a write.
+    fn translate(&self, ipa: u64, access: WalkAccess) -> Result<u64, u64> {
+        let allowed = |t: &Translation| match access {
+            WalkAccess::Read => t.s2ap.readable(),
+            WalkAccess::Write => t.s2ap.writable(),
+            WalkAccess::ExecEl1 => t.execute.el1(),
+            WalkAccess::ExecEl0 => t.execute.el0(),
+        };
+        if let Some(t) = self.tlb.lookup(ipa) {
+            return if allowed(&t) {
+                Ok(t.output_block_base() + (ipa & (t.block_size - 1)))
+            } else {
+                // A permission fault at the leaf's level.
+                Err(0b00_1100 | t.level as u64)
+            };
+        }
+        match self.walker.walk(self.service.backend().pool(), ipa, access) {
+            Ok(t) => {
+                self.tlb.0.lock().unwrap().push(t);
+                Ok(t.output_address)
+            }
+            Err(WalkError::Fault(f)) => Err(u64::from(f.fsc())),
+            Err(e) => panic!("shadow walk of {ipa:#x}: {e:?}"),
+        }
+    }
+
+    fn abort(class: u64, fsc: u64, write: bool, va: u64) -> L2Exit {
+        L2Exit {
+            vector: 0,
+            esr: class << 26 | ESR_IL | if write { ESR_WNR } else { 0 } | fsc,
+            far: va,
+            hpfar: (va >> 12) << 4,
+        }
+    }
+}
+
+impl L2Cpu for SimCpu {
+    fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
+        let arena = self.lab.arena();
+        for _ in 0..64 {
+            let pc = regs.pc;
+            let word = match self.translate(pc, WalkAccess::ExecEl1) {
+                Ok(pa) => {
+                    let pair = arena.read(pa & !7).unwrap();
+                    (pair >> (8 * (pa & 4))) as u32
+                }
+                Err(fsc) => return Self::abort(EC_INSTRUCTION_ABORT_LOWER, fsc, false, pc),
+            };
+            match word {
+                w if w == PAYLOAD[0] => regs.pc = pc + if regs.x[2] != 0 { 12 } else { 4 },
+                w if w == PAYLOAD[1] => match self.translate(regs.x[0], WalkAccess::Read) {
+                    Ok(pa) => {
+                        regs.x[1] = arena.read(pa).unwrap();
+                        regs.pc = pc + 4;
+                    }
+                    Err(fsc) => return Self::abort(EC_DATA_ABORT_LOWER, fsc, false, regs.x[0]),
+                },
+                w if w == PAYLOAD[3] => match self.translate(regs.x[0], WalkAccess::Write) {
+                    Ok(pa) => {
+                        arena.write(pa, regs.x[3]).unwrap();
+                        regs.pc = pc + 4;
+                    }
+                    Err(fsc) => return Self::abort(EC_DATA_ABORT_LOWER, fsc, true, regs.x[0]),
+                },
+                w if w == PAYLOAD[2] => {
+                    regs.pc = pc + 4;
+                    return L2Exit {
+                        vector: 0,
+                        esr: EC_HVC64 << 26 | ESR_IL,
+                        far: 0,
+                        hpfar: 0,
+                    };
+                }
+                // Anything else (the `b .` included): an UNDEFINED-like
+                // exit the scenario rejects.
+                _ => {
+                    return L2Exit {
+                        vector: 0,
+                        esr: ESR_IL,
+                        far: 0,
+                        hpfar: 0,
+                    }
+                }
+            }
+        }
+        // Spinning: an interrupt would end it on hardware.
+        L2Exit {
+            vector: 1,
+            esr: 0,
+            far: 0,
+            hpfar: 0,
+        }
+    }
+}
+
+const HOST: Host = Host {
+    vmids: VmidWidth::Bits16,
+    xnx: true,
+    pa_bits: 48,
+};
+
+fn lab() -> &'static Lab<'static> {
+    let words: Vec<AtomicU64> = (0..ARENA_BYTES / 8).map(|_| AtomicU64::new(0)).collect();
+    let arena = Box::leak(Box::new(
+        Arena::new(Box::leak(words.into_boxed_slice()), 0x4800_0000).unwrap(),
+    ));
+    Box::leak(Box::new(Lab::build(arena).unwrap()))
+}
+
+fn service(lab: &'static Lab<'static>, tlbs: SimTlbs) -> &'static HostService {
+    let config = service_config(&HOST, 0x1234_5678).unwrap();
+    let pool = identity_frames(config.budget.frames, Some).unwrap();
+    let backend = SelftestBackend::new(
+        pool,
+        tlbs,
+        ShadowConfig {
+            xnx: HOST.xnx,
+            pa_bits: HOST.pa_bits,
+        },
+    );
+    Box::leak(Box::new(
+        Service::new(config, lab.l1_memory(), lab.l0_map(), backend).unwrap(),
+    ))
+}
+
+/// Runs the scenario with the service on a thread (or none: `serve`
+/// false); returns its result and the service.
+fn run(
+    hardware_tlbi: bool,
+    serve_requests: bool,
+) -> (Result<Report, Failure>, &'static HostService) {
+    let lab = lab();
+    let tlb = Arc::new(SimTlb::default());
+    let service = service(
+        lab,
+        SimTlbs {
+            tlb: tlb.clone(),
+            hardware: hardware_tlbi,
+        },
+    );
+    let worker = service.worker();
+    let (vmid, root) = service
+        .shadow_root(&worker, &{
+            let key = context_key(lab);
+            shadow_mmu::context::ContextKey::from_ipc(&key, service.l1_vmid_width())
+        })
+        .unwrap();
+    assert!(vmid >= FIRST_SHADOW_VMID);
+    let mut cpu = SimCpu {
+        lab,
+        service,
+        walker: Stage2Walker::new(
+            Stage2Registers {
+                vtcr: shadow_vtcr(0b101, false),
+                vttbr: root,
+                endianness: Endianness::Little,
+            },
+            &memory::host_walk_features(),
+        ),
+        tlb,
+    };
+    let ex: &'static ShadowExchange<HostDoorbell> = Box::leak(Box::new(ShadowExchange::new(
+        HostDoorbell::new(64),
+        HostDoorbell::new(64),
+    )));
+    let thread = serve_requests.then(|| std::thread::spawn(move || serve(ex, service)));
+    let result = run_scenario(lab, &mut cpu, ex, &HostClock(Instant::now()), 2_000_000);
+    if let Some(thread) = thread {
+        thread.join().unwrap().unwrap();
+    }
+    (result, service)
+}
+
+#[test]
+fn the_three_paths_hold_on_the_software_cpu() {
+    let (result, service) = run(true, true);
+    let report = result.unwrap_or_else(|f| panic!("{f}"));
+    std::println!("{report}; {}", ServiceSummary(service.stats()));
+    // Five faults the model calls L1's (two translation faults, a
+    // permission fault, an external abort), everything else mapped.
+    assert_eq!(report.injected, 4, "{report}");
+    assert!(report.fetch_faults >= 2, "{report}");
+    assert_eq!(
+        report.faults,
+        report.mapped + report.injected + report.retried
+    );
+    assert_eq!((report.invalidations, report.l0_unmaps), (2, 1), "{report}");
+    assert!(report.entries_invalidated >= 2 && report.entries_unmapped >= 1);
+    let stats = service.stats();
+    assert_eq!(stats.recycled_contexts, 0);
+    assert!(stats.walks > 0);
+}
+
+/// The failure mode of `hv.selftest=shadow-no-tlbi`: without the TLB
+/// maintenance the service asks for, L2 reads the remapped page through
+/// its stale TLB entry, and the run fails on that value.
+#[test]
+fn without_tlb_maintenance_the_stale_value_fails_the_run() {
+    let (result, _) = run(false, true);
+    match result {
+        Err(Failure::Value {
+            step: "after TLBI IPAS2E1IS",
+            l2_ipa,
+            got,
+            ..
+        }) => {
+            assert_eq!(l2_ipa, lab::TLBI_L2 + 0x10);
+            // The old page's pattern: the stale translation.
+            assert_eq!(lab::pattern(got) & 0xfff, 0x10);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_silent_service_is_a_timeout() {
+    let (result, _) = run(true, false);
+    assert!(
+        matches!(result, Err(Failure::Timeout { answered: 0, .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn injections_are_the_architectural_syndromes() {
+    let l2 = lab::INVALID_L2 + 0x30;
+    let read = expected_injection(l2, Access::Read, 0b00_0111);
+    assert_eq!(read.esr, 0x9200_0007);
+    assert_eq!(read.hpfar, (l2 >> 12) << 4);
+    let write = expected_injection(l2, Access::Write(0), 0b00_1111);
+    assert_eq!(write.esr, 0x9200_004f);
+    assert_eq!(
+        check_injection(
+            TranslateOutcome::Inject(read),
+            l2,
+            Access::Read,
+            Outcome::Translation { level: 3 }
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check_injection(
+            TranslateOutcome::Inject(read),
+            l2,
+            Access::Read,
+            Outcome::Translation { level: 2 }
+        ),
+        Err(())
+    );
+}
