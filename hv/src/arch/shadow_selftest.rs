@@ -23,6 +23,7 @@
 //!   with the vector kind (a vCPU loop that returns to its caller, which
 //!   the guest path does not need).
 
+use super::gic::Gic;
 use super::selftest::{start_service_cpu, GenericTimer};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
 use crate::ipc_selftest::Clock;
@@ -52,12 +53,14 @@ const TIMEOUT_MS: u64 = 5000;
 /// whole-VMID invalidation (as Linux's `__kvm_tlb_flush_vmid_range` falls
 /// back to one beyond a table's worth).
 pub const MAX_PAGE_TLBIS: u64 = 64;
-/// HCR_EL2: RW (EL1 is AArch64), VM (stage 2 on), DC (EL1's MMU-off
-/// accesses are Normal write-back, as coherent with hv's cacheable view
-/// of the arena as they can be). Everything else 0: TGE and E2H clear, so
-/// the EL1&0 TLBIs act on the VMID in VTTBR_EL2; no interrupt routing
-/// (none is enabled).
-const HCR_SHADOW: u64 = (1 << 31) | (1 << 12) | 1;
+/// HCR_EL2: RW (EL1 is AArch64), DC (EL1's MMU-off accesses are Normal
+/// write-back, coherent with hv's cacheable view of the arena), IMO
+/// (physical IRQs go to EL2: the watchdog's ends a run of L2 that never
+/// exits), VM (stage 2 on). Everything else 0: TGE and E2H clear, so the
+/// EL1&0 TLBIs act on the VMID in VTTBR_EL2.
+const HCR_SHADOW: u64 = (1 << 31) | (1 << 12) | (1 << 4) | 1;
+/// CNTHP_CTL_EL2.ENABLE (IMASK clear).
+const TIMER_ENABLE: u64 = 1;
 
 type HvService =
     Service<L1Memory<'static>, &'static L0Stage2<'static>, SelftestBackend<HeapFramePool, HwTlbs>>;
@@ -167,8 +170,12 @@ pub fn leave_l2(frame: &GuestFrame, kind: u64) -> ! {
     unsafe { hv_shadow_l2_return(frame, kind, SAVED.0.get()) }
 }
 
-/// L2 on the boot CPU (EL2 set up by [`enter_l2_setup`]).
-struct HardwareL2;
+/// L2 on the boot CPU (EL2 set up by [`enter_l2_setup`]). Every run is
+/// bounded: the EL2 physical timer (CNTHP) fires after `watchdog` counts,
+/// and its PPI, routed to EL2, takes L2 out (an exit with vector 1).
+struct HardwareL2 {
+    watchdog: u64,
+}
 
 impl L2Cpu for HardwareL2 {
     fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
@@ -176,6 +183,11 @@ impl L2Cpu for HardwareL2 {
         frame.x[..4].copy_from_slice(&regs.x);
         frame.elr = regs.pc;
         frame.spsr = sysregs::GUEST_ENTRY_PSTATE;
+        // CNTHP_CVAL_EL2 (64 bits: TVAL's 32 bits hold under 2.2 s of a
+        // 1 GHz counter).
+        write_sysreg!("s3_4_c14_c2_2", cpu::counter().wrapping_add(self.watchdog));
+        write_sysreg!("s3_4_c14_c2_1", TIMER_ENABLE); // CNTHP_CTL_EL2
+        cpu::isb();
         IN_L2.store(true, Ordering::Relaxed);
         // SAFETY: EL2 is set up for L2 (stage 2 = the shadow, EL1 MMU off,
         // PSTATE EL1h with interrupts masked); the only way back is an
@@ -184,6 +196,9 @@ impl L2Cpu for HardwareL2 {
         // `frame` lives across the call and is written by it.
         let vector = unsafe { hv_shadow_l2_run(&mut frame, SAVED.0.get()) };
         IN_L2.store(false, Ordering::Relaxed);
+        // Off (its level-sensitive PPI drops) until the next run.
+        write_sysreg!("s3_4_c14_c2_1", 0);
+        cpu::isb();
         regs.x.copy_from_slice(&frame.x[..4]);
         regs.pc = frame.elr;
         L2Exit {
@@ -411,6 +426,7 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
         ));
     };
     drop(worker);
+    watchdog_setup(platform, name);
     start_service_cpu(platform, ttbr, tcr, name);
     phase(format_args!(
         "selftest {name}: arena {:#x}+{} MiB, service on cpu 1 ({} shadow frames), L2 on shadow VMID {vmid} root {root:#x}{}",
@@ -422,7 +438,8 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
     enter_l2_setup(vtcr, u64::from(vmid) << 48 | root);
     let timeout = clock.frequency() * TIMEOUT_MS / 1000;
     let started = clock.now();
-    let result = run_scenario(lab, &mut HardwareL2, &EXCHANGE, &clock, timeout);
+    let mut l2 = HardwareL2 { watchdog: timeout };
+    let result = run_scenario(lab, &mut l2, &EXCHANGE, &clock, timeout);
     let micros = clock.now().wrapping_sub(started).saturating_mul(1_000_000) / clock.frequency();
     match result {
         Ok(report) => {
@@ -437,6 +454,28 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
             exit(ExitStatus::Failure)
         }
     }
+}
+
+/// The GIC delivers the EL2 physical timer's PPI to this (the boot) CPU:
+/// `Gic::init_cpu` enables the PPI it is given as the vGIC's maintenance
+/// interrupt, and no vGIC runs here, so the timer's takes that place.
+fn watchdog_setup(platform: &Platform, name: &str) {
+    let Some(index) = platform.cpu_index(read_sysreg!("mpidr_el1")) else {
+        fail(format_args!(
+            "selftest {name}: the boot CPU is not under /cpus"
+        ));
+    };
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
+    let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
+        Ok(gic) => gic,
+        Err(e) => fail(format_args!("selftest {name}: GIC: {e}")),
+    };
+    if let Err(e) = gic.init_cpu(index) {
+        fail(format_args!("selftest {name}: GIC on cpu {index}: {e}"));
+    }
+    write_sysreg!("s3_4_c14_c2_1", 0); // CNTHP_CTL_EL2: off until L2 runs
+    cpu::isb();
 }
 
 /// EL2 of the boot CPU set for L2: the shadow stage 2, EL1 AArch64 with

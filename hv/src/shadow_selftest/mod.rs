@@ -314,6 +314,16 @@ pub enum Failure {
         /// L2's PC.
         pc: u64,
     },
+    /// An interrupt took L2 out before it exited by itself: under hv, the
+    /// watchdog timer (L2 ran the whole timeout without exiting).
+    Stuck {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// L2's PC.
+        pc: u64,
+    },
     /// L2 faulted on an access the shadow already translates (the entry
     /// was installed, then not used by the hardware walk).
     WarmFault {
@@ -397,6 +407,10 @@ impl fmt::Display for Failure {
                 f,
                 "{step}: unexpected exit at L2 PC {pc:#x} (access to {l2_ipa:#x}): vector {}, ESR_EL2 {:#x}, FAR_EL2 {:#x}, HPFAR_EL2 {:#x}",
                 exit.vector, exit.esr, exit.far, exit.hpfar
+            ),
+            Failure::Stuck { step, l2_ipa, pc } => write!(
+                f,
+                "{step}: L2 (access to {l2_ipa:#x}) ran until an interrupt took it out, at PC {pc:#x}: it never exited by itself"
             ),
             Failure::WarmFault { step, l2_ipa, exit } => write!(
                 f,
@@ -526,6 +540,13 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 20 {
                 return self.stored(step, l2_ipa, value, expected);
             }
+            if exit.vector == 1 {
+                return Err(Failure::Stuck {
+                    step,
+                    l2_ipa,
+                    pc: regs.pc,
+                });
+            }
             let fetch = class == EC_INSTRUCTION_ABORT_LOWER
                 && exit.far & !(memory::PAGE - 1) == lab::CODE_L2;
             let data = class == EC_DATA_ABORT_LOWER && exit.far == l2_ipa;
@@ -545,8 +566,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             let write = data && exit.esr & ESR_WNR != 0;
             let request = TranslateRequest {
                 context: self.key,
-                // HPFAR_EL2.FIPA (bits [43:4]) is IPA[51:12].
-                l2_ipa: ((exit.hpfar >> 4) & ((1 << 40) - 1)) << 12 | (exit.far & 0xfff),
+                l2_ipa: fault_ipa(&exit),
                 access: match (fetch, write) {
                     (true, _) => AccessKind::Execute,
                     (false, true) => AccessKind::Write,
@@ -780,6 +800,21 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
     }
 }
 
+/// The faulting L2 IPA of a stage-2 abort: HPFAR_EL2.FIPA (bits \[43:4\],
+/// IPA\[51:12\]) with FAR_EL2's page offset; but HPFAR_EL2 is UNKNOWN for
+/// a permission fault not on a stage-1 walk (Linux's `__get_fault_info`
+/// translates FAR_EL2 with `AT S1E1R` then), and L2 runs with its MMU
+/// off, so its VA, FAR_EL2, is the IPA.
+fn fault_ipa(exit: &L2Exit) -> u64 {
+    let fsc = exit.esr & 0x3f;
+    let s1ptw = exit.esr & (1 << 7) != 0;
+    if fsc & 0b11_1100 == 0b00_1100 && !s1ptw {
+        exit.far
+    } else {
+        ((exit.hpfar >> 4) & ((1 << 40) - 1)) << 12 | (exit.far & 0xfff)
+    }
+}
+
 /// Whether the model says `access` faults into L1.
 fn faults(expected: Outcome, access: Access) -> bool {
     match expected {
@@ -916,8 +951,8 @@ impl fmt::Display for ServiceSummary {
         let s = &self.0;
         write!(
             f,
-            "service: {} walks, {} cache hits, {} invalidations, {} recycled contexts",
-            s.walks, s.hits, s.invalidations, s.recycled_contexts
+            "service: {} cache misses ({} full and {} partial walks of L1's table), {} hits, {} invalidations, {} recycled contexts",
+            s.misses, s.walks, s.partial_walks, s.hits, s.invalidations, s.recycled_contexts
         )
     }
 }
