@@ -341,6 +341,12 @@ pub enum Failure {
         /// L2's address.
         l2_ipa: u64,
     },
+    /// A request the scenario makes could not be encoded (a TLBI that does
+    /// not decode, an empty range).
+    Encoding {
+        /// The request.
+        request: &'static str,
+    },
     /// An ack that dropped nothing where the scenario made sure something
     /// was cached.
     NothingDropped {
@@ -421,6 +427,7 @@ impl fmt::Display for Failure {
                 f,
                 "{step}: no progress on {l2_ipa:#x} after {MAX_EXITS} exits"
             ),
+            Failure::Encoding { request } => write!(f, "{request} could not be encoded"),
             Failure::NothingDropped { request } => {
                 write!(f, "{request} was acknowledged having dropped nothing")
             }
@@ -637,8 +644,16 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 expected,
             });
         };
-        // What the PA holds now (the pattern, or what L2 stored there).
-        let value = self.lab.arena().read(pa).unwrap_or(!got);
+        // What the PA holds now (the pattern, or what L2 stored there). The
+        // model's PAs are all in the arena.
+        let Some(value) = self.lab.arena().read(pa) else {
+            return Err(Failure::Store {
+                step,
+                l2_ipa,
+                pa,
+                found: None,
+            });
+        };
         if got == value {
             Ok(())
         } else {
@@ -691,7 +706,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             .and_then(|tlbi| {
                 InvalidateRequest::new(lab::L1_VMID, tlbi, xt, TlbiParams::default()).ok()
             })
-            .ok_or(Failure::NothingDropped { request: what })?;
+            .ok_or(Failure::Encoding { request: what })?;
         match self.call(Request::Invalidate(request), what)? {
             Reply::InvalidateAck(ack) if ack.entries_dropped > 0 => {
                 self.report.invalidations += 1;
