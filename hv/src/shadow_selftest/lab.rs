@@ -52,6 +52,8 @@ const TLBI_OLD_L1: u64 = 0x4082_2000;
 pub const TLBI_NEW_L1: u64 = 0x4082_3000;
 /// The L1 page whose L0 mapping path 3 moves to [`ALT_OFFSET`].
 pub const MOVED_L1: u64 = 0x4082_4000;
+/// The L1 page L0 write-protects (dirty logging) in path 3.
+pub const LOGGED_L1: u64 = 0x4082_5000;
 const IN_BLOCK_L1: u64 = 0x4040_3000;
 const BLOCK_L1: u64 = 0x4020_0000;
 /// Where path 2 remaps [`BLOCK_L2`].
@@ -75,6 +77,8 @@ pub const MOVED_L2: u64 = 0x0010_4000;
 pub const IN_BLOCK_L2: u64 = 0x0010_5000;
 /// A page whose L1 IPA L0 does not map: an external abort.
 pub const OUTSIDE_L2: u64 = 0x0010_6000;
+/// The page whose L1 page L0 write-protects (path 3's dirty logging).
+pub const LOGGED_L2: u64 = 0x0010_7000;
 /// A 2 MiB block in L1's table over a 2 MiB block of L0's: a 2 MiB shadow
 /// block.
 pub const BLOCK_L2: u64 = 0x0040_0000;
@@ -170,6 +174,7 @@ impl<'a> Lab<'a> {
         t.set(&l1, INVALID_L2, 3, 0)?;
         t.map(&l1, TLBI_L2, TLBI_OLD_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, MOVED_L2, MOVED_L1, PAGE, 3, LeafAccess::DATA)?;
+        t.map(&l1, LOGGED_L2, LOGGED_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, IN_BLOCK_L2, IN_BLOCK_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, OUTSIDE_L2, OUTSIDE_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, BLOCK_L2, BLOCK_L1, 2 << 20, 2, LeafAccess::DATA)?;
@@ -238,6 +243,23 @@ impl<'a> Lab<'a> {
             .rewrite(self.arena, MOVED_L1, 3, descriptor)
             .map(drop)
     }
+
+    /// L0 write-protects L1 page [`LOGGED_L1`] (dirty logging) or makes
+    /// it writable again (the page logged dirty).
+    pub fn set_l0_logging(&self, write_protected: bool) -> Result<(), BuildError> {
+        let pa = self.arena.base() + PAGES_OFFSET + (LOGGED_L1 - L1_PAGES);
+        let access = if write_protected {
+            LeafAccess {
+                s2ap: walker::S2Ap::ReadOnly,
+                execute: walker::Execute::Both,
+            }
+        } else {
+            LeafAccess::ALL
+        };
+        self.l0_tables
+            .rewrite(self.arena, LOGGED_L1, 3, leaf_descriptor(3, pa, access))
+            .map(drop)
+    }
 }
 
 /// What L1's table and L0's map say now, kept by the scenario as it
@@ -251,6 +273,8 @@ pub struct Model {
     pub block_moved: bool,
     /// L0 moved [`MOVED_L1`] to the alternative page.
     pub l0_page_moved: bool,
+    /// L0 write-protects [`LOGGED_L1`].
+    pub l0_logging: bool,
 }
 
 /// What one L2 access must give under the [`Model`].
@@ -262,8 +286,10 @@ pub enum Outcome {
         pa: u64,
         /// Size of the composed leaf (the smaller of L1's and L0's).
         leaf_size: u64,
-        /// Whether the composed leaf allows writes.
+        /// Whether L1's leaf allows writes.
         writable: bool,
+        /// Whether L0's map allows writes.
+        l0_writable: bool,
     },
     /// L1's table faults: a translation fault at this level.
     Translation {
@@ -290,6 +316,7 @@ impl Model {
             TLBI_L2 if self.tlbi_page_moved => (TLBI_NEW_L1, true),
             TLBI_L2 => (TLBI_OLD_L1, true),
             MOVED_L2 => (MOVED_L1, true),
+            LOGGED_L2 => (LOGGED_L1, true),
             IN_BLOCK_L2 => (IN_BLOCK_L1, true),
             OUTSIDE_L2 => (OUTSIDE_L1, true),
             _ if l2 & !(block - 1) == BLOCK_L2 => {
@@ -334,6 +361,7 @@ impl Model {
                 pa,
                 leaf_size: l1_size.min(l0_size),
                 writable,
+                l0_writable: !(self.l0_logging && l1 & !(PAGE - 1) == LOGGED_L1),
             },
             None => Outcome::OutsideL1 { l1_ipa: l1 },
         }
@@ -391,6 +419,7 @@ mod tests {
                 MOVED_L2 + 0x18,
                 IN_BLOCK_L2 + 0x20,
                 OUTSIDE_L2,
+                LOGGED_L2 + 0x48,
                 BLOCK_L2,
                 BLOCK_L2 + 0x1f_fff8,
                 UNMAPPED_L2 + 8,
@@ -413,6 +442,9 @@ mod tests {
                             pa: m.pa_base() + (t.output_address - m.ipa_base()),
                             leaf_size: t.block_size.min(m.size()),
                             writable: t.s2ap.writable(),
+                            l0_writable: m
+                                .permissions()
+                                .contains(shadow_mmu::compose::Permissions::WRITE),
                         },
                     },
                 };
@@ -431,10 +463,12 @@ mod tests {
         lab.set_l1_entry(L1Entry::Block, Some(BLOCK_NEW_L1))
             .unwrap();
         lab.set_l0_page(Some(lab.alt_pa())).unwrap();
+        lab.set_l0_logging(true).unwrap();
         model = Model {
             tlbi_page_moved: true,
             block_moved: true,
             l0_page_moved: true,
+            l0_logging: true,
         };
         check(&model);
         // The payload is where L2 fetches it.

@@ -21,7 +21,8 @@
 //!   each after L2 has used the old translation (so a hardware TLB holds
 //!   it): L2 must see the new memory;
 //! - path 3: as L0, moves an L1 page to another PA (`Request::L0Unmap`):
-//!   L2 must see the new backing.
+//!   L2 must see the new backing; and write-protects a page for dirty
+//!   logging: L2's store is answered `L0Denied`, which hv resolves as L0.
 //!
 //! Every wait for the service is bounded by the [`Clock`]; every L2 access
 //! has a bounded number of exits. Anything unexpected is a [`Failure`]
@@ -236,6 +237,8 @@ pub struct Report {
     pub l0_unmaps: u64,
     /// Entries removed by them.
     pub entries_unmapped: u64,
+    /// `L0Denied` answers hv resolved as L0 (a write to a page it logs).
+    pub l0_denied: u64,
 }
 
 /// Why the run failed.
@@ -451,7 +454,7 @@ enum Touch {
 }
 
 /// Addresses whose reads the scenario checks again after each change.
-const READS: [u64; 9] = [
+const READS: [u64; 10] = [
     lab::RW_L2 + 0x8,
     lab::RO_L2 + 0x100,
     lab::TLBI_L2 + 0x10,
@@ -461,6 +464,7 @@ const READS: [u64; 9] = [
     lab::BLOCK_L2 + 0x10_0000,
     lab::BLOCK_L2 + 0x1f_fff8,
     lab::CODE_L2 + 0x10,
+    lab::LOGGED_L2 + 0x48,
 ];
 /// Where L2 stores [`STORED`].
 const STORE_AT: u64 = lab::RW_L2 + 0x40;
@@ -529,7 +533,6 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
     ) -> Result<(), Failure> {
         self.report.accesses += 1;
         let base = self.lab.arena().base();
-        let expected = self.model.outcome(l2_ipa, base);
         let (op, value) = match access {
             Access::Read => (0, 0),
             Access::Write(v) => (1, v),
@@ -539,6 +542,8 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             pc: lab::CODE_L2,
         };
         for _ in 0..MAX_EXITS {
+            // (Resolving an L0 denial changes the model.)
+            let expected = self.model.outcome(l2_ipa, base);
             let exit = self.cpu.run(&mut regs);
             let class = exit.class();
             if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 12 {
@@ -594,7 +599,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             };
             match (outcome, wanted) {
                 (TranslateOutcome::Mapped(m), Outcome::Pa { .. })
-                    if fetch || !faults(expected, access) =>
+                    if fetch || allowed(expected, access) =>
                 {
                     check_mapping(&m, faulting, wanted).map_err(|()| Failure::Outcome {
                         step,
@@ -605,6 +610,24 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                     self.report.mapped += 1;
                 }
                 (TranslateOutcome::Retry(_), _) => self.report.retried += 1,
+                // L0's own fault: it logs the page dirty and gives write
+                // back (no invalidation: a stale read-only entry only
+                // faults again), then L2's store runs again.
+                (
+                    TranslateOutcome::L0Denied(denial),
+                    Outcome::Pa {
+                        writable: true,
+                        l0_writable: false,
+                        ..
+                    },
+                ) if write
+                    && denial.access == AccessKind::Write
+                    && denial.l1_ipa == lab::LOGGED_L1 + (l2_ipa & (memory::PAGE - 1)) =>
+                {
+                    self.report.l0_denied += 1;
+                    self.lab.set_l0_logging(false).map_err(Failure::Table)?;
+                    self.model.l0_logging = false;
+                }
                 _ if !fetch => {
                     self.report.injected += 1;
                     return check_injection(outcome, l2_ipa, access, expected).map_err(|()| {
@@ -674,7 +697,13 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         value: u64,
         expected: Outcome,
     ) -> Result<(), Failure> {
-        let Outcome::Pa { pa, writable, .. } = expected else {
+        let Outcome::Pa {
+            pa,
+            writable,
+            l0_writable,
+            ..
+        } = expected
+        else {
             return Err(Failure::NoFault {
                 step,
                 l2_ipa,
@@ -682,7 +711,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             });
         };
         let found = self.lab.arena().read(pa);
-        if writable && found == Some(value) {
+        if writable && l0_writable && found == Some(value) {
             Ok(())
         } else {
             Err(Failure::Store {
@@ -718,13 +747,16 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         }
     }
 
-    fn l0_unmap(&mut self, what: &'static str, start: u64, len: u64) -> Result<(), Failure> {
+    fn l0_unmap(
+        &mut self,
+        what: &'static str,
+        start: u64,
+        len: u64,
+        change: L0Change,
+    ) -> Result<(), Failure> {
         let range =
             IpaRange::new(start, start + len).ok_or(Failure::NothingDropped { request: what })?;
-        let request = L0UnmapRequest {
-            range,
-            change: L0Change::Unmap,
-        };
+        let request = L0UnmapRequest { range, change };
         match self.call(Request::L0Unmap(request), what)? {
             Reply::L0UnmapAck(ack) if ack.entries_removed > 0 => {
                 self.report.l0_unmaps += 1;
@@ -805,12 +837,38 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         // another pattern.
         self.access("before L0 unmap", lab::MOVED_L2 + 0x18, Read, Warm)?;
         self.lab.set_l0_page(None).map_err(Failure::Table)?;
-        self.l0_unmap("L0 unmap", lab::MOVED_L1, memory::PAGE)?;
+        self.l0_unmap("L0 unmap", lab::MOVED_L1, memory::PAGE, L0Change::Unmap)?;
         self.lab
             .set_l0_page(Some(self.lab.alt_pa()))
             .map_err(Failure::Table)?;
         self.model.l0_page_moved = true;
         self.access("after L0 unmap", lab::MOVED_L2 + 0x18, Read, Cold)?;
+        // Path 3 for write protection (dirty logging): L2 has the page
+        // writable (it stores into it), L0 write-protects it; L2 reads it
+        // through the reduced (read-only) entry, and its next store is
+        // L0's own fault, which hv resolves as L0 before the store lands.
+        let logged = lab::LOGGED_L2 + 0x48;
+        self.access(
+            "store before write protection",
+            logged,
+            Write(!STORED),
+            Warm,
+        )?;
+        self.lab.set_l0_logging(true).map_err(Failure::Table)?;
+        self.model.l0_logging = true;
+        self.l0_unmap(
+            "L0 write protection",
+            lab::LOGGED_L1,
+            memory::PAGE,
+            L0Change::WriteProtect,
+        )?;
+        self.access("read under write protection", logged, Read, Cold)?;
+        self.access("store under write protection", logged, Write(STORED), Cold)?;
+        if self.report.l0_denied != 1 {
+            return Err(Failure::NothingDropped {
+                request: "L0 write protection (no L0Denied for the store under it)",
+            });
+        }
         self.read_all("last pass", Warm)
     }
 }
@@ -830,11 +888,15 @@ fn fault_ipa(exit: &L2Exit) -> u64 {
     }
 }
 
-/// Whether the model says `access` faults into L1.
-fn faults(expected: Outcome, access: Access) -> bool {
+/// Whether both stages allow `access` (a `Mapped` answer is right).
+fn allowed(expected: Outcome, access: Access) -> bool {
     match expected {
-        Outcome::Pa { writable, .. } => !writable && matches!(access, Access::Write(_)),
-        Outcome::Translation { .. } | Outcome::OutsideL1 { .. } => true,
+        Outcome::Pa {
+            writable,
+            l0_writable,
+            ..
+        } => !matches!(access, Access::Write(_)) || (writable && l0_writable),
+        Outcome::Translation { .. } | Outcome::OutsideL1 { .. } => false,
     }
 }
 
@@ -976,12 +1038,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} L2 accesses checked; {} stage-2 faults served ({} instruction fetches): {} mapped, {} injected into L1, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
+            "{} L2 accesses checked; {} stage-2 faults served ({} instruction fetches): {} mapped, {} injected into L1, {} denied by L0 and resolved, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
             self.accesses,
             self.faults,
             self.fetch_faults,
             self.mapped,
             self.injected,
+            self.l0_denied,
             self.retried,
             self.invalidations,
             self.entries_invalidated,
