@@ -91,23 +91,28 @@ pub const L1_VMID: u16 = 5;
 pub const L1_VTCR: u64 = vtcr(0b010);
 
 /// The payload L2 runs at EL1 from [`CODE_L2`] (AArch64, little-endian):
-/// `x0` the address, `x2` 0 to read `x1` from it or 1 to store `x3` to
-/// it, then HVC #0 hands the result to hv.
+/// `x0` the address; `x2` 0 to read `x1` from it, 1 to store `x3` to it
+/// (then HVC #0 hands the result to hv), 2 to branch to it (an
+/// instruction fetch from it).
 ///
 /// ```text
-///     cbnz x2, 1f        // b5000062
-///     ldr  x1, [x0]      // f9400001
-///     hvc  #0            // d4000002
-/// 1:  str  x3, [x0]      // f9000003
-///     hvc  #0            // d4000002
-///     b    .             // 14000000 (never reached: hv sets the PC)
+///     cbnz x2, 1f          // b5000062
+///     ldr  x1, [x0]        // f9400001
+///     hvc  #0              // d4000002
+/// 1:  tbnz x2, #1, 2f      // 37080062
+///     str  x3, [x0]        // f9000003
+///     hvc  #0              // d4000002
+/// 2:  br   x0              // d61f0000
+///     b    .               // 14000000 (never reached)
 /// ```
-pub const PAYLOAD: [u32; 6] = [
+pub const PAYLOAD: [u32; 8] = [
     0xb500_0062,
     0xf940_0001,
     0xd400_0002,
+    0x3708_0062,
     0xf900_0003,
     0xd400_0002,
+    0xd61f_0000,
     0x1400_0000,
 ];
 
@@ -290,6 +295,8 @@ pub enum Outcome {
         writable: bool,
         /// Whether L0's map allows writes.
         l0_writable: bool,
+        /// Whether L1's leaf allows execution at EL1 (L0's always does).
+        executable: bool,
     },
     /// L1's table faults: a translation fault at this level.
     Translation {
@@ -362,6 +369,7 @@ impl Model {
                 leaf_size: l1_size.min(l0_size),
                 writable,
                 l0_writable: !(self.l0_logging && l1 & !(PAGE - 1) == LOGGED_L1),
+                executable: l2 & !(PAGE - 1) == CODE_L2,
             },
             None => Outcome::OutsideL1 { l1_ipa: l1 },
         }
@@ -445,6 +453,7 @@ mod tests {
                             l0_writable: m
                                 .permissions()
                                 .contains(shadow_mmu::compose::Permissions::WRITE),
+                            executable: t.execute.el1(),
                         },
                     },
                 };

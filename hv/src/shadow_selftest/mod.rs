@@ -221,7 +221,7 @@ pub struct Report {
     pub accesses: u64,
     /// Stage-2 aborts L2 took and the service was asked about.
     pub faults: u64,
-    /// ... of them instruction fetches (the payload's own page).
+    /// ... of them fetches from the payload's own page.
     pub fetch_faults: u64,
     /// Answered `Mapped`.
     pub mapped: u64,
@@ -443,6 +443,8 @@ impl fmt::Display for Failure {
 enum Access {
     Read,
     Write(u64),
+    /// A branch to the address: an instruction fetch from it.
+    Exec,
 }
 
 /// Whether an access may fault on its way (first touch) or must not (the
@@ -536,6 +538,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         let (op, value) = match access {
             Access::Read => (0, 0),
             Access::Write(v) => (1, v),
+            Access::Exec => (2, 0),
         };
         let mut regs = L2Regs {
             x: [l2_ipa, 0, op, value],
@@ -549,7 +552,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 12 {
                 return self.completed(step, l2_ipa, regs.x[1], expected);
             }
-            if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 20 {
+            if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 24 {
                 return self.stored(step, l2_ipa, value, expected);
             }
             if exit.vector == 1 {
@@ -559,10 +562,16 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                     pc: regs.pc,
                 });
             }
+            // A fetch from the payload's own page (which must be mapped),
+            // or the access itself: a load, a store, or the branch's fetch.
             let fetch = class == EC_INSTRUCTION_ABORT_LOWER
                 && exit.far & !(memory::PAGE - 1) == lab::CODE_L2;
-            let data = class == EC_DATA_ABORT_LOWER && exit.far == l2_ipa;
-            if exit.vector != 0 || !(fetch || data) {
+            let own = exit.far == l2_ipa
+                && match access {
+                    Access::Exec => class == EC_INSTRUCTION_ABORT_LOWER,
+                    Access::Read | Access::Write(_) => class == EC_DATA_ABORT_LOWER,
+                };
+            if exit.vector != 0 || !(fetch || own) {
                 return Err(Failure::Exit {
                     step,
                     l2_ipa,
@@ -575,11 +584,11 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             }
             self.report.faults += 1;
             self.report.fetch_faults += u64::from(fetch);
-            let write = data && exit.esr & ESR_WNR != 0;
+            let write = class == EC_DATA_ABORT_LOWER && exit.esr & ESR_WNR != 0;
             let request = TranslateRequest {
                 context: self.key,
                 l2_ipa: fault_ipa(&exit),
-                access: match (fetch, write) {
+                access: match (class == EC_INSTRUCTION_ABORT_LOWER, write) {
                     (true, _) => AccessKind::Execute,
                     (false, true) => AccessKind::Write,
                     (false, false) => AccessKind::Read,
@@ -776,7 +785,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
     }
 
     fn scenario(&mut self) -> Result<(), Failure> {
-        use Access::{Read, Write};
+        use Access::{Exec, Read, Write};
         use Touch::{Cold, Warm};
         // Path 1: first touches fault (the payload's own page through the
         // fetch path), then everything translates in hardware.
@@ -794,6 +803,15 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             Cold,
         )?;
         self.access("L1 IPA outside L1", lab::OUTSIDE_L2 + 0x28, Read, Cold)?;
+        // L2 branches to a data page (mapped, never executable) and to the
+        // invalid entry: instruction aborts for L1.
+        self.access("fetch from a data page", lab::RW_L2 + 0x80, Exec, Cold)?;
+        self.access(
+            "fetch from an invalid entry",
+            lab::INVALID_L2 + 0x40,
+            Exec,
+            Cold,
+        )?;
         // The refused store left the read-only page alone.
         self.access(
             "read-only page after the store",
@@ -894,8 +912,13 @@ fn allowed(expected: Outcome, access: Access) -> bool {
         Outcome::Pa {
             writable,
             l0_writable,
+            executable,
             ..
-        } => !matches!(access, Access::Write(_)) || (writable && l0_writable),
+        } => match access {
+            Access::Read => true,
+            Access::Write(_) => writable && l0_writable,
+            Access::Exec => executable,
+        },
         Outcome::Translation { .. } | Outcome::OutsideL1 { .. } => false,
     }
 }
@@ -914,17 +937,17 @@ fn check_mapping(m: &Mapping, l2_ipa: u64, wanted: Outcome) -> Result<(), ()> {
 }
 
 /// The syndrome L1 must get for L2's access to `l2_ipa`: ESR_EL2 of a
-/// data abort from a lower EL (IL = 1, WnR for a store; ISV = 0, the
-/// service has no instruction syndrome), FAR_EL2 the VA (= the L2 IPA,
-/// L2's MMU is off), HPFAR_EL2 the L2 IPA's page in FIPA.
+/// data or instruction abort from a lower EL (IL = 1, WnR for a store;
+/// ISV = 0, the service has no instruction syndrome), FAR_EL2 the VA (=
+/// the L2 IPA, L2's MMU is off), HPFAR_EL2 the L2 IPA's page in FIPA.
 fn expected_injection(l2_ipa: u64, access: Access, fsc: u64) -> Injection {
-    let wnr = if matches!(access, Access::Write(_)) {
-        ESR_WNR
-    } else {
-        0
+    let (class, wnr) = match access {
+        Access::Read => (EC_DATA_ABORT_LOWER, 0),
+        Access::Write(_) => (EC_DATA_ABORT_LOWER, ESR_WNR),
+        Access::Exec => (EC_INSTRUCTION_ABORT_LOWER, 0),
     };
     Injection {
-        esr: EC_DATA_ABORT_LOWER << 26 | ESR_IL | wnr | fsc,
+        esr: class << 26 | ESR_IL | wnr | fsc,
         far: l2_ipa,
         hpfar: (l2_ipa >> 12) << 4,
     }
@@ -937,7 +960,7 @@ fn check_injection(
     access: Access,
     expected: Outcome,
 ) -> Result<(), ()> {
-    // DFSC: translation fault 0b0001LL, permission fault 0b0011LL,
+    // FSC: translation fault 0b0001LL, permission fault 0b0011LL,
     // synchronous external abort not on a walk 0b010000.
     let wanted = match expected {
         Outcome::Translation { level } => TranslateOutcome::Inject(expected_injection(
@@ -945,11 +968,7 @@ fn check_injection(
             access,
             0b00_0100 | u64::from(level),
         )),
-        Outcome::Pa {
-            writable: false,
-            leaf_size,
-            ..
-        } if matches!(access, Access::Write(_)) => {
+        Outcome::Pa { leaf_size, .. } if !allowed(expected, access) => {
             let level = if leaf_size == memory::PAGE { 3 } else { 2 };
             TranslateOutcome::Inject(expected_injection(l2_ipa, access, 0b00_1100 | level))
         }
@@ -1038,7 +1057,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} L2 accesses checked; {} stage-2 faults served ({} instruction fetches): {} mapped, {} injected into L1, {} denied by L0 and resolved, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
+            "{} L2 accesses checked; {} stage-2 faults served ({} fetches from the payload's page): {} mapped, {} injected into L1, {} denied by L0 and resolved, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
             self.accesses,
             self.faults,
             self.fetch_faults,

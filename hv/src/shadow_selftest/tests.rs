@@ -144,6 +144,8 @@ impl L2Cpu for SimCpu {
             };
             match word {
                 w if w == PAYLOAD[0] => regs.pc = pc + if regs.x[2] != 0 { 12 } else { 4 },
+                w if w == PAYLOAD[3] => regs.pc = pc + if regs.x[2] & 2 != 0 { 12 } else { 4 },
+                w if w == PAYLOAD[6] => regs.pc = regs.x[0],
                 w if w == PAYLOAD[1] => match self.translate(regs.x[0], WalkAccess::Read) {
                     Ok(pa) => {
                         regs.x[1] = arena.read(pa).unwrap();
@@ -151,14 +153,14 @@ impl L2Cpu for SimCpu {
                     }
                     Err(fsc) => return Self::abort(EC_DATA_ABORT_LOWER, fsc, false, regs.x[0]),
                 },
-                w if w == PAYLOAD[3] => match self.translate(regs.x[0], WalkAccess::Write) {
+                w if w == PAYLOAD[4] => match self.translate(regs.x[0], WalkAccess::Write) {
                     Ok(pa) => {
                         arena.write(pa, regs.x[3]).unwrap();
                         regs.pc = pc + 4;
                     }
                     Err(fsc) => return Self::abort(EC_DATA_ABORT_LOWER, fsc, true, regs.x[0]),
                 },
-                w if w == PAYLOAD[2] => {
+                w if w == PAYLOAD[2] || w == PAYLOAD[5] => {
                     regs.pc = pc + 4;
                     return L2Exit {
                         vector: 0,
@@ -272,10 +274,11 @@ fn the_three_paths_hold_on_the_software_cpu() {
     let (result, service) = run(true, true);
     let report = result.unwrap_or_else(|f| panic!("{f}"));
     std::println!("{report}; {}", ServiceSummary(service.stats()));
-    // Four faults the model calls L1's (two translation faults, a
-    // permission fault, an external abort), one L0's own (the store to
-    // the page L0 logs), everything else mapped.
-    assert_eq!(report.injected, 4, "{report}");
+    // Six faults the model calls L1's (two translation faults on loads, a
+    // permission fault on a store, an external abort, a permission and a
+    // translation fault on fetches), one L0's own (the store to the page
+    // L0 logs), everything else mapped.
+    assert_eq!(report.injected, 6, "{report}");
     assert_eq!(report.l0_denied, 1, "{report}");
     assert!(report.fetch_faults >= 2, "{report}");
     assert_eq!(
@@ -327,6 +330,8 @@ fn injections_are_the_architectural_syndromes() {
     assert_eq!(read.hpfar, (l2 >> 12) << 4);
     let write = expected_injection(l2, Access::Write(0), 0b00_1111);
     assert_eq!(write.esr, 0x9200_004f);
+    let fetch = expected_injection(l2, Access::Exec, 0b00_1111);
+    assert_eq!(fetch.esr, 0x8200_000f);
     assert_eq!(
         check_injection(
             TranslateOutcome::Inject(read),
