@@ -411,7 +411,11 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         None => {}
     }
     if let Some(test) = options.self_test {
-        selftest::run(&platform, test, ttbr, tcr);
+        let device_tree = Region {
+            base: dtb,
+            size: total as u64,
+        };
+        selftest::run(&platform, test, ttbr, tcr, device_tree);
     }
 
     let gic = match options.gic {

@@ -21,7 +21,7 @@ use super::gic::Gic;
 use super::{cpu, exit, fail, phase, ExitStatus, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::ipc_selftest::{self, Clock, Exchange, ServiceMode, RECORDS};
 use crate::pagetable::MAIR_EL2;
-use crate::platform::{Platform, SelfTest};
+use crate::platform::{Platform, Region, SelfTest};
 use crate::println;
 use crate::sysregs;
 use crate::vgic::{self, SPECIAL_INTIDS};
@@ -134,7 +134,9 @@ fn describe(test: SelfTest) -> (&'static str, &'static str) {
 }
 
 /// The boot CPU: starts the service CPU, runs the client, ends the run.
-pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64) -> ! {
+/// `device_tree` is where hv's device tree lies (the shadow test keeps its
+/// memory clear of it).
+pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree: Region) -> ! {
     if platform.cpus.len() <= SERVICE_CPU {
         fail(format_args!(
             "hv.selftest needs at least 2 CPUs; the device tree has {}",
@@ -151,7 +153,13 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64) -> ! {
     }
     TEST.store(test_code(test), Ordering::Relaxed);
     if let SelfTest::Shadow | SelfTest::ShadowNoTlbi = test {
-        super::shadow_selftest::run(platform, test == SelfTest::ShadowNoTlbi, ttbr, tcr);
+        super::shadow_selftest::run(
+            platform,
+            test == SelfTest::ShadowNoTlbi,
+            ttbr,
+            tcr,
+            device_tree,
+        );
     }
     let mode = service_mode(test);
     let (name, bells) = describe(test);

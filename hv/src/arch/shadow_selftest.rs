@@ -321,8 +321,9 @@ fn stage1_pa(va: u64) -> Option<u64> {
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }
 
-/// The arena: the top of the largest piece of RAM a guest would get.
-fn arena_region(platform: &Platform) -> Option<Region> {
+/// The arena: the top of the largest piece of RAM a guest would get, clear
+/// of the initrd and the device tree.
+fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
     let image = Region {
         base: super::align_down(&raw const super::boot::__image_start as u64, 2 << 20),
         size: super::align_up(&raw const super::boot::__image_end as u64, 2 << 20)
@@ -336,12 +337,12 @@ fn arena_region(platform: &Platform) -> Option<Region> {
         size: ARENA_BYTES,
     };
     let clear_of_initrd = platform.initrd.is_none_or(|r| !r.overlaps(&region));
-    (base >= largest.base && clear_of_initrd).then_some(region)
+    (base >= largest.base && clear_of_initrd && !device_tree.overlaps(&region)).then_some(region)
 }
 
 /// The boot CPU: builds the lab and the service, starts the service CPU,
 /// runs the scenario as L2's vCPU, ends the run with the verdict.
-pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
+pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tree: Region) -> ! {
     let name = if skip_tlbi {
         "shadow-no-tlbi"
     } else {
@@ -353,17 +354,17 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64) -> ! {
             "selftest {name}: CNTFRQ_EL0 is 0, so no wait could be bounded"
         ));
     }
-    let Some(region) = arena_region(platform) else {
+    let Some(region) = arena_region(platform, device_tree) else {
         fail(format_args!(
-            "selftest {name}: no {} MiB of RAM outside hv and the firmware's reservations",
+            "selftest {name}: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
             ARENA_BYTES >> 20
         ));
     };
     // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
-    // Normal write-back), outside hv's image, the firmware's reservations
-    // and the initrd; nothing else of hv uses it (no guest runs), and the
-    // device tree hv was given is no longer read. AtomicU64 has the size
-    // and alignment of the u64 words it is made of.
+    // Normal write-back), outside hv's image, the firmware's reservations,
+    // the initrd and the device tree; nothing else of hv uses it (no guest
+    // runs). AtomicU64 has the size and alignment of the u64 words it is
+    // made of.
     let words = unsafe {
         core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
     };
