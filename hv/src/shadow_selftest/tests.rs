@@ -146,6 +146,8 @@ impl L2Cpu for SimCpu {
                 w if w == PAYLOAD[0] => regs.pc = pc + if regs.x[2] != 0 { 12 } else { 4 },
                 w if w == PAYLOAD[3] => regs.pc = pc + if regs.x[2] & 2 != 0 { 12 } else { 4 },
                 w if w == PAYLOAD[6] => regs.pc = regs.x[0],
+                // `b .`: the PC stays.
+                w if w == PAYLOAD[7] => {}
                 w if w == PAYLOAD[1] => match self.translate(regs.x[0], WalkAccess::Read) {
                     Ok(pa) => {
                         regs.x[1] = arena.read(pa).unwrap();
@@ -169,8 +171,8 @@ impl L2Cpu for SimCpu {
                         hpfar: 0,
                     };
                 }
-                // Anything else (the `b .` included): an UNDEFINED-like
-                // exit the scenario rejects.
+                // Anything else: an UNDEFINED-like exit the scenario
+                // rejects.
                 _ => {
                     return L2Exit {
                         vector: 0,
@@ -221,12 +223,40 @@ fn service(lab: &'static Lab<'static>, tlbs: SimTlbs) -> &'static HostService {
     ))
 }
 
-/// Runs the scenario with the service on a thread (or none: `serve`
-/// false); returns its result and the service.
-fn run(
-    hardware_tlbi: bool,
-    serve_requests: bool,
-) -> (Result<Report, Failure>, &'static HostService) {
+/// How a host run goes wrong, if at all.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The TLB maintenance does nothing.
+    NoTlbi,
+    /// No service answers.
+    SilentService,
+    /// From L2's fourth run on, it starts at the payload's `b .`.
+    SpinningL2,
+}
+
+/// L2 that, after `after` runs, starts every run at the payload's `b .`.
+struct Spinning {
+    cpu: SimCpu,
+    runs: usize,
+    after: usize,
+}
+
+impl L2Cpu for Spinning {
+    fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
+        self.runs += 1;
+        if self.runs > self.after {
+            regs.pc = lab::CODE_L2 + 28;
+        }
+        self.cpu.run(regs)
+    }
+}
+
+/// Runs the scenario with the service on a thread; returns its result and
+/// the service.
+fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
+    let hardware_tlbi = fault != Fault::NoTlbi;
+    let serve_requests = fault != Fault::SilentService;
     let lab = lab();
     let tlb = Arc::new(SimTlb::default());
     let service = service(
@@ -244,7 +274,7 @@ fn run(
         })
         .unwrap();
     assert!(vmid >= FIRST_SHADOW_VMID);
-    let mut cpu = SimCpu {
+    let cpu = SimCpu {
         lab,
         service,
         walker: Stage2Walker::new(
@@ -262,7 +292,18 @@ fn run(
         HostDoorbell::new(64),
     )));
     let thread = serve_requests.then(|| std::thread::spawn(move || serve(ex, service)));
-    let result = run_scenario(lab, &mut cpu, ex, &HostClock(Instant::now()), 2_000_000);
+    let clock = HostClock(Instant::now());
+    let result = if fault == Fault::SpinningL2 {
+        let mut l2 = Spinning {
+            cpu,
+            runs: 0,
+            after: 3,
+        };
+        run_scenario(lab, &mut l2, ex, &clock, 2_000_000)
+    } else {
+        let mut l2 = cpu;
+        run_scenario(lab, &mut l2, ex, &clock, 2_000_000)
+    };
     if let Some(thread) = thread {
         thread.join().unwrap().unwrap();
     }
@@ -271,7 +312,7 @@ fn run(
 
 #[test]
 fn the_three_paths_hold_on_the_software_cpu() {
-    let (result, service) = run(true, true);
+    let (result, service) = run(Fault::None);
     let report = result.unwrap_or_else(|f| panic!("{f}"));
     std::println!("{report}; {}", ServiceSummary(service.stats()));
     // Six faults the model calls L1's (two translation faults on loads, a
@@ -297,7 +338,7 @@ fn the_three_paths_hold_on_the_software_cpu() {
 /// its stale TLB entry, and the run fails on that value.
 #[test]
 fn without_tlb_maintenance_the_stale_value_fails_the_run() {
-    let (result, _) = run(false, true);
+    let (result, _) = run(Fault::NoTlbi);
     match result {
         Err(Failure::Value {
             step: "after TLBI IPAS2E1IS",
@@ -315,7 +356,7 @@ fn without_tlb_maintenance_the_stale_value_fails_the_run() {
 
 #[test]
 fn a_silent_service_is_a_timeout() {
-    let (result, _) = run(true, false);
+    let (result, _) = run(Fault::SilentService);
     assert!(
         matches!(result, Err(Failure::Timeout { answered: 0, .. })),
         "{result:?}"
@@ -350,4 +391,37 @@ fn injections_are_the_architectural_syndromes() {
         ),
         Err(())
     );
+}
+
+#[test]
+fn an_l2_that_never_exits_is_stuck_not_a_hang() {
+    let (result, _) = run(Fault::SpinningL2);
+    match result {
+        Err(Failure::Stuck { pc, .. }) => assert_eq!(pc, lab::CODE_L2 + 28),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// HPFAR_EL2 names the IPA of a translation fault; for a permission fault
+/// (where it is UNKNOWN) FAR_EL2 does, L2's MMU being off.
+#[test]
+fn the_fault_ipa_comes_from_hpfar_or_far() {
+    let translation = L2Exit {
+        vector: 0,
+        esr: 0x9200_0007,
+        far: 0x1234_5678,
+        hpfar: 0x12345 << 4,
+    };
+    assert_eq!(fault_ipa(&translation), 0x1234_5678);
+    let permission = L2Exit {
+        esr: 0x9200_004f,
+        hpfar: 0xdead << 4,
+        ..translation
+    };
+    assert_eq!(fault_ipa(&permission), 0x1234_5678);
+    let on_walk = L2Exit {
+        esr: 0x9200_008f,
+        ..permission
+    };
+    assert_eq!(fault_ipa(&on_walk), 0xdead << 12 | 0x678);
 }
