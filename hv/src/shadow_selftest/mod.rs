@@ -742,7 +742,17 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         let (crm, op2) = crm_op2;
         let request = Tlbi::from_sys_encoding(1, 4, 8, crm, op2)
             .and_then(|tlbi| {
-                InvalidateRequest::new(lab::L1_VMID, tlbi, xt, TlbiParams::default()).ok()
+                // L1's registers when it issues the TLBI, as its
+                // translate requests name them (`context_key`).
+                InvalidateRequest::new(
+                    self.key.vttbr,
+                    self.key.vtcr,
+                    VmidWidth::Bits8,
+                    tlbi,
+                    xt,
+                    TlbiParams::default(),
+                )
+                .ok()
             })
             .ok_or(Failure::Encoding { request: what })?;
         match self.call(Request::Invalidate(request), what)? {
