@@ -889,14 +889,39 @@ impl Options {
         Ok(options)
     }
 
-    pub fn from_fdt(fdt: &Fdt<'_>) -> Result<Self, &'static str> {
+    pub fn from_fdt<'a>(fdt: &Fdt<'a>) -> Result<Self, BadOption<'a>> {
         let bootargs = fdt
             .find_node("/chosen")
             .and_then(|c| c.property("bootargs"))
             .and_then(|p| p.as_str())
             .unwrap_or("");
-        Self::parse(bootargs)
-            .map_err(|_| "an hv.* option in bootargs is unknown or has a bad value")
+        Self::parse(bootargs).map_err(|word| BadOption {
+            word,
+            semihosting_exit: bootargs
+                .split_ascii_whitespace()
+                .any(|w| w == "hv.exit=semihosting"),
+        })
+    }
+}
+
+/// An `hv.*` word of the bootargs hv does not know, or whose value is bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadOption<'a> {
+    /// The word as given.
+    pub word: &'a str,
+    /// The bootargs also ask for `hv.exit=semihosting`: the failure can
+    /// still end the run that way (review 22 F6: it used to fall into a
+    /// WFE loop, so an emulator never exited).
+    pub semihosting_exit: bool,
+}
+
+impl core::fmt::Display for BadOption<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "bootargs option `{}` is unknown or has a bad value",
+            self.word
+        )
     }
 }
 
@@ -1113,6 +1138,42 @@ pub(crate) mod tests {
             &[1, 13, 8, 1, 14, 8, 1, 11, 8, 1, 10, 8],
             None,
         )
+    }
+
+    /// A bad `hv.*` word is named in the error, which also says whether the
+    /// run can still end by semihosting (review 22 F6).
+    #[test]
+    fn a_bad_option_is_named_and_keeps_the_semihosting_exit() {
+        let tree = |bootargs: &str| {
+            use vm_fdt::FdtWriter;
+            let mut w = FdtWriter::new().unwrap();
+            let root = w.begin_node("").unwrap();
+            let chosen = w.begin_node("chosen").unwrap();
+            w.property_string("bootargs", bootargs).unwrap();
+            w.end_node(chosen).unwrap();
+            w.end_node(root).unwrap();
+            w.finish().unwrap()
+        };
+        let blob = tree("console=ttyAMA0 hv.selftest=Shadow hv.exit=semihosting");
+        let fdt = Fdt::new(&blob).unwrap();
+        let bad = Options::from_fdt(&fdt).unwrap_err();
+        assert_eq!(
+            bad,
+            BadOption {
+                word: "hv.selftest=Shadow",
+                semihosting_exit: true
+            }
+        );
+        assert!(alloc::format!("{bad}").contains("`hv.selftest=Shadow`"));
+        let blob = tree("hv.selftest=");
+        let fdt = Fdt::new(&blob).unwrap();
+        assert_eq!(
+            Options::from_fdt(&fdt),
+            Err(BadOption {
+                word: "hv.selftest=",
+                semihosting_exit: false
+            })
+        );
     }
 
     /// `tree`, with these timer interrupt cells and GIC maintenance cells.

@@ -65,15 +65,29 @@ const AF: u64 = 1 << 10;
 /// - PS (bits 18:16): the host's physical address size, `ps` (0b101 for
 ///   48 bits); the shadow's output addresses are host PAs;
 /// - VS (bit 19) = 1 when `vmid_16bit`;
-/// - HA = HD = 0, DS = 0, NSW/NSA = 0: no hardware updates, 48-bit format.
-pub const fn shadow_vtcr(ps: u8, vmid_16bit: bool) -> u64 {
+/// - HA = HD = 0, DS = 0, NSW/NSA = 0: no hardware updates, 48-bit format;
+/// - bit 31: RES1.
+///
+/// `None` when the host's PA size is under 44 bits (`ps` < 0b100): a 4 KiB
+/// stage 2 may start at level 0 only with PAMax >= 44 (AArch64.S2InvalidSL),
+/// so this 48-bit, level-0 shadow is no valid stage 2 there (every walk
+/// would fault at level 0). Such a host cannot run the shadow (review 22
+/// F1); a 43-bit shadow from level 1 with 16 concatenated root tables would
+/// be its form.
+pub const fn shadow_vtcr(ps: u8, vmid_16bit: bool) -> Option<u64> {
+    if ps & 7 < 0b100 {
+        return None;
+    }
     let t0sz = 64 - SHADOW_IPA_BITS as u64;
-    t0sz | (0b10 << 6)
-        | (0b01 << 8)
-        | (0b01 << 10)
-        | (0b11 << 12)
-        | (((ps & 7) as u64) << 16)
-        | ((vmid_16bit as u64) << 19)
+    Some(
+        t0sz | (0b10 << 6)
+            | (0b01 << 8)
+            | (0b01 << 10)
+            | (0b11 << 12)
+            | (((ps & 7) as u64) << 16)
+            | ((vmid_16bit as u64) << 19)
+            | (1 << 31),
+    )
 }
 
 /// One 4 KiB table frame: 512 descriptors, 4 KiB aligned.
@@ -1386,7 +1400,7 @@ mod tests {
         .unwrap();
         Stage2Walker::new(
             Stage2Registers {
-                vtcr: shadow_vtcr(0b101, true),
+                vtcr: shadow_vtcr(0b101, true).expect("48-bit host"),
                 vttbr: root | (7 << 48),
                 endianness: Endianness::Little,
             },
@@ -1506,7 +1520,12 @@ mod tests {
 
     #[test]
     fn vtcr_fields() {
-        let v = shadow_vtcr(0b101, true);
+        let v = shadow_vtcr(0b101, true).expect("48-bit host");
+        assert_eq!(v >> 31 & 1, 1, "RES1");
+        // PAMax 40 and 42: a level-0 start is invalid (S2InvalidSL).
+        assert_eq!(shadow_vtcr(0b010, true), None);
+        assert_eq!(shadow_vtcr(0b011, false), None);
+        assert!(shadow_vtcr(0b100, false).is_some());
         assert_eq!(v & 0x3f, 16);
         assert_eq!((v >> 6) & 3, 0b10);
         assert_eq!((v >> 14) & 3, 0);

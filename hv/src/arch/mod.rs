@@ -295,7 +295,10 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     }
     let options = match Options::from_fdt(&fdt) {
         Ok(options) => options,
-        Err(e) => fail(format_args!("{e}")),
+        Err(bad) => {
+            SEMIHOSTING_EXIT.store(bad.semihosting_exit, Ordering::Relaxed);
+            fail(format_args!("{bad}"))
+        }
     };
     SEMIHOSTING_EXIT.store(options.semihosting_exit, Ordering::Relaxed);
     phase(format_args!(

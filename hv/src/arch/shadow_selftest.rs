@@ -376,8 +376,9 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
         Ok(lab) => Box::leak(Box::new(lab)),
         Err(e) => fail(format_args!("selftest {name}: building L1: {e}")),
     };
-    // L2's fetches with its MMU off are Non-cacheable (SCTLR_EL1.I = 0):
-    // the payload goes to the point of coherency.
+    // The payload hv wrote is fetched by L2 (Normal Write-Back with
+    // HCR_EL2.DC = 1): cleaned to the point of coherency and the
+    // instruction caches invalidated, as for any code written as data.
     if let Some(code) = lab.l0_map().pa_of(CODE_L1) {
         cpu::clean_invalidate_dcache(code, 4096);
     }
@@ -386,6 +387,11 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
     let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
     let ps = (mmfr0 & 0xf).min(0b101);
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
+    let Some(vtcr) = shadow_vtcr(ps as u8, false) else {
+        fail(format_args!(
+            "selftest {name}: the host's physical address size is {pa_bits} bits; the shadow stage 2 (48-bit IPA, 4 KiB granule, starting at level 0) needs at least 44 (AArch64.S2InvalidSL)"
+        ));
+    };
     let host = Host {
         // VTCR_EL2.VS = 0 on both CPUs.
         vmids: VmidWidth::Bits8,
@@ -414,7 +420,6 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
             Err(e) => fail(format_args!("selftest {name}: service: {e}")),
         };
     SERVICE.call_once(|| service);
-    let vtcr = shadow_vtcr(ps as u8, false);
     SHADOW_VTCR.store(vtcr, Ordering::Relaxed);
 
     // L1's context for L2 (created now, before the service CPU runs:
@@ -517,7 +522,12 @@ pub fn service_main() -> ! {
             "selftest shadow: service CPU started before the service existed"
         ));
     };
-    if let Err(e) = serve(&EXCHANGE, *service) {
+    let publish = || {
+        // SAFETY: a barrier: the descriptor stores of the answer complete
+        // for every PE's table walks before the reply is stored.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) }
+    };
+    if let Err(e) = serve(&EXCHANGE, *service, publish) {
         fail(format_args!("selftest shadow: service rings: {e:?}"));
     }
     loop {

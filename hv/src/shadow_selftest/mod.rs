@@ -108,10 +108,15 @@ impl<B> ShadowExchange<B> {
 }
 
 /// The service side: answers every request with [`Service::reply`] until
-/// the vCPU side stops it.
+/// the vCPU side stops it. `publish` runs after each answer, before its
+/// reply can be seen: on hardware a DSB, since a descriptor store is
+/// visible to another PE's translation table walks only after one, and
+/// the vCPU resumes L2 as soon as it reads the reply (Linux ends its
+/// stage-2 map with DSB ISHST for the same reason; review 22 F4).
 pub fn serve<M, L, B, D>(
     ex: &ShadowExchange<D>,
     service: &Service<M, L, B>,
+    publish: impl Fn(),
 ) -> Result<(), RingError>
 where
     M: GuestMemory + Sync,
@@ -131,6 +136,7 @@ where
         &ex.service_bell,
         |envelope| {
             let reply = service.reply(&worker, envelope);
+            publish();
             ex.answered.fetch_add(1, Ordering::Relaxed);
             reply
         },

@@ -279,7 +279,7 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
         service,
         walker: Stage2Walker::new(
             Stage2Registers {
-                vtcr: shadow_vtcr(0b101, false),
+                vtcr: shadow_vtcr(0b101, false).expect("48-bit host"),
                 vttbr: root,
                 endianness: Endianness::Little,
             },
@@ -291,7 +291,7 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
         HostDoorbell::new(64),
         HostDoorbell::new(64),
     )));
-    let thread = serve_requests.then(|| std::thread::spawn(move || serve(ex, service)));
+    let thread = serve_requests.then(|| std::thread::spawn(move || serve(ex, service, || {})));
     let clock = HostClock(Instant::now());
     let result = if fault == Fault::SpinningL2 {
         let mut l2 = Spinning {

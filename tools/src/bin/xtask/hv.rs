@@ -258,6 +258,10 @@ struct Case {
 
 const MAX: &str = "max,pauth-impdef=on";
 const N1: &str = "neoverse-n1";
+/// 44-bit PA, no FEAT_XNX.
+const A57: &str = "cortex-a57";
+/// 40-bit PA.
+const A76: &str = "cortex-a76";
 
 const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
     Case {
@@ -410,6 +414,26 @@ const MATRIX: &[Case] = &[
             status: 0,
         },
         ..boot(MAX, 2, "512M")
+    },
+    // A 44-bit host without FEAT_XNX: the shadow encodes execute
+    // permission for EL0 and EL1 together.
+    Case {
+        hv_args: "hv.selftest=shadow",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow: PASS:",
+            status: 0,
+        },
+        ..boot(A57, 2, "512M")
+    },
+    // A 40-bit host: the 48-bit shadow cannot start at level 0 there
+    // (AArch64.S2InvalidSL), and hv says so instead of faulting for ever.
+    Case {
+        hv_args: "hv.selftest=shadow",
+        expect: Expect::Ends {
+            line: "hv: error: selftest shadow: the host's physical address size is 40 bits",
+            status: 1,
+        },
+        ..boot(A76, 2, "512M")
     },
     // Its failure mode: without the hardware TLBIs L2 reads the page L1
     // remapped through its stale TLB entry, and the run must say so.
