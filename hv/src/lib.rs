@@ -16,6 +16,7 @@ pub mod inject;
 #[cfg(not(loom))]
 pub mod ipc_selftest;
 pub mod layout;
+pub mod nested;
 pub mod pagetable;
 pub mod platform;
 pub mod psci;

@@ -798,6 +798,10 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
+    /// `hv.nested=demo|demo-no-tlbi`: run the nested demo instead of a
+    /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
+    /// running its own L2, served by the shadow-mmu service (`hv::nested`).
+    pub nested: Option<NestedDemo>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
     /// list registers, so that a test boot overflows them often and the
     /// refill path (the underflow maintenance interrupt) is exercised.
@@ -831,6 +835,17 @@ pub enum SelfTest {
     /// hardware TLBIs: the run must fail on the stale value L2 reads after
     /// L1's TLBI (proof that `shadow` checks the hardware invalidation).
     ShadowNoTlbi,
+}
+
+/// Which nested demo `hv.nested=` asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NestedDemo {
+    /// `demo`: L1 must end with its PASS sentinel.
+    Demo,
+    /// `demo-no-tlbi`: hv acknowledges L1's stage-2 TLBIs without
+    /// invalidating anything: L1 must then see the stale page and fail
+    /// (proof that the demo checks the TLBI path).
+    DemoNoTlbi,
 }
 
 /// How the guest gets its interrupts.
@@ -876,6 +891,8 @@ impl Options {
                 "hv.selftest=ipc-sgi-lost" => options.self_test = Some(SelfTest::IpcSgiLost),
                 "hv.selftest=shadow" => options.self_test = Some(SelfTest::Shadow),
                 "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
+                "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
+                "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 other => match other.strip_prefix("hv.list-registers=") {
                     Some(n) => match n.parse::<usize>() {
                         Ok(n @ 2..=16) => options.list_register_limit = Some(n),
@@ -1070,9 +1087,19 @@ pub(crate) mod tests {
                 gic: GicMode::Virtual,
                 deliberate_failure: None,
                 self_test: None,
+                nested: None,
                 list_register_limit: None,
             })
         );
+        assert_eq!(
+            Options::parse("hv.nested=demo").map(|o| o.nested),
+            Ok(Some(NestedDemo::Demo))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=demo-no-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::DemoNoTlbi))
+        );
+        assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(
             Options::parse("hv.list-registers=2").map(|o| o.list_register_limit),
             Ok(Some(2))

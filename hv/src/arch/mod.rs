@@ -7,6 +7,8 @@ pub mod console;
 pub mod cpu;
 pub mod gic;
 pub mod mmio;
+pub mod nested;
+pub mod nested_l1;
 pub mod selftest;
 pub mod shadow_selftest;
 
@@ -421,6 +423,18 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         selftest::run(&platform, test, ttbr, tcr, device_tree);
     }
 
+    if let Some(demo) = options.nested {
+        nested::run(
+            &platform,
+            &features,
+            demo,
+            Region {
+                base: dtb,
+                size: total as u64,
+            },
+        );
+    }
+
     let gic = match options.gic {
         GicMode::Passthrough => None,
         GicMode::Virtual => {
@@ -785,13 +799,7 @@ fn load_guest(
 fn configure_el2(hv: &Hv, vcpu: usize) {
     let f = &hv.features;
     write_sysreg!("hcr_el2", sysregs::hcr_el2(f, hv.gic.is_some()));
-    write_sysreg!("cptr_el2", sysregs::cptr_el2(f));
-    write_sysreg!("mdcr_el2", sysregs::mdcr_el2(f, read_sysreg!("pmcr_el0")));
-    write_sysreg!("cnthctl_el2", sysregs::CNTHCTL_EL2);
-    write_sysreg!("cntvoff_el2", 0);
-    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
-    write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
+    configure_el2_traps(f);
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
     cpu::isb();
     match &hv.gic {
@@ -802,6 +810,25 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
         }
         None => write_sysreg!("s3_4_c12_c11_0", 0), // ICH_HCR_EL2: no virtual interface
     }
+    write_sysreg!("vtcr_el2", hv.vtcr);
+    write_sysreg!("vttbr_el2", hv.vttbr);
+    write_sysreg!("tpidr_el2", vcpu as u64);
+    cpu::isb();
+    // SAFETY: drops this CPU's stale stage-1+2 TLB entries for the VMID.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// The EL2 controls every guest (a Linux guest, or the nested demo's L1)
+/// runs under: traps, timers, identification, EL1's reset SCTLR, the
+/// fine-grained traps and extension controls.
+fn configure_el2_traps(f: &CpuFeatures) {
+    write_sysreg!("cptr_el2", sysregs::cptr_el2(f));
+    write_sysreg!("mdcr_el2", sysregs::mdcr_el2(f, read_sysreg!("pmcr_el0")));
+    write_sysreg!("cnthctl_el2", sysregs::CNTHCTL_EL2);
+    write_sysreg!("cntvoff_el2", 0);
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
+    write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
     if f.has_fgt() {
         let untrapped = sysregs::hfgxtr_el2(f);
         write_sysreg!("s3_4_c1_c1_4", untrapped); // HFGRTR_EL2
@@ -822,12 +849,7 @@ fn configure_el2(hv: &Hv, vcpu: usize) {
     if f.has_sme() {
         write_sysreg!("s3_4_c1_c2_6", sysregs::smcr_el2(f)); // SMCR_EL2
     }
-    write_sysreg!("vtcr_el2", hv.vtcr);
-    write_sysreg!("vttbr_el2", hv.vttbr);
-    write_sysreg!("tpidr_el2", vcpu as u64);
     cpu::isb();
-    // SAFETY: drops this CPU's stale stage-1+2 TLB entries for the VMID.
-    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
 fn enter_guest_on_this_cpu(hv: &Hv, vcpu: usize, stack_top: u64) -> ! {
@@ -951,6 +973,9 @@ impl PsciHost for HostPsci<'_> {
 extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     if shadow_selftest::in_l2() {
         shadow_selftest::leave_l2(frame, kind);
+    }
+    if nested::active() {
+        return nested::guest_exit(frame, kind);
     }
     let vcpu = read_sysreg!("tpidr_el2") as usize;
     let Some(hv) = HV.get() else {

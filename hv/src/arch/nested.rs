@@ -1,0 +1,984 @@
+//! `hv.nested=demo`: a guest hypervisor (L1, `arch::nested_l1`) at virtual
+//! EL2 with FEAT_NV2 runs its own L2 on the shadow-mmu service's shadow
+//! stage 2 (`crate::nested` has the portable rules).
+//!
+//! - Memory: an arena of [`ARENA_BYTES`] at the top of the largest piece
+//!   of RAM a guest would get. Its first 64 KiB hold L0's stage-2 table of
+//!   L1 (hv's own, built with `shadow_selftest::memory::Stage2Builder`);
+//!   from +2 MiB, [`L1_RAM_BYTES`] are L1's RAM at L1 IPA [`L1_BASE`]
+//!   (2 MiB blocks). The service composes with the same table
+//!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
+//! - The service runs inline on the vCPU's CPU (one vCPU, one L2): each
+//!   L2 stage-2 abort is a `Request::Translate` and each trapped stage-2
+//!   TLBI a `Request::Invalidate`, answered by `Service::reply` as the
+//!   service CPU of `hv.selftest=shadow` answers them over the rings.
+//! - Switches: an ERET of L1 to EL1/EL0 saves L1's virtual EL2 state (the
+//!   hardware EL1 registers), loads L2's EL1 registers from the VNCR page
+//!   and runs L2 with VTTBR_EL2 = the shadow VMID and root
+//!   (`Service::shadow_root` of L1's VTTBR_EL2/VTCR_EL2). An exception L2
+//!   takes to EL2 that is L1's (an abort the service answers with a fault
+//!   for L1, HVC, SMC, a trap L1 set) enters L1's vector at VBAR_EL2 +
+//!   0x400 with ELR/SPSR/ESR/FAR_EL2 in the hardware EL1 registers L1's
+//!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
+
+use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
+use crate::exit::SysRegAccess;
+use crate::inject::undefined_syndrome;
+use crate::nested::entry::{eret_from_vel2, exception_to_vel2, EretTarget, Origin};
+use crate::nested::idregs::{shown_to_l1, IdRegister};
+use crate::nested::vncr::{El1Register, El1State, VncrPage};
+use crate::nested::{hcr, l2_hcr, Summary, L1_HCR};
+use crate::platform::{NestedDemo, Platform, Region};
+use crate::println;
+use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder};
+use crate::shadow_selftest::{BUDGET_BYTES, FIRST_SHADOW_VMID, L1_HOST_VMID};
+use crate::sysregs::{self, CpuFeatures, NestedVirt};
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use cpu::{read_sysreg, write_sysreg};
+use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
+use ipc::{
+    AccessKind, ContextKey, Envelope, InvalidateRequest, Reply, Request, TranslateOutcome,
+    TranslateRequest, VcpuId, VmidWidth,
+};
+use shadow_mmu::budget::Budget;
+use shadow_mmu::context::HostVmids;
+use shadow_mmu::service::{Service, ServiceConfig};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+use walker::{ExposedFeatures, IdRegisters};
+
+/// hv's console call for L1 (SMCCC fast call, SMC64, owner 6: vendor
+/// specific hypervisor service, function 1): prints the byte in x1; x0
+/// returns 0. A `\n` ends the line, which hv prints as `l1: <line>`.
+pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
+/// PSCI functions L1 may call (SMCCC, through HVC).
+const PSCI_VERSION: u64 = 0x8400_0000;
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
+/// SMCCC NOT_SUPPORTED.
+const NOT_SUPPORTED: u64 = u64::MAX;
+
+/// Bytes of the arena.
+pub const ARENA_BYTES: u64 = 8 << 20;
+const ARENA_ALIGN: u64 = 2 << 20;
+const L0_TABLES_END: u64 = 16 * 4096;
+const L1_RAM_OFFSET: u64 = 2 << 20;
+/// L1's RAM.
+pub const L1_RAM_BYTES: u64 = 6 << 20;
+/// L1's RAM's first IPA, where its image is and where it starts.
+pub const L1_BASE: u64 = 0x4000_0000;
+/// Pages one range invalidation names one by one before it becomes a
+/// whole-VMID one.
+const MAX_PAGE_TLBIS: u64 = 64;
+
+const EC_UNKNOWN_MASK: u64 = 0x3f;
+const EC_HVC64: u64 = 0x16;
+const EC_SMC64: u64 = 0x17;
+const EC_SYSREG: u64 = 0x18;
+const EC_ERET: u64 = 0x1a;
+const EC_IABT_LOWER: u64 = 0x20;
+const EC_DABT_LOWER: u64 = 0x24;
+/// ESR_ELx.ISS.WnR.
+const ESR_WNR: u64 = 1 << 6;
+
+type NestedService =
+    Service<L1Memory<'static>, &'static L0Stage2<'static>, SelftestBackend<HeapFramePool, HwTlbs>>;
+
+/// Fixed once the demo is set up.
+struct Nested {
+    service: &'static NestedService,
+    /// L1's hardware VTTBR_EL2 and VTCR_EL2 (L0's map of L1).
+    l0_vttbr: u64,
+    l0_vtcr: u64,
+    /// VTCR_EL2 of every shadow.
+    shadow_vtcr: u64,
+    /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
+    tlbi_features: TlbiFeatures,
+    /// `demo-no-tlbi`: L1's stage-2 TLBIs are acknowledged, not applied.
+    skip_stage2_tlbi: bool,
+}
+
+/// Where the vCPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// L1 at virtual EL2.
+    L1,
+    /// L2, on this shadow (VMID, root) for this key.
+    L2 { key: ContextKey },
+}
+
+/// The one vCPU's state (only its CPU touches it, with interrupts masked
+/// at EL2).
+struct Vcpu {
+    mode: Mode,
+    vncr: &'static mut VncrPage,
+    /// L1's virtual EL2 state (the hardware EL1 registers) while L2 runs.
+    l1_el1: El1State,
+    /// L1's HPFAR_EL2.
+    hpfar: u64,
+    /// L1's console line.
+    line: arrayvec::ArrayVec<u8, 160>,
+    counts: Counts,
+}
+
+/// What the demo counted, for the summary line.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    l2_entries: u64,
+    translates: u64,
+    injected: u64,
+    stage2_tlbis: u64,
+    stage1_tlbis: u64,
+    forwarded: u64,
+    /// Which trapped EL2 registers were reported (2 bits a register: MSR,
+    /// MRS).
+    vel2_traps_seen: u32,
+}
+
+static NESTED: spin::Once<Nested> = spin::Once::new();
+static VCPU: spin::Mutex<Option<Vcpu>> = spin::Mutex::new(None);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The VTTBR_EL2 the service's TLB maintenance restores (the one this CPU
+/// runs its guest with).
+static CURRENT_VTTBR: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the nested demo owns guest exits.
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// TLB maintenance for one shadow VMID, run on this CPU at EL2: the VMID
+/// goes into VTTBR_EL2 (the EL1&0 TLBIs act on the VMID there), `DSB
+/// ISHST`, `TLBI IPAS2E1IS` per page (a whole-VMID `VMALLS12E1IS` beyond
+/// [`MAX_PAGE_TLBIS`]), `DSB ISH`, `TLBI VMALLE1IS` (IPAS2E1IS leaves the
+/// combined stage 1+2 entries), `DSB ISH`, then the VTTBR_EL2 back.
+#[derive(Clone, Copy, Debug)]
+pub struct HwTlb {
+    vmid: u16,
+}
+
+/// Makes an [`HwTlb`] per shadow VMID.
+#[derive(Clone, Copy, Debug)]
+pub struct HwTlbs;
+
+impl VmidTlbs for HwTlbs {
+    type Tlb = HwTlb;
+    fn for_vmid(&self, vmid: u16) -> HwTlb {
+        HwTlb { vmid }
+    }
+}
+
+/// Runs `f` with VMID `vmid` in VTTBR_EL2, then restores the VTTBR_EL2 this
+/// CPU's guest runs with.
+fn with_vmid(vmid: u16, f: impl FnOnce()) {
+    write_sysreg!("vttbr_el2", u64::from(vmid) << 48);
+    cpu::isb();
+    f();
+    write_sysreg!("vttbr_el2", CURRENT_VTTBR.load(Ordering::Relaxed));
+    cpu::isb();
+}
+
+impl TlbMaintenance for HwTlb {
+    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
+        let first = l2_ipa >> 12;
+        let last = l2_ipa.saturating_add(len.max(1) - 1) >> 12;
+        if last - first >= MAX_PAGE_TLBIS {
+            return self.invalidate_all();
+        }
+        with_vmid(self.vmid, || {
+            // SAFETY: barrier: the shadow descriptor stores first.
+            unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+            for page in first..=last {
+                // SAFETY: invalidates stage-2 entries of this shadow VMID
+                // for one IPA (Xt[35:0] = IPA[47:12]).
+                unsafe {
+                    core::arch::asm!("tlbi ipas2e1is, {}", in(reg) page & 0xf_ffff_ffff, options(nostack, preserves_flags))
+                };
+            }
+            // SAFETY: completes them, then drops this VMID's combined
+            // entries, completed in the Inner Shareable domain.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ish",
+                    "tlbi vmalle1is",
+                    "dsb ish",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
+    }
+
+    fn invalidate_all(&self) {
+        with_vmid(self.vmid, || {
+            // SAFETY: drops every entry of this shadow VMID after the
+            // descriptor stores, completed in the Inner Shareable domain.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    options(nostack, preserves_flags)
+                )
+            };
+        });
+    }
+}
+
+/// hv's stage-1 translation of `va` (`AT S1E2R`), None if unmapped.
+fn stage1_pa(va: u64) -> Option<u64> {
+    let par: u64;
+    // SAFETY: an address translation for a read at EL2; it writes only
+    // PAR_EL1, which L1 does not own while hv runs (L1's PAR is not
+    // virtualized: HCR_EL2.AT traps L1's AT instructions).
+    unsafe {
+        core::arch::asm!(
+            "at s1e2r, {va}",
+            "isb",
+            "mrs {par}, par_el1",
+            va = in(reg) va,
+            par = out(reg) par,
+            options(nostack, preserves_flags)
+        )
+    };
+    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+}
+
+fn read_el1(register: El1Register) -> u64 {
+    match register {
+        El1Register::Sctlr => read_sysreg!("sctlr_el1"),
+        El1Register::Cpacr => read_sysreg!("cpacr_el1"),
+        El1Register::Ttbr0 => read_sysreg!("ttbr0_el1"),
+        El1Register::Ttbr1 => read_sysreg!("ttbr1_el1"),
+        El1Register::Tcr => read_sysreg!("tcr_el1"),
+        El1Register::Mair => read_sysreg!("mair_el1"),
+        El1Register::Amair => read_sysreg!("amair_el1"),
+        El1Register::Contextidr => read_sysreg!("contextidr_el1"),
+        El1Register::Vbar => read_sysreg!("vbar_el1"),
+        El1Register::Elr => read_sysreg!("elr_el1"),
+        El1Register::Spsr => read_sysreg!("spsr_el1"),
+        El1Register::Esr => read_sysreg!("esr_el1"),
+        El1Register::Far => read_sysreg!("far_el1"),
+        El1Register::SpEl1 => read_sysreg!("sp_el1"),
+        El1Register::Afsr0 => read_sysreg!("afsr0_el1"),
+        El1Register::Afsr1 => read_sysreg!("afsr1_el1"),
+    }
+}
+
+fn write_el1(register: El1Register, value: u64) {
+    match register {
+        El1Register::Sctlr => write_sysreg!("sctlr_el1", value),
+        El1Register::Cpacr => write_sysreg!("cpacr_el1", value),
+        El1Register::Ttbr0 => write_sysreg!("ttbr0_el1", value),
+        El1Register::Ttbr1 => write_sysreg!("ttbr1_el1", value),
+        El1Register::Tcr => write_sysreg!("tcr_el1", value),
+        El1Register::Mair => write_sysreg!("mair_el1", value),
+        El1Register::Amair => write_sysreg!("amair_el1", value),
+        El1Register::Contextidr => write_sysreg!("contextidr_el1", value),
+        El1Register::Vbar => write_sysreg!("vbar_el1", value),
+        El1Register::Elr => write_sysreg!("elr_el1", value),
+        El1Register::Spsr => write_sysreg!("spsr_el1", value),
+        El1Register::Esr => write_sysreg!("esr_el1", value),
+        El1Register::Far => write_sysreg!("far_el1", value),
+        El1Register::SpEl1 => write_sysreg!("sp_el1", value),
+        El1Register::Afsr0 => write_sysreg!("afsr0_el1", value),
+        El1Register::Afsr1 => write_sysreg!("afsr1_el1", value),
+    }
+}
+
+fn read_id_register(register: IdRegister) -> u64 {
+    match register {
+        IdRegister::Pfr0 => read_sysreg!("s3_0_c0_c4_0"),
+        IdRegister::Pfr1 => read_sysreg!("s3_0_c0_c4_1"),
+        IdRegister::Pfr2 => read_sysreg!("s3_0_c0_c4_2"),
+        IdRegister::Zfr0 => read_sysreg!("s3_0_c0_c4_4"),
+        IdRegister::Smfr0 => read_sysreg!("s3_0_c0_c4_5"),
+        IdRegister::Dfr0 => read_sysreg!("s3_0_c0_c5_0"),
+        IdRegister::Dfr1 => read_sysreg!("s3_0_c0_c5_1"),
+        IdRegister::Afr0 => read_sysreg!("s3_0_c0_c5_4"),
+        IdRegister::Afr1 => read_sysreg!("s3_0_c0_c5_5"),
+        IdRegister::Isar0 => read_sysreg!("s3_0_c0_c6_0"),
+        IdRegister::Isar1 => read_sysreg!("s3_0_c0_c6_1"),
+        IdRegister::Isar2 => read_sysreg!("s3_0_c0_c6_2"),
+        IdRegister::Isar3 => read_sysreg!("s3_0_c0_c6_3"),
+        IdRegister::Mmfr0 => read_sysreg!("s3_0_c0_c7_0"),
+        IdRegister::Mmfr1 => read_sysreg!("s3_0_c0_c7_1"),
+        IdRegister::Mmfr2 => read_sysreg!("s3_0_c0_c7_2"),
+        IdRegister::Mmfr3 => read_sysreg!("s3_0_c0_c7_3"),
+        IdRegister::Mmfr4 => read_sysreg!("s3_0_c0_c7_4"),
+    }
+}
+
+/// The arena: the top of the largest piece of RAM a guest would get,
+/// clear of the initrd and the device tree.
+fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
+    let start = super::align_down(&raw const super::boot::__image_start as u64, 2 << 20);
+    let end = super::align_up(&raw const super::boot::__image_end as u64, 2 << 20);
+    let image = Region {
+        base: start,
+        size: end - start,
+    };
+    let pieces = platform.guest_memory(image).ok()?;
+    let largest = pieces.iter().max_by_key(|r| r.size)?;
+    let base = super::align_down(largest.end().checked_sub(ARENA_BYTES)?, ARENA_ALIGN);
+    let region = Region {
+        base,
+        size: ARENA_BYTES,
+    };
+    let clear_of_initrd = platform.initrd.is_none_or(|r| !r.overlaps(&region));
+    (base >= largest.base && clear_of_initrd && !device_tree.overlaps(&region)).then_some(region)
+}
+
+/// Sets up L0's side (memory, L0's map of L1, the service, the VNCR page,
+/// EL2) and enters L1 at virtual EL2. Never returns: L1 ends the run.
+pub fn run(
+    platform: &Platform,
+    features: &CpuFeatures,
+    demo: NestedDemo,
+    device_tree: Region,
+) -> ! {
+    if features.nested_virtualization() != NestedVirt::Nv2 {
+        fail(format_args!(
+            "nested: this CPU has no FEAT_NV2 (ID_AA64MMFR2_EL1.NV: {:?}), which hv needs to run a guest hypervisor (QEMU: -cpu max)",
+            features.nested_virtualization()
+        ));
+    }
+    let Some(region) = arena_region(platform, device_tree) else {
+        fail(format_args!(
+            "nested: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
+            ARENA_BYTES >> 20
+        ));
+    };
+    // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
+    // Normal write-back), outside hv's image, the firmware's reservations,
+    // the initrd and the device tree; nothing else of hv uses it (no other
+    // guest runs). AtomicU64 has the size and alignment of the u64 words
+    // it is made of.
+    let words = unsafe {
+        core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
+    };
+    let arena: &'static Arena<'static> = match Arena::new(words, region.base) {
+        Ok(arena) => Box::leak(Box::new(arena)),
+        Err(e) => fail(format_args!("nested: arena {e:?}")),
+    };
+    let l1_ram = region.base + L1_RAM_OFFSET;
+    if arena.fill(l1_ram, L1_RAM_BYTES, |_| 0).is_none() {
+        fail(format_args!("nested: L1's RAM is not inside the arena"));
+    }
+    let mut l0_tables = match Stage2Builder::new(arena, region.base, region.base + L0_TABLES_END) {
+        Ok(t) => t,
+        Err(e) => fail(format_args!("nested: L0's table of L1: {e}")),
+    };
+    if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, L1_RAM_BYTES, 2, LeafAccess::ALL) {
+        fail(format_args!("nested: L0's table of L1: {e}"));
+    }
+    let l0_map: &'static L0Stage2<'static> =
+        Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
+    // L1's image, word by word (it is a whole number of pages).
+    let image = super::nested_l1::image();
+    for (i, chunk) in image.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        if arena
+            .write(l1_ram + 8 * i as u64, u64::from_le_bytes(word))
+            .is_none()
+        {
+            fail(format_args!("nested: L1's image does not fit its RAM"));
+        }
+    }
+    cpu::clean_invalidate_dcache(region.base, ARENA_BYTES);
+    cpu::invalidate_icache();
+
+    // What L1 is shown (its ID registers) is what the service serves.
+    let shown = |r| shown_to_l1(r, read_id_register(r));
+    let exposed = match ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: shown(IdRegister::Mmfr0),
+        mmfr1: shown(IdRegister::Mmfr1),
+        mmfr2: shown(IdRegister::Mmfr2),
+    }) {
+        Ok(f) => f,
+        Err(e) => fail(format_args!(
+            "nested: the ID registers shown to L1 do not decode: {e:?}"
+        )),
+    };
+    let budget = match Budget::split(BUDGET_BYTES, 1) {
+        Ok(b) => b,
+        Err(e) => fail(format_args!("nested: budget: {e:?}")),
+    };
+    let config = ServiceConfig {
+        features: exposed,
+        budget,
+        hash_seed: cpu::counter(),
+        first_shadow_vmid: FIRST_SHADOW_VMID,
+        host_vmids: HostVmids {
+            // VTCR_EL2.VS = 0 for L1 and every shadow.
+            width: VmidWidth::Bits8,
+            l1_vmid: L1_HOST_VMID,
+        },
+    };
+    let pool = match identity_frames(config.budget.frames, stage1_pa) {
+        Ok(pool) => pool,
+        Err(e) => fail(format_args!("nested: {e}")),
+    };
+    let ps = features.pa_range().min(0b101);
+    let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
+    let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
+    let backend = SelftestBackend::new(pool, HwTlbs, ShadowConfig { xnx, pa_bits });
+    let service: &'static NestedService =
+        match Service::new(config, L1Memory::new(arena, l0_map), l0_map, backend) {
+            Ok(service) => Box::leak(Box::new(service)),
+            Err(e) => fail(format_args!("nested: service: {e}")),
+        };
+    let l0_vttbr = u64::from(L1_HOST_VMID) << 48 | l0_tables.root();
+    let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps);
+    NESTED.call_once(|| Nested {
+        service,
+        l0_vttbr,
+        l0_vtcr,
+        shadow_vtcr: shadow_vtcr(ps as u8, false),
+        tlbi_features: TlbiFeatures::from_id_registers(
+            shown(IdRegister::Isar0),
+            shown(IdRegister::Isar1),
+        ),
+        skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
+    });
+
+    let mut vncr: Box<VncrPage> = Box::default();
+    // L2's EL1 registers at reset: MMU off.
+    vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    let vncr: &'static mut VncrPage = Box::leak(vncr);
+    let vncr_address = &raw const *vncr as u64;
+    if stage1_pa(vncr_address) != Some(vncr_address) {
+        fail(format_args!(
+            "nested: the VNCR page at {vncr_address:#x} is not identity mapped"
+        ));
+    }
+    *VCPU.lock() = Some(Vcpu {
+        mode: Mode::L1,
+        vncr,
+        l1_el1: El1State::default(),
+        hpfar: 0,
+        line: arrayvec::ArrayVec::new(),
+        counts: Counts::default(),
+    });
+
+    super::configure_el2_traps(features);
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
+    write_sysreg!("tpidr_el2", 0);
+    enter_l1_regime();
+    // SAFETY: drops this CPU's stale stage 1+2 entries of L1's VMID.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    ACTIVE.store(true, Ordering::Relaxed);
+    phase(format_args!(
+        "nested{}: L1 at virtual EL2 (HCR_EL2.NV, NV2; VNCR page at {vncr_address:#x}), {} MiB of RAM at L1 IPA {L1_BASE:#x} (PA {l1_ram:#x}), image {} KiB; shadow-mmu service inline ({} shadow frames), L1's ID registers: PARange 40 bits, 4 KiB stage 2, no FWB/TLBIW/MixedEnd",
+        if demo == NestedDemo::DemoNoTlbi { " (demo-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)" } else { "" },
+        L1_RAM_BYTES >> 20,
+        image.len() >> 10,
+        config.budget.frames
+    ));
+    let frame = GuestFrame {
+        elr: L1_BASE,
+        spsr: sysregs::GUEST_ENTRY_PSTATE,
+        ..GuestFrame::ZERO
+    };
+    // SAFETY: the frame is complete; the boot stack's top is this CPU's and
+    // nothing on the current stack is needed after the jump.
+    unsafe {
+        super::boot::hv_enter_guest(
+            &frame,
+            (&raw const super::BOOT_STACK) as u64 + super::BOOT_STACK_SIZE as u64,
+        )
+    }
+}
+
+/// EL2 set for L1: its HCR_EL2, L0's stage 2 of it.
+fn enter_l1_regime() {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: not set up"));
+    };
+    write_sysreg!("hcr_el2", L1_HCR);
+    write_sysreg!("vtcr_el2", nested.l0_vtcr);
+    write_sysreg!("vttbr_el2", nested.l0_vttbr);
+    CURRENT_VTTBR.store(nested.l0_vttbr, Ordering::Relaxed);
+    cpu::isb();
+}
+
+/// A guest exit while the demo runs (from `arch::guest_exit`).
+pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: guest exit before set-up"));
+    };
+    let mut guard = VCPU.lock();
+    let Some(vcpu) = guard.as_mut() else {
+        fail(format_args!("nested: guest exit without a vCPU"));
+    };
+    if kind != 0 {
+        crash(
+            vcpu,
+            frame,
+            "an interrupt or SError reached hv (none is routed to the demo)",
+        );
+    }
+    let esr = read_sysreg!("esr_el2");
+    match vcpu.mode {
+        Mode::L1 => l1_exit(nested, vcpu, frame, esr),
+        Mode::L2 { key } => l2_exit(nested, vcpu, frame, esr, key),
+    }
+}
+
+fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
+    println!(
+        "hv: nested: guest crash in {}: {why} (ESR_EL2 {:#x}, PC {:#x}, PSTATE {:#x}, FAR_EL2 {:#x})",
+        match vcpu.mode {
+            Mode::L1 => "L1",
+            Mode::L2 { .. } => "L2",
+        },
+        read_sysreg!("esr_el2"),
+        frame.elr,
+        frame.spsr,
+        read_sysreg!("far_el2")
+    );
+    exit(ExitStatus::Failure)
+}
+
+fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
+    let c = vcpu.counts;
+    let s = nested.service.stats();
+    Summary {
+        l2_entries: c.l2_entries,
+        translates: c.translates,
+        injected: c.injected,
+        stage2_tlbis: c.stage2_tlbis,
+        stage1_tlbis: c.stage1_tlbis,
+        forwarded: c.forwarded,
+        walks: s.walks,
+        hits: s.hits,
+        invalidations: s.invalidations,
+        recycled: s.recycled_contexts,
+    }
+}
+
+fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
+    match (esr >> 26) & EC_UNKNOWN_MASK {
+        EC_HVC64 => hv_call(nested, vcpu, frame),
+        EC_SMC64 => {
+            frame.elr += 4;
+            hv_call(nested, vcpu, frame)
+        }
+        // ERETAA/ERETAB (ISS bit 1) return like ERET: hv shows L1 pointer
+        // authentication as the host has it but does not authenticate ELR.
+        EC_ERET => l1_eret(nested, vcpu, frame),
+        EC_SYSREG => {
+            let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
+            l1_system_instruction(nested, vcpu, frame, access)
+        }
+        _ => crash(
+            vcpu,
+            frame,
+            "an exception L1 caused that hv does not handle",
+        ),
+    }
+}
+
+/// HVC (or SMC) from L1: the console, PSCI SYSTEM_OFF/RESET/VERSION.
+fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    match frame.x[0] {
+        HVC_CONSOLE_PUTC => {
+            let byte = frame.x[1] as u8;
+            if byte == b'\n' || vcpu.line.is_full() {
+                let text = core::str::from_utf8(&vcpu.line).unwrap_or("(not UTF-8)");
+                println!("l1: {text}");
+                vcpu.line.clear();
+            }
+            if byte != b'\n' {
+                vcpu.line.push(byte);
+            }
+            frame.x[0] = 0;
+        }
+        PSCI_VERSION => frame.x[0] = 0x1_0000,
+        PSCI_SYSTEM_OFF => {
+            if nested.service.stats().recycled_contexts != 0 {
+                // hv has no recycling handshake (shadow-mmu's README,
+                // "Contract with hv: recycling"): one L2, one context.
+                println!("hv: nested: FAILED: the service recycled a context under the running L2");
+                exit(ExitStatus::Failure);
+            }
+            println!(
+                "hv: nested: L1 called PSCI SYSTEM_OFF; {}",
+                summary(vcpu, nested)
+            );
+            exit(ExitStatus::GuestPoweredOff)
+        }
+        PSCI_SYSTEM_RESET => {
+            println!(
+                "hv: nested: L1 called PSCI SYSTEM_RESET; {}",
+                summary(vcpu, nested)
+            );
+            exit(ExitStatus::GuestReset)
+        }
+        _ => frame.x[0] = NOT_SUPPORTED,
+    }
+}
+
+/// L1's trapped ERET: within virtual EL2, or into L2.
+fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    // With NV, L1's ELR_EL2 and SPSR_EL2 are the hardware ELR_EL1 and
+    // SPSR_EL1 (checked on QEMU: the demo's ERET reads them here).
+    let elr = read_sysreg!("elr_el1");
+    let spsr = read_sysreg!("spsr_el1");
+    let vhcr = vcpu.vncr.hcr();
+    match eret_from_vel2(elr, spsr, vhcr, frame.spsr) {
+        EretTarget::Vel2 { pc, pstate } => {
+            frame.elr = pc;
+            frame.spsr = pstate;
+        }
+        EretTarget::L2 { pc, pstate } => {
+            if vhcr & hcr::VM == 0 {
+                crash(
+                    vcpu,
+                    frame,
+                    "L1 enters L2 with its stage 2 off (virtual HCR_EL2.VM = 0), which hv does not support",
+                );
+            }
+            let width = nested.service.l1_vmid_width();
+            let key = ContextKey::new(vcpu.vncr.vttbr(), vcpu.vncr.vtcr(), width);
+            let worker = nested.service.worker();
+            let shadow_key = shadow_mmu::context::ContextKey::from_ipc(&key, width);
+            let Some((vmid, root)) = nested.service.shadow_root(&worker, &shadow_key) else {
+                crash(
+                    vcpu,
+                    frame,
+                    "the service has no shadow for L1's VTTBR_EL2/VTCR_EL2",
+                );
+            };
+            drop(worker);
+            for register in El1Register::ALL {
+                vcpu.l1_el1.set(register, read_el1(register));
+                write_el1(register, vcpu.vncr.el1(register));
+            }
+            let vttbr = u64::from(vmid) << 48 | root;
+            write_sysreg!("hcr_el2", l2_hcr(vhcr));
+            write_sysreg!("vtcr_el2", nested.shadow_vtcr);
+            write_sysreg!("vttbr_el2", vttbr);
+            CURRENT_VTTBR.store(vttbr, Ordering::Relaxed);
+            cpu::isb();
+            frame.elr = pc;
+            frame.spsr = pstate;
+            vcpu.mode = Mode::L2 { key };
+            vcpu.counts.l2_entries += 1;
+        }
+    }
+}
+
+/// An exception from L2 to L1's virtual EL2 (lower EL, synchronous):
+/// L2's EL1 registers to the VNCR page, L1's back, the syndrome in L1's
+/// EL2 registers.
+fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64, hpfar: u64) {
+    for register in El1Register::ALL {
+        vcpu.vncr.set_el1(register, read_el1(register));
+        write_el1(register, vcpu.l1_el1.get(register));
+    }
+    let entry = exception_to_vel2(
+        vcpu.l1_el1.get(El1Register::Vbar),
+        Origin::LowerAarch64,
+        frame.elr,
+        frame.spsr,
+    );
+    write_sysreg!("elr_el1", entry.elr);
+    write_sysreg!("spsr_el1", entry.spsr);
+    write_sysreg!("esr_el1", esr);
+    write_sysreg!("far_el1", far);
+    vcpu.hpfar = hpfar;
+    enter_l1_regime();
+    frame.elr = entry.pc;
+    frame.spsr = entry.pstate;
+    vcpu.mode = Mode::L1;
+}
+
+/// An Undefined Instruction exception for L1, taken from L1 itself.
+fn undefined_for_l1(frame: &mut GuestFrame) {
+    let entry = exception_to_vel2(
+        read_sysreg!("vbar_el1"),
+        Origin::of_l1(frame.spsr),
+        frame.elr,
+        frame.spsr,
+    );
+    write_sysreg!("elr_el1", entry.elr);
+    write_sysreg!("spsr_el1", entry.spsr);
+    write_sysreg!("esr_el1", undefined_syndrome());
+    frame.elr = entry.pc;
+    frame.spsr = entry.pstate;
+}
+
+/// L1's EL2 registers that have no VNCR slot, whose accesses trap (NV1 =
+/// 0: checked on QEMU). The ones with an EL1 twin live in the hardware
+/// EL1 register while L1 runs, where the hardware's own exception entry
+/// for L1 (an exception L1 takes from virtual EL2 to itself) uses them;
+/// HPFAR_EL2 has no twin and is kept by hv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vel2Register {
+    Vbar,
+    Elr,
+    Spsr,
+    Esr,
+    Far,
+    Afsr0,
+    Afsr1,
+    Hpfar,
+}
+
+impl Vel2Register {
+    /// From an MRS/MSR with op0 3, op1 4.
+    fn from_encoding(crn: u8, crm: u8, op2: u8) -> Option<Self> {
+        Some(match (crn, crm, op2) {
+            (12, 0, 0) => Vel2Register::Vbar,
+            (4, 0, 1) => Vel2Register::Elr,
+            (4, 0, 0) => Vel2Register::Spsr,
+            (5, 2, 0) => Vel2Register::Esr,
+            (6, 0, 0) => Vel2Register::Far,
+            (5, 1, 0) => Vel2Register::Afsr0,
+            (5, 1, 1) => Vel2Register::Afsr1,
+            (6, 0, 4) => Vel2Register::Hpfar,
+            _ => return None,
+        })
+    }
+
+    fn twin(self) -> Option<El1Register> {
+        Some(match self {
+            Vel2Register::Vbar => El1Register::Vbar,
+            Vel2Register::Elr => El1Register::Elr,
+            Vel2Register::Spsr => El1Register::Spsr,
+            Vel2Register::Esr => El1Register::Esr,
+            Vel2Register::Far => El1Register::Far,
+            Vel2Register::Afsr0 => El1Register::Afsr0,
+            Vel2Register::Afsr1 => El1Register::Afsr1,
+            Vel2Register::Hpfar => return None,
+        })
+    }
+
+    fn read(self, vcpu: &Vcpu) -> u64 {
+        self.twin().map_or(vcpu.hpfar, read_el1)
+    }
+
+    fn write(self, vcpu: &mut Vcpu, value: u64) {
+        match self.twin() {
+            // VBAR_EL2 bits [10:0] are RES0.
+            Some(El1Register::Vbar) => write_el1(El1Register::Vbar, value & !0x7ff),
+            Some(twin) => write_el1(twin, value),
+            None => vcpu.hpfar = value,
+        }
+    }
+}
+
+/// A trapped MRS/MSR/SYS of L1.
+fn l1_system_instruction(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    access: SysRegAccess,
+) {
+    let (op0, op1, crn, crm, op2) = (access.op0, access.op1, access.crn, access.crm, access.op2);
+    if op0 == 1 && (crn == 8 || crn == 9) {
+        return l1_tlbi(nested, vcpu, frame, access);
+    }
+    if access.read && IdRegister::in_id_space(op0, op1, crn, crm) {
+        let value = IdRegister::from_encoding(op0, op1, crn, crm, op2)
+            .map_or(0, |r| shown_to_l1(r, read_id_register(r)));
+        frame.set_reg(access.rt, value);
+        frame.elr += 4;
+        return;
+    }
+    if op0 == 3 && op1 == 4 {
+        if let Some(register) = Vel2Register::from_encoding(crn, crm, op2) {
+            let bit = 1 << (register as u32 * 2 + u32::from(access.read));
+            if vcpu.counts.vel2_traps_seen & bit == 0 {
+                vcpu.counts.vel2_traps_seen |= bit;
+                println!(
+                    "hv: nested: L1's {} {register:?}_EL2 traps (first time): emulated{}",
+                    if access.read { "MRS" } else { "MSR" },
+                    if register.twin().is_some() {
+                        " on the hardware EL1 twin"
+                    } else {
+                        " by hv"
+                    }
+                );
+            }
+            if access.read {
+                frame.set_reg(access.rt, register.read(vcpu));
+            } else {
+                register.write(vcpu, frame.reg(access.rt));
+            }
+            frame.elr += 4;
+            return;
+        }
+    }
+    println!(
+        "hv: nested: L1's {access} at {:#x} is not emulated: injecting UNDEFINED",
+        frame.elr
+    );
+    undefined_for_l1(frame);
+}
+
+/// L1's trapped TLBI: stage 2 (op1 4) goes to the service for L1's VMID;
+/// stage 1 of L2's EL1&0 regime (op1 0) is applied in hardware to every
+/// shadow VMID of that VMID; a form L1 was not shown is UNDEFINED.
+fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: SysRegAccess) {
+    let xt = frame.reg(access.rt);
+    let vmid = ipc::l1_vmid(
+        vcpu.vncr.vttbr(),
+        vcpu.vncr.vtcr(),
+        nested.service.l1_vmid_width(),
+    );
+    let f = nested.tlbi_features;
+    match access.op1 {
+        4 => match Tlbi::from_sys_encoding(
+            access.op0, access.op1, access.crn, access.crm, access.op2,
+        ) {
+            Some(tlbi) if !tlbi.exists_for(f) => return undefined_for_l1(frame),
+            Some(tlbi) => {
+                vcpu.counts.stage2_tlbis += 1;
+                if !nested.skip_stage2_tlbi {
+                    // A decode error (a reserved range granule) names no
+                    // entries: the TLBI completes with nothing to drop.
+                    if let Ok(request) =
+                        InvalidateRequest::new(vmid, tlbi, xt, TlbiParams::default())
+                    {
+                        match call(nested, Request::Invalidate(request)) {
+                            Reply::InvalidateAck(_) => {}
+                            reply => crash(
+                                vcpu,
+                                frame,
+                                match reply {
+                                    Reply::Error(_) => "the service refused L1's TLBI",
+                                    _ => "the service answered L1's TLBI with something else",
+                                },
+                            ),
+                        }
+                    }
+                }
+            }
+            // FEAT_TLBIW's VMALLWS2E1 forms (CRm 2/5/6, op2 2): hidden.
+            None if access.op2 == 2 && matches!(access.crm, 2 | 5 | 6) => {
+                return undefined_for_l1(frame)
+            }
+            // L1's own EL2 stage-1 TLBIs (ALLE2, VAE2, ...): L1's virtual
+            // EL2 regime is the hardware EL1&0 one of L1's VMID, current in
+            // VTTBR_EL2 here; dropping all of it over-invalidates, which is
+            // permitted.
+            None => {
+                // SAFETY: drops this VMID's (L1's) stage-1 entries.
+                unsafe {
+                    core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack))
+                };
+            }
+        },
+        0 => {
+            let outer = access.crm == 1 || access.crm == 5;
+            let range = matches!(access.crm, 2 | 5 | 6);
+            if (outer && !f.outer_shareable) || (range && !f.range) || (access.crn == 9 && !f.nxs) {
+                return undefined_for_l1(frame);
+            }
+            vcpu.counts.stage1_tlbis += 1;
+            let worker = nested.service.worker();
+            // VMALLE1IS of each shadow VMID covers whatever L1's form
+            // covered (a superset: permitted).
+            nested
+                .service
+                .for_each_shadow_vmid(&worker, vmid, |shadow| {
+                    with_vmid(shadow, || {
+                        // SAFETY: drops the shadow VMID's stage-1 and combined
+                        // entries, completed in the Inner Shareable domain.
+                        unsafe {
+                            core::arch::asm!(
+                                "dsb ishst",
+                                "tlbi vmalle1is",
+                                "dsb ish",
+                                options(nostack)
+                            )
+                        };
+                    })
+                });
+        }
+        _ => return undefined_for_l1(frame),
+    }
+    frame.elr += 4;
+}
+
+/// One request to the service, answered inline.
+fn call(nested: &Nested, request: Request) -> Reply {
+    let worker = nested.service.worker();
+    nested.service.reply(
+        &worker,
+        Envelope {
+            vcpu: VcpuId(0),
+            seq: 0,
+            message: request,
+        },
+    )
+}
+
+/// An exit from L2.
+fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, key: ContextKey) {
+    let class = (esr >> 26) & EC_UNKNOWN_MASK;
+    let far = read_sysreg!("far_el2");
+    let hpfar = read_sysreg!("hpfar_el2");
+    match class {
+        EC_DABT_LOWER | EC_IABT_LOWER => {
+            vcpu.counts.translates += 1;
+            // With L2's MMU off its VA is its IPA; otherwise HPFAR_EL2 has
+            // it (every stage-2 fault QEMU and hardware give hv here is
+            // a translation, access-flag or permission fault of the
+            // shadow, whose HPFAR_EL2 is valid except for some permission
+            // faults; the shadow maps what L1 allows, so those come only
+            // from an L0 denial, which this demo does not make).
+            let l2_ipa = if read_sysreg!("sctlr_el1") & 1 == 0 {
+                far
+            } else {
+                ((hpfar >> 4) & ((1 << 40) - 1)) << 12 | (far & 0xfff)
+            };
+            let request = TranslateRequest {
+                context: key,
+                l2_ipa,
+                access: match (class == EC_IABT_LOWER, esr & ESR_WNR != 0) {
+                    (true, _) => AccessKind::Execute,
+                    (false, true) => AccessKind::Write,
+                    (false, false) => AccessKind::Read,
+                },
+                esr: esr as u32,
+                far,
+            };
+            match call(nested, Request::Translate(request)) {
+                Reply::Translate(
+                    TranslateOutcome::Mapped(_)
+                    | TranslateOutcome::Retry(_)
+                    | TranslateOutcome::L0Denied(_),
+                ) => {}
+                Reply::Translate(TranslateOutcome::Inject(injection)) => {
+                    vcpu.counts.injected += 1;
+                    enter_l1_from_l2(vcpu, frame, injection.esr, injection.far, injection.hpfar);
+                }
+                Reply::Translate(TranslateOutcome::ExternalAbort(abort)) => {
+                    vcpu.counts.injected += 1;
+                    let i = abort.injection;
+                    enter_l1_from_l2(vcpu, frame, i.esr, i.far, i.hpfar);
+                }
+                Reply::Translate(TranslateOutcome::Emulate(_)) => crash(
+                    vcpu,
+                    frame,
+                    "L2 accessed a device of L1's (L0 emulates none for this L1)",
+                ),
+                Reply::Translate(TranslateOutcome::Unshadowable(_)) => {
+                    crash(vcpu, frame, "the service cannot shadow L2's access")
+                }
+                _ => crash(vcpu, frame, "the service did not answer L2's fault"),
+            }
+        }
+        // HVC, SMC and the traps L1 set in its HCR_EL2: L1's.
+        _ => {
+            vcpu.counts.forwarded += 1;
+            enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The demo guest hypervisor (L1) and its guest (L2), assembled into hv's
+//! read-only data and copied by `arch::nested` into L1's memory, where L1
+//! runs it at virtual EL2 (position independent: every address comes from
+//! `adr`). It is data to hv, never executed at EL2.
+//!
+//! L1 (at L1 IPA `L1_BASE`, MMU off, its stack at +1 MiB):
+//! 1. checks CurrentEL reads 2, that ID_AA64MMFR2_EL1.FWB reads 0 and
+//!    ID_AA64MMFR0_EL1.PARange 40 bits (what hv shows it);
+//! 2. sets VBAR_EL2; writes three values at its pages A, B and C
+//!    (+0x300000, +0x301000, +0x302000);
+//! 3. builds a stage-2 table for L2 at +0x200000 (39-bit IPA from level 1,
+//!    4 KiB granule, VMID 5): L2 IPA 0x80000 -> the L2 payload page of this
+//!    image, 0x100000 -> A; 0x101000 left unmapped (demand-mapped);
+//! 4. programs VTCR_EL2, VTTBR_EL2, HCR_EL2 (RW, DC, VM) and ERETs into L2
+//!    at 0x80000, EL1h;
+//! 5. handles L2's exits at its lower-EL synchronous vector: `hvc #1` (L2
+//!    read A through 0x100000), a stage-2 translation fault on 0x101000
+//!    (read from ESR_EL2, FAR_EL2, HPFAR_EL2; L1 maps it to B, TLBI
+//!    IPAS2E1IS + VMALLE1IS, ERETs back to the load), `hvc #2` (L2 read
+//!    B; L1 then remaps 0x100000 to C with break-before-make and TLBI
+//!    IPAS2E1IS, VMALLE1IS), `hvc #3` (L2 read 0x100000 again: C passes, A
+//!    is the stale translation);
+//! 6. prints `UMBRA-NESTED-PASS ...` and calls PSCI SYSTEM_OFF, or on any
+//!    mismatch `UMBRA-NESTED-FAIL: <why>` with the value and calls PSCI
+//!    SYSTEM_RESET.
+//!
+//! L1 prints through hv's console call: `hvc #0` with x0 =
+//! [`super::nested::HVC_CONSOLE_PUTC`] and the byte in x1.
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+.macro UMBRA_L1_MOV64 reg, val
+    movz    \reg, #((\val) & 0xffff)
+    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
+    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
+    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
+.endm
+.macro UMBRA_L1_PUTS label
+    adr     x10, \label
+    bl      umbra_l1_puts
+.endm
+.macro UMBRA_L1_HEX reg
+    mov     x11, \reg
+    bl      umbra_l1_hex
+.endm
+
+.pushsection .rodata.umbra_l1, "a"
+.balign 4096
+.global umbra_l1_image
+umbra_l1_image:
+    adr     x9, umbra_l1_image
+    add     x10, x9, #0x100000
+    mov     sp, x10
+    mrs     x1, CurrentEL
+    cmp     x1, #8
+    b.ne    umbra_l1_fail_el
+    UMBRA_L1_PUTS umbra_l1_msg_el2
+    adr     x1, umbra_l1_vectors
+    msr     vbar_el2, x1
+    isb
+    // ID_AA64MMFR2_EL1.FWB and ID_AA64MMFR0_EL1.PARange as hv shows them.
+    mrs     x1, s3_0_c0_c7_2
+    ubfx    x1, x1, #40, #4
+    cbnz    x1, umbra_l1_fail_fwb
+    mrs     x1, s3_0_c0_c7_0
+    and     x1, x1, #0xf
+    cmp     x1, #2
+    b.ne    umbra_l1_fail_parange
+    // The values of pages A, B, C.
+    add     x12, x9, #0x300000
+    UMBRA_L1_MOV64 x1, {magic_a}
+    str     x1, [x12]
+    UMBRA_L1_MOV64 x1, {magic_b}
+    str     x1, [x12, #0x1000]
+    UMBRA_L1_MOV64 x1, {magic_c}
+    str     x1, [x12, #0x2000]
+    // L2's stage 2: root (level 1), level 2, level 3, zeroed.
+    add     x13, x9, #0x200000
+    mov     x2, #0
+1:  str     xzr, [x13, x2]
+    add     x2, x2, #8
+    cmp     x2, #0x3000
+    b.lo    1b
+    add     x1, x13, #0x1000
+    orr     x1, x1, #3
+    str     x1, [x13]
+    add     x14, x13, #0x2000
+    orr     x1, x14, #3
+    str     x1, [x13, #0x1000]
+    // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
+    adr     x1, umbra_l2_payload
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #0x80 * 8]
+    orr     x1, x12, #0x7ff
+    str     x1, [x14, #0x100 * 8]
+    dsb     ishst
+    UMBRA_L1_MOV64 x1, {vtcr}
+    msr     vtcr_el2, x1
+    UMBRA_L1_MOV64 x2, {vmid_shifted}
+    orr     x1, x13, x2
+    msr     vttbr_el2, x1
+    UMBRA_L1_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    isb
+    UMBRA_L1_PUTS umbra_l1_msg_enter
+    mov     x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    mov     x1, #0
+    mov     x2, #0
+    eret
+
+// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
+umbra_l1_puts:
+    ldrb    w1, [x10], #1
+    cbz     w1, 2f
+    UMBRA_L1_MOV64 x0, {putc}
+    hvc     #0
+    b       umbra_l1_puts
+2:  ret
+
+// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15; each call
+// returns its status in x0).
+umbra_l1_hex:
+    UMBRA_L1_MOV64 x0, {putc}
+    mov     x1, #'0'
+    hvc     #0
+    UMBRA_L1_MOV64 x0, {putc}
+    mov     x1, #'x'
+    hvc     #0
+    mov     x15, #60
+3:  lsr     x1, x11, x15
+    and     x1, x1, #0xf
+    cmp     x1, #10
+    b.lo    4f
+    add     x1, x1, #('a' - '0' - 10)
+4:  add     x1, x1, #'0'
+    UMBRA_L1_MOV64 x0, {putc}
+    hvc     #0
+    subs    x15, x15, #4
+    b.ge    3b
+    ret
+
+umbra_l1_fail_el:
+    mov     x11, x1
+    adr     x10, umbra_l1_msg_fail_el
+    b       umbra_l1_fail
+umbra_l1_fail_fwb:
+    mov     x11, x1
+    adr     x10, umbra_l1_msg_fail_fwb
+    b       umbra_l1_fail
+umbra_l1_fail_parange:
+    mov     x11, x1
+    adr     x10, umbra_l1_msg_fail_parange
+    b       umbra_l1_fail
+
+// Prints the FAIL sentinel, the message at x10 and the value x11, then
+// PSCI SYSTEM_RESET.
+umbra_l1_fail:
+    mov     x16, x10
+    mov     x17, x11
+    UMBRA_L1_PUTS umbra_l1_msg_fail
+    mov     x10, x16
+    bl      umbra_l1_puts
+    UMBRA_L1_HEX x17
+    UMBRA_L1_PUTS umbra_l1_msg_nl
+    UMBRA_L1_MOV64 x0, 0x84000009
+    hvc     #0
+5:  b       5b
+
+.balign 2048
+umbra_l1_vectors:
+    .rept 8
+    b       umbra_l1_unexpected
+    .balign 128
+    .endr
+    b       umbra_l1_lower_sync
+    .balign 128
+    .rept 7
+    b       umbra_l1_unexpected
+    .balign 128
+    .endr
+
+umbra_l1_unexpected:
+    mrs     x11, esr_el2
+    adr     x10, umbra_l1_msg_unexpected
+    b       umbra_l1_fail
+
+umbra_l1_lower_sync:
+    sub     sp, sp, #256
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    str     x30, [sp, #240]
+    adr     x9, umbra_l1_image
+    add     x14, x9, #0x202000
+    mrs     x19, esr_el2
+    ubfx    x20, x19, #26, #6
+    cmp     x20, #0x16
+    b.eq    umbra_l1_hvc
+    cmp     x20, #0x24
+    b.eq    umbra_l1_dabt
+    mov     x11, x19
+    adr     x10, umbra_l1_msg_unexpected
+    b       umbra_l1_fail
+
+umbra_l1_resume:
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    ldr     x30, [sp, #240]
+    add     sp, sp, #256
+    eret
+
+umbra_l1_hvc:
+    and     x21, x19, #0xffff
+    ldr     x22, [sp, #16]
+    cmp     x21, #1
+    b.eq    umbra_l1_hvc1
+    cmp     x21, #2
+    b.eq    umbra_l1_hvc2
+    cmp     x21, #3
+    b.eq    umbra_l1_hvc3
+    mov     x11, x19
+    adr     x10, umbra_l1_msg_unexpected
+    b       umbra_l1_fail
+
+umbra_l1_hvc1:
+    UMBRA_L1_MOV64 x3, {magic_a}
+    mov     x11, x22
+    adr     x10, umbra_l1_msg_bad_a
+    cmp     x22, x3
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_read_a
+    UMBRA_L1_HEX x22
+    UMBRA_L1_PUTS umbra_l1_msg_nl
+    b       umbra_l1_resume
+
+umbra_l1_hvc2:
+    UMBRA_L1_MOV64 x3, {magic_b}
+    mov     x11, x22
+    adr     x10, umbra_l1_msg_bad_b
+    cmp     x22, x3
+    b.ne    umbra_l1_fail
+    adr     x4, umbra_l1_faults
+    ldr     x11, [x4]
+    adr     x10, umbra_l1_msg_bad_faults
+    cmp     x11, #1
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_read_b
+    UMBRA_L1_HEX x22
+    UMBRA_L1_PUTS umbra_l1_msg_nl
+    // Remap L2 0x100000 from A to C: break, TLBI, make, TLBI.
+    str     xzr, [x14, #0x100 * 8]
+    dsb     ishst
+    mov     x1, #0x100
+    tlbi    ipas2e1is, x1
+    dsb     ish
+    add     x1, x9, #0x302000
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #0x100 * 8]
+    dsb     ishst
+    tlbi    vmalle1is
+    dsb     ish
+    isb
+    UMBRA_L1_PUTS umbra_l1_msg_remapped
+    b       umbra_l1_resume
+
+umbra_l1_hvc3:
+    UMBRA_L1_MOV64 x3, {magic_c}
+    cmp     x22, x3
+    b.eq    6f
+    UMBRA_L1_MOV64 x3, {magic_a}
+    mov     x11, x22
+    adr     x10, umbra_l1_msg_stale
+    cmp     x22, x3
+    b.eq    umbra_l1_fail
+    adr     x10, umbra_l1_msg_bad_c
+    b       umbra_l1_fail
+6:  UMBRA_L1_PUTS umbra_l1_msg_read_c
+    UMBRA_L1_HEX x22
+    UMBRA_L1_PUTS umbra_l1_msg_nl
+    UMBRA_L1_PUTS umbra_l1_msg_pass
+    UMBRA_L1_MOV64 x0, 0x84000008
+    hvc     #0
+7:  b       7b
+
+umbra_l1_dabt:
+    mrs     x22, hpfar_el2
+    mrs     x23, far_el2
+    ubfx    x24, x22, #4, #40
+    lsl     x24, x24, #12
+    and     x25, x23, #0xfff
+    orr     x24, x24, x25
+    UMBRA_L1_PUTS umbra_l1_msg_fault
+    UMBRA_L1_HEX x24
+    UMBRA_L1_PUTS umbra_l1_msg_esr
+    UMBRA_L1_HEX x19
+    UMBRA_L1_PUTS umbra_l1_msg_nl
+    // Only L2's load from 0x101000, a translation fault (DFSC 0b0001xx).
+    bic     x25, x24, #0xfff
+    UMBRA_L1_MOV64 x26, 0x101000
+    mov     x11, x24
+    adr     x10, umbra_l1_msg_bad_fault
+    cmp     x25, x26
+    b.ne    umbra_l1_fail
+    and     x26, x19, #0x3c
+    mov     x11, x19
+    cmp     x26, #0x4
+    b.ne    umbra_l1_fail
+    adr     x4, umbra_l1_faults
+    ldr     x5, [x4]
+    add     x5, x5, #1
+    str     x5, [x4]
+    mov     x11, x5
+    adr     x10, umbra_l1_msg_bad_faults
+    cmp     x5, #1
+    b.ne    umbra_l1_fail
+    add     x1, x9, #0x301000
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #0x101 * 8]
+    dsb     ishst
+    mov     x1, #0x101
+    tlbi    ipas2e1is, x1
+    dsb     ish
+    tlbi    vmalle1is
+    dsb     ish
+    isb
+    UMBRA_L1_PUTS umbra_l1_msg_mapped
+    b       umbra_l1_resume
+
+.balign 8
+umbra_l1_faults:
+    .quad   0
+
+umbra_l1_msg_el2:       .asciz "L1 running at virtual EL2 (CurrentEL reads 2); ID_AA64MMFR2_EL1.FWB 0, PARange 40 bits\n"
+umbra_l1_msg_enter:     .asciz "L1: stage 2 for L2 built (VMID 5, 0x101000 left unmapped); ERET to L2 at 0x80000\n"
+umbra_l1_msg_read_a:    .asciz "L1: L2 hvc #1: L2 read page A through 0x100000: "
+umbra_l1_msg_read_b:    .asciz "L1: L2 hvc #2: L2 read page B through the demand-mapped 0x101000: "
+umbra_l1_msg_read_c:    .asciz "L1: L2 hvc #3: L2 read page C through the remapped 0x100000: "
+umbra_l1_msg_remapped:  .asciz "L1: remapped L2 0x100000 from page A to page C (break-before-make, TLBI IPAS2E1IS, VMALLE1IS)\n"
+umbra_l1_msg_fault:     .asciz "L1: stage-2 fault from L2 at IPA "
+umbra_l1_msg_esr:       .asciz ", ESR_EL2 "
+umbra_l1_msg_mapped:    .asciz "L1: mapped L2 0x101000 to page B, TLBI IPAS2E1IS + VMALLE1IS, ERET to retry\n"
+umbra_l1_msg_pass:      .asciz "UMBRA-NESTED-PASS l2-values=3 demand-faults=1 tlbi-remap=ok\n"
+umbra_l1_msg_nl:        .asciz "\n"
+umbra_l1_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
+umbra_l1_msg_fail_el:   .asciz "CurrentEL is not 2: "
+umbra_l1_msg_fail_fwb:  .asciz "ID_AA64MMFR2_EL1.FWB is shown: "
+umbra_l1_msg_fail_parange: .asciz "ID_AA64MMFR0_EL1.PARange is not 40 bits: "
+umbra_l1_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1_msg_bad_a:     .asciz "L2 read a wrong value through 0x100000: "
+umbra_l1_msg_bad_b:     .asciz "L2 read a wrong value through 0x101000: "
+umbra_l1_msg_bad_c:     .asciz "L2 read a wrong value after the remap: "
+umbra_l1_msg_stale:     .asciz "L2 read the stale page A after the remap and TLBI: "
+umbra_l1_msg_bad_faults: .asciz "wrong number of demand faults: "
+umbra_l1_msg_bad_fault: .asciz "unexpected stage-2 fault: "
+
+// L2: reads A, B (demand-mapped), then A's IPA again (remapped to C),
+// reporting each with an HVC (the value in x2).
+.balign 4096
+umbra_l2_payload:
+    mov     x1, #0x100000
+    ldr     x2, [x1]
+    hvc     #1
+    add     x1, x1, #0x1000
+    ldr     x2, [x1]
+    hvc     #2
+    sub     x1, x1, #0x1000
+    ldr     x2, [x1]
+    hvc     #3
+8:  b       8b
+.balign 4096
+.global umbra_l1_image_end
+umbra_l1_image_end:
+.popsection
+"#,
+    magic_a = const MAGIC_A,
+    magic_b = const MAGIC_B,
+    magic_c = const MAGIC_C,
+    vtcr = const L1_VTCR,
+    vhcr = const L1_VIRTUAL_HCR,
+    vmid_shifted = const (L1_VMID_FOR_L2 << 48),
+    putc = const super::nested::HVC_CONSOLE_PUTC,
+);
+
+/// The value L1 writes at page A (pages B, C: the next two).
+pub const MAGIC_A: u64 = 0xa1a1_0000_1111_0001;
+pub const MAGIC_B: u64 = 0xb2b2_0000_2222_0002;
+pub const MAGIC_C: u64 = 0xc3c3_0000_3333_0003;
+/// L1's VTCR_EL2 for L2: RES1 bit 31, PS 40 bits, 4 KiB granule, Inner
+/// Shareable write-back walks, start level 1, T0SZ 25 (39-bit IPA).
+pub const L1_VTCR: u64 =
+    (1 << 31) | (0b010 << 16) | (0b11 << 12) | (1 << 10) | (1 << 8) | (1 << 6) | 25;
+/// L1's HCR_EL2 for L2: RW, DC, VM.
+pub const L1_VIRTUAL_HCR: u64 = (1 << 31) | (1 << 12) | 1;
+/// The VMID L1 gives L2.
+pub const L1_VMID_FOR_L2: u64 = 5;
+
+unsafe extern "C" {
+    static umbra_l1_image: u8;
+    static umbra_l1_image_end: u8;
+}
+
+/// The L1 image's bytes (code, data and the L2 payload).
+pub fn image() -> &'static [u8] {
+    let start = &raw const umbra_l1_image;
+    let end = &raw const umbra_l1_image_end;
+    // SAFETY: both symbols bound the assembled image above, in hv's
+    // read-only data, start before end.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+}

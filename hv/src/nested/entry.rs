@@ -1,0 +1,150 @@
+//! The PSTATE and PC changes of the two ways between L1's virtual EL2 and
+//! L2: an exception taken to virtual EL2 (hv emulates
+//! `AArch64.TakeException` for it) and L1's trapped ERET (hv emulates
+//! `AArch64.ExceptionReturn`). PSTATE values are the hardware's: L1 runs at
+//! hardware EL1, so its virtual EL2h is the hardware's EL1h.
+
+/// PSTATE.M\[3:0\] (exception level and stack pointer).
+const M_MASK: u64 = 0xf;
+/// PSTATE.nRW / SPSR.M\[4\]: AArch32.
+const NRW: u64 = 1 << 4;
+/// PSTATE.{D, A, I, F}.
+pub const DAIF: u64 = 0xf << 6;
+/// PSTATE.IL: an illegal exception return happened.
+pub const IL: u64 = 1 << 20;
+/// PSTATE.SS.
+const SS: u64 = 1 << 21;
+/// M\[3:0\] values.
+pub const EL0T: u64 = 0b0000;
+pub const EL1T: u64 = 0b0100;
+pub const EL1H: u64 = 0b0101;
+pub const EL2T: u64 = 0b1000;
+pub const EL2H: u64 = 0b1001;
+
+/// The exception level M\[3:2\] names.
+const fn el(pstate: u64) -> u64 {
+    (pstate >> 2) & 0b11
+}
+
+/// L1's PSTATE as L1 sees it (in its SPSR_EL2 after an exception taken
+/// from virtual EL2): hardware EL1 is its EL2.
+pub const fn virtual_pstate(hardware: u64) -> u64 {
+    if el(hardware) == 1 {
+        (hardware & !M_MASK) | ((hardware & 1) | EL2T)
+    } else {
+        hardware
+    }
+}
+
+/// Where an exception into virtual EL2 comes from, which picks the vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// From L2 (a lower EL, AArch64): VBAR + 0x400.
+    LowerAarch64,
+    /// From virtual EL2 using SP_EL0 (EL2t): VBAR + 0x000.
+    CurrentSpEl0,
+    /// From virtual EL2 using SP_EL2 (EL2h): VBAR + 0x200.
+    CurrentSpElx,
+}
+
+impl Origin {
+    /// The origin of an exception L1 takes from its own code, from L1's
+    /// hardware PSTATE (SPSel in M\[0\]).
+    pub const fn of_l1(hardware_pstate: u64) -> Origin {
+        if hardware_pstate & 1 == 1 {
+            Origin::CurrentSpElx
+        } else {
+            Origin::CurrentSpEl0
+        }
+    }
+
+    /// Offset of the synchronous vector from VBAR_EL2.
+    pub const fn sync_offset(self) -> u64 {
+        match self {
+            Origin::LowerAarch64 => 0x400,
+            Origin::CurrentSpEl0 => 0x000,
+            Origin::CurrentSpElx => 0x200,
+        }
+    }
+}
+
+/// What taking a synchronous exception to virtual EL2 sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vel2Entry {
+    /// Where L1 continues: its vector.
+    pub pc: u64,
+    /// L1's hardware PSTATE there: EL1h (virtual EL2h) with D, A, I, F
+    /// masked; SS and IL clear (AArch64.TakeException). Other PSTATE
+    /// fields (PAN, SSBS, TCO, ...) are 0: hv shows L1 none of the
+    /// features that set them on exception entry to EL2 (E2H = 0 for L1).
+    pub pstate: u64,
+    /// ELR_EL2 for L1: the preferred return address.
+    pub elr: u64,
+    /// SPSR_EL2 for L1: the interrupted PSTATE as L1 sees it.
+    pub spsr: u64,
+}
+
+/// A synchronous exception to virtual EL2 with L1's VBAR_EL2 `vbar`, from
+/// `origin`, returning to `return_pc` with hardware PSTATE `return_pstate`.
+pub const fn exception_to_vel2(
+    vbar: u64,
+    origin: Origin,
+    return_pc: u64,
+    return_pstate: u64,
+) -> Vel2Entry {
+    Vel2Entry {
+        // VBAR_EL2 bits [10:0] are RES0.
+        pc: (vbar & !0x7ff) + origin.sync_offset(),
+        pstate: EL1H | DAIF,
+        elr: return_pc,
+        spsr: match origin {
+            Origin::LowerAarch64 => return_pstate,
+            _ => virtual_pstate(return_pstate),
+        },
+    }
+}
+
+/// Where L1's ERET goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EretTarget {
+    /// Into L2 at EL1 or EL0 (AArch64), with this hardware PSTATE.
+    L2 { pc: u64, pstate: u64 },
+    /// Stays at virtual EL2 with this hardware PSTATE (a return to EL2, or
+    /// an illegal return: then PSTATE.IL is set).
+    Vel2 { pc: u64, pstate: u64 },
+}
+
+/// L1's ERET with its ELR_EL2 `elr` and SPSR_EL2 `spsr`, its virtual
+/// HCR_EL2 `l1_hcr` and its current hardware PSTATE `current`
+/// (AArch64.ExceptionReturn and IllegalExceptionReturn). Illegal: a
+/// return to AArch32 (hv runs AArch64 L2s only: L1's HCR_EL2.RW is
+/// treated as 1, and EL0 as AArch64-only), to EL3, to a reserved M value,
+/// to EL0 with SP_EL1 selected, or to EL1 while L1's HCR_EL2.TGE is 1.
+/// An illegal return keeps the exception level and SP selection, takes
+/// the other PSTATE fields from SPSR and sets PSTATE.IL; the PC is ELR.
+pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> EretTarget {
+    let m = spsr & M_MASK;
+    let legal = spsr & NRW == 0
+        && match m {
+            EL0T | EL1T | EL1H => !(el(m) == 1 && l1_hcr & super::hcr::TGE != 0),
+            EL2T | EL2H => true,
+            _ => false,
+        };
+    if !legal {
+        return EretTarget::Vel2 {
+            pc: elr,
+            pstate: (spsr & !(M_MASK | NRW | SS)) | (current & M_MASK) | IL,
+        };
+    }
+    match el(m) {
+        2 => EretTarget::Vel2 {
+            pc: elr,
+            // EL2 -> hardware EL1, same SP selection.
+            pstate: (spsr & !M_MASK) | (m & 1) | EL1T,
+        },
+        _ => EretTarget::L2 {
+            pc: elr,
+            pstate: spsr,
+        },
+    }
+}

@@ -1,0 +1,120 @@
+//! The ID registers L1 reads (HCR_EL2.TID3 traps them): the host's, less
+//! what the shadow-mmu service cannot give L1 (shadow-mmu/README.md,
+//! "Contract with hv: what L1 may be shown") and what hv does not
+//! virtualize for it.
+
+/// An AArch64 ID register of the group-3 space (op0 3, op1 0, CRn 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdRegister {
+    Pfr0,
+    Pfr1,
+    Pfr2,
+    Zfr0,
+    Smfr0,
+    Dfr0,
+    Dfr1,
+    Afr0,
+    Afr1,
+    Isar0,
+    Isar1,
+    Isar2,
+    Isar3,
+    Mmfr0,
+    Mmfr1,
+    Mmfr2,
+    Mmfr3,
+    Mmfr4,
+}
+
+impl IdRegister {
+    /// The register an MRS with these fields reads; `None` for the rest of
+    /// the ID space (AArch32 registers, reserved encodings), which read 0
+    /// for L1 (an AArch64-only L1 sees no AArch32 support).
+    pub const fn from_encoding(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Option<Self> {
+        if op0 != 3 || op1 != 0 || crn != 0 {
+            return None;
+        }
+        Some(match (crm, op2) {
+            (4, 0) => IdRegister::Pfr0,
+            (4, 1) => IdRegister::Pfr1,
+            (4, 2) => IdRegister::Pfr2,
+            (4, 4) => IdRegister::Zfr0,
+            (4, 5) => IdRegister::Smfr0,
+            (5, 0) => IdRegister::Dfr0,
+            (5, 1) => IdRegister::Dfr1,
+            (5, 4) => IdRegister::Afr0,
+            (5, 5) => IdRegister::Afr1,
+            (6, 0) => IdRegister::Isar0,
+            (6, 1) => IdRegister::Isar1,
+            (6, 2) => IdRegister::Isar2,
+            (6, 3) => IdRegister::Isar3,
+            (7, 0) => IdRegister::Mmfr0,
+            (7, 1) => IdRegister::Mmfr1,
+            (7, 2) => IdRegister::Mmfr2,
+            (7, 3) => IdRegister::Mmfr3,
+            (7, 4) => IdRegister::Mmfr4,
+            _ => return None,
+        })
+    }
+
+    /// Whether `(op0, op1, crn)` is the ID group-3 space TID3 traps.
+    pub const fn in_id_space(op0: u8, op1: u8, crn: u8, crm: u8) -> bool {
+        op0 == 3 && op1 == 0 && crn == 0 && crm >= 1 && crm <= 7
+    }
+}
+
+const fn field(value: u64, shift: u32) -> u64 {
+    value & (0xf << shift)
+}
+
+const fn with_field(value: u64, shift: u32, field: u64) -> u64 {
+    (value & !(0xf << shift)) | (field << shift)
+}
+
+/// ID_AA64MMFR0_EL1.PARange shown to L1: 40 bits (0b0010).
+pub const L1_PA_RANGE: u64 = 0b0010;
+
+/// The value L1 reads for `register` whose host value is `host`:
+/// - MMFR0: PARange 40 bits; stage 2 with the 4 KiB granule only
+///   (TGran4_2 0b0010, TGran16_2 and TGran64_2 0b0001); BigEnd 0
+///   (FEAT_MixedEnd hidden: L1's tables are little-endian, as the ipc keys
+///   assume); FGT and ECV 0 (not virtualized for L1);
+/// - MMFR1: 8-bit VMIDs; HAFDBS 0 (no hardware AF/dirty in L1's tables);
+///   FEAT_HCX 0; XNX as the host has it (the service refuses it without);
+/// - MMFR2: FWB 0 (FEAT_S2FWB hidden), TTL 0, NV 0 (no deeper nesting),
+///   EVT 0;
+/// - ISAR3 0: hides FEAT_TLBIW (`TLBI VMALLWS2E1` is not decoded);
+/// - PFR0: EL2 and EL3 as the host's (L1 sees EL2), AMU 0, MPAM 0, RAS
+///   as the host's; the rest as the host's.
+pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
+    match register {
+        IdRegister::Mmfr0 => {
+            let v = with_field(host, 0, L1_PA_RANGE);
+            let v = with_field(v, 8, 0); // BigEnd
+            let v = with_field(v, 32, 0b0001); // TGran16_2
+            let v = with_field(v, 36, 0b0001); // TGran64_2
+            let v = with_field(v, 40, 0b0010); // TGran4_2
+            let v = with_field(v, 56, 0); // FGT
+            with_field(v, 60, 0) // ECV
+        }
+        IdRegister::Mmfr1 => {
+            let v = with_field(host, 0, 0); // HAFDBS
+            let v = with_field(v, 4, 0); // VMIDBits: 8
+            let v = with_field(v, 40, 0); // HCX
+                                          // XNX [31:28] as the host's.
+            with_field(v, 28, field(host, 28) >> 28)
+        }
+        IdRegister::Mmfr2 => {
+            let v = with_field(host, 24, 0); // NV
+            let v = with_field(v, 40, 0); // FWB
+            let v = with_field(v, 48, 0); // TTL
+            with_field(v, 56, 0) // EVT
+        }
+        IdRegister::Isar3 => 0,
+        IdRegister::Pfr0 => {
+            let v = with_field(host, 44, 0); // AMU
+            with_field(v, 40, 0) // MPAM
+        }
+        _ => host,
+    }
+}

@@ -1,0 +1,140 @@
+//! FEAT_NV2 guest-hypervisor support, the portable part: the VNCR page
+//! layout ([`vncr`]), the state changes of a trapped ERET from virtual EL2
+//! and of an exception taken to virtual EL2 ([`entry`]), the HCR_EL2
+//! values L1 and L2 run with, and the syndromes hv builds for L1. The
+//! hardware side is `arch::nested`; the demo guest hypervisor is
+//! `arch::nested_l1`.
+//!
+//! How L1 runs: at hardware EL1 with HCR_EL2.{NV, NV2} set and NV1 clear
+//! (the layout for a guest hypervisor whose EL2 registers are the EL1
+//! ones, as with E2H = 1). CurrentEL then reads 2; L1's accesses to
+//! ELR_EL2, SPSR_EL2, ESR_EL2, FAR_EL2 and VBAR_EL2 reach the hardware EL1
+//! registers (which therefore hold L1's virtual EL2 state while it runs);
+//! VTTBR_EL2, VTCR_EL2, HCR_EL2 and L2's EL1 registers (through the
+//! `_EL12` encodings) are loads and stores to the VNCR page; ERET, the
+//! EL2 TLBIs and the registers with neither home (HPFAR_EL2) trap.
+//! HCR_EL2.TTLB traps L1's EL1 TLBIs too: at virtual EL2 they mean L2's
+//! EL1&0 regime, which runs on shadow VMIDs.
+
+pub mod entry;
+pub mod idregs;
+pub mod vncr;
+
+#[cfg(test)]
+mod tests;
+
+/// HCR_EL2 bits hv uses.
+pub mod hcr {
+    /// Stage 2 on.
+    pub const VM: u64 = 1 << 0;
+    /// EL1&0 stage 1 off is Normal write-back (what an L1 or L2 running
+    /// with its MMU off is given: coherent with hv's cacheable view of
+    /// L1's memory, from which the service reads L1's tables).
+    pub const DC: u64 = 1 << 12;
+    /// Trap WFI / WFE.
+    pub const TWI: u64 = 1 << 13;
+    pub const TWE: u64 = 1 << 14;
+    /// Trap ID group 1, 2, 3 registers.
+    pub const TID1: u64 = 1 << 16;
+    pub const TID2: u64 = 1 << 17;
+    pub const TID3: u64 = 1 << 18;
+    /// Trap SMC.
+    pub const TSC: u64 = 1 << 19;
+    pub const TIDCP: u64 = 1 << 20;
+    pub const TACR: u64 = 1 << 21;
+    pub const TSW: u64 = 1 << 22;
+    pub const TPCP: u64 = 1 << 23;
+    pub const TPU: u64 = 1 << 24;
+    /// Trap EL1 TLB maintenance.
+    pub const TTLB: u64 = 1 << 25;
+    pub const TVM: u64 = 1 << 26;
+    /// EL2 host: EL1&0 runs as EL2&0 (never for hv's guests).
+    pub const TGE: u64 = 1 << 27;
+    pub const TRVM: u64 = 1 << 30;
+    /// EL1 is AArch64.
+    pub const RW: u64 = 1 << 31;
+    /// E2H (L1's own view only: hv runs with E2H = 0).
+    pub const E2H: u64 = 1 << 34;
+    /// FEAT_NV: EL1 runs as virtual EL2 (ERET, EL2 registers trap).
+    pub const NV: u64 = 1 << 42;
+    /// NV1: L1's EL1 register accesses go to the VNCR page (NV2) or trap.
+    pub const NV1: u64 = 1 << 43;
+    /// Trap AT S1E0*/S1E1* (at virtual EL2 they translate for L2).
+    pub const AT: u64 = 1 << 44;
+    /// FEAT_NV2: EL2 registers with a VNCR slot are memory accesses.
+    pub const NV2: u64 = 1 << 45;
+}
+
+/// L1's hardware HCR_EL2 (see the module docs): AArch64 EL1 as virtual EL2
+/// with NV2, stage 2 on (L0's map of L1), L1's EL1 TLBIs and AT trapped,
+/// SMC trapped (it would reach the firmware), ID group 3 trapped (hv shows
+/// L1 what the service supports, [`idregs::shown_to_l1`]).
+/// DC: L1 runs with its MMU off (a limit of this support: an L1 that turns
+/// its stage 1 on would need DC clear and its SCTLR_EL2 honoured).
+pub const L1_HCR: u64 =
+    hcr::RW | hcr::VM | hcr::DC | hcr::NV | hcr::NV2 | hcr::TTLB | hcr::AT | hcr::TSC | hcr::TID3;
+
+/// The traps L1 may ask for in its virtual HCR_EL2 that hv passes into
+/// L2's hardware HCR_EL2: each such exit is forwarded to L1 unchanged.
+pub const L1_FORWARDED_TRAPS: u64 = hcr::TWI
+    | hcr::TWE
+    | hcr::TID1
+    | hcr::TID2
+    | hcr::TID3
+    | hcr::TIDCP
+    | hcr::TACR
+    | hcr::TSW
+    | hcr::TPCP
+    | hcr::TPU
+    | hcr::TTLB
+    | hcr::TVM
+    | hcr::TRVM;
+
+/// L2's hardware HCR_EL2 from L1's virtual one: AArch64, stage 2 on (the
+/// shadow), SMC trapped (L2 never reaches the firmware; hv forwards it to
+/// L1), L1's traps ([`L1_FORWARDED_TRAPS`]) and DC as L1 set them.
+pub const fn l2_hcr(l1_virtual_hcr: u64) -> u64 {
+    hcr::RW | hcr::VM | hcr::TSC | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC))
+}
+
+/// What the nested demo counted, for hv's last line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// ERETs of L1 into L2.
+    pub l2_entries: u64,
+    /// L2 stage-2 aborts sent to the service.
+    pub translates: u64,
+    /// ... answered with a fault hv injected into L1.
+    pub injected: u64,
+    /// L1's stage-2 TLBIs (sent to the service unless skipped).
+    pub stage2_tlbis: u64,
+    /// L1's stage-1 TLBIs for L2 (applied to every shadow VMID).
+    pub stage1_tlbis: u64,
+    /// L2 exits forwarded to L1 as they came (HVC, SMC, L1's traps).
+    pub forwarded: u64,
+    /// The service's walks of L1's tables, cache hits, invalidations and
+    /// recycled contexts.
+    pub walks: u64,
+    pub hits: u64,
+    pub invalidations: u64,
+    pub recycled: u64,
+}
+
+impl core::fmt::Display for Summary {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} injected into L1), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service: {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
+            self.l2_entries,
+            self.translates,
+            self.injected,
+            self.forwarded,
+            self.stage2_tlbis,
+            self.stage1_tlbis,
+            self.walks,
+            self.hits,
+            self.invalidations,
+            self.recycled
+        )
+    }
+}

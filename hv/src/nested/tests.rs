@@ -1,0 +1,211 @@
+extern crate std;
+
+use super::entry::*;
+use super::idregs::*;
+use super::vncr::*;
+use super::*;
+
+#[test]
+fn vncr_offsets_are_the_architected_ones() {
+    // DDI 0487, VNCR_EL2 table (Linux's vncr_mapping.h lists the same).
+    assert_eq!((VTTBR_EL2, VTCR_EL2, HCR_EL2), (0x20, 0x40, 0x78));
+    let expected = [
+        (El1Register::Sctlr, 0x110),
+        (El1Register::Cpacr, 0x100),
+        (El1Register::Ttbr0, 0x200),
+        (El1Register::Ttbr1, 0x210),
+        (El1Register::Tcr, 0x120),
+        (El1Register::Mair, 0x140),
+        (El1Register::Amair, 0x148),
+        (El1Register::Contextidr, 0x108),
+        (El1Register::Vbar, 0x250),
+        (El1Register::Elr, 0x230),
+        (El1Register::Spsr, 0x160),
+        (El1Register::Esr, 0x138),
+        (El1Register::Far, 0x220),
+        (El1Register::SpEl1, 0x240),
+        (El1Register::Afsr0, 0x128),
+        (El1Register::Afsr1, 0x130),
+    ];
+    assert_eq!(expected.len(), El1Register::ALL.len());
+    for (register, offset) in expected {
+        assert_eq!(register.vncr_offset(), offset, "{register:?}");
+    }
+    // Distinct, aligned, inside the page, and in `ALL` at their index.
+    for (i, a) in El1Register::ALL.iter().enumerate() {
+        assert_eq!(*a as usize, i);
+        assert_eq!(a.vncr_offset() % 8, 0);
+        assert!(a.vncr_offset() < PAGE_BYTES);
+        for b in &El1Register::ALL[i + 1..] {
+            assert_ne!(a.vncr_offset(), b.vncr_offset());
+        }
+    }
+}
+
+#[test]
+fn vncr_page_reads_what_l1_stored() {
+    let mut page = std::boxed::Box::<VncrPage>::default();
+    assert_eq!(core::mem::align_of::<VncrPage>(), 4096);
+    assert_eq!(core::mem::size_of::<VncrPage>(), 4096);
+    page.set(VTTBR_EL2, 5 << 48 | 0x4020_0000);
+    page.set(VTCR_EL2, 0x8002_3559);
+    page.set(HCR_EL2, hcr::RW | hcr::VM);
+    page.set_el1(El1Register::Elr, 0x1234);
+    assert_eq!(page.vttbr(), 5 << 48 | 0x4020_0000);
+    assert_eq!(page.vtcr(), 0x8002_3559);
+    assert_eq!(page.hcr(), hcr::RW | hcr::VM);
+    assert_eq!(page.el1(El1Register::Elr), 0x1234);
+    assert_eq!(page.get(0x230), 0x1234);
+    let mut state = El1State::default();
+    state.set(El1Register::SpEl1, 7);
+    assert_eq!(state.get(El1Register::SpEl1), 7);
+    assert_eq!(state.get(El1Register::Sctlr), 0);
+}
+
+#[test]
+fn exception_from_l2_enters_the_lower_el_vector() {
+    // L2 at EL1h, interrupts unmasked, NZCV set.
+    let l2 = 0xf000_0000 | EL1H;
+    let entry = exception_to_vel2(0x4000_0800 | 0x7ff, Origin::LowerAarch64, 0x8_0004, l2);
+    assert_eq!(entry.pc, 0x4000_0c00);
+    assert_eq!(entry.pstate, EL1H | DAIF);
+    assert_eq!(entry.elr, 0x8_0004);
+    // SPSR_EL2 holds L2's PSTATE unchanged (an EL1 one).
+    assert_eq!(entry.spsr, l2);
+}
+
+#[test]
+fn exception_from_l1_itself_uses_the_current_el_vectors() {
+    let l1_h = DAIF | EL1H | IL;
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_h), 0x4000_0100, l1_h);
+    assert_eq!(entry.pc, 0x4000_0a00);
+    // L1 sees its own PSTATE as EL2h.
+    assert_eq!(entry.spsr, DAIF | EL2H | IL);
+    let l1_t = EL1T;
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_t), 0x10, l1_t);
+    assert_eq!(entry.pc, 0x4000_0800);
+    assert_eq!(entry.spsr, EL2T);
+    assert_eq!(entry.pstate & IL, 0);
+}
+
+#[test]
+fn eret_to_el1_or_el0_enters_l2() {
+    let vhcr = hcr::RW | hcr::VM;
+    for spsr in [EL1H | DAIF, EL1T, EL0T, EL1H | 0xf000_0000] {
+        assert_eq!(
+            eret_from_vel2(0x8_0000, spsr, vhcr, EL1H),
+            EretTarget::L2 {
+                pc: 0x8_0000,
+                pstate: spsr
+            }
+        );
+    }
+}
+
+#[test]
+fn eret_to_el2_stays_in_l1_at_hardware_el1() {
+    let vhcr = hcr::RW | hcr::VM;
+    assert_eq!(
+        eret_from_vel2(0x4000_1000, EL2H | DAIF, vhcr, EL1H),
+        EretTarget::Vel2 {
+            pc: 0x4000_1000,
+            pstate: EL1H | DAIF
+        }
+    );
+    assert_eq!(
+        eret_from_vel2(0x4000_1000, EL2T, vhcr, EL1H),
+        EretTarget::Vel2 {
+            pc: 0x4000_1000,
+            pstate: EL1T
+        }
+    );
+}
+
+#[test]
+fn illegal_erets_set_il_and_keep_the_level() {
+    let vhcr = hcr::RW | hcr::VM;
+    let illegal = |spsr, hcr| eret_from_vel2(0x40, spsr, hcr, EL1H | DAIF);
+    // EL3, reserved M values, AArch32, EL0 with SP_ELx, EL1 under TGE.
+    for spsr in [
+        0b1100,
+        0b1101,
+        0b0010,
+        0b0011,
+        0b0110,
+        0b0001,
+        0b1_0000 | EL1H,
+    ] {
+        assert_eq!(
+            illegal(spsr | 0x8000_0000, vhcr),
+            EretTarget::Vel2 {
+                pc: 0x40,
+                pstate: 0x8000_0000 | EL1H | IL
+            },
+            "SPSR {spsr:#b}"
+        );
+    }
+    assert!(matches!(
+        illegal(EL1H, vhcr | hcr::TGE),
+        EretTarget::Vel2 { pstate, .. } if pstate & IL != 0
+    ));
+    // EL0 under TGE is legal (a return to EL0 of the EL2&0 regime).
+    assert!(matches!(
+        illegal(EL0T, vhcr | hcr::TGE),
+        EretTarget::L2 { .. }
+    ));
+}
+
+#[test]
+fn l2_hcr_keeps_l1_traps_and_never_nv() {
+    let vhcr = hcr::RW | hcr::VM | hcr::DC | hcr::TWI | hcr::TVM | hcr::NV | hcr::NV2 | hcr::E2H;
+    let l2 = l2_hcr(vhcr);
+    assert_eq!(l2 & (hcr::NV | hcr::NV2 | hcr::E2H | hcr::TGE), 0);
+    assert_eq!(
+        l2,
+        hcr::RW | hcr::VM | hcr::TSC | hcr::DC | hcr::TWI | hcr::TVM
+    );
+    assert_eq!(l2_hcr(0), hcr::RW | hcr::VM | hcr::TSC);
+    assert_eq!(
+        L1_HCR & (hcr::NV | hcr::NV2 | hcr::TTLB),
+        hcr::NV | hcr::NV2 | hcr::TTLB
+    );
+    assert_eq!(L1_HCR & (hcr::NV1 | hcr::E2H | hcr::TGE), 0);
+}
+
+#[test]
+fn id_registers_hide_what_the_service_cannot_serve() {
+    // A -cpu max-like host: 52-bit PA, every granule at stage 2, BigEnd,
+    // FGT, ECV; 16-bit VMIDs, HAFDBS, XNX, HCX; FWB, TTL, NV2, EVT.
+    let mmfr0 = 0x1122_2110_0010_1106u64 | (0b0010 << 32) | (0b0010 << 36) | (0b0011 << 40);
+    let shown = shown_to_l1(IdRegister::Mmfr0, mmfr0);
+    assert_eq!(shown & 0xf, L1_PA_RANGE);
+    assert_eq!((shown >> 8) & 0xf, 0, "BigEnd");
+    assert_eq!((shown >> 32) & 0xfff, 0x211, "TGran4_2 only");
+    assert_eq!(shown >> 56, 0, "FGT, ECV");
+    assert_eq!((shown >> 4) & 0xf, (mmfr0 >> 4) & 0xf, "ASIDBits kept");
+    let mmfr1 = 0x0000_0100_1000_0022u64;
+    let shown = shown_to_l1(IdRegister::Mmfr1, mmfr1);
+    assert_eq!(shown & 0xff, 0, "HAFDBS, VMIDBits");
+    assert_eq!((shown >> 28) & 0xf, 1, "XNX kept");
+    assert_eq!((shown >> 40) & 0xf, 0, "HCX");
+    let mmfr2 = (1u64 << 56) | (1 << 48) | (1 << 40) | (2 << 24);
+    let shown = shown_to_l1(IdRegister::Mmfr2, mmfr2);
+    assert_eq!(shown, 0, "NV, FWB, TTL, EVT");
+    assert_eq!(shown_to_l1(IdRegister::Isar3, 0x111), 0, "TLBIW");
+    assert_eq!(
+        shown_to_l1(IdRegister::Isar0, 0x0200_0000_0000_0000),
+        0x0200_0000_0000_0000
+    );
+    assert_eq!(
+        IdRegister::from_encoding(3, 0, 0, 7, 2),
+        Some(IdRegister::Mmfr2)
+    );
+    assert_eq!(
+        IdRegister::from_encoding(3, 0, 0, 6, 3),
+        Some(IdRegister::Isar3)
+    );
+    assert_eq!(IdRegister::from_encoding(3, 0, 0, 1, 0), None);
+    assert_eq!(IdRegister::from_encoding(3, 4, 0, 7, 2), None);
+    assert!(IdRegister::in_id_space(3, 0, 0, 1));
+    assert!(!IdRegister::in_id_space(3, 0, 0, 0));
+}

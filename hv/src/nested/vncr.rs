@@ -1,0 +1,152 @@
+//! The VNCR page: where FEAT_NV2 turns L1's accesses to some EL2
+//! registers, and (NV1 = 1, or through the `_EL12` encodings) to L2's EL1
+//! registers, into loads and stores. VNCR_EL2.BADDR holds its address in
+//! hv's EL2 translation regime. Byte offsets from DDI 0487's VNCR_EL2
+//! table (the same values Linux's `vncr_mapping.h` lists); each register
+//! is one little-endian 64-bit word.
+
+/// Bytes of the page.
+pub const PAGE_BYTES: usize = 4096;
+
+/// EL2 registers of L1 that live in the page.
+pub const VTTBR_EL2: usize = 0x020;
+pub const VTCR_EL2: usize = 0x040;
+pub const VMPIDR_EL2: usize = 0x050;
+pub const CNTVOFF_EL2: usize = 0x060;
+pub const HCR_EL2: usize = 0x078;
+pub const HSTR_EL2: usize = 0x080;
+pub const VPIDR_EL2: usize = 0x088;
+pub const TPIDR_EL2: usize = 0x090;
+
+/// L2's EL1 registers that hv swaps with the hardware's on every switch
+/// between L1 and L2 (while L1 runs, the hardware EL1 registers hold L1's
+/// virtual EL2 state and these words hold L2's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum El1Register {
+    Sctlr,
+    Cpacr,
+    Ttbr0,
+    Ttbr1,
+    Tcr,
+    Mair,
+    Amair,
+    Contextidr,
+    Vbar,
+    Elr,
+    Spsr,
+    Esr,
+    Far,
+    SpEl1,
+    Afsr0,
+    Afsr1,
+}
+
+impl El1Register {
+    /// Every register hv swaps, in the order it saves and restores them.
+    pub const ALL: [El1Register; 16] = [
+        El1Register::Sctlr,
+        El1Register::Cpacr,
+        El1Register::Ttbr0,
+        El1Register::Ttbr1,
+        El1Register::Tcr,
+        El1Register::Mair,
+        El1Register::Amair,
+        El1Register::Contextidr,
+        El1Register::Vbar,
+        El1Register::Elr,
+        El1Register::Spsr,
+        El1Register::Esr,
+        El1Register::Far,
+        El1Register::SpEl1,
+        El1Register::Afsr0,
+        El1Register::Afsr1,
+    ];
+
+    /// The register's byte offset in the VNCR page.
+    pub const fn vncr_offset(self) -> usize {
+        match self {
+            El1Register::Cpacr => 0x100,
+            El1Register::Contextidr => 0x108,
+            El1Register::Sctlr => 0x110,
+            El1Register::Tcr => 0x120,
+            El1Register::Afsr0 => 0x128,
+            El1Register::Afsr1 => 0x130,
+            El1Register::Esr => 0x138,
+            El1Register::Mair => 0x140,
+            El1Register::Amair => 0x148,
+            El1Register::Spsr => 0x160,
+            El1Register::Ttbr0 => 0x200,
+            El1Register::Ttbr1 => 0x210,
+            El1Register::Far => 0x220,
+            El1Register::Elr => 0x230,
+            El1Register::SpEl1 => 0x240,
+            El1Register::Vbar => 0x250,
+        }
+    }
+}
+
+/// One set of the swapped EL1 registers (L1's virtual EL2 state while L2
+/// runs), in [`El1Register::ALL`] order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct El1State(pub [u64; El1Register::ALL.len()]);
+
+impl El1State {
+    /// The value of `register`.
+    pub fn get(&self, register: El1Register) -> u64 {
+        self.0[register as usize]
+    }
+
+    /// Sets `register`.
+    pub fn set(&mut self, register: El1Register, value: u64) {
+        self.0[register as usize] = value;
+    }
+}
+
+/// A VNCR page: 4 KiB aligned, as VNCR_EL2.BADDR requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(4096))]
+pub struct VncrPage([u64; PAGE_BYTES / 8]);
+
+impl Default for VncrPage {
+    fn default() -> Self {
+        VncrPage([0; PAGE_BYTES / 8])
+    }
+}
+
+impl VncrPage {
+    /// The word at byte `offset` (8-byte aligned, inside the page; hv's
+    /// offsets are the constants above, checked by the tests).
+    pub fn get(&self, offset: usize) -> u64 {
+        self.0[offset / 8]
+    }
+
+    /// Writes the word at byte `offset`.
+    pub fn set(&mut self, offset: usize, value: u64) {
+        self.0[offset / 8] = value;
+    }
+
+    /// L2's EL1 registers as L1 left them.
+    pub fn el1(&self, register: El1Register) -> u64 {
+        self.get(register.vncr_offset())
+    }
+
+    /// Stores L2's `register`.
+    pub fn set_el1(&mut self, register: El1Register, value: u64) {
+        self.set(register.vncr_offset(), value)
+    }
+
+    /// L1's virtual VTTBR_EL2.
+    pub fn vttbr(&self) -> u64 {
+        self.get(VTTBR_EL2)
+    }
+
+    /// L1's virtual VTCR_EL2.
+    pub fn vtcr(&self) -> u64 {
+        self.get(VTCR_EL2)
+    }
+
+    /// L1's virtual HCR_EL2.
+    pub fn hcr(&self) -> u64 {
+        self.get(HCR_EL2)
+    }
+}
