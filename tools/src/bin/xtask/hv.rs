@@ -97,14 +97,22 @@ fn flat_image(elf: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 const RUN_USAGE: &str = "\
-usage: cargo xtask run [--kernel IMAGE --initrd FILE] [--cmdline \"...\"] [--smp N] [--mem SIZE]
-                       [--cpu MODEL] [--timeout SECONDS]
-Without --kernel, boots Debian's arm64 cloud kernel with a busybox initramfs.
+usage: cargo xtask run [--linux | --kernel IMAGE --initrd FILE] [--cmdline \"...\"] [--smp N]
+                       [--mem SIZE] [--cpu MODEL] [--timeout SECONDS]
+Without --linux or --kernel, runs the nested demo (hv.nested=demo): a guest hypervisor
+at virtual EL2 (FEAT_NV2) runs its own guest on the shadow-mmu service; it passes
+when the guest hypervisor prints UMBRA-NESTED-PASS. --linux boots Debian's arm64
+cloud kernel with a busybox initramfs instead; --kernel/--initrd your own guest.
 Exit status: 0 when the guest powered off (PSCI SYSTEM_OFF), 1 otherwise.";
+
+/// The nested demo's sentinel (hv/src/arch/nested_l1.rs prints it).
+const NESTED_PASS: &str = "l1: UMBRA-NESTED-PASS";
 
 /// What `cargo xtask run` was asked for.
 #[derive(Debug, PartialEq)]
 struct RunOptions {
+    /// `--linux`: the Debian guest instead of the nested demo.
+    linux: bool,
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
     cmdline: Option<String>,
@@ -120,6 +128,7 @@ const MAX_RUN_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
 
 fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     let mut options = RunOptions {
+        linux: false,
         kernel: None,
         initrd: None,
         cmdline: None,
@@ -136,6 +145,7 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
                 .ok_or_else(|| format!("{flag} needs a value\n{RUN_USAGE}"))
         };
         match flag.as_str() {
+            "--linux" => options.linux = true,
             "--kernel" => options.kernel = Some(value()?.into()),
             "--initrd" => options.initrd = Some(value()?.into()),
             "--cmdline" => options.cmdline = Some(value()?),
@@ -167,6 +177,16 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     if options.kernel.is_some() != options.initrd.is_some() {
         return Err(format!("--kernel and --initrd go together\n{RUN_USAGE}"));
     }
+    if options.linux && options.kernel.is_some() {
+        return Err(format!(
+            "--linux boots the default Linux guest; --kernel your own: not both\n{RUN_USAGE}"
+        ));
+    }
+    if options.cmdline.is_some() && !options.linux && options.kernel.is_none() {
+        return Err(format!(
+            "--cmdline is the Linux guest's: give it with --linux or --kernel\n{RUN_USAGE}"
+        ));
+    }
     // Before the build and the installs, not after them.
     for (flag, path) in [("--kernel", &options.kernel), ("--initrd", &options.initrd)] {
         if let Some(path) = path {
@@ -177,22 +197,35 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
     Ok(options)
 }
 
-/// Builds hv, prepares the guest bundle, boots QEMU and reports hv's exit
-/// status as the command's.
+/// Builds hv, prepares the guest bundle (or the nested demo), boots QEMU
+/// and reports hv's exit status as the command's.
 pub fn run(args: &[String]) -> Result<(), String> {
     let options = parse_run_options(args)?;
     let image = build(&[])?;
     setup::qemu()?;
-    let (kernel, initrd) = match (&options.kernel, &options.initrd) {
-        (Some(k), Some(i)) => (k.clone(), i.clone()),
-        _ => guest::default_guest()?,
+    let nested = !options.linux && options.kernel.is_none();
+    let bundle = if nested {
+        // hv ignores its initrd in the nested demo (L1 is built into hv);
+        // QEMU is always given one, so it gets an empty file.
+        let dir = guest::cache_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let empty = dir.join("nested-demo-initrd.empty");
+        guest::write_if_changed(&empty, &[])?;
+        empty
+    } else {
+        let (kernel, initrd) = match (&options.kernel, &options.initrd) {
+            (Some(k), Some(i)) => (k.clone(), i.clone()),
+            _ => guest::default_guest()?,
+        };
+        let cmdline = options
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| guest::DEFAULT_CMDLINE.to_string());
+        let bundle = guest::cache_dir().join("bundle-run.bin");
+        guest::write_bundle(&kernel, &initrd, &cmdline, &bundle)?;
+        bundle
     };
-    let cmdline = options
-        .cmdline
-        .clone()
-        .unwrap_or_else(|| guest::DEFAULT_CMDLINE.to_string());
-    let bundle = guest::cache_dir().join("bundle-run.bin");
-    guest::write_bundle(&kernel, &initrd, &cmdline, &bundle)?;
     let machine = Machine {
         machine: MACHINE.into(),
         cpu: options.cpu.clone(),
@@ -201,14 +234,25 @@ pub fn run(args: &[String]) -> Result<(), String> {
         hv_image: image,
         bundle,
         timeout: options.timeout,
-        hv_args: String::new(),
+        hv_args: if nested {
+            "hv.nested=demo".into()
+        } else {
+            String::new()
+        },
     };
-    let outcome = machine.boot(true, &[])?;
+    let outcome = machine.boot(true, &[NESTED_PASS])?;
     match (outcome.timed_out, outcome.status) {
         (true, _) => Err(format!(
             "no result after {} s: QEMU was stopped",
             options.timeout.as_secs()
         )),
+        (false, Some(0)) if nested && outcome.matches.is_empty() => Err(format!(
+            "hv powered off without the guest hypervisor's `{NESTED_PASS}` line"
+        )),
+        (false, Some(0)) if nested => {
+            println!("xtask: the nested demo passed (L1 printed its PASS line and powered off)");
+            Ok(())
+        }
         (false, Some(0)) => {
             println!("xtask: the guest powered off cleanly");
             Ok(())
@@ -444,6 +488,38 @@ const MATRIX: &[Case] = &[
             status: 1,
         },
         ..boot(N1, 2, "512M")
+    },
+    // The nested demo (`cargo xtask run`'s default): a guest hypervisor
+    // (L1) at virtual EL2 with FEAT_NV2 runs its L2 on the shadow-mmu
+    // service's shadow stage 2: L2's values, a demand fault injected into
+    // L1 and resolved by it, and a remap L1 announces with TLBI; L1 prints
+    // the sentinel (hv/README.md, "Nested virtualization").
+    Case {
+        hv_args: "hv.nested=demo",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS l2-values=3 demand-faults=1 tlbi-remap=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv acknowledges L1's stage-2 TLBIs without
+    // applying them, and L1 must catch L2 reading the stale page.
+    Case {
+        hv_args: "hv.nested=demo-no-tlbi",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 read the stale page A after the remap and TLBI: 0xa1a1000011110001",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // A CPU without FEAT_NV2 is refused with one line.
+    Case {
+        hv_args: "hv.nested=demo",
+        expect: Expect::Ends {
+            line: "hv: error: nested: this CPU has no FEAT_NV2",
+            status: 1,
+        },
+        ..boot(N1, 1, "512M")
     },
 ];
 
@@ -699,6 +775,13 @@ mod tests {
         assert!(parse_run_options(&args(&["--smp", "9"])).is_err());
         assert!(parse_run_options(&args(&["--smp"])).is_err());
         assert!(parse_run_options(&args(&["--bogus"])).is_err());
+        // The nested demo is the default; --linux the Debian guest.
+        let o = parse_run_options(&[]).unwrap();
+        assert!(!o.linux && o.kernel.is_none());
+        assert!(parse_run_options(&args(&["--linux"])).unwrap().linux);
+        assert!(parse_run_options(&args(&["--linux", "--cmdline", "x"])).is_ok());
+        assert!(parse_run_options(&args(&["--cmdline", "x"])).is_err());
+        assert!(parse_run_options(&args(&["--linux", "--kernel", k, "--initrd", i])).is_err());
         let missing = parse_run_options(&args(&["--kernel", "/nonexistent/k", "--initrd", i]));
         assert!(missing
             .unwrap_err()

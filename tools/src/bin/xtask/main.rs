@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  run [hv options]   boot hv on QEMU with a guest (the main job)
+  run [hv options]   boot hv on QEMU: the nested demo (a guest hypervisor and its
+                     guest on the shadow-mmu service); --linux for the Linux guest
   test               run every test: fmt, clippy, host tests, loom models, QEMU boots
   build-hv           build the hv image for aarch64-unknown-none
   hv-test [options]  only the QEMU boot matrix of hv (also part of `test`);
