@@ -842,9 +842,14 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                 if !nested.skip_stage2_tlbi {
                     // A decode error (a reserved range granule) names no
                     // entries: the TLBI completes with nothing to drop.
-                    if let Ok(request) =
-                        InvalidateRequest::new(vmid, tlbi, xt, TlbiParams::default())
-                    {
+                    if let Ok(request) = InvalidateRequest::new(
+                        vcpu.vncr.vttbr(),
+                        vcpu.vncr.vtcr(),
+                        nested.service.l1_vmid_width(),
+                        tlbi,
+                        xt,
+                        TlbiParams::default(),
+                    ) {
                         match call(nested, Request::Invalidate(request)) {
                             Reply::InvalidateAck(_) => {}
                             reply => crash(
