@@ -432,6 +432,8 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
                 base: dtb,
                 size: total as u64,
             },
+            ttbr,
+            tcr,
         );
     }
 
@@ -871,6 +873,9 @@ extern "C" fn secondary_main(index: u64, entry_counter: u64) -> ! {
     cpu::isb();
     if selftest::active() {
         selftest::service_main();
+    }
+    if nested::is_service_cpu() {
+        nested::service_main();
     }
     let Some(hv) = HV.get() else {
         fail(format_args!("secondary CPU started before hv was ready"));

@@ -21,13 +21,14 @@
 //!   0x400 with ELR/SPSR/ESR/FAR_EL2 in the hardware EL1 registers L1's
 //!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
 
-use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
+use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::exit::SysRegAccess;
 use crate::inject::undefined_syndrome;
 use crate::nested::entry::{eret_from_vel2, exception_to_vel2, EretTarget, Origin};
 use crate::nested::idregs::{shown_to_l1, IdRegister};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{hcr, l2_hcr, Summary, L1_HCR};
+use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
 use crate::println;
 use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
@@ -39,14 +40,17 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
-    AccessKind, ContextKey, Envelope, InvalidateRequest, Reply, Request, TranslateOutcome,
-    TranslateRequest, VcpuId, VmidWidth,
+    AccessKind, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
+    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
 use walker::{ExposedFeatures, IdRegisters};
+
+/// The vCPU's id on the rings.
+const VCPU_ID: VcpuId = VcpuId(0);
 
 /// hv's console call for L1 (SMCCC fast call, SMC64, owner 6: vendor
 /// specific hypervisor service, function 1): prints the byte in x1; x0
@@ -119,6 +123,8 @@ struct Vcpu {
     hpfar: u64,
     /// L1's console line.
     line: arrayvec::ArrayVec<u8, 160>,
+    /// The rings to the service CPU; `None`: the service runs inline.
+    client: Option<VcpuClient<'static, WfeDoorbell>>,
     counts: Counts,
 }
 
@@ -139,9 +145,36 @@ struct Counts {
 static NESTED: spin::Once<Nested> = spin::Once::new();
 static VCPU: spin::Mutex<Option<Vcpu>> = spin::Mutex::new(None);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// The VTTBR_EL2 the service's TLB maintenance restores (the one this CPU
-/// runs its guest with).
-static CURRENT_VTTBR: AtomicU64 = AtomicU64::new(0);
+/// Set once the service CPU may start serving (`secondary_main` sends CPU
+/// 1 to [`service_main`]).
+static SERVICE_CPU_STARTED: AtomicBool = AtomicBool::new(false);
+/// The vCPU's ring pair to the service CPU.
+static RINGS: Rings = Rings {
+    requests: RingBuffer::new(),
+    replies: RingBuffer::new(),
+    service_bell: WfeDoorbell,
+    reply_bell: WfeDoorbell,
+    answered: AtomicU64::new(0),
+};
+
+/// Slots per ring: the vCPU has one request outstanding at a time.
+const RING_SLOTS: usize = 4;
+/// The physical CPU the service runs on when there are two.
+const SERVICE_CPU: usize = 1;
+/// Every wait for the service CPU is bounded by this.
+const TIMEOUT_MS: u64 = 5000;
+
+/// The ring pair and doorbells between the vCPU and the service CPU.
+struct Rings {
+    requests: RingBuffer<RING_SLOTS>,
+    replies: RingBuffer<RING_SLOTS>,
+    /// Rung by the vCPU after a request; the service waits on it (WFE).
+    service_bell: WfeDoorbell,
+    /// Rung by the service after answering.
+    reply_bell: WfeDoorbell,
+    /// Requests the service answered.
+    answered: AtomicU64,
+}
 
 /// Whether the nested demo owns guest exits.
 pub fn active() -> bool {
@@ -169,13 +202,15 @@ impl VmidTlbs for HwTlbs {
     }
 }
 
-/// Runs `f` with VMID `vmid` in VTTBR_EL2, then restores the VTTBR_EL2 this
-/// CPU's guest runs with.
+/// Runs `f` with VMID `vmid` in VTTBR_EL2, then puts the old value back
+/// (on the vCPU's CPU at an exit, or on the service CPU, which runs no
+/// guest; interrupts are masked at EL2, so nothing runs in between).
 fn with_vmid(vmid: u16, f: impl FnOnce()) {
+    let saved = read_sysreg!("vttbr_el2");
     write_sysreg!("vttbr_el2", u64::from(vmid) << 48);
     cpu::isb();
     f();
-    write_sysreg!("vttbr_el2", CURRENT_VTTBR.load(Ordering::Relaxed));
+    write_sysreg!("vttbr_el2", saved);
     cpu::isb();
 }
 
@@ -336,6 +371,8 @@ pub fn run(
     features: &CpuFeatures,
     demo: NestedDemo,
     device_tree: Region,
+    ttbr: u64,
+    tcr: u64,
 ) -> ! {
     if features.nested_virtualization() != NestedVirt::Nv2 {
         fail(format_args!(
@@ -453,7 +490,36 @@ pub fn run(
             "nested: the VNCR page at {vncr_address:#x} is not identity mapped"
         ));
     }
+    // With a second CPU the service runs there, over the rings (DESIGN.md's
+    // paths 1 and 2); alone, inline.
+    let client = if platform.cpus.len() > SERVICE_CPU {
+        if read_sysreg!("cntfrq_el0") == 0 {
+            fail(format_args!(
+                "nested: CNTFRQ_EL0 is 0, so no wait for the service CPU could be bounded"
+            ));
+        }
+        let client = match VcpuClient::new(
+            VCPU_ID,
+            RINGS.requests.ring(),
+            RINGS.replies.ring(),
+            &RINGS.service_bell,
+            &RINGS.reply_bell,
+        ) {
+            Ok(client) => client,
+            Err(e) => fail(format_args!("nested: vCPU rings: {e:?}")),
+        };
+        start_service_cpu(platform, ttbr, tcr);
+        Some(client)
+    } else {
+        None
+    };
+    let where_served = if client.is_some() {
+        "on cpu 1 over an ipc ring pair (WFE/SEV doorbells)"
+    } else {
+        "inline (one CPU)"
+    };
     *VCPU.lock() = Some(Vcpu {
+        client,
         mode: Mode::L1,
         vncr,
         l1_el1: El1State::default(),
@@ -472,7 +538,7 @@ pub fn run(
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
     ACTIVE.store(true, Ordering::Relaxed);
     phase(format_args!(
-        "nested{}: L1 at virtual EL2 (HCR_EL2.NV, NV2; VNCR page at {vncr_address:#x}), {} MiB of RAM at L1 IPA {L1_BASE:#x} (PA {l1_ram:#x}), image {} KiB; shadow-mmu service inline ({} shadow frames), L1's ID registers: PARange 40 bits, 4 KiB stage 2, no FWB/TLBIW/MixedEnd",
+        "nested{}: L1 at virtual EL2 (HCR_EL2.NV, NV2; VNCR page at {vncr_address:#x}), {} MiB of RAM at L1 IPA {L1_BASE:#x} (PA {l1_ram:#x}), image {} KiB; shadow-mmu service {where_served} ({} shadow frames), L1's ID registers: PARange 40 bits, 4 KiB stage 2, no FWB/TLBIW/MixedEnd",
         if demo == NestedDemo::DemoNoTlbi { " (demo-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)" } else { "" },
         L1_RAM_BYTES >> 20,
         image.len() >> 10,
@@ -501,7 +567,6 @@ fn enter_l1_regime() {
     write_sysreg!("hcr_el2", L1_HCR);
     write_sysreg!("vtcr_el2", nested.l0_vtcr);
     write_sysreg!("vttbr_el2", nested.l0_vttbr);
-    CURRENT_VTTBR.store(nested.l0_vttbr, Ordering::Relaxed);
     cpu::isb();
 }
 
@@ -557,6 +622,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         hits: s.hits,
         invalidations: s.invalidations,
         recycled: s.recycled_contexts,
+        ring_requests: RINGS.answered.load(Ordering::Relaxed),
     }
 }
 
@@ -662,7 +728,6 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("hcr_el2", l2_hcr(vhcr));
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
-            CURRENT_VTTBR.store(vttbr, Ordering::Relaxed);
             cpu::isb();
             frame.elr = pc;
             frame.spsr = pstate;
@@ -850,16 +915,17 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                         xt,
                         TlbiParams::default(),
                     ) {
-                        match call(nested, Request::Invalidate(request)) {
-                            Reply::InvalidateAck(_) => {}
-                            reply => crash(
+                        match call(nested, &mut vcpu.client, Request::Invalidate(request)) {
+                            Ok(Reply::InvalidateAck(_)) => {}
+                            Ok(Reply::Error(_)) => {
+                                crash(vcpu, frame, "the service refused L1's TLBI")
+                            }
+                            Ok(_) => crash(
                                 vcpu,
                                 frame,
-                                match reply {
-                                    Reply::Error(_) => "the service refused L1's TLBI",
-                                    _ => "the service answered L1's TLBI with something else",
-                                },
+                                "the service answered L1's TLBI with something else",
                             ),
+                            Err(why) => crash(vcpu, frame, why),
                         }
                     }
                 }
@@ -911,17 +977,114 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
     frame.elr += 4;
 }
 
-/// One request to the service, answered inline.
-fn call(nested: &Nested, request: Request) -> Reply {
+/// One request to the service: over the rings to the service CPU (every
+/// wait bounded by [`TIMEOUT_MS`]), or inline on this CPU.
+fn call(
+    nested: &Nested,
+    client: &mut Option<VcpuClient<'static, WfeDoorbell>>,
+    request: Request,
+) -> Result<Reply, &'static str> {
+    let Some(client) = client else {
+        let worker = nested.service.worker();
+        return Ok(nested.service.reply(
+            &worker,
+            Envelope {
+                vcpu: VCPU_ID,
+                seq: 0,
+                message: request,
+            },
+        ));
+    };
+    let seq = client.next_seq();
+    if client.send_batch(&[request]) != 1 {
+        return Err("the request ring is full with nothing outstanding");
+    }
+    let start = cpu::counter();
+    let limit = read_sysreg!("cntfrq_el0") * TIMEOUT_MS / 1000;
+    loop {
+        let mut reply = None;
+        client.poll_replies(1, |r| reply = Some(r));
+        match reply {
+            Some(Ok(envelope)) if envelope.seq == seq && envelope.vcpu == VCPU_ID => {
+                return Ok(envelope.message)
+            }
+            Some(Ok(_)) => return Err("a reply that answers another request"),
+            Some(Err(_)) => return Err("a reply that does not decode"),
+            None if cpu::counter().wrapping_sub(start) > limit => {
+                return Err("no reply from the service CPU within 5 s")
+            }
+            None => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// The service CPU (from `secondary_main`): answers the vCPU's requests
+/// for the rest of the run, waiting on the WFE doorbell when idle.
+pub fn service_main() -> ! {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!(
+            "nested: service CPU started before the service existed"
+        ));
+    };
+    // The EL1&0 TLBIs of the service's TLB maintenance act on VTTBR_EL2's
+    // VMID with TGE and E2H clear; VTCR_EL2.VS as on the vCPU's CPU.
+    write_sysreg!("hcr_el2", hcr::RW);
+    write_sysreg!("vtcr_el2", nested.shadow_vtcr);
+    cpu::isb();
     let worker = nested.service.worker();
-    nested.service.reply(
-        &worker,
-        Envelope {
-            vcpu: VcpuId(0),
-            seq: 0,
-            message: request,
+    let endpoint = Endpoint::new(
+        VCPU_ID,
+        RINGS.requests.ring(),
+        RINGS.replies.ring(),
+        &RINGS.reply_bell,
+    );
+    let mut endpoints = match endpoint {
+        Ok(endpoint) => [endpoint],
+        Err(e) => fail(format_args!("nested: service rings: {e:?}")),
+    };
+    let mut poller = Poller::new(&mut endpoints, RING_SLOTS);
+    poller.run(
+        &RINGS.service_bell,
+        |envelope| {
+            RINGS.answered.fetch_add(1, Ordering::Relaxed);
+            nested.service.reply(&worker, envelope)
         },
-    )
+        || true,
+    );
+    fail(format_args!("nested: the service loop ended"))
+}
+
+/// Whether this secondary CPU is the nested demo's service CPU.
+pub fn is_service_cpu() -> bool {
+    SERVICE_CPU_STARTED.load(Ordering::Acquire)
+}
+
+/// Starts CPU 1 (PSCI CPU_ON, hv's stage 1, its own stack) as the service.
+fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64) {
+    SERVICE_CPU_STARTED.store(true, Ordering::Release);
+    let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
+        stack_top: (&raw const STACKS) as u64 + ((SERVICE_CPU + 1) * STACK_SIZE) as u64,
+        mair: MAIR_EL2,
+        tcr,
+        ttbr,
+        sctlr: sysregs::SCTLR_EL2_MMU_ON,
+        index: SERVICE_CPU as u64,
+    }));
+    // Read by CPU 1 before its MMU is on.
+    cpu::clean_invalidate_dcache(
+        record as *const SecondaryBoot as u64,
+        core::mem::size_of::<SecondaryBoot>() as u64,
+    );
+    let entry = super::boot::hv_secondary_entry as *const () as u64;
+    if let Err(e) = smccc::psci::cpu_on::<smccc::Smc>(
+        platform.cpus[SERVICE_CPU],
+        entry,
+        record as *const SecondaryBoot as u64,
+    ) {
+        fail(format_args!(
+            "nested: PSCI CPU_ON for the service CPU failed: {e:?}"
+        ));
+    }
 }
 
 /// An exit from L2.
@@ -954,7 +1117,11 @@ fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, k
                 esr: esr as u32,
                 far,
             };
-            match call(nested, Request::Translate(request)) {
+            let reply = match call(nested, &mut vcpu.client, Request::Translate(request)) {
+                Ok(reply) => reply,
+                Err(why) => crash(vcpu, frame, why),
+            };
+            match reply {
                 Reply::Translate(
                     TranslateOutcome::Mapped(_)
                     | TranslateOutcome::Retry(_)

@@ -118,23 +118,38 @@ pub struct Summary {
     pub hits: u64,
     pub invalidations: u64,
     pub recycled: u64,
+    /// Requests the service CPU answered over the ipc rings (0: inline).
+    pub ring_requests: u64,
 }
 
 impl core::fmt::Display for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} injected into L1), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service: {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} injected into L1), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
             self.l2_entries,
             self.translates,
             self.injected,
             self.forwarded,
             self.stage2_tlbis,
             self.stage1_tlbis,
+            Served(self.ring_requests),
             self.walks,
             self.hits,
             self.invalidations,
             self.recycled
         )
+    }
+}
+
+/// Where the service answered.
+struct Served(u64);
+
+impl core::fmt::Display for Served {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => f.write_str("inline"),
+            n => write!(f, "{n} requests answered over the ipc rings"),
+        }
     }
 }

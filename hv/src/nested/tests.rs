@@ -209,3 +209,20 @@ fn id_registers_hide_what_the_service_cannot_serve() {
     assert!(IdRegister::in_id_space(3, 0, 0, 1));
     assert!(!IdRegister::in_id_space(3, 0, 0, 0));
 }
+
+#[test]
+fn summary_says_where_the_service_answered() {
+    let mut s = Summary {
+        l2_entries: 4,
+        translates: 5,
+        injected: 1,
+        ..Summary::default()
+    };
+    let inline = std::format!("{s}");
+    assert!(inline.starts_with(
+        "4 entries into L2, 5 L2 stage-2 faults sent to the service (1 injected into L1)"
+    ));
+    assert!(inline.contains("service (inline)"));
+    s.ring_requests = 7;
+    assert!(std::format!("{s}").contains("service (7 requests answered over the ipc rings)"));
+}
