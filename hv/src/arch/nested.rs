@@ -22,6 +22,7 @@
 //!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
 
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
+use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
 use crate::inject::undefined_syndrome;
 use crate::nested::entry::{eret_from_vel2, exception_to_vel2, EretTarget, Origin};
@@ -630,7 +631,8 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
     match (esr >> 26) & EC_UNKNOWN_MASK {
         EC_HVC64 => hv_call(nested, vcpu, frame),
         EC_SMC64 => {
-            frame.elr += 4;
+            // A trapped SMC returns to itself; the call completes it.
+            frame.elr += instruction_length(esr);
             hv_call(nested, vcpu, frame)
         }
         // ERETAA/ERETAB (ISS bit 1) return like ERET: hv shows L1 pointer
@@ -640,6 +642,11 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
+        EC_DABT_LOWER | EC_IABT_LOWER => crash(
+            vcpu,
+            frame,
+            "L1 accessed an IPA outside its RAM (L0 maps nothing else for it)",
+        ),
         _ => crash(
             vcpu,
             frame,
@@ -852,7 +859,7 @@ fn l1_system_instruction(
         let value = IdRegister::from_encoding(op0, op1, crn, crm, op2)
             .map_or(0, |r| shown_to_l1(r, read_id_register(r)));
         frame.set_reg(access.rt, value);
-        frame.elr += 4;
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
     if op0 == 3 && op1 == 4 {
@@ -875,7 +882,7 @@ fn l1_system_instruction(
             } else {
                 register.write(vcpu, frame.reg(access.rt));
             }
-            frame.elr += 4;
+            frame.elr += instruction_length(read_sysreg!("esr_el2"));
             return;
         }
     }
@@ -974,7 +981,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
         }
         _ => return undefined_for_l1(frame),
     }
-    frame.elr += 4;
+    frame.elr += instruction_length(read_sysreg!("esr_el2"));
 }
 
 /// One request to the service: over the rings to the service CPU (every

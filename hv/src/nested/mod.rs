@@ -7,14 +7,20 @@
 //!
 //! How L1 runs: at hardware EL1 with HCR_EL2.{NV, NV2} set and NV1 clear
 //! (the layout for a guest hypervisor whose EL2 registers are the EL1
-//! ones, as with E2H = 1). CurrentEL then reads 2; L1's accesses to
-//! ELR_EL2, SPSR_EL2, ESR_EL2, FAR_EL2 and VBAR_EL2 reach the hardware EL1
-//! registers (which therefore hold L1's virtual EL2 state while it runs);
-//! VTTBR_EL2, VTCR_EL2, HCR_EL2 and L2's EL1 registers (through the
-//! `_EL12` encodings) are loads and stores to the VNCR page; ERET, the
-//! EL2 TLBIs and the registers with neither home (HPFAR_EL2) trap.
-//! HCR_EL2.TTLB traps L1's EL1 TLBIs too: at virtual EL2 they mean L2's
-//! EL1&0 regime, which runs on shadow VMIDs.
+//! ones, as with E2H = 1). Checked on QEMU 10 (`-cpu max`), and what the
+//! demo relies on: CurrentEL reads 2; L1's MSR/MRS of ELR_EL2, SPSR_EL2,
+//! ESR_EL2 and FAR_EL2 reach the hardware ELR_EL1, SPSR_EL1, ESR_EL1 and
+//! FAR_EL1 without a trap (so those hold L1's virtual EL2 state while it
+//! runs, and hv reads L1's ERET target there); VTTBR_EL2, VTCR_EL2 and
+//! HCR_EL2 are loads and stores to the VNCR page; VBAR_EL2 and HPFAR_EL2
+//! trap (EC 0x18: hv keeps VBAR_EL2 in the hardware VBAR_EL1, where the
+//! hardware's own exception entry for L1 needs it, and HPFAR_EL2 itself);
+//! ERET traps (EC 0x1A), the EL2 TLBIs trap (EC 0x18). With NV1 clear,
+//! L1's EL1 register encodings reach the hardware EL1 registers (its own
+//! state): L1 reaches L2's EL1 registers through the `_EL12` encodings,
+//! which NV2 turns into VNCR page accesses. HCR_EL2.TTLB traps L1's EL1
+//! TLBIs too: at virtual EL2 they mean L2's EL1&0 regime, which runs on
+//! shadow VMIDs.
 
 pub mod entry;
 pub mod idregs;
