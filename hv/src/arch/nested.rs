@@ -21,6 +21,7 @@
 //!   0x400 with ELR/SPSR/ESR/FAR_EL2 in the hardware EL1 registers L1's
 //!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
 
+use super::gic::Gic;
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
@@ -164,6 +165,10 @@ const RING_SLOTS: usize = 4;
 const SERVICE_CPU: usize = 1;
 /// Every wait for the service CPU is bounded by this.
 const TIMEOUT_MS: u64 = 5000;
+/// The whole demo is bounded by this: the EL2 physical timer (CNTHP), its
+/// PPI routed to EL2 (HCR_EL2.IMO for L1 and L2), ends a run in which L1
+/// or L2 hangs with one line instead of leaving it to the driver's timeout.
+const WATCHDOG_SECONDS: u64 = 20;
 
 /// The ring pair and doorbells between the vCPU and the service CPU.
 struct Rings {
@@ -530,7 +535,7 @@ pub fn run(
     });
 
     super::configure_el2_traps(features);
-    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    watchdog_setup(platform);
     write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
     write_sysreg!("tpidr_el2", 0);
@@ -560,12 +565,36 @@ pub fn run(
     }
 }
 
+/// The watchdog: the GIC delivers only the EL2 physical timer's PPI, to
+/// this CPU at EL2 (`Gic::init_cpu` enables the PPI it is given as the
+/// vGIC's maintenance interrupt; no vGIC runs here, as in
+/// `hv.selftest=shadow`), which fires [`WATCHDOG_SECONDS`] from now.
+fn watchdog_setup(platform: &Platform) {
+    let Some(index) = platform.cpu_index(read_sysreg!("mpidr_el1")) else {
+        fail(format_args!("nested: the boot CPU is not under /cpus"));
+    };
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
+    let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
+        Ok(gic) => gic,
+        Err(e) => fail(format_args!("nested: GIC: {e}")),
+    };
+    if let Err(e) = gic.init_cpu(index) {
+        fail(format_args!("nested: GIC on cpu {index}: {e}"));
+    }
+    let ticks = read_sysreg!("cntfrq_el0").saturating_mul(WATCHDOG_SECONDS);
+    // CNTHP_CVAL_EL2, then CNTHP_CTL_EL2.ENABLE with IMASK clear.
+    write_sysreg!("s3_4_c14_c2_2", cpu::counter().saturating_add(ticks));
+    write_sysreg!("s3_4_c14_c2_1", 1);
+    cpu::isb();
+}
+
 /// EL2 set for L1: its HCR_EL2, L0's stage 2 of it.
 fn enter_l1_regime() {
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
-    write_sysreg!("hcr_el2", L1_HCR);
+    write_sysreg!("hcr_el2", L1_HCR | hcr::IMO);
     write_sysreg!("vtcr_el2", nested.l0_vtcr);
     write_sysreg!("vttbr_el2", nested.l0_vttbr);
     cpu::isb();
@@ -580,12 +609,15 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     let Some(vcpu) = guard.as_mut() else {
         fail(format_args!("nested: guest exit without a vCPU"));
     };
-    if kind != 0 {
+    if kind == 1 {
         crash(
             vcpu,
             frame,
-            "an interrupt or SError reached hv (none is routed to the demo)",
+            "the demo did not end within its watchdog's 20 s (an IRQ at EL2: the only one enabled is the EL2 physical timer's)",
         );
+    }
+    if kind != 0 {
+        crash(vcpu, frame, "an FIQ or SError reached hv");
     }
     let esr = read_sysreg!("esr_el2");
     match vcpu.mode {
@@ -732,7 +764,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 write_el1(register, vcpu.vncr.el1(register));
             }
             let vttbr = u64::from(vmid) << 48 | root;
-            write_sysreg!("hcr_el2", l2_hcr(vhcr));
+            write_sysreg!("hcr_el2", l2_hcr(vhcr) | hcr::IMO);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
             cpu::isb();

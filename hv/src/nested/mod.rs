@@ -33,6 +33,8 @@ mod tests;
 pub mod hcr {
     /// Stage 2 on.
     pub const VM: u64 = 1 << 0;
+    /// Physical IRQs to EL2.
+    pub const IMO: u64 = 1 << 4;
     /// EL1&0 stage 1 off is Normal write-back (what an L1 or L2 running
     /// with its MMU off is given: coherent with hv's cacheable view of
     /// L1's memory, from which the service reads L1's tables).
