@@ -26,7 +26,9 @@ use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACK
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
 use crate::inject::undefined_syndrome;
-use crate::nested::entry::{eret_from_vel2, exception_to_vel2, EretTarget, Origin};
+use crate::nested::entry::{
+    abort_access, eret_from_vel2, exception_to_vel2, l2_fault_ipa, EretTarget, Origin, Vel2Register,
+};
 use crate::nested::idregs::{shown_to_l1, IdRegister};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{hcr, l2_hcr, Summary, L1_HCR};
@@ -42,8 +44,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
-    AccessKind, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
-    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request, RingBuffer,
+    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
@@ -85,8 +87,6 @@ const EC_SYSREG: u64 = 0x18;
 const EC_ERET: u64 = 0x1a;
 const EC_IABT_LOWER: u64 = 0x20;
 const EC_DABT_LOWER: u64 = 0x24;
-/// ESR_ELx.ISS.WnR.
-const ESR_WNR: u64 = 1 << 6;
 
 type NestedService =
     Service<L1Memory<'static>, &'static L0Stage2<'static>, SelftestBackend<HeapFramePool, HwTlbs>>;
@@ -816,52 +816,14 @@ fn undefined_for_l1(frame: &mut GuestFrame) {
     frame.spsr = entry.pstate;
 }
 
-/// L1's EL2 registers that have no VNCR slot, whose accesses trap (NV1 =
-/// 0: checked on QEMU). The ones with an EL1 twin live in the hardware
-/// EL1 register while L1 runs, where the hardware's own exception entry
-/// for L1 (an exception L1 takes from virtual EL2 to itself) uses them;
-/// HPFAR_EL2 has no twin and is kept by hv.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Vel2Register {
-    Vbar,
-    Elr,
-    Spsr,
-    Esr,
-    Far,
-    Afsr0,
-    Afsr1,
-    Hpfar,
+/// Reads and writes of L1's trapped EL2 registers (see
+/// [`Vel2Register`]).
+trait Vel2Access {
+    fn read(self, vcpu: &Vcpu) -> u64;
+    fn write(self, vcpu: &mut Vcpu, value: u64);
 }
 
-impl Vel2Register {
-    /// From an MRS/MSR with op0 3, op1 4.
-    fn from_encoding(crn: u8, crm: u8, op2: u8) -> Option<Self> {
-        Some(match (crn, crm, op2) {
-            (12, 0, 0) => Vel2Register::Vbar,
-            (4, 0, 1) => Vel2Register::Elr,
-            (4, 0, 0) => Vel2Register::Spsr,
-            (5, 2, 0) => Vel2Register::Esr,
-            (6, 0, 0) => Vel2Register::Far,
-            (5, 1, 0) => Vel2Register::Afsr0,
-            (5, 1, 1) => Vel2Register::Afsr1,
-            (6, 0, 4) => Vel2Register::Hpfar,
-            _ => return None,
-        })
-    }
-
-    fn twin(self) -> Option<El1Register> {
-        Some(match self {
-            Vel2Register::Vbar => El1Register::Vbar,
-            Vel2Register::Elr => El1Register::Elr,
-            Vel2Register::Spsr => El1Register::Spsr,
-            Vel2Register::Esr => El1Register::Esr,
-            Vel2Register::Far => El1Register::Far,
-            Vel2Register::Afsr0 => El1Register::Afsr0,
-            Vel2Register::Afsr1 => El1Register::Afsr1,
-            Vel2Register::Hpfar => return None,
-        })
-    }
-
+impl Vel2Access for Vel2Register {
     fn read(self, vcpu: &Vcpu) -> u64 {
         self.twin().map_or(vcpu.hpfar, read_el1)
     }
@@ -1134,25 +1096,11 @@ fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, k
     match class {
         EC_DABT_LOWER | EC_IABT_LOWER => {
             vcpu.counts.translates += 1;
-            // With L2's MMU off its VA is its IPA; otherwise HPFAR_EL2 has
-            // it (every stage-2 fault QEMU and hardware give hv here is
-            // a translation, access-flag or permission fault of the
-            // shadow, whose HPFAR_EL2 is valid except for some permission
-            // faults; the shadow maps what L1 allows, so those come only
-            // from an L0 denial, which this demo does not make).
-            let l2_ipa = if read_sysreg!("sctlr_el1") & 1 == 0 {
-                far
-            } else {
-                ((hpfar >> 4) & ((1 << 40) - 1)) << 12 | (far & 0xfff)
-            };
+            let l2_ipa = l2_fault_ipa(far, hpfar, read_sysreg!("sctlr_el1") & 1 != 0);
             let request = TranslateRequest {
                 context: key,
                 l2_ipa,
-                access: match (class == EC_IABT_LOWER, esr & ESR_WNR != 0) {
-                    (true, _) => AccessKind::Execute,
-                    (false, true) => AccessKind::Write,
-                    (false, false) => AccessKind::Read,
-                },
+                access: abort_access(esr),
                 esr: esr as u32,
                 far,
             };

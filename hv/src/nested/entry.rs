@@ -4,6 +4,8 @@
 //! `AArch64.ExceptionReturn`). PSTATE values are the hardware's: L1 runs at
 //! hardware EL1, so its virtual EL2h is the hardware's EL1h.
 
+use super::vncr::El1Register;
+
 /// PSTATE.M\[3:0\] (exception level and stack pointer).
 const M_MASK: u64 = 0xf;
 /// PSTATE.nRW / SPSR.M\[4\]: AArch32.
@@ -146,5 +148,80 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
             pc: elr,
             pstate: spsr,
         },
+    }
+}
+
+/// L1's EL2 registers that have no VNCR slot, whose accesses trap (NV1 =
+/// 0: checked on QEMU). The ones with an EL1 twin live in the hardware
+/// EL1 register while L1 runs, where the hardware's own exception entry
+/// for L1 (an exception L1 takes from virtual EL2 to itself) uses them;
+/// HPFAR_EL2 has no twin and is kept by hv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vel2Register {
+    Vbar,
+    Elr,
+    Spsr,
+    Esr,
+    Far,
+    Afsr0,
+    Afsr1,
+    Hpfar,
+}
+
+impl Vel2Register {
+    /// From an MRS/MSR with op0 3, op1 4.
+    pub fn from_encoding(crn: u8, crm: u8, op2: u8) -> Option<Self> {
+        Some(match (crn, crm, op2) {
+            (12, 0, 0) => Vel2Register::Vbar,
+            (4, 0, 1) => Vel2Register::Elr,
+            (4, 0, 0) => Vel2Register::Spsr,
+            (5, 2, 0) => Vel2Register::Esr,
+            (6, 0, 0) => Vel2Register::Far,
+            (5, 1, 0) => Vel2Register::Afsr0,
+            (5, 1, 1) => Vel2Register::Afsr1,
+            (6, 0, 4) => Vel2Register::Hpfar,
+            _ => return None,
+        })
+    }
+
+    /// The hardware EL1 register that holds it while L1 runs (None:
+    /// HPFAR_EL2, kept by hv).
+    pub fn twin(self) -> Option<El1Register> {
+        Some(match self {
+            Vel2Register::Vbar => El1Register::Vbar,
+            Vel2Register::Elr => El1Register::Elr,
+            Vel2Register::Spsr => El1Register::Spsr,
+            Vel2Register::Esr => El1Register::Esr,
+            Vel2Register::Far => El1Register::Far,
+            Vel2Register::Afsr0 => El1Register::Afsr0,
+            Vel2Register::Afsr1 => El1Register::Afsr1,
+            Vel2Register::Hpfar => return None,
+        })
+    }
+}
+
+/// The L2 IPA of a stage-2 abort L2 took: with L2's stage 1 off its VA is
+/// its IPA (FAR_EL2); otherwise HPFAR_EL2.FIPA (bits \[43:4\], IPA
+/// \[51:12\] for the 48-bit shadow) with FAR_EL2's page offset. HPFAR_EL2
+/// is valid for the translation and access-flag faults of the shadow,
+/// which are what L2 takes here (the shadow maps what L1 allows; an L0
+/// denial would be a permission fault, which this demo's L0 never makes).
+pub const fn l2_fault_ipa(far: u64, hpfar: u64, l2_stage1_on: bool) -> u64 {
+    if l2_stage1_on {
+        ((hpfar >> 4) & ((1 << 40) - 1)) << 12 | (far & 0xfff)
+    } else {
+        far
+    }
+}
+
+/// What an abort syndrome (EC 0x20 instruction, 0x24 data) says the access
+/// was: a fetch, a write (ISS.WnR) or a read.
+pub const fn abort_access(esr: u64) -> ipc::AccessKind {
+    if (esr >> 26) & 0x3f == 0x20 {
+        ipc::AccessKind::Execute
+    } else if esr & (1 << 6) != 0 {
+        ipc::AccessKind::Write
+    } else {
+        ipc::AccessKind::Read
     }
 }

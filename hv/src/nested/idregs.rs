@@ -84,6 +84,7 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 /// - MMFR2: FWB 0 (FEAT_S2FWB hidden), TTL 0, NV 0 (no deeper nesting),
 ///   EVT 0;
 /// - ISAR3 0: hides FEAT_TLBIW (`TLBI VMALLWS2E1` is not decoded);
+/// - MMFR4: NV_frac 0;
 /// - PFR0: EL2 and EL3 as the host's (L1 sees EL2), AMU 0, MPAM 0, RAS
 ///   as the host's; the rest as the host's.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
@@ -111,6 +112,8 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             with_field(v, 56, 0) // EVT
         }
         IdRegister::Isar3 => 0,
+        // NV_frac [23:20]: no FEAT_NV2p1 (L1 is shown no FEAT_NV at all).
+        IdRegister::Mmfr4 => with_field(host, 20, 0),
         IdRegister::Pfr0 => {
             let v = with_field(host, 44, 0); // AMU
             with_field(v, 40, 0) // MPAM

@@ -226,3 +226,48 @@ fn summary_says_where_the_service_answered() {
     s.ring_requests = 7;
     assert!(std::format!("{s}").contains("service (7 requests answered over the ipc rings)"));
 }
+
+#[test]
+fn trapped_el2_registers_and_their_el1_twins() {
+    let cases = [
+        ((12, 0, 0), Vel2Register::Vbar, Some(El1Register::Vbar)),
+        ((4, 0, 1), Vel2Register::Elr, Some(El1Register::Elr)),
+        ((4, 0, 0), Vel2Register::Spsr, Some(El1Register::Spsr)),
+        ((5, 2, 0), Vel2Register::Esr, Some(El1Register::Esr)),
+        ((6, 0, 0), Vel2Register::Far, Some(El1Register::Far)),
+        ((5, 1, 0), Vel2Register::Afsr0, Some(El1Register::Afsr0)),
+        ((5, 1, 1), Vel2Register::Afsr1, Some(El1Register::Afsr1)),
+        ((6, 0, 4), Vel2Register::Hpfar, None),
+    ];
+    for ((crn, crm, op2), register, twin) in cases {
+        assert_eq!(Vel2Register::from_encoding(crn, crm, op2), Some(register));
+        assert_eq!(register.twin(), twin);
+    }
+    // SCTLR_EL2, TCR_EL2, HCR_EL2 (VNCR), VTTBR_EL2 (VNCR): not emulated here.
+    for (crn, crm, op2) in [(1, 0, 0), (2, 0, 2), (1, 1, 0), (2, 1, 0)] {
+        assert_eq!(Vel2Register::from_encoding(crn, crm, op2), None);
+    }
+}
+
+#[test]
+fn l2_fault_ipa_and_access() {
+    // MMU off: FAR is the IPA.
+    assert_eq!(l2_fault_ipa(0x10_1008, 0, false), 0x10_1008);
+    // MMU on: HPFAR.FIPA (IPA[47:12] in bits [43:4]) and FAR's offset.
+    assert_eq!(
+        l2_fault_ipa(0xffff_0000_1234_5678, 0x101 << 4, true),
+        0x10_1678
+    );
+    assert_eq!(
+        l2_fault_ipa(0, (0xf_ffff_ffff << 4) | (1 << 63), true),
+        0xffff_ffff_f000
+    );
+    assert_eq!(abort_access(0x9200_0007), ipc::AccessKind::Read);
+    assert_eq!(abort_access(0x9200_0047), ipc::AccessKind::Write);
+    assert_eq!(abort_access(0x8200_0007), ipc::AccessKind::Execute);
+}
+
+#[test]
+fn mmfr4_hides_nv_frac() {
+    assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000), 0x0100_0000);
+}
