@@ -8,10 +8,16 @@
 //!   from +2 MiB, [`L1_RAM_BYTES`] are L1's RAM at L1 IPA [`L1_BASE`]
 //!   (2 MiB blocks). The service composes with the same table
 //!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
-//! - The service runs inline on the vCPU's CPU (one vCPU, one L2): each
-//!   L2 stage-2 abort is a `Request::Translate` and each trapped stage-2
-//!   TLBI a `Request::Invalidate`, answered by `Service::reply` as the
-//!   service CPU of `hv.selftest=shadow` answers them over the rings.
+//! - The service: with a second CPU it runs there ([`service_main`], an
+//!   `ipc::Poller` over one ring pair, WFE/SEV doorbells), and the vCPU
+//!   sends each L2 stage-2 abort as `Request::Translate` and each trapped
+//!   stage-2 TLBI as `Request::Invalidate` ([`call`], every wait bounded by
+//!   [`TIMEOUT_MS`]); with one CPU `Service::reply` answers them inline.
+//!   The service's TLB maintenance ([`HwTlb`]) runs on whichever CPU
+//!   serves. One vCPU and one L2 context: a context recycle can only
+//!   happen inside the vCPU's own `shadow_root` call, between L2 runs, so
+//!   the recycling handshake (shadow-mmu/README.md) is not needed here and
+//!   not implemented; a recycle fails the run at its end all the same.
 //! - Switches: an ERET of L1 to EL1/EL0 saves L1's virtual EL2 state (the
 //!   hardware EL1 registers), loads L2's EL1 registers from the VNCR page
 //!   and runs L2 with VTTBR_EL2 = the shadow VMID and root
@@ -20,6 +26,8 @@
 //!   for L1, HVC, SMC, a trap L1 set) enters L1's vector at VBAR_EL2 +
 //!   0x400 with ELR/SPSR/ESR/FAR_EL2 in the hardware EL1 registers L1's
 //!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
+//! - A watchdog (the EL2 physical timer, [`WATCHDOG_SECONDS`]) ends a run
+//!   in which L1 or L2 hangs.
 
 use super::gic::Gic;
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
@@ -118,6 +126,9 @@ enum Mode {
 /// at EL2).
 struct Vcpu {
     mode: Mode,
+    /// Written by the hardware (NV2) while L1 runs, read and written by hv
+    /// at L1's exits: always with [`VCPU`]'s lock taken after the exit,
+    /// whose acquire keeps hv's accesses after the hardware's.
     vncr: &'static mut VncrPage,
     /// L1's virtual EL2 state (the hardware EL1 registers) while L2 runs.
     l1_el1: El1State,
