@@ -483,13 +483,20 @@ pub fn run(
             Ok(service) => Box::leak(Box::new(service)),
             Err(e) => fail(format_args!("nested: service: {e}")),
         };
+    let Some(shadow_vtcr) = shadow_vtcr(ps as u8, false) else {
+        fail(format_args!(
+            "nested: the host's physical address size is {pa_bits} bits; the shadow stage 2 (48-bit IPA, 4 KiB granule, from level 0) needs at least 44 (AArch64.S2InvalidSL)"
+        ));
+    };
     let l0_vttbr = u64::from(L1_HOST_VMID) << 48 | l0_tables.root();
-    let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps);
+    // `memory::vtcr` leaves VTCR_EL2's RES1 bit 31 clear (the walker of
+    // L0's map ignores it); the hardware gets it set.
+    let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps) | (1 << 31);
     NESTED.call_once(|| Nested {
         service,
         l0_vttbr,
         l0_vtcr,
-        shadow_vtcr: shadow_vtcr(ps as u8, false),
+        shadow_vtcr,
         tlbi_features: TlbiFeatures::from_id_registers(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
@@ -989,6 +996,14 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
     frame.elr += instruction_length(read_sysreg!("esr_el2"));
 }
 
+/// After an answer, before L2 can run on it: a descriptor store is visible
+/// to translation table walks (another PE's, or this one's after the ERET,
+/// which is context synchronizing) only after a DSB (review 22 F4).
+fn publish_answer() {
+    // SAFETY: a barrier; it touches no memory.
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+}
+
 /// One request to the service: over the rings to the service CPU (every
 /// wait bounded by [`TIMEOUT_MS`]), or inline on this CPU.
 fn call(
@@ -998,14 +1013,16 @@ fn call(
 ) -> Result<Reply, &'static str> {
     let Some(client) = client else {
         let worker = nested.service.worker();
-        return Ok(nested.service.reply(
+        let reply = nested.service.reply(
             &worker,
             Envelope {
                 vcpu: VCPU_ID,
                 seq: 0,
                 message: request,
             },
-        ));
+        );
+        publish_answer();
+        return Ok(reply);
     };
     let seq = client.next_seq();
     if client.send_batch(&[request]) != 1 {
@@ -1059,7 +1076,10 @@ pub fn service_main() -> ! {
         &RINGS.service_bell,
         |envelope| {
             RINGS.answered.fetch_add(1, Ordering::Relaxed);
-            nested.service.reply(&worker, envelope)
+            let reply = nested.service.reply(&worker, envelope);
+            // Before the poller stores the reply.
+            publish_answer();
+            reply
         },
         || true,
     );
