@@ -11,10 +11,12 @@
 //! 3. builds a stage-2 table for L2 at +0x200000 (39-bit IPA from level 1,
 //!    4 KiB granule, VMID 5): L2 IPA 0x80000 -> the L2 payload page of this
 //!    image, 0x100000 -> A; 0x101000 left unmapped (demand-mapped);
-//! 4. programs VTCR_EL2, VTTBR_EL2, HCR_EL2 (RW, DC, VM) and ERETs into L2
-//!    at 0x80000, EL1h;
+//! 4. programs VTCR_EL2, VTTBR_EL2, HCR_EL2 (RW, DC, VM), L2's VBAR_EL1
+//!    through VBAR_EL12 (a VNCR page store) and ERETs into L2 at 0x80000,
+//!    EL1h;
 //! 5. handles L2's exits at its lower-EL synchronous vector: `hvc #1` (L2
-//!    read A through 0x100000), a stage-2 translation fault on 0x101000
+//!    read A through 0x100000, and its VBAR_EL1 as L1 set it, which
+//!    VBAR_EL12 reads back from the VNCR page after the exit), a stage-2 translation fault on 0x101000
 //!    (read from ESR_EL2, FAR_EL2, HPFAR_EL2; L1 maps it to B, TLBI
 //!    IPAS2E1IS + VMALLE1IS, ERETs back to the load), `hvc #2` (L2 read
 //!    B; L1 then remaps 0x100000 to C with break-before-make and TLBI
@@ -104,6 +106,10 @@ umbra_l1_image:
     UMBRA_L1_MOV64 x1, {vhcr}
     msr     hcr_el2, x1
     isb
+    // L2's VBAR_EL1 through VBAR_EL12 (S3_5_C12_C0_0), which NV2 turns
+    // into a store to the VNCR page; L2 reports what it reads.
+    UMBRA_L1_MOV64 x1, {l2_vbar}
+    msr     s3_5_c12_c0_0, x1
     UMBRA_L1_PUTS umbra_l1_msg_enter
     mov     x1, #0x80000
     msr     elr_el2, x1
@@ -258,6 +264,18 @@ umbra_l1_hvc1:
     adr     x10, umbra_l1_msg_bad_a
     cmp     x22, x3
     b.ne    umbra_l1_fail
+    // L2's x3: its VBAR_EL1 as L1 set it; and VBAR_EL12 reads it back from
+    // the VNCR page, where hv saved L2's EL1 state on this exit.
+    UMBRA_L1_MOV64 x3, {l2_vbar}
+    ldr     x11, [sp, #24]
+    adr     x10, umbra_l1_msg_bad_vbar
+    cmp     x11, x3
+    b.ne    umbra_l1_fail
+    mrs     x11, s3_5_c12_c0_0
+    adr     x10, umbra_l1_msg_bad_vbar12
+    cmp     x11, x3
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_vbar
     UMBRA_L1_PUTS umbra_l1_msg_read_a
     UMBRA_L1_HEX x22
     UMBRA_L1_PUTS umbra_l1_msg_nl
@@ -369,6 +387,9 @@ umbra_l1_msg_remapped:  .asciz "L1: remapped L2 0x100000 from page A to page C (
 umbra_l1_msg_fault:     .asciz "L1: stage-2 fault from L2 at IPA "
 umbra_l1_msg_esr:       .asciz ", ESR_EL2 "
 umbra_l1_msg_mapped:    .asciz "L1: mapped L2 0x101000 to page B, TLBI IPAS2E1IS + VMALLE1IS, ERET to retry\n"
+umbra_l1_msg_vbar:      .asciz "L1: L2 read its VBAR_EL1 as L1 set it through VBAR_EL12 (the VNCR page), and VBAR_EL12 reads it back after the exit\n"
+umbra_l1_msg_bad_vbar:  .asciz "L2's VBAR_EL1 is not what L1 wrote through VBAR_EL12: "
+umbra_l1_msg_bad_vbar12: .asciz "VBAR_EL12 does not read back L2's VBAR_EL1 after the exit: "
 umbra_l1_msg_pass:      .asciz "UMBRA-NESTED-PASS l2-values=3 demand-faults=1 tlbi-remap=ok\n"
 umbra_l1_msg_nl:        .asciz "\n"
 umbra_l1_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
@@ -387,6 +408,7 @@ umbra_l1_msg_bad_fault: .asciz "unexpected stage-2 fault: "
 // reporting each with an HVC (the value in x2).
 .balign 4096
 umbra_l2_payload:
+    mrs     x3, vbar_el1
     mov     x1, #0x100000
     ldr     x2, [x1]
     hvc     #1
@@ -409,6 +431,7 @@ umbra_l1_image_end:
     vhcr = const L1_VIRTUAL_HCR,
     vmid_shifted = const (L1_VMID_FOR_L2 << 48),
     putc = const super::nested::HVC_CONSOLE_PUTC,
+    l2_vbar = const L2_VBAR,
 );
 
 /// The value L1 writes at page A (pages B, C: the next two).
@@ -421,6 +444,9 @@ pub const L1_VTCR: u64 =
     (1 << 31) | (0b010 << 16) | (0b11 << 12) | (1 << 10) | (1 << 8) | (1 << 6) | 25;
 /// L1's HCR_EL2 for L2: RW, DC, VM.
 pub const L1_VIRTUAL_HCR: u64 = (1 << 31) | (1 << 12) | 1;
+/// L2's VBAR_EL1 as L1 sets it (2 KiB aligned; L2 takes no exception at
+/// EL1, it only reads it back).
+pub const L2_VBAR: u64 = 0x8_7800;
 /// The VMID L1 gives L2.
 pub const L1_VMID_FOR_L2: u64 = 5;
 
