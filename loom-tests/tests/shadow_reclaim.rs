@@ -13,26 +13,36 @@ use loom::thread;
 use shadow_mmu::service::Worker;
 use shadow_support::*;
 
-/// Caches IPA 0, then races `reader` (on a thread of its own, with its own
-/// worker) against an invalidation of IPA 0 and `flushes` pushes of the
-/// collector (each tries to advance the epoch and frees garbage two
-/// epochs old). Afterwards IPA 0 is not cached.
+/// Caches IPAs 0 and 0x1000, then races `reader` (on a thread of its own,
+/// with its own worker) against invalidations of IPA 0 and then 0x1000 and
+/// `flushes` pushes of the collector (each tries to advance the epoch and
+/// frees garbage two epochs old). A table hands its removed nodes to the
+/// collector in batches (two under loom): IPA 0's leaf, the one the reader
+/// may hold, goes in the second invalidation's deferred call, one call
+/// after its unlinking (its paths, two, go in the first's). Afterwards
+/// neither IPA is cached.
 fn race_with_invalidation(flushes: usize, reader: fn(&ModelService, &Worker)) {
     loom::model(move || {
         let s = service(1);
         let w = s.worker();
         assert_eq!(l1_of(&read(&s, &w, &key(ROOT), 0), 0), Some(OLD));
+        assert_eq!(
+            l1_of(&read(&s, &w, &key(ROOT), 0x1000), 0x1000),
+            Some(OLD + 0x1000)
+        );
         let reader = {
             let s = s.clone();
             thread::spawn(move || reader(&s, &s.worker()))
         };
         s.invalidate(&w, 1, &ipas2e1(0));
+        s.invalidate(&w, 1, &ipas2e1(0x1000));
         for _ in 0..flushes {
             w.pin().flush();
         }
         reader.join().unwrap();
         let guard = w.pin();
         assert!(s.lookup(&key(ROOT), 0, &guard).is_none());
+        assert!(s.lookup(&key(ROOT), 0x1000, &guard).is_none());
     });
 }
 

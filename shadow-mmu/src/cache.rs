@@ -32,9 +32,7 @@ use walker::{
 use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
-use crate::table::{
-    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, NodeLine, Retired, Table,
-};
+use crate::table::{hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, Table};
 
 /// A cached valid translation of one L1 block or page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -801,7 +799,6 @@ impl WalkCache {
         // lines are in the CPU's caches even in a large cache, and this
         // work runs while the leaf buckets asked for by `prefetch_range`
         // (memory round trips in a large cache) are on their way.
-        let mut retired_paths = Retired::new(guard);
         if levels == Levels::Any {
             for level in -1i8..=2 {
                 let span_log2 = index.path_spans[(level + 1) as usize];
@@ -815,12 +812,7 @@ impl WalkCache {
                     let base = start & mask;
                     let key = path_key(base, level);
                     if index.paths.remove(level, base, u32::from(span_log2))
-                        && self.paths.remove_into(
-                            key,
-                            hash2(key, 1),
-                            &mut retired_paths,
-                            NodeLine::AskFor,
-                        )
+                        && self.paths.remove_batched(key, hash2(key, 1), guard)
                     {
                         removed += 1;
                     }
@@ -830,18 +822,12 @@ impl WalkCache {
                     .paths
                     .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
                         let key = path_key(base, level);
-                        if self.paths.remove_into(
-                            key,
-                            hash2(key, 1),
-                            &mut retired_paths,
-                            NodeLine::AskFor,
-                        ) {
+                        if self.paths.remove_batched(key, hash2(key, 1), guard) {
                             removed += 1;
                         }
                     });
             }
         }
-        let mut retired_leaves = Retired::new(guard);
         let mut sizes = index.leaf_sizes;
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
@@ -851,7 +837,7 @@ impl WalkCache {
                 size_log2,
                 start,
                 last,
-                &mut retired_leaves,
+                guard,
                 &mut removed_leaf,
             );
         }
@@ -870,7 +856,7 @@ impl WalkCache {
         size_log2: u8,
         start: u64,
         last: u64,
-        retired: &mut Retired<'_, CachedWalk>,
+        guard: &Guard,
         removed_leaf: &mut impl FnMut(u64, u64),
     ) -> usize {
         let mask = !((1u64 << size_log2) - 1);
@@ -879,9 +865,7 @@ impl WalkCache {
             let base = start & mask;
             let key = leaf_key(base, size_log2);
             if leaves.remove(size_log2, base, u32::from(size_log2))
-                && self
-                    .leaves
-                    .remove_into(key, self.leaf_hash(key), retired, NodeLine::AskFor)
+                && self.leaves.remove_batched(key, self.leaf_hash(key), guard)
             {
                 removed_leaf(base, 1 << size_log2);
                 return 1;
@@ -907,17 +891,9 @@ impl WalkCache {
             if let Some(next) = more {
                 prefetch(next);
             }
-            let line = if more.is_some() || blocks.len() > 2 {
-                NodeLine::Leave
-            } else {
-                NodeLine::AskFor
-            };
             for base in blocks.bases() {
                 let key = leaf_key(base, size_log2);
-                if self
-                    .leaves
-                    .remove_into(key, self.leaf_hash(key), retired, line)
-                {
+                if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
                     removed += 1;
                     removed_leaf(base, 1 << size_log2);
                 }

@@ -1630,16 +1630,20 @@ where
         // Below PREFETCH_FROM entries the structures sit in the CPU's
         // caches, and asking costs more than it saves.
         if range.len() <= PREFETCH_RANGE && held.index.live_leaves() >= PREFETCH_FROM {
-            context
-                .cache
-                .prefetch_range(&held.index, first, end, levels);
+            // The reverse map's first: taking its lock is a locked
+            // instruction, which waits for the prefetches issued before it
+            // (x86; about 35 ns more at 1M entries when it came after the
+            // cache's). Then the shadow leaf's: its walk down the shadow
+            // tree reads upper-level entries that are in the CPU's caches,
+            // and its line, asked for last, was the one the call waited
+            // for (about 10 ns more at 1M).
             self.rmap
                 .lock()
                 .prefetch_shadow_range(context.shadow_vmid(), first, end - first);
-            // Last: its walk down the shadow tree reads the upper levels'
-            // entries (in the CPU's caches, but each a dependent load), so
-            // the independent requests above leave first.
             context.shadow().prefetch(first);
+            context
+                .cache
+                .prefetch_range(&held.index, first, end, levels);
         }
         // Writers of a context's cache slots are serialised by its lock,
         // and a retired context's cache is never written (see `install`):

@@ -28,8 +28,9 @@
 //! - A node leaves a slot by a load and a store (writers are serialised,
 //!   so no swap is needed: two overlapping writers would both retire the
 //!   node they loaded) and is destroyed only through the epoch collector
-//!   (`defer_destroy`, or a [`Retired`] batch's deferred call), after
-//!   every reader that could hold it has unpinned.
+//!   (`defer_destroy`, or the deferred call of a batch of removed nodes,
+//!   [`Table::remove_batched`]), after every reader that could hold it has
+//!   unpinned.
 //!
 //! This is the only module with `unsafe`: crossbeam-epoch's dereference
 //! and deferred destruction are unsafe functions whose contracts the
@@ -124,6 +125,32 @@ pub(crate) struct Table<T: Keyed> {
     bucket_mask: usize,
     /// Rotates the eviction victim within a full bucket (writers only).
     victim: AtomicUsize,
+    /// Nodes [`Table::remove_batched`] unlinked and has not yet handed to
+    /// the collector (writers only).
+    retiring: RetireBatch,
+}
+
+/// Unlinked nodes a table hands to the epoch collector in one deferred
+/// call. One under loom would be the old one-call-per-removal scheme; two
+/// makes the models run removals whose node waits for a later one.
+const RETIRE_BATCH: usize = if cfg!(loom) { 2 } else { 16 };
+
+/// The nodes removed since the table's last deferred call, as addresses
+/// (the node type is the table's). Written only by the table's writers,
+/// which are serialised, with loads and stores (no read-modify-write);
+/// read by nobody else, so not a protocol atomic.
+struct RetireBatch {
+    nodes: [AtomicUsize; RETIRE_BATCH],
+    len: AtomicUsize,
+}
+
+impl RetireBatch {
+    fn new() -> Self {
+        RetireBatch {
+            nodes: core::array::from_fn(|_| AtomicUsize::new(0)),
+            len: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl<T: Keyed> core::fmt::Debug for Table<T> {
@@ -188,6 +215,7 @@ impl<T: Keyed + 'static> Table<T> {
             buckets: buckets.into_boxed_slice(),
             bucket_mask: count - 1,
             victim: AtomicUsize::new(0),
+            retiring: RetireBatch::new(),
         }
     }
 
@@ -262,7 +290,7 @@ impl<T: Keyed + 'static> Table<T> {
                 let shared = slot.load(Ordering::Acquire, guard);
                 // SAFETY: `shared` was loaded from a slot under `guard`. Nodes
                 // are destroyed only through the epoch collector (`retire`'s
-                // `defer_destroy` or a `Retired` batch's deferred call) after
+                // `defer_destroy` or a batch's deferred call) after
                 // being unlinked from their slot by its only writer's store
                 // (or by `Drop` with exclusive access), so the node stays
                 // allocated at least until `guard` unpins, which outlives the
@@ -351,7 +379,7 @@ impl<T: Keyed + 'static> Table<T> {
         // the store's Release) also sees its tag.
         bucket.tags[index].store(hash, Ordering::Relaxed);
         let old = replace(&bucket.slots[index], new, guard);
-        retire(old, guard, NodeLine::AskFor);
+        retire(old, guard);
         // SAFETY: `new` was allocated just now and published in a slot; it
         // is destroyed only after being unlinked and a grace period, which
         // cannot end while `guard` ('g) is pinned.
@@ -406,7 +434,7 @@ impl<T: Keyed + 'static> Table<T> {
         // The tag first, as in `insert`.
         bucket.tags[index].store(hash, Ordering::Relaxed);
         let old = replace(&bucket.slots[index], new, guard);
-        retire(old, guard, NodeLine::AskFor);
+        retire(old, guard);
         // SAFETY: as in `insert`: allocated just now, published, destroyed
         // only after unlinking and a grace period ('g is pinned).
         Ok(unsafe { new.deref() }.read())
@@ -437,130 +465,101 @@ impl<T: Keyed + 'static> Table<T> {
     /// Removes the node with `key`; whether one was there. Caller holds the
     /// owner's writer lock.
     pub(crate) fn remove(&self, key: T::Key, hash: u64, guard: &Guard) -> bool {
-        self.remove_then(key, hash, guard, NodeLine::AskFor)
-    }
-
-    /// [`Table::remove`], asking for the removed node's line or not (see
-    /// [`NodeLine`]).
-    pub(crate) fn remove_then(
-        &self,
-        key: T::Key,
-        hash: u64,
-        guard: &Guard,
-        line: NodeLine,
-    ) -> bool {
         let bucket = self.bucket(hash);
         match self.find_slot(bucket, key, hash, guard) {
             Some((i, old)) => {
                 // Writers are serialised: `old` is still the slot's node.
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
-                retire(old, guard, line);
+                retire(old, guard);
                 true
             }
             None => false,
         }
     }
 
-    /// [`Table::remove_then`], with the removed node handed to `retired`
-    /// (destroyed with up to two others by one deferred call) instead of
-    /// a deferred call of its own.
-    pub(crate) fn remove_into<'g>(
-        &self,
-        key: T::Key,
-        hash: u64,
-        retired: &mut Retired<'g, T>,
-        line: NodeLine,
-    ) -> bool {
+    /// [`Table::remove`] for an invalidation: the node joins the table's
+    /// batch of removed nodes, which goes to the epoch collector in one
+    /// deferred call once [`RETIRE_BATCH`] are in it
+    /// ([`Table::retire_batched`]). Caller holds the owner's writer lock.
+    pub(crate) fn remove_batched(&self, key: T::Key, hash: u64, guard: &Guard) -> bool {
         let bucket = self.bucket(hash);
-        match self.find_slot(bucket, key, hash, retired.guard) {
+        match self.find_slot(bucket, key, hash, guard) {
             Some((i, old)) => {
                 // Writers are serialised: `old` is still the slot's node.
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
-                if line == NodeLine::AskFor {
-                    crate::prefetch::prefetch(old.as_raw());
-                }
-                retired.push(old);
+                self.retire_batched(old, guard);
                 true
             }
             None => false,
         }
     }
-}
 
-/// Nodes of one table unlinked by one writer call, handed to the epoch
-/// collector [`RETIRED_PER_CALL`] at a time: one deferred destruction per
-/// three nodes instead of one per node. crossbeam stores a deferred call of
-/// up to three words in its bag without allocating; every 64 calls the bag
-/// is sealed, which allocates and copies it (2 KiB) and later frees it. A
-/// page invalidation removes a leaf and up to four paths: two or three
-/// deferred calls instead of five.
-///
-/// What is pushed is unlinked (no new reader can reach it) and retired
-/// exactly once, no later than when the batch is dropped, which happens
-/// while its guard is pinned (it borrows the guard): the same contract as
-/// [`retire`], fulfilled a few nodes later.
-pub(crate) struct Retired<'g, T: 'static> {
-    guard: &'g Guard,
-    nodes: [*const Node<T>; RETIRED_PER_CALL],
-    len: usize,
-}
-
-/// Nodes one deferred destruction frees: crossbeam keeps a call of up to
-/// three words inline.
-const RETIRED_PER_CALL: usize = 3;
-
-impl<'g, T: 'static> Retired<'g, T> {
-    pub(crate) fn new(guard: &'g Guard) -> Self {
-        Retired {
-            guard,
-            nodes: [core::ptr::null(); RETIRED_PER_CALL],
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, old: Shared<'g, Node<T>>) {
+    /// Adds `old`, just unlinked from its slot by this writer, to the
+    /// batch; a full batch goes to the collector in one deferred call,
+    /// which asks for every node's lines before it frees the first.
+    ///
+    /// A page invalidation used to hand its leaf and its paths to the
+    /// collector in a deferred call per table. The collector runs them a
+    /// few hundred calls later, so in a large cache the nodes are out of
+    /// the CPU's caches by then, and the allocator's free of each (it reads
+    /// and writes the words around the node) was a memory round trip, one
+    /// after the other: about 100 ns a page invalidation at 1M entries,
+    /// paid inside whichever later pin collects (README, "Invalidation
+    /// performance"). Freed together after their lines were asked for, the
+    /// misses overlap; and the collector's bag (sealed every 64 deferred
+    /// calls, which allocates 2 KiB) fills several times more slowly.
+    ///
+    /// Handing a node to the collector later than its unlinking is as safe
+    /// as at once, whichever writer fills the batch (writers are
+    /// serialised, so the unlinking happens before the deferral): the
+    /// collector destroys it only after every thread pinned at the
+    /// deferral has unpinned, and a reader that could still hold it was
+    /// pinned before the unlinking, so it is either pinned at the deferral
+    /// or no longer holds it. The batch holds at most [`RETIRE_BATCH`] - 1
+    /// nodes between writer calls (memory the budget does not count, like
+    /// nodes awaiting the collector); [`Table`]'s drop frees what is left.
+    fn retire_batched(&self, old: Shared<'_, Node<T>>, guard: &Guard) {
         if old.is_null() {
             return;
         }
-        self.nodes[self.len] = old.as_raw();
-        self.len += 1;
-        if self.len == RETIRED_PER_CALL {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.len == 0 {
+        // Writers are serialised: load and store, no read-modify-write.
+        let len = self.retiring.len.load(Ordering::Relaxed);
+        self.retiring.nodes[len].store(old.as_raw() as usize, Ordering::Relaxed);
+        if len + 1 < RETIRE_BATCH {
+            self.retiring.len.store(len + 1, Ordering::Relaxed);
             return;
         }
-        // Only the pointers: three words, kept inline by crossbeam.
-        let nodes = core::mem::replace(&mut self.nodes, [core::ptr::null(); RETIRED_PER_CALL]);
-        self.len = 0;
-        // SAFETY: every non-null pointer in `nodes` was loaded from its
-        // slot and unlinked by a store of null by the slot's only writer
-        // (the owner's writer lock is held: for a cache, the lock of the
-        // slot's live context, as a retired context's cache is never
-        // written), so no other writer can have unlinked it too; it was
-        // pushed once, so no new reader can reach it and it is destroyed
-        // exactly once; readers that loaded it before are pinned, and the
-        // collector runs this only after all of them have unpinned.
-        // `T: 'static`, so destroying it later (even after the table's
-        // owner is gone) reads nothing freed.
+        self.retiring.len.store(0, Ordering::Relaxed);
+        let nodes: Box<[usize; RETIRE_BATCH]> = Box::new(core::array::from_fn(|i| {
+            self.retiring.nodes[i].load(Ordering::Relaxed)
+        }));
+        // SAFETY: every address in `nodes` is a node this table's writers
+        // unlinked from its slot (a store of null by the slot's only
+        // writer: the owner's writer lock is held, and for a cache that is
+        // the lock of the slot's live context, as a retired context's cache
+        // is never written), so no other writer unlinked it too; each was
+        // put in the batch once and the batch is emptied here, so each is
+        // destroyed exactly once, and no new reader can reach it. A reader
+        // that loaded one did so under a pin taken before its unlinking,
+        // which happened before this call: it is pinned now or no longer
+        // holds it, and the collector runs this only after every thread
+        // pinned now has unpinned. `T: 'static`, so destroying the nodes
+        // later (even after the table is gone) reads nothing freed.
         unsafe {
-            self.guard.defer_unchecked(move || {
-                for node in nodes {
-                    if !node.is_null() {
-                        drop(Shared::from(node).into_owned());
-                    }
+            guard.defer_unchecked(move || {
+                // Freeing a node reads the allocator's words on both sides
+                // of it (its boundary tags in glibc): ask for both lines of
+                // every node first, so their misses overlap.
+                for &node in nodes.iter() {
+                    let at = node as *const u8;
+                    crate::prefetch::prefetch(at.wrapping_sub(8));
+                    crate::prefetch::prefetch(at.wrapping_add(core::mem::size_of::<Node<T>>()));
+                }
+                for &node in nodes.iter() {
+                    drop(Shared::from(node as *const Node<T>).into_owned());
                 }
             });
         }
-    }
-}
-
-impl<T: 'static> Drop for Retired<'_, T> {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -583,29 +582,14 @@ fn replace<'g, T>(
     old
 }
 
-/// Whether retiring a node asks for its cache line. The collector frees
-/// the node a few dozen calls later, and the allocator's free reads and
-/// writes its first line: after a single removal, asking for that line now
-/// (the node was not read to unlink it) lets it be in the CPU's caches
-/// then, instead of a miss inside a later pin. A range removing hundreds
-/// of nodes in a row would spend a miss per node on lines most of which
-/// leave the caches again before they are freed, while its own misses
-/// compete for the same line-fill buffers: it leaves them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NodeLine {
-    /// A single removal (or a few): ask for it.
-    AskFor,
-    /// One of many removals in a row: leave it.
-    Leave,
-}
-
-/// Hands an unlinked node to the collector. `T: 'static`: the collector
-/// may destroy it after everything a borrow could point to is gone.
-fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard, line: NodeLine) {
+/// Hands an unlinked node to the collector in a deferred call of its own
+/// (an insert's replaced or evicted node, a directory removal), asking for
+/// its line: the allocator's free reads and writes it. `T: 'static`: the
+/// collector may destroy it after everything a borrow could point to is
+/// gone.
+fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard) {
     if !old.is_null() {
-        if line == NodeLine::AskFor {
-            crate::prefetch::prefetch(old.as_raw());
-        }
+        crate::prefetch::prefetch(old.as_raw());
         // SAFETY: `old` was just unlinked from its slot (a store of null or
         // of its replacement) by the slot's only writer (the owner's writer
         // lock is held: for a cache, the lock of the slot's live context,
@@ -626,6 +610,14 @@ impl<T: Keyed> Drop for Table<T> {
         // directory is itself destroyed through the collector, after every
         // reader unpinned), so no guard can still reach these nodes.
         let guard = unsafe { epoch::unprotected() };
+        let batched = self.retiring.len.load(Ordering::Relaxed);
+        for node in &self.retiring.nodes[..batched] {
+            let node = node.load(Ordering::Relaxed) as *const Node<T>;
+            // SAFETY: unlinked from its slot before (so in no slot now),
+            // put in the batch once and never handed to the collector; no
+            // guard can still reach it, as above.
+            drop(unsafe { Shared::from(node).into_owned() });
+        }
         for slot in self.buckets.iter().flat_map(|b| b.slots.iter()) {
             let shared = slot.swap(Shared::null(), Ordering::Relaxed, guard);
             if !shared.is_null() {
