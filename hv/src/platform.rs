@@ -795,7 +795,7 @@ pub struct Options {
     /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
-    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi`: run a self-test instead of a guest and
+    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
     /// `hv.nested=demo|demo-no-tlbi`: run the nested demo instead of a
@@ -835,6 +835,26 @@ pub enum SelfTest {
     /// hardware TLBIs: the run must fail on the stale value L2 reads after
     /// L1's TLBI (proof that `shadow` checks the hardware invalidation).
     ShadowNoTlbi,
+    /// `shadow-no-vmalle1`: `shadow` whose TLB maintenance leaves out the
+    /// TLBI VMALLE1IS after the IPAS2E1ISs; it must fail at L1's TLBI
+    /// IPAS2E1IS step.
+    ShadowNoVmalle1,
+    /// `shadow-stuck`: `shadow` with L2 entered at the payload's `b .`;
+    /// the EL2 watchdog must end it with a failure.
+    ShadowStuck,
+}
+
+impl SelfTest {
+    /// Whether this is one of the shadow self-tests (`hv::shadow_selftest`).
+    pub fn is_shadow(self) -> bool {
+        matches!(
+            self,
+            SelfTest::Shadow
+                | SelfTest::ShadowNoTlbi
+                | SelfTest::ShadowNoVmalle1
+                | SelfTest::ShadowStuck
+        )
+    }
 }
 
 /// Which nested demo `hv.nested=` asked for.
@@ -893,6 +913,10 @@ impl Options {
                 "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
                 "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
+                "hv.selftest=shadow-no-vmalle1" => {
+                    options.self_test = Some(SelfTest::ShadowNoVmalle1)
+                }
+                "hv.selftest=shadow-stuck" => options.self_test = Some(SelfTest::ShadowStuck),
                 other => match other.strip_prefix("hv.list-registers=") {
                     Some(n) => match n.parse::<usize>() {
                         Ok(n @ 2..=16) => options.list_register_limit = Some(n),
@@ -1139,6 +1163,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.selftest=shadow-no-tlbi").map(|o| o.self_test),
             Ok(Some(SelfTest::ShadowNoTlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=shadow-no-vmalle1").map(|o| o.self_test),
+            Ok(Some(SelfTest::ShadowNoVmalle1))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=shadow-stuck").map(|o| o.self_test),
+            Ok(Some(SelfTest::ShadowStuck))
         );
         assert_eq!(
             Options::parse("hv.selftest=bogus"),

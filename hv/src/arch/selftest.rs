@@ -93,6 +93,8 @@ fn test_code(test: SelfTest) -> u8 {
         SelfTest::IpcSgiLost => 3,
         SelfTest::Shadow => 4,
         SelfTest::ShadowNoTlbi => 5,
+        SelfTest::ShadowNoVmalle1 => 6,
+        SelfTest::ShadowStuck => 7,
     }
 }
 
@@ -103,7 +105,9 @@ fn test_from_code(code: u8) -> SelfTest {
         2 => SelfTest::IpcSgi,
         3 => SelfTest::IpcSgiLost,
         4 => SelfTest::Shadow,
-        _ => SelfTest::ShadowNoTlbi,
+        5 => SelfTest::ShadowNoTlbi,
+        6 => SelfTest::ShadowNoVmalle1,
+        _ => SelfTest::ShadowStuck,
     }
 }
 
@@ -115,7 +119,9 @@ fn service_mode(test: SelfTest) -> ServiceMode {
         | SelfTest::IpcSgi
         | SelfTest::IpcSgiLost
         | SelfTest::Shadow
-        | SelfTest::ShadowNoTlbi => ServiceMode::Serve,
+        | SelfTest::ShadowNoTlbi
+        | SelfTest::ShadowNoVmalle1
+        | SelfTest::ShadowStuck => ServiceMode::Serve,
     }
 }
 
@@ -128,8 +134,10 @@ fn describe(test: SelfTest) -> (&'static str, &'static str) {
             "ipc-sgi",
             "SGI doorbells (WFI waits), the service's bell never sending its SGI",
         ),
-        SelfTest::Shadow => ("shadow", "WFE/SEV doorbells"),
-        SelfTest::ShadowNoTlbi => ("shadow-no-tlbi", "WFE/SEV doorbells"),
+        SelfTest::Shadow
+        | SelfTest::ShadowNoTlbi
+        | SelfTest::ShadowNoVmalle1
+        | SelfTest::ShadowStuck => ("shadow", "WFE/SEV doorbells"),
     }
 }
 
@@ -152,14 +160,8 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         ));
     }
     TEST.store(test_code(test), Ordering::Relaxed);
-    if let SelfTest::Shadow | SelfTest::ShadowNoTlbi = test {
-        super::shadow_selftest::run(
-            platform,
-            test == SelfTest::ShadowNoTlbi,
-            ttbr,
-            tcr,
-            device_tree,
-        );
+    if test.is_shadow() {
+        super::shadow_selftest::run(platform, test, ttbr, tcr, device_tree);
     }
     let mode = service_mode(test);
     let (name, bells) = describe(test);
@@ -180,7 +182,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         sgi_wait_setup(0, name);
     }
     without_event_stream();
-    start_service_cpu(platform, ttbr, tcr, name);
+    start_service_cpu(platform, SERVICE_CPU, ttbr, tcr, name);
     phase(format_args!(
         "selftest {name}: cpu {SERVICE_CPU} started as the service ({mode:?}); {RECORDS} requests in bursts of 1-64 over {}-slot rings, {bells}, timeout {TIMEOUT_MS} ms per wait",
         ipc_selftest::RING_CAPACITY
@@ -188,7 +190,12 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
     let timeout = clock.frequency() * TIMEOUT_MS / 1000;
     let (result, sleep) = match test {
         // (The shadow tests never get here: they left above.)
-        SelfTest::Ipc | SelfTest::IpcStall | SelfTest::Shadow | SelfTest::ShadowNoTlbi => (
+        SelfTest::Ipc
+        | SelfTest::IpcStall
+        | SelfTest::Shadow
+        | SelfTest::ShadowNoTlbi
+        | SelfTest::ShadowNoVmalle1
+        | SelfTest::ShadowStuck => (
             ipc_selftest::run_client(&WFE_EXCHANGE, &clock, timeout),
             "each one WFE, which QEMU does not make sleep: a lost SEV is not detectable here",
         ),
@@ -223,18 +230,19 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
     }
 }
 
-/// Starts CPU 1 with PSCI CPU_ON on hv's stage 1 and its own stack;
-/// `secondary_main` sends it to [`service_main`].
-pub(super) fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64, name: &str) {
+/// Starts CPU `cpu` (1: the service; the shadow test's reader: 2) with
+/// PSCI CPU_ON on hv's stage 1 and its own stack; `secondary_main` sends
+/// it to [`service_main`].
+pub(super) fn start_service_cpu(platform: &Platform, cpu: usize, ttbr: u64, tcr: u64, name: &str) {
     ACTIVE.store(true, Ordering::Release);
-    // What CPU 1 reads before its MMU is on: cleaned to memory.
+    // What the CPU reads before its MMU is on: cleaned to memory.
     let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
-        stack_top: (&raw const STACKS) as u64 + ((SERVICE_CPU + 1) * STACK_SIZE) as u64,
+        stack_top: (&raw const STACKS) as u64 + ((cpu + 1) * STACK_SIZE) as u64,
         mair: MAIR_EL2,
         tcr,
         ttbr,
         sctlr: sysregs::SCTLR_EL2_MMU_ON,
-        index: SERVICE_CPU as u64,
+        index: cpu as u64,
     }));
     cpu::clean_invalidate_dcache(
         record as *const SecondaryBoot as u64,
@@ -242,12 +250,12 @@ pub(super) fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64, name: 
     );
     let entry = super::boot::hv_secondary_entry as *const () as u64;
     if let Err(e) = smccc::psci::cpu_on::<smccc::Smc>(
-        platform.cpus[SERVICE_CPU],
+        platform.cpus[cpu],
         entry,
         record as *const SecondaryBoot as u64,
     ) {
         fail(format_args!(
-            "selftest {name}: PSCI CPU_ON for cpu {SERVICE_CPU} failed: {e:?}"
+            "selftest {name}: PSCI CPU_ON for cpu {cpu} failed: {e:?}"
         ));
     }
 }
@@ -256,7 +264,7 @@ pub(super) fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64, name: 
 pub fn service_main() -> ! {
     without_event_stream();
     let test = test_from_code(TEST.load(Ordering::Relaxed));
-    if let SelfTest::Shadow | SelfTest::ShadowNoTlbi = test {
+    if test.is_shadow() {
         super::shadow_selftest::service_main();
     }
     let (name, _) = describe(test);
@@ -271,7 +279,10 @@ pub fn service_main() -> ! {
             sgi_wait_setup(SERVICE_CPU, name);
             ipc_selftest::run_service(&LOST_SGI_EXCHANGE, mode)
         }
-        SelfTest::Shadow | SelfTest::ShadowNoTlbi => super::shadow_selftest::service_main(),
+        SelfTest::Shadow
+        | SelfTest::ShadowNoTlbi
+        | SelfTest::ShadowNoVmalle1
+        | SelfTest::ShadowStuck => super::shadow_selftest::service_main(),
     };
     if let Err(e) = result {
         fail(format_args!("selftest {name}: service set-up: {e:?}"));

@@ -1,6 +1,8 @@
-//! `hv.selftest=shadow|shadow-no-tlbi` on the machine: the scenario of
-//! `crate::shadow_selftest` with the service on CPU 1 and L2 on the boot
-//! CPU, at EL1 on the service's shadow stage 2.
+//! `hv.selftest=shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck` on
+//! the machine: the scenario of `crate::shadow_selftest` with the service
+//! on CPU 1, L2's first vCPU on the boot CPU and its second vCPU (the
+//! concurrent reader, `crate::shadow_selftest::reader`) on CPU 2, both at
+//! EL1 on the service's shadow stage 2 (same VMID, same root).
 //!
 //! - The arena is the top [`ARENA_BYTES`] of the largest piece of RAM a
 //!   guest would get (not hv's image, not the firmware's), which hv's
@@ -13,9 +15,14 @@
 //!   per page (`VMALLS12E1IS` beyond [`MAX_PAGE_TLBIS`]); `DSB ISH; TLBI
 //!   VMALLE1IS; DSB ISH` (IPAS2E1IS leaves the combined stage 1+2 entries,
 //!   which VMALLE1IS removes, as Linux's `__kvm_tlb_flush_vmid_ipa` does);
-//!   ISB; then the old VTTBR_EL2 back. `shadow-no-tlbi` skips all of it:
-//!   the run must then fail on the stale value L2 reads after L1's TLBI
-//!   (QEMU keeps stage-2 translations in its TLB until a TLBI).
+//!   ISB; then the old VTTBR_EL2 back. [`TlbDefect`] breaks it for the
+//!   failure modes: `shadow-no-tlbi` skips all of it, `shadow-no-vmalle1`
+//!   the VMALLE1IS after the IPAS2E1ISs; either run must then fail on the
+//!   stale value L2 reads after L1's TLBI IPAS2E1IS (QEMU keeps the
+//!   combined stage 1+2 translations an MMU-off L2 uses until a TLBI
+//!   that covers them).
+//! - `shadow-stuck` enters L2 at the payload's `b .`: the EL2 watchdog
+//!   must end the run with the `Stuck` failure.
 //! - L2 runs through [`hv_shadow_l2_run`]: hv's callee-saved registers and
 //!   stack pointer are saved, L2 entered with ERET; its exit comes through
 //!   hv's vectors to `guest_exit`, which hands it to [`leave_l2`], which
@@ -27,14 +34,14 @@ use super::gic::Gic;
 use super::selftest::{start_service_cpu, GenericTimer};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
 use crate::ipc_selftest::Clock;
-use crate::platform::{Platform, Region};
+use crate::platform::{Platform, Region, SelfTest};
 use crate::println;
 use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
-use crate::shadow_selftest::lab::{Lab, ARENA_ALIGN, ARENA_BYTES, CODE_L1};
+use crate::shadow_selftest::lab::{Lab, ARENA_ALIGN, ARENA_BYTES, CODE_L1, CODE_L2};
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory};
 use crate::shadow_selftest::{
-    context_key, run_scenario, serve, service_config, Host, L2Cpu, L2Exit, L2Regs, ServiceSummary,
-    ShadowExchange,
+    context_key, run_reader, run_scenario, serve, service_config, Host, L2Cpu, L2Exit, L2Regs,
+    ServiceSummary, ShadowExchange,
 };
 use crate::sysregs;
 use alloc::boxed::Box;
@@ -65,23 +72,56 @@ const TIMER_ENABLE: u64 = 1;
 type HvService =
     Service<L1Memory<'static>, &'static L0Stage2<'static>, SelftestBackend<HeapFramePool, HwTlbs>>;
 
-static EXCHANGE: ShadowExchange<WfeDoorbell> = ShadowExchange::new(WfeDoorbell, WfeDoorbell);
+static EXCHANGE: ShadowExchange<WfeDoorbell> =
+    ShadowExchange::new(WfeDoorbell, WfeDoorbell, WfeDoorbell);
 static SERVICE: spin::Once<&'static HvService> = spin::Once::new();
-/// Set while the boot CPU runs L2: its exits belong to [`leave_l2`].
-static IN_L2: AtomicBool = AtomicBool::new(false);
-/// The shadow stage-2's VTCR_EL2, for both CPUs (VS must agree).
+/// The CPU that runs the second vCPU (the concurrent reader).
+const READER_CPU: usize = 2;
+/// What the reader CPU needs, set before it starts.
+static READER: spin::Once<ReaderStart> = spin::Once::new();
+/// The shadow stage-2's VTCR_EL2, for every CPU (VS must agree).
 static SHADOW_VTCR: AtomicU64 = AtomicU64::new(0);
 
+/// What the reader CPU needs to run the second vCPU.
+struct ReaderStart {
+    /// Its MPIDR (affinity bits), by which `service_main` knows it.
+    mpidr: u64,
+    gic: Gic,
+    vttbr: u64,
+    key: ipc::ContextKey,
+    timeout: u64,
+}
+
+/// The CPUs that run L2 in this self-test, each its own lane: the boot
+/// CPU (lane 0) and the reader CPU (lane 1).
+const LANES: usize = 2;
+/// Each lane's MPIDR affinity bits (set before it first runs L2).
+static LANE_MPIDR: [AtomicU64; LANES] = [const { AtomicU64::new(u64::MAX) }; LANES];
+/// Per lane: set while that CPU runs L2, so its exits belong to
+/// [`leave_l2`] (another CPU's exit never reads this CPU's flag).
+static IN_L2: [AtomicBool; LANES] = [const { AtomicBool::new(false) }; LANES];
+
 /// hv's callee-saved registers (x19-x30), stack pointer and L2's frame
-/// while L2 runs.
+/// while L2 runs on one lane.
 #[repr(C)]
 struct SavedHost(UnsafeCell<[u64; 14]>);
 
-// SAFETY: only the boot CPU, in `HardwareL2::run` and the exit it takes,
-// touches it.
+// SAFETY: each lane's is touched only by that lane's CPU, in
+// `HardwareL2::run` and the exit it takes.
 unsafe impl Sync for SavedHost {}
 
-static SAVED: SavedHost = SavedHost(UnsafeCell::new([0; 14]));
+static SAVED: [SavedHost; LANES] = [const { SavedHost(UnsafeCell::new([0; 14])) }; LANES];
+
+/// MPIDR_EL1's affinity fields (Aff3, Aff2, Aff1, Aff0).
+const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+
+/// This CPU's lane, if it runs L2 in this self-test.
+fn this_lane() -> Option<usize> {
+    let mpidr = read_sysreg!("mpidr_el1") & MPIDR_AFFINITY;
+    LANE_MPIDR
+        .iter()
+        .position(|m| m.load(Ordering::Acquire) == mpidr)
+}
 
 global_asm!(
     r#"
@@ -155,26 +195,33 @@ unsafe extern "C" {
 const _: () = assert!(core::mem::offset_of!(GuestFrame, elr) == 248);
 const _: () = assert!(core::mem::offset_of!(GuestFrame, spsr) == 256);
 
-/// Whether the boot CPU is running L2 for this self-test (`guest_exit`
-/// then hands the exit to [`leave_l2`]).
+/// Whether this CPU is running L2 for this self-test (`guest_exit` then
+/// hands the exit to [`leave_l2`]).
 pub fn in_l2() -> bool {
-    IN_L2.load(Ordering::Relaxed)
+    this_lane().is_some_and(|lane| IN_L2[lane].load(Ordering::Relaxed))
 }
 
 /// An exit from L2: back to the `hv_shadow_l2_run` that entered it.
 pub fn leave_l2(frame: &GuestFrame, kind: u64) -> ! {
-    // SAFETY: `in_l2()` said `hv_shadow_l2_run` entered L2 on this CPU and
-    // saved its registers in SAVED; `frame` is the exit frame the vectors
-    // built below that run's stack pointer, which the copy and the return
-    // leave behind.
-    unsafe { hv_shadow_l2_return(frame, kind, SAVED.0.get()) }
+    let Some(lane) = this_lane() else {
+        fail(format_args!(
+            "selftest shadow: an L2 exit on a CPU that runs no L2"
+        ));
+    };
+    // SAFETY: `in_l2()` said `hv_shadow_l2_run` entered L2 on this CPU
+    // (this lane) and saved its registers in SAVED[lane]; `frame` is the
+    // exit frame the vectors built below that run's stack pointer, which
+    // the copy and the return leave behind.
+    unsafe { hv_shadow_l2_return(frame, kind, SAVED[lane].0.get()) }
 }
 
-/// L2 on the boot CPU (EL2 set up by [`enter_l2_setup`]). Every run is
-/// bounded: the EL2 physical timer (CNTHP) fires after `watchdog` counts,
-/// and its PPI, routed to EL2, takes L2 out (an exit with vector 1).
+/// L2 on this CPU (EL2 set up by [`enter_l2_setup`]), lane `lane`. Every
+/// run is bounded: the EL2 physical timer (CNTHP) fires after `watchdog`
+/// counts, and its PPI, routed to EL2, takes L2 out (an exit with vector
+/// 1).
 struct HardwareL2 {
     watchdog: u64,
+    lane: usize,
 }
 
 impl L2Cpu for HardwareL2 {
@@ -188,14 +235,15 @@ impl L2Cpu for HardwareL2 {
         write_sysreg!("s3_4_c14_c2_2", cpu::counter().wrapping_add(self.watchdog));
         write_sysreg!("s3_4_c14_c2_1", TIMER_ENABLE); // CNTHP_CTL_EL2
         cpu::isb();
-        IN_L2.store(true, Ordering::Relaxed);
+        IN_L2[self.lane].store(true, Ordering::Relaxed);
         // SAFETY: EL2 is set up for L2 (stage 2 = the shadow, EL1 MMU off,
         // PSTATE EL1h with interrupts masked); the only way back is an
         // exception to EL2, which `guest_exit` gives to `leave_l2`, which
-        // restores the registers saved here and returns the vector kind.
-        // `frame` lives across the call and is written by it.
-        let vector = unsafe { hv_shadow_l2_run(&mut frame, SAVED.0.get()) };
-        IN_L2.store(false, Ordering::Relaxed);
+        // restores the registers saved here (this CPU's lane) and returns
+        // the vector kind. `frame` lives across the call and is written by
+        // it.
+        let vector = unsafe { hv_shadow_l2_run(&mut frame, SAVED[self.lane].0.get()) };
+        IN_L2[self.lane].store(false, Ordering::Relaxed);
         // Off (its level-sensitive PPI drops) until the next run.
         write_sysreg!("s3_4_c14_c2_1", 0);
         cpu::isb();
@@ -210,17 +258,28 @@ impl L2Cpu for HardwareL2 {
     }
 }
 
+/// What the TLB maintenance leaves out (the failure modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbDefect {
+    /// Nothing: the maintenance the service asks for.
+    None,
+    /// Every TLBI (`shadow-no-tlbi`).
+    NoTlbi,
+    /// The `TLBI VMALLE1IS` after the IPAS2E1ISs (`shadow-no-vmalle1`).
+    NoVmalle1,
+}
+
 /// TLB maintenance for one shadow VMID (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct HwTlb {
     vmid: u16,
-    skip: bool,
+    defect: TlbDefect,
 }
 
-/// [`HwTlb`]s for the backend; `skip` is the failure mode.
+/// [`HwTlb`]s for the backend.
 #[derive(Clone, Copy, Debug)]
 pub struct HwTlbs {
-    skip: bool,
+    defect: TlbDefect,
 }
 
 impl VmidTlbs for HwTlbs {
@@ -228,7 +287,7 @@ impl VmidTlbs for HwTlbs {
     fn for_vmid(&self, vmid: u16) -> HwTlb {
         HwTlb {
             vmid,
-            skip: self.skip,
+            defect: self.defect,
         }
     }
 }
@@ -250,7 +309,7 @@ impl HwTlb {
 
 impl TlbMaintenance for HwTlb {
     fn invalidate_range(&self, l2_ipa: u64, len: u64) {
-        if self.skip {
+        if self.defect == TlbDefect::NoTlbi {
             return;
         }
         let first = l2_ipa >> 12;
@@ -268,6 +327,14 @@ impl TlbMaintenance for HwTlb {
                     core::arch::asm!("tlbi ipas2e1is, {}", in(reg) page & 0xf_ffff_ffff, options(nostack, preserves_flags))
                 };
             }
+            if self.defect == TlbDefect::NoVmalle1 {
+                // SAFETY: completes the IPAS2E1ISs on every PE of the
+                // Inner Shareable domain (the failure mode stops here).
+                unsafe {
+                    core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags))
+                };
+                return;
+            }
             // SAFETY: completes the IPAS2E1ISs, then drops the combined
             // stage 1+2 entries of this VMID (which IPAS2E1IS leaves) and
             // completes that on every PE of the Inner Shareable domain.
@@ -284,7 +351,7 @@ impl TlbMaintenance for HwTlb {
     }
 
     fn invalidate_all(&self) {
-        if self.skip {
+        if self.defect == TlbDefect::NoTlbi {
             return;
         }
         self.with_vmid(|| {
@@ -340,15 +407,42 @@ fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
     (base >= largest.base && clear_of_initrd && !device_tree.overlaps(&region)).then_some(region)
 }
 
-/// The boot CPU: builds the lab and the service, starts the service CPU,
-/// runs the scenario as L2's vCPU, ends the run with the verdict.
-pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tree: Region) -> ! {
-    let name = if skip_tlbi {
-        "shadow-no-tlbi"
-    } else {
-        "shadow"
-    };
+/// L2 that starts every access at the payload's `b .` (`shadow-stuck`):
+/// it never exits by itself.
+struct StuckL2(HardwareL2);
+
+impl L2Cpu for StuckL2 {
+    fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
+        if regs.pc == CODE_L2 {
+            regs.pc = CODE_L2 + 28;
+        }
+        self.0.run(regs)
+    }
+}
+
+/// The test's name in its verdict line and what its TLB maintenance
+/// leaves out.
+fn variant(test: SelfTest) -> (&'static str, TlbDefect) {
+    match test {
+        SelfTest::ShadowNoTlbi => ("shadow-no-tlbi", TlbDefect::NoTlbi),
+        SelfTest::ShadowNoVmalle1 => ("shadow-no-vmalle1", TlbDefect::NoVmalle1),
+        SelfTest::ShadowStuck => ("shadow-stuck", TlbDefect::None),
+        _ => ("shadow", TlbDefect::None),
+    }
+}
+
+/// The boot CPU: builds the lab and the service, starts the service CPU
+/// and the reader CPU, runs the scenario as L2's first vCPU, ends the run
+/// with the verdict.
+pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree: Region) -> ! {
+    let (name, defect) = variant(test);
     let clock = GenericTimer;
+    if platform.cpus.len() <= READER_CPU {
+        fail(format_args!(
+            "selftest {name} needs 3 CPUs (L2's first vCPU, the service, L2's second vCPU on the same shadow); the device tree has {}",
+            platform.cpus.len()
+        ));
+    }
     if read_sysreg!("cntfrq_el0") == 0 {
         fail(format_args!(
             "selftest {name}: CNTFRQ_EL0 is 0, so no wait could be bounded"
@@ -360,11 +454,23 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
             ARENA_BYTES >> 20
         ));
     };
+    // The arena is hv's to use as memory only if hv's stage 1 maps it at
+    // its PA: checked at its first and last page (the identity map covers
+    // RAM in blocks, so these two stand for the range between).
+    let last = region.base + ARENA_BYTES - 4096;
+    for page in [region.base, last] {
+        if stage1_pa(page) != Some(page) {
+            fail(format_args!(
+                "selftest {name}: hv's stage 1 does not map the arena's page {page:#x} at its PA (it gives {:x?})",
+                stage1_pa(page)
+            ));
+        }
+    }
     // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
-    // Normal write-back), outside hv's image, the firmware's reservations,
-    // the initrd and the device tree; nothing else of hv uses it (no guest
-    // runs). AtomicU64 has the size and alignment of the u64 words it is
-    // made of.
+    // Normal write-back: its first and last page checked above), outside
+    // hv's image, the firmware's reservations, the initrd and the device
+    // tree; nothing else of hv uses it (no guest runs). AtomicU64 has the
+    // size and alignment of the u64 words it is made of.
     let words = unsafe {
         core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
     };
@@ -408,7 +514,7 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
     };
     let backend = SelftestBackend::new(
         pool,
-        HwTlbs { skip: skip_tlbi },
+        HwTlbs { defect },
         ShadowConfig {
             xnx: host.xnx,
             pa_bits,
@@ -432,20 +538,50 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
         ));
     };
     drop(worker);
-    watchdog_setup(platform, name);
-    start_service_cpu(platform, ttbr, tcr, name);
+    let vttbr = u64::from(vmid) << 48 | root;
+    let timeout = clock.frequency() * TIMEOUT_MS / 1000;
+    let gic = watchdog_setup(platform, name);
+    LANE_MPIDR[0].store(
+        read_sysreg!("mpidr_el1") & MPIDR_AFFINITY,
+        Ordering::Release,
+    );
+    READER.call_once(|| ReaderStart {
+        mpidr: platform.cpus[READER_CPU] & MPIDR_AFFINITY,
+        gic,
+        vttbr,
+        key: context_key(lab),
+        timeout,
+    });
+    LANE_MPIDR[1].store(
+        platform.cpus[READER_CPU] & MPIDR_AFFINITY,
+        Ordering::Release,
+    );
+    start_service_cpu(platform, 1, ttbr, tcr, name);
+    start_service_cpu(platform, READER_CPU, ttbr, tcr, name);
     phase(format_args!(
-        "selftest {name}: arena {:#x}+{} MiB, service on cpu 1 ({} shadow frames), L2 on shadow VMID {vmid} root {root:#x}{}",
+        "selftest {name}: arena {:#x}+{} MiB, service on cpu 1 ({} shadow frames), L2 on shadow VMID {vmid} root {root:#x} on cpus 0 and {READER_CPU}{}",
         region.base,
         ARENA_BYTES >> 20,
         config.budget.frames,
-        if skip_tlbi { ", TLB maintenance skipped: this run must fail" } else { "" }
+        match test {
+            SelfTest::ShadowNoTlbi => ", TLB maintenance skipped: this run must fail",
+            SelfTest::ShadowNoVmalle1 => ", no TLBI VMALLE1IS after IPAS2E1IS: this run must fail",
+            SelfTest::ShadowStuck => ", L2 entered at its `b .`: this run must fail",
+            _ => "",
+        }
     ));
-    enter_l2_setup(vtcr, u64::from(vmid) << 48 | root);
-    let timeout = clock.frequency() * TIMEOUT_MS / 1000;
+    enter_l2_setup(vtcr, vttbr);
     let started = clock.now();
-    let mut l2 = HardwareL2 { watchdog: timeout };
-    let result = run_scenario(lab, &mut l2, &EXCHANGE, &clock, timeout);
+    let l2 = HardwareL2 {
+        watchdog: timeout,
+        lane: 0,
+    };
+    let result = if test == SelfTest::ShadowStuck {
+        run_scenario(lab, &mut StuckL2(l2), &EXCHANGE, &clock, timeout)
+    } else {
+        let mut l2 = l2;
+        run_scenario(lab, &mut l2, &EXCHANGE, &clock, timeout)
+    };
     let micros = clock.now().wrapping_sub(started).saturating_mul(1_000_000) / clock.frequency();
     let stats = service.stats();
     match result {
@@ -476,18 +612,26 @@ pub fn run(platform: &Platform, skip_tlbi: bool, ttbr: u64, tcr: u64, device_tre
 /// The GIC delivers the EL2 physical timer's PPI to this (the boot) CPU:
 /// `Gic::init_cpu` enables the PPI it is given as the vGIC's maintenance
 /// interrupt, and no vGIC runs here, so the timer's takes that place.
-fn watchdog_setup(platform: &Platform, name: &str) {
+/// Returns the GIC for the reader CPU's own [`watchdog_cpu`].
+fn watchdog_setup(platform: &Platform, name: &str) -> Gic {
     let Some(index) = platform.cpu_index(read_sysreg!("mpidr_el1")) else {
         fail(format_args!(
             "selftest {name}: the boot CPU is not under /cpus"
         ));
     };
-    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
-    cpu::isb();
     let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
         Ok(gic) => gic,
         Err(e) => fail(format_args!("selftest {name}: GIC: {e}")),
     };
+    watchdog_cpu(&gic, index, name);
+    gic
+}
+
+/// This CPU's redistributor delivers the EL2 physical timer's PPI (see
+/// [`watchdog_setup`]); the timer is off until L2 runs.
+fn watchdog_cpu(gic: &Gic, index: usize, name: &str) {
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
     if let Err(e) = gic.init_cpu(index) {
         fail(format_args!("selftest {name}: GIC on cpu {index}: {e}"));
     }
@@ -510,8 +654,29 @@ fn enter_l2_setup(vtcr: u64, vttbr: u64) {
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
-/// The service CPU (from `selftest::service_main`).
+/// The reader CPU: L2's second vCPU on the same shadow (VMID and root),
+/// until the boot CPU says stop; then it parks.
+fn reader_main(start: &ReaderStart) -> ! {
+    watchdog_cpu(&start.gic, READER_CPU, "shadow");
+    enter_l2_setup(SHADOW_VTCR.load(Ordering::Relaxed), start.vttbr);
+    let mut l2 = HardwareL2 {
+        watchdog: start.timeout,
+        lane: 1,
+    };
+    run_reader(&EXCHANGE, &mut l2, start.key, &GenericTimer, start.timeout);
+    loop {
+        // SAFETY: parks this CPU; it touches no memory.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+/// The service CPU or the reader CPU (from `selftest::service_main`).
 pub fn service_main() -> ! {
+    if let Some(start) = READER.get() {
+        if read_sysreg!("mpidr_el1") & MPIDR_AFFINITY == start.mpidr {
+            reader_main(start);
+        }
+    }
     // The TLBIs act on VTTBR_EL2's VMID with TGE and E2H clear; VS as on
     // the boot CPU.
     write_sysreg!("hcr_el2", 1 << 31);

@@ -31,15 +31,17 @@
 pub mod backend;
 pub mod lab;
 pub mod memory;
+pub mod reader;
 
+use alloc::boxed::Box;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ipc::tlbi::{IpaRange, Tlbi, TlbiParams};
 use ipc::{
-    AccessKind, ContextKey, Doorbell, Endpoint, Envelope, ExternalAbort, Injection,
-    InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
-    RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    AccessKind, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection, InvalidateRequest,
+    L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer, RingError,
+    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
 };
 use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
@@ -49,11 +51,14 @@ use walker::{ExposedFeatures, GuestMemory, IdRegisters};
 
 pub use crate::ipc_selftest::Clock;
 use lab::{L1Entry, Lab, Model, Outcome};
+pub use reader::{run_reader, ReaderReport, ReaderShare};
 
 /// Slots per ring (the vCPU has one request outstanding at a time).
 pub const RING_CAPACITY: usize = 4;
 /// The vCPU's id on the rings.
 const VCPU: VcpuId = VcpuId(0);
+/// The second vCPU's id on its own rings ([`reader`]).
+const READER_VCPU: VcpuId = VcpuId(1);
 /// Bytes of the service's budget (one context; shadow frames included).
 pub const BUDGET_BYTES: usize = 512 << 10;
 /// The first shadow VMID (one per context).
@@ -75,15 +80,24 @@ const ESR_IL: u64 = 1 << 25;
 /// ESR_ELx.ISS.WnR (data aborts).
 const ESR_WNR: u64 = 1 << 6;
 
-/// The ring pair and the service's run flags (a `static` in hv).
+/// The ring pairs of both vCPUs, the service's run flags and what the
+/// second vCPU shares with the first (a `static` in hv).
 #[derive(Debug)]
 pub struct ShadowExchange<B> {
     requests: RingBuffer<RING_CAPACITY>,
     replies: RingBuffer<RING_CAPACITY>,
-    /// Rung by the vCPU after a request; the service sleeps on it.
+    /// The second vCPU's ring pair (a second endpoint of the Poller).
+    reader_requests: RingBuffer<RING_CAPACITY>,
+    reader_replies: RingBuffer<RING_CAPACITY>,
+    /// Rung by either vCPU after a request; the service sleeps on it.
     service_bell: B,
-    /// Rung by the service after answering.
+    /// Rung by the service after answering the first vCPU.
     reply_bell: B,
+    /// Rung by the service after answering the second vCPU.
+    reader_reply_bell: B,
+    /// The first vCPU's announcements of its changes, the second's
+    /// progress and verdict.
+    share: ReaderShare,
     /// Cleared by the vCPU to stop the service (then it rings).
     running: AtomicBool,
     /// Set by the service when it left its loop.
@@ -94,12 +108,16 @@ pub struct ShadowExchange<B> {
 
 impl<B> ShadowExchange<B> {
     /// A fresh exchange.
-    pub const fn new(service_bell: B, reply_bell: B) -> Self {
+    pub const fn new(service_bell: B, reply_bell: B, reader_reply_bell: B) -> Self {
         ShadowExchange {
             requests: RingBuffer::new(),
             replies: RingBuffer::new(),
+            reader_requests: RingBuffer::new(),
+            reader_replies: RingBuffer::new(),
             service_bell,
             reply_bell,
+            reader_reply_bell,
+            share: ReaderShare::new(),
             running: AtomicBool::new(true),
             stopped: AtomicBool::new(false),
             answered: AtomicU64::new(0),
@@ -107,8 +125,9 @@ impl<B> ShadowExchange<B> {
     }
 }
 
-/// The service side: answers every request with [`Service::reply`] until
-/// the vCPU side stops it. `publish` runs after each answer, before its
+/// The service side: answers every request of both vCPUs (one
+/// [`Poller`] over two endpoints) with [`Service::reply`] until the vCPU
+/// side stops it. `publish` runs after each answer, before its
 /// reply can be seen: on hardware a DSB, since a descriptor store is
 /// visible to another PE's translation table walks only after one, and
 /// the vCPU resumes L2 as soon as it reads the reply (Linux ends its
@@ -125,12 +144,15 @@ where
     D: Doorbell,
 {
     let worker = service.worker();
-    let mut endpoints = [Endpoint::new(
-        VCPU,
-        ex.requests.ring(),
-        ex.replies.ring(),
-        &ex.reply_bell,
-    )?];
+    let mut endpoints = [
+        Endpoint::new(VCPU, ex.requests.ring(), ex.replies.ring(), &ex.reply_bell)?,
+        Endpoint::new(
+            READER_VCPU,
+            ex.reader_requests.ring(),
+            ex.reader_replies.ring(),
+            &ex.reader_reply_bell,
+        )?,
+    ];
     let mut poller = Poller::new(&mut endpoints, RING_CAPACITY);
     poller.run(
         &ex.service_bell,
@@ -195,7 +217,7 @@ pub struct L2Regs {
 }
 
 /// How L2 came back to EL2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct L2Exit {
     /// The vector: 0 synchronous, 1 IRQ, 2 FIQ, 3 SError.
     pub vector: u64,
@@ -245,6 +267,8 @@ pub struct Report {
     pub entries_unmapped: u64,
     /// `L0Denied` answers hv resolved as L0 (a write to a page it logs).
     pub l0_denied: u64,
+    /// What the second vCPU did while the first changed the shadow.
+    pub reader: ReaderReport,
 }
 
 /// Why the run failed.
@@ -349,7 +373,43 @@ pub enum Failure {
         step: &'static str,
         /// L2's address.
         l2_ipa: u64,
+        /// The last exit.
+        last_exit: L2Exit,
+        /// The service's answer to it (None: not a fault it was asked
+        /// about).
+        last_answer: Option<TranslateOutcome>,
     },
+    /// ESR_EL2 has ISS2 bits (\[55:32\]) the request's 32-bit ESR cannot
+    /// carry; none of the payload's accesses (a plain LDR, STR or branch,
+    /// no FEAT_LS64, GCS, MTE tag or permission-overlay access) sets them,
+    /// so one that does is an exit this run does not understand.
+    Iss2 {
+        /// The step.
+        step: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// ESR_EL2.
+        esr: u64,
+    },
+    /// The second vCPU read a value that is neither the old nor the new
+    /// one of the change under way, or the old one in a read that began
+    /// after it saw the change acknowledged.
+    ConcurrentValue {
+        /// The change.
+        change: &'static str,
+        /// L2's address.
+        l2_ipa: u64,
+        /// What it read.
+        got: u64,
+        /// The value before the change.
+        old: u64,
+        /// The value after it.
+        new: u64,
+        /// The read began after the acknowledgement.
+        after_ack: bool,
+    },
+    /// The second vCPU failed.
+    Reader(Box<Failure>),
     /// A request the scenario makes could not be encoded (a TLBI that does
     /// not decode, an empty range).
     Encoding {
@@ -432,10 +492,34 @@ impl fmt::Display for Failure {
                 "{step}: L2 faulted again on {l2_ipa:#x} (ESR_EL2 {:#x}) where the shadow already translates it",
                 exit.esr
             ),
-            Failure::NoProgress { step, l2_ipa } => write!(
+            Failure::NoProgress {
+                step,
+                l2_ipa,
+                last_exit,
+                last_answer,
+            } => write!(
                 f,
-                "{step}: no progress on {l2_ipa:#x} after {MAX_EXITS} exits"
+                "{step}: no progress on {l2_ipa:#x} after {MAX_EXITS} exits; the last: vector {}, ESR_EL2 {:#x}, FAR_EL2 {:#x}, HPFAR_EL2 {:#x}, answered {last_answer:?}",
+                last_exit.vector, last_exit.esr, last_exit.far, last_exit.hpfar
             ),
+            Failure::Iss2 { step, l2_ipa, esr } => write!(
+                f,
+                "{step}: L2's access to {l2_ipa:#x} exited with ESR_EL2 {esr:#x}, whose ISS2 a translate request cannot carry"
+            ),
+            Failure::ConcurrentValue {
+                change,
+                l2_ipa,
+                got,
+                old,
+                new,
+                after_ack,
+            } => write!(
+                f,
+                "during {change}: the second vCPU read {got:#x} at L2 IPA {l2_ipa:#x} ({}), where the old value is {old:#x} and the new {new:#x} (the pattern of PA {:#x})",
+                if *after_ack { "in a read that began after the acknowledgement" } else { "while the change was under way" },
+                lab::pattern(*got)
+            ),
+            Failure::Reader(inner) => write!(f, "second vCPU: {inner}"),
             Failure::Encoding { request } => write!(f, "{request} could not be encoded"),
             Failure::NothingDropped { request } => {
                 write!(f, "{request} was acknowledged having dropped nothing")
@@ -490,44 +574,145 @@ struct Vcpu<'a, 'l, C, B: Doorbell, K> {
     report: Report,
 }
 
+/// One request on `client`'s rings, its reply within `timeout`.
+fn call<B: Doorbell, K: Clock>(
+    client: &mut VcpuClient<'_, B>,
+    clock: &K,
+    timeout: u64,
+    answered: &AtomicU64,
+    request: Request,
+    what: &'static str,
+) -> Result<Reply, Failure> {
+    let seq = client.next_seq();
+    let vcpu = client.vcpu();
+    if client.send_batch(&[request]) != 1 {
+        return Err(Failure::RingFull);
+    }
+    let start = clock.now();
+    loop {
+        let mut reply = None;
+        client.poll_replies(1, |r| reply = Some(r));
+        match reply {
+            Some(Ok(envelope)) if envelope.vcpu == vcpu && envelope.seq == seq => {
+                return Ok(envelope.message)
+            }
+            Some(Ok(envelope)) => {
+                return Err(Failure::Reply {
+                    step: what,
+                    reply: envelope.message,
+                })
+            }
+            Some(Err(e)) => {
+                return Err(Failure::Reply {
+                    step: what,
+                    reply: Reply::Error(e),
+                })
+            }
+            None if clock.now().wrapping_sub(start) > timeout => {
+                return Err(Failure::Timeout {
+                    request: what,
+                    answered: answered.load(Ordering::Relaxed),
+                })
+            }
+            None => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// ESR_EL2 as a translate request carries it (32 bits): ISS2 (\[55:32\])
+/// must be 0, see [`Failure::Iss2`].
+fn request_esr(step: &'static str, l2_ipa: u64, esr: u64) -> Result<u32, Failure> {
+    u32::try_from(esr).map_err(|_| Failure::Iss2 { step, l2_ipa, esr })
+}
+
 impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
     /// One request, its reply within the timeout.
     fn call(&mut self, request: Request, what: &'static str) -> Result<Reply, Failure> {
-        let seq = self.client.next_seq();
-        if self.client.send_batch(&[request]) != 1 {
-            return Err(Failure::RingFull);
+        call(
+            &mut self.client,
+            self.clock,
+            self.timeout,
+            &self.ex.answered,
+            request,
+            what,
+        )
+    }
+
+    /// What `l2_ipa` reads under `model` (a PA of the arena).
+    fn value_under(&self, model: Model, l2_ipa: u64) -> Result<u64, Failure> {
+        let expected = model.outcome(l2_ipa, self.lab.arena().base());
+        match expected {
+            Outcome::Pa { pa, .. } => self.lab.arena().read(pa).ok_or(Failure::Store {
+                step: "the second vCPU's target",
+                l2_ipa,
+                pa,
+                found: None,
+            }),
+            _ => Err(Failure::NoFault {
+                step: "the second vCPU's target",
+                l2_ipa,
+                expected,
+            }),
         }
+    }
+
+    /// Waits (bounded) until `ready` holds of the second vCPU's progress;
+    /// its failure is this run's.
+    fn wait_reader(
+        &self,
+        what: &'static str,
+        ready: impl Fn(&ReaderShare) -> bool,
+    ) -> Result<(), Failure> {
+        let share = &self.ex.share;
         let start = self.clock.now();
         loop {
-            let mut reply = None;
-            self.client.poll_replies(1, |r| reply = Some(r));
-            match reply {
-                Some(Ok(Envelope {
-                    vcpu: VCPU,
-                    seq: s,
-                    message,
-                })) if s == seq => return Ok(message),
-                Some(Ok(envelope)) => {
-                    return Err(Failure::Reply {
-                        step: what,
-                        reply: envelope.message,
-                    })
-                }
-                Some(Err(e)) => {
-                    return Err(Failure::Reply {
-                        step: what,
-                        reply: Reply::Error(e),
-                    })
-                }
-                None if self.clock.now().wrapping_sub(start) > self.timeout => {
-                    return Err(Failure::Timeout {
-                        request: what,
-                        answered: self.ex.answered.load(Ordering::Relaxed),
-                    })
-                }
-                None => core::hint::spin_loop(),
+            if let Some(failure) = share.failure() {
+                return Err(Failure::Reader(Box::new(failure)));
             }
+            if ready(share) {
+                return Ok(());
+            }
+            if self.clock.now().wrapping_sub(start) > self.timeout {
+                return Err(Failure::Timeout {
+                    request: what,
+                    answered: self.ex.answered.load(Ordering::Relaxed),
+                });
+            }
+            core::hint::spin_loop();
         }
+    }
+
+    /// Announces `change` (the model after it is `after`) to the second vCPU and waits until it has read the old
+    /// value twice through the old translation, so its TLB holds it when
+    /// the change begins.
+    fn change_begins(&mut self, change: reader::Change, after: Model) -> Result<(), Failure> {
+        let l2_ipa = change.l2_ipa();
+        let old = self.value_under(self.model, l2_ipa)?;
+        let new = self.value_under(after, l2_ipa)?;
+        let phase = self.ex.share.announce(change, l2_ipa, old, new);
+        self.wait_reader("the second vCPU's reads before the change", |s| {
+            s.reads_in(phase) >= 2
+        })
+    }
+
+    /// The change is acknowledged: from now on the second vCPU must read
+    /// the new value.
+    fn change_acked(&mut self, change: reader::Change) {
+        self.ex.share.acknowledged(change);
+    }
+
+    /// Waits until the second vCPU has read the new value in a read that
+    /// began after it saw the acknowledgement, then until it idles (no
+    /// read of this change still running when the scenario goes on: the
+    /// next step may change the value, as the store after the write
+    /// protection does).
+    fn change_ends(&mut self, change: reader::Change) -> Result<(), Failure> {
+        let phase = reader::Phase::Acked(change).code();
+        self.wait_reader("the second vCPU's read after the acknowledgement", |s| {
+            s.reads_in(phase) >= 1
+        })?;
+        self.ex.share.idle();
+        self.wait_reader("the second vCPU to idle", ReaderShare::is_idle)
     }
 
     /// L2 makes one access; faults go to the service until the access
@@ -550,6 +735,8 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             x: [l2_ipa, 0, op, value],
             pc: lab::CODE_L2,
         };
+        // (Every exit that does not end the loop is answered.)
+        let mut last: (L2Exit, Option<TranslateOutcome>) = Default::default();
         for _ in 0..MAX_EXITS {
             // (Resolving an L0 denial changes the model.)
             let expected = self.model.outcome(l2_ipa, base);
@@ -599,13 +786,14 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                     (false, true) => AccessKind::Write,
                     (false, false) => AccessKind::Read,
                 },
-                esr: exit.esr as u32,
+                esr: request_esr(step, l2_ipa, exit.esr)?,
                 far: exit.far,
             };
             let outcome = match self.call(Request::Translate(request), step)? {
                 Reply::Translate(outcome) => outcome,
                 reply => return Err(Failure::Reply { step, reply }),
             };
+            last = (exit, Some(outcome));
             let faulting = if fetch { exit.far } else { l2_ipa };
             let wanted = if fetch {
                 self.model.outcome(faulting, base)
@@ -664,7 +852,13 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 }
             }
         }
-        Err(Failure::NoProgress { step, l2_ipa })
+        let (last_exit, last_answer) = last;
+        Err(Failure::NoProgress {
+            step,
+            l2_ipa,
+            last_exit,
+            last_answer,
+        })
     }
 
     /// L2 read `got` from `l2_ipa`.
@@ -838,7 +1032,18 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
 
         // Path 2: L1 remaps a page L2 has just used (the old translation is
         // in the TLB), break-before-make with TLBI IPAS2E1IS.
+        // Each change of paths 2 and 3 happens while the second vCPU
+        // reads the page on the same shadow ([`reader`]): it must read the
+        // old or the new value throughout, and the new one once it saw the
+        // acknowledgement. This vCPU checks its own read first, so a stale
+        // translation fails the run at its step whatever the other sees.
+        use reader::Change;
         self.access("before TLBI IPAS2E1IS", lab::TLBI_L2 + 0x10, Read, Warm)?;
+        let after = Model {
+            tlbi_page_moved: true,
+            ..self.model
+        };
+        self.change_begins(Change::TlbiPage, after)?;
         self.lab
             .set_l1_entry(L1Entry::TlbiPage, None)
             .map_err(Failure::Table)?;
@@ -846,10 +1051,17 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         self.lab
             .set_l1_entry(L1Entry::TlbiPage, Some(lab::TLBI_NEW_L1))
             .map_err(Failure::Table)?;
-        self.model.tlbi_page_moved = true;
+        self.model = after;
+        self.change_acked(Change::TlbiPage);
         self.access("after TLBI IPAS2E1IS", lab::TLBI_L2 + 0x10, Read, Cold)?;
+        self.change_ends(Change::TlbiPage)?;
         // L1 moves its 2 MiB block, with VMALLS12E1IS: every entry goes.
         self.access("before TLBI VMALLS12E1IS", lab::BLOCK_L2 + 0x8, Read, Warm)?;
+        let after = Model {
+            block_moved: true,
+            ..self.model
+        };
+        self.change_begins(Change::Block, after)?;
         self.lab
             .set_l1_entry(L1Entry::Block, None)
             .map_err(Failure::Table)?;
@@ -857,9 +1069,11 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         self.lab
             .set_l1_entry(L1Entry::Block, Some(lab::BLOCK_NEW_L1))
             .map_err(Failure::Table)?;
-        self.model.block_moved = true;
+        self.model = after;
+        self.change_acked(Change::Block);
         let faults = self.report.faults;
         self.read_all("after TLBI VMALLS12E1IS", Cold)?;
+        self.change_ends(Change::Block)?;
         if self.report.faults == faults {
             // Every entry was dropped: L2 must have faulted again.
             return Err(Failure::NothingDropped {
@@ -870,13 +1084,20 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
         // Path 3: L0 moves L1 page MOVED_L1 to another PA, which holds
         // another pattern.
         self.access("before L0 unmap", lab::MOVED_L2 + 0x18, Read, Warm)?;
+        let after = Model {
+            l0_page_moved: true,
+            ..self.model
+        };
+        self.change_begins(Change::L0Move, after)?;
         self.lab.set_l0_page(None).map_err(Failure::Table)?;
         self.l0_unmap("L0 unmap", lab::MOVED_L1, memory::PAGE, L0Change::Unmap)?;
         self.lab
             .set_l0_page(Some(self.lab.alt_pa()))
             .map_err(Failure::Table)?;
-        self.model.l0_page_moved = true;
+        self.model = after;
+        self.change_acked(Change::L0Move);
         self.access("after L0 unmap", lab::MOVED_L2 + 0x18, Read, Cold)?;
+        self.change_ends(Change::L0Move)?;
         // Path 3 for write protection (dirty logging): L2 has the page
         // writable (it stores into it), L0 write-protects it; L2 reads it
         // through the reduced (read-only) entry, and its next store is
@@ -888,15 +1109,24 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             Write(!STORED),
             Warm,
         )?;
+        let after = Model {
+            l0_logging: true,
+            ..self.model
+        };
+        self.change_begins(Change::L0WriteProtect, after)?;
         self.lab.set_l0_logging(true).map_err(Failure::Table)?;
-        self.model.l0_logging = true;
         self.l0_unmap(
             "L0 write protection",
             lab::LOGGED_L1,
             memory::PAGE,
             L0Change::WriteProtect,
         )?;
+        self.model = after;
+        self.change_acked(Change::L0WriteProtect);
         self.access("read under write protection", logged, Read, Cold)?;
+        // (The second vCPU stops reading the page before this vCPU's
+        // store changes its value.)
+        self.change_ends(Change::L0WriteProtect)?;
         self.access("store under write protection", logged, Write(STORED), Cold)?;
         if self.report.l0_denied != 1 {
             return Err(Failure::NothingDropped {
@@ -1032,10 +1262,29 @@ pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
         };
         vcpu.scenario().map(|()| vcpu.report)
     });
-    // Stop the service whatever happened.
+    // Stop the second vCPU, then the service, whatever happened (the
+    // second vCPU may be waiting for an answer: its waits are bounded).
+    ex.share.stop();
+    let start = clock.now();
+    while ex.share.started() && !ex.share.done() {
+        if clock.now().wrapping_sub(start) > timeout {
+            break;
+        }
+        core::hint::spin_loop();
+    }
     ex.running.store(false, Ordering::Release);
     ex.service_bell.ring();
-    let report = result?;
+    let mut report = result?;
+    if !ex.share.done() {
+        return Err(Failure::Timeout {
+            request: "the second vCPU to stop",
+            answered: ex.answered.load(Ordering::Relaxed),
+        });
+    }
+    if let Some(failure) = ex.share.failure() {
+        return Err(Failure::Reader(Box::new(failure)));
+    }
+    report.reader = ex.share.report();
     let start = clock.now();
     while !ex.stopped.load(Ordering::Acquire) {
         if clock.now().wrapping_sub(start) > timeout {
@@ -1085,7 +1334,8 @@ impl fmt::Display for Report {
             self.entries_invalidated,
             self.l0_unmaps,
             self.entries_unmapped
-        )
+        )?;
+        write!(f, "; {}", self.reader)
     }
 }
 

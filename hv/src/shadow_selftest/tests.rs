@@ -46,26 +46,27 @@ impl SimTlb {
     }
 }
 
-/// The service's TLB maintenance for the software CPU's TLB; `hardware`
-/// false skips it (the failure mode).
+/// The service's TLB maintenance for the software CPUs' TLBs (a
+/// broadcast TLBI reaches both vCPUs'); the failure modes reach fewer.
 #[derive(Clone)]
 struct SimTlbs {
-    tlb: Arc<SimTlb>,
-    hardware: bool,
+    tlbs: Arc<[Arc<SimTlb>; 2]>,
+    /// How many of `tlbs` it reaches (2: a working broadcast).
+    reach: usize,
 }
 
 impl TlbMaintenance for SimTlbs {
     fn invalidate_range(&self, l2_ipa: u64, len: u64) {
-        if self.hardware {
-            self.tlb.0.lock().unwrap().retain(|t| {
+        for tlb in self.tlbs.iter().take(self.reach) {
+            tlb.0.lock().unwrap().retain(|t| {
                 let base = t.ipa_block_base();
                 base + t.block_size <= l2_ipa || base >= l2_ipa + len
             });
         }
     }
     fn invalidate_all(&self) {
-        if self.hardware {
-            self.tlb.0.lock().unwrap().clear();
+        for tlb in self.tlbs.iter().take(self.reach) {
+            tlb.0.lock().unwrap().clear();
         }
     }
 }
@@ -233,6 +234,9 @@ enum Fault {
     SilentService,
     /// From L2's fourth run on, it starts at the payload's `b .`.
     SpinningL2,
+    /// The TLB maintenance misses the second vCPU's TLB (a TLBI that is
+    /// not broadcast).
+    LocalTlbi,
 }
 
 /// L2 that, after `after` runs, starts every run at the payload's `b .`.
@@ -255,15 +259,19 @@ impl L2Cpu for Spinning {
 /// Runs the scenario with the service on a thread; returns its result and
 /// the service.
 fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
-    let hardware_tlbi = fault != Fault::NoTlbi;
+    let reach = match fault {
+        Fault::NoTlbi => 0,
+        Fault::LocalTlbi => 1,
+        Fault::None | Fault::SilentService | Fault::SpinningL2 => 2,
+    };
     let serve_requests = fault != Fault::SilentService;
     let lab = lab();
-    let tlb = Arc::new(SimTlb::default());
+    let tlbs = Arc::new([Arc::new(SimTlb::default()), Arc::new(SimTlb::default())]);
     let service = service(
         lab,
         SimTlbs {
-            tlb: tlb.clone(),
-            hardware: hardware_tlbi,
+            tlbs: tlbs.clone(),
+            reach,
         },
     );
     let worker = service.worker();
@@ -274,7 +282,8 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
         })
         .unwrap();
     assert!(vmid >= FIRST_SHADOW_VMID);
-    let cpu = SimCpu {
+    // Both vCPUs on the same shadow (VMID and root), each with its TLB.
+    let sim_cpu = |tlb: &Arc<SimTlb>| SimCpu {
         lab,
         service,
         walker: Stage2Walker::new(
@@ -285,13 +294,21 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
             },
             &memory::host_walk_features(),
         ),
-        tlb,
+        tlb: tlb.clone(),
     };
+    let cpu = sim_cpu(&tlbs[0]);
+    let mut reader_cpu = sim_cpu(&tlbs[1]);
     let ex: &'static ShadowExchange<HostDoorbell> = Box::leak(Box::new(ShadowExchange::new(
+        HostDoorbell::new(64),
         HostDoorbell::new(64),
         HostDoorbell::new(64),
     )));
     let thread = serve_requests.then(|| std::thread::spawn(move || serve(ex, service, || {})));
+    let key = context_key(lab);
+    let reader = std::thread::spawn(move || {
+        let clock = HostClock(Instant::now());
+        run_reader(ex, &mut reader_cpu, key, &clock, 2_000_000);
+    });
     let clock = HostClock(Instant::now());
     let result = if fault == Fault::SpinningL2 {
         let mut l2 = Spinning {
@@ -304,6 +321,7 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
         let mut l2 = cpu;
         run_scenario(lab, &mut l2, ex, &clock, 2_000_000)
     };
+    reader.join().unwrap();
     if let Some(thread) = thread {
         thread.join().unwrap().unwrap();
     }
@@ -321,12 +339,21 @@ fn the_three_paths_hold_on_the_software_cpu() {
     // L0 logs), everything else mapped.
     assert_eq!(report.injected, 6, "{report}");
     assert_eq!(report.l0_denied, 1, "{report}");
-    assert!(report.fetch_faults >= 2, "{report}");
+    // (The first touch; after VMALLS12E1IS the second vCPU may fetch the
+    // payload's page first.)
+    assert!(report.fetch_faults >= 1, "{report}");
     assert_eq!(
         report.faults,
         report.mapped + report.injected + report.l0_denied + report.retried
     );
     assert_eq!((report.invalidations, report.l0_unmaps), (2, 2), "{report}");
+    // The second vCPU read through every change: before it (old, except
+    // the write protection, which keeps the value) and after each ack.
+    let reader = report.reader;
+    assert!(reader.old >= 2 * 3 && reader.after_ack >= 4, "{report}");
+    assert_eq!(reader.reads, reader.old + reader.new, "{report}");
+    // (Its faults may be none: the first vCPU may fault first and install
+    // what it needs.)
     assert!(report.entries_invalidated >= 2 && report.entries_unmapped >= 1);
     let stats = service.stats();
     assert_eq!(stats.recycled_contexts, 0);
@@ -350,6 +377,29 @@ fn without_tlb_maintenance_the_stale_value_fails_the_run() {
             // The old page's pattern: the stale translation.
             assert_eq!(lab::pattern(got) & 0xfff, 0x10);
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The concurrent check can fail: when the TLB maintenance misses the
+/// second vCPU's TLB, it reads the old value after the acknowledgement.
+#[test]
+fn a_tlbi_that_misses_the_second_vcpu_fails_the_run() {
+    let (result, _) = run(Fault::LocalTlbi);
+    match result {
+        Err(Failure::Reader(failure)) => match *failure {
+            Failure::ConcurrentValue {
+                l2_ipa,
+                got,
+                old,
+                after_ack: true,
+                ..
+            } => {
+                assert_eq!(l2_ipa, reader::Change::TlbiPage.l2_ipa());
+                assert_eq!(got, old);
+            }
+            other => panic!("{other:?}"),
+        },
         other => panic!("{other:?}"),
     }
 }

@@ -453,14 +453,25 @@ const MATRIX: &[Case] = &[
     },
     // The shadow-mmu service on CPU 1 serves an L2 payload's stage-2
     // faults on the boot CPU, which runs on the service's shadow stage 2;
-    // hv plays L1 (TLBIs) and L0 (an unmap) (hv/README.md, "Self-tests").
+    // hv plays L1 (TLBIs) and L0 (an unmap); a second L2 vCPU on CPU 2
+    // reads the changing pages on the same shadow (hv/README.md,
+    // "Self-tests").
     Case {
         hv_args: "hv.selftest=shadow",
         expect: Expect::Ends {
             line: "hv: selftest shadow: PASS:",
             status: 0,
         },
-        ..boot(MAX, 2, "512M")
+        ..boot(MAX, 3, "512M")
+    },
+    // It needs the third CPU, and says so.
+    Case {
+        hv_args: "hv.selftest=shadow",
+        expect: Expect::Ends {
+            line: "hv: error: selftest shadow needs 3 CPUs (L2's first vCPU, the service, L2's second vCPU on the same shadow); the device tree has 2",
+            status: 1,
+        },
+        ..boot(N1, 2, "512M")
     },
     // A 44-bit host without FEAT_XNX: the shadow encodes execute
     // permission for EL0 and EL1 together.
@@ -470,7 +481,7 @@ const MATRIX: &[Case] = &[
             line: "hv: selftest shadow: PASS:",
             status: 0,
         },
-        ..boot(A57, 2, "512M")
+        ..boot(A57, 3, "512M")
     },
     // A 40-bit host: the 48-bit shadow cannot start at level 0 there
     // (AArch64.S2InvalidSL), and hv says so instead of faulting for ever.
@@ -480,7 +491,7 @@ const MATRIX: &[Case] = &[
             line: "hv: error: selftest shadow: the host's physical address size is 40 bits",
             status: 1,
         },
-        ..boot(A76, 2, "512M")
+        ..boot(A76, 3, "512M")
     },
     // Its failure mode: without the hardware TLBIs L2 reads the page L1
     // remapped through its stale TLB entry, and the run must say so.
@@ -490,7 +501,26 @@ const MATRIX: &[Case] = &[
             line: "hv: selftest shadow-no-tlbi: FAILED: after TLBI IPAS2E1IS: L2 IPA 0x103010 read",
             status: 1,
         },
-        ..boot(N1, 2, "512M")
+        ..boot(N1, 3, "512M")
+    },
+    // Without the TLBI VMALLE1IS after the IPAS2E1ISs the combined stage
+    // 1+2 entries an MMU-off L2 uses survive: the same stale value.
+    Case {
+        hv_args: "hv.selftest=shadow-no-vmalle1",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow-no-vmalle1: FAILED: after TLBI IPAS2E1IS: L2 IPA 0x103010 read",
+            status: 1,
+        },
+        ..boot(N1, 3, "512M")
+    },
+    // L2 entered at the payload's `b .`: the EL2 watchdog ends it.
+    Case {
+        hv_args: "hv.selftest=shadow-stuck",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow-stuck: FAILED: first touch: L2 (access to 0x100008) ran until an interrupt took it out, at PC 0x8001c: it never exited by itself",
+            status: 1,
+        },
+        ..boot(N1, 3, "512M")
     },
     // The nested demo (`cargo xtask run`'s default): a guest hypervisor
     // (L1) at virtual EL2 with FEAT_NV2 runs its L2 on the shadow-mmu
