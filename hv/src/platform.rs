@@ -795,7 +795,7 @@ pub struct Options {
     /// `hv.fail=panic|fault|write-code`: fail on purpose once the heap is up, so tests
     /// can prove that a panic, or an exception inside hv, ends the run.
     pub deliberate_failure: Option<DeliberateFailure>,
-    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck`: run a self-test instead of a guest and
+    /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
     /// `hv.nested=demo|demo-no-tlbi`: run the nested demo instead of a
@@ -842,6 +842,10 @@ pub enum SelfTest {
     /// `shadow-stuck`: `shadow` with L2 entered at the payload's `b .`;
     /// the EL2 watchdog must end it with a failure.
     ShadowStuck,
+    /// `shadow-no-ipas2e1is`: `shadow` whose TLB maintenance leaves out
+    /// the TLBI IPAS2E1ISs (VMALLE1IS kept); it must fail where L2 walks
+    /// its own stage-1 table after L1 remapped the table's page.
+    ShadowNoIpas2e1is,
 }
 
 impl SelfTest {
@@ -853,6 +857,7 @@ impl SelfTest {
                 | SelfTest::ShadowNoTlbi
                 | SelfTest::ShadowNoVmalle1
                 | SelfTest::ShadowStuck
+                | SelfTest::ShadowNoIpas2e1is
         )
     }
 }
@@ -917,6 +922,9 @@ impl Options {
                     options.self_test = Some(SelfTest::ShadowNoVmalle1)
                 }
                 "hv.selftest=shadow-stuck" => options.self_test = Some(SelfTest::ShadowStuck),
+                "hv.selftest=shadow-no-ipas2e1is" => {
+                    options.self_test = Some(SelfTest::ShadowNoIpas2e1is)
+                }
                 other => match other.strip_prefix("hv.list-registers=") {
                     Some(n) => match n.parse::<usize>() {
                         Ok(n @ 2..=16) => options.list_register_limit = Some(n),
@@ -1171,6 +1179,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.selftest=shadow-stuck").map(|o| o.self_test),
             Ok(Some(SelfTest::ShadowStuck))
+        );
+        assert_eq!(
+            Options::parse("hv.selftest=shadow-no-ipas2e1is").map(|o| o.self_test),
+            Ok(Some(SelfTest::ShadowNoIpas2e1is))
         );
         assert_eq!(
             Options::parse("hv.selftest=bogus"),

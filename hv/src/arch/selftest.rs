@@ -95,6 +95,7 @@ fn test_code(test: SelfTest) -> u8 {
         SelfTest::ShadowNoTlbi => 5,
         SelfTest::ShadowNoVmalle1 => 6,
         SelfTest::ShadowStuck => 7,
+        SelfTest::ShadowNoIpas2e1is => 8,
     }
 }
 
@@ -107,7 +108,8 @@ fn test_from_code(code: u8) -> SelfTest {
         4 => SelfTest::Shadow,
         5 => SelfTest::ShadowNoTlbi,
         6 => SelfTest::ShadowNoVmalle1,
-        _ => SelfTest::ShadowStuck,
+        7 => SelfTest::ShadowStuck,
+        _ => SelfTest::ShadowNoIpas2e1is,
     }
 }
 
@@ -121,7 +123,8 @@ fn service_mode(test: SelfTest) -> ServiceMode {
         | SelfTest::Shadow
         | SelfTest::ShadowNoTlbi
         | SelfTest::ShadowNoVmalle1
-        | SelfTest::ShadowStuck => ServiceMode::Serve,
+        | SelfTest::ShadowStuck
+        | SelfTest::ShadowNoIpas2e1is => ServiceMode::Serve,
     }
 }
 
@@ -137,7 +140,8 @@ fn describe(test: SelfTest) -> (&'static str, &'static str) {
         SelfTest::Shadow
         | SelfTest::ShadowNoTlbi
         | SelfTest::ShadowNoVmalle1
-        | SelfTest::ShadowStuck => ("shadow", "WFE/SEV doorbells"),
+        | SelfTest::ShadowStuck
+        | SelfTest::ShadowNoIpas2e1is => ("shadow", "WFE/SEV doorbells"),
     }
 }
 
@@ -195,7 +199,8 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         | SelfTest::Shadow
         | SelfTest::ShadowNoTlbi
         | SelfTest::ShadowNoVmalle1
-        | SelfTest::ShadowStuck => (
+        | SelfTest::ShadowStuck
+        | SelfTest::ShadowNoIpas2e1is => (
             ipc_selftest::run_client(&WFE_EXCHANGE, &clock, timeout),
             "each one WFE, which QEMU does not make sleep: a lost SEV is not detectable here",
         ),
@@ -282,7 +287,8 @@ pub fn service_main() -> ! {
         SelfTest::Shadow
         | SelfTest::ShadowNoTlbi
         | SelfTest::ShadowNoVmalle1
-        | SelfTest::ShadowStuck => super::shadow_selftest::service_main(),
+        | SelfTest::ShadowStuck
+        | SelfTest::ShadowNoIpas2e1is => super::shadow_selftest::service_main(),
     };
     if let Err(e) = result {
         fail(format_args!("selftest {name}: service set-up: {e:?}"));

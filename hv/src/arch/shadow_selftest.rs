@@ -1,5 +1,5 @@
-//! `hv.selftest=shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck` on
-//! the machine: the scenario of `crate::shadow_selftest` with the service
+//! `hv.selftest=shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-no-ipas2e1is|shadow-stuck`
+//! on the machine: the scenario of `crate::shadow_selftest` with the service
 //! on CPU 1, L2's first vCPU on the boot CPU and its second vCPU (the
 //! concurrent reader, `crate::shadow_selftest::reader`) on CPU 2, both at
 //! EL1 on the service's shadow stage 2 (same VMID, same root).
@@ -20,7 +20,9 @@
 //!   the VMALLE1IS after the IPAS2E1ISs; either run must then fail on the
 //!   stale value L2 reads after L1's TLBI IPAS2E1IS (QEMU keeps the
 //!   combined stage 1+2 translations an MMU-off L2 uses until a TLBI
-//!   that covers them).
+//!   that covers them). `shadow-no-ipas2e1is` leaves out the IPAS2E1ISs
+//!   and keeps VMALLE1IS: the run must fail where L2, with its own stage
+//!   1, walks its table after L1 remapped the table's page.
 //! - `shadow-stuck` enters L2 at the payload's `b .`: the EL2 watchdog
 //!   must end the run with the `Stuck` failure.
 //! - L2 runs through [`hv_shadow_l2_run`]: hv's callee-saved registers and
@@ -41,7 +43,7 @@ use crate::shadow_selftest::lab::{Lab, ARENA_ALIGN, ARENA_BYTES, CODE_L1, CODE_L
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory};
 use crate::shadow_selftest::{
     context_key, run_reader, run_scenario, serve, service_config, Host, L2Cpu, L2Exit, L2Regs,
-    ServiceSummary, ShadowExchange,
+    NoStage1, ServiceSummary, ShadowExchange, Stage1Regs, WithStage1,
 };
 use crate::sysregs;
 use alloc::boxed::Box;
@@ -224,6 +226,11 @@ struct HardwareL2 {
     lane: usize,
 }
 
+/// SCTLR_EL1.M, C and I: L2's MMU and caches on.
+const SCTLR_EL1_M_C_I: u64 = 1 | (1 << 2) | (1 << 12);
+/// HCR_EL2.DC: with it set EL1 behaves as if its MMU were off.
+const HCR_DC: u64 = 1 << 12;
+
 impl L2Cpu for HardwareL2 {
     fn run(&mut self, regs: &mut L2Regs) -> L2Exit {
         let mut frame = GuestFrame::ZERO;
@@ -249,12 +256,34 @@ impl L2Cpu for HardwareL2 {
         cpu::isb();
         regs.x.copy_from_slice(&frame.x[..4]);
         regs.pc = frame.elr;
+        // (The exit's syndrome is read below, before anything else can
+        // take an exception to EL2 on this CPU.)
         L2Exit {
             vector,
             esr: read_sysreg!("esr_el2"),
             far: read_sysreg!("far_el2"),
             hpfar: read_sysreg!("hpfar_el2"),
         }
+    }
+
+    /// Written once here, not before every run: QEMU flushes this PE's
+    /// whole TLB on a TCR_EL1 write, which would hide a missing TLBI.
+    fn set_stage1(&mut self, stage1: Option<Stage1Regs>) -> Result<(), NoStage1> {
+        match stage1 {
+            Some(s1) => {
+                write_sysreg!("ttbr0_el1", s1.ttbr0);
+                write_sysreg!("tcr_el1", s1.tcr);
+                write_sysreg!("mair_el1", s1.mair);
+                write_sysreg!("hcr_el2", HCR_SHADOW & !HCR_DC);
+                write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF | SCTLR_EL1_M_C_I);
+            }
+            None => {
+                write_sysreg!("hcr_el2", HCR_SHADOW);
+                write_sysreg!("sctlr_el1", sysregs::SCTLR_EL1_MMU_OFF);
+            }
+        }
+        cpu::isb();
+        Ok(())
     }
 }
 
@@ -267,6 +296,8 @@ pub enum TlbDefect {
     NoTlbi,
     /// The `TLBI VMALLE1IS` after the IPAS2E1ISs (`shadow-no-vmalle1`).
     NoVmalle1,
+    /// The `TLBI IPAS2E1IS`s, VMALLE1IS kept (`shadow-no-ipas2e1is`).
+    NoIpas2e1is,
 }
 
 /// TLB maintenance for one shadow VMID (see the module docs).
@@ -320,7 +351,7 @@ impl TlbMaintenance for HwTlb {
         self.with_vmid(|| {
             // SAFETY: barrier: the descriptor stores before the TLBIs.
             unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
-            for page in first..=last {
+            for page in (first..=last).filter(|_| self.defect != TlbDefect::NoIpas2e1is) {
                 // Xt[35:0] = IPA[47:12] (the shadow IPA has 48 bits), TTL 0.
                 // SAFETY: invalidates stage-2 entries of this VMID only.
                 unsafe {
@@ -418,6 +449,9 @@ impl L2Cpu for StuckL2 {
         }
         self.0.run(regs)
     }
+    fn set_stage1(&mut self, stage1: Option<Stage1Regs>) -> Result<(), NoStage1> {
+        self.0.set_stage1(stage1)
+    }
 }
 
 /// The test's name in its verdict line and what its TLB maintenance
@@ -427,6 +461,7 @@ fn variant(test: SelfTest) -> (&'static str, TlbDefect) {
         SelfTest::ShadowNoTlbi => ("shadow-no-tlbi", TlbDefect::NoTlbi),
         SelfTest::ShadowNoVmalle1 => ("shadow-no-vmalle1", TlbDefect::NoVmalle1),
         SelfTest::ShadowStuck => ("shadow-stuck", TlbDefect::None),
+        SelfTest::ShadowNoIpas2e1is => ("shadow-no-ipas2e1is", TlbDefect::NoIpas2e1is),
         _ => ("shadow", TlbDefect::None),
     }
 }
@@ -567,6 +602,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
             SelfTest::ShadowNoTlbi => ", TLB maintenance skipped: this run must fail",
             SelfTest::ShadowNoVmalle1 => ", no TLBI VMALLE1IS after IPAS2E1IS: this run must fail",
             SelfTest::ShadowStuck => ", L2 entered at its `b .`: this run must fail",
+            SelfTest::ShadowNoIpas2e1is => ", no TLBI IPAS2E1IS: this run must fail",
             _ => "",
         }
     ));
@@ -577,10 +613,17 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         lane: 0,
     };
     let result = if test == SelfTest::ShadowStuck {
-        run_scenario(lab, &mut StuckL2(l2), &EXCHANGE, &clock, timeout)
+        run_scenario(
+            lab,
+            &mut StuckL2(l2),
+            &EXCHANGE,
+            &clock,
+            timeout,
+            WithStage1::Yes,
+        )
     } else {
         let mut l2 = l2;
-        run_scenario(lab, &mut l2, &EXCHANGE, &clock, timeout)
+        run_scenario(lab, &mut l2, &EXCHANGE, &clock, timeout, WithStage1::Yes)
     };
     let micros = clock.now().wrapping_sub(started).saturating_mul(1_000_000) / clock.frequency();
     let stats = service.stats();

@@ -54,6 +54,12 @@ pub const TLBI_NEW_L1: u64 = 0x4082_3000;
 pub const MOVED_L1: u64 = 0x4082_4000;
 /// The L1 page L0 write-protects (dirty logging) in path 3.
 pub const LOGGED_L1: u64 = 0x4082_5000;
+/// L2's stage-1 level-1 table before L1 remaps its page ([`S1_TABLE_L2`]).
+const S1_OLD_L1: u64 = 0x4082_6000;
+/// ... and after.
+pub const S1_NEW_L1: u64 = 0x4082_7000;
+/// L2's stage-1 level-2 table the new level-1 table points to.
+const S1_LEVEL2_L1: u64 = 0x4082_8000;
 const IN_BLOCK_L1: u64 = 0x4040_3000;
 const BLOCK_L1: u64 = 0x4020_0000;
 /// Where path 2 remaps [`BLOCK_L2`].
@@ -79,6 +85,32 @@ pub const IN_BLOCK_L2: u64 = 0x0010_5000;
 pub const OUTSIDE_L2: u64 = 0x0010_6000;
 /// The page whose L1 page L0 write-protects (path 3's dirty logging).
 pub const LOGGED_L2: u64 = 0x0010_7000;
+/// The page of L2's own stage-1 level-1 table (the run with L2's MMU on),
+/// which L1 remaps with break-before-make and TLBI IPAS2E1IS.
+pub const S1_TABLE_L2: u64 = 0x0010_8000;
+/// The page of L2's stage-1 level-2 table (only the new level-1 table
+/// points to it).
+pub const S1_LEVEL2_L2: u64 = 0x0010_9000;
+/// An L2 VA whose stage-1 translation the remap changes: through the old
+/// level-1 table it is L2 IPA `S1_ALIAS_VA - 1 GiB` ([`RW_L2`]'s page),
+/// through the new one L2 IPA `S1_ALIAS_VA - 1 GiB + 4 MiB` (in
+/// [`BLOCK_L2`]'s block).
+pub const S1_ALIAS_VA: u64 = 0x4000_0000 + RW_L2 + 0x28;
+/// TCR_EL1 for L2's stage 1: T0SZ 25 (39-bit VA, walks from level 1), 4 KiB
+/// granule, Normal write-back Inner Shareable walks, TTBR1 walks disabled
+/// (EPD1), IPS 32 bits.
+pub const S1_TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
+/// MAIR_EL1 for L2's stage 1: attribute 0 Normal write-back.
+pub const S1_MAIR: u64 = 0xff;
+/// A stage-1 block descriptor of L2's (level 1: 1 GiB, level 2: 2 MiB):
+/// AttrIndx 0, EL1 read/write, Inner Shareable, AF set, executable.
+const fn s1_block(ipa: u64) -> u64 {
+    ipa | (1 << 10) | (3 << 8) | 0b01
+}
+/// A stage-1 table descriptor of L2's.
+const fn s1_table(ipa: u64) -> u64 {
+    ipa | 0b11
+}
 /// A 2 MiB block in L1's table over a 2 MiB block of L0's: a 2 MiB shadow
 /// block.
 pub const BLOCK_L2: u64 = 0x0040_0000;
@@ -129,6 +161,8 @@ pub enum L1Entry {
     TlbiPage,
     /// [`BLOCK_L2`]'s block.
     Block,
+    /// [`S1_TABLE_L2`]'s page (L2's own stage-1 table).
+    S1Table,
 }
 
 /// The synthetic L1: the arena, L0's map of it, L1's table.
@@ -183,6 +217,35 @@ impl<'a> Lab<'a> {
         t.map(&l1, IN_BLOCK_L2, IN_BLOCK_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, OUTSIDE_L2, OUTSIDE_L1, PAGE, 3, LeafAccess::DATA)?;
         t.map(&l1, BLOCK_L2, BLOCK_L1, 2 << 20, 2, LeafAccess::DATA)?;
+        t.map(&l1, S1_TABLE_L2, S1_OLD_L1, PAGE, 3, LeafAccess::DATA)?;
+        t.map(&l1, S1_LEVEL2_L2, S1_LEVEL2_L1, PAGE, 3, LeafAccess::DATA)?;
+        // L2's stage 1: VA 0 - 1 GiB is the identity (the payload, its
+        // data); VA 1 - 2 GiB is an alias of L2 IPA 0 in the old level-1
+        // table, and of L2 IPA 4 MiB (the block) through a level-2 table in
+        // the new one. (Zero elsewhere: invalid.)
+        let write_l1 = |l1_ipa: u64, index: u64, descriptor: u64| {
+            let pa = l0_map
+                .pa_of(l1_ipa)
+                .ok_or(BuildError::Unbacked { address: l1_ipa })?;
+            arena
+                .fill(pa, PAGE, |_| 0)
+                .ok_or(BuildError::Unbacked { address: pa })?;
+            arena
+                .write(pa, s1_block(0))
+                .and_then(|()| arena.write(pa + 8 * index, descriptor))
+                .ok_or(BuildError::Unbacked { address: pa })
+        };
+        write_l1(S1_OLD_L1, 1, s1_block(0))?;
+        write_l1(S1_NEW_L1, 1, s1_table(S1_LEVEL2_L2))?;
+        // The level-2 table: its entry 0 (VA 1 GiB + 0 - 2 MiB) is the
+        // block at L2 IPA 4 MiB; entry 0 of the identity is never used.
+        let level2 = l0_map.pa_of(S1_LEVEL2_L1).ok_or(BuildError::Unbacked {
+            address: S1_LEVEL2_L1,
+        })?;
+        arena
+            .fill(level2, PAGE, |_| 0)
+            .and_then(|()| arena.write(level2, s1_block(BLOCK_L2)))
+            .ok_or(BuildError::Unbacked { address: level2 })?;
         // The payload: two instructions per 64-bit word, the first in the
         // low half (little-endian).
         let code = l0_map
@@ -233,6 +296,7 @@ impl<'a> Lab<'a> {
         let (ipa, level) = match entry {
             L1Entry::TlbiPage => (TLBI_L2, 3),
             L1Entry::Block => (BLOCK_L2, 2),
+            L1Entry::S1Table => (S1_TABLE_L2, 3),
         };
         let descriptor = target.map_or(0, |l1| leaf_descriptor(level, l1, LeafAccess::DATA));
         self.l1_tables

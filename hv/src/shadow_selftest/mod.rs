@@ -22,7 +22,11 @@
 //!   it): L2 must see the new memory;
 //! - path 3: as L0, moves an L1 page to another PA (`Request::L0Unmap`):
 //!   L2 must see the new backing; and write-protects a page for dirty
-//!   logging: L2's store is answered `L0Denied`, which hv resolves as L0.
+//!   logging: L2's store is answered `L0Denied`, which hv resolves as L0;
+//! - concurrency: a second vCPU ([`reader`]) reads the changing pages on
+//!   the same shadow while paths 2 and 3 change them;
+//! - last (hv only, [`WithStage1`]): L2 with its own stage 1, whose
+//!   table's page L1 remaps with TLBI IPAS2E1IS.
 //!
 //! Every wait for the service is bounded by the [`Clock`]; every L2 access
 //! has a bounded number of exits. Anything unexpected is a [`Failure`]
@@ -235,11 +239,37 @@ impl L2Exit {
     }
 }
 
+/// L2's own stage 1 (EL1's translation registers), for the run with its
+/// MMU on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage1Regs {
+    /// TTBR0_EL1: the L2 IPA of its level-1 table.
+    pub ttbr0: u64,
+    /// TCR_EL1.
+    pub tcr: u64,
+    /// MAIR_EL1.
+    pub mair: u64,
+}
+
+/// This CPU cannot run L2 with its own stage 1 (the host's software CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoStage1;
+
 /// Runs L2 on the shadow stage 2 of the one context.
 pub trait L2Cpu {
     /// Enters L2 with `regs` until its next exit to EL2; `regs` then holds
     /// L2's registers and the PC it would resume at.
     fn run(&mut self, regs: &mut L2Regs) -> L2Exit;
+
+    /// Runs L2 from now on with its MMU on and this stage 1 (None: off,
+    /// as at first). Err if this CPU cannot (the host's software CPU has
+    /// no stage 1).
+    fn set_stage1(&mut self, stage1: Option<Stage1Regs>) -> Result<(), NoStage1> {
+        match stage1 {
+            None => Ok(()),
+            Some(_) => Err(NoStage1),
+        }
+    }
 }
 
 /// What the vCPU side counted.
@@ -269,6 +299,10 @@ pub struct Report {
     pub l0_denied: u64,
     /// What the second vCPU did while the first changed the shadow.
     pub reader: ReaderReport,
+    /// Reads checked through L2's own stage 1 (0: not run).
+    pub stage1_reads: u64,
+    /// Stage-2 faults of those, on its table walks included.
+    pub stage1_faults: u64,
 }
 
 /// Why the run failed.
@@ -572,6 +606,20 @@ struct Vcpu<'a, 'l, C, B: Doorbell, K> {
     key: ContextKey,
     model: Model,
     report: Report,
+    /// Whether to end with the run with L2's own stage 1.
+    stage1: WithStage1,
+}
+
+/// Whether the scenario ends with a run of L2 with its own stage 1 (its
+/// MMU on), whose table's page L1 remaps: the step that needs TLBI
+/// IPAS2E1IS itself (an MMU-off L2 uses only combined entries, which the
+/// VMALLE1IS after it removes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithStage1 {
+    /// No (the host's software CPU has no stage 1).
+    No,
+    /// Yes.
+    Yes,
 }
 
 /// One request on `client`'s rings, its reply within `timeout`.
@@ -1133,7 +1181,148 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 request: "L0 write protection (no L0Denied for the store under it)",
             });
         }
-        self.read_all("last pass", Warm)
+        self.read_all("last pass", Warm)?;
+        if self.stage1 == WithStage1::Yes {
+            self.stage1_remap()?;
+        }
+        Ok(())
+    }
+
+    /// L2 turns its MMU on (its stage-1 tables in L1's memory, at L2 IPA
+    /// [`lab::S1_TABLE_L2`]) and reads [`lab::S1_ALIAS_VA`] until its walk
+    /// of its own table is cached; L1 remaps that table's page to a table
+    /// that translates the VA elsewhere, with break-before-make and TLBI
+    /// IPAS2E1IS; L2 must then read through the new table. (A hardware
+    /// walk may cache the stage-2 translation of its table's address in a
+    /// stage-2-only entry, which only IPAS2E1IS removes.)
+    fn stage1_remap(&mut self) -> Result<(), Failure> {
+        let stage1 = Stage1Regs {
+            ttbr0: lab::S1_TABLE_L2,
+            tcr: lab::S1_TCR,
+            mair: lab::S1_MAIR,
+        };
+        self.cpu
+            .set_stage1(Some(stage1))
+            .map_err(|NoStage1| Failure::Encoding {
+                request: "L2's own stage 1 on this CPU",
+            })?;
+        let offset = lab::S1_ALIAS_VA - 0x4000_0000;
+        let old = self.value_under(self.model, offset)?;
+        let new = self.value_under(self.model, lab::BLOCK_L2 + offset)?;
+        self.stage1_read("stage 1: first read", old, Touch::Cold)?;
+        self.stage1_read("stage 1: before TLBI IPAS2E1IS", old, Touch::Warm)?;
+        self.lab
+            .set_l1_entry(L1Entry::S1Table, None)
+            .map_err(Failure::Table)?;
+        self.invalidate(
+            "stage 1: TLBI IPAS2E1IS of L2's table page",
+            (0, 1),
+            lab::S1_TABLE_L2 >> 12,
+        )?;
+        self.lab
+            .set_l1_entry(L1Entry::S1Table, Some(lab::S1_NEW_L1))
+            .map_err(Failure::Table)?;
+        self.stage1_read("stage 1: after TLBI IPAS2E1IS", new, Touch::Cold)?;
+        self.cpu
+            .set_stage1(None)
+            .map_err(|NoStage1| Failure::Encoding {
+                request: "L2's MMU off again",
+            })
+    }
+
+    /// One read of [`lab::S1_ALIAS_VA`] through L2's own stage 1: every
+    /// stage-2 fault (of its table walk, its fetch or its load) must be
+    /// answered `Mapped` (or `Retry`), and the value must be `expected`.
+    fn stage1_read(
+        &mut self,
+        step: &'static str,
+        expected: u64,
+        touch: Touch,
+    ) -> Result<(), Failure> {
+        let va = lab::S1_ALIAS_VA;
+        self.report.stage1_reads += 1;
+        let mut regs = L2Regs {
+            x: [va, 0, 0, 0],
+            pc: lab::CODE_L2,
+        };
+        // (Every exit that does not end the loop is answered.)
+        let mut last: (L2Exit, Option<TranslateOutcome>) = Default::default();
+        for _ in 0..MAX_EXITS {
+            let exit = self.cpu.run(&mut regs);
+            let class = exit.class();
+            if exit.vector == 0 && class == EC_HVC64 && regs.pc == lab::CODE_L2 + 12 {
+                return if regs.x[1] == expected {
+                    Ok(())
+                } else {
+                    Err(Failure::Value {
+                        step,
+                        l2_ipa: va,
+                        expected,
+                        got: regs.x[1],
+                    })
+                };
+            }
+            if exit.vector == 1 {
+                return Err(Failure::Stuck {
+                    step,
+                    l2_ipa: va,
+                    pc: regs.pc,
+                });
+            }
+            if exit.vector != 0
+                || !(class == EC_DATA_ABORT_LOWER || class == EC_INSTRUCTION_ABORT_LOWER)
+            {
+                return Err(Failure::Exit {
+                    step,
+                    l2_ipa: va,
+                    exit,
+                    pc: regs.pc,
+                });
+            }
+            if touch == Touch::Warm {
+                return Err(Failure::WarmFault {
+                    step,
+                    l2_ipa: va,
+                    exit,
+                });
+            }
+            self.report.stage1_faults += 1;
+            // A walk of L2's table (S1PTW) reads it; HPFAR_EL2 names the
+            // table's IPA then, and the IPA of a translation fault.
+            let s1ptw = exit.esr & (1 << 7) != 0;
+            let request = TranslateRequest {
+                context: self.key,
+                l2_ipa: fault_ipa(&exit),
+                access: if class == EC_INSTRUCTION_ABORT_LOWER && !s1ptw {
+                    AccessKind::Execute
+                } else {
+                    AccessKind::Read
+                },
+                esr: request_esr(step, va, exit.esr)?,
+                far: exit.far,
+            };
+            let outcome = match self.call(Request::Translate(request), step)? {
+                Reply::Translate(outcome) => outcome,
+                reply => return Err(Failure::Reply { step, reply }),
+            };
+            last = (exit, Some(outcome));
+            match outcome {
+                TranslateOutcome::Mapped(_) | TranslateOutcome::Retry(_) => {}
+                other => {
+                    return Err(Failure::Reply {
+                        step,
+                        reply: Reply::Translate(other),
+                    })
+                }
+            }
+        }
+        let (last_exit, last_answer) = last;
+        Err(Failure::NoProgress {
+            step,
+            l2_ipa: va,
+            last_exit,
+            last_answer,
+        })
     }
 }
 
@@ -1239,6 +1428,7 @@ pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
     ex: &ShadowExchange<B>,
     clock: &K,
     timeout: u64,
+    stage1: WithStage1,
 ) -> Result<Report, Failure> {
     let result = VcpuClient::new(
         VCPU,
@@ -1259,6 +1449,7 @@ pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
             key: context_key(lab),
             model: Model::default(),
             report: Report::default(),
+            stage1,
         };
         vcpu.scenario().map(|()| vcpu.report)
     });
@@ -1335,7 +1526,15 @@ impl fmt::Display for Report {
             self.l0_unmaps,
             self.entries_unmapped
         )?;
-        write!(f, "; {}", self.reader)
+        write!(f, "; {}", self.reader)?;
+        if self.stage1_reads > 0 {
+            write!(
+                f,
+                "; with L2's own stage 1 (its table's page remapped by L1 with TLBI IPAS2E1IS): {} reads checked, {} stage-2 faults served (table walks included)",
+                self.stage1_reads, self.stage1_faults
+            )?;
+        }
+        Ok(())
     }
 }
 

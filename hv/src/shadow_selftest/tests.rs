@@ -316,10 +316,10 @@ fn run(fault: Fault) -> (Result<Report, Failure>, &'static HostService) {
             runs: 0,
             after: 3,
         };
-        run_scenario(lab, &mut l2, ex, &clock, 2_000_000)
+        run_scenario(lab, &mut l2, ex, &clock, 2_000_000, WithStage1::No)
     } else {
         let mut l2 = cpu;
-        run_scenario(lab, &mut l2, ex, &clock, 2_000_000)
+        run_scenario(lab, &mut l2, ex, &clock, 2_000_000, WithStage1::No)
     };
     reader.join().unwrap();
     if let Some(thread) = thread {

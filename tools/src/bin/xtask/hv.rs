@@ -513,6 +513,17 @@ const MATRIX: &[Case] = &[
         },
         ..boot(N1, 3, "512M")
     },
+    // Without the TLBI IPAS2E1IS (VMALLE1IS kept) L2's walk of its own
+    // stage-1 table still uses the stage-2 translation of the table's old
+    // page: it reads through the old table.
+    Case {
+        hv_args: "hv.selftest=shadow-no-ipas2e1is",
+        expect: Expect::Ends {
+            line: "hv: selftest shadow-no-ipas2e1is: FAILED: stage 1: after TLBI IPAS2E1IS: L2 IPA 0x40100028 read",
+            status: 1,
+        },
+        ..boot(N1, 3, "512M")
+    },
     // L2 entered at the payload's `b .`: the EL2 watchdog ends it.
     Case {
         hv_args: "hv.selftest=shadow-stuck",
