@@ -33,9 +33,13 @@ use super::gic::Gic;
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
-use crate::inject::undefined_syndrome;
+use crate::inject::{
+    external_data_abort_syndrome, external_instruction_abort_syndrome, sync_vector_offset,
+    undefined_syndrome,
+};
 use crate::nested::entry::{
-    abort_access, eret_from_vel2, exception_to_vel2, l2_fault_ipa, EretTarget, Origin, Vel2Register,
+    abort_access, eret_from_vel2, exception_to_vel2, l2_fault_ipa, EretTarget, Origin,
+    Vel2Register, DAIF, EL1H,
 };
 use crate::nested::idregs::{shown_to_l1, IdRegister};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -127,9 +131,9 @@ enum Mode {
 struct Vcpu {
     mode: Mode,
     /// Written by the hardware (NV2) while L1 runs, read and written by hv
-    /// at L1's exits: always with [`VCPU`]'s lock taken after the exit,
-    /// whose acquire keeps hv's accesses after the hardware's.
-    vncr: &'static mut VncrPage,
+    /// at L1's exits (the exception entry and ERET are context
+    /// synchronizing): shared, never `&mut` (review 23 L1).
+    vncr: &'static VncrPage,
     /// L1's virtual EL2 state (the hardware EL1 registers) while L2 runs.
     l1_el1: El1State,
     /// L1's HPFAR_EL2.
@@ -153,6 +157,8 @@ struct Counts {
     /// Which trapped EL2 registers were reported (2 bits a register: MSR,
     /// MRS).
     vel2_traps_seen: u32,
+    /// Which [`Note`]s were printed (a bit each).
+    notes_seen: u32,
 }
 
 static NESTED: spin::Once<Nested> = spin::Once::new();
@@ -504,10 +510,9 @@ pub fn run(
         skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
     });
 
-    let mut vncr: Box<VncrPage> = Box::default();
+    let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
-    let vncr: &'static mut VncrPage = Box::leak(vncr);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
         fail(format_args!(
@@ -692,11 +697,18 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
-        EC_DABT_LOWER | EC_IABT_LOWER => crash(
-            vcpu,
-            frame,
-            "L1 accessed an IPA outside its RAM (L0 maps nothing else for it)",
-        ),
+        // L0 maps all of L1's RAM with every access, so a stage-2 abort
+        // of L1 is an access outside it: a synchronous external abort
+        // for L1, taken at its virtual EL2 (review 23 F4).
+        EC_DABT_LOWER | EC_IABT_LOWER => {
+            once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
+            let syndrome = if (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER {
+                external_instruction_abort_syndrome(frame.spsr)
+            } else {
+                external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0)
+            };
+            exception_for_l1(frame, syndrome, Some(read_sysreg!("far_el2")));
+        }
         _ => crash(
             vcpu,
             frame,
@@ -770,11 +782,12 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             let worker = nested.service.worker();
             let shadow_key = shadow_mmu::context::ContextKey::from_ipc(&key, width);
             let Some((vmid, root)) = nested.service.shadow_root(&worker, &shadow_key) else {
-                crash(
-                    vcpu,
-                    frame,
-                    "the service has no shadow for L1's VTTBR_EL2/VTCR_EL2",
-                );
+                // Over the service's budget (review 23 F4): L1 stays at
+                // its ERET (a trapped ERET's ELR_EL2 is the ERET itself)
+                // and tries again; the watchdog bounds a run that never
+                // gets a shadow.
+                once(&mut vcpu.counts.notes_seen, Note::NoShadow);
+                return;
             };
             drop(worker);
             for register in El1Register::ALL {
@@ -821,6 +834,12 @@ fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64,
 
 /// An Undefined Instruction exception for L1, taken from L1 itself.
 fn undefined_for_l1(frame: &mut GuestFrame) {
+    exception_for_l1(frame, undefined_syndrome(), None)
+}
+
+/// A synchronous exception with syndrome `esr` (and `far` for an abort)
+/// for L1, taken from L1 itself to its virtual EL2.
+fn exception_for_l1(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::of_l1(frame.spsr),
@@ -829,7 +848,10 @@ fn undefined_for_l1(frame: &mut GuestFrame) {
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
-    write_sysreg!("esr_el1", undefined_syndrome());
+    write_sysreg!("esr_el1", esr);
+    if let Some(far) = far {
+        write_sysreg!("far_el1", far);
+    }
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;
 }
@@ -1126,17 +1148,25 @@ fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, k
     let hpfar = read_sysreg!("hpfar_el2");
     match class {
         EC_DABT_LOWER | EC_IABT_LOWER => {
-            vcpu.counts.translates += 1;
             let l2_ipa = l2_fault_ipa(far, hpfar, read_sysreg!("sctlr_el1") & 1 != 0);
             let request = TranslateRequest {
                 context: key,
                 l2_ipa,
-                access: abort_access(esr),
+                access: abort_access(esr, frame.spsr),
                 esr: esr as u32,
                 far,
             };
+            if request.validate().is_err() {
+                // Not a stage-2 fault of the shadow the service resolves
+                // (an external abort on a walk, a TLB conflict abort...):
+                // an exception to EL2 from L2, so L1's, as it came.
+                vcpu.counts.forwarded += 1;
+                return enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+            }
+            vcpu.counts.translates += 1;
             let reply = match call(nested, &mut vcpu.client, Request::Translate(request)) {
                 Ok(reply) => reply,
+                // The service CPU failed: hv's own failure, not the guest's.
                 Err(why) => crash(vcpu, frame, why),
             };
             match reply {
@@ -1154,15 +1184,29 @@ fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, k
                     let i = abort.injection;
                     enter_l1_from_l2(vcpu, frame, i.esr, i.far, i.hpfar);
                 }
-                Reply::Translate(TranslateOutcome::Emulate(_)) => crash(
+                // Answers L1's tables or L2 can provoke (review 23 F4): the
+                // architectural fault for L2's access, never an hv exit.
+                Reply::Translate(TranslateOutcome::Emulate(_)) => {
+                    once(&mut vcpu.counts.notes_seen, Note::L2DeviceAccess);
+                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                }
+                Reply::Translate(TranslateOutcome::Unshadowable(why)) => {
+                    if once(&mut vcpu.counts.notes_seen, Note::Unshadowable) {
+                        println!("hv: nested: ({why:?})");
+                    }
+                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                }
+                Reply::Error(error) => {
+                    if once(&mut vcpu.counts.notes_seen, Note::ServiceRefused) {
+                        println!("hv: nested: ({error:?})");
+                    }
+                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                }
+                _ => crash(
                     vcpu,
                     frame,
-                    "L2 accessed a device of L1's (L0 emulates none for this L1)",
+                    "the service answered L2's fault with a reply of another request",
                 ),
-                Reply::Translate(TranslateOutcome::Unshadowable(_)) => {
-                    crash(vcpu, frame, "the service cannot shadow L2's access")
-                }
-                _ => crash(vcpu, frame, "the service did not answer L2's fault"),
             }
         }
         // HVC, SMC and the traps L1 set in its HCR_EL2: L1's.
@@ -1171,4 +1215,67 @@ fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, k
             enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
         }
     }
+}
+
+/// Events a guest can repeat at will, each reported by hv once per run so
+/// a hostile guest cannot flood the console (review 23 F7/F8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Note {
+    L2DeviceAccess,
+    Unshadowable,
+    ServiceRefused,
+    L1OutsideRam,
+    NoShadow,
+}
+
+impl Note {
+    const fn line(self) -> &'static str {
+        match self {
+            Note::L2DeviceAccess => "hv: nested: L2 accessed an L1 IPA with nothing behind it (L0 emulates no device for this L1): L2 gets a synchronous external abort (reported once)",
+            Note::Unshadowable => "hv: nested: the service cannot shadow an L2 access L1's tables allow: L2 gets a synchronous external abort (reported once)",
+            Note::ServiceRefused => "hv: nested: the service refused an L2 fault: L2 gets a synchronous external abort (reported once)",
+            Note::L1OutsideRam => "hv: nested: L1 accessed an IPA outside its RAM (L0 maps nothing else for it): L1 gets a synchronous external abort (reported once)",
+            Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
+        }
+    }
+}
+
+/// Prints `note`'s line the first time; whether it was the first.
+fn once(seen: &mut u32, note: Note) -> bool {
+    let bit = 1 << note as u32;
+    let first = *seen & bit == 0;
+    if first {
+        *seen |= bit;
+        println!("{}", note.line());
+    }
+    first
+}
+
+/// A synchronous external abort on L2's access (ESR_EL2 `esr` from L2):
+/// taken to L2's EL1 (its vector at VBAR_EL1, in the hardware registers
+/// while L2 runs), or to L1 when L1 routes external aborts to itself
+/// (virtual HCR_EL2.TEA), as AArch64.TakeException would.
+fn external_abort_for_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64, hpfar: u64) {
+    let fetch = (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
+    let write = !fetch && esr & (1 << 6) != 0;
+    if vcpu.vncr.hcr() & hcr::TEA != 0 {
+        // From a lower EL to (virtual) EL2: EC 0x20/0x24, FSC 0x10.
+        let syndrome = (esr & !0x1ff_ffff) | u64::from(write) << 6 | 0x10;
+        vcpu.counts.forwarded += 1;
+        return enter_l1_from_l2(vcpu, frame, syndrome, far, hpfar);
+    }
+    let syndrome = if fetch {
+        external_instruction_abort_syndrome(frame.spsr)
+    } else {
+        external_data_abort_syndrome(frame.spsr, write)
+    };
+    write_sysreg!("elr_el1", frame.elr);
+    write_sysreg!("spsr_el1", frame.spsr);
+    write_sysreg!("esr_el1", syndrome);
+    write_sysreg!("far_el1", far);
+    frame.elr = read_sysreg!("vbar_el1").wrapping_add(sync_vector_offset(frame.spsr));
+    // EL1h with D, A, I, F masked (L1 shows L2 no PAN/MTE/SSBS/NMI/GCS
+    // state hv would have to model here: the same PSTATE as L1's own
+    // exception entry, `Vel2Entry::pstate`).
+    frame.spsr = EL1H | DAIF;
 }

@@ -6,6 +6,8 @@
 //! L1 (at L1 IPA `L1_BASE`, MMU off, its stack at +1 MiB):
 //! 1. checks CurrentEL reads 2, that ID_AA64MMFR2_EL1.FWB reads 0 and
 //!    ID_AA64MMFR0_EL1.PARange 40 bits (what hv shows it);
+//!    loads from just past its RAM and checks hv gave it a synchronous
+//!    external abort at its current-EL vector (EC 0x25, DFSC 0x10, FAR);
 //! 2. sets VBAR_EL2; writes three values at its pages A, B and C
 //!    (+0x300000, +0x301000, +0x302000);
 //! 3. builds a stage-2 table for L2 at +0x200000 (39-bit IPA from level 1,
@@ -70,6 +72,17 @@ umbra_l1_image:
     and     x1, x1, #0xf
     cmp     x1, #2
     b.ne    umbra_l1_fail_parange
+    // A load just past L1's RAM: hv gives L1 a synchronous external abort
+    // at its current-EL vector (review 23 F4), which clears the flag.
+    adr     x4, umbra_l1_sea_expected
+    mov     x1, #1
+    str     x1, [x4]
+    add     x1, x9, #{l1_ram_bytes}
+    ldr     x2, [x1]
+    ldr     x11, [x4]
+    adr     x10, umbra_l1_msg_no_sea
+    cbnz    x11, umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_sea
     // The values of pages A, B, C.
     add     x12, x9, #0x300000
     UMBRA_L1_MOV64 x1, {magic_a}
@@ -179,7 +192,13 @@ umbra_l1_fail:
 
 .balign 2048
 umbra_l1_vectors:
-    .rept 8
+    .rept 4
+    b       umbra_l1_unexpected
+    .balign 128
+    .endr
+    b       umbra_l1_current_sync
+    .balign 128
+    .rept 3
     b       umbra_l1_unexpected
     .balign 128
     .endr
@@ -194,6 +213,31 @@ umbra_l1_unexpected:
     mrs     x11, esr_el2
     adr     x10, umbra_l1_msg_unexpected
     b       umbra_l1_fail
+
+// The expected external abort of L1's own load past its RAM (x1 holds
+// the address): EC 0x25 (data abort, same EL), DFSC 0x10, FAR_EL2 = x1;
+// clears the flag and returns past the load.
+umbra_l1_current_sync:
+    adr     x4, umbra_l1_sea_expected
+    ldr     x5, [x4]
+    cbz     x5, umbra_l1_unexpected
+    mrs     x11, esr_el2
+    adr     x10, umbra_l1_msg_bad_sea
+    ubfx    x6, x11, #26, #6
+    cmp     x6, #0x25
+    b.ne    umbra_l1_fail
+    and     x6, x11, #0x3f
+    cmp     x6, #0x10
+    b.ne    umbra_l1_fail
+    mrs     x11, far_el2
+    adr     x10, umbra_l1_msg_bad_sea_far
+    cmp     x11, x1
+    b.ne    umbra_l1_fail
+    str     xzr, [x4]
+    mrs     x6, elr_el2
+    add     x6, x6, #4
+    msr     elr_el2, x6
+    eret
 
 umbra_l1_lower_sync:
     sub     sp, sp, #256
@@ -377,6 +421,12 @@ umbra_l1_dabt:
 .balign 8
 umbra_l1_faults:
     .quad   0
+umbra_l1_sea_expected:
+    .quad   0
+umbra_l1_msg_sea:       .asciz "L1: a load past its RAM took a synchronous external abort at virtual EL2 (EC 0x25, DFSC 0x10)\n"
+umbra_l1_msg_no_sea:    .asciz "a load past L1's RAM took no external abort: "
+umbra_l1_msg_bad_sea:   .asciz "a load past L1's RAM took a wrong exception, ESR_EL2 "
+umbra_l1_msg_bad_sea_far: .asciz "a load past L1's RAM reported a wrong FAR_EL2: "
 
 umbra_l1_msg_el2:       .asciz "L1 running at virtual EL2 (CurrentEL reads 2); ID_AA64MMFR2_EL1.FWB 0, PARange 40 bits\n"
 umbra_l1_msg_enter:     .asciz "L1: stage 2 for L2 built (VMID 5, 0x101000 left unmapped); ERET to L2 at 0x80000\n"
@@ -432,6 +482,7 @@ umbra_l1_image_end:
     vmid_shifted = const (L1_VMID_FOR_L2 << 48),
     putc = const super::nested::HVC_CONSOLE_PUTC,
     l2_vbar = const L2_VBAR,
+    l1_ram_bytes = const super::nested::L1_RAM_BYTES,
 );
 
 /// The value L1 writes at page A (pages B, C: the next two).

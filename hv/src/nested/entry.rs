@@ -214,12 +214,33 @@ pub const fn l2_fault_ipa(far: u64, hpfar: u64, l2_stage1_on: bool) -> u64 {
     }
 }
 
-/// What an abort syndrome (EC 0x20 instruction, 0x24 data) says the access
-/// was: a fetch, a write (ISS.WnR) or a read.
-pub const fn abort_access(esr: u64) -> ipc::AccessKind {
-    if (esr >> 26) & 0x3f == 0x20 {
-        ipc::AccessKind::Execute
-    } else if esr & (1 << 6) != 0 {
+/// ESR ISS.S1PTW: the stage-2 fault is on the stage-1 table walk.
+const ESR_S1PTW: u64 = 1 << 7;
+/// ESR ISS.WnR.
+const ESR_WNR: u64 = 1 << 6;
+
+/// What the access behind a lower-EL abort syndrome `esr` (EC 0x20
+/// instruction, 0x24 data) was, L2's PSTATE at the fault being `spsr`
+/// (SPSR_EL2). Per the ESR ISS encoding: with S1PTW = 1 the stage-2 fault
+/// is on L2's stage-1 table walk, a data read (a write only with WnR = 1,
+/// a hardware Access flag or dirty state update) whatever EC says the walk
+/// was for; an instruction abort from EL0 (SPSR.M = EL0t) is an EL0
+/// fetch, which stage 2 may forbid apart from EL1's (FEAT_XNX); a data
+/// abort is a write exactly when WnR = 1.
+pub const fn abort_access(esr: u64, spsr: u64) -> ipc::AccessKind {
+    if esr & ESR_S1PTW != 0 {
+        if esr & ESR_WNR != 0 {
+            ipc::AccessKind::Write
+        } else {
+            ipc::AccessKind::Read
+        }
+    } else if (esr >> 26) & 0x3f == 0x20 {
+        if el(spsr) == 0 {
+            ipc::AccessKind::ExecuteEl0
+        } else {
+            ipc::AccessKind::Execute
+        }
+    } else if esr & ESR_WNR != 0 {
         ipc::AccessKind::Write
     } else {
         ipc::AccessKind::Read

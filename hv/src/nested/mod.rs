@@ -58,6 +58,8 @@ pub mod hcr {
     pub const TVM: u64 = 1 << 26;
     /// EL2 host: EL1&0 runs as EL2&0 (never for hv's guests).
     pub const TGE: u64 = 1 << 27;
+    /// Route synchronous external aborts to EL2.
+    pub const TEA: u64 = 1 << 37;
     pub const TRVM: u64 = 1 << 30;
     /// EL1 is AArch64.
     pub const RW: u64 = 1 << 31;

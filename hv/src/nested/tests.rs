@@ -44,7 +44,9 @@ fn vncr_offsets_are_the_architected_ones() {
 
 #[test]
 fn vncr_page_reads_what_l1_stored() {
-    let mut page = std::boxed::Box::<VncrPage>::default();
+    // Written through a shared reference: the hardware writes the page
+    // too, so hv never holds a `&mut` to it (review 23 L1).
+    let page: &VncrPage = &std::boxed::Box::<VncrPage>::default();
     assert_eq!(core::mem::align_of::<VncrPage>(), 4096);
     assert_eq!(core::mem::size_of::<VncrPage>(), 4096);
     page.set(VTTBR_EL2, 5 << 48 | 0x4020_0000);
@@ -262,9 +264,36 @@ fn l2_fault_ipa_and_access() {
         l2_fault_ipa(0, (0xf_ffff_ffff << 4) | (1 << 63), true),
         0xffff_ffff_f000
     );
-    assert_eq!(abort_access(0x9200_0007), ipc::AccessKind::Read);
-    assert_eq!(abort_access(0x9200_0047), ipc::AccessKind::Write);
-    assert_eq!(abort_access(0x8200_0007), ipc::AccessKind::Execute);
+    assert_eq!(abort_access(0x9200_0007, EL1H), ipc::AccessKind::Read);
+    assert_eq!(abort_access(0x9200_0047, EL1H), ipc::AccessKind::Write);
+    assert_eq!(abort_access(0x8200_0007, EL1H), ipc::AccessKind::Execute);
+}
+
+/// Review 23 H1: the access kinds the service's decode accepts for the
+/// syndromes L2's aborts carry.
+#[test]
+fn abort_access_of_walks_and_el0_fetches() {
+    let key = ipc::ContextKey::new(5 << 48 | 0x4020_0000, 0x8002_3559, ipc::VmidWidth::Bits8);
+    let request = |esr: u64, spsr: u64| ipc::TranslateRequest {
+        context: key,
+        l2_ipa: 0x10_1000,
+        access: abort_access(esr, spsr),
+        esr: esr as u32,
+        far: 0x10_1000,
+    };
+    // IABT with S1PTW: the fetch's stage-1 walk read faulted at stage 2.
+    assert_eq!(abort_access(0x8200_0087, EL1H), ipc::AccessKind::Read);
+    assert_eq!(request(0x8200_0087, EL1H).validate(), Ok(()));
+    // The same from EL0, and a DABT walk with WnR (a hardware AF update).
+    assert_eq!(abort_access(0x8200_0087, EL0T), ipc::AccessKind::Read);
+    assert_eq!(abort_access(0x9200_00c7, EL0T), ipc::AccessKind::Write);
+    assert_eq!(request(0x9200_00c7, EL1H).validate(), Ok(()));
+    // An EL0 fetch: ExecuteEl0 (stage 2 may forbid it apart from EL1's).
+    assert_eq!(abort_access(0x8200_000f, EL0T), ipc::AccessKind::ExecuteEl0);
+    assert_eq!(request(0x8200_000f, EL0T).validate(), Ok(()));
+    assert_eq!(abort_access(0x8200_000f, EL1T), ipc::AccessKind::Execute);
+    // A data read from EL0 stays a read.
+    assert_eq!(abort_access(0x9200_0007, EL0T), ipc::AccessKind::Read);
 }
 
 #[test]

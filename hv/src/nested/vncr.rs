@@ -5,6 +5,8 @@
 //! table (the same values Linux's `vncr_mapping.h` lists); each register
 //! is one little-endian 64-bit word.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 /// Bytes of the page.
 pub const PAGE_BYTES: usize = 4096;
 
@@ -102,14 +104,21 @@ impl El1State {
     }
 }
 
-/// A VNCR page: 4 KiB aligned, as VNCR_EL2.BADDR requires.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A VNCR page: 4 KiB aligned, as VNCR_EL2.BADDR requires. The hardware
+/// reads and writes it through NV2 while L1 runs, outside the Rust
+/// abstract machine, so hv never holds a `&mut` to it (review 23 L1): its
+/// words are `AtomicU64`s, whose relaxed loads and stores are single-copy
+/// atomic 64-bit LDR/STR on AArch64, and the page is only ever shared.
+/// Ordering against the hardware's accesses comes from the exception
+/// entry and ERET (context synchronization) around every L1 run, not from
+/// these accesses.
+#[derive(Debug)]
 #[repr(C, align(4096))]
-pub struct VncrPage([u64; PAGE_BYTES / 8]);
+pub struct VncrPage([AtomicU64; PAGE_BYTES / 8]);
 
 impl Default for VncrPage {
     fn default() -> Self {
-        VncrPage([0; PAGE_BYTES / 8])
+        VncrPage([const { AtomicU64::new(0) }; PAGE_BYTES / 8])
     }
 }
 
@@ -117,12 +126,12 @@ impl VncrPage {
     /// The word at byte `offset` (8-byte aligned, inside the page; hv's
     /// offsets are the constants above, checked by the tests).
     pub fn get(&self, offset: usize) -> u64 {
-        self.0[offset / 8]
+        self.0[offset / 8].load(Ordering::Relaxed)
     }
 
     /// Writes the word at byte `offset`.
-    pub fn set(&mut self, offset: usize, value: u64) {
-        self.0[offset / 8] = value;
+    pub fn set(&self, offset: usize, value: u64) {
+        self.0[offset / 8].store(value, Ordering::Relaxed)
     }
 
     /// L2's EL1 registers as L1 left them.
@@ -131,7 +140,7 @@ impl VncrPage {
     }
 
     /// Stores L2's `register`.
-    pub fn set_el1(&mut self, register: El1Register, value: u64) {
+    pub fn set_el1(&self, register: El1Register, value: u64) {
         self.set(register.vncr_offset(), value)
     }
 

@@ -547,9 +547,26 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 2, "512M")
     },
+    // One CPU: the service answers inline.
+    Case {
+        hv_args: "hv.nested=demo",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS l2-values=3 demand-faults=1 tlbi-remap=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // Its failure mode: hv acknowledges L1's stage-2 TLBIs without
-    // applying them, and L1 must catch L2 reading the stale page (one CPU:
-    // the service inline).
+    // applying them, and L1 must catch L2 reading the stale page, in both
+    // CPU configurations of the passing demo (review 23 gap (d)).
+    Case {
+        hv_args: "hv.nested=demo-no-tlbi",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 read the stale page A after the remap and TLBI: 0xa1a1000011110001",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
+    },
     Case {
         hv_args: "hv.nested=demo-no-tlbi",
         expect: Expect::Ends {
