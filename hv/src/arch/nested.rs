@@ -124,7 +124,16 @@ enum Mode {
     L1,
     /// L2, on this shadow (VMID, root) for this key.
     L2 { key: ContextKey },
+    /// L2 with L1's stage 2 off (virtual HCR_EL2.VM = 0): L2's IPA is
+    /// L1's, so L2 runs on L0's map of L1 under [`L2_DIRECT_VMID`].
+    L2Direct,
 }
+
+/// The VMID L2 runs under while L1's stage 2 is off: L0's map of L1, but
+/// not L1's VMID ([`L1_HOST_VMID`]), whose EL1&0 TLB entries are L1's own
+/// virtual EL2 ones; below the shadow VMIDs ([`FIRST_SHADOW_VMID`]).
+const L2_DIRECT_VMID: u16 = 2;
+const _: () = assert!(L2_DIRECT_VMID != L1_HOST_VMID && L2_DIRECT_VMID < FIRST_SHADOW_VMID);
 
 /// The one vCPU's state (only its CPU touches it, with interrupts masked
 /// at EL2).
@@ -643,9 +652,16 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         crash(vcpu, frame, "an FIQ or SError reached hv");
     }
     let esr = read_sysreg!("esr_el2");
+    if vcpu.mode == Mode::L1 {
+        // L1's virtual HCR_EL2.E2H is RES1 (review 23 H2): what L1 reads
+        // back from now on, and what hv acts on.
+        let vhcr = vcpu.vncr.hcr();
+        vcpu.vncr.set(crate::nested::vncr::HCR_EL2, vhcr | hcr::E2H);
+    }
     match vcpu.mode {
         Mode::L1 => l1_exit(nested, vcpu, frame, esr),
-        Mode::L2 { key } => l2_exit(nested, vcpu, frame, esr, key),
+        Mode::L2 { key } => l2_exit(nested, vcpu, frame, esr, Some(key)),
+        Mode::L2Direct => l2_exit(nested, vcpu, frame, esr, None),
     }
 }
 
@@ -654,7 +670,7 @@ fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
         "hv: nested: guest crash in {}: {why} (ESR_EL2 {:#x}, PC {:#x}, PSTATE {:#x}, FAR_EL2 {:#x})",
         match vcpu.mode {
             Mode::L1 => "L1",
-            Mode::L2 { .. } => "L2",
+            Mode::L2 { .. } | Mode::L2Direct => "L2",
         },
         read_sysreg!("esr_el2"),
         frame.elr,
@@ -769,14 +785,30 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.elr = pc;
             frame.spsr = pstate;
         }
-        EretTarget::L2 { pc, pstate } => {
-            if vhcr & hcr::VM == 0 {
-                crash(
-                    vcpu,
-                    frame,
-                    "L1 enters L2 with its stage 2 off (virtual HCR_EL2.VM = 0), which hv does not support",
-                );
+        EretTarget::L1HostEl0 { .. } => {
+            println!("hv: nested: unsupported: L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (its own host userspace, not L2), which hv does not run yet; stopping");
+            exit(ExitStatus::Failure)
+        }
+        EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
+            // L1's stage 2 off: L2's IPA is L1's IPA, which L0's map of L1
+            // translates (review 23 F4).
+            for register in El1Register::ALL {
+                vcpu.l1_el1.set(register, read_el1(register));
+                write_el1(register, vcpu.vncr.el1(register));
             }
+            write_sysreg!("hcr_el2", l2_hcr(vhcr) | hcr::IMO);
+            write_sysreg!("vtcr_el2", nested.l0_vtcr);
+            write_sysreg!(
+                "vttbr_el2",
+                u64::from(L2_DIRECT_VMID) << 48 | (nested.l0_vttbr & 0xffff_ffff_ffff)
+            );
+            cpu::isb();
+            frame.elr = pc;
+            frame.spsr = pstate;
+            vcpu.mode = Mode::L2Direct;
+            vcpu.counts.l2_entries += 1;
+        }
+        EretTarget::L2 { pc, pstate } => {
             let width = nested.service.l1_vmid_width();
             let key = ContextKey::new(vcpu.vncr.vttbr(), vcpu.vncr.vtcr(), width);
             let worker = nested.service.worker();
@@ -996,6 +1028,14 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             let worker = nested.service.worker();
             // VMALLE1IS of each shadow VMID covers whatever L1's form
             // covered (a superset: permitted).
+            // And L2's entries while L1's stage 2 is off.
+            with_vmid(L2_DIRECT_VMID, || {
+                // SAFETY: drops that VMID's stage-1 entries, completed in
+                // the Inner Shareable domain.
+                unsafe {
+                    core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack))
+                };
+            });
             nested
                 .service
                 .for_each_shadow_vmid(&worker, vmid, |shadow| {
@@ -1142,12 +1182,26 @@ fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64) {
 }
 
 /// An exit from L2.
-fn l2_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, key: ContextKey) {
+/// `key`: L2's shadow context; None: L2 runs on L0's map of L1 (L1's
+/// stage 2 off).
+fn l2_exit(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    esr: u64,
+    key: Option<ContextKey>,
+) {
     let class = (esr >> 26) & EC_UNKNOWN_MASK;
     let far = read_sysreg!("far_el2");
     let hpfar = read_sysreg!("hpfar_el2");
-    match class {
-        EC_DABT_LOWER | EC_IABT_LOWER => {
+    match (class, key) {
+        // L1's stage 2 off and L0 maps all of L1's RAM with every access:
+        // L2's access is outside L1's RAM.
+        (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
+            once(&mut vcpu.counts.notes_seen, Note::L2OutsideL1Ram);
+            external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+        }
+        (EC_DABT_LOWER | EC_IABT_LOWER, Some(key)) => {
             let l2_ipa = l2_fault_ipa(far, hpfar, read_sysreg!("sctlr_el1") & 1 != 0);
             let request = TranslateRequest {
                 context: key,
@@ -1225,6 +1279,7 @@ enum Note {
     Unshadowable,
     ServiceRefused,
     L1OutsideRam,
+    L2OutsideL1Ram,
     NoShadow,
 }
 
@@ -1234,6 +1289,7 @@ impl Note {
             Note::L2DeviceAccess => "hv: nested: L2 accessed an L1 IPA with nothing behind it (L0 emulates no device for this L1): L2 gets a synchronous external abort (reported once)",
             Note::Unshadowable => "hv: nested: the service cannot shadow an L2 access L1's tables allow: L2 gets a synchronous external abort (reported once)",
             Note::ServiceRefused => "hv: nested: the service refused an L2 fault: L2 gets a synchronous external abort (reported once)",
+            Note::L2OutsideL1Ram => "hv: nested: L2 (L1's stage 2 off) accessed an IPA outside L1's RAM: L2 gets a synchronous external abort (reported once)",
             Note::L1OutsideRam => "hv: nested: L1 accessed an IPA outside its RAM (L0 maps nothing else for it): L1 gets a synchronous external abort (reported once)",
             Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
         }

@@ -24,6 +24,8 @@
 //!    B; L1 then remaps 0x100000 to C with break-before-make and TLBI
 //!    IPAS2E1IS, VMALLE1IS), `hvc #3` (L2 read 0x100000 again: C passes, A
 //!    is the stale translation);
+//!    then turns its stage 2 off for L2 (virtual HCR_EL2.VM = 0) and ERETs
+//!    to L2 at an L1 IPA, where L2 reads page C at its L1 IPA (`hvc #4`);
 //! 6. prints `UMBRA-NESTED-PASS ...` and calls PSCI SYSTEM_OFF, or on any
 //!    mismatch `UMBRA-NESTED-FAIL: <why>` with the value and calls PSCI
 //!    SYSTEM_RESET.
@@ -298,6 +300,8 @@ umbra_l1_hvc:
     b.eq    umbra_l1_hvc2
     cmp     x21, #3
     b.eq    umbra_l1_hvc3
+    cmp     x21, #4
+    b.eq    umbra_l1_hvc4
     mov     x11, x19
     adr     x10, umbra_l1_msg_unexpected
     b       umbra_l1_fail
@@ -369,6 +373,30 @@ umbra_l1_hvc3:
 6:  UMBRA_L1_PUTS umbra_l1_msg_read_c
     UMBRA_L1_HEX x22
     UMBRA_L1_PUTS umbra_l1_msg_nl
+    // L2 again with L1's stage 2 off (virtual HCR_EL2.VM = 0): L2's IPA
+    // is L1's, so L2 (MMU off) runs at umbra_l2_direct's L1 IPA and reads
+    // page C at its L1 IPA (L2's x1).
+    UMBRA_L1_MOV64 x1, {vhcr_no_vm}
+    msr     hcr_el2, x1
+    isb
+    adr     x1, umbra_l2_direct
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    add     x1, x9, #0x302000
+    str     x1, [sp, #8]
+    UMBRA_L1_PUTS umbra_l1_msg_direct
+    b       umbra_l1_resume
+
+umbra_l1_hvc4:
+    UMBRA_L1_MOV64 x3, {magic_c}
+    mov     x11, x22
+    adr     x10, umbra_l1_msg_bad_direct
+    cmp     x22, x3
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_read_direct
+    UMBRA_L1_HEX x22
+    UMBRA_L1_PUTS umbra_l1_msg_nl
     UMBRA_L1_PUTS umbra_l1_msg_pass
     UMBRA_L1_MOV64 x0, 0x84000008
     hvc     #0
@@ -423,6 +451,9 @@ umbra_l1_faults:
     .quad   0
 umbra_l1_sea_expected:
     .quad   0
+umbra_l1_msg_direct:    .asciz "L1: stage 2 off for L2 (virtual HCR_EL2.VM = 0); ERET to L2 at its L1 IPA\n"
+umbra_l1_msg_read_direct: .asciz "L1: L2 hvc #4: L2 (stage 2 off) read page C at its L1 IPA: "
+umbra_l1_msg_bad_direct: .asciz "L2 with stage 2 off read a wrong value at page C's L1 IPA: "
 umbra_l1_msg_sea:       .asciz "L1: a load past its RAM took a synchronous external abort at virtual EL2 (EC 0x25, DFSC 0x10)\n"
 umbra_l1_msg_no_sea:    .asciz "a load past L1's RAM took no external abort: "
 umbra_l1_msg_bad_sea:   .asciz "a load past L1's RAM took a wrong exception, ESR_EL2 "
@@ -469,6 +500,11 @@ umbra_l2_payload:
     ldr     x2, [x1]
     hvc     #3
 8:  b       8b
+// L2 with L1's stage 2 off (MMU off: its VA is L1's IPA): reads x1.
+umbra_l2_direct:
+    ldr     x2, [x1]
+    hvc     #4
+9:  b       9b
 .balign 4096
 .global umbra_l1_image_end
 umbra_l1_image_end:
@@ -483,6 +519,7 @@ umbra_l1_image_end:
     putc = const super::nested::HVC_CONSOLE_PUTC,
     l2_vbar = const L2_VBAR,
     l1_ram_bytes = const super::nested::L1_RAM_BYTES,
+    vhcr_no_vm = const (L1_VIRTUAL_HCR & !1),
 );
 
 /// The value L1 writes at page A (pages B, C: the next two).

@@ -77,8 +77,10 @@ pub struct Vel2Entry {
     pub pc: u64,
     /// L1's hardware PSTATE there: EL1h (virtual EL2h) with D, A, I, F
     /// masked; SS and IL clear (AArch64.TakeException). Other PSTATE
-    /// fields (PAN, SSBS, TCO, ...) are 0: hv shows L1 none of the
-    /// features that set them on exception entry to EL2 (E2H = 0 for L1).
+    /// fields (PAN, SSBS, TCO, ...) are 0: with E2H = 1 (L1 is a VHE guest
+    /// hypervisor) entry to EL2 sets PAN only with TGE = 1, whose EL0 hv
+    /// does not run ([`EretTarget::L1HostEl0`]); SSBS/TCO follow
+    /// SCTLR_EL2 fields hv does not emulate for L1 (its SCTLR_EL2 traps).
     pub pstate: u64,
     /// ELR_EL2 for L1: the preferred return address.
     pub elr: u64,
@@ -114,6 +116,9 @@ pub enum EretTarget {
     /// Stays at virtual EL2 with this hardware PSTATE (a return to EL2, or
     /// an illegal return: then PSTATE.IL is set).
     Vel2 { pc: u64, pstate: u64 },
+    /// To EL0 with L1's virtual HCR_EL2.TGE = 1: L1's own host userspace
+    /// in its EL2&0 regime, not L2 (hv does not run it yet).
+    L1HostEl0 { pc: u64, pstate: u64 },
 }
 
 /// L1's ERET with its ELR_EL2 `elr` and SPSR_EL2 `spsr`, its virtual
@@ -139,6 +144,10 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
         };
     }
     match el(m) {
+        0 if l1_hcr & super::hcr::TGE != 0 => EretTarget::L1HostEl0 {
+            pc: elr,
+            pstate: spsr,
+        },
         2 => EretTarget::Vel2 {
             pc: elr,
             // EL2 -> hardware EL1, same SP selection.

@@ -81,10 +81,12 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   assume); FGT and ECV 0 (not virtualized for L1);
 /// - MMFR1: 8-bit VMIDs; HAFDBS 0 (no hardware AF/dirty in L1's tables);
 ///   FEAT_HCX 0; XNX as the host has it (the service refuses it without);
+///   VH 1 (FEAT_VHE: L1's E2H is RES1);
 /// - MMFR2: FWB 0 (FEAT_S2FWB hidden), TTL 0, NV 0 (no deeper nesting),
 ///   EVT 0;
 /// - ISAR3 0: hides FEAT_TLBIW (`TLBI VMALLWS2E1` is not decoded);
-/// - MMFR4: NV_frac 0;
+/// - MMFR4: NV_frac 0; E2H0 0b1110 (HCR_EL2.E2H is RES1 for L1, which
+///   runs as a VHE guest hypervisor);
 /// - PFR0: EL2 and EL3 as the host's (L1 sees EL2), AMU 0, MPAM 0, RAS
 ///   as the host's; the rest as the host's.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
@@ -102,7 +104,8 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             let v = with_field(host, 0, 0); // HAFDBS
             let v = with_field(v, 4, 0); // VMIDBits: 8
             let v = with_field(v, 40, 0); // HCX
-                                          // XNX [31:28] as the host's.
+            let v = with_field(v, 8, 1); // VH: FEAT_VHE (E2H = 1 is L1's mode)
+                                         // XNX [31:28] as the host's.
             with_field(v, 28, field(host, 28) >> 28)
         }
         IdRegister::Mmfr2 => {
@@ -113,7 +116,10 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
         }
         IdRegister::Isar3 => 0,
         // NV_frac [23:20]: no FEAT_NV2p1 (L1 is shown no FEAT_NV at all).
-        IdRegister::Mmfr4 => with_field(host, 20, 0),
+        // E2H0 [27:24] 0b1110: FEAT_E2H0 not implemented, HCR_EL2.E2H is
+        // RES1 (hv runs L1 with NV1 = 0, the layout of an E2H = 1 guest
+        // hypervisor: review 23 H2).
+        IdRegister::Mmfr4 => with_field(with_field(host, 20, 0), 24, 0b1110),
         IdRegister::Pfr0 => {
             let v = with_field(host, 44, 0); // AMU
             with_field(v, 40, 0) // MPAM

@@ -5,9 +5,14 @@
 //! hardware side is `arch::nested`; the demo guest hypervisor is
 //! `arch::nested_l1`.
 //!
-//! How L1 runs: at hardware EL1 with HCR_EL2.{NV, NV2} set and NV1 clear
-//! (the layout for a guest hypervisor whose EL2 registers are the EL1
-//! ones, as with E2H = 1). Checked on QEMU 10 (`-cpu max`), and what the
+//! How L1 runs: at hardware EL1 with HCR_EL2.{NV, NV2} set and NV1 clear,
+//! the FEAT_NV2 layout of a VHE guest hypervisor: L1 is one with
+//! HCR_EL2.E2H = 1, shown as RES1 (ID_AA64MMFR4_EL1.E2H0 0b1110,
+//! MMFR1.VH 1; [`idregs::shown_to_l1`]). hv treats L1's virtual E2H as 1
+//! whatever L1 wrote in its HCR_EL2 (a VNCR page word L1 reads back
+//! without a trap: hv sets E2H in it at each of L1's exits) and TGE as
+//! written; an ERET to EL0 with TGE = 1 (L1's own host userspace) is not
+//! run yet (one line, the run stops). Checked on QEMU 10 (`-cpu max`), and what the
 //! demo relies on: CurrentEL reads 2; L1's MSR/MRS of ELR_EL2, SPSR_EL2,
 //! ESR_EL2 and FAR_EL2 reach the hardware ELR_EL1, SPSR_EL1, ESR_EL1 and
 //! FAR_EL1 without a trap (so those hold L1's virtual EL2 state while it
@@ -63,7 +68,7 @@ pub mod hcr {
     pub const TRVM: u64 = 1 << 30;
     /// EL1 is AArch64.
     pub const RW: u64 = 1 << 31;
-    /// E2H (L1's own view only: hv runs with E2H = 0).
+    /// E2H (L1's own view only, RES1 there: hv itself runs with E2H = 0).
     pub const E2H: u64 = 1 << 34;
     /// FEAT_NV: EL1 runs as virtual EL2 (ERET, EL2 registers trap).
     pub const NV: u64 = 1 << 42;

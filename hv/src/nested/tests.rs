@@ -104,6 +104,29 @@ fn eret_to_el1_or_el0_enters_l2() {
     }
 }
 
+/// Review 23 H2: with virtual TGE = 1 an ERET to EL0 is L1's own host
+/// userspace (EL2&0), not L2; to EL1 it is illegal.
+#[test]
+fn eret_to_el0_with_tge_is_l1_host_userspace() {
+    let vhcr = hcr::RW | hcr::E2H | hcr::TGE;
+    assert_eq!(
+        eret_from_vel2(0x40_0000, EL0T, vhcr, EL1H),
+        EretTarget::L1HostEl0 {
+            pc: 0x40_0000,
+            pstate: EL0T
+        }
+    );
+    assert!(matches!(
+        eret_from_vel2(0x40_0000, EL1H, vhcr, EL1H),
+        EretTarget::Vel2 { pstate, .. } if pstate & IL != 0
+    ));
+    // TGE clear: EL0 is L2's.
+    assert!(matches!(
+        eret_from_vel2(0x40_0000, EL0T, hcr::RW | hcr::E2H, EL1H),
+        EretTarget::L2 { .. }
+    ));
+}
+
 #[test]
 fn eret_to_el2_stays_in_l1_at_hardware_el1() {
     let vhcr = hcr::RW | hcr::VM;
@@ -150,10 +173,10 @@ fn illegal_erets_set_il_and_keep_the_level() {
         illegal(EL1H, vhcr | hcr::TGE),
         EretTarget::Vel2 { pstate, .. } if pstate & IL != 0
     ));
-    // EL0 under TGE is legal (a return to EL0 of the EL2&0 regime).
+    // EL0 under TGE is legal: a return to EL0 of L1's EL2&0 regime.
     assert!(matches!(
         illegal(EL0T, vhcr | hcr::TGE),
-        EretTarget::L2 { .. }
+        EretTarget::L1HostEl0 { .. }
     ));
 }
 
@@ -298,5 +321,26 @@ fn abort_access_of_walks_and_el0_fetches() {
 
 #[test]
 fn mmfr4_hides_nv_frac() {
-    assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000), 0x0100_0000);
+    assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000), 0x0e00_0000);
+}
+
+/// Review 23 H2: L1 runs with NV1 = 0, the FEAT_NV2 layout of a guest
+/// hypervisor with HCR_EL2.E2H = 1, so E2H is shown RES1: FEAT_E2H0 not
+/// implemented (MMFR4.E2H0 0b1110) and FEAT_VHE present (MMFR1.VH 1),
+/// whatever the host has.
+#[test]
+fn e2h_is_shown_res1() {
+    for host in [0, u64::MAX, 0x0000_0000_0f00_0000] {
+        let mmfr4 = shown_to_l1(IdRegister::Mmfr4, host);
+        assert_eq!((mmfr4 >> 24) & 0xf, 0b1110, "{host:#x}");
+        assert_eq!((mmfr4 >> 20) & 0xf, 0, "NV_frac, {host:#x}");
+        assert_eq!(
+            (shown_to_l1(IdRegister::Mmfr1, host) >> 8) & 0xf,
+            1,
+            "{host:#x}"
+        );
+    }
+    // Other MMFR4 fields stay the host's.
+    assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000) & 0xf, 0);
+    assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x3) & 0xf, 0x3);
 }
