@@ -38,8 +38,8 @@ use crate::inject::{
     undefined_syndrome,
 };
 use crate::nested::entry::{
-    abort_access, eret_from_vel2, exception_to_vel2, l2_fault_ipa, EretTarget, Origin,
-    Vel2Register, DAIF, EL1H,
+    abort_access, eret_from_vel2, exception_to_vel2, fault_ipa_source, ipa_from_par, l2_fault_ipa,
+    EretTarget, FaultIpaSource, Origin, Vel2Register, DAIF, EL1H,
 };
 use crate::nested::idregs::{shown_to_l1, IdRegister};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -56,8 +56,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
-    ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request, RingBuffer,
-    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    AccessKind, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
+    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
@@ -309,6 +309,35 @@ fn stage1_pa(va: u64) -> Option<u64> {
         )
     };
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+}
+
+/// PAR_EL1 of L2's own stage-1 translation of `va` (`AT S1E1R`/`S1E1W`,
+/// or `S1E0R`/`S1E0W` for an access from EL0), run at EL2 while L2's EL1
+/// registers and HCR_EL2 are the hardware's; the stage-1 walk's own
+/// accesses go through the shadow (VTTBR_EL2). L2's PAR_EL1 is kept.
+fn l2_stage1_par(va: u64, write: bool, el0: bool) -> u64 {
+    let saved = read_sysreg!("par_el1");
+    let par: u64;
+    // SAFETY: an address translation of the EL1&0 regime now in the
+    // hardware (L2's); it writes only PAR_EL1, restored below.
+    unsafe {
+        match (el0, write) {
+            (false, false) => {
+                core::arch::asm!("at s1e1r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
+            }
+            (false, true) => {
+                core::arch::asm!("at s1e1w, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
+            }
+            (true, false) => {
+                core::arch::asm!("at s1e0r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
+            }
+            (true, true) => {
+                core::arch::asm!("at s1e0w, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
+            }
+        }
+    }
+    write_sysreg!("par_el1", saved);
+    par
 }
 
 fn read_el1(register: El1Register) -> u64 {
@@ -1202,11 +1231,27 @@ fn l2_exit(
             external_abort_for_l2(vcpu, frame, esr, far, hpfar);
         }
         (EC_DABT_LOWER | EC_IABT_LOWER, Some(key)) => {
-            let l2_ipa = l2_fault_ipa(far, hpfar, read_sysreg!("sctlr_el1") & 1 != 0);
+            // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
+            // off whatever SCTLR_EL1.M says.
+            let stage1_on =
+                read_sysreg!("sctlr_el1") & 1 != 0 && read_sysreg!("hcr_el2") & hcr::DC == 0;
+            let access = abort_access(esr, frame.spsr);
+            let l2_ipa = match fault_ipa_source(esr, stage1_on) {
+                FaultIpaSource::Far | FaultIpaSource::Hpfar => l2_fault_ipa(far, hpfar, stage1_on),
+                FaultIpaSource::Stage1Walk => {
+                    let user = frame.spsr & 0b1100 == 0;
+                    match ipa_from_par(l2_stage1_par(far, access == AccessKind::Write, user), far) {
+                        Some(ipa) => ipa,
+                        // L2's stage 1 changed since the fault: L2 runs
+                        // again and faults afresh.
+                        None => return,
+                    }
+                }
+            };
             let request = TranslateRequest {
                 context: key,
                 l2_ipa,
-                access: abort_access(esr, frame.spsr),
+                access,
                 esr: esr as u32,
                 far,
             };

@@ -344,3 +344,33 @@ fn e2h_is_shown_res1() {
     assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000) & 0xf, 0);
     assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x3) & 0xf, 0x3);
 }
+
+/// Review 23 F5: HPFAR_EL2 is UNKNOWN for a permission fault not on a
+/// walk with L2's stage 1 on; hv then translates FAR with L2's stage 1.
+#[test]
+fn fault_ipa_source_follows_hpfar_validity() {
+    // DABT permission fault level 3 (DFSC 0x0f), stage 1 on: AT.
+    assert_eq!(
+        fault_ipa_source(0x9200_004f, true),
+        FaultIpaSource::Stage1Walk
+    );
+    // IABT permission fault level 2 (IFSC 0x0e).
+    assert_eq!(
+        fault_ipa_source(0x8200_000e, true),
+        FaultIpaSource::Stage1Walk
+    );
+    // The same on a stage-1 walk (S1PTW): HPFAR is valid.
+    assert_eq!(fault_ipa_source(0x9200_008f, true), FaultIpaSource::Hpfar);
+    // Translation (0x07) and Access flag (0x0b) faults: HPFAR is valid.
+    assert_eq!(fault_ipa_source(0x9200_0007, true), FaultIpaSource::Hpfar);
+    assert_eq!(fault_ipa_source(0x9200_000b, true), FaultIpaSource::Hpfar);
+    // Stage 1 off (or DC): FAR.
+    assert_eq!(fault_ipa_source(0x9200_004f, false), FaultIpaSource::Far);
+    assert_eq!(fault_ipa_source(0x9200_0007, false), FaultIpaSource::Far);
+    // PAR_EL1: PA [51:12] and FAR's offset; F set: none.
+    assert_eq!(
+        ipa_from_par(0x0000_0012_3456_7000 | 0xf00 << 44, 0xffff_0000_0000_0abc),
+        Some(0x12_3456_7abc)
+    );
+    assert_eq!(ipa_from_par(0x809, 0x1000), None);
+}
