@@ -41,7 +41,7 @@ use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, fault_ipa_source, ipa_from_par, l2_fault_ipa,
     EretTarget, FaultIpaSource, Origin, Vel2Register, DAIF, EL1H,
 };
-use crate::nested::idregs::{shown_to_l1, IdRegister};
+use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{hcr, l2_hcr, Summary, L1_HCR};
 use crate::pagetable::MAIR_EL2;
@@ -1306,6 +1306,24 @@ fn l2_exit(
                     frame,
                     "the service answered L2's fault with a reply of another request",
                 ),
+            }
+        }
+        // L2's ID register reads (TID3, always set for L2): what L1 is
+        // shown, unless L1 traps them itself (review 23 F7).
+        (EC_SYSREG, _) => {
+            let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
+            let (op0, op1, crn, crm, op2) =
+                (access.op0, access.op1, access.crn, access.crm, access.op2);
+            match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {
+                L2IdRead::Answer(register) => {
+                    let value = register.map_or(0, |r| shown_to_l1(r, read_id_register(r)));
+                    frame.set_reg(access.rt, value);
+                    frame.elr += instruction_length(esr);
+                }
+                L2IdRead::ForwardToL1 => {
+                    vcpu.counts.forwarded += 1;
+                    enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+                }
             }
         }
         // HVC, SMC and the traps L1 set in its HCR_EL2: L1's.

@@ -18,7 +18,8 @@
 //!    EL1h;
 //! 5. handles L2's exits at its lower-EL synchronous vector: `hvc #1` (L2
 //!    read A through 0x100000, and its VBAR_EL1 as L1 set it, which
-//!    VBAR_EL12 reads back from the VNCR page after the exit), a stage-2 translation fault on 0x101000
+//!    VBAR_EL12 reads back from the VNCR page after the exit, and its
+//!    ID_AA64MMFR0_EL1, which must be L1's PARange), a stage-2 translation fault on 0x101000
 //!    (read from ESR_EL2, FAR_EL2, HPFAR_EL2; L1 maps it to B, TLBI
 //!    IPAS2E1IS + VMALLE1IS, ERETs back to the load), `hvc #2` (L2 read
 //!    B; L1 then remaps 0x100000 to C with break-before-make and TLBI
@@ -324,6 +325,14 @@ umbra_l1_hvc1:
     cmp     x11, x3
     b.ne    umbra_l1_fail
     UMBRA_L1_PUTS umbra_l1_msg_vbar
+    // L2's x4: its ID_AA64MMFR0_EL1, which hv answers with what L1 is
+    // shown (PARange 40 bits), not the host's.
+    ldr     x11, [sp, #32]
+    and     x3, x11, #0xf
+    adr     x10, umbra_l1_msg_bad_l2_id
+    cmp     x3, #2
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_l2_id
     UMBRA_L1_PUTS umbra_l1_msg_read_a
     UMBRA_L1_HEX x22
     UMBRA_L1_PUTS umbra_l1_msg_nl
@@ -454,6 +463,8 @@ umbra_l1_sea_expected:
 umbra_l1_msg_direct:    .asciz "L1: stage 2 off for L2 (virtual HCR_EL2.VM = 0); ERET to L2 at its L1 IPA\n"
 umbra_l1_msg_read_direct: .asciz "L1: L2 hvc #4: L2 (stage 2 off) read page C at its L1 IPA: "
 umbra_l1_msg_bad_direct: .asciz "L2 with stage 2 off read a wrong value at page C's L1 IPA: "
+umbra_l1_msg_l2_id:     .asciz "L1: L2 read ID_AA64MMFR0_EL1.PARange 40 bits, as L1 is shown\n"
+umbra_l1_msg_bad_l2_id: .asciz "L2 read an ID_AA64MMFR0_EL1 other than L1's: "
 umbra_l1_msg_sea:       .asciz "L1: a load past its RAM took a synchronous external abort at virtual EL2 (EC 0x25, DFSC 0x10)\n"
 umbra_l1_msg_no_sea:    .asciz "a load past L1's RAM took no external abort: "
 umbra_l1_msg_bad_sea:   .asciz "a load past L1's RAM took a wrong exception, ESR_EL2 "
@@ -490,6 +501,7 @@ umbra_l1_msg_bad_fault: .asciz "unexpected stage-2 fault: "
 .balign 4096
 umbra_l2_payload:
     mrs     x3, vbar_el1
+    mrs     x4, s3_0_c0_c7_0
     mov     x1, #0x100000
     ldr     x2, [x1]
     hvc     #1

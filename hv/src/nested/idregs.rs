@@ -87,8 +87,9 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 /// - ISAR3 0: hides FEAT_TLBIW (`TLBI VMALLWS2E1` is not decoded);
 /// - MMFR4: NV_frac 0; E2H0 0b1110 (HCR_EL2.E2H is RES1 for L1, which
 ///   runs as a VHE guest hypervisor);
-/// - PFR0: EL2 and EL3 as the host's (L1 sees EL2), AMU 0, MPAM 0, RAS
-///   as the host's; the rest as the host's.
+/// - PFR0: EL0 and EL1 AArch64 only (0b0001: hv runs no AArch32 L2 and
+///   treats L1's HCR_EL2.RW as 1), EL2 and EL3 as the host's (L1 sees
+///   EL2), AMU 0, MPAM 0, RAS as the host's; the rest as the host's.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
     match register {
         IdRegister::Mmfr0 => {
@@ -122,8 +123,41 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
         IdRegister::Mmfr4 => with_field(with_field(host, 20, 0), 24, 0b1110),
         IdRegister::Pfr0 => {
             let v = with_field(host, 44, 0); // AMU
+            let v = with_field(v, 0, 0b0001); // EL0: AArch64 only
+            let v = with_field(v, 4, 0b0001); // EL1: AArch64 only
             with_field(v, 40, 0) // MPAM
         }
         _ => host,
+    }
+}
+
+/// What hv does with L2's trapped system register access (HCR_EL2.TID3 is
+/// always set for L2, [`super::l2_hcr`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2IdRead {
+    /// An ID group-3 read L1 does not trap itself: hv answers with what L1
+    /// is shown ([`shown_to_l1`] of the register; None: an encoding that
+    /// reads 0).
+    Answer(Option<IdRegister>),
+    /// L1's (L1 set TID3, or a trap L1 set in its HCR_EL2): forwarded.
+    ForwardToL1,
+}
+
+/// L2's trapped MRS/MSR with these fields, L1's virtual HCR_EL2 being
+/// `l1_virtual_hcr`.
+pub const fn l2_id_read(
+    l1_virtual_hcr: u64,
+    read: bool,
+    op0: u8,
+    op1: u8,
+    crn: u8,
+    crm: u8,
+    op2: u8,
+) -> L2IdRead {
+    if read && l1_virtual_hcr & super::hcr::TID3 == 0 && IdRegister::in_id_space(op0, op1, crn, crm)
+    {
+        L2IdRead::Answer(IdRegister::from_encoding(op0, op1, crn, crm, op2))
+    } else {
+        L2IdRead::ForwardToL1
     }
 }

@@ -107,9 +107,11 @@ pub const L1_FORWARDED_TRAPS: u64 = hcr::TWI
 
 /// L2's hardware HCR_EL2 from L1's virtual one: AArch64, stage 2 on (the
 /// shadow), SMC trapped (L2 never reaches the firmware; hv forwards it to
-/// L1), L1's traps ([`L1_FORWARDED_TRAPS`]) and DC as L1 set them.
+/// L1), ID group 3 trapped (L2 reads the values L1 is shown, not the
+/// host's: [`idregs::l2_id_read`]), L1's traps ([`L1_FORWARDED_TRAPS`])
+/// and DC as L1 set them.
 pub const fn l2_hcr(l1_virtual_hcr: u64) -> u64 {
-    hcr::RW | hcr::VM | hcr::TSC | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC))
+    hcr::RW | hcr::VM | hcr::TSC | hcr::TID3 | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC))
 }
 
 /// What the nested demo counted, for hv's last line.

@@ -187,9 +187,9 @@ fn l2_hcr_keeps_l1_traps_and_never_nv() {
     assert_eq!(l2 & (hcr::NV | hcr::NV2 | hcr::E2H | hcr::TGE), 0);
     assert_eq!(
         l2,
-        hcr::RW | hcr::VM | hcr::TSC | hcr::DC | hcr::TWI | hcr::TVM
+        hcr::RW | hcr::VM | hcr::TSC | hcr::TID3 | hcr::DC | hcr::TWI | hcr::TVM
     );
-    assert_eq!(l2_hcr(0), hcr::RW | hcr::VM | hcr::TSC);
+    assert_eq!(l2_hcr(0), hcr::RW | hcr::VM | hcr::TSC | hcr::TID3);
     assert_eq!(
         L1_HCR & (hcr::NV | hcr::NV2 | hcr::TTLB),
         hcr::NV | hcr::NV2 | hcr::TTLB
@@ -373,4 +373,30 @@ fn fault_ipa_source_follows_hpfar_validity() {
         Some(0x12_3456_7abc)
     );
     assert_eq!(ipa_from_par(0x809, 0x1000), None);
+}
+
+/// Review 23 F7: L1 and L2 see AArch64-only EL0 and EL1, and L2's ID
+/// reads (TID3, always set for L2) are answered by hv with L1's values
+/// unless L1 set TID3 itself.
+#[test]
+fn pfr0_is_aarch64_only_and_l2_id_reads_are_answered() {
+    // Host EL0/EL1 with AArch32 (0b0010), EL2 and EL3 AArch64 only.
+    let host = 0x0000_0000_0000_1122;
+    let shown = shown_to_l1(IdRegister::Pfr0, host);
+    assert_eq!(shown & 0xff, 0x11);
+    assert_eq!(shown & 0xff00, 0x1100);
+    assert_eq!(l2_hcr(0) & hcr::TID3, hcr::TID3);
+    // ID_AA64PFR0_EL1 (3, 0, 0, 4, 0) read by L2: hv's, unless L1 traps it.
+    assert_eq!(
+        l2_id_read(0, true, 3, 0, 0, 4, 0),
+        L2IdRead::Answer(Some(IdRegister::Pfr0))
+    );
+    // An AArch32 or reserved ID encoding reads 0 (None).
+    assert_eq!(l2_id_read(0, true, 3, 0, 0, 1, 0), L2IdRead::Answer(None));
+    assert_eq!(
+        l2_id_read(hcr::TID3, true, 3, 0, 0, 4, 0),
+        L2IdRead::ForwardToL1
+    );
+    // Not an ID register read: L1's (a trap L1 set).
+    assert_eq!(l2_id_read(0, false, 3, 0, 1, 0, 0), L2IdRead::ForwardToL1);
 }
