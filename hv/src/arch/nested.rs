@@ -43,7 +43,7 @@ use crate::nested::entry::{
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
-use crate::nested::{hcr, l2_hcr, Summary, L1_HCR};
+use crate::nested::{hcr, l2_hcr, stage1_tlbi_form_shown, FirstSeen, Sighting, Summary, L1_HCR};
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
 use crate::println;
@@ -147,6 +147,8 @@ struct Vcpu {
     l1_el1: El1State,
     /// L1's HPFAR_EL2.
     hpfar: u64,
+    /// L1's unemulated accesses already reported.
+    undefined_seen: FirstSeen<32>,
     /// L1's console line.
     line: arrayvec::ArrayVec<u8, 160>,
     /// The rings to the service CPU; `None`: the service runs inline.
@@ -591,6 +593,7 @@ pub fn run(
         vncr,
         l1_el1: El1State::default(),
         hpfar: 0,
+        undefined_seen: FirstSeen::default(),
         line: arrayvec::ArrayVec::new(),
         counts: Counts::default(),
     });
@@ -981,10 +984,29 @@ fn l1_system_instruction(
             return;
         }
     }
-    println!(
-        "hv: nested: L1's {access} at {:#x} is not emulated: injecting UNDEFINED",
-        frame.elr
-    );
+    undefined_unemulated(vcpu, frame, access);
+}
+
+/// An UNDEFINED for L1's trapped access hv does not emulate, reported
+/// once per encoding and direction (review 23 F8: no log flooding).
+fn undefined_unemulated(vcpu: &mut Vcpu, frame: &mut GuestFrame, access: SysRegAccess) {
+    let key = u32::from(access.op0) << 17
+        | u32::from(access.op1) << 14
+        | u32::from(access.crn) << 10
+        | u32::from(access.crm) << 6
+        | u32::from(access.op2) << 3
+        | u32::from(access.read);
+    match vcpu.undefined_seen.sight(key) {
+        Sighting::First => println!(
+            "hv: nested: L1's {access} at {:#x} is not emulated: injecting UNDEFINED (reported once)",
+            frame.elr
+        ),
+        Sighting::Overflow => println!(
+            "hv: nested: L1's {access} at {:#x} is not emulated: injecting UNDEFINED (further unemulated accesses are not reported)",
+            frame.elr
+        ),
+        Sighting::Again => {}
+    }
     undefined_for_l1(frame);
 }
 
@@ -1040,6 +1062,9 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             // EL2 regime is the hardware EL1&0 one of L1's VMID, current in
             // VTTBR_EL2 here; dropping all of it over-invalidates, which is
             // permitted.
+            None if !stage1_tlbi_form_shown(access.crn, access.crm, f) => {
+                return undefined_for_l1(frame)
+            }
             None => {
                 // SAFETY: drops this VMID's (L1's) stage-1 entries.
                 unsafe {
@@ -1048,9 +1073,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             }
         },
         0 => {
-            let outer = access.crm == 1 || access.crm == 5;
-            let range = matches!(access.crm, 2 | 5 | 6);
-            if (outer && !f.outer_shareable) || (range && !f.range) || (access.crn == 9 && !f.nxs) {
+            if !stage1_tlbi_form_shown(access.crn, access.crm, f) {
                 return undefined_for_l1(frame);
             }
             vcpu.counts.stage1_tlbis += 1;

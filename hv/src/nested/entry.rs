@@ -164,9 +164,24 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
 /// 0: checked on QEMU). The ones with an EL1 twin live in the hardware
 /// EL1 register while L1 runs, where the hardware's own exception entry
 /// for L1 (an exception L1 takes from virtual EL2 to itself) uses them;
-/// HPFAR_EL2 has no twin and is kept by hv.
+/// HPFAR_EL2 has no twin and is kept by hv. With E2H = 1 (L1 is a VHE
+/// guest hypervisor) the EL1 encodings at EL2 name these same registers,
+/// and they reach the twins without a trap, so the trapped `_EL2`
+/// encodings of SCTLR, TTBR0/1, TCR, MAIR, AMAIR and CONTEXTIDR are the
+/// twins too (review 23 F8). Their effect is that of the twin under L1's
+/// hardware HCR_EL2 (DC: L1's EL2 stage 1 stays off, `L1_HCR`). The EL2
+/// trap controls (CPTR_EL2, MDCR_EL2, CNTHCTL_EL2, ...) are not here: a
+/// stored value hv did not honour for L2 would let L1 believe L2 is
+/// trapped; they stay UNDEFINED for L1 (a documented gap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vel2Register {
+    Sctlr,
+    Ttbr0,
+    Ttbr1,
+    Tcr,
+    Mair,
+    Amair,
+    Contextidr,
     Vbar,
     Elr,
     Spsr,
@@ -181,6 +196,13 @@ impl Vel2Register {
     /// From an MRS/MSR with op0 3, op1 4.
     pub fn from_encoding(crn: u8, crm: u8, op2: u8) -> Option<Self> {
         Some(match (crn, crm, op2) {
+            (1, 0, 0) => Vel2Register::Sctlr,
+            (2, 0, 0) => Vel2Register::Ttbr0,
+            (2, 0, 1) => Vel2Register::Ttbr1,
+            (2, 0, 2) => Vel2Register::Tcr,
+            (10, 2, 0) => Vel2Register::Mair,
+            (10, 3, 0) => Vel2Register::Amair,
+            (13, 0, 1) => Vel2Register::Contextidr,
             (12, 0, 0) => Vel2Register::Vbar,
             (4, 0, 1) => Vel2Register::Elr,
             (4, 0, 0) => Vel2Register::Spsr,
@@ -197,6 +219,13 @@ impl Vel2Register {
     /// HPFAR_EL2, kept by hv).
     pub fn twin(self) -> Option<El1Register> {
         Some(match self {
+            Vel2Register::Sctlr => El1Register::Sctlr,
+            Vel2Register::Ttbr0 => El1Register::Ttbr0,
+            Vel2Register::Ttbr1 => El1Register::Ttbr1,
+            Vel2Register::Tcr => El1Register::Tcr,
+            Vel2Register::Mair => El1Register::Mair,
+            Vel2Register::Amair => El1Register::Amair,
+            Vel2Register::Contextidr => El1Register::Contextidr,
             Vel2Register::Vbar => El1Register::Vbar,
             Vel2Register::Elr => El1Register::Elr,
             Vel2Register::Spsr => El1Register::Spsr,

@@ -34,6 +34,56 @@ pub mod vncr;
 #[cfg(test)]
 mod tests;
 
+/// Whether a stage-1 TLBI form with these CRn/CRm (op0 1; op1 0 for L2's
+/// EL1&0 regime, op1 4 for L1's own EL2 regime, the forms
+/// `ipc::tlbi::Tlbi` does not decode) exists for an L1 shown `features`:
+/// the Outer Shareable forms (CRm 1, 5) need FEAT_TLBIOS, the range forms
+/// (CRm 2, 5, 6) FEAT_TLBIRANGE, the nXS forms (CRn 9) FEAT_XS; a form L1
+/// was not shown is UNDEFINED (review 23 L3).
+pub const fn stage1_tlbi_form_shown(crn: u8, crm: u8, features: ipc::tlbi::TlbiFeatures) -> bool {
+    let outer = crm == 1 || crm == 5;
+    let range = crm == 2 || crm == 5 || crm == 6;
+    (features.outer_shareable || !outer) && (features.range || !range) && (features.nxs || crn != 9)
+}
+
+/// What a [`FirstSeen`] says about a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sighting {
+    /// The first time: report it.
+    First,
+    /// Seen before, or beyond the capacity after [`Sighting::Overflow`]:
+    /// stay silent.
+    Again,
+    /// The first key beyond the capacity: report once that further ones
+    /// are not reported.
+    Overflow,
+}
+
+/// Remembers up to `N` keys (trapped register encodings), so hv reports
+/// each guest action once, not once per trap: a hostile L1 cannot flood
+/// the console (review 23 F8).
+#[derive(Clone, Debug, Default)]
+pub struct FirstSeen<const N: usize> {
+    seen: arrayvec::ArrayVec<u32, N>,
+    overflowed: bool,
+}
+
+impl<const N: usize> FirstSeen<N> {
+    /// Records `key`.
+    pub fn sight(&mut self, key: u32) -> Sighting {
+        if self.seen.contains(&key) {
+            Sighting::Again
+        } else if self.seen.try_push(key).is_ok() {
+            Sighting::First
+        } else if !self.overflowed {
+            self.overflowed = true;
+            Sighting::Overflow
+        } else {
+            Sighting::Again
+        }
+    }
+}
+
 /// HCR_EL2 bits hv uses.
 pub mod hcr {
     /// Stage 2 on.

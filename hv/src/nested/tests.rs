@@ -268,8 +268,9 @@ fn trapped_el2_registers_and_their_el1_twins() {
         assert_eq!(Vel2Register::from_encoding(crn, crm, op2), Some(register));
         assert_eq!(register.twin(), twin);
     }
-    // SCTLR_EL2, TCR_EL2, HCR_EL2 (VNCR), VTTBR_EL2 (VNCR): not emulated here.
-    for (crn, crm, op2) in [(1, 0, 0), (2, 0, 2), (1, 1, 0), (2, 1, 0)] {
+    // HCR_EL2 (VNCR), VTTBR_EL2 (VNCR): not trapped; CPTR_EL2, MDCR_EL2,
+    // CNTHCTL_EL2: trap controls, not emulated (UNDEFINED for L1).
+    for (crn, crm, op2) in [(1, 1, 0), (2, 1, 0), (1, 1, 2), (1, 1, 1), (14, 1, 0)] {
         assert_eq!(Vel2Register::from_encoding(crn, crm, op2), None);
     }
 }
@@ -399,4 +400,71 @@ fn pfr0_is_aarch64_only_and_l2_id_reads_are_answered() {
     );
     // Not an ID register read: L1's (a trap L1 set).
     assert_eq!(l2_id_read(0, false, 3, 0, 1, 0, 0), L2IdRead::ForwardToL1);
+}
+
+/// Review 23 F8: the trapped `_EL2` encodings of L1's EL1-twinned
+/// registers (E2H = 1: the EL1 encodings name them too) are the twins.
+#[test]
+fn el2_registers_with_el1_twins_are_emulated() {
+    let cases = [
+        ((1, 0, 0), El1Register::Sctlr),
+        ((2, 0, 0), El1Register::Ttbr0),
+        ((2, 0, 1), El1Register::Ttbr1),
+        ((2, 0, 2), El1Register::Tcr),
+        ((10, 2, 0), El1Register::Mair),
+        ((10, 3, 0), El1Register::Amair),
+        ((13, 0, 1), El1Register::Contextidr),
+    ];
+    for ((crn, crm, op2), twin) in cases {
+        let register = Vel2Register::from_encoding(crn, crm, op2);
+        assert_eq!(
+            register.and_then(Vel2Register::twin),
+            Some(twin),
+            "{twin:?}"
+        );
+    }
+    // Two bits a register in a u32 (hv's first-trap report).
+    assert!(Vel2Register::Hpfar as u32 * 2 + 1 < 32);
+}
+
+/// Review 23 F8: each key is reported once, and beyond the capacity one
+/// overflow report, then silence.
+#[test]
+fn first_seen_reports_each_key_once() {
+    let mut seen = FirstSeen::<2>::default();
+    assert_eq!(seen.sight(7), Sighting::First);
+    assert_eq!(seen.sight(7), Sighting::Again);
+    assert_eq!(seen.sight(8), Sighting::First);
+    assert_eq!(seen.sight(9), Sighting::Overflow);
+    assert_eq!(seen.sight(10), Sighting::Again);
+    assert_eq!(seen.sight(9), Sighting::Again);
+    assert_eq!(seen.sight(8), Sighting::Again);
+}
+
+/// Review 23 L3: L1's own EL2 stage-1 TLBIs (op1 4) in OS, range and nXS
+/// forms exist only when L1 was shown FEAT_TLBIOS, FEAT_TLBIRANGE, FEAT_XS.
+#[test]
+fn stage1_tlbi_forms_follow_the_features_shown() {
+    use ipc::tlbi::TlbiFeatures;
+    let none = TlbiFeatures::default();
+    let all = TlbiFeatures {
+        range: true,
+        outer_shareable: true,
+        nxs: true,
+    };
+    // TLBI ALLE2IS (CRn 8, CRm 3), ALLE2 (CRm 7): always.
+    assert!(stage1_tlbi_form_shown(8, 3, none));
+    assert!(stage1_tlbi_form_shown(8, 7, none));
+    // ALLE2OS (CRm 1), RVAE2IS (CRm 2), RVAE2OS (CRm 5), RVAE2 (CRm 6),
+    // ALLE2ISnXS (CRn 9): only with the feature.
+    for (crn, crm) in [(8, 1), (8, 2), (8, 5), (8, 6), (9, 3), (9, 7)] {
+        assert!(!stage1_tlbi_form_shown(crn, crm, none), "{crn} {crm}");
+        assert!(stage1_tlbi_form_shown(crn, crm, all), "{crn} {crm}");
+    }
+    let os_only = TlbiFeatures {
+        outer_shareable: true,
+        ..none
+    };
+    assert!(stage1_tlbi_form_shown(8, 1, os_only));
+    assert!(!stage1_tlbi_form_shown(8, 5, os_only));
 }
