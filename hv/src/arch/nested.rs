@@ -38,8 +38,8 @@ use crate::inject::{
     undefined_syndrome,
 };
 use crate::nested::entry::{
-    abort_access, eret_from_vel2, exception_to_vel2, fault_ipa_source, ipa_from_par, l2_fault_ipa,
-    EretTarget, FaultIpaSource, Origin, Vel2Register, DAIF, EL1H,
+    abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
+    ipa_from_par, l2_fault_ipa, EretTarget, FaultIpaSource, Origin, Vel2Register, DAIF, EL1H,
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -1251,7 +1251,7 @@ fn l2_exit(
         // L2's access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
             once(&mut vcpu.counts.notes_seen, Note::L2OutsideL1Ram);
-            external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+            external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
         }
         (EC_DABT_LOWER | EC_IABT_LOWER, Some(key)) => {
             // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
@@ -1301,28 +1301,30 @@ fn l2_exit(
                     vcpu.counts.injected += 1;
                     enter_l1_from_l2(vcpu, frame, injection.esr, injection.far, injection.hpfar);
                 }
+                // Nothing behind the L1 IPA: delivered where L1's virtual
+                // HCR_EL2.TEA says, L2's EL1 or L1 (ipc's ExternalAbort).
                 Reply::Translate(TranslateOutcome::ExternalAbort(abort)) => {
                     vcpu.counts.injected += 1;
                     let i = abort.injection;
-                    enter_l1_from_l2(vcpu, frame, i.esr, i.far, i.hpfar);
+                    external_abort_for_l2(vcpu, frame, i.esr, i.far, i.hpfar);
                 }
                 // Answers L1's tables or L2 can provoke (review 23 F4): the
                 // architectural fault for L2's access, never an hv exit.
                 Reply::Translate(TranslateOutcome::Emulate(_)) => {
                     once(&mut vcpu.counts.notes_seen, Note::L2DeviceAccess);
-                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
                 }
                 Reply::Translate(TranslateOutcome::Unshadowable(why)) => {
                     if once(&mut vcpu.counts.notes_seen, Note::Unshadowable) {
                         println!("hv: nested: ({why:?})");
                     }
-                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
                 }
                 Reply::Error(error) => {
                     if once(&mut vcpu.counts.notes_seen, Note::ServiceRefused) {
                         println!("hv: nested: ({error:?})");
                     }
-                    external_abort_for_l2(vcpu, frame, esr, far, hpfar);
+                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
                 }
                 _ => crash(
                     vcpu,
@@ -1393,18 +1395,22 @@ fn once(seen: &mut u32, note: Note) -> bool {
     first
 }
 
-/// A synchronous external abort on L2's access (ESR_EL2 `esr` from L2):
-/// taken to L2's EL1 (its vector at VBAR_EL1, in the hardware registers
+/// A synchronous external abort on L2's access (`lower_syndrome`: as
+/// taken to EL2 from L2, EC 0x20/0x24, FSC 0x10): taken to L2's EL1 (its vector at VBAR_EL1, in the hardware registers
 /// while L2 runs), or to L1 when L1 routes external aborts to itself
 /// (virtual HCR_EL2.TEA), as AArch64.TakeException would.
-fn external_abort_for_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64, hpfar: u64) {
-    let fetch = (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
-    let write = !fetch && esr & (1 << 6) != 0;
+fn external_abort_for_l2(
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    lower_syndrome: u64,
+    far: u64,
+    hpfar: u64,
+) {
+    let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
+    let write = !fetch && lower_syndrome & (1 << 6) != 0;
     if vcpu.vncr.hcr() & hcr::TEA != 0 {
-        // From a lower EL to (virtual) EL2: EC 0x20/0x24, FSC 0x10.
-        let syndrome = (esr & !0x1ff_ffff) | u64::from(write) << 6 | 0x10;
         vcpu.counts.forwarded += 1;
-        return enter_l1_from_l2(vcpu, frame, syndrome, far, hpfar);
+        return enter_l1_from_l2(vcpu, frame, lower_syndrome, far, hpfar);
     }
     let syndrome = if fetch {
         external_instruction_abort_syndrome(frame.spsr)

@@ -113,6 +113,10 @@ umbra_l1_image:
     str     x1, [x14, #0x80 * 8]
     orr     x1, x12, #0x7ff
     str     x1, [x14, #0x100 * 8]
+    // L2 0x102000 -> an L1 IPA with nothing behind it (L0 maps only L1's
+    // RAM): L2's load there takes a synchronous external abort at its EL1.
+    UMBRA_L1_MOV64 x1, ({l1_hole} | 0x7ff)
+    str     x1, [x14, #0x102 * 8]
     dsb     ishst
     UMBRA_L1_MOV64 x1, {vtcr}
     msr     vtcr_el2, x1
@@ -333,6 +337,17 @@ umbra_l1_hvc1:
     cmp     x3, #2
     b.ne    umbra_l1_fail
     UMBRA_L1_PUTS umbra_l1_msg_l2_id
+    // L2's x5: the ESR_EL1 of its load from 0x102000, which must be a
+    // synchronous external abort taken at its EL1 (EC 0x25, DFSC 0x10).
+    ldr     x11, [sp, #40]
+    adr     x10, umbra_l1_msg_bad_l2_sea
+    ubfx    x3, x11, #26, #6
+    cmp     x3, #0x25
+    b.ne    umbra_l1_fail
+    and     x3, x11, #0x3f
+    cmp     x3, #0x10
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_l2_sea
     UMBRA_L1_PUTS umbra_l1_msg_read_a
     UMBRA_L1_HEX x22
     UMBRA_L1_PUTS umbra_l1_msg_nl
@@ -465,6 +480,8 @@ umbra_l1_msg_read_direct: .asciz "L1: L2 hvc #4: L2 (stage 2 off) read page C at
 umbra_l1_msg_bad_direct: .asciz "L2 with stage 2 off read a wrong value at page C's L1 IPA: "
 umbra_l1_msg_l2_id:     .asciz "L1: L2 read ID_AA64MMFR0_EL1.PARange 40 bits, as L1 is shown\n"
 umbra_l1_msg_bad_l2_id: .asciz "L2 read an ID_AA64MMFR0_EL1 other than L1's: "
+umbra_l1_msg_l2_sea:    .asciz "L1: L2's load from an L1 IPA with nothing behind it took a synchronous external abort at its EL1 (EC 0x25, DFSC 0x10)\n"
+umbra_l1_msg_bad_l2_sea: .asciz "L2's load from an L1 IPA with nothing behind it did not take an external abort at its EL1, ESR_EL1 "
 umbra_l1_msg_sea:       .asciz "L1: a load past its RAM took a synchronous external abort at virtual EL2 (EC 0x25, DFSC 0x10)\n"
 umbra_l1_msg_no_sea:    .asciz "a load past L1's RAM took no external abort: "
 umbra_l1_msg_bad_sea:   .asciz "a load past L1's RAM took a wrong exception, ESR_EL2 "
@@ -496,12 +513,17 @@ umbra_l1_msg_stale:     .asciz "L2 read the stale page A after the remap and TLB
 umbra_l1_msg_bad_faults: .asciz "wrong number of demand faults: "
 umbra_l1_msg_bad_fault: .asciz "unexpected stage-2 fault: "
 
-// L2: reads A, B (demand-mapped), then A's IPA again (remapped to C),
+// L2: loads from 0x102000 (an external abort at its EL1, ESR_EL1 in x5),
+// reads A, B (demand-mapped), then A's IPA again (remapped to C),
 // reporting each with an HVC (the value in x2).
 .balign 4096
 umbra_l2_payload:
     mrs     x3, vbar_el1
     mrs     x4, s3_0_c0_c7_0
+    mov     x5, #0
+    movz    x1, #0x10, lsl #16
+    movk    x1, #0x2000
+    ldr     x2, [x1]
     mov     x1, #0x100000
     ldr     x2, [x1]
     hvc     #1
@@ -517,6 +539,25 @@ umbra_l2_direct:
     ldr     x2, [x1]
     hvc     #4
 9:  b       9b
+// L2's vectors (VBAR_EL1 = L2_VBAR, in the payload page): the current-EL
+// synchronous one records ESR_EL1 in x5 and returns past the access; any
+// other exception hangs L2 (hv's watchdog ends the run).
+.balign 2048
+umbra_l2_vectors:
+    .rept 4
+    b       .
+    .balign 128
+    .endr
+    mrs     x5, esr_el1
+    mrs     x6, elr_el1
+    add     x6, x6, #4
+    msr     elr_el1, x6
+    eret
+    .balign 128
+    .rept 11
+    b       .
+    .balign 128
+    .endr
 .balign 4096
 .global umbra_l1_image_end
 umbra_l1_image_end:
@@ -532,6 +573,7 @@ umbra_l1_image_end:
     l2_vbar = const L2_VBAR,
     l1_ram_bytes = const super::nested::L1_RAM_BYTES,
     vhcr_no_vm = const (L1_VIRTUAL_HCR & !1),
+    l1_hole = const L1_HOLE,
 );
 
 /// The value L1 writes at page A (pages B, C: the next two).
@@ -544,9 +586,13 @@ pub const L1_VTCR: u64 =
     (1 << 31) | (0b010 << 16) | (0b11 << 12) | (1 << 10) | (1 << 8) | (1 << 6) | 25;
 /// L1's HCR_EL2 for L2: RW, DC, VM.
 pub const L1_VIRTUAL_HCR: u64 = (1 << 31) | (1 << 12) | 1;
-/// L2's VBAR_EL1 as L1 sets it (2 KiB aligned; L2 takes no exception at
-/// EL1, it only reads it back).
-pub const L2_VBAR: u64 = 0x8_7800;
+/// L2's VBAR_EL1 as L1 sets it: `umbra_l2_vectors`, 2 KiB into the payload
+/// page at L2 IPA 0x80000 (L2 reads it back, and takes the external abort
+/// of its load from 0x102000 there).
+pub const L2_VBAR: u64 = 0x8_0800;
+/// An L1 IPA with nothing behind it (outside L1's RAM, below its 40-bit
+/// PARange), which L1 maps L2's IPA 0x102000 to.
+pub const L1_HOLE: u64 = 0x80_0000_0000 - 0x1000;
 /// The VMID L1 gives L2.
 pub const L1_VMID_FOR_L2: u64 = 5;
 

@@ -327,3 +327,20 @@ pub const fn abort_access(esr: u64, spsr: u64) -> ipc::AccessKind {
         ipc::AccessKind::Read
     }
 }
+
+/// The synchronous external abort for L2's access with stage-2 abort
+/// syndrome `esr`, as taken to EL2 from L2: EC (0x20/0x24) and IL kept,
+/// FSC 0b010000, WnR for a data write not on a walk. For an access on
+/// L2's stage-1 walk (S1PTW) it is reported as not on a walk with WnR 0,
+/// the service's own deviation (shadow-mmu `external_abort`): the walk
+/// level an FSC 0b0101LL would need is not known here.
+pub const fn external_abort_syndrome(esr: u64) -> u64 {
+    const EC_IL: u64 = 0x3f << 26 | 1 << 25;
+    let data = (esr >> 26) & 0x3f == 0x24;
+    let wnr = if data && esr & ESR_S1PTW == 0 {
+        esr & ESR_WNR
+    } else {
+        0
+    };
+    (esr & EC_IL) | wnr | 0x10
+}

@@ -171,7 +171,8 @@ pub struct Summary {
     pub l2_entries: u64,
     /// L2 stage-2 aborts sent to the service.
     pub translates: u64,
-    /// ... answered with a fault hv injected into L1.
+    /// ... answered with a fault (injected into L1, or an external abort
+    /// for L2).
     pub injected: u64,
     /// L1's stage-2 TLBIs (sent to the service unless skipped).
     pub stage2_tlbis: u64,
@@ -193,7 +194,7 @@ impl core::fmt::Display for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} injected into L1), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
             self.l2_entries,
             self.translates,
             self.injected,

@@ -245,7 +245,7 @@ fn summary_says_where_the_service_answered() {
     };
     let inline = std::format!("{s}");
     assert!(inline.starts_with(
-        "4 entries into L2, 5 L2 stage-2 faults sent to the service (1 injected into L1)"
+        "4 entries into L2, 5 L2 stage-2 faults sent to the service (1 answered with a fault for L1 or L2)"
     ));
     assert!(inline.contains("service (inline)"));
     s.ring_requests = 7;
@@ -467,4 +467,19 @@ fn stage1_tlbi_forms_follow_the_features_shown() {
     };
     assert!(stage1_tlbi_form_shown(8, 1, os_only));
     assert!(!stage1_tlbi_form_shown(8, 5, os_only));
+}
+
+/// Review 23 F4: the external abort hv gives L2 for an access the service
+/// cannot resolve (nothing behind the L1 IPA).
+#[test]
+fn external_abort_syndrome_of_l2_accesses() {
+    // Data write, translation fault level 3: EC 0x24, IL, WnR, FSC 0x10.
+    assert_eq!(external_abort_syndrome(0x9200_0047), 0x9200_0050);
+    // Data read: no WnR.
+    assert_eq!(external_abort_syndrome(0x9200_0007), 0x9200_0010);
+    // Instruction fetch: EC 0x20.
+    assert_eq!(external_abort_syndrome(0x8200_000f), 0x8200_0010);
+    // On a walk with WnR (a hardware update): neither S1PTW nor WnR.
+    assert_eq!(external_abort_syndrome(0x9200_00c7), 0x9200_0010);
+    assert_eq!(external_abort_syndrome(0x8200_0087), 0x8200_0010);
 }
