@@ -43,7 +43,10 @@ use crate::nested::entry::{
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
-use crate::nested::{hcr, l2_hcr, stage1_tlbi_form_shown, FirstSeen, Sighting, Summary, L1_HCR};
+use crate::nested::{
+    hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen, Sighting, Stage1TlbiTarget,
+    Summary, L1_HCR,
+};
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
 use crate::println;
@@ -56,8 +59,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
-    AccessKind, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
-    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request, RingBuffer,
+    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
@@ -317,26 +320,20 @@ fn stage1_pa(va: u64) -> Option<u64> {
 /// or `S1E0R`/`S1E0W` for an access from EL0), run at EL2 while L2's EL1
 /// registers and HCR_EL2 are the hardware's; the stage-1 walk's own
 /// accesses go through the shadow (VTTBR_EL2). L2's PAR_EL1 is kept.
-fn l2_stage1_par(va: u64, write: bool, el0: bool) -> u64 {
+/// PAR_EL1 of `AT S1E1R` on `va` in the EL1&0 regime now in the hardware
+/// (L2's). Only the address is wanted, so always an EL1 read, whatever
+/// the faulting access was: an EL1 read is allowed on every valid stage-1
+/// descriptor (AT S1E1R ignores PAN), where an EL0 read would fail on an
+/// execute-only page and a write on a read-only one (a DC CIVAC reports
+/// WnR = 1), leaving L2 to fault for ever (review 24 N1; KVM translates the
+/// FAR the same way).
+fn l2_stage1_par(va: u64) -> u64 {
     let saved = read_sysreg!("par_el1");
     let par: u64;
     // SAFETY: an address translation of the EL1&0 regime now in the
     // hardware (L2's); it writes only PAR_EL1, restored below.
     unsafe {
-        match (el0, write) {
-            (false, false) => {
-                core::arch::asm!("at s1e1r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
-            }
-            (false, true) => {
-                core::arch::asm!("at s1e1w, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
-            }
-            (true, false) => {
-                core::arch::asm!("at s1e0r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
-            }
-            (true, true) => {
-                core::arch::asm!("at s1e0w, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
-            }
-        }
+        core::arch::asm!("at s1e1r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par, options(nostack, preserves_flags))
     }
     write_sysreg!("par_el1", saved);
     par
@@ -604,8 +601,10 @@ pub fn run(
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
     write_sysreg!("tpidr_el2", 0);
     enter_l1_regime();
-    // SAFETY: drops this CPU's stale stage 1+2 entries of L1's VMID.
-    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    // SAFETY: drops this CPU's stale EL1&0 entries of every VMID (L1's, the
+    // one L2 uses with L1's stage 2 off, the shadows'): earlier software
+    // at EL1 may have left some (review 24 N4).
+    unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb", options(nostack)) };
     ACTIVE.store(true, Ordering::Relaxed);
     phase(format_args!(
         "nested{}: L1 at virtual EL2 (HCR_EL2.NV, NV2; VNCR page at {vncr_address:#x}), {} MiB of RAM at L1 IPA {L1_BASE:#x} (PA {l1_ram:#x}), image {} KiB; shadow-mmu service {where_served} ({} shadow frames), L1's ID registers: PARange 40 bits, 4 KiB stage 2, no FWB/TLBIW/MixedEnd",
@@ -1077,6 +1076,17 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                 return undefined_for_l1(frame);
             }
             vcpu.counts.stage1_tlbis += 1;
+            if stage1_tlbi_target(vcpu.vncr.hcr()) == Stage1TlbiTarget::L1Own {
+                // L1's own EL2&0 regime: its VMID is the one in
+                // VTTBR_EL2 now (L1 is running); all of it covers the form.
+                // SAFETY: drops this VMID's (L1's) stage-1 entries,
+                // completed in the Inner Shareable domain.
+                unsafe {
+                    core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack))
+                };
+                frame.elr += instruction_length(read_sysreg!("esr_el2"));
+                return;
+            }
             let worker = nested.service.worker();
             // VMALLE1IS of each shadow VMID covers whatever L1's form
             // covered (a superset: permitted).
@@ -1262,8 +1272,7 @@ fn l2_exit(
             let l2_ipa = match fault_ipa_source(esr, stage1_on) {
                 FaultIpaSource::Far | FaultIpaSource::Hpfar => l2_fault_ipa(far, hpfar, stage1_on),
                 FaultIpaSource::Stage1Walk => {
-                    let user = frame.spsr & 0b1100 == 0;
-                    match ipa_from_par(l2_stage1_par(far, access == AccessKind::Write, user), far) {
+                    match ipa_from_par(l2_stage1_par(far), far) {
                         Some(ipa) => ipa,
                         // L2's stage 1 changed since the fault: L2 runs
                         // again and faults afresh.

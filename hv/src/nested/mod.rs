@@ -46,6 +46,29 @@ pub const fn stage1_tlbi_form_shown(crn: u8, crm: u8, features: ipc::tlbi::TlbiF
     (features.outer_shareable || !outer) && (features.range || !range) && (features.nxs || crn != 9)
 }
 
+/// Which translation regime an EL1-encoded stage-1 TLBI (op1 0: VAE1,
+/// ASIDE1, VMALLE1, VAALE1, ...) that L1 executes at virtual EL2 acts on,
+/// from L1's virtual HCR_EL2: with {E2H, TGE} = {1, 1} the EL2&0 regime,
+/// L1's own (a VHE host kernel flushing its own mappings), otherwise the
+/// EL1&0 regime of L1's current VMID, i.e. L2's (review 24 N2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage1TlbiTarget {
+    /// L1's own EL2&0 regime: hv's VMID for L1.
+    L1Own,
+    /// L2's EL1&0 regime: every shadow VMID of L1's VMID (and hv's VMID
+    /// for an L2 run with L1's stage 2 off).
+    L2,
+}
+
+/// See [`Stage1TlbiTarget`].
+pub const fn stage1_tlbi_target(l1_virtual_hcr: u64) -> Stage1TlbiTarget {
+    if l1_virtual_hcr & (hcr::E2H | hcr::TGE) == hcr::E2H | hcr::TGE {
+        Stage1TlbiTarget::L1Own
+    } else {
+        Stage1TlbiTarget::L2
+    }
+}
+
 /// What a [`FirstSeen`] says about a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sighting {

@@ -441,6 +441,18 @@ fn first_seen_reports_each_key_once() {
     assert_eq!(seen.sight(8), Sighting::Again);
 }
 
+/// Review 24 N2: with {E2H, TGE} = {1, 1} L1's EL1-encoded stage-1 TLBIs
+/// are for its own EL2&0 regime, not L2's.
+#[test]
+fn stage1_tlbis_with_tge_are_l1s_own() {
+    assert_eq!(
+        stage1_tlbi_target(hcr::E2H | hcr::TGE | hcr::VM),
+        Stage1TlbiTarget::L1Own
+    );
+    assert_eq!(stage1_tlbi_target(hcr::E2H | hcr::VM), Stage1TlbiTarget::L2);
+    assert_eq!(stage1_tlbi_target(hcr::TGE), Stage1TlbiTarget::L2);
+}
+
 /// Review 23 L3: L1's own EL2 stage-1 TLBIs (op1 4) in OS, range and nXS
 /// forms exist only when L1 was shown FEAT_TLBIOS, FEAT_TLBIRANGE, FEAT_XS.
 #[test]
