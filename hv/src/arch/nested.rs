@@ -34,12 +34,12 @@ use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACK
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
 use crate::inject::{
-    external_data_abort_syndrome, external_instruction_abort_syndrome, sync_vector_offset,
-    undefined_syndrome,
+    entry_pstate, external_data_abort_syndrome, external_instruction_abort_syndrome,
+    sync_vector_offset, undefined_syndrome, EntryFeatures, TargetEl1,
 };
 use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
-    ipa_from_par, l2_fault_ipa, EretTarget, FaultIpaSource, Origin, Vel2Register, DAIF, EL1H,
+    ipa_from_par, l2_fault_ipa, EretTarget, FaultIpaSource, Origin, Vel2Register,
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -116,6 +116,9 @@ struct Nested {
     shadow_vtcr: u64,
     /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
     tlbi_features: TlbiFeatures,
+    /// The PSTATE features an exception entry to L2's EL1 models (L1 shows
+    /// L2 the host's PAN, MTE, SSBS, NMI and GCS).
+    entry_features: EntryFeatures,
     /// `demo-no-tlbi`: L1's stage-2 TLBIs are acknowledged, not applied.
     skip_stage2_tlbi: bool,
 }
@@ -544,6 +547,7 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
+        entry_features: EntryFeatures::from(features),
         skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
     });
 
@@ -1261,7 +1265,14 @@ fn l2_exit(
         // L2's access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
             once(&mut vcpu.counts.notes_seen, Note::L2OutsideL1Ram);
-            external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
+            external_abort_for_l2(
+                nested,
+                vcpu,
+                frame,
+                external_abort_syndrome(esr),
+                far,
+                hpfar,
+            );
         }
         (EC_DABT_LOWER | EC_IABT_LOWER, Some(key)) => {
             // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
@@ -1315,25 +1326,46 @@ fn l2_exit(
                 Reply::Translate(TranslateOutcome::ExternalAbort(abort)) => {
                     vcpu.counts.injected += 1;
                     let i = abort.injection;
-                    external_abort_for_l2(vcpu, frame, i.esr, i.far, i.hpfar);
+                    external_abort_for_l2(nested, vcpu, frame, i.esr, i.far, i.hpfar);
                 }
                 // Answers L1's tables or L2 can provoke (review 23 F4): the
                 // architectural fault for L2's access, never an hv exit.
                 Reply::Translate(TranslateOutcome::Emulate(_)) => {
                     once(&mut vcpu.counts.notes_seen, Note::L2DeviceAccess);
-                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
+                    external_abort_for_l2(
+                        nested,
+                        vcpu,
+                        frame,
+                        external_abort_syndrome(esr),
+                        far,
+                        hpfar,
+                    );
                 }
                 Reply::Translate(TranslateOutcome::Unshadowable(why)) => {
                     if once(&mut vcpu.counts.notes_seen, Note::Unshadowable) {
                         println!("hv: nested: ({why:?})");
                     }
-                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
+                    external_abort_for_l2(
+                        nested,
+                        vcpu,
+                        frame,
+                        external_abort_syndrome(esr),
+                        far,
+                        hpfar,
+                    );
                 }
                 Reply::Error(error) => {
                     if once(&mut vcpu.counts.notes_seen, Note::ServiceRefused) {
                         println!("hv: nested: ({error:?})");
                     }
-                    external_abort_for_l2(vcpu, frame, external_abort_syndrome(esr), far, hpfar);
+                    external_abort_for_l2(
+                        nested,
+                        vcpu,
+                        frame,
+                        external_abort_syndrome(esr),
+                        far,
+                        hpfar,
+                    );
                 }
                 _ => crash(
                     vcpu,
@@ -1409,6 +1441,7 @@ fn once(seen: &mut u32, note: Note) -> bool {
 /// while L2 runs), or to L1 when L1 routes external aborts to itself
 /// (virtual HCR_EL2.TEA), as AArch64.TakeException would.
 fn external_abort_for_l2(
+    nested: &Nested,
     vcpu: &mut Vcpu,
     frame: &mut GuestFrame,
     lower_syndrome: u64,
@@ -1431,8 +1464,20 @@ fn external_abort_for_l2(
     write_sysreg!("esr_el1", syndrome);
     write_sysreg!("far_el1", far);
     frame.elr = read_sysreg!("vbar_el1").wrapping_add(sync_vector_offset(frame.spsr));
-    // EL1h with D, A, I, F masked (L1 shows L2 no PAN/MTE/SSBS/NMI/GCS
-    // state hv would have to model here: the same PSTATE as L1's own
-    // exception entry, `Vel2Entry::pstate`).
-    frame.spsr = EL1H | DAIF;
+    // As AArch64.TakeException sets it for L2's EL1: EL1h, DAIF masked,
+    // PAN set when SCTLR_EL1.SPAN is 0, TCO, SSBS, ALLINT, EXLOCK as the
+    // features L2 was shown and its SCTLR/GCSCR say (review 24 N5: PAN
+    // left clear let L2's handler touch user memory unprotected).
+    let features = nested.entry_features;
+    let target = TargetEl1 {
+        features,
+        sctlr: read_sysreg!("sctlr_el1"),
+        // GCSCR_EL1 exists only with FEAT_GCS.
+        gcscr: if features.gcs {
+            read_sysreg!("s3_0_c2_c5_0")
+        } else {
+            0
+        },
+    };
+    frame.spsr = entry_pstate(frame.spsr, target);
 }
