@@ -760,11 +760,13 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             };
             exception_for_l1(frame, syndrome, Some(read_sysreg!("far_el2")));
         }
-        _ => crash(
-            vcpu,
-            frame,
-            "an exception L1 caused that hv does not handle",
-        ),
+        // Anything else L1 can cause (a trap of an instruction hv does not
+        // emulate) is UNDEFINED for L1, never an end of hv: a guest's
+        // input gets a guest's fault (review 23 F3).
+        _ => {
+            once(&mut vcpu.counts.notes_seen, Note::L1Unhandled);
+            undefined_for_l1(frame)
+        }
     }
 }
 
@@ -1410,6 +1412,7 @@ enum Note {
     L1OutsideRam,
     L2OutsideL1Ram,
     NoShadow,
+    L1Unhandled,
 }
 
 impl Note {
@@ -1421,6 +1424,7 @@ impl Note {
             Note::L2OutsideL1Ram => "hv: nested: L2 (L1's stage 2 off) accessed an IPA outside L1's RAM: L2 gets a synchronous external abort (reported once)",
             Note::L1OutsideRam => "hv: nested: L1 accessed an IPA outside its RAM (L0 maps nothing else for it): L1 gets a synchronous external abort (reported once)",
             Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
+            Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
         }
     }
 }

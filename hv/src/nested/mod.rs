@@ -138,6 +138,10 @@ pub mod hcr {
     pub const TGE: u64 = 1 << 27;
     /// Route synchronous external aborts to EL2.
     pub const TEA: u64 = 1 << 37;
+    /// Pointer authentication key registers at EL1 not trapped.
+    pub const APK: u64 = 1 << 40;
+    /// Pointer authentication instructions at EL0/EL1 not trapped.
+    pub const API: u64 = 1 << 41;
     pub const TRVM: u64 = 1 << 30;
     /// EL1 is AArch64.
     pub const RW: u64 = 1 << 31;
@@ -159,8 +163,21 @@ pub mod hcr {
 /// L1 what the service supports, [`idregs::shown_to_l1`]).
 /// DC: L1 runs with its MMU off (a limit of this support: an L1 that turns
 /// its stage 1 on would need DC clear and its SCTLR_EL2 honoured).
-pub const L1_HCR: u64 =
-    hcr::RW | hcr::VM | hcr::DC | hcr::NV | hcr::NV2 | hcr::TTLB | hcr::AT | hcr::TSC | hcr::TID3;
+/// API, APK: L1's pointer authentication runs untrapped with the EL1 key
+/// registers, which a VHE EL2 shares with EL1 on hardware too (an L1
+/// switches L2's keys itself, as KVM does); trapped, L1's first PACIA
+/// ended hv (review 23 F3).
+pub const L1_HCR: u64 = hcr::RW
+    | hcr::VM
+    | hcr::DC
+    | hcr::NV
+    | hcr::NV2
+    | hcr::TTLB
+    | hcr::AT
+    | hcr::TSC
+    | hcr::TID3
+    | hcr::API
+    | hcr::APK;
 
 /// The traps L1 may ask for in its virtual HCR_EL2 that hv passes into
 /// L2's hardware HCR_EL2: each such exit is forwarded to L1 unchanged.
@@ -182,9 +199,14 @@ pub const L1_FORWARDED_TRAPS: u64 = hcr::TWI
 /// shadow), SMC trapped (L2 never reaches the firmware; hv forwards it to
 /// L1), ID group 3 trapped (L2 reads the values L1 is shown, not the
 /// host's: [`idregs::l2_id_read`]), L1's traps ([`L1_FORWARDED_TRAPS`])
-/// and DC as L1 set them.
+/// and DC as L1 set them, and L1's API/APK: where L1 leaves L2's pointer
+/// authentication trapped, the trap is forwarded to L1, as L1 asked.
 pub const fn l2_hcr(l1_virtual_hcr: u64) -> u64 {
-    hcr::RW | hcr::VM | hcr::TSC | hcr::TID3 | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC))
+    hcr::RW
+        | hcr::VM
+        | hcr::TSC
+        | hcr::TID3
+        | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC | hcr::API | hcr::APK))
 }
 
 /// What the nested demo counted, for hv's last line.

@@ -190,6 +190,13 @@ fn l2_hcr_keeps_l1_traps_and_never_nv() {
         hcr::RW | hcr::VM | hcr::TSC | hcr::TID3 | hcr::DC | hcr::TWI | hcr::TVM
     );
     assert_eq!(l2_hcr(0), hcr::RW | hcr::VM | hcr::TSC | hcr::TID3);
+    // Pointer authentication: L2's as L1 set it (review 23 F3); L1's own
+    // never trapped.
+    assert_eq!(
+        l2_hcr(hcr::API | hcr::APK) & (hcr::API | hcr::APK),
+        hcr::API | hcr::APK
+    );
+    assert_eq!(L1_HCR & (hcr::API | hcr::APK), hcr::API | hcr::APK);
     assert_eq!(
         L1_HCR & (hcr::NV | hcr::NV2 | hcr::TTLB),
         hcr::NV | hcr::NV2 | hcr::TTLB
