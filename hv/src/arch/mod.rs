@@ -11,6 +11,7 @@ pub mod nested;
 pub mod nested_l1;
 pub mod selftest;
 pub mod shadow_selftest;
+pub mod shadow_tlb;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind};

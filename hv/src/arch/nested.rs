@@ -30,6 +30,7 @@
 //!   in which L1 or L2 hangs.
 
 use super::gic::Gic;
+use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
@@ -50,7 +51,7 @@ use crate::nested::{
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
 use crate::println;
-use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use crate::shadow_selftest::backend::{identity_frames, SelftestBackend};
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder};
 use crate::shadow_selftest::{BUDGET_BYTES, FIRST_SHADOW_VMID, L1_HOST_VMID};
 use crate::sysregs::{self, CpuFeatures, NestedVirt};
@@ -65,7 +66,7 @@ use ipc::{
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig};
-use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 use walker::{ExposedFeatures, IdRegisters};
 
 /// The vCPU's id on the rings.
@@ -91,9 +92,6 @@ const L1_RAM_OFFSET: u64 = 2 << 20;
 pub const L1_RAM_BYTES: u64 = 6 << 20;
 /// L1's RAM's first IPA, where its image is and where it starts.
 pub const L1_BASE: u64 = 0x4000_0000;
-/// Pages one range invalidation names one by one before it becomes a
-/// whole-VMID one.
-const MAX_PAGE_TLBIS: u64 = 64;
 
 const EC_UNKNOWN_MASK: u64 = 0x3f;
 const EC_HVC64: u64 = 0x16;
@@ -221,108 +219,6 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// TLB maintenance for one shadow VMID, run on this CPU at EL2: the VMID
-/// goes into VTTBR_EL2 (the EL1&0 TLBIs act on the VMID there), `DSB
-/// ISHST`, `TLBI IPAS2E1IS` per page (a whole-VMID `VMALLS12E1IS` beyond
-/// [`MAX_PAGE_TLBIS`]), `DSB ISH`, `TLBI VMALLE1IS` (IPAS2E1IS leaves the
-/// combined stage 1+2 entries), `DSB ISH`, then the VTTBR_EL2 back.
-#[derive(Clone, Copy, Debug)]
-pub struct HwTlb {
-    vmid: u16,
-}
-
-/// Makes an [`HwTlb`] per shadow VMID.
-#[derive(Clone, Copy, Debug)]
-pub struct HwTlbs;
-
-impl VmidTlbs for HwTlbs {
-    type Tlb = HwTlb;
-    fn for_vmid(&self, vmid: u16) -> HwTlb {
-        HwTlb { vmid }
-    }
-}
-
-/// Runs `f` with VMID `vmid` in VTTBR_EL2, then puts the old value back
-/// (on the vCPU's CPU at an exit, or on the service CPU, which runs no
-/// guest; interrupts are masked at EL2, so nothing runs in between).
-fn with_vmid(vmid: u16, f: impl FnOnce()) {
-    let saved = read_sysreg!("vttbr_el2");
-    write_sysreg!("vttbr_el2", u64::from(vmid) << 48);
-    cpu::isb();
-    f();
-    write_sysreg!("vttbr_el2", saved);
-    cpu::isb();
-}
-
-impl TlbMaintenance for HwTlb {
-    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
-        let first = l2_ipa >> 12;
-        let last = l2_ipa.saturating_add(len.max(1) - 1) >> 12;
-        if last - first >= MAX_PAGE_TLBIS {
-            return self.invalidate_all();
-        }
-        with_vmid(self.vmid, || {
-            // SAFETY: barrier: the shadow descriptor stores first.
-            unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
-            for page in first..=last {
-                // SAFETY: invalidates stage-2 entries of this shadow VMID
-                // for one IPA (Xt[35:0] = IPA[47:12]).
-                unsafe {
-                    core::arch::asm!("tlbi ipas2e1is, {}", in(reg) page & 0xf_ffff_ffff, options(nostack, preserves_flags))
-                };
-            }
-            // SAFETY: completes them, then drops this VMID's combined
-            // entries, completed in the Inner Shareable domain.
-            unsafe {
-                core::arch::asm!(
-                    "dsb ish",
-                    "tlbi vmalle1is",
-                    "dsb ish",
-                    options(nostack, preserves_flags)
-                )
-            };
-        });
-    }
-
-    fn invalidate_all(&self) {
-        with_vmid(self.vmid, || {
-            // SAFETY: drops every entry of this shadow VMID after the
-            // descriptor stores, completed in the Inner Shareable domain.
-            unsafe {
-                core::arch::asm!(
-                    "dsb ishst",
-                    "tlbi vmalls12e1is",
-                    "dsb ish",
-                    options(nostack, preserves_flags)
-                )
-            };
-        });
-    }
-}
-
-/// hv's stage-1 translation of `va` (`AT S1E2R`), None if unmapped.
-fn stage1_pa(va: u64) -> Option<u64> {
-    let par: u64;
-    // SAFETY: an address translation for a read at EL2; it writes only
-    // PAR_EL1, which L1 does not own while hv runs (L1's PAR is not
-    // virtualized: HCR_EL2.AT traps L1's AT instructions).
-    unsafe {
-        core::arch::asm!(
-            "at s1e2r, {va}",
-            "isb",
-            "mrs {par}, par_el1",
-            va = in(reg) va,
-            par = out(reg) par,
-            options(nostack, preserves_flags)
-        )
-    };
-    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
-}
-
-/// PAR_EL1 of L2's own stage-1 translation of `va` (`AT S1E1R`/`S1E1W`,
-/// or `S1E0R`/`S1E0W` for an access from EL0), run at EL2 while L2's EL1
-/// registers and HCR_EL2 are the hardware's; the stage-1 walk's own
-/// accesses go through the shadow (VTTBR_EL2). L2's PAR_EL1 is kept.
 /// PAR_EL1 of `AT S1E1R` on `va` in the EL1&0 regime now in the hardware
 /// (L2's). Only the address is wanted, so always an EL1 read, whatever
 /// the faulting access was: an EL1 read is allowed on every valid stage-1
@@ -523,7 +419,11 @@ pub fn run(
     let ps = features.pa_range().min(0b101);
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
     let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
-    let backend = SelftestBackend::new(pool, HwTlbs, ShadowConfig { xnx, pa_bits });
+    let backend = SelftestBackend::new(
+        pool,
+        HwTlbs::new(TlbDefect::None),
+        ShadowConfig { xnx, pa_bits },
+    );
     let service: &'static NestedService =
         match Service::new(config, L1Memory::new(arena, l0_map), l0_map, backend) {
             Ok(service) => Box::leak(Box::new(service)),

@@ -9,14 +9,8 @@
 //!   stage 1 maps identity, Normal write-back.
 //! - The shadow frames come from hv's heap; `AT S1E2R` checks that each
 //!   one's PA is its address ([`identity_frames`]).
-//! - [`HwTlb`]: TLB maintenance for a shadow VMID, run by whichever CPU
-//!   changes the shadow (the service CPU): the VMID goes into VTTBR_EL2
-//!   (the TLBIs act on the VMID there), then `DSB ISHST; TLBI IPAS2E1IS`
-//!   per page (`VMALLS12E1IS` beyond [`MAX_PAGE_TLBIS`]); `DSB ISH; TLBI
-//!   VMALLE1IS; DSB ISH` (IPAS2E1IS leaves the combined stage 1+2 entries,
-//!   which VMALLE1IS removes, as Linux's `__kvm_tlb_flush_vmid_ipa` does);
-//!   ISB; then the old VTTBR_EL2 back. [`TlbDefect`] breaks it for the
-//!   failure modes: `shadow-no-tlbi` skips all of it, `shadow-no-vmalle1`
+//! - TLB maintenance is `super::shadow_tlb::HwTlb`, run by the
+//!   service CPU. [`TlbDefect`] breaks it for the failure modes: `shadow-no-tlbi` skips all of it, `shadow-no-vmalle1`
 //!   the VMALLE1IS after the IPAS2E1ISs; either run must then fail on the
 //!   stale value L2 reads after L1's TLBI IPAS2E1IS (QEMU keeps the
 //!   combined stage 1+2 translations an MMU-off L2 uses until a TLBI
@@ -34,11 +28,12 @@
 
 use super::gic::Gic;
 use super::selftest::{start_service_cpu, GenericTimer};
+use super::shadow_tlb::{stage1_pa, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame};
 use crate::ipc_selftest::Clock;
 use crate::platform::{Platform, Region, SelfTest};
 use crate::println;
-use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use crate::shadow_selftest::backend::{identity_frames, SelftestBackend};
 use crate::shadow_selftest::lab::{Lab, ARENA_ALIGN, ARENA_BYTES, CODE_L1, CODE_L2};
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory};
 use crate::shadow_selftest::{
@@ -54,14 +49,10 @@ use cpu::{read_sysreg, write_sysreg};
 use ipc::{VmidWidth, WfeDoorbell};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::Service;
-use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 
 /// Every wait for the service is bounded by this.
 const TIMEOUT_MS: u64 = 5000;
-/// Pages one range invalidation names one by one; a longer range is a
-/// whole-VMID invalidation (as Linux's `__kvm_tlb_flush_vmid_range` falls
-/// back to one beyond a table's worth).
-pub const MAX_PAGE_TLBIS: u64 = 64;
 /// HCR_EL2: RW (EL1 is AArch64), DC (EL1's MMU-off accesses are Normal
 /// write-back, coherent with hv's cacheable view of the arena), IMO
 /// (physical IRQs go to EL2: the watchdog's ends a run of L2 that never
@@ -287,138 +278,6 @@ impl L2Cpu for HardwareL2 {
     }
 }
 
-/// What the TLB maintenance leaves out (the failure modes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlbDefect {
-    /// Nothing: the maintenance the service asks for.
-    None,
-    /// Every TLBI (`shadow-no-tlbi`).
-    NoTlbi,
-    /// The `TLBI VMALLE1IS` after the IPAS2E1ISs (`shadow-no-vmalle1`).
-    NoVmalle1,
-    /// The `TLBI IPAS2E1IS`s, VMALLE1IS kept (`shadow-no-ipas2e1is`).
-    NoIpas2e1is,
-}
-
-/// TLB maintenance for one shadow VMID (see the module docs).
-#[derive(Clone, Copy, Debug)]
-pub struct HwTlb {
-    vmid: u16,
-    defect: TlbDefect,
-}
-
-/// [`HwTlb`]s for the backend.
-#[derive(Clone, Copy, Debug)]
-pub struct HwTlbs {
-    defect: TlbDefect,
-}
-
-impl VmidTlbs for HwTlbs {
-    type Tlb = HwTlb;
-    fn for_vmid(&self, vmid: u16) -> HwTlb {
-        HwTlb {
-            vmid,
-            defect: self.defect,
-        }
-    }
-}
-
-impl HwTlb {
-    /// Runs `f` with this VMID in VTTBR_EL2 (the VMID TLBI IPAS2E1IS,
-    /// VMALLE1IS and VMALLS12E1IS act on), then puts the old value back.
-    /// Interrupts are masked at EL2 (hv never unmasks them), so nothing
-    /// else runs on this PE in between; this PE is not running a guest.
-    fn with_vmid(&self, f: impl FnOnce()) {
-        let saved = read_sysreg!("vttbr_el2");
-        write_sysreg!("vttbr_el2", u64::from(self.vmid) << 48);
-        cpu::isb();
-        f();
-        write_sysreg!("vttbr_el2", saved);
-        cpu::isb();
-    }
-}
-
-impl TlbMaintenance for HwTlb {
-    fn invalidate_range(&self, l2_ipa: u64, len: u64) {
-        if self.defect == TlbDefect::NoTlbi {
-            return;
-        }
-        let first = l2_ipa >> 12;
-        let last = l2_ipa.saturating_add(len.max(1) - 1) >> 12;
-        if last - first >= MAX_PAGE_TLBIS {
-            return self.invalidate_all();
-        }
-        self.with_vmid(|| {
-            // SAFETY: barrier: the descriptor stores before the TLBIs.
-            unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
-            for page in (first..=last).filter(|_| self.defect != TlbDefect::NoIpas2e1is) {
-                // Xt[35:0] = IPA[47:12] (the shadow IPA has 48 bits), TTL 0.
-                // SAFETY: invalidates stage-2 entries of this VMID only.
-                unsafe {
-                    core::arch::asm!("tlbi ipas2e1is, {}", in(reg) page & 0xf_ffff_ffff, options(nostack, preserves_flags))
-                };
-            }
-            if self.defect == TlbDefect::NoVmalle1 {
-                // SAFETY: completes the IPAS2E1ISs on every PE of the
-                // Inner Shareable domain (the failure mode stops here).
-                unsafe {
-                    core::arch::asm!("dsb ish", "isb", options(nostack, preserves_flags))
-                };
-                return;
-            }
-            // SAFETY: completes the IPAS2E1ISs, then drops the combined
-            // stage 1+2 entries of this VMID (which IPAS2E1IS leaves) and
-            // completes that on every PE of the Inner Shareable domain.
-            unsafe {
-                core::arch::asm!(
-                    "dsb ish",
-                    "tlbi vmalle1is",
-                    "dsb ish",
-                    "isb",
-                    options(nostack, preserves_flags)
-                )
-            };
-        });
-    }
-
-    fn invalidate_all(&self) {
-        if self.defect == TlbDefect::NoTlbi {
-            return;
-        }
-        self.with_vmid(|| {
-            // SAFETY: drops every stage 1 and 2 entry of this VMID on every
-            // PE of the Inner Shareable domain, after the descriptor stores.
-            unsafe {
-                core::arch::asm!(
-                    "dsb ishst",
-                    "tlbi vmalls12e1is",
-                    "dsb ish",
-                    "isb",
-                    options(nostack, preserves_flags)
-                )
-            };
-        });
-    }
-}
-
-/// hv's stage-1 translation of `va` (`AT S1E2R`), None if unmapped.
-fn stage1_pa(va: u64) -> Option<u64> {
-    let par: u64;
-    // SAFETY: an address translation for a read at EL2; it writes only
-    // PAR_EL1, which nothing of hv's uses.
-    unsafe {
-        core::arch::asm!(
-            "at s1e2r, {va}",
-            "isb",
-            "mrs {par}, par_el1",
-            va = in(reg) va,
-            par = out(reg) par,
-            options(nostack, preserves_flags)
-        )
-    };
-    (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
-}
-
 /// The arena: the top of the largest piece of RAM a guest would get, clear
 /// of the initrd and the device tree.
 fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
@@ -549,7 +408,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
     };
     let backend = SelftestBackend::new(
         pool,
-        HwTlbs { defect },
+        HwTlbs::new(defect),
         ShadowConfig {
             xnx: host.xnx,
             pa_bits,
