@@ -253,14 +253,7 @@ impl Harness {
             );
         };
         let vcpu = |v: usize| {
-            let mut client = VcpuClient::new(
-                VcpuId(v as u32),
-                rings.requests[v].ring(),
-                rings.replies[v].ring(),
-                &rings.service_bell,
-                &rings.reply_bells[v],
-            )
-            .expect("rings free");
+            let mut client = rings.client(v);
             for page in self.share(v, vcpus) {
                 match client.translate(fault_request(key, page)) {
                     Ok(TranslateOutcome::Mapped(m)) if m.pa == L1Fixture::pa(page) => {}
@@ -431,6 +424,18 @@ impl Rings {
             reply_bells: std::array::from_fn(|_| HostDoorbell::default()),
         }
     }
+
+    /// vCPU `v`'s end of its ring pair.
+    fn client(&self, v: usize) -> VcpuClient<'_, HostDoorbell> {
+        VcpuClient::new(
+            VcpuId(v as u32),
+            self.requests[v].ring(),
+            self.replies[v].ring(),
+            &self.service_bell,
+            &self.reply_bells[v],
+        )
+        .expect("rings free")
+    }
 }
 
 #[cfg(test)]
@@ -549,14 +554,7 @@ mod tests {
             let rings = &h.rings;
             let serve = |_done: &AtomicBool| panic!("the service failed");
             let vcpu = |v: usize| {
-                let mut client = VcpuClient::new(
-                    VcpuId(v as u32),
-                    rings.requests[v].ring(),
-                    rings.replies[v].ring(),
-                    &rings.service_bell,
-                    &rings.reply_bells[v],
-                )
-                .expect("rings free");
+                let mut client = rings.client(v);
                 let _ = client.translate(fault_request(key, 0));
             };
             let wake = || ipc::Doorbell::ring(&rings.service_bell);
