@@ -303,26 +303,6 @@ fn read_id_register(register: IdRegister) -> u64 {
     }
 }
 
-/// The arena: the top of the largest piece of RAM a guest would get,
-/// clear of the initrd and the device tree.
-fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
-    let start = super::align_down(&raw const super::boot::__image_start as u64, 2 << 20);
-    let end = super::align_up(&raw const super::boot::__image_end as u64, 2 << 20);
-    let image = Region {
-        base: start,
-        size: end - start,
-    };
-    let pieces = platform.guest_memory(image).ok()?;
-    let largest = pieces.iter().max_by_key(|r| r.size)?;
-    let base = super::align_down(largest.end().checked_sub(ARENA_BYTES)?, ARENA_ALIGN);
-    let region = Region {
-        base,
-        size: ARENA_BYTES,
-    };
-    let clear_of_initrd = platform.initrd.is_none_or(|r| !r.overlaps(&region));
-    (base >= largest.base && clear_of_initrd && !device_tree.overlaps(&region)).then_some(region)
-}
-
 /// Sets up L0's side (memory, L0's map of L1, the service, the VNCR page,
 /// EL2) and enters L1 at virtual EL2. Never returns: L1 ends the run.
 pub fn run(
@@ -339,7 +319,9 @@ pub fn run(
             features.nested_virtualization()
         ));
     }
-    let Some(region) = arena_region(platform, device_tree) else {
+    let Some(region) =
+        super::shadow_selftest::arena_region(platform, device_tree, ARENA_BYTES, ARENA_ALIGN)
+    else {
         fail(format_args!(
             "nested: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
             ARENA_BYTES >> 20

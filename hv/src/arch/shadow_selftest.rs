@@ -278,21 +278,25 @@ impl L2Cpu for HardwareL2 {
     }
 }
 
-/// The arena: the top of the largest piece of RAM a guest would get, clear
-/// of the initrd and the device tree.
-fn arena_region(platform: &Platform, device_tree: Region) -> Option<Region> {
+/// An arena of `bytes` (`align`-aligned): the top of the largest piece of
+/// RAM a guest would get, clear of hv's image, the initrd and the device
+/// tree (this self-test's and the nested demo's memory).
+pub(super) fn arena_region(
+    platform: &Platform,
+    device_tree: Region,
+    bytes: u64,
+    align: u64,
+) -> Option<Region> {
+    let start = super::align_down(&raw const super::boot::__image_start as u64, 2 << 20);
+    let end = super::align_up(&raw const super::boot::__image_end as u64, 2 << 20);
     let image = Region {
-        base: super::align_down(&raw const super::boot::__image_start as u64, 2 << 20),
-        size: super::align_up(&raw const super::boot::__image_end as u64, 2 << 20)
-            - super::align_down(&raw const super::boot::__image_start as u64, 2 << 20),
+        base: start,
+        size: end - start,
     };
     let pieces = platform.guest_memory(image).ok()?;
     let largest = pieces.iter().max_by_key(|r| r.size)?;
-    let base = super::align_down(largest.end().checked_sub(ARENA_BYTES)?, ARENA_ALIGN);
-    let region = Region {
-        base,
-        size: ARENA_BYTES,
-    };
+    let base = super::align_down(largest.end().checked_sub(bytes)?, align);
+    let region = Region { base, size: bytes };
     let clear_of_initrd = platform.initrd.is_none_or(|r| !r.overlaps(&region));
     (base >= largest.base && clear_of_initrd && !device_tree.overlaps(&region)).then_some(region)
 }
@@ -342,7 +346,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
             "selftest {name}: CNTFRQ_EL0 is 0, so no wait could be bounded"
         ));
     }
-    let Some(region) = arena_region(platform, device_tree) else {
+    let Some(region) = arena_region(platform, device_tree, ARENA_BYTES, ARENA_ALIGN) else {
         fail(format_args!(
             "selftest {name}: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
             ARENA_BYTES >> 20
