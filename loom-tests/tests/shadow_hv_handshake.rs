@@ -141,6 +141,10 @@ impl ShadowBackend for HandshakeBackend {
     fn host_execute(&self) -> HostExecute {
         HostExecute::PerLevel
     }
+    fn input_bits(&self) -> u32 {
+        // The fake stores any mapping the 48-bit format can hold.
+        shadow_mmu::compose::SHADOW_IPA_BITS
+    }
 }
 
 /// The PE enters A's L2 by the handshake (at most two tries) and makes one

@@ -245,6 +245,10 @@ impl ShadowBackend for SlotBackend {
     fn host_execute(&self) -> HostExecute {
         HostExecute::PerLevel
     }
+    fn input_bits(&self) -> u32 {
+        // The fake stores any mapping the 48-bit format can hold.
+        shadow_mmu::compose::SHADOW_IPA_BITS
+    }
 }
 
 type SlotService = Service<SparseMemory, L0RegionMap, SlotBackend>;

@@ -228,6 +228,7 @@ where
 ///     }
 ///     fn frames_in_use(&self) -> usize { 0 }
 ///     fn host_execute(&self) -> HostExecute { HostExecute::BothOrNeither }
+///     fn input_bits(&self) -> u32 { 48 }
 /// }
 /// ```
 ///
@@ -247,6 +248,7 @@ where
 ///     }
 ///     fn frames_in_use(&self) -> usize { 0 }
 ///     fn host_execute(&self) -> HostExecute { HostExecute::BothOrNeither }
+///     fn input_bits(&self) -> u32 { 48 }
 /// }
 /// ```
 pub trait ShadowBackend: Sync {
@@ -264,6 +266,11 @@ pub trait ShadowBackend: Sync {
     /// the permissions translate answers with are exactly the installed
     /// ones.
     fn host_execute(&self) -> HostExecute;
+    /// The shadows' input size in bits: the L2 IPAs they can map are below
+    /// `1 << input_bits()` (a [`ShadowTable`]'s is
+    /// [`ShadowConfig::input_bits`]). `Service::new` refuses an L1 shown a
+    /// larger PA size ([`ServiceError::ShadowSmallerThanL1`]).
+    fn input_bits(&self) -> u32;
 }
 
 type ShadowOf<B> = <B as ShadowBackend>::Shadow;
@@ -349,6 +356,9 @@ impl ShadowBackend for HostBackend {
     fn host_execute(&self) -> HostExecute {
         HostExecute::from_xnx(self.config.xnx)
     }
+    fn input_bits(&self) -> u32 {
+        self.config.input_bits()
+    }
 }
 
 /// Why [`Service::new`] refused a configuration.
@@ -366,6 +376,16 @@ pub enum ServiceError {
     /// fetch from them would fault to hv with no fault to inject into L1
     /// (L1's stage 2 allows it): hide FEAT_XNX from L1 on such a host.
     XnxWithoutHostXnx,
+    /// L1 is shown a PA size (ID_AA64MMFR0_EL1.PARange) larger than the
+    /// shadows' input size ([`ShadowBackend::input_bits`], the host's PA
+    /// size): L1's stage 2 could translate L2 IPAs no shadow can map.
+    /// Show L1 at most the host's PA size.
+    ShadowSmallerThanL1 {
+        /// The PA size L1 is shown, in bits.
+        l1_pa_bits: u32,
+        /// The shadows' input size, in bits.
+        shadow_bits: u32,
+    },
 }
 
 impl From<ShadowVmidError> for ServiceError {
@@ -383,6 +403,15 @@ impl fmt::Display for ServiceError {
                 f,
                 "L1 is shown FEAT_XNX but the host has no FEAT_XNX: \
                  hide it from L1 (ID_AA64MMFR1_EL1.XNX = 0)"
+            ),
+            ServiceError::ShadowSmallerThanL1 {
+                l1_pa_bits,
+                shadow_bits,
+            } => write!(
+                f,
+                "L1 is shown a {l1_pa_bits}-bit PA size but the shadow stage 2 takes \
+                 {shadow_bits}-bit L2 IPAs (the host's PA size): show L1 at most \
+                 {shadow_bits} bits (ID_AA64MMFR0_EL1.PARange)"
             ),
         }
     }
@@ -793,8 +822,10 @@ where
     /// so a new context never waits for other contexts' tables to give a
     /// frame back. Fails when the shadow VMIDs do not fit the host's
     /// ([`ServiceConfig::shadow_vmids`]), when the budget's sizes cannot be
-    /// computed ([`ServiceError::Budget`]), or when L1 is shown FEAT_XNX and
-    /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]).
+    /// computed ([`ServiceError::Budget`]), when L1 is shown FEAT_XNX and
+    /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]),
+    /// or when L1 is shown a PA size the shadows cannot take
+    /// ([`ServiceError::ShadowSmallerThanL1`]).
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Result<Self, ServiceError> {
         // The budget counts a shadow struct of at most SHADOW_STRUCT_BYTES.
         const { Budget::check_shadow::<ShadowOf<B>>() };
@@ -802,6 +833,13 @@ where
         let vmids = config.shadow_vmids()?;
         if config.features.xnx() && backend.host_execute() == HostExecute::BothOrNeither {
             return Err(ServiceError::XnxWithoutHostXnx);
+        }
+        let (l1_pa_bits, shadow_bits) = (config.features.pa_max_bits(), backend.input_bits());
+        if l1_pa_bits > shadow_bits {
+            return Err(ServiceError::ShadowSmallerThanL1 {
+                l1_pa_bits,
+                shadow_bits,
+            });
         }
         crate::flat::mix_in_entropy(config.hash_seed);
         let collector = Collector::new();

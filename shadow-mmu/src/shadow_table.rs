@@ -3,7 +3,8 @@
 //!
 //! # Format
 //!
-//! 4 KiB granule, 48-bit IPA, start level 0, whatever granule L1 uses
+//! 4 KiB granule, start level 0, an input (L2 IPA) size of the host's PA
+//! size up to 48 bits ([`ShadowConfig::input_bits`]), whatever granule L1 uses
 //! (see [`shadow_vtcr`] for the VTCR_EL2 fields). Leaves are 1 GiB blocks
 //! (level 1), 2 MiB blocks (level 2) or 4 KiB pages (level 3), with AF set
 //! (VTCR_EL2.HA = 0: the shadow never takes Access flag faults), DBM clear,
@@ -54,37 +55,48 @@ const VALID: u64 = 1 << 0;
 const TABLE_OR_PAGE: u64 = 1 << 1;
 const AF: u64 = 1 << 10;
 
-/// VTCR_EL2 for the shadow stage 2:
-/// - T0SZ = 16 (bits 5:0): 48-bit IPA;
+/// VTCR_EL2 for the shadow stage 2 on a host whose ID_AA64MMFR0_EL1.PARange
+/// is `ps`:
+/// - T0SZ (bits 5:0) = 64 - [`ShadowConfig::input_bits`]: the host's PA
+///   size, at most 48 bits. A stage-2 input size may not exceed PAMax
+///   (AArch64.S2MinTxSZ: below 64 - PAMax, T0SZ is IMPLEMENTATION DEFINED
+///   without FEAT_LPA, a fault or a clamp), so a 44-bit host gets a 44-bit
+///   shadow;
 /// - SL0 = 0b10 (bits 7:6): with TG0 = 4 KiB, start at level 0;
 /// - IRGN0 = ORGN0 = 0b01 (bits 9:8, 11:10): table walks Write-Back
 ///   Read-Allocate Write-Allocate cacheable, so they snoop the stores `map`
 ///   makes through normal cacheable memory;
 /// - SH0 = 0b11 (bits 13:12): Inner Shareable walks;
 /// - TG0 = 0b00 (bits 15:14): 4 KiB granule;
-/// - PS (bits 18:16): the host's physical address size, `ps` (0b101 for
-///   48 bits); the shadow's output addresses are host PAs;
+/// - PS (bits 18:16): `ps`; the shadow's output addresses are host PAs;
 /// - VS (bit 19) = 1 when `vmid_16bit`;
 /// - HA = HD = 0, DS = 0, NSW/NSA = 0: no hardware updates, 48-bit format;
 /// - bit 31: RES1.
 ///
 /// `None` when the host's PA size is under 44 bits (`ps` < 0b100): a 4 KiB
 /// stage 2 may start at level 0 only with PAMax >= 44 (AArch64.S2InvalidSL),
-/// so this 48-bit, level-0 shadow is no valid stage 2 there (every walk
-/// would fault at level 0). Such a host cannot run the shadow (review 22
-/// F1); a 43-bit shadow from level 1 with 16 concatenated root tables would
-/// be its form.
+/// so this level-0 shadow is no valid stage 2 there (every walk would
+/// fault at level 0). Such a host cannot run the shadow (review 22 F1); a
+/// shadow from level 1 with concatenated root tables would be its form.
+/// `None` also for a reserved `ps` (0b111).
 pub const fn shadow_vtcr(ps: u8, vmid_16bit: bool) -> Option<u64> {
-    if ps & 7 < 0b100 {
-        return None;
-    }
-    let t0sz = 64 - SHADOW_IPA_BITS as u64;
+    let pa_bits = match ps {
+        0b100 => 44,
+        0b101 => 48,
+        0b110 => 52,
+        _ => return None,
+    };
+    let config = ShadowConfig {
+        xnx: false,
+        pa_bits,
+    };
+    let t0sz = 64 - config.input_bits() as u64;
     Some(
         t0sz | (0b10 << 6)
             | (0b01 << 8)
             | (0b01 << 10)
             | (0b11 << 12)
-            | (((ps & 7) as u64) << 16)
+            | ((ps as u64) << 16)
             | ((vmid_16bit as u64) << 19)
             | (1 << 31),
     )
@@ -423,6 +435,21 @@ pub struct ShadowConfig {
     pub pa_bits: u32,
 }
 
+impl ShadowConfig {
+    /// The shadow's input size, the L2 IPAs it can map: the host's PA
+    /// size, at most 48 bits (the 48-bit descriptor format, and
+    /// [`SHADOW_IPA_BITS`]). [`shadow_vtcr`] gives the hardware the same
+    /// size; `Service::new` refuses an L1 shown a larger PA size, so every
+    /// L2 IPA L1's stage 2 translates fits.
+    pub const fn input_bits(&self) -> u32 {
+        if self.pa_bits < SHADOW_IPA_BITS {
+            self.pa_bits
+        } else {
+            SHADOW_IPA_BITS
+        }
+    }
+}
+
 impl Default for ShadowConfig {
     fn default() -> Self {
         ShadowConfig {
@@ -444,7 +471,8 @@ pub enum MapError {
         /// PA base given.
         pa_base: u64,
     },
-    /// The L2 IPA needs more than 48 bits.
+    /// The L2 IPA is beyond the shadow's input size
+    /// ([`ShadowConfig::input_bits`]).
     IpaOutOfRange(u64),
     /// The PA exceeds the host physical address size.
     PaOutOfRange(u64),
@@ -469,7 +497,9 @@ impl fmt::Display for MapError {
                 f,
                 "L2 IPA {l2_ipa_base:#x} / PA {pa_base:#x} not aligned to the size"
             ),
-            MapError::IpaOutOfRange(a) => write!(f, "L2 IPA {a:#x} beyond 48 bits"),
+            MapError::IpaOutOfRange(a) => {
+                write!(f, "L2 IPA {a:#x} beyond the shadow's input size")
+            }
             MapError::PaOutOfRange(a) => write!(f, "PA {a:#x} beyond the host PA size"),
             MapError::FramesExhausted { budget } => {
                 write!(f, "shadow table frame budget ({budget} frames) exhausted")
@@ -861,7 +891,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                 pa_base: m.pa_base,
             });
         }
-        if m.l2_ipa_base >> SHADOW_IPA_BITS != 0 {
+        if m.l2_ipa_base >> self.config.input_bits() != 0 {
             return Err(MapError::IpaOutOfRange(m.l2_ipa_base));
         }
         if m.pa_base >> self.config.pa_bits.min(SHADOW_IPA_BITS) != 0 {
@@ -1089,7 +1119,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
 
     /// The shadow entry translating `l2_ipa`, if any.
     pub fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        if l2_ipa >> SHADOW_IPA_BITS != 0 {
+        if l2_ipa >> self.config.input_bits() != 0 {
             return None;
         }
         let _shared = self.lock.shared();
@@ -1106,7 +1136,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// allocated while the pool lives, and every descriptor is read
     /// atomically) but may answer from a table being freed.
     pub fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        if l2_ipa >> SHADOW_IPA_BITS != 0 {
+        if l2_ipa >> self.config.input_bits() != 0 {
             return None;
         }
         self.walk_to_leaf(l2_ipa)
@@ -1136,7 +1166,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     pub fn prefetch_leaf(&self, l2_ipa: u64) {
         #[cfg(not(loom))]
         {
-            if l2_ipa >> SHADOW_IPA_BITS != 0 {
+            if l2_ipa >> self.config.input_bits() != 0 {
                 return;
             }
             let Some(mut table) = self.pool.frame(self.root) else {
@@ -1162,10 +1192,12 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// Removes every leaf that translates an L2 IPA in
     /// `[l2_ipa_start, l2_ipa_start + len)` (a block that only partly
     /// overlaps goes whole) and frees tables left empty, after the TLB hook.
-    /// Returns the number of leaves removed. Addresses beyond the 48-bit
-    /// input range hold no entries; `len` is taken up to there.
+    /// Returns the number of leaves removed. Addresses beyond the input
+    /// size hold no entries; `len` is taken up to there.
     pub fn unmap_range(&self, l2_ipa_start: u64, len: u64) -> usize {
-        let end = l2_ipa_start.saturating_add(len).min(1 << SHADOW_IPA_BITS);
+        let end = l2_ipa_start
+            .saturating_add(len)
+            .min(1 << self.config.input_bits());
         if l2_ipa_start >= end {
             return 0;
         }
@@ -1525,13 +1557,92 @@ mod tests {
         // PAMax 40 and 42: a level-0 start is invalid (S2InvalidSL).
         assert_eq!(shadow_vtcr(0b010, true), None);
         assert_eq!(shadow_vtcr(0b011, false), None);
-        assert!(shadow_vtcr(0b100, false).is_some());
+        assert_eq!(shadow_vtcr(0b111, false), None, "reserved PARange");
         assert_eq!(v & 0x3f, 16);
         assert_eq!((v >> 6) & 3, 0b10);
         assert_eq!((v >> 14) & 3, 0);
         assert_eq!((v >> 16) & 7, 0b101);
         assert_eq!((v >> 19) & 1, 1);
         assert_eq!((v >> 12) & 3, 0b11);
+        // The input size is the host's PA size up to 48 bits: T0SZ 20 on
+        // a 44-bit host, 16 on a 52-bit one (48-bit descriptor format).
+        let v44 = shadow_vtcr(0b100, false).expect("44-bit host");
+        assert_eq!(
+            (v44 & 0x3f, (v44 >> 16) & 7, (v44 >> 6) & 3),
+            (20, 0b100, 0b10)
+        );
+        let v52 = shadow_vtcr(0b110, false).expect("52-bit host");
+        assert_eq!((v52 & 0x3f, (v52 >> 16) & 7), (16, 0b110));
+        for (ps, pa_bits) in [(0b100u8, 44), (0b101, 48), (0b110, 52)] {
+            let config = ShadowConfig { xnx: true, pa_bits };
+            let t0sz = shadow_vtcr(ps, false).unwrap() & 0x3f;
+            assert_eq!(64 - t0sz, u64::from(config.input_bits()), "PS {ps:#b}");
+        }
+    }
+
+    /// On a 44-bit host the shadow is a 44-bit stage 2: what the
+    /// architecture's walker (this crate's walker, AArch64.S2Translate with
+    /// PAMax 44) accepts. The 48-bit shadow it replaced programs T0SZ below
+    /// 64 - PAMax, IMPLEMENTATION DEFINED without FEAT_LPA (a fault or a
+    /// clamp; the walker faults): on such hardware nothing it maps might
+    /// translate.
+    #[test]
+    fn a_44_bit_host_gets_a_44_bit_shadow() {
+        let pool = HeapFramePool::new(16, FAKE_PA).unwrap();
+        let config = ShadowConfig {
+            xnx: true,
+            pa_bits: 44,
+        };
+        assert_eq!(config.input_bits(), 44);
+        let t = ShadowTable::new(&pool, NoHardwareTlb, config).unwrap();
+        let top = (1u64 << 44) - PAGE_SIZE;
+        let m = mapping(top, 0x4000_0000, PAGE_SIZE, RW, 0xf);
+        assert_eq!(t.map(&m), Ok(MapOutcome::Installed));
+        assert_eq!(
+            t.map(&mapping(1 << 44, 0, PAGE_SIZE, RW, 0xf)),
+            Err(MapError::IpaOutOfRange(1 << 44))
+        );
+        assert_eq!(t.lookup(1 << 44), None);
+        assert_eq!(t.unmap_range(1 << 44, 1 << 40), 0);
+
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            // PARange 44 bits, 4K stage-2 granule supported; FEAT_XNX.
+            mmfr0: 0b100 | (0b0010 << 40),
+            mmfr1: 1 << 28,
+            mmfr2: 0,
+        })
+        .unwrap();
+        let walker_with = |vtcr| {
+            Stage2Walker::new(
+                Stage2Registers {
+                    vtcr,
+                    vttbr: t.root_pa(),
+                    endianness: Endianness::Little,
+                },
+                &features,
+            )
+        };
+        let walker = walker_with(shadow_vtcr(0b100, false).unwrap());
+        let walked = walker.walk(&pool, top + 8, AccessKind::Read).unwrap();
+        assert_eq!(walked.output_address, 0x4000_0008);
+        let fortyeight_bit =
+            walker_with(shadow_vtcr(0b101, false).unwrap() & !(7 << 16) | 0b100 << 16);
+        let WalkError::Fault(f) = walker.walk(&pool, 1 << 44, AccessKind::Read).unwrap_err() else {
+            panic!("a fault")
+        };
+        assert_eq!(f.kind(), FaultKind::Translation);
+        let WalkError::Fault(f) = fortyeight_bit
+            .walk(&pool, top, AccessKind::Read)
+            .unwrap_err()
+        else {
+            panic!("a fault")
+        };
+        assert_eq!(
+            f.kind(),
+            FaultKind::Translation,
+            "T0SZ 16 under PAMax 44: {f:?}"
+        );
+        assert_eq!(t.unmap_range(0, 1 << 48), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use ipc::message::{
 };
 use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
 use ipc::VmidWidth;
-use shadow_mmu::service::{HostBackend, Retry, Service, Translated};
+use shadow_mmu::service::{HostBackend, Retry, Service, ServiceError, Translated};
 use shadow_mmu::shadow_table::{ShadowConfig, TlbEvent};
 use walker::{AccessKind, Granule};
 
@@ -464,31 +464,75 @@ fn an_access_outside_l1_memory_gets_an_external_abort() {
     assert!(s.shadow_lookup(&w, &l1.key(1), 0x7000).is_none());
 }
 
-/// A walk result the shadow cannot hold: here L1 memory lies beyond the
-/// host's 36-bit PA space.
+/// A walk result the shadow cannot hold: here L0 places L1's memory beyond
+/// the host's 44-bit PA space (no real L0 can; the shadow still refuses
+/// rather than truncate the address).
 #[test]
 fn an_unshadowable_result_says_why() {
     let mem = L1Memory::new();
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     l1.map(0x5000, 0x8000_9000, 3, RW);
-    let config = config(16 << 20, 8);
+    let mut config = config(16 << 20, 8);
+    config.features = features_with_pa_range(0b100);
+    let beyond_host = 1 << 44;
     let backend = HostBackend::recording(
         config.budget.frames,
         ShadowConfig {
             xnx: true,
-            pa_bits: 36,
+            pa_bits: 44,
         },
     )
     .expect("pool");
-    let s = Service::new(config, mem, l0_map(), backend).unwrap();
+    let s = Service::new(config, mem, l0_map_at(beyond_host), backend).unwrap();
     let w = s.worker();
     let (_, r) = reply(s.answer(&w, &translate_record(&l1, 0x5008, IpcAccess::Read, 1)));
     assert_eq!(
         r,
         Reply::Translate(TranslateOutcome::Unshadowable(Unshadowable::PaOutOfRange {
-            pa: PA_OFFSET + 0x8000_9000
+            pa: beyond_host + 0x8000_9000
         }))
     );
+}
+
+/// The shadow's input size is the host's PA size (a 44-bit host gets a
+/// 44-bit shadow, `ShadowConfig::input_bits`): an L1 shown more than that
+/// could translate L2 IPAs no shadow can map, so the service refuses it
+/// at once, naming both sizes; shown as much, it runs, and its L2 IPAs up
+/// to the top of the 44-bit space are shadowed.
+#[test]
+fn l1_is_shown_no_more_pa_than_the_shadow_takes() {
+    let host = ShadowConfig {
+        xnx: true,
+        pa_bits: 44,
+    };
+    let shown_48 = config(16 << 20, 8);
+    let backend = HostBackend::new(shown_48.budget.frames, host).expect("pool");
+    let Err(e) = Service::new(shown_48, L1Memory::new(), l0_map(), backend) else {
+        panic!("an L1 shown 48 bits on a 44-bit host is refused")
+    };
+    assert_eq!(
+        e,
+        ServiceError::ShadowSmallerThanL1 {
+            l1_pa_bits: 48,
+            shadow_bits: 44
+        }
+    );
+    assert!(e.to_string().contains("show L1 at most 44 bits"), "{e}");
+
+    // Shown 44 bits, L1's 16K-granule stage 2 (40-bit IA) maps its top
+    // page: translated and shadowed.
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K16);
+    let top = (1u64 << 40) - 0x4000;
+    l1.map(top, 0x8000_8000, 3, RW);
+    let mut shown_44 = config(16 << 20, 8);
+    shown_44.features = features_with_pa_range(0b100);
+    let backend = HostBackend::new(shown_44.budget.frames, host).expect("pool");
+    let s = Service::new(shown_44, mem, l0_map(), backend).expect("L1 shown 44 bits");
+    let w = s.worker();
+    let t = read(&s, &w, &l1.key(1), top + 0x18);
+    assert_eq!(pa_of(&t, top + 0x18), Some(PA_OFFSET + 0x8000_8018));
+    assert!(s.shadow_lookup(&w, &l1.key(1), top).is_some());
 }
 
 /// A request that breaks the new field rules is answered with an error

@@ -71,6 +71,9 @@ where
     fn host_execute(&self) -> HostExecute {
         HostExecute::from_xnx(self.config.xnx)
     }
+    fn input_bits(&self) -> u32 {
+        self.config.input_bits()
+    }
 }
 
 /// Why the shadow frames could not be set up.

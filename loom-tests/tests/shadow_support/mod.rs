@@ -212,6 +212,10 @@ impl ShadowBackend for ModelBackend {
     fn host_execute(&self) -> HostExecute {
         HostExecute::PerLevel
     }
+    fn input_bits(&self) -> u32 {
+        // The fake stores any mapping the 48-bit format can hold.
+        shadow_mmu::compose::SHADOW_IPA_BITS
+    }
 }
 
 /// L0's map of L1: all of [0, 4 GiB), except that L0 can take away the

@@ -209,9 +209,14 @@ impl L1Tables {
 }
 
 pub fn features() -> ExposedFeatures {
+    features_with_pa_range(0b101)
+}
+
+/// [`features`] with another ID_AA64MMFR0_EL1.PARange.
+pub fn features_with_pa_range(pa_range: u64) -> ExposedFeatures {
     ExposedFeatures::from_id_registers(IdRegisters {
-        // PARange 48 bits, 16K supported (TGran16 = 1), 4K and 64K too.
-        mmfr0: 5 | (1 << 20),
+        // PARange as given, 16K supported (TGran16 = 1), 4K and 64K too.
+        mmfr0: pa_range | (1 << 20),
         // HAFDBS = 2 (AF and dirty), XNX = 1.
         mmfr1: 2 | (1 << 28),
         mmfr2: 0,
@@ -220,12 +225,17 @@ pub fn features() -> ExposedFeatures {
 }
 
 pub fn l0_map() -> L0RegionMap {
+    l0_map_at(PA_OFFSET)
+}
+
+/// [`l0_map`] with L1's memory at PA `pa_base`.
+pub fn l0_map_at(pa_base: u64) -> L0RegionMap {
     L0RegionMap::new(vec![
         L0Region {
             ipa_base: 0,
             size: L1_MEMORY_BYTES,
             kind: L0RegionKind::Memory {
-                pa_base: PA_OFFSET,
+                pa_base,
                 perms: Permissions::READ
                     .union(Permissions::WRITE)
                     .union(Permissions::EXEC_EL0)
@@ -426,6 +436,9 @@ impl<H: ShadowHooks> ShadowBackend for HookedBackend<H> {
     }
     fn host_execute(&self) -> HostExecute {
         HostExecute::from_xnx(ShadowConfig::default().xnx)
+    }
+    fn input_bits(&self) -> u32 {
+        ShadowConfig::default().input_bits()
     }
 }
 

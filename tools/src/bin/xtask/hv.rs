@@ -483,7 +483,7 @@ const MATRIX: &[Case] = &[
         },
         ..boot(A57, 3, "512M")
     },
-    // A 40-bit host: the 48-bit shadow cannot start at level 0 there
+    // A 40-bit host: the level-0 shadow cannot start at level 0 there
     // (AArch64.S2InvalidSL), and hv says so instead of faulting for ever.
     Case {
         hv_args: "hv.selftest=shadow",
