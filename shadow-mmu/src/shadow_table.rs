@@ -3,8 +3,14 @@
 //!
 //! # Format
 //!
-//! 4 KiB granule, start level 0, an input (L2 IPA) size of the host's PA
-//! size up to 48 bits ([`ShadowConfig::input_bits`]), whatever granule L1 uses
+//! 4 KiB granule, an input (L2 IPA) size of the host's PA size up to 48
+//! bits ([`ShadowConfig::input_bits`]), whatever granule L1 uses. The
+//! hardware starts at level 0 on hosts with 44 PA bits or more, and at
+//! level 1 on smaller ones (AArch64.S2InvalidSL forbids level 0 there),
+//! from up to 16 concatenated level-1 tables ([`ShadowConfig::root_tables`]).
+//! Software walks always start at a level-0 table of their own; on a
+//! level-1 host its first entries point at the concatenated tables for
+//! the table's life, so every walk of this module is the same on both.
 //! (see [`shadow_vtcr`] for the VTCR_EL2 fields). Leaves are 1 GiB blocks
 //! (level 1), 2 MiB blocks (level 2) or 4 KiB pages (level 3), with AF set
 //! (VTCR_EL2.HA = 0: the shadow never takes Access flag faults), DBM clear,
@@ -62,7 +68,10 @@ const AF: u64 = 1 << 10;
 ///   (AArch64.S2MinTxSZ: below 64 - PAMax, T0SZ is IMPLEMENTATION DEFINED
 ///   without FEAT_LPA, a fault or a clamp), so a 44-bit host gets a 44-bit
 ///   shadow;
-/// - SL0 = 0b10 (bits 7:6): with TG0 = 4 KiB, start at level 0;
+/// - SL0 (bits 7:6): 0b10, start at level 0, with 44 PA bits or more;
+///   0b01, level 1, under 44 (level 0 needs PAMax >= 44,
+///   AArch64.S2InvalidSL), from [`ShadowConfig::root_tables`] concatenated
+///   tables (AArch64.S2InconsistentSL allows level 1 for 31 to 43 bits);
 /// - IRGN0 = ORGN0 = 0b01 (bits 9:8, 11:10): table walks Write-Back
 ///   Read-Allocate Write-Allocate cacheable, so they snoop the stores `map`
 ///   makes through normal cacheable memory;
@@ -73,26 +82,19 @@ const AF: u64 = 1 << 10;
 /// - HA = HD = 0, DS = 0, NSW/NSA = 0: no hardware updates, 48-bit format;
 /// - bit 31: RES1.
 ///
-/// `None` when the host's PA size is under 44 bits (`ps` < 0b100): a 4 KiB
-/// stage 2 may start at level 0 only with PAMax >= 44 (AArch64.S2InvalidSL),
-/// so this level-0 shadow is no valid stage 2 there (every walk would
-/// fault at level 0). Such a host cannot run the shadow (review 22 F1); a
-/// shadow from level 1 with concatenated root tables would be its form.
-/// `None` also for a reserved `ps` (0b111).
+/// `None` for a reserved `ps` (0b111 and above).
 pub const fn shadow_vtcr(ps: u8, vmid_16bit: bool) -> Option<u64> {
-    let pa_bits = match ps {
-        0b100 => 44,
-        0b101 => 48,
-        0b110 => 52,
-        _ => return None,
-    };
-    let config = ShadowConfig {
-        xnx: false,
-        pa_bits,
+    let Some(config) = ShadowConfig::for_pa_range(ps, false) else {
+        return None;
     };
     let t0sz = 64 - config.input_bits() as u64;
+    let sl0 = if config.start_level() == 0 {
+        0b10
+    } else {
+        0b01
+    };
     Some(
-        t0sz | (0b10 << 6)
+        t0sz | (sl0 << 6)
             | (0b01 << 8)
             | (0b01 << 10)
             | (0b11 << 12)
@@ -131,6 +133,11 @@ impl fmt::Debug for Frame {
 pub trait FramePool: Sync {
     /// A zeroed frame's PA, or `None` when the budget is used up.
     fn allocate(&self) -> Option<u64>;
+    /// `frames` zeroed frames at consecutive PAs, the first aligned to
+    /// `frames` * 4 KiB (concatenated root tables); the first's PA, or
+    /// `None` when no such run is free or `frames` is not a power of two
+    /// from 1 to 16. Each frame is released on its own.
+    fn allocate_contiguous(&self, frames: usize) -> Option<u64>;
     /// The frame at `pa`, if `pa` is a frame of this pool.
     fn frame(&self, pa: u64) -> Option<&Frame>;
     /// Returns a frame. The caller guarantees nothing (software or
@@ -146,6 +153,9 @@ pub trait FramePool: Sync {
 impl<P: FramePool + ?Sized> FramePool for &P {
     fn allocate(&self) -> Option<u64> {
         (**self).allocate()
+    }
+    fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
+        (**self).allocate_contiguous(frames)
     }
     fn frame(&self, pa: u64) -> Option<&Frame> {
         (**self).frame(pa)
@@ -164,6 +174,9 @@ impl<P: FramePool + ?Sized> FramePool for &P {
 impl<P: FramePool + Send + ?Sized> FramePool for alloc::sync::Arc<P> {
     fn allocate(&self) -> Option<u64> {
         (**self).allocate()
+    }
+    fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
+        (**self).allocate_contiguous(frames)
     }
     fn frame(&self, pa: u64) -> Option<&Frame> {
         (**self).frame(pa)
@@ -276,6 +289,29 @@ impl FramePool for HeapFramePool {
         let index = self.free.lock().pop()?;
         self.in_use.fetch_add(1, Ordering::Relaxed);
         Some(self.base_pa + u64::from(index) * PAGE_SIZE)
+    }
+
+    fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
+        if !frames.is_power_of_two() || frames > MAX_ROOT_TABLES {
+            return None;
+        }
+        let mut free = self.free.lock();
+        // Descending, so `pop` still hands out low indexes first; in place,
+        // so nothing is allocated. Called when a shadow is made, not per
+        // fault.
+        free.sort_unstable_by(|a, b| b.cmp(a));
+        let first_frame = self.base_pa / PAGE_SIZE;
+        // A run of `frames` consecutive indexes is a window whose first
+        // entry is its last plus `frames - 1` (the list has no duplicates).
+        let at = free.windows(frames).position(|run| {
+            let lowest = u64::from(run[frames - 1]);
+            u64::from(run[0]) == lowest + frames as u64 - 1
+                && (first_frame + lowest).is_multiple_of(frames as u64)
+        })?;
+        let lowest = free[at + frames - 1];
+        free.drain(at..at + frames);
+        self.in_use.fetch_add(frames, Ordering::Relaxed);
+        Some(self.base_pa + u64::from(lowest) * PAGE_SIZE)
     }
 
     fn frame(&self, pa: u64) -> Option<&Frame> {
@@ -448,7 +484,50 @@ impl ShadowConfig {
             SHADOW_IPA_BITS
         }
     }
+
+    /// The level the hardware starts its walk of the shadow at: 0 with 44
+    /// input bits or more, else 1 (a 4 KiB stage 2 may start at level 0
+    /// only with PAMax >= 44, AArch64.S2InvalidSL).
+    pub const fn start_level(&self) -> usize {
+        if self.input_bits() >= 44 {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// How many concatenated tables the hardware's walk starts from: one
+    /// at level 0; at level 1, one per 39 bits of input (2 for 40 bits, 16
+    /// for 43), at least one.
+    pub const fn root_tables(&self) -> usize {
+        let bits = self.input_bits();
+        if self.start_level() == 0 || bits <= 39 {
+            1
+        } else {
+            1 << (bits - 39)
+        }
+    }
+
+    /// The configuration of a host whose ID_AA64MMFR0_EL1.PARange is `ps`
+    /// (`None` for a reserved value).
+    pub const fn for_pa_range(ps: u8, xnx: bool) -> Option<ShadowConfig> {
+        let pa_bits = match ps {
+            0b000 => 32,
+            0b001 => 36,
+            0b010 => 40,
+            0b011 => 42,
+            0b100 => 44,
+            0b101 => 48,
+            0b110 => 52,
+            _ => return None,
+        };
+        Some(ShadowConfig { xnx, pa_bits })
+    }
 }
+
+/// The most concatenated root tables a shadow uses (43 input bits from
+/// level 1; the architecture's limit too).
+pub const MAX_ROOT_TABLES: usize = 16;
 
 impl Default for ShadowConfig {
     fn default() -> Self {
@@ -655,7 +734,13 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     pool: P,
     tlb: T,
     config: ShadowConfig,
+    /// The software walks' level-0 table (also the hardware's when
+    /// [`ShadowConfig::start_level`] is 0).
     root: u64,
+    /// With a level-1 start, the first of the [`ShadowConfig::root_tables`]
+    /// concatenated level-1 tables (VTTBR_EL2.BADDR), which `root`'s first
+    /// entries point at for the table's life; else `root`.
+    hardware_root: u64,
     lock: UpdateLock,
     /// Tables unlinked (and invalidated) by `map` replacing a table with a
     /// block, with their level; freed under the exclusive lock.
@@ -676,8 +761,10 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// hint that lets `map` and `unmap_range` skip the lock when nothing is
     /// detached (reclamation is best effort; a stale zero only defers it).
     detached_hint: AtomicUsize,
-    /// Bit g: some root entry in `8g..8g + 8` may be a table (set by `map`
-    /// when it links one): `clear` visits only those groups.
+    /// Bit g: some entry of the hardware's start level in group g may be
+    /// in use (set by `map` when it links a table there, or installs a
+    /// block at level 1): `clear` visits only those groups. A group is
+    /// `start_entries / 64` entries (8 for one level-0 table).
     root_groups: AtomicU64,
     /// Frames this table owns (root, live, retired and detached tables).
     frames: AtomicUsize,
@@ -779,31 +866,66 @@ impl UnmapWork {
 }
 
 impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
-    /// An empty table (one root frame from `pool`).
+    /// An empty table: one root frame from `pool`, and with a level-1
+    /// start its [`ShadowConfig::root_tables`] concatenated level-1 tables.
     pub fn new(pool: P, tlb: T, config: ShadowConfig) -> Result<Self, MapError> {
         let budget = pool.budget();
-        let root = pool
-            .allocate()
-            .ok_or(MapError::FramesExhausted { budget })?;
+        let exhausted = MapError::FramesExhausted { budget };
+        let root = pool.allocate().ok_or(exhausted)?;
+        let mut frames = 1;
+        let hardware_root = if config.start_level() == 0 {
+            root
+        } else {
+            let tables = config.root_tables();
+            let Some(first) = pool.allocate_contiguous(tables) else {
+                pool.release(root);
+                return Err(exhausted);
+            };
+            let Some(software_root) = pool.frame(root) else {
+                pool.release(root);
+                for i in 0..tables {
+                    pool.release(first + i as u64 * PAGE_SIZE);
+                }
+                return Err(MapError::ForeignTable(root));
+            };
+            for (i, slot) in software_root.0[..tables].iter().enumerate() {
+                slot.store(
+                    table_descriptor(first + i as u64 * PAGE_SIZE),
+                    Ordering::Relaxed,
+                );
+            }
+            frames += tables;
+            first
+        };
         Ok(ShadowTable {
             pool,
             tlb,
             config,
             root,
+            hardware_root,
             lock: UpdateLock::new(),
             retired: Mutex::new(Vec::with_capacity(RETIRED_LIST_CAPACITY)),
             retired_count: AtomicUsize::new(0),
             detached: Mutex::new(Vec::with_capacity(DETACHED_LIST_CAPACITY)),
             detached_hint: AtomicUsize::new(0),
             root_groups: AtomicU64::new(0),
-            frames: AtomicUsize::new(1),
+            frames: AtomicUsize::new(frames),
             leaves: AtomicUsize::new(0),
         })
     }
 
-    /// PA of the level-0 table: VTTBR_EL2.BADDR for L2.
+    /// PA of the table(s) the hardware starts at: VTTBR_EL2.BADDR for L2
+    /// (with [`shadow_vtcr`] of the same host).
     pub fn root_pa(&self) -> u64 {
-        self.root
+        self.hardware_root
+    }
+
+    /// The group bit of `root_groups` for the start-level entry of `ipa`.
+    fn root_group(&self, ipa: u64) -> u64 {
+        let start = self.config.start_level();
+        let entries = self.config.root_tables() * ENTRIES;
+        let index = (ipa >> level_shift(start)) as usize & (entries - 1);
+        1 << (index / (entries / 64))
     }
 
     /// The frame pool.
@@ -1039,11 +1161,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         ) {
                             Ok(_) => {
                                 self.frames.fetch_add(1, Ordering::Relaxed);
-                                if lvl == 0 {
+                                if lvl == self.config.start_level() {
                                     // Seen by `clear` under the exclusive
                                     // lock (after this map's shared unlock).
                                     self.root_groups
-                                        .fetch_or(1 << (index_at(ipa, 0) / 8), Ordering::Relaxed);
+                                        .fetch_or(self.root_group(ipa), Ordering::Relaxed);
                                 }
                                 break new;
                             }
@@ -1083,6 +1205,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         .compare_exchange(current, descriptor, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                     {
+                        if level == self.config.start_level() {
+                            // A 1 GiB block in a level-1 start table.
+                            self.root_groups
+                                .fetch_or(self.root_group(ipa), Ordering::Relaxed);
+                        }
                         self.leaves.fetch_add(1, Ordering::Relaxed);
                         return Ok(if replaced {
                             MapOutcome::Replaced
@@ -1284,7 +1411,10 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         cleared = false;
                         continue;
                     };
-                    if self.unmap_in(child, level + 1, entry_base, start, end, work) {
+                    // The hardware's concatenated level-1 tables stay
+                    // linked from the software root however empty.
+                    let emptied = self.unmap_in(child, level + 1, entry_base, start, end, work);
+                    if emptied && level >= self.config.start_level() {
                         slot.store(0, Ordering::Release);
                         work.touch(entry_base, size);
                         work.free_later(child, pa);
@@ -1359,21 +1489,28 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         // completed: no reclaimer can free a frame before it.
         let mut detached = self.detached.lock();
         let mut groups = self.root_groups.swap(0, Ordering::Relaxed);
-        if let Some(root) = self.pool.frame(self.root) {
-            while groups != 0 {
-                let group = groups.trailing_zeros() as usize;
-                groups &= groups - 1;
-                for slot in &root.0[group * 8..group * 8 + 8] {
-                    if slot.load(Ordering::Relaxed) == 0 {
-                        continue;
-                    }
-                    if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), 0) {
-                        detached.push(Detached {
-                            pa,
-                            level: 1,
-                            next: 0,
-                        });
-                    }
+        let start = self.config.start_level();
+        let entries = self.config.root_tables() * ENTRIES;
+        let group_entries = entries / 64;
+        while groups != 0 {
+            let group = groups.trailing_zeros() as usize;
+            groups &= groups - 1;
+            for index in group * group_entries..(group + 1) * group_entries {
+                let table = self.hardware_root + (index / ENTRIES) as u64 * PAGE_SIZE;
+                let Some(frame) = self.pool.frame(table) else {
+                    continue;
+                };
+                let slot = &frame.0[index % ENTRIES];
+                if slot.load(Ordering::Relaxed) == 0 {
+                    continue;
+                }
+                // A block (level 1) just goes; the leaf count is reset below.
+                if let Entry::Table(pa) = classify(slot.swap(0, Ordering::AcqRel), start) {
+                    detached.push(Detached {
+                        pa,
+                        level: start as u8 + 1,
+                        next: 0,
+                    });
                 }
             }
         }
@@ -1388,6 +1525,11 @@ impl<P: FramePool, T: TlbMaintenance> Drop for ShadowTable<P, T> {
     fn drop(&mut self) {
         self.detach_locked();
         self.reclaim_detached(usize::MAX);
+        if self.hardware_root != self.root {
+            for i in 0..self.config.root_tables() {
+                self.pool.release(self.hardware_root + i as u64 * PAGE_SIZE);
+            }
+        }
         self.pool.release(self.root);
     }
 }
@@ -1423,16 +1565,21 @@ mod tests {
 
     /// The walker configured exactly as hv configures the hardware for L2.
     fn shadow_walker(root: u64) -> Stage2Walker {
+        shadow_walker_for(0b101, root)
+    }
+
+    /// The same on a host whose PARange is `ps`.
+    fn shadow_walker_for(ps: u8, root: u64) -> Stage2Walker {
         let features = ExposedFeatures::from_id_registers(IdRegisters {
-            // PARange 48 bits, 4K stage-2 granule supported; FEAT_XNX.
-            mmfr0: 5 | (0b0010 << 40),
+            // PARange `ps`, 4K stage-2 granule supported; FEAT_XNX.
+            mmfr0: u64::from(ps) | (0b0010 << 40),
             mmfr1: 1 << 28,
             mmfr2: 0,
         })
         .unwrap();
         Stage2Walker::new(
             Stage2Registers {
-                vtcr: shadow_vtcr(0b101, true).expect("48-bit host"),
+                vtcr: shadow_vtcr(ps, true).expect("a PARange"),
                 vttbr: root | (7 << 48),
                 endianness: Endianness::Little,
             },
@@ -1442,7 +1589,16 @@ mod tests {
 
     /// Walks `ipa` with the walker and compares with the expected entry.
     fn check_ipa(pool: &HeapFramePool, root: u64, ipa: u64, expected: Option<&ShadowMapping>) {
-        let walker = shadow_walker(root);
+        check_walk(&shadow_walker(root), pool, ipa, expected)
+    }
+
+    /// [`check_ipa`] with a given walker.
+    fn check_walk(
+        walker: &Stage2Walker,
+        pool: &HeapFramePool,
+        ipa: u64,
+        expected: Option<&ShadowMapping>,
+    ) {
         let Some(m) = expected else {
             let e = walker.walk(pool, ipa, AccessKind::Read).unwrap_err();
             let WalkError::Fault(f) = e else {
@@ -1489,6 +1645,21 @@ mod tests {
     fn table(budget: usize) -> ShadowTable<Arc<HeapFramePool>, RecordingTlb> {
         let pool = Arc::new(HeapFramePool::new(budget, FAKE_PA).unwrap());
         ShadowTable::new(pool, RecordingTlb::new(), ShadowConfig::default()).unwrap()
+    }
+
+    /// Frames for hosts of any PA size (below 2^32), one frame past a 64
+    /// KiB boundary so concatenated roots must be placed by alignment.
+    const SMALL_HOST_PA: u64 = 0x1001_0000 + PAGE_SIZE;
+
+    /// A table for the host whose PARange is `ps`, and that host's config.
+    fn table_for(
+        ps: u8,
+        budget: usize,
+    ) -> (ShadowTable<Arc<HeapFramePool>, RecordingTlb>, ShadowConfig) {
+        let config = ShadowConfig::for_pa_range(ps, true).expect("a PARange");
+        let pool = Arc::new(HeapFramePool::new(budget, SMALL_HOST_PA).unwrap());
+        let t = ShadowTable::new(pool, RecordingTlb::new(), config).unwrap();
+        (t, config)
     }
 
     /// `unmap_range` reads each descriptor once: a table goes as soon as
@@ -1554,9 +1725,15 @@ mod tests {
     fn vtcr_fields() {
         let v = shadow_vtcr(0b101, true).expect("48-bit host");
         assert_eq!(v >> 31 & 1, 1, "RES1");
-        // PAMax 40 and 42: a level-0 start is invalid (S2InvalidSL).
-        assert_eq!(shadow_vtcr(0b010, true), None);
-        assert_eq!(shadow_vtcr(0b011, false), None);
+        // PAMax 40 and 42: a level-0 start is invalid (S2InvalidSL), so
+        // level 1 (SL0 0b01) with the input size the host's PA size.
+        let v40 = shadow_vtcr(0b010, true).expect("40-bit host");
+        assert_eq!(
+            (v40 & 0x3f, (v40 >> 6) & 3, (v40 >> 16) & 7),
+            (24, 0b01, 0b010)
+        );
+        let v42 = shadow_vtcr(0b011, false).expect("42-bit host");
+        assert_eq!((v42 & 0x3f, (v42 >> 6) & 3), (22, 0b01));
         assert_eq!(shadow_vtcr(0b111, false), None, "reserved PARange");
         assert_eq!(v & 0x3f, 16);
         assert_eq!((v >> 6) & 3, 0b10);
@@ -1643,6 +1820,137 @@ mod tests {
             "T0SZ 16 under PAMax 44: {f:?}"
         );
         assert_eq!(t.unmap_range(0, 1 << 48), 1);
+    }
+
+    /// Concatenated root tables come as an aligned run of free frames,
+    /// each released on its own; what cannot be served is `None`.
+    #[test]
+    fn the_pool_hands_out_aligned_runs() {
+        let pool = HeapFramePool::new(40, SMALL_HOST_PA).unwrap();
+        let single = pool.allocate().unwrap();
+        let run = pool.allocate_contiguous(16).unwrap();
+        assert_eq!(run % (16 * PAGE_SIZE), 0, "{run:#x}");
+        assert!((SMALL_HOST_PA..SMALL_HOST_PA + 40 * PAGE_SIZE).contains(&run));
+        assert_ne!(run, single);
+        assert_eq!(pool.frames_in_use(), 17);
+        for i in 0..16 {
+            assert!(!pool.is_free(run + i * PAGE_SIZE));
+        }
+        // The rest of the pool never hands out a frame of the run.
+        let mut others = vec![single];
+        while let Some(pa) = pool.allocate() {
+            assert!(!(run..run + 16 * PAGE_SIZE).contains(&pa), "{pa:#x}");
+            others.push(pa);
+        }
+        assert_eq!(others.len(), 40 - 16);
+        assert_eq!(pool.allocate_contiguous(1), None, "exhausted");
+        for i in 0..16 {
+            pool.release(run + i * PAGE_SIZE);
+        }
+        assert_eq!(pool.allocate_contiguous(3), None, "not a power of two");
+        assert_eq!(pool.allocate_contiguous(32), None, "more than 16");
+        assert_eq!(pool.allocate_contiguous(16), Some(run));
+        // One frame of an aligned run taken: no run of 16 is left.
+        pool.release(run + 5 * PAGE_SIZE);
+        pool.release(others[3]);
+        assert_eq!(pool.allocate_contiguous(16), None);
+        assert!(pool.allocate_contiguous(1).is_some());
+    }
+
+    /// Hosts under 44 PA bits: the hardware starts at level 1, from
+    /// concatenated tables on 40 and 42 bits, with the host's PA size as
+    /// the input size. The walker, set up as hv sets up the hardware
+    /// (`shadow_vtcr`, PAMax = the host's), reads back every entry across
+    /// the whole input space, including 1 GiB blocks in the start tables;
+    /// nothing beyond it is accepted; unmaps, clears and the drop give
+    /// back every frame but the start tables, which stay linked.
+    #[test]
+    fn small_hosts_start_at_level_1_from_concatenated_tables() {
+        for (ps, bits, tables) in [
+            (0b000u8, 32u32, 1usize),
+            (0b001, 36, 1),
+            (0b010, 40, 2),
+            (0b011, 42, 8),
+        ] {
+            let (t, config) = table_for(ps, 64);
+            assert_eq!(
+                (
+                    config.input_bits(),
+                    config.start_level(),
+                    config.root_tables()
+                ),
+                (bits, 1, tables)
+            );
+            let vtcr = shadow_vtcr(ps, true).unwrap();
+            assert_eq!(
+                (vtcr & 0x3f, (vtcr >> 6) & 3),
+                (64 - u64::from(bits), 0b01),
+                "PS {ps:#b}"
+            );
+            assert_eq!(t.root_pa() % (tables as u64 * PAGE_SIZE), 0);
+            assert_eq!(t.frames_used(), 1 + tables);
+            let top = 1u64 << bits;
+            let maps = [
+                mapping(0, 0x1000, PAGE_SIZE, RW, 0xf),
+                mapping(top - PAGE_SIZE, 0x2000, PAGE_SIZE, RW, 0xf),
+                mapping(top / 2 - BLOCK_1G, 0x4000_0000, BLOCK_1G, RW, 0xf),
+                mapping(
+                    top / 2 + BLOCK_2M,
+                    0x20_0000,
+                    BLOCK_2M,
+                    Permissions::READ,
+                    0x4,
+                ),
+            ];
+            for m in &maps {
+                assert_eq!(t.map(m), Ok(MapOutcome::Installed), "{m:?}");
+            }
+            assert_eq!(
+                t.map(&mapping(top, 0, PAGE_SIZE, RW, 0xf)),
+                Err(MapError::IpaOutOfRange(top))
+            );
+            let walker = shadow_walker_for(ps, t.root_pa());
+            for m in &maps {
+                for ipa in [m.l2_ipa_base, m.l2_ipa_base + m.size - 8] {
+                    check_walk(&walker, t.pool(), ipa, Some(m));
+                    assert_eq!(t.lookup(ipa), Some(*m));
+                }
+            }
+            check_walk(&walker, t.pool(), top / 2 + BLOCK_1G / 2, None);
+            assert_eq!(t.lookup(top), None);
+            // The block in a start table goes by unmap and its group is
+            // found by clear; the start tables stay.
+            assert_eq!(t.unmap_range(top / 2 - BLOCK_1G, PAGE_SIZE), 1);
+            check_walk(&walker, t.pool(), top / 2 - BLOCK_1G, None);
+            assert_eq!(t.unmap_range(0, PAGE_SIZE), 1);
+            assert_eq!(t.map(&maps[2]), Ok(MapOutcome::Installed));
+            assert_eq!(t.clear(), 3);
+            assert_eq!(t.tlb().take().last(), Some(&TlbEvent::All));
+            for m in &maps {
+                check_walk(&walker, t.pool(), m.l2_ipa_base, None);
+            }
+            t.reclaim_detached(usize::MAX);
+            assert_eq!(t.frames_used(), 1 + tables);
+            assert_eq!(t.pool().frames_in_use(), 1 + tables);
+            assert_eq!(t.map(&maps[1]), Ok(MapOutcome::Installed));
+            check_walk(&walker, t.pool(), top - 8, Some(&maps[1]));
+            let pool = t.pool().clone();
+            drop(t);
+            assert_eq!(pool.frames_in_use(), 0, "PS {ps:#b}: every frame back");
+        }
+    }
+
+    /// A pool with no aligned run for the start tables: a precise error,
+    /// and the root frame taken first goes back.
+    #[test]
+    fn no_room_for_the_start_tables_is_an_error() {
+        let pool = HeapFramePool::new(3, SMALL_HOST_PA).unwrap();
+        let config = ShadowConfig::for_pa_range(0b011, true).unwrap();
+        assert_eq!(
+            ShadowTable::new(&pool, NoHardwareTlb, config).err(),
+            Some(MapError::FramesExhausted { budget: 3 })
+        );
+        assert_eq!(pool.frames_in_use(), 0);
     }
 
     #[test]
@@ -1818,6 +2126,9 @@ mod tests {
     impl FramePool for LoggingPool {
         fn allocate(&self) -> Option<u64> {
             self.inner.allocate()
+        }
+        fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
+            self.inner.allocate_contiguous(frames)
         }
         fn frame(&self, pa: u64) -> Option<&Frame> {
             self.inner.frame(pa)
@@ -2134,8 +2445,24 @@ mod tests {
         /// After any sequence of map/unmap/clear, the walker sees exactly
         /// the model's mappings, and no frame leaks.
         #[test]
-        fn walker_sees_exactly_the_model(ops in prop::collection::vec(arb_op(), 1..40)) {
-            let t = table(256);
+        fn walker_sees_exactly_the_model(
+            ops in prop::collection::vec(arb_op(), 1..40),
+            ps in prop::sample::select(vec![0b101u8, 0b100, 0b011, 0b010, 0b001]),
+        ) {
+            // On hosts under 48 bits the IPAs are folded into the input
+            // size, spread over the concatenated start tables.
+            let (t, config) = table_for(ps, 256);
+            let bits = config.input_bits();
+            let fold = |ipa: u64| (ipa | ((ipa >> 30) % 8) << 39) & ((1u64 << bits) - 1);
+            let ops: Vec<Op> = ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Map(m) => Op::Map(ShadowMapping { l2_ipa_base: fold(m.l2_ipa_base), ..m }),
+                    Op::Unmap(start, len) => Op::Unmap(fold(start), len),
+                    Op::Clear => Op::Clear,
+                })
+                .collect();
+            let walker = shadow_walker_for(ps, t.root_pa());
             let mut model: BTreeMap<u64, ShadowMapping> = BTreeMap::new();
             let overlapping = |model: &BTreeMap<u64, ShadowMapping>, start: u64, end: u64| -> Vec<u64> {
                 model.values().filter(|m| m.l2_ipa_base < end && m.l2_ipa_base + m.size > start).map(|m| m.l2_ipa_base).collect()
@@ -2162,7 +2489,7 @@ mod tests {
                     }
                 }
             }
-            let mut probes: Vec<u64> = vec![0, 1 << 47, (1 << 48) - 1];
+            let mut probes: Vec<u64> = vec![0, 1 << (bits - 1), (1 << bits) - 1];
             for m in model.values() {
                 probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1, (m.l2_ipa_base + m.size / 3) & !7]);
                 probes.extend([m.l2_ipa_base.wrapping_sub(1), m.l2_ipa_base + m.size]);
@@ -2171,14 +2498,16 @@ mod tests {
                 if let Op::Unmap(s, l) = op { probes.extend([*s, s + l - 1, s + l]); }
                 if let Op::Map(m) = op { probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1]); }
             }
-            for ipa in probes.into_iter().filter(|a| *a < 1 << 48) {
+            for ipa in probes.into_iter().filter(|a| *a < 1 << bits) {
                 let expected = model.range(..=ipa).next_back().map(|(_, m)| m).filter(|m| m.contains(ipa));
-                check_ipa(t.pool(), t.root_pa(), ipa, expected);
+                check_walk(&walker, t.pool(), ipa, expected);
                 prop_assert_eq!(t.lookup(ipa), expected.copied());
             }
             t.clear();
             t.reclaim_detached(usize::MAX);
-            prop_assert_eq!(t.pool().frames_in_use(), 1);
+            // The root, and with a level-1 start the start tables.
+            let fixed = if config.start_level() == 0 { 1 } else { 1 + config.root_tables() };
+            prop_assert_eq!(t.pool().frames_in_use(), fixed);
         }
     }
 

@@ -393,7 +393,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
     let Some(vtcr) = shadow_vtcr(ps as u8, false) else {
         fail(format_args!(
-            "selftest {name}: the host's physical address size is {pa_bits} bits; the shadow stage 2 (4 KiB granule, starting at level 0, an IPA as wide as the host's PA up to 48 bits) needs at least 44 (AArch64.S2InvalidSL)"
+            "selftest {name}: ID_AA64MMFR0_EL1.PARange {ps:#06b} is reserved"
         ));
     };
     let host = Host {
