@@ -508,6 +508,17 @@ impl ShadowConfig {
         }
     }
 
+    /// Frames an empty [`ShadowTable`] holds: its level-0 root, and with a
+    /// level-1 start the [`ShadowConfig::root_tables`] start tables
+    /// (what [`crate::budget::Budget::split_for`] sets aside per context).
+    pub const fn empty_table_frames(&self) -> usize {
+        if self.start_level() == 0 {
+            1
+        } else {
+            1 + self.root_tables()
+        }
+    }
+
     /// The configuration of a host whose ID_AA64MMFR0_EL1.PARange is `ps`
     /// (`None` for a reserved value).
     pub const fn for_pa_range(ps: u8, xnx: bool) -> Option<ShadowConfig> {
@@ -872,7 +883,6 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         let budget = pool.budget();
         let exhausted = MapError::FramesExhausted { budget };
         let root = pool.allocate().ok_or(exhausted)?;
-        let mut frames = 1;
         let hardware_root = if config.start_level() == 0 {
             root
         } else {
@@ -894,7 +904,6 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     Ordering::Relaxed,
                 );
             }
-            frames += tables;
             first
         };
         Ok(ShadowTable {
@@ -909,7 +918,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             detached: Mutex::new(Vec::with_capacity(DETACHED_LIST_CAPACITY)),
             detached_hint: AtomicUsize::new(0),
             root_groups: AtomicU64::new(0),
-            frames: AtomicUsize::new(frames),
+            frames: AtomicUsize::new(config.empty_table_frames()),
             leaves: AtomicUsize::new(0),
         })
     }
@@ -2505,9 +2514,7 @@ mod tests {
             }
             t.clear();
             t.reclaim_detached(usize::MAX);
-            // The root, and with a level-1 start the start tables.
-            let fixed = if config.start_level() == 0 { 1 } else { 1 + config.root_tables() };
-            prop_assert_eq!(t.pool().frames_in_use(), fixed);
+            prop_assert_eq!(t.pool().frames_in_use(), config.empty_table_frames());
         }
     }
 

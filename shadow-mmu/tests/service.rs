@@ -14,7 +14,7 @@ use ipc::message::{
 use ipc::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
 use ipc::VmidWidth;
 use shadow_mmu::service::{HostBackend, Retry, Service, ServiceError, Translated};
-use shadow_mmu::shadow_table::{ShadowConfig, TlbEvent};
+use shadow_mmu::shadow_table::{FramePool, ShadowConfig, TlbEvent};
 use walker::{AccessKind, Granule};
 
 #[test]
@@ -533,6 +533,49 @@ fn l1_is_shown_no_more_pa_than_the_shadow_takes() {
     let t = read(&s, &w, &l1.key(1), top + 0x18);
     assert_eq!(pa_of(&t, top + 0x18), Some(PA_OFFSET + 0x8000_8018));
     assert!(s.shadow_lookup(&w, &l1.key(1), top).is_some());
+}
+
+/// A 42-bit host: each context's shadow starts at level 1 from 8
+/// concatenated tables (an aligned run of the pool), which the budget
+/// sets aside for every slot (`Budget::split_for`): four contexts of an L1
+/// shown 40 bits each get their own aligned start tables, and every page
+/// translates.
+#[test]
+fn a_42_bit_host_gives_every_context_its_start_tables() {
+    let host = ShadowConfig::for_pa_range(0b011, true).unwrap();
+    assert_eq!(host.empty_table_frames(), 9);
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    for i in 0..4u64 {
+        l1.map(0x10_0000 + i * 0x1000, 0x8000_0000 + i * 0x1000, 3, RW);
+    }
+    let mut config = config(16 << 20, 4);
+    config.budget = shadow_mmu::budget::Budget::split_for(16 << 20, 4, host.empty_table_frames())
+        .expect("budget");
+    config.features = features_with_pa_range(0b010);
+    let backend = HostBackend::new(config.budget.frames, host).expect("pool");
+    let s = Service::new(config, mem, l0_map(), backend).expect("L1 shown 40 bits");
+    assert!(
+        s.backend().pool().frames_in_use() >= 4 * 9,
+        "every slot's shadow made"
+    );
+    let w = s.worker();
+    let mut roots = Vec::new();
+    for vmid in 1..=4u16 {
+        let ipa = 0x10_0000 + u64::from(vmid - 1) * 0x1000;
+        let t = read(&s, &w, &l1.key(vmid), ipa + 8);
+        assert_eq!(
+            pa_of(&t, ipa + 8),
+            Some(PA_OFFSET + 0x8000_0008 + ipa - 0x10_0000)
+        );
+        let (_, root) = s.shadow_root(&w, &l1.key(vmid)).expect("a shadow");
+        assert_eq!(root % (8 * 4096), 0, "{root:#x}: aligned to its 8 tables");
+        roots.push(root);
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    assert_eq!(roots.len(), 4);
+    assert_eq!(s.stats().recycled_contexts, 0);
 }
 
 /// A request that breaks the new field rules is answered with an error

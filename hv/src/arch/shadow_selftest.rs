@@ -49,7 +49,7 @@ use cpu::{read_sysreg, write_sysreg};
 use ipc::{VmidWidth, WfeDoorbell};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::Service;
-use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool};
 
 /// Every wait for the service is bounded by this.
 const TIMEOUT_MS: u64 = 5000;
@@ -410,14 +410,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         Ok(pool) => pool,
         Err(e) => fail(format_args!("selftest {name}: {e}")),
     };
-    let backend = SelftestBackend::new(
-        pool,
-        HwTlbs::new(defect),
-        ShadowConfig {
-            xnx: host.xnx,
-            pa_bits,
-        },
-    );
+    let backend = SelftestBackend::new(pool, HwTlbs::new(defect), host.shadow_config());
     let service: &'static HvService =
         match Service::new(config, lab.l1_memory(), lab.l0_map(), backend) {
             Ok(service) => Box::leak(Box::new(service)),

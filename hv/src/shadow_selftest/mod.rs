@@ -51,6 +51,7 @@ use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig, ShadowBackend, Stats};
+use shadow_mmu::shadow_table::ShadowConfig;
 use walker::{ExposedFeatures, GuestMemory, IdRegisters};
 
 pub use crate::ipc_selftest::Clock;
@@ -183,6 +184,16 @@ pub struct Host {
     pub pa_bits: u32,
 }
 
+impl Host {
+    /// The shadow tables' configuration on this host.
+    pub const fn shadow_config(&self) -> ShadowConfig {
+        ShadowConfig {
+            xnx: self.xnx,
+            pa_bits: self.pa_bits,
+        }
+    }
+}
+
 /// The ID registers L0 shows L1: 40-bit PA, 4 KiB stage-2 granule, 8-bit
 /// VMIDs, FEAT_XNX as the host has it, nothing else.
 pub fn l1_features(host: &Host) -> ExposedFeatures {
@@ -201,7 +212,7 @@ pub fn l1_features(host: &Host) -> ExposedFeatures {
 pub fn service_config(host: &Host, hash_seed: u64) -> Result<ServiceConfig, BudgetError> {
     Ok(ServiceConfig {
         features: l1_features(host),
-        budget: Budget::split(BUDGET_BYTES, 1)?,
+        budget: Budget::split_for(BUDGET_BYTES, 1, host.shadow_config().empty_table_frames())?,
         hash_seed,
         first_shadow_vmid: FIRST_SHADOW_VMID,
         host_vmids: HostVmids {

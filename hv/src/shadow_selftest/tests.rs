@@ -12,7 +12,7 @@ use super::memory::Arena;
 use super::*;
 use core::sync::atomic::AtomicU64;
 use ipc::HostDoorbell;
-use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, TlbMaintenance};
 use std::boxed::Box;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -211,14 +211,7 @@ fn lab() -> &'static Lab<'static> {
 fn service(lab: &'static Lab<'static>, tlbs: SimTlbs) -> &'static HostService {
     let config = service_config(&HOST, 0x1234_5678).unwrap();
     let pool = identity_frames(config.budget.frames, Some).unwrap();
-    let backend = SelftestBackend::new(
-        pool,
-        tlbs,
-        ShadowConfig {
-            xnx: HOST.xnx,
-            pa_bits: HOST.pa_bits,
-        },
-    );
+    let backend = SelftestBackend::new(pool, tlbs, HOST.shadow_config());
     Box::leak(Box::new(
         Service::new(config, lab.l1_memory(), lab.l0_map(), backend).unwrap(),
     ))
