@@ -1112,6 +1112,17 @@ impl<C: ContextId> ReverseMap<C> {
         }
     }
 
+    /// Whether `context` has a live record for its shadow entry at
+    /// `l2_ipa` (the entry's base).
+    pub(crate) fn has_live(&self, context: C, l2_ipa: u64) -> bool {
+        self.by_shadow
+            .get(&ShadowKey {
+                l2: l2_ipa,
+                context,
+            })
+            .is_some_and(|meta| meta.epoch == self.epoch(context))
+    }
+
     /// Forgets every entry of `context` (recycled or flushed: its shadow
     /// table was cleared): O(1), the records die with the context's epoch.
     /// Returns how many were live.

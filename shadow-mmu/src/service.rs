@@ -386,6 +386,19 @@ pub enum ServiceError {
         /// The shadows' input size, in bits.
         shadow_bits: u32,
     },
+    /// A budget (made by hand: [`Budget::split`] never makes one) under
+    /// which no shadow entry could ever be installed, so every fault would
+    /// be answered `Retry(Throttled)` for ever (review 25 R25-3): fewer
+    /// frames than every slot's empty table plus one path of three tables,
+    /// or no shadow leaf at all.
+    UnusableBudget {
+        /// What is too small.
+        what: &'static str,
+        /// How many the budget gives.
+        have: usize,
+        /// How many at least.
+        need: usize,
+    },
 }
 
 impl From<ShadowVmidError> for ServiceError {
@@ -412,6 +425,11 @@ impl fmt::Display for ServiceError {
                 "L1 is shown a {l1_pa_bits}-bit PA size but the shadow stage 2 takes \
                  {shadow_bits}-bit L2 IPAs (the host's PA size): show L1 at most \
                  {shadow_bits} bits (ID_AA64MMFR0_EL1.PARange)"
+            ),
+            ServiceError::UnusableBudget { what, have, need } => write!(
+                f,
+                "the budget gives {have} {what}, fewer than the {need} without which \
+                 no shadow entry can be installed"
             ),
         }
     }
@@ -824,8 +842,9 @@ where
     /// ([`ServiceConfig::shadow_vmids`]), when the budget's sizes cannot be
     /// computed ([`ServiceError::Budget`]), when L1 is shown FEAT_XNX and
     /// the backend cannot encode it ([`ServiceError::XnxWithoutHostXnx`]),
-    /// or when L1 is shown a PA size the shadows cannot take
-    /// ([`ServiceError::ShadowSmallerThanL1`]).
+    /// when L1 is shown a PA size the shadows cannot take
+    /// ([`ServiceError::ShadowSmallerThanL1`]), or when the budget could
+    /// never install a shadow entry ([`ServiceError::UnusableBudget`]).
     pub fn new(config: ServiceConfig, memory: M, l0: L, backend: B) -> Result<Self, ServiceError> {
         // The budget counts a shadow struct of at most SHADOW_STRUCT_BYTES.
         const { Budget::check_shadow::<ShadowOf<B>>() };
@@ -839,6 +858,28 @@ where
             return Err(ServiceError::ShadowSmallerThanL1 {
                 l1_pa_bits,
                 shadow_bits,
+            });
+        }
+        // Every slot's empty shadow (its shape follows from the input size
+        // alone), and one path of level-1 to level-3 tables for a fault.
+        let empty = ShadowConfig {
+            xnx: false,
+            pa_bits: shadow_bits,
+        }
+        .empty_table_frames();
+        let frames_needed = config.budget.capacity.contexts.max(1) * empty + 3;
+        if config.budget.frames < frames_needed {
+            return Err(ServiceError::UnusableBudget {
+                what: "shadow table frames",
+                have: config.budget.frames,
+                need: frames_needed,
+            });
+        }
+        if config.budget.shadow_leaves == 0 {
+            return Err(ServiceError::UnusableBudget {
+                what: "shadow leaves",
+                have: 0,
+                need: 1,
             });
         }
         crate::flat::mix_in_entropy(config.hash_seed);
@@ -1761,6 +1802,25 @@ where
                 // Recycled since it was found: its clear removed the leaf,
                 // and the shared shadow is the successor's to change now.
                 if context.is_retired() {
+                    continue;
+                }
+                // The record left the reverse map in this batch and the
+                // reverse-map lock was released since: an install under
+                // this lock may have replaced its leaf meanwhile (this
+                // context's own, or, the slot recycled, its successor's:
+                // `by_shadow_vmid` finds the slot), with a leaf composed
+                // with L0's new map and a record of its own. Only the leaf
+                // the record stood for goes: exactly its range, and no live
+                // record for it (review 25 R25-2).
+                let stood_for = |leaf: ShadowMapping| {
+                    leaf.l2_ipa_base == record.l2_ipa && leaf.size == record.size
+                };
+                if !context
+                    .shadow()
+                    .lookup_excluded(record.l2_ipa)
+                    .is_some_and(stood_for)
+                    || self.rmap.lock().has_live(record.context, record.l2_ipa)
+                {
                     continue;
                 }
                 let n = context.shadow().unmap_range(record.l2_ipa, record.size);
