@@ -233,6 +233,7 @@ mod tests {
                 bootargs: "x",
                 initrd: None,
                 psci: Conduit::Hvc,
+                console_clock_hz: None,
             };
             let _ = guest_dt::build(&fdt, &platform, &config);
         }

@@ -27,6 +27,12 @@ pub struct GuestConfig<'a> {
     pub initrd: Option<Region>,
     /// How the guest calls hv's PSCI.
     pub psci: Conduit,
+    /// The console UART's reference clock as hv measured it at boot
+    /// (`platform::pl011::reference_clock_hz`): given to the guest as a
+    /// fixed clock when the host clocks the console from a clock
+    /// controller the guest does not get. None: unknown (the UART's baud
+    /// divisors were never programmed).
+    pub console_clock_hz: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -123,6 +129,13 @@ pub fn build(
             }
         }
     }
+    // A console clocked by a controller gets a fixed clock of its own at
+    // the rate hv measured (`CONSOLE_CLOCK`), under a phandle no host node
+    // uses; without a measured rate it gets no `clocks`.
+    let own_clock = match config.console_clock_hz {
+        Some(hz) if !clocks_all_fixed => Some((hz, unused_phandle(host))),
+        _ => None,
+    };
     let console_shape = if clocks_all_fixed {
         CONSOLE
     } else {
@@ -130,15 +143,40 @@ pub fn build(
     };
     let uart_path = alloc::format!(
         "/{}",
-        emit_at_root(&mut w, &uart, &console_shape, address_cells, size_cells)?
+        emit_at_root(
+            &mut w,
+            &uart,
+            &console_shape,
+            address_cells,
+            size_cells,
+            |w| {
+                if let Some((_, phandle)) = own_clock {
+                    w.property_array_u32("clocks", &[phandle, phandle])?;
+                    w.property_string_list(
+                        "clock-names",
+                        ["uartclk".to_string(), "apb_pclk".to_string()].into(),
+                    )?;
+                }
+                Ok(())
+            }
+        )?
     );
     if clocks_all_fixed {
         for provider in &fixed_clocks {
             copy_node(&mut w, *provider, &FIXED_CLOCK)?;
         }
     }
+    if let Some((hz, phandle)) = own_clock {
+        let clock = w.begin_node(CONSOLE_CLOCK)?;
+        w.property_string("compatible", "fixed-clock")?;
+        w.property_u32("#clock-cells", 0)?;
+        w.property_u32("clock-frequency", hz)?;
+        w.property_string("clock-output-names", "umbra-console-clock")?;
+        w.property_u32("phandle", phandle)?;
+        w.end_node(clock)?;
+    }
     if let Some(gic) = located("GIC", "arm,gic-v3")? {
-        emit_at_root(&mut w, &gic, &GIC, address_cells, size_cells)?;
+        emit_at_root(&mut w, &gic, &GIC, address_cells, size_cells, |_| Ok(()))?;
     }
     // Every timer and PMU node (a big.LITTLE board has one PMU per
     // cluster).
@@ -153,7 +191,7 @@ pub fn build(
     )
     .map_err(|e| GuestDtError::Discovery("timer or PMU", e))?;
     for found in &timers_and_pmus {
-        emit_at_root(&mut w, found, &WHOLE, address_cells, size_cells)?;
+        emit_at_root(&mut w, found, &WHOLE, address_cells, size_cells, |_| Ok(()))?;
     }
 
     let psci = w.begin_node("psci")?;
@@ -254,9 +292,14 @@ const CONSOLE: Shape = Shape {
 };
 
 /// The console when one of its clock providers is not a fixed clock: hv
-/// does not know the clock's rate and does not give the guest the host's
-/// clock controller, so the guest gets no `clocks`; Linux's PL011 driver
-/// then does not bind (no apb_pclk) and the guest writes through earlycon.
+/// does not give the guest the host's clock controller (its parents,
+/// resets and power domains would follow), so the host's `clocks` and
+/// `clock-names` stay behind. hv adds `clocks` naming its own fixed clock
+/// (`CONSOLE_CLOCK`) for both `uartclk` (the rate Linux's PL011 driver
+/// divides for a baud rate) and `apb_pclk` (which the AMBA bus enables
+/// before probing) when it measured the rate; else the guest gets no
+/// `clocks`, its PL011 driver does not bind, and it prints through
+/// earlycon only.
 const CONSOLE_WITHOUT_CLOCKS: Shape = Shape {
     properties: Some(&[
         "compatible",
@@ -271,6 +314,30 @@ const CONSOLE_WITHOUT_CLOCKS: Shape = Shape {
     ]),
     children_except: None,
 };
+
+/// The node name of the fixed clock hv gives a console the host clocks
+/// from a clock controller.
+pub const CONSOLE_CLOCK: &str = "umbra-console-clock";
+
+/// A phandle no node of `host` has (one above the largest; phandles are
+/// 32-bit and 0 and 0xffffffff are not valid, so a tree using the largest
+/// valid one gets the smallest free one instead).
+fn unused_phandle(host: &Fdt<'_>) -> u32 {
+    let used: Vec<u32> = host
+        .all_nodes()
+        .filter_map(|n| {
+            n.property("phandle")
+                .or_else(|| n.property("linux,phandle"))
+        })
+        .filter_map(|p| p.as_usize())
+        .map(|p| p as u32)
+        .collect();
+    match used.iter().max() {
+        Some(&max) if max < u32::MAX - 1 => max + 1,
+        None => 1,
+        Some(_) => (1..u32::MAX).find(|p| !used.contains(p)).unwrap_or(1),
+    }
+}
 
 /// A console's fixed clock (the fixed-clock binding's properties; a
 /// gated fixed clock's `clocks`/`enable-gpios` etc. are left out).
@@ -315,17 +382,18 @@ fn is_cpu_pmu(node: &FdtNode<'_, '_>) -> bool {
 /// its name there. A child of the host's root keeps its name and `reg`. A
 /// deeper node (under a bus) gets its `reg` in CPU physical addresses, with
 /// the root's cells, a unit address to match, and the interrupt parent it
-/// inherited from its bus written out.
+/// inherited from its bus written out. `extra` writes properties hv adds.
 fn emit_at_root(
     w: &mut FdtWriter,
     found: &Located<'_, '_>,
     shape: &Shape,
     address_cells: usize,
     size_cells: usize,
+    extra: impl FnOnce(&mut FdtWriter) -> Result<(), GuestDtError>,
 ) -> Result<String, GuestDtError> {
     let node = found.node;
     if found.depth == 1 {
-        copy_node(w, node, shape)?;
+        copy_node_with(w, node, shape, extra)?;
         return Ok(node.name.into());
     }
     let base_name = node.name.split('@').next().unwrap_or(node.name);
@@ -352,6 +420,7 @@ fn emit_at_root(
             w.property_u32("interrupt-parent", parent)?;
         }
     }
+    extra(w)?;
     for child in node.children().filter(|c| shape.keeps_child(c)) {
         copy_node(w, child, &WHOLE)?;
     }
@@ -420,11 +489,22 @@ fn copy_node_except(
 }
 
 fn copy_node(w: &mut FdtWriter, node: FdtNode<'_, '_>, shape: &Shape) -> Result<(), GuestDtError> {
+    copy_node_with(w, node, shape, |_| Ok(()))
+}
+
+/// `copy_node`, with the properties `extra` writes added.
+fn copy_node_with(
+    w: &mut FdtWriter,
+    node: FdtNode<'_, '_>,
+    shape: &Shape,
+    extra: impl FnOnce(&mut FdtWriter) -> Result<(), GuestDtError>,
+) -> Result<(), GuestDtError> {
     let name: String = node.name.into();
     let handle = w.begin_node(&name)?;
     for prop in node.properties().filter(|p| shape.keeps_property(p.name)) {
         w.property(prop.name, prop.value)?;
     }
+    extra(w)?;
     for child in node.children().filter(|c| shape.keeps_child(c)) {
         copy_node(w, child, &WHOLE)?;
     }
@@ -511,6 +591,7 @@ mod tests {
             bootargs: "",
             initrd: None,
             psci: Conduit::Hvc,
+            console_clock_hz: None,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&guest_blob).unwrap();
@@ -544,6 +625,7 @@ mod tests {
             bootargs: "",
             initrd: None,
             psci: Conduit::Hvc,
+            console_clock_hz: None,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         crate::fdt_check::check(&guest_blob).unwrap();
@@ -573,6 +655,10 @@ mod tests {
     }
 
     fn guest_of(blob: &[u8]) -> Vec<u8> {
+        guest_with_console_clock(blob, None)
+    }
+
+    fn guest_with_console_clock(blob: &[u8], console_clock_hz: Option<u32>) -> Vec<u8> {
         crate::fdt_check::check(blob).unwrap();
         let host = Fdt::new(blob).unwrap();
         let platform = Platform::discover(&host).unwrap();
@@ -585,6 +671,7 @@ mod tests {
             bootargs: "",
             initrd: None,
             psci: Conduit::Hvc,
+            console_clock_hz,
         };
         build(&host, &platform, &config).unwrap()
     }
@@ -699,12 +786,55 @@ mod tests {
         assert_eq!(Platform::discover(&guest).unwrap().timer.virtual_, 27);
     }
 
-    /// R9-4: a console clocked by a clock controller (not a fixed clock)
-    /// reaches the guest without `clocks`: hv gives the guest neither the
-    /// controller nor a made-up rate.
+    /// A console clocked by a clock controller (not a fixed clock): the
+    /// guest gets neither the controller nor the host's `clocks`, but a
+    /// fixed clock of hv's own at the rate hv measured, named for both
+    /// `uartclk` and `apb_pclk` under a phandle no host node has (the
+    /// host's fixed clock 20 and controller 21 are not reused). Without a
+    /// measured rate (an unprogrammed UART) it gets no `clocks`, and no
+    /// made-up rate.
     #[test]
-    fn a_console_clocked_by_a_controller_gets_no_clocks() {
-        let blob = guest_of(&soc_console_board(&["fixed-clock", "vendor,cru"]));
+    fn a_console_clocked_by_a_controller_gets_a_fixed_clock_of_its_own() {
+        let host = soc_console_board(&["fixed-clock", "vendor,cru"]);
+        let blob = guest_with_console_clock(&host, Some(48_000_000));
+        crate::fdt_check::check(&blob).unwrap();
+        let guest = Fdt::new(&blob).unwrap();
+        let uart = guest.find_node("/serial@11002000").expect("the console");
+        let cells: Vec<u32> = be_u32s(uart.property("clocks").unwrap().value).collect();
+        let names: Vec<&str> = uart
+            .property("clock-names")
+            .unwrap()
+            .value
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| core::str::from_utf8(n).unwrap())
+            .collect();
+        assert_eq!(names, ["uartclk", "apb_pclk"]);
+        let host_phandles = phandles(&Fdt::new(&host).unwrap());
+        assert_eq!(cells[0], cells[1]);
+        assert!(!host_phandles.contains(&cells[0]), "a fresh phandle");
+        let clock = guest.find_phandle(cells[0]).expect("the clock it names");
+        assert_eq!(clock.name, CONSOLE_CLOCK);
+        assert!(compatible_with(&clock, &["fixed-clock"]));
+        assert_eq!(
+            clock.property("clock-frequency").and_then(|p| p.as_usize()),
+            Some(48_000_000)
+        );
+        assert_eq!(
+            clock.property("#clock-cells").and_then(|p| p.as_usize()),
+            Some(0)
+        );
+        assert!(guest.find_compatible(&["vendor,cru"]).is_none());
+        assert_eq!(
+            guest
+                .all_nodes()
+                .filter(|n| compatible_with(n, &["fixed-clock"]))
+                .count(),
+            1,
+            "only hv's clock: the host's fixed clock is not named"
+        );
+
+        let blob = guest_with_console_clock(&host, None);
         let guest = Fdt::new(&blob).unwrap();
         let uart = guest.find_node("/serial@11002000").expect("the console");
         assert!(uart.property("clocks").is_none());
@@ -713,6 +843,22 @@ mod tests {
         assert!(guest.find_compatible(&["fixed-clock"]).is_none());
         assert!(uart.property("compatible").is_some());
         assert!(uart.property("interrupts").is_some());
+    }
+
+    /// A console whose clocks are all fixed keeps them; hv's measured rate
+    /// is not used (the host's tree knows better).
+    #[test]
+    fn a_measured_rate_does_not_replace_fixed_clocks() {
+        let blob = guest_with_console_clock(&soc_console_board(&["fixed-clock"]), Some(1));
+        let guest = Fdt::new(&blob).unwrap();
+        assert!(guest
+            .find_node(&alloc::format!("/{CONSOLE_CLOCK}"))
+            .is_none());
+        let fixed = guest.find_compatible(&["fixed-clock"]).unwrap();
+        assert_eq!(
+            fixed.property("clock-frequency").and_then(|p| p.as_usize()),
+            Some(24_000_000)
+        );
     }
 
     /// Review 10 D2: a fixed clock with a `reg` under a container without
@@ -820,6 +966,7 @@ mod tests {
                 size: 0x1234,
             }),
             psci: Conduit::Hvc,
+            console_clock_hz: None,
         };
         let blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&blob).unwrap();

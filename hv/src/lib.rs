@@ -24,6 +24,7 @@ pub mod psci;
 // epochs for loom's; its protocols have their own loom models.
 #[cfg(not(loom))]
 pub mod shadow_selftest;
+pub mod smccc_arch;
 mod sync;
 pub mod sysregs;
 pub mod vgic;

@@ -981,6 +981,11 @@ pub mod pl011 {
     pub const UARTDR: u64 = 0x00;
     pub const UARTFR: u64 = 0x18;
     pub const UARTCR: u64 = 0x30;
+    pub const UARTIBRD: u64 = 0x24;
+    pub const UARTFBRD: u64 = 0x28;
+    /// The baud rate assumed when the device tree names none: what Linux's
+    /// PL011 console and most firmware use.
+    pub const DEFAULT_BAUD: u32 = 115_200;
     /// UARTFR.TXFF: the transmit FIFO is full.
     pub const FR_TXFF: u64 = 1 << 5;
     pub const CR_UARTEN: u64 = 1 << 0;
@@ -1010,6 +1015,38 @@ pub mod pl011 {
         let on = ((CR_UARTEN | CR_TXE) >> shift) & width;
         let off = (CR_CTSEN >> shift) & width;
         (value | on) & !off
+    }
+
+    /// The UART's reference clock (UARTCLK) in Hz, from the baud divisors
+    /// firmware programmed for `baud`: the PL011 divides UARTCLK by 16 x
+    /// (IBRD + FBRD / 64) (PL011 TRM 3.3.6), so UARTCLK = baud x (64 x
+    /// IBRD + FBRD) / 4. None when IBRD is 0 (never programmed: not a
+    /// valid divisor), the rate does not fit 32 bits (the fixed-clock
+    /// binding's `clock-frequency`), or `baud` is 0.
+    pub fn reference_clock_hz(ibrd: u64, fbrd: u64, baud: u32) -> Option<u32> {
+        let ibrd = ibrd & 0xffff;
+        let fbrd = fbrd & 0x3f;
+        if ibrd == 0 || baud == 0 {
+            return None;
+        }
+        u32::try_from(baud as u64 * (64 * ibrd + fbrd) / 4).ok()
+    }
+
+    /// The console's baud rate: the UART node's `current-speed`, else the
+    /// options of /chosen `stdout-path` ("/serial@0:115200n8"), else
+    /// `DEFAULT_BAUD`.
+    pub fn console_baud(current_speed: Option<u32>, stdout_path: Option<&str>) -> u32 {
+        let from_options = || {
+            let options = stdout_path?.split_once(':')?.1;
+            let digits = options
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(options.len());
+            options[..digits].parse::<u32>().ok()
+        };
+        current_speed
+            .or_else(from_options)
+            .filter(|&baud| baud != 0)
+            .unwrap_or(DEFAULT_BAUD)
     }
 
     /// Waits for room in the transmit FIFO (`fifo_full` reads UARTFR.TXFF)
@@ -1043,6 +1080,30 @@ pub mod pl011 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// The console clock from the divisors: 24 MHz at 115200 baud is IBRD
+    /// 13, FBRD 1 (24e6 / (16 x 115200) = 13.02); 48 MHz at 1500000 is
+    /// exactly 2.0. An unprogrammed UART and an overflowing rate give
+    /// nothing.
+    #[test]
+    fn console_reference_clock_from_the_baud_divisors() {
+        assert_eq!(pl011::reference_clock_hz(13, 1, 115_200), Some(23_990_400));
+        assert_eq!(pl011::reference_clock_hz(2, 0, 1_500_000), Some(48_000_000));
+        assert_eq!(pl011::reference_clock_hz(0, 5, 115_200), None);
+        assert_eq!(pl011::reference_clock_hz(13, 1, 0), None);
+        assert_eq!(pl011::reference_clock_hz(0xffff, 0x3f, 4_000_000), None);
+        assert_eq!(
+            pl011::console_baud(Some(9600), Some("serial0:1500000n8")),
+            9600
+        );
+        assert_eq!(
+            pl011::console_baud(None, Some("serial0:1500000n8")),
+            1_500_000
+        );
+        assert_eq!(pl011::console_baud(None, Some("/pl011@9000000")), 115_200);
+        assert_eq!(pl011::console_baud(None, Some("serial0:n8")), 115_200);
+        assert_eq!(pl011::console_baud(Some(0), None), 115_200);
+    }
 
     pub(crate) const GICV3_SMP4: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
     const GICV2_SMP1: &[u8] = include_bytes!("../tests/data/virt-gicv2-smp1.dtb");

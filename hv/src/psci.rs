@@ -340,8 +340,8 @@ fn ret(status: i64) -> PsciOutcome {
     PsciOutcome::Return(status as u64)
 }
 
-/// SMCCC_VERSION, which Linux probes through PSCI_FEATURES; hv implements
-/// SMCCC 1.0 only, so it is not supported.
+/// SMCCC_VERSION, which a caller discovers through PSCI_FEATURES (DEN0028):
+/// implemented (`crate::smccc_arch` answers it, SMCCC 1.2).
 const SMCCC_VERSION: u32 = 0x8000_0000;
 
 /// Handles one PSCI call from vCPU `caller`: `function` is the guest's w0,
@@ -402,8 +402,8 @@ fn features(function: u32) -> i64 {
         | PSCI_MIGRATE_INFO_UP_CPU_32
         | PSCI_MIGRATE_INFO_UP_CPU_64
         | PSCI_SYSTEM_OFF
-        | PSCI_SYSTEM_RESET => status::SUCCESS,
-        SMCCC_VERSION => status::NOT_SUPPORTED,
+        | PSCI_SYSTEM_RESET
+        | SMCCC_VERSION => status::SUCCESS,
         _ => status::NOT_SUPPORTED,
     }
 }
@@ -534,9 +534,10 @@ mod tests {
             ),
             ret(-1)
         );
+        // SMCCC_VERSION is discovered here (smccc_arch answers it).
         assert_eq!(
             call(PSCI_FEATURES, [0x8000_0000, 0, 0], &power, &host),
-            ret(-1)
+            ret(0)
         );
         assert_eq!(call(0xc400_00ff, [0; 3], &power, &host), ret(-1));
     }

@@ -82,6 +82,19 @@ impl CpuFeatures {
     pub fn has_fgt(&self) -> bool {
         field(self.id_aa64mmfr0, 56) != 0
     }
+    /// FEAT_FGT2 (ID_AA64MMFR0_EL1.FGT >= 0b0010): HFGRTR2_EL2,
+    /// HFGWTR2_EL2, HFGITR2_EL2, HDFGRTR2_EL2 and HDFGWTR2_EL2 exist, with
+    /// UNKNOWN reset values.
+    pub fn has_fgt2(&self) -> bool {
+        field(self.id_aa64mmfr0, 56) >= 2
+    }
+    /// FEAT_PMUv3p9 (ID_AA64DFR0_EL1.PMUVer >= 0b1001, 0b1111 being an
+    /// IMPLEMENTATION DEFINED PMU): PMICNTR_EL0, PMICFILTR_EL0 (with
+    /// FEAT_PMUv3_ICNTR), PMUACR_EL1 and PMZR_EL0.
+    pub fn has_pmuv3p9(&self) -> bool {
+        let version = field(self.id_aa64dfr0, 8);
+        (0b1001..0xf).contains(&version)
+    }
     pub fn has_hcx(&self) -> bool {
         field(self.id_aa64mmfr1, 40) != 0
     }
@@ -311,6 +324,46 @@ pub fn hdfgwtr_el2(features: &CpuFeatures) -> u64 {
     hdfgrtr_el2(features) & !(1 << 59)
 }
 
+// FEAT_FGT2 negative (nXXX: trap when 0) controls of HDFGRTR2_EL2 and
+// HDFGWTR2_EL2.
+pub const HDFGXTR2_NPMICNTR_EL0: u64 = 1 << 2;
+pub const HDFGXTR2_NPMICFILTR_EL0: u64 = 1 << 3;
+pub const HDFGXTR2_NPMUACR_EL1: u64 = 1 << 4;
+pub const HDFGWTR2_NPMZR_EL0: u64 = 1 << 21;
+
+/// HFGRTR2_EL2, HFGWTR2_EL2 and HFGITR2_EL2 with FEAT_FGT2: 0. Every
+/// positive trap (TSBCSYNC) is off; the negative controls (nPFAR_EL1,
+/// nERXGSR_EL1, the FEAT_SRMASK alias/mask registers, nRCWSMASK_EL1,
+/// nDCCIVAPS) are RES0 unless their feature exists, and hv detects none
+/// of those features, so they stay 0: on a CPU with one of them its
+/// registers trap to hv, which makes them UNDEFINED for the guest (the
+/// value Linux's booting.rst asks of EL2 for these registers too).
+pub const FGT2_UNTRAPPED: u64 = 0;
+
+/// HDFGRTR2_EL2 with FEAT_FGT2: nothing trapped that hv can describe:
+/// nPMICNTR_EL0, nPMICFILTR_EL0 and nPMUACR_EL1 set with FEAT_PMUv3p9,
+/// as booting.rst asks (else a 6.13+ kernel's PMU driver takes UNDEFINED
+/// on PMUACR_EL1). The other negative controls (FEAT_SPMU, PMUv3_SS,
+/// SEBEP/EBEP, SPE_FDS/nVM, STEP2, ITE, Debugv8p9, TRBE_MPAM) stay 0, as
+/// for `FGT2_UNTRAPPED`.
+pub fn hdfgrtr2_el2(features: &CpuFeatures) -> u64 {
+    if features.has_pmuv3p9() {
+        HDFGXTR2_NPMICNTR_EL0 | HDFGXTR2_NPMICFILTR_EL0 | HDFGXTR2_NPMUACR_EL1
+    } else {
+        0
+    }
+}
+
+/// HDFGWTR2_EL2 with FEAT_FGT2: as HDFGRTR2_EL2, plus the write-only
+/// PMZR_EL0's nPMZR_EL0 (FEAT_PMUv3p9).
+pub fn hdfgwtr2_el2(features: &CpuFeatures) -> u64 {
+    if features.has_pmuv3p9() {
+        hdfgrtr2_el2(features) | HDFGWTR2_NPMZR_EL0
+    } else {
+        0
+    }
+}
+
 // SMCR_EL2 bits.
 pub const SMCR_LEN_MAX: u64 = 0xf;
 pub const SMCR_EZT0: u64 = 1 << 30;
@@ -401,6 +454,37 @@ mod tests {
         id_aa64isar2: 0,
         id_aa64smfr0: 0,
     };
+
+    /// FEAT_FGT2 is ID_AA64MMFR0_EL1.FGT = 2 (QEMU `-cpu max` has 1: no
+    /// FGT2, so these registers are never written there); its debug trap
+    /// registers open the FEAT_PMUv3p9 registers only on a PMUv3p9 CPU.
+    #[test]
+    fn fgt2_registers_follow_the_id_registers() {
+        assert!(MAX.has_fgt() && !MAX.has_fgt2());
+        assert!(!N1.has_fgt2());
+        let fgt2 = CpuFeatures {
+            id_aa64mmfr0: MAX.id_aa64mmfr0 & !(0xf << 56) | 2 << 56,
+            ..MAX
+        };
+        assert!(fgt2.has_fgt() && fgt2.has_fgt2());
+        assert!(fgt2.has_pmuv3p9(), "-cpu max's PMUVer is 0b1001");
+        assert_eq!(hdfgrtr2_el2(&fgt2), 0b1_1100);
+        assert_eq!(hdfgwtr2_el2(&fgt2), 1 << 21 | 0b1_1100);
+        let before_p9 = CpuFeatures {
+            id_aa64dfr0: fgt2.id_aa64dfr0 & !(0xf << 8) | 0b1000 << 8,
+            ..fgt2
+        };
+        assert!(!before_p9.has_pmuv3p9());
+        assert_eq!(hdfgrtr2_el2(&before_p9), 0);
+        assert_eq!(hdfgwtr2_el2(&before_p9), 0);
+        let imp_def = CpuFeatures {
+            id_aa64dfr0: fgt2.id_aa64dfr0 | 0xf << 8,
+            ..fgt2
+        };
+        assert!(!imp_def.has_pmuv3p9(), "PMUVer 0b1111 is not PMUv3");
+        assert_eq!(hdfgrtr2_el2(&imp_def), 0);
+        assert_eq!(FGT2_UNTRAPPED, 0);
+    }
 
     #[test]
     fn features_are_read_from_the_right_fields() {

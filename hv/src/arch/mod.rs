@@ -26,6 +26,7 @@ use crate::platform::{
 };
 use crate::println;
 use crate::psci::{self, PsciHost, PsciOutcome, VcpuPower};
+use crate::smccc_arch::{self, ArchOutcome, FirmwareArch};
 use crate::sysregs::{self, CpuFeatures};
 use alloc::boxed::Box;
 use alloc::vec;
@@ -34,6 +35,7 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use cpu::{read_sysreg, write_sysreg};
+use smccc::Call;
 
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 const STACK_SIZE: usize = 64 * 1024;
@@ -140,6 +142,13 @@ struct Hv {
 
 static HV: spin::Once<Hv> = spin::Once::new();
 static POWER: VcpuPower = VcpuPower::new();
+/// The firmware's PSCI is 1.0 or later (PSCI_FEATURES exists), set before
+/// any secondary CPU starts.
+static FIRMWARE_PSCI_1_0: AtomicBool = AtomicBool::new(false);
+/// What each CPU's firmware reported for the SMCCC Arm Architecture
+/// Service, asked by that CPU at its first bring-up (`smccc_arch::query`).
+static FIRMWARE_ARCH: [spin::Once<FirmwareArch>; MAX_CPUS] =
+    [const { spin::Once::new() }; MAX_CPUS];
 static SEMIHOSTING_EXIT: AtomicBool = AtomicBool::new(false);
 /// 0 = unknown (no PSCI), 1 = SMC.
 static PSCI_SMC: AtomicU8 = AtomicU8::new(0);
@@ -329,10 +338,11 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     }
     // Before any secondary starts: a vCPU's CPU_OFF settles only through the
     // firmware's AFFINITY_INFO (`HostPsci::is_physically_off`).
-    if let Err(e) = psci::firmware_is_usable(smccc::psci::version::<smccc::Smc>(), || {
+    match psci::firmware_is_usable(smccc::psci::version::<smccc::Smc>(), || {
         smccc::psci::psci_features::<smccc::Smc>(smccc::psci::PSCI_AFFINITY_INFO_64)
     }) {
-        fail(format_args!("{e}"));
+        Ok(version) => FIRMWARE_PSCI_1_0.store(version.major >= 1, Ordering::Relaxed),
+        Err(e) => fail(format_args!("{e}")),
     }
     let features = read_features();
     if !features.has_e2h0() {
@@ -642,11 +652,28 @@ fn load_guest(
         ));
     };
 
+    // The console's reference clock, measured from the divisors firmware
+    // left: the guest's fixed clock when the host's is a controller.
+    let console_baud = platform::pl011::console_baud(
+        fdt.find_node(platform.uart_path.as_str())
+            .and_then(|n| n.property("current-speed"))
+            .and_then(|p| p.as_usize())
+            .and_then(|b| u32::try_from(b).ok()),
+        fdt.find_node("/chosen")
+            .and_then(|n| n.property("stdout-path"))
+            .and_then(|p| p.as_str()),
+    );
+    let console_clock_hz = platform::pl011::reference_clock_hz(
+        mmio::read(platform.uart.base + platform::pl011::UARTIBRD, 4),
+        mmio::read(platform.uart.base + platform::pl011::UARTFBRD, 4),
+        console_baud,
+    );
     let dt_config = |initrd| GuestConfig {
         memory: &guest_memory,
         bootargs: bundle.cmdline,
         initrd,
         psci: Conduit::Hvc,
+        console_clock_hz,
     };
     let placeholder = (!bundle.initrd.is_empty()).then_some(Region {
         base: 0,
@@ -801,6 +828,10 @@ fn load_guest(
 /// Programs this CPU's EL2 for running the guest.
 fn configure_el2(hv: &Hv, vcpu: usize) {
     let f = &hv.features;
+    // The mitigations this PE's firmware offers, for the guest's
+    // SMCCC_ARCH_FEATURES (vCPU `vcpu` runs only on this PE).
+    FIRMWARE_ARCH[vcpu]
+        .call_once(|| smccc_arch::query::<smccc::Smc>(FIRMWARE_PSCI_1_0.load(Ordering::Relaxed)));
     write_sysreg!("hcr_el2", sysregs::hcr_el2(f, hv.gic.is_some()));
     configure_el2_traps(f);
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
@@ -842,6 +873,14 @@ fn configure_el2_traps(f: &CpuFeatures) {
     }
     if f.has_hafgrtr() {
         write_sysreg!("s3_4_c3_c1_6", 0); // HAFGRTR_EL2: AMU counters untrapped
+    }
+    if f.has_fgt2() {
+        // Their reset values are UNKNOWN: a defined value (sysregs).
+        write_sysreg!("s3_4_c3_c1_2", sysregs::FGT2_UNTRAPPED); // HFGRTR2_EL2
+        write_sysreg!("s3_4_c3_c1_3", sysregs::FGT2_UNTRAPPED); // HFGWTR2_EL2
+        write_sysreg!("s3_4_c3_c1_7", sysregs::FGT2_UNTRAPPED); // HFGITR2_EL2
+        write_sysreg!("s3_4_c3_c1_0", sysregs::hdfgrtr2_el2(f)); // HDFGRTR2_EL2
+        write_sysreg!("s3_4_c3_c1_1", sysregs::hdfgwtr2_el2(f)); // HDFGWTR2_EL2
     }
     if f.has_hcx() {
         write_sysreg!("s3_4_c1_c2_2", sysregs::hcrx_el2(f)); // HCRX_EL2
@@ -1087,6 +1126,24 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
 fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
     let function = frame.x[0] as u32;
     let args = [frame.x[1], frame.x[2], frame.x[3]];
+    let firmware = FIRMWARE_ARCH[vcpu]
+        .get()
+        .copied()
+        .unwrap_or(FirmwareArch::NONE);
+    match smccc_arch::handle(function, args[0], &firmware) {
+        Some(ArchOutcome::Return(value)) => {
+            frame.x[0] = value;
+            return;
+        }
+        // The same call on this PE's firmware (which reported it
+        // implemented here); its w0, sign-extended, is the guest's.
+        Some(ArchOutcome::Forward { function, argument }) => {
+            let w0 = smccc::Smc::call32(function, [argument, 0, 0, 0, 0, 0, 0])[0];
+            frame.x[0] = w0 as i32 as i64 as u64;
+            return;
+        }
+        None => {}
+    }
     match psci::handle(function, args, vcpu, &POWER, &HostPsci(hv)) {
         PsciOutcome::Return(value) => frame.x[0] = value,
         PsciOutcome::CpuOff => {

@@ -1,0 +1,393 @@
+//! The SMC Calling Convention's Arm Architecture Service (DEN0028:
+//! SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_SOC_ID and the
+//! SMCCC_ARCH_WORKAROUND_1/2/3 firmware mitigations) as hv offers it to
+//! its guest through HVC or a trapped SMC.
+//!
+//! hv implements SMCCC 1.2 for its guest (`GUEST_VERSION`): it answers
+//! every call in w0 and leaves every other register as the guest had it.
+//! The mitigations are the firmware's: each CPU asks its firmware at
+//! bring-up (`query`, through the SMC conduit hv itself uses) what
+//! SMCCC_ARCH_FEATURES says for each of them on that PE, and the guest's
+//! vCPU, pinned to that PE, gets exactly that answer when it is one the
+//! specification defines for the call, else NOT_SUPPORTED
+//! (`arch_features`). So hv never claims a mitigation the firmware lacks,
+//! nor an immunity the firmware did not report. A guest's workaround call
+//! is made to the firmware on the same PE (`ArchOutcome::Forward`) only
+//! when the firmware reported the call implemented there.
+//!
+//! SMCCC_VERSION is discovered through PSCI_FEATURES (PSCI 1.0 and later),
+//! and SMCCC_ARCH_FEATURES exists from SMCCC 1.1: on a firmware with
+//! neither, every call is NOT_SUPPORTED for the guest (the firmware has no
+//! discoverable mitigation).
+
+use smccc::arch::{
+    self, Version, SMCCC_ARCH_FEATURES, SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1,
+    SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+};
+
+/// The SMCCC version hv implements for its guest: 1.2, the first with
+/// SMCCC_ARCH_SOC_ID (1.1 brought SMCCC_ARCH_FEATURES and the workarounds).
+pub const GUEST_VERSION: Version = Version { major: 1, minor: 2 };
+
+/// SMCCC return codes of the Arm Architecture Service.
+pub mod status {
+    pub const SUCCESS: i32 = 0;
+    pub const NOT_SUPPORTED: i32 = -1;
+    pub const NOT_REQUIRED: i32 = -2;
+    /// SMCCC_ARCH_FEATURES for a workaround: this PE is not affected.
+    pub const UNAFFECTED: i32 = 1;
+}
+
+/// What the firmware's SMCCC_ARCH_FEATURES answered on one PE for the
+/// calls hv passes on (raw w0, as a signed 32-bit value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirmwareArch {
+    pub workaround_1: i32,
+    pub workaround_2: i32,
+    pub workaround_3: i32,
+    pub soc_id: i32,
+}
+
+impl FirmwareArch {
+    /// A firmware without SMCCC_ARCH_FEATURES: nothing implemented.
+    pub const NONE: Self = Self {
+        workaround_1: status::NOT_SUPPORTED,
+        workaround_2: status::NOT_SUPPORTED,
+        workaround_3: status::NOT_SUPPORTED,
+        soc_id: status::NOT_SUPPORTED,
+    };
+
+    /// The firmware's answer for `function`, if hv passes it on.
+    fn answer(&self, function: u32) -> Option<i32> {
+        match function {
+            SMCCC_ARCH_WORKAROUND_1 => Some(self.workaround_1),
+            SMCCC_ARCH_WORKAROUND_2 => Some(self.workaround_2),
+            SMCCC_ARCH_WORKAROUND_3 => Some(self.workaround_3),
+            SMCCC_ARCH_SOC_ID => Some(self.soc_id),
+            _ => None,
+        }
+    }
+}
+
+/// Asks the firmware through conduit `C`, on the calling PE, what
+/// SMCCC_ARCH_FEATURES says for each call hv passes on. `psci_1_0`: the
+/// firmware's PSCI is 1.0 or later (PSCI_FEATURES exists, through which
+/// SMCCC_VERSION is discovered). Before SMCCC 1.1 there is no
+/// SMCCC_ARCH_FEATURES: `FirmwareArch::NONE`.
+pub fn query<C: smccc::Call>(psci_1_0: bool) -> FirmwareArch {
+    if !psci_1_0 || smccc::psci::psci_features::<C>(SMCCC_VERSION).is_err() {
+        return FirmwareArch::NONE;
+    }
+    match arch::version::<C>() {
+        Ok(version) if version >= (Version { major: 1, minor: 1 }) => {}
+        _ => return FirmwareArch::NONE,
+    }
+    let ask = |function| match arch::features::<C>(function) {
+        Ok(value) => value as i32,
+        Err(error) => i32::from(error),
+    };
+    FirmwareArch {
+        workaround_1: ask(SMCCC_ARCH_WORKAROUND_1),
+        workaround_2: ask(SMCCC_ARCH_WORKAROUND_2),
+        workaround_3: ask(SMCCC_ARCH_WORKAROUND_3),
+        soc_id: ask(SMCCC_ARCH_SOC_ID),
+    }
+}
+
+/// SMCCC_ARCH_FEATURES(`function`) for the guest on a PE whose firmware
+/// answered `firmware`. For each workaround only the answers DEN0028
+/// defines are passed on, anything else is NOT_SUPPORTED:
+/// - WORKAROUND_1 and _3: 0 (implemented, and this PE needs it) or 1
+///   (this PE is not affected);
+/// - WORKAROUND_2: 0 (implemented, dynamic), 1 (not affected, or
+///   mitigated for good) or NOT_REQUIRED;
+/// - SOC_ID: 0 (implemented).
+///
+/// SMCCC_VERSION and SMCCC_ARCH_FEATURES are hv's own: implemented.
+pub fn arch_features(function: u32, firmware: &FirmwareArch) -> i32 {
+    let defined: &[i32] = match function {
+        SMCCC_VERSION | SMCCC_ARCH_FEATURES => return status::SUCCESS,
+        SMCCC_ARCH_WORKAROUND_1 | SMCCC_ARCH_WORKAROUND_3 => &[status::SUCCESS, status::UNAFFECTED],
+        SMCCC_ARCH_WORKAROUND_2 => &[status::SUCCESS, status::UNAFFECTED, status::NOT_REQUIRED],
+        SMCCC_ARCH_SOC_ID => &[status::SUCCESS],
+        _ => return status::NOT_SUPPORTED,
+    };
+    match firmware.answer(function) {
+        Some(answer) if defined.contains(&answer) => answer,
+        _ => status::NOT_SUPPORTED,
+    }
+}
+
+/// What to do with a guest call of the Arm Architecture Service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchOutcome {
+    /// Resume the guest with this value in x0.
+    Return(u64),
+    /// Make the same call (32-bit, w1 = `argument`) to the firmware on
+    /// this PE and give the guest its w0, sign-extended.
+    Forward { function: u32, argument: u32 },
+}
+
+fn ret(status: i32) -> ArchOutcome {
+    ArchOutcome::Return(status as i64 as u64)
+}
+
+/// A guest call with function identifier `function` and x1 `x1`, on a PE
+/// whose firmware answered `firmware`; None when it is not an Arm
+/// Architecture Service call hv implements (PSCI's, or unknown).
+///
+/// A workaround or SOC_ID call goes to the firmware when the firmware
+/// reported it implemented on this PE (a non-negative SMCCC_ARCH_FEATURES
+/// answer, which is also the only case the guest is told it may call it);
+/// otherwise it is NOT_SUPPORTED, as the call of an unimplemented function.
+/// WORKAROUND_2's x1 (enable or disable the mitigation) and SOC_ID's x1
+/// (SoC_ID_type) go with it.
+pub fn handle(function: u32, x1: u64, firmware: &FirmwareArch) -> Option<ArchOutcome> {
+    match function {
+        SMCCC_VERSION => Some(ArchOutcome::Return(u32::from(GUEST_VERSION) as u64)),
+        SMCCC_ARCH_FEATURES => Some(ret(arch_features(x1 as u32, firmware))),
+        SMCCC_ARCH_WORKAROUND_1
+        | SMCCC_ARCH_WORKAROUND_2
+        | SMCCC_ARCH_WORKAROUND_3
+        | SMCCC_ARCH_SOC_ID => Some(match firmware.answer(function) {
+            Some(answer) if answer >= 0 => ArchOutcome::Forward {
+                function,
+                argument: x1 as u32,
+            },
+            _ => ret(status::NOT_SUPPORTED),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::cell::RefCell;
+    use std::vec::Vec;
+
+    /// A firmware stand-in: PSCI_FEATURES(SMCCC_VERSION), SMCCC_VERSION and
+    /// SMCCC_ARCH_FEATURES answers, and a log of the calls made.
+    #[derive(Clone, Default)]
+    struct Firmware {
+        smccc_version_discoverable: bool,
+        smccc_version: i32,
+        features: Vec<(u32, i32)>,
+        calls: Vec<(u32, u32)>,
+    }
+
+    std::thread_local! {
+        static FIRMWARE: RefCell<Firmware> = RefCell::new(Firmware::default());
+    }
+
+    struct FakeConduit;
+
+    impl smccc::Call for FakeConduit {
+        fn call32(function: u32, args: [u32; 7]) -> [u32; 8] {
+            let w0 = FIRMWARE.with(|f| {
+                let mut f = f.borrow_mut();
+                f.calls.push((function, args[0]));
+                match (function, args[0]) {
+                    (smccc::psci::PSCI_FEATURES, SMCCC_VERSION) if f.smccc_version_discoverable => {
+                        0
+                    }
+                    (SMCCC_VERSION, _) => f.smccc_version,
+                    (SMCCC_ARCH_FEATURES, asked) => f
+                        .features
+                        .iter()
+                        .find(|(id, _)| *id == asked)
+                        .map_or(-1, |&(_, answer)| answer),
+                    _ => -1,
+                }
+            });
+            [w0 as u32, 0, 0, 0, 0, 0, 0, 0]
+        }
+
+        fn call64(_function: u32, _args: [u64; 17]) -> [u64; 18] {
+            [u64::MAX; 18]
+        }
+    }
+
+    fn query_with(firmware: Firmware, psci_1_0: bool) -> (FirmwareArch, Vec<(u32, u32)>) {
+        FIRMWARE.with(|f| *f.borrow_mut() = firmware);
+        let answers = query::<FakeConduit>(psci_1_0);
+        (answers, FIRMWARE.with(|f| f.borrow().calls.clone()))
+    }
+
+    fn smccc_1_1(features: &[(u32, i32)]) -> Firmware {
+        Firmware {
+            smccc_version_discoverable: true,
+            smccc_version: 0x1_0001,
+            features: features.to_vec(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// The firmware is asked on this PE, through the discovery DEN0028
+    /// prescribes, and its answers are kept as given.
+    #[test]
+    fn the_firmware_is_queried_through_the_conduit() {
+        let (answers, calls) = query_with(
+            smccc_1_1(&[
+                (SMCCC_ARCH_WORKAROUND_1, 0),
+                (SMCCC_ARCH_WORKAROUND_2, -2),
+                (SMCCC_ARCH_WORKAROUND_3, 1),
+            ]),
+            true,
+        );
+        assert_eq!(
+            answers,
+            FirmwareArch {
+                workaround_1: 0,
+                workaround_2: -2,
+                workaround_3: 1,
+                soc_id: -1,
+            }
+        );
+        assert_eq!(calls[0], (smccc::psci::PSCI_FEATURES, SMCCC_VERSION));
+        assert_eq!(calls[1].0, SMCCC_VERSION);
+        assert!(calls[2..].iter().all(|&(f, _)| f == SMCCC_ARCH_FEATURES));
+    }
+
+    /// No PSCI 1.0, no SMCCC_VERSION, or SMCCC 1.0: no SMCCC_ARCH_FEATURES
+    /// is made (it does not exist), and nothing is implemented.
+    #[test]
+    fn a_firmware_without_arch_features_offers_nothing() {
+        let all = [(SMCCC_ARCH_WORKAROUND_1, 0), (SMCCC_ARCH_SOC_ID, 0)];
+        let (answers, calls) = query_with(smccc_1_1(&all), false);
+        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 0));
+        let hidden = Firmware {
+            smccc_version_discoverable: false,
+            ..smccc_1_1(&all)
+        };
+        let (answers, calls) = query_with(hidden, true);
+        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 1));
+        let old = Firmware {
+            smccc_version: 0x1_0000,
+            ..smccc_1_1(&all)
+        };
+        let (answers, calls) = query_with(old, true);
+        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 2));
+    }
+
+    /// SMCCC_ARCH_FEATURES for the guest: the firmware's answer where the
+    /// specification defines it for that call, else NOT_SUPPORTED; never a
+    /// mitigation (0) or an immunity (1) the firmware did not report.
+    #[test]
+    fn arch_features_pass_on_only_what_the_firmware_reported() {
+        let mitigated = FirmwareArch {
+            workaround_1: 0,
+            workaround_2: 0,
+            workaround_3: 0,
+            soc_id: 0,
+        };
+        for function in [
+            SMCCC_ARCH_WORKAROUND_1,
+            SMCCC_ARCH_WORKAROUND_2,
+            SMCCC_ARCH_WORKAROUND_3,
+            SMCCC_ARCH_SOC_ID,
+        ] {
+            assert_eq!(arch_features(function, &mitigated), 0);
+            assert_eq!(arch_features(function, &FirmwareArch::NONE), -1);
+        }
+        let unaffected = FirmwareArch {
+            workaround_1: 1,
+            workaround_2: -2,
+            workaround_3: 1,
+            soc_id: 7,
+        };
+        assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_1, &unaffected), 1);
+        assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_2, &unaffected), -2);
+        assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_3, &unaffected), 1);
+        assert_eq!(
+            arch_features(SMCCC_ARCH_SOC_ID, &unaffected),
+            -1,
+            "7 is no answer SOC_ID defines"
+        );
+        let odd = FirmwareArch {
+            workaround_1: -2,
+            workaround_2: 5,
+            workaround_3: -3,
+            soc_id: -2,
+        };
+        for function in [
+            SMCCC_ARCH_WORKAROUND_1,
+            SMCCC_ARCH_WORKAROUND_2,
+            SMCCC_ARCH_WORKAROUND_3,
+            SMCCC_ARCH_SOC_ID,
+        ] {
+            assert_eq!(arch_features(function, &odd), -1, "{function:#x}");
+        }
+        assert_eq!(arch_features(SMCCC_VERSION, &FirmwareArch::NONE), 0);
+        assert_eq!(arch_features(SMCCC_ARCH_FEATURES, &FirmwareArch::NONE), 0);
+        assert_eq!(arch_features(0x8000_0003, &mitigated), -1);
+        assert_eq!(arch_features(0x8400_0000, &mitigated), -1, "PSCI's");
+    }
+
+    /// The guest's calls: SMCCC 1.2; ARCH_FEATURES as above (x1's low 32
+    /// bits name the function); workarounds and SOC_ID go to the firmware
+    /// with their argument only where it implements them; PSCI calls are
+    /// not this service's.
+    #[test]
+    fn guest_calls() {
+        let firmware = FirmwareArch {
+            workaround_1: 0,
+            workaround_2: 0,
+            workaround_3: -1,
+            soc_id: 0,
+        };
+        assert_eq!(
+            handle(SMCCC_VERSION, 0, &firmware),
+            Some(ArchOutcome::Return(0x1_0002))
+        );
+        assert_eq!(
+            handle(
+                SMCCC_ARCH_FEATURES,
+                0xffff_ffff_0000_0000 | SMCCC_ARCH_WORKAROUND_1 as u64,
+                &firmware
+            ),
+            Some(ArchOutcome::Return(0))
+        );
+        assert_eq!(
+            handle(
+                SMCCC_ARCH_FEATURES,
+                SMCCC_ARCH_WORKAROUND_3 as u64,
+                &firmware
+            ),
+            Some(ArchOutcome::Return(u64::MAX))
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_WORKAROUND_1, 0, &firmware),
+            Some(ArchOutcome::Forward {
+                function: SMCCC_ARCH_WORKAROUND_1,
+                argument: 0
+            })
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_WORKAROUND_2, 1, &firmware),
+            Some(ArchOutcome::Forward {
+                function: SMCCC_ARCH_WORKAROUND_2,
+                argument: 1
+            })
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_WORKAROUND_3, 0, &firmware),
+            Some(ArchOutcome::Return(u64::MAX)),
+            "not implemented: NOT_SUPPORTED, not forwarded"
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_SOC_ID, 1, &firmware),
+            Some(ArchOutcome::Forward {
+                function: SMCCC_ARCH_SOC_ID,
+                argument: 1
+            })
+        );
+        assert_eq!(
+            handle(SMCCC_ARCH_WORKAROUND_1, 0, &FirmwareArch::NONE),
+            Some(ArchOutcome::Return(u64::MAX))
+        );
+        assert_eq!(handle(smccc::psci::PSCI_VERSION, 0, &firmware), None);
+        assert_eq!(handle(0x8000_0003, 0, &firmware), None);
+    }
+}
