@@ -200,6 +200,56 @@ pub fn external_instruction_abort_syndrome(pstate: u64) -> u64 {
     (ec.code() as u64) << 26 | ESR_IL | 0x10
 }
 
+/// ISS.CM: the abort came from a cache maintenance instruction.
+const ISS_CM: u64 = 1 << 8;
+/// ISS.WnR.
+const ISS_WNR: u64 = 1 << 6;
+
+/// The ESR_EL1 of a synchronous external abort on a data cache
+/// maintenance instruction (DC by VA) at an address with nothing behind
+/// it: CM = 1, and WnR = 1, which the Arm ARM gives every fault on a cache
+/// maintenance instruction.
+pub fn external_cache_maintenance_abort_syndrome(pstate: u64) -> u64 {
+    external_data_abort_syndrome(pstate, true) | ISS_CM
+}
+
+/// The access whose stage-1 translation table walk took an external
+/// abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkedFor {
+    /// An instruction fetch: an instruction abort.
+    Fetch,
+    /// A data access: a data abort with this WnR and CM (a cache
+    /// maintenance instruction, whose WnR is always 1).
+    Data {
+        write: bool,
+        cache_maintenance: bool,
+    },
+}
+
+/// The ESR_EL1 of a synchronous External abort on the guest's stage-1
+/// translation table walk at `level`, as AArch64.S1Walk reports a failed
+/// descriptor read: DFSC/IFSC 0x14 + level (0x13 for level -1 with
+/// FEAT_LPA2, `s1walk::walk_abort_fsc`); S1PTW stays 0 (it names a stage-2
+/// fault on a walk, which is hv's business, not the guest's), EA 0, FnV 0
+/// (FAR_EL1 holds the VA being translated).
+pub fn external_walk_abort_syndrome(pstate: u64, access: WalkedFor, level: i8) -> u64 {
+    let fsc = crate::s1walk::walk_abort_fsc(level);
+    match access {
+        WalkedFor::Fetch => external_instruction_abort_syndrome(pstate) & !0x3f | fsc,
+        WalkedFor::Data {
+            write,
+            cache_maintenance,
+        } => {
+            let mut esr = external_data_abort_syndrome(pstate, write) & !0x3f | fsc;
+            if cache_maintenance {
+                esr |= ISS_CM | ISS_WNR;
+            }
+            esr
+        }
+    }
+}
+
 /// The ESR_EL1 of an UNDEFINED instruction.
 pub fn undefined_syndrome() -> u64 {
     ESR_IL
@@ -426,6 +476,44 @@ mod tests {
         assert_eq!(el1.spsr, 0x3c5);
         assert_eq!(el1.far, 0xffff_0000_dead_0000);
         assert_eq!(el1.esr, 0x9600_0050, "EC=0x25, IL, WnR, DFSC=0x10");
+    }
+
+    /// A walk abort names its level in the FSC (0x14 + level, 0x13 for
+    /// -1), for data and instruction aborts, from EL0 and EL1; a cache
+    /// maintenance instruction's abort has CM and WnR set, with or
+    /// without a walk.
+    #[test]
+    fn walk_and_cache_maintenance_abort_syndromes() {
+        let el1 = 0x3c5;
+        let el0 = 0x0;
+        let read = WalkedFor::Data {
+            write: false,
+            cache_maintenance: false,
+        };
+        assert_eq!(external_walk_abort_syndrome(el1, read, 0), 0x9600_0014);
+        assert_eq!(external_walk_abort_syndrome(el1, read, 3), 0x9600_0017);
+        assert_eq!(external_walk_abort_syndrome(el0, read, -1), 0x9200_0013);
+        let write = WalkedFor::Data {
+            write: true,
+            cache_maintenance: false,
+        };
+        assert_eq!(external_walk_abort_syndrome(el1, write, 2), 0x9600_0056);
+        let dc = WalkedFor::Data {
+            write: false,
+            cache_maintenance: true,
+        };
+        assert_eq!(external_walk_abort_syndrome(el0, dc, 1), 0x9200_0155);
+        assert_eq!(
+            external_walk_abort_syndrome(el1, WalkedFor::Fetch, 1),
+            0x8600_0015
+        );
+        assert_eq!(
+            external_walk_abort_syndrome(el0, WalkedFor::Fetch, 0),
+            0x8200_0014
+        );
+        assert_eq!(external_cache_maintenance_abort_syndrome(el1), 0x9600_0150);
+        // Not on a walk: FSC 0x10 as before.
+        assert_eq!(external_data_abort_syndrome(el1, false), 0x9600_0010);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod nested;
 pub mod pagetable;
 pub mod platform;
 pub mod psci;
+pub mod s1walk;
 // Built on shadow-mmu's service, whose loom build swaps its atomics and
 // epochs for loom's; its protocols have their own loom models.
 #[cfg(not(loom))]

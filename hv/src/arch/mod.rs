@@ -14,7 +14,7 @@ pub mod shadow_selftest;
 pub mod shadow_tlb;
 
 use crate::bundle::{Bundle, ImageHeader};
-use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind};
+use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind, NotEmulable};
 use crate::exit::GuestExit;
 use crate::fdt_check;
 use crate::guest_dt::{self, GuestConfig};
@@ -26,6 +26,7 @@ use crate::platform::{
 };
 use crate::println;
 use crate::psci::{self, PsciHost, PsciOutcome, VcpuPower};
+use crate::s1walk;
 use crate::smccc_arch::{self, ArchOutcome, FirmwareArch};
 use crate::sysregs::{self, CpuFeatures};
 use alloc::boxed::Box;
@@ -1065,15 +1066,15 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
         GuestExit::DataAbort => emulate_mmio(hv, frame, esr, vcpu),
         GuestExit::InstructionAbort => {
             let far = read_sysreg!("far_el2");
-            if should_report() {
-                println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
-            }
-            inject(
-                hv,
-                frame,
-                inject::external_instruction_abort_syndrome(frame.spsr),
-                Some(far),
-            );
+            let esr = if esr & ESR_S1PTW != 0 {
+                walk_abort(hv, far, inject::WalkedFor::Fetch, frame.spsr)
+            } else {
+                if should_report() {
+                    println!("hv: guest instruction fetch from unbacked address {far:#x}: injecting an external abort");
+                }
+                inject::external_instruction_abort_syndrome(frame.spsr)
+            };
+            inject(hv, frame, esr, Some(far));
         }
         // WFI/WFE are not trapped (HCR_EL2.TWI/TWE clear); should one trap,
         // completing it at once is a permitted spurious wake-up.
@@ -1240,6 +1241,70 @@ fn guest_crash(frame: &GuestFrame, why: &str) -> ! {
     exit(ExitStatus::Failure)
 }
 
+/// ESR_EL2 ISS bits of a stage-2 abort.
+const ESR_S1PTW: u64 = 1 << 7;
+const ESR_CM: u64 = 1 << 8;
+const ESR_WNR: u64 = 1 << 6;
+
+/// The ESR_EL1 for the guest's stage-1 walk of `va` that read a
+/// descriptor at an IPA with nothing behind it (a stage-2 fault with
+/// S1PTW; HPFAR_EL2 names the descriptor's page): the external abort on
+/// the walk at the level `s1walk` finds by walking the guest's tables. If
+/// its walk does not reach that page (the guest changed its tables since,
+/// or a configuration `s1walk` does not model), the level is unknown and
+/// the guest gets the plain synchronous external abort (FSC 0x10), with a
+/// report.
+fn walk_abort(hv: &Hv, va: u64, walked_for: inject::WalkedFor, pstate: u64) -> u64 {
+    let fault_page = ((read_sysreg!("hpfar_el2") >> 4) & 0x0fff_ffff_ffff) << 12;
+    let regs = s1walk::Stage1Regs {
+        sctlr: read_sysreg!("sctlr_el1"),
+        tcr: read_sysreg!("tcr_el1"),
+        tcr2: if hv.features.has_tcr2() {
+            read_sysreg!("s3_0_c2_c0_3") // TCR2_EL1
+        } else {
+            0
+        },
+        ttbr0: read_sysreg!("ttbr0_el1"),
+        ttbr1: read_sysreg!("ttbr1_el1"),
+    };
+    let guest_word = |ipa: u64| {
+        let inside = ipa.is_multiple_of(8)
+            && hv.guest_memory.iter().any(|r| {
+                r.contains(ipa) && ipa.checked_add(7).is_some_and(|last| r.contains(last))
+            });
+        // SAFETY: `ipa` and the 7 bytes after it are guest RAM, which hv's
+        // stage 1 maps identically (Normal, cacheable: the guest's tables
+        // are written through its cacheable mapping, so this read sees
+        // them), and 8-byte alignment holds (descriptor addresses are
+        // table base plus index times 8, checked). A volatile read: the guest may
+        // change it at any time.
+        inside.then(|| unsafe { core::ptr::read_volatile(ipa as *const u64) })
+    };
+    match s1walk::walk_abort_level(&regs, va, fault_page, guest_word) {
+        Some(level) => {
+            if should_report() {
+                println!("hv: guest stage-1 walk of {va:#x} read a level-{level} descriptor at IPA page {fault_page:#x}, which has nothing behind it: injecting an external abort on the walk");
+            }
+            inject::external_walk_abort_syndrome(pstate, walked_for, level)
+        }
+        None => {
+            if should_report() {
+                println!("hv: guest stage-1 walk of {va:#x} faulted at IPA page {fault_page:#x}, which its tables no longer lead to: injecting an external abort (level unknown)");
+            }
+            match walked_for {
+                inject::WalkedFor::Fetch => inject::external_instruction_abort_syndrome(pstate),
+                inject::WalkedFor::Data {
+                    cache_maintenance: true,
+                    ..
+                } => inject::external_cache_maintenance_abort_syndrome(pstate),
+                inject::WalkedFor::Data { write, .. } => {
+                    inject::external_data_abort_syndrome(pstate, write)
+                }
+            }
+        }
+    }
+}
+
 /// A guest data abort at an unmapped IPA: the UART's register page is
 /// emulated by forwarding to the real UART; anything else gets the
 /// synchronous external abort a bus would give.
@@ -1295,6 +1360,30 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
                 Some(far),
             );
         }
+        // The guest's own stage-1 walk read a descriptor from an IPA with
+        // nothing behind it: the external abort on that walk, at its level.
+        // WnR is the syndrome's, which for a walk describes the walk's
+        // read, not the instruction's direction (hv does not decode the
+        // instruction); a cache maintenance instruction's is 1.
+        Err(NotEmulable::Stage1Walk) => {
+            let walked_for = inject::WalkedFor::Data {
+                write: esr & ESR_WNR != 0,
+                cache_maintenance: esr & ESR_CM != 0,
+            };
+            let esr = walk_abort(hv, far, walked_for, frame.spsr);
+            inject(hv, frame, esr, Some(far));
+        }
+        Err(NotEmulable::CacheMaintenance) => {
+            if should_report() {
+                println!("hv: guest cache maintenance at {far:#x} has no memory behind it: injecting an external abort");
+            }
+            inject(
+                hv,
+                frame,
+                inject::external_cache_maintenance_abort_syndrome(frame.spsr),
+                Some(far),
+            );
+        }
         Err(reason) => {
             let why: &dyn fmt::Display = &reason;
             if should_report() {
@@ -1303,7 +1392,7 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
             inject(
                 hv,
                 frame,
-                inject::external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0),
+                inject::external_data_abort_syndrome(frame.spsr, esr & ESR_WNR != 0),
                 Some(far),
             );
         }

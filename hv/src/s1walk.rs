@@ -1,0 +1,380 @@
+//! Which level of the guest's own stage-1 walk an external abort hit.
+//!
+//! A guest stage-1 walk that reads a descriptor from an IPA with nothing
+//! behind it reaches hv as a stage-2 fault with ESR_EL2.S1PTW = 1: FAR_EL2
+//! holds the VA being translated and HPFAR_EL2 the IPA page of the
+//! descriptor, but no syndrome field gives the stage-1 level. The guest
+//! must see what a bus error on that read gives (AArch64.S1Walk: a
+//! synchronous External abort on the translation table walk), whose fault
+//! status code names the level: 0x14 + level, 0x13 for level -1
+//! (FEAT_LPA2). hv finds the level by walking the guest's tables itself,
+//! as AArch64.S1Walk does, until the descriptor it would read lies in the
+//! faulting page.
+//!
+//! The walk follows the guest's registers (TTBR0/1_EL1, TCR_EL1, SCTLR_EL1
+//! EE): the half of the VA space by VA bit 55, the granule (TG0/TG1), the
+//! input size (T0SZ/T1SZ) and start level, the 52-bit output formats
+//! (TCR_EL1.DS for 4K/16K, TCR_EL1.IPS = 52 bits for 64K), big-endian
+//! tables. 128-bit descriptors (TCR2_EL1.D128) are not modelled.
+//!
+//! None means this walk does not reach the faulting page: the stage-1
+//! MMU is off, the walk ends at a block, a page or an invalid descriptor
+//! first, it reads memory that is not the guest's first, or the
+//! configuration is one hv does not model. That happens when the guest
+//! changed its tables after the hardware's walk; the caller then decides
+//! what to inject (`arch` injects the plain external abort, FSC 0x10, and
+//! reports it).
+
+/// The guest's stage-1 translation registers (EL1&0 regime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stage1Regs {
+    pub sctlr: u64,
+    pub tcr: u64,
+    /// TCR2_EL1 (0 without FEAT_TCR2).
+    pub tcr2: u64,
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+}
+
+const SCTLR_M: u64 = 1 << 0;
+const SCTLR_EE: u64 = 1 << 25;
+const TCR_EPD0: u64 = 1 << 7;
+const TCR_EPD1: u64 = 1 << 23;
+const TCR_DS: u64 = 1 << 59;
+/// TCR2_EL1.D128: VMSAv9-128 (128-bit descriptors).
+const TCR2_D128: u64 = 1 << 5;
+
+/// The translation granule's size as a power of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Granule {
+    K4 = 12,
+    K16 = 14,
+    K64 = 16,
+}
+
+/// The level at which the guest's walk of `va` reads a descriptor in the
+/// 4 KiB IPA page `fault_page` (an IPA with the low 12 bits clear, from
+/// HPFAR_EL2), reading descriptors with `read` (an IPA to the 64-bit word
+/// there, in memory byte order; None when the IPA is not the guest's
+/// memory). Reads at most one descriptor per level.
+pub fn walk_abort_level(
+    regs: &Stage1Regs,
+    va: u64,
+    fault_page: u64,
+    mut read: impl FnMut(u64) -> Option<u64>,
+) -> Option<i8> {
+    if regs.sctlr & SCTLR_M == 0 || regs.tcr2 & TCR2_D128 != 0 {
+        return None;
+    }
+    let upper = va & (1 << 55) != 0;
+    let (ttbr, txsz, granule, disabled) = if upper {
+        let granule = match (regs.tcr >> 30) & 3 {
+            0b01 => Granule::K16,
+            0b10 => Granule::K4,
+            0b11 => Granule::K64,
+            _ => return None,
+        };
+        (
+            regs.ttbr1,
+            (regs.tcr >> 16) & 0x3f,
+            granule,
+            regs.tcr & TCR_EPD1 != 0,
+        )
+    } else {
+        let granule = match (regs.tcr >> 14) & 3 {
+            0b00 => Granule::K4,
+            0b01 => Granule::K64,
+            0b10 => Granule::K16,
+            _ => return None,
+        };
+        (
+            regs.ttbr0,
+            regs.tcr & 0x3f,
+            granule,
+            regs.tcr & TCR_EPD0 != 0,
+        )
+    };
+    if disabled {
+        return None;
+    }
+    let ds = granule != Granule::K64 && regs.tcr & TCR_DS != 0;
+    // TCR_EL1.IPS = 0b110: 52-bit output, which the 64K granule encodes
+    // in OA[51:48] at descriptor bits [15:12] (FEAT_LPA).
+    let lpa_64k = granule == Granule::K64 && (regs.tcr >> 32) & 0b111 == 0b110;
+    let page_bits = granule as u32;
+    let stride = page_bits - 3;
+    let input_bits = 64u32.checked_sub(txsz as u32)?;
+    if input_bits <= page_bits {
+        return None;
+    }
+    let levels = (input_bits - page_bits).div_ceil(stride);
+    let start = 4 - levels as i8;
+    if start < -1 || (start == -1 && !ds) {
+        return None;
+    }
+    // TTBR BADDR: bits [47:1], with [51:48] in TTBR bits [5:2] for a
+    // 52-bit output; the table is aligned to its own size (at least 64
+    // bytes), the bits below being RES0.
+    let mut table = if ds || lpa_64k {
+        (ttbr & 0x0000_ffff_ffff_ffc0) | ((ttbr >> 2) & 0xf) << 48
+    } else {
+        ttbr & 0x0000_ffff_ffff_fffe
+    };
+    let top_index_bits = input_bits - page_bits - (levels - 1) * stride;
+    let table_size = (1u64 << top_index_bits) * 8;
+    table &= !(table_size.max(64) - 1);
+    let big_endian = regs.sctlr & SCTLR_EE != 0;
+    let mut level = start;
+    loop {
+        let shift = page_bits + (3 - level) as u32 * stride;
+        let index_bits = if level == start {
+            top_index_bits
+        } else {
+            stride
+        };
+        let index = (va >> shift) & ((1u64 << index_bits) - 1);
+        let address = table + index * 8;
+        if address & !0xfff == fault_page & !0xfff {
+            return Some(level);
+        }
+        let raw = read(address)?;
+        let descriptor = if big_endian { raw.swap_bytes() } else { raw };
+        // A table descriptor (bits [1:0] = 0b11) before level 3 goes on;
+        // anything else ends the walk short of the faulting page.
+        if level == 3 || descriptor & 0b11 != 0b11 {
+            return None;
+        }
+        table = next_table(descriptor, granule, ds, lpa_64k);
+        level += 1;
+    }
+}
+
+/// The next-level table address in a table descriptor.
+fn next_table(descriptor: u64, granule: Granule, ds: bool, lpa_64k: bool) -> u64 {
+    let page_mask = !((1u64 << granule as u32) - 1);
+    if ds {
+        // FEAT_LPA2: OA[49:page] in place, OA[51:50] at bits [9:8].
+        (descriptor & 0x0003_ffff_ffff_f000 & page_mask) | ((descriptor >> 8) & 0b11) << 50
+    } else if lpa_64k {
+        (descriptor & 0x0000_ffff_ffff_0000) | ((descriptor >> 12) & 0xf) << 48
+    } else {
+        descriptor & 0x0000_ffff_ffff_f000 & page_mask
+    }
+}
+
+/// The fault status code of a synchronous External abort on a
+/// translation table walk at `level` (DFSC/IFSC 0x13 for level -1, 0x14 +
+/// level for 0 to 3).
+pub fn walk_abort_fsc(level: i8) -> u64 {
+    match level {
+        -1 => 0x13,
+        0..=3 => 0x14 + level as u64,
+        // Not a level a walk has; the plain external abort.
+        _ => 0x10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Guest memory as a map of 8-byte words.
+    #[derive(Default)]
+    struct Memory(BTreeMap<u64, u64>);
+
+    impl Memory {
+        fn reader(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+            |ipa| {
+                (0x4000_0000..0x8000_0000)
+                    .contains(&ipa)
+                    .then(|| self.0.get(&ipa).copied().unwrap_or(0))
+            }
+        }
+    }
+
+    /// 4K granule, 48-bit VA (T0SZ = T1SZ = 16: start at level 0), IPS 48.
+    const TCR_4K_48: u64 = 16 | 16 << 16 | 0b10 << 30 | 0b101 << 32;
+
+    fn regs(tcr: u64) -> Stage1Regs {
+        Stage1Regs {
+            sctlr: SCTLR_M,
+            tcr,
+            tcr2: 0,
+            ttbr0: 0x4000_0000,
+            ttbr1: 0x4010_0000,
+        }
+    }
+
+    /// Each level's table in guest memory at 0x4000_0000 + level pages,
+    /// the last one pointing at `unbacked` for the next level.
+    fn chain(memory: &mut Memory, root: u64, va: u64, levels: &[u32], unbacked: u64) -> Vec<u64> {
+        let mut tables = std::vec![root];
+        for (i, &shift) in levels.iter().enumerate() {
+            let index = (va >> shift) & 0x1ff;
+            let next = if i + 1 == levels.len() {
+                unbacked
+            } else {
+                root + (i as u64 + 1) * 0x1000
+            };
+            memory.0.insert(tables[i] + index * 8, next | 0b11);
+            tables.push(next);
+        }
+        tables
+    }
+
+    use std::vec::Vec;
+
+    /// The faulting descriptor's level, for a table of each level placed
+    /// at an unbacked IPA (0x1000_0000, HPFAR's page), in both halves of
+    /// the VA space: 0x14 + level.
+    #[test]
+    fn the_level_whose_descriptor_lies_in_the_faulting_page() {
+        for (va, root) in [
+            (0x0000_1234_5678_9abc_u64, 0x4000_0000),
+            (0xffff_8123_4567_8abc, 0x4010_0000),
+        ] {
+            for depth in 0..4usize {
+                let mut memory = Memory::default();
+                let shifts = [39, 30, 21, 12];
+                chain(&mut memory, root, va, &shifts[..depth], 0x1000_0000);
+                let r = regs(TCR_4K_48);
+                let page = if depth == 0 {
+                    // The root table itself is unbacked.
+                    let mut r = r;
+                    r.ttbr0 = 0x1000_0000;
+                    r.ttbr1 = 0x1000_0000;
+                    assert_eq!(
+                        walk_abort_level(&r, va, 0x1000_0000, memory.reader()),
+                        Some(0)
+                    );
+                    continue;
+                } else {
+                    0x1000_0000
+                };
+                let level = walk_abort_level(&r, va, page, memory.reader());
+                assert_eq!(level, Some(depth as i8), "va {va:#x} depth {depth}");
+                assert_eq!(walk_abort_fsc(depth as i8), 0x14 + depth as u64);
+            }
+        }
+    }
+
+    /// A 39-bit VA (T0SZ 25) starts at level 1; a 64K granule with 42 bits
+    /// at level 2; big-endian tables are read as such.
+    #[test]
+    fn start_levels_granules_and_endianness() {
+        let va = 0x0000_0012_3456_7abc_u64;
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4000_0000, va, &[30], 0x1000_0000);
+        let tcr = 25 | 0b101 << 32 | TCR_EPD1;
+        assert_eq!(
+            walk_abort_level(&regs(tcr), va, 0x1000_0000, memory.reader()),
+            Some(2),
+            "the level-1 table points at the unbacked level-2 table"
+        );
+        // 64K, T0SZ 22: 42 bits = 16 + 13 + 13, start at level 2.
+        let mut memory = Memory::default();
+        let index = (va >> 29) & 0x1fff;
+        memory.0.insert(0x4000_0000 + index * 8, 0x1000_0000 | 0b11);
+        let tcr = 22 | 0b01 << 14 | 0b101 << 32;
+        // HPFAR names the 4 KiB page of the descriptor inside the 64 KiB
+        // table: index (va >> 16) & 0x1fff = 0x1456, at offset 0xa2b0.
+        assert_eq!(
+            walk_abort_level(&regs(tcr), va, 0x1000_a000, memory.reader()),
+            Some(3)
+        );
+        assert_eq!(
+            walk_abort_level(&regs(tcr), va, 0x1000_0000, memory.reader()),
+            None
+        );
+        // The same tables big-endian.
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4000_0000, va, &[30], 0x1000_0000);
+        for word in memory.0.values_mut() {
+            *word = word.swap_bytes();
+        }
+        let mut r = regs(25 | 0b101 << 32);
+        assert_eq!(walk_abort_level(&r, va, 0x1000_0000, memory.reader()), None);
+        r.sctlr |= SCTLR_EE;
+        assert_eq!(
+            walk_abort_level(&r, va, 0x1000_0000, memory.reader()),
+            Some(2)
+        );
+    }
+
+    /// FEAT_LPA2 (DS = 1, 4K, T0SZ 12: 52-bit VA) starts at level -1: an
+    /// unbacked root gives FSC 0x13, and the next-table address takes
+    /// OA[51:50] from descriptor bits [9:8].
+    #[test]
+    fn lpa2_level_minus_one_and_52_bit_tables() {
+        let va = 0x000f_1234_5678_9abc_u64;
+        let tcr = 12 | TCR_DS | 0b110 << 32 | TCR_EPD1;
+        let mut r = regs(tcr);
+        r.ttbr0 = 0x1000_0000;
+        let memory = Memory::default();
+        assert_eq!(
+            walk_abort_level(&r, va, 0x1000_0000, memory.reader()),
+            Some(-1)
+        );
+        assert_eq!(walk_abort_fsc(-1), 0x13);
+        // Root at 0x4000_0000 pointing at a level-0 table above 4 PiB:
+        // OA[51:50] = 0b01.
+        let mut memory = Memory::default();
+        let index = (va >> 48) & 0xf;
+        memory
+            .0
+            .insert(0x4000_0000 + index * 8, 0x2000_0000 | 1 << 8 | 0b11);
+        r.ttbr0 = 0x4000_0000;
+        let level0_page = 1 << 50 | 0x2000_0000;
+        assert_eq!(
+            walk_abort_level(&r, va, level0_page, memory.reader()),
+            Some(0)
+        );
+        assert_eq!(
+            walk_abort_level(&r, va, 0x2000_0000, memory.reader()),
+            None,
+            "without OA[51:50] it would be this page"
+        );
+    }
+
+    /// A walk that cannot reach the faulting page says so: MMU off, the
+    /// walk disabled (EPD0), a block or invalid descriptor first, a read
+    /// outside guest memory first, 128-bit descriptors, a reserved
+    /// granule.
+    #[test]
+    fn walks_that_do_not_reach_the_page() {
+        let va = 0x0000_1234_5678_9abc_u64;
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4000_0000, va, &[39, 30], 0x1000_0000);
+        let page = 0x1000_0000;
+        let ok = regs(TCR_4K_48);
+        assert_eq!(walk_abort_level(&ok, va, page, memory.reader()), Some(2));
+        let mut off = ok;
+        off.sctlr = 0;
+        assert_eq!(walk_abort_level(&off, va, page, memory.reader()), None);
+        let epd = regs(TCR_4K_48 | TCR_EPD0);
+        assert_eq!(walk_abort_level(&epd, va, page, memory.reader()), None);
+        let mut d128 = ok;
+        d128.tcr2 = TCR2_D128;
+        assert_eq!(walk_abort_level(&d128, va, page, memory.reader()), None);
+        let reserved = regs(TCR_4K_48 | 0b11 << 14);
+        assert_eq!(walk_abort_level(&reserved, va, page, memory.reader()), None);
+        assert_eq!(
+            walk_abort_level(&ok, va, 0x3000_0000, memory.reader()),
+            None,
+            "another unbacked page: the guest's tables changed"
+        );
+        // A level-1 block instead of the table.
+        let mut block = Memory::default();
+        chain(&mut block, 0x4000_0000, va, &[39], 0x4000_1000);
+        block
+            .0
+            .insert(0x4000_1000 + ((va >> 30) & 0x1ff) * 8, 0x4000_0000 | 0b01);
+        assert_eq!(walk_abort_level(&ok, va, page, block.reader()), None);
+        // A table descriptor pointing outside guest memory, not at the page.
+        let mut outside = Memory::default();
+        chain(&mut outside, 0x4000_0000, va, &[39], 0x9000_0000);
+        assert_eq!(walk_abort_level(&ok, va, page, outside.reader()), None);
+    }
+}
