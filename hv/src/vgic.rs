@@ -17,7 +17,7 @@
 //! and SGI encodings), tested on the host; `arch::gic` applies them.
 
 use crate::platform::Region;
-use crate::sync::{unmodelled, AtomicU16, Ordering};
+use crate::sync::{unmodelled, AtomicU16, AtomicU32, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
 /// The sender makes its change visible (a DSB after the raise) before it
@@ -208,14 +208,19 @@ pub fn classify(ipa: u64, layout: &GicLayout) -> Option<(RegisterAction, Option<
     })
 }
 
-/// Whether a guest write makes an SGI of the redistributor's vCPU
-/// deliverable (sets enable or pending bits of SGIs): that vCPU, if it is
-/// not the writer, must be kicked to refill, as for a sent SGI.
-pub fn may_deliver_sgi(action: RegisterAction, write: Option<u64>) -> bool {
-    matches!(
-        action,
-        RegisterAction::SgiPpi(SetClear::EnableSet | SetClear::PendingSet)
-    ) && write.is_some_and(|value| value as u16 != 0)
+/// Whether a guest write to a redistributor's SGI/PPI registers gives its
+/// vCPU something to place in a list register: enable or pending bits of
+/// SGIs, or active bits of SGIs and PPIs (`VirtualSgis::set_active`).
+/// That vCPU, if it is not the writer, must be kicked to refill, as for a
+/// sent SGI.
+pub fn owner_must_refill(action: RegisterAction, write: Option<u64>) -> bool {
+    match (action, write) {
+        (RegisterAction::SgiPpi(SetClear::EnableSet | SetClear::PendingSet), Some(value)) => {
+            value as u16 != 0
+        }
+        (RegisterAction::SgiPpi(SetClear::ActiveSet), Some(value)) => value as u32 != 0,
+        _ => false,
+    }
 }
 
 /// Splits a guest write to an SGI/PPI set-clear register into the virtual
@@ -385,20 +390,41 @@ pub fn perform(
         (RegisterAction::SgiPpi(op), Some(value)) => {
             let (virtual_bits, mut physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
             sgis.set_clear(op, virtual_bits);
-            if matches!(op, SetClear::PendingClear | SetClear::ActiveClear) {
-                // An SGI this CPU placed in a list register is cleared
-                // there too (R9-6); SGIs are virtual, never forwarded.
-                held.clear(op, 0, virtual_bits as u32);
-                physical_bits = held.clear(op, 0, physical_bits);
+            match op {
+                SetClear::PendingClear | SetClear::ActiveClear => {
+                    // An SGI this CPU placed in a list register is cleared
+                    // there too (R9-6); SGIs are virtual, never forwarded.
+                    held.clear(op, 0, virtual_bits as u32);
+                    if op == SetClear::ActiveClear {
+                        // PPIs made active and not yet placed; they are
+                        // physically active too, so the write below ends
+                        // that.
+                        sgis.clear_active(physical_bits);
+                    }
+                    physical_bits = held.clear(op, 0, physical_bits);
+                }
+                // PPIs made active: physically active (forwarded below, so
+                // the hardware does not signal them while the guest has
+                // them active; one hv holds is physically active already),
+                // and placed in a list register by the owner's refill
+                // (`place_active`) for the guest's deactivation to end.
+                SetClear::ActiveSet => sgis.set_active(physical_bits),
+                _ => {}
             }
             if physical_bits != 0 {
                 hw.write(address, 4, physical_bits as u64);
             }
             0
         }
+        // The guest's view: SGIs are virtual (not yet placed, or in this
+        // CPU's list registers); a PPI this CPU holds shows its list
+        // register's state (or pending, from the backlog), one it does not
+        // hold its physical state.
         (RegisterAction::SgiPpi(op), None) => {
             let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
-            (physical | sgis.read(op) as u32 | held.sgis(op) as u32) as u64
+            let ppis = held.ppis(op);
+            let ppi_view = (physical & !ppis.held) | ppis.in_state;
+            (ppi_view | sgis.read(op) as u32 | held.sgis(op) as u32) as u64
         }
         (RegisterAction::PpiPriority { first }, Some(value)) => {
             let allowed = ppi_priority_bytes(first, size, hv_ppis);
@@ -503,15 +529,22 @@ pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCou
 
 /// Before a CPU powers off: the physical interrupts hv acknowledged for
 /// its vCPU (queued in `backlog`, or in a used list register with the HW
-/// bit) would stay active for good, so they are deactivated; then every
+/// bit) would stay active for good, so they are deactivated, as are the
+/// PPIs the guest made active that no list register holds yet (`sgis`:
+/// its ISACTIVER0 write made them physically active); then every
 /// implemented list register is emptied (`clear_list_registers`).
 pub fn release_list_registers(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
     backlog: &mut Backlog,
     count: ListRegisterCount,
 ) {
     for intid in backlog.drain(..) {
         cpu.deactivate(intid as u32);
+    }
+    let unplaced = sgis.take_active();
+    for ppi in (16..32u32).filter(|i| unplaced & (1 << i) != 0) {
+        cpu.deactivate(ppi);
     }
     for n in 0..count.used.min(MAX_LIST_REGISTERS) {
         let lr = cpu.read(n);
@@ -548,6 +581,7 @@ pub fn fill_list_registers(
 ) {
     let count = lrs.count().min(MAX_LIST_REGISTERS);
     let mut empty = lrs.empty() & ((1u32 << count) - 1);
+    place_active(lrs, sgis, &mut empty, count, &priority);
     while let Some(sgi) = sgis.take() {
         let holding = (0..count).find(|&n| {
             empty & (1 << n) == 0 && {
@@ -615,8 +649,62 @@ pub fn fill_list_registers(
     if empty == 0 {
         evict_for_higher_priority(lrs, count, sgis, backlog, &priority);
     }
-    let waiting = !backlog.is_empty() || sgis.has_ready();
+    let waiting = !backlog.is_empty() || sgis.has_ready() || sgis.unplaced_active() != 0;
     lrs.set_underflow_interrupt(waiting && empty == 0);
+}
+
+/// Places the private interrupts the guest made active (GICR_ISACTIVER0,
+/// `VirtualSgis::set_active`), first in each fill: the guest's own
+/// deactivation (ICC_EOIR1_EL1/ICC_DIR_EL1 on its virtual CPU interface)
+/// ends only what a list register holds. One a list register already holds
+/// is made active there (`made_active`). Otherwise it takes a free list
+/// register, active: an SGI without the HW bit, and active and pending if
+/// it was pending and enabled; a PPI with the HW bit (the guest's write was
+/// forwarded, so the physical PPI is active too and the guest's
+/// deactivation ends it). A backlog entry for that PPI is merged into it by
+/// the backlog pass below (`fill_list_registers`). With no list register
+/// free it waits for the next fill (the underflow interrupt is asked for);
+/// a guest that deactivates it before then deactivates nothing, as a
+/// deactivation of an interrupt no list register holds does (EOIcount).
+fn place_active(
+    lrs: &mut impl ListRegisters,
+    sgis: &VirtualSgis,
+    empty: &mut u32,
+    count: usize,
+    priority: &impl Fn(u32) -> u8,
+) {
+    let active = sgis.take_active();
+    let mut unplaced = 0u32;
+    for intid in (0..32u32).filter(|i| active & (1 << i) != 0) {
+        let holding = (0..count)
+            .find(|&n| *empty & (1 << n) == 0 && lrs.read(n) & 0xffff_ffff == intid as u64);
+        if let Some(n) = holding {
+            let lr = lrs.read(n);
+            lrs.write(n, made_active(lr));
+            continue;
+        }
+        if *empty == 0 {
+            unplaced |= 1 << intid;
+            continue;
+        }
+        let n = empty.trailing_zeros() as usize;
+        *empty &= !(1 << n);
+        let lr = if intid < 16 {
+            let sgi = intid as u8;
+            let state = if sgis.take_sgi(sgi) {
+                LR_STATE_ACTIVE | LR_STATE_PENDING
+            } else {
+                LR_STATE_ACTIVE
+            };
+            list_register_in(state, intid, None, sgis.priority(sgi))
+        } else {
+            list_register_in(LR_STATE_ACTIVE, intid, Some(intid), priority(intid))
+        };
+        lrs.write(n, lr);
+    }
+    if unplaced != 0 {
+        sgis.set_active(unplaced);
+    }
 }
 
 /// With every list register in use: while an interrupt waits (a ready SGI
@@ -818,6 +906,21 @@ pub trait HeldInterrupts {
     /// set/clear-pending (`op` PendingSet/PendingClear) or
     /// set/clear-active register shows; 0 for enable registers.
     fn sgis(&mut self, op: SetClear) -> u16;
+
+    /// The PPIs (bits 16-31) this CPU holds for its vCPU, in a list
+    /// register or the backlog (`held`), and those of them in the state a
+    /// read of a pending or active register (`op`) shows (`in_state`): the
+    /// list register's state, and pending for a backlog entry. The
+    /// physical state of a held PPI is hv's (acknowledged: active), not
+    /// the guest's. (0, 0) for enable registers.
+    fn ppis(&mut self, op: SetClear) -> HeldPpis;
+}
+
+/// What `HeldInterrupts::ppis` returns (bit n: INTID n, 16-31).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldPpis {
+    pub held: u32,
+    pub in_state: u32,
 }
 
 /// For registers about interrupts the writing CPU cannot hold (another
@@ -835,6 +938,12 @@ impl HeldInterrupts for NothingHeld {
     fn sgis(&mut self, _op: SetClear) -> u16 {
         0
     }
+
+    /// Nor its backlog: a remote read shows another vCPU's PPIs in their
+    /// physical state.
+    fn ppis(&mut self, _op: SetClear) -> HeldPpis {
+        HeldPpis::default()
+    }
 }
 
 /// This CPU's list registers and backlog, and its physical CPU interface
@@ -851,10 +960,8 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
     }
 
     fn sgis(&mut self, op: SetClear) -> u16 {
-        let state = match op {
-            SetClear::PendingSet | SetClear::PendingClear => LR_STATE_PENDING,
-            SetClear::ActiveSet | SetClear::ActiveClear => LR_STATE_ACTIVE,
-            SetClear::EnableSet | SetClear::EnableClear => return 0,
+        let Some(state) = lr_state_shown(op) else {
+            return 0;
         };
         let count = self.cpu.count().min(MAX_LIST_REGISTERS);
         let empty = self.cpu.empty();
@@ -867,6 +974,43 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
             }
         }
         sgis
+    }
+
+    fn ppis(&mut self, op: SetClear) -> HeldPpis {
+        let Some(state) = lr_state_shown(op) else {
+            return HeldPpis::default();
+        };
+        let mut ppis = HeldPpis::default();
+        let count = self.cpu.count().min(MAX_LIST_REGISTERS);
+        let empty = self.cpu.empty();
+        for n in (0..count).filter(|n| empty & (1 << n) == 0) {
+            let lr = self.cpu.read(n);
+            let intid = lr & 0xffff_ffff;
+            if (16..32).contains(&intid) {
+                ppis.held |= 1 << intid;
+                if (lr >> LR_STATE_SHIFT) & state != 0 {
+                    ppis.in_state |= 1 << intid;
+                }
+            }
+        }
+        for &entry in self.backlog.iter().filter(|&&e| (16..32).contains(&e)) {
+            ppis.held |= 1 << entry;
+            if state == LR_STATE_PENDING {
+                ppis.in_state |= 1 << entry;
+            }
+        }
+        ppis
+    }
+}
+
+/// The list-register state bit a read of a set/clear register shows:
+/// pending for the pending registers, active for the active ones; None
+/// for the enable registers.
+fn lr_state_shown(op: SetClear) -> Option<u64> {
+    match op {
+        SetClear::PendingSet | SetClear::PendingClear => Some(LR_STATE_PENDING),
+        SetClear::ActiveSet | SetClear::ActiveClear => Some(LR_STATE_ACTIVE),
+        SetClear::EnableSet | SetClear::EnableClear => None,
     }
 }
 
@@ -975,6 +1119,11 @@ pub fn clear_held(
 pub struct VirtualSgis {
     enabled: AtomicU16,
     pending: AtomicU16,
+    /// The private interrupts (bit n: INTID n, SGIs and PPIs) the guest
+    /// made active through GICR_ISACTIVER0 that no list register holds
+    /// yet: the next `fill_list_registers` of the vCPU places each in one
+    /// as active, so that the guest's own deactivation (EOI/DIR) ends it.
+    active: AtomicU32,
     priority: [unmodelled::AtomicU8; 16],
 }
 
@@ -993,6 +1142,7 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
+            active: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
         }
     }
@@ -1003,6 +1153,7 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
+            active: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
         }
     }
@@ -1013,8 +1164,16 @@ impl VirtualSgis {
             SetClear::EnableClear => self.enabled.fetch_and(!bits, Ordering::AcqRel),
             SetClear::PendingSet => self.pending.fetch_or(bits, Ordering::AcqRel),
             SetClear::PendingClear => self.pending.fetch_and(!bits, Ordering::AcqRel),
-            // Active SGIs live in the list registers; these are ignored.
-            SetClear::ActiveSet | SetClear::ActiveClear => 0,
+            // Active SGIs live in the list registers: one set active waits
+            // in `active` for the owner's refill to place it.
+            SetClear::ActiveSet => {
+                self.set_active(bits as u32);
+                0
+            }
+            SetClear::ActiveClear => {
+                self.clear_active(bits as u32);
+                0
+            }
         };
     }
 
@@ -1024,8 +1183,34 @@ impl VirtualSgis {
         match op {
             SetClear::EnableSet | SetClear::EnableClear => self.enabled.load(Ordering::Acquire),
             SetClear::PendingSet | SetClear::PendingClear => self.pending.load(Ordering::Acquire),
-            SetClear::ActiveSet | SetClear::ActiveClear => 0,
+            SetClear::ActiveSet | SetClear::ActiveClear => self.unplaced_active() as u16,
         }
+    }
+
+    /// The guest made the private interrupts `bits` (bit n: INTID n)
+    /// active; the owner's next refill places them (from any CPU).
+    pub fn set_active(&self, bits: u32) {
+        self.active.fetch_or(bits, Ordering::AcqRel);
+    }
+
+    /// The guest cleared the active state of `bits`: those not yet placed
+    /// are no longer active (a placed one is the list register's business).
+    pub fn clear_active(&self, bits: u32) {
+        self.active.fetch_and(!bits, Ordering::AcqRel);
+    }
+
+    /// The private interrupts made active and not yet placed.
+    pub fn unplaced_active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Takes the private interrupts made active and not yet placed (one
+    /// load when there are none, as on almost every fill).
+    fn take_active(&self) -> u32 {
+        if self.active.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.active.swap(0, Ordering::AcqRel)
     }
 
     pub fn priority(&self, sgi: u8) -> u8 {
@@ -1087,14 +1272,31 @@ impl VirtualSgis {
 /// A list register (ICH_LR<n>_EL2) holding a pending group-1 interrupt;
 /// with `physical`, the HW bit links it to that physical INTID.
 pub fn list_register(virtual_intid: u32, physical: Option<u32>, priority: u8) -> u64 {
-    const PENDING: u64 = 0b01 << 62;
+    list_register_in(LR_STATE_PENDING, virtual_intid, physical, priority)
+}
+
+/// A list register holding a group-1 interrupt in `state` (LR_STATE_*).
+fn list_register_in(state: u64, virtual_intid: u32, physical: Option<u32>, priority: u8) -> u64 {
     const HW: u64 = 1 << 61;
     const GROUP1: u64 = 1 << 60;
-    let mut lr = PENDING | GROUP1 | (priority as u64) << 48 | virtual_intid as u64;
+    let mut lr = state << LR_STATE_SHIFT | GROUP1 | (priority as u64) << 48 | virtual_intid as u64;
     if let Some(p) = physical {
         lr |= HW | ((p as u64) & 0x1fff) << 32;
     }
     lr
+}
+
+/// `lr` made active: a pending one becomes active and pending, except with
+/// the HW bit, where GICv3 does not allow both (ICH_LR<n>_EL2.HW): there
+/// it becomes active, its pending state merged into the activation (a
+/// level interrupt still asserted is pending again after the guest's
+/// deactivation).
+fn made_active(lr: u64) -> u64 {
+    if lr & LR_HW != 0 {
+        lr & !(0b11 << LR_STATE_SHIFT) | LR_STATE_ACTIVE << LR_STATE_SHIFT
+    } else {
+        lr | LR_STATE_ACTIVE << LR_STATE_SHIFT
+    }
 }
 
 /// An SGI the guest generated through ICC_SGI1R_EL1.
@@ -1419,18 +1621,31 @@ mod tests {
     #[test]
     fn another_vcpus_sgi_enable_or_pending_asks_for_a_kick() {
         use RegisterAction::SgiPpi;
-        assert!(may_deliver_sgi(SgiPpi(SetClear::EnableSet), Some(1 << 3)));
-        assert!(may_deliver_sgi(SgiPpi(SetClear::PendingSet), Some(0x8000)));
+        assert!(owner_must_refill(SgiPpi(SetClear::EnableSet), Some(1 << 3)));
+        assert!(owner_must_refill(
+            SgiPpi(SetClear::PendingSet),
+            Some(0x8000)
+        ));
         assert!(
-            !may_deliver_sgi(SgiPpi(SetClear::EnableSet), Some(1 << 27)),
+            !owner_must_refill(SgiPpi(SetClear::EnableSet), Some(1 << 27)),
             "PPI bits only: the hardware delivers those"
         );
-        assert!(!may_deliver_sgi(
+        assert!(!owner_must_refill(
             SgiPpi(SetClear::EnableClear),
             Some(0xffff)
         ));
-        assert!(!may_deliver_sgi(SgiPpi(SetClear::PendingSet), None));
-        assert!(!may_deliver_sgi(RegisterAction::Forward, Some(0xffff)));
+        assert!(!owner_must_refill(SgiPpi(SetClear::PendingSet), None));
+        assert!(!owner_must_refill(RegisterAction::Forward, Some(0xffff)));
+        // Made active: SGIs and PPIs both wait for the owner's refill.
+        assert!(owner_must_refill(SgiPpi(SetClear::ActiveSet), Some(1 << 3)));
+        assert!(owner_must_refill(
+            SgiPpi(SetClear::ActiveSet),
+            Some(1 << 27)
+        ));
+        assert!(!owner_must_refill(
+            SgiPpi(SetClear::ActiveClear),
+            Some(1 << 3)
+        ));
     }
 
     #[test]
@@ -1772,12 +1987,16 @@ mod tests {
             used: Some(2),
             ..Default::default()
         };
-        cpu.active.extend([33, 40]);
+        cpu.active.extend([33, 40, 22]);
         let mut backlog = Backlog::new();
         backlog.push(40);
-        release_list_registers(&mut cpu, &mut backlog, count);
+        // PPI 22 and SGI 4 made active by the guest, not yet placed.
+        let sgis = VirtualSgis::new();
+        sgis.set_active(1 << 22 | 1 << 4);
+        release_list_registers(&mut cpu, &sgis, &mut backlog, count);
         assert_eq!(cpu.lrs.lrs, [0; 4]);
         assert!(cpu.active.is_empty() && backlog.is_empty());
+        assert_eq!(sgis.unplaced_active(), 0);
     }
 
     /// One CPU of a GICv3 as far as hv's interrupt taking sees it: the
@@ -2233,8 +2452,13 @@ mod tests {
                 &mut hw,
             )
         };
-        // GICR_ISPENDR0 / ISACTIVER0 reads: placed and unplaced SGIs.
-        assert_eq!(access(&mut cpu, 0x1_0200, None), 1 << 3 | 1 << 4 | 1 << 6);
+        // GICR_ISPENDR0 / ISACTIVER0 reads: placed and unplaced SGIs, and
+        // PPI 27 pending as its list register holds it (physically it is
+        // active, hv's acknowledgement).
+        assert_eq!(
+            access(&mut cpu, 0x1_0200, None),
+            1 << 3 | 1 << 4 | 1 << 6 | 1 << 27
+        );
         assert_eq!(access(&mut cpu, 0x1_0300, None), 1 << 4 | 1 << 5);
         // GICR_ICPENDR0 for SGIs 3, 4, 6 and PPI 27.
         let bits = 1 << 3 | 1 << 4 | 1 << 6 | 1 << 27;
@@ -2257,6 +2481,213 @@ mod tests {
             hw.writes,
             [(RD + 0x1_0280, 4, 1 << 27)],
             "only the PPI reaches the hardware"
+        );
+    }
+
+    /// The guest's own GICR_ISACTIVER0 makes SGIs and PPIs active in its
+    /// virtual view: SGI 5 and PPI 27 (held pending in list registers)
+    /// become active there (PPI 27's HW list register active only: HW
+    /// entries cannot be both), SGI 2 (pending, not placed) and PPI 23 (not
+    /// held) take free list registers, SGI 2 active and pending, PPI 23
+    /// active with the HW bit after its physical ISACTIVER0 write. Reads
+    /// show the list registers' state; GICR_ICACTIVER0 ends it, through
+    /// ICC_DIR for the HW one. Before, ISACTIVER0 SGI bits were dropped and
+    /// a PPI was only made physically active, with nothing the guest's
+    /// deactivation could end.
+    #[test]
+    fn guest_set_active_sgis_and_ppis_reach_list_registers() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        sgis.set_clear(SetClear::EnableSet, 0xffff);
+        sgis.raise(2);
+        cpu.active.insert(27);
+        cpu.lrs.lrs[0] = list_register(5, None, 0xa0);
+        cpu.lrs.lrs[1] = list_register(27, Some(27), 0xa0);
+        let set = 1 << 2 | 1 << 5 | 1 << 23 | 1 << 27;
+        {
+            let mut held = Held {
+                cpu: &mut cpu,
+                backlog: &mut backlog,
+            };
+            perform(
+                redistributor(0x1_0300),
+                RD + 0x1_0300,
+                4,
+                Some(set),
+                &sgis,
+                MAINTENANCE,
+                &mut held,
+                &mut hw,
+            );
+        }
+        assert_eq!(
+            hw.writes,
+            [(RD + 0x1_0300, 4, 1 << 23 | 1 << 27)],
+            "the PPIs are made physically active, the SGIs are virtual"
+        );
+        // hv's own refill, before the guest runs again.
+        cpu.active.insert(23);
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0x80);
+        assert_eq!(
+            cpu.lrs.lrs[0],
+            active(list_register(5, None, 0xa0)) | LR_PENDING
+        );
+        assert_eq!(cpu.lrs.lrs[1], active(list_register(27, Some(27), 0xa0)));
+        assert_eq!(
+            cpu.lrs.lrs[2],
+            active(list_register(2, None, 0xa0)) | LR_PENDING
+        );
+        assert_eq!(cpu.lrs.lrs[3], active(list_register(23, Some(23), 0x80)));
+        assert_eq!(sgis.take(), None, "SGI 2's pending state went with it");
+        assert_eq!(sgis.unplaced_active(), 0);
+        let mut access = |cpu: &mut ModelCpu, offset, write| {
+            let mut held = Held {
+                cpu,
+                backlog: &mut backlog,
+            };
+            perform(
+                redistributor(offset),
+                RD + offset,
+                4,
+                write,
+                &sgis,
+                MAINTENANCE,
+                &mut held,
+                &mut hw,
+            )
+        };
+        assert_eq!(access(&mut cpu, 0x1_0300, None), set, "ISACTIVER0");
+        assert_eq!(access(&mut cpu, 0x1_0380, None), set, "ICACTIVER0");
+        assert_eq!(
+            access(&mut cpu, 0x1_0200, None),
+            1 << 2 | 1 << 5,
+            "ISPENDR0"
+        );
+        // GICR_ICACTIVER0 for SGI 2 and PPI 23.
+        access(&mut cpu, 0x1_0380, Some(1 << 2 | 1 << 23));
+        assert_eq!(
+            cpu.lrs.lrs[2],
+            list_register(2, None, 0xa0),
+            "pending again"
+        );
+        assert_eq!(cpu.lrs.lrs[3], 0);
+        assert!(!cpu.active.contains(&23), "PPI 23 deactivated (ICC_DIR)");
+        // No longer held, PPI 23 shows its physical state, which this fake
+        // GIC keeps as last written (it models no ICC_DIR).
+        assert_eq!(access(&mut cpu, 0x1_0300, None), 1 << 5 | 1 << 27 | 1 << 23);
+    }
+
+    /// With every list register in use, an SGI or PPI made active waits
+    /// (shown active, the underflow interrupt asked for) until a refill
+    /// finds room; GICR_ICACTIVER0 before that just drops it (the PPI's
+    /// physical active state through the forwarded write).
+    #[test]
+    fn guest_set_active_waits_for_a_free_list_register() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
+            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
+        }
+        let mut access = |cpu: &mut ModelCpu, offset, write| {
+            let mut held = Held {
+                cpu,
+                backlog: &mut backlog,
+            };
+            perform(
+                redistributor(offset),
+                RD + offset,
+                4,
+                write,
+                &sgis,
+                MAINTENANCE,
+                &mut held,
+                &mut hw,
+            )
+        };
+        access(&mut cpu, 0x1_0300, Some(1 << 3 | 1 << 20));
+        fill_list_registers(&mut cpu, &sgis, &mut Backlog::new(), |_| 0x80);
+        assert_eq!(sgis.unplaced_active(), 1 << 3 | 1 << 20);
+        assert!(cpu.lrs.underflow, "a refill is asked for");
+        assert_eq!(
+            access(&mut cpu, 0x1_0300, None),
+            1 << 3 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 20
+        );
+        access(&mut cpu, 0x1_0380, Some(1 << 3 | 1 << 20));
+        assert_eq!(sgis.unplaced_active(), 0);
+        // SGI 3 is no longer active; PPI 20 shows its physical state, which
+        // this fake keeps as written to ISACTIVER0 (the forwarded
+        // ICACTIVER0 write below is what ends it on a GIC).
+        assert_eq!(
+            access(&mut cpu, 0x1_0300, None),
+            1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 20
+        );
+        assert_eq!(
+            hw.writes,
+            [(RD + 0x1_0300, 4, 1 << 20), (RD + 0x1_0380, 4, 1 << 20)]
+        );
+    }
+
+    /// Reads of a PPI hv holds show the guest's state, not the physical
+    /// one (hv's acknowledgement made it physically active): one waiting
+    /// in the backlog is pending and not active; one in a list register has
+    /// that register's state. A PPI hv does not hold shows its physical
+    /// state, and another vCPU's redistributor shows physical state only.
+    #[test]
+    fn ppi_reads_show_the_virtual_state_of_held_ppis() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        // Physically: 30 and 27 active (acknowledged by hv), 29 pending
+        // (not yet taken), 28 active (the guest's ISACTIVER0 long ago).
+        hw.write(RD + 0x1_0300, 4, 1 << 30 | 1 << 27 | 1 << 28);
+        hw.write(RD + 0x1_0200, 4, 1 << 29);
+        hw.writes.clear();
+        backlog.push(30);
+        cpu.lrs.lrs[0] = active(list_register(27, Some(27), 0xa0));
+        let mut held = Held {
+            cpu: &mut cpu,
+            backlog: &mut backlog,
+        };
+        let mut read = |offset, held: &mut dyn FnMut() -> HeldPpis| {
+            struct Fixed<'a>(&'a mut dyn FnMut() -> HeldPpis);
+            impl HeldInterrupts for Fixed<'_> {
+                fn clear(&mut self, _op: SetClear, _first: u32, bits: u32) -> u32 {
+                    bits
+                }
+                fn sgis(&mut self, _op: SetClear) -> u16 {
+                    0
+                }
+                fn ppis(&mut self, _op: SetClear) -> HeldPpis {
+                    (self.0)()
+                }
+            }
+            perform(
+                redistributor(offset),
+                RD + offset,
+                4,
+                None,
+                &sgis,
+                MAINTENANCE,
+                &mut Fixed(held),
+                &mut hw,
+            )
+        };
+        let pending_view = held.ppis(SetClear::PendingSet);
+        let active_view = held.ppis(SetClear::ActiveSet);
+        assert_eq!(pending_view.held, 1 << 27 | 1 << 30);
+        assert_eq!(
+            read(0x1_0200, &mut || pending_view),
+            1 << 29 | 1 << 30,
+            "ISPENDR0: 30 pending in the backlog, 29 physically"
+        );
+        assert_eq!(
+            read(0x1_0300, &mut || active_view),
+            1 << 27 | 1 << 28,
+            "ISACTIVER0: 27 active in its list register, 28 physically, not 30"
+        );
+        // Another vCPU's redistributor: physical state.
+        assert_eq!(
+            guest(0x1_0300, 4, None, &sgis, &mut hw),
+            1 << 27 | 1 << 28 | 1 << 30
         );
     }
 

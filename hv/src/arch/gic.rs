@@ -236,7 +236,7 @@ impl Gic {
     /// deactivated here (their virtual copies vanish with the vCPU).
     pub fn release_cpu(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, cpu| {
-            vgic::release_list_registers(cpu, backlog, self.list_registers)
+            vgic::release_list_registers(cpu, &SGIS[vcpu], backlog, self.list_registers)
         });
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
     }
@@ -327,9 +327,10 @@ impl Gic {
                 &mut vgic::NothingHeld,
                 &mut Hardware,
             );
-            // Another vCPU's SGI enabled or made pending: it refills only
-            // when something brings it to hv, so kick it as send_sgi does.
-            if vgic::may_deliver_sgi(action, write) {
+            // Another vCPU's SGI enabled or made pending, or an SGI or PPI
+            // of it made active: it refills only when something brings it
+            // to hv, so kick it as send_sgi does.
+            if vgic::owner_must_refill(action, write) {
                 self.kick(1 << owner);
             }
             result
