@@ -69,6 +69,30 @@ impl FirmwareArch {
     }
 }
 
+impl core::fmt::Display for FirmwareArch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let answer = |value: i32| match value {
+            status::SUCCESS => "implemented",
+            status::UNAFFECTED => "not affected",
+            status::NOT_SUPPORTED => "not supported",
+            status::NOT_REQUIRED => "not required",
+            _ => "unknown answer",
+        };
+        write!(
+            f,
+            "WORKAROUND_1 {} ({}), WORKAROUND_2 {} ({}), WORKAROUND_3 {} ({}), SOC_ID {} ({})",
+            answer(self.workaround_1),
+            self.workaround_1,
+            answer(self.workaround_2),
+            self.workaround_2,
+            answer(self.workaround_3),
+            self.workaround_3,
+            answer(self.soc_id),
+            self.soc_id
+        )
+    }
+}
+
 /// Asks the firmware through conduit `C`, on the calling PE, what
 /// SMCCC_ARCH_FEATURES says for each call hv passes on. `psci_1_0`: the
 /// firmware's PSCI is 1.0 or later (PSCI_FEATURES exists, through which
@@ -248,6 +272,20 @@ mod tests {
         assert_eq!(calls[0], (smccc::psci::PSCI_FEATURES, SMCCC_VERSION));
         assert_eq!(calls[1].0, SMCCC_VERSION);
         assert!(calls[2..].iter().all(|&(f, _)| f == SMCCC_ARCH_FEATURES));
+    }
+
+    #[test]
+    fn firmware_answers_are_reported_by_name() {
+        let answers = FirmwareArch {
+            workaround_1: 0,
+            workaround_2: -2,
+            workaround_3: 1,
+            soc_id: 9,
+        };
+        assert_eq!(
+            std::format!("{answers}"),
+            "WORKAROUND_1 implemented (0), WORKAROUND_2 not required (-2), WORKAROUND_3 not affected (1), SOC_ID unknown answer (9)"
+        );
     }
 
     /// No PSCI 1.0, no SMCCC_VERSION, or SMCCC 1.0: no SMCCC_ARCH_FEATURES

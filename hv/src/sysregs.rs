@@ -24,6 +24,8 @@ pub struct CpuFeatures {
     /// ID_AA64MMFR4_EL1 (RAZ on CPUs that predate it).
     pub id_aa64mmfr4: u64,
     pub id_aa64dfr0: u64,
+    /// ID_AA64DFR1_EL1 (RAZ on CPUs that predate it).
+    pub id_aa64dfr1: u64,
     pub id_aa64isar2: u64,
     /// ID_AA64SMFR0_EL1 (RAZ without SME).
     pub id_aa64smfr0: u64,
@@ -89,11 +91,21 @@ impl CpuFeatures {
         field(self.id_aa64mmfr0, 56) >= 2
     }
     /// FEAT_PMUv3p9 (ID_AA64DFR0_EL1.PMUVer >= 0b1001, 0b1111 being an
-    /// IMPLEMENTATION DEFINED PMU): PMICNTR_EL0, PMICFILTR_EL0 (with
-    /// FEAT_PMUv3_ICNTR), PMUACR_EL1 and PMZR_EL0.
+    /// IMPLEMENTATION DEFINED PMU): PMUACR_EL1 and PMZR_EL0.
     pub fn has_pmuv3p9(&self) -> bool {
         let version = field(self.id_aa64dfr0, 8);
         (0b1001..0xf).contains(&version)
+    }
+    /// FEAT_PMUv3_ICNTR (ID_AA64DFR1_EL1.PMICNTR, bits [39:36]): the
+    /// instruction counter PMICNTR_EL0 and PMICFILTR_EL0.
+    pub fn has_pmuv3_icntr(&self) -> bool {
+        field(self.id_aa64dfr1, 36) != 0
+    }
+    /// FEAT_EBEP (ID_AA64DFR1_EL1.EBEP, bits [51:48]): PMU exceptions and
+    /// PSTATE.PM, which hv's injected exception entries do not model
+    /// (`inject::entry_pstate`); QEMU `-cpu max` does not have it.
+    pub fn has_ebep(&self) -> bool {
+        field(self.id_aa64dfr1, 48) != 0
     }
     pub fn has_hcx(&self) -> bool {
         field(self.id_aa64mmfr1, 40) != 0
@@ -340,28 +352,32 @@ pub const HDFGWTR2_NPMZR_EL0: u64 = 1 << 21;
 /// value Linux's booting.rst asks of EL2 for these registers too).
 pub const FGT2_UNTRAPPED: u64 = 0;
 
-/// HDFGRTR2_EL2 with FEAT_FGT2: nothing trapped that hv can describe:
-/// nPMICNTR_EL0, nPMICFILTR_EL0 and nPMUACR_EL1 set with FEAT_PMUv3p9,
-/// as booting.rst asks (else a 6.13+ kernel's PMU driver takes UNDEFINED
-/// on PMUACR_EL1). The other negative controls (FEAT_SPMU, PMUv3_SS,
-/// SEBEP/EBEP, SPE_FDS/nVM, STEP2, ITE, Debugv8p9, TRBE_MPAM) stay 0, as
-/// for `FGT2_UNTRAPPED`.
+/// HDFGRTR2_EL2 with FEAT_FGT2: the PMU registers the guest sees in its
+/// ID registers untrapped, as booting.rst asks (else a 6.13+ kernel's PMU
+/// driver takes UNDEFINED on PMUACR_EL1): nPMUACR_EL1 with FEAT_PMUv3p9,
+/// nPMICNTR_EL0 and nPMICFILTR_EL0 with FEAT_PMUv3_ICNTR (each bit is RES0
+/// without its feature, so it is set only with it). The other negative
+/// controls (FEAT_SPMU, PMUv3_SS, SEBEP/EBEP, SPE_FDS/nVM, STEP2, ITE,
+/// Debugv8p9, TRBE_MPAM) stay 0, as for `FGT2_UNTRAPPED`.
 pub fn hdfgrtr2_el2(features: &CpuFeatures) -> u64 {
+    let mut value = 0;
     if features.has_pmuv3p9() {
-        HDFGXTR2_NPMICNTR_EL0 | HDFGXTR2_NPMICFILTR_EL0 | HDFGXTR2_NPMUACR_EL1
-    } else {
-        0
+        value |= HDFGXTR2_NPMUACR_EL1;
     }
+    if features.has_pmuv3_icntr() {
+        value |= HDFGXTR2_NPMICNTR_EL0 | HDFGXTR2_NPMICFILTR_EL0;
+    }
+    value
 }
 
 /// HDFGWTR2_EL2 with FEAT_FGT2: as HDFGRTR2_EL2, plus the write-only
 /// PMZR_EL0's nPMZR_EL0 (FEAT_PMUv3p9).
 pub fn hdfgwtr2_el2(features: &CpuFeatures) -> u64 {
+    let mut value = hdfgrtr2_el2(features);
     if features.has_pmuv3p9() {
-        hdfgrtr2_el2(features) | HDFGWTR2_NPMZR_EL0
-    } else {
-        0
+        value |= HDFGWTR2_NPMZR_EL0;
     }
+    value
 }
 
 // SMCR_EL2 bits.
@@ -436,6 +452,7 @@ mod tests {
         id_aa64mmfr3: 0,
         id_aa64mmfr4: 0,
         id_aa64dfr0: 0x0000_0000_0000_0906,
+        id_aa64dfr1: 0,
         id_aa64isar2: 0x0000_0000_0001_0000,
         id_aa64smfr0: 0x80f1_00fd_0000_0000,
     };
@@ -451,6 +468,7 @@ mod tests {
         id_aa64mmfr3: 0,
         id_aa64mmfr4: 0,
         id_aa64dfr0: 0x0000_0000_1030_5408,
+        id_aa64dfr1: 0,
         id_aa64isar2: 0,
         id_aa64smfr0: 0,
     };
@@ -468,8 +486,16 @@ mod tests {
         };
         assert!(fgt2.has_fgt() && fgt2.has_fgt2());
         assert!(fgt2.has_pmuv3p9(), "-cpu max's PMUVer is 0b1001");
-        assert_eq!(hdfgrtr2_el2(&fgt2), 0b1_1100);
-        assert_eq!(hdfgwtr2_el2(&fgt2), 1 << 21 | 0b1_1100);
+        assert!(!fgt2.has_pmuv3_icntr() && !fgt2.has_ebep());
+        assert_eq!(hdfgrtr2_el2(&fgt2), 1 << 4, "nPMUACR_EL1");
+        assert_eq!(hdfgwtr2_el2(&fgt2), 1 << 21 | 1 << 4, "and nPMZR_EL0");
+        let icntr = CpuFeatures {
+            id_aa64dfr1: 1 << 36,
+            ..fgt2
+        };
+        assert!(icntr.has_pmuv3_icntr());
+        assert_eq!(hdfgrtr2_el2(&icntr), 0b1_1100);
+        assert_eq!(hdfgwtr2_el2(&icntr), 1 << 21 | 0b1_1100);
         let before_p9 = CpuFeatures {
             id_aa64dfr0: fgt2.id_aa64dfr0 & !(0xf << 8) | 0b1000 << 8,
             ..fgt2
@@ -483,6 +509,11 @@ mod tests {
         };
         assert!(!imp_def.has_pmuv3p9(), "PMUVer 0b1111 is not PMUv3");
         assert_eq!(hdfgrtr2_el2(&imp_def), 0);
+        let ebep = CpuFeatures {
+            id_aa64dfr1: 1 << 48,
+            ..N1
+        };
+        assert!(ebep.has_ebep());
         assert_eq!(FGT2_UNTRAPPED, 0);
     }
 

@@ -249,6 +249,7 @@ fn read_features() -> CpuFeatures {
         id_aa64mmfr3: read_sysreg!("s3_0_c0_c7_3"),
         id_aa64mmfr4: read_sysreg!("s3_0_c0_c7_4"),
         id_aa64dfr0: read_sysreg!("id_aa64dfr0_el1"),
+        id_aa64dfr1: read_sysreg!("s3_0_c0_c5_1"), // ID_AA64DFR1_EL1
         id_aa64isar2: read_sysreg!("s3_0_c0_c6_2"),
         id_aa64smfr0: 0,
     };
@@ -393,10 +394,20 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         features.has_sme(),
         features.has_fgt()
     ));
+    if features.has_ebep() {
+        // Documented at sysregs::CpuFeatures::has_ebep.
+        println!("hv: note: this CPU has FEAT_EBEP; exceptions hv injects do not model PSTATE.PM (left 0)");
+    }
     let (ttbr, tcr) = enable_stage1(&platform, pa_bits);
     phase(format_args!(
         "stage 1 on: identity map, hv code read-only, everything else never executable (W^X), MMU and caches enabled"
     ));
+    // The boot CPU's firmware mitigations for the guest's SMCCC (after the
+    // MMU: `Once` needs atomics on Normal memory); each other CPU asks its
+    // own at bring-up (`configure_el2`).
+    let firmware_arch = *FIRMWARE_ARCH[boot_cpu]
+        .call_once(|| smccc_arch::query::<smccc::Smc>(FIRMWARE_PSCI_1_0.load(Ordering::Relaxed)));
+    println!("hv: firmware's SMCCC Arm Architecture Service on cpu {boot_cpu}: {firmware_arch} (what the guest's SMCCC_ARCH_FEATURES is told)");
 
     // SAFETY: the heap is hv's own .bss array, handed to the allocator once.
     unsafe { ALLOCATOR.lock().init(&raw mut HEAP as usize, HEAP_SIZE) };

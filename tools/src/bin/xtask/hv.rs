@@ -585,6 +585,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(N1, 1, "512M")
     },
+    // hv asks the firmware through its SMC conduit, at boot, which SMCCC
+    // mitigations it implements (hv::smccc_arch), and the Linux guest then
+    // boots and powers off (status 0) on two CPUs, each of which asked its
+    // own. QEMU's PSCI firmware implements none, so the guest is told
+    // NOT_SUPPORTED for each, never a mitigation.
+    Case {
+        expect: Expect::Ends {
+            line: "hv: firmware's SMCCC Arm Architecture Service on cpu 0: WORKAROUND_1 not supported (-1), WORKAROUND_2 not supported (-1), WORKAROUND_3 not supported (-1), SOC_ID not supported (-1)",
+            status: 0,
+        },
+        ..boot(N1, 2, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.
