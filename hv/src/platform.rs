@@ -802,6 +802,10 @@ pub struct Options {
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
+    /// `hv.probe=walk-abort`: run hv's built-in EL1 probe of the external
+    /// abort on a stage-1 table walk instead of the bundle's kernel
+    /// (`arch::walk_abort_probe`).
+    pub walk_abort_probe: bool,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
     /// list registers, so that a test boot overflows them often and the
     /// refill path (the underflow maintenance interrupt) is exercised.
@@ -917,6 +921,7 @@ impl Options {
                 "hv.selftest=shadow" => options.self_test = Some(SelfTest::Shadow),
                 "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
                 "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
+                "hv.probe=walk-abort" => options.walk_abort_probe = true,
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.selftest=shadow-no-vmalle1" => {
                     options.self_test = Some(SelfTest::ShadowNoVmalle1)
@@ -1181,9 +1186,15 @@ pub(crate) mod tests {
                 deliberate_failure: None,
                 self_test: None,
                 nested: None,
+                walk_abort_probe: false,
                 list_register_limit: None,
             })
         );
+        assert_eq!(
+            Options::parse("hv.probe=walk-abort").map(|o| o.walk_abort_probe),
+            Ok(true)
+        );
+        assert_eq!(Options::parse("hv.probe=other"), Err("hv.probe=other"));
         assert_eq!(
             Options::parse("hv.nested=demo").map(|o| o.nested),
             Ok(Some(NestedDemo::Demo))

@@ -12,6 +12,7 @@ pub mod nested_l1;
 pub mod selftest;
 pub mod shadow_selftest;
 pub mod shadow_tlb;
+pub mod walk_abort_probe;
 
 use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind, NotEmulable};
@@ -482,7 +483,16 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         )),
         None => phase(format_args!("GIC: passed through to the guest")),
     }
-    let hv = load_guest(&fdt, platform, gic, features, pa_bits, boot_cpu, ttbr, tcr);
+    let hv = load_guest(
+        &fdt,
+        platform,
+        gic,
+        features,
+        pa_bits,
+        boot_cpu,
+        (ttbr, tcr),
+        options.walk_abort_probe,
+    );
     enter_guest_on_this_cpu(
         hv,
         boot_cpu,
@@ -611,8 +621,8 @@ fn load_guest(
     features: CpuFeatures,
     pa_bits: u8,
     boot_cpu: usize,
-    ttbr: u64,
-    tcr: u64,
+    (ttbr, tcr): (u64, u64),
+    walk_abort_probe: bool,
 ) -> &'static Hv {
     let Some(bundle_region) = platform.initrd else {
         fail(format_args!(
@@ -634,10 +644,14 @@ fn load_guest(
     let bytes = unsafe {
         core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
     };
-    let bundle = match Bundle::parse(bytes) {
+    let mut bundle = match Bundle::parse(bytes) {
         Ok(b) => b,
         Err(e) => fail(format_args!("{e}")),
     };
+    if walk_abort_probe {
+        // hv's own EL1 probe instead of the bundle's kernel.
+        bundle.kernel = walk_abort_probe::image();
+    }
     let image = match ImageHeader::parse(bundle.kernel) {
         Ok(i) => i,
         Err(e) => fail(format_args!("{e}")),

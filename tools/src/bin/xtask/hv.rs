@@ -597,6 +597,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(N1, 2, "512M")
     },
+    // hv's EL1 probe (hv/src/arch/walk_abort_probe.rs) takes the external
+    // abort of a stage-1 walk that reads an IPA with nothing behind it:
+    // a load and a fetch at level 1, a load at level 0, each with the FSC
+    // of its level (0x15, 0x15, 0x14; before, 0x10) and FAR the VA.
+    Case {
+        hv_args: "hv.probe=walk-abort",
+        expect: Expect::Ends {
+            line: "UMBRA-WALK-ABORT-PASS data level 1, fetch level 1, data level 0",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.
