@@ -802,14 +802,25 @@ pub struct Options {
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
-    /// `hv.probe=walk-abort`: run hv's built-in EL1 probe of the external
-    /// abort on a stage-1 table walk instead of the bundle's kernel
-    /// (`arch::walk_abort_probe`).
-    pub walk_abort_probe: bool,
+    /// `hv.probe=walk-abort|gic-active`: run one of hv's built-in EL1
+    /// probes instead of the bundle's kernel (see `Probe`).
+    pub probe: Option<Probe>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
     /// list registers, so that a test boot overflows them often and the
     /// refill path (the underflow maintenance interrupt) is exercised.
     pub list_register_limit: Option<usize>,
+}
+
+/// A tiny EL1 guest built into hv that checks, on the machine, what hv
+/// shows a guest (`hv.probe=`); it runs instead of the bundle's kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// External aborts on its own stage-1 table walks
+    /// (`arch::walk_abort_probe`).
+    WalkAbort,
+    /// The active state of its SGIs and PPIs through the redistributor
+    /// (`arch::gic_active_probe`).
+    GicActive,
 }
 
 /// A self-test hv runs instead of a guest (`hv.selftest=`).
@@ -921,7 +932,8 @@ impl Options {
                 "hv.selftest=shadow" => options.self_test = Some(SelfTest::Shadow),
                 "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
                 "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
-                "hv.probe=walk-abort" => options.walk_abort_probe = true,
+                "hv.probe=walk-abort" => options.probe = Some(Probe::WalkAbort),
+                "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.selftest=shadow-no-vmalle1" => {
                     options.self_test = Some(SelfTest::ShadowNoVmalle1)
@@ -1186,13 +1198,17 @@ pub(crate) mod tests {
                 deliberate_failure: None,
                 self_test: None,
                 nested: None,
-                walk_abort_probe: false,
+                probe: None,
                 list_register_limit: None,
             })
         );
         assert_eq!(
-            Options::parse("hv.probe=walk-abort").map(|o| o.walk_abort_probe),
-            Ok(true)
+            Options::parse("hv.probe=walk-abort").map(|o| o.probe),
+            Ok(Some(Probe::WalkAbort))
+        );
+        assert_eq!(
+            Options::parse("hv.probe=gic-active").map(|o| o.probe),
+            Ok(Some(Probe::GicActive))
         );
         assert_eq!(Options::parse("hv.probe=other"), Err("hv.probe=other"));
         assert_eq!(

@@ -6,6 +6,7 @@ pub mod boot;
 pub mod console;
 pub mod cpu;
 pub mod gic;
+pub mod gic_active_probe;
 pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
@@ -491,7 +492,7 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
         pa_bits,
         boot_cpu,
         (ttbr, tcr),
-        options.walk_abort_probe,
+        options.probe,
     );
     enter_guest_on_this_cpu(
         hv,
@@ -622,7 +623,7 @@ fn load_guest(
     pa_bits: u8,
     boot_cpu: usize,
     (ttbr, tcr): (u64, u64),
-    walk_abort_probe: bool,
+    probe: Option<platform::Probe>,
 ) -> &'static Hv {
     let Some(bundle_region) = platform.initrd else {
         fail(format_args!(
@@ -648,9 +649,11 @@ fn load_guest(
         Ok(b) => b,
         Err(e) => fail(format_args!("{e}")),
     };
-    if walk_abort_probe {
-        // hv's own EL1 probe instead of the bundle's kernel.
-        bundle.kernel = walk_abort_probe::image();
+    // hv's own EL1 probe instead of the bundle's kernel.
+    match probe {
+        Some(platform::Probe::WalkAbort) => bundle.kernel = walk_abort_probe::image(),
+        Some(platform::Probe::GicActive) => bundle.kernel = gic_active_probe::image(),
+        None => {}
     }
     let image = match ImageHeader::parse(bundle.kernel) {
         Ok(i) => i,

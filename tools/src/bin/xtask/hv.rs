@@ -609,6 +609,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // hv's EL1 probe (hv/src/arch/gic_active_probe.rs) makes SGI 3 and
+    // PPI 23 active through its GICR_ISACTIVER0 and deactivates them with
+    // ICC_DIR_EL1 (list registers, HW bit for the PPI) and with
+    // GICR_ICACTIVER0, reading GICR_ISACTIVER0 after each step.
+    Case {
+        hv_args: "hv.probe=gic-active",
+        expect: Expect::Ends {
+            line: "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.

@@ -1,0 +1,151 @@
+//! `hv.probe=gic-active`: a tiny EL1 guest that checks, on the machine,
+//! the guest's view of the active state of its own SGIs and PPIs through
+//! the trapped redistributor (`crate::vgic`: GICR_ISACTIVER0 places them
+//! in list registers, PPIs with the HW bit). hv loads it instead of the
+//! bundle's kernel and runs it through the ordinary guest exit path, with
+//! its virtual GIC (QEMU virt: this vCPU's SGI frame at 0x080b_0000, the
+//! PL011 at 0x0900_0000). With the MMU off (device accesses) it:
+//! 1. enables its virtual CPU interface (ICC_SRE_EL1, EOImode 1, PMR,
+//!    group 1);
+//! 2. writes GICR_ISACTIVER0 with SGI 3 and PPI 23 (disabled, never
+//!    signalled); GICR_ISACTIVER0 must read both active;
+//! 3. deactivates both with ICC_DIR_EL1: GICR_ISACTIVER0 must read both
+//!    inactive (PPI 23 physically too: its list register had the HW bit);
+//! 4. makes them active again and clears them with GICR_ICACTIVER0: both
+//!    inactive.
+//!
+//! It prints `UMBRA-GIC-ACTIVE-PASS` and calls PSCI SYSTEM_OFF, or
+//! `UMBRA-GIC-ACTIVE-FAIL step N isactiver0 X` and SYSTEM_RESET. Before
+//! the fix SGI 3 never read active (step 2), and a PPI made active stayed
+//! active for good after the guest's ICC_DIR_EL1 (step 3).
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+.pushsection .rodata.umbra_gic_active_probe, "a"
+.balign 4096
+.global umbra_gic_active_probe
+umbra_gic_active_probe:
+    b       1f
+    .word   0
+    .quad   0
+    .quad   umbra_gic_active_probe_end - umbra_gic_active_probe
+    .quad   0xa
+    .quad   0, 0, 0
+    .ascii  "ARM\x64"
+    .word   0
+1:
+    mov     x4, #7                      // ICC_SRE_EL1: SRE, DFB, DIB
+    msr     s3_0_c12_c12_5, x4
+    isb
+    mov     x4, #2                      // ICC_CTLR_EL1.EOImode
+    msr     s3_0_c12_c12_4, x4
+    mov     x4, #0xff                   // ICC_PMR_EL1
+    msr     s3_0_c4_c6_0, x4
+    mov     x4, #1                      // ICC_IGRPEN1_EL1
+    msr     s3_0_c12_c12_7, x4
+    isb
+    movz    x19, #0x080b, lsl #16       // this vCPU's SGI frame
+    movz    w21, #0x0080, lsl #16
+    orr     w21, w21, #8                // SGI 3 and PPI 23
+    // 2. Made active.
+    mov     x20, #2
+    str     w21, [x19, #0x300]          // GICR_ISACTIVER0
+    ldr     w9, [x19, #0x300]
+    and     w10, w9, w21
+    cmp     w10, w21
+    b.ne    umbra_gic_active_probe_fail
+    // 3. Deactivated by the guest's own ICC_DIR_EL1.
+    mov     x20, #3
+    mov     x4, #3
+    msr     s3_0_c12_c11_1, x4          // ICC_DIR_EL1
+    mov     x4, #23
+    msr     s3_0_c12_c11_1, x4
+    isb
+    ldr     w9, [x19, #0x300]
+    tst     w9, w21
+    b.ne    umbra_gic_active_probe_fail
+    // 4. Made active again, cleared by GICR_ICACTIVER0.
+    mov     x20, #4
+    str     w21, [x19, #0x300]
+    ldr     w9, [x19, #0x300]
+    and     w10, w9, w21
+    cmp     w10, w21
+    b.ne    umbra_gic_active_probe_fail
+    str     w21, [x19, #0x380]          // GICR_ICACTIVER0
+    ldr     w9, [x19, #0x300]
+    tst     w9, w21
+    b.ne    umbra_gic_active_probe_fail
+    adr     x1, umbra_gic_active_probe_pass_msg
+    bl      umbra_gic_active_probe_puts
+    movz    x0, #0x8400, lsl #16
+    movk    x0, #8                      // PSCI SYSTEM_OFF
+    hvc     #0
+    b       .
+
+umbra_gic_active_probe_fail:
+    adr     x1, umbra_gic_active_probe_fail_msg
+    bl      umbra_gic_active_probe_puts
+    add     x11, x20, #0x30
+    bl      umbra_gic_active_probe_putc
+    adr     x1, umbra_gic_active_probe_value_msg
+    bl      umbra_gic_active_probe_puts
+    mov     x15, #28
+2:  lsr     x14, x9, x15
+    and     x14, x14, #0xf
+    cmp     x14, #10
+    add     x11, x14, #0x30
+    add     x14, x14, #0x57
+    csel    x11, x14, x11, hs
+    bl      umbra_gic_active_probe_putc
+    subs    x15, x15, #4
+    b.ge    2b
+    mov     x11, #10
+    bl      umbra_gic_active_probe_putc
+    movz    x0, #0x8400, lsl #16
+    movk    x0, #9                      // PSCI SYSTEM_RESET
+    hvc     #0
+    b       .
+
+// x1: a NUL-terminated string to the PL011 data register.
+umbra_gic_active_probe_puts:
+    movz    x3, #0x0900, lsl #16
+3:  ldrb    w2, [x1], #1
+    cbz     w2, 4f
+    strb    w2, [x3]
+    b       3b
+4:  ret
+
+// x11: one byte.
+umbra_gic_active_probe_putc:
+    movz    x3, #0x0900, lsl #16
+    strb    w11, [x3]
+    ret
+
+umbra_gic_active_probe_pass_msg:
+    .asciz  "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0\n"
+umbra_gic_active_probe_fail_msg:
+    .asciz  "UMBRA-GIC-ACTIVE-FAIL step "
+umbra_gic_active_probe_value_msg:
+    .asciz  " isactiver0 "
+.balign 4096
+.global umbra_gic_active_probe_end
+umbra_gic_active_probe_end:
+.popsection
+"#
+);
+
+unsafe extern "C" {
+    static umbra_gic_active_probe: u8;
+    static umbra_gic_active_probe_end: u8;
+}
+
+/// The probe's arm64 Image.
+pub fn image() -> &'static [u8] {
+    let start = &raw const umbra_gic_active_probe;
+    let end = &raw const umbra_gic_active_probe_end;
+    // SAFETY: both symbols bound the assembled image above, in hv's
+    // read-only data, start before end.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+}
