@@ -108,8 +108,9 @@ pub struct TargetEl1 {
 ///   is set when taken from EL1 (to EL1, its own level) with
 ///   GCSCR_EL1.EXLOCKEN set (GetCurrentEXLOCKEN at EL1), else cleared.
 ///
-/// Not modelled: FEAT_EBEP's PSTATE.PM, which hv neither detects nor
-/// describes to the guest.
+/// Not modelled: FEAT_EBEP's PSTATE.PM (left 0). hv detects FEAT_EBEP
+/// (`CpuFeatures::has_ebep`) and says so at boot; QEMU `-cpu max` does not
+/// have it.
 pub fn entry_pstate(from: u64, target: TargetEl1) -> u64 {
     let features = target.features;
     let mut pstate = PSTATE_EL1H | PSTATE_DAIF | (from & PSTATE_NZCV);
