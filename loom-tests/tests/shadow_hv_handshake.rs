@@ -1,26 +1,28 @@
 //! loom model of the recycling contract between the service and hv
-//! (shadow-mmu/README.md, "Contract with hv: recycling"; review 11 R11-1):
-//! a PE enters L2 of context A by the handshake (publish `Entering`,
-//! barrier, `shadow_root`, publish `InL2(vmid)`, barrier, consume the kick
-//! flag, ERET) while another fault recycles A's only slot for B, whose
-//! `reassigned` runs the recycler's side (barrier, kick every PE entering
-//! or in L2 on the slot's VMID, barrier, wait for those in L2 to leave).
-//! The PE, once in L2, reads IPA 0 through the slot's shadow: it must never
-//! see B's mapping (one nested guest reaching another's memory). hv does
-//! not run L2 yet: the PE side here is the contract written as code, the
-//! service side is the real `Service` (fails when `reassigned` kicks only
-//! PEs in L2, as the contract said before, when the PE does not check
-//! the kick flag before its ERET, or when either of `reassigned`'s barriers
-//! or the PE's second barrier is removed: run at 4 preemptions, see
-//! `HANDSHAKE_PREEMPTIONS`). The PE's first barrier (step 1) is also done
-//! by `shadow_root`'s fresh epoch pin here, so removing it passes; the
-//! contract asks for it explicitly (a pin nested in a `Burst` has no
-//! fence).
+//! (shadow-mmu/README.md, "Contract with hv: recycling"; review 11 R11-1),
+//! running both sides' real code: hv's `nested::handshake` (the PE's entry
+//! `PeHandshake::enter` and exit store `left_l2`, and the recycler's
+//! `kick_victims`, which hv's `HandshakeShadow` runs as the service's
+//! `reassigned`) on loom's atomics (hv/src/sync.rs) against the real
+//! `Service`. A PE enters L2 of context A while another fault recycles A's
+//! only slot for B. The PE, once in L2, reads IPA 0 through the slot's
+//! shadow: it must never see B's mapping (one nested guest reaching
+//! another's memory). Only the machine is a stand-in: the shadow's
+//! descriptors (a list of mappings), and the interrupt, which is not
+//! needed because the model's PE leaves L2 by itself after one access.
+//!
+//! It fails when `kick_victims` kicks only PEs in L2 (the contract before
+//! review 11), when `enter` does not check the kick flag before its ERET,
+//! or when either of `kick_victims`' barriers or `enter`'s second barrier
+//! is removed (run at 4 preemptions, see `HANDSHAKE_PREEMPTIONS`). The
+//! PE's first barrier (step 1) is also done by `shadow_root`'s fresh epoch
+//! pin here, so removing it passes; hv issues it explicitly (a pin nested
+//! in a `Burst` has no fence).
 #![cfg(loom)]
 
 mod shadow_support;
 
-use loom::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering::*};
+use hv::nested::handshake::{Entry, HandshakeBackend, NeverLeft, PeHandshake, PeSet};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use shadow_mmu::compose::{HostExecute, L0RegionMap, ShadowMapping};
@@ -29,28 +31,13 @@ use shadow_mmu::shadow_table::{MapError, MapOutcome};
 use shadow_support::*;
 use walker::AccessKind;
 
-const OUTSIDE: u32 = 0;
-const ENTERING: u32 = 1;
-
-/// `InL2(vmid)`.
-const fn in_l2(vmid: u16) -> u32 {
-    0x1_0000 | vmid as u32
-}
-
-/// hv's view of its one PE.
-#[derive(Debug, Default)]
-struct Pe {
-    phase: AtomicU32,
-    kick: AtomicBool,
-}
-
 type Entries = Arc<Mutex<Vec<ShadowMapping>>>;
 
-/// The shadows by VMID (what the PE's VTTBR_EL2 points the hardware at)
-/// and the PE.
+/// hv's one PE and the shadows by VMID (what the PE's VTTBR_EL2 points
+/// the hardware at).
 #[derive(Debug, Default)]
 struct Hv {
-    pe: Pe,
+    pes: [PeHandshake; 1],
     shadows: Mutex<Vec<(u16, Entries)>>,
 }
 
@@ -62,14 +49,42 @@ impl Hv {
     }
 }
 
-#[derive(Debug)]
-struct HandshakeShadow {
-    vmid: u16,
-    entries: Entries,
-    hv: Arc<Hv>,
+/// The machine hv's handshake runs on, as the model has it.
+#[derive(Clone, Debug)]
+struct Machine(Arc<Hv>);
+
+impl PeSet for Machine {
+    fn pes(&self) -> &[PeHandshake] {
+        &self.0.pes
+    }
+    /// The recycler (the main thread) is not a PE.
+    fn current_pe(&self) -> Option<usize> {
+        None
+    }
+    /// The model's PE leaves L2 by itself after one access.
+    fn interrupt(&self, _pe: usize) {}
+    fn now(&self) -> u64 {
+        0
+    }
+    fn wait_limit(&self) -> u64 {
+        u64::MAX
+    }
+    fn relax(&self) {
+        thread::yield_now();
+    }
+    fn never_left(&self, why: NeverLeft) -> ! {
+        panic!("{why}")
+    }
 }
 
-impl ShadowStore for HandshakeShadow {
+/// One slot's shadow descriptors (hv's `HandshakeShadow` wraps it).
+#[derive(Debug)]
+struct ModelShadow {
+    vmid: u16,
+    entries: Entries,
+}
+
+impl ShadowStore for ModelShadow {
     fn root_pa(&self) -> u64 {
         u64::from(self.vmid) << 12
     }
@@ -94,21 +109,6 @@ impl ShadowStore for HandshakeShadow {
         entries.clear();
         n
     }
-    /// The recycler's side of the handshake (the directory lock is held,
-    /// the victim retired and its shadow cleared).
-    fn reassigned(&self) {
-        let pe = &self.hv.pe;
-        fence(SeqCst);
-        let phase = pe.phase.load(SeqCst);
-        if phase == ENTERING || phase == in_l2(self.vmid) {
-            pe.kick.store(true, Release);
-        }
-        fence(SeqCst);
-        // (The IPI: the model's PE leaves L2 by itself after one access.)
-        while pe.phase.load(Acquire) == in_l2(self.vmid) {
-            thread::yield_now();
-        }
-    }
     fn lookup(&self, ipa: u64) -> Option<ShadowMapping> {
         let entries = self.entries.lock().unwrap();
         entries.iter().copied().find(|e| e.contains(ipa))
@@ -122,18 +122,14 @@ impl ShadowStore for HandshakeShadow {
 }
 
 #[derive(Debug)]
-struct HandshakeBackend(Arc<Hv>);
+struct ModelBackend(Arc<Hv>);
 
-impl ShadowBackend for HandshakeBackend {
-    type Shadow = HandshakeShadow;
-    fn create(&self, vmid: u16) -> Option<HandshakeShadow> {
+impl ShadowBackend for ModelBackend {
+    type Shadow = ModelShadow;
+    fn create(&self, vmid: u16) -> Option<ModelShadow> {
         let entries = Entries::default();
         self.0.shadows.lock().unwrap().push((vmid, entries.clone()));
-        Some(HandshakeShadow {
-            vmid,
-            entries,
-            hv: self.0.clone(),
-        })
+        Some(ModelShadow { vmid, entries })
     }
     fn frames_in_use(&self) -> usize {
         0
@@ -147,44 +143,33 @@ impl ShadowBackend for HandshakeBackend {
     }
 }
 
-/// The PE enters A's L2 by the handshake (at most two tries) and makes one
-/// access to IPA 0 there; A's L2 may see A's page or nothing, never B's.
-fn enter_a_and_access(s: &Service<SparseMemory, L0RegionMap, HandshakeBackend>, hv: &Hv) {
+type HandshakeService = Service<SparseMemory, L0RegionMap, HandshakeBackend<ModelBackend, Machine>>;
+
+/// The PE enters A's L2 by hv's handshake and makes one access to IPA 0
+/// there; A's L2 may see A's page or nothing, never B's.
+fn enter_a_and_access(s: &HandshakeService, hv: &Hv) {
     let w = s.worker();
-    let pe = &hv.pe;
-    for _ in 0..2 {
-        pe.phase.store(ENTERING, SeqCst);
-        fence(SeqCst);
-        let Some((vmid, _root)) = s.shadow_root(&w, &key(ROOT)) else {
-            pe.phase.store(OUTSIDE, Release);
-            return;
-        };
-        pe.phase.store(in_l2(vmid), SeqCst);
-        fence(SeqCst);
-        if pe.kick.swap(false, AcqRel) {
-            // The root may be a retired context's: ask again.
-            continue;
-        }
-        // ERET: L2 runs on the shadow of `vmid` and reads IPA 0.
-        if let Some(m) = hv
-            .shadow(vmid)
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|e| e.contains(0))
-        {
-            assert_eq!(
-                m.pa_base,
-                PA_OFFSET + OLD,
-                "A's L2 reached B's memory through the slot's shadow"
-            );
-        }
-        // Exit to EL2: acknowledged before anything can wait for the
-        // directory lock.
-        pe.phase.store(OUTSIDE, Release);
+    let pe = &hv.pes[0];
+    let Entry::Ready { vmid, .. } = pe.enter(|| s.shadow_root(&w, &key(ROOT))) else {
         return;
+    };
+    // ERET: L2 runs on the shadow of `vmid` and reads IPA 0.
+    if let Some(m) = hv
+        .shadow(vmid)
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.contains(0))
+    {
+        assert_eq!(
+            m.pa_base,
+            PA_OFFSET + OLD,
+            "A's L2 reached B's memory through the slot's shadow"
+        );
     }
-    pe.phase.store(OUTSIDE, Release);
+    // Exit to EL2: published before anything can wait for the directory
+    // lock.
+    pe.left_l2();
 }
 
 /// The handshake's preemption bound: at least 4, whatever
@@ -212,9 +197,9 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 fn a_pe_entering_the_victims_l2_never_runs_on_the_successors_tree() {
     model(|| {
         let hv = Arc::new(Hv::default());
+        let backend = HandshakeBackend::new(ModelBackend(hv.clone()), Machine(hv.clone()));
         let s = Arc::new(
-            Service::new(config(1), memory(), l0_map(), HandshakeBackend(hv.clone()))
-                .expect("valid shadow VMIDs"),
+            Service::new(config(1), memory(), l0_map(), backend).expect("valid shadow VMIDs"),
         );
         {
             // A's L2 has IPA 0 mapped (to OLD) before the race.

@@ -28,6 +28,7 @@
 //! shadow VMIDs.
 
 pub mod entry;
+pub mod handshake;
 pub mod idregs;
 pub mod vncr;
 
