@@ -798,7 +798,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -886,6 +886,16 @@ pub enum NestedDemo {
     /// invalidating anything: L1 must then see the stale page and fail
     /// (proof that the demo checks the TLBI path).
     DemoNoTlbi,
+    /// `recycle`: L1 runs three L2s in turn, round after round, on a
+    /// service bounded to two contexts, so contexts are recycled while it
+    /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
+    /// every value each L2 reads and writes.
+    Recycle,
+    /// `recycle-stale-root`: the same, but hv reuses the shadow root it got
+    /// at a key's first entry instead of asking at every entry (an hv
+    /// without the handshake's re-read): after a recycle an L2 runs on
+    /// another L2's shadow and L1 must catch it (this run must fail).
+    RecycleStaleRoot,
 }
 
 /// How the guest gets its interrupts.
@@ -935,6 +945,10 @@ impl Options {
                 "hv.probe=walk-abort" => options.probe = Some(Probe::WalkAbort),
                 "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
+                "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
+                "hv.nested=recycle-stale-root" => {
+                    options.nested = Some(NestedDemo::RecycleStaleRoot)
+                }
                 "hv.selftest=shadow-no-vmalle1" => {
                     options.self_test = Some(SelfTest::ShadowNoVmalle1)
                 }
@@ -1218,6 +1232,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=demo-no-tlbi").map(|o| o.nested),
             Ok(Some(NestedDemo::DemoNoTlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=recycle").map(|o| o.nested),
+            Ok(Some(NestedDemo::Recycle))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=recycle-stale-root").map(|o| o.nested),
+            Ok(Some(NestedDemo::RecycleStaleRoot))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod gic_active_probe;
 pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
+pub mod nested_l1_recycle;
 pub mod selftest;
 pub mod shadow_selftest;
 pub mod shadow_tlb;

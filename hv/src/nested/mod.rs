@@ -234,13 +234,67 @@ pub struct Summary {
     pub recycled: u64,
     /// Requests the service CPU answered over the ipc rings (0: inline).
     pub ring_requests: u64,
+    /// hv's side of the recycling handshake ([`handshake`]): the kick
+    /// passes recycles ran (one per recycle), the PEs they kicked and the
+    /// ones they interrupted and waited for, the entries into L2 a kick
+    /// sent back to `shadow_root`, and hv's kick SGIs taken.
+    pub kick_passes: u64,
+    pub kicked: u64,
+    pub waited: u64,
+    pub entry_retries: u64,
+    pub kick_irqs: u64,
+}
+
+/// Why a nested run's end shows the recycling handshake did not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFault {
+    /// The service recycled more (or fewer) contexts than hv's kick pass
+    /// ran: a recycle without hv's side of the handshake.
+    UnkickedRecycles { recycled: u64, kick_passes: u64 },
+    /// A run that must recycle (more L2 contexts than the bound) did not.
+    NoRecycle,
+}
+
+impl core::fmt::Display for HandshakeFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            HandshakeFault::UnkickedRecycles {
+                recycled,
+                kick_passes,
+            } => write!(
+                f,
+                "the service recycled {recycled} contexts but hv's recycling handshake ran {kick_passes} kick passes"
+            ),
+            HandshakeFault::NoRecycle => f.write_str(
+                "no context was recycled, though L1 ran more L2 contexts than the service's bound",
+            ),
+        }
+    }
+}
+
+impl Summary {
+    /// Whether the run's counts show hv's handshake held: every recycle
+    /// ran hv's kick pass (the service calls it as `reassigned`), and a
+    /// run with more contexts than the bound (`must_recycle`) recycled.
+    pub fn handshake_verdict(&self, must_recycle: bool) -> Result<(), HandshakeFault> {
+        if self.recycled != self.kick_passes {
+            return Err(HandshakeFault::UnkickedRecycles {
+                recycled: self.recycled,
+                kick_passes: self.kick_passes,
+            });
+        }
+        if must_recycle && self.recycled == 0 {
+            return Err(HandshakeFault::NoRecycle);
+        }
+        Ok(())
+    }
 }
 
 impl core::fmt::Display for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts",
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts; recycling handshake: {} kick passes ({} PEs kicked, {} interrupted and waited for), {} entries retried after a kick, {} kick SGIs taken",
             self.l2_entries,
             self.translates,
             self.injected,
@@ -251,7 +305,12 @@ impl core::fmt::Display for Summary {
             self.walks,
             self.hits,
             self.invalidations,
-            self.recycled
+            self.recycled,
+            self.kick_passes,
+            self.kicked,
+            self.waited,
+            self.entry_retries,
+            self.kick_irqs
         )
     }
 }

@@ -260,6 +260,36 @@ fn summary_says_where_the_service_answered() {
 }
 
 #[test]
+fn the_summary_checks_every_recycle_ran_the_handshake() {
+    let mut s = Summary::default();
+    // Nothing recycled: fine unless the run had to.
+    assert_eq!(s.handshake_verdict(false), Ok(()));
+    assert_eq!(s.handshake_verdict(true), Err(HandshakeFault::NoRecycle));
+    s.recycled = 3;
+    s.kick_passes = 3;
+    s.kicked = 3;
+    s.entry_retries = 3;
+    assert_eq!(s.handshake_verdict(true), Ok(()));
+    let line = std::format!("{s}");
+    assert!(line.contains("3 recycled contexts; recycling handshake: 3 kick passes (3 PEs kicked, 0 interrupted and waited for), 3 entries retried after a kick, 0 kick SGIs taken"), "{line}");
+    // A recycle the kick pass did not see (a shadow without hv's
+    // `reassigned`).
+    s.kick_passes = 2;
+    let fault = s.handshake_verdict(false).unwrap_err();
+    assert_eq!(
+        fault,
+        HandshakeFault::UnkickedRecycles {
+            recycled: 3,
+            kick_passes: 2
+        }
+    );
+    assert_eq!(
+        std::format!("{fault}"),
+        "the service recycled 3 contexts but hv's recycling handshake ran 2 kick passes"
+    );
+}
+
+#[test]
 fn trapped_el2_registers_and_their_el1_twins() {
     let cases = [
         ((12, 0, 0), Vel2Register::Vbar, Some(El1Register::Vbar)),

@@ -576,6 +576,47 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // Context recycling under a running guest hypervisor: L1 runs three
+    // L2s (VMIDs 5, 6, 7, each its own stage 2, pages and values) in turn
+    // for four rounds on a service bounded to two contexts, so contexts
+    // are recycled during the run and hv's side of the recycling handshake
+    // runs at each; L1 checks every value each L2 reads and writes, hv
+    // that every recycle ran its kick pass and that some happened.
+    Case {
+        hv_args: "hv.nested=recycle",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=4 own-pages=ok",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=recycle",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=4 own-pages=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv reuses the root of a key's first entry instead
+    // of asking at every entry, so after a recycle an L2 runs on another
+    // L2's shadow; L1 must catch it reading another L2's page.
+    Case {
+        hv_args: "hv.nested=recycle-stale-root",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: an L2 read a value not its own through 0x100000",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=recycle-stale-root",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: an L2 read a value not its own through 0x100000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A CPU without FEAT_NV2 is refused with one line.
     Case {
         hv_args: "hv.nested=demo",
