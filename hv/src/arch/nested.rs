@@ -545,6 +545,9 @@ pub fn run(
             "nested: the VNCR page at {vncr_address:#x} is not identity mapped"
         ));
     }
+    // The GIC before the service CPU starts: a recycle there sends the
+    // vCPU hv's kick SGI.
+    gic_setup(platform);
     // With a second CPU the service runs there, over the rings (DESIGN.md's
     // paths 1 and 2); alone, inline.
     let client = if platform.cpus.len() > SERVICE_CPU {
@@ -586,7 +589,7 @@ pub fn run(
     });
 
     super::configure_el2_traps(features);
-    watchdog_setup(platform);
+    watchdog_setup();
     write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
     write_sysreg!("tpidr_el2", 0);
@@ -625,23 +628,31 @@ pub fn run(
     }
 }
 
-/// The watchdog: the GIC delivers only the EL2 physical timer's PPI, to
-/// this CPU at EL2 (`Gic::init_cpu` enables the PPI it is given as the
+/// The GIC, set up on the boot CPU, which delivers only hv's kick SGI and
+/// the EL2 physical timer's PPI (the watchdog), to this CPU at EL2
+/// (`Gic::init_cpu` enables the kick SGI and the PPI it is given as the
 /// vGIC's maintenance interrupt; no vGIC runs here, as in
-/// `hv.selftest=shadow`), which fires [`WATCHDOG_SECONDS`] from now.
-fn watchdog_setup(platform: &Platform) {
+/// `hv.selftest=shadow`).
+static GIC: spin::Once<Gic> = spin::Once::new();
+
+fn gic_setup(platform: &Platform) {
     let Some(index) = platform.cpu_index(read_sysreg!("mpidr_el1")) else {
         fail(format_args!("nested: the boot CPU is not under /cpus"));
     };
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
     cpu::isb();
     let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
-        Ok(gic) => gic,
+        Ok(gic) => GIC.call_once(|| gic),
         Err(e) => fail(format_args!("nested: GIC: {e}")),
     };
     if let Err(e) = gic.init_cpu(index) {
         fail(format_args!("nested: GIC on cpu {index}: {e}"));
     }
+}
+
+/// The watchdog: the EL2 physical timer fires [`WATCHDOG_SECONDS`] from
+/// now.
+fn watchdog_setup() {
     let ticks = read_sysreg!("cntfrq_el0").saturating_mul(WATCHDOG_SECONDS);
     // CNTHP_CVAL_EL2, then CNTHP_CTL_EL2.ENABLE with IMASK clear.
     write_sysreg!("s3_4_c14_c2_2", cpu::counter().saturating_add(ticks));
@@ -1254,8 +1265,22 @@ pub fn service_main() -> ! {
             "nested: service CPU started before the service existed"
         ));
     };
-    // The EL1&0 TLBIs of the service's TLB maintenance act on VTTBR_EL2's
-    // VMID with TGE and E2H clear; VTCR_EL2.VS as on the vCPU's CPU.
+    // A recycle here sends hv's kick SGI to a vCPU in the victim's L2
+    // (ICC_SGI1R_EL1: the system register interface on, this CPU's
+    // redistributor awake). It takes no interrupts itself (masked at EL2).
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
+    let Some(gic) = GIC.get() else {
+        fail(format_args!(
+            "nested: service CPU started before the GIC was set up"
+        ));
+    };
+    if let Err(e) = gic.init_cpu(SERVICE_CPU) {
+        fail(format_args!("nested: GIC on the service CPU: {e}"));
+    }
+    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+                                        // The EL1&0 TLBIs of the service's TLB maintenance act on VTTBR_EL2's
+                                        // VMID with TGE and E2H clear; VTCR_EL2.VS as on the vCPU's CPU.
     write_sysreg!("hcr_el2", hcr::RW);
     write_sysreg!("vtcr_el2", nested.shadow_vtcr);
     cpu::isb();

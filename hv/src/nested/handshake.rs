@@ -260,28 +260,30 @@ pub fn kick_victims<M: PeSet + ?Sized>(machine: &M, vmid: u16) -> Result<Kicks, 
     }
     // Step 3.
     fence(Ordering::SeqCst);
-    // Step 4: interrupt each PE in the victim's L2, then wait until none
-    // is. (One seen there only in the wait was `Entering` at step 2,
-    // kicked, and past its barrier after the recycler's step 3: its kick
-    // check sends it back to `Entering` without an interrupt.)
+    // Step 4: each PE in the victim's L2 gets an interrupt, then the
+    // recycler waits until it has left (one PE at a time: each wait is
+    // bounded). A PE seen there only after another's wait was `Entering`
+    // at step 2, kicked, and past its barrier after the recycler's step 3:
+    // its kick check sends it back to `Entering` without an interrupt, but
+    // one costs nothing.
     let current = machine.current_pe();
     for (index, pe) in pes.iter().enumerate() {
-        if pe.phase.load(Ordering::Acquire) == victim {
-            if current == Some(index) {
-                return Err(NeverLeft::Recycler { pe: index, vmid });
-            }
-            machine.interrupt(index);
-            kicks.waited += 1;
-        }
-    }
-    let start = machine.now();
-    for (index, pe) in pes.iter().enumerate() {
+        let mut since = None;
         while pe.phase.load(Ordering::Acquire) == victim {
             if current == Some(index) {
                 return Err(NeverLeft::Recycler { pe: index, vmid });
             }
-            if machine.now().wrapping_sub(start) > machine.wait_limit() {
-                return Err(NeverLeft::TimedOut { pe: index, vmid });
+            match since {
+                None => {
+                    machine.interrupt(index);
+                    kicks.waited += 1;
+                    since = Some(machine.now());
+                }
+                Some(start) => {
+                    if machine.now().wrapping_sub(start) > machine.wait_limit() {
+                        return Err(NeverLeft::TimedOut { pe: index, vmid });
+                    }
+                }
             }
             machine.relax();
         }
