@@ -944,9 +944,7 @@ extern "C" fn secondary_main(index: u64, entry_counter: u64) -> ! {
     if selftest::active() {
         selftest::service_main();
     }
-    if nested::is_service_cpu() {
-        nested::service_main();
-    }
+    nested::secondary(index as usize);
     let Some(hv) = HV.get() else {
         fail(format_args!("secondary CPU started before hv was ready"));
     };

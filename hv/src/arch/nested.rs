@@ -8,8 +8,12 @@
 //!   from +2 MiB, [`L1_RAM_BYTES`] are L1's RAM at L1 IPA [`L1_BASE`]
 //!   (2 MiB blocks). The service composes with the same table
 //!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
+//! - vCPUs: vCPU 0 on the boot CPU; with three CPUs, vCPU 1 on CPU 2 once
+//!   L1 starts it with PSCI CPU_ON ([`cpu_on`], [`second_vcpu_main`]). Each
+//!   has its own `Vcpu` (VNCR page, registers, counts) in [`VCPUS`], found
+//!   at an exit by `TPIDR_EL2`.
 //! - The service: with a second CPU it runs there ([`service_main`], an
-//!   `ipc::Poller` over one ring pair, WFE/SEV doorbells), and the vCPU
+//!   `ipc::Poller` over one ring pair per vCPU, WFE/SEV doorbells), and a vCPU
 //!   sends each L2 stage-2 abort as `Request::Translate` and each trapped
 //!   stage-2 TLBI as `Request::Invalidate` ([`call`], every wait bounded by
 //!   [`TIMEOUT_MS`]); with one CPU `Service::reply` answers them inline.
@@ -18,10 +22,10 @@
 //!   [`RECYCLE_CONTEXTS`] (`recycle`, whose L1 runs three L2s in turn), and
 //!   every shadow carries hv's side of the recycling handshake
 //!   (`crate::nested::handshake`, shadow-mmu/README.md "Contract with hv:
-//!   recycling"): the vCPU publishes its phase in [`PES`], enters L2 by
+//!   recycling"): each vCPU publishes its phase in [`PES`], enters L2 by
 //!   `PeHandshake::enter` on *every* return to L2 (also after an exit hv
 //!   handled itself), stores `Outside` first thing at every exit from L2,
-//!   and a recycle (on whichever CPU serves) kicks it, interrupts it with
+//!   and a recycle (on whichever CPU recycles) kicks it, interrupts it with
 //!   hv's kick SGI if it is in the victim's L2, and waits for it to leave
 //!   ([`HwPes`]).
 //! - Switches: an ERET of L1 to EL1/EL0 saves L1's virtual EL2 state (the
@@ -77,10 +81,10 @@ use shadow_mmu::service::{Service, ServiceConfig};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 use walker::{ExposedFeatures, IdRegisters};
 
-/// The vCPU's id on the rings.
-const VCPU_ID: VcpuId = VcpuId(0);
-/// The vCPU's index among the handshake's PEs.
-const VCPU_PE: usize = 0;
+/// The physical CPU (platform index) of the second vCPU, which L1 starts
+/// with PSCI CPU_ON: vCPU 0 runs on the boot CPU, the service on
+/// [`SERVICE_CPU`], vCPU 1 here (so it needs three CPUs).
+const SECOND_VCPU_CPU: usize = 2;
 
 /// hv's console call for L1 (SMCCC fast call, SMC64, owner 6: vendor
 /// specific hypervisor service, function 1): prints the byte in x1; x0
@@ -90,6 +94,14 @@ pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
 const PSCI_VERSION: u64 = 0x8400_0000;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
+/// CPU_ON (SMC64): L1 starts its second vCPU.
+const PSCI_CPU_ON_64: u64 = 0xc400_0003;
+/// PSCI return codes (DEN0022).
+const PSCI_SUCCESS: i64 = 0;
+const PSCI_INVALID_PARAMETERS: i64 = -2;
+const PSCI_ALREADY_ON: i64 = -4;
+const PSCI_INTERNAL_FAILURE: i64 = -6;
+const PSCI_INVALID_ADDRESS: i64 = -9;
 /// SMCCC NOT_SUPPORTED.
 const NOT_SUPPORTED: u64 = u64::MAX;
 
@@ -121,15 +133,17 @@ type NestedService = Service<
 /// runs in turn, so the service recycles while they run.
 pub const RECYCLE_CONTEXTS: usize = 2;
 
-/// The vCPUs that run L2 (PEs of the handshake): one, on the boot CPU.
-const NESTED_VCPUS: usize = 1;
+/// The vCPUs that run L2 (PEs of the handshake, indexed like the vCPUs):
+/// vCPU 0 on the boot CPU, and vCPU 1 on [`SECOND_VCPU_CPU`] once L1
+/// starts it.
+const NESTED_VCPUS: usize = 2;
 
 /// Each vCPU's handshake state (shadow-mmu/README.md, "Contract with hv:
 /// recycling"), by vCPU index.
 static PES: [PeHandshake; NESTED_VCPUS] = [const { PeHandshake::new() }; NESTED_VCPUS];
-/// Each vCPU's physical CPU (MPIDR_EL1 affinity), set before the service
-/// exists.
-static PE_MPIDRS: spin::Once<[u64; NESTED_VCPUS]> = spin::Once::new();
+/// Each vCPU's physical CPU (MPIDR_EL1 affinity; None: no CPU for it), set
+/// before the service exists.
+static PE_MPIDRS: spin::Once<[Option<u64>; NESTED_VCPUS]> = spin::Once::new();
 /// The recycles' kick passes, the PEs they kicked, and those they
 /// interrupted and waited for.
 static KICK_PASSES: AtomicU64 = AtomicU64::new(0);
@@ -151,13 +165,10 @@ impl PeSet for HwPes {
     }
     fn current_pe(&self) -> Option<usize> {
         let me = read_sysreg!("mpidr_el1") & MPIDR_AFFINITY;
-        PE_MPIDRS
-            .get()?
-            .iter()
-            .position(|&m| m & MPIDR_AFFINITY == me)
+        PE_MPIDRS.get()?.iter().position(|&m| m == Some(me))
     }
     fn interrupt(&self, pe: usize) {
-        let Some(&mpidr) = PE_MPIDRS.get().and_then(|m| m.get(pe)) else {
+        let Some(&Some(mpidr)) = PE_MPIDRS.get().and_then(|m| m.get(pe)) else {
             fail(format_args!("nested: handshake: PE {pe} has no CPU"));
         };
         // The kick store before the SGI (a write to ICC_SGI1R_EL1 is not
@@ -203,6 +214,14 @@ struct Nested {
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
     /// a key's first root instead of asking at every entry).
     demo: NestedDemo,
+    /// What a second vCPU's CPU needs: the CPU's features (EL2 traps), hv's
+    /// stage 1 (TTBR0/TCR_EL2), whether the service runs on its own CPU
+    /// (the rings), and the CPU itself (None: fewer than three CPUs).
+    features: CpuFeatures,
+    ttbr: u64,
+    tcr: u64,
+    service_on_own_cpu: bool,
+    second_cpu: Option<u64>,
 }
 
 /// Where the vCPU runs.
@@ -223,9 +242,13 @@ enum Mode {
 const L2_DIRECT_VMID: u16 = 2;
 const _: () = assert!(L2_DIRECT_VMID != L1_HOST_VMID && L2_DIRECT_VMID < FIRST_SHADOW_VMID);
 
-/// The one vCPU's state (only its CPU touches it, with interrupts masked
-/// at EL2).
+/// A vCPU's state (only its CPU touches it, with interrupts masked at
+/// EL2; the summary reads the others' counts when their locks are free).
 struct Vcpu {
+    /// Its index (the handshake's PE, `TPIDR_EL2` on its CPU) and its id
+    /// on the rings.
+    index: usize,
+    id: VcpuId,
     mode: Mode,
     /// Written by the hardware (NV2) while L1 runs, read and written by hv
     /// at L1's exits (the exception entry and ERET are context
@@ -267,20 +290,60 @@ struct Counts {
     kick_irqs: u64,
 }
 
+impl Counts {
+    /// Adds another vCPU's counts (not its report-once bits).
+    fn add(&mut self, other: &Counts) {
+        self.l2_entries += other.l2_entries;
+        self.translates += other.translates;
+        self.injected += other.injected;
+        self.stage2_tlbis += other.stage2_tlbis;
+        self.stage1_tlbis += other.stage1_tlbis;
+        self.forwarded += other.forwarded;
+        self.entry_retries += other.entry_retries;
+        self.kick_irqs += other.kick_irqs;
+    }
+}
+
+/// vCPU `index`'s end of its ring pair to the service CPU.
+fn vcpu_client(index: usize) -> Result<VcpuClient<'static, WfeDoorbell>, ipc::RingError> {
+    let rings = &RINGS[index];
+    VcpuClient::new(
+        VcpuId(index as u32),
+        rings.requests.ring(),
+        rings.replies.ring(),
+        &SERVICE_BELL,
+        &rings.reply_bell,
+    )
+}
+
 static NESTED: spin::Once<Nested> = spin::Once::new();
-static VCPU: spin::Mutex<Option<Vcpu>> = spin::Mutex::new(None);
+static VCPUS: [spin::Mutex<Option<Vcpu>>; NESTED_VCPUS] =
+    [const { spin::Mutex::new(None) }; NESTED_VCPUS];
+/// Where L1 asked the second vCPU to start (PSCI CPU_ON), and its VNCR
+/// page: written before its CPU is started.
+static SECOND_START: spin::Once<SecondStart> = spin::Once::new();
+
+#[derive(Clone, Copy, Debug)]
+struct SecondStart {
+    entry: u64,
+    context: u64,
+    vncr: u64,
+}
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Set once the service CPU may start serving (`secondary_main` sends CPU
 /// 1 to [`service_main`]).
 static SERVICE_CPU_STARTED: AtomicBool = AtomicBool::new(false);
-/// The vCPU's ring pair to the service CPU.
-static RINGS: Rings = Rings {
-    requests: RingBuffer::new(),
-    replies: RingBuffer::new(),
-    service_bell: WfeDoorbell,
-    reply_bell: WfeDoorbell,
-    answered: AtomicU64::new(0),
-};
+/// Each vCPU's ring pair to the service CPU.
+static RINGS: [Rings; NESTED_VCPUS] = [const {
+    Rings {
+        requests: RingBuffer::new(),
+        replies: RingBuffer::new(),
+        reply_bell: WfeDoorbell,
+        answered: AtomicU64::new(0),
+    }
+}; NESTED_VCPUS];
+/// Rung by a vCPU after a request; the service waits on it (WFE).
+static SERVICE_BELL: WfeDoorbell = WfeDoorbell;
 
 /// Slots per ring: the vCPU has one request outstanding at a time.
 const RING_SLOTS: usize = 4;
@@ -293,12 +356,10 @@ const TIMEOUT_MS: u64 = 5000;
 /// or L2 hangs with one line instead of leaving it to the driver's timeout.
 const WATCHDOG_SECONDS: u64 = 20;
 
-/// The ring pair and doorbells between the vCPU and the service CPU.
+/// The ring pair and reply doorbell between a vCPU and the service CPU.
 struct Rings {
     requests: RingBuffer<RING_SLOTS>,
     replies: RingBuffer<RING_SLOTS>,
-    /// Rung by the vCPU after a request; the service waits on it (WFE).
-    service_bell: WfeDoorbell,
     /// Rung by the service after answering.
     reply_bell: WfeDoorbell,
     /// Requests the service answered.
@@ -499,7 +560,15 @@ pub fn run(
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
     let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
     // The vCPU runs on this (the boot) CPU: the handshake's PE 0.
-    PE_MPIDRS.call_once(|| [read_sysreg!("mpidr_el1") & MPIDR_AFFINITY]);
+    PE_MPIDRS.call_once(|| {
+        [
+            Some(read_sysreg!("mpidr_el1") & MPIDR_AFFINITY),
+            platform
+                .cpus
+                .get(SECOND_VCPU_CPU)
+                .map(|&m| m & MPIDR_AFFINITY),
+        ]
+    });
     let backend = HandshakeBackend::new(
         SelftestBackend::new(
             pool,
@@ -534,6 +603,11 @@ pub fn run(
         entry_features: EntryFeatures::from(features),
         skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
         demo,
+        features: *features,
+        ttbr,
+        tcr,
+        service_on_own_cpu: platform.cpus.len() > SERVICE_CPU,
+        second_cpu: platform.cpus.get(SECOND_VCPU_CPU).copied(),
     });
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
@@ -556,13 +630,7 @@ pub fn run(
                 "nested: CNTFRQ_EL0 is 0, so no wait for the service CPU could be bounded"
             ));
         }
-        let client = match VcpuClient::new(
-            VCPU_ID,
-            RINGS.requests.ring(),
-            RINGS.replies.ring(),
-            &RINGS.service_bell,
-            &RINGS.reply_bell,
-        ) {
+        let client = match vcpu_client(0) {
             Ok(client) => client,
             Err(e) => fail(format_args!("nested: vCPU rings: {e:?}")),
         };
@@ -576,7 +644,9 @@ pub fn run(
     } else {
         "inline (one CPU)"
     };
-    *VCPU.lock() = Some(Vcpu {
+    *VCPUS[0].lock() = Some(Vcpu {
+        index: 0,
+        id: VcpuId(0),
         client,
         mode: Mode::L1,
         vncr,
@@ -679,8 +749,14 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     // The handshake's exit store, before anything that can wait for the
     // service's directory lock (a recycler holding it waits for this
     // store). Already `Outside` unless the exit is from a shadow's L2.
-    PES[VCPU_PE].left_l2();
-    let mut guard = VCPU.lock();
+    let index = read_sysreg!("tpidr_el2") as usize;
+    let (Some(pe), Some(slot)) = (PES.get(index), VCPUS.get(index)) else {
+        fail(format_args!(
+            "nested: guest exit on a CPU with no vCPU ({index})"
+        ));
+    };
+    pe.left_l2();
+    let mut guard = slot.lock();
     let Some(vcpu) = guard.as_mut() else {
         fail(format_args!("nested: guest exit without a vCPU"));
     };
@@ -759,7 +835,7 @@ fn enter_shadow(nested: &Nested, vcpu: &mut Vcpu, key: &ContextKey) -> Option<u6
     let width = nested.service.l1_vmid_width();
     let shadow_key = shadow_mmu::context::ContextKey::from_ipc(key, width);
     let worker = nested.service.worker();
-    match PES[VCPU_PE].enter(|| nested.service.shadow_root(&worker, &shadow_key)) {
+    match PES[vcpu.index].enter(|| nested.service.shadow_root(&worker, &shadow_key)) {
         Entry::Ready {
             vmid,
             root,
@@ -791,8 +867,21 @@ fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
     exit(ExitStatus::Failure)
 }
 
+/// The run's counts: `vcpu`'s (the caller's, whose lock it holds) and
+/// every other vCPU's whose lock is free (a vCPU inside hv now is left
+/// out rather than waited for).
 fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
-    let c = vcpu.counts;
+    let mut c = vcpu.counts;
+    for (index, slot) in VCPUS.iter().enumerate() {
+        if index == vcpu.index {
+            continue;
+        }
+        if let Some(guard) = slot.try_lock() {
+            if let Some(other) = guard.as_ref() {
+                c.add(&other.counts);
+            }
+        }
+    }
     let s = nested.service.stats();
     Summary {
         l2_entries: c.l2_entries,
@@ -805,7 +894,10 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         hits: s.hits,
         invalidations: s.invalidations,
         recycled: s.recycled_contexts,
-        ring_requests: RINGS.answered.load(Ordering::Relaxed),
+        ring_requests: RINGS
+            .iter()
+            .map(|r| r.answered.load(Ordering::Relaxed))
+            .sum(),
         kick_passes: KICK_PASSES.load(Ordering::Relaxed),
         kicked: KICKED.load(Ordering::Relaxed),
         waited: WAITED.load(Ordering::Relaxed),
@@ -867,16 +959,21 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.x[0] = 0;
         }
         PSCI_VERSION => frame.x[0] = 0x1_0000,
+        PSCI_CPU_ON_64 => {
+            frame.x[0] = cpu_on(nested, vcpu, frame.x[1], frame.x[2], frame.x[3]) as u64
+        }
         PSCI_SYSTEM_OFF => {
             let summary = summary(vcpu, nested);
             println!("hv: nested: L1 called PSCI SYSTEM_OFF; {summary}");
-            // Every recycle ran hv's side of the handshake, and the
-            // recycle demos did recycle.
+            // Every recycle ran hv's side of the handshake, the recycle
+            // demos did recycle, and with a second vCPU a recycle took it
+            // out of a victim's L2 with hv's kick SGI.
             let must_recycle = matches!(
                 nested.demo,
                 NestedDemo::Recycle | NestedDemo::RecycleStaleRoot
             );
-            if let Err(why) = summary.handshake_verdict(must_recycle) {
+            let two_vcpus = SECOND_START.get().is_some();
+            if let Err(why) = summary.handshake_verdict(must_recycle, two_vcpus) {
                 println!("hv: nested: FAILED: {why}");
                 exit(ExitStatus::Failure);
             }
@@ -1124,7 +1221,12 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                         xt,
                         TlbiParams::default(),
                     ) {
-                        match call(nested, &mut vcpu.client, Request::Invalidate(request)) {
+                        match call(
+                            nested,
+                            vcpu.id,
+                            &mut vcpu.client,
+                            Request::Invalidate(request),
+                        ) {
                             Ok(Reply::InvalidateAck(_)) => {}
                             Ok(Reply::Error(_)) => {
                                 crash(vcpu, frame, "the service refused L1's TLBI")
@@ -1218,6 +1320,7 @@ fn publish_answer() {
 /// wait bounded by [`TIMEOUT_MS`]), or inline on this CPU.
 fn call(
     nested: &Nested,
+    id: VcpuId,
     client: &mut Option<VcpuClient<'static, WfeDoorbell>>,
     request: Request,
 ) -> Result<Reply, &'static str> {
@@ -1226,7 +1329,7 @@ fn call(
         let reply = nested.service.reply(
             &worker,
             Envelope {
-                vcpu: VCPU_ID,
+                vcpu: id,
                 seq: 0,
                 message: request,
             },
@@ -1244,7 +1347,7 @@ fn call(
         let mut reply = None;
         client.poll_replies(1, |r| reply = Some(r));
         match reply {
-            Some(Ok(envelope)) if envelope.seq == seq && envelope.vcpu == VCPU_ID => {
+            Some(Ok(envelope)) if envelope.seq == seq && envelope.vcpu == id => {
                 return Ok(envelope.message)
             }
             Some(Ok(_)) => return Err("a reply that answers another request"),
@@ -1285,21 +1388,26 @@ pub fn service_main() -> ! {
     write_sysreg!("vtcr_el2", nested.shadow_vtcr);
     cpu::isb();
     let worker = nested.service.worker();
-    let endpoint = Endpoint::new(
-        VCPU_ID,
-        RINGS.requests.ring(),
-        RINGS.replies.ring(),
-        &RINGS.reply_bell,
-    );
-    let mut endpoints = match endpoint {
-        Ok(endpoint) => [endpoint],
-        Err(e) => fail(format_args!("nested: service rings: {e:?}")),
+    let endpoint = |index: usize| {
+        let rings = &RINGS[index];
+        match Endpoint::new(
+            VcpuId(index as u32),
+            rings.requests.ring(),
+            rings.replies.ring(),
+            &rings.reply_bell,
+        ) {
+            Ok(endpoint) => endpoint,
+            Err(e) => fail(format_args!("nested: service rings of vCPU {index}: {e:?}")),
+        }
     };
+    let mut endpoints: [_; NESTED_VCPUS] = core::array::from_fn(endpoint);
     let mut poller = Poller::new(&mut endpoints, RING_SLOTS);
     poller.run(
-        &RINGS.service_bell,
+        &SERVICE_BELL,
         |envelope| {
-            RINGS.answered.fetch_add(1, Ordering::Relaxed);
+            if let Some(rings) = RINGS.get(envelope.vcpu.0 as usize) {
+                rings.answered.fetch_add(1, Ordering::Relaxed);
+            }
             let reply = nested.service.reply(&worker, envelope);
             // Before the poller stores the reply.
             publish_answer();
@@ -1308,11 +1416,6 @@ pub fn service_main() -> ! {
         || true,
     );
     fail(format_args!("nested: the service loop ended"))
-}
-
-/// Whether this secondary CPU is the nested demo's service CPU.
-pub fn is_service_cpu() -> bool {
-    SERVICE_CPU_STARTED.load(Ordering::Acquire)
 }
 
 /// Starts CPU 1 (PSCI CPU_ON, hv's stage 1, its own stack) as the service.
@@ -1402,7 +1505,12 @@ fn l2_exit(
                 return enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
             }
             vcpu.counts.translates += 1;
-            let reply = match call(nested, &mut vcpu.client, Request::Translate(request)) {
+            let reply = match call(
+                nested,
+                vcpu.id,
+                &mut vcpu.client,
+                Request::Translate(request),
+            ) {
                 Ok(reply) => reply,
                 // The service CPU failed: hv's own failure, not the guest's.
                 Err(why) => crash(vcpu, frame, why),
@@ -1578,4 +1686,128 @@ fn external_abort_for_l2(
         },
     };
     frame.spsr = entry_pstate(frame.spsr, target);
+}
+
+/// L1's PSCI CPU_ON for `target` (its MPIDR_EL1 value: vCPU i is
+/// affinity 0 = i), to start at L1 IPA `entry` with x0 = `context`. Only
+/// vCPU 1 can be started, on [`SECOND_VCPU_CPU`], and only once; without
+/// that CPU (fewer than three) or a service CPU, the target does not exist
+/// for L1 (INVALID_PARAMETERS).
+fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64) -> i64 {
+    let index = match target & MPIDR_AFFINITY {
+        0 => return PSCI_ALREADY_ON,
+        1 => 1usize,
+        _ => return PSCI_INVALID_PARAMETERS,
+    };
+    let (Some(cpu), true) = (nested.second_cpu, nested.service_on_own_cpu) else {
+        return PSCI_INVALID_PARAMETERS;
+    };
+    if index == caller.index || SECOND_START.get().is_some() {
+        return PSCI_ALREADY_ON;
+    }
+    // The entry must be an instruction in L1's RAM (word aligned).
+    if entry < L1_BASE || entry >= L1_BASE + L1_RAM_BYTES || entry % 4 != 0 {
+        return PSCI_INVALID_ADDRESS;
+    }
+    let client = match vcpu_client(index) {
+        Ok(client) => client,
+        Err(_) => return PSCI_INTERNAL_FAILURE,
+    };
+    let vncr: &'static VncrPage = Box::leak(Box::default());
+    vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    let vncr_address = &raw const *vncr as u64;
+    if stage1_pa(vncr_address) != Some(vncr_address) {
+        return PSCI_INTERNAL_FAILURE;
+    }
+    *VCPUS[index].lock() = Some(Vcpu {
+        index,
+        id: VcpuId(index as u32),
+        client: Some(client),
+        mode: Mode::L1,
+        vncr,
+        l1_el1: El1State::default(),
+        hpfar: 0,
+        undefined_seen: FirstSeen::default(),
+        line: arrayvec::ArrayVec::new(),
+        stale_roots: arrayvec::ArrayVec::new(),
+        counts: Counts::default(),
+    });
+    SECOND_START.call_once(|| SecondStart {
+        entry,
+        context,
+        vncr: vncr_address,
+    });
+    let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
+        stack_top: (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
+        mair: MAIR_EL2,
+        tcr: nested.tcr,
+        ttbr: nested.ttbr,
+        sctlr: sysregs::SCTLR_EL2_MMU_ON,
+        index: SECOND_VCPU_CPU as u64,
+    }));
+    // Read by the CPU before its MMU is on.
+    cpu::clean_invalidate_dcache(
+        record as *const SecondaryBoot as u64,
+        core::mem::size_of::<SecondaryBoot>() as u64,
+    );
+    let hv_entry = super::boot::hv_secondary_entry as *const () as u64;
+    match smccc::psci::cpu_on::<smccc::Smc>(cpu, hv_entry, record as *const SecondaryBoot as u64) {
+        Ok(()) => PSCI_SUCCESS,
+        Err(e) => fail(format_args!(
+            "nested: PSCI CPU_ON for the second vCPU's CPU failed: {e:?}"
+        )),
+    }
+}
+
+/// Sends hv's secondary CPUs where the nested demo needs them (from
+/// `secondary_main`): the service CPU to [`service_main`], the second
+/// vCPU's CPU to [`second_vcpu_main`]; returns for any other CPU.
+pub fn secondary(index: usize) {
+    if index == SERVICE_CPU && SERVICE_CPU_STARTED.load(Ordering::Acquire) {
+        service_main();
+    }
+    if index == SECOND_VCPU_CPU && SECOND_START.get().is_some() {
+        second_vcpu_main();
+    }
+}
+
+/// vCPU 1's CPU: EL2 as on the boot CPU (GIC with hv's kick SGI, traps,
+/// its VNCR page, L1's regime), then L1 at virtual EL2 at the entry its
+/// CPU_ON gave, x0 = its context id.
+fn second_vcpu_main() -> ! {
+    let (Some(nested), Some(start), Some(gic)) = (NESTED.get(), SECOND_START.get(), GIC.get())
+    else {
+        fail(format_args!(
+            "nested: second vCPU started before the demo was set up"
+        ));
+    };
+    write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
+    cpu::isb();
+    if let Err(e) = gic.init_cpu(SECOND_VCPU_CPU) {
+        fail(format_args!("nested: GIC on the second vCPU's CPU: {e}"));
+    }
+    super::configure_el2_traps(&nested.features);
+    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
+    write_sysreg!("tpidr_el2", 1);
+    write_sysreg!("vbar_el1", 0);
+    enter_l1_regime();
+    // SAFETY: drops this CPU's stale EL1&0 entries of every VMID, as on the
+    // boot CPU (review 24 N4).
+    unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb", options(nostack)) };
+    let mut frame = GuestFrame {
+        elr: start.entry,
+        spsr: sysregs::GUEST_ENTRY_PSTATE,
+        ..GuestFrame::ZERO
+    };
+    frame.x[0] = start.context;
+    // SAFETY: the frame is complete; the stack top is this CPU's (its
+    // `SecondaryBoot` record's) and nothing on the current stack is needed
+    // after the jump.
+    unsafe {
+        super::boot::hv_enter_guest(
+            &frame,
+            (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
+        )
+    }
 }

@@ -1,5 +1,6 @@
 //! The recycling demo's guest hypervisor (`hv.nested=recycle`): an L1 that
-//! runs three L2 guests in turn, round after round, on a service bounded
+//! runs three L2 guests in turn, round after round (and a fourth on a
+//! second vCPU when hv gives it one), on a service bounded
 //! to [`super::nested::RECYCLE_CONTEXTS`] contexts, so the service
 //! recycles context slots (and hv runs its recycling handshake,
 //! `crate::nested::handshake`) while it runs. Assembled into hv's
@@ -8,22 +9,37 @@
 //!
 //! L1 (at L1 IPA `L1_BASE`, MMU off):
 //! 1. checks CurrentEL reads 2 and sets VBAR_EL2;
-//! 2. for each L2 g (0, 1, 2) builds a stage 2 of its own (4 KiB granule,
+//! 2. for each L2 g (0 to 3) builds a stage 2 of its own (4 KiB granule,
 //!    39-bit IPA from level 1, tables at +0x200000 + g * 0x3000, VMID 5 + g:
-//!    three distinct VTTBR_EL2 values, three contexts): L2 IPA 0x80000 ->
-//!    the L2 payload page of this image, 0x100000 -> its page P(g) at
-//!    +0x300000 + g * 0x2000, 0x101000 -> its page Q(g) = P(g) + 0x1000;
-//!    P(g) holds [`MAGIC_P`] + g, Q(g) [`MAGIC_Q`] + g;
-//! 3. for rounds 1 to [`ROUNDS`], for each g: programs VTTBR_EL2 and ERETs
+//!    distinct VTTBR_EL2 values, distinct contexts): L2 IPA 0x80000 ->
+//!    the L2 payload page of this image (L2 3: the reading loop's page),
+//!    0x100000 -> its page P(g) at +0x300000 + g * 0x2000, 0x101000 -> its
+//!    page Q(g) = P(g) + 0x1000; P(g) holds [`MAGIC_P`] + g, Q(g)
+//!    [`MAGIC_Q`] + g;
+//! 3. starts a second vCPU with PSCI CPU_ON (MPIDR 1). If hv gives it one
+//!    (three CPUs: vCPU 0, the service, vCPU 1), that vCPU runs L2 3 again
+//!    and again, each run reading its page [`L2_LOOP_READS`] times and
+//!    reporting with `hvc #1` (`hvc #2` with the first value not its own,
+//!    which fails the run), until vCPU 0 asks it to stop; L2 3 is in L2
+//!    nearly all the time, so the recycles vCPU 0's switches cause take its
+//!    context under it (hv's kick SGI, its exit and re-entry through the
+//!    handshake). hv answering INVALID_PARAMETERS (no CPU for it) leaves
+//!    one vCPU;
+//! 4. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with a second vCPU,
+//!    once its L2 3 has completed another run since the last entry, so it
+//!    is in its next run when this entry recycles): programs VTTBR_EL2 and ERETs
 //!    into L2 g at 0x80000 (EL1h) with the round in x1. L2 reads P and Q
 //!    through 0x100000 and 0x101000, writes the round to 0x100008, reads it
 //!    back and reports with `hvc #1`;
-//! 4. at its lower-EL vector checks everything L2 g reported (its own P and
+//! 5. at its lower-EL vector checks everything L2 g reported (its own P and
 //!    Q values: another L2's means one L2 reached another's memory), that
 //!    the round landed in P(g) + 8, and that every other L2's P + 8 still
 //!    holds the round that L2 last wrote (a write through another L2's
 //!    shadow would change it);
-//! 5. prints `UMBRA-NESTED-PASS recycle ...` and calls PSCI SYSTEM_OFF, or
+//! 6. with a second vCPU, asks it to stop, waits until it has, and checks
+//!    its L2 completed runs;
+//! 7. prints `UMBRA-NESTED-PASS recycle ...` (`... vcpus=2` with the second
+//!    vCPU) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and PSCI SYSTEM_RESET.
 //!
 //! L2 faults on each page the first time it runs on a (re)made context;
@@ -93,8 +109,12 @@ umbra_l1r_image:
     orr     x1, x14, #3
     str     x1, [x13, #0x1000]
     // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
+    // L2 3 (the second vCPU's) runs the reading loop.
     adr     x1, umbra_l1r_l2_payload
-    orr     x1, x1, #0x7ff
+    cmp     x20, #3
+    b.lo    13f
+    adr     x1, umbra_l1r_l2_loop
+13: orr     x1, x1, #0x7ff
     str     x1, [x14, #0x80 * 8]
     UMBRA_L1R_PAGE_P x20
     orr     x1, x12, #0x7ff
@@ -110,7 +130,7 @@ umbra_l1r_image:
     add     x1, x1, x20
     str     x1, [x12, #0x1000]
     add     x20, x20, #1
-    cmp     x20, #3
+    cmp     x20, #4
     b.lo    1b
     dsb     ishst
     UMBRA_L1R_MOV64 x1, {vtcr}
@@ -119,15 +139,63 @@ umbra_l1r_image:
     msr     hcr_el2, x1
     isb
     UMBRA_L1R_PUTS umbra_l1r_msg_built
-    adr     x4, umbra_l1r_state
+    // A second vCPU (PSCI CPU_ON for MPIDR 1) runs L2 3 while this one
+    // runs L2s 0-2; hv may have no CPU for it (INVALID_PARAMETERS).
+    UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #1
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #0
+    hvc     #0
+    cbz     x0, 14f
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on
+    cmn     x0, #2
+    b.ne    umbra_l1r_fail
+    UMBRA_L1R_PUTS umbra_l1r_msg_one_vcpu
+    b       15f
+14: adr     x4, umbra_l1r_two_vcpus
+    mov     x1, #1
+    str     x1, [x4]
+    UMBRA_L1R_PUTS umbra_l1r_msg_two_vcpus
+    // The rounds start once the second vCPU is about to enter L2 3, so
+    // their recycles find it there.
+    adr     x4, umbra_l1r_sec_started
+    UMBRA_L1R_MOV64 x2, {stop_spins}
+24: ldr     x1, [x4]
+    cbnz    x1, 15f
+    subs    x2, x2, #1
+    b.ne    24b
+    mov     x11, #0
+    adr     x10, umbra_l1r_msg_no_start
+    b       umbra_l1r_fail
+15: adr     x4, umbra_l1r_state
     mov     x1, #1
     str     x1, [x4]
     str     xzr, [x4, #8]
 
-// Enters L2 g (state: round, g) with the round in x1.
+// Enters L2 g (state: round, g) with the round in x1. With a second
+// vCPU, first waits until its L2 3 completed another run: that vCPU keeps
+// running beside this one (even on a loaded host), and is back in L2 3's
+// next run, where the recycle this entry may cause finds it.
 umbra_l1r_enter:
     adr     x9, umbra_l1r_image
-    adr     x4, umbra_l1r_state
+    adr     x4, umbra_l1r_two_vcpus
+    ldr     x1, [x4]
+    cbz     x1, 26f
+    adr     x4, umbra_l1r_sec_runs
+    adr     x5, umbra_l1r_sec_seen
+    ldr     x6, [x5]
+    UMBRA_L1R_MOV64 x2, {stop_spins}
+25: ldr     x1, [x4]
+    cmp     x1, x6
+    b.hi    27f
+    subs    x2, x2, #1
+    b.ne    25b
+    mov     x11, x6
+    adr     x10, umbra_l1r_msg_no_progress
+    b       umbra_l1r_fail
+27: str     x1, [x5]
+26: adr     x4, umbra_l1r_state
     ldr     x21, [x4]
     ldr     x20, [x4, #8]
     UMBRA_L1R_TABLES x20
@@ -216,6 +284,12 @@ umbra_l1r_lower_sync:
     cmp     x22, #0x16
     b.ne    umbra_l1r_unexpected
     and     x22, x19, #0xffff
+    // hvc #2 is only in L2 3's reading loop: an L2 of this vCPU ran L2 3's
+    // code (its own stage 2 maps 0x80000 to its own payload).
+    mov     x11, x2
+    adr     x10, umbra_l1r_msg_foreign_code
+    cmp     x22, #2
+    b.eq    umbra_l1r_fail
     cmp     x22, #1
     b.ne    umbra_l1r_unexpected
     adr     x7, umbra_l1r_state
@@ -272,21 +346,162 @@ umbra_l1r_lower_sync:
     str     x20, [x7, #8]
     cmp     x21, #{rounds}
     b.ls    umbra_l1r_enter
+    adr     x4, umbra_l1r_two_vcpus
+    ldr     x1, [x4]
+    cbnz    x1, 16f
     UMBRA_L1R_PUTS umbra_l1r_msg_pass
     UMBRA_L1R_MOV64 x0, 0x84000008
     hvc     #0
 11: b       11b
+    // Two vCPUs: stop the second one's L2 runs and wait until it has.
+16: adr     x4, umbra_l1r_stop
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    adr     x4, umbra_l1r_done
+    UMBRA_L1R_MOV64 x2, {stop_spins}
+17: ldr     x1, [x4]
+    cbnz    x1, 18f
+    subs    x2, x2, #1
+    b.ne    17b
+    mov     x11, #0
+    adr     x10, umbra_l1r_msg_no_stop
+    b       umbra_l1r_fail
+18: adr     x4, umbra_l1r_sec_runs
+    ldr     x22, [x4]
+    mov     x11, x22
+    adr     x10, umbra_l1r_msg_no_runs
+    cbz     x22, umbra_l1r_fail
+    UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs
+    UMBRA_L1R_HEX x22
+    UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs_end
+    UMBRA_L1R_PUTS umbra_l1r_msg_pass2
+    UMBRA_L1R_MOV64 x0, 0x84000008
+    hvc     #0
+19: b       19b
+
+// The second vCPU (PSCI CPU_ON): runs L2 3 (VMID 8) again and again until
+// vCPU 0 sets the stop flag; each run reads L2 3's page {l2_reads} times
+// and must see only L2 3's value.
+umbra_l1r_secondary:
+    adr     x9, umbra_l1r_image
+    add     x10, x9, #0xf0000
+    mov     sp, x10
+    adr     x1, umbra_l1r_vectors2
+    msr     vbar_el2, x1
+    isb
+    UMBRA_L1R_MOV64 x1, {vtcr}
+    msr     vtcr_el2, x1
+    UMBRA_L1R_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    mov     x20, #3
+    UMBRA_L1R_TABLES x20
+    add     x2, x20, #{first_vmid}
+    lsl     x2, x2, #48
+    orr     x1, x13, x2
+    msr     vttbr_el2, x1
+    isb
+    adr     x7, umbra_l1r_sec_started
+    mov     x1, #1
+    str     x1, [x7]
+umbra_l1r_sec_enter:
+    adr     x7, umbra_l1r_stop
+    ldr     x1, [x7]
+    cbnz    x1, umbra_l1r_sec_done
+    mov     x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    UMBRA_L1R_MOV64 x1, {magic_p}
+    add     x1, x1, #3
+    UMBRA_L1R_MOV64 x7, {l2_reads}
+    mov     x2, #0
+    eret
+umbra_l1r_sec_done:
+    adr     x7, umbra_l1r_done
+    mov     x1, #1
+    str     x1, [x7]
+    dsb     sy
+20: wfe
+    b       20b
+
+.balign 2048
+umbra_l1r_vectors2:
+    .rept 8
+    b       umbra_l1r_unexpected2
+    .balign 128
+    .endr
+    b       umbra_l1r_lower_sync2
+    .balign 128
+    .rept 7
+    b       umbra_l1r_unexpected2
+    .balign 128
+    .endr
+
+umbra_l1r_unexpected2:
+    mrs     x11, esr_el2
+    adr     x10, umbra_l1r_msg_unexpected2
+    b       umbra_l1r_fail
+
+// L2 3's report: hvc #1, all its reads saw its own value; hvc #2, x2 is a
+// value not its own.
+umbra_l1r_lower_sync2:
+    mrs     x19, esr_el2
+    ubfx    x22, x19, #26, #6
+    cmp     x22, #0x16
+    b.ne    umbra_l1r_unexpected2
+    and     x22, x19, #0xffff
+    cmp     x22, #1
+    b.eq    21f
+    cmp     x22, #2
+    b.ne    umbra_l1r_unexpected2
+    mov     x11, x2
+    adr     x10, umbra_l1r_msg_sec_bad
+    b       umbra_l1r_fail
+21: adr     x7, umbra_l1r_sec_runs
+    ldr     x1, [x7]
+    add     x1, x1, #1
+    str     x1, [x7]
+    b       umbra_l1r_sec_enter
 
 .balign 8
 // The round (from 1) and the L2 (0 to 2) now running.
 umbra_l1r_state:
     .quad   0
     .quad   0
-umbra_l1r_msg_start:    .asciz "L1 (recycle): running at virtual EL2; three L2s, each with its own stage 2 (VMIDs 5, 6, 7), pages and values\n"
-umbra_l1r_msg_built:    .asciz "L1 (recycle): stage 2 built for L2s 0, 1, 2; running them in turn\n"
+// Set when the second vCPU started; vCPU 0's stop request, the second
+// vCPU's answer, and its L2 runs.
+umbra_l1r_two_vcpus:
+    .quad   0
+umbra_l1r_stop:
+    .quad   0
+umbra_l1r_done:
+    .quad   0
+umbra_l1r_sec_runs:
+    .quad   0
+umbra_l1r_sec_started:
+    .quad   0
+// The second vCPU's runs vCPU 0 saw at its last entry.
+umbra_l1r_sec_seen:
+    .quad   0
+umbra_l1r_msg_start:    .asciz "L1 (recycle): running at virtual EL2; L2s 0-2 (VMIDs 5-7) in turn, L2 3 (VMID 8) for a second vCPU, each with its own stage 2, pages and values\n"
+umbra_l1r_msg_built:    .asciz "L1 (recycle): stage 2 built for L2s 0, 1, 2 (and 3, for a second vCPU); running 0-2 in turn\n"
 umbra_l1r_msg_round:    .asciz "L1 (recycle): round "
 umbra_l1r_msg_round_end: .asciz ": L2s 0, 1, 2 each read their own two pages and wrote only their own\n"
 umbra_l1r_msg_pass:     .asciz "UMBRA-NESTED-PASS recycle l2s=3 rounds={rounds} own-pages=ok\n"
+umbra_l1r_msg_pass2:    .asciz "UMBRA-NESTED-PASS recycle l2s=3 rounds={rounds} own-pages=ok vcpus=2\n"
+umbra_l1r_msg_one_vcpu: .asciz "L1 (recycle): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
+umbra_l1r_msg_two_vcpus: .asciz "L1 (recycle): second vCPU started (PSCI CPU_ON); it runs L2 3 (VMID 8) in a reading loop while L2s 0-2 take turns here\n"
+umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): the second vCPU's L2 3 read only its own page in "
+umbra_l1r_msg_sec_runs_end: .asciz " runs\n"
+umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for the second vCPU failed: "
+umbra_l1r_msg_no_progress: .asciz "the second vCPU's L2 completed no run since vCPU 0's last entry, runs "
+umbra_l1r_msg_no_start: .asciz "the second vCPU did not start its L2 runs: "
+umbra_l1r_msg_no_stop:  .asciz "the second vCPU did not stop its L2 runs: "
+umbra_l1r_msg_no_runs:  .asciz "the second vCPU's L2 never completed a run: "
+umbra_l1r_msg_sec_bad:  .asciz "an L2 (L2 3, on the second vCPU) read a value not its own through 0x100000: "
+umbra_l1r_msg_foreign_code: .asciz "an L2 ran another L2's code (L2 3's reading loop, hvc #2), x2 "
+umbra_l1r_msg_unexpected2: .asciz "unexpected exception at the second vCPU's virtual EL2, ESR_EL2 "
 umbra_l1r_msg_nl:       .asciz "\n"
 umbra_l1r_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1r_msg_fail_el:  .asciz "CurrentEL is not 2: "
@@ -308,6 +523,21 @@ umbra_l1r_l2_payload:
     ldr     x4, [x5, #8]
     hvc     #1
 12: b       12b
+
+// L2 3 (MMU off, x1 = its page's value, x7 = reads): reads its page x7
+// times; hvc #1 when every read saw x1, hvc #2 with the first other value.
+.balign 4096
+umbra_l1r_l2_loop:
+    movz    x5, #0x10, lsl #16
+22: ldr     x2, [x5]
+    cmp     x2, x1
+    b.ne    23f
+    subs    x7, x7, #1
+    b.ne    22b
+    hvc     #1
+    b       .
+23: hvc     #2
+    b       .
 .balign 4096
 .global umbra_l1r_image_end
 umbra_l1r_image_end:
@@ -319,6 +549,8 @@ umbra_l1r_image_end:
     vhcr = const super::nested_l1::L1_VIRTUAL_HCR,
     first_vmid = const FIRST_L2_VMID,
     rounds = const ROUNDS,
+    l2_reads = const L2_LOOP_READS,
+    stop_spins = const STOP_SPINS,
     putc = const super::nested::HVC_CONSOLE_PUTC,
 );
 
@@ -329,7 +561,12 @@ pub const MAGIC_Q: u64 = 0x5151_0000_2222_0000;
 /// L2 g runs under L1's VMID 5 + g.
 pub const FIRST_L2_VMID: u64 = 5;
 /// Rounds of the three L2s.
-pub const ROUNDS: u64 = 4;
+pub const ROUNDS: u64 = 8;
+/// Reads of its page in one run of L2 3 (the second vCPU's).
+pub const L2_LOOP_READS: u64 = 0x10000;
+/// How long vCPU 0 waits for the second vCPU to stop (load iterations;
+/// hv's watchdog bounds the run anyway).
+pub const STOP_SPINS: u64 = 1 << 28;
 
 unsafe extern "C" {
     static umbra_l1r_image: u8;

@@ -253,6 +253,10 @@ pub enum HandshakeFault {
     UnkickedRecycles { recycled: u64, kick_passes: u64 },
     /// A run that must recycle (more L2 contexts than the bound) did not.
     NoRecycle,
+    /// A run with a second vCPU in L2 while the first recycles never
+    /// interrupted a PE in a victim's L2 (or never saw the interrupt
+    /// taken): the kick SGI path was not exercised.
+    NoInterrupt { waited: u64, kick_irqs: u64 },
 }
 
 impl core::fmt::Display for HandshakeFault {
@@ -268,15 +272,25 @@ impl core::fmt::Display for HandshakeFault {
             HandshakeFault::NoRecycle => f.write_str(
                 "no context was recycled, though L1 ran more L2 contexts than the service's bound",
             ),
+            HandshakeFault::NoInterrupt { waited, kick_irqs } => write!(
+                f,
+                "with two vCPUs no recycle both interrupted a PE in the victim's L2 and saw hv's kick SGI taken ({waited} PEs waited for, {kick_irqs} kick SGIs taken)"
+            ),
         }
     }
 }
 
 impl Summary {
     /// Whether the run's counts show hv's handshake held: every recycle
-    /// ran hv's kick pass (the service calls it as `reassigned`), and a
-    /// run with more contexts than the bound (`must_recycle`) recycled.
-    pub fn handshake_verdict(&self, must_recycle: bool) -> Result<(), HandshakeFault> {
+    /// ran hv's kick pass (the service calls it as `reassigned`), a run
+    /// with more contexts than the bound (`must_recycle`) recycled, and one
+    /// whose second vCPU sits in L2 while the first recycles
+    /// (`must_interrupt`) interrupted it out of a victim's L2.
+    pub fn handshake_verdict(
+        &self,
+        must_recycle: bool,
+        must_interrupt: bool,
+    ) -> Result<(), HandshakeFault> {
         if self.recycled != self.kick_passes {
             return Err(HandshakeFault::UnkickedRecycles {
                 recycled: self.recycled,
@@ -285,6 +299,12 @@ impl Summary {
         }
         if must_recycle && self.recycled == 0 {
             return Err(HandshakeFault::NoRecycle);
+        }
+        if must_interrupt && (self.waited == 0 || self.kick_irqs == 0) {
+            return Err(HandshakeFault::NoInterrupt {
+                waited: self.waited,
+                kick_irqs: self.kick_irqs,
+            });
         }
         Ok(())
     }

@@ -263,19 +263,22 @@ fn summary_says_where_the_service_answered() {
 fn the_summary_checks_every_recycle_ran_the_handshake() {
     let mut s = Summary::default();
     // Nothing recycled: fine unless the run had to.
-    assert_eq!(s.handshake_verdict(false), Ok(()));
-    assert_eq!(s.handshake_verdict(true), Err(HandshakeFault::NoRecycle));
+    assert_eq!(s.handshake_verdict(false, false), Ok(()));
+    assert_eq!(
+        s.handshake_verdict(true, false),
+        Err(HandshakeFault::NoRecycle)
+    );
     s.recycled = 3;
     s.kick_passes = 3;
     s.kicked = 3;
     s.entry_retries = 3;
-    assert_eq!(s.handshake_verdict(true), Ok(()));
+    assert_eq!(s.handshake_verdict(true, false), Ok(()));
     let line = std::format!("{s}");
     assert!(line.contains("3 recycled contexts; recycling handshake: 3 kick passes (3 PEs kicked, 0 interrupted and waited for), 3 entries retried after a kick, 0 kick SGIs taken"), "{line}");
     // A recycle the kick pass did not see (a shadow without hv's
     // `reassigned`).
     s.kick_passes = 2;
-    let fault = s.handshake_verdict(false).unwrap_err();
+    let fault = s.handshake_verdict(false, false).unwrap_err();
     assert_eq!(
         fault,
         HandshakeFault::UnkickedRecycles {
@@ -287,6 +290,26 @@ fn the_summary_checks_every_recycle_ran_the_handshake() {
         std::format!("{fault}"),
         "the service recycled 3 contexts but hv's recycling handshake ran 2 kick passes"
     );
+    // Two vCPUs: a PE must have been interrupted out of a victim's L2 and
+    // the kick SGI taken.
+    s.kick_passes = 3;
+    assert_eq!(
+        s.handshake_verdict(true, true),
+        Err(HandshakeFault::NoInterrupt {
+            waited: 0,
+            kick_irqs: 0
+        })
+    );
+    s.waited = 2;
+    assert_eq!(
+        s.handshake_verdict(true, true),
+        Err(HandshakeFault::NoInterrupt {
+            waited: 2,
+            kick_irqs: 0
+        })
+    );
+    s.kick_irqs = 2;
+    assert_eq!(s.handshake_verdict(true, true), Ok(()));
 }
 
 #[test]

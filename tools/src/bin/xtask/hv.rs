@@ -578,14 +578,14 @@ const MATRIX: &[Case] = &[
     },
     // Context recycling under a running guest hypervisor: L1 runs three
     // L2s (VMIDs 5, 6, 7, each its own stage 2, pages and values) in turn
-    // for four rounds on a service bounded to two contexts, so contexts
+    // for eight rounds on a service bounded to two contexts, so contexts
     // are recycled during the run and hv's side of the recycling handshake
     // runs at each; L1 checks every value each L2 reads and writes, hv
     // that every recycle ran its kick pass and that some happened.
     Case {
         hv_args: "hv.nested=recycle",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=4 own-pages=ok",
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=8 own-pages=ok",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -593,10 +593,23 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=recycle",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=4 own-pages=ok",
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=8 own-pages=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
+    },
+    // Three CPUs: L1 starts a second vCPU (PSCI CPU_ON) on CPU 2, the
+    // service on CPU 1; that vCPU's L2 (VMID 8) reads its own page in a
+    // loop, so the recycles vCPU 0's switches cause take its context while
+    // it is in L2: hv's kick SGI, its exit and re-entry through the
+    // handshake (hv fails the run unless that happened).
+    Case {
+        hv_args: "hv.nested=recycle",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=8 own-pages=ok vcpus=2",
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
     },
     // Its failure mode: hv reuses the root of a key's first entry instead
     // of asking at every entry, so after a recycle an L2 runs on another
