@@ -659,6 +659,7 @@ pub fn run(
     });
 
     super::configure_el2_traps(features);
+    write_sysreg!("vmpidr_el2", l1_mpidr(0));
     watchdog_setup();
     write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
@@ -1787,6 +1788,9 @@ fn second_vcpu_main() -> ! {
         fail(format_args!("nested: GIC on the second vCPU's CPU: {e}"));
     }
     super::configure_el2_traps(&nested.features);
+    write_sysreg!("vmpidr_el2", l1_mpidr(1));
+    // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
+    write_sysreg!("s3_4_c14_c2_1", 0);
     write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
     write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
     write_sysreg!("tpidr_el2", 1);
@@ -1810,4 +1814,11 @@ fn second_vcpu_main() -> ! {
             (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
         )
     }
+}
+
+/// The MPIDR_EL1 L1 reads on vCPU `index` (VMPIDR_EL2): affinity 0 =
+/// `index`, what its PSCI CPU_ON names the vCPU by ([`cpu_on`]); the other
+/// bits (RES1 bit 31, U, MT) as the hardware's.
+fn l1_mpidr(index: u64) -> u64 {
+    (read_sysreg!("mpidr_el1") & !MPIDR_AFFINITY) | index
 }

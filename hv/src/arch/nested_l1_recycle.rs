@@ -387,6 +387,12 @@ umbra_l1r_secondary:
     adr     x9, umbra_l1r_image
     add     x10, x9, #0xf0000
     mov     sp, x10
+    // It is the vCPU CPU_ON named: MPIDR_EL1 affinity 1.
+    mrs     x11, mpidr_el1
+    and     x1, x11, #0xffffff
+    adr     x10, umbra_l1r_msg_bad_mpidr
+    cmp     x1, #1
+    b.ne    umbra_l1r_fail
     adr     x1, umbra_l1r_vectors2
     msr     vbar_el2, x1
     isb
@@ -496,6 +502,7 @@ umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): the second vCPU's L2 3 read only i
 umbra_l1r_msg_sec_runs_end: .asciz " runs\n"
 umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for the second vCPU failed: "
 umbra_l1r_msg_no_progress: .asciz "the second vCPU's L2 completed no run since vCPU 0's last entry, runs "
+umbra_l1r_msg_bad_mpidr: .asciz "the second vCPU's MPIDR_EL1 is not the CPU_ON target 1: "
 umbra_l1r_msg_no_start: .asciz "the second vCPU did not start its L2 runs: "
 umbra_l1r_msg_no_stop:  .asciz "the second vCPU did not stop its L2 runs: "
 umbra_l1r_msg_no_runs:  .asciz "the second vCPU's L2 never completed a run: "
