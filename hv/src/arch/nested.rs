@@ -52,7 +52,9 @@ use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
     ipa_from_par, l2_fault_ipa, EretTarget, FaultIpaSource, Origin, Vel2Register,
 };
-use crate::nested::handshake::{Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet};
+use crate::nested::handshake::{
+    Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
+};
 use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{
@@ -371,6 +373,23 @@ pub fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
+/// For an exit from a shadow's L2 with syndrome `esr` and FAR_EL2 `far`:
+/// PAR_EL1 of [`l2_stage1_par`] when the abort's IPA has to be found with
+/// AT ([`FaultIpaSource::Stage1Walk`]), else None.
+fn l2_fault_par(esr: u64, far: u64) -> Option<u64> {
+    let class = (esr >> 26) & EC_UNKNOWN_MASK;
+    if class != EC_DABT_LOWER && class != EC_IABT_LOWER {
+        return None;
+    }
+    // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as off
+    // whatever SCTLR_EL1.M says.
+    let stage1_on = read_sysreg!("sctlr_el1") & 1 != 0 && read_sysreg!("hcr_el2") & hcr::DC == 0;
+    match fault_ipa_source(esr, stage1_on) {
+        FaultIpaSource::Stage1Walk => Some(l2_stage1_par(far)),
+        FaultIpaSource::Far | FaultIpaSource::Hpfar => None,
+    }
+}
+
 /// PAR_EL1 of `AT S1E1R` on `va` in the EL1&0 regime now in the hardware
 /// (L2's). Only the address is wanted, so always an EL1 read, whatever
 /// the faulting access was: an EL1 read is allowed on every valid stage-1
@@ -536,8 +555,13 @@ pub fn run(
             "nested: the ID registers shown to L1 do not decode: {e:?}"
         )),
     };
+    let ps = features.pa_range().min(0b101);
+    let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
+    let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
+    let shadow_config = ShadowConfig { xnx, pa_bits };
     let contexts = if recycling { RECYCLE_CONTEXTS } else { 1 };
-    let budget = match Budget::split(BUDGET_BYTES, contexts) {
+    let budget = match Budget::split_for(BUDGET_BYTES, contexts, shadow_config.empty_table_frames())
+    {
         Ok(b) => b,
         Err(e) => fail(format_args!("nested: budget: {e:?}")),
     };
@@ -556,9 +580,6 @@ pub fn run(
         Ok(pool) => pool,
         Err(e) => fail(format_args!("nested: {e}")),
     };
-    let ps = features.pa_range().min(0b101);
-    let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
-    let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
     // The vCPU runs on this (the boot) CPU: the handshake's PE 0.
     PE_MPIDRS.call_once(|| {
         [
@@ -570,11 +591,7 @@ pub fn run(
         ]
     });
     let backend = HandshakeBackend::new(
-        SelftestBackend::new(
-            pool,
-            HwTlbs::new(TlbDefect::None),
-            ShadowConfig { xnx, pa_bits },
-        ),
+        SelftestBackend::new(pool, HwTlbs::new(TlbDefect::None), shadow_config),
         HwPes,
     );
     let service: &'static NestedService =
@@ -584,7 +601,7 @@ pub fn run(
         };
     let Some(shadow_vtcr) = shadow_vtcr(ps as u8, false) else {
         fail(format_args!(
-            "nested: the host's physical address size is {pa_bits} bits; the shadow stage 2 (48-bit IPA, 4 KiB granule, from level 0) needs at least 44 (AArch64.S2InvalidSL)"
+            "nested: ID_AA64MMFR0_EL1.PARange {ps:#06b} is reserved"
         ));
     };
     let l0_vttbr = u64::from(L1_HOST_VMID) << 48 | l0_tables.root();
@@ -756,6 +773,17 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
             "nested: guest exit on a CPU with no vCPU ({index})"
         ));
     };
+    // The AT that finds the IPA of some L2 permission faults walks L2's
+    // stage 1 through the shadow now in VTTBR_EL2: it runs before the exit
+    // store, while a recycle of that shadow still waits for this PE (after
+    // it, the slot's successor could map its own pages into the same root,
+    // and the walk would read another L2's memory; review 26 R26-1).
+    let l2_par = match pe.phase() {
+        Phase::InL2(_) if kind == 0 => {
+            l2_fault_par(read_sysreg!("esr_el2"), read_sysreg!("far_el2"))
+        }
+        _ => None,
+    };
     pe.left_l2();
     let mut guard = slot.lock();
     let Some(vcpu) = guard.as_mut() else {
@@ -773,7 +801,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
             }
             match vcpu.mode {
                 Mode::L1 => l1_exit(nested, vcpu, frame, esr),
-                Mode::L2 { key } => l2_exit(nested, vcpu, frame, esr, Some(key)),
+                Mode::L2 { key } => l2_exit(nested, vcpu, frame, esr, Some((key, l2_par))),
                 Mode::L2Direct => l2_exit(nested, vcpu, frame, esr, None),
             }
         }
@@ -1448,19 +1476,20 @@ fn start_service_cpu(platform: &Platform, ttbr: u64, tcr: u64) {
 }
 
 /// An exit from L2.
-/// `key`: L2's shadow context; None: L2 runs on L0's map of L1 (L1's
+/// `shadow`: L2's shadow context and the PAR_EL1 of [`l2_fault_par`],
+/// taken before the exit store; None: L2 runs on L0's map of L1 (L1's
 /// stage 2 off).
 fn l2_exit(
     nested: &Nested,
     vcpu: &mut Vcpu,
     frame: &mut GuestFrame,
     esr: u64,
-    key: Option<ContextKey>,
+    shadow: Option<(ContextKey, Option<u64>)>,
 ) {
     let class = (esr >> 26) & EC_UNKNOWN_MASK;
     let far = read_sysreg!("far_el2");
     let hpfar = read_sysreg!("hpfar_el2");
-    match (class, key) {
+    match (class, shadow) {
         // L1's stage 2 off and L0 maps all of L1's RAM with every access:
         // L2's access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
@@ -1474,21 +1503,27 @@ fn l2_exit(
                 hpfar,
             );
         }
-        (EC_DABT_LOWER | EC_IABT_LOWER, Some(key)) => {
+        (EC_DABT_LOWER | EC_IABT_LOWER, Some((key, par))) => {
             // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
             // off whatever SCTLR_EL1.M says.
             let stage1_on =
                 read_sysreg!("sctlr_el1") & 1 != 0 && read_sysreg!("hcr_el2") & hcr::DC == 0;
             let access = abort_access(esr, frame.spsr);
-            let l2_ipa = match fault_ipa_source(esr, stage1_on) {
-                FaultIpaSource::Far | FaultIpaSource::Hpfar => l2_fault_ipa(far, hpfar, stage1_on),
-                FaultIpaSource::Stage1Walk => {
-                    match ipa_from_par(l2_stage1_par(far), far) {
-                        Some(ipa) => ipa,
-                        // L2's stage 1 changed since the fault: L2 runs
-                        // again and faults afresh.
-                        None => return,
-                    }
+            let l2_ipa = match (fault_ipa_source(esr, stage1_on), par) {
+                (FaultIpaSource::Stage1Walk, Some(par)) => match ipa_from_par(par, far) {
+                    Some(ipa) => ipa,
+                    // L2's stage 1 changed since the fault: L2 runs
+                    // again and faults afresh.
+                    None => return,
+                },
+                // `l2_fault_par` takes the AT exactly when the IPA needs it.
+                (FaultIpaSource::Stage1Walk, None) => crash(
+                    vcpu,
+                    frame,
+                    "an L2 permission fault without its AT (hv's own failure)",
+                ),
+                (FaultIpaSource::Far | FaultIpaSource::Hpfar, _) => {
+                    l2_fault_ipa(far, hpfar, stage1_on)
                 }
             };
             let request = TranslateRequest {
