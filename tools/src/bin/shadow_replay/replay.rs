@@ -1,0 +1,979 @@
+//! The replay: each event applied to the real service, one line out each.
+
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+
+use ipc::message::{InvalidateRequest, L0Change};
+use ipc::tlbi::{EntryLevels, InvalidateScope, TlbiFeatures, TlbiParams};
+use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::{
+    resolve, ComposeError, Composition, L0Region, L1Translation, Permissions, ShadowMapping,
+};
+use shadow_mmu::context::{ContextKey, HostVmids};
+use shadow_mmu::service::{
+    HostBackend, Refusal, Retry, Service, ServiceConfig, ShadowBackend, Stats, Translated, Worker,
+};
+use shadow_mmu::shadow_table::{MapError, ShadowConfig};
+use walker::{
+    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, GuestMemory, Memslots,
+    SlotAccess, WalkError,
+};
+
+use crate::args::Options;
+use crate::events::{parse_event, tlbi_name, Event};
+use crate::json::{error_line, Line};
+use crate::l0::{default_regions, permissions_text, ReplayL0};
+use crate::memory::{decode, encode, OverlayMemory, RecordingMemory};
+use crate::oracle::{Invalidation, Observation, Tracker, Verdict, Writer};
+use crate::s2walk_setup::Machine;
+
+/// The shadows' VMIDs start here, clear of VMID 0 and L1's own (hv's
+/// layout: L1 runs with VMID 1).
+pub const FIRST_SHADOW_VMID: u16 = 16;
+/// The hash seed of the service's writer-side indexes: fixed, so a replay
+/// is the same run every time (a trace is the engineer's own input, not a
+/// guest choosing addresses against the hash).
+pub const HASH_SEED: u64 = 0x5eed_5eed_5eed_5eed;
+
+/// L0's map at the start: the `--l0` regions or the default, plus `--mmio`.
+pub fn initial_l0(options: &Options, memslots: &Memslots<'_>) -> Result<ReplayL0, String> {
+    let mut regions: Vec<L0Region> = match &options.l0 {
+        Some(regions) => regions.clone(),
+        None => {
+            let slots: Vec<(u64, u64)> = memslots
+                .slots()
+                .iter()
+                .map(|s| (s.base(), s.size()))
+                .collect();
+            default_regions(&slots)?
+        }
+    };
+    regions.extend_from_slice(&options.mmio);
+    ReplayL0::new(regions)
+}
+
+type ReplayService<'a, 'l> = Service<RecordingMemory<'a>, &'l ReplayL0, HostBackend>;
+
+/// The answer the oracle computes from the current state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expected {
+    Mapped(ShadowMapping),
+    L0Denied {
+        l1_ipa: u64,
+    },
+    Inject {
+        esr: u64,
+        hpfar: u64,
+    },
+    Mmio {
+        l1_ipa: u64,
+    },
+    Outside {
+        l1_ipa: u64,
+    },
+    Unshadowable(ComposeError),
+    /// The walk kept losing its hardware update (cannot happen with one
+    /// thread; reported rather than assumed).
+    Contended,
+}
+
+/// What `--check` concluded about a mapped answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Check {
+    /// The answer is the current translation.
+    Match,
+    /// It differs, as a TLB may still hold it.
+    Allowed { expected: Expected, note: String },
+    /// No TLB could hold it.
+    Stale { expected: Expected, reason: String },
+}
+
+/// One replay run.
+pub struct Session<'a, 'l> {
+    service: ReplayService<'a, 'l>,
+    worker: Worker,
+    machine: &'a Machine,
+    memslots: Memslots<'a>,
+    l0: &'l ReplayL0,
+    tlbi_features: TlbiFeatures,
+    tracker: Option<Tracker>,
+    /// The current input line (1-based): the tracker's clock.
+    line: u64,
+}
+
+impl<'a, 'l> Session<'a, 'l> {
+    pub fn new(
+        options: &'a Options,
+        memslots: Memslots<'a>,
+        l0: &'l ReplayL0,
+    ) -> Result<Self, String> {
+        let shadow = ShadowConfig::default();
+        let budget = Budget::split_for(
+            options.budget,
+            options.contexts,
+            shadow.empty_table_frames(),
+        )
+        .map_err(|e| format!("--budget/--contexts: {e}"))?;
+        let config = ServiceConfig {
+            features: options.machine.features,
+            budget,
+            first_shadow_vmid: FIRST_SHADOW_VMID,
+            hash_seed: HASH_SEED,
+            host_vmids: HostVmids {
+                width: ipc::VmidWidth::Bits16,
+                l1_vmid: 1,
+            },
+        };
+        let backend = HostBackend::new(budget.frames, shadow)
+            .map_err(|e| format!("shadow frame pool of {} frames: {e:?}", budget.frames))?;
+        let service = Service::new(config, RecordingMemory::new(memslots), l0, backend)
+            .map_err(|e| format!("the service refused the configuration: {e}"))?;
+        let worker = service.worker();
+        Ok(Session {
+            service,
+            worker,
+            machine: &options.machine,
+            memslots,
+            l0,
+            tlbi_features: options.tlbi_features,
+            tracker: options.check.then(Tracker::default),
+            line: 0,
+        })
+    }
+
+    /// Applies one input line and writes its output line (no newline) to
+    /// `out`; `false` if the line was malformed or a check failed.
+    pub fn process(&mut self, text: &str, out: &mut String) -> bool {
+        self.line += 1;
+        let event = match parse_event(text, self.tlbi_features) {
+            Ok(event) => event,
+            Err(message) => {
+                error_line(out, &message);
+                return false;
+            }
+        };
+        let good = match event {
+            Event::Translate {
+                vttbr,
+                vtcr,
+                ipa,
+                access,
+                far,
+            } => self.translate(vttbr, vtcr, ipa, access, far, out),
+            Event::Write { address, value } => self.write(address, value, out),
+            Event::Tlbi {
+                tlbi,
+                xt,
+                vttbr,
+                vtcr,
+            } => {
+                let width = self.service.l1_vmid_width();
+                let vmid = ipc::l1_vmid(vttbr, vtcr, width);
+                let mut line = Line::new(out);
+                line.flag("ok", true)
+                    .text("op", "tlbi")
+                    .text("tlbi", &tlbi_name(tlbi))
+                    .number("vmid", vmid);
+                // Decoded as hv decodes a trapped TLBI (hv/src/arch/nested.rs).
+                match InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default()) {
+                    Ok(request) => {
+                        let scope = request.scope();
+                        scope_fields(&mut line, &scope);
+                        let removed = self.service.invalidate(&self.worker, vmid, &scope);
+                        line.number("removed", removed);
+                        if let Some(tracker) = &mut self.tracker {
+                            let (vmid, range, leaf_only) = match scope {
+                                InvalidateScope::AllVmids => (None, None, false),
+                                InvalidateScope::Vmid => (Some(vmid), None, false),
+                                InvalidateScope::Ipa(ipa) => (
+                                    Some(vmid),
+                                    Some((ipa.range.start(), ipa.range.end())),
+                                    ipa.levels == EntryLevels::LeafOnly,
+                                ),
+                            };
+                            tracker.record_invalidation(Invalidation::Tlbi {
+                                line: self.line,
+                                vmid,
+                                range,
+                                leaf_only,
+                            });
+                        }
+                    }
+                    Err(_) => {
+                        line.text("scope", "none").number("removed", 0).text(
+                            "note",
+                            "a range TLBI with TG = 0b00 (reserved) names no entries: \
+                             it completes without invalidating, as in hv",
+                        );
+                    }
+                }
+                line.finish();
+                true
+            }
+            Event::L0Unmap { range, change } => {
+                // L0's map changes first, then the service drops what was
+                // built on the old one (hv's order).
+                self.l0.change(range.start(), range.end(), change);
+                let removed = self.service.l0_unmap(&self.worker, range, change);
+                if let Some(tracker) = &mut self.tracker {
+                    tracker.record_invalidation(Invalidation::L0 {
+                        line: self.line,
+                        start: range.start(),
+                        end: range.end(),
+                    });
+                }
+                Line::new(out)
+                    .flag("ok", true)
+                    .text("op", "l0_unmap")
+                    .text(
+                        "change",
+                        match change {
+                            L0Change::Unmap => "unmap",
+                            L0Change::WriteProtect => "write_protect",
+                        },
+                    )
+                    .hex("start", range.start())
+                    .hex("end", range.end())
+                    .number("removed", removed)
+                    .finish();
+                true
+            }
+            Event::Stats => {
+                let s = self.service.stats();
+                let (leaves, paths) = self.service.cache_entries(&self.worker);
+                Line::new(out)
+                    .flag("ok", true)
+                    .text("op", "stats")
+                    .number("hits", s.hits)
+                    .number("misses", s.misses)
+                    .number("walks", s.walks)
+                    .number("partial_walks", s.partial_walks)
+                    .number("invalidations", s.invalidations)
+                    .number("invalidated_entries", s.invalidated_entries)
+                    .number("evictions", s.evictions)
+                    .number("recycled_contexts", s.recycled_contexts)
+                    .number("raced", s.raced)
+                    .number("contexts", self.service.contexts() as u64)
+                    .number("cached_leaves", leaves as u64)
+                    .number("cached_paths", paths as u64)
+                    .number("shadow_leaves", self.service.shadow_leaves() as u64)
+                    .number("shadow_frames", self.service.shadow_frames() as u64)
+                    .finish();
+                true
+            }
+        };
+        // Hardware AF/dirty updates the event's walks made are descriptor
+        // changes like L1's (drained even without --check: bounded memory).
+        self.record_hardware_updates();
+        good
+    }
+
+    fn write(&mut self, address: u64, value: u64, out: &mut String) -> bool {
+        let endianness = self.machine.endianness;
+        let slot = match self.memslots.find(address) {
+            Some(slot) if address.is_multiple_of(8) => slot,
+            Some(_) => {
+                error_line(
+                    out,
+                    &format!("write to {address:#x}: descriptors are 8 bytes, 8-byte aligned"),
+                );
+                return false;
+            }
+            None => {
+                error_line(
+                    out,
+                    &format!("write to {address:#x}: outside every --mem slot (L1's memory)"),
+                );
+                return false;
+            }
+        };
+        if slot.access() == SlotAccess::ReadOnly {
+            error_line(
+                out,
+                &format!(
+                    "write to {address:#x}: the slot at {:#x} is read-only (--mem-ro)",
+                    slot.base()
+                ),
+            );
+            return false;
+        }
+        let old = match self.memslots.read_descriptor(address) {
+            Ok(raw) => decode(raw, endianness),
+            Err(e) => {
+                error_line(out, &format!("write to {address:#x}: {e}"));
+                return false;
+            }
+        };
+        if let Err(e) = self.memslots.store_raw(address, encode(value, endianness)) {
+            error_line(out, &format!("write to {address:#x}: {e}"));
+            return false;
+        }
+        if let Some(tracker) = &mut self.tracker {
+            tracker.record_write(address, old, value, self.line, Writer::L1);
+        }
+        Line::new(out)
+            .flag("ok", true)
+            .text("op", "write")
+            .hex("addr", address)
+            .hex("old", old)
+            .hex("value", value)
+            .finish();
+        true
+    }
+
+    fn translate(
+        &mut self,
+        vttbr: u64,
+        vtcr: u64,
+        ipa: u64,
+        access: AccessKind,
+        far: Option<u64>,
+        out: &mut String,
+    ) -> bool {
+        let vmid = ipc::l1_vmid(vttbr, vtcr, self.service.l1_vmid_width());
+        let key = ContextKey::new(vmid, vttbr, vtcr, self.machine.endianness);
+        let abort = AbortContext {
+            far,
+            origin: AbortOrigin::Access,
+        };
+        let before = self.service.stats();
+        let answer = self
+            .service
+            .translate(&self.worker, &key, ipa, access, &abort);
+        let served = served(&before, &self.service.stats());
+        let mut line = Line::new(out);
+        line.flag("ok", true).text("op", "translate");
+        answer_fields(&mut line, &answer, served);
+        let Translated::Mapped(mapping) = answer else {
+            line.finish();
+            return true;
+        };
+        match self.check_mapped(vttbr, vtcr, ipa, access, &abort, mapping) {
+            None => {
+                line.finish();
+                true
+            }
+            Some(Check::Match) => {
+                line.text("check", "match").finish();
+                true
+            }
+            Some(Check::Allowed { expected, note }) => {
+                line.text("check", "stale_allowed")
+                    .object("expected", |o| expected_fields(o, &expected))
+                    .text("note", &note)
+                    .finish();
+                true
+            }
+            Some(Check::Stale { expected, reason }) => {
+                // The line is written again: `ok` goes false.
+                out.clear();
+                let mut line = Line::new(out);
+                line.flag("ok", false)
+                    .text("op", "translate")
+                    .text("check", "stale");
+                answer_fields(&mut line, &answer, served);
+                line.object("expected", |o| expected_fields(o, &expected))
+                    .text("reason", &reason)
+                    .finish();
+                false
+            }
+        }
+    }
+
+    /// With `--check`: `mapping`, the service's answer for `ipa`, against
+    /// the oracle (a fresh walk composed with L0's map now) and, where
+    /// they differ, the tracker's judgement. `None` without `--check`.
+    fn check_mapped(
+        &mut self,
+        vttbr: u64,
+        vtcr: u64,
+        ipa: u64,
+        access: AccessKind,
+        abort: &AbortContext,
+        mapping: ShadowMapping,
+    ) -> Option<Check> {
+        self.tracker.as_ref()?;
+        // The service's own hardware updates are changes before the check.
+        self.record_hardware_updates();
+        let (expected, trail) = self.oracle(vttbr, vtcr, ipa, access, abort);
+        if expected == Expected::Mapped(mapping) {
+            return Some(Check::Match);
+        }
+        let vmid = ipc::l1_vmid(vttbr, vtcr, self.service.l1_vmid_width());
+        let l1_blocks = self.l0.initial_l1_blocks(mapping.pa_base, mapping.size);
+        let observation = Observation {
+            vmid,
+            ipa,
+            trail: &trail,
+            l1_blocks: &l1_blocks,
+        };
+        Some(match self.tracker.as_ref()?.judge(&observation) {
+            Verdict::Allowed {
+                address,
+                level,
+                write,
+            } => Check::Allowed {
+                expected,
+                note: format!(
+                    "differs from the current translation, as a TLB may: the level {level} \
+                     descriptor at {address:#x} on the walk changed on line {} ({}) and no \
+                     TLBI covering IPA {ipa:#x} for VMID {vmid} has followed (did the trace \
+                     forget one?)",
+                    write.line,
+                    match write.by {
+                        Writer::L1 => "an L1 write",
+                        Writer::Hardware => "a hardware AF/dirty update",
+                    }
+                ),
+            },
+            Verdict::Stale { reason } => Check::Stale { expected, reason },
+        })
+    }
+
+    fn record_hardware_updates(&mut self) {
+        let endianness = self.machine.endianness;
+        for (address, old, new) in self.service.memory().take_updates() {
+            if let Some(tracker) = &mut self.tracker {
+                tracker.record_write(
+                    address,
+                    decode(old, endianness),
+                    decode(new, endianness),
+                    self.line,
+                    Writer::Hardware,
+                );
+            }
+        }
+    }
+
+    /// A fresh walk of L1's current memory (through a private overlay, so
+    /// its hardware updates change nothing) composed with L0's current
+    /// map, and the walk's descriptor addresses.
+    fn oracle(
+        &self,
+        vttbr: u64,
+        vtcr: u64,
+        ipa: u64,
+        access: AccessKind,
+        abort: &AbortContext,
+    ) -> (Expected, Vec<(u64, i8)>) {
+        let walker = self.machine.walker(vtcr, vttbr);
+        let overlay = OverlayMemory::new(&self.memslots);
+        let trail_of = |reads: &[walker::DescriptorRead]| -> Vec<(u64, i8)> {
+            reads.iter().map(|r| (r.address, r.level)).collect()
+        };
+        match walker.walk(&overlay, ipa, access) {
+            Ok(t) => {
+                let trail = trail_of(t.trail.as_slice());
+                let leaf = L1Translation::from_translation(&t);
+                let host = self.service.backend().host_execute();
+                let expected = match resolve(&leaf, ipa, self.l0, host) {
+                    Ok(Composition::Mapped(entry)) => {
+                        if entry.shadow.perms.contains(needed(access)) {
+                            Expected::Mapped(entry.shadow)
+                        } else {
+                            Expected::L0Denied {
+                                l1_ipa: entry.l1_ipa_base + (ipa - entry.shadow.l2_ipa_base),
+                            }
+                        }
+                    }
+                    Ok(Composition::Mmio { l1_ipa }) => Expected::Mmio { l1_ipa },
+                    Ok(Composition::ExternalAbort { l1_ipa }) => Expected::Outside { l1_ipa },
+                    Err(e) => Expected::Unshadowable(e),
+                };
+                (expected, trail)
+            }
+            Err(WalkError::Fault(fault)) => {
+                let injected = fault.syndrome(abort);
+                (
+                    Expected::Inject {
+                        esr: injected.esr_el2,
+                        hpfar: injected.hpfar_el2,
+                    },
+                    trail_of(fault.trail.as_slice()),
+                )
+            }
+            Err(WalkError::Contended { .. }) => (Expected::Contended, Vec::new()),
+        }
+    }
+}
+
+const fn needed(access: AccessKind) -> Permissions {
+    match access {
+        AccessKind::Read => Permissions::READ,
+        AccessKind::Write => Permissions::WRITE,
+        AccessKind::ExecEl1 => Permissions::EXEC_EL1,
+        AccessKind::ExecEl0 => Permissions::EXEC_EL0,
+    }
+}
+
+/// How the service served a translate, from its counters.
+fn served(before: &Stats, after: &Stats) -> &'static str {
+    if after.hits > before.hits {
+        "hit"
+    } else if after.partial_walks > before.partial_walks {
+        "partial_walk"
+    } else if after.walks > before.walks {
+        "walk"
+    } else {
+        "none"
+    }
+}
+
+fn access_name(access: AccessKind) -> &'static str {
+    match access {
+        AccessKind::Read => "read",
+        AccessKind::Write => "write",
+        AccessKind::ExecEl1 => "exec",
+        AccessKind::ExecEl0 => "exec_el0",
+    }
+}
+
+fn mapping_fields(line: &mut Line<'_>, m: &ShadowMapping) {
+    line.hex("l2_ipa", m.l2_ipa_base)
+        .hex("pa", m.pa_base)
+        .hex("size", m.size)
+        .text("perms", &permissions_text(m.perms))
+        .hex("memattr", u64::from(m.mem_attr.bits()))
+        .number("sh", m.shareability as u8);
+}
+
+/// The walker's fault kind and level behind an injected FSC.
+fn fault_of_fsc(fsc: u8) -> Option<(&'static str, i8)> {
+    const KINDS: [(FaultKind, &str); 5] = [
+        (FaultKind::Translation, "translation"),
+        (FaultKind::AddressSize, "address_size"),
+        (FaultKind::AccessFlag, "access_flag"),
+        (FaultKind::Permission, "permission"),
+        (FaultKind::ExternalAbortOnWalk, "external_abort"),
+    ];
+    KINDS.iter().find_map(|&(kind, name)| {
+        (-1..=3)
+            .find(|&level| fault_status_code(kind, level) == fsc)
+            .map(|level| (name, level))
+    })
+}
+
+fn answer_fields(line: &mut Line<'_>, answer: &Translated, served: &str) {
+    match *answer {
+        Translated::Mapped(m) => {
+            line.text("result", "mapped");
+            mapping_fields(line, &m);
+            line.text("served", served);
+        }
+        Translated::Inject(i) => {
+            let fsc = (i.esr_el2 & 0x3f) as u8;
+            line.text("result", "inject");
+            if let Some((kind, level)) = fault_of_fsc(fsc) {
+                line.text("fault", kind).number("level", level);
+            }
+            line.hex("fsc", u64::from(fsc))
+                .hex("esr", i.esr_el2)
+                .hex("far", i.far_el2)
+                .hex("hpfar", i.hpfar_el2)
+                .text("served", served);
+        }
+        Translated::Mmio { l1_ipa } => {
+            line.text("result", "mmio")
+                .hex("l1_ipa", l1_ipa)
+                .text("served", served);
+        }
+        Translated::OutsideL1 { l1_ipa } => {
+            line.text("result", "outside")
+                .hex("l1_ipa", l1_ipa)
+                .text("served", served);
+        }
+        Translated::L0Denied { l1_ipa, access } => {
+            line.text("result", "l0_denied")
+                .hex("l1_ipa", l1_ipa)
+                .text("access", access_name(access))
+                .text("served", served);
+        }
+        Translated::Unshadowable(refusal) => {
+            line.text("result", "unshadowable")
+                .text("reason", &refusal_text(refusal))
+                .text("served", served);
+        }
+        Translated::Retry(retry) => {
+            line.text("result", "retry").text(
+                "reason",
+                match retry {
+                    Retry::InvalidationRaced => "invalidation_raced",
+                    Retry::Throttled => "throttled",
+                    Retry::Contended => "contended",
+                },
+            );
+        }
+    }
+}
+
+fn compose_error_text(e: ComposeError) -> String {
+    match e {
+        ComposeError::MalformedWalk => "the walk result is not an aligned block".to_string(),
+        ComposeError::L2IpaOutsideWalk { l2_ipa } => {
+            format!("the walk result does not translate L2 IPA {l2_ipa:#x}")
+        }
+        ComposeError::L0MappingMismatch { l1_ipa } => {
+            format!("L0's mapping does not hold L1 IPA {l1_ipa:#x}")
+        }
+        ComposeError::L2IpaBeyondShadow { l2_ipa } => {
+            format!("L2 IPA {l2_ipa:#x} needs more than the shadow's 48 input bits")
+        }
+    }
+}
+
+fn refusal_text(refusal: Refusal) -> String {
+    match refusal {
+        Refusal::Compose(e) => compose_error_text(e),
+        Refusal::Map(MapError::FramesExhausted { .. }) => {
+            "no shadow table frame left (raise --budget)".to_string()
+        }
+        Refusal::Map(e) => format!("the shadow table refused the entry: {e:?}"),
+    }
+}
+
+fn expected_fields(o: &mut Line<'_>, expected: &Expected) {
+    match *expected {
+        Expected::Mapped(m) => {
+            o.text("result", "mapped");
+            mapping_fields(o, &m);
+        }
+        Expected::L0Denied { l1_ipa } => {
+            o.text("result", "l0_denied").hex("l1_ipa", l1_ipa);
+        }
+        Expected::Inject { esr, hpfar } => {
+            o.text("result", "inject")
+                .hex("esr", esr)
+                .hex("hpfar", hpfar);
+        }
+        Expected::Mmio { l1_ipa } => {
+            o.text("result", "mmio").hex("l1_ipa", l1_ipa);
+        }
+        Expected::Outside { l1_ipa } => {
+            o.text("result", "outside").hex("l1_ipa", l1_ipa);
+        }
+        Expected::Unshadowable(e) => {
+            o.text("result", "unshadowable")
+                .text("reason", &compose_error_text(e));
+        }
+        Expected::Contended => {
+            o.text("result", "contended");
+        }
+    }
+}
+
+fn scope_fields(line: &mut Line<'_>, scope: &InvalidateScope) {
+    match scope {
+        InvalidateScope::Vmid => {
+            line.text("scope", "vmid");
+        }
+        InvalidateScope::AllVmids => {
+            line.text("scope", "all_vmids");
+        }
+        InvalidateScope::Ipa(ipa) => {
+            line.text("scope", "ipa")
+                .hex("start", ipa.range.start())
+                .hex("end", ipa.range.end())
+                .text(
+                    "levels",
+                    match ipa.levels {
+                        EntryLevels::AnyLevel => "any",
+                        EntryLevels::LeafOnly => "leaf",
+                    },
+                );
+        }
+    }
+}
+
+/// Longest input line accepted; an event is about 150 bytes. A longer
+/// line is answered with an error and skipped without being held.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line into `line` (at most `MAX_LINE + 1` bytes kept). `None`
+/// at end of input, else the line's full length.
+fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut length = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((length > 0).then_some(length));
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let keep = chunk.len().min((MAX_LINE + 1).saturating_sub(line.len()));
+        line.extend_from_slice(&chunk[..keep]);
+        let used = chunk.len();
+        length += used;
+        reader.consume(used);
+        if done {
+            return Ok(Some(length));
+        }
+    }
+}
+
+/// Lines from `input` until end of file, one line each to `output`,
+/// flushed whenever no further input is waiting (a driver feeding lines
+/// one at a time gets each answer at once). Whether every line was good.
+pub fn serve(
+    session: &mut Session<'_, '_>,
+    input: impl Read,
+    output: impl Write,
+) -> io::Result<bool> {
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut writer = BufWriter::with_capacity(1 << 16, output);
+    let mut raw = Vec::new();
+    let mut out = String::new();
+    let mut all_good = true;
+    loop {
+        raw.clear();
+        let Some(length) = read_line_bounded(&mut reader, &mut raw)? else {
+            break;
+        };
+        let trimmed = raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(&raw);
+        out.clear();
+        let good = if length > MAX_LINE {
+            // Still a line of the trace: the clock moves.
+            session.line += 1;
+            error_line(
+                &mut out,
+                &format!("line of {length} bytes is longer than {MAX_LINE} (not an event)"),
+            );
+            false
+        } else {
+            match std::str::from_utf8(trimmed) {
+                Ok(text) => session.process(text, &mut out),
+                Err(e) => {
+                    session.line += 1;
+                    error_line(&mut out, &format!("line is not UTF-8: {e}"));
+                    false
+                }
+            }
+        };
+        all_good &= good;
+        out.push('\n');
+        writer.write_all(out.as_bytes())?;
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
+    }
+    writer.flush()?;
+    Ok(all_good)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::command;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const BASE: u64 = 0x4000_0000;
+    const VTCR: u64 = 0x8005_3590;
+    const VTTBR: u64 = (1 << 48) | BASE;
+    const IPA: u64 = 0x1000_0000;
+    const RW_PAGE: u64 = (1 << 10) | (0b11 << 8) | (0b11 << 6) | (0xf << 2) | 0b11;
+
+    /// A 4K table from level 0 at BASE mapping IPA -> L1 IPA 0x8000_0000;
+    /// returns the file argument and the leaf's address.
+    fn table_file(name: &str) -> (std::path::PathBuf, u64) {
+        let mut bytes = vec![0u8; 4 * 4096];
+        let mut put = |address: u64, value: u64| {
+            let at = (address - BASE) as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        put(BASE, (BASE + 0x1000) | 3);
+        put(BASE + 0x1000, (BASE + 0x2000) | 3);
+        put(BASE + 0x2000 + 8 * ((IPA >> 21) & 511), (BASE + 0x3000) | 3);
+        let leaf = BASE + 0x3000 + 8 * ((IPA >> 12) & 511);
+        put(leaf, 0x8000_0000 | RW_PAGE);
+        let path = std::env::temp_dir().join(format!(
+            "shadow-replay-unit-{name}-{}.bin",
+            std::process::id()
+        ));
+        std::fs::write(&path, &bytes).unwrap();
+        (path, leaf)
+    }
+
+    fn options(path: &std::path::Path, check: bool) -> Options {
+        let mem = format!("{}@{BASE:#x}", path.display());
+        let mut args = vec![
+            "shadow-replay",
+            "--mem",
+            &mem,
+            "--l0",
+            "0x0:0x100000000:0x1000000000",
+        ];
+        if check {
+            args.push("--check");
+        }
+        let matches = command().try_get_matches_from(args).unwrap();
+        Options::from_matches(&matches).unwrap()
+    }
+
+    fn run_line(session: &mut Session<'_, '_>, line: &str) -> (bool, Value) {
+        let mut out = String::new();
+        let good = session.process(line, &mut out);
+        (good, serde_json::from_str(&out).unwrap())
+    }
+
+    use serde_json::Value;
+
+    /// The checker on a crafted state: the real service applied L1's
+    /// rewrite and TLBI (so it answers the new page), and the check is
+    /// handed the answer a buggy service that kept its entry would give.
+    /// It must call that stale; handed before the TLBI, the same answer is
+    /// allowed; the right answer matches.
+    #[test]
+    fn the_check_catches_an_entry_kept_past_its_tlbi() {
+        let (path, leaf) = table_file("stale");
+        let options = options(&path, true);
+        std::fs::remove_file(&path).unwrap();
+        let mut storage = Vec::new();
+        let memslots = options.machine.memslots(&mut storage).unwrap();
+        let l0 = initial_l0(&options, &memslots).unwrap();
+        let mut session = Session::new(&options, memslots, &l0).unwrap();
+        let translate = format!(
+            r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}","ipa":"{IPA:#x}","access":"read"}}"#
+        );
+        let (good, first) = run_line(&mut session, &translate);
+        assert!(good, "{first}");
+        assert_eq!(first["pa"], "0x1080000000");
+        let Translated::Mapped(old) = session.service.translate(
+            &session.worker,
+            &key(&session),
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+        ) else {
+            panic!("mapped")
+        };
+        let write = format!(
+            r#"{{"op":"write","addr":"{leaf:#x}","value":"{:#x}"}}"#,
+            0x8123_4000 | RW_PAGE
+        );
+        assert!(run_line(&mut session, &write).0);
+        // Before the TLBI, the old entry is one a TLB may hold.
+        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, old);
+        assert!(matches!(check, Some(Check::Allowed { .. })), "{check:?}");
+        let tlbi = format!(
+            r#"{{"op":"tlbi","op_name":"IPAS2E1IS","xt":"{:#x}","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#,
+            IPA >> 12
+        );
+        assert!(run_line(&mut session, &tlbi).0);
+        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, old);
+        let Some(Check::Stale { expected, reason }) = check else {
+            panic!("{check:?}")
+        };
+        let Expected::Mapped(new) = expected else {
+            panic!("{expected:?}")
+        };
+        assert_eq!(new.pa_base, 0x10_8123_4000);
+        assert!(reason.contains("line 2, and line 3"), "{reason}");
+        // The real service answers the new page, which matches.
+        let (good, after) = run_line(&mut session, &translate);
+        assert!(good, "{after}");
+        assert_eq!(
+            (&after["pa"], &after["check"]),
+            (&Value::from("0x1081234000"), &Value::from("match"))
+        );
+        // An answer with another PA than any L1 memory is never allowed.
+        let forged = ShadowMapping {
+            pa_base: 0x7_0000_0000_0000 & !0xfff,
+            ..new
+        };
+        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, forged);
+        assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+        // Nor one whose permissions differ when nothing changed.
+        let wider = ShadowMapping {
+            perms: Permissions::READ,
+            ..new
+        };
+        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, wider);
+        assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+    }
+
+    const ABORT: AbortContext = AbortContext {
+        far: None,
+        origin: AbortOrigin::Access,
+    };
+
+    fn key(session: &Session<'_, '_>) -> ContextKey {
+        let vmid = ipc::l1_vmid(VTTBR, VTCR, session.service.l1_vmid_width());
+        ContextKey::new(vmid, VTTBR, VTCR, session.machine.endianness)
+    }
+
+    /// Any line, through a real session with --check: never a panic, and
+    /// exactly one JSON object out (modest case count).
+    #[test]
+    fn any_line_gives_one_json_answer() {
+        let (path, leaf) = table_file("fuzz");
+        let options = options(&path, true);
+        std::fs::remove_file(&path).unwrap();
+        let mut storage = Vec::new();
+        let memslots = options.machine.memslots(&mut storage).unwrap();
+        let l0 = initial_l0(&options, &memslots).unwrap();
+        // `TestRunner::run` takes an `Fn`: the session is borrowed per case.
+        let session = std::cell::RefCell::new(Session::new(&options, memslots, &l0).unwrap());
+        let hexes = [
+            format!("{BASE:#x}"),
+            format!("{VTTBR:#x}"),
+            format!("{VTCR:#x}"),
+            format!("{IPA:#x}"),
+            format!("{leaf:#x}"),
+            "0x8000_0000".to_string(),
+            "0x0".to_string(),
+            "0xffffffffffffffff".to_string(),
+        ];
+        let ops = ["translate", "write", "tlbi", "l0_unmap", "stats"];
+        let keys = [
+            "vttbr", "vtcr", "ipa", "access", "far", "addr", "value", "op_name", "xt", "size",
+            "change",
+        ];
+        let texts = [
+            "read",
+            "write",
+            "exec",
+            "IPAS2E1IS",
+            "VMALLS12E1",
+            "ALLE1OS",
+            "unmap",
+            "write_protect",
+        ];
+        let strategy = (
+            0..ops.len(),
+            proptest::collection::vec(
+                (0..keys.len(), 0..hexes.len(), 0..texts.len(), 0..3u8),
+                0..7,
+            ),
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 400,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(op, fields)| {
+                let mut body = vec![format!("\"op\":\"{}\"", ops[op])];
+                for (k, h, t, kind) in fields {
+                    let value = match kind {
+                        0 => format!("\"{}\"", hexes[h]),
+                        1 => format!("\"{}\"", texts[t]),
+                        _ => format!("{}", h * 4096),
+                    };
+                    body.push(format!("\"{}\":{value}", keys[k]));
+                }
+                let line = format!("{{{}}}", body.join(","));
+                let mut out = String::new();
+                let good = session.borrow_mut().process(&line, &mut out);
+                let value: Value = serde_json::from_str(&out).expect("one JSON object");
+                assert_eq!(value["ok"].as_bool(), Some(good), "{line} -> {out}");
+                Ok(())
+            })
+            .unwrap();
+    }
+}
