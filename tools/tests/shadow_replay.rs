@@ -606,3 +606,115 @@ fn a_block_is_shadowed_at_the_size_both_stages_allow() {
     assert_eq!(a[0]["perms"], "rw");
     assert_eq!(a[0]["check"], "match");
 }
+
+/// With hardware AF/dirty management shown to L1 (HAFDBS 2, VTCR_EL2.HA
+/// and HD), the service's walks set AF and dirty in L1's memory; the
+/// check's own walks never change it.
+#[test]
+fn hardware_updates_reach_l1_memory_but_the_checks_walks_do_not() {
+    const HA_HD: u64 = (1 << 21) | (1 << 22);
+    const DBM: u64 = 1 << 51;
+    const AF: u64 = 1 << 10;
+    // Read-only, dirty-bit modifier, AF clear.
+    let clean = L1_PAGE_A | DBM | (0b11 << 8) | (0b01 << 6) | (0xf << 2) | PAGE;
+    let dirty = (clean & !(0b11 << 6)) | (0b11 << 6) | AF;
+    let dir = TestDir::new("hafdbs");
+    let mut table = Table4k::new(16);
+    let leaf = table.map_page(IPA, 0, 0);
+    table.write(leaf, clean);
+    let mem = table.save(&dir);
+    let vtcr = VTCR | HA_HD;
+    let go = |access: &str| {
+        format!(
+            r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{vtcr:#x}","ipa":"{IPA:#x}","access":"{access}"}}"#
+        )
+    };
+    let lines = [
+        go("read"),
+        go("write"),
+        write(leaf, clean),
+        go("read"),
+        write(leaf, clean),
+    ];
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--mmfr1", "0x2", "--check"],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 5);
+    assert_eq!(
+        (&a[0]["perms"], &a[0]["check"]),
+        (&Value::from("rx"), &Value::from("match")),
+        "{}",
+        a[0]
+    );
+    assert_eq!(
+        (&a[1]["perms"], &a[1]["served"]),
+        (&Value::from("rwx"), &Value::from("partial_walk")),
+        "{}",
+        a[1]
+    );
+    assert_eq!(a[1]["check"], "match");
+    // The service's walks set AF, then dirty (S2AP write), in memory.
+    assert_eq!(hex(&a[2]["old"]), dirty, "{}", a[2]);
+    // L1 made the page clean again without a TLBI: the cached writable
+    // entry may stay, and the check says so.
+    assert_eq!(a[3]["served"], "hit");
+    assert_eq!(a[3]["perms"], "rwx");
+    assert_eq!(a[3]["check"], "stale_allowed", "{}", a[3]);
+    assert_eq!(a[3]["expected"]["perms"], "rx");
+    // The check's walk set AF in its own overlay only.
+    assert_eq!(hex(&a[4]["old"]), clean, "{}", a[4]);
+}
+
+/// A fault pattern larger than the budget: the service evicts to stay
+/// within it and every answer is still right (the check passes on each
+/// mapped one); the statistics show the evictions.
+#[test]
+fn a_small_budget_evicts_and_every_answer_stays_right() {
+    let dir = TestDir::new("budget");
+    let mut table = Table4k::new(16);
+    for page in 0..512 {
+        table.map_page(IPA + page * 0x1000, L1_PAGE_A + page * 0x1000, RW);
+    }
+    let mem = table.save(&dir);
+    let mut lines: Vec<String> = (0..2)
+        .flat_map(|_| (0..512).map(|page| translate(IPA + page * 0x1000, "read")))
+        .collect();
+    lines.push(r#"{"op":"stats"}"#.to_string());
+    let output = run(
+        &[
+            "--mem",
+            &mem,
+            "--l0",
+            L0_ARG,
+            "--budget",
+            "96K",
+            "--contexts",
+            "1",
+            "--check",
+        ],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, lines.len());
+    let mut mapped = 0;
+    for (i, answer) in a[..1024].iter().enumerate() {
+        match answer["result"].as_str() {
+            Some("mapped") => {
+                mapped += 1;
+                let page = (i % 512) as u64;
+                assert_eq!(hex(&answer["pa"]), L1_PAGE_A + page * 0x1000 + PA_OFFSET);
+                assert_eq!(answer["check"], "match", "{answer}");
+            }
+            Some("retry") => assert_eq!(answer["reason"], "throttled", "{answer}"),
+            _ => panic!("{answer}"),
+        }
+    }
+    assert!(mapped > 900, "{mapped} of 1024 mapped");
+    let stats = &a[1024];
+    assert!(stats["evictions"].as_u64().unwrap() > 0, "{stats}");
+    // Far fewer leaves cached than pages touched: the budget holds.
+    assert!(stats["cached_leaves"].as_u64().unwrap() < 512, "{stats}");
+    assert!(stats["shadow_leaves"].as_u64().unwrap() < 512, "{stats}");
+}

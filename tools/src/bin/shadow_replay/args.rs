@@ -169,7 +169,7 @@ pub fn command() -> Command {
                 .long("contexts")
                 .value_name("N")
                 .help("Contexts the service keeps at once [default: 8]")
-                .value_parser(value_parser!(usize)),
+                .value_parser(value_parser!(u64).range(1..)),
         )
         .arg(
             Arg::new("check")
@@ -211,10 +211,11 @@ impl Options {
                 .get_one::<usize>("budget")
                 .copied()
                 .unwrap_or(DEFAULT_BUDGET),
-            contexts: matches
-                .get_one::<usize>("contexts")
-                .copied()
-                .unwrap_or(DEFAULT_CONTEXTS),
+            contexts: match matches.get_one::<u64>("contexts") {
+                // Beyond usize is beyond any budget: Budget refuses it.
+                Some(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_CONTEXTS,
+            },
             tlbi_features: TlbiFeatures::from_id_registers(
                 get("isar0", DEFAULT_ISAR0),
                 get("isar1", DEFAULT_ISAR1),

@@ -251,7 +251,11 @@ pub fn parse_event(line: &str, shown: TlbiFeatures) -> Result<Event, String> {
             }
             Ok(Event::Tlbi {
                 tlbi,
-                xt: fields.required_hex("xt")?,
+                // The whole-VMID forms ignore their operand: it may be left out.
+                xt: match tlbi.op {
+                    TlbiOp::Vmalls12e1 | TlbiOp::Alle1 => fields.hex("xt")?.unwrap_or(0),
+                    _ => fields.required_hex("xt")?,
+                },
                 vttbr: fields.required_hex("vttbr")?,
                 vtcr: fields.required_hex("vtcr")?,
             })
