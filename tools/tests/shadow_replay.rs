@@ -718,3 +718,50 @@ fn a_small_budget_evicts_and_every_answer_stays_right() {
     assert!(stats["cached_leaves"].as_u64().unwrap() < 512, "{stats}");
     assert!(stats["shadow_leaves"].as_u64().unwrap() < 512, "{stats}");
 }
+
+/// With --big-endian, L1's descriptors are big-endian in memory: walks
+/// read them so and `write` events store them so. A read-only slot takes
+/// no write.
+#[test]
+fn big_endian_tables_and_read_only_memory() {
+    let dir = TestDir::new("big-endian");
+    let mut table = Table4k::new(16);
+    let leaf = table.map_page(IPA, L1_PAGE_A, RW);
+    for word in table.bytes.chunks_mut(8) {
+        word.reverse();
+    }
+    let mem = table.save(&dir);
+    let lines = [
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_B | RW | PAGE),
+        tlbi("IPAS2E1IS", IPA >> 12),
+        translate(IPA, "read"),
+    ];
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--big-endian", "--check"],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 4);
+    assert_eq!(hex(&a[0]["pa"]), L1_PAGE_A + PA_OFFSET, "{}", a[0]);
+    assert_eq!(hex(&a[1]["old"]), L1_PAGE_A | RW | PAGE);
+    assert_eq!(hex(&a[3]["pa"]), L1_PAGE_B + PA_OFFSET, "{}", a[3]);
+    assert_eq!(a[3]["check"], "match");
+
+    let ro = format!("--mem-ro={mem}");
+    let output = run(
+        &[&ro, "--big-endian"],
+        &[write(leaf, 0), translate(IPA, "read")],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, 2);
+    assert!(
+        a[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is read-only (--mem-ro)"),
+        "{}",
+        a[0]
+    );
+    assert_eq!(a[1]["result"], "outside", "{}", a[1]);
+}
