@@ -345,10 +345,12 @@ fn vmid_wide_and_range_tlbis_cover_a_rewrite() {
         write(leaf, L1_PAGE_A | RW | PAGE),
         tlbi("RIPAS2E1IS", range_xt),
         translate(IPA, "read"),
+        // TG = 0b00 is reserved: the TLBI names nothing (as in hv).
+        tlbi("RIPAS2E1IS", IPA >> 12),
     ];
     let output = run(&["--mem", &mem, "--l0", L0_ARG, "--check"], &lines);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let a = answers(&output, 7);
+    let a = answers(&output, 8);
     assert_eq!(a[2]["scope"], "vmid");
     assert_eq!(hex(&a[3]["pa"]), L1_PAGE_B + PA_OFFSET);
     assert_eq!(a[3]["check"], "match");
@@ -358,6 +360,15 @@ fn vmid_wide_and_range_tlbis_cover_a_rewrite() {
     );
     assert_eq!(hex(&a[6]["pa"]), L1_PAGE_A + PA_OFFSET);
     assert_eq!(a[6]["check"], "match");
+    assert_eq!(
+        (&a[7]["scope"], &a[7]["removed"]),
+        (&Value::from("none"), &Value::from(0))
+    );
+    assert!(
+        a[7]["note"].as_str().unwrap().contains("TG = 0b00"),
+        "{}",
+        a[7]
+    );
 }
 
 /// A walk that faults gives exactly the syndrome to inject into L1.

@@ -3,7 +3,7 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use ipc::message::{InvalidateRequest, L0Change};
-use ipc::tlbi::{EntryLevels, InvalidateScope, TlbiFeatures, TlbiParams};
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures, TlbiParams};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     resolve, ComposeError, Composition, L0Region, L1Translation, Permissions, ShadowMapping,
@@ -169,106 +169,114 @@ impl<'a, 'l> Session<'a, 'l> {
                 xt,
                 vttbr,
                 vtcr,
-            } => {
-                let width = self.service.l1_vmid_width();
-                let vmid = ipc::l1_vmid(vttbr, vtcr, width);
-                let mut line = Line::new(out);
-                line.flag("ok", true)
-                    .text("op", "tlbi")
-                    .text("tlbi", &tlbi_name(tlbi))
-                    .number("vmid", vmid);
-                // Decoded as hv decodes a trapped TLBI (hv/src/arch/nested.rs).
-                match InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default()) {
-                    Ok(request) => {
-                        let scope = request.scope();
-                        scope_fields(&mut line, &scope);
-                        let removed = self.service.invalidate(&self.worker, vmid, &scope);
-                        line.number("removed", removed);
-                        if let Some(tracker) = &mut self.tracker {
-                            let (vmid, range, leaf_only) = match scope {
-                                InvalidateScope::AllVmids => (None, None, false),
-                                InvalidateScope::Vmid => (Some(vmid), None, false),
-                                InvalidateScope::Ipa(ipa) => (
-                                    Some(vmid),
-                                    Some((ipa.range.start(), ipa.range.end())),
-                                    ipa.levels == EntryLevels::LeafOnly,
-                                ),
-                            };
-                            tracker.record_invalidation(Invalidation::Tlbi {
-                                line: self.line,
-                                vmid,
-                                range,
-                                leaf_only,
-                            });
-                        }
-                    }
-                    Err(_) => {
-                        line.text("scope", "none").number("removed", 0).text(
-                            "note",
-                            "a range TLBI with TG = 0b00 (reserved) names no entries: \
-                             it completes without invalidating, as in hv",
-                        );
-                    }
-                }
-                line.finish();
-                true
-            }
-            Event::L0Unmap { range, change } => {
-                // L0's map changes first, then the service drops what was
-                // built on the old one (hv's order).
-                self.l0.change(range.start(), range.end(), change);
-                let removed = self.service.l0_unmap(&self.worker, range, change);
-                if let Some(tracker) = &mut self.tracker {
-                    tracker.record_invalidation(Invalidation::L0 {
-                        line: self.line,
-                        start: range.start(),
-                        end: range.end(),
-                    });
-                }
-                Line::new(out)
-                    .flag("ok", true)
-                    .text("op", "l0_unmap")
-                    .text(
-                        "change",
-                        match change {
-                            L0Change::Unmap => "unmap",
-                            L0Change::WriteProtect => "write_protect",
-                        },
-                    )
-                    .hex("start", range.start())
-                    .hex("end", range.end())
-                    .number("removed", removed)
-                    .finish();
-                true
-            }
-            Event::Stats => {
-                let s = self.service.stats();
-                let (leaves, paths) = self.service.cache_entries(&self.worker);
-                Line::new(out)
-                    .flag("ok", true)
-                    .text("op", "stats")
-                    .number("hits", s.hits)
-                    .number("misses", s.misses)
-                    .number("walks", s.walks)
-                    .number("partial_walks", s.partial_walks)
-                    .number("invalidations", s.invalidations)
-                    .number("invalidated_entries", s.invalidated_entries)
-                    .number("evictions", s.evictions)
-                    .number("recycled_contexts", s.recycled_contexts)
-                    .number("raced", s.raced)
-                    .number("contexts", self.service.contexts() as u64)
-                    .number("cached_leaves", leaves as u64)
-                    .number("cached_paths", paths as u64)
-                    .number("shadow_leaves", self.service.shadow_leaves() as u64)
-                    .number("shadow_frames", self.service.shadow_frames() as u64)
-                    .finish();
-                true
-            }
+            } => self.tlbi(tlbi, xt, vttbr, vtcr, out),
+            Event::L0Unmap { range, change } => self.l0_unmap(range, change, out),
+            Event::Stats => self.stats(out),
         };
         // Hardware AF/dirty updates the event's walks made are descriptor
         // changes like L1's (drained even without --check: bounded memory).
         self.record_hardware_updates();
         good
+    }
+
+    fn tlbi(&mut self, tlbi: Tlbi, xt: u64, vttbr: u64, vtcr: u64, out: &mut String) -> bool {
+        let width = self.service.l1_vmid_width();
+        let vmid = ipc::l1_vmid(vttbr, vtcr, width);
+        let mut line = Line::new(out);
+        line.flag("ok", true)
+            .text("op", "tlbi")
+            .text("tlbi", &tlbi_name(tlbi))
+            .number("vmid", vmid);
+        // Decoded as hv decodes a trapped TLBI (hv/src/arch/nested.rs).
+        match InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default()) {
+            Ok(request) => {
+                let scope = request.scope();
+                scope_fields(&mut line, &scope);
+                let removed = self
+                    .service
+                    .invalidate(&self.worker, request.vmid(), &scope);
+                line.number("removed", removed);
+                if let Some(tracker) = &mut self.tracker {
+                    let (vmid, range, leaf_only) = match scope {
+                        InvalidateScope::AllVmids => (None, None, false),
+                        InvalidateScope::Vmid => (Some(vmid), None, false),
+                        InvalidateScope::Ipa(ipa) => (
+                            Some(vmid),
+                            Some((ipa.range.start(), ipa.range.end())),
+                            ipa.levels == EntryLevels::LeafOnly,
+                        ),
+                    };
+                    tracker.record_invalidation(Invalidation::Tlbi {
+                        line: self.line,
+                        vmid,
+                        range,
+                        leaf_only,
+                    });
+                }
+            }
+            Err(_) => {
+                line.text("scope", "none").number("removed", 0).text(
+                    "note",
+                    "a range TLBI with TG = 0b00 (reserved) names no entries: \
+                     it completes without invalidating, as in hv",
+                );
+            }
+        }
+        line.finish();
+        true
+    }
+
+    fn l0_unmap(&mut self, range: IpaRange, change: L0Change, out: &mut String) -> bool {
+        // L0's map changes first, then the service drops what was
+        // built on the old one (hv's order).
+        self.l0.change(range.start(), range.end(), change);
+        let removed = self.service.l0_unmap(&self.worker, range, change);
+        if let Some(tracker) = &mut self.tracker {
+            tracker.record_invalidation(Invalidation::L0 {
+                line: self.line,
+                start: range.start(),
+                end: range.end(),
+            });
+        }
+        Line::new(out)
+            .flag("ok", true)
+            .text("op", "l0_unmap")
+            .text(
+                "change",
+                match change {
+                    L0Change::Unmap => "unmap",
+                    L0Change::WriteProtect => "write_protect",
+                },
+            )
+            .hex("start", range.start())
+            .hex("end", range.end())
+            .number("removed", removed)
+            .finish();
+        true
+    }
+
+    fn stats(&mut self, out: &mut String) -> bool {
+        let s = self.service.stats();
+        let (leaves, paths) = self.service.cache_entries(&self.worker);
+        Line::new(out)
+            .flag("ok", true)
+            .text("op", "stats")
+            .number("hits", s.hits)
+            .number("misses", s.misses)
+            .number("walks", s.walks)
+            .number("partial_walks", s.partial_walks)
+            .number("invalidations", s.invalidations)
+            .number("invalidated_entries", s.invalidated_entries)
+            .number("evictions", s.evictions)
+            .number("recycled_contexts", s.recycled_contexts)
+            .number("raced", s.raced)
+            .number("contexts", self.service.contexts() as u64)
+            .number("cached_leaves", leaves as u64)
+            .number("cached_paths", paths as u64)
+            .number("shadow_leaves", self.service.shadow_leaves() as u64)
+            .number("shadow_frames", self.service.shadow_frames() as u64)
+            .finish();
+        true
     }
 
     fn write(&mut self, address: u64, value: u64, out: &mut String) -> bool {
