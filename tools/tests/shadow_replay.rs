@@ -252,6 +252,50 @@ fn a_rewrite_with_its_tlbi_gives_the_new_pa() {
     assert_eq!(a[3]["check"], "match");
 }
 
+/// A defective L0 that acknowledges L1's TLBIs without applying them
+/// (`--ignore-tlbis`, as hv's demo-no-tlbi twin) keeps the old entry: the
+/// check reports the stale answer, and the run fails.
+#[test]
+fn the_check_catches_a_tlbi_that_was_not_applied() {
+    let dir = TestDir::new("ignored-tlbi");
+    let (_, leaf, mem) = one_page(&dir);
+    let lines = [
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_B | RW | PAGE),
+        tlbi("IPAS2E1IS", IPA >> 12),
+        translate(IPA, "read"),
+        translate(IPA + 0x10, "read"),
+    ];
+    let args = ["--mem", &mem, "--l0", L0_ARG, "--check", "--ignore-tlbis"];
+    let output = run(&args, &lines);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, 5);
+    assert_eq!(a[2]["removed"], 0);
+    for answer in &a[3..] {
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert_eq!(answer["check"], "stale");
+        assert_eq!(answer["served"], "hit");
+        assert_eq!(hex(&answer["pa"]), L1_PAGE_A + PA_OFFSET);
+        assert_eq!(hex(&answer["expected"]["pa"]), L1_PAGE_B + PA_OFFSET);
+        let reason = answer["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(&format!("descriptor at {leaf:#x}"))
+                && reason.contains("changed on line 2, and line 3 invalidated"),
+            "{reason}"
+        );
+    }
+    // Without --check the same run reports nothing: the answers are the
+    // service's, and only the check knows they are stale.
+    let output = run(&["--mem", &mem, "--l0", L0_ARG, "--ignore-tlbis"], &lines);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 5);
+    assert_eq!(hex(&a[3]["pa"]), L1_PAGE_A + PA_OFFSET, "{}", a[3]);
+    assert_eq!(
+        (&a[3]["ok"], &a[3]["check"]),
+        (&Value::from(true), &Value::Null)
+    );
+}
+
 /// The same without the TLBI: the service may (and does) keep the old
 /// page, as a TLB may; the check allows it and says why.
 #[test]

@@ -52,7 +52,9 @@ Service: --budget BYTES (default 16M; K/M/G suffixes, or hex) and --contexts N
 
 --check: compare every mapped answer with a fresh walk of L1's current memory
 composed with L0's current map; a difference no TLB could hold is a
-{\"ok\":false,\"check\":\"stale\",...} line.
+{\"ok\":false,\"check\":\"stale\",...} line. --ignore-tlbis acknowledges L1's
+TLBIs without applying them (a defective L0, like hv's demo-no-tlbi twin):
+what a lost TLBI does, and that --check catches it.
 
 Exit status: 0 success; 1 a malformed line or a failed check; 2 bad arguments
 or unreadable files (one error line).";
@@ -172,6 +174,15 @@ pub fn command() -> Command {
                 .value_parser(value_parser!(u64).range(1..)),
         )
         .arg(
+            Arg::new("ignore-tlbis")
+                .long("ignore-tlbis")
+                .help(
+                    "Acknowledge L1's TLBIs without applying them to the service, as hv's \
+                     demo-no-tlbi twin does: what a lost TLBI does (and that --check sees it)",
+                )
+                .action(ArgAction::SetTrue),
+        )
+        .arg(
             Arg::new("check")
                 .long("check")
                 .help("Check every mapped answer against a fresh walk composed with L0's map")
@@ -189,6 +200,8 @@ pub struct Options {
     pub contexts: usize,
     pub tlbi_features: TlbiFeatures,
     pub check: bool,
+    /// TLBIs are decoded and reported but not applied (a defective L0).
+    pub ignore_tlbis: bool,
 }
 
 impl Options {
@@ -221,6 +234,7 @@ impl Options {
                 get("isar1", DEFAULT_ISAR1),
             ),
             check: matches.get_flag("check"),
+            ignore_tlbis: matches.get_flag("ignore-tlbis"),
         })
     }
 }

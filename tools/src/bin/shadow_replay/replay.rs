@@ -100,6 +100,8 @@ pub struct Session<'a, 'l> {
     l0: &'l ReplayL0,
     tlbi_features: TlbiFeatures,
     tracker: Option<Tracker>,
+    /// `--ignore-tlbis`.
+    ignore_tlbis: bool,
     /// The current input line (1-based): the tracker's clock.
     line: u64,
 }
@@ -140,6 +142,7 @@ impl<'a, 'l> Session<'a, 'l> {
             l0,
             tlbi_features: options.tlbi_features,
             tracker: options.check.then(Tracker::default),
+            ignore_tlbis: options.ignore_tlbis,
             line: 0,
         })
     }
@@ -192,10 +195,17 @@ impl<'a, 'l> Session<'a, 'l> {
             Ok(request) => {
                 let scope = request.scope();
                 scope_fields(&mut line, &scope);
-                let removed = self
-                    .service
-                    .invalidate(&self.worker, request.vmid(), &scope);
-                line.number("removed", removed);
+                if self.ignore_tlbis {
+                    line.number("removed", 0)
+                        .text("note", "--ignore-tlbis: not applied to the service");
+                } else {
+                    let removed = self
+                        .service
+                        .invalidate(&self.worker, request.vmid(), &scope);
+                    line.number("removed", removed);
+                }
+                // L1 issued it either way: a TLB that still holds what it
+                // covers is the defect the check reports.
                 if let Some(tracker) = &mut self.tracker {
                     let (vmid, range, leaf_only) = match scope {
                         InvalidateScope::AllVmids => (None, None, false),
