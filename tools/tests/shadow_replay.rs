@@ -509,6 +509,34 @@ fn l0_changes_remove_entries_and_later_translates_see_them() {
     assert_eq!(stats["hits"], 3, "{stats}");
 }
 
+/// The service keeps L1's walk results across L0's changes and composes
+/// them with L0's new map: an L1 leaf rewritten without a TLBI may still be
+/// used after L0 write-protects its old page (as a TLB of L1's stage 2
+/// may hold it), and the check allows that, but only with L0's new
+/// permissions.
+#[test]
+fn an_l1_result_kept_past_an_l0_change_is_composed_with_the_new_map() {
+    let dir = TestDir::new("l1-kept-l0-changed");
+    let (_, leaf, mem) = one_page(&dir);
+    let lines = [
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_B | RW | PAGE),
+        format!(
+            r#"{{"op":"l0_unmap","ipa":"{L1_PAGE_A:#x}","size":"0x1000","change":"write_protect"}}"#
+        ),
+        translate(IPA, "read"),
+    ];
+    let output = run(&["--mem", &mem, "--l0", L0_ARG, "--check"], &lines);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 4);
+    assert_eq!(a[2]["removed"], 1);
+    assert_eq!(a[3]["served"], "hit");
+    assert_eq!(hex(&a[3]["pa"]), L1_PAGE_A + PA_OFFSET, "{}", a[3]);
+    assert_eq!(a[3]["perms"], "rx");
+    assert_eq!(a[3]["check"], "stale_allowed");
+    assert_eq!(hex(&a[3]["expected"]["pa"]), L1_PAGE_B + PA_OFFSET);
+}
+
 /// An L1 IPA L0 emulates is answered `mmio`.
 #[test]
 fn a_device_l0_emulates_is_answered_mmio() {

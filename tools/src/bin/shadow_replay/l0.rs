@@ -293,6 +293,38 @@ impl ReplayL0 {
         }
     }
 
+    /// Whether L0's current map backs all of `[l1_ipa, l1_ipa + size)` as
+    /// memory at `pa` onwards, granting at least `perms`.
+    pub fn backs(&self, l1_ipa: u64, size: u64, pa: u64, perms: Permissions) -> bool {
+        let Some(end) = l1_ipa.checked_add(size) else {
+            return false;
+        };
+        let map = self.read();
+        let mut at = l1_ipa;
+        for region in map.regions() {
+            if region.ipa_base + region.size <= at {
+                continue;
+            }
+            if region.ipa_base > at {
+                return false;
+            }
+            let L0RegionKind::Memory {
+                pa_base, perms: p, ..
+            } = region.kind
+            else {
+                return false;
+            };
+            if pa_base + (at - region.ipa_base) != pa + (at - l1_ipa) || !p.contains(perms) {
+                return false;
+            }
+            at = region.ipa_base + region.size;
+            if at >= end {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The L1 IPA blocks `[base, base + size)` whose memory L0 placed at
     /// PA `pa_base` in the map as given at the start (several when
     /// regions alias one PA).
@@ -407,6 +439,14 @@ mod tests {
         assert_eq!(l0.unbacked(0x20_0000), Unbacked::Mmio);
         l0.change(0x20_0000, 0x20_1000, L0Change::Unmap);
         assert_eq!(l0.unbacked(0x20_0000), Unbacked::Nothing);
+        // What backs a block now.
+        assert!(l0.backs(0x5000, 0x3000, 0x100_5000, ALL_PERMISSIONS));
+        assert!(l0.backs(0x3000, 0x2000, 0x100_3000, Permissions::READ));
+        assert!(!l0.backs(0x2000, 0x2000, 0x100_2000, Permissions::WRITE));
+        assert!(!l0.backs(0x7000, 0x2000, 0x100_7000, Permissions::READ));
+        assert!(!l0.backs(0x9000, 0x1000, 0x100_a000, Permissions::READ));
+        assert!(!l0.backs(0xf_f000, 0x2000, 0x10f_f000, Permissions::READ));
+        assert!(!l0.backs(0x20_0000, 0x1000, 0, Permissions::none()));
         // The initial map still names where a PA came from.
         assert_eq!(
             l0.initial_l1_blocks(0x100_8000, 0x1000),

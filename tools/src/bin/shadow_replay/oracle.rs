@@ -21,16 +21,20 @@
 //!   keep the old table pointer), judged by the level of the address on
 //!   the current walk;
 //! - any write on the current walk that is not covered allows the answer,
-//!   even one made after the entry was already dropped;
-//! - an L0 change covers an answer only when it overlaps every L1 block
-//!   the answer's PA can come from (L0's map as given at the start, which
-//!   the trace only takes away from).
+//!   even one made after the entry was already dropped.
+//!
+//! L0's own map is judged apart (`replay.rs`): its changes are applied
+//! together with their invalidation, so every answer must be backed by L0's
+//! current map, while L1's part (L2 IPA -> L1 IPA) may be one a TLB still
+//! holds (the service keeps L1's walk results across L0's changes, and
+//! composes them with L0's new map).
+//!
 //! - only the last [`MAX_REMEMBERED_INVALIDATIONS`] invalidations are
 //!   kept: a forgotten one can only turn a stale report into a note.
 
 use std::collections::{HashMap, VecDeque};
 
-/// How many invalidations (TLBIs and L0 changes) the tracker remembers.
+/// How many TLBIs the tracker remembers.
 pub const MAX_REMEMBERED_INVALIDATIONS: usize = 1 << 16;
 
 /// Who changed a descriptor.
@@ -54,28 +58,15 @@ pub struct DescriptorWrite {
     pub table_bits: bool,
 }
 
-/// An invalidation, in input order.
+/// A TLBI applied to the service, in input order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Invalidation {
-    /// A TLBI applied to the service.
-    Tlbi {
-        line: u64,
-        /// `None`: every VMID (ALLE1).
-        vmid: Option<u16>,
-        /// `[start, end)`; `None`: the whole VMID.
-        range: Option<(u64, u64)>,
-        leaf_only: bool,
-    },
-    /// L0 changed its map of `[start, end)` of L1's IPA space.
-    L0 { line: u64, start: u64, end: u64 },
-}
-
-impl Invalidation {
-    fn line(&self) -> u64 {
-        match *self {
-            Invalidation::Tlbi { line, .. } | Invalidation::L0 { line, .. } => line,
-        }
-    }
+pub struct Invalidation {
+    pub line: u64,
+    /// `None`: every VMID (ALLE1).
+    pub vmid: Option<u16>,
+    /// `[start, end)`; `None`: the whole VMID.
+    pub range: Option<(u64, u64)>,
+    pub leaf_only: bool,
 }
 
 /// What the checker knows about a mapped answer that differs from the
@@ -88,8 +79,6 @@ pub struct Observation<'o> {
     pub ipa: u64,
     /// The current walk: (descriptor address, level), root first.
     pub trail: &'o [(u64, i8)],
-    /// The L1 IPA blocks the answer's PA can come from.
-    pub l1_blocks: &'o [(u64, u64)],
 }
 
 /// The checker's judgement of a differing answer.
@@ -141,44 +130,26 @@ impl Tracker {
         self.invalidations.push_back(invalidation);
     }
 
-    /// The first invalidation after `write` that covers the observed
-    /// translation through the descriptor at `level`.
+    /// The first TLBI after `write` that covers the observed translation
+    /// through the descriptor at `level`.
     fn covering(&self, write: &DescriptorWrite, level: i8, o: &Observation<'_>) -> Option<u64> {
         self.invalidations
             .iter()
             .rev()
-            .take_while(|i| i.line() > write.line)
-            .filter(|i| match **i {
-                Invalidation::Tlbi {
-                    vmid,
-                    range,
-                    leaf_only,
-                    ..
-                } => {
-                    vmid.is_none_or(|v| v == o.vmid)
-                        && range.is_none_or(|(start, end)| start <= o.ipa && o.ipa < end)
-                        && !(leaf_only && write.table_bits && level < 3)
-                }
-                Invalidation::L0 { start, end, .. } => {
-                    !o.l1_blocks.is_empty()
-                        && o.l1_blocks
-                            .iter()
-                            .all(|&(base, size)| base < end && start < base.saturating_add(size))
-                }
+            .take_while(|i| i.line > write.line)
+            .filter(|i| {
+                i.vmid.is_none_or(|v| v == o.vmid)
+                    && i.range
+                        .is_none_or(|(start, end)| start <= o.ipa && o.ipa < end)
+                    && !(i.leaf_only && write.table_bits && level < 3)
             })
             .last()
-            .map(Invalidation::line)
+            .map(|i| i.line)
     }
 
-    /// Judges an answer that differs from the current translation.
+    /// Judges an answer whose L1 part (L2 IPA -> L1 IPA block and L1's
+    /// attributes) differs from the current walk's.
     pub fn judge(&self, o: &Observation<'_>) -> Verdict {
-        if o.l1_blocks.is_empty() {
-            return Verdict::Stale {
-                reason: "the answer's PA is not L1 memory in L0's map as given at the start: \
-                         no translation ever gave it"
-                    .to_string(),
-            };
-        }
         let mut covered = None;
         for &(address, level) in o.trail {
             let Some(write) = self.writes.get(&address) else {
@@ -227,19 +198,16 @@ mod tests {
     ];
     const LEAF: u64 = 0x4000_3018;
     const TABLE: u64 = 0x4000_2008;
-    const BLOCKS: [(u64, u64); 1] = [(0x8000_0000, 0x1000)];
-
     fn observe(vmid: u16) -> Observation<'static> {
         Observation {
             vmid,
             ipa: IPA,
             trail: &TRAIL,
-            l1_blocks: &BLOCKS,
         }
     }
 
     fn page_tlbi(line: u64, vmid: u16, ipa: u64, leaf_only: bool) -> Invalidation {
-        Invalidation::Tlbi {
+        Invalidation {
             line,
             vmid: Some(vmid),
             range: Some((ipa & !0xfff, (ipa & !0xfff) + 0x1000)),
@@ -290,16 +258,11 @@ mod tests {
         for other in [
             page_tlbi(3, 2, IPA, false),
             page_tlbi(3, 1, IPA + 0x1000, false),
-            Invalidation::Tlbi {
+            Invalidation {
                 line: 3,
                 vmid: Some(2),
                 range: None,
                 leaf_only: false,
-            },
-            Invalidation::L0 {
-                line: 3,
-                start: 0x9000_0000,
-                end: 0x9000_1000,
             },
         ] {
             let mut t = Tracker::default();
@@ -316,19 +279,19 @@ mod tests {
     #[test]
     fn vmid_wide_all_vmid_and_range_tlbis_cover() {
         for tlbi in [
-            Invalidation::Tlbi {
+            Invalidation {
                 line: 3,
                 vmid: Some(1),
                 range: None,
                 leaf_only: false,
             },
-            Invalidation::Tlbi {
+            Invalidation {
                 line: 3,
                 vmid: None,
                 range: None,
                 leaf_only: false,
             },
-            Invalidation::Tlbi {
+            Invalidation {
                 line: 3,
                 vmid: Some(1),
                 range: Some((0, 1 << 30)),
@@ -378,41 +341,13 @@ mod tests {
         ));
     }
 
-    /// L0's change of the L1 page the answer came from ends what an
-    /// uncovered L1 write allowed.
     #[test]
-    fn an_l0_change_covering_the_answers_l1_block_makes_it_stale() {
-        let mut t = Tracker::default();
-        t.record_write(LEAF, 0x8000_0743, 0x9000_0743, 2, Writer::L1);
-        t.record_invalidation(Invalidation::L0 {
-            line: 3,
-            start: 0x8000_0000,
-            end: 0x8000_1000,
-        });
-        assert!(is_stale(&t.judge(&observe(1))));
-        // With two L1 blocks at that PA, both must be covered.
-        let blocks = [(0x8000_0000, 0x1000), (0xa000_0000, 0x1000)];
-        let o = Observation {
-            l1_blocks: &blocks,
-            ..observe(1)
-        };
-        assert!(!is_stale(&t.judge(&o)));
-    }
-
-    #[test]
-    fn with_nothing_changed_or_an_unknown_pa_every_difference_is_stale() {
+    fn with_nothing_changed_on_the_walk_every_difference_is_stale() {
         let t = Tracker::default();
         let Verdict::Stale { reason } = t.judge(&observe(1)) else {
             panic!()
         };
         assert!(reason.contains("has changed since the start"), "{reason}");
-        let mut t = Tracker::default();
-        t.record_write(LEAF, 0, 1, 2, Writer::L1);
-        let o = Observation {
-            l1_blocks: &[],
-            ..observe(1)
-        };
-        assert!(is_stale(&t.judge(&o)));
         // A write elsewhere than the walk allows nothing.
         let mut t = Tracker::default();
         t.record_write(0x4000_5000, 0, 1, 2, Writer::L1);

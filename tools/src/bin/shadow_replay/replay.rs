@@ -216,7 +216,7 @@ impl<'a, 'l> Session<'a, 'l> {
                             ipa.levels == EntryLevels::LeafOnly,
                         ),
                     };
-                    tracker.record_invalidation(Invalidation::Tlbi {
+                    tracker.record_invalidation(Invalidation {
                         line: self.line,
                         vmid,
                         range,
@@ -241,13 +241,6 @@ impl<'a, 'l> Session<'a, 'l> {
         // built on the old one (hv's order).
         self.l0.change(range.start(), range.end(), change);
         let removed = self.service.l0_unmap(&self.worker, range, change);
-        if let Some(tracker) = &mut self.tracker {
-            tracker.record_invalidation(Invalidation::L0 {
-                line: self.line,
-                start: range.start(),
-                end: range.end(),
-            });
-        }
         Line::new(out)
             .flag("ok", true)
             .text("op", "l0_unmap")
@@ -429,13 +422,17 @@ impl<'a, 'l> Session<'a, 'l> {
         if expected == Expected::Contended {
             return Some(Check::Skipped);
         }
+        // L0's part: its changes are applied with their invalidation, so
+        // the answer must be what L0's map backs now.
+        if let Err(reason) = self.l0_backs(&mapping) {
+            return Some(Check::Stale { expected, reason });
+        }
+        // L1's part may be one a TLB still holds.
         let vmid = ipc::l1_vmid(vttbr, vtcr, self.service.l1_vmid_width());
-        let l1_blocks = self.l0.initial_l1_blocks(mapping.pa_base, mapping.size);
         let observation = Observation {
             vmid,
             ipa,
             trail: &trail,
-            l1_blocks: &l1_blocks,
         };
         Some(match self.tracker.as_ref()?.judge(&observation) {
             Verdict::Allowed {
@@ -458,6 +455,35 @@ impl<'a, 'l> Session<'a, 'l> {
             },
             Verdict::Stale { reason } => Check::Stale { expected, reason },
         })
+    }
+
+    /// Whether L0's current map backs a mapped answer: some L1 block its
+    /// PA can come from (L0's map as given at the start, which the trace
+    /// only takes away from) is still L1 memory at that PA, with at least
+    /// the answer's permissions.
+    fn l0_backs(&self, m: &ShadowMapping) -> Result<(), String> {
+        let blocks = self.l0.initial_l1_blocks(m.pa_base, m.size);
+        let Some(&(first, _)) = blocks.first() else {
+            return Err(format!(
+                "PA {:#x} is not L1 memory in L0's map as given at the start: no \
+                 translation ever gave it",
+                m.pa_base
+            ));
+        };
+        if blocks
+            .iter()
+            .any(|&(l1_ipa, size)| self.l0.backs(l1_ipa, size, m.pa_base, m.perms))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "L0's map no longer backs PA {:#x}-{:#x} as {} for the L1 IPAs it came from \
+             (from {first:#x}): the answer is built on L0's map before a change, and each \
+             L0 change is applied with its invalidation",
+            m.pa_base,
+            m.pa_base + (m.size - 1),
+            permissions_text(m.perms),
+        ))
     }
 
     fn record_hardware_updates(&mut self) {
@@ -920,6 +946,30 @@ mod tests {
         };
         let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, forged);
         assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+        // Nor one that keeps a permission L0 has taken away since.
+        let protect =
+            r#"{"op":"l0_unmap","ipa":"0x81234000","size":"0x1000","change":"write_protect"}"#;
+        assert!(run_line(&mut session, protect).0);
+        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, new);
+        let Some(Check::Stale { reason, .. }) = check else {
+            panic!("{check:?}")
+        };
+        assert!(
+            reason.contains("no longer backs PA 0x1081234000-0x1081234fff as rwx"),
+            "{reason}"
+        );
+        let (good, after) = run_line(&mut session, &translate);
+        assert!(good, "{after}");
+        assert_eq!(
+            (&after["perms"], &after["check"]),
+            (&Value::from("rx"), &Value::from("match"))
+        );
+        let new = ShadowMapping {
+            perms: Permissions::READ
+                .union(Permissions::EXEC_EL0)
+                .union(Permissions::EXEC_EL1),
+            ..new
+        };
         // Nor one whose permissions differ when nothing changed.
         let wider = ShadowMapping {
             perms: Permissions::READ,
