@@ -373,6 +373,64 @@ fn a_leaf_only_tlbi_after_a_table_change_is_allowed_to_leave_the_old_path() {
     assert_eq!(a[5]["check"], "match");
 }
 
+/// A fault can come from a stale walk cache too: after L1 repoints a
+/// level-2 table descriptor at a table that maps the IPA, a leaf-only TLBI
+/// may leave the old table pointer, and the walk through it finds the old
+/// table's invalid entry; the check allows that. Had L1 issued IPAS2E1IS (which removes
+/// the pointer) and the service ignored it, the same fault is stale.
+#[test]
+fn a_fault_through_a_stale_table_pointer_is_checked_like_a_mapping() {
+    let dir = TestDir::new("stale-fault");
+    let mut table = Table4k::new(16);
+    table.map_page(IPA + 0x1000, L1_PAGE_A, RW); // IPA itself stays invalid
+    let level2 = table.slot(IPA, 2);
+    let new_table = table.alloc();
+    table.write(new_table + ((IPA >> 12) & 511) * 8, L1_PAGE_B | RW | PAGE);
+    let mem = table.save(&dir);
+    let trace = |tlbi_name: &str| {
+        [
+            // Caches the path through the level-2 descriptor (a fault
+            // caches nothing).
+            translate(IPA + 0x1000, "read"),
+            write(level2, new_table | TABLE),
+            tlbi(tlbi_name, IPA >> 12),
+            translate(IPA, "read"),
+        ]
+    };
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--check"],
+        &trace("IPAS2LE1IS"),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 4);
+    assert_eq!(a[0]["check"], "match");
+    assert_eq!(a[3]["result"], "inject", "{}", a[3]);
+    assert_eq!(a[3]["served"], "partial_walk");
+    assert_eq!(a[3]["check"], "stale_allowed");
+    assert_eq!(hex(&a[3]["expected"]["pa"]), L1_PAGE_B + PA_OFFSET);
+
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--check", "--ignore-tlbis"],
+        &trace("IPAS2E1IS"),
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, 4);
+    assert_eq!(
+        (&a[3]["ok"], &a[3]["result"], &a[3]["check"]),
+        (
+            &Value::from(false),
+            &Value::from("inject"),
+            &Value::from("stale")
+        ),
+        "{}",
+        a[3]
+    );
+    assert!(a[3]["reason"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("level 2 descriptor at {level2:#x}")));
+}
+
 /// VMALLS12E1IS and a range TLBI cover a rewrite too.
 #[test]
 fn vmid_wide_and_range_tlbis_cover_a_rewrite() {
@@ -434,9 +492,12 @@ fn a_fault_gives_the_exact_esr_far_and_hpfar() {
         // Level 1: nothing mapped at 512 GiB.
         translate(1 << 39, "read"),
     ];
-    let output = run(&["--mem", &mem, "--l0", L0_ARG], &lines);
+    let output = run(&["--mem", &mem, "--l0", L0_ARG, "--check"], &lines);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let a = answers(&output, 4);
+    for answer in &a {
+        assert_eq!(answer["check"], "match", "{answer}");
+    }
     // EC 0x24 (data abort, lower EL) or 0x20 (instruction abort), IL,
     // WnR (bit 6) for the write, DFSC 0b000111 (translation, level 3).
     for (answer, esr) in a.iter().zip([0x9200_0007u64, 0x9200_0047, 0x8200_0007]) {
@@ -485,10 +546,12 @@ fn l0_changes_remove_entries_and_later_translates_see_them() {
     assert_eq!(a[2]["removed"], 1, "{}", a[2]);
     assert_eq!(a[3]["result"], "outside", "{}", a[3]);
     assert_eq!(hex(&a[3]["l1_ipa"]), L1_PAGE_A);
+    assert_eq!(a[3]["check"], "match");
     assert_eq!(a[4]["removed"], 1, "{}", a[4]);
     assert_eq!(a[5]["result"], "l0_denied", "{}", a[5]);
     assert_eq!(a[5]["access"], "write");
     assert_eq!(hex(&a[5]["l1_ipa"]), L1_PAGE_B);
+    assert_eq!(a[5]["check"], "match");
     assert_eq!(a[6]["result"], "mapped");
     assert_eq!(a[6]["perms"], "rx");
     assert_eq!(a[6]["check"], "match");

@@ -6,7 +6,8 @@ use ipc::message::{InvalidateRequest, L0Change};
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures, TlbiParams};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
-    resolve, ComposeError, Composition, L0Region, L1Translation, Permissions, ShadowMapping,
+    resolve, ComposeError, Composition, L0Map, L0Region, L1Translation, Permissions, ShadowMapping,
+    Unbacked,
 };
 use shadow_mmu::context::{ContextKey, HostVmids};
 use shadow_mmu::service::{
@@ -358,11 +359,7 @@ impl<'a, 'l> Session<'a, 'l> {
         let mut line = Line::new(out);
         line.flag("ok", true).text("op", "translate");
         answer_fields(&mut line, &answer, served);
-        let Translated::Mapped(mapping) = answer else {
-            line.finish();
-            return true;
-        };
-        match self.check_mapped(vttbr, vtcr, ipa, access, &abort, mapping) {
+        match self.check_answer(vttbr, vtcr, ipa, access, &abort, &answer) {
             None => {
                 line.finish();
                 true
@@ -400,31 +397,34 @@ impl<'a, 'l> Session<'a, 'l> {
         }
     }
 
-    /// With `--check`: `mapping`, the service's answer for `ipa`, against
-    /// the oracle (a fresh walk composed with L0's map now) and, where
-    /// they differ, the tracker's judgement. `None` without `--check`.
-    fn check_mapped(
+    /// With `--check`: the service's `answer` for `ipa` against the
+    /// oracle (a fresh walk composed with L0's map now) and, where they
+    /// differ, L0's current map and the tracker's judgement. `None`
+    /// without `--check`, and for answers that claim nothing about the
+    /// tables (retry, unshadowable).
+    fn check_answer(
         &mut self,
         vttbr: u64,
         vtcr: u64,
         ipa: u64,
         access: AccessKind,
         abort: &AbortContext,
-        mapping: ShadowMapping,
+        answer: &Translated,
     ) -> Option<Check> {
+        let claimed = claim(answer)?;
         self.tracker.as_ref()?;
         // The service's own hardware updates are changes before the check.
         self.record_hardware_updates();
         let (expected, trail) = self.oracle(vttbr, vtcr, ipa, access, abort);
-        if expected == Expected::Mapped(mapping) {
+        if expected == claimed {
             return Some(Check::Match);
         }
         if expected == Expected::Contended {
             return Some(Check::Skipped);
         }
         // L0's part: its changes are applied with their invalidation, so
-        // the answer must be what L0's map backs now.
-        if let Err(reason) = self.l0_backs(&mapping) {
+        // the answer must be what L0's map gives now.
+        if let Err(reason) = self.l0_agrees(answer) {
             return Some(Check::Stale { expected, reason });
         }
         // L1's part may be one a TLB still holds.
@@ -455,6 +455,36 @@ impl<'a, 'l> Session<'a, 'l> {
             },
             Verdict::Stale { reason } => Check::Stale { expected, reason },
         })
+    }
+
+    /// Whether L0's current map agrees with L0's part of an answer.
+    fn l0_agrees(&self, answer: &Translated) -> Result<(), String> {
+        let unbacked = |l1_ipa: u64| match self.l0.lookup(l1_ipa) {
+            Some(_) => None,
+            None => Some(self.l0.unbacked(l1_ipa)),
+        };
+        match *answer {
+            Translated::Mapped(m) => self.l0_backs(&m),
+            Translated::Mmio { l1_ipa } if unbacked(l1_ipa) != Some(Unbacked::Mmio) => {
+                Err(format!(
+                    "L0 emulates no device at L1 IPA {l1_ipa:#x} now (L0 changes are applied \
+                 with their invalidation)"
+                ))
+            }
+            Translated::OutsideL1 { l1_ipa } if unbacked(l1_ipa) != Some(Unbacked::Nothing) => {
+                Err(format!(
+                    "L1 IPA {l1_ipa:#x} is L1 memory or a device in L0's map, and L0's map \
+                     only loses what it had"
+                ))
+            }
+            // Conservative: the denial may come from L0's permissions or
+            // from the composition; only "not L1 memory" is certain.
+            Translated::L0Denied { l1_ipa, .. } if unbacked(l1_ipa).is_some() => Err(format!(
+                "L1 IPA {l1_ipa:#x} is not L1 memory in L0's map now, so L0 cannot be the \
+                 one denying the access"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether L0's current map backs a mapped answer: some L1 block its
@@ -550,6 +580,22 @@ impl<'a, 'l> Session<'a, 'l> {
             }
             Err(WalkError::Contended { .. }) => (Expected::Contended, Vec::new()),
         }
+    }
+}
+
+/// What an answer claims, in the oracle's terms (`None`: nothing about
+/// the tables).
+fn claim(answer: &Translated) -> Option<Expected> {
+    match *answer {
+        Translated::Mapped(m) => Some(Expected::Mapped(m)),
+        Translated::Inject(i) => Some(Expected::Inject {
+            esr: i.esr_el2,
+            hpfar: i.hpfar_el2,
+        }),
+        Translated::Mmio { l1_ipa } => Some(Expected::Mmio { l1_ipa }),
+        Translated::OutsideL1 { l1_ipa } => Some(Expected::Outside { l1_ipa }),
+        Translated::L0Denied { l1_ipa, .. } => Some(Expected::L0Denied { l1_ipa }),
+        Translated::Retry(_) | Translated::Unshadowable(_) => None,
     }
 }
 
@@ -916,14 +962,28 @@ mod tests {
         );
         assert!(run_line(&mut session, &write).0);
         // Before the TLBI, the old entry is one a TLB may hold.
-        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, old);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(old),
+        );
         assert!(matches!(check, Some(Check::Allowed { .. })), "{check:?}");
         let tlbi = format!(
             r#"{{"op":"tlbi","op_name":"IPAS2E1IS","xt":"{:#x}","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#,
             IPA >> 12
         );
         assert!(run_line(&mut session, &tlbi).0);
-        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, old);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(old),
+        );
         let Some(Check::Stale { expected, reason }) = check else {
             panic!("{check:?}")
         };
@@ -944,13 +1004,27 @@ mod tests {
             pa_base: 0x7_0000_0000_0000 & !0xfff,
             ..new
         };
-        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, forged);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(forged),
+        );
         assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
         // Nor one that keeps a permission L0 has taken away since.
         let protect =
             r#"{"op":"l0_unmap","ipa":"0x81234000","size":"0x1000","change":"write_protect"}"#;
         assert!(run_line(&mut session, protect).0);
-        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, new);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(new),
+        );
         let Some(Check::Stale { reason, .. }) = check else {
             panic!("{check:?}")
         };
@@ -970,12 +1044,35 @@ mod tests {
                 .union(Permissions::EXEC_EL1),
             ..new
         };
+        // L0's part of the other answers: a device answer where L0 has
+        // none, an "outside" answer for L1 memory.
+        for forged in [
+            Translated::Mmio {
+                l1_ipa: 0x8123_4000,
+            },
+            Translated::OutsideL1 {
+                l1_ipa: 0x8123_4000,
+            },
+        ] {
+            let check = session.check_answer(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, &forged);
+            let Some(Check::Stale { reason, .. }) = check else {
+                panic!("{forged:?}: {check:?}")
+            };
+            assert!(reason.contains("L1 IPA 0x81234000"), "{reason}");
+        }
         // Nor one whose permissions differ when nothing changed.
         let wider = ShadowMapping {
             perms: Permissions::READ,
             ..new
         };
-        let check = session.check_mapped(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, wider);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(wider),
+        );
         assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
     }
 
