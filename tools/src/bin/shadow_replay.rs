@@ -1,7 +1,8 @@
 //! `shadow-replay`: replay a trace of nested-MMU events (L2 faults, L1's
 //! descriptor writes and TLBIs, L0's changes of its map of L1) through the
 //! real shadow-mmu `Service` on the host, one JSON line in and one out per
-//! event; `--check` compares every mapped answer with a fresh walk.
+//! event; `--check` compares every answer with a fresh walk composed with
+//! L0's map, and reports those no TLB could hold.
 //!
 //! Exit status: 0 success; 1 a malformed line or a failed check; 2 bad
 //! arguments or unreadable files (one error line).

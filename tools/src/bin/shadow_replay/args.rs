@@ -50,9 +50,10 @@ ID registers L1 is shown, when omitted:
 Service: --budget BYTES (default 16M; K/M/G suffixes, or hex) and --contexts N
 (default 8) size it; the shadows are those of a 48-bit host with FEAT_XNX.
 
---check: compare every mapped answer with a fresh walk of L1's current memory
-composed with L0's current map; a difference no TLB could hold is a
-{\"ok\":false,\"check\":\"stale\",...} line. --ignore-tlbis acknowledges L1's
+--check: compare every translate's answer (mapped, inject, mmio, outside,
+l0_denied) with a fresh walk of L1's current memory composed with L0's current
+map; a difference no TLB could hold is a {\"ok\":false,\"check\":\"stale\",...}
+line, one a TLB may hold (a TLBI not issued yet) a \"stale_allowed\" with a note. --ignore-tlbis acknowledges L1's
 TLBIs without applying them (a defective L0, like hv's demo-no-tlbi twin):
 what a lost TLBI does, and that --check catches it.
 
@@ -185,7 +186,7 @@ pub fn command() -> Command {
         .arg(
             Arg::new("check")
                 .long("check")
-                .help("Check every mapped answer against a fresh walk composed with L0's map")
+                .help("Check every answer against a fresh walk composed with L0's map")
                 .action(ArgAction::SetTrue),
         )
 }

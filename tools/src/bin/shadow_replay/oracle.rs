@@ -1,6 +1,6 @@
-//! `--check`: whether a mapped answer that differs from a fresh walk of
-//! L1's current tables composed with L0's current map is one a TLB could
-//! still hold.
+//! `--check`: whether an answer that differs from a fresh walk of L1's
+//! current tables composed with L0's current map is one a TLB (or a walk
+//! cache: a fault can come from a stale table pointer) could still hold.
 //!
 //! A TLB may keep a translation it read until a TLBI covering it completes
 //! (L1's TLBIs for L1's own stage 2; L0's invalidation for L0's map). So a
@@ -69,7 +69,7 @@ pub struct Invalidation {
     pub leaf_only: bool,
 }
 
-/// What the checker knows about a mapped answer that differs from the
+/// What the checker knows about an answer that differs from the
 /// current translation.
 #[derive(Clone, Copy, Debug)]
 pub struct Observation<'o> {

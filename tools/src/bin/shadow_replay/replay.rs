@@ -77,7 +77,7 @@ enum Expected {
     Contended,
 }
 
-/// What `--check` concluded about a mapped answer.
+/// What `--check` concluded about an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Check {
     /// The answer is the current translation.
@@ -1153,5 +1153,224 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+}
+
+/// The checker against the real service on random traces: the service is
+/// correct as far as its own tests go, so a checker that reports "stale"
+/// on any of these traces reports something a TLB could hold (or found a
+/// service bug): both are worth a failure.
+#[cfg(test)]
+mod random_traces {
+    use super::*;
+    use crate::args::command;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    const BASE: u64 = 0x4000_0000;
+    const VTCR: u64 = 0x8005_3590;
+    const VTTBR: u64 = (1 << 48) | BASE;
+    const IPA: u64 = 0x1000_0000;
+    /// AF, inner shareable, Normal write-back.
+    const ATTRS: u64 = (1 << 10) | (0b11 << 8) | (0xf << 2);
+    const RW: u64 = ATTRS | (0b11 << 6);
+    const RO: u64 = ATTRS | (0b01 << 6);
+    /// Root, level 1, level 2, and two level-3 tables (T1, T2).
+    const LEVEL2: u64 = BASE + 0x2000;
+    const T1: u64 = BASE + 0x3000;
+    const T2: u64 = BASE + 0x4000;
+
+    fn level2_slot() -> u64 {
+        LEVEL2 + 8 * ((IPA >> 21) & 511)
+    }
+
+    fn leaf_slot(table: u64, page: u64) -> u64 {
+        table + 8 * (((IPA >> 12) + page) & 511)
+    }
+
+    fn image() -> Vec<u8> {
+        let mut bytes = vec![0u8; 5 * 4096];
+        let mut put = |address: u64, value: u64| {
+            let at = (address - BASE) as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        put(BASE, (BASE + 0x1000) | 3);
+        put(BASE + 0x1000, LEVEL2 | 3);
+        put(level2_slot(), T1 | 3);
+        for page in 0..4 {
+            put(leaf_slot(T1, page), (0x8000_0000 + page * 0x1000) | RW | 3);
+        }
+        bytes
+    }
+
+    /// One event of a random trace.
+    fn event() -> impl Strategy<Value = String> {
+        let translate = (0..4u64, prop::bool::ANY).prop_map(|(page, write)| {
+            format!(
+                r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}","ipa":"{:#x}","access":"{}"}}"#,
+                IPA + page * 0x1000,
+                if write { "write" } else { "read" }
+            )
+        });
+        let leaf_write = (
+            prop::sample::select(vec![T1, T2]),
+            0..4u64,
+            prop::sample::select(vec![
+                0x8000_0000 | RW | 3,
+                0x8000_1000 | RO | 3,
+                0x8123_4000 | RW | 3,
+                0x8123_5000 | RO | 3,
+                0,
+            ]),
+        )
+            .prop_map(|(table, page, value)| {
+                format!(
+                    r#"{{"op":"write","addr":"{:#x}","value":"{value:#x}"}}"#,
+                    leaf_slot(table, page)
+                )
+            });
+        let table_write = prop::sample::select(vec![
+            T1 | 3,
+            T2 | 3,
+            0x8020_0000 | RW | 1,
+            0x8040_0000 | RO | 1,
+            0,
+        ])
+        .prop_map(|value| {
+            format!(
+                r#"{{"op":"write","addr":"{:#x}","value":"{value:#x}"}}"#,
+                level2_slot()
+            )
+        });
+        let tlbi = (
+            prop::sample::select(vec!["IPAS2E1IS", "IPAS2LE1IS", "RIPAS2E1IS", "RIPAS2LE1IS", "VMALLS12E1IS", "ALLE1IS"]),
+            0..5u64,
+        )
+            .prop_map(|(name, page)| {
+                let page_number = (IPA >> 12) + page;
+                // Range forms: 4K granule, SCALE 0, NUM 0: two pages.
+                let xt = if name.starts_with('R') {
+                    (0b01 << 46) | page_number
+                } else {
+                    page_number
+                };
+                format!(
+                    r#"{{"op":"tlbi","op_name":"{name}","xt":"{xt:#x}","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#
+                )
+            });
+        let l0 = (
+            prop::sample::select(vec![
+                0x8000_0000u64,
+                0x8000_1000,
+                0x8123_4000,
+                0x8020_0000,
+                0x8040_1000,
+            ]),
+            prop::bool::ANY,
+        )
+            .prop_map(|(ipa, unmap)| {
+                format!(
+                    r#"{{"op":"l0_unmap","ipa":"{ipa:#x}","size":"0x1000","change":"{}"}}"#,
+                    if unmap { "unmap" } else { "write_protect" }
+                )
+            });
+        prop_oneof![
+            4 => translate,
+            2 => leaf_write,
+            1 => table_write,
+            2 => tlbi,
+            1 => l0,
+        ]
+    }
+
+    /// What a batch of random traces gave.
+    #[derive(Debug, Default)]
+    struct Tally {
+        compared: usize,
+        allowed: usize,
+        stale: usize,
+    }
+
+    /// Runs `cases` random traces, each on a fresh L1 memory and service
+    /// with `--check` and `extra` arguments; `judge` sees every output
+    /// line (and may fail the case).
+    fn random_traces(
+        name: &str,
+        extra: &[&str],
+        cases: u32,
+        judge: impl Fn(&str, bool, &str) -> Result<(), TestCaseError>,
+    ) -> Tally {
+        let path = std::env::temp_dir().join(format!(
+            "shadow-replay-random-{name}-{}.bin",
+            std::process::id()
+        ));
+        std::fs::write(&path, image()).unwrap();
+        let mem = format!("{}@{BASE:#x}", path.display());
+        let mut args = vec![
+            "shadow-replay",
+            "--mem",
+            &mem,
+            "--l0",
+            "0x0:0x100000000:0x1000000000",
+            "--check",
+        ];
+        args.extend_from_slice(extra);
+        let matches = command().try_get_matches_from(args).unwrap();
+        let options = Options::from_matches(&matches).unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases,
+            ..Config::default()
+        });
+        let tally = std::cell::RefCell::new(Tally::default());
+        let result = runner.run(&prop::collection::vec(event(), 1..48), |trace| {
+            // A fresh L1 memory (the file, loaded again) and service per
+            // trace.
+            let mut storage = Vec::new();
+            let machine = Machine::from_args(&matches).unwrap();
+            let memslots = machine.memslots(&mut storage).unwrap();
+            let l0 = initial_l0(&options, &memslots).unwrap();
+            let mut session = Session::new(&options, memslots, &l0).unwrap();
+            for line in &trace {
+                let mut out = String::new();
+                let good = session.process(line, &mut out);
+                let mut t = tally.borrow_mut();
+                t.compared += usize::from(out.contains("\"check\""));
+                t.allowed += usize::from(out.contains("\"stale_allowed\""));
+                t.stale += usize::from(out.contains("\"check\":\"stale\""));
+                drop(t);
+                judge(line, good, &out)?;
+            }
+            Ok(())
+        });
+        std::fs::remove_file(&path).unwrap();
+        result.unwrap();
+        tally.into_inner()
+    }
+
+    #[test]
+    fn the_real_service_never_gives_a_stale_answer() {
+        let tally = random_traces("service", &[], 96, |line, good, out| {
+            prop_assert!(good, "{line}\n -> {out}");
+            Ok(())
+        });
+        // The traces do exercise the checker's judgement.
+        assert!(
+            tally.compared > 500 && tally.allowed > 20 && tally.stale == 0,
+            "{tally:?}"
+        );
+    }
+
+    /// The same traces with TLBIs acknowledged but not applied: the check
+    /// finds stale answers, and every failed line is one.
+    #[test]
+    fn ignored_tlbis_give_stale_answers_the_check_reports() {
+        let tally = random_traces("ignored", &["--ignore-tlbis"], 96, |line, good, out| {
+            prop_assert!(
+                good || out.contains("\"check\":\"stale\""),
+                "{line}\n -> {out}"
+            );
+            Ok(())
+        });
+        assert!(tally.stale > 10, "{tally:?}");
     }
 }
