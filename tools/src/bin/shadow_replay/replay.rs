@@ -1168,9 +1168,12 @@ mod random_traces {
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
     const BASE: u64 = 0x4000_0000;
-    const VTCR: u64 = 0x8005_3590;
-    const VTTBR: u64 = (1 << 48) | BASE;
+    /// 4K from level 0, 48 bits, with hardware AF and dirty management
+    /// (HA, HD: L1 is shown HAFDBS 2).
+    const VTCR: u64 = 0x8005_3590 | (1 << 21) | (1 << 22);
     const IPA: u64 = 0x1000_0000;
+    const DBM: u64 = 1 << 51;
+    const AF: u64 = 1 << 10;
     /// AF, inner shareable, Normal write-back.
     const ATTRS: u64 = (1 << 10) | (0b11 << 8) | (0xf << 2);
     const RW: u64 = ATTRS | (0b11 << 6);
@@ -1205,9 +1208,12 @@ mod random_traces {
 
     /// One event of a random trace.
     fn event() -> impl Strategy<Value = String> {
-        let translate = (0..4u64, prop::bool::ANY).prop_map(|(page, write)| {
+        // L1 runs its L2s with VMID 1 or 2 on the same tables: two
+        // contexts, each TLBI reaching one of them.
+        let translate = (1..3u64, 0..4u64, prop::bool::ANY).prop_map(|(vmid, page, write)| {
             format!(
-                r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}","ipa":"{:#x}","access":"{}"}}"#,
+                r#"{{"op":"translate","vttbr":"{:#x}","vtcr":"{VTCR:#x}","ipa":"{:#x}","access":"{}"}}"#,
+                (vmid << 48) | BASE,
                 IPA + page * 0x1000,
                 if write { "write" } else { "read" }
             )
@@ -1220,6 +1226,9 @@ mod random_traces {
                 0x8000_1000 | RO | 3,
                 0x8123_4000 | RW | 3,
                 0x8123_5000 | RO | 3,
+                // Clean (read-only, DBM) and without AF: the service's
+                // walks set AF and dirty in memory.
+                0x8000_2000 | (RO & !AF) | DBM | 3,
                 0,
             ]),
         )
@@ -1243,10 +1252,11 @@ mod random_traces {
             )
         });
         let tlbi = (
+            1..3u64,
             prop::sample::select(vec!["IPAS2E1IS", "IPAS2LE1IS", "RIPAS2E1IS", "RIPAS2LE1IS", "VMALLS12E1IS", "ALLE1IS"]),
             0..5u64,
         )
-            .prop_map(|(name, page)| {
+            .prop_map(|(vmid, name, page)| {
                 let page_number = (IPA >> 12) + page;
                 // Range forms: 4K granule, SCALE 0, NUM 0: two pages.
                 let xt = if name.starts_with('R') {
@@ -1255,7 +1265,8 @@ mod random_traces {
                     page_number
                 };
                 format!(
-                    r#"{{"op":"tlbi","op_name":"{name}","xt":"{xt:#x}","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#
+                    r#"{{"op":"tlbi","op_name":"{name}","xt":"{xt:#x}","vttbr":"{:#x}","vtcr":"{VTCR:#x}"}}"#,
+                    (vmid << 48) | BASE
                 )
             });
         let l0 = (
@@ -1312,6 +1323,8 @@ mod random_traces {
             &mem,
             "--l0",
             "0x0:0x100000000:0x1000000000",
+            "--mmfr1",
+            "0x2",
             "--check",
         ];
         args.extend_from_slice(extra);
