@@ -504,7 +504,7 @@ fn a_fault_gives_the_exact_esr_far_and_hpfar() {
         assert_eq!(answer["result"], "inject", "{answer}");
         assert_eq!(answer["fault"], "translation");
         assert_eq!(answer["level"], 3);
-        assert_eq!(hex(&answer["fsc"]), 0x07);
+        assert_eq!(answer["fsc"], "0x07");
         assert_eq!(hex(&answer["esr"]), esr, "{answer}");
         assert_eq!(hex(&answer["far"]), 0xffff_8000_1234_5678);
         assert_eq!(hex(&answer["hpfar"]), (unmapped >> 12) << 4);

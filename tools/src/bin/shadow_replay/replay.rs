@@ -668,7 +668,8 @@ fn answer_fields(line: &mut Line<'_>, answer: &Translated, served: &str) {
             if let Some((kind, level)) = fault_of_fsc(fsc) {
                 line.text("fault", kind).number("level", level);
             }
-            line.hex("fsc", u64::from(fsc))
+            // Two digits, as s2walk prints it.
+            line.text("fsc", &format!("{fsc:#04x}"))
                 .hex("esr", i.esr_el2)
                 .hex("far", i.far_el2)
                 .hex("hpfar", i.hpfar_el2)
