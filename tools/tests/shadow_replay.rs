@@ -911,3 +911,52 @@ fn big_endian_tables_and_read_only_memory() {
     );
     assert_eq!(a[1]["result"], "outside", "{}", a[1]);
 }
+
+/// With FEAT_LPA2 shown to L1 and VTCR_EL2.DS = 1, a range TLBI's
+/// BaseADDR is in 64 KiB units: the TLBI is decoded as the service's ipc
+/// adapter decodes it for hv, and covers the rewritten page.
+#[test]
+fn a_range_tlbi_with_ds_is_decoded_in_64k_units() {
+    // TGran4_2 = 0b0011: 4K at stage 2 with 52-bit addresses (FEAT_LPA2);
+    // PARange stays 48 bits.
+    const MMFR0_LPA2: &str = "0x32200100005";
+    const DS: u64 = 1 << 32;
+    // With DS, descriptor bits [9:8] are OA[51:50]: no SH field.
+    const RW_DS: u64 = (1 << 10) | (0b11 << 6) | (0xf << 2);
+    let dir = TestDir::new("range-ds");
+    let mut table = Table4k::new(16);
+    let leaf = table.map_page(IPA, L1_PAGE_A, RW_DS);
+    let mem = table.save(&dir);
+    let vtcr = VTCR | DS;
+    let go = format!(
+        r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{vtcr:#x}","ipa":"{IPA:#x}","access":"read"}}"#
+    );
+    // TG 4K, SCALE 0, NUM 0 (two 4K pages), BaseADDR = IPA in 64K units.
+    let xt = (0b01 << 46) | (IPA >> 16);
+    let lines = [
+        go.clone(),
+        write(leaf, L1_PAGE_B | RW_DS | PAGE),
+        format!(
+            r#"{{"op":"tlbi","op_name":"RIPAS2E1IS","xt":"{xt:#x}","vttbr":"{VTTBR:#x}","vtcr":"{vtcr:#x}"}}"#
+        ),
+        go,
+    ];
+    let output = run(
+        &[
+            "--mem", &mem, "--l0", L0_ARG, "--mmfr0", MMFR0_LPA2, "--check",
+        ],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 4);
+    assert_eq!(hex(&a[0]["pa"]), L1_PAGE_A + PA_OFFSET, "{}", a[0]);
+    assert_eq!(
+        (hex(&a[2]["start"]), hex(&a[2]["end"])),
+        (IPA, IPA + 0x2000),
+        "{}",
+        a[2]
+    );
+    assert!(a[2]["removed"].as_u64().unwrap() >= 2, "{}", a[2]);
+    assert_eq!(hex(&a[3]["pa"]), L1_PAGE_B + PA_OFFSET, "{}", a[3]);
+    assert_eq!(a[3]["check"], "match");
+}

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
-use ipc::message::{InvalidateRequest, L0Change};
+use ipc::message::{Envelope, InvalidateRequest, L0Change, Reply, Request, VcpuId};
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures, TlbiParams};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
@@ -15,8 +15,8 @@ use shadow_mmu::service::{
 };
 use shadow_mmu::shadow_table::{MapError, ShadowConfig};
 use walker::{
-    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, GuestMemory, Memslots,
-    SlotAccess, WalkError,
+    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, Granule, GranuleSupport,
+    GuestMemory, Memslots, SlotAccess, WalkError,
 };
 
 use crate::args::Options;
@@ -191,19 +191,35 @@ impl<'a, 'l> Session<'a, 'l> {
             .text("op", "tlbi")
             .text("tlbi", &tlbi_name(tlbi))
             .number("vmid", vmid);
-        // Decoded as hv decodes a trapped TLBI (hv/src/arch/nested.rs).
-        match InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default()) {
-            Ok(request) => {
-                let scope = request.scope();
+        // hv's path for a trapped TLBI: the request hv builds
+        // (hv/src/arch/nested.rs), answered by the service's ipc adapter,
+        // which decodes the operand again with what it shows L1.
+        let request = InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default());
+        match request.map(|r| (r, tlbi.decode(xt, self.adapter_tlbi_params(vtcr)))) {
+            Ok((request, Ok(scope))) => {
                 scope_fields(&mut line, &scope);
                 if self.ignore_tlbis {
                     line.number("removed", 0)
                         .text("note", "--ignore-tlbis: not applied to the service");
                 } else {
-                    let removed = self
-                        .service
-                        .invalidate(&self.worker, request.vmid(), &scope);
-                    line.number("removed", removed);
+                    let envelope = Envelope {
+                        vcpu: VcpuId(0),
+                        seq: self.line,
+                        message: Request::Invalidate(request),
+                    };
+                    match self.service.reply(&self.worker, envelope) {
+                        Reply::InvalidateAck(ack) => {
+                            line.number("removed", ack.entries_dropped);
+                        }
+                        other => {
+                            out.clear();
+                            error_line(
+                                out,
+                                &format!("the service answered the TLBI with {other:?}"),
+                            );
+                            return false;
+                        }
+                    }
                 }
                 // L1 issued it either way: a TLB that still holds what it
                 // covers is the defect the check reports.
@@ -225,7 +241,7 @@ impl<'a, 'l> Session<'a, 'l> {
                     });
                 }
             }
-            Err(_) => {
+            Ok((_, Err(_))) | Err(_) => {
                 line.text("scope", "none").number("removed", 0).text(
                     "note",
                     "a range TLBI with TG = 0b00 (reserved) names no entries: \
@@ -235,6 +251,22 @@ impl<'a, 'l> Session<'a, 'l> {
         }
         line.finish();
         true
+    }
+
+    /// The decode parameters the service's ipc adapter uses for L1's
+    /// TLBI operands (`Service::reply`, shadow-mmu/src/adapter.rs:
+    /// FEAT_LPA2 as the service shows it, DS from L1's VTCR_EL2, no TTL
+    /// from hv's request), so the scope reported and tracked is the one
+    /// applied.
+    fn adapter_tlbi_params(&self, vtcr: u64) -> TlbiParams {
+        let features = &self.service.config().features;
+        TlbiParams {
+            feat_ttl: false,
+            feat_lpa2: [Granule::K4, Granule::K16]
+                .into_iter()
+                .any(|g| features.stage2_granule(g) == GranuleSupport::Supported52Bit),
+            vtcr_ds: vtcr & (1 << 32) != 0,
+        }
     }
 
     fn l0_unmap(&mut self, range: IpaRange, change: L0Change, out: &mut String) -> bool {
