@@ -17,7 +17,10 @@ use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
 use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
-use crate::table::{node_bytes, table_bytes, EMPTY_RING, PLACE_BYTES};
+use crate::table::{
+    node_bytes, pool_preallocated_bytes, pooled_bytes_per_place, table_bytes, EMPTY_RING,
+    PLACE_BYTES,
+};
 
 /// Bytes the budget sets aside per shadow leaf for the reverse map, which
 /// is allocated whole when the service is made and never grows
@@ -181,14 +184,21 @@ pub const MAX_BUDGET_BYTES: usize = 1 << 46;
 pub const MAX_COUNT: usize = 1 << 40;
 
 /// Bytes one leaf slot costs when full (its place in a bucket, pointer
-/// and hash tag; its node; its index key).
+/// and hash tag; its node; its share of the table's pool of freed nodes;
+/// its index key).
 pub const fn leaf_slot_bytes() -> usize {
-    PLACE_BYTES + node_bytes::<CachedWalk>() + INDEX_KEY_BYTES
+    PLACE_BYTES
+        + node_bytes::<CachedWalk>()
+        + pooled_bytes_per_place::<CachedWalk>()
+        + INDEX_KEY_BYTES
 }
 
 /// Bytes one intermediate slot costs when full.
 pub const fn path_slot_bytes() -> usize {
-    PLACE_BYTES + node_bytes::<CachedPath>() + INDEX_KEY_BYTES
+    PLACE_BYTES
+        + node_bytes::<CachedPath>()
+        + pooled_bytes_per_place::<CachedPath>()
+        + INDEX_KEY_BYTES
 }
 
 /// Smallest useful cache: one bucket of leaves and of paths.
@@ -325,6 +335,14 @@ impl Budget {
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
     }
 
+    /// What one slot's cache tables allocate for their node pools when the
+    /// slot's cache is made (each pool and its array of batches, whole; the
+    /// nodes a pool keeps are charged per place: [`leaf_slot_bytes`]).
+    pub fn cache_pools_preallocated_bytes(&self) -> usize {
+        let c = &self.capacity;
+        pool_preallocated_bytes(c.leaves_per_context) + pool_preallocated_bytes(c.paths_per_context)
+    }
+
     /// What one slot's cache index allocates when the slot's cache is made
     /// (its hashed levels, whole).
     pub fn cache_index_preallocated_bytes(&self) -> usize {
@@ -343,13 +361,17 @@ impl Budget {
     }
 
     /// One slot's cache tables when full: the bucket arrays (leaves and
-    /// paths are powers of two, so no rounding) and a node per place.
+    /// paths are powers of two, so no rounding), a node per place, the
+    /// nodes the tables' pools may keep and the pools themselves.
     pub fn cache_table_bytes(&self) -> usize {
         let c = &self.capacity;
-        table_bytes(c.leaves_per_context)
-            + c.leaves_per_context * node_bytes::<CachedWalk>()
+        self.cache_pools_preallocated_bytes()
+            + table_bytes(c.leaves_per_context)
+            + c.leaves_per_context
+                * (node_bytes::<CachedWalk>() + pooled_bytes_per_place::<CachedWalk>())
             + table_bytes(c.paths_per_context)
-            + c.paths_per_context * node_bytes::<CachedPath>()
+            + c.paths_per_context
+                * (node_bytes::<CachedPath>() + pooled_bytes_per_place::<CachedPath>())
     }
 
     /// Compile-time check that a backend's shadow struct fits

@@ -38,12 +38,15 @@
 #![allow(unsafe_code)]
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
-use crate::sync::{Liveness, Ordering};
+use crate::sync::{Liveness, Mutex, Ordering};
 
 /// Slots per bucket: four 8-byte pointers and their four tags, one cache
 /// line.
@@ -128,6 +131,142 @@ pub(crate) struct Table<T: Keyed> {
     /// Nodes [`Table::remove_batched`] unlinked and has not yet handed to
     /// the collector (writers only).
     retiring: RetireBatch,
+    /// Node allocations whose grace period has ended, taken by this
+    /// table's inserts before the allocator is asked (see [`NodePool`]).
+    pool: Arc<NodePool<T>>,
+    /// Allocations taken from `pool` a batch at a time and not yet reused
+    /// (writers only; contents dropped, memory uninitialised).
+    reusable: RetireBatch,
+}
+
+/// A table's pool keeps at most one node allocation per this many places
+/// of the table (and at most [`POOL_BATCHES`] batches): what the budget
+/// charges a place for it ([`pooled_bytes_per_place`]).
+pub(crate) const POOL_SHARE: usize = 16;
+
+/// Batches a table's pool keeps at most. A collect runs the deferred calls
+/// of a whole bag of the collector at once (64 calls, a quarter of them a
+/// batch of leaves, most of the rest paths, in a page-invalidation loop),
+/// so the pool must take that many to spare the allocator's frees; the
+/// inserts that follow take them back. Under loom one, whatever the size.
+const POOL_BATCHES: usize = if cfg!(loom) { 1 } else { 64 };
+
+/// Node allocations of one table whose grace period has ended (their
+/// values dropped, the memory uninitialised), in batches of
+/// [`RETIRE_BATCH`]: the deferred call of a batch of removed nodes puts
+/// its batch here instead of freeing the nodes, and the table's inserts
+/// take them back a batch at a time.
+///
+/// In a large cache a removed node is out of the CPU's caches by the time
+/// its grace period ends, and the allocator's free reads and writes the
+/// words around it (its boundary tags in glibc, a buddy's header in hv's
+/// allocator): at 1M entries that was most of the collector's cost in a
+/// page invalidation (README, "Invalidation performance"). Given back
+/// here, nothing reads or writes the node until an insert writes its new
+/// value, which the allocator's malloc would have handed out just the
+/// same.
+///
+/// Reusing an allocation after its grace period is as safe as the
+/// allocator reusing it after the free the collector would have done: no
+/// reader pinned before the node's unlinking is still pinned when its
+/// deferred call runs. Behind a lock (a spin lock; loom's under loom)
+/// because the deferred call runs on whichever thread collects.
+pub(crate) struct NodePool<T> {
+    /// Made with room for every batch it may keep: it never grows.
+    batches: Mutex<Vec<[usize; RETIRE_BATCH]>>,
+    nodes: PhantomData<fn() -> T>,
+}
+
+impl<T> NodePool<T> {
+    /// A pool for a table made for `capacity` nodes.
+    fn for_capacity(capacity: usize) -> Self {
+        NodePool {
+            batches: Mutex::new(Vec::with_capacity(pool_batches(capacity))),
+            nodes: PhantomData,
+        }
+    }
+
+    /// Keeps `batch` (allocations of `Node<T>` whose values were dropped)
+    /// for reuse, or frees it when the pool is full.
+    fn give(&self, batch: &[usize; RETIRE_BATCH]) {
+        {
+            let mut batches = self.batches.lock();
+            if batches.len() < batches.capacity() {
+                batches.push(*batch);
+                return;
+            }
+        }
+        Self::free(batch);
+    }
+
+    /// Frees `batch` (allocations of `Node<T>` whose values were dropped).
+    fn free(batch: &[usize; RETIRE_BATCH]) {
+        // Freeing a node reads the allocator's words on both sides of it
+        // (its boundary tags in glibc): ask for both lines of every node
+        // first, so their misses overlap.
+        for &node in batch.iter() {
+            let at = node as *const u8;
+            crate::prefetch::prefetch(at.wrapping_sub(8));
+            crate::prefetch::prefetch(at.wrapping_add(core::mem::size_of::<Node<T>>()));
+        }
+        for &node in batch.iter() {
+            // SAFETY: the pool's batches hold allocations of a `Node<T>`
+            // made by `Box` (crossbeam's `Owned`) whose value was dropped
+            // in place, owned by nobody else: freed once, as the
+            // uninitialised memory they are.
+            drop(unsafe { Box::from_raw(node as *mut MaybeUninit<Node<T>>) });
+        }
+    }
+
+    /// A batch of allocations to reuse, if any.
+    fn take(&self) -> Option<[usize; RETIRE_BATCH]> {
+        self.batches.lock().pop()
+    }
+}
+
+impl<T> Drop for NodePool<T> {
+    fn drop(&mut self) {
+        for batch in self.batches.lock().drain(..) {
+            for &node in batch.iter() {
+                // SAFETY: as in `give`: allocations made by `Box`, values
+                // dropped, owned by the pool alone (which is being
+                // dropped: every deferred call holding it has run).
+                drop(unsafe { Box::from_raw(node as *mut MaybeUninit<Node<T>>) });
+            }
+        }
+    }
+}
+
+/// Batches the pool of a table made for `capacity` nodes keeps at most.
+const fn pool_batches(capacity: usize) -> usize {
+    if cfg!(loom) {
+        1
+    } else {
+        let share = capacity / (POOL_SHARE * RETIRE_BATCH);
+        if share < POOL_BATCHES {
+            share
+        } else {
+            POOL_BATCHES
+        }
+    }
+}
+
+/// Bytes a table made for `capacity` nodes allocates for its pool when it
+/// is made: the pool in its `Arc` and its array of batches, whole.
+pub(crate) const fn pool_preallocated_bytes(capacity: usize) -> usize {
+    2 * core::mem::size_of::<usize>()
+        + core::mem::size_of::<NodePool<()>>()
+        + pool_batches(capacity) * core::mem::size_of::<[usize; RETIRE_BATCH]>()
+}
+
+/// Bytes the budget charges each place of a table for the nodes its pool
+/// keeps: at most one per [`POOL_SHARE`] places (the pool's array of
+/// batches is counted whole when it is made: [`pool_preallocated_bytes`]).
+/// Like the nodes awaiting the collector (and those in a table's batch of
+/// removed nodes), the batch a writer took from the pool and has not
+/// reused yet (fewer than [`RETIRE_BATCH`] nodes) is not counted.
+pub(crate) const fn pooled_bytes_per_place<T>() -> usize {
+    node_bytes::<T>().div_ceil(POOL_SHARE)
 }
 
 /// Unlinked nodes a table hands to the epoch collector in one deferred
@@ -216,7 +355,43 @@ impl<T: Keyed + 'static> Table<T> {
             bucket_mask: count - 1,
             victim: AtomicUsize::new(0),
             retiring: RetireBatch::new(),
+            pool: Arc::new(NodePool::for_capacity(capacity)),
+            reusable: RetireBatch::new(),
         }
+    }
+
+    /// A node holding `value`, in an allocation from the pool when it has
+    /// one (see [`NodePool`]), else from the allocator. Caller holds the
+    /// owner's writer lock (the batch taken from the pool is writer-only).
+    fn new_node<'g>(&self, value: T, guard: &'g Guard) -> Shared<'g, Node<T>> {
+        let Some(at) = self.reusable_allocation() else {
+            return Owned::new(Node::new(value)).into_shared(guard);
+        };
+        let at = at as *mut Node<T>;
+        // SAFETY: `at` is an allocation of a `Node<T>` made by `Box` whose
+        // value was dropped after its grace period (`NodePool`), taken
+        // from the pool by this writer alone: nothing else reads or
+        // writes it, so writing a new node there is an initialisation,
+        // and the result is a `Box`-made node as `Owned::new` gives.
+        unsafe { at.write(Node::new(value)) };
+        Shared::from(at.cast_const())
+    }
+
+    /// An allocation from the batch this writer took from the pool, taking
+    /// the next batch when it is empty. Caller holds the writer lock.
+    fn reusable_allocation(&self) -> Option<usize> {
+        // Writers are serialised: loads and stores, no read-modify-write.
+        let len = self.reusable.len.load(Ordering::Relaxed);
+        if len > 0 {
+            self.reusable.len.store(len - 1, Ordering::Relaxed);
+            return Some(self.reusable.nodes[len - 1].load(Ordering::Relaxed));
+        }
+        let batch = self.pool.take()?;
+        for (slot, &node) in self.reusable.nodes.iter().zip(&batch[1..]) {
+            slot.store(node, Ordering::Relaxed);
+        }
+        self.reusable.len.store(RETIRE_BATCH - 1, Ordering::Relaxed);
+        Some(batch[0])
     }
 
     /// Nodes the table holds at most.
@@ -374,7 +549,7 @@ impl<T: Keyed + 'static> Table<T> {
                 }
             },
         };
-        let new = Owned::new(Node::new(node)).into_shared(guard);
+        let new = self.new_node(node, guard);
         // The tag first: a reader that sees the new pointer (Acquire on
         // the store's Release) also sees its tag.
         bucket.tags[index].store(hash, Ordering::Relaxed);
@@ -430,7 +605,7 @@ impl<T: Keyed + 'static> Table<T> {
         else {
             return Err(node);
         };
-        let new = Owned::new(Node::new(node)).into_shared(guard);
+        let new = self.new_node(node, guard);
         // The tag first, as in `insert`.
         bucket.tags[index].store(hash, Ordering::Relaxed);
         let old = replace(&bucket.slots[index], new, guard);
@@ -533,6 +708,7 @@ impl<T: Keyed + 'static> Table<T> {
         let nodes: Box<[usize; RETIRE_BATCH]> = Box::new(core::array::from_fn(|i| {
             self.retiring.nodes[i].load(Ordering::Relaxed)
         }));
+        let pool = Arc::clone(&self.pool);
         // SAFETY: every address in `nodes` is a node this table's writers
         // unlinked from its slot (a store of null by the slot's only
         // writer: the owner's writer lock is held, and for a cache that is
@@ -544,20 +720,16 @@ impl<T: Keyed + 'static> Table<T> {
         // which happened before this call: it is pinned now or no longer
         // holds it, and the collector runs this only after every thread
         // pinned now has unpinned. `T: 'static`, so destroying the nodes
-        // later (even after the table is gone) reads nothing freed.
+        // later (even after the table is gone) reads nothing freed; the
+        // pool they go back to is kept alive by the call's `Arc`.
         unsafe {
             guard.defer_unchecked(move || {
-                // Freeing a node reads the allocator's words on both sides
-                // of it (its boundary tags in glibc): ask for both lines of
-                // every node first, so their misses overlap.
                 for &node in nodes.iter() {
-                    let at = node as *const u8;
-                    crate::prefetch::prefetch(at.wrapping_sub(8));
-                    crate::prefetch::prefetch(at.wrapping_add(core::mem::size_of::<Node<T>>()));
+                    // The value only: the allocation goes back to the
+                    // table's pool (or is freed there when it is full).
+                    core::ptr::drop_in_place(node as *mut Node<T>);
                 }
-                for &node in nodes.iter() {
-                    drop(Shared::from(node as *const Node<T>).into_owned());
-                }
+                pool.give(&nodes);
             });
         }
     }
@@ -617,6 +789,13 @@ impl<T: Keyed> Drop for Table<T> {
             // put in the batch once and never handed to the collector; no
             // guard can still reach it, as above.
             drop(unsafe { Shared::from(node).into_owned() });
+        }
+        let reusable = self.reusable.len.load(Ordering::Relaxed);
+        for node in &self.reusable.nodes[..reusable] {
+            let node = node.load(Ordering::Relaxed) as *mut MaybeUninit<Node<T>>;
+            // SAFETY: an allocation taken from the pool and not reused:
+            // made by `Box`, value dropped, owned by this table alone.
+            drop(unsafe { Box::from_raw(node) });
         }
         for slot in self.buckets.iter().flat_map(|b| b.slots.iter()) {
             let shared = slot.swap(Shared::null(), Ordering::Relaxed, guard);
@@ -1372,5 +1551,117 @@ mod block_index_tests {
         assert!(index.remove(0, top, 12));
         assert!(!index.remove(0, top, 12));
         assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod pool_tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec as StdVec;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Item(u64);
+
+    impl Keyed for Item {
+        type Key = u64;
+        const HASH_IS_KEY: bool = true;
+        fn key(&self) -> u64 {
+            self.0
+        }
+    }
+
+    fn insert(table: &Table<Item>, k: u64, guard: &Guard) -> usize {
+        let (_, item) = table.insert(Item(k), hash2(k, 7), guard, |_| false);
+        core::ptr::from_ref(item) as usize
+    }
+
+    fn collect(handle: &epoch::LocalHandle) {
+        for _ in 0..8 {
+            handle.pin().flush();
+        }
+    }
+
+    /// Nodes removed by invalidations come back to the table's inserts once
+    /// their grace period has ended, and no sooner: while a guard pinned
+    /// before their removal lives, inserts get other allocations.
+    #[test]
+    fn removed_nodes_are_reused_after_their_grace_period() {
+        let collector = epoch::Collector::new();
+        let writer = collector.register();
+        let reader = collector.register();
+        // Room for 4 batches in the pool.
+        let table = Table::<Item>::with_capacity(4 * POOL_SHARE * RETIRE_BATCH);
+        let batch = RETIRE_BATCH as u64;
+        let (first, second): (StdVec<usize>, StdVec<usize>) = {
+            let guard = writer.pin();
+            (
+                (0..batch).map(|k| insert(&table, k, &guard)).collect(),
+                (100..100 + batch)
+                    .map(|k| insert(&table, k, &guard))
+                    .collect(),
+            )
+        };
+        {
+            let guard = writer.pin();
+            for k in 0..batch {
+                assert!(table.remove_batched(k, hash2(k, 7), &guard));
+            }
+        }
+        collect(&writer);
+        // A reader pinned from here on holds back the grace period of the
+        // second batch, removed now.
+        let held = reader.pin();
+        {
+            let guard = writer.pin();
+            for k in 100..100 + batch {
+                assert!(table.remove_batched(k, hash2(k, 7), &guard));
+            }
+        }
+        collect(&writer);
+        let guard = writer.pin();
+        for k in 1000..1000 + batch {
+            let at = insert(&table, k, &guard);
+            assert!(
+                first.contains(&at),
+                "an insert after the first batch's grace period reuses its nodes"
+            );
+        }
+        let at = insert(&table, 2000, &guard);
+        assert!(!first.contains(&at) && !second.contains(&at));
+        drop(guard);
+        drop(held);
+        collect(&writer);
+        let guard = writer.pin();
+        let at = insert(&table, 3000, &guard);
+        assert!(
+            second.contains(&at),
+            "once the reader unpinned, the second batch is reused"
+        );
+        assert_eq!(table.get(3000, hash2(3000, 7), &guard), Some(&Item(3000)));
+        assert_eq!(table.get(1000, hash2(1000, 7), &guard), Some(&Item(1000)));
+    }
+
+    /// A pool keeps at most its share of the table's places: the rest is
+    /// freed, and a table too small for one batch keeps none.
+    #[test]
+    fn the_pool_is_bounded_by_the_table() {
+        let pool = NodePool::<Item>::for_capacity(3 * POOL_SHARE * RETIRE_BATCH);
+        assert_eq!(pool.batches.lock().capacity(), 3);
+        let small = NodePool::<Item>::for_capacity(POOL_SHARE * RETIRE_BATCH - 1);
+        assert_eq!(small.batches.lock().capacity(), 0);
+        let huge = NodePool::<Item>::for_capacity(usize::MAX);
+        assert_eq!(huge.batches.lock().capacity(), POOL_BATCHES);
+        let batch = || -> [usize; RETIRE_BATCH] {
+            core::array::from_fn(|_| {
+                Box::into_raw(Box::new(MaybeUninit::<Node<Item>>::uninit())) as usize
+            })
+        };
+        for _ in 0..5 {
+            pool.give(&batch());
+            small.give(&batch());
+        }
+        assert_eq!(pool.batches.lock().len(), 3);
+        assert!(small.batches.lock().is_empty());
     }
 }

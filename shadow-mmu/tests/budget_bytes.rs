@@ -44,19 +44,29 @@ fn the_service_holds_no_more_than_the_budget_counts() {
     let s = Service::new(config, mem, l0, backend).expect("service");
     let w = s.worker();
     // One context: its node, its slot's cache (struct, both tables' bucket
-    // arrays, its index, preallocated whole). On main the budget counted
-    // 1024 B per context and 8 B per cache place: less than this.
+    // arrays and node pools, its index, preallocated whole). On main the
+    // budget counted 1024 B per context and 8 B per cache place: less than
+    // this.
     let empty = live_bytes();
     s.shadow_root(&w, &trees[0].key(1)).expect("a context");
     let one_context = (live_bytes() - empty) as usize;
     let places = budget.capacity.leaves_per_context + budget.capacity.paths_per_context;
-    let exact =
-        CONTEXT_BYTES + CACHE_STRUCT_BYTES + places * 16 + budget.cache_index_preallocated_bytes();
+    let exact = CONTEXT_BYTES
+        + CACHE_STRUCT_BYTES
+        + places * 16
+        + budget.cache_pools_preallocated_bytes()
+        + budget.cache_index_preallocated_bytes();
     println!("one context: {one_context} B allocated, {exact} B counted");
     assert_eq!(one_context, exact, "creating a context");
     // The budget's share per context covers it (with the slot's other parts
     // and the index's ordered level, which grow later).
-    assert!(one_context <= CONTEXT_OVERHEAD_BYTES + places * 16 + budget.cache_index_bytes());
+    assert!(
+        one_context
+            <= CONTEXT_OVERHEAD_BYTES
+                + places * 16
+                + budget.cache_pools_preallocated_bytes()
+                + budget.cache_index_bytes()
+    );
     // Six keys over four slots: recycles; every key's cache overflows, and
     // together they pass the shadow-leaf cap.
     let keys: Vec<_> = (0..6u16)
