@@ -15,6 +15,16 @@
 //! is made to the firmware on the same PE (`ArchOutcome::Forward`) only
 //! when the firmware reported the call implemented there.
 //!
+//! One exception keeps hv itself safe: SMCCC_ARCH_WORKAROUND_2 switches
+//! the firmware's Speculative Store Bypass mitigation on or off for the
+//! whole PE, EL2 included, so a guest's disable would weaken hv too. When
+//! the firmware reports the dynamic form (0), hv enables the mitigation
+//! on each PE at bring-up (`query`), tells the guest 1 (DEN0028: the call
+//! is not needed on this PE, it may be made safely), and answers a guest's
+//! WORKAROUND_2 call itself without reaching the firmware
+//! (`handle`: SUCCESS, the mitigation stays on). KVM likewise never offers
+//! the dynamic form to its guests.
+//!
 //! SMCCC_VERSION is discovered through PSCI_FEATURES (PSCI 1.0 and later),
 //! and SMCCC_ARCH_FEATURES exists from SMCCC 1.1: on a firmware with
 //! neither, every call is NOT_SUPPORTED for the guest (the firmware has no
@@ -46,6 +56,42 @@ pub struct FirmwareArch {
     pub workaround_2: i32,
     pub workaround_3: i32,
     pub soc_id: i32,
+    /// How far the discovery went, with the firmware's own answers, so a
+    /// boot line shows that the firmware was asked (review 27 I-2).
+    pub discovery: Discovery,
+}
+
+/// The discovery steps DEN0028 prescribes before SMCCC_ARCH_FEATURES,
+/// as far as `query` got on one PE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// Nothing was asked (no answers recorded for this PE).
+    NotAsked,
+    /// The firmware's PSCI is older than 1.0: no PSCI_FEATURES, so no
+    /// SMCCC_VERSION to discover.
+    NoPsciFeatures,
+    /// PSCI_FEATURES(SMCCC_VERSION) answered this (not SUCCESS): the
+    /// firmware has no SMCCC_VERSION.
+    VersionNotDiscoverable(i32),
+    /// SMCCC_VERSION answered this (raw w0); from 1.1 on,
+    /// SMCCC_ARCH_FEATURES was asked for each call.
+    Version(i32),
+}
+
+impl core::fmt::Display for Discovery {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Discovery::NotAsked => write!(f, "firmware not asked"),
+            Discovery::NoPsciFeatures => write!(f, "PSCI before 1.0, no PSCI_FEATURES"),
+            Discovery::VersionNotDiscoverable(answer) => {
+                write!(f, "PSCI_FEATURES(SMCCC_VERSION) = {answer}")
+            }
+            Discovery::Version(raw) if raw >= 0 => {
+                write!(f, "SMCCC_VERSION = {}.{}", raw >> 16, raw & 0xffff)
+            }
+            Discovery::Version(raw) => write!(f, "SMCCC_VERSION = {raw}"),
+        }
+    }
 }
 
 impl FirmwareArch {
@@ -55,7 +101,16 @@ impl FirmwareArch {
         workaround_2: status::NOT_SUPPORTED,
         workaround_3: status::NOT_SUPPORTED,
         soc_id: status::NOT_SUPPORTED,
+        discovery: Discovery::NotAsked,
     };
+
+    /// Nothing implemented, after discovery ended at `discovery`.
+    const fn none_after(discovery: Discovery) -> Self {
+        Self {
+            discovery,
+            ..Self::NONE
+        }
+    }
 
     /// The firmware's answer for `function`, if hv passes it on.
     fn answer(&self, function: u32) -> Option<i32> {
@@ -80,7 +135,8 @@ impl core::fmt::Display for FirmwareArch {
         };
         write!(
             f,
-            "WORKAROUND_1 {} ({}), WORKAROUND_2 {} ({}), WORKAROUND_3 {} ({}), SOC_ID {} ({})",
+            "{}: WORKAROUND_1 {} ({}), WORKAROUND_2 {} ({}), WORKAROUND_3 {} ({}), SOC_ID {} ({})",
+            self.discovery,
             answer(self.workaround_1),
             self.workaround_1,
             answer(self.workaround_2),
@@ -98,24 +154,47 @@ impl core::fmt::Display for FirmwareArch {
 /// firmware's PSCI is 1.0 or later (PSCI_FEATURES exists, through which
 /// SMCCC_VERSION is discovered). Before SMCCC 1.1 there is no
 /// SMCCC_ARCH_FEATURES: `FirmwareArch::NONE`.
+///
+/// When the firmware implements WORKAROUND_2 dynamically (0), it is
+/// called here with w1 = 1, so the Speculative Store Bypass mitigation is
+/// on for this PE whatever state firmware or a previous OS left; nothing
+/// turns it off afterwards (`handle` never forwards a guest's call).
 pub fn query<C: smccc::Call>(psci_1_0: bool) -> FirmwareArch {
-    if !psci_1_0 || smccc::psci::psci_features::<C>(SMCCC_VERSION).is_err() {
-        return FirmwareArch::NONE;
+    if !psci_1_0 {
+        return FirmwareArch::none_after(Discovery::NoPsciFeatures);
     }
-    match arch::version::<C>() {
-        Ok(version) if version >= (Version { major: 1, minor: 1 }) => {}
-        _ => return FirmwareArch::NONE,
+    if let Err(error) = smccc::psci::psci_features::<C>(SMCCC_VERSION) {
+        return FirmwareArch::none_after(
+            Discovery::VersionNotDiscoverable(i64::from(error) as i32),
+        );
     }
+    let discovery = match arch::version::<C>() {
+        Ok(version) => {
+            let discovery = Discovery::Version(u32::from(version) as i32);
+            if version < (Version { major: 1, minor: 1 }) {
+                return FirmwareArch::none_after(discovery);
+            }
+            discovery
+        }
+        Err(error) => return FirmwareArch::none_after(Discovery::Version(i32::from(error))),
+    };
     let ask = |function| match arch::features::<C>(function) {
         Ok(value) => value as i32,
         Err(error) => i32::from(error),
     };
-    FirmwareArch {
+    let answers = FirmwareArch {
         workaround_1: ask(SMCCC_ARCH_WORKAROUND_1),
         workaround_2: ask(SMCCC_ARCH_WORKAROUND_2),
         workaround_3: ask(SMCCC_ARCH_WORKAROUND_3),
         soc_id: ask(SMCCC_ARCH_SOC_ID),
+        discovery,
+    };
+    if answers.workaround_2 == status::SUCCESS {
+        // DEN0028 defines no return value for WORKAROUND_2: there is
+        // nothing to check, the firmware's mitigation is now enabled.
+        let _ = arch::arch_workaround_2::<C>(true);
     }
+    answers
 }
 
 /// SMCCC_ARCH_FEATURES(`function`) for the guest on a PE whose firmware
@@ -123,8 +202,9 @@ pub fn query<C: smccc::Call>(psci_1_0: bool) -> FirmwareArch {
 /// defines are passed on, anything else is NOT_SUPPORTED:
 /// - WORKAROUND_1 and _3: 0 (implemented, and this PE needs it) or 1
 ///   (this PE is not affected);
-/// - WORKAROUND_2: 0 (implemented, dynamic), 1 (not affected, or
-///   mitigated for good) or NOT_REQUIRED;
+/// - WORKAROUND_2: 1 (not affected, or mitigated for good) or
+///   NOT_REQUIRED; a dynamic mitigation (0) is shown as 1, since hv keeps
+///   it enabled and never lets the guest turn it off (module comment);
 /// - SOC_ID: 0 (implemented).
 ///
 /// SMCCC_VERSION and SMCCC_ARCH_FEATURES are hv's own: implemented.
@@ -137,6 +217,7 @@ pub fn arch_features(function: u32, firmware: &FirmwareArch) -> i32 {
         _ => return status::NOT_SUPPORTED,
     };
     match firmware.answer(function) {
+        Some(status::SUCCESS) if function == SMCCC_ARCH_WORKAROUND_2 => status::UNAFFECTED,
         Some(answer) if defined.contains(&answer) => answer,
         _ => status::NOT_SUPPORTED,
     }
@@ -164,22 +245,29 @@ fn ret(status: i32) -> ArchOutcome {
 /// reported it implemented on this PE (a non-negative SMCCC_ARCH_FEATURES
 /// answer, which is also the only case the guest is told it may call it);
 /// otherwise it is NOT_SUPPORTED, as the call of an unimplemented function.
-/// WORKAROUND_2's x1 (enable or disable the mitigation) and SOC_ID's x1
-/// (SoC_ID_type) go with it.
+/// SOC_ID's x1 (SoC_ID_type) goes with it.
+///
+/// WORKAROUND_2 never reaches the firmware: where it is implemented, the
+/// mitigation is on for good (`query` enabled a dynamic one, the guest
+/// was told 1), so hv answers SUCCESS itself and a disable (w1 = 0) has
+/// no effect, on the guest or on hv.
 pub fn handle(function: u32, x1: u64, firmware: &FirmwareArch) -> Option<ArchOutcome> {
     match function {
         SMCCC_VERSION => Some(ArchOutcome::Return(u32::from(GUEST_VERSION) as u64)),
         SMCCC_ARCH_FEATURES => Some(ret(arch_features(x1 as u32, firmware))),
-        SMCCC_ARCH_WORKAROUND_1
-        | SMCCC_ARCH_WORKAROUND_2
-        | SMCCC_ARCH_WORKAROUND_3
-        | SMCCC_ARCH_SOC_ID => Some(match firmware.answer(function) {
-            Some(answer) if answer >= 0 => ArchOutcome::Forward {
-                function,
-                argument: x1 as u32,
-            },
+        SMCCC_ARCH_WORKAROUND_2 => Some(match firmware.answer(function) {
+            Some(answer) if answer >= 0 => ret(status::SUCCESS),
             _ => ret(status::NOT_SUPPORTED),
         }),
+        SMCCC_ARCH_WORKAROUND_1 | SMCCC_ARCH_WORKAROUND_3 | SMCCC_ARCH_SOC_ID => {
+            Some(match firmware.answer(function) {
+                Some(answer) if answer >= 0 => ArchOutcome::Forward {
+                    function,
+                    argument: x1 as u32,
+                },
+                _ => ret(status::NOT_SUPPORTED),
+            })
+        }
         _ => None,
     }
 }
@@ -267,6 +355,7 @@ mod tests {
                 workaround_2: -2,
                 workaround_3: 1,
                 soc_id: -1,
+                discovery: Discovery::Version(0x1_0001),
             }
         );
         assert_eq!(calls[0], (smccc::psci::PSCI_FEATURES, SMCCC_VERSION));
@@ -281,11 +370,18 @@ mod tests {
             workaround_2: -2,
             workaround_3: 1,
             soc_id: 9,
+            discovery: Discovery::Version(0x1_0001),
         };
         assert_eq!(
             std::format!("{answers}"),
-            "WORKAROUND_1 implemented (0), WORKAROUND_2 not required (-2), WORKAROUND_3 not affected (1), SOC_ID unknown answer (9)"
+            "SMCCC_VERSION = 1.1: WORKAROUND_1 implemented (0), WORKAROUND_2 not required (-2), WORKAROUND_3 not affected (1), SOC_ID unknown answer (9)"
         );
+        let hidden = FirmwareArch::none_after(Discovery::VersionNotDiscoverable(-1));
+        assert_eq!(
+            std::format!("{hidden}"),
+            "PSCI_FEATURES(SMCCC_VERSION) = -1: WORKAROUND_1 not supported (-1), WORKAROUND_2 not supported (-1), WORKAROUND_3 not supported (-1), SOC_ID not supported (-1)"
+        );
+        assert!(std::format!("{}", FirmwareArch::NONE).starts_with("firmware not asked: "));
     }
 
     /// No PSCI 1.0, no SMCCC_VERSION, or SMCCC 1.0: no SMCCC_ARCH_FEATURES
@@ -294,19 +390,32 @@ mod tests {
     fn a_firmware_without_arch_features_offers_nothing() {
         let all = [(SMCCC_ARCH_WORKAROUND_1, 0), (SMCCC_ARCH_SOC_ID, 0)];
         let (answers, calls) = query_with(smccc_1_1(&all), false);
-        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 0));
+        let nothing = |discovery| FirmwareArch {
+            discovery,
+            ..FirmwareArch::NONE
+        };
+        assert_eq!(
+            (answers, calls.len()),
+            (nothing(Discovery::NoPsciFeatures), 0)
+        );
         let hidden = Firmware {
             smccc_version_discoverable: false,
             ..smccc_1_1(&all)
         };
         let (answers, calls) = query_with(hidden, true);
-        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 1));
+        assert_eq!(
+            (answers, calls.len()),
+            (nothing(Discovery::VersionNotDiscoverable(-1)), 1)
+        );
         let old = Firmware {
             smccc_version: 0x1_0000,
             ..smccc_1_1(&all)
         };
         let (answers, calls) = query_with(old, true);
-        assert_eq!((answers, calls.len()), (FirmwareArch::NONE, 2));
+        assert_eq!(
+            (answers, calls.len()),
+            (nothing(Discovery::Version(0x1_0000)), 2)
+        );
     }
 
     /// SMCCC_ARCH_FEATURES for the guest: the firmware's answer where the
@@ -319,6 +428,7 @@ mod tests {
             workaround_2: 0,
             workaround_3: 0,
             soc_id: 0,
+            discovery: Discovery::Version(0x1_0001),
         };
         for function in [
             SMCCC_ARCH_WORKAROUND_1,
@@ -326,7 +436,12 @@ mod tests {
             SMCCC_ARCH_WORKAROUND_3,
             SMCCC_ARCH_SOC_ID,
         ] {
-            assert_eq!(arch_features(function, &mitigated), 0);
+            let shown = if function == SMCCC_ARCH_WORKAROUND_2 {
+                1 // kept on by hv: "no call needed" (security test below)
+            } else {
+                0
+            };
+            assert_eq!(arch_features(function, &mitigated), shown);
             assert_eq!(arch_features(function, &FirmwareArch::NONE), -1);
         }
         let unaffected = FirmwareArch {
@@ -334,6 +449,7 @@ mod tests {
             workaround_2: -2,
             workaround_3: 1,
             soc_id: 7,
+            discovery: Discovery::Version(0x1_0001),
         };
         assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_1, &unaffected), 1);
         assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_2, &unaffected), -2);
@@ -348,6 +464,7 @@ mod tests {
             workaround_2: 5,
             workaround_3: -3,
             soc_id: -2,
+            discovery: Discovery::Version(0x1_0001),
         };
         for function in [
             SMCCC_ARCH_WORKAROUND_1,
@@ -374,6 +491,7 @@ mod tests {
             workaround_2: 0,
             workaround_3: -1,
             soc_id: 0,
+            discovery: Discovery::Version(0x1_0001),
         };
         assert_eq!(
             handle(SMCCC_VERSION, 0, &firmware),
@@ -404,10 +522,8 @@ mod tests {
         );
         assert_eq!(
             handle(SMCCC_ARCH_WORKAROUND_2, 1, &firmware),
-            Some(ArchOutcome::Forward {
-                function: SMCCC_ARCH_WORKAROUND_2,
-                argument: 1
-            })
+            Some(ArchOutcome::Return(0)),
+            "answered by hv, never forwarded"
         );
         assert_eq!(
             handle(SMCCC_ARCH_WORKAROUND_3, 0, &firmware),
@@ -427,5 +543,49 @@ mod tests {
         );
         assert_eq!(handle(smccc::psci::PSCI_VERSION, 0, &firmware), None);
         assert_eq!(handle(0x8000_0003, 0, &firmware), None);
+    }
+
+    /// The firmware's SSB mitigation is dynamic (WORKAROUND_2: 0): hv
+    /// enables it on the PE at bring-up (the last call `query` makes is
+    /// WORKAROUND_2 with w1 = 1), the guest is told 1 (no call needed),
+    /// and a guest's WORKAROUND_2(0), which would switch the mitigation
+    /// off for the whole PE, hv included, is answered by hv and never
+    /// reaches the firmware; so is its WORKAROUND_2(1). A firmware that
+    /// reports the call not implemented (-1) or not required (-2) is
+    /// never asked to enable it, and the guest's call is NOT_SUPPORTED.
+    #[test]
+    fn a_guest_cannot_switch_off_the_ssb_mitigation() {
+        let (answers, calls) = query_with(smccc_1_1(&[(SMCCC_ARCH_WORKAROUND_2, 0)]), true);
+        assert_eq!(answers.workaround_2, 0, "the firmware's answer is kept");
+        assert_eq!(calls.last(), Some(&(SMCCC_ARCH_WORKAROUND_2, 1)));
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|&&(f, _)| f == SMCCC_ARCH_WORKAROUND_2)
+                .count(),
+            1
+        );
+        assert_eq!(arch_features(SMCCC_ARCH_WORKAROUND_2, &answers), 1);
+        for w1 in [0, 1, 0xffff_ffff_0000_0000] {
+            assert_eq!(
+                handle(SMCCC_ARCH_WORKAROUND_2, w1, &answers),
+                Some(ArchOutcome::Return(0)),
+                "w1 = {w1:#x}"
+            );
+        }
+        for answer in [-1, -2, 1] {
+            let (answers, calls) =
+                query_with(smccc_1_1(&[(SMCCC_ARCH_WORKAROUND_2, answer)]), true);
+            assert!(
+                calls.iter().all(|&(f, _)| f != SMCCC_ARCH_WORKAROUND_2),
+                "{answer}: {calls:x?}"
+            );
+            let expected = if answer == 1 { 0 } else { -1i64 as u64 };
+            assert_eq!(
+                handle(SMCCC_ARCH_WORKAROUND_2, 0, &answers),
+                Some(ArchOutcome::Return(expected)),
+                "{answer}"
+            );
+        }
     }
 }

@@ -9,10 +9,14 @@
 //! built only for aarch64-unknown-none and never under loom.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU32, AtomicU8, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU32, AtomicU8, Ordering};
+pub(crate) use core::sync::atomic::{
+    fence, AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 
 /// Atomics no protocol depends on (the virtual SGI priorities: a value
 /// read whole, with no ordering to anything else), so loom need not

@@ -17,7 +17,7 @@
 //! and SGI encodings), tested on the host; `arch::gic` applies them.
 
 use crate::platform::Region;
-use crate::sync::{unmodelled, AtomicU16, AtomicU32, Ordering};
+use crate::sync::{unmodelled, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
 /// The sender makes its change visible (a DSB after the raise) before it
@@ -209,16 +209,23 @@ pub fn classify(ipa: u64, layout: &GicLayout) -> Option<(RegisterAction, Option<
 }
 
 /// Whether a guest write to a redistributor's SGI/PPI registers gives its
-/// vCPU something to place in a list register: enable or pending bits of
-/// SGIs, or active bits of SGIs and PPIs (`VirtualSgis::set_active`).
-/// That vCPU, if it is not the writer, must be kicked to refill, as for a
-/// sent SGI.
+/// vCPU something to do with its list registers: enable or pending bits
+/// of SGIs, or active bits of SGIs and PPIs (`VirtualSgis::set_active`),
+/// to place; clear-pending or clear-active bits of SGIs and PPIs, which
+/// a remote writer only requests (`VirtualSgis::request_clear`) and the
+/// owner applies to what it holds (`apply_remote_clears`). That vCPU, if
+/// it is not the writer, must be kicked to refill, as for a sent SGI.
 pub fn owner_must_refill(action: RegisterAction, write: Option<u64>) -> bool {
     match (action, write) {
         (RegisterAction::SgiPpi(SetClear::EnableSet | SetClear::PendingSet), Some(value)) => {
             value as u16 != 0
         }
-        (RegisterAction::SgiPpi(SetClear::ActiveSet), Some(value)) => value as u32 != 0,
+        (
+            RegisterAction::SgiPpi(
+                SetClear::ActiveSet | SetClear::ActiveClear | SetClear::PendingClear,
+            ),
+            Some(value),
+        ) => value as u32 != 0,
         _ => false,
     }
 }
@@ -389,19 +396,18 @@ pub fn perform(
         (RegisterAction::Fixed(value), None) => value,
         (RegisterAction::SgiPpi(op), Some(value)) => {
             let (virtual_bits, mut physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
+            // The owner first applies what other vCPUs asked of it, so
+            // this write acts on the state they left.
+            held.apply_remote_clears(sgis);
             sgis.set_clear(op, virtual_bits);
             match op {
                 SetClear::PendingClear | SetClear::ActiveClear => {
-                    // An SGI this CPU placed in a list register is cleared
-                    // there too (R9-6); SGIs are virtual, never forwarded.
-                    held.clear(op, 0, virtual_bits as u32);
-                    if op == SetClear::ActiveClear {
-                        // PPIs made active and not yet placed; they are
-                        // physically active too, so the write below ends
-                        // that.
-                        sgis.clear_active(physical_bits);
-                    }
-                    physical_bits = held.clear(op, 0, physical_bits);
+                    // The owner clears what it holds (list registers,
+                    // backlog, PPIs made active and not placed); another
+                    // vCPU's write becomes a request to the owner
+                    // (`NothingHeld::clear_private`). SGIs are virtual,
+                    // never forwarded.
+                    physical_bits = held.clear_private(op, sgis, virtual_bits, physical_bits);
                 }
                 // PPIs made active: physically active (forwarded below, so
                 // the hardware does not signal them while the guest has
@@ -420,11 +426,17 @@ pub fn perform(
         // CPU's list registers); a PPI this CPU holds shows its list
         // register's state (or pending, from the backlog), one it does not
         // hold its physical state.
+        // PPIs made active and not yet placed read active (R27-4: one in
+        // the backlog is masked from the physical view above). Bits a
+        // remote clear asked the owner to clear and it has not yet read
+        // as cleared, as they will be (`VirtualSgis::requested_clears`).
         (RegisterAction::SgiPpi(op), None) => {
+            held.apply_remote_clears(sgis);
             let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
             let ppis = held.ppis(op);
             let ppi_view = (physical & !ppis.held) | ppis.in_state;
-            (ppi_view | sgis.read(op) as u32 | held.sgis(op) as u32) as u64
+            let view = ppi_view | sgis.read(op) | held.sgis(op) as u32;
+            (view & !sgis.requested_clears(op)) as u64
         }
         (RegisterAction::PpiPriority { first }, Some(value)) => {
             let allowed = ppi_priority_bytes(first, size, hv_ppis);
@@ -531,32 +543,81 @@ pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCou
 /// its vCPU (queued in `backlog`, or in a used list register with the HW
 /// bit) would stay active for good, so they are deactivated, as are the
 /// PPIs the guest made active that no list register holds yet (`sgis`:
-/// its ISACTIVER0 write made them physically active); then every
-/// implemented list register is emptied (`clear_list_registers`).
+/// its ISACTIVER0 write made them physically active), each once: one
+/// with a backlog entry too was deactivated for that entry (R27-5). Then
+/// every implemented list register is emptied (`clear_list_registers`).
+/// Clears other vCPUs requested are applied first.
 pub fn release_list_registers(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
     sgis: &VirtualSgis,
     backlog: &mut Backlog,
     count: ListRegisterCount,
 ) {
+    apply_remote_clears(cpu, sgis, backlog);
+    let mut drained = 0u32;
     for intid in backlog.drain(..) {
+        if (16..32).contains(&intid) {
+            drained |= 1 << intid;
+        }
         cpu.deactivate(intid as u32);
     }
-    let unplaced = sgis.take_active();
+    let unplaced = sgis.take_active() & !drained;
     for ppi in (16..32u32).filter(|i| unplaced & (1 << i) != 0) {
         cpu.deactivate(ppi);
     }
     for n in 0..count.used.min(MAX_LIST_REGISTERS) {
         let lr = cpu.read(n);
-        if lr & LR_HW != 0 && lr >> LR_STATE_SHIFT != 0 {
-            cpu.deactivate(((lr >> 32) & 0x1fff) as u32);
+        if let Some(physical) = lr_physical(lr).filter(|_| lr_still_holds_physical(lr)) {
+            cpu.deactivate(physical);
         }
     }
     clear_list_registers(cpu, count);
 }
 
+/// The physical INTID whose activation by hv `lr` stands for: with the
+/// HW bit its pINTID; a software entry with the EOI bit is a PPI hv
+/// acknowledged whose list register had to drop the HW bit
+/// (`made_active`): its vINTID.
+fn lr_physical(lr: u64) -> Option<u32> {
+    if lr & LR_HW != 0 {
+        Some(((lr >> 32) & 0x1fff) as u32)
+    } else if lr & LR_EOI != 0 {
+        Some((lr & 0xffff_ffff) as u32)
+    } else {
+        None
+    }
+}
+
+/// Whether the physical activation `lr` stands for (`lr_physical`) is
+/// still hv's to end: a HW entry's ends with the guest's deactivation of
+/// it (so only while it is valid); an EOI entry's until hv deactivates it
+/// (`end_eoi_list_registers`), even once the guest's EOI made it invalid.
+fn lr_still_holds_physical(lr: u64) -> bool {
+    lr & LR_HW == 0 || lr >> LR_STATE_SHIFT != 0
+}
+
+/// The list registers whose software PPI entry the guest has ended
+/// (invalid, HW clear, EOI set: ICH_EISR_EL2, the EOI maintenance
+/// interrupt): hv deactivates the physical PPI it acknowledged for that
+/// entry and empties the list register (which ICH_ELRSR_EL2 does not show
+/// empty until then). Computed from the list registers themselves, as
+/// ICH_EISR_EL2 defines it.
+fn end_eoi_list_registers(cpu: &mut (impl PhysicalCpuInterface + ListRegisters)) {
+    let count = cpu.count().min(MAX_LIST_REGISTERS);
+    for n in 0..count {
+        let lr = cpu.read(n);
+        if lr >> LR_STATE_SHIFT == 0 && lr & LR_HW == 0 && lr & LR_EOI != 0 {
+            cpu.write(n, 0);
+            cpu.deactivate((lr & 0xffff_ffff) as u32);
+        }
+    }
+}
+
 const LR_PENDING: u64 = 1 << 62;
 const LR_HW: u64 = 1 << 61;
+/// ICH_LR<n>_EL2.EOI (bit 41, with HW clear): an EOI maintenance
+/// interrupt once the guest's deactivation makes the entry invalid.
+const LR_EOI: u64 = 1 << 41;
 
 /// Moves pending virtual SGIs and the backlog (in arrival order) into free
 /// list registers. An SGI already in a list register is marked pending
@@ -703,7 +764,7 @@ fn place_active(
         lrs.write(n, lr);
     }
     if unplaced != 0 {
-        sgis.set_active(unplaced);
+        sgis.put_back_active(unplaced);
     }
 }
 
@@ -771,7 +832,8 @@ fn evict_for_higher_priority(
             return;
         };
         let evicted_intid = (evicted & 0xffff_ffff) as u32;
-        if evicted & LR_HW != 0 && matches!(waiting, Waiting::Sgi(_)) && backlog.is_full() {
+        let evicted_physical = lr_physical(evicted).is_some();
+        if evicted_physical && matches!(waiting, Waiting::Sgi(_)) && backlog.is_full() {
             // Cannot happen (each INTID is queued at most once, and this
             // one, in a list register, is not), but never panic for it.
             return;
@@ -789,7 +851,7 @@ fn evict_for_higher_priority(
                 list_register(intid, Some(intid), best_priority)
             }
         };
-        if evicted & LR_HW != 0 {
+        if evicted_physical {
             backlog.insert(0, evicted_intid as u16);
         } else {
             sgis.put_back(evicted_intid as u8);
@@ -863,6 +925,7 @@ pub fn take_interrupts(
     backlog: &mut Backlog,
     priority: impl Fn(u32) -> u8,
 ) {
+    apply_remote_clears(gic, sgis, backlog);
     let mut maintenance_taken = false;
     loop {
         let intid = gic.acknowledge();
@@ -888,6 +951,11 @@ pub fn take_interrupts(
         }
     }
     gic.synchronize();
+    if maintenance_taken {
+        // The EOI maintenance condition (a software PPI entry ended) is
+        // one of the maintenance interrupt's; it ends only here.
+        end_eoi_list_registers(gic);
+    }
     fill_list_registers(gic, sgis, backlog, priority);
     if maintenance_taken {
         gic.deactivate(maintenance);
@@ -901,6 +969,23 @@ pub trait HeldInterrupts {
     /// clear-pending or clear-active register (`op`): acts on what this
     /// CPU holds, and returns the bits still to write to the hardware.
     fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32;
+
+    /// The guest writes the SGI bits `sgis_bits` and PPI bits `ppi_bits`
+    /// (hv's own removed) to a GICR_ICPENDR0 or GICR_ICACTIVER0 (`op`) of
+    /// the vCPU whose state `sgis` is (its pending SGIs not yet placed
+    /// are already cleared): clears what that vCPU holds, and returns the
+    /// PPI bits to write to the hardware.
+    fn clear_private(
+        &mut self,
+        op: SetClear,
+        sgis: &VirtualSgis,
+        sgi_bits: u16,
+        ppi_bits: u32,
+    ) -> u32;
+
+    /// On the owner's CPU: applies the clears other vCPUs requested
+    /// (`apply_remote_clears`); nothing elsewhere.
+    fn apply_remote_clears(&mut self, sgis: &VirtualSgis);
 
     /// The SGIs this CPU's list registers hold in the state a read of a
     /// set/clear-pending (`op` PendingSet/PendingClear) or
@@ -933,6 +1018,32 @@ impl HeldInterrupts for NothingHeld {
         bits
     }
 
+    /// Another vCPU's list registers, backlog and unplaced active PPIs are
+    /// its owner's: the clear is requested from the owner
+    /// (`VirtualSgis::request_clear`, the caller kicks it), which applies
+    /// it before it next fills its list registers or emulates an access
+    /// to its own redistributor (`apply_remote_clears`), R27-1. A
+    /// clear-active is not forwarded: the owner ends the physical active
+    /// state of what it holds itself (ICC_DIR_EL1), a forwarded one
+    /// would leave a HW list register active over an inactive PPI. A
+    /// clear-pending still is: it clears a physical pending state only,
+    /// which cannot break what the owner holds.
+    fn clear_private(
+        &mut self,
+        op: SetClear,
+        sgis: &VirtualSgis,
+        sgi_bits: u16,
+        ppi_bits: u32,
+    ) -> u32 {
+        sgis.request_clear(op, sgi_bits as u32 | ppi_bits);
+        match op {
+            SetClear::PendingClear => ppi_bits,
+            _ => 0,
+        }
+    }
+
+    fn apply_remote_clears(&mut self, _sgis: &VirtualSgis) {}
+
     /// Another CPU's list registers cannot be read here: a remote read
     /// shows the SGIs not yet placed only.
     fn sgis(&mut self, _op: SetClear) -> u16 {
@@ -957,6 +1068,21 @@ pub struct Held<'a, C> {
 impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
     fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32 {
         clear_held(op, first, bits, self.cpu, self.backlog)
+    }
+
+    fn clear_private(
+        &mut self,
+        op: SetClear,
+        sgis: &VirtualSgis,
+        sgi_bits: u16,
+        ppi_bits: u32,
+    ) -> u32 {
+        clear_private_held(op, sgis, sgi_bits as u32 | ppi_bits, self.cpu, self.backlog)
+            & 0xffff_0000
+    }
+
+    fn apply_remote_clears(&mut self, sgis: &VirtualSgis) {
+        apply_remote_clears(self.cpu, sgis, self.backlog);
     }
 
     fn sgis(&mut self, op: SetClear) -> u16 {
@@ -1018,6 +1144,81 @@ const LR_STATE_SHIFT: u32 = 62;
 const LR_STATE_PENDING: u64 = 0b01;
 const LR_STATE_ACTIVE: u64 = 0b10;
 
+/// On the owner's CPU, a clear-pending or clear-active (`op`) of the
+/// private interrupts `bits` (bit n: INTID n, SGIs and PPIs) of its vCPU
+/// (`sgis`): those in its list registers or backlog as `clear_held` says;
+/// a clear-active also ends the active state of those made active and
+/// not yet placed (`VirtualSgis::set_active`): an SGI simply is no longer
+/// active; a PPI is physically active through the guest's set-active, so
+/// it is deactivated here (ICC_DIR_EL1), unless a backlog entry stands
+/// for hv's own activation of it, which stays for that entry (R27-5).
+/// Returns the PPI bits the caller still forwards to the hardware: the
+/// ones no list register or backlog entry holds, and not deactivated
+/// here (physically inactive, since hv tracks every activation of a
+/// guest PPI; forwarding cannot hurt).
+pub fn clear_private_held(
+    op: SetClear,
+    sgis: &VirtualSgis,
+    bits: u32,
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+) -> u32 {
+    let unplaced = match op {
+        SetClear::ActiveClear => sgis.clear_active(bits) & bits,
+        _ => 0,
+    };
+    end_private(op, bits, unplaced, cpu, backlog)
+}
+
+/// `clear_private_held` once the unplaced active state of `unplaced` (of
+/// `bits`) has been ended.
+fn end_private(
+    op: SetClear,
+    bits: u32,
+    unplaced: u32,
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+) -> u32 {
+    let not_held = clear_held(op, 0, bits, cpu, backlog);
+    let deactivated = unplaced & not_held & 0xffff_0000;
+    for ppi in (16..32u32).filter(|i| deactivated & (1 << i) != 0) {
+        cpu.deactivate(ppi);
+    }
+    not_held & !deactivated
+}
+
+/// On the owner's CPU: the clears other vCPUs wrote to its vCPU's
+/// GICR_ICPENDR0/GICR_ICACTIVER0 (`VirtualSgis::request_clear`), applied
+/// to what it holds (`clear_private_held`). Each exit's refill starts
+/// with this (`take_interrupts`, and `arch::gic`'s fill), and so does the
+/// emulation of the vCPU's own SGI/PPI registers (`perform`), so the
+/// guest never sees a state the clear ended.
+///
+/// The race with the refill: a remote clear that finds the interrupt
+/// neither placed nor unplaced (the owner's `place_active` took it and
+/// has not yet written its list register) is still recorded before the
+/// kick, and the kick brings the owner back to apply it once the list
+/// register is written. Requests are taken with a swap, so none is lost
+/// to a concurrent one, and applying one to an interrupt no longer held
+/// does nothing. The physical PPIs that are not held are inactive (hv
+/// tracks every activation), so nothing is forwarded here.
+pub fn apply_remote_clears(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
+    backlog: &mut Backlog,
+) {
+    let pending = sgis.take_pending_clears();
+    if pending != 0 {
+        // The writer cleared the SGIs not yet placed and forwarded the
+        // PPIs' physical clear-pending.
+        end_private(SetClear::PendingClear, pending, 0, cpu, backlog);
+    }
+    let (active, unplaced) = sgis.take_active_clears();
+    if active != 0 {
+        end_private(SetClear::ActiveClear, active, unplaced, cpu, backlog);
+    }
+}
+
 /// A guest write of `bits` (bit k: INTID `first + k`) to GICD_ICPENDR<n>,
 /// GICD_ICACTIVER<n> or the SGI and PPI bits of its own GICR_ICPENDR0 /
 /// GICR_ICACTIVER0 (`op`), for the interrupts this CPU holds for its vCPU:
@@ -1077,7 +1278,7 @@ pub fn clear_held(
             continue;
         }
         let state = lr >> LR_STATE_SHIFT;
-        let physical = (lr & LR_HW != 0).then_some(((lr >> 32) & 0x1fff) as u32);
+        let physical = lr_physical(lr);
         let (cleared, withdrawn) = if op == SetClear::ActiveClear {
             forward &= !bit(intid);
             (LR_STATE_ACTIVE, state == LR_STATE_ACTIVE)
@@ -1093,7 +1294,8 @@ pub fn clear_held(
             cpu.write(n, lr & !(cleared << LR_STATE_SHIFT));
         }
         // A HW list register is never active and pending, so it is
-        // withdrawn here, and the activation hv made is undone.
+        // withdrawn here, and the activation hv made is undone; so is an
+        // EOI entry's (`made_active`) once nothing is left in it.
         if let (true, Some(p)) = (withdrawn, physical) {
             cpu.deactivate(p);
         }
@@ -1119,11 +1321,19 @@ pub fn clear_held(
 pub struct VirtualSgis {
     enabled: AtomicU16,
     pending: AtomicU16,
-    /// The private interrupts (bit n: INTID n, SGIs and PPIs) the guest
-    /// made active through GICR_ISACTIVER0 that no list register holds
-    /// yet: the next `fill_list_registers` of the vCPU places each in one
-    /// as active, so that the guest's own deactivation (EOI/DIR) ends it.
-    active: AtomicU32,
+    /// Bits 0-31: the private interrupts (bit n: INTID n, SGIs and PPIs)
+    /// the guest made active through GICR_ISACTIVER0 that no list
+    /// register holds yet: the next `fill_list_registers` of the vCPU
+    /// places each in one as active, so that the guest's own deactivation
+    /// (EOI/DIR) ends it. Bits 32-63: the clear-active writes other vCPUs
+    /// made to this vCPU's GICR_ICACTIVER0 (bit 32 + n: INTID n), for the
+    /// owner to apply (`apply_remote_clears`). One word, so that the owner
+    /// takes a request together with the unplaced bits it ends, and a
+    /// set-active made after the request (which cancels it) survives.
+    active: AtomicU64,
+    /// The clear-pending writes other vCPUs made to this vCPU's
+    /// GICR_ICPENDR0 (bit n: INTID n), for the owner to apply.
+    pending_clears: AtomicU32,
     priority: [unmodelled::AtomicU8; 16],
 }
 
@@ -1142,7 +1352,8 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
-            active: AtomicU32::new(0),
+            active: AtomicU64::new(0),
+            pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
         }
     }
@@ -1153,7 +1364,8 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
-            active: AtomicU32::new(0),
+            active: AtomicU64::new(0),
+            pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
         }
     }
@@ -1177,40 +1389,127 @@ impl VirtualSgis {
         };
     }
 
-    /// The SGI bits a read of the register shows for SGIs not yet placed
-    /// in a list register (the owner adds what its list registers hold).
-    pub fn read(&self, op: SetClear) -> u16 {
+    /// The bits a read of the register shows for SGIs (and, for the
+    /// active registers, PPIs) not yet placed in a list register (the
+    /// owner adds what its list registers and backlog hold).
+    pub fn read(&self, op: SetClear) -> u32 {
         match op {
-            SetClear::EnableSet | SetClear::EnableClear => self.enabled.load(Ordering::Acquire),
-            SetClear::PendingSet | SetClear::PendingClear => self.pending.load(Ordering::Acquire),
-            SetClear::ActiveSet | SetClear::ActiveClear => self.unplaced_active() as u16,
+            SetClear::EnableSet | SetClear::EnableClear => {
+                self.enabled.load(Ordering::Acquire) as u32
+            }
+            SetClear::PendingSet | SetClear::PendingClear => {
+                self.pending.load(Ordering::Acquire) as u32
+            }
+            SetClear::ActiveSet | SetClear::ActiveClear => self.unplaced_active(),
+        }
+    }
+
+    /// Another vCPU cleared the pending or active state (`op`) of `bits`
+    /// (bit n: INTID n) of this vCPU: recorded for the owner, which the
+    /// writer then kicks (`owner_must_refill`).
+    pub fn request_clear(&self, op: SetClear, bits: u32) {
+        match op {
+            SetClear::PendingClear => {
+                self.pending_clears.fetch_or(bits, Ordering::AcqRel);
+            }
+            SetClear::ActiveClear => {
+                self.active.fetch_or((bits as u64) << 32, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+
+    /// The owner takes the clear-pending requests (one load when there are
+    /// none, as on almost every refill).
+    pub fn take_pending_clears(&self) -> u32 {
+        if self.pending_clears.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.pending_clears.swap(0, Ordering::AcqRel)
+    }
+
+    /// The owner takes the clear-active requests and, in the same atomic
+    /// step, ends the unplaced active state of those interrupts: returns
+    /// (requested, of them those that were unplaced active).
+    pub fn take_active_clears(&self) -> (u32, u32) {
+        if self.active.load(Ordering::Acquire) >> 32 == 0 {
+            return (0, 0);
+        }
+        let mut old = self.active.load(Ordering::Acquire);
+        loop {
+            let requested = old >> 32;
+            let new = old & 0xffff_ffff & !requested;
+            match self
+                .active
+                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return (requested as u32, (old & requested) as u32),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// The bits cleared by a request the owner has not applied yet, which
+    /// a read of a pending (`op` PendingSet/Clear) or active register
+    /// shows cleared already.
+    pub fn requested_clears(&self, op: SetClear) -> u32 {
+        match op {
+            SetClear::PendingSet | SetClear::PendingClear => {
+                self.pending_clears.load(Ordering::Acquire)
+            }
+            SetClear::ActiveSet | SetClear::ActiveClear => {
+                (self.active.load(Ordering::Acquire) >> 32) as u32
+            }
+            _ => 0,
         }
     }
 
     /// The guest made the private interrupts `bits` (bit n: INTID n)
-    /// active; the owner's next refill places them (from any CPU).
+    /// active; the owner's next refill places them (from any CPU). A
+    /// clear-active of them requested earlier and not yet applied is
+    /// withdrawn: after a clear then a set the interrupt is active, and
+    /// one a list register holds active stays so.
     pub fn set_active(&self, bits: u32) {
-        self.active.fetch_or(bits, Ordering::AcqRel);
+        let mut old = self.active.load(Ordering::Acquire);
+        loop {
+            let new = (old | bits as u64) & !((bits as u64) << 32);
+            match self
+                .active
+                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Puts back the set-actives a refill took and could not place: unlike
+    /// a guest's set-active, this keeps a clear-active another vCPU
+    /// requested meanwhile (the race of R27-1), which then ends them.
+    pub fn put_back_active(&self, bits: u32) {
+        self.active.fetch_or(bits as u64, Ordering::AcqRel);
     }
 
     /// The guest cleared the active state of `bits`: those not yet placed
-    /// are no longer active (a placed one is the list register's business).
-    pub fn clear_active(&self, bits: u32) {
-        self.active.fetch_and(!bits, Ordering::AcqRel);
+    /// are no longer active (a placed one is the list register's
+    /// business). Returns what was unplaced before.
+    pub fn clear_active(&self, bits: u32) -> u32 {
+        self.active.fetch_and(!(bits as u64), Ordering::AcqRel) as u32
     }
 
     /// The private interrupts made active and not yet placed.
     pub fn unplaced_active(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.active.load(Ordering::Acquire) as u32
     }
 
     /// Takes the private interrupts made active and not yet placed (one
-    /// load when there are none, as on almost every fill).
+    /// load when there are none, as on almost every fill); requested
+    /// clears stay for `take_active_clears`.
     fn take_active(&self) -> u32 {
-        if self.active.load(Ordering::Acquire) == 0 {
+        if self.active.load(Ordering::Acquire) as u32 == 0 {
             return 0;
         }
-        self.active.swap(0, Ordering::AcqRel)
+        self.active.fetch_and(!0xffff_ffff, Ordering::AcqRel) as u32
     }
 
     pub fn priority(&self, sgi: u8) -> u8 {
@@ -1286,16 +1585,25 @@ fn list_register_in(state: u64, virtual_intid: u32, physical: Option<u32>, prior
     lr
 }
 
-/// `lr` made active: a pending one becomes active and pending, except with
-/// the HW bit, where GICv3 does not allow both (ICH_LR<n>_EL2.HW): there
-/// it becomes active, its pending state merged into the activation (a
-/// level interrupt still asserted is pending again after the guest's
-/// deactivation).
+/// `lr` made active (GICR_ISACTIVER0 "adds the active state"): a pending
+/// one becomes active and pending. With the HW bit, GICv3 does not allow
+/// both (ICH_LR<n>_EL2.HW), so a pending HW entry (a PPI hv acknowledged)
+/// becomes a software entry, active and pending, with the EOI bit (R27-2):
+/// the guest's deactivation leaves it pending, its acknowledge and EOI of
+/// that pending instance then make it invalid, and the EOI maintenance
+/// interrupt has hv deactivate the physical PPI (`end_eoi_list_registers`).
+/// An active HW entry stays as it is.
 fn made_active(lr: u64) -> u64 {
-    if lr & LR_HW != 0 {
-        lr & !(0b11 << LR_STATE_SHIFT) | LR_STATE_ACTIVE << LR_STATE_SHIFT
-    } else {
+    let state = lr >> LR_STATE_SHIFT;
+    if lr & LR_HW == 0 {
         lr | LR_STATE_ACTIVE << LR_STATE_SHIFT
+    } else if state & LR_STATE_PENDING != 0 {
+        // hv's HW entries have vINTID = pINTID, so the vINTID names the
+        // physical PPI to deactivate.
+        let software = lr & !(LR_HW | 0x1fff << 32) | LR_EOI;
+        software | (LR_STATE_ACTIVE | LR_STATE_PENDING) << LR_STATE_SHIFT
+    } else {
+        lr
     }
 }
 
@@ -1642,10 +1950,16 @@ mod tests {
             SgiPpi(SetClear::ActiveSet),
             Some(1 << 27)
         ));
-        assert!(!owner_must_refill(
+        // Cleared: the owner applies the clear to what it holds (R27-1).
+        assert!(owner_must_refill(
             SgiPpi(SetClear::ActiveClear),
             Some(1 << 3)
         ));
+        assert!(owner_must_refill(
+            SgiPpi(SetClear::PendingClear),
+            Some(1 << 27)
+        ));
+        assert!(!owner_must_refill(SgiPpi(SetClear::ActiveClear), Some(0)));
     }
 
     #[test]
@@ -1825,9 +2139,14 @@ mod tests {
         fn count(&self) -> usize {
             self.used.unwrap_or(4)
         }
+        /// ICH_ELRSR_EL2: invalid, and not a software entry with EOI
+        /// (that one waits for hv's EOI maintenance).
         fn empty(&mut self) -> u32 {
             (0..4)
-                .filter(|&n| self.lrs[n] >> 62 == 0)
+                .filter(|&n| {
+                    let lr = self.lrs[n];
+                    lr >> 62 == 0 && (lr & LR_HW != 0 || lr & LR_EOI == 0)
+                })
                 .map(|n| 1 << n)
                 .sum()
         }
@@ -2029,9 +2348,16 @@ mod tests {
             }
         }
 
+        /// ICH_MISR_EL2.U (UIE and at most one valid entry) or .EOI
+        /// (ICH_EISR_EL2 not zero).
         fn maintenance_line(&mut self) -> bool {
             let valid = 4 - self.lrs.lrs.iter().filter(|&&lr| lr >> 62 == 0).count();
-            self.lrs.underflow && valid <= 1
+            let eoi = self
+                .lrs
+                .lrs
+                .iter()
+                .any(|&lr| lr >> 62 == 0 && lr & LR_HW == 0 && lr & LR_EOI != 0);
+            (self.lrs.underflow && valid <= 1) || eoi
         }
     }
 
@@ -2532,7 +2858,12 @@ mod tests {
             cpu.lrs.lrs[0],
             active(list_register(5, None, 0xa0)) | LR_PENDING
         );
-        assert_eq!(cpu.lrs.lrs[1], active(list_register(27, Some(27), 0xa0)));
+        // PPI 27 was pending in a HW list register (hv acknowledged it):
+        // now active and pending, a software entry with EOI (R27-2).
+        assert_eq!(
+            cpu.lrs.lrs[1],
+            list_register_in(LR_STATE_ACTIVE | LR_STATE_PENDING, 27, None, 0xa0) | LR_EOI
+        );
         assert_eq!(
             cpu.lrs.lrs[2],
             active(list_register(2, None, 0xa0)) | LR_PENDING
@@ -2560,7 +2891,7 @@ mod tests {
         assert_eq!(access(&mut cpu, 0x1_0380, None), set, "ICACTIVER0");
         assert_eq!(
             access(&mut cpu, 0x1_0200, None),
-            1 << 2 | 1 << 5,
+            1 << 2 | 1 << 5 | 1 << 27,
             "ISPENDR0"
         );
         // GICR_ICACTIVER0 for SGI 2 and PPI 23.
@@ -2580,7 +2911,7 @@ mod tests {
     /// With every list register in use, an SGI or PPI made active waits
     /// (shown active, the underflow interrupt asked for) until a refill
     /// finds room; GICR_ICACTIVER0 before that just drops it (the PPI's
-    /// physical active state through the forwarded write).
+    /// physical active state through ICC_DIR_EL1, as for one placed).
     #[test]
     fn guest_set_active_waits_for_a_free_list_register() {
         let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
@@ -2605,6 +2936,7 @@ mod tests {
             )
         };
         access(&mut cpu, 0x1_0300, Some(1 << 3 | 1 << 20));
+        cpu.active.insert(20); // the forwarded GICR_ISACTIVER0 write
         fill_list_registers(&mut cpu, &sgis, &mut Backlog::new(), |_| 0x80);
         assert_eq!(sgis.unplaced_active(), 1 << 3 | 1 << 20);
         assert!(cpu.lrs.underflow, "a refill is asked for");
@@ -2614,16 +2946,17 @@ mod tests {
         );
         access(&mut cpu, 0x1_0380, Some(1 << 3 | 1 << 20));
         assert_eq!(sgis.unplaced_active(), 0);
+        assert!(!cpu.active.contains(&20), "PPI 20 deactivated (ICC_DIR)");
         // SGI 3 is no longer active; PPI 20 shows its physical state, which
-        // this fake keeps as written to ISACTIVER0 (the forwarded
-        // ICACTIVER0 write below is what ends it on a GIC).
+        // this fake keeps as written to ISACTIVER0 (it models no ICC_DIR).
         assert_eq!(
             access(&mut cpu, 0x1_0300, None),
             1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 20
         );
         assert_eq!(
             hw.writes,
-            [(RD + 0x1_0300, 4, 1 << 20), (RD + 0x1_0380, 4, 1 << 20)]
+            [(RD + 0x1_0300, 4, 1 << 20)],
+            "deactivated once, not forwarded as well"
         );
     }
 
@@ -2659,6 +2992,16 @@ mod tests {
                 fn ppis(&mut self, _op: SetClear) -> HeldPpis {
                     (self.0)()
                 }
+                fn clear_private(
+                    &mut self,
+                    _op: SetClear,
+                    _sgis: &VirtualSgis,
+                    _sgi_bits: u16,
+                    ppi_bits: u32,
+                ) -> u32 {
+                    ppi_bits
+                }
+                fn apply_remote_clears(&mut self, _sgis: &VirtualSgis) {}
             }
             perform(
                 redistributor(offset),
@@ -2766,5 +3109,384 @@ mod tests {
         assert_eq!(redistributor_stride(0b10), 0x4_0000);
         // Affinity 1.0.3.2 (Aff3.Aff2.Aff1.Aff0) is MPIDR 0x1_0000_0302.
         assert_eq!(redistributor_affinity(0x0100_0302_0000_0010), 0x1_0000_0302);
+    }
+
+    /// The list register (index) holding `intid`, if any.
+    fn r27_lr_of(lrs: &FakeLrs, intid: u64) -> Option<usize> {
+        lrs.lrs
+            .iter()
+            .position(|&lr| lr >> 62 != 0 && lr & 0xffff_ffff == intid)
+    }
+
+    /// R27-1 (SGI): vCPU 1 writes vCPU 0's GICR_ISACTIVER0 (SGI 3), vCPU 0
+    /// refills (kicked), then vCPU 1 writes vCPU 0's GICR_ICACTIVER0 (SGI
+    /// 3) - `Gic::emulate` performs both with `NothingHeld` on vCPU 0's
+    /// `VirtualSgis`. On a GIC, SGI 3 is then inactive, and an SGI 3 sent
+    /// afterwards is delivered. Here vCPU 0's list register keeps SGI 3
+    /// active for good: its own ISACTIVER0 shows it active, and the next
+    /// SGI 3 is merged into that list register as active+pending, which
+    /// the virtual CPU interface never signals (the guest never
+    /// acknowledged it, so it never deactivates it).
+    #[test]
+    fn r27_remote_icactiver_ends_a_remotely_set_active_sgi() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let vcpu0 = VirtualSgis::new();
+        vcpu0.set_clear(SetClear::EnableSet, 0xffff);
+        // vCPU 1 -> vCPU 0's redistributor: GICR_ISACTIVER0, SGI 3.
+        guest(0x1_0300, 4, Some(1 << 3), &vcpu0, &mut hw);
+        assert!(owner_must_refill(
+            RegisterAction::SgiPpi(SetClear::ActiveSet),
+            Some(1 << 3)
+        ));
+        // vCPU 0, kicked, refills: SGI 3 active in a list register.
+        fill_list_registers(&mut cpu, &vcpu0, &mut backlog, |_| 0xa0);
+        // vCPU 1 -> vCPU 0's redistributor: GICR_ICACTIVER0, SGI 3 (no kick).
+        guest(0x1_0380, 4, Some(1 << 3), &vcpu0, &mut hw);
+        // vCPU 0 reads its own GICR_ISACTIVER0.
+        let isactiver0 = {
+            let mut held = Held {
+                cpu: &mut cpu,
+                backlog: &mut backlog,
+            };
+            perform(
+                redistributor(0x1_0300),
+                RD + 0x1_0300,
+                4,
+                None,
+                &vcpu0,
+                MAINTENANCE,
+                &mut held,
+                &mut hw,
+            )
+        };
+        // vCPU 1 sends SGI 3 to vCPU 0 (ICC_SGI1R_EL1), vCPU 0 refills.
+        vcpu0.raise(3);
+        fill_list_registers(&mut cpu, &vcpu0, &mut backlog, |_| 0xa0);
+        let state = r27_lr_of(&cpu.lrs, 3).map(|n| cpu.lrs.lrs[n] >> 62);
+        assert_eq!(
+            (isactiver0 & (1 << 3), state),
+            (0, Some(0b01)),
+            "after GICR_ICACTIVER0, SGI 3 reads inactive and a new SGI 3 is pending (deliverable)"
+        );
+    }
+
+    /// R27-1 (PPI): the same with PPI 23 (say a level-sensitive timer). The
+    /// remote ISACTIVER0 is forwarded (physically active) and vCPU 0 places
+    /// a HW list register, active; the remote ICACTIVER0 is forwarded
+    /// (physically inactive) but vCPU 0's list register stays active. When
+    /// PPI 23 fires again, hv acknowledges it and `fill_list_registers`
+    /// merges the backlog entry away into that active list register: the
+    /// interrupt is never delivered and stays physically active for good.
+    #[test]
+    fn r27_remote_icactiver_ends_a_remotely_set_active_ppi() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let vcpu0 = VirtualSgis::new();
+        guest(0x1_0300, 4, Some(1 << 23), &vcpu0, &mut hw);
+        cpu.active.insert(23); // the forwarded GICR_ISACTIVER0 write
+        fill_list_registers(&mut cpu, &vcpu0, &mut backlog, |_| 0x80);
+        assert!(r27_lr_of(&cpu.lrs, 23).is_some(), "placed, HW, active");
+        hw.writes.clear();
+        guest(0x1_0380, 4, Some(1 << 23), &vcpu0, &mut hw);
+        // Adapted to the fix: not forwarded (a HW list register would stay
+        // active over an inactive PPI); vCPU 0 is kicked and, at its IRQ
+        // exit, withdraws the list register and deactivates PPI 23.
+        assert!(hw.writes.is_empty(), "not forwarded: {:x?}", hw.writes);
+        assert!(owner_must_refill(
+            RegisterAction::SgiPpi(SetClear::ActiveClear),
+            Some(1 << 23)
+        ));
+        cpu.pending.insert(KICK_SGI);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &vcpu0,
+            &mut backlog,
+            |_| 0x80,
+        );
+        assert_eq!(r27_lr_of(&cpu.lrs, 23), None, "virtually inactive");
+        assert!(!cpu.active.contains(&23), "physically inactive");
+        // PPI 23 fires again; hv takes it on vCPU 0's CPU.
+        cpu.pending.insert(23);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &vcpu0,
+            &mut backlog,
+            |_| 0x80,
+        );
+        let state = r27_lr_of(&cpu.lrs, 23).map(|n| cpu.lrs.lrs[n] >> 62);
+        assert_eq!(
+            state,
+            Some(0b01),
+            "PPI 23 pending for the guest (it is inactive since ICACTIVER0)"
+        );
+    }
+
+    /// Perform one access on this vCPU's own redistributor (as
+    /// `Gic::emulate` does for owner == vcpu).
+    fn r27_local(
+        cpu: &mut ModelCpu,
+        backlog: &mut Backlog,
+        sgis: &VirtualSgis,
+        hw: &mut FakeGic,
+        offset: u64,
+        write: Option<u64>,
+    ) -> u64 {
+        let mut held = Held { cpu, backlog };
+        perform(
+            redistributor(offset),
+            RD + offset,
+            4,
+            write,
+            sgis,
+            MAINTENANCE,
+            &mut held,
+            hw,
+        )
+    }
+
+    /// R27-2: PPI 20 is edge-triggered; hv acknowledged one edge and holds
+    /// it pending in a HW list register. The guest sets it active through
+    /// GICR_ISACTIVER0: on a GIC it is now active and pending, and after
+    /// the guest's GICR_ICACTIVER0 the pending edge is still there to be
+    /// delivered. Here `made_active` drops the pending state (HW list
+    /// registers cannot be active and pending) and ICACTIVER0 withdraws
+    /// the list register and deactivates the physical PPI: the edge is
+    /// gone (no list register, no backlog entry, nothing physically
+    /// pending).
+    #[test]
+    fn r27_set_active_keeps_a_held_edge_pending() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        cpu.active.insert(20); // hv's acknowledge of the edge
+        cpu.lrs.lrs[0] = list_register(20, Some(20), 0xa0);
+        r27_local(
+            &mut cpu,
+            &mut backlog,
+            &sgis,
+            &mut hw,
+            0x1_0300,
+            Some(1 << 20),
+        );
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        r27_local(
+            &mut cpu,
+            &mut backlog,
+            &sgis,
+            &mut hw,
+            0x1_0380,
+            Some(1 << 20),
+        );
+        let ispendr0 = r27_local(&mut cpu, &mut backlog, &sgis, &mut hw, 0x1_0200, None);
+        let still_there = ispendr0 & (1 << 20) != 0
+            || cpu
+                .lrs
+                .lrs
+                .iter()
+                .any(|&lr| lr >> 62 & 1 != 0 && lr & 0xffff_ffff == 20)
+            || backlog.contains(&20)
+            || cpu.pending.contains(&20);
+        assert!(
+            still_there,
+            "the acknowledged edge of PPI 20 must still be pending after ISACTIVER0 + ICACTIVER0"
+        );
+    }
+
+    /// R27-4: every list register in use; PPI 27 waits in the backlog (hv
+    /// acknowledged it). The guest writes GICR_ISACTIVER0 bit 27: it cannot
+    /// be placed yet (`place_active` keeps it in `active`). A read of
+    /// GICR_ISACTIVER0 must show 27 active (the guest set it and nothing
+    /// cleared it); here the held-PPI view masks the physical bit and
+    /// `VirtualSgis::read` returns only the SGI bits of `active`.
+    #[test]
+    fn r27_unplaced_active_ppi_in_the_backlog_reads_active() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
+            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
+        }
+        cpu.active.insert(27);
+        backlog.push(27);
+        r27_local(
+            &mut cpu,
+            &mut backlog,
+            &sgis,
+            &mut hw,
+            0x1_0300,
+            Some(1 << 27),
+        );
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        assert_eq!(sgis.unplaced_active(), 1 << 27, "not placed yet");
+        let isactiver0 = r27_local(&mut cpu, &mut backlog, &sgis, &mut hw, 0x1_0300, None);
+        assert_ne!(
+            isactiver0 & (1 << 27),
+            0,
+            "GICR_ISACTIVER0 shows PPI 27 active"
+        );
+    }
+
+    /// R27-5: the same state (PPI 27 in the backlog and made active by the
+    /// guest, not placed) when the vCPU powers off: `release_list_registers`
+    /// deactivates 27 for the backlog entry and again for the unplaced
+    /// active bit, a second ICC_DIR_EL1 for an interrupt no longer active
+    /// (the model CPU rejects it).
+    #[test]
+    fn r27_release_deactivates_each_ppi_once() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
+            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
+        }
+        cpu.active.insert(27);
+        backlog.push(27);
+        r27_local(
+            &mut cpu,
+            &mut backlog,
+            &sgis,
+            &mut hw,
+            0x1_0300,
+            Some(1 << 27),
+        );
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        let count = ListRegisterCount {
+            implemented: 4,
+            used: 4,
+        };
+        release_list_registers(&mut cpu, &sgis, &mut backlog, count);
+        assert!(cpu.active.is_empty());
+    }
+
+    /// R27-1, the race with the owner's refill: vCPU 0's list registers
+    /// are full, so its refill takes PPI 23's set-active (`take_active`)
+    /// and puts it back; a remote clear-active that lands in between finds
+    /// nothing unplaced. Its request still ends the active state put back
+    /// (deactivating the physical PPI once), and a remote read shows it
+    /// inactive as soon as the clear is written.
+    #[test]
+    fn r27_remote_clear_racing_the_refill_is_not_lost() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let vcpu0 = VirtualSgis::new();
+        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
+            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
+        }
+        guest(0x1_0300, 4, Some(1 << 23), &vcpu0, &mut hw);
+        cpu.active.insert(23); // the forwarded GICR_ISACTIVER0 write
+                               // The refill's take_active ...
+        let taken = vcpu0.take_active();
+        assert_eq!(taken, 1 << 23);
+        // ... the remote GICR_ICACTIVER0 ...
+        guest(0x1_0380, 4, Some(1 << 23), &vcpu0, &mut hw);
+        assert_eq!(
+            guest(0x1_0300, 4, None, &vcpu0, &mut hw) & (1 << 23),
+            0,
+            "reads inactive at once"
+        );
+        // ... and the refill puts it back, unplaced.
+        vcpu0.put_back_active(taken);
+        cpu.pending.insert(KICK_SGI);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &vcpu0,
+            &mut backlog,
+            |_| 0x80,
+        );
+        assert_eq!(vcpu0.unplaced_active(), 0);
+        assert!(!cpu.active.contains(&23), "deactivated");
+        assert_eq!(r27_lr_of(&cpu.lrs, 23), None);
+        // A set-active written after a clear request, before the owner
+        // applied it, survives (the set comes last).
+        guest(0x1_0380, 4, Some(1 << 3), &vcpu0, &mut hw);
+        guest(0x1_0300, 4, Some(1 << 3), &vcpu0, &mut hw);
+        assert_eq!(vcpu0.requested_clears(SetClear::ActiveClear), 0);
+        assert_eq!(vcpu0.unplaced_active(), 1 << 3);
+    }
+
+    /// R27-1 for clear-pending: vCPU 1 writes vCPU 0's GICR_ICPENDR0 for
+    /// SGI 2 (pending in vCPU 0's list register) and PPI 20 (hv's
+    /// acknowledged edge, pending in a HW list register). vCPU 0, kicked,
+    /// withdraws both and deactivates PPI 20's physical activation; the
+    /// physical clear-pending is forwarded by the writer.
+    #[test]
+    fn r27_remote_icpendr_withdraws_what_the_owner_holds() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let vcpu0 = VirtualSgis::new();
+        cpu.lrs.lrs[0] = list_register(2, None, 0xa0);
+        cpu.lrs.lrs[1] = list_register(20, Some(20), 0xa0);
+        cpu.active.insert(20);
+        guest(0x1_0280, 4, Some(1 << 2 | 1 << 20), &vcpu0, &mut hw);
+        assert_eq!(hw.writes.last(), Some(&(RD + 0x1_0280, 4, 1 << 20)));
+        assert!(owner_must_refill(
+            RegisterAction::SgiPpi(SetClear::PendingClear),
+            Some(1 << 2)
+        ));
+        cpu.pending.insert(KICK_SGI);
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &vcpu0,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(
+            (r27_lr_of(&cpu.lrs, 2), r27_lr_of(&cpu.lrs, 20)),
+            (None, None)
+        );
+        assert!(!cpu.active.contains(&20));
+    }
+
+    /// R27-2, the rest of the life of the software entry: the guest's
+    /// deactivation of the set-active leaves PPI 20 pending; it
+    /// acknowledges and EOIs it (invalid, EOI set: not empty in
+    /// ICH_ELRSR_EL2); the EOI maintenance interrupt has hv deactivate the
+    /// physical PPI once and free the list register. CPU_OFF in between
+    /// deactivates it too, once.
+    #[test]
+    fn r27_ended_software_ppi_entry_is_deactivated_by_eoi_maintenance() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let sgis = VirtualSgis::new();
+        cpu.active.insert(20);
+        cpu.lrs.lrs[0] = list_register(20, Some(20), 0xa0);
+        r27_local(
+            &mut cpu,
+            &mut backlog,
+            &sgis,
+            &mut hw,
+            0x1_0300,
+            Some(1 << 20),
+        );
+        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        let lr = cpu.lrs.lrs[0];
+        assert_eq!((lr >> 62, lr & LR_HW, lr & LR_EOI), (0b11, 0, LR_EOI));
+        // CPU_OFF now: deactivated once.
+        let mut off = ModelCpu::new();
+        off.active.insert(20);
+        off.lrs.lrs[0] = lr;
+        let count = ListRegisterCount {
+            implemented: 4,
+            used: 4,
+        };
+        release_list_registers(&mut off, &sgis, &mut Backlog::new(), count);
+        assert!(off.active.is_empty());
+        // The guest deactivates, acknowledges, EOIs.
+        cpu.lrs.lrs[0] = lr & !(0b11 << 62);
+        assert_eq!(
+            cpu.lrs.empty() & 1,
+            0,
+            "not empty until hv's EOI maintenance"
+        );
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(cpu.acknowledged, [DEFAULT_MAINTENANCE_INTID]);
+        assert!(
+            cpu.active.is_empty(),
+            "PPI 20 and the maintenance PPI deactivated"
+        );
+        assert_eq!(cpu.lrs.lrs[0], 0);
     }
 }

@@ -221,10 +221,12 @@ impl Gic {
         });
     }
 
-    /// Moves queued physical interrupts and pending virtual SGIs into free
-    /// list registers; asks for a maintenance interrupt if some remain.
+    /// Applies the clears other vCPUs requested (`vgic::apply_remote_clears`),
+    /// then moves queued physical interrupts and pending virtual SGIs into
+    /// free list registers; asks for a maintenance interrupt if some remain.
     pub fn fill_list_registers(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, lrs| {
+            vgic::apply_remote_clears(lrs, &SGIS[vcpu], backlog);
             vgic::fill_list_registers(lrs, &SGIS[vcpu], backlog, |intid| {
                 self.priority(vcpu, intid)
             })
@@ -327,9 +329,11 @@ impl Gic {
                 &mut vgic::NothingHeld,
                 &mut Hardware,
             );
-            // Another vCPU's SGI enabled or made pending, or an SGI or PPI
-            // of it made active: it refills only when something brings it
-            // to hv, so kick it as send_sgi does.
+            // Another vCPU's SGI enabled or made pending, an SGI or PPI of
+            // it made active, or a clear of either requested from it
+            // (`vgic::NothingHeld::clear_private`): it refills (and applies
+            // the clears) only when something brings it to hv, so kick it
+            // as send_sgi does (its DSB makes the request visible first).
             if vgic::owner_must_refill(action, write) {
                 self.kick(1 << owner);
             }
