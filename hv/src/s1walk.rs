@@ -34,6 +34,9 @@ pub struct Stage1Regs {
     pub tcr2: u64,
     pub ttbr0: u64,
     pub ttbr1: u64,
+    /// The PE's own ID_AA64MMFR2_EL1 (the walk being modelled is its
+    /// hardware's): ST (FEAT_TTST) and VARange (FEAT_LVA) bound T0SZ/T1SZ.
+    pub id_aa64mmfr2: u64,
 }
 
 const SCTLR_M: u64 = 1 << 0;
@@ -50,6 +53,38 @@ enum Granule {
     K4 = 12,
     K16 = 14,
     K64 = 16,
+}
+
+/// The T0SZ/T1SZ value `txsz` as the hardware walk uses it
+/// (AArch64.GetS1TTWParams): below the minimum it is the minimum, above
+/// the maximum the maximum. AArch64.S1TxSZFaults faults such a value
+/// instead: below the minimum always with FEAT_LVA, otherwise as the
+/// IMPLEMENTATION DEFINED "Fault on TxSZ value below minimum" and "Fault
+/// on TxSZ value above maximum" choose. An implementation that faults
+/// makes no walk with that TCR, so no stage-2 fault on a walk reaches hv
+/// from it: whenever one does, the walk used the clamped value (or the
+/// guest changed TCR_EL1 since, which no choice here can know), so
+/// clamping is the one model that matches every implementation.
+///
+/// - minimum (AArch64.S1MinTxSZ, 64-bit descriptors): 12 with TCR_EL1.DS
+///   (4K/16K), or with the 64K granule and FEAT_LVA
+///   (ID_AA64MMFR2_EL1.VARange = 1); 16 otherwise;
+/// - maximum (AArch64.MaxTxSZ): with FEAT_TTST (ID_AA64MMFR2_EL1.ST = 1)
+///   48 for 4K and 16K, 47 for 64K; 39 otherwise.
+fn clamped_txsz(txsz: u32, granule: Granule, ds: bool, id_aa64mmfr2: u64) -> u32 {
+    let lva = (id_aa64mmfr2 >> 16) & 0xf == 1;
+    let ttst = (id_aa64mmfr2 >> 28) & 0xf == 1;
+    let min = if ds || (granule == Granule::K64 && lva) {
+        12
+    } else {
+        16
+    };
+    let max = match (ttst, granule) {
+        (true, Granule::K64) => 47,
+        (true, _) => 48,
+        (false, _) => 39,
+    };
+    txsz.clamp(min, max)
 }
 
 /// The level at which the guest's walk of `va` reads a descriptor in the
@@ -101,9 +136,10 @@ pub fn walk_abort_level(
     // TCR_EL1.IPS = 0b110: 52-bit output, which the 64K granule encodes
     // in OA[51:48] at descriptor bits [15:12] (FEAT_LPA).
     let lpa_64k = granule == Granule::K64 && (regs.tcr >> 32) & 0b111 == 0b110;
+    let txsz = clamped_txsz(txsz as u32, granule, ds, regs.id_aa64mmfr2);
     let page_bits = granule as u32;
     let stride = page_bits - 3;
-    let input_bits = 64u32.checked_sub(txsz as u32)?;
+    let input_bits = 64u32.checked_sub(txsz)?;
     if input_bits <= page_bits {
         return None;
     }
@@ -204,8 +240,14 @@ mod tests {
             tcr2: 0,
             ttbr0: 0x4000_0000,
             ttbr1: 0x4010_0000,
+            id_aa64mmfr2: 0,
         }
     }
+
+    /// ID_AA64MMFR2_EL1 with ST = 1 (FEAT_TTST).
+    const MMFR2_TTST: u64 = 1 << 28;
+    /// ID_AA64MMFR2_EL1 with VARange = 1 (FEAT_LVA).
+    const MMFR2_LVA: u64 = 1 << 16;
 
     /// Each level's table in guest memory at 0x4000_0000 + level pages,
     /// the last one pointing at `unbacked` for the next level.
@@ -376,5 +418,79 @@ mod tests {
         let mut outside = Memory::default();
         chain(&mut outside, 0x4000_0000, va, &[39], 0x9000_0000);
         assert_eq!(walk_abort_level(&ok, va, page, outside.reader()), None);
+    }
+
+    /// R27-3: a T0SZ above the granule's maximum (4K: 48 with FEAT_TTST, 39
+    /// without) is, on an implementation that does not fault it
+    /// (AArch64.S1TxSZFaults: IMPLEMENTATION DEFINED "Fault on TxSZ value
+    /// above maximum"), used as the maximum (AArch64.GetS1TTWParams). Such a
+    /// hardware walk of VA 0x1000 with T0SZ = 60 starts at level 3 (16-bit
+    /// input, 4K, TTST): an unbacked root gives FSC 0x17. Before the fix
+    /// s1walk used 60 (a 4-bit input, not more than the 12-bit page) and
+    /// returned None: FSC 0x10. (Adapted: the PE's ID_AA64MMFR2_EL1 shows
+    /// FEAT_TTST.)
+    #[test]
+    fn r27_txsz_above_the_maximum_is_clamped_as_the_walk_does() {
+        let memory = Memory::default();
+        let mut r = regs(60 | 0b101 << 32 | TCR_EPD1);
+        r.ttbr0 = 0x1000_0000;
+        r.id_aa64mmfr2 = MMFR2_TTST;
+        assert_eq!(
+            walk_abort_level(&r, 0x1000, 0x1000_0000, memory.reader()),
+            Some(3)
+        );
+    }
+
+    /// The start level a walk with T0SZ `t0sz` (TG0 `tg0`, TCR_EL1.DS
+    /// `ds`) uses on a PE with ID_AA64MMFR2_EL1 `mmfr2`: the root table's
+    /// page is the faulting one.
+    fn start_level(t0sz: u64, tg0: u64, ds: bool, mmfr2: u64) -> Option<i8> {
+        let memory = Memory::default();
+        let mut r = regs(t0sz | tg0 << 14 | 0b101 << 32 | TCR_EPD1 | if ds { TCR_DS } else { 0 });
+        r.ttbr0 = 0x1000_0000;
+        r.id_aa64mmfr2 = mmfr2;
+        walk_abort_level(&r, 0, 0x1000_0000, memory.reader())
+    }
+
+    /// R27-3, each bound (AArch64.MaxTxSZ, AArch64.S1MinTxSZ): without
+    /// FEAT_TTST the maximum is 39 for every granule (4K: T0SZ 40-63 walk
+    /// as 39, from level 2; 64K: as 39, from level 3), with it 48 (4K,
+    /// 16K) or 47 (64K); the minimum is 16 (T0SZ 0-15 walk as 16: 4K from
+    /// level 0), 12 with DS (4K from level -1) or with 64K and FEAT_LVA
+    /// (from level 1). In range, nothing changes.
+    #[test]
+    fn r27_txsz_bounds_per_granule_and_feature() {
+        const K4: u64 = 0b00;
+        const K64: u64 = 0b01;
+        const K16: u64 = 0b10;
+        assert_eq!(start_level(45, K4, false, 0), Some(2), "as 39");
+        assert_eq!(start_level(63, K4, false, 0), Some(2), "as 39");
+        assert_eq!(start_level(39, K4, false, 0), Some(2));
+        assert_eq!(start_level(45, K4, false, MMFR2_TTST), Some(3), "in range");
+        assert_eq!(start_level(63, K16, false, MMFR2_TTST), Some(3), "as 48");
+        assert_eq!(start_level(63, K64, false, 0), Some(3), "as 39");
+        assert_eq!(start_level(63, K64, false, MMFR2_TTST), Some(3), "as 47");
+        assert_eq!(start_level(0, K4, false, 0), Some(0), "as 16");
+        assert_eq!(start_level(0, K4, true, 0), Some(-1), "as 12 with DS");
+        assert_eq!(start_level(16, K4, false, MMFR2_LVA), Some(0));
+        // 64K starts at level 1 for 48 and 52 bits alike; the root index
+        // tells them apart: VA bit 51 is root index 512 (the root's second
+        // 4K page) with a 52-bit input, and outside a 48-bit one (index 0).
+        let memory = Memory::default();
+        let mut r = regs(K64 << 14 | 0b110 << 32 | TCR_EPD1);
+        r.ttbr0 = 0x1000_0000;
+        let second_page = 0x1000_1000;
+        r.id_aa64mmfr2 = MMFR2_LVA;
+        assert_eq!(
+            walk_abort_level(&r, 1 << 51, second_page, memory.reader()),
+            Some(1),
+            "T0SZ 0 as 12 with FEAT_LVA"
+        );
+        r.id_aa64mmfr2 = 0;
+        assert_eq!(
+            walk_abort_level(&r, 1 << 51, second_page, memory.reader()),
+            None,
+            "T0SZ 0 as 16 without: the root's first page is read instead"
+        );
     }
 }

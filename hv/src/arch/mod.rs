@@ -1293,19 +1293,33 @@ fn walk_abort(hv: &Hv, va: u64, walked_for: inject::WalkedFor, pstate: u64) -> u
         },
         ttbr0: read_sysreg!("ttbr0_el1"),
         ttbr1: read_sysreg!("ttbr1_el1"),
+        // The PE's own (hv runs at EL2: no ID register traps apply): the
+        // hardware walk being modelled bounds TxSZ by it.
+        id_aa64mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
     };
     let guest_word = |ipa: u64| {
         let inside = ipa.is_multiple_of(8)
             && hv.guest_memory.iter().any(|r| {
                 r.contains(ipa) && ipa.checked_add(7).is_some_and(|last| r.contains(last))
             });
+        if !inside {
+            return None;
+        }
+        // hv's alias of guest RAM is Normal Write-Back, but the guest's
+        // walks may be Non-cacheable (TCR_EL1.IRGN/ORGN = 0b00) and its
+        // writes to its tables too: a line hv's earlier read allocated
+        // would then be stale (DDI 0487, mismatched memory attributes;
+        // R27-6). DC CIVAC to the point of coherency first drops any copy
+        // hv holds (hv never writes guest RAM, so its copies are clean)
+        // and writes back a dirty one the guest's cacheable writes left,
+        // so the read below gets what the hardware's walk read.
+        cpu::clean_invalidate_dcache(ipa, 8);
         // SAFETY: `ipa` and the 7 bytes after it are guest RAM, which hv's
-        // stage 1 maps identically (Normal, cacheable: the guest's tables
-        // are written through its cacheable mapping, so this read sees
-        // them), and 8-byte alignment holds (descriptor addresses are
-        // table base plus index times 8, checked). A volatile read: the guest may
-        // change it at any time.
-        inside.then(|| unsafe { core::ptr::read_volatile(ipa as *const u64) })
+        // stage 1 maps identically (Normal, cacheable; made coherent with
+        // memory just above), and 8-byte alignment holds (descriptor
+        // addresses are table base plus index times 8, checked). A
+        // volatile read: the guest may change it at any time.
+        Some(unsafe { core::ptr::read_volatile(ipa as *const u64) })
     };
     match s1walk::walk_abort_level(&regs, va, fault_page, guest_word) {
         Some(level) => {
@@ -1389,9 +1403,12 @@ fn emulate_mmio(hv: &Hv, frame: &mut GuestFrame, esr: u64, vcpu: usize) {
         }
         // The guest's own stage-1 walk read a descriptor from an IPA with
         // nothing behind it: the external abort on that walk, at its level.
-        // WnR is the syndrome's, which for a walk describes the walk's
-        // read, not the instruction's direction (hv does not decode the
-        // instruction); a cache maintenance instruction's is 1.
+        // WnR is the syndrome's, passed on: for a stage-2 abort on a
+        // stage-1 walk it says whether the instruction whose translation
+        // walked was a write or a read (Arm ARM, ESR_ELx.WnR; the only
+        // permitted relaxation makes it 0 for atomic instructions, which
+        // the guest's own walk abort may show as well); a cache
+        // maintenance instruction's is 1.
         Err(NotEmulable::Stage1Walk) => {
             let walked_for = inject::WalkedFor::Data {
                 write: esr & ESR_WNR != 0,
