@@ -435,7 +435,13 @@ pub fn perform(
             let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
             let ppis = held.ppis(op);
             let ppi_view = (physical & !ppis.held) | ppis.in_state;
-            let view = ppi_view | sgis.read(op) | held.sgis(op) as u32;
+            let unplaced_ppis = match op {
+                SetClear::ActiveSet | SetClear::ActiveClear => {
+                    sgis.unplaced_active() & 0xffff_0000 & !hv_ppis
+                }
+                _ => 0,
+            };
+            let view = ppi_view | unplaced_ppis | sgis.read(op) as u32 | held.sgis(op) as u32;
             (view & !sgis.requested_clears(op)) as u64
         }
         (RegisterAction::PpiPriority { first }, Some(value)) => {
@@ -1389,18 +1395,14 @@ impl VirtualSgis {
         };
     }
 
-    /// The bits a read of the register shows for SGIs (and, for the
-    /// active registers, PPIs) not yet placed in a list register (the
-    /// owner adds what its list registers and backlog hold).
-    pub fn read(&self, op: SetClear) -> u32 {
+    /// The SGI bits a read of the register shows for SGIs not yet placed
+    /// in a list register (the owner adds what its list registers hold;
+    /// `perform` adds the PPIs of `unplaced_active`).
+    pub fn read(&self, op: SetClear) -> u16 {
         match op {
-            SetClear::EnableSet | SetClear::EnableClear => {
-                self.enabled.load(Ordering::Acquire) as u32
-            }
-            SetClear::PendingSet | SetClear::PendingClear => {
-                self.pending.load(Ordering::Acquire) as u32
-            }
-            SetClear::ActiveSet | SetClear::ActiveClear => self.unplaced_active(),
+            SetClear::EnableSet | SetClear::EnableClear => self.enabled.load(Ordering::Acquire),
+            SetClear::PendingSet | SetClear::PendingClear => self.pending.load(Ordering::Acquire),
+            SetClear::ActiveSet | SetClear::ActiveClear => self.unplaced_active() as u16,
         }
     }
 
