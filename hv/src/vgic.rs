@@ -409,16 +409,20 @@ pub fn perform(
                     // never forwarded.
                     physical_bits = held.clear_private(op, sgis, virtual_bits, physical_bits);
                 }
-                // PPIs made active: physically active (forwarded below, so
-                // the hardware does not signal them while the guest has
-                // them active; one hv holds is physically active already),
-                // and placed in a list register by the owner's refill
-                // (`place_active`) for the guest's deactivation to end.
-                SetClear::ActiveSet => sgis.set_active(physical_bits),
                 _ => {}
             }
             if physical_bits != 0 {
                 hw.write(address, 4, physical_bits as u64);
+            }
+            // PPIs made active: physically active (forwarded just above, so
+            // the hardware does not signal them while the guest has them
+            // active; one hv holds is physically active already), and
+            // placed in a list register by the owner's refill
+            // (`place_active`) for the guest's deactivation to end. Recorded
+            // only after the physical write, so whatever ends an unplaced
+            // one (ICC_DIR_EL1 in `clear_private_held`) finds it active.
+            if op == SetClear::ActiveSet {
+                sgis.set_active(physical_bits);
             }
             0
         }
