@@ -45,12 +45,14 @@ use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACK
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
 use crate::inject::{
-    entry_pstate, external_data_abort_syndrome, external_instruction_abort_syndrome,
-    sync_vector_offset, undefined_syndrome, EntryFeatures, TargetEl1,
+    entry_pstate, external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
+    external_instruction_abort_syndrome, sync_vector_offset, undefined_syndrome, EntryFeatures,
+    TargetEl1,
 };
 use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
-    ipa_from_par, l2_fault_ipa, EretTarget, FaultIpaSource, Origin, Vel2Register,
+    ipa_from_par, l1_routes_external_aborts, l2_fault_ipa, EretTarget, FaultIpaSource, Origin,
+    Vel2Register,
 };
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
@@ -957,6 +959,9 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER {
                 external_instruction_abort_syndrome(frame.spsr)
+            } else if esr & (1 << 8) != 0 {
+                // A cache maintenance instruction: CM = 1, WnR = 1.
+                external_cache_maintenance_abort_syndrome(frame.spsr)
             } else {
                 external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0)
             };
@@ -1692,12 +1697,16 @@ fn external_abort_for_l2(
 ) {
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
     let write = !fetch && lower_syndrome & (1 << 6) != 0;
-    if vcpu.vncr.hcr() & hcr::TEA != 0 {
+    let cache_maintenance = !fetch && lower_syndrome & (1 << 8) != 0;
+    let pfr0_shown = shown_to_l1(IdRegister::Pfr0, read_id_register(IdRegister::Pfr0));
+    if l1_routes_external_aborts(vcpu.vncr.hcr(), pfr0_shown) {
         vcpu.counts.forwarded += 1;
         return enter_l1_from_l2(vcpu, frame, lower_syndrome, far, hpfar);
     }
     let syndrome = if fetch {
         external_instruction_abort_syndrome(frame.spsr)
+    } else if cache_maintenance {
+        external_cache_maintenance_abort_syndrome(frame.spsr)
     } else {
         external_data_abort_syndrome(frame.spsr, write)
     };

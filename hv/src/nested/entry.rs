@@ -299,6 +299,9 @@ pub const fn l2_fault_ipa(far: u64, hpfar: u64, l2_stage1_on: bool) -> u64 {
 const ESR_S1PTW: u64 = 1 << 7;
 /// ESR ISS.WnR.
 const ESR_WNR: u64 = 1 << 6;
+/// ESR ISS.CM: the data abort came from a cache maintenance or address
+/// translation instruction.
+const ESR_CM: u64 = 1 << 8;
 
 /// What the access behind a lower-EL abort syndrome `esr` (EC 0x20
 /// instruction, 0x24 data) was, L2's PSTATE at the fault being `spsr`
@@ -330,17 +333,29 @@ pub const fn abort_access(esr: u64, spsr: u64) -> ipc::AccessKind {
 
 /// The synchronous external abort for L2's access with stage-2 abort
 /// syndrome `esr`, as taken to EL2 from L2: EC (0x20/0x24) and IL kept,
-/// FSC 0b010000, WnR for a data write not on a walk. For an access on
+/// FSC 0b010000, WnR for a data write not on a walk, and for a cache
+/// maintenance instruction CM = 1 with WnR = 1 (ESR_ELx ISS: a cache
+/// maintenance abort reports WnR 1; review 24 N6). For an access on
 /// L2's stage-1 walk (S1PTW) it is reported as not on a walk with WnR 0,
 /// the service's own deviation (shadow-mmu `external_abort`): the walk
 /// level an FSC 0b0101LL would need is not known here.
 pub const fn external_abort_syndrome(esr: u64) -> u64 {
     const EC_IL: u64 = 0x3f << 26 | 1 << 25;
     let data = (esr >> 26) & 0x3f == 0x24;
-    let wnr = if data && esr & ESR_S1PTW == 0 {
+    let on_access = data && esr & ESR_S1PTW == 0;
+    let cm_wnr = if on_access && esr & ESR_CM != 0 {
+        ESR_CM | ESR_WNR
+    } else if on_access {
         esr & ESR_WNR
     } else {
         0
     };
-    (esr & EC_IL) | wnr | 0x10
+    (esr & EC_IL) | cm_wnr | 0x10
+}
+
+/// Whether L1 takes L2's synchronous external aborts itself: its virtual
+/// HCR_EL2.TEA, which is RES0 (so ignored) unless L1 is shown FEAT_RAS
+/// (ID_AA64PFR0_EL1.RAS in `pfr0_shown`, bits \[31:28\]; review 24 N7).
+pub const fn l1_routes_external_aborts(virtual_hcr: u64, pfr0_shown: u64) -> bool {
+    virtual_hcr & super::hcr::TEA != 0 && (pfr0_shown >> 28) & 0xf != 0
 }

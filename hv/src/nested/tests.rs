@@ -554,4 +554,21 @@ fn external_abort_syndrome_of_l2_accesses() {
     // On a walk with WnR (a hardware update): neither S1PTW nor WnR.
     assert_eq!(external_abort_syndrome(0x9200_00c7), 0x9200_0010);
     assert_eq!(external_abort_syndrome(0x8200_0087), 0x8200_0010);
+    // A cache maintenance instruction (CM, WnR 1 as reported): CM and WnR
+    // kept (review 24 N6).
+    assert_eq!(external_abort_syndrome(0x9200_0147), 0x9200_0150);
+    // CM with WnR 0 in the stage-2 syndrome still reports WnR 1.
+    assert_eq!(external_abort_syndrome(0x9200_0107), 0x9200_0150);
+}
+
+/// Review 24 N7: virtual HCR_EL2.TEA routes L2's external aborts to L1 only
+/// when L1 is shown FEAT_RAS; without it the bit is RES0.
+#[test]
+fn tea_routes_external_aborts_only_with_ras() {
+    let tea = 1u64 << 37;
+    let ras = 1u64 << 28;
+    assert!(l1_routes_external_aborts(tea, ras));
+    assert!(!l1_routes_external_aborts(tea, 0));
+    assert!(!l1_routes_external_aborts(0, ras));
+    assert!(l1_routes_external_aborts(tea | 1, 2 << 28));
 }
