@@ -74,7 +74,7 @@ use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
-use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiParams};
+use ipc::tlbi::{InvalidateScope, Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
     ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request, RingBuffer,
     TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
@@ -236,7 +236,7 @@ enum Mode {
     /// L2, on this shadow (VMID, root) for this key.
     L2 { key: ContextKey },
     /// L2 with L1's stage 2 off (virtual HCR_EL2.VM = 0): L2's IPA is
-    /// L1's, so L2 runs on L0's map of L1 under [`L2_DIRECT_VMID`].
+    /// L1's, so L2 runs on L0's map of L1 under its vCPU's [`l2_direct_vmid`].
     L2Direct,
 }
 
@@ -244,7 +244,38 @@ enum Mode {
 /// not L1's VMID ([`L1_HOST_VMID`]), whose EL1&0 TLB entries are L1's own
 /// virtual EL2 ones; below the shadow VMIDs ([`FIRST_SHADOW_VMID`]).
 const L2_DIRECT_VMID: u16 = 2;
-const _: () = assert!(L2_DIRECT_VMID != L1_HOST_VMID && L2_DIRECT_VMID < FIRST_SHADOW_VMID);
+const _: () = assert!(
+    L2_DIRECT_VMID > L1_HOST_VMID
+        && L2_DIRECT_VMID as usize + NESTED_VCPUS <= FIRST_SHADOW_VMID as usize
+);
+
+/// The hardware VMID vCPU `index`'s L2 runs under while L1's stage 2 is
+/// off: one per vCPU, so L2s of different virtual VMIDs on two vCPUs never
+/// share stage-1 TLB entries; on one vCPU the entries are flushed when the
+/// virtual VMID changes ([`Vcpu::direct_owner`]; review 24 N3).
+const fn l2_direct_vmid(index: usize) -> u16 {
+    L2_DIRECT_VMID + index as u16
+}
+
+/// Drops every entry of each vCPU's [`l2_direct_vmid`] (stage 1 and
+/// stage 2), completed in the Inner Shareable domain: what L1's TLBIs of
+/// its L2s' VMIDs cover while their stage 2 is off (a superset).
+fn flush_direct_vmids() {
+    for index in 0..NESTED_VCPUS {
+        with_vmid(l2_direct_vmid(index), || {
+            // SAFETY: drops that VMID's stage-1 and stage-2 entries,
+            // completed in the Inner Shareable domain.
+            unsafe {
+                core::arch::asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    options(nostack)
+                )
+            };
+        });
+    }
+}
 
 /// A vCPU's state (only its CPU touches it, with interrupts masked at
 /// EL2; the summary reads the others' counts when their locks are free).
@@ -268,6 +299,10 @@ struct Vcpu {
     line: arrayvec::ArrayVec<u8, 160>,
     /// The rings to the service CPU; `None`: the service runs inline.
     client: Option<VcpuClient<'static, WfeDoorbell>>,
+    /// L1's virtual VMID whose L2 (stage 2 off) last ran under this vCPU's
+    /// [`l2_direct_vmid`]: that VMID's stage-1 entries may be in the TLB,
+    /// so an L2 of another virtual VMID flushes them first.
+    direct_owner: Option<u16>,
     /// `recycle-stale-root` only: the (VMID, root) of each key's first
     /// entry, reused without the handshake (the defect that demo shows).
     stale_roots: arrayvec::ArrayVec<(ContextKey, u16, u64), 8>,
@@ -673,6 +708,7 @@ pub fn run(
         hpfar: 0,
         undefined_seen: FirstSeen::default(),
         line: arrayvec::ArrayVec::new(),
+        direct_owner: None,
         stale_roots: arrayvec::ArrayVec::new(),
         counts: Counts::default(),
     });
@@ -1051,9 +1087,29 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
                 "vttbr_el2",
-                u64::from(L2_DIRECT_VMID) << 48 | (nested.l0_vttbr & 0xffff_ffff_ffff)
+                u64::from(l2_direct_vmid(vcpu.index)) << 48 | (nested.l0_vttbr & 0xffff_ffff_ffff)
             );
             cpu::isb();
+            let virtual_vmid = ipc::l1_vmid(
+                vcpu.vncr.vttbr(),
+                vcpu.vncr.vtcr(),
+                nested.service.l1_vmid_width(),
+            );
+            if vcpu.direct_owner != Some(virtual_vmid) {
+                // SAFETY: drops the stage-1 entries another virtual VMID's
+                // L2 left under this hardware VMID (the one just written
+                // to VTTBR_EL2), completed before L2 runs.
+                unsafe {
+                    core::arch::asm!(
+                        "dsb ishst",
+                        "tlbi vmalls12e1is",
+                        "dsb ish",
+                        "isb",
+                        options(nostack)
+                    )
+                };
+                vcpu.direct_owner = Some(virtual_vmid);
+            }
             frame.elr = pc;
             frame.spsr = pstate;
             vcpu.mode = Mode::L2Direct;
@@ -1255,6 +1311,14 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                         xt,
                         TlbiParams::default(),
                     ) {
+                        // A whole VMID's (or every VMID's) stage-1 entries
+                        // include those of its L2s run with stage 2 off.
+                        if matches!(
+                            request.scope(),
+                            InvalidateScope::Vmid | InvalidateScope::AllVmids
+                        ) {
+                            flush_direct_vmids();
+                        }
                         match call(
                             nested,
                             vcpu.id,
@@ -1313,13 +1377,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             // VMALLE1IS of each shadow VMID covers whatever L1's form
             // covered (a superset: permitted).
             // And L2's entries while L1's stage 2 is off.
-            with_vmid(L2_DIRECT_VMID, || {
-                // SAFETY: drops that VMID's stage-1 entries, completed in
-                // the Inner Shareable domain.
-                unsafe {
-                    core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack))
-                };
-            });
+            flush_direct_vmids();
             nested
                 .service
                 .for_each_shadow_vmid(&worker, vmid, |shadow| {
@@ -1774,6 +1832,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
         hpfar: 0,
         undefined_seen: FirstSeen::default(),
         line: arrayvec::ArrayVec::new(),
+        direct_owner: None,
         stale_roots: arrayvec::ArrayVec::new(),
         counts: Counts::default(),
     });
