@@ -107,6 +107,17 @@ impl World {
 
 #[test]
 fn translations_always_match_a_live_version_of_the_tables() {
+    stress(4);
+}
+
+/// The same with one context slot for the two VMIDs, which then recycle
+/// each other's context all the time (review 25's probe).
+#[test]
+fn translations_always_match_with_contexts_recycling() {
+    stress(1);
+}
+
+fn stress(contexts: usize) {
     let mem = L1Memory::new();
     let l1 = L1Tables::new(mem.clone(), Granule::K4);
     let mut slots = Vec::new();
@@ -143,7 +154,7 @@ fn translations_always_match_a_live_version_of_the_tables() {
         slots,
         clock: AtomicU64::new(1),
     });
-    let s = Arc::new(service_with(mem, 4 << 20, 4));
+    let s = Arc::new(service_with(mem, 4 << 20, contexts));
     let done = Arc::new(AtomicBool::new(false));
     let checked = Arc::new(AtomicU64::new(0));
 
