@@ -665,6 +665,31 @@ fn malformed_lines_are_answered_and_the_run_goes_on() {
     assert!(output.stderr.is_empty());
 }
 
+/// R28-6: the 64 KiB limit is on the line without its newline: a line of
+/// exactly 65536 bytes is an event, one of 65537 is refused and named
+/// with its own length.
+#[test]
+fn a_line_of_exactly_64_kib_is_read_and_one_byte_more_is_refused() {
+    let dir = TestDir::new("line-limit");
+    let (_, _, mem) = one_page(&dir);
+    let padded = |length: usize| {
+        let stats = r#"{"op":"stats"}"#;
+        format!("{stats}{}", " ".repeat(length - stats.len()))
+    };
+    let output = run(&["--mem", &mem], &[padded(65_536), padded(65_537)]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, 2);
+    assert_eq!(
+        (&a[0]["ok"], &a[0]["op"]),
+        (&Value::from(true), &Value::from("stats"))
+    );
+    assert_eq!(a[1]["ok"], false);
+    assert_eq!(
+        a[1]["error"],
+        "line of 65537 bytes is longer than 65536 (not an event)"
+    );
+}
+
 /// Bad arguments and unreadable files: one line on stderr, status 2,
 /// nothing on stdout.
 #[test]
@@ -672,7 +697,7 @@ fn bad_arguments_exit_2_with_one_line() {
     let dir = TestDir::new("bad-args");
     let (_, _, mem) = one_page(&dir);
     let missing = format!("{}@0x0", dir.0.join("missing.bin").display());
-    let cases: [(Vec<&str>, &str); 9] = [
+    let cases: [(Vec<&str>, &str); 11] = [
         (vec![], "no memory given"),
         (vec!["--mem", &missing], "cannot read"),
         (vec!["--mem", &mem, "--l0", "0x0:0x1000"], "has no PA"),
@@ -693,6 +718,16 @@ fn bad_arguments_exit_2_with_one_line() {
         ),
         (vec!["--mem", &mem, "--budget", "4K"], "--budget/--contexts"),
         (vec!["--mem", &mem, "--budget", "lots"], "not a byte count"),
+        // R28-4: the frame pool is allocated up front: a budget over the
+        // cap is refused, not an abort or the machine's memory.
+        (
+            vec!["--mem", &mem, "--budget", "0xffffffffffffffff"],
+            "is over 0x100000000 (4G)",
+        ),
+        (
+            vec!["--mem", &mem, "--budget", "0x100001000"],
+            "allocated and zeroed up front",
+        ),
         (vec!["--mem", &mem, "--mmfr0", "0x6"], "52-bit"),
         (vec!["--mem", &mem, "--frobnicate"], "--frobnicate"),
     ];

@@ -16,6 +16,11 @@ pub const DEFAULT_ISAR0: u64 = 0x0200_0000_0000_0000;
 pub const DEFAULT_ISAR1: u64 = 0;
 /// The service's memory budget when `--budget` is omitted (16 MiB).
 pub const DEFAULT_BUDGET: usize = 16 << 20;
+/// The largest `--budget` (4 GiB): the service's shadow frame pool is
+/// allocated and zeroed up front on the host, so a budget is memory the
+/// replay takes at once; a larger one is refused rather than aborting on
+/// a failed allocation or exhausting the machine.
+pub const MAX_BUDGET: usize = 4 << 30;
 /// Contexts (L1 VTTBR/VTCR/VMID combinations cached at once) when
 /// `--contexts` is omitted.
 pub const DEFAULT_CONTEXTS: usize = 8;
@@ -48,7 +53,7 @@ ID registers L1 is shown, when omitted:
   --isar1 0x0            XS = 0: no nXS TLBI forms
 
 Service: --budget BYTES (default 16M; K/M/G suffixes, or hex) and --contexts N
-(default 8) size it; the shadows are those of a 48-bit host with FEAT_XNX.
+(default 8) size it (the budget, at most 4G, is allocated up front); the shadows are those of a 48-bit host with FEAT_XNX.
 
 --check: compare every translate's answer (mapped, inject, mmio, outside,
 l0_denied) with a fresh walk of L1's current memory composed with L0's current
@@ -221,10 +226,16 @@ impl Options {
             machine: Machine::from_args(matches)?,
             l0: (!l0.is_empty()).then_some(l0),
             mmio: regions("mmio"),
-            budget: matches
-                .get_one::<usize>("budget")
-                .copied()
-                .unwrap_or(DEFAULT_BUDGET),
+            budget: match matches.get_one::<usize>("budget").copied() {
+                Some(budget) if budget > MAX_BUDGET => {
+                    return Err(format!(
+                        "--budget {budget:#x} is over {MAX_BUDGET:#x} (4G): the shadow frame \
+                         pool is allocated and zeroed up front"
+                    ))
+                }
+                Some(budget) => budget,
+                None => DEFAULT_BUDGET,
+            },
             contexts: match matches.get_one::<u64>("contexts") {
                 // Beyond usize is beyond any budget: Budget refuses it.
                 Some(&n) => usize::try_from(n).unwrap_or(usize::MAX),

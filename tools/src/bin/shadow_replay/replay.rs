@@ -824,7 +824,7 @@ fn scope_fields(line: &mut Line<'_>, scope: &InvalidateScope) {
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// Reads one line into `line` (at most `MAX_LINE + 1` bytes kept). `None`
-/// at end of input, else the line's full length.
+/// at end of input, else the line's full length without its `\n`.
 fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
     let mut length = 0;
     loop {
@@ -846,7 +846,9 @@ fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Resul
         length += used;
         reader.consume(used);
         if done {
-            return Ok(Some(length));
+            // The newline ends the line; it is not part of it (a line of
+            // exactly MAX_LINE bytes is accepted).
+            return Ok(Some(length - 1));
         }
     }
 }
