@@ -81,14 +81,20 @@ impl GuestMemory for RecordingMemory<'_> {
 /// service sees next.
 pub struct OverlayMemory<'m, 'a> {
     slots: &'m Memslots<'a>,
+    /// (address, raw word) read instead of memory: the values a TLB or
+    /// walk cache may still hold (`--check` walks with them).
+    overrides: &'m [(u64, u64)],
     /// (address, raw word) written by this walk; a walk writes a few.
     written: RefCell<Vec<(u64, u64)>>,
 }
 
 impl<'m, 'a> OverlayMemory<'m, 'a> {
-    pub fn new(slots: &'m Memslots<'a>) -> Self {
+    /// An overlay whose reads of each override's address give its raw
+    /// word instead of memory's (until this walk updates it).
+    pub fn with_overrides(slots: &'m Memslots<'a>, overrides: &'m [(u64, u64)]) -> Self {
         OverlayMemory {
             slots,
+            overrides,
             written: RefCell::new(Vec::new()),
         }
     }
@@ -97,6 +103,9 @@ impl<'m, 'a> OverlayMemory<'m, 'a> {
 impl GuestMemory for OverlayMemory<'_, '_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         if let Some(&(_, raw)) = self.written.borrow().iter().find(|(a, _)| *a == address) {
+            return Ok(raw);
+        }
+        if let Some(&(_, raw)) = self.overrides.iter().find(|(a, _)| *a == address) {
             return Ok(raw);
         }
         self.slots.read_descriptor(address)
@@ -143,7 +152,7 @@ mod tests {
             Memslot::new(0x2000, &ro, SlotAccess::ReadOnly),
         ];
         let slots = Memslots::new(&mut storage).unwrap();
-        let overlay = OverlayMemory::new(&slots);
+        let overlay = OverlayMemory::with_overrides(&slots, &[]);
         assert_eq!(overlay.compare_exchange_descriptor(0x1008, 1, 9), Ok(Ok(1)));
         assert_eq!(overlay.read_descriptor(0x1008), Ok(9));
         assert_eq!(
@@ -160,6 +169,21 @@ mod tests {
         );
         // The slots themselves are untouched.
         assert_eq!(words[1].load(Ordering::Relaxed), 1);
+        // Overrides are read instead of memory, and updated privately.
+        let overrides = [(0x1010, 77)];
+        let overlay = OverlayMemory::with_overrides(&slots, &overrides);
+        assert_eq!(overlay.read_descriptor(0x1010), Ok(77));
+        assert_eq!(overlay.read_descriptor(0x1018), Ok(3));
+        assert_eq!(
+            overlay.compare_exchange_descriptor(0x1010, 2, 5),
+            Ok(Err(77))
+        );
+        assert_eq!(
+            overlay.compare_exchange_descriptor(0x1010, 77, 78),
+            Ok(Ok(77))
+        );
+        assert_eq!(overlay.read_descriptor(0x1010), Ok(78));
+        assert_eq!(words[2].load(Ordering::Relaxed), 2);
 
         let recording = RecordingMemory::new(slots);
         assert_eq!(
