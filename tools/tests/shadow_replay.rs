@@ -296,6 +296,104 @@ fn the_check_catches_a_tlbi_that_was_not_applied() {
     );
 }
 
+/// R28-1: break-before-make (write invalid, TLBI, write the new page) is
+/// how L1 moves a valid entry; the last write needs no TLBI. A service
+/// that lost the TLBI still answers the old page: no TLB can hold it
+/// (since the TLBI the leaf held only "invalid", never cached, and the new
+/// page), so it is stale, also after a rewrite of the same value. The
+/// real service applies the TLBI and matches.
+#[test]
+fn a_lost_tlbi_in_break_before_make_is_stale() {
+    let dir = TestDir::new("bbm");
+    let (_, leaf, mem) = one_page(&dir);
+    let lines = [
+        translate(IPA, "read"),
+        write(leaf, 0),
+        tlbi("IPAS2E1IS", IPA >> 12),
+        write(leaf, L1_PAGE_B | RW | PAGE),
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_B | RW | PAGE),
+        translate(IPA, "read"),
+    ];
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--check", "--ignore-tlbis"],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, 7);
+    for answer in [&a[4], &a[6]] {
+        assert_eq!(
+            (&answer["ok"], &answer["served"], &answer["check"]),
+            (
+                &Value::from(false),
+                &Value::from("hit"),
+                &Value::from("stale")
+            ),
+            "{answer}"
+        );
+        assert_eq!(hex(&answer["pa"]), L1_PAGE_A + PA_OFFSET);
+        assert_eq!(hex(&answer["expected"]["pa"]), L1_PAGE_B + PA_OFFSET);
+    }
+    let output = run(&["--mem", &mem, "--l0", L0_ARG, "--check"], &lines);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 7);
+    for answer in [&a[4], &a[6]] {
+        assert_eq!(answer["check"], "match", "{answer}");
+        assert_eq!(hex(&answer["pa"]), L1_PAGE_B + PA_OFFSET);
+    }
+}
+
+/// Without HA, L1 clearing AF (page aging) needs a TLBI to take effect: a
+/// TLB may keep the entry read with AF set, so the old mapping is allowed
+/// while the current walk gives an Access flag fault; after the TLBI the
+/// fault is the answer, and a service that lost the TLBI and still maps
+/// the page is stale.
+#[test]
+fn access_flag_changes_without_ha() {
+    const AF: u64 = 1 << 10;
+    let dir = TestDir::new("af");
+    let (_, leaf, mem) = one_page(&dir);
+    let lines = [
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_A | (RW & !AF) | PAGE),
+        translate(IPA, "read"),
+        tlbi("IPAS2E1IS", IPA >> 12),
+        translate(IPA, "read"),
+        write(leaf, L1_PAGE_A | RW | PAGE),
+        translate(IPA, "read"),
+    ];
+    let output = run(&["--mem", &mem, "--l0", L0_ARG, "--check"], &lines);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, 7);
+    assert_eq!(a[2]["result"], "mapped", "{}", a[2]);
+    assert_eq!(a[2]["check"], "stale_allowed", "{}", a[2]);
+    assert_eq!(a[2]["expected"]["result"], "inject", "{}", a[2]);
+    assert_eq!(
+        (&a[4]["result"], &a[4]["fault"], &a[4]["check"]),
+        (
+            &Value::from("inject"),
+            &Value::from("access_flag"),
+            &Value::from("match")
+        ),
+        "{}",
+        a[4]
+    );
+    assert_eq!(a[6]["check"], "match", "{}", a[6]);
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--check", "--ignore-tlbis"],
+        &lines,
+    );
+    let a = answers(&output, 7);
+    // The lost TLBI leaves the AF=1 entry cached; the TLBI on line 4
+    // removed it on any TLB.
+    assert_eq!(
+        (&a[4]["result"], &a[4]["check"]),
+        (&Value::from("mapped"), &Value::from("stale")),
+        "{}",
+        a[4]
+    );
+}
+
 /// The same without the TLBI: the service may (and does) keep the old
 /// page, as a TLB may; the check allows it and says why.
 #[test]

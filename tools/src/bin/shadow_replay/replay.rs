@@ -589,6 +589,12 @@ impl<'a, 'l> Session<'a, 'l> {
                 continue;
             }
             tried.push(value);
+            if search.walks >= MAX_CHECKED_WALKS {
+                search.incomplete = Some(format!(
+                    "more than {MAX_CHECKED_WALKS} walks a TLB could hold: not checked"
+                ));
+                return None;
+            }
             let is_table = level < 3 && value & 0b11 == 0b11;
             let cached = Cached {
                 address,
@@ -612,7 +618,8 @@ impl<'a, 'l> Session<'a, 'l> {
             if found.is_some() {
                 return found;
             }
-            if search.walks >= MAX_CHECKED_WALKS {
+            if search.incomplete.is_some() && search.walks >= MAX_CHECKED_WALKS {
+                // Out of walks: the rest is not tried (already noted).
                 return None;
             }
         }
@@ -1352,6 +1359,210 @@ mod tests {
             &Translated::Mapped(wider),
         );
         assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+    }
+
+    /// R28-2 (review 28's reproducer): a Translation fault is never cached
+    /// (DDI 0487: entries that generate Translation, Address size or Access
+    /// flag faults are not held in a TLB), so after the leaf went invalid ->
+    /// valid a fault answer is stale.
+    #[test]
+    fn r28_2_a_fault_after_the_leaf_became_valid_is_stale() {
+        let (path, leaf) = table_file("r28-2");
+        let options = options(&path, true);
+        std::fs::remove_file(&path).unwrap();
+        let mut storage = Vec::new();
+        let memslots = options.machine.memslots(&mut storage).unwrap();
+        let l0 = initial_l0(&options, &memslots).unwrap();
+        let mut session = Session::new(&options, memslots, &l0).unwrap();
+        let valid = 0x8000_0000 | RW_PAGE;
+        // L1 starts with the leaf invalid: write 0 and invalidate (BBM's first half).
+        assert!(
+            run_line(
+                &mut session,
+                &format!(r#"{{"op":"write","addr":"{leaf:#x}","value":"0x0"}}"#)
+            )
+            .0
+        );
+        let tlbi = format!(
+            r#"{{"op":"tlbi","op_name":"IPAS2E1IS","xt":"{:#x}","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#,
+            IPA >> 12
+        );
+        assert!(run_line(&mut session, &tlbi).0);
+        // The real service's answer now: a Translation fault at level 3.
+        let fault = session.service.translate(
+            &session.worker,
+            &key(&session),
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+        );
+        assert!(matches!(fault, Translated::Inject(_)), "{fault:?}");
+        // L1 makes the leaf valid: no TLBI is needed for that.
+        assert!(
+            run_line(
+                &mut session,
+                &format!(r#"{{"op":"write","addr":"{leaf:#x}","value":"{valid:#x}"}}"#)
+            )
+            .0
+        );
+        // A service that still answered the fault (a cached negative entry)
+        // is wrong; the check must say so.
+        let check = session.check_answer(VTTBR, VTCR, IPA, AccessKind::Read, &ABORT, &fault);
+        assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+    }
+
+    /// R28-3 (review 28's reproducer): the service's own AF update (HA) is a
+    /// value the leaf held, with the same translation: it cannot allow an
+    /// answer with another PA.
+    #[test]
+    fn r28_3_a_hardware_af_update_does_not_allow_another_pa() {
+        const HA: u64 = 1 << 21;
+        const AF: u64 = 1 << 10;
+        for hardware_af in [false, true] {
+            let (path, leaf) = table_file(if hardware_af { "r28-3-ha" } else { "r28-3" });
+            let mem = format!("{}@{BASE:#x}", path.display());
+            let args = [
+                "shadow-replay",
+                "--mem",
+                &mem,
+                "--l0",
+                "0x0:0x100000000:0x1000000000",
+                "--mmfr1",
+                "0x1",
+                "--check",
+            ];
+            let matches = command().try_get_matches_from(args).unwrap();
+            let options = Options::from_matches(&matches).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            let mut storage = Vec::new();
+            let memslots = options.machine.memslots(&mut storage).unwrap();
+            let l0 = initial_l0(&options, &memslots).unwrap();
+            let mut session = Session::new(&options, memslots, &l0).unwrap();
+            let vtcr = VTCR | HA;
+            // Line 1: the leaf with AF clear (or set), line 2: its TLBI.
+            let value = if hardware_af {
+                0x8000_0000 | (RW_PAGE & !AF)
+            } else {
+                0x8000_0000 | RW_PAGE
+            };
+            assert!(
+                run_line(
+                    &mut session,
+                    &format!(r#"{{"op":"write","addr":"{leaf:#x}","value":"{value:#x}"}}"#)
+                )
+                .0
+            );
+            assert!(run_line(&mut session, &format!(
+            r#"{{"op":"tlbi","op_name":"IPAS2E1IS","xt":"{:#x}","vttbr":"{VTTBR:#x}","vtcr":"{vtcr:#x}"}}"#,
+            IPA >> 12
+        )).0);
+            // Line 3: the service walks (and sets AF when it was clear).
+            let translate = format!(
+                r#"{{"op":"translate","vttbr":"{VTTBR:#x}","vtcr":"{vtcr:#x}","ipa":"{IPA:#x}","access":"read"}}"#
+            );
+            let (good, answer) = run_line(&mut session, &translate);
+            assert!(good && answer["check"] == "match", "{answer}");
+            let vmid = ipc::l1_vmid(VTTBR, vtcr, session.service.l1_vmid_width());
+            let key = ContextKey::new(vmid, VTTBR, vtcr, session.machine.endianness);
+            let Translated::Mapped(right) =
+                session
+                    .service
+                    .translate(&session.worker, &key, IPA, AccessKind::Read, &ABORT)
+            else {
+                panic!("mapped")
+            };
+            // A wrong answer (another L1 page, which L0 backs) a buggy walk or
+            // composition could give: no TLB ever held it.
+            let forged = ShadowMapping {
+                pa_base: right.pa_base + 0x5000,
+                ..right
+            };
+            let check = session.check_answer(
+                VTTBR,
+                vtcr,
+                IPA,
+                AccessKind::Read,
+                &ABORT,
+                &Translated::Mapped(forged),
+            );
+            assert!(
+                matches!(check, Some(Check::Stale { .. })),
+                "hardware AF {hardware_af}: {check:?}"
+            );
+        }
+    }
+
+    /// A walk search past [`MAX_CHECKED_WALKS`] says "unchecked", never
+    /// "stale": each of levels 0-2 held 30 table descriptors (all
+    /// pointing at the same next table; they differ in ignored bits) with
+    /// no TLBI, so 30^3 walks a TLB could hold exist.
+    #[test]
+    fn a_search_past_its_bound_is_unchecked_not_stale() {
+        let (path, leaf) = table_file("bound");
+        let options = options(&path, true);
+        std::fs::remove_file(&path).unwrap();
+        let mut storage = Vec::new();
+        let memslots = options.machine.memslots(&mut storage).unwrap();
+        let l0 = initial_l0(&options, &memslots).unwrap();
+        let mut session = Session::new(&options, memslots, &l0).unwrap();
+        let tables = [
+            (BASE, BASE + 0x1000),
+            (BASE + 0x1000, BASE + 0x2000),
+            (BASE + 0x2000 + 8 * ((IPA >> 21) & 511), BASE + 0x3000),
+        ];
+        for (address, next) in tables {
+            for ignored in (1..=30u64).rev() {
+                let value = next | 3 | (ignored << 52);
+                let write =
+                    format!(r#"{{"op":"write","addr":"{address:#x}","value":"{value:#x}"}}"#);
+                assert!(run_line(&mut session, &write).0);
+            }
+            let write = format!(
+                r#"{{"op":"write","addr":"{address:#x}","value":"{:#x}"}}"#,
+                next | 3
+            );
+            assert!(run_line(&mut session, &write).0);
+        }
+        let Translated::Mapped(right) = session.service.translate(
+            &session.worker,
+            &key(&session),
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+        ) else {
+            panic!("mapped")
+        };
+        let forged = ShadowMapping {
+            pa_base: right.pa_base + 0x5000,
+            ..right
+        };
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(forged),
+        );
+        let Some(Check::Unchecked { note, .. }) = check else {
+            panic!("{check:?}")
+        };
+        assert!(note.contains("more than 512 walks"), "{note}");
+        // With a covering TLBI, only memory's values remain: stale.
+        let tlbi = format!(
+            r#"{{"op":"tlbi","op_name":"VMALLS12E1IS","xt":"0x0","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#
+        );
+        assert!(run_line(&mut session, &tlbi).0);
+        let check = session.check_answer(
+            VTTBR,
+            VTCR,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(forged),
+        );
+        assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
+        let _ = leaf;
     }
 
     const ABORT: AbortContext = AbortContext {
