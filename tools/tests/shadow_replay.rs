@@ -296,6 +296,89 @@ fn the_check_catches_a_tlbi_that_was_not_applied() {
     );
 }
 
+/// Every stage-2 TLBI form (the 6 operations in the non-shareable, inner
+/// and outer shareable domains, each also as nXS: 36) applied end to end
+/// through hv's request and the service: each one after a rewrite of the
+/// leaf removes the cached entry, and the next translate is the new page.
+/// With --ignore-tlbis, every such translate answers the page cached at
+/// the start and the check calls the ones that differ stale: the tracker
+/// takes each form's scope.
+#[test]
+fn every_tlbi_form_removes_the_entry_end_to_end() {
+    let dir = TestDir::new("every-form");
+    let (_, leaf, mem) = one_page(&dir);
+    let mut names = Vec::new();
+    for op in [
+        "VMALLS12E1",
+        "ALLE1",
+        "IPAS2E1",
+        "IPAS2LE1",
+        "RIPAS2E1",
+        "RIPAS2LE1",
+    ] {
+        for domain in ["", "IS", "OS"] {
+            for nxs in ["", "NXS"] {
+                names.push(format!("{op}{domain}{nxs}"));
+            }
+        }
+    }
+    let mut lines = vec![translate(IPA, "read")];
+    let mut pages = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let page = if i % 2 == 0 { L1_PAGE_B } else { L1_PAGE_A };
+        let xt = if name.starts_with('R') {
+            // 4K granule, SCALE 0, NUM 0: two pages from IPA.
+            (0b01 << 46) | (IPA >> 12)
+        } else if name.starts_with("IPA") {
+            IPA >> 12
+        } else {
+            0
+        };
+        lines.push(write(leaf, page | RW | PAGE));
+        lines.push(tlbi(name, xt));
+        lines.push(translate(IPA, "read"));
+        pages.push(page);
+    }
+    // FEAT_XS shown (ID_AA64ISAR1_EL1.XS = 1) for the nXS forms.
+    let xs = "0x100000000000000";
+    let output = run(
+        &["--mem", &mem, "--l0", L0_ARG, "--check", "--isar1", xs],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let a = answers(&output, lines.len());
+    for (i, (name, page)) in names.iter().zip(&pages).enumerate() {
+        let (tlbi, after) = (&a[2 + 3 * i], &a[3 + 3 * i]);
+        assert_eq!(tlbi["tlbi"], name.as_str(), "{tlbi}");
+        assert!(tlbi["removed"].as_u64().unwrap() >= 1, "{name}: {tlbi}");
+        // A leaf-only form leaves the cached path: a partial walk.
+        assert_ne!(after["served"], "hit", "{name}: {after}");
+        assert_eq!(after["check"], "match", "{name}: {after}");
+        assert_eq!(hex(&after["pa"]), page + PA_OFFSET, "{name}: {after}");
+    }
+    let output = run(
+        &[
+            "--mem",
+            &mem,
+            "--l0",
+            L0_ARG,
+            "--check",
+            "--isar1",
+            xs,
+            "--ignore-tlbis",
+        ],
+        &lines,
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let a = answers(&output, lines.len());
+    for (i, (name, page)) in names.iter().zip(&pages).enumerate() {
+        let after = &a[3 + 3 * i];
+        assert_eq!(hex(&after["pa"]), L1_PAGE_A + PA_OFFSET, "{name}: {after}");
+        let want = if *page == L1_PAGE_A { "match" } else { "stale" };
+        assert_eq!(after["check"], want, "{name}: {after}");
+    }
+}
+
 /// R28-1: break-before-make (write invalid, TLBI, write the new page) is
 /// how L1 moves a valid entry; the last write needs no TLBI. A service
 /// that lost the TLBI still answers the old page: no TLB can hold it

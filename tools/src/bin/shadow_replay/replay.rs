@@ -1789,6 +1789,7 @@ mod random_traces {
         compared: usize,
         allowed: usize,
         stale: usize,
+        unchecked: usize,
     }
 
     /// Runs `cases` random traces, each on a fresh L1 memory and service
@@ -1839,6 +1840,7 @@ mod random_traces {
                 t.compared += usize::from(out.contains("\"check\""));
                 t.allowed += usize::from(out.contains("\"stale_allowed\""));
                 t.stale += usize::from(out.contains("\"check\":\"stale\""));
+                t.unchecked += usize::from(out.contains("\"check\":\"unchecked\""));
                 drop(t);
                 judge(line, good, &out)?;
             }
@@ -1857,7 +1859,7 @@ mod random_traces {
         });
         // The traces do exercise the checker's judgement.
         assert!(
-            tally.compared > 500 && tally.allowed > 20 && tally.stale == 0,
+            tally.compared > 500 && tally.allowed > 20 && tally.stale == 0 && tally.unchecked == 0,
             "{tally:?}"
         );
     }
@@ -1873,6 +1875,9 @@ mod random_traces {
             );
             Ok(())
         });
-        assert!(tally.stale > 10, "{tally:?}");
+        // The precise oracle calls far more of them stale than the "some
+        // uncovered write on the walk" rule did (about 150 of 900 compared
+        // answers in these traces), and never gives up on one.
+        assert!(tally.stale > 40 && tally.unchecked == 0, "{tally:?}");
     }
 }
