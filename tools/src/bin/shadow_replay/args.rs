@@ -53,12 +53,16 @@ ID registers L1 is shown, when omitted:
   --isar1 0x0            XS = 0: no nXS TLBI forms
 
 Service: --budget BYTES (default 16M; K/M/G suffixes, or hex) and --contexts N
-(default 8) size it (the budget, at most 4G, is allocated up front); the shadows are those of a 48-bit host with FEAT_XNX.
+(default 8) size it; the budget, at most 4G, is allocated up front. The shadows
+are those of a 48-bit host with FEAT_XNX.
 
 --check: compare every translate's answer (mapped, inject, mmio, outside,
 l0_denied) with a fresh walk of L1's current memory composed with L0's current
-map; a difference no TLB could hold is a {\"ok\":false,\"check\":\"stale\",...}
-line, one a TLB may hold (a TLBI not issued yet) a \"stale_allowed\" with a note. --ignore-tlbis acknowledges L1's
+map. Where they differ, the walks a TLB with walk caches could still hold are
+searched (valid descriptors each address held since the last TLBI covering it;
+a fault only from memory): none gives the answer -> a line with \"ok\":false,
+\"check\":\"stale\"; one does -> \"stale_allowed\" with that walk in a note;
+the search hit its bound -> \"unchecked\". --ignore-tlbis acknowledges L1's
 TLBIs without applying them (a defective L0, like hv's demo-no-tlbi twin):
 what a lost TLBI does, and that --check catches it.
 
