@@ -356,7 +356,11 @@ impl Budget {
     /// slot; it never grows).
     pub fn directory_bytes(contexts: usize) -> usize {
         let contexts = contexts.max(1);
-        table_bytes(contexts * DIRECTORY_PLACES_PER_SLOT)
+        let places = contexts * DIRECTORY_PLACES_PER_SLOT;
+        // Every table is made with its node pool's preallocated part, the
+        // directory's too (it never fills it: review 29 R29-1).
+        table_bytes(places)
+            + pool_preallocated_bytes(places)
             + VmidIndex::slots_for(contexts) * VmidIndex::slot_bytes()
     }
 
