@@ -595,6 +595,21 @@ fn malformed_lines_get_an_error_line_and_the_run_goes_on() {
         lines[0]
     );
     assert_eq!(hex(&lines[1]["oa"]), 0x8000_5008);
+    // The limit is 64 KiB without the newline: a request padded to exactly
+    // that is read, one byte more is refused.
+    let request_line = good.trim_end();
+    let padded = |len: usize| format!("{request_line}{}\n", " ".repeat(len - request_line.len()));
+    let out = run(
+        &["batch", "--mem", &mem],
+        padded(64 * 1024) + &padded(64 * 1024 + 1),
+    );
+    let lines = json_lines(&out);
+    assert_eq!(hex(&lines[0]["oa"]), 0x8000_5008, "{}", lines[0]);
+    assert_eq!(
+        lines[1]["error"], "line of 65537 bytes is longer than 65536",
+        "{}",
+        lines[1]
+    );
     // A last line without a newline is still a line.
     let out = run(&["batch", "--mem", &mem], good.trim_end());
     assert_eq!(hex(&json_lines(&out)[0]["oa"]), 0x8000_5008);

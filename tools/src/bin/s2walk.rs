@@ -14,6 +14,8 @@
 mod batch;
 #[path = "s2walk/dump.rs"]
 mod dump;
+#[path = "common/json_lines.rs"]
+mod json_lines;
 #[path = "s2walk/output.rs"]
 mod output;
 #[path = "s2walk/setup.rs"]

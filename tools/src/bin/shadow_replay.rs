@@ -14,6 +14,8 @@ mod args;
 mod events;
 #[path = "shadow_replay/json.rs"]
 mod json;
+#[path = "common/json_lines.rs"]
+mod json_lines;
 #[path = "shadow_replay/l0.rs"]
 mod l0;
 #[path = "shadow_replay/memory.rs"]

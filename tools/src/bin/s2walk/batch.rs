@@ -1,7 +1,7 @@
 //! `s2walk batch`: JSON lines in, one JSON line out per line in, in order.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 use clap::ArgMatches;
@@ -10,6 +10,7 @@ use serde_json::error::Category;
 use serde_json::Value;
 use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
 
+use crate::json_lines::{self, InputLine};
 use crate::output::{error_json, fault_json, translation_json};
 use crate::setup::{parse_access, parse_hex, Machine};
 use crate::Outcome;
@@ -202,88 +203,21 @@ pub fn run(args: &ArgMatches) -> Outcome {
     })
 }
 
-/// Longest input line accepted; a request is about 100 bytes. Longer lines
-/// are answered with an error and skipped without being held in memory.
-pub const MAX_LINE: usize = 64 * 1024;
-
-/// Read one line into `line` (at most `MAX_LINE + 1` bytes kept; the rest of
-/// a longer line is read and dropped). `None` at end of input, else the
-/// line's full length including its newline.
-fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    let mut length = 0;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok((length > 0).then_some(length));
-        }
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(end) => (&available[..=end], true),
-            None => (available, false),
-        };
-        let keep = chunk.len().min((MAX_LINE + 1).saturating_sub(line.len()));
-        line.extend_from_slice(&chunk[..keep]);
-        let used = chunk.len();
-        length += used;
-        reader.consume(used);
-        if done {
-            return Ok(Some(length));
-        }
-    }
-}
-
-/// Read lines from `input` until end of file, write one line each to
-/// `output`. Output is flushed whenever no further input is already
-/// buffered: a line-by-line driver gets every answer at once, a large batch
-/// is written in big blocks. Returns whether every line was well-formed.
+/// Reads requests from `input` until end of file and writes one answer
+/// line each to `output` (the shared loop, `json_lines::serve`). Returns
+/// whether every line was well-formed.
 pub fn serve<M: GuestMemory>(
     session: &mut Session<'_, M>,
     input: impl Read,
     output: impl Write,
 ) -> io::Result<bool> {
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut writer = BufWriter::with_capacity(1 << 16, output);
-    let mut raw = Vec::new();
-    let mut line_out = String::new();
-    let mut all_good = true;
-    loop {
-        raw.clear();
-        let line_length = match read_line_bounded(&mut reader, &mut raw)? {
-            None => break,
-            Some(length) => length,
-        };
-        let trimmed = raw
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(&raw);
-        line_out.clear();
-        let good = if line_length > MAX_LINE {
-            error_json(
-                &mut line_out,
-                &format!("line of {line_length} bytes is longer than {MAX_LINE} (not a request)"),
-            );
+    json_lines::serve(input, output, |line, out| match line {
+        InputLine::Text(text) => session.process(text, out),
+        InputLine::Refused(why) => {
+            error_json(out, &why);
             false
-        } else {
-            match std::str::from_utf8(trimmed) {
-                Ok(line) => session.process(line, &mut line_out),
-                Err(e) => {
-                    error_json(&mut line_out, &format!("line is not UTF-8: {e}"));
-                    false
-                }
-            }
-        };
-        all_good &= good;
-        line_out.push('\n');
-        writer.write_all(line_out.as_bytes())?;
-        if reader.buffer().is_empty() {
-            writer.flush()?;
         }
-    }
-    writer.flush()?;
-    Ok(all_good)
+    })
 }
 
 #[cfg(test)]

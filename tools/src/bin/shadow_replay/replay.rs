@@ -1,6 +1,6 @@
 //! The replay: each event applied to the real service, one line out each.
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 
 use ipc::message::{Envelope, InvalidateRequest, L0Change, Reply, Request, VcpuId};
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures, TlbiParams};
@@ -22,6 +22,7 @@ use walker::{
 use crate::args::Options;
 use crate::events::{parse_event, tlbi_name, Event};
 use crate::json::{error_line, Line};
+use crate::json_lines::{self, InputLine};
 use crate::l0::{default_regions, permissions_text, ReplayL0};
 use crate::memory::{decode, encode, OverlayMemory, RecordingMemory};
 use crate::oracle::{Entry, Invalidation, Tracker, MAX_CHECKED_WALKS};
@@ -1066,90 +1067,22 @@ fn scope_fields(line: &mut Line<'_>, scope: &InvalidateScope) {
     }
 }
 
-/// Longest input line accepted; an event is about 150 bytes. A longer
-/// line is answered with an error and skipped without being held.
-pub const MAX_LINE: usize = 64 * 1024;
-
-/// Reads one line into `line` (at most `MAX_LINE + 1` bytes kept). `None`
-/// at end of input, else the line's full length without its `\n`.
-fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    let mut length = 0;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(available) => available,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok((length > 0).then_some(length));
-        }
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(end) => (&available[..=end], true),
-            None => (available, false),
-        };
-        let keep = chunk.len().min((MAX_LINE + 1).saturating_sub(line.len()));
-        line.extend_from_slice(&chunk[..keep]);
-        let used = chunk.len();
-        length += used;
-        reader.consume(used);
-        if done {
-            // The newline ends the line; it is not part of it (a line of
-            // exactly MAX_LINE bytes is accepted).
-            return Ok(Some(length - 1));
-        }
-    }
-}
-
-/// Lines from `input` until end of file, one line each to `output`,
-/// flushed whenever no further input is waiting (a driver feeding lines
-/// one at a time gets each answer at once). Whether every line was good.
+/// Lines from `input` until end of file, one line each to `output` (the
+/// shared loop, `json_lines::serve`). Whether every line was good.
 pub fn serve(
     session: &mut Session<'_, '_>,
     input: impl Read,
     output: impl Write,
 ) -> io::Result<bool> {
-    let mut reader = BufReader::with_capacity(1 << 16, input);
-    let mut writer = BufWriter::with_capacity(1 << 16, output);
-    let mut raw = Vec::new();
-    let mut out = String::new();
-    let mut all_good = true;
-    loop {
-        raw.clear();
-        let Some(length) = read_line_bounded(&mut reader, &mut raw)? else {
-            break;
-        };
-        let trimmed = raw
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(&raw);
-        out.clear();
-        let good = if length > MAX_LINE {
+    json_lines::serve(input, output, |line, out| match line {
+        InputLine::Text(text) => session.process(text, out),
+        InputLine::Refused(why) => {
             // Still a line of the trace: the clock moves.
             session.line += 1;
-            error_line(
-                &mut out,
-                &format!("line of {length} bytes is longer than {MAX_LINE} (not an event)"),
-            );
+            error_line(out, &why);
             false
-        } else {
-            match std::str::from_utf8(trimmed) {
-                Ok(text) => session.process(text, &mut out),
-                Err(e) => {
-                    session.line += 1;
-                    error_line(&mut out, &format!("line is not UTF-8: {e}"));
-                    false
-                }
-            }
-        };
-        all_good &= good;
-        out.push('\n');
-        writer.write_all(out.as_bytes())?;
-        if reader.buffer().is_empty() {
-            writer.flush()?;
         }
-    }
-    writer.flush()?;
-    Ok(all_good)
+    })
 }
 
 #[cfg(test)]
