@@ -12,7 +12,7 @@ use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
 
 use crate::json_lines::{self, InputLine};
 use crate::output::{error_json, fault_json, translation_json};
-use crate::setup::{parse_access, parse_hex, Machine};
+use crate::setup::{parse_access, Machine};
 use crate::Outcome;
 
 /// One parsed input line.
@@ -76,19 +76,7 @@ impl RequestFields {
 }
 
 fn hex_field(fields: &RequestFields, name: &str) -> Result<Option<u64>, String> {
-    match fields.get(name) {
-        None => Ok(None),
-        Some(Value::String(text)) => parse_hex(text)
-            .map(Some)
-            .map_err(|e| format!("field \"{name}\": {e}")),
-        Some(Value::Number(number)) => number
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("field \"{name}\": {number} is not an integer in 0..2^64")),
-        Some(other) => Err(format!(
-            "field \"{name}\" must be a hex string like \"0x1000\", not {other}"
-        )),
-    }
+    crate::setup::hex_field(fields.get(name), name)
 }
 
 fn required(value: Option<u64>, name: &str) -> Result<u64, String> {

@@ -97,7 +97,26 @@ pub fn parse_hex(text: &str) -> Result<u64, String> {
     u64::from_str_radix(&cleaned, 16).map_err(|_| format!("`{text}` does not fit in 64 bits"))
 }
 
-fn parse_mem_arg(text: &str) -> Result<MemArg, String> {
+/// A JSON field holding an address or register value: a hex string
+/// (`0x` optional) or an integer in 0..2^64; `None` when absent.
+pub fn hex_field(value: Option<&serde_json::Value>, name: &str) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(serde_json::Value::String(text)) => parse_hex(text)
+            .map(Some)
+            .map_err(|e| format!("field \"{name}\": {e}")),
+        Some(serde_json::Value::Number(number)) => number
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("field \"{name}\": {number} is not an integer in 0..2^64")),
+        Some(other) => Err(format!(
+            "field \"{name}\" must be a hex string like \"0x1000\", not {other}"
+        )),
+    }
+}
+
+/// A `--mem FILE@HEXADDR` argument.
+pub fn parse_mem_arg(text: &str) -> Result<MemArg, String> {
     let (path, base) = text
         .rsplit_once('@')
         .ok_or_else(|| format!("`{text}` is not FILE@HEXADDR"))?;

@@ -1,13 +1,11 @@
 //! The command line.
 
-use std::path::PathBuf;
-
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use ipc::tlbi::TlbiFeatures;
 use shadow_mmu::compose::L0Region;
 
 use crate::l0::{parse_l0_arg, parse_mmio_arg, RegionArg};
-use crate::s2walk_setup::{parse_hex, Machine, MemArg};
+use crate::s2walk_setup::{parse_hex, parse_mem_arg, Machine};
 
 /// ID_AA64ISAR0_EL1 when `--isar0` is omitted: TLB = 0b0010 (FEAT_TLBIOS
 /// and FEAT_TLBIRANGE), every other field 0.
@@ -75,19 +73,6 @@ fn hex_arg(name: &'static str, help: &'static str) -> Arg {
         .value_name("HEX")
         .help(help)
         .value_parser(parse_hex)
-}
-
-fn parse_mem_arg(text: &str) -> Result<MemArg, String> {
-    let (path, base) = text
-        .rsplit_once('@')
-        .ok_or_else(|| format!("`{text}` is not FILE@HEXADDR"))?;
-    if path.is_empty() {
-        return Err(format!("`{text}` has no file name before `@`"));
-    }
-    Ok(MemArg {
-        path: PathBuf::from(path),
-        base: parse_hex(base)?,
-    })
 }
 
 /// A byte count: decimal, `0x` hex, or decimal with a K, M or G suffix

@@ -10,7 +10,7 @@ use serde_json::Value;
 use shadow_mmu::compose::PAGE_SIZE;
 use walker::AccessKind;
 
-use crate::s2walk_setup::{parse_access, parse_hex};
+use crate::s2walk_setup::{hex_field, parse_access};
 
 /// One event of the trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,19 +94,7 @@ impl Fields {
     }
 
     fn hex(&self, name: &str) -> Result<Option<u64>, String> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(text)) => parse_hex(text)
-                .map(Some)
-                .map_err(|e| format!("field \"{name}\": {e}")),
-            Some(Value::Number(number)) => number
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| format!("field \"{name}\": {number} is not an integer in 0..2^64")),
-            Some(other) => Err(format!(
-                "field \"{name}\" must be a hex string like \"0x1000\", not {other}"
-            )),
-        }
+        hex_field(self.get(name), name)
     }
 
     fn required_hex(&self, name: &str) -> Result<u64, String> {
