@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
 use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
-use crate::shadow_table::{ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
+use crate::shadow_table::{ShadowConfig, ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
 use crate::table::{
     node_bytes, pool_preallocated_bytes, pooled_bytes_per_place, table_bytes, EMPTY_RING,
     PLACE_BYTES,
@@ -227,31 +227,32 @@ impl Budget {
     /// [`MAX_BUDGET_BYTES`] are shared out as that many.
     ///
     /// For shadows whose empty table holds more than one frame (hosts
-    /// under 44 PA bits: [`crate::shadow_table::ShadowConfig::empty_table_frames`]), use
+    /// under 44 PA bits: [`ShadowConfig::empty_table_frames`]), use
     /// [`Budget::split_for`].
     pub fn split(bytes: usize, contexts: usize) -> Result<Budget, BudgetError> {
-        Self::split_for(bytes, contexts, 1)
+        Self::split_for(bytes, contexts, &ShadowConfig::default())
     }
 
-    /// [`Budget::split`] for shadows whose empty table holds
-    /// `empty_table_frames` frames
-    /// ([`crate::shadow_table::ShadowConfig::empty_table_frames`]:
-    /// one root, or on hosts under 44 PA bits a root and up to 16
-    /// concatenated start tables), each slot's taken when the service is
-    /// made, beside the one frame of headroom.
+    /// [`Budget::split`] for the shadows of host `shadow`: each slot's empty
+    /// table ([`ShadowConfig::empty_table_frames`]: one root, or on hosts
+    /// under 44 PA bits a root and up to 16 concatenated start tables) is
+    /// taken when the service is made, beside the one frame of headroom,
+    /// with the frames the start tables' alignment may skip
+    /// ([`ShadowConfig::alignment_frames`]).
     pub fn split_for(
         bytes: usize,
         contexts: usize,
-        empty_table_frames: usize,
+        shadow: &ShadowConfig,
     ) -> Result<Budget, BudgetError> {
-        let roots = empty_table_frames.clamp(1, 1 + MAX_ROOT_TABLES);
+        let roots = shadow.empty_table_frames().clamp(1, 1 + MAX_ROOT_TABLES);
+        let alignment = shadow.alignment_frames().min(MAX_ROOT_TABLES);
         if contexts > MAX_CONTEXTS {
             return Err(BudgetError::TooManyContexts { contexts });
         }
         let contexts = contexts.max(1);
         let given = bytes;
         let bytes = bytes.min(MAX_BUDGET_BYTES);
-        let floor = Self::shares(given, contexts, roots, 0);
+        let floor = Self::shares(given, contexts, roots, alignment, 0);
         let minimum = floor.worst_case_bytes();
         if bytes < minimum {
             return Err(BudgetError::TooSmall {
@@ -261,13 +262,14 @@ impl Budget {
         }
         let fixed = contexts
             * (CONTEXT_OVERHEAD_BYTES + SHADOW_LISTS_BYTES + (roots + 1) * FRAME_COST_BYTES)
+            + alignment * FRAME_COST_BYTES
             + Self::directory_bytes(contexts);
         let mut rest = bytes.saturating_sub(fixed);
         // Each part grows with `rest` by less than `rest` does, so taking
         // the excess off `rest` converges in a few steps; the floor (rest
         // 0) fits, checked above, and ends the search if it does not.
         for _ in 0..32 {
-            let budget = Self::shares(given, contexts, roots, rest);
+            let budget = Self::shares(given, contexts, roots, alignment, rest);
             let need = budget.worst_case_bytes();
             if need <= bytes {
                 return Ok(budget);
@@ -282,7 +284,13 @@ impl Budget {
     /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
     /// with their reverse-map records, each at least its floor. `bytes` is
     /// only recorded in the result.
-    fn shares(bytes: usize, contexts: usize, roots: usize, rest: usize) -> Budget {
+    fn shares(
+        bytes: usize,
+        contexts: usize,
+        roots: usize,
+        alignment: usize,
+        rest: usize,
+    ) -> Budget {
         let caches = rest / 2;
         let per_context = caches / contexts;
         let leaves = (per_context * 4 / 5 / leaf_slot_bytes()).max(MIN_SLOTS);
@@ -292,7 +300,7 @@ impl Budget {
         let leaves = prev_power_of_two(leaves);
         let paths = prev_power_of_two(paths);
         // Room for one full 4-level path of tables beside the roots.
-        let frames = (roots + 1) * contexts + (rest / 4 / FRAME_COST_BYTES).max(4);
+        let frames = (roots + 1) * contexts + alignment + (rest / 4 / FRAME_COST_BYTES).max(4);
         let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
         Budget {
             bytes,
@@ -463,10 +471,13 @@ mod tests {
     fn split_stays_within_the_budget() {
         // One root (hosts of 44 PA bits or more); a root and 2, 8 or 16
         // start tables (40-, 42- and 43-bit inputs).
-        for roots in [1, 3, 9, 17] {
+        for pa_bits in [48, 40, 42, 43] {
+            let shadow = ShadowConfig { xnx: true, pa_bits };
+            let roots = shadow.empty_table_frames();
+            let alignment = shadow.alignment_frames();
             for contexts in [1, 4, 16, 64] {
                 for bytes in [1 << 20, 4 << 20, 64 << 20, 1 << 30] {
-                    match Budget::split_for(bytes, contexts, roots) {
+                    match Budget::split_for(bytes, contexts, &shadow) {
                         Ok(b) => {
                             assert!(
                                 b.worst_case_bytes() <= bytes,
@@ -474,8 +485,8 @@ mod tests {
                                 b.worst_case_bytes()
                             );
                             assert!(
-                                b.frames >= contexts * (roots + 1) + 4,
-                                "every slot's empty table and headroom: {b:?}"
+                                b.frames >= contexts * (roots + 1) + alignment + 4,
+                                "every slot's empty table, alignment and headroom: {b:?}"
                             );
                         }
                         Err(e) => assert!(e.minimum().unwrap() > bytes),
@@ -483,7 +494,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Budget::split(4 << 20, 4), Budget::split_for(4 << 20, 4, 1));
+        assert_eq!(
+            Budget::split(4 << 20, 4),
+            Budget::split_for(4 << 20, 4, &ShadowConfig::default())
+        );
     }
 
     /// The indexes are allocated whole when the service and each slot's

@@ -861,13 +861,15 @@ where
             });
         }
         // Every slot's empty shadow (its shape follows from the input size
-        // alone), and one path of level-1 to level-3 tables for a fault.
-        let empty = ShadowConfig {
+        // alone) with the frames its start tables' alignment may skip, and
+        // one path of level-1 to level-3 tables for a fault.
+        let shape = ShadowConfig {
             xnx: false,
             pa_bits: shadow_bits,
-        }
-        .empty_table_frames();
-        let frames_needed = config.budget.capacity.contexts.max(1) * empty + 3;
+        };
+        let frames_needed = config.budget.capacity.contexts.max(1) * shape.empty_table_frames()
+            + shape.alignment_frames()
+            + 3;
         if config.budget.frames < frames_needed {
             return Err(ServiceError::UnusableBudget {
                 what: "shadow table frames",
@@ -891,7 +893,19 @@ where
             config.hash_seed,
             &collector,
         );
-        directory.reserve_shadows(|vmid| backend.create(vmid));
+        let made = directory.reserve_shadows(|vmid| backend.create(vmid));
+        let slots = config.budget.capacity.contexts.max(1);
+        if made < slots && shape.root_tables() > 1 {
+            // A slot without a shadow gets one at its first fault from
+            // frames other shadows give back, but concatenated start
+            // tables need an aligned run that freed frames need not form:
+            // such a slot could never serve a fault (review 30 R30-1).
+            return Err(ServiceError::UnusableBudget {
+                what: "slots whose empty shadow the frame pool could place",
+                have: made,
+                need: slots,
+            });
+        }
         let rmap = ReverseMap::with_capacity(
             config.budget.reverse_map_records(),
             config.budget.capacity.contexts,

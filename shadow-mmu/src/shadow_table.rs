@@ -519,6 +519,21 @@ impl ShadowConfig {
         }
     }
 
+    /// Frames a fresh pool may have to skip to place the first run of
+    /// start tables at its alignment (a run of `root_tables` frames aligned
+    /// to its size, AArch64.S2TTBaseAddress; the pool's base need not be):
+    /// up to `root_tables - 1`. Later runs follow at the next aligned
+    /// blocks (the service makes every slot's shadow first, start tables
+    /// before the root, so roots take the skipped frames). Zero with one
+    /// start table.
+    pub const fn alignment_frames(&self) -> usize {
+        if self.start_level() == 0 {
+            0
+        } else {
+            self.root_tables() - 1
+        }
+    }
+
     /// The configuration of a host whose ID_AA64MMFR0_EL1.PARange is `ps`
     /// (`None` for a reserved value).
     pub const fn for_pa_range(ps: u8, xnx: bool) -> Option<ShadowConfig> {
@@ -882,29 +897,41 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     pub fn new(pool: P, tlb: T, config: ShadowConfig) -> Result<Self, MapError> {
         let budget = pool.budget();
         let exhausted = MapError::FramesExhausted { budget };
-        let root = pool.allocate().ok_or(exhausted)?;
-        let hardware_root = if config.start_level() == 0 {
-            root
+        // The aligned run of start tables first, then the root: a root taken
+        // first could sit in the only place the run fits (review 30 R30-1).
+        let tables = config.root_tables();
+        let start_tables = if config.start_level() == 0 {
+            None
         } else {
-            let tables = config.root_tables();
-            let Some(first) = pool.allocate_contiguous(tables) else {
-                pool.release(root);
-                return Err(exhausted);
-            };
-            let Some(software_root) = pool.frame(root) else {
-                pool.release(root);
+            Some(pool.allocate_contiguous(tables).ok_or(exhausted)?)
+        };
+        let release_start_tables = |pool: &P| {
+            if let Some(first) = start_tables {
                 for i in 0..tables {
                     pool.release(first + i as u64 * PAGE_SIZE);
                 }
-                return Err(MapError::ForeignTable(root));
-            };
-            for (i, slot) in software_root.0[..tables].iter().enumerate() {
-                slot.store(
-                    table_descriptor(first + i as u64 * PAGE_SIZE),
-                    Ordering::Relaxed,
-                );
             }
-            first
+        };
+        let Some(root) = pool.allocate() else {
+            release_start_tables(&pool);
+            return Err(exhausted);
+        };
+        let hardware_root = match start_tables {
+            None => root,
+            Some(first) => {
+                let Some(software_root) = pool.frame(root) else {
+                    pool.release(root);
+                    release_start_tables(&pool);
+                    return Err(MapError::ForeignTable(root));
+                };
+                for (i, slot) in software_root.0[..tables].iter().enumerate() {
+                    slot.store(
+                        table_descriptor(first + i as u64 * PAGE_SIZE),
+                        Ordering::Relaxed,
+                    );
+                }
+                first
+            }
         };
         Ok(ShadowTable {
             pool,

@@ -550,8 +550,7 @@ fn a_42_bit_host_gives_every_context_its_start_tables() {
         l1.map(0x10_0000 + i * 0x1000, 0x8000_0000 + i * 0x1000, 3, RW);
     }
     let mut config = config(16 << 20, 4);
-    config.budget = shadow_mmu::budget::Budget::split_for(16 << 20, 4, host.empty_table_frames())
-        .expect("budget");
+    config.budget = shadow_mmu::budget::Budget::split_for(16 << 20, 4, &host).expect("budget");
     config.features = features_with_pa_range(0b010);
     let backend = HostBackend::new(config.budget.frames, host).expect("pool");
     let s = Service::new(config, mem, l0_map(), backend).expect("L1 shown 40 bits");

@@ -597,8 +597,7 @@ pub fn run(
     let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
     let shadow_config = ShadowConfig { xnx, pa_bits };
     let contexts = if recycling { RECYCLE_CONTEXTS } else { 1 };
-    let budget = match Budget::split_for(BUDGET_BYTES, contexts, shadow_config.empty_table_frames())
-    {
+    let budget = match Budget::split_for(BUDGET_BYTES, contexts, &shadow_config) {
         Ok(b) => b,
         Err(e) => fail(format_args!("nested: budget: {e:?}")),
     };

@@ -212,7 +212,7 @@ pub fn l1_features(host: &Host) -> ExposedFeatures {
 pub fn service_config(host: &Host, hash_seed: u64) -> Result<ServiceConfig, BudgetError> {
     Ok(ServiceConfig {
         features: l1_features(host),
-        budget: Budget::split_for(BUDGET_BYTES, 1, host.shadow_config().empty_table_frames())?,
+        budget: Budget::split_for(BUDGET_BYTES, 1, &host.shadow_config())?,
         hash_seed,
         first_shadow_vmid: FIRST_SHADOW_VMID,
         host_vmids: HostVmids {

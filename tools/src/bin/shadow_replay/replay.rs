@@ -118,12 +118,8 @@ impl<'a, 'l> Session<'a, 'l> {
         l0: &'l ReplayL0,
     ) -> Result<Self, String> {
         let shadow = ShadowConfig::default();
-        let budget = Budget::split_for(
-            options.budget,
-            options.contexts,
-            shadow.empty_table_frames(),
-        )
-        .map_err(|e| format!("--budget/--contexts: {e}"))?;
+        let budget = Budget::split_for(options.budget, options.contexts, &shadow)
+            .map_err(|e| format!("--budget/--contexts: {e}"))?;
         let config = ServiceConfig {
             features: options.machine.features,
             budget,
