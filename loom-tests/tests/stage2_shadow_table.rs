@@ -269,6 +269,53 @@ fn clear_on_its_own_thread_detaches_every_finished_map() {
     });
 }
 
+/// The same on a 40-bit host, whose shadow starts at level 1 from two
+/// concatenated start tables (review 30 R30-2): a `clear` on its own thread
+/// races a vCPU installing a 1 GiB block straight into the second start
+/// table (the `root_groups` bit set for a start-level leaf) and a page below
+/// the first. Whatever the order, each was removed by the clear or is still
+/// mapped, the counts agree, and once cleared and reclaimed only the empty
+/// table's frames (root and start tables) are in use.
+#[test]
+fn clear_races_maps_into_concatenated_start_tables() {
+    model(|| {
+        let host = ShadowConfig {
+            xnx: true,
+            pa_bits: 40,
+        };
+        let pool = Arc::new(HeapFramePool::new(8, 1 << 40).unwrap());
+        let t = Arc::new(ShadowTable::new(pool.clone(), RecordingTlb::new(), host).unwrap());
+        let gib = ShadowMapping {
+            size: 1 << 30,
+            ..page(1 << 39, 0x4000_0000)
+        };
+        let new = page(0x2000, 0xb000);
+        let clearer = {
+            let t = t.clone();
+            thread::spawn(move || t.clear())
+        };
+        assert_eq!(t.map(&gib).unwrap(), MapOutcome::Installed);
+        assert_eq!(t.map(&new).unwrap(), MapOutcome::Installed);
+        let removed = clearer.join().unwrap();
+        let left =
+            usize::from(t.lookup(1 << 39).is_some()) + usize::from(t.lookup(0x2000).is_some());
+        assert_eq!(
+            removed + left,
+            2,
+            "every map removed by the clear or still mapped"
+        );
+        assert_eq!(t.leaves(), left);
+        assert_eq!(t.clear(), left);
+        assert!(
+            t.lookup(1 << 39).is_none() && t.lookup(0x2000).is_none(),
+            "a clear left an entry of a start table mapped"
+        );
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(pool.frames_in_use(), host.empty_table_frames());
+        assert_free_frames_zero(&pool);
+    });
+}
+
 /// The table's leaf count stays exact when an unmap races a map (review 15
 /// F2): `unmap_range` lowers it by a plain load and store under the
 /// exclusive side of the update lock (`forget_leaves_exclusive`), while
