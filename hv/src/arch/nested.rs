@@ -309,6 +309,31 @@ struct Vcpu {
     counts: Counts,
 }
 
+impl Vcpu {
+    /// vCPU `index` about to run L1 (its first ERET enters it) on the VNCR
+    /// page `vncr`, answered over `client`'s rings or inline.
+    fn new(
+        index: usize,
+        vncr: &'static VncrPage,
+        client: Option<VcpuClient<'static, WfeDoorbell>>,
+    ) -> Vcpu {
+        Vcpu {
+            index,
+            id: VcpuId(index as u32),
+            client,
+            mode: Mode::L1,
+            vncr,
+            l1_el1: El1State::default(),
+            hpfar: 0,
+            undefined_seen: FirstSeen::default(),
+            line: arrayvec::ArrayVec::new(),
+            direct_owner: None,
+            stale_roots: arrayvec::ArrayVec::new(),
+            counts: Counts::default(),
+        }
+    }
+}
+
 /// What the demo counted, for the summary line.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
@@ -697,20 +722,7 @@ pub fn run(
     } else {
         "inline (one CPU)"
     };
-    *VCPUS[0].lock() = Some(Vcpu {
-        index: 0,
-        id: VcpuId(0),
-        client,
-        mode: Mode::L1,
-        vncr,
-        l1_el1: El1State::default(),
-        hpfar: 0,
-        undefined_seen: FirstSeen::default(),
-        line: arrayvec::ArrayVec::new(),
-        direct_owner: None,
-        stale_roots: arrayvec::ArrayVec::new(),
-        counts: Counts::default(),
-    });
+    *VCPUS[0].lock() = Some(Vcpu::new(0, vncr, client));
 
     super::configure_el2_traps(features);
     write_sysreg!("vmpidr_el2", l1_mpidr(0));
@@ -1821,20 +1833,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
     if stage1_pa(vncr_address) != Some(vncr_address) {
         return PSCI_INTERNAL_FAILURE;
     }
-    *VCPUS[index].lock() = Some(Vcpu {
-        index,
-        id: VcpuId(index as u32),
-        client: Some(client),
-        mode: Mode::L1,
-        vncr,
-        l1_el1: El1State::default(),
-        hpfar: 0,
-        undefined_seen: FirstSeen::default(),
-        line: arrayvec::ArrayVec::new(),
-        direct_owner: None,
-        stale_roots: arrayvec::ArrayVec::new(),
-        counts: Counts::default(),
-    });
+    *VCPUS[index].lock() = Some(Vcpu::new(index, vncr, Some(client)));
     SECOND_START.call_once(|| SecondStart {
         entry,
         context,
