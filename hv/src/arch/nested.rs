@@ -66,6 +66,7 @@ use crate::nested::{
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
 use crate::println;
+use crate::psci::{self, status};
 use crate::shadow_selftest::backend::{identity_frames, SelftestBackend};
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder};
 use crate::shadow_selftest::{BUDGET_BYTES, FIRST_SHADOW_VMID, L1_HOST_VMID};
@@ -83,6 +84,7 @@ use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
+use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION};
 use walker::{ExposedFeatures, IdRegisters};
 
 /// The physical CPU (platform index) of the second vCPU, which L1 starts
@@ -94,20 +96,6 @@ const SECOND_VCPU_CPU: usize = 2;
 /// specific hypervisor service, function 1): prints the byte in x1; x0
 /// returns 0. A `\n` ends the line, which hv prints as `l1: <line>`.
 pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
-/// PSCI functions L1 may call (SMCCC, through HVC).
-const PSCI_VERSION: u64 = 0x8400_0000;
-const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
-const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
-/// CPU_ON (SMC64): L1 starts its second vCPU.
-const PSCI_CPU_ON_64: u64 = 0xc400_0003;
-/// PSCI return codes (DEN0022).
-const PSCI_SUCCESS: i64 = 0;
-const PSCI_INVALID_PARAMETERS: i64 = -2;
-const PSCI_ALREADY_ON: i64 = -4;
-const PSCI_INTERNAL_FAILURE: i64 = -6;
-const PSCI_INVALID_ADDRESS: i64 = -9;
-/// SMCCC NOT_SUPPORTED.
-const NOT_SUPPORTED: u64 = u64::MAX;
 
 /// Bytes of the arena.
 pub const ARENA_BYTES: u64 = 8 << 20;
@@ -257,22 +245,16 @@ const fn l2_direct_vmid(index: usize) -> u16 {
     L2_DIRECT_VMID + index as u16
 }
 
-/// Drops every entry of each vCPU's [`l2_direct_vmid`] (stage 1 and
-/// stage 2), completed in the Inner Shareable domain: what L1's TLBIs of
-/// its L2s' VMIDs cover while their stage 2 is off (a superset).
+/// Drops the stage-1 entries (combined ones included) of each vCPU's
+/// [`l2_direct_vmid`], completed in the Inner Shareable domain: what L1's
+/// TLBIs of its L2s' VMIDs cover while their stage 2 is off (a superset;
+/// the stage-2 entries there are L0's map of L1, which L1 cannot change).
 fn flush_direct_vmids() {
     for index in 0..NESTED_VCPUS {
         with_vmid(l2_direct_vmid(index), || {
-            // SAFETY: drops that VMID's stage-1 and stage-2 entries,
-            // completed in the Inner Shareable domain.
-            unsafe {
-                core::arch::asm!(
-                    "dsb ishst",
-                    "tlbi vmalls12e1is",
-                    "dsb ish",
-                    options(nostack)
-                )
-            };
+            // SAFETY: drops that VMID's stage-1 entries, completed in the
+            // Inner Shareable domain.
+            unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack)) };
         });
     }
 }
@@ -1026,8 +1008,10 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
 
 /// HVC (or SMC) from L1: the console, PSCI SYSTEM_OFF/RESET/VERSION.
 fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
-    match frame.x[0] {
-        HVC_CONSOLE_PUTC => {
+    const CONSOLE_PUTC: u32 = HVC_CONSOLE_PUTC as u32;
+    // SMCCC: the function ID is W0 (as KVM reads it too).
+    match frame.x[0] as u32 {
+        CONSOLE_PUTC => {
             let byte = frame.x[1] as u8;
             if byte == b'\n' || vcpu.line.is_full() {
                 let text = core::str::from_utf8(&vcpu.line).unwrap_or("(not UTF-8)");
@@ -1039,7 +1023,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             }
             frame.x[0] = 0;
         }
-        PSCI_VERSION => frame.x[0] = 0x1_0000,
+        PSCI_VERSION => frame.x[0] = psci::VERSION_1_0,
         PSCI_CPU_ON_64 => {
             frame.x[0] = cpu_on(nested, vcpu, frame.x[1], frame.x[2], frame.x[3]) as u64
         }
@@ -1067,7 +1051,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             );
             exit(ExitStatus::GuestReset)
         }
-        _ => frame.x[0] = NOT_SUPPORTED,
+        _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
 }
 
@@ -1113,7 +1097,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 unsafe {
                     core::arch::asm!(
                         "dsb ishst",
-                        "tlbi vmalls12e1is",
+                        "tlbi vmalle1is",
                         "dsb ish",
                         "isb",
                         options(nostack)
@@ -1809,29 +1793,29 @@ fn external_abort_for_l2(
 /// for L1 (INVALID_PARAMETERS).
 fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64) -> i64 {
     let index = match target & MPIDR_AFFINITY {
-        0 => return PSCI_ALREADY_ON,
+        0 => return status::ALREADY_ON,
         1 => 1usize,
-        _ => return PSCI_INVALID_PARAMETERS,
+        _ => return status::INVALID_PARAMETERS,
     };
     let (Some(cpu), true) = (nested.second_cpu, nested.service_on_own_cpu) else {
-        return PSCI_INVALID_PARAMETERS;
+        return status::INVALID_PARAMETERS;
     };
     if index == caller.index || SECOND_START.get().is_some() {
-        return PSCI_ALREADY_ON;
+        return status::ALREADY_ON;
     }
     // The entry must be an instruction in L1's RAM (word aligned).
     if entry < L1_BASE || entry >= L1_BASE + L1_RAM_BYTES || entry % 4 != 0 {
-        return PSCI_INVALID_ADDRESS;
+        return status::INVALID_ADDRESS;
     }
     let client = match vcpu_client(index) {
         Ok(client) => client,
-        Err(_) => return PSCI_INTERNAL_FAILURE,
+        Err(_) => return status::INTERNAL_FAILURE,
     };
     let vncr: &'static VncrPage = Box::leak(Box::default());
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
-        return PSCI_INTERNAL_FAILURE;
+        return status::INTERNAL_FAILURE;
     }
     *VCPUS[index].lock() = Some(Vcpu::new(index, vncr, Some(client)));
     SECOND_START.call_once(|| SecondStart {
@@ -1854,7 +1838,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
     );
     let hv_entry = super::boot::hv_secondary_entry as *const () as u64;
     match smccc::psci::cpu_on::<smccc::Smc>(cpu, hv_entry, record as *const SecondaryBoot as u64) {
-        Ok(()) => PSCI_SUCCESS,
+        Ok(()) => status::SUCCESS,
         Err(e) => fail(format_args!(
             "nested: PSCI CPU_ON for the second vCPU's CPU failed: {e:?}"
         )),
