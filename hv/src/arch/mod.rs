@@ -2,6 +2,27 @@
 //! aarch64-unknown-none; the decisions it applies live in the portable
 //! modules and are tested on the host.
 
+/// `pub fn image() -> &'static [u8]`: the bytes of a program assembled
+/// into hv's read-only data between the symbols `$start` and `$end` (an L1
+/// for the nested demos, a probe guest), documented by `$doc`.
+macro_rules! assembled_image {
+    ($doc:literal, $start:ident, $end:ident) => {
+        unsafe extern "C" {
+            static $start: u8;
+            static $end: u8;
+        }
+
+        #[doc = $doc]
+        pub fn image() -> &'static [u8] {
+            let start = &raw const $start;
+            let end = &raw const $end;
+            // SAFETY: both symbols bound the assembled image, in hv's
+            // read-only data, start before end.
+            unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+        }
+    };
+}
+
 pub mod boot;
 pub mod console;
 pub mod cpu;

@@ -596,16 +596,8 @@ pub const L1_HOLE: u64 = 0x80_0000_0000 - 0x1000;
 /// The VMID L1 gives L2.
 pub const L1_VMID_FOR_L2: u64 = 5;
 
-unsafe extern "C" {
-    static umbra_l1_image: u8;
-    static umbra_l1_image_end: u8;
-}
-
-/// The L1 image's bytes (code, data and the L2 payload).
-pub fn image() -> &'static [u8] {
-    let start = &raw const umbra_l1_image;
-    let end = &raw const umbra_l1_image_end;
-    // SAFETY: both symbols bound the assembled image above, in hv's
-    // read-only data, start before end.
-    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
-}
+assembled_image!(
+    "The L1 image's bytes (code, data and the L2 payload).",
+    umbra_l1_image,
+    umbra_l1_image_end
+);

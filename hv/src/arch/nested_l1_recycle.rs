@@ -575,16 +575,8 @@ pub const L2_LOOP_READS: u64 = 0x10000;
 /// hv's watchdog bounds the run anyway).
 pub const STOP_SPINS: u64 = 1 << 28;
 
-unsafe extern "C" {
-    static umbra_l1r_image: u8;
-    static umbra_l1r_image_end: u8;
-}
-
-/// The recycling L1's bytes (code, data and the L2 payload).
-pub fn image() -> &'static [u8] {
-    let start = &raw const umbra_l1r_image;
-    let end = &raw const umbra_l1r_image_end;
-    // SAFETY: both symbols bound the assembled image above, in hv's
-    // read-only data, start before end.
-    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
-}
+assembled_image!(
+    "The recycling L1's bytes (code, data and the L2 payload).",
+    umbra_l1r_image,
+    umbra_l1r_image_end
+);

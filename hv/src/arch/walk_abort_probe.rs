@@ -228,16 +228,8 @@ umbra_walk_abort_probe_end:
 "#
 );
 
-unsafe extern "C" {
-    static umbra_walk_abort_probe: u8;
-    static umbra_walk_abort_probe_end: u8;
-}
-
-/// The probe's arm64 Image (header, code, its zeroed tables).
-pub fn image() -> &'static [u8] {
-    let start = &raw const umbra_walk_abort_probe;
-    let end = &raw const umbra_walk_abort_probe_end;
-    // SAFETY: both symbols bound the assembled image above, in hv's
-    // read-only data, start before end.
-    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
-}
+assembled_image!(
+    "The probe's arm64 Image (header, code, its zeroed tables).",
+    umbra_walk_abort_probe,
+    umbra_walk_abort_probe_end
+);
