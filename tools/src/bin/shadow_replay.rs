@@ -10,6 +10,8 @@
 
 #[path = "shadow_replay/args.rs"]
 mod args;
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "shadow_replay/events.rs"]
 mod events;
 #[path = "shadow_replay/json.rs"]
@@ -30,13 +32,7 @@ mod replay;
 #[allow(dead_code)]
 mod s2walk_setup;
 
-use std::io::Write;
 use std::process::ExitCode;
-
-use clap::error::ErrorKind;
-
-/// Exit status for bad arguments and unreadable files.
-const EXIT_USAGE: u8 = 2;
 
 fn run(matches: &clap::ArgMatches) -> Result<ExitCode, String> {
     let options = args::Options::from_matches(matches)?;
@@ -56,42 +52,7 @@ fn run(matches: &clap::ArgMatches) -> Result<ExitCode, String> {
 fn main() -> ExitCode {
     let matches = match args::command().try_get_matches() {
         Ok(matches) => matches,
-        Err(error) => return report_argument_error(&error),
+        Err(error) => return cli::report_argument_error("shadow-replay", &error),
     };
-    match run(&matches) {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("shadow-replay: error: {message}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
-}
-
-/// `--help`/`--version` print as clap renders them; every other argument
-/// error is one line on stderr (clap's message without its usage block).
-fn report_argument_error(error: &clap::Error) -> ExitCode {
-    match error.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let mut out = std::io::stdout().lock();
-            match write!(out, "{}", error.render()).and_then(|()| out.flush()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("shadow-replay: error: writing the help: {e}");
-                    ExitCode::from(EXIT_USAGE)
-                }
-            }
-        }
-        _ => {
-            let rendered = error.render().to_string();
-            let message: Vec<&str> = rendered
-                .lines()
-                .take_while(|line| !line.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let message = message.join(" ");
-            let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("shadow-replay: error: {message} (see `shadow-replay --help`)");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
+    cli::finish("shadow-replay", run(&matches))
 }
