@@ -12,16 +12,24 @@
 //! enumerates the walks such entries allow (see [`MAX_CHECKED_WALKS`])
 //! and compares each with the answer.
 //!
-//! Which TLBI covers which entry, for IPA X under VMID V:
+//! Which TLBI covers which entry, for a descriptor at level L of the walk
+//! of IPA X under VMID V:
 //! - a TLBI covers a *leaf* (block or page) entry when its VMID is V (or
-//!   all VMIDs) and its range holds X (a whole-VMID form holds every X);
-//!   a leaf-only form (IPAS2LE1, RIPAS2LE1) covers leaves too;
-//! - it covers a *table* (walk-cache) entry on the same terms, except that
-//!   a leaf-only form never does.
-//!
-//! A page TLBI of another page of an L1 block also removes the block's
-//! entry on hardware; the tracker does not count it (conservative: it can
-//! only let an answer through, never call one stale that a TLB could hold).
+//!   all VMIDs) and its range overlaps the entry's span, the level-L
+//!   region holding X (a whole-VMID form overlaps every span); a
+//!   leaf-only form (IPAS2LE1, RIPAS2LE1) covers leaves too. So a page
+//!   TLBI of another page of an L1 block removes the block's entry: by
+//!   address, an invalidation removes every entry that translates the
+//!   address, and the block's entry (however a TLB splits it) does;
+//! - it covers a *table* (walk-cache) entry when its VMID is V and its
+//!   range holds X itself, except that a leaf-only form never does. On
+//!   hardware a TLBI of any address the table spans removes the entry,
+//!   but a leaf entry built through it earlier outlives it (a TLB entry
+//!   has no path): counting only TLBIs of X for tables keeps every path
+//!   to such a leaf open. Conservative: every TLBI counted for a table
+//!   also covers the leaf below it, so a leaf allowed this way was built
+//!   by a walk after the table's last counted TLBI, through values held
+//!   since then.
 //!
 //! Hardware AF/dirty updates are recorded like L1's writes: they are
 //! values the descriptor held. They create no new translation by
@@ -136,16 +144,19 @@ impl Tracker {
         self.invalidations.push_back(invalidation);
     }
 
-    /// The line of the last TLBI covering `entry`s for `ipa` under `vmid`;
-    /// `None` if no remembered one does (then every value since the start
-    /// may be cached).
-    pub fn last_covering(&self, vmid: u16, ipa: u64, entry: Entry) -> Option<u64> {
+    /// The line of the last TLBI under `vmid` covering `entry`s whose
+    /// range overlaps `span` (`[start, end)`: a leaf entry's input range,
+    /// or one IPA for a table entry, see the module docs); `None` if no
+    /// remembered one does (then every value since the start may be
+    /// cached).
+    pub fn last_covering(&self, vmid: u16, span: (u64, u64), entry: Entry) -> Option<u64> {
         self.invalidations
             .iter()
             .rev()
             .find(|i| {
                 i.vmid.is_none_or(|v| v == vmid)
-                    && i.range.is_none_or(|(start, end)| start <= ipa && ipa < end)
+                    && i.range
+                        .is_none_or(|(start, end)| start < span.1 && span.0 < end)
                     && !(i.leaf_only && entry == Entry::Table)
             })
             .map(|i| i.line)
@@ -207,6 +218,9 @@ mod tests {
         }
     }
 
+    /// The 4 KiB page holding IPA.
+    const PAGE_SPAN: (u64, u64) = (IPA & !0xfff, (IPA & !0xfff) + 0x1000);
+
     fn values(held: &Held) -> Vec<u64> {
         held.values.iter().map(|&(_, v)| v).collect()
     }
@@ -219,7 +233,7 @@ mod tests {
         t.record_write(LEAF, 0x8000_0743, 0, 2);
         t.record_invalidation(page_tlbi(3, 1, IPA, false));
         t.record_write(LEAF, 0, 0x9000_0743, 4);
-        let covering = t.last_covering(1, IPA, Entry::Leaf);
+        let covering = t.last_covering(1, PAGE_SPAN, Entry::Leaf);
         assert_eq!(covering, Some(3));
         let held = t.held_after(LEAF, covering);
         assert_eq!(values(&held), vec![0, 0x9000_0743]);
@@ -263,35 +277,54 @@ mod tests {
         ] {
             t.record_invalidation(other);
         }
-        assert_eq!(t.last_covering(1, IPA, Entry::Leaf), None);
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Leaf), None);
         t.record_invalidation(page_tlbi(4, 1, IPA, false));
         t.record_invalidation(page_tlbi(5, 1, IPA, true));
         // The leaf-only form covers leaves, not walk-cache entries.
-        assert_eq!(t.last_covering(1, IPA, Entry::Leaf), Some(5));
-        assert_eq!(t.last_covering(1, IPA, Entry::Table), Some(4));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Leaf), Some(5));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Table), Some(4));
         t.record_invalidation(Invalidation {
             line: 6,
             vmid: Some(1),
             range: Some((0, 1 << 30)),
             leaf_only: true,
         });
-        assert_eq!(t.last_covering(1, IPA, Entry::Leaf), Some(6));
-        assert_eq!(t.last_covering(1, IPA, Entry::Table), Some(4));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Leaf), Some(6));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Table), Some(4));
         t.record_invalidation(Invalidation {
             line: 7,
             vmid: Some(1),
             range: None,
             leaf_only: false,
         });
-        assert_eq!(t.last_covering(1, IPA, Entry::Table), Some(7));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Table), Some(7));
         t.record_invalidation(Invalidation {
             line: 8,
             vmid: None,
             range: None,
             leaf_only: false,
         });
-        assert_eq!(t.last_covering(1, IPA, Entry::Table), Some(8));
-        assert_eq!(t.last_covering(9, IPA, Entry::Leaf), Some(8));
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Table), Some(8));
+        assert_eq!(t.last_covering(9, PAGE_SPAN, Entry::Leaf), Some(8));
+    }
+
+    /// A 2 MiB block's entry (or a level-2 table's walk-cache entry) is
+    /// covered by a TLBI of any page it spans, and only by those.
+    #[test]
+    fn a_tlbi_of_any_page_of_a_block_covers_the_block() {
+        let mut t = Tracker::default();
+        let block = (IPA & !0x1f_ffff, (IPA & !0x1f_ffff) + 0x20_0000);
+        t.record_invalidation(page_tlbi(1, 1, block.1, false));
+        t.record_invalidation(page_tlbi(2, 1, block.0 - 0x1000, false));
+        assert_eq!(t.last_covering(1, block, Entry::Leaf), None);
+        t.record_invalidation(page_tlbi(3, 1, block.1 - 0x1000, false));
+        assert_eq!(t.last_covering(1, block, Entry::Leaf), Some(3));
+        assert_eq!(t.last_covering(1, block, Entry::Table), Some(3));
+        // The page itself is not covered by that TLBI.
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Leaf), None);
+        t.record_invalidation(page_tlbi(4, 1, block.0, true));
+        assert_eq!(t.last_covering(1, block, Entry::Leaf), Some(4));
+        assert_eq!(t.last_covering(1, block, Entry::Table), Some(3));
     }
 
     #[test]
@@ -333,6 +366,6 @@ mod tests {
         assert_eq!(t.invalidations.len(), MAX_REMEMBERED_INVALIDATIONS);
         // The covering TLBI is forgotten: every value since the start
         // counts (more allowed, never less).
-        assert_eq!(t.last_covering(1, IPA, Entry::Leaf), None);
+        assert_eq!(t.last_covering(1, PAGE_SPAN, Entry::Leaf), None);
     }
 }

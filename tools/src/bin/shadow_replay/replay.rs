@@ -483,35 +483,29 @@ impl<'a, 'l> Session<'a, 'l> {
     /// claimed answer (the model: `oracle.rs`). Walks are enumerated depth
     /// first: the first k levels (k >= 0) use a valid table descriptor
     /// the address held at some moment since the last TLBI covering
-    /// walk-cache entries for the IPA (the current value counts), the
-    /// level after them either memory's value or a valid leaf held since
-    /// the last TLBI covering leaves, and every level below memory's
+    /// walk-cache entries for the IPA (the current value counts),
+    /// the level after them either memory's value or a valid leaf held
+    /// since the last TLBI covering leaf entries of the IPAs the
+    /// descriptor spans at its level, and every level below memory's
     /// values. A fault counts only if it comes from a descriptor read from
     /// memory (no TLB holds one). At most [`MAX_CHECKED_WALKS`] walks.
     fn judge(&self, question: &Question, vmid: u16, expected: Expected) -> Check {
         let Some(tracker) = self.tracker.as_ref() else {
             return Check::Skipped;
         };
+        let granule = self.machine.walker(question.vtcr, question.vttbr).granule();
         let mut search = Search {
             question,
             tracker,
-            table_after: tracker.last_covering(vmid, question.ipa, Entry::Table),
-            leaf_after: tracker.last_covering(vmid, question.ipa, Entry::Leaf),
+            vmid,
+            granule,
+            levels: Vec::new(),
             walks: 0,
             incomplete: None,
         };
         let mut prefix = Vec::new();
         let found = self.explore(&mut search, &mut prefix);
-        let since = |after: Option<u64>| match after {
-            Some(line) => format!("line {line}"),
-            None => "none remembered".to_string(),
-        };
-        let tlbis = format!(
-            "for IPA {:#x}, VMID {vmid}: {} for leaf entries, {} for walk-cache entries",
-            question.ipa,
-            since(search.leaf_after),
-            since(search.table_after)
-        );
+        let tlbis = search.coverage_text();
         match (found, search.incomplete) {
             (Some(path), _) => {
                 let cached: Vec<String> = path
@@ -567,8 +561,9 @@ impl<'a, 'l> Session<'a, 'l> {
             ));
             return None;
         }
-        let tables = search.tracker.held_after(address, search.table_after);
-        let leaves = search.tracker.held_after(address, search.leaf_after);
+        let coverage = search.coverage(level);
+        let tables = search.tracker.held_after(address, coverage.table_after);
+        let leaves = search.tracker.held_after(address, coverage.leaf_after);
         if !tables.complete || !leaves.complete {
             search.incomplete = Some(format!(
                 "older values of the descriptor at {address:#x} were forgotten (more than {} \
@@ -813,14 +808,88 @@ struct Question {
 struct Search<'s> {
     question: &'s Question,
     tracker: &'s Tracker,
-    /// The last TLBI covering walk-cache entries for the IPA.
-    table_after: Option<u64>,
-    /// The last TLBI covering leaf entries for the IPA.
-    leaf_after: Option<u64>,
+    vmid: u16,
+    granule: Granule,
+    /// Per level the walk reached, the last TLBIs covering its descriptor
+    /// (see [`Search::coverage`]), for the search and its report.
+    levels: Vec<LevelCoverage>,
     /// Walks made so far.
     walks: usize,
     /// Why the search could not try every walk, if it could not.
     incomplete: Option<String>,
+}
+
+/// The last TLBIs covering the entries a descriptor at `level` of the
+/// question's walk gives (`oracle.rs`: a leaf entry by the IPAs it spans,
+/// a walk-cache entry by the question's IPA).
+#[derive(Clone, Copy, Debug)]
+struct LevelCoverage {
+    level: i8,
+    /// `[start, end)`: the level's region holding the question's IPA.
+    span: (u64, u64),
+    /// The last TLBI covering walk-cache entries for the question's IPA.
+    table_after: Option<u64>,
+    /// The last TLBI covering leaf entries of the span.
+    leaf_after: Option<u64>,
+}
+
+impl Search<'_> {
+    /// The coverage of the question's descriptor at `level`, found once.
+    fn coverage(&mut self, level: i8) -> LevelCoverage {
+        if let Some(&known) = self.levels.iter().find(|c| c.level == level) {
+            return known;
+        }
+        // A level-L entry spans granule * (entries per table)^(3 - L)
+        // bytes; at least the whole input space above 63 bits.
+        let shift = self.granule.bits() + self.granule.stride() * (3 - level).max(0) as u32;
+        let span = match 1u64.checked_shl(shift).filter(|_| shift < 64) {
+            Some(size) => {
+                let start = self.question.ipa & !(size - 1);
+                (start, start.saturating_add(size))
+            }
+            None => (0, u64::MAX),
+        };
+        let found = LevelCoverage {
+            level,
+            span,
+            table_after: self.tracker.last_covering(
+                self.vmid,
+                (self.question.ipa, self.question.ipa.saturating_add(1)),
+                Entry::Table,
+            ),
+            leaf_after: self.tracker.last_covering(self.vmid, span, Entry::Leaf),
+        };
+        self.levels.push(found);
+        found
+    }
+
+    /// The TLBIs the search counted, for a report.
+    fn coverage_text(&self) -> String {
+        let since = |after: Option<u64>| match after {
+            Some(line) => format!("line {line}"),
+            None => "none remembered".to_string(),
+        };
+        let levels: Vec<String> = self
+            .levels
+            .iter()
+            .map(|c| {
+                format!(
+                    "level {}: {} for leaf entries of {:#x}-{:#x}, {} for walk-cache entries",
+                    c.level,
+                    since(c.leaf_after),
+                    c.span.0,
+                    c.span.1.wrapping_sub(1),
+                    since(c.table_after)
+                )
+            })
+            .collect();
+        format!(
+            "for IPA {:#x}, VMID {}: {}",
+            self.question.ipa,
+            self.vmid,
+            levels.join("; ")
+        )
+    }
 }
 
 /// A descriptor value a TLB or walk cache may hold, used by a walk.
