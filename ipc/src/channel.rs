@@ -37,30 +37,74 @@ pub enum ClientError {
         /// Kind of the reply.
         kind: RecordKind,
     },
+    /// The reply is addressed to another vCPU (a mis-wired ring pair).
+    MisaddressedReply {
+        /// The vCPU the reply names.
+        vcpu: VcpuId,
+        /// Sequence number in the reply.
+        seq: u64,
+    },
+    /// No reply came before the caller's deadline
+    /// ([`VcpuClient::call_within`]).
+    TimedOut,
 }
 
-/// What a synchronous call returns for the `decoded` reply to request
-/// `seq`: a malformed reply, one for another request, an error reply, or a
-/// reply kind `expect` refuses are errors.
+/// A synchronous call's answer, from the `decoded` reply record taken
+/// while waiting for request `seq` of `vcpu`.
+struct Answer<T> {
+    result: Result<T, ClientError>,
+    /// The record is the reply to that request (whatever its content), so
+    /// the request is no longer outstanding.
+    answers_request: bool,
+}
+
+/// What a synchronous call returns for the `decoded` reply record: a
+/// malformed record, a reply to another vCPU or another request, an error
+/// reply, or a reply kind `expect` refuses are errors.
 #[inline(always)]
 fn answer_to<T>(
+    vcpu: VcpuId,
     seq: u64,
     decoded: Result<Envelope<Reply>, DecodeError>,
     expect: impl FnOnce(Reply) -> Result<T, Reply>,
-) -> Result<T, ClientError> {
-    let envelope = decoded.map_err(ClientError::MalformedReply)?;
-    if envelope.seq != seq {
-        return Err(ClientError::UnexpectedReply {
-            seq: envelope.seq,
-            kind: envelope.message.kind(),
-        });
+) -> Answer<T> {
+    let envelope = match decoded {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            return Answer {
+                result: Err(ClientError::MalformedReply(error)),
+                answers_request: false,
+            }
+        }
+    };
+    if envelope.vcpu != vcpu {
+        return Answer {
+            result: Err(ClientError::MisaddressedReply {
+                vcpu: envelope.vcpu,
+                seq: envelope.seq,
+            }),
+            answers_request: false,
+        };
     }
-    match envelope.message {
+    if envelope.seq != seq {
+        return Answer {
+            result: Err(ClientError::UnexpectedReply {
+                seq: envelope.seq,
+                kind: envelope.message.kind(),
+            }),
+            answers_request: false,
+        };
+    }
+    let result = match envelope.message {
         Reply::Error(error) => Err(ClientError::Rejected(error)),
         reply => expect(reply).map_err(|other| ClientError::UnexpectedReply {
             seq,
             kind: other.kind(),
         }),
+    };
+    Answer {
+        result,
+        answers_request: true,
     }
 }
 
@@ -121,9 +165,60 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.outstanding
     }
 
-    /// Sends one request and waits for its answer.
+    /// Sends one request and waits for its answer (without a bound: a
+    /// caller that must not hang uses [`VcpuClient::call_within`]).
+    ///
+    /// Replies are matched, never guessed: a reply record that is not the
+    /// answer to this request (malformed, for another vCPU or another
+    /// sequence number) is an error, and the request stays outstanding
+    /// (every later call returns [`ClientError::Outstanding`]) until its
+    /// own reply is taken by [`VcpuClient::poll_replies`].
     pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {
         self.call_with(|vcpu, seq, slot| request.encode_into(vcpu, seq, slot), Ok)
+    }
+
+    /// [`VcpuClient::call`] that gives up with [`ClientError::TimedOut`]
+    /// once `expired()` returns true, checked while the request ring is
+    /// full and while no reply is waiting (polled, not through the
+    /// doorbell: a doorbell wait may sleep past the deadline). After a
+    /// timeout the request is outstanding, as after any other error.
+    pub fn call_within(
+        &mut self,
+        request: &Request,
+        mut expired: impl FnMut() -> bool,
+    ) -> Result<Reply, ClientError> {
+        if self.outstanding != 0 {
+            return Err(ClientError::Outstanding);
+        }
+        let (vcpu, seq) = (self.vcpu, self.next_seq);
+        while self
+            .requests
+            .push_in_place(|slot| request.encode_into(vcpu, seq, slot))
+            .is_err()
+        {
+            if expired() {
+                return Err(ClientError::TimedOut);
+            }
+            core::hint::spin_loop();
+        }
+        self.next_seq = seq.wrapping_add(1);
+        self.outstanding = 1;
+        self.service_bell.ring();
+        loop {
+            if let Some(answer) = self
+                .replies
+                .take_with(|record| answer_to(vcpu, seq, decode_reply(record), Ok))
+            {
+                if answer.answers_request {
+                    self.outstanding = 0;
+                }
+                return answer.result;
+            }
+            if expired() {
+                return Err(ClientError::TimedOut);
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// Resolves an L2 stage-2 fault.
@@ -191,10 +286,14 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.reply_bell.wait_until(|| replies.has_record());
         let answer = self
             .replies
-            .take_with(|record| answer_to(seq, decode_reply(record), expect));
-        self.outstanding = 0;
+            .take_with(|record| answer_to(vcpu, seq, decode_reply(record), expect));
         match answer {
-            Some(answer) => answer,
+            Some(answer) => {
+                if answer.answers_request {
+                    self.outstanding = 0;
+                }
+                answer.result
+            }
             None => unreachable!("wait_until returned with a record waiting"),
         }
     }
@@ -226,21 +325,30 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
     }
 
     /// Hands up to `max` waiting replies to `f`, in order, and returns how
-    /// many were taken.
+    /// many were taken. Only the reply to the oldest outstanding request
+    /// (the service answers a ring's requests in order) counts as an
+    /// answer and returns its credit; any other record (malformed, for
+    /// another vCPU, a sequence number not outstanding) is handed over
+    /// and changes nothing, so a stray reply can never let more requests
+    /// out than the reply ring holds.
     pub fn poll_replies(
         &mut self,
         max: usize,
         mut f: impl FnMut(Result<Envelope<Reply>, DecodeError>),
     ) -> usize {
-        let taken = self.replies.drain(max, |record| f(decode_reply(record)));
-        self.outstanding = self.outstanding.saturating_sub(taken);
+        let vcpu = self.vcpu;
+        let mut outstanding = self.outstanding;
+        let next_seq = self.next_seq;
+        let taken = self.replies.drain(max, |record| {
+            let decoded = decode_reply(record);
+            let oldest = next_seq.wrapping_sub(outstanding as u64);
+            if outstanding > 0 && matches!(&decoded, Ok(e) if e.vcpu == vcpu && e.seq == oldest) {
+                outstanding -= 1;
+            }
+            f(decoded)
+        });
+        self.outstanding = outstanding;
         taken
-    }
-
-    /// Waits (through the reply doorbell) until a reply is waiting.
-    pub fn wait_for_reply(&self) {
-        let replies = &self.replies;
-        self.reply_bell.wait_until(|| replies.has_record());
     }
 }
 
@@ -368,11 +476,6 @@ impl<'e, 'a, B: Doorbell> Poller<'e, 'a, B> {
             served += endpoint.serve(self.batch_limit, handler);
         }
         served
-    }
-
-    /// Whether any endpoint has a request waiting.
-    pub fn has_work(&self) -> bool {
-        self.endpoints.iter().any(Endpoint::has_request)
     }
 
     /// Serves until `keep_running()` is false, sleeping on `bell` (the
@@ -649,7 +752,7 @@ mod tests {
             service(e)
         });
         assert_eq!(order, [1, 2, 0, 0, 0]);
-        assert!(poller.has_work());
+        assert!(poller.endpoints.iter().any(Endpoint::has_request));
     }
 
     #[test]

@@ -604,15 +604,6 @@ impl Consumer<'_> {
         })
     }
 
-    /// Copies up to `out.len()` waiting records into `out`.
-    pub fn drain_into(&mut self, out: &mut [Record]) -> usize {
-        let mut n = 0;
-        self.drain(out.len(), |record| {
-            out[n] = *record;
-            n += 1;
-        })
-    }
-
     /// Takes the next record, if any.
     #[inline]
     pub fn pop(&mut self) -> Option<Record> {

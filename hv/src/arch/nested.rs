@@ -77,8 +77,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{InvalidateScope, Tlbi, TlbiFeatures, TlbiParams};
 use ipc::{
-    ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request, RingBuffer,
-    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
+    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
@@ -1424,26 +1424,18 @@ fn call(
         publish_answer();
         return Ok(reply);
     };
-    let seq = client.next_seq();
-    if client.send_batch(&[request]) != 1 {
-        return Err("the request ring is full with nothing outstanding");
-    }
     let start = cpu::counter();
     let limit = read_sysreg!("cntfrq_el0") * TIMEOUT_MS / 1000;
-    loop {
-        let mut reply = None;
-        client.poll_replies(1, |r| reply = Some(r));
-        match reply {
-            Some(Ok(envelope)) if envelope.seq == seq && envelope.vcpu == id => {
-                return Ok(envelope.message)
-            }
-            Some(Ok(_)) => return Err("a reply that answers another request"),
-            Some(Err(_)) => return Err("a reply that does not decode"),
-            None if cpu::counter().wrapping_sub(start) > limit => {
-                return Err("no reply from the service CPU within 5 s")
-            }
-            None => core::hint::spin_loop(),
+    match client.call_within(&request, || cpu::counter().wrapping_sub(start) > limit) {
+        Ok(reply) => Ok(reply),
+        // The service's answer to a request it found malformed.
+        Err(ClientError::Rejected(error)) => Ok(Reply::Error(error)),
+        Err(ClientError::TimedOut) => Err("no reply from the service CPU within 5 s"),
+        Err(ClientError::MalformedReply(_)) => Err("a reply that does not decode"),
+        Err(ClientError::UnexpectedReply { .. } | ClientError::MisaddressedReply { .. }) => {
+            Err("a reply that answers another request")
         }
+        Err(ClientError::Outstanding) => Err("a request to the service is still outstanding"),
     }
 }
 

@@ -43,9 +43,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ipc::tlbi::{IpaRange, Tlbi, TlbiParams};
 use ipc::{
-    AccessKind, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection, InvalidateRequest,
-    L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer, RingError,
-    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    AccessKind, ClientError, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection,
+    InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
+    RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
 };
 use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
@@ -330,9 +330,15 @@ pub enum Failure {
         /// Requests the service had answered.
         answered: u64,
     },
-    /// The request ring was full with nothing outstanding.
-    RingFull,
-    /// A reply that does not answer the request (or an error reply).
+    /// The client refused the reply (malformed, for another vCPU or
+    /// request) or the call (a request still outstanding).
+    Client {
+        /// The step.
+        step: &'static str,
+        /// Why.
+        error: ClientError,
+    },
+    /// A reply of the wrong kind, or an error reply.
     Reply {
         /// The step.
         step: &'static str,
@@ -478,7 +484,7 @@ impl fmt::Display for Failure {
                 f,
                 "timeout waiting for the answer to {request} (the service answered {answered} requests)"
             ),
-            Failure::RingFull => f.write_str("the request ring is full with nothing outstanding"),
+            Failure::Client { step, error } => write!(f, "{step}: the ipc client refused: {error:?}"),
             Failure::Reply { step, reply } => {
                 write!(f, "{step}: unexpected reply {reply:?}")
             }
@@ -642,39 +648,16 @@ fn call<B: Doorbell, K: Clock>(
     request: Request,
     what: &'static str,
 ) -> Result<Reply, Failure> {
-    let seq = client.next_seq();
-    let vcpu = client.vcpu();
-    if client.send_batch(&[request]) != 1 {
-        return Err(Failure::RingFull);
-    }
     let start = clock.now();
-    loop {
-        let mut reply = None;
-        client.poll_replies(1, |r| reply = Some(r));
-        match reply {
-            Some(Ok(envelope)) if envelope.vcpu == vcpu && envelope.seq == seq => {
-                return Ok(envelope.message)
-            }
-            Some(Ok(envelope)) => {
-                return Err(Failure::Reply {
-                    step: what,
-                    reply: envelope.message,
-                })
-            }
-            Some(Err(e)) => {
-                return Err(Failure::Reply {
-                    step: what,
-                    reply: Reply::Error(e),
-                })
-            }
-            None if clock.now().wrapping_sub(start) > timeout => {
-                return Err(Failure::Timeout {
-                    request: what,
-                    answered: answered.load(Ordering::Relaxed),
-                })
-            }
-            None => core::hint::spin_loop(),
-        }
+    match client.call_within(&request, || clock.now().wrapping_sub(start) > timeout) {
+        Ok(reply) => Ok(reply),
+        // The service's answer to a request it found malformed.
+        Err(ClientError::Rejected(error)) => Ok(Reply::Error(error)),
+        Err(ClientError::TimedOut) => Err(Failure::Timeout {
+            request: what,
+            answered: answered.load(Ordering::Relaxed),
+        }),
+        Err(error) => Err(Failure::Client { step: what, error }),
     }
 }
 
