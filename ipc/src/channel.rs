@@ -537,8 +537,8 @@ mod tests {
                 shareability: MemShareability::InnerShareable,
             })),
             Request::Invalidate(inv) => Reply::InvalidateAck(InvalidateAck {
-                entries_dropped: match inv.scope() {
-                    InvalidateScope::Ipa(scope) => scope.range.len() >> 12,
+                entries_dropped: match inv.tlbi().decode(inv.operand(), TlbiParams::default()) {
+                    Ok(InvalidateScope::Ipa(scope)) => scope.range.len() >> 12,
                     _ => u64::MAX,
                 },
             }),
@@ -585,15 +585,8 @@ mod tests {
                 shareability: Shareability::InnerShareable,
                 nxs: false,
             };
-            let inv = InvalidateRequest::new(
-                5 << 48,
-                0,
-                crate::VmidWidth::Bits8,
-                tlbi,
-                0x8_0000,
-                TlbiParams::default(),
-            )
-            .unwrap();
+            let inv = InvalidateRequest::new(5 << 48, 0, crate::VmidWidth::Bits8, tlbi, 0x8_0000)
+                .unwrap();
             assert_eq!(client.invalidate(inv).unwrap().entries_dropped, 1);
             let unmap = L0UnmapRequest {
                 range: IpaRange::new(0x1000_0000, 0x1001_0000).unwrap(),

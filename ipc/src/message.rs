@@ -11,13 +11,13 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::tlbi::{InvalidateScope, IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};
+use crate::tlbi::{IpaRange, Shareability, Tlbi, TlbiOp};
 
 /// Layout version carried by every record; bumped on any layout change.
 /// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
 /// VTCR_EL2 name (error field [`Field::Vmid`]); the reply
 /// [`TranslateOutcome::L0Denied`].
-pub const LAYOUT_VERSION: u16 = 5;
+pub const LAYOUT_VERSION: u16 = 6;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -396,8 +396,12 @@ pub struct TranslateRequest {
 /// a translate's (review 21 F3: a VMID taken from the raw VTTBR field was
 /// acked and invalidated nothing).
 ///
-/// Built only through [`InvalidateRequest::new`], so the operand always
-/// decodes; the decoded [`InvalidateScope`] travels with it.
+/// Built only through [`InvalidateRequest::new`], so the operand names
+/// entries ([`Tlbi::names_entries`]). The raw form and operand travel, not
+/// a decoded scope: which entries they name depends on what the receiver
+/// shows L1 (FEAT_LPA2) and on L1's VTCR_EL2.DS, so the service decodes
+/// them once, with its own parameters (review 32 R32-2: a scope decoded by
+/// the sender disagreed with the one applied for an L1 using LPA2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct InvalidateRequest {
     vmid: u16,
@@ -405,26 +409,23 @@ pub struct InvalidateRequest {
     vtcr: u64,
     tlbi: Tlbi,
     operand: u64,
-    params: TlbiParams,
-    scope: InvalidateScope,
 }
 
 impl InvalidateRequest {
     /// The TLBI L1 issued with `vttbr` and `vtcr` as its VTTBR_EL2 and
     /// VTCR_EL2, `l1_width` being the VMID width L0 exposes to L1
-    /// (ID_AA64MMFR1_EL1.VMIDBits). Decodes the TLBI; fails exactly when
-    /// [`Tlbi::decode`] does (then there is nothing to send: the TLBI
-    /// completes at once).
+    /// (ID_AA64MMFR1_EL1.VMIDBits). Fails exactly when the operand names
+    /// no entries ([`Tlbi::names_entries`]: then there is nothing to send,
+    /// the TLBI completes at once).
     pub fn new(
         vttbr: u64,
         vtcr: u64,
         l1_width: crate::VmidWidth,
         tlbi: Tlbi,
         operand: u64,
-        params: TlbiParams,
     ) -> Result<InvalidateRequest, crate::tlbi::TlbiDecodeError> {
         let vmid = crate::vmid::l1_vmid(vttbr, vtcr, l1_width);
-        Self::with_vmid(vmid, vttbr, vtcr, tlbi, operand, params)
+        Self::with_vmid(vmid, vttbr, vtcr, tlbi, operand)
     }
 
     fn with_vmid(
@@ -433,17 +434,14 @@ impl InvalidateRequest {
         vtcr: u64,
         tlbi: Tlbi,
         operand: u64,
-        params: TlbiParams,
     ) -> Result<InvalidateRequest, crate::tlbi::TlbiDecodeError> {
-        let scope = tlbi.decode(operand, params)?;
+        tlbi.names_entries(operand)?;
         Ok(InvalidateRequest {
             vmid,
             vttbr,
             vtcr,
             tlbi,
             operand,
-            params,
-            scope,
         })
     }
 
@@ -470,16 +468,6 @@ impl InvalidateRequest {
     /// The raw `Xt` operand.
     pub fn operand(&self) -> u64 {
         self.operand
-    }
-
-    /// The decode parameters.
-    pub fn params(&self) -> TlbiParams {
-        self.params
-    }
-
-    /// What to invalidate.
-    pub fn scope(&self) -> InvalidateScope {
-        self.scope
     }
 }
 
@@ -798,9 +786,7 @@ struct InvalidateWire {
     shareability: u8,
     /// Bit 0: nXS.
     flags: u8,
-    /// Bit 0: FEAT_TTL, bit 1: FEAT_LPA2, bit 2: VTCR_EL2.DS.
-    params: u8,
-    reserved: [u8; 10],
+    reserved: [u8; 11],
 }
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -1074,10 +1060,7 @@ impl Request {
                     op: tlbi_op_code(inv.tlbi.op),
                     shareability: shareability_code(inv.tlbi.shareability),
                     flags: u8::from(inv.tlbi.nxs),
-                    params: u8::from(inv.params.feat_ttl)
-                        | u8::from(inv.params.feat_lpa2) << 1
-                        | u8::from(inv.params.vtcr_ds) << 2,
-                    reserved: [0; 10],
+                    reserved: [0; 11],
                 },
             ),
             Request::L0Unmap(unmap) => out.fill(
@@ -1244,16 +1227,11 @@ fn decode_request_general(record: &Record) -> Result<Envelope<Request>, DecodeEr
             let op = tlbi_op_from_code(w.op).ok_or(DecodeError::invalid(kind, Field::TlbiForm))?;
             let shareability = shareability_from_code(w.shareability)
                 .ok_or(DecodeError::invalid(kind, Field::TlbiForm))?;
-            ensure(w.flags <= 1 && w.params <= 0b111, kind, Field::TlbiForm)?;
+            ensure(w.flags <= 1, kind, Field::TlbiForm)?;
             let tlbi = Tlbi {
                 op,
                 shareability,
                 nxs: w.flags & 1 != 0,
-            };
-            let params = TlbiParams {
-                feat_ttl: w.params & 1 != 0,
-                feat_lpa2: w.params & 2 != 0,
-                vtcr_ds: w.params & 4 != 0,
             };
             // As a translate's context: a VMID the registers do not name
             // for any width would invalidate contexts it should not.
@@ -1262,9 +1240,8 @@ fn decode_request_general(record: &Record) -> Result<Envelope<Request>, DecodeEr
                 kind,
                 Field::Vmid,
             )?;
-            let inv =
-                InvalidateRequest::with_vmid(w.vmid, w.vttbr, w.vtcr, tlbi, w.operand, params)
-                    .map_err(|_| DecodeError::invalid(kind, Field::TlbiOperand))?;
+            let inv = InvalidateRequest::with_vmid(w.vmid, w.vttbr, w.vtcr, tlbi, w.operand)
+                .map_err(|_| DecodeError::invalid(kind, Field::TlbiOperand))?;
             Request::Invalidate(inv)
         }
         RecordKind::L0Unmap => {
@@ -1858,30 +1835,19 @@ mod tests {
 
     fn request() -> impl Strategy<Value = Request> {
         let translate = translate_request().prop_map(Request::Translate);
-        let invalidate = (
-            any::<(u64, u64, bool)>(),
-            tlbi_form(),
-            any::<u64>(),
-            any::<(bool, bool, bool)>(),
-        )
-            .prop_filter_map(
-                "operand names nothing",
-                |((vttbr, vtcr, wide), tlbi, xt, (t, l, d))| {
-                    let params = TlbiParams {
-                        feat_ttl: t,
-                        feat_lpa2: l,
-                        vtcr_ds: d,
-                    };
-                    let width = if wide {
-                        crate::VmidWidth::Bits16
-                    } else {
-                        crate::VmidWidth::Bits8
-                    };
-                    InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, params)
-                        .ok()
-                        .map(Request::Invalidate)
-                },
-            );
+        let invalidate = (any::<(u64, u64, bool)>(), tlbi_form(), any::<u64>()).prop_filter_map(
+            "operand names nothing",
+            |((vttbr, vtcr, wide), tlbi, xt)| {
+                let width = if wide {
+                    crate::VmidWidth::Bits16
+                } else {
+                    crate::VmidWidth::Bits8
+                };
+                InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt)
+                    .ok()
+                    .map(Request::Invalidate)
+            },
+        );
         let unmap = (0..(ADDRESS_LIMIT >> 12), 1..(1u64 << 20), any::<bool>()).prop_map(
             |(start_page, pages, wp)| {
                 let start = start_page << 12;
@@ -2363,15 +2329,7 @@ mod tests {
             base_addr: 4,
         }
         .to_bits();
-        let req = InvalidateRequest::new(
-            7 << 48,
-            0,
-            crate::VmidWidth::Bits8,
-            form,
-            xt,
-            TlbiParams::default(),
-        )
-        .unwrap();
+        let req = InvalidateRequest::new(7 << 48, 0, crate::VmidWidth::Bits8, form, xt).unwrap();
         let mut record = Request::Invalidate(req).encode(VcpuId(0), 1);
         let decoded = decode_request(&record).unwrap().message;
         assert_eq!(decoded, Request::Invalidate(req));

@@ -154,6 +154,13 @@ impl Tlbi {
             && (!self.nxs || features.nxs)
     }
 
+    /// Whether operand `xt` names any entries: every form's does except a
+    /// range form's with TG = 0b00 ([`TlbiDecodeError::ReservedGranule`]).
+    /// The decode parameters change which entries, never whether.
+    pub fn names_entries(self, xt: u64) -> Result<(), TlbiDecodeError> {
+        self.decode(xt, TlbiParams::default()).map(|_| ())
+    }
+
     /// Decodes the `Xt` operand into the scope this TLBI invalidates, for an
     /// L1 with the features and VTCR_EL2.DS given in `params`.
     pub fn decode(self, xt: u64, params: TlbiParams) -> Result<InvalidateScope, TlbiDecodeError> {

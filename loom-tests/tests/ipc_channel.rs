@@ -6,7 +6,7 @@
 
 use ipc::{
     Doorbell, Endpoint, HostDoorbell, InvalidateAck, InvalidateRequest, Reply, Request, RingBuffer,
-    Shareability, Tlbi, TlbiOp, TlbiParams, VcpuClient, VcpuId,
+    Shareability, Tlbi, TlbiOp, VcpuClient, VcpuId,
 };
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
@@ -63,15 +63,7 @@ fn invalidate_returns_after_the_service_applied_it() {
             shareability: Shareability::InnerShareable,
             nxs: false,
         };
-        let request = InvalidateRequest::new(
-            3 << 48,
-            0,
-            ipc::VmidWidth::Bits8,
-            tlbi,
-            0,
-            TlbiParams::default(),
-        )
-        .unwrap();
+        let request = InvalidateRequest::new(3 << 48, 0, ipc::VmidWidth::Bits8, tlbi, 0).unwrap();
         let ack = client.invalidate(request).unwrap();
         assert_eq!(ack.entries_dropped, 1);
         assert!(

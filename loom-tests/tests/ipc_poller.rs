@@ -8,7 +8,7 @@
 
 use ipc::{
     Doorbell, Endpoint, HostDoorbell, InvalidateAck, InvalidateRequest, Poller, Reply, Request,
-    RingBuffer, Shareability, Tlbi, TlbiOp, TlbiParams, VcpuClient, VcpuId,
+    RingBuffer, Shareability, Tlbi, TlbiOp, VcpuClient, VcpuId,
 };
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
@@ -68,15 +68,7 @@ fn poller_run_answers_a_call_and_stops_when_told() {
             shareability: Shareability::InnerShareable,
             nxs: false,
         };
-        let request = InvalidateRequest::new(
-            3 << 48,
-            0,
-            ipc::VmidWidth::Bits8,
-            tlbi,
-            0,
-            TlbiParams::default(),
-        )
-        .unwrap();
+        let request = InvalidateRequest::new(3 << 48, 0, ipc::VmidWidth::Bits8, tlbi, 0).unwrap();
         let reply = client.call(&Request::Invalidate(request)).unwrap();
         assert_eq!(
             reply,

@@ -53,13 +53,13 @@ where
         match message {
             Request::Translate(t) => Reply::Translate(self.translate_request(worker, &t)),
             Request::Invalidate(i) => {
-                // The scope is decoded again from L1's operand with what
-                // this service shows L1 (FEAT_LPA2) and the record's own
-                // VTCR_EL2 (DS), not with the decode parameters the record
-                // carries: a record claiming others would be acked with
-                // less removed than L1 named (review 25 R25-1). A reserved
-                // range granule invalidates nothing (`TlbiDecodeError`).
-                let dropped = match i.tlbi().decode(i.operand(), self.tlbi_params(&i)) {
+                // The scope is decoded here, once, from L1's operand with
+                // what this service shows L1 (FEAT_LPA2) and the request's
+                // VTCR_EL2 (DS) (reviews 25 R25-1, 32 R32-2). A request
+                // exists only for an operand that names entries, whatever
+                // the parameters, so the error arm (a reserved range
+                // granule, which invalidates nothing) is never taken.
+                let dropped = match i.tlbi().decode(i.operand(), self.tlbi_params(i.vtcr())) {
                     Ok(scope) => self.invalidate(worker, i.vmid(), &scope),
                     Err(_) => 0,
                 };
@@ -76,20 +76,20 @@ where
         }
     }
 
-    /// How L1's TLBI operands decode: FEAT_LPA2 as this service shows it
-    /// to L1 (a 52-bit stage-2 granule), VTCR_EL2.DS from L1's register in
-    /// the request, FEAT_TTL as the request says (the service does not see
-    /// ID_AA64MMFR2_EL1.TTL, and never narrows a scope by a TTL hint, see
-    /// `Service::invalidate`: a wrong claim cannot leave entries L1 named).
-    fn tlbi_params(&self, request: &ipc::message::InvalidateRequest) -> ipc::tlbi::TlbiParams {
+    /// How the operands of TLBIs L1 issues with `l1_vtcr` as its VTCR_EL2
+    /// decode: FEAT_LPA2 as this service shows it to L1 (a 52-bit stage-2
+    /// granule), VTCR_EL2.DS from L1's register. FEAT_TTL only decides whether IPAS2's bits \[47:44\]
+    /// are a level hint, and `Service::invalidate` never narrows a scope by
+    /// a hint, so it is taken as absent (hv does not show it to L1).
+    pub fn tlbi_params(&self, l1_vtcr: u64) -> ipc::tlbi::TlbiParams {
         let features = &self.config().features;
         let feat_lpa2 = [walker::Granule::K4, walker::Granule::K16]
             .into_iter()
             .any(|g| features.stage2_granule(g) == walker::GranuleSupport::Supported52Bit);
         ipc::tlbi::TlbiParams {
-            feat_ttl: request.params().feat_ttl,
+            feat_ttl: false,
             feat_lpa2,
-            vtcr_ds: request.vtcr() & (1 << 32) != 0,
+            vtcr_ds: l1_vtcr & (1 << 32) != 0,
         }
     }
 

@@ -13,7 +13,7 @@ use ipc::message::{
     decode_reply, AccessKind as IpcAccess, DecodeError, Field, InvalidateRequest, Record,
     RecordKind, Reply, Request, TranslateOutcome, TranslateRequest, VcpuId,
 };
-use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
+use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp};
 use ipc::{l1_vmid, VmidWidth};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{HostBackend, Service, ServiceConfig, Translated};
@@ -188,15 +188,7 @@ fn invalidate_record(vttbr: u64, vtcr: u64, vmid: u16, seq: u64) -> Record {
         shareability: Shareability::InnerShareable,
         nxs: false,
     };
-    let request = InvalidateRequest::new(
-        vttbr,
-        vtcr,
-        VmidWidth::Bits16,
-        tlbi,
-        0,
-        TlbiParams::default(),
-    )
-    .unwrap();
+    let request = InvalidateRequest::new(vttbr, vtcr, VmidWidth::Bits16, tlbi, 0).unwrap();
     let mut record = Request::Invalidate(request).encode(VcpuId(3), seq);
     // The body: Xt, VTTBR_EL2, VTCR_EL2, then the VMID.
     record.body[24..26].copy_from_slice(&vmid.to_ne_bytes());

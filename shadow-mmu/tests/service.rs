@@ -171,15 +171,8 @@ fn the_adapter_answers_ipc_records() {
         shareability: Shareability::InnerShareable,
         nxs: false,
     };
-    let request = InvalidateRequest::new(
-        l1.root | (1 << 48),
-        l1.vtcr(),
-        VmidWidth::Bits16,
-        tlbi,
-        0,
-        TlbiParams::default(),
-    )
-    .unwrap();
+    let request =
+        InvalidateRequest::new(l1.root | (1 << 48), l1.vtcr(), VmidWidth::Bits16, tlbi, 0).unwrap();
     let record = Request::Invalidate(request).encode(VcpuId(3), 13);
     let (_, r) = reply(s.answer(&w, &record));
     assert!(
@@ -271,15 +264,8 @@ fn poller_loop() {
         };
         let ack = vcpu
             .invalidate(
-                InvalidateRequest::new(
-                    context.vttbr,
-                    context.vtcr,
-                    VmidWidth::Bits16,
-                    tlbi,
-                    0,
-                    TlbiParams::default(),
-                )
-                .unwrap(),
+                InvalidateRequest::new(context.vttbr, context.vtcr, VmidWidth::Bits16, tlbi, 0)
+                    .unwrap(),
             )
             .unwrap();
         assert!(ack.entries_dropped >= 2, "{ack:?}");

@@ -75,7 +75,7 @@ use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
-use ipc::tlbi::{InvalidateScope, Tlbi, TlbiFeatures, TlbiParams};
+use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
     ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
     RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
@@ -1304,14 +1304,10 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                         nested.service.l1_vmid_width(),
                         tlbi,
                         xt,
-                        TlbiParams::default(),
                     ) {
                         // A whole VMID's (or every VMID's) stage-1 entries
                         // include those of its L2s run with stage 2 off.
-                        if matches!(
-                            request.scope(),
-                            InvalidateScope::Vmid | InvalidateScope::AllVmids
-                        ) {
+                        if matches!(tlbi.op, TlbiOp::Vmalls12e1 | TlbiOp::Alle1) {
                             flush_direct_vmids();
                         }
                         match call(

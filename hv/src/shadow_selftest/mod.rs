@@ -41,7 +41,7 @@ use alloc::boxed::Box;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ipc::tlbi::{IpaRange, Tlbi, TlbiParams};
+use ipc::tlbi::{IpaRange, Tlbi};
 use ipc::{
     AccessKind, ClientError, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection,
     InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
@@ -986,15 +986,8 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
             .and_then(|tlbi| {
                 // L1's registers when it issues the TLBI, as its
                 // translate requests name them (`context_key`).
-                InvalidateRequest::new(
-                    self.key.vttbr,
-                    self.key.vtcr,
-                    VmidWidth::Bits8,
-                    tlbi,
-                    xt,
-                    TlbiParams::default(),
-                )
-                .ok()
+                InvalidateRequest::new(self.key.vttbr, self.key.vtcr, VmidWidth::Bits8, tlbi, xt)
+                    .ok()
             })
             .ok_or(Failure::Encoding { request: what })?;
         match self.call(Request::Invalidate(request), what)? {

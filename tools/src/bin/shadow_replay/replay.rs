@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 
 use ipc::message::{Envelope, InvalidateRequest, L0Change, Reply, Request, VcpuId};
-use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures, TlbiParams};
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     resolve, ComposeError, Composition, L0Map, L0Region, L1Translation, Permissions, ShadowMapping,
@@ -15,8 +15,8 @@ use shadow_mmu::service::{
 };
 use shadow_mmu::shadow_table::{MapError, ShadowConfig};
 use walker::{
-    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, Granule, GranuleSupport,
-    GuestMemory, Memslots, SlotAccess, WalkError,
+    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, Granule, GuestMemory,
+    Memslots, SlotAccess, WalkError,
 };
 
 use crate::args::Options;
@@ -194,8 +194,8 @@ impl<'a, 'l> Session<'a, 'l> {
         // hv's path for a trapped TLBI: the request hv builds
         // (hv/src/arch/nested.rs), answered by the service's ipc adapter,
         // which decodes the operand again with what it shows L1.
-        let request = InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt, TlbiParams::default());
-        match request.map(|r| (r, tlbi.decode(xt, self.adapter_tlbi_params(vtcr)))) {
+        let request = InvalidateRequest::new(vttbr, vtcr, width, tlbi, xt);
+        match request.map(|r| (r, tlbi.decode(xt, self.service.tlbi_params(vtcr)))) {
             Ok((request, Ok(scope))) => {
                 scope_fields(&mut line, &scope);
                 if self.ignore_tlbis {
@@ -251,22 +251,6 @@ impl<'a, 'l> Session<'a, 'l> {
         }
         line.finish();
         true
-    }
-
-    /// The decode parameters the service's ipc adapter uses for L1's
-    /// TLBI operands (`Service::reply`, shadow-mmu/src/adapter.rs:
-    /// FEAT_LPA2 as the service shows it, DS from L1's VTCR_EL2, no TTL
-    /// from hv's request), so the scope reported and tracked is the one
-    /// applied.
-    fn adapter_tlbi_params(&self, vtcr: u64) -> TlbiParams {
-        let features = &self.service.config().features;
-        TlbiParams {
-            feat_ttl: false,
-            feat_lpa2: [Granule::K4, Granule::K16]
-                .into_iter()
-                .any(|g| features.stage2_granule(g) == GranuleSupport::Supported52Bit),
-            vtcr_ds: vtcr & (1 << 32) != 0,
-        }
     }
 
     fn l0_unmap(&mut self, range: IpaRange, change: L0Change, out: &mut String) -> bool {
