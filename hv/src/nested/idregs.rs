@@ -84,7 +84,15 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   VH 1 (FEAT_VHE: L1's E2H is RES1);
 /// - MMFR2: FWB 0 (FEAT_S2FWB hidden), TTL 0, NV 0 (no deeper nesting),
 ///   EVT 0;
+/// - ISAR2: SYSREG_128 and SYSINSTR_128 0 (FEAT_SYSREG128,
+///   FEAT_SYSINSTR128: the 128-bit `TLBIP` forms are not decoded);
 /// - ISAR3 0: hides FEAT_TLBIW (`TLBI VMALLWS2E1` is not decoded);
+/// - MMFR3 \[39:0\] 0: TCRX, SCTLRX, S1PIE, S2PIE, S1POE, S2POE, AIE, MEC,
+///   D128, D128_2 (TCR2/SCTLR2, permission indirection and overlays,
+///   MAIR2, memory encryption contexts, 128-bit descriptors): neither the
+///   walker nor hv's switch of L1's EL2 regime models them, so an L1 that
+///   used them would be translated wrongly; the RAS fields above as the
+///   host's;
 /// - MMFR4: NV_frac 0; E2H0 0b1110 (HCR_EL2.E2H is RES1 for L1, which
 ///   runs as a VHE guest hypervisor);
 /// - PFR0: EL0 and EL1 AArch64 only (0b0001: hv runs no AArch32 L2 and
@@ -115,7 +123,9 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             let v = with_field(v, 48, 0); // TTL
             with_field(v, 56, 0) // EVT
         }
+        IdRegister::Isar2 => with_field(with_field(host, 32, 0), 36, 0),
         IdRegister::Isar3 => 0,
+        IdRegister::Mmfr3 => host & !((1 << 40) - 1),
         // NV_frac [23:20]: no FEAT_NV2p1 (L1 is shown no FEAT_NV at all).
         // E2H0 [27:24] 0b1110: FEAT_E2H0 not implemented, HCR_EL2.E2H is
         // RES1 (hv runs L1 with NV1 = 0, the layout of an E2H = 1 guest

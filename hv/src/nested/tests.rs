@@ -224,6 +224,21 @@ fn id_registers_hide_what_the_service_cannot_serve() {
     let shown = shown_to_l1(IdRegister::Mmfr2, mmfr2);
     assert_eq!(shown, 0, "NV, FWB, TTL, EVT");
     assert_eq!(shown_to_l1(IdRegister::Isar3, 0x111), 0, "TLBIW");
+    // ISAR2: SYSREG_128 [35:32] and SYSINSTR_128 [39:36] hidden, WFxT
+    // [3:0] and CSSC [55:52] kept.
+    assert_eq!(
+        shown_to_l1(IdRegister::Isar2, 0x0010_0011_0000_0002),
+        0x0010_0000_0000_0002
+    );
+    // MMFR3: TCRX..D128_2 ([39:0]) hidden, ADERR [59:56] kept.
+    assert_eq!(
+        shown_to_l1(IdRegister::Mmfr3, 0x0200_0011_1111_1111),
+        0x0200_0000_0000_0000
+    );
+    assert_eq!(
+        IdRegister::from_encoding(3, 0, 0, 7, 3),
+        Some(IdRegister::Mmfr3)
+    );
     assert_eq!(
         shown_to_l1(IdRegister::Isar0, 0x0200_0000_0000_0000),
         0x0200_0000_0000_0000
