@@ -30,6 +30,7 @@
 pub mod entry;
 pub mod handshake;
 pub mod idregs;
+pub mod vgic;
 pub mod vncr;
 
 #[cfg(test)]

@@ -1,0 +1,769 @@
+//! L1's virtual GIC interface (GICv3 ICH_*_EL2, IHI 0069 chapter 12)
+//! under FEAT_NV2: the portable rules. `arch::nested_vgic` moves the
+//! state between L1's VNCR page and the hardware.
+//!
+//! Where the state lives: L1's ICH_LR<n>_EL2, ICH_AP0R<n>_EL2,
+//! ICH_AP1R<n>_EL2, ICH_HCR_EL2 and ICH_VMCR_EL2 are words of its VNCR
+//! page (DDI 0487, the VNCR_EL2 table: NV2 turns L1's MRS/MSR of them into
+//! loads and stores, no trap). ICH_VTR_EL2, ICH_MISR_EL2, ICH_EISR_EL2 and
+//! ICH_ELRSR_EL2 are not in the page: L1's reads trap (EC 0x18, op0 3,
+//! op1 4, CRn 12, CRm 11) and hv answers them from L1's words here
+//! ([`l1_ich_read`]); they are read-only, so an MSR is UNDEFINED.
+//!
+//! While L2 runs, the hardware virtual interface is L1's ([`HardwareLoad`]
+//! from the page at each entry into L2, [`written_back`] into the page
+//! at each exit), so L2 acknowledges, drops priority and deactivates
+//! through the real ICV_* registers and L1 then reads exactly what L2
+//! did: each LR's State, ICH_HCR_EL2.EOIcount, the active priorities and
+//! ICH_VMCR_EL2 (L2's PMR, BPRs, group enables, EOImode). While L1 runs,
+//! the hardware interface is hv's again.
+//!
+//! Choices where L1's input is not a plain virtual interrupt:
+//! - An LR with HW = 1 names a physical interrupt of L1 (pINTID) that its
+//!   deactivation deactivates. L1 has no physical interrupts in this
+//!   demo (hv emulates no distributor for it), so no pINTID is ever
+//!   active for L1, and deactivating an interrupt that is not active has
+//!   no effect. hv loads the entry as a software one (HW = 0, EOI = 0,
+//!   no pINTID: it must never name one of hv's own interrupts to the
+//!   hardware, which would deactivate it) and writes back only its
+//!   State, so L1 reads back HW = 1 and its pINTID.
+//! - vINTIDs 1020-1023 are special: an LR holding one is UNPREDICTABLE
+//!   (GICv3, ICH_LR<n>_EL2.vINTID). hv loads such an entry as invalid and
+//!   leaves L1's word as L1 wrote it (L2 never sees it).
+//! - L1 is shown as many LRs and priority bits as the hardware has
+//!   ([`vtr_shown_to_l1`]), so every LR L1 can use is loaded; the page's
+//!   words beyond them are never read or changed.
+//! - Group 0 entries are loaded but never signalled to L2 (hv runs L2
+//!   with HCR_EL2.FMO clear: it has no FIQ path), as if L2 kept group 0
+//!   disabled.
+
+use super::vncr::VncrPage;
+
+/// VNCR page byte offsets (DDI 0487, VNCR_EL2 table).
+pub const ICH_LR0_EL2: usize = 0x400;
+pub const ICH_AP0R0_EL2: usize = 0x480;
+pub const ICH_AP1R0_EL2: usize = 0x4a0;
+pub const ICH_HCR_EL2: usize = 0x4c0;
+pub const ICH_VMCR_EL2: usize = 0x4c8;
+
+/// The architecture's most list registers (ICH_LR0..15_EL2) and active
+/// priority registers per group (ICH_AP<g>R0..3_EL2).
+pub const MAX_LIST_REGISTERS: usize = 16;
+pub const MAX_ACTIVE_PRIORITY_REGISTERS: usize = 4;
+
+/// ICH_LR<n>_EL2 fields.
+pub mod lr {
+    pub const STATE_SHIFT: u32 = 62;
+    pub const STATE_MASK: u64 = 0b11 << STATE_SHIFT;
+    pub const PENDING: u64 = 0b01;
+    pub const ACTIVE: u64 = 0b10;
+    pub const HW: u64 = 1 << 61;
+    pub const GROUP1: u64 = 1 << 60;
+    pub const PRIORITY_SHIFT: u32 = 48;
+    pub const PRIORITY_MASK: u64 = 0xff << PRIORITY_SHIFT;
+    /// pINTID, bits [44:32] (HW = 1).
+    pub const PINTID_MASK: u64 = 0x1fff << 32;
+    /// EOI, bit 41 (HW = 0).
+    pub const EOI: u64 = 1 << 41;
+    pub const VINTID_MASK: u64 = 0xffff_ffff;
+}
+
+/// ICH_HCR_EL2 fields.
+pub mod hcr {
+    pub const EN: u64 = 1 << 0;
+    pub const UIE: u64 = 1 << 1;
+    pub const LRENPIE: u64 = 1 << 2;
+    pub const NPIE: u64 = 1 << 3;
+    pub const VGRP0EIE: u64 = 1 << 4;
+    pub const VGRP0DIE: u64 = 1 << 5;
+    pub const VGRP1EIE: u64 = 1 << 6;
+    pub const VGRP1DIE: u64 = 1 << 7;
+    pub const TC: u64 = 1 << 10;
+    pub const TALL0: u64 = 1 << 11;
+    pub const TALL1: u64 = 1 << 12;
+    pub const TDIR: u64 = 1 << 14;
+    pub const EOICOUNT_SHIFT: u32 = 27;
+    pub const EOICOUNT_MASK: u64 = 0x1f << EOICOUNT_SHIFT;
+}
+
+/// ICH_MISR_EL2 fields.
+pub mod misr {
+    pub const EOI: u64 = 1 << 0;
+    pub const U: u64 = 1 << 1;
+    pub const LRENP: u64 = 1 << 2;
+    pub const NP: u64 = 1 << 3;
+    pub const VGRP0E: u64 = 1 << 4;
+    pub const VGRP0D: u64 = 1 << 5;
+    pub const VGRP1E: u64 = 1 << 6;
+    pub const VGRP1D: u64 = 1 << 7;
+}
+
+/// ICH_VMCR_EL2 group enables.
+pub mod vmcr {
+    pub const VENG0: u64 = 1 << 0;
+    pub const VENG1: u64 = 1 << 1;
+}
+
+/// ICH_VTR_EL2 fields.
+pub mod vtr {
+    pub const LIST_REGS_MASK: u64 = 0x1f;
+    pub const DVIM: u64 = 1 << 18;
+    pub const TDS: u64 = 1 << 19;
+    pub const NV4: u64 = 1 << 20;
+    pub const A3V: u64 = 1 << 21;
+    pub const SEIS: u64 = 1 << 22;
+    pub const IDBITS_SHIFT: u32 = 23;
+    pub const PREBITS_SHIFT: u32 = 26;
+    pub const PRIBITS_SHIFT: u32 = 29;
+}
+
+/// The hardware virtual interface's shape, from its ICH_VTR_EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Implemented list registers (1 to 16).
+    pub list_registers: usize,
+    /// Active priority registers per group (1, 2 or 4).
+    pub active_priority_registers: usize,
+    /// vINTID bits implemented (16 or 24).
+    pub id_bits: u32,
+    /// ICH_HCR_EL2.TDIR is implemented.
+    pub tdir: bool,
+}
+
+impl Shape {
+    /// From the hardware's ICH_VTR_EL2. A reserved IDbits value is
+    /// taken as 16 bits (the fewer: never more than the hardware holds).
+    pub fn from_vtr(vtr: u64) -> Shape {
+        let list_registers = (vtr & vtr::LIST_REGS_MASK) as usize + 1;
+        let pre_bits = ((vtr >> vtr::PREBITS_SHIFT) & 0b111) as u32 + 1;
+        Shape {
+            list_registers: if list_registers > MAX_LIST_REGISTERS {
+                MAX_LIST_REGISTERS
+            } else {
+                list_registers
+            },
+            active_priority_registers: crate::vgic::active_priority_registers(pre_bits),
+            id_bits: if (vtr >> vtr::IDBITS_SHIFT) & 0b111 == 0b001 {
+                24
+            } else {
+                16
+            },
+            tdir: vtr & vtr::TDS != 0,
+        }
+    }
+}
+
+/// ICH_VTR_EL2 as L1 reads it: the hardware's list registers, priority,
+/// preemption and ID bits, A3V and TDS (each L1 LR is a hardware LR,
+/// L1's traps are the hardware's), with SEIS clear (no SEI for L1), nV4
+/// set (no direct injection of virtual LPIs: no GICv4) and DVIM clear.
+/// ListRegs is at most 16 by its encoding's use (values above 15 do not
+/// exist), kept as the hardware's when it is in range.
+pub fn vtr_shown_to_l1(hardware_vtr: u64) -> u64 {
+    let kept = vtr::LIST_REGS_MASK
+        | 0b111 << vtr::IDBITS_SHIFT
+        | 0b111 << vtr::PREBITS_SHIFT
+        | 0b111 << vtr::PRIBITS_SHIFT
+        | vtr::A3V
+        | vtr::TDS;
+    let shown = hardware_vtr & kept & !vtr::LIST_REGS_MASK;
+    let list_regs = Shape::from_vtr(hardware_vtr).list_registers as u64 - 1;
+    shown | list_regs | vtr::NV4
+}
+
+/// An LR's State field (GICv3 ICH_LR<n>_EL2.State).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LrState {
+    Invalid,
+    Pending,
+    Active,
+    PendingActive,
+}
+
+impl LrState {
+    pub const fn of(value: u64) -> LrState {
+        match (value & lr::STATE_MASK) >> lr::STATE_SHIFT {
+            0 => LrState::Invalid,
+            1 => LrState::Pending,
+            2 => LrState::Active,
+            _ => LrState::PendingActive,
+        }
+    }
+}
+
+/// Whether an LR is "empty" as ICH_ELRSR_EL2 defines it: State 0b00 and
+/// either HW = 1 or EOI = 0 (an invalid software entry with EOI = 1 still
+/// holds an EOI maintenance request).
+pub const fn lr_empty(value: u64) -> bool {
+    LrState::of(value) as u8 == LrState::Invalid as u8
+        && (value & lr::HW != 0 || value & lr::EOI == 0)
+}
+
+/// Whether an LR asks for EOI maintenance (ICH_EISR_EL2): State 0b00,
+/// HW = 0, EOI = 1.
+pub const fn lr_eoi_maintenance(value: u64) -> bool {
+    LrState::of(value) as u8 == LrState::Invalid as u8
+        && value & lr::HW == 0
+        && value & lr::EOI != 0
+}
+
+/// ICH_ELRSR_EL2 of the implemented LRs `lrs` (bit n for LR n; bits of
+/// unimplemented LRs RES0).
+pub fn elrsr(lrs: &[u64]) -> u64 {
+    bits(lrs, lr_empty)
+}
+
+/// ICH_EISR_EL2 of the implemented LRs `lrs`.
+pub fn eisr(lrs: &[u64]) -> u64 {
+    bits(lrs, lr_eoi_maintenance)
+}
+
+fn bits(lrs: &[u64], f: fn(u64) -> bool) -> u64 {
+    lrs.iter()
+        .take(MAX_LIST_REGISTERS)
+        .enumerate()
+        .filter(|&(_, &v)| f(v))
+        .fold(0, |acc, (n, _)| acc | 1 << n)
+}
+
+/// ICH_MISR_EL2 from the implemented LRs, ICH_HCR_EL2 and ICH_VMCR_EL2,
+/// as IHI 0069 defines each bit:
+/// - EOI: ICH_EISR_EL2 is not zero;
+/// - U: UIE and at most one LR is valid (State not 0b00);
+/// - LRENP: LRENPIE and EOIcount is not zero;
+/// - NP: NPIE and no LR is in the pending state (State 0b01; a pending
+///   and active entry is not "in the pending state");
+/// - VGrp0E/VGrp0D/VGrp1E/VGrp1D: the enable bit and VMCR's VENG0/VENG1
+///   set/clear.
+///
+/// The bits do not depend on ICH_HCR_EL2.En; the maintenance interrupt
+/// does ([`maintenance_asserted`]).
+pub fn misr(lrs: &[u64], ich_hcr: u64, ich_vmcr: u64) -> u64 {
+    let lrs = &lrs[..lrs.len().min(MAX_LIST_REGISTERS)];
+    let valid = lrs
+        .iter()
+        .filter(|&&v| LrState::of(v) != LrState::Invalid)
+        .count();
+    let pending = lrs.iter().any(|&v| LrState::of(v) == LrState::Pending);
+    let eng0 = ich_vmcr & vmcr::VENG0 != 0;
+    let eng1 = ich_vmcr & vmcr::VENG1 != 0;
+    let conditions = [
+        (eisr(lrs) != 0, misr::EOI),
+        (ich_hcr & hcr::UIE != 0 && valid <= 1, misr::U),
+        (
+            ich_hcr & hcr::LRENPIE != 0 && ich_hcr & hcr::EOICOUNT_MASK != 0,
+            misr::LRENP,
+        ),
+        (ich_hcr & hcr::NPIE != 0 && !pending, misr::NP),
+        (ich_hcr & hcr::VGRP0EIE != 0 && eng0, misr::VGRP0E),
+        (ich_hcr & hcr::VGRP0DIE != 0 && !eng0, misr::VGRP0D),
+        (ich_hcr & hcr::VGRP1EIE != 0 && eng1, misr::VGRP1E),
+        (ich_hcr & hcr::VGRP1DIE != 0 && !eng1, misr::VGRP1D),
+    ];
+    conditions
+        .iter()
+        .filter(|(holds, _)| *holds)
+        .fold(0, |acc, (_, bit)| acc | bit)
+}
+
+/// Whether L1's virtual interface asserts its maintenance interrupt:
+/// ICH_HCR_EL2.En and some ICH_MISR_EL2 bit set.
+pub const fn maintenance_asserted(ich_hcr: u64, ich_misr: u64) -> bool {
+    ich_hcr & hcr::EN != 0 && ich_misr != 0
+}
+
+/// Whether `value` holds a special vINTID (1020-1023) once cut to the
+/// implemented ID bits.
+const fn special_vintid(value: u64, shape: &Shape) -> bool {
+    let vintid = value & lr::VINTID_MASK & ((1 << shape.id_bits) - 1);
+    vintid >= 1020 && vintid <= 1023
+}
+
+/// The hardware LR for L1's LR `value` (see the module docs): RES0 bits
+/// and vINTID bits above the implemented ones cleared (the hardware
+/// ignores them), a HW = 1 entry as a software one without pINTID or
+/// EOI, a special vINTID as an invalid entry.
+pub const fn hardware_lr(value: u64, shape: &Shape) -> u64 {
+    if special_vintid(value, shape) {
+        return 0;
+    }
+    let vintid = value & lr::VINTID_MASK & ((1 << shape.id_bits) - 1);
+    let common = value & (lr::STATE_MASK | lr::GROUP1 | lr::PRIORITY_MASK);
+    if value & lr::HW != 0 {
+        common | vintid
+    } else {
+        common | (value & lr::EOI) | vintid
+    }
+}
+
+/// L1's LR after L2 ran: what L1 wrote, with the State the hardware LR
+/// `hardware` holds now (the only LR field the virtual CPU interface
+/// changes). An entry loaded as invalid (special vINTID) keeps L1's.
+pub const fn written_back_lr(l1: u64, hardware: u64, shape: &Shape) -> u64 {
+    if special_vintid(l1, shape) {
+        return l1;
+    }
+    (l1 & !lr::STATE_MASK) | (hardware & lr::STATE_MASK)
+}
+
+/// The ICH_HCR_EL2 bits of L1's the hardware gets: En, the maintenance
+/// enables, TC, TALL0, TALL1, TDIR (if implemented) and EOIcount. The
+/// rest (vSGIEOICount, TSEI, DVIM) are features L1 is not shown.
+pub const fn hardware_hcr(l1_ich_hcr: u64, shape: &Shape) -> u64 {
+    let kept = hcr::EN
+        | hcr::UIE
+        | hcr::LRENPIE
+        | hcr::NPIE
+        | hcr::VGRP0EIE
+        | hcr::VGRP0DIE
+        | hcr::VGRP1EIE
+        | hcr::VGRP1DIE
+        | hcr::TC
+        | hcr::TALL0
+        | hcr::TALL1
+        | hcr::EOICOUNT_MASK;
+    let tdir = if shape.tdir { hcr::TDIR } else { 0 };
+    l1_ich_hcr & (kept | tdir)
+}
+
+/// L1's ICH_HCR_EL2 after L2 ran: L1's, with the hardware's EOIcount
+/// (incremented by L2's EOIs that matched no LR).
+pub const fn written_back_hcr(l1_ich_hcr: u64, hardware_hcr: u64) -> u64 {
+    (l1_ich_hcr & !hcr::EOICOUNT_MASK) | (hardware_hcr & hcr::EOICOUNT_MASK)
+}
+
+/// ICH_VMCR_EL2's defined fields: VPMR [31:24], VBPR0 [23:21], VBPR1
+/// [20:18], VEOIM [9], VCBPR [4], VFIQEn [3], VAckCtl [2], VENG1, VENG0.
+pub const VMCR_FIELDS: u64 = 0xff << 24
+    | 0b111 << 21
+    | 0b111 << 18
+    | 1 << 9
+    | 1 << 4
+    | 1 << 3
+    | 1 << 2
+    | vmcr::VENG1
+    | vmcr::VENG0;
+
+/// What L1's virtual interface state is, read from its VNCR page: the
+/// words hv loads into the hardware at an entry into L2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L1Interface {
+    pub lrs: [u64; MAX_LIST_REGISTERS],
+    pub ap0r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
+    pub ap1r: [u64; MAX_ACTIVE_PRIORITY_REGISTERS],
+    pub hcr: u64,
+    pub vmcr: u64,
+}
+
+impl L1Interface {
+    /// L1's words of `page` (the implemented LRs and APRs of `shape`; the
+    /// rest zero).
+    pub fn read(page: &VncrPage, shape: &Shape) -> L1Interface {
+        let mut state = L1Interface {
+            hcr: page.get(ICH_HCR_EL2),
+            vmcr: page.get(ICH_VMCR_EL2),
+            ..L1Interface::default()
+        };
+        for n in 0..shape.list_registers {
+            state.lrs[n] = page.get(ICH_LR0_EL2 + 8 * n);
+        }
+        for n in 0..shape.active_priority_registers {
+            state.ap0r[n] = page.get(ICH_AP0R0_EL2 + 8 * n);
+            state.ap1r[n] = page.get(ICH_AP1R0_EL2 + 8 * n);
+        }
+        state
+    }
+
+    /// What the hardware gets: [`hardware_lr`] of each LR,
+    /// [`hardware_hcr`], ICH_VMCR_EL2's defined fields, the APRs (32 bits
+    /// each) as L1 wrote them.
+    pub fn to_hardware(&self, shape: &Shape) -> L1Interface {
+        let mut hw = L1Interface {
+            hcr: hardware_hcr(self.hcr, shape),
+            vmcr: self.vmcr & VMCR_FIELDS,
+            ..L1Interface::default()
+        };
+        for n in 0..shape.list_registers {
+            hw.lrs[n] = hardware_lr(self.lrs[n], shape);
+        }
+        for n in 0..shape.active_priority_registers {
+            hw.ap0r[n] = self.ap0r[n] & 0xffff_ffff;
+            hw.ap1r[n] = self.ap1r[n] & 0xffff_ffff;
+        }
+        hw
+    }
+
+    /// L1's state after L2 ran, from L1's state before (`self`) and the
+    /// hardware's now (`hardware`, read back): [`written_back_lr`] of each
+    /// LR, [`written_back_hcr`], the hardware's VMCR and APRs.
+    pub fn written_back(&self, hardware: &L1Interface, shape: &Shape) -> L1Interface {
+        let mut after = L1Interface {
+            hcr: written_back_hcr(self.hcr, hardware.hcr),
+            vmcr: hardware.vmcr,
+            ..*self
+        };
+        for n in 0..shape.list_registers {
+            after.lrs[n] = written_back_lr(self.lrs[n], hardware.lrs[n], shape);
+        }
+        for n in 0..shape.active_priority_registers {
+            after.ap0r[n] = hardware.ap0r[n];
+            after.ap1r[n] = hardware.ap1r[n];
+        }
+        after
+    }
+
+    /// Stores the implemented words into `page`.
+    pub fn write(&self, page: &VncrPage, shape: &Shape) {
+        page.set(ICH_HCR_EL2, self.hcr);
+        page.set(ICH_VMCR_EL2, self.vmcr);
+        for n in 0..shape.list_registers {
+            page.set(ICH_LR0_EL2 + 8 * n, self.lrs[n]);
+        }
+        for n in 0..shape.active_priority_registers {
+            page.set(ICH_AP0R0_EL2 + 8 * n, self.ap0r[n]);
+            page.set(ICH_AP1R0_EL2 + 8 * n, self.ap1r[n]);
+        }
+    }
+
+    /// ICH_MISR_EL2 of this state.
+    pub fn misr(&self, shape: &Shape) -> u64 {
+        misr(&self.lrs[..shape.list_registers], self.hcr, self.vmcr)
+    }
+}
+
+/// L1's trapped ICH register reads (op0 3, op1 4, CRn 12, CRm 11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrappedIch {
+    Vtr,
+    Misr,
+    Eisr,
+    Elrsr,
+}
+
+impl TrappedIch {
+    /// From op2 of an access with op0 3, op1 4, CRn 12, CRm 11 (op2 0
+    /// and 7, ICH_HCR_EL2 and ICH_VMCR_EL2, are VNCR page words and never
+    /// trap).
+    pub const fn from_op2(op2: u8) -> Option<TrappedIch> {
+        match op2 {
+            1 => Some(TrappedIch::Vtr),
+            2 => Some(TrappedIch::Misr),
+            3 => Some(TrappedIch::Eisr),
+            5 => Some(TrappedIch::Elrsr),
+            _ => None,
+        }
+    }
+}
+
+/// The value of L1's read of `register`, its virtual interface being
+/// `state` on hardware of `shape` with ICH_VTR_EL2 `hardware_vtr`.
+pub fn l1_ich_read(
+    register: TrappedIch,
+    state: &L1Interface,
+    shape: &Shape,
+    hardware_vtr: u64,
+) -> u64 {
+    let lrs = &state.lrs[..shape.list_registers];
+    match register {
+        TrappedIch::Vtr => vtr_shown_to_l1(hardware_vtr),
+        TrappedIch::Misr => state.misr(shape),
+        TrappedIch::Eisr => eisr(lrs),
+        TrappedIch::Elrsr => elrsr(lrs),
+    }
+}
+
+/// ICC_SRE_EL2 as L1 reads it (its MRS traps: op1 4): SRE (the system
+/// register interface, the only one there is), DFB, DIB and Enable (L2
+/// may use ICC_SRE_EL1) all 1; L1's writes are ignored (RAO/WI, as an
+/// implementation that supports only the system register interface
+/// may make them).
+pub const ICC_SRE_EL2_SHOWN: u64 = 0b1111;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU 10's `-cpu max` GICv3: 4 LRs, 5 priority and preemption bits,
+    /// 16 ID bits (the value hv reads there).
+    const QEMU_VTR: u64 = 0x9000_0003;
+
+    const fn lr_value(state: u64, hw: bool, eoi: bool) -> u64 {
+        let mut v = state << lr::STATE_SHIFT | lr::GROUP1 | 0xa0 << lr::PRIORITY_SHIFT | 42;
+        if hw {
+            v |= lr::HW | 7 << 32;
+        } else if eoi {
+            v |= lr::EOI;
+        }
+        v
+    }
+
+    #[test]
+    fn vncr_offsets_are_the_architected_ones() {
+        // DDI 0487, VNCR_EL2 table: LRs from 0x400, AP0Rs 0x480, AP1Rs
+        // 0x4a0, HCR 0x4c0, VMCR 0x4c8, all inside the page, disjoint.
+        assert_eq!(ICH_LR0_EL2 + 8 * 15, 0x478);
+        assert_eq!(ICH_AP0R0_EL2 + 8 * 3, 0x498);
+        assert_eq!(ICH_AP1R0_EL2 + 8 * 3, 0x4b8);
+        assert_eq!((ICH_HCR_EL2, ICH_VMCR_EL2), (0x4c0, 0x4c8));
+        const { assert!(ICH_LR0_EL2 + 8 * MAX_LIST_REGISTERS <= ICH_AP0R0_EL2) };
+        const { assert!(ICH_AP0R0_EL2 + 8 * MAX_ACTIVE_PRIORITY_REGISTERS <= ICH_AP1R0_EL2) };
+        const { assert!(ICH_AP1R0_EL2 + 8 * MAX_ACTIVE_PRIORITY_REGISTERS <= ICH_HCR_EL2) };
+        // None of them overlaps the EL1 registers or EL2 words hv uses.
+        for r in super::super::vncr::El1Register::ALL {
+            assert!(!(ICH_LR0_EL2..=ICH_VMCR_EL2).contains(&r.vncr_offset()));
+        }
+    }
+
+    #[test]
+    fn shape_and_vtr_shown() {
+        let shape = Shape::from_vtr(QEMU_VTR);
+        assert_eq!(
+            shape,
+            Shape {
+                list_registers: 4,
+                active_priority_registers: 1,
+                id_bits: 16,
+                tdir: false,
+            }
+        );
+        // L1 sees the hardware's LRs and bits, nV4 set, nothing more.
+        assert_eq!(vtr_shown_to_l1(QEMU_VTR), QEMU_VTR | vtr::NV4);
+        // 16 LRs, 7 preemption bits (4 APRs), 24 ID bits, TDS, A3V; SEIS,
+        // DVIM and RES0 bits are hidden.
+        let big = 0xf
+            | 0b111 << 29
+            | 0b110 << 26
+            | 0b001 << 23
+            | vtr::SEIS
+            | vtr::A3V
+            | vtr::TDS
+            | vtr::DVIM
+            | 1 << 10;
+        let shape = Shape::from_vtr(big);
+        assert_eq!(
+            (
+                shape.list_registers,
+                shape.active_priority_registers,
+                shape.id_bits,
+                shape.tdir
+            ),
+            (16, 4, 24, true)
+        );
+        let shown = vtr_shown_to_l1(big);
+        assert_eq!(shown & vtr::LIST_REGS_MASK, 0xf);
+        assert_eq!(shown & (vtr::SEIS | vtr::DVIM | 1 << 10), 0);
+        assert_eq!(
+            shown & (vtr::NV4 | vtr::A3V | vtr::TDS),
+            vtr::NV4 | vtr::A3V | vtr::TDS
+        );
+        assert_eq!(shown >> 23, big >> 23 & 0x1ff);
+        // ListRegs 16..31 is not a count the architecture has: at most 16.
+        assert_eq!(Shape::from_vtr(0x1f).list_registers, 16);
+        assert_eq!(vtr_shown_to_l1(0x1f) & vtr::LIST_REGS_MASK, 15);
+    }
+
+    #[test]
+    fn elrsr_and_eisr_follow_the_spec_for_every_lr_kind() {
+        // ELRSR: State 0b00 and (HW or !EOI). EISR: State 0b00, !HW, EOI.
+        for state in 0..4u64 {
+            for hw in [false, true] {
+                for eoi in [false, true] {
+                    let v = lr_value(state, hw, eoi);
+                    let invalid = state == 0;
+                    assert_eq!(lr_empty(v), invalid && (hw || !eoi), "{v:#x}");
+                    assert_eq!(lr_eoi_maintenance(v), invalid && !hw && eoi, "{v:#x}");
+                    assert!(!(lr_empty(v) && lr_eoi_maintenance(v)));
+                }
+            }
+        }
+        let lrs = [
+            lr_value(0, false, false),
+            lr_value(1, false, true),
+            lr_value(0, false, true),
+            lr_value(0, true, false),
+        ];
+        assert_eq!(elrsr(&lrs), 0b1001);
+        assert_eq!(eisr(&lrs), 0b0100);
+        // Only the implemented LRs count.
+        assert_eq!(elrsr(&lrs[..2]), 0b01);
+        assert_eq!(elrsr(&[]), 0);
+    }
+
+    #[test]
+    fn misr_bits_each_as_defined() {
+        let invalid = lr_value(0, false, false);
+        let pending = lr_value(1, false, false);
+        let active = lr_value(2, false, false);
+        let pending_active = lr_value(3, false, false);
+        let eoi_done = lr_value(0, false, true);
+        // No enables, no EOI request: nothing.
+        assert_eq!(misr(&[invalid, pending], 0, 0), 0);
+        // EOI needs no enable, only an EISR bit.
+        assert_eq!(misr(&[eoi_done, pending], 0, 0), misr::EOI);
+        // U: UIE and at most one valid LR.
+        assert_eq!(misr(&[invalid, invalid], hcr::UIE, 0), misr::U);
+        assert_eq!(misr(&[active, invalid], hcr::UIE, 0), misr::U);
+        assert_eq!(misr(&[active, pending], hcr::UIE, 0), 0);
+        // LRENP: LRENPIE and EOIcount not zero.
+        assert_eq!(misr(&[pending], hcr::LRENPIE, 0), 0);
+        assert_eq!(
+            misr(&[pending], hcr::LRENPIE | 1 << hcr::EOICOUNT_SHIFT, 0),
+            misr::LRENP
+        );
+        assert_eq!(misr(&[pending], 3 << hcr::EOICOUNT_SHIFT, 0), 0);
+        // NP: NPIE and no LR in the pending state (0b01 only).
+        assert_eq!(misr(&[pending, invalid], hcr::NPIE, 0), 0);
+        assert_eq!(misr(&[active, invalid], hcr::NPIE, 0), misr::NP);
+        assert_eq!(misr(&[pending_active], hcr::NPIE, 0), misr::NP);
+        // Group enables and disables against VMCR.VENG0/VENG1.
+        let groups = hcr::VGRP0EIE | hcr::VGRP0DIE | hcr::VGRP1EIE | hcr::VGRP1DIE;
+        assert_eq!(misr(&[pending], groups, 0), misr::VGRP0D | misr::VGRP1D);
+        assert_eq!(
+            misr(&[pending], groups, vmcr::VENG0 | vmcr::VENG1),
+            misr::VGRP0E | misr::VGRP1E
+        );
+        assert_eq!(
+            misr(&[pending], groups, vmcr::VENG1),
+            misr::VGRP0D | misr::VGRP1E
+        );
+        // En does not gate the bits, only the interrupt.
+        assert_eq!(misr(&[eoi_done], hcr::EN, 0), misr(&[eoi_done], 0, 0));
+        assert!(maintenance_asserted(hcr::EN, misr::EOI));
+        assert!(!maintenance_asserted(0, misr::EOI));
+        assert!(!maintenance_asserted(hcr::EN, 0));
+    }
+
+    #[test]
+    fn lrs_load_and_write_back() {
+        let shape = Shape::from_vtr(QEMU_VTR);
+        // A plain software entry goes to the hardware as it is.
+        let sw = lr_value(1, false, true);
+        assert_eq!(hardware_lr(sw, &shape), sw);
+        // RES0 bits and vINTID bits above the 16 implemented are dropped.
+        assert_eq!(hardware_lr(sw | 1 << 45 | 1 << 56 | 0x1_0000, &shape), sw);
+        // HW = 1: a software entry without pINTID or EOI (pINTID 0x200
+        // has bit 41 set, which must not become EOI).
+        let hw = lr::HW
+            | 0x200 << 32
+            | 1 << lr::STATE_SHIFT
+            | lr::GROUP1
+            | 0x80 << lr::PRIORITY_SHIFT
+            | 27;
+        let loaded = hardware_lr(hw, &shape);
+        assert_eq!(
+            loaded,
+            1 << lr::STATE_SHIFT | lr::GROUP1 | 0x80 << lr::PRIORITY_SHIFT | 27
+        );
+        assert_eq!(loaded & (lr::HW | lr::EOI | lr::PINTID_MASK), 0);
+        // ... and L1 reads back HW and its pINTID with the new State.
+        let back = written_back_lr(hw, loaded & !lr::STATE_MASK, &shape);
+        assert_eq!(back, hw & !lr::STATE_MASK);
+        // Special vINTIDs are loaded invalid and L1's word is kept.
+        for special in 1020..=1023u64 {
+            let v = 1 << lr::STATE_SHIFT | lr::GROUP1 | special;
+            assert_eq!(hardware_lr(v, &shape), 0);
+            assert_eq!(written_back_lr(v, 0, &shape), v);
+            // 0x10000 + 1020 is 1020 in 16 ID bits.
+            assert_eq!(hardware_lr(v | 0x1_0000, &shape), 0);
+        }
+        // With 24 ID bits, 0x1_03fc is an ordinary vINTID.
+        let wide = Shape {
+            id_bits: 24,
+            ..shape
+        };
+        assert_eq!(
+            hardware_lr(lr::GROUP1 | 0x1_03fc, &wide),
+            lr::GROUP1 | 0x1_03fc
+        );
+        // Write-back takes only State from the hardware: the priority the
+        // hardware cut to its bits, or anything else, stays L1's.
+        let l1 = lr_value(1, false, false) | 0x07 << lr::PRIORITY_SHIFT;
+        let hw_now = 0xa0 << lr::PRIORITY_SHIFT | 42;
+        assert_eq!(written_back_lr(l1, hw_now, &shape), l1 & !lr::STATE_MASK);
+    }
+
+    #[test]
+    fn hcr_load_and_write_back() {
+        let shape = Shape::from_vtr(QEMU_VTR);
+        let all = u64::MAX >> 32;
+        let loaded = hardware_hcr(all, &shape);
+        assert_eq!(
+            loaded,
+            0xff | hcr::TC | hcr::TALL0 | hcr::TALL1 | hcr::EOICOUNT_MASK
+        );
+        // TDIR only where implemented; vSGIEOICount (8), TSEI (13), DVIM (15) never.
+        let tds = Shape {
+            tdir: true,
+            ..shape
+        };
+        assert_eq!(hardware_hcr(all, &tds), loaded | hcr::TDIR);
+        assert_eq!(hardware_hcr(1 << 8 | 1 << 13 | 1 << 15, &tds), 0);
+        // Write-back: EOIcount from the hardware, every other bit L1's.
+        let l1 = hcr::EN | hcr::LRENPIE | 1 << 13 | 2 << hcr::EOICOUNT_SHIFT;
+        assert_eq!(
+            written_back_hcr(l1, hcr::EN | 5 << hcr::EOICOUNT_SHIFT),
+            hcr::EN | hcr::LRENPIE | 1 << 13 | 5 << hcr::EOICOUNT_SHIFT
+        );
+    }
+
+    #[test]
+    fn interface_round_trip_through_the_page() {
+        let shape = Shape::from_vtr(QEMU_VTR);
+        let page = VncrPage::default();
+        // Words beyond the implemented LRs and APRs are never read or written.
+        page.set(ICH_LR0_EL2 + 8 * 4, 0x5555);
+        page.set(ICH_AP1R0_EL2 + 8, 0x6666);
+        page.set(ICH_LR0_EL2, lr_value(1, false, false));
+        page.set(ICH_LR0_EL2 + 8, lr_value(1, false, true));
+        page.set(ICH_HCR_EL2, hcr::EN | hcr::LRENPIE | 1 << 13);
+        page.set(ICH_VMCR_EL2, vmcr::VENG1 | 0xff << 24 | 1 << 40);
+        let l1 = L1Interface::read(&page, &shape);
+        assert_eq!(l1.lrs[4], 0);
+        assert_eq!(l1.ap1r[1], 0);
+        let hw = l1.to_hardware(&shape);
+        assert_eq!(hw.hcr, hcr::EN | hcr::LRENPIE);
+        assert_eq!(hw.vmcr, vmcr::VENG1 | 0xff << 24);
+        // L2 acknowledged and EOId LR 0, acknowledged LR 1 (active), EOId
+        // one interrupt no LR held (EOIcount 1), lowered its PMR.
+        let mut after_l2 = hw;
+        after_l2.lrs[0] &= !lr::STATE_MASK;
+        after_l2.lrs[1] = after_l2.lrs[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        after_l2.ap1r[0] = 1 << 20;
+        after_l2.hcr |= 1 << hcr::EOICOUNT_SHIFT;
+        after_l2.vmcr = vmcr::VENG1 | 0xf0 << 24;
+        let back = l1.written_back(&after_l2, &shape);
+        back.write(&page, &shape);
+        assert_eq!(LrState::of(page.get(ICH_LR0_EL2)), LrState::Invalid);
+        assert_eq!(LrState::of(page.get(ICH_LR0_EL2 + 8)), LrState::Active);
+        assert_eq!(page.get(ICH_LR0_EL2 + 8) & lr::EOI, lr::EOI);
+        assert_eq!(page.get(ICH_AP1R0_EL2), 1 << 20);
+        // L1's TSEI bit (13) stays as L1 wrote it; EOIcount is the hardware's.
+        assert_eq!(
+            page.get(ICH_HCR_EL2),
+            hcr::EN | hcr::LRENPIE | 1 << 13 | 1 << hcr::EOICOUNT_SHIFT
+        );
+        assert_eq!(page.get(ICH_VMCR_EL2), vmcr::VENG1 | 0xf0 << 24);
+        assert_eq!(page.get(ICH_LR0_EL2 + 8 * 4), 0x5555);
+        assert_eq!(page.get(ICH_AP1R0_EL2 + 8), 0x6666);
+        // What L1's trapped reads then return.
+        let now = L1Interface::read(&page, &shape);
+        let read = |r| l1_ich_read(r, &now, &shape, QEMU_VTR);
+        assert_eq!(read(TrappedIch::Elrsr), 0b1101);
+        assert_eq!(read(TrappedIch::Eisr), 0);
+        assert_eq!(read(TrappedIch::Misr), misr::LRENP);
+        assert_eq!(read(TrappedIch::Vtr), QEMU_VTR | vtr::NV4);
+        assert!(maintenance_asserted(now.hcr, now.misr(&shape)));
+    }
+
+    #[test]
+    fn trapped_encodings() {
+        assert_eq!(TrappedIch::from_op2(1), Some(TrappedIch::Vtr));
+        assert_eq!(TrappedIch::from_op2(2), Some(TrappedIch::Misr));
+        assert_eq!(TrappedIch::from_op2(3), Some(TrappedIch::Eisr));
+        assert_eq!(TrappedIch::from_op2(5), Some(TrappedIch::Elrsr));
+        // HCR (0) and VMCR (7) are page words; 4 and 6 are unallocated.
+        for op2 in [0, 4, 6, 7] {
+            assert_eq!(TrappedIch::from_op2(op2), None);
+        }
+    }
+}
