@@ -479,13 +479,96 @@ pub fn l1_ich_read(
 /// may make them).
 pub const ICC_SRE_EL2_SHOWN: u64 = 0b1111;
 
+/// Whether L1 takes an IRQ (its maintenance interrupt is one) at virtual
+/// EL2: its virtual HCR_EL2.IMO or TGE routes IRQs to EL2. Otherwise they
+/// target EL1, and at (virtual) EL2 an interrupt for a lower EL is never
+/// taken: the maintenance interrupt stays asserted and undelivered.
+pub const fn l1_takes_irqs_at_vel2(l1_virtual_hcr: u64) -> bool {
+    l1_virtual_hcr & (super::hcr::IMO | super::hcr::TGE) != 0
+}
+
+/// ICH_HCR_EL2's maintenance interrupt enables.
+const MAINTENANCE_ENABLES: u64 = hcr::UIE
+    | hcr::LRENPIE
+    | hcr::NPIE
+    | hcr::VGRP0EIE
+    | hcr::VGRP0DIE
+    | hcr::VGRP1EIE
+    | hcr::VGRP1DIE;
+
+impl L1Interface {
+    /// The hardware form with nothing that raises the hardware's
+    /// maintenance interrupt (the enables and each LR's EOI cleared): for
+    /// an L2 run in which L1 would not take it. L1's view is unchanged:
+    /// its MISR/EISR are computed from its own words, and only State,
+    /// EOIcount, APRs and VMCR come back from the hardware.
+    pub fn without_maintenance_triggers(&self) -> L1Interface {
+        let mut quiet = *self;
+        quiet.hcr &= !MAINTENANCE_ENABLES;
+        for lr in &mut quiet.lrs {
+            if *lr & lr::HW == 0 {
+                *lr &= !lr::EOI;
+            }
+        }
+        quiet
+    }
+}
+
+/// L1's own virtual CPU interface (what its ICC_* accesses reach while it
+/// runs at hardware EL1 with HCR_EL2.IMO: the ICV_* registers) at the
+/// start: enabled, nothing listed, L1's PMR and group enables 0 until it
+/// writes them.
+pub const L1_OWN_START: L1Interface = L1Interface {
+    lrs: [0; MAX_LIST_REGISTERS],
+    ap0r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
+    ap1r: [0; MAX_ACTIVE_PRIORITY_REGISTERS],
+    hcr: hcr::EN,
+    vmcr: 0,
+};
+
+/// The priority of L1's maintenance interrupt: hv emulates no
+/// redistributor for L1, so its PPI has the reset priority hv's vGIC
+/// gives every guest interrupt.
+pub const L1_MAINTENANCE_PRIORITY: u8 = crate::vgic::DEFAULT_PRIORITY;
+
+/// The list register of L1's own interface that carries its maintenance
+/// interrupt (`intid`, a level-sensitive PPI), from what it holds now
+/// (`current`) and whether L1's interface asserts it and L1 takes it at
+/// virtual EL2 (`asserted`): asserted and not listed, it is made pending;
+/// no longer asserted, a pending entry L1 has not acknowledged is
+/// withdrawn (a pending and active one keeps only its active state); an
+/// active entry stays until L1 deactivates it. hv samples the level at
+/// L1's exits (L1 changes its LRs by stores to the VNCR page, which do not
+/// trap), so L1 may acknowledge an instance whose condition it has just
+/// cleared; it then reads an ICH_MISR_EL2 of 0, as after any level
+/// interrupt that dropped while being acknowledged.
+pub const fn l1_maintenance_lr(current: u64, asserted: bool, intid: u32) -> u64 {
+    let state = LrState::of(current);
+    match (state, asserted) {
+        (LrState::Invalid, true) => {
+            lr::PENDING << lr::STATE_SHIFT
+                | lr::GROUP1
+                | (L1_MAINTENANCE_PRIORITY as u64) << lr::PRIORITY_SHIFT
+                | intid as u64
+        }
+        (LrState::Pending, false) => 0,
+        (LrState::PendingActive, false) => {
+            current & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT
+        }
+        _ => current,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// QEMU 10's `-cpu max` GICv3: 4 LRs, 5 priority and preemption bits,
-    /// 16 ID bits (the value hv reads there).
+    /// A 4-LR interface with 5 priority and preemption bits, 16 ID bits,
+    /// nothing else.
     const QEMU_VTR: u64 = 0x9000_0003;
+    /// QEMU 10's GICv3 (`gic-version=3`, `-cpu max`): also 24 ID bits,
+    /// TDS, A3V and nV4 (what L1 reads there on the `irq` demo's console).
+    const QEMU_10_MAX_VTR: u64 = 0x90b8_0003;
 
     const fn lr_value(state: u64, hw: bool, eoi: bool) -> u64 {
         let mut v = state << lr::STATE_SHIFT | lr::GROUP1 | 0xa0 << lr::PRIORITY_SHIFT | 42;
@@ -528,6 +611,16 @@ mod tests {
         );
         // L1 sees the hardware's LRs and bits, nV4 set, nothing more.
         assert_eq!(vtr_shown_to_l1(QEMU_VTR), QEMU_VTR | vtr::NV4);
+        assert_eq!(vtr_shown_to_l1(QEMU_10_MAX_VTR), 0x90b8_0003);
+        assert_eq!(
+            Shape::from_vtr(QEMU_10_MAX_VTR),
+            Shape {
+                list_registers: 4,
+                active_priority_registers: 1,
+                id_bits: 24,
+                tdir: true,
+            }
+        );
         // 16 LRs, 7 preemption bits (4 APRs), 24 ID bits, TDS, A3V; SEIS,
         // DVIM and RES0 bits are hidden.
         let big = 0xf
@@ -765,5 +858,64 @@ mod tests {
         for op2 in [0, 4, 6, 7] {
             assert_eq!(TrappedIch::from_op2(op2), None);
         }
+    }
+
+    #[test]
+    fn maintenance_for_l1() {
+        use super::super::hcr as vhcr;
+        assert!(!l1_takes_irqs_at_vel2(vhcr::RW | vhcr::VM));
+        assert!(l1_takes_irqs_at_vel2(vhcr::IMO));
+        assert!(l1_takes_irqs_at_vel2(vhcr::TGE | vhcr::E2H));
+        // Quiet: no enable and no software EOI left; HW entries' pINTID
+        // bit 41 untouched (it is not EOI there), everything else kept.
+        let l1 = L1Interface {
+            lrs: [
+                lr_value(1, false, true),
+                lr_value(0, true, false),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            hcr: hcr::EN
+                | hcr::UIE
+                | hcr::NPIE
+                | hcr::VGRP1EIE
+                | hcr::TALL1
+                | 3 << hcr::EOICOUNT_SHIFT,
+            ..L1Interface::default()
+        };
+        let quiet = l1.without_maintenance_triggers();
+        assert_eq!(quiet.hcr, hcr::EN | hcr::TALL1 | 3 << hcr::EOICOUNT_SHIFT);
+        assert_eq!(quiet.lrs[0], l1.lrs[0] & !lr::EOI);
+        assert_eq!(quiet.lrs[1], l1.lrs[1]);
+        assert_eq!(quiet.misr(&Shape::from_vtr(QEMU_VTR)), 0);
+        // The LR of L1's own maintenance interrupt follows the level.
+        let pending = l1_maintenance_lr(0, true, 25);
+        assert_eq!(LrState::of(pending), LrState::Pending);
+        assert_eq!(pending & lr::VINTID_MASK, 25);
+        assert_eq!(pending & (lr::HW | lr::EOI), 0);
+        assert_ne!(pending & lr::GROUP1, 0);
+        assert_eq!(pending >> lr::PRIORITY_SHIFT & 0xff, 0xa0);
+        assert_eq!(l1_maintenance_lr(pending, true, 25), pending);
+        assert_eq!(l1_maintenance_lr(pending, false, 25), 0);
+        let active = pending & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        assert_eq!(l1_maintenance_lr(active, false, 25), active);
+        assert_eq!(l1_maintenance_lr(active, true, 25), active);
+        let both = pending | lr::STATE_MASK;
+        assert_eq!(l1_maintenance_lr(both, false, 25), active);
+        assert_eq!(l1_maintenance_lr(both, true, 25), both);
+        assert_eq!(l1_maintenance_lr(0, false, 25), 0);
+        assert_eq!(L1_OWN_START.hcr, hcr::EN);
     }
 }
