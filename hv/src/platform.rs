@@ -798,7 +798,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -896,6 +896,14 @@ pub enum NestedDemo {
     /// without the handshake's re-read): after a recycle an L2 runs on
     /// another L2's shadow and L1 must catch it (this run must fail).
     RecycleStaleRoot,
+    /// `irq`: L1 injects virtual interrupts into its L2 through its
+    /// virtual GIC interface (ICH_LR<n>_EL2 in the VNCR page) and checks
+    /// what L2's acknowledge and EOI left there (`arch::nested_vgic`).
+    Irq,
+    /// `irq-no-writeback`: the same, but hv does not write the list
+    /// registers' State back to L1 after L2 ran: L1 must catch it (this
+    /// run must fail).
+    IrqNoWriteback,
 }
 
 /// How the guest gets its interrupts.
@@ -946,6 +954,8 @@ impl Options {
                 "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
+                "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
+                "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1240,6 +1250,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=recycle-stale-root").map(|o| o.nested),
             Ok(Some(NestedDemo::RecycleStaleRoot))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=irq").map(|o| o.nested),
+            Ok(Some(NestedDemo::Irq))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=irq-no-writeback").map(|o| o.nested),
+            Ok(Some(NestedDemo::IrqNoWriteback))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

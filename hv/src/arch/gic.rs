@@ -25,6 +25,7 @@ const GICR_TYPER: u64 = 0x0008;
 const GICR_TYPER_LAST: u64 = 1 << 4;
 const SGI_FRAME: u64 = 0x1_0000;
 const GICR_IPRIORITYR: u64 = SGI_FRAME + 0x0400;
+const GICR_ISENABLER0: u64 = SGI_FRAME + 0x0100;
 
 /// The priority of hv's own interrupts (the kick SGI, maintenance).
 const HV_PRIORITY: u8 = 0x80;
@@ -243,6 +244,26 @@ impl Gic {
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
     }
 
+    /// Enables private interrupt `intid` (an SGI or PPI) at hv's priority
+    /// on CPU `cpu`'s redistributor, taken at EL2 (the nested demo's L1
+    /// maintenance interrupt: its virtual interface runs in the hardware's
+    /// while L2 runs, `arch::nested_vgic`).
+    pub fn enable_private(&self, cpu: usize, intid: u32) -> Result<(), &'static str> {
+        let Some(&rd) = self.redistributors.get(cpu) else {
+            return Err("no redistributor for this CPU");
+        };
+        if intid >= 32 {
+            return Err("not a private interrupt");
+        }
+        mmio::write(
+            rd + GICR_IPRIORITYR + intid as u64,
+            1,
+            u64::from(HV_PRIORITY),
+        );
+        mmio::write(rd + GICR_ISENABLER0, 4, 1 << intid);
+        Ok(())
+    }
+
     fn priority(&self, vcpu: usize, intid: u32) -> u8 {
         if intid < 32 {
             mmio::read8(self.redistributors[vcpu] + GICR_IPRIORITYR + intid as u64)
@@ -408,7 +429,7 @@ impl vgic::GicHardware for Hardware {
     }
 }
 
-fn read_lr(n: usize) -> u64 {
+pub(super) fn read_lr(n: usize) -> u64 {
     match n {
         0 => read_sysreg!("s3_4_c12_c12_0"),
         1 => read_sysreg!("s3_4_c12_c12_1"),
@@ -429,7 +450,7 @@ fn read_lr(n: usize) -> u64 {
     }
 }
 
-fn write_lr(n: usize, value: u64) {
+pub(super) fn write_lr(n: usize, value: u64) {
     match n {
         0 => write_sysreg!("s3_4_c12_c12_0", value),
         1 => write_sysreg!("s3_4_c12_c12_1", value),

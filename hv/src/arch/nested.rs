@@ -40,6 +40,7 @@
 //!   in which L1 or L2 hangs.
 
 use super::gic::Gic;
+use super::nested_vgic::{L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::esr::instruction_length;
@@ -214,6 +215,10 @@ struct Nested {
     tcr: u64,
     service_on_own_cpu: bool,
     second_cpu: Option<u64>,
+    /// The GIC maintenance PPI: hv takes it at EL2 while L2 runs on L1's
+    /// virtual interface, and L1 gets it as its own maintenance interrupt
+    /// (`arch::nested_vgic`).
+    gic_maintenance: u32,
 }
 
 /// Where the vCPU runs.
@@ -288,6 +293,8 @@ struct Vcpu {
     /// `recycle-stale-root` only: the (VMID, root) of each key's first
     /// entry, reused without the handshake (the defect that demo shows).
     stale_roots: arrayvec::ArrayVec<(ContextKey, u16, u64), 8>,
+    /// L1's virtual GIC interface for L2 and its own (`arch::nested_vgic`).
+    gic: VcpuGic,
     counts: Counts,
 }
 
@@ -311,6 +318,13 @@ impl Vcpu {
             line: arrayvec::ArrayVec::new(),
             direct_owner: None,
             stale_roots: arrayvec::ArrayVec::new(),
+            gic: match NESTED.get() {
+                Some(nested) => VcpuGic::new(
+                    nested.gic_maintenance,
+                    nested.demo != NestedDemo::IrqNoWriteback,
+                ),
+                None => VcpuGic::new(crate::vgic::DEFAULT_MAINTENANCE_INTID, true),
+            },
             counts: Counts::default(),
         }
     }
@@ -569,10 +583,10 @@ pub fn run(
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
     let recycling = matches!(demo, NestedDemo::Recycle | NestedDemo::RecycleStaleRoot);
     // L1's image, word by word (it is a whole number of pages).
-    let image = if recycling {
-        super::nested_l1_recycle::image()
-    } else {
-        super::nested_l1::image()
+    let image = match demo {
+        NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
+        NestedDemo::Irq | NestedDemo::IrqNoWriteback => super::nested_l1_irq::image(),
+        NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
         let mut word = [0u8; 8];
@@ -668,6 +682,9 @@ pub fn run(
         tcr,
         service_on_own_cpu: platform.cpus.len() > SERVICE_CPU,
         second_cpu: platform.cpus.get(SECOND_VCPU_CPU).copied(),
+        gic_maintenance: platform
+            .gic_maintenance
+            .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID),
     });
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
@@ -709,7 +726,8 @@ pub fn run(
     super::configure_el2_traps(features);
     write_sysreg!("vmpidr_el2", l1_mpidr(0));
     watchdog_setup();
-    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    // L1's own virtual interface (its ICC_* accesses reach it).
+    super::nested_vgic::start_l1_interface();
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
     write_sysreg!("tpidr_el2", 0);
     enter_l1_regime();
@@ -724,6 +742,8 @@ pub fn run(
             NestedDemo::DemoNoTlbi => " (demo-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::Recycle => " (recycle: three L2s over two contexts; recycles run hv's handshake)",
             NestedDemo::RecycleStaleRoot => " (recycle-stale-root: hv reuses each key's first shadow root instead of asking at every entry; this run must fail)",
+            NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
+            NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -766,6 +786,21 @@ fn gic_setup(platform: &Platform) {
     };
     if let Err(e) = gic.init_cpu(index) {
         fail(format_args!("nested: GIC on cpu {index}: {e}"));
+    }
+    enable_l1_maintenance(gic, index);
+}
+
+/// The GIC maintenance PPI on for CPU `index` (a vCPU's): the hardware
+/// raises it while L2 runs on an L1 virtual interface that asserts it,
+/// and hv takes it at EL2 (`arch::nested_vgic`).
+fn enable_l1_maintenance(gic: &Gic, index: usize) {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: not set up"));
+    };
+    if let Err(e) = gic.enable_private(index, nested.gic_maintenance) {
+        fail(format_args!(
+            "nested: the GIC maintenance interrupt on cpu {index}: {e}"
+        ));
     }
 }
 
@@ -821,6 +856,10 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         fail(format_args!("nested: guest exit without a vCPU"));
     };
     let from = vcpu.mode;
+    if from != Mode::L1 {
+        // What L2 did to L1's virtual interface, into L1's VNCR page.
+        vcpu.gic.leave_l2(vcpu.vncr);
+    }
     match kind {
         0 => {
             let esr = read_sysreg!("esr_el2");
@@ -839,6 +878,14 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         1 => take_irq(vcpu, frame),
         _ => crash(vcpu, frame, "an FIQ or SError reached hv"),
     }
+    // L1's maintenance interrupt interrupts L2 (an IRQ to L1's virtual
+    // EL2), whatever the exit was.
+    if from != Mode::L1
+        && vcpu.mode != Mode::L1
+        && vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) == Maintenance::ForL1
+    {
+        irq_to_l1_from_l2(vcpu, frame);
+    }
     // Every return to a shadow's L2 goes through the handshake's entry,
     // also after an exit hv handled itself (a served fault, an emulated
     // ID read, hv's kick): published `Outside` above, the vCPU is no
@@ -856,6 +903,11 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
             ),
         }
     }
+    let l1_virtual_hcr = vcpu.vncr.hcr();
+    match vcpu.mode {
+        Mode::L1 => vcpu.gic.l1_runs(vcpu.vncr, l1_virtual_hcr),
+        Mode::L2 { .. } | Mode::L2Direct => vcpu.gic.enter_l2(vcpu.vncr, l1_virtual_hcr),
+    }
 }
 
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
@@ -870,6 +922,14 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
             write_sysreg!("s3_0_c12_c11_1", u64::from(intid)); // ICC_DIR_EL1
             cpu::isb();
             vcpu.counts.kick_irqs += 1;
+        }
+        // L1's maintenance interrupt (an exit from L2 with L1's interface
+        // asserting it; `guest_exit` delivers it to L1) or its stale
+        // remainder after the switch to L1's own interface.
+        _ if intid == vcpu.gic.maintenance_intid() => {
+            write_sysreg!("s3_0_c12_c12_1", u64::from(intid)); // ICC_EOIR1_EL1
+            write_sysreg!("s3_0_c12_c11_1", u64::from(intid)); // ICC_DIR_EL1
+            cpu::isb();
         }
         // Spurious: nothing to do.
         1020..=1023 => {}
@@ -1163,6 +1223,21 @@ fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64,
     vcpu.mode = Mode::L1;
 }
 
+/// An IRQ from L2 to L1's virtual EL2 (L1's maintenance interrupt, L1
+/// routing IRQs to EL2): the switch of [`enter_l1_from_l2`] to L1's
+/// vector for an IRQ from a lower EL (AArch64), VBAR_EL2 + 0x480, with
+/// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
+/// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
+fn irq_to_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    const IRQ_AFTER_SYNC: u64 = 0x80;
+    once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
+    let esr = vcpu.l1_el1.get(El1Register::Esr);
+    let far = vcpu.l1_el1.get(El1Register::Far);
+    let hpfar = vcpu.hpfar;
+    enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+    frame.elr += IRQ_AFTER_SYNC;
+}
+
 /// An Undefined Instruction exception for L1, taken from L1 itself.
 fn undefined_for_l1(frame: &mut GuestFrame) {
     exception_for_l1(frame, undefined_syndrome(), None)
@@ -1224,6 +1299,16 @@ fn l1_system_instruction(
         let value = IdRegister::from_encoding(op0, op1, crn, crm, op2)
             .map_or(0, |r| shown_to_l1(r, read_id_register(r)));
         frame.set_reg(access.rt, value);
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // ICH_VTR/MISR/EISR/ELRSR_EL2 (not in the VNCR page) and ICC_SRE_EL2.
+    if let Some(gic_access) = super::nested_vgic::l1_access(&access, vcpu.vncr) {
+        match gic_access {
+            L1GicAccess::Read(value) => frame.set_reg(access.rt, value),
+            L1GicAccess::Ignored => {}
+            L1GicAccess::Undefined => return undefined_for_l1(frame),
+        }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
@@ -1697,6 +1782,7 @@ enum Note {
     L2OutsideL1Ram,
     NoShadow,
     L1Unhandled,
+    L1Maintenance,
 }
 
 impl Note {
@@ -1709,6 +1795,7 @@ impl Note {
             Note::L1OutsideRam => "hv: nested: L1 accessed an IPA outside its RAM (L0 maps nothing else for it): L1 gets a synchronous external abort (reported once)",
             Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
+            Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
 }
@@ -1860,11 +1947,12 @@ fn second_vcpu_main() -> ! {
     if let Err(e) = gic.init_cpu(SECOND_VCPU_CPU) {
         fail(format_args!("nested: GIC on the second vCPU's CPU: {e}"));
     }
+    enable_l1_maintenance(gic, SECOND_VCPU_CPU);
     super::configure_el2_traps(&nested.features);
     write_sysreg!("vmpidr_el2", l1_mpidr(1));
     // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
     write_sysreg!("s3_4_c14_c2_1", 0);
-    write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2: no virtual interface
+    super::nested_vgic::start_l1_interface();
     write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
     write_sysreg!("tpidr_el2", 1);
     write_sysreg!("vbar_el1", 0);

@@ -630,6 +630,38 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // Interrupts for L2 through L1's virtual GIC interface: L1 puts
+    // virtual interrupts in ICH_LR0_EL2 (its VNCR page), L2 acknowledges
+    // and EOIs them through the hardware's ICV_* registers, and L1 checks
+    // what hv wrote back (LR state, ELRSR/EISR/MISR, EOIcount, APRs,
+    // VMCR) and takes its own maintenance interrupt (hv/README.md,
+    // "Nested virtualization").
+    Case {
+        hv_args: "hv.nested=irq",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=irq",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv does not write the list registers' State back
+    // into L1's VNCR page after L2 ran; L1 must see its LR still pending.
+    Case {
+        hv_args: "hv.nested=irq-no-writeback",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: ICH_LR0_EL2 still holds the interrupt after L2 acknowledged and EOId it: 0x50a000000000002a",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A CPU without FEAT_NV2 is refused with one line.
     Case {
         hv_args: "hv.nested=demo",

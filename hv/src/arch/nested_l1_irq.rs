@@ -1,0 +1,563 @@
+//! The `irq` guest hypervisor (L1) and its guest (L2): L1 injects
+//! virtual interrupts into L2 through its virtual GIC interface
+//! (ICH_LR<n>_EL2, ICH_HCR_EL2, ICH_VMCR_EL2 in the VNCR page; ICH_VTR,
+//! MISR, EISR and ELRSR_EL2 trapped and answered by hv,
+//! `arch::nested_vgic`) and takes its own maintenance interrupt. Copied by
+//! `arch::nested` into L1's memory like `arch::nested_l1`; data to hv,
+//! never executed at EL2.
+//!
+//! L1 (MMU off, its stack at +1 MiB, L2's stage 2 at +2 MiB mapping L2
+//! IPA 0x80000 to the L2 payload page, VMID 5; virtual HCR_EL2 RW, DC, VM
+//! and IMO, so its maintenance interrupt is an IRQ at its virtual EL2):
+//! 1. checks CurrentEL is 2 and ICH_VTR_EL2 (nV4 set, at least one list
+//!    register), enables its own interrupts (ICC_PMR_EL1 0xff,
+//!    ICC_IGRPEN1_EL1 1: its ICV_* registers) and keeps PSTATE.I masked;
+//! 2. A: ICH_LR0_EL2 = vINTID 42, group 1, priority 0xa0, pending;
+//!    ICH_HCR_EL2.En; ICH_VMCR_EL2 0; ERET to L2. L2 sets its PMR to 0xf0
+//!    and its group 1 enable, unmasks IRQs, takes the interrupt at its
+//!    VBAR_EL1 + 0x280, reads ICC_IAR1_EL1, writes ICC_EOIR1_EL1 and
+//!    reports the INTID (`hvc #1`). L1 checks 42, LR0 invalid (State
+//!    0b00), ELRSR bit 0 set, EISR and MISR 0, ICH_VMCR_EL2.VPMR 0xf0 and
+//!    VENG1 (what L2 wrote), ICH_AP1R0_EL2 0;
+//! 3. B: LR0 = vINTID 43, priority 0x80, pending, EOI = 1. L2's EOI makes
+//!    the LR an EOI maintenance request: L1's maintenance interrupt
+//!    interrupts L2 (VBAR_EL2 + 0x480); L1 acknowledges it (INTID 25),
+//!    checks MISR.EOI, EISR bit 0, ELRSR bit 0 clear, LR0 invalid, empties
+//!    LR0, checks MISR 0, EOIs it; L2 reports 43 (`hvc #2`);
+//! 4. C: LR0 = vINTID 44, priority 0x90, pending; ICH_HCR_EL2.LRENPIE.
+//!    L2's handler reports from inside (`hvc #3`): L1 checks LR0 active,
+//!    ICH_AP1R0_EL2 not 0, ELRSR bit 0 clear, and takes the interrupt out
+//!    of LR0 (as a hypervisor short of list registers does). L2's EOI then
+//!    matches no LR: ICH_HCR_EL2.EOIcount 1 and MISR.LRENP, the
+//!    maintenance interrupt again; L1 checks EOIcount 1 and AP1R0 0 (the
+//!    priority drop), clears EOIcount; L2 reports 44 (`hvc #4`);
+//! 5. D: with PSTATE.I masked L1 writes an LR that asks for EOI
+//!    maintenance at once (invalid, EOI = 1), reads MISR.EOI, checks the
+//!    interrupt is not taken while masked, unmasks: it is taken at
+//!    VBAR_EL2 + 0x280 and handled as in B;
+//! 6. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
+//!    MISR EOI and LRENP seen) and calls PSCI SYSTEM_OFF, or
+//!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+.macro UMBRA_L1I_MOV64 reg, val
+    movz    \reg, #((\val) & 0xffff)
+    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
+    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
+    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
+.endm
+.macro UMBRA_L1I_PUTS label
+    adr     x10, \label
+    bl      umbra_l1i_puts
+.endm
+.macro UMBRA_L1I_HEX reg
+    mov     x11, \reg
+    bl      umbra_l1i_hex
+.endm
+// Fails with `msg` and the value of `reg` unless `reg` equals `val`
+// (clobbers x3, x10, x11).
+.macro UMBRA_L1I_EXPECT reg, val, msg
+    UMBRA_L1I_MOV64 x3, \val
+    mov     x11, \reg
+    adr     x10, \msg
+    cmp     \reg, x3
+    b.ne    umbra_l1i_fail
+.endm
+.macro UMBRA_L1I_SAVE
+    sub     sp, sp, #256
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    str     x30, [sp, #240]
+.endm
+.macro UMBRA_L1I_RESTORE
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    ldr     x30, [sp, #240]
+    add     sp, sp, #256
+.endm
+
+.pushsection .rodata.umbra_l1_irq, "a"
+.balign 4096
+.global umbra_l1_irq_image
+umbra_l1_irq_image:
+    adr     x9, umbra_l1_irq_image
+    add     x10, x9, #0x100000
+    mov     sp, x10
+    mrs     x1, CurrentEL
+    UMBRA_L1I_EXPECT x1, 8, umbra_l1i_msg_el
+    adr     x1, umbra_l1i_vectors
+    msr     vbar_el2, x1
+    isb
+    // ICH_VTR_EL2 (trapped): no direct injection (nV4), some LRs.
+    mrs     x19, s3_4_c12_c11_1
+    UMBRA_L1I_PUTS umbra_l1i_msg_vtr
+    UMBRA_L1I_HEX x19
+    UMBRA_L1I_PUTS umbra_l1i_msg_nl
+    ubfx    x1, x19, #20, #1
+    UMBRA_L1I_EXPECT x1, 1, umbra_l1i_msg_bad_vtr
+    // L1's own interface: everything in, group 1 on (PSTATE.I masked).
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+    // L2's stage 2: root (level 1), level 2, level 3, zeroed; L2 IPA
+    // 0x80000 -> the payload page.
+    add     x13, x9, #0x200000
+    mov     x2, #0
+1:  str     xzr, [x13, x2]
+    add     x2, x2, #8
+    cmp     x2, #0x3000
+    b.lo    1b
+    add     x1, x13, #0x1000
+    orr     x1, x1, #3
+    str     x1, [x13]
+    add     x14, x13, #0x2000
+    orr     x1, x14, #3
+    str     x1, [x13, #0x1000]
+    adr     x1, umbra_l2i_payload
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #0x80 * 8]
+    dsb     ishst
+    UMBRA_L1I_MOV64 x1, {vtcr}
+    msr     vtcr_el2, x1
+    UMBRA_L1I_MOV64 x2, {vmid_shifted}
+    orr     x1, x13, x2
+    msr     vttbr_el2, x1
+    UMBRA_L1I_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    UMBRA_L1I_MOV64 x1, {l2_vbar}
+    msr     s3_5_c12_c0_0, x1
+    // A: vINTID 42 pending in LR0, the interface on, L2's VMCR 0.
+    UMBRA_L1I_MOV64 x1, {lr_a}
+    msr     s3_4_c12_c12_0, x1
+    msr     s3_4_c12_c11_7, xzr
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    isb
+    UMBRA_L1I_PUTS umbra_l1i_msg_enter
+    mov     x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    eret
+
+// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
+umbra_l1i_puts:
+    ldrb    w1, [x10], #1
+    cbz     w1, 2f
+    UMBRA_L1I_MOV64 x0, {putc}
+    hvc     #0
+    b       umbra_l1i_puts
+2:  ret
+
+// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15).
+umbra_l1i_hex:
+    UMBRA_L1I_MOV64 x0, {putc}
+    mov     x1, #'0'
+    hvc     #0
+    UMBRA_L1I_MOV64 x0, {putc}
+    mov     x1, #'x'
+    hvc     #0
+    mov     x15, #60
+3:  lsr     x1, x11, x15
+    and     x1, x1, #0xf
+    cmp     x1, #10
+    b.lo    4f
+    add     x1, x1, #('a' - '0' - 10)
+4:  add     x1, x1, #'0'
+    UMBRA_L1I_MOV64 x0, {putc}
+    hvc     #0
+    subs    x15, x15, #4
+    b.ge    3b
+    ret
+
+// Prints the FAIL sentinel, the message at x10 and the value x11, then
+// PSCI SYSTEM_RESET.
+umbra_l1i_fail:
+    mov     x16, x10
+    mov     x17, x11
+    UMBRA_L1I_PUTS umbra_l1i_msg_fail
+    mov     x10, x16
+    bl      umbra_l1i_puts
+    UMBRA_L1I_HEX x17
+    UMBRA_L1I_PUTS umbra_l1i_msg_nl
+    UMBRA_L1I_MOV64 x0, 0x84000009
+    hvc     #0
+5:  b       5b
+
+.balign 2048
+umbra_l1i_vectors:
+    // Current EL, SP0: sync, IRQ, FIQ, SError.
+    .rept 4
+    b       umbra_l1i_unexpected
+    .balign 128
+    .endr
+    // Current EL, SPx: sync; IRQ (D: L1's own maintenance interrupt
+    // once it unmasks); FIQ, SError.
+    b       umbra_l1i_unexpected
+    .balign 128
+    b       umbra_l1i_irq
+    .balign 128
+    .rept 2
+    b       umbra_l1i_unexpected
+    .balign 128
+    .endr
+    // Lower EL, AArch64: sync (L2's HVCs); IRQ (B, C: the maintenance
+    // interrupt taking L1 out of L2); FIQ, SError.
+    b       umbra_l1i_lower_sync
+    .balign 128
+    b       umbra_l1i_irq
+    .balign 128
+    .rept 2
+    b       umbra_l1i_unexpected
+    .balign 128
+    .endr
+    // Lower EL, AArch32.
+    .rept 4
+    b       umbra_l1i_unexpected
+    .balign 128
+    .endr
+
+umbra_l1i_unexpected:
+    mrs     x11, esr_el2
+    adr     x10, umbra_l1i_msg_unexpected
+    b       umbra_l1i_fail
+
+// L1's maintenance interrupt: acknowledged through its own ICV_IAR1,
+// served as ICH_MISR_EL2 says (EOI: the EOI-maintenance LR emptied;
+// LRENP: EOIcount cleared), checked gone (MISR 0), EOId.
+umbra_l1i_irq:
+    UMBRA_L1I_SAVE
+    adr     x9, umbra_l1_irq_image
+    mrs     x19, s3_0_c12_c12_0
+    UMBRA_L1I_EXPECT x19, {maintenance_intid}, umbra_l1i_msg_irq_intid
+    mrs     x20, s3_4_c12_c11_2
+    tbnz    x20, #0, 6f
+    tbnz    x20, #2, 7f
+    mov     x11, x20
+    adr     x10, umbra_l1i_msg_irq_misr
+    b       umbra_l1i_fail
+6:  UMBRA_L1I_EXPECT x20, 1, umbra_l1i_msg_irq_misr
+    mrs     x21, s3_4_c12_c11_3
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_eisr
+    mrs     x21, s3_4_c12_c11_5
+    and     x21, x21, #1
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_elrsr_eoi
+    mrs     x21, s3_4_c12_c12_0
+    lsr     x22, x21, #62
+    UMBRA_L1I_EXPECT x22, 0, umbra_l1i_msg_lr_eoi_state
+    msr     s3_4_c12_c12_0, xzr
+    b       8f
+7:  UMBRA_L1I_EXPECT x20, 4, umbra_l1i_msg_irq_misr
+    mrs     x21, s3_4_c12_c11_0
+    ubfx    x22, x21, #27, #5
+    UMBRA_L1I_EXPECT x22, 1, umbra_l1i_msg_eoicount
+    mrs     x22, s3_4_c12_c9_0
+    UMBRA_L1I_EXPECT x22, 0, umbra_l1i_msg_ap1r_dropped
+    and     x21, x21, #0x7ffffff
+    msr     s3_4_c12_c11_0, x21
+8:  mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_after
+    msr     s3_0_c12_c12_1, x19
+    adr     x4, umbra_l1i_irqs
+    ldr     x5, [x4]
+    add     x5, x5, #1
+    str     x5, [x4]
+    adr     x4, umbra_l1i_misr_seen
+    ldr     x5, [x4]
+    orr     x5, x5, x20
+    str     x5, [x4]
+    UMBRA_L1I_RESTORE
+    eret
+
+umbra_l1i_lower_sync:
+    UMBRA_L1I_SAVE
+    adr     x9, umbra_l1_irq_image
+    mrs     x19, esr_el2
+    ubfx    x20, x19, #26, #6
+    mov     x11, x19
+    adr     x10, umbra_l1i_msg_unexpected
+    cmp     x20, #0x16
+    b.ne    umbra_l1i_fail
+    and     x21, x19, #0xffff
+    ldr     x22, [sp, #16]
+    cmp     x21, #1
+    b.eq    umbra_l1i_hvc1
+    cmp     x21, #2
+    b.eq    umbra_l1i_hvc2
+    cmp     x21, #3
+    b.eq    umbra_l1i_hvc3
+    cmp     x21, #4
+    b.eq    umbra_l1i_hvc4
+    b       umbra_l1i_fail
+
+umbra_l1i_resume:
+    UMBRA_L1I_RESTORE
+    eret
+
+// A: L2 acknowledged and EOId vINTID 42.
+umbra_l1i_hvc1:
+    UMBRA_L1I_EXPECT x22, 42, umbra_l1i_msg_bad_intid
+    mrs     x21, s3_4_c12_c12_0
+    lsr     x23, x21, #62
+    mov     x11, x21
+    adr     x10, umbra_l1i_msg_lr_not_written_back
+    cbnz    x23, umbra_l1i_fail
+    mrs     x21, s3_4_c12_c11_5
+    and     x21, x21, #1
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_elrsr
+    mrs     x21, s3_4_c12_c11_3
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_eisr_a
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_a
+    mrs     x21, s3_4_c12_c11_7
+    lsr     x23, x21, #24
+    UMBRA_L1I_EXPECT x23, 0xf0, umbra_l1i_msg_vmcr
+    ubfx    x23, x21, #1, #1
+    UMBRA_L1I_EXPECT x23, 1, umbra_l1i_msg_vmcr
+    mrs     x21, s3_4_c12_c9_0
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_ap1r_a
+    UMBRA_L1I_PUTS umbra_l1i_msg_a
+    // B: vINTID 43 with EOI maintenance.
+    UMBRA_L1I_MOV64 x1, {lr_b}
+    msr     s3_4_c12_c12_0, x1
+    isb
+    b       umbra_l1i_resume
+
+// B: L2 acknowledged and EOId vINTID 43; the maintenance interrupt came.
+umbra_l1i_hvc2:
+    UMBRA_L1I_EXPECT x22, 43, umbra_l1i_msg_bad_intid
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_irq_count
+    UMBRA_L1I_PUTS umbra_l1i_msg_b
+    // C: vINTID 44; EOIcount maintenance.
+    UMBRA_L1I_MOV64 x1, {lr_c}
+    msr     s3_4_c12_c12_0, x1
+    mov     x1, #5
+    msr     s3_4_c12_c11_0, x1
+    isb
+    b       umbra_l1i_resume
+
+// C, inside L2's handler: vINTID 44 active; L1 takes it out of LR0.
+umbra_l1i_hvc3:
+    UMBRA_L1I_EXPECT x22, 44, umbra_l1i_msg_bad_intid
+    mrs     x21, s3_4_c12_c12_0
+    lsr     x23, x21, #62
+    UMBRA_L1I_EXPECT x23, 2, umbra_l1i_msg_lr_active
+    mrs     x21, s3_4_c12_c11_5
+    and     x21, x21, #1
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_elrsr_active
+    mrs     x21, s3_4_c12_c9_0
+    mov     x11, x21
+    adr     x10, umbra_l1i_msg_ap1r_active
+    cbz     x21, umbra_l1i_fail
+    UMBRA_L1I_PUTS umbra_l1i_msg_c_active
+    UMBRA_L1I_HEX x21
+    UMBRA_L1I_PUTS umbra_l1i_msg_nl
+    msr     s3_4_c12_c12_0, xzr
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_c
+    isb
+    b       umbra_l1i_resume
+
+// C done (L2 reports 44), then D with PSTATE.I masked (exception entry).
+umbra_l1i_hvc4:
+    UMBRA_L1I_EXPECT x22, 44, umbra_l1i_msg_bad_intid
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 2, umbra_l1i_msg_irq_count
+    mrs     x21, s3_4_c12_c11_0
+    UMBRA_L1I_EXPECT x21, 5, umbra_l1i_msg_hcr_c
+    UMBRA_L1I_PUTS umbra_l1i_msg_c
+    // D: an LR asking for EOI maintenance at once; the interface on,
+    // without LRENPIE.
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    UMBRA_L1I_MOV64 x1, {lr_d}
+    msr     s3_4_c12_c12_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_misr_d
+    // Masked: a trapped read more (hv samples the level at L1's exits),
+    // and still no interrupt.
+    mrs     x21, s3_4_c12_c11_3
+    isb
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 2, umbra_l1i_msg_masked
+    msr     daifclr, #2
+    isb
+    nop
+    nop
+    msr     daifset, #2
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_unmasked
+    adr     x4, umbra_l1i_misr_seen
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 5, umbra_l1i_msg_misr_seen
+    UMBRA_L1I_PUTS umbra_l1i_msg_d
+    UMBRA_L1I_PUTS umbra_l1i_msg_pass
+    UMBRA_L1I_MOV64 x0, 0x84000008
+    hvc     #0
+9:  b       9b
+
+.balign 8
+umbra_l1i_irqs:
+    .quad   0
+umbra_l1i_misr_seen:
+    .quad   0
+umbra_l1i_msg_vtr:      .asciz "L1 (irq): at virtual EL2; ICH_VTR_EL2 (trapped, as hv shows it) "
+umbra_l1i_msg_enter:    .asciz "L1: vINTID 42 (group 1, priority 0xa0) pending in ICH_LR0_EL2, ICH_HCR_EL2.En; ERET to L2\n"
+umbra_l1i_msg_a:        .asciz "L1: L2 took vINTID 42 (IAR1, EOIR1): LR0 invalid, ELRSR bit 0 set, EISR/MISR 0, AP1R0 0, VMCR.VPMR 0xf0 and VENG1 as L2 wrote them\n"
+umbra_l1i_msg_b:        .asciz "L1: L2 took vINTID 43 (LR0.EOI): its EOI raised L1's maintenance IRQ (VBAR_EL2 + 0x480, INTID 25; MISR.EOI, EISR 1, ELRSR bit 0 clear)\n"
+umbra_l1i_msg_c_active: .asciz "L1: L2 is handling vINTID 44: ICH_LR0_EL2 active, ICH_AP1R0_EL2 "
+umbra_l1i_msg_c:        .asciz "L1: L2 EOId vINTID 44 after L1 took it out of LR0: ICH_HCR_EL2.EOIcount 1, AP1R0 0, MISR.LRENP raised the maintenance IRQ\n"
+umbra_l1i_msg_d:        .asciz "L1: with PSTATE.I masked its maintenance IRQ waited (MISR.EOI); unmasked, it was taken at VBAR_EL2 + 0x280\n"
+umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3\n"
+umbra_l1i_msg_nl:       .asciz "\n"
+umbra_l1i_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
+umbra_l1i_msg_el:       .asciz "CurrentEL is not 2: "
+umbra_l1i_msg_bad_vtr:  .asciz "ICH_VTR_EL2.nV4 is not set: "
+umbra_l1i_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1i_msg_bad_intid: .asciz "L2 acknowledged another INTID: "
+umbra_l1i_msg_lr_not_written_back: .asciz "ICH_LR0_EL2 still holds the interrupt after L2 acknowledged and EOId it: "
+umbra_l1i_msg_elrsr:    .asciz "ICH_ELRSR_EL2 does not show LR0 empty after L2's EOI: "
+umbra_l1i_msg_eisr_a:   .asciz "ICH_EISR_EL2 not 0 without an EOI request: "
+umbra_l1i_msg_misr_a:   .asciz "ICH_MISR_EL2 not 0 without a maintenance condition: "
+umbra_l1i_msg_vmcr:     .asciz "ICH_VMCR_EL2 is not what L2 wrote (VPMR 0xf0, VENG1): "
+umbra_l1i_msg_ap1r_a:   .asciz "ICH_AP1R0_EL2 not 0 after L2's EOI: "
+umbra_l1i_msg_irq_intid: .asciz "L1's IRQ is not its maintenance interrupt: "
+umbra_l1i_msg_irq_misr: .asciz "L1's maintenance interrupt with an unexpected ICH_MISR_EL2: "
+umbra_l1i_msg_eisr:     .asciz "ICH_EISR_EL2 does not show LR0's EOI request: "
+umbra_l1i_msg_elrsr_eoi: .asciz "ICH_ELRSR_EL2 shows an LR with an EOI request empty: "
+umbra_l1i_msg_lr_eoi_state: .asciz "ICH_LR0_EL2 not invalid after L2's EOI: "
+umbra_l1i_msg_eoicount: .asciz "ICH_HCR_EL2.EOIcount is not 1 after L2's EOI of an unlisted interrupt: "
+umbra_l1i_msg_ap1r_dropped: .asciz "ICH_AP1R0_EL2 not 0 after L2's priority drop: "
+umbra_l1i_msg_misr_after: .asciz "ICH_MISR_EL2 not 0 after L1 served its maintenance condition: "
+umbra_l1i_msg_irq_count: .asciz "wrong number of L1 maintenance interrupts: "
+umbra_l1i_msg_lr_active: .asciz "ICH_LR0_EL2 is not active while L2 handles it: "
+umbra_l1i_msg_elrsr_active: .asciz "ICH_ELRSR_EL2 shows an active LR empty: "
+umbra_l1i_msg_ap1r_active: .asciz "ICH_AP1R0_EL2 is 0 while L2 handles a group 1 interrupt: "
+umbra_l1i_msg_misr_c:   .asciz "ICH_MISR_EL2 not 0 before L2's EOI: "
+umbra_l1i_msg_hcr_c:    .asciz "ICH_HCR_EL2 not as L1 left it after serving EOIcount: "
+umbra_l1i_msg_misr_d:   .asciz "ICH_MISR_EL2.EOI not set by an invalid LR with EOI: "
+umbra_l1i_msg_masked:   .asciz "L1's maintenance interrupt was taken with PSTATE.I masked: "
+umbra_l1i_msg_unmasked: .asciz "L1's maintenance interrupt was not taken once PSTATE.I was clear: "
+umbra_l1i_msg_misr_seen: .asciz "the maintenance interrupts did not show MISR.EOI and MISR.LRENP: "
+
+// L2 (at 0x80000, EL1h, stage 1 off): its PMR 0xf0, group 1 on, IRQs
+// unmasked; waits for each interrupt its handler records in x20 and
+// reports it (x2) by HVC.
+.balign 4096
+umbra_l2i_payload:
+    mov     x20, #0
+    mov     x1, #0xf0
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+    msr     daifclr, #2
+1:  cbz     x20, 1b
+    mov     x2, x20
+    mov     x20, #0
+    hvc     #1
+2:  cbz     x20, 2b
+    mov     x2, x20
+    mov     x20, #0
+    hvc     #2
+3:  cbz     x20, 3b
+    mov     x2, x20
+    mov     x20, #0
+    hvc     #4
+4:  b       4b
+// L2's vectors (VBAR_EL1 = 0x80800): the current-EL SPx IRQ acknowledges
+// (ICC_IAR1_EL1: the hardware's ICV_IAR1_EL1 on L1's list registers),
+// reports vINTID 44 from inside (hvc #3), EOIs, records; anything else
+// hangs L2 (hv's watchdog ends the run).
+.balign 2048
+umbra_l2i_vectors:
+    .rept 5
+    b       .
+    .balign 128
+    .endr
+    mrs     x21, s3_0_c12_c12_0
+    cmp     x21, #44
+    b.ne    5f
+    mov     x2, x21
+    hvc     #3
+5:  msr     s3_0_c12_c12_1, x21
+    mov     x20, x21
+    eret
+    .balign 128
+    .rept 10
+    b       .
+    .balign 128
+    .endr
+.balign 4096
+.global umbra_l1_irq_image_end
+umbra_l1_irq_image_end:
+.popsection
+"#,
+    vtcr = const super::nested_l1::L1_VTCR,
+    vhcr = const L1_IRQ_VIRTUAL_HCR,
+    vmid_shifted = const (super::nested_l1::L1_VMID_FOR_L2 << 48),
+    putc = const super::nested::HVC_CONSOLE_PUTC,
+    l2_vbar = const super::nested_l1::L2_VBAR,
+    maintenance_intid = const crate::vgic::DEFAULT_MAINTENANCE_INTID,
+    lr_a = const LR_A,
+    lr_b = const LR_B,
+    lr_c = const LR_C,
+    lr_d = const LR_D,
+);
+
+/// L1's HCR_EL2 for L2: RW, DC, VM and IMO (IRQs, its maintenance
+/// interrupt among them, to its virtual EL2).
+pub const L1_IRQ_VIRTUAL_HCR: u64 = super::nested_l1::L1_VIRTUAL_HCR | 1 << 4;
+
+const PENDING: u64 = 1 << 62;
+const GROUP1: u64 = 1 << 60;
+const EOI: u64 = 1 << 41;
+/// A: vINTID 42, group 1, priority 0xa0, pending.
+pub const LR_A: u64 = PENDING | GROUP1 | 0xa0 << 48 | 42;
+/// B: vINTID 43, priority 0x80, pending, EOI maintenance.
+pub const LR_B: u64 = PENDING | GROUP1 | 0x80 << 48 | EOI | 43;
+/// C: vINTID 44, priority 0x90, pending.
+pub const LR_C: u64 = PENDING | GROUP1 | 0x90 << 48 | 44;
+/// D: vINTID 45, invalid with EOI: an EOI maintenance request at once.
+pub const LR_D: u64 = GROUP1 | 0x90 << 48 | EOI | 45;
+
+assembled_image!(
+    "The `irq` L1 image's bytes (code, data and the L2 payload).",
+    umbra_l1_irq_image,
+    umbra_l1_irq_image_end
+);
