@@ -798,7 +798,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -904,6 +904,9 @@ pub enum NestedDemo {
     /// registers' State back to L1 after L2 ran: L1 must catch it (this
     /// run must fail).
     IrqNoWriteback,
+    /// `irq-no-maintenance`: the same, but hv never delivers L1's
+    /// maintenance interrupt: L1 must catch it (this run must fail).
+    IrqNoMaintenance,
 }
 
 /// How the guest gets its interrupts.
@@ -956,6 +959,9 @@ impl Options {
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
+                "hv.nested=irq-no-maintenance" => {
+                    options.nested = Some(NestedDemo::IrqNoMaintenance)
+                }
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1258,6 +1264,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=irq-no-writeback").map(|o| o.nested),
             Ok(Some(NestedDemo::IrqNoWriteback))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=irq-no-maintenance").map(|o| o.nested),
+            Ok(Some(NestedDemo::IrqNoMaintenance))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

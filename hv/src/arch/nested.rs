@@ -40,7 +40,7 @@
 //!   in which L1 or L2 hangs.
 
 use super::gic::Gic;
-use super::nested_vgic::{L1GicAccess, Maintenance, VcpuGic};
+use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
 use crate::esr::instruction_length;
@@ -321,9 +321,13 @@ impl Vcpu {
             gic: match NESTED.get() {
                 Some(nested) => VcpuGic::new(
                     nested.gic_maintenance,
-                    nested.demo != NestedDemo::IrqNoWriteback,
+                    match nested.demo {
+                        NestedDemo::IrqNoWriteback => GicDefect::NoLrWriteBack,
+                        NestedDemo::IrqNoMaintenance => GicDefect::NoMaintenance,
+                        _ => GicDefect::None,
+                    },
                 ),
-                None => VcpuGic::new(crate::vgic::DEFAULT_MAINTENANCE_INTID, true),
+                None => VcpuGic::new(crate::vgic::DEFAULT_MAINTENANCE_INTID, GicDefect::None),
             },
             counts: Counts::default(),
         }
@@ -585,7 +589,9 @@ pub fn run(
     // L1's image, word by word (it is a whole number of pages).
     let image = match demo {
         NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
-        NestedDemo::Irq | NestedDemo::IrqNoWriteback => super::nested_l1_irq::image(),
+        NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
+            super::nested_l1_irq::image()
+        }
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -744,6 +750,7 @@ pub fn run(
             NestedDemo::RecycleStaleRoot => " (recycle-stale-root: hv reuses each key's first shadow root instead of asking at every entry; this run must fail)",
             NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
             NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
+            NestedDemo::IrqNoMaintenance => " (irq-no-maintenance: hv never delivers L1's maintenance interrupt; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,

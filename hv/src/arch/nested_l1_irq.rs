@@ -35,7 +35,11 @@
 //!    maintenance at once (invalid, EOI = 1), reads MISR.EOI, checks the
 //!    interrupt is not taken while masked, unmasks: it is taken at
 //!    VBAR_EL2 + 0x280 and handled as in B;
-//! 6. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
+//! 6. E: LR0 = vINTID 46 with HW = 1 naming pINTID 0 (a physical
+//!    interrupt L1 does not have: hv loads it as a software entry,
+//!    `crate::nested::vgic`); L2 takes it (`hvc #5`); L1 reads back its
+//!    entry with State 0b00 (HW and pINTID kept), ELRSR bit 0 set, EISR 0;
+//! 7. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
 //!    MISR EOI and LRENP seen) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
@@ -319,6 +323,8 @@ umbra_l1i_lower_sync:
     b.eq    umbra_l1i_hvc3
     cmp     x21, #4
     b.eq    umbra_l1i_hvc4
+    cmp     x21, #5
+    b.eq    umbra_l1i_hvc5
     b       umbra_l1i_fail
 
 umbra_l1i_resume:
@@ -415,17 +421,42 @@ umbra_l1i_hvc4:
     adr     x4, umbra_l1i_irqs
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 2, umbra_l1i_msg_masked
+    // Its IRQ overwrites ELR_EL2 and SPSR_EL2 (L2's return): kept aside.
+    mrs     x24, elr_el2
+    mrs     x25, spsr_el2
     msr     daifclr, #2
     isb
     nop
     nop
     msr     daifset, #2
+    msr     elr_el2, x24
+    msr     spsr_el2, x25
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_unmasked
     adr     x4, umbra_l1i_misr_seen
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 5, umbra_l1i_msg_misr_seen
     UMBRA_L1I_PUTS umbra_l1i_msg_d
+    // E: a HW = 1 entry naming pINTID 0 (hv's own kick SGI on this
+    // machine; L1 has no physical interrupts).
+    msr     s3_4_c12_c12_0, xzr
+    UMBRA_L1I_MOV64 x1, {lr_e}
+    msr     s3_4_c12_c12_0, x1
+    isb
+    b       umbra_l1i_resume
+
+// E: L2 acknowledged and EOId the HW = 1 vINTID 46; L1 reads its entry
+// back (HW, pINTID) with State 0b00, shown empty.
+umbra_l1i_hvc5:
+    UMBRA_L1I_EXPECT x22, 46, umbra_l1i_msg_bad_intid
+    mrs     x21, s3_4_c12_c12_0
+    UMBRA_L1I_EXPECT x21, ({lr_e} & ~(3 << 62)), umbra_l1i_msg_lr_hw
+    mrs     x21, s3_4_c12_c11_5
+    and     x21, x21, #1
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_elrsr
+    mrs     x21, s3_4_c12_c11_3
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_eisr_a
+    UMBRA_L1I_PUTS umbra_l1i_msg_e
     UMBRA_L1I_PUTS umbra_l1i_msg_pass
     UMBRA_L1I_MOV64 x0, 0x84000008
     hvc     #0
@@ -443,7 +474,9 @@ umbra_l1i_msg_b:        .asciz "L1: L2 took vINTID 43 (LR0.EOI): its EOI raised 
 umbra_l1i_msg_c_active: .asciz "L1: L2 is handling vINTID 44: ICH_LR0_EL2 active, ICH_AP1R0_EL2 "
 umbra_l1i_msg_c:        .asciz "L1: L2 EOId vINTID 44 after L1 took it out of LR0: ICH_HCR_EL2.EOIcount 1, AP1R0 0, MISR.LRENP raised the maintenance IRQ\n"
 umbra_l1i_msg_d:        .asciz "L1: with PSTATE.I masked its maintenance IRQ waited (MISR.EOI); unmasked, it was taken at VBAR_EL2 + 0x280\n"
-umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3\n"
+umbra_l1i_msg_e:        .asciz "L1: L2 took vINTID 46 from a HW = 1 entry (pINTID 0): LR0 reads back HW and pINTID with State 0b00, ELRSR bit 0 set, EISR 0\n"
+umbra_l1i_msg_lr_hw:    .asciz "the HW = 1 ICH_LR0_EL2 is not what L1 wrote with State 0b00 after L2's EOI: "
+umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok maintenance-irqs=3\n"
 umbra_l1i_msg_nl:       .asciz "\n"
 umbra_l1i_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1i_msg_el:       .asciz "CurrentEL is not 2: "
@@ -499,7 +532,11 @@ umbra_l2i_payload:
     mov     x2, x20
     mov     x20, #0
     hvc     #4
-4:  b       4b
+4:  cbz     x20, 4b
+    mov     x2, x20
+    mov     x20, #0
+    hvc     #5
+6:  b       6b
 // L2's vectors (VBAR_EL1 = 0x80800): the current-EL SPx IRQ acknowledges
 // (ICC_IAR1_EL1: the hardware's ICV_IAR1_EL1 on L1's list registers),
 // reports vINTID 44 from inside (hvc #3), EOIs, records; anything else
@@ -538,6 +575,7 @@ umbra_l1_irq_image_end:
     lr_b = const LR_B,
     lr_c = const LR_C,
     lr_d = const LR_D,
+    lr_e = const LR_E,
 );
 
 /// L1's HCR_EL2 for L2: RW, DC, VM and IMO (IRQs, its maintenance
@@ -555,6 +593,9 @@ pub const LR_B: u64 = PENDING | GROUP1 | 0x80 << 48 | EOI | 43;
 pub const LR_C: u64 = PENDING | GROUP1 | 0x90 << 48 | 44;
 /// D: vINTID 45, invalid with EOI: an EOI maintenance request at once.
 pub const LR_D: u64 = GROUP1 | 0x90 << 48 | EOI | 45;
+
+/// E: vINTID 46, group 1, priority 0xa0, pending, HW = 1 with pINTID 0.
+pub const LR_E: u64 = PENDING | 1 << 61 | GROUP1 | 0xa0 << 48 | 46;
 
 assembled_image!(
     "The `irq` L1 image's bytes (code, data and the L2 payload).",

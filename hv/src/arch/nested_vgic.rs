@@ -107,9 +107,20 @@ pub struct VcpuGic {
     l1_own: L1Interface,
     /// L1's maintenance interrupt (the platform's GIC maintenance PPI).
     maintenance_intid: u32,
-    /// `irq-no-writeback`: the LRs' State is not written back to L1 (the
-    /// defect that demo must catch).
-    lr_write_back: bool,
+    /// A deliberate defect (the `irq-no-*` demos, which must fail).
+    defect: GicDefect,
+}
+
+/// A defect hv's side of L1's interface can be run with, so the `irq`
+/// demo's checks are shown to fail without the part they check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicDefect {
+    None,
+    /// `irq-no-writeback`: the LRs' State is not written back to L1.
+    NoLrWriteBack,
+    /// `irq-no-maintenance`: L1's maintenance interrupt is never
+    /// delivered (hv acts as if L1 took no IRQs at virtual EL2).
+    NoMaintenance,
 }
 
 /// How an L2 exit left L1's maintenance interrupt.
@@ -125,12 +136,17 @@ pub enum Maintenance {
 impl VcpuGic {
     /// A vCPU about to run L1 for the first time, with L1's maintenance
     /// interrupt `maintenance_intid`.
-    pub fn new(maintenance_intid: u32, lr_write_back: bool) -> VcpuGic {
+    pub fn new(maintenance_intid: u32, defect: GicDefect) -> VcpuGic {
         VcpuGic {
             l1_own: L1_OWN_START,
             maintenance_intid,
-            lr_write_back,
+            defect,
         }
+    }
+
+    /// Whether L1 takes its maintenance interrupt at virtual EL2.
+    fn l1_takes_irqs(&self, l1_virtual_hcr: u64) -> bool {
+        self.defect != GicDefect::NoMaintenance && l1_takes_irqs_at_vel2(l1_virtual_hcr)
     }
 
     /// L1's maintenance interrupt.
@@ -153,7 +169,7 @@ impl VcpuGic {
         let l1 = L1Interface::read(page, &shape);
         let hardware = l1.to_hardware(&shape);
         let asserted_for_l1 = maintenance_asserted(l1.hcr, l1.misr(&shape));
-        if l1_takes_irqs_at_vel2(l1_virtual_hcr) {
+        if self.l1_takes_irqs(l1_virtual_hcr) {
             hardware_write(&hardware, &shape);
             let hardware_misr = read_sysreg!("s3_4_c12_c11_2"); // ICH_MISR_EL2
             if maintenance_asserted(hardware.hcr, hardware_misr) && !asserted_for_l1 {
@@ -172,7 +188,7 @@ impl VcpuGic {
         let l1 = L1Interface::read(page, &shape);
         let now = hardware_read(&shape);
         let mut after = l1.written_back(&now, &shape);
-        if !self.lr_write_back {
+        if self.defect == GicDefect::NoLrWriteBack {
             after.lrs = l1.lrs;
         }
         after.write(page, &shape);
@@ -185,7 +201,7 @@ impl VcpuGic {
     pub fn maintenance_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64) -> Maintenance {
         let shape = Shape::from_vtr(hardware_vtr());
         let l1 = L1Interface::read(page, &shape);
-        if l1_takes_irqs_at_vel2(l1_virtual_hcr) && maintenance_asserted(l1.hcr, l1.misr(&shape)) {
+        if self.l1_takes_irqs(l1_virtual_hcr) && maintenance_asserted(l1.hcr, l1.misr(&shape)) {
             Maintenance::ForL1
         } else {
             Maintenance::None

@@ -639,7 +639,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=irq",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3",
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok maintenance-irqs=3",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -647,7 +647,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=irq",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44 lr-writeback=ok eoi-maintenance=ok eoicount=ok maintenance-irqs=3",
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok maintenance-irqs=3",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -658,6 +658,16 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=irq-no-writeback",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: ICH_LR0_EL2 still holds the interrupt after L2 acknowledged and EOId it: 0x50a000000000002a",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // And hv that never delivers L1's maintenance interrupt: L1 must see
+    // none after L2's EOI of an LR with EOI = 1.
+    Case {
+        hv_args: "hv.nested=irq-no-maintenance",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: wrong number of L1 maintenance interrupts: 0x0000000000000000",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
