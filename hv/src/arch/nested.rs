@@ -36,6 +36,12 @@
 //!   for L1, HVC, SMC, a trap L1 set) enters L1's vector at VBAR_EL2 +
 //!   0x400 with ELR/SPSR/ESR/FAR_EL2 in the hardware EL1 registers L1's
 //!   EL2 accesses reach, and HPFAR_EL2 kept by hv (L1's reads of it trap).
+//! - Interrupts (`arch::nested_vgic`, rules in `crate::nested::vgic`):
+//!   while L2 runs the hardware virtual GIC interface holds L1's (its
+//!   ICH_*_EL2 words of the VNCR page), written back at every exit from
+//!   L2; while L1 runs it holds L1's own, where hv lists L1's maintenance
+//!   interrupt. L1's maintenance interrupt that L2's run raises (the GIC
+//!   maintenance PPI, taken at EL2) enters L1 at VBAR_EL2 + 0x480.
 //! - A watchdog (the EL2 physical timer, [`WATCHDOG_SECONDS`]) ends a run
 //!   in which L1 or L2 hangs.
 

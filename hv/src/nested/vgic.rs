@@ -473,10 +473,12 @@ pub fn l1_ich_read(
 }
 
 /// ICC_SRE_EL2 as L1 reads it (its MRS traps: op1 4): SRE (the system
-/// register interface, the only one there is), DFB, DIB and Enable (L2
-/// may use ICC_SRE_EL1) all 1; L1's writes are ignored (RAO/WI, as an
-/// implementation that supports only the system register interface
-/// may make them).
+/// register interface, the only one there is), DFB, DIB (no bypass) and
+/// Enable (L2 may use ICC_SRE_EL1) all 1. L1's writes are ignored: SRE,
+/// DFB and DIB are RAO/WI on an implementation with only the system
+/// register interface; Enable = 0 (L1 trapping L2's ICC_SRE_EL1) is not
+/// honoured, a limit of this support (L2 then reads ICC_SRE_EL1 as the
+/// hardware's virtual one, SRE 1).
 pub const ICC_SRE_EL2_SHOWN: u64 = 0b1111;
 
 /// Whether L1 takes an IRQ (its maintenance interrupt is one) at virtual
