@@ -39,7 +39,11 @@
 //!    interrupt L1 does not have: hv loads it as a software entry,
 //!    `crate::nested::vgic`); L2 takes it (`hvc #5`); L1 reads back its
 //!    entry with State 0b00 (HW and pINTID kept), ELRSR bit 0 set, EISR 0;
-//! 7. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
+//! 7. F: with PSTATE.I masked, ICH_MISR_EL2 reads U and NP (UIE, NPIE,
+//!    no valid LR), then VGrp1E (VGrp1EIE/DIE and the VENG1 L2 set), then
+//!    0; unmasking then takes no interrupt (hv withdrew the one those
+//!    conditions raised);
+//! 8. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
 //!    MISR EOI and LRENP seen) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
@@ -457,6 +461,35 @@ umbra_l1i_hvc5:
     mrs     x21, s3_4_c12_c11_3
     UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_eisr_a
     UMBRA_L1I_PUTS umbra_l1i_msg_e
+    // F (PSTATE.I masked): the other conditions, each read from
+    // ICH_MISR_EL2: U and NP (no valid, no pending LR), then VGrp1E (L2's
+    // VMCR.VENG1), then none; the maintenance interrupt they raised is
+    // withdrawn once they are gone, so unmasking takes nothing.
+    UMBRA_L1I_MOV64 x1, 0xb
+    msr     s3_4_c12_c11_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0xa, umbra_l1i_msg_misr_u_np
+    UMBRA_L1I_MOV64 x1, 0xc1
+    msr     s3_4_c12_c11_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0x40, umbra_l1i_msg_misr_vgrp1
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_after
+    mrs     x24, elr_el2
+    mrs     x25, spsr_el2
+    msr     daifclr, #2
+    isb
+    nop
+    nop
+    msr     daifset, #2
+    msr     elr_el2, x24
+    msr     spsr_el2, x25
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_withdrawn
+    UMBRA_L1I_PUTS umbra_l1i_msg_f
     UMBRA_L1I_PUTS umbra_l1i_msg_pass
     UMBRA_L1I_MOV64 x0, 0x84000008
     hvc     #0
@@ -475,8 +508,12 @@ umbra_l1i_msg_c_active: .asciz "L1: L2 is handling vINTID 44: ICH_LR0_EL2 active
 umbra_l1i_msg_c:        .asciz "L1: L2 EOId vINTID 44 after L1 took it out of LR0: ICH_HCR_EL2.EOIcount 1, AP1R0 0, MISR.LRENP raised the maintenance IRQ\n"
 umbra_l1i_msg_d:        .asciz "L1: with PSTATE.I masked its maintenance IRQ waited (MISR.EOI); unmasked, it was taken at VBAR_EL2 + 0x280\n"
 umbra_l1i_msg_e:        .asciz "L1: L2 took vINTID 46 from a HW = 1 entry (pINTID 0): LR0 reads back HW and pINTID with State 0b00, ELRSR bit 0 set, EISR 0\n"
+umbra_l1i_msg_f:        .asciz "L1: ICH_MISR_EL2 U and NP (UIE, NPIE), then VGrp1E (VENG1 as L2 set it), then 0; their maintenance IRQ was withdrawn\n"
+umbra_l1i_msg_misr_u_np: .asciz "ICH_MISR_EL2 is not U and NP with no valid LR, UIE and NPIE: "
+umbra_l1i_msg_misr_vgrp1: .asciz "ICH_MISR_EL2 is not VGrp1E with VGrp1EIE, VGrp1DIE and VENG1: "
+umbra_l1i_msg_withdrawn: .asciz "L1 took a maintenance interrupt whose conditions were gone: "
 umbra_l1i_msg_lr_hw:    .asciz "the HW = 1 ICH_LR0_EL2 is not what L1 wrote with State 0b00 after L2's EOI: "
-umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok maintenance-irqs=3\n"
+umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok maintenance-irqs=3\n"
 umbra_l1i_msg_nl:       .asciz "\n"
 umbra_l1i_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1i_msg_el:       .asciz "CurrentEL is not 2: "
