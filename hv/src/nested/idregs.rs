@@ -141,6 +141,20 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
     }
 }
 
+/// The value a non-VHE L1 (`el2_regime::L1Vel2Mode::NonVhe`) reads:
+/// [`shown_to_l1`] without FEAT_VHE (MMFR1.VH 0, so HCR_EL2.E2H is RES0,
+/// and TTBR1_EL2, CONTEXTIDR_EL2 and the `_EL12`/`_EL02` encodings are
+/// UNDEFINED) and with MMFR4.E2H0 0b0000 (FEAT_E2H0: HCR_EL2.NV1 is
+/// meaningful, as an E2H = 0 guest hypervisor needs).
+pub const fn shown_to_non_vhe_l1(register: IdRegister, host: u64) -> u64 {
+    let vhe = shown_to_l1(register, host);
+    match register {
+        IdRegister::Mmfr1 => with_field(vhe, 8, 0),
+        IdRegister::Mmfr4 => with_field(vhe, 24, 0),
+        _ => vhe,
+    }
+}
+
 /// What hv does with L2's trapped system register access (HCR_EL2.TID3 is
 /// always set for L2, [`super::l2_hcr`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,6 +27,7 @@
 //! TLBIs too: at virtual EL2 they mean L2's EL1&0 regime, which runs on
 //! shadow VMIDs.
 
+pub mod el2_regime;
 pub mod entry;
 pub mod handshake;
 pub mod idregs;
