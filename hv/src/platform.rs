@@ -907,6 +907,26 @@ pub enum NestedDemo {
     /// `irq-no-maintenance`: the same, but hv never delivers L1's
     /// maintenance interrupt: L1 must catch it (this run must fail).
     IrqNoMaintenance,
+    /// `mmu`: a non-VHE guest hypervisor (E2H = 0, `arch::nested_l1_mmu`)
+    /// runs with its EL2 stage 1 on (hv converts its EL2 regime onto the
+    /// hardware EL1 one, `nested::el2_regime`), runs L2 and takes a
+    /// stage-1 fault of its own.
+    Mmu,
+    /// `mmu-no-t0sz`: the same, but hv ignores TCR_EL2.T0SZ (the hardware
+    /// gets 16): L1 must catch it (this run must fail).
+    MmuNoT0sz,
+    /// `mmu-vhe`: the `mmu` L1 shown FEAT_VHE: a VHE guest hypervisor
+    /// (E2H = 1) with its EL2&0 stage 1 on (its SCTLR/TCR/TTBR0/MAIR_EL2
+    /// through the EL1 encodings, trapped by HCR_EL2.{TVM, TRVM}).
+    MmuVhe,
+    /// `mmu-vhe-keep-dc`: the same, but hv keeps HCR_EL2.DC set whatever
+    /// L1's SCTLR_EL2.M says (a VHE L1's MMU silently off): L1 must catch
+    /// it (this run must fail).
+    MmuVheKeepDc,
+    /// `mmu-no-el2-tlbi`: `mmu`, but hv acknowledges L1's own EL2 stage-1
+    /// TLBIs without applying them: L1 must catch the stale translation of
+    /// its remapped alias (this run must fail).
+    MmuNoEl2Tlbi,
 }
 
 /// How the guest gets its interrupts.
@@ -962,6 +982,11 @@ impl Options {
                 "hv.nested=irq-no-maintenance" => {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
+                "hv.nested=mmu" => options.nested = Some(NestedDemo::Mmu),
+                "hv.nested=mmu-no-t0sz" => options.nested = Some(NestedDemo::MmuNoT0sz),
+                "hv.nested=mmu-vhe" => options.nested = Some(NestedDemo::MmuVhe),
+                "hv.nested=mmu-vhe-keep-dc" => options.nested = Some(NestedDemo::MmuVheKeepDc),
+                "hv.nested=mmu-no-el2-tlbi" => options.nested = Some(NestedDemo::MmuNoEl2Tlbi),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1268,6 +1293,26 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=irq-no-maintenance").map(|o| o.nested),
             Ok(Some(NestedDemo::IrqNoMaintenance))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mmu").map(|o| o.nested),
+            Ok(Some(NestedDemo::Mmu))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mmu-no-t0sz").map(|o| o.nested),
+            Ok(Some(NestedDemo::MmuNoT0sz))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mmu-vhe").map(|o| o.nested),
+            Ok(Some(NestedDemo::MmuVhe))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mmu-vhe-keep-dc").map(|o| o.nested),
+            Ok(Some(NestedDemo::MmuVheKeepDc))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mmu-no-el2-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::MmuNoEl2Tlbi))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

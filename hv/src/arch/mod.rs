@@ -32,6 +32,7 @@ pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
 pub mod nested_l1_irq;
+pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
 pub mod nested_vgic;
 pub mod selftest;

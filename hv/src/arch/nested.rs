@@ -56,6 +56,7 @@ use crate::inject::{
     external_instruction_abort_syndrome, sync_vector_offset, undefined_syndrome, EntryFeatures,
     TargetEl1,
 };
+use crate::nested::el2_regime::{L1Vel2Mode, NonVheRegime, Stage1Features, VheRegime};
 use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
     ipa_from_par, l1_routes_external_aborts, l2_fault_ipa, EretTarget, FaultIpaSource, Origin,
@@ -64,11 +65,11 @@ use crate::nested::entry::{
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
-use crate::nested::idregs::{l2_id_read, shown_to_l1, IdRegister, L2IdRead};
+use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{
     hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen, Sighting, Stage1TlbiTarget,
-    Summary, L1_HCR,
+    Summary,
 };
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
@@ -93,6 +94,8 @@ use shadow_mmu::service::{Service, ServiceConfig};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION};
 use walker::{ExposedFeatures, IdRegisters};
+
+mod mmu;
 
 /// The physical CPU (platform index) of the second vCPU, which L1 starts
 /// with PSCI CPU_ON: vCPU 0 runs on the boot CPU, the service on
@@ -213,6 +216,23 @@ struct Nested {
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
     /// a key's first root instead of asking at every entry).
     demo: NestedDemo,
+    /// Whether L1 is a VHE or a non-VHE guest hypervisor (`mmu`), and
+    /// the stage-1 features it is shown (for its EL2 regime's conversion).
+    mode: L1Vel2Mode,
+    stage1: Stage1Features,
+    /// `mmu-no-t0sz`: the hardware gets T0SZ 16 whatever L1's TCR_EL2
+    /// says (the defect that demo must catch).
+    ignore_t0sz: bool,
+    /// `mmu-vhe-keep-dc`: HCR_EL2.DC stays set for L1 (its stage 1
+    /// silently off; the defect that demo must catch).
+    keep_dc: bool,
+    /// `mmu-no-el2-tlbi`: L1's own EL2 stage-1 TLBIs (ALLE2, VAE2IS, ...)
+    /// are acknowledged, not applied (the defect that demo must catch).
+    skip_l1_own_tlbi: bool,
+    /// L1's memory as hv reads it (its stage-1 walk aborts are found by
+    /// walking its tables there, `mmu::l1_walk_abort`).
+    arena: &'static Arena<'static>,
+    l0_map: &'static L0Stage2<'static>,
     /// What a second vCPU's CPU needs: the CPU's features (EL2 traps), hv's
     /// stage 1 (TTBR0/TCR_EL2), whether the service runs on its own CPU
     /// (the rings), and the CPU itself (None: fewer than three CPUs).
@@ -225,6 +245,17 @@ struct Nested {
     /// virtual interface, and L1 gets it as its own maintenance interrupt
     /// (`arch::nested_vgic`).
     gic_maintenance: u32,
+}
+
+impl Nested {
+    /// The value L1 reads for ID `register` (its mode's view of the host's).
+    fn shown(&self, register: IdRegister) -> u64 {
+        let host = read_id_register(register);
+        match self.mode {
+            L1Vel2Mode::Vhe => shown_to_l1(register, host),
+            L1Vel2Mode::NonVhe => shown_to_non_vhe_l1(register, host),
+        }
+    }
 }
 
 /// Where the vCPU runs.
@@ -286,6 +317,11 @@ struct Vcpu {
     l1_el1: El1State,
     /// L1's HPFAR_EL2.
     hpfar: u64,
+    /// A non-VHE L1's EL2 stage-1 registers as it wrote them (unused for a
+    /// VHE L1, whose are the hardware EL1 registers).
+    regime: NonVheRegime,
+    /// A VHE L1's SCTLR_EL2 and TCR_EL2 as it wrote them.
+    vhe_regime: VheRegime,
     /// L1's unemulated accesses already reported.
     undefined_seen: FirstSeen<32>,
     /// L1's console line.
@@ -320,6 +356,8 @@ impl Vcpu {
             vncr,
             l1_el1: El1State::default(),
             hpfar: 0,
+            regime: NonVheRegime::RESET,
+            vhe_regime: VheRegime::RESET,
             undefined_seen: FirstSeen::default(),
             line: arrayvec::ArrayVec::new(),
             direct_owner: None,
@@ -352,6 +390,10 @@ struct Counts {
     /// Which trapped EL2 registers were reported (2 bits a register: MSR,
     /// MRS).
     vel2_traps_seen: u32,
+    /// The same for a non-VHE L1's EL2 stage-1 registers (`mmu`, bits
+    /// 0-9), and a VHE L1's trapped EL2&0 register accesses (bits 32-35:
+    /// EL1 or EL2 encoding, MSR or MRS).
+    vel2_stage1_seen: u64,
     /// Which [`Note`]s were printed (a bit each).
     notes_seen: u32,
     /// Entries into L2 that a kick sent back to `shadow_root`.
@@ -593,11 +635,21 @@ pub fn run(
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
     let recycling = matches!(demo, NestedDemo::Recycle | NestedDemo::RecycleStaleRoot);
     // L1's image, word by word (it is a whole number of pages).
+    // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
+    let non_vhe = matches!(
+        demo,
+        NestedDemo::Mmu | NestedDemo::MmuNoT0sz | NestedDemo::MmuNoEl2Tlbi
+    );
     let image = match demo {
         NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
+        NestedDemo::Mmu
+        | NestedDemo::MmuNoT0sz
+        | NestedDemo::MmuNoEl2Tlbi
+        | NestedDemo::MmuVhe
+        | NestedDemo::MmuVheKeepDc => super::nested_l1_mmu::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -689,6 +741,20 @@ pub fn run(
         entry_features: EntryFeatures::from(features),
         skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
         demo,
+        mode: if non_vhe {
+            L1Vel2Mode::NonVhe
+        } else {
+            L1Vel2Mode::Vhe
+        },
+        stage1: Stage1Features::from_id_registers(
+            shown(IdRegister::Mmfr0),
+            shown(IdRegister::Mmfr2),
+        ),
+        ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
+        keep_dc: demo == NestedDemo::MmuVheKeepDc,
+        skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
+        arena,
+        l0_map,
         features: *features,
         ttbr,
         tcr,
@@ -742,7 +808,11 @@ pub fn run(
     super::nested_vgic::start_l1_interface();
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
     write_sysreg!("tpidr_el2", 0);
-    enter_l1_regime();
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: not set up"));
+    };
+    mmu::load_l1_regime(nested, &NonVheRegime::RESET);
+    enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID (L1's, the
     // one L2 uses with L1's stage 2 off, the shadows'): earlier software
     // at EL1 may have left some (review 24 N4).
@@ -757,6 +827,11 @@ pub fn run(
             NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
             NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
             NestedDemo::IrqNoMaintenance => " (irq-no-maintenance: hv never delivers L1's maintenance interrupt; this run must fail)",
+            NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
+            NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
+            NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",
+            NestedDemo::MmuVheKeepDc => " (mmu-vhe-keep-dc: a VHE L1 with its EL2&0 stage 1 on, hv keeps HCR_EL2.DC; this run must fail)",
+            NestedDemo::MmuNoEl2Tlbi => " (mmu-no-el2-tlbi: a non-VHE L1 with its EL2 stage 1 on, hv does not apply its own EL2 TLBIs; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -827,12 +902,13 @@ fn watchdog_setup() {
     cpu::isb();
 }
 
-/// EL2 set for L1: its HCR_EL2, L0's stage 2 of it.
-fn enter_l1_regime() {
+/// EL2 set for L1: its HCR_EL2 (`l1_hcr`: `nested::L1_HCR` as its mode and MMU
+/// need, `L1Vel2Mode::hardware_hcr`), L0's stage 2 of it.
+fn enter_l1_regime(l1_hcr: u64) {
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
-    write_sysreg!("hcr_el2", L1_HCR | hcr::IMO);
+    write_sysreg!("hcr_el2", l1_hcr | hcr::IMO);
     write_sysreg!("vtcr_el2", nested.l0_vtcr);
     write_sysreg!("vttbr_el2", nested.l0_vttbr);
     cpu::isb();
@@ -877,10 +953,12 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         0 => {
             let esr = read_sysreg!("esr_el2");
             if vcpu.mode == Mode::L1 {
-                // L1's virtual HCR_EL2.E2H is RES1 (review 23 H2): what L1
-                // reads back from now on, and what hv acts on.
+                // L1's virtual HCR_EL2.E2H is RES1 (review 23 H2), or RES0
+                // for a non-VHE L1: what L1 reads back from now on, and
+                // what hv acts on.
                 let vhcr = vcpu.vncr.hcr();
-                vcpu.vncr.set(crate::nested::vncr::HCR_EL2, vhcr | hcr::E2H);
+                vcpu.vncr
+                    .set(crate::nested::vncr::HCR_EL2, nested.mode.virtual_hcr(vhcr));
             }
             match vcpu.mode {
                 Mode::L1 => l1_exit(nested, vcpu, frame, esr),
@@ -897,7 +975,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         && vcpu.mode != Mode::L1
         && vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) == Maintenance::ForL1
     {
-        irq_to_l1_from_l2(vcpu, frame);
+        irq_to_l1_from_l2(nested, vcpu, frame);
     }
     // Every return to a shadow's L2 goes through the handshake's entry,
     // also after an exit hv handled itself (a served fault, an emulated
@@ -1059,7 +1137,11 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
-            let syndrome = if (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER {
+            let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
+                // L1's own stage-1 walk read outside its RAM: an abort on
+                // the walk, at the level its tables give.
+                walk
+            } else if (esr >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER {
                 external_instruction_abort_syndrome(frame.spsr)
             } else if esr & (1 << 8) != 0 {
                 // A cache maintenance instruction: CM = 1, WnR = 1.
@@ -1214,7 +1296,14 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 /// An exception from L2 to L1's virtual EL2 (lower EL, synchronous):
 /// L2's EL1 registers to the VNCR page, L1's back, the syndrome in L1's
 /// EL2 registers.
-fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64, hpfar: u64) {
+fn enter_l1_from_l2(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    esr: u64,
+    far: u64,
+    hpfar: u64,
+) {
     for register in El1Register::ALL {
         vcpu.vncr.set_el1(register, read_el1(register));
         write_el1(register, vcpu.l1_el1.get(register));
@@ -1230,7 +1319,7 @@ fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64,
     write_sysreg!("esr_el1", esr);
     write_sysreg!("far_el1", far);
     vcpu.hpfar = hpfar;
-    enter_l1_regime();
+    enter_l1_regime(mmu::l1_hcr(nested, vcpu));
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;
     vcpu.mode = Mode::L1;
@@ -1241,13 +1330,13 @@ fn enter_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64, far: u64,
 /// vector for an IRQ from a lower EL (AArch64), VBAR_EL2 + 0x480, with
 /// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
 /// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
-fn irq_to_l1_from_l2(vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     const IRQ_AFTER_SYNC: u64 = 0x80;
     once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
     let esr = vcpu.l1_el1.get(El1Register::Esr);
     let far = vcpu.l1_el1.get(El1Register::Far);
     let hpfar = vcpu.hpfar;
-    enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+    enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
     frame.elr += IRQ_AFTER_SYNC;
 }
 
@@ -1309,8 +1398,8 @@ fn l1_system_instruction(
         return l1_tlbi(nested, vcpu, frame, access);
     }
     if access.read && IdRegister::in_id_space(op0, op1, crn, crm) {
-        let value = IdRegister::from_encoding(op0, op1, crn, crm, op2)
-            .map_or(0, |r| shown_to_l1(r, read_id_register(r)));
+        let value =
+            IdRegister::from_encoding(op0, op1, crn, crm, op2).map_or(0, |r| nested.shown(r));
         frame.set_reg(access.rt, value);
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
@@ -1323,6 +1412,18 @@ fn l1_system_instruction(
             L1GicAccess::Undefined => return undefined_for_l1(frame),
         }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // A non-VHE L1's EL2 stage-1 registers; a VHE L1's EL2&0 registers
+    // (`mmu`).
+    if nested.mode == L1Vel2Mode::NonVhe
+        && op0 == 3
+        && op1 == 4
+        && mmu::l1_el2_stage1_access(nested, vcpu, frame, access)
+    {
+        return;
+    }
+    if nested.mode == L1Vel2Mode::Vhe && mmu::vhe_el2_regime_access(nested, vcpu, frame, access) {
         return;
     }
     if op0 == 3 && op1 == 4 {
@@ -1439,6 +1540,8 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             None if !stage1_tlbi_form_shown(access.crn, access.crm, f) => {
                 return undefined_for_l1(frame)
             }
+            // `mmu-no-el2-tlbi`: acknowledged, not applied.
+            None if nested.skip_l1_own_tlbi => {}
             None => {
                 // SAFETY: drops this VMID's (L1's) stage-1 entries.
                 unsafe {
@@ -1682,7 +1785,7 @@ fn l2_exit(
                 // (an external abort on a walk, a TLB conflict abort...):
                 // an exception to EL2 from L2, so L1's, as it came.
                 vcpu.counts.forwarded += 1;
-                return enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+                return enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
             }
             vcpu.counts.translates += 1;
             let reply = match call(
@@ -1703,7 +1806,14 @@ fn l2_exit(
                 ) => {}
                 Reply::Translate(TranslateOutcome::Inject(injection)) => {
                     vcpu.counts.injected += 1;
-                    enter_l1_from_l2(vcpu, frame, injection.esr, injection.far, injection.hpfar);
+                    enter_l1_from_l2(
+                        nested,
+                        vcpu,
+                        frame,
+                        injection.esr,
+                        injection.far,
+                        injection.hpfar,
+                    );
                 }
                 // Nothing behind the L1 IPA: delivered where L1's virtual
                 // HCR_EL2.TEA says, L2's EL1 or L1 (ipc's ExternalAbort).
@@ -1766,20 +1876,20 @@ fn l2_exit(
                 (access.op0, access.op1, access.crn, access.crm, access.op2);
             match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {
                 L2IdRead::Answer(register) => {
-                    let value = register.map_or(0, |r| shown_to_l1(r, read_id_register(r)));
+                    let value = register.map_or(0, |r| nested.shown(r));
                     frame.set_reg(access.rt, value);
                     frame.elr += instruction_length(esr);
                 }
                 L2IdRead::ForwardToL1 => {
                     vcpu.counts.forwarded += 1;
-                    enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+                    enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
                 }
             }
         }
         // HVC, SMC and the traps L1 set in its HCR_EL2: L1's.
         _ => {
             vcpu.counts.forwarded += 1;
-            enter_l1_from_l2(vcpu, frame, esr, far, hpfar);
+            enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
         }
     }
 }
@@ -1839,10 +1949,10 @@ fn external_abort_for_l2(
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
     let write = !fetch && lower_syndrome & (1 << 6) != 0;
     let cache_maintenance = !fetch && lower_syndrome & (1 << 8) != 0;
-    let pfr0_shown = shown_to_l1(IdRegister::Pfr0, read_id_register(IdRegister::Pfr0));
+    let pfr0_shown = nested.shown(IdRegister::Pfr0);
     if l1_routes_external_aborts(vcpu.vncr.hcr(), pfr0_shown) {
         vcpu.counts.forwarded += 1;
-        return enter_l1_from_l2(vcpu, frame, lower_syndrome, far, hpfar);
+        return enter_l1_from_l2(nested, vcpu, frame, lower_syndrome, far, hpfar);
     }
     let syndrome = if fetch {
         external_instruction_abort_syndrome(frame.spsr)
@@ -1969,7 +2079,8 @@ fn second_vcpu_main() -> ! {
     write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
     write_sysreg!("tpidr_el2", 1);
     write_sysreg!("vbar_el1", 0);
-    enter_l1_regime();
+    mmu::load_l1_regime(nested, &NonVheRegime::RESET);
+    enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID, as on the
     // boot CPU (review 24 N4).
     unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb", options(nostack)) };

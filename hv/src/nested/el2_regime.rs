@@ -27,6 +27,13 @@
 //! - TTBR0_EL2's bits \[63:48\] are RES0 with E2H = 0 (no ASID): TTBR0_EL1
 //!   gets ASID 0. MAIR_EL2 and AMAIR_EL2 are carried as they are.
 //!
+//! A VHE L1 (E2H = 1) needs no format conversion (its TCR_EL2 and
+//! SCTLR_EL2 have TCR_EL1's and SCTLR_EL1's layouts, NV1 = 0 keeps the
+//! EL1&0 descriptor format, which is the EL2&0 one): [`VheRegime`] keeps
+//! its SCTLR and TCR as written, and the hardware gets
+//! [`tcr_el1_for_vhe_vel2`] (PARange, HAFDBS and TxSZ limits as below) and
+//! [`sctlr_el1_for_vhe_vel2`] (SPAN).
+//!
 //! CONSTRAINED UNPREDICTABLE and reserved encodings (each tested):
 //! - T0SZ outside \[minimum, maximum\] (AArch64.S1MinTxSZ: 12 with DS or a
 //!   52-bit VA 64 KiB granule, else 16; AArch64.S1MaxTxSZ: 48, 47 for
@@ -172,6 +179,22 @@ impl Stage1Features {
         }
     }
 
+    /// A TxSZ value as the walk uses it with `granule` and TCR.DS `ds`
+    /// (DS counts only with FEAT_LPA2 for the granule): outside
+    /// \[[`Self::min_txsz`], [`Self::max_txsz`]\] it is CONSTRAINED
+    /// UNPREDICTABLE, and hv's choice is "as if programmed with the limit".
+    pub const fn clamp_txsz(&self, txsz: u64, granule: Granule, ds: bool) -> u64 {
+        let ds = ds && self.ds_allowed(granule);
+        let (min, max) = (self.min_txsz(granule, ds), self.max_txsz(granule));
+        if txsz < min {
+            min
+        } else if txsz > max {
+            max
+        } else {
+            txsz
+        }
+    }
+
     /// AArch64.S1MaxTxSZ.
     pub const fn max_txsz(&self, granule: Granule) -> u64 {
         match (self.ttst, granule) {
@@ -230,16 +253,7 @@ pub const fn tcr_el1_for_vel2(tcr: u64, features: &Stage1Features) -> u64 {
     use tcr_el2 as i;
     let granule = features.granule((tcr >> i::TG0_SHIFT) & 0b11);
     let ds = tcr & i::DS != 0 && features.ds_allowed(granule);
-    let min = features.min_txsz(granule, ds);
-    let max = features.max_txsz(granule);
-    let t0sz = tcr & i::T0SZ;
-    let t0sz = if t0sz < min {
-        min
-    } else if t0sz > max {
-        max
-    } else {
-        t0sz
-    };
+    let t0sz = features.clamp_txsz(tcr & i::T0SZ, granule, ds);
     let ps = (tcr >> i::PS_SHIFT) & 0b111;
     let ips = if ps > features.pa_range {
         features.pa_range
@@ -485,13 +499,116 @@ impl NonVheRegime {
     }
 }
 
+/// The hardware TCR_EL1 for a VHE L1's TCR_EL2 (E2H = 1: TCR_EL1's
+/// layout, two VA ranges): as written except IPS, clamped to the shown
+/// PARange as [`tcr_el1_for_vel2`] clamps PS; HA and HD, RES0 (L1 is
+/// shown no FEAT_HAFDBS); T0SZ and T1SZ outside their range, which behave
+/// as the limit (the CONSTRAINED UNPREDICTABLE choice of the non-VHE
+/// conversion), each with its own granule (TG1's encoding differs; a
+/// reserved or unshown one is treated as [`Stage1Features::granule`]
+/// says, and written in its place).
+pub const fn tcr_el1_for_vhe_vel2(tcr: u64, features: &Stage1Features) -> u64 {
+    let g0 = features.granule((tcr >> 14) & 0b11);
+    let g1 = features.granule(match (tcr >> 30) & 0b11 {
+        0b01 => Granule::K16.tg0(),
+        0b10 => Granule::K4.tg0(),
+        0b11 => Granule::K64.tg0(),
+        _ => 0b11, // reserved
+    });
+    let ds = tcr & tcr_el1::DS != 0;
+    let t0sz = features.clamp_txsz(tcr & 0x3f, g0, ds);
+    let t1sz = features.clamp_txsz((tcr >> 16) & 0x3f, g1, ds);
+    let ips = (tcr >> tcr_el1::IPS_SHIFT) & 0b111;
+    let ips = if ips > features.pa_range {
+        features.pa_range
+    } else {
+        ips
+    };
+    // DS needs FEAT_LPA2 for both granules in use (one TCR field).
+    let ds_ok = features.ds_allowed(g0) && features.ds_allowed(g1);
+    let kept = tcr
+        & !(0x3f
+            | (0b11 << 14)
+            | (0x3f << 16)
+            | (0b11 << 30)
+            | (0b111 << tcr_el1::IPS_SHIFT)
+            | tcr_el1::HA
+            | tcr_el1::HD
+            | if ds_ok { 0 } else { tcr_el1::DS });
+    kept | t0sz
+        | (g0.tg0() << 14)
+        | (t1sz << 16)
+        | (g1.tg1() << tcr_el1::TG1_SHIFT)
+        | (ips << tcr_el1::IPS_SHIFT)
+}
+
+/// SCTLR_EL1.SPAN.
+pub const SCTLR_SPAN: u64 = 1 << 23;
+
+/// The hardware SCTLR_EL1 for a VHE L1's SCTLR_EL2 (E2H = 1: SCTLR_EL1's
+/// layout): as written, with SPAN set: with {E2H, TGE} = {1, 0} an
+/// exception taken to EL2 leaves PSTATE.PAN alone, where the hardware's
+/// entry to EL1 would set it if SPAN were 0. (A limit: with TGE = 1, which
+/// L1 can set without a trap, an exception L1 takes from its EL2 to itself
+/// should set PAN when its SPAN is 0, and does not.)
+pub const fn sctlr_el1_for_vhe_vel2(sctlr: u64) -> u64 {
+    sctlr | SCTLR_SPAN
+}
+
+/// A VHE L1's SCTLR_EL2 and TCR_EL2 as it wrote them (what its reads
+/// return; the hardware has their conversions). Its other EL2&0 registers
+/// are the hardware EL1 ones unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VheRegime {
+    pub sctlr: u64,
+    pub tcr: u64,
+}
+
+impl VheRegime {
+    /// At reset: SCTLR_EL2 (E2H = 1) with its RES1 bits as SCTLR_EL1 has
+    /// them (11, 20, 22, 23, 28, 29) and the MMU off; TCR_EL2 0.
+    pub const RESET: VheRegime = VheRegime {
+        sctlr: (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29),
+        tcr: 0,
+    };
+
+    /// Whether L1's EL2&0 stage 1 is on.
+    pub const fn mmu_on(&self) -> bool {
+        self.sctlr & 1 != 0
+    }
+}
+
+/// The EL1 registers whose writes HCR_EL2.TVM and reads HCR_EL2.TRVM
+/// trap (op0 3, op1 0, CRn, CRm, op2): for a VHE L1 its own EL2&0
+/// registers. SCTLR, TTBR0, TTBR1, TCR, AFSR0, AFSR1, ESR, FAR, MAIR,
+/// AMAIR, CONTEXTIDR.
+pub const fn tvm_register(crn: u8, crm: u8, op2: u8) -> bool {
+    matches!(
+        (crn, crm, op2),
+        (1, 0, 0)
+            | (2, 0, 0)
+            | (2, 0, 1)
+            | (2, 0, 2)
+            | (5, 1, 0)
+            | (5, 1, 1)
+            | (5, 2, 0)
+            | (6, 0, 0)
+            | (10, 2, 0)
+            | (10, 3, 0)
+            | (13, 0, 1)
+    )
+}
+
 /// How L1 runs at virtual EL2: which E2H it is shown and the hardware
 /// controls that follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L1Vel2Mode {
     /// E2H RES1 (ID_AA64MMFR4_EL1.E2H0 0b1110, FEAT_VHE shown): NV1 = 0,
-    /// L1's EL2&0 registers are the hardware EL1 ones (the `demo` and
-    /// `recycle` L1s, which keep their MMU off).
+    /// L1's EL2&0 registers are the hardware EL1 ones, in the same format
+    /// (the `demo` and `recycle` L1s keep their MMU off; `mmu-vhe` turns
+    /// it on). HCR_EL2.{TVM, TRVM} trap its accesses to them (EL1
+    /// encodings, as E2H = 1 software makes them), so hv sees SCTLR_EL2.M
+    /// (DC follows it) and converts SCTLR and TCR ([`VheRegime`]).
     Vhe,
     /// FEAT_VHE hidden, so E2H is RES0 (`mmu`): NV1 = 1 (L1's EL1
     /// register accesses are L2's, in the VNCR page; the EL1&0 regime
@@ -515,7 +632,7 @@ impl L1Vel2Mode {
     /// whatever SCTLR_EL1.M says.
     pub const fn hardware_hcr(self, l1_mmu_on: bool) -> u64 {
         let base = match self {
-            L1Vel2Mode::Vhe => super::L1_HCR,
+            L1Vel2Mode::Vhe => super::L1_HCR | super::hcr::TVM | super::hcr::TRVM,
             L1Vel2Mode::NonVhe => super::L1_HCR | super::hcr::NV1,
         };
         if l1_mmu_on {
@@ -886,8 +1003,14 @@ mod tests {
         assert_eq!(L1Vel2Mode::Vhe.virtual_hcr(0), hcr::E2H);
         assert_eq!(L1Vel2Mode::NonVhe.virtual_hcr(hcr::E2H | hcr::VM), hcr::VM);
         let vhe = L1Vel2Mode::Vhe.hardware_hcr(false);
-        assert_eq!(vhe, crate::nested::L1_HCR);
+        assert_eq!(vhe, crate::nested::L1_HCR | hcr::TVM | hcr::TRVM);
         assert_eq!(vhe & hcr::NV1, 0);
+        assert_ne!(vhe & hcr::DC, 0);
+        assert_eq!(L1Vel2Mode::Vhe.hardware_hcr(true), vhe & !hcr::DC);
+        for (crn, crm, op2) in [(1, 0, 0), (2, 0, 2), (10, 2, 0), (13, 0, 1), (5, 2, 0)] {
+            assert!(tvm_register(crn, crm, op2));
+        }
+        assert!(!tvm_register(12, 0, 0) && !tvm_register(1, 0, 2) && !tvm_register(4, 0, 1));
         let off = L1Vel2Mode::NonVhe.hardware_hcr(false);
         assert_eq!(off, crate::nested::L1_HCR | hcr::NV1);
         assert_ne!(off & hcr::DC, 0);
@@ -919,5 +1042,73 @@ mod tests {
         ] {
             assert_eq!(shown_to_non_vhe_l1(r, u64::MAX), shown_to_l1(r, u64::MAX));
         }
+    }
+
+    /// A VHE L1's TCR_EL2: T0SZ/T1SZ 25, 4 KiB both, write-back Inner
+    /// Shareable walks, IPS 40 bits, A1, AS, TBI0.
+    const VHE_TCR: u64 = 25
+        | (0b01 << 8)
+        | (0b01 << 10)
+        | (0b11 << 12)
+        | (25 << 16)
+        | (1 << 22)
+        | (0b01 << 24)
+        | (0b01 << 26)
+        | (0b11 << 28)
+        | (0b10 << 30)
+        | (0b010 << 32)
+        | (1 << 36)
+        | tcr_el1::TBI0;
+
+    #[test]
+    fn a_vhe_tcr_in_range_is_the_hardware_one() {
+        assert_eq!(tcr_el1_for_vhe_vel2(VHE_TCR, &PLAIN), VHE_TCR);
+        assert_eq!(
+            tcr_el1_for_vhe_vel2(VHE_TCR | tcr_el1::EPD1 | (1 << 7), &RICH),
+            VHE_TCR | tcr_el1::EPD1 | (1 << 7)
+        );
+    }
+
+    #[test]
+    fn a_vhe_tcr_gets_the_shown_pa_range_no_hafdbs_and_limits() {
+        let wide = (VHE_TCR & !(0b111 << 32)) | (0b101 << 32);
+        assert_eq!(tcr_el1_for_vhe_vel2(wide, &PLAIN), VHE_TCR);
+        let reserved = VHE_TCR | (0b111 << 32);
+        assert_eq!(tcr_el1_for_vhe_vel2(reserved, &PLAIN), VHE_TCR);
+        let hw = VHE_TCR | tcr_el1::HA | tcr_el1::HD;
+        assert_eq!(tcr_el1_for_vhe_vel2(hw, &PLAIN), VHE_TCR);
+        // T0SZ 5 and T1SZ 60: 16 and 39 (48 with FEAT_TTST).
+        let out_of_range = (VHE_TCR & !(0x3f | (0x3f << 16))) | 5 | (60 << 16);
+        let t = tcr_el1_for_vhe_vel2(out_of_range, &PLAIN);
+        assert_eq!((t0sz(t), t1sz(t)), (16, 39));
+        let t = tcr_el1_for_vhe_vel2(out_of_range, &RICH);
+        assert_eq!((t0sz(t), t1sz(t)), (16, 48));
+        // TG1 0b00 (reserved): the first implemented granule, 4 KiB.
+        let t = tcr_el1_for_vhe_vel2(VHE_TCR & !(0b11 << 30), &PLAIN);
+        assert_eq!(tg1(t), Granule::K4.tg1());
+        // TG1 16 KiB, not in PLAIN: 4 KiB; in RICH: kept.
+        let k16 = (VHE_TCR & !(0b11 << 30)) | (0b01 << 30);
+        assert_eq!(tg1(tcr_el1_for_vhe_vel2(k16, &PLAIN)), Granule::K4.tg1());
+        assert_eq!(tg1(tcr_el1_for_vhe_vel2(k16, &RICH)), 0b01);
+        // DS: kept with LPA2 for both granules, else RES0 (and T0SZ 12 is
+        // then below the minimum).
+        let ds = (VHE_TCR & !0x3f) | 12 | tcr_el1::DS;
+        let t = tcr_el1_for_vhe_vel2(ds, &RICH);
+        assert_ne!(t & tcr_el1::DS, 0);
+        assert_eq!(t0sz(t), 12);
+        let t = tcr_el1_for_vhe_vel2(ds, &PLAIN);
+        assert_eq!(t & tcr_el1::DS, 0);
+        assert_eq!(t0sz(t), 16);
+    }
+
+    #[test]
+    fn a_vhe_sctlr_keeps_its_fields_and_gets_span() {
+        for bit in 0..64 {
+            let v = 1u64 << bit;
+            assert_eq!(sctlr_el1_for_vhe_vel2(v), v | SCTLR_SPAN, "bit {bit}");
+        }
+        assert!(!VheRegime::RESET.mmu_on());
+        assert!(VheRegime { sctlr: 1, tcr: 0 }.mmu_on());
+        assert_eq!(VheRegime::RESET.sctlr & SCTLR_SPAN, SCTLR_SPAN);
     }
 }

@@ -169,7 +169,11 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
 /// and they reach the twins without a trap, so the trapped `_EL2`
 /// encodings of SCTLR, TTBR0/1, TCR, MAIR, AMAIR and CONTEXTIDR are the
 /// twins too (review 23 F8). Their effect is that of the twin under L1's
-/// hardware HCR_EL2 (DC: L1's EL2 stage 1 stays off, `L1_HCR`). The EL2
+/// hardware HCR_EL2, except SCTLR_EL2 and TCR_EL2, which hv keeps as
+/// written and converts (`el2_regime::VheRegime`; DC follows SCTLR.M).
+/// For a non-VHE L1 (`el2_regime`) SCTLR, TTBR0, TCR, MAIR and AMAIR_EL2
+/// are emulated by `el2_regime::NonVheRegime` instead, and TTBR1_EL2 and
+/// CONTEXTIDR_EL2 are UNDEFINED (FEAT_VHE is not shown). The EL2
 /// trap controls (CPTR_EL2, MDCR_EL2, CNTHCTL_EL2, ...) are not here: a
 /// stored value hv did not honour for L2 would let L1 believe L2 is
 /// trapped; they stay UNDEFINED for L1 (a documented gap).

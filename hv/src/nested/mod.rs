@@ -26,6 +26,15 @@
 //! which NV2 turns into VNCR page accesses. HCR_EL2.TTLB traps L1's EL1
 //! TLBIs too: at virtual EL2 they mean L2's EL1&0 regime, which runs on
 //! shadow VMIDs.
+//!
+//! An L1 may turn its EL2 stage 1 on ([`el2_regime`]): a VHE L1's EL2&0
+//! registers are the hardware EL1 ones in the same format, their accesses
+//! trapped by HCR_EL2.{TVM, TRVM} so hv sees SCTLR.M (HCR_EL2.DC follows
+//! it) and converts SCTLR and TCR (`hv.nested=mmu-vhe`). `hv.nested=mmu`
+//! runs the other kind: a non-VHE L1 (FEAT_VHE hidden, so E2H is RES0) at
+//! hardware EL1 with NV1 set, whose EL1 register accesses go to the VNCR
+//! page (they are L2's) and whose EL2 stage-1 registers trap and are
+//! converted onto the hardware EL1 regime.
 
 pub mod el2_regime;
 pub mod entry;
@@ -164,8 +173,10 @@ pub mod hcr {
 /// with NV2, stage 2 on (L0's map of L1), L1's EL1 TLBIs and AT trapped,
 /// SMC trapped (it would reach the firmware), ID group 3 trapped (hv shows
 /// L1 what the service supports, [`idregs::shown_to_l1`]).
-/// DC: L1 runs with its MMU off (a limit of this support: an L1 that turns
-/// its stage 1 on would need DC clear and its SCTLR_EL2 honoured).
+/// DC: stage 1 off is Normal write-back, coherent with hv's view of L1's
+/// RAM; an L1 that turns its EL2 stage 1 on runs with DC clear
+/// (`el2_regime::L1Vel2Mode::hardware_hcr`, which also adds NV1 for a
+/// non-VHE L1 and TVM/TRVM for a VHE one).
 /// API, APK: L1's pointer authentication runs untrapped with the EL1 key
 /// registers, which a VHE EL2 shares with EL1 on hardware too (an L1
 /// switches L2's keys itself, as KVM does); trapped, L1's first PACIA

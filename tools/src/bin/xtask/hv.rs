@@ -672,6 +672,80 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
+    // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
+    // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
+    // stage-1 faults at its vector (ESR/FAR), its TLBI VAE2IS, and runs L2
+    // with its vector at the alias VA (hv/README.md, "A guest hypervisor
+    // with its MMU on").
+    Case {
+        hv_args: "hv.nested=mmu",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS mmu e2h=0 alias=ok own-faults=4 tlbi-vae2=ok l2-values=2 demand-faults=1",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=mmu",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS mmu e2h=0 alias=ok own-faults=4 tlbi-vae2=ok l2-values=2 demand-faults=1",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv ignores TCR_EL2.T0SZ (the hardware gets 16), so
+    // L1's load beyond its 39-bit VA range does not fault.
+    Case {
+        hv_args: "hv.nested=mmu-no-t0sz",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's own load that must take a stage-1 fault did not; 0x100 | the DFSC it expected: 0x0000000000000104",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode for L1's own TLBIs: hv acknowledges TLBI VAE2IS
+    // without applying it, and L1 must read the stale block through its
+    // remapped alias.
+    Case {
+        hv_args: "hv.nested=mmu-no-el2-tlbi",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: the alias read the stale block after L1's TLBI VAE2IS: 0xa1a10000111100a1",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // The same L1 shown FEAT_VHE: a VHE guest hypervisor (E2H = 1, as
+    // Linux KVM runs) reaches its EL2&0 registers through the EL1
+    // encodings, which HCR_EL2.{TVM, TRVM} trap for hv (DC follows its
+    // SCTLR.M; TCR's IPS gets the shown PA size).
+    Case {
+        hv_args: "hv.nested=mmu-vhe",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS mmu e2h=1 alias=ok own-faults=4 tlbi-vae2=ok l2-values=2 demand-faults=1",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=mmu-vhe",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS mmu e2h=1 alias=ok own-faults=4 tlbi-vae2=ok l2-values=2 demand-faults=1",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv keeps HCR_EL2.DC (L1's stage 1 silently off),
+    // so L1's load through its alias is an L1 IPA outside its RAM: an
+    // external abort where L1 expects its own value.
+    Case {
+        hv_args: "hv.nested=mmu-vhe-keep-dc",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: unexpected exception at virtual EL2, ESR_EL2 0x0000000096000010",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A CPU without FEAT_NV2 is refused with one line.
     Case {
         hv_args: "hv.nested=demo",
