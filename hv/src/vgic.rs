@@ -49,11 +49,11 @@ pub enum RegisterAction {
     /// IPRIORITYR bytes of PPIs, forwarded except those of hv's own PPIs;
     /// `first` is the first INTID covered.
     PpiPriority { first: u8 },
-    /// GICD_ICPENDR<n> or GICD_ICACTIVER<n> (`op` PendingClear or
-    /// ActiveClear) for the SPIs from `first`: the bits of interrupts this
-    /// CPU holds for its vCPU act on its list registers and backlog
-    /// (`clear_held`), the others are forwarded. Reads are forwarded.
-    ClearHeld { op: SetClear, first: u32 },
+    /// GICD_ISACTIVER<n>, GICD_ICACTIVER<n> or GICD_ICPENDR<n> (`op`
+    /// ActiveSet, ActiveClear or PendingClear) for the SPIs from `first`
+    /// (32 to 992): the SPIs' active state is the list registers' of the
+    /// vCPU that holds each (`perform_spi`).
+    Spi { op: SetClear, first: u32 },
 }
 
 /// The banked SGI/PPI set and clear registers of the SGI frame.
@@ -86,22 +86,25 @@ pub fn distributor(offset: u64) -> RegisterAction {
         // The first word of each set/clear register covers the private
         // INTIDs: RAZ/WI with affinity routing, as in hardware.
         0x0280..=0x0283 | 0x0380..=0x0383 => Fixed(0),
-        // ICPENDR, ICACTIVER of SPIs: the interrupts hv holds for this
-        // vCPU are its own business (`clear_held`). These are 32-bit
-        // registers; a misaligned access to them is RAZ/WI.
-        0x0284..=0x02ff | 0x0384..=0x03ff if !offset.is_multiple_of(4) => Fixed(0),
-        0x0284..=0x02ff => ClearHeld {
+        // ICPENDR, ISACTIVER, ICACTIVER of SPIs: the interrupts hv holds
+        // are the business of the vCPU holding them (`perform_spi`). These
+        // are 32-bit registers; a misaligned access to them is RAZ/WI.
+        0x0284..=0x02ff | 0x0304..=0x03ff if !offset.is_multiple_of(4) => Fixed(0),
+        0x0284..=0x02ff => Spi {
             op: SetClear::PendingClear,
             first: ((offset - 0x0280) * 8) as u32,
         },
-        0x0384..=0x03ff => ClearHeld {
+        0x0304..=0x037f => Spi {
+            op: SetClear::ActiveSet,
+            first: ((offset - 0x0300) * 8) as u32,
+        },
+        0x0384..=0x03ff => Spi {
             op: SetClear::ActiveClear,
             first: ((offset - 0x0380) * 8) as u32,
         },
-        // Enable, set-pending, set-active, priority, configuration of SPIs
-        // (the first word of each, for private INTIDs, is RAZ/WI in
-        // hardware).
-        0x0100..=0x027f | 0x0300..=0x037f | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
+        // Enable, set-pending, priority, configuration of SPIs (the first
+        // word of each, for private INTIDs, is RAZ/WI in hardware).
+        0x0100..=0x027f | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
         // IROUTER: each vCPU is its physical CPU, so affinities are real.
         0x6100..=0x7fdf => Forward,
         // Identification registers.
@@ -458,16 +461,19 @@ pub fn perform(
             0
         }
         (RegisterAction::PpiPriority { .. }, None) => hw.read(address, size),
-        // Only the register addressed: the upper word of a 64-bit access
-        // would be the next register, which GICv3 does not allow here.
-        (RegisterAction::ClearHeld { op, first }, Some(value)) => {
-            let forward = held.clear(op, first, (value & mask) as u32);
-            if forward != 0 {
-                hw.write(address, 4, forward as u64);
-            }
-            0
+        // With one vCPU's state, that vCPU is the only one: it holds
+        // every SPI made active, and there is nobody to ask (`arch::gic`
+        // calls `perform_spi` with every vCPU's state).
+        (RegisterAction::Spi { op, first }, write) => {
+            let only = SpiAccess {
+                writer: 0,
+                vcpus: core::slice::from_ref(sgis),
+                running: 1,
+                lines: SPECIAL_INTIDS,
+                route: |_| None,
+            };
+            perform_spi(op, first, address, size, write, &only, held, hw).0
         }
-        (RegisterAction::ClearHeld { .. }, None) => hw.read(address, size),
         (RegisterAction::SgiPriority { first }, write) => {
             let mut read = 0u64;
             for k in 0..size.min(16u64.saturating_sub(first as u64)) {
@@ -481,6 +487,193 @@ pub fn perform(
         }
     };
     result & mask
+}
+
+/// What a guest access to the SPIs' pending and active registers needs
+/// beyond the writer's own state (`perform_spi`).
+#[derive(Debug)]
+pub struct SpiAccess<'a, R> {
+    /// The vCPU making the access (an index into `vcpus`).
+    pub writer: usize,
+    /// Every vCPU's state, by index.
+    pub vcpus: &'a [VirtualSgis],
+    /// Bit k: vCPU k is on (PSCI ON); the others hold nothing.
+    pub running: u32,
+    /// The INTIDs the distributor implements (`spi_lines`).
+    pub lines: u32,
+    /// The vCPU the SPI's GICD_IROUTER<n> names (`route_target`).
+    pub route: R,
+}
+
+/// Performs a guest access to GICD_ISACTIVER<n>, GICD_ICACTIVER<n> or
+/// GICD_ICPENDR<n> (`op`; `first`, its first INTID, 32 to 992) from
+/// `access.writer`, whose CPU's list registers and backlog `held` are.
+/// Returns the value read (masked to `size`), and the vCPUs to kick (bit
+/// k: vCPU k), other than the writer, which now have work on their list
+/// registers. Bits of INTIDs the distributor does not implement are
+/// RAZ/WI (`spi_bits`); a 64-bit access reads and writes the register
+/// addressed only (its upper word would be the next register, which GICv3
+/// does not allow here).
+///
+/// Who holds an SPI: hv acknowledged it on the CPU the hardware delivered
+/// it to (its routing), and that CPU's list registers or backlog hold it
+/// until the guest deactivates it (HW bit); an SPI the guest makes active
+/// is held by a vCPU of hv's choice, below. Each SPI hv tracks is held
+/// by one vCPU at a time, and every physically active SPI is held by one
+/// (an SPI no vCPU holds is physically inactive).
+///
+/// - Set-active (R27-7): the write is forwarded (the SPI is physically
+///   active, so the hardware does not signal it while the guest has it
+///   active), and the SPI is recorded for a vCPU to hold
+///   (`VirtualSpis::set_active`), whose next refill places it in a list
+///   register as active with the HW bit (`place_spis`), so the guest's
+///   deactivation (ICC_DIR_EL1, or EOI with EOImode 0) on that vCPU ends
+///   the physical active state too. The vCPU: the writer if it holds the
+///   SPI already (then the list register holding it is made active); else
+///   the one GICD_IROUTER<n> names when IRM = 0 and that vCPU is on;
+///   else (IRM = 1, where GICv3 lets the distributor pick any
+///   participating PE; an affinity no vCPU has; a vCPU that is off and
+///   cannot place it) the writer. Another vCPU is kicked to place it. A
+///   set-active withdraws the clear-active requests not yet applied for
+///   those SPIs (a clear then a set leaves the SPI active). The SPI's
+///   enable and pending state do not matter, as on a GIC: a disabled SPI
+///   is made active all the same; a pending one is active and pending
+///   (physically: signalled again after the deactivation; held by hv,
+///   acknowledged: its list register becomes active and pending,
+///   `made_active`).
+/// - Clear-active: what the writer holds is ended on its CPU
+///   (`clear_held`; one made active and not yet placed is deactivated by
+///   forwarding the write). The rest may be held by another vCPU, whose
+///   list registers only its own CPU can change: each other running
+///   vCPU is asked (`VirtualSpis::request_clear`) and kicked, and applies
+///   it to what it holds before its next refill (`apply_remote_clears`),
+///   the holder deactivating it through ICC_DIR_EL1. It is not forwarded:
+///   that would leave a HW list register active over an inactive SPI
+///   (R27-1 for SPIs). Until the holder applies it, reads show it
+///   inactive.
+/// - Clear-pending: what the writer holds is withdrawn (`clear_held`),
+///   the write is forwarded (it clears a physical pending state only),
+///   and every other running vCPU is asked to withdraw what it holds.
+/// - Reads of the active registers show the guest's view: an SPI made
+///   active and not yet placed is active; an SPI the writer holds is
+///   active when its list register is (a backlog entry, pending, is
+///   not); others show their physical state, which for an
+///   SPI another vCPU holds with the HW bit is its list register's state
+///   (physically active from hv's acknowledgement or the set-active until
+///   the guest's deactivation ends both), less the clear-active requests
+///   not yet applied. Reads of the clear-pending register show the
+///   physical pending state.
+#[allow(clippy::too_many_arguments)]
+pub fn perform_spi(
+    op: SetClear,
+    first: u32,
+    address: u64,
+    size: u64,
+    write: Option<u64>,
+    access: &SpiAccess<'_, impl Fn(u32) -> Option<usize>>,
+    held: &mut impl HeldInterrupts,
+    hw: &mut impl GicHardware,
+) -> (u64, u32) {
+    let mask = if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    let implemented = spi_bits(first, access.lines);
+    let w = (first / 32) as usize;
+    let Some(own) = access
+        .vcpus
+        .get(access.writer)
+        .filter(|_| w >= 1 && access.writer < 32)
+    else {
+        return (0, 0);
+    };
+    let w = w - 1;
+    // The writer first applies what other vCPUs asked of it.
+    held.apply_remote_clears(own);
+    let others = (0..access.vcpus.len().min(32))
+        .filter(|&k| k != access.writer && access.running & (1 << k) != 0);
+    let Some(value) = write else {
+        let view = match op {
+            SetClear::ActiveSet | SetClear::ActiveClear => {
+                let physical = hw.read(address, 4) as u32;
+                let mine = held.held_spis(op, first);
+                // Made active and not yet placed, by any vCPU: active
+                // (also one a backlog entry holds pending).
+                let unplaced = access.vcpus.iter().fold(0, |r, v| r | v.spis.unplaced(w));
+                let requested = access
+                    .vcpus
+                    .iter()
+                    .fold(0, |r, v| r | v.spis.requested_clears(w));
+                ((physical & !mine.held) | mine.in_state | unplaced) & !requested
+            }
+            _ => hw.read(address, 4) as u32,
+        };
+        return ((view & implemented) as u64 & mask, 0);
+    };
+    let bits = (value & mask) as u32 & implemented;
+    if bits == 0 {
+        return (0, 0);
+    }
+    let mut kicks = 0u32;
+    match op {
+        SetClear::ActiveSet => {
+            let held_here = held.held_spis(op, first).held;
+            // Physically active first, so whatever ends one not yet
+            // placed finds it active.
+            hw.write(address, 4, bits as u64);
+            let holder = |k: u32| {
+                if held_here & (1 << k) != 0 {
+                    return access.writer;
+                }
+                (access.route)(first + k)
+                    .filter(|&t| t < access.vcpus.len().min(32) && access.running & (1 << t) != 0)
+                    .unwrap_or(access.writer)
+            };
+            let mut for_vcpu = [0u32; 32];
+            for k in (0..32).filter(|k| bits & (1 << k) != 0) {
+                for_vcpu[holder(k)] |= 1 << k;
+            }
+            for (t, vcpu) in access.vcpus.iter().enumerate().take(32) {
+                vcpu.spis.cancel_clear_requests(w, bits);
+                vcpu.spis.set_active(w, for_vcpu[t]);
+                if t != access.writer && for_vcpu[t] != 0 {
+                    kicks |= 1 << t;
+                }
+            }
+        }
+        SetClear::ActiveClear => {
+            let unplaced = own.spis.clear_unplaced(w, bits) & bits;
+            let not_held = held.clear(op, first, bits);
+            // Made active by the writer's set-active, never placed, no
+            // acknowledgement of hv's behind it: physically active for
+            // that write only.
+            let deactivate = unplaced & not_held;
+            if deactivate != 0 {
+                hw.write(address, 4, deactivate as u64);
+            }
+            let remote = not_held & !unplaced;
+            if remote != 0 {
+                for k in others {
+                    access.vcpus[k].spis.request_clear(op, w, remote);
+                    kicks |= 1 << k;
+                }
+            }
+        }
+        SetClear::PendingClear => {
+            let forward = held.clear(op, first, bits);
+            if forward != 0 {
+                hw.write(address, 4, forward as u64);
+            }
+            for k in others {
+                access.vcpus[k].spis.request_clear(op, w, bits);
+                kicks |= 1 << k;
+            }
+        }
+        // `distributor` never gives other operations here.
+        _ => {}
+    }
+    (0, kicks)
 }
 
 /// Physical interrupts acknowledged for a vCPU but not yet in a list
@@ -564,6 +757,22 @@ pub fn release_list_registers(
     count: ListRegisterCount,
 ) {
     apply_remote_clears(cpu, sgis, backlog);
+    // SPIs made active for this vCPU and not placed: physically active
+    // through the set-active alone unless a backlog entry holds them too
+    // (deactivated for that entry just below).
+    sgis.spis.take_to_place();
+    for w in 0..SPI_WORDS {
+        let unplaced = sgis.spis.active[w].take();
+        let first = spi_word_first(w);
+        for intid in (0..32u32)
+            .filter(|k| unplaced & (1 << k) != 0)
+            .map(|k| first + k)
+        {
+            if !backlog.contains(&(intid as u16)) {
+                cpu.deactivate(intid);
+            }
+        }
+    }
     let mut drained = 0u32;
     for intid in backlog.drain(..) {
         if (16..32).contains(&intid) {
@@ -653,6 +862,7 @@ pub fn fill_list_registers(
     let count = lrs.count().min(MAX_LIST_REGISTERS);
     let mut empty = lrs.empty() & ((1u32 << count) - 1);
     place_active(lrs, sgis, &mut empty, count, &priority);
+    place_spis(lrs, &sgis.spis, backlog, &mut empty, count, &priority);
     while let Some(sgi) = sgis.take() {
         let holding = (0..count).find(|&n| {
             empty & (1 << n) == 0 && {
@@ -720,7 +930,10 @@ pub fn fill_list_registers(
     if empty == 0 {
         evict_for_higher_priority(lrs, count, sgis, backlog, &priority);
     }
-    let waiting = !backlog.is_empty() || sgis.has_ready() || sgis.unplaced_active() != 0;
+    let waiting = !backlog.is_empty()
+        || sgis.has_ready()
+        || sgis.unplaced_active() != 0
+        || sgis.spis.has_unplaced();
     lrs.set_underflow_interrupt(waiting && empty == 0);
 }
 
@@ -775,6 +988,60 @@ fn place_active(
     }
     if unplaced != 0 {
         sgis.put_back_active(unplaced);
+    }
+}
+
+/// Places the SPIs made active for this vCPU to hold (`perform_spi`),
+/// after the private ones. One a list register holds is made active there
+/// (`made_active`); one hv acknowledged and queued in the backlog takes a
+/// free list register as active and pending, its backlog entry withdrawn
+/// (`made_active` of its pending HW entry: a software entry with the EOI
+/// bit, so the acknowledged instance stays pending after the guest's
+/// deactivation and hv deactivates the physical SPI once the guest has
+/// ended that too); any other takes a free list register as active with
+/// the HW bit (the set-active made it physically active, so the guest's
+/// deactivation ends it). With no list register free it waits for the
+/// next fill (the underflow interrupt is asked for), reading active.
+fn place_spis(
+    lrs: &mut impl ListRegisters,
+    spis: &VirtualSpis,
+    backlog: &mut Backlog,
+    empty: &mut u32,
+    count: usize,
+    priority: &impl Fn(u32) -> u8,
+) {
+    let words = spis.take_to_place();
+    for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
+        let bits = spis.active[w].take();
+        let first = spi_word_first(w);
+        let mut unplaced = 0u32;
+        for k in (0..32u32).filter(|k| bits & (1 << k) != 0) {
+            let intid = first + k;
+            let holding = (0..count)
+                .find(|&n| *empty & (1 << n) == 0 && lrs.read(n) & 0xffff_ffff == intid as u64);
+            if let Some(n) = holding {
+                let lr = lrs.read(n);
+                lrs.write(n, made_active(lr));
+                continue;
+            }
+            if *empty == 0 {
+                unplaced |= 1 << k;
+                continue;
+            }
+            let n = empty.trailing_zeros() as usize;
+            *empty &= !(1 << n);
+            let lr = match backlog.iter().position(|&e| e as u32 == intid) {
+                Some(i) => {
+                    backlog.remove(i);
+                    made_active(list_register(intid, Some(intid), priority(intid)))
+                }
+                None => list_register_in(LR_STATE_ACTIVE, intid, Some(intid), priority(intid)),
+            };
+            lrs.write(n, lr);
+        }
+        if unplaced != 0 {
+            spis.put_back(w, unplaced);
+        }
     }
 }
 
@@ -1009,9 +1276,14 @@ pub trait HeldInterrupts {
     /// physical state of a held PPI is hv's (acknowledged: active), not
     /// the guest's. (0, 0) for enable registers.
     fn ppis(&mut self, op: SetClear) -> HeldPpis;
+
+    /// The same for the SPIs of the distributor register whose first
+    /// INTID is `first` (bit k: INTID `first + k`).
+    fn held_spis(&mut self, op: SetClear, first: u32) -> HeldPpis;
 }
 
-/// What `HeldInterrupts::ppis` returns (bit n: INTID n, 16-31).
+/// What `HeldInterrupts::ppis` returns (bit n: INTID n, 16-31), and
+/// `HeldInterrupts::held_spis` (bit k: the register's INTID k).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeldPpis {
     pub held: u32,
@@ -1063,6 +1335,10 @@ impl HeldInterrupts for NothingHeld {
     /// Nor its backlog: a remote read shows another vCPU's PPIs in their
     /// physical state.
     fn ppis(&mut self, _op: SetClear) -> HeldPpis {
+        HeldPpis::default()
+    }
+
+    fn held_spis(&mut self, _op: SetClear, _first: u32) -> HeldPpis {
         HeldPpis::default()
     }
 }
@@ -1136,6 +1412,39 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
             }
         }
         ppis
+    }
+
+    /// A list register that is not empty holds its INTID (an ended EOI
+    /// entry, in no state, included); a backlog entry holds it pending.
+    fn held_spis(&mut self, op: SetClear, first: u32) -> HeldPpis {
+        let Some(state) = lr_state_shown(op) else {
+            return HeldPpis::default();
+        };
+        let bit = |intid: u64| {
+            intid
+                .checked_sub(first as u64)
+                .filter(|&k| k < 32 && first >= 32)
+                .map(|k| 1u32 << k)
+        };
+        let mut spis = HeldPpis::default();
+        let count = self.cpu.count().min(MAX_LIST_REGISTERS);
+        let empty = self.cpu.empty();
+        for n in (0..count).filter(|n| empty & (1 << n) == 0) {
+            let lr = self.cpu.read(n);
+            if let Some(b) = bit(lr & 0xffff_ffff) {
+                spis.held |= b;
+                if (lr >> LR_STATE_SHIFT) & state != 0 {
+                    spis.in_state |= b;
+                }
+            }
+        }
+        for b in self.backlog.iter().filter_map(|&e| bit(e as u64)) {
+            spis.held |= b;
+            if state == LR_STATE_PENDING {
+                spis.in_state |= b;
+            }
+        }
+        spis
     }
 }
 
@@ -1226,6 +1535,27 @@ pub fn apply_remote_clears(
     let (active, unplaced) = sgis.take_active_clears();
     if active != 0 {
         end_private(SetClear::ActiveClear, active, unplaced, cpu, backlog);
+    }
+    // SPIs (`perform_spi`): the same, one word at a time. A clear-active
+    // ends what this CPU holds, and an SPI made active for it and not
+    // placed, which no backlog entry holds too, through ICC_DIR_EL1 (an
+    // SPI's deactivation is not tied to the PE that activated it, as the
+    // HW list registers of SPIs made active rely on as well).
+    let words = sgis.spis.take_to_clear();
+    for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
+        let first = spi_word_first(w);
+        let pending = sgis.spis.pending_clears[w].swap(0, Ordering::AcqRel);
+        if pending != 0 {
+            clear_held(SetClear::PendingClear, first, pending, cpu, backlog);
+        }
+        let (active, unplaced) = sgis.spis.active[w].take_clears();
+        if active != 0 {
+            let not_held = clear_held(SetClear::ActiveClear, first, active, cpu, backlog);
+            let deactivated = unplaced & not_held;
+            for k in (0..32u32).filter(|k| deactivated & (1 << k) != 0) {
+                cpu.deactivate(first + k);
+            }
+        }
     }
 }
 
@@ -1326,6 +1656,278 @@ pub fn clear_held(
     forward
 }
 
+/// One word of interrupts made active and not yet placed in a list
+/// register, with the clear-active requests of other vCPUs for them: bits
+/// 0-31 the unplaced active state (bit k: the word's INTID k), bits 32-63
+/// the requests. One atomic word, so that the owner takes a request
+/// together with the unplaced bits it ends, and a set-active made after
+/// the request (which cancels it) survives. The private interrupts of a
+/// vCPU are one such word (`VirtualSgis`), its SPIs 31 more
+/// (`VirtualSpis`).
+#[derive(Debug)]
+pub struct ActiveWord(AtomicU64);
+
+impl Default for ActiveWord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ActiveWord {
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Made active (from any CPU): unplaced until the owner's refill; a
+    /// clear-active requested earlier and not yet applied is withdrawn.
+    pub fn set(&self, bits: u32) {
+        let mut old = self.0.load(Ordering::Acquire);
+        loop {
+            let new = (old | bits as u64) & !((bits as u64) << 32);
+            match self
+                .0
+                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Withdraws the clear-active requests for `bits` without making them
+    /// active (a set-active that goes to another vCPU).
+    pub fn cancel_requests(&self, bits: u32) {
+        if self.0.load(Ordering::Acquire) >> 32 & bits as u64 != 0 {
+            self.0.fetch_and(!((bits as u64) << 32), Ordering::AcqRel);
+        }
+    }
+
+    /// Puts back what a refill took and could not place, keeping requests.
+    pub fn put_back(&self, bits: u32) {
+        self.0.fetch_or(bits as u64, Ordering::AcqRel);
+    }
+
+    /// Ends the unplaced active state of `bits`; returns what was unplaced
+    /// before.
+    pub fn clear(&self, bits: u32) -> u32 {
+        self.0.fetch_and(!(bits as u64), Ordering::AcqRel) as u32
+    }
+
+    pub fn unplaced(&self) -> u32 {
+        self.0.load(Ordering::Acquire) as u32
+    }
+
+    /// The owner takes the unplaced bits (one load when there are none);
+    /// requests stay for `take_clears`.
+    pub fn take(&self) -> u32 {
+        if self.0.load(Ordering::Acquire) as u32 == 0 {
+            return 0;
+        }
+        self.0.fetch_and(!0xffff_ffff, Ordering::AcqRel) as u32
+    }
+
+    /// Another vCPU asks the owner to clear the active state of `bits`.
+    pub fn request_clear(&self, bits: u32) {
+        self.0.fetch_or((bits as u64) << 32, Ordering::AcqRel);
+    }
+
+    /// The owner takes the requests and, in the same atomic step, ends
+    /// the unplaced active state of those interrupts: returns (requested,
+    /// of them those that were unplaced active).
+    pub fn take_clears(&self) -> (u32, u32) {
+        if self.0.load(Ordering::Acquire) >> 32 == 0 {
+            return (0, 0);
+        }
+        let mut old = self.0.load(Ordering::Acquire);
+        loop {
+            let requested = old >> 32;
+            let new = old & 0xffff_ffff & !requested;
+            match self
+                .0
+                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return (requested as u32, (old & requested) as u32),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// The requests not yet applied.
+    pub fn requested(&self) -> u32 {
+        (self.0.load(Ordering::Acquire) >> 32) as u32
+    }
+}
+
+/// INTIDs 32-1019 in words of 32 (word w: INTIDs 32 (w + 1) to
+/// 32 (w + 1) + 31); the last word's INTIDs 1020-1023 are special and
+/// never valid (`spi_bits`).
+pub const SPI_WORDS: usize = 31;
+
+/// The first INTID of SPI word `w`.
+pub fn spi_word_first(w: usize) -> u32 {
+    32 * (w as u32 + 1)
+}
+
+/// The bits of a distributor set/clear register whose first INTID is
+/// `first` that name SPIs the distributor implements: INTIDs from 32 up
+/// to `lines` (32 (GICD_TYPER.ITLinesNumber + 1), `spi_lines`), never a
+/// special INTID (1020-1023). Other bits are RAZ/WI, as on a GIC for
+/// unimplemented INTIDs.
+pub fn spi_bits(first: u32, lines: u32) -> u32 {
+    let end = lines.min(SPECIAL_INTIDS);
+    if first < 32 || first >= end {
+        return 0;
+    }
+    match end - first {
+        n if n >= 32 => u32::MAX,
+        n => (1u32 << n) - 1,
+    }
+}
+
+/// The INTIDs the distributor implements, from GICD_TYPER
+/// (ITLinesNumber, bits 4:0): 32 (N + 1), at most 1020 (the rest are
+/// special).
+pub fn spi_lines(gicd_typer: u32) -> u32 {
+    (((gicd_typer & 0x1f) + 1) * 32).min(SPECIAL_INTIDS)
+}
+
+/// The vCPU (index into `cpus`, the vCPUs' MPIDR affinities) an SPI's
+/// GICD_IROUTER<n> value names, or None with IRM = 1 (any participating
+/// PE) or an affinity no vCPU has.
+pub fn route_target(irouter: u64, cpus: &[u64]) -> Option<usize> {
+    const IRM: u64 = 1 << 31;
+    if irouter & IRM != 0 {
+        return None;
+    }
+    let affinity = (irouter & 0xff_ffff) | ((irouter >> 32) & 0xff) << 32;
+    cpus.iter().position(|&c| c & 0xff_00ff_ffff == affinity)
+}
+
+/// A vCPU's SPI state: the SPIs the guest made active (GICD_ISACTIVER<n>)
+/// for this vCPU to hold, not yet in a list register, and the clear-active
+/// (GICD_ICACTIVER<n>) and clear-pending (GICD_ICPENDR<n>) writes other
+/// vCPUs made, for this vCPU to apply to what it holds
+/// (`apply_remote_clears`). Fixed size: the architecture's 988 SPIs, of
+/// which only those the distributor implements are ever set (`spi_bits`).
+#[derive(Debug)]
+pub struct VirtualSpis {
+    active: [ActiveWord; SPI_WORDS],
+    pending_clears: [AtomicU32; SPI_WORDS],
+    /// Bit w: word w of `active` may have unplaced bits (set after them).
+    to_place: AtomicU32,
+    /// Bit w: word w of `active` or `pending_clears` may have requests.
+    to_clear: AtomicU32,
+}
+
+impl Default for VirtualSpis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VirtualSpis {
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            active: [const { ActiveWord::new() }; SPI_WORDS],
+            pending_clears: [const { AtomicU32::new(0) }; SPI_WORDS],
+            to_place: AtomicU32::new(0),
+            to_clear: AtomicU32::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            active: core::array::from_fn(|_| ActiveWord::new()),
+            pending_clears: core::array::from_fn(|_| AtomicU32::new(0)),
+            to_place: AtomicU32::new(0),
+            to_clear: AtomicU32::new(0),
+        }
+    }
+
+    /// SPIs `bits` of word `w` made active for this vCPU to hold; any
+    /// clear-active request for them not yet applied is withdrawn.
+    pub fn set_active(&self, w: usize, bits: u32) {
+        if let Some(word) = self.active.get(w).filter(|_| bits != 0) {
+            word.set(bits);
+            self.to_place.fetch_or(1 << w, Ordering::AcqRel);
+        }
+    }
+
+    /// Withdraws clear-active requests for `bits` of word `w`.
+    pub fn cancel_clear_requests(&self, w: usize, bits: u32) {
+        if let Some(word) = self.active.get(w) {
+            word.cancel_requests(bits);
+        }
+    }
+
+    /// Ends the unplaced active state of `bits` of word `w` (the owner's
+    /// own clear-active); returns what was unplaced before.
+    pub fn clear_unplaced(&self, w: usize, bits: u32) -> u32 {
+        self.active.get(w).map_or(0, |word| word.clear(bits))
+    }
+
+    /// The SPIs of word `w` made active and not yet placed.
+    pub fn unplaced(&self, w: usize) -> u32 {
+        self.active.get(w).map_or(0, ActiveWord::unplaced)
+    }
+
+    /// Whether some SPI waits to be placed.
+    pub fn has_unplaced(&self) -> bool {
+        self.to_place.load(Ordering::Acquire) != 0
+    }
+
+    /// Another vCPU cleared the pending or active state (`op`) of `bits`
+    /// of word `w`: recorded for this vCPU, which the writer then kicks.
+    pub fn request_clear(&self, op: SetClear, w: usize, bits: u32) {
+        if bits == 0 || w >= SPI_WORDS {
+            return;
+        }
+        match op {
+            SetClear::ActiveClear => self.active[w].request_clear(bits),
+            SetClear::PendingClear => {
+                self.pending_clears[w].fetch_or(bits, Ordering::AcqRel);
+            }
+            _ => return,
+        }
+        self.to_clear.fetch_or(1 << w, Ordering::AcqRel);
+    }
+
+    /// The clear-active requests of word `w` not yet applied.
+    pub fn requested_clears(&self, w: usize) -> u32 {
+        self.active.get(w).map_or(0, ActiveWord::requested)
+    }
+
+    /// The words with unplaced bits, flags cleared (one load when none).
+    fn take_to_place(&self) -> u32 {
+        if self.to_place.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.to_place.swap(0, Ordering::AcqRel)
+    }
+
+    /// The words with requests, flags cleared (one load when none).
+    fn take_to_clear(&self) -> u32 {
+        if self.to_clear.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.to_clear.swap(0, Ordering::AcqRel)
+    }
+
+    /// Puts back unplaced bits a refill could not place.
+    fn put_back(&self, w: usize, bits: u32) {
+        self.active[w].put_back(bits);
+        self.to_place.fetch_or(1 << w, Ordering::AcqRel);
+    }
+}
+
 /// Per-vCPU state of the virtual SGIs.
 #[derive(Debug)]
 pub struct VirtualSgis {
@@ -1340,11 +1942,14 @@ pub struct VirtualSgis {
     /// owner to apply (`apply_remote_clears`). One word, so that the owner
     /// takes a request together with the unplaced bits it ends, and a
     /// set-active made after the request (which cancels it) survives.
-    active: AtomicU64,
+    active: ActiveWord,
     /// The clear-pending writes other vCPUs made to this vCPU's
     /// GICR_ICPENDR0 (bit n: INTID n), for the owner to apply.
     pending_clears: AtomicU32,
     priority: [unmodelled::AtomicU8; 16],
+    /// The SPIs made active for this vCPU to hold, and the clears other
+    /// vCPUs asked of it (`perform_spi`).
+    pub spis: VirtualSpis,
 }
 
 impl Default for VirtualSgis {
@@ -1362,9 +1967,10 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
-            active: AtomicU64::new(0),
+            active: ActiveWord::new(),
             pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
+            spis: VirtualSpis::new(),
         }
     }
 
@@ -1374,9 +1980,10 @@ impl VirtualSgis {
         Self {
             enabled: AtomicU16::new(0),
             pending: AtomicU16::new(0),
-            active: AtomicU64::new(0),
+            active: ActiveWord::new(),
             pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
+            spis: VirtualSpis::new(),
         }
     }
 
@@ -1418,9 +2025,7 @@ impl VirtualSgis {
             SetClear::PendingClear => {
                 self.pending_clears.fetch_or(bits, Ordering::AcqRel);
             }
-            SetClear::ActiveClear => {
-                self.active.fetch_or((bits as u64) << 32, Ordering::AcqRel);
-            }
+            SetClear::ActiveClear => self.active.request_clear(bits),
             _ => {}
         }
     }
@@ -1438,21 +2043,7 @@ impl VirtualSgis {
     /// step, ends the unplaced active state of those interrupts: returns
     /// (requested, of them those that were unplaced active).
     pub fn take_active_clears(&self) -> (u32, u32) {
-        if self.active.load(Ordering::Acquire) >> 32 == 0 {
-            return (0, 0);
-        }
-        let mut old = self.active.load(Ordering::Acquire);
-        loop {
-            let requested = old >> 32;
-            let new = old & 0xffff_ffff & !requested;
-            match self
-                .active
-                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return (requested as u32, (old & requested) as u32),
-                Err(now) => old = now,
-            }
-        }
+        self.active.take_clears()
     }
 
     /// The bits cleared by a request the owner has not applied yet, which
@@ -1463,9 +2054,7 @@ impl VirtualSgis {
             SetClear::PendingSet | SetClear::PendingClear => {
                 self.pending_clears.load(Ordering::Acquire)
             }
-            SetClear::ActiveSet | SetClear::ActiveClear => {
-                (self.active.load(Ordering::Acquire) >> 32) as u32
-            }
+            SetClear::ActiveSet | SetClear::ActiveClear => self.active.requested(),
             _ => 0,
         }
     }
@@ -1476,46 +2065,33 @@ impl VirtualSgis {
     /// withdrawn: after a clear then a set the interrupt is active, and
     /// one a list register holds active stays so.
     pub fn set_active(&self, bits: u32) {
-        let mut old = self.active.load(Ordering::Acquire);
-        loop {
-            let new = (old | bits as u64) & !((bits as u64) << 32);
-            match self
-                .active
-                .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(now) => old = now,
-            }
-        }
+        self.active.set(bits);
     }
 
     /// Puts back the set-actives a refill took and could not place: unlike
     /// a guest's set-active, this keeps a clear-active another vCPU
     /// requested meanwhile (the race of R27-1), which then ends them.
     pub fn put_back_active(&self, bits: u32) {
-        self.active.fetch_or(bits as u64, Ordering::AcqRel);
+        self.active.put_back(bits);
     }
 
     /// The guest cleared the active state of `bits`: those not yet placed
     /// are no longer active (a placed one is the list register's
     /// business). Returns what was unplaced before.
     pub fn clear_active(&self, bits: u32) -> u32 {
-        self.active.fetch_and(!(bits as u64), Ordering::AcqRel) as u32
+        self.active.clear(bits)
     }
 
     /// The private interrupts made active and not yet placed.
     pub fn unplaced_active(&self) -> u32 {
-        self.active.load(Ordering::Acquire) as u32
+        self.active.unplaced()
     }
 
     /// Takes the private interrupts made active and not yet placed (one
     /// load when there are none, as on almost every fill); requested
     /// clears stay for `take_active_clears`.
     fn take_active(&self) -> u32 {
-        if self.active.load(Ordering::Acquire) as u32 == 0 {
-            return 0;
-        }
-        self.active.fetch_and(!0xffff_ffff, Ordering::AcqRel) as u32
+        self.active.take()
     }
 
     pub fn priority(&self, sgi: u8) -> u8 {
@@ -1710,19 +2286,38 @@ mod tests {
         assert_eq!(distributor(0x0070), RegisterAction::Fixed(0));
         assert_eq!(
             distributor(0x0384),
-            RegisterAction::ClearHeld {
+            RegisterAction::Spi {
                 op: SetClear::ActiveClear,
                 first: 32
             }
         );
         assert_eq!(
             distributor(0x02fc),
-            RegisterAction::ClearHeld {
+            RegisterAction::Spi {
                 op: SetClear::PendingClear,
                 first: 992
             }
         );
-        assert_eq!(distributor(0x0300), RegisterAction::Forward, "ISACTIVER0");
+        assert_eq!(
+            distributor(0x0304),
+            RegisterAction::Spi {
+                op: SetClear::ActiveSet,
+                first: 32
+            }
+        );
+        assert_eq!(
+            distributor(0x037c),
+            RegisterAction::Spi {
+                op: SetClear::ActiveSet,
+                first: 992
+            }
+        );
+        assert_eq!(
+            distributor(0x0300),
+            RegisterAction::Fixed(0),
+            "ISACTIVER0 is RAZ/WI with affinity routing"
+        );
+        assert_eq!(distributor(0x0306), RegisterAction::Fixed(0), "misaligned");
         assert_eq!(
             distributor(0x0380),
             RegisterAction::Fixed(0),
@@ -2679,8 +3274,10 @@ mod tests {
         // hv's activation stays.
         assert_eq!(backlog.as_slice(), &[40]);
         assert!(cpu.active.contains(&40));
-        // Only 45 reaches the hardware.
-        assert_eq!(hw.writes, [(0x0800_0384, 4, 1 << (45 - 32))]);
+        // Nothing reaches the hardware: 45 is held by no vCPU (the only
+        // one is this), so it is physically inactive; a clear-active of
+        // an SPI another vCPU holds is that vCPU's to apply (`perform_spi`).
+        assert!(hw.writes.is_empty(), "{:x?}", hw.writes);
         // If 33 fires again now, it gets one list register.
         cpu.pending.insert(33);
         take_interrupts(
@@ -3008,6 +3605,9 @@ mod tests {
                     ppi_bits
                 }
                 fn apply_remote_clears(&mut self, _sgis: &VirtualSgis) {}
+                fn held_spis(&mut self, _op: SetClear, _first: u32) -> HeldPpis {
+                    HeldPpis::default()
+                }
             }
             perform(
                 redistributor(offset),
@@ -3494,5 +4094,575 @@ mod tests {
             "PPI 20 and the maintenance PPI deactivated"
         );
         assert_eq!(cpu.lrs.lrs[0], 0);
+    }
+
+    /// Review 27 R27-7: SPIs made active through GICD_ISACTIVER<n>, and
+    /// the distributor's clear registers, on a machine of several vCPUs
+    /// sharing one distributor (`perform_spi`).
+    mod spi_active {
+        use super::*;
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        use std::rc::Rc;
+        use std::vec::Vec;
+
+        const GICD: u64 = 0x0800_0000;
+        const ISACTIVER1: u64 = 0x0304;
+        const ICACTIVER1: u64 = 0x0384;
+        const ICPENDR1: u64 = 0x0284;
+
+        /// The distributor's active SPIs, which every CPU's deactivation
+        /// (ICC_DIR_EL1, a HW list register's) ends.
+        type Physical = Rc<RefCell<BTreeSet<u32>>>;
+
+        /// The distributor: ISACTIVER/ICACTIVER/ICPENDR act on the shared
+        /// state; every write is recorded (offset, value).
+        struct Dist {
+            active: Physical,
+            pending: BTreeSet<u32>,
+            writes: Vec<(u64, u64)>,
+        }
+
+        impl GicHardware for Dist {
+            fn read(&mut self, address: u64, _size: u64) -> u64 {
+                let offset = address - GICD;
+                let first = ((offset & 0x7f) * 8) as u32;
+                let set = match offset {
+                    0x0300..=0x03ff => self.active.borrow().clone(),
+                    0x0200..=0x02ff => self.pending.clone(),
+                    _ => BTreeSet::new(),
+                };
+                (0..32)
+                    .filter(|k| set.contains(&(first + k)))
+                    .map(|k| 1u64 << k)
+                    .sum()
+            }
+            fn write(&mut self, address: u64, _size: u64, value: u64) {
+                let offset = address - GICD;
+                self.writes.push((offset, value));
+                let first = ((offset & 0x7f) * 8) as u32;
+                for intid in (0..32).filter(|k| value & (1 << k) != 0).map(|k| first + k) {
+                    match offset {
+                        0x0300..=0x037f => {
+                            self.active.borrow_mut().insert(intid);
+                        }
+                        0x0380..=0x03ff => {
+                            self.active.borrow_mut().remove(&intid);
+                        }
+                        0x0280..=0x02ff => {
+                            self.pending.remove(&intid);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+
+        /// One physical CPU: four list registers; its ICC_DIR_EL1 ends the
+        /// distributor's active state, and fails the test for an SPI that
+        /// is not active (a deactivation too many).
+        struct Cpu {
+            lrs: FakeLrs,
+            active: Physical,
+        }
+
+        impl PhysicalCpuInterface for Cpu {
+            fn acknowledge(&mut self) -> u32 {
+                1023
+            }
+            fn drop_priority(&mut self, _intid: u32) {}
+            fn deactivate(&mut self, intid: u32) {
+                assert!(
+                    self.active.borrow_mut().remove(&intid),
+                    "INTID {intid} deactivated while not active"
+                );
+            }
+            fn synchronize(&mut self) {}
+        }
+
+        impl ListRegisters for Cpu {
+            fn count(&self) -> usize {
+                self.lrs.count()
+            }
+            fn empty(&mut self) -> u32 {
+                self.lrs.empty()
+            }
+            fn read(&mut self, n: usize) -> u64 {
+                self.lrs.read(n)
+            }
+            fn write(&mut self, n: usize, value: u64) {
+                self.lrs.write(n, value)
+            }
+            fn set_underflow_interrupt(&mut self, on: bool) {
+                self.lrs.set_underflow_interrupt(on)
+            }
+        }
+
+        struct Machine {
+            vcpus: Vec<VirtualSgis>,
+            cpus: Vec<Cpu>,
+            backlogs: Vec<Backlog>,
+            dist: Dist,
+            running: u32,
+            /// What every SPI's GICD_IROUTER names (`route_target`).
+            route: Option<usize>,
+            lines: u32,
+        }
+
+        impl Machine {
+            fn new(n: usize) -> Self {
+                let active = Physical::default();
+                Self {
+                    vcpus: (0..n).map(|_| VirtualSgis::new()).collect(),
+                    cpus: (0..n)
+                        .map(|_| Cpu {
+                            lrs: FakeLrs::default(),
+                            active: active.clone(),
+                        })
+                        .collect(),
+                    backlogs: (0..n).map(|_| Backlog::new()).collect(),
+                    dist: Dist {
+                        active,
+                        pending: BTreeSet::new(),
+                        writes: Vec::new(),
+                    },
+                    running: (1 << n) - 1,
+                    route: Some(0),
+                    lines: SPECIAL_INTIDS,
+                }
+            }
+
+            /// vCPU `writer`'s access to the distributor at `offset`:
+            /// (value read, vCPUs kicked).
+            fn access(&mut self, writer: usize, offset: u64, write: Option<u64>) -> (u64, u32) {
+                let RegisterAction::Spi { op, first } = distributor(offset) else {
+                    panic!("{offset:#x} is not an SPI register");
+                };
+                let route = self.route;
+                let access = SpiAccess {
+                    writer,
+                    vcpus: &self.vcpus,
+                    running: self.running,
+                    lines: self.lines,
+                    route: move |_| route,
+                };
+                let mut held = Held {
+                    cpu: &mut self.cpus[writer],
+                    backlog: &mut self.backlogs[writer],
+                };
+                perform_spi(
+                    op,
+                    first,
+                    GICD + offset,
+                    4,
+                    write,
+                    &access,
+                    &mut held,
+                    &mut self.dist,
+                )
+            }
+
+            fn read(&mut self, reader: usize, offset: u64) -> u32 {
+                self.access(reader, offset, None).0 as u32
+            }
+
+            /// One exit's refill on vCPU `v`'s CPU, as `arch::gic` does.
+            fn fill(&mut self, v: usize) {
+                apply_remote_clears(&mut self.cpus[v], &self.vcpus[v], &mut self.backlogs[v]);
+                fill_list_registers(
+                    &mut self.cpus[v],
+                    &self.vcpus[v],
+                    &mut self.backlogs[v],
+                    |_| 0xa0,
+                );
+            }
+
+            /// The guest on vCPU `v` writes ICC_DIR_EL1 = `intid`: the list
+            /// register holding it active loses the active state, and with
+            /// the HW bit the physical interrupt is deactivated; with no
+            /// such list register nothing happens (EOIcount).
+            fn guest_dir(&mut self, v: usize, intid: u32) {
+                let lrs = &mut self.cpus[v].lrs.lrs;
+                let Some(lr) = lrs
+                    .iter_mut()
+                    .find(|lr| **lr >> 62 & 0b10 != 0 && **lr & 0xffff_ffff == intid as u64)
+                else {
+                    return;
+                };
+                *lr &= !(0b10 << 62);
+                if *lr & LR_HW != 0 {
+                    let physical = ((*lr >> 32) & 0x1fff) as u32;
+                    assert!(self.dist.active.borrow_mut().remove(&physical));
+                    if *lr >> 62 == 0 {
+                        *lr = 0;
+                    }
+                } else if *lr >> 62 == 0 && *lr & LR_EOI == 0 {
+                    *lr = 0;
+                }
+            }
+
+            fn lr(&self, v: usize, intid: u32) -> Option<u64> {
+                self.cpus[v]
+                    .lrs
+                    .lrs
+                    .iter()
+                    .copied()
+                    .find(|&lr| lr >> 62 != 0 && lr & 0xffff_ffff == intid as u64)
+            }
+
+            fn physically_active(&self, intid: u32) -> bool {
+                self.dist.active.borrow().contains(&intid)
+            }
+        }
+
+        fn active_hw(intid: u32) -> u64 {
+            list_register_in(LR_STATE_ACTIVE, intid, Some(intid), 0xa0)
+        }
+
+        /// The scenario of R27-7 on one vCPU: GICD_ISACTIVER1 for SPI 33,
+        /// the guest's ICC_DIR_EL1 of 33, GICD_ISACTIVER1 reads 0 (before:
+        /// it read 2 for good, and the SPI was never signalled again).
+        #[test]
+        fn set_active_spi_is_placed_active_with_hw_and_ended_by_the_guest() {
+            let mut m = Machine::new(1);
+            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 1)), (0, 0));
+            assert!(m.physically_active(33), "the write reaches the hardware");
+            assert_eq!(m.read(0, ISACTIVER1), 1 << 1, "active before placing");
+            m.fill(0);
+            assert_eq!(m.lr(0, 33), Some(active_hw(33)));
+            assert_eq!(m.read(0, ISACTIVER1), 1 << 1);
+            assert_eq!(m.read(0, ICACTIVER1), 1 << 1, "both registers read it");
+            m.guest_dir(0, 33);
+            assert!(!m.physically_active(33));
+            assert_eq!(m.lr(0, 33), None);
+            assert_eq!(m.read(0, ISACTIVER1), 0);
+            // Nothing left to place: no second list register, no underflow.
+            m.fill(0);
+            assert_eq!(m.lr(0, 33), None);
+            assert!(!m.cpus[0].lrs.underflow);
+        }
+
+        /// The SPI goes to the vCPU its GICD_IROUTER<n> names, which the
+        /// writer kicks; the writer's reads show it active until that
+        /// vCPU's guest deactivates it.
+        #[test]
+        fn set_active_spi_goes_to_the_routed_vcpu() {
+            let mut m = Machine::new(2);
+            m.route = Some(0);
+            assert_eq!(m.access(1, ISACTIVER1, Some(1 << 8)), (0, 1 << 0));
+            m.fill(1);
+            assert_eq!(m.lr(1, 40), None, "not the writer's");
+            assert_eq!(m.read(1, ISACTIVER1), 1 << 8);
+            m.fill(0);
+            assert_eq!(m.lr(0, 40), Some(active_hw(40)));
+            assert_eq!(m.read(1, ISACTIVER1), 1 << 8);
+            m.guest_dir(0, 40);
+            assert_eq!(m.read(1, ISACTIVER1), 0);
+            assert_eq!(m.read(0, ISACTIVER1), 0);
+        }
+
+        /// IRM = 1, an affinity no vCPU has, or a routed vCPU that is off:
+        /// the writer holds it (hv's choice), and nobody is kicked.
+        #[test]
+        fn set_active_spi_with_no_running_route_stays_with_the_writer() {
+            for (route, running) in [(None, 0b11), (Some(0), 0b10), (Some(7), 0b11)] {
+                let mut m = Machine::new(2);
+                m.route = route;
+                m.running = running;
+                assert_eq!(m.access(1, ISACTIVER1, Some(1 << 2)), (0, 0));
+                m.fill(0);
+                m.fill(1);
+                assert_eq!(m.lr(0, 34), None);
+                assert_eq!(m.lr(1, 34), Some(active_hw(34)), "{route:?} {running:b}");
+            }
+        }
+
+        /// The route is read for SPIs the writer does not hold: one it
+        /// holds (here pending in a HW list register, acknowledged by hv)
+        /// is made active where it is, as active and pending (a software
+        /// entry with EOI: a HW entry cannot be both).
+        #[test]
+        fn set_active_of_an_spi_the_writer_holds_pending_stays_there() {
+            let mut m = Machine::new(2);
+            m.dist.active.borrow_mut().insert(33);
+            m.cpus[1].lrs.lrs[0] = list_register(33, Some(33), 0xa0);
+            m.route = Some(0);
+            assert_eq!(m.access(1, ISACTIVER1, Some(1 << 1)), (0, 0));
+            m.fill(0);
+            m.fill(1);
+            assert_eq!(m.lr(0, 33), None);
+            let lr = m.lr(1, 33).unwrap();
+            assert_eq!((lr >> 62, lr & LR_HW, lr & LR_EOI), (0b11, 0, LR_EOI));
+        }
+
+        /// Pending and active: hv acknowledged SPI 40 and queued it (every
+        /// list register in use); the set-active takes its backlog entry
+        /// into one list register, active and pending, so the guest's
+        /// deactivation leaves the acknowledged instance pending, and its
+        /// acknowledge and EOI of that end the physical activation, once
+        /// (EOI maintenance).
+        #[test]
+        fn set_active_of_a_queued_spi_is_active_and_pending() {
+            let mut m = Machine::new(1);
+            m.dist.active.borrow_mut().insert(40);
+            m.backlogs[0].push(40);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            assert_eq!(m.read(0, ISACTIVER1), 1 << 8, "active once set");
+            m.fill(0);
+            assert!(m.backlogs[0].is_empty(), "one holder, the list register");
+            let lr = m.lr(0, 40).unwrap();
+            assert_eq!((lr >> 62, lr & LR_HW, lr & LR_EOI), (0b11, 0, LR_EOI));
+            m.guest_dir(0, 40);
+            assert_eq!(m.read(0, ISACTIVER1), 0, "pending only now");
+            assert!(m.physically_active(40), "hv's acknowledgement stands");
+            // The guest acknowledges and EOIs it.
+            let n = m.cpus[0]
+                .lrs
+                .lrs
+                .iter()
+                .position(|&l| l & 0xffff_ffff == 40);
+            m.cpus[0].lrs.lrs[n.unwrap()] &= !(0b11 << 62);
+            end_eoi_list_registers(&mut m.cpus[0]);
+            assert!(!m.physically_active(40));
+            assert_eq!(m.lr(0, 40), None);
+        }
+
+        /// A disabled SPI (and one pending physically, never
+        /// acknowledged) is made active all the same, as on a GIC.
+        #[test]
+        fn set_active_ignores_enable_and_physical_pending() {
+            let mut m = Machine::new(1);
+            m.dist.pending.insert(35);
+            m.access(0, ISACTIVER1, Some(1 << 3));
+            m.fill(0);
+            assert_eq!(m.lr(0, 35), Some(active_hw(35)));
+            m.guest_dir(0, 35);
+            // The hardware signals it again once inactive.
+            assert!(m.dist.pending.contains(&35));
+            assert!(!m.physically_active(35));
+        }
+
+        /// GICD_ICACTIVER from the vCPU holding the placed SPI: the list
+        /// register is withdrawn and the SPI deactivated, nothing
+        /// forwarded; reads show it inactive.
+        #[test]
+        fn own_clear_active_of_a_placed_spi() {
+            let mut m = Machine::new(1);
+            m.access(0, ISACTIVER1, Some(1 << 1));
+            m.fill(0);
+            m.dist.writes.clear();
+            assert_eq!(m.access(0, ICACTIVER1, Some(1 << 1)), (0, 0));
+            assert_eq!(m.lr(0, 33), None);
+            assert!(!m.physically_active(33));
+            assert!(m.dist.writes.is_empty(), "{:x?}", m.dist.writes);
+            assert_eq!(m.read(0, ISACTIVER1), 0);
+        }
+
+        /// Every list register in use: the set-active waits (reading
+        /// active, the underflow interrupt asked for); the writer's own
+        /// clear-active then ends it by forwarding the write, and the
+        /// next refill places nothing.
+        #[test]
+        fn own_clear_active_of_an_unplaced_spi() {
+            let mut m = Machine::new(1);
+            m.cpus[0].lrs.lrs = [active(list_register(8, None, 0xa0)); 4];
+            for (n, lr) in m.cpus[0].lrs.lrs.iter_mut().enumerate() {
+                *lr |= n as u64;
+            }
+            m.access(0, ISACTIVER1, Some(1 << 1));
+            m.fill(0);
+            assert!(m.cpus[0].lrs.underflow, "waiting for a list register");
+            assert_eq!(m.read(0, ISACTIVER1), 1 << 1);
+            m.dist.writes.clear();
+            m.access(0, ICACTIVER1, Some(1 << 1));
+            assert_eq!(m.dist.writes, [(ICACTIVER1, 1 << 1)]);
+            assert!(!m.physically_active(33));
+            m.cpus[0].lrs.lrs = [0; 4];
+            m.fill(0);
+            assert_eq!(m.lr(0, 33), None);
+        }
+
+        /// GICD_ICACTIVER from vCPU 1 for the SPI vCPU 0 holds active with
+        /// the HW bit (placed after a set-active, or acknowledged by hv):
+        /// not forwarded, a request to vCPU 0 (kicked), which ends its list
+        /// register and the physical active state once at its next refill.
+        /// Reads show it inactive from the write on.
+        #[test]
+        fn remote_clear_active_of_a_placed_spi_reaches_the_holder() {
+            for set_active in [true, false] {
+                let mut m = Machine::new(2);
+                if set_active {
+                    m.access(0, ISACTIVER1, Some(1 << 1));
+                    m.fill(0);
+                } else {
+                    m.dist.active.borrow_mut().insert(33);
+                    m.cpus[0].lrs.lrs[0] = active_hw(33);
+                }
+                assert_eq!(m.lr(0, 33), Some(active_hw(33)));
+                m.dist.writes.clear();
+                assert_eq!(m.access(1, ICACTIVER1, Some(1 << 1)), (0, 1 << 0));
+                assert!(m.dist.writes.is_empty(), "{:x?}", m.dist.writes);
+                assert_eq!(m.read(1, ISACTIVER1), 0);
+                m.fill(1);
+                assert!(m.physically_active(33), "vCPU 1 holds nothing");
+                if set_active {
+                    m.fill(0);
+                } else {
+                    // vCPU 0's own access applies it first too.
+                    assert_eq!(m.read(0, ISACTIVER1), 0);
+                }
+                assert_eq!(m.lr(0, 33), None);
+                assert!(!m.physically_active(33));
+                m.fill(0);
+                assert_eq!(m.read(1, ISACTIVER1), 0);
+                // Nothing left over: a later set-active is placed again.
+                m.access(1, ISACTIVER1, Some(1 << 1));
+                m.fill(0);
+                assert_eq!(m.lr(0, 33), Some(active_hw(33)));
+            }
+        }
+
+        /// The same for a set-active vCPU 0 has not placed yet: vCPU 0
+        /// takes the request with it and deactivates the SPI, never
+        /// placing it.
+        #[test]
+        fn remote_clear_active_of_an_unplaced_spi() {
+            let mut m = Machine::new(2);
+            m.access(1, ISACTIVER1, Some(1 << 1));
+            assert_eq!(m.access(1, ICACTIVER1, Some(1 << 1)), (0, 1 << 0));
+            m.fill(0);
+            assert_eq!(m.lr(0, 33), None);
+            assert!(!m.physically_active(33));
+        }
+
+        /// A set-active after a clear-active vCPU 0 has not applied yet:
+        /// the SPI is active (the request is withdrawn), and stays placed.
+        #[test]
+        fn set_active_after_a_pending_remote_clear_wins() {
+            let mut m = Machine::new(2);
+            m.access(0, ISACTIVER1, Some(1 << 1));
+            m.fill(0);
+            m.access(1, ICACTIVER1, Some(1 << 1));
+            assert_eq!(m.read(1, ISACTIVER1), 0);
+            m.access(1, ISACTIVER1, Some(1 << 1));
+            assert_eq!(m.read(1, ISACTIVER1), 1 << 1);
+            m.fill(0);
+            assert_eq!(m.lr(0, 33), Some(active_hw(33)));
+            assert!(m.physically_active(33));
+        }
+
+        /// GICD_ICPENDR from vCPU 1 for an SPI hv acknowledged for vCPU 0
+        /// (queued, and pending in a list register): forwarded, and vCPU 0
+        /// is asked to withdraw what it holds, deactivating hv's
+        /// activation.
+        #[test]
+        fn remote_clear_pending_withdraws_what_the_holder_has() {
+            let mut m = Machine::new(2);
+            m.dist.active.borrow_mut().extend([40, 41]);
+            m.backlogs[0].push(40);
+            m.cpus[0].lrs.lrs[0] = list_register(41, Some(41), 0xa0);
+            let bits = 1 << 8 | 1 << 9;
+            assert_eq!(m.access(1, ICPENDR1, Some(bits)), (0, 1 << 0));
+            assert_eq!(m.dist.writes, [(ICPENDR1, bits)]);
+            m.fill(0);
+            assert!(m.backlogs[0].is_empty());
+            assert_eq!(m.lr(0, 41), None);
+            assert!(m.dist.active.borrow().is_empty());
+        }
+
+        /// CPU_OFF: an SPI made active for the vCPU and not placed is
+        /// deactivated, once even when a backlog entry holds it too.
+        #[test]
+        fn release_deactivates_unplaced_spis_once() {
+            let mut m = Machine::new(1);
+            m.cpus[0].lrs.lrs = [active(list_register(8, None, 0xa0)); 4];
+            m.dist.active.borrow_mut().insert(40);
+            m.backlogs[0].push(40);
+            m.access(0, ISACTIVER1, Some(1 << 1 | 1 << 8));
+            m.fill(0);
+            let count = ListRegisterCount {
+                implemented: 4,
+                used: 4,
+            };
+            release_list_registers(&mut m.cpus[0], &m.vcpus[0], &mut m.backlogs[0], count);
+            assert!(m.dist.active.borrow().is_empty());
+            assert!(!m.vcpus[0].spis.has_unplaced());
+        }
+
+        /// Only the SPIs GICD_TYPER gives exist: with 64 INTIDs, bits of
+        /// INTIDs 64 and up are RAZ/WI; INTIDs 1020-1023 never are SPIs.
+        #[test]
+        fn only_implemented_spis_are_kept() {
+            assert_eq!(spi_lines(1), 64);
+            assert_eq!(spi_lines(0x1f), 1020);
+            assert_eq!(spi_bits(32, 64), u32::MAX);
+            assert_eq!(spi_bits(64, 64), 0);
+            assert_eq!(spi_bits(992, 1020), (1 << 28) - 1);
+            assert_eq!(spi_bits(0, 1020), 0);
+            let mut m = Machine::new(1);
+            m.lines = 64;
+            assert_eq!(m.access(0, 0x0308, Some(u32::MAX as u64)), (0, 0));
+            assert!(m.dist.writes.is_empty());
+            m.fill(0);
+            assert!(m.cpus[0].lrs.lrs.iter().all(|&lr| lr == 0));
+            let mut m = Machine::new(1);
+            m.access(0, 0x037c, Some(u32::MAX as u64));
+            assert_eq!(m.dist.writes, [(0x037c, (1 << 28) - 1)]);
+        }
+
+        /// Every offset, size and value of the three registers, from a
+        /// vCPU that exists and one that does not: no panic, nothing
+        /// outside the register written.
+        #[test]
+        fn any_guest_access_is_safe() {
+            for offset in (0x0280..0x0400u64).step_by(4) {
+                let RegisterAction::Spi { op, first } = distributor(offset) else {
+                    continue;
+                };
+                for size in [1, 2, 4, 8] {
+                    for value in [None, Some(0), Some(u64::MAX), Some(0x8000_0001)] {
+                        for writer in [0, 1, 2, 40] {
+                            let mut m = Machine::new(2);
+                            m.route = Some(usize::MAX);
+                            let access = SpiAccess {
+                                writer,
+                                vcpus: &m.vcpus,
+                                running: u32::MAX,
+                                lines: 1020,
+                                route: |_| Some(usize::MAX),
+                            };
+                            let mut held = Held {
+                                cpu: &mut m.cpus[0],
+                                backlog: &mut m.backlogs[0],
+                            };
+                            let (read, kicks) = perform_spi(
+                                op,
+                                first,
+                                GICD + offset,
+                                size,
+                                value,
+                                &access,
+                                &mut held,
+                                &mut m.dist,
+                            );
+                            assert!(kicks < 1 << 2);
+                            assert!(size >= 4 || read >> (size * 8) == 0);
+                            assert!(m.dist.writes.iter().all(|&(o, _)| o == offset));
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn irouter_names_a_vcpu() {
+            let cpus = [0x0000_0000, 0x0000_0001, 0x01_0000_0100];
+            assert_eq!(route_target(0, &cpus), Some(0));
+            assert_eq!(route_target(1, &cpus), Some(1));
+            assert_eq!(route_target(0x01_0000_0100, &cpus), Some(2));
+            assert_eq!(route_target(0x100, &cpus), None, "Aff3 differs");
+            assert_eq!(route_target(1 << 31, &cpus), None, "IRM");
+            assert_eq!(route_target(5, &cpus), None);
+        }
     }
 }

@@ -43,6 +43,8 @@ pub struct Gic {
     maintenance: u32,
     list_registers: vgic::ListRegisterCount,
     cpus: ArrayVec<u64, MAX_CPUS>,
+    /// The INTIDs the distributor implements (GICD_TYPER).
+    spi_lines: u32,
 }
 
 /// Physical interrupts acknowledged but not yet in a list register.
@@ -69,16 +71,16 @@ impl Gic {
         let d = platform.gic_distributor.base;
         mmio::write32(d + GICD_CTLR, 0);
         wait_distributor_rwp(d)?;
-        let lines = ((mmio::read32(d + GICD_TYPER) & 0x1f) + 1) * 32;
+        let lines = vgic::spi_lines(mmio::read32(d + GICD_TYPER));
         let boot_affinity = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
-        for intid in (32..lines.min(1020)).step_by(32) {
+        for intid in (32..lines).step_by(32) {
             let word = (intid / 32) as u64 * 4;
             mmio::write32(d + GICD_IGROUPR + word, u32::MAX);
             mmio::write32(d + GICD_ICENABLER + word, u32::MAX);
             mmio::write32(d + GICD_ICPENDR + word, u32::MAX);
             mmio::write32(d + GICD_ICACTIVER + word, u32::MAX);
         }
-        for intid in 32..lines.min(1020) {
+        for intid in 32..lines {
             mmio::write8(d + GICD_IPRIORITYR + intid as u64, vgic::DEFAULT_PRIORITY);
             mmio::write64(d + GICD_IROUTER + intid as u64 * 8, boot_affinity);
         }
@@ -133,6 +135,7 @@ impl Gic {
             maintenance,
             list_registers,
             cpus: platform.cpus.clone(),
+            spi_lines: lines,
         })
     }
 
@@ -324,6 +327,40 @@ impl Gic {
         let hv_ppis = 1u32 << self.maintenance;
         let owner = owner.unwrap_or(vcpu);
         let size = access.size.bytes();
+        if let vgic::RegisterAction::Spi { op, first } = action {
+            // SPIs' pending and active state: every vCPU's state counts,
+            // the running vCPUs may be asked to act (`vgic::perform_spi`).
+            let vcpus = &SGIS[..self.cpus.len()];
+            let running = (0..vcpus.len())
+                .filter(|&k| super::POWER.get(k) == crate::psci::PowerState::On)
+                .fold(0u32, |r, k| r | 1 << k);
+            let spi = vgic::SpiAccess {
+                writer: vcpu,
+                vcpus,
+                running,
+                lines: self.spi_lines,
+                route: |intid: u32| {
+                    let irouter = mmio::read64(self.distributor + GICD_IROUTER + intid as u64 * 8);
+                    vgic::route_target(irouter, &self.cpus)
+                },
+            };
+            let (result, kicks) = self.with_cpu(vcpu, |backlog, cpu| {
+                vgic::perform_spi(
+                    op,
+                    first,
+                    ipa,
+                    size,
+                    write,
+                    &spi,
+                    &mut vgic::Held { cpu, backlog },
+                    &mut Hardware,
+                )
+            });
+            if kicks != 0 {
+                self.kick(kicks as u64);
+            }
+            return Some(result & access.size.mask());
+        }
         let result = if owner == vcpu {
             // SPIs, or this vCPU's own PPIs: what this CPU holds counts.
             self.with_cpu(vcpu, |backlog, cpu| {

@@ -12,12 +12,21 @@
 //! 3. deactivates both with ICC_DIR_EL1: GICR_ISACTIVER0 must read both
 //!    inactive (PPI 23 physically too: its list register had the HW bit);
 //! 4. makes them active again and clears them with GICR_ICACTIVER0: both
-//!    inactive.
+//!    inactive;
+//! 5. writes GICD_ISACTIVER1 with SPI 33 (the PL011's, disabled: the probe
+//!    polls the UART), routed to this vCPU: GICD_ISACTIVER1 must read it
+//!    active (distributor at 0x0800_0000);
+//! 6. deactivates it with ICC_DIR_EL1: GICD_ISACTIVER1 must read it
+//!    inactive (its list register had the HW bit);
+//! 7. makes it active again and clears it with GICD_ICACTIVER1: inactive.
 //!
 //! It prints `UMBRA-GIC-ACTIVE-PASS` and calls PSCI SYSTEM_OFF, or
-//! `UMBRA-GIC-ACTIVE-FAIL step N isactiver0 X` and SYSTEM_RESET. Before
-//! the fix SGI 3 never read active (step 2), and a PPI made active stayed
-//! active for good after the guest's ICC_DIR_EL1 (step 3).
+//! `UMBRA-GIC-ACTIVE-FAIL step N isactiver X` (X: the GICR_ISACTIVER0 or
+//! GICD_ISACTIVER1 value read) and SYSTEM_RESET. Before the fixes SGI 3
+//! never read active (step 2), a PPI made active stayed active for good
+//! after the guest's ICC_DIR_EL1 (step 3), and so did an SPI (step 6,
+//! review 27 R27-7: the set-active was only forwarded, no list register
+//! held the SPI, and the guest's ICC_DIR_EL1 only counted in EOIcount).
 
 use core::arch::global_asm;
 
@@ -77,6 +86,32 @@ umbra_gic_active_probe:
     ldr     w9, [x19, #0x300]
     tst     w9, w21
     b.ne    umbra_gic_active_probe_fail
+    // 5. SPI 33 made active through the distributor.
+    movz    x22, #0x0800, lsl #16       // the distributor
+    mov     w23, #2                     // GICD_ISACTIVER1 bit 1: SPI 33
+    mov     x20, #5
+    str     w23, [x22, #0x304]          // GICD_ISACTIVER1
+    ldr     w9, [x22, #0x304]
+    tst     w9, w23
+    b.eq    umbra_gic_active_probe_fail
+    // 6. Deactivated by the guest's own ICC_DIR_EL1.
+    mov     x20, #6
+    mov     x4, #33
+    msr     s3_0_c12_c11_1, x4          // ICC_DIR_EL1
+    isb
+    ldr     w9, [x22, #0x304]
+    tst     w9, w23
+    b.ne    umbra_gic_active_probe_fail
+    // 7. Made active again, cleared by GICD_ICACTIVER1.
+    mov     x20, #7
+    str     w23, [x22, #0x304]
+    ldr     w9, [x22, #0x304]
+    tst     w9, w23
+    b.eq    umbra_gic_active_probe_fail
+    str     w23, [x22, #0x384]          // GICD_ICACTIVER1
+    ldr     w9, [x22, #0x304]
+    tst     w9, w23
+    b.ne    umbra_gic_active_probe_fail
     adr     x1, umbra_gic_active_probe_pass_msg
     bl      umbra_gic_active_probe_puts
     movz    x0, #0x8400, lsl #16
@@ -124,11 +159,11 @@ umbra_gic_active_probe_putc:
     ret
 
 umbra_gic_active_probe_pass_msg:
-    .asciz  "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0\n"
+    .asciz  "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0; SPI 33 by ICC_DIR_EL1 and by GICD_ICACTIVER1\n"
 umbra_gic_active_probe_fail_msg:
     .asciz  "UMBRA-GIC-ACTIVE-FAIL step "
 umbra_gic_active_probe_value_msg:
-    .asciz  " isactiver0 "
+    .asciz  " isactiver "
 .balign 4096
 .global umbra_gic_active_probe_end
 umbra_gic_active_probe_end:

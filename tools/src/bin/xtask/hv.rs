@@ -787,11 +787,13 @@ const MATRIX: &[Case] = &[
     // hv's EL1 probe (hv/src/arch/gic_active_probe.rs) makes SGI 3 and
     // PPI 23 active through its GICR_ISACTIVER0 and deactivates them with
     // ICC_DIR_EL1 (list registers, HW bit for the PPI) and with
-    // GICR_ICACTIVER0, reading GICR_ISACTIVER0 after each step.
+    // GICR_ICACTIVER0, reading GICR_ISACTIVER0 after each step; then the
+    // same for SPI 33 through GICD_ISACTIVER1/ICACTIVER1 (review 27
+    // R27-7: before, the SPI stayed active after ICC_DIR_EL1, step 6).
     Case {
         hv_args: "hv.probe=gic-active",
         expect: Expect::Ends {
-            line: "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0",
+            line: "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0; SPI 33 by ICC_DIR_EL1 and by GICD_ICACTIVER1",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
