@@ -1,0 +1,240 @@
+//! Loom models of review 27 R27-7: SPIs made active through
+//! GICD_ISACTIVER<n> are held by one vCPU's list registers, and another
+//! vCPU's GICD_ICACTIVER<n> for them is a request to that vCPU. Both run
+//! hv's own `vgic::perform_spi` on the writer's thread (vCPU 1) against the
+//! holder's exit refill on its own (vCPU 0: `vgic::apply_remote_clears`,
+//! then `vgic::fill_list_registers`, as `arch::gic` does), and once the
+//! writer's kick arrives, another refill. The per-vCPU summary words
+//! (`VirtualSpis`'s words to place and to clear, set after the SPI word
+//! itself, swapped by the owner before it reads the words) are what these
+//! models check: no set-active and no request may be lost to the race.
+#![cfg(loom)]
+
+use hv::vgic::{
+    self, Backlog, GicHardware, Held, ListRegisters, PhysicalCpuInterface, SpiAccess, VirtualSgis,
+};
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+
+const SPI: u32 = 33;
+const GICD: u64 = 0x0800_0000;
+const ISACTIVER1: u64 = 0x0304;
+const ICACTIVER1: u64 = 0x0384;
+
+/// The distributor's active state of the SPI, which the writer's
+/// set-active makes active and the holder's deactivation ends.
+#[derive(Debug, Default)]
+struct Distributor {
+    active: AtomicBool,
+}
+
+/// One CPU: two list registers and its ICC_DIR_EL1 (which must find the
+/// SPI active: a deactivation too many fails the model).
+#[derive(Debug)]
+struct Cpu {
+    lrs: [u64; 2],
+    distributor: Arc<Distributor>,
+}
+
+impl ListRegisters for Cpu {
+    fn count(&self) -> usize {
+        2
+    }
+    fn empty(&mut self) -> u32 {
+        (0..2)
+            .filter(|&n| self.lrs[n] >> 62 == 0)
+            .map(|n| 1 << n)
+            .sum()
+    }
+    fn read(&mut self, n: usize) -> u64 {
+        self.lrs[n]
+    }
+    fn write(&mut self, n: usize, value: u64) {
+        self.lrs[n] = value;
+    }
+    fn set_underflow_interrupt(&mut self, _on: bool) {}
+}
+
+impl PhysicalCpuInterface for Cpu {
+    fn acknowledge(&mut self) -> u32 {
+        1023
+    }
+    fn drop_priority(&mut self, _intid: u32) {}
+    fn deactivate(&mut self, intid: u32) {
+        assert_eq!(intid, SPI);
+        assert!(
+            self.distributor.active.swap(false, Ordering::AcqRel),
+            "SPI {SPI} deactivated while not active"
+        );
+    }
+    fn synchronize(&mut self) {}
+}
+
+/// The writer's view of the distributor: a set-active reaches it, any
+/// other write (a forwarded clear-active of an SPI another vCPU holds)
+/// fails the model.
+struct WriterHardware(Arc<Distributor>);
+
+impl GicHardware for WriterHardware {
+    fn read(&mut self, _address: u64, _size: u64) -> u64 {
+        self.0.active.load(Ordering::Acquire) as u64 * (1 << (SPI - 32))
+    }
+    fn write(&mut self, address: u64, _size: u64, value: u64) {
+        assert_eq!(
+            (address, value),
+            (GICD + ISACTIVER1, 1 << (SPI - 32)),
+            "only the set-active is forwarded"
+        );
+        self.0.active.store(true, Ordering::Release);
+    }
+}
+
+/// vCPU 1's write of `value` to the distributor register at `offset`, its
+/// own CPU holding nothing; every SPI routed to vCPU 0. Returns the kicks.
+fn writer_access(
+    vcpus: &[VirtualSgis],
+    distributor: &Arc<Distributor>,
+    offset: u64,
+    value: u64,
+) -> u32 {
+    let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
+        unreachable!("an SPI register");
+    };
+    let access = SpiAccess {
+        writer: 1,
+        vcpus,
+        running: 0b11,
+        lines: 1020,
+        route: |_| Some(0),
+    };
+    let mut cpu = Cpu {
+        lrs: [0; 2],
+        distributor: distributor.clone(),
+    };
+    let mut backlog = Backlog::new();
+    let (_, kicks) = vgic::perform_spi(
+        op,
+        first,
+        GICD + offset,
+        4,
+        Some(value),
+        &access,
+        &mut Held {
+            cpu: &mut cpu,
+            backlog: &mut backlog,
+        },
+        &mut WriterHardware(distributor.clone()),
+    );
+    assert_eq!(cpu.lrs, [0; 2], "the writer holds nothing");
+    kicks
+}
+
+/// One exit's refill on vCPU 0's CPU, as `arch::gic::Gic::fill_list_registers`.
+fn refill(cpu: &mut Cpu, sgis: &VirtualSgis, backlog: &mut Backlog) {
+    vgic::apply_remote_clears(cpu, sgis, backlog);
+    vgic::fill_list_registers(cpu, sgis, backlog, |_| 0xa0);
+}
+
+fn holding(cpu: &Cpu) -> usize {
+    cpu.lrs
+        .iter()
+        .filter(|&&lr| lr >> 62 != 0 && lr & 0xffff_ffff == SPI as u64)
+        .count()
+}
+
+/// vCPU 0 holds SPI 33 made active (placed or not); vCPU 1 clears it
+/// while vCPU 0 refills. In every interleaving it ends inactive in the
+/// list registers and physically, deactivated exactly once, nothing
+/// forwarded, no request left.
+fn clear_model(lrs: [u64; 2]) {
+    loom::model(move || {
+        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let distributor = Arc::new(Distributor::default());
+        // vCPU 0's own earlier set-active (physically active, recorded).
+        distributor.active.store(true, Ordering::Relaxed);
+        vcpus[0].spis.set_active(0, 1 << (SPI - 32));
+        let kicked = Arc::new(AtomicBool::new(false));
+        let mut cpu = Cpu {
+            lrs,
+            distributor: distributor.clone(),
+        };
+        let remote = {
+            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
+            thread::spawn(move || {
+                let kicks = writer_access(&vcpus[..], &distributor, ICACTIVER1, 1 << (SPI - 32));
+                assert_eq!(kicks, 1 << 0, "the holder is kicked");
+                // The DSB and the kick SGI.
+                kicked.store(true, Ordering::Release);
+            })
+        };
+        let mut backlog = Backlog::new();
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        remote.join().unwrap();
+        assert!(kicked.load(Ordering::Acquire));
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        assert_eq!(holding(&cpu), 0, "SPI {SPI} still in a list register");
+        assert!(!distributor.active.load(Ordering::Acquire));
+        assert_eq!(vcpus[0].spis.unplaced(0), 0);
+        assert_eq!(vcpus[0].spis.requested_clears(0), 0);
+    });
+}
+
+/// Free list registers: the refill may place the SPI before the clear.
+#[test]
+fn remote_spi_clear_active_with_free_list_registers() {
+    clear_model([0, 0]);
+}
+
+/// Every list register in use (two active SGIs): the refill takes the
+/// set-active and puts it back, possibly around the remote clear.
+#[test]
+fn remote_spi_clear_active_while_the_refill_puts_it_back() {
+    let active_sgi = |intid: u64| 0b10 << 62 | 1 << 60 | 0xa0 << 48 | intid;
+    clear_model([active_sgi(8), active_sgi(9)]);
+}
+
+/// vCPU 1 makes SPI 33 active, routed to vCPU 0, while vCPU 0 refills:
+/// after the kick's refill it is in exactly one of vCPU 0's list
+/// registers, active with the HW bit, physically active; the guest's
+/// deactivation of it ends the physical active state.
+#[test]
+fn remote_spi_set_active_is_placed_once() {
+    loom::model(|| {
+        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let distributor = Arc::new(Distributor::default());
+        let kicked = Arc::new(AtomicBool::new(false));
+        let mut cpu = Cpu {
+            lrs: [0; 2],
+            distributor: distributor.clone(),
+        };
+        let remote = {
+            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
+            thread::spawn(move || {
+                let kicks = writer_access(&vcpus[..], &distributor, ISACTIVER1, 1 << (SPI - 32));
+                assert_eq!(kicks, 1 << 0, "the routed vCPU is kicked");
+                kicked.store(true, Ordering::Release);
+            })
+        };
+        let mut backlog = Backlog::new();
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        remote.join().unwrap();
+        assert!(kicked.load(Ordering::Acquire));
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        assert_eq!(holding(&cpu), 1, "{:x?}", cpu.lrs);
+        let n = cpu
+            .lrs
+            .iter()
+            .position(|&lr| lr & 0xffff_ffff == SPI as u64)
+            .unwrap();
+        let lr = cpu.lrs[n];
+        assert_eq!(lr >> 62, 0b10, "active");
+        assert_eq!((lr >> 61) & 1, 1, "HW");
+        assert_eq!((lr >> 32) & 0x1fff, SPI as u64);
+        assert!(!vcpus[0].spis.has_unplaced());
+        // The guest's ICC_DIR_EL1: the HW list register's deactivation.
+        cpu.lrs[n] = 0;
+        cpu.deactivate(SPI);
+        assert!(!distributor.active.load(Ordering::Acquire));
+    });
+}
