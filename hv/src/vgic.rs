@@ -1928,6 +1928,146 @@ impl VirtualSpis {
     }
 }
 
+/// A vCPU's GICR_ISPENDR0 and GICR_ISACTIVER0 (and their clear twins,
+/// which read the same) as its own reads show them: the state of the SGIs
+/// and PPIs its list registers and backlog hold, which only its own CPU
+/// can read. Another vCPU's read of them asks for it (`request`), kicks
+/// the owner and waits (`wait_for_private_view`); the owner's CPU, at its
+/// next refill (the kick's exit) or while it waits for a view itself,
+/// computes it with `perform`, its own read, and publishes it
+/// (`publish_private_view`). The read takes effect at that point, as a
+/// read of a GIC's register takes effect at some point during the access.
+/// Sequence numbers: a view published for request n answers every
+/// request up to n.
+#[derive(Debug)]
+pub struct PrivateView {
+    requested: AtomicU32,
+    published: AtomicU32,
+    pending: AtomicU32,
+    active: AtomicU32,
+}
+
+impl Default for PrivateView {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PrivateView {
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            requested: AtomicU32::new(0),
+            published: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            requested: AtomicU32::new(0),
+            published: AtomicU32::new(0),
+            pending: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+        }
+    }
+
+    /// A reader asks for a fresh view; returns the request's number, for
+    /// `published_for`. The reader then kicks the owner (a DSB first).
+    pub fn request(&self) -> u32 {
+        self.requested
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1)
+    }
+
+    /// On the owner's CPU: the latest request not yet answered.
+    pub fn wanted(&self) -> Option<u32> {
+        let requested = self.requested.load(Ordering::Acquire);
+        (requested != self.published.load(Ordering::Acquire)).then_some(requested)
+    }
+
+    /// On the owner's CPU: the view for request `number` (and every
+    /// earlier one).
+    pub fn publish(&self, number: u32, pending: u32, active: u32) {
+        self.pending.store(pending, Ordering::Relaxed);
+        self.active.store(active, Ordering::Relaxed);
+        self.published.store(number, Ordering::Release);
+    }
+
+    /// The (pending, active) view published for request `number` or a
+    /// later one, if there is one yet.
+    pub fn published_for(&self, number: u32) -> Option<(u32, u32)> {
+        let published = self.published.load(Ordering::Acquire);
+        (published.wrapping_sub(number) as i32 >= 0).then(|| {
+            (
+                self.pending.load(Ordering::Relaxed),
+                self.active.load(Ordering::Relaxed),
+            )
+        })
+    }
+}
+
+/// How often a reader of another vCPU's private view polls for it before
+/// it gives up (`wait_for_private_view`): the owner answers at its next
+/// exit, which the kick brings at once unless its CPU is busy in hv with
+/// interrupts masked (a console write waits at most 50 ms).
+pub const VIEW_POLLS: u32 = 4 * GIC_POLLS;
+
+/// On the owner's CPU (its vCPU not running), whose redistributor's RD
+/// frame is at `rd`: answers a request for its private view, if there is
+/// one, with what its own reads of GICR_ISPENDR0 and GICR_ISACTIVER0 show
+/// (`perform`, with the interrupts this CPU holds).
+pub fn publish_private_view(
+    sgis: &VirtualSgis,
+    hv_ppis: u32,
+    rd: u64,
+    held: &mut impl HeldInterrupts,
+    hw: &mut impl GicHardware,
+) {
+    let Some(number) = sgis.view.wanted() else {
+        return;
+    };
+    let mut read = |offset: u64| {
+        perform(
+            redistributor(offset),
+            rd + offset,
+            4,
+            None,
+            sgis,
+            hv_ppis,
+            held,
+            hw,
+        ) as u32
+    };
+    let pending = read(0x1_0200);
+    let active = read(0x1_0300);
+    sgis.view.publish(number, pending, active);
+}
+
+/// A reader of another vCPU's pending or active register, having asked
+/// the owner (`PrivateView::request`, number `number`) and kicked it,
+/// waits for the view: up to `polls` times, running `meanwhile` between
+/// polls, which must answer requests for the reader's own view
+/// (`publish_private_view`): two vCPUs reading each other's registers
+/// at once would otherwise wait for each other for good. None if the
+/// owner never answered.
+pub fn wait_for_private_view(
+    owner: &VirtualSgis,
+    number: u32,
+    polls: u32,
+    mut meanwhile: impl FnMut(),
+) -> Option<(u32, u32)> {
+    for _ in 0..polls {
+        if let Some(view) = owner.view.published_for(number) {
+            return Some(view);
+        }
+        meanwhile();
+    }
+    owner.view.published_for(number)
+}
+
 /// Per-vCPU state of the virtual SGIs.
 #[derive(Debug)]
 pub struct VirtualSgis {
@@ -1950,6 +2090,9 @@ pub struct VirtualSgis {
     /// The SPIs made active for this vCPU to hold, and the clears other
     /// vCPUs asked of it (`perform_spi`).
     pub spis: VirtualSpis,
+    /// This vCPU's pending and active SGIs and PPIs as its own reads show
+    /// them, published for another vCPU's read (`PrivateView`).
+    pub view: PrivateView,
 }
 
 impl Default for VirtualSgis {
@@ -1971,6 +2114,7 @@ impl VirtualSgis {
             pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
             spis: VirtualSpis::new(),
+            view: PrivateView::new(),
         }
     }
 
@@ -1984,6 +2128,7 @@ impl VirtualSgis {
             pending_clears: AtomicU32::new(0),
             priority: [const { unmodelled::AtomicU8::new(DEFAULT_PRIORITY) }; 16],
             spis: VirtualSpis::new(),
+            view: PrivateView::new(),
         }
     }
 
@@ -4664,5 +4809,69 @@ mod tests {
             assert_eq!(route_target(1 << 31, &cpus), None, "IRM");
             assert_eq!(route_target(5, &cpus), None);
         }
+    }
+
+    /// The known gap "another vCPU's PPIs read physical": vCPU 1 reads
+    /// vCPU 0's GICR_ISACTIVER0/ISPENDR0 while vCPU 0 holds PPI 27 (hv
+    /// acknowledged it: physically active) pending in a HW list register.
+    /// The physical view (what a remote read showed) says active, not
+    /// pending; the view vCPU 0 publishes says pending, not active, as its
+    /// own read does. No answer yet: None after the polls.
+    #[test]
+    fn another_vcpus_private_reads_show_its_virtual_state() {
+        let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
+        let owner = VirtualSgis::new();
+        cpu.active.insert(27);
+        cpu.lrs.lrs[0] = list_register(27, Some(27), 0xa0);
+        hw.write(RD + 0x1_0300, 4, 1 << 27);
+        hw.writes.clear();
+        let physical_active = guest(0x1_0300, 4, None, &owner, &mut hw);
+        assert_eq!(physical_active, 1 << 27, "the old remote view");
+        let number = owner.view.request();
+        let mut polls = 0;
+        assert_eq!(
+            wait_for_private_view(&owner, number, 3, || polls += 1),
+            None
+        );
+        assert_eq!(polls, 3, "the reader serves its own view between polls");
+        publish_private_view(
+            &owner,
+            MAINTENANCE,
+            RD,
+            &mut Held {
+                cpu: &mut cpu,
+                backlog: &mut backlog,
+            },
+            &mut hw,
+        );
+        assert_eq!(
+            wait_for_private_view(&owner, number, 1, || {}),
+            Some((1 << 27, 0))
+        );
+        assert_eq!(owner.view.wanted(), None, "answered");
+        // Answered once per request: a later request waits for a new view.
+        let next = owner.view.request();
+        assert_eq!(owner.view.published_for(next), None);
+        assert_eq!(owner.view.wanted(), Some(next));
+    }
+
+    /// Request numbers wrap: a view for request n answers every request up
+    /// to n, none after it.
+    #[test]
+    fn private_view_numbers_wrap() {
+        let view = PrivateView::new();
+        view.requested.store(u32::MAX - 1, Ordering::Relaxed);
+        view.published.store(u32::MAX - 1, Ordering::Relaxed);
+        let a = view.request();
+        let b = view.request();
+        assert_eq!((a, b), (u32::MAX, 0));
+        assert_eq!(view.wanted(), Some(0));
+        view.publish(a, 1, 2);
+        assert_eq!(view.published_for(a), Some((1, 2)));
+        assert_eq!(view.published_for(b), None);
+        view.publish(b, 3, 4);
+        assert_eq!(view.published_for(a), Some((3, 4)));
+        assert_eq!(view.published_for(b), Some((3, 4)));
+        assert_eq!(view.wanted(), None);
     }
 }

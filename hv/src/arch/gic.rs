@@ -235,6 +235,35 @@ impl Gic {
                 self.priority(vcpu, intid)
             })
         });
+        self.publish_view(vcpu);
+    }
+
+    /// Answers another vCPU's request for this vCPU's view of its SGIs'
+    /// and PPIs' pending and active state (`vgic::publish_private_view`).
+    fn publish_view(&self, vcpu: usize) {
+        self.with_cpu(vcpu, |backlog, cpu| {
+            vgic::publish_private_view(
+                &SGIS[vcpu],
+                1u32 << self.maintenance,
+                self.redistributors[vcpu],
+                &mut vgic::Held { cpu, backlog },
+                &mut Hardware,
+            )
+        });
+    }
+
+    /// Another vCPU's (`owner`'s, on) GICR_ISPENDR0/ICPENDR0 (`pending`)
+    /// or GICR_ISACTIVER0/ICACTIVER0 as its own read would show them:
+    /// asked of it and waited for, answering requests for this vCPU's own
+    /// view meanwhile; None if it never answered.
+    fn remote_view(&self, vcpu: usize, owner: usize, pending: bool) -> Option<u32> {
+        let number = SGIS[owner].view.request();
+        self.kick(1 << owner);
+        let (p, a) = vgic::wait_for_private_view(&SGIS[owner], number, vgic::VIEW_POLLS, || {
+            self.publish_view(vcpu);
+            core::hint::spin_loop();
+        })?;
+        Some(if pending { p } else { a })
     }
 
     /// Before this CPU powers off: physical interrupts it acknowledged but
@@ -375,6 +404,27 @@ impl Gic {
                     &mut Hardware,
                 )
             })
+        } else if let Some(view) = match (action, write) {
+            // Another vCPU's pending or active SGIs and PPIs, as that
+            // vCPU's own read shows them: only its CPU sees its list
+            // registers. Not waited for while it is off (it holds
+            // nothing) or if it never answers: then the physical state.
+            (vgic::RegisterAction::SgiPpi(op), None)
+                if super::POWER.get(owner) == crate::psci::PowerState::On =>
+            {
+                match op {
+                    vgic::SetClear::PendingSet | vgic::SetClear::PendingClear => {
+                        self.remote_view(vcpu, owner, true)
+                    }
+                    vgic::SetClear::ActiveSet | vgic::SetClear::ActiveClear => {
+                        self.remote_view(vcpu, owner, false)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        } {
+            view as u64
         } else {
             let sgis = &SGIS[owner];
             let result = vgic::perform(
