@@ -2051,19 +2051,22 @@ pub fn publish_private_view(
 /// waits for the view: up to `polls` times, running `meanwhile` between
 /// polls, which must answer requests for the reader's own view
 /// (`publish_private_view`): two vCPUs reading each other's registers
-/// at once would otherwise wait for each other for good. None if the
-/// owner never answered.
+/// at once would otherwise wait for each other for good; it returns
+/// whether to go on waiting (false once the owner is no longer on: it
+/// answers nothing more). None if the owner never answered.
 pub fn wait_for_private_view(
     owner: &VirtualSgis,
     number: u32,
     polls: u32,
-    mut meanwhile: impl FnMut(),
+    mut meanwhile: impl FnMut() -> bool,
 ) -> Option<(u32, u32)> {
     for _ in 0..polls {
         if let Some(view) = owner.view.published_for(number) {
             return Some(view);
         }
-        meanwhile();
+        if !meanwhile() {
+            break;
+        }
     }
     owner.view.published_for(number)
 }
@@ -4830,10 +4833,22 @@ mod tests {
         let number = owner.view.request();
         let mut polls = 0;
         assert_eq!(
-            wait_for_private_view(&owner, number, 3, || polls += 1),
+            wait_for_private_view(&owner, number, 3, || {
+                polls += 1;
+                true
+            }),
             None
         );
         assert_eq!(polls, 3, "the reader serves its own view between polls");
+        polls = 0;
+        assert_eq!(
+            wait_for_private_view(&owner, number, 3, || {
+                polls += 1;
+                false
+            }),
+            None
+        );
+        assert_eq!(polls, 1, "the owner went off: no more waiting");
         publish_private_view(
             &owner,
             MAINTENANCE,
@@ -4845,7 +4860,7 @@ mod tests {
             &mut hw,
         );
         assert_eq!(
-            wait_for_private_view(&owner, number, 1, || {}),
+            wait_for_private_view(&owner, number, 1, || true),
             Some((1 << 27, 0))
         );
         assert_eq!(owner.view.wanted(), None, "answered");

@@ -87,6 +87,7 @@ fn read_other(vcpus: &[VirtualSgis; 2], me: usize) -> Option<(u32, u32)> {
     let view = vgic::wait_for_private_view(&vcpus[other], number, POLLS, || {
         publish(vcpus, me);
         thread::yield_now();
+        true
     });
     publish(vcpus, me);
     view

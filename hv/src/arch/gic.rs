@@ -262,6 +262,7 @@ impl Gic {
         let (p, a) = vgic::wait_for_private_view(&SGIS[owner], number, vgic::VIEW_POLLS, || {
             self.publish_view(vcpu);
             core::hint::spin_loop();
+            super::POWER.get(owner) == crate::psci::PowerState::On
         })?;
         Some(if pending { p } else { a })
     }
