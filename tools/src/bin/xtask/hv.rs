@@ -789,14 +789,17 @@ const MATRIX: &[Case] = &[
     // ICC_DIR_EL1 (list registers, HW bit for the PPI) and with
     // GICR_ICACTIVER0, reading GICR_ISACTIVER0 after each step; then the
     // same for SPI 33 through GICD_ISACTIVER1/ICACTIVER1 (review 27
-    // R27-7: before, the SPI stayed active after ICC_DIR_EL1, step 6).
+    // R27-7: before, the SPI stayed active after ICC_DIR_EL1, step 6);
+    // then it starts vCPU 1, whose timer PPI hv holds pending for it, and
+    // reads vCPU 1's GICR_ISPENDR0/ISACTIVER0: pending, not active, as
+    // vCPU 1's own view (before, the physical state: active, step 9).
     Case {
         hv_args: "hv.probe=gic-active",
         expect: Expect::Ends {
-            line: "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0; SPI 33 by ICC_DIR_EL1 and by GICD_ICACTIVER1",
+            line: "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0; SPI 33 by ICC_DIR_EL1 and by GICD_ICACTIVER1; vCPU 1's PPI 27 read from vCPU 0 pending, not active",
             status: 0,
         },
-        ..boot(MAX, 1, "512M")
+        ..boot(MAX, 2, "512M")
     },
 ];
 
