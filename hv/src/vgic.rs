@@ -557,12 +557,15 @@ pub struct SpiAccess<'a, R> {
 /// - Reads of the active registers show the guest's view: an SPI made
 ///   active and not yet placed is active; an SPI the writer holds is
 ///   active when its list register is (a backlog entry, pending, is
-///   not); others show their physical state, which for an
-///   SPI another vCPU holds with the HW bit is its list register's state
-///   (physically active from hv's acknowledgement or the set-active until
-///   the guest's deactivation ends both), less the clear-active requests
-///   not yet applied. Reads of the clear-pending register show the
-///   physical pending state.
+///   not); others show their physical state, less the clear-active
+///   requests not yet applied. An SPI another vCPU holds with the HW bit
+///   is physically active from hv's acknowledgement or the set-active
+///   until that vCPU's guest deactivates it, so one active in its list
+///   register reads active and reads inactive once deactivated; one hv
+///   acknowledged there that its guest has not yet acknowledged (pending
+///   in the list register or backlog) reads active too, as only that
+///   vCPU's CPU sees its list registers (left as it is). Reads of the
+///   clear-pending register show the physical pending state.
 #[allow(clippy::too_many_arguments)]
 pub fn perform_spi(
     op: SetClear,
