@@ -68,8 +68,8 @@ use crate::nested::handshake::{
 use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{
-    hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen, Sighting, Stage1TlbiTarget,
-    Summary,
+    el2_stage1_tlbi_form, hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen,
+    Sighting, Stage1TlbiTarget, Summary,
 };
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
@@ -1537,7 +1537,9 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             // EL2 regime is the hardware EL1&0 one of L1's VMID, current in
             // VTTBR_EL2 here; dropping all of it over-invalidates, which is
             // permitted.
-            None if !stage1_tlbi_form_shown(access.crn, access.crm, f) => {
+            None if !el2_stage1_tlbi_form(access.crm, access.op2)
+                || !stage1_tlbi_form_shown(access.crn, access.crm, f) =>
+            {
                 return undefined_for_l1(frame)
             }
             // `mmu-no-el2-tlbi`: acknowledged, not applied.

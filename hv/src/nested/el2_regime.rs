@@ -18,8 +18,9 @@
 //!   EPD1 here, out of the TTBR0 range in L1's regime), HPD, HWU59-62,
 //!   TBID, TCMA, DS and MTX, and EPD1 = 1 (no walk from TTBR1_EL1);
 //! - SCTLR_EL2's fields that exist with E2H = 0 keep their bit positions
-//!   in SCTLR_EL1 (M, A, C, SA, nAA, EOS, I, EnDB, WXN, IESB, EIS, EE,
-//!   EnDA, EnIB, EnIA, BT, ITFSB, TCF, ATA, DSSBS, NMI, SPINTMASK); its
+//!   in SCTLR_EL1 (M, A, C, SA, nAA, EOS, I, EnDB, WXN, IESB, EIS,
+//!   EnDA, EnIB, EnIA, BT, ITFSB, TCF, ATA, DSSBS, NMI, SPINTMASK; EE is
+//!   RES0, since L1 is shown no mixed-endian support); its
 //!   RES1 bits 4, 5, 16, 18, 23, 28, 29 name EL0 controls in SCTLR_EL1
 //!   (SA0, CP15BEN, nTWI, nTWE, SPAN, nTLSMD, LSMAOE) and do not leak:
 //!   those are fixed at [`SCTLR_EL1_FIXED`] (L1 has no EL0 of its own
@@ -298,9 +299,11 @@ pub const fn tcr_el1_for_vel2(tcr: u64, features: &Stage1Features) -> u64 {
 
 /// SCTLR_EL2 (E2H = 0) fields that keep their position and meaning in
 /// SCTLR_EL1: M 0, A 1, C 2, SA 3, nAA 6, EOS 11, I 12, EnDB 13, WXN 19,
-/// IESB 21, EIS 22, EE 25, EnDA 27, EnIB 30, EnIA 31, BT 36 (SCTLR_EL1's
+/// IESB 21, EIS 22, EnDA 27, EnIB 30, EnIA 31, BT 36 (SCTLR_EL1's
 /// BT1: the EL1 BTI control), ITFSB 37, TCF 41:40, ATA 43, DSSBS 44, NMI
-/// 61, SPINTMASK 62.
+/// 61, SPINTMASK 62. Not EE 25: L1 is shown ID_AA64MMFR0_EL1.BigEnd 0
+/// (no mixed-endian support), which makes EE RES0 (little-endian), and
+/// the service walks L1's tables little-endian (review 34 R34-6).
 pub const SCTLR_EL2_CARRIED: u64 = (1 << 0)
     | (1 << 1)
     | (1 << 2)
@@ -312,7 +315,6 @@ pub const SCTLR_EL2_CARRIED: u64 = (1 << 0)
     | (1 << 19)
     | (1 << 21)
     | (1 << 22)
-    | (1 << 25)
     | (1 << 27)
     | (1 << 30)
     | (1 << 31)
@@ -515,7 +517,11 @@ pub const fn tcr_el1_for_vhe_vel2(tcr: u64, features: &Stage1Features) -> u64 {
         0b11 => Granule::K64.tg0(),
         _ => 0b11, // reserved
     });
-    let ds = tcr & tcr_el1::DS != 0;
+    // DS needs FEAT_LPA2 for both granules in use (one TCR field); the
+    // TxSZ limits are those of the DS the hardware gets (review 34 R34-5:
+    // a DS dropped for a 64 KiB TG1 left a 52-bit T0SZ with DS 0).
+    let ds_ok = features.ds_allowed(g0) && features.ds_allowed(g1);
+    let ds = tcr & tcr_el1::DS != 0 && ds_ok;
     let t0sz = features.clamp_txsz(tcr & 0x3f, g0, ds);
     let t1sz = features.clamp_txsz((tcr >> 16) & 0x3f, g1, ds);
     let ips = (tcr >> tcr_el1::IPS_SHIFT) & 0b111;
@@ -524,8 +530,6 @@ pub const fn tcr_el1_for_vhe_vel2(tcr: u64, features: &Stage1Features) -> u64 {
     } else {
         ips
     };
-    // DS needs FEAT_LPA2 for both granules in use (one TCR field).
-    let ds_ok = features.ds_allowed(g0) && features.ds_allowed(g1);
     let kept = tcr
         & !(0x3f
             | (0b11 << 14)
@@ -546,14 +550,18 @@ pub const fn tcr_el1_for_vhe_vel2(tcr: u64, features: &Stage1Features) -> u64 {
 pub const SCTLR_SPAN: u64 = 1 << 23;
 
 /// The hardware SCTLR_EL1 for a VHE L1's SCTLR_EL2 (E2H = 1: SCTLR_EL1's
-/// layout): as written, with SPAN set: with {E2H, TGE} = {1, 0} an
+/// layout): as written, without EE (RES0: BigEnd 0 is shown, see
+/// [`SCTLR_EL2_CARRIED`]), with SPAN set: with {E2H, TGE} = {1, 0} an
 /// exception taken to EL2 leaves PSTATE.PAN alone, where the hardware's
 /// entry to EL1 would set it if SPAN were 0. (A limit: with TGE = 1, which
 /// L1 can set without a trap, an exception L1 takes from its EL2 to itself
 /// should set PAN when its SPAN is 0, and does not.)
 pub const fn sctlr_el1_for_vhe_vel2(sctlr: u64) -> u64 {
-    sctlr | SCTLR_SPAN
+    (sctlr | SCTLR_SPAN) & !SCTLR_EE
 }
+
+/// SCTLR_ELx.EE.
+pub const SCTLR_EE: u64 = 1 << 25;
 
 /// A VHE L1's SCTLR_EL2 and TCR_EL2 as it wrote them (what its reads
 /// return; the hardware has their conversions). Its other EL2&0 registers
@@ -1105,10 +1113,47 @@ mod tests {
     fn a_vhe_sctlr_keeps_its_fields_and_gets_span() {
         for bit in 0..64 {
             let v = 1u64 << bit;
-            assert_eq!(sctlr_el1_for_vhe_vel2(v), v | SCTLR_SPAN, "bit {bit}");
+            // Every field as written but EE (RES0, review 34 R34-6).
+            assert_eq!(
+                sctlr_el1_for_vhe_vel2(v),
+                (v | SCTLR_SPAN) & !SCTLR_EE,
+                "bit {bit}"
+            );
         }
         assert!(!VheRegime::RESET.mmu_on());
         assert!(VheRegime { sctlr: 1, tcr: 0 }.mmu_on());
         assert_eq!(VheRegime::RESET.sctlr & SCTLR_SPAN, SCTLR_SPAN);
+    }
+
+    /// Review 34 R34-5: a VHE L1's TCR with TG0 4 KiB, TG1 64 KiB, DS = 1
+    /// and T0SZ 12 (a 52-bit TTBR0 range, legal with LPA2 for 4 KiB): DS
+    /// needs LPA2 for both granules and 64 KiB has none, so it is dropped,
+    /// and T0SZ is then clamped to the DS = 0 limit (16), never left at 12.
+    #[test]
+    fn a_dropped_ds_clamps_txsz_to_the_limits_without_it() {
+        let tcr = 12
+            | (0b01 << 8)
+            | (0b01 << 10)
+            | (0b11 << 12)
+            | (25 << 16)
+            | (0b11 << 30)
+            | (0b010 << 32)
+            | tcr_el1::DS;
+        let out = tcr_el1_for_vhe_vel2(tcr, &RICH);
+        assert_eq!(out & tcr_el1::DS, 0);
+        assert_eq!(t0sz(out), 16);
+        // With TG1 4 KiB too, DS stays and T0SZ 12 is legal.
+        let both_4k = (tcr & !(0b11 << 30)) | (0b10 << 30);
+        let out = tcr_el1_for_vhe_vel2(both_4k, &RICH);
+        assert_ne!(out & tcr_el1::DS, 0);
+        assert_eq!(t0sz(out), 12);
+    }
+
+    /// Review 34 R34-6: L1 is shown BigEnd 0, so SCTLR_EL2.EE is RES0: it
+    /// never reaches the hardware, in either mode.
+    #[test]
+    fn sctlr_ee_never_reaches_the_hardware() {
+        assert_eq!(sctlr_el1_for_vel2(SCTLR_EL2_RESET | SCTLR_EE) & SCTLR_EE, 0);
+        assert_eq!(sctlr_el1_for_vhe_vel2(SCTLR_EE) & SCTLR_EE, 0);
     }
 }

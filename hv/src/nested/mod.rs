@@ -58,6 +58,21 @@ pub const fn stage1_tlbi_form_shown(crn: u8, crm: u8, features: ipc::tlbi::TlbiF
     (features.outer_shareable || !outer) && (features.range || !range) && (features.nxs || crn != 9)
 }
 
+/// Whether a TLBI with op0 1, op1 4 and these CRm/op2 that is not a
+/// stage-2 form (`ipc::Tlbi::from_sys_encoding` decodes those) is one of
+/// the EL2 regime's stage-1 forms (DDI 0487, C5.5): ALLE2 (op2 0) and VAE2,
+/// VALE2 (op2 1, 5) with CRm 7 (non-shareable), 3 (IS), 1 (OS); RVAE2,
+/// RVALE2 (op2 1, 5) with CRm 6, 2 (IS), 5 (OS). Any other encoding is
+/// unallocated, UNDEFINED for L1 (review 34 R34-8); FEAT_TLBIW's VMALLWS2E1
+/// (op2 2) is hidden, and so is not one.
+pub const fn el2_stage1_tlbi_form(crm: u8, op2: u8) -> bool {
+    match op2 {
+        0 => matches!(crm, 1 | 3 | 7),
+        1 | 5 => matches!(crm, 1 | 2 | 3 | 5 | 6 | 7),
+        _ => false,
+    }
+}
+
 /// Which translation regime an EL1-encoded stage-1 TLBI (op1 0: VAE1,
 /// ASIDE1, VMALLE1, VAALE1, ...) that L1 executes at virtual EL2 acts on,
 /// from L1's virtual HCR_EL2: with {E2H, TGE} = {1, 1} the EL2&0 regime,

@@ -587,3 +587,40 @@ fn tea_routes_external_aborts_only_with_ras() {
     assert!(!l1_routes_external_aborts(0, ras));
     assert!(l1_routes_external_aborts(tea | 1, 2 << 28));
 }
+
+/// The EL2 stage-1 TLBI forms L1 may issue (op1 4), and nothing else: every
+/// (CRm, op2) of CRn 8 that is neither such a form nor a stage-2 form ipc
+/// decodes is unallocated (review 34 R34-8).
+#[test]
+fn el2_stage1_tlbi_forms_are_the_allocated_ones() {
+    use crate::nested::el2_stage1_tlbi_form;
+    let allocated = [
+        (7, 0),
+        (3, 0),
+        (1, 0), // ALLE2, ALLE2IS, ALLE2OS
+        (7, 1),
+        (3, 1),
+        (1, 1), // VAE2
+        (7, 5),
+        (3, 5),
+        (1, 5), // VALE2
+        (6, 1),
+        (2, 1),
+        (5, 1), // RVAE2
+        (6, 5),
+        (2, 5),
+        (5, 5), // RVALE2
+    ];
+    for crm in 0..16u8 {
+        for op2 in 0..8u8 {
+            let stage2 = ipc::tlbi::Tlbi::from_sys_encoding(1, 4, 8, crm, op2).is_some();
+            let expected = allocated.contains(&(crm, op2));
+            assert_eq!(
+                el2_stage1_tlbi_form(crm, op2),
+                expected,
+                "CRm {crm} op2 {op2}"
+            );
+            assert!(!(stage2 && expected), "CRm {crm} op2 {op2} is both");
+        }
+    }
+}

@@ -67,6 +67,14 @@ pub(super) fn load_l1_regime(nested: &Nested, regime: &NonVheRegime) {
         return;
     }
     let hw = regime.hardware(&nested.stage1);
+    // A non-VHE L1 runs at hardware EL1, where CPACR_EL1 decides whether
+    // its FP/SIMD use traps; its own control would be CPTR_EL2.TFP (E2H =
+    // 0 layout), which hv does not emulate (UNDEFINED for L1), and its
+    // CPACR_EL1 accesses mean L2's register (NV1: the VNCR page). So L1
+    // gets what CPTR_EL2 with TFP 0 gives: FP/SIMD untrapped (review 34
+    // R34-1). (A VHE L1 reaches the hardware CPACR_EL1 itself, as its
+    // CPTR_EL2 in the E2H = 1 layout.)
+    write_sysreg!("cpacr_el1", CPACR_FPEN_UNTRAPPED);
     write_sysreg!("mair_el1", hw.mair);
     write_sysreg!("amair_el1", hw.amair);
     write_sysreg!("tcr_el1", defective_t0sz(nested, hw.tcr));
@@ -86,13 +94,33 @@ pub(super) fn l1_hcr(nested: &Nested, vcpu: &Vcpu) -> u64 {
     nested.mode.hardware_hcr(mmu_on && !nested.keep_dc)
 }
 
+/// CPACR_EL1.FPEN 0b11: FP/SIMD at EL1 and EL0 not trapped.
+const CPACR_FPEN_UNTRAPPED: u64 = 0b11 << 20;
+
 /// After L1's SCTLR_EL2.M changed: the hardware HCR_EL2.DC (L1 runs, so
 /// its HCR_EL2 is the hardware one) as [`l1_hcr`] says, every other bit
-/// left as it is.
+/// left as it is. HCR_EL2.DC is permitted to be cached in a TLB, and
+/// SCTLR_EL2.M, the bit L1 changed, is not, so L1 owes no TLBI for it:
+/// hv drops the entries of L1's VMID (the current one) made under the
+/// old DC itself (review 34 R34-3).
 fn follow_dc(nested: &Nested, vcpu: &Vcpu) {
     let dc = l1_hcr(nested, vcpu) & super::hcr::DC;
     let hcr = read_sysreg!("hcr_el2");
+    if hcr & super::hcr::DC == dc {
+        return;
+    }
     write_sysreg!("hcr_el2", (hcr & !super::hcr::DC) | dc);
+    cpu::isb();
+    // SAFETY: TLB maintenance of the current VMID's stage-1 entries on
+    // this PE (L1's, which runs here); it touches no memory hv relies on.
+    unsafe {
+        core::arch::asm!(
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// A non-VHE L1's trapped MRS/MSR with op0 3, op1 4: its EL2 stage-1
