@@ -128,8 +128,9 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
         IdRegister::Mmfr3 => host & !((1 << 40) - 1),
         // NV_frac [23:20]: no FEAT_NV2p1 (L1 is shown no FEAT_NV at all).
         // E2H0 [27:24] 0b1110: FEAT_E2H0 not implemented, HCR_EL2.E2H is
-        // RES1 (hv runs L1 with NV1 = 0, the layout of an E2H = 1 guest
-        // hypervisor: review 23 H2).
+        // RES1 (hv runs this, VHE, L1 with NV1 = 0, the layout of an E2H =
+        // 1 guest hypervisor: review 23 H2; a non-VHE L1 is shown
+        // `shown_to_non_vhe_l1` and runs with NV1 = 1).
         IdRegister::Mmfr4 => with_field(with_field(host, 20, 0), 24, 0b1110),
         IdRegister::Pfr0 => {
             let v = with_field(host, 44, 0); // AMU
