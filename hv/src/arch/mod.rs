@@ -23,6 +23,11 @@ macro_rules! assembled_image {
     };
 }
 
+// The assembly fragments the test guest hypervisors share (macros, so
+// declared before the `nested_l1*` modules that use them).
+#[macro_use]
+mod nested_l1_asm;
+
 pub mod boot;
 pub mod console;
 pub mod cpu;

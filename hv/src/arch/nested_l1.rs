@@ -37,22 +37,8 @@
 use core::arch::global_asm;
 
 global_asm!(
+    l1_asm_macros!("UMBRA_L1", "umbra_l1"),
     r#"
-.macro UMBRA_L1_MOV64 reg, val
-    movz    \reg, #((\val) & 0xffff)
-    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
-    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
-.endm
-.macro UMBRA_L1_PUTS label
-    adr     x10, \label
-    bl      umbra_l1_puts
-.endm
-.macro UMBRA_L1_HEX reg
-    mov     x11, \reg
-    bl      umbra_l1_hex
-.endm
-
 .pushsection .rodata.umbra_l1, "a"
 .balign 4096
 .global umbra_l1_image
@@ -96,17 +82,7 @@ umbra_l1_image:
     str     x1, [x12, #0x2000]
     // L2's stage 2: root (level 1), level 2, level 3, zeroed.
     add     x13, x9, #0x200000
-    mov     x2, #0
-1:  str     xzr, [x13, x2]
-    add     x2, x2, #8
-    cmp     x2, #0x3000
-    b.lo    1b
-    add     x1, x13, #0x1000
-    orr     x1, x1, #3
-    str     x1, [x13]
-    add     x14, x13, #0x2000
-    orr     x1, x14, #3
-    str     x1, [x13, #0x1000]
+    UMBRA_L1_L2_STAGE2_TABLES
     // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
     adr     x1, umbra_l2_payload
     orr     x1, x1, #0x7ff
@@ -117,58 +93,21 @@ umbra_l1_image:
     // RAM): L2's load there takes a synchronous external abort at its EL1.
     UMBRA_L1_MOV64 x1, ({l1_hole} | 0x7ff)
     str     x1, [x14, #0x102 * 8]
-    dsb     ishst
-    UMBRA_L1_MOV64 x1, {vtcr}
-    msr     vtcr_el2, x1
-    UMBRA_L1_MOV64 x2, {vmid_shifted}
-    orr     x1, x13, x2
-    msr     vttbr_el2, x1
-    UMBRA_L1_MOV64 x1, {vhcr}
-    msr     hcr_el2, x1
+    UMBRA_L1_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     isb
     // L2's VBAR_EL1 through VBAR_EL12 (S3_5_C12_C0_0), which NV2 turns
     // into a store to the VNCR page; L2 reports what it reads.
     UMBRA_L1_MOV64 x1, {l2_vbar}
     msr     s3_5_c12_c0_0, x1
     UMBRA_L1_PUTS umbra_l1_msg_enter
-    mov     x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1_AT_L2_PAYLOAD
     mov     x1, #0
     mov     x2, #0
     eret
 
-// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
-umbra_l1_puts:
-    ldrb    w1, [x10], #1
-    cbz     w1, 2f
-    UMBRA_L1_MOV64 x0, {putc}
-    hvc     #0
-    b       umbra_l1_puts
-2:  ret
-
-// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15; each call
-// returns its status in x0).
-umbra_l1_hex:
-    UMBRA_L1_MOV64 x0, {putc}
-    mov     x1, #'0'
-    hvc     #0
-    UMBRA_L1_MOV64 x0, {putc}
-    mov     x1, #'x'
-    hvc     #0
-    mov     x15, #60
-3:  lsr     x1, x11, x15
-    and     x1, x1, #0xf
-    cmp     x1, #10
-    b.lo    4f
-    add     x1, x1, #('a' - '0' - 10)
-4:  add     x1, x1, #'0'
-    UMBRA_L1_MOV64 x0, {putc}
-    hvc     #0
-    subs    x15, x15, #4
-    b.ge    3b
-    ret
+"#,
+    l1_asm_print!("UMBRA_L1", "umbra_l1"),
+    r#"
 
 umbra_l1_fail_el:
     mov     x11, x1
@@ -183,43 +122,17 @@ umbra_l1_fail_parange:
     adr     x10, umbra_l1_msg_fail_parange
     b       umbra_l1_fail
 
-// Prints the FAIL sentinel, the message at x10 and the value x11, then
-// PSCI SYSTEM_RESET.
-umbra_l1_fail:
-    mov     x16, x10
-    mov     x17, x11
-    UMBRA_L1_PUTS umbra_l1_msg_fail
-    mov     x10, x16
-    bl      umbra_l1_puts
-    UMBRA_L1_HEX x17
-    UMBRA_L1_PUTS umbra_l1_msg_nl
-    UMBRA_L1_MOV64 x0, 0x84000009
-    hvc     #0
-5:  b       5b
-
-.balign 2048
-umbra_l1_vectors:
-    .rept 4
-    b       umbra_l1_unexpected
-    .balign 128
-    .endr
-    b       umbra_l1_current_sync
-    .balign 128
-    .rept 3
-    b       umbra_l1_unexpected
-    .balign 128
-    .endr
-    b       umbra_l1_lower_sync
-    .balign 128
-    .rept 7
-    b       umbra_l1_unexpected
-    .balign 128
-    .endr
-
-umbra_l1_unexpected:
-    mrs     x11, esr_el2
-    adr     x10, umbra_l1_msg_unexpected
-    b       umbra_l1_fail
+"#,
+    l1_asm_fail!("UMBRA_L1", "umbra_l1"),
+    l1_asm_vectors!(
+        "UMBRA_L1",
+        "umbra_l1",
+        "umbra_l1_current_sync",
+        "umbra_l1_unexpected",
+        "umbra_l1_lower_sync",
+        "umbra_l1_unexpected",
+    ),
+    r#"
 
 // The expected external abort of L1's own load past its RAM (x1 holds
 // the address): EC 0x25 (data abort, same EL), DFSC 0x10, FAR_EL2 = x1;
@@ -247,23 +160,7 @@ umbra_l1_current_sync:
     eret
 
 umbra_l1_lower_sync:
-    sub     sp, sp, #256
-    stp     x0, x1, [sp, #0]
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    str     x30, [sp, #240]
+    UMBRA_L1_SAVE
     adr     x9, umbra_l1_image
     add     x14, x9, #0x202000
     mrs     x19, esr_el2
@@ -277,23 +174,7 @@ umbra_l1_lower_sync:
     b       umbra_l1_fail
 
 umbra_l1_resume:
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
-    ldr     x30, [sp, #240]
-    add     sp, sp, #256
+    UMBRA_L1_RESTORE
     eret
 
 umbra_l1_hvc:
@@ -312,11 +193,7 @@ umbra_l1_hvc:
     b       umbra_l1_fail
 
 umbra_l1_hvc1:
-    UMBRA_L1_MOV64 x3, {magic_a}
-    mov     x11, x22
-    adr     x10, umbra_l1_msg_bad_a
-    cmp     x22, x3
-    b.ne    umbra_l1_fail
+    UMBRA_L1_EXPECT x22, {magic_a}, umbra_l1_msg_bad_a
     // L2's x3: its VBAR_EL1 as L1 set it; and VBAR_EL12 reads it back from
     // the VNCR page, where hv saved L2's EL1 state on this exit.
     UMBRA_L1_MOV64 x3, {l2_vbar}
@@ -348,25 +225,17 @@ umbra_l1_hvc1:
     cmp     x3, #0x10
     b.ne    umbra_l1_fail
     UMBRA_L1_PUTS umbra_l1_msg_l2_sea
-    UMBRA_L1_PUTS umbra_l1_msg_read_a
-    UMBRA_L1_HEX x22
-    UMBRA_L1_PUTS umbra_l1_msg_nl
+    UMBRA_L1_REPORT umbra_l1_msg_read_a, x22
     b       umbra_l1_resume
 
 umbra_l1_hvc2:
-    UMBRA_L1_MOV64 x3, {magic_b}
-    mov     x11, x22
-    adr     x10, umbra_l1_msg_bad_b
-    cmp     x22, x3
-    b.ne    umbra_l1_fail
+    UMBRA_L1_EXPECT x22, {magic_b}, umbra_l1_msg_bad_b
     adr     x4, umbra_l1_faults
     ldr     x11, [x4]
     adr     x10, umbra_l1_msg_bad_faults
     cmp     x11, #1
     b.ne    umbra_l1_fail
-    UMBRA_L1_PUTS umbra_l1_msg_read_b
-    UMBRA_L1_HEX x22
-    UMBRA_L1_PUTS umbra_l1_msg_nl
+    UMBRA_L1_REPORT umbra_l1_msg_read_b, x22
     // Remap L2 0x100000 from A to C: break, TLBI, make, TLBI.
     str     xzr, [x14, #0x100 * 8]
     dsb     ishst
@@ -394,9 +263,7 @@ umbra_l1_hvc3:
     b.eq    umbra_l1_fail
     adr     x10, umbra_l1_msg_bad_c
     b       umbra_l1_fail
-6:  UMBRA_L1_PUTS umbra_l1_msg_read_c
-    UMBRA_L1_HEX x22
-    UMBRA_L1_PUTS umbra_l1_msg_nl
+6:  UMBRA_L1_REPORT umbra_l1_msg_read_c, x22
     // L2 again with L1's stage 2 off (virtual HCR_EL2.VM = 0): L2's IPA
     // is L1's, so L2 (MMU off) runs at umbra_l2_direct's L1 IPA and reads
     // page C at its L1 IPA (L2's x1).
@@ -413,62 +280,14 @@ umbra_l1_hvc3:
     b       umbra_l1_resume
 
 umbra_l1_hvc4:
-    UMBRA_L1_MOV64 x3, {magic_c}
-    mov     x11, x22
-    adr     x10, umbra_l1_msg_bad_direct
-    cmp     x22, x3
-    b.ne    umbra_l1_fail
-    UMBRA_L1_PUTS umbra_l1_msg_read_direct
-    UMBRA_L1_HEX x22
-    UMBRA_L1_PUTS umbra_l1_msg_nl
+    UMBRA_L1_EXPECT x22, {magic_c}, umbra_l1_msg_bad_direct
+    UMBRA_L1_REPORT umbra_l1_msg_read_direct, x22
     UMBRA_L1_PUTS umbra_l1_msg_pass
-    UMBRA_L1_MOV64 x0, 0x84000008
-    hvc     #0
-7:  b       7b
+    UMBRA_L1_SYSTEM_OFF
 
-umbra_l1_dabt:
-    mrs     x22, hpfar_el2
-    mrs     x23, far_el2
-    ubfx    x24, x22, #4, #40
-    lsl     x24, x24, #12
-    and     x25, x23, #0xfff
-    orr     x24, x24, x25
-    UMBRA_L1_PUTS umbra_l1_msg_fault
-    UMBRA_L1_HEX x24
-    UMBRA_L1_PUTS umbra_l1_msg_esr
-    UMBRA_L1_HEX x19
-    UMBRA_L1_PUTS umbra_l1_msg_nl
-    // Only L2's load from 0x101000, a translation fault (DFSC 0b0001xx).
-    bic     x25, x24, #0xfff
-    UMBRA_L1_MOV64 x26, 0x101000
-    mov     x11, x24
-    adr     x10, umbra_l1_msg_bad_fault
-    cmp     x25, x26
-    b.ne    umbra_l1_fail
-    and     x26, x19, #0x3c
-    mov     x11, x19
-    cmp     x26, #0x4
-    b.ne    umbra_l1_fail
-    adr     x4, umbra_l1_faults
-    ldr     x5, [x4]
-    add     x5, x5, #1
-    str     x5, [x4]
-    mov     x11, x5
-    adr     x10, umbra_l1_msg_bad_faults
-    cmp     x5, #1
-    b.ne    umbra_l1_fail
-    add     x1, x9, #0x301000
-    orr     x1, x1, #0x7ff
-    str     x1, [x14, #0x101 * 8]
-    dsb     ishst
-    mov     x1, #0x101
-    tlbi    ipas2e1is, x1
-    dsb     ish
-    tlbi    vmalle1is
-    dsb     ish
-    isb
-    UMBRA_L1_PUTS umbra_l1_msg_mapped
-    b       umbra_l1_resume
+"#,
+    l1_asm_demand_fault!("UMBRA_L1", "umbra_l1"),
+    r#"
 
 .balign 8
 umbra_l1_faults:

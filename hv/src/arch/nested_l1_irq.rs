@@ -50,67 +50,21 @@
 use core::arch::global_asm;
 
 global_asm!(
+    l1_asm_macros!("UMBRA_L1I", "umbra_l1i"),
     r#"
-.macro UMBRA_L1I_MOV64 reg, val
-    movz    \reg, #((\val) & 0xffff)
-    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
-    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
-.endm
-.macro UMBRA_L1I_PUTS label
-    adr     x10, \label
-    bl      umbra_l1i_puts
-.endm
-.macro UMBRA_L1I_HEX reg
-    mov     x11, \reg
-    bl      umbra_l1i_hex
-.endm
-// Fails with `msg` and the value of `reg` unless `reg` equals `val`
-// (clobbers x3, x10, x11).
-.macro UMBRA_L1I_EXPECT reg, val, msg
-    UMBRA_L1I_MOV64 x3, \val
-    mov     x11, \reg
-    adr     x10, \msg
-    cmp     \reg, x3
-    b.ne    umbra_l1i_fail
-.endm
-.macro UMBRA_L1I_SAVE
-    sub     sp, sp, #256
-    stp     x0, x1, [sp, #0]
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    str     x30, [sp, #240]
-.endm
-.macro UMBRA_L1I_RESTORE
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
-    ldr     x30, [sp, #240]
-    add     sp, sp, #256
+// Unmasks IRQs for a moment (an interrupt pending at L1's virtual EL2 is
+// taken there) and masks them again. Its IRQ overwrites ELR_EL2 and
+// SPSR_EL2 (L2's return): kept aside (clobbers x24, x25).
+.macro UMBRA_L1I_IRQ_WINDOW
+    mrs     x24, elr_el2
+    mrs     x25, spsr_el2
+    msr     daifclr, #2
+    isb
+    nop
+    nop
+    msr     daifset, #2
+    msr     elr_el2, x24
+    msr     spsr_el2, x25
 .endm
 
 .pushsection .rodata.umbra_l1_irq, "a"
@@ -127,9 +81,7 @@ umbra_l1_irq_image:
     isb
     // ICH_VTR_EL2 (trapped): no direct injection (nV4), some LRs.
     mrs     x19, s3_4_c12_c11_1
-    UMBRA_L1I_PUTS umbra_l1i_msg_vtr
-    UMBRA_L1I_HEX x19
-    UMBRA_L1I_PUTS umbra_l1i_msg_nl
+    UMBRA_L1I_REPORT umbra_l1i_msg_vtr, x19
     ubfx    x1, x19, #20, #1
     UMBRA_L1I_EXPECT x1, 1, umbra_l1i_msg_bad_vtr
     // L1's own interface: everything in, group 1 on (PSTATE.I masked).
@@ -141,28 +93,11 @@ umbra_l1_irq_image:
     // L2's stage 2: root (level 1), level 2, level 3, zeroed; L2 IPA
     // 0x80000 -> the payload page.
     add     x13, x9, #0x200000
-    mov     x2, #0
-1:  str     xzr, [x13, x2]
-    add     x2, x2, #8
-    cmp     x2, #0x3000
-    b.lo    1b
-    add     x1, x13, #0x1000
-    orr     x1, x1, #3
-    str     x1, [x13]
-    add     x14, x13, #0x2000
-    orr     x1, x14, #3
-    str     x1, [x13, #0x1000]
+    UMBRA_L1I_L2_STAGE2_TABLES
     adr     x1, umbra_l2i_payload
     orr     x1, x1, #0x7ff
     str     x1, [x14, #0x80 * 8]
-    dsb     ishst
-    UMBRA_L1I_MOV64 x1, {vtcr}
-    msr     vtcr_el2, x1
-    UMBRA_L1I_MOV64 x2, {vmid_shifted}
-    orr     x1, x13, x2
-    msr     vttbr_el2, x1
-    UMBRA_L1I_MOV64 x1, {vhcr}
-    msr     hcr_el2, x1
+    UMBRA_L1I_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     UMBRA_L1I_MOV64 x1, {l2_vbar}
     msr     s3_5_c12_c0_0, x1
     // A: vINTID 42 pending in LR0, the interface on, L2's VMCR 0.
@@ -173,93 +108,27 @@ umbra_l1_irq_image:
     msr     s3_4_c12_c11_0, x1
     isb
     UMBRA_L1I_PUTS umbra_l1i_msg_enter
-    mov     x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1I_AT_L2_PAYLOAD
     eret
 
-// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
-umbra_l1i_puts:
-    ldrb    w1, [x10], #1
-    cbz     w1, 2f
-    UMBRA_L1I_MOV64 x0, {putc}
-    hvc     #0
-    b       umbra_l1i_puts
-2:  ret
+"#,
+    l1_asm_print!("UMBRA_L1I", "umbra_l1i"),
+    r#"
 
-// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15).
-umbra_l1i_hex:
-    UMBRA_L1I_MOV64 x0, {putc}
-    mov     x1, #'0'
-    hvc     #0
-    UMBRA_L1I_MOV64 x0, {putc}
-    mov     x1, #'x'
-    hvc     #0
-    mov     x15, #60
-3:  lsr     x1, x11, x15
-    and     x1, x1, #0xf
-    cmp     x1, #10
-    b.lo    4f
-    add     x1, x1, #('a' - '0' - 10)
-4:  add     x1, x1, #'0'
-    UMBRA_L1I_MOV64 x0, {putc}
-    hvc     #0
-    subs    x15, x15, #4
-    b.ge    3b
-    ret
-
-// Prints the FAIL sentinel, the message at x10 and the value x11, then
-// PSCI SYSTEM_RESET.
-umbra_l1i_fail:
-    mov     x16, x10
-    mov     x17, x11
-    UMBRA_L1I_PUTS umbra_l1i_msg_fail
-    mov     x10, x16
-    bl      umbra_l1i_puts
-    UMBRA_L1I_HEX x17
-    UMBRA_L1I_PUTS umbra_l1i_msg_nl
-    UMBRA_L1I_MOV64 x0, 0x84000009
-    hvc     #0
-5:  b       5b
-
-.balign 2048
-umbra_l1i_vectors:
-    // Current EL, SP0: sync, IRQ, FIQ, SError.
-    .rept 4
-    b       umbra_l1i_unexpected
-    .balign 128
-    .endr
-    // Current EL, SPx: sync; IRQ (D: L1's own maintenance interrupt
-    // once it unmasks); FIQ, SError.
-    b       umbra_l1i_unexpected
-    .balign 128
-    b       umbra_l1i_irq
-    .balign 128
-    .rept 2
-    b       umbra_l1i_unexpected
-    .balign 128
-    .endr
-    // Lower EL, AArch64: sync (L2's HVCs); IRQ (B, C: the maintenance
-    // interrupt taking L1 out of L2); FIQ, SError.
-    b       umbra_l1i_lower_sync
-    .balign 128
-    b       umbra_l1i_irq
-    .balign 128
-    .rept 2
-    b       umbra_l1i_unexpected
-    .balign 128
-    .endr
-    // Lower EL, AArch32.
-    .rept 4
-    b       umbra_l1i_unexpected
-    .balign 128
-    .endr
-
-umbra_l1i_unexpected:
-    mrs     x11, esr_el2
-    adr     x10, umbra_l1i_msg_unexpected
-    b       umbra_l1i_fail
+"#,
+    l1_asm_fail!("UMBRA_L1I", "umbra_l1i"),
+    // The current EL's IRQ: D, L1's own maintenance interrupt once it
+    // unmasks; the lower EL's: B, C, the maintenance interrupt taking L1
+    // out of L2 (whose HVCs are the lower EL's synchronous exceptions).
+    l1_asm_vectors!(
+        "UMBRA_L1I",
+        "umbra_l1i",
+        "umbra_l1i_unexpected",
+        "umbra_l1i_irq",
+        "umbra_l1i_lower_sync",
+        "umbra_l1i_irq",
+    ),
+    r#"
 
 // L1's maintenance interrupt: acknowledged through its own ICV_IAR1,
 // served as ICH_MISR_EL2 says (EOI: the EOI-maintenance LR emptied;
@@ -392,9 +261,7 @@ umbra_l1i_hvc3:
     mov     x11, x21
     adr     x10, umbra_l1i_msg_ap1r_active
     cbz     x21, umbra_l1i_fail
-    UMBRA_L1I_PUTS umbra_l1i_msg_c_active
-    UMBRA_L1I_HEX x21
-    UMBRA_L1I_PUTS umbra_l1i_msg_nl
+    UMBRA_L1I_REPORT umbra_l1i_msg_c_active, x21
     msr     s3_4_c12_c12_0, xzr
     mrs     x21, s3_4_c12_c11_2
     UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_c
@@ -425,16 +292,7 @@ umbra_l1i_hvc4:
     adr     x4, umbra_l1i_irqs
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 2, umbra_l1i_msg_masked
-    // Its IRQ overwrites ELR_EL2 and SPSR_EL2 (L2's return): kept aside.
-    mrs     x24, elr_el2
-    mrs     x25, spsr_el2
-    msr     daifclr, #2
-    isb
-    nop
-    nop
-    msr     daifset, #2
-    msr     elr_el2, x24
-    msr     spsr_el2, x25
+    UMBRA_L1I_IRQ_WINDOW
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_unmasked
     adr     x4, umbra_l1i_misr_seen
@@ -477,23 +335,13 @@ umbra_l1i_hvc5:
     msr     s3_4_c12_c11_0, x1
     mrs     x21, s3_4_c12_c11_2
     UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_after
-    mrs     x24, elr_el2
-    mrs     x25, spsr_el2
-    msr     daifclr, #2
-    isb
-    nop
-    nop
-    msr     daifset, #2
-    msr     elr_el2, x24
-    msr     spsr_el2, x25
+    UMBRA_L1I_IRQ_WINDOW
     adr     x4, umbra_l1i_irqs
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_withdrawn
     UMBRA_L1I_PUTS umbra_l1i_msg_f
     UMBRA_L1I_PUTS umbra_l1i_msg_pass
-    UMBRA_L1I_MOV64 x0, 0x84000008
-    hvc     #0
-9:  b       9b
+    UMBRA_L1I_SYSTEM_OFF
 
 .balign 8
 umbra_l1i_irqs:

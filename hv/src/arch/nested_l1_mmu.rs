@@ -51,21 +51,8 @@
 use core::arch::global_asm;
 
 global_asm!(
+    l1_asm_macros!("UMBRA_L1M", "umbra_l1m"),
     r#"
-.macro UMBRA_L1M_MOV64 reg, val
-    movz    \reg, #((\val) & 0xffff)
-    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
-    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
-.endm
-.macro UMBRA_L1M_PUTS label
-    adr     x10, \label
-    bl      umbra_l1m_puts
-.endm
-.macro UMBRA_L1M_HEX reg
-    mov     x11, \reg
-    bl      umbra_l1m_hex
-.endm
 // \reg = the L1 IPA of the image (from a VA through either mapping).
 .macro UMBRA_L1M_BASE_IPA reg
     adr     \reg, umbra_l1m_image
@@ -272,36 +259,16 @@ umbra_l1m_image:
 3:  UMBRA_L1M_PUTS umbra_l1m_msg_remapped
     // L2's stage 2 at +0x200000: root (level 1), level 2, level 3.
     add     x13, x9, #0x200000
-    mov     x2, #0
-4:  str     xzr, [x13, x2]
-    add     x2, x2, #8
-    cmp     x2, #0x3000
-    b.lo    4b
-    add     x1, x13, #0x1000
-    orr     x1, x1, #3
-    str     x1, [x13]
-    add     x14, x13, #0x2000
-    orr     x1, x14, #3
-    str     x1, [x13, #0x1000]
+    UMBRA_L1M_L2_STAGE2_TABLES
     adr     x1, umbra_l2m_payload
     orr     x1, x1, #0x7ff
     str     x1, [x14, #0x80 * 8]
     orr     x1, x12, #0x7ff
     str     x1, [x14, #0x100 * 8]
-    dsb     ishst
-    UMBRA_L1M_MOV64 x1, {vtcr}
-    msr     vtcr_el2, x1
-    UMBRA_L1M_MOV64 x2, {vmid_shifted}
-    orr     x1, x13, x2
-    msr     vttbr_el2, x1
-    UMBRA_L1M_MOV64 x1, {vhcr}
-    msr     hcr_el2, x1
+    UMBRA_L1M_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     isb
     UMBRA_L1M_PUTS umbra_l1m_msg_enter
-    mov     x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1M_AT_L2_PAYLOAD
     eret
 
 // Checks the alias against the identity map both ways (clobbers x0-x7,
@@ -328,73 +295,21 @@ umbra_l1m_check_alias:
     mov     x30, x7
     ret
 
-// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
-umbra_l1m_puts:
-    ldrb    w1, [x10], #1
-    cbz     w1, 5f
-    UMBRA_L1M_MOV64 x0, {putc}
-    hvc     #0
-    b       umbra_l1m_puts
-5:  ret
+"#,
+    l1_asm_print!("UMBRA_L1M", "umbra_l1m"),
+    r#"
 
-// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15).
-umbra_l1m_hex:
-    UMBRA_L1M_MOV64 x0, {putc}
-    mov     x1, #'0'
-    hvc     #0
-    UMBRA_L1M_MOV64 x0, {putc}
-    mov     x1, #'x'
-    hvc     #0
-    mov     x15, #60
-6:  lsr     x1, x11, x15
-    and     x1, x1, #0xf
-    cmp     x1, #10
-    b.lo    7f
-    add     x1, x1, #('a' - '0' - 10)
-7:  add     x1, x1, #'0'
-    UMBRA_L1M_MOV64 x0, {putc}
-    hvc     #0
-    subs    x15, x15, #4
-    b.ge    6b
-    ret
-
-// Prints the FAIL sentinel, the message at x10 and the value x11, then
-// PSCI SYSTEM_RESET.
-umbra_l1m_fail:
-    mov     x16, x10
-    mov     x17, x11
-    UMBRA_L1M_PUTS umbra_l1m_msg_fail
-    mov     x10, x16
-    bl      umbra_l1m_puts
-    UMBRA_L1M_HEX x17
-    UMBRA_L1M_PUTS umbra_l1m_msg_nl
-    UMBRA_L1M_MOV64 x0, 0x84000009
-    hvc     #0
-8:  b       8b
-
-.balign 2048
-umbra_l1m_vectors:
-    .rept 4
-    b       umbra_l1m_unexpected
-    .balign 128
-    .endr
-    b       umbra_l1m_current_sync
-    .balign 128
-    .rept 3
-    b       umbra_l1m_unexpected
-    .balign 128
-    .endr
-    b       umbra_l1m_lower_sync
-    .balign 128
-    .rept 7
-    b       umbra_l1m_unexpected
-    .balign 128
-    .endr
-
-umbra_l1m_unexpected:
-    mrs     x11, esr_el2
-    adr     x10, umbra_l1m_msg_unexpected
-    b       umbra_l1m_fail
+"#,
+    l1_asm_fail!("UMBRA_L1M", "umbra_l1m"),
+    l1_asm_vectors!(
+        "UMBRA_L1M",
+        "umbra_l1m",
+        "umbra_l1m_current_sync",
+        "umbra_l1m_unexpected",
+        "umbra_l1m_lower_sync",
+        "umbra_l1m_unexpected",
+    ),
+    r#"
 
 // An expected stage-1 data abort of L1's own load from x1 (the flag holds
 // 0x100 | the DFSC): EC 0x25 (data abort, same EL), WnR 0, that DFSC,
@@ -435,23 +350,7 @@ umbra_l1m_current_sync:
     eret
 
 umbra_l1m_lower_sync:
-    sub     sp, sp, #256
-    stp     x0, x1, [sp, #0]
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    str     x30, [sp, #240]
+    UMBRA_L1M_SAVE
     UMBRA_L1M_BASE_IPA x9
     add     x14, x9, #0x202000
     // The vector runs through the alias: the PC must be an alias VA.
@@ -471,23 +370,7 @@ umbra_l1m_lower_sync:
     b       umbra_l1m_fail
 
 umbra_l1m_resume:
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
-    ldr     x30, [sp, #240]
-    add     sp, sp, #256
+    UMBRA_L1M_RESTORE
     eret
 
 umbra_l1m_hvc:
@@ -502,30 +385,18 @@ umbra_l1m_hvc:
     b       umbra_l1m_fail
 
 umbra_l1m_hvc1:
-    UMBRA_L1M_MOV64 x3, {magic_a}
-    mov     x11, x22
-    adr     x10, umbra_l1m_msg_bad_a
-    cmp     x22, x3
-    b.ne    umbra_l1m_fail
-    UMBRA_L1M_PUTS umbra_l1m_msg_read_a
-    UMBRA_L1M_HEX x22
-    UMBRA_L1M_PUTS umbra_l1m_msg_nl
+    UMBRA_L1M_EXPECT x22, {magic_a}, umbra_l1m_msg_bad_a
+    UMBRA_L1M_REPORT umbra_l1m_msg_read_a, x22
     b       umbra_l1m_resume
 
 umbra_l1m_hvc2:
-    UMBRA_L1M_MOV64 x3, {magic_b}
-    mov     x11, x22
-    adr     x10, umbra_l1m_msg_bad_b
-    cmp     x22, x3
-    b.ne    umbra_l1m_fail
+    UMBRA_L1M_EXPECT x22, {magic_b}, umbra_l1m_msg_bad_b
     adr     x4, umbra_l1m_faults
     ldr     x11, [x4]
     adr     x10, umbra_l1m_msg_bad_faults
     cmp     x11, #1
     b.ne    umbra_l1m_fail
-    UMBRA_L1M_PUTS umbra_l1m_msg_read_b
-    UMBRA_L1M_HEX x22
-    UMBRA_L1M_PUTS umbra_l1m_msg_nl
+    UMBRA_L1M_REPORT umbra_l1m_msg_read_b, x22
     // L1's regime after L2 ran: its own fault again, and the alias.
     UMBRA_L1M_PROBE {unmapped_va}, 0x05
     bl      umbra_l1m_check_alias
@@ -537,53 +408,11 @@ umbra_l1m_hvc2:
     b       16f
 15: UMBRA_L1M_PUTS umbra_l1m_msg_pass_vhe
 16:
-    UMBRA_L1M_MOV64 x0, 0x84000008
-    hvc     #0
-9:  b       9b
+    UMBRA_L1M_SYSTEM_OFF
 
-umbra_l1m_dabt:
-    mrs     x22, hpfar_el2
-    mrs     x23, far_el2
-    ubfx    x24, x22, #4, #40
-    lsl     x24, x24, #12
-    and     x25, x23, #0xfff
-    orr     x24, x24, x25
-    UMBRA_L1M_PUTS umbra_l1m_msg_fault
-    UMBRA_L1M_HEX x24
-    UMBRA_L1M_PUTS umbra_l1m_msg_esr
-    UMBRA_L1M_HEX x19
-    UMBRA_L1M_PUTS umbra_l1m_msg_nl
-    // Only L2's load from 0x101000, a translation fault (DFSC 0b0001xx).
-    bic     x25, x24, #0xfff
-    UMBRA_L1M_MOV64 x26, 0x101000
-    mov     x11, x24
-    adr     x10, umbra_l1m_msg_bad_fault
-    cmp     x25, x26
-    b.ne    umbra_l1m_fail
-    and     x26, x19, #0x3c
-    mov     x11, x19
-    cmp     x26, #0x4
-    b.ne    umbra_l1m_fail
-    adr     x4, umbra_l1m_faults
-    ldr     x5, [x4]
-    add     x5, x5, #1
-    str     x5, [x4]
-    mov     x11, x5
-    adr     x10, umbra_l1m_msg_bad_faults
-    cmp     x5, #1
-    b.ne    umbra_l1m_fail
-    add     x1, x9, #0x301000
-    orr     x1, x1, #0x7ff
-    str     x1, [x14, #0x101 * 8]
-    dsb     ishst
-    mov     x1, #0x101
-    tlbi    ipas2e1is, x1
-    dsb     ish
-    tlbi    vmalle1is
-    dsb     ish
-    isb
-    UMBRA_L1M_PUTS umbra_l1m_msg_mapped
-    b       umbra_l1m_resume
+"#,
+    l1_asm_demand_fault!("UMBRA_L1M", "umbra_l1m"),
+    r#"
 
 .balign 8
 umbra_l1m_faults:

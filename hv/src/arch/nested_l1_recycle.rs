@@ -49,21 +49,8 @@
 use core::arch::global_asm;
 
 global_asm!(
+    l1_asm_macros!("UMBRA_L1R", "umbra_l1r"),
     r#"
-.macro UMBRA_L1R_MOV64 reg, val
-    movz    \reg, #((\val) & 0xffff)
-    movk    \reg, #(((\val) >> 16) & 0xffff), lsl #16
-    movk    \reg, #(((\val) >> 32) & 0xffff), lsl #32
-    movk    \reg, #(((\val) >> 48) & 0xffff), lsl #48
-.endm
-.macro UMBRA_L1R_PUTS label
-    adr     x10, \label
-    bl      umbra_l1r_puts
-.endm
-.macro UMBRA_L1R_HEX reg
-    mov     x11, \reg
-    bl      umbra_l1r_hex
-.endm
 // x13 = L2 g's root table (g in \g): x9 + 0x200000 + g * 0x3000.
 .macro UMBRA_L1R_TABLES g
     mov     x1, #0x3000
@@ -97,17 +84,7 @@ umbra_l1r_image:
     // Each L2's stage 2 and pages.
     mov     x20, #0
 1:  UMBRA_L1R_TABLES x20
-    mov     x2, #0
-2:  str     xzr, [x13, x2]
-    add     x2, x2, #8
-    cmp     x2, #0x3000
-    b.lo    2b
-    add     x1, x13, #0x1000
-    orr     x1, x1, #3
-    str     x1, [x13]
-    add     x14, x13, #0x2000
-    orr     x1, x14, #3
-    str     x1, [x13, #0x1000]
+    UMBRA_L1R_L2_STAGE2_TABLES
     // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
     // L2 3 (the second vCPU's) runs the reading loop.
     adr     x1, umbra_l1r_l2_payload
@@ -204,77 +181,28 @@ umbra_l1r_enter:
     orr     x1, x13, x2
     msr     vttbr_el2, x1
     isb
-    mov     x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1R_AT_L2_PAYLOAD
     mov     x1, x21
     mov     x2, #0
     mov     x3, #0
     mov     x4, #0
     eret
 
-// Prints the NUL-terminated string at x10 (clobbers x0, x1, x10).
-umbra_l1r_puts:
-    ldrb    w1, [x10], #1
-    cbz     w1, 3f
-    UMBRA_L1R_MOV64 x0, {putc}
-    hvc     #0
-    b       umbra_l1r_puts
-3:  ret
+"#,
+    l1_asm_print!("UMBRA_L1R", "umbra_l1r"),
+    r#"
 
-// Prints x11 as 0x and 16 hex digits (clobbers x0, x1, x15).
-umbra_l1r_hex:
-    UMBRA_L1R_MOV64 x0, {putc}
-    mov     x1, #'0'
-    hvc     #0
-    UMBRA_L1R_MOV64 x0, {putc}
-    mov     x1, #'x'
-    hvc     #0
-    mov     x15, #60
-4:  lsr     x1, x11, x15
-    and     x1, x1, #0xf
-    cmp     x1, #10
-    b.lo    5f
-    add     x1, x1, #('a' - '0' - 10)
-5:  add     x1, x1, #'0'
-    UMBRA_L1R_MOV64 x0, {putc}
-    hvc     #0
-    subs    x15, x15, #4
-    b.ge    4b
-    ret
-
-// Prints the FAIL sentinel, the message at x10 and the value x11, then
-// PSCI SYSTEM_RESET.
-umbra_l1r_fail:
-    mov     x16, x10
-    mov     x17, x11
-    UMBRA_L1R_PUTS umbra_l1r_msg_fail
-    mov     x10, x16
-    bl      umbra_l1r_puts
-    UMBRA_L1R_HEX x17
-    UMBRA_L1R_PUTS umbra_l1r_msg_nl
-    UMBRA_L1R_MOV64 x0, 0x84000009
-    hvc     #0
-6:  b       6b
-
-.balign 2048
-umbra_l1r_vectors:
-    .rept 8
-    b       umbra_l1r_unexpected
-    .balign 128
-    .endr
-    b       umbra_l1r_lower_sync
-    .balign 128
-    .rept 7
-    b       umbra_l1r_unexpected
-    .balign 128
-    .endr
-
-umbra_l1r_unexpected:
-    mrs     x11, esr_el2
-    adr     x10, umbra_l1r_msg_unexpected
-    b       umbra_l1r_fail
+"#,
+    l1_asm_fail!("UMBRA_L1R", "umbra_l1r"),
+    l1_asm_vectors!(
+        "UMBRA_L1R",
+        "umbra_l1r",
+        "umbra_l1r_unexpected",
+        "umbra_l1r_unexpected",
+        "umbra_l1r_lower_sync",
+        "umbra_l1r_unexpected",
+    ),
+    r#"
 
 // L2 g's report: x2 = its P, x3 = its Q, x4 = the round read back.
 umbra_l1r_lower_sync:
@@ -414,10 +342,7 @@ umbra_l1r_sec_enter:
     adr     x7, umbra_l1r_stop
     ldr     x1, [x7]
     cbnz    x1, umbra_l1r_sec_done
-    mov     x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1R_AT_L2_PAYLOAD
     UMBRA_L1R_MOV64 x1, {magic_p}
     add     x1, x1, #3
     UMBRA_L1R_MOV64 x7, {l2_reads}
@@ -433,16 +358,7 @@ umbra_l1r_sec_done:
 
 .balign 2048
 umbra_l1r_vectors2:
-    .rept 8
-    b       umbra_l1r_unexpected2
-    .balign 128
-    .endr
-    b       umbra_l1r_lower_sync2
-    .balign 128
-    .rept 7
-    b       umbra_l1r_unexpected2
-    .balign 128
-    .endr
+    UMBRA_L1R_VECTORS umbra_l1r_unexpected2, umbra_l1r_unexpected2, umbra_l1r_unexpected2, umbra_l1r_lower_sync2, umbra_l1r_unexpected2
 
 umbra_l1r_unexpected2:
     mrs     x11, esr_el2
