@@ -7,10 +7,49 @@
 
 use ipc::message::decode_request;
 use ipc::{
-    AccessKind, ClientError, ContextKey, Endpoint, InvalidateAck, Mapping, MemShareability,
-    Permissions, Record, Reply, Request, RingBuffer, SpinDoorbell, TranslateOutcome,
-    TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    AccessKind, ClientError, Consumer, ContextKey, Endpoint, InvalidateAck, Mapping,
+    MemShareability, Permissions, Producer, Record, Reply, Request, RingBuffer, SpinDoorbell,
+    TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
 };
+
+/// vCPU 0's request and reply rings, with one spinning doorbell for both
+/// directions; the tests take the service's ends by hand.
+struct Rings<const REQUESTS: usize, const REPLIES: usize> {
+    requests: RingBuffer<REQUESTS>,
+    replies: RingBuffer<REPLIES>,
+    bell: SpinDoorbell,
+}
+
+impl<const REQUESTS: usize, const REPLIES: usize> Rings<REQUESTS, REPLIES> {
+    fn new() -> Self {
+        Rings {
+            requests: RingBuffer::new(),
+            replies: RingBuffer::new(),
+            bell: SpinDoorbell,
+        }
+    }
+
+    fn client(&self) -> VcpuClient<'_, SpinDoorbell> {
+        VcpuClient::new(
+            VcpuId(0),
+            self.requests.ring(),
+            self.replies.ring(),
+            &self.bell,
+            &self.bell,
+        )
+        .unwrap()
+    }
+
+    /// The service's end of the request ring.
+    fn service_rx(&self) -> Consumer<'_> {
+        self.requests.ring().consumer().unwrap()
+    }
+
+    /// The service's end of the reply ring.
+    fn service_tx(&self) -> Producer<'_> {
+        self.replies.ring().producer().unwrap()
+    }
+}
 
 fn translate(ipa: u64) -> Request {
     Request::Translate(TranslateRequest {
@@ -47,13 +86,10 @@ fn is_mapped(reply: &Result<Reply, ClientError>) -> bool {
 /// is drained, calls work again.
 #[test]
 fn a_stray_reply_fails_one_call_and_the_client_recovers() {
-    let requests = RingBuffer::<4>::new();
-    let replies = RingBuffer::<4>::new();
-    let bell = SpinDoorbell;
-    let mut client =
-        VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
-    let mut service_rx = requests.ring().consumer().unwrap();
-    let mut service_tx = replies.ring().producer().unwrap();
+    let rings = Rings::<4, 4>::new();
+    let mut client = rings.client();
+    let mut service_rx = rings.service_rx();
+    let mut service_tx = rings.service_tx();
     service_tx.push(&unsolicited(0, 99)).unwrap();
     assert!(matches!(
         client.call(&translate(0x1000)),
@@ -83,12 +119,9 @@ fn a_stray_reply_fails_one_call_and_the_client_recovers() {
 /// that does not decode) frees no credit.
 #[test]
 fn only_the_oldest_outstanding_reply_returns_a_credit() {
-    let requests = RingBuffer::<4>::new();
-    let replies = RingBuffer::<4>::new();
-    let bell = SpinDoorbell;
-    let mut client =
-        VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
-    let mut service_tx = replies.ring().producer().unwrap();
+    let rings = Rings::<4, 4>::new();
+    let mut client = rings.client();
+    let mut service_tx = rings.service_tx();
     assert_eq!(
         client.send_batch(&[translate(0x1000), translate(0x2000)]),
         2
@@ -113,16 +146,16 @@ fn only_the_oldest_outstanding_reply_returns_a_credit() {
 /// answers every request it can see.
 #[test]
 fn a_stray_reply_cannot_overdraw_the_credits() {
-    let requests = RingBuffer::<4>::new();
-    let replies = RingBuffer::<2>::new();
-    let bell = SpinDoorbell;
-    let mut client =
-        VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
-    {
-        let mut stray = replies.ring().producer().unwrap();
-        stray.push(&unsolicited(0, 99)).unwrap();
-    }
-    let mut endpoint = Endpoint::new(VcpuId(0), requests.ring(), replies.ring(), &bell).unwrap();
+    let rings = Rings::<4, 2>::new();
+    let mut client = rings.client();
+    rings.service_tx().push(&unsolicited(0, 99)).unwrap();
+    let mut endpoint = Endpoint::new(
+        VcpuId(0),
+        rings.requests.ring(),
+        rings.replies.ring(),
+        &rings.bell,
+    )
+    .unwrap();
     assert_eq!(client.send_batch(&[translate(0x1000)]), 1);
     client.poll_replies(1, |_| {});
     let sent = client.send_batch(&[translate(0x2000), translate(0x3000)]);
@@ -140,12 +173,9 @@ fn a_stray_reply_cannot_overdraw_the_credits() {
 /// and the request stays outstanding.
 #[test]
 fn a_reply_for_another_vcpu_is_refused() {
-    let requests = RingBuffer::<4>::new();
-    let replies = RingBuffer::<4>::new();
-    let bell = SpinDoorbell;
-    let mut client =
-        VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
-    let mut service_tx = replies.ring().producer().unwrap();
+    let rings = Rings::<4, 4>::new();
+    let mut client = rings.client();
+    let mut service_tx = rings.service_tx();
     service_tx.push(&mapped(7, 0)).unwrap();
     assert_eq!(
         client.call(&translate(0x1000)),
@@ -162,13 +192,10 @@ fn a_reply_for_another_vcpu_is_refused() {
 /// same matching rules as `call`.
 #[test]
 fn call_within_is_bounded_and_matches_like_call() {
-    let requests = RingBuffer::<2>::new();
-    let replies = RingBuffer::<2>::new();
-    let bell = SpinDoorbell;
-    let mut client =
-        VcpuClient::new(VcpuId(0), requests.ring(), replies.ring(), &bell, &bell).unwrap();
-    let mut service_rx = requests.ring().consumer().unwrap();
-    let mut service_tx = replies.ring().producer().unwrap();
+    let rings = Rings::<2, 2>::new();
+    let mut client = rings.client();
+    let mut service_rx = rings.service_rx();
+    let mut service_tx = rings.service_tx();
     let mut polls = 0;
     let answer = client.call_within(&translate(0x1000), || {
         polls += 1;
