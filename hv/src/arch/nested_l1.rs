@@ -82,11 +82,8 @@ umbra_l1_image:
     str     x1, [x12, #0x2000]
     // L2's stage 2: root (level 1), level 2, level 3, zeroed.
     add     x13, x9, #0x200000
-    UMBRA_L1_L2_STAGE2_TABLES
+    UMBRA_L1_L2_STAGE2_TABLES umbra_l2_payload
     // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
-    adr     x1, umbra_l2_payload
-    orr     x1, x1, #0x7ff
-    str     x1, [x14, #0x80 * 8]
     orr     x1, x12, #0x7ff
     str     x1, [x14, #0x100 * 8]
     // L2 0x102000 -> an L1 IPA with nothing behind it (L0 maps only L1's

@@ -28,10 +28,12 @@
 ///   entries of a VBAR_EL2 table (to be placed 2 KiB aligned): the current
 ///   EL with SPx's synchronous and IRQ vectors, the lower AArch64 EL's
 ///   synchronous and IRQ vectors, every other one `unexpected`;
-/// - `L2_STAGE2_TABLES`: zeroes the three stage-2 table pages at x13
-///   (level 1 root, level 2, level 3), links root entry 0 to level 2 and
-///   level-2 entry 0 to level 3, leaves x14 = the level-3 table (clobbers
-///   x1, x2);
+/// - `L2_STAGE2_TABLES [payload]`: zeroes the three stage-2 table pages at
+///   x13 (level 1 root, level 2, level 3), links root entry 0 to level 2
+///   and level-2 entry 0 to level 3, leaves x14 = the level-3 table; with
+///   `payload`, maps L2 IPA 0x80000 to that label's page (leaf: OA | AF |
+///   SH inner | S2AP RW | MemAttr Normal WB | page, 0x7ff) (clobbers x1,
+///   x2);
 /// - `L2_STAGE2_ON vtcr, vttbr_vmid, hcr`: after a `dsb ishst` (the tables
 ///   written), VTCR_EL2 = `vtcr`, VTTBR_EL2 = x13 | `vttbr_vmid`, HCR_EL2 =
 ///   `hcr` (clobbers x1, x2; no `isb`);
@@ -132,7 +134,7 @@ macro_rules! l1_asm_macros {
     ", $macros, r"_VECTOR \unexpected
     .endr
 .endm
-.macro ", $macros, r"_L2_STAGE2_TABLES
+.macro ", $macros, r"_L2_STAGE2_TABLES payload
     mov     x2, #0
 90: str     xzr, [x13, x2]
     add     x2, x2, #8
@@ -144,6 +146,11 @@ macro_rules! l1_asm_macros {
     add     x14, x13, #0x2000
     orr     x1, x14, #3
     str     x1, [x13, #0x1000]
+.ifnb \payload
+    adr     x1, \payload
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #0x80 * 8]
+.endif
 .endm
 .macro ", $macros, r"_L2_STAGE2_ON vtcr, vttbr_vmid, hcr
     dsb     ishst

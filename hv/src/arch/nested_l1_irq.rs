@@ -93,10 +93,7 @@ umbra_l1_irq_image:
     // L2's stage 2: root (level 1), level 2, level 3, zeroed; L2 IPA
     // 0x80000 -> the payload page.
     add     x13, x9, #0x200000
-    UMBRA_L1I_L2_STAGE2_TABLES
-    adr     x1, umbra_l2i_payload
-    orr     x1, x1, #0x7ff
-    str     x1, [x14, #0x80 * 8]
+    UMBRA_L1I_L2_STAGE2_TABLES umbra_l2i_payload
     UMBRA_L1I_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     UMBRA_L1I_MOV64 x1, {l2_vbar}
     msr     s3_5_c12_c0_0, x1

@@ -259,10 +259,7 @@ umbra_l1m_image:
 3:  UMBRA_L1M_PUTS umbra_l1m_msg_remapped
     // L2's stage 2 at +0x200000: root (level 1), level 2, level 3.
     add     x13, x9, #0x200000
-    UMBRA_L1M_L2_STAGE2_TABLES
-    adr     x1, umbra_l2m_payload
-    orr     x1, x1, #0x7ff
-    str     x1, [x14, #0x80 * 8]
+    UMBRA_L1M_L2_STAGE2_TABLES umbra_l2m_payload
     orr     x1, x12, #0x7ff
     str     x1, [x14, #0x100 * 8]
     UMBRA_L1M_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
