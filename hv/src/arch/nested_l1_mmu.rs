@@ -112,6 +112,14 @@ umbra_l1m_image:
     adr     x1, umbra_l1m_vectors
     msr     vbar_el2, x1
     isb
+    // A non-VHE L1 uses FP/SIMD at its virtual EL2 (its CPTR_EL2.TFP is
+    // 0, as hv gives it: review 34 R34-1): fmov d0, xzr. (A VHE L1's FP
+    // trap control is its own CPACR/CPTR_EL2, which this L1 leaves alone.)
+    adr     x4, umbra_l1m_vhe
+    ldr     x4, [x4]
+    cbnz    x4, 88f
+    .inst   0x9e6703e0 // fmov d0, xzr (hv is built soft-float)
+88:
     // Values: page A (+0x300000), B (+0x301000) and the remap target D
     // (+0x500000); the alias check word is at +0x180000 (the alias's
     // first block, which the remap leaves alone).
