@@ -86,6 +86,7 @@ type Kvm = KvmStyle<Arc<HeapFramePool>, NoHardwareTlb>;
 const ABORT: AbortContext = AbortContext {
     far: None,
     origin: AbortOrigin::Access,
+    trapped_esr: None,
 };
 
 /// TLBI IPAS2E1IS / IPAS2LE1IS of the page holding `ipa`, no TTL hint.

@@ -279,6 +279,7 @@ impl Harness {
         let abort = AbortContext {
             far: None,
             origin: AbortOrigin::Access,
+            trapped_esr: None,
         };
         let vcpu = |v: usize| {
             let worker = self.umbra.worker();

@@ -377,10 +377,22 @@ pub struct TranslateRequest {
     pub l2_ipa: u64,
     /// The kind of access.
     pub access: AccessKind,
-    /// ESR_EL2\[31:0\] of the L2 fault as trapped: EC, IL and ISS. ISS2
-    /// (bits \[55:32\]) is not carried: it reports features (FEAT_LS64,
-    /// FEAT_S2POE, FEAT_THE, FEAT_GCS, FEAT_MTE tag checks) no stage-2 walk
-    /// of the service depends on.
+    /// ESR_EL2\[31:0\] of the L2 fault as trapped: EC, IL and ISS. A fault
+    /// injected into L1 keeps its instruction syndrome (ISV, SAS, SSE,
+    /// SRT, SF, AR, FnP, LST, CM: `walker::merge_trapped_syndrome`).
+    ///
+    /// ISS2 (bits \[55:32\]) is not carried, so an injected fault reports
+    /// ISS2 = 0. Its walk fields (HDBSSF, TagAccess, AssuredOnly, Overlay,
+    /// DirtyBit) are 0 for every fault the walker reports anyway. Its
+    /// instruction fields are lost:
+    /// - Xs (FEAT_LS64_V/ACCDATA) never arises: hv leaves
+    ///   HCRX_EL2.EnALS/EnASR/EnAS0 clear, so L2's LD64B/ST64B* trap before
+    ///   they access memory;
+    /// - GCS does: hv enables FEAT_GCS for its guests where the host has it
+    ///   (HCRX_EL2.GCSEn) and shows it to L1, so an L2 GCS access that
+    ///   faults in L1's stage 2 reaches L1 with GCS = 0 (a deviation; KVM
+    ///   does not read the bit for stage-2 faults);
+    /// - TnD (FEAT_MTE_CANONICAL_TAGS) likewise, where the host has it.
     pub esr: u32,
     /// FAR_EL2 of the L2 fault (L2's virtual address). Always valid for a
     /// stage-2 fault (FnV = 0), so always carried; the injected fault

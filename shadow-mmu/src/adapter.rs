@@ -160,7 +160,11 @@ const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
 /// The walker's access and abort context from a validated translate
 /// request: its FAR (always valid for a stage-2 fault, so an injected
 /// fault reports FnV = 0 with it), the stage-1-walk origin from ESR S1PTW
-/// (with EC telling whether the walk was for a fetch).
+/// (with EC telling whether the walk was for a fetch), and the trapped
+/// ESR itself, whose instruction syndrome (ISV, SAS, SRT, CM...) a fault
+/// injected into L1 keeps (`walker::merge_trapped_syndrome`: a KVM L1
+/// needs ISV/SRT to emulate its L2's MMIO). The request carries ESR\[31:0\]
+/// only, so the injected ISS2 is 0 (see `TranslateRequest::esr`).
 fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
     let access = match t.access {
         ipc::message::AccessKind::Read => AccessKind::Read,
@@ -181,6 +185,7 @@ fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
         AbortContext {
             far: Some(t.far),
             origin,
+            trapped_esr: Some(esr),
         },
     )
 }
@@ -341,6 +346,7 @@ mod tests {
         let with_far = AbortContext {
             far: Some(0xffff_0000_0000_1234),
             origin: AbortOrigin::Access,
+            trapped_esr: None,
         };
         let read = external_abort(AccessKind::Read, &with_far, 0x1234_5678);
         assert_eq!(read.esr, 0x24 << 26 | 1 << 25 | 0x10);
@@ -359,6 +365,7 @@ mod tests {
             origin: AbortOrigin::Stage1Walk {
                 for_instruction_fetch: true,
             },
+            trapped_esr: None,
         };
         let on_walk = external_abort(AccessKind::Write, &walk, 0);
         assert_eq!(on_walk.esr, 0x20 << 26 | 1 << 25 | 1 << 10 | 0x10);
@@ -371,6 +378,7 @@ mod tests {
             origin: AbortOrigin::Stage1Walk {
                 for_instruction_fetch: false,
             },
+            trapped_esr: None,
         };
         let update = external_abort(AccessKind::Write, &data_walk, 0);
         assert_eq!(update.esr, 0x24 << 26 | 1 << 25 | 0x10);

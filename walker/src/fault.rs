@@ -320,6 +320,11 @@ pub struct AbortContext {
     pub far: Option<u64>,
     /// What the access was for.
     pub origin: AbortOrigin,
+    /// The ESR_EL2 L0 took for the stage-2 fault of the same L2 access on
+    /// its shadow, or `None` when there is none (a walk made for a tool or
+    /// a test). With it the injected ESR carries the instruction's
+    /// syndrome ([`merge_trapped_syndrome`](crate::merge_trapped_syndrome)).
+    pub trapped_esr: Option<u64>,
 }
 
 /// The register values L0 writes into L1's virtual EL2 to inject a fault.
@@ -348,12 +353,14 @@ impl Fault {
     ///
     /// - EC: instruction abort from a lower EL (0x20) for an instruction
     ///   fetch (or a stage-1 walk on behalf of one), else data abort (0x24).
-    /// - IL = 1. ISV = 0: the walker has no instruction syndrome; L0 may copy
-    ///   ISV/SAS/SSE/SRT/SF/AR from the hardware ESR it took when that is
-    ///   valid, and the ISS2 access fields (Xs for FEAT_LS64, GCS,
-    ///   TagAccess, TnD) from the same ESR.
+    /// - IL = 1.
+    /// - With [`AbortContext::trapped_esr`], the fields that describe the
+    ///   instruction (ISV with SAS/SSE/SRT/SF/AR where L1's fault can have
+    ///   an instruction syndrome, FnP, VNCR, LST, CM, ISS2 Xs/GCS/TnD) are
+    ///   the trapped ESR's, by [`merge_trapped_syndrome`](crate::merge_trapped_syndrome);
+    ///   without it ISV = 0 and CM = 0.
     /// - FnV = 0 (RES0 for every stage-2 fault and for an external abort on
-    ///   a walk); EA = 0; CM = 0.
+    ///   a walk); EA = 0.
     /// - S1PTW = 1 for [`AbortOrigin::Stage1Walk`].
     /// - WnR (data aborts only) = the stage-2 access was a write (for a
     ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor).
@@ -382,7 +389,11 @@ impl Fault {
         if !fetch && self.access.is_write() {
             iss |= 1 << 6;
         }
-        let esr_el2 = (ec << 26) | (1 << 25) | iss;
+        let walk_esr = (ec << 26) | (1 << 25) | iss;
+        let esr_el2 = match context.trapped_esr {
+            Some(trapped) => crate::merge_trapped_syndrome(walk_esr, trapped),
+            None => walk_esr,
+        };
         let hpfar_el2 = ((self.ipa >> 12) << 4) & 0x0000_0fff_ffff_fff0;
         InjectedAbort {
             esr_el2,

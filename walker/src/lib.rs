@@ -31,9 +31,11 @@
 //!   [`Shareability`], the hardware update made, and the [`Trail`] of every
 //!   descriptor read (address, value, level).
 //! - A [`Fault`] has its [`FaultCause`] (hence [`FaultKind`]), level
-//!   (-1..=3), [`Fault::fsc`] and [`Fault::syndrome`] which, given the L2 VA
-//!   and whether the access was a stage-1 walk ([`AbortContext`]), gives the
-//!   ESR_EL2/FAR_EL2/HPFAR_EL2 values to inject ([`InjectedAbort`]).
+//!   (-1..=3), [`Fault::fsc`] and [`Fault::syndrome`] which, given the L2 VA,
+//!   whether the access was a stage-1 walk and the ESR L0 trapped
+//!   ([`AbortContext`]), gives the ESR_EL2/FAR_EL2/HPFAR_EL2 values to
+//!   inject ([`InjectedAbort`]); [`merge_trapped_syndrome`] is the rule for
+//!   which ESR fields are the instruction's and which the walk's.
 //! - For tools: [`Stage2Walker::decode_descriptor`] ([`DescriptorKind`]) and
 //!   [`Stage2Walker::visit_mappings`] (every leaf in IPA order, [`Mapping`]);
 //!   [`Stage2Walker::visit_mappings_with`] also asks a [`MappingVisitor`] at
@@ -95,6 +97,7 @@ mod fault;
 mod features;
 mod memory;
 mod sync;
+mod syndrome;
 mod visit;
 mod walk;
 
@@ -110,6 +113,7 @@ pub use memory::{
     fill_words_from_bytes, GuestMemory, LengthMismatch, MemoryError, Memslot, MemslotError,
     Memslots, SlotAccess, SlotHint,
 };
+pub use syndrome::merge_trapped_syndrome;
 pub use visit::{
     DescriptorKind, LeafAttributes, Mapping, MappingVisitor, TableReference, TableStep,
 };

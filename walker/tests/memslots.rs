@@ -337,6 +337,7 @@ fn syndrome_for_data_and_instruction_aborts() {
     let ctx = AbortContext {
         far: Some(va),
         origin: AbortOrigin::Access,
+        trapped_esr: None,
     };
     // A write permission fault at level 3: data abort, WnR = 1, DFSC 0x0F.
     let s = fault(FaultCause::WriteDenied, 3, AccessKind::Write).syndrome(&ctx);
@@ -376,6 +377,7 @@ fn syndrome_for_stage1_walks_and_unknown_far() {
         origin: AbortOrigin::Stage1Walk {
             for_instruction_fetch: true,
         },
+        trapped_esr: None,
     };
     let s = fault(FaultCause::InvalidDescriptor, 2, AccessKind::Read).syndrome(&ctx);
     assert_eq!(s.esr_el2, (0x20 << 26) | (1 << 25) | (1 << 7) | 0x06);
@@ -385,6 +387,7 @@ fn syndrome_for_stage1_walks_and_unknown_far() {
         origin: AbortOrigin::Stage1Walk {
             for_instruction_fetch: false,
         },
+        trapped_esr: None,
     };
     let s = fault(FaultCause::WriteDenied, 3, AccessKind::Write).syndrome(&ctx);
     // No FAR given: FAR_EL2 = 0, and FnV stays clear (it is RES0 for every
@@ -429,6 +432,7 @@ fn syndrome_of_a_real_walk_fault() {
     let s = e.fault().unwrap().syndrome(&AbortContext {
         far: Some(0x7777_5abc),
         origin: AbortOrigin::Access,
+        trapped_esr: None,
     });
     assert_eq!(s.esr_el2, (0x24 << 26) | (1 << 25) | (1 << 6) | 0x0b);
     assert_eq!((s.far_el2, s.hpfar_el2), (0x7777_5abc, 0x50));

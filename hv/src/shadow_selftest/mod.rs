@@ -875,14 +875,14 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 }
                 _ if !fetch => {
                     self.report.injected += 1;
-                    return check_injection(outcome, l2_ipa, access, expected).map_err(|()| {
-                        Failure::Outcome {
+                    return check_injection(outcome, l2_ipa, access, expected, exit.esr).map_err(
+                        |()| Failure::Outcome {
                             step,
                             l2_ipa,
                             expected,
                             got: outcome,
-                        }
-                    });
+                        },
+                    );
                 }
                 _ => {
                     return Err(Failure::Outcome {
@@ -1360,27 +1360,39 @@ fn check_mapping(m: &Mapping, l2_ipa: u64, wanted: Outcome) -> Result<(), ()> {
 
 /// The syndrome L1 must get for L2's access to `l2_ipa`: ESR_EL2 of a
 /// data or instruction abort from a lower EL (IL = 1, WnR for a store;
-/// ISV = 0, the service has no instruction syndrome), FAR_EL2 the VA (=
-/// the L2 IPA, L2's MMU is off), HPFAR_EL2 the L2 IPA's page in FIPA.
-fn expected_injection(l2_ipa: u64, access: Access, fsc: u64) -> Injection {
+/// for a data abort, the instruction syndrome `instruction` holds: ISV
+/// with SAS/SSE/SRT/SF/AR as L2's exit had them, which hardware running
+/// L1's stage 2 would report for L1's fault too), FAR_EL2 the VA (= the
+/// L2 IPA, L2's MMU is off), HPFAR_EL2 the L2 IPA's page in FIPA.
+fn expected_injection(l2_ipa: u64, access: Access, fsc: u64, instruction: u64) -> Injection {
     let (class, wnr) = match access {
         Access::Read => (EC_DATA_ABORT_LOWER, 0),
         Access::Write(_) => (EC_DATA_ABORT_LOWER, ESR_WNR),
         Access::Exec => (EC_INSTRUCTION_ABORT_LOWER, 0),
     };
+    let syndrome = if class == EC_DATA_ABORT_LOWER {
+        instruction & ESR_INSTRUCTION_SYNDROME
+    } else {
+        0
+    };
     Injection {
-        esr: class << 26 | ESR_IL | wnr | fsc,
+        esr: class << 26 | ESR_IL | syndrome | wnr | fsc,
         far: l2_ipa,
         hpfar: (l2_ipa >> 12) << 4,
     }
 }
 
-/// Whether a fault answer is the one the model calls for.
+/// ESR ISV (bit 24) with ISS\[23:14\] (SAS, SSE, SRT, SF, AR).
+const ESR_INSTRUCTION_SYNDROME: u64 = 0x7ff << 14;
+
+/// Whether a fault answer is the one the model calls for, L2's exit for
+/// the access having had syndrome `trapped_esr`.
 fn check_injection(
     outcome: TranslateOutcome,
     l2_ipa: u64,
     access: Access,
     expected: Outcome,
+    trapped_esr: u64,
 ) -> Result<(), ()> {
     // FSC: translation fault 0b0001LL, permission fault 0b0011LL,
     // synchronous external abort not on a walk 0b010000.
@@ -1389,13 +1401,20 @@ fn check_injection(
             l2_ipa,
             access,
             0b00_0100 | u64::from(level),
+            trapped_esr,
         )),
         Outcome::Pa { leaf_size, .. } if !allowed(expected, access) => {
             let level = if leaf_size == memory::PAGE { 3 } else { 2 };
-            TranslateOutcome::Inject(expected_injection(l2_ipa, access, 0b00_1100 | level))
+            TranslateOutcome::Inject(expected_injection(
+                l2_ipa,
+                access,
+                0b00_1100 | level,
+                trapped_esr,
+            ))
         }
+        // With FEAT_RAS, ISV is 0 for any synchronous External abort.
         Outcome::OutsideL1 { l1_ipa } => TranslateOutcome::ExternalAbort(ExternalAbort {
-            injection: expected_injection(l2_ipa, access, 0b01_0000),
+            injection: expected_injection(l2_ipa, access, 0b01_0000, 0),
             l1_ipa,
         }),
         Outcome::Pa { .. } => return Err(()),

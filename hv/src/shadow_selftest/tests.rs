@@ -121,10 +121,18 @@ impl SimCpu {
         }
     }
 
+    /// A data abort carries the instruction syndrome of the lab's
+    /// `LDR`/`STR X<n>` (ISV, SAS 0b11, SF, SRT = the register), which the
+    /// injection for L1 must keep.
     fn abort(class: u64, fsc: u64, write: bool, va: u64) -> L2Exit {
+        let syndrome = if class == EC_DATA_ABORT_LOWER {
+            1 << 24 | 0b11 << 22 | 9 << 16 | 1 << 15
+        } else {
+            0
+        };
         L2Exit {
             vector: 0,
-            esr: class << 26 | ESR_IL | if write { ESR_WNR } else { 0 } | fsc,
+            esr: class << 26 | ESR_IL | syndrome | if write { ESR_WNR } else { 0 } | fsc,
             far: va,
             hpfar: (va >> 12) << 4,
         }
@@ -409,19 +417,28 @@ fn a_silent_service_is_a_timeout() {
 #[test]
 fn injections_are_the_architectural_syndromes() {
     let l2 = lab::INVALID_L2 + 0x30;
-    let read = expected_injection(l2, Access::Read, 0b00_0111);
+    let read = expected_injection(l2, Access::Read, 0b00_0111, 0x9200_0007);
     assert_eq!(read.esr, 0x9200_0007);
     assert_eq!(read.hpfar, (l2 >> 12) << 4);
-    let write = expected_injection(l2, Access::Write(0), 0b00_1111);
+    let write = expected_injection(l2, Access::Write(0), 0b00_1111, 0x9200_0047);
     assert_eq!(write.esr, 0x9200_004f);
-    let fetch = expected_injection(l2, Access::Exec, 0b00_1111);
+    let fetch = expected_injection(l2, Access::Exec, 0b00_1111, 0x8200_000f);
     assert_eq!(fetch.esr, 0x8200_000f);
+    // `STR X5` (ISV, SAS 0b11, SRT 5, SF) trapped with a level-3
+    // translation fault on the shadow: L1's permission fault keeps the
+    // instruction syndrome; an instruction abort has none to keep.
+    let str_x5 = 0x9200_0047 | 1 << 24 | 0b11 << 22 | 5 << 16 | 1 << 15;
+    let stored = expected_injection(l2, Access::Write(0), 0b00_1111, str_x5);
+    assert_eq!(stored.esr, str_x5 & !0x3f | 0x0f);
+    let fetched = expected_injection(l2, Access::Exec, 0b00_0111, str_x5);
+    assert_eq!(fetched.esr, 0x8200_0007);
     assert_eq!(
         check_injection(
             TranslateOutcome::Inject(read),
             l2,
             Access::Read,
-            Outcome::Translation { level: 3 }
+            Outcome::Translation { level: 3 },
+            0x9200_0007
         ),
         Ok(())
     );
@@ -430,7 +447,19 @@ fn injections_are_the_architectural_syndromes() {
             TranslateOutcome::Inject(read),
             l2,
             Access::Read,
-            Outcome::Translation { level: 2 }
+            Outcome::Translation { level: 2 },
+            0x9200_0007
+        ),
+        Err(())
+    );
+    // The answer without the trapped instruction syndrome is wrong.
+    assert_eq!(
+        check_injection(
+            TranslateOutcome::Inject(read),
+            l2,
+            Access::Read,
+            Outcome::Translation { level: 3 },
+            0x9200_0007 | 1 << 24 | 0b10 << 22 | 3 << 16
         ),
         Err(())
     );

@@ -316,6 +316,7 @@ pub fn key(root: u64) -> ContextKey {
 pub const ABORT: AbortContext = AbortContext {
     far: None,
     origin: AbortOrigin::Access,
+    trapped_esr: None,
 };
 
 pub fn read(

@@ -292,6 +292,7 @@ pub fn service(memory: L1Memory) -> TestService {
 pub const ABORT: AbortContext = AbortContext {
     far: Some(0x1234_5000),
     origin: AbortOrigin::Access,
+    trapped_esr: None,
 };
 
 pub fn read<M: GuestMemory + Sync>(

@@ -178,6 +178,7 @@ pub fn fault_json(out: &mut String, fault: &Fault, far: Option<u64>) {
     let injected = fault.syndrome(&AbortContext {
         far,
         origin: AbortOrigin::Access,
+        trapped_esr: None,
     });
     let _ = write!(
         out,

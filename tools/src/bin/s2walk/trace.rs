@@ -98,6 +98,7 @@ pub fn describe_fault(fault: &Fault, far: Option<u64>) -> Vec<String> {
     let injected = fault.syndrome(&AbortContext {
         far,
         origin: AbortOrigin::Access,
+        trapped_esr: None,
     });
     let far_text = match far {
         Some(far) => format!("{far:#x}"),

@@ -366,6 +366,7 @@ impl<'a, 'l> Session<'a, 'l> {
         let abort = AbortContext {
             far,
             origin: AbortOrigin::Access,
+            trapped_esr: None,
         };
         let before = self.service.stats();
         let answer = self
@@ -1550,6 +1551,7 @@ mod tests {
     const ABORT: AbortContext = AbortContext {
         far: None,
         origin: AbortOrigin::Access,
+        trapped_esr: None,
     };
 
     fn key(session: &Session<'_, '_>) -> ContextKey {
