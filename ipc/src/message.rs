@@ -305,6 +305,14 @@ pub enum AccessKind {
     /// An instruction fetch at EL0: with FEAT_XNX stage 2 may allow
     /// execution at one of EL0 and EL1 only, so the two must not be merged.
     ExecuteEl0 = 3,
+    /// A cache maintenance instruction by VA at EL1 (DC C*VA*, DC IVAC,
+    /// IC IVAU; ESR CM = 1 with WnR = 1, not on a stage-1 walk). Stage 2
+    /// checks it apart from a write: a clean needs no stage-2 permission,
+    /// only DC IVAC needs write (AArch64.S2CheckPermissions, AccessType_DC).
+    CacheMaintenance = 4,
+    /// A cache maintenance instruction by VA at EL0, which stage 2 checks
+    /// for read permission.
+    CacheMaintenanceEl0 = 5,
 }
 
 /// Identifies the L1 stage-2 context a translation uses. Build it with
@@ -362,11 +370,14 @@ impl ContextKey {
 ///   external abort and makes it RES0 otherwise, so for a stage-2 fault
 ///   FAR_EL2 is always valid and is carried in [`TranslateRequest::far`];
 /// - the syndrome agrees with `access`: an instruction fetch is EC 0x20,
-///   a data access EC 0x24; for a data abort not on a stage-1 walk, WnR
-///   (ISS bit 6) is 1 exactly for [`AccessKind::Write`] (cache maintenance,
-///   CM = 1, and atomics report WnR = 1, so the handler labels them Write);
-///   a fault on L2's stage-1 walk, ESR S1PTW = 1, is the walk's own read
-///   or write whatever EC says the walk was for;
+///   a data access EC 0x24; for a data abort not on a stage-1 walk, CM
+///   (ISS bit 8, which comes with WnR = 1) is 1 exactly for the cache
+///   maintenance kinds, and otherwise WnR (ISS bit 6) is 1 exactly for
+///   [`AccessKind::Write`] (an atomic reports WnR = 0 when a read of the
+///   location would have caused the fault, as it always would for a
+///   translation fault, so it is a read then: the permission stage 2
+///   checks first); a fault on L2's stage-1 walk, ESR S1PTW = 1, is the
+///   walk's own read or write whatever EC says the walk was for;
 /// - the context's VMID is the one its VTTBR_EL2/VTCR_EL2 name
 ///   ([`ContextKey::validate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1114,6 +1125,8 @@ const ESR_S1PTW: u32 = 1 << 7;
 const ESR_FNV: u32 = 1 << 10;
 /// ESR ISS bit 6 of a data abort: the access was a write.
 const ESR_WNR: u32 = 1 << 6;
+/// ESR ISS.CM: a cache maintenance or address translation instruction.
+const ESR_CM: u32 = 1 << 8;
 
 /// Whether `fsc`, an IFSC/DFSC (ESR ISS\[5:0\]), reports a fault a
 /// stage-2 walk can give (Arm ARM, ESR_ELx ISS encoding for an instruction
@@ -1155,10 +1168,18 @@ fn check_stage2_syndrome(esr: u32) -> Result<(), Field> {
 #[inline(always)]
 fn syndrome_agrees_with_access(esr: u32, access: AccessKind) -> bool {
     let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
+    let cache_maintenance = matches!(
+        access,
+        AccessKind::CacheMaintenance | AccessKind::CacheMaintenanceEl0
+    );
     if esr & ESR_S1PTW != 0 {
-        !fetch
+        !fetch && !cache_maintenance
     } else if esr >> 26 == EC_DATA_ABORT_LOWER {
-        !fetch && (esr & ESR_WNR != 0) == (access == AccessKind::Write)
+        if esr & ESR_CM != 0 {
+            cache_maintenance && esr & ESR_WNR != 0
+        } else {
+            !fetch && !cache_maintenance && (esr & ESR_WNR != 0) == (access == AccessKind::Write)
+        }
     } else {
         fetch
     }
@@ -1188,6 +1209,8 @@ fn access_from_code(code: u8) -> Option<AccessKind> {
         1 => AccessKind::Write,
         2 => AccessKind::Execute,
         3 => AccessKind::ExecuteEl0,
+        4 => AccessKind::CacheMaintenance,
+        5 => AccessKind::CacheMaintenanceEl0,
         _ => return None,
     })
 }
@@ -1747,7 +1770,9 @@ mod tests {
             Just(AccessKind::Read),
             Just(AccessKind::Write),
             Just(AccessKind::Execute),
-            Just(AccessKind::ExecuteEl0)
+            Just(AccessKind::ExecuteEl0),
+            Just(AccessKind::CacheMaintenance),
+            Just(AccessKind::CacheMaintenanceEl0)
         ]
     }
 
@@ -1801,8 +1826,16 @@ mod tests {
                         crate::VmidWidth::Bits8
                     };
                     let fetch = matches!(access, AccessKind::Execute | AccessKind::ExecuteEl0);
+                    let cache_maintenance = matches!(
+                        access,
+                        AccessKind::CacheMaintenance | AccessKind::CacheMaintenanceEl0
+                    );
                     let (access, ec) = if s1ptw {
-                        let walk_access = if fetch { AccessKind::Read } else { access };
+                        let walk_access = if fetch || cache_maintenance {
+                            AccessKind::Read
+                        } else {
+                            access
+                        };
                         (walk_access, if walk_for_fetch { 0x20 } else { 0x24 })
                     } else {
                         (access, if fetch { 0x20 } else { 0x24 })
@@ -1811,9 +1844,12 @@ mod tests {
                     if s1ptw {
                         iss |= ESR_S1PTW;
                     } else if ec == 0x24 {
-                        iss &= !ESR_WNR;
+                        iss &= !(ESR_WNR | ESR_CM);
                         if access == AccessKind::Write {
                             iss |= ESR_WNR;
+                        }
+                        if cache_maintenance {
+                            iss |= ESR_CM | ESR_WNR;
                         }
                     }
                     TranslateRequest {
@@ -2137,8 +2173,9 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         };
-        // Access kind (0..=3 are valid).
-        assert_eq!(translate_field(&|r| r.body[38] = 4), Some(Field::Access));
+        // Access kind (0..=5 are valid).
+        assert_eq!(translate_field(&|r| r.body[38] = 6), Some(Field::Access));
+        assert_eq!(translate_field(&|r| r.body[38] = 0xff), Some(Field::Access));
         // A fetch with a data-abort syndrome.
         assert_eq!(translate_field(&|r| r.body[38] = 2), Some(Field::Access));
         // A fault on the stage-1 walk is the walk's read or write, never a
@@ -2189,6 +2226,32 @@ mod tests {
             translate_field(&|r| set_esr(r, 0x9200_0006)),
             Some(Field::Access)
         );
+        // CM = 1 (with WnR = 1) is a cache maintenance instruction, never a
+        // plain write; the cache maintenance kinds need CM = 1 and WnR = 1
+        // and are never on a stage-1 walk.
+        assert_eq!(
+            translate_field(&|r| set_esr(r, 0x9200_0146)),
+            Some(Field::Access)
+        );
+        for code in [4, 5] {
+            let mut cm = good;
+            cm.body[38] = code;
+            set_esr(&mut cm, 0x9200_0146);
+            assert!(decode_request(&cm).is_ok(), "{code}");
+            for esr in [0x9200_0046, 0x9200_0106, 0x9200_01c6, 0x8200_0006] {
+                let mut bad = cm;
+                set_esr(&mut bad, esr);
+                assert_eq!(
+                    decode_request(&bad),
+                    Err(DecodeError::Invalid {
+                        kind: 1,
+                        field: Field::Access
+                    }),
+                    "{code} {esr:#x}"
+                );
+            }
+        }
+
         let mut bad = good;
         bad.body[16..24].copy_from_slice(&ADDRESS_LIMIT.to_ne_bytes());
         assert_eq!(
@@ -2465,7 +2528,7 @@ mod tests {
         assert!(decode_reply(&denied(0x8000_1234)).is_ok());
         assert_eq!(field(&denied(ADDRESS_LIMIT)), Some(Field::Address));
         let mut bad_access = denied(0x8000_1234);
-        bad_access.body[8] = 4;
+        bad_access.body[8] = 6;
         assert_eq!(field(&bad_access), Some(Field::Access));
         let mut reserved = denied(0x8000_1234);
         reserved.body[9] = 1;

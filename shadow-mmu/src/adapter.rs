@@ -10,7 +10,7 @@ use ipc::message::{
     TranslateOutcome, TranslateRequest, Unshadowable, VcpuId, FSC_EXTERNAL_ABORT,
 };
 use walker::{
-    AbortContext, AbortOrigin, AccessKind, GuestMemory, EC_DATA_ABORT_LOWER,
+    AbortContext, AbortOrigin, AccessKind, CacheMaintenance, GuestMemory, EC_DATA_ABORT_LOWER,
     EC_INSTRUCTION_ABORT_LOWER,
 };
 
@@ -154,6 +154,12 @@ const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
         AccessKind::Write => ipc::message::AccessKind::Write,
         AccessKind::ExecEl1 => ipc::message::AccessKind::Execute,
         AccessKind::ExecEl0 => ipc::message::AccessKind::ExecuteEl0,
+        AccessKind::CacheMaintenance(
+            CacheMaintenance::CleanEl1 | CacheMaintenance::InvalidateEl1,
+        ) => ipc::message::AccessKind::CacheMaintenance,
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => {
+            ipc::message::AccessKind::CacheMaintenanceEl0
+        }
     }
 }
 
@@ -165,14 +171,34 @@ const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
 /// injected into L1 keeps (`walker::merge_trapped_syndrome`: a KVM L1
 /// needs ISV/SRT to emulate its L2's MMIO). The request carries ESR\[31:0\]
 /// only, so the injected ISS2 is 0 (see `TranslateRequest::esr`).
+///
+/// A cache maintenance instruction at EL1 is walked as a clean (no
+/// stage-2 permission needed) unless the trapped fault is a permission
+/// fault: the ESR does not say which instruction it was, but at EL1 only
+/// DC IVAC needs a permission (write; HCRX_EL2.CMOW, which would add DC
+/// CIVAC, is clear: hv shows L1 no FEAT_HCX and sets no CMOW for L2), so a
+/// shadow entry that denied a cache maintenance
+/// instruction denied a DC IVAC. So a DC IVAC to a page L1 maps read-only
+/// first installs the read-only entry (as a clean would) and faults on it
+/// again, and the second walk reports L1's permission fault.
 fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
+    let esr = u64::from(t.esr);
+    let permission_fault = esr & 0x3c == 0x0c;
     let access = match t.access {
         ipc::message::AccessKind::Read => AccessKind::Read,
         ipc::message::AccessKind::Write => AccessKind::Write,
         ipc::message::AccessKind::Execute => AccessKind::ExecEl1,
         ipc::message::AccessKind::ExecuteEl0 => AccessKind::ExecEl0,
+        ipc::message::AccessKind::CacheMaintenance if permission_fault => {
+            AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1)
+        }
+        ipc::message::AccessKind::CacheMaintenance => {
+            AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1)
+        }
+        ipc::message::AccessKind::CacheMaintenanceEl0 => {
+            AccessKind::CacheMaintenance(CacheMaintenance::El0)
+        }
     };
-    let esr = u64::from(t.esr);
     let origin = if esr & (1 << 7) != 0 {
         AbortOrigin::Stage1Walk {
             for_instruction_fetch: (esr >> 26) & 0x3f == EC_INSTRUCTION_ABORT_LOWER,
@@ -206,7 +232,8 @@ fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
 /// then the walk's descriptor read or hardware update, not the direction
 /// of L2's instruction, which the service does not know either.
 ///
-/// WnR is set for a data write not on a walk; FnV when the abort context
+/// WnR is set for a data write not on a walk, and with CM for a cache
+/// maintenance instruction (hv's `external_abort_syndrome` agrees); FnV when the abort context
 /// has no FAR (a translate request always carries one). HPFAR is UNKNOWN
 /// for this abort; the faulting L2 IPA's page is given in it (FIPA in bits
 /// \[43:4\]).
@@ -225,6 +252,10 @@ fn external_abort(access: AccessKind, abort: &AbortContext, l2_ipa: u64) -> Inje
     let mut iss = FSC_EXTERNAL_ABORT;
     if !fetch && write {
         iss |= 1 << 6;
+    }
+    // A cache maintenance instruction reports CM = 1 with WnR = 1.
+    if matches!(abort.origin, AbortOrigin::Access) && access.is_cache_maintenance() {
+        iss |= 1 << 8 | 1 << 6;
     }
     if abort.far.is_none() {
         iss |= 1 << 10;
@@ -358,6 +389,15 @@ mod tests {
         assert_eq!(write.esr, 0x24 << 26 | 1 << 25 | 1 << 6 | 0x10);
         let fetch = external_abort(AccessKind::ExecEl0, &with_far, 0);
         assert_eq!(fetch.esr, 0x20 << 26 | 1 << 25 | 0x10);
+        // Cache maintenance: CM = 1 with WnR = 1, as hv's own syndrome.
+        for cm in [
+            CacheMaintenance::CleanEl1,
+            CacheMaintenance::InvalidateEl1,
+            CacheMaintenance::El0,
+        ] {
+            let abort = external_abort(AccessKind::CacheMaintenance(cm), &with_far, 0);
+            assert_eq!(abort.esr, 0x24 << 26 | 1 << 25 | 1 << 8 | 1 << 6 | 0x10);
+        }
         // L2's stage-1 walk for a fetch: an instruction abort, WnR and
         // S1PTW clear; without a FAR, FnV set.
         let walk = AbortContext {

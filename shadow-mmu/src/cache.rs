@@ -25,8 +25,8 @@
 use core::cell::Cell;
 
 use walker::{
-    AccessKind, DescriptorRead, Endianness, Execute, GuestMemory, MemoryError, S2Ap, Shareability,
-    Stage2Walker, Translation, WalkError,
+    AccessKind, CacheMaintenance, DescriptorRead, Endianness, Execute, GuestMemory, MemoryError,
+    S2Ap, Shareability, Stage2Walker, Translation, WalkError,
 };
 
 use crate::prefetch::SHORT_RANGE_BLOCKS;
@@ -112,6 +112,9 @@ impl CachedWalk {
             AccessKind::Write => self.s2ap.writable(),
             AccessKind::ExecEl1 => !device && self.execute.el1(),
             AccessKind::ExecEl0 => !device && self.execute.el0(),
+            AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => true,
+            AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => self.s2ap.writable(),
+            AccessKind::CacheMaintenance(CacheMaintenance::El0) => self.s2ap.readable(),
         }
     }
 

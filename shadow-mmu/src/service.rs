@@ -89,7 +89,10 @@ pub use crossbeam_epoch::Guard;
 use crossbeam_epoch::{Collector, LocalHandle};
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange};
-use walker::{AbortContext, AccessKind, ExposedFeatures, GuestMemory, InjectedAbort, WalkError};
+use walker::{
+    AbortContext, AccessKind, CacheMaintenance, ExposedFeatures, GuestMemory, InjectedAbort,
+    WalkError,
+};
 
 use crate::budget::Budget;
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
@@ -1861,6 +1864,9 @@ const fn needed_permission(access: AccessKind) -> Permissions {
         AccessKind::Write => Permissions::WRITE,
         AccessKind::ExecEl1 => Permissions::EXEC_EL1,
         AccessKind::ExecEl0 => Permissions::EXEC_EL0,
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => Permissions::WRITE,
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => Permissions::READ,
     }
 }
 

@@ -101,3 +101,43 @@ fn a_fault_on_l2s_stage1_walk_has_no_instruction_syndrome() {
     let esr = injected_esr(&l1, &s, 0x6000, IpcAccess::Read, trapped);
     assert_eq!(esr, u64::from(DABT | ESR_S1PTW | 0x07), "{esr:#x}");
 }
+
+const ESR_CM: u32 = 1 << 8;
+
+/// Review 31 R31-2: `DC CVAC` (CM = 1, WnR = 1) at EL1 to an L2 IPA L1
+/// maps read-only. A clean needs no stage-2 permission
+/// (AArch64.S2CheckPermissions, AccessType_DC, not an invalidate, at EL1
+/// without FEAT_CMOW), so it translates; it was walked as a write and
+/// injected as a write permission fault without CM.
+#[test]
+fn a_cache_clean_of_a_read_only_page_translates() {
+    let (l1, s) = setup();
+    let w = s.worker();
+    let trapped = DABT | ESR_CM | ESR_WNR | 0x07;
+    let record = request(&l1, 0x5008, IpcAccess::CacheMaintenance, trapped);
+    let reply = decode_reply(&s.answer(&w, &record)).unwrap().message;
+    let Reply::Translate(TranslateOutcome::Mapped(m)) = reply else {
+        panic!("DC CVAC to a page L1 maps read-only: {reply:?}")
+    };
+    // L1 IPA 0x8000_9000 as L0 maps it, read-only as L1 has it.
+    assert_eq!(m.pa, PA_OFFSET + 0x8000_9000, "{m:?}");
+    assert!(
+        !m.permissions.contains(ipc::message::Permissions::WRITE),
+        "{m:?}"
+    );
+}
+
+/// A cache maintenance instruction that still faults on the read-only
+/// entry installed for it (only DC IVAC needs write at EL1) gets L1's
+/// write permission fault, reported with CM = 1 and WnR = 1; at EL0 the
+/// instruction needs read, so a page L1 does not map faults with CM too.
+#[test]
+fn a_cache_invalidate_of_a_read_only_page_is_l1s_permission_fault() {
+    let (l1, s) = setup();
+    let trapped = DABT | ESR_CM | ESR_WNR | 0x0f;
+    let esr = injected_esr(&l1, &s, 0x5008, IpcAccess::CacheMaintenance, trapped);
+    assert_eq!(esr, u64::from(DABT | ESR_CM | ESR_WNR | 0x0f), "{esr:#x}");
+    let trapped = DABT | ESR_CM | ESR_WNR | 0x07;
+    let esr = injected_esr(&l1, &s, 0x6000, IpcAccess::CacheMaintenanceEl0, trapped);
+    assert_eq!(esr, u64::from(DABT | ESR_CM | ESR_WNR | 0x07), "{esr:#x}");
+}

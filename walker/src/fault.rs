@@ -9,18 +9,70 @@ use core::fmt;
 pub enum AccessKind {
     /// A data read (or an L2 stage-1 table walk read).
     Read,
-    /// A data write (or an L2 stage-1 hardware descriptor update).
+    /// A data write (or an L2 stage-1 hardware descriptor update). Only
+    /// write permission is checked. For a stage-1 update
+    /// AArch64.S2CheckPermissions (AccessType_TTW) needs read permission
+    /// too; the hardware reports a walk whose read stage 2 denies as a
+    /// read (WnR = 0) before any update, so L0 asks for an update only
+    /// where L1's entry allows the read. (Not so for the walk of a cache
+    /// maintenance instruction, which reports WnR = 1 whatever the walk
+    /// did: hv's `abort_access` labels it a read unless the shadow denied
+    /// it a permission, see there.)
     Write,
     /// An instruction fetch at EL1.
     ExecEl1,
     /// An instruction fetch at EL0.
     ExecEl0,
+    /// A data or instruction cache maintenance instruction by VA (ESR
+    /// CM = 1, reported with WnR = 1), not on a stage-1 walk.
+    CacheMaintenance(CacheMaintenance),
+}
+
+/// The stage-2 permission a cache maintenance instruction by VA needs, by
+/// AArch64.S2CheckPermissions for AccessType_DC and AccessType_IC in an
+/// AArch64 EL1&0 regime without FEAT_CMOW (HCRX_EL2.CMOW), FEAT_S2POE and
+/// FEAT_S2PIE, none of which this walker models.
+///
+/// AArch64.DC translates DC IVAC as an invalidate and only then, with
+/// stage 2 enabled, performs it as a clean and invalidate: the permission
+/// check is the invalidate's.
+///
+/// Access flag: for DC and IC the architecture makes both the Access flag
+/// fault (AF = 0 without hardware AF) and the hardware AF update
+/// IMPLEMENTATION DEFINED ("Generate access flag fault on IC/DC
+/// operations"); this walker answers TRUE, treating them as any other
+/// access. They never make a hardware dirty-state update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CacheMaintenance {
+    /// A clean or clean and invalidate at EL1 (DC CVAC, CVAP, CVADP, CVAU,
+    /// CIVAC) or IC IVAU at EL1: no stage-2 permission needed.
+    CleanEl1,
+    /// DC IVAC at EL1: needs write permission.
+    InvalidateEl1,
+    /// Any DC or IC by VA at EL0 (DC IVAC is UNDEFINED there): needs read
+    /// permission. For IC IVAU the check is IMPLEMENTATION DEFINED
+    /// ("Permission fault on EL0 IC_IVAU execution"); this walker makes it.
+    El0,
 }
 
 impl AccessKind {
-    /// Whether the access writes.
+    /// Whether the access writes (and so may set the dirty state of a DBM
+    /// entry). Cache maintenance does not, whatever WnR reports.
     pub const fn is_write(self) -> bool {
         matches!(self, AccessKind::Write)
+    }
+
+    /// Whether a data abort for the access reports WnR = 1: a write, or a
+    /// cache maintenance instruction ("for faults on cache maintenance and
+    /// address translation instructions, this bit always returns a value
+    /// of 1"), which also reports CM = 1.
+    pub const fn reports_write(self) -> bool {
+        matches!(self, AccessKind::Write | AccessKind::CacheMaintenance(_))
+    }
+
+    /// Whether the access is a cache maintenance instruction (ESR CM = 1).
+    pub const fn is_cache_maintenance(self) -> bool {
+        matches!(self, AccessKind::CacheMaintenance(_))
     }
 
     /// Whether the access is an instruction fetch.
@@ -301,8 +353,9 @@ pub enum AbortOrigin {
     Access,
     /// A stage-2 access made by L2's stage-1 table walk (ESR S1PTW = 1): a
     /// descriptor read ([`AccessKind::Read`]) or a hardware update of an L2
-    /// stage-1 descriptor ([`AccessKind::Write`]) on behalf of an instruction
-    /// fetch or a data access.
+    /// stage-1 descriptor ([`AccessKind::Write`], which checks write
+    /// permission only: see there) on behalf of an instruction fetch or a
+    /// data access.
     Stage1Walk {
         /// The access that needed the stage-1 walk was an instruction fetch.
         for_instruction_fetch: bool,
@@ -358,12 +411,14 @@ impl Fault {
     ///   instruction (ISV with SAS/SSE/SRT/SF/AR where L1's fault can have
     ///   an instruction syndrome, FnP, VNCR, LST, CM, ISS2 Xs/GCS/TnD) are
     ///   the trapped ESR's, by [`merge_trapped_syndrome`](crate::merge_trapped_syndrome);
-    ///   without it ISV = 0 and CM = 0.
+    ///   without it ISV = 0, and CM = 1 only for
+    ///   [`AccessKind::CacheMaintenance`].
     /// - FnV = 0 (RES0 for every stage-2 fault and for an external abort on
     ///   a walk); EA = 0.
     /// - S1PTW = 1 for [`AbortOrigin::Stage1Walk`].
     /// - WnR (data aborts only) = the stage-2 access was a write (for a
-    ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor).
+    ///   stage-1 walk: a hardware update of the L2 stage-1 descriptor) or
+    ///   cache maintenance (which reports CM = 1 and WnR = 1).
     /// - HPFAR_EL2 carries the faulting IPA for every stage-2 fault. Where
     ///   the architecture leaves HPFAR_EL2 UNKNOWN (permission faults not on
     ///   a stage-1 walk, external aborts on the walk) the IPA is a permitted
@@ -386,8 +441,11 @@ impl Fault {
         if s1ptw {
             iss |= 1 << 7;
         }
-        if !fetch && self.access.is_write() {
+        if !fetch && self.access.reports_write() {
             iss |= 1 << 6;
+        }
+        if !fetch && !s1ptw && self.access.is_cache_maintenance() {
+            iss |= 1 << 8;
         }
         let walk_esr = (ec << 26) | (1 << 25) | iss;
         let esr_el2 = match context.trapped_esr {

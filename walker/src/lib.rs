@@ -103,8 +103,9 @@ mod walk;
 
 pub use batch::BATCH_CHUNK;
 pub use fault::{
-    fault_status_code, AbortContext, AbortOrigin, AccessKind, DescriptorRead, Fault, FaultCause,
-    FaultKind, InjectedAbort, Trail, EC_DATA_ABORT_LOWER, EC_INSTRUCTION_ABORT_LOWER, MAX_TRAIL,
+    fault_status_code, AbortContext, AbortOrigin, AccessKind, CacheMaintenance, DescriptorRead,
+    Fault, FaultCause, FaultKind, InjectedAbort, Trail, EC_DATA_ABORT_LOWER,
+    EC_INSTRUCTION_ABORT_LOWER, MAX_TRAIL,
 };
 pub use features::{
     ExposedFeatures, Granule, GranuleSupport, HardwareUpdates, IdRegisterError, IdRegisters,

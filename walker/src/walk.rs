@@ -5,7 +5,9 @@
 
 use core::fmt;
 
-use crate::fault::{AccessKind, DescriptorRead, Fault, FaultCause, NoTrail, Trail, TrailSink};
+use crate::fault::{
+    AccessKind, CacheMaintenance, DescriptorRead, Fault, FaultCause, NoTrail, Trail, TrailSink,
+};
 use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
 use crate::memory::{GuestMemory, MemoryError, SlotHint};
 use crate::visit::LeafAttributes;
@@ -1188,6 +1190,12 @@ impl Stage2Walker {
             AccessKind::ExecEl0 if !execute.el0() => Some(FaultCause::ExecuteDenied),
             AccessKind::Read if s2ap & 1 == 0 => Some(FaultCause::ReadDenied),
             AccessKind::Write if s2ap & 2 == 0 => Some(FaultCause::WriteDenied),
+            AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) if s2ap & 2 == 0 => {
+                Some(FaultCause::WriteDenied)
+            }
+            AccessKind::CacheMaintenance(CacheMaintenance::El0) if s2ap & 1 == 0 => {
+                Some(FaultCause::ReadDenied)
+            }
             _ => None,
         };
         if let Some(cause) = denied {

@@ -10,8 +10,8 @@ mod common;
 
 use common::*;
 use walker::{
-    AccessKind, Endianness, Fault, FaultCause, FaultKind, Granule, SlotAccess, Stage2Walker,
-    Translation, WalkError,
+    AbortContext, AbortOrigin, AccessKind, CacheMaintenance, Endianness, Fault, FaultCause,
+    FaultKind, Granule, SlotAccess, Stage2Walker, Translation, WalkError,
 };
 
 const ARENA: u64 = 0x4000_0000;
@@ -203,6 +203,49 @@ fn permission_faults_from_s2ap_at_every_leaf_level() {
             }
             // Execution does not need read permission at stage 2.
             assert!(mem.with(|m| w.walk(m, IPA, AccessKind::ExecEl1)).is_ok());
+        }
+    }
+}
+
+/// Review 31 R31-2: cache maintenance by VA is checked as
+/// AArch64.S2CheckPermissions checks AccessType_DC/IC (no FEAT_CMOW): a
+/// clean at EL1 needs nothing, DC IVAC at EL1 needs write, anything at EL0
+/// read. It never sets the dirty state of a DBM entry, and a fault reports
+/// CM = 1 with WnR = 1.
+#[test]
+fn cache_maintenance_permissions() {
+    let base = (1 << 10) | (0xf << 2);
+    let clean = AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1);
+    let invalidate = AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1);
+    let el0 = AccessKind::CacheMaintenance(CacheMaintenance::El0);
+    for (s2ap, read_ok, write_ok) in [
+        (0u64, false, false),
+        (1, true, false),
+        (2, false, true),
+        (3, true, true),
+    ] {
+        let (mem, mk) = setup(5);
+        let mut b = builder(&mem);
+        b.map(3, IPA, 0x8000_0000, base | (s2ap << 6));
+        let w = mk(&mem, b.vttbr());
+        assert!(mem.with(|m| w.walk(m, IPA, clean)).is_ok(), "S2AP {s2ap}");
+        for (access, ok, cause) in [
+            (invalidate, write_ok, FaultCause::WriteDenied),
+            (el0, read_ok, FaultCause::ReadDenied),
+        ] {
+            let r = mem.with(|m| w.walk(m, IPA, access));
+            if ok {
+                assert_eq!(r.unwrap().s2ap.bits(), s2ap as u8);
+            } else {
+                let f = fault(r);
+                assert_eq!((f.cause, f.fsc()), (cause, 0x0f), "S2AP {s2ap} {access:?}");
+                let s = f.syndrome(&AbortContext {
+                    far: Some(0x1000),
+                    origin: AbortOrigin::Access,
+                    trapped_esr: None,
+                });
+                assert_eq!(s.esr_el2, 0x9200_014f, "S2AP {s2ap} {access:?}");
+            }
         }
     }
 }

@@ -16,9 +16,9 @@ mod model;
 use common::*;
 use proptest::prelude::*;
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, Fault, FaultCause, FaultKind, Granule, IdRegisters,
-    LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail, Translation, WalkError,
-    WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+    AccessKind, CacheMaintenance, Endianness, ExposedFeatures, Fault, FaultCause, FaultKind,
+    Granule, IdRegisters, LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail, Translation,
+    WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -201,6 +201,9 @@ fn access() -> impl Strategy<Value = AccessKind> {
         AccessKind::Write,
         AccessKind::ExecEl1,
         AccessKind::ExecEl0,
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1),
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1),
+        AccessKind::CacheMaintenance(CacheMaintenance::El0),
     ])
 }
 
@@ -476,6 +479,10 @@ fn check_against_model(
             AccessKind::Write => model::Acc::Write,
             AccessKind::ExecEl1 => model::Acc::Exec { el0: false },
             AccessKind::ExecEl0 => model::Acc::Exec { el0: true },
+            AccessKind::CacheMaintenance(c) => model::Acc::Dc {
+                invalidate: c == CacheMaintenance::InvalidateEl1,
+                el0: c == CacheMaintenance::El0,
+            },
         };
         // The model reads the same memory before the walker may update it.
         let writable = |a: u64| {

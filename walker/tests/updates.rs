@@ -108,6 +108,13 @@ fn hardware_dirty_state_makes_a_dbm_descriptor_writable() {
         (S2Ap::ReadOnly, true, false)
     );
     assert!(t.dirty_bit_modifier);
+    // Cache maintenance never makes a dirty-state update (the pseudocode
+    // excludes AccessType_DC/IC), even DC IVAC, which DBM lets through
+    // (S2ApplyOutputPerms makes the entry effectively writable).
+    let invalidate = AccessKind::CacheMaintenance(walker::CacheMaintenance::InvalidateEl1);
+    let t = mem.with(|m| w.walk(m, IPA, invalidate)).unwrap();
+    assert!(!t.update.dirty, "{t:?}");
+    assert_eq!(mem.read(leaf) & (3 << 6), 1 << 6);
     // A write sets S2AP[1] by compare-and-swap.
     let t = mem.with(|m| w.walk(m, IPA, AccessKind::Write)).unwrap();
     assert_eq!((t.s2ap, t.update.dirty), (S2Ap::ReadWrite, true));

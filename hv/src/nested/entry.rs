@@ -309,15 +309,26 @@ const ESR_CM: u64 = 1 << 8;
 
 /// What the access behind a lower-EL abort syndrome `esr` (EC 0x20
 /// instruction, 0x24 data) was, L2's PSTATE at the fault being `spsr`
-/// (SPSR_EL2). Per the ESR ISS encoding: with S1PTW = 1 the stage-2 fault
-/// is on L2's stage-1 table walk, a data read (a write only with WnR = 1,
-/// a hardware Access flag or dirty state update) whatever EC says the walk
-/// was for; an instruction abort from EL0 (SPSR.M = EL0t) is an EL0
-/// fetch, which stage 2 may forbid apart from EL1's (FEAT_XNX); a data
-/// abort is a write exactly when WnR = 1.
+/// (SPSR_EL2). Per the ESR ISS encoding:
+/// - with S1PTW = 1 the stage-2 fault is on L2's stage-1 table walk, a
+///   data read (a write only with WnR = 1, a hardware Access flag or dirty
+///   state update) whatever EC says the walk was for. A cache maintenance
+///   instruction's walk (CM = 1) reports WnR = 1 whatever the walk did, so
+///   it is a read unless the shadow denied it a permission, which only an
+///   update can have lacked (the shadow of L2's tables gives what L1's
+///   stage 2 gives, and a read of them was made before);
+/// - an instruction abort from EL0 (SPSR.M = EL0t) is an EL0 fetch, which
+///   stage 2 may forbid apart from EL1's (FEAT_XNX);
+/// - a data abort with CM = 1 is a cache maintenance instruction (WnR = 1
+///   whatever it does), at EL0 or EL1 (review 31 R31-2: it was walked as a
+///   write, so a DC CVAC to a page L1 maps read-only took a permission
+///   fault a clean never takes);
+/// - any other data abort is a write exactly when WnR = 1.
 pub const fn abort_access(esr: u64, spsr: u64) -> ipc::AccessKind {
+    let cache_maintenance = esr & ESR_CM != 0;
     if esr & ESR_S1PTW != 0 {
-        if esr & ESR_WNR != 0 {
+        let permission_fault = esr & 0x3c == 0x0c;
+        if esr & ESR_WNR != 0 && (!cache_maintenance || permission_fault) {
             ipc::AccessKind::Write
         } else {
             ipc::AccessKind::Read
@@ -327,6 +338,12 @@ pub const fn abort_access(esr: u64, spsr: u64) -> ipc::AccessKind {
             ipc::AccessKind::ExecuteEl0
         } else {
             ipc::AccessKind::Execute
+        }
+    } else if cache_maintenance {
+        if el(spsr) == 0 {
+            ipc::AccessKind::CacheMaintenanceEl0
+        } else {
+            ipc::AccessKind::CacheMaintenance
         }
     } else if esr & ESR_WNR != 0 {
         ipc::AccessKind::Write

@@ -395,6 +395,41 @@ fn abort_access_of_walks_and_el0_fetches() {
     assert_eq!(abort_access(0x9200_0007, EL0T), ipc::AccessKind::Read);
 }
 
+/// Review 31 R31-2: a cache maintenance instruction (CM = 1, WnR = 1) is
+/// not a write: stage 2 checks it by its own rules, at EL1 apart from
+/// EL0. Its stage-1 walk (S1PTW, WnR always 1) is the walk's read, unless
+/// the shadow denied the walk a permission (a hardware update's write).
+#[test]
+fn cache_maintenance_is_not_a_write() {
+    let key = ipc::ContextKey::new(5 << 48 | 0x4020_0000, 0x8002_3559, ipc::VmidWidth::Bits8);
+    let request = |esr: u64, spsr: u64| ipc::TranslateRequest {
+        context: key,
+        l2_ipa: 0x10_1000,
+        access: abort_access(esr, spsr),
+        esr: esr as u32,
+        far: 0x10_1000,
+    };
+    // DC CVAC: translation fault at level 3, then a permission fault.
+    for esr in [0x9200_0147, 0x9200_014f] {
+        assert_eq!(abort_access(esr, EL1H), ipc::AccessKind::CacheMaintenance);
+        assert_eq!(abort_access(esr, EL1T), ipc::AccessKind::CacheMaintenance);
+        assert_eq!(
+            abort_access(esr, EL0T),
+            ipc::AccessKind::CacheMaintenanceEl0
+        );
+        assert_eq!(request(esr, EL1H).validate(), Ok(()));
+        assert_eq!(request(esr, EL0T).validate(), Ok(()));
+    }
+    // On the stage-1 walk: a read, or a write after a permission fault.
+    assert_eq!(abort_access(0x9200_01c7, EL1H), ipc::AccessKind::Read);
+    assert_eq!(abort_access(0x9200_01cf, EL1H), ipc::AccessKind::Write);
+    assert_eq!(request(0x9200_01c7, EL1H).validate(), Ok(()));
+    assert_eq!(request(0x9200_01cf, EL1H).validate(), Ok(()));
+    // A store is still a write, a load a read.
+    assert_eq!(abort_access(0x9200_0047, EL1H), ipc::AccessKind::Write);
+    assert_eq!(abort_access(0x9200_0007, EL1H), ipc::AccessKind::Read);
+}
+
 #[test]
 fn mmfr4_hides_nv_frac() {
     assert_eq!(shown_to_l1(IdRegister::Mmfr4, 0x0110_0000), 0x0e00_0000);

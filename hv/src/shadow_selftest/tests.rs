@@ -102,6 +102,11 @@ impl SimCpu {
             WalkAccess::Write => t.s2ap.writable(),
             WalkAccess::ExecEl1 => t.execute.el1(),
             WalkAccess::ExecEl0 => t.execute.el0(),
+            WalkAccess::CacheMaintenance(c) => match c {
+                walker::CacheMaintenance::CleanEl1 => true,
+                walker::CacheMaintenance::InvalidateEl1 => t.s2ap.writable(),
+                walker::CacheMaintenance::El0 => t.s2ap.readable(),
+            },
         };
         if let Some(t) = self.tlb.lookup(ipa) {
             return if allowed(&t) {

@@ -50,7 +50,14 @@ pub enum Outcome {
 pub enum Acc {
     Read,
     Write,
-    Exec { el0: bool },
+    Exec {
+        el0: bool,
+    },
+    /// AccessType_DC by VA (no FEAT_CMOW): `invalidate` is DC IVAC.
+    Dc {
+        invalidate: bool,
+        el0: bool,
+    },
 }
 
 pub struct Cpu {
@@ -441,6 +448,9 @@ fn s2_translate_updating(
         Acc::Exec { el0 } => !device && if el0 { ux } else { px },
         Acc::Read => r,
         Acc::Write => w,
+        // S2CheckPermissions, AccessType_DC: an invalidate needs W, then
+        // at EL0 anything needs R; a clean at EL1 needs nothing.
+        Acc::Dc { invalidate, el0 } => (!invalidate || w) && (!el0 || r),
     };
     if !permitted {
         return fault(Kind::Permission, level);

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 use walker::{
-    AbortContext, AbortOrigin, AccessKind, DescriptorKind, DescriptorRead, Fault, Granule,
-    LeafAttributes, Stage2Walker, WalkError,
+    AbortContext, AbortOrigin, AccessKind, CacheMaintenance, DescriptorKind, DescriptorRead, Fault,
+    Granule, LeafAttributes, Stage2Walker, WalkError,
 };
 
 use crate::output::{
@@ -91,6 +91,11 @@ fn access_name(access: AccessKind) -> &'static str {
         AccessKind::Write => "write",
         AccessKind::ExecEl1 => "EL1 instruction fetch",
         AccessKind::ExecEl0 => "EL0 instruction fetch",
+        // Not among the accesses s2walk reads (its contract is
+        // read|write|exec|exec_el0); named for completeness.
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => "EL1 cache clean",
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => "EL1 cache invalidate",
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => "EL0 cache maintenance",
     }
 }
 

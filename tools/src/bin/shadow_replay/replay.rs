@@ -15,8 +15,8 @@ use shadow_mmu::service::{
 };
 use shadow_mmu::shadow_table::{MapError, ShadowConfig};
 use walker::{
-    fault_status_code, AbortContext, AbortOrigin, AccessKind, FaultKind, Granule, GuestMemory,
-    Memslots, SlotAccess, WalkError,
+    fault_status_code, AbortContext, AbortOrigin, AccessKind, CacheMaintenance, FaultKind, Granule,
+    GuestMemory, Memslots, SlotAccess, WalkError,
 };
 
 use crate::args::Options;
@@ -935,6 +935,9 @@ const fn needed(access: AccessKind) -> Permissions {
         AccessKind::Write => Permissions::WRITE,
         AccessKind::ExecEl1 => Permissions::EXEC_EL1,
         AccessKind::ExecEl0 => Permissions::EXEC_EL0,
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => Permissions::WRITE,
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => Permissions::READ,
     }
 }
 
@@ -957,6 +960,10 @@ fn access_name(access: AccessKind) -> &'static str {
         AccessKind::Write => "write",
         AccessKind::ExecEl1 => "exec",
         AccessKind::ExecEl0 => "exec_el0",
+        // Not among the accesses a trace holds; named for completeness.
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => "cache_clean",
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => "cache_invalidate",
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => "cache_maintenance_el0",
     }
 }
 
