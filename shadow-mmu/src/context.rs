@@ -287,12 +287,21 @@ impl<S> Context<S> {
     // (review 11 R11-2); only the loom models, which drive a directory and
     // its contexts directly, see them (`cfg(loom)`: model builds only).
 
-    /// The cached leaf containing `ipa`, if any. Lock-free. Once the
+    /// The cached leaf that translates `ipa`, if any. Lock-free. Once the
     /// context is retired (and its slot's cache flushed for a successor),
     /// nothing: see `WalkCache::lookup`. `guard`: a pin of the directory's
     /// collector.
+    ///
+    /// A leaf block can be larger than the output size (a 512 GiB level-0
+    /// block with VTCR_EL2.PS 32 bits): only its IPAs whose output address
+    /// is within the output size translate, the rest take an Address size
+    /// fault. So a hit is re-checked as AArch64.S2Walk's TLB-hit path
+    /// re-checks `AArch64.OAOutOfRange(StageOA(ipa))`, and an IPA beyond
+    /// goes to a walk, which reports the fault (review 31 R31-1).
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
-        self.cache.lookup(ipa, &self.retired_at, guard)
+        self.cache
+            .lookup(ipa, &self.retired_at, guard)
+            .filter(|hit| hit.output_address(ipa) >> self.walker.output_size_bits() == 0)
     }
 
     /// [`Context::cached`], for the loom models.

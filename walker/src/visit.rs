@@ -54,6 +54,12 @@ pub struct LeafAttributes {
 pub struct Mapping {
     /// First IPA the leaf maps.
     pub ipa: u64,
+    /// Bytes of IPA from `ipa` that translate: the leaf's size
+    /// ([`LeafAttributes::size`]), or less for a block larger than the
+    /// output size, of which only the first 2^[`Stage2Walker::output_size_bits`]
+    /// bytes translate (the visit reports the rest as an Address size
+    /// fault starting at `ipa + size`).
+    pub size: u64,
     /// Level of the leaf.
     pub level: i8,
     /// Output address of `ipa` (StageOA: with the contiguous hint, IPA bits
@@ -144,7 +150,10 @@ impl Stage2Walker {
     /// Visit every leaf of the table in IPA order, calling `visit` with the
     /// leaf or with the fault that stops the walk of a region (external
     /// abort on a table read, table or output address beyond the output
-    /// size, a block where none is permitted). Invalid descriptors are
+    /// size, a block where none is permitted). A fault's region runs from
+    /// its IPA to the end of the entry at its level; a block larger than
+    /// the output size is reported as the [`Mapping`] of the part that
+    /// translates, then an Address size fault for the rest of it. Invalid descriptors are
     /// unmapped regions and are skipped. `visit` may stop early with
     /// [`ControlFlow::Break`]. Descriptors are read one at a time; the only
     /// bound on the work is the table itself (at most 5 levels deep), so a
@@ -280,16 +289,43 @@ impl Stage2Walker {
                 }
                 DescriptorKind::Leaf(attributes) => {
                     let output_address = self.stage_output_address(frame.level, value, ipa);
-                    if (output_address | (attributes.size - 1)) >> self.output_size_bits() != 0 {
+                    let oa_bits = self.output_size_bits();
+                    let beyond = |oa: u64| oa >> oa_bits != 0;
+                    if beyond(output_address) {
                         Err(region_fault(
                             FaultCause::OutputAddressOutOfRange,
                             frame.level,
                             ipa,
                             trail,
                         ))
+                    } else if beyond(output_address | (attributes.size - 1)) {
+                        // A block larger than the output size (so its
+                        // output base is 0: it is aligned to its size):
+                        // AArch64.S2Walk checks OAOutOfRange(StageOA(ipa))
+                        // per IPA, so its first part translates and the
+                        // rest takes an Address size fault.
+                        let size = (1u64 << oa_bits) - output_address;
+                        let first = Mapping {
+                            ipa,
+                            size,
+                            level: frame.level,
+                            output_address,
+                            descriptor: read,
+                            attributes,
+                        };
+                        if visitor.mapping(Ok(first)).is_break() {
+                            return Ok(());
+                        }
+                        Err(region_fault(
+                            FaultCause::OutputAddressOutOfRange,
+                            frame.level,
+                            ipa + size,
+                            trail,
+                        ))
                     } else {
                         Ok(Mapping {
                             ipa,
+                            size: attributes.size,
                             level: frame.level,
                             output_address,
                             descriptor: read,

@@ -220,6 +220,15 @@ impl DescriptorUpdate {
 }
 
 /// A successful stage-2 translation: what a TLB may hold.
+///
+/// The block is the architectural one (TranslationSize). It can be larger
+/// than the output size (a 512 GiB level-0 block with DS and VTCR_EL2.PS
+/// 32 bits, a 4 TiB 64KB level-1 block with PS 36 bits): then only the
+/// IPAs whose output address is within the output size translate, the
+/// others take an Address size fault at the leaf's level. A reuse of the
+/// result for another IPA of the block must re-check that IPA's output
+/// address against [`Stage2Walker::output_size_bits`], as AArch64.S2Walk's
+/// TLB-hit path re-checks `AArch64.OAOutOfRange`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
     /// The IPA translated.
@@ -228,7 +237,8 @@ pub struct Translation {
     pub output_address: u64,
     /// Level of the leaf descriptor (0..=3).
     pub level: i8,
-    /// Size of the block or page the leaf maps, in bytes.
+    /// Size of the block or page the leaf maps, in bytes (possibly larger
+    /// than the output size: see [`Translation`]).
     pub block_size: u64,
     /// Size of the contiguous range when the leaf has the contiguous hint
     /// (the output address already takes the hint into account, as StageOA
@@ -277,7 +287,9 @@ impl Translation {
 /// What [`Stage2Walker::translate_leaf`] returns: the leaf of a successful
 /// walk in 32 bytes, for callers that need no descriptor trail. Every
 /// value is the one the full [`Translation`] has
-/// ([`LeafTranslation::from`] a `Translation` gives it exactly).
+/// ([`LeafTranslation::from`] a `Translation` gives it exactly), and so is
+/// the caveat: the block may extend beyond the output size, and a reuse
+/// for another IPA must re-check that IPA's output address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LeafTranslation {
     /// The full output address of the IPA (StageOA).

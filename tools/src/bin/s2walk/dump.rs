@@ -93,7 +93,7 @@ impl Range {
         Range {
             ipa: m.ipa,
             oa: m.output_address,
-            size: a.size,
+            size: m.size,
             attributes: Attributes {
                 s2ap: a.s2ap,
                 execute: a.execute,
@@ -477,7 +477,11 @@ impl<W: Write> MappingVisitor for Dumper<'_, W> {
             Err(fault) => {
                 self.finish_listings_before(fault.ipa);
                 self.summary.faulting_entries += 1;
-                let span = entry_span(self.granule, fault.level);
+                // To the end of the entry: a block larger than the output
+                // size faults from the first IPA beyond it (its first part
+                // was listed as a mapping).
+                let entry = entry_span(self.granule, fault.level);
+                let span = entry - (fault.ipa & (entry - 1));
                 self.emit(Pending::Faults(FaultRun::new(fault, span)))
             }
         }
@@ -656,6 +660,54 @@ mod tests {
         pages
     }
 
+    /// Review 31 R31-1: 64KB granule, PAMax 52, VTCR_EL2.PS 32 bits, one
+    /// level-1 block of 4 TiB at OA 0. Its first 4 GiB translate (a walk
+    /// of IPA 0x1234 does): the dump lists them as a mapping and the rest
+    /// of the block as the Address size fault (it listed the whole block
+    /// as a fault).
+    #[test]
+    fn a_block_larger_than_the_output_size_is_split_where_its_output_ends() {
+        let features = ExposedFeatures::from_id_registers(IdRegisters {
+            mmfr0: 0x0222_0010_0006,
+            mmfr1: 0,
+            mmfr2: 0,
+        })
+        .unwrap();
+        let walker = Stage2Walker::new(
+            Stage2Registers {
+                vtcr: 0x4094,
+                vttbr: 0x10000,
+                endianness: Endianness::Little,
+            },
+            &features,
+        );
+        let table: Vec<AtomicU64> = (0..0x10000 / 8)
+            .map(|i| AtomicU64::new(if i == 0 { 0x4fd } else { 0 }))
+            .collect();
+        let mut storage = vec![Memslot::new(0x10000, &table, SlotAccess::ReadOnly)];
+        let memslots = Memslots::new(&mut storage).unwrap();
+        assert!(walker
+            .walk(&memslots, 0x1234, walker::AccessKind::Read)
+            .is_ok());
+        let bound = read_bound(&walker, &memslots);
+        let mut out = Vec::new();
+        let summary = dump(&walker, memslots, bound, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!summary.incomplete, "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with(
+                "IPA 0x0000000000000-0x00000ffffffff -> OA 0x0000000000000-0x00000ffffffff"
+            ),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("! IPA 0x0000100000000-0x003ffffffffff: address size at level 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn dumps_of_random_aliasing_tables_stay_within_the_bound_and_lose_no_mapping() {
         let features = ExposedFeatures::from_id_registers(IdRegisters {
@@ -700,7 +752,7 @@ mod tests {
             walker
                 .visit_mappings(&memslots, |item| {
                     if let Ok(leaf) = item {
-                        for offset in (0..leaf.attributes.size).step_by(PAGE as usize) {
+                        for offset in (0..leaf.size).step_by(PAGE as usize) {
                             expected.insert(leaf.ipa + offset, leaf.output_address + offset);
                         }
                     }
