@@ -392,18 +392,14 @@ pub struct TranslateRequest {
     /// injected into L1 keeps its instruction syndrome (ISV, SAS, SSE,
     /// SRT, SF, AR, FnP, LST, CM: `walker::merge_trapped_syndrome`).
     ///
-    /// ISS2 (bits \[55:32\]) is not carried, so an injected fault reports
+    /// ISS2 (bits \[55:32\]) is not carried, so an [`Injection`] has
     /// ISS2 = 0. Its walk fields (HDBSSF, TagAccess, AssuredOnly, Overlay,
-    /// DirtyBit) are 0 for every fault the walker reports anyway. Its
-    /// instruction fields are lost:
-    /// - Xs (FEAT_LS64_V/ACCDATA) never arises: hv leaves
-    ///   HCRX_EL2.EnALS/EnASR/EnAS0 clear, so L2's LD64B/ST64B* trap before
-    ///   they access memory;
-    /// - GCS does: hv enables FEAT_GCS for its guests where the host has it
-    ///   (HCRX_EL2.GCSEn) and shows it to L1, so an L2 GCS access that
-    ///   faults in L1's stage 2 reaches L1 with GCS = 0 (a deviation; KVM
-    ///   does not read the bit for stage-2 faults);
-    /// - TnD (FEAT_MTE_CANONICAL_TAGS) likewise, where the host has it.
+    /// DirtyBit) are 0 for every fault the walker reports anyway; its
+    /// instruction fields (Xs, GCS, TnD) the vCPU handler adds from the
+    /// full ESR it trapped before it injects (hv merges the injection with
+    /// it once more: `walker::merge_trapped_syndrome` is idempotent, so
+    /// only ISS2 changes). They matter to L1: hv enables FEAT_GCS for its
+    /// guests where the host has it (HCRX_EL2.GCSEn) and shows it to L1.
     pub esr: u32,
     /// FAR_EL2 of the L2 fault (L2's virtual address). Always valid for a
     /// stage-2 fault (FnV = 0), so always carried; the injected fault

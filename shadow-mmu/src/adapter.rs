@@ -170,7 +170,8 @@ const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
 /// ESR itself, whose instruction syndrome (ISV, SAS, SRT, CM...) a fault
 /// injected into L1 keeps (`walker::merge_trapped_syndrome`: a KVM L1
 /// needs ISV/SRT to emulate its L2's MMIO). The request carries ESR\[31:0\]
-/// only, so the injected ISS2 is 0 (see `TranslateRequest::esr`).
+/// only, so the injected ISS2 is 0; the vCPU handler adds ISS2's
+/// instruction fields (see `TranslateRequest::esr`).
 ///
 /// A cache maintenance instruction at EL1 is walked as a clean (no
 /// stage-2 permission needed) unless the trapped fault is a permission

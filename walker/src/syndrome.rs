@@ -255,6 +255,40 @@ mod tests {
         );
     }
 
+    /// Merging again with the full trapped ESR, as hv does with the ESR the
+    /// service built from ESR\[31:0\], changes nothing but adds ISS2's
+    /// instruction fields: the merge is idempotent.
+    #[test]
+    fn merging_again_with_the_full_esr_only_adds_iss2() {
+        let iss2 = (17 << 32) | (1 << 40) | (1 << 42) | (1 << 43) | (1 << 37);
+        let walks = [
+            DATA | 0x05,
+            DATA | ESR_WNR | 0x0f,
+            DATA | ESR_S1PTW | 0x07,
+            DATA | 0x15,
+            DATA | 0x29,
+            INSTRUCTION | 0x0f,
+        ];
+        let trapped = [
+            DATA | LDR_W3 | 0x07,
+            DATA | STLR_X30 | ESR_LST | 0x0f,
+            DATA | ESR_CM | ESR_WNR | ESR_FNP | ESR_VNCR | 0x07,
+            DATA | ESR_S1PTW | 0x07,
+            INSTRUCTION | 0x07,
+        ];
+        for walk in walks {
+            for t in trapped {
+                let full = t | iss2;
+                let by_service = merge_trapped_syndrome(walk, full & 0xffff_ffff);
+                assert_eq!(
+                    merge_trapped_syndrome(by_service, full),
+                    merge_trapped_syndrome(walk, full),
+                    "{walk:#x} {full:#x}"
+                );
+            }
+        }
+    }
+
     /// An instruction abort takes nothing from the trapped ESR; neither does
     /// a data abort from a trapped syndrome of another class.
     #[test]

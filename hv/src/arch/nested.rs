@@ -1808,14 +1808,11 @@ fn l2_exit(
                 ) => {}
                 Reply::Translate(TranslateOutcome::Inject(injection)) => {
                     vcpu.counts.injected += 1;
-                    enter_l1_from_l2(
-                        nested,
-                        vcpu,
-                        frame,
-                        injection.esr,
-                        injection.far,
-                        injection.hpfar,
-                    );
+                    // The service merged the instruction syndrome of the
+                    // request's ESR[31:0]; merged again with the full ESR
+                    // the same fields stay and ISS2's (Xs, GCS, TnD) join.
+                    let esr = walker::merge_trapped_syndrome(injection.esr, esr);
+                    enter_l1_from_l2(nested, vcpu, frame, esr, injection.far, injection.hpfar);
                 }
                 // Nothing behind the L1 IPA: delivered where L1's virtual
                 // HCR_EL2.TEA says, L2's EL1 or L1 (ipc's ExternalAbort).
