@@ -66,6 +66,15 @@
 //! - An instruction fetch from stage-2 Device memory (MemAttr\[3:2\] = 0b00)
 //!   is a permission fault, as AArch64.S2CheckPermissions has it
 //!   (HCR_EL2.FWB = 0 encoding of MemAttr).
+//! - Cache maintenance by VA ([`CacheMaintenance`]): an Access flag fault
+//!   (and, with hardware AF, the AF update) as for any access
+//!   (IMPLEMENTATION DEFINED "Generate access flag fault on IC/DC
+//!   operations": TRUE); IC IVAU at EL0 needs read permission
+//!   (IMPLEMENTATION DEFINED "Permission fault on EL0 IC_IVAU execution":
+//!   TRUE).
+//! - An injected synchronous external abort on L1's walk has ISV = 0
+//!   (IMPLEMENTATION DEFINED without FEAT_RAS, required with it):
+//!   [`merge_trapped_syndrome`].
 //! - A lost compare-and-swap restarts the whole walk, as S2Translate's
 //!   `repeat ... until` does, at most [`MAX_UPDATE_ATTEMPTS`] times; then
 //!   [`WalkError::Contended`] (no fault: L0 lets L2 retry). For a table
