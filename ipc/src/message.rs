@@ -17,7 +17,7 @@ use crate::tlbi::{IpaRange, Shareability, Tlbi, TlbiOp};
 /// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
 /// VTCR_EL2 name (error field [`Field::Vmid`]); the reply
 /// [`TranslateOutcome::L0Denied`].
-pub const LAYOUT_VERSION: u16 = 6;
+pub const LAYOUT_VERSION: u16 = 7;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
