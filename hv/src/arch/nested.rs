@@ -66,10 +66,11 @@ use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
+use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{
     el2_stage1_tlbi_form, hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen,
-    Sighting, Stage1TlbiTarget, Summary,
+    Sighting, Stage1TlbiTarget, Summary, HV_INTERRUPT_ROUTING,
 };
 use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region};
@@ -118,6 +119,8 @@ pub const L1_RAM_BYTES: u64 = 6 << 20;
 pub const L1_BASE: u64 = 0x4000_0000;
 
 const EC_UNKNOWN_MASK: u64 = 0x3f;
+/// WFI/WFE (ISS.TI says which; only WFI and WFIT trap, HCR_EL2.TWI).
+const EC_WFX: u64 = 0x01;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
@@ -903,12 +906,17 @@ fn watchdog_setup() {
 }
 
 /// EL2 set for L1: its HCR_EL2 (`l1_hcr`: `nested::L1_HCR` as its mode and MMU
-/// need, `L1Vel2Mode::hardware_hcr`), L0's stage 2 of it.
+/// need, `L1Vel2Mode::hardware_hcr`), L0's stage 2 of it. With
+/// [`HV_INTERRUPT_ROUTING`] and TWI: L1's WFI traps, so hv re-evaluates
+/// L1's maintenance interrupt, which L1 can raise by stores to its VNCR
+/// page that never trap, before L1 waits (`l1_exit`; review 33 R33-2).
+/// L2's WFI is L1's business: L2's hardware HCR_EL2 has TWI only as L1's
+/// virtual one does (`l2_hcr`).
 fn enter_l1_regime(l1_hcr: u64) {
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
-    write_sysreg!("hcr_el2", l1_hcr | hcr::IMO);
+    write_sysreg!("hcr_el2", l1_hcr | HV_INTERRUPT_ROUTING | hcr::TWI);
     write_sysreg!("vtcr_el2", nested.l0_vtcr);
     write_sysreg!("vttbr_el2", nested.l0_vttbr);
     cpu::isb();
@@ -1120,6 +1128,15 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
 fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
     match (esr >> 26) & EC_UNKNOWN_MASK {
         EC_HVC64 => hv_call(nested, vcpu, frame),
+        // L1's WFI (or WFIT), trapped by TWI: it completes at once, as a
+        // WFI may (DDI 0487, "Wait for Interrupt": it is a hint, and any
+        // WFI may complete spuriously). `guest_exit` then re-evaluates
+        // L1's maintenance interrupt (`VcpuGic::l1_runs`): one L1 raised
+        // by stores is pending in L1's own interface when L1 resumes, so
+        // a WFI waiting for it returns with it pending (review 33
+        // R33-2). An idle L1 spins through hv instead of sleeping: hv
+        // has no other event L1 could wait for.
+        EC_WFX => frame.elr += instruction_length(esr),
         EC_SMC64 => {
             // A trapped SMC returns to itself; the call completes it.
             frame.elr += instruction_length(esr);
@@ -1226,6 +1243,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             println!("hv: nested: unsupported: L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (its own host userspace, not L2), which hv does not run yet; stopping");
             exit(ExitStatus::Failure)
         }
+        EretTarget::L2 { pc, pstate } if maintenance_at_eret(vcpu, frame, pc, pstate) => {}
         EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
             // L1's stage 2 off: L2's IPA is L1's IPA, which L0's map of L1
             // translates (review 23 F4).
@@ -1233,7 +1251,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 vcpu.l1_el1.set(register, read_el1(register));
                 write_el1(register, vcpu.vncr.el1(register));
             }
-            write_sysreg!("hcr_el2", l2_hcr(vhcr) | hcr::IMO);
+            write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
                 "vttbr_el2",
@@ -1281,7 +1299,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 vcpu.l1_el1.set(register, read_el1(register));
                 write_el1(register, vcpu.vncr.el1(register));
             }
-            write_sysreg!("hcr_el2", l2_hcr(vhcr) | hcr::IMO);
+            write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
             cpu::isb();
@@ -1292,6 +1310,31 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         }
     }
 }
+
+/// L1's ERET into L2 (to `pc` with `pstate`) while its maintenance
+/// interrupt is asserted as its own state says and routed to its virtual
+/// EL2: the IRQ is taken before L2's first instruction, so L2 never runs
+/// and L1 enters its vector for an IRQ from a lower EL (AArch64),
+/// VBAR_EL2 + 0x480, with ELR_EL2 `pc` and SPSR_EL2 `pstate` (L2's EL1
+/// registers stay in the VNCR page; ESR_EL2 and FAR_EL2 as L1 left them).
+/// hv's own computation decides, not the hardware's ICH_MISR_EL2, which
+/// may disagree (QEMU 10.0 computes VGrp0D from VENG1; review 33 R33-3).
+/// Whether it was taken.
+fn maintenance_at_eret(vcpu: &mut Vcpu, frame: &mut GuestFrame, pc: u64, pstate: u64) -> bool {
+    if vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) != Maintenance::ForL1 {
+        return false;
+    }
+    once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
+    let entry = exception_to_vel2(read_sysreg!("vbar_el1"), Origin::LowerAarch64, pc, pstate);
+    write_sysreg!("elr_el1", entry.elr);
+    write_sysreg!("spsr_el1", entry.spsr);
+    frame.elr = entry.pc + IRQ_AFTER_SYNC;
+    frame.spsr = entry.pstate;
+    true
+}
+
+/// An IRQ's vector is 0x80 after the synchronous one of its group.
+const IRQ_AFTER_SYNC: u64 = 0x80;
 
 /// An exception from L2 to L1's virtual EL2 (lower EL, synchronous):
 /// L2's EL1 registers to the VNCR page, L1's back, the syndrome in L1's
@@ -1331,7 +1374,6 @@ fn enter_l1_from_l2(
 /// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
 /// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
 fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
-    const IRQ_AFTER_SYNC: u64 = 0x80;
     once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
     let esr = vcpu.l1_el1.get(El1Register::Esr);
     let far = vcpu.l1_el1.get(El1Register::Far);
@@ -1873,6 +1915,18 @@ fn l2_exit(
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             let (op0, op1, crn, crm, op2) =
                 (access.op0, access.op1, access.crn, access.crm, access.op2);
+            // An SGI write L1 did not trap (hv's own IMO/FMO for L2 made
+            // it trap): completed here (review 33 R33-5).
+            let sgi = l2_sgi_write(
+                (op0, op1, crn, crm, op2),
+                access.read,
+                vcpu.vncr.hcr(),
+                vcpu.vncr.get(ICH_HCR_EL2),
+            );
+            if sgi == Some(L2SgiWrite::Ignored) {
+                frame.elr += instruction_length(esr);
+                return;
+            }
             match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {
                 L2IdRead::Answer(register) => {
                     let value = register.map_or(0, |r| nested.shown(r));

@@ -8,13 +8,14 @@
 //! exit from L2, [`VcpuGic::enter_l2`] last thing before every return to
 //! L2 (also after an exit hv handled itself), [`VcpuGic::l1_runs`] last
 //! thing before every return to L1, [`l1_access`] for L1's trapped GIC
-//! register accesses, [`maintenance_for_l1`] after an exit from L2.
+//! register accesses, [`maintenance_for_l1`] after an exit from L2 and
+//! at L1's ERET into L2.
 
 use super::cpu::{read_sysreg, write_sysreg};
 use crate::exit::SysRegAccess;
 use crate::nested::vgic::{
-    l1_ich_read, l1_maintenance_lr, l1_takes_irqs_at_vel2, maintenance_asserted, L1Interface,
-    Shape, TrappedIch, ICC_SRE_EL2_SHOWN, L1_OWN_START,
+    eisr, l1_ich_read, l1_maintenance_lr, l1_takes_irqs_at_vel2, maintenance_asserted,
+    maintenance_taken_at_vel2, L1Interface, Shape, TrappedIch, ICC_SRE_EL2_SHOWN, L1_OWN_START,
 };
 use crate::nested::vncr::VncrPage;
 
@@ -159,21 +160,38 @@ impl VcpuGic {
     /// and the rest) loaded, with its maintenance triggers only when L1
     /// takes the maintenance interrupt at virtual EL2 (virtual HCR_EL2
     /// `l1_virtual_hcr`): otherwise the hardware's would interrupt L2 for
-    /// an interrupt L1 never takes. If the hardware asserts its
-    /// maintenance interrupt where L1's state (hv's reading of it) does
-    /// not, the triggers are withheld too, so an L2 is never interrupted
-    /// again and again for nothing.
+    /// an interrupt L1 never takes. Where the hardware's ICH_MISR_EL2 or
+    /// ICH_EISR_EL2 shows a condition L1's state (hv's reading of it) does
+    /// not, only that condition's trigger is withheld
+    /// (`L1Interface::without_disagreeing_triggers`), so an L2 is never
+    /// interrupted again and again for nothing and every trigger that
+    /// agrees still works (review 33 R33-3); should the hardware still
+    /// assert it then, all are withheld.
     pub fn enter_l2(&mut self, page: &VncrPage, l1_virtual_hcr: u64) {
         let shape = Shape::from_vtr(hardware_vtr());
         self.l1_own = hardware_read(&shape);
         let l1 = L1Interface::read(page, &shape);
         let hardware = l1.to_hardware(&shape);
-        let asserted_for_l1 = maintenance_asserted(l1.hcr, l1.misr(&shape));
         if self.l1_takes_irqs(l1_virtual_hcr) {
             hardware_write(&hardware, &shape);
+            let l1_misr = l1.misr(&shape);
+            let l1_eisr = eisr(&l1.lrs[..shape.list_registers]);
             let hardware_misr = read_sysreg!("s3_4_c12_c11_2"); // ICH_MISR_EL2
-            if maintenance_asserted(hardware.hcr, hardware_misr) && !asserted_for_l1 {
-                hardware_write(&hardware.without_maintenance_triggers(), &shape);
+            let hardware_eisr = read_sysreg!("s3_4_c12_c11_3"); // ICH_EISR_EL2
+            if hardware_misr & !l1_misr != 0 || hardware_eisr & !l1_eisr != 0 {
+                let narrowed = hardware.without_disagreeing_triggers(
+                    hardware_misr,
+                    l1_misr,
+                    hardware_eisr,
+                    l1_eisr,
+                );
+                hardware_write(&narrowed, &shape);
+                let still = read_sysreg!("s3_4_c12_c11_2");
+                if maintenance_asserted(narrowed.hcr, still)
+                    && !maintenance_asserted(l1.hcr, l1_misr)
+                {
+                    hardware_write(&hardware.without_maintenance_triggers(), &shape);
+                }
             }
         } else {
             hardware_write(&hardware.without_maintenance_triggers(), &shape);
@@ -201,7 +219,9 @@ impl VcpuGic {
     pub fn maintenance_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64) -> Maintenance {
         let shape = Shape::from_vtr(hardware_vtr());
         let l1 = L1Interface::read(page, &shape);
-        if self.l1_takes_irqs(l1_virtual_hcr) && maintenance_asserted(l1.hcr, l1.misr(&shape)) {
+        if self.defect != GicDefect::NoMaintenance
+            && maintenance_taken_at_vel2(&l1, &shape, l1_virtual_hcr)
+        {
             Maintenance::ForL1
         } else {
             Maintenance::None

@@ -138,7 +138,11 @@ impl<const N: usize> FirstSeen<N> {
 pub mod hcr {
     /// Stage 2 on.
     pub const VM: u64 = 1 << 0;
-    /// Physical IRQs to EL2.
+    /// Physical FIQs to EL2; with IMO, EL1's group-0 ICC_* registers are
+    /// the virtual interface's (ICV_*) and ICH_HCR_EL2.TALL0 traps them.
+    pub const FMO: u64 = 1 << 3;
+    /// Physical IRQs to EL2; EL1's group-1 and common ICC_* registers are
+    /// the virtual interface's.
     pub const IMO: u64 = 1 << 4;
     /// EL1&0 stage 1 off is Normal write-back (what an L1 or L2 running
     /// with its MMU off is given: coherent with hv's cacheable view of
@@ -207,6 +211,16 @@ pub const L1_HCR: u64 = hcr::RW
     | hcr::TID3
     | hcr::API
     | hcr::APK;
+
+/// What hv adds to L1's and L2's hardware HCR_EL2 whatever L1 asks: hv's
+/// physical interrupts stay hv's (IMO: the watchdog, the kick SGI, the
+/// maintenance PPI), and EL1's ICC_* accesses of both interrupt groups
+/// reach a virtual interface (FMO: without it a guest's
+/// `msr ICC_AP0R0_EL1` would be hv's physical group-0 active priority,
+/// masking every interrupt of hv; review 33 R33-1), as
+/// `sysregs::hcr_el2` does for ordinary guests. hv has no group-0
+/// interrupts, so no physical FIQ ever reaches it.
+pub const HV_INTERRUPT_ROUTING: u64 = hcr::IMO | hcr::FMO;
 
 /// The traps L1 may ask for in its virtual HCR_EL2 that hv passes into
 /// L2's hardware HCR_EL2: each such exit is forwarded to L1 unchanged.

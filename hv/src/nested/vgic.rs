@@ -33,9 +33,21 @@
 //! - L1 is shown as many LRs and priority bits as the hardware has
 //!   ([`vtr_shown_to_l1`]), so every LR L1 can use is loaded; the page's
 //!   words beyond them are never read or changed.
-//! - Group 0 entries are loaded but never signalled to L2 (hv runs L2
-//!   with HCR_EL2.FMO clear: it has no FIQ path), as if L2 kept group 0
-//!   disabled.
+//! - Group 0 entries are signalled to L2 as virtual FIQs, as the
+//!   architecture has it: hv runs L1 and L2 with HCR_EL2.IMO and FMO
+//!   (`nested::HV_INTERRUPT_ROUTING`), so their group-0 ICC_* accesses
+//!   reach a virtual interface too (L1's own, or L1's for L2, where
+//!   ICH_HCR_EL2.TALL0 traps them) and never hv's physical one. hv does
+//!   so whatever L1's virtual HCR_EL2.IMO/FMO say: L2 reaches L1's
+//!   virtual interface even where L1 left L2 its "physical" one, which hv
+//!   does not emulate.
+//! - The maintenance interrupt is decided by hv's computation from L1's
+//!   words ([`misr`]), not by the hardware's ICH_MISR_EL2, which may
+//!   disagree (QEMU 10.0 computes VGrp0D from VENG1): an asserted one is
+//!   delivered when L1 ERETs into L2 and at every exit from L2; the
+//!   hardware's interrupt is only the event that makes L2 exit, and a
+//!   hardware trigger L1's state does not assert is withheld for that L2
+//!   run ([`L1Interface::without_disagreeing_triggers`]).
 
 use super::vncr::VncrPage;
 
@@ -489,6 +501,56 @@ pub const fn l1_takes_irqs_at_vel2(l1_virtual_hcr: u64) -> bool {
     l1_virtual_hcr & (super::hcr::IMO | super::hcr::TGE) != 0
 }
 
+/// Whether L1's maintenance interrupt, as its interface `l1` (on hardware
+/// of `shape`) says, is taken at L1's virtual EL2 now (virtual HCR_EL2
+/// `l1_virtual_hcr`): asserted ([`maintenance_asserted`] of hv's
+/// [`misr`]) and routed there ([`l1_takes_irqs_at_vel2`]). An L1 that
+/// routes IRQs to EL1 never takes it at virtual EL2, and L2 is not
+/// interrupted for it.
+pub fn maintenance_taken_at_vel2(l1: &L1Interface, shape: &Shape, l1_virtual_hcr: u64) -> bool {
+    l1_takes_irqs_at_vel2(l1_virtual_hcr) && maintenance_asserted(l1.hcr, l1.misr(shape))
+}
+
+/// What hv does with L2's trapped MSR of an SGI generation register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2SgiWrite {
+    /// L1 asked for the trap: its virtual HCR_EL2.IMO or FMO, or its
+    /// ICH_HCR_EL2.TC (DDI 0487, ICC_SGI0R_EL1/ICC_SGI1R_EL1/
+    /// ICC_ASGI1R_EL1: an EL1 write traps to EL2 under any of them; KVM
+    /// forwards them to a guest hypervisor on the same three bits).
+    ForwardToL1,
+    /// L1 did not: the write reaches L1's "physical" GIC, where hv
+    /// emulates no SGIs for L1 (no distributor or redistributor: an SGI
+    /// of L1's is never enabled, so never signalled). It completes with
+    /// no effect. The trap is hv's own (HCR_EL2.IMO/FMO for L2, so that
+    /// L2 reaches L1's virtual interface), not one L1 set.
+    Ignored,
+}
+
+/// For L2's trapped system register access (op0, op1, CRn, CRm, op2,
+/// a read or a write) with L1's virtual HCR_EL2 `l1_virtual_hcr` and
+/// ICH_HCR_EL2 `l1_ich_hcr`: what an MSR of ICC_SGI1R_EL1 (op2 5),
+/// ICC_ASGI1R_EL1 (6) or ICC_SGI0R_EL1 (7) (op0 3, op1 0, CRn 12,
+/// CRm 11) does; None for any other access (MRS of these write-only
+/// registers included).
+pub const fn l2_sgi_write(
+    encoding: (u8, u8, u8, u8, u8),
+    read: bool,
+    l1_virtual_hcr: u64,
+    l1_ich_hcr: u64,
+) -> Option<L2SgiWrite> {
+    let (op0, op1, crn, crm, op2) = encoding;
+    if read || op0 != 3 || op1 != 0 || crn != 12 || crm != 11 || op2 < 5 {
+        return None;
+    }
+    let routed = super::hcr::IMO | super::hcr::FMO;
+    if l1_virtual_hcr & routed != 0 || l1_ich_hcr & hcr::TC != 0 {
+        Some(L2SgiWrite::ForwardToL1)
+    } else {
+        Some(L2SgiWrite::Ignored)
+    }
+}
+
 /// ICH_HCR_EL2's maintenance interrupt enables.
 const MAINTENANCE_ENABLES: u64 = hcr::UIE
     | hcr::LRENPIE
@@ -516,8 +578,36 @@ impl L1Interface {
     }
 }
 
+impl L1Interface {
+    /// The hardware form without the maintenance triggers where the
+    /// hardware disagrees with L1's state: the enable of each ICH_MISR_EL2
+    /// condition the hardware asserts (`hardware_misr`) and L1's state
+    /// does not (`l1_misr`), and the EOI bit of each LR whose EOI
+    /// maintenance request the hardware shows (`hardware_eisr`) and L1's
+    /// state does not (`l1_eisr`). Every other trigger stays, so a
+    /// condition that arises while L2 runs still makes L2 exit.
+    pub fn without_disagreeing_triggers(
+        &self,
+        hardware_misr: u64,
+        l1_misr: u64,
+        hardware_eisr: u64,
+        l1_eisr: u64,
+    ) -> L1Interface {
+        let mut narrowed = *self;
+        // ICH_MISR_EL2 bits 1-7 sit where their ICH_HCR_EL2 enables do.
+        narrowed.hcr &= !(hardware_misr & !l1_misr & MAINTENANCE_ENABLES);
+        let disagreeing_eoi = hardware_eisr & !l1_eisr;
+        for (n, lr) in narrowed.lrs.iter_mut().enumerate() {
+            if disagreeing_eoi & 1 << n != 0 && *lr & lr::HW == 0 {
+                *lr &= !lr::EOI;
+            }
+        }
+        narrowed
+    }
+}
+
 /// L1's own virtual CPU interface (what its ICC_* accesses reach while it
-/// runs at hardware EL1 with HCR_EL2.IMO: the ICV_* registers) at the
+/// runs at hardware EL1 with HCR_EL2.IMO and FMO: the ICV_* registers) at the
 /// start: enabled, nothing listed, L1's PMR and group enables 0 until it
 /// writes them.
 pub const L1_OWN_START: L1Interface = L1Interface {
@@ -541,9 +631,11 @@ pub const L1_MAINTENANCE_PRIORITY: u8 = crate::vgic::DEFAULT_PRIORITY;
 /// withdrawn (a pending and active one keeps only its active state); an
 /// active entry stays until L1 deactivates it. hv samples the level at
 /// L1's exits (L1 changes its LRs by stores to the VNCR page, which do not
-/// trap), so L1 may acknowledge an instance whose condition it has just
-/// cleared; it then reads an ICH_MISR_EL2 of 0, as after any level
-/// interrupt that dropped while being acknowledged.
+/// trap; its WFI does trap, so an L1 waiting for a condition it raised by
+/// stores gets it), so L1 may acknowledge an instance whose condition it
+/// has just cleared; it then reads an ICH_MISR_EL2 of 0, as after any
+/// level interrupt that dropped while being acknowledged. A spinning L1
+/// that raised one by stores and never traps does not get it (a limit).
 pub const fn l1_maintenance_lr(current: u64, asserted: bool, intid: u32) -> u64 {
     let state = LrState::of(current);
     match (state, asserted) {
@@ -860,6 +952,133 @@ mod tests {
         for op2 in [0, 4, 6, 7] {
             assert_eq!(TrappedIch::from_op2(op2), None);
         }
+    }
+
+    #[test]
+    fn maintenance_taken_only_where_l1_routes_irqs_to_el2() {
+        use super::super::hcr as vhcr;
+        let shape = Shape::from_vtr(QEMU_VTR);
+        // An EOI maintenance request (invalid LR0 with EOI), En set.
+        let mut l1 = L1Interface {
+            hcr: hcr::EN,
+            ..L1Interface::default()
+        };
+        l1.lrs[0] = lr_value(0, false, true);
+        assert!(maintenance_asserted(l1.hcr, l1.misr(&shape)));
+        // Routed to EL2 by IMO or TGE: taken; IRQs to EL1: never.
+        assert!(maintenance_taken_at_vel2(&l1, &shape, vhcr::IMO | vhcr::RW));
+        assert!(maintenance_taken_at_vel2(
+            &l1,
+            &shape,
+            vhcr::TGE | vhcr::E2H
+        ));
+        assert!(!maintenance_taken_at_vel2(&l1, &shape, vhcr::RW | vhcr::VM));
+        assert!(!maintenance_taken_at_vel2(&l1, &shape, vhcr::FMO));
+        // Not asserted: never, whatever the routing.
+        let quiet = L1Interface { hcr: 0, ..l1 };
+        assert!(!maintenance_taken_at_vel2(&quiet, &shape, vhcr::IMO));
+        l1.lrs[0] = 0;
+        assert!(!maintenance_taken_at_vel2(&l1, &shape, vhcr::IMO));
+    }
+
+    #[test]
+    fn l2_sgi_writes_go_to_l1_only_when_it_traps_them() {
+        use super::super::hcr as vhcr;
+        let sgi1r = (3, 0, 12, 11, 5);
+        let asgi1r = (3, 0, 12, 11, 6);
+        let sgi0r = (3, 0, 12, 11, 7);
+        for reg in [sgi1r, asgi1r, sgi0r] {
+            // IMO, FMO or ICH_HCR_EL2.TC: L1's trap.
+            for (hcr_bits, ich) in [(vhcr::IMO, 0), (vhcr::FMO, 0), (vhcr::RW, hcr::TC)] {
+                assert_eq!(
+                    l2_sgi_write(reg, false, hcr_bits, ich),
+                    Some(L2SgiWrite::ForwardToL1)
+                );
+            }
+            // None of them: not L1's trap.
+            assert_eq!(
+                l2_sgi_write(reg, false, vhcr::RW | vhcr::VM, hcr::EN | hcr::TALL1),
+                Some(L2SgiWrite::Ignored)
+            );
+            // MRS of a write-only register is not this rule's.
+            assert_eq!(l2_sgi_write(reg, true, 0, 0), None);
+        }
+        // Other CRm 11 registers (ICC_DIR_EL1 op2 1, ICC_RPR_EL1 op2 3),
+        // other op1/CRn: not SGI registers.
+        for other in [
+            (3, 0, 12, 11, 1),
+            (3, 0, 12, 11, 3),
+            (3, 4, 12, 11, 5),
+            (3, 0, 12, 12, 5),
+        ] {
+            assert_eq!(l2_sgi_write(other, false, 0, 0), None);
+        }
+    }
+
+    #[test]
+    fn only_the_disagreeing_triggers_are_withheld() {
+        // The MISR bits 1-7 are their HCR enables' positions.
+        assert_eq!(
+            [
+                misr::U,
+                misr::LRENP,
+                misr::NP,
+                misr::VGRP0E,
+                misr::VGRP0D,
+                misr::VGRP1E,
+                misr::VGRP1D
+            ],
+            [
+                hcr::UIE,
+                hcr::LRENPIE,
+                hcr::NPIE,
+                hcr::VGRP0EIE,
+                hcr::VGRP0DIE,
+                hcr::VGRP1EIE,
+                hcr::VGRP1DIE
+            ]
+        );
+        let shape = Shape::from_vtr(QEMU_VTR);
+        // Review 33 R3b: VENG0 set, VENG1 clear, VGrp0DIE; LR0 active
+        // with EOI. L1's MISR is 0; hardware that takes VGrp0D from VENG1
+        // asserts VGrp0D. Only VGrp0DIE goes: LR0's EOI (what L2's
+        // deactivation must raise) and En stay.
+        let mut l1 = L1Interface {
+            hcr: hcr::EN | hcr::VGRP0DIE,
+            vmcr: vmcr::VENG0 | 1 << 9,
+            ..L1Interface::default()
+        };
+        l1.lrs[0] = lr_value(2, false, true);
+        l1.lrs[1] = lr_value(0, true, false);
+        let l1_misr = l1.misr(&shape);
+        assert_eq!(l1_misr, 0);
+        let hw = l1.to_hardware(&shape);
+        let narrowed = hw.without_disagreeing_triggers(misr::VGRP0D, l1_misr, 0, 0);
+        assert_eq!(narrowed.hcr, hcr::EN);
+        assert_eq!(narrowed.lrs, hw.lrs);
+        // An EISR bit L1 does not show drops only that LR's EOI; one L1
+        // shows too, and HW entries (bit 41 is pINTID there), stay.
+        let mut two = l1;
+        two.lrs[1] = lr_value(0, false, true);
+        two.lrs[2] = lr_value(0, false, true);
+        let narrowed = two.without_disagreeing_triggers(misr::EOI, misr::EOI, 0b011, 0b010);
+        assert_eq!(narrowed.lrs[0], two.lrs[0] & !lr::EOI);
+        assert_eq!(narrowed.lrs[1], two.lrs[1]);
+        assert_eq!(narrowed.lrs[2], two.lrs[2]);
+        assert_eq!(narrowed.hcr, two.hcr);
+        let hw_entry = lr::HW | 0x200 << 32;
+        two.lrs[0] = hw_entry;
+        assert_eq!(
+            two.without_disagreeing_triggers(0, 0, 1, 0).lrs[0],
+            hw_entry
+        );
+        // Agreement withholds nothing; the EOI MISR bit never touches En.
+        assert_eq!(two.without_disagreeing_triggers(misr::EOI, 0, 0, 0), two);
+        let all = u64::MAX >> 56;
+        assert_eq!(
+            two.without_disagreeing_triggers(all, 0, 0, 0).hcr,
+            two.hcr & !MAINTENANCE_ENABLES
+        );
     }
 
     #[test]
