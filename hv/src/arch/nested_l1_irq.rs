@@ -12,6 +12,10 @@
 //! 1. checks CurrentEL is 2 and ICH_VTR_EL2 (nV4 set, at least one list
 //!    register), enables its own interrupts (ICC_PMR_EL1 0xff,
 //!    ICC_IGRPEN1_EL1 1: its ICV_* registers) and keeps PSTATE.I masked;
+//!    writes ICC_AP0R0_EL1 = 1 and reads ICC_RPR_EL1 0, then 0 and 0xff:
+//!    its group-0 registers are its own virtual interface's, never hv's
+//!    physical one (review 33 R33-1: that write masked every interrupt of
+//!    hv, the watchdog too);
 //! 2. A: ICH_LR0_EL2 = vINTID 42, group 1, priority 0xa0, pending;
 //!    ICH_HCR_EL2.En; ICH_VMCR_EL2 0; ERET to L2. L2 sets its PMR to 0xf0
 //!    and its group 1 enable, unmasks IRQs, takes the interrupt at its
@@ -43,8 +47,19 @@
 //!    no valid LR), then VGrp1E (VGrp1EIE/DIE and the VENG1 L2 set), then
 //!    0; unmasking then takes no interrupt (hv withdrew the one those
 //!    conditions raised);
-//! 8. prints `UMBRA-NESTED-PASS irq ...` (three maintenance interrupts,
-//!    MISR EOI and LRENP seen) and calls PSCI SYSTEM_OFF, or
+//! 8. G (R33-2): with PSTATE.I masked, ICH_HCR_EL2 = En|UIE by a store
+//!    (MISR.U, nothing traps), WFI: it completes, and unmasking takes the
+//!    maintenance interrupt (L1 serves U by clearing UIE);
+//! 9. H (R33-3): ICH_HCR_EL2 = En|VGrp0DIE with L2's VENG0 0 and VENG1 1
+//!    (MISR.VGrp0D, which QEMU 10.0's hardware does not assert); L1's
+//!    ERET into L2 takes the maintenance interrupt at once (VBAR_EL2 +
+//!    0x480, ELR_EL2 L2's next instruction, `hvc #6`);
+//! 10. I (R33-3): L2's VMCR VENG0|VEOIM (VENG1 0), LR0 vINTID 47 active
+//!    with EOI, ICH_HCR_EL2 En|VGrp0DIE (MISR 0, where QEMU's hardware
+//!    asserts VGrp0D); L2 deactivates 47 (ICC_DIR_EL1) and spins: LR0's
+//!    EOI maintenance interrupt must take L1 out of L2;
+//! 11. prints `UMBRA-NESTED-PASS irq ...` (six maintenance interrupts,
+//!    MISR EOI, U, LRENP and VGrp0D seen) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
 use core::arch::global_asm;
@@ -90,6 +105,17 @@ umbra_l1_irq_image:
     mov     x1, #1
     msr     s3_0_c12_c12_7, x1
     isb
+    // ICC_AP0R0_EL1 (group 0, HCR_EL2.FMO): its own running priority.
+    mov     x1, #1
+    msr     s3_0_c12_c8_4, x1
+    isb
+    mrs     x21, s3_0_c12_c11_3
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_rpr_ap0r
+    msr     s3_0_c12_c8_4, xzr
+    isb
+    mrs     x21, s3_0_c12_c11_3
+    UMBRA_L1I_EXPECT x21, 0xff, umbra_l1i_msg_rpr_idle
+    UMBRA_L1I_PUTS umbra_l1i_msg_group0
     // L2's stage 2: root (level 1), level 2, level 3, zeroed; L2 IPA
     // 0x80000 -> the payload page.
     add     x13, x9, #0x200000
@@ -138,9 +164,17 @@ umbra_l1i_irq:
     mrs     x20, s3_4_c12_c11_2
     tbnz    x20, #0, 6f
     tbnz    x20, #2, 7f
+    // G (U) and H (VGrp0D): served by turning their enable off.
+    cmp     x20, #2
+    b.eq    10f
+    cmp     x20, #0x20
+    b.eq    10f
     mov     x11, x20
     adr     x10, umbra_l1i_msg_irq_misr
     b       umbra_l1i_fail
+10: mov     x21, #1
+    msr     s3_4_c12_c11_0, x21
+    b       8f
 6:  UMBRA_L1I_EXPECT x20, 1, umbra_l1i_msg_irq_misr
     mrs     x21, s3_4_c12_c11_3
     UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_eisr
@@ -171,6 +205,9 @@ umbra_l1i_irq:
     ldr     x5, [x4]
     orr     x5, x5, x20
     str     x5, [x4]
+    adr     x4, umbra_l1i_last_step
+    ldr     x5, [x4]
+    cbnz    x5, umbra_l1i_done
     UMBRA_L1I_RESTORE
     eret
 
@@ -195,6 +232,8 @@ umbra_l1i_lower_sync:
     b.eq    umbra_l1i_hvc4
     cmp     x21, #5
     b.eq    umbra_l1i_hvc5
+    cmp     x21, #6
+    b.eq    umbra_l1i_hvc6
     b       umbra_l1i_fail
 
 umbra_l1i_resume:
@@ -337,6 +376,60 @@ umbra_l1i_hvc5:
     ldr     x21, [x4]
     UMBRA_L1I_EXPECT x21, 3, umbra_l1i_msg_withdrawn
     UMBRA_L1I_PUTS umbra_l1i_msg_f
+    // G (masked): MISR.U raised by a store, then WFI.
+    mov     x1, #3
+    msr     s3_4_c12_c11_0, x1
+    isb
+    wfi
+    mrs     x24, elr_el2
+    mrs     x25, spsr_el2
+    msr     daifclr, #2
+    isb
+    nop
+    nop
+    msr     daifset, #2
+    msr     elr_el2, x24
+    msr     spsr_el2, x25
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 4, umbra_l1i_msg_wfi
+    UMBRA_L1I_PUTS umbra_l1i_msg_g
+    // H: MISR.VGrp0D (L2's VMCR: VENG1 1, VENG0 0), then ERET into L2.
+    mov     x1, #0x21
+    msr     s3_4_c12_c11_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0x20, umbra_l1i_msg_misr_vgrp0d
+    b       umbra_l1i_resume
+
+// H: the maintenance interrupt came at the ERET (before L2's `hvc #6`);
+// then I: an EOI maintenance request with VGrp0DIE and VENG0 set.
+umbra_l1i_hvc6:
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 5, umbra_l1i_msg_eret
+    UMBRA_L1I_PUTS umbra_l1i_msg_h
+    adr     x4, umbra_l1i_last_step
+    mov     x5, #1
+    str     x5, [x4]
+    UMBRA_L1I_MOV64 x1, 0xf0000201
+    msr     s3_4_c12_c11_7, x1
+    UMBRA_L1I_MOV64 x1, {lr_i}
+    msr     s3_4_c12_c12_0, x1
+    mov     x1, #0x21
+    msr     s3_4_c12_c11_0, x1
+    mrs     x21, s3_4_c12_c11_2
+    UMBRA_L1I_EXPECT x21, 0, umbra_l1i_msg_misr_i
+    b       umbra_l1i_resume
+
+// I: L2's ICC_DIR_EL1 raised the EOI maintenance interrupt (the sixth).
+umbra_l1i_done:
+    adr     x4, umbra_l1i_irqs
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 6, umbra_l1i_msg_irq_count
+    adr     x4, umbra_l1i_misr_seen
+    ldr     x21, [x4]
+    UMBRA_L1I_EXPECT x21, 0x27, umbra_l1i_msg_misr_seen
+    UMBRA_L1I_PUTS umbra_l1i_msg_i
     UMBRA_L1I_PUTS umbra_l1i_msg_pass
     UMBRA_L1I_SYSTEM_OFF
 
@@ -344,6 +437,8 @@ umbra_l1i_hvc5:
 umbra_l1i_irqs:
     .quad   0
 umbra_l1i_misr_seen:
+    .quad   0
+umbra_l1i_last_step:
     .quad   0
 umbra_l1i_msg_vtr:      .asciz "L1 (irq): at virtual EL2; ICH_VTR_EL2 (trapped, as hv shows it) "
 umbra_l1i_msg_enter:    .asciz "L1: vINTID 42 (group 1, priority 0xa0) pending in ICH_LR0_EL2, ICH_HCR_EL2.En; ERET to L2\n"
@@ -358,7 +453,17 @@ umbra_l1i_msg_misr_u_np: .asciz "ICH_MISR_EL2 is not U and NP with no valid LR, 
 umbra_l1i_msg_misr_vgrp1: .asciz "ICH_MISR_EL2 is not VGrp1E with VGrp1EIE, VGrp1DIE and VENG1: "
 umbra_l1i_msg_withdrawn: .asciz "L1 took a maintenance interrupt whose conditions were gone: "
 umbra_l1i_msg_lr_hw:    .asciz "the HW = 1 ICH_LR0_EL2 is not what L1 wrote with State 0b00 after L2's EOI: "
-umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok maintenance-irqs=3\n"
+umbra_l1i_msg_pass:     .asciz "UMBRA-NESTED-PASS irq vintids=42,43,44,46,47 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok group0=ok wfi=ok eret=ok maintenance-irqs=6\n"
+umbra_l1i_msg_group0:   .asciz "L1: ICC_AP0R0_EL1 = 1 made its own ICC_RPR_EL1 0 (its virtual interface, not hv's physical one); 0 made it 0xff\n"
+umbra_l1i_msg_g:        .asciz "L1: G: ICH_HCR_EL2 = En|UIE by a store (MISR.U), WFI completed, the maintenance IRQ was taken once unmasked\n"
+umbra_l1i_msg_h:        .asciz "L1: H: ICH_HCR_EL2 = En|VGrp0DIE with L2's VENG0 0 (MISR.VGrp0D): the ERET into L2 took the maintenance IRQ at once\n"
+umbra_l1i_msg_i:        .asciz "L1: I: L2's ICC_DIR_EL1 of vINTID 47 (LR0 active with EOI; VENG0, VEOIM, VGrp0DIE; MISR 0) raised the EOI maintenance IRQ\n"
+umbra_l1i_msg_rpr_ap0r: .asciz "ICC_RPR_EL1 is not 0 after L1's ICC_AP0R0_EL1 = 1 (its group-0 registers are not its virtual interface's): "
+umbra_l1i_msg_rpr_idle: .asciz "ICC_RPR_EL1 is not idle (0xff) after L1's ICC_AP0R0_EL1 = 0: "
+umbra_l1i_msg_wfi:      .asciz "G: the maintenance interrupt L1 raised by a store (MISR.U) was not taken after its WFI: count "
+umbra_l1i_msg_misr_vgrp0d: .asciz "H: ICH_MISR_EL2 is not VGrp0D with VGrp0DIE and L2's VENG0 0: "
+umbra_l1i_msg_eret:     .asciz "H: the maintenance interrupt asserted at L1's ERET into L2 was not taken there: count "
+umbra_l1i_msg_misr_i:   .asciz "I: ICH_MISR_EL2 not 0 with VENG0 set and LR0 active: "
 umbra_l1i_msg_nl:       .asciz "\n"
 umbra_l1i_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1i_msg_el:       .asciz "CurrentEL is not 2: "
@@ -418,6 +523,10 @@ umbra_l2i_payload:
     mov     x2, x20
     mov     x20, #0
     hvc     #5
+    hvc     #6
+    mov     x1, #47
+    msr     s3_0_c12_c11_1, x1
+    isb
 6:  b       6b
 // L2's vectors (VBAR_EL1 = 0x80800): the current-EL SPx IRQ acknowledges
 // (ICC_IAR1_EL1: the hardware's ICV_IAR1_EL1 on L1's list registers),
@@ -458,6 +567,7 @@ umbra_l1_irq_image_end:
     lr_c = const LR_C,
     lr_d = const LR_D,
     lr_e = const LR_E,
+    lr_i = const LR_I,
 );
 
 /// L1's HCR_EL2 for L2: RW, DC, VM and IMO (IRQs, its maintenance
@@ -478,6 +588,8 @@ pub const LR_D: u64 = GROUP1 | 0x90 << 48 | EOI | 45;
 
 /// E: vINTID 46, group 1, priority 0xa0, pending, HW = 1 with pINTID 0.
 pub const LR_E: u64 = PENDING | 1 << 61 | GROUP1 | 0xa0 << 48 | 46;
+/// I: vINTID 47, group 1, priority 0x90, active, EOI maintenance.
+pub const LR_I: u64 = 2 << 62 | GROUP1 | 0x90 << 48 | EOI | 47;
 
 assembled_image!(
     "The `irq` L1 image's bytes (code, data and the L2 payload).",

@@ -639,7 +639,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=irq",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok maintenance-irqs=3",
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46,47 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok group0=ok wfi=ok eret=ok maintenance-irqs=6",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -647,7 +647,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=irq",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok maintenance-irqs=3",
+            line: "l1: UMBRA-NESTED-PASS irq vintids=42,43,44,46,47 lr-writeback=ok eoi-maintenance=ok eoicount=ok hw-entry=ok misr=ok group0=ok wfi=ok eret=ok maintenance-irqs=6",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
