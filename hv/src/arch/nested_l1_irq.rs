@@ -15,7 +15,8 @@
 //!    writes ICC_AP0R0_EL1 = 1 and reads ICC_RPR_EL1 0, then 0 and 0xff:
 //!    its group-0 registers are its own virtual interface's, never hv's
 //!    physical one (review 33 R33-1: that write masked every interrupt of
-//!    hv, the watchdog too);
+//!    hv, the watchdog too); L2's first act is the same write, which L1
+//!    then reads in its ICH_AP0R0_EL2 (`hvc #7`) and clears;
 //! 2. A: ICH_LR0_EL2 = vINTID 42, group 1, priority 0xa0, pending;
 //!    ICH_HCR_EL2.En; ICH_VMCR_EL2 0; ERET to L2. L2 sets its PMR to 0xf0
 //!    and its group 1 enable, unmasks IRQs, takes the interrupt at its
@@ -234,11 +235,22 @@ umbra_l1i_lower_sync:
     b.eq    umbra_l1i_hvc5
     cmp     x21, #6
     b.eq    umbra_l1i_hvc6
+    cmp     x21, #7
+    b.eq    umbra_l1i_hvc7
     b       umbra_l1i_fail
 
 umbra_l1i_resume:
     UMBRA_L1I_RESTORE
     eret
+
+// Before A: L2 wrote ICC_AP0R0_EL1 = 1, which is L1's ICH_AP0R0_EL2
+// (hv runs L2 with HCR_EL2.FMO); L1 clears it, as a hypervisor may.
+umbra_l1i_hvc7:
+    mrs     x21, s3_4_c12_c8_0
+    UMBRA_L1I_EXPECT x21, 1, umbra_l1i_msg_l2_ap0r
+    msr     s3_4_c12_c8_0, xzr
+    UMBRA_L1I_PUTS umbra_l1i_msg_l2_group0
+    b       umbra_l1i_resume
 
 // A: L2 acknowledged and EOId vINTID 42.
 umbra_l1i_hvc1:
@@ -459,6 +471,8 @@ umbra_l1i_msg_g:        .asciz "L1: G: ICH_HCR_EL2 = En|UIE by a store (MISR.U),
 umbra_l1i_msg_h:        .asciz "L1: H: ICH_HCR_EL2 = En|VGrp0DIE with L2's VENG0 0 (MISR.VGrp0D): the ERET into L2 took the maintenance IRQ at once\n"
 umbra_l1i_msg_i:        .asciz "L1: I: L2's ICC_DIR_EL1 of vINTID 47 (LR0 active with EOI; VENG0, VEOIM, VGrp0DIE; MISR 0) raised the EOI maintenance IRQ\n"
 umbra_l1i_msg_rpr_ap0r: .asciz "ICC_RPR_EL1 is not 0 after L1's ICC_AP0R0_EL1 = 1 (its group-0 registers are not its virtual interface's): "
+umbra_l1i_msg_l2_group0: .asciz "L1: L2's ICC_AP0R0_EL1 = 1 reached L1's ICH_AP0R0_EL2 (L1's interface for L2, not hv's); L1 cleared it\n"
+umbra_l1i_msg_l2_ap0r:  .asciz "L2's ICC_AP0R0_EL1 = 1 did not reach L1's ICH_AP0R0_EL2: "
 umbra_l1i_msg_rpr_idle: .asciz "ICC_RPR_EL1 is not idle (0xff) after L1's ICC_AP0R0_EL1 = 0: "
 umbra_l1i_msg_wfi:      .asciz "G: the maintenance interrupt L1 raised by a store (MISR.U) was not taken after its WFI: count "
 umbra_l1i_msg_misr_vgrp0d: .asciz "H: ICH_MISR_EL2 is not VGrp0D with VGrp0DIE and L2's VENG0 0: "
@@ -501,6 +515,11 @@ umbra_l1i_msg_misr_seen: .asciz "the maintenance interrupts did not show MISR.EO
 .balign 4096
 umbra_l2i_payload:
     mov     x20, #0
+    // ICC_AP0R0_EL1 = 1: L1's ICH_AP0R0_EL2 (hvc #7), never hv's.
+    mov     x1, #1
+    msr     s3_0_c12_c8_4, x1
+    isb
+    hvc     #7
     mov     x1, #0xf0
     msr     s3_0_c4_c6_0, x1
     mov     x1, #1
