@@ -540,7 +540,19 @@ pub struct SpiAccess<'a, R> {
 ///   is made active all the same; a pending one is active and pending
 ///   (physically: signalled again after the deactivation; held by hv,
 ///   acknowledged: its list register becomes active and pending,
-///   `made_active`).
+///   `made_active`). An SPI already physically active that the writer
+///   does not hold is active already (R35-1): made active and not yet
+///   placed by some vCPU (nothing to do), or held by another vCPU, which
+///   hv acknowledged it for; that vCPU is found by asking every other
+///   running vCPU to make its entry active if it holds it
+///   (`VirtualSpis::request_active`), so the SPI never gets a second
+///   holder. Not covered: an SPI the hardware delivers to a CPU between
+///   the writer's read of GICD_ISACTIVER<n> and its forwarded write (the
+///   write is then a no-op and the SPI gets two holders), and a
+///   clear-active request the holder takes in the same instant as the
+///   set-active (the holder ends its entry and ignores the request: the
+///   SPI ends inactive). Both need the SPI to change hands during the
+///   write; a per-SPI holder table would close them.
 /// - Clear-active: what the writer holds is ended on its CPU
 ///   (`clear_held`; one made active and not yet placed is deactivated by
 ///   forwarding the write). The rest may be held by another vCPU, whose
@@ -622,6 +634,31 @@ pub fn perform_spi(
     match op {
         SetClear::ActiveSet => {
             let held_here = held.held_spis(op, first).held;
+            // Already active (R35-1): physically active and not held
+            // here, it is either made active and not yet placed (by some
+            // vCPU) or held by another vCPU (hv acknowledged it there):
+            // the write has no effect on a GIC, so no second holder. The
+            // holder, which only its own CPU knows, is asked to make its
+            // entry active (`VirtualSpis::request_active`); the others
+            // ignore the request.
+            let unplaced = access.vcpus.iter().fold(0, |r, v| r | v.spis.unplaced(w));
+            let already = hw.read(address, 4) as u32 & bits & !held_here;
+            let held_elsewhere = already & !unplaced;
+            // A clear requested earlier and not yet applied is withdrawn
+            // (a clear then a set leaves the SPI active).
+            for vcpu in access.vcpus.iter().take(32) {
+                vcpu.spis.cancel_clear_requests(w, already);
+            }
+            if held_elsewhere != 0 {
+                for k in others {
+                    access.vcpus[k].spis.request_active(w, held_elsewhere);
+                    kicks |= 1 << k;
+                }
+            }
+            let bits = bits & !already;
+            if bits == 0 {
+                return (0, kicks);
+            }
             // Physically active first, so whatever ends one not yet
             // placed finds it active.
             hw.write(address, 4, bits as u64);
@@ -1559,6 +1596,19 @@ pub fn apply_remote_clears(
                 cpu.deactivate(first + k);
             }
         }
+        // Set-actives of SPIs already physically active (R35-1): made
+        // active here if this CPU holds them (placed by the refill that
+        // follows, `place_spis`), ignored otherwise.
+        let activate = sgis.spis.activate_requests[w].swap(0, Ordering::AcqRel);
+        if activate != 0 {
+            let here = Held {
+                cpu: &mut *cpu,
+                backlog: &mut *backlog,
+            }
+            .held_spis(SetClear::ActiveSet, first)
+            .held;
+            sgis.spis.set_active(w, activate & here);
+        }
     }
 }
 
@@ -1822,9 +1872,13 @@ pub fn route_target(irouter: u64, cpus: &[u64]) -> Option<usize> {
 pub struct VirtualSpis {
     active: [ActiveWord; SPI_WORDS],
     pending_clears: [AtomicU32; SPI_WORDS],
+    /// Set-actives of SPIs already physically active, for whichever vCPU
+    /// holds them (`request_active`).
+    activate_requests: [AtomicU32; SPI_WORDS],
     /// Bit w: word w of `active` may have unplaced bits (set after them).
     to_place: AtomicU32,
-    /// Bit w: word w of `active` or `pending_clears` may have requests.
+    /// Bit w: word w of `active`, `pending_clears` or `activate_requests`
+    /// may have requests.
     to_clear: AtomicU32,
 }
 
@@ -1840,6 +1894,7 @@ impl VirtualSpis {
         Self {
             active: [const { ActiveWord::new() }; SPI_WORDS],
             pending_clears: [const { AtomicU32::new(0) }; SPI_WORDS],
+            activate_requests: [const { AtomicU32::new(0) }; SPI_WORDS],
             to_place: AtomicU32::new(0),
             to_clear: AtomicU32::new(0),
         }
@@ -1850,6 +1905,7 @@ impl VirtualSpis {
         Self {
             active: core::array::from_fn(|_| ActiveWord::new()),
             pending_clears: core::array::from_fn(|_| AtomicU32::new(0)),
+            activate_requests: core::array::from_fn(|_| AtomicU32::new(0)),
             to_place: AtomicU32::new(0),
             to_clear: AtomicU32::new(0),
         }
@@ -1901,6 +1957,17 @@ impl VirtualSpis {
             _ => return,
         }
         self.to_clear.fetch_or(1 << w, Ordering::AcqRel);
+    }
+
+    /// Another vCPU made `bits` of word `w` active while they were
+    /// physically active and not held by it (R35-1): this vCPU makes its
+    /// list register or backlog entry of each one it holds active
+    /// (`apply_remote_clears`); the writer then kicks it.
+    pub fn request_active(&self, w: usize, bits: u32) {
+        if let Some(word) = self.activate_requests.get(w).filter(|_| bits != 0) {
+            word.fetch_or(bits, Ordering::AcqRel);
+            self.to_clear.fetch_or(1 << w, Ordering::AcqRel);
+        }
     }
 
     /// The clear-active requests of word `w` not yet applied.
@@ -4814,6 +4881,48 @@ mod tests {
             assert_eq!(route_target(0x100, &cpus), None, "Aff3 differs");
             assert_eq!(route_target(1 << 31, &cpus), None, "IRM");
             assert_eq!(route_target(5, &cpus), None);
+        }
+
+        const R35_COUNT: ListRegisterCount = ListRegisterCount {
+            implemented: 4,
+            used: 4,
+        };
+
+        /// R35-1. hv acknowledged SPI 40 on vCPU 1's CPU and vCPU 1's
+        /// guest acknowledged it (active, HW list register). The guest has
+        /// since routed SPI 40 to vCPU 0 (GICD_IROUTER; IRM = 1 gives the
+        /// same, with the writer as holder), and vCPU 0 writes
+        /// GICD_ISACTIVER1 bit 8. On a GIC that write has no effect (the
+        /// SPI is active already). Here vCPU 0 gets a second HW list
+        /// register for the same physical SPI.
+        #[test]
+        fn r35_set_active_of_an_spi_another_vcpu_holds_is_not_placed_twice() {
+            let mut m = Machine::new(2);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            m.route = Some(0);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            m.fill(0);
+            m.fill(1);
+            let holders: Vec<usize> = (0..2).filter(|&v| m.lr(v, 40).is_some()).collect();
+            assert_eq!(holders, [1], "SPI 40 must stay with vCPU 1 only");
+        }
+
+        /// R35-1, what follows: vCPU 1's guest ends its handler (DIR);
+        /// on a GIC SPI 40 is now inactive for everyone. vCPU 0 still has
+        /// it active in a HW list register over an inactive physical SPI.
+        #[test]
+        fn r35_after_the_holders_deactivation_the_spi_reads_inactive_everywhere() {
+            let mut m = Machine::new(2);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            m.route = Some(0);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            m.fill(0);
+            m.fill(1);
+            m.guest_dir(1, 40);
+            assert!(!m.physically_active(40));
+            assert_eq!(m.read(0, ISACTIVER1), 0, "vCPU 0 reads SPI 40 active");
         }
     }
 

@@ -98,6 +98,18 @@ fn writer_access(
     offset: u64,
     value: u64,
 ) -> u32 {
+    routed_writer_access(vcpus, distributor, offset, value, Some(0))
+}
+
+/// `writer_access` with every SPI's GICD_IROUTER naming `route` (None:
+/// IRM = 1).
+fn routed_writer_access(
+    vcpus: &[VirtualSgis],
+    distributor: &Arc<Distributor>,
+    offset: u64,
+    value: u64,
+    route: Option<usize>,
+) -> u32 {
     let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
         unreachable!("an SPI register");
     };
@@ -106,7 +118,7 @@ fn writer_access(
         vcpus,
         running: 0b11,
         lines: 1020,
-        route: |_| Some(0),
+        route: move |_| route,
     };
     let mut cpu = Cpu {
         lrs: [0; 2],
@@ -237,4 +249,71 @@ fn remote_spi_set_active_is_placed_once() {
         cpu.deactivate(SPI);
         assert!(!distributor.active.load(Ordering::Acquire));
     });
+}
+
+/// Review 35 R35-1: vCPU 0 holds SPI 33, which hv acknowledged for it
+/// (`lrs`: pending in a HW list register; or `queued`: in its backlog),
+/// so it is physically active; vCPU 1 makes it active while vCPU 0
+/// refills. The write has no effect on the distributor (nothing is
+/// forwarded, no second holder): vCPU 0, asked, makes its own entry
+/// active. After the kick's refill exactly one list register holds the
+/// SPI, active and pending (hv's acknowledged instance is still pending
+/// for the guest), and nothing is left to place.
+fn set_active_of_a_held_spi_model(lrs: [u64; 2], queued: bool) {
+    loom::model(move || {
+        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let distributor = Arc::new(Distributor::default());
+        distributor.active.store(true, Ordering::Relaxed);
+        let kicked = Arc::new(AtomicBool::new(false));
+        let mut cpu = Cpu {
+            lrs,
+            distributor: distributor.clone(),
+        };
+        let mut backlog = Backlog::new();
+        if queued {
+            backlog.push(SPI as u16);
+        }
+        let remote = {
+            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
+            thread::spawn(move || {
+                let kicks = routed_writer_access(
+                    &vcpus[..],
+                    &distributor,
+                    ISACTIVER1,
+                    1 << (SPI - 32),
+                    None,
+                );
+                assert_eq!(kicks, 1 << 0, "the holder is asked and kicked");
+                assert!(!vcpus[1].spis.has_unplaced(), "no second holder");
+                kicked.store(true, Ordering::Release);
+            })
+        };
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        remote.join().unwrap();
+        assert!(kicked.load(Ordering::Acquire));
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        assert_eq!(holding(&cpu), 1, "{:x?}", cpu.lrs);
+        assert!(backlog.is_empty());
+        let lr = cpu
+            .lrs
+            .iter()
+            .copied()
+            .find(|&lr| lr & 0xffff_ffff == SPI as u64)
+            .unwrap();
+        assert_eq!(lr >> 62, 0b11, "active and pending: {lr:x}");
+        assert!(!vcpus[0].spis.has_unplaced());
+        assert_eq!(vcpus[0].spis.unplaced(0), 0);
+        assert!(distributor.active.load(Ordering::Acquire));
+    });
+}
+
+#[test]
+fn set_active_of_an_spi_held_in_a_list_register_makes_that_entry_active() {
+    let pending_hw = 0b01 << 62 | 1 << 61 | (SPI as u64) << 32 | 0xa0 << 48 | SPI as u64;
+    set_active_of_a_held_spi_model([pending_hw, 0], false);
+}
+
+#[test]
+fn set_active_of_an_spi_held_in_the_backlog_makes_it_active() {
+    set_active_of_a_held_spi_model([0, 0], true);
 }
