@@ -787,7 +787,8 @@ pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCou
 /// bit) would stay active for good, so they are deactivated, as are the
 /// PPIs the guest made active that no list register holds yet (`sgis`:
 /// its ISACTIVER0 write made them physically active), each once: one
-/// with a backlog entry too was deactivated for that entry (R27-5). Then
+/// with a backlog entry too was deactivated for that entry (R27-5), an
+/// SPI with a list register too for that list register (R35-3). Then
 /// every implemented list register is emptied (`clear_list_registers`).
 /// Clears other vCPUs requested are applied first.
 pub fn release_list_registers(
@@ -797,9 +798,20 @@ pub fn release_list_registers(
     count: ListRegisterCount,
 ) {
     apply_remote_clears(cpu, sgis, backlog);
+    // The physical activations the used list registers stand for, each
+    // deactivated once at the end.
+    let used = count.used.min(MAX_LIST_REGISTERS);
+    let mut in_lrs = arrayvec::ArrayVec::<u32, MAX_LIST_REGISTERS>::new();
+    for n in 0..used {
+        let lr = cpu.read(n);
+        if let Some(physical) = lr_physical(lr).filter(|_| lr_still_holds_physical(lr)) {
+            in_lrs.push(physical);
+        }
+    }
     // SPIs made active for this vCPU and not placed: physically active
-    // through the set-active alone unless a backlog entry holds them too
-    // (deactivated for that entry just below).
+    // through the set-active alone unless a backlog entry or a list
+    // register holds them too (deactivated for that entry just below,
+    // or for the list register at the end: R35-3).
     sgis.spis.take_to_place();
     for w in 0..SPI_WORDS {
         let unplaced = sgis.spis.active[w].take();
@@ -808,7 +820,7 @@ pub fn release_list_registers(
             .filter(|k| unplaced & (1 << k) != 0)
             .map(|k| first + k)
         {
-            if !backlog.contains(&(intid as u16)) {
+            if !backlog.contains(&(intid as u16)) && !in_lrs.contains(&intid) {
                 cpu.deactivate(intid);
             }
         }
@@ -824,11 +836,8 @@ pub fn release_list_registers(
     for ppi in (16..32u32).filter(|i| unplaced & (1 << i) != 0) {
         cpu.deactivate(ppi);
     }
-    for n in 0..count.used.min(MAX_LIST_REGISTERS) {
-        let lr = cpu.read(n);
-        if let Some(physical) = lr_physical(lr).filter(|_| lr_still_holds_physical(lr)) {
-            cpu.deactivate(physical);
-        }
+    for physical in in_lrs {
+        cpu.deactivate(physical);
     }
     clear_list_registers(cpu, count);
 }
@@ -4923,6 +4932,24 @@ mod tests {
             m.guest_dir(1, 40);
             assert!(!m.physically_active(40));
             assert_eq!(m.read(0, ISACTIVER1), 0, "vCPU 0 reads SPI 40 active");
+        }
+
+        /// R35-3. vCPU 1 holds SPI 40 (acknowledged by hv, pending in a HW
+        /// list register); vCPU 0's GICD_ISACTIVER1 bit 8 goes to vCPU 1
+        /// (its route) and waits for vCPU 1's refill; vCPU 1 calls CPU_OFF
+        /// before that refill. `release_list_registers` deactivates SPI
+        /// 40 for the unplaced set-active (no backlog entry) and again for
+        /// the list register: ICC_DIR_EL1 of an inactive SPI (the fake CPU
+        /// panics "INTID 40 deactivated while not active").
+        #[test]
+        fn r35_release_deactivates_an_spi_once() {
+            let mut m = Machine::new(2);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[1].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            m.route = Some(1);
+            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 1 << 1));
+            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            assert!(!m.physically_active(40));
         }
     }
 
