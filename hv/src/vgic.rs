@@ -468,7 +468,7 @@ pub fn perform(
             let only = SpiAccess {
                 writer: 0,
                 vcpus: core::slice::from_ref(sgis),
-                running: 1,
+                is_on: |_| true,
                 lines: SPECIAL_INTIDS,
                 route: |_| None,
             };
@@ -492,13 +492,15 @@ pub fn perform(
 /// What a guest access to the SPIs' pending and active registers needs
 /// beyond the writer's own state (`perform_spi`).
 #[derive(Debug)]
-pub struct SpiAccess<'a, R> {
+pub struct SpiAccess<'a, R, P> {
     /// The vCPU making the access (an index into `vcpus`).
     pub writer: usize,
     /// Every vCPU's state, by index.
     pub vcpus: &'a [VirtualSgis],
-    /// Bit k: vCPU k is on (PSCI ON); the others hold nothing.
-    pub running: u32,
+    /// Whether vCPU k is on (PSCI ON) now; the others hold nothing. Asked
+    /// again after a post to vCPU k, which may have gone off meanwhile
+    /// (R35-2).
+    pub is_on: P,
     /// The INTIDs the distributor implements (`spi_lines`).
     pub lines: u32,
     /// The vCPU the SPI's GICD_IROUTER<n> names (`route_target`).
@@ -563,6 +565,11 @@ pub struct SpiAccess<'a, R> {
 ///   that would leave a HW list register active over an inactive SPI
 ///   (R27-1 for SPIs). Until the holder applies it, reads show it
 ///   inactive.
+/// - A vCPU that is off holds nothing (its CPU released it all), so what
+///   was posted to it while it went off is taken over by the writer
+///   (`adopt_spis_of_off_vcpu`, R35-2): at the start of every access for
+///   every vCPU that is off, and after a post to a vCPU seen off once
+///   posted. Reads count only running vCPUs' posts.
 /// - Clear-pending: what the writer holds is withdrawn (`clear_held`),
 ///   the write is forwarded (it clears a physical pending state only),
 ///   and every other running vCPU is asked to withdraw what it holds.
@@ -585,7 +592,7 @@ pub fn perform_spi(
     address: u64,
     size: u64,
     write: Option<u64>,
-    access: &SpiAccess<'_, impl Fn(u32) -> Option<usize>>,
+    access: &SpiAccess<'_, impl Fn(u32) -> Option<usize>, impl Fn(usize) -> bool>,
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) -> (u64, u32) {
@@ -606,8 +613,16 @@ pub fn perform_spi(
     let w = w - 1;
     // The writer first applies what other vCPUs asked of it.
     held.apply_remote_clears(own);
-    let others = (0..access.vcpus.len().min(32))
-        .filter(|&k| k != access.writer && access.running & (1 << k) != 0);
+    let vcpu_count = access.vcpus.len().min(32);
+    let running = (0..vcpu_count)
+        .filter(|&k| (access.is_on)(k))
+        .fold(0u32, |r, k| r | 1 << k);
+    // Posts left to vCPUs that have gone off (R35-2): taken over.
+    let icactiver = address - op_register_base(op) + 0x380;
+    for k in (0..vcpu_count).filter(|&k| k != access.writer && running & (1 << k) == 0) {
+        adopt_spis_of_off_vcpu(&access.vcpus[k], own, w, icactiver, hw);
+    }
+    let others = (0..vcpu_count).filter(|&k| k != access.writer && running & (1 << k) != 0);
     let Some(value) = write else {
         let view = match op {
             SetClear::ActiveSet | SetClear::ActiveClear => {
@@ -615,11 +630,16 @@ pub fn perform_spi(
                 let mine = held.held_spis(op, first);
                 // Made active and not yet placed, by any vCPU: active
                 // (also one a backlog entry holds pending).
-                let unplaced = access.vcpus.iter().fold(0, |r, v| r | v.spis.unplaced(w));
-                let requested = access
+                // Only running vCPUs' posts count: an off vCPU holds
+                // nothing (R35-2).
+                let counted = access
                     .vcpus
                     .iter()
-                    .fold(0, |r, v| r | v.spis.requested_clears(w));
+                    .take(32)
+                    .enumerate()
+                    .filter(|&(k, _)| k == access.writer || running & (1 << k) != 0);
+                let unplaced = counted.clone().fold(0, |r, (_, v)| r | v.spis.unplaced(w));
+                let requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
                 ((physical & !mine.held) | mine.in_state | unplaced) & !requested
             }
             _ => hw.read(address, 4) as u32,
@@ -656,18 +676,17 @@ pub fn perform_spi(
                 }
             }
             let bits = bits & !already;
-            if bits == 0 {
-                return (0, kicks);
-            }
             // Physically active first, so whatever ends one not yet
             // placed finds it active.
-            hw.write(address, 4, bits as u64);
+            if bits != 0 {
+                hw.write(address, 4, bits as u64);
+            }
             let holder = |k: u32| {
                 if held_here & (1 << k) != 0 {
                     return access.writer;
                 }
                 (access.route)(first + k)
-                    .filter(|&t| t < access.vcpus.len().min(32) && access.running & (1 << t) != 0)
+                    .filter(|&t| t < vcpu_count && running & (1 << t) != 0)
                     .unwrap_or(access.writer)
             };
             let mut for_vcpu = [0u32; 32];
@@ -713,7 +732,56 @@ pub fn perform_spi(
         // `distributor` never gives other operations here.
         _ => {}
     }
+    // A vCPU posted to may have gone off since `running` was read, after
+    // its CPU released what it held (`release_list_registers`): nothing
+    // would take the post until it is turned on again (R35-2). Its CPU
+    // takes every word with an atomic swap after marking it off, so
+    // either it took the post, or the post came after that swap and this
+    // load sees it off: then the post is taken back here.
+    let posted = kicks;
+    for k in (0..vcpu_count).filter(|&k| posted & (1 << k) != 0) {
+        if !(access.is_on)(k) {
+            adopt_spis_of_off_vcpu(&access.vcpus[k], own, w, icactiver, hw);
+            kicks &= !(1 << k);
+        }
+    }
     (0, kicks)
+}
+
+/// The offset of the distributor register an SPI access of `op` is to
+/// (`distributor`), less its word: the register's base.
+fn op_register_base(op: SetClear) -> u64 {
+    match op {
+        SetClear::PendingSet => 0x200,
+        SetClear::PendingClear => 0x280,
+        SetClear::ActiveSet => 0x300,
+        _ => 0x380,
+    }
+}
+
+/// Word `w` of an off vCPU's SPI posts, taken over by a running vCPU
+/// (`own`; R35-2): an off vCPU holds nothing, so its requests (clears,
+/// set-actives of SPIs held elsewhere) are dropped; an SPI made active
+/// for it and not placed becomes `own`'s to place, unless a clear-active
+/// was requested after it, which ends it: the set-active made it
+/// physically active and nobody else holds it, so the writer forwards the
+/// clear (`icactiver`: GICD_ICACTIVER<w + 1>). Every word is swapped, so
+/// a post is taken by one CPU only, this one or the vCPU's own.
+fn adopt_spis_of_off_vcpu(
+    off: &VirtualSgis,
+    own: &VirtualSgis,
+    w: usize,
+    icactiver: u64,
+    hw: &mut impl GicHardware,
+) {
+    let Some((unplaced, requested)) = off.spis.take_word(w) else {
+        return;
+    };
+    let ended = unplaced & requested;
+    if ended != 0 {
+        hw.write(icactiver, 4, ended as u64);
+    }
+    own.spis.put_back(w, unplaced & !requested);
 }
 
 /// Physical interrupts acknowledged for a vCPU but not yet in a list
@@ -814,7 +882,12 @@ pub fn release_list_registers(
     // or for the list register at the end: R35-3).
     sgis.spis.take_to_place();
     for w in 0..SPI_WORDS {
-        let unplaced = sgis.spis.active[w].take();
+        // Every word swapped, also when it looks empty: a writer's post
+        // after this swap then sees this vCPU off (marked before the
+        // release) and takes it back (`perform_spi`, R35-2). Requests
+        // posted since the clears above concern only what is deactivated
+        // here anyway.
+        let unplaced = sgis.spis.take_word(w).map_or(0, |(unplaced, _)| unplaced);
         let first = spi_word_first(w);
         for intid in (0..32u32)
             .filter(|k| unplaced & (1 << k) != 0)
@@ -2002,8 +2075,21 @@ impl VirtualSpis {
 
     /// Puts back unplaced bits a refill could not place.
     fn put_back(&self, w: usize, bits: u32) {
-        self.active[w].put_back(bits);
-        self.to_place.fetch_or(1 << w, Ordering::AcqRel);
+        if bits != 0 {
+            self.active[w].put_back(bits);
+            self.to_place.fetch_or(1 << w, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes everything posted in word `w` (unplaced set-actives,
+    /// clear-active, clear-pending and set-active requests), each word
+    /// with one swap, also when it looks empty (a release relies on it):
+    /// (unplaced, clear-active requested).
+    fn take_word(&self, w: usize) -> Option<(u32, u32)> {
+        let word = self.active.get(w)?.0.swap(0, Ordering::AcqRel);
+        self.pending_clears[w].swap(0, Ordering::AcqRel);
+        self.activate_requests[w].swap(0, Ordering::AcqRel);
+        Some((word as u32, (word >> 32) as u32))
     }
 }
 
@@ -4465,11 +4551,11 @@ mod tests {
                 let RegisterAction::Spi { op, first } = distributor(offset) else {
                     panic!("{offset:#x} is not an SPI register");
                 };
-                let route = self.route;
+                let (route, running) = (self.route, self.running);
                 let access = SpiAccess {
                     writer,
                     vcpus: &self.vcpus,
-                    running: self.running,
+                    is_on: move |k: usize| running & (1 << k) != 0,
                     lines: self.lines,
                     route: move |_| route,
                 };
@@ -4854,7 +4940,7 @@ mod tests {
                             let access = SpiAccess {
                                 writer,
                                 vcpus: &m.vcpus,
-                                running: u32::MAX,
+                                is_on: |_| true,
                                 lines: 1020,
                                 route: |_| Some(usize::MAX),
                             };
@@ -4950,6 +5036,51 @@ mod tests {
             assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 1 << 1));
             release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
             assert!(!m.physically_active(40));
+        }
+
+        /// R35-2. vCPU 0's GICD_ISACTIVER1 bit 8 (SPI 40 routed to vCPU 1)
+        /// races vCPU 1's CPU_OFF: vCPU 0 saw vCPU 1 ON (the `running`
+        /// mask `Gic::emulate` computes first), vCPU 1 then released its
+        /// interrupts (`release_list_registers`) and went off, and vCPU 0's
+        /// `perform_spi` recorded the set-active for vCPU 1. With vCPU 1 off,
+        /// vCPU 0's GICD_ICACTIVER1 bit 8 must end it (a GIC would); it
+        /// does not: SPI 40 stays physically active and reads active until
+        /// vCPU 1 is turned on again.
+        #[test]
+        fn r35_set_active_for_a_vcpu_going_off_can_still_be_cleared() {
+            let mut m = Machine::new(2);
+            m.route = Some(1);
+            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 1 << 1));
+            m.running = 0b01;
+            m.access(0, ICACTIVER1, Some(1 << 8));
+            m.fill(0);
+            assert_eq!(m.read(0, ISACTIVER1), 0, "SPI 40 reads active for good");
+            assert!(
+                !m.physically_active(40),
+                "SPI 40 physically active for good"
+            );
+        }
+
+        /// R35-2, the request flavour. vCPU 0's GICD_ICACTIVER1 bit 8 races
+        /// vCPU 1's CPU_OFF the same way: the request lands in vCPU 1's
+        /// word after its release, and stays there while vCPU 1 is off.
+        /// Later SPI 40 fires on vCPU 0 and its guest acknowledges it
+        /// (active, HW list register). Every read of GICD_ISACTIVER1 masks
+        /// the stale request and shows SPI 40 inactive.
+        #[test]
+        fn r35_a_stale_request_of_an_off_vcpu_does_not_hide_an_active_spi() {
+            let mut m = Machine::new(2);
+            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            m.access(0, ICACTIVER1, Some(1 << 8));
+            m.running = 0b01;
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[0].lrs.lrs[0] = active_hw(40);
+            assert_eq!(
+                m.read(0, ISACTIVER1),
+                1 << 8,
+                "an active SPI reads inactive"
+            );
         }
     }
 

@@ -116,7 +116,7 @@ fn routed_writer_access(
     let access = SpiAccess {
         writer: 1,
         vcpus,
-        running: 0b11,
+        is_on: |_| true,
         lines: 1020,
         route: move |_| route,
     };
@@ -316,4 +316,103 @@ fn set_active_of_an_spi_held_in_a_list_register_makes_that_entry_active() {
 #[test]
 fn set_active_of_an_spi_held_in_the_backlog_makes_it_active() {
     set_active_of_a_held_spi_model([0, 0], true);
+}
+
+/// The distributor as a writer whose posts may be taken back sees it: a
+/// set-active or a clear-active of the SPI reaches it.
+struct PowerHardware(Arc<Distributor>);
+
+impl GicHardware for PowerHardware {
+    fn read(&mut self, _address: u64, _size: u64) -> u64 {
+        self.0.active.load(Ordering::Acquire) as u64 * (1 << (SPI - 32))
+    }
+    fn write(&mut self, address: u64, _size: u64, value: u64) {
+        assert_eq!(value, 1 << (SPI - 32));
+        match address - GICD {
+            ISACTIVER1 => self.0.active.store(true, Ordering::Release),
+            ICACTIVER1 => assert!(self.0.active.swap(false, Ordering::AcqRel)),
+            offset => panic!("unexpected write to {offset:#x}"),
+        }
+    }
+}
+
+/// Review 35 R35-2: vCPU 0 writes `offset` (SPI 33 routed to vCPU 1)
+/// while vCPU 1 calls CPU_OFF (marks itself off, then
+/// `vgic::release_list_registers`), vCPU 0 having possibly seen it on.
+/// Whatever it posted to vCPU 1 is taken by one of them: vCPU 1's release
+/// (which ends the set-active) or vCPU 0, which sees vCPU 1 off after the
+/// post and takes it back (a set-active becomes its own). Nothing stays
+/// in vCPU 1's words, and after vCPU 0's refill the SPI is physically
+/// active exactly when vCPU 0's list register holds it active.
+fn post_racing_cpu_off_model(offset: u64) {
+    loom::model(move || {
+        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let distributor = Arc::new(Distributor::default());
+        let vcpu1_on = Arc::new(AtomicBool::new(true));
+        let going_off = {
+            let (vcpus, distributor, vcpu1_on) =
+                (vcpus.clone(), distributor.clone(), vcpu1_on.clone());
+            thread::spawn(move || {
+                // PSCI CPU_OFF: marked off (Release), then the release.
+                vcpu1_on.store(false, Ordering::Release);
+                let mut cpu = Cpu {
+                    lrs: [0; 2],
+                    distributor,
+                };
+                let count = vgic::ListRegisterCount {
+                    implemented: 2,
+                    used: 2,
+                };
+                vgic::release_list_registers(&mut cpu, &vcpus[1], &mut Backlog::new(), count);
+            })
+        };
+        let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
+            unreachable!("an SPI register");
+        };
+        let access = SpiAccess {
+            writer: 0,
+            vcpus: &vcpus[..],
+            is_on: |k: usize| k == 0 || vcpu1_on.load(Ordering::Acquire),
+            lines: 1020,
+            route: |_| Some(1),
+        };
+        let mut cpu = Cpu {
+            lrs: [0; 2],
+            distributor: distributor.clone(),
+        };
+        let mut backlog = Backlog::new();
+        vgic::perform_spi(
+            op,
+            first,
+            GICD + offset,
+            4,
+            Some(1 << (SPI - 32)),
+            &access,
+            &mut Held {
+                cpu: &mut cpu,
+                backlog: &mut backlog,
+            },
+            &mut PowerHardware(distributor.clone()),
+        );
+        going_off.join().unwrap();
+        assert_eq!(vcpus[1].spis.unplaced(0), 0, "a set-active stranded");
+        assert_eq!(vcpus[1].spis.requested_clears(0), 0, "a request stranded");
+        refill(&mut cpu, &vcpus[0], &mut backlog);
+        assert_eq!(
+            distributor.active.load(Ordering::Acquire),
+            holding(&cpu) == 1,
+            "{:x?}",
+            cpu.lrs
+        );
+    });
+}
+
+#[test]
+fn set_active_racing_the_holders_cpu_off_is_not_stranded() {
+    post_racing_cpu_off_model(ISACTIVER1);
+}
+
+#[test]
+fn clear_active_racing_a_cpu_off_leaves_no_request() {
+    post_racing_cpu_off_model(ICACTIVER1);
 }

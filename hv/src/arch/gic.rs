@@ -361,13 +361,10 @@ impl Gic {
             // SPIs' pending and active state: every vCPU's state counts,
             // the running vCPUs may be asked to act (`vgic::perform_spi`).
             let vcpus = &SGIS[..self.cpus.len()];
-            let running = (0..vcpus.len())
-                .filter(|&k| super::POWER.get(k) == crate::psci::PowerState::On)
-                .fold(0u32, |r, k| r | 1 << k);
             let spi = vgic::SpiAccess {
                 writer: vcpu,
                 vcpus,
-                running,
+                is_on: |k: usize| super::POWER.get(k) == crate::psci::PowerState::On,
                 lines: self.spi_lines,
                 route: |intid: u32| {
                     let irouter = mmio::read64(self.distributor + GICD_IROUTER + intid as u64 * 8);
