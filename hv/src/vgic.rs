@@ -85,11 +85,16 @@ pub fn distributor(offset: u64) -> RegisterAction {
         0x0080..=0x00ff => Fixed(0xffff_ffff),
         // The first word of each set/clear register covers the private
         // INTIDs: RAZ/WI with affinity routing, as in hardware.
-        0x0280..=0x0283 | 0x0380..=0x0383 => Fixed(0),
-        // ICPENDR, ISACTIVER, ICACTIVER of SPIs: the interrupts hv holds
-        // are the business of the vCPU holding them (`perform_spi`). These
-        // are 32-bit registers; a misaligned access to them is RAZ/WI.
-        0x0284..=0x02ff | 0x0304..=0x03ff if !offset.is_multiple_of(4) => Fixed(0),
+        0x0200..=0x0203 | 0x0280..=0x0283 | 0x0380..=0x0383 => Fixed(0),
+        // ISPENDR, ICPENDR, ISACTIVER, ICACTIVER of SPIs: the interrupts hv
+        // holds are the business of the vCPU holding them (`perform_spi`).
+        // These are 32-bit registers; a misaligned access to them is
+        // RAZ/WI.
+        0x0204..=0x02ff | 0x0304..=0x03ff if !offset.is_multiple_of(4) => Fixed(0),
+        0x0204..=0x027f => Spi {
+            op: SetClear::PendingSet,
+            first: ((offset - 0x0200) * 8) as u32,
+        },
         0x0284..=0x02ff => Spi {
             op: SetClear::PendingClear,
             first: ((offset - 0x0280) * 8) as u32,
@@ -102,9 +107,9 @@ pub fn distributor(offset: u64) -> RegisterAction {
             op: SetClear::ActiveClear,
             first: ((offset - 0x0380) * 8) as u32,
         },
-        // Enable, set-pending, priority, configuration of SPIs (the first
-        // word of each, for private INTIDs, is RAZ/WI in hardware).
-        0x0100..=0x027f | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
+        // Enable, priority, configuration of SPIs (the first word of
+        // each, for private INTIDs, is RAZ/WI in hardware).
+        0x0100..=0x01ff | 0x0400..=0x07ff | 0x0c00..=0x0cff => Forward,
         // IROUTER: each vCPU is its physical CPU, so affinities are real.
         0x6100..=0x7fdf => Forward,
         // Identification registers.
@@ -507,8 +512,8 @@ pub struct SpiAccess<'a, R, P> {
     pub route: R,
 }
 
-/// Performs a guest access to GICD_ISACTIVER<n>, GICD_ICACTIVER<n> or
-/// GICD_ICPENDR<n> (`op`; `first`, its first INTID, 32 to 992) from
+/// Performs a guest access to GICD_ISACTIVER<n>, GICD_ICACTIVER<n>,
+/// GICD_ISPENDR<n> or GICD_ICPENDR<n> (`op`; `first`, its first INTID, 32 to 992) from
 /// `access.writer`, whose CPU's list registers and backlog `held` are.
 /// Returns the value read (masked to `size`), and the vCPUs to kick (bit
 /// k: vCPU k), other than the writer, which now have work on their list
@@ -583,8 +588,15 @@ pub struct SpiAccess<'a, R, P> {
 ///   register reads active and reads inactive once deactivated; one hv
 ///   acknowledged there that its guest has not yet acknowledged (pending
 ///   in the list register or backlog) reads active too, as only that
-///   vCPU's CPU sees its list registers (left as it is). Reads of the
-///   clear-pending register show the physical pending state.
+///   vCPU's CPU sees its list registers (left as it is).
+/// - Reads of the pending registers (R35-4) show, for what the writer
+///   holds, its list register's pending state (a backlog entry is
+///   pending), and the physical pending state for the rest (an SPI
+///   another vCPU holds pending reads not pending, as only that vCPU's
+///   CPU sees it). Set-pending: an SPI the writer holds pending is
+///   pending already and the write has no effect on it; the rest is
+///   forwarded (an SPI another vCPU holds pending would be delivered
+///   again once handled there: not visible here).
 #[allow(clippy::too_many_arguments)]
 pub fn perform_spi(
     op: SetClear,
@@ -642,7 +654,14 @@ pub fn perform_spi(
                 let requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
                 ((physical & !mine.held) | mine.in_state | unplaced) & !requested
             }
-            _ => hw.read(address, 4) as u32,
+            // What the writer holds is pending as its list register or
+            // backlog entry is (R35-4: hv's acknowledgement made it
+            // physically active, not pending).
+            _ => {
+                let physical = hw.read(address, 4) as u32;
+                let mine = held.held_spis(op, first);
+                (physical & !mine.held) | mine.in_state
+            }
         };
         return ((view & implemented) as u64 & mask, 0);
     };
@@ -717,6 +736,17 @@ pub fn perform_spi(
                     access.vcpus[k].spis.request_clear(op, w, remote);
                     kicks |= 1 << k;
                 }
+            }
+        }
+        SetClear::PendingSet => {
+            // An SPI the writer holds pending is pending already: the
+            // write has no effect on it (forwarded, it would deliver the
+            // SPI again once the guest has handled it: R35-4). The rest,
+            // an SPI its list register holds active included (active and
+            // pending), is forwarded.
+            let forward = bits & !held.held_spis(op, first).in_state;
+            if forward != 0 {
+                hw.write(address, 4, forward as u64);
             }
         }
         SetClear::PendingClear => {
@@ -2637,6 +2667,26 @@ mod tests {
             "ICACTIVER0 is RAZ/WI with affinity routing"
         );
         assert_eq!(distributor(0x0385), RegisterAction::Fixed(0), "misaligned");
+        assert_eq!(
+            distributor(0x0204),
+            RegisterAction::Spi {
+                op: SetClear::PendingSet,
+                first: 32
+            }
+        );
+        assert_eq!(
+            distributor(0x027c),
+            RegisterAction::Spi {
+                op: SetClear::PendingSet,
+                first: 992
+            }
+        );
+        assert_eq!(
+            distributor(0x0200),
+            RegisterAction::Fixed(0),
+            "ISPENDR0 is RAZ/WI with affinity routing"
+        );
+        assert_eq!(distributor(0x0206), RegisterAction::Fixed(0), "misaligned");
     }
 
     /// QEMU virt's layout: a redistributor region with room for 123 CPUs,
@@ -4423,6 +4473,7 @@ mod tests {
         const ISACTIVER1: u64 = 0x0304;
         const ICACTIVER1: u64 = 0x0384;
         const ICPENDR1: u64 = 0x0284;
+        const ISPENDR1: u64 = 0x0204;
 
         /// The distributor's active SPIs, which every CPU's deactivation
         /// (ICC_DIR_EL1, a HW list register's) ends.
@@ -4928,7 +4979,7 @@ mod tests {
         /// outside the register written.
         #[test]
         fn any_guest_access_is_safe() {
-            for offset in (0x0280..0x0400u64).step_by(4) {
+            for offset in (0x0200..0x0400u64).step_by(4) {
                 let RegisterAction::Spi { op, first } = distributor(offset) else {
                     continue;
                 };
@@ -5081,6 +5132,42 @@ mod tests {
                 1 << 8,
                 "an active SPI reads inactive"
             );
+        }
+
+        /// R35-4. vCPU 0 holds SPI 40 pending (hv acknowledged it: a
+        /// pending HW list register; physically active, not pending).
+        /// GICD_ICPENDR1 (and GICD_ISPENDR1, forwarded) read it not
+        /// pending, and GICD_ISACTIVER1 reads it not active: the guest's
+        /// pending interrupt is in no state at all.
+        #[test]
+        fn r35_a_held_pending_spi_reads_pending() {
+            let mut m = Machine::new(1);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[0].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            assert_eq!(m.read(0, ISACTIVER1), 0, "not active: right");
+            assert_eq!(m.read(0, ICPENDR1), 1 << 8, "pending in the list register");
+        }
+
+        /// R35-4, the write side: GICD_ISPENDR1 bit 8 for SPI 40, which
+        /// vCPU 0 holds pending (hv acknowledged it), has no effect (it is
+        /// pending already; forwarded, it would be delivered again after
+        /// the guest handled it); bit 9 (SPI 41, not held) is forwarded.
+        /// The held SPI reads pending in GICD_ISPENDR1 too.
+        #[test]
+        fn r35_set_pending_of_a_held_pending_spi_is_not_forwarded() {
+            let mut m = Machine::new(1);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[0].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            m.access(0, ISPENDR1, Some(0b11 << 8));
+            assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 9)]);
+            m.dist.pending.insert(41);
+            assert_eq!(m.read(0, ISPENDR1), 0b11 << 8);
+            // Active in its list register (the guest took it): a set-pending
+            // makes it active and pending, as on a GIC.
+            m.cpus[0].lrs.lrs[0] = active_hw(40);
+            m.dist.writes.clear();
+            m.access(0, ISPENDR1, Some(1 << 8));
+            assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 8)]);
         }
     }
 
