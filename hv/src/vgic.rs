@@ -630,7 +630,7 @@ pub fn perform_spi(
         .filter(|&k| (access.is_on)(k))
         .fold(0u32, |r, k| r | 1 << k);
     // Posts left to vCPUs that have gone off (R35-2): taken over.
-    let icactiver = address - op_register_base(op) + 0x380;
+    let icactiver = address.wrapping_sub(op_register_base(op)) + 0x380;
     for k in (0..vcpu_count).filter(|&k| k != access.writer && running & (1 << k) == 0) {
         adopt_spis_of_off_vcpu(&access.vcpus[k], own, w, icactiver, hw);
     }
@@ -5132,6 +5132,51 @@ mod tests {
                 1 << 8,
                 "an active SPI reads inactive"
             );
+        }
+
+        /// R35-2, the check after posting: vCPU 1 is on when vCPU 0's
+        /// GICD_ISACTIVER1 bit 8 (SPI 40, routed to vCPU 1) starts and off
+        /// once the set-active is posted (its CPU_OFF released its list
+        /// registers in between). vCPU 0 takes the set-active back: its
+        /// own to place, vCPU 1 not kicked, nothing left in vCPU 1's words.
+        #[test]
+        fn r35_a_post_to_a_vcpu_seen_off_afterwards_is_taken_back() {
+            let mut m = Machine::new(2);
+            let asked = core::cell::Cell::new(0);
+            let access = SpiAccess {
+                writer: 0,
+                vcpus: &m.vcpus,
+                is_on: |k: usize| {
+                    if k == 1 {
+                        asked.set(asked.get() + 1);
+                    }
+                    k == 0 || asked.get() == 1
+                },
+                lines: 1020,
+                route: |_| Some(1),
+            };
+            let (_, kicks) = perform_spi(
+                SetClear::ActiveSet,
+                32,
+                GICD + ISACTIVER1,
+                4,
+                Some(1 << 8),
+                &access,
+                &mut Held {
+                    cpu: &mut m.cpus[0],
+                    backlog: &mut m.backlogs[0],
+                },
+                &mut m.dist,
+            );
+            assert_eq!(asked.get(), 2, "asked again after the post");
+            assert_eq!(kicks, 0, "vCPU 1 is off");
+            assert_eq!(m.vcpus[1].spis.unplaced(0), 0, "stranded in vCPU 1's word");
+            m.running = 0b01;
+            m.fill(0);
+            assert_eq!(m.lr(0, 40), Some(active_hw(40)));
+            assert!(m.physically_active(40));
+            m.guest_dir(0, 40);
+            assert!(!m.physically_active(40));
         }
 
         /// R35-4. vCPU 0 holds SPI 40 pending (hv acknowledged it: a
