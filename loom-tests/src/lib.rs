@@ -4,4 +4,6 @@
 #![forbid(unsafe_code)]
 
 #[cfg(loom)]
+pub mod hv_gic;
+#[cfg(loom)]
 pub mod ipc_channel;

@@ -7,46 +7,15 @@
 //! `meanwhile`), so neither waits for good.
 #![cfg(loom)]
 
-use hv::vgic::{
-    self, Backlog, GicHardware, Held, ListRegisters, PhysicalCpuInterface, VirtualSgis,
-};
+use hv::vgic::{self, Backlog, GicHardware, Held, VirtualSgis};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::hv_gic::{FakeCpu, NothingActive};
 
 const RD: u64 = 0x080a_0000;
 const MAINTENANCE: u32 = 1 << vgic::DEFAULT_MAINTENANCE_INTID;
 /// Enough polls for loom, whose yield lets the other thread run.
 const POLLS: u32 = 8;
-
-/// A CPU holding nothing (two empty list registers).
-struct Cpu([u64; 2]);
-
-impl ListRegisters for Cpu {
-    fn count(&self) -> usize {
-        2
-    }
-    fn empty(&mut self) -> u32 {
-        0b11
-    }
-    fn read(&mut self, n: usize) -> u64 {
-        self.0[n]
-    }
-    fn write(&mut self, n: usize, value: u64) {
-        self.0[n] = value;
-    }
-    fn set_underflow_interrupt(&mut self, _on: bool) {}
-}
-
-impl PhysicalCpuInterface for Cpu {
-    fn acknowledge(&mut self) -> u32 {
-        1023
-    }
-    fn drop_priority(&mut self, _intid: u32) {}
-    fn deactivate(&mut self, intid: u32) {
-        panic!("nothing to deactivate, {intid}");
-    }
-    fn synchronize(&mut self) {}
-}
 
 /// vCPU `n`'s redistributor: PPI 20 + n pending and active physically
 /// (reads only).
@@ -63,7 +32,8 @@ impl GicHardware for Redistributor {
 
 /// vCPU `me`'s CPU answers a request for its view, if there is one.
 fn publish(vcpus: &[VirtualSgis; 2], me: usize) {
-    let mut cpu = Cpu([0; 2]);
+    // A CPU holding nothing (two empty list registers).
+    let mut cpu = FakeCpu::new([0; 2], NothingActive);
     let mut backlog = Backlog::new();
     vgic::publish_private_view(
         &vcpus[me],

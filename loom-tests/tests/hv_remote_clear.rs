@@ -12,13 +12,11 @@
 //! unplaced (then the request ends it).
 #![cfg(loom)]
 
-use hv::vgic::{
-    self, Backlog, GicHardware, ListRegisters, NothingHeld, PhysicalCpuInterface, SetClear,
-    VirtualSgis,
-};
+use hv::vgic::{self, Backlog, GicHardware, NothingHeld, SetClear, VirtualSgis};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::hv_gic::{active_sgi, refill, FakeCpu, PrivateActive};
 
 const PPI: u32 = 23;
 const RD: u64 = 0x080a_0000;
@@ -27,45 +25,7 @@ const MAINTENANCE: u32 = 1 << vgic::DEFAULT_MAINTENANCE_INTID;
 
 /// The owner's CPU: two list registers and the physical active states of
 /// its PPIs (only the owner touches it).
-#[derive(Debug)]
-struct Owner {
-    lrs: [u64; 2],
-    physically_active: u32,
-}
-
-impl ListRegisters for Owner {
-    fn count(&self) -> usize {
-        2
-    }
-    fn empty(&mut self) -> u32 {
-        (0..2)
-            .filter(|&n| self.lrs[n] >> 62 == 0)
-            .map(|n| 1 << n)
-            .sum()
-    }
-    fn read(&mut self, n: usize) -> u64 {
-        self.lrs[n]
-    }
-    fn write(&mut self, n: usize, value: u64) {
-        self.lrs[n] = value;
-    }
-    fn set_underflow_interrupt(&mut self, _on: bool) {}
-}
-
-impl PhysicalCpuInterface for Owner {
-    fn acknowledge(&mut self) -> u32 {
-        1023
-    }
-    fn drop_priority(&mut self, _intid: u32) {}
-    fn deactivate(&mut self, intid: u32) {
-        assert!(
-            self.physically_active & (1 << intid) != 0,
-            "INTID {intid} deactivated while not active"
-        );
-        self.physically_active &= !(1 << intid);
-    }
-    fn synchronize(&mut self) {}
-}
+type Owner = FakeCpu<2, PrivateActive>;
 
 /// The remote writer's view of the GIC: a clear-active of a PPI must not
 /// reach the hardware (the owner ends it), so any write fails the model.
@@ -80,22 +40,13 @@ impl GicHardware for NoWrites {
     }
 }
 
-/// One exit's refill on the owner's CPU, as `arch::gic::Gic::fill_list_registers`.
-fn refill(owner: &mut Owner, sgis: &VirtualSgis, backlog: &mut Backlog) {
-    vgic::apply_remote_clears(owner, sgis, backlog);
-    vgic::fill_list_registers(owner, sgis, backlog, |_| 0xa0);
-}
-
 fn model(lrs: [u64; 2]) {
     loom::model(move || {
         let sgis = Arc::new(VirtualSgis::new());
         let kicked = Arc::new(AtomicBool::new(false));
         // The guest's earlier GICR_ISACTIVER0 (forwarded: physically active).
         sgis.set_active(1 << PPI);
-        let mut owner = Owner {
-            lrs,
-            physically_active: 1 << PPI,
-        };
+        let mut owner = Owner::new(lrs, PrivateActive(1 << PPI));
         let remote = {
             let (sgis, kicked) = (sgis.clone(), kicked.clone());
             thread::spawn(move || {
@@ -123,18 +74,13 @@ fn model(lrs: [u64; 2]) {
         // The kick is taken (its ISB orders the refill after it).
         assert!(kicked.load(Ordering::Acquire));
         refill(&mut owner, &sgis, &mut backlog);
-        assert!(
-            owner
-                .lrs
-                .iter()
-                .all(|&lr| lr >> 62 == 0 || lr & 0xffff_ffff != PPI as u64),
+        assert_eq!(
+            owner.holding(PPI),
+            0,
             "PPI {PPI} still in a list register: {:x?}",
             owner.lrs
         );
-        assert_eq!(
-            owner.physically_active, 0,
-            "PPI {PPI} still physically active"
-        );
+        assert_eq!(owner.physical.0, 0, "PPI {PPI} still physically active");
         assert_eq!(sgis.unplaced_active(), 0);
         assert_eq!(sgis.requested_clears(SetClear::ActiveClear), 0);
     });
@@ -150,6 +96,5 @@ fn remote_clear_active_with_free_list_registers() {
 /// set-active and puts it back, possibly around the remote clear.
 #[test]
 fn remote_clear_active_while_the_refill_puts_it_back() {
-    let active_sgi = |intid: u64| 0b10 << 62 | 1 << 60 | 0xa0 << 48 | intid;
     model([active_sgi(8), active_sgi(9)]);
 }

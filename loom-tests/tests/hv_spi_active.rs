@@ -10,71 +10,26 @@
 //! models check: no set-active and no request may be lost to the race.
 #![cfg(loom)]
 
-use hv::vgic::{
-    self, Backlog, GicHardware, Held, ListRegisters, PhysicalCpuInterface, SpiAccess, VirtualSgis,
-};
+use hv::vgic::{self, Backlog, GicHardware, Held, PhysicalCpuInterface, SpiAccess, VirtualSgis};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::hv_gic::{active_sgi, refill, ActiveSpi, FakeCpu, PRIORITY};
 
 const SPI: u32 = 33;
 const GICD: u64 = 0x0800_0000;
 const ISACTIVER1: u64 = 0x0304;
 const ICACTIVER1: u64 = 0x0384;
 
-/// The distributor's active state of the SPI, which the writer's
-/// set-active makes active and the holder's deactivation ends.
-#[derive(Debug, Default)]
-struct Distributor {
-    active: AtomicBool,
-}
-
-/// One CPU: two list registers and its ICC_DIR_EL1 (which must find the
-/// SPI active: a deactivation too many fails the model).
-#[derive(Debug)]
-struct Cpu {
-    lrs: [u64; 2],
-    distributor: Arc<Distributor>,
-}
-
-impl ListRegisters for Cpu {
-    fn count(&self) -> usize {
-        2
-    }
-    fn empty(&mut self) -> u32 {
-        (0..2)
-            .filter(|&n| self.lrs[n] >> 62 == 0)
-            .map(|n| 1 << n)
-            .sum()
-    }
-    fn read(&mut self, n: usize) -> u64 {
-        self.lrs[n]
-    }
-    fn write(&mut self, n: usize, value: u64) {
-        self.lrs[n] = value;
-    }
-    fn set_underflow_interrupt(&mut self, _on: bool) {}
-}
-
-impl PhysicalCpuInterface for Cpu {
-    fn acknowledge(&mut self) -> u32 {
-        1023
-    }
-    fn drop_priority(&mut self, _intid: u32) {}
-    fn deactivate(&mut self, intid: u32) {
-        assert_eq!(intid, SPI);
-        assert!(
-            self.distributor.active.swap(false, Ordering::AcqRel),
-            "SPI {SPI} deactivated while not active"
-        );
-    }
-    fn synchronize(&mut self) {}
-}
+/// One CPU: two list registers; the distributor's active state of the SPI,
+/// which the writer's set-active makes active and the holder's
+/// deactivation ends (a deactivation too many fails the model).
+type Cpu = FakeCpu<2, Arc<ActiveSpi>>;
 
 /// The writer's view of the distributor: a set-active reaches it, any
 /// other write (a forwarded clear-active of an SPI another vCPU holds)
 /// fails the model.
-struct WriterHardware(Arc<Distributor>);
+struct WriterHardware(Arc<ActiveSpi>);
 
 impl GicHardware for WriterHardware {
     fn read(&mut self, _address: u64, _size: u64) -> u64 {
@@ -94,7 +49,7 @@ impl GicHardware for WriterHardware {
 /// own CPU holding nothing; every SPI routed to vCPU 0. Returns the kicks.
 fn writer_access(
     vcpus: &[VirtualSgis],
-    distributor: &Arc<Distributor>,
+    distributor: &Arc<ActiveSpi>,
     offset: u64,
     value: u64,
 ) -> u32 {
@@ -105,7 +60,7 @@ fn writer_access(
 /// IRM = 1).
 fn routed_writer_access(
     vcpus: &[VirtualSgis],
-    distributor: &Arc<Distributor>,
+    distributor: &Arc<ActiveSpi>,
     offset: u64,
     value: u64,
     route: Option<usize>,
@@ -120,10 +75,7 @@ fn routed_writer_access(
         lines: 1020,
         route: move |_| route,
     };
-    let mut cpu = Cpu {
-        lrs: [0; 2],
-        distributor: distributor.clone(),
-    };
+    let mut cpu = Cpu::new([0; 2], distributor.clone());
     let mut backlog = Backlog::new();
     let (_, kicks) = vgic::perform_spi(
         op,
@@ -142,17 +94,27 @@ fn routed_writer_access(
     kicks
 }
 
-/// One exit's refill on vCPU 0's CPU, as `arch::gic::Gic::fill_list_registers`.
-fn refill(cpu: &mut Cpu, sgis: &VirtualSgis, backlog: &mut Backlog) {
-    vgic::apply_remote_clears(cpu, sgis, backlog);
-    vgic::fill_list_registers(cpu, sgis, backlog, |_| 0xa0);
-}
-
-fn holding(cpu: &Cpu) -> usize {
-    cpu.lrs
-        .iter()
-        .filter(|&&lr| lr >> 62 != 0 && lr & 0xffff_ffff == SPI as u64)
-        .count()
+/// vCPU 1 runs `write` (its access and the checks on it, then the DSB and
+/// the kick SGI) while vCPU 0 runs an exit's refill; vCPU 0 then takes the
+/// kick and refills again.
+fn write_during_refill(
+    vcpus: &Arc<[VirtualSgis; 2]>,
+    cpu: &mut Cpu,
+    backlog: &mut Backlog,
+    write: impl FnOnce(&[VirtualSgis]) + Send + 'static,
+) {
+    let kicked = Arc::new(AtomicBool::new(false));
+    let remote = {
+        let (vcpus, kicked) = (vcpus.clone(), kicked.clone());
+        thread::spawn(move || {
+            write(&vcpus[..]);
+            kicked.store(true, Ordering::Release);
+        })
+    };
+    refill(cpu, &vcpus[0], backlog);
+    remote.join().unwrap();
+    assert!(kicked.load(Ordering::Acquire));
+    refill(cpu, &vcpus[0], backlog);
 }
 
 /// vCPU 0 holds SPI 33 made active (placed or not); vCPU 1 clears it
@@ -162,30 +124,18 @@ fn holding(cpu: &Cpu) -> usize {
 fn clear_model(lrs: [u64; 2]) {
     loom::model(move || {
         let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
-        let distributor = Arc::new(Distributor::default());
+        let distributor = Arc::new(ActiveSpi::new(SPI));
         // vCPU 0's own earlier set-active (physically active, recorded).
         distributor.active.store(true, Ordering::Relaxed);
         vcpus[0].spis.set_active(0, 1 << (SPI - 32));
-        let kicked = Arc::new(AtomicBool::new(false));
-        let mut cpu = Cpu {
-            lrs,
-            distributor: distributor.clone(),
-        };
-        let remote = {
-            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
-            thread::spawn(move || {
-                let kicks = writer_access(&vcpus[..], &distributor, ICACTIVER1, 1 << (SPI - 32));
-                assert_eq!(kicks, 1 << 0, "the holder is kicked");
-                // The DSB and the kick SGI.
-                kicked.store(true, Ordering::Release);
-            })
-        };
+        let mut cpu = Cpu::new(lrs, distributor.clone());
         let mut backlog = Backlog::new();
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        remote.join().unwrap();
-        assert!(kicked.load(Ordering::Acquire));
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        assert_eq!(holding(&cpu), 0, "SPI {SPI} still in a list register");
+        let writers_view = distributor.clone();
+        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
+            let kicks = writer_access(vcpus, &writers_view, ICACTIVER1, 1 << (SPI - 32));
+            assert_eq!(kicks, 1 << 0, "the holder is kicked");
+        });
+        assert_eq!(cpu.holding(SPI), 0, "SPI {SPI} still in a list register");
         assert!(!distributor.active.load(Ordering::Acquire));
         assert_eq!(vcpus[0].spis.unplaced(0), 0);
         assert_eq!(vcpus[0].spis.requested_clears(0), 0);
@@ -202,7 +152,6 @@ fn remote_spi_clear_active_with_free_list_registers() {
 /// set-active and puts it back, possibly around the remote clear.
 #[test]
 fn remote_spi_clear_active_while_the_refill_puts_it_back() {
-    let active_sgi = |intid: u64| 0b10 << 62 | 1 << 60 | 0xa0 << 48 | intid;
     clear_model([active_sgi(8), active_sgi(9)]);
 }
 
@@ -214,26 +163,15 @@ fn remote_spi_clear_active_while_the_refill_puts_it_back() {
 fn remote_spi_set_active_is_placed_once() {
     loom::model(|| {
         let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
-        let distributor = Arc::new(Distributor::default());
-        let kicked = Arc::new(AtomicBool::new(false));
-        let mut cpu = Cpu {
-            lrs: [0; 2],
-            distributor: distributor.clone(),
-        };
-        let remote = {
-            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
-            thread::spawn(move || {
-                let kicks = writer_access(&vcpus[..], &distributor, ISACTIVER1, 1 << (SPI - 32));
-                assert_eq!(kicks, 1 << 0, "the routed vCPU is kicked");
-                kicked.store(true, Ordering::Release);
-            })
-        };
+        let distributor = Arc::new(ActiveSpi::new(SPI));
+        let mut cpu = Cpu::new([0; 2], distributor.clone());
         let mut backlog = Backlog::new();
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        remote.join().unwrap();
-        assert!(kicked.load(Ordering::Acquire));
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        assert_eq!(holding(&cpu), 1, "{:x?}", cpu.lrs);
+        let writers_view = distributor.clone();
+        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
+            let kicks = writer_access(vcpus, &writers_view, ISACTIVER1, 1 << (SPI - 32));
+            assert_eq!(kicks, 1 << 0, "the routed vCPU is kicked");
+        });
+        assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
         let n = cpu
             .lrs
             .iter()
@@ -262,37 +200,21 @@ fn remote_spi_set_active_is_placed_once() {
 fn set_active_of_a_held_spi_model(lrs: [u64; 2], queued: bool) {
     loom::model(move || {
         let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
-        let distributor = Arc::new(Distributor::default());
+        let distributor = Arc::new(ActiveSpi::new(SPI));
         distributor.active.store(true, Ordering::Relaxed);
-        let kicked = Arc::new(AtomicBool::new(false));
-        let mut cpu = Cpu {
-            lrs,
-            distributor: distributor.clone(),
-        };
+        let mut cpu = Cpu::new(lrs, distributor.clone());
         let mut backlog = Backlog::new();
         if queued {
             backlog.push(SPI as u16);
         }
-        let remote = {
-            let (vcpus, distributor, kicked) = (vcpus.clone(), distributor.clone(), kicked.clone());
-            thread::spawn(move || {
-                let kicks = routed_writer_access(
-                    &vcpus[..],
-                    &distributor,
-                    ISACTIVER1,
-                    1 << (SPI - 32),
-                    None,
-                );
-                assert_eq!(kicks, 1 << 0, "the holder is asked and kicked");
-                assert!(!vcpus[1].spis.has_unplaced(), "no second holder");
-                kicked.store(true, Ordering::Release);
-            })
-        };
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        remote.join().unwrap();
-        assert!(kicked.load(Ordering::Acquire));
-        refill(&mut cpu, &vcpus[0], &mut backlog);
-        assert_eq!(holding(&cpu), 1, "{:x?}", cpu.lrs);
+        let writers_view = distributor.clone();
+        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
+            let kicks =
+                routed_writer_access(vcpus, &writers_view, ISACTIVER1, 1 << (SPI - 32), None);
+            assert_eq!(kicks, 1 << 0, "the holder is asked and kicked");
+            assert!(!vcpus[1].spis.has_unplaced(), "no second holder");
+        });
+        assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
         assert!(backlog.is_empty());
         let lr = cpu
             .lrs
@@ -309,7 +231,8 @@ fn set_active_of_a_held_spi_model(lrs: [u64; 2], queued: bool) {
 
 #[test]
 fn set_active_of_an_spi_held_in_a_list_register_makes_that_entry_active() {
-    let pending_hw = 0b01 << 62 | 1 << 61 | (SPI as u64) << 32 | 0xa0 << 48 | SPI as u64;
+    let pending_hw =
+        0b01 << 62 | 1 << 61 | (SPI as u64) << 32 | u64::from(PRIORITY) << 48 | SPI as u64;
     set_active_of_a_held_spi_model([pending_hw, 0], false);
 }
 
@@ -320,7 +243,7 @@ fn set_active_of_an_spi_held_in_the_backlog_makes_it_active() {
 
 /// The distributor as a writer whose posts may be taken back sees it: a
 /// set-active or a clear-active of the SPI reaches it.
-struct PowerHardware(Arc<Distributor>);
+struct PowerHardware(Arc<ActiveSpi>);
 
 impl GicHardware for PowerHardware {
     fn read(&mut self, _address: u64, _size: u64) -> u64 {
@@ -347,7 +270,7 @@ impl GicHardware for PowerHardware {
 fn post_racing_cpu_off_model(offset: u64) {
     loom::model(move || {
         let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
-        let distributor = Arc::new(Distributor::default());
+        let distributor = Arc::new(ActiveSpi::new(SPI));
         let vcpu1_on = Arc::new(AtomicBool::new(true));
         let going_off = {
             let (vcpus, distributor, vcpu1_on) =
@@ -355,10 +278,7 @@ fn post_racing_cpu_off_model(offset: u64) {
             thread::spawn(move || {
                 // PSCI CPU_OFF: marked off (Release), then the release.
                 vcpu1_on.store(false, Ordering::Release);
-                let mut cpu = Cpu {
-                    lrs: [0; 2],
-                    distributor,
-                };
+                let mut cpu = Cpu::new([0; 2], distributor);
                 let count = vgic::ListRegisterCount {
                     implemented: 2,
                     used: 2,
@@ -376,10 +296,7 @@ fn post_racing_cpu_off_model(offset: u64) {
             lines: 1020,
             route: |_| Some(1),
         };
-        let mut cpu = Cpu {
-            lrs: [0; 2],
-            distributor: distributor.clone(),
-        };
+        let mut cpu = Cpu::new([0; 2], distributor.clone());
         let mut backlog = Backlog::new();
         vgic::perform_spi(
             op,
@@ -400,7 +317,7 @@ fn post_racing_cpu_off_model(offset: u64) {
         refill(&mut cpu, &vcpus[0], &mut backlog);
         assert_eq!(
             distributor.active.load(Ordering::Acquire),
-            holding(&cpu) == 1,
+            cpu.holding(SPI) == 1,
             "{:x?}",
             cpu.lrs
         );

@@ -6,56 +6,30 @@
 //! one fails it ("SPI 65 not placed").
 #![cfg(loom)]
 
-use hv::vgic::{
-    self, Backlog, GicHardware, Held, ListRegisters, PhysicalCpuInterface, SpiAccess, VirtualSgis,
-};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, VirtualSgis};
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::hv_gic::{refill, FakeCpu, PhysicalActive};
 
 const GICD: u64 = 0x0800_0000;
 
-/// The distributor's active SPIs 32-95 (bit n - 32).
-#[derive(Debug, Default)]
-struct Distributor(AtomicU64);
+/// The distributor's active SPIs 32-95 (bit n - 32), shared by the vCPUs'
+/// threads.
+#[derive(Debug, Clone)]
+struct Distributor(Arc<AtomicU64>);
 
-struct Cpu {
-    lrs: [u64; 4],
-    dist: Arc<Distributor>,
-}
-
-impl ListRegisters for Cpu {
-    fn count(&self) -> usize {
-        4
-    }
-    fn empty(&mut self) -> u32 {
-        (0..4)
-            .filter(|&n| self.lrs[n] >> 62 == 0)
-            .map(|n| 1 << n)
-            .sum()
-    }
-    fn read(&mut self, n: usize) -> u64 {
-        self.lrs[n]
-    }
-    fn write(&mut self, n: usize, value: u64) {
-        self.lrs[n] = value;
-    }
-    fn set_underflow_interrupt(&mut self, _on: bool) {}
-}
-
-impl PhysicalCpuInterface for Cpu {
-    fn acknowledge(&mut self) -> u32 {
-        1023
-    }
-    fn drop_priority(&mut self, _intid: u32) {}
+impl PhysicalActive for Distributor {
     fn deactivate(&mut self, intid: u32) {
         let bit = 1u64 << (intid - 32);
-        assert!(self.dist.0.fetch_and(!bit, Ordering::AcqRel) & bit != 0);
+        assert!(self.0.fetch_and(!bit, Ordering::AcqRel) & bit != 0);
     }
-    fn synchronize(&mut self) {}
 }
 
-struct Hw(Arc<Distributor>);
+/// One CPU: four list registers.
+type Cpu = FakeCpu<4, Distributor>;
+
+struct Hw(Distributor);
 
 impl GicHardware for Hw {
     fn read(&mut self, address: u64, _size: u64) -> u64 {
@@ -72,7 +46,7 @@ impl GicHardware for Hw {
     }
 }
 
-fn set_active(vcpus: &[VirtualSgis], dist: &Arc<Distributor>, writer: usize, intid: u32) -> u32 {
+fn set_active(vcpus: &[VirtualSgis], dist: &Distributor, writer: usize, intid: u32) -> u32 {
     let offset = 0x300 + 4 * (intid / 32) as u64;
     let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
         unreachable!();
@@ -84,10 +58,7 @@ fn set_active(vcpus: &[VirtualSgis], dist: &Arc<Distributor>, writer: usize, int
         lines: 1020,
         route: |_| Some(0),
     };
-    let mut cpu = Cpu {
-        lrs: [0; 4],
-        dist: dist.clone(),
-    };
+    let mut cpu = Cpu::new([0; 4], dist.clone());
     let mut backlog = Backlog::new();
     vgic::perform_spi(
         op,
@@ -112,23 +83,18 @@ fn set_active(vcpus: &[VirtualSgis], dist: &Arc<Distributor>, writer: usize, int
 fn a_set_active_of_another_word_during_the_refill_is_placed() {
     loom::model(|| {
         let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
-        let dist = Arc::new(Distributor::default());
+        let dist = Distributor(Arc::new(AtomicU64::new(0)));
         assert_eq!(set_active(&vcpus[..], &dist, 1, 33), 1);
         let writer = {
             let (vcpus, dist) = (vcpus.clone(), dist.clone());
             thread::spawn(move || set_active(&vcpus[..], &dist, 1, 65))
         };
-        let mut cpu = Cpu {
-            lrs: [0; 4],
-            dist: dist.clone(),
-        };
+        let mut cpu = Cpu::new([0; 4], dist.clone());
         let mut backlog = Backlog::new();
-        vgic::apply_remote_clears(&mut cpu, &vcpus[0], &mut backlog);
-        vgic::fill_list_registers(&mut cpu, &vcpus[0], &mut backlog, |_| 0xa0);
+        refill(&mut cpu, &vcpus[0], &mut backlog);
         assert_eq!(writer.join().unwrap(), 1, "vCPU 0 kicked");
         // The kick's refill.
-        vgic::apply_remote_clears(&mut cpu, &vcpus[0], &mut backlog);
-        vgic::fill_list_registers(&mut cpu, &vcpus[0], &mut backlog, |_| 0xa0);
+        refill(&mut cpu, &vcpus[0], &mut backlog);
         for intid in [33u64, 65] {
             assert!(
                 cpu.lrs

@@ -1,0 +1,138 @@
+//! The fake GIC CPU interface the hv vGIC loom models (`hv_spi_active`,
+//! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`) share:
+//! a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
+//! state kept by `P` (each model says which INTIDs a deactivation may
+//! find active), and an exit's refill as `arch::gic` runs it.
+
+use hv::vgic::{self, Backlog, ListRegisters, PhysicalCpuInterface, VirtualSgis};
+use loom::sync::atomic::{AtomicBool, Ordering};
+
+/// The priority every refill gives a virtual interrupt.
+pub const PRIORITY: u8 = 0xa0;
+
+/// A CPU's physical active states, as its ICC_DIR_EL1 sees them: a
+/// deactivation of an INTID that is not active fails the model.
+pub trait PhysicalActive {
+    fn deactivate(&mut self, intid: u32);
+}
+
+/// One CPU: `N` list registers and the physical active states `physical`.
+/// It acknowledges nothing (ICC_IAR1_EL1 reads 1023).
+#[derive(Debug)]
+pub struct FakeCpu<const N: usize, P> {
+    pub lrs: [u64; N],
+    pub physical: P,
+}
+
+impl<const N: usize, P> FakeCpu<N, P> {
+    pub fn new(lrs: [u64; N], physical: P) -> Self {
+        FakeCpu { lrs, physical }
+    }
+
+    /// How many list registers hold `intid` (pending, active or both).
+    pub fn holding(&self, intid: u32) -> usize {
+        self.lrs
+            .iter()
+            .filter(|&&lr| lr >> 62 != 0 && lr & 0xffff_ffff == u64::from(intid))
+            .count()
+    }
+}
+
+impl<const N: usize, P> ListRegisters for FakeCpu<N, P> {
+    fn count(&self) -> usize {
+        N
+    }
+    fn empty(&mut self) -> u32 {
+        (0..N)
+            .filter(|&n| self.lrs[n] >> 62 == 0)
+            .map(|n| 1 << n)
+            .sum()
+    }
+    fn read(&mut self, n: usize) -> u64 {
+        self.lrs[n]
+    }
+    fn write(&mut self, n: usize, value: u64) {
+        self.lrs[n] = value;
+    }
+    fn set_underflow_interrupt(&mut self, _on: bool) {}
+}
+
+impl<const N: usize, P: PhysicalActive> PhysicalCpuInterface for FakeCpu<N, P> {
+    fn acknowledge(&mut self) -> u32 {
+        1023
+    }
+    fn drop_priority(&mut self, _intid: u32) {}
+    fn deactivate(&mut self, intid: u32) {
+        self.physical.deactivate(intid);
+    }
+    fn synchronize(&mut self) {}
+}
+
+/// One exit's refill on a CPU, as `arch::gic::Gic::fill_list_registers`:
+/// the remote clears first, then the list registers.
+pub fn refill(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
+    backlog: &mut Backlog,
+) {
+    vgic::apply_remote_clears(cpu, sgis, backlog);
+    vgic::fill_list_registers(cpu, sgis, backlog, |_| PRIORITY);
+}
+
+/// An active SGI in a list register (group 1), holding one the refill
+/// must work around.
+pub fn active_sgi(intid: u64) -> u64 {
+    0b10 << 62 | 1 << 60 | u64::from(PRIORITY) << 48 | intid
+}
+
+/// The distributor's active state of one SPI, shared by the vCPUs' threads:
+/// only that SPI may be deactivated, and only while active.
+#[derive(Debug)]
+pub struct ActiveSpi {
+    pub intid: u32,
+    pub active: AtomicBool,
+}
+
+impl ActiveSpi {
+    pub fn new(intid: u32) -> Self {
+        ActiveSpi {
+            intid,
+            active: AtomicBool::new(false),
+        }
+    }
+}
+
+impl PhysicalActive for loom::sync::Arc<ActiveSpi> {
+    fn deactivate(&mut self, intid: u32) {
+        assert_eq!(intid, self.intid);
+        assert!(
+            self.active.swap(false, Ordering::AcqRel),
+            "SPI {intid} deactivated while not active"
+        );
+    }
+}
+
+/// The physical active states of one CPU's SGIs and PPIs (bit n: INTID n),
+/// which only that CPU touches.
+#[derive(Debug, Default)]
+pub struct PrivateActive(pub u32);
+
+impl PhysicalActive for PrivateActive {
+    fn deactivate(&mut self, intid: u32) {
+        assert!(
+            self.0 & (1 << intid) != 0,
+            "INTID {intid} deactivated while not active"
+        );
+        self.0 &= !(1 << intid);
+    }
+}
+
+/// A CPU with nothing active: any deactivation fails the model.
+#[derive(Debug, Default)]
+pub struct NothingActive;
+
+impl PhysicalActive for NothingActive {
+    fn deactivate(&mut self, intid: u32) {
+        panic!("nothing to deactivate, {intid}");
+    }
+}
