@@ -656,11 +656,14 @@ pub fn perform_spi(
             }
             // What the writer holds is pending as its list register or
             // backlog entry is (R35-4: hv's acknowledgement made it
-            // physically active, not pending).
+            // physically active, not pending), or as the distributor says
+            // when it is pending again there ("pending, or active and
+            // pending": a level still asserted, a second edge; review 37
+            // R37-1).
             _ => {
                 let physical = hw.read(address, 4) as u32;
                 let mine = held.held_spis(op, first);
-                (physical & !mine.held) | mine.in_state
+                physical | mine.in_state
             }
         };
         return ((view & implemented) as u64 & mask, 0);
@@ -797,6 +800,13 @@ fn op_register_base(op: SetClear) -> u64 {
 /// physically active and nobody else holds it, so the writer forwards the
 /// clear (`icactiver`: GICD_ICACTIVER<w + 1>). Every word is swapped, so
 /// a post is taken by one CPU only, this one or the vCPU's own.
+///
+/// Left (review 37 R37-2): the caller read the vCPU's power state before
+/// the swap; if the vCPU comes back on in between and another vCPU posts
+/// to it, that post is taken here and dropped (a clear-active then waits
+/// for the guest's own deactivation). Closing it needs a re-check after
+/// the swap and a give-back, or only the CPU that powers the vCPU on
+/// touching its words.
 fn adopt_spis_of_off_vcpu(
     off: &VirtualSgis,
     own: &VirtualSgis,
@@ -5177,6 +5187,21 @@ mod tests {
             assert!(m.physically_active(40));
             m.guest_dir(0, 40);
             assert!(!m.physically_active(40));
+        }
+
+        /// Review 37 R37-1: vCPU 0's guest handles SPI 40 (hv acknowledged
+        /// it; an active HW list register) and the SPI is pending again
+        /// physically (a level line still asserted, or a second edge): on a
+        /// GIC, GICD_ISPENDR1 and GICD_ICPENDR1 read bit 8 set ("pending, or
+        /// active and pending").
+        #[test]
+        fn r37_a_held_active_spi_pending_again_reads_pending() {
+            let mut m = Machine::new(1);
+            m.dist.active.borrow_mut().insert(40);
+            m.dist.pending.insert(40);
+            m.cpus[0].lrs.lrs[0] = active_hw(40);
+            assert_eq!(m.read(0, ISPENDR1), 1 << 8, "ISPENDR1");
+            assert_eq!(m.read(0, ICPENDR1), 1 << 8, "ICPENDR1");
         }
 
         /// R35-4. vCPU 0 holds SPI 40 pending (hv acknowledged it: a

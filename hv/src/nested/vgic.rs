@@ -585,7 +585,12 @@ impl L1Interface {
     /// does not (`l1_misr`), and the EOI bit of each LR whose EOI
     /// maintenance request the hardware shows (`hardware_eisr`) and L1's
     /// state does not (`l1_eisr`). Every other trigger stays, so a
-    /// condition that arises while L2 runs still makes L2 exit.
+    /// condition that arises while L2 runs still makes L2 exit. A limit
+    /// (review 37 R37-4): a withheld trigger stays withheld for the whole
+    /// L2 run, so if L1's own state comes to assert that condition while
+    /// L2 runs (say L2 writes ICC_IGRPEN0_EL1 = 0), L2 exits only at its
+    /// next unrelated exit; only where the hardware disagrees with the
+    /// GIC spec (QEMU 10's VGrp0D).
     pub fn without_disagreeing_triggers(
         &self,
         hardware_misr: u64,
