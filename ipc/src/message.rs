@@ -395,7 +395,7 @@ pub struct TranslateRequest {
     /// ISS2 (bits \[55:32\]) is not carried, so an [`Injection`] has
     /// ISS2 = 0. Its walk fields (HDBSSF, TagAccess, AssuredOnly, Overlay,
     /// DirtyBit) are 0 for every fault the walker reports anyway; its
-    /// instruction fields (Xs, GCS, TnD) the vCPU handler adds from the
+    /// instruction fields (Xs, GCS; TnD is a stage-1 field, 0 here) the vCPU handler adds from the
     /// full ESR it trapped before it injects (hv merges the injection with
     /// it once more: `walker::merge_trapped_syndrome` is idempotent, so
     /// only ISS2 changes). They matter to L1: hv enables FEAT_GCS for its

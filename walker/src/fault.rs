@@ -409,7 +409,7 @@ impl Fault {
     /// - IL = 1.
     /// - With [`AbortContext::trapped_esr`], the fields that describe the
     ///   instruction (ISV with SAS/SSE/SRT/SF/AR where L1's fault can have
-    ///   an instruction syndrome, FnP, VNCR, LST, CM, ISS2 Xs/GCS/TnD) are
+    ///   an instruction syndrome, FnP, VNCR, LST, CM, ISS2 Xs/GCS) are
     ///   the trapped ESR's, by [`merge_trapped_syndrome`](crate::merge_trapped_syndrome);
     ///   without it ISV = 0, and CM = 1 only for
     ///   [`AccessKind::CacheMaintenance`].

@@ -39,11 +39,17 @@ const ESR_WNR: u64 = 1 << 6;
 /// DFSC/IFSC, bits \[5:0\].
 const ESR_FSC: u64 = 0x3f;
 
-/// ISS2 (ESR_ELx\[55:32\]) fields of a Data Abort that describe the
-/// instruction: Xs \[36:32\] (FEAT_LS64_V/ACCDATA: the ST64BV/ST64BV0
-/// status register), GCS 40 (a Guarded Control Stack access), TnD 42
-/// (FEAT_MTE_CANONICAL_TAGS: a tag, not data, access).
-const ESR_ISS2_INSTRUCTION: u64 = (0x1f << 32) | (1 << 40) | (1 << 42);
+/// ISS2 Xs, ESR_ELx\[36:32\] (FEAT_LS64_V/ACCDATA): the ST64BV/ST64BV0
+/// status register, defined (like LST) only for a translation, access flag
+/// or permission fault, RES0 otherwise.
+const ESR_ISS2_XS: u64 = 0x1f << 32;
+/// ISS2 GCS, ESR_ELx bit 40: a Guarded Control Stack access, set for every
+/// data abort of one (AArch64.FaultSyndrome).
+///
+/// ISS2.TnD (bit 42) is not taken: it is defined only for a *stage 1*
+/// permission fault, and AArch64.S2Translate clears `s1tagnotdata`, so it
+/// is 0 in every stage-2 syndrome, the trapped one included.
+const ESR_ISS2_GCS: u64 = 1 << 40;
 
 /// The ESR_EL2 to inject into L1 for a fault L1's stage 2 gives: `walk` as
 /// [`Fault::syndrome`](crate::Fault::syndrome) builds it from the walk
@@ -60,7 +66,12 @@ const ESR_ISS2_INSTRUCTION: u64 = (0x1f << 32) | (1 << 40) | (1 << 42);
 ///   stage 2 abort on a stage 1 translation table walk does not return a
 ///   valid instruction syndrome") and not an external abort on the walk
 ///   (with FEAT_RAS ISV is 0 for any synchronous External abort; without
-///   it ISV is IMPLEMENTATION DEFINED there, and 0 is chosen). Otherwise
+///   it ISV is IMPLEMENTATION DEFINED there, and 0 is chosen), and, for
+///   an LS64 instruction (trapped LST != 0: LD64B, ST64B, ST64BV, ST64BV0),
+///   only on a translation, access flag or permission fault
+///   (AArch64.InstructionSyndromeValid: `if fault.accessdesc.ls64 then
+///   return fault.statuscode IN {AccessFlag, Translation, Permission}`;
+///   an LS64 access is not a single-register load/store). Otherwise
 ///   ISV = 0 and of ISS\[23:14\] only FnP is kept, an ISV = 0 instruction
 ///   property; TopLevel (FEAT_THE), WU (FEAT_RASv2) and PFV (FEAT_PFAR)
 ///   describe faults the walker does not produce, so they are 0.
@@ -71,29 +82,36 @@ const ESR_ISS2_INSTRUCTION: u64 = (0x1f << 32) | (1 << 40) | (1 << 42);
 ///   abort on L1's walk, which is an emulated abort: nothing is lost).
 /// - FnV, EA: 0. FnV is RES0 except for DFSC 0b010000, which the walker
 ///   never reports; EA is 0 for anything but an external abort and its
-///   classification is IMPLEMENTATION DEFINED there.
+///   classification is IMPLEMENTATION DEFINED there. Any synchronous
+///   external abort (IsExternalSyncAbort: DFSC 0b010000 and 0b0101LL,
+///   0b010011) is treated as one on the walk above, so a caller passing
+///   0x10 also gets ISV = 0.
 /// - CM: the trapped one, and with CM = 1 WnR is 1 ("for faults on cache
 ///   maintenance and address translation instructions, this bit always
 ///   returns a value of 1").
 /// - S1PTW, WnR, DFSC: the walk's.
-/// - ISS2: Xs, GCS and TnD from `trapped`; the rest (HDBSSF, TagAccess,
-///   AssuredOnly, Overlay, DirtyBit) describe stage-2 features the walker
-///   does not model, so they are 0 as the walk has them.
+/// - ISS2: GCS from `trapped`, and Xs from `trapped` where LST is (it is
+///   RES0 for other faults); TnD is a stage-1 permission-fault field, 0 in
+///   every stage-2 syndrome, so it is the walk's 0; the rest (HDBSSF,
+///   TagAccess, AssuredOnly, Overlay, DirtyBit) describe stage-2 features
+///   the walker does not model, so they are 0 as the walk has them.
 pub const fn merge_trapped_syndrome(walk: u64, trapped: u64) -> u64 {
     if !is_data_abort(walk) || !is_data_abort(trapped) {
         return walk;
     }
     let fsc = walk & ESR_FSC;
     let on_stage1_walk = walk & ESR_S1PTW != 0;
-    // DFSC 0b0101LL (levels 0..3) and 0b010011 (level -1).
-    let external_abort_on_walk = fsc & 0b11_1100 == 0b01_0100 || fsc == 0b01_0011;
+    // IsExternalSyncAbort: DFSC 0b010000 (not on a walk), 0b0101LL
+    // (levels 0..3) and 0b010011 (level -1).
+    let external_abort = fsc == 0b01_0000 || fsc & 0b11_1100 == 0b01_0100 || fsc == 0b01_0011;
     // DFSC 0b00xxxx other than 0b0000xx, or 0b10101x: translation, access
     // flag or permission faults (levels -2..3).
     let lst_defined =
         (fsc & 0b11_0000 == 0 && fsc & 0b11_1100 != 0) || fsc & 0b11_1110 == 0b10_1010;
+    let ls64 = trapped & ESR_LST != 0;
     let mut esr = walk & !(ESR_ISV | ESR_INSTRUCTION_SYNDROME | ESR_VNCR | ESR_LST | ESR_CM);
     if trapped & ESR_ISV != 0 {
-        if !on_stage1_walk && !external_abort_on_walk {
+        if !on_stage1_walk && !external_abort && (!ls64 || lst_defined) {
             esr |= trapped & (ESR_ISV | ESR_INSTRUCTION_SYNDROME);
         }
     } else {
@@ -101,12 +119,12 @@ pub const fn merge_trapped_syndrome(walk: u64, trapped: u64) -> u64 {
     }
     esr |= trapped & ESR_VNCR;
     if lst_defined {
-        esr |= trapped & ESR_LST;
+        esr |= trapped & (ESR_LST | ESR_ISS2_XS);
     }
     if trapped & ESR_CM != 0 {
         esr |= ESR_CM | ESR_WNR;
     }
-    esr | (trapped & ESR_ISS2_INSTRUCTION)
+    esr | (trapped & ESR_ISS2_GCS)
 }
 
 /// Whether `esr` is a Data Abort from a lower Exception level.
@@ -184,11 +202,12 @@ mod tests {
         );
     }
 
-    /// An external abort on L1's walk (FSC 0b0101LL, 0b010011) reports
-    /// ISV = 0 (required with FEAT_RAS) and SET = 0, not the trapped LST.
+    /// A synchronous external abort (FSC 0b010000, or on L1's walk
+    /// 0b0101LL, 0b010011) reports ISV = 0 (required with FEAT_RAS) and
+    /// SET = 0, not the trapped LST.
     #[test]
-    fn an_external_abort_on_the_walk_has_no_instruction_syndrome() {
-        for fsc in [0x13, 0x14, 0x15, 0x16, 0x17] {
+    fn an_external_abort_has_no_instruction_syndrome() {
+        for fsc in [0x10, 0x13, 0x14, 0x15, 0x16, 0x17] {
             let trapped = DATA | LDR_W3 | ESR_LST | 0x07;
             assert_eq!(
                 merge_trapped_syndrome(DATA | fsc, trapped),
@@ -239,7 +258,8 @@ mod tests {
         }
     }
 
-    /// ISS2: the instruction's Xs, GCS and TnD are kept; the stage-2
+    /// ISS2: the instruction's Xs and GCS are kept; TnD (a stage-1
+    /// permission-fault field, 0 in any stage-2 syndrome) and the stage-2
     /// feature fields (HDBSSF 43, TagAccess 41, AssuredOnly 39, Overlay 38,
     /// DirtyBit 37) are the walk's, 0.
     #[test]
@@ -251,8 +271,35 @@ mod tests {
         let trapped = DATA | xs | gcs | tnd | walk_fields | 0x07;
         assert_eq!(
             merge_trapped_syndrome(DATA | 0x07, trapped),
-            DATA | xs | gcs | tnd | 0x07
+            DATA | xs | gcs | 0x07
         );
+    }
+
+    /// ST64BV X5 (ISV, SAS 0b11, SF, LST 0b01, Xs 5) trapped on a
+    /// translation fault: L1's translation or permission fault keeps all
+    /// of it; L1's Address size fault has ISV = 0 and Xs RES0
+    /// (AArch64.InstructionSyndromeValid for an LS64 access), though a
+    /// single-register access keeps its syndrome there. GCS stays.
+    #[test]
+    fn an_ls64_syndrome_is_kept_only_where_lst_is_defined() {
+        let st64bv = ESR_ISV | 0b11 << 22 | 1 << 15 | 0b01 << 11 | ESR_WNR;
+        let xs = 5 << 32;
+        let gcs = 1 << 40;
+        let trapped = DATA | st64bv | xs | gcs | 0x07;
+        for fsc in [0x05, 0x0b, 0x0f] {
+            assert_eq!(
+                merge_trapped_syndrome(DATA | ESR_WNR | fsc, trapped),
+                DATA | st64bv | xs | gcs | fsc,
+                "FSC {fsc:#x}"
+            );
+        }
+        for fsc in [0x00, 0x01, 0x02, 0x03, 0x29] {
+            assert_eq!(
+                merge_trapped_syndrome(DATA | ESR_WNR | fsc, trapped),
+                DATA | ESR_WNR | gcs | fsc,
+                "FSC {fsc:#x}"
+            );
+        }
     }
 
     /// Merging again with the full trapped ESR, as hv does with the ESR the

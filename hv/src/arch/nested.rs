@@ -1852,7 +1852,7 @@ fn l2_exit(
                     vcpu.counts.injected += 1;
                     // The service merged the instruction syndrome of the
                     // request's ESR[31:0]; merged again with the full ESR
-                    // the same fields stay and ISS2's (Xs, GCS, TnD) join.
+                    // the same fields stay and ISS2's (Xs, GCS) join.
                     let esr = walker::merge_trapped_syndrome(injection.esr, esr);
                     enter_l1_from_l2(nested, vcpu, frame, esr, injection.far, injection.hpfar);
                 }
