@@ -151,7 +151,7 @@ where
 const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
     match access {
         AccessKind::Read => ipc::message::AccessKind::Read,
-        AccessKind::Write => ipc::message::AccessKind::Write,
+        AccessKind::Write | AccessKind::Stage1Update => ipc::message::AccessKind::Write,
         AccessKind::ExecEl1 => ipc::message::AccessKind::Execute,
         AccessKind::ExecEl0 => ipc::message::AccessKind::ExecuteEl0,
         AccessKind::CacheMaintenance(
@@ -185,8 +185,12 @@ const fn ipc_access(access: AccessKind) -> ipc::message::AccessKind {
 fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
     let esr = u64::from(t.esr);
     let permission_fault = esr & 0x3c == 0x0c;
+    let on_stage1_walk = esr & (1 << 7) != 0;
     let access = match t.access {
         ipc::message::AccessKind::Read => AccessKind::Read,
+        // L2's stage-1 walk writing a descriptor needs R and W
+        // (AccessType_TTW), unlike a data write (review 36 R36-1).
+        ipc::message::AccessKind::Write if on_stage1_walk => AccessKind::Stage1Update,
         ipc::message::AccessKind::Write => AccessKind::Write,
         ipc::message::AccessKind::Execute => AccessKind::ExecEl1,
         ipc::message::AccessKind::ExecuteEl0 => AccessKind::ExecEl0,
@@ -200,7 +204,7 @@ fn access_from_ipc(t: &TranslateRequest) -> (AccessKind, AbortContext) {
             AccessKind::CacheMaintenance(CacheMaintenance::El0)
         }
     };
-    let origin = if esr & (1 << 7) != 0 {
+    let origin = if on_stage1_walk {
         AbortOrigin::Stage1Walk {
             for_instruction_fetch: (esr >> 26) & 0x3f == EC_INSTRUCTION_ABORT_LOWER,
         }

@@ -110,6 +110,8 @@ impl CachedWalk {
         match access {
             AccessKind::Read => self.s2ap.readable(),
             AccessKind::Write => self.s2ap.writable(),
+            // AccessType_TTW with a write: R, then W.
+            AccessKind::Stage1Update => self.s2ap.readable() && self.s2ap.writable(),
             AccessKind::ExecEl1 => !device && self.execute.el1(),
             AccessKind::ExecEl0 => !device && self.execute.el0(),
             AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => true,

@@ -1862,6 +1862,7 @@ const fn needed_permission(access: AccessKind) -> Permissions {
     match access {
         AccessKind::Read => Permissions::READ,
         AccessKind::Write => Permissions::WRITE,
+        AccessKind::Stage1Update => Permissions::READ.union(Permissions::WRITE),
         AccessKind::ExecEl1 => Permissions::EXEC_EL1,
         AccessKind::ExecEl0 => Permissions::EXEC_EL0,
         AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),

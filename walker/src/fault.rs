@@ -9,16 +9,17 @@ use core::fmt;
 pub enum AccessKind {
     /// A data read (or an L2 stage-1 table walk read).
     Read,
-    /// A data write (or an L2 stage-1 hardware descriptor update). Only
-    /// write permission is checked. For a stage-1 update
-    /// AArch64.S2CheckPermissions (AccessType_TTW) needs read permission
-    /// too; the hardware reports a walk whose read stage 2 denies as a
-    /// read (WnR = 0) before any update, so L0 asks for an update only
-    /// where L1's entry allows the read. (Not so for the walk of a cache
-    /// maintenance instruction, which reports WnR = 1 whatever the walk
-    /// did: hv's `abort_access` labels it a read unless the shadow denied
-    /// it a permission, see there.)
+    /// A data write: needs write permission only (S2AP 0b10, write-only,
+    /// permits it).
     Write,
+    /// A hardware update of an L2 stage-1 descriptor by L2's stage-1 table
+    /// walk (AccessType_TTW with `write`, reported with S1PTW = 1): by
+    /// AArch64.S2CheckPermissions it needs read permission (`r == '0'`
+    /// faults first) and write permission, so a write-only entry gives a
+    /// permission fault. Like a data write it sets the dirty state of a
+    /// DBM entry (AArch64.SetDirtyState). The request's origin is
+    /// [`AbortOrigin::Stage1Walk`]: a walk that writes is this kind.
+    Stage1Update,
     /// An instruction fetch at EL1.
     ExecEl1,
     /// An instruction fetch at EL0.
@@ -59,7 +60,7 @@ impl AccessKind {
     /// Whether the access writes (and so may set the dirty state of a DBM
     /// entry). Cache maintenance does not, whatever WnR reports.
     pub const fn is_write(self) -> bool {
-        matches!(self, AccessKind::Write)
+        matches!(self, AccessKind::Write | AccessKind::Stage1Update)
     }
 
     /// Whether a data abort for the access reports WnR = 1: a write, or a
@@ -67,7 +68,10 @@ impl AccessKind {
     /// address translation instructions, this bit always returns a value
     /// of 1"), which also reports CM = 1.
     pub const fn reports_write(self) -> bool {
-        matches!(self, AccessKind::Write | AccessKind::CacheMaintenance(_))
+        matches!(
+            self,
+            AccessKind::Write | AccessKind::Stage1Update | AccessKind::CacheMaintenance(_)
+        )
     }
 
     /// Whether the access is a cache maintenance instruction (ESR CM = 1).
@@ -353,9 +357,9 @@ pub enum AbortOrigin {
     Access,
     /// A stage-2 access made by L2's stage-1 table walk (ESR S1PTW = 1): a
     /// descriptor read ([`AccessKind::Read`]) or a hardware update of an L2
-    /// stage-1 descriptor ([`AccessKind::Write`], which checks write
-    /// permission only: see there) on behalf of an instruction fetch or a
-    /// data access.
+    /// stage-1 descriptor ([`AccessKind::Stage1Update`], which needs read
+    /// and write permission) on behalf of an instruction fetch or a data
+    /// access.
     Stage1Walk {
         /// The access that needed the stage-1 walk was an instruction fetch.
         for_instruction_fetch: bool,

@@ -1202,6 +1202,9 @@ impl Stage2Walker {
             AccessKind::ExecEl0 if !execute.el0() => Some(FaultCause::ExecuteDenied),
             AccessKind::Read if s2ap & 1 == 0 => Some(FaultCause::ReadDenied),
             AccessKind::Write if s2ap & 2 == 0 => Some(FaultCause::WriteDenied),
+            // AccessType_TTW: `r == '0'` faults before `write && w == '0'`.
+            AccessKind::Stage1Update if s2ap & 1 == 0 => Some(FaultCause::ReadDenied),
+            AccessKind::Stage1Update if s2ap & 2 == 0 => Some(FaultCause::WriteDenied),
             AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) if s2ap & 2 == 0 => {
                 Some(FaultCause::WriteDenied)
             }

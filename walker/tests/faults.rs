@@ -264,6 +264,45 @@ fn cache_maintenance_permissions() {
     }
 }
 
+/// Review 36 R36-1: a hardware update of an L2 stage-1 descriptor
+/// (AccessType_TTW, write) needs read permission first and then write
+/// (AArch64.S2CheckPermissions), unlike a data write: a write-only entry
+/// gives a permission fault for it, reported with S1PTW and WnR.
+#[test]
+fn a_stage1_descriptor_update_needs_read_and_write() {
+    let base = (1 << 10) | (0xf << 2);
+    for (s2ap, expected) in [
+        (0u64, Some(FaultCause::ReadDenied)),
+        (1, Some(FaultCause::WriteDenied)),
+        (2, Some(FaultCause::ReadDenied)),
+        (3, None),
+    ] {
+        let (mem, mk) = setup(5);
+        let mut b = builder(&mem);
+        b.map(3, IPA, 0x8000_0000, base | (s2ap << 6));
+        let w = mk(&mem, b.vttbr());
+        let r = mem.with(|m| w.walk(m, IPA, AccessKind::Stage1Update));
+        match expected {
+            None => assert_eq!(r.unwrap().s2ap.bits(), 3),
+            Some(cause) => {
+                let f = fault(r);
+                assert_eq!((f.cause, f.fsc()), (cause, 0x0f), "S2AP {s2ap}");
+                let s = f.syndrome(&AbortContext {
+                    far: Some(0x1000),
+                    origin: AbortOrigin::Stage1Walk {
+                        for_instruction_fetch: false,
+                    },
+                    trapped_esr: None,
+                });
+                assert_eq!(s.esr_el2, 0x9200_00cf, "S2AP {s2ap}");
+            }
+        }
+        // A data write needs W alone.
+        let write = mem.with(|m| w.walk(m, IPA, AccessKind::Write));
+        assert_eq!(write.is_ok(), s2ap & 2 != 0, "S2AP {s2ap}");
+    }
+}
+
 #[test]
 fn execute_never_with_feat_xnx_distinguishes_el0_and_el1() {
     // (XN[1:0], EL1 may execute, EL0 may execute) with FEAT_XNX...

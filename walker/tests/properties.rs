@@ -199,6 +199,7 @@ fn access() -> impl Strategy<Value = AccessKind> {
     prop::sample::select(vec![
         AccessKind::Read,
         AccessKind::Write,
+        AccessKind::Stage1Update,
         AccessKind::ExecEl1,
         AccessKind::ExecEl0,
         AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1),
@@ -477,6 +478,7 @@ fn check_against_model(
         let acc = match r.access {
             AccessKind::Read => model::Acc::Read,
             AccessKind::Write => model::Acc::Write,
+            AccessKind::Stage1Update => model::Acc::TtwWrite,
             AccessKind::ExecEl1 => model::Acc::Exec { el0: false },
             AccessKind::ExecEl0 => model::Acc::Exec { el0: true },
             AccessKind::CacheMaintenance(c) => model::Acc::Dc {

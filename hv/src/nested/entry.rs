@@ -312,11 +312,16 @@ const ESR_CM: u64 = 1 << 8;
 /// (SPSR_EL2). Per the ESR ISS encoding:
 /// - with S1PTW = 1 the stage-2 fault is on L2's stage-1 table walk, a
 ///   data read (a write only with WnR = 1, a hardware Access flag or dirty
-///   state update) whatever EC says the walk was for. A cache maintenance
-///   instruction's walk (CM = 1) reports WnR = 1 whatever the walk did, so
-///   it is a read unless the shadow denied it a permission, which only an
-///   update can have lacked (the shadow of L2's tables gives what L1's
-///   stage 2 gives, and a read of them was made before);
+///   state update) whatever EC says the walk was for. The service walks
+///   such a write as a stage-1 descriptor update, which needs R and W
+///   (AccessType_TTW), so a read the shadow denied is checked too. A cache
+///   maintenance instruction's walk (CM = 1) reports WnR = 1 whatever the
+///   walk did: a translation or access flag fault is a read (the update
+///   comes after a successful read), and a permission fault is labelled
+///   a write, whose R-and-W check covers both what the read and the update
+///   need. So a walk on a table page L1 maps write-only gets L1's
+///   permission fault (review 36 R36-1: checked for W alone, it was
+///   answered `Mapped` and re-faulted forever);
 /// - an instruction abort from EL0 (SPSR.M = EL0t) is an EL0 fetch, which
 ///   stage 2 may forbid apart from EL1's (FEAT_XNX);
 /// - a data abort with CM = 1 is a cache maintenance instruction (WnR = 1

@@ -100,6 +100,7 @@ impl SimCpu {
         let allowed = |t: &Translation| match access {
             WalkAccess::Read => t.s2ap.readable(),
             WalkAccess::Write => t.s2ap.writable(),
+            WalkAccess::Stage1Update => t.s2ap.readable() && t.s2ap.writable(),
             WalkAccess::ExecEl1 => t.execute.el1(),
             WalkAccess::ExecEl0 => t.execute.el0(),
             WalkAccess::CacheMaintenance(c) => match c {

@@ -50,6 +50,8 @@ pub enum Outcome {
 pub enum Acc {
     Read,
     Write,
+    /// AccessType_TTW with `write`: a stage-1 descriptor update.
+    TtwWrite,
     Exec {
         el0: bool,
     },
@@ -448,6 +450,9 @@ fn s2_translate_updating(
         Acc::Exec { el0 } => !device && if el0 { ux } else { px },
         Acc::Read => r,
         Acc::Write => w,
+        // S2CheckPermissions, AccessType_TTW: `r == '0'`, then
+        // `accdesc.write && w == '0'`.
+        Acc::TtwWrite => r && w,
         // S2CheckPermissions, AccessType_DC: an invalidate needs W, then
         // at EL0 anything needs R; a clean at EL1 needs nothing.
         Acc::Dc { invalidate, el0 } => (!invalidate || w) && (!el0 || r),
@@ -459,7 +464,7 @@ fn s2_translate_updating(
     if p.ha {
         new |= 1 << 10;
     }
-    if p.ha && p.hd && dbm && acc == Acc::Write {
+    if p.ha && p.hd && dbm && matches!(acc, Acc::Write | Acc::TtwWrite) {
         new |= 1 << 7;
     }
     Outcome::Ok {

@@ -93,6 +93,7 @@ fn access_name(access: AccessKind) -> &'static str {
         AccessKind::ExecEl0 => "EL0 instruction fetch",
         // Not among the accesses s2walk reads (its contract is
         // read|write|exec|exec_el0); named for completeness.
+        AccessKind::Stage1Update => "stage-1 descriptor update",
         AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => "EL1 cache clean",
         AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => "EL1 cache invalidate",
         AccessKind::CacheMaintenance(CacheMaintenance::El0) => "EL0 cache maintenance",

@@ -933,6 +933,7 @@ const fn needed(access: AccessKind) -> Permissions {
     match access {
         AccessKind::Read => Permissions::READ,
         AccessKind::Write => Permissions::WRITE,
+        AccessKind::Stage1Update => Permissions::READ.union(Permissions::WRITE),
         AccessKind::ExecEl1 => Permissions::EXEC_EL1,
         AccessKind::ExecEl0 => Permissions::EXEC_EL0,
         AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
@@ -961,6 +962,7 @@ fn access_name(access: AccessKind) -> &'static str {
         AccessKind::ExecEl1 => "exec",
         AccessKind::ExecEl0 => "exec_el0",
         // Not among the accesses a trace holds; named for completeness.
+        AccessKind::Stage1Update => "stage1_update",
         AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => "cache_clean",
         AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => "cache_invalidate",
         AccessKind::CacheMaintenance(CacheMaintenance::El0) => "cache_maintenance_el0",
