@@ -1244,7 +1244,32 @@ where
                 bump(&counters.misses, 1);
                 let walker = context.walker();
                 let path = context.cached_path(l2_ipa, &guard);
-                let (result, kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
+                let (mut result, mut kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
+                // DC IVAC at EL1 to a writable-clean DBM leaf (VTCR_EL2.HD):
+                // L1's stage 2 permits it (the DBM entry is effectively
+                // writable) without a dirty update (AArch64.SetDirtyState:
+                // FALSE for AccessType_DC), but the shadow can only carry
+                // the clean, read-only S2AP, which denies DC IVAC again:
+                // answering with it loops forever (review 36 R36-2). The
+                // shadow cannot say "W for DC IVAC but not for stores", so
+                // the access is walked again as a write, which marks L1's
+                // descriptor dirty (S2AP[1] = 1) and lets the entry be
+                // writable. Documented deviation: L1 sees the page dirty
+                // after a DC IVAC alone; that costs L1 at most a needless
+                // write-back of the page and never loses a write (a DC IVAC
+                // may discard dirty cache lines, so the page's contents may
+                // change through it anyway). Exact would be L0 performing
+                // the clean and invalidate itself (AArch64.DC turns EL1's DC
+                // IVAC into one with stage 2 on) and skipping the
+                // instruction, which needs an outcome hv acts on.
+                if access == AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) {
+                    if let Ok(t) = &result {
+                        if !t.s2ap.writable() {
+                            (result, kind) =
+                                walk_from(walker, &self.memory, None, l2_ipa, AccessKind::Write);
+                        }
+                    }
+                }
                 let served_through = match kind {
                     WalkKind::Full => {
                         bump(&counters.walks, 1);

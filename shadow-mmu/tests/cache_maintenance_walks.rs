@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use ipc::message::{
-    decode_reply, AccessKind as IpcAccess, ContextKey as IpcKey, Reply, Request, TranslateOutcome,
-    TranslateRequest, VcpuId,
+    decode_reply, AccessKind as IpcAccess, ContextKey as IpcKey, Permissions, Reply, Request,
+    TranslateOutcome, TranslateRequest, VcpuId,
 };
 use walker::Granule;
 
@@ -18,6 +18,10 @@ const ESR_CM: u32 = 1 << 8;
 const DABT: u32 = 0x24 << 26 | 1 << 25;
 /// S2AP = 0b10: write-only (AF, inner shareable, normal write-back).
 const WO: u64 = (1 << 10) | (3 << 8) | (2 << 6) | (0xf << 2);
+/// DBM (bit 51), S2AP = 0b01: writable-clean with hardware dirty state.
+const DBM_CLEAN: u64 = RO | (1 << 51);
+/// VTCR_EL2.HA (bit 21) and HD (bit 22).
+const VTCR_HA_HD: u64 = (1 << 21) | (1 << 22);
 
 fn ask(s: &TestService, l1: &L1Tables, vtcr: u64, ipa: u64, access: IpcAccess, esr: u32) -> Reply {
     let record = Request::Translate(TranslateRequest {
@@ -89,6 +93,76 @@ fn a_cache_maintenance_walk_on_a_write_only_table_page_is_injected_not_mapped() 
         matches!(store, Reply::Translate(TranslateOutcome::Mapped(_))),
         "{store:?}"
     );
+}
+
+/// Review 36 R36-2 (was a livelock). L1 has VTCR_EL2.HA/HD and a DBM
+/// descriptor that is writable-clean (S2AP 0b01, DBM 1). DC IVAC at EL1
+/// needs W; S2ApplyOutputPerms makes the DBM entry writable, and
+/// AArch64.SetDirtyState never updates the descriptor for AccessType_DC.
+/// The composed shadow entry, from the clean S2AP, was read-only, so the
+/// service answered `L0Denied` although L0 maps the page read-write, and hv
+/// resumed L2 into the same fault forever. The service now walks that DC
+/// IVAC again as a write (a documented deviation at `Service::translate`):
+/// L1's descriptor becomes dirty and the entry writable, so the second
+/// request is `Mapped` with write permission and the third never comes.
+#[test]
+fn dc_ivac_to_a_dbm_clean_page_is_mapped_writable() {
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, DBM_CLEAN);
+    let s = service(mem.clone());
+    let vtcr = l1.vtcr() | VTCR_HA_HD;
+    // First DC IVAC: translation fault on the shadow, walked as a clean.
+    let first = ask(
+        &s,
+        &l1,
+        vtcr,
+        0x5040,
+        IpcAccess::CacheMaintenance,
+        DABT | ESR_CM | ESR_WNR | 0x07,
+    );
+    let Reply::Translate(TranslateOutcome::Mapped(m)) = first else {
+        panic!("{first:?}")
+    };
+    assert!(!m.permissions.contains(Permissions::WRITE), "{m:?}");
+    let slot = l1.slot(0x5000, 3);
+    assert_eq!(
+        mem.read(slot) & (1 << 7),
+        0,
+        "a clean leaves L1's entry clean"
+    );
+    // The read-only entry denies DC IVAC: a permission fault, walked as
+    // DC IVAC, then again as a write.
+    let trapped = DABT | ESR_CM | ESR_WNR | 0x0f;
+    let reply = ask(&s, &l1, vtcr, 0x5040, IpcAccess::CacheMaintenance, trapped);
+    let Reply::Translate(TranslateOutcome::Mapped(m)) = reply else {
+        panic!("DC IVAC to a DBM-clean page L0 maps read-write: {reply:?}")
+    };
+    assert!(
+        m.permissions
+            .contains(Permissions::READ.union(Permissions::WRITE)),
+        "{m:?}"
+    );
+    assert_ne!(mem.read(slot) & (1 << 7), 0, "L1's entry is dirty");
+    // Without hardware dirty state the DBM bit grants nothing: L1's
+    // permission fault, CM and WnR.
+    let mem = L1Memory::new();
+    let l1 = L1Tables::new(mem.clone(), Granule::K4);
+    l1.map(0x5000, 0x8000_9000, 3, DBM_CLEAN);
+    let s = service(mem.clone());
+    let reply = ask(
+        &s,
+        &l1,
+        l1.vtcr(),
+        0x5040,
+        IpcAccess::CacheMaintenance,
+        trapped,
+    );
+    let Reply::Translate(TranslateOutcome::Inject(i)) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(i.esr, u64::from(trapped));
+    assert_eq!(mem.read(l1.slot(0x5000, 3)) & (1 << 7), 0);
 }
 
 /// DC CVAC at EL1 to a page L1 maps with no permission
