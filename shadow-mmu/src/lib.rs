@@ -15,7 +15,10 @@
 //! - [`service::Service::translate`]`(worker, key, l2_ipa, access, abort)` ->
 //!   [`service::Translated`]: `Mapped` (the shadow entry installed), `Inject`
 //!   (ESR/FAR/HPFAR from the walker), `Mmio` / `OutsideL1`, `Unshadowable`,
-//!   or `Retry`.
+//!   or `Retry`. One documented deviation: DC IVAC at EL1 to a
+//!   writable-clean DBM leaf of L1 (VTCR_EL2.HD) marks L1's entry dirty
+//!   (see `Service::translate`), since the shadow cannot allow DC IVAC
+//!   there without allowing stores.
 //! - [`service::Service::invalidate`]`(worker, vmid, scope)` for every
 //!   stage-2 TLBI form ([`ipc::tlbi::InvalidateScope`]);
 //!   [`service::Service::l0_unmap`]`(worker, l1_ipa_range, change)`;

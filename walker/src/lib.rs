@@ -71,7 +71,9 @@
 //!   (IMPLEMENTATION DEFINED "Generate access flag fault on IC/DC
 //!   operations": TRUE); IC IVAU at EL0 needs read permission
 //!   (IMPLEMENTATION DEFINED "Permission fault on EL0 IC_IVAU execution":
-//!   TRUE).
+//!   TRUE). Once a shadow entry exists the host CPU's own choice decides:
+//!   on a host whose choice is FALSE, EL0 IC IVAU to a page L1 maps
+//!   execute-only faults into L1 on first touch and runs afterwards.
 //! - An injected synchronous external abort on L1's walk has ISV = 0
 //!   (IMPLEMENTATION DEFINED without FEAT_RAS, required with it):
 //!   [`merge_trapped_syndrome`].
