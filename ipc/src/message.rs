@@ -377,7 +377,9 @@ impl ContextKey {
 ///   location would have caused the fault, as it always would for a
 ///   translation fault, so it is a read then: the permission stage 2
 ///   checks first); a fault on L2's stage-1 walk, ESR S1PTW = 1, is the
-///   walk's own read or write whatever EC says the walk was for;
+///   walk's own read or write whatever EC says the walk was for (a write
+///   there is a stage-1 descriptor update, which stage 2 checks for read
+///   and write permission: AccessType_TTW);
 /// - the context's VMID is the one its VTTBR_EL2/VTCR_EL2 name
 ///   ([`ContextKey::validate`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
