@@ -5064,6 +5064,24 @@ mod tests {
             assert_eq!(holders, [1], "SPI 40 must stay with vCPU 1 only");
         }
 
+        /// Review 37 R37-3: with three vCPUs, the "make it active if you
+        /// hold it" request of a set-active of an SPI held elsewhere reaches
+        /// every other running vCPU; one that does not hold the SPI must
+        /// ignore it (acting on it would give the SPI a second holder).
+        #[test]
+        fn a_set_active_request_is_ignored_by_a_vcpu_not_holding_the_spi() {
+            let mut m = Machine::new(3);
+            m.dist.active.borrow_mut().insert(40);
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            m.route = Some(0);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            for v in 0..3 {
+                m.fill(v);
+            }
+            let holders: Vec<usize> = (0..3).filter(|&v| m.lr(v, 40).is_some()).collect();
+            assert_eq!(holders, [1], "SPI 40 must stay with vCPU 1 only");
+        }
+
         /// R35-1, what follows: vCPU 1's guest ends its handler (DIR);
         /// on a GIC SPI 40 is now inactive for everyone. vCPU 0 still has
         /// it active in a HW list register over an inactive physical SPI.
@@ -5121,6 +5139,26 @@ mod tests {
                 !m.physically_active(40),
                 "SPI 40 physically active for good"
             );
+        }
+
+        /// Review 37 R37-3: a set-active and a later clear-active both
+        /// posted to vCPU 1 (SPI 40 routed there) after its CPU_OFF
+        /// released it, while vCPU 0 still saw it on. Once vCPU 0 sees it
+        /// off, its next access takes vCPU 1's words over: the clear ends
+        /// the set-active, and since the set-active made SPI 40 physically
+        /// active and nobody holds it, vCPU 0 forwards GICD_ICACTIVER1.
+        #[test]
+        fn an_adopted_set_active_with_a_later_clear_is_ended_physically() {
+            let mut m = Machine::new(2);
+            m.route = Some(1);
+            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            m.access(0, ICACTIVER1, Some(1 << 8));
+            assert!(m.physically_active(40), "the set-active was forwarded");
+            m.running = 0b01;
+            m.read(0, ISACTIVER1);
+            assert!(!m.physically_active(40), "SPI 40 left physically active");
+            assert_eq!(m.read(0, ISACTIVER1), 0);
         }
 
         /// R35-2, the request flavour. vCPU 0's GICD_ICACTIVER1 bit 8 races
