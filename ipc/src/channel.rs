@@ -205,14 +205,8 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.outstanding = 1;
         self.service_bell.ring();
         loop {
-            if let Some(answer) = self
-                .replies
-                .take_with(|record| answer_to(vcpu, seq, decode_reply(record), Ok))
-            {
-                if answer.answers_request {
-                    self.outstanding = 0;
-                }
-                return answer.result;
+            if let Some(result) = self.take_answer(seq, Ok) {
+                return result;
             }
             if expired() {
                 return Err(ClientError::TimedOut);
@@ -284,18 +278,29 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
         self.service_bell.ring();
         let replies = &self.replies;
         self.reply_bell.wait_until(|| replies.has_record());
-        let answer = self
-            .replies
-            .take_with(|record| answer_to(vcpu, seq, decode_reply(record), expect));
-        match answer {
-            Some(answer) => {
-                if answer.answers_request {
-                    self.outstanding = 0;
-                }
-                answer.result
-            }
+        match self.take_answer(seq, expect) {
+            Some(result) => result,
             None => unreachable!("wait_until returned with a record waiting"),
         }
+    }
+
+    /// Takes the waiting reply record, if any, as the answer to this
+    /// client's synchronous request `seq` ([`answer_to`]); the request
+    /// stops being outstanding only if the record is its reply.
+    #[inline(always)]
+    fn take_answer<T>(
+        &mut self,
+        seq: u64,
+        expect: impl FnOnce(Reply) -> Result<T, Reply>,
+    ) -> Option<Result<T, ClientError>> {
+        let vcpu = self.vcpu;
+        let answer = self
+            .replies
+            .take_with(|record| answer_to(vcpu, seq, decode_reply(record), expect))?;
+        if answer.answers_request {
+            self.outstanding = 0;
+        }
+        Some(answer.result)
     }
     /// Sends as many of `requests` as the credits (reply ring capacity) and the
     /// ring allow, with one doorbell ring, and returns how many were sent;
