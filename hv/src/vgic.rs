@@ -3892,9 +3892,7 @@ mod tests {
     fn guest_set_active_waits_for_a_free_list_register() {
         let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
         let sgis = VirtualSgis::new();
-        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
-            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
-        }
+        fill_every_list_register(&mut cpu);
         let mut access = |cpu: &mut ModelCpu, offset, write| {
             let mut held = Held {
                 cpu,
@@ -4203,6 +4201,29 @@ mod tests {
 
     /// Perform one access on this vCPU's own redistributor (as
     /// `Gic::emulate` does for owner == vcpu).
+    /// Every list register of `cpu` holds an active SGI (8-11).
+    fn fill_every_list_register(cpu: &mut ModelCpu) {
+        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
+            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
+        }
+    }
+
+    /// R27-4/R27-5's state: every list register in use; PPI 27, which hv
+    /// acknowledged, waits in the backlog; the guest writes
+    /// GICR_ISACTIVER0 bit 27 and the refill cannot place it.
+    fn ppi27_set_active_behind_full_list_registers(
+        cpu: &mut ModelCpu,
+        backlog: &mut Backlog,
+        sgis: &VirtualSgis,
+        hw: &mut FakeGic,
+    ) {
+        fill_every_list_register(cpu);
+        cpu.active.insert(27);
+        backlog.push(27);
+        r27_local(cpu, backlog, sgis, hw, 0x1_0300, Some(1 << 27));
+        fill_list_registers(cpu, sgis, backlog, |_| 0xa0);
+    }
+
     fn r27_local(
         cpu: &mut ModelCpu,
         backlog: &mut Backlog,
@@ -4281,20 +4302,7 @@ mod tests {
     fn r27_unplaced_active_ppi_in_the_backlog_reads_active() {
         let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
         let sgis = VirtualSgis::new();
-        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
-            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
-        }
-        cpu.active.insert(27);
-        backlog.push(27);
-        r27_local(
-            &mut cpu,
-            &mut backlog,
-            &sgis,
-            &mut hw,
-            0x1_0300,
-            Some(1 << 27),
-        );
-        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        ppi27_set_active_behind_full_list_registers(&mut cpu, &mut backlog, &sgis, &mut hw);
         assert_eq!(sgis.unplaced_active(), 1 << 27, "not placed yet");
         let isactiver0 = r27_local(&mut cpu, &mut backlog, &sgis, &mut hw, 0x1_0300, None);
         assert_ne!(
@@ -4313,20 +4321,7 @@ mod tests {
     fn r27_release_deactivates_each_ppi_once() {
         let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
         let sgis = VirtualSgis::new();
-        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
-            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
-        }
-        cpu.active.insert(27);
-        backlog.push(27);
-        r27_local(
-            &mut cpu,
-            &mut backlog,
-            &sgis,
-            &mut hw,
-            0x1_0300,
-            Some(1 << 27),
-        );
-        fill_list_registers(&mut cpu, &sgis, &mut backlog, |_| 0xa0);
+        ppi27_set_active_behind_full_list_registers(&mut cpu, &mut backlog, &sgis, &mut hw);
         let count = ListRegisterCount {
             implemented: 4,
             used: 4,
@@ -4345,9 +4340,7 @@ mod tests {
     fn r27_remote_clear_racing_the_refill_is_not_lost() {
         let (mut cpu, mut backlog, mut hw) = (ModelCpu::new(), Backlog::new(), FakeGic::default());
         let vcpu0 = VirtualSgis::new();
-        for (n, intid) in [8u32, 9, 10, 11].into_iter().enumerate() {
-            cpu.lrs.lrs[n] = active(list_register(intid, None, 0xa0));
-        }
+        fill_every_list_register(&mut cpu);
         guest(0x1_0300, 4, Some(1 << 23), &vcpu0, &mut hw);
         cpu.active.insert(23); // the forwarded GICR_ISACTIVER0 write
                                // The refill's take_active ...
