@@ -56,6 +56,10 @@ impl Machine {
             .arg("-m")
             .arg(&self.memory)
             .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+            // No network: the board's default NIC needs a boot ROM
+            // (efi-virtio.rom, Debian's ipxe-qemu, a package QEMU only
+            // recommends), and neither hv nor its guests use one.
+            .args(["-nic", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .arg("-no-reboot")
             .arg("-kernel")
