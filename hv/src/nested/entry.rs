@@ -5,6 +5,7 @@
 //! hardware EL1, so its virtual EL2h is the hardware's EL1h.
 
 use super::vncr::El1Register;
+use crate::inject::{entry_pstate, EntryFeatures, TargetEl1, SCTLR_SPAN};
 
 /// PSTATE.M\[3:0\] (exception level and stack pointer).
 const M_MASK: u64 = 0xf;
@@ -70,17 +71,54 @@ impl Origin {
     }
 }
 
+/// What PSTATE on entry to L1's virtual EL2 depends on besides the
+/// interrupted state (AArch64.TakeException with EL2 the target).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vel2Target {
+    /// The PSTATE features L1 is shown (PAN, MTE, SSBS, NMI, GCS).
+    pub features: EntryFeatures,
+    /// L1's SCTLR_EL2: DSSBS, SPINTMASK, and SPAN (which matters only in
+    /// host mode).
+    pub sctlr: u64,
+    /// L1's GCSCR_EL2 (EXLOCKEN; 0 without FEAT_GCS).
+    pub gcscr: u64,
+    /// L1's virtual HCR_EL2.{E2H, TGE} are {1, 1}: EL2 is in host mode.
+    pub host: bool,
+}
+
+/// L1's hardware PSTATE on entry to its virtual EL2 from hardware PSTATE
+/// `from` (L2's, or L1's own), as AArch64.TakeException sets it for EL2
+/// (review 34 R34-7), by [`inject::entry_pstate`] (which sets it for EL1;
+/// hardware EL1h is virtual EL2h): EL2h with D, A, I, F masked; SS, IL,
+/// UAO and BTYPE 0; NZCV and DIT kept; SSBS = SCTLR_EL2.DSSBS (FEAT_SSBS);
+/// ALLINT = NOT SCTLR_EL2.SPINTMASK (FEAT_NMI); TCO = 1 (FEAT_MTE); PAN
+/// kept, and set when SPAN is 0 only in host mode (the pseudocode sets it
+/// at EL2 only when ELIsInHost(EL0)); EXLOCK = GCSCR_EL2.EXLOCKEN for an
+/// exception from L1 itself (EL2 to EL2), 0 from L2 (FEAT_GCS).
+///
+/// [`inject::entry_pstate`]: crate::inject::entry_pstate
+pub fn vel2_entry_pstate(from: u64, origin: Origin, target: Vel2Target) -> u64 {
+    let as_el1 = TargetEl1 {
+        features: target.features,
+        sctlr: if target.host {
+            target.sctlr
+        } else {
+            target.sctlr | SCTLR_SPAN
+        },
+        gcscr: match origin {
+            Origin::LowerAarch64 => 0,
+            Origin::CurrentSpEl0 | Origin::CurrentSpElx => target.gcscr,
+        },
+    };
+    entry_pstate(from, as_el1)
+}
+
 /// What taking a synchronous exception to virtual EL2 sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vel2Entry {
     /// Where L1 continues: its vector.
     pub pc: u64,
-    /// L1's hardware PSTATE there: EL1h (virtual EL2h) with D, A, I, F
-    /// masked; SS and IL clear (AArch64.TakeException). Other PSTATE
-    /// fields (PAN, SSBS, TCO, ...) are 0: with E2H = 1 (L1 is a VHE guest
-    /// hypervisor) entry to EL2 sets PAN only with TGE = 1, whose EL0 hv
-    /// does not run ([`EretTarget::L1HostEl0`]); SSBS/TCO follow
-    /// SCTLR_EL2 fields hv does not emulate for L1 (its SCTLR_EL2 traps).
+    /// L1's hardware PSTATE there ([`vel2_entry_pstate`]).
     pub pstate: u64,
     /// ELR_EL2 for L1: the preferred return address.
     pub elr: u64,
@@ -89,17 +127,19 @@ pub struct Vel2Entry {
 }
 
 /// A synchronous exception to virtual EL2 with L1's VBAR_EL2 `vbar`, from
-/// `origin`, returning to `return_pc` with hardware PSTATE `return_pstate`.
-pub const fn exception_to_vel2(
+/// `origin`, returning to `return_pc` with hardware PSTATE `return_pstate`,
+/// into L1 as `target` describes it.
+pub fn exception_to_vel2(
     vbar: u64,
     origin: Origin,
     return_pc: u64,
     return_pstate: u64,
+    target: Vel2Target,
 ) -> Vel2Entry {
     Vel2Entry {
         // VBAR_EL2 bits [10:0] are RES0.
         pc: (vbar & !0x7ff) + origin.sync_offset(),
-        pstate: EL1H | DAIF,
+        pstate: vel2_entry_pstate(return_pstate, origin, target),
         elr: return_pc,
         spsr: match origin {
             Origin::LowerAarch64 => return_pstate,

@@ -40,6 +40,7 @@ pub mod el2_regime;
 pub mod entry;
 pub mod handshake;
 pub mod idregs;
+pub mod traps;
 pub mod vgic;
 pub mod vncr;
 

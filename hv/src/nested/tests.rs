@@ -68,9 +68,16 @@ fn vncr_page_reads_what_l1_stored() {
 fn exception_from_l2_enters_the_lower_el_vector() {
     // L2 at EL1h, interrupts unmasked, NZCV set.
     let l2 = 0xf000_0000 | EL1H;
-    let entry = exception_to_vel2(0x4000_0800 | 0x7ff, Origin::LowerAarch64, 0x8_0004, l2);
+    let entry = exception_to_vel2(
+        0x4000_0800 | 0x7ff,
+        Origin::LowerAarch64,
+        0x8_0004,
+        l2,
+        Vel2Target::default(),
+    );
     assert_eq!(entry.pc, 0x4000_0c00);
-    assert_eq!(entry.pstate, EL1H | DAIF);
+    // NZCV are not written by the entry (AArch64.TakeException).
+    assert_eq!(entry.pstate, EL1H | DAIF | 0xf000_0000);
     assert_eq!(entry.elr, 0x8_0004);
     // SPSR_EL2 holds L2's PSTATE unchanged (an EL1 one).
     assert_eq!(entry.spsr, l2);
@@ -79,15 +86,92 @@ fn exception_from_l2_enters_the_lower_el_vector() {
 #[test]
 fn exception_from_l1_itself_uses_the_current_el_vectors() {
     let l1_h = DAIF | EL1H | IL;
-    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_h), 0x4000_0100, l1_h);
+    let target = Vel2Target::default();
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_h), 0x4000_0100, l1_h, target);
     assert_eq!(entry.pc, 0x4000_0a00);
     // L1 sees its own PSTATE as EL2h.
     assert_eq!(entry.spsr, DAIF | EL2H | IL);
     let l1_t = EL1T;
-    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_t), 0x10, l1_t);
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(l1_t), 0x10, l1_t, target);
     assert_eq!(entry.pc, 0x4000_0800);
     assert_eq!(entry.spsr, EL2T);
     assert_eq!(entry.pstate & IL, 0);
+}
+
+/// Review 34 R34-7: the entry to L1's virtual EL2 sets SSBS from
+/// SCTLR_EL2.DSSBS, ALLINT from NOT SCTLR_EL2.SPINTMASK, TCO with MTE, PAN
+/// only in host mode, EXLOCK only from L1 itself; it was EL2h | DAIF and
+/// nothing else.
+#[test]
+fn entry_to_vel2_sets_pstate_from_l1s_sctlr_el2() {
+    use crate::inject::{
+        EntryFeatures, GCSCR_EXLOCKEN, PSTATE_ALLINT, PSTATE_EXLOCK, PSTATE_PAN, PSTATE_SSBS,
+        PSTATE_TCO, SCTLR_DSSBS, SCTLR_SPAN, SCTLR_SPINTMASK,
+    };
+    let all = EntryFeatures {
+        pan: true,
+        mte: true,
+        ssbs: true,
+        nmi: true,
+        gcs: true,
+    };
+    let l2 = EL1H;
+    let l1 = EL1H;
+    // SCTLR_EL2 with DSSBS, SPINTMASK clear, SPAN clear.
+    let target = Vel2Target {
+        features: all,
+        sctlr: SCTLR_DSSBS,
+        gcscr: GCSCR_EXLOCKEN,
+        host: false,
+    };
+    let from_l2 = vel2_entry_pstate(l2, Origin::LowerAarch64, target);
+    assert_eq!(
+        from_l2,
+        EL1H | DAIF | PSTATE_SSBS | PSTATE_ALLINT | PSTATE_TCO,
+        "SSBS, ALLINT, TCO; no PAN outside host mode; no EXLOCK from a lower EL"
+    );
+    let from_l1 = vel2_entry_pstate(l1, Origin::of_l1(l1), target);
+    assert_eq!(from_l1, from_l2 | PSTATE_EXLOCK, "EXLOCK from EL2 to EL2");
+    // DSSBS clear, SPINTMASK set: SSBS and ALLINT 0.
+    let masked = Vel2Target {
+        sctlr: SCTLR_SPINTMASK,
+        ..target
+    };
+    assert_eq!(
+        vel2_entry_pstate(
+            l2 | PSTATE_SSBS | PSTATE_ALLINT,
+            Origin::LowerAarch64,
+            masked
+        ),
+        EL1H | DAIF | PSTATE_TCO
+    );
+    // PAN: kept from the interrupted state; set by SPAN 0 only in host mode.
+    assert_eq!(
+        vel2_entry_pstate(l2 | PSTATE_PAN, Origin::LowerAarch64, masked) & PSTATE_PAN,
+        PSTATE_PAN
+    );
+    let host = Vel2Target {
+        host: true,
+        ..masked
+    };
+    assert_eq!(
+        vel2_entry_pstate(l1, Origin::of_l1(l1), host) & PSTATE_PAN,
+        PSTATE_PAN
+    );
+    let host_span = Vel2Target {
+        sctlr: SCTLR_SPAN,
+        ..host
+    };
+    assert_eq!(
+        vel2_entry_pstate(l1, Origin::of_l1(l1), host_span) & PSTATE_PAN,
+        0
+    );
+    // Without the features none of them exists.
+    let none = Vel2Target {
+        features: EntryFeatures::default(),
+        ..host
+    };
+    assert_eq!(vel2_entry_pstate(l1, Origin::of_l1(l1), none), EL1H | DAIF);
 }
 
 #[test]
