@@ -927,6 +927,17 @@ pub enum NestedDemo {
     /// TLBIs without applying them: L1 must catch the stale translation of
     /// its remapped alias (this run must fail).
     MmuNoEl2Tlbi,
+    /// `traps`: L1 (`arch::nested_l1_traps`) sets CPTR_EL2 and MDCR_EL2 to
+    /// trap L2's FP/SIMD, CPACR_EL1, PMU and debug accesses, takes each at
+    /// its vector with its syndrome, and checks its own FP trap at EL2
+    /// (`nested::traps`).
+    Traps,
+    /// `traps-no-cptr`: the same, but hv never adds L1's CPTR_EL2 traps to
+    /// L2's hardware: L2's FP use does not trap (this run must fail).
+    TrapsNoCptr,
+    /// `traps-no-mdcr`: the same, but hv never adds L1's MDCR_EL2 traps to
+    /// L2's hardware: L2's PMU access does not trap (this run must fail).
+    TrapsNoMdcr,
 }
 
 /// How the guest gets its interrupts.
@@ -987,6 +998,9 @@ impl Options {
                 "hv.nested=mmu-vhe" => options.nested = Some(NestedDemo::MmuVhe),
                 "hv.nested=mmu-vhe-keep-dc" => options.nested = Some(NestedDemo::MmuVheKeepDc),
                 "hv.nested=mmu-no-el2-tlbi" => options.nested = Some(NestedDemo::MmuNoEl2Tlbi),
+                "hv.nested=traps" => options.nested = Some(NestedDemo::Traps),
+                "hv.nested=traps-no-cptr" => options.nested = Some(NestedDemo::TrapsNoCptr),
+                "hv.nested=traps-no-mdcr" => options.nested = Some(NestedDemo::TrapsNoMdcr),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1313,6 +1327,18 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=mmu-no-el2-tlbi").map(|o| o.nested),
             Ok(Some(NestedDemo::MmuNoEl2Tlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps").map(|o| o.nested),
+            Ok(Some(NestedDemo::Traps))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps-no-cptr").map(|o| o.nested),
+            Ok(Some(NestedDemo::TrapsNoCptr))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps-no-mdcr").map(|o| o.nested),
+            Ok(Some(NestedDemo::TrapsNoMdcr))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

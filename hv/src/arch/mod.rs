@@ -37,6 +37,7 @@ pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
 pub mod nested_l1_irq;
+pub mod nested_l1_traps;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
 pub mod nested_vgic;
@@ -1262,17 +1263,24 @@ fn should_report() -> bool {
     n < MAX_REPORTS
 }
 
-fn inject(hv: &Hv, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
-    let target = TargetEl1 {
-        features: EntryFeatures::from(&hv.features),
+/// The EL1 now in the hardware as an exception's target: the PSTATE
+/// features of `features`, and the hardware SCTLR_EL1 and GCSCR_EL1.
+fn hardware_el1_target(features: &CpuFeatures) -> TargetEl1 {
+    TargetEl1 {
+        features: EntryFeatures::from(features),
         sctlr: read_sysreg!("sctlr_el1"),
         // GCSCR_EL1 exists only with FEAT_GCS.
-        gcscr: if hv.features.has_gcs() {
+        gcscr: if features.has_gcs() {
             read_sysreg!("s3_0_c2_c5_0")
         } else {
             0
         },
-    };
+    }
+}
+
+/// Takes a synchronous exception with syndrome `esr` (and `far`) to the
+/// EL1 now in the hardware (`target`), from the guest state in `frame`.
+fn inject_into_el1(frame: &mut GuestFrame, target: TargetEl1, esr: u64, far: Option<u64>) {
     let next = inject::take_sync_exception(
         &mut cpu::HardwareEl1,
         target,
@@ -1285,6 +1293,10 @@ fn inject(hv: &Hv, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
     );
     frame.elr = next.pc;
     frame.spsr = next.pstate;
+}
+
+fn inject(hv: &Hv, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+    inject_into_el1(frame, hardware_el1_target(&hv.features), esr, far)
 }
 
 fn guest_crash(frame: &GuestFrame, why: &str) -> ! {

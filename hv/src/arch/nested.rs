@@ -52,9 +52,8 @@ use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACK
 use crate::esr::instruction_length;
 use crate::exit::SysRegAccess;
 use crate::inject::{
-    entry_pstate, external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
-    external_instruction_abort_syndrome, sync_vector_offset, undefined_syndrome, EntryFeatures,
-    TargetEl1,
+    external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
+    external_instruction_abort_syndrome, undefined_syndrome,
 };
 use crate::nested::el2_regime::{L1Vel2Mode, NonVheRegime, Stage1Features, VheRegime};
 use crate::nested::entry::{
@@ -65,6 +64,7 @@ use crate::nested::entry::{
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
+use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -97,6 +97,7 @@ use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSI
 use walker::{ExposedFeatures, IdRegisters};
 
 mod mmu;
+mod traps;
 
 /// The physical CPU (platform index) of the second vCPU, which L1 starts
 /// with PSCI CPU_ON: vCPU 0 runs on the boot CPU, the service on
@@ -211,9 +212,6 @@ struct Nested {
     shadow_vtcr: u64,
     /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
     tlbi_features: TlbiFeatures,
-    /// The PSTATE features an exception entry to L2's EL1 models (L1 shows
-    /// L2 the host's PAN, MTE, SSBS, NMI and GCS).
-    entry_features: EntryFeatures,
     /// `demo-no-tlbi`: L1's stage-2 TLBIs are acknowledged, not applied.
     skip_stage2_tlbi: bool,
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
@@ -248,6 +246,9 @@ struct Nested {
     /// virtual interface, and L1 gets it as its own maintenance interrupt
     /// (`arch::nested_vgic`).
     gic_maintenance: u32,
+    /// L1's EL2 trap controls: hv's own values, what L1 is shown
+    /// (`arch::nested::traps`).
+    traps: traps::TrapSetup,
 }
 
 impl Nested {
@@ -340,6 +341,10 @@ struct Vcpu {
     stale_roots: arrayvec::ArrayVec<(ContextKey, u16, u64), 8>,
     /// L1's virtual GIC interface for L2 and its own (`arch::nested_vgic`).
     gic: VcpuGic,
+    /// L1's CPTR_EL2 and MDCR_EL2, and which of their trapped accesses
+    /// were reported (`arch::nested::traps`).
+    traps: L1TrapControls,
+    traps_seen: u8,
     counts: Counts,
 }
 
@@ -376,6 +381,11 @@ impl Vcpu {
                 ),
                 None => VcpuGic::new(crate::vgic::DEFAULT_MAINTENANCE_INTID, GicDefect::None),
             },
+            traps: NESTED.get().map_or(
+                L1TrapControls::reset(CptrLayout::Vhe, ShownFeatures::default()),
+                |nested| nested.traps.reset(),
+            ),
+            traps_seen: 0,
             counts: Counts::default(),
         }
     }
@@ -648,6 +658,9 @@ pub fn run(
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
+        NestedDemo::Traps | NestedDemo::TrapsNoCptr | NestedDemo::TrapsNoMdcr => {
+            super::nested_l1_traps::image()
+        }
         NestedDemo::Mmu
         | NestedDemo::MmuNoT0sz
         | NestedDemo::MmuNoEl2Tlbi
@@ -741,7 +754,6 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
-        entry_features: EntryFeatures::from(features),
         skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
         demo,
         mode: if non_vhe {
@@ -766,6 +778,25 @@ pub fn run(
         gic_maintenance: platform
             .gic_maintenance
             .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID),
+        traps: traps::TrapSetup::new(
+            features,
+            if non_vhe {
+                L1Vel2Mode::NonVhe
+            } else {
+                L1Vel2Mode::Vhe
+            },
+            [
+                shown(IdRegister::Pfr0),
+                shown(IdRegister::Pfr1),
+                shown(IdRegister::Dfr0),
+                shown(IdRegister::Mmfr1),
+            ],
+            match demo {
+                NestedDemo::TrapsNoCptr => traps::TrapDefect::NoCptrForL2,
+                NestedDemo::TrapsNoMdcr => traps::TrapDefect::NoMdcrForL2,
+                _ => traps::TrapDefect::None,
+            },
+        ),
     });
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
@@ -815,6 +846,7 @@ pub fn run(
         fail(format_args!("nested: not set up"));
     };
     mmu::load_l1_regime(nested, &NonVheRegime::RESET);
+    traps::start_l1(nested);
     enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID (L1's, the
     // one L2 uses with L1's stage 2 off, the shadows'): earlier software
@@ -830,6 +862,9 @@ pub fn run(
             NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
             NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
             NestedDemo::IrqNoMaintenance => " (irq-no-maintenance: hv never delivers L1's maintenance interrupt; this run must fail)",
+            NestedDemo::Traps => " (traps: L1's CPTR_EL2 and MDCR_EL2 trap L2's FP, CPACR, PMU and debug accesses to L1)",
+            NestedDemo::TrapsNoCptr => " (traps-no-cptr: hv keeps L1's CPTR_EL2 but runs L2 without its traps; this run must fail)",
+            NestedDemo::TrapsNoMdcr => " (traps-no-mdcr: hv keeps L1's MDCR_EL2 but runs L2 without its traps; this run must fail)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",
@@ -917,6 +952,7 @@ fn enter_l1_regime(l1_hcr: u64) {
         fail(format_args!("nested: not set up"));
     };
     write_sysreg!("hcr_el2", l1_hcr | HV_INTERRUPT_ROUTING | hcr::TWI);
+    traps::enter_l1(nested);
     write_sysreg!("vtcr_el2", nested.l0_vtcr);
     write_sysreg!("vttbr_el2", nested.l0_vttbr);
     cpu::isb();
@@ -967,6 +1003,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
                 let vhcr = vcpu.vncr.hcr();
                 vcpu.vncr
                     .set(crate::nested::vncr::HCR_EL2, nested.mode.virtual_hcr(vhcr));
+                traps::l1_exited(vcpu);
             }
             match vcpu.mode {
                 Mode::L1 => l1_exit(nested, vcpu, frame, esr),
@@ -1243,7 +1280,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             println!("hv: nested: unsupported: L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (its own host userspace, not L2), which hv does not run yet; stopping");
             exit(ExitStatus::Failure)
         }
-        EretTarget::L2 { pc, pstate } if maintenance_at_eret(vcpu, frame, pc, pstate) => {}
+        EretTarget::L2 { pc, pstate } if maintenance_at_eret(nested, vcpu, frame, pc, pstate) => {}
         EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
             // L1's stage 2 off: L2's IPA is L1's IPA, which L0's map of L1
             // translates (review 23 F4).
@@ -1252,6 +1289,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 write_el1(register, vcpu.vncr.el1(register));
             }
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            traps::enter_l2(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
                 "vttbr_el2",
@@ -1300,6 +1338,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 write_el1(register, vcpu.vncr.el1(register));
             }
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            traps::enter_l2(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
             cpu::isb();
@@ -1320,12 +1359,24 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 /// hv's own computation decides, not the hardware's ICH_MISR_EL2, which
 /// may disagree (QEMU 10.0 computes VGrp0D from VENG1; review 33 R33-3).
 /// Whether it was taken.
-fn maintenance_at_eret(vcpu: &mut Vcpu, frame: &mut GuestFrame, pc: u64, pstate: u64) -> bool {
+fn maintenance_at_eret(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    pc: u64,
+    pstate: u64,
+) -> bool {
     if vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) != Maintenance::ForL1 {
         return false;
     }
     once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
-    let entry = exception_to_vel2(read_sysreg!("vbar_el1"), Origin::LowerAarch64, pc, pstate);
+    let entry = exception_to_vel2(
+        read_sysreg!("vbar_el1"),
+        Origin::LowerAarch64,
+        pc,
+        pstate,
+        traps::vel2_target(nested),
+    );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
     frame.elr = entry.pc + IRQ_AFTER_SYNC;
@@ -1351,11 +1402,13 @@ fn enter_l1_from_l2(
         vcpu.vncr.set_el1(register, read_el1(register));
         write_el1(register, vcpu.l1_el1.get(register));
     }
+    // L1's regime is in the hardware EL1 registers again.
     let entry = exception_to_vel2(
         vcpu.l1_el1.get(El1Register::Vbar),
         Origin::LowerAarch64,
         frame.elr,
         frame.spsr,
+        traps::vel2_target(nested),
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
@@ -1390,11 +1443,15 @@ fn undefined_for_l1(frame: &mut GuestFrame) {
 /// A synchronous exception with syndrome `esr` (and `far` for an abort)
 /// for L1, taken from L1 itself to its virtual EL2.
 fn exception_for_l1(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: not set up"));
+    };
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::of_l1(frame.spsr),
         frame.elr,
         frame.spsr,
+        traps::vel2_target(nested),
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
@@ -1454,6 +1511,10 @@ fn l1_system_instruction(
             L1GicAccess::Undefined => return undefined_for_l1(frame),
         }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // CPTR_EL2, MDCR_EL2 (and a VHE L1's CPACR_EL1, its CPTR_EL2).
+    if traps::l1_access(nested, vcpu, frame, access) {
         return;
     }
     // A non-VHE L1's EL2 stage-1 registers; a VHE L1's EL2&0 registers
@@ -1912,6 +1973,10 @@ fn l2_exit(
         // L2's ID register reads (TID3, always set for L2): what L1 is
         // shown, unless L1 traps them itself (review 23 F7).
         (EC_SYSREG, _) => {
+            // TCR2_EL1, SCTLR2_EL1: trapped by hv's HCRX_EL2 for itself.
+            if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::UndefinedForL2 {
+                return traps::undefined_for_l2(nested, frame);
+            }
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             let (op0, op1, crn, crm, op2) =
                 (access.op0, access.op1, access.crn, access.crm, access.op2);
@@ -1939,7 +2004,14 @@ fn l2_exit(
                 }
             }
         }
-        // HVC, SMC and the traps L1 set in its HCR_EL2: L1's.
+        // FP/SIMD, SVE, SME traps hv never sets for itself.
+        _ if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::Unrequested => crash(
+            vcpu,
+            frame,
+            "an FP/SIMD, SVE or SME trap of L2 that L1's CPTR_EL2 did not ask for (hv's own failure)",
+        ),
+        // HVC, SMC and the traps L1 set in its HCR_EL2, CPTR_EL2 and
+        // MDCR_EL2 (FP/SIMD, SVE, SME, PMU, debug): L1's.
         _ => {
             vcpu.counts.forwarded += 1;
             enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
@@ -2014,27 +2086,12 @@ fn external_abort_for_l2(
     } else {
         external_data_abort_syndrome(frame.spsr, write)
     };
-    write_sysreg!("elr_el1", frame.elr);
-    write_sysreg!("spsr_el1", frame.spsr);
-    write_sysreg!("esr_el1", syndrome);
-    write_sysreg!("far_el1", far);
-    frame.elr = read_sysreg!("vbar_el1").wrapping_add(sync_vector_offset(frame.spsr));
     // As AArch64.TakeException sets it for L2's EL1: EL1h, DAIF masked,
     // PAN set when SCTLR_EL1.SPAN is 0, TCO, SSBS, ALLINT, EXLOCK as the
     // features L2 was shown and its SCTLR/GCSCR say (review 24 N5: PAN
     // left clear let L2's handler touch user memory unprotected).
-    let features = nested.entry_features;
-    let target = TargetEl1 {
-        features,
-        sctlr: read_sysreg!("sctlr_el1"),
-        // GCSCR_EL1 exists only with FEAT_GCS.
-        gcscr: if features.gcs {
-            read_sysreg!("s3_0_c2_c5_0")
-        } else {
-            0
-        },
-    };
-    frame.spsr = entry_pstate(frame.spsr, target);
+    let target = super::hardware_el1_target(&nested.features);
+    super::inject_into_el1(frame, target, syndrome, Some(far));
 }
 
 /// L1's PSCI CPU_ON for `target` (its MPIDR_EL1 value: vCPU i is
@@ -2133,6 +2190,7 @@ fn second_vcpu_main() -> ! {
     write_sysreg!("tpidr_el2", 1);
     write_sysreg!("vbar_el1", 0);
     mmu::load_l1_regime(nested, &NonVheRegime::RESET);
+    traps::start_l1(nested);
     enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID, as on the
     // boot CPU (review 24 N4).

@@ -19,6 +19,7 @@ pub const HCR_EL2: usize = 0x078;
 pub const HSTR_EL2: usize = 0x080;
 pub const VPIDR_EL2: usize = 0x088;
 pub const TPIDR_EL2: usize = 0x090;
+pub const HCRX_EL2: usize = 0x0a0;
 
 /// L2's EL1 registers that hv swaps with the hardware's on every switch
 /// between L1 and L2 (while L1 runs, the hardware EL1 registers hold L1's

@@ -67,14 +67,9 @@ pub(super) fn load_l1_regime(nested: &Nested, regime: &NonVheRegime) {
         return;
     }
     let hw = regime.hardware(&nested.stage1);
-    // A non-VHE L1 runs at hardware EL1, where CPACR_EL1 decides whether
-    // its FP/SIMD use traps; its own control would be CPTR_EL2.TFP (E2H =
-    // 0 layout), which hv does not emulate (UNDEFINED for L1), and its
-    // CPACR_EL1 accesses mean L2's register (NV1: the VNCR page). So L1
-    // gets what CPTR_EL2 with TFP 0 gives: FP/SIMD untrapped (review 34
-    // R34-1). (A VHE L1 reaches the hardware CPACR_EL1 itself, as its
-    // CPTR_EL2 in the E2H = 1 layout.)
-    write_sysreg!("cpacr_el1", CPACR_FPEN_UNTRAPPED);
+    // The hardware CPACR_EL1, which decides whether L1's own FP/SIMD use
+    // traps, follows L1's CPTR_EL2 (`arch::nested::traps`; review 34
+    // R34-1).
     write_sysreg!("mair_el1", hw.mair);
     write_sysreg!("amair_el1", hw.amair);
     write_sysreg!("tcr_el1", defective_t0sz(nested, hw.tcr));
@@ -93,9 +88,6 @@ pub(super) fn l1_hcr(nested: &Nested, vcpu: &Vcpu) -> u64 {
     };
     nested.mode.hardware_hcr(mmu_on && !nested.keep_dc)
 }
-
-/// CPACR_EL1.FPEN 0b11: FP/SIMD at EL1 and EL0 not trapped.
-const CPACR_FPEN_UNTRAPPED: u64 = 0b11 << 20;
 
 /// After L1's SCTLR_EL2.M changed: the hardware HCR_EL2.DC (L1 runs, so
 /// its HCR_EL2 is the hardware one) as [`l1_hcr`] says, every other bit
@@ -270,11 +262,9 @@ pub(super) fn l1_walk_abort(nested: &Nested, esr: u64, pstate: u64) -> Option<u6
     let regs = Stage1Regs {
         sctlr: read_sysreg!("sctlr_el1"),
         tcr: read_sysreg!("tcr_el1"),
-        tcr2: if nested.features.has_tcr2() {
-            read_sysreg!("s3_0_c2_c0_3") // TCR2_EL1
-        } else {
-            0
-        },
+        // hv runs L1 with HCRX_EL2.TCR2En 0 (`nested::traps`), which
+        // makes TCR2_EL1 0 for its EL1&0 regime whatever it holds.
+        tcr2: 0,
         ttbr0: read_sysreg!("ttbr0_el1"),
         ttbr1: read_sysreg!("ttbr1_el1"),
         // The hardware walk being modelled is bounded by the PE's own.

@@ -304,6 +304,8 @@ struct Case {
 }
 
 const MAX: &str = "max,pauth-impdef=on";
+/// The `traps` L1's PASS line (`hv/src/arch/nested_l1_traps.rs`).
+const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok";
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -668,6 +670,44 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=irq-no-maintenance",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: wrong number of L1 maintenance interrupts: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // L1's EL2 trap controls (hv/README.md, "L1's EL2 trap controls"):
+    // L1 sets CPTR_EL2 and MDCR_EL2, and L2's FP, CPACR_EL1, PMCR_EL0,
+    // MDSCR_EL1 accesses and BRK reach L1 with their syndromes; L1's own
+    // FP traps at its EL2 with FPEN 0b00.
+    Case {
+        hv_args: "hv.nested=traps",
+        expect: Expect::Ends {
+            line: TRAPS_PASS,
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=traps",
+        expect: Expect::Ends {
+            line: TRAPS_PASS,
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure modes: hv keeps L1's CPTR_EL2 (or MDCR_EL2) but runs L2
+    // without its traps; L1 must see L2's FP use (PMCR_EL0 read) untrapped.
+    Case {
+        hv_args: "hv.nested=traps-no-cptr",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's FP instruction did not trap to L1 once with CPTR_EL2.FPEN 0b00: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=traps-no-mdcr",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's MRS PMCR_EL0 did not trap to L1 (MDCR_EL2.TPM): L2 read ",
             status: 2,
         },
         ..boot(MAX, 1, "512M")

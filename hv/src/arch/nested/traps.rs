@@ -1,0 +1,211 @@
+//! L1's EL2 trap controls on the machine (`hv.nested=traps`; the rules
+//! are `crate::nested::traps`).
+//!
+//! - CPTR_EL2 and MDCR_EL2 have no VNCR slot: L1's MSR/MRS of them trap
+//!   (EC 0x18, op1 4) and hv keeps L1's values in its `Vcpu`
+//!   ([`L1TrapControls`]). A VHE L1's MSR/MRS of CPACR_EL1, which at its
+//!   EL2 with E2H = 1 is CPTR_EL2, would reach the hardware CPACR_EL1
+//!   (NV1 = 0), which has no TAM or TCPAC: hv runs a VHE L1 with the
+//!   hardware CPTR_EL2.TCPAC set, so they trap too ([`l1_access`]).
+//! - While L1 runs: the hardware CPTR_EL2 and MDCR_EL2 are hv's own (with
+//!   TCPAC for a VHE L1), and the hardware CPACR_EL1 traps L1's own FP/SIMD,
+//!   SVE, SME and trace use as L1's CPTR_EL2 says for EL2
+//!   (`L1TrapControls::l1_hardware_cpacr`); the hardware takes those to
+//!   L1's own vector.
+//! - While L2 runs: hv's own values with L1's traps added ([`enter_l2`]);
+//!   L2's trapped accesses come back to hv, which forwards them to L1
+//!   (`l2_exit`), and TCR2_EL1/SCTLR2_EL1, which hv's HCRX_EL2 traps for
+//!   itself, are UNDEFINED for L2 ([`undefined_for_l2`]).
+//! - HCRX_EL2 for L1 and L2 is the ordinary guest's without TCR2En and
+//!   SCTLR2En ([`start_l1`]); L1's own HCRX_EL2 (a VNCR slot) holds only
+//!   what hv honours, nothing (no FEAT_HCX is shown).
+
+use super::{
+    instruction_length, read_sysreg, write_sysreg, GuestFrame, L1Vel2Mode, Nested, SysRegAccess,
+    Vcpu,
+};
+use crate::inject::undefined_syndrome;
+use crate::nested::entry::Vel2Target;
+use crate::nested::traps::{
+    is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hcrx, l2_hardware_cptr,
+    l2_hardware_mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
+};
+use crate::nested::vncr::{El1Register, HCRX_EL2};
+use crate::println;
+use crate::sysregs::{self, CpuFeatures};
+
+/// A deliberately broken hv (the `traps-no-*` twins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TrapDefect {
+    None,
+    /// L1's CPTR_EL2 is kept but never added to L2's hardware CPTR_EL2.
+    NoCptrForL2,
+    /// L1's MDCR_EL2 is kept but never added to L2's hardware MDCR_EL2.
+    NoMdcrForL2,
+}
+
+/// What the trap controls need, fixed at set-up.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TrapSetup {
+    /// hv's own CPTR_EL2, MDCR_EL2 and HCRX_EL2 (`sysregs`, as for an
+    /// ordinary guest; HCRX None without FEAT_HCX).
+    hv_cptr: u64,
+    hv_mdcr: u64,
+    hv_hcrx: Option<u64>,
+    /// What L1 is shown of the features they control.
+    features: ShownFeatures,
+    layout: CptrLayout,
+    defect: TrapDefect,
+}
+
+impl TrapSetup {
+    /// For an L1 in `mode` shown `pfr0`, `pfr1`, `dfr0`, `mmfr1`, on a CPU
+    /// with `features`.
+    pub(super) fn new(
+        features: &CpuFeatures,
+        mode: L1Vel2Mode,
+        shown: [u64; 4],
+        defect: TrapDefect,
+    ) -> TrapSetup {
+        let pmcr = read_sysreg!("pmcr_el0");
+        let [pfr0, pfr1, dfr0, mmfr1] = shown;
+        TrapSetup {
+            hv_cptr: sysregs::cptr_el2(features),
+            hv_mdcr: sysregs::mdcr_el2(features, pmcr),
+            hv_hcrx: features.has_hcx().then(|| sysregs::hcrx_el2(features)),
+            features: ShownFeatures::from_id_registers(pfr0, pfr1, dfr0, mmfr1, pmcr),
+            layout: match mode {
+                L1Vel2Mode::Vhe => CptrLayout::Vhe,
+                L1Vel2Mode::NonVhe => CptrLayout::Nvhe,
+            },
+            defect,
+        }
+    }
+
+    /// L1's controls at reset.
+    pub(super) fn reset(&self) -> L1TrapControls {
+        L1TrapControls::reset(self.layout, self.features)
+    }
+}
+
+/// On each vCPU's CPU before L1's first instruction: HCRX_EL2 without the
+/// enables of state hv does not switch, and the hardware CPACR_EL1 of L1's
+/// reset CPTR_EL2 (nothing trapped).
+pub(super) fn start_l1(nested: &Nested) {
+    if let Some(hcrx) = nested.traps.hv_hcrx {
+        write_sysreg!("s3_4_c1_c2_2", nested_hardware_hcrx(hcrx)); // HCRX_EL2
+    }
+    write_sysreg!("cpacr_el1", nested.traps.reset().l1_hardware_cpacr());
+}
+
+/// The hardware CPTR_EL2 and MDCR_EL2 while L1 runs (hv's own).
+pub(super) fn enter_l1(nested: &Nested) {
+    let t = &nested.traps;
+    write_sysreg!("cptr_el2", l1_hardware_cptr(t.hv_cptr, t.layout));
+    write_sysreg!("mdcr_el2", t.hv_mdcr);
+}
+
+/// The hardware CPTR_EL2 and MDCR_EL2 for L2: hv's own with L1's traps.
+pub(super) fn enter_l2(nested: &Nested, vcpu: &Vcpu) {
+    let t = &nested.traps;
+    let cptr = match t.defect {
+        TrapDefect::NoCptrForL2 => t.hv_cptr,
+        _ => l2_hardware_cptr(t.hv_cptr, &vcpu.traps),
+    };
+    let mdcr = match t.defect {
+        TrapDefect::NoMdcrForL2 => t.hv_mdcr,
+        _ => l2_hardware_mdcr(t.hv_mdcr, &vcpu.traps),
+    };
+    write_sysreg!("cptr_el2", cptr);
+    write_sysreg!("mdcr_el2", mdcr);
+}
+
+/// At each of L1's exits: its HCRX_EL2 slot holds what hv applies.
+pub(super) fn l1_exited(vcpu: &Vcpu) {
+    let written = vcpu.vncr.get(HCRX_EL2);
+    vcpu.vncr.set(HCRX_EL2, l1_hcrx(written));
+}
+
+/// What PSTATE on an entry to L1's virtual EL2 follows, with L1's regime
+/// in the hardware EL1 registers: L1's shown features, its SCTLR_EL2's
+/// DSSBS and SPINTMASK (the hardware SCTLR_EL1 carries them for both
+/// kinds of L1, `el2_regime`), its GCSCR_EL2 (a VHE L1's is the hardware
+/// GCSCR_EL1). Not host mode: an entry from L2 has TGE 0 (L1's ERET with
+/// TGE 1 never enters L2), and for an entry from L1 itself the hardware
+/// SCTLR_EL1's SPAN is 1 (`el2_regime::sctlr_el1_for_vhe_vel2`'s limit:
+/// with TGE 1, SPAN 0 does not set PAN, as in the entries the hardware
+/// takes to L1).
+pub(super) fn vel2_target(nested: &Nested) -> Vel2Target {
+    let el1 = super::super::hardware_el1_target(&nested.features);
+    Vel2Target {
+        features: el1.features,
+        sctlr: el1.sctlr,
+        gcscr: el1.gcscr,
+        host: false,
+    }
+}
+
+/// An Undefined Instruction exception at L2's EL1 (L2's registers in the
+/// hardware).
+pub(super) fn undefined_for_l2(nested: &Nested, frame: &mut GuestFrame) {
+    let target = super::super::hardware_el1_target(&nested.features);
+    super::super::inject_into_el1(frame, target, undefined_syndrome(), None);
+}
+
+/// L1's trapped access to CPTR_EL2 or MDCR_EL2 (either kind of L1), to
+/// CPACR_EL1 (a VHE L1: its CPTR_EL2, trapped by TCPAC), or to
+/// CPACR_EL12 (a VHE L1: L2's CPACR_EL1, a VNCR word; emulated there in
+/// case TCPAC traps it too). True when handled.
+pub(super) fn l1_access(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    access: SysRegAccess,
+) -> bool {
+    let vhe = nested.mode == L1Vel2Mode::Vhe;
+    let cpacr_el12 = access.op0 == 3
+        && access.op1 == 5
+        && access.crn == 1
+        && access.crm == 0
+        && access.op2 == 2;
+    let (kind, name) = if is_cptr_el2(&access) {
+        (0, "CPTR_EL2")
+    } else if vhe && is_cpacr_el1(&access) {
+        (1, "CPACR_EL1 (its CPTR_EL2 with E2H = 1, trapped by hv's CPTR_EL2.TCPAC)")
+    } else if is_mdcr_el2(&access) {
+        (2, "MDCR_EL2")
+    } else if vhe && cpacr_el12 {
+        (3, "CPACR_EL12 (L2's CPACR_EL1, its VNCR word)")
+    } else {
+        return false;
+    };
+    let bit = 1u8 << (kind * 2 + u8::from(access.read));
+    if vcpu.traps_seen & bit == 0 {
+        vcpu.traps_seen |= bit;
+        println!(
+            "hv: nested: L1's {} {name} traps (first time): kept by hv{}",
+            if access.read { "MRS" } else { "MSR" },
+            match kind {
+                2 => ", its traps added to L2's hardware MDCR_EL2",
+                3 => "",
+                _ => ", its traps added to L2's hardware CPTR_EL2 and applied to L1 at EL2",
+            }
+        );
+    }
+    let value = frame.reg(access.rt);
+    match (kind, access.read) {
+        (0 | 1, true) => frame.set_reg(access.rt, vcpu.traps.cptr),
+        (0 | 1, false) => {
+            vcpu.traps.cptr = vcpu.traps.cptr_written(value);
+            // L1 runs: the hardware CPACR_EL1 is its own.
+            write_sysreg!("cpacr_el1", vcpu.traps.l1_hardware_cpacr());
+            super::cpu::isb();
+        }
+        (2, true) => frame.set_reg(access.rt, vcpu.traps.mdcr),
+        (2, false) => vcpu.traps.mdcr = vcpu.traps.mdcr_written(value),
+        (_, true) => frame.set_reg(access.rt, vcpu.vncr.el1(El1Register::Cpacr)),
+        (_, false) => vcpu.vncr.set_el1(El1Register::Cpacr, value),
+    }
+    frame.elr += instruction_length(read_sysreg!("esr_el2"));
+    true
+}
