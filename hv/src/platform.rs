@@ -938,6 +938,13 @@ pub enum NestedDemo {
     /// `traps-no-mdcr`: the same, but hv never adds L1's MDCR_EL2 traps to
     /// L2's hardware: L2's PMU access does not trap (this run must fail).
     TrapsNoMdcr,
+    /// `traps-no-el2-cptr`: the same, but hv never applies L1's CPTR_EL2
+    /// to L1 itself at EL2: L1's own FP use does not trap (this run must
+    /// fail).
+    TrapsNoEl2Cptr,
+    /// `traps-nvhe`: the `traps` L1 as a non-VHE guest hypervisor (E2H =
+    /// 0, FEAT_VHE hidden as for `mmu`): CPTR_EL2 in its TFP/TZ/TSM layout.
+    TrapsNvhe,
 }
 
 /// How the guest gets its interrupts.
@@ -1001,6 +1008,8 @@ impl Options {
                 "hv.nested=traps" => options.nested = Some(NestedDemo::Traps),
                 "hv.nested=traps-no-cptr" => options.nested = Some(NestedDemo::TrapsNoCptr),
                 "hv.nested=traps-no-mdcr" => options.nested = Some(NestedDemo::TrapsNoMdcr),
+                "hv.nested=traps-no-el2-cptr" => options.nested = Some(NestedDemo::TrapsNoEl2Cptr),
+                "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1339,6 +1348,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=traps-no-mdcr").map(|o| o.nested),
             Ok(Some(NestedDemo::TrapsNoMdcr))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps-no-el2-cptr").map(|o| o.nested),
+            Ok(Some(NestedDemo::TrapsNoEl2Cptr))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps-nvhe").map(|o| o.nested),
+            Ok(Some(NestedDemo::TrapsNvhe))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

@@ -64,8 +64,8 @@ use crate::nested::entry::{
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
-use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
+use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
 use crate::nested::{
@@ -651,16 +651,18 @@ pub fn run(
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
     let non_vhe = matches!(
         demo,
-        NestedDemo::Mmu | NestedDemo::MmuNoT0sz | NestedDemo::MmuNoEl2Tlbi
+        NestedDemo::Mmu | NestedDemo::MmuNoT0sz | NestedDemo::MmuNoEl2Tlbi | NestedDemo::TrapsNvhe
     );
     let image = match demo {
         NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
-        NestedDemo::Traps | NestedDemo::TrapsNoCptr | NestedDemo::TrapsNoMdcr => {
-            super::nested_l1_traps::image()
-        }
+        NestedDemo::Traps
+        | NestedDemo::TrapsNoCptr
+        | NestedDemo::TrapsNoMdcr
+        | NestedDemo::TrapsNoEl2Cptr
+        | NestedDemo::TrapsNvhe => super::nested_l1_traps::image(),
         NestedDemo::Mmu
         | NestedDemo::MmuNoT0sz
         | NestedDemo::MmuNoEl2Tlbi
@@ -794,6 +796,7 @@ pub fn run(
             match demo {
                 NestedDemo::TrapsNoCptr => traps::TrapDefect::NoCptrForL2,
                 NestedDemo::TrapsNoMdcr => traps::TrapDefect::NoMdcrForL2,
+                NestedDemo::TrapsNoEl2Cptr => traps::TrapDefect::NoCptrAtEl2,
                 _ => traps::TrapDefect::None,
             },
         ),
@@ -865,6 +868,8 @@ pub fn run(
             NestedDemo::Traps => " (traps: L1's CPTR_EL2 and MDCR_EL2 trap L2's FP, CPACR, PMU and debug accesses to L1)",
             NestedDemo::TrapsNoCptr => " (traps-no-cptr: hv keeps L1's CPTR_EL2 but runs L2 without its traps; this run must fail)",
             NestedDemo::TrapsNoMdcr => " (traps-no-mdcr: hv keeps L1's MDCR_EL2 but runs L2 without its traps; this run must fail)",
+            NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
+            NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",

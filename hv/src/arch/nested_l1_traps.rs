@@ -1,23 +1,27 @@
 //! The `traps` guest hypervisor (L1) and its guest (L2): L1's EL2 trap
 //! controls CPTR_EL2 and MDCR_EL2 (`crate::nested::traps`,
 //! `arch::nested::traps`). A VHE L1 (E2H = 1, CPTR_EL2 in CPACR_EL1's
-//! layout). Copied by `arch::nested` into L1's memory like
-//! `arch::nested_l1`; data to hv, never executed at EL2.
+//! layout; `hv.nested=traps`) when shown FEAT_VHE, else a non-VHE one
+//! (E2H = 0, TFP/TZ/TSM; `hv.nested=traps-nvhe`): the steps are the same,
+//! with each layout's values. Copied by `arch::nested` into L1's memory
+//! like `arch::nested_l1`; data to hv, never executed at EL2.
 //!
 //! L1 (MMU off, its stack at +1 MiB, L2's stage 2 at +2 MiB mapping L2
 //! IPA 0x80000 to the L2 payload page, VMID 5, virtual HCR_EL2 RW, DC, VM):
 //! 1. reads its CPTR_EL2 at reset through CPTR_EL2 and through CPACR_EL1
 //!    (the same register at EL2 with E2H = 1): FPEN, ZEN, SMEN 0b11; and
 //!    MDCR_EL2.HPMN = PMCR_EL0.N (its reset value);
-//! 2. writes CPTR_EL2 through CPACR_EL1 with TCPAC, TAM, ZEN, SMEN and FPEN
-//!    0b00; reads back TCPAC kept and TAM 0 (no FEAT_AMUv1 shown);
-//! 3. its own FP instruction then traps at its own EL2 (FPEN 0b00 traps
-//!    EL2): VBAR_EL2 + 0x200, ESR_EL2 EC 0x07; it untraps FP there and the
-//!    instruction runs again;
-//! 4. sets CPTR_EL2.FPEN 0b00 and ERETs into L2 (L2's CPACR_EL1, through
-//!    CPACR_EL12, leaves FP untrapped at L2's EL1): L2's FP instruction
-//!    traps to L1 (VBAR_EL2 + 0x400, ESR_EL2 0x1fe00000); L1 untraps FP,
-//!    sets TCPAC and resumes L2 at the instruction, which runs;
+//! 2. writes CPTR_EL2 (E2H = 1: through CPACR_EL1) with TCPAC, TAM and FP
+//!    trapped (FPEN 0b00 with ZEN, SMEN 0b11; TFP with the RES1 bits 0);
+//!    reads back TCPAC kept, TAM 0 (no FEAT_AMUv1 shown), RES1 bits 1;
+//! 3. its own FP instruction then traps at its own EL2 (FPEN 0b00 and TFP
+//!    trap EL2 too): VBAR_EL2 + 0x200, ESR_EL2 EC 0x07; it untraps FP there
+//!    and the instruction runs again;
+//! 4. traps FP in CPTR_EL2 and ERETs into L2 (L2's CPACR_EL1, through
+//!    CPACR_EL12 or, E2H = 0, CPACR_EL1, leaves FP untrapped at L2's EL1):
+//!    L2's FP instruction traps to L1 (VBAR_EL2 + 0x400, ESR_EL2
+//!    0x1fe00000: CV 1, COND 0b1110 from AArch64); L1 untraps FP, sets
+//!    TCPAC and resumes L2 at the instruction, which runs;
 //! 5. L2's MRS of CPACR_EL1 traps to L1 (TCPAC; its exact ESR_EL2), L1
 //!    emulates it (a value of its own in L2's x2) and steps over it;
 //! 6. MDCR_EL2 = HPMN 1 | TPM: L2's MRS of PMCR_EL0 traps to L1; then
@@ -32,6 +36,13 @@ use core::arch::global_asm;
 global_asm!(
     l1_asm_macros!("UMBRA_L1T", "umbra_l1t"),
     r#"
+// \reg = entry \index of this L1's CPTR_EL2 values (clobbers x4).
+.macro UMBRA_L1T_CPTR reg, index
+    adr     x4, umbra_l1t_values
+    ldr     x4, [x4]
+    ldr     \reg, [x4, #(8 * \index)]
+.endm
+
 .pushsection .rodata.umbra_l1_traps, "a"
 .balign 4096
 .global umbra_l1_traps_image
@@ -44,11 +55,31 @@ umbra_l1_traps_image:
     adr     x1, umbra_l1t_vectors
     msr     vbar_el2, x1
     isb
-    // 1. CPTR_EL2 at reset, through both encodings; MDCR_EL2.HPMN = N.
+    // VHE (E2H = 1) if shown FEAT_VHE (ID_AA64MMFR1_EL1.VH), else
+    // non-VHE (E2H = 0): its CPTR_EL2 values' table.
+    mrs     x1, id_aa64mmfr1_el1
+    ubfx    x1, x1, #8, #4
+    adr     x2, umbra_l1t_e2h
+    str     x1, [x2]
+    adr     x3, umbra_l1t_nvhe_values
+    cbz     x1, 1f
+    adr     x3, umbra_l1t_vhe_values
+1:  adr     x2, umbra_l1t_values
+    str     x3, [x2]
+    // 1. CPTR_EL2 at reset (and through CPACR_EL1 with E2H = 1);
+    // MDCR_EL2.HPMN = N.
+    UMBRA_L1T_CPTR x20, 0
     mrs     x19, s3_4_c1_c1_2
-    UMBRA_L1T_EXPECT x19, {cptr_reset}, umbra_l1t_msg_cptr_reset
+    mov     x11, x19
+    adr     x10, umbra_l1t_msg_cptr_reset
+    cmp     x19, x20
+    b.ne    umbra_l1t_fail
+    adr     x2, umbra_l1t_e2h
+    ldr     x2, [x2]
+    cbz     x2, 2f
     mrs     x19, cpacr_el1
     UMBRA_L1T_EXPECT x19, {cptr_reset}, umbra_l1t_msg_cpacr_reset
+2:
     mrs     x19, s3_4_c1_c1_1
     mrs     x20, pmcr_el0
     ubfx    x20, x20, #11, #5
@@ -58,14 +89,25 @@ umbra_l1_traps_image:
     cmp     x21, x20
     b.ne    umbra_l1t_fail
     UMBRA_L1T_REPORT umbra_l1t_msg_reset, x19
-    // 2. CPTR_EL2 through CPACR_EL1 (E2H = 1): TCPAC kept, TAM RES0.
-    UMBRA_L1T_MOV64 x1, {cptr_write}
+    // 2. CPTR_EL2 through CPACR_EL1 (E2H = 1) or CPTR_EL2 (E2H = 0):
+    // TCPAC kept, TAM RES0 (and RES1 bits set with E2H = 0).
+    UMBRA_L1T_CPTR x1, 1
+    adr     x2, umbra_l1t_e2h
+    ldr     x2, [x2]
+    cbz     x2, 3f
     msr     cpacr_el1, x1
-    isb
+    b       4f
+3:  msr     s3_4_c1_c1_2, x1
+4:  isb
+    UMBRA_L1T_CPTR x20, 2
     mrs     x19, s3_4_c1_c1_2
-    UMBRA_L1T_EXPECT x19, {cptr_kept}, umbra_l1t_msg_cptr_kept
+    mov     x11, x19
+    adr     x10, umbra_l1t_msg_cptr_kept
+    cmp     x19, x20
+    b.ne    umbra_l1t_fail
     UMBRA_L1T_PUTS umbra_l1t_msg_kept
-    // 3. FPEN 0b00 traps L1's own FP at EL2 (its handler untraps it).
+    // 3. FPEN 0b00 or TFP traps L1's own FP at EL2 (its handler untraps
+    // it).
     mov     x1, #0x55
     .inst   0x9e670020 // fmov d0, x1
     .inst   0x9e660002 // fmov x2, d0
@@ -74,14 +116,20 @@ umbra_l1_traps_image:
     ldr     x2, [x4]
     UMBRA_L1T_EXPECT x2, 1, umbra_l1t_msg_own_fp_count
     UMBRA_L1T_PUTS umbra_l1t_msg_own_fp
-    // 4. L2: its stage 2, its CPACR_EL1 (FP untrapped at its EL1), and
-    // L1's CPTR_EL2.FPEN 0b00 (trapping L2's FP, and L1's own).
+    // 4. L2: its stage 2, its CPACR_EL1 (FP untrapped at its EL1: through
+    // CPACR_EL12 with E2H = 1, CPACR_EL1 with E2H = 0, both its VNCR
+    // word), and L1's CPTR_EL2 trapping FP (L2's, and L1's own).
     add     x13, x9, #0x200000
     UMBRA_L1T_L2_STAGE2_TABLES umbra_l2t_payload
     UMBRA_L1T_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     UMBRA_L1T_MOV64 x1, {cpacr_fp_on}
+    adr     x2, umbra_l1t_e2h
+    ldr     x2, [x2]
+    cbz     x2, 5f
     msr     s3_5_c1_c0_2, x1
-    UMBRA_L1T_MOV64 x1, {cptr_fp_trap}
+    b       6f
+5:  msr     cpacr_el1, x1
+6:  UMBRA_L1T_CPTR x1, 4
     msr     s3_4_c1_c1_2, x1
     isb
     UMBRA_L1T_PUTS umbra_l1t_msg_enter
@@ -118,7 +166,7 @@ umbra_l1t_own_sync:
     ldr     x5, [x4]
     add     x5, x5, #1
     str     x5, [x4]
-    UMBRA_L1T_MOV64 x1, {cptr_untrapped}
+    UMBRA_L1T_CPTR x1, 3
     msr     s3_4_c1_c1_2, x1
     isb
     UMBRA_L1T_RESTORE
@@ -161,7 +209,7 @@ umbra_l1t_l2_fp:
     ldr     x5, [x4]
     add     x5, x5, #1
     str     x5, [x4]
-    UMBRA_L1T_MOV64 x1, {cptr_tcpac}
+    UMBRA_L1T_CPTR x1, 5
     msr     s3_4_c1_c1_2, x1
     isb
     b       umbra_l1t_resume
@@ -237,7 +285,7 @@ umbra_l1t_hvc1:
 umbra_l1t_hvc2:
     UMBRA_L1T_EXPECT x22, {magic_cpacr}, umbra_l1t_msg_tcpac
     UMBRA_L1T_PUTS umbra_l1t_msg_tcpac_ok
-    UMBRA_L1T_MOV64 x1, {cptr_untrapped}
+    UMBRA_L1T_CPTR x1, 3
     msr     s3_4_c1_c1_2, x1
     mov     x1, #(1 | {tpm})
     msr     s3_4_c1_c1_1, x1
@@ -282,8 +330,25 @@ umbra_l1t_hvc6:
     ldr     x21, [x4]
     UMBRA_L1T_EXPECT x21, 3, umbra_l1t_msg_sysreg_count
     UMBRA_L1T_PUTS umbra_l1t_msg_tde_ok
-    UMBRA_L1T_PUTS umbra_l1t_msg_pass
+    adr     x2, umbra_l1t_e2h
+    ldr     x2, [x2]
+    adr     x10, umbra_l1t_msg_pass_nvhe
+    cbz     x2, 1f
+    adr     x10, umbra_l1t_msg_pass
+1:  bl      umbra_l1t_puts
     UMBRA_L1T_SYSTEM_OFF
+
+// Each kind of L1's CPTR_EL2 values: reset, written at step 2, read back
+// then, untrapped, trapping FP, untrapped with TCPAC.
+.balign 8
+umbra_l1t_vhe_values:
+    .quad   {cptr_reset}, {cptr_write}, {cptr_kept}, {cptr_reset}, {cptr_fp_trap}, {cptr_tcpac}
+umbra_l1t_nvhe_values:
+    .quad   {nvhe_reset}, {nvhe_write}, {nvhe_kept}, {nvhe_reset}, {nvhe_fp_trap}, {nvhe_tcpac}
+umbra_l1t_values:
+    .quad   0
+umbra_l1t_e2h:
+    .quad   0
 
 .balign 8
 umbra_l1t_own_fp:
@@ -294,10 +359,10 @@ umbra_l1t_sysreg_count:
     .quad   0
 umbra_l1t_brk_count:
     .quad   0
-umbra_l1t_msg_reset:    .asciz "L1 (traps): at virtual EL2; CPTR_EL2 at reset FPEN/ZEN/SMEN 0b11 (through CPTR_EL2 and CPACR_EL1), MDCR_EL2 (HPMN = PMCR_EL0.N) "
-umbra_l1t_msg_kept:     .asciz "L1: CPTR_EL2 written through CPACR_EL1 (E2H = 1) keeps TCPAC, TAM reads 0 (no AMU shown)\n"
-umbra_l1t_msg_own_fp:   .asciz "L1: with FPEN 0b00 its own FP instruction trapped at its EL2 (VBAR_EL2 + 0x200, EC 0x07) and ran once untrapped\n"
-umbra_l1t_msg_enter:    .asciz "L1: CPTR_EL2.FPEN 0b00 (L2's CPACR_EL1 leaves FP on at its EL1); ERET to L2\n"
+umbra_l1t_msg_reset:    .asciz "L1 (traps): at virtual EL2; CPTR_EL2 at reset traps nothing (E2H = 1: also through CPACR_EL1), MDCR_EL2 (HPMN = PMCR_EL0.N) "
+umbra_l1t_msg_kept:     .asciz "L1: CPTR_EL2 (written through CPACR_EL1 with E2H = 1) keeps TCPAC, TAM reads 0 (no AMU shown)\n"
+umbra_l1t_msg_own_fp:   .asciz "L1: with CPTR_EL2 trapping FP (FPEN 0b00 or TFP) its own FP instruction trapped at its EL2 (VBAR_EL2 + 0x200, EC 0x07) and ran once untrapped\n"
+umbra_l1t_msg_enter:    .asciz "L1: CPTR_EL2 traps FP (L2's CPACR_EL1 leaves FP on at its EL1); ERET to L2\n"
 umbra_l1t_msg_l2_fp:    .asciz "L1: L2's FP instruction trapped to L1 (ESR_EL2 0x1fe00000), ran after L1 untrapped it\n"
 umbra_l1t_msg_tcpac_ok: .asciz "L1: L2's MRS CPACR_EL1 trapped to L1 (CPTR_EL2.TCPAC) with its ESR_EL2; L1 emulated it\n"
 umbra_l1t_msg_tpm_ok:   .asciz "L1: L2's MRS PMCR_EL0 trapped to L1 (MDCR_EL2.TPM) with its ESR_EL2\n"
@@ -305,18 +370,19 @@ umbra_l1t_msg_tda_ok:   .asciz "L1: L2's MRS MDSCR_EL1 trapped to L1 (MDCR_EL2.T
 umbra_l1t_msg_hpmn_ok:  .asciz "L1: L2's untrapped PMCR_EL0.N reads L1's MDCR_EL2.HPMN, 1\n"
 umbra_l1t_msg_tde_ok:   .asciz "L1: L2's BRK #0x42 was taken by L1 (MDCR_EL2.TDE, EC 0x3c)\n"
 umbra_l1t_msg_pass:     .asciz "UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
+umbra_l1t_msg_pass_nvhe: .asciz "UMBRA-NESTED-PASS traps e2h=0 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
 umbra_l1t_msg_nl:       .asciz "\n"
 umbra_l1t_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1t_msg_el:       .asciz "CurrentEL is not 2: "
 umbra_l1t_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
-umbra_l1t_msg_cptr_reset: .asciz "CPTR_EL2 at reset is not FPEN/ZEN/SMEN 0b11: "
+umbra_l1t_msg_cptr_reset: .asciz "CPTR_EL2 at reset does not trap nothing: "
 umbra_l1t_msg_cpacr_reset: .asciz "CPACR_EL1 (CPTR_EL2 with E2H = 1) at reset is not FPEN/ZEN/SMEN 0b11: "
 umbra_l1t_msg_mdcr_reset: .asciz "MDCR_EL2.HPMN at reset is not PMCR_EL0.N: "
 umbra_l1t_msg_cptr_kept: .asciz "CPTR_EL2 does not read back what CPACR_EL1 wrote (TCPAC kept, TAM 0): "
 umbra_l1t_msg_own_fp_value: .asciz "L1's FP instruction did not run after its trap: "
-umbra_l1t_msg_own_fp_count: .asciz "L1's own FP instruction with FPEN 0b00 did not trap once at its EL2: "
+umbra_l1t_msg_own_fp_count: .asciz "L1's own FP instruction did not trap once at its EL2 with its CPTR_EL2 trapping FP: "
 umbra_l1t_msg_l2_fp_esr: .asciz "L2's FP trap reached L1 with a wrong ESR_EL2: "
-umbra_l1t_msg_l2_fp_count: .asciz "L2's FP instruction did not trap to L1 once with CPTR_EL2.FPEN 0b00: "
+umbra_l1t_msg_l2_fp_count: .asciz "L2's FP instruction did not trap to L1 once with L1's CPTR_EL2 trapping FP: "
 umbra_l1t_msg_l2_fp_value: .asciz "L2's FP instruction did not run after L1 untrapped it: "
 umbra_l1t_msg_sysreg_esr: .asciz "L2's trapped system register access reached L1 with a wrong ESR_EL2: "
 umbra_l1t_msg_tcpac:    .asciz "L2's MRS CPACR_EL1 did not trap to L1 (TCPAC): L2 read "
@@ -359,9 +425,13 @@ umbra_l1_traps_image_end:
     cptr_reset = const CPTR_RESET,
     cptr_write = const CPTR_WRITE,
     cptr_kept = const CPTR_KEPT,
-    cptr_untrapped = const CPTR_RESET,
     cptr_fp_trap = const CPTR_FP_TRAP,
     cptr_tcpac = const CPTR_RESET | TCPAC,
+    nvhe_reset = const NVHE_RESET,
+    nvhe_write = const NVHE_WRITE,
+    nvhe_kept = const NVHE_KEPT,
+    nvhe_fp_trap = const NVHE_RESET | NVHE_TFP,
+    nvhe_tcpac = const NVHE_RESET | TCPAC,
     cpacr_fp_on = const FPEN,
     esr_fp = const ESR_FP,
     esr_cpacr = const ESR_MRS_CPACR_X2,
@@ -376,7 +446,9 @@ umbra_l1_traps_image_end:
     tde = const crate::nested::traps::mdcr::TDE,
 );
 
-use crate::nested::traps::cptr::{TAM, TCPAC, VHE_FPEN as FPEN, VHE_SMEN, VHE_ZEN};
+use crate::nested::traps::cptr::{
+    NVHE_RES1, NVHE_TFP, TAM, TCPAC, VHE_FPEN as FPEN, VHE_SMEN, VHE_ZEN,
+};
 
 /// CPTR_EL2 (E2H = 1) at reset: FPEN, ZEN, SMEN 0b11 (QEMU `-cpu max` has
 /// SVE and SME).
@@ -387,6 +459,14 @@ pub const CPTR_WRITE: u64 = TCPAC | TAM | VHE_ZEN | VHE_SMEN;
 pub const CPTR_KEPT: u64 = TCPAC | VHE_ZEN | VHE_SMEN;
 /// FPEN 0b00: FP traps at EL2, EL1 and EL0.
 pub const CPTR_FP_TRAP: u64 = VHE_ZEN | VHE_SMEN;
+
+/// CPTR_EL2 (E2H = 0) at reset: its RES1 bits (SVE and SME shown: TZ,
+/// TSM 0), nothing trapped.
+pub const NVHE_RESET: u64 = NVHE_RES1;
+/// L1's write: TFP, TCPAC, TAM, RES1 bits 0.
+pub const NVHE_WRITE: u64 = TCPAC | TAM | NVHE_TFP;
+/// What it reads back: RES1 bits 1, TAM 0.
+pub const NVHE_KEPT: u64 = TCPAC | NVHE_TFP | NVHE_RES1;
 
 /// An ESR_EL2 with EC `ec`, IL 1 and `iss`.
 const fn esr(ec: u64, iss: u64) -> u64 {

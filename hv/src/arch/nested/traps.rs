@@ -30,7 +30,7 @@ use crate::nested::traps::{
     is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hcrx, l2_hardware_cptr,
     l2_hardware_mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
 };
-use crate::nested::vncr::{El1Register, HCRX_EL2};
+use crate::nested::vncr::HCRX_EL2;
 use crate::println;
 use crate::sysregs::{self, CpuFeatures};
 
@@ -42,6 +42,9 @@ pub(super) enum TrapDefect {
     NoCptrForL2,
     /// L1's MDCR_EL2 is kept but never added to L2's hardware MDCR_EL2.
     NoMdcrForL2,
+    /// L1's CPTR_EL2 is kept but never applied to L1 itself at EL2 (the
+    /// hardware CPACR_EL1 keeps L1's reset value).
+    NoCptrAtEl2,
 }
 
 /// What the trap controls need, fixed at set-up.
@@ -152,10 +155,10 @@ pub(super) fn undefined_for_l2(nested: &Nested, frame: &mut GuestFrame) {
     super::super::inject_into_el1(frame, target, undefined_syndrome(), None);
 }
 
-/// L1's trapped access to CPTR_EL2 or MDCR_EL2 (either kind of L1), to
-/// CPACR_EL1 (a VHE L1: its CPTR_EL2, trapped by TCPAC), or to
-/// CPACR_EL12 (a VHE L1: L2's CPACR_EL1, a VNCR word; emulated there in
-/// case TCPAC traps it too). True when handled.
+/// L1's trapped access to CPTR_EL2 or MDCR_EL2 (either kind of L1), or to
+/// CPACR_EL1 (a VHE L1: its CPTR_EL2, trapped by TCPAC; checked on QEMU
+/// 10, where a VHE L1's CPACR_EL12, L2's register, goes to the VNCR page
+/// without a trap). True when handled.
 pub(super) fn l1_access(
     nested: &Nested,
     vcpu: &mut Vcpu,
@@ -163,19 +166,15 @@ pub(super) fn l1_access(
     access: SysRegAccess,
 ) -> bool {
     let vhe = nested.mode == L1Vel2Mode::Vhe;
-    let cpacr_el12 = access.op0 == 3
-        && access.op1 == 5
-        && access.crn == 1
-        && access.crm == 0
-        && access.op2 == 2;
     let (kind, name) = if is_cptr_el2(&access) {
         (0, "CPTR_EL2")
     } else if vhe && is_cpacr_el1(&access) {
-        (1, "CPACR_EL1 (its CPTR_EL2 with E2H = 1, trapped by hv's CPTR_EL2.TCPAC)")
+        (
+            1,
+            "CPACR_EL1 (its CPTR_EL2 with E2H = 1, trapped by hv's CPTR_EL2.TCPAC)",
+        )
     } else if is_mdcr_el2(&access) {
         (2, "MDCR_EL2")
-    } else if vhe && cpacr_el12 {
-        (3, "CPACR_EL12 (L2's CPACR_EL1, its VNCR word)")
     } else {
         return false;
     };
@@ -185,10 +184,10 @@ pub(super) fn l1_access(
         println!(
             "hv: nested: L1's {} {name} traps (first time): kept by hv{}",
             if access.read { "MRS" } else { "MSR" },
-            match kind {
-                2 => ", its traps added to L2's hardware MDCR_EL2",
-                3 => "",
-                _ => ", its traps added to L2's hardware CPTR_EL2 and applied to L1 at EL2",
+            if kind == 2 {
+                ", its traps added to L2's hardware MDCR_EL2"
+            } else {
+                ", its traps added to L2's hardware CPTR_EL2 and applied to L1 at EL2"
             }
         );
     }
@@ -198,13 +197,15 @@ pub(super) fn l1_access(
         (0 | 1, false) => {
             vcpu.traps.cptr = vcpu.traps.cptr_written(value);
             // L1 runs: the hardware CPACR_EL1 is its own.
-            write_sysreg!("cpacr_el1", vcpu.traps.l1_hardware_cpacr());
+            let applied = match nested.traps.defect {
+                TrapDefect::NoCptrAtEl2 => nested.traps.reset(),
+                _ => vcpu.traps,
+            };
+            write_sysreg!("cpacr_el1", applied.l1_hardware_cpacr());
             super::cpu::isb();
         }
-        (2, true) => frame.set_reg(access.rt, vcpu.traps.mdcr),
-        (2, false) => vcpu.traps.mdcr = vcpu.traps.mdcr_written(value),
-        (_, true) => frame.set_reg(access.rt, vcpu.vncr.el1(El1Register::Cpacr)),
-        (_, false) => vcpu.vncr.set_el1(El1Register::Cpacr, value),
+        (_, true) => frame.set_reg(access.rt, vcpu.traps.mdcr),
+        (_, false) => vcpu.traps.mdcr = vcpu.traps.mdcr_written(value),
     }
     frame.elr += instruction_length(read_sysreg!("esr_el2"));
     true

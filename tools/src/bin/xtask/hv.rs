@@ -699,8 +699,28 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=traps-no-cptr",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L2's FP instruction did not trap to L1 once with CPTR_EL2.FPEN 0b00: 0x0000000000000000",
+            line: "l1: UMBRA-NESTED-FAIL: L2's FP instruction did not trap to L1 once with L1's CPTR_EL2 trapping FP: 0x0000000000000000",
             status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // And hv that does not apply L1's CPTR_EL2 to L1 itself: L1's own FP
+    // use at its EL2 does not trap.
+    Case {
+        hv_args: "hv.nested=traps-no-el2-cptr",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's own FP instruction did not trap once at its EL2 with its CPTR_EL2 trapping FP: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // The same L1 as a non-VHE guest hypervisor (E2H = 0, as `mmu`): its
+    // CPTR_EL2 in the TFP/TZ/TSM layout.
+    Case {
+        hv_args: "hv.nested=traps-nvhe",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS traps e2h=0 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok",
+            status: 0,
         },
         ..boot(MAX, 1, "512M")
     },
