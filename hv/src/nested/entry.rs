@@ -214,9 +214,10 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
 /// For a non-VHE L1 (`el2_regime`) SCTLR, TTBR0, TCR, MAIR and AMAIR_EL2
 /// are emulated by `el2_regime::NonVheRegime` instead, and TTBR1_EL2 and
 /// CONTEXTIDR_EL2 are UNDEFINED (FEAT_VHE is not shown). The EL2
-/// trap controls (CPTR_EL2, MDCR_EL2, CNTHCTL_EL2, ...) are not here: a
-/// stored value hv did not honour for L2 would let L1 believe L2 is
-/// trapped; they stay UNDEFINED for L1 (a documented gap).
+/// trap controls are not here: CPTR_EL2 and MDCR_EL2 are kept and
+/// honoured by [`super::traps`]; the others (CNTHCTL_EL2, ...) stay
+/// UNDEFINED for L1 until hv honours them for L2, since a stored value hv
+/// did not honour would let L1 believe L2 is trapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vel2Register {
     Sctlr,

@@ -1,8 +1,9 @@
 //! FEAT_NV2 guest-hypervisor support, the portable part: the VNCR page
 //! layout ([`vncr`]), the state changes of a trapped ERET from virtual EL2
 //! and of an exception taken to virtual EL2 ([`entry`]), the HCR_EL2
-//! values L1 and L2 run with, and the syndromes hv builds for L1. The
-//! hardware side is `arch::nested`; the demo guest hypervisor is
+//! values L1 and L2 run with, L1's CPTR_EL2, MDCR_EL2 and HCRX_EL2 and
+//! the hardware trap controls hv derives from them ([`traps`]), and the
+//! syndromes hv builds for L1. The hardware side is `arch::nested`; the demo guest hypervisor is
 //! `arch::nested_l1`.
 //!
 //! How L1 runs: at hardware EL1 with HCR_EL2.{NV, NV2} set and NV1 clear,

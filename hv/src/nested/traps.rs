@@ -712,7 +712,7 @@ mod tests {
             );
             assert_eq!(c.cptr_traps_for_l2().fp, traps, "FPEN {fpen:#b}");
             assert_eq!(c.cptr_traps_at_el2().fp, traps, "FPEN {fpen:#b}");
-            assert_eq!(c.cptr_traps_for_l2().sve, false);
+            assert!(!c.cptr_traps_for_l2().sve);
             let cpacr = c.l1_hardware_cpacr();
             assert_eq!(cpacr & cptr::VHE_FPEN == 0, traps);
             assert_eq!(l2_hardware_cptr(HV_CPTR, &c) & cptr::NVHE_TFP != 0, traps);
