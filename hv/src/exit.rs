@@ -35,6 +35,20 @@ impl SysRegAccess {
         }
     }
 
+    /// The ESR_ELx of this access trapped (EC 0x18, IL 1): what
+    /// [`SysRegAccess::from_iss`] decodes.
+    pub const fn esr(&self) -> u64 {
+        0x18 << 26
+            | 1 << 25
+            | (self.op0 as u64) << 20
+            | (self.op2 as u64) << 17
+            | (self.op1 as u64) << 14
+            | (self.crn as u64) << 10
+            | (self.rt as u64) << 5
+            | (self.crm as u64) << 1
+            | self.read as u64
+    }
+
     /// A TLB maintenance instruction (SYS with op0=1, CRn=8): with FEAT_NV2
     /// these are how a guest hypervisor invalidates its stage 2.
     pub fn is_tlbi(&self) -> bool {
@@ -139,16 +153,18 @@ mod tests {
         assert_eq!(GuestExit::from_esr(0xbe00_0000), GuestExit::Other(0x2f));
     }
 
-    fn sysreg_esr(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
-        0x18 << 26
-            | 1 << 25
-            | op0 << 20
-            | op2 << 17
-            | op1 << 14
-            | crn << 10
-            | rt << 5
-            | crm << 1
-            | read as u64
+    fn sysreg_esr(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, rt: u8, read: bool) -> u64 {
+        let access = SysRegAccess {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt,
+            read,
+        };
+        assert_eq!(SysRegAccess::from_iss(access.esr() & 0x1ff_ffff), access);
+        access.esr()
     }
 
     #[test]

@@ -847,16 +847,17 @@ mod tests {
         assert_eq!(l1_hcrx(!0), 0);
     }
 
-    fn sysreg_esr(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, read: bool) -> u64 {
-        0x18 << 26
-            | 1 << 25
-            | op0 << 20
-            | op2 << 17
-            | op1 << 14
-            | crn << 10
-            | 2 << 5
-            | crm << 1
-            | read as u64
+    fn sysreg_esr(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, read: bool) -> u64 {
+        SysRegAccess {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt: 2,
+            read,
+        }
+        .esr()
     }
 
     #[test]
