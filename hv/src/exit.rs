@@ -35,6 +35,19 @@ impl SysRegAccess {
         }
     }
 
+    /// An MRS of (op0, op1, CRn, CRm, op2) into X`rt`.
+    pub const fn mrs(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, rt: u8) -> Self {
+        Self {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt,
+            read: true,
+        }
+    }
+
     /// The ESR_ELx of this access trapped (EC 0x18, IL 1): what
     /// [`SysRegAccess::from_iss`] decodes.
     pub const fn esr(&self) -> u64 {

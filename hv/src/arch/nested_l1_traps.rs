@@ -475,16 +475,7 @@ const fn esr(ec: u64, iss: u64) -> u64 {
 
 /// MRS X2 of (op0, op1, CRn, CRm, op2): EC 0x18.
 const fn esr_mrs_x2(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> u64 {
-    crate::exit::SysRegAccess {
-        op0,
-        op1,
-        crn,
-        crm,
-        op2,
-        rt: 2,
-        read: true,
-    }
-    .esr()
+    crate::exit::SysRegAccess::mrs(op0, op1, crn, crm, op2, 2).esr()
 }
 
 /// An FP/SIMD trap (EC 0x07) from AArch64: ISS CV 1 and COND 0b1110, as

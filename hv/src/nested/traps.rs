@@ -849,13 +849,8 @@ mod tests {
 
     fn sysreg_esr(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, read: bool) -> u64 {
         SysRegAccess {
-            op0,
-            op1,
-            crn,
-            crm,
-            op2,
-            rt: 2,
             read,
+            ..SysRegAccess::mrs(op0, op1, crn, crm, op2, 2)
         }
         .esr()
     }
