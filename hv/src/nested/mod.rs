@@ -41,6 +41,7 @@ pub mod el2_regime;
 pub mod entry;
 pub mod handshake;
 pub mod idregs;
+pub mod timer;
 pub mod traps;
 pub mod vgic;
 pub mod vncr;
