@@ -51,6 +51,9 @@ pub struct TimerIrqs {
     pub physical: u32,
     pub virtual_: u32,
     pub hypervisor: u32,
+    /// The EL2 virtual timer's (FEAT_VHE), when the node lists a fifth
+    /// interrupt.
+    pub hypervisor_virtual: Option<u32>,
 }
 
 /// What hv found in the device tree.
@@ -601,7 +604,7 @@ impl Platform {
         let cells: ArrayVec<u32, 16> = timer
             .node
             .property("interrupts")
-            .map(|p| be_u32s(p.value).take(4 * step).collect())
+            .map(|p| be_u32s(p.value).take(5 * step).collect())
             .unwrap_or_default();
         if cells.len() < 4 * step {
             return Err(DiscoveryError::NoTimer);
@@ -612,6 +615,11 @@ impl Platform {
             physical: ppi("physical timer", 1)?,
             virtual_: ppi("virtual timer", 2)?,
             hypervisor: ppi("hypervisor timer", 3)?,
+            hypervisor_virtual: if cells.len() >= 5 * step {
+                Some(ppi("hypervisor virtual timer", 4)?)
+            } else {
+                None
+            },
         };
 
         let initrd = initrd_region(fdt)?;
@@ -798,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-l1-irq|timer-no-l1-deadline|timer-no-cnthctl|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -907,6 +915,24 @@ pub enum NestedDemo {
     /// `irq-no-maintenance`: the same, but hv never delivers L1's
     /// maintenance interrupt: L1 must catch it (this run must fail).
     IrqNoMaintenance,
+    /// `timer`: L1 takes its own EL2 timers' interrupts at virtual EL2
+    /// and runs an L2 whose virtual timer runs with L1's CNTVOFF_EL2
+    /// (`arch::nested_timer`, `arch::nested_l1_timer`).
+    Timer,
+    /// `timer-no-cntvoff`: the same, but L2 runs with CNTVOFF_EL2 0: L1
+    /// must catch it (this run must fail).
+    TimerNoCntvoff,
+    /// `timer-no-l1-irq`: the same, but hv never delivers L1's timer
+    /// PPIs: L1 must catch it (this run must fail).
+    TimerNoL1Irq,
+    /// `timer-no-l1-deadline`: the same, but while L2 runs hv does not
+    /// arm a timer for L1's EL2 timers' deadlines: L1 must catch it (this
+    /// run must fail).
+    TimerNoL1Deadline,
+    /// `timer-no-cnthctl`: the same, but L2 runs with hv's own
+    /// CNTHCTL_EL2, not the traps L1's asks for: L1 must catch it (this
+    /// run must fail).
+    TimerNoCnthctl,
     /// `mmu`: a non-VHE guest hypervisor (E2H = 0, `arch::nested_l1_mmu`)
     /// runs with its EL2 stage 1 on (hv converts its EL2 regime onto the
     /// hardware EL1 one, `nested::el2_regime`), runs L2 and takes a
@@ -1000,6 +1026,13 @@ impl Options {
                 "hv.nested=irq-no-maintenance" => {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
+                "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
+                "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
+                "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
+                "hv.nested=timer-no-l1-deadline" => {
+                    options.nested = Some(NestedDemo::TimerNoL1Deadline)
+                }
+                "hv.nested=timer-no-cnthctl" => options.nested = Some(NestedDemo::TimerNoCnthctl),
                 "hv.nested=mmu" => options.nested = Some(NestedDemo::Mmu),
                 "hv.nested=mmu-no-t0sz" => options.nested = Some(NestedDemo::MmuNoT0sz),
                 "hv.nested=mmu-vhe" => options.nested = Some(NestedDemo::MmuVhe),
@@ -1242,6 +1275,8 @@ pub(crate) mod tests {
         assert_eq!(p.gic_maintenance, Some(25));
         assert_eq!(p.timer.physical, 30);
         assert_eq!(p.timer.hypervisor, 26);
+        // QEMU's fifth timer interrupt: the EL2 virtual timer, PPI 12.
+        assert_eq!(p.timer.hypervisor_virtual, Some(28));
         assert_eq!(p.initrd, None);
         assert_eq!(p.cpu_index(0x8000_0002), Some(2));
         assert_eq!(p.cpu_index(0x100), None);
@@ -1320,6 +1355,26 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=mmu").map(|o| o.nested),
             Ok(Some(NestedDemo::Mmu))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer").map(|o| o.nested),
+            Ok(Some(NestedDemo::Timer))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerNoCntvoff))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-no-l1-irq").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerNoL1Irq))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-no-l1-deadline").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerNoL1Deadline))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-no-cnthctl").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerNoCnthctl))
         );
         assert_eq!(
             Options::parse("hv.nested=mmu-no-t0sz").map(|o| o.nested),
@@ -2033,6 +2088,8 @@ pub(crate) mod tests {
         assert_eq!(p.gic_maintenance, Some(25));
         assert_eq!(p.timer.virtual_, 27);
         assert_eq!(p.timer.hypervisor, 26);
+        // Four interrupts: no EL2 virtual timer named.
+        assert_eq!(p.timer.hypervisor_virtual, None);
         let p = discover(&tree_with_interrupts("", 1, &timer, Some(&[1, 15, 4]))).unwrap();
         assert_eq!(p.gic_maintenance, Some(31), "the last PPI");
         for (number, kind) in [(0xffff_fff0, 1), (16, 1), (9, 0), (9, 3)] {

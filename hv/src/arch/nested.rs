@@ -42,10 +42,16 @@
 //!   L2; while L1 runs it holds L1's own, where hv lists L1's maintenance
 //!   interrupt. L1's maintenance interrupt that L2's run raises (the GIC
 //!   maintenance PPI, taken at EL2) enters L1 at VBAR_EL2 + 0x480.
+//! - Timers (`arch::nested_timer`, rules in `crate::nested::timer`): the
+//!   hardware EL1 timers are L1's EL2 timers while L1 runs and L2's EL1
+//!   timers (from the VNCR page, with L1's CNTVOFF_EL2) while L2 runs;
+//!   L1's timer PPIs are listed in its own interface or take L2 out to
+//!   L1 at VBAR_EL2 + 0x480, as the maintenance interrupt does.
 //! - A watchdog (the EL2 physical timer, [`WATCHDOG_SECONDS`]) ends a run
 //!   in which L1 or L2 hangs.
 
 use super::gic::Gic;
+use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, VcpuTimers};
 use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
@@ -65,6 +71,7 @@ use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
 use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
+use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{El1Register, El1State, VncrPage};
@@ -249,6 +256,9 @@ struct Nested {
     /// L1's EL2 trap controls: hv's own values, what L1 is shown
     /// (`arch::nested::traps`).
     traps: traps::TrapSetup,
+    /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
+    l1_timer_ppis: TimerPpis,
+    hardware_timer_ppis: HardwarePpis,
 }
 
 impl Nested {
@@ -345,6 +355,8 @@ struct Vcpu {
     /// were reported (`arch::nested::traps`).
     traps: L1TrapControls,
     traps_seen: u8,
+    /// L1's and L2's generic timers (`arch::nested_timer`).
+    timers: VcpuTimers,
     counts: Counts,
 }
 
@@ -386,9 +398,29 @@ impl Vcpu {
                 |nested| nested.traps.reset(),
             ),
             traps_seen: 0,
+            timers: vcpu_timers(),
             counts: Counts::default(),
         }
     }
+}
+
+/// A vCPU's timers as the demo set up says (`Vcpu::new`).
+fn vcpu_timers() -> VcpuTimers {
+    let Some(nested) = NESTED.get() else {
+        fail(format_args!("nested: not set up"));
+    };
+    VcpuTimers::new(
+        nested.mode == L1Vel2Mode::Vhe,
+        nested.l1_timer_ppis,
+        nested.hardware_timer_ppis,
+        match nested.demo {
+            NestedDemo::TimerNoCntvoff => TimerDefect::NoCntvoff,
+            NestedDemo::TimerNoL1Irq => TimerDefect::NoL1Irq,
+            NestedDemo::TimerNoL1Deadline => TimerDefect::NoL1Deadline,
+            NestedDemo::TimerNoCnthctl => TimerDefect::NoCnthctl,
+            _ => TimerDefect::None,
+        },
+    )
 }
 
 /// What the demo counted, for the summary line.
@@ -663,6 +695,11 @@ pub fn run(
         | NestedDemo::TrapsNoMdcr
         | NestedDemo::TrapsNoEl2Cptr
         | NestedDemo::TrapsNvhe => super::nested_l1_traps::image(),
+        NestedDemo::Timer
+        | NestedDemo::TimerNoCntvoff
+        | NestedDemo::TimerNoL1Irq
+        | NestedDemo::TimerNoL1Deadline
+        | NestedDemo::TimerNoCnthctl => super::nested_l1_timer::image(),
         NestedDemo::Mmu
         | NestedDemo::MmuNoT0sz
         | NestedDemo::MmuNoEl2Tlbi
@@ -800,6 +837,20 @@ pub fn run(
                 _ => traps::TrapDefect::None,
             },
         ),
+        l1_timer_ppis: TimerPpis {
+            hyp_physical: platform.timer.hypervisor,
+            hyp_virtual: platform
+                .timer
+                .hypervisor_virtual
+                .unwrap_or(DEFAULT_HYP_VIRTUAL_PPI),
+            virtual_: platform.timer.virtual_,
+            physical: platform.timer.physical,
+        },
+        hardware_timer_ppis: HardwarePpis {
+            physical: platform.timer.physical,
+            virtual_: platform.timer.virtual_,
+            hyp: platform.timer.hypervisor,
+        },
     });
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
@@ -840,7 +891,11 @@ pub fn run(
 
     super::configure_el2_traps(features);
     write_sysreg!("vmpidr_el2", l1_mpidr(0));
-    watchdog_setup();
+    let watchdog = watchdog_setup();
+    if let Some(vcpu) = VCPUS[0].lock().as_mut() {
+        vcpu.timers.set_watchdog(watchdog);
+    }
+    super::nested_timer::start_on_this_cpu();
     // L1's own virtual interface (its ICC_* accesses reach it).
     super::nested_vgic::start_l1_interface();
     write_sysreg!("s3_4_c2_c2_0", vncr_address); // VNCR_EL2
@@ -870,6 +925,11 @@ pub fn run(
             NestedDemo::TrapsNoMdcr => " (traps-no-mdcr: hv keeps L1's MDCR_EL2 but runs L2 without its traps; this run must fail)",
             NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
             NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
+            NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
+            NestedDemo::TimerNoCntvoff => " (timer-no-cntvoff: hv runs L2 with CNTVOFF_EL2 0, not L1's; this run must fail)",
+            NestedDemo::TimerNoL1Irq => " (timer-no-l1-irq: hv never delivers L1's timer PPIs; this run must fail)",
+            NestedDemo::TimerNoL1Deadline => " (timer-no-l1-deadline: while L2 runs hv arms no timer for L1's EL2 timers; this run must fail)",
+            NestedDemo::TimerNoCnthctl => " (timer-no-cnthctl: L2 runs with hv's CNTHCTL_EL2, not the traps L1 asks for; this run must fail)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",
@@ -933,16 +993,28 @@ fn enable_l1_maintenance(gic: &Gic, index: usize) {
             "nested: the GIC maintenance interrupt on cpu {index}: {e}"
         ));
     }
+    // The hardware EL1 timers' PPIs: L1's or L2's timers (`arch::nested_timer`).
+    let ppis = nested.hardware_timer_ppis;
+    for intid in [ppis.physical, ppis.virtual_] {
+        if let Err(e) = gic.enable_private(index, intid) {
+            fail(format_args!(
+                "nested: timer PPI {intid} on cpu {index}: {e}"
+            ));
+        }
+    }
 }
 
 /// The watchdog: the EL2 physical timer fires [`WATCHDOG_SECONDS`] from
-/// now.
-fn watchdog_setup() {
+/// now; its deadline (the boot vCPU's timers keep it armed,
+/// `VcpuTimers::before_return`).
+fn watchdog_setup() -> u64 {
     let ticks = read_sysreg!("cntfrq_el0").saturating_mul(WATCHDOG_SECONDS);
+    let deadline = cpu::counter().saturating_add(ticks);
     // CNTHP_CVAL_EL2, then CNTHP_CTL_EL2.ENABLE with IMASK clear.
-    write_sysreg!("s3_4_c14_c2_2", cpu::counter().saturating_add(ticks));
+    write_sysreg!("s3_4_c14_c2_2", deadline);
     write_sysreg!("s3_4_c14_c2_1", 1);
     cpu::isb();
+    deadline
 }
 
 /// EL2 set for L1: its HCR_EL2 (`l1_hcr`: `nested::L1_HCR` as its mode and MMU
@@ -1025,7 +1097,14 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         && vcpu.mode != Mode::L1
         && vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) == Maintenance::ForL1
     {
-        irq_to_l1_from_l2(nested, vcpu, frame);
+        irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Maintenance);
+    }
+    // So does an asserted timer PPI of L1's (`arch::nested_timer`).
+    if from != Mode::L1
+        && vcpu.mode != Mode::L1
+        && vcpu.timers.interrupts_l2(vcpu.vncr, vcpu.vncr.hcr())
+    {
+        irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Timer);
     }
     // Every return to a shadow's L2 goes through the handshake's entry,
     // also after an exit hv handled itself (a served fault, an emulated
@@ -1049,6 +1128,8 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         Mode::L1 => vcpu.gic.l1_runs(vcpu.vncr, l1_virtual_hcr),
         Mode::L2 { .. } | Mode::L2Direct => vcpu.gic.enter_l2(vcpu.vncr, l1_virtual_hcr),
     }
+    vcpu.timers
+        .before_return(vcpu.vncr, vcpu.mode != Mode::L1, l1_virtual_hcr);
 }
 
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
@@ -1074,6 +1155,8 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
         }
         // Spurious: nothing to do.
         1020..=1023 => {}
+        // A timer PPI: L1's or L2's timer, or one of L1's EL2 deadlines.
+        _ if vcpu.timers.take_irq(intid) == TimerIrq::Taken => {}
         _ => crash(
             vcpu,
             frame,
@@ -1357,7 +1440,8 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 
 /// L1's ERET into L2 (to `pc` with `pstate`) while its maintenance
 /// interrupt is asserted as its own state says and routed to its virtual
-/// EL2: the IRQ is taken before L2's first instruction, so L2 never runs
+/// EL2, or one of its timer PPIs is signalled (`VcpuTimers::interrupts_l2`):
+/// the IRQ is taken before L2's first instruction, so L2 never runs
 /// and L1 enters its vector for an IRQ from a lower EL (AArch64),
 /// VBAR_EL2 + 0x480, with ELR_EL2 `pc` and SPSR_EL2 `pstate` (L2's EL1
 /// registers stay in the VNCR page; ESR_EL2 and FAR_EL2 as L1 left them).
@@ -1371,10 +1455,15 @@ fn maintenance_at_eret(
     pc: u64,
     pstate: u64,
 ) -> bool {
-    if vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) != Maintenance::ForL1 {
+    let note = if vcpu.gic.maintenance_for_l1(vcpu.vncr, vcpu.vncr.hcr()) == Maintenance::ForL1 {
+        Note::L1Maintenance
+    } else if vcpu.timers.interrupts_l2(vcpu.vncr, vcpu.vncr.hcr()) {
+        // Or an asserted timer PPI of L1's (`arch::nested_timer`).
+        Note::L1Timer
+    } else {
         return false;
-    }
-    once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
+    };
+    once(&mut vcpu.counts.notes_seen, note);
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::LowerAarch64,
@@ -1431,8 +1520,8 @@ fn enter_l1_from_l2(
 /// vector for an IRQ from a lower EL (AArch64), VBAR_EL2 + 0x480, with
 /// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
 /// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
-fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
-    once(&mut vcpu.counts.notes_seen, Note::L1Maintenance);
+fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, why: Note) {
+    once(&mut vcpu.counts.notes_seen, why);
     let esr = vcpu.l1_el1.get(El1Register::Esr);
     let far = vcpu.l1_el1.get(El1Register::Far);
     let hpfar = vcpu.hpfar;
@@ -1557,6 +1646,18 @@ fn l1_system_instruction(
             frame.elr += instruction_length(read_sysreg!("esr_el2"));
             return;
         }
+    }
+    // CNTHCTL_EL2, CNTHP/CNTHV_*_EL2 and the timer TVALs without a VNCR
+    // slot (`arch::nested_timer`).
+    if let Some(done) = vcpu
+        .timers
+        .l1_access(&access, frame.reg(access.rt), vcpu.vncr)
+    {
+        if let TimerAccess::Read(value) = done {
+            frame.set_reg(access.rt, value);
+        }
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
     }
     undefined_unemulated(vcpu, frame, access);
 }
@@ -2036,6 +2137,7 @@ enum Note {
     NoShadow,
     L1Unhandled,
     L1Maintenance,
+    L1Timer,
 }
 
 impl Note {
@@ -2049,6 +2151,7 @@ impl Note {
             Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
+            Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
 }
@@ -2190,6 +2293,7 @@ fn second_vcpu_main() -> ! {
     write_sysreg!("vmpidr_el2", l1_mpidr(1));
     // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
     write_sysreg!("s3_4_c14_c2_1", 0);
+    super::nested_timer::start_on_this_cpu();
     super::nested_vgic::start_l1_interface();
     write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
     write_sysreg!("tpidr_el2", 1);

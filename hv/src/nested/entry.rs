@@ -215,9 +215,9 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
 /// are emulated by `el2_regime::NonVheRegime` instead, and TTBR1_EL2 and
 /// CONTEXTIDR_EL2 are UNDEFINED (FEAT_VHE is not shown). The EL2
 /// trap controls are not here: CPTR_EL2 and MDCR_EL2 are kept and
-/// honoured by [`super::traps`]; the others (CNTHCTL_EL2, ...) stay
-/// UNDEFINED for L1 until hv honours them for L2, since a stored value hv
-/// did not honour would let L1 believe L2 is trapped.
+/// honoured by [`super::traps`], CNTHCTL_EL2 by [`super::timer`]; the
+/// others stay UNDEFINED for L1 until hv honours them for L2, since a
+/// stored value hv did not honour would let L1 believe L2 is trapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vel2Register {
     Sctlr,

@@ -428,7 +428,8 @@ fn trapped_el2_registers_and_their_el1_twins() {
         assert_eq!(register.twin(), twin);
     }
     // HCR_EL2 (VNCR), VTTBR_EL2 (VNCR): not trapped; CPTR_EL2, MDCR_EL2
-    // (`traps`), CNTHCTL_EL2: trap controls, not EL1-twinned registers.
+    // (`traps`), CNTHCTL_EL2 (`timer`): trap controls, not EL1-twinned
+    // registers.
     for (crn, crm, op2) in [(1, 1, 0), (2, 1, 0), (1, 1, 2), (1, 1, 1), (14, 1, 0)] {
         assert_eq!(Vel2Register::from_encoding(crn, crm, op2), None);
     }

@@ -732,6 +732,62 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L1's generic timers: its EL2 physical and virtual timers' PPIs at
+    // virtual EL2 (also one expiring while L2 runs), CNTHCTL_EL2's trap of
+    // L2's physical timer, and L2's virtual timer with L1's CNTVOFF_EL2
+    // (hv/README.md, "Timers for L1 and L2").
+    Case {
+        hv_args: "hv.nested=timer",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=timer",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure modes: L2 run with CNTVOFF_EL2 0 (its virtual count is
+    // the physical one), no timer armed for L1's EL2 timers while L2 runs
+    // (L2's bounded spin ends), L1's timer PPIs never delivered, and L2
+    // run without the CNTHCTL_EL2 traps L1 asks for.
+    Case {
+        hv_args: "hv.nested=timer-no-cntvoff",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=timer-no-l1-deadline",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun a second without a timer taking it out to L1: interrupts 0x0000000000000003",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=timer-no-cnthctl",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's CNTP_CTL_EL0 reads did not trap exactly once: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=timer-no-l1-irq",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: A: L1's EL2 physical timer interrupt did not come: interrupts 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own

@@ -1,0 +1,447 @@
+//! The `timer` guest hypervisor (L1, VHE: E2H = 1) and its guest (L2):
+//! L1 takes its own EL2 timers' interrupts at virtual EL2 and runs an L2
+//! on its virtual timer with L1's CNTVOFF_EL2 (`arch::nested_timer`).
+//! Copied by `arch::nested` into L1's memory like `arch::nested_l1`; data
+//! to hv, never executed at EL2.
+//!
+//! L1 (MMU off, its stack at +1 MiB, L2's stage 2 at +2 MiB mapping L2
+//! IPA 0x80000 to the L2 payload page, VMID 5; virtual HCR_EL2 RW, DC, VM
+//! and IMO, so its timer PPIs are IRQs at its virtual EL2; its own
+//! interface's PMR 0xff and group 1 on; TICKS = CNTFRQ_EL0 / 64, each wait
+//! bounded by 64 TICKS, a second, of the physical count):
+//! 1. CNTHCTL_EL2 (trapped) reads back what it wrote (E2H = 1 layout);
+//! 2. A: its EL2 physical timer (CNTP_CVAL/CTL_EL0 under E2H = 1, the
+//!    hardware EL1 physical timer while it runs) fires TICKS later; the
+//!    trapped CNTHP_CVAL_EL2 and CNTHP_CTL_EL2 read the same timer; L1
+//!    waits with PSTATE.I clear (WFI) and takes INTID 26 at VBAR_EL2 +
+//!    0x280 no earlier than its CVAL;
+//! 3. B: its EL2 virtual timer armed through the trapped CNTHV_TVAL_EL2
+//!    (CNTV_CVAL_EL0 then reads count + TICKS) fires: INTID 28;
+//! 4. C: CNTVOFF_EL2 (a VNCR word) = half the physical count, CNTHCTL_EL2
+//!    with EL1PTEN clear; ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
+//!    L1 checks it is its physical count minus its CNTVOFF_EL2), reads
+//!    CNTP_CTL_EL0 (trapped to L1 as L1 asked: EC 0x18; L1 sets EL1PTEN
+//!    again and skips it), reads it again (no trap), reads CNTKCTL_EL1
+//!    (what L1 wrote through the trapped CNTKCTL_EL12), writes 3 there
+//!    (which CNTKCTL_EL12 then reads) and calls `hvc #2`;
+//!    L1 arms L2's virtual timer through CNTV_CVAL/CTL_EL02 (VNCR words)
+//!    for L2's virtual count + TICKS, checks the trapped CNTV_TVAL_EL02
+//!    (at most TICKS: hv applies CNTVOFF_EL2) and resumes L2, which
+//!    spins; L2's timer interrupt takes it out to L1 (VBAR_EL2 + 0x480,
+//!    INTID 27) no earlier than the physical deadline CVAL + CNTVOFF_EL2,
+//!    with CNTV_CTL_EL02 reading ENABLE and ISTATUS; L1 masks it;
+//! 5. D: L1 arms its EL2 physical timer TICKS ahead and resumes the
+//!    spinning L2: the timer expiring while L2 runs takes L2 out to L1
+//!    (VBAR_EL2 + 0x480, INTID 26), no earlier than its CVAL (L2 spins at
+//!    most a second of its virtual count, then reports that no
+//!    timer took it out, `hvc #3`);
+//! 6. prints `UMBRA-NESTED-PASS timer ...` and calls PSCI SYSTEM_OFF, or
+//!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
+
+use core::arch::global_asm;
+
+global_asm!(
+    l1_asm_macros!("UMBRA_L1T", "umbra_l1t"),
+    r#"
+// Waits (PSTATE.I clear between trapped WFIs) until the IRQ handler has
+// counted `n` interrupts, at most 64 TICKS, a second (clobbers x4-x7).
+.macro UMBRA_L1T_WAIT_IRQS n, msg
+    mrs     x6, cntpct_el0
+    adr     x4, umbra_l1t_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #6
+1:  msr     daifclr, #2
+    isb
+    wfi
+    msr     daifset, #2
+    adr     x4, umbra_l1t_irqs
+    ldr     x5, [x4]
+    cmp     x5, #\n
+    b.hs    2f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    1b
+    mov     x11, x5
+    adr     x10, \msg
+    b       umbra_l1t_fail
+2:
+.endm
+
+// Arms L1's EL2 physical timer (CNTP_*_EL0 with E2H = 1) TICKS ahead:
+// x20 = its CVAL, also the deadline the IRQ handler checks (clobbers x1,
+// x4).
+.macro UMBRA_L1T_ARM_EL2_PHYSICAL
+    adr     x4, umbra_l1t_ticks
+    ldr     x1, [x4]
+    mrs     x20, cntpct_el0
+    add     x20, x20, x1
+    adr     x4, umbra_l1t_deadline
+    str     x20, [x4]
+    msr     cntp_cval_el0, x20
+    mov     x1, #1
+    msr     cntp_ctl_el0, x1
+    isb
+.endm
+
+.pushsection .rodata.umbra_l1_timer, "a"
+.balign 4096
+.global umbra_l1_timer_image
+umbra_l1_timer_image:
+    adr     x9, umbra_l1_timer_image
+    add     x10, x9, #0x100000
+    mov     sp, x10
+    mrs     x1, CurrentEL
+    UMBRA_L1T_EXPECT x1, 8, umbra_l1t_msg_el
+    adr     x1, umbra_l1t_vectors
+    msr     vbar_el2, x1
+    isb
+    mrs     x1, cntfrq_el0
+    lsr     x1, x1, #6
+    adr     x4, umbra_l1t_ticks
+    str     x1, [x4]
+    // L2's stage 2 and L1's virtual HCR_EL2 (IMO: IRQs to virtual EL2).
+    add     x13, x9, #0x200000
+    UMBRA_L1T_L2_STAGE2_TABLES umbra_l2t_payload
+    UMBRA_L1T_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    // L1's own interface: everything in, group 1 on (PSTATE.I masked).
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+    // 1: CNTHCTL_EL2 (trapped) as written.
+    UMBRA_L1T_MOV64 x1, {cnthctl_all}
+    msr     s3_4_c14_c1_0, x1
+    mrs     x21, s3_4_c14_c1_0
+    UMBRA_L1T_EXPECT x21, {cnthctl_all}, umbra_l1t_msg_cnthctl
+    // A: the EL2 physical timer (CNTP_*_EL0 with E2H = 1), TICKS ahead.
+    UMBRA_L1T_ARM_EL2_PHYSICAL
+    // The trapped CNTHP_CVAL_EL2 / CNTHP_CTL_EL2 name the same timer.
+    mrs     x21, s3_4_c14_c2_2
+    mov     x11, x21
+    adr     x10, umbra_l1t_msg_cnthp_cval
+    cmp     x21, x20
+    b.ne    umbra_l1t_fail
+    mrs     x21, s3_4_c14_c2_1
+    and     x21, x21, #3
+    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_cnthp_ctl
+    UMBRA_L1T_WAIT_IRQS 1, umbra_l1t_msg_no_irq_a
+    UMBRA_L1T_PUTS umbra_l1t_msg_a
+    // B: the EL2 virtual timer through the trapped CNTHV_TVAL_EL2.
+    adr     x4, umbra_l1t_ticks
+    ldr     x1, [x4]
+    mrs     x20, cntpct_el0
+    msr     s3_4_c14_c3_0, x1
+    mov     x2, #1
+    msr     cntv_ctl_el0, x2
+    isb
+    mrs     x21, cntv_cval_el0
+    adr     x4, umbra_l1t_deadline
+    str     x21, [x4]
+    sub     x22, x21, x20
+    mov     x11, x22
+    adr     x10, umbra_l1t_msg_cnthv_tval
+    cmp     x22, x1
+    b.lo    umbra_l1t_fail
+    cmp     x22, x1, lsl #1
+    b.hs    umbra_l1t_fail
+    UMBRA_L1T_WAIT_IRQS 2, umbra_l1t_msg_no_irq_b
+    UMBRA_L1T_PUTS umbra_l1t_msg_b
+    // C: CNTVOFF_EL2 (VNCR) = half the physical count; L2's physical
+    // timer trapped (CNTHCTL_EL2.EL1PTEN clear); ERET to L2.
+    mrs     x1, cntpct_el0
+    lsr     x1, x1, #1
+    adr     x4, umbra_l1t_offset
+    str     x1, [x4]
+    msr     s3_4_c14_c0_3, x1
+    UMBRA_L1T_MOV64 x1, {cnthctl_trap_l2_timer}
+    msr     s3_4_c14_c1_0, x1
+    // L2's CNTKCTL_EL1 through CNTKCTL_EL12 (trapped): reads back.
+    mov     x1, #0x303
+    msr     s3_5_c14_c1_0, x1
+    mrs     x21, s3_5_c14_c1_0
+    UMBRA_L1T_EXPECT x21, 0x303, umbra_l1t_msg_cntkctl12
+    isb
+    UMBRA_L1T_PUTS umbra_l1t_msg_enter
+    UMBRA_L1T_AT_L2_PAYLOAD
+    eret
+
+"#,
+    l1_asm_print!("UMBRA_L1T", "umbra_l1t"),
+    r#"
+
+"#,
+    l1_asm_fail!("UMBRA_L1T", "umbra_l1t"),
+    // The current EL's IRQ: A and B; the lower EL's: C and D, taking L1
+    // out of L2 (whose HVCs and trapped timer read are the lower EL's
+    // synchronous exceptions).
+    l1_asm_vectors!(
+        "UMBRA_L1T",
+        "umbra_l1t",
+        "umbra_l1t_unexpected",
+        "umbra_l1t_irq",
+        "umbra_l1t_lower_sync",
+        "umbra_l1t_irq",
+    ),
+    r#"
+
+// A timer PPI: acknowledged through L1's own ICV_IAR1, checked against
+// the step (INTID, not before the deadline), its timer quietened, EOId.
+umbra_l1t_irq:
+    UMBRA_L1T_SAVE
+    adr     x9, umbra_l1_timer_image
+    mrs     x19, s3_0_c12_c12_0
+    mrs     x20, cntpct_el0
+    adr     x4, umbra_l1t_deadline
+    ldr     x21, [x4]
+    mov     x11, x20
+    adr     x10, umbra_l1t_msg_early
+    cmp     x20, x21
+    b.lo    umbra_l1t_fail
+    adr     x4, umbra_l1t_irqs
+    ldr     x22, [x4]
+    cmp     x22, #0
+    b.eq    1f
+    cmp     x22, #1
+    b.eq    2f
+    cmp     x22, #2
+    b.eq    3f
+    cmp     x22, #3
+    b.eq    4f
+    mov     x11, x19
+    adr     x10, umbra_l1t_msg_extra_irq
+    b       umbra_l1t_fail
+    // A: the EL2 physical timer, off.
+1:  UMBRA_L1T_EXPECT x19, {hyp_physical_intid}, umbra_l1t_msg_intid_a
+    msr     cntp_ctl_el0, xzr
+    b       8f
+    // B: the EL2 virtual timer, off.
+2:  UMBRA_L1T_EXPECT x19, {hyp_virtual_intid}, umbra_l1t_msg_intid_b
+    msr     cntv_ctl_el0, xzr
+    b       8f
+    // C: L2's virtual timer, ENABLE and ISTATUS in CNTV_CTL_EL02; masked.
+3:  UMBRA_L1T_EXPECT x19, {virtual_intid}, umbra_l1t_msg_intid_c
+    mrs     x21, s3_5_c14_c3_1
+    UMBRA_L1T_EXPECT x21, 5, umbra_l1t_msg_l2_ctl
+    mov     x1, #3
+    msr     s3_5_c14_c3_1, x1
+    msr     s3_0_c12_c12_1, x19
+    add     x22, x22, #1
+    str     x22, [x4]
+    UMBRA_L1T_PUTS umbra_l1t_msg_c
+    // D: the EL2 physical timer TICKS ahead, L2 resumed.
+    UMBRA_L1T_ARM_EL2_PHYSICAL
+    UMBRA_L1T_RESTORE
+    eret
+    // D: the EL2 physical timer expired while L2 ran.
+4:  UMBRA_L1T_EXPECT x19, {hyp_physical_intid}, umbra_l1t_msg_intid_d
+    msr     cntp_ctl_el0, xzr
+    msr     s3_0_c12_c12_1, x19
+    UMBRA_L1T_PUTS umbra_l1t_msg_d
+    adr     x4, umbra_l1t_traps
+    ldr     x21, [x4]
+    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_traps
+    UMBRA_L1T_PUTS umbra_l1t_msg_pass
+    UMBRA_L1T_SYSTEM_OFF
+8:  msr     s3_0_c12_c12_1, x19
+    add     x22, x22, #1
+    str     x22, [x4]
+    UMBRA_L1T_RESTORE
+    eret
+
+umbra_l1t_lower_sync:
+    UMBRA_L1T_SAVE
+    adr     x9, umbra_l1_timer_image
+    mrs     x19, esr_el2
+    ubfx    x20, x19, #26, #6
+    cmp     x20, #0x18
+    b.eq    umbra_l1t_l2_timer_trap
+    mov     x11, x19
+    adr     x10, umbra_l1t_msg_unexpected
+    cmp     x20, #0x16
+    b.ne    umbra_l1t_fail
+    and     x21, x19, #0xffff
+    cmp     x21, #1
+    b.eq    umbra_l1t_hvc1
+    cmp     x21, #2
+    b.eq    umbra_l1t_hvc2
+    cmp     x21, #3
+    b.ne    umbra_l1t_fail
+    // L2's spin ended: a timer interrupt did not take it out.
+    adr     x4, umbra_l1t_irqs
+    ldr     x11, [x4]
+    adr     x10, umbra_l1t_msg_l2_not_interrupted
+    b       umbra_l1t_fail
+
+umbra_l1t_resume:
+    UMBRA_L1T_RESTORE
+    eret
+
+// C: L2's CNTVCT_EL0 (x2) is L1's physical count minus its CNTVOFF_EL2,
+// read a moment before (less than TICKS).
+umbra_l1t_hvc1:
+    ldr     x22, [sp, #16]
+    mrs     x20, cntpct_el0
+    adr     x4, umbra_l1t_offset
+    ldr     x21, [x4]
+    sub     x20, x20, x21
+    sub     x23, x20, x22
+    adr     x4, umbra_l1t_ticks
+    ldr     x24, [x4]
+    mov     x11, x22
+    adr     x10, umbra_l1t_msg_l2_count
+    cmp     x23, x24
+    b.hs    umbra_l1t_fail
+    UMBRA_L1T_REPORT umbra_l1t_msg_l2_cntvct, x22
+    b       umbra_l1t_resume
+
+// C: L2's CNTP_CTL_EL0 read trapped, as CNTHCTL_EL2.EL1PTEN = 0 asks:
+// counted, skipped, EL1PTEN set again.
+umbra_l1t_l2_timer_trap:
+    UMBRA_L1T_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1t_msg_trap_esr
+    adr     x4, umbra_l1t_traps
+    ldr     x5, [x4]
+    add     x5, x5, #1
+    str     x5, [x4]
+    mrs     x1, elr_el2
+    add     x1, x1, #4
+    msr     elr_el2, x1
+    UMBRA_L1T_MOV64 x1, {cnthctl_all}
+    msr     s3_4_c14_c1_0, x1
+    b       umbra_l1t_resume
+
+// C: L2's second CNTP_CTL_EL0 read did not trap (x4: 0, L2's physical
+// timer off); L2's virtual timer armed for its virtual count + TICKS.
+umbra_l1t_hvc2:
+    adr     x4, umbra_l1t_traps
+    ldr     x21, [x4]
+    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_traps
+    ldr     x21, [sp, #32]
+    UMBRA_L1T_EXPECT x21, 0, umbra_l1t_msg_l2_cntp
+    // L2 read the CNTKCTL_EL1 L1 wrote (x5) and wrote 3, which
+    // CNTKCTL_EL12 now reads.
+    ldr     x21, [sp, #40]
+    UMBRA_L1T_EXPECT x21, 0x303, umbra_l1t_msg_l2_cntkctl
+    mrs     x21, s3_5_c14_c1_0
+    UMBRA_L1T_EXPECT x21, 3, umbra_l1t_msg_cntkctl12_after
+    UMBRA_L1T_PUTS umbra_l1t_msg_trapped
+    adr     x4, umbra_l1t_ticks
+    ldr     x24, [x4]
+    adr     x4, umbra_l1t_offset
+    ldr     x21, [x4]
+    mrs     x20, cntpct_el0
+    add     x22, x20, x24
+    adr     x4, umbra_l1t_deadline
+    str     x22, [x4]
+    sub     x22, x22, x21
+    msr     s3_5_c14_c3_2, x22
+    mov     x1, #1
+    msr     s3_5_c14_c3_1, x1
+    // CNTV_TVAL_EL02 (trapped): at most TICKS with the offset applied.
+    mrs     x23, s3_5_c14_c3_0
+    mov     x11, x23
+    adr     x10, umbra_l1t_msg_l2_tval
+    cmp     x23, x24
+    b.hi    umbra_l1t_fail
+    isb
+    b       umbra_l1t_resume
+
+.balign 8
+umbra_l1t_irqs:
+    .quad   0
+umbra_l1t_traps:
+    .quad   0
+umbra_l1t_ticks:
+    .quad   0
+umbra_l1t_deadline:
+    .quad   0
+umbra_l1t_offset:
+    .quad   0
+umbra_l1t_msg_a:        .asciz "L1 (timer): A: its EL2 physical timer (CNTP_*_EL0 at E2H = 1; CNTHP_CVAL/CTL_EL2 read the same) fired: INTID 26 at VBAR_EL2 + 0x280\n"
+umbra_l1t_msg_b:        .asciz "L1: B: its EL2 virtual timer, armed through CNTHV_TVAL_EL2, fired: INTID 28\n"
+umbra_l1t_msg_enter:    .asciz "L1: C: CNTVOFF_EL2 = half the physical count, CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
+umbra_l1t_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
+umbra_l1t_msg_trapped:  .asciz "L1: L2's CNTP_CTL_EL0 read trapped to L1 once (EL1PTEN clear), not again (set); L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways\n"
+umbra_l1t_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
+umbra_l1t_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
+umbra_l1t_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
+umbra_l1t_msg_nl:       .asciz "\n"
+umbra_l1t_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
+umbra_l1t_msg_el:       .asciz "CurrentEL is not 2: "
+umbra_l1t_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1t_msg_cnthctl:  .asciz "CNTHCTL_EL2 does not read back as written: "
+umbra_l1t_msg_cnthp_cval: .asciz "CNTHP_CVAL_EL2 is not the CNTP_CVAL_EL0 L1 wrote: "
+umbra_l1t_msg_cnthp_ctl: .asciz "CNTHP_CTL_EL2 is not enabled, unmasked after CNTP_CTL_EL0 = 1: "
+umbra_l1t_msg_cnthv_tval: .asciz "CNTV_CVAL_EL0 after CNTHV_TVAL_EL2 = TICKS is not count + TICKS: "
+umbra_l1t_msg_no_irq_a: .asciz "A: L1's EL2 physical timer interrupt did not come: interrupts "
+umbra_l1t_msg_no_irq_b: .asciz "B: L1's EL2 virtual timer interrupt did not come: interrupts "
+umbra_l1t_msg_early:    .asciz "a timer interrupt came before its deadline (physical count): "
+umbra_l1t_msg_extra_irq: .asciz "an interrupt after the last step: INTID "
+umbra_l1t_msg_intid_a:  .asciz "A: the interrupt is not the EL2 physical timer's PPI: "
+umbra_l1t_msg_intid_b:  .asciz "B: the interrupt is not the EL2 virtual timer's PPI: "
+umbra_l1t_msg_intid_c:  .asciz "C: the interrupt is not the EL1 virtual timer's PPI: "
+umbra_l1t_msg_intid_d:  .asciz "D: the interrupt is not the EL2 physical timer's PPI: "
+umbra_l1t_msg_l2_ctl:   .asciz "C: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: "
+umbra_l1t_msg_l2_count: .asciz "L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2: "
+umbra_l1t_msg_trap_esr: .asciz "L2's trapped access is not its CNTP_CTL_EL0 read: ESR_EL2 "
+umbra_l1t_msg_traps:    .asciz "L2's CNTP_CTL_EL0 reads did not trap exactly once: "
+umbra_l1t_msg_l2_cntp:  .asciz "L2's untrapped CNTP_CTL_EL0 is not its (off) timer's: "
+umbra_l1t_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taking it out to L1: interrupts "
+umbra_l1t_msg_cntkctl12: .asciz "CNTKCTL_EL12 does not read back as written: "
+umbra_l1t_msg_l2_cntkctl: .asciz "L2's CNTKCTL_EL1 is not what L1 wrote through CNTKCTL_EL12: "
+umbra_l1t_msg_cntkctl12_after: .asciz "CNTKCTL_EL12 does not read what L2 wrote to its CNTKCTL_EL1: "
+umbra_l1t_msg_l2_tval:  .asciz "CNTV_TVAL_EL02 is not at most TICKS (CNTVOFF_EL2 not applied): "
+
+// L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): reports its virtual
+// count, reads CNTP_CTL_EL0 twice (the first traps to L1), then spins
+// while its virtual timer and L1's EL2 timer take it out, at most a second
+// of its virtual count (then `hvc #3`: they did not).
+.balign 4096
+umbra_l2t_payload:
+    mrs     x2, cntvct_el0
+    hvc     #1
+    mrs     x3, cntp_ctl_el0
+    mrs     x4, cntp_ctl_el0
+    mrs     x5, cntkctl_el1
+    mov     x8, #3
+    msr     cntkctl_el1, x8
+    hvc     #2
+    mrs     x6, cntvct_el0
+    mrs     x7, cntfrq_el0
+    add     x6, x6, x7
+1:  mrs     x7, cntvct_el0
+    cmp     x7, x6
+    b.lo    1b
+    hvc     #3
+2:  b       2b
+.balign 4096
+.global umbra_l1_timer_image_end
+umbra_l1_timer_image_end:
+.popsection
+"#,
+    vtcr = const super::nested_l1::L1_VTCR,
+    vhcr = const super::nested_l1_irq::L1_IRQ_VIRTUAL_HCR,
+    vmid_shifted = const (super::nested_l1::L1_VMID_FOR_L2 << 48),
+    putc = const super::nested::HVC_CONSOLE_PUTC,
+    cnthctl_all = const CNTHCTL_ALL,
+    cnthctl_trap_l2_timer = const CNTHCTL_TRAP_L2_TIMER,
+    hyp_physical_intid = const 26,
+    hyp_virtual_intid = const crate::nested::timer::DEFAULT_HYP_VIRTUAL_PPI,
+    virtual_intid = const 27,
+    l2_cntp_ctl_read_esr = const L2_CNTP_CTL_READ_ESR,
+);
+
+/// CNTHCTL_EL2 (E2H = 1 layout): EL0PCTEN, EL0VCTEN, EL1PCTEN, EL1PTEN.
+pub const CNTHCTL_ALL: u64 = 0b11 | 0b11 << 10;
+/// The same with EL1PTEN clear: L2's physical timer accesses trap to L1.
+pub const CNTHCTL_TRAP_L2_TIMER: u64 = CNTHCTL_ALL & !(1 << 11);
+/// ESR_EL2 of L2's `mrs x3, cntp_ctl_el0` trapped (EC 0x18, IL, ISS:
+/// op0 3, op2 1, op1 3, CRn 14, Rt 3, CRm 2, a read).
+pub const L2_CNTP_CTL_READ_ESR: u64 =
+    0x18 << 26 | 1 << 25 | 3 << 20 | 1 << 17 | 3 << 14 | 14 << 10 | 3 << 5 | 2 << 1 | 1;
+
+assembled_image!(
+    "The `timer` L1 image's bytes (code, data and the L2 payload).",
+    umbra_l1_timer_image,
+    umbra_l1_timer_image_end
+);

@@ -1,0 +1,466 @@
+//! The hardware side of L1's generic timers (`crate::nested::timer` has
+//! the rules and what traps): while L1 runs the hardware EL1 physical and
+//! virtual timers are L1's EL2 timers (CNTHP, CNTHV) and CNTVOFF_EL2 is 0;
+//! while L2 runs they are L2's EL1 timers from L1's VNCR page with
+//! CNTVOFF_EL2 = L1's, and hv keeps L1's EL2 timers, whose earliest
+//! deadline it gives its own EL2 physical timer (the watchdog's).
+//!
+//! Interrupts: the hardware EL1 timers' PPIs are hv's (HCR_EL2.IMO),
+//! taken at EL2 ([`VcpuTimers::take_irq`]): hv drops their priority and
+//! holds them active while their level is high (so a level that stays up
+//! does not interrupt hv again), deactivating each at a return to the
+//! guest once the timer now in the hardware is quiet
+//! ([`VcpuTimers::before_return`]). L1 gets its timer PPIs in software:
+//! listed in its own virtual interface (list registers 1 on) while it
+//! runs, and, while L2 runs, as an IRQ that takes L2 out to L1's virtual
+//! EL2 ([`VcpuTimers::interrupts_l2`]).
+//!
+//! Calls from `arch::nested`: [`VcpuTimers::take_irq`] for an IRQ at EL2,
+//! [`VcpuTimers::l1_access`] for L1's trapped timer accesses,
+//! [`VcpuTimers::interrupts_l2`] and [`VcpuTimers::before_return`] at the
+//! end of every exit.
+
+use super::cpu::{self, read_sysreg, write_sysreg};
+use crate::exit::SysRegAccess;
+use crate::nested::timer::{
+    hardware_asserted, hyp_timer_cval, l1_cnthctl_reset, l1_cnthctl_write, l1_timer_lrs,
+    l2_cnthctl, signalled_to_l1, timer_read, timer_write, L1HypTimers, Timer, TimerLevels,
+    TimerPpis, TrappedTimer, WhichTimer, CNTKCTL_WRITABLE, CNTP_CTL_EL0, CNTP_CVAL_EL0,
+    CNTV_CTL_EL0, CNTV_CVAL_EL0,
+};
+use crate::nested::vgic::{l1_takes_irqs_at_vel2, Shape, MAX_LIST_REGISTERS};
+use crate::nested::vncr::{VncrPage, CNTVOFF_EL2};
+
+/// A deliberate defect of hv's timer support (the `timer-no-*` demos,
+/// which must fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerDefect {
+    None,
+    /// `timer-no-cntvoff`: L2 runs with CNTVOFF_EL2 0, not L1's.
+    NoCntvoff,
+    /// `timer-no-l1-irq`: L1's timer PPIs are never delivered to it.
+    NoL1Irq,
+    /// `timer-no-l1-deadline`: while L2 runs, L1's EL2 timers' deadlines
+    /// are not given to hv's EL2 physical timer.
+    NoL1Deadline,
+    /// `timer-no-cnthctl`: L2 runs with hv's own CNTHCTL_EL2, whatever
+    /// L1's asks.
+    NoCnthctl,
+}
+
+/// The hardware PPIs hv takes for the timers.
+#[derive(Clone, Copy, Debug)]
+pub struct HardwarePpis {
+    /// The EL1 physical and virtual timers' (what L1's or L2's timers
+    /// raise), and the EL2 physical timer's (hv's watchdog, L1's EL2
+    /// deadlines while L2 runs).
+    pub physical: u32,
+    pub virtual_: u32,
+    pub hyp: u32,
+}
+
+/// What L1's trapped timer access did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerAccess {
+    /// An MRS: this value into Rt.
+    Read(u64),
+    /// An MSR, done.
+    Written,
+}
+
+/// What an IRQ at EL2 was, for the timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerIrq {
+    /// A timer PPI, handled.
+    Taken,
+    /// The EL2 physical timer at or past the watchdog's deadline.
+    Watchdog,
+    /// Not a timer PPI.
+    Other,
+}
+
+const HELD_PHYSICAL: u8 = 1 << 0;
+const HELD_VIRTUAL: u8 = 1 << 1;
+
+/// A vCPU's timers (only its CPU touches them).
+#[derive(Debug)]
+pub struct VcpuTimers {
+    /// L1's EL2 timers while L2 runs (while L1 runs they are the
+    /// hardware's).
+    l1_hyp: L1HypTimers,
+    /// Whether the hardware EL1 timers hold L2's now.
+    l2_loaded: bool,
+    /// L1's virtual CNTHCTL_EL2 (its E2H's layout).
+    cnthctl: u64,
+    /// A VHE L1's: L2's CNTKCTL_EL1 (its CNTKCTL_EL12) while L1 runs, and
+    /// L1's own hardware CNTKCTL_EL1 (its CNTHCTL_EL2's E2H = 1 alias,
+    /// reached without a trap) while L2 runs.
+    l2_cntkctl: u64,
+    l1_cntkctl: u64,
+    /// L1 is a VHE (E2H = 1) guest hypervisor.
+    e2h: bool,
+    /// The hardware EL1 timers' PPIs hv acknowledged and holds active.
+    held: u8,
+    /// The watchdog's deadline on this CPU (physical count), if it has one.
+    watchdog: Option<u64>,
+    /// L1's timer PPIs and the hardware's.
+    l1_ppis: TimerPpis,
+    hardware: HardwarePpis,
+    defect: TimerDefect,
+}
+
+fn hardware_physical() -> Timer {
+    Timer {
+        ctl: read_sysreg!("cntp_ctl_el0"),
+        cval: read_sysreg!("cntp_cval_el0"),
+    }
+}
+
+fn hardware_virtual() -> Timer {
+    Timer {
+        ctl: read_sysreg!("cntv_ctl_el0"),
+        cval: read_sysreg!("cntv_cval_el0"),
+    }
+}
+
+/// Loads `timer` into the hardware EL1 physical timer (CVAL first: the
+/// old CTL never meets the new CVAL with an interrupt hv would miss,
+/// since hv runs with IRQs masked and samples the levels before the
+/// guest runs).
+fn set_hardware_physical(timer: Timer) {
+    write_sysreg!("cntp_cval_el0", timer.cval);
+    write_sysreg!(
+        "cntp_ctl_el0",
+        timer.ctl & crate::nested::timer::ctl::WRITABLE
+    );
+}
+
+fn set_hardware_virtual(timer: Timer) {
+    write_sysreg!("cntv_cval_el0", timer.cval);
+    write_sysreg!(
+        "cntv_ctl_el0",
+        timer.ctl & crate::nested::timer::ctl::WRITABLE
+    );
+}
+
+/// The hardware's list registers (the implemented ones first) and how
+/// many are implemented.
+fn hardware_lrs() -> ([u64; MAX_LIST_REGISTERS], usize) {
+    let count = Shape::from_vtr(read_sysreg!("s3_4_c12_c11_1")).list_registers;
+    let mut lrs = [0u64; MAX_LIST_REGISTERS];
+    for (n, lr) in lrs.iter_mut().enumerate().take(count) {
+        *lr = super::gic::read_lr(n);
+    }
+    (lrs, count)
+}
+
+/// ICC_EOIR1_EL1 (priority drop; hv runs with EOImode 1).
+fn priority_drop(intid: u32) {
+    write_sysreg!("s3_0_c12_c12_1", u64::from(intid));
+}
+
+/// ICC_DIR_EL1.
+fn deactivate(intid: u32) {
+    write_sysreg!("s3_0_c12_c11_1", u64::from(intid));
+}
+
+/// On a vCPU's CPU before L1 first runs: the hardware EL1 timers (L1's
+/// EL2 timers, whose reset CTL.ENABLE hv chooses as 0) off.
+pub fn start_on_this_cpu() {
+    write_sysreg!("cntp_ctl_el0", 0);
+    write_sysreg!("cntv_ctl_el0", 0);
+    cpu::isb();
+}
+
+impl VcpuTimers {
+    /// A vCPU about to run L1 for the first time (E2H = `e2h`), its
+    /// hardware EL1 timers off (L1's EL2 timers at reset have ENABLE 0 as
+    /// hv chooses for their UNKNOWN reset value).
+    pub fn new(
+        e2h: bool,
+        l1_ppis: TimerPpis,
+        hardware: HardwarePpis,
+        defect: TimerDefect,
+    ) -> VcpuTimers {
+        VcpuTimers {
+            l1_hyp: L1HypTimers::default(),
+            l2_loaded: false,
+            cnthctl: l1_cnthctl_reset(e2h),
+            // UNKNOWN at reset but EVNTEN (0): hv picks 0, no EL0 access.
+            l2_cntkctl: 0,
+            l1_cntkctl: 0,
+            e2h,
+            held: 0,
+            watchdog: None,
+            l1_ppis,
+            hardware,
+            defect,
+        }
+    }
+
+    /// This CPU's watchdog deadline (the boot CPU's).
+    pub fn set_watchdog(&mut self, deadline: u64) {
+        self.watchdog = Some(deadline);
+    }
+
+    /// The offset L2's virtual timer runs with: L1's CNTVOFF_EL2 (0 under
+    /// `timer-no-cntvoff`).
+    fn l2_virtual_offset(&self, page: &VncrPage) -> u64 {
+        if self.defect == TimerDefect::NoCntvoff {
+            0
+        } else {
+            page.get(CNTVOFF_EL2)
+        }
+    }
+
+    /// The levels of L1's timer PPIs now: L1's EL2 timers from the
+    /// hardware while L1 runs, from hv's copy while L2 runs; L2's from the
+    /// hardware while L2 runs (its own ISTATUS), from the VNCR page while
+    /// L1 runs.
+    fn levels(&self, page: &VncrPage) -> TimerLevels {
+        let count = cpu::counter();
+        if self.l2_loaded {
+            let hyp = TimerLevels::at(&self.l1_hyp, &Timer::default(), &Timer::default(), 0, count);
+            TimerLevels {
+                virtual_: hardware_asserted(read_sysreg!("cntv_ctl_el0")),
+                physical: hardware_asserted(read_sysreg!("cntp_ctl_el0")),
+                ..hyp
+            }
+        } else {
+            let (l2_physical, l2_virtual, _) = crate::nested::timer::l2_timers(page);
+            let l2 = TimerLevels::at(
+                &L1HypTimers::default(),
+                &l2_physical,
+                &l2_virtual,
+                self.l2_virtual_offset(page),
+                count,
+            );
+            TimerLevels {
+                hyp_physical: hardware_asserted(read_sysreg!("cntp_ctl_el0")),
+                hyp_virtual: hardware_asserted(read_sysreg!("cntv_ctl_el0")),
+                ..l2
+            }
+        }
+    }
+
+    /// Whether L1 takes one of its timer PPIs at its virtual EL2 now
+    /// (asserted, L1 routing IRQs to EL2 in its virtual HCR_EL2
+    /// `l1_virtual_hcr`, signalled by L1's own interface, which the
+    /// hardware holds during every exit: `crate::nested::timer::
+    /// signalled_to_l1`): while L2 runs, L2 is interrupted and L1 enters
+    /// its IRQ vector (as for its maintenance interrupt).
+    pub fn interrupts_l2(&self, page: &VncrPage, l1_virtual_hcr: u64) -> bool {
+        if self.defect == TimerDefect::NoL1Irq || !l1_takes_irqs_at_vel2(l1_virtual_hcr) {
+            return false;
+        }
+        let levels = self.levels(page);
+        if !levels.any() {
+            return false;
+        }
+        let (lrs, count) = hardware_lrs();
+        let vmcr = read_sysreg!("s3_4_c12_c11_7"); // ICH_VMCR_EL2: L1's own
+        signalled_to_l1(&levels.by_intid(&self.l1_ppis), &lrs[..count], vmcr)
+    }
+
+    /// An IRQ at EL2 with INTID `intid` (acknowledged by the caller): a
+    /// hardware EL1 timer's is held active (priority dropped, deactivated
+    /// once its level falls, [`Self::before_return`]); the EL2 physical
+    /// timer's is the watchdog's at or past its deadline, else one of L1's
+    /// EL2 deadlines while L2 ran (re-armed at the return).
+    pub fn take_irq(&mut self, intid: u32) -> TimerIrq {
+        let held = if intid == self.hardware.physical {
+            HELD_PHYSICAL
+        } else if intid == self.hardware.virtual_ {
+            HELD_VIRTUAL
+        } else if intid == self.hardware.hyp {
+            if self.watchdog.is_some_and(|d| cpu::counter() >= d) {
+                return TimerIrq::Watchdog;
+            }
+            priority_drop(intid);
+            deactivate(intid);
+            cpu::isb();
+            return TimerIrq::Taken;
+        } else {
+            return TimerIrq::Other;
+        };
+        priority_drop(intid);
+        cpu::isb();
+        self.held |= held;
+        TimerIrq::Taken
+    }
+
+    /// Last thing before the guest runs, in mode `l2_runs` (L2, else L1),
+    /// with L1's own interface in the hardware when L1 runs: the hardware
+    /// timers follow the switch (L2's loaded from the VNCR page with L1's
+    /// CNTVOFF_EL2 and CNTHCTL_EL2, or saved there and L1's restored),
+    /// each held timer PPI whose timer is now quiet deactivated, hv's EL2
+    /// physical timer armed for the watchdog and (while L2 runs) L1's
+    /// earliest EL2 deadline, and (while L1 runs) L1's asserted timer PPIs
+    /// listed in its own interface.
+    pub fn before_return(&mut self, page: &VncrPage, l2_runs: bool, l1_virtual_hcr: u64) {
+        match (self.l2_loaded, l2_runs) {
+            (false, true) => self.load_l2(page),
+            (true, false) => self.save_l2(page),
+            _ => {}
+        }
+        for (bit, intid, ctl) in [
+            (
+                HELD_PHYSICAL,
+                self.hardware.physical,
+                read_sysreg!("cntp_ctl_el0"),
+            ),
+            (
+                HELD_VIRTUAL,
+                self.hardware.virtual_,
+                read_sysreg!("cntv_ctl_el0"),
+            ),
+        ] {
+            if self.held & bit != 0 && !hardware_asserted(ctl) {
+                deactivate(intid);
+                self.held &= !bit;
+            }
+        }
+        let l1_deadline = if l2_runs && self.defect != TimerDefect::NoL1Deadline {
+            self.l1_hyp.pending_deadline(cpu::counter())
+        } else {
+            None
+        };
+        match hyp_timer_cval(self.watchdog, l1_deadline) {
+            Some(cval) => {
+                write_sysreg!("s3_4_c14_c2_2", cval); // CNTHP_CVAL_EL2
+                write_sysreg!("s3_4_c14_c2_1", 1); // CNTHP_CTL_EL2: on
+            }
+            None => write_sysreg!("s3_4_c14_c2_1", 0),
+        }
+        if !l2_runs {
+            self.list_for_l1(page, l1_virtual_hcr);
+        }
+        cpu::isb();
+    }
+
+    /// L2's EL1 timers into the hardware (L1's EL2 timers kept by hv).
+    fn load_l2(&mut self, page: &VncrPage) {
+        self.l1_hyp = L1HypTimers {
+            physical: hardware_physical(),
+            virtual_: hardware_virtual(),
+        };
+        let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
+        write_sysreg!("cntvoff_el2", self.l2_virtual_offset(page));
+        let cnthctl = if self.defect == TimerDefect::NoCnthctl {
+            crate::sysregs::CNTHCTL_EL2
+        } else {
+            l2_cnthctl(self.cnthctl, self.e2h)
+        };
+        write_sysreg!("cnthctl_el2", cnthctl);
+        // A non-VHE L1's CNTKCTL_EL1 encoding reaches the hardware
+        // register, L2's for it, so only a VHE L1's is swapped.
+        if self.e2h {
+            self.l1_cntkctl = read_sysreg!("cntkctl_el1");
+            write_sysreg!("cntkctl_el1", self.l2_cntkctl);
+        }
+        set_hardware_physical(physical);
+        set_hardware_virtual(virtual_);
+        self.l2_loaded = true;
+    }
+
+    /// L2's EL1 timers back into the VNCR page (CTL with the hardware's
+    /// ISTATUS), L1's EL2 timers into the hardware.
+    fn save_l2(&mut self, page: &VncrPage) {
+        let physical = hardware_physical();
+        let virtual_ = hardware_virtual();
+        page.set(CNTP_CTL_EL0, physical.ctl);
+        page.set(CNTP_CVAL_EL0, physical.cval);
+        page.set(CNTV_CTL_EL0, virtual_.ctl);
+        page.set(CNTV_CVAL_EL0, virtual_.cval);
+        write_sysreg!("cntvoff_el2", 0);
+        write_sysreg!("cnthctl_el2", crate::sysregs::CNTHCTL_EL2);
+        if self.e2h {
+            self.l2_cntkctl = read_sysreg!("cntkctl_el1");
+            write_sysreg!("cntkctl_el1", self.l1_cntkctl);
+        }
+        set_hardware_physical(self.l1_hyp.physical);
+        set_hardware_virtual(self.l1_hyp.virtual_);
+        self.l2_loaded = false;
+    }
+
+    /// L1's timer PPIs (asserted and routed to its virtual EL2) in its own
+    /// interface's list registers 1 onwards.
+    fn list_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64) {
+        let routed = self.defect != TimerDefect::NoL1Irq && l1_takes_irqs_at_vel2(l1_virtual_hcr);
+        let levels = self.levels(page).by_intid(&self.l1_ppis);
+        let wanted = levels.map(|(intid, level)| (intid, level && routed));
+        let (before, count) = hardware_lrs();
+        let mut after = before;
+        // LR 0 carries L1's maintenance interrupt (`arch::nested_vgic`).
+        let lrs = &mut after[1..count.max(1)];
+        l1_timer_lrs(lrs, &wanted);
+        for (n, (&new, &old)) in lrs.iter().zip(&before[1..]).enumerate() {
+            if new != old {
+                super::gic::write_lr(n + 1, new);
+            }
+        }
+    }
+
+    /// L1's trapped MRS/MSR `access` of a timer register
+    /// (`crate::nested::timer::TrappedTimer`; `value` is what an MSR
+    /// writes), run while L1 runs (its EL2 timers in the hardware); None
+    /// when `access` is not one.
+    pub fn l1_access(
+        &mut self,
+        access: &SysRegAccess,
+        value: u64,
+        page: &VncrPage,
+    ) -> Option<TimerAccess> {
+        if access.op0 != 3 {
+            return None;
+        }
+        let trapped =
+            TrappedTimer::decode(access.op1, access.crn, access.crm, access.op2, self.e2h)?;
+        let count = cpu::counter();
+        let (which, register) = match trapped {
+            TrappedTimer::Cnthctl => {
+                if access.read {
+                    return Some(TimerAccess::Read(self.cnthctl));
+                }
+                self.cnthctl = l1_cnthctl_write(value, self.e2h);
+                return Some(TimerAccess::Written);
+            }
+            TrappedTimer::L2Cntkctl => {
+                if access.read {
+                    return Some(TimerAccess::Read(self.l2_cntkctl));
+                }
+                self.l2_cntkctl = value & CNTKCTL_WRITABLE;
+                return Some(TimerAccess::Written);
+            }
+            TrappedTimer::Timer(which, register) => (which, register),
+        };
+        // Each timer, its count, and where it is written back.
+        let (timer, timer_count) = match which {
+            WhichTimer::HypPhysical => (hardware_physical(), count),
+            WhichTimer::HypVirtual => (hardware_virtual(), count),
+            WhichTimer::L2Physical => (crate::nested::timer::l2_timers(page).0, count),
+            WhichTimer::L2Virtual => (
+                crate::nested::timer::l2_timers(page).1,
+                count.wrapping_sub(page.get(CNTVOFF_EL2)),
+            ),
+        };
+        if access.read {
+            return Some(TimerAccess::Read(timer_read(&timer, register, timer_count)));
+        }
+        let written = timer_write(timer, register, value, timer_count);
+        match which {
+            WhichTimer::HypPhysical => set_hardware_physical(written),
+            WhichTimer::HypVirtual => set_hardware_virtual(written),
+            WhichTimer::L2Physical => {
+                page.set(CNTP_CTL_EL0, written.ctl);
+                page.set(CNTP_CVAL_EL0, written.cval);
+            }
+            WhichTimer::L2Virtual => {
+                page.set(CNTV_CTL_EL0, written.ctl);
+                page.set(CNTV_CVAL_EL0, written.cval);
+            }
+        }
+        cpu::isb();
+        Some(TimerAccess::Written)
+    }
+}
