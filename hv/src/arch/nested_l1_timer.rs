@@ -16,7 +16,8 @@
 //!    waits with PSTATE.I clear (WFI) and takes INTID 26 at VBAR_EL2 +
 //!    0x280 no earlier than its CVAL;
 //! 3. B: its EL2 virtual timer armed through the trapped CNTHV_TVAL_EL2
-//!    (CNTV_CVAL_EL0 then reads count + TICKS) fires: INTID 28;
+//!    (CNTV_CVAL_EL0 then reads the count at the write + TICKS) fires:
+//!    INTID 28;
 //! 4. C: CNTVOFF_EL2 (a VNCR word) = half the physical count, CNTHCTL_EL2
 //!    with EL1PTEN clear; ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
 //!    L1 checks it is its physical count minus its CNTVOFF_EL2), reads
@@ -26,7 +27,9 @@
 //!    (which CNTKCTL_EL12 then reads) and calls `hvc #2`;
 //!    L1 arms L2's virtual timer through CNTV_CVAL/CTL_EL02 (VNCR words)
 //!    for L2's virtual count + TICKS, checks the trapped CNTV_TVAL_EL02
-//!    (at most TICKS: hv applies CNTVOFF_EL2) and resumes L2, which
+//!    (the physical deadline minus the count: hv applies CNTVOFF_EL2;
+//!    each timing check brackets the count with reads before and after,
+//!    so a slow exit cannot fail it) and resumes L2, which
 //!    spins; L2's timer interrupt takes it out to L1 (VBAR_EL2 + 0x480,
 //!    INTID 27) no earlier than the physical deadline CVAL + CNTVOFF_EL2,
 //!    with CNTV_CTL_EL02 reading ENABLE and ISTATUS; L1 masks it;
@@ -41,20 +44,20 @@
 use core::arch::global_asm;
 
 global_asm!(
-    l1_asm_macros!("UMBRA_L1T", "umbra_l1t"),
+    l1_asm_macros!("UMBRA_L1TM", "umbra_l1tm"),
     r#"
 // Waits (PSTATE.I clear between trapped WFIs) until the IRQ handler has
 // counted `n` interrupts, at most 64 TICKS, a second (clobbers x4-x7).
-.macro UMBRA_L1T_WAIT_IRQS n, msg
+.macro UMBRA_L1TM_WAIT_IRQS n, msg
     mrs     x6, cntpct_el0
-    adr     x4, umbra_l1t_ticks
+    adr     x4, umbra_l1tm_ticks
     ldr     x7, [x4]
     add     x6, x6, x7, lsl #6
 1:  msr     daifclr, #2
     isb
     wfi
     msr     daifset, #2
-    adr     x4, umbra_l1t_irqs
+    adr     x4, umbra_l1tm_irqs
     ldr     x5, [x4]
     cmp     x5, #\n
     b.hs    2f
@@ -63,19 +66,19 @@ global_asm!(
     b.lo    1b
     mov     x11, x5
     adr     x10, \msg
-    b       umbra_l1t_fail
+    b       umbra_l1tm_fail
 2:
 .endm
 
 // Arms L1's EL2 physical timer (CNTP_*_EL0 with E2H = 1) TICKS ahead:
 // x20 = its CVAL, also the deadline the IRQ handler checks (clobbers x1,
 // x4).
-.macro UMBRA_L1T_ARM_EL2_PHYSICAL
-    adr     x4, umbra_l1t_ticks
+.macro UMBRA_L1TM_ARM_EL2_PHYSICAL
+    adr     x4, umbra_l1tm_ticks
     ldr     x1, [x4]
     mrs     x20, cntpct_el0
     add     x20, x20, x1
-    adr     x4, umbra_l1t_deadline
+    adr     x4, umbra_l1tm_deadline
     str     x20, [x4]
     msr     cntp_cval_el0, x20
     mov     x1, #1
@@ -91,18 +94,18 @@ umbra_l1_timer_image:
     add     x10, x9, #0x100000
     mov     sp, x10
     mrs     x1, CurrentEL
-    UMBRA_L1T_EXPECT x1, 8, umbra_l1t_msg_el
-    adr     x1, umbra_l1t_vectors
+    UMBRA_L1TM_EXPECT x1, 8, umbra_l1tm_msg_el
+    adr     x1, umbra_l1tm_vectors
     msr     vbar_el2, x1
     isb
     mrs     x1, cntfrq_el0
     lsr     x1, x1, #6
-    adr     x4, umbra_l1t_ticks
+    adr     x4, umbra_l1tm_ticks
     str     x1, [x4]
     // L2's stage 2 and L1's virtual HCR_EL2 (IMO: IRQs to virtual EL2).
     add     x13, x9, #0x200000
-    UMBRA_L1T_L2_STAGE2_TABLES umbra_l2t_payload
-    UMBRA_L1T_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    UMBRA_L1TM_L2_STAGE2_TABLES umbra_l2tm_payload
+    UMBRA_L1TM_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     // L1's own interface: everything in, group 1 on (PSTATE.I masked).
     mov     x1, #0xff
     msr     s3_0_c4_c6_0, x1
@@ -110,95 +113,101 @@ umbra_l1_timer_image:
     msr     s3_0_c12_c12_7, x1
     isb
     // 1: CNTHCTL_EL2 (trapped) as written.
-    UMBRA_L1T_MOV64 x1, {cnthctl_all}
+    UMBRA_L1TM_MOV64 x1, {cnthctl_all}
     msr     s3_4_c14_c1_0, x1
     mrs     x21, s3_4_c14_c1_0
-    UMBRA_L1T_EXPECT x21, {cnthctl_all}, umbra_l1t_msg_cnthctl
+    UMBRA_L1TM_EXPECT x21, {cnthctl_all}, umbra_l1tm_msg_cnthctl
     // A: the EL2 physical timer (CNTP_*_EL0 with E2H = 1), TICKS ahead.
-    UMBRA_L1T_ARM_EL2_PHYSICAL
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
     // The trapped CNTHP_CVAL_EL2 / CNTHP_CTL_EL2 name the same timer.
     mrs     x21, s3_4_c14_c2_2
     mov     x11, x21
-    adr     x10, umbra_l1t_msg_cnthp_cval
+    adr     x10, umbra_l1tm_msg_cnthp_cval
     cmp     x21, x20
-    b.ne    umbra_l1t_fail
+    b.ne    umbra_l1tm_fail
     mrs     x21, s3_4_c14_c2_1
     and     x21, x21, #3
-    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_cnthp_ctl
-    UMBRA_L1T_WAIT_IRQS 1, umbra_l1t_msg_no_irq_a
-    UMBRA_L1T_PUTS umbra_l1t_msg_a
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_cnthp_ctl
+    UMBRA_L1TM_WAIT_IRQS 1, umbra_l1tm_msg_no_irq_a
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_a
     // B: the EL2 virtual timer through the trapped CNTHV_TVAL_EL2.
-    adr     x4, umbra_l1t_ticks
+    adr     x4, umbra_l1tm_ticks
     ldr     x1, [x4]
+    // CVAL - TICKS is the count at the write: between the counts read
+    // just before and just after it (however long the trap took).
     mrs     x20, cntpct_el0
     msr     s3_4_c14_c3_0, x1
+    mrs     x23, cntpct_el0
     mov     x2, #1
     msr     cntv_ctl_el0, x2
     isb
     mrs     x21, cntv_cval_el0
-    adr     x4, umbra_l1t_deadline
+    adr     x4, umbra_l1tm_deadline
     str     x21, [x4]
-    sub     x22, x21, x20
-    mov     x11, x22
-    adr     x10, umbra_l1t_msg_cnthv_tval
-    cmp     x22, x1
-    b.lo    umbra_l1t_fail
-    cmp     x22, x1, lsl #1
-    b.hs    umbra_l1t_fail
-    UMBRA_L1T_WAIT_IRQS 2, umbra_l1t_msg_no_irq_b
-    UMBRA_L1T_PUTS umbra_l1t_msg_b
+    sub     x22, x21, x1
+    mov     x11, x21
+    adr     x10, umbra_l1tm_msg_cnthv_tval
+    cmp     x22, x20
+    b.lo    umbra_l1tm_fail
+    cmp     x22, x23
+    b.hi    umbra_l1tm_fail
+    UMBRA_L1TM_WAIT_IRQS 2, umbra_l1tm_msg_no_irq_b
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_b
     // C: CNTVOFF_EL2 (VNCR) = half the physical count; L2's physical
     // timer trapped (CNTHCTL_EL2.EL1PTEN clear); ERET to L2.
     mrs     x1, cntpct_el0
     lsr     x1, x1, #1
-    adr     x4, umbra_l1t_offset
+    adr     x4, umbra_l1tm_offset
     str     x1, [x4]
     msr     s3_4_c14_c0_3, x1
-    UMBRA_L1T_MOV64 x1, {cnthctl_trap_l2_timer}
+    UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_timer}
     msr     s3_4_c14_c1_0, x1
     // L2's CNTKCTL_EL1 through CNTKCTL_EL12 (trapped): reads back.
     mov     x1, #0x303
     msr     s3_5_c14_c1_0, x1
     mrs     x21, s3_5_c14_c1_0
-    UMBRA_L1T_EXPECT x21, 0x303, umbra_l1t_msg_cntkctl12
+    UMBRA_L1TM_EXPECT x21, 0x303, umbra_l1tm_msg_cntkctl12
     isb
-    UMBRA_L1T_PUTS umbra_l1t_msg_enter
-    UMBRA_L1T_AT_L2_PAYLOAD
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_enter
+    UMBRA_L1TM_AT_L2_PAYLOAD
+    mrs     x1, cntpct_el0
+    adr     x4, umbra_l1tm_before_l2
+    str     x1, [x4]
     eret
 
 "#,
-    l1_asm_print!("UMBRA_L1T", "umbra_l1t"),
+    l1_asm_print!("UMBRA_L1TM", "umbra_l1tm"),
     r#"
 
 "#,
-    l1_asm_fail!("UMBRA_L1T", "umbra_l1t"),
+    l1_asm_fail!("UMBRA_L1TM", "umbra_l1tm"),
     // The current EL's IRQ: A and B; the lower EL's: C and D, taking L1
     // out of L2 (whose HVCs and trapped timer read are the lower EL's
     // synchronous exceptions).
     l1_asm_vectors!(
-        "UMBRA_L1T",
-        "umbra_l1t",
-        "umbra_l1t_unexpected",
-        "umbra_l1t_irq",
-        "umbra_l1t_lower_sync",
-        "umbra_l1t_irq",
+        "UMBRA_L1TM",
+        "umbra_l1tm",
+        "umbra_l1tm_unexpected",
+        "umbra_l1tm_irq",
+        "umbra_l1tm_lower_sync",
+        "umbra_l1tm_irq",
     ),
     r#"
 
 // A timer PPI: acknowledged through L1's own ICV_IAR1, checked against
 // the step (INTID, not before the deadline), its timer quietened, EOId.
-umbra_l1t_irq:
-    UMBRA_L1T_SAVE
+umbra_l1tm_irq:
+    UMBRA_L1TM_SAVE
     adr     x9, umbra_l1_timer_image
     mrs     x19, s3_0_c12_c12_0
     mrs     x20, cntpct_el0
-    adr     x4, umbra_l1t_deadline
+    adr     x4, umbra_l1tm_deadline
     ldr     x21, [x4]
     mov     x11, x20
-    adr     x10, umbra_l1t_msg_early
+    adr     x10, umbra_l1tm_msg_early
     cmp     x20, x21
-    b.lo    umbra_l1t_fail
-    adr     x4, umbra_l1t_irqs
+    b.lo    umbra_l1tm_fail
+    adr     x4, umbra_l1tm_irqs
     ldr     x22, [x4]
     cmp     x22, #0
     b.eq    1f
@@ -209,195 +218,210 @@ umbra_l1t_irq:
     cmp     x22, #3
     b.eq    4f
     mov     x11, x19
-    adr     x10, umbra_l1t_msg_extra_irq
-    b       umbra_l1t_fail
+    adr     x10, umbra_l1tm_msg_extra_irq
+    b       umbra_l1tm_fail
     // A: the EL2 physical timer, off.
-1:  UMBRA_L1T_EXPECT x19, {hyp_physical_intid}, umbra_l1t_msg_intid_a
+1:  UMBRA_L1TM_EXPECT x19, {hyp_physical_intid}, umbra_l1tm_msg_intid_a
     msr     cntp_ctl_el0, xzr
     b       8f
     // B: the EL2 virtual timer, off.
-2:  UMBRA_L1T_EXPECT x19, {hyp_virtual_intid}, umbra_l1t_msg_intid_b
+2:  UMBRA_L1TM_EXPECT x19, {hyp_virtual_intid}, umbra_l1tm_msg_intid_b
     msr     cntv_ctl_el0, xzr
     b       8f
     // C: L2's virtual timer, ENABLE and ISTATUS in CNTV_CTL_EL02; masked.
-3:  UMBRA_L1T_EXPECT x19, {virtual_intid}, umbra_l1t_msg_intid_c
+3:  UMBRA_L1TM_EXPECT x19, {virtual_intid}, umbra_l1tm_msg_intid_c
     mrs     x21, s3_5_c14_c3_1
-    UMBRA_L1T_EXPECT x21, 5, umbra_l1t_msg_l2_ctl
+    UMBRA_L1TM_EXPECT x21, 5, umbra_l1tm_msg_l2_ctl
     mov     x1, #3
     msr     s3_5_c14_c3_1, x1
     msr     s3_0_c12_c12_1, x19
     add     x22, x22, #1
     str     x22, [x4]
-    UMBRA_L1T_PUTS umbra_l1t_msg_c
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_c
     // D: the EL2 physical timer TICKS ahead, L2 resumed.
-    UMBRA_L1T_ARM_EL2_PHYSICAL
-    UMBRA_L1T_RESTORE
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
+    UMBRA_L1TM_RESTORE
     eret
     // D: the EL2 physical timer expired while L2 ran.
-4:  UMBRA_L1T_EXPECT x19, {hyp_physical_intid}, umbra_l1t_msg_intid_d
+4:  UMBRA_L1TM_EXPECT x19, {hyp_physical_intid}, umbra_l1tm_msg_intid_d
     msr     cntp_ctl_el0, xzr
     msr     s3_0_c12_c12_1, x19
-    UMBRA_L1T_PUTS umbra_l1t_msg_d
-    adr     x4, umbra_l1t_traps
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_d
+    adr     x4, umbra_l1tm_traps
     ldr     x21, [x4]
-    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_traps
-    UMBRA_L1T_PUTS umbra_l1t_msg_pass
-    UMBRA_L1T_SYSTEM_OFF
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_traps
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_pass
+    UMBRA_L1TM_SYSTEM_OFF
 8:  msr     s3_0_c12_c12_1, x19
     add     x22, x22, #1
     str     x22, [x4]
-    UMBRA_L1T_RESTORE
+    UMBRA_L1TM_RESTORE
     eret
 
-umbra_l1t_lower_sync:
-    UMBRA_L1T_SAVE
+umbra_l1tm_lower_sync:
+    UMBRA_L1TM_SAVE
     adr     x9, umbra_l1_timer_image
     mrs     x19, esr_el2
     ubfx    x20, x19, #26, #6
     cmp     x20, #0x18
-    b.eq    umbra_l1t_l2_timer_trap
+    b.eq    umbra_l1tm_l2_timer_trap
     mov     x11, x19
-    adr     x10, umbra_l1t_msg_unexpected
+    adr     x10, umbra_l1tm_msg_unexpected
     cmp     x20, #0x16
-    b.ne    umbra_l1t_fail
+    b.ne    umbra_l1tm_fail
     and     x21, x19, #0xffff
     cmp     x21, #1
-    b.eq    umbra_l1t_hvc1
+    b.eq    umbra_l1tm_hvc1
     cmp     x21, #2
-    b.eq    umbra_l1t_hvc2
+    b.eq    umbra_l1tm_hvc2
     cmp     x21, #3
-    b.ne    umbra_l1t_fail
+    b.ne    umbra_l1tm_fail
     // L2's spin ended: a timer interrupt did not take it out.
-    adr     x4, umbra_l1t_irqs
+    adr     x4, umbra_l1tm_irqs
     ldr     x11, [x4]
-    adr     x10, umbra_l1t_msg_l2_not_interrupted
-    b       umbra_l1t_fail
+    adr     x10, umbra_l1tm_msg_l2_not_interrupted
+    b       umbra_l1tm_fail
 
-umbra_l1t_resume:
-    UMBRA_L1T_RESTORE
+umbra_l1tm_resume:
+    UMBRA_L1TM_RESTORE
     eret
 
-// C: L2's CNTVCT_EL0 (x2) is L1's physical count minus its CNTVOFF_EL2,
-// read a moment before (less than TICKS).
-umbra_l1t_hvc1:
+// C: L2's CNTVCT_EL0 (x2) is L1's physical count minus its CNTVOFF_EL2
+// at its read: between the counts before L1's ERET and now, less the
+// offset (however long the exits took).
+umbra_l1tm_hvc1:
     ldr     x22, [sp, #16]
     mrs     x20, cntpct_el0
-    adr     x4, umbra_l1t_offset
+    adr     x4, umbra_l1tm_offset
     ldr     x21, [x4]
     sub     x20, x20, x21
-    sub     x23, x20, x22
-    adr     x4, umbra_l1t_ticks
-    ldr     x24, [x4]
+    adr     x4, umbra_l1tm_before_l2
+    ldr     x23, [x4]
+    sub     x23, x23, x21
     mov     x11, x22
-    adr     x10, umbra_l1t_msg_l2_count
-    cmp     x23, x24
-    b.hs    umbra_l1t_fail
-    UMBRA_L1T_REPORT umbra_l1t_msg_l2_cntvct, x22
-    b       umbra_l1t_resume
+    adr     x10, umbra_l1tm_msg_l2_count
+    cmp     x22, x23
+    b.lo    umbra_l1tm_fail
+    cmp     x22, x20
+    b.hi    umbra_l1tm_fail
+    UMBRA_L1TM_REPORT umbra_l1tm_msg_l2_cntvct, x22
+    b       umbra_l1tm_resume
 
 // C: L2's CNTP_CTL_EL0 read trapped, as CNTHCTL_EL2.EL1PTEN = 0 asks:
 // counted, skipped, EL1PTEN set again.
-umbra_l1t_l2_timer_trap:
-    UMBRA_L1T_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1t_msg_trap_esr
-    adr     x4, umbra_l1t_traps
+umbra_l1tm_l2_timer_trap:
+    UMBRA_L1TM_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1tm_msg_trap_esr
+    adr     x4, umbra_l1tm_traps
     ldr     x5, [x4]
     add     x5, x5, #1
     str     x5, [x4]
     mrs     x1, elr_el2
     add     x1, x1, #4
     msr     elr_el2, x1
-    UMBRA_L1T_MOV64 x1, {cnthctl_all}
+    UMBRA_L1TM_MOV64 x1, {cnthctl_all}
     msr     s3_4_c14_c1_0, x1
-    b       umbra_l1t_resume
+    b       umbra_l1tm_resume
 
 // C: L2's second CNTP_CTL_EL0 read did not trap (x4: 0, L2's physical
 // timer off); L2's virtual timer armed for its virtual count + TICKS.
-umbra_l1t_hvc2:
-    adr     x4, umbra_l1t_traps
+umbra_l1tm_hvc2:
+    adr     x4, umbra_l1tm_traps
     ldr     x21, [x4]
-    UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_traps
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_traps
     ldr     x21, [sp, #32]
-    UMBRA_L1T_EXPECT x21, 0, umbra_l1t_msg_l2_cntp
+    UMBRA_L1TM_EXPECT x21, 0, umbra_l1tm_msg_l2_cntp
     // L2 read the CNTKCTL_EL1 L1 wrote (x5) and wrote 3, which
     // CNTKCTL_EL12 now reads.
     ldr     x21, [sp, #40]
-    UMBRA_L1T_EXPECT x21, 0x303, umbra_l1t_msg_l2_cntkctl
+    UMBRA_L1TM_EXPECT x21, 0x303, umbra_l1tm_msg_l2_cntkctl
     mrs     x21, s3_5_c14_c1_0
-    UMBRA_L1T_EXPECT x21, 3, umbra_l1t_msg_cntkctl12_after
-    UMBRA_L1T_PUTS umbra_l1t_msg_trapped
-    adr     x4, umbra_l1t_ticks
+    UMBRA_L1TM_EXPECT x21, 3, umbra_l1tm_msg_cntkctl12_after
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_trapped
+    adr     x4, umbra_l1tm_ticks
     ldr     x24, [x4]
-    adr     x4, umbra_l1t_offset
+    adr     x4, umbra_l1tm_offset
     ldr     x21, [x4]
     mrs     x20, cntpct_el0
     add     x22, x20, x24
-    adr     x4, umbra_l1t_deadline
+    adr     x4, umbra_l1tm_deadline
     str     x22, [x4]
     sub     x22, x22, x21
     msr     s3_5_c14_c3_2, x22
     mov     x1, #1
     msr     s3_5_c14_c3_1, x1
-    // CNTV_TVAL_EL02 (trapped): at most TICKS with the offset applied.
+    // CNTV_TVAL_EL02 (trapped), signed: the physical deadline minus the
+    // count at the read (hv applies CNTVOFF_EL2), so between the deadline
+    // minus the counts read just after and just before it.
+    ldr     x27, [x4]
+    mrs     x25, cntpct_el0
     mrs     x23, s3_5_c14_c3_0
+    mrs     x26, cntpct_el0
+    sxtw    x23, w23
+    sub     x28, x27, x26
+    sub     x29, x27, x25
     mov     x11, x23
-    adr     x10, umbra_l1t_msg_l2_tval
-    cmp     x23, x24
-    b.hi    umbra_l1t_fail
+    adr     x10, umbra_l1tm_msg_l2_tval
+    cmp     x23, x28
+    b.lt    umbra_l1tm_fail
+    cmp     x23, x29
+    b.gt    umbra_l1tm_fail
     isb
-    b       umbra_l1t_resume
+    b       umbra_l1tm_resume
 
 .balign 8
-umbra_l1t_irqs:
+umbra_l1tm_irqs:
     .quad   0
-umbra_l1t_traps:
+umbra_l1tm_traps:
     .quad   0
-umbra_l1t_ticks:
+umbra_l1tm_ticks:
     .quad   0
-umbra_l1t_deadline:
+umbra_l1tm_deadline:
     .quad   0
-umbra_l1t_offset:
+umbra_l1tm_offset:
     .quad   0
-umbra_l1t_msg_a:        .asciz "L1 (timer): A: its EL2 physical timer (CNTP_*_EL0 at E2H = 1; CNTHP_CVAL/CTL_EL2 read the same) fired: INTID 26 at VBAR_EL2 + 0x280\n"
-umbra_l1t_msg_b:        .asciz "L1: B: its EL2 virtual timer, armed through CNTHV_TVAL_EL2, fired: INTID 28\n"
-umbra_l1t_msg_enter:    .asciz "L1: C: CNTVOFF_EL2 = half the physical count, CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
-umbra_l1t_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
-umbra_l1t_msg_trapped:  .asciz "L1: L2's CNTP_CTL_EL0 read trapped to L1 once (EL1PTEN clear), not again (set); L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways\n"
-umbra_l1t_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
-umbra_l1t_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
-umbra_l1t_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
-umbra_l1t_msg_nl:       .asciz "\n"
-umbra_l1t_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
-umbra_l1t_msg_el:       .asciz "CurrentEL is not 2: "
-umbra_l1t_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
-umbra_l1t_msg_cnthctl:  .asciz "CNTHCTL_EL2 does not read back as written: "
-umbra_l1t_msg_cnthp_cval: .asciz "CNTHP_CVAL_EL2 is not the CNTP_CVAL_EL0 L1 wrote: "
-umbra_l1t_msg_cnthp_ctl: .asciz "CNTHP_CTL_EL2 is not enabled, unmasked after CNTP_CTL_EL0 = 1: "
-umbra_l1t_msg_cnthv_tval: .asciz "CNTV_CVAL_EL0 after CNTHV_TVAL_EL2 = TICKS is not count + TICKS: "
-umbra_l1t_msg_no_irq_a: .asciz "A: L1's EL2 physical timer interrupt did not come: interrupts "
-umbra_l1t_msg_no_irq_b: .asciz "B: L1's EL2 virtual timer interrupt did not come: interrupts "
-umbra_l1t_msg_early:    .asciz "a timer interrupt came before its deadline (physical count): "
-umbra_l1t_msg_extra_irq: .asciz "an interrupt after the last step: INTID "
-umbra_l1t_msg_intid_a:  .asciz "A: the interrupt is not the EL2 physical timer's PPI: "
-umbra_l1t_msg_intid_b:  .asciz "B: the interrupt is not the EL2 virtual timer's PPI: "
-umbra_l1t_msg_intid_c:  .asciz "C: the interrupt is not the EL1 virtual timer's PPI: "
-umbra_l1t_msg_intid_d:  .asciz "D: the interrupt is not the EL2 physical timer's PPI: "
-umbra_l1t_msg_l2_ctl:   .asciz "C: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: "
-umbra_l1t_msg_l2_count: .asciz "L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2: "
-umbra_l1t_msg_trap_esr: .asciz "L2's trapped access is not its CNTP_CTL_EL0 read: ESR_EL2 "
-umbra_l1t_msg_traps:    .asciz "L2's CNTP_CTL_EL0 reads did not trap exactly once: "
-umbra_l1t_msg_l2_cntp:  .asciz "L2's untrapped CNTP_CTL_EL0 is not its (off) timer's: "
-umbra_l1t_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taking it out to L1: interrupts "
-umbra_l1t_msg_cntkctl12: .asciz "CNTKCTL_EL12 does not read back as written: "
-umbra_l1t_msg_l2_cntkctl: .asciz "L2's CNTKCTL_EL1 is not what L1 wrote through CNTKCTL_EL12: "
-umbra_l1t_msg_cntkctl12_after: .asciz "CNTKCTL_EL12 does not read what L2 wrote to its CNTKCTL_EL1: "
-umbra_l1t_msg_l2_tval:  .asciz "CNTV_TVAL_EL02 is not at most TICKS (CNTVOFF_EL2 not applied): "
+umbra_l1tm_before_l2:
+    .quad   0
+umbra_l1tm_msg_a:        .asciz "L1 (timer): A: its EL2 physical timer (CNTP_*_EL0 at E2H = 1; CNTHP_CVAL/CTL_EL2 read the same) fired: INTID 26 at VBAR_EL2 + 0x280\n"
+umbra_l1tm_msg_b:        .asciz "L1: B: its EL2 virtual timer, armed through CNTHV_TVAL_EL2, fired: INTID 28\n"
+umbra_l1tm_msg_enter:    .asciz "L1: C: CNTVOFF_EL2 = half the physical count, CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
+umbra_l1tm_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
+umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTP_CTL_EL0 read trapped to L1 once (EL1PTEN clear), not again (set); L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways\n"
+umbra_l1tm_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
+umbra_l1tm_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
+umbra_l1tm_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
+umbra_l1tm_msg_nl:       .asciz "\n"
+umbra_l1tm_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
+umbra_l1tm_msg_el:       .asciz "CurrentEL is not 2: "
+umbra_l1tm_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1tm_msg_cnthctl:  .asciz "CNTHCTL_EL2 does not read back as written: "
+umbra_l1tm_msg_cnthp_cval: .asciz "CNTHP_CVAL_EL2 is not the CNTP_CVAL_EL0 L1 wrote: "
+umbra_l1tm_msg_cnthp_ctl: .asciz "CNTHP_CTL_EL2 is not enabled, unmasked after CNTP_CTL_EL0 = 1: "
+umbra_l1tm_msg_cnthv_tval: .asciz "CNTV_CVAL_EL0 after CNTHV_TVAL_EL2 = TICKS is not the count at the write + TICKS: "
+umbra_l1tm_msg_no_irq_a: .asciz "A: L1's EL2 physical timer interrupt did not come: interrupts "
+umbra_l1tm_msg_no_irq_b: .asciz "B: L1's EL2 virtual timer interrupt did not come: interrupts "
+umbra_l1tm_msg_early:    .asciz "a timer interrupt came before its deadline (physical count): "
+umbra_l1tm_msg_extra_irq: .asciz "an interrupt after the last step: INTID "
+umbra_l1tm_msg_intid_a:  .asciz "A: the interrupt is not the EL2 physical timer's PPI: "
+umbra_l1tm_msg_intid_b:  .asciz "B: the interrupt is not the EL2 virtual timer's PPI: "
+umbra_l1tm_msg_intid_c:  .asciz "C: the interrupt is not the EL1 virtual timer's PPI: "
+umbra_l1tm_msg_intid_d:  .asciz "D: the interrupt is not the EL2 physical timer's PPI: "
+umbra_l1tm_msg_l2_ctl:   .asciz "C: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: "
+umbra_l1tm_msg_l2_count: .asciz "L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2: "
+umbra_l1tm_msg_trap_esr: .asciz "L2's trapped access is not its CNTP_CTL_EL0 read: ESR_EL2 "
+umbra_l1tm_msg_traps:    .asciz "L2's CNTP_CTL_EL0 reads did not trap exactly once: "
+umbra_l1tm_msg_l2_cntp:  .asciz "L2's untrapped CNTP_CTL_EL0 is not its (off) timer's: "
+umbra_l1tm_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taking it out to L1: interrupts "
+umbra_l1tm_msg_cntkctl12: .asciz "CNTKCTL_EL12 does not read back as written: "
+umbra_l1tm_msg_l2_cntkctl: .asciz "L2's CNTKCTL_EL1 is not what L1 wrote through CNTKCTL_EL12: "
+umbra_l1tm_msg_cntkctl12_after: .asciz "CNTKCTL_EL12 does not read what L2 wrote to its CNTKCTL_EL1: "
+umbra_l1tm_msg_l2_tval:  .asciz "CNTV_TVAL_EL02 is not the physical deadline minus the count (CNTVOFF_EL2 not applied): "
 
 // L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): reports its virtual
 // count, reads CNTP_CTL_EL0 twice (the first traps to L1), then spins
 // while its virtual timer and L1's EL2 timer take it out, at most a second
 // of its virtual count (then `hvc #3`: they did not).
 .balign 4096
-umbra_l2t_payload:
+umbra_l2tm_payload:
     mrs     x2, cntvct_el0
     hvc     #1
     mrs     x3, cntp_ctl_el0

@@ -333,6 +333,7 @@ impl VcpuTimers {
             None => write_sysreg!("s3_4_c14_c2_1", 0),
         }
         if !l2_runs {
+            self.refresh_l2_istatus(page);
             self.list_for_l1(page, l1_virtual_hcr);
         }
         cpu::isb();
@@ -381,6 +382,20 @@ impl VcpuTimers {
         set_hardware_physical(self.l1_hyp.physical);
         set_hardware_virtual(self.l1_hyp.virtual_);
         self.l2_loaded = false;
+    }
+
+    /// L2's timers' CTL words in the VNCR page with ISTATUS as of now (L1
+    /// reads them with CNTP/CNTV_CTL_EL02, no trap): a timer whose
+    /// condition came while L1 ran reads ISTATUS at L1's next entry. A
+    /// limit: between L1's exits the word does not change by itself.
+    fn refresh_l2_istatus(&self, page: &VncrPage) {
+        let count = cpu::counter();
+        let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
+        page.set(CNTP_CTL_EL0, physical.ctl_read(count));
+        page.set(
+            CNTV_CTL_EL0,
+            virtual_.ctl_read(count.wrapping_sub(self.l2_virtual_offset(page))),
+        );
     }
 
     /// L1's timer PPIs (asserted and routed to its virtual EL2) in its own
