@@ -18,6 +18,14 @@ pub(crate) use core::sync::atomic::{
     fence, AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
 };
 
+/// A spin-wait's pause. Under loom it yields, so a model whose thread
+/// waits for another (`vgic::SpiHolders`'s gate) lets that thread run.
+#[cfg(loom)]
+pub(crate) use loom::hint::spin_loop;
+
+#[cfg(not(loom))]
+pub(crate) use core::hint::spin_loop;
+
 /// Atomics no protocol depends on (the virtual SGI priorities: a value
 /// read whole, with no ordering to anything else), so loom need not
 /// interleave them.

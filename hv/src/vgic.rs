@@ -17,7 +17,7 @@
 //! and SGI encodings), tested on the host; `arch::gic` applies them.
 
 use crate::platform::Region;
-use crate::sync::{unmodelled, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{spin_loop, unmodelled, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// The physical SGI hv uses to make another CPU refill its list registers.
 /// The sender makes its change visible (a DSB after the raise) before it
@@ -406,7 +406,7 @@ pub fn perform(
             let (virtual_bits, mut physical_bits) = split_sgi_ppi(value as u32, hv_ppis);
             // The owner first applies what other vCPUs asked of it, so
             // this write acts on the state they left.
-            held.apply_remote_clears(sgis);
+            held.apply_private_clears(sgis);
             sgis.set_clear(op, virtual_bits);
             match op {
                 SetClear::PendingClear | SetClear::ActiveClear => {
@@ -443,7 +443,7 @@ pub fn perform(
         // remote clear asked the owner to clear and it has not yet read
         // as cleared, as they will be (`VirtualSgis::requested_clears`).
         (RegisterAction::SgiPpi(op), None) => {
-            held.apply_remote_clears(sgis);
+            held.apply_private_clears(sgis);
             let physical = hw.read(address, 4) as u32 & 0xffff_0000 & !hv_ppis;
             let ppis = held.ppis(op);
             let ppi_view = (physical & !ppis.held) | ppis.in_state;
@@ -470,9 +470,11 @@ pub fn perform(
         // every SPI made active, and there is nobody to ask (`arch::gic`
         // calls `perform_spi` with every vCPU's state).
         (RegisterAction::Spi { op, first }, write) => {
+            let holders = SpiHolders::new();
             let only = SpiAccess {
                 writer: 0,
                 vcpus: core::slice::from_ref(sgis),
+                holders: &holders,
                 is_on: |_| true,
                 lines: SPECIAL_INTIDS,
                 route: |_| None,
@@ -502,9 +504,11 @@ pub struct SpiAccess<'a, R, P> {
     pub writer: usize,
     /// Every vCPU's state, by index.
     pub vcpus: &'a [VirtualSgis],
-    /// Whether vCPU k is on (PSCI ON) now; the others hold nothing. Asked
-    /// again after a post to vCPU k, which may have gone off meanwhile
-    /// (R35-2).
+    /// Every vCPU's SPI holders and their gate, shared by all vCPUs.
+    pub holders: &'a SpiHolders,
+    /// Whether vCPU k is on (PSCI ON) now; the others hold nothing. A
+    /// write asks it inside `holders`' gate, which a CPU_OFF's release
+    /// enters after marking its vCPU off.
     pub is_on: P,
     /// The INTIDs the distributor implements (`spi_lines`).
     pub lines: u32,
@@ -527,7 +531,11 @@ pub struct SpiAccess<'a, R, P> {
 /// until the guest deactivates it (HW bit); an SPI the guest makes active
 /// is held by a vCPU of hv's choice, below. Each SPI hv tracks is held
 /// by one vCPU at a time, and every physically active SPI is held by one
-/// (an SPI no vCPU holds is physically inactive).
+/// (an SPI no vCPU holds is physically inactive). `SpiHolders` names it
+/// for the other vCPUs, and a write runs alone in its gate, from the
+/// power states it reads to its last post: no acknowledgement, no
+/// holder's application of a request and no CPU_OFF's release comes in
+/// between.
 ///
 /// - Set-active (R27-7): the write is forwarded (the SPI is physically
 ///   active, so the hardware does not signal it while the guest has it
@@ -550,34 +558,35 @@ pub struct SpiAccess<'a, R, P> {
 ///   `made_active`). An SPI already physically active that the writer
 ///   does not hold is active already (R35-1): made active and not yet
 ///   placed by some vCPU (nothing to do), or held by another vCPU, which
-///   hv acknowledged it for; that vCPU is found by asking every other
-///   running vCPU to make its entry active if it holds it
-///   (`VirtualSpis::request_active`), so the SPI never gets a second
-///   holder. Not covered: an SPI the hardware delivers to a CPU between
-///   the writer's read of GICD_ISACTIVER<n> and its forwarded write (the
-///   write is then a no-op and the SPI gets two holders), and a
-///   clear-active request the holder takes in the same instant as the
-///   set-active (the holder ends its entry and ignores the request: the
-///   SPI ends inactive). Both need the SPI to change hands during the
-///   write; a per-SPI holder table would close them.
+///   hv acknowledged it for; that vCPU (`SpiHolders`) is asked to make
+///   its entry active (`VirtualSpis::request_active`), so the SPI never
+///   gets a second holder. The gate closes R35-1's two races: an SPI the
+///   hardware delivers to a CPU between the write's read of
+///   GICD_ISACTIVER<n> and its forwarded write (the SPI got two holders),
+///   and a clear-active request the holder takes in the instant of the
+///   set-active (the holder ended its entry and ignored the set-active:
+///   the SPI ended inactive).
 /// - Clear-active: what the writer holds is ended on its CPU
 ///   (`clear_held`; one made active and not yet placed is deactivated by
 ///   forwarding the write). The rest may be held by another vCPU, whose
-///   list registers only its own CPU can change: each other running
-///   vCPU is asked (`VirtualSpis::request_clear`) and kicked, and applies
-///   it to what it holds before its next refill (`apply_remote_clears`),
-///   the holder deactivating it through ICC_DIR_EL1. It is not forwarded:
-///   that would leave a HW list register active over an inactive SPI
-///   (R27-1 for SPIs). Until the holder applies it, reads show it
-///   inactive.
-/// - A vCPU that is off holds nothing (its CPU released it all), so what
-///   was posted to it while it went off is taken over by the writer
-///   (`adopt_spis_of_off_vcpu`, R35-2): at the start of every access for
-///   every vCPU that is off, and after a post to a vCPU seen off once
-///   posted. Reads count only running vCPUs' posts.
+///   list registers only its own CPU can change: the holder, if it is
+///   running, is asked (`VirtualSpis::request_clear`) and kicked, and
+///   applies it to what it holds before its next refill
+///   (`apply_remote_clears`), deactivating it through ICC_DIR_EL1. It is
+///   not forwarded: that would leave a HW list register active over an
+///   inactive SPI (R27-1 for SPIs). Until the holder applies it, reads
+///   show it inactive. Only the holder is asked: another vCPU that
+///   acknowledged the SPI later, once the holder's guest ended it, must
+///   not apply an older request to its newer activation.
+/// - A vCPU that is off holds nothing (its CPU released it all) and is
+///   asked nothing (R35-2): its CPU_OFF marks it off and then releases
+///   inside the gate, so a write either posted to it before (the release
+///   takes the post) or sees it off. Reads count only running vCPUs'
+///   posts.
 /// - Clear-pending: what the writer holds is withdrawn (`clear_held`),
 ///   the write is forwarded (it clears a physical pending state only),
-///   and every other running vCPU is asked to withdraw what it holds.
+///   and the holder, if another running vCPU, is asked to withdraw what
+///   it holds.
 /// - Reads of the active registers show the guest's view: an SPI made
 ///   active and not yet placed is active; an SPI the writer holds is
 ///   active when its list register is (a backlog entry, pending, is
@@ -624,17 +633,13 @@ pub fn perform_spi(
     };
     let w = w - 1;
     // The writer first applies what other vCPUs asked of it.
-    held.apply_remote_clears(own);
+    held.apply_spi_requests(own, access.holders);
     let vcpu_count = access.vcpus.len().min(32);
-    let running = (0..vcpu_count)
-        .filter(|&k| (access.is_on)(k))
-        .fold(0u32, |r, k| r | 1 << k);
-    // Posts left to vCPUs that have gone off (R35-2): taken over.
-    let icactiver = address.wrapping_sub(op_register_base(op)) + 0x380;
-    for k in (0..vcpu_count).filter(|&k| k != access.writer && running & (1 << k) == 0) {
-        adopt_spis_of_off_vcpu(&access.vcpus[k], own, w, icactiver, hw);
-    }
-    let others = (0..vcpu_count).filter(|&k| k != access.writer && running & (1 << k) != 0);
+    let running = || {
+        (0..vcpu_count)
+            .filter(|&k| (access.is_on)(k))
+            .fold(0u32, |r, k| r | 1 << k)
+    };
     let Some(value) = write else {
         let view = match op {
             SetClear::ActiveSet | SetClear::ActiveClear => {
@@ -644,6 +649,7 @@ pub fn perform_spi(
                 // (also one a backlog entry holds pending).
                 // Only running vCPUs' posts count: an off vCPU holds
                 // nothing (R35-2).
+                let running = running();
                 let counted = access
                     .vcpus
                     .iter()
@@ -672,6 +678,27 @@ pub fn perform_spi(
     if bits == 0 {
         return (0, 0);
     }
+    let holders = access.holders;
+    let _gate = holders.exclusive();
+    let running = running();
+    // The running vCPU other than the writer holding SPI k of the word:
+    // the one asked about it.
+    let holder_elsewhere = |k: u32| {
+        holders
+            .holder(first + k)
+            .filter(|&h| h != access.writer && h < vcpu_count && running & (1 << h) != 0)
+    };
+    // Posts to the holders of `bits`: the vCPUs to kick.
+    let ask = |bits: u32, post: &dyn Fn(&VirtualSpis, u32)| {
+        let mut asked = 0u32;
+        for k in (0..32).filter(|k| bits & (1 << k) != 0) {
+            if let Some(h) = holder_elsewhere(k) {
+                post(&access.vcpus[h].spis, 1 << k);
+                asked |= 1 << h;
+            }
+        }
+        asked
+    };
     let mut kicks = 0u32;
     match op {
         SetClear::ActiveSet => {
@@ -680,28 +707,25 @@ pub fn perform_spi(
             // here, it is either made active and not yet placed (by some
             // vCPU) or held by another vCPU (hv acknowledged it there):
             // the write has no effect on a GIC, so no second holder. The
-            // holder, which only its own CPU knows, is asked to make its
-            // entry active (`VirtualSpis::request_active`); the others
-            // ignore the request.
+            // holder is asked to make its entry active
+            // (`VirtualSpis::request_active`).
             let unplaced = access.vcpus.iter().fold(0, |r, v| r | v.spis.unplaced(w));
             let already = hw.read(address, 4) as u32 & bits & !held_here;
-            let held_elsewhere = already & !unplaced;
             // A clear requested earlier and not yet applied is withdrawn
             // (a clear then a set leaves the SPI active).
             for vcpu in access.vcpus.iter().take(32) {
                 vcpu.spis.cancel_clear_requests(w, already);
             }
-            if held_elsewhere != 0 {
-                for k in others {
-                    access.vcpus[k].spis.request_active(w, held_elsewhere);
-                    kicks |= 1 << k;
-                }
-            }
+            kicks |= ask(already & !unplaced, &|spis, bit| spis.request_active(w, bit));
             let bits = bits & !already;
             // Physically active first, so whatever ends one not yet
-            // placed finds it active.
+            // placed finds it active. Read back: a read of the distributor
+            // returns only once the write before it has reached it
+            // (Device-nGnRE), so the SPI is active there before the gate
+            // lets an acknowledgement in.
             if bits != 0 {
                 hw.write(address, 4, bits as u64);
+                hw.read(address, 4);
             }
             let holder = |k: u32| {
                 if held_here & (1 << k) != 0 {
@@ -713,7 +737,9 @@ pub fn perform_spi(
             };
             let mut for_vcpu = [0u32; 32];
             for k in (0..32).filter(|k| bits & (1 << k) != 0) {
-                for_vcpu[holder(k)] |= 1 << k;
+                let t = holder(k);
+                for_vcpu[t] |= 1 << k;
+                holders.record(first + k, t);
             }
             for (t, vcpu) in access.vcpus.iter().enumerate().take(32) {
                 vcpu.spis.cancel_clear_requests(w, bits);
@@ -733,13 +759,9 @@ pub fn perform_spi(
             if deactivate != 0 {
                 hw.write(address, 4, deactivate as u64);
             }
-            let remote = not_held & !unplaced;
-            if remote != 0 {
-                for k in others {
-                    access.vcpus[k].spis.request_clear(op, w, remote);
-                    kicks |= 1 << k;
-                }
-            }
+            kicks |= ask(not_held & !unplaced, &|spis, bit| {
+                spis.request_clear(SetClear::ActiveClear, w, bit)
+            });
         }
         SetClear::PendingSet => {
             // An SPI the writer holds pending is pending already: the
@@ -757,71 +779,14 @@ pub fn perform_spi(
             if forward != 0 {
                 hw.write(address, 4, forward as u64);
             }
-            for k in others {
-                access.vcpus[k].spis.request_clear(op, w, bits);
-                kicks |= 1 << k;
-            }
+            kicks |= ask(bits, &|spis, bit| {
+                spis.request_clear(SetClear::PendingClear, w, bit)
+            });
         }
         // `distributor` never gives other operations here.
         _ => {}
     }
-    // A vCPU posted to may have gone off since `running` was read, after
-    // its CPU released what it held (`release_list_registers`): nothing
-    // would take the post until it is turned on again (R35-2). Its CPU
-    // takes every word with an atomic swap after marking it off, so
-    // either it took the post, or the post came after that swap and this
-    // load sees it off: then the post is taken back here.
-    let posted = kicks;
-    for k in (0..vcpu_count).filter(|&k| posted & (1 << k) != 0) {
-        if !(access.is_on)(k) {
-            adopt_spis_of_off_vcpu(&access.vcpus[k], own, w, icactiver, hw);
-            kicks &= !(1 << k);
-        }
-    }
     (0, kicks)
-}
-
-/// The offset of the distributor register an SPI access of `op` is to
-/// (`distributor`), less its word: the register's base.
-fn op_register_base(op: SetClear) -> u64 {
-    match op {
-        SetClear::PendingSet => 0x200,
-        SetClear::PendingClear => 0x280,
-        SetClear::ActiveSet => 0x300,
-        _ => 0x380,
-    }
-}
-
-/// Word `w` of an off vCPU's SPI posts, taken over by a running vCPU
-/// (`own`; R35-2): an off vCPU holds nothing, so its requests (clears,
-/// set-actives of SPIs held elsewhere) are dropped; an SPI made active
-/// for it and not placed becomes `own`'s to place, unless a clear-active
-/// was requested after it, which ends it: the set-active made it
-/// physically active and nobody else holds it, so the writer forwards the
-/// clear (`icactiver`: GICD_ICACTIVER<w + 1>). Every word is swapped, so
-/// a post is taken by one CPU only, this one or the vCPU's own.
-///
-/// Left (review 37 R37-2): the caller read the vCPU's power state before
-/// the swap; if the vCPU comes back on in between and another vCPU posts
-/// to it, that post is taken here and dropped (a clear-active then waits
-/// for the guest's own deactivation). Closing it needs a re-check after
-/// the swap and a give-back, or only the CPU that powers the vCPU on
-/// touching its words.
-fn adopt_spis_of_off_vcpu(
-    off: &VirtualSgis,
-    own: &VirtualSgis,
-    w: usize,
-    icactiver: u64,
-    hw: &mut impl GicHardware,
-) {
-    let Some((unplaced, requested)) = off.spis.take_word(w) else {
-        return;
-    };
-    let ended = unplaced & requested;
-    if ended != 0 {
-        hw.write(icactiver, 4, ended as u64);
-    }
-    own.spis.put_back(w, unplaced & !requested);
 }
 
 /// Physical interrupts acknowledged for a vCPU but not yet in a list
@@ -899,13 +864,23 @@ pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCou
 /// SPI with a list register too for that list register (R35-3). Then
 /// every implemented list register is emptied (`clear_list_registers`).
 /// Clears other vCPUs requested are applied first.
+///
+/// The caller marked the vCPU off first; the rest runs inside `holders`'
+/// gate, alone, so a guest write to an SPI register (`perform_spi`, also
+/// alone there) either posted to this vCPU before (taken here) or sees it
+/// off and posts nothing to it: nothing is left in an off vCPU's words,
+/// and no other CPU ever takes them (review 37 R37-2: another CPU that
+/// took them over could take a post meant for the vCPU once it was on
+/// again).
 pub fn release_list_registers(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
     sgis: &VirtualSgis,
+    holders: &SpiHolders,
     backlog: &mut Backlog,
     count: ListRegisterCount,
 ) {
-    apply_remote_clears(cpu, sgis, backlog);
+    apply_remote_clears(cpu, sgis, holders, backlog);
+    let _gate = holders.exclusive();
     // The physical activations the used list registers stand for, each
     // deactivated once at the end.
     let used = count.used.min(MAX_LIST_REGISTERS);
@@ -922,11 +897,10 @@ pub fn release_list_registers(
     // or for the list register at the end: R35-3).
     sgis.spis.take_to_place();
     for w in 0..SPI_WORDS {
-        // Every word swapped, also when it looks empty: a writer's post
-        // after this swap then sees this vCPU off (marked before the
-        // release) and takes it back (`perform_spi`, R35-2). Requests
-        // posted since the clears above concern only what is deactivated
-        // here anyway.
+        // Every word swapped, also when it looks empty: no writer posts
+        // to this vCPU after it (R35-2). Requests posted since the clears
+        // above concern only what is deactivated here anyway; an off
+        // vCPU keeps none.
         let unplaced = sgis.spis.take_word(w).map_or(0, |(unplaced, _)| unplaced);
         let first = spi_word_first(w);
         for intid in (0..32u32)
@@ -1317,8 +1291,10 @@ pub trait PhysicalCpuInterface {
     fn drop_priority(&mut self, intid: u32);
     /// ICC_DIR_EL1: the deactivation.
     fn deactivate(&mut self, intid: u32);
-    /// An ISB (context synchronization), which must also keep the compiler
-    /// from moving memory accesses across it: see `take_interrupts`.
+    /// A DSB (the acknowledgements made so far visible to the GIC's other
+    /// observers: GICv3 does not guarantee it before one) and an ISB
+    /// (context synchronization), which must also keep the compiler from
+    /// moving memory accesses across them: see `take_interrupts`.
     fn synchronize(&mut self);
 }
 
@@ -1357,21 +1333,41 @@ pub trait PhysicalCpuInterface {
 /// INTID is merged into that list register by the refill right after
 /// (`fill_list_registers` says why), so no entry is ever left waiting for
 /// a list register.
+///
+/// The acknowledge loop runs inside `holders`' gate, shared, and records
+/// this vCPU (`vcpu`) as the holder of each SPI it acknowledges: a guest
+/// write to the SPI's registers (exclusive) then sees it either pending
+/// and not active, or active and held here, never in between (R35-1's
+/// first race: an SPI delivered between a set-active's read of the
+/// distributor and its forwarded write got two holders). The gate's
+/// acquire is a load the loop's branches depend on, and `synchronize`
+/// (its ISB) follows it, so no acknowledgement is performed before the
+/// gate is held; the `synchronize` after the loop (its DSB) makes the
+/// acknowledgements visible in the distributor before the gate is
+/// released.
+#[allow(clippy::too_many_arguments)]
 pub fn take_interrupts(
     gic: &mut (impl PhysicalCpuInterface + ListRegisters),
     maintenance: u32,
     sgis: &VirtualSgis,
+    holders: &SpiHolders,
+    vcpu: usize,
     backlog: &mut Backlog,
     priority: impl Fn(u32) -> u8,
 ) {
-    apply_remote_clears(gic, sgis, backlog);
+    apply_remote_clears(gic, sgis, holders, backlog);
     let mut maintenance_taken = false;
+    let gate = holders.share();
+    gic.synchronize();
     loop {
         let intid = gic.acknowledge();
         if intid >= SPECIAL_INTIDS {
             break;
         }
         gic.drop_priority(intid);
+        if intid >= 32 {
+            holders.record(intid, vcpu);
+        }
         if intid == maintenance {
             // Active until after the refill, so not taken again here.
             maintenance_taken = true;
@@ -1390,6 +1386,7 @@ pub fn take_interrupts(
         }
     }
     gic.synchronize();
+    drop(gate);
     if maintenance_taken {
         // The EOI maintenance condition (a software PPI entry ended) is
         // one of the maintenance interrupt's; it ends only here.
@@ -1422,9 +1419,14 @@ pub trait HeldInterrupts {
         ppi_bits: u32,
     ) -> u32;
 
-    /// On the owner's CPU: applies the clears other vCPUs requested
-    /// (`apply_remote_clears`); nothing elsewhere.
-    fn apply_remote_clears(&mut self, sgis: &VirtualSgis);
+    /// On the owner's CPU: applies the clears of its SGIs and PPIs other
+    /// vCPUs requested (`apply_remote_clears`); nothing elsewhere.
+    fn apply_private_clears(&mut self, sgis: &VirtualSgis);
+
+    /// On the owner's CPU: applies the requests about SPIs other vCPUs
+    /// made of it (`apply_remote_clears`), inside `holders`' gate; nothing
+    /// elsewhere.
+    fn apply_spi_requests(&mut self, sgis: &VirtualSgis, holders: &SpiHolders);
 
     /// The SGIs this CPU's list registers hold in the state a read of a
     /// set/clear-pending (`op` PendingSet/PendingClear) or
@@ -1486,7 +1488,9 @@ impl HeldInterrupts for NothingHeld {
         }
     }
 
-    fn apply_remote_clears(&mut self, _sgis: &VirtualSgis) {}
+    fn apply_private_clears(&mut self, _sgis: &VirtualSgis) {}
+
+    fn apply_spi_requests(&mut self, _sgis: &VirtualSgis, _holders: &SpiHolders) {}
 
     /// Another CPU's list registers cannot be read here: a remote read
     /// shows the SGIs not yet placed only.
@@ -1529,8 +1533,12 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
             & 0xffff_0000
     }
 
-    fn apply_remote_clears(&mut self, sgis: &VirtualSgis) {
-        apply_remote_clears(self.cpu, sgis, self.backlog);
+    fn apply_private_clears(&mut self, sgis: &VirtualSgis) {
+        apply_private_clears(self.cpu, sgis, self.backlog);
+    }
+
+    fn apply_spi_requests(&mut self, sgis: &VirtualSgis, holders: &SpiHolders) {
+        apply_spi_requests(self.cpu, sgis, holders, self.backlog);
     }
 
     fn sgis(&mut self, op: SetClear) -> u16 {
@@ -1686,6 +1694,18 @@ fn end_private(
 pub fn apply_remote_clears(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
     sgis: &VirtualSgis,
+    holders: &SpiHolders,
+    backlog: &mut Backlog,
+) {
+    apply_private_clears(cpu, sgis, backlog);
+    apply_spi_requests(cpu, sgis, holders, backlog);
+}
+
+/// `apply_remote_clears` for the SGIs and PPIs: all an access to the
+/// vCPU's own redistributor needs (`perform`).
+fn apply_private_clears(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
     backlog: &mut Backlog,
 ) {
     let pending = sgis.take_pending_clears();
@@ -1698,11 +1718,27 @@ pub fn apply_remote_clears(
     if active != 0 {
         end_private(SetClear::ActiveClear, active, unplaced, cpu, backlog);
     }
-    // SPIs (`perform_spi`): the same, one word at a time. A clear-active
-    // ends what this CPU holds, and an SPI made active for it and not
-    // placed, which no backlog entry holds too, through ICC_DIR_EL1 (an
-    // SPI's deactivation is not tied to the PE that activated it, as the
-    // HW list registers of SPIs made active rely on as well).
+}
+
+/// `apply_remote_clears` for the SPIs (`perform_spi`): the same, one word
+/// at a time. A clear-active ends what this CPU holds, and an SPI made
+/// active for it and not placed, which no backlog entry holds too, through
+/// ICC_DIR_EL1 (an SPI's deactivation is not tied to the PE that activated
+/// it, as the HW list registers of SPIs made active rely on as well).
+/// Inside `holders`' gate (shared): a writer's set-active sees the SPI
+/// either before the request is taken (and withdraws it) or after the
+/// deactivation (and forwards), never the request taken and the SPI
+/// still active (R35-1's second race: the SPI then ended inactive).
+fn apply_spi_requests(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
+    holders: &SpiHolders,
+    backlog: &mut Backlog,
+) {
+    if !sgis.spis.has_requests() {
+        return;
+    }
+    let _gate = holders.share();
     let words = sgis.spis.take_to_clear();
     for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
         let first = spi_word_first(w);
@@ -1720,7 +1756,8 @@ pub fn apply_remote_clears(
         }
         // Set-actives of SPIs already physically active (R35-1): made
         // active here if this CPU holds them (placed by the refill that
-        // follows, `place_spis`), ignored otherwise.
+        // follows, `place_spis`), ignored otherwise (the SPI's holder entry
+        // was stale: this vCPU's guest had ended it).
         let activate = sgis.spis.activate_requests[w].swap(0, Ordering::AcqRel);
         if activate != 0 {
             let here = Held {
@@ -2065,6 +2102,11 @@ impl VirtualSpis {
         self.to_place.load(Ordering::Acquire) != 0
     }
 
+    /// Whether some request may wait to be applied.
+    fn has_requests(&self) -> bool {
+        self.to_clear.load(Ordering::Acquire) != 0
+    }
+
     /// Another vCPU cleared the pending or active state (`op`) of `bits`
     /// of word `w`: recorded for this vCPU, which the writer then kicks.
     pub fn request_clear(&self, op: SetClear, w: usize, bits: u32) {
@@ -2095,6 +2137,17 @@ impl VirtualSpis {
     /// The clear-active requests of word `w` not yet applied.
     pub fn requested_clears(&self, w: usize) -> u32 {
         self.active.get(w).map_or(0, ActiveWord::requested)
+    }
+
+    /// Every request of word `w` not yet applied: clear-active,
+    /// clear-pending and set-active (`request_clear`, `request_active`).
+    pub fn requests(&self, w: usize) -> u32 {
+        if w >= SPI_WORDS {
+            return 0;
+        }
+        self.requested_clears(w)
+            | self.pending_clears[w].load(Ordering::Acquire)
+            | self.activate_requests[w].load(Ordering::Acquire)
     }
 
     /// The words with unplaced bits, flags cleared (one load when none).
@@ -2130,6 +2183,148 @@ impl VirtualSpis {
         self.pending_clears[w].swap(0, Ordering::AcqRel);
         self.activate_requests[w].swap(0, Ordering::AcqRel);
         Some((word as u32, (word >> 32) as u32))
+    }
+}
+
+/// The SPIs' holders, shared by every vCPU (review 37 R37-2 and the two
+/// races R35-1 left): which vCPU holds each SPI, and a gate that makes a
+/// holder's change and a writer's decision one step each.
+///
+/// Each SPI hv tracks is held by one vCPU at a time: the one hv
+/// acknowledged it for (`take_interrupts`), or the one a set-active chose
+/// (`perform_spi`). Only its own CPU sees its list registers, so the table
+/// names the vCPU for the others: the last one that acknowledged or was
+/// given it. The entry is not cleared when the holder's guest ends the SPI
+/// (a HW list register's deactivation is not seen by hv); a stale entry
+/// names a vCPU that holds the SPI no more, which ignores what it is asked
+/// about it. While the SPI is physically active the entry is right: every
+/// activation hv makes or acknowledges records its holder.
+///
+/// The gate is a readers-writer spin lock. Shared: an exit's acknowledge
+/// loop (the hardware changes an SPI from pending to active and the
+/// acknowledging CPU records itself), and a holder's application of
+/// requests (it takes a clear-active request and deactivates the SPI).
+/// Exclusive: a guest write to an SPI's pending or active registers
+/// (`perform_spi`: it reads the physical state, forwards, records the
+/// holder and posts requests, deciding on one state), and a CPU_OFF's
+/// release (`release_list_registers`: it marks the vCPU off before, so
+/// every writer either posted before the release, which takes the post,
+/// or sees the vCPU off). So an SPI cannot be delivered between a
+/// writer's read of GICD_ISACTIVER<n> and its forwarded set-active (it
+/// would get two holders), a holder cannot deactivate an SPI between a
+/// later set-active's read and its requests (the SPI would end inactive),
+/// and a post never lands in the words of a vCPU that is off (nobody but
+/// the vCPU's own CPU takes its words).
+///
+/// Writers are preferred (a waiting writer keeps new readers out); every
+/// section is short and never waits for another CPU.
+#[derive(Debug)]
+pub struct SpiHolders {
+    /// Bit 31: a writer holds or waits for the gate; bits 0-30: the readers
+    /// inside.
+    gate: AtomicU32,
+    /// By SPI (INTID 32 + i): its holder's vCPU index, or `NO_HOLDER`.
+    /// Accessed inside the gate only, which orders them.
+    holders: [AtomicU8; SPI_COUNT],
+}
+
+/// The SPIs hv can track: INTIDs 32-1019.
+const SPI_COUNT: usize = (SPECIAL_INTIDS - 32) as usize;
+const NO_HOLDER: u8 = u8::MAX;
+const GATE_WRITER: u32 = 1 << 31;
+
+impl Default for SpiHolders {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpiHolders {
+    /// No holders, the gate open. `const` for hv's static.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            gate: AtomicU32::new(0),
+            holders: [const { AtomicU8::new(NO_HOLDER) }; SPI_COUNT],
+        }
+    }
+
+    /// No holders, the gate open.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            gate: AtomicU32::new(0),
+            holders: core::array::from_fn(|_| AtomicU8::new(NO_HOLDER)),
+        }
+    }
+
+    /// Enters the gate shared (with other readers, no writer).
+    pub fn share(&self) -> SharedGate<'_> {
+        loop {
+            if self.gate.fetch_add(1, Ordering::Acquire) & GATE_WRITER == 0 {
+                return SharedGate(self);
+            }
+            self.gate.fetch_sub(1, Ordering::Relaxed);
+            while self.gate.load(Ordering::Relaxed) & GATE_WRITER != 0 {
+                spin_loop();
+            }
+        }
+    }
+
+    /// Enters the gate alone: takes the writer bit, then waits for the
+    /// readers inside to leave.
+    pub fn exclusive(&self) -> ExclusiveGate<'_> {
+        while self.gate.fetch_or(GATE_WRITER, Ordering::Acquire) & GATE_WRITER != 0 {
+            while self.gate.load(Ordering::Relaxed) & GATE_WRITER != 0 {
+                spin_loop();
+            }
+        }
+        while self.gate.load(Ordering::Acquire) & !GATE_WRITER != 0 {
+            spin_loop();
+        }
+        ExclusiveGate(self)
+    }
+
+    /// The vCPU holding `intid` (or that last held it: see above); None for
+    /// an SPI never held, or not an SPI. Inside the gate.
+    fn holder(&self, intid: u32) -> Option<usize> {
+        let i = intid.checked_sub(32)? as usize;
+        let k = self.holders.get(i)?.load(Ordering::Relaxed);
+        (k != NO_HOLDER).then_some(k as usize)
+    }
+
+    /// `vcpu` holds `intid` now (nothing for a vCPU index the table cannot
+    /// hold, or not an SPI). Inside the gate.
+    fn record(&self, intid: u32, vcpu: usize) {
+        let Some(entry) = intid
+            .checked_sub(32)
+            .and_then(|i| self.holders.get(i as usize))
+        else {
+            return;
+        };
+        if vcpu < NO_HOLDER as usize {
+            entry.store(vcpu as u8, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Inside `SpiHolders`'s gate, shared, until dropped.
+#[derive(Debug)]
+pub struct SharedGate<'a>(&'a SpiHolders);
+
+impl Drop for SharedGate<'_> {
+    fn drop(&mut self) {
+        self.0.gate.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Inside `SpiHolders`'s gate, alone, until dropped.
+#[derive(Debug)]
+pub struct ExclusiveGate<'a>(&'a SpiHolders);
+
+impl Drop for ExclusiveGate<'_> {
+    fn drop(&mut self) {
+        self.0.gate.fetch_and(!GATE_WRITER, Ordering::Release);
     }
 }
 
@@ -3286,7 +3481,7 @@ mod tests {
         // PPI 22 and SGI 4 made active by the guest, not yet placed.
         let sgis = VirtualSgis::new();
         sgis.set_active(1 << 22 | 1 << 4);
-        release_list_registers(&mut cpu, &sgis, &mut backlog, count);
+        release_list_registers(&mut cpu, &sgis, &SpiHolders::new(), &mut backlog, count);
         assert_eq!(cpu.lrs.lrs, [0; 4]);
         assert!(cpu.active.is_empty() && backlog.is_empty());
         assert_eq!(sgis.unplaced_active(), 0);
@@ -3413,6 +3608,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3437,6 +3634,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3504,6 +3703,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3536,6 +3737,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3563,6 +3766,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3573,7 +3778,10 @@ mod tests {
             "{:?}",
             cpu.trace
         );
-        assert_eq!(cpu.trace.iter().filter(|&&t| t == "ISB").count(), 1);
+        // And one before the first (the SPI gate's: `take_interrupts`).
+        let first_acknowledge = cpu.trace.iter().position(|&t| t == "IAR").unwrap();
+        assert_eq!(first_acknowledge.checked_sub(1).map(|i| cpu.trace[i]), Some("ISB"));
+        assert_eq!(cpu.trace.iter().filter(|&&t| t == "ISB").count(), 2);
         assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
     }
 
@@ -3594,6 +3802,8 @@ mod tests {
                 &mut cpu,
                 DEFAULT_MAINTENANCE_INTID,
                 &sgis,
+                &SpiHolders::new(),
+                0,
                 &mut backlog,
                 |_| 0xa0,
             );
@@ -3657,6 +3867,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &VirtualSgis::new(),
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -3975,7 +4187,8 @@ mod tests {
                 ) -> u32 {
                     ppi_bits
                 }
-                fn apply_remote_clears(&mut self, _sgis: &VirtualSgis) {}
+                fn apply_private_clears(&mut self, _sgis: &VirtualSgis) {}
+                fn apply_spi_requests(&mut self, _sgis: &VirtualSgis, _holders: &SpiHolders) {}
                 fn held_spis(&mut self, _op: SetClear, _first: u32) -> HeldPpis {
                     HeldPpis::default()
                 }
@@ -4177,6 +4390,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &vcpu0,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0x80,
         );
@@ -4188,6 +4403,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &vcpu0,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0x80,
         );
@@ -4326,7 +4543,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(&mut cpu, &sgis, &mut backlog, count);
+        release_list_registers(&mut cpu, &sgis, &SpiHolders::new(), &mut backlog, count);
         assert!(cpu.active.is_empty());
     }
 
@@ -4360,6 +4577,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &vcpu0,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0x80,
         );
@@ -4397,6 +4616,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &vcpu0,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -4438,7 +4659,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(&mut off, &sgis, &mut Backlog::new(), count);
+        release_list_registers(&mut off, &sgis, &SpiHolders::new(), &mut Backlog::new(), count);
         assert!(off.active.is_empty());
         // The guest deactivates, acknowledges, EOIs.
         cpu.lrs.lrs[0] = lr & !(0b11 << 62);
@@ -4451,6 +4672,8 @@ mod tests {
             &mut cpu,
             DEFAULT_MAINTENANCE_INTID,
             &sgis,
+            &SpiHolders::new(),
+            0,
             &mut backlog,
             |_| 0xa0,
         );
@@ -4567,6 +4790,7 @@ mod tests {
 
         struct Machine {
             vcpus: Vec<VirtualSgis>,
+            holders: SpiHolders,
             cpus: Vec<Cpu>,
             backlogs: Vec<Backlog>,
             dist: Dist,
@@ -4581,6 +4805,7 @@ mod tests {
                 let active = Physical::default();
                 Self {
                     vcpus: (0..n).map(|_| VirtualSgis::new()).collect(),
+                    holders: SpiHolders::new(),
                     cpus: (0..n)
                         .map(|_| Cpu {
                             lrs: FakeLrs::default(),
@@ -4609,6 +4834,7 @@ mod tests {
                 let access = SpiAccess {
                     writer,
                     vcpus: &self.vcpus,
+                    holders: &self.holders,
                     is_on: move |k: usize| running & (1 << k) != 0,
                     lines: self.lines,
                     route: move |_| route,
@@ -4635,7 +4861,12 @@ mod tests {
 
             /// One exit's refill on vCPU `v`'s CPU, as `arch::gic` does.
             fn fill(&mut self, v: usize) {
-                apply_remote_clears(&mut self.cpus[v], &self.vcpus[v], &mut self.backlogs[v]);
+                apply_remote_clears(
+                    &mut self.cpus[v],
+                    &self.vcpus[v],
+                    &self.holders,
+                    &mut self.backlogs[v],
+                );
                 fill_list_registers(
                     &mut self.cpus[v],
                     &self.vcpus[v],
@@ -4666,6 +4897,26 @@ mod tests {
                 } else if *lr >> 62 == 0 && *lr & LR_EOI == 0 {
                     *lr = 0;
                 }
+            }
+
+            /// hv acknowledged `intid` for vCPU `v` (physically active,
+            /// `v` its holder); the test puts it in `v`'s list registers
+            /// or backlog.
+            fn acknowledged(&mut self, v: usize, intid: u32) {
+                self.dist.active.borrow_mut().insert(intid);
+                self.holders.record(intid, v);
+            }
+
+            /// vCPU `v`'s CPU_OFF: marked off, then its release.
+            fn release(&mut self, v: usize, count: ListRegisterCount) {
+                self.running &= !(1 << v);
+                release_list_registers(
+                    &mut self.cpus[v],
+                    &self.vcpus[v],
+                    &self.holders,
+                    &mut self.backlogs[v],
+                    count,
+                );
             }
 
             fn lr(&self, v: usize, intid: u32) -> Option<u64> {
@@ -4751,7 +5002,7 @@ mod tests {
         #[test]
         fn set_active_of_an_spi_the_writer_holds_pending_stays_there() {
             let mut m = Machine::new(2);
-            m.dist.active.borrow_mut().insert(33);
+            m.acknowledged(1, 33);
             m.cpus[1].lrs.lrs[0] = list_register(33, Some(33), 0xa0);
             m.route = Some(0);
             assert_eq!(m.access(1, ISACTIVER1, Some(1 << 1)), (0, 0));
@@ -4771,7 +5022,7 @@ mod tests {
         #[test]
         fn set_active_of_a_queued_spi_is_active_and_pending() {
             let mut m = Machine::new(1);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.backlogs[0].push(40);
             m.access(0, ISACTIVER1, Some(1 << 8));
             assert_eq!(m.read(0, ISACTIVER1), 1 << 8, "active once set");
@@ -4862,7 +5113,7 @@ mod tests {
                     m.access(0, ISACTIVER1, Some(1 << 1));
                     m.fill(0);
                 } else {
-                    m.dist.active.borrow_mut().insert(33);
+                    m.acknowledged(0, 33);
                     m.cpus[0].lrs.lrs[0] = active_hw(33);
                 }
                 assert_eq!(m.lr(0, 33), Some(active_hw(33)));
@@ -4925,7 +5176,8 @@ mod tests {
         #[test]
         fn remote_clear_pending_withdraws_what_the_holder_has() {
             let mut m = Machine::new(2);
-            m.dist.active.borrow_mut().extend([40, 41]);
+            m.acknowledged(0, 40);
+            m.acknowledged(0, 41);
             m.backlogs[0].push(40);
             m.cpus[0].lrs.lrs[0] = list_register(41, Some(41), 0xa0);
             let bits = 1 << 8 | 1 << 9;
@@ -4943,7 +5195,7 @@ mod tests {
         fn release_deactivates_unplaced_spis_once() {
             let mut m = Machine::new(1);
             m.cpus[0].lrs.lrs = [active(list_register(8, None, 0xa0)); 4];
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.backlogs[0].push(40);
             m.access(0, ISACTIVER1, Some(1 << 1 | 1 << 8));
             m.fill(0);
@@ -4951,7 +5203,7 @@ mod tests {
                 implemented: 4,
                 used: 4,
             };
-            release_list_registers(&mut m.cpus[0], &m.vcpus[0], &mut m.backlogs[0], count);
+            m.release(0, count);
             assert!(m.dist.active.borrow().is_empty());
             assert!(!m.vcpus[0].spis.has_unplaced());
         }
@@ -4994,6 +5246,7 @@ mod tests {
                             let access = SpiAccess {
                                 writer,
                                 vcpus: &m.vcpus,
+                                holders: &m.holders,
                                 is_on: |_| true,
                                 lines: 1020,
                                 route: |_| Some(usize::MAX),
@@ -5047,7 +5300,7 @@ mod tests {
         #[test]
         fn r35_set_active_of_an_spi_another_vcpu_holds_is_not_placed_twice() {
             let mut m = Machine::new(2);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(1, 40);
             m.cpus[1].lrs.lrs[0] = active_hw(40);
             m.route = Some(0);
             m.access(0, ISACTIVER1, Some(1 << 8));
@@ -5064,7 +5317,7 @@ mod tests {
         #[test]
         fn a_set_active_request_is_ignored_by_a_vcpu_not_holding_the_spi() {
             let mut m = Machine::new(3);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(1, 40);
             m.cpus[1].lrs.lrs[0] = active_hw(40);
             m.route = Some(0);
             m.access(0, ISACTIVER1, Some(1 << 8));
@@ -5081,7 +5334,7 @@ mod tests {
         #[test]
         fn r35_after_the_holders_deactivation_the_spi_reads_inactive_everywhere() {
             let mut m = Machine::new(2);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(1, 40);
             m.cpus[1].lrs.lrs[0] = active_hw(40);
             m.route = Some(0);
             m.access(0, ISACTIVER1, Some(1 << 8));
@@ -5102,29 +5355,29 @@ mod tests {
         #[test]
         fn r35_release_deactivates_an_spi_once() {
             let mut m = Machine::new(2);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(1, 40);
             m.cpus[1].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
             m.route = Some(1);
             assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 1 << 1));
-            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            m.release(1, R35_COUNT);
             assert!(!m.physically_active(40));
         }
 
         /// R35-2. vCPU 0's GICD_ISACTIVER1 bit 8 (SPI 40 routed to vCPU 1)
-        /// races vCPU 1's CPU_OFF: vCPU 0 saw vCPU 1 ON (the `running`
-        /// mask `Gic::emulate` computes first), vCPU 1 then released its
-        /// interrupts (`release_list_registers`) and went off, and vCPU 0's
-        /// `perform_spi` recorded the set-active for vCPU 1. With vCPU 1 off,
-        /// vCPU 0's GICD_ICACTIVER1 bit 8 must end it (a GIC would); it
-        /// does not: SPI 40 stays physically active and reads active until
-        /// vCPU 1 is turned on again.
+        /// and vCPU 1's CPU_OFF: the release runs inside the SPI gate once
+        /// vCPU 1 is marked off, so vCPU 0's write either posted before it
+        /// (the release takes the set-active and ends it, below) or, as
+        /// here, sees vCPU 1 off: the set-active stays with vCPU 0 (vCPU 1
+        /// is not kicked), and vCPU 0's GICD_ICACTIVER1 bit 8 ends it (it
+        /// used to be posted to vCPU 1 and stay physically active until
+        /// vCPU 1 was turned on again).
         #[test]
         fn r35_set_active_for_a_vcpu_going_off_can_still_be_cleared() {
             let mut m = Machine::new(2);
             m.route = Some(1);
-            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
-            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 1 << 1));
-            m.running = 0b01;
+            m.release(1, R35_COUNT);
+            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 8)), (0, 0));
+            assert_eq!(m.vcpus[1].spis.unplaced(0), 0);
             m.access(0, ICACTIVER1, Some(1 << 8));
             m.fill(0);
             assert_eq!(m.read(0, ISACTIVER1), 0, "SPI 40 reads active for good");
@@ -5134,39 +5387,36 @@ mod tests {
             );
         }
 
-        /// Review 37 R37-3: a set-active and a later clear-active both
-        /// posted to vCPU 1 (SPI 40 routed there) after its CPU_OFF
-        /// released it, while vCPU 0 still saw it on. Once vCPU 0 sees it
-        /// off, its next access takes vCPU 1's words over: the clear ends
-        /// the set-active, and since the set-active made SPI 40 physically
-        /// active and nobody holds it, vCPU 0 forwards GICD_ICACTIVER1.
+        /// Review 37 R37-3's scenario: a set-active and a later
+        /// clear-active posted to vCPU 1 (SPI 40 routed there) while it is
+        /// on; its CPU_OFF's release takes both and, since the set-active
+        /// made SPI 40 physically active and nothing else holds it, ends
+        /// it physically, once.
         #[test]
-        fn an_adopted_set_active_with_a_later_clear_is_ended_physically() {
+        fn posts_a_release_takes_are_ended_physically() {
             let mut m = Machine::new(2);
             m.route = Some(1);
-            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
             m.access(0, ISACTIVER1, Some(1 << 8));
-            m.access(0, ICACTIVER1, Some(1 << 8));
+            assert_eq!(m.access(0, ICACTIVER1, Some(1 << 8)), (0, 1 << 1));
             assert!(m.physically_active(40), "the set-active was forwarded");
-            m.running = 0b01;
-            m.read(0, ISACTIVER1);
+            m.release(1, R35_COUNT);
             assert!(!m.physically_active(40), "SPI 40 left physically active");
             assert_eq!(m.read(0, ISACTIVER1), 0);
         }
 
-        /// R35-2, the request flavour. vCPU 0's GICD_ICACTIVER1 bit 8 races
-        /// vCPU 1's CPU_OFF the same way: the request lands in vCPU 1's
-        /// word after its release, and stays there while vCPU 1 is off.
-        /// Later SPI 40 fires on vCPU 0 and its guest acknowledges it
-        /// (active, HW list register). Every read of GICD_ISACTIVER1 masks
-        /// the stale request and shows SPI 40 inactive.
+        /// R35-2, the request flavour. vCPU 0's GICD_ICACTIVER1 bit 8 after
+        /// vCPU 1's CPU_OFF (it used to land in vCPU 1's word after its
+        /// release and stay there while vCPU 1 was off). Later SPI 40 fires
+        /// on vCPU 0 and its guest acknowledges it (active, HW list
+        /// register). No stale request hides it: GICD_ISACTIVER1 shows SPI
+        /// 40 active.
         #[test]
         fn r35_a_stale_request_of_an_off_vcpu_does_not_hide_an_active_spi() {
             let mut m = Machine::new(2);
-            release_list_registers(&mut m.cpus[1], &m.vcpus[1], &mut m.backlogs[1], R35_COUNT);
+            m.release(1, R35_COUNT);
             m.access(0, ICACTIVER1, Some(1 << 8));
             m.running = 0b01;
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.cpus[0].lrs.lrs[0] = active_hw(40);
             assert_eq!(
                 m.read(0, ISACTIVER1),
@@ -5175,49 +5425,45 @@ mod tests {
             );
         }
 
-        /// R35-2, the check after posting: vCPU 1 is on when vCPU 0's
-        /// GICD_ISACTIVER1 bit 8 (SPI 40, routed to vCPU 1) starts and off
-        /// once the set-active is posted (its CPU_OFF released its list
-        /// registers in between). vCPU 0 takes the set-active back: its
-        /// own to place, vCPU 1 not kicked, nothing left in vCPU 1's words.
+        /// Review 37 R37-2: vCPU 2 was off when vCPU 0 read the power
+        /// states for its access (`running` without it) and is on again
+        /// by the time that access runs: hv acknowledged SPI 40 for it
+        /// (active in a HW list register), and vCPU 1's GICD_ICACTIVER1 bit
+        /// 8 asked it to end SPI 40. vCPU 0's access must leave vCPU 2's
+        /// words alone (it used to take an off vCPU's words over, dropping
+        /// the request: SPI 40 stayed active); vCPU 2's refill ends it.
         #[test]
-        fn r35_a_post_to_a_vcpu_seen_off_afterwards_is_taken_back() {
-            let mut m = Machine::new(2);
-            let asked = core::cell::Cell::new(0);
-            let access = SpiAccess {
-                writer: 0,
-                vcpus: &m.vcpus,
-                is_on: |k: usize| {
-                    if k == 1 {
-                        asked.set(asked.get() + 1);
-                    }
-                    k == 0 || asked.get() == 1
-                },
-                lines: 1020,
-                route: |_| Some(1),
-            };
-            let (_, kicks) = perform_spi(
-                SetClear::ActiveSet,
-                32,
-                GICD + ISACTIVER1,
-                4,
-                Some(1 << 8),
-                &access,
-                &mut Held {
-                    cpu: &mut m.cpus[0],
-                    backlog: &mut m.backlogs[0],
-                },
-                &mut m.dist,
-            );
-            assert_eq!(asked.get(), 2, "asked again after the post");
-            assert_eq!(kicks, 0, "vCPU 1 is off");
-            assert_eq!(m.vcpus[1].spis.unplaced(0), 0, "stranded in vCPU 1's word");
-            m.running = 0b01;
-            m.fill(0);
-            assert_eq!(m.lr(0, 40), Some(active_hw(40)));
-            assert!(m.physically_active(40));
-            m.guest_dir(0, 40);
+        fn r37_a_vcpu_back_on_keeps_what_was_posted_to_it() {
+            let mut m = Machine::new(3);
+            m.acknowledged(2, 40);
+            m.cpus[2].lrs.lrs[0] = active_hw(40);
+            assert_eq!(m.access(1, ICACTIVER1, Some(1 << 8)), (0, 1 << 2));
+            m.running = 0b011;
+            m.read(0, ISACTIVER1);
+            m.access(0, ISPENDR1, Some(1 << 9));
+            m.running = 0b111;
+            m.fill(2);
+            assert_eq!(m.lr(2, 40), None, "the clear-active was dropped");
             assert!(!m.physically_active(40));
+        }
+
+        /// Review 37: a CPU_OFF takes every request posted to the vCPU,
+        /// of each kind (clear-active, clear-pending, set-active of an SPI
+        /// it holds): an off vCPU keeps none (the swaps of the
+        /// clear-pending and set-active request words were not checked).
+        #[test]
+        fn a_release_leaves_no_request_of_any_kind() {
+            for (offset, intid) in [(ICACTIVER1, 40), (ICPENDR1, 41), (ISACTIVER1, 42)] {
+                let mut m = Machine::new(2);
+                m.acknowledged(1, intid);
+                m.cpus[1].lrs.lrs[0] = list_register(intid, Some(intid), 0xa0);
+                let bit = 1u64 << (intid - 32);
+                assert_eq!(m.access(0, offset, Some(bit)), (0, 1 << 1), "{offset:#x}");
+                assert_eq!(m.vcpus[1].spis.requests(0), bit as u32, "{offset:#x}");
+                m.release(1, R35_COUNT);
+                assert_eq!(m.vcpus[1].spis.requests(0), 0, "{offset:#x} left");
+                assert!(!m.physically_active(intid));
+            }
         }
 
         /// Review 37 R37-1: vCPU 0's guest handles SPI 40 (hv acknowledged
@@ -5228,7 +5474,7 @@ mod tests {
         #[test]
         fn r37_a_held_active_spi_pending_again_reads_pending() {
             let mut m = Machine::new(1);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.dist.pending.insert(40);
             m.cpus[0].lrs.lrs[0] = active_hw(40);
             assert_eq!(m.read(0, ISPENDR1), 1 << 8, "ISPENDR1");
@@ -5243,7 +5489,7 @@ mod tests {
         #[test]
         fn r35_a_held_pending_spi_reads_pending() {
             let mut m = Machine::new(1);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.cpus[0].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
             assert_eq!(m.read(0, ISACTIVER1), 0, "not active: right");
             assert_eq!(m.read(0, ICPENDR1), 1 << 8, "pending in the list register");
@@ -5257,7 +5503,7 @@ mod tests {
         #[test]
         fn r35_set_pending_of_a_held_pending_spi_is_not_forwarded() {
             let mut m = Machine::new(1);
-            m.dist.active.borrow_mut().insert(40);
+            m.acknowledged(0, 40);
             m.cpus[0].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
             m.access(0, ISPENDR1, Some(0b11 << 8));
             assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 9)]);

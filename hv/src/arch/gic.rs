@@ -54,6 +54,9 @@ struct Backlog([UnsafeCell<vgic::Backlog>; MAX_CPUS]);
 unsafe impl Sync for Backlog {}
 static BACKLOG: Backlog = Backlog([const { UnsafeCell::new(ArrayVec::new_const()) }; MAX_CPUS]);
 static SGIS: [VirtualSgis; MAX_CPUS] = [const { VirtualSgis::new() }; MAX_CPUS];
+/// Which vCPU holds each SPI, and the gate guest SPI writes, acknowledge
+/// loops and CPU_OFF releases pass (`vgic::SpiHolders`).
+static SPI_HOLDERS: vgic::SpiHolders = vgic::SpiHolders::new();
 
 fn wait_distributor_rwp(d: u64) -> Result<(), &'static str> {
     vgic::wait_for_rwp(&mut Hardware, d + GICD_CTLR, vgic::GICD_CTLR_RWP)
@@ -219,9 +222,15 @@ impl Gic {
     /// guest's, refill the list registers (`vgic::take_interrupts`).
     pub fn take_interrupts(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, cpu| {
-            vgic::take_interrupts(cpu, self.maintenance, &SGIS[vcpu], backlog, |intid| {
-                self.priority(vcpu, intid)
-            })
+            vgic::take_interrupts(
+                cpu,
+                self.maintenance,
+                &SGIS[vcpu],
+                &SPI_HOLDERS,
+                vcpu,
+                backlog,
+                |intid| self.priority(vcpu, intid),
+            )
         });
     }
 
@@ -230,7 +239,7 @@ impl Gic {
     /// free list registers; asks for a maintenance interrupt if some remain.
     pub fn fill_list_registers(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, lrs| {
-            vgic::apply_remote_clears(lrs, &SGIS[vcpu], backlog);
+            vgic::apply_remote_clears(lrs, &SGIS[vcpu], &SPI_HOLDERS, backlog);
             vgic::fill_list_registers(lrs, &SGIS[vcpu], backlog, |intid| {
                 self.priority(vcpu, intid)
             })
@@ -272,7 +281,13 @@ impl Gic {
     /// deactivated here (their virtual copies vanish with the vCPU).
     pub fn release_cpu(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, cpu| {
-            vgic::release_list_registers(cpu, &SGIS[vcpu], backlog, self.list_registers)
+            vgic::release_list_registers(
+                cpu,
+                &SGIS[vcpu],
+                &SPI_HOLDERS,
+                backlog,
+                self.list_registers,
+            )
         });
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
     }
@@ -364,6 +379,7 @@ impl Gic {
             let spi = vgic::SpiAccess {
                 writer: vcpu,
                 vcpus,
+                holders: &SPI_HOLDERS,
                 is_on: |k: usize| super::POWER.get(k) == crate::psci::PowerState::On,
                 lines: self.spi_lines,
                 route: |intid: u32| {
@@ -469,11 +485,16 @@ impl vgic::PhysicalCpuInterface for CpuInterface {
     }
 
     fn synchronize(&mut self) {
-        // An ISB after the acknowledge loop, before the refill reads the
-        // pending SGIs (vgic::take_interrupts says why). cpu::isb's asm is
-        // not `nomem`, so the compiler cannot move the refill's loads
-        // above it either (read_sysreg!'s ICC_IAR1_EL1 read is `nomem`
-        // and orders no memory access by itself).
+        // Around the acknowledge loop (vgic::take_interrupts says why): a
+        // DSB, as GICv3 (4.1.1) asks before the effect of an ICC_IAR1_EL1
+        // read on the INTID's state is visible to others (the distributor
+        // reads of a guest SPI write), then an ISB, before the refill
+        // reads the pending SGIs. Neither asm is `nomem`, so the compiler
+        // cannot move memory accesses (the refill's loads, the SPI gate's
+        // atomics) across them either (read_sysreg!'s ICC_IAR1_EL1 read
+        // is `nomem` and orders no memory access by itself).
+        // SAFETY: a barrier.
+        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
         super::cpu::isb();
     }
 }
