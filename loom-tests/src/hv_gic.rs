@@ -2,9 +2,10 @@
 //! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`) share:
 //! a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
 //! state kept by `P` (each model says which INTIDs a deactivation may
-//! find active), and an exit's refill as `arch::gic` runs it.
+//! find active, and which one an acknowledgement may take), and an exit's
+//! refill as `arch::gic` runs it.
 
-use hv::vgic::{self, Backlog, ListRegisters, PhysicalCpuInterface, VirtualSgis};
+use hv::vgic::{self, Backlog, ListRegisters, PhysicalCpuInterface, SpiHolders, VirtualSgis};
 use loom::sync::atomic::{AtomicBool, Ordering};
 
 /// The priority every refill gives a virtual interrupt.
@@ -14,10 +15,15 @@ pub const PRIORITY: u8 = 0xa0;
 /// deactivation of an INTID that is not active fails the model.
 pub trait PhysicalActive {
     fn deactivate(&mut self, intid: u32);
+    /// ICC_IAR1_EL1: an interrupt pending and not active, now active; by
+    /// default none (1023).
+    fn acknowledge(&mut self) -> u32 {
+        1023
+    }
 }
 
-/// One CPU: `N` list registers and the physical active states `physical`.
-/// It acknowledges nothing (ICC_IAR1_EL1 reads 1023).
+/// One CPU: `N` list registers and the physical active states `physical`,
+/// which say what it acknowledges.
 #[derive(Debug)]
 pub struct FakeCpu<const N: usize, P> {
     pub lrs: [u64; N],
@@ -59,7 +65,7 @@ impl<const N: usize, P> ListRegisters for FakeCpu<N, P> {
 
 impl<const N: usize, P: PhysicalActive> PhysicalCpuInterface for FakeCpu<N, P> {
     fn acknowledge(&mut self) -> u32 {
-        1023
+        self.physical.acknowledge()
     }
     fn drop_priority(&mut self, _intid: u32) {}
     fn deactivate(&mut self, intid: u32) {
@@ -73,9 +79,10 @@ impl<const N: usize, P: PhysicalActive> PhysicalCpuInterface for FakeCpu<N, P> {
 pub fn refill(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
     sgis: &VirtualSgis,
+    holders: &SpiHolders,
     backlog: &mut Backlog,
 ) {
-    vgic::apply_remote_clears(cpu, sgis, backlog);
+    vgic::apply_remote_clears(cpu, sgis, holders, backlog);
     vgic::fill_list_registers(cpu, sgis, backlog, |_| PRIORITY);
 }
 
@@ -85,12 +92,14 @@ pub fn active_sgi(intid: u64) -> u64 {
     0b10 << 62 | 1 << 60 | u64::from(PRIORITY) << 48 | intid
 }
 
-/// The distributor's active state of one SPI, shared by the vCPUs' threads:
-/// only that SPI may be deactivated, and only while active.
+/// The distributor's active and pending state of one SPI, shared by the
+/// vCPUs' threads: only that SPI may be deactivated, and only while
+/// active; a CPU acknowledges it while it is pending and not active.
 #[derive(Debug)]
 pub struct ActiveSpi {
     pub intid: u32,
     pub active: AtomicBool,
+    pub pending: AtomicBool,
 }
 
 impl ActiveSpi {
@@ -98,6 +107,7 @@ impl ActiveSpi {
         ActiveSpi {
             intid,
             active: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
         }
     }
 }
@@ -109,6 +119,16 @@ impl PhysicalActive for loom::sync::Arc<ActiveSpi> {
             self.active.swap(false, Ordering::AcqRel),
             "SPI {intid} deactivated while not active"
         );
+    }
+
+    /// Taken only if not active, which the swap decides (a writer's
+    /// set-active stores to `active` too); `pending` is cleared only here.
+    fn acknowledge(&mut self) -> u32 {
+        if !self.pending.load(Ordering::Acquire) || self.active.swap(true, Ordering::AcqRel) {
+            return 1023;
+        }
+        self.pending.store(false, Ordering::Release);
+        self.intid
     }
 }
 

@@ -12,7 +12,7 @@
 //! unplaced (then the request ends it).
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, NothingHeld, SetClear, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, NothingHeld, SetClear, SpiHolders, VirtualSgis};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -69,11 +69,12 @@ fn model(lrs: [u64; 2]) {
             })
         };
         let mut backlog = Backlog::new();
-        refill(&mut owner, &sgis, &mut backlog);
+        let holders = SpiHolders::new();
+        refill(&mut owner, &sgis, &holders, &mut backlog);
         remote.join().unwrap();
         // The kick is taken (its ISB orders the refill after it).
         assert!(kicked.load(Ordering::Acquire));
-        refill(&mut owner, &sgis, &mut backlog);
+        refill(&mut owner, &sgis, &holders, &mut backlog);
         assert_eq!(
             owner.holding(PPI),
             0,

@@ -234,7 +234,15 @@ impl Target {
         self.acknowledged = 0;
         let before = self.lrs.clone();
         let mut backlog = std::mem::take(&mut self.backlog);
-        vgic::take_interrupts(self, MAINTENANCE, sgis, &mut backlog, |_| 0xa0);
+        vgic::take_interrupts(
+            self,
+            MAINTENANCE,
+            sgis,
+            &vgic::SpiHolders::new(),
+            0,
+            &mut backlog,
+            |_| 0xa0,
+        );
         assert!(!self.maintenance_active, "maintenance left active");
         assert!(!self.kick_active, "kick left active");
         self.after_fill(sgis, &before);

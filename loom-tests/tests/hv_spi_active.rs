@@ -1,16 +1,21 @@
 //! Loom models of review 27 R27-7: SPIs made active through
 //! GICD_ISACTIVER<n> are held by one vCPU's list registers, and another
-//! vCPU's GICD_ICACTIVER<n> for them is a request to that vCPU. Both run
+//! vCPU's GICD_ICACTIVER<n> for them is a request to that vCPU. They run
 //! hv's own `vgic::perform_spi` on the writer's thread (vCPU 1) against the
 //! holder's exit refill on its own (vCPU 0: `vgic::apply_remote_clears`,
 //! then `vgic::fill_list_registers`, as `arch::gic` does), and once the
 //! writer's kick arrives, another refill. The per-vCPU summary words
 //! (`VirtualSpis`'s words to place and to clear, set after the SPI word
-//! itself, swapped by the owner before it reads the words) are what these
-//! models check: no set-active and no request may be lost to the race.
+//! itself, swapped by the owner before it reads the words) are what the
+//! first models check: no set-active and no request may be lost to the
+//! race. The later ones check `vgic::SpiHolders`'s gate: an SPI the
+//! hardware delivers during a set-active, a clear-active request taken at
+//! a later set-active, and posts racing a CPU_OFF.
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, PhysicalCpuInterface, SpiAccess, VirtualSgis};
+use hv::vgic::{
+    self, Backlog, GicHardware, Held, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
+};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -20,11 +25,19 @@ const SPI: u32 = 33;
 const GICD: u64 = 0x0800_0000;
 const ISACTIVER1: u64 = 0x0304;
 const ICACTIVER1: u64 = 0x0384;
+const ICPENDR1: u64 = 0x0284;
 
 /// One CPU: two list registers; the distributor's active state of the SPI,
 /// which the writer's set-active makes active and the holder's
 /// deactivation ends (a deactivation too many fails the model).
 type Cpu = FakeCpu<2, Arc<ActiveSpi>>;
+
+/// What the vCPUs share: their states and the SPI holders.
+type Shared = Arc<([VirtualSgis; 2], SpiHolders)>;
+
+fn shared() -> Shared {
+    Arc::new(([VirtualSgis::new(), VirtualSgis::new()], SpiHolders::new()))
+}
 
 /// The writer's view of the distributor: a set-active reaches it, any
 /// other write (a forwarded clear-active of an SPI another vCPU holds)
@@ -47,20 +60,40 @@ impl GicHardware for WriterHardware {
 
 /// vCPU 1's write of `value` to the distributor register at `offset`, its
 /// own CPU holding nothing; every SPI routed to vCPU 0. Returns the kicks.
-fn writer_access(
-    vcpus: &[VirtualSgis],
-    distributor: &Arc<ActiveSpi>,
-    offset: u64,
-    value: u64,
-) -> u32 {
-    routed_writer_access(vcpus, distributor, offset, value, Some(0))
+fn writer_access(shared: &Shared, distributor: &Arc<ActiveSpi>, offset: u64, value: u64) -> u32 {
+    routed_writer_access(shared, distributor, offset, value, Some(0))
 }
 
 /// `writer_access` with every SPI's GICD_IROUTER naming `route` (None:
 /// IRM = 1).
 fn routed_writer_access(
-    vcpus: &[VirtualSgis],
+    shared: &Shared,
     distributor: &Arc<ActiveSpi>,
+    offset: u64,
+    value: u64,
+    route: Option<usize>,
+) -> u32 {
+    let mut cpu = Cpu::new([0; 2], distributor.clone());
+    let kicks = access(
+        shared,
+        1,
+        &mut cpu,
+        &mut WriterHardware(distributor.clone()),
+        offset,
+        value,
+        route,
+    );
+    assert_eq!(cpu.lrs, [0; 2], "the writer holds nothing");
+    kicks
+}
+
+/// vCPU `writer`'s write of `value` at `offset` on its CPU `cpu` (its
+/// backlog empty), both vCPUs on, every SPI routed to `route`.
+fn access(
+    (vcpus, holders): &([VirtualSgis; 2], SpiHolders),
+    writer: usize,
+    cpu: &mut Cpu,
+    hw: &mut impl GicHardware,
     offset: u64,
     value: u64,
     route: Option<usize>,
@@ -69,13 +102,13 @@ fn routed_writer_access(
         unreachable!("an SPI register");
     };
     let access = SpiAccess {
-        writer: 1,
+        writer,
         vcpus,
+        holders,
         is_on: |_| true,
         lines: 1020,
         route: move |_| route,
     };
-    let mut cpu = Cpu::new([0; 2], distributor.clone());
     let mut backlog = Backlog::new();
     let (_, kicks) = vgic::perform_spi(
         op,
@@ -85,12 +118,12 @@ fn routed_writer_access(
         Some(value),
         &access,
         &mut Held {
-            cpu: &mut cpu,
+            cpu,
             backlog: &mut backlog,
         },
-        &mut WriterHardware(distributor.clone()),
+        hw,
     );
-    assert_eq!(cpu.lrs, [0; 2], "the writer holds nothing");
+    assert!(backlog.is_empty());
     kicks
 }
 
@@ -98,23 +131,40 @@ fn routed_writer_access(
 /// the kick SGI) while vCPU 0 runs an exit's refill; vCPU 0 then takes the
 /// kick and refills again.
 fn write_during_refill(
-    vcpus: &Arc<[VirtualSgis; 2]>,
+    shared: &Shared,
     cpu: &mut Cpu,
     backlog: &mut Backlog,
-    write: impl FnOnce(&[VirtualSgis]) + Send + 'static,
+    write: impl FnOnce(&Shared) + Send + 'static,
 ) {
     let kicked = Arc::new(AtomicBool::new(false));
     let remote = {
-        let (vcpus, kicked) = (vcpus.clone(), kicked.clone());
+        let (shared, kicked) = (shared.clone(), kicked.clone());
         thread::spawn(move || {
-            write(&vcpus[..]);
+            write(&shared);
             kicked.store(true, Ordering::Release);
         })
     };
-    refill(cpu, &vcpus[0], backlog);
+    let (vcpus, holders) = &**shared;
+    refill(cpu, &vcpus[0], holders, backlog);
     remote.join().unwrap();
     assert!(kicked.load(Ordering::Acquire));
-    refill(cpu, &vcpus[0], backlog);
+    refill(cpu, &vcpus[0], holders, backlog);
+}
+
+/// vCPU 0's own GICD_ISACTIVER1 for SPI 33, before the model's threads:
+/// physically active, recorded for vCPU 0 (its holder), placed by `cpu`'s
+/// next refill.
+fn own_set_active(shared: &Shared, cpu: &mut Cpu, distributor: &Arc<ActiveSpi>) {
+    let kicks = access(
+        shared,
+        0,
+        cpu,
+        &mut WriterHardware(distributor.clone()),
+        ISACTIVER1,
+        1 << (SPI - 32),
+        None,
+    );
+    assert_eq!(kicks, 0);
 }
 
 /// vCPU 0 holds SPI 33 made active (placed or not); vCPU 1 clears it
@@ -123,18 +173,17 @@ fn write_during_refill(
 /// forwarded, no request left.
 fn clear_model(lrs: [u64; 2]) {
     loom::model(move || {
-        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        // vCPU 0's own earlier set-active (physically active, recorded).
-        distributor.active.store(true, Ordering::Relaxed);
-        vcpus[0].spis.set_active(0, 1 << (SPI - 32));
         let mut cpu = Cpu::new(lrs, distributor.clone());
+        own_set_active(&shared, &mut cpu, &distributor);
         let mut backlog = Backlog::new();
         let writers_view = distributor.clone();
-        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
-            let kicks = writer_access(vcpus, &writers_view, ICACTIVER1, 1 << (SPI - 32));
+        write_during_refill(&shared, &mut cpu, &mut backlog, move |shared| {
+            let kicks = writer_access(shared, &writers_view, ICACTIVER1, 1 << (SPI - 32));
             assert_eq!(kicks, 1 << 0, "the holder is kicked");
         });
+        let vcpus = &shared.0;
         assert_eq!(cpu.holding(SPI), 0, "SPI {SPI} still in a list register");
         assert!(!distributor.active.load(Ordering::Acquire));
         assert_eq!(vcpus[0].spis.unplaced(0), 0);
@@ -162,13 +211,13 @@ fn remote_spi_clear_active_while_the_refill_puts_it_back() {
 #[test]
 fn remote_spi_set_active_is_placed_once() {
     loom::model(|| {
-        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
         let mut cpu = Cpu::new([0; 2], distributor.clone());
         let mut backlog = Backlog::new();
         let writers_view = distributor.clone();
-        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
-            let kicks = writer_access(vcpus, &writers_view, ISACTIVER1, 1 << (SPI - 32));
+        write_during_refill(&shared, &mut cpu, &mut backlog, move |shared| {
+            let kicks = writer_access(shared, &writers_view, ISACTIVER1, 1 << (SPI - 32));
             assert_eq!(kicks, 1 << 0, "the routed vCPU is kicked");
         });
         assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
@@ -181,7 +230,7 @@ fn remote_spi_set_active_is_placed_once() {
         assert_eq!(lr >> 62, 0b10, "active");
         assert_eq!((lr >> 61) & 1, 1, "HW");
         assert_eq!((lr >> 32) & 0x1fff, SPI as u64);
-        assert!(!vcpus[0].spis.has_unplaced());
+        assert!(!shared.0[0].spis.has_unplaced());
         // The guest's ICC_DIR_EL1: the HW list register's deactivation.
         cpu.lrs[n] = 0;
         cpu.deactivate(SPI);
@@ -189,30 +238,43 @@ fn remote_spi_set_active_is_placed_once() {
     });
 }
 
+/// hv acknowledges SPI 33 on vCPU 0's CPU, before the model's threads
+/// (one exit's `take_interrupts`): physically active, in `cpu`'s list
+/// registers (pending, HW) or, with none free, its backlog; vCPU 0 its
+/// recorded holder.
+fn acknowledged_on_vcpu0(shared: &Shared, cpu: &mut Cpu, backlog: &mut Backlog) {
+    cpu.physical.pending.store(true, Ordering::Relaxed);
+    let (vcpus, holders) = &**shared;
+    vgic::take_interrupts(cpu, 25, &vcpus[0], holders, 0, backlog, |_| PRIORITY);
+    assert!(cpu.physical.active.load(Ordering::Relaxed));
+}
+
 /// Review 35 R35-1: vCPU 0 holds SPI 33, which hv acknowledged for it
-/// (`lrs`: pending in a HW list register; or `queued`: in its backlog),
-/// so it is physically active; vCPU 1 makes it active while vCPU 0
-/// refills. The write has no effect on the distributor (nothing is
-/// forwarded, no second holder): vCPU 0, asked, makes its own entry
-/// active. After the kick's refill exactly one list register holds the
-/// SPI, active and pending (hv's acknowledged instance is still pending
-/// for the guest), and nothing is left to place.
-fn set_active_of_a_held_spi_model(lrs: [u64; 2], queued: bool) {
+/// (pending in a HW list register, or with every list register in use
+/// (`lrs`) in its backlog), so it is physically active; vCPU 1 makes it
+/// active while vCPU 0 refills. The write has no effect on the
+/// distributor (nothing is forwarded, no second holder): vCPU 0, asked,
+/// makes its own entry active. After the kick's refill exactly one list
+/// register holds the SPI, active and pending (hv's acknowledged instance
+/// is still pending for the guest), and nothing is left to place.
+fn set_active_of_a_held_spi_model(lrs: [u64; 2]) {
     loom::model(move || {
-        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        distributor.active.store(true, Ordering::Relaxed);
         let mut cpu = Cpu::new(lrs, distributor.clone());
         let mut backlog = Backlog::new();
-        if queued {
-            backlog.push(SPI as u16);
+        acknowledged_on_vcpu0(&shared, &mut cpu, &mut backlog);
+        if lrs != [0; 2] {
+            assert_eq!(backlog.as_slice(), [SPI as u16]);
+            // The guest's EOI of SGI 9 frees a list register for it.
+            cpu.lrs[1] = 0;
         }
         let writers_view = distributor.clone();
-        write_during_refill(&vcpus, &mut cpu, &mut backlog, move |vcpus| {
+        write_during_refill(&shared, &mut cpu, &mut backlog, move |shared| {
             let kicks =
-                routed_writer_access(vcpus, &writers_view, ISACTIVER1, 1 << (SPI - 32), None);
+                routed_writer_access(shared, &writers_view, ISACTIVER1, 1 << (SPI - 32), None);
             assert_eq!(kicks, 1 << 0, "the holder is asked and kicked");
-            assert!(!vcpus[1].spis.has_unplaced(), "no second holder");
+            assert!(!shared.0[1].spis.has_unplaced(), "no second holder");
         });
         assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
         assert!(backlog.is_empty());
@@ -223,26 +285,108 @@ fn set_active_of_a_held_spi_model(lrs: [u64; 2], queued: bool) {
             .find(|&lr| lr & 0xffff_ffff == SPI as u64)
             .unwrap();
         assert_eq!(lr >> 62, 0b11, "active and pending: {lr:x}");
-        assert!(!vcpus[0].spis.has_unplaced());
-        assert_eq!(vcpus[0].spis.unplaced(0), 0);
+        assert!(!shared.0[0].spis.has_unplaced());
+        assert_eq!(shared.0[0].spis.unplaced(0), 0);
         assert!(distributor.active.load(Ordering::Acquire));
     });
 }
 
 #[test]
 fn set_active_of_an_spi_held_in_a_list_register_makes_that_entry_active() {
-    let pending_hw =
-        0b01 << 62 | 1 << 61 | (SPI as u64) << 32 | u64::from(PRIORITY) << 48 | SPI as u64;
-    set_active_of_a_held_spi_model([pending_hw, 0], false);
+    set_active_of_a_held_spi_model([0, 0]);
 }
 
 #[test]
 fn set_active_of_an_spi_held_in_the_backlog_makes_it_active() {
-    set_active_of_a_held_spi_model([0, 0], true);
+    set_active_of_a_held_spi_model([active_sgi(8), active_sgi(9)]);
 }
 
-/// The distributor as a writer whose posts may be taken back sees it: a
-/// set-active or a clear-active of the SPI reaches it.
+/// R35-1's first race, closed by `SpiHolders`'s gate: SPI 33 is pending
+/// (routed to vCPU 0) when vCPU 1 makes it active (IRM = 1: the writer
+/// holds what it makes active), and vCPU 0's CPU takes the interrupt
+/// meanwhile (an exit's `take_interrupts`). Delivered before the write's
+/// read of GICD_ISACTIVER1, the SPI is vCPU 0's and the write asks it to
+/// make it active; after the forwarded write it is not delivered. Never
+/// both: once each vCPU has refilled, exactly one list register of the two
+/// CPUs holds SPI 33, and it is physically active. Without the gate,
+/// delivered between the read and the write, it was held by both.
+#[test]
+fn an_spi_delivered_during_a_set_active_has_one_holder() {
+    loom::model(|| {
+        let shared = shared();
+        let distributor = Arc::new(ActiveSpi::new(SPI));
+        distributor.pending.store(true, Ordering::Relaxed);
+        let writer = {
+            let (shared, distributor) = (shared.clone(), distributor.clone());
+            thread::spawn(move || {
+                let mut cpu = Cpu::new([0; 2], distributor.clone());
+                access(
+                    &shared,
+                    1,
+                    &mut cpu,
+                    &mut WriterHardware(distributor),
+                    ISACTIVER1,
+                    1 << (SPI - 32),
+                    None,
+                );
+                // vCPU 1's next refill.
+                let mut backlog = Backlog::new();
+                refill(&mut cpu, &shared.0[1], &shared.1, &mut backlog);
+                cpu
+            })
+        };
+        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        let mut backlog = Backlog::new();
+        let (vcpus, holders) = &*shared;
+        vgic::take_interrupts(&mut cpu, 25, &vcpus[0], holders, 0, &mut backlog, |_| {
+            PRIORITY
+        });
+        let writers_cpu = writer.join().unwrap();
+        // The kick's refill.
+        refill(&mut cpu, &vcpus[0], holders, &mut backlog);
+        assert_eq!(
+            cpu.holding(SPI) + writers_cpu.holding(SPI),
+            1,
+            "vCPU 0 {:x?}, vCPU 1 {:x?}",
+            cpu.lrs,
+            writers_cpu.lrs
+        );
+        assert!(backlog.is_empty());
+        assert!(distributor.active.load(Ordering::Acquire));
+    });
+}
+
+/// R35-1's second race, closed by `SpiHolders`'s gate: vCPU 0 holds SPI
+/// 33 active (its own set-active, placed), and vCPU 1 has asked it to
+/// clear it (GICD_ICACTIVER1, not yet applied). vCPU 1 then makes it
+/// active again while vCPU 0 refills, applying the request. A clear then a
+/// set: in every interleaving SPI 33 ends active, physically and in
+/// exactly one list register of vCPU 0. Without the gate, vCPU 0 could
+/// take the request after the set-active read the SPI active: it ended
+/// the SPI and ignored the set-active, and the SPI ended inactive.
+#[test]
+fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
+    loom::model(|| {
+        let shared = shared();
+        let distributor = Arc::new(ActiveSpi::new(SPI));
+        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        own_set_active(&shared, &mut cpu, &distributor);
+        let mut backlog = Backlog::new();
+        refill(&mut cpu, &shared.0[0], &shared.1, &mut backlog);
+        let bit = 1 << (SPI - 32);
+        assert_eq!(writer_access(&shared, &distributor, ICACTIVER1, bit), 1);
+        let writers_view = distributor.clone();
+        write_during_refill(&shared, &mut cpu, &mut backlog, move |shared| {
+            routed_writer_access(shared, &writers_view, ISACTIVER1, bit, Some(0));
+        });
+        assert!(distributor.active.load(Ordering::Acquire), "ended inactive");
+        assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
+        assert!(cpu.lrs.iter().any(|&lr| lr >> 62 == 0b10 && lr & 0xffff_ffff == SPI as u64));
+    });
+}
+
+/// The distributor as a writer whose posts a release may take sees it: a
+/// set-active, a clear-active or a clear-pending of the SPI reaches it.
 struct PowerHardware(Arc<ActiveSpi>);
 
 impl GicHardware for PowerHardware {
@@ -254,44 +398,70 @@ impl GicHardware for PowerHardware {
         match address - GICD {
             ISACTIVER1 => self.0.active.store(true, Ordering::Release),
             ICACTIVER1 => assert!(self.0.active.swap(false, Ordering::AcqRel)),
+            ICPENDR1 => self.0.pending.store(false, Ordering::Release),
             offset => panic!("unexpected write to {offset:#x}"),
         }
     }
 }
 
-/// Review 35 R35-2: vCPU 0 writes `offset` (SPI 33 routed to vCPU 1)
-/// while vCPU 1 calls CPU_OFF (marks itself off, then
+/// Review 35 R35-2 and review 37: vCPU 0 writes `offset` (SPI 33 routed to
+/// vCPU 1; with `held`, hv acknowledged it for vCPU 1 before, which holds
+/// it pending) while vCPU 1 calls CPU_OFF (marks itself off, then
 /// `vgic::release_list_registers`), vCPU 0 having possibly seen it on.
-/// Whatever it posted to vCPU 1 is taken by one of them: vCPU 1's release
-/// (which ends the set-active) or vCPU 0, which sees vCPU 1 off after the
-/// post and takes it back (a set-active becomes its own). Nothing stays
-/// in vCPU 1's words, and after vCPU 0's refill the SPI is physically
-/// active exactly when vCPU 0's list register holds it active.
-fn post_racing_cpu_off_model(offset: u64) {
+/// Whatever vCPU 0 posted to vCPU 1 is taken by vCPU 1's release (inside
+/// the gate, which vCPU 0's write holds from its power-state reads to its
+/// last post): nothing of any kind stays in vCPU 1's words, also a post
+/// landing after the release applied the requests it found (the release's
+/// swap of each word takes it). After vCPU 0's refill the SPI is
+/// physically active exactly when vCPU 0's list register holds it active.
+fn post_racing_cpu_off_model(offset: u64, held: bool) {
     loom::model(move || {
-        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
         let vcpu1_on = Arc::new(AtomicBool::new(true));
+        let mut vcpu1_cpu = Cpu::new([0; 2], distributor.clone());
+        let mut vcpu1_backlog = Backlog::new();
+        if held {
+            distributor.pending.store(true, Ordering::Relaxed);
+            let (vcpus, holders) = &*shared;
+            vgic::take_interrupts(
+                &mut vcpu1_cpu,
+                25,
+                &vcpus[1],
+                holders,
+                1,
+                &mut vcpu1_backlog,
+                |_| PRIORITY,
+            );
+            assert_eq!(vcpu1_cpu.holding(SPI), 1);
+        }
         let going_off = {
-            let (vcpus, distributor, vcpu1_on) =
-                (vcpus.clone(), distributor.clone(), vcpu1_on.clone());
+            let (shared, vcpu1_on) = (shared.clone(), vcpu1_on.clone());
             thread::spawn(move || {
                 // PSCI CPU_OFF: marked off (Release), then the release.
                 vcpu1_on.store(false, Ordering::Release);
-                let mut cpu = Cpu::new([0; 2], distributor);
                 let count = vgic::ListRegisterCount {
                     implemented: 2,
                     used: 2,
                 };
-                vgic::release_list_registers(&mut cpu, &vcpus[1], &mut Backlog::new(), count);
+                let (vcpus, holders) = &*shared;
+                vgic::release_list_registers(
+                    &mut vcpu1_cpu,
+                    &vcpus[1],
+                    holders,
+                    &mut vcpu1_backlog,
+                    count,
+                );
             })
         };
         let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
             unreachable!("an SPI register");
         };
+        let (vcpus, holders) = &*shared;
         let access = SpiAccess {
             writer: 0,
-            vcpus: &vcpus[..],
+            vcpus,
+            holders,
             is_on: |k: usize| k == 0 || vcpu1_on.load(Ordering::Acquire),
             lines: 1020,
             route: |_| Some(1),
@@ -313,8 +483,8 @@ fn post_racing_cpu_off_model(offset: u64) {
         );
         going_off.join().unwrap();
         assert_eq!(vcpus[1].spis.unplaced(0), 0, "a set-active stranded");
-        assert_eq!(vcpus[1].spis.requested_clears(0), 0, "a request stranded");
-        refill(&mut cpu, &vcpus[0], &mut backlog);
+        assert_eq!(vcpus[1].spis.requests(0), 0, "a request stranded");
+        refill(&mut cpu, &vcpus[0], holders, &mut backlog);
         assert_eq!(
             distributor.active.load(Ordering::Acquire),
             cpu.holding(SPI) == 1,
@@ -326,10 +496,24 @@ fn post_racing_cpu_off_model(offset: u64) {
 
 #[test]
 fn set_active_racing_the_holders_cpu_off_is_not_stranded() {
-    post_racing_cpu_off_model(ISACTIVER1);
+    post_racing_cpu_off_model(ISACTIVER1, false);
 }
 
 #[test]
 fn clear_active_racing_a_cpu_off_leaves_no_request() {
-    post_racing_cpu_off_model(ICACTIVER1);
+    post_racing_cpu_off_model(ICACTIVER1, true);
+}
+
+/// Review 37: a clear-pending request landing after the release applied
+/// the requests it found is taken by the release's swap.
+#[test]
+fn clear_pending_racing_a_cpu_off_leaves_no_request() {
+    post_racing_cpu_off_model(ICPENDR1, true);
+}
+
+/// Review 37: the same for a set-active of the SPI vCPU 1 holds (a request
+/// to make its entry active, R35-1).
+#[test]
+fn set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
+    post_racing_cpu_off_model(ISACTIVER1, true);
 }

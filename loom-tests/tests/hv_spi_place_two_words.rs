@@ -6,7 +6,7 @@
 //! one fails it ("SPI 65 not placed").
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, SpiHolders, VirtualSgis};
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
@@ -46,7 +46,12 @@ impl GicHardware for Hw {
     }
 }
 
-fn set_active(vcpus: &[VirtualSgis], dist: &Distributor, writer: usize, intid: u32) -> u32 {
+fn set_active(
+    (vcpus, holders): &([VirtualSgis; 2], SpiHolders),
+    dist: &Distributor,
+    writer: usize,
+    intid: u32,
+) -> u32 {
     let offset = 0x300 + 4 * (intid / 32) as u64;
     let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
         unreachable!();
@@ -54,6 +59,7 @@ fn set_active(vcpus: &[VirtualSgis], dist: &Distributor, writer: usize, intid: u
     let access = SpiAccess {
         writer,
         vcpus,
+        holders,
         is_on: |_| true,
         lines: 1020,
         route: |_| Some(0),
@@ -82,19 +88,20 @@ fn set_active(vcpus: &[VirtualSgis], dist: &Distributor, writer: usize, intid: u
 #[test]
 fn a_set_active_of_another_word_during_the_refill_is_placed() {
     loom::model(|| {
-        let vcpus = Arc::new([VirtualSgis::new(), VirtualSgis::new()]);
+        let shared = Arc::new(([VirtualSgis::new(), VirtualSgis::new()], SpiHolders::new()));
         let dist = Distributor(Arc::new(AtomicU64::new(0)));
-        assert_eq!(set_active(&vcpus[..], &dist, 1, 33), 1);
+        assert_eq!(set_active(&shared, &dist, 1, 33), 1);
         let writer = {
-            let (vcpus, dist) = (vcpus.clone(), dist.clone());
-            thread::spawn(move || set_active(&vcpus[..], &dist, 1, 65))
+            let (shared, dist) = (shared.clone(), dist.clone());
+            thread::spawn(move || set_active(&shared, &dist, 1, 65))
         };
         let mut cpu = Cpu::new([0; 4], dist.clone());
         let mut backlog = Backlog::new();
-        refill(&mut cpu, &vcpus[0], &mut backlog);
+        let (vcpus, holders) = &*shared;
+        refill(&mut cpu, &vcpus[0], holders, &mut backlog);
         assert_eq!(writer.join().unwrap(), 1, "vCPU 0 kicked");
         // The kick's refill.
-        refill(&mut cpu, &vcpus[0], &mut backlog);
+        refill(&mut cpu, &vcpus[0], holders, &mut backlog);
         for intid in [33u64, 65] {
             assert!(
                 cpu.lrs
