@@ -716,7 +716,9 @@ pub fn perform_spi(
             for vcpu in access.vcpus.iter().take(32) {
                 vcpu.spis.cancel_clear_requests(w, already);
             }
-            kicks |= ask(already & !unplaced, &|spis, bit| spis.request_active(w, bit));
+            kicks |= ask(already & !unplaced, &|spis, bit| {
+                spis.request_active(w, bit)
+            });
             let bits = bits & !already;
             // Physically active first, so whatever ends one not yet
             // placed finds it active. Read back: a read of the distributor
@@ -2303,7 +2305,11 @@ impl SpiHolders {
         let Some(i) = intid.checked_sub(32).map(|i| i as usize) else {
             return;
         };
-        let Some(word) = self.holders.get(i / 8).filter(|_| vcpu < NO_HOLDER as usize) else {
+        let Some(word) = self
+            .holders
+            .get(i / 8)
+            .filter(|_| vcpu < NO_HOLDER as usize)
+        else {
             return;
         };
         let shift = 8 * (i % 8);
@@ -3785,7 +3791,10 @@ mod tests {
         );
         // And one before the first (the SPI gate's: `take_interrupts`).
         let first_acknowledge = cpu.trace.iter().position(|&t| t == "IAR").unwrap();
-        assert_eq!(first_acknowledge.checked_sub(1).map(|i| cpu.trace[i]), Some("ISB"));
+        assert_eq!(
+            first_acknowledge.checked_sub(1).map(|i| cpu.trace[i]),
+            Some("ISB")
+        );
         assert_eq!(cpu.trace.iter().filter(|&&t| t == "ISB").count(), 2);
         assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
     }
@@ -4664,7 +4673,13 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(&mut off, &sgis, &SpiHolders::new(), &mut Backlog::new(), count);
+        release_list_registers(
+            &mut off,
+            &sgis,
+            &SpiHolders::new(),
+            &mut Backlog::new(),
+            count,
+        );
         assert!(off.active.is_empty());
         // The guest deactivates, acknowledges, EOIs.
         cpu.lrs.lrs[0] = lr & !(0b11 << 62);

@@ -381,7 +381,10 @@ fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
         });
         assert!(distributor.active.load(Ordering::Acquire), "ended inactive");
         assert_eq!(cpu.holding(SPI), 1, "{:x?}", cpu.lrs);
-        assert!(cpu.lrs.iter().any(|&lr| lr >> 62 == 0b10 && lr & 0xffff_ffff == SPI as u64));
+        assert!(cpu
+            .lrs
+            .iter()
+            .any(|&lr| lr >> 62 == 0b10 && lr & 0xffff_ffff == SPI as u64));
     });
 }
 
