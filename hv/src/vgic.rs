@@ -928,6 +928,9 @@ pub fn release_list_registers(
     for physical in in_lrs {
         cpu.deactivate(physical);
     }
+    // The deactivations visible in the distributor before a writer reads
+    // it inside the gate.
+    cpu.synchronize();
     clear_list_registers(cpu, count);
 }
 
@@ -1293,8 +1296,9 @@ pub trait PhysicalCpuInterface {
     fn drop_priority(&mut self, intid: u32);
     /// ICC_DIR_EL1: the deactivation.
     fn deactivate(&mut self, intid: u32);
-    /// A DSB (the acknowledgements made so far visible to the GIC's other
-    /// observers: GICv3 does not guarantee it before one) and an ISB
+    /// A DSB (the acknowledgements and deactivations made so far visible
+    /// to the GIC's other observers: GICv3 does not guarantee it for an
+    /// acknowledgement before one) and an ISB
     /// (context synchronization), which must also keep the compiler from
     /// moving memory accesses across them: see `take_interrupts`.
     fn synchronize(&mut self);
@@ -1520,8 +1524,12 @@ pub struct Held<'a, C> {
 }
 
 impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
+    /// Its deactivations are made visible (`synchronize`) before the
+    /// caller, a guest SPI write, leaves `SpiHolders`' gate.
     fn clear(&mut self, op: SetClear, first: u32, bits: u32) -> u32 {
-        clear_held(op, first, bits, self.cpu, self.backlog)
+        let forward = clear_held(op, first, bits, self.cpu, self.backlog);
+        self.cpu.synchronize();
+        forward
     }
 
     fn clear_private(
@@ -1771,6 +1779,9 @@ fn apply_spi_requests(
             sgis.spis.set_active(w, activate & here);
         }
     }
+    // The deactivations visible in the distributor before a writer reads
+    // it inside the gate.
+    cpu.synchronize();
 }
 
 /// A guest write of `bits` (bit k: INTID `first + k`) to GICD_ICPENDR<n>,

@@ -485,11 +485,12 @@ impl vgic::PhysicalCpuInterface for CpuInterface {
     }
 
     fn synchronize(&mut self) {
-        // Around the acknowledge loop (vgic::take_interrupts says why): a
-        // DSB, as GICv3 (4.1.1) asks before the effect of an ICC_IAR1_EL1
-        // read on the INTID's state is visible to others (the distributor
-        // reads of a guest SPI write), then an ISB, before the refill
-        // reads the pending SGIs. Neither asm is `nomem`, so the compiler
+        // Around the acknowledge loop (vgic::take_interrupts says why), and
+        // after deactivations, before leaving the SPI gate: a DSB, as
+        // GICv3 (4.1.1) asks before the effect of an ICC_IAR1_EL1 read on
+        // the INTID's state is visible to others (the distributor reads of
+        // a guest SPI write; ICC_DIR_EL1's effect is waited for the same
+        // way), then an ISB, before the refill reads the pending SGIs. Neither asm is `nomem`, so the compiler
         // cannot move memory accesses (the refill's loads, the SPI gate's
         // atomics) across them either (read_sysreg!'s ICC_IAR1_EL1 read
         // is `nomem` and orders no memory access by itself).
