@@ -2220,14 +2220,14 @@ impl VirtualSpis {
 /// Exclusive: a guest write to an SPI's pending or active registers
 /// (`perform_spi`: it reads the physical state, forwards, records the
 /// holder and posts requests, deciding on one state), and a CPU_OFF's
-/// release (`release_list_registers`: it marks the vCPU off before, so
+/// release (`release_list_registers`, once the vCPU is marked off, so
 /// every writer either posted before the release, which takes the post,
 /// or sees the vCPU off). So an SPI cannot be delivered between a
 /// writer's read of GICD_ISACTIVER<n> and its forwarded set-active (it
 /// would get two holders), a holder cannot deactivate an SPI between a
 /// later set-active's read and its requests (the SPI would end inactive),
-/// and a post never lands in the words of a vCPU that is off (nobody but
-/// the vCPU's own CPU takes its words).
+/// and nothing posted to a vCPU stays in its words once it is off, with
+/// nobody but the vCPU's own CPU taking them.
 ///
 /// Writers are preferred (a waiting writer keeps new readers out); every
 /// section is short and never waits for another CPU.
