@@ -107,6 +107,14 @@ pub struct VcpuTimers {
     l1_ppis: TimerPpis,
     hardware: HardwarePpis,
     defect: TimerDefect,
+    /// The count at which [`Self::interrupts_l2`] last decided that no
+    /// timer of L1's takes L2 out: the L2 entry arms L1's deadlines after
+    /// it, not after a count read later (review 40 R40-1: a deadline
+    /// passing while hv entered L2 was dropped as "already asserted" and
+    /// L1's interrupt was lost for as long as L2 ran). A deadline kept
+    /// this way fires at once; the exit it causes decides again, with a
+    /// later count, so nothing repeats.
+    decided_at: core::cell::Cell<Option<u64>>,
 }
 
 fn hardware_physical() -> Timer {
@@ -195,6 +203,7 @@ impl VcpuTimers {
             l1_ppis,
             hardware,
             defect,
+            decided_at: core::cell::Cell::new(None),
         }
     }
 
@@ -250,6 +259,7 @@ impl VcpuTimers {
     /// signalled_to_l1`): while L2 runs, L2 is interrupted and L1 enters
     /// its IRQ vector (as for its maintenance interrupt).
     pub fn interrupts_l2(&self, page: &VncrPage, l1_virtual_hcr: u64) -> bool {
+        self.decided_at.set(Some(cpu::counter()));
         if self.defect == TimerDefect::NoL1Irq || !l1_takes_irqs_at_vel2(l1_virtual_hcr) {
             return false;
         }
@@ -321,7 +331,8 @@ impl VcpuTimers {
             }
         }
         let l1_deadline = if l2_runs && self.defect != TimerDefect::NoL1Deadline {
-            self.l1_hyp.pending_deadline(cpu::counter())
+            let at = self.decided_at.take().unwrap_or_else(cpu::counter);
+            self.l1_hyp.pending_deadline(at)
         } else {
             None
         };
