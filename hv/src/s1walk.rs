@@ -47,6 +47,9 @@ const TCR_DS: u64 = 1 << 59;
 /// TCR2_EL1.D128: VMSAv9-128 (128-bit descriptors).
 const TCR2_D128: u64 = 1 << 5;
 
+use crate::nested::el2_regime::{Granule as S1Granule, Stage1Features};
+use walker::FaultKind;
+
 /// The translation granule's size as a power of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Granule {
@@ -137,44 +140,16 @@ pub fn walk_abort_level(
     // in OA[51:48] at descriptor bits [15:12] (FEAT_LPA).
     let lpa_64k = granule == Granule::K64 && (regs.tcr >> 32) & 0b111 == 0b110;
     let txsz = clamped_txsz(txsz as u32, granule, ds, regs.id_aa64mmfr2);
-    let page_bits = granule as u32;
-    let stride = page_bits - 3;
-    let input_bits = 64u32.checked_sub(txsz)?;
-    if input_bits <= page_bits {
-        return None;
-    }
-    let levels = (input_bits - page_bits).div_ceil(stride);
-    let start = 4 - levels as i8;
-    if start < -1 || (start == -1 && !ds) {
-        return None;
-    }
-    // TTBR BADDR: bits [47:1], with [51:48] in TTBR bits [5:2] for a
-    // 52-bit output; the table is aligned to its own size (at least 64
-    // bytes), the bits below being RES0.
-    let mut table = if ds || lpa_64k {
-        (ttbr & 0x0000_ffff_ffff_ffc0) | ((ttbr >> 2) & 0xf) << 48
-    } else {
-        ttbr & 0x0000_ffff_ffff_fffe
-    };
-    let top_index_bits = input_bits - page_bits - (levels - 1) * stride;
-    let table_size = (1u64 << top_index_bits) * 8;
-    table &= !(table_size.max(64) - 1);
     let big_endian = regs.sctlr & SCTLR_EE != 0;
-    let mut level = start;
+    let geometry = Geometry::new(ttbr, txsz, granule, ds, lpa_64k, big_endian)?;
+    let mut table = geometry.table;
+    let mut level = geometry.start;
     loop {
-        let shift = page_bits + (3 - level) as u32 * stride;
-        let index_bits = if level == start {
-            top_index_bits
-        } else {
-            stride
-        };
-        let index = (va >> shift) & ((1u64 << index_bits) - 1);
-        let address = table + index * 8;
+        let address = geometry.descriptor_address(table, va, level);
         if address & !0xfff == fault_page & !0xfff {
             return Some(level);
         }
-        let raw = read(address)?;
-        let descriptor = if big_endian { raw.swap_bytes() } else { raw };
+        let descriptor = geometry.descriptor(read(address)?);
         // A table descriptor (bits [1:0] = 0b11) before level 3 goes on;
         // anything else ends the walk short of the faulting page.
         if level == 3 || descriptor & 0b11 != 0b11 {
@@ -182,6 +157,125 @@ pub fn walk_abort_level(
         }
         table = next_table(descriptor, granule, ds, lpa_64k);
         level += 1;
+    }
+}
+
+/// The shape of one VA range's walk (AArch64.S1Walk's start level and
+/// table base, from the range's TTBR, TxSZ and granule), shared by
+/// [`walk_abort_level`] and [`translate`].
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    granule: Granule,
+    /// TCR.DS in effect (FEAT_LPA2: 52-bit tables with 4K/16K).
+    ds: bool,
+    /// The 64K granule with a 52-bit output (FEAT_LPA).
+    lpa_64k: bool,
+    start: i8,
+    /// Index bits at the start level (fewer than a full table's).
+    top_index_bits: u32,
+    /// The start-level table: BADDR aligned to the table's size.
+    table: u64,
+    big_endian: bool,
+}
+
+impl Geometry {
+    /// None when `txsz` leaves no level to walk or needs a start level
+    /// below -1 (or -1 without DS): not a walk the hardware makes.
+    fn new(
+        ttbr: u64,
+        txsz: u32,
+        granule: Granule,
+        ds: bool,
+        lpa_64k: bool,
+        big_endian: bool,
+    ) -> Option<Geometry> {
+        let page_bits = granule as u32;
+        let stride = page_bits - 3;
+        let input_bits = 64u32.checked_sub(txsz)?;
+        if input_bits <= page_bits {
+            return None;
+        }
+        let levels = (input_bits - page_bits).div_ceil(stride);
+        let start = 4 - levels as i8;
+        if start < -1 || (start == -1 && !ds) {
+            return None;
+        }
+        // TTBR BADDR: bits [47:1], with [51:48] in TTBR bits [5:2] for a
+        // 52-bit output; the table is aligned to its own size (at least 64
+        // bytes), the bits below being RES0.
+        let table = if ds || lpa_64k {
+            (ttbr & 0x0000_ffff_ffff_ffc0) | ((ttbr >> 2) & 0xf) << 48
+        } else {
+            ttbr & 0x0000_ffff_ffff_fffe
+        };
+        let top_index_bits = input_bits - page_bits - (levels - 1) * stride;
+        let table_size = (1u64 << top_index_bits) * 8;
+        Some(Geometry {
+            granule,
+            ds,
+            lpa_64k,
+            start,
+            top_index_bits,
+            table: table & !(table_size.max(64) - 1),
+            big_endian,
+        })
+    }
+
+    fn page_bits(&self) -> u32 {
+        self.granule as u32
+    }
+
+    fn stride(&self) -> u32 {
+        self.page_bits() - 3
+    }
+
+    /// The lowest VA bit `level` resolves.
+    fn level_shift(&self, level: i8) -> u32 {
+        self.page_bits() + (3 - level) as u32 * self.stride()
+    }
+
+    /// Where the descriptor for `va` lies in the `level` table at `table`.
+    fn descriptor_address(&self, table: u64, va: u64, level: i8) -> u64 {
+        let index_bits = if level == self.start {
+            self.top_index_bits
+        } else {
+            self.stride()
+        };
+        let index = (va >> self.level_shift(level)) & ((1u64 << index_bits) - 1);
+        table + index * 8
+    }
+
+    /// A descriptor's value from the word read in memory byte order.
+    fn descriptor(&self, raw: u64) -> u64 {
+        if self.big_endian {
+            raw.swap_bytes()
+        } else {
+            raw
+        }
+    }
+
+    /// Whether a block descriptor is allowed at `level`
+    /// (AArch64.BlockDescSupported): 4K at levels 1 and 2 (0 with DS),
+    /// 16K at 2 (1 with DS), 64K at 2 (1 with a 52-bit PA).
+    fn block_allowed(&self, level: i8, pa_max_52: bool) -> bool {
+        match self.granule {
+            Granule::K4 => level == 1 || level == 2 || (level == 0 && self.ds),
+            Granule::K16 => level == 2 || (level == 1 && self.ds),
+            Granule::K64 => level == 2 || (level == 1 && pa_max_52),
+        }
+    }
+
+    /// The output address bits of a block or page descriptor mapping
+    /// `block_bits` of VA.
+    fn output_base(&self, descriptor: u64, block_bits: u32) -> u64 {
+        let address = if self.ds {
+            (descriptor & 0x0003_ffff_ffff_f000) | ((descriptor >> 8) & 0b11) << 50
+        } else if self.lpa_64k {
+            (descriptor & 0x0000_ffff_ffff_0000) | ((descriptor >> 12) & 0xf) << 48
+        } else {
+            descriptor & 0x0000_ffff_ffff_f000
+        };
+        address & !((1u64 << block_bits) - 1)
     }
 }
 
@@ -207,6 +301,321 @@ pub fn walk_abort_fsc(level: i8) -> u64 {
         0..=3 => 0x14 + level as u64,
         // Not a level a walk has; the plain external abort.
         _ => 0x10,
+    }
+}
+
+/// Which stage-1 translation regime [`translate`] walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage1Regime {
+    /// EL1&0, or EL2&0 (E2H = 1): two VA ranges (TTBR0/TTBR1 by VA bit
+    /// 55) and EL0 permissions (AP\[1\], APTable\[0\], UXN).
+    TwoRanges,
+    /// EL2 with E2H = 0: one VA range (TTBR0; a VA with bit 55 set is out
+    /// of range) and no EL0: AP\[1\] and APTable\[0\] play no part
+    /// (AArch64.S1DirectBasePermissions for a regime without EL0).
+    El2,
+}
+
+/// A stage-1 regime as [`translate`] reads it: the registers in the
+/// TCR_EL1 layout (an E2H = 0 EL2 regime converted, as hv runs it on the
+/// hardware EL1 regime, `nested::el2_regime`) and what the PE is shown.
+#[derive(Clone, Copy, Debug)]
+pub struct Stage1Config<'a> {
+    pub sctlr: u64,
+    pub tcr: u64,
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub mair: u64,
+    pub regime: Stage1Regime,
+    /// The granules, TxSZ limits, FEAT_LPA2 and PA size the regime's
+    /// owner is shown: a reserved or unimplemented TGx is the first
+    /// implemented granule, a TxSZ out of range the limit
+    /// (`Stage1Features::granule`, `clamp_txsz`: hv's one choice for these
+    /// CONSTRAINED UNPREDICTABLE values, as it runs L1's own regime).
+    pub features: &'a Stage1Features,
+    /// HCR_EL2.DC for an EL1&0 regime: stage 1 off is Normal write-back
+    /// (and SCTLR.M is then treated as 0); otherwise stage 1 off is
+    /// Device-nGnRnE.
+    pub default_cacheable: bool,
+    /// FEAT_E0PD shown: TCR.E0PDx fault EL0 accesses at level 0.
+    pub e0pd: bool,
+    /// FEAT_PAN3 shown: SCTLR.EPAN makes PAN cover EL0-executable pages.
+    pub pan3: bool,
+}
+
+/// The access an address translation instruction checks (AArch64.AT's
+/// ATAccess and EL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stage1Access {
+    pub write: bool,
+    /// Unprivileged (AT S1E0*, S12E0*): EL0 permissions.
+    pub el0: bool,
+    /// PAN applies (AT S1E1RP/WP with PSTATE.PAN set).
+    pub pan: bool,
+    /// No permission check (AT S1E1A, S1E2A: FEAT_ATS1A).
+    pub unchecked: bool,
+}
+
+/// A successful stage-1 translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage1Output {
+    /// The output address of the VA (an IPA where a stage 2 follows).
+    pub address: u64,
+    /// The memory attributes as a MAIR_ELx Attr<n> byte: the descriptor's
+    /// (Normal made Non-cacheable by SCTLR.C = 0), or stage 1 off's.
+    pub attr: u8,
+    /// SH\[1:0\] (the descriptor's, or TCR.SHx with DS; the reserved
+    /// 0b01 as Non-shareable, hv's one choice).
+    pub shareability: u8,
+}
+
+/// Why [`translate`] gave no output address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage1Error<E> {
+    /// A stage-1 fault of this kind at this level.
+    Fault { kind: FaultKind, level: i8 },
+    /// The read of the descriptor at `level` failed with `error` (the
+    /// reader's: a stage-2 fault on the walk, an external abort).
+    Read { level: i8, error: E },
+}
+
+const SCTLR_C: u64 = 1 << 2;
+const SCTLR_EPAN: u64 = 1 << 57;
+const TCR_TBI0: u64 = 1 << 37;
+const TCR_TBI1: u64 = 1 << 38;
+const TCR_HPD0: u64 = 1 << 41;
+const TCR_HPD1: u64 = 1 << 42;
+const TCR_E0PD0: u64 = 1 << 55;
+const TCR_E0PD1: u64 = 1 << 56;
+/// Descriptor bits.
+const DESC_AF: u64 = 1 << 10;
+const DESC_UXN: u64 = 1 << 54;
+const DESC_UXN_TABLE: u64 = 1 << 60;
+/// MAIR Attr<n> of Normal Inner and Outer Non-cacheable.
+pub const ATTR_NORMAL_NC: u8 = 0x44;
+/// Normal Inner and Outer Write-Back, Read/Write-Allocate, Non-transient.
+pub const ATTR_NORMAL_WB: u8 = 0xff;
+/// Device-nGnRnE.
+pub const ATTR_DEVICE_NGNRNE: u8 = 0x00;
+
+/// The stage-1 translation of `va` for `access` in `config`'s regime, as
+/// AArch64.S1Translate and AArch64.S1Walk make it, reading each
+/// descriptor's word (memory byte order, at its output-address-space
+/// address) with `read`. Checks, in the architecture's order: stage 1 off
+/// (the VA must fit the PA size: an Address size fault at level 0), the
+/// VA range (bits above the input size as VA bit 55, the top byte
+/// ignored with TBIx: a level-0 Translation fault), EPDx and E0PDx (level
+/// 0), the TTBR base and every table and output address against the
+/// output size (min(IPS, PAMax); Address size faults), invalid and
+/// reserved descriptors (Translation), AF = 0 (Access flag: no hardware AF
+/// update, FEAT_HAFDBS is not shown), then the permissions (AP, APTable
+/// unless HPD, PAN with EPAN). 128-bit descriptors, permission indirection
+/// and overlays are not modelled (hidden from L1).
+pub fn translate<E>(
+    config: &Stage1Config,
+    va: u64,
+    access: Stage1Access,
+    mut read: impl FnMut(u64) -> Result<u64, E>,
+) -> Result<Stage1Output, Stage1Error<E>> {
+    let fault = |kind, level| Err(Stage1Error::Fault { kind, level });
+    let tcr = config.tcr;
+    let features = config.features;
+    let pa_max = crate::pagetable::pa_range_bits(features.pa_range).map_or(48, u32::from);
+    let upper = va & (1 << 55) != 0;
+    let tbi = tcr & if upper { TCR_TBI1 } else { TCR_TBI0 } != 0;
+    // AArch64.AddrTop: the top byte is not translated with TBIx.
+    let top = if tbi { 55 } else { 63 };
+    let above = |bits: u32| va & bit_range(top, bits);
+    if config.sctlr & SCTLR_M == 0 || config.default_cacheable {
+        // AArch64.S1DisabledOutput: the VA is the output address.
+        if above(pa_max) != 0 {
+            return fault(FaultKind::AddressSize, 0);
+        }
+        let (attr, shareability) = if config.default_cacheable {
+            (ATTR_NORMAL_WB, 0b00)
+        } else {
+            (ATTR_DEVICE_NGNRNE, 0b10)
+        };
+        return Ok(Stage1Output {
+            address: va & ((1u64 << pa_max) - 1),
+            attr,
+            shareability,
+        });
+    }
+    if upper && config.regime == Stage1Regime::El2 {
+        return fault(FaultKind::Translation, 0);
+    }
+    let (ttbr, txsz, tg0, disabled, e0pd, hpd, sh) = if upper {
+        // TG1 has its own encoding; 0b00 is reserved.
+        let tg0 = match (tcr >> 30) & 3 {
+            0b01 => S1Granule::K16.tg0(),
+            0b10 => S1Granule::K4.tg0(),
+            0b11 => S1Granule::K64.tg0(),
+            _ => 0b11,
+        };
+        (
+            config.ttbr1,
+            (tcr >> 16) & 0x3f,
+            tg0,
+            tcr & TCR_EPD1,
+            tcr & TCR_E0PD1,
+            tcr & TCR_HPD1,
+            (tcr >> 28) & 3,
+        )
+    } else {
+        (
+            config.ttbr0,
+            tcr & 0x3f,
+            (tcr >> 14) & 3,
+            tcr & TCR_EPD0,
+            tcr & TCR_E0PD0,
+            tcr & TCR_HPD0,
+            (tcr >> 12) & 3,
+        )
+    };
+    let shown = features.granule(tg0);
+    let granule = match shown {
+        S1Granule::K4 => Granule::K4,
+        S1Granule::K16 => Granule::K16,
+        S1Granule::K64 => Granule::K64,
+    };
+    let ds = tcr & TCR_DS != 0 && features.ds_allowed(shown);
+    let txsz = features.clamp_txsz(txsz, shown, ds) as u32;
+    // AArch64.VAIsOutOfRange: every bit from the top to the input size
+    // is VA bit 55.
+    let range = bit_range(top, 64 - txsz);
+    if va & range != if upper { range } else { 0 } {
+        return fault(FaultKind::Translation, 0);
+    }
+    if disabled != 0 || (access.el0 && config.e0pd && e0pd != 0) {
+        return fault(FaultKind::Translation, 0);
+    }
+    // AArch64.PhysicalAddressSize: IPS limited by PAMax, and to 48 bits
+    // unless the descriptors can hold 52 (DS, or 64K with FEAT_LPA); a
+    // reserved IPS as PAMax.
+    let ips = (tcr >> 32) & 0b111;
+    let lpa_64k = granule == Granule::K64 && ips == 0b110 && pa_max >= 52;
+    let mut oa_bits = crate::pagetable::pa_range_bits(ips).map_or(pa_max, |b| u32::from(b).min(pa_max));
+    if oa_bits > 48 && !(ds || lpa_64k) {
+        oa_bits = 48;
+    }
+    let out_of_range = |address: u64| address >> oa_bits != 0;
+    let big_endian = config.sctlr & SCTLR_EE != 0;
+    let Some(geometry) = Geometry::new(ttbr, txsz, granule, ds, lpa_64k, big_endian) else {
+        return fault(FaultKind::Translation, 0);
+    };
+    if out_of_range(geometry.table) {
+        return fault(FaultKind::AddressSize, 0);
+    }
+    let (mut table, mut level) = (geometry.table, geometry.start);
+    let (mut ap_table, mut uxn_table) = (0u64, false);
+    let descriptor = loop {
+        let address = geometry.descriptor_address(table, va, level);
+        let raw = read(address).map_err(|error| Stage1Error::Read { level, error })?;
+        let descriptor = geometry.descriptor(raw);
+        if descriptor & 1 == 0 {
+            return fault(FaultKind::Translation, level);
+        }
+        if descriptor & 0b10 == 0 || level == 3 {
+            // A block (0b01) where this granule allows one, or a page
+            // (0b11 at level 3); 0b01 at level 3 is reserved.
+            let block = descriptor & 0b10 == 0;
+            if (level == 3 && block) || (block && !geometry.block_allowed(level, pa_max >= 52)) {
+                return fault(FaultKind::Translation, level);
+            }
+            break descriptor;
+        }
+        let next = next_table(descriptor, granule, ds, lpa_64k);
+        if out_of_range(next) {
+            return fault(FaultKind::AddressSize, level);
+        }
+        // Hierarchical permissions, unless TCR.HPDx disables them.
+        if hpd == 0 {
+            ap_table |= (descriptor >> 61) & 0b11;
+            uxn_table |= descriptor & DESC_UXN_TABLE != 0;
+        }
+        table = next;
+        level += 1;
+    };
+    let block_bits = geometry.level_shift(level);
+    let address = geometry.output_base(descriptor, block_bits) | (va & ((1u64 << block_bits) - 1));
+    if out_of_range(address) {
+        return fault(FaultKind::AddressSize, level);
+    }
+    if descriptor & DESC_AF == 0 {
+        return fault(FaultKind::AccessFlag, level);
+    }
+    if !access.unchecked && !permitted(config, descriptor, ap_table, uxn_table, access) {
+        return fault(FaultKind::Permission, level);
+    }
+    let index = (descriptor >> 2) & 0b111;
+    let mut attr = (config.mair >> (8 * index)) as u8;
+    // SCTLR.C = 0: data accesses to Normal memory are Non-cacheable.
+    if config.sctlr & SCTLR_C == 0 && attr & 0xf0 != 0 {
+        attr = ATTR_NORMAL_NC;
+    }
+    let shareability = match if ds { sh } else { (descriptor >> 8) & 0b11 } {
+        0b01 => 0b00,
+        sh => sh as u8,
+    };
+    Ok(Stage1Output {
+        address,
+        attr,
+        shareability,
+    })
+}
+
+/// Bits `high` down to `low` set (none when `low` > `high`).
+fn bit_range(high: u32, low: u32) -> u64 {
+    if low > high {
+        0
+    } else {
+        (u64::MAX >> (63 - high)) & !((1u64 << low) - 1)
+    }
+}
+
+/// AArch64.S1DirectBasePermissions for a data access (no permission
+/// indirection): AP\[2:1\] with APTable applied, PAN.
+fn permitted(
+    config: &Stage1Config,
+    descriptor: u64,
+    ap_table: u64,
+    uxn_table: bool,
+    access: Stage1Access,
+) -> bool {
+    let ap = (descriptor >> 6) & 0b11;
+    let (mut pr, mut pw, mut ur, mut uw) = match config.regime {
+        Stage1Regime::El2 => (true, ap & 0b10 == 0, false, false),
+        Stage1Regime::TwoRanges => match ap {
+            0b00 => (true, true, false, false),
+            0b01 => (true, true, true, true),
+            0b10 => (true, false, false, false),
+            _ => (true, false, true, false),
+        },
+    };
+    // APTable[0]: no EL0 access below (RES0 without EL0); APTable[1]:
+    // read-only below.
+    if ap_table & 0b01 != 0 {
+        ur = false;
+        uw = false;
+    }
+    if ap_table & 0b10 != 0 {
+        pw = false;
+        uw = false;
+    }
+    if access.pan && config.regime == Stage1Regime::TwoRanges {
+        let ux = descriptor & DESC_UXN == 0 && !uxn_table;
+        let epan = config.pan3 && config.sctlr & SCTLR_EPAN != 0;
+        if ur || uw || (epan && ux) {
+            pr = false;
+            pw = false;
+        }
+    }
+    match (access.el0, access.write) {
+        (false, false) => pr,
+        (false, true) => pw,
+        (true, false) => ur,
+        (true, true) => uw,
     }
 }
 

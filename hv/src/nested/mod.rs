@@ -38,6 +38,7 @@
 //! converted onto the hardware EL1 regime.
 
 pub mod el2_regime;
+pub mod at;
 pub mod entry;
 pub mod handshake;
 pub mod idregs;
