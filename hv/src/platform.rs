@@ -971,6 +971,13 @@ pub enum NestedDemo {
     /// `traps-nvhe`: the `traps` L1 as a non-VHE guest hypervisor (E2H =
     /// 0, FEAT_VHE hidden as for `mmu`): CPTR_EL2 in its TFP/TZ/TSM layout.
     TrapsNvhe,
+    /// `at`: L1 executes address translation instructions (AT S1E1R,
+    /// S12E1R/W, S1E2R, S1E0R...) on L2's regime through its stage 2 and
+    /// checks PAR_EL1 (`arch::nested::at`).
+    At,
+    /// `at-no-s12`: the same, but hv answers AT S12E* with stage 1 only:
+    /// L1 must catch it (this run must fail).
+    AtNoS12,
 }
 
 /// How the guest gets its interrupts.
@@ -1043,6 +1050,8 @@ impl Options {
                 "hv.nested=traps-no-mdcr" => options.nested = Some(NestedDemo::TrapsNoMdcr),
                 "hv.nested=traps-no-el2-cptr" => options.nested = Some(NestedDemo::TrapsNoEl2Cptr),
                 "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
+                "hv.nested=at" => options.nested = Some(NestedDemo::At),
+                "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1411,6 +1420,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=traps-nvhe").map(|o| o.nested),
             Ok(Some(NestedDemo::TrapsNvhe))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=at").map(|o| o.nested),
+            Ok(Some(NestedDemo::At))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=at-no-s12").map(|o| o.nested),
+            Ok(Some(NestedDemo::AtNoS12))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

@@ -495,7 +495,8 @@ pub fn translate<E>(
     // reserved IPS as PAMax.
     let ips = (tcr >> 32) & 0b111;
     let lpa_64k = granule == Granule::K64 && ips == 0b110 && pa_max >= 52;
-    let mut oa_bits = crate::pagetable::pa_range_bits(ips).map_or(pa_max, |b| u32::from(b).min(pa_max));
+    let mut oa_bits =
+        crate::pagetable::pa_range_bits(ips).map_or(pa_max, |b| u32::from(b).min(pa_max));
     if oa_bits > 48 && !(ds || lpa_64k) {
         oa_bits = 48;
     }
@@ -520,7 +521,7 @@ pub fn translate<E>(
             // A block (0b01) where this granule allows one, or a page
             // (0b11 at level 3); 0b01 at level 3 is reserved.
             let block = descriptor & 0b10 == 0;
-            if (level == 3 && block) || (block && !geometry.block_allowed(level, pa_max >= 52)) {
+            if block && (level == 3 || !geometry.block_allowed(level, pa_max >= 52)) {
                 return fault(FaultKind::Translation, level);
             }
             break descriptor;

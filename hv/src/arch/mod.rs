@@ -36,6 +36,7 @@ pub mod gic_active_probe;
 pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
+pub mod nested_l1_at;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;

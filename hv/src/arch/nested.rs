@@ -61,6 +61,7 @@ use crate::inject::{
     external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
     external_instruction_abort_syndrome, undefined_syndrome,
 };
+use crate::nested::at::AtFeatures;
 use crate::nested::el2_regime::{L1Vel2Mode, NonVheRegime, Stage1Features, VheRegime};
 use crate::nested::entry::{
     abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
@@ -103,6 +104,7 @@ use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION};
 use walker::{ExposedFeatures, IdRegisters};
 
+mod at;
 mod mmu;
 mod traps;
 
@@ -237,6 +239,13 @@ struct Nested {
     /// `mmu-no-el2-tlbi`: L1's own EL2 stage-1 TLBIs (ALLE2, VAE2IS, ...)
     /// are acknowledged, not applied (the defect that demo must catch).
     skip_l1_own_tlbi: bool,
+    /// The stage-2 features L1 is shown (the service's, and its AT
+    /// emulation's, `arch::nested::at`), and which AT forms it has.
+    exposed: ExposedFeatures,
+    at_features: AtFeatures,
+    /// `at-no-s12`: L1's AT S12E* are answered with stage 1 only (the
+    /// defect that demo must catch).
+    at_stage1_only: bool,
     /// L1's memory as hv reads it (its stage-1 walk aborts are found by
     /// walking its tables there, `mmu::l1_walk_abort`).
     arena: &'static Arena<'static>,
@@ -705,6 +714,7 @@ pub fn run(
         | NestedDemo::MmuNoEl2Tlbi
         | NestedDemo::MmuVhe
         | NestedDemo::MmuVheKeepDc => super::nested_l1_mmu::image(),
+        NestedDemo::At | NestedDemo::AtNoS12 => super::nested_l1_at::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -804,6 +814,13 @@ pub fn run(
             shown(IdRegister::Mmfr0),
             shown(IdRegister::Mmfr2),
         ),
+        exposed,
+        at_features: AtFeatures::from_id_registers(
+            shown(IdRegister::Mmfr1),
+            shown(IdRegister::Mmfr2),
+            shown(IdRegister::Isar2),
+        ),
+        at_stage1_only: demo == NestedDemo::AtNoS12,
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
         skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
@@ -935,6 +952,8 @@ pub fn run(
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",
             NestedDemo::MmuVheKeepDc => " (mmu-vhe-keep-dc: a VHE L1 with its EL2&0 stage 1 on, hv keeps HCR_EL2.DC; this run must fail)",
             NestedDemo::MmuNoEl2Tlbi => " (mmu-no-el2-tlbi: a non-VHE L1 with its EL2 stage 1 on, hv does not apply its own EL2 TLBIs; this run must fail)",
+            NestedDemo::At => " (at: L1's address translation instructions, emulated)",
+            NestedDemo::AtNoS12 => " (at-no-s12: hv answers L1's AT S12E* with stage 1 only; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -1589,6 +1608,9 @@ fn l1_system_instruction(
     let (op0, op1, crn, crm, op2) = (access.op0, access.op1, access.crn, access.crm, access.op2);
     if op0 == 1 && (crn == 8 || crn == 9) {
         return l1_tlbi(nested, vcpu, frame, access);
+    }
+    if op0 == 1 && crn == 7 && (crm == 8 || crm == 9) {
+        return at::l1_at(nested, vcpu, frame, access);
     }
     if access.read && IdRegister::in_id_space(op0, op1, crn, crm) {
         let value =

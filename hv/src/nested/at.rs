@@ -35,7 +35,7 @@ use crate::s1walk::{
     translate, Stage1Access, Stage1Config, Stage1Error, Stage1Output, Stage1Regime,
 };
 use walker::{
-    fault_status_code, AccessKind, Endianness, ExposedFeatures, Fault, FaultKind, GuestMemory,
+    fault_status_code, AccessKind, Endianness, ExposedFeatures, FaultKind, GuestMemory,
     Stage2Registers, Stage2Walker, WalkError,
 };
 
@@ -346,7 +346,8 @@ pub enum AtOutcome {
 /// Why a stage-1 descriptor read failed.
 #[derive(Clone, Copy, Debug)]
 enum ReadError {
-    Stage2(Fault),
+    /// A stage-2 fault (its kind, level and FSC).
+    Stage2(FaultKind, i8, u8),
     OutsideRam,
     Contended,
 }
@@ -375,8 +376,8 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
     context: &AtContext,
     memory: &M,
 ) -> AtOutcome {
-    let host_regime = context.vhcr & (hcr::E2H | hcr::TGE) == hcr::E2H | hcr::TGE
-        && !context.l1_non_vhe;
+    let host_regime =
+        context.vhcr & (hcr::E2H | hcr::TGE) == hcr::E2H | hcr::TGE && !context.l1_non_vhe;
     // L1's own regime: AT S1E2*, and every form under {E2H, TGE} = {1, 1}.
     let own = op.el2() || host_regime;
     let (registers, regime) = if own {
@@ -422,7 +423,9 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
         let l1_ipa = if stage2_on {
             match stage2.translate_leaf(memory, ipa, AccessKind::Read) {
                 Ok(leaf) => leaf.output_address,
-                Err(WalkError::Fault(fault)) => return Err(ReadError::Stage2(fault)),
+                Err(WalkError::Fault(f)) => {
+                    return Err(ReadError::Stage2(f.kind(), f.level, f.fsc()))
+                }
                 Err(WalkError::Contended { .. }) => return Err(ReadError::Contended),
             }
         } else {
@@ -444,7 +447,7 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
                     level,
                     s1ptw: false,
                 },
-                ReadError::Stage2(fault) => stage2_fault(&fault, true),
+                ReadError::Stage2(kind, level, fsc) => stage2_fault(kind, level, fsc, true),
                 ReadError::Contended => AtOutcome::Retry,
             }
         }
@@ -481,21 +484,22 @@ fn two_stage_par<M: GuestMemory + ?Sized>(
             );
             AtOutcome::Par(par_translated(leaf.output_address, attr, sh))
         }
-        Err(WalkError::Fault(fault)) => stage2_fault(&fault, false),
+        Err(WalkError::Fault(f)) => stage2_fault(f.kind(), f.level, f.fsc(), false),
         Err(WalkError::Contended { .. }) => AtOutcome::Retry,
     }
 }
 
-/// A stage-2 fault: PAR_EL1 with S = 1 (PTW = `on_walk`), or, for an
-/// external abort on the stage-2 walk, the Data Abort.
-fn stage2_fault(fault: &Fault, on_walk: bool) -> AtOutcome {
-    if fault.kind() == FaultKind::ExternalAbortOnWalk {
+/// A stage-2 fault of `kind` at `level` (status code `fsc`): PAR_EL1 with
+/// S = 1 (PTW = `on_walk`), or, for an external abort on the stage-2
+/// walk, the Data Abort.
+fn stage2_fault(kind: FaultKind, level: i8, fsc: u8, on_walk: bool) -> AtOutcome {
+    if kind == FaultKind::ExternalAbortOnWalk {
         AtOutcome::ExternalAbort {
-            level: fault.level,
+            level,
             s1ptw: on_walk,
         }
     } else {
-        AtOutcome::Par(par_fault(fault.fsc(), true, on_walk))
+        AtOutcome::Par(par_fault(fsc, true, on_walk))
     }
 }
 

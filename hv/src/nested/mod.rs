@@ -37,8 +37,8 @@
 //! page (they are L2's) and whose EL2 stage-1 registers trap and are
 //! converted onto the hardware EL1 regime.
 
-pub mod el2_regime;
 pub mod at;
+pub mod el2_regime;
 pub mod entry;
 pub mod handshake;
 pub mod idregs;

@@ -235,10 +235,16 @@ fn par_encodings() {
     assert_eq!(par_translated(0x1000, 0x44, 0b11) >> 7 & 3, 0b10);
     assert_eq!(par_translated(0x1000, 0x40, 0b00) >> 7 & 3, 0b10);
     // Normal WT keeps its shareability; the low 12 bits of the PA go.
-    assert_eq!(par_translated(0x1fff, 0xaa, 0b00), 0xaa00_0000_0000_1000 | 1 << 11 | 1 << 9);
+    assert_eq!(
+        par_translated(0x1fff, 0xaa, 0b00),
+        0xaa00_0000_0000_1000 | 1 << 11 | 1 << 9
+    );
     // A fault: F, FST, PTW, S, bit 11.
     assert_eq!(par_fault(0x07, false, false), 1 | 0x07 << 1 | 1 << 11);
-    assert_eq!(par_fault(0x0f, true, false), 1 | 0x0f << 1 | 1 << 9 | 1 << 11);
+    assert_eq!(
+        par_fault(0x0f, true, false),
+        1 | 0x0f << 1 | 1 << 9 | 1 << 11
+    );
     assert_eq!(par_fault(0x06, true, true), 0xb0d);
 }
 
@@ -381,8 +387,15 @@ fn stage1_faults_with_their_levels() {
     l2.map(DATA_VA + 0x1000, (1 << 40) | AF);
     let context = setup.context(VM);
     let par = |fst| AtOutcome::Par(par_fault(fst, false, false));
-    assert_eq!(setup.at(AtOp::S1E1R, DATA_VA, &context), par(0x0b), "AF 0 at level 3");
-    assert_eq!(setup.at(AtOp::S1E1R, DATA_VA + 0x20_0000, &context), par(0x06));
+    assert_eq!(
+        setup.at(AtOp::S1E1R, DATA_VA, &context),
+        par(0x0b),
+        "AF 0 at level 3"
+    );
+    assert_eq!(
+        setup.at(AtOp::S1E1R, DATA_VA + 0x20_0000, &context),
+        par(0x06)
+    );
     assert_eq!(setup.at(AtOp::S1E1R, 0x40_0000_0000, &context), par(0x05));
     assert_eq!(setup.at(AtOp::S1E1R, DATA_VA + 0x1000, &context), par(0x03));
     // Bit 39 set, below bit 55: outside the lower range.
@@ -398,7 +411,10 @@ fn stage1_faults_with_their_levels() {
     ctx.l2.tcr &= !(1 << 37);
     assert_eq!(mapped.at(AtOp::S1E1R, tagged, &ctx), par(0x04));
     // The upper range is disabled (EPD1).
-    assert_eq!(mapped.at(AtOp::S1E1R, 0xffff_ffff_ffff_f000, &ctx), par(0x04));
+    assert_eq!(
+        mapped.at(AtOp::S1E1R, 0xffff_ffff_ffff_f000, &ctx),
+        par(0x04)
+    );
     // E0PD0 (bit 55) faults EL0 at level 0, not EL1.
     ctx.l2.tcr |= 1 << 55 | 1 << 37;
     assert_eq!(mapped.at(AtOp::S1E0R, DATA_VA, &ctx), par(0x04));
@@ -438,7 +454,10 @@ fn stage2_fault_on_the_stage1_walk() {
         next: 0x4002_0000,
         at: identity,
     };
-    s2.map(read_only_ipa, 0x4050_0000 | AF | s2ap(0b01) | S2_DEVICE_NGNRE);
+    s2.map(
+        read_only_ipa,
+        0x4050_0000 | AF | s2ap(0b01) | S2_DEVICE_NGNRE,
+    );
     l2.map(DATA_VA + 0x1000, read_only_ipa | AF | ISH);
     assert_eq!(
         setup.at(AtOp::S12E1W, DATA_VA + 0x1000, &context),

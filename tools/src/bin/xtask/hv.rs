@@ -862,6 +862,37 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L1's address translation instructions, emulated by hv: AT S1E1R
+    // (through L1's stage 2), S12E1R, a stage-1 fault, a stage-2 fault on
+    // the stage-1 walk (S = 1, PTW = 1), a stage-2 permission fault on
+    // S12E1W, S1E0R, S1E2R, and an external abort on the walk taken as a
+    // Data Abort (hv/README.md, "Address translation instructions").
+    Case {
+        hv_args: "hv.nested=at",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=at",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: hv answers AT S12E1R/W with stage 1 only, so L1
+    // reads L2's IPA where it expects its own.
+    Case {
+        hv_args: "hv.nested=at-no-s12",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: AT S12E1R of L2's VA 0x10123 gave a wrong PAR_EL1: 0xff00000000090b80",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A CPU without FEAT_NV2 is refused with one line.
     Case {
         hv_args: "hv.nested=demo",

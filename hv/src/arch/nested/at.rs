@@ -1,0 +1,126 @@
+//! L1's trapped address translation instructions on the machine (the
+//! rules: `crate::nested::at`). L1's AT S1E1*/S1E0* trap with
+//! HCR_EL2.AT, its EL2 forms with HCR_EL2.NV (EC 0x18, op0 1, CRn 7, CRm 8
+//! or 9); each is walked in software, never with a hardware AT (QEMU 10
+//! aborts on a hardware AT S12E1R/W that meets a stage-2 permission fault),
+//! and the result goes to the hardware PAR_EL1, which is L1's (no VNCR page
+//! slot). L2's registers are the VNCR page's words, L1's own regime the
+//! hardware EL1 registers, L1's RAM is read through L0's map of it.
+
+use super::{
+    cpu, exception_for_l1, instruction_length, read_sysreg, undefined_unemulated, write_sysreg,
+    GuestFrame, L1Vel2Mode, Nested, SysRegAccess, Vcpu,
+};
+use crate::nested::at::{
+    address_translate, external_abort_syndrome, AtContext, AtOp, AtOutcome, RegimeRegisters,
+};
+use crate::nested::vncr::El1Register;
+use walker::{GuestMemory, MemoryError};
+
+/// L1's RAM as the AT walks read it: L0's map of L1, with hv's cached copy
+/// of each descriptor's line dropped first (L1 may write its tables
+/// through a Non-cacheable mapping, as `mmu::l1_walk_abort` reads them).
+struct L1Ram<'a>(&'a Nested);
+
+impl GuestMemory for L1Ram<'_> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        if !address.is_multiple_of(8) {
+            return Err(MemoryError::Misaligned);
+        }
+        let pa = self
+            .0
+            .l0_map
+            .pa_of(address)
+            .ok_or(MemoryError::OutsideMemslots)?;
+        cpu::clean_invalidate_dcache(pa, 8);
+        self.0
+            .arena
+            .read(pa)
+            .map(u64::to_le)
+            .ok_or(MemoryError::OutsideMemslots)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        _: u64,
+        _: u64,
+        _: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        // The walks make no hardware updates: L1 is shown no FEAT_HAFDBS.
+        Err(MemoryError::ReadOnly)
+    }
+}
+
+/// `at-no-s12`'s defect: AT S12E* answered with stage 1 only.
+fn defective(nested: &Nested, op: AtOp) -> AtOp {
+    if !nested.at_stage1_only {
+        return op;
+    }
+    match op {
+        AtOp::S12E1R => AtOp::S1E1R,
+        AtOp::S12E1W => AtOp::S1E1W,
+        AtOp::S12E0R => AtOp::S1E0R,
+        AtOp::S12E0W => AtOp::S1E0W,
+        op => op,
+    }
+}
+
+/// L1's trapped AT (op0 1, CRn 7, CRm 8 or 9): PAR_EL1, or the Data Abort
+/// of an external abort on the walk; a form L1 was not shown (or none:
+/// AT S1E3*) is UNDEFINED.
+pub(super) fn l1_at(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    frame: &mut GuestFrame,
+    access: SysRegAccess,
+) {
+    let Some(op) = AtOp::from_encoding(access.op1, access.crm, access.op2)
+        .filter(|op| op.exists_for(&nested.at_features))
+    else {
+        return undefined_unemulated(vcpu, frame, access);
+    };
+    let va = frame.reg(access.rt);
+    let vncr = vcpu.vncr;
+    let l2 = RegimeRegisters {
+        sctlr: vncr.el1(El1Register::Sctlr),
+        tcr: vncr.el1(El1Register::Tcr),
+        ttbr0: vncr.el1(El1Register::Ttbr0),
+        ttbr1: vncr.el1(El1Register::Ttbr1),
+        mair: vncr.el1(El1Register::Mair),
+    };
+    // L1's own EL2 (or EL2&0) regime, as hv converted it onto the
+    // hardware EL1 registers (the layout and limits the hardware walks
+    // L1's own accesses with).
+    let l1 = RegimeRegisters {
+        sctlr: read_sysreg!("sctlr_el1"),
+        tcr: read_sysreg!("tcr_el1"),
+        ttbr0: read_sysreg!("ttbr0_el1"),
+        ttbr1: read_sysreg!("ttbr1_el1"),
+        mair: read_sysreg!("mair_el1"),
+    };
+    let context = AtContext {
+        vhcr: vncr.hcr(),
+        vttbr: vncr.vttbr(),
+        vtcr: vncr.vtcr(),
+        pstate: frame.spsr,
+        l2,
+        l1,
+        l1_non_vhe: nested.mode == L1Vel2Mode::NonVhe,
+        stage1: &nested.stage1,
+        stage2: &nested.exposed,
+        features: nested.at_features,
+    };
+    match address_translate(defective(nested, op), va, &context, &L1Ram(nested)) {
+        AtOutcome::Par(par) => {
+            write_sysreg!("par_el1", par);
+            frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        }
+        AtOutcome::ExternalAbort { level, s1ptw } => exception_for_l1(
+            frame,
+            external_abort_syndrome(frame.spsr, level, s1ptw),
+            Some(va),
+        ),
+        // L1 executes the AT again.
+        AtOutcome::Retry => {}
+    }
+}
