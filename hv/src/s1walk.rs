@@ -903,4 +903,212 @@ mod tests {
             "T0SZ 0 as 16 without: the root's first page is read instead"
         );
     }
+
+    /// The features `translate` is given: what `idregs::shown_to_l1` makes
+    /// of a host with 4K, 16K (with FEAT_LPA2) and 64K stage-1 granules.
+    fn shown() -> Stage1Features {
+        // TGran4 0b0001 (4K with LPA2), TGran16 0b0010, TGran64 0b0000.
+        let host = 0b0001 << 28 | 0b0010 << 20;
+        Stage1Features::from_id_registers(
+            crate::nested::idregs::shown_to_l1(crate::nested::idregs::IdRegister::Mmfr0, host),
+            0,
+        )
+    }
+
+    fn config(features: &Stage1Features, tcr: u64) -> Stage1Config<'_> {
+        Stage1Config {
+            sctlr: SCTLR_M | SCTLR_C,
+            tcr,
+            ttbr0: 0x4000_0000,
+            ttbr1: 0x4010_0000,
+            mair: 0x04ff,
+            regime: Stage1Regime::TwoRanges,
+            features,
+            default_cacheable: false,
+            e0pd: false,
+            pan3: false,
+        }
+    }
+
+    fn read_in(memory: &Memory) -> impl FnMut(u64) -> Result<u64, ()> + '_ {
+        let mut reader = memory.reader();
+        move |ipa| reader(ipa).ok_or(())
+    }
+
+    const AF: u64 = 1 << 10;
+
+    /// A 2 MiB block at level 2 of the upper range (TTBR1, TG1's own
+    /// encoding): the output is the block's base with the VA's low 21
+    /// bits; a block at level 3 (0b01) is a translation fault there.
+    #[test]
+    fn translate_blocks_and_the_upper_range() {
+        let features = shown();
+        // T0SZ = T1SZ = 25 (39 bits, level 1), TG0 4K, TG1 4K (0b10), IPS
+        // 40 bits.
+        let tcr = 25 | 25 << 16 | 0b10 << 30 | 0b010 << 32;
+        let va = 0xffff_ffc0_1234_5678_u64;
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4010_0000, va, &[30], 0x4010_1000);
+        memory.0.insert(
+            0x4010_1000 + ((va >> 21) & 0x1ff) * 8,
+            0x4060_0000 | AF | 0b01,
+        );
+        let out = translate(
+            &config(&features, tcr),
+            va,
+            Stage1Access::default(),
+            read_in(&memory),
+        );
+        assert_eq!(
+            out,
+            Ok(Stage1Output {
+                address: 0x4060_0000 | (va & 0x1f_ffff),
+                attr: 0xff,
+                shareability: 0,
+            })
+        );
+        // The same slot as a level-3 "block": a table leading to 0b01.
+        memory
+            .0
+            .insert(0x4010_1000 + ((va >> 21) & 0x1ff) * 8, 0x4010_2000 | 0b11);
+        memory.0.insert(
+            0x4010_2000 + ((va >> 12) & 0x1ff) * 8,
+            0x4060_0000 | AF | 0b01,
+        );
+        assert_eq!(
+            translate(
+                &config(&features, tcr),
+                va,
+                Stage1Access::default(),
+                read_in(&memory)
+            ),
+            Err(Stage1Error::Fault {
+                kind: FaultKind::Translation,
+                level: 3
+            })
+        );
+        // A level-1 block with 16K (DS 0) is not allowed: translation
+        // fault at that level (16K, T0SZ 16: levels 0-3, level-0 index
+        // bit 47, level-1 index bits [46:36]).
+        let tcr16 = 16 | 0b10 << 14 | 0b101 << 32 | TCR_EPD1;
+        let va16 = 0x0000_1234_5678_9abc_u64;
+        let mut memory = Memory::default();
+        memory
+            .0
+            .insert(0x4000_0000 + ((va16 >> 47) & 1) * 8, 0x4000_4000 | 0b11);
+        memory.0.insert(
+            0x4000_4000 + ((va16 >> 36) & 0x7ff) * 8,
+            0x40_0000_0000 | AF | 0b01,
+        );
+        assert_eq!(
+            translate(
+                &config(&features, tcr16),
+                va16,
+                Stage1Access::default(),
+                read_in(&memory)
+            ),
+            Err(Stage1Error::Fault {
+                kind: FaultKind::Translation,
+                level: 1
+            })
+        );
+    }
+
+    /// The 64K granule (T0SZ 22: 42 bits from level 2), big-endian tables,
+    /// and the output size: a page beyond IPS (40 bits) is an address size
+    /// fault at its level, a TTBR beyond it one at level 0.
+    #[test]
+    fn translate_64k_big_endian_and_output_size() {
+        let features = shown();
+        let tcr = 22 | 0b01 << 14 | 0b010 << 32 | TCR_EPD1;
+        let va = 0x0000_0012_3456_7abc_u64;
+        let mut memory = Memory::default();
+        let l2 = 0x4000_0000 + ((va >> 29) & 0x1fff) * 8;
+        let l3 = 0x4001_0000 + ((va >> 16) & 0x1fff) * 8;
+        memory.0.insert(l2, (0x4001_0000_u64 | 0b11).swap_bytes());
+        memory
+            .0
+            .insert(l3, (0x4070_0000_u64 | AF | 0b11 | 1 << 2).swap_bytes());
+        let mut big = config(&features, tcr);
+        big.sctlr |= SCTLR_EE;
+        assert_eq!(
+            translate(&big, va, Stage1Access::default(), read_in(&memory)),
+            Ok(Stage1Output {
+                address: 0x4070_0000 | (va & 0xffff),
+                attr: 0x04,
+                shareability: 0,
+            })
+        );
+        memory
+            .0
+            .insert(l3, (0x100_0000_0000_u64 | AF | 0b11).swap_bytes());
+        assert_eq!(
+            translate(&big, va, Stage1Access::default(), read_in(&memory)),
+            Err(Stage1Error::Fault {
+                kind: FaultKind::AddressSize,
+                level: 3
+            })
+        );
+        big.ttbr0 = 0x100_0000_0000;
+        assert_eq!(
+            translate(&big, va, Stage1Access::default(), read_in(&memory)),
+            Err(Stage1Error::Fault {
+                kind: FaultKind::AddressSize,
+                level: 0
+            })
+        );
+    }
+
+    /// FEAT_LPA2 (DS, 4K, shown): SH comes from TCR.SH0, the output's
+    /// bits [51:50] from descriptor bits [9:8] (beyond IPS 40 here, so an
+    /// address size fault), and a failed read is reported with its level.
+    #[test]
+    fn translate_lpa2_shareability_and_read_errors() {
+        let features = shown();
+        // T0SZ 25, DS, SH0 Inner (0b11), IPS 40.
+        let tcr = 25 | TCR_DS | 0b11 << 12 | 0b010 << 32 | TCR_EPD1;
+        let va = 0x0000_0000_1234_5000_u64;
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4000_0000, va, &[30, 21], 0x4000_2000);
+        let leaf = 0x4000_2000 + ((va >> 12) & 0x1ff) * 8;
+        memory.0.insert(leaf, 0x4080_0000 | AF | 0b11);
+        let ok = translate(
+            &config(&features, tcr),
+            va,
+            Stage1Access::default(),
+            read_in(&memory),
+        );
+        assert_eq!(
+            ok.map(|o| (o.address, o.shareability)),
+            Ok((0x4080_0000, 0b11))
+        );
+        memory.0.insert(leaf, 0x4080_0000 | 1 << 8 | AF | 0b11);
+        assert_eq!(
+            translate(
+                &config(&features, tcr),
+                va,
+                Stage1Access::default(),
+                read_in(&memory)
+            ),
+            Err(Stage1Error::Fault {
+                kind: FaultKind::AddressSize,
+                level: 3
+            })
+        );
+        // The level-2 table outside memory: the reader's error at level 2.
+        let mut memory = Memory::default();
+        chain(&mut memory, 0x4000_0000, va, &[30], 0x9000_0000);
+        assert_eq!(
+            translate(
+                &config(&features, tcr),
+                va,
+                Stage1Access::default(),
+                read_in(&memory)
+            ),
+            Err(Stage1Error::Read {
+                level: 2,
+                error: ()
+            })
+        );
+    }
 }
