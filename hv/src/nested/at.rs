@@ -23,10 +23,12 @@
 //! no VNCR page slot, so L1's MRS reads the register itself (an EL1
 //! register at hardware EL1, not redirected). A synchronous External abort
 //! on a walk (a descriptor read outside L1's RAM, at either stage) is not
-//! a PAR_EL1 value: AArch64.AT takes it as a Data Abort exception (to
-//! L1's virtual EL2, ESR CM = 1, WnR = 1, S1PTW for a stage-2 walk made
-//! for a stage-1 one, FSC 0x10 + 4 + level), as QEMU does too; hv does the
-//! same ([`AtOutcome::ExternalAbort`]).
+//! a PAR_EL1 value: DDI 0487's PAR_EL1.FST has no encoding for it, "these
+//! MMU faults are reported as a Data Abort exception instead of being
+//! recorded in PAR_EL1" (as QEMU does too). hv does the same
+//! ([`AtOutcome::ExternalAbort`]): a Data Abort to L1's virtual EL2, ESR
+//! CM = 1, WnR = 1, S1PTW for a stage-2 walk made for a stage-1 one, FSC
+//! 0x14 + the level.
 
 use crate::inject::{external_walk_abort_syndrome, WalkedFor};
 use crate::nested::el2_regime::Stage1Features;
