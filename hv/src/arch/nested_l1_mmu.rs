@@ -25,7 +25,9 @@
 //! 4. checks a value written through the identity map reads back through
 //!    the alias and one written through the alias reads through the
 //!    identity map (with the MMU not really on, the alias VA is an IPA
-//!    outside L1's RAM: an external abort); moves VBAR_EL2 to the alias;
+//!    outside L1's RAM: an external abort); checks PAR_EL1 after AT S1E2R
+//!    and S1E2W of page A's alias (its L1 IPA) and AT S1E2R of an unmapped
+//!    VA (a level 1 translation fault); moves VBAR_EL2 to the alias;
 //! 5. loads from VA 0xc0000000 (unmapped): a stage-1 translation fault at
 //!    level 1 must arrive at its own current-EL vector (through the alias)
 //!    with ESR_EL2 EC 0x25, DFSC 0x05, WnR 0 and FAR_EL2 the VA; then from
@@ -219,6 +221,24 @@ umbra_l1m_image:
     UMBRA_L1M_PUTS umbra_l1m_msg_mmu_on_vhe
 14:
     bl      umbra_l1m_check_alias
+    // AT S1E2R and S1E2W of page A's alias, and AT S1E2R of an unmapped
+    // VA, through its own regime (hv emulates them, `arch::nested::at`).
+    UMBRA_L1M_MOV64 x5, {alias_offset}
+    add     x1, x12, x5
+    at      s1e2r, x1
+    isb
+    mrs     x11, par_el1
+    UMBRA_L1M_EXPECT x11, {par_alias}, umbra_l1m_msg_bad_at
+    at      s1e2w, x1
+    isb
+    mrs     x11, par_el1
+    UMBRA_L1M_EXPECT x11, {par_alias}, umbra_l1m_msg_bad_at
+    UMBRA_L1M_MOV64 x1, {unmapped_va}
+    at      s1e2r, x1
+    isb
+    mrs     x11, par_el1
+    UMBRA_L1M_EXPECT x11, {par_unmapped}, umbra_l1m_msg_bad_at_fault
+    UMBRA_L1M_PUTS umbra_l1m_msg_at
     // VBAR_EL2 through the alias: only this regime makes it an address.
     adr     x1, umbra_l1m_vectors
     UMBRA_L1M_MOV64 x2, {alias_offset}
@@ -432,6 +452,9 @@ umbra_l1m_msg_pass_vhe:  .asciz "UMBRA-NESTED-PASS mmu e2h=1 alias=ok own-faults
 umbra_l1m_msg_el2:       .asciz "L1 (mmu): running at virtual EL2 (CurrentEL reads 2), shown no FEAT_VHE (E2H = 0)\n"
 umbra_l1m_msg_mmu_on:    .asciz "L1 (mmu): EL2 stage 1 on (MAIR_EL2, TCR_EL2 T0SZ 25, TTBR0_EL2, SCTLR_EL2 M C I), SCTLR_EL2 and TCR_EL2 read back\n"
 umbra_l1m_msg_alias:     .asciz "L1 (mmu): identity map and alias (VA + 0x40000000) agree both ways\n"
+umbra_l1m_msg_at:        .asciz "L1 (mmu): AT S1E2R/W of page A's alias: PAR_EL1 its L1 IPA (Normal WB, Inner Shareable); AT S1E2R of VA 0xc0000000: a level 1 translation fault\n"
+umbra_l1m_msg_bad_at:    .asciz "AT S1E2R/W of page A's alias gave a wrong PAR_EL1: "
+umbra_l1m_msg_bad_at_fault: .asciz "AT S1E2R of the unmapped VA 0xc0000000 gave a wrong PAR_EL1: "
 umbra_l1m_msg_fault_l1:  .asciz "L1 (mmu): its load from unmapped VA 0xc0000000 took a level 1 translation fault at its own vector (through the alias)\n"
 umbra_l1m_msg_fault_l0:  .asciz "L1 (mmu): its load from VA 0x8040000000, beyond its 39-bit range, took a level 0 translation fault\n"
 umbra_l1m_msg_esr:       .asciz ", ESR_EL2 "
@@ -493,6 +516,8 @@ umbra_l1_mmu_image_end:
     sctlr_vhe = const SCTLR_VHE,
     sctlr = const SCTLR,
     unmapped_va = const UNMAPPED_VA,
+    par_alias = const PAR_ALIAS_A,
+    par_unmapped = const PAR_UNMAPPED,
     beyond_va = const BEYOND_VA,
     walk_va = const WALK_VA,
     l1_hole = const super::nested_l1::L1_HOLE,
@@ -536,6 +561,13 @@ pub const TCR_VHE: u64 = 25
 /// SCTLR_EL2 for E2H = 1: its RES1 bits with M, C, I.
 pub const SCTLR_VHE: u64 =
     crate::nested::el2_regime::VheRegime::RESET.sctlr | 1 | (1 << 2) | (1 << 12);
+/// PAR_EL1 of AT S1E2R/W of page A's alias (DDI 0487 PAR_EL1, written out
+/// rather than computed by hv's encoder): ATTR 0xff, page A's L1 IPA
+/// (`L1_BASE` + 0x300000), bit 11 RES1, NS (hv reports 1), SH Inner.
+pub const PAR_ALIAS_A: u64 = 0xff00_0000_4030_0b80;
+/// PAR_EL1 of AT S1E2R of [`UNMAPPED_VA`]: F, FST 0x05 (translation fault,
+/// level 1), bit 11 RES1.
+pub const PAR_UNMAPPED: u64 = 0x80b;
 /// A VA in L1's 39-bit range that nothing maps (level-1 entry 3).
 pub const UNMAPPED_VA: u64 = 0xc000_0000;
 /// A VA whose level-2 table (level-1 entry 4) is at an L1 IPA with
