@@ -937,6 +937,19 @@ mod tests {
 
     const AF: u64 = 1 << 10;
 
+    /// `translate` of `va` for an EL1 read in `memory`.
+    fn translate_in(
+        config: &Stage1Config,
+        va: u64,
+        memory: &Memory,
+    ) -> Result<Stage1Output, Stage1Error<()>> {
+        translate(config, va, Stage1Access::default(), read_in(memory))
+    }
+
+    fn fault(kind: FaultKind, level: i8) -> Result<Stage1Output, Stage1Error<()>> {
+        Err(Stage1Error::Fault { kind, level })
+    }
+
     /// A 2 MiB block at level 2 of the upper range (TTBR1, TG1's own
     /// encoding): the output is the block's base with the VA's low 21
     /// bits; a block at level 3 (0b01) is a translation fault there.
@@ -953,12 +966,7 @@ mod tests {
             0x4010_1000 + ((va >> 21) & 0x1ff) * 8,
             0x4060_0000 | AF | 0b01,
         );
-        let out = translate(
-            &config(&features, tcr),
-            va,
-            Stage1Access::default(),
-            read_in(&memory),
-        );
+        let out = translate_in(&config(&features, tcr), va, &memory);
         assert_eq!(
             out,
             Ok(Stage1Output {
@@ -976,16 +984,8 @@ mod tests {
             0x4060_0000 | AF | 0b01,
         );
         assert_eq!(
-            translate(
-                &config(&features, tcr),
-                va,
-                Stage1Access::default(),
-                read_in(&memory)
-            ),
-            Err(Stage1Error::Fault {
-                kind: FaultKind::Translation,
-                level: 3
-            })
+            translate_in(&config(&features, tcr), va, &memory),
+            fault(FaultKind::Translation, 3)
         );
         // A level-1 block with 16K (DS 0) is not allowed: translation
         // fault at that level (16K, T0SZ 16: levels 0-3, level-0 index
@@ -1001,16 +1001,8 @@ mod tests {
             0x40_0000_0000 | AF | 0b01,
         );
         assert_eq!(
-            translate(
-                &config(&features, tcr16),
-                va16,
-                Stage1Access::default(),
-                read_in(&memory)
-            ),
-            Err(Stage1Error::Fault {
-                kind: FaultKind::Translation,
-                level: 1
-            })
+            translate_in(&config(&features, tcr16), va16, &memory),
+            fault(FaultKind::Translation, 1)
         );
     }
 
@@ -1032,7 +1024,7 @@ mod tests {
         let mut big = config(&features, tcr);
         big.sctlr |= SCTLR_EE;
         assert_eq!(
-            translate(&big, va, Stage1Access::default(), read_in(&memory)),
+            translate_in(&big, va, &memory),
             Ok(Stage1Output {
                 address: 0x4070_0000 | (va & 0xffff),
                 attr: 0x04,
@@ -1043,19 +1035,13 @@ mod tests {
             .0
             .insert(l3, (0x100_0000_0000_u64 | AF | 0b11).swap_bytes());
         assert_eq!(
-            translate(&big, va, Stage1Access::default(), read_in(&memory)),
-            Err(Stage1Error::Fault {
-                kind: FaultKind::AddressSize,
-                level: 3
-            })
+            translate_in(&big, va, &memory),
+            fault(FaultKind::AddressSize, 3)
         );
         big.ttbr0 = 0x100_0000_0000;
         assert_eq!(
-            translate(&big, va, Stage1Access::default(), read_in(&memory)),
-            Err(Stage1Error::Fault {
-                kind: FaultKind::AddressSize,
-                level: 0
-            })
+            translate_in(&big, va, &memory),
+            fault(FaultKind::AddressSize, 0)
         );
     }
 
@@ -1072,39 +1058,21 @@ mod tests {
         chain(&mut memory, 0x4000_0000, va, &[30, 21], 0x4000_2000);
         let leaf = 0x4000_2000 + ((va >> 12) & 0x1ff) * 8;
         memory.0.insert(leaf, 0x4080_0000 | AF | 0b11);
-        let ok = translate(
-            &config(&features, tcr),
-            va,
-            Stage1Access::default(),
-            read_in(&memory),
-        );
+        let ok = translate_in(&config(&features, tcr), va, &memory);
         assert_eq!(
             ok.map(|o| (o.address, o.shareability)),
             Ok((0x4080_0000, 0b11))
         );
         memory.0.insert(leaf, 0x4080_0000 | 1 << 8 | AF | 0b11);
         assert_eq!(
-            translate(
-                &config(&features, tcr),
-                va,
-                Stage1Access::default(),
-                read_in(&memory)
-            ),
-            Err(Stage1Error::Fault {
-                kind: FaultKind::AddressSize,
-                level: 3
-            })
+            translate_in(&config(&features, tcr), va, &memory),
+            fault(FaultKind::AddressSize, 3)
         );
         // The level-2 table outside memory: the reader's error at level 2.
         let mut memory = Memory::default();
         chain(&mut memory, 0x4000_0000, va, &[30], 0x9000_0000);
         assert_eq!(
-            translate(
-                &config(&features, tcr),
-                va,
-                Stage1Access::default(),
-                read_in(&memory)
-            ),
+            translate_in(&config(&features, tcr), va, &memory),
             Err(Stage1Error::Read {
                 level: 2,
                 error: ()

@@ -6,47 +6,53 @@ extern crate std;
 
 use super::*;
 use crate::nested::idregs::{shown_to_l1, IdRegister};
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::boxed::Box;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use walker::{IdRegisters, MemoryError};
+use std::vec::Vec;
+use walker::{IdRegisters, Memslot, Memslots, SlotAccess};
 
-/// L1's RAM: 6 MiB at L1 IPA 0x4000_0000, word by word (0 where unwritten).
-#[derive(Default)]
-struct L1Ram(Mutex<BTreeMap<u64, u64>>);
+/// L1's RAM: 6 MiB at L1 IPA 0x4000_0000 in a read-only memslot (the
+/// walks make no hardware updates: L1 is shown no FEAT_HAFDBS).
+struct L1Ram {
+    words: &'static [AtomicU64],
+    slots: Memslots<'static>,
+}
 
 const RAM_BASE: u64 = 0x4000_0000;
 const RAM_END: u64 = 0x4060_0000;
 
-impl L1Ram {
-    fn write(&self, ipa: u64, value: u64) {
-        assert!((RAM_BASE..RAM_END).contains(&ipa), "{ipa:#x}");
-        self.0.lock().unwrap().insert(ipa, value);
+impl Default for L1Ram {
+    fn default() -> Self {
+        let words: &'static [AtomicU64] = Box::leak(
+            (0..(RAM_END - RAM_BASE) / 8)
+                .map(|_| AtomicU64::new(0))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let slots = Box::leak(Box::new([Memslot::new(
+            RAM_BASE,
+            words,
+            SlotAccess::ReadOnly,
+        )]));
+        L1Ram {
+            words,
+            slots: Memslots::new(slots).unwrap(),
+        }
     }
 }
 
-impl GuestMemory for L1Ram {
-    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        if !(RAM_BASE..RAM_END).contains(&address) {
-            return Err(MemoryError::OutsideMemslots);
-        }
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .get(&address)
-            .copied()
-            .unwrap_or(0)
-            .to_le())
+impl L1Ram {
+    fn word(&self, ipa: u64) -> &AtomicU64 {
+        assert!((RAM_BASE..RAM_END).contains(&ipa), "{ipa:#x}");
+        &self.words[((ipa - RAM_BASE) / 8) as usize]
     }
-    fn compare_exchange_descriptor(
-        &self,
-        _: u64,
-        _: u64,
-        _: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        // No hardware updates: L1 is shown no FEAT_HAFDBS.
-        Err(MemoryError::ReadOnly)
+
+    fn write(&self, ipa: u64, value: u64) {
+        self.word(ipa).store(value, Ordering::Relaxed);
+    }
+
+    fn read(&self, ipa: u64) -> u64 {
+        self.word(ipa).load(Ordering::Relaxed)
     }
 }
 
@@ -67,9 +73,8 @@ impl Tables<'_> {
         let mut table = self.root;
         for l in 1..level {
             let slot = (self.at)(table + ((va >> (39 - 9 * l)) & 0x1ff) * 8);
-            let existing = self.ram.0.lock().unwrap().get(&slot).copied();
-            table = match existing {
-                Some(d) if d & 0b11 == 0b11 => d & 0x0000_ffff_ffff_f000,
+            table = match self.ram.read(slot) {
+                d if d & 0b11 == 0b11 => d & 0x0000_ffff_ffff_f000,
                 _ => {
                     let t = self.next;
                     self.next += 0x1000;
@@ -213,7 +218,7 @@ impl Setup {
     }
 
     fn at(&self, op: AtOp, va: u64, context: &AtContext) -> AtOutcome {
-        address_translate(op, va, context, self.ram)
+        address_translate(op, va, context, &self.ram.slots)
     }
 }
 
@@ -363,7 +368,7 @@ fn stage1_permission_faults() {
     let table = DATA_VA + 0x20_0000;
     l2.map(table, (DATA_IPA + 0x3000) | AF | ap(0b01));
     let level1 = l2_to_l1(L2_IPA + ((table >> 30) & 0x1ff) * 8);
-    let descriptor = setup.ram.0.lock().unwrap()[&level1];
+    let descriptor = setup.ram.read(level1);
     setup.ram.write(level1, descriptor | 0b10 << 61);
     context.pstate = 0;
     assert_eq!(
