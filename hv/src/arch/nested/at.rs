@@ -15,6 +15,7 @@ use crate::nested::at::{
     address_translate, external_abort_syndrome, AtContext, AtOp, AtOutcome, RegimeRegisters,
 };
 use crate::nested::vncr::El1Register;
+use crate::shadow_selftest::memory::L1Memory;
 use walker::{GuestMemory, MemoryError};
 
 /// L1's RAM as the AT walks read it: L0's map of L1, with hv's cached copy
@@ -24,20 +25,10 @@ struct L1Ram<'a>(&'a Nested);
 
 impl GuestMemory for L1Ram<'_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        if !address.is_multiple_of(8) {
-            return Err(MemoryError::Misaligned);
+        if let Some(pa) = self.0.l0_map.pa_of(address) {
+            cpu::clean_invalidate_dcache(pa, 8);
         }
-        let pa = self
-            .0
-            .l0_map
-            .pa_of(address)
-            .ok_or(MemoryError::OutsideMemslots)?;
-        cpu::clean_invalidate_dcache(pa, 8);
-        self.0
-            .arena
-            .read(pa)
-            .map(u64::to_le)
-            .ok_or(MemoryError::OutsideMemslots)
+        L1Memory::new(self.0.arena, self.0.l0_map).read_descriptor(address)
     }
 
     fn compare_exchange_descriptor(
