@@ -6,7 +6,9 @@ extern crate std;
 
 use super::*;
 use crate::nested::idregs::{shown_to_l1, IdRegister};
-use core::sync::atomic::{AtomicU64, Ordering};
+// The walker's atomics (loom's under `--cfg loom`, where these tests are only
+// compiled).
+use crate::sync::{AtomicU64, Ordering};
 use std::boxed::Box;
 use std::vec::Vec;
 use walker::{IdRegisters, Memslot, Memslots, SlotAccess};
