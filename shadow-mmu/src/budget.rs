@@ -18,9 +18,24 @@ use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{ShadowConfig, ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
 use crate::table::{
-    node_bytes, pool_preallocated_bytes, pooled_bytes_per_place, table_bytes, EMPTY_RING,
-    PLACE_BYTES,
+    node_bytes, pool_preallocated_bytes, pooled_bytes_per_place, stash_bytes, table_bytes,
+    EMPTY_RING, PLACE_BYTES,
 };
+
+/// Pages of L2 IPA space one L2 access may need shadowed at once, which
+/// the smallest budget must hold together (review 38 R38-1: a shadow leaf
+/// stands only while its cached leaf does, so an access needing more than
+/// the cache or the shadow can hold at once faults for ever). An
+/// instruction fetch and a data access, each through a 5-level stage 1
+/// (FEAT_LPA2: table pages at levels -1 to 3) to its page: 2 x (5 + 1) =
+/// 12; a data access crossing a page boundary (unaligned, or a load or
+/// store pair) also needs the next page, through up to four table pages
+/// of its own below the root it shares: 5 more. A 4-level stage 1 needs
+/// fewer. Each page may lie in its own region of the shadow, so it may
+/// need a path of tables of its own ([`Budget::worst_access_frames`]).
+/// The leaf cache holds any this many leaves together
+/// (`cache::LEAF_STASH`), whatever its size.
+pub const WORST_ACCESS_PAGES: usize = 17;
 
 /// Bytes the budget sets aside per shadow leaf for the reverse map, which
 /// is allocated whole when the service is made and never grows
@@ -252,7 +267,8 @@ impl Budget {
         let contexts = contexts.max(1);
         let given = bytes;
         let bytes = bytes.min(MAX_BUDGET_BYTES);
-        let floor = Self::shares(given, contexts, roots, alignment, 0);
+        let access = Self::worst_access_frames(shadow);
+        let floor = Self::shares(given, contexts, roots, alignment, access, 0);
         let minimum = floor.worst_case_bytes();
         if bytes < minimum {
             return Err(BudgetError::TooSmall {
@@ -269,7 +285,7 @@ impl Budget {
         // the excess off `rest` converges in a few steps; the floor (rest
         // 0) fits, checked above, and ends the search if it does not.
         for _ in 0..32 {
-            let budget = Self::shares(given, contexts, roots, alignment, rest);
+            let budget = Self::shares(given, contexts, roots, alignment, access, rest);
             let need = budget.worst_case_bytes();
             if need <= bytes {
                 return Ok(budget);
@@ -279,16 +295,25 @@ impl Budget {
         Ok(floor)
     }
 
+    /// Shadow frames the [`WORST_ACCESS_PAGES`] of one access may need
+    /// beside the root (or start tables) of shadow `shadow`: a table per
+    /// level below the start level, per page.
+    pub const fn worst_access_frames(shadow: &ShadowConfig) -> usize {
+        WORST_ACCESS_PAGES * (3 - shadow.start_level())
+    }
+
     /// `rest` shared out for `contexts` contexts: per context two frames
     /// beside the shares; of `rest`, half to walk-result caches (leaves 4 :
-    /// paths 1), a quarter to shadow frames and a quarter to shadow leaves
-    /// with their reverse-map records, each at least its floor. `bytes` is
-    /// only recorded in the result.
+    /// paths 1), a quarter to shadow frames (at least `access` frames, the
+    /// worst access's) and a quarter to shadow leaves with their
+    /// reverse-map records, each at least its floor. `bytes` is only
+    /// recorded in the result.
     fn shares(
         bytes: usize,
         contexts: usize,
         roots: usize,
         alignment: usize,
+        access: usize,
         rest: usize,
     ) -> Budget {
         let caches = rest / 2;
@@ -299,9 +324,10 @@ impl Budget {
         // the rounding never passes the budget.
         let leaves = prev_power_of_two(leaves);
         let paths = prev_power_of_two(paths);
-        // Room for one full 4-level path of tables beside the roots.
-        let frames = (roots + 1) * contexts + alignment + (rest / 4 / FRAME_COST_BYTES).max(4);
+        // Room for the worst access's tables beside the roots.
+        let frames = (roots + 1) * contexts + alignment + (rest / 4 / FRAME_COST_BYTES).max(access);
         let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
+        const _: () = assert!(64 >= WORST_ACCESS_PAGES);
         Budget {
             bytes,
             capacity: Capacity {
@@ -338,7 +364,10 @@ impl Budget {
     /// slot's cache is made plus its ordered levels.
     pub fn cache_index_bytes(&self) -> usize {
         let c = &self.capacity;
-        let (leaves, paths) = (c.leaves_per_context, c.paths_per_context);
+        let (leaves, paths) = (
+            WalkCache::leaf_places(c.leaves_per_context),
+            c.paths_per_context,
+        );
         self.cache_index_preallocated_bytes()
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
     }
@@ -355,7 +384,10 @@ impl Budget {
     /// (its hashed levels, whole).
     pub fn cache_index_preallocated_bytes(&self) -> usize {
         let c = &self.capacity;
-        CacheIndex::preallocated_bytes(c.leaves_per_context, c.paths_per_context)
+        CacheIndex::preallocated_bytes(
+            WalkCache::leaf_places(c.leaves_per_context),
+            c.paths_per_context,
+        )
     }
 
     /// The directory's shared tables for `contexts` slots: its hash table
@@ -373,13 +405,15 @@ impl Budget {
     }
 
     /// One slot's cache tables when full: the bucket arrays (leaves and
-    /// paths are powers of two, so no rounding), a node per place, the
-    /// nodes the tables' pools may keep and the pools themselves.
+    /// paths are powers of two, so no rounding) and the leaves' stash, a
+    /// node per place, the nodes the tables' pools may keep and the pools
+    /// themselves.
     pub fn cache_table_bytes(&self) -> usize {
         let c = &self.capacity;
         self.cache_pools_preallocated_bytes()
             + table_bytes(c.leaves_per_context)
-            + c.leaves_per_context
+            + stash_bytes(WalkCache::leaf_places(0))
+            + WalkCache::leaf_places(c.leaves_per_context)
                 * (node_bytes::<CachedWalk>() + pooled_bytes_per_place::<CachedWalk>())
             + table_bytes(c.paths_per_context)
             + c.paths_per_context

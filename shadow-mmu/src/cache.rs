@@ -161,12 +161,18 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// as `table::hash2`. A region never has more pages than the table has
 /// buckets (`WalkCache::new`), or pages of one region a multiple of the
 /// bucket count apart would share a bucket.
-fn leaf_hash(key: u64, neighbours_log2: u32) -> u64 {
+///
+/// Keyed by `secret` (from `ServiceConfig::hash_seed`), xored into both
+/// halves before they are mixed: the round function's input (any function
+/// keeps a Feistel round a bijection) and the high half before its odd
+/// multiplication (a bijection of the high half). Unkeyed, whoever picks
+/// L2 IPAs could aim every page at one bucket (review 38 R38-1).
+fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
     let low = key & 0xffff_ffff;
     let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
     let neighbour = (low & neighbour_bits) >> 12;
-    let mixed_low = region_mix((low & !neighbour_bits) as u32);
-    let mixed_high = ((key >> 32) as u32).wrapping_mul(0x85eb_ca6b);
+    let mixed_low = region_mix((low & !neighbour_bits) as u32 ^ secret as u32);
+    let mixed_high = ((key >> 32) as u32 ^ (secret >> 32) as u32).wrapping_mul(0x85eb_ca6b);
     // The bucket bits are the low ones: fold the product's high bits in.
     let mixed_high = mixed_high ^ (mixed_high >> 16);
     let high = (mixed_high ^ mixed_low).wrapping_add(neighbour as u32);
@@ -186,7 +192,7 @@ fn region_mix(x: u32) -> u32 {
 
 impl Keyed for CachedWalk {
     type Key = u64;
-    // Looked up with `leaf_hash(key, _)`, a bijection of the key.
+    // Looked up with `leaf_hash(key, _, _)`, a bijection of the key.
     const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
@@ -235,7 +241,7 @@ const fn path_key(region_base: u64, level: i8) -> u64 {
 
 impl Keyed for CachedPath {
     type Key = u64;
-    // Looked up with `hash2(key, constant)`, a bijection of the key.
+    // Looked up with `hash2(key, secret)`, a bijection of the key.
     const HASH_IS_KEY: bool = true;
     fn key(&self) -> u64 {
         self.cache_key()
@@ -486,6 +492,22 @@ pub enum Levels {
     Any,
 }
 
+/// Stash places of a cache's leaf table ([`Table::with_stash`]): any leaf
+/// whose bucket is full may take one, and the eviction takes the oldest
+/// leaf of the bucket and the stash. So the leaves of any
+/// `LEAF_STASH + BUCKET` pages, whatever their hashes, are held together
+/// after at most twice that many faults with no other insert in the
+/// context between them (the table's module documentation has the proof):
+/// 20 here, more than the [`crate::budget::WORST_ACCESS_PAGES`] one L2
+/// access may need at once. Four buckets' worth: a miss scans four more
+/// cache lines before it walks. One bucket under loom (the models are
+/// about the protocol, not the bound).
+pub const LEAF_STASH: usize = if cfg!(loom) { crate::table::BUCKET } else { 16 };
+
+// The guarantee above covers the worst single access.
+const _: () =
+    assert!(LEAF_STASH + crate::table::BUCKET >= crate::budget::WORST_ACCESS_PAGES || cfg!(loom));
+
 /// The cache of one context. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct WalkCache {
@@ -505,16 +527,22 @@ pub(crate) struct WalkCache {
     /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
     /// fewer buckets than that.
     neighbours_log2: u32,
+    /// Keys the leaf and path hashes (secret: from
+    /// `ServiceConfig::hash_seed`).
+    secret: u64,
 }
 
 impl WalkCache {
-    pub(crate) fn new(leaf_capacity: usize, path_capacity: usize) -> Self {
-        let leaves = Table::with_capacity(leaf_capacity);
+    /// A cache of `leaf_capacity` leaves in buckets (and [`LEAF_STASH`]
+    /// more) and `path_capacity` paths, its hashes keyed by `secret`.
+    pub(crate) fn new(leaf_capacity: usize, path_capacity: usize, secret: u64) -> Self {
+        let leaves = Table::with_stash(leaf_capacity, LEAF_STASH);
         let paths = Table::with_capacity(path_capacity);
         let index = CacheIndex::with_capacity(leaves.capacity(), paths.capacity());
-        let buckets = leaves.capacity() / crate::table::BUCKET;
+        let buckets = leaves.bucket_places() / crate::table::BUCKET;
         WalkCache {
             neighbours_log2: NEIGHBOURS_LOG2.min(buckets.trailing_zeros()),
+            secret,
             leaves,
             paths,
             spare_index: spin::Mutex::new(Some(index)),
@@ -524,9 +552,20 @@ impl WalkCache {
         }
     }
 
+    /// Leaves a cache made for `leaf_capacity` leaves in buckets (a power
+    /// of two, at least one bucket) holds: its buckets' and its stash's.
+    pub(crate) const fn leaf_places(leaf_capacity: usize) -> usize {
+        leaf_capacity + LEAF_STASH
+    }
+
     /// The table hash of leaf key `key` ([`leaf_hash`]).
     fn leaf_hash(&self, key: u64) -> u64 {
-        leaf_hash(key, self.neighbours_log2)
+        leaf_hash(key, self.neighbours_log2, self.secret)
+    }
+
+    /// The table hash of path key `key`: a bijection of the key, keyed.
+    fn path_hash(&self, key: u64) -> u64 {
+        hash2(key, self.secret)
     }
 
     /// Gives a context's placeholder index the slot's sized one, if the
@@ -577,14 +616,23 @@ impl WalkCache {
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
         }
-        let mut sizes = self.leaf_sizes.load(Ordering::Acquire);
-        while sizes != 0 {
-            let size_log2 = sizes.trailing_zeros() as u8;
-            sizes &= sizes - 1;
-            let base = ipa & !((1u64 << size_log2) - 1);
-            let key = leaf_key(base, size_log2);
-            if let Some(entry) = self.leaves.get(key, self.leaf_hash(key), guard) {
-                if entry.flush == flush {
+        let all_sizes = self.leaf_sizes.load(Ordering::Acquire);
+        // Each size's bucket first, then the stash: a leaf in its bucket
+        // (the common hit) is found without reading the stash.
+        for in_stash in [false, true] {
+            let mut sizes = all_sizes;
+            while sizes != 0 {
+                let size_log2 = sizes.trailing_zeros() as u8;
+                sizes &= sizes - 1;
+                let base = ipa & !((1u64 << size_log2) - 1);
+                let key = leaf_key(base, size_log2);
+                let hash = self.leaf_hash(key);
+                let found = if in_stash {
+                    self.leaves.get_in_stash(key, hash, guard)
+                } else {
+                    self.leaves.get_in_bucket(key, hash, guard)
+                };
+                if let Some(entry) = found.filter(|e| e.flush == flush) {
                     return Some(entry);
                 }
             }
@@ -614,7 +662,7 @@ impl WalkCache {
                 continue;
             }
             let key = path_key(ipa & !((1u64 << span_log2) - 1), level);
-            if let Some(path) = self.paths.get(key, hash2(key, 1), guard) {
+            if let Some(path) = self.paths.get(key, self.path_hash(key), guard) {
                 if path.flush == flush {
                     return Some(path);
                 }
@@ -693,7 +741,7 @@ impl WalkCache {
                 continue;
             }
             let key = path.cache_key();
-            let hash = hash2(key, 1);
+            let hash = self.path_hash(key);
             if self
                 .paths
                 .get(key, hash, guard)
@@ -775,7 +823,7 @@ impl WalkCache {
                     .flatten()
                 {
                     let key = path_key(base, level);
-                    self.paths.prefetch(hash2(key, 1));
+                    self.paths.prefetch(self.path_hash(key));
                     index.paths.prefetch(level, base, u32::from(span_log2));
                 }
             }
@@ -817,7 +865,7 @@ impl WalkCache {
                     let base = start & mask;
                     let key = path_key(base, level);
                     if index.paths.remove(level, base, u32::from(span_log2))
-                        && self.paths.remove_batched(key, hash2(key, 1), guard)
+                        && self.paths.remove_batched(key, self.path_hash(key), guard)
                     {
                         removed += 1;
                     }
@@ -827,7 +875,7 @@ impl WalkCache {
                     .paths
                     .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
                         let key = path_key(base, level);
-                        if self.paths.remove_batched(key, hash2(key, 1), guard) {
+                        if self.paths.remove_batched(key, self.path_hash(key), guard) {
                             removed += 1;
                         }
                     });
@@ -996,14 +1044,16 @@ mod tests {
             }
             inv
         };
+        let secret = 0x5eed_1234_abcd_0987u64;
         let unhash = |h: u64, n: u32| {
             let low = h & 0xffff_ffff;
             let neighbour_bits = ((1u64 << n) - 1) << 12;
             let neighbour = (low & neighbour_bits) >> 12;
-            let mixed_low = region_mix((low & !neighbour_bits) as u32);
+            let mixed_low = region_mix((low & !neighbour_bits) as u32 ^ secret as u32);
             let folded = ((h >> 32) as u32).wrapping_sub(neighbour as u32) ^ mixed_low;
             let mixed_high = folded ^ (folded >> 16);
-            let high = mixed_high.wrapping_mul(inverse_of(0x85eb_ca6b) as u32);
+            let high =
+                mixed_high.wrapping_mul(inverse_of(0x85eb_ca6b) as u32) ^ (secret >> 32) as u32;
             (u64::from(high) << 32) | low
         };
         let mut x = 0x1234_5678_9abc_def1u64;
@@ -1015,10 +1065,10 @@ mod tests {
                 let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
                 let base = x & !((1u64 << size_log2) - 1);
                 for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
-                    assert_eq!(unhash(leaf_hash(key, n), n), key, "{key:#x} n {n}");
+                    assert_eq!(unhash(leaf_hash(key, n, secret), n), key, "{key:#x} n {n}");
                 }
             }
-            let bucket = |key: u64| (leaf_hash(key, n) >> 32) & 0xffff;
+            let bucket = |key: u64| (leaf_hash(key, n, secret) >> 32) & 0xffff;
             let region = 0x80_1234_0000u64;
             let first = bucket(leaf_key(region, 12));
             for page in 0..1u64 << n {
@@ -1030,6 +1080,38 @@ mod tests {
         }
     }
 
+    /// Review 38 R38-1: the bucket of a leaf depends on the service's
+    /// secret, through either half of the key: pages that collide under
+    /// one secret (found with the hash, as whoever picks L2 IPAs could if
+    /// it were unkeyed) are spread under another.
+    #[test]
+    fn leaf_buckets_are_keyed() {
+        let buckets = 1024u64;
+        let bucket = |key: u64, secret: u64| (leaf_hash(key, 6, secret) >> 32) & (buckets - 1);
+        for (step, secrets) in [
+            // Regions of the low half, and IPAs differing above bit 32.
+            (1u64 << 21, [0x1234_5678, 0x1234_5679]),
+            (1u64 << 32, [0x1234_5678_0000_0000, 0x1234_5679_0000_0000]),
+        ] {
+            let target = bucket(leaf_key(0x3000, 12), secrets[0]);
+            let colliding: alloc::vec::Vec<u64> = (0..1u64 << 16)
+                .map(|r| leaf_key((r * step) | 0x3000, 12))
+                .filter(|&k| bucket(k, secrets[0]) == target)
+                .take(8)
+                .collect();
+            assert_eq!(colliding.len(), 8, "step {step:#x}");
+            let other = bucket(colliding[0], secrets[1]);
+            let still = colliding
+                .iter()
+                .filter(|&&k| bucket(k, secrets[1]) == other)
+                .count();
+            assert!(
+                still <= 2,
+                "step {step:#x}: {still} of 8 still share a bucket"
+            );
+        }
+    }
+
     /// A table with fewer buckets than a region has pages uses regions of
     /// as many pages as it has buckets, so pages a multiple of the bucket
     /// count apart do not all share one bucket: 64 pages 16 apart in a
@@ -1037,7 +1119,7 @@ mod tests {
     /// them beyond their bucket's 4 places; 40 with 64-page regions).
     #[test]
     fn a_small_cache_spreads_strided_pages() {
-        let cache = WalkCache::new(64, 16);
+        let cache = WalkCache::new(64, 16, 0);
         assert_eq!(cache.neighbours_log2, 4);
         let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
@@ -1046,8 +1128,11 @@ mod tests {
         }
         let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
         assert!(overflow <= 16, "{per_bucket:?}");
-        assert_eq!(WalkCache::new(1 << 12, 16).neighbours_log2, NEIGHBOURS_LOG2);
-        assert_eq!(WalkCache::new(4, 16).neighbours_log2, 0);
+        assert_eq!(
+            WalkCache::new(1 << 12, 16, 0).neighbours_log2,
+            NEIGHBOURS_LOG2
+        );
+        assert_eq!(WalkCache::new(4, 16, 0).neighbours_log2, 0);
     }
 
     /// A context holds its slot's cache only until it is retired: a reader

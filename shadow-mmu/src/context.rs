@@ -705,6 +705,8 @@ pub struct Directory<S> {
     features: ExposedFeatures,
     /// The secret keys of a context key's two bucket hashes.
     hash_keys: [u64; 2],
+    /// The secret key of every slot's cache hashes (`WalkCache::new`).
+    cache_key: u64,
     /// The epoch collector every guard passed in must belong to.
     collector: Collector,
 }
@@ -758,6 +760,7 @@ impl<S: 'static> Directory<S> {
             capacity,
             features,
             hash_keys: [mix(hash_seed), mix(hash_seed ^ 0x243f_6a88_85a3_08d3)],
+            cache_key: mix(hash_seed ^ 0x1319_8a2e_0370_7344),
             collector: collector.clone(),
         }
     }
@@ -913,6 +916,7 @@ impl<S: 'static> Directory<S> {
                 let cache = Arc::new(WalkCache::new(
                     self.capacity.leaves_per_context,
                     self.capacity.paths_per_context,
+                    self.cache_key,
                 ));
                 state.caches[slot] = Some(cache.clone());
                 cache

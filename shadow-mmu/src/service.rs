@@ -94,7 +94,7 @@ use walker::{
     WalkError,
 };
 
-use crate::budget::Budget;
+use crate::budget::{Budget, WORST_ACCESS_PAGES};
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
     resolve, ComposeError, Composition, HostExecute, L0Map, L1Translation, MemAttr, Permissions,
@@ -390,10 +390,12 @@ pub enum ServiceError {
         shadow_bits: u32,
     },
     /// A budget (made by hand: [`Budget::split`] never makes one) under
-    /// which no shadow entry could ever be installed, so every fault would
-    /// be answered `Retry(Throttled)` for ever (review 25 R25-3): fewer
-    /// frames than every slot's empty table plus one path of three tables,
-    /// or no shadow leaf at all.
+    /// which some single L2 access could never complete, its faults
+    /// answered `Retry(Throttled)` or undoing each other for ever (review
+    /// 25 R25-3, review 38 R38-1): fewer frames than every slot's empty
+    /// table plus the tables of the worst access
+    /// ([`Budget::worst_access_frames`]), or fewer shadow leaves than its
+    /// pages ([`crate::budget::WORST_ACCESS_PAGES`]).
     UnusableBudget {
         /// What is too small.
         what: &'static str,
@@ -431,8 +433,8 @@ impl fmt::Display for ServiceError {
             ),
             ServiceError::UnusableBudget { what, have, need } => write!(
                 f,
-                "the budget gives {have} {what}, fewer than the {need} without which \
-                 no shadow entry can be installed"
+                "the budget gives {have} {what}, fewer than the {need} that one L2 \
+                 access may need at once (it would fault for ever)"
             ),
         }
     }
@@ -865,14 +867,15 @@ where
         }
         // Every slot's empty shadow (its shape follows from the input size
         // alone) with the frames its start tables' alignment may skip, and
-        // one path of level-1 to level-3 tables for a fault.
+        // the tables of the worst single access (review 38 R38-1: fewer,
+        // and an access needing them all faults for ever).
         let shape = ShadowConfig {
             xnx: false,
             pa_bits: shadow_bits,
         };
         let frames_needed = config.budget.capacity.contexts.max(1) * shape.empty_table_frames()
             + shape.alignment_frames()
-            + 3;
+            + Budget::worst_access_frames(&shape);
         if config.budget.frames < frames_needed {
             return Err(ServiceError::UnusableBudget {
                 what: "shadow table frames",
@@ -880,11 +883,11 @@ where
                 need: frames_needed,
             });
         }
-        if config.budget.shadow_leaves == 0 {
+        if config.budget.shadow_leaves < WORST_ACCESS_PAGES {
             return Err(ServiceError::UnusableBudget {
                 what: "shadow leaves",
-                have: 0,
-                need: 1,
+                have: config.budget.shadow_leaves,
+                need: WORST_ACCESS_PAGES,
             });
         }
         crate::flat::mix_in_entropy(config.hash_seed);

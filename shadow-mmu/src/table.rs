@@ -17,9 +17,27 @@
 //!   and parked so a removal finds nothing, and invalidations visit only
 //!   live contexts, under the directory's lock). The service
 //!   `debug_assert!`s the second half where it writes.
-//! - A full bucket evicts one of its entries (rotating choice): an insert
-//!   never fails and never allocates beyond one node, so the table's
-//!   memory is bounded by its capacity.
+//! - A table may have a **stash**: a few buckets' worth of places any key
+//!   may take when its own bucket is full (the walk-result cache's leaves
+//!   have one: [`Table::with_stash`]). A reader probes a key's bucket, and
+//!   the stash only when the bucket misses, so a hit in the bucket costs
+//!   what it did without a stash. A key lives in one place at a time and
+//!   never moves while linked.
+//! - A full table evicts the **oldest** entry (by insertion stamp) of the
+//!   key's bucket and the stash: an insert never fails and never allocates
+//!   beyond one node, so the table's memory is bounded by its capacity.
+//!   Why the oldest, and why a stash (review 38 R38-1): with the bucket
+//!   alone, five keys of one bucket could never be held together, and an
+//!   access that needs them all (the shadow holds a leaf only while its
+//!   cached leaf is held) faulted for ever. With a stash of `S` places, any
+//!   `W <= S + BUCKET` keys needed together are all held after at most
+//!   `2W` inserts of them with no other insert in between, whatever their
+//!   hashes: an eviction chooses among `S + BUCKET` live entries, at most
+//!   `W - 1` of them needed, so among them is an entry that is not needed;
+//!   every needed key inserted during the sequence is newer than every
+//!   entry that is not (no other insert came in between), so it is never
+//!   the oldest there, and a needed key is evicted at most once (only
+//!   while it predates the sequence).
 //! - Two-choice use (the context directory): a key may live in either of
 //!   two buckets chosen by two hashes; readers probe the first, then the
 //!   second ([`Table::get_either`]); a writer puts a new key in the emptier
@@ -75,16 +93,21 @@ pub(crate) enum Displaced<K> {
     Evicted(K),
 }
 
-/// A stored node: the value and its loom liveness marker.
+/// A stored node: the value, when it was inserted, and its loom liveness
+/// marker.
 struct Node<T> {
     value: T,
+    /// The table's insert count when this node was made (written before
+    /// the node is published, never after): the eviction takes the lowest.
+    stamp: u64,
     alive: Liveness,
 }
 
 impl<T> Node<T> {
-    fn new(value: T) -> Self {
+    fn new(value: T, stamp: u64) -> Self {
         Node {
             value,
+            stamp,
             alive: Liveness::default(),
         }
     }
@@ -122,12 +145,19 @@ impl<T> Bucket<T> {
     }
 }
 
+/// A place holding a node: its bucket (or the stash's), its index there
+/// and the node.
+type Place<'t, 'g, T> = (&'t Bucket<T>, usize, Shared<'g, Node<T>>);
+
 /// See the module documentation.
 pub(crate) struct Table<T: Keyed> {
     buckets: Box<[Bucket<T>]>,
+    /// Places any key may take when its bucket is full (see the module
+    /// documentation); empty for most tables.
+    stash: Box<[Bucket<T>]>,
     bucket_mask: usize,
-    /// Rotates the eviction victim within a full bucket (writers only).
-    victim: AtomicUsize,
+    /// Inserts so far: each new node's stamp (writers only).
+    inserts: AtomicU64,
     /// Nodes [`Table::remove_batched`] unlinked and has not yet handed to
     /// the collector (writers only).
     retiring: RetireBatch,
@@ -295,7 +325,10 @@ impl RetireBatch {
 impl<T: Keyed> core::fmt::Debug for Table<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Table")
-            .field("capacity", &(self.buckets.len() * BUCKET))
+            .field(
+                "capacity",
+                &((self.buckets.len() + self.stash.len()) * BUCKET),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -336,6 +369,12 @@ pub(crate) const fn table_bytes(capacity: usize) -> usize {
     buckets_for(capacity) * core::mem::size_of::<Bucket<()>>()
 }
 
+/// Bytes of the stash of a table made with `places` stash places (nodes
+/// not included): [`Table::with_stash`].
+pub(crate) const fn stash_bytes(places: usize) -> usize {
+    places.div_ceil(BUCKET) * core::mem::size_of::<Bucket<()>>()
+}
+
 // A bucket is one cache line: four pointers, four tags.
 const _: () = assert!(core::mem::size_of::<Bucket<()>>() == 64 && PLACE_BYTES == 16);
 
@@ -347,13 +386,23 @@ impl<T: Keyed + 'static> Table<T> {
     /// A table with room for at least `capacity` nodes (rounded up to a
     /// power of two buckets).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self::with_stash(capacity, 0)
+    }
+
+    /// A table with room for at least `capacity` nodes in buckets, and a
+    /// stash of `stash` places (rounded up to whole buckets) that any key
+    /// may take when its bucket is full.
+    pub(crate) fn with_stash(capacity: usize, stash: usize) -> Self {
         let count = buckets_for(capacity);
         let mut buckets = Vec::with_capacity(count);
         buckets.resize_with(count, Bucket::new);
+        let mut stashed = Vec::with_capacity(stash.div_ceil(BUCKET));
+        stashed.resize_with(stash.div_ceil(BUCKET), Bucket::new);
         Table {
             buckets: buckets.into_boxed_slice(),
+            stash: stashed.into_boxed_slice(),
             bucket_mask: count - 1,
-            victim: AtomicUsize::new(0),
+            inserts: AtomicU64::new(0),
             retiring: RetireBatch::new(),
             pool: Arc::new(NodePool::for_capacity(capacity)),
             reusable: RetireBatch::new(),
@@ -364,8 +413,11 @@ impl<T: Keyed + 'static> Table<T> {
     /// one (see [`NodePool`]), else from the allocator. Caller holds the
     /// owner's writer lock (the batch taken from the pool is writer-only).
     fn new_node<'g>(&self, value: T, guard: &'g Guard) -> Shared<'g, Node<T>> {
+        // Writers are serialised: no read-modify-write needed.
+        let stamp = self.inserts.load(Ordering::Relaxed);
+        self.inserts.store(stamp.wrapping_add(1), Ordering::Relaxed);
         let Some(at) = self.reusable_allocation() else {
-            return Owned::new(Node::new(value)).into_shared(guard);
+            return Owned::new(Node::new(value, stamp)).into_shared(guard);
         };
         let at = at as *mut Node<T>;
         // SAFETY: `at` is an allocation of a `Node<T>` made by `Box` whose
@@ -373,7 +425,7 @@ impl<T: Keyed + 'static> Table<T> {
         // from the pool by this writer alone: nothing else reads or
         // writes it, so writing a new node there is an initialisation,
         // and the result is a `Box`-made node as `Owned::new` gives.
-        unsafe { at.write(Node::new(value)) };
+        unsafe { at.write(Node::new(value, stamp)) };
         Shared::from(at.cast_const())
     }
 
@@ -394,8 +446,13 @@ impl<T: Keyed + 'static> Table<T> {
         Some(batch[0])
     }
 
-    /// Nodes the table holds at most.
+    /// Nodes the table holds at most (its buckets' and its stash's).
     pub(crate) fn capacity(&self) -> usize {
+        (self.buckets.len() + self.stash.len()) * BUCKET
+    }
+
+    /// Places in the buckets alone (the stash not counted).
+    pub(crate) fn bucket_places(&self) -> usize {
         self.buckets.len() * BUCKET
     }
 
@@ -415,23 +472,56 @@ impl<T: Keyed + 'static> Table<T> {
         ((hash >> 32) as usize) & self.bucket_mask
     }
 
-    /// The node with `key`, if present. Lock-free.
+    /// The node with `key`, if present: its bucket, then the stash.
+    /// Lock-free.
     pub(crate) fn get<'g>(&self, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
+        self.get_in_bucket(key, hash, guard)
+            .or_else(|| self.get_in_stash(key, hash, guard))
+    }
+
+    /// The node with `key` if it is in its bucket (not the stash): what a
+    /// caller probing several keys asks first, so that a hit in a bucket
+    /// never scans the stash. Lock-free.
+    pub(crate) fn get_in_bucket<'g>(
+        &self,
+        key: T::Key,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g T> {
         Self::get_in(self.bucket(hash), key, hash, guard)
     }
 
+    /// The node with `key` if it is in the stash. Lock-free: a key never
+    /// moves between its bucket and the stash while linked, so a reader
+    /// probing both misses it only while it is being inserted or removed.
+    pub(crate) fn get_in_stash<'g>(
+        &self,
+        key: T::Key,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g T> {
+        self.stash
+            .iter()
+            .find_map(|bucket| Self::get_in(bucket, key, hash, guard))
+    }
+
     /// Whether `node`, a reference a `get` with `hash` returned under
-    /// `guard`, is still linked in its bucket: one line, pointers compared,
-    /// no node read. (The node cannot have been freed and its address
-    /// reused while `guard` is pinned.)
+    /// `guard`, is still linked in its bucket or the stash: pointers
+    /// compared, no node read. (The node cannot have been freed and its
+    /// address reused while `guard` is pinned.)
     pub(crate) fn links(&self, node: &T, hash: u64, guard: &Guard) -> bool {
-        self.bucket(hash).slots.iter().any(|slot| {
-            let shared = slot.load(Ordering::Acquire, guard);
-            // SAFETY: as in `get`: loaded under `guard`, and destroyed only
-            // after being unlinked and a grace period that cannot end while
-            // `guard` is pinned. Only the value's address is taken.
-            unsafe { shared.as_ref() }.is_some_and(|n| core::ptr::eq(&n.value, node))
-        })
+        let bucket = core::slice::from_ref(self.bucket(hash));
+        bucket
+            .iter()
+            .chain(self.stash.iter())
+            .flat_map(|b| b.slots.iter())
+            .any(|slot| {
+                let shared = slot.load(Ordering::Acquire, guard);
+                // SAFETY: as in `get`: loaded under `guard`, and destroyed only
+                // after being unlinked and a grace period that cannot end while
+                // `guard` is pinned. Only the value's address is taken.
+                unsafe { shared.as_ref() }.is_some_and(|n| core::ptr::eq(&n.value, node))
+            })
     }
 
     /// The node with `key` in either of its two buckets (`hashes`), the
@@ -476,10 +566,24 @@ impl<T: Keyed + 'static> Table<T> {
             })
     }
 
-    /// The slot of the bucket holding `key`, for a writer (whose tags are
-    /// exact): tags alone decide when hashes are keys.
-    fn find_slot<'g>(
-        &self,
+    /// The place holding `key` (its bucket's, else the stash's), for a
+    /// writer (whose tags are exact): tags alone decide when hashes are
+    /// keys.
+    fn find_slot<'t, 'g>(
+        &'t self,
+        key: T::Key,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<Place<'t, 'g, T>> {
+        let bucket = core::slice::from_ref(self.bucket(hash));
+        bucket
+            .iter()
+            .chain(self.stash.iter())
+            .find_map(|b| Self::find_in(b, key, hash, guard).map(|(i, n)| (b, i, n)))
+    }
+
+    /// [`Table::find_slot`] in one bucket.
+    fn find_in<'g>(
         bucket: &Bucket<T>,
         key: T::Key,
         hash: u64,
@@ -505,8 +609,10 @@ impl<T: Keyed + 'static> Table<T> {
     }
 
     /// Inserts `node`, replacing a node with the same key, else taking a
-    /// free slot or one whose node `dead` reports as dead, else evicting a
-    /// live node of the bucket. Caller holds the owner's writer lock.
+    /// free place or one whose node `dead` reports as dead (in its bucket,
+    /// else in the stash), else evicting the oldest live node of its
+    /// bucket and the stash (see the module documentation). Caller holds
+    /// the owner's writer lock.
     pub(crate) fn insert<'g>(
         &self,
         node: T,
@@ -515,39 +621,20 @@ impl<T: Keyed + 'static> Table<T> {
         dead: impl Fn(&T) -> bool,
     ) -> (Displaced<T::Key>, &'g T) {
         let key = node.key();
-        let bucket = self.bucket(hash);
-        let same = self.find_slot(bucket, key, hash, guard).map(|(i, shared)| {
-            // SAFETY: as in `get`.
-            (
-                i,
-                unsafe { shared.as_ref() }.is_some_and(|n| dead(n.read())),
-            )
-        });
-        let free = || {
-            bucket.slots.iter().position(|slot| {
-                let shared = slot.load(Ordering::Acquire, guard);
+        let (bucket, index, outcome) = match self.find_slot(key, hash, guard) {
+            Some((bucket, i, shared)) => {
                 // SAFETY: as in `get`.
-                unsafe { shared.as_ref() }.is_none_or(|n| dead(n.read()))
-            })
-        };
-        let (index, outcome) = match same {
-            Some((i, false)) => (i, Displaced::SameKey),
-            // A dead node with the same key is replaced like a free slot:
-            // the caller's indexes no longer list it.
-            Some((i, true)) => (i, Displaced::Nothing),
-            None => match free() {
-                Some(i) => (i, Displaced::Nothing),
-                None => {
-                    // Writers are serialised: no read-modify-write needed.
-                    let turn = self.victim.load(Ordering::Relaxed);
-                    self.victim.store(turn.wrapping_add(1), Ordering::Relaxed);
-                    let i = turn % BUCKET;
-                    let shared = bucket.slots[i].load(Ordering::Acquire, guard);
-                    // SAFETY: as in `get`.
-                    let evicted = unsafe { shared.as_ref() }.map(|n| n.read().key());
-                    (i, evicted.map_or(Displaced::Nothing, Displaced::Evicted))
-                }
-            },
+                let is_dead = unsafe { shared.as_ref() }.is_some_and(|n| dead(n.read()));
+                // A dead node with the same key is replaced like a free
+                // place: the caller's indexes no longer list it.
+                let outcome = if is_dead {
+                    Displaced::Nothing
+                } else {
+                    Displaced::SameKey
+                };
+                (bucket, i, outcome)
+            }
+            None => self.place_for(hash, guard, &dead),
         };
         let new = self.new_node(node, guard);
         // The tag first: a reader that sees the new pointer (Acquire on
@@ -559,6 +646,41 @@ impl<T: Keyed + 'static> Table<T> {
         // is destroyed only after being unlinked and a grace period, which
         // cannot end while `guard` ('g) is pinned.
         (outcome, unsafe { new.deref() }.read())
+    }
+
+    /// Where a key not in the table goes: the first free or dead place of
+    /// its bucket, else of the stash, else the place of the oldest node of
+    /// both (evicted). Caller holds the owner's writer lock.
+    fn place_for<'t>(
+        &'t self,
+        hash: u64,
+        guard: &Guard,
+        dead: &impl Fn(&T) -> bool,
+    ) -> (&'t Bucket<T>, usize, Displaced<T::Key>) {
+        let bucket = core::slice::from_ref(self.bucket(hash));
+        // (bucket, place, stamp, key) of the oldest live node so far.
+        let mut oldest: Option<(&Bucket<T>, usize, u64, T::Key)> = None;
+        for b in bucket.iter().chain(self.stash.iter()) {
+            for (i, slot) in b.slots.iter().enumerate() {
+                let shared = slot.load(Ordering::Acquire, guard);
+                // SAFETY: as in `get`.
+                let Some(n) = (unsafe { shared.as_ref() }) else {
+                    return (b, i, Displaced::Nothing);
+                };
+                if dead(n.read()) {
+                    return (b, i, Displaced::Nothing);
+                }
+                // Stamps wrap after 2^64 inserts: never, in practice.
+                if oldest.is_none_or(|(_, _, stamp, _)| n.stamp < stamp) {
+                    oldest = Some((b, i, n.stamp, n.read().key()));
+                }
+            }
+        }
+        match oldest {
+            Some((b, i, _, key)) => (b, i, Displaced::Evicted(key)),
+            // Unreachable: a bucket has places, and each was free or live.
+            None => (&bucket[0], 0, Displaced::Nothing),
+        }
     }
 
     /// Free places in the bucket `hash` selects. Caller holds the owner's
@@ -624,25 +746,27 @@ impl<T: Keyed + 'static> Table<T> {
                 && self.remove(key, second, guard))
     }
 
-    /// When the bucket for `hash` has no free slot, the key of one of its
-    /// nodes (the one the next insert there would evict).
+    /// When the bucket for `hash` has no free slot, the key of its oldest
+    /// node. For a table without a stash (the directory's).
     pub(crate) fn full_bucket_victim(&self, hash: u64, guard: &Guard) -> Option<T::Key> {
-        let bucket = self.bucket(hash);
-        let mut keys = bucket.slots.iter().map(|slot| {
+        debug_assert!(self.stash.is_empty());
+        let mut oldest: Option<(u64, T::Key)> = None;
+        for slot in &self.bucket(hash).slots {
             let shared = slot.load(Ordering::Acquire, guard);
             // SAFETY: as in `get`.
-            unsafe { shared.as_ref() }.map(|n| n.read().key())
-        });
-        let first = keys.next().flatten()?;
-        keys.all(|k| k.is_some()).then_some(first)
+            let n = unsafe { shared.as_ref() }?;
+            if oldest.is_none_or(|(stamp, _)| n.stamp < stamp) {
+                oldest = Some((n.stamp, n.read().key()));
+            }
+        }
+        oldest.map(|(_, key)| key)
     }
 
     /// Removes the node with `key`; whether one was there. Caller holds the
     /// owner's writer lock.
     pub(crate) fn remove(&self, key: T::Key, hash: u64, guard: &Guard) -> bool {
-        let bucket = self.bucket(hash);
-        match self.find_slot(bucket, key, hash, guard) {
-            Some((i, old)) => {
+        match self.find_slot(key, hash, guard) {
+            Some((bucket, i, old)) => {
                 // Writers are serialised: `old` is still the slot's node.
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
                 retire(old, guard);
@@ -657,9 +781,8 @@ impl<T: Keyed + 'static> Table<T> {
     /// deferred call once [`RETIRE_BATCH`] are in it
     /// ([`Table::retire_batched`]). Caller holds the owner's writer lock.
     pub(crate) fn remove_batched(&self, key: T::Key, hash: u64, guard: &Guard) -> bool {
-        let bucket = self.bucket(hash);
-        match self.find_slot(bucket, key, hash, guard) {
-            Some((i, old)) => {
+        match self.find_slot(key, hash, guard) {
+            Some((bucket, i, old)) => {
                 // Writers are serialised: `old` is still the slot's node.
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
                 self.retire_batched(old, guard);
@@ -797,7 +920,12 @@ impl<T: Keyed> Drop for Table<T> {
             // made by `Box`, value dropped, owned by this table alone.
             drop(unsafe { Box::from_raw(node) });
         }
-        for slot in self.buckets.iter().flat_map(|b| b.slots.iter()) {
+        for slot in self
+            .buckets
+            .iter()
+            .chain(self.stash.iter())
+            .flat_map(|b| b.slots.iter())
+        {
             let shared = slot.swap(Shared::null(), Ordering::Relaxed, guard);
             if !shared.is_null() {
                 // SAFETY: as above, exclusive access; each node is owned by
@@ -1663,5 +1791,131 @@ mod pool_tests {
         }
         assert_eq!(pool.batches.lock().len(), 3);
         assert!(small.batches.lock().is_empty());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod stash_tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec as StdVec;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Item(u64);
+
+    impl Keyed for Item {
+        type Key = u64;
+        const HASH_IS_KEY: bool = true;
+        fn key(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// A hash of `k` in bucket 0 of any table: the bucket bits (32 and up)
+    /// are zero, the low half is `k` (distinct keys, distinct tags).
+    fn same_bucket(k: u64) -> u64 {
+        k & 0xffff_ffff
+    }
+
+    /// Inserts the first of `needed` that `table` misses, as an access
+    /// re-run after each fault would, until none is missing; how many
+    /// inserts that took, or `None` after `limit`.
+    fn faults_until_held(table: &Table<Item>, needed: &[u64], limit: usize) -> Option<usize> {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        for faults in 0..=limit {
+            let missing = needed
+                .iter()
+                .find(|&&k| table.get(k, same_bucket(k), &guard).is_none());
+            let Some(&k) = missing else {
+                return Some(faults);
+            };
+            table.insert(Item(k), same_bucket(k), &guard, |_| false);
+        }
+        None
+    }
+
+    /// Review 38 R38-1: keys that all share one bucket, as many as the
+    /// bucket and the stash have places, are held together after at most
+    /// twice that many inserts, even when the table is full of other keys
+    /// of that bucket first, and whichever order the access needs them in.
+    /// (With the bucket alone, or with a rotating victim, such an access
+    /// faulted for ever.)
+    #[test]
+    fn a_bucket_and_its_stash_hold_any_working_set_that_fits() {
+        let places = 4 * BUCKET;
+        let table = Table::<Item>::with_stash(64, places);
+        assert_eq!(table.capacity(), 64 + places);
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        for k in 1000..1000 + places as u64 + BUCKET as u64 {
+            let guard = handle.pin();
+            table.insert(Item(k), same_bucket(k), &guard, |_| false);
+        }
+        let w = places + BUCKET;
+        for rotation in 0..w {
+            let mut needed: StdVec<u64> = (0..w as u64).map(|k| k + 1).collect();
+            needed.rotate_left(rotation);
+            let faults = faults_until_held(&table, &needed, 10 * w);
+            assert!(
+                faults.is_some_and(|f| f <= 2 * w),
+                "rotation {rotation}: {faults:?} faults for {w} keys"
+            );
+        }
+        // Reversed: the needed keys evict each other in another order.
+        let needed: StdVec<u64> = (0..w as u64).rev().map(|k| k + 500).collect();
+        assert!(faults_until_held(&table, &needed, 10 * w).is_some_and(|f| f <= 2 * w));
+    }
+
+    /// One more key than the places: never held together (the bound is
+    /// exact, which is why `cache::LEAF_STASH` covers the worst access).
+    #[test]
+    fn one_key_more_than_the_places_is_never_held() {
+        let table = Table::<Item>::with_stash(4, BUCKET);
+        let needed: StdVec<u64> = (1..=2 * BUCKET as u64 + 1).collect();
+        assert_eq!(faults_until_held(&table, &needed, 1000), None);
+    }
+
+    /// A reader finds a key in the stash, `links` sees it there, and its
+    /// removal takes it out; a bucket with room takes a key before the
+    /// stash does.
+    #[test]
+    fn stashed_keys_are_found_linked_and_removed() {
+        let table = Table::<Item>::with_stash(8, BUCKET);
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let guard = handle.pin();
+        for k in 1..=BUCKET as u64 {
+            table.insert(Item(k), same_bucket(k), &guard, |_| false);
+            assert!(table.get_in_bucket(k, same_bucket(k), &guard).is_some());
+        }
+        let stashed = 99;
+        let (displaced, item) =
+            table.insert(Item(stashed), same_bucket(stashed), &guard, |_| false);
+        assert_eq!(displaced, Displaced::Nothing);
+        assert!(table
+            .get_in_bucket(stashed, same_bucket(stashed), &guard)
+            .is_none());
+        assert_eq!(
+            table.get_in_stash(stashed, same_bucket(stashed), &guard),
+            Some(&Item(99))
+        );
+        assert_eq!(
+            table.get(stashed, same_bucket(stashed), &guard),
+            Some(&Item(99))
+        );
+        assert!(table.links(item, same_bucket(stashed), &guard));
+        // The same key again replaces it where it is.
+        let (displaced, _) = table.insert(Item(stashed), same_bucket(stashed), &guard, |_| false);
+        assert_eq!(displaced, Displaced::SameKey);
+        assert!(table.remove(stashed, same_bucket(stashed), &guard));
+        assert!(table.get(stashed, same_bucket(stashed), &guard).is_none());
+        // Full bucket and stash: the oldest (key 1) goes.
+        for k in 200..200 + BUCKET as u64 {
+            table.insert(Item(k), same_bucket(k), &guard, |_| false);
+        }
+        let (displaced, _) = table.insert(Item(300), same_bucket(300), &guard, |_| false);
+        assert_eq!(displaced, Displaced::Evicted(1));
     }
 }

@@ -50,7 +50,10 @@ fn the_service_holds_no_more_than_the_budget_counts() {
     let empty = live_bytes();
     s.shadow_root(&w, &trees[0].key(1)).expect("a context");
     let one_context = (live_bytes() - empty) as usize;
-    let places = budget.capacity.leaves_per_context + budget.capacity.paths_per_context;
+    // The leaf table's stash too (review 38 R38-1).
+    let places = budget.capacity.leaves_per_context
+        + shadow_mmu::cache::LEAF_STASH
+        + budget.capacity.paths_per_context;
     let exact = CONTEXT_BYTES
         + CACHE_STRUCT_BYTES
         + places * 16

@@ -129,23 +129,26 @@ impl ShadowHooks for Steps {
 
 type SteppedService = HookedService<Steps>;
 
-/// One context slot, a cap of two shadow leaves, A holding both (pages 1
-/// and 2); B's tree maps pages 0 and 1. Returns the service, the steps and
-/// the keys.
+/// The shadow-leaf cap of these scenarios: the least `Service::new`
+/// accepts (review 38 R38-1; it was two).
+const CAP: u64 = shadow_mmu::budget::WORST_ACCESS_PAGES as u64;
+
+/// One context slot, a cap of [`CAP`] shadow leaves, A holding them all
+/// (pages 1 to `CAP`); B's tree maps pages 0 and 1. Returns the service,
+/// the steps and the keys.
 fn a_at_the_cap() -> (Arc<SteppedService>, Arc<Steps>, ContextKey, ContextKey) {
     let mem = L1Memory::new();
     let tree_a = L1Tables::new(mem.clone(), Granule::K4);
     let tree_b = L1Tables::at(mem.clone(), Granule::K4, 4 << 20);
-    for i in 0..3u64 {
+    for i in 0..=CAP {
         tree_a.map(i << 12, 0x8000_0000 + (i << 12), 3, RW);
     }
     tree_b.map(0, 0x9000_0000, 3, RW);
     tree_b.map(1 << 12, 0x9000_1000, 3, RW);
     let (a, b) = (tree_a.key(1), tree_b.key(1));
     let mut cfg = config(4 << 20, 1);
-    // A cap of two shadow leaves.
     cfg.budget = Budget {
-        shadow_leaves: 2,
+        shadow_leaves: CAP as usize,
         ..cfg.budget
     };
     let steps = Arc::new(Steps::default());
@@ -153,11 +156,11 @@ fn a_at_the_cap() -> (Arc<SteppedService>, Arc<Steps>, ContextKey, ContextKey) {
     {
         // A holds the cap.
         let w = s.worker();
-        for i in 1..3u64 {
+        for i in 1..=CAP {
             let t = s.translate(&w, &a, i << 12, AccessKind::Read, &ABORT);
             assert!(pa_of(&t, i << 12).is_some(), "{t:?}");
         }
-        assert_eq!(s.shadow_leaves(), 2);
+        assert_eq!(s.shadow_leaves(), CAP as usize);
     }
     (s, steps, a, b)
 }
@@ -274,9 +277,9 @@ fn a_fault_adding_no_leaf_clears_nothing_at_the_cap() {
     let t = s.translate(&w, &a, 1 << 12, AccessKind::Read, &ABORT);
     assert!(pa_of(&t, 1 << 12).is_some(), "{t:?}");
     assert_eq!(steps.clears.load(SeqCst), 0, "a shadow cleared at the cap");
-    assert_eq!(s.shadow_leaves(), 2);
+    assert_eq!(s.shadow_leaves(), CAP as usize);
     assert_eq!(s.stats().evictions, evictions);
-    for page in 1..3u64 {
+    for page in 1..=CAP {
         assert!(s.shadow_lookup(&w, &a, page << 12).is_some(), "page {page}");
     }
 }

@@ -20,6 +20,10 @@ use shadow_mmu::service::{HostBackend, Service, ServiceError, Translated};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
 
+/// The two roots and the tables of the worst single access (review 38
+/// R38-1: it was the roots and one path of three tables).
+const NEED: usize = 2 + 3 * shadow_mmu::budget::WORST_ACCESS_PAGES;
+
 #[test]
 fn review25_a_budget_that_can_map_nothing_is_refused() {
     let mem = L1Memory::new();
@@ -37,12 +41,13 @@ fn review25_a_budget_that_can_map_nothing_is_refused() {
         ServiceError::UnusableBudget {
             what: "shadow table frames",
             have: 2,
-            need: 5
+            need: NEED
         }
     );
     assert!(
-        e.to_string()
-            .contains("gives 2 shadow table frames, fewer than the 5"),
+        e.to_string().contains(&format!(
+            "gives 2 shadow table frames, fewer than the {NEED}"
+        )),
         "{e}"
     );
     // No shadow leaf at all: refused too.
@@ -64,9 +69,9 @@ fn review25_a_budget_that_can_map_nothing_is_refused() {
     );
     // The smallest accepted budget maps the page.
     let mut smallest = config(16 << 20, 2);
-    smallest.budget.frames = 5;
-    let backend = HostBackend::new(5, ShadowConfig::default()).expect("pool");
-    let s = Service::new(smallest, mem, l0_map(), backend).expect("roots and one path");
+    smallest.budget.frames = NEED;
+    let backend = HostBackend::new(NEED, ShadowConfig::default()).expect("pool");
+    let s = Service::new(smallest, mem, l0_map(), backend).expect("roots and the worst access");
     let w = s.worker();
     assert!(matches!(
         read(&s, &w, &l1.key(1), 0x1000),

@@ -1,6 +1,8 @@
 //! Shared fixture of the shadow-mmu loom models: a tiny L1 stage-2 tree in
 //! loom-tracked memory and a service small enough for loom (one bucket of
-//! cache slots, eight shadow frames). The service is the real
+//! cache slots and a stash of one bucket; the frames and shadow leaves
+//! `Service::new` asks at least, counts the model shadow does not use). The
+//! service is the real
 //! `shadow_mmu::service::Service`: under `--cfg loom` its atomics, locks and
 //! epoch reclamation all run on loom.
 #![allow(dead_code)]
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
-use shadow_mmu::budget::Budget;
+use shadow_mmu::budget::{Budget, WORST_ACCESS_PAGES};
 use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::compose::{
     L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
@@ -95,6 +97,21 @@ pub fn memory() -> SparseMemory {
         (L3_TABLE + 8, AtomicU64::new((OLD + 0x1000) | PAGE)),
     ];
     SparseMemory { words }
+}
+
+/// The first tree (ROOT) with `pages` pages from L2 IPA 0 mapped, page
+/// `i` to OLD + i pages (the second tree as in [`memory`]).
+pub fn memory_with_pages(pages: u64) -> SparseMemory {
+    let mut memory = memory();
+    memory
+        .words
+        .retain(|(a, _)| !(L3_TABLE..L3_TABLE + 0x1000).contains(a));
+    for i in 0..pages {
+        memory
+            .words
+            .push((L3_TABLE + 8 * i, AtomicU64::new((OLD + (i << 12)) | PAGE)));
+    }
+    memory
 }
 
 /// A shadow stage 2 small enough for loom: its entries in a loom mutex.
@@ -267,8 +284,11 @@ pub fn config(contexts: usize) -> ServiceConfig {
             leaves_per_context: 4,
             paths_per_context: 4,
         },
-        frames: 4 * contexts + 4,
-        shadow_leaves: 16,
+        // What `Service::new` asks at least: every slot's root and the
+        // tables and leaves of the worst single access (review 38 R38-1);
+        // the model shadow counts none of them.
+        frames: 4 * contexts + 4 + 3 * WORST_ACCESS_PAGES,
+        shadow_leaves: WORST_ACCESS_PAGES,
     };
     ServiceConfig {
         features,

@@ -1,0 +1,106 @@
+//! loom model of the walk-result cache's stash (review 38 R38-1): a leaf
+//! whose bucket is full goes to the stash, and a full bucket and stash
+//! evict their oldest leaf, which may be in the stash. A reader probes the
+//! leaf's bucket, then the stash, without a lock, while the writer evicts
+//! a stashed leaf and puts a new one in its place: the reader gets each
+//! leaf whole (its own output) or a miss, never another leaf's entry, and
+//! never a node freed under it (the nodes' liveness cells).
+#![cfg(loom)]
+
+mod shadow_support;
+
+use crossbeam_epoch::Collector;
+use loom::sync::Arc;
+use loom::thread;
+use shadow_mmu::cache::{CachedWalk, LEAF_STASH};
+use shadow_mmu::context::{Capacity, Directory, HostVmids, ShadowVmids};
+use shadow_support::*;
+use walker::{AccessKind, ExposedFeatures, IdRegisters, Stage2Walker};
+
+/// One bucket of four leaves and, under loom, a stash of four: pages 0-3
+/// fill the bucket, pages 4-7 the stash. Pages 0-3 are then cached again
+/// (newer), so page 4, in the stash, is the oldest: the writer's insert of
+/// page 8 evicts it and takes its place, while the reader looks up pages 4
+/// and 8 (both only ever in the stash) and page 0 (in the bucket).
+#[test]
+fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
+    assert_eq!(LEAF_STASH, 4, "the model counts on a stash of one bucket");
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5,
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    let capacity = Capacity {
+        contexts: 1,
+        leaves_per_context: 4,
+        paths_per_context: 4,
+    };
+    // The walks, made once (walks are not the subject).
+    let memory = memory_with_pages(9);
+    let walker = Stage2Walker::new(key(ROOT).registers(), &features);
+    let leaves: Vec<CachedWalk> = (0..9u64)
+        .map(|i| {
+            let t = walker
+                .walk(&memory, i << 12, AccessKind::Read)
+                .expect("mapped");
+            CachedWalk::from_translation(&t)
+        })
+        .collect();
+    let host = HostVmids {
+        width: ipc::VmidWidth::Bits16,
+        l1_vmid: 1,
+    };
+    let vmids = ShadowVmids::new(16, capacity.contexts, host).expect("valid shadow VMIDs");
+    loom::model(move || {
+        let collector = Collector::new();
+        let directory = Arc::new(Directory::<()>::new(
+            features, capacity, vmids, 0x5eed, &collector,
+        ));
+        let handle = collector.register();
+        {
+            let guard = handle.pin();
+            let (a, _) = directory
+                .get_or_create(&key(ROOT), &guard, |_, _| {}, |_| Some(()), |_| {})
+                .expect("a free slot");
+            let mut held = a.lock();
+            for page in (0..8).chain(0..4) {
+                assert_eq!(a.cache_leaf(&mut held, leaves[page], &guard), None);
+            }
+        }
+        let writer = {
+            let directory = directory.clone();
+            let collector = collector.clone();
+            let leaf = leaves[8];
+            thread::spawn(move || {
+                let handle = collector.register();
+                let guard = handle.pin();
+                let a = directory.get(&key(ROOT), &guard).expect("A");
+                let mut held = a.lock();
+                assert_eq!(
+                    a.cache_leaf(&mut held, leaf, &guard),
+                    Some((4 << 12, 1 << 12)),
+                    "the oldest leaf, in the stash, is evicted"
+                );
+            })
+        };
+        {
+            let guard = handle.pin();
+            let a = directory.get(&key(ROOT), &guard).expect("A");
+            for page in [4u64, 8, 0] {
+                if let Some(hit) = a.lookup(page << 12, &guard) {
+                    assert_eq!(hit.output_address(page << 12), OLD + (page << 12));
+                }
+            }
+            assert!(a.lookup(0, &guard).is_some(), "page 0 stays cached");
+        }
+        writer.join().unwrap();
+        let guard = handle.pin();
+        let a = directory.get(&key(ROOT), &guard).expect("A");
+        assert!(a.lookup(4 << 12, &guard).is_none(), "page 4 was evicted");
+        for page in (0..4).chain(5..9u64) {
+            let hit = a.lookup(page << 12, &guard).expect("cached");
+            assert_eq!(hit.output_address(page << 12), OLD + (page << 12));
+        }
+    });
+}
