@@ -99,7 +99,7 @@ use ipc::{
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
-use shadow_mmu::service::{Service, ServiceConfig};
+use shadow_mmu::service::{Service, ServiceConfig, Worker};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
 use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION};
 use walker::{ExposedFeatures, IdRegisters};
@@ -366,7 +366,31 @@ struct Vcpu {
     traps_seen: u8,
     /// L1's and L2's generic timers (`arch::nested_timer`).
     timers: VcpuTimers,
+    /// This vCPU's handle on the service, made at its first use and kept:
+    /// a `Worker` registers with the epoch collector (two blocks of over
+    /// 2 KiB and a collection), too much for every L2 entry (review 38
+    /// R38-4).
+    worker: Option<VcpuWorker>,
     counts: Counts,
+}
+
+/// A vCPU's service [`Worker`], which lives in the vCPU's state behind
+/// [`VCPUS`]' lock.
+struct VcpuWorker(Worker);
+
+// SAFETY: a `Worker` is `!Send` because its epoch handle's state is not
+// synchronised for concurrent use by two threads; nothing in it is tied to
+// the thread (hv has no thread-local storage). A `VcpuWorker` lives in its
+// vCPU's `Vcpu`, which is only reached through that vCPU's `VCPUS` lock,
+// taken by the one PE running the vCPU: it is used by one PE at a time,
+// and a move between PEs (none happens) would be ordered by the lock.
+unsafe impl Send for VcpuWorker {}
+
+/// The vCPU's [`Worker`] (`slot`: its `Vcpu::worker`), made at its first use.
+fn vcpu_worker<'a>(nested: &Nested, slot: &'a mut Option<VcpuWorker>) -> &'a Worker {
+    &slot
+        .get_or_insert_with(|| VcpuWorker(nested.service.worker()))
+        .0
 }
 
 impl Vcpu {
@@ -408,6 +432,7 @@ impl Vcpu {
             ),
             traps_seen: 0,
             timers: vcpu_timers(),
+            worker: None,
             counts: Counts::default(),
         }
     }
@@ -1197,8 +1222,8 @@ fn enter_shadow(nested: &Nested, vcpu: &mut Vcpu, key: &ContextKey) -> Option<u6
     }
     let width = nested.service.l1_vmid_width();
     let shadow_key = shadow_mmu::context::ContextKey::from_ipc(key, width);
-    let worker = nested.service.worker();
-    match PES[vcpu.index].enter(|| nested.service.shadow_root(&worker, &shadow_key)) {
+    let worker = vcpu_worker(nested, &mut vcpu.worker);
+    match PES[vcpu.index].enter(|| nested.service.shadow_root(worker, &shadow_key)) {
         Entry::Ready {
             vmid,
             root,
@@ -1744,6 +1769,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                             nested,
                             vcpu.id,
                             &mut vcpu.client,
+                            &mut vcpu.worker,
                             Request::Invalidate(request),
                         ) {
                             Ok(Reply::InvalidateAck(_)) => {}
@@ -1798,27 +1824,20 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                 frame.elr += instruction_length(read_sysreg!("esr_el2"));
                 return;
             }
-            let worker = nested.service.worker();
+            let worker = vcpu_worker(nested, &mut vcpu.worker);
             // VMALLE1IS of each shadow VMID covers whatever L1's form
             // covered (a superset: permitted).
             // And L2's entries while L1's stage 2 is off.
             flush_direct_vmids();
-            nested
-                .service
-                .for_each_shadow_vmid(&worker, vmid, |shadow| {
-                    with_vmid(shadow, || {
-                        // SAFETY: drops the shadow VMID's stage-1 and combined
-                        // entries, completed in the Inner Shareable domain.
-                        unsafe {
-                            core::arch::asm!(
-                                "dsb ishst",
-                                "tlbi vmalle1is",
-                                "dsb ish",
-                                options(nostack)
-                            )
-                        };
-                    })
-                });
+            nested.service.for_each_shadow_vmid(worker, vmid, |shadow| {
+                with_vmid(shadow, || {
+                    // SAFETY: drops the shadow VMID's stage-1 and combined
+                    // entries, completed in the Inner Shareable domain.
+                    unsafe {
+                        core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", options(nostack))
+                    };
+                })
+            });
         }
         _ => return undefined_for_l1(frame),
     }
@@ -1834,17 +1853,18 @@ fn publish_answer() {
 }
 
 /// One request to the service: over the rings to the service CPU (every
-/// wait bounded by [`TIMEOUT_MS`]), or inline on this CPU.
+/// wait bounded by [`TIMEOUT_MS`]), or inline on this CPU with the vCPU's
+/// worker (`worker`: its `Vcpu::worker`).
 fn call(
     nested: &Nested,
     id: VcpuId,
     client: &mut Option<VcpuClient<'static, WfeDoorbell>>,
+    worker: &mut Option<VcpuWorker>,
     request: Request,
 ) -> Result<Reply, &'static str> {
     let Some(client) = client else {
-        let worker = nested.service.worker();
         let reply = nested.service.reply(
-            &worker,
+            vcpu_worker(nested, worker),
             Envelope {
                 vcpu: id,
                 seq: 0,
@@ -2025,6 +2045,7 @@ fn l2_exit(
                 nested,
                 vcpu.id,
                 &mut vcpu.client,
+                &mut vcpu.worker,
                 Request::Translate(request),
             ) {
                 Ok(reply) => reply,
