@@ -773,6 +773,8 @@ pub struct Service<M, L, B: ShadowBackend> {
     /// alive (a [`Worker`] may outlive the service); who writes them is the
     /// `claimed` flag's business (see [`Service::worker`]).
     workers: Mutex<Vec<Arc<Counters>>>,
+    /// Workers made so far ([`Service::workers_made`]).
+    workers_made: AtomicUsize,
 }
 
 impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
@@ -929,6 +931,7 @@ where
             shadow_leaves: AtomicUsize::new(0),
             collector,
             workers: Mutex::new(Vec::new()),
+            workers_made: AtomicUsize::new(0),
         })
     }
 
@@ -991,11 +994,22 @@ where
                 }
             }
         };
+        self.workers_made.fetch_add(1, Ordering::Relaxed);
         Worker {
             handle: self.collector.register(),
             counters,
             burst_requests: Cell::new(0),
         }
+    }
+
+    /// How many workers [`Service::worker`] made so far. Each registers
+    /// with the epoch collector (two blocks of over 2 KiB, and a collection
+    /// at its first pin), so an embedder keeps one per thread: hv checks
+    /// at the end of a nested run that it made one per vCPU (review 38
+    /// R38-4).
+    #[doc(hidden)]
+    pub fn workers_made(&self) -> usize {
+        self.workers_made.load(Ordering::Relaxed)
     }
 
     /// How many workers' counters the service keeps: at most the number of

@@ -1291,6 +1291,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         waited: WAITED.load(Ordering::Relaxed),
         entry_retries: c.entry_retries,
         kick_irqs: c.kick_irqs,
+        workers: nested.service.workers_made() as u64,
     }
 }
 
@@ -1380,6 +1381,10 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             );
             let two_vcpus = SECOND_START.get().is_some();
             if let Err(why) = summary.handshake_verdict(must_recycle, two_vcpus) {
+                println!("hv: nested: FAILED: {why}");
+                exit(ExitStatus::Failure);
+            }
+            if let Err(why) = summary.workers_verdict(1 + u64::from(two_vcpus)) {
                 println!("hv: nested: FAILED: {why}");
                 exit(ExitStatus::Failure);
             }

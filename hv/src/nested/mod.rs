@@ -289,6 +289,26 @@ pub struct Summary {
     pub waited: u64,
     pub entry_retries: u64,
     pub kick_irqs: u64,
+    /// Service `Worker`s hv made (`Service::workers_made`).
+    pub workers: u64,
+}
+
+/// A nested run made more service `Worker`s than one per vCPU and one for
+/// the service CPU (review 38 R38-4: one per L2 entry and inline call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyWorkers {
+    pub workers: u64,
+    pub most: u64,
+}
+
+impl core::fmt::Display for TooManyWorkers {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "hv made {} service workers, more than the {} of one per vCPU and one for the service CPU",
+            self.workers, self.most
+        )
+    }
 }
 
 /// Why a nested run's end shows the recycling handshake did not hold.
@@ -356,11 +376,26 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Whether hv kept one service `Worker` per vCPU: at most one for
+    /// each of the run's `vcpus` and one for the service CPU.
+    pub fn workers_verdict(&self, vcpus: u64) -> Result<(), TooManyWorkers> {
+        let most = vcpus + 1;
+        if self.workers > most {
+            return Err(TooManyWorkers {
+                workers: self.workers,
+                most,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl core::fmt::Display for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts; recycling handshake: {} kick passes ({} PEs kicked, {} interrupted and waited for), {} entries retried after a kick, {} kick SGIs taken",
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts; recycling handshake: {} kick passes ({} PEs kicked, {} interrupted and waited for), {} entries retried after a kick, {} kick SGIs taken; {} service workers",
             self.l2_entries,
             self.translates,
             self.injected,
@@ -376,7 +411,8 @@ impl core::fmt::Display for Summary {
             self.kicked,
             self.waited,
             self.entry_retries,
-            self.kick_irqs
+            self.kick_irqs,
+            self.workers
         )
     }
 }

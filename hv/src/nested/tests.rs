@@ -744,3 +744,35 @@ fn el2_stage1_tlbi_forms_are_the_allocated_ones() {
         }
     }
 }
+
+/// Review 38 R38-4: a run that made a service `Worker` per L2 entry (or
+/// per inline call) fails its end-of-run check; one per vCPU and one for
+/// the service CPU passes.
+#[test]
+fn the_summary_checks_one_worker_per_vcpu() {
+    let mut s = Summary {
+        l2_entries: 40,
+        workers: 3,
+        ..Summary::default()
+    };
+    assert_eq!(s.workers_verdict(2), Ok(()));
+    assert!(std::format!("{s}").ends_with("; 3 service workers"));
+    s.workers = 41;
+    let fault = s.workers_verdict(2).unwrap_err();
+    assert_eq!(
+        fault,
+        TooManyWorkers {
+            workers: 41,
+            most: 3
+        }
+    );
+    assert_eq!(
+        std::format!("{fault}"),
+        "hv made 41 service workers, more than the 3 of one per vCPU and one for the service CPU"
+    );
+    s.workers = 3;
+    assert!(
+        s.workers_verdict(1).is_err(),
+        "one vCPU: two workers at most"
+    );
+}
