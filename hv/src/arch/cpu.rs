@@ -38,6 +38,38 @@ pub fn counter() -> u64 {
     read_sysreg!("cntpct_el0")
 }
 
+/// Whether the CPU has FEAT_RNG (ID_AA64ISAR0_EL1.RNDR, bits [63:60]).
+pub fn has_rng() -> bool {
+    read_sysreg!("s3_0_c0_c6_0") >> 60 != 0
+}
+
+/// 64 random bits from FEAT_RNG's RNDR, or `None` when the CPU has no
+/// FEAT_RNG (ID_AA64ISAR0_EL1.RNDR, bits [63:60], is 0) or RNDR reported
+/// no entropy (NZCV.Z set) at each of a few reads.
+pub fn random() -> Option<u64> {
+    if !has_rng() {
+        return None;
+    }
+    for _ in 0..8 {
+        let (value, failed): (u64, u64);
+        // SAFETY: reads RNDR (S3_3_C2_C4_0), which the CPU implements
+        // (checked above), and sets NZCV; nothing else changes.
+        unsafe {
+            core::arch::asm!(
+                "mrs {value}, s3_3_c2_c4_0",
+                "cset {failed}, eq",
+                value = out(reg) value,
+                failed = out(reg) failed,
+                options(nomem, nostack)
+            )
+        };
+        if failed == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 pub fn counter_frequency() -> u64 {
     read_sysreg!("cntfrq_el0").max(1)
 }

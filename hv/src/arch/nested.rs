@@ -779,7 +779,7 @@ pub fn run(
     let config = ServiceConfig {
         features: exposed,
         budget,
-        hash_seed: cpu::counter(),
+        hash_seed: hash_seed(),
         first_shadow_vmid: FIRST_SHADOW_VMID,
         host_vmids: HostVmids {
             // VTCR_EL2.VS = 0 for L1 and every shadow.
@@ -1209,6 +1209,39 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
     }
 }
 
+/// Whether [`hash_seed`] took the seed from RNDR: a run on a CPU with
+/// FEAT_RNG whose seed is not from RNDR ends FAILED.
+static SEED_FROM_RNDR: AtomicBool = AtomicBool::new(false);
+
+/// The secret that keys the service's hashes (review 38 R38-5): RNDR when
+/// the CPU has FEAT_RNG (QEMU's `max` has). Without it, the physical
+/// counter, which L1 reads as CNTVCT_EL0 (CNTVOFF_EL2 is 0) and so can
+/// bound to hv's setup time, mixed with the durations of a few hundred
+/// counter reads around loads of hv's own memory, whose jitter (caches, the
+/// other PEs, the host under emulation) L1 cannot observe. That fallback
+/// is weak (a bit or two per sample at best): on a host without FEAT_RNG a
+/// patient L1 may still guess the seed and flood the service's hashes
+/// (its own service only).
+fn hash_seed() -> u64 {
+    if let Some(seed) = cpu::random() {
+        SEED_FROM_RNDR.store(true, Ordering::Relaxed);
+        return seed;
+    }
+    let mut seed = cpu::counter();
+    let mut scratch = [0u64; 64];
+    for round in 0..256u64 {
+        let start = cpu::counter();
+        for (i, word) in scratch.iter_mut().enumerate() {
+            *word = core::hint::black_box(*word ^ round ^ i as u64);
+        }
+        let took = cpu::counter().wrapping_sub(start);
+        seed = (seed ^ took)
+            .rotate_left(11)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    seed
+}
+
 /// The handshake's entry into L2 for `key` (contract steps 1-4): the
 /// VTTBR_EL2 to run it with, or None when the service has no shadow. With
 /// `recycle-stale-root`, a key's later entries reuse its first root
@@ -1386,6 +1419,10 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             }
             if let Err(why) = summary.workers_verdict(1 + u64::from(two_vcpus)) {
                 println!("hv: nested: FAILED: {why}");
+                exit(ExitStatus::Failure);
+            }
+            if cpu::has_rng() && !SEED_FROM_RNDR.load(Ordering::Relaxed) {
+                println!("hv: nested: FAILED: the service's hash seed is not from RNDR, though the CPU has FEAT_RNG");
                 exit(ExitStatus::Failure);
             }
             exit(ExitStatus::GuestPoweredOff)
