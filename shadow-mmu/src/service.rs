@@ -829,6 +829,12 @@ enum Install {
     /// The shadow leaves are at the cap ([`AtLeafCap::Yield`]); nothing
     /// was changed.
     OverCap,
+    /// The shadow leaves are at the cap even after this context's shadow
+    /// was cleared ([`AtLeafCap::ClearOwn`]: installs in other contexts
+    /// took the room meanwhile), or an install's leaf removed since its
+    /// cap check found no room back: nothing is left installed, L2 faults
+    /// again.
+    CapTaken,
     Raced,
     NoFrames,
     /// The reverse map is full (of dead records not swept yet).
@@ -1220,6 +1226,19 @@ where
         cleared
     }
 
+    /// Takes one place under the shadow-leaf cap (counts one more leaf),
+    /// unless the count is at the cap: whether it did. One
+    /// read-modify-write, so installs in different contexts never pass the
+    /// cap together.
+    fn take_leaf_place(&self) -> bool {
+        let cap = self.config.budget.shadow_leaves;
+        self.shadow_leaves
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
     fn forget_shadow(&self, leaves: usize) {
         // Saturating: counts from unmaps of entries installed before a
         // clear are approximate at worst, never negative.
@@ -1402,6 +1421,14 @@ where
                     bump(&counters.raced, 1);
                     return Translated::Retry(Retry::InvalidationRaced);
                 }
+                // Only an install's own eviction leaves this on attempt 0:
+                // as over the cap.
+                Install::CapTaken if attempt == 0 => {
+                    drop(held);
+                    self.reclaim_leaves(&guard, counters);
+                }
+                Install::CapTaken if l0_denied => return denial,
+                Install::CapTaken => return Translated::Retry(Retry::Throttled),
                 // The access is L0's to resolve even if no entry can be.
                 Install::Refused(_) if l0_denied => return denial,
                 Install::Refused(e) => return Translated::Unshadowable(Refusal::Map(e)),
@@ -1486,19 +1513,33 @@ where
         // An install whose leaf is already in the shadow (a second vCPU
         // faulting on the same page, a hit re-installed) adds no leaf: it
         // never clears anything for the cap (review 12 R12-5).
+        // The install's place under the cap is taken here, counted at
+        // once, and given back unless `map` adds a leaf: a check here and
+        // a count after `map` let installs in two contexts (two locks) both
+        // pass at the cap minus one (review 38 R38-2).
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
-        if self.shadow_leaves.load(Ordering::Relaxed) >= self.config.budget.shadow_leaves
-            && context.shadow().lookup_excluded(shadow.l2_ipa_base) != Some(shadow)
-        {
+        let present = context.shadow().lookup_excluded(shadow.l2_ipa_base) == Some(shadow);
+        let mut place = !present && self.take_leaf_place();
+        if !present && !place {
             match at_cap {
                 AtLeafCap::Yield => return Install::OverCap,
                 AtLeafCap::ClearOwn => {
                     let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64);
+                    place = self.take_leaf_place();
+                    if !place {
+                        return Install::CapTaken;
+                    }
                 }
             }
         }
+        // Every way out below that adds no leaf gives the place back.
+        let give_back = |place: bool| {
+            if place {
+                self.forget_shadow(1);
+            }
+        };
         // The cache first: its eviction unmaps shadow ranges (leaves with
         // their reverse-map records), so it must not run between this
         // install's record and its map, and the new shadow leaf must lie
@@ -1561,28 +1602,47 @@ where
             // grows): a full one refused before changing anything (a record
             // at this L2 IPA would have freed its own slot), so no leaf is
             // there to unmap.
-            Err(RmapError::Full) => return Install::NoRecord,
-            Err(_) => return Install::Refused(MapError::UnsupportedSize(shadow.size)),
+            Err(RmapError::Full) => {
+                give_back(place);
+                return Install::NoRecord;
+            }
+            Err(_) => {
+                give_back(place);
+                return Install::Refused(MapError::UnsupportedSize(shadow.size));
+            }
         }
         if self.l0_generation.load(Ordering::Acquire) != l0_generation {
             self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
+            give_back(place);
             return Install::Raced;
         }
         match context.shadow().map(&shadow) {
+            Ok(MapOutcome::Installed) if place => Install::Done,
+            // The leaf was there at the cap check, and this install's own
+            // cache eviction took it since: it needs a place now.
             Ok(MapOutcome::Installed) => {
-                self.shadow_leaves.fetch_add(1, Ordering::Relaxed);
-                Install::Done
+                if self.take_leaf_place() {
+                    Install::Done
+                } else {
+                    self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
+                    Install::CapTaken
+                }
             }
             // Only a leaf of this very range can have been there
             // (`unmap_other_shapes`): one leaf for one, its record
             // replaced by this install's.
-            Ok(MapOutcome::AlreadyPresent | MapOutcome::Replaced) => Install::Done,
+            Ok(MapOutcome::AlreadyPresent | MapOutcome::Replaced) => {
+                give_back(place);
+                Install::Done
+            }
             Err(MapError::FramesExhausted { .. }) => {
                 self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
+                give_back(place);
                 Install::NoFrames
             }
             Err(e) => {
                 self.unmap_shadow(context, shadow.l2_ipa_base, shadow.size);
+                give_back(place);
                 Install::Refused(e)
             }
         }
