@@ -57,6 +57,10 @@ pub const INDEX_KEY_BYTES: usize = 128;
 /// share of the internal nodes. These allocate node by node as chunks
 /// appear (never a copy of the whole set).
 pub const ORDERED_KEY_BYTES: usize = 48;
+/// Bytes the service's epoch collector allocates when it is made (its
+/// global state and the queue's first node; 2,712 B with crossbeam-epoch
+/// 0.9.21), at most: checked in `tests/review38_alloc.rs`.
+pub const COLLECTOR_BYTES: usize = 3072;
 /// Bytes of one shadow table frame.
 pub const FRAME_BYTES: usize = 8 * ENTRIES;
 /// Bytes a frame may cost on a shadow table's bookkeeping lists while it
@@ -390,6 +394,14 @@ impl Budget {
         )
     }
 
+    /// What `Service::new` allocates once whatever the sizes, for
+    /// `contexts` slots: the reverse map's per-context table and pending
+    /// unlinks ([`ReverseMap::fixed_bytes`]) and the epoch collector
+    /// ([`COLLECTOR_BYTES`]) (review 38 R38-3).
+    pub const fn service_fixed_bytes(contexts: usize) -> usize {
+        ReverseMap::<u16>::fixed_bytes(contexts) + COLLECTOR_BYTES
+    }
+
     /// The directory's shared tables for `contexts` slots: its hash table
     /// (four places per slot, rounded up to a
     /// power of two buckets) and its VMID index (made for one VMID per
@@ -482,6 +494,7 @@ impl Budget {
             .and_then(|b| b.checked_add(Self::directory_bytes(c.contexts)))
             .and_then(|b| b.checked_add(self.frames * FRAME_COST_BYTES))
             .and_then(|b| b.checked_add(self.reverse_map_bytes()))
+            .and_then(|b| b.checked_add(Self::service_fixed_bytes(c.contexts)))
             .ok_or(BudgetError::OutOfRange {
                 what: "worst-case bytes",
                 value: usize::MAX,

@@ -420,6 +420,25 @@ impl<C: ContextId> ReverseMap<C> {
             + BlockIndex::<(C, u8)>::preallocated_bytes(records)
     }
 
+    /// Bytes [`ReverseMap::with_capacity`]`(_, contexts)` allocates beside
+    /// its records, at most: the per-context table (a hashbrown map of
+    /// `contexts * 8 / 7` rounded up to a power of two buckets, at least 4;
+    /// an entry and a control byte each, a group of 16 control bytes more,
+    /// and up to 16 of alignment) and the pending unlinks' vector (review
+    /// 38 R38-3: not counted before).
+    pub const fn fixed_bytes(contexts: usize) -> usize {
+        let buckets = if contexts < 4 {
+            4
+        } else if contexts < 8 {
+            8
+        } else {
+            (contexts * 8 / 7).next_power_of_two()
+        };
+        buckets * (core::mem::size_of::<(C, Incarnation)>() + 1)
+            + 2 * 16
+            + PENDING_UNLINKS * core::mem::size_of::<(u32, u8, u64)>()
+    }
+
     /// Times an index or the slab allocated after the map was made: zero
     /// (see [`ReverseMap::with_capacity`]).
     pub fn growths(&self) -> u32 {
