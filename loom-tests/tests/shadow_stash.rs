@@ -13,9 +13,9 @@ use crossbeam_epoch::Collector;
 use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::cache::{CachedWalk, LEAF_STASH};
-use shadow_mmu::context::{Capacity, Directory, HostVmids, ShadowVmids};
+use shadow_mmu::context::{Capacity, Directory};
 use shadow_support::*;
-use walker::{AccessKind, ExposedFeatures, IdRegisters, Stage2Walker};
+use walker::{AccessKind, Stage2Walker};
 
 /// One bucket of four leaves and, under loom, a stash of four: pages 0-3
 /// fill the bucket, pages 4-7 the stash. Pages 0-3 are then cached again
@@ -25,12 +25,7 @@ use walker::{AccessKind, ExposedFeatures, IdRegisters, Stage2Walker};
 #[test]
 fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
     assert_eq!(LEAF_STASH, 4, "the model counts on a stash of one bucket");
-    let features = ExposedFeatures::from_id_registers(IdRegisters {
-        mmfr0: 5,
-        mmfr1: 0,
-        mmfr2: 0,
-    })
-    .expect("valid ID registers");
+    let features = features();
     let capacity = Capacity {
         contexts: 1,
         leaves_per_context: 4,
@@ -47,11 +42,7 @@ fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
             CachedWalk::from_translation(&t)
         })
         .collect();
-    let host = HostVmids {
-        width: ipc::VmidWidth::Bits16,
-        l1_vmid: 1,
-    };
-    let vmids = ShadowVmids::new(16, capacity.contexts, host).expect("valid shadow VMIDs");
+    let vmids = shadow_vmids(capacity.contexts);
     loom::model(move || {
         let collector = Collector::new();
         let directory = Arc::new(Directory::<()>::new(

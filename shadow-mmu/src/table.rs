@@ -1689,7 +1689,7 @@ mod pool_tests {
     use std::vec::Vec as StdVec;
 
     #[derive(Debug, PartialEq, Eq)]
-    struct Item(u64);
+    pub(super) struct Item(pub(super) u64);
 
     impl Keyed for Item {
         type Key = u64;
@@ -1797,19 +1797,9 @@ mod pool_tests {
 #[cfg(all(test, not(loom)))]
 mod stash_tests {
     extern crate std;
+    use super::pool_tests::Item;
     use super::*;
     use std::vec::Vec as StdVec;
-
-    #[derive(Debug, PartialEq, Eq)]
-    struct Item(u64);
-
-    impl Keyed for Item {
-        type Key = u64;
-        const HASH_IS_KEY: bool = true;
-        fn key(&self) -> u64 {
-            self.0
-        }
-    }
 
     /// A hash of `k` in bucket 0 of any table: the bucket bits (32 and up)
     /// are zero, the low half is `k` (distinct keys, distinct tags).

@@ -271,12 +271,7 @@ pub type ModelService = Service<SparseMemory, ModelL0, ModelBackend>;
 /// The models' service configuration: `contexts` slots, a few entries and
 /// frames each, shadow VMIDs clear of VMID 0 and of hv's VMID for L1 (1).
 pub fn config(contexts: usize) -> ServiceConfig {
-    let features = ExposedFeatures::from_id_registers(IdRegisters {
-        mmfr0: 5,
-        mmfr1: 0,
-        mmfr2: 0,
-    })
-    .expect("valid ID registers");
+    let features = features();
     let budget = Budget {
         bytes: 0,
         capacity: Capacity {
@@ -295,11 +290,29 @@ pub fn config(contexts: usize) -> ServiceConfig {
         hash_seed: 0x5eed,
         budget,
         first_shadow_vmid: 16,
-        host_vmids: shadow_mmu::context::HostVmids {
-            width: ipc::VmidWidth::Bits16,
-            l1_vmid: 1,
-        },
+        host_vmids: HOST_VMIDS,
     }
+}
+
+/// The features L1 is shown: a 48-bit PA size, nothing else.
+pub fn features() -> ExposedFeatures {
+    ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5,
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers")
+}
+
+/// hv's VMIDs: 16 bits, L1's own VMID 1.
+pub const HOST_VMIDS: shadow_mmu::context::HostVmids = shadow_mmu::context::HostVmids {
+    width: ipc::VmidWidth::Bits16,
+    l1_vmid: 1,
+};
+
+/// The shadow VMIDs of `contexts` slots, from 16 (clear of VMID 0 and L1's).
+pub fn shadow_vmids(contexts: usize) -> shadow_mmu::context::ShadowVmids {
+    shadow_mmu::context::ShadowVmids::new(16, contexts, HOST_VMIDS).expect("valid shadow VMIDs")
 }
 
 /// L0's map of L1: the first 4 GiB as read-write memory at `PA_OFFSET`.
