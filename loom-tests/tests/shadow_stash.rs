@@ -9,11 +9,9 @@
 
 mod shadow_support;
 
-use crossbeam_epoch::Collector;
-use loom::sync::Arc;
 use loom::thread;
 use shadow_mmu::cache::{CachedWalk, LEAF_STASH};
-use shadow_mmu::context::{Capacity, Directory};
+use shadow_mmu::context::Capacity;
 use shadow_support::*;
 use walker::{AccessKind, Stage2Walker};
 
@@ -42,12 +40,8 @@ fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
             CachedWalk::from_translation(&t)
         })
         .collect();
-    let vmids = shadow_vmids(capacity.contexts);
     loom::model(move || {
-        let collector = Collector::new();
-        let directory = Arc::new(Directory::<()>::new(
-            features, capacity, vmids, 0x5eed, &collector,
-        ));
+        let (collector, directory) = directory(capacity, 0x5eed);
         let handle = collector.register();
         {
             let guard = handle.pin();

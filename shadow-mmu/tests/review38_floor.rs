@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use shadow_mmu::budget::{Budget, WORST_ACCESS_PAGES};
-use shadow_mmu::service::{HostBackend, Retry, Service, ServiceError, Translated};
+use shadow_mmu::service::{HostBackend, Service, ServiceError};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
 
@@ -33,31 +33,7 @@ fn access(budget: Budget, pages: &[u64]) -> Result<usize, String> {
     let backend = HostBackend::new(cfg.budget.frames, ShadowConfig::default()).unwrap();
     let s = Service::new(cfg, mem, l0_map(), backend).unwrap();
     let w = s.worker();
-    let key = l1.key(2);
-    let (mut faults, mut throttled) = (0, 0);
-    for _ in 0..1000 {
-        match pages
-            .iter()
-            .find(|&&p| s.shadow_lookup(&w, &key, p).is_none())
-        {
-            None => return Ok(faults),
-            Some(&p) => {
-                faults += 1;
-                match read(&s, &w, &key, p) {
-                    Translated::Mapped(_) => {}
-                    Translated::Retry(Retry::Throttled) => throttled += 1,
-                    other => return Err(format!("{other:?}")),
-                }
-            }
-        }
-    }
-    Err(format!(
-        "after {faults} faults ({throttled} throttled, frames {} of {}) the access never \
-         found its {} pages mapped together",
-        s.shadow_frames(),
-        s.config().budget.frames,
-        pages.len()
-    ))
+    faults_until_all_shadowed(&s, &w, &l1.key(2), pages, 1000)
 }
 
 fn worst_access() -> Vec<u64> {

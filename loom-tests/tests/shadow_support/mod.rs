@@ -310,6 +310,26 @@ pub const HOST_VMIDS: shadow_mmu::context::HostVmids = shadow_mmu::context::Host
     l1_vmid: 1,
 };
 
+/// A context directory for the models (their features, `capacity`, the
+/// shadow VMIDs of [`shadow_vmids`], hash seed `seed`) and its collector.
+pub fn directory(
+    capacity: Capacity,
+    seed: u64,
+) -> (
+    crossbeam_epoch::Collector,
+    Arc<shadow_mmu::context::Directory<()>>,
+) {
+    let collector = crossbeam_epoch::Collector::new();
+    let directory = shadow_mmu::context::Directory::new(
+        features(),
+        capacity,
+        shadow_vmids(capacity.contexts),
+        seed,
+        &collector,
+    );
+    (collector, Arc::new(directory))
+}
+
 /// The shadow VMIDs of `contexts` slots, from 16 (clear of VMID 0 and L1's).
 pub fn shadow_vmids(contexts: usize) -> shadow_mmu::context::ShadowVmids {
     shadow_mmu::context::ShadowVmids::new(16, contexts, HOST_VMIDS).expect("valid shadow VMIDs")

@@ -14,7 +14,7 @@ use shadow_mmu::compose::{
 };
 use shadow_mmu::context::{ContextKey, HostVmids};
 use shadow_mmu::service::{
-    HostBackend, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated, Worker,
+    HostBackend, Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated, Worker,
 };
 use shadow_mmu::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
@@ -302,6 +302,45 @@ pub fn read<M: GuestMemory + Sync>(
     ipa: u64,
 ) -> Translated {
     s.translate(w, key, ipa, AccessKind::Read, &ABORT)
+}
+
+/// An L2 access that needs every page of `pages` shadowed at once, run as
+/// the hardware runs it: the first page whose shadow entry is missing
+/// faults (a read translate), and L2 re-runs the access after each fault.
+/// The faults it took, or why it never completed within `limit` faults.
+pub fn faults_until_all_shadowed(
+    s: &TestService,
+    w: &Worker,
+    key: &ContextKey,
+    pages: &[u64],
+    limit: usize,
+) -> Result<usize, String> {
+    let (mut faults, mut throttled) = (0, 0);
+    for _ in 0..limit {
+        let Some(&page) = pages
+            .iter()
+            .find(|&&p| s.shadow_lookup(w, key, p).is_none())
+        else {
+            return Ok(faults);
+        };
+        faults += 1;
+        match read(s, w, key, page) {
+            Translated::Mapped(_) => {}
+            Translated::Retry(Retry::Throttled) => throttled += 1,
+            other => return Err(format!("{other:?}")),
+        }
+    }
+    if pages.iter().all(|&p| s.shadow_lookup(w, key, p).is_some()) {
+        return Ok(faults);
+    }
+    Err(format!(
+        "after {faults} faults ({throttled} throttled, frames {} of {}) the access never found \
+         its {} pages mapped together; stats {:?}",
+        s.shadow_frames(),
+        s.config().budget.frames,
+        pages.len(),
+        s.stats()
+    ))
 }
 
 /// The PA a mapped result gives for `ipa`.
