@@ -138,11 +138,14 @@ impl TlbMaintenance for HwTlb {
 }
 
 /// hv's stage-1 translation of `va` (`AT S1E2R`), None if unmapped.
+/// PAR_EL1 is restored: it is also a guest's (a nested L1's, whose AT
+/// results hv writes there, is trapped in CPU_ON when hv calls this;
+/// review 42 R42-2).
 pub fn stage1_pa(va: u64) -> Option<u64> {
+    let saved = read_sysreg!("par_el1");
     let par: u64;
     // SAFETY: an address translation for a read at EL2; it writes only
-    // PAR_EL1, which nothing of hv's uses and which no guest owns while
-    // hv runs (a nested L1's AT instructions are trapped, HCR_EL2.AT).
+    // PAR_EL1, restored below.
     unsafe {
         core::arch::asm!(
             "at s1e2r, {va}",
@@ -153,5 +156,6 @@ pub fn stage1_pa(va: u64) -> Option<u64> {
             options(nostack, preserves_flags)
         )
     };
+    write_sysreg!("par_el1", saved);
     (par & 1 == 0).then_some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
 }
