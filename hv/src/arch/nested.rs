@@ -2281,10 +2281,9 @@ fn external_abort_for_l2(
     };
     // As AArch64.TakeException sets it for L2's EL1: EL1h, DAIF masked,
     // PAN set when SCTLR_EL1.SPAN is 0, TCO, SSBS, ALLINT, EXLOCK as the
-    // features L2 was shown and its SCTLR/GCSCR say (review 24 N5: PAN
+    // features L2 was shown (no GCS) and its SCTLR says (review 24 N5: PAN
     // left clear let L2's handler touch user memory unprotected).
-    let target = super::hardware_el1_target(&nested.features);
-    super::inject_into_el1(frame, target, syndrome, Some(far));
+    super::inject_into_el1(frame, traps::el1_target(nested), syndrome, Some(far));
 }
 
 /// L1's PSCI CPU_ON for `target` (its MPIDR_EL1 value: vCPU i is

@@ -97,7 +97,9 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   runs as a VHE guest hypervisor);
 /// - PFR0: EL0 and EL1 AArch64 only (0b0001: hv runs no AArch32 L2 and
 ///   treats L1's HCR_EL2.RW as 1), EL2 and EL3 as the host's (L1 sees
-///   EL2), AMU 0, MPAM 0, RAS as the host's; the rest as the host's.
+///   EL2), AMU 0, MPAM 0, RAS as the host's; the rest as the host's;
+/// - PFR1: GCS 0 (FEAT_GCS hidden: hv switches no GCS register between L1
+///   and L2 and runs both with HCRX_EL2.GCSEn 0, review 39 R39-2).
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
     match register {
         IdRegister::Mmfr0 => {
@@ -138,6 +140,7 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             let v = with_field(v, 4, 0b0001); // EL1: AArch64 only
             with_field(v, 40, 0) // MPAM
         }
+        IdRegister::Pfr1 => with_field(host, 44, 0), // GCS
         _ => host,
     }
 }

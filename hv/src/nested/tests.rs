@@ -314,6 +314,12 @@ fn id_registers_hide_what_the_service_cannot_serve() {
         shown_to_l1(IdRegister::Isar2, 0x0010_0011_0000_0002),
         0x0010_0000_0000_0002
     );
+    // PFR1: GCS [47:44] hidden (R39-2), NMI [39:36], SME [27:24], MTE
+    // [11:8] and SSBS [7:4] kept.
+    assert_eq!(
+        shown_to_l1(IdRegister::Pfr1, 0x0000_1010_0100_0120),
+        0x0000_0010_0100_0120
+    );
     // MMFR3: TCRX..D128_2 ([39:0]) hidden, ADERR [59:56] kept.
     assert_eq!(
         shown_to_l1(IdRegister::Mmfr3, 0x0200_0011_1111_1111),

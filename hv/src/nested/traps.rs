@@ -69,8 +69,9 @@ pub mod mdcr {
 
 /// HCRX_EL2 bits that enable EL1 state hv does not switch between L1 and
 /// L2: TCR2En (TCR2_EL1, whose PIE, POE, E0POE and AIE enable permission
-/// indirection, overlays and MAIR2_EL1) and SCTLR2En (SCTLR2_EL1).
-pub const HCRX_UNSWITCHED: u64 = 1 << 14 | 1 << 15;
+/// indirection, overlays and MAIR2_EL1), SCTLR2En (SCTLR2_EL1) and GCSEn
+/// (GCSCR_EL1, GCSPR_EL1, GCSCRE0_EL1, GCSPR_EL0: review 39 R39-2).
+pub const HCRX_UNSWITCHED: u64 = 1 << 14 | 1 << 15 | crate::sysregs::HCRX_GCSEN;
 
 /// Which of the controlled features L1 is shown (its ID registers, as
 /// `idregs::shown_to_l1` gives them), and the PMU's counters.
@@ -439,7 +440,10 @@ const fn buffer_owner(hv_mdcr: u64, l1_mdcr: u64, field: u64) -> u64 {
 /// SCTLR2En 0, TCR2_EL1 and SCTLR2_EL1 are 0 for every purpose but a
 /// direct read at EL1&0 (so PIE, POE, E0POE and AIE are off, and the
 /// permission and overlay registers change no translation), and their
-/// accesses from EL1 trap to hv ([`l2_trap_route`]).
+/// accesses from EL1 trap to hv ([`l2_trap_route`]). Likewise GCS (hidden
+/// from L1, PFR1.GCS 0): with GCSEn 0 the Guarded Control Stack is
+/// disabled at EL1 and EL0, so neither L2 nor L1 (hardware EL1) runs on
+/// the other's GCSCR/GCSPR, and the registers' accesses trap to hv.
 pub const fn nested_hardware_hcrx(host_hcrx: u64) -> u64 {
     host_hcrx & !HCRX_UNSWITCHED
 }
@@ -480,14 +484,19 @@ const EC_SYSREG: u64 = 0x18;
 const EC_SVE: u64 = 0x19;
 const EC_SME: u64 = 0x1d;
 
-/// TCR2_EL1 and SCTLR2_EL1 (op0 3, op1 0, CRn 2/1, CRm 0, op2 3): with
-/// TCR2En/SCTLR2En clear their EL1 accesses trap to EL2.
+/// TCR2_EL1 and SCTLR2_EL1 (op0 3, op1 0, CRn 2/1, CRm 0, op2 3), and
+/// the GCS registers GCSCR_EL1, GCSPR_EL1, GCSCRE0_EL1 (op0 3, op1 0, CRn
+/// 2, CRm 5, op2 0-2) and GCSPR_EL0 (op1 3, op2 1): with TCR2En,
+/// SCTLR2En and GCSEn clear their EL1 and EL0 accesses trap to EL2.
 pub const fn hcrx_disabled_register(access: &SysRegAccess) -> bool {
-    access.op0 == 3
-        && access.op1 == 0
+    let tcr2_sctlr2 = access.op1 == 0
         && access.crm == 0
         && access.op2 == 3
-        && (access.crn == 2 || access.crn == 1)
+        && (access.crn == 2 || access.crn == 1);
+    let gcs = access.crn == 2
+        && access.crm == 5
+        && ((access.op1 == 0 && access.op2 <= 2) || (access.op1 == 3 && access.op2 == 1));
+    access.op0 == 3 && (tcr2_sctlr2 || gcs)
 }
 
 /// CPACR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 2).
@@ -833,9 +842,9 @@ mod tests {
     #[test]
     fn hcrx_keeps_unswitched_state_off_and_l1_sees_no_hcx() {
         // MSCEn, TCR2En, SCTLR2En, GCSEn, EnFPM as `sysregs::hcrx_el2`
-        // gives them: TCR2En and SCTLR2En go.
+        // gives them: TCR2En, SCTLR2En and GCSEn go (R39-2).
         let host = 1 << 11 | 1 << 14 | 1 << 15 | 1 << 22 | 1 << 23;
-        assert_eq!(nested_hardware_hcrx(host), 1 << 11 | 1 << 22 | 1 << 23);
+        assert_eq!(nested_hardware_hcrx(host), 1 << 11 | 1 << 23);
         assert_eq!(
             nested_hardware_hcrx(crate::sysregs::HCRX_TCR2EN | crate::sysregs::HCRX_SCTLR2EN),
             0
@@ -885,6 +894,8 @@ mod tests {
         for esr in [
             sysreg_esr(3, 0, 2, 0, 3, false),
             sysreg_esr(3, 0, 1, 0, 3, true),
+            sysreg_esr(3, 0, 2, 5, 0, true),
+            sysreg_esr(3, 3, 2, 5, 1, false),
         ] {
             assert_eq!(l2_trap_route(esr, &trapped), L2TrapRoute::UndefinedForL2);
         }
@@ -917,5 +928,12 @@ mod tests {
         assert!(hcrx_disabled_register(&access(0, 2, 0, 3)));
         assert!(hcrx_disabled_register(&access(0, 1, 0, 3)));
         assert!(!hcrx_disabled_register(&access(0, 2, 0, 2)), "TCR_EL1");
+        // GCSCR_EL1, GCSPR_EL1, GCSCRE0_EL1, GCSPR_EL0 (R39-2).
+        for (op1, op2) in [(0, 0), (0, 1), (0, 2), (3, 1)] {
+            assert!(hcrx_disabled_register(&access(op1, 2, 5, op2)));
+        }
+        assert!(!hcrx_disabled_register(&access(0, 2, 5, 3)));
+        assert!(!hcrx_disabled_register(&access(3, 2, 5, 0)));
+        assert!(!hcrx_disabled_register(&access(5, 2, 5, 0)), "GCSCR_EL12");
     }
 }

@@ -24,7 +24,7 @@ use super::{
     instruction_length, read_sysreg, write_sysreg, GuestFrame, L1Vel2Mode, Nested, SysRegAccess,
     Vcpu,
 };
-use crate::inject::undefined_syndrome;
+use crate::inject::{undefined_syndrome, TargetEl1};
 use crate::nested::entry::Vel2Target;
 use crate::nested::traps::{
     is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hcrx, l2_hardware_cptr,
@@ -139,7 +139,7 @@ pub(super) fn l1_exited(vcpu: &Vcpu) {
 /// with TGE 1, SPAN 0 does not set PAN, as in the entries the hardware
 /// takes to L1).
 pub(super) fn vel2_target(nested: &Nested) -> Vel2Target {
-    let el1 = super::super::hardware_el1_target(&nested.features);
+    let el1 = el1_target(nested);
     Vel2Target {
         features: el1.features,
         sctlr: el1.sctlr,
@@ -151,8 +151,18 @@ pub(super) fn vel2_target(nested: &Nested) -> Vel2Target {
 /// An Undefined Instruction exception at L2's EL1 (L2's registers in the
 /// hardware).
 pub(super) fn undefined_for_l2(nested: &Nested, frame: &mut GuestFrame) {
-    let target = super::super::hardware_el1_target(&nested.features);
-    super::super::inject_into_el1(frame, target, undefined_syndrome(), None);
+    super::super::inject_into_el1(frame, el1_target(nested), undefined_syndrome(), None);
+}
+
+/// The hardware EL1 as an exception target for L1 or L2: without FEAT_GCS,
+/// which L1 is not shown and HCRX_EL2.GCSEn 0 disables for both
+/// ([`start_l1`]), so no entry sets PSTATE.EXLOCK from a GCSCR_EL1 that
+/// neither of them owns (review 39 R39-2).
+pub(super) fn el1_target(nested: &Nested) -> TargetEl1 {
+    let mut target = super::super::hardware_el1_target(&nested.features);
+    target.features.gcs = false;
+    target.gcscr = 0;
+    target
 }
 
 /// L1's trapped access to CPTR_EL2 or MDCR_EL2 (either kind of L1), or to
