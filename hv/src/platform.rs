@@ -968,6 +968,10 @@ pub enum NestedDemo {
     /// to L1 itself at EL2: L1's own FP use does not trap (this run must
     /// fail).
     TrapsNoEl2Cptr,
+    /// `traps-no-hpme-guard`: the same, but hv gives L1's MDCR_EL2.HPME to
+    /// L2's hardware: L1's EL2 counters count hv's handling of L2's exits
+    /// (this run must fail).
+    TrapsNoHpmeGuard,
     /// `traps-nvhe`: the `traps` L1 as a non-VHE guest hypervisor (E2H =
     /// 0, FEAT_VHE hidden as for `mmu`): CPTR_EL2 in its TFP/TZ/TSM layout.
     TrapsNvhe,
@@ -1049,6 +1053,9 @@ impl Options {
                 "hv.nested=traps-no-cptr" => options.nested = Some(NestedDemo::TrapsNoCptr),
                 "hv.nested=traps-no-mdcr" => options.nested = Some(NestedDemo::TrapsNoMdcr),
                 "hv.nested=traps-no-el2-cptr" => options.nested = Some(NestedDemo::TrapsNoEl2Cptr),
+                "hv.nested=traps-no-hpme-guard" => {
+                    options.nested = Some(NestedDemo::TrapsNoHpmeGuard)
+                }
                 "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
                 "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
@@ -1416,6 +1423,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=traps-no-el2-cptr").map(|o| o.nested),
             Ok(Some(NestedDemo::TrapsNoEl2Cptr))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=traps-no-hpme-guard").map(|o| o.nested),
+            Ok(Some(NestedDemo::TrapsNoHpmeGuard))
         );
         assert_eq!(
             Options::parse("hv.nested=traps-nvhe").map(|o| o.nested),

@@ -728,6 +728,7 @@ pub fn run(
         | NestedDemo::TrapsNoCptr
         | NestedDemo::TrapsNoMdcr
         | NestedDemo::TrapsNoEl2Cptr
+        | NestedDemo::TrapsNoHpmeGuard
         | NestedDemo::TrapsNvhe => super::nested_l1_traps::image(),
         NestedDemo::Timer
         | NestedDemo::TimerNoCntvoff
@@ -876,6 +877,7 @@ pub fn run(
                 NestedDemo::TrapsNoCptr => traps::TrapDefect::NoCptrForL2,
                 NestedDemo::TrapsNoMdcr => traps::TrapDefect::NoMdcrForL2,
                 NestedDemo::TrapsNoEl2Cptr => traps::TrapDefect::NoCptrAtEl2,
+                NestedDemo::TrapsNoHpmeGuard => traps::TrapDefect::HpmeForL2,
                 _ => traps::TrapDefect::None,
             },
         ),
@@ -966,6 +968,7 @@ pub fn run(
             NestedDemo::TrapsNoCptr => " (traps-no-cptr: hv keeps L1's CPTR_EL2 but runs L2 without its traps; this run must fail)",
             NestedDemo::TrapsNoMdcr => " (traps-no-mdcr: hv keeps L1's MDCR_EL2 but runs L2 without its traps; this run must fail)",
             NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
+            NestedDemo::TrapsNoHpmeGuard => " (traps-no-hpme-guard: hv gives L1's MDCR_EL2.HPME to L2's hardware, so L1's EL2 counters count hv; this run must fail)",
             NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
             NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
             NestedDemo::TimerNoCntvoff => " (timer-no-cntvoff: hv runs L2 with CNTVOFF_EL2 0, not L1's; this run must fail)",

@@ -307,10 +307,23 @@ umbra_l1t_hvc4:
     msr     s3_4_c1_c1_1, x1
     mrs     x21, s3_4_c1_c1_1
     UMBRA_L1T_EXPECT x21, 1, umbra_l1t_msg_mdcr_kept
+    // HPME, and counter 5 (an EL2 counter with HPMN 1) counting
+    // CPU_CYCLES at EL2 only (P, U set: not EL1/EL0; NSH set): nothing of
+    // L2's run may count, hv's handling of L2's exits included (R39-1).
+    mov     x1, #(1 | {hpme})
+    msr     s3_4_c1_c1_1, x1
+    UMBRA_L1T_MOV64 x1, 0xc8000011
+    msr     pmevtyper5_el0, x1
+    msr     pmevcntr5_el0, xzr
+    mov     x1, #(1 << 5)
+    msr     pmcntenset_el0, x1
+    isb
     b       umbra_l1t_resume
 
 // L2's untrapped PMCR_EL0: N is L1's HPMN. Then HPMN 1 | TDE.
 umbra_l1t_hvc5:
+    mrs     x23, pmevcntr5_el0
+    UMBRA_L1T_EXPECT x23, 0, umbra_l1t_msg_r39
     ubfx    x21, x22, #11, #5
     mov     x11, x22
     adr     x10, umbra_l1t_msg_hpmn
@@ -371,6 +384,7 @@ umbra_l1t_msg_hpmn_ok:  .asciz "L1: L2's untrapped PMCR_EL0.N reads L1's MDCR_EL
 umbra_l1t_msg_tde_ok:   .asciz "L1: L2's BRK #0x42 was taken by L1 (MDCR_EL2.TDE, EC 0x3c)\n"
 umbra_l1t_msg_pass:     .asciz "UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
 umbra_l1t_msg_pass_nvhe: .asciz "UMBRA-NESTED-PASS traps e2h=0 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
+umbra_l1t_msg_r39:      .asciz "L1's EL2-only counter 5 (HPMN 1, HPME, NSH) counted hv's EL2 cycles while hv handled L2's exit: "
 umbra_l1t_msg_nl:       .asciz "\n"
 umbra_l1t_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1t_msg_el:       .asciz "CurrentEL is not 2: "
@@ -444,6 +458,7 @@ umbra_l1_traps_image_end:
     tpm = const crate::nested::traps::mdcr::TPM,
     tda = const crate::nested::traps::mdcr::TDA,
     tde = const crate::nested::traps::mdcr::TDE,
+    hpme = const crate::nested::traps::mdcr::HPME,
 );
 
 use crate::nested::traps::cptr::{

@@ -392,9 +392,15 @@ pub const fn l2_hardware_cptr(hv_cptr: u64, l1: &L1TrapControls) -> u64 {
 /// L2's hardware MDCR_EL2 from hv's own `hv_mdcr` (`sysregs::mdcr_el2`:
 /// HPMN = N, hv's own execution not counted, HPMD/HCCD; the SPE and Trace
 /// Buffers at EL1, E2PB/E2TB 0b11) and L1's: L1's traps (TPMCR, TPM, TDE,
-/// TDA, TDOSA, TDRA, TPMS, TTRF), HPME and HLP (the counters from HPMN
-/// up are L1's), HPMN as [`L1TrapControls::effective_hpmn`]; hv's HPMD
-/// and HCCD kept. E2PB and E2TB: L1's 0b11 stays, any other value traps
+/// TDA, TDOSA, TDRA, TPMS, TTRF) and HLP, HPMN as
+/// [`L1TrapControls::effective_hpmn`]; hv's HPMD and HCCD kept. Not L1's
+/// HPME (review 39 R39-1): the counters from HPMN up are EL2's, and HPMD
+/// does not stop them at EL2, where they count as PMEVTYPER<n>_EL0.NSH
+/// says; hv handles L2's exits at EL2 under this value (from the vector's
+/// first instruction, before any write of its own MDCR_EL2 could take
+/// effect), so with HPME they would count hv. Without it they are
+/// disabled while L2 runs (a documented limit: L1's EL2 counters do not
+/// count L2); L1 still reads back the HPME it wrote. E2PB and E2TB: L1's 0b11 stays, any other value traps
 /// L2's buffer registers with the buffer in the EL1&0 regime (0b10): the
 /// EL2-owned buffer of 0b00 would use hv's own EL2 regime, so it is not
 /// given (a documented limit; QEMU has neither buffer).
@@ -407,7 +413,6 @@ pub const fn l2_hardware_mdcr(hv_mdcr: u64, l1: &L1TrapControls) -> u64 {
         | mdcr::TDRA
         | mdcr::TPMS
         | mdcr::TTRF
-        | mdcr::HPME
         | mdcr::HLP;
     let mut value = (hv_mdcr & !(mdcr::HPMN | mdcr::E2PB | mdcr::E2TB)) | (l1.mdcr & l1_traps);
     if l1.features.pmuv3 {
@@ -779,21 +784,37 @@ mod tests {
             l2_hardware_mdcr(HV_MDCR, &c),
             2 | mdcr::TPM | mdcr::TDA | mdcr::HPMD | mdcr::HCCD
         );
-        // L1's HPMD/HCCD concern its own EL2; hv's stay for L2.
+        // L1's HPMD/HCCD concern its own EL2; hv's stay for L2. L1's HPME
+        // is read back but never given to the hardware (R39-1).
         let c = controls(
             CptrLayout::Vhe,
             0,
             6 | mdcr::TDE | mdcr::TPMCR | mdcr::HPME | mdcr::TDOSA | mdcr::TDRA,
         );
+        assert_ne!(c.mdcr & mdcr::HPME, 0);
         assert_eq!(
             l2_hardware_mdcr(HV_MDCR, &c),
-            HV_MDCR | mdcr::TDE | mdcr::TPMCR | mdcr::HPME | mdcr::TDOSA | mdcr::TDRA
+            HV_MDCR | mdcr::TDE | mdcr::TPMCR | mdcr::TDOSA | mdcr::TDRA
         );
         let bare = L1TrapControls::reset(CptrLayout::Nvhe, ShownFeatures::default());
         assert_eq!(
             bare.mdcr_written(!0),
             mdcr::TDE | mdcr::TDA | mdcr::TDOSA | mdcr::TDRA
         );
+    }
+
+    /// R39-1: hv handles L2's exits at EL2 under L2's hardware MDCR_EL2,
+    /// where HPMD stops only the counters below HPMN and HCCD the cycle
+    /// counter: no L1 value may enable the counters from HPMN up.
+    #[test]
+    fn l2_hardware_mdcr_never_enables_el2_counters() {
+        for hpmn in [0, 1, 5, 6] {
+            let c = controls(CptrLayout::Vhe, 0, hpmn | mdcr::HPME);
+            let hw = l2_hardware_mdcr(HV_MDCR, &c);
+            assert_eq!(hw & mdcr::HPME, 0, "HPMN {hpmn}: MDCR {hw:#x}");
+            assert_ne!(hw & mdcr::HPMD, 0);
+            assert_ne!(hw & mdcr::HCCD, 0);
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::inject::{undefined_syndrome, TargetEl1};
 use crate::nested::entry::Vel2Target;
 use crate::nested::traps::{
     is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hcrx, l2_hardware_cptr,
-    l2_hardware_mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
+    l2_hardware_mdcr, mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
 };
 use crate::nested::vncr::HCRX_EL2;
 use crate::println;
@@ -45,6 +45,9 @@ pub(super) enum TrapDefect {
     /// L1's CPTR_EL2 is kept but never applied to L1 itself at EL2 (the
     /// hardware CPACR_EL1 keeps L1's reset value).
     NoCptrAtEl2,
+    /// L1's MDCR_EL2.HPME is given to L2's hardware MDCR_EL2 (review 39
+    /// R39-1's hv: L1's EL2 counters count hv's handling of L2's exits).
+    HpmeForL2,
 }
 
 /// What the trap controls need, fixed at set-up.
@@ -117,6 +120,9 @@ pub(super) fn enter_l2(nested: &Nested, vcpu: &Vcpu) {
     };
     let mdcr = match t.defect {
         TrapDefect::NoMdcrForL2 => t.hv_mdcr,
+        TrapDefect::HpmeForL2 => {
+            l2_hardware_mdcr(t.hv_mdcr, &vcpu.traps) | (vcpu.traps.mdcr & mdcr::HPME)
+        }
         _ => l2_hardware_mdcr(t.hv_mdcr, &vcpu.traps),
     };
     write_sysreg!("cptr_el2", cptr);

@@ -732,6 +732,16 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // And hv that gives L1's HPME to L2's hardware MDCR_EL2: L1's
+    // EL2-only counter 5 counts hv's handling of L2's HVC exit (R39-1).
+    Case {
+        hv_args: "hv.nested=traps-no-hpme-guard",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's EL2-only counter 5 (HPMN 1, HPME, NSH) counted hv's EL2 cycles while hv handled L2's exit: ",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // L1's generic timers: its EL2 physical and virtual timers' PPIs at
     // virtual EL2 (also one expiring while L2 runs), CNTHCTL_EL2's trap of
     // L2's physical timer, and L2's virtual timer with L1's CNTVOFF_EL2
