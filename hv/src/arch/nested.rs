@@ -616,6 +616,7 @@ fn read_el1(register: El1Register) -> u64 {
         El1Register::SpEl1 => read_sysreg!("sp_el1"),
         El1Register::Afsr0 => read_sysreg!("afsr0_el1"),
         El1Register::Afsr1 => read_sysreg!("afsr1_el1"),
+        El1Register::Mdscr => read_sysreg!("mdscr_el1"),
     }
 }
 
@@ -637,6 +638,7 @@ fn write_el1(register: El1Register, value: u64) {
         El1Register::SpEl1 => write_sysreg!("sp_el1", value),
         El1Register::Afsr0 => write_sysreg!("afsr0_el1", value),
         El1Register::Afsr1 => write_sysreg!("afsr1_el1", value),
+        El1Register::Mdscr => write_sysreg!("mdscr_el1", value),
     }
 }
 

@@ -26,7 +26,10 @@
 //!    emulates it (a value of its own in L2's x2) and steps over it;
 //! 6. MDCR_EL2 = HPMN 1 | TPM: L2's MRS of PMCR_EL0 traps to L1; then
 //!    HPMN 1 | TDA: L2's MRS of MDSCR_EL1 traps to L1 (exact ESRs); then
-//!    HPMN 1 alone: L2's PMCR_EL0.N reads 1 (HPMN passed to L2); then
+//!    HPMN 1 alone: L2's PMCR_EL0.N reads 1 (HPMN passed to L2), L2 reads
+//!    the MDSCR_EL1 L1 set (TDCC) and writes TDCC | MDE, which L1 reads
+//!    back (both through the VNCR word hv swaps), and an EL2-only counter
+//!    (HPMN 1, HPME) reads 0 across L2's exit; then
 //!    HPMN 1 | TDE: L2's BRK #0x42 is taken by L1 (EC 0x3c);
 //! 7. prints `UMBRA-NESTED-PASS traps ...` and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
@@ -317,6 +320,9 @@ umbra_l1t_hvc4:
     msr     pmevcntr5_el0, xzr
     mov     x1, #(1 << 5)
     msr     pmcntenset_el0, x1
+    // L2's MDSCR_EL1 (the VNCR word; hv loads it for L2, R39-3): TDCC.
+    mov     x1, #{mdscr_for_l2}
+    msr     mdscr_el1, x1
     isb
     b       umbra_l1t_resume
 
@@ -324,6 +330,11 @@ umbra_l1t_hvc4:
 umbra_l1t_hvc5:
     mrs     x23, pmevcntr5_el0
     UMBRA_L1T_EXPECT x23, 0, umbra_l1t_msg_r39
+    // L2 read the MDSCR_EL1 L1 set, and L1 reads back the one L2 wrote.
+    UMBRA_L1T_EXPECT x24, {mdscr_for_l2}, umbra_l1t_msg_mdscr_l2
+    mrs     x21, mdscr_el1
+    UMBRA_L1T_EXPECT x21, {mdscr_by_l2}, umbra_l1t_msg_mdscr_back
+    UMBRA_L1T_PUTS umbra_l1t_msg_mdscr_ok
     ubfx    x21, x22, #11, #5
     mov     x11, x22
     adr     x10, umbra_l1t_msg_hpmn
@@ -384,6 +395,9 @@ umbra_l1t_msg_hpmn_ok:  .asciz "L1: L2's untrapped PMCR_EL0.N reads L1's MDCR_EL
 umbra_l1t_msg_tde_ok:   .asciz "L1: L2's BRK #0x42 was taken by L1 (MDCR_EL2.TDE, EC 0x3c)\n"
 umbra_l1t_msg_pass:     .asciz "UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
 umbra_l1t_msg_pass_nvhe: .asciz "UMBRA-NESTED-PASS traps e2h=0 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok\n"
+umbra_l1t_msg_mdscr_ok: .asciz "L1: L2 read the MDSCR_EL1 L1 set (TDCC) and L1 read back the one L2 wrote (TDCC, MDE)\n"
+umbra_l1t_msg_mdscr_l2: .asciz "L2's MDSCR_EL1 is not the one L1 set (TDCC): "
+umbra_l1t_msg_mdscr_back: .asciz "L1's MDSCR_EL1 after L2 ran is not the one L2 wrote (TDCC, MDE): "
 umbra_l1t_msg_r39:      .asciz "L1's EL2-only counter 5 (HPMN 1, HPME, NSH) counted hv's EL2 cycles while hv handled L2's exit: "
 umbra_l1t_msg_nl:       .asciz "\n"
 umbra_l1t_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
@@ -422,6 +436,9 @@ umbra_l2t_payload:
     hvc     #3
     mrs     x2, mdscr_el1
     hvc     #4
+    mrs     x24, mdscr_el1
+    mov     x25, #{mdscr_by_l2}
+    msr     mdscr_el1, x25
     mrs     x2, pmcr_el0
     hvc     #5
     brk     #0x42
@@ -459,6 +476,8 @@ umbra_l1_traps_image_end:
     tda = const crate::nested::traps::mdcr::TDA,
     tde = const crate::nested::traps::mdcr::TDE,
     hpme = const crate::nested::traps::mdcr::HPME,
+    mdscr_for_l2 = const MDSCR_TDCC,
+    mdscr_by_l2 = const MDSCR_TDCC | MDSCR_MDE,
 );
 
 use crate::nested::traps::cptr::{
@@ -505,6 +524,10 @@ pub const ESR_BRK_42: u64 = esr(0x3c, 0x42);
 pub const MAGIC_CPACR: u64 = 0xc0ff_ee00_0000_0001;
 pub const MAGIC_PMCR: u64 = 0xc0ff_ee00_0000_0002;
 pub const MAGIC_MDSCR: u64 = 0xc0ff_ee00_0000_0003;
+/// MDSCR_EL1.TDCC and MDE: values L1 and L2 pass each other through the
+/// register (harmless: no breakpoint or watchpoint is programmed).
+pub const MDSCR_TDCC: u64 = 1 << 12;
+pub const MDSCR_MDE: u64 = 1 << 15;
 
 assembled_image!(
     "The `traps` L1 image's bytes (code, data and the L2 payload).",

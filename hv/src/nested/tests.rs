@@ -26,6 +26,7 @@ fn vncr_offsets_are_the_architected_ones() {
         (El1Register::SpEl1, 0x240),
         (El1Register::Afsr0, 0x128),
         (El1Register::Afsr1, 0x130),
+        (El1Register::Mdscr, 0x158),
     ];
     assert_eq!(expected.len(), El1Register::ALL.len());
     for (register, offset) in expected {
@@ -40,6 +41,17 @@ fn vncr_offsets_are_the_architected_ones() {
             assert_ne!(a.vncr_offset(), b.vncr_offset());
         }
     }
+}
+
+/// Review 39 R39-3: L1's MDSCR_EL1 accesses at virtual EL2 are the VNCR
+/// word 0x158 (L2's MDSCR_EL1: KVM's guest debugging sets SS, KDE, MDE
+/// there), so hv swaps it: loaded into the hardware at L1's ERET into L2,
+/// saved at L2's exit with L1's own value restored.
+#[test]
+fn mdscr_el1_is_swapped_between_l1_and_l2() {
+    assert!(El1Register::ALL
+        .iter()
+        .any(|register| register.vncr_offset() == 0x158));
 }
 
 #[test]

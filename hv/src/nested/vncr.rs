@@ -42,11 +42,19 @@ pub enum El1Register {
     SpEl1,
     Afsr0,
     Afsr1,
+    /// MDSCR_EL1 (review 39 R39-3): one register that EL2 and EL1 share,
+    /// which FEAT_NV2 turns into the VNCR word for L1's accesses, so L1
+    /// sets L2's (KVM's guest debugging: SS, KDE, MDE) there and hv loads
+    /// it for L2; L1, whose accesses never reach the hardware, runs with
+    /// the hardware value hv gave it (`start_l1`: 0, no debug exception
+    /// at its virtual EL2 but BRK, as at an EL2 with TDE 0), not with one
+    /// L2 left.
+    Mdscr,
 }
 
 impl El1Register {
     /// Every register hv swaps, in the order it saves and restores them.
-    pub const ALL: [El1Register; 16] = [
+    pub const ALL: [El1Register; 17] = [
         El1Register::Sctlr,
         El1Register::Cpacr,
         El1Register::Ttbr0,
@@ -63,6 +71,7 @@ impl El1Register {
         El1Register::SpEl1,
         El1Register::Afsr0,
         El1Register::Afsr1,
+        El1Register::Mdscr,
     ];
 
     /// The register's byte offset in the VNCR page.
@@ -77,6 +86,7 @@ impl El1Register {
             El1Register::Esr => 0x138,
             El1Register::Mair => 0x140,
             El1Register::Amair => 0x148,
+            El1Register::Mdscr => 0x158,
             El1Register::Spsr => 0x160,
             El1Register::Ttbr0 => 0x200,
             El1Register::Ttbr1 => 0x210,

@@ -95,9 +95,11 @@ impl TrapSetup {
 }
 
 /// On each vCPU's CPU before L1's first instruction: HCRX_EL2 without the
-/// enables of state hv does not switch, and the hardware CPACR_EL1 of L1's
-/// reset CPTR_EL2 (nothing trapped).
+/// enables of state hv does not switch, the hardware CPACR_EL1 of L1's
+/// reset CPTR_EL2 (nothing trapped), and the hardware MDSCR_EL1 L1 runs
+/// with, 0 (`El1Register::Mdscr`: L1's own accesses go to the VNCR page).
 pub(super) fn start_l1(nested: &Nested) {
+    write_sysreg!("mdscr_el1", 0);
     if let Some(hcrx) = nested.traps.hv_hcrx {
         write_sysreg!("s3_4_c1_c2_2", nested_hardware_hcrx(hcrx)); // HCRX_EL2
     }
