@@ -2200,12 +2200,15 @@ fn l2_exit(
                 }
             }
         }
-        // FP/SIMD, SVE, SME traps hv never sets for itself.
-        _ if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::Unrequested => crash(
-            vcpu,
-            frame,
-            "an FP/SIMD, SVE or SME trap of L2 that L1's CPTR_EL2 did not ask for (hv's own failure)",
-        ),
+        // An FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask
+        // for: hv sets none for itself, so only a divergence of hv's own
+        // reaches this; still a guest-driven exit, so it ends L2's
+        // instruction (UNDEFINED at L2's EL1, one line), never hv's run
+        // (review 39 R39-6).
+        _ if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::Unrequested => {
+            once(&mut vcpu.counts.notes_seen, Note::L2Unrequested);
+            traps::undefined_for_l2(nested, frame)
+        }
         // HVC, SMC and the traps L1 set in its HCR_EL2, CPTR_EL2 and
         // MDCR_EL2 (FP/SIMD, SVE, SME, PMU, debug): L1's.
         _ => {
@@ -2228,6 +2231,7 @@ enum Note {
     L1Unhandled,
     L1Maintenance,
     L1Timer,
+    L2Unrequested,
 }
 
 impl Note {
@@ -2241,6 +2245,7 @@ impl Note {
             Note::NoShadow => "hv: nested: the service has no shadow for L1's VTTBR_EL2/VTCR_EL2 now (over its budget): L1's ERET into L2 is retried (reported once)",
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
+            Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
