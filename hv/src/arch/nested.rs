@@ -1374,14 +1374,14 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             } else {
                 external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0)
             };
-            exception_for_l1(frame, syndrome, Some(read_sysreg!("far_el2")));
+            exception_for_l1(vcpu, frame, syndrome, Some(read_sysreg!("far_el2")));
         }
         // Anything else L1 can cause (a trap of an instruction hv does not
         // emulate) is UNDEFINED for L1, never an end of hv: a guest's
         // input gets a guest's fault (review 23 F3).
         _ => {
             once(&mut vcpu.counts.notes_seen, Note::L1Unhandled);
-            undefined_for_l1(frame)
+            undefined_for_l1(vcpu, frame)
         }
     }
 }
@@ -1560,7 +1560,7 @@ fn maintenance_at_eret(
         Origin::LowerAarch64,
         pc,
         pstate,
-        traps::vel2_target(nested),
+        traps::vel2_target(nested, vcpu),
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
@@ -1593,7 +1593,7 @@ fn enter_l1_from_l2(
         Origin::LowerAarch64,
         frame.elr,
         frame.spsr,
-        traps::vel2_target(nested),
+        traps::vel2_target(nested, vcpu),
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
@@ -1621,13 +1621,13 @@ fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, w
 }
 
 /// An Undefined Instruction exception for L1, taken from L1 itself.
-fn undefined_for_l1(frame: &mut GuestFrame) {
-    exception_for_l1(frame, undefined_syndrome(), None)
+fn undefined_for_l1(vcpu: &Vcpu, frame: &mut GuestFrame) {
+    exception_for_l1(vcpu, frame, undefined_syndrome(), None)
 }
 
 /// A synchronous exception with syndrome `esr` (and `far` for an abort)
 /// for L1, taken from L1 itself to its virtual EL2.
-fn exception_for_l1(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
+fn exception_for_l1(vcpu: &Vcpu, frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
@@ -1636,7 +1636,7 @@ fn exception_for_l1(frame: &mut GuestFrame, esr: u64, far: Option<u64>) {
         Origin::of_l1(frame.spsr),
         frame.elr,
         frame.spsr,
-        traps::vel2_target(nested),
+        traps::vel2_target(nested, vcpu),
     );
     write_sysreg!("elr_el1", entry.elr);
     write_sysreg!("spsr_el1", entry.spsr);
@@ -1696,7 +1696,7 @@ fn l1_system_instruction(
         match gic_access {
             L1GicAccess::Read(value) => frame.set_reg(access.rt, value),
             L1GicAccess::Ignored => {}
-            L1GicAccess::Undefined => return undefined_for_l1(frame),
+            L1GicAccess::Undefined => return undefined_for_l1(vcpu, frame),
         }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
@@ -1776,7 +1776,7 @@ fn undefined_unemulated(vcpu: &mut Vcpu, frame: &mut GuestFrame, access: SysRegA
         ),
         Sighting::Again => {}
     }
-    undefined_for_l1(frame);
+    undefined_for_l1(vcpu, frame);
 }
 
 /// L1's trapped TLBI: stage 2 (op1 4) goes to the service for L1's VMID;
@@ -1794,7 +1794,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
         4 => match Tlbi::from_sys_encoding(
             access.op0, access.op1, access.crn, access.crm, access.op2,
         ) {
-            Some(tlbi) if !tlbi.exists_for(f) => return undefined_for_l1(frame),
+            Some(tlbi) if !tlbi.exists_for(f) => return undefined_for_l1(vcpu, frame),
             Some(tlbi) => {
                 vcpu.counts.stage2_tlbis += 1;
                 if !nested.skip_stage2_tlbi {
@@ -1835,7 +1835,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             }
             // FEAT_TLBIW's VMALLWS2E1 forms (CRm 2/5/6, op2 2): hidden.
             None if access.op2 == 2 && matches!(access.crm, 2 | 5 | 6) => {
-                return undefined_for_l1(frame)
+                return undefined_for_l1(vcpu, frame)
             }
             // L1's own EL2 stage-1 TLBIs (ALLE2, VAE2, ...): L1's virtual
             // EL2 regime is the hardware EL1&0 one of L1's VMID, current in
@@ -1844,7 +1844,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             None if !el2_stage1_tlbi_form(access.crm, access.op2)
                 || !stage1_tlbi_form_shown(access.crn, access.crm, f) =>
             {
-                return undefined_for_l1(frame)
+                return undefined_for_l1(vcpu, frame)
             }
             // `mmu-no-el2-tlbi`: acknowledged, not applied.
             None if nested.skip_l1_own_tlbi => {}
@@ -1857,7 +1857,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
         },
         0 => {
             if !stage1_tlbi_form_shown(access.crn, access.crm, f) {
-                return undefined_for_l1(frame);
+                return undefined_for_l1(vcpu, frame);
             }
             vcpu.counts.stage1_tlbis += 1;
             if stage1_tlbi_target(vcpu.vncr.hcr()) == Stage1TlbiTarget::L1Own {
@@ -1886,7 +1886,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                 })
             });
         }
-        _ => return undefined_for_l1(frame),
+        _ => return undefined_for_l1(vcpu, frame),
     }
     frame.elr += instruction_length(read_sysreg!("esr_el2"));
 }

@@ -86,6 +86,30 @@ pub struct Vel2Target {
     pub host: bool,
 }
 
+impl Vel2Target {
+    /// For L1 with the hardware EL1 `hardware_sctlr` (L1's SCTLR_EL2 as
+    /// hv converts it: DSSBS and SPINTMASK carried, SPAN forced 1 for a
+    /// VHE L1, `el2_regime::sctlr_el1_for_vhe_vel2`), L1's SCTLR_EL2 as
+    /// it wrote it (`l1_sctlr_el2`: its SPAN) and its virtual HCR_EL2
+    /// (`l1_virtual_hcr`: host mode when E2H = TGE = 1, which only a VHE
+    /// L1 can have; review 39 R39-4).
+    pub const fn new(
+        features: EntryFeatures,
+        hardware_sctlr: u64,
+        gcscr: u64,
+        l1_sctlr_el2: u64,
+        l1_virtual_hcr: u64,
+    ) -> Vel2Target {
+        let host_mode = super::hcr::E2H | super::hcr::TGE;
+        Vel2Target {
+            features,
+            sctlr: (hardware_sctlr & !SCTLR_SPAN) | (l1_sctlr_el2 & SCTLR_SPAN),
+            gcscr,
+            host: l1_virtual_hcr & host_mode == host_mode,
+        }
+    }
+}
+
 /// L1's hardware PSTATE on entry to its virtual EL2 from hardware PSTATE
 /// `from` (L2's, or L1's own), as AArch64.TakeException sets it for EL2
 /// (review 34 R34-7), by [`inject::entry_pstate`] (which sets it for EL1;

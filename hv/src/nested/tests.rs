@@ -186,6 +186,32 @@ fn entry_to_vel2_sets_pstate_from_l1s_sctlr_el2() {
     assert_eq!(vel2_entry_pstate(l1, Origin::of_l1(l1), none), EL1H | DAIF);
 }
 
+/// Review 39 R39-4: an L1 in host mode (virtual HCR_EL2.E2H = TGE = 1)
+/// with SCTLR_EL2.SPAN 0, as Linux runs, gets PAN set on entry; its
+/// hardware SCTLR_EL1 has SPAN forced 1, so the target takes L1's own.
+#[test]
+fn entry_to_vel2_in_host_mode_sets_pan_from_l1s_span() {
+    use crate::inject::{EntryFeatures, PSTATE_PAN, SCTLR_DSSBS, SCTLR_SPAN};
+    let features = EntryFeatures {
+        pan: true,
+        ..EntryFeatures::default()
+    };
+    let hardware = SCTLR_SPAN | SCTLR_DSSBS;
+    let pan = |l1_sctlr: u64, vhcr: u64| {
+        let target = Vel2Target::new(features, hardware, 0, l1_sctlr, vhcr);
+        vel2_entry_pstate(EL1H, Origin::of_l1(EL1H), target) & PSTATE_PAN
+    };
+    let host = hcr::E2H | hcr::TGE;
+    assert_eq!(pan(0, host), PSTATE_PAN, "host mode, SPAN 0");
+    assert_eq!(pan(SCTLR_SPAN, host), 0, "host mode, SPAN 1");
+    assert_eq!(pan(0, hcr::E2H), 0, "TGE 0: not host mode");
+    assert_eq!(pan(0, hcr::TGE), 0, "E2H 0: not host mode");
+    // The other fields are the hardware's.
+    let target = Vel2Target::new(features, hardware, 0, 0, host);
+    assert_eq!(target.sctlr, SCTLR_DSSBS);
+    assert!(target.host);
+}
+
 #[test]
 fn eret_to_el1_or_el0_enters_l2() {
     let vhcr = hcr::RW | hcr::VM;

@@ -126,7 +126,7 @@ pub(super) fn l1_el2_stage1_access(
 ) -> bool {
     let (crn, crm, op2) = (access.crn, access.crm, access.op2);
     if vhe_only_el2_register(crn, crm, op2) {
-        undefined_for_l1(frame);
+        undefined_for_l1(vcpu, frame);
         return true;
     }
     let Some(register) = Vel2Stage1Register::from_encoding(crn, crm, op2) else {

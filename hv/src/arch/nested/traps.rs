@@ -138,22 +138,26 @@ pub(super) fn l1_exited(vcpu: &Vcpu) {
 }
 
 /// What PSTATE on an entry to L1's virtual EL2 follows, with L1's regime
-/// in the hardware EL1 registers: L1's shown features, its SCTLR_EL2's
-/// DSSBS and SPINTMASK (the hardware SCTLR_EL1 carries them for both
-/// kinds of L1, `el2_regime`), its GCSCR_EL2 (a VHE L1's is the hardware
-/// GCSCR_EL1). Not host mode: an entry from L2 has TGE 0 (L1's ERET with
-/// TGE 1 never enters L2), and for an entry from L1 itself the hardware
-/// SCTLR_EL1's SPAN is 1 (`el2_regime::sctlr_el1_for_vhe_vel2`'s limit:
-/// with TGE 1, SPAN 0 does not set PAN, as in the entries the hardware
-/// takes to L1).
-pub(super) fn vel2_target(nested: &Nested) -> Vel2Target {
+/// in the hardware EL1 registers: L1's shown features (no GCS), its
+/// SCTLR_EL2's DSSBS and SPINTMASK (the hardware SCTLR_EL1 carries them
+/// for both kinds of L1, `el2_regime`), its SPAN as a VHE L1 wrote it (the
+/// hardware's is forced 1) and its host mode (virtual HCR_EL2.E2H = TGE =
+/// 1; review 39 R39-4): hv's injected entries set PAN as the pseudocode
+/// does. The entries the hardware takes to L1 itself still leave PAN
+/// alone in host mode (`el2_regime::sctlr_el1_for_vhe_vel2`'s limit).
+pub(super) fn vel2_target(nested: &Nested, vcpu: &Vcpu) -> Vel2Target {
     let el1 = el1_target(nested);
-    Vel2Target {
-        features: el1.features,
-        sctlr: el1.sctlr,
-        gcscr: el1.gcscr,
-        host: false,
-    }
+    let l1_sctlr_el2 = match nested.mode {
+        L1Vel2Mode::Vhe => vcpu.vhe_regime.sctlr,
+        L1Vel2Mode::NonVhe => el1.sctlr,
+    };
+    Vel2Target::new(
+        el1.features,
+        el1.sctlr,
+        el1.gcscr,
+        l1_sctlr_el2,
+        vcpu.vncr.hcr(),
+    )
 }
 
 /// An Undefined Instruction exception at L2's EL1 (L2's registers in the
