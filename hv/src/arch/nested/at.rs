@@ -107,6 +107,7 @@ pub(super) fn l1_at(
             frame.elr += instruction_length(read_sysreg!("esr_el2"));
         }
         AtOutcome::ExternalAbort { level, s1ptw } => exception_for_l1(
+            vcpu,
             frame,
             external_abort_syndrome(frame.spsr, level, s1ptw),
             Some(va),
