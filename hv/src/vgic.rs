@@ -2229,13 +2229,26 @@ impl VirtualSpis {
 /// and nothing posted to a vCPU stays in its words once it is off, with
 /// nobody but the vCPU's own CPU taking them.
 ///
-/// Writers are preferred (a waiting writer keeps new readers out); every
+/// The gate is phase-fair (review 41 R41-2), so every wait is bounded:
+/// writers enter in ticket order, and a reader waits for at most the one
+/// writer that holds or is about to hold the gate when it arrives (readers
+/// that arrive while a writer is present enter together after it, before
+/// the next writer; readers that arrive after a writer announced itself
+/// wait for it). A reader waits for at most one writer's section; a writer
+/// for the writers with earlier tickets plus one reader phase each. Every
 /// section is short and never waits for another CPU.
 #[derive(Debug)]
 pub struct SpiHolders {
-    /// Bit 31: a writer holds or waits for the gate; bits 0-30: the readers
-    /// inside.
-    gate: AtomicU32,
+    /// Readers that arrived, by `GATE_READER` (wrapping), plus, in the low
+    /// bits, the present writer (`GATE_WRITER_PRESENT`) and its ticket's
+    /// parity (`GATE_PHASE`), which tells its readers' wait from the next's.
+    readers_in: AtomicU32,
+    /// Readers that left, by `GATE_READER` (wrapping).
+    readers_out: AtomicU32,
+    /// Writers' tickets taken (wrapping).
+    writers_in: AtomicU32,
+    /// Writers' tickets served (wrapping): the ticket allowed in.
+    writers_out: AtomicU32,
     /// By SPI (INTID 32 + i: byte i % 8 of word i / 8): its holder's vCPU
     /// index, or `NO_HOLDER`. Accessed inside the gate only, which orders
     /// them; packed (loom's atomics are large, and its threads' stacks
@@ -2246,7 +2259,10 @@ pub struct SpiHolders {
 /// The SPIs hv can track: INTIDs 32-1019, eight a word.
 const HOLDER_WORDS: usize = ((SPECIAL_INTIDS - 32) as usize).div_ceil(8);
 const NO_HOLDER: u8 = u8::MAX;
-const GATE_WRITER: u32 = 1 << 31;
+const GATE_PHASE: u32 = 1;
+const GATE_WRITER_PRESENT: u32 = 2;
+const GATE_WRITER_BITS: u32 = GATE_PHASE | GATE_WRITER_PRESENT;
+const GATE_READER: u32 = 4;
 
 impl Default for SpiHolders {
     fn default() -> Self {
@@ -2259,7 +2275,10 @@ impl SpiHolders {
     #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
-            gate: AtomicU32::new(0),
+            readers_in: AtomicU32::new(0),
+            readers_out: AtomicU32::new(0),
+            writers_in: AtomicU32::new(0),
+            writers_out: AtomicU32::new(0),
             holders: [const { AtomicU64::new(u64::MAX) }; HOLDER_WORDS],
         }
     }
@@ -2268,36 +2287,62 @@ impl SpiHolders {
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {
-            gate: AtomicU32::new(0),
+            readers_in: AtomicU32::new(0),
+            readers_out: AtomicU32::new(0),
+            writers_in: AtomicU32::new(0),
+            writers_out: AtomicU32::new(0),
             holders: core::array::from_fn(|_| AtomicU64::new(u64::MAX)),
         }
     }
 
-    /// Enters the gate shared (with other readers, no writer).
+    /// Enters the gate shared (with other readers, no writer). A writer
+    /// present on arrival is waited for, until its phase ends, and no
+    /// longer: the next writer waits for this reader.
     pub fn share(&self) -> SharedGate<'_> {
-        loop {
-            if self.gate.fetch_add(1, Ordering::Acquire) & GATE_WRITER == 0 {
-                return SharedGate(self);
-            }
-            self.gate.fetch_sub(1, Ordering::Relaxed);
-            while self.gate.load(Ordering::Relaxed) & GATE_WRITER != 0 {
+        let writer = self.readers_in.fetch_add(GATE_READER, Ordering::Acquire) & GATE_WRITER_BITS;
+        if writer != 0 {
+            while self.readers_in.load(Ordering::Acquire) & GATE_WRITER_BITS == writer {
                 spin_loop();
             }
         }
+        SharedGate(self)
     }
 
-    /// Enters the gate alone: takes the writer bit, then waits for the
-    /// readers inside to leave.
+    /// Enters the gate alone: waits for its ticket, announces itself (so
+    /// readers arriving from then on wait for it), then waits for the
+    /// readers that arrived before it to leave.
     pub fn exclusive(&self) -> ExclusiveGate<'_> {
-        while self.gate.fetch_or(GATE_WRITER, Ordering::Acquire) & GATE_WRITER != 0 {
-            while self.gate.load(Ordering::Relaxed) & GATE_WRITER != 0 {
-                spin_loop();
-            }
+        let ticket = self.writers_in.fetch_add(1, Ordering::Relaxed);
+        while self.writers_out.load(Ordering::Acquire) != ticket {
+            spin_loop();
         }
-        while self.gate.load(Ordering::Acquire) & !GATE_WRITER != 0 {
+        let present = GATE_WRITER_PRESENT | (ticket & GATE_PHASE);
+        let arrived = self.readers_in.fetch_add(present, Ordering::Acquire) & !GATE_WRITER_BITS;
+        while self.readers_out.load(Ordering::Acquire) != arrived {
             spin_loop();
         }
         ExclusiveGate(self)
+    }
+
+    /// Writers holding or waiting for the gate (for tests of its order).
+    #[doc(hidden)]
+    pub fn writers_waiting(&self) -> u32 {
+        let taken = self.writers_in.load(Ordering::Relaxed);
+        taken.wrapping_sub(self.writers_out.load(Ordering::Relaxed))
+    }
+
+    /// Whether a writer has announced itself (holds the gate, or waits for
+    /// the readers before it), for tests of the gate's order.
+    #[doc(hidden)]
+    pub fn writer_present(&self) -> bool {
+        self.readers_in.load(Ordering::Relaxed) & GATE_WRITER_PRESENT != 0
+    }
+
+    /// Readers inside or waiting for the gate (for tests of its order).
+    #[doc(hidden)]
+    pub fn readers_waiting(&self) -> u32 {
+        let arrived = self.readers_in.load(Ordering::Relaxed) / GATE_READER;
+        arrived.wrapping_sub(self.readers_out.load(Ordering::Relaxed) / GATE_READER)
     }
 
     /// The vCPU holding `intid` (or that last held it: see above); None for
@@ -2336,7 +2381,7 @@ pub struct SharedGate<'a>(&'a SpiHolders);
 
 impl Drop for SharedGate<'_> {
     fn drop(&mut self) {
-        self.0.gate.fetch_sub(1, Ordering::Release);
+        self.0.readers_out.fetch_add(GATE_READER, Ordering::Release);
     }
 }
 
@@ -2346,7 +2391,12 @@ pub struct ExclusiveGate<'a>(&'a SpiHolders);
 
 impl Drop for ExclusiveGate<'_> {
     fn drop(&mut self) {
-        self.0.gate.fetch_and(!GATE_WRITER, Ordering::Release);
+        // The readers that waited for this writer enter, then the next
+        // writer (which waits for them).
+        self.0
+            .readers_in
+            .fetch_and(!GATE_WRITER_BITS, Ordering::Release);
+        self.0.writers_out.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -4719,6 +4769,72 @@ mod tests {
     /// Review 27 R27-7: SPIs made active through GICD_ISACTIVER<n>, and
     /// the distributor's clear registers, on a machine of several vCPUs
     /// sharing one distributor (`perform_spi`).
+    /// R41-2: the gate's order. Each thread notes its name inside the
+    /// gate; the test waits until each is seen waiting before starting the
+    /// next, so "arrived after" is certain.
+    mod gate_order {
+        extern crate std;
+        use super::super::SpiHolders;
+        use std::sync::Mutex;
+        use std::vec::Vec;
+
+        fn wait_until(condition: impl Fn() -> bool) {
+            while !condition() {
+                std::thread::yield_now();
+            }
+        }
+
+        #[test]
+        fn a_waiting_writer_is_not_overtaken_by_a_later_reader() {
+            let holders = SpiHolders::new();
+            let order = Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                let first = holders.share();
+                s.spawn(|| {
+                    let _gate = holders.exclusive();
+                    order.lock().unwrap().push("writer");
+                });
+                wait_until(|| holders.writer_present());
+                s.spawn(|| {
+                    let _gate = holders.share();
+                    order.lock().unwrap().push("reader");
+                });
+                wait_until(|| holders.readers_waiting() == 2);
+                drop(first);
+            });
+            assert_eq!(*order.lock().unwrap(), ["writer", "reader"]);
+        }
+
+        /// Writers enter in arrival order, and a reader that arrived while
+        /// a writer held the gate enters before the next writer: neither
+        /// waits for more than the writers (and reader phases) before it.
+        #[test]
+        fn writers_enter_in_order_and_a_reader_waits_for_one_writer_only() {
+            let holders = SpiHolders::new();
+            let order = Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                let first = holders.exclusive();
+                s.spawn(|| {
+                    let _gate = holders.exclusive();
+                    order.lock().unwrap().push("writer 2");
+                });
+                wait_until(|| holders.writers_waiting() == 2);
+                s.spawn(|| {
+                    let _gate = holders.share();
+                    order.lock().unwrap().push("reader");
+                });
+                wait_until(|| holders.readers_waiting() == 1);
+                s.spawn(|| {
+                    let _gate = holders.exclusive();
+                    order.lock().unwrap().push("writer 3");
+                });
+                wait_until(|| holders.writers_waiting() == 3);
+                drop(first);
+            });
+            assert_eq!(*order.lock().unwrap(), ["reader", "writer 2", "writer 3"]);
+        }
+    }
+
     mod spi_active {
         use super::*;
         use std::cell::RefCell;
