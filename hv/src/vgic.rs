@@ -2353,6 +2353,13 @@ impl SpiHolders {
         (k != NO_HOLDER).then_some(k as usize)
     }
 
+    /// `holder` for models (loom-tests), outside the gate once their
+    /// threads are joined.
+    #[doc(hidden)]
+    pub fn recorded_holder(&self, intid: u32) -> Option<usize> {
+        self.holder(intid)
+    }
+
     /// `vcpu` holds `intid` now (nothing for a vCPU index the table cannot
     /// hold, or not an SPI). Inside the gate.
     /// Readers inside the gate record SPIs of one word together: each

@@ -520,3 +520,39 @@ fn clear_pending_racing_a_cpu_off_leaves_no_request() {
 fn set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
     post_racing_cpu_off_model(ISACTIVER1, true);
 }
+
+/// Review 41 R41-4: two CPUs acknowledge two SPIs of one holder word (33
+/// on vCPU 0's, 34 on vCPU 1's) at once, each inside the shared gate; both
+/// holders are recorded (each CPU replaces its own byte of the word in one
+/// step, so neither update is lost).
+#[test]
+fn two_spis_of_one_holder_word_acknowledged_at_once_are_both_recorded() {
+    loom::model(|| {
+        let shared = shared();
+        let acknowledge = |shared: Shared, vcpu: usize, intid: u32| {
+            let mut cpu = Cpu::new([0; 2], Arc::new(ActiveSpi::new(intid)));
+            cpu.physical.pending.store(true, Ordering::Relaxed);
+            let mut backlog = Backlog::new();
+            let (vcpus, holders) = &*shared;
+            vgic::take_interrupts(
+                &mut cpu,
+                25,
+                &vcpus[vcpu],
+                holders,
+                vcpu,
+                &mut backlog,
+                |_| PRIORITY,
+            );
+            assert!(cpu.physical.active.load(Ordering::Relaxed));
+        };
+        let other = {
+            let shared = shared.clone();
+            thread::spawn(move || acknowledge(shared, 1, SPI + 1))
+        };
+        acknowledge(shared.clone(), 0, SPI);
+        other.join().unwrap();
+        let holders = &shared.1;
+        assert_eq!(holders.recorded_holder(SPI), Some(0));
+        assert_eq!(holders.recorded_holder(SPI + 1), Some(1));
+    });
+}
