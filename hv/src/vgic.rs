@@ -721,13 +721,10 @@ pub fn perform_spi(
             });
             let bits = bits & !already;
             // Physically active first, so whatever ends one not yet
-            // placed finds it active. Read back: a read of the distributor
-            // returns only once the write before it has reached it
-            // (Device-nGnRE), so the SPI is active there before the gate
-            // lets an acknowledgement in.
+            // placed finds it active, before the gate lets an
+            // acknowledgement in (`forward_completed`).
             if bits != 0 {
-                hw.write(address, 4, bits as u64);
-                hw.read(address, 4);
+                forward_completed(hw, address, bits);
             }
             let holder = |k: u32| {
                 if held_here & (1 << k) != 0 {
@@ -759,7 +756,7 @@ pub fn perform_spi(
             // that write only.
             let deactivate = unplaced & not_held;
             if deactivate != 0 {
-                hw.write(address, 4, deactivate as u64);
+                forward_completed(hw, address, deactivate);
             }
             kicks |= ask(not_held & !unplaced, &|spis, bit| {
                 spis.request_clear(SetClear::ActiveClear, w, bit)
@@ -773,13 +770,13 @@ pub fn perform_spi(
             // pending), is forwarded.
             let forward = bits & !held.held_spis(op, first).in_state;
             if forward != 0 {
-                hw.write(address, 4, forward as u64);
+                forward_completed(hw, address, forward);
             }
         }
         SetClear::PendingClear => {
             let forward = held.clear(op, first, bits);
             if forward != 0 {
-                hw.write(address, 4, forward as u64);
+                forward_completed(hw, address, forward);
             }
             kicks |= ask(bits, &|spis, bit| {
                 spis.request_clear(SetClear::PendingClear, w, bit)
@@ -789,6 +786,18 @@ pub fn perform_spi(
         _ => {}
     }
     (0, kicks)
+}
+
+/// Writes `bits` to the distributor register at `address` and reads it
+/// back (review 41 R41-3): a read of the distributor returns only once the
+/// write before it has reached it (Device-nGnRE), so the next writer in
+/// the gate, on another CPU, reads the state this write made, not the one
+/// before it. What stays outside any barrier: GICv3 does not promise that
+/// the CPU interface has withdrawn an SPI it was offered once a
+/// GICD_ISACTIVER/ICPENDR write has completed (hv/README.md).
+fn forward_completed(hw: &mut impl GicHardware, address: u64, bits: u32) {
+    hw.write(address, 4, bits as u64);
+    hw.read(address, 4);
 }
 
 /// Physical interrupts acknowledged for a vCPU but not yet in a list
@@ -4865,11 +4874,14 @@ mod tests {
             active: Physical,
             pending: BTreeSet<u32>,
             writes: Vec<(u64, u64)>,
+            /// A write not read back since (R41-3).
+            unread: bool,
         }
 
         impl GicHardware for Dist {
             fn read(&mut self, address: u64, _size: u64) -> u64 {
                 let offset = address - GICD;
+                self.unread = false;
                 let first = ((offset & 0x7f) * 8) as u32;
                 let set = match offset {
                     0x0300..=0x03ff => self.active.borrow().clone(),
@@ -4884,6 +4896,7 @@ mod tests {
             fn write(&mut self, address: u64, _size: u64, value: u64) {
                 let offset = address - GICD;
                 self.writes.push((offset, value));
+                self.unread = true;
                 let first = ((offset & 0x7f) * 8) as u32;
                 for intid in (0..32).filter(|k| value & (1 << k) != 0).map(|k| first + k) {
                     match offset {
@@ -4971,6 +4984,7 @@ mod tests {
                         active,
                         pending: BTreeSet::new(),
                         writes: Vec::new(),
+                        unread: false,
                     },
                     running: (1 << n) - 1,
                     route: Some(0),
@@ -5661,6 +5675,24 @@ mod tests {
 
         /// R35-4. vCPU 0 holds SPI 40 pending (hv acknowledged it: a
         /// pending HW list register; physically active, not pending).
+        /// R41-3: every write forwarded to the distributor inside the
+        /// exclusive gate is read back before the gate is left.
+        #[test]
+        fn every_forwarded_write_is_read_back() {
+            let mut m = Machine::new(2);
+            for (offset, value) in [
+                (ISACTIVER1, 1 << 8),
+                (ICACTIVER1, 1 << 8),
+                (ISPENDR1, 1 << 9),
+                (ICPENDR1, 1 << 9),
+            ] {
+                m.dist.writes.clear();
+                m.access(0, offset, Some(value));
+                assert_eq!(m.dist.writes, [(offset, value)]);
+                assert!(!m.dist.unread, "{offset:#x} not read back");
+            }
+        }
+
         /// GICD_ICPENDR1 (and GICD_ISPENDR1, forwarded) read it not
         /// pending, and GICD_ISACTIVER1 reads it not active: the guest's
         /// pending interrupt is in no state at all.
