@@ -468,13 +468,25 @@ pub fn perform(
         (RegisterAction::PpiPriority { .. }, None) => hw.read(address, size),
         // With one vCPU's state, that vCPU is the only one: it holds
         // every SPI made active, and there is nobody to ask (`arch::gic`
-        // calls `perform_spi` with every vCPU's state).
+        // calls `perform_spi` with every vCPU's state and hv's one table,
+        // so only host tests come here). Every such caller shares one
+        // table (R41-5: not a fresh one a call): each records only vCPU 0,
+        // the writer, so they cannot mislead each other.
         (RegisterAction::Spi { op, first }, write) => {
-            let holders = SpiHolders::new();
+            #[cfg(not(loom))]
+            static ONE_VCPU_HOLDERS: SpiHolders = SpiHolders::new();
+            // loom's atomics have no `const fn new`, and no model calls
+            // `perform`.
+            #[cfg(loom)]
+            let one_vcpu_holders = SpiHolders::new();
+            #[cfg(not(loom))]
+            let one_vcpu_holders = &ONE_VCPU_HOLDERS;
+            #[cfg(loom)]
+            let one_vcpu_holders = &one_vcpu_holders;
             let only = SpiAccess {
                 writer: 0,
                 vcpus: core::slice::from_ref(sgis),
-                holders: &holders,
+                holders: one_vcpu_holders,
                 is_on: |_| true,
                 lines: SPECIAL_INTIDS,
                 route: |_| None,
