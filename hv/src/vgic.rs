@@ -5470,6 +5470,18 @@ mod tests {
             used: 4,
         };
 
+        /// R35-1's set-up on `vcpus` vCPUs: vCPU 1 holds SPI 40 active (HW
+        /// list register), the SPI is routed to vCPU 0, and vCPU 0 writes
+        /// GICD_ISACTIVER1 bit 8.
+        fn r35_spi_40_of_vcpu_1_set_active_by_vcpu_0(vcpus: usize) -> Machine {
+            let mut m = Machine::new(vcpus);
+            m.acknowledged(1, 40);
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            m.route = Some(0);
+            m.access(0, ISACTIVER1, Some(1 << 8));
+            m
+        }
+
         /// R35-1. hv acknowledged SPI 40 on vCPU 1's CPU and vCPU 1's
         /// guest acknowledged it (active, HW list register). The guest has
         /// since routed SPI 40 to vCPU 0 (GICD_IROUTER; IRM = 1 gives the
@@ -5479,11 +5491,7 @@ mod tests {
         /// register for the same physical SPI.
         #[test]
         fn r35_set_active_of_an_spi_another_vcpu_holds_is_not_placed_twice() {
-            let mut m = Machine::new(2);
-            m.acknowledged(1, 40);
-            m.cpus[1].lrs.lrs[0] = active_hw(40);
-            m.route = Some(0);
-            m.access(0, ISACTIVER1, Some(1 << 8));
+            let mut m = r35_spi_40_of_vcpu_1_set_active_by_vcpu_0(2);
             m.fill(0);
             m.fill(1);
             let holders: Vec<usize> = (0..2).filter(|&v| m.lr(v, 40).is_some()).collect();
@@ -5496,11 +5504,7 @@ mod tests {
         /// ignore it (acting on it would give the SPI a second holder).
         #[test]
         fn a_set_active_request_is_ignored_by_a_vcpu_not_holding_the_spi() {
-            let mut m = Machine::new(3);
-            m.acknowledged(1, 40);
-            m.cpus[1].lrs.lrs[0] = active_hw(40);
-            m.route = Some(0);
-            m.access(0, ISACTIVER1, Some(1 << 8));
+            let mut m = r35_spi_40_of_vcpu_1_set_active_by_vcpu_0(3);
             for v in 0..3 {
                 m.fill(v);
             }
@@ -5513,11 +5517,7 @@ mod tests {
         /// it active in a HW list register over an inactive physical SPI.
         #[test]
         fn r35_after_the_holders_deactivation_the_spi_reads_inactive_everywhere() {
-            let mut m = Machine::new(2);
-            m.acknowledged(1, 40);
-            m.cpus[1].lrs.lrs[0] = active_hw(40);
-            m.route = Some(0);
-            m.access(0, ISACTIVER1, Some(1 << 8));
+            let mut m = r35_spi_40_of_vcpu_1_set_active_by_vcpu_0(2);
             m.fill(0);
             m.fill(1);
             m.guest_dir(1, 40);
