@@ -18,16 +18,17 @@
 //!    [`MAGIC_Q`] + g;
 //! 3. starts a second vCPU with PSCI CPU_ON (MPIDR 1). If hv gives it one
 //!    (three CPUs: vCPU 0, the service, vCPU 1), that vCPU runs L2 3 again
-//!    and again, each run reading its page [`L2_LOOP_READS`] times and
-//!    reporting with `hvc #1` (`hvc #2` with the first value not its own,
-//!    which fails the run), until vCPU 0 asks it to stop; L2 3 is in L2
-//!    nearly all the time, so the recycles vCPU 0's switches cause take its
-//!    context under it (hv's kick SGI, its exit and re-entry through the
-//!    handshake). hv answering INVALID_PARAMETERS (no CPU for it) leaves
+//!    in one long run: it writes the run's number to P(3) + 8, then reads
+//!    its page until vCPU 0 sets the stop word Q(3) + 8, and reports with
+//!    `hvc #1` (`hvc #2` with the first value not its own, which fails the
+//!    run); L2 3 is in L2 all the time and never re-enters on its own, so
+//!    its context's used bit stays clear and the recycles vCPU 0's
+//!    switches cause take its context under it (hv's kick SGI, its exit
+//!    and re-entry through the handshake). hv answering INVALID_PARAMETERS (no CPU for it) leaves
 //!    one vCPU;
 //! 4. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with a second vCPU,
-//!    once its L2 3 has completed another run since the last entry, so it
-//!    is in its next run when this entry recycles): programs VTTBR_EL2 and ERETs
+//!    once its L2 3 is inside its run, so this entry's recycle finds it
+//!    there): programs VTTBR_EL2 and ERETs
 //!    into L2 g at 0x80000 (EL1h) with the round in x1. L2 reads P and Q
 //!    through 0x100000 and 0x101000, writes the round to 0x100008, reads it
 //!    back and reports with `hvc #1`;
@@ -106,6 +107,7 @@ umbra_l1r_image:
     UMBRA_L1R_MOV64 x1, {magic_q}
     add     x1, x1, x20
     str     x1, [x12, #0x1000]
+    str     xzr, [x12, #0x1008]
     add     x20, x20, #1
     cmp     x20, #4
     b.lo    1b
@@ -151,27 +153,32 @@ umbra_l1r_image:
     str     xzr, [x4, #8]
 
 // Enters L2 g (state: round, g) with the round in x1. With a second
-// vCPU, first waits until its L2 3 completed another run: that vCPU keeps
-// running beside this one (even on a loaded host), and is back in L2 3's
-// next run, where the recycle this entry may cause finds it.
+// vCPU, first waits until its L2 3 is inside its run (it wrote the run's
+// number to P(3) + 8 and L1 has not counted the run complete), where the
+// recycle this entry may cause finds it. L2 3 stays in that run until the
+// stop word, so it never re-enters on its own: its context's used bit
+// stays clear and the service's clock picks it as a victim. (Short runs,
+// one completed before each entry, caught L2 3 between runs or just
+// re-entered, its context given a second chance: in ~5% of runs under
+// load no recycle interrupted it.)
 umbra_l1r_enter:
     adr     x9, umbra_l1r_image
     adr     x4, umbra_l1r_two_vcpus
     ldr     x1, [x4]
     cbz     x1, 26f
-    adr     x4, umbra_l1r_sec_runs
-    adr     x5, umbra_l1r_sec_seen
-    ldr     x6, [x5]
+    mov     x1, #3
+    UMBRA_L1R_PAGE_P x1
+    adr     x5, umbra_l1r_sec_runs
     UMBRA_L1R_MOV64 x2, {stop_spins}
-25: ldr     x1, [x4]
+25: ldr     x6, [x5]
+    ldr     x1, [x12, #8]
     cmp     x1, x6
-    b.hi    27f
+    b.hi    26f
     subs    x2, x2, #1
     b.ne    25b
     mov     x11, x6
     adr     x10, umbra_l1r_msg_no_progress
     b       umbra_l1r_fail
-27: str     x1, [x5]
 26: adr     x4, umbra_l1r_state
     ldr     x21, [x4]
     ldr     x20, [x4, #8]
@@ -281,10 +288,15 @@ umbra_l1r_lower_sync:
     UMBRA_L1R_MOV64 x0, 0x84000008
     hvc     #0
 11: b       11b
-    // Two vCPUs: stop the second one's L2 runs and wait until it has.
+    // Two vCPUs: stop the second one's L2 run (its stop word, Q(3) + 8)
+    // and its runs, and wait until it has.
 16: adr     x4, umbra_l1r_stop
     mov     x1, #1
     str     x1, [x4]
+    mov     x1, #3
+    UMBRA_L1R_PAGE_P x1
+    mov     x1, #1
+    str     x1, [x12, #0x1008]
     dsb     sy
     adr     x4, umbra_l1r_done
     UMBRA_L1R_MOV64 x2, {stop_spins}
@@ -309,7 +321,8 @@ umbra_l1r_lower_sync:
 19: b       19b
 
 // The second vCPU (PSCI CPU_ON): runs L2 3 (VMID 8) again and again until
-// vCPU 0 sets the stop flag; each run reads L2 3's page {l2_reads} times
+// vCPU 0 sets the stop flag; each run reads L2 3's page until vCPU 0 sets
+// the stop word
 // and must see only L2 3's value.
 umbra_l1r_secondary:
     adr     x9, umbra_l1r_image
@@ -345,8 +358,10 @@ umbra_l1r_sec_enter:
     UMBRA_L1R_AT_L2_PAYLOAD
     UMBRA_L1R_MOV64 x1, {magic_p}
     add     x1, x1, #3
-    UMBRA_L1R_MOV64 x7, {l2_reads}
     mov     x2, #0
+    adr     x3, umbra_l1r_sec_runs
+    ldr     x3, [x3]
+    add     x3, x3, #1
     eret
 umbra_l1r_sec_done:
     adr     x7, umbra_l1r_done
@@ -403,9 +418,6 @@ umbra_l1r_sec_runs:
     .quad   0
 umbra_l1r_sec_started:
     .quad   0
-// The second vCPU's runs vCPU 0 saw at its last entry.
-umbra_l1r_sec_seen:
-    .quad   0
 umbra_l1r_msg_start:    .asciz "L1 (recycle): running at virtual EL2; L2s 0-2 (VMIDs 5-7) in turn, L2 3 (VMID 8) for a second vCPU, each with its own stage 2, pages and values\n"
 umbra_l1r_msg_built:    .asciz "L1 (recycle): stage 2 built for L2s 0, 1, 2 (and 3, for a second vCPU); running 0-2 in turn\n"
 umbra_l1r_msg_round:    .asciz "L1 (recycle): round "
@@ -417,7 +429,7 @@ umbra_l1r_msg_two_vcpus: .asciz "L1 (recycle): second vCPU started (PSCI CPU_ON)
 umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): the second vCPU's L2 3 read only its own page in "
 umbra_l1r_msg_sec_runs_end: .asciz " runs\n"
 umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for the second vCPU failed: "
-umbra_l1r_msg_no_progress: .asciz "the second vCPU's L2 completed no run since vCPU 0's last entry, runs "
+umbra_l1r_msg_no_progress: .asciz "the second vCPU's L2 was not inside a run when vCPU 0 entered its L2, runs completed "
 umbra_l1r_msg_bad_mpidr: .asciz "the second vCPU's MPIDR_EL1 is not the CPU_ON target 1: "
 umbra_l1r_msg_no_start: .asciz "the second vCPU did not start its L2 runs: "
 umbra_l1r_msg_no_stop:  .asciz "the second vCPU did not stop its L2 runs: "
@@ -447,16 +459,19 @@ umbra_l1r_l2_payload:
     hvc     #1
 12: b       12b
 
-// L2 3 (MMU off, x1 = its page's value, x7 = reads): reads its page x7
-// times; hvc #1 when every read saw x1, hvc #2 with the first other value.
+// L2 3 (MMU off, x1 = its page's value, x3 = the run's number): writes x3
+// to its page + 8 (vCPU 0 waits for it), then reads its page until the
+// stop word (0x101008) is set; hvc #1 when every read saw x1, hvc #2 with
+// the first other value.
 .balign 4096
 umbra_l1r_l2_loop:
     movz    x5, #0x10, lsl #16
+    str     x3, [x5, #8]
 22: ldr     x2, [x5]
     cmp     x2, x1
     b.ne    23f
-    subs    x7, x7, #1
-    b.ne    22b
+    ldr     x2, [x5, #0x1008]
+    cbz     x2, 22b
     hvc     #1
     b       .
 23: hvc     #2
@@ -472,7 +487,6 @@ umbra_l1r_image_end:
     vhcr = const super::nested_l1::L1_VIRTUAL_HCR,
     first_vmid = const FIRST_L2_VMID,
     rounds = const ROUNDS,
-    l2_reads = const L2_LOOP_READS,
     stop_spins = const STOP_SPINS,
     putc = const super::nested::HVC_CONSOLE_PUTC,
 );
@@ -485,8 +499,6 @@ pub const MAGIC_Q: u64 = 0x5151_0000_2222_0000;
 pub const FIRST_L2_VMID: u64 = 5;
 /// Rounds of the three L2s.
 pub const ROUNDS: u64 = 8;
-/// Reads of its page in one run of L2 3 (the second vCPU's).
-pub const L2_LOOP_READS: u64 = 0x10000;
 /// How long vCPU 0 waits for the second vCPU to stop (load iterations;
 /// hv's watchdog bounds the run anyway).
 pub const STOP_SPINS: u64 = 1 << 28;
