@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-l1-irq|timer-no-l1-deadline|timer-no-cnthctl|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cnthctl|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -933,6 +933,22 @@ pub enum NestedDemo {
     /// CNTHCTL_EL2, not the traps L1's asks for: L1 must catch it (this
     /// run must fail).
     TimerNoCnthctl,
+    /// `timer-no-cntvoff-levels`: the same, but while L1 runs hv computes
+    /// L2's virtual timer without L1's CNTVOFF_EL2: L1 must catch it (this
+    /// run must fail).
+    TimerNoCntvoffLevels,
+    /// `timer-no-l2-deadline`: the same, but while L1 runs hv does not arm
+    /// a timer for L2's EL1 timers' deadlines: L1 must catch it (this run
+    /// must fail).
+    TimerNoL2Deadline,
+    /// `timer-no-eoi-maintenance`: the same, but the timer PPIs hv lists
+    /// for L1 have no EOI maintenance: L1 must catch it (this run must
+    /// fail).
+    TimerNoEoiMaintenance,
+    /// `timer-no-istatus-refresh`: the same, but hv does not recompute
+    /// ISTATUS of L2's timers in the VNCR page at returns to L1: L1 must
+    /// catch it (this run must fail).
+    TimerNoIstatusRefresh,
     /// `mmu`: a non-VHE guest hypervisor (E2H = 0, `arch::nested_l1_mmu`)
     /// runs with its EL2 stage 1 on (hv converts its EL2 regime onto the
     /// hardware EL1 one, `nested::el2_regime`), runs L2 and takes a
@@ -1044,6 +1060,18 @@ impl Options {
                     options.nested = Some(NestedDemo::TimerNoL1Deadline)
                 }
                 "hv.nested=timer-no-cnthctl" => options.nested = Some(NestedDemo::TimerNoCnthctl),
+                "hv.nested=timer-no-cntvoff-levels" => {
+                    options.nested = Some(NestedDemo::TimerNoCntvoffLevels)
+                }
+                "hv.nested=timer-no-l2-deadline" => {
+                    options.nested = Some(NestedDemo::TimerNoL2Deadline)
+                }
+                "hv.nested=timer-no-eoi-maintenance" => {
+                    options.nested = Some(NestedDemo::TimerNoEoiMaintenance)
+                }
+                "hv.nested=timer-no-istatus-refresh" => {
+                    options.nested = Some(NestedDemo::TimerNoIstatusRefresh)
+                }
                 "hv.nested=mmu" => options.nested = Some(NestedDemo::Mmu),
                 "hv.nested=mmu-no-t0sz" => options.nested = Some(NestedDemo::MmuNoT0sz),
                 "hv.nested=mmu-vhe" => options.nested = Some(NestedDemo::MmuVhe),
@@ -1392,6 +1420,23 @@ pub(crate) mod tests {
             Options::parse("hv.nested=timer-no-cnthctl").map(|o| o.nested),
             Ok(Some(NestedDemo::TimerNoCnthctl))
         );
+        for (arg, demo) in [
+            ("timer-no-cntvoff-levels", NestedDemo::TimerNoCntvoffLevels),
+            ("timer-no-l2-deadline", NestedDemo::TimerNoL2Deadline),
+            (
+                "timer-no-eoi-maintenance",
+                NestedDemo::TimerNoEoiMaintenance,
+            ),
+            (
+                "timer-no-istatus-refresh",
+                NestedDemo::TimerNoIstatusRefresh,
+            ),
+        ] {
+            assert_eq!(
+                Options::parse(&alloc::format!("hv.nested={arg}")).map(|o| o.nested),
+                Ok(Some(demo))
+            );
+        }
         assert_eq!(
             Options::parse("hv.nested=mmu-no-t0sz").map(|o| o.nested),
             Ok(Some(NestedDemo::MmuNoT0sz))

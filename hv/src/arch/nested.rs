@@ -452,6 +452,10 @@ fn vcpu_timers() -> VcpuTimers {
             NestedDemo::TimerNoL1Irq => TimerDefect::NoL1Irq,
             NestedDemo::TimerNoL1Deadline => TimerDefect::NoL1Deadline,
             NestedDemo::TimerNoCnthctl => TimerDefect::NoCnthctl,
+            NestedDemo::TimerNoCntvoffLevels => TimerDefect::NoCntvoffLevels,
+            NestedDemo::TimerNoL2Deadline => TimerDefect::NoL2Deadline,
+            NestedDemo::TimerNoEoiMaintenance => TimerDefect::NoEoiMaintenance,
+            NestedDemo::TimerNoIstatusRefresh => TimerDefect::NoIstatusRefresh,
             _ => TimerDefect::None,
         },
     )
@@ -736,7 +740,11 @@ pub fn run(
         | NestedDemo::TimerNoCntvoff
         | NestedDemo::TimerNoL1Irq
         | NestedDemo::TimerNoL1Deadline
-        | NestedDemo::TimerNoCnthctl => super::nested_l1_timer::image(),
+        | NestedDemo::TimerNoCnthctl
+        | NestedDemo::TimerNoCntvoffLevels
+        | NestedDemo::TimerNoL2Deadline
+        | NestedDemo::TimerNoEoiMaintenance
+        | NestedDemo::TimerNoIstatusRefresh => super::nested_l1_timer::image(),
         NestedDemo::Mmu
         | NestedDemo::MmuNoT0sz
         | NestedDemo::MmuNoEl2Tlbi
@@ -972,11 +980,15 @@ pub fn run(
             NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
             NestedDemo::TrapsNoHpmeGuard => " (traps-no-hpme-guard: hv gives L1's MDCR_EL2.HPME to L2's hardware, so L1's EL2 counters count hv; this run must fail)",
             NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
-            NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
+            NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts, and L2's timer's while it runs, and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
             NestedDemo::TimerNoCntvoff => " (timer-no-cntvoff: hv runs L2 with CNTVOFF_EL2 0, not L1's; this run must fail)",
             NestedDemo::TimerNoL1Irq => " (timer-no-l1-irq: hv never delivers L1's timer PPIs; this run must fail)",
             NestedDemo::TimerNoL1Deadline => " (timer-no-l1-deadline: while L2 runs hv arms no timer for L1's EL2 timers; this run must fail)",
             NestedDemo::TimerNoCnthctl => " (timer-no-cnthctl: L2 runs with hv's CNTHCTL_EL2, not the traps L1 asks for; this run must fail)",
+            NestedDemo::TimerNoCntvoffLevels => " (timer-no-cntvoff-levels: while L1 runs hv computes L2's virtual timer without L1's CNTVOFF_EL2; this run must fail)",
+            NestedDemo::TimerNoL2Deadline => " (timer-no-l2-deadline: while L1 runs hv arms no timer for L2's EL1 timers; this run must fail)",
+            NestedDemo::TimerNoEoiMaintenance => " (timer-no-eoi-maintenance: the timer PPIs hv lists for L1 have no EOI maintenance; this run must fail)",
+            NestedDemo::TimerNoIstatusRefresh => " (timer-no-istatus-refresh: hv does not recompute ISTATUS of L2's timers at returns to L1; this run must fail)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",

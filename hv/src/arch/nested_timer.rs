@@ -5,6 +5,14 @@
 //! CNTVOFF_EL2 = L1's, and hv keeps L1's EL2 timers, whose earliest
 //! deadline it gives its own EL2 physical timer (the watchdog's).
 //!
+//! While L1 runs, L2's EL1 timers (VNCR words) have no hardware timer:
+//! hv's EL2 physical timer is armed for their first assertion as well
+//! (review 40 R40-4), so one expiring while L1 runs, even while L1 spins
+//! at its EL2 without an exit, reaches L1 when it expires. hv reads the
+//! VNCR words at L1's exits: a timer L1 arms there after its last exit
+//! (stores that do not trap) is backed from its next exit on (its ERET
+//! into L2 is one, as is the EOI of any timer PPI hv listed, below).
+//!
 //! Interrupts: the hardware EL1 timers' PPIs are hv's (HCR_EL2.IMO),
 //! taken at EL2 ([`VcpuTimers::take_irq`]): hv drops their priority and
 //! holds them active while their level is high (so a level that stays up
@@ -15,6 +23,21 @@
 //! runs, and, while L2 runs, as an IRQ that takes L2 out to L1's virtual
 //! EL2 ([`VcpuTimers::interrupts_l2`]).
 //!
+//! Those list registers have their EOI bit (`nested::timer::l1_timer_lrs`):
+//! L1's deactivation of a timer PPI, which does not trap, raises the EOI
+//! maintenance interrupt (hv's: L1's own interface has ICH_HCR_EL2.En),
+//! so hv looks at the hardware timer again then: a VHE L1 that re-armed
+//! its EL2 timer (CNTP/CNTV_*_EL0, no trap) before it deactivated the PPI
+//! gets the next expiry with no other exit, where the held hardware PPI
+//! used to wait for one (review 40 R40-3: it held only because L1's
+//! handlers end in an ERET, which traps). hv does not list them with
+//! HW = 1 (pINTID the hardware PPI, as KVM does for its guests' timers):
+//! the hardware PPI stands for L1's EL2 timer while L1 runs and for L2's
+//! EL1 timer while L2 runs, and an HW = 1 entry L1 keeps active across
+//! an L2 run would let L1's late deactivation end the active state hv
+//! holds for L2's timer (an interrupt storm at EL2 while L2's level
+//! stays up). The cost is one exit per deactivated timer PPI.
+//!
 //! Calls from `arch::nested`: [`VcpuTimers::take_irq`] for an IRQ at EL2,
 //! [`VcpuTimers::l1_access`] for L1's trapped timer accesses,
 //! [`VcpuTimers::interrupts_l2`] and [`VcpuTimers::before_return`] at the
@@ -23,10 +46,10 @@
 use super::cpu::{self, read_sysreg, write_sysreg};
 use crate::exit::SysRegAccess;
 use crate::nested::timer::{
-    hardware_asserted, hyp_timer_cval, l1_cnthctl_reset, l1_cnthctl_write, l1_timer_lrs,
-    l2_cnthctl, signalled_to_l1, timer_read, timer_write, L1HypTimers, Timer, TimerLevels,
-    TimerPpis, TrappedTimer, WhichTimer, CNTKCTL_WRITABLE, CNTP_CTL_EL0, CNTP_CVAL_EL0,
-    CNTV_CTL_EL0, CNTV_CVAL_EL0,
+    backed_by_hyp_timer, hardware_asserted, hyp_timer_at_return, l1_cnthctl_reset,
+    l1_cnthctl_write, l1_timer_lrs, l2_cnthctl, signalled_to_l1, timer_read, timer_write,
+    L1HypTimers, Timer, TimerLevels, TimerPpis, TrappedTimer, WhichTimer, CNTKCTL_WRITABLE,
+    CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, Shape, MAX_LIST_REGISTERS};
 use crate::nested::vncr::{VncrPage, CNTVOFF_EL2};
@@ -36,8 +59,22 @@ use crate::nested::vncr::{VncrPage, CNTVOFF_EL2};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerDefect {
     None,
-    /// `timer-no-cntvoff`: L2 runs with CNTVOFF_EL2 0, not L1's.
+    /// `timer-no-cntvoff`: L2 runs with CNTVOFF_EL2 0, not L1's (the
+    /// levels hv computes while L1 runs still apply L1's).
     NoCntvoff,
+    /// `timer-no-cntvoff-levels`: the levels and deadlines of L2's virtual
+    /// timer hv computes while L1 runs ignore L1's CNTVOFF_EL2 (L2 runs
+    /// with it).
+    NoCntvoffLevels,
+    /// `timer-no-l2-deadline`: while L1 runs, L2's EL1 timers' deadlines
+    /// are not given to hv's EL2 physical timer.
+    NoL2Deadline,
+    /// `timer-no-eoi-maintenance`: the timer PPIs hv lists for L1 have no
+    /// EOI bit, so L1's deactivation of one is seen only at its next exit.
+    NoEoiMaintenance,
+    /// `timer-no-istatus-refresh`: ISTATUS of L2's timers in the VNCR page
+    /// is not recomputed at returns to L1.
+    NoIstatusRefresh,
     /// `timer-no-l1-irq`: L1's timer PPIs are never delivered to it.
     NoL1Irq,
     /// `timer-no-l1-deadline`: while L2 runs, L1's EL2 timers' deadlines
@@ -212,9 +249,9 @@ impl VcpuTimers {
         self.watchdog = Some(deadline);
     }
 
-    /// The offset L2's virtual timer runs with: L1's CNTVOFF_EL2 (0 under
-    /// `timer-no-cntvoff`).
-    fn l2_virtual_offset(&self, page: &VncrPage) -> u64 {
+    /// The offset L2's virtual timer runs with in the hardware: L1's
+    /// CNTVOFF_EL2 (0 under `timer-no-cntvoff`).
+    fn l2_hardware_offset(&self, page: &VncrPage) -> u64 {
         if self.defect == TimerDefect::NoCntvoff {
             0
         } else {
@@ -222,12 +259,22 @@ impl VcpuTimers {
         }
     }
 
-    /// The levels of L1's timer PPIs now: L1's EL2 timers from the
-    /// hardware while L1 runs, from hv's copy while L2 runs; L2's from the
-    /// hardware while L2 runs (its own ISTATUS), from the VNCR page while
-    /// L1 runs.
-    fn levels(&self, page: &VncrPage) -> TimerLevels {
-        let count = cpu::counter();
+    /// The offset hv computes L2's virtual timer with while L1 runs (its
+    /// level, ISTATUS and deadline): L1's CNTVOFF_EL2 (0 under
+    /// `timer-no-cntvoff-levels`).
+    fn l2_software_offset(&self, page: &VncrPage) -> u64 {
+        if self.defect == TimerDefect::NoCntvoffLevels {
+            0
+        } else {
+            page.get(CNTVOFF_EL2)
+        }
+    }
+
+    /// The levels of L1's timer PPIs at physical count `count` (now): L1's
+    /// EL2 timers from the hardware while L1 runs, from hv's copy while L2
+    /// runs; L2's from the hardware while L2 runs (its own ISTATUS), from
+    /// the VNCR page while L1 runs.
+    fn levels(&self, page: &VncrPage, count: u64) -> TimerLevels {
         if self.l2_loaded {
             let hyp = TimerLevels::at(&self.l1_hyp, &Timer::default(), &Timer::default(), 0, count);
             TimerLevels {
@@ -241,7 +288,7 @@ impl VcpuTimers {
                 &L1HypTimers::default(),
                 &l2_physical,
                 &l2_virtual,
-                self.l2_virtual_offset(page),
+                self.l2_software_offset(page),
                 count,
             );
             TimerLevels {
@@ -259,11 +306,12 @@ impl VcpuTimers {
     /// signalled_to_l1`): while L2 runs, L2 is interrupted and L1 enters
     /// its IRQ vector (as for its maintenance interrupt).
     pub fn interrupts_l2(&self, page: &VncrPage, l1_virtual_hcr: u64) -> bool {
-        self.decided_at.set(Some(cpu::counter()));
+        let now = cpu::counter();
+        self.decided_at.set(Some(now));
         if self.defect == TimerDefect::NoL1Irq || !l1_takes_irqs_at_vel2(l1_virtual_hcr) {
             return false;
         }
-        let levels = self.levels(page);
+        let levels = self.levels(page, now);
         if !levels.any() {
             return false;
         }
@@ -276,7 +324,8 @@ impl VcpuTimers {
     /// hardware EL1 timer's is held active (priority dropped, deactivated
     /// once its level falls, [`Self::before_return`]); the EL2 physical
     /// timer's is the watchdog's at or past its deadline, else one of L1's
-    /// EL2 deadlines while L2 ran (re-armed at the return).
+    /// EL2 deadlines while L2 ran or L2's EL1 deadlines while L1 ran
+    /// (delivered as a level and re-armed at the return).
     pub fn take_irq(&mut self, intid: u32) -> TimerIrq {
         let held = if intid == self.hardware.physical {
             HELD_PHYSICAL
@@ -303,10 +352,13 @@ impl VcpuTimers {
     /// with L1's own interface in the hardware when L1 runs: the hardware
     /// timers follow the switch (L2's loaded from the VNCR page with L1's
     /// CNTVOFF_EL2 and CNTHCTL_EL2, or saved there and L1's restored),
-    /// each held timer PPI whose timer is now quiet deactivated, hv's EL2
-    /// physical timer armed for the watchdog and (while L2 runs) L1's
-    /// earliest EL2 deadline, and (while L1 runs) L1's asserted timer PPIs
-    /// listed in its own interface.
+    /// each held timer PPI whose timer is now quiet deactivated, (while L1
+    /// runs) L1's asserted timer PPIs listed in its own interface, and
+    /// hv's EL2 physical timer armed for the watchdog and the first
+    /// assertion of the guest timers not in the hardware
+    /// (`nested::timer::hyp_timer_at_return`), after the count at which
+    /// hv took their levels: [`Self::interrupts_l2`]'s when L2 runs, the
+    /// listing's when L1 runs (review 40 R40-1).
     pub fn before_return(&mut self, page: &VncrPage, l2_runs: bool, l1_virtual_hcr: u64) {
         match (self.l2_loaded, l2_runs) {
             (false, true) => self.load_l2(page),
@@ -330,22 +382,34 @@ impl VcpuTimers {
                 self.held &= !bit;
             }
         }
-        let l1_deadline = if l2_runs && self.defect != TimerDefect::NoL1Deadline {
-            let at = self.decided_at.take().unwrap_or_else(cpu::counter);
-            self.l1_hyp.pending_deadline(at)
+        let decided_at = self.decided_at.take();
+        let now = if l2_runs {
+            decided_at.unwrap_or_else(cpu::counter)
         } else {
-            None
+            let now = cpu::counter();
+            if self.defect != TimerDefect::NoIstatusRefresh {
+                self.refresh_l2_istatus(page, now);
+            }
+            self.list_for_l1(page, l1_virtual_hcr, now);
+            now
         };
-        match hyp_timer_cval(self.watchdog, l1_deadline) {
+        let (l2_physical, l2_virtual, _) = crate::nested::timer::l2_timers(page);
+        let backed = match (l2_runs, self.defect) {
+            (true, TimerDefect::NoL1Deadline) | (false, TimerDefect::NoL2Deadline) => None,
+            _ => Some(backed_by_hyp_timer(
+                l2_runs,
+                &self.l1_hyp,
+                l2_physical,
+                l2_virtual,
+                self.l2_software_offset(page),
+            )),
+        };
+        match hyp_timer_at_return(self.watchdog, backed.as_ref().map_or(&[], |b| &b[..]), now) {
             Some(cval) => {
                 write_sysreg!("s3_4_c14_c2_2", cval); // CNTHP_CVAL_EL2
                 write_sysreg!("s3_4_c14_c2_1", 1); // CNTHP_CTL_EL2: on
             }
             None => write_sysreg!("s3_4_c14_c2_1", 0),
-        }
-        if !l2_runs {
-            self.refresh_l2_istatus(page);
-            self.list_for_l1(page, l1_virtual_hcr);
         }
         cpu::isb();
     }
@@ -357,7 +421,7 @@ impl VcpuTimers {
             virtual_: hardware_virtual(),
         };
         let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
-        write_sysreg!("cntvoff_el2", self.l2_virtual_offset(page));
+        write_sysreg!("cntvoff_el2", self.l2_hardware_offset(page));
         let cnthctl = if self.defect == TimerDefect::NoCnthctl {
             crate::sysregs::CNTHCTL_EL2
         } else {
@@ -399,27 +463,27 @@ impl VcpuTimers {
     /// reads them with CNTP/CNTV_CTL_EL02, no trap): a timer whose
     /// condition came while L1 ran reads ISTATUS at L1's next entry. A
     /// limit: between L1's exits the word does not change by itself.
-    fn refresh_l2_istatus(&self, page: &VncrPage) {
-        let count = cpu::counter();
+    fn refresh_l2_istatus(&self, page: &VncrPage, count: u64) {
         let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
         page.set(CNTP_CTL_EL0, physical.ctl_read(count));
         page.set(
             CNTV_CTL_EL0,
-            virtual_.ctl_read(count.wrapping_sub(self.l2_virtual_offset(page))),
+            virtual_.ctl_read(count.wrapping_sub(self.l2_software_offset(page))),
         );
     }
 
-    /// L1's timer PPIs (asserted and routed to its virtual EL2) in its own
-    /// interface's list registers 1 onwards.
-    fn list_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64) {
+    /// L1's timer PPIs (asserted at `count` and routed to its virtual EL2)
+    /// in its own interface's list registers 1 onwards, with EOI
+    /// maintenance (the module's comment).
+    fn list_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64, count: u64) {
         let routed = self.defect != TimerDefect::NoL1Irq && l1_takes_irqs_at_vel2(l1_virtual_hcr);
-        let levels = self.levels(page).by_intid(&self.l1_ppis);
+        let levels = self.levels(page, count).by_intid(&self.l1_ppis);
         let wanted = levels.map(|(intid, level)| (intid, level && routed));
         let (before, count) = hardware_lrs();
         let mut after = before;
         // LR 0 carries L1's maintenance interrupt (`arch::nested_vgic`).
         let lrs = &mut after[1..count.max(1)];
-        l1_timer_lrs(lrs, &wanted);
+        l1_timer_lrs(lrs, &wanted, self.defect != TimerDefect::NoEoiMaintenance);
         for (n, (&new, &old)) in lrs.iter().zip(&before[1..]).enumerate() {
             if new != old {
                 super::gic::write_lr(n + 1, new);

@@ -103,6 +103,24 @@ impl Timer {
         }
         self.cval.checked_add(offset)
     }
+
+    /// The first physical count after `count` at which the output rises,
+    /// for a count that is the physical one minus `offset` (wrapping, as
+    /// the virtual count does); None if it never does (disabled, masked,
+    /// or beyond the physical count's range) or is high already at
+    /// `count` (its level is given as it is; a hardware timer given a
+    /// past deadline would interrupt hv for ever).
+    pub const fn next_assertion(&self, count: u64, offset: u64) -> Option<u64> {
+        if self.ctl & ctl::ENABLE == 0 || self.ctl & ctl::IMASK != 0 {
+            return None;
+        }
+        let own = count.wrapping_sub(offset);
+        if own >= self.cval {
+            return None;
+        }
+        // The timer's own count reaches CVAL before it wraps.
+        count.checked_add(self.cval - own)
+    }
 }
 
 /// A hardware timer's output from its CTL as the hardware reads it
@@ -132,17 +150,51 @@ impl L1HypTimers {
     }
 }
 
-impl L1HypTimers {
-    /// The earliest deadline after `count` (a timer already asserted at
-    /// `count` is left out: its level is high already, and a hardware
-    /// timer given its past deadline would interrupt hv for ever).
-    pub fn pending_deadline(&self, count: u64) -> Option<u64> {
-        [self.physical.deadline(0), self.virtual_.deadline(0)]
-            .into_iter()
-            .flatten()
-            .filter(|&d| d > count)
-            .min()
+/// The earliest [`Timer::next_assertion`] after `count` of `timers`
+/// (each with its offset).
+pub fn earliest_assertion(timers: &[(Timer, u64)], count: u64) -> Option<u64> {
+    timers
+        .iter()
+        .filter_map(|(timer, offset)| timer.next_assertion(count, *offset))
+        .min()
+}
+
+/// The guest timers whose interrupts hv's EL2 physical timer stands in
+/// for at a return to the guest, each with its offset: while L2 runs,
+/// L1's EL2 timers (hv's copy, `l1_hyp`; the hardware EL1 timers are
+/// L2's); while L1 runs, L2's EL1 timers from the VNCR page
+/// (`l2_physical`, and `l2_virtual` with L1's CNTVOFF_EL2 `cntvoff`),
+/// which then have no hardware timer of their own (review 40 R40-4: an
+/// L2 timer expiring while L1 ran reached L1 only at its next exit),
+/// while hv's copy of L1's is stale (L1's are the hardware's).
+pub fn backed_by_hyp_timer(
+    l2_runs: bool,
+    l1_hyp: &L1HypTimers,
+    l2_physical: Timer,
+    l2_virtual: Timer,
+    cntvoff: u64,
+) -> [(Timer, u64); 2] {
+    if l2_runs {
+        [(l1_hyp.physical, 0), (l1_hyp.virtual_, 0)]
+    } else {
+        [(l2_physical, 0), (l2_virtual, cntvoff)]
     }
+}
+
+/// hv's EL2 physical timer's CVAL at a return to the guest (None: off):
+/// the earlier of the watchdog's deadline `watchdog` (None on a CPU
+/// without one) and the first assertion after `count` of the `backed`
+/// guest timers ([`backed_by_hyp_timer`]); `count` is the one at which hv
+/// decided which of them are high already (they are delivered as levels;
+/// one rising after it is still armed, review 40 R40-1). The watchdog is
+/// kept whatever the guest's deadlines (a guest CVAL near the end of the
+/// count does not push it out).
+pub fn hyp_timer_at_return(
+    watchdog: Option<u64>,
+    backed: &[(Timer, u64)],
+    count: u64,
+) -> Option<u64> {
+    hyp_timer_cval(watchdog, earliest_assertion(backed, count))
 }
 
 /// Whether one of L1's timer PPIs `levels` (INTID, asserted and routed to
@@ -179,8 +231,23 @@ pub fn signalled_to_l1(levels: &[(u32, bool)], lrs: &[u64], vmcr: u64) -> bool {
 /// asserted one not held goes into the first invalid LR. With every LR in
 /// use it waits for a later exit of L1 (a limit: hv samples the levels at
 /// L1's exits, as for the maintenance interrupt).
-pub fn l1_timer_lrs(lrs: &mut [u64], levels: &[(u32, bool)]) {
+///
+/// With `eoi_maintenance` each entry hv lists has its EOI bit (HW = 0):
+/// L1's deactivation of it (which does not trap) raises the hardware's
+/// EOI maintenance interrupt, hv's, so hv sees it at once (review 40
+/// R40-3: the hardware timer PPI hv holds active for the level, and the
+/// level of a timer L1 re-armed without a trap, were otherwise looked at
+/// again only at L1's next exit, so its next expiry waited for one). An
+/// entry L1 deactivated (invalid with EOI set, which keeps the
+/// maintenance interrupt asserted, ICH_EISR_EL2) is cleared here, at the
+/// exit it caused.
+pub fn l1_timer_lrs(lrs: &mut [u64], levels: &[(u32, bool)], eoi_maintenance: bool) {
     use super::vgic::{l1_maintenance_lr, lr, LrState};
+    for v in lrs.iter_mut() {
+        if LrState::of(*v) == LrState::Invalid && *v & lr::EOI != 0 {
+            *v = 0;
+        }
+    }
     for &(intid, asserted) in levels {
         let held = lrs.iter().position(|&v| {
             LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == u64::from(intid)
@@ -192,7 +259,12 @@ pub fn l1_timer_lrs(lrs: &mut [u64], levels: &[(u32, bool)]) {
         };
         if let Some(n) = slot {
             let current = if held.is_some() { lrs[n] } else { 0 };
-            lrs[n] = l1_maintenance_lr(current, asserted, intid);
+            let next = l1_maintenance_lr(current, asserted, intid);
+            lrs[n] = if held.is_none() && eoi_maintenance && next != 0 {
+                next | lr::EOI
+            } else {
+                next
+            };
         }
     }
 }
@@ -580,10 +652,11 @@ mod tests {
             physical: Timer { ctl: ON, cval: 300 },
             virtual_: Timer { ctl: ON, cval: 200 },
         };
-        assert_eq!(hyp.pending_deadline(100), Some(200));
+        let both = [(hyp.physical, 0), (hyp.virtual_, 0)];
+        assert_eq!(earliest_assertion(&both, 100), Some(200));
         // The virtual one is asserted already at 250: only the physical.
-        assert_eq!(hyp.pending_deadline(250), Some(300));
-        assert_eq!(hyp.pending_deadline(300), None);
+        assert_eq!(earliest_assertion(&both, 250), Some(300));
+        assert_eq!(earliest_assertion(&both, 300), None);
     }
 
     #[test]
@@ -628,7 +701,11 @@ mod tests {
         // LR 1-3 of a 4-LR interface; one holds a foreign active entry.
         let foreign = lr::ACTIVE << lr::STATE_SHIFT | 99;
         let mut lrs = [0, foreign, 0];
-        l1_timer_lrs(&mut lrs, &[(26, true), (28, false), (27, true), (30, true)]);
+        l1_timer_lrs(
+            &mut lrs,
+            &[(26, true), (28, false), (27, true), (30, true)],
+            false,
+        );
         // 26 and 27 placed in the free LRs; 30 waits (none free); 28 not
         // asserted, not listed.
         assert_eq!(lrs[0] & lr::VINTID_MASK, 26);
@@ -638,23 +715,148 @@ mod tests {
         assert_ne!(lrs[0] & lr::GROUP1, 0);
         // Again: nothing doubled.
         let before = lrs;
-        l1_timer_lrs(&mut lrs, &[(26, true), (27, true)]);
+        l1_timer_lrs(&mut lrs, &[(26, true), (27, true)], false);
         assert_eq!(lrs, before);
         // 26 no longer asserted while pending: withdrawn; 27 acknowledged
         // (active) and dropped: stays active until L1 deactivates it.
         lrs[2] = lrs[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        l1_timer_lrs(&mut lrs, &[(26, false), (27, false)]);
+        l1_timer_lrs(&mut lrs, &[(26, false), (27, false)], false);
         assert_eq!(state(lrs[0]), LrState::Invalid);
         assert_eq!(state(lrs[2]), LrState::Active);
         // Active and asserted again: left as it is (pending again once L1
         // deactivates it and hv samples the level).
-        l1_timer_lrs(&mut lrs, &[(27, true)]);
+        l1_timer_lrs(&mut lrs, &[(27, true)], false);
         assert_eq!(state(lrs[2]), LrState::Active);
         // An invalid LR with a stale vINTID is free, not "held".
         let mut lrs = [27, 0];
-        l1_timer_lrs(&mut lrs, &[(27, true)]);
+        l1_timer_lrs(&mut lrs, &[(27, true)], false);
         assert_eq!(state(lrs[0]), LrState::Pending);
         assert_eq!(lrs[1], 0);
+    }
+
+    #[test]
+    fn timer_lrs_with_eoi_maintenance() {
+        use super::super::vgic::{eisr, lr, LrState};
+        let mut lrs = [0u64; 3];
+        l1_timer_lrs(&mut lrs, &[(26, true), (27, false)], true);
+        // Listed with EOI (HW = 0), so L1's deactivation is seen.
+        assert_eq!(LrState::of(lrs[0]), LrState::Pending);
+        assert_ne!(lrs[0] & lr::EOI, 0);
+        assert_eq!(lrs[0] & lr::HW, 0);
+        assert_eq!((lrs[1], lrs[2]), (0, 0));
+        // L1 acknowledged it: EOI kept while active, nothing doubled.
+        lrs[0] = lrs[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let active = lrs[0];
+        l1_timer_lrs(&mut lrs, &[(26, true)], true);
+        assert_eq!(lrs, [active, 0, 0]);
+        // L1 deactivated it (state 0, EOI still set): the hardware's
+        // ICH_EISR_EL2 shows it, so the maintenance interrupt is up.
+        lrs[0] &= !lr::STATE_MASK;
+        assert_eq!(eisr(&lrs), 1);
+        // Its timer quiet: the entry is cleared, the interrupt drops.
+        l1_timer_lrs(&mut lrs, &[(26, false)], true);
+        assert_eq!(lrs, [0, 0, 0]);
+        assert_eq!(eisr(&lrs), 0);
+        // Still asserted after the deactivation (a level interrupt): listed
+        // pending again, with EOI, in the first free LR.
+        lrs[0] = active & !lr::STATE_MASK;
+        lrs[2] = lr::ACTIVE << lr::STATE_SHIFT | lr::EOI | 27;
+        l1_timer_lrs(&mut lrs, &[(26, true), (27, true)], true);
+        assert_eq!(LrState::of(lrs[0]), LrState::Pending);
+        assert_eq!(lrs[0] & (lr::EOI | lr::VINTID_MASK), lr::EOI | 26);
+        assert_eq!(lrs[1], 0);
+        assert_eq!(lrs[2], lr::ACTIVE << lr::STATE_SHIFT | lr::EOI | 27);
+        // A withdrawn entry (not acknowledged, level fallen) is 0: no EOI
+        // maintenance for it.
+        l1_timer_lrs(&mut lrs, &[(26, false)], true);
+        assert_eq!(lrs[0], 0);
+        // Without `eoi_maintenance` (the `timer-no-eoi-maintenance` twin):
+        // no EOI bit.
+        let mut lrs = [0u64; 1];
+        l1_timer_lrs(&mut lrs, &[(30, true)], false);
+        assert_eq!(lrs[0] & lr::EOI, 0);
+    }
+
+    #[test]
+    fn next_assertion_after_a_count() {
+        let t = Timer { ctl: ON, cval: 100 };
+        assert_eq!(t.next_assertion(40, 0), Some(100));
+        // High already at the count: left to the level, not armed.
+        assert_eq!(t.next_assertion(100, 0), None);
+        assert_eq!(t.next_assertion(500, 0), None);
+        // Offset 1000: the timer's count 40 at physical 1040, CVAL 100 at
+        // physical 1100.
+        assert_eq!(t.next_assertion(1040, 1000), Some(1100));
+        // An offset above the physical count: the virtual count has
+        // wrapped to near 2^64, past CVAL: high already.
+        assert_eq!(t.next_assertion(5, 1000), None);
+        // Offset above the count, CVAL near the end: the wrapped virtual
+        // count (2^64 - 10) reaches it 9 ticks later.
+        let far = Timer {
+            ctl: ON,
+            cval: u64::MAX,
+        };
+        assert_eq!(far.next_assertion(10, 20), Some(19));
+        assert_eq!(far.next_assertion(10, 0), Some(u64::MAX));
+        // Reached only after the physical count wraps: never.
+        assert_eq!(far.next_assertion(u64::MAX - 5, 10), None);
+        // Disabled or masked: never.
+        let masked = Timer {
+            ctl: ON | ctl::IMASK,
+            cval: 100,
+        };
+        assert_eq!(masked.next_assertion(0, 0), None);
+        assert_eq!(Timer { ctl: 0, cval: 100 }.next_assertion(0, 0), None);
+    }
+
+    #[test]
+    fn hyp_timer_backs_the_timers_not_in_the_hardware_and_keeps_the_watchdog() {
+        let l1_hyp = L1HypTimers {
+            physical: Timer { ctl: ON, cval: 300 },
+            virtual_: Timer { ctl: ON, cval: 250 },
+        };
+        let l2_physical = Timer { ctl: ON, cval: 700 };
+        let l2_virtual = Timer { ctl: ON, cval: 100 };
+        // L2 runs: L1's EL2 timers are hv's to back.
+        let backed = backed_by_hyp_timer(true, &l1_hyp, l2_physical, l2_virtual, 500);
+        assert_eq!(backed, [(l1_hyp.physical, 0), (l1_hyp.virtual_, 0)]);
+        assert_eq!(hyp_timer_at_return(Some(10_000), &backed, 200), Some(250));
+        // The virtual one high already at the decision: the physical one.
+        assert_eq!(hyp_timer_at_return(Some(10_000), &backed, 260), Some(300));
+        // L1 runs: L2's EL1 timers, the virtual one with CNTVOFF_EL2 (its
+        // CVAL 100 is physical 600), not hv's stale copy of L1's.
+        let backed = backed_by_hyp_timer(false, &l1_hyp, l2_physical, l2_virtual, 500);
+        assert_eq!(backed, [(l2_physical, 0), (l2_virtual, 500)]);
+        assert_eq!(hyp_timer_at_return(Some(10_000), &backed, 550), Some(600));
+        assert_eq!(hyp_timer_at_return(Some(10_000), &backed, 650), Some(700));
+        assert_eq!(hyp_timer_at_return(None, &backed, 650), Some(700));
+        // Both high already: the watchdog only; on a CPU without one, off.
+        assert_eq!(
+            hyp_timer_at_return(Some(10_000), &backed, 800),
+            Some(10_000)
+        );
+        assert_eq!(hyp_timer_at_return(None, &backed, 800), None);
+        // The watchdog is kept before any guest deadline, however far the
+        // guest puts its own (review 40 R40-5: a CVAL near u64::MAX must
+        // not push hv's watchdog out while L2 runs).
+        let far = L1HypTimers {
+            physical: Timer {
+                ctl: ON,
+                cval: u64::MAX - 1,
+            },
+            virtual_: Timer::default(),
+        };
+        let backed = backed_by_hyp_timer(true, &far, l2_physical, l2_virtual, 0);
+        assert_eq!(
+            hyp_timer_at_return(Some(10_000), &backed, 200),
+            Some(10_000)
+        );
+        assert_eq!(hyp_timer_at_return(None, &backed, 200), Some(u64::MAX - 1));
+        let backed = backed_by_hyp_timer(false, &far, far.physical, l2_virtual, 0);
+        assert_eq!(
+            hyp_timer_at_return(Some(10_000), &backed, 200),
+            Some(10_000)
+        );
     }
 
     #[test]
