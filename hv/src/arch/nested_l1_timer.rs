@@ -15,11 +15,31 @@
 //!    trapped CNTHP_CVAL_EL2 and CNTHP_CTL_EL2 read the same timer; L1
 //!    waits with PSTATE.I clear (WFI) and takes INTID 26 at VBAR_EL2 +
 //!    0x280 no earlier than its CVAL;
+//! 0. starts vCPU 1 with PSCI CPU_ON (MPIDR 1; hv has a CPU for it from
+//!    three CPUs on, else INVALID_PARAMETERS and one vCPU), then waits, at
+//!    most 512 TICKS and without exits, for vCPU 1's steps, taken by
+//!    polling its ICV_IAR1_EL1 with PSTATE.I masked: its EL2 physical
+//!    timer (INTID 26; hv's CPU 2, which has no watchdog, and its second
+//!    `VcpuTimers`); L2's virtual timer armed in its VNCR page, expiring
+//!    while it polls with no exit (INTID 27: hv's EL2 physical timer with
+//!    no watchdog beside it); its EL2 physical timer expiring while its L2
+//!    spins (VBAR_EL2 + 0x480, INTID 26);
 //! 3. B: its EL2 virtual timer armed through the trapped CNTHV_TVAL_EL2
 //!    (CNTV_CVAL_EL0 then reads the count at the write + TICKS) fires:
 //!    INTID 28;
-//! 4. C: CNTVOFF_EL2 (a VNCR word) = half the physical count, CNTHCTL_EL2
-//!    with EL1PTEN clear; ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
+//! 3a. E: with PSTATE.I masked, L1 polls ICV_IAR1_EL1 (no trap) for its
+//!    EL2 physical timer's INTID 26, re-arms that timer TICKS ahead and
+//!    EOIs it (neither traps), and polls again: the next expiry must come
+//!    with no exit but the one L1's deactivation causes (hv's EOI
+//!    maintenance; review 40 R40-3);
+//! 3b. F: CNTVOFF_EL2 (a VNCR word) = half the physical count; L2's
+//!    virtual timer armed 8 TICKS ahead in the VNCR page; one exit (the
+//!    trapped CNTHCTL_EL2 read), then L1 spins with PSTATE.I clear and no
+//!    exit: L2's timer interrupts it (VBAR_EL2 + 0x280, INTID 27) no
+//!    earlier than CVAL + CNTVOFF_EL2, with CNTV_CTL_EL02 reading ENABLE
+//!    and ISTATUS (review 40 R40-4); L1 turns it off;
+//! 4. C: CNTHCTL_EL2 with EL1PTEN clear; ERET to L2, which reads
+//!    CNTVCT_EL0 (`hvc #1`:
 //!    L1 checks it is its physical count minus its CNTVOFF_EL2), reads
 //!    CNTP_CTL_EL0 (trapped to L1 as L1 asked: EC 0x18; L1 sets EL1PTEN
 //!    again and skips it), reads it again (no trap), reads CNTKCTL_EL1
@@ -38,7 +58,8 @@
 //!    (VBAR_EL2 + 0x480, INTID 26), no earlier than its CVAL (L2 spins at
 //!    most a second of its virtual count, then reports that no
 //!    timer took it out, `hvc #3`);
-//! 6. prints `UMBRA-NESTED-PASS timer ...` and calls PSCI SYSTEM_OFF, or
+//! 6. prints `UMBRA-NESTED-PASS timer ...` (with ` vcpus=2` when vCPU 1
+//!    ran) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
 use core::arch::global_asm;
@@ -68,6 +89,79 @@ global_asm!(
     adr     x10, \msg
     b       umbra_l1tm_fail
 2:
+.endm
+
+// Spins with PSTATE.I clear and no exit until the IRQ handler has
+// counted `n` interrupts, at most 64 TICKS (clobbers x4-x7).
+.macro UMBRA_L1TM_SPIN_IRQS n, msg
+    mrs     x6, cntpct_el0
+    adr     x4, umbra_l1tm_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #6
+    msr     daifclr, #2
+    isb
+1:  adr     x4, umbra_l1tm_irqs
+    ldr     x5, [x4]
+    cmp     x5, #\n
+    b.hs    2f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    1b
+    msr     daifset, #2
+    mov     x11, x5
+    adr     x10, \msg
+    b       umbra_l1tm_fail
+2:  msr     daifset, #2
+.endm
+
+// Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; neither traps) until it
+// gives an INTID, x19, at most 64 TICKS (clobbers x4-x7).
+.macro UMBRA_L1TM_POLL_IAR msg
+    mrs     x6, cntpct_el0
+    adr     x4, umbra_l1tm_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #6
+1:  mrs     x19, s3_0_c12_c12_0
+    cmp     x19, #1020
+    b.lo    2f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    1b
+    mov     x11, x19
+    adr     x10, \msg
+    b       umbra_l1tm_fail
+2:
+.endm
+
+// The INTID in x19 is `intid`, acknowledged no earlier than the physical
+// count `deadline` (clobbers x3, x10, x11).
+.macro UMBRA_L1TM_TAKEN intid, deadline, msg
+    UMBRA_L1TM_EXPECT x19, \intid, \msg
+    mrs     x11, cntpct_el0
+    adr     x10, umbra_l1tm_msg_early
+    cmp     x11, \deadline
+    b.lo    umbra_l1tm_fail
+.endm
+
+// Arms L2's virtual timer (CNTV_CVAL/CTL_EL02: VNCR words, no trap) 8
+// TICKS ahead of the physical count with L1's CNTVOFF_EL2 in x21 (a
+// margin for the exit that follows: a deadline passing before hv reads
+// the words is delivered as a level, so a slow exit would hide a missing
+// deadline): x20 = the physical deadline, also the one the IRQ handler
+// checks (clobbers x1, x4).
+.macro UMBRA_L1TM_ARM_L2_VIRTUAL
+    adr     x4, umbra_l1tm_ticks
+    ldr     x1, [x4]
+    lsl     x1, x1, #3
+    mrs     x20, cntpct_el0
+    add     x20, x20, x1
+    adr     x4, umbra_l1tm_deadline
+    str     x20, [x4]
+    sub     x1, x20, x21
+    msr     s3_5_c14_c3_2, x1
+    mov     x1, #1
+    msr     s3_5_c14_c3_1, x1
+    isb
 .endm
 
 // Arms L1's EL2 physical timer (CNTP_*_EL0 with E2H = 1) TICKS ahead:
@@ -112,6 +206,38 @@ umbra_l1_timer_image:
     mov     x1, #1
     msr     s3_0_c12_c12_7, x1
     isb
+    // 0: vCPU 1 (PSCI CPU_ON for MPIDR 1) runs its steps while this one
+    // waits without exits; hv may have no CPU for it (INVALID_PARAMETERS).
+    UMBRA_L1TM_MOV64 x0, 0xc4000003
+    mov     x1, #1
+    adr     x2, umbra_l1tm_secondary
+    mov     x3, #0
+    hvc     #0
+    cbz     x0, 10f
+    mov     x11, x0
+    adr     x10, umbra_l1tm_msg_cpu_on
+    cmn     x0, #2
+    b.ne    umbra_l1tm_fail
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_one_vcpu
+    b       11f
+10: adr     x4, umbra_l1tm_two_vcpus
+    mov     x1, #1
+    str     x1, [x4]
+    mrs     x6, cntpct_el0
+    adr     x4, umbra_l1tm_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #9
+12: adr     x4, umbra_l1tm_v1_done
+    ldr     x5, [x4]
+    cbnz    x5, 13f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    12b
+    mov     x11, x5
+    adr     x10, umbra_l1tm_msg_v1_timeout
+    b       umbra_l1tm_fail
+13: UMBRA_L1TM_PUTS umbra_l1tm_msg_v1
+11:
     // 1: CNTHCTL_EL2 (trapped) as written.
     UMBRA_L1TM_MOV64 x1, {cnthctl_all}
     msr     s3_4_c14_c1_0, x1
@@ -153,13 +279,35 @@ umbra_l1_timer_image:
     b.hi    umbra_l1tm_fail
     UMBRA_L1TM_WAIT_IRQS 2, umbra_l1tm_msg_no_irq_b
     UMBRA_L1TM_PUTS umbra_l1tm_msg_b
-    // C: CNTVOFF_EL2 (VNCR) = half the physical count; L2's physical
-    // timer trapped (CNTHCTL_EL2.EL1PTEN clear); ERET to L2.
-    mrs     x1, cntpct_el0
-    lsr     x1, x1, #1
+    // E: the EL2 physical timer taken by polling; re-armed and EOId
+    // without a trap, its next expiry taken by polling again with no exit
+    // of L1's own in between.
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
+    UMBRA_L1TM_POLL_IAR umbra_l1tm_msg_no_irq_e1
+    UMBRA_L1TM_TAKEN {hyp_physical_intid}, x20, umbra_l1tm_msg_intid_e
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1TM_POLL_IAR umbra_l1tm_msg_no_irq_e2
+    UMBRA_L1TM_TAKEN {hyp_physical_intid}, x20, umbra_l1tm_msg_intid_e
+    msr     cntp_ctl_el0, xzr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_e
+    // F: CNTVOFF_EL2 (VNCR) = half the physical count; L2's virtual timer
+    // armed in the VNCR page, one exit (the trapped CNTHCTL_EL2 read, where
+    // hv reads the VNCR words), then a spin without exits.
+    mrs     x21, cntpct_el0
+    lsr     x21, x21, #1
     adr     x4, umbra_l1tm_offset
-    str     x1, [x4]
-    msr     s3_4_c14_c0_3, x1
+    str     x21, [x4]
+    msr     s3_4_c14_c0_3, x21
+    UMBRA_L1TM_ARM_L2_VIRTUAL
+    mrs     x1, s3_4_c14_c1_0
+    UMBRA_L1TM_SPIN_IRQS 3, umbra_l1tm_msg_no_irq_f
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_f
+    // C: L2's physical timer trapped (CNTHCTL_EL2.EL1PTEN clear); ERET to
+    // L2 (CNTVOFF_EL2 as F set it).
     UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_timer}
     msr     s3_4_c14_c1_0, x1
     // L2's CNTKCTL_EL1 through CNTKCTL_EL12 (trapped): reads back.
@@ -214,8 +362,10 @@ umbra_l1tm_irq:
     cmp     x22, #1
     b.eq    2f
     cmp     x22, #2
-    b.eq    3f
+    b.eq    5f
     cmp     x22, #3
+    b.eq    3f
+    cmp     x22, #4
     b.eq    4f
     mov     x11, x19
     adr     x10, umbra_l1tm_msg_extra_irq
@@ -227,6 +377,13 @@ umbra_l1tm_irq:
     // B: the EL2 virtual timer, off.
 2:  UMBRA_L1TM_EXPECT x19, {hyp_virtual_intid}, umbra_l1tm_msg_intid_b
     msr     cntv_ctl_el0, xzr
+    b       8f
+    // F: L2's virtual timer while L1 ran, ENABLE and ISTATUS in
+    // CNTV_CTL_EL02 (recomputed at the exit that delivered it); off.
+5:  UMBRA_L1TM_EXPECT x19, {virtual_intid}, umbra_l1tm_msg_intid_f
+    mrs     x21, s3_5_c14_c3_1
+    UMBRA_L1TM_EXPECT x21, 5, umbra_l1tm_msg_l2_ctl_f
+    msr     s3_5_c14_c3_1, xzr
     b       8f
     // C: L2's virtual timer, ENABLE and ISTATUS in CNTV_CTL_EL02; masked.
 3:  UMBRA_L1TM_EXPECT x19, {virtual_intid}, umbra_l1tm_msg_intid_c
@@ -250,7 +407,12 @@ umbra_l1tm_irq:
     adr     x4, umbra_l1tm_traps
     ldr     x21, [x4]
     UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_traps
+    adr     x4, umbra_l1tm_two_vcpus
+    ldr     x1, [x4]
+    cbnz    x1, 7f
     UMBRA_L1TM_PUTS umbra_l1tm_msg_pass
+    UMBRA_L1TM_SYSTEM_OFF
+7:  UMBRA_L1TM_PUTS umbra_l1tm_msg_pass2
     UMBRA_L1TM_SYSTEM_OFF
 8:  msr     s3_0_c12_c12_1, x19
     add     x22, x22, #1
@@ -368,7 +530,89 @@ umbra_l1tm_hvc2:
     isb
     b       umbra_l1tm_resume
 
+// vCPU 1 (PSCI CPU_ON, x0 its context id): its own stack, vector table
+// and interface, L2's stage 2 as vCPU 0 built it (VMID 5), then its steps
+// (the module's comment, step 0), each interrupt taken by polling with
+// PSTATE.I masked but the last, which takes its L2 out.
+umbra_l1tm_secondary:
+    adr     x9, umbra_l1_timer_image
+    add     x10, x9, #0xf0000
+    mov     sp, x10
+    adr     x1, umbra_l1tm_vectors1
+    msr     vbar_el2, x1
+    add     x13, x9, #0x200000
+    UMBRA_L1TM_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+    // Its EL2 physical timer.
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
+    UMBRA_L1TM_POLL_IAR umbra_l1tm_msg_v1_no_a
+    UMBRA_L1TM_TAKEN {hyp_physical_intid}, x20, umbra_l1tm_msg_v1_intid_a
+    msr     cntp_ctl_el0, xzr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    // L2's virtual timer (its CNTVOFF_EL2 a quarter of the count) while
+    // it polls without exits after one (the trapped CNTHCTL_EL2 read).
+    mrs     x21, cntpct_el0
+    lsr     x21, x21, #2
+    msr     s3_4_c14_c0_3, x21
+    UMBRA_L1TM_ARM_L2_VIRTUAL
+    mrs     x1, s3_4_c14_c1_0
+    UMBRA_L1TM_POLL_IAR umbra_l1tm_msg_v1_no_f
+    UMBRA_L1TM_TAKEN {virtual_intid}, x20, umbra_l1tm_msg_v1_intid_f
+    msr     s3_5_c14_c3_1, xzr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    // Its EL2 physical timer while its L2 spins (`umbra_l2tm_spin`).
+    UMBRA_L1TM_ARM_EL2_PHYSICAL
+    adr     x4, umbra_l1tm_v1_deadline
+    str     x20, [x4]
+    adr     x1, umbra_l2tm_spin
+    adr     x2, umbra_l2tm_payload
+    sub     x1, x1, x2
+    add     x1, x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    eret
+
+// vCPU 1's L2 taken out by an IRQ: its EL2 physical timer, no earlier
+// than its CVAL; off, EOId; vCPU 1 is done and parks.
+umbra_l1tm_v1_irq:
+    mrs     x19, s3_0_c12_c12_0
+    adr     x4, umbra_l1tm_v1_deadline
+    ldr     x20, [x4]
+    UMBRA_L1TM_TAKEN {hyp_physical_intid}, x20, umbra_l1tm_msg_v1_intid_d
+    msr     cntp_ctl_el0, xzr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    adr     x4, umbra_l1tm_v1_done
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+1:  wfe
+    b       1b
+
+// vCPU 1's L2 ended its spin (`hvc #3`): no timer took it out.
+umbra_l1tm_v1_lower_sync:
+    mrs     x11, esr_el2
+    adr     x10, umbra_l1tm_msg_v1_l2_spun
+    b       umbra_l1tm_fail
+
+.balign 2048
+umbra_l1tm_vectors1:
+    UMBRA_L1TM_VECTORS umbra_l1tm_unexpected, umbra_l1tm_unexpected, umbra_l1tm_unexpected, umbra_l1tm_v1_lower_sync, umbra_l1tm_v1_irq
+
 .balign 8
+umbra_l1tm_two_vcpus:
+    .quad   0
+umbra_l1tm_v1_done:
+    .quad   0
+umbra_l1tm_v1_deadline:
+    .quad   0
 umbra_l1tm_irqs:
     .quad   0
 umbra_l1tm_traps:
@@ -383,12 +627,17 @@ umbra_l1tm_before_l2:
     .quad   0
 umbra_l1tm_msg_a:        .asciz "L1 (timer): A: its EL2 physical timer (CNTP_*_EL0 at E2H = 1; CNTHP_CVAL/CTL_EL2 read the same) fired: INTID 26 at VBAR_EL2 + 0x280\n"
 umbra_l1tm_msg_b:        .asciz "L1: B: its EL2 virtual timer, armed through CNTHV_TVAL_EL2, fired: INTID 28\n"
-umbra_l1tm_msg_enter:    .asciz "L1: C: CNTVOFF_EL2 = half the physical count, CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
+umbra_l1tm_msg_e:        .asciz "L1: E: its EL2 physical timer re-armed and its PPI EOId without a trap: the next expiry came with no exit of its own between (INTID 26, polled)\n"
+umbra_l1tm_msg_f:        .asciz "L1: F: L2's virtual timer (CNTV_CVAL/CTL_EL02, CNTVOFF_EL2 = half the physical count) expiring while L1 spun without exits interrupted L1 at its deadline: INTID 27 at VBAR_EL2 + 0x280, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
+umbra_l1tm_msg_one_vcpu: .asciz "L1 (timer): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
+umbra_l1tm_msg_v1:       .asciz "L1 (timer): vCPU 1 (PSCI CPU_ON; hv's CPU 2, no watchdog): its EL2 physical timer, L2's virtual timer while it polled without exits, its EL2 physical timer while its L2 spun: INTIDs 26, 27, 26\n"
+umbra_l1tm_msg_enter:    .asciz "L1: C: CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
 umbra_l1tm_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
 umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTP_CTL_EL0 read trapped to L1 once (EL1PTEN clear), not again (set); L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways\n"
 umbra_l1tm_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
 umbra_l1tm_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
-umbra_l1tm_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
+umbra_l1tm_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
+umbra_l1tm_msg_pass2:    .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok vcpus=2\n"
 umbra_l1tm_msg_nl:       .asciz "\n"
 umbra_l1tm_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1tm_msg_el:       .asciz "CurrentEL is not 2: "
@@ -414,6 +663,20 @@ umbra_l1tm_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taki
 umbra_l1tm_msg_cntkctl12: .asciz "CNTKCTL_EL12 does not read back as written: "
 umbra_l1tm_msg_l2_cntkctl: .asciz "L2's CNTKCTL_EL1 is not what L1 wrote through CNTKCTL_EL12: "
 umbra_l1tm_msg_cntkctl12_after: .asciz "CNTKCTL_EL12 does not read what L2 wrote to its CNTKCTL_EL1: "
+umbra_l1tm_msg_cpu_on:   .asciz "PSCI CPU_ON for vCPU 1 failed: "
+umbra_l1tm_msg_v1_timeout: .asciz "vCPU 1 did not finish its timer steps within 512 TICKS: done "
+umbra_l1tm_msg_v1_no_a:  .asciz "vCPU 1: its EL2 physical timer interrupt did not come: ICV_IAR1_EL1 "
+umbra_l1tm_msg_v1_intid_a: .asciz "vCPU 1: the interrupt is not its EL2 physical timer's PPI: "
+umbra_l1tm_msg_v1_no_f:  .asciz "vCPU 1: L2's virtual timer interrupt did not come while L1 polled without exits: ICV_IAR1_EL1 "
+umbra_l1tm_msg_v1_intid_f: .asciz "vCPU 1: the interrupt is not L2's virtual timer's PPI: "
+umbra_l1tm_msg_v1_intid_d: .asciz "vCPU 1: the interrupt taking its L2 out is not its EL2 physical timer's PPI: "
+umbra_l1tm_msg_v1_l2_spun: .asciz "vCPU 1: its L2 spun a second without its EL2 physical timer taking it out: ESR_EL2 "
+umbra_l1tm_msg_no_irq_e1: .asciz "E: L1's EL2 physical timer interrupt did not come (polled): ICV_IAR1_EL1 "
+umbra_l1tm_msg_no_irq_e2: .asciz "E: the re-armed EL2 physical timer's next expiry did not come after L1's EOI without a trap: ICV_IAR1_EL1 "
+umbra_l1tm_msg_intid_e:  .asciz "E: the interrupt is not the EL2 physical timer's PPI: "
+umbra_l1tm_msg_no_irq_f: .asciz "F: L2's virtual timer did not interrupt L1 while L1 spun without exits: interrupts "
+umbra_l1tm_msg_intid_f:  .asciz "F: the interrupt is not the EL1 virtual timer's PPI: "
+umbra_l1tm_msg_l2_ctl_f: .asciz "F: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: "
 umbra_l1tm_msg_l2_tval:  .asciz "CNTV_TVAL_EL02 is not the physical deadline minus the count (CNTVOFF_EL2 not applied): "
 
 // L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): reports its virtual
@@ -430,6 +693,8 @@ umbra_l2tm_payload:
     mov     x8, #3
     msr     cntkctl_el1, x8
     hvc     #2
+// vCPU 1's L2 starts here.
+umbra_l2tm_spin:
     mrs     x6, cntvct_el0
     mrs     x7, cntfrq_el0
     add     x6, x6, x7

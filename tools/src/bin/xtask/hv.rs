@@ -743,21 +743,25 @@ const MATRIX: &[Case] = &[
         ..boot(MAX, 1, "512M")
     },
     // L1's generic timers: its EL2 physical and virtual timers' PPIs at
-    // virtual EL2 (also one expiring while L2 runs), CNTHCTL_EL2's trap of
-    // L2's physical timer, and L2's virtual timer with L1's CNTVOFF_EL2
-    // (hv/README.md, "Timers for L1 and L2").
+    // virtual EL2 (also one expiring while L2 runs, and one re-armed and
+    // EOId without a trap), L2's virtual timer expiring while L1 spins
+    // without exits, CNTHCTL_EL2's trap of L2's physical timer, and L2's
+    // virtual timer with L1's CNTVOFF_EL2 (hv/README.md, "Timers for L1
+    // and L2"). At three CPUs L1 starts vCPU 1 (PSCI CPU_ON) on CPU 2,
+    // which has no watchdog: its EL2 timer, L2's timer while it runs and
+    // its EL2 timer while its L2 runs.
     Case {
         hv_args: "hv.nested=timer",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok",
+            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok vcpus=2",
             status: 0,
         },
-        ..boot(MAX, 2, "512M")
+        ..boot(MAX, 3, "512M")
     },
     Case {
         hv_args: "hv.nested=timer",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok",
+            line: "l1: UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -777,7 +781,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=timer-no-l1-deadline",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L2 spun a second without a timer taking it out to L1: interrupts 0x0000000000000003",
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun a second without a timer taking it out to L1: interrupts 0x0000000000000004",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
@@ -794,6 +798,47 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=timer-no-l1-irq",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: A: L1's EL2 physical timer interrupt did not come: interrupts 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // hv's EL2 physical timer not armed for L2's timers while L1 runs
+    // (review 40 R40-4): F's spin without exits ends with no interrupt.
+    Case {
+        hv_args: "hv.nested=timer-no-l2-deadline",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: F: L2's virtual timer did not interrupt L1 while L1 spun without exits: interrupts 0x0000000000000002",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // L2's virtual timer computed without L1's CNTVOFF_EL2 while L1 runs
+    // (L2 itself runs with it): F's interrupt comes before its deadline.
+    Case {
+        hv_args: "hv.nested=timer-no-cntvoff-levels",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: a timer interrupt came before its deadline (physical count): ",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // ISTATUS of L2's timers not recomputed at returns to L1: F's
+    // CNTV_CTL_EL02 reads ENABLE only.
+    Case {
+        hv_args: "hv.nested=timer-no-istatus-refresh",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: F: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: 0x0000000000000001",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // No EOI maintenance on the timer PPIs hv lists (review 40 R40-3):
+    // the hardware PPI hv holds stays active after L1's EOI, so E's
+    // re-armed timer's next expiry never reaches hv.
+    Case {
+        hv_args: "hv.nested=timer-no-eoi-maintenance",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: E: the re-armed EL2 physical timer's next expiry did not come after L1's EOI without a trap: ICV_IAR1_EL1 0x00000000000003ff",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
