@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cnthctl|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -949,6 +949,13 @@ pub enum NestedDemo {
     /// ISTATUS of L2's timers in the VNCR page at returns to L1: L1 must
     /// catch it (this run must fail).
     TimerNoIstatusRefresh,
+    /// `timer-no-cnthctl-counter`: the same, but L2's physical counter
+    /// never traps, whatever L1's CNTHCTL_EL2 asks: L1 must catch it (this
+    /// run must fail).
+    TimerNoCnthctlCounter,
+    /// `timer-no-cntkctl-restore`: the same, but L1's own CNTKCTL_EL1 is
+    /// not put back after L2 ran: L1 must catch it (this run must fail).
+    TimerNoCntkctlRestore,
     /// `mmu`: a non-VHE guest hypervisor (E2H = 0, `arch::nested_l1_mmu`)
     /// runs with its EL2 stage 1 on (hv converts its EL2 regime onto the
     /// hardware EL1 one, `nested::el2_regime`), runs L2 and takes a
@@ -1071,6 +1078,12 @@ impl Options {
                 }
                 "hv.nested=timer-no-istatus-refresh" => {
                     options.nested = Some(NestedDemo::TimerNoIstatusRefresh)
+                }
+                "hv.nested=timer-no-cnthctl-counter" => {
+                    options.nested = Some(NestedDemo::TimerNoCnthctlCounter)
+                }
+                "hv.nested=timer-no-cntkctl-restore" => {
+                    options.nested = Some(NestedDemo::TimerNoCntkctlRestore)
                 }
                 "hv.nested=mmu" => options.nested = Some(NestedDemo::Mmu),
                 "hv.nested=mmu-no-t0sz" => options.nested = Some(NestedDemo::MmuNoT0sz),
@@ -1430,6 +1443,14 @@ pub(crate) mod tests {
             (
                 "timer-no-istatus-refresh",
                 NestedDemo::TimerNoIstatusRefresh,
+            ),
+            (
+                "timer-no-cnthctl-counter",
+                NestedDemo::TimerNoCnthctlCounter,
+            ),
+            (
+                "timer-no-cntkctl-restore",
+                NestedDemo::TimerNoCntkctlRestore,
             ),
         ] {
             assert_eq!(

@@ -456,6 +456,8 @@ fn vcpu_timers() -> VcpuTimers {
             NestedDemo::TimerNoL2Deadline => TimerDefect::NoL2Deadline,
             NestedDemo::TimerNoEoiMaintenance => TimerDefect::NoEoiMaintenance,
             NestedDemo::TimerNoIstatusRefresh => TimerDefect::NoIstatusRefresh,
+            NestedDemo::TimerNoCnthctlCounter => TimerDefect::NoCnthctlCounter,
+            NestedDemo::TimerNoCntkctlRestore => TimerDefect::NoCntkctlRestore,
             _ => TimerDefect::None,
         },
     )
@@ -744,7 +746,9 @@ pub fn run(
         | NestedDemo::TimerNoCntvoffLevels
         | NestedDemo::TimerNoL2Deadline
         | NestedDemo::TimerNoEoiMaintenance
-        | NestedDemo::TimerNoIstatusRefresh => super::nested_l1_timer::image(),
+        | NestedDemo::TimerNoIstatusRefresh
+        | NestedDemo::TimerNoCnthctlCounter
+        | NestedDemo::TimerNoCntkctlRestore => super::nested_l1_timer::image(),
         NestedDemo::Mmu
         | NestedDemo::MmuNoT0sz
         | NestedDemo::MmuNoEl2Tlbi
@@ -989,6 +993,8 @@ pub fn run(
             NestedDemo::TimerNoL2Deadline => " (timer-no-l2-deadline: while L1 runs hv arms no timer for L2's EL1 timers; this run must fail)",
             NestedDemo::TimerNoEoiMaintenance => " (timer-no-eoi-maintenance: the timer PPIs hv lists for L1 have no EOI maintenance; this run must fail)",
             NestedDemo::TimerNoIstatusRefresh => " (timer-no-istatus-refresh: hv does not recompute ISTATUS of L2's timers at returns to L1; this run must fail)",
+            NestedDemo::TimerNoCnthctlCounter => " (timer-no-cnthctl-counter: L2's physical counter never traps, whatever L1's CNTHCTL_EL2 asks; this run must fail)",
+            NestedDemo::TimerNoCntkctlRestore => " (timer-no-cntkctl-restore: hv does not put L1's own CNTKCTL_EL1 back after L2 ran; this run must fail)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",

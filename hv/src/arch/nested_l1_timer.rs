@@ -38,13 +38,15 @@
 //!    exit: L2's timer interrupts it (VBAR_EL2 + 0x280, INTID 27) no
 //!    earlier than CVAL + CNTVOFF_EL2, with CNTV_CTL_EL02 reading ENABLE
 //!    and ISTATUS (review 40 R40-4); L1 turns it off;
-//! 4. C: CNTHCTL_EL2 with EL1PTEN clear; ERET to L2, which reads
-//!    CNTVCT_EL0 (`hvc #1`:
+//! 4. C: CNTHCTL_EL2 with EL1PCTEN and EL1PTEN clear, L1's own
+//!    CNTKCTL_EL1 0x300; ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
 //!    L1 checks it is its physical count minus its CNTVOFF_EL2), reads
-//!    CNTP_CTL_EL0 (trapped to L1 as L1 asked: EC 0x18; L1 sets EL1PTEN
-//!    again and skips it), reads it again (no trap), reads CNTKCTL_EL1
-//!    (what L1 wrote through the trapped CNTKCTL_EL12), writes 3 there
-//!    (which CNTKCTL_EL12 then reads) and calls `hvc #2`;
+//!    CNTPCT_EL0 (trapped to L1 as L1 asked: EC 0x18; L1 sets EL1PCTEN
+//!    again and skips it) and again (no trap), reads CNTP_CTL_EL0
+//!    (trapped likewise; L1 sets EL1PTEN again), reads it again (no
+//!    trap), reads CNTKCTL_EL1 (what L1 wrote through the trapped
+//!    CNTKCTL_EL12), writes 3 there (which CNTKCTL_EL12 then reads, while
+//!    L1's own CNTKCTL_EL1 still reads 0x300) and calls `hvc #2`;
 //!    L1 arms L2's virtual timer through CNTV_CVAL/CTL_EL02 (VNCR words)
 //!    for L2's virtual count + TICKS, checks the trapped CNTV_TVAL_EL02
 //!    (the physical deadline minus the count: hv applies CNTVOFF_EL2;
@@ -306,10 +308,13 @@ umbra_l1_timer_image:
     mrs     x1, s3_4_c14_c1_0
     UMBRA_L1TM_SPIN_IRQS 3, umbra_l1tm_msg_no_irq_f
     UMBRA_L1TM_PUTS umbra_l1tm_msg_f
-    // C: L2's physical timer trapped (CNTHCTL_EL2.EL1PTEN clear); ERET to
-    // L2 (CNTVOFF_EL2 as F set it).
-    UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_timer}
+    // C: L2's physical counter and timer trapped (CNTHCTL_EL2.EL1PCTEN
+    // and EL1PTEN clear); ERET to L2 (CNTVOFF_EL2 as F set it).
+    UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_counter_timer}
     msr     s3_4_c14_c1_0, x1
+    // Its own CNTKCTL_EL1 (no trap), which L2's must not overwrite.
+    mov     x1, #{l1_cntkctl}
+    msr     cntkctl_el1, x1
     // L2's CNTKCTL_EL1 through CNTKCTL_EL12 (trapped): reads back.
     mov     x1, #0x303
     msr     s3_5_c14_c1_0, x1
@@ -469,10 +474,26 @@ umbra_l1tm_hvc1:
     UMBRA_L1TM_REPORT umbra_l1tm_msg_l2_cntvct, x22
     b       umbra_l1tm_resume
 
-// C: L2's CNTP_CTL_EL0 read trapped, as CNTHCTL_EL2.EL1PTEN = 0 asks:
+// C: L2's CNTPCT_EL0 read trapped (above), then its CNTP_CTL_EL0 read,
+// as CNTHCTL_EL2.EL1PTEN = 0 asks:
 // counted, skipped, EL1PTEN set again.
 umbra_l1tm_l2_timer_trap:
-    UMBRA_L1TM_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1tm_msg_trap_esr
+    UMBRA_L1TM_MOV64 x21, {l2_cntpct_read_esr}
+    cmp     x19, x21
+    b.ne    1f
+    // L2's CNTPCT_EL0 read, trapped as CNTHCTL_EL2.EL1PCTEN = 0 asks:
+    // counted, skipped, EL1PCTEN set again (EL1PTEN still clear).
+    adr     x4, umbra_l1tm_counter_traps
+    ldr     x5, [x4]
+    add     x5, x5, #1
+    str     x5, [x4]
+    mrs     x1, elr_el2
+    add     x1, x1, #4
+    msr     elr_el2, x1
+    UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_timer}
+    msr     s3_4_c14_c1_0, x1
+    b       umbra_l1tm_resume
+1:  UMBRA_L1TM_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1tm_msg_trap_esr
     adr     x4, umbra_l1tm_traps
     ldr     x5, [x4]
     add     x5, x5, #1
@@ -490,6 +511,13 @@ umbra_l1tm_hvc2:
     adr     x4, umbra_l1tm_traps
     ldr     x21, [x4]
     UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_traps
+    adr     x4, umbra_l1tm_counter_traps
+    ldr     x21, [x4]
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_counter_traps
+    // L1's own CNTKCTL_EL1 (the hardware's, reached without a trap) is
+    // what it wrote before L2 wrote its own.
+    mrs     x21, cntkctl_el1
+    UMBRA_L1TM_EXPECT x21, {l1_cntkctl}, umbra_l1tm_msg_l1_cntkctl
     ldr     x21, [sp, #32]
     UMBRA_L1TM_EXPECT x21, 0, umbra_l1tm_msg_l2_cntp
     // L2 read the CNTKCTL_EL1 L1 wrote (x5) and wrote 3, which
@@ -617,6 +645,8 @@ umbra_l1tm_irqs:
     .quad   0
 umbra_l1tm_traps:
     .quad   0
+umbra_l1tm_counter_traps:
+    .quad   0
 umbra_l1tm_ticks:
     .quad   0
 umbra_l1tm_deadline:
@@ -633,7 +663,7 @@ umbra_l1tm_msg_one_vcpu: .asciz "L1 (timer): one vCPU (PSCI CPU_ON: hv has no CP
 umbra_l1tm_msg_v1:       .asciz "L1 (timer): vCPU 1 (PSCI CPU_ON; hv's CPU 2, no watchdog): its EL2 physical timer, L2's virtual timer while it polled without exits, its EL2 physical timer while its L2 spun: INTIDs 26, 27, 26\n"
 umbra_l1tm_msg_enter:    .asciz "L1: C: CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
 umbra_l1tm_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
-umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTP_CTL_EL0 read trapped to L1 once (EL1PTEN clear), not again (set); L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways\n"
+umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTPCT_EL0 and CNTP_CTL_EL0 reads trapped to L1 once each (EL1PCTEN, EL1PTEN clear), not again; L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways, L1's own kept\n"
 umbra_l1tm_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
 umbra_l1tm_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
 umbra_l1tm_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
@@ -657,6 +687,8 @@ umbra_l1tm_msg_intid_d:  .asciz "D: the interrupt is not the EL2 physical timer'
 umbra_l1tm_msg_l2_ctl:   .asciz "C: CNTV_CTL_EL02 does not read ENABLE and ISTATUS: "
 umbra_l1tm_msg_l2_count: .asciz "L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2: "
 umbra_l1tm_msg_trap_esr: .asciz "L2's trapped access is not its CNTP_CTL_EL0 read: ESR_EL2 "
+umbra_l1tm_msg_counter_traps: .asciz "L2's CNTPCT_EL0 reads did not trap exactly once: "
+umbra_l1tm_msg_l1_cntkctl: .asciz "L1's own CNTKCTL_EL1 is not what it wrote before L2 wrote its own: "
 umbra_l1tm_msg_traps:    .asciz "L2's CNTP_CTL_EL0 reads did not trap exactly once: "
 umbra_l1tm_msg_l2_cntp:  .asciz "L2's untrapped CNTP_CTL_EL0 is not its (off) timer's: "
 umbra_l1tm_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taking it out to L1: interrupts "
@@ -687,6 +719,8 @@ umbra_l1tm_msg_l2_tval:  .asciz "CNTV_TVAL_EL02 is not the physical deadline min
 umbra_l2tm_payload:
     mrs     x2, cntvct_el0
     hvc     #1
+    mrs     x9, cntpct_el0
+    mrs     x9, cntpct_el0
     mrs     x3, cntp_ctl_el0
     mrs     x4, cntp_ctl_el0
     mrs     x5, cntkctl_el1
@@ -714,6 +748,9 @@ umbra_l1_timer_image_end:
     putc = const super::nested::HVC_CONSOLE_PUTC,
     cnthctl_all = const CNTHCTL_ALL,
     cnthctl_trap_l2_timer = const CNTHCTL_TRAP_L2_TIMER,
+    cnthctl_trap_l2_counter_timer = const CNTHCTL_TRAP_L2_COUNTER_TIMER,
+    l1_cntkctl = const L1_CNTKCTL,
+    l2_cntpct_read_esr = const L2_CNTPCT_READ_ESR,
     hyp_physical_intid = const 26,
     hyp_virtual_intid = const crate::nested::timer::DEFAULT_HYP_VIRTUAL_PPI,
     virtual_intid = const 27,
@@ -724,6 +761,15 @@ umbra_l1_timer_image_end:
 pub const CNTHCTL_ALL: u64 = 0b11 | 0b11 << 10;
 /// The same with EL1PTEN clear: L2's physical timer accesses trap to L1.
 pub const CNTHCTL_TRAP_L2_TIMER: u64 = CNTHCTL_ALL & !(1 << 11);
+/// The same with EL1PCTEN clear too: L2's physical counter reads trap.
+pub const CNTHCTL_TRAP_L2_COUNTER_TIMER: u64 = CNTHCTL_TRAP_L2_TIMER & !(1 << 10);
+/// L1's own CNTKCTL_EL1 in step C (EL0VTEN, EL0PTEN: nothing L1 runs at
+/// EL0 depends on it).
+pub const L1_CNTKCTL: u64 = 0x300;
+/// ESR_EL2 of L2's `mrs x9, cntpct_el0` trapped (EC 0x18, IL, ISS: op0 3,
+/// op2 1, op1 3, CRn 14, Rt 9, CRm 0, a read).
+pub const L2_CNTPCT_READ_ESR: u64 =
+    0x18 << 26 | 1 << 25 | 3 << 20 | 1 << 17 | 3 << 14 | 14 << 10 | 9 << 5 | 1;
 /// ESR_EL2 of L2's `mrs x3, cntp_ctl_el0` trapped (EC 0x18, IL, ISS:
 /// op0 3, op2 1, op1 3, CRn 14, Rt 3, CRm 2, a read).
 pub const L2_CNTP_CTL_READ_ESR: u64 =

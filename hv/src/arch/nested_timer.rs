@@ -75,6 +75,12 @@ pub enum TimerDefect {
     /// `timer-no-istatus-refresh`: ISTATUS of L2's timers in the VNCR page
     /// is not recomputed at returns to L1.
     NoIstatusRefresh,
+    /// `timer-no-cnthctl-counter`: L2's physical counter never traps,
+    /// whatever L1's CNTHCTL_EL2 asks (its timer traps as asked).
+    NoCnthctlCounter,
+    /// `timer-no-cntkctl-restore`: a VHE L1's own CNTKCTL_EL1 is not put
+    /// back when L2 stops running (L1 reads L2's).
+    NoCntkctlRestore,
     /// `timer-no-l1-irq`: L1's timer PPIs are never delivered to it.
     NoL1Irq,
     /// `timer-no-l1-deadline`: while L2 runs, L1's EL2 timers' deadlines
@@ -422,10 +428,12 @@ impl VcpuTimers {
         };
         let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
         write_sysreg!("cntvoff_el2", self.l2_hardware_offset(page));
-        let cnthctl = if self.defect == TimerDefect::NoCnthctl {
-            crate::sysregs::CNTHCTL_EL2
-        } else {
-            l2_cnthctl(self.cnthctl, self.e2h)
+        let cnthctl = match self.defect {
+            TimerDefect::NoCnthctl => crate::sysregs::CNTHCTL_EL2,
+            TimerDefect::NoCnthctlCounter => {
+                l2_cnthctl(self.cnthctl, self.e2h) | crate::nested::timer::cnthctl::EL1PCTEN
+            }
+            _ => l2_cnthctl(self.cnthctl, self.e2h),
         };
         write_sysreg!("cnthctl_el2", cnthctl);
         // A non-VHE L1's CNTKCTL_EL1 encoding reaches the hardware
@@ -452,7 +460,9 @@ impl VcpuTimers {
         write_sysreg!("cnthctl_el2", crate::sysregs::CNTHCTL_EL2);
         if self.e2h {
             self.l2_cntkctl = read_sysreg!("cntkctl_el1");
-            write_sysreg!("cntkctl_el1", self.l1_cntkctl);
+            if self.defect != TimerDefect::NoCntkctlRestore {
+                write_sysreg!("cntkctl_el1", self.l1_cntkctl);
+            }
         }
         set_hardware_physical(self.l1_hyp.physical);
         set_hardware_virtual(self.l1_hyp.virtual_);

@@ -802,6 +802,25 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L2's physical counter not trapped though L1's CNTHCTL_EL2 asks (its
+    // timer trapped as asked), and L1's own CNTKCTL_EL1 left as L2's after
+    // L2 ran (review 40 R40-5).
+    Case {
+        hv_args: "hv.nested=timer-no-cnthctl-counter",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's CNTPCT_EL0 reads did not trap exactly once: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=timer-no-cntkctl-restore",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's own CNTKCTL_EL1 is not what it wrote before L2 wrote its own: 0x0000000000000003",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // hv's EL2 physical timer not armed for L2's timers while L1 runs
     // (review 40 R40-4): F's spin without exits ends with no interrupt.
     Case {
