@@ -69,40 +69,42 @@ use core::arch::global_asm;
 global_asm!(
     l1_asm_macros!("UMBRA_L1TM", "umbra_l1tm"),
     r#"
-// Waits (PSTATE.I clear between trapped WFIs) until the IRQ handler has
-// counted `n` interrupts, at most 64 TICKS, a second (clobbers x4-x7).
-.macro UMBRA_L1TM_WAIT_IRQS n, msg
+// L1's own interface (ICC_PMR_EL1, ICC_IGRPEN1_EL1: its ICV_*, no trap):
+// everything in, group 1 on (PSTATE.I stays masked; clobbers x1).
+.macro UMBRA_L1TM_OWN_INTERFACE_ON
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+.endm
+
+// x6 = the physical count 64 TICKS, a second, from now (clobbers x4, x7).
+.macro UMBRA_L1TM_SECOND_AHEAD
     mrs     x6, cntpct_el0
     adr     x4, umbra_l1tm_ticks
     ldr     x7, [x4]
     add     x6, x6, x7, lsl #6
-1:  msr     daifclr, #2
+.endm
+
+// Waits until the IRQ handler has counted `n` interrupts, at most 64
+// TICKS, a second: with `wfi` 1 in trapped WFIs (PSTATE.I clear between
+// them), with `wfi` 0 spinning with PSTATE.I clear and no exit (clobbers
+// x4-x7).
+.macro UMBRA_L1TM_WAIT_IRQS n, msg, wfi=1
+    UMBRA_L1TM_SECOND_AHEAD
+.if \wfi == 0
+    msr     daifclr, #2
+    isb
+.endif
+1:
+.if \wfi
+    msr     daifclr, #2
     isb
     wfi
     msr     daifset, #2
+.endif
     adr     x4, umbra_l1tm_irqs
-    ldr     x5, [x4]
-    cmp     x5, #\n
-    b.hs    2f
-    mrs     x7, cntpct_el0
-    cmp     x7, x6
-    b.lo    1b
-    mov     x11, x5
-    adr     x10, \msg
-    b       umbra_l1tm_fail
-2:
-.endm
-
-// Spins with PSTATE.I clear and no exit until the IRQ handler has
-// counted `n` interrupts, at most 64 TICKS (clobbers x4-x7).
-.macro UMBRA_L1TM_SPIN_IRQS n, msg
-    mrs     x6, cntpct_el0
-    adr     x4, umbra_l1tm_ticks
-    ldr     x7, [x4]
-    add     x6, x6, x7, lsl #6
-    msr     daifclr, #2
-    isb
-1:  adr     x4, umbra_l1tm_irqs
     ldr     x5, [x4]
     cmp     x5, #\n
     b.hs    2f
@@ -119,10 +121,7 @@ global_asm!(
 // Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; neither traps) until it
 // gives an INTID, x19, at most 64 TICKS (clobbers x4-x7).
 .macro UMBRA_L1TM_POLL_IAR msg
-    mrs     x6, cntpct_el0
-    adr     x4, umbra_l1tm_ticks
-    ldr     x7, [x4]
-    add     x6, x6, x7, lsl #6
+    UMBRA_L1TM_SECOND_AHEAD
 1:  mrs     x19, s3_0_c12_c12_0
     cmp     x19, #1020
     b.lo    2f
@@ -202,12 +201,7 @@ umbra_l1_timer_image:
     add     x13, x9, #0x200000
     UMBRA_L1TM_L2_STAGE2_TABLES umbra_l2tm_payload
     UMBRA_L1TM_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
-    // L1's own interface: everything in, group 1 on (PSTATE.I masked).
-    mov     x1, #0xff
-    msr     s3_0_c4_c6_0, x1
-    mov     x1, #1
-    msr     s3_0_c12_c12_7, x1
-    isb
+    UMBRA_L1TM_OWN_INTERFACE_ON
     // 0: vCPU 1 (PSCI CPU_ON for MPIDR 1) runs its steps while this one
     // waits without exits; hv may have no CPU for it (INVALID_PARAMETERS).
     UMBRA_L1TM_MOV64 x0, 0xc4000003
@@ -306,7 +300,7 @@ umbra_l1_timer_image:
     msr     s3_4_c14_c0_3, x21
     UMBRA_L1TM_ARM_L2_VIRTUAL
     mrs     x1, s3_4_c14_c1_0
-    UMBRA_L1TM_SPIN_IRQS 3, umbra_l1tm_msg_no_irq_f
+    UMBRA_L1TM_WAIT_IRQS 3, umbra_l1tm_msg_no_irq_f, 0
     UMBRA_L1TM_PUTS umbra_l1tm_msg_f
     // C: L2's physical counter and timer trapped (CNTHCTL_EL2.EL1PCTEN
     // and EL1PTEN clear); ERET to L2 (CNTVOFF_EL2 as F set it).
@@ -474,35 +468,26 @@ umbra_l1tm_hvc1:
     UMBRA_L1TM_REPORT umbra_l1tm_msg_l2_cntvct, x22
     b       umbra_l1tm_resume
 
-// C: L2's CNTPCT_EL0 read trapped (above), then its CNTP_CTL_EL0 read,
-// as CNTHCTL_EL2.EL1PTEN = 0 asks:
-// counted, skipped, EL1PTEN set again.
+// C: L2's CNTPCT_EL0 read, then its CNTP_CTL_EL0 read, trapped as
+// CNTHCTL_EL2.EL1PCTEN and EL1PTEN = 0 ask: each counted and skipped,
+// EL1PCTEN set again after the first (EL1PTEN still clear), EL1PTEN too
+// after the second.
 umbra_l1tm_l2_timer_trap:
     UMBRA_L1TM_MOV64 x21, {l2_cntpct_read_esr}
-    cmp     x19, x21
-    b.ne    1f
-    // L2's CNTPCT_EL0 read, trapped as CNTHCTL_EL2.EL1PCTEN = 0 asks:
-    // counted, skipped, EL1PCTEN set again (EL1PTEN still clear).
     adr     x4, umbra_l1tm_counter_traps
-    ldr     x5, [x4]
-    add     x5, x5, #1
-    str     x5, [x4]
-    mrs     x1, elr_el2
-    add     x1, x1, #4
-    msr     elr_el2, x1
     UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_timer}
-    msr     s3_4_c14_c1_0, x1
-    b       umbra_l1tm_resume
-1:  UMBRA_L1TM_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1tm_msg_trap_esr
+    cmp     x19, x21
+    b.eq    1f
+    UMBRA_L1TM_EXPECT x19, {l2_cntp_ctl_read_esr}, umbra_l1tm_msg_trap_esr
     adr     x4, umbra_l1tm_traps
-    ldr     x5, [x4]
+    UMBRA_L1TM_MOV64 x1, {cnthctl_all}
+1:  ldr     x5, [x4]
     add     x5, x5, #1
     str     x5, [x4]
+    msr     s3_4_c14_c1_0, x1
     mrs     x1, elr_el2
     add     x1, x1, #4
     msr     elr_el2, x1
-    UMBRA_L1TM_MOV64 x1, {cnthctl_all}
-    msr     s3_4_c14_c1_0, x1
     b       umbra_l1tm_resume
 
 // C: L2's second CNTP_CTL_EL0 read did not trap (x4: 0, L2's physical
@@ -570,11 +555,7 @@ umbra_l1tm_secondary:
     msr     vbar_el2, x1
     add     x13, x9, #0x200000
     UMBRA_L1TM_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
-    mov     x1, #0xff
-    msr     s3_0_c4_c6_0, x1
-    mov     x1, #1
-    msr     s3_0_c12_c12_7, x1
-    isb
+    UMBRA_L1TM_OWN_INTERFACE_ON
     // Its EL2 physical timer.
     UMBRA_L1TM_ARM_EL2_PHYSICAL
     UMBRA_L1TM_POLL_IAR umbra_l1tm_msg_v1_no_a
