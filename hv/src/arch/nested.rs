@@ -46,9 +46,11 @@
 //!   hardware EL1 timers are L1's EL2 timers while L1 runs and L2's EL1
 //!   timers (from the VNCR page, with L1's CNTVOFF_EL2) while L2 runs;
 //!   L1's timer PPIs are listed in its own interface or take L2 out to
-//!   L1 at VBAR_EL2 + 0x480, as the maintenance interrupt does.
-//! - A watchdog (the EL2 physical timer, [`WATCHDOG_SECONDS`]) ends a run
-//!   in which L1 or L2 hangs.
+//!   L1 at VBAR_EL2 + 0x480, as the maintenance interrupt does; the
+//!   timers not in the hardware (L1's while L2 runs, L2's while L1 runs)
+//!   have their deadlines on the EL2 physical timer.
+//! - A watchdog (the EL2 physical timer, [`WATCHDOG_SECONDS`], kept
+//!   before any guest deadline) ends a run in which L1 or L2 hangs.
 
 use super::gic::Gic;
 use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, VcpuTimers};
