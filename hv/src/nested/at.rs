@@ -8,7 +8,9 @@
 //!   table walk goes through L1's stage 2 when L1's virtual HCR_EL2.VM (or
 //!   DC) is set: a stage-2 fault on the walk is PAR_EL1 with S = 1, PTW =
 //!   1 and the stage-2 FST (PAR_EL1 has no field for the IPA: bits
-//!   \[47:12\] are RES0 in the fault format);
+//!   \[47:12\] are RES0 in the fault format); with L1's virtual
+//!   HCR_EL2.PTW, a stage-1 table stage 2 maps as Device is such a fault,
+//!   a stage-2 permission fault at the stage-2 leaf's level;
 //! - AT S12E1R/W, S12E0R/W: the same stage 1, then L1's stage 2 on its
 //!   output (the `walker` crate, with the ID registers L1 is shown); PAR_EL1
 //!   has the combined attributes, or the fault (S = 1, PTW = 0 for the
@@ -421,9 +423,18 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
         },
         context.stage2,
     );
+    let protected_walk = context.vhcr & hcr::PTW != 0;
     let read = |ipa: u64| {
         let l1_ipa = if stage2_on {
             match stage2.translate_leaf(memory, ipa, AccessKind::Read) {
+                // HCR_EL2.PTW (AArch64.S2CheckPermissions for a walk's
+                // access): stage 2's own memory type Device (MemAttr[3:2]
+                // 0b00, FWB 0: L1 is shown no FEAT_S2FWB) makes the read
+                // a stage-2 permission fault at the leaf's level.
+                Ok(leaf) if protected_walk && leaf.mem_attr() >> 2 == 0 => {
+                    let fsc = fault_status_code(FaultKind::Permission, leaf.level);
+                    return Err(ReadError::Stage2(FaultKind::Permission, leaf.level, fsc));
+                }
                 Ok(leaf) => leaf.output_address,
                 Err(WalkError::Fault(f)) => {
                     return Err(ReadError::Stage2(f.kind(), f.level, f.fsc()))

@@ -142,6 +142,9 @@ impl<const N: usize> FirstSeen<N> {
 pub mod hcr {
     /// Stage 2 on.
     pub const VM: u64 = 1 << 0;
+    /// Protected table walk: a stage-1 walk's read that stage 2 maps as
+    /// Device is a stage-2 permission fault.
+    pub const PTW: u64 = 1 << 2;
     /// Physical FIQs to EL2; with IMO, EL1's group-0 ICC_* registers are
     /// the virtual interface's (ICV_*) and ICH_HCR_EL2.TALL0 traps them.
     pub const FMO: u64 = 1 << 3;

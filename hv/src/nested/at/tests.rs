@@ -619,3 +619,111 @@ fn l2_stage1_off() {
         AtOutcome::Par(par_fault(0x05, true, false))
     );
 }
+
+/// Review 42 R42-1: with L1's virtual HCR_EL2.PTW, a stage-1 table that
+/// L1's stage 2 maps as Device is a stage-2 permission fault on the walk
+/// (PAR_EL1 S = 1, PTW = 1, FST a level-3 permission fault: 0xb1f);
+/// without PTW, or with the table Normal (even Non-cacheable), the walk
+/// reads it. PTW concerns the walk only: AT S12E1R's output on Device
+/// stays a translation.
+#[test]
+fn hcr_ptw_device_table_is_a_stage2_permission_fault() {
+    let setup = Setup::new();
+    let mut l2 = setup.l2_tables();
+    l2.map(DATA_VA, DATA_IPA | AF | ISH);
+    // L2's level-3 table page (the third stage-1 table, L2 IPA + 0x2000).
+    let table_ipa = L2_IPA + 0x2000;
+    let mut s2 = Tables {
+        ram: setup.ram,
+        root: 0x4000_0000,
+        next: 0x4002_0000,
+        at: identity,
+    };
+    let table_leaf = |mem_attr: u64| l2_to_l1(table_ipa) | AF | ISH | s2ap(0b11) | mem_attr;
+    s2.map(table_ipa, table_leaf(S2_DEVICE_NGNRE));
+    let translated = AtOutcome::Par(0xff00_0000_8002_0b80);
+    let ptw = setup.context(VM | hcr::PTW);
+    assert_eq!(setup.at(AtOp::S1E1R, DATA_VA, &ptw), AtOutcome::Par(0xb1f));
+    assert_eq!(setup.at(AtOp::S12E1W, DATA_VA, &ptw), AtOutcome::Par(0xb1f));
+    assert_eq!(
+        setup.at(AtOp::S1E1R, DATA_VA, &setup.context(VM)),
+        translated
+    );
+    // Every Device type (MemAttr 0b00xx) is protected; Normal NC is not.
+    s2.map(table_ipa, table_leaf(0b0011 << 2));
+    assert_eq!(setup.at(AtOp::S1E0R, DATA_VA, &ptw), AtOutcome::Par(0xb1f));
+    s2.map(table_ipa, table_leaf(0b0101 << 2));
+    assert_eq!(setup.at(AtOp::S1E1R, DATA_VA, &ptw), translated);
+    // A level-2 block of stage 2 reports its own level (FST 0x0e).
+    let block_ipa = L2_IPA + 0x20_0000;
+    let s2_level2 = s2.entry(block_ipa, 2);
+    setup.ram.write(
+        s2_level2,
+        0x4020_0000 | AF | ISH | s2ap(0b11) | S2_DEVICE_NGNRE | 0b01,
+    );
+    let va = DATA_VA + (1 << 30);
+    let slot = l2_to_l1(L2_IPA + ((va >> 30) & 0x1ff) * 8);
+    setup.ram.write(slot, block_ipa | 0b11);
+    assert_eq!(setup.at(AtOp::S1E1R, va, &ptw), AtOutcome::Par(0xb1d));
+    // The output of AT S12E1R on Device at stage 2: no fault.
+    s2.map(table_ipa, table_leaf(S2_NORMAL_WB));
+    s2.map(
+        DATA_IPA,
+        l2_to_l1(DATA_IPA) | AF | ISH | s2ap(0b11) | S2_DEVICE_NGNRE,
+    );
+    assert_eq!(
+        setup.at(AtOp::S12E1R, DATA_VA, &ptw),
+        AtOutcome::Par(0x0400_0000_4012_0b00)
+    );
+}
+
+/// Review 42 R42-4: APTable\[0\] (no EL0 access below the table
+/// descriptor, EL1 unaffected), SCTLR_EL1.C = 0 (Normal reported as
+/// Non-cacheable, SH 0b10; Device unchanged), and TCR_EL1.DS, which
+/// without FEAT_LPA2 for the granule is ignored (the descriptor's SH
+/// counts, bits \[9:8\] are not OA\[51:50\]) and with it is not.
+#[test]
+fn aptable0_sctlr_c_and_ds_without_lpa2() {
+    let mut setup = Setup::new();
+    let mut l2 = setup.l2_tables();
+    let user = DATA_VA;
+    let device = DATA_VA + 0x1000;
+    l2.map(user, DATA_IPA | AF | ISH | ap(0b01));
+    l2.map(device, (DATA_IPA + 0x1000) | AF | ISH | attr_index(1));
+    let context = setup.context(VM);
+    let user_page = AtOutcome::Par(0xff00_0000_8002_0b80);
+    assert_eq!(setup.at(AtOp::S1E0R, user, &context), user_page);
+    assert_eq!(setup.at(AtOp::S1E0W, user, &context), user_page);
+    // APTable[0] on the level-2 entry above the page's level-3 table.
+    let level2 = l2.entry(user, 2);
+    setup.ram.write(level2, setup.ram.read(level2) | 0b01 << 61);
+    let permission = AtOutcome::Par(0x81f);
+    assert_eq!(setup.at(AtOp::S1E0R, user, &context), permission);
+    assert_eq!(setup.at(AtOp::S1E0W, user, &context), permission);
+    assert_eq!(setup.at(AtOp::S1E1W, user, &context), user_page);
+    // SCTLR_EL1.C = 0.
+    let mut uncached = setup.context(VM);
+    uncached.l2.sctlr = 0b001;
+    assert_eq!(
+        setup.at(AtOp::S1E1R, user, &uncached),
+        AtOutcome::Par(0x4400_0000_8002_0b00)
+    );
+    assert_eq!(
+        setup.at(AtOp::S1E1R, device, &uncached),
+        AtOutcome::Par(0x0400_0000_8002_1b00)
+    );
+    // TCR_EL1.DS (bit 59) with SH0 Non-shareable, 4K without FEAT_LPA2.
+    let mut ds = setup.context(VM);
+    ds.l2.tcr |= 1 << 59;
+    assert!(!setup.stage1.lpa2_4k);
+    assert_eq!(setup.at(AtOp::S1E1W, user, &ds), user_page);
+    // With FEAT_LPA2 for 4K, DS counts: Inner Shareable's bits [9:8] are
+    // OA[51:50], beyond the 40-bit IPS (a level-3 address size fault).
+    setup.stage1.lpa2_4k = true;
+    let ds = {
+        let mut c = setup.context(VM);
+        c.l2.tcr |= 1 << 59;
+        c
+    };
+    assert_eq!(setup.at(AtOp::S1E1W, user, &ds), AtOutcome::Par(0x807));
+}
