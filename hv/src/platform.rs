@@ -1005,6 +1005,10 @@ pub enum NestedDemo {
     /// `at-no-s12`: the same, but hv answers AT S12E* with stage 1 only:
     /// L1 must catch it (this run must fail).
     AtNoS12,
+    /// `at-no-l2-fill`: the same, but hv answers the stage-2 abort of L2's
+    /// own AT on its stage-1 walk with a PAR_EL1 fault value instead of
+    /// filling the shadow: L1 must catch it (this run must fail).
+    AtNoL2Fill,
 }
 
 /// How the guest gets its interrupts.
@@ -1100,6 +1104,7 @@ impl Options {
                 "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
                 "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
+                "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1505,6 +1510,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),
             Ok(Some(NestedDemo::AtNoS12))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=at-no-l2-fill").map(|o| o.nested),
+            Ok(Some(NestedDemo::AtNoL2Fill))
         );
         assert_eq!(Options::parse("hv.nested=bogus"), Err("hv.nested=bogus"));
         assert_eq!(

@@ -248,6 +248,10 @@ struct Nested {
     /// `at-no-s12`: L1's AT S12E* are answered with stage 1 only (the
     /// defect that demo must catch).
     at_stage1_only: bool,
+    /// `at-no-l2-fill`: the stage-2 abort of L2's own AT on its stage-1
+    /// walk is answered with a PAR_EL1 fault value, the shadow left
+    /// unfilled (the defect that demo must catch).
+    l2_at_walk_par: bool,
     /// L1's memory as hv reads it (its stage-1 walk aborts are found by
     /// walking its tables there, `mmu::l1_walk_abort`).
     arena: &'static Arena<'static>,
@@ -756,7 +760,9 @@ pub fn run(
         | NestedDemo::MmuNoEl2Tlbi
         | NestedDemo::MmuVhe
         | NestedDemo::MmuVheKeepDc => super::nested_l1_mmu::image(),
-        NestedDemo::At | NestedDemo::AtNoS12 => super::nested_l1_at::image(),
+        NestedDemo::At | NestedDemo::AtNoS12 | NestedDemo::AtNoL2Fill => {
+            super::nested_l1_at::image()
+        }
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -863,6 +869,7 @@ pub fn run(
             shown(IdRegister::Isar2),
         ),
         at_stage1_only: demo == NestedDemo::AtNoS12,
+        l2_at_walk_par: demo == NestedDemo::AtNoL2Fill,
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
         skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
@@ -1004,6 +1011,7 @@ pub fn run(
             NestedDemo::MmuNoEl2Tlbi => " (mmu-no-el2-tlbi: a non-VHE L1 with its EL2 stage 1 on, hv does not apply its own EL2 TLBIs; this run must fail)",
             NestedDemo::At => " (at: L1's address translation instructions, emulated)",
             NestedDemo::AtNoS12 => " (at-no-s12: hv answers L1's AT S12E* with stage 1 only; this run must fail)",
+            NestedDemo::AtNoL2Fill => " (at-no-l2-fill: hv answers the stage-2 abort of L2's AT on its walk with a PAR_EL1 fault; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -2073,6 +2081,9 @@ fn l2_exit(
             );
         }
         (EC_DABT_LOWER | EC_IABT_LOWER, Some((key, par))) => {
+            if at::defective_l2_walk_abort(nested, frame, esr) {
+                return;
+            }
             // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
             // off whatever SCTLR_EL1.M says.
             let stage1_on =

@@ -2,21 +2,24 @@
 //! that executes address translation instructions on its L2's regime and
 //! its own, and checks PAR_EL1 (hv emulates them: `arch::nested::at`,
 //! `crate::nested::at`). Copied by `arch::nested` into L1's memory like
-//! `arch::nested_l1`; data to hv, never executed at EL2. L2 never runs:
-//! the instructions only read L2's registers and tables.
+//! `arch::nested_l1`; data to hv, never executed at EL2. L1's own AT
+//! instructions only read L2's registers and tables; L2 runs once at the
+//! end for an AT of its own.
 //!
 //! L1 (at L1 IPA `L1_BASE`, stack at +1 MiB):
 //! 1. checks CurrentEL reads 2, sets VBAR_EL2;
 //! 2. builds L2's stage 2 (VMID 5, 39-bit IPA from level 1, its tables at
-//!    +0x200000) mapping L2 IPA 0x80000-0x82000 to L2's stage-1 tables
-//!    (+0x210000..), 0x84000 to an L1 IPA with nothing behind it, 0x90000
-//!    to page D (+0x220000) read/write and 0x91000 to page E (+0x221000)
-//!    read-only, all Normal write-back Inner Shareable; 0x83000 unmapped;
+//!    +0x200000) mapping L2 IPA 0x80000-0x82000 and 0x85000 to L2's
+//!    stage-1 tables (+0x210000..+0x213000), 0x84000 to an L1 IPA with
+//!    nothing behind it, 0x90000 to page D (+0x220000) read/write and
+//!    0x91000 to page E (+0x221000) read-only, 0xa0000 to L2's code page,
+//!    all Normal write-back Inner Shareable; 0x83000 unmapped;
 //! 3. builds L2's stage 1 (4 KiB, T0SZ 25: level 1 at L2 IPA 0x80000):
 //!    VA 0x10000 is L2 IPA 0x90000 (EL1 only, AttrIndx 0 = Normal WB, Inner
 //!    Shareable), VA 0x11000 is 0x91000 (read/write at stage 1), VA
 //!    0x12000 is invalid at level 3, VA 0x200000's level-3 table is at the
-//!    unmapped L2 IPA 0x83000, VA 0x400000's at 0x84000; writes L2's
+//!    unmapped L2 IPA 0x83000, VA 0x400000's at 0x84000, VA 0x600000 is
+//!    L2's code (IPA 0xa0000, its level-3 table at 0x85000); writes L2's
 //!    SCTLR (M, C), TCR, TTBR0, MAIR through the `_EL12` encodings (its
 //!    VNCR page) and its own VTCR/VTTBR/HCR_EL2 (RW, VM: stage 2 on);
 //! 4. checks PAR_EL1 after: AT S1E1R of VA 0x10123 (IPA 0x90000, ATTR 0xff,
@@ -30,7 +33,15 @@
 //!    level-3 table is behind the L1 IPA with nothing: a synchronous
 //!    external abort on the walk (level 3), taken at its own vector as a
 //!    Data Abort (EC 0x25, CM, WnR, DFSC 0x17, FAR_EL2 the VA);
-//! 5. prints `UMBRA-NESTED-PASS at ...` and calls PSCI SYSTEM_OFF, or on any
+//! 5. enters L2 at VA 0x600000 (its MMU on), which executes AT S1E1R of
+//!    0x10123 itself, in hardware on hv's shadow stage 2, where its
+//!    level-3 table (L2 IPA 0x82000) is not filled yet (L1's own ATs read
+//!    memory in hv's software, L2's fetches walk only the other tables):
+//!    the stage-2 fault on the walk is a Data Abort to hv (an AT at EL1,
+//!    not a PAR_EL1 value), which fills the page from L1's stage 2, and
+//!    L2's AT again gives the IPA (the PAR of step 4's first AT); L2
+//!    reports it with hvc #1;
+//! 6. prints `UMBRA-NESTED-PASS at ...` and calls PSCI SYSTEM_OFF, or on any
 //!    mismatch `UMBRA-NESTED-FAIL: <why>` and PSCI SYSTEM_RESET.
 
 use core::arch::global_asm;
@@ -76,17 +87,23 @@ umbra_l1_at_image:
     UMBRA_L1A_S2 0x80000, 0x210000, 0x7ff
     UMBRA_L1A_S2 0x81000, 0x211000, 0x7ff
     UMBRA_L1A_S2 0x82000, 0x212000, 0x7ff
+    UMBRA_L1A_S2 0x85000, 0x213000, 0x7ff
     UMBRA_L1A_S2 0x90000, 0x220000, 0x7ff
     // Read-only at stage 2 (S2AP 0b01).
     UMBRA_L1A_S2 0x91000, 0x221000, 0x77f
     UMBRA_L1A_MOV64 x1, ({l1_hole} | 0x7ff)
     str     x1, [x14, #(0x84 * 8)]
-    // L2's stage-1 tables at +0x210000 (level 1, 2, 3), zeroed.
+    // L2's code page (L2 IPA 0xa0000).
+    adr     x1, umbra_l2a_payload
+    orr     x1, x1, #0x7ff
+    str     x1, [x14, #(0xa0 * 8)]
+    // L2's stage-1 tables at +0x210000 (level 1, 2, 3, and the level 3
+    // of L2's code), zeroed.
     add     x12, x9, #0x210000
     mov     x2, #0
 1:  str     xzr, [x12, x2]
     add     x2, x2, #8
-    cmp     x2, #0x3000
+    cmp     x2, #0x4000
     b.lo    1b
     UMBRA_L1A_MOV64 x1, (0x81000 | 3)
     str     x1, [x12]
@@ -97,6 +114,11 @@ umbra_l1_at_image:
     str     x1, [x4, #8]
     UMBRA_L1A_MOV64 x1, (0x84000 | 3)
     str     x1, [x4, #16]
+    UMBRA_L1A_MOV64 x1, (0x85000 | 3)
+    str     x1, [x4, #24]
+    add     x4, x12, #0x3000
+    UMBRA_L1A_MOV64 x1, (0xa0000 | {page})
+    str     x1, [x4]
     add     x4, x12, #0x2000
     UMBRA_L1A_MOV64 x1, (0x90000 | {page})
     str     x1, [x4, #(0x10 * 8)]
@@ -142,6 +164,30 @@ umbra_l1_at_image:
     ldr     x11, [x4]
     adr     x10, umbra_l1a_msg_no_abort
     cbnz    x11, umbra_l1a_fail
+    // L2 runs its own AT S1E1R of 0x10123 (in hardware: L1 sets no
+    // HCR_EL2.AT), whose level-3 table (L2 IPA 0x82000) nothing touched
+    // through the shadow yet; it reports PAR_EL1 with hvc #1.
+    UMBRA_L1A_MOV64 x1, {l2_vbar}
+    msr     s3_5_c12_c0_0, x1
+    UMBRA_L1A_MOV64 x1, {l2_entry}
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    eret
+
+// L2's exit: hvc #1 with its PAR_EL1 in x2, or hvc #2 from its vector
+// with its ESR_EL1 in x2.
+umbra_l1a_lower_sync:
+    mrs     x11, esr_el2
+    UMBRA_L1A_MOV64 x3, 0x5a000002
+    adr     x10, umbra_l1a_msg_l2_exception
+    cmp     x11, x3
+    b.ne    1f
+    mov     x11, x2
+    b       umbra_l1a_fail
+1:  UMBRA_L1A_EXPECT x11, 0x5a000001, umbra_l1a_msg_bad_l2_exit
+    UMBRA_L1A_EXPECT x2, {par_s1}, umbra_l1a_msg_bad_l2_at
+    UMBRA_L1A_REPORT umbra_l1a_msg_l2_at, x2
     UMBRA_L1A_PUTS umbra_l1a_msg_pass
     UMBRA_L1A_SYSTEM_OFF
 
@@ -173,7 +219,7 @@ umbra_l1a_current_sync:
         "umbra_l1a",
         "umbra_l1a_current_sync",
         "umbra_l1a_unexpected",
-        "umbra_l1a_unexpected",
+        "umbra_l1a_lower_sync",
         "umbra_l1a_unexpected",
     ),
     r#"
@@ -190,7 +236,8 @@ umbra_l1a_msg_s2_perm:   .asciz "L1 (at): AT S12E1W of 0x11000 (read-only at sta
 umbra_l1a_msg_s1e0r:     .asciz "L1 (at): AT S1E0R of 0x10000 (EL1 only): PAR_EL1 "
 umbra_l1a_msg_s1e2r:     .asciz "L1 (at): AT S1E2R of its own base (its MMU off): PAR_EL1 "
 umbra_l1a_msg_abort:     .asciz "L1 (at): AT S1E1R of 0x400000 (its level-3 table behind an L1 IPA with nothing): external abort on the walk, ESR_EL2 "
-umbra_l1a_msg_pass:      .asciz "UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok\n"
+umbra_l1a_msg_l2_at:     .asciz "L1 (at): L2's own AT S1E1R of 0x10123 (its level-3 table untouched through the shadow): PAR_EL1 "
+umbra_l1a_msg_pass:      .asciz "UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok l2-at=ok\n"
 umbra_l1a_msg_nl:        .asciz "\n"
 umbra_l1a_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1a_msg_fail_el:   .asciz "CurrentEL is not 2: "
@@ -206,6 +253,28 @@ umbra_l1a_msg_no_abort:  .asciz "AT S1E1R of 0x400000 took no external abort: "
 umbra_l1a_msg_bad_esr:   .asciz "the AT's external abort has a wrong ESR_EL2: "
 umbra_l1a_msg_bad_far:   .asciz "the AT's external abort has a wrong FAR_EL2: "
 umbra_l1a_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1a_msg_l2_exception: .asciz "L2 took an exception at its EL1, ESR_EL1 "
+umbra_l1a_msg_bad_l2_exit: .asciz "L2 exited other than by hvc #1, ESR_EL2 "
+umbra_l1a_msg_bad_l2_at: .asciz "L2's own AT S1E1R of 0x10123 gave a wrong PAR_EL1: "
+
+// L2's code (L2 IPA 0xa0000, its VA 0x600000): AT S1E1R, PAR_EL1 to L1.
+.balign 4096
+umbra_l2a_payload:
+    UMBRA_L1A_MOV64 x1, 0x10123
+    at      s1e1r, x1
+    isb
+    mrs     x2, par_el1
+    hvc     #1
+    b       .
+// L2's VBAR_EL1 (VA 0x600800): every exception reports ESR_EL1 to L1.
+.balign 2048
+umbra_l2a_vectors:
+    .rept 16
+    mrs     x2, esr_el1
+    hvc     #2
+    b       .
+    .balign 128
+    .endr
 .balign 4096
 .global umbra_l1_at_image_end
 umbra_l1_at_image_end:
@@ -229,12 +298,17 @@ umbra_l1_at_image_end:
     par_s1_perm = const PAR_S1_PERMISSION,
     par_s1e2 = const PAR_S1E2R,
     abort_esr = const ABORT_ESR,
+    l2_entry = const L2_CODE_VA,
+    l2_vbar = const (L2_CODE_VA + 0x800),
     putc = const super::nested::HVC_CONSOLE_PUTC,
 );
 
 /// L2's stage-1 page attributes: AF, Inner Shareable, AP 0b00 (EL1
 /// read/write, no EL0 access), AttrIndx 0, page.
 pub const PAGE_ATTRS: u64 = (1 << 10) | (0b11 << 8) | 0b11;
+/// L2's code page at its VA (L2 IPA 0xa0000, through the level-3 table at
+/// L2 IPA 0x85000, apart from the one of VA 0x10000).
+pub const L2_CODE_VA: u64 = 0x60_0000;
 /// L1's HCR_EL2 for L2: RW, VM (no DC: L2's stage 1 counts).
 pub const AT_VIRTUAL_HCR: u64 = (1 << 31) | 1;
 

@@ -251,6 +251,10 @@ pub const L1_FORWARDED_TRAPS: u64 = hcr::TWI
 /// host's: [`idregs::l2_id_read`]), L1's traps ([`L1_FORWARDED_TRAPS`])
 /// and DC as L1 set them, and L1's API/APK: where L1 leaves L2's pointer
 /// authentication trapped, the trap is forwarded to L1, as L1 asked.
+/// Never AT: L2's AT S1E1*/S1E0* run in hardware on the shadow, where a
+/// stage-2 fault on their stage-1 walk is a Data Abort to hv (an AT at
+/// EL1, DDI 0487 AArch64.AT), resolved as any other L2 fault (review 42
+/// R42-3); L1's own HCR_EL2.AT is RES0 (it is shown no FEAT_NV).
 pub const fn l2_hcr(l1_virtual_hcr: u64) -> u64 {
     hcr::RW
         | hcr::VM

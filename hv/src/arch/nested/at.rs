@@ -12,7 +12,8 @@ use super::{
     GuestFrame, L1Vel2Mode, Nested, SysRegAccess, Vcpu,
 };
 use crate::nested::at::{
-    address_translate, external_abort_syndrome, AtContext, AtOp, AtOutcome, RegimeRegisters,
+    address_translate, external_abort_syndrome, par_fault, AtContext, AtOp, AtOutcome,
+    RegimeRegisters,
 };
 use crate::nested::vncr::El1Register;
 use crate::shadow_selftest::memory::L1Memory;
@@ -54,6 +55,24 @@ fn defective(nested: &Nested, op: AtOp) -> AtOp {
         AtOp::S12E0W => AtOp::S1E0W,
         op => op,
     }
+}
+
+/// `at-no-l2-fill`'s defect, what review 42 (R42-3) supposed the hardware
+/// does with L2's own AT S1E1R on an unfilled shadow: the stage-2 abort of
+/// a walk made for an address translation or cache maintenance
+/// instruction (EC 0x24, CM, S1PTW) is not resolved but completed with
+/// PAR_EL1 F = 1, S = 1, PTW = 1 and the abort's FSC. Whether it applied.
+/// (Without the defect the abort goes to the service as any other: the
+/// Arm ARM takes a stage-2 fault on the stage-1 walk of an AT executed
+/// at EL1 to EL2 as a Data Abort, not as a PAR_EL1 value.)
+pub(super) fn defective_l2_walk_abort(nested: &Nested, frame: &mut GuestFrame, esr: u64) -> bool {
+    const CM_S1PTW: u64 = 1 << 8 | 1 << 7;
+    if !nested.l2_at_walk_par || (esr >> 26) & 0x3f != 0x24 || esr & CM_S1PTW != CM_S1PTW {
+        return false;
+    }
+    write_sysreg!("par_el1", par_fault((esr & 0x3f) as u8, true, true));
+    frame.elr += instruction_length(esr);
+    true
 }
 
 /// L1's trapped AT (op0 1, CRn 7, CRm 8 or 9): PAR_EL1, or the Data Abort

@@ -940,11 +940,13 @@ const MATRIX: &[Case] = &[
     // (through L1's stage 2), S12E1R, a stage-1 fault, a stage-2 fault on
     // the stage-1 walk (S = 1, PTW = 1), a stage-2 permission fault on
     // S12E1W, S1E0R, S1E2R, and an external abort on the walk taken as a
-    // Data Abort (hv/README.md, "Address translation instructions").
+    // Data Abort (hv/README.md, "Address translation instructions"); then
+    // L2's own AT S1E1R in hardware, whose walk meets a shadow page not
+    // filled yet (review 42 R42-3).
     Case {
         hv_args: "hv.nested=at",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok",
+            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok l2-at=ok",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -952,7 +954,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=at",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok",
+            line: "l1: UMBRA-NESTED-PASS at s1e1r=ok s12e1r=ok s1-fault=ok s2-walk-fault=ok s12e1w-s2-perm=ok s1e0r=ok s1e2r=ok walk-abort=ok l2-at=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -963,6 +965,17 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=at-no-s12",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: AT S12E1R of L2's VA 0x10123 gave a wrong PAR_EL1: 0xff00000000090b80",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // The other failure mode: hv answers the stage-2 abort of L2's AT on
+    // its stage-1 walk with PAR_EL1 (F, S, PTW, a level-3 translation
+    // fault) instead of filling the shadow from L1's stage 2.
+    Case {
+        hv_args: "hv.nested=at-no-l2-fill",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's own AT S1E1R of 0x10123 gave a wrong PAR_EL1: 0x0000000000000b0f",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
