@@ -11,9 +11,10 @@
 //! 2. builds L2's stage 2 (VMID 5, 39-bit IPA from level 1, its tables at
 //!    +0x200000) mapping L2 IPA 0x80000-0x82000 and 0x85000 to L2's
 //!    stage-1 tables (+0x210000..+0x213000), 0x84000 to an L1 IPA with
-//!    nothing behind it, 0x90000 to page D (+0x220000) read/write and
-//!    0x91000 to page E (+0x221000) read-only, 0xa0000 to L2's code page,
-//!    all Normal write-back Inner Shareable; 0x83000 unmapped;
+//!    nothing behind it, 0x90000 to page D (+0x220000) read/write Normal
+//!    Write-Through and 0x91000 to page E (+0x221000) read-only, 0xa0000
+//!    to L2's code page, the others Normal write-back, all Inner
+//!    Shareable; 0x83000 unmapped;
 //! 3. builds L2's stage 1 (4 KiB, T0SZ 25: level 1 at L2 IPA 0x80000):
 //!    VA 0x10000 is L2 IPA 0x90000 (EL1 only, AttrIndx 0 = Normal WB, Inner
 //!    Shareable), VA 0x11000 is 0x91000 (read/write at stage 1), VA
@@ -23,7 +24,8 @@
 //!    SCTLR (M, C), TCR, TTBR0, MAIR through the `_EL12` encodings (its
 //!    VNCR page) and its own VTCR/VTTBR/HCR_EL2 (RW, VM: stage 2 on);
 //! 4. checks PAR_EL1 after: AT S1E1R of VA 0x10123 (IPA 0x90000, ATTR 0xff,
-//!    SH 0b11), AT S12E1R of it (L1 IPA of page D), AT S1E1R of 0x12000
+//!    SH 0b11), AT S12E1R of it (L1 IPA of page D, ATTR 0xbb: stage 1's
+//!    Write-Back with stage 2's Write-Through), AT S1E1R of 0x12000
 //!    (stage-1 translation fault, level 3), AT S1E1R of 0x200000 (a
 //!    stage-2 translation fault at level 3 on the stage-1 walk: S = 1,
 //!    PTW = 1), AT S12E1W of 0x11000 (a stage-2 permission fault: S = 1,
@@ -88,7 +90,9 @@ umbra_l1_at_image:
     UMBRA_L1A_S2 0x81000, 0x211000, 0x7ff
     UMBRA_L1A_S2 0x82000, 0x212000, 0x7ff
     UMBRA_L1A_S2 0x85000, 0x213000, 0x7ff
-    UMBRA_L1A_S2 0x90000, 0x220000, 0x7ff
+    // Page D Normal Write-Through at stage 2 (MemAttr 0b1010): AT
+    // S12E1R's ATTR is the combination, not stage 1's.
+    UMBRA_L1A_S2 0x90000, 0x220000, 0x7eb
     // Read-only at stage 2 (S2AP 0b01).
     UMBRA_L1A_S2 0x91000, 0x221000, 0x77f
     UMBRA_L1A_MOV64 x1, ({l1_hole} | 0x7ff)
@@ -321,8 +325,10 @@ pub const AT_VIRTUAL_HCR: u64 = (1 << 31) | 1;
 /// AT S1E1R of 0x10123: L2 IPA 0x90000, Normal WB (0xff), Inner
 /// Shareable.
 pub const PAR_S1E1R: u64 = 0xff00_0000_0009_0b80;
-/// AT S12E1R of 0x10123: page D's L1 IPA (+0x220000), WB with WB.
-pub const PAR_S12E1R: u64 = 0xff00_0000_4022_0b80;
+/// AT S12E1R of 0x10123: page D's L1 IPA (+0x220000), stage 1's Normal
+/// WB RAWA (0xff) with stage 2's Write-Through: Write-Through keeping
+/// stage 1's allocation hints, non-transient (0xbb; S2CombineS1AttrHints).
+pub const PAR_S12E1R: u64 = 0xbb00_0000_4022_0b80;
 /// A level-3 translation fault at stage 1 (FST 0x07).
 pub const PAR_S1_FAULT: u64 = 0x80f;
 /// A level-3 translation fault at stage 2 on the stage-1 walk (S, PTW).
