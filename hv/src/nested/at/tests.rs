@@ -183,6 +183,16 @@ impl Setup {
         }
     }
 
+    /// L1's stage 2 (new tables from 0x4002_0000, past `new`'s).
+    fn l1_stage2(&self) -> Tables<'static> {
+        Tables {
+            ram: self.ram,
+            root: 0x4000_0000,
+            next: 0x4002_0000,
+            at: identity,
+        }
+    }
+
     /// L2's stage-1 tables (in L2 IPA space, through L1's stage 2).
     fn l2_tables(&self) -> Tables<'static> {
         Tables {
@@ -455,12 +465,7 @@ fn stage2_fault_on_the_stage1_walk() {
     );
     // A stage-2 permission fault on the final IPA: S = 1, PTW = 0.
     let read_only_ipa = L2_IPA + 0x100_0000;
-    let mut s2 = Tables {
-        ram: setup.ram,
-        root: 0x4000_0000,
-        next: 0x4002_0000,
-        at: identity,
-    };
+    let mut s2 = setup.l1_stage2();
     s2.map(
         read_only_ipa,
         0x4050_0000 | AF | s2ap(0b01) | S2_DEVICE_NGNRE,
@@ -633,12 +638,7 @@ fn hcr_ptw_device_table_is_a_stage2_permission_fault() {
     l2.map(DATA_VA, DATA_IPA | AF | ISH);
     // L2's level-3 table page (the third stage-1 table, L2 IPA + 0x2000).
     let table_ipa = L2_IPA + 0x2000;
-    let mut s2 = Tables {
-        ram: setup.ram,
-        root: 0x4000_0000,
-        next: 0x4002_0000,
-        at: identity,
-    };
+    let mut s2 = setup.l1_stage2();
     let table_leaf = |mem_attr: u64| l2_to_l1(table_ipa) | AF | ISH | s2ap(0b11) | mem_attr;
     s2.map(table_ipa, table_leaf(S2_DEVICE_NGNRE));
     let translated = AtOutcome::Par(0xff00_0000_8002_0b80);
