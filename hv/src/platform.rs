@@ -810,7 +810,7 @@ pub struct Options {
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
-    /// `hv.probe=walk-abort|gic-active`: run one of hv's built-in EL1
+    /// `hv.probe=walk-abort|gic-active|spi-view|spi-view-no-view`: run one of hv's built-in EL1
     /// probes instead of the bundle's kernel (see `Probe`).
     pub probe: Option<Probe>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
@@ -829,6 +829,12 @@ pub enum Probe {
     /// The active state of its SGIs and PPIs through the redistributor
     /// (`arch::gic_active_probe`).
     GicActive,
+    /// `spi-view`: one vCPU's view of an SPI another vCPU holds, through
+    /// the distributor (`arch::spi_view_probe`, review 41 R41-1).
+    SpiView,
+    /// `spi-view-no-view`: the same with hv reading such an SPI in its
+    /// physical state (it asks no holder): the probe must fail.
+    SpiViewNoView,
 }
 
 /// A self-test hv runs instead of a guest (`hv.selftest=`).
@@ -1057,6 +1063,8 @@ impl Options {
                 "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
                 "hv.probe=walk-abort" => options.probe = Some(Probe::WalkAbort),
                 "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
+                "hv.probe=spi-view" => options.probe = Some(Probe::SpiView),
+                "hv.probe=spi-view-no-view" => options.probe = Some(Probe::SpiViewNoView),
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
@@ -1384,6 +1392,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.probe=gic-active").map(|o| o.probe),
             Ok(Some(Probe::GicActive))
+        );
+        assert_eq!(
+            Options::parse("hv.probe=spi-view").map(|o| o.probe),
+            Ok(Some(Probe::SpiView))
+        );
+        assert_eq!(
+            Options::parse("hv.probe=spi-view-no-view").map(|o| o.probe),
+            Ok(Some(Probe::SpiViewNoView))
         );
         assert_eq!(Options::parse("hv.probe=other"), Err("hv.probe=other"));
         assert_eq!(

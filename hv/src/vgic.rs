@@ -528,6 +528,23 @@ pub struct SpiAccess<'a, R, P> {
     pub route: R,
 }
 
+impl<R, P: Fn(usize) -> bool> SpiAccess<'_, R, P> {
+    /// The running vCPUs (bit k: vCPU k), the first 32.
+    fn running(&self) -> u32 {
+        (0..self.vcpus.len().min(32))
+            .filter(|&k| (self.is_on)(k))
+            .fold(0u32, |r, k| r | 1 << k)
+    }
+
+    /// The vCPU holding `intid` if it is not the writer and runs (bit k of
+    /// `running`): the one asked about it. Inside the gate.
+    fn holder_elsewhere(&self, intid: u32, running: u32) -> Option<usize> {
+        self.holders.holder(intid).filter(|&h| {
+            h != self.writer && h < self.vcpus.len().min(32) && running & (1 << h) != 0
+        })
+    }
+}
+
 /// Performs a guest access to GICD_ISACTIVER<n>, GICD_ICACTIVER<n>,
 /// GICD_ISPENDR<n> or GICD_ICPENDR<n> (`op`; `first`, its first INTID, 32 to 992) from
 /// `access.writer`, whose CPU's list registers and backlog `held` are.
@@ -644,62 +661,27 @@ pub fn perform_spi(
         return (0, 0);
     };
     let w = w - 1;
+    let Some(value) = write else {
+        // No holder is asked here: `begin_spi_read` says what a caller
+        // that can wait for them does.
+        return (
+            begin_spi_read(op, first, address, size, access, held, hw).value(),
+            0,
+        );
+    };
     // The writer first applies what other vCPUs asked of it.
     held.apply_spi_requests(own, access.holders);
     let vcpu_count = access.vcpus.len().min(32);
-    let running = || {
-        (0..vcpu_count)
-            .filter(|&k| (access.is_on)(k))
-            .fold(0u32, |r, k| r | 1 << k)
-    };
-    let Some(value) = write else {
-        let view = match op {
-            SetClear::ActiveSet | SetClear::ActiveClear => {
-                let physical = hw.read(address, 4) as u32;
-                let mine = held.held_spis(op, first);
-                // Made active and not yet placed, by any vCPU: active
-                // (also one a backlog entry holds pending).
-                // Only running vCPUs' posts count: an off vCPU holds
-                // nothing (R35-2).
-                let running = running();
-                let counted = access
-                    .vcpus
-                    .iter()
-                    .take(32)
-                    .enumerate()
-                    .filter(|&(k, _)| k == access.writer || running & (1 << k) != 0);
-                let unplaced = counted.clone().fold(0, |r, (_, v)| r | v.spis.unplaced(w));
-                let requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
-                ((physical & !mine.held) | mine.in_state | unplaced) & !requested
-            }
-            // What the writer holds is pending as its list register or
-            // backlog entry is (R35-4: hv's acknowledgement made it
-            // physically active, not pending), or as the distributor says
-            // when it is pending again there ("pending, or active and
-            // pending": a level still asserted, a second edge; review 37
-            // R37-1).
-            _ => {
-                let physical = hw.read(address, 4) as u32;
-                let mine = held.held_spis(op, first);
-                physical | mine.in_state
-            }
-        };
-        return ((view & implemented) as u64 & mask, 0);
-    };
     let bits = (value & mask) as u32 & implemented;
     if bits == 0 {
         return (0, 0);
     }
     let holders = access.holders;
     let _gate = holders.exclusive();
-    let running = running();
+    let running = access.running();
     // The running vCPU other than the writer holding SPI k of the word:
     // the one asked about it.
-    let holder_elsewhere = |k: u32| {
-        holders
-            .holder(first + k)
-            .filter(|&h| h != access.writer && h < vcpu_count && running & (1 << h) != 0)
-    };
+    let holder_elsewhere = |k: u32| access.holder_elsewhere(first + k, running);
     // Posts to the holders of `bits`: the vCPUs to kick.
     let ask = |bits: u32, post: &dyn Fn(&VirtualSpis, u32)| {
         let mut asked = 0u32;
@@ -798,6 +780,211 @@ pub fn perform_spi(
         _ => {}
     }
     (0, kicks)
+}
+
+/// GICD_ISPENDR<n> and GICD_ISACTIVER<n> from their first register.
+const GICD_ISPENDR: u64 = 0x0200;
+const GICD_ISACTIVER: u64 = 0x0300;
+
+/// The offset of the distributor's set/clear register `op` for the SPIs
+/// from `first` (`distributor`'s inverse).
+fn spi_register_offset(op: SetClear, first: u32) -> u64 {
+    let base = match op {
+        SetClear::PendingSet => GICD_ISPENDR,
+        SetClear::PendingClear => 0x0280,
+        SetClear::ActiveSet => GICD_ISACTIVER,
+        SetClear::ActiveClear => 0x0380,
+        SetClear::EnableSet => 0x0100,
+        SetClear::EnableClear => 0x0180,
+    };
+    base + first as u64 / 8
+}
+
+/// One vCPU's own view of SPI word `w`: what its reads of GICD_ISPENDR<n>
+/// and GICD_ISACTIVER<n> show (the distributor at `distributor`), with
+/// the physical active state and the SPIs its CPU holds behind it.
+#[derive(Clone, Copy, Debug)]
+struct OwnSpiView {
+    /// The physical pending state, and the pending state of what this CPU
+    /// holds (its list register's; a backlog entry is pending): R35-4,
+    /// review 37 R37-1.
+    pending: u32,
+    /// The physical active state of what this CPU does not hold, the list
+    /// register's of what it holds (a backlog entry is not active), and
+    /// the SPIs made active for it and not yet placed.
+    active: u32,
+    physical_active: u32,
+    /// The SPIs in its list registers or backlog.
+    held: u32,
+}
+
+/// `OwnSpiView` of `own`'s vCPU, whose CPU's list registers and backlog
+/// `held` are.
+fn own_spi_view(
+    own: &VirtualSgis,
+    w: usize,
+    distributor: u64,
+    held: &mut impl HeldInterrupts,
+    hw: &mut impl GicHardware,
+) -> OwnSpiView {
+    let first = spi_word_first(w);
+    let offset = first as u64 / 8;
+    let physical_pending = hw.read(distributor + GICD_ISPENDR + offset, 4) as u32;
+    let physical_active = hw.read(distributor + GICD_ISACTIVER + offset, 4) as u32;
+    let pending = held.held_spis(SetClear::PendingSet, first);
+    let active = held.held_spis(SetClear::ActiveSet, first);
+    OwnSpiView {
+        pending: physical_pending | pending.in_state,
+        active: (physical_active & !active.held) | active.in_state | own.spis.unplaced(w),
+        physical_active,
+        held: active.held,
+    }
+}
+
+/// A guest read of GICD_IS/ICPENDR<n> or GICD_IS/ICACTIVER<n>, begun by
+/// `begin_spi_read`: the view known on the reader's CPU, and the SPIs
+/// whose state only their holder's CPU knows, to ask of it.
+#[derive(Clone, Copy, Debug)]
+pub struct SpiRead {
+    op: SetClear,
+    /// The SPI word read (0: INTIDs 32-63).
+    pub word: usize,
+    distributor: u64,
+    pending: u32,
+    active: u32,
+    /// Clear-active requests not yet applied (R27-7): inactive.
+    requested: u32,
+    implemented: u32,
+    mask: u64,
+    /// By vCPU: the SPIs of the word to ask it about.
+    asks: [u32; 32],
+}
+
+impl SpiRead {
+    /// The vCPUs to ask for their view of `word` (bit k: vCPU k).
+    pub fn holders(&self) -> u32 {
+        self.asks
+            .iter()
+            .enumerate()
+            .filter(|&(_, &bits)| bits != 0)
+            .fold(0, |r, (k, _)| r | 1 << k)
+    }
+
+    /// `holder`'s answer: its own (pending, active) read of the word
+    /// (`PrivateView::published_spis`), which stands for the SPIs asked of
+    /// it; None if it gave none (it went off, which ends what it held, or
+    /// never answered), then the distributor's state of them now.
+    pub fn answer(&mut self, holder: usize, view: Option<(u32, u32)>, hw: &mut impl GicHardware) {
+        let Some(&bits) = self.asks.get(holder) else {
+            return;
+        };
+        let (pending, active) = view.unwrap_or_else(|| {
+            let offset = spi_word_first(self.word) as u64 / 8;
+            let distributor = self.distributor;
+            let pending = hw.read(distributor + GICD_ISPENDR + offset, 4) as u32;
+            let active = hw.read(distributor + GICD_ISACTIVER + offset, 4) as u32;
+            (pending, active & !self.requested)
+        });
+        self.pending = (self.pending & !bits) | (pending & bits);
+        self.active = (self.active & !bits) | (active & bits);
+        self.asks[holder] = 0;
+    }
+
+    /// The value read (masked to the access size). SPIs asked of a holder
+    /// that has not answered (`answer`) show the physical state of when
+    /// the read began.
+    pub fn value(&self) -> u64 {
+        let view = match self.op {
+            SetClear::PendingSet | SetClear::PendingClear => self.pending,
+            _ => self.active,
+        };
+        (view & self.implemented) as u64 & self.mask
+    }
+}
+
+/// Begins a guest read by `access.writer` of GICD_IS/ICPENDR<n> or
+/// GICD_IS/ICACTIVER<n> (`op`, `first` as for `perform_spi`, which
+/// describes the state shown): the reader's own view (`own_spi_view`),
+/// the SPIs made active and not yet placed by any running vCPU (active),
+/// the clear-active requests not yet applied (inactive), and, for each
+/// SPI physically active that another running vCPU holds, that vCPU to
+/// ask (review 41 R41-1). hv acknowledged such an SPI there, so it is
+/// physically active from then until that vCPU's guest deactivates it,
+/// but its guest may have it only pending (in a list register or the
+/// backlog, not yet acknowledged), or may have ended it (an EOI entry
+/// not yet ended by hv): only that vCPU's CPU sees which, and a GIC shows
+/// pending and not active, or neither (a Linux guest's `synchronize_irq`
+/// waits for the SPI to read inactive). The caller asks each holder
+/// (`PrivateView::request_spis`, a kick, `wait_for_spi_view`), outside
+/// the gate (the holder's exit enters it), gives the answers to
+/// `SpiRead::answer` and returns `SpiRead::value`. The read of each SPI
+/// takes effect when its state was read: at the start for those the
+/// reader knows, at the holder's answer for the others, all during the
+/// guest's access.
+///
+/// The start runs inside `SpiHolders`' gate, alone, so the table names
+/// the holder of every SPI physically active (no acknowledgement is
+/// between the hardware's activation and its record).
+pub fn begin_spi_read(
+    op: SetClear,
+    first: u32,
+    address: u64,
+    size: u64,
+    access: &SpiAccess<'_, impl Fn(u32) -> Option<usize>, impl Fn(usize) -> bool>,
+    held: &mut impl HeldInterrupts,
+    hw: &mut impl GicHardware,
+) -> SpiRead {
+    let mask = if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    };
+    let distributor = address.wrapping_sub(spi_register_offset(op, first));
+    let mut read = SpiRead {
+        op,
+        word: 0,
+        distributor,
+        pending: 0,
+        active: 0,
+        requested: 0,
+        implemented: spi_bits(first, access.lines),
+        mask,
+        asks: [0; 32],
+    };
+    let w = (first / 32) as usize;
+    let Some(own) = access
+        .vcpus
+        .get(access.writer)
+        .filter(|_| (1..=SPI_WORDS).contains(&w) && access.writer < 32)
+    else {
+        read.implemented = 0;
+        return read;
+    };
+    let w = w - 1;
+    read.word = w;
+    // The reader first applies what other vCPUs asked of it.
+    held.apply_spi_requests(own, access.holders);
+    let _gate = access.holders.exclusive();
+    let mine = own_spi_view(own, w, distributor, held, hw);
+    // Only running vCPUs' posts count: an off vCPU holds nothing (R35-2).
+    let running = access.running();
+    let counted = access
+        .vcpus
+        .iter()
+        .take(32)
+        .enumerate()
+        .filter(|&(k, _)| k == access.writer || running & (1 << k) != 0);
+    let unplaced = counted.clone().fold(0, |r, (_, v)| r | v.spis.unplaced(w));
+    read.requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
+    read.pending = mine.pending;
+    read.active = (mine.active | unplaced) & !read.requested;
+    let elsewhere = mine.physical_active & !mine.held & !unplaced & read.implemented;
+    for k in (0..32).filter(|k| elsewhere & (1 << k) != 0) {
+        if let Some(h) = access.holder_elsewhere(first + k, running) {
+            read.asks[h] |= 1 << k;
+        }
+    }
+    read
 }
 
 /// Writes `bits` to the distributor register at `address` and reads it
@@ -2439,12 +2626,29 @@ impl Drop for ExclusiveGate<'_> {
 /// read of a GIC's register takes effect at some point during the access.
 /// Sequence numbers: a view published for request n answers every
 /// request up to n.
+///
+/// The same exchange gives another vCPU's view of the SPIs it holds
+/// (review 41 R41-1): a reader of GICD_IS/ICPENDR<n> or
+/// GICD_IS/ICACTIVER<n> marks the word it wants (`request_spis`) before it
+/// takes its number, and the owner publishes its own read of that word's
+/// two registers (`own_spi_view`) with the view of its private
+/// interrupts. The owner takes the marks after it has seen the number, so
+/// the word it publishes for request n was read after the reader marked
+/// it (a word marked before the number is taken: a publish between the
+/// two would answer the number without the word).
 #[derive(Debug)]
 pub struct PrivateView {
     requested: AtomicU32,
     published: AtomicU32,
     pending: AtomicU32,
     active: AtomicU32,
+    /// Bit w: some reader wants SPI word w (`request_spis`).
+    spi_words: AtomicU32,
+    /// By SPI word: the owner's read of its GICD_ISPENDR (bits 0-31) and
+    /// GICD_ISACTIVER (bits 32-63), each word one atomic value, so a
+    /// reader never sees one register of one publish and the other of
+    /// another.
+    spis: [AtomicU64; SPI_WORDS],
 }
 
 impl Default for PrivateView {
@@ -2461,6 +2665,8 @@ impl PrivateView {
             published: AtomicU32::new(0),
             pending: AtomicU32::new(0),
             active: AtomicU32::new(0),
+            spi_words: AtomicU32::new(0),
+            spis: [const { AtomicU64::new(0) }; SPI_WORDS],
         }
     }
 
@@ -2471,6 +2677,8 @@ impl PrivateView {
             published: AtomicU32::new(0),
             pending: AtomicU32::new(0),
             active: AtomicU32::new(0),
+            spi_words: AtomicU32::new(0),
+            spis: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -2499,12 +2707,55 @@ impl PrivateView {
     /// The (pending, active) view published for request `number` or a
     /// later one, if there is one yet.
     pub fn published_for(&self, number: u32) -> Option<(u32, u32)> {
-        let published = self.published.load(Ordering::Acquire);
-        (published.wrapping_sub(number) as i32 >= 0).then(|| {
+        self.answered(number).then(|| {
             (
                 self.pending.load(Ordering::Relaxed),
                 self.active.load(Ordering::Relaxed),
             )
+        })
+    }
+
+    /// Whether a view was published for request `number` or a later one.
+    fn answered(&self, number: u32) -> bool {
+        let published = self.published.load(Ordering::Acquire);
+        published.wrapping_sub(number) as i32 >= 0
+    }
+
+    /// A reader asks for a fresh view of SPI word `w` (and of the private
+    /// interrupts): the word is marked first, then the number taken
+    /// (`request`), which the reader then waits for (`published_spis`).
+    pub fn request_spis(&self, w: usize) -> u32 {
+        if w < SPI_WORDS {
+            self.spi_words.fetch_or(1 << w, Ordering::Release);
+        }
+        self.request()
+    }
+
+    /// On the owner's CPU, once `wanted` gave it a number: the SPI words
+    /// to publish with it (marks cleared).
+    pub fn take_spi_words(&self) -> u32 {
+        if self.spi_words.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.spi_words.swap(0, Ordering::Acquire)
+    }
+
+    /// On the owner's CPU: its read of SPI word `w`, published with the
+    /// next `publish`.
+    pub fn set_spis(&self, w: usize, pending: u32, active: u32) {
+        if let Some(word) = self.spis.get(w) {
+            word.store(pending as u64 | (active as u64) << 32, Ordering::Relaxed);
+        }
+    }
+
+    /// The owner's (pending, active) read of SPI word `w`, published for
+    /// request `number` (`request_spis`) or a later one, if there is one
+    /// yet.
+    pub fn published_spis(&self, number: u32, w: usize) -> Option<(u32, u32)> {
+        let word = self.spis.get(w)?;
+        self.answered(number).then(|| {
+            let view = word.load(Ordering::Relaxed);
+            (view as u32, (view >> 32) as u32)
         })
     }
 }
@@ -2518,17 +2769,29 @@ pub const VIEW_POLLS: u32 = 4 * GIC_POLLS;
 /// On the owner's CPU (its vCPU not running), whose redistributor's RD
 /// frame is at `rd`: answers a request for its private view, if there is
 /// one, with what its own reads of GICR_ISPENDR0 and GICR_ISACTIVER0 show
-/// (`perform`, with the interrupts this CPU holds).
+/// (`perform`, with the interrupts this CPU holds), and with its own read
+/// of each SPI word a reader marked (`own_spi_view`, after the requests
+/// other vCPUs made of it are applied, so a reader that posted one sees
+/// its effect), the distributor being at `distributor`.
 pub fn publish_private_view(
     sgis: &VirtualSgis,
     hv_ppis: u32,
-    rd: u64,
+    (rd, distributor): (u64, u64),
+    holders: &SpiHolders,
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) {
     let Some(number) = sgis.view.wanted() else {
         return;
     };
+    let words = sgis.view.take_spi_words();
+    if words != 0 {
+        held.apply_spi_requests(sgis, holders);
+    }
+    for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
+        let view = own_spi_view(sgis, w, distributor, held, hw);
+        sgis.view.set_spis(w, view.pending, view.active);
+    }
     let mut read = |offset: u64| {
         perform(
             redistributor(offset),
@@ -2558,17 +2821,41 @@ pub fn wait_for_private_view(
     owner: &VirtualSgis,
     number: u32,
     polls: u32,
-    mut meanwhile: impl FnMut() -> bool,
+    meanwhile: impl FnMut() -> bool,
 ) -> Option<(u32, u32)> {
+    wait_for_view(owner, polls, meanwhile, |view| view.published_for(number))
+}
+
+/// `wait_for_private_view` for the owner's view of SPI word `w`, asked
+/// with `PrivateView::request_spis` (number `number`).
+pub fn wait_for_spi_view(
+    owner: &VirtualSgis,
+    number: u32,
+    w: usize,
+    polls: u32,
+    meanwhile: impl FnMut() -> bool,
+) -> Option<(u32, u32)> {
+    wait_for_view(owner, polls, meanwhile, |view| {
+        view.published_spis(number, w)
+    })
+}
+
+/// Polls `published` on `owner`'s view as `wait_for_private_view` says.
+fn wait_for_view<T>(
+    owner: &VirtualSgis,
+    polls: u32,
+    mut meanwhile: impl FnMut() -> bool,
+    published: impl Fn(&PrivateView) -> Option<T>,
+) -> Option<T> {
     for _ in 0..polls {
-        if let Some(view) = owner.view.published_for(number) {
+        if let Some(view) = published(&owner.view) {
             return Some(view);
         }
         if !meanwhile() {
             break;
         }
     }
-    owner.view.published_for(number)
+    published(&owner.view)
 }
 
 /// Per-vCPU state of the virtual SGIs.
@@ -5035,8 +5322,83 @@ mod tests {
                 )
             }
 
+            /// vCPU `reader`'s read of the distributor at `offset`, asking
+            /// the holders of SPIs it does not hold, each answering at an
+            /// exit, as `arch::gic` does (`begin_spi_read`).
             fn read(&mut self, reader: usize, offset: u64) -> u32 {
-                self.access(reader, offset, None).0 as u32
+                let mut read = self.begin_read(reader, offset);
+                let holders = read.holders();
+                for h in (0..32).filter(|h| holders & (1 << h) != 0) {
+                    let view = self.ask_view(h, read.word);
+                    read.answer(h, view, &mut self.dist);
+                }
+                read.value() as u32
+            }
+
+            /// The start of `read`: what the reader knows, whom to ask.
+            fn begin_read(&mut self, reader: usize, offset: u64) -> SpiRead {
+                let RegisterAction::Spi { op, first } = distributor(offset) else {
+                    panic!("{offset:#x} is not an SPI register");
+                };
+                let running = self.running;
+                let access = SpiAccess {
+                    writer: reader,
+                    vcpus: &self.vcpus,
+                    holders: &self.holders,
+                    is_on: move |k: usize| running & (1 << k) != 0,
+                    lines: self.lines,
+                    route: |_| None,
+                };
+                begin_spi_read(
+                    op,
+                    first,
+                    GICD + offset,
+                    4,
+                    &access,
+                    &mut Held {
+                        cpu: &mut self.cpus[reader],
+                        backlog: &mut self.backlogs[reader],
+                    },
+                    &mut self.dist,
+                )
+            }
+
+            /// vCPU `v` asked for its view of SPI word `w`, answering at
+            /// its next exit (None if it is off).
+            fn ask_view(&mut self, v: usize, w: usize) -> Option<(u32, u32)> {
+                let number = self.vcpus[v].view.request_spis(w);
+                if self.running & (1 << v) == 0 {
+                    return None;
+                }
+                self.exit(v);
+                self.vcpus[v].view.published_spis(number, w)
+            }
+
+            /// vCPU `writer`'s write of `value` at `offset`, which ends once
+            /// every vCPU it asked to act has done so, as `arch::gic` waits.
+            fn write(&mut self, writer: usize, offset: u64, value: u32) {
+                let (_, kicks) = self.access(writer, offset, Some(value as u64));
+                let w = (distributor_first(offset) / 32 - 1) as usize;
+                for v in (0..32).filter(|v| kicks & (1 << v) != 0) {
+                    self.ask_view(v, w);
+                }
+            }
+
+            /// One exit of vCPU `v`: the refill, then its answer to the
+            /// views asked of it (`Gic::fill_list_registers`).
+            fn exit(&mut self, v: usize) {
+                self.fill(v);
+                publish_private_view(
+                    &self.vcpus[v],
+                    1 << DEFAULT_MAINTENANCE_INTID,
+                    (GICD + 0xa_0000, GICD),
+                    &self.holders,
+                    &mut Held {
+                        cpu: &mut self.cpus[v],
+                        backlog: &mut self.backlogs[v],
+                    },
+                    &mut self.dist,
+                );
             }
 
             /// One exit's refill on vCPU `v`'s CPU, as `arch::gic` does.
@@ -5115,6 +5477,14 @@ mod tests {
 
         fn active_hw(intid: u32) -> u64 {
             list_register_in(LR_STATE_ACTIVE, intid, Some(intid), 0xa0)
+        }
+
+        /// The first INTID of the SPI register at `offset`.
+        fn distributor_first(offset: u64) -> u32 {
+            match distributor(offset) {
+                RegisterAction::Spi { first, .. } => first,
+                _ => panic!("{offset:#x} is not an SPI register"),
+            }
         }
 
         /// The scenario of R27-7 on one vCPU: GICD_ISACTIVER1 for SPI 33,
@@ -5300,7 +5670,9 @@ mod tests {
                 m.dist.writes.clear();
                 assert_eq!(m.access(1, ICACTIVER1, Some(1 << 1)), (0, 1 << 0));
                 assert!(m.dist.writes.is_empty(), "{:x?}", m.dist.writes);
-                assert_eq!(m.read(1, ISACTIVER1), 0);
+                // Read before vCPU 0 answers (`perform_spi` asks nobody):
+                // the request not yet applied already reads inactive.
+                assert_eq!(m.access(1, ISACTIVER1, None).0, 0);
                 m.fill(1);
                 assert!(m.physically_active(33), "vCPU 1 holds nothing");
                 if set_active {
@@ -5738,6 +6110,129 @@ mod tests {
             m.access(0, ISPENDR1, Some(1 << 8));
             assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 8)]);
         }
+
+        /// Review 41 R41-1 (the reviewer's test, which failed): hv
+        /// acknowledged SPI 40 for vCPU 1, whose list register holds it
+        /// pending (its guest has not acknowledged it). vCPU 0 reads it as
+        /// a GIC shows it: pending, not active; physically it is active
+        /// (hv's acknowledgement), which is what vCPU 0 read before, and
+        /// still reads without vCPU 1's answer.
+        #[test]
+        fn review41_an_spi_pending_on_another_vcpu_reads_inactive() {
+            let mut m = Machine::new(2);
+            m.acknowledged(1, 40);
+            m.cpus[1].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            let active = m.read(0, ISACTIVER1);
+            let pending = m.read(0, ISPENDR1);
+            assert_eq!(
+                (active, pending),
+                (0, 1 << 8),
+                "vCPU 0 sees active={active:#x} pending={pending:#x}"
+            );
+            assert_eq!(m.read(0, ICACTIVER1), 0);
+            assert_eq!(m.read(0, ICPENDR1), 1 << 8);
+            assert_eq!(m.access(0, ISACTIVER1, None).0, 1 << 8, "unanswered");
+            assert_eq!(m.access(0, ISPENDR1, None).0, 0, "unanswered");
+        }
+
+        /// R41-1's transitions, read from vCPU 0 while vCPU 1 holds SPI 40:
+        /// pending in its backlog (every list register in use), pending in
+        /// its list register, acknowledged by its guest (active), pending
+        /// again there (a second edge: active and pending), deactivated by
+        /// its guest (HW bit: physically too; neither), and a software
+        /// entry (EOI bit) its guest ended while hv has not yet deactivated
+        /// the physical SPI (neither). SPIs 41-44, active in vCPU 1's list
+        /// registers, read active.
+        #[test]
+        fn r41_an_spi_another_vcpu_holds_reads_as_its_guest_has_it() {
+            let mut m = Machine::new(2);
+            let busy = 0b1111 << 9;
+            for (n, intid) in (41..45).enumerate() {
+                m.acknowledged(1, intid);
+                m.cpus[1].lrs.lrs[n] = active_hw(intid);
+            }
+            m.acknowledged(1, 40);
+            m.backlogs[1].push(40);
+            assert_eq!(m.read(0, ISACTIVER1), busy, "backlog: not active");
+            assert_eq!(m.read(0, ISPENDR1), 1 << 8, "backlog: pending");
+            assert_eq!(m.backlogs[1].as_slice(), [40], "still waiting");
+            // Its guest ends 41-44; 40 takes a list register.
+            for intid in 41..45 {
+                m.guest_dir(1, intid);
+            }
+            m.exit(1);
+            assert_eq!(m.lr(1, 40), Some(list_register(40, Some(40), 0xa0)));
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 1 << 8));
+            // Its guest acknowledges it.
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (1 << 8, 0));
+            m.dist.pending.insert(40);
+            assert_eq!(
+                (m.read(0, ISACTIVER1), m.read(0, ISPENDR1)),
+                (1 << 8, 1 << 8)
+            );
+            m.dist.pending.remove(&40);
+            // And deactivates it.
+            m.guest_dir(1, 40);
+            assert!(!m.physically_active(40));
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 0));
+            // An ended software entry: physically active until hv's EOI
+            // maintenance, inactive for the guest.
+            m.acknowledged(1, 40);
+            m.cpus[1].lrs.lrs[0] = list_register_in(0, 40, None, 0xa0) | LR_EOI;
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 0));
+            assert!(m.physically_active(40));
+        }
+
+        /// R41-1's writes from vCPU 0 to SPI 40, which vCPU 1 holds
+        /// pending: GICD_ICACTIVER1 has no effect (not active): still
+        /// pending in vCPU 1's list register and physically active once the
+        /// write has ended (vCPU 1 applied it), and read so. GICD_ICPENDR1
+        /// withdraws it before the write ends: vCPU 1's list register
+        /// emptied, the physical SPI deactivated, and it reads neither.
+        /// Active there (its guest acknowledged it), GICD_ICACTIVER1 ends
+        /// it before the write ends.
+        #[test]
+        fn r41_clears_of_an_spi_another_vcpu_holds_take_effect_there() {
+            let mut m = Machine::new(2);
+            m.acknowledged(1, 40);
+            let pending = list_register(40, Some(40), 0xa0);
+            m.cpus[1].lrs.lrs[0] = pending;
+            m.write(0, ICACTIVER1, 1 << 8);
+            assert_eq!(m.lr(1, 40), Some(pending));
+            assert!(m.physically_active(40));
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 1 << 8));
+            m.write(0, ICPENDR1, 1 << 8);
+            assert_eq!(m.lr(1, 40), None);
+            assert!(!m.physically_active(40));
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 0));
+            m.acknowledged(1, 40);
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            assert_eq!(m.read(0, ISACTIVER1), 1 << 8);
+            m.write(0, ICACTIVER1, 1 << 8);
+            assert_eq!(m.lr(1, 40), None);
+            assert!(!m.physically_active(40));
+            assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 0));
+        }
+
+        /// A holder that goes off before it answers (its release ends what
+        /// it held) gives no view: the SPIs asked of it read as the
+        /// distributor has them then (inactive), not as at the start of the
+        /// read (active). Only running holders are asked.
+        #[test]
+        fn r41_a_holder_gone_off_is_read_in_the_distributor() {
+            let mut m = Machine::new(2);
+            m.acknowledged(1, 40);
+            m.cpus[1].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            let mut read = m.begin_read(0, ISACTIVER1);
+            assert_eq!(read.holders(), 1 << 1);
+            assert_eq!(read.value(), 1 << 8, "not answered yet");
+            m.release(1, R35_COUNT);
+            read.answer(1, None, &mut m.dist);
+            assert_eq!((read.holders(), read.value()), (0, 0));
+            m.acknowledged(1, 41);
+            assert_eq!(m.begin_read(0, ISACTIVER1).holders(), 0, "vCPU 1 is off");
+        }
     }
 
     /// The known gap "another vCPU's PPIs read physical": vCPU 1 reads
@@ -5778,7 +6273,8 @@ mod tests {
         publish_private_view(
             &owner,
             MAINTENANCE,
-            RD,
+            (RD, 0x0800_0000),
+            &SpiHolders::new(),
             &mut Held {
                 cpu: &mut cpu,
                 backlog: &mut backlog,

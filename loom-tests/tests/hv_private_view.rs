@@ -7,7 +7,7 @@
 //! `meanwhile`), so neither waits for good.
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiHolders, VirtualSgis};
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::hv_gic::{FakeCpu, NothingActive};
@@ -38,7 +38,8 @@ fn publish(vcpus: &[VirtualSgis; 2], me: usize) {
     vgic::publish_private_view(
         &vcpus[me],
         MAINTENANCE,
-        RD,
+        (RD, 0x0800_0000),
+        &SpiHolders::new(),
         &mut Held {
             cpu: &mut cpu,
             backlog: &mut backlog,

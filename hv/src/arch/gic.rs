@@ -45,6 +45,11 @@ pub struct Gic {
     cpus: ArrayVec<u64, MAX_CPUS>,
     /// The INTIDs the distributor implements (GICD_TYPER).
     spi_lines: u32,
+    /// Whether a read of the SPIs' pending or active registers asks the
+    /// vCPUs holding them for their view, and a write that asked a holder
+    /// to act waits for it (`vgic::begin_spi_read`); false only for the
+    /// broken twin of its QEMU case (`hv.probe=spi-view-no-view`).
+    spi_views: bool,
 }
 
 /// Physical interrupts acknowledged but not yet in a list register.
@@ -65,11 +70,13 @@ fn wait_distributor_rwp(d: u64) -> Result<(), &'static str> {
 impl Gic {
     /// Sets up the distributor (everything group 1, disabled, routed to
     /// the boot CPU) and finds each CPU's redistributor. hv uses at most
-    /// `list_register_limit` list registers (`hv.list-registers=`).
+    /// `list_register_limit` list registers (`hv.list-registers=`);
+    /// `spi_views` as the field says.
     pub fn init(
         platform: &Platform,
         maintenance: u32,
         list_register_limit: Option<usize>,
+        spi_views: bool,
     ) -> Result<Self, &'static str> {
         let d = platform.gic_distributor.base;
         mmio::write32(d + GICD_CTLR, 0);
@@ -139,6 +146,7 @@ impl Gic {
             list_registers,
             cpus: platform.cpus.clone(),
             spi_lines: lines,
+            spi_views,
         })
     }
 
@@ -248,13 +256,15 @@ impl Gic {
     }
 
     /// Answers another vCPU's request for this vCPU's view of its SGIs'
-    /// and PPIs' pending and active state (`vgic::publish_private_view`).
+    /// and PPIs' pending and active state, and of the SPI words it asked
+    /// for (`vgic::publish_private_view`).
     fn publish_view(&self, vcpu: usize) {
         self.with_cpu(vcpu, |backlog, cpu| {
             vgic::publish_private_view(
                 &SGIS[vcpu],
                 1u32 << self.maintenance,
-                self.redistributors[vcpu],
+                (self.redistributors[vcpu], self.distributor),
+                &SPI_HOLDERS,
                 &mut vgic::Held { cpu, backlog },
                 &mut Hardware,
             )
@@ -267,13 +277,38 @@ impl Gic {
     /// view meanwhile; None if it never answered.
     fn remote_view(&self, vcpu: usize, owner: usize, pending: bool) -> Option<u32> {
         let number = SGIS[owner].view.request();
+        let (p, a) = self.wait_for_answer(vcpu, owner, |meanwhile| {
+            vgic::wait_for_private_view(&SGIS[owner], number, vgic::VIEW_POLLS, meanwhile)
+        })?;
+        Some(if pending { p } else { a })
+    }
+
+    /// Another vCPU's (`owner`'s) own read of SPI word `w`'s pending and
+    /// active registers, asked of it and waited for as `remote_view` does
+    /// (`vgic::begin_spi_read`); None if it never answered or went off.
+    fn remote_spi_view(&self, vcpu: usize, owner: usize, w: usize) -> Option<(u32, u32)> {
+        let number = SGIS[owner].view.request_spis(w);
+        self.wait_for_answer(vcpu, owner, |meanwhile| {
+            vgic::wait_for_spi_view(&SGIS[owner], number, w, vgic::VIEW_POLLS, meanwhile)
+        })
+    }
+
+    /// Kicks `owner`, whose view was just asked for, and runs `wait` with
+    /// what to do between polls: answer requests for this vCPU's own view
+    /// (two vCPUs may wait for each other), and go on only while `owner`
+    /// is on.
+    fn wait_for_answer<T>(
+        &self,
+        vcpu: usize,
+        owner: usize,
+        wait: impl FnOnce(&mut dyn FnMut() -> bool) -> Option<T>,
+    ) -> Option<T> {
         self.kick(1 << owner);
-        let (p, a) = vgic::wait_for_private_view(&SGIS[owner], number, vgic::VIEW_POLLS, || {
+        wait(&mut || {
             self.publish_view(vcpu);
             core::hint::spin_loop();
             super::POWER.get(owner) == crate::psci::PowerState::On
-        })?;
-        Some(if pending { p } else { a })
+        })
     }
 
     /// Before this CPU powers off: physical interrupts it acknowledged but
@@ -387,6 +422,28 @@ impl Gic {
                     vgic::route_target(irouter, &self.cpus)
                 },
             };
+            let w = (first / 32).saturating_sub(1) as usize;
+            if write.is_none() {
+                // The SPIs another vCPU holds read as its own read shows
+                // them (review 41 R41-1): asked of it outside the gate.
+                let mut read = self.with_cpu(vcpu, |backlog, cpu| {
+                    vgic::begin_spi_read(
+                        op,
+                        first,
+                        ipa,
+                        size,
+                        &spi,
+                        &mut vgic::Held { cpu, backlog },
+                        &mut Hardware,
+                    )
+                });
+                let holders = if self.spi_views { read.holders() } else { 0 };
+                for owner in (0..32).filter(|k| holders & (1 << k) != 0) {
+                    let view = self.remote_spi_view(vcpu, owner, read.word);
+                    read.answer(owner, view, &mut Hardware);
+                }
+                return Some(read.value() & access.size.mask());
+            }
             let (result, kicks) = self.with_cpu(vcpu, |backlog, cpu| {
                 vgic::perform_spi(
                     op,
@@ -399,7 +456,16 @@ impl Gic {
                     &mut Hardware,
                 )
             });
-            if kicks != 0 {
+            if kicks != 0 && self.spi_views {
+                // The write takes effect on what the holders hold when
+                // they apply it, so it completes only then: each vCPU
+                // kicked answers once it has applied the requests (and
+                // placed what was made active for it), before the
+                // guest's access ends (`vgic::publish_private_view`).
+                for owner in (0..32).filter(|k| kicks & (1 << k) != 0) {
+                    self.remote_spi_view(vcpu, owner, w);
+                }
+            } else if kicks != 0 {
                 self.kick(kicks as u64);
             }
             return Some(result & access.size.mask());

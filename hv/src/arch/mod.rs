@@ -47,6 +47,7 @@ pub mod nested_vgic;
 pub mod selftest;
 pub mod shadow_selftest;
 pub mod shadow_tlb;
+pub mod spi_view_probe;
 pub mod walk_abort_probe;
 
 use crate::bundle::{Bundle, ImageHeader};
@@ -502,7 +503,15 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
             let maintenance = platform
                 .gic_maintenance
                 .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
-            match gic::Gic::init(&platform, maintenance, options.list_register_limit) {
+            // Only the broken twin of the SPI view probe reads the SPIs
+            // other vCPUs hold in their physical state.
+            let spi_views = options.probe != Some(platform::Probe::SpiViewNoView);
+            match gic::Gic::init(
+                &platform,
+                maintenance,
+                options.list_register_limit,
+                spi_views,
+            ) {
                 Ok(gic) => Some(gic),
                 Err(e) => fail(format_args!("GIC: {e}")),
             }
@@ -687,6 +696,9 @@ fn load_guest(
     match probe {
         Some(platform::Probe::WalkAbort) => bundle.kernel = walk_abort_probe::image(),
         Some(platform::Probe::GicActive) => bundle.kernel = gic_active_probe::image(),
+        Some(platform::Probe::SpiView | platform::Probe::SpiViewNoView) => {
+            bundle.kernel = spi_view_probe::image()
+        }
         None => {}
     }
     let image = match ImageHeader::parse(bundle.kernel) {

@@ -1048,7 +1048,7 @@ fn gic_setup(platform: &Platform) {
     };
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
     cpu::isb();
-    let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
+    let gic = match Gic::init(platform, platform.timer.hypervisor, None, true) {
         Ok(gic) => GIC.call_once(|| gic),
         Err(e) => fail(format_args!("nested: GIC: {e}")),
     };

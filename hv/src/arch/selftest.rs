@@ -173,7 +173,7 @@ pub fn run(platform: &Platform, test: SelfTest, ttbr: u64, tcr: u64, device_tree
         let maintenance = platform
             .gic_maintenance
             .unwrap_or(vgic::DEFAULT_MAINTENANCE_INTID);
-        match Gic::init(platform, maintenance, None) {
+        match Gic::init(platform, maintenance, None, true) {
             Ok(gic) => GIC.call_once(|| gic),
             Err(e) => fail(format_args!("selftest {name}: GIC: {e}")),
         };

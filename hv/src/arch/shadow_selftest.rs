@@ -518,7 +518,7 @@ fn watchdog_setup(platform: &Platform, name: &str) -> Gic {
             "selftest {name}: the boot CPU is not under /cpus"
         ));
     };
-    let gic = match Gic::init(platform, platform.timer.hypervisor, None) {
+    let gic = match Gic::init(platform, platform.timer.hypervisor, None, true) {
         Ok(gic) => gic,
         Err(e) => fail(format_args!("selftest {name}: GIC: {e}")),
     };

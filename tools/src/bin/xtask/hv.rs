@@ -1035,6 +1035,31 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 2, "512M")
     },
+    // hv's EL1 probe (hv/src/arch/spi_view_probe.rs): vCPU 1, interrupts
+    // masked, has SPI 100 pending in a list register (hv acknowledged it
+    // there: physically active); vCPU 0 polls GICD_ISACTIVER3 until it
+    // reads inactive, as Linux's synchronize_irq does, and must see it
+    // pending and not active (review 41 R41-1), then through
+    // GICD_ICACTIVER3 (no effect), GICD_ICPENDR3 (withdrawn), vCPU 1's
+    // acknowledgement (active) and EOI (neither).
+    Case {
+        hv_args: "hv.probe=spi-view",
+        expect: Expect::Ends {
+            line: "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither",
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode: hv reads an SPI another vCPU holds in its physical
+    // state (it asks no holder); the poll never sees it inactive.
+    Case {
+        hv_args: "hv.probe=spi-view-no-view",
+        expect: Expect::Ends {
+            line: "UMBRA-SPI-VIEW-FAIL step 4 value 00000010",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
+    },
 ];
 
 /// Seconds one boot may take before it counts as hung.
