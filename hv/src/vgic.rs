@@ -620,21 +620,20 @@ impl<R, P: Fn(usize) -> bool> SpiAccess<'_, R, P> {
 ///   active and not yet placed is active; an SPI the writer holds is
 ///   active when its list register is (a backlog entry, pending, is
 ///   not); others show their physical state, less the clear-active
-///   requests not yet applied. An SPI another vCPU holds with the HW bit
-///   is physically active from hv's acknowledgement or the set-active
-///   until that vCPU's guest deactivates it, so one active in its list
-///   register reads active and reads inactive once deactivated; one hv
-///   acknowledged there that its guest has not yet acknowledged (pending
-///   in the list register or backlog) reads active too, as only that
-///   vCPU's CPU sees its list registers (left as it is).
-/// - Reads of the pending registers (R35-4) show, for what the writer
-///   holds, its list register's pending state (a backlog entry is
-///   pending), and the physical pending state for the rest (an SPI
-///   another vCPU holds pending reads not pending, as only that vCPU's
-///   CPU sees it). Set-pending: an SPI the writer holds pending is
-///   pending already and the write has no effect on it; the rest is
-///   forwarded (an SPI another vCPU holds pending would be delivered
-///   again once handled there: not visible here).
+///   requests not yet applied. Reads of the pending registers (R35-4)
+///   show, for what the writer holds, its list register's pending state
+///   (a backlog entry is pending), and the physical pending state for
+///   the rest. An SPI another running vCPU holds shows that vCPU's own
+///   view once it is asked (review 41 R41-1: `begin_spi_read`, which a
+///   read here is, with nobody asked: the physical state).
+/// - Set-pending: an SPI the writer holds pending is pending already and
+///   the write has no effect on it; the rest is forwarded (an SPI
+///   another vCPU holds pending would be delivered again once handled
+///   there: its view is not asked inside the gate).
+/// - The vCPUs returned to kick have requests to apply (or SPIs to
+///   place): the caller waits for each to answer (`PrivateView`) before
+///   the guest's access ends, so the write takes effect on the holder's
+///   state at one point during it (`arch::gic`).
 #[allow(clippy::too_many_arguments)]
 pub fn perform_spi(
     op: SetClear,

@@ -1,0 +1,154 @@
+//! Loom model of review 41 R41-1's fix: a vCPU's read of an SPI another
+//! vCPU holds asks that vCPU for its own view of the SPI's register word
+//! (`vgic::begin_spi_read`, `PrivateView::request_spis`), and the holder's
+//! CPU answers at its exits (`vgic::publish_private_view`, after its
+//! refill, as `arch::gic::Gic::fill_list_registers` does). hv
+//! acknowledged SPI 40 for vCPU 1 and holds it pending in a list register
+//! (physically active, not pending); vCPU 0's read of GICD_ISPENDR1 must
+//! show it pending, whenever vCPU 1's exits come. The reader marks the
+//! word before it takes its request number; marked after, an answer
+//! published between the two answers the number without the word, and
+//! the read shows the word as it was before (not pending).
+#![cfg(loom)]
+
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, SpiHolders, VirtualSgis};
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::hv_gic::{refill, ActiveSpi, FakeCpu, NothingActive};
+
+const SPI: u32 = 40;
+const GICD: u64 = 0x0800_0000;
+const RD: u64 = 0x080a_0000;
+const ISPENDR1: u64 = 0x0204;
+const MAINTENANCE: u32 = 1 << vgic::DEFAULT_MAINTENANCE_INTID;
+/// Enough polls for loom, whose yield lets the other thread run.
+const POLLS: u32 = 8;
+
+/// What the vCPUs share: their states, the SPI holders and the SPI's
+/// distributor state.
+type Shared = Arc<([VirtualSgis; 2], SpiHolders, Arc<ActiveSpi>)>;
+
+/// The distributor's GICD_ISPENDR1 and GICD_ISACTIVER1 (SPI 40's bit);
+/// everything else (the redistributors) reads 0. No writes.
+struct Distributor(Arc<ActiveSpi>);
+
+impl GicHardware for Distributor {
+    fn read(&mut self, address: u64, _size: u64) -> u64 {
+        let bit = 1 << (SPI - 32);
+        match address - GICD {
+            0x0204 => self.0.pending.load(Ordering::Acquire) as u64 * bit,
+            0x0304 => self.0.active.load(Ordering::Acquire) as u64 * bit,
+            _ => 0,
+        }
+    }
+    fn write(&mut self, address: u64, _size: u64, value: u64) {
+        panic!("no write expected: {value:#x} to {address:#x}");
+    }
+}
+
+/// vCPU `me`'s CPU (`cpu`, `backlog`) answers a request for its view, if
+/// there is one.
+fn publish(
+    (vcpus, holders, spi): &([VirtualSgis; 2], SpiHolders, Arc<ActiveSpi>),
+    me: usize,
+    cpu: &mut FakeCpu<2, Arc<ActiveSpi>>,
+    backlog: &mut Backlog,
+) {
+    vgic::publish_private_view(
+        &vcpus[me],
+        MAINTENANCE,
+        (RD, GICD),
+        holders,
+        &mut Held { cpu, backlog },
+        &mut Distributor(spi.clone()),
+    );
+}
+
+#[test]
+fn an_spi_pending_on_another_vcpu_reads_pending() {
+    loom::model(|| {
+        let spi = Arc::new(ActiveSpi::new(SPI));
+        let shared: Shared = Arc::new((
+            [VirtualSgis::new(), VirtualSgis::new()],
+            SpiHolders::new(),
+            spi.clone(),
+        ));
+        // vCPU 1's CPU acknowledges the pending SPI (its holder now) and
+        // puts it in a list register, pending.
+        spi.pending.store(true, Ordering::Release);
+        let mut holder_cpu = FakeCpu::new([0; 2], spi.clone());
+        let mut holder_backlog = Backlog::new();
+        vgic::take_interrupts(
+            &mut holder_cpu,
+            vgic::DEFAULT_MAINTENANCE_INTID,
+            &shared.0[1],
+            &shared.1,
+            1,
+            &mut holder_backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(holder_cpu.holding(SPI), 1);
+        assert_eq!(shared.1.recorded_holder(SPI), Some(1));
+        let kicked = Arc::new(AtomicBool::new(false));
+        // vCPU 1: an exit before the kick (or after it: loom decides),
+        // then the kick's.
+        let holder = {
+            let (shared, kicked) = (shared.clone(), kicked.clone());
+            thread::spawn(move || {
+                refill(
+                    &mut holder_cpu,
+                    &shared.0[1],
+                    &shared.1,
+                    &mut holder_backlog,
+                );
+                publish(&shared, 1, &mut holder_cpu, &mut holder_backlog);
+                while !kicked.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                refill(
+                    &mut holder_cpu,
+                    &shared.0[1],
+                    &shared.1,
+                    &mut holder_backlog,
+                );
+                publish(&shared, 1, &mut holder_cpu, &mut holder_backlog);
+            })
+        };
+        // vCPU 0 reads GICD_ISPENDR1, asking vCPU 1, as `arch::gic` does.
+        let (vcpus, holders, _) = &*shared;
+        let access = SpiAccess {
+            writer: 0,
+            vcpus,
+            holders,
+            is_on: |_| true,
+            lines: 1020,
+            route: |_| None,
+        };
+        let mut cpu = FakeCpu::new([0; 2], NothingActive);
+        let mut backlog = Backlog::new();
+        let mut read = vgic::begin_spi_read(
+            vgic::SetClear::PendingSet,
+            32,
+            GICD + ISPENDR1,
+            4,
+            &access,
+            &mut Held {
+                cpu: &mut cpu,
+                backlog: &mut backlog,
+            },
+            &mut Distributor(spi.clone()),
+        );
+        assert_eq!(read.holders(), 1 << 1, "vCPU 1 is asked");
+        let number = vcpus[1].view.request_spis(read.word);
+        // (The DSB and the kick SGI.)
+        kicked.store(true, Ordering::Release);
+        let view = vgic::wait_for_spi_view(&vcpus[1], number, read.word, POLLS, || {
+            thread::yield_now();
+            true
+        });
+        read.answer(1, view, &mut Distributor(spi.clone()));
+        assert_eq!(read.value(), 1 << (SPI - 32), "pending, as vCPU 1 has it");
+        holder.join().unwrap();
+    });
+}
