@@ -1,6 +1,6 @@
 //! The fake GIC CPU interface the hv vGIC loom models (`hv_spi_active`,
-//! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`) share:
-//! a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
+//! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`,
+//! `hv_spi_view`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
 //! state kept by `P` (each model says which INTIDs a deactivation may
 //! find active, and which one an acknowledgement may take), and an exit's
 //! refill as `arch::gic` runs it.
