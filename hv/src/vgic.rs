@@ -919,7 +919,10 @@ impl SpiRead {
 /// `SpiRead::answer` and returns `SpiRead::value`. The read of each SPI
 /// takes effect when its state was read: at the start for those the
 /// reader knows, at the holder's answer for the others, all during the
-/// guest's access.
+/// guest's access. A holder that ended the SPI before it answers, and
+/// another vCPU's acknowledgement of it since, give the distributor's
+/// state (active, while that vCPU's guest may have it only pending): the
+/// next read asks the new holder.
 ///
 /// The start runs inside `SpiHolders`' gate, alone, so the table names
 /// the holder of every SPI physically active (no acknowledgement is

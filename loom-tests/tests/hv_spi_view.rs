@@ -96,23 +96,16 @@ fn an_spi_pending_on_another_vcpu_reads_pending() {
         let holder = {
             let (shared, kicked) = (shared.clone(), kicked.clone());
             thread::spawn(move || {
-                refill(
-                    &mut holder_cpu,
-                    &shared.0[1],
-                    &shared.1,
-                    &mut holder_backlog,
-                );
-                publish(&shared, 1, &mut holder_cpu, &mut holder_backlog);
+                let mut exit = || {
+                    let (vcpus, holders, _) = &*shared;
+                    refill(&mut holder_cpu, &vcpus[1], holders, &mut holder_backlog);
+                    publish(&shared, 1, &mut holder_cpu, &mut holder_backlog);
+                };
+                exit();
                 while !kicked.load(Ordering::Acquire) {
                     thread::yield_now();
                 }
-                refill(
-                    &mut holder_cpu,
-                    &shared.0[1],
-                    &shared.1,
-                    &mut holder_backlog,
-                );
-                publish(&shared, 1, &mut holder_cpu, &mut holder_backlog);
+                exit();
             })
         };
         // vCPU 0 reads GICD_ISPENDR1, asking vCPU 1, as `arch::gic` does.

@@ -164,30 +164,6 @@ umbra_gic_active_probe:
     hvc     #0
     b       .
 
-umbra_gic_active_probe_fail:
-    adr     x1, umbra_gic_active_probe_fail_msg
-    bl      umbra_gic_active_probe_puts
-    add     x11, x20, #0x30
-    bl      umbra_gic_active_probe_putc
-    adr     x1, umbra_gic_active_probe_value_msg
-    bl      umbra_gic_active_probe_puts
-    mov     x15, #28
-2:  lsr     x14, x9, x15
-    and     x14, x14, #0xf
-    cmp     x14, #10
-    add     x11, x14, #0x30
-    add     x14, x14, #0x57
-    csel    x11, x14, x11, hs
-    bl      umbra_gic_active_probe_putc
-    subs    x15, x15, #4
-    b.ge    2b
-    mov     x11, #10
-    bl      umbra_gic_active_probe_putc
-    movz    x0, #0x8400, lsl #16
-    movk    x0, #9                      // PSCI SYSTEM_RESET
-    hvc     #0
-    b       .
-
 // vCPU 1 (PSCI CPU_ON; interrupts masked, as PSCI enters): its virtual
 // CPU interface on, its timer PPI 27 enabled and expired, then it spins
 // (hv takes the physical PPI on its behalf; it never takes the virtual
@@ -210,21 +186,9 @@ umbra_gic_active_probe_secondary:
     isb
 8:  b       8b
 
-// x1: a NUL-terminated string to the PL011 data register.
-umbra_gic_active_probe_puts:
-    movz    x3, #0x0900, lsl #16
-3:  ldrb    w2, [x1], #1
-    cbz     w2, 4f
-    strb    w2, [x3]
-    b       3b
-4:  ret
-
-// x11: one byte.
-umbra_gic_active_probe_putc:
-    movz    x3, #0x0900, lsl #16
-    strb    w11, [x3]
-    ret
-
+"#,
+    probe_asm_report!("umbra_gic_active_probe"),
+    r#"
 umbra_gic_active_probe_pass_msg:
     .asciz  "UMBRA-GIC-ACTIVE-PASS SGI 3 and PPI 23 made active, deactivated by ICC_DIR_EL1 and by GICR_ICACTIVER0; SPI 33 by ICC_DIR_EL1 and by GICD_ICACTIVER1; vCPU 1's PPI 27 read from vCPU 0 pending, not active\n"
 umbra_gic_active_probe_fail_msg:

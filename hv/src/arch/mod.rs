@@ -27,6 +27,10 @@ macro_rules! assembled_image {
 // declared before the `nested_l1*` modules that use them).
 #[macro_use]
 mod nested_l1_asm;
+// The failure report the EL1 probes share (a macro, so declared before
+// them).
+#[macro_use]
+mod probe_asm;
 
 pub mod boot;
 pub mod console;

@@ -40,6 +40,25 @@ use core::arch::global_asm;
 
 global_asm!(
     r#"
+// Fails the step unless SPI 100 reads `pending` (1 or 0) in GICD_ISPENDR3
+// and `active` in GICD_ISACTIVER3 (w9: the register that did not).
+.macro UMBRA_SPI_VIEW_EXPECT pending, active
+    ldr     w9, [x22, #0x20c]           // GICD_ISPENDR3
+    tst     w9, w23
+    .if \pending
+    b.eq    umbra_spi_view_probe_fail
+    .else
+    b.ne    umbra_spi_view_probe_fail
+    .endif
+    ldr     w9, [x22, #0x30c]           // GICD_ISACTIVER3
+    tst     w9, w23
+    .if \active
+    b.eq    umbra_spi_view_probe_fail
+    .else
+    b.ne    umbra_spi_view_probe_fail
+    .endif
+.endm
+
 .pushsection .rodata.umbra_spi_view_probe, "a"
 .balign 4096
 .global umbra_spi_view_probe
@@ -98,27 +117,15 @@ umbra_spi_view_probe:
     b       umbra_spi_view_probe_fail
     // 5. Pending.
 3:  mov     x20, #5
-    ldr     w9, [x22, #0x20c]           // GICD_ISPENDR3
-    tst     w9, w23
-    b.eq    umbra_spi_view_probe_fail
+    UMBRA_SPI_VIEW_EXPECT 1, 0
     // 6. GICD_ICACTIVER3: still pending, not active.
     mov     x20, #6
     str     w23, [x22, #0x38c]          // GICD_ICACTIVER3
-    ldr     w9, [x22, #0x20c]
-    tst     w9, w23
-    b.eq    umbra_spi_view_probe_fail
-    ldr     w9, [x22, #0x30c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
+    UMBRA_SPI_VIEW_EXPECT 1, 0
     // 7. GICD_ICPENDR3: neither, and gone from vCPU 1's list register.
     mov     x20, #7
     str     w23, [x22, #0x28c]          // GICD_ICPENDR3
-    ldr     w9, [x22, #0x20c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
-    ldr     w9, [x22, #0x30c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
+    UMBRA_SPI_VIEW_EXPECT 0, 0
     mov     x10, #2
     bl      umbra_spi_view_probe_wait_flag
     // 8. Pending again, acknowledged by vCPU 1: active, not pending.
@@ -126,24 +133,14 @@ umbra_spi_view_probe:
     str     w23, [x22, #0x20c]          // GICD_ISPENDR3
     mov     x10, #3
     bl      umbra_spi_view_probe_wait_flag
-    ldr     w9, [x22, #0x30c]
-    tst     w9, w23
-    b.eq    umbra_spi_view_probe_fail
-    ldr     w9, [x22, #0x20c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
+    UMBRA_SPI_VIEW_EXPECT 0, 1
     // 9. Ended by vCPU 1's EOI: neither.
     mov     x20, #9
     mov     w4, #4
     str     w4, [x19]
     mov     x10, #5
     bl      umbra_spi_view_probe_wait_flag
-    ldr     w9, [x22, #0x30c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
-    ldr     w9, [x22, #0x20c]
-    tst     w9, w23
-    b.ne    umbra_spi_view_probe_fail
+    UMBRA_SPI_VIEW_EXPECT 0, 0
     adr     x1, umbra_spi_view_probe_pass_msg
     bl      umbra_spi_view_probe_puts
     movz    x0, #0x8400, lsl #16
@@ -161,30 +158,6 @@ umbra_spi_view_probe_wait_flag:
     b.ne    4b
     b       umbra_spi_view_probe_fail
 5:  ret
-
-umbra_spi_view_probe_fail:
-    adr     x1, umbra_spi_view_probe_fail_msg
-    bl      umbra_spi_view_probe_puts
-    add     x11, x20, #0x30
-    bl      umbra_spi_view_probe_putc
-    adr     x1, umbra_spi_view_probe_value_msg
-    bl      umbra_spi_view_probe_puts
-    mov     x15, #28
-6:  lsr     x14, x9, x15
-    and     x14, x14, #0xf
-    cmp     x14, #10
-    add     x11, x14, #0x30
-    add     x14, x14, #0x57
-    csel    x11, x14, x11, hs
-    bl      umbra_spi_view_probe_putc
-    subs    x15, x15, #4
-    b.ge    6b
-    mov     x11, #10
-    bl      umbra_spi_view_probe_putc
-    movz    x0, #0x8400, lsl #16
-    movk    x0, #9                      // PSCI SYSTEM_RESET
-    hvc     #0
-    b       .
 
 // vCPU 1 (PSCI CPU_ON; interrupts masked, as PSCI enters, and never
 // unmasked): its virtual CPU interface on (EOImode 0), then it follows
@@ -232,21 +205,9 @@ umbra_spi_view_probe_secondary:
     str     w4, [x5]
 11: b       11b
 
-// x1: a NUL-terminated string to the PL011 data register.
-umbra_spi_view_probe_puts:
-    movz    x3, #0x0900, lsl #16
-12: ldrb    w2, [x1], #1
-    cbz     w2, 13f
-    strb    w2, [x3]
-    b       12b
-13: ret
-
-// x11: one byte.
-umbra_spi_view_probe_putc:
-    movz    x3, #0x0900, lsl #16
-    strb    w11, [x3]
-    ret
-
+"#,
+    probe_asm_report!("umbra_spi_view_probe"),
+    r#"
 umbra_spi_view_probe_pass_msg:
     .asciz  "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither\n"
 umbra_spi_view_probe_fail_msg:
