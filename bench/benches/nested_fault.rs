@@ -93,8 +93,9 @@ fn scattered_faults(c: &mut Criterion) {
 }
 
 /// What Umbra's service did over a benchmark's passes: its "hit" faults
-/// are hits only as far as these counts say (a full bucket evicts, and
-/// the evicted page's next fault walks).
+/// are hits only as far as these counts say (should a leaf's buckets and
+/// the stash be full, an eviction, and the evicted page's next fault
+/// walks).
 fn report_umbra_work(id: &str, design: Design, before: &Stats, after: &Stats) {
     if design != Design::KvmStyle {
         eprintln!(

@@ -609,30 +609,15 @@ mod tests {
         assert_eq!(seen, (0..1000).collect::<Vec<u64>>());
         assert_eq!(h.order, Harness::scattered(1000).order);
         h.empty(Design::UmbraInline, Emptied::L0Unmap);
-        // Every page whose walk result the L0 unmap left cached is a hit.
-        // Not every page is cached: the leaf hash is keyed per run (review
-        // 38 R38-1), and a page evicted by a full bucket and stash, or by
-        // a re-walked page's insert during the pass, is walked again.
-        let umbra_key = context_key(&h.fixture.key(VMID));
-        let worker = h.umbra.worker();
-        let guard = worker.pin();
-        let cached = (0..1000)
-            .filter(|&page| {
-                h.umbra
-                    .lookup(&umbra_key, L1Fixture::l2_ipa(page), &guard)
-                    .is_some()
-            })
-            .count() as u64;
-        drop(guard);
+        // The L0 unmap keeps the walk results, and a cache with twice the
+        // places holds all 1000 under any key of the leaf hash (keyed per
+        // run since review 38; with one bucket per leaf, 785-996 of the
+        // 1000 were still cached, depending on the key, until leaves had
+        // second buckets): every fault of the pass is a hit.
         let before = h.umbra_stats();
         h.pass(Design::UmbraInline, 1);
         let after = h.umbra_stats();
-        let hits = after.hits - before.hits;
-        let evicted = after.evictions - before.evictions;
-        assert!(cached > 0, "the L0 unmap left no walk result cached");
-        assert!(
-            hits <= cached && hits + evicted >= cached,
-            "{hits} hits for {cached} cached pages ({evicted} evicted in the pass)"
-        );
+        assert_eq!(after.evictions, 0, "no leaf was ever evicted");
+        assert_eq!(after.hits - before.hits, 1000);
     }
 }

@@ -14,10 +14,12 @@ pub type UmbraService = Service<Memslots<'static>, L0RegionMap, HostBackend>;
 
 /// A service whose budget holds `entries_per_context` 4 KiB entries in
 /// each of `contexts` contexts (cache slots, shadow tables, reverse map),
-/// so the budget evicts nothing a benchmark fills. A full cache bucket
-/// still may (its 4 places hold a hash's neighbours): about 0.08% of 1M
-/// scattered pages (review 20 R20-4; the nested-fault benchmarks print
-/// the counts).
+/// so the budget evicts nothing a benchmark fills. With at least twice
+/// as many leaf places as entries, the leaf cache's second buckets leave
+/// no leaf without room in practice (none lost in 4,000 simulated runs
+/// under random keys: `shadow_mmu::table`'s module documentation); the
+/// nested-fault benchmarks print the evictions they see. (With one bucket
+/// per leaf this was 2-4% of the leaves once review 38 keyed the hash.)
 pub fn service(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> UmbraService {
     let frames_needed = contexts * (entries_per_context.div_ceil(512) + 8);
     let mut bytes = 1 << 22;

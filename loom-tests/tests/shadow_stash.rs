@@ -9,11 +9,9 @@
 
 mod shadow_support;
 
-use loom::thread;
-use shadow_mmu::cache::{CachedWalk, LEAF_STASH};
+use shadow_mmu::cache::LEAF_STASH;
 use shadow_mmu::context::Capacity;
 use shadow_support::*;
-use walker::{AccessKind, Stage2Walker};
 
 /// One bucket of four leaves and, under loom, a stash of four: pages 0-3
 /// fill the bucket, pages 4-7 the stash. Pages 0-3 are then cached again
@@ -23,23 +21,12 @@ use walker::{AccessKind, Stage2Walker};
 #[test]
 fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
     assert_eq!(LEAF_STASH, 4, "the model counts on a stash of one bucket");
-    let features = features();
     let capacity = Capacity {
         contexts: 1,
         leaves_per_context: 4,
         paths_per_context: 4,
     };
-    // The walks, made once (walks are not the subject).
-    let memory = memory_with_pages(9);
-    let walker = Stage2Walker::new(key(ROOT).registers(), &features);
-    let leaves: Vec<CachedWalk> = (0..9u64)
-        .map(|i| {
-            let t = walker
-                .walk(&memory, i << 12, AccessKind::Read)
-                .expect("mapped");
-            CachedWalk::from_translation(&t)
-        })
-        .collect();
+    let leaves = page_leaves(9);
     loom::model(move || {
         let (collector, directory) = directory(capacity, 0x5eed);
         let handle = collector.register();
@@ -53,22 +40,7 @@ fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
                 assert_eq!(a.cache_leaf(&mut held, leaves[page], &guard), None);
             }
         }
-        let writer = {
-            let directory = directory.clone();
-            let collector = collector.clone();
-            let leaf = leaves[8];
-            thread::spawn(move || {
-                let handle = collector.register();
-                let guard = handle.pin();
-                let a = directory.get(&key(ROOT), &guard).expect("A");
-                let mut held = a.lock();
-                assert_eq!(
-                    a.cache_leaf(&mut held, leaf, &guard),
-                    Some((4 << 12, 1 << 12)),
-                    "the oldest leaf, in the stash, is evicted"
-                );
-            })
-        };
+        let writer = cache_leaf_in_thread(&directory, &collector, leaves[8]);
         {
             let guard = handle.pin();
             let a = directory.get(&key(ROOT), &guard).expect("A");
@@ -79,7 +51,11 @@ fn a_stashed_leaf_is_evicted_and_replaced_under_a_reader() {
             }
             assert!(a.lookup(0, &guard).is_some(), "page 0 stays cached");
         }
-        writer.join().unwrap();
+        assert_eq!(
+            writer.join().unwrap(),
+            Some((4 << 12, 1 << 12)),
+            "the oldest leaf, in the stash, is evicted"
+        );
         let guard = handle.pin();
         let a = directory.get(&key(ROOT), &guard).expect("A");
         assert!(a.lookup(4 << 12, &guard).is_none(), "page 4 was evicted");

@@ -357,6 +357,14 @@ impl<S> Context<S> {
         self.cache.insert_leaf(&mut held.index, leaf, guard)
     }
 
+    /// The leaf table's buckets for a 4 KiB leaf at `ipa`: its first and,
+    /// if it has one other than the first, its second (for the loom
+    /// models, which choose pages by where their leaves go).
+    #[cfg(loom)]
+    pub fn page_buckets(&self, ipa: u64) -> (usize, Option<usize>) {
+        self.cache.page_buckets(ipa)
+    }
+
     /// Caches the table descriptors of a successful walk `t` (made with
     /// this context's walker) that are not cached yet, as the service's
     /// install does, for the loom models. Returns how many live entries

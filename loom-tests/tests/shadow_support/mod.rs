@@ -99,6 +99,40 @@ pub fn memory() -> SparseMemory {
     SparseMemory { words }
 }
 
+/// The cached leaves of pages `0..pages` of [`memory_with_pages`] in the
+/// first tree (ROOT), walked once outside the models (walks are not their
+/// subject).
+pub fn page_leaves(pages: u64) -> Vec<shadow_mmu::cache::CachedWalk> {
+    let memory = memory_with_pages(pages);
+    let walker = walker::Stage2Walker::new(key(ROOT).registers(), &features());
+    (0..pages)
+        .map(|i| {
+            let t = walker
+                .walk(&memory, i << 12, AccessKind::Read)
+                .expect("mapped");
+            shadow_mmu::cache::CachedWalk::from_translation(&t)
+        })
+        .collect()
+}
+
+/// A model thread that caches `leaf` in the context of the first tree
+/// (ROOT) under its lock, as an install does; joins to what was evicted.
+pub fn cache_leaf_in_thread(
+    directory: &Arc<shadow_mmu::context::Directory<()>>,
+    collector: &crossbeam_epoch::Collector,
+    leaf: shadow_mmu::cache::CachedWalk,
+) -> loom::thread::JoinHandle<Option<(u64, u64)>> {
+    let directory = directory.clone();
+    let collector = collector.clone();
+    loom::thread::spawn(move || {
+        let handle = collector.register();
+        let guard = handle.pin();
+        let a = directory.get(&key(ROOT), &guard).expect("A");
+        let mut held = a.lock();
+        a.cache_leaf(&mut held, leaf, &guard)
+    })
+}
+
 /// The first tree (ROOT) with `pages` pages from L2 IPA 0 mapped, page
 /// `i` to OLD + i pages (the second tree as in [`memory`]).
 pub fn memory_with_pages(pages: u64) -> SparseMemory {
