@@ -1015,6 +1015,14 @@ pub enum NestedDemo {
     /// own AT on its stage-1 walk with a PAR_EL1 fault value instead of
     /// filling the shadow: L1 must catch it (this run must fail).
     AtNoL2Fill,
+    /// `sve`: L1 (`arch::nested_l1_sve`) sets its ZCR_EL2 and SMCR_EL2 to
+    /// short lengths, checks its own vector lengths at virtual EL2 (RDVL,
+    /// RDSVL) and L2's, limited by them (`nested::vector`).
+    Sve,
+    /// `sve-no-l2-limit`: the same, but hv runs L2 under its own ZCR_EL2
+    /// and SMCR_EL2, not limited by L1's: L2's lengths are too long (this
+    /// run must fail).
+    SveNoL2Limit,
 }
 
 /// How the guest gets its interrupts.
@@ -1113,6 +1121,8 @@ impl Options {
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
                 "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
                 "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
+                "hv.nested=sve" => options.nested = Some(NestedDemo::Sve),
+                "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1522,6 +1532,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=at").map(|o| o.nested),
             Ok(Some(NestedDemo::At))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=sve").map(|o| o.nested),
+            Ok(Some(NestedDemo::Sve))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=sve-no-l2-limit").map(|o| o.nested),
+            Ok(Some(NestedDemo::SveNoL2Limit))
         );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),

@@ -380,6 +380,9 @@ pub fn hdfgwtr2_el2(features: &CpuFeatures) -> u64 {
     value
 }
 
+/// ZCR_EL2 for hv's guests: LEN 0xf, the longest vectors the CPU has.
+pub const ZCR_EL2_LONGEST: u64 = 0xf;
+
 // SMCR_EL2 bits.
 pub const SMCR_LEN_MAX: u64 = 0xf;
 pub const SMCR_EZT0: u64 = 1 << 30;

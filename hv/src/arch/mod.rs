@@ -44,6 +44,7 @@ pub mod nested_l1_at;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
+pub mod nested_l1_sve;
 pub mod nested_l1_timer;
 pub mod nested_l1_traps;
 pub mod nested_timer;
@@ -965,7 +966,7 @@ fn configure_el2_traps(f: &CpuFeatures) {
         write_sysreg!("s3_4_c1_c2_2", sysregs::hcrx_el2(f)); // HCRX_EL2
     }
     if f.has_sve() {
-        write_sysreg!("s3_4_c1_c2_0", 0xf); // ZCR_EL2: the longest vectors
+        write_sysreg!("s3_4_c1_c2_0", sysregs::ZCR_EL2_LONGEST); // ZCR_EL2
     }
     if f.has_sme() {
         write_sysreg!("s3_4_c1_c2_6", sysregs::smcr_el2(f)); // SMCR_EL2

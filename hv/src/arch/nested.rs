@@ -109,6 +109,7 @@ use walker::{ExposedFeatures, IdRegisters};
 mod at;
 mod mmu;
 mod traps;
+mod vector;
 
 /// The physical CPU (platform index) of the second vCPU, which L1 starts
 /// with PSCI CPU_ON: vCPU 0 runs on the boot CPU, the service on
@@ -271,6 +272,9 @@ struct Nested {
     /// L1's EL2 trap controls: hv's own values, what L1 is shown
     /// (`arch::nested::traps`).
     traps: traps::TrapSetup,
+    /// L1's ZCR_EL2 and SMCR_EL2: what L1 is shown of SVE and SME, hv's
+    /// own values (`arch::nested::vector`).
+    vector: vector::VectorSetup,
     /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
     l1_timer_ppis: TimerPpis,
     hardware_timer_ppis: HardwarePpis,
@@ -370,6 +374,12 @@ struct Vcpu {
     /// were reported (`arch::nested::traps`).
     traps: L1TrapControls,
     traps_seen: u8,
+    /// L1's ZCR_EL2 and SMCR_EL2 while L2 runs (while L1 runs they are
+    /// the hardware ZCR_EL1 and SMCR_EL1), and which of their trapped
+    /// accesses were reported (`arch::nested::vector`).
+    l1_zcr: u64,
+    l1_smcr: u64,
+    vector_seen: u8,
     /// L1's and L2's generic timers (`arch::nested_timer`).
     timers: VcpuTimers,
     /// This vCPU's handle on the service, made at its first use and kept:
@@ -437,6 +447,9 @@ impl Vcpu {
                 |nested| nested.traps.reset(),
             ),
             traps_seen: 0,
+            l1_zcr: 0,
+            l1_smcr: 0,
+            vector_seen: 0,
             timers: vcpu_timers(),
             worker: None,
             counts: Counts::default(),
@@ -763,6 +776,7 @@ pub fn run(
         NestedDemo::At | NestedDemo::AtNoS12 | NestedDemo::AtNoL2Fill => {
             super::nested_l1_at::image()
         }
+        NestedDemo::Sve | NestedDemo::SveNoL2Limit => super::nested_l1_sve::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -904,6 +918,18 @@ pub fn run(
                 _ => traps::TrapDefect::None,
             },
         ),
+        vector: vector::VectorSetup::new(
+            features,
+            [
+                shown(IdRegister::Pfr0),
+                shown(IdRegister::Pfr1),
+                shown(IdRegister::Smfr0),
+            ],
+            match demo {
+                NestedDemo::SveNoL2Limit => vector::VectorDefect::NoL2Limit,
+                _ => vector::VectorDefect::None,
+            },
+        ),
         l1_timer_ppis: TimerPpis {
             hyp_physical: platform.timer.hypervisor,
             hyp_virtual: platform
@@ -972,6 +998,7 @@ pub fn run(
     };
     mmu::load_l1_regime(nested, &NonVheRegime::RESET);
     traps::start_l1(nested);
+    vector::start_l1(nested);
     enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID (L1's, the
     // one L2 uses with L1's stage 2 off, the shadows'): earlier software
@@ -1012,6 +1039,8 @@ pub fn run(
             NestedDemo::At => " (at: L1's address translation instructions, emulated)",
             NestedDemo::AtNoS12 => " (at-no-s12: hv answers L1's AT S12E* with stage 1 only; this run must fail)",
             NestedDemo::AtNoL2Fill => " (at-no-l2-fill: hv answers the stage-2 abort of L2's AT on its walk with a PAR_EL1 fault; this run must fail)",
+            NestedDemo::Sve => " (sve: L1's ZCR_EL2 and SMCR_EL2 set its own and L2's SVE and SME vector lengths)",
+            NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -1498,6 +1527,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 write_el1(register, vcpu.vncr.el1(register));
             }
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
@@ -1547,6 +1577,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 write_el1(register, vcpu.vncr.el1(register));
             }
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
@@ -1631,6 +1662,7 @@ fn enter_l1_from_l2(
     write_sysreg!("far_el1", far);
     vcpu.hpfar = hpfar;
     enter_l1_regime(mmu::l1_hcr(nested, vcpu));
+    vector::exit_l2(nested, vcpu);
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;
     vcpu.mode = Mode::L1;
@@ -1733,6 +1765,10 @@ fn l1_system_instruction(
     }
     // CPTR_EL2, MDCR_EL2 (and a VHE L1's CPACR_EL1, its CPTR_EL2).
     if traps::l1_access(nested, vcpu, frame, access) {
+        return;
+    }
+    // ZCR_EL2 and SMCR_EL2 (L1's SVE and SME vector lengths).
+    if vector::l1_access(nested, vcpu, frame, access) {
         return;
     }
     // A non-VHE L1's EL2 stage-1 registers; a VHE L1's EL2&0 registers
@@ -2427,6 +2463,7 @@ fn second_vcpu_main() -> ! {
     write_sysreg!("vbar_el1", 0);
     mmu::load_l1_regime(nested, &NonVheRegime::RESET);
     traps::start_l1(nested);
+    vector::start_l1(nested);
     enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID, as on the
     // boot CPU (review 24 N4).

@@ -488,6 +488,9 @@ const EC_FP: u64 = 0x07;
 const EC_SYSREG: u64 = 0x18;
 const EC_SVE: u64 = 0x19;
 const EC_SME: u64 = 0x1d;
+/// EC 0x1D's ISS SMTC \[2:0\], and its value for an SMCR_ELx.EZT0 trap.
+const SMTC: u64 = 0b111;
+const SMTC_EZT0: u64 = 0b100;
 
 /// TCR2_EL1 and SCTLR2_EL1 (op0 3, op1 0, CRn 2/1, CRm 0, op2 3), and
 /// the GCS registers GCSCR_EL1, GCSPR_EL1, GCSCRE0_EL1 (op0 3, op1 0, CRn
@@ -530,6 +533,11 @@ pub fn l2_trap_route(esr: u64, l1: &L1TrapControls) -> L2TrapRoute {
     let asked = match (esr >> 26) & 0x3f {
         EC_FP => t.fp,
         EC_SVE => t.sve,
+        // SMTC 0b100: a ZT0 access trapped by SMCR_EL2.EZT0, which hv
+        // sets for itself wherever FEAT_SME2 exists and clears for L2
+        // exactly where L1's SMCR_EL2 does (`vector::l2_hardware_smcr_el2`):
+        // L1's, forwarded with the rest.
+        EC_SME if esr & SMTC == SMTC_EZT0 => return L2TrapRoute::Other,
         EC_SME => t.sme,
         EC_SYSREG => {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
@@ -907,6 +915,11 @@ mod tests {
                 "{esr:#x}"
             );
         }
+        // A ZT0 access trapped by SMCR_EL2.EZT0 (SMTC 0b100) is L1's
+        // whatever its CPTR_EL2 says: only L1's EZT0 makes it reach hv.
+        let ezt0 = sme | 0b100;
+        assert_eq!(l2_trap_route(ezt0, &untrapped), L2TrapRoute::Other);
+        assert_eq!(l2_trap_route(ezt0, &trapped), L2TrapRoute::Other);
         // E2H = 0: TFP alone traps FP, not SVE.
         let tfp = controls(CptrLayout::Nvhe, cptr::NVHE_TFP, 0);
         assert_eq!(l2_trap_route(fp, &tfp), L2TrapRoute::ForwardToL1);

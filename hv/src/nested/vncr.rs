@@ -21,6 +21,14 @@ pub const VPIDR_EL2: usize = 0x088;
 pub const TPIDR_EL2: usize = 0x090;
 pub const HCRX_EL2: usize = 0x0a0;
 
+/// L2's ZCR_EL1 (FEAT_SVE) and SMCR_EL1 (FEAT_SME): a VHE L1's ZCR_EL12
+/// and SMCR_EL12, a non-VHE L1's ZCR_EL1 and SMCR_EL1. Swapped with the
+/// hardware only where the host has the feature (an access to them is
+/// UNDEFINED otherwise), by `arch::nested::vector`, not with
+/// [`El1Register`].
+pub const ZCR_EL1: usize = 0x1e0;
+pub const SMCR_EL1: usize = 0x1f0;
+
 /// L2's EL1 registers that hv swaps with the hardware's on every switch
 /// between L1 and L2 (while L1 runs, the hardware EL1 registers hold L1's
 /// virtual EL2 state and these words hold L2's).

@@ -306,6 +306,9 @@ struct Case {
 const MAX: &str = "max,pauth-impdef=on";
 /// The `traps` L1's PASS line (`hv/src/arch/nested_l1_traps.rs`).
 const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok";
+/// The `sve` L1's PASS line (`hv/src/arch/nested_l1_sve.rs`).
+const SVE_PASS: &str =
+    "l1: UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok restored=ok";
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -738,6 +741,27 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=traps-no-hpme-guard",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: L1's EL2-only counter 5 (HPMN 1, HPME, NSH) counted hv's EL2 cycles while hv handled L2's exit: ",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // L1's SVE and SME vector lengths (hv/README.md, "SVE and SME for
+    // L1 and L2"): its ZCR_EL2 and SMCR_EL2 read back, set its own
+    // lengths at virtual EL2 and limit L2's.
+    Case {
+        hv_args: "hv.nested=sve",
+        expect: Expect::Ends {
+            line: SVE_PASS,
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode: L2 run under hv's own ZCR_EL2/SMCR_EL2, not
+    // limited by L1's: L2's vector length is the longest.
+    Case {
+        hv_args: "hv.nested=sve-no-l2-limit",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's SVE vector length is not limited by L1's ZCR_EL2.LEN 1 (32 bytes): ",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
