@@ -1023,6 +1023,10 @@ pub enum NestedDemo {
     /// and SMCR_EL2, not limited by L1's: L2's lengths are too long (this
     /// run must fail).
     SveNoL2Limit,
+    /// `sve-no-l2-fa64`: the same, but L2 runs with hv's own SMCR_EL2.FA64
+    /// and EZT0, not L1's: L2's Advanced SIMD instruction in Streaming SVE
+    /// mode does not trap (this run must fail).
+    SveNoL2Fa64,
 }
 
 /// How the guest gets its interrupts.
@@ -1123,6 +1127,7 @@ impl Options {
                 "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
                 "hv.nested=sve" => options.nested = Some(NestedDemo::Sve),
                 "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
+                "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1540,6 +1545,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=sve-no-l2-limit").map(|o| o.nested),
             Ok(Some(NestedDemo::SveNoL2Limit))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=sve-no-l2-fa64").map(|o| o.nested),
+            Ok(Some(NestedDemo::SveNoL2Fa64))
         );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),

@@ -776,7 +776,9 @@ pub fn run(
         NestedDemo::At | NestedDemo::AtNoS12 | NestedDemo::AtNoL2Fill => {
             super::nested_l1_at::image()
         }
-        NestedDemo::Sve | NestedDemo::SveNoL2Limit => super::nested_l1_sve::image(),
+        NestedDemo::Sve | NestedDemo::SveNoL2Limit | NestedDemo::SveNoL2Fa64 => {
+            super::nested_l1_sve::image()
+        }
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -927,6 +929,7 @@ pub fn run(
             ],
             match demo {
                 NestedDemo::SveNoL2Limit => vector::VectorDefect::NoL2Limit,
+                NestedDemo::SveNoL2Fa64 => vector::VectorDefect::NoL2Fa64,
                 _ => vector::VectorDefect::None,
             },
         ),
@@ -1041,6 +1044,7 @@ pub fn run(
             NestedDemo::AtNoL2Fill => " (at-no-l2-fill: hv answers the stage-2 abort of L2's AT on its walk with a PAR_EL1 fault; this run must fail)",
             NestedDemo::Sve => " (sve: L1's ZCR_EL2 and SMCR_EL2 set its own and L2's SVE and SME vector lengths)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
+            NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,

@@ -8,25 +8,29 @@
 //!
 //! L1 (its stack at +1 MiB, L2's stage 2 at +2 MiB mapping L2 IPA 0x80000
 //! to the L2 payload page, VMID 5, virtual HCR_EL2 RW, DC, VM):
-//! 1. checks it is shown SVE and SME; reads ZCR_EL2 at reset (LEN 0xf,
-//!    hv's choice) and its own vector length there (RDVL, the longest);
+//! 1. checks it is shown SVE, SME and FEAT_SME_FA64; reads ZCR_EL2 at
+//!    reset (LEN 0xf, hv's choice) and its own vector length there (RDVL,
+//!    the longest);
 //! 2. writes ZCR_EL2 with LEN 1 and every other bit set: reads back 1
 //!    (\[8:4\] RAZ/WI, the rest RES0), also through ZCR_EL1 (the same
 //!    register at EL2 with E2H = 1), and RDVL gives 32 bytes; a write of
 //!    LEN 3 through ZCR_EL1 reads back through ZCR_EL2; then LEN 1 again;
 //! 3. the same for SMCR_EL2 (LEN 0xf at reset, LEN 1 written with the
-//!    RAZ/WI bits set): reads back 1, RDSVL gives 32 bytes;
+//!    RAZ/WI bits set, FA64 clear): reads back 1, RDSVL gives 32 bytes;
 //! 4. with its CPTR_EL2 (written through CPACR_EL1) trapping SVE (ZEN
 //!    0b00), its MRS ZCR_EL2 takes an SVE trap at its own EL2 (VBAR_EL2 +
 //!    0x200, ESR_EL2 0x66000000); with SMEN 0b00, MRS SMCR_EL2 an SME trap
 //!    (0x76000000); its handler re-enables both and steps over;
 //! 5. sets L2's CPACR_EL1 (FP, SVE, SME on), ZCR_EL1 and SMCR_EL1 (LEN
-//!    0xf) through the `_EL12` encodings (its VNCR page) and ERETs into
-//!    L2, which reads its lengths (RDVL, RDSVL: 32 bytes, limited by L1's
-//!    EL2 LEN 1), its ZCR_EL1 and SMCR_EL1 (0xf, as L1 set them), writes
-//!    both 0 and reads its lengths again (16 bytes), then `hvc #1`;
-//! 6. L1 checks those, that ZCR_EL12 and SMCR_EL12 read L2's 0, and that
-//!    its own ZCR_EL2, SMCR_EL2 and lengths are still LEN 1, 32 bytes;
+//!    0xf) and VBAR_EL1 through the `_EL12` encodings (its VNCR page) and
+//!    ERETs into L2, which reads its lengths (RDVL, RDSVL: 32 bytes,
+//!    limited by L1's EL2 LEN 1), its ZCR_EL1 and SMCR_EL1 (0xf, as L1 set
+//!    them), writes both 0 and reads its lengths again (16 bytes), sets
+//!    its SMCR_EL1.FA64 and runs an Advanced SIMD vector instruction in
+//!    Streaming SVE mode, which takes an SME trap at its own EL1 (L1's
+//!    FA64 is clear), then `hvc #1`;
+//! 6. L1 checks those, that ZCR_EL12 and SMCR_EL12 read what L2 wrote, and
+//!    that its own ZCR_EL2, SMCR_EL2 and lengths are still LEN 1, 32 bytes;
 //! 7. prints `UMBRA-NESTED-PASS sve ...` and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
@@ -67,6 +71,11 @@ umbra_l1_sve_image:
     adr     x10, umbra_l1v_msg_no_sme
     mov     x11, x1
     cbz     x1, umbra_l1v_fail
+    mrs     x1, s3_0_c0_c4_5                // ID_AA64SMFR0_EL1
+    lsr     x1, x1, #63
+    adr     x10, umbra_l1v_msg_no_fa64
+    mov     x11, x1
+    cbz     x1, umbra_l1v_fail
     mrs     x19, s3_4_c1_c2_0               // ZCR_EL2
     UMBRA_L1V_EXPECT x19, 0xf, umbra_l1v_msg_zcr_reset
     UMBRA_L1V_RDVL 20
@@ -88,8 +97,9 @@ umbra_l1_sve_image:
     msr     s3_4_c1_c2_0, x1
     UMBRA_L1V_PUTS umbra_l1v_msg_zcr_ok
     // 3. SMCR_EL2: LEN 0xf at reset; LEN 1 with the RAZ/WI bits set.
-    mrs     x19, s3_4_c1_c2_6               // SMCR_EL2
-    and     x19, x19, #0xf
+    mrs     x20, s3_4_c1_c2_6               // SMCR_EL2
+    UMBRA_L1V_REPORT umbra_l1v_msg_smcr_reset_value, x20
+    and     x19, x20, #0xf
     UMBRA_L1V_EXPECT x19, 0xf, umbra_l1v_msg_smcr_reset
     mov     x1, #0x1f1
     msr     s3_4_c1_c2_6, x1
@@ -128,6 +138,8 @@ umbra_l1_sve_image:
     mov     x1, #0xf
     msr     s3_5_c1_c2_0, x1                // ZCR_EL12
     msr     s3_5_c1_c2_6, x1                // SMCR_EL12
+    UMBRA_L1V_MOV64 x1, {l2_vectors}
+    msr     s3_5_c12_c0_0, x1               // VBAR_EL12
     isb
     UMBRA_L1V_PUTS umbra_l1v_msg_enter
     UMBRA_L1V_AT_L2_PAYLOAD
@@ -192,11 +204,14 @@ umbra_l1v_lower_sync:
     ldr     x19, [sp, #64]
     UMBRA_L1V_EXPECT x19, 16, umbra_l1v_msg_l2_svl_short
     UMBRA_L1V_PUTS umbra_l1v_msg_l2_ok
+    ldr     x19, [sp, #72]
+    UMBRA_L1V_EXPECT x19, {esr_streaming}, umbra_l1v_msg_fa64
+    UMBRA_L1V_PUTS umbra_l1v_msg_fa64_ok
     // L2's writes reached its VNCR words; L1's own state is back.
     mrs     x19, s3_5_c1_c2_0               // ZCR_EL12
     UMBRA_L1V_EXPECT x19, 0, umbra_l1v_msg_zcr12
     mrs     x19, s3_5_c1_c2_6               // SMCR_EL12
-    UMBRA_L1V_EXPECT x19, 0, umbra_l1v_msg_smcr12
+    UMBRA_L1V_EXPECT x19, {fa64}, umbra_l1v_msg_smcr12
     mrs     x19, s3_4_c1_c2_0
     UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_after
     mrs     x19, s3_4_c1_c2_6
@@ -215,19 +230,23 @@ umbra_l1v_own_expect:
 umbra_l1v_own_traps:
     .quad   0
 umbra_l1v_msg_reset:    .asciz "L1 (sve): at virtual EL2, shown SVE and SME; ZCR_EL2 at reset LEN 0xf, its RDVL (bytes) "
+umbra_l1v_msg_smcr_reset_value: .asciz "L1: SMCR_EL2 at reset (LEN 0xf, FA64 and EZT0 where shown) "
 umbra_l1v_msg_zcr_ok:   .asciz "L1: ZCR_EL2 = LEN 1 (RAZ/WI and RES0 bits dropped), the same register as ZCR_EL1 with E2H = 1; its own RDVL at virtual EL2: 32 bytes\n"
 umbra_l1v_msg_smcr_ok:  .asciz "L1: SMCR_EL2 = LEN 1; its own RDSVL at virtual EL2: 32 bytes\n"
 umbra_l1v_msg_own_traps_ok: .asciz "L1: with its CPTR_EL2 trapping SVE (SME) its MRS ZCR_EL2 (SMCR_EL2) trapped at its own EL2 (EC 0x19, 0x1d)\n"
 umbra_l1v_msg_enter:    .asciz "L1: L2's ZCR_EL1 and SMCR_EL1 = LEN 0xf through ZCR_EL12/SMCR_EL12; ERET to L2\n"
 umbra_l1v_msg_l2_ok:    .asciz "L1: L2's RDVL and RDSVL gave 32 bytes (limited by L1's LEN 1), its ZCR_EL1/SMCR_EL1 read 0xf, 16 bytes after it wrote LEN 0\n"
-umbra_l1v_msg_after_ok: .asciz "L1: ZCR_EL12/SMCR_EL12 read L2's 0; L1's own ZCR_EL2/SMCR_EL2 and lengths unchanged after L2 ran\n"
-umbra_l1v_msg_pass:     .asciz "UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok restored=ok\n"
+umbra_l1v_msg_fa64_ok:  .asciz "L1: with L1's SMCR_EL2.FA64 0, L2's Advanced SIMD instruction in Streaming SVE mode took the SME trap at L2's EL1 (ESR_EL1 0x76000001) though L2's own FA64 is 1\n"
+umbra_l1v_msg_after_ok: .asciz "L1: ZCR_EL12/SMCR_EL12 read what L2 wrote (0, FA64); L1's own ZCR_EL2/SMCR_EL2 and lengths unchanged after L2 ran\n"
+umbra_l1v_msg_pass:     .asciz "UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok\n"
 umbra_l1v_msg_nl:       .asciz "\n"
 umbra_l1v_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1v_msg_el:       .asciz "CurrentEL is not 2: "
 umbra_l1v_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 umbra_l1v_msg_no_sve:   .asciz "L1 is not shown FEAT_SVE: ID_AA64PFR0_EL1.SVE "
 umbra_l1v_msg_no_sme:   .asciz "L1 is not shown FEAT_SME: ID_AA64PFR1_EL1.SME "
+umbra_l1v_msg_no_fa64:  .asciz "L1 is not shown FEAT_SME_FA64: ID_AA64SMFR0_EL1.FA64 "
+umbra_l1v_msg_fa64:     .asciz "L2's Advanced SIMD instruction in streaming mode did not trap at its EL1 (L1's SMCR_EL2.FA64 0): ESR_EL1 "
 umbra_l1v_msg_zcr_reset: .asciz "ZCR_EL2 at reset is not LEN 0xf: "
 umbra_l1v_msg_zcr_kept: .asciz "ZCR_EL2 does not read back LEN 1 alone: "
 umbra_l1v_msg_zcr_el1:  .asciz "ZCR_EL1 (ZCR_EL2 with E2H = 1) does not read L1's ZCR_EL2: "
@@ -245,7 +264,7 @@ umbra_l1v_msg_l2_smcr:  .asciz "L2's SMCR_EL1 is not what L1 set through SMCR_EL
 umbra_l1v_msg_l2_vl_short: .asciz "L2's SVE vector length after its ZCR_EL1 = 0 is not 16 bytes: "
 umbra_l1v_msg_l2_svl_short: .asciz "L2's streaming vector length after its SMCR_EL1 = 0 is not 16 bytes: "
 umbra_l1v_msg_zcr12:    .asciz "ZCR_EL12 does not read the 0 L2 wrote to its ZCR_EL1: "
-umbra_l1v_msg_smcr12:   .asciz "SMCR_EL12 does not read the 0 L2 wrote to its SMCR_EL1: "
+umbra_l1v_msg_smcr12:   .asciz "SMCR_EL12 does not read what L2 wrote to its SMCR_EL1 (FA64): "
 umbra_l1v_msg_zcr_after: .asciz "L1's ZCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_smcr_after: .asciz "L1's SMCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_own_vl_after: .asciz "L1's own SVE vector length changed while L2 ran: "
@@ -264,8 +283,28 @@ umbra_l2v_payload:
     isb
     UMBRA_L1V_RDVL 7
     UMBRA_L1V_RDSVL 8
+    // Its own FA64 set, L1's clear: an Advanced SIMD vector instruction
+    // in Streaming SVE mode is illegal, an SME trap at L2's EL1 (x9 its
+    // ESR_EL1; 0 if none).
+    mov     x1, #{fa64}
+    msr     s3_0_c1_c2_6, x1
+    mov     x9, #0
+    .inst   0xd503437f                      // smstart sm
+    .inst   0x4ea08400                      // add v0.4s, v0.4s, v0.4s
+    .inst   0xd503427f                      // smstop sm
     hvc     #1
     b       .
+
+// L2's vector table (at L2 IPA 0x80800): its synchronous exception at
+// EL1 with SP_EL1 records ESR_EL1 in x9 and steps over the instruction.
+.balign 2048
+umbra_l2v_vectors:
+    .skip   0x200
+    mrs     x9, esr_el1
+    mrs     x10, elr_el1
+    add     x10, x10, #4
+    msr     elr_el1, x10
+    eret
 .balign 4096
 .global umbra_l1_sve_image_end
 umbra_l1_sve_image_end:
@@ -282,12 +321,21 @@ umbra_l1_sve_image_end:
     cptr_all = const FPEN | ZEN | SMEN,
     cptr_no_sve = const FPEN | SMEN,
     cptr_no_sme = const FPEN | ZEN,
+    fa64 = const crate::nested::vector::bits::SMCR_FA64,
+    esr_streaming = const ESR_STREAMING_ILLEGAL,
+    l2_vectors = const L2_VECTORS,
 );
 
 use crate::nested::traps::cptr::{VHE_FPEN as FPEN, VHE_SMEN as SMEN, VHE_ZEN as ZEN};
 
 /// The vector length L1's LEN 1 asks for, in bytes: (1 + 1) * 128 bits.
 pub const L1_VECTOR_BYTES: u64 = 32;
+/// An SME trap for an instruction illegal in Streaming SVE mode: EC
+/// 0x1D, IL 1, SMTC 0b001.
+pub const ESR_STREAMING_ILLEGAL: u64 = 0x1d << 26 | 1 << 25 | 1;
+/// L2's VBAR_EL1: its vector table, 2 KiB into its payload page at L2
+/// IPA 0x80000.
+pub const L2_VECTORS: u64 = 0x80800;
 /// HVC #1 from AArch64: EC 0x16, IL 1, the immediate in ISS.
 pub const ESR_HVC_1: u64 = 0x16 << 26 | 1 << 25 | 1;
 

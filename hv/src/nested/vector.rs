@@ -264,7 +264,10 @@ mod tests {
         let zcr = SysRegAccess::mrs(3, 4, 1, 2, 0, 1);
         let smcr = SysRegAccess::mrs(3, 4, 1, 2, 6, 1);
         assert_eq!(VectorRegister::from_access(&zcr), Some(VectorRegister::Zcr));
-        assert_eq!(VectorRegister::from_access(&smcr), Some(VectorRegister::Smcr));
+        assert_eq!(
+            VectorRegister::from_access(&smcr),
+            Some(VectorRegister::Smcr)
+        );
         // ZCR_EL1/EL12, SMCR_EL1/EL12, HCRX_EL2 (op2 2) are not these.
         for (op1, op2) in [(0, 0), (5, 0), (0, 6), (5, 6), (4, 2)] {
             let other = SysRegAccess::mrs(3, op1, 1, 2, op2, 1);

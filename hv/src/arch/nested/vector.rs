@@ -21,6 +21,7 @@
 
 use super::{cpu, exception_for_l1, instruction_length, read_sysreg, write_sysreg};
 use super::{GuestFrame, Nested, SysRegAccess, Vcpu};
+use crate::nested::vector::bits::{SMCR_EZT0, SMCR_FA64};
 use crate::nested::vector::{
     l1_vector_access, l2_hardware_smcr_el2, l2_hardware_zcr_el2, L1VectorAccess, VectorFeatures,
     VectorRegister,
@@ -35,6 +36,9 @@ pub(super) enum VectorDefect {
     None,
     /// L2 runs under hv's own ZCR_EL2 and SMCR_EL2, not limited by L1's.
     NoL2Limit,
+    /// L2's lengths are limited by L1's, but its SMCR_EL2.FA64 and EZT0
+    /// are hv's own.
+    NoL2Fa64,
 }
 
 /// What the vector-length switch needs, fixed at set-up.
@@ -86,6 +90,10 @@ pub(super) fn start_l1(nested: &Nested) {
 pub(super) fn enter_l2(nested: &Nested, vcpu: &mut Vcpu) {
     let v = &nested.vector;
     let limited = v.defect != VectorDefect::NoL2Limit;
+    let hv_flags = match v.defect {
+        VectorDefect::NoL2Fa64 => SMCR_FA64 | SMCR_EZT0,
+        _ => 0,
+    };
     if let Some(hv_zcr) = v.hv_zcr {
         vcpu.l1_zcr = read_sysreg!("s3_0_c1_c2_0");
         let zcr_el2 = if limited {
@@ -99,7 +107,7 @@ pub(super) fn enter_l2(nested: &Nested, vcpu: &mut Vcpu) {
     if let Some(hv_smcr) = v.hv_smcr {
         vcpu.l1_smcr = read_sysreg!("s3_0_c1_c2_6");
         let smcr_el2 = if limited {
-            l2_hardware_smcr_el2(hv_smcr, vcpu.l1_smcr)
+            l2_hardware_smcr_el2(hv_smcr, vcpu.l1_smcr) | (hv_smcr & hv_flags)
         } else {
             hv_smcr
         };

@@ -308,7 +308,7 @@ const MAX: &str = "max,pauth-impdef=on";
 const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok";
 /// The `sve` L1's PASS line (`hv/src/arch/nested_l1_sve.rs`).
 const SVE_PASS: &str =
-    "l1: UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok restored=ok";
+    "l1: UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok";
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -756,12 +756,22 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 2, "512M")
     },
-    // Its failure mode: L2 run under hv's own ZCR_EL2/SMCR_EL2, not
+    // Its failure modes: L2 run under hv's own ZCR_EL2/SMCR_EL2, not
     // limited by L1's: L2's vector length is the longest.
     Case {
         hv_args: "hv.nested=sve-no-l2-limit",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: L2's SVE vector length is not limited by L1's ZCR_EL2.LEN 1 (32 bytes): ",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // And L2 run with hv's own SMCR_EL2.FA64: its Advanced SIMD
+    // instruction in Streaming SVE mode is legal, no trap.
+    Case {
+        hv_args: "hv.nested=sve-no-l2-fa64",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's Advanced SIMD instruction in streaming mode did not trap at its EL1 (L1's SMCR_EL2.FA64 0): ESR_EL1 0x0000000000000000",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
