@@ -1023,6 +1023,9 @@ pub enum NestedDemo {
     /// and SMCR_EL2, not limited by L1's: L2's lengths are too long (this
     /// run must fail).
     SveNoL2Limit,
+    /// `sve-nvhe`: the `sve` L1 as a non-VHE guest hypervisor (E2H = 0,
+    /// NV1 = 1): its ZCR_EL1 and SMCR_EL1 are L2's (the VNCR words).
+    SveNvhe,
     /// `sve-no-l2-fa64`: the same, but L2 runs with hv's own SMCR_EL2.FA64
     /// and EZT0, not L1's: L2's Advanced SIMD instruction in Streaming SVE
     /// mode does not trap (this run must fail).
@@ -1127,6 +1130,7 @@ impl Options {
                 "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
                 "hv.nested=sve" => options.nested = Some(NestedDemo::Sve),
                 "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
+                "hv.nested=sve-nvhe" => options.nested = Some(NestedDemo::SveNvhe),
                 "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
@@ -1545,6 +1549,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=sve-no-l2-limit").map(|o| o.nested),
             Ok(Some(NestedDemo::SveNoL2Limit))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=sve-nvhe").map(|o| o.nested),
+            Ok(Some(NestedDemo::SveNvhe))
         );
         assert_eq!(
             Options::parse("hv.nested=sve-no-l2-fa64").map(|o| o.nested),

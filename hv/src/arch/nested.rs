@@ -744,7 +744,11 @@ pub fn run(
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
     let non_vhe = matches!(
         demo,
-        NestedDemo::Mmu | NestedDemo::MmuNoT0sz | NestedDemo::MmuNoEl2Tlbi | NestedDemo::TrapsNvhe
+        NestedDemo::Mmu
+            | NestedDemo::MmuNoT0sz
+            | NestedDemo::MmuNoEl2Tlbi
+            | NestedDemo::TrapsNvhe
+            | NestedDemo::SveNvhe
     );
     let image = match demo {
         NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
@@ -776,9 +780,10 @@ pub fn run(
         NestedDemo::At | NestedDemo::AtNoS12 | NestedDemo::AtNoL2Fill => {
             super::nested_l1_at::image()
         }
-        NestedDemo::Sve | NestedDemo::SveNoL2Limit | NestedDemo::SveNoL2Fa64 => {
-            super::nested_l1_sve::image()
-        }
+        NestedDemo::Sve
+        | NestedDemo::SveNvhe
+        | NestedDemo::SveNoL2Limit
+        | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -1043,6 +1048,7 @@ pub fn run(
             NestedDemo::AtNoS12 => " (at-no-s12: hv answers L1's AT S12E* with stage 1 only; this run must fail)",
             NestedDemo::AtNoL2Fill => " (at-no-l2-fill: hv answers the stage-2 abort of L2's AT on its walk with a PAR_EL1 fault; this run must fail)",
             NestedDemo::Sve => " (sve: L1's ZCR_EL2 and SMCR_EL2 set its own and L2's SVE and SME vector lengths)",
+            NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
             NestedDemo::Demo => "",

@@ -1,9 +1,11 @@
 //! The `sve` guest hypervisor (L1) and its guest (L2): L1's ZCR_EL2 and
 //! SMCR_EL2, the SVE and SME vector lengths of its own code at virtual EL2
 //! and the limits of L2's (`crate::nested::vector`,
-//! `arch::nested::vector`). A VHE L1 (E2H = 1) with its MMU off, shown
-//! FEAT_SVE and FEAT_SME (QEMU `-cpu max`, whose lengths are every power
-//! of two from 128 to 2048 bits). Copied by `arch::nested` into L1's
+//! `arch::nested::vector`). A VHE L1 (E2H = 1; `hv.nested=sve`) when
+//! shown FEAT_VHE, else a non-VHE one (E2H = 0, NV1 = 1;
+//! `hv.nested=sve-nvhe`), with its MMU off, shown FEAT_SVE and FEAT_SME
+//! (QEMU `-cpu max`, whose lengths are every power of two from 128 to
+//! 2048 bits). Copied by `arch::nested` into L1's
 //! memory like `arch::nested_l1`; data to hv, never executed at EL2.
 //!
 //! L1 (its stack at +1 MiB, L2's stage 2 at +2 MiB mapping L2 IPA 0x80000
@@ -12,17 +14,20 @@
 //!    reset (LEN 0xf, hv's choice) and its own vector length there (RDVL,
 //!    the longest);
 //! 2. writes ZCR_EL2 with LEN 1 and every other bit set: reads back 1
-//!    (\[8:4\] RAZ/WI, the rest RES0), also through ZCR_EL1 (the same
-//!    register at EL2 with E2H = 1), and RDVL gives 32 bytes; a write of
-//!    LEN 3 through ZCR_EL1 reads back through ZCR_EL2; then LEN 1 again;
+//!    (\[8:4\] RAZ/WI, the rest RES0) and RDVL gives 32 bytes; with E2H
+//!    = 1 ZCR_EL1 is the same register (reads 1; a write of LEN 3 through
+//!    it reads back through ZCR_EL2; then LEN 1 again), with E2H = 0 it is
+//!    L2's (a write of 3 reads back there, ZCR_EL2 and RDVL unchanged);
 //! 3. the same for SMCR_EL2 (LEN 0xf at reset, LEN 1 written with the
 //!    RAZ/WI bits set, FA64 clear): reads back 1, RDSVL gives 32 bytes;
-//! 4. with its CPTR_EL2 (written through CPACR_EL1) trapping SVE (ZEN
-//!    0b00), its MRS ZCR_EL2 takes an SVE trap at its own EL2 (VBAR_EL2 +
+//! 4. with its CPTR_EL2 (E2H = 1: written through CPACR_EL1) trapping
+//!    SVE (ZEN 0b00, TZ), its MRS ZCR_EL2 takes an SVE trap at its own EL2 (VBAR_EL2 +
 //!    0x200, ESR_EL2 0x66000000); with SMEN 0b00, MRS SMCR_EL2 an SME trap
-//!    (0x76000000); its handler re-enables both and steps over;
+//!    (SMEN 0b00, TSM: 0x76000000); its handler re-enables both and steps
+//!    over;
 //! 5. sets L2's CPACR_EL1 (FP, SVE, SME on), ZCR_EL1 and SMCR_EL1 (LEN
-//!    0xf) and VBAR_EL1 through the `_EL12` encodings (its VNCR page) and
+//!    0xf) and VBAR_EL1 (its VNCR page: the `_EL12` encodings with E2H =
+//!    1, the `_EL1` ones with E2H = 0) and
 //!    ERETs into L2, which reads its lengths (RDVL, RDSVL: 32 bytes,
 //!    limited by L1's EL2 LEN 1), its ZCR_EL1 and SMCR_EL1 (0xf, as L1 set
 //!    them), writes both 0 and reads its lengths again (16 bytes), sets
@@ -47,6 +52,27 @@ global_asm!(
 .macro UMBRA_L1V_RDSVL d
     .inst   0x04bf5820 | \d
 .endm
+// Branches to \label when L1 runs with E2H = 1 (clobbers x4).
+.macro UMBRA_L1V_IF_VHE label
+    adr     x4, umbra_l1v_e2h
+    ldr     x4, [x4]
+    cbnz    x4, \label
+.endm
+// L1's CPTR_EL2 = entry \index of its layout's table: through CPACR_EL1
+// with E2H = 1, CPTR_EL2 with E2H = 0 (clobbers x1, x4).
+.macro UMBRA_L1V_SET_CPTR index
+    adr     x4, umbra_l1v_e2h
+    ldr     x4, [x4]
+    cbz     x4, 81f
+    adr     x1, umbra_l1v_vhe_cptr
+    ldr     x1, [x1, #(8 * \index)]
+    msr     cpacr_el1, x1
+    b       82f
+81: adr     x1, umbra_l1v_nvhe_cptr
+    ldr     x1, [x1, #(8 * \index)]
+    msr     s3_4_c1_c1_2, x1
+82: isb
+.endm
 
 .pushsection .rodata.umbra_l1_sve, "a"
 .balign 4096
@@ -60,6 +86,12 @@ umbra_l1_sve_image:
     adr     x1, umbra_l1v_vectors
     msr     vbar_el2, x1
     isb
+    // VHE (E2H = 1) if shown FEAT_VHE (ID_AA64MMFR1_EL1.VH), else
+    // non-VHE (E2H = 0).
+    mrs     x1, id_aa64mmfr1_el1
+    ubfx    x1, x1, #8, #4
+    adr     x2, umbra_l1v_e2h
+    str     x1, [x2]
     // 1. Shown SVE (ID_AA64PFR0_EL1 [35:32]) and SME (PFR1 [27:24]).
     mrs     x1, id_aa64pfr0_el1
     ubfx    x1, x1, #32, #4
@@ -85,10 +117,23 @@ umbra_l1_sve_image:
     msr     s3_4_c1_c2_0, x1
     mrs     x19, s3_4_c1_c2_0
     UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_kept
-    mrs     x19, s3_0_c1_c2_0               // ZCR_EL1: ZCR_EL2 with E2H = 1
-    UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_el1
     UMBRA_L1V_RDVL 19
     UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_vl
+    UMBRA_L1V_IF_VHE 1f
+    // E2H = 0: ZCR_EL1 is L2's (the VNCR word, NV1 = 1), not L1's own.
+    mov     x1, #3
+    msr     s3_0_c1_c2_0, x1
+    mrs     x19, s3_4_c1_c2_0
+    UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_el1_nvhe
+    mrs     x19, s3_0_c1_c2_0
+    UMBRA_L1V_EXPECT x19, 3, umbra_l1v_msg_zcr_el1_l2
+    UMBRA_L1V_RDVL 19
+    UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_vl
+    UMBRA_L1V_PUTS umbra_l1v_msg_zcr_ok_nvhe
+    b       2f
+    // E2H = 1: ZCR_EL1 is ZCR_EL2.
+1:  mrs     x19, s3_0_c1_c2_0
+    UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_el1
     mov     x1, #3
     msr     s3_0_c1_c2_0, x1
     mrs     x19, s3_4_c1_c2_0
@@ -96,6 +141,7 @@ umbra_l1_sve_image:
     mov     x1, #1
     msr     s3_4_c1_c2_0, x1
     UMBRA_L1V_PUTS umbra_l1v_msg_zcr_ok
+2:
     // 3. SMCR_EL2: LEN 0xf at reset; LEN 1 with the RAZ/WI bits set.
     mrs     x20, s3_4_c1_c2_6               // SMCR_EL2
     UMBRA_L1V_REPORT umbra_l1v_msg_smcr_reset_value, x20
@@ -108,39 +154,42 @@ umbra_l1_sve_image:
     UMBRA_L1V_RDSVL 19
     UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_svl
     UMBRA_L1V_PUTS umbra_l1v_msg_smcr_ok
-    // 4. CPTR_EL2 (its CPACR_EL1 encoding) trapping SVE, then SME: the
-    // access traps at its own EL2 with the exact syndrome.
+    // 4. CPTR_EL2 trapping SVE, then SME: the access traps at its own
+    // EL2 with the exact syndrome.
     UMBRA_L1V_MOV64 x1, {esr_sve}
     adr     x2, umbra_l1v_own_expect
     str     x1, [x2]
-    UMBRA_L1V_MOV64 x1, {cptr_no_sve}
-    msr     cpacr_el1, x1
-    isb
+    UMBRA_L1V_SET_CPTR 1
     mrs     x2, s3_4_c1_c2_0
     UMBRA_L1V_MOV64 x1, {esr_sme}
     adr     x2, umbra_l1v_own_expect
     str     x1, [x2]
-    UMBRA_L1V_MOV64 x1, {cptr_no_sme}
-    msr     cpacr_el1, x1
-    isb
+    UMBRA_L1V_SET_CPTR 2
     mrs     x2, s3_4_c1_c2_6
     adr     x4, umbra_l1v_own_traps
     ldr     x19, [x4]
     UMBRA_L1V_EXPECT x19, 2, umbra_l1v_msg_own_traps
     UMBRA_L1V_PUTS umbra_l1v_msg_own_traps_ok
-    // 5. L2: its stage 2; CPACR_EL1, ZCR_EL1, SMCR_EL1 through the _EL12
-    // encodings (the VNCR page).
+    // 5. L2: its stage 2; CPACR_EL1, ZCR_EL1, SMCR_EL1, VBAR_EL1 (the
+    // VNCR page) through the _EL12 encodings with E2H = 1, the _EL1 ones
+    // with E2H = 0.
     add     x13, x9, #0x200000
     UMBRA_L1V_L2_STAGE2_TABLES umbra_l2v_payload
     UMBRA_L1V_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
-    UMBRA_L1V_MOV64 x1, {cptr_all}
-    msr     s3_5_c1_c0_2, x1                // CPACR_EL12
-    mov     x1, #0xf
-    msr     s3_5_c1_c2_0, x1                // ZCR_EL12
-    msr     s3_5_c1_c2_6, x1                // SMCR_EL12
-    UMBRA_L1V_MOV64 x1, {l2_vectors}
-    msr     s3_5_c12_c0_0, x1               // VBAR_EL12
-    isb
+    UMBRA_L1V_MOV64 x5, {cpacr_all}
+    mov     x6, #0xf
+    UMBRA_L1V_MOV64 x7, {l2_vectors}
+    UMBRA_L1V_IF_VHE 3f
+    msr     cpacr_el1, x5
+    msr     s3_0_c1_c2_0, x6                // ZCR_EL1
+    msr     s3_0_c1_c2_6, x6                // SMCR_EL1
+    msr     vbar_el1, x7
+    b       4f
+3:  msr     s3_5_c1_c0_2, x5                // CPACR_EL12
+    msr     s3_5_c1_c2_0, x6                // ZCR_EL12
+    msr     s3_5_c1_c2_6, x6                // SMCR_EL12
+    msr     s3_5_c12_c0_0, x7               // VBAR_EL12
+4:  isb
     UMBRA_L1V_PUTS umbra_l1v_msg_enter
     UMBRA_L1V_AT_L2_PAYLOAD
     eret
@@ -176,8 +225,7 @@ umbra_l1v_own_sync:
     ldr     x5, [x4]
     add     x5, x5, #1
     str     x5, [x4]
-    UMBRA_L1V_MOV64 x1, {cptr_all}
-    msr     cpacr_el1, x1
+    UMBRA_L1V_SET_CPTR 0
     mrs     x1, elr_el2
     add     x1, x1, #4
     msr     elr_el2, x1
@@ -207,11 +255,16 @@ umbra_l1v_lower_sync:
     ldr     x19, [sp, #72]
     UMBRA_L1V_EXPECT x19, {esr_streaming}, umbra_l1v_msg_fa64
     UMBRA_L1V_PUTS umbra_l1v_msg_fa64_ok
-    // L2's writes reached its VNCR words; L1's own state is back.
-    mrs     x19, s3_5_c1_c2_0               // ZCR_EL12
-    UMBRA_L1V_EXPECT x19, 0, umbra_l1v_msg_zcr12
-    mrs     x19, s3_5_c1_c2_6               // SMCR_EL12
-    UMBRA_L1V_EXPECT x19, {fa64}, umbra_l1v_msg_smcr12
+    // L2's writes reached its VNCR words (ZCR/SMCR_EL12 with E2H = 1,
+    // ZCR/SMCR_EL1 with E2H = 0); L1's own state is back.
+    UMBRA_L1V_IF_VHE 1f
+    mrs     x19, s3_0_c1_c2_0
+    mrs     x20, s3_0_c1_c2_6
+    b       2f
+1:  mrs     x19, s3_5_c1_c2_0
+    mrs     x20, s3_5_c1_c2_6
+2:  UMBRA_L1V_EXPECT x19, 0, umbra_l1v_msg_zcr12
+    UMBRA_L1V_EXPECT x20, {fa64}, umbra_l1v_msg_smcr12
     mrs     x19, s3_4_c1_c2_0
     UMBRA_L1V_EXPECT x19, 1, umbra_l1v_msg_zcr_after
     mrs     x19, s3_4_c1_c2_6
@@ -221,8 +274,22 @@ umbra_l1v_lower_sync:
     UMBRA_L1V_RDSVL 19
     UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_svl_after
     UMBRA_L1V_PUTS umbra_l1v_msg_after_ok
-    UMBRA_L1V_PUTS umbra_l1v_msg_pass
+    adr     x10, umbra_l1v_msg_pass_nvhe
+    UMBRA_L1V_IF_VHE 1f
+    b       2f
+1:  adr     x10, umbra_l1v_msg_pass
+2:  bl      umbra_l1v_puts
     UMBRA_L1V_SYSTEM_OFF
+
+// L1's CPTR_EL2 for each layout: nothing trapped, SVE trapped, SME
+// trapped.
+.balign 8
+umbra_l1v_vhe_cptr:
+    .quad   {cpacr_all}, {cpacr_all} & ~{zen}, {cpacr_all} & ~{smen}
+umbra_l1v_nvhe_cptr:
+    .quad   {nvhe_res1}, {nvhe_res1} | {tz}, {nvhe_res1} | {tsm}
+umbra_l1v_e2h:
+    .quad   0
 
 .balign 8
 umbra_l1v_own_expect:
@@ -234,11 +301,15 @@ umbra_l1v_msg_smcr_reset_value: .asciz "L1: SMCR_EL2 at reset (LEN 0xf, FA64 and
 umbra_l1v_msg_zcr_ok:   .asciz "L1: ZCR_EL2 = LEN 1 (RAZ/WI and RES0 bits dropped), the same register as ZCR_EL1 with E2H = 1; its own RDVL at virtual EL2: 32 bytes\n"
 umbra_l1v_msg_smcr_ok:  .asciz "L1: SMCR_EL2 = LEN 1; its own RDSVL at virtual EL2: 32 bytes\n"
 umbra_l1v_msg_own_traps_ok: .asciz "L1: with its CPTR_EL2 trapping SVE (SME) its MRS ZCR_EL2 (SMCR_EL2) trapped at its own EL2 (EC 0x19, 0x1d)\n"
-umbra_l1v_msg_enter:    .asciz "L1: L2's ZCR_EL1 and SMCR_EL1 = LEN 0xf through ZCR_EL12/SMCR_EL12; ERET to L2\n"
+umbra_l1v_msg_enter:    .asciz "L1: L2's ZCR_EL1 and SMCR_EL1 = LEN 0xf in its VNCR page (ZCR/SMCR_EL12, or _EL1 with E2H = 0); ERET to L2\n"
 umbra_l1v_msg_l2_ok:    .asciz "L1: L2's RDVL and RDSVL gave 32 bytes (limited by L1's LEN 1), its ZCR_EL1/SMCR_EL1 read 0xf, 16 bytes after it wrote LEN 0\n"
 umbra_l1v_msg_fa64_ok:  .asciz "L1: with L1's SMCR_EL2.FA64 0, L2's Advanced SIMD instruction in Streaming SVE mode took the SME trap at L2's EL1 (ESR_EL1 0x76000001) though L2's own FA64 is 1\n"
-umbra_l1v_msg_after_ok: .asciz "L1: ZCR_EL12/SMCR_EL12 read what L2 wrote (0, FA64); L1's own ZCR_EL2/SMCR_EL2 and lengths unchanged after L2 ran\n"
-umbra_l1v_msg_pass:     .asciz "UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok\n"
+umbra_l1v_msg_after_ok: .asciz "L1: L2's ZCR_EL1/SMCR_EL1 in its VNCR page read what L2 wrote (0, FA64); L1's own ZCR_EL2/SMCR_EL2 and lengths unchanged after L2 ran\n"
+umbra_l1v_msg_pass_nvhe: .asciz "UMBRA-NESTED-PASS sve e2h=0 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok\n"
+umbra_l1v_msg_zcr_ok_nvhe: .asciz "L1: ZCR_EL2 = LEN 1 (RAZ/WI and RES0 bits dropped); ZCR_EL1 (E2H = 0) is L2's, not its own; its own RDVL at virtual EL2: 32 bytes\n"
+umbra_l1v_msg_zcr_el1_nvhe: .asciz "L1's ZCR_EL2 changed when it wrote ZCR_EL1 (L2's with E2H = 0): "
+umbra_l1v_msg_zcr_el1_l2: .asciz "ZCR_EL1 (L2's with E2H = 0) does not read back what L1 wrote: "
+umbra_l1v_msg_pass:     .asciz "UMBRA-NESTED-PASS sve e2h=1 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok\n"
 umbra_l1v_msg_nl:       .asciz "\n"
 umbra_l1v_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1v_msg_el:       .asciz "CurrentEL is not 2: "
@@ -263,8 +334,8 @@ umbra_l1v_msg_l2_zcr:   .asciz "L2's ZCR_EL1 is not what L1 set through ZCR_EL12
 umbra_l1v_msg_l2_smcr:  .asciz "L2's SMCR_EL1 is not what L1 set through SMCR_EL12: "
 umbra_l1v_msg_l2_vl_short: .asciz "L2's SVE vector length after its ZCR_EL1 = 0 is not 16 bytes: "
 umbra_l1v_msg_l2_svl_short: .asciz "L2's streaming vector length after its SMCR_EL1 = 0 is not 16 bytes: "
-umbra_l1v_msg_zcr12:    .asciz "ZCR_EL12 does not read the 0 L2 wrote to its ZCR_EL1: "
-umbra_l1v_msg_smcr12:   .asciz "SMCR_EL12 does not read what L2 wrote to its SMCR_EL1 (FA64): "
+umbra_l1v_msg_zcr12:    .asciz "L2's ZCR_EL1 in L1's VNCR page is not the 0 L2 wrote: "
+umbra_l1v_msg_smcr12:   .asciz "L2's SMCR_EL1 in L1's VNCR page is not the FA64 L2 wrote: "
 umbra_l1v_msg_zcr_after: .asciz "L1's ZCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_smcr_after: .asciz "L1's SMCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_own_vl_after: .asciz "L1's own SVE vector length changed while L2 ran: "
@@ -318,15 +389,20 @@ umbra_l1_sve_image_end:
     esr_sve = const crate::nested::vector::ESR_SVE_ACCESS,
     esr_sme = const crate::nested::vector::ESR_SME_ACCESS,
     esr_hvc1 = const ESR_HVC_1,
-    cptr_all = const FPEN | ZEN | SMEN,
-    cptr_no_sve = const FPEN | SMEN,
-    cptr_no_sme = const FPEN | ZEN,
+    cpacr_all = const FPEN | ZEN | SMEN,
+    zen = const ZEN,
+    smen = const SMEN,
+    nvhe_res1 = const NVHE_RES1,
+    tz = const NVHE_TZ,
+    tsm = const NVHE_TSM,
     fa64 = const crate::nested::vector::bits::SMCR_FA64,
     esr_streaming = const ESR_STREAMING_ILLEGAL,
     l2_vectors = const L2_VECTORS,
 );
 
-use crate::nested::traps::cptr::{VHE_FPEN as FPEN, VHE_SMEN as SMEN, VHE_ZEN as ZEN};
+use crate::nested::traps::cptr::{
+    NVHE_RES1, NVHE_TSM, NVHE_TZ, VHE_FPEN as FPEN, VHE_SMEN as SMEN, VHE_ZEN as ZEN,
+};
 
 /// The vector length L1's LEN 1 asks for, in bytes: (1 + 1) * 128 bits.
 pub const L1_VECTOR_BYTES: u64 = 32;

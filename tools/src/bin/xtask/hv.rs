@@ -308,7 +308,7 @@ const MAX: &str = "max,pauth-impdef=on";
 const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok";
 /// The `sve` L1's PASS line (`hv/src/arch/nested_l1_sve.rs`).
 const SVE_PASS: &str =
-    "l1: UMBRA-NESTED-PASS sve zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok";
+    "l1: UMBRA-NESTED-PASS sve e2h=1 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok";
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -755,6 +755,16 @@ const MATRIX: &[Case] = &[
             status: 0,
         },
         ..boot(MAX, 2, "512M")
+    },
+    // The same L1 as a non-VHE guest hypervisor (E2H = 0, NV1 = 1): its
+    // ZCR_EL1 and SMCR_EL1 are L2's.
+    Case {
+        hv_args: "hv.nested=sve-nvhe",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS sve e2h=0 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
     },
     // Its failure modes: L2 run under hv's own ZCR_EL2/SMCR_EL2, not
     // limited by L1's: L2's vector length is the longest.
