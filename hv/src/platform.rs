@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -955,6 +955,14 @@ pub enum NestedDemo {
     /// ISTATUS of L2's timers in the VNCR page at returns to L1: L1 must
     /// catch it (this run must fail).
     TimerNoIstatusRefresh,
+    /// `timer-no-cntvoff-istatus`: the same, but the ISTATUS hv recomputes
+    /// for L2's virtual timer at returns to L1 ignores L1's CNTVOFF_EL2:
+    /// L1 must catch it (this run must fail).
+    TimerNoCntvoffIstatus,
+    /// `timer-no-l2-physical-deadline`: the same, but while L1 runs hv's
+    /// EL2 physical timer backs L2's virtual timer only, not its physical
+    /// one: L1 must catch it (this run must fail).
+    TimerNoL2PhysicalDeadline,
     /// `timer-no-cnthctl-counter`: the same, but L2's physical counter
     /// never traps, whatever L1's CNTHCTL_EL2 asks: L1 must catch it (this
     /// run must fail).
@@ -1105,6 +1113,12 @@ impl Options {
                 }
                 "hv.nested=timer-no-istatus-refresh" => {
                     options.nested = Some(NestedDemo::TimerNoIstatusRefresh)
+                }
+                "hv.nested=timer-no-cntvoff-istatus" => {
+                    options.nested = Some(NestedDemo::TimerNoCntvoffIstatus)
+                }
+                "hv.nested=timer-no-l2-physical-deadline" => {
+                    options.nested = Some(NestedDemo::TimerNoL2PhysicalDeadline)
                 }
                 "hv.nested=timer-no-cnthctl-counter" => {
                     options.nested = Some(NestedDemo::TimerNoCnthctlCounter)
@@ -1483,6 +1497,14 @@ pub(crate) mod tests {
             (
                 "timer-no-istatus-refresh",
                 NestedDemo::TimerNoIstatusRefresh,
+            ),
+            (
+                "timer-no-cntvoff-istatus",
+                NestedDemo::TimerNoCntvoffIstatus,
+            ),
+            (
+                "timer-no-l2-physical-deadline",
+                NestedDemo::TimerNoL2PhysicalDeadline,
             ),
             (
                 "timer-no-cnthctl-counter",

@@ -475,6 +475,8 @@ fn vcpu_timers() -> VcpuTimers {
             NestedDemo::TimerNoL2Deadline => TimerDefect::NoL2Deadline,
             NestedDemo::TimerNoEoiMaintenance => TimerDefect::NoEoiMaintenance,
             NestedDemo::TimerNoIstatusRefresh => TimerDefect::NoIstatusRefresh,
+            NestedDemo::TimerNoCntvoffIstatus => TimerDefect::NoCntvoffIstatus,
+            NestedDemo::TimerNoL2PhysicalDeadline => TimerDefect::NoL2PhysicalDeadline,
             NestedDemo::TimerNoCnthctlCounter => TimerDefect::NoCnthctlCounter,
             NestedDemo::TimerNoCntkctlRestore => TimerDefect::NoCntkctlRestore,
             _ => TimerDefect::None,
@@ -770,6 +772,8 @@ pub fn run(
         | NestedDemo::TimerNoL2Deadline
         | NestedDemo::TimerNoEoiMaintenance
         | NestedDemo::TimerNoIstatusRefresh
+        | NestedDemo::TimerNoCntvoffIstatus
+        | NestedDemo::TimerNoL2PhysicalDeadline
         | NestedDemo::TimerNoCnthctlCounter
         | NestedDemo::TimerNoCntkctlRestore => super::nested_l1_timer::image(),
         NestedDemo::Mmu
@@ -1038,7 +1042,9 @@ pub fn run(
             NestedDemo::TimerNoEoiMaintenance => " (timer-no-eoi-maintenance: the timer PPIs hv lists for L1 have no EOI maintenance; this run must fail)",
             NestedDemo::TimerNoIstatusRefresh => " (timer-no-istatus-refresh: hv does not recompute ISTATUS of L2's timers at returns to L1; this run must fail)",
             NestedDemo::TimerNoCnthctlCounter => " (timer-no-cnthctl-counter: L2's physical counter never traps, whatever L1's CNTHCTL_EL2 asks; this run must fail)",
-            NestedDemo::TimerNoCntkctlRestore => " (timer-no-cntkctl-restore: hv does not put L1's own CNTKCTL_EL1 back after L2 ran; this run must fail)",
+            NestedDemo::TimerNoCntvoffIstatus => " (timer-no-cntvoff-istatus: the ISTATUS hv recomputes for L2's virtual timer at returns to L1 ignores L1's CNTVOFF_EL2; this run must fail)",
+            NestedDemo::TimerNoL2PhysicalDeadline => " (timer-no-l2-physical-deadline: while L1 runs hv backs L2's virtual timer only, not its physical one; this run must fail)",
+            NestedDemo::TimerNoCntkctlRestore => " (timer-no-cntkctl-restore: hv does not put L1's CNTKCTL_EL1, its CNTHCTL_EL2's low bits, back after L2 ran; this run must fail)",
             NestedDemo::Mmu => " (mmu: a non-VHE L1, E2H = 0, with its EL2 stage 1 on)",
             NestedDemo::MmuNoT0sz => " (mmu-no-t0sz: a non-VHE L1 with its EL2 stage 1 on, hv ignores its TCR_EL2.T0SZ; this run must fail)",
             NestedDemo::MmuVhe => " (mmu-vhe: the mmu L1 shown FEAT_VHE, a VHE guest hypervisor, E2H = 1, with its EL2&0 stage 1 on)",

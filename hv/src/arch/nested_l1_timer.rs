@@ -239,6 +239,10 @@ umbra_l1_timer_image:
     msr     s3_4_c14_c1_0, x1
     mrs     x21, s3_4_c14_c1_0
     UMBRA_L1TM_EXPECT x21, {cnthctl_all}, umbra_l1tm_msg_cnthctl
+    // At E2H = 1 its CNTKCTL_EL1 encoding (untrapped) is CNTHCTL_EL2:
+    // the low bits just written.
+    mrs     x21, cntkctl_el1
+    UMBRA_L1TM_EXPECT x21, {cnthctl_all_low}, umbra_l1tm_msg_cntkctl_alias
     // A: the EL2 physical timer (CNTP_*_EL0 with E2H = 1), TICKS ahead.
     UMBRA_L1TM_ARM_EL2_PHYSICAL
     // The trapped CNTHP_CVAL_EL2 / CNTHP_CTL_EL2 name the same timer.
@@ -290,6 +294,14 @@ umbra_l1_timer_image:
     msr     s3_0_c12_c12_1, x19
     isb
     UMBRA_L1TM_PUTS umbra_l1tm_msg_e
+    // F needs CNTVOFF_EL2 above the 8 TICKS margin (an ISTATUS computed
+    // without it then differs): first the count passes 32 TICKS.
+    adr     x4, umbra_l1tm_ticks
+    ldr     x1, [x4]
+    lsl     x1, x1, #5
+14: mrs     x21, cntpct_el0
+    cmp     x21, x1
+    b.lo    14b
     // F: CNTVOFF_EL2 (VNCR) = half the physical count; L2's virtual timer
     // armed in the VNCR page, one exit (the trapped CNTHCTL_EL2 read, where
     // hv reads the VNCR words), then a spin without exits.
@@ -300,20 +312,46 @@ umbra_l1_timer_image:
     msr     s3_4_c14_c0_3, x21
     UMBRA_L1TM_ARM_L2_VIRTUAL
     mrs     x1, s3_4_c14_c1_0
+    // hv recomputed ISTATUS at that exit with L1's CNTVOFF_EL2: L2's
+    // virtual count is 8 TICKS short of CVAL, so ENABLE only.
+    mrs     x21, s3_5_c14_c3_1
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_l2_ctl_f_early
     UMBRA_L1TM_WAIT_IRQS 3, umbra_l1tm_msg_no_irq_f, 0
     UMBRA_L1TM_PUTS umbra_l1tm_msg_f
+    // F': L2's physical timer (CNTP_CVAL/CTL_EL02, VNCR words, no
+    // offset) 8 TICKS ahead, one exit, a spin without exits: INTID 30.
+    adr     x4, umbra_l1tm_ticks
+    ldr     x1, [x4]
+    lsl     x1, x1, #3
+    mrs     x20, cntpct_el0
+    add     x20, x20, x1
+    adr     x4, umbra_l1tm_deadline
+    str     x20, [x4]
+    msr     s3_5_c14_c2_2, x20
+    mov     x1, #1
+    msr     s3_5_c14_c2_1, x1
+    isb
+    mrs     x1, s3_4_c14_c1_0
+    mrs     x21, s3_5_c14_c2_1
+    UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_l2_ptl_early
+    UMBRA_L1TM_WAIT_IRQS 4, umbra_l1tm_msg_no_irq_fp, 0
+    UMBRA_L1TM_PUTS umbra_l1tm_msg_fp
     // C: L2's physical counter and timer trapped (CNTHCTL_EL2.EL1PCTEN
     // and EL1PTEN clear); ERET to L2 (CNTVOFF_EL2 as F set it).
     UMBRA_L1TM_MOV64 x1, {cnthctl_trap_l2_counter_timer}
     msr     s3_4_c14_c1_0, x1
-    // Its own CNTKCTL_EL1 (no trap), which L2's must not overwrite.
+    // Its CNTKCTL_EL1 (no trap) is CNTHCTL_EL2's low bits at E2H = 1:
+    // the trapped CNTHCTL_EL2 reads them (EL1PCTEN/EL1PTEN still clear).
     mov     x1, #{l1_cntkctl}
     msr     cntkctl_el1, x1
+    isb
+    mrs     x21, s3_4_c14_c1_0
+    UMBRA_L1TM_EXPECT x21, {l1_cntkctl}, umbra_l1tm_msg_cnthctl_alias
     // L2's CNTKCTL_EL1 through CNTKCTL_EL12 (trapped): reads back.
-    mov     x1, #0x303
+    mov     x1, #{l2_cntkctl}
     msr     s3_5_c14_c1_0, x1
     mrs     x21, s3_5_c14_c1_0
-    UMBRA_L1TM_EXPECT x21, 0x303, umbra_l1tm_msg_cntkctl12
+    UMBRA_L1TM_EXPECT x21, {l2_cntkctl}, umbra_l1tm_msg_cntkctl12
     isb
     UMBRA_L1TM_PUTS umbra_l1tm_msg_enter
     UMBRA_L1TM_AT_L2_PAYLOAD
@@ -363,8 +401,10 @@ umbra_l1tm_irq:
     cmp     x22, #2
     b.eq    5f
     cmp     x22, #3
-    b.eq    3f
+    b.eq    6f
     cmp     x22, #4
+    b.eq    3f
+    cmp     x22, #5
     b.eq    4f
     mov     x11, x19
     adr     x10, umbra_l1tm_msg_extra_irq
@@ -383,6 +423,13 @@ umbra_l1tm_irq:
     mrs     x21, s3_5_c14_c3_1
     UMBRA_L1TM_EXPECT x21, 5, umbra_l1tm_msg_l2_ctl_f
     msr     s3_5_c14_c3_1, xzr
+    b       8f
+    // F': L2's physical timer while L1 ran, ENABLE and ISTATUS in
+    // CNTP_CTL_EL02; off.
+6:  UMBRA_L1TM_EXPECT x19, {physical_intid}, umbra_l1tm_msg_intid_fp
+    mrs     x21, s3_5_c14_c2_1
+    UMBRA_L1TM_EXPECT x21, 5, umbra_l1tm_msg_l2_ptl_fp
+    msr     s3_5_c14_c2_1, xzr
     b       8f
     // C: L2's virtual timer, ENABLE and ISTATUS in CNTV_CTL_EL02; masked.
 3:  UMBRA_L1TM_EXPECT x19, {virtual_intid}, umbra_l1tm_msg_intid_c
@@ -499,16 +546,17 @@ umbra_l1tm_hvc2:
     adr     x4, umbra_l1tm_counter_traps
     ldr     x21, [x4]
     UMBRA_L1TM_EXPECT x21, 1, umbra_l1tm_msg_counter_traps
-    // L1's own CNTKCTL_EL1 (the hardware's, reached without a trap) is
-    // what it wrote before L2 wrote its own.
+    // L1's CNTKCTL_EL1 (untrapped; its CNTHCTL_EL2 at E2H = 1) is the
+    // low bits of the CNTHCTL_EL2 it wrote last (the trap handler's), not
+    // what L2 wrote to its own.
     mrs     x21, cntkctl_el1
-    UMBRA_L1TM_EXPECT x21, {l1_cntkctl}, umbra_l1tm_msg_l1_cntkctl
+    UMBRA_L1TM_EXPECT x21, {cnthctl_all_low}, umbra_l1tm_msg_l1_cntkctl
     ldr     x21, [sp, #32]
     UMBRA_L1TM_EXPECT x21, 0, umbra_l1tm_msg_l2_cntp
     // L2 read the CNTKCTL_EL1 L1 wrote (x5) and wrote 3, which
     // CNTKCTL_EL12 now reads.
     ldr     x21, [sp, #40]
-    UMBRA_L1TM_EXPECT x21, 0x303, umbra_l1tm_msg_l2_cntkctl
+    UMBRA_L1TM_EXPECT x21, {l2_cntkctl}, umbra_l1tm_msg_l2_cntkctl
     mrs     x21, s3_5_c14_c1_0
     UMBRA_L1TM_EXPECT x21, 3, umbra_l1tm_msg_cntkctl12_after
     UMBRA_L1TM_PUTS umbra_l1tm_msg_trapped
@@ -644,7 +692,8 @@ umbra_l1tm_msg_one_vcpu: .asciz "L1 (timer): one vCPU (PSCI CPU_ON: hv has no CP
 umbra_l1tm_msg_v1:       .asciz "L1 (timer): vCPU 1 (PSCI CPU_ON; hv's CPU 2, no watchdog): its EL2 physical timer, L2's virtual timer while it polled without exits, its EL2 physical timer while its L2 spun: INTIDs 26, 27, 26\n"
 umbra_l1tm_msg_enter:    .asciz "L1: C: CNTHCTL_EL2.EL1PTEN clear; ERET to L2\n"
 umbra_l1tm_msg_l2_cntvct: .asciz "L1: L2's CNTVCT_EL0 is L1's physical count minus CNTVOFF_EL2: "
-umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTPCT_EL0 and CNTP_CTL_EL0 reads trapped to L1 once each (EL1PCTEN, EL1PTEN clear), not again; L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways, L1's own kept\n"
+umbra_l1tm_msg_trapped:  .asciz "L1: L2's CNTPCT_EL0 and CNTP_CTL_EL0 reads trapped to L1 once each (EL1PCTEN, EL1PTEN clear), not again; L2's CNTKCTL_EL1 is L1's CNTKCTL_EL12 both ways; L1's CNTKCTL_EL1 is its CNTHCTL_EL2's low bits\n"
+umbra_l1tm_msg_fp:       .asciz "L1: F': L2's physical timer (CNTP_CVAL/CTL_EL02) expiring while L1 spun without exits interrupted L1 at its deadline: INTID 30 at VBAR_EL2 + 0x280, CNTP_CTL_EL02 ENABLE|ISTATUS\n"
 umbra_l1tm_msg_c:        .asciz "L1: C: L2's virtual timer (CNTV_CVAL/CTL_EL02) took L2 out at its deadline with L1's CNTVOFF_EL2: INTID 27 at VBAR_EL2 + 0x480, CNTV_CTL_EL02 ENABLE|ISTATUS\n"
 umbra_l1tm_msg_d:        .asciz "L1: D: its EL2 physical timer expiring while L2 ran took L2 out: INTID 26 at VBAR_EL2 + 0x480\n"
 umbra_l1tm_msg_pass:     .asciz "UMBRA-NESTED-PASS timer el2-physical=ok el2-virtual=ok rearm=ok l2-timer-in-l1=ok l2-virtual-cntvoff=ok l2-trap=ok cntkctl12=ok el2-timer-in-l2=ok\n"
@@ -669,7 +718,14 @@ umbra_l1tm_msg_l2_ctl:   .asciz "C: CNTV_CTL_EL02 does not read ENABLE and ISTAT
 umbra_l1tm_msg_l2_count: .asciz "L2's CNTVCT_EL0 is not L1's physical count minus its CNTVOFF_EL2: "
 umbra_l1tm_msg_trap_esr: .asciz "L2's trapped access is not its CNTP_CTL_EL0 read: ESR_EL2 "
 umbra_l1tm_msg_counter_traps: .asciz "L2's CNTPCT_EL0 reads did not trap exactly once: "
-umbra_l1tm_msg_l1_cntkctl: .asciz "L1's own CNTKCTL_EL1 is not what it wrote before L2 wrote its own: "
+umbra_l1tm_msg_l1_cntkctl: .asciz "L1's CNTKCTL_EL1 (its CNTHCTL_EL2 at E2H = 1) is not the low bits of the CNTHCTL_EL2 it wrote last: "
+umbra_l1tm_msg_cntkctl_alias: .asciz "CNTKCTL_EL1 (CNTHCTL_EL2 at E2H = 1) does not read the low bits of the CNTHCTL_EL2 written: "
+umbra_l1tm_msg_cnthctl_alias: .asciz "CNTHCTL_EL2 does not read the CNTKCTL_EL1 L1 wrote (the same register at E2H = 1): "
+umbra_l1tm_msg_l2_ctl_f_early: .asciz "F: CNTV_CTL_EL02 is not ENABLE alone 8 TICKS before L2's deadline (ISTATUS without CNTVOFF_EL2?): "
+umbra_l1tm_msg_l2_ptl_early: .asciz "F': CNTP_CTL_EL02 is not ENABLE alone 8 TICKS before L2's deadline: "
+umbra_l1tm_msg_no_irq_fp: .asciz "F': L2's physical timer did not interrupt L1 while L1 spun without exits: interrupts "
+umbra_l1tm_msg_intid_fp: .asciz "F': the interrupt is not the EL1 physical timer's PPI: "
+umbra_l1tm_msg_l2_ptl_fp: .asciz "F': CNTP_CTL_EL02 does not read ENABLE and ISTATUS: "
 umbra_l1tm_msg_traps:    .asciz "L2's CNTP_CTL_EL0 reads did not trap exactly once: "
 umbra_l1tm_msg_l2_cntp:  .asciz "L2's untrapped CNTP_CTL_EL0 is not its (off) timer's: "
 umbra_l1tm_msg_l2_not_interrupted: .asciz "L2 spun a second without a timer taking it out to L1: interrupts "
@@ -731,6 +787,9 @@ umbra_l1_timer_image_end:
     cnthctl_trap_l2_timer = const CNTHCTL_TRAP_L2_TIMER,
     cnthctl_trap_l2_counter_timer = const CNTHCTL_TRAP_L2_COUNTER_TIMER,
     l1_cntkctl = const L1_CNTKCTL,
+    l2_cntkctl = const L2_CNTKCTL,
+    cnthctl_all_low = const CNTHCTL_ALL & crate::nested::timer::CNTKCTL_WRITABLE,
+    physical_intid = const 30,
     l2_cntpct_read_esr = const L2_CNTPCT_READ_ESR,
     hyp_physical_intid = const 26,
     hyp_virtual_intid = const crate::nested::timer::DEFAULT_HYP_VIRTUAL_PPI,
@@ -738,15 +797,20 @@ umbra_l1_timer_image_end:
     l2_cntp_ctl_read_esr = const L2_CNTP_CTL_READ_ESR,
 );
 
-/// CNTHCTL_EL2 (E2H = 1 layout): EL0PCTEN, EL0VCTEN, EL1PCTEN, EL1PTEN.
-pub const CNTHCTL_ALL: u64 = 0b11 | 0b11 << 10;
+/// CNTHCTL_EL2 (E2H = 1 layout): EL0PCTEN, EL0VCTEN, EL0VTEN, EL0PTEN,
+/// EL1PCTEN, EL1PTEN (its low bits, 0x303, are its CNTKCTL_EL1 and differ
+/// from L2's 3: a CNTKCTL_EL1 left as L2's shows).
+pub const CNTHCTL_ALL: u64 = 0b11 | 0b11 << 8 | 0b11 << 10;
 /// The same with EL1PTEN clear: L2's physical timer accesses trap to L1.
 pub const CNTHCTL_TRAP_L2_TIMER: u64 = CNTHCTL_ALL & !(1 << 11);
 /// The same with EL1PCTEN clear too: L2's physical counter reads trap.
 pub const CNTHCTL_TRAP_L2_COUNTER_TIMER: u64 = CNTHCTL_TRAP_L2_TIMER & !(1 << 10);
-/// L1's own CNTKCTL_EL1 in step C (EL0VTEN, EL0PTEN: nothing L1 runs at
-/// EL0 depends on it).
-pub const L1_CNTKCTL: u64 = 0x300;
+/// L1's CNTKCTL_EL1 (its CNTHCTL_EL2's low bits) in step C: EL0PTEN
+/// (nothing L1 runs at EL0 depends on it).
+pub const L1_CNTKCTL: u64 = 0x200;
+/// L2's CNTKCTL_EL1 as L1 first writes it (CNTKCTL_EL12): EL0VTEN,
+/// EL0VCTEN.
+pub const L2_CNTKCTL: u64 = 0x102;
 /// ESR_EL2 of L2's `mrs x9, cntpct_el0` trapped (EC 0x18, IL, ISS: op0 3,
 /// op2 1, op1 3, CRn 14, Rt 9, CRm 0, a read).
 pub const L2_CNTPCT_READ_ESR: u64 =

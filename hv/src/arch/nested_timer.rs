@@ -48,8 +48,9 @@ use crate::exit::SysRegAccess;
 use crate::nested::timer::{
     backed_by_hyp_timer, hardware_asserted, hyp_timer_at_return, l1_cnthctl_reset,
     l1_cnthctl_write, l1_timer_lrs, l2_cnthctl, signalled_to_l1, timer_read, timer_write,
-    L1HypTimers, Timer, TimerLevels, TimerPpis, TrappedTimer, WhichTimer, CNTKCTL_WRITABLE,
-    CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0,
+    vhe_l1_cnthctl, vhe_l1_hardware_cntkctl, L1HypTimers, Timer, TimerLevels, TimerPpis,
+    TrappedTimer, WhichTimer, CNTKCTL_WRITABLE, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0,
+    CNTV_CVAL_EL0,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, Shape, MAX_LIST_REGISTERS};
 use crate::nested::vncr::{VncrPage, CNTVOFF_EL2};
@@ -75,11 +76,19 @@ pub enum TimerDefect {
     /// `timer-no-istatus-refresh`: ISTATUS of L2's timers in the VNCR page
     /// is not recomputed at returns to L1.
     NoIstatusRefresh,
+    /// `timer-no-cntvoff-istatus`: the ISTATUS recomputed for L2's
+    /// virtual timer at returns to L1 ignores L1's CNTVOFF_EL2 (its levels
+    /// and deadline keep it).
+    NoCntvoffIstatus,
+    /// `timer-no-l2-physical-deadline`: while L1 runs, hv's EL2 physical
+    /// timer backs L2's virtual timer only.
+    NoL2PhysicalDeadline,
     /// `timer-no-cnthctl-counter`: L2's physical counter never traps,
     /// whatever L1's CNTHCTL_EL2 asks (its timer traps as asked).
     NoCnthctlCounter,
-    /// `timer-no-cntkctl-restore`: a VHE L1's own CNTKCTL_EL1 is not put
-    /// back when L2 stops running (L1 reads L2's).
+    /// `timer-no-cntkctl-restore`: a VHE L1's CNTKCTL_EL1 (its
+    /// CNTHCTL_EL2's low bits) is not put back when L2 stops running (L1
+    /// reads L2's).
     NoCntkctlRestore,
     /// `timer-no-l1-irq`: L1's timer PPIs are never delivered to it.
     NoL1Irq,
@@ -133,13 +142,13 @@ pub struct VcpuTimers {
     l1_hyp: L1HypTimers,
     /// Whether the hardware EL1 timers hold L2's now.
     l2_loaded: bool,
-    /// L1's virtual CNTHCTL_EL2 (its E2H's layout).
+    /// L1's virtual CNTHCTL_EL2 (its E2H's layout). For a VHE L1 bits
+    /// [9:0] are the hardware CNTKCTL_EL1's while L1 runs (its CNTKCTL_EL1
+    /// encoding, untrapped: `nested::timer::vhe_l1_cnthctl`), and this
+    /// copy's while L2 runs.
     cnthctl: u64,
-    /// A VHE L1's: L2's CNTKCTL_EL1 (its CNTKCTL_EL12) while L1 runs, and
-    /// L1's own hardware CNTKCTL_EL1 (its CNTHCTL_EL2's E2H = 1 alias,
-    /// reached without a trap) while L2 runs.
+    /// A VHE L1's: L2's CNTKCTL_EL1 (its CNTKCTL_EL12) while L1 runs.
     l2_cntkctl: u64,
-    l1_cntkctl: u64,
     /// L1 is a VHE (E2H = 1) guest hypervisor.
     e2h: bool,
     /// The hardware EL1 timers' PPIs hv acknowledged and holds active.
@@ -220,6 +229,9 @@ fn deactivate(intid: u32) {
 pub fn start_on_this_cpu() {
     write_sysreg!("cntp_ctl_el0", 0);
     write_sysreg!("cntv_ctl_el0", 0);
+    // A VHE L1's CNTHCTL_EL2 low bits at reset (`l1_cnthctl_reset`: 0;
+    // a non-VHE L1's CNTKCTL_EL1, UNKNOWN at reset, hv's pick).
+    write_sysreg!("cntkctl_el1", 0);
     cpu::isb();
 }
 
@@ -239,7 +251,6 @@ impl VcpuTimers {
             cnthctl: l1_cnthctl_reset(e2h),
             // UNKNOWN at reset but EVNTEN (0): hv picks 0, no EL0 access.
             l2_cntkctl: 0,
-            l1_cntkctl: 0,
             e2h,
             held: 0,
             watchdog: None,
@@ -402,6 +413,13 @@ impl VcpuTimers {
         let (l2_physical, l2_virtual, _) = crate::nested::timer::l2_timers(page);
         let backed = match (l2_runs, self.defect) {
             (true, TimerDefect::NoL1Deadline) | (false, TimerDefect::NoL2Deadline) => None,
+            (_, TimerDefect::NoL2PhysicalDeadline) if !l2_runs => Some(backed_by_hyp_timer(
+                l2_runs,
+                &self.l1_hyp,
+                Timer::default(),
+                l2_virtual,
+                self.l2_software_offset(page),
+            )),
             _ => Some(backed_by_hyp_timer(
                 l2_runs,
                 &self.l1_hyp,
@@ -428,6 +446,13 @@ impl VcpuTimers {
         };
         let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
         write_sysreg!("cntvoff_el2", self.l2_hardware_offset(page));
+        // A non-VHE L1's CNTKCTL_EL1 encoding reaches the hardware
+        // register, L2's for it, so only a VHE L1's (its CNTHCTL_EL2's low
+        // bits) is swapped.
+        if self.e2h {
+            self.cnthctl = vhe_l1_cnthctl(self.cnthctl, read_sysreg!("cntkctl_el1"));
+            write_sysreg!("cntkctl_el1", self.l2_cntkctl);
+        }
         let cnthctl = match self.defect {
             TimerDefect::NoCnthctl => crate::sysregs::CNTHCTL_EL2,
             TimerDefect::NoCnthctlCounter => {
@@ -436,12 +461,6 @@ impl VcpuTimers {
             _ => l2_cnthctl(self.cnthctl, self.e2h),
         };
         write_sysreg!("cnthctl_el2", cnthctl);
-        // A non-VHE L1's CNTKCTL_EL1 encoding reaches the hardware
-        // register, L2's for it, so only a VHE L1's is swapped.
-        if self.e2h {
-            self.l1_cntkctl = read_sysreg!("cntkctl_el1");
-            write_sysreg!("cntkctl_el1", self.l2_cntkctl);
-        }
         set_hardware_physical(physical);
         set_hardware_virtual(virtual_);
         self.l2_loaded = true;
@@ -461,7 +480,7 @@ impl VcpuTimers {
         if self.e2h {
             self.l2_cntkctl = read_sysreg!("cntkctl_el1");
             if self.defect != TimerDefect::NoCntkctlRestore {
-                write_sysreg!("cntkctl_el1", self.l1_cntkctl);
+                write_sysreg!("cntkctl_el1", vhe_l1_hardware_cntkctl(self.cnthctl));
             }
         }
         set_hardware_physical(self.l1_hyp.physical);
@@ -475,11 +494,15 @@ impl VcpuTimers {
     /// limit: between L1's exits the word does not change by itself.
     fn refresh_l2_istatus(&self, page: &VncrPage, count: u64) {
         let (physical, virtual_, _) = crate::nested::timer::l2_timers(page);
+        // L1's CNTVOFF_EL2 (`timer-no-cntvoff-levels` keeps it here, so
+        // that twin and `timer-no-cntvoff-istatus` each fail their check).
+        let offset = if self.defect == TimerDefect::NoCntvoffIstatus {
+            0
+        } else {
+            page.get(CNTVOFF_EL2)
+        };
         page.set(CNTP_CTL_EL0, physical.ctl_read(count));
-        page.set(
-            CNTV_CTL_EL0,
-            virtual_.ctl_read(count.wrapping_sub(self.l2_software_offset(page))),
-        );
+        page.set(CNTV_CTL_EL0, virtual_.ctl_read(count.wrapping_sub(offset)));
     }
 
     /// L1's timer PPIs (asserted at `count` and routed to its virtual EL2)
@@ -518,11 +541,21 @@ impl VcpuTimers {
             TrappedTimer::decode(access.op1, access.crn, access.crm, access.op2, self.e2h)?;
         let count = cpu::counter();
         let (which, register) = match trapped {
+            // L1 runs: a VHE L1's low bits are the hardware CNTKCTL_EL1's.
             TrappedTimer::Cnthctl => {
                 if access.read {
-                    return Some(TimerAccess::Read(self.cnthctl));
+                    let cnthctl = if self.e2h {
+                        vhe_l1_cnthctl(self.cnthctl, read_sysreg!("cntkctl_el1"))
+                    } else {
+                        self.cnthctl
+                    };
+                    return Some(TimerAccess::Read(cnthctl));
                 }
                 self.cnthctl = l1_cnthctl_write(value, self.e2h);
+                if self.e2h {
+                    write_sysreg!("cntkctl_el1", vhe_l1_hardware_cntkctl(self.cnthctl));
+                    cpu::isb();
+                }
                 return Some(TimerAccess::Written);
             }
             TrappedTimer::L2Cntkctl => {

@@ -423,8 +423,27 @@ pub const fn l2_cnthctl(l1_cnthctl: u64, e2h: bool) -> u64 {
 }
 
 /// CNTKCTL_EL1's bits (EL0PCTEN, EL0VCTEN, the event stream, EL0VTEN,
-/// EL0PTEN; EVNTIS needs FEAT_ECV, not shown).
+/// EL0PTEN; EVNTIS needs FEAT_ECV, not shown). They are also bits [9:0]
+/// of CNTHCTL_EL2's E2H = 1 layout, with the same meaning.
 pub const CNTKCTL_WRITABLE: u64 = 0x3ff;
+
+/// A VHE L1's CNTHCTL_EL2 while it runs: at its (virtual) EL2 with
+/// E2H = 1 its CNTKCTL_EL1 encoding *is* CNTHCTL_EL2 (FEAT_VHE's
+/// redirection), and under FEAT_NV2 that encoding reaches the hardware
+/// CNTKCTL_EL1 without a trap (no VNCR slot), so bits [9:0] are the
+/// hardware's `hardware_cntkctl` and bits 10/11 (EL1PCTEN, EL1PTEN: RES0
+/// in CNTKCTL_EL1) hv's copy `kept`, which only the trapped CNTHCTL_EL2
+/// encoding writes (a limit: bits 10/11 written through CNTKCTL_EL1 are
+/// lost; without FEAT_FGT that encoding cannot be trapped).
+pub const fn vhe_l1_cnthctl(kept: u64, hardware_cntkctl: u64) -> u64 {
+    hardware_cntkctl & CNTKCTL_WRITABLE | kept & !CNTKCTL_WRITABLE
+}
+
+/// The hardware CNTKCTL_EL1 while a VHE L1 runs: its CNTHCTL_EL2's bits
+/// [9:0] (its EL0's counter and timer access, event stream).
+pub const fn vhe_l1_hardware_cntkctl(cnthctl: u64) -> u64 {
+    cnthctl & CNTKCTL_WRITABLE
+}
 
 /// Which timer register a trapped access of L1 names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -873,6 +892,24 @@ mod tests {
         // Writes keep only what exists.
         assert_eq!(l1_cnthctl_write(u64::MAX, true), 0xfff);
         assert_eq!(l1_cnthctl_write(u64::MAX, false), 0xff);
+    }
+
+    #[test]
+    fn vhe_l1_cntkctl_is_its_cnthctl_low_bits() {
+        // A trapped CNTHCTL_EL2 write puts its low bits in the hardware
+        // CNTKCTL_EL1; a read takes them from there, EL1PCTEN/EL1PTEN
+        // from hv's copy.
+        let written = l1_cnthctl_write(0xf03, true);
+        let hardware = vhe_l1_hardware_cntkctl(written);
+        assert_eq!(hardware, 0x303);
+        assert_eq!(vhe_l1_cnthctl(written, hardware), 0xf03);
+        // L1 wrote CNTKCTL_EL1 = 0x200 (untrapped): CNTHCTL_EL2 reads it,
+        // bits 10/11 kept.
+        assert_eq!(vhe_l1_cnthctl(written, 0x200), 0xe00);
+        assert_eq!(vhe_l1_cnthctl(0x003, 0x200), 0x200);
+        // Bits 10/11 written through CNTKCTL_EL1 are RES0 there: lost.
+        assert_eq!(vhe_l1_cnthctl(0, 0xc00), 0);
+        assert_eq!(vhe_l1_hardware_cntkctl(cnthctl::E2H_WRITABLE), 0x3ff);
     }
 
     #[test]

@@ -825,7 +825,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=timer-no-l1-deadline",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L2 spun a second without a timer taking it out to L1: interrupts 0x0000000000000004",
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun a second without a timer taking it out to L1: interrupts 0x0000000000000005",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
@@ -860,7 +860,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=timer-no-cntkctl-restore",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L1's own CNTKCTL_EL1 is not what it wrote before L2 wrote its own: 0x0000000000000003",
+            line: "l1: UMBRA-NESTED-FAIL: L1's CNTKCTL_EL1 (its CNTHCTL_EL2 at E2H = 1) is not the low bits of the CNTHCTL_EL2 it wrote last: 0x0000000000000003",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
@@ -881,6 +881,27 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=timer-no-cntvoff-levels",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: a timer interrupt came before its deadline (physical count): ",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // The ISTATUS hv recomputes for L2's virtual timer at returns to L1
+    // without L1's CNTVOFF_EL2 (review 43 R43-2): right after F's exit,
+    // 8 TICKS before the deadline, CNTV_CTL_EL02 reads ISTATUS.
+    Case {
+        hv_args: "hv.nested=timer-no-cntvoff-istatus",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: F: CNTV_CTL_EL02 is not ENABLE alone 8 TICKS before L2's deadline (ISTATUS without CNTVOFF_EL2?): 0x0000000000000005",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // hv's EL2 physical timer backs L2's virtual timer only while L1 runs
+    // (review 43 R43-2): F''s spin gets no INTID 30.
+    Case {
+        hv_args: "hv.nested=timer-no-l2-physical-deadline",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: F': L2's physical timer did not interrupt L1 while L1 spun without exits: interrupts 0x0000000000000003",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
