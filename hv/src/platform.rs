@@ -967,8 +967,9 @@ pub enum NestedDemo {
     /// never traps, whatever L1's CNTHCTL_EL2 asks: L1 must catch it (this
     /// run must fail).
     TimerNoCnthctlCounter,
-    /// `timer-no-cntkctl-restore`: the same, but L1's own CNTKCTL_EL1 is
-    /// not put back after L2 ran: L1 must catch it (this run must fail).
+    /// `timer-no-cntkctl-restore`: the same, but L1's CNTKCTL_EL1 (its
+    /// CNTHCTL_EL2's low bits) is not put back after L2 ran: L1 must catch
+    /// it (this run must fail).
     TimerNoCntkctlRestore,
     /// `mmu`: a non-VHE guest hypervisor (E2H = 0, `arch::nested_l1_mmu`)
     /// runs with its EL2 stage 1 on (hv converts its EL2 regime onto the

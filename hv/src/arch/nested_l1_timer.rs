@@ -9,7 +9,9 @@
 //! and IMO, so its timer PPIs are IRQs at its virtual EL2; its own
 //! interface's PMR 0xff and group 1 on; TICKS = CNTFRQ_EL0 / 64, each wait
 //! bounded by 64 TICKS, a second, of the physical count):
-//! 1. CNTHCTL_EL2 (trapped) reads back what it wrote (E2H = 1 layout);
+//! 1. CNTHCTL_EL2 (trapped) reads back what it wrote (E2H = 1 layout,
+//!    0xf03), and its CNTKCTL_EL1 (untrapped; CNTHCTL_EL2 at E2H = 1,
+//!    review 43 R43-1) the low bits, 0x303;
 //! 2. A: its EL2 physical timer (CNTP_CVAL/CTL_EL0 under E2H = 1, the
 //!    hardware EL1 physical timer while it runs) fires TICKS later; the
 //!    trapped CNTHP_CVAL_EL2 and CNTHP_CTL_EL2 read the same timer; L1
@@ -37,16 +39,25 @@
 //!    trapped CNTHCTL_EL2 read), then L1 spins with PSTATE.I clear and no
 //!    exit: L2's timer interrupts it (VBAR_EL2 + 0x280, INTID 27) no
 //!    earlier than CVAL + CNTVOFF_EL2, with CNTV_CTL_EL02 reading ENABLE
-//!    and ISTATUS (review 40 R40-4); L1 turns it off;
-//! 4. C: CNTHCTL_EL2 with EL1PCTEN and EL1PTEN clear, L1's own
-//!    CNTKCTL_EL1 0x300; ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
+//!    and ISTATUS (review 40 R40-4); L1 turns it off. Right after the
+//!    trapped read CNTV_CTL_EL02 reads ENABLE alone (ISTATUS recomputed
+//!    with CNTVOFF_EL2, which L1 makes at least 16 TICKS by first waiting
+//!    for the count to pass 32 TICKS; review 43 R43-2);
+//! 3c. F': L2's physical timer armed 8 TICKS ahead in the VNCR page
+//!    (CNTP_CVAL/CTL_EL02), one exit, a spin without exits: INTID 30 at
+//!    VBAR_EL2 + 0x280 no earlier than its CVAL, CNTP_CTL_EL02 ENABLE and
+//!    ISTATUS (review 43 R43-2); L1 turns it off;
+//! 4. C: CNTHCTL_EL2 with EL1PCTEN and EL1PTEN clear, L1's
+//!    CNTKCTL_EL1 0x200 (untrapped), which the trapped CNTHCTL_EL2 then
+//!    reads (bits 10/11 still clear); ERET to L2, which reads CNTVCT_EL0 (`hvc #1`:
 //!    L1 checks it is its physical count minus its CNTVOFF_EL2), reads
 //!    CNTPCT_EL0 (trapped to L1 as L1 asked: EC 0x18; L1 sets EL1PCTEN
 //!    again and skips it) and again (no trap), reads CNTP_CTL_EL0
 //!    (trapped likewise; L1 sets EL1PTEN again), reads it again (no
 //!    trap), reads CNTKCTL_EL1 (what L1 wrote through the trapped
 //!    CNTKCTL_EL12), writes 3 there (which CNTKCTL_EL12 then reads, while
-//!    L1's own CNTKCTL_EL1 still reads 0x300) and calls `hvc #2`;
+//!    L1's CNTKCTL_EL1 reads 0x303, the low bits of the CNTHCTL_EL2
+//!    its trap handler wrote last, not L2's 3) and calls `hvc #2`;
 //!    L1 arms L2's virtual timer through CNTV_CVAL/CTL_EL02 (VNCR words)
 //!    for L2's virtual count + TICKS, checks the trapped CNTV_TVAL_EL02
 //!    (the physical deadline minus the count: hv applies CNTVOFF_EL2;
