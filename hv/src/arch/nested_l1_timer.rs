@@ -155,13 +155,9 @@ global_asm!(
     b.lo    umbra_l1tm_fail
 .endm
 
-// Arms L2's virtual timer (CNTV_CVAL/CTL_EL02: VNCR words, no trap) 8
-// TICKS ahead of the physical count with L1's CNTVOFF_EL2 in x21 (a
-// margin for the exit that follows: a deadline passing before hv reads
-// the words is delivered as a level, so a slow exit would hide a missing
-// deadline): x20 = the physical deadline, also the one the IRQ handler
-// checks (clobbers x1, x4).
-.macro UMBRA_L1TM_ARM_L2_VIRTUAL
+// x20 = the physical count 8 TICKS from now, stored as the deadline the
+// IRQ handler checks (clobbers x1, x4).
+.macro UMBRA_L1TM_DEADLINE_8_TICKS
     adr     x4, umbra_l1tm_ticks
     ldr     x1, [x4]
     lsl     x1, x1, #3
@@ -169,6 +165,16 @@ global_asm!(
     add     x20, x20, x1
     adr     x4, umbra_l1tm_deadline
     str     x20, [x4]
+.endm
+
+// Arms L2's virtual timer (CNTV_CVAL/CTL_EL02: VNCR words, no trap) 8
+// TICKS ahead of the physical count with L1's CNTVOFF_EL2 in x21 (a
+// margin for the exit that follows: a deadline passing before hv reads
+// the words is delivered as a level, so a slow exit would hide a missing
+// deadline): x20 = the physical deadline, also the one the IRQ handler
+// checks (clobbers x1, x4).
+.macro UMBRA_L1TM_ARM_L2_VIRTUAL
+    UMBRA_L1TM_DEADLINE_8_TICKS
     sub     x1, x20, x21
     msr     s3_5_c14_c3_2, x1
     mov     x1, #1
@@ -331,13 +337,7 @@ umbra_l1_timer_image:
     UMBRA_L1TM_PUTS umbra_l1tm_msg_f
     // F': L2's physical timer (CNTP_CVAL/CTL_EL02, VNCR words, no
     // offset) 8 TICKS ahead, one exit, a spin without exits: INTID 30.
-    adr     x4, umbra_l1tm_ticks
-    ldr     x1, [x4]
-    lsl     x1, x1, #3
-    mrs     x20, cntpct_el0
-    add     x20, x20, x1
-    adr     x4, umbra_l1tm_deadline
-    str     x20, [x4]
+    UMBRA_L1TM_DEADLINE_8_TICKS
     msr     s3_5_c14_c2_2, x20
     mov     x1, #1
     msr     s3_5_c14_c2_1, x1
