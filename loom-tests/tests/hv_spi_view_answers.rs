@@ -115,9 +115,9 @@ fn two_vcpus_asking_each_other_both_answer() {
         ));
         // vCPU 0 holds 41, vCPU 1 holds 40, each pending in a list register.
         let mut cpus = Vec::new();
-        for me in 0..2 {
-            spis[me].pending.store(true, Ordering::Release);
-            let mut cpu = FakeCpu::new([0; 2], spis[me].clone());
+        for (me, spi) in spis.iter().enumerate() {
+            spi.pending.store(true, Ordering::Release);
+            let mut cpu = FakeCpu::new([0; 2], spi.clone());
             let mut backlog = Backlog::new();
             vgic::take_interrupts(
                 &mut cpu,
@@ -128,7 +128,7 @@ fn two_vcpus_asking_each_other_both_answer() {
                 &mut backlog,
                 |_| 0xa0,
             );
-            assert_eq!(cpu.holding(spis[me].intid), 1);
+            assert_eq!(cpu.holding(spi.intid), 1);
             cpus.push((cpu, backlog));
         }
         let (cpu1, backlog1) = cpus.pop().unwrap();
