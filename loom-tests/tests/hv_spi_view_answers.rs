@@ -39,6 +39,24 @@ impl GicHardware for Distributor {
 
 type Shared = Arc<([VirtualSgis; 2], SpiHolders, [Arc<ActiveSpi>; 2])>;
 
+/// vCPU `me`'s CPU (`cpu`, `backlog`) answers a request for its view, if
+/// there is one.
+fn publish(
+    (vcpus, holders, spis): &([VirtualSgis; 2], SpiHolders, [Arc<ActiveSpi>; 2]),
+    me: usize,
+    cpu: &mut FakeCpu<2, Arc<ActiveSpi>>,
+    backlog: &mut Backlog,
+) {
+    vgic::publish_private_view(
+        &vcpus[me],
+        MAINTENANCE,
+        (RD, GICD),
+        holders,
+        &mut Held { cpu, backlog },
+        &mut Distributor(spis.clone()),
+    );
+}
+
 fn reader(
     shared: Shared,
     me: usize,
@@ -70,17 +88,7 @@ fn reader(
     assert_eq!(read.holders(), 1 << other);
     let number = vcpus[other].view.request_spis(read.word);
     let view = vgic::wait_for_spi_view(&vcpus[other], number, read.word, POLLS, || {
-        vgic::publish_private_view(
-            &vcpus[me],
-            MAINTENANCE,
-            (RD, GICD),
-            holders,
-            &mut Held {
-                cpu: &mut cpu,
-                backlog: &mut backlog,
-            },
-            &mut Distributor(spis.clone()),
-        );
+        publish(&shared, me, &mut cpu, &mut backlog);
         thread::yield_now();
         true
     });
@@ -88,17 +96,7 @@ fn reader(
     let value = read.value();
     // Keep answering until the other is done (its last poll).
     for _ in 0..POLLS {
-        vgic::publish_private_view(
-            &vcpus[me],
-            MAINTENANCE,
-            (RD, GICD),
-            holders,
-            &mut Held {
-                cpu: &mut cpu,
-                backlog: &mut backlog,
-            },
-            &mut Distributor(spis.clone()),
-        );
+        publish(&shared, me, &mut cpu, &mut backlog);
         thread::yield_now();
     }
     (view, value)
