@@ -169,14 +169,9 @@ umbra_gic_active_probe:
 // (hv takes the physical PPI on its behalf; it never takes the virtual
 // one).
 umbra_gic_active_probe_secondary:
-    mov     x4, #7                      // ICC_SRE_EL1
-    msr     s3_0_c12_c12_5, x4
-    isb
-    mov     x4, #0xff                   // ICC_PMR_EL1
-    msr     s3_0_c4_c6_0, x4
-    mov     x4, #1                      // ICC_IGRPEN1_EL1
-    msr     s3_0_c12_c12_7, x4
-    isb
+"#,
+    probe_asm_cpu_interface_on!(),
+    r#"
     movz    x5, #0x080d, lsl #16        // its SGI frame
     mov     w4, #1 << 27
     str     w4, [x5, #0x100]            // GICR_ISENABLER0

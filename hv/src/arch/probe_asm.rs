@@ -59,3 +59,22 @@ macro_rules! probe_asm_report {
         )
     };
 }
+
+/// Turns this CPU's (virtual) GIC CPU interface on for a probe: the
+/// system-register interface (ICC_SRE_EL1 SRE, DFB, DIB), every priority
+/// unmasked (ICC_PMR_EL1 0xff), Group 1 enabled (ICC_IGRPEN1_EL1).
+/// Clobbers x4.
+macro_rules! probe_asm_cpu_interface_on {
+    () => {
+        r"
+    mov     x4, #7                      // ICC_SRE_EL1: SRE, DFB, DIB
+    msr     s3_0_c12_c12_5, x4
+    isb
+    mov     x4, #0xff                   // ICC_PMR_EL1
+    msr     s3_0_c4_c6_0, x4
+    mov     x4, #1                      // ICC_IGRPEN1_EL1
+    msr     s3_0_c12_c12_7, x4
+    isb
+"
+    };
+}

@@ -72,14 +72,9 @@ umbra_spi_view_probe:
     .ascii  "ARM\x64"
     .word   0
 1:
-    mov     x4, #7                      // ICC_SRE_EL1: SRE, DFB, DIB
-    msr     s3_0_c12_c12_5, x4
-    isb
-    mov     x4, #0xff                   // ICC_PMR_EL1
-    msr     s3_0_c4_c6_0, x4
-    mov     x4, #1                      // ICC_IGRPEN1_EL1
-    msr     s3_0_c12_c12_7, x4
-    isb
+"#,
+    probe_asm_cpu_interface_on!(),
+    r#"
     adr     x19, umbra_spi_view_probe_flag
     movz    x22, #0x0800, lsl #16       // the distributor
     mov     w23, #0x10                  // bit 4 of GICD_I*R3: SPI 100
@@ -164,14 +159,9 @@ umbra_spi_view_probe_wait_flag:
 // SPI 100 in its list registers through ICC_HPPIR1_EL1 and reports each
 // change in `flag`.
 umbra_spi_view_probe_secondary:
-    mov     x4, #7                      // ICC_SRE_EL1
-    msr     s3_0_c12_c12_5, x4
-    isb
-    mov     x4, #0xff                   // ICC_PMR_EL1
-    msr     s3_0_c4_c6_0, x4
-    mov     x4, #1                      // ICC_IGRPEN1_EL1
-    msr     s3_0_c12_c12_7, x4
-    isb
+"#,
+    probe_asm_cpu_interface_on!(),
+    r#"
     adr     x5, umbra_spi_view_probe_flag
     mov     x6, #100
     // Pending in a list register.
