@@ -273,6 +273,16 @@ umbra_l1v_lower_sync:
     UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_vl_after
     UMBRA_L1V_RDSVL 19
     UMBRA_L1V_EXPECT x19, {l1_bytes}, umbra_l1v_msg_own_svl_after
+    // review45: its own lengths follow a longer ZCR_EL2/SMCR_EL2 again
+    // (hv's own EL2 limits must be back once L2 has run).
+    mov     x1, #3
+    msr     s3_4_c1_c2_0, x1
+    msr     s3_4_c1_c2_6, x1
+    isb
+    UMBRA_L1V_RDVL 19
+    UMBRA_L1V_EXPECT x19, 64, umbra_l1v_msg_own_vl_raised
+    UMBRA_L1V_RDSVL 19
+    UMBRA_L1V_EXPECT x19, 64, umbra_l1v_msg_own_svl_raised
     UMBRA_L1V_PUTS umbra_l1v_msg_after_ok
     adr     x10, umbra_l1v_msg_pass_nvhe
     UMBRA_L1V_IF_VHE 1f
@@ -339,6 +349,8 @@ umbra_l1v_msg_smcr12:   .asciz "L2's SMCR_EL1 in L1's VNCR page is not the FA64 
 umbra_l1v_msg_zcr_after: .asciz "L1's ZCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_smcr_after: .asciz "L1's SMCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_own_vl_after: .asciz "L1's own SVE vector length changed while L2 ran: "
+umbra_l1v_msg_own_vl_raised: .asciz "review45: L1's own SVE vector length after L2 ran and ZCR_EL2 = LEN 3 is not 64 bytes: "
+umbra_l1v_msg_own_svl_raised: .asciz "review45: L1's own streaming vector length after L2 ran and SMCR_EL2 = LEN 3 is not 64 bytes: "
 umbra_l1v_msg_own_svl_after: .asciz "L1's own streaming vector length changed while L2 ran: "
 
 // L2 (at 0x80000, EL1h, stage 1 off): its lengths and registers in x2-x8,
