@@ -277,12 +277,20 @@ umbra_l1v_lower_sync:
     // (hv's own EL2 limits must be back once L2 has run).
     mov     x1, #3
     msr     s3_4_c1_c2_0, x1
+    UMBRA_L1V_MOV64 x1, (3 | {fa64})
     msr     s3_4_c1_c2_6, x1
     isb
+    mrs     x19, s3_4_c1_c2_6
+    UMBRA_L1V_EXPECT x19, (3 | {fa64}), umbra_l1v_msg_smcr_fa64_kept
     UMBRA_L1V_RDVL 19
     UMBRA_L1V_EXPECT x19, 64, umbra_l1v_msg_own_vl_raised
     UMBRA_L1V_RDSVL 19
     UMBRA_L1V_EXPECT x19, 64, umbra_l1v_msg_own_svl_raised
+    // With its FA64 set, its own Advanced SIMD instruction in Streaming
+    // SVE mode is legal at its EL2 (a trap fails at umbra_l1v_own_sync).
+    .inst   0xd503437f                      // smstart sm
+    .inst   0x4ea08400                      // add v0.4s, v0.4s, v0.4s
+    .inst   0xd503427f                      // smstop sm
     UMBRA_L1V_PUTS umbra_l1v_msg_after_ok
     adr     x10, umbra_l1v_msg_pass_nvhe
     UMBRA_L1V_IF_VHE 1f
@@ -349,6 +357,7 @@ umbra_l1v_msg_smcr12:   .asciz "L2's SMCR_EL1 in L1's VNCR page is not the FA64 
 umbra_l1v_msg_zcr_after: .asciz "L1's ZCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_smcr_after: .asciz "L1's SMCR_EL2 changed while L2 ran: "
 umbra_l1v_msg_own_vl_after: .asciz "L1's own SVE vector length changed while L2 ran: "
+umbra_l1v_msg_smcr_fa64_kept: .asciz "review45: L1's SMCR_EL2 does not read back LEN 3 with FA64: "
 umbra_l1v_msg_own_vl_raised: .asciz "review45: L1's own SVE vector length after L2 ran and ZCR_EL2 = LEN 3 is not 64 bytes: "
 umbra_l1v_msg_own_svl_raised: .asciz "review45: L1's own streaming vector length after L2 ran and SMCR_EL2 = LEN 3 is not 64 bytes: "
 umbra_l1v_msg_own_svl_after: .asciz "L1's own streaming vector length changed while L2 ran: "
