@@ -1039,6 +1039,15 @@ pub enum NestedDemo {
     /// and EZT0, not L1's: L2's Advanced SIMD instruction in Streaming SVE
     /// mode does not trap (this run must fail).
     SveNoL2Fa64,
+    /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
+    /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
+    /// device tree, MMU off), on one vCPU.
+    Linux,
+    /// `linux-no-sve-hiding`: the same, but L1 is shown FEAT_SVE and
+    /// FEAT_SME as the other L1s are: Linux 6.1's EL2 set-up traps its own
+    /// ZCR_EL2 write at its EL2 and never reaches its console (this run
+    /// must fail).
+    LinuxNoSveHiding,
 }
 
 /// How the guest gets its interrupts.
@@ -1147,6 +1156,10 @@ impl Options {
                 "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
                 "hv.nested=sve-nvhe" => options.nested = Some(NestedDemo::SveNvhe),
                 "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
+                "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
+                "hv.nested=linux-no-sve-hiding" => {
+                    options.nested = Some(NestedDemo::LinuxNoSveHiding)
+                }
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1580,6 +1593,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=sve-no-l2-fa64").map(|o| o.nested),
             Ok(Some(NestedDemo::SveNoL2Fa64))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux").map(|o| o.nested),
+            Ok(Some(NestedDemo::Linux))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-sve-hiding").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoSveHiding))
         );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),

@@ -491,6 +491,7 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     if let Some(demo) = options.nested {
         nested::run(
             &platform,
+            &fdt,
             &features,
             demo,
             Region {
@@ -661,6 +662,25 @@ fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
     (ttbr, tcr)
 }
 
+/// The console's reference clock, measured from the divisors firmware
+/// left: the guest's fixed clock when the host's is a controller.
+fn console_clock_hz(fdt: &fdt::Fdt<'_>, platform: &Platform) -> Option<u32> {
+    let console_baud = platform::pl011::console_baud(
+        fdt.find_node(platform.uart_path.as_str())
+            .and_then(|n| n.property("current-speed"))
+            .and_then(|p| p.as_usize())
+            .and_then(|b| u32::try_from(b).ok()),
+        fdt.find_node("/chosen")
+            .and_then(|n| n.property("stdout-path"))
+            .and_then(|p| p.as_str()),
+    );
+    platform::pl011::reference_clock_hz(
+        mmio::read(platform.uart.base + platform::pl011::UARTIBRD, 4),
+        mmio::read(platform.uart.base + platform::pl011::UARTFBRD, 4),
+        console_baud,
+    )
+}
+
 /// Unpacks the guest bundle into guest memory, writes the guest's device
 /// tree, and builds its stage 2.
 fn load_guest(
@@ -732,22 +752,7 @@ fn load_guest(
         ));
     };
 
-    // The console's reference clock, measured from the divisors firmware
-    // left: the guest's fixed clock when the host's is a controller.
-    let console_baud = platform::pl011::console_baud(
-        fdt.find_node(platform.uart_path.as_str())
-            .and_then(|n| n.property("current-speed"))
-            .and_then(|p| p.as_usize())
-            .and_then(|b| u32::try_from(b).ok()),
-        fdt.find_node("/chosen")
-            .and_then(|n| n.property("stdout-path"))
-            .and_then(|p| p.as_str()),
-    );
-    let console_clock_hz = platform::pl011::reference_clock_hz(
-        mmio::read(platform.uart.base + platform::pl011::UARTIBRD, 4),
-        mmio::read(platform.uart.base + platform::pl011::UARTFBRD, 4),
-        console_baud,
-    );
+    let console_clock_hz = console_clock_hz(fdt, &platform);
     let dt_config = |initrd| GuestConfig {
         memory: &guest_memory,
         bootargs: bundle.cmdline,

@@ -2,10 +2,11 @@
 //! EL2 with FEAT_NV2 runs its own L2 on the shadow-mmu service's shadow
 //! stage 2 (`crate::nested` has the portable rules).
 //!
-//! - Memory: an arena of [`ARENA_BYTES`] at the top of the largest piece
-//!   of RAM a guest would get. Its first 64 KiB hold L0's stage-2 table of
+//! - Memory: an arena at the top of the largest piece of RAM a guest
+//!   would get. Its first 64 KiB hold L0's stage-2 table of
 //!   L1 (hv's own, built with `shadow_selftest::memory::Stage2Builder`);
-//!   from +2 MiB, [`L1_RAM_BYTES`] are L1's RAM at L1 IPA [`L1_BASE`]
+//!   from +2 MiB, [`L1_RAM_BYTES`] (a Linux L1's
+//!   `linux::LINUX_L1_RAM_BYTES`) are L1's RAM at L1 IPA [`L1_BASE`]
 //!   (2 MiB blocks). The service composes with the same table
 //!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
 //! - vCPUs: vCPU 0 on the boot CPU; with three CPUs, vCPU 1 on CPU 2 once
@@ -57,7 +58,7 @@ use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, Vcpu
 use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
-use crate::esr::instruction_length;
+use crate::esr::{instruction_length, MmioAccess, MmioKind};
 use crate::exit::SysRegAccess;
 use crate::inject::{
     external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
@@ -73,7 +74,9 @@ use crate::nested::entry::{
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
-use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
+use crate::nested::idregs::{
+    l2_id_read, shown_to_l1, shown_to_non_vhe_l1, without_sve_sme, IdRegister, L2IdRead,
+};
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
@@ -107,6 +110,7 @@ use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSI
 use walker::{ExposedFeatures, IdRegisters};
 
 mod at;
+mod linux;
 mod mmu;
 mod traps;
 mod vector;
@@ -121,8 +125,6 @@ const SECOND_VCPU_CPU: usize = 2;
 /// returns 0. A `\n` ends the line, which hv prints as `l1: <line>`.
 pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
 
-/// Bytes of the arena.
-pub const ARENA_BYTES: u64 = 8 << 20;
 const ARENA_ALIGN: u64 = 2 << 20;
 const L0_TABLES_END: u64 = 16 * 4096;
 const L1_RAM_OFFSET: u64 = 2 << 20;
@@ -275,6 +277,13 @@ struct Nested {
     /// L1's ZCR_EL2 and SMCR_EL2: what L1 is shown of SVE and SME, hv's
     /// own values (`arch::nested::vector`).
     vector: vector::VectorSetup,
+    /// L1's RAM's size (from [`L1_BASE`]).
+    l1_ram_bytes: u64,
+    /// L1 is a Linux kernel (`linux`): its HVCs are its own, its console
+    /// UART is emulated.
+    linux: bool,
+    /// The console UART, emulated for a Linux L1 (`linux::uart_access`).
+    uart: Region,
     /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
     l1_timer_ppis: TimerPpis,
     hardware_timer_ppis: HardwarePpis,
@@ -284,9 +293,15 @@ impl Nested {
     /// The value L1 reads for ID `register` (its mode's view of the host's).
     fn shown(&self, register: IdRegister) -> u64 {
         let host = read_id_register(register);
-        match self.mode {
+        let shown = match self.mode {
             L1Vel2Mode::Vhe => shown_to_l1(register, host),
             L1Vel2Mode::NonVhe => shown_to_non_vhe_l1(register, host),
+        };
+        if self.demo == NestedDemo::Linux {
+            // Documented at `without_sve_sme`.
+            without_sve_sme(register, shown)
+        } else {
+            shown
         }
     }
 }
@@ -696,6 +711,7 @@ fn read_id_register(register: IdRegister) -> u64 {
 /// EL2) and enters L1 at virtual EL2. Never returns: L1 ends the run.
 pub fn run(
     platform: &Platform,
+    fdt: &fdt::Fdt<'_>,
     features: &CpuFeatures,
     demo: NestedDemo,
     device_tree: Region,
@@ -708,12 +724,20 @@ pub fn run(
             features.nested_virtualization()
         ));
     }
+    let linux = matches!(demo, NestedDemo::Linux | NestedDemo::LinuxNoSveHiding);
+    let hide_sve_sme = demo == NestedDemo::Linux;
+    let l1_ram_bytes = if linux {
+        linux::LINUX_L1_RAM_BYTES
+    } else {
+        L1_RAM_BYTES
+    };
+    let arena_bytes = L1_RAM_OFFSET + l1_ram_bytes;
     let Some(region) =
-        super::shadow_selftest::arena_region(platform, device_tree, ARENA_BYTES, ARENA_ALIGN)
+        super::shadow_selftest::arena_region(platform, device_tree, arena_bytes, ARENA_ALIGN)
     else {
         fail(format_args!(
             "nested: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
-            ARENA_BYTES >> 20
+            arena_bytes >> 20
         ));
     };
     // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
@@ -722,21 +746,21 @@ pub fn run(
     // guest runs). AtomicU64 has the size and alignment of the u64 words
     // it is made of.
     let words = unsafe {
-        core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
+        core::slice::from_raw_parts(region.base as *const AtomicU64, (arena_bytes / 8) as usize)
     };
     let arena: &'static Arena<'static> = match Arena::new(words, region.base) {
         Ok(arena) => Box::leak(Box::new(arena)),
         Err(e) => fail(format_args!("nested: arena {e:?}")),
     };
     let l1_ram = region.base + L1_RAM_OFFSET;
-    if arena.fill(l1_ram, L1_RAM_BYTES, |_| 0).is_none() {
+    if arena.fill(l1_ram, l1_ram_bytes, |_| 0).is_none() {
         fail(format_args!("nested: L1's RAM is not inside the arena"));
     }
     let mut l0_tables = match Stage2Builder::new(arena, region.base, region.base + L0_TABLES_END) {
         Ok(t) => t,
         Err(e) => fail(format_args!("nested: L0's table of L1: {e}")),
     };
-    if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, L1_RAM_BYTES, 2, LeafAccess::ALL) {
+    if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, l1_ram_bytes, 2, LeafAccess::ALL) {
         fail(format_args!("nested: L0's table of L1: {e}"));
     }
     let l0_map: &'static L0Stage2<'static> =
@@ -789,22 +813,28 @@ pub fn run(
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
+        NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
     };
-    for (i, chunk) in image.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        if arena
-            .write(l1_ram + 8 * i as u64, u64::from_le_bytes(word))
-            .is_none()
-        {
-            fail(format_args!("nested: L1's image does not fit its RAM"));
-        }
-    }
-    cpu::clean_invalidate_dcache(region.base, ARENA_BYTES);
+    // Where L1 starts (x0: a Linux kernel's device tree).
+    let (l1_entry, l1_x0) = if linux {
+        let entry = linux::load(fdt, platform, arena, l1_ram);
+        (entry.pc, entry.dtb)
+    } else {
+        write_image(arena, l1_ram, image);
+        (L1_BASE, 0)
+    };
+    cpu::clean_invalidate_dcache(region.base, arena_bytes);
     cpu::invalidate_icache();
 
     // What L1 is shown (its ID registers) is what the service serves.
-    let shown = |r| shown_to_l1(r, read_id_register(r));
+    let shown = |r| {
+        let shown = shown_to_l1(r, read_id_register(r));
+        if hide_sve_sme {
+            without_sve_sme(r, shown)
+        } else {
+            shown
+        }
+    };
     let exposed = match ExposedFeatures::from_id_registers(IdRegisters {
         mmfr0: shown(IdRegister::Mmfr0),
         mmfr1: shown(IdRegister::Mmfr1),
@@ -942,6 +972,9 @@ pub fn run(
                 _ => vector::VectorDefect::None,
             },
         ),
+        l1_ram_bytes,
+        linux,
+        uart: platform.uart,
         l1_timer_ppis: TimerPpis {
             hyp_physical: platform.timer.hypervisor,
             hyp_virtual: platform
@@ -1057,19 +1090,22 @@ pub fn run(
             NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
+            NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
+            NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::Demo => "",
         },
-        L1_RAM_BYTES >> 20,
+        l1_ram_bytes >> 20,
         image.len() >> 10,
         config.budget.frames,
         contexts,
         if contexts == 1 { "" } else { "s" }
     ));
-    let frame = GuestFrame {
-        elr: L1_BASE,
+    let mut frame = GuestFrame {
+        elr: l1_entry,
         spsr: sysregs::GUEST_ENTRY_PSTATE,
         ..GuestFrame::ZERO
     };
+    frame.x[0] = l1_x0;
     // SAFETY: the frame is complete; the boot stack's top is this CPU's and
     // nothing on the current stack is needed after the jump.
     unsafe {
@@ -1077,6 +1113,21 @@ pub fn run(
             &frame,
             (&raw const super::BOOT_STACK) as u64 + super::BOOT_STACK_SIZE as u64,
         )
+    }
+}
+
+/// Writes `image` into the arena from `pa`, word by word (its last word
+/// padded with zeros); an image that does not fit ends the run.
+fn write_image(arena: &Arena<'_>, pa: u64, image: &[u8]) {
+    for (i, chunk) in image.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        if arena
+            .write(pa + 8 * i as u64, u64::from_le_bytes(word))
+            .is_none()
+        {
+            fail(format_args!("nested: L1's image does not fit its RAM"));
+        }
     }
 }
 
@@ -1408,6 +1459,10 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
 
 fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
     match (esr >> 26) & EC_UNKNOWN_MASK {
+        // A Linux L1's HVC is its own hypervisor call, taken to its own
+        // vector as an HVC at EL2 is (its PSCI goes through SMC); the test
+        // L1s call hv with it.
+        EC_HVC64 if nested.linux => exception_for_l1(vcpu, frame, esr, None),
         EC_HVC64 => hv_call(nested, vcpu, frame),
         // L1's WFI (or WFIT), trapped by TWI: it completes at once, as a
         // WFI may (DDI 0487, "Wait for Interrupt": it is a hint, and any
@@ -1434,6 +1489,25 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // of L1 is an access outside it: a synchronous external abort
         // for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
+            if (esr >> 26) & EC_UNKNOWN_MASK == EC_DABT_LOWER && nested.linux {
+                let access =
+                    MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"));
+                if let Ok(access) = access {
+                    let stored = match access.kind {
+                        MmioKind::Write { register } => frame.reg(register),
+                        MmioKind::Read { .. } => 0,
+                    };
+                    if let Some(loaded) = linux::uart_access(nested.uart, &access, stored) {
+                        if let (Some(value), MmioKind::Read { register, .. }) =
+                            (loaded, access.kind)
+                        {
+                            frame.set_reg(register, value);
+                        }
+                        frame.elr += instruction_length(esr);
+                        return;
+                    }
+                }
+            }
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
                 // L1's own stage-1 walk read outside its RAM: an abort on
@@ -2399,7 +2473,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
         return status::ALREADY_ON;
     }
     // The entry must be an instruction in L1's RAM (word aligned).
-    if entry < L1_BASE || entry >= L1_BASE + L1_RAM_BYTES || entry % 4 != 0 {
+    if entry < L1_BASE || entry >= L1_BASE + nested.l1_ram_bytes || entry % 4 != 0 {
         return status::INVALID_ADDRESS;
     }
     let client = match vcpu_client(index) {

@@ -159,6 +159,25 @@ pub const fn shown_to_non_vhe_l1(register: IdRegister, host: u64) -> u64 {
     }
 }
 
+/// `shown` (what L1 would read for `register`) without FEAT_SVE and
+/// FEAT_SME: PFR0.SVE and PFR1.SME 0, ZFR0 and SMFR0 0 (so ZCR_EL2,
+/// SMCR_EL2 and their EL1 twins are UNDEFINED for L1, `nested::vector`).
+/// For a Linux L1 (`hv.nested=linux`): Linux 6.1's EL2 set-up on a CPU
+/// whose HCR_EL2.E2H is RES1 (as L1's is, [`shown_to_l1`]'s MMFR4.E2H0)
+/// writes CPTR_EL2 0x33ff in its E2H = 0 layout and then clears only that
+/// layout's TZ bit before writing ZCR_EL2; with E2H = 1 that value has
+/// ZEN 0b00, so the architecture traps its ZCR_EL2 write at its own EL2
+/// (an SVE trap it has no handler for yet: its EL2 stub vector takes it
+/// as a hypervisor call). Without SVE and SME shown it skips both.
+pub const fn without_sve_sme(register: IdRegister, shown: u64) -> u64 {
+    match register {
+        IdRegister::Pfr0 => with_field(shown, 32, 0), // SVE
+        IdRegister::Pfr1 => with_field(shown, 24, 0), // SME
+        IdRegister::Zfr0 | IdRegister::Smfr0 => 0,
+        _ => shown,
+    }
+}
+
 /// What hv does with L2's trapped system register access (HCR_EL2.TID3 is
 /// always set for L2, [`super::l2_hcr`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

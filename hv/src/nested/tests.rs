@@ -820,3 +820,33 @@ fn the_summary_checks_one_worker_per_vcpu() {
         "one vCPU: two workers at most"
     );
 }
+
+#[test]
+fn a_linux_l1_is_shown_no_sve_or_sme() {
+    // `-cpu max`-like host values: SVE 1 in PFR0, SME 2 in PFR1 (with BT
+    // and SSBS beside it), nonzero ZFR0 and SMFR0.
+    let pfr0 = 0x1201_1111_1111_2222_u64;
+    let pfr1 = 0x0000_0000_0200_0121_u64;
+    let shown_pfr0 = without_sve_sme(IdRegister::Pfr0, shown_to_l1(IdRegister::Pfr0, pfr0));
+    assert_eq!((shown_pfr0 >> 32) & 0xf, 0, "PFR0.SVE");
+    assert_eq!(
+        shown_pfr0 & !(0xf << 32),
+        shown_to_l1(IdRegister::Pfr0, pfr0) & !(0xf << 32),
+        "the rest of PFR0 as any L1 is shown it"
+    );
+    let shown_pfr1 = without_sve_sme(IdRegister::Pfr1, shown_to_l1(IdRegister::Pfr1, pfr1));
+    assert_eq!(shown_pfr1, 0x121, "PFR1: SME 0, BT and SSBS kept");
+    assert_eq!(without_sve_sme(IdRegister::Zfr0, 0x0110_0110_0011_0011), 0);
+    assert_eq!(without_sve_sme(IdRegister::Smfr0, 0x8ff3_0000_0000_0000), 0);
+    for other in [
+        IdRegister::Mmfr0,
+        IdRegister::Mmfr4,
+        IdRegister::Isar0,
+        IdRegister::Dfr0,
+    ] {
+        assert_eq!(
+            without_sve_sme(other, 0x1234_5678_9abc_def0),
+            0x1234_5678_9abc_def0
+        );
+    }
+}

@@ -786,6 +786,31 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // Linux as L1: the guest bundle's kernel entered at virtual EL2 (x0 =
+    // its device tree, MMU off) runs its EL2 set-up, stays at EL2 as a
+    // VHE kernel and prints through the emulated PL011 until its GIC
+    // driver probes the distributor, which hv does not yet emulate for
+    // L1: an external abort, a panic, PSCI SYSTEM_RESET through SMC
+    // (hv/README.md, "Linux as L1"). One vCPU.
+    Case {
+        hv_args: "hv.nested=linux",
+        expect: Expect::Ends {
+            line: "CPU features: detected: Virtualization Host Extensions",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its twin: L1 shown SVE and SME, Linux 6.1 traps its own ZCR_EL2
+    // write at EL2 (its CPTR_EL2 in the E2H = 0 layout) and never gets
+    // to its console; hv's watchdog ends the run.
+    Case {
+        hv_args: "hv.nested=linux-no-sve-hiding",
+        expect: Expect::Ends {
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // L1's generic timers: its EL2 physical and virtual timers' PPIs at
     // virtual EL2 (also one expiring while L2 runs, and one re-armed and
     // EOId without a trap), L2's virtual timer expiring while L1 spins
