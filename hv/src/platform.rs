@@ -1048,6 +1048,19 @@ pub enum NestedDemo {
     /// ZCR_EL2 write at its EL2 and never reaches its console (this run
     /// must fail).
     LinuxNoSveHiding,
+    /// `host-el0`: a VHE L1 in host mode (virtual HCR_EL2.{E2H, TGE} =
+    /// {1, 1}) runs its own EL0 (`arch::nested_l1_host`): its CPTR_EL2's
+    /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
+    /// its vector.
+    HostEl0,
+    /// `host-el0-no-el0-fp-trap`: the same, but L1's FPEN 0b01 reaches the
+    /// hardware as 0b11: its EL0's FP instruction does not trap (this run
+    /// must fail).
+    HostEl0NoEl0FpTrap,
+    /// `host-el0-no-span`: the same, but the hardware SCTLR_EL1.SPAN stays
+    /// 1 in host mode: PAN is not set on entry from L1's EL0 (this run
+    /// must fail).
+    HostEl0NoSpan,
 }
 
 /// How the guest gets its interrupts.
@@ -1157,6 +1170,11 @@ impl Options {
                 "hv.nested=sve-nvhe" => options.nested = Some(NestedDemo::SveNvhe),
                 "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
                 "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
+                "hv.nested=host-el0" => options.nested = Some(NestedDemo::HostEl0),
+                "hv.nested=host-el0-no-el0-fp-trap" => {
+                    options.nested = Some(NestedDemo::HostEl0NoEl0FpTrap)
+                }
+                "hv.nested=host-el0-no-span" => options.nested = Some(NestedDemo::HostEl0NoSpan),
                 "hv.nested=linux-no-sve-hiding" => {
                     options.nested = Some(NestedDemo::LinuxNoSveHiding)
                 }
@@ -1598,6 +1616,16 @@ pub(crate) mod tests {
             Options::parse("hv.nested=linux").map(|o| o.nested),
             Ok(Some(NestedDemo::Linux))
         );
+        for (arg, demo) in [
+            ("hv.nested=host-el0", NestedDemo::HostEl0),
+            (
+                "hv.nested=host-el0-no-el0-fp-trap",
+                NestedDemo::HostEl0NoEl0FpTrap,
+            ),
+            ("hv.nested=host-el0-no-span", NestedDemo::HostEl0NoSpan),
+        ] {
+            assert_eq!(Options::parse(arg).map(|o| o.nested), Ok(Some(demo)));
+        }
         assert_eq!(
             Options::parse("hv.nested=linux-no-sve-hiding").map(|o| o.nested),
             Ok(Some(NestedDemo::LinuxNoSveHiding))

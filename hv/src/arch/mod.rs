@@ -41,6 +41,7 @@ pub mod mmio;
 pub mod nested;
 pub mod nested_l1;
 pub mod nested_l1_at;
+pub mod nested_l1_host;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;

@@ -241,6 +241,9 @@ struct Nested {
     /// `mmu-vhe-keep-dc`: HCR_EL2.DC stays set for L1 (its stage 1
     /// silently off; the defect that demo must catch).
     keep_dc: bool,
+    /// `host-el0-no-span`: the hardware SCTLR_EL1.SPAN stays 1 while a VHE
+    /// L1 is in host mode (the defect that demo must catch).
+    ignore_host_span: bool,
     /// `mmu-no-el2-tlbi`: L1's own EL2 stage-1 TLBIs (ALLE2, VAE2IS, ...)
     /// are acknowledged, not applied (the defect that demo must catch).
     skip_l1_own_tlbi: bool,
@@ -370,6 +373,9 @@ struct Vcpu {
     regime: NonVheRegime,
     /// A VHE L1's SCTLR_EL2 and TCR_EL2 as it wrote them.
     vhe_regime: VheRegime,
+    /// Whether the hardware SCTLR_EL1 was last converted for a VHE L1 in
+    /// host mode (`mmu::follow_host_mode`).
+    host_mode: bool,
     /// L1's unemulated accesses already reported.
     undefined_seen: FirstSeen<32>,
     /// L1's console line.
@@ -442,6 +448,7 @@ impl Vcpu {
             hpfar: 0,
             regime: NonVheRegime::RESET,
             vhe_regime: VheRegime::RESET,
+            host_mode: false,
             undefined_seen: FirstSeen::default(),
             line: arrayvec::ArrayVec::new(),
             direct_owner: None,
@@ -813,6 +820,9 @@ pub fn run(
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
+        NestedDemo::HostEl0 | NestedDemo::HostEl0NoEl0FpTrap | NestedDemo::HostEl0NoSpan => {
+            super::nested_l1_host::image()
+        }
         NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
     };
     // Where L1 starts (x0: a Linux kernel's device tree).
@@ -927,6 +937,7 @@ pub fn run(
         l2_at_walk_par: demo == NestedDemo::AtNoL2Fill,
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
+        ignore_host_span: demo == NestedDemo::HostEl0NoSpan,
         skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
         arena,
         l0_map,
@@ -956,6 +967,7 @@ pub fn run(
                 NestedDemo::TrapsNoMdcr => traps::TrapDefect::NoMdcrForL2,
                 NestedDemo::TrapsNoEl2Cptr => traps::TrapDefect::NoCptrAtEl2,
                 NestedDemo::TrapsNoHpmeGuard => traps::TrapDefect::HpmeForL2,
+                NestedDemo::HostEl0NoEl0FpTrap => traps::TrapDefect::NoHostEl0Trap,
                 _ => traps::TrapDefect::None,
             },
         ),
@@ -1090,6 +1102,9 @@ pub fn run(
             NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
+            NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
+            NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
+            NestedDemo::HostEl0NoSpan => " (host-el0-no-span: the hardware SCTLR_EL1.SPAN stays 1 in L1's host mode; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::Demo => "",
@@ -1254,6 +1269,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
                 vcpu.vncr
                     .set(crate::nested::vncr::HCR_EL2, nested.mode.virtual_hcr(vhcr));
                 traps::l1_exited(vcpu);
+                mmu::follow_host_mode(nested, vcpu);
             }
             match vcpu.mode {
                 Mode::L1 => l1_exit(nested, vcpu, frame, esr),
@@ -1604,9 +1620,24 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.elr = pc;
             frame.spsr = pstate;
         }
-        EretTarget::L1HostEl0 { .. } => {
-            println!("hv: nested: unsupported: L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (its own host userspace, not L2), which hv does not run yet; stopping");
-            exit(ExitStatus::Failure)
+        // L1's host EL0 runs on L1's own EL2&0 regime, which the hardware
+        // EL1&0 registers hold (a VHE L1: a non-VHE one has no TGE host
+        // mode, E2H being RES0), under L1's VMID: nothing to switch. Its
+        // exceptions are taken to hardware EL1, L1's vector, as from a
+        // lower EL; its accesses to EL0 counters and timers follow the
+        // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
+        EretTarget::L1HostEl0 { pc, pstate } => {
+            if nested.mode == L1Vel2Mode::NonVhe {
+                // Unreachable: eret_from_vel2 gives L1HostEl0 only with
+                // TGE, whose virtual value a non-VHE L1 cannot make count
+                // (E2H RES0); kept an illegal return all the same.
+                frame.elr = elr;
+                frame.spsr = (spsr & !0x1f) | (frame.spsr & 0xf) | (1 << 20);
+                return;
+            }
+            once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
+            frame.elr = pc;
+            frame.spsr = pstate;
         }
         EretTarget::L2 { pc, pstate } if maintenance_at_eret(nested, vcpu, frame, pc, pstate) => {}
         EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
@@ -2391,6 +2422,7 @@ enum Note {
     L1Maintenance,
     L1Timer,
     L2Unrequested,
+    L1HostEl0,
 }
 
 impl Note {
@@ -2405,6 +2437,7 @@ impl Note {
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
+            Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }

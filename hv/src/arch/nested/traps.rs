@@ -48,6 +48,9 @@ pub(super) enum TrapDefect {
     /// L1's MDCR_EL2.HPME is given to L2's hardware MDCR_EL2 (review 39
     /// R39-1's hv: L1's EL2 counters count hv's handling of L2's exits).
     HpmeForL2,
+    /// An E2H = 1 enable field L1 sets to 0b01 (trap EL0 only) reaches the
+    /// hardware CPACR_EL1 as 0b11: L1's host EL0 is never trapped.
+    NoHostEl0Trap,
 }
 
 /// What the trap controls need, fixed at set-up.
@@ -223,7 +226,16 @@ pub(super) fn l1_access(
                 TrapDefect::NoCptrAtEl2 => nested.traps.reset(),
                 _ => vcpu.traps,
             };
-            write_sysreg!("cpacr_el1", applied.l1_hardware_cpacr());
+            let cpacr = match nested.traps.defect {
+                // FPEN, ZEN, SMEN 0b01 made 0b11 (0b00 stays 0b00).
+                TrapDefect::NoHostEl0Trap => {
+                    let el0_only =
+                        applied.l1_hardware_cpacr() & (0b01 << 20 | 0b01 << 16 | 0b01 << 24);
+                    applied.l1_hardware_cpacr() | el0_only << 1
+                }
+                _ => applied.l1_hardware_cpacr(),
+            };
+            write_sysreg!("cpacr_el1", cpacr);
             super::cpu::isb();
         }
         (_, true) => frame.set_reg(access.rt, vcpu.traps.mdcr),
