@@ -110,6 +110,24 @@ fn exception_from_l1_itself_uses_the_current_el_vectors() {
     assert_eq!(entry.pstate & IL, 0);
 }
 
+/// An exception hv gives L1 while its host EL0 runs (virtual E2H = TGE =
+/// 1, hardware EL0) is taken from a lower EL: VBAR_EL2 + 0x400, SPSR_EL2
+/// the EL0 PSTATE as it was.
+#[test]
+fn exception_from_l1s_host_el0_uses_the_lower_el_vector() {
+    let el0 = EL0T | (1 << 29);
+    assert_eq!(Origin::of_l1(el0), Origin::LowerAarch64);
+    let target = Vel2Target {
+        host: true,
+        ..Vel2Target::default()
+    };
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(el0), 0x40_1000, el0, target);
+    assert_eq!(entry.pc, 0x4000_0c00);
+    assert_eq!(entry.spsr, el0);
+    assert_eq!(entry.elr, 0x40_1000);
+    assert_eq!(entry.pstate & 0xf, EL1H, "L1's vector runs at its EL2h (hardware EL1h)");
+}
+
 /// Review 34 R34-7: the entry to L1's virtual EL2 sets SSBS from
 /// SCTLR_EL2.DSSBS, ALLINT from NOT SCTLR_EL2.SPINTMASK, TCO with MTE, PAN
 /// only in host mode, EXLOCK only from L1 itself; it was EL2h | DAIF and
