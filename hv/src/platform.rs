@@ -1053,6 +1053,10 @@ pub enum NestedDemo {
     /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
     /// its vector.
     HostEl0,
+    /// `demo-no-vpidr`: the demo, but L2 runs with L1's own VPIDR_EL2 and
+    /// VMPIDR_EL2, not those L1 set for it: L2's MIDR_EL1 and MPIDR_EL1
+    /// are not what L1 set (this run must fail).
+    DemoNoVpidr,
     /// `host-el0-no-el0-fp-trap`: the same, but L1's FPEN 0b01 reaches the
     /// hardware as 0b11: its EL0's FP instruction does not trap (this run
     /// must fail).
@@ -1171,6 +1175,7 @@ impl Options {
                 "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
                 "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
                 "hv.nested=host-el0" => options.nested = Some(NestedDemo::HostEl0),
+                "hv.nested=demo-no-vpidr" => options.nested = Some(NestedDemo::DemoNoVpidr),
                 "hv.nested=host-el0-no-el0-fp-trap" => {
                     options.nested = Some(NestedDemo::HostEl0NoEl0FpTrap)
                 }
@@ -1618,6 +1623,7 @@ pub(crate) mod tests {
         );
         for (arg, demo) in [
             ("hv.nested=host-el0", NestedDemo::HostEl0),
+            ("hv.nested=demo-no-vpidr", NestedDemo::DemoNoVpidr),
             (
                 "hv.nested=host-el0-no-el0-fp-trap",
                 NestedDemo::HostEl0NoEl0FpTrap,

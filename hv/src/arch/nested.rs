@@ -80,7 +80,7 @@ use crate::nested::idregs::{
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
-use crate::nested::vncr::{El1Register, El1State, VncrPage};
+use crate::nested::vncr::{l2_midr, l2_mpidr, El1Register, El1State, VncrPage};
 use crate::nested::{
     el2_stage1_tlbi_form, hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen,
     Sighting, Stage1TlbiTarget, Summary, HV_INTERRUPT_ROUTING,
@@ -819,7 +819,9 @@ pub fn run(
         | NestedDemo::SveNvhe
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
-        NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
+        NestedDemo::Demo | NestedDemo::DemoNoTlbi | NestedDemo::DemoNoVpidr => {
+            super::nested_l1::image()
+        }
         NestedDemo::HostEl0 | NestedDemo::HostEl0NoEl0FpTrap | NestedDemo::HostEl0NoSpan => {
             super::nested_l1_host::image()
         }
@@ -1006,6 +1008,7 @@ pub fn run(
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    reset_virtual_ids(vncr, 0);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
         fail(format_args!(
@@ -1040,7 +1043,7 @@ pub fn run(
     *VCPUS[0].lock() = Some(Vcpu::new(0, vncr, client));
 
     super::configure_el2_traps(features);
-    write_sysreg!("vmpidr_el2", l1_mpidr(0));
+    load_l1_ids(0);
     let watchdog = watchdog_setup();
     if let Some(vcpu) = VCPUS[0].lock().as_mut() {
         vcpu.timers.set_watchdog(watchdog);
@@ -1102,6 +1105,7 @@ pub fn run(
             NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
+            NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
             NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
             NestedDemo::HostEl0NoSpan => " (host-el0-no-span: the hardware SCTLR_EL1.SPAN stays 1 in L1's host mode; this run must fail)",
@@ -1650,6 +1654,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
+            load_l2_ids(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
                 "vttbr_el2",
@@ -1700,6 +1705,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
+            load_l2_ids(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
             cpu::isb();
@@ -1783,6 +1789,7 @@ fn enter_l1_from_l2(
     write_sysreg!("far_el1", far);
     vcpu.hpfar = hpfar;
     enter_l1_regime(mmu::l1_hcr(nested, vcpu));
+    load_l1_ids(vcpu.index as u64);
     vector::exit_l2(nested, vcpu);
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;
@@ -2515,6 +2522,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
     };
     let vncr: &'static VncrPage = Box::leak(Box::default());
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    reset_virtual_ids(vncr, index as u64);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
         return status::INTERNAL_FAILURE;
@@ -2576,7 +2584,7 @@ fn second_vcpu_main() -> ! {
     }
     enable_l1_maintenance(gic, SECOND_VCPU_CPU);
     super::configure_el2_traps(&nested.features);
-    write_sysreg!("vmpidr_el2", l1_mpidr(1));
+    load_l1_ids(1);
     // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
     write_sysreg!("s3_4_c14_c2_1", 0);
     super::nested_timer::start_on_this_cpu();
@@ -2606,6 +2614,40 @@ fn second_vcpu_main() -> ! {
             (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
         )
     }
+}
+
+/// The hardware VPIDR_EL2 and VMPIDR_EL2 while L1 runs on vCPU `index`:
+/// what its MIDR_EL1 and MPIDR_EL1 reads return (the host's MIDR, and
+/// [`l1_mpidr`]).
+fn load_l1_ids(index: u64) {
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", l1_mpidr(index));
+}
+
+/// L1's VPIDR_EL2 and VMPIDR_EL2 (VNCR words) at reset, which the
+/// architecture leaves UNKNOWN: the values L1's own MIDR_EL1 and MPIDR_EL1
+/// read ([`load_l1_ids`]), so an L1 that never sets them shows its L2
+/// what it sees itself.
+fn reset_virtual_ids(vncr: &VncrPage, index: u64) {
+    vncr.set(crate::nested::vncr::VPIDR_EL2, read_sysreg!("midr_el1"));
+    vncr.set(crate::nested::vncr::VMPIDR_EL2, l1_mpidr(index));
+}
+
+/// The hardware VPIDR_EL2 and VMPIDR_EL2 for L2: L1's (its VNCR words'
+/// fields, `nested::vncr::l2_midr`/`l2_mpidr`), which L2's MIDR_EL1 and
+/// MPIDR_EL1 reads at its EL1 return; `demo-no-vpidr` keeps L1's own.
+fn load_l2_ids(nested: &Nested, vcpu: &Vcpu) {
+    if nested.demo == NestedDemo::DemoNoVpidr {
+        return;
+    }
+    write_sysreg!(
+        "vpidr_el2",
+        l2_midr(vcpu.vncr.get(crate::nested::vncr::VPIDR_EL2))
+    );
+    write_sysreg!(
+        "vmpidr_el2",
+        l2_mpidr(vcpu.vncr.get(crate::nested::vncr::VMPIDR_EL2))
+    );
 }
 
 /// The MPIDR_EL1 L1 reads on vCPU `index` (VMPIDR_EL2): affinity 0 =

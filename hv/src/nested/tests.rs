@@ -125,7 +125,11 @@ fn exception_from_l1s_host_el0_uses_the_lower_el_vector() {
     assert_eq!(entry.pc, 0x4000_0c00);
     assert_eq!(entry.spsr, el0);
     assert_eq!(entry.elr, 0x40_1000);
-    assert_eq!(entry.pstate & 0xf, EL1H, "L1's vector runs at its EL2h (hardware EL1h)");
+    assert_eq!(
+        entry.pstate & 0xf,
+        EL1H,
+        "L1's vector runs at its EL2h (hardware EL1h)"
+    );
 }
 
 /// Review 34 R34-7: the entry to L1's virtual EL2 sets SSBS from
@@ -867,4 +871,14 @@ fn a_linux_l1_is_shown_no_sve_or_sme() {
             0x1234_5678_9abc_def0
         );
     }
+}
+
+#[test]
+fn l2_reads_l1s_vpidr_and_vmpidr_fields_only() {
+    assert_eq!(l2_midr(0x410f_d0c1), 0x410f_d0c1);
+    assert_eq!(l2_midr(0xdead_beef_410f_d0c1), 0x410f_d0c1, "[63:32] RES0");
+    // Aff3, U, MT and Aff2..0 kept, bit 31 RES1, the rest RES0.
+    assert_eq!(l2_mpidr(0x12_4112_3456), 0x12_c112_3456);
+    assert_eq!(l2_mpidr(0), 1 << 31);
+    assert_eq!(l2_mpidr(u64::MAX), 0xff_c1ff_ffff);
 }

@@ -144,10 +144,11 @@ pub(super) fn l1_exited(vcpu: &Vcpu) {
 /// in the hardware EL1 registers: L1's shown features (no GCS), its
 /// SCTLR_EL2's DSSBS and SPINTMASK (the hardware SCTLR_EL1 carries them
 /// for both kinds of L1, `el2_regime`), its SPAN as a VHE L1 wrote it (the
-/// hardware's is forced 1) and its host mode (virtual HCR_EL2.E2H = TGE =
-/// 1; review 39 R39-4): hv's injected entries set PAN as the pseudocode
-/// does. The entries the hardware takes to L1 itself still leave PAN
-/// alone in host mode (`el2_regime::sctlr_el1_for_vhe_vel2`'s limit).
+/// hardware's is L1's only in host mode) and its host mode (virtual
+/// HCR_EL2.E2H = TGE = 1; review 39 R39-4): hv's injected entries set PAN
+/// as the pseudocode does. The entries the hardware takes to L1 itself
+/// follow the hardware SPAN, converted again at L1's exits
+/// (`el2_regime::sctlr_el1_for_vhe_vel2`, `mmu::follow_host_mode`).
 pub(super) fn vel2_target(nested: &Nested, vcpu: &Vcpu) -> Vel2Target {
     let el1 = el1_target(nested);
     let l1_sctlr_el2 = match nested.mode {

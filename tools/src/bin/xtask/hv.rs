@@ -786,6 +786,16 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L2 run with L1's own VPIDR_EL2 and VMPIDR_EL2: its MIDR_EL1 is not
+    // the one L1 set for it.
+    Case {
+        hv_args: "hv.nested=demo-no-vpidr",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's MIDR_EL1 is not L1's VPIDR_EL2: 0x00000000000f0510",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A VHE L1 in host mode (E2H = TGE = 1) runs its own EL0, as Linux
     // runs its user space: its EL0-only FP trap (CPTR_EL2.FPEN 0b01),
     // PAN set on entry by SCTLR_EL2.SPAN 0, its SVC at its vector.
