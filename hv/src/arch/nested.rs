@@ -1891,6 +1891,14 @@ fn l1_system_instruction(
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
+    // HACR_EL2: RES0 for L1 (`nested::traps::is_hacr_el2`).
+    if crate::nested::traps::is_hacr_el2(&access) {
+        if access.read {
+            frame.set_reg(access.rt, 0);
+        }
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
     // CPTR_EL2, MDCR_EL2 (and a VHE L1's CPACR_EL1, its CPTR_EL2).
     if traps::l1_access(nested, vcpu, frame, access) {
         return;

@@ -5,6 +5,7 @@
 //! like `arch::nested_l1`; data to hv, never executed at EL2.
 //!
 //! L1 (MMU off, its stack at +1 MiB):
+//! 0. writes HACR_EL2 all ones and reads 0 (RES0 on hv);
 //! 1. sets its virtual HCR_EL2 to E2H | TGE | RW (a VNCR word), its
 //!    SCTLR_EL2 with SPAN 0 (PAN set on exceptions taken to EL2 in host
 //!    mode) and its CPTR_EL2 (through CPACR_EL1, E2H = 1) with FPEN 0b01:
@@ -40,6 +41,12 @@ umbra_l1_host_image:
     adr     x1, umbra_l1h_vectors
     msr     vbar_el2, x1
     isb
+    // HACR_EL2: no IMPLEMENTATION DEFINED trap on hv, RES0 (RAZ/WI).
+    mov     x1, #-1
+    msr     hacr_el2, x1
+    mrs     x11, hacr_el2
+    adr     x10, umbra_l1h_msg_hacr
+    cbnz    x11, umbra_l1h_fail
     // 1. Host mode, SPAN 0, FPEN 0b01.
     UMBRA_L1H_MOV64 x1, {vhcr_host}
     msr     hcr_el2, x1
@@ -120,6 +127,7 @@ umbra_l1h_msg_nl:       .asciz "\n"
 umbra_l1h_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1h_msg_el:       .asciz "CurrentEL is not 2: "
 umbra_l1h_msg_unexpected: .asciz "unexpected exception at virtual EL2 (from itself: its own FP instruction, or its EL0's FP instruction ran without the trap FPEN 0b01 asks for), ESR_EL2 "
+umbra_l1h_msg_hacr:     .asciz "HACR_EL2 does not read 0 (RES0: hv has no IMPLEMENTATION DEFINED traps) after L1 wrote all ones: "
 umbra_l1h_msg_pan:      .asciz "PSTATE.PAN is not set on entry from EL0 (SCTLR_EL2.SPAN 0 in host mode): "
 umbra_l1h_msg_spsr:     .asciz "the exception did not come from EL0t: SPSR_EL2 "
 umbra_l1h_msg_fp:       .asciz "L1's host EL0 FP/SIMD instruction did not trap to L1 as FPEN 0b01 asks (the first exception from EL0 has ESR_EL2) "

@@ -99,7 +99,12 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   treats L1's HCR_EL2.RW as 1), EL2 and EL3 as the host's (L1 sees
 ///   EL2), AMU 0, MPAM 0, RAS as the host's; the rest as the host's;
 /// - PFR1: GCS 0 (FEAT_GCS hidden: hv switches no GCS register between L1
-///   and L2 and runs both with HCRX_EL2.GCSEn 0, review 39 R39-2).
+///   and L2 and runs both with HCRX_EL2.GCSEn 0, review 39 R39-2);
+/// - DFR0: PMSVer, TraceFilt, TraceBuffer and BRBE 0 (FEAT_SPE, FEAT_TRF,
+///   FEAT_TRBE, FEAT_BRBE hidden): hv emulates none of their EL2 registers
+///   (PMSCR_EL2, TRFCR_EL2, BRBCR_EL2 are UNDEFINED for L1) and switches
+///   none of their EL1 ones between L1 and L2, and Linux's EL2 set-up
+///   writes PMSCR_EL2 and TRFCR_EL2 where they are shown.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
     match register {
         IdRegister::Mmfr0 => {
@@ -141,6 +146,12 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             with_field(v, 40, 0) // MPAM
         }
         IdRegister::Pfr1 => with_field(host, 44, 0), // GCS
+        IdRegister::Dfr0 => {
+            let v = with_field(host, 32, 0); // PMSVer: FEAT_SPE
+            let v = with_field(v, 40, 0); // TraceFilt: FEAT_TRF
+            let v = with_field(v, 44, 0); // TraceBuffer: FEAT_TRBE
+            with_field(v, 52, 0) // BRBE: FEAT_BRBE
+        }
         _ => host,
     }
 }

@@ -882,3 +882,27 @@ fn l2_reads_l1s_vpidr_and_vmpidr_fields_only() {
     assert_eq!(l2_mpidr(0), 1 << 31);
     assert_eq!(l2_mpidr(u64::MAX), 0xff_c1ff_ffff);
 }
+
+#[test]
+fn spe_trf_trbe_and_brbe_are_hidden_from_l1() {
+    // DebugVer 9, TraceVer 1, PMUVer 8, BRPs 5, WRPs 3, CTX_CMPs 1,
+    // PMSVer 3, DoubleLock 0xf, TraceFilt 1, TraceBuffer 1, MTPMU 1,
+    // BRBE 1, HPMN0 1.
+    let host = 0x1011_1111_f300_5519_u64 | 0xf << 36;
+    let shown = shown_to_l1(IdRegister::Dfr0, host);
+    for (shift, what) in [
+        (32, "PMSVer"),
+        (40, "TraceFilt"),
+        (44, "TraceBuffer"),
+        (52, "BRBE"),
+    ] {
+        assert_eq!((shown >> shift) & 0xf, 0, "{what}");
+    }
+    let kept = !(0xf_u64 << 32 | 0xf << 40 | 0xf << 44 | 0xf << 52);
+    assert_eq!(
+        shown & kept,
+        host & kept,
+        "the PMU, debug and trace fields as the host's"
+    );
+    assert_eq!(shown_to_non_vhe_l1(IdRegister::Dfr0, host), shown);
+}

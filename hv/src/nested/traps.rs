@@ -527,6 +527,15 @@ pub const fn is_cpacr_el1(access: &SysRegAccess) -> bool {
     access.op0 == 3 && access.op1 == 0 && access.crn == 1 && access.crm == 0 && access.op2 == 2
 }
 
+/// HACR_EL2 (op0 3, op1 4, CRn 1, CRm 1, op2 7): IMPLEMENTATION DEFINED
+/// trap controls, present wherever EL2 is. hv, as the implementation L1
+/// runs on, defines none, so every bit is RES0 for L1: its reads return 0
+/// and its writes are ignored (L1 traps with NV and hv answers; there is
+/// no VNCR slot).
+pub const fn is_hacr_el2(access: &SysRegAccess) -> bool {
+    access.op0 == 3 && access.op1 == 4 && access.crn == 1 && access.crm == 1 && access.op2 == 7
+}
+
 /// CPTR_EL2 (op0 3, op1 4, CRn 1, CRm 1, op2 2) and MDCR_EL2 (op2 1).
 pub const fn is_cptr_el2(access: &SysRegAccess) -> bool {
     access.op0 == 3 && access.op1 == 4 && access.crn == 1 && access.crm == 1 && access.op2 == 2
@@ -992,5 +1001,23 @@ mod tests {
         assert!(!hcrx_disabled_register(&access(0, 2, 5, 3)));
         assert!(!hcrx_disabled_register(&access(3, 2, 5, 0)));
         assert!(!hcrx_disabled_register(&access(5, 2, 5, 0)), "GCSCR_EL12");
+    }
+
+    #[test]
+    fn hacr_el2_is_recognised_and_nothing_beside_it() {
+        let access = |op1, crn, crm, op2| SysRegAccess {
+            op0: 3,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt: 0,
+            read: true,
+        };
+        assert!(is_hacr_el2(&access(4, 1, 1, 7)));
+        assert!(!is_hacr_el2(&access(4, 1, 1, 2)), "CPTR_EL2");
+        assert!(!is_hacr_el2(&access(4, 1, 1, 3)), "HSTR_EL2");
+        assert!(!is_hacr_el2(&access(0, 1, 1, 7)));
+        assert!(!is_cptr_el2(&access(4, 1, 1, 7)) && !is_mdcr_el2(&access(4, 1, 1, 7)));
     }
 }
