@@ -1632,12 +1632,11 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
         EretTarget::L1HostEl0 { pc, pstate } => {
             if nested.mode == L1Vel2Mode::NonVhe {
-                // Unreachable: eret_from_vel2 gives L1HostEl0 only with
-                // TGE, whose virtual value a non-VHE L1 cannot make count
-                // (E2H RES0); kept an illegal return all the same.
-                frame.elr = elr;
-                frame.spsr = (spsr & !0x1f) | (frame.spsr & 0xf) | (1 << 20);
-                return;
+                // E2H = 0 with TGE = 1: EL0 in the EL1&0 regime with
+                // stage 1 off and its exceptions routed to EL2, which hv
+                // does not model.
+                println!("hv: nested: unsupported: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0), which hv does not run; stopping");
+                exit(ExitStatus::Failure)
             }
             once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
             frame.elr = pc;
