@@ -682,18 +682,10 @@ fn console_clock_hz(fdt: &fdt::Fdt<'_>, platform: &Platform) -> Option<u32> {
     )
 }
 
-/// Unpacks the guest bundle into guest memory, writes the guest's device
-/// tree, and builds its stage 2.
-fn load_guest(
-    fdt: &fdt::Fdt<'_>,
-    platform: Platform,
-    gic: Option<gic::Gic>,
-    features: CpuFeatures,
-    pa_bits: u8,
-    boot_cpu: usize,
-    (ttbr, tcr): (u64, u64),
-    probe: Option<platform::Probe>,
-) -> &'static Hv {
+/// The guest bundle hv was given as its initrd (checked to lie in RAM)
+/// and where it is; a missing or malformed one ends the run with one
+/// line.
+fn guest_bundle(platform: &Platform) -> (Region, Bundle<'static>) {
     let Some(bundle_region) = platform.initrd else {
         fail(format_args!(
             "no guest: hv expects an Umbra guest bundle as its initrd (see `cargo xtask run`)"
@@ -710,14 +702,30 @@ fn load_guest(
         ));
     }
     // SAFETY: the region was checked to lie in RAM, which is mapped; nothing
-    // writes it while this borrow lives (the copies below avoid it).
+    // of hv's writes it (the guest's copies and the nested arena avoid
+    // it), so it may be borrowed for the rest of the run.
     let bytes = unsafe {
         core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
     };
-    let mut bundle = match Bundle::parse(bytes) {
-        Ok(b) => b,
+    match Bundle::parse(bytes) {
+        Ok(b) => (bundle_region, b),
         Err(e) => fail(format_args!("{e}")),
-    };
+    }
+}
+
+/// Unpacks the guest bundle into guest memory, writes the guest's device
+/// tree, and builds its stage 2.
+fn load_guest(
+    fdt: &fdt::Fdt<'_>,
+    platform: Platform,
+    gic: Option<gic::Gic>,
+    features: CpuFeatures,
+    pa_bits: u8,
+    boot_cpu: usize,
+    (ttbr, tcr): (u64, u64),
+    probe: Option<platform::Probe>,
+) -> &'static Hv {
+    let (bundle_region, mut bundle) = guest_bundle(&platform);
     // hv's own EL1 probe instead of the bundle's kernel.
     match probe {
         Some(platform::Probe::WalkAbort) => bundle.kernel = walk_abort_probe::image(),

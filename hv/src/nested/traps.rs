@@ -1001,19 +1001,7 @@ mod tests {
         assert!(!hcrx_disabled_register(&access(0, 2, 5, 3)));
         assert!(!hcrx_disabled_register(&access(3, 2, 5, 0)));
         assert!(!hcrx_disabled_register(&access(5, 2, 5, 0)), "GCSCR_EL12");
-    }
-
-    #[test]
-    fn hacr_el2_is_recognised_and_nothing_beside_it() {
-        let access = |op1, crn, crm, op2| SysRegAccess {
-            op0: 3,
-            op1,
-            crn,
-            crm,
-            op2,
-            rt: 0,
-            read: true,
-        };
+        // HACR_EL2 and nothing beside it.
         assert!(is_hacr_el2(&access(4, 1, 1, 7)));
         assert!(!is_hacr_el2(&access(4, 1, 1, 2)), "CPTR_EL2");
         assert!(!is_hacr_el2(&access(4, 1, 1, 3)), "HSTR_EL2");

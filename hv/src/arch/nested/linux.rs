@@ -13,7 +13,7 @@
 
 use super::super::{console, fail, phase};
 use super::{write_image, L1_BASE};
-use crate::bundle::{Bundle, ImageHeader};
+use crate::bundle::ImageHeader;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::guest_dt::{self, GuestConfig};
 use crate::layout::GuestLayout;
@@ -36,31 +36,7 @@ pub struct LinuxEntry {
 /// Places the bundle's kernel, initrd and a device tree for L1 in L1's
 /// RAM (`l1_ram`: its physical address, L1 IPA [`L1_BASE`]).
 pub fn load(fdt: &fdt::Fdt<'_>, platform: &Platform, arena: &Arena<'_>, l1_ram: u64) -> LinuxEntry {
-    let Some(bundle_region) = platform.initrd else {
-        fail(format_args!(
-            "nested linux: no guest bundle (hv's initrd) to take L1's kernel from"
-        ));
-    };
-    if !platform
-        .memory
-        .iter()
-        .any(|m| m.base <= bundle_region.base && bundle_region.end() <= m.end())
-    {
-        fail(format_args!(
-            "nested linux: the initrd {:#x}+{:#x} is not inside memory",
-            bundle_region.base, bundle_region.size
-        ));
-    }
-    // SAFETY: the region lies in RAM, which hv's stage 1 maps; nothing
-    // writes it while this borrow lives (the arena is clear of it,
-    // `shadow_selftest::arena_region`).
-    let bytes = unsafe {
-        core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
-    };
-    let bundle = match Bundle::parse(bytes) {
-        Ok(b) => b,
-        Err(e) => fail(format_args!("nested linux: {e}")),
-    };
+    let (_, bundle) = super::super::guest_bundle(platform);
     let image = match ImageHeader::parse(bundle.kernel) {
         Ok(i) => i,
         Err(e) => fail(format_args!("nested linux: {e}")),
