@@ -1169,6 +1169,28 @@ impl<C: crate::rmap::ContextId> IndexOwner for (C, u8) {
     }
 }
 
+/// Where a [`BlockIndex`] keeps its chunks, for prefetches by a thread
+/// that does not hold its owner's lock: a [`crate::flat::SlotHint`] of its
+/// hashed level, taken when the index is made (its slots never move
+/// unless it grows, which its owners' sizing prevents; a stale hint only
+/// wastes its prefetches). It reads nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BlockHint<O> {
+    bits: crate::flat::SlotHint<ChunkKey<O>>,
+}
+
+impl<O: IndexOwner> BlockHint<O> {
+    /// [`BlockIndex::prefetch`] (the same two lines) through the hint.
+    pub(crate) fn prefetch(&self, owner: O, base: u64, size_log2: u32) {
+        if size_log2 + CHUNK_BLOCKS_LOG2 < 64 {
+            self.bits.prefetch_run::<[u64; CHUNK_WORDS]>(&ChunkKey::new(
+                owner,
+                base >> chunk_shift(size_log2),
+            ));
+        }
+    }
+}
+
 /// Empty chunks a [`BlockIndex`] keeps.
 pub(crate) const EMPTY_RING: usize = 8;
 
@@ -1312,6 +1334,14 @@ impl<O: IndexOwner> BlockIndex<O> {
                 self.bits.remove(&ChunkKey::of(old));
                 self.ordered.remove(&old);
             }
+        }
+    }
+
+    /// Where this index keeps its chunks now, for prefetches by a thread
+    /// that does not hold the index's owner's lock (see [`BlockHint`]).
+    pub(crate) fn hint(&self) -> BlockHint<O> {
+        BlockHint {
+            bits: self.bits.slot_hint(),
         }
     }
 
@@ -1809,6 +1839,42 @@ mod block_index_tests {
         assert!(index.remove(0, top, 12));
         assert!(!index.remove(0, top, 12));
         assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod hint_tests {
+    use super::*;
+
+    /// A block index made for `n` blocks keeps its chunks where its hint
+    /// (taken when it is made, as the walk cache and the reverse map take
+    /// theirs) says, through every fill up to `n` scattered blocks (one
+    /// chunk each, the most chunks it may need) and every clear: lock-free
+    /// prefetches through the hint ask for the lines its probes read.
+    #[test]
+    fn a_block_index_hint_outlives_fills_and_clears() {
+        for blocks in [1usize, 100, 4096] {
+            let mut index: BlockIndex<u8> = BlockIndex::with_capacity(blocks);
+            let hint = index.hint();
+            for round in 0..3u64 {
+                for b in 0..blocks as u64 {
+                    // 64 pages apart: a chunk per block.
+                    assert!(index.insert(12, (round << 40) | (b << 18), 12));
+                }
+                assert_eq!(index.hint(), hint, "{blocks} blocks, round {round}");
+                drop(index.clear());
+            }
+            assert_eq!(index.growths(), 0);
+            assert_eq!(index.hint(), hint);
+        }
+        // A grown index names another array: the old hint is only stale.
+        let mut index: BlockIndex<u8> = BlockIndex::with_capacity(1);
+        let hint = index.hint();
+        for b in 0..4096u64 {
+            index.insert(12, b << 18, 12);
+        }
+        assert!(index.growths() > 0);
+        assert_ne!(index.hint(), hint);
     }
 }
 
