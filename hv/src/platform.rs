@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -910,6 +910,14 @@ pub enum NestedDemo {
     /// without the handshake's re-read): after a recycle an L2 runs on
     /// another L2's shadow and L1 must catch it (this run must fail).
     RecycleStaleRoot,
+    /// `recycle-no-off-state`: L1's PSCI CPU_OFF stops its vCPU, but hv
+    /// keeps the vCPU ON, so AFFINITY_INFO never reports it OFF and L1
+    /// (which waits for OFF before starting it again) must fail.
+    RecycleNoOffState,
+    /// `recycle-no-kick-all`: the recycles' kick pass sees vCPUs 0 and 1
+    /// only (the old two-vCPU PE set), so a live vCPU 2 in the victim's L2
+    /// is neither interrupted nor waited for; hv must fail the run.
+    RecycleNoKickAll,
     /// `irq`: L1 injects virtual interrupts into its L2 through its
     /// virtual GIC interface (ICH_LR<n>_EL2 in the VNCR page) and checks
     /// what L2's acknowledge and EOI left there (`arch::nested_vgic`).
@@ -1067,6 +1075,20 @@ pub enum NestedDemo {
     HostEl0NoSpan,
 }
 
+impl NestedDemo {
+    /// Whether this is the recycling L1 (`recycle` and its failure modes),
+    /// whose run must recycle contexts.
+    pub fn is_recycle(self) -> bool {
+        matches!(
+            self,
+            Self::Recycle
+                | Self::RecycleStaleRoot
+                | Self::RecycleNoOffState
+                | Self::RecycleNoKickAll
+        )
+    }
+}
+
 /// How the guest gets its interrupts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GicMode {
@@ -1185,6 +1207,12 @@ impl Options {
                 }
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
+                }
+                "hv.nested=recycle-no-off-state" => {
+                    options.nested = Some(NestedDemo::RecycleNoOffState)
+                }
+                "hv.nested=recycle-no-kick-all" => {
+                    options.nested = Some(NestedDemo::RecycleNoKickAll)
                 }
                 "hv.selftest=shadow-no-vmalle1" => {
                     options.self_test = Some(SelfTest::ShadowNoVmalle1)
@@ -1487,6 +1515,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=recycle-stale-root").map(|o| o.nested),
             Ok(Some(NestedDemo::RecycleStaleRoot))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=recycle-no-off-state").map(|o| o.nested),
+            Ok(Some(NestedDemo::RecycleNoOffState))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=recycle-no-kick-all").map(|o| o.nested),
+            Ok(Some(NestedDemo::RecycleNoKickAll))
         );
         assert_eq!(
             Options::parse("hv.nested=irq").map(|o| o.nested),

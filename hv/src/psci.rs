@@ -24,7 +24,7 @@
 //! whose CPU_OFF the firmware would deny (Linux: psci_tos_resident_on).
 
 use crate::platform::MAX_CPUS;
-use crate::sync::{AtomicU8, Ordering};
+use crate::sync::{fence, AtomicU8, Ordering};
 use smccc::psci::*;
 
 /// PSCI return codes (PSCI 1.0 section 5.2.2).
@@ -149,6 +149,30 @@ impl VcpuPower {
         let word = self.states[vcpu].load(Ordering::Relaxed);
         let next = (word & !STATE_MASK).wrapping_add(GENERATION_STEP);
         self.states[vcpu].store(next | PowerState::OffPending as u8, Ordering::Release);
+    }
+
+    /// Whether any of vCPUs `0..vcpus` other than `caller` is up (ON or
+    /// ON_PENDING; one that called CPU_OFF is down, also before it is
+    /// settled OFF), asked by `caller` after its own CPU_OFF. The full
+    /// barrier between
+    /// that `OffPending` store and these loads makes two vCPUs turning off
+    /// at once not both see the other up (store buffering): at least one
+    /// of them sees every vCPU down, so the last CPU_OFF is always noticed
+    /// (the nested L1's: hv then ends the run, which would otherwise wait
+    /// for ever with no CPU left to call SYSTEM_OFF).
+    pub fn others_up(&self, caller: usize, vcpus: usize) -> bool {
+        fence(Ordering::SeqCst);
+        self.states
+            .iter()
+            .take(vcpus)
+            .enumerate()
+            .any(|(vcpu, word)| {
+                vcpu != caller
+                    && matches!(
+                        PowerState::unpack(word.load(Ordering::Acquire)),
+                        PowerState::On | PowerState::OnPending
+                    )
+            })
     }
 
     /// The vCPU's state for a PSCI answer: an `OffPending` vCPU whose

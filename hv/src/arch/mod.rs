@@ -1075,33 +1075,60 @@ impl PsciHost for HostPsci<'_> {
             .map_err(i64::from)
     }
 
-    /// The firmware's AFFINITY_INFO for the vCPU's physical CPU at its own
-    /// level (Aff0). TF-A and QEMU report OFF once the CPU has finished its
-    /// CPU_OFF, from the same state their CPU_ON checks.
     fn is_physically_off(&self, vcpu: usize) -> bool {
-        matches!(
-            smccc::psci::affinity_info::<smccc::Smc>(
-                self.0.platform.cpus[vcpu],
-                smccc::psci::LowestAffinityLevel::All
-            ),
-            Ok(smccc::psci::AffinityState::Off)
-        )
+        firmware_reports_off(self.0.platform.cpus[vcpu])
     }
 
-    /// The firmware's MIGRATE_INFO_TYPE, and MIGRATE_INFO_UP_CPU (SMC64)
-    /// only for a uniprocessor Trusted OS, where DEN0022 gives it a meaning.
     fn trusted_os(&self) -> psci::FirmwareTrustedOs {
-        use smccc::psci::MigrateType;
-        match smccc::psci::migrate_info_type::<smccc::Smc>() {
-            Ok(MigrateType::MigrateCapable | MigrateType::NotMigrateCapable) => {
-                psci::FirmwareTrustedOs::Uniprocessor {
-                    resident_mpidr: smccc::psci::migrate_info_up_cpu::<smccc::Smc>(),
-                }
-            }
-            Ok(MigrateType::MigrationNotRequired) | Err(_) => {
-                psci::FirmwareTrustedOs::NoMigrationNeeded
+        firmware_trusted_os()
+    }
+}
+
+/// The firmware's AFFINITY_INFO for the CPU with MPIDR `mpidr` at its own
+/// level (Aff0). TF-A and QEMU report OFF once the CPU has finished its
+/// CPU_OFF, from the same state their CPU_ON checks.
+fn firmware_reports_off(mpidr: u64) -> bool {
+    matches!(
+        smccc::psci::affinity_info::<smccc::Smc>(mpidr, smccc::psci::LowestAffinityLevel::All),
+        Ok(smccc::psci::AffinityState::Off)
+    )
+}
+
+/// The firmware's MIGRATE_INFO_TYPE, and MIGRATE_INFO_UP_CPU (SMC64)
+/// only for a uniprocessor Trusted OS, where DEN0022 gives it a meaning.
+fn firmware_trusted_os() -> psci::FirmwareTrustedOs {
+    use smccc::psci::MigrateType;
+    match smccc::psci::migrate_info_type::<smccc::Smc>() {
+        Ok(MigrateType::MigrateCapable | MigrateType::NotMigrateCapable) => {
+            psci::FirmwareTrustedOs::Uniprocessor {
+                resident_mpidr: smccc::psci::migrate_info_up_cpu::<smccc::Smc>(),
             }
         }
+        Ok(MigrateType::MigrationNotRequired) | Err(_) => {
+            psci::FirmwareTrustedOs::NoMigrationNeeded
+        }
+    }
+}
+
+/// This CPU's firmware CPU_OFF for vCPU `vcpu` (`power`: its guest's power
+/// states, in which it is `OffPending`), everything hv wrote on the way
+/// complete first. Returns only when the firmware refused (DENIED: a
+/// uniprocessor Trusted OS lives on this core, which MIGRATE_INFO_TYPE/
+/// UP_CPU told the guest): the vCPU is ON again, and the value is the
+/// guest's x0.
+fn firmware_cpu_off(power: &VcpuPower, vcpu: usize) -> u64 {
+    cpu::dsb_ish();
+    let status = match smccc::psci::cpu_off::<smccc::Smc>() {
+        Err(error) => i64::from(error),
+        Ok(()) => fail(format_args!(
+            "PSCI CPU_OFF for vCPU {vcpu} returned SUCCESS, and the CPU is still running"
+        )),
+    };
+    match psci::cpu_off_returned(power, vcpu, status) {
+        Ok(value) => value,
+        Err(state) => fail(format_args!(
+            "PSCI CPU_OFF for vCPU {vcpu} returned {status} after the firmware's AFFINITY_INFO had reported it off (vCPU {state:?})"
+        )),
     }
 }
 
@@ -1243,31 +1270,16 @@ fn smccc_call(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
                 gic.release_cpu(vcpu);
             }
             // The vCPU is OFF_PENDING: it becomes OFF for the guest once the
-            // firmware reports this CPU off. Everything hv wrote on the way
-            // (the vGIC release) completes first.
-            cpu::dsb_ish();
-            // CPU_OFF returns only to refuse (DENIED: a uniprocessor Trusted
-            // OS lives on this core, which MIGRATE_INFO_TYPE/UP_CPU told
-            // the guest). The vCPU is ON again and the guest gets the
-            // status. Its vGIC interface needs no re-init: the release left
+            // firmware reports this CPU off. If the firmware refuses, the
+            // vCPU is ON again and the guest gets the status. Its vGIC
+            // interface needs no re-init: the release left
             // the list registers empty and ICH_VMCR_EL2 (the guest's
             // own state) untouched, and the refill on the way back
             // (`guest_exit`) sets ICH_HCR_EL2.En again. Virtual interrupts
             // that sat in the list registers were dropped by the release
             // (their physical ones deactivated: a level-triggered one fires
             // again); a guest offlining a CPU has moved its interrupts away.
-            let status = match smccc::psci::cpu_off::<smccc::Smc>() {
-                Err(error) => i64::from(error),
-                Ok(()) => fail(format_args!(
-                    "PSCI CPU_OFF for cpu {vcpu} returned SUCCESS, and the CPU is still running"
-                )),
-            };
-            match psci::cpu_off_returned(&POWER, vcpu, status) {
-                Ok(value) => frame.x[0] = value,
-                Err(state) => fail(format_args!(
-                    "PSCI CPU_OFF for cpu {vcpu} returned {status} after the firmware's AFFINITY_INFO had reported it off (vCPU {state:?})"
-                )),
-            }
+            frame.x[0] = firmware_cpu_off(&POWER, vcpu);
         }
         PsciOutcome::SystemOff => {
             println!(

@@ -9,8 +9,10 @@
 //!   `linux::LINUX_L1_RAM_BYTES`) are L1's RAM at L1 IPA [`L1_BASE`]
 //!   (2 MiB blocks). The service composes with the same table
 //!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
-//! - vCPUs: vCPU 0 on the boot CPU; with three CPUs, vCPU 1 on CPU 2 once
-//!   L1 starts it with PSCI CPU_ON ([`cpu_on`], [`second_vcpu_main`]). Each
+//! - vCPUs: vCPU 0 on the boot CPU; from three CPUs on, vCPU k on CPU
+//!   k + 1 (`crate::nested::vcpus`) once L1 starts it with PSCI CPU_ON,
+//!   answered by `crate::psci`'s state machine ([`L1Psci`], [`vcpu_main`]);
+//!   its CPU_OFF powers the CPU down, and CPU_ON starts it again. Each
 //!   has its own `Vcpu` (VNCR page, registers, counts) in [`VCPUS`], found
 //!   at an exit by `TPIDR_EL2`.
 //! - The service: with a second CPU it runs there ([`service_main`], an
@@ -79,6 +81,9 @@ use crate::nested::idregs::{
 };
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
+use crate::nested::vcpus::{
+    cpu_vcpu, l1_trusted_os, l1_vcpus, unkicked_vcpu, vcpu_cpu, vcpu_of_mpidr, SERVICE_CPU,
+};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{l2_midr, l2_mpidr, El1Register, El1State, VncrPage};
 use crate::nested::{
@@ -86,12 +91,12 @@ use crate::nested::{
     Sighting, Stage1TlbiTarget, Summary, HV_INTERRUPT_ROUTING,
 };
 use crate::pagetable::MAIR_EL2;
-use crate::platform::{NestedDemo, Platform, Region};
+use crate::platform::{NestedDemo, Platform, Region, MAX_CPUS};
 use crate::println;
-use crate::psci::{self, status};
+use crate::psci::{self, status, FirmwareTrustedOs, PsciHost, PsciOutcome, VcpuPower};
 use crate::shadow_selftest::backend::{identity_frames, SelftestBackend};
 use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder};
-use crate::shadow_selftest::{BUDGET_BYTES, FIRST_SHADOW_VMID, L1_HOST_VMID};
+use crate::shadow_selftest::{BUDGET_BYTES, L1_HOST_VMID};
 use crate::sysregs::{self, CpuFeatures, NestedVirt};
 use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
@@ -106,7 +111,7 @@ use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig, Worker};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
-use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION};
+use smccc::psci::PSCI_FEATURES;
 use walker::{ExposedFeatures, IdRegisters};
 
 mod at;
@@ -114,11 +119,6 @@ mod linux;
 mod mmu;
 mod traps;
 mod vector;
-
-/// The physical CPU (platform index) of the second vCPU, which L1 starts
-/// with PSCI CPU_ON: vCPU 0 runs on the boot CPU, the service on
-/// [`SERVICE_CPU`], vCPU 1 here (so it needs three CPUs).
-const SECOND_VCPU_CPU: usize = 2;
 
 /// hv's console call for L1 (SMCCC fast call, SMC64, owner 6: vendor
 /// specific hypervisor service, function 1): prints the byte in x1; x0
@@ -150,23 +150,37 @@ type NestedService = Service<
 >;
 
 /// The context bound of the `recycle` demos: below the three L2s their L1
-/// runs in turn, so the service recycles while they run.
+/// runs in turn, so the service recycles while they run. With more vCPUs,
+/// one context for each (`recycle_contexts`).
 pub const RECYCLE_CONTEXTS: usize = 2;
 
-/// The vCPUs that run L2 (PEs of the handshake, indexed like the vCPUs):
-/// vCPU 0 on the boot CPU, and vCPU 1 on [`SECOND_VCPU_CPU`] once L1
-/// starts it.
-const NESTED_VCPUS: usize = 2;
+/// The `recycle` demos' context bound with L1's `vcpus`: one per vCPU, at
+/// least [`RECYCLE_CONTEXTS`]. Each vCPU but 0 runs one L2 for long, and
+/// vCPU 0 switches among three: so many contexts hold every L2 running at
+/// once and leave one free slot for vCPU 0's switches to recycle (with
+/// fewer, the running L2s would take each other's slots without end),
+/// and the five L2s of three vCPUs still need more than the three slots.
+fn recycle_contexts(vcpus: usize) -> usize {
+    vcpus.max(RECYCLE_CONTEXTS)
+}
+
+/// The vCPUs that can run L2 (PEs of the handshake, indexed like the
+/// vCPUs): vCPU 0 on the boot CPU, the others on every CPU but the
+/// service's (`crate::nested::vcpus`), once L1 starts them.
+const NESTED_VCPUS: usize = MAX_CPUS - 1;
 
 /// Each vCPU's handshake state (shadow-mmu/README.md, "Contract with hv:
 /// recycling"), by vCPU index.
 static PES: [PeHandshake; NESTED_VCPUS] = [const { PeHandshake::new() }; NESTED_VCPUS];
 /// Each vCPU's physical CPU (MPIDR_EL1 affinity; None: no CPU for it), set
-/// before the service exists.
+/// before the service exists. A PE whose vCPU is off is `Outside` (its
+/// CPU_OFF was an exit from L1), so no recycle kicks or waits for it.
 static PE_MPIDRS: spin::Once<[Option<u64>; NESTED_VCPUS]> = spin::Once::new();
 /// The recycles' kick passes, the PEs they kicked, and those they
 /// interrupted and waited for.
 static KICK_PASSES: AtomicU64 = AtomicU64::new(0);
+/// hv's kick SGIs each vCPU took.
+static KICK_IRQS: [AtomicU64; NESTED_VCPUS] = [const { AtomicU64::new(0) }; NESTED_VCPUS];
 static KICKED: AtomicU64 = AtomicU64::new(0);
 static WAITED: AtomicU64 = AtomicU64::new(0);
 
@@ -181,7 +195,12 @@ struct HwPes;
 
 impl PeSet for HwPes {
     fn pes(&self) -> &[PeHandshake] {
-        &PES
+        // `recycle-no-kick-all`: the kick pass sees vCPUs 0 and 1 only
+        // (the two-vCPU PE set), so it skips a live vCPU 2.
+        match NESTED.get().map(|nested| nested.demo) {
+            Some(NestedDemo::RecycleNoKickAll) => &PES[..2],
+            _ => &PES,
+        }
     }
     fn current_pe(&self) -> Option<usize> {
         let me = read_sysreg!("mpidr_el1") & MPIDR_AFFINITY;
@@ -262,14 +281,14 @@ struct Nested {
     /// walking its tables there, `mmu::l1_walk_abort`).
     arena: &'static Arena<'static>,
     l0_map: &'static L0Stage2<'static>,
-    /// What a second vCPU's CPU needs: the CPU's features (EL2 traps), hv's
-    /// stage 1 (TTBR0/TCR_EL2), whether the service runs on its own CPU
-    /// (the rings), and the CPU itself (None: fewer than three CPUs).
+    /// What the other vCPUs' CPUs need: the CPU's features (EL2 traps),
+    /// hv's stage 1 (TTBR0/TCR_EL2), every CPU's MPIDR (by platform
+    /// index), and how many vCPUs L1 has (`nested::vcpus::l1_vcpus`).
     features: CpuFeatures,
     ttbr: u64,
     tcr: u64,
-    service_on_own_cpu: bool,
-    second_cpu: Option<u64>,
+    cpus: arrayvec::ArrayVec<u64, MAX_CPUS>,
+    vcpus: usize,
     /// The GIC maintenance PPI: hv takes it at EL2 while L2 runs on L1's
     /// virtual interface, and L1 gets it as its own maintenance interrupt
     /// (`arch::nested_vgic`).
@@ -325,10 +344,9 @@ enum Mode {
 /// not L1's VMID ([`L1_HOST_VMID`]), whose EL1&0 TLB entries are L1's own
 /// virtual EL2 ones; below the shadow VMIDs ([`FIRST_SHADOW_VMID`]).
 const L2_DIRECT_VMID: u16 = 2;
-const _: () = assert!(
-    L2_DIRECT_VMID > L1_HOST_VMID
-        && L2_DIRECT_VMID as usize + NESTED_VCPUS <= FIRST_SHADOW_VMID as usize
-);
+/// The service's first shadow VMID: above every vCPU's [`l2_direct_vmid`].
+const FIRST_SHADOW_VMID: u16 = L2_DIRECT_VMID + NESTED_VCPUS as u16;
+const _: () = assert!(L2_DIRECT_VMID > L1_HOST_VMID);
 
 /// The hardware VMID vCPU `index`'s L2 runs under while L1's stage 2 is
 /// off: one per vCPU, so L2s of different virtual VMIDs on two vCPUs never
@@ -403,6 +421,9 @@ struct Vcpu {
     vector_seen: u8,
     /// L1's and L2's generic timers (`arch::nested_timer`).
     timers: VcpuTimers,
+    /// L1 called PSCI CPU_OFF on it: its CPU powers down once the exit is
+    /// done and its lock released (`guest_exit`).
+    off_requested: bool,
     /// This vCPU's handle on the service, made at its first use and kept:
     /// a `Worker` registers with the epoch collector (two blocks of over
     /// 2 KiB and a collection), too much for every L2 entry (review 38
@@ -473,6 +494,7 @@ impl Vcpu {
             l1_smcr: 0,
             vector_seen: 0,
             timers: vcpu_timers(),
+            off_requested: false,
             worker: None,
             counts: Counts::default(),
         }
@@ -526,8 +548,6 @@ struct Counts {
     notes_seen: u32,
     /// Entries into L2 that a kick sent back to `shadow_root`.
     entry_retries: u64,
-    /// hv's kick SGIs taken.
-    kick_irqs: u64,
 }
 
 impl Counts {
@@ -540,7 +560,6 @@ impl Counts {
         self.stage1_tlbis += other.stage1_tlbis;
         self.forwarded += other.forwarded;
         self.entry_retries += other.entry_retries;
-        self.kick_irqs += other.kick_irqs;
     }
 }
 
@@ -559,15 +578,27 @@ fn vcpu_client(index: usize) -> Result<VcpuClient<'static, WfeDoorbell>, ipc::Ri
 static NESTED: spin::Once<Nested> = spin::Once::new();
 static VCPUS: [spin::Mutex<Option<Vcpu>>; NESTED_VCPUS] =
     [const { spin::Mutex::new(None) }; NESTED_VCPUS];
-/// Where L1 asked the second vCPU to start (PSCI CPU_ON), and its VNCR
-/// page: written before its CPU is started.
-static SECOND_START: spin::Once<SecondStart> = spin::Once::new();
+/// L1's vCPUs' PSCI power states (`crate::psci`: CPU_ON, CPU_OFF,
+/// AFFINITY_INFO), by vCPU index.
+static L1_POWER: VcpuPower = VcpuPower::new();
+/// Where L1's last CPU_ON of each vCPU asked it to start, and with which
+/// context id: written before its CPU is started ([`L1Psci::power_on`]).
+static STARTS: [VcpuStart; NESTED_VCPUS] = [const {
+    VcpuStart {
+        entry: AtomicU64::new(0),
+        context: AtomicU64::new(0),
+    }
+}; NESTED_VCPUS];
+/// Each vCPU's `SecondaryBoot` record, made at its first CPU_ON.
+static BOOT_RECORDS: [spin::Once<&'static SecondaryBoot>; NESTED_VCPUS] =
+    [const { spin::Once::new() }; NESTED_VCPUS];
+/// The boot vCPU's watchdog deadline (armed again when L1 starts vCPU 0
+/// after its CPU_OFF).
+static WATCHDOG_DEADLINE: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Clone, Copy, Debug)]
-struct SecondStart {
-    entry: u64,
-    context: u64,
-    vncr: u64,
+struct VcpuStart {
+    entry: AtomicU64,
+    context: AtomicU64,
 }
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Set once the service CPU may start serving (`secondary_main` sends CPU
@@ -587,8 +618,6 @@ static SERVICE_BELL: WfeDoorbell = WfeDoorbell;
 
 /// Slots per ring: the vCPU has one request outstanding at a time.
 const RING_SLOTS: usize = 4;
-/// The physical CPU the service runs on when there are two.
-const SERVICE_CPU: usize = 1;
 /// Every wait for the service CPU is bounded by this.
 const TIMEOUT_MS: u64 = 5000;
 /// The whole demo is bounded by this: the EL2 physical timer (CNTHP), its
@@ -772,7 +801,7 @@ pub fn run(
     }
     let l0_map: &'static L0Stage2<'static> =
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
-    let recycling = matches!(demo, NestedDemo::Recycle | NestedDemo::RecycleStaleRoot);
+    let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
     let non_vhe = matches!(
@@ -784,7 +813,10 @@ pub fn run(
             | NestedDemo::SveNvhe
     );
     let image = match demo {
-        NestedDemo::Recycle | NestedDemo::RecycleStaleRoot => super::nested_l1_recycle::image(),
+        NestedDemo::Recycle
+        | NestedDemo::RecycleStaleRoot
+        | NestedDemo::RecycleNoOffState
+        | NestedDemo::RecycleNoKickAll => super::nested_l1_recycle::image(),
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
@@ -861,7 +893,11 @@ pub fn run(
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
     let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
     let shadow_config = ShadowConfig { xnx, pa_bits };
-    let contexts = if recycling { RECYCLE_CONTEXTS } else { 1 };
+    let contexts = if recycling {
+        recycle_contexts(l1_vcpus(platform.cpus.len(), NESTED_VCPUS))
+    } else {
+        1
+    };
     let budget = match Budget::split_for(BUDGET_BYTES, contexts, &shadow_config) {
         Ok(b) => b,
         Err(e) => fail(format_args!("nested: budget: {e:?}")),
@@ -881,15 +917,16 @@ pub fn run(
         Ok(pool) => pool,
         Err(e) => fail(format_args!("nested: {e}")),
     };
-    // The vCPU runs on this (the boot) CPU: the handshake's PE 0.
+    // vCPU k runs on CPU `vcpu_cpu(k)` (vCPU 0 on this, the boot CPU):
+    // the handshake's PE k.
+    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     PE_MPIDRS.call_once(|| {
-        [
-            Some(read_sysreg!("mpidr_el1") & MPIDR_AFFINITY),
-            platform
-                .cpus
-                .get(SECOND_VCPU_CPU)
-                .map(|&m| m & MPIDR_AFFINITY),
-        ]
+        core::array::from_fn(|vcpu| {
+            (vcpu < vcpus)
+                .then(|| platform.cpus.get(vcpu_cpu(vcpu)))
+                .flatten()
+                .map(|&m| m & MPIDR_AFFINITY)
+        })
     });
     let backend = HandshakeBackend::new(
         SelftestBackend::new(pool, HwTlbs::new(TlbDefect::None), shadow_config),
@@ -946,8 +983,8 @@ pub fn run(
         features: *features,
         ttbr,
         tcr,
-        service_on_own_cpu: platform.cpus.len() > SERVICE_CPU,
-        second_cpu: platform.cpus.get(SECOND_VCPU_CPU).copied(),
+        cpus: platform.cpus.clone(),
+        vcpus,
         gic_maintenance: platform
             .gic_maintenance
             .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID),
@@ -1045,9 +1082,11 @@ pub fn run(
     super::configure_el2_traps(features);
     load_l1_ids(0);
     let watchdog = watchdog_setup();
+    WATCHDOG_DEADLINE.store(watchdog, Ordering::Relaxed);
     if let Some(vcpu) = VCPUS[0].lock().as_mut() {
         vcpu.timers.set_watchdog(watchdog);
     }
+    L1_POWER.set_on(0);
     super::nested_timer::start_on_this_cpu();
     // L1's own virtual interface (its ICC_* accesses reach it).
     super::nested_vgic::start_l1_interface();
@@ -1071,6 +1110,8 @@ pub fn run(
             NestedDemo::DemoNoTlbi => " (demo-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::Recycle => " (recycle: three L2s over two contexts; recycles run hv's handshake)",
             NestedDemo::RecycleStaleRoot => " (recycle-stale-root: hv reuses each key's first shadow root instead of asking at every entry; this run must fail)",
+            NestedDemo::RecycleNoOffState => " (recycle-no-off-state: L1's CPU_OFF stops its vCPU but hv keeps it ON for AFFINITY_INFO; this run must fail)",
+            NestedDemo::RecycleNoKickAll => " (recycle-no-kick-all: the recycles' kick pass sees vCPUs 0 and 1 only, skipping a live vCPU 2; this run must fail)",
             NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
             NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
             NestedDemo::IrqNoMaintenance => " (irq-no-maintenance: hv never delivers L1's maintenance interrupt; this run must fail)",
@@ -1202,11 +1243,16 @@ fn enable_l1_maintenance(gic: &Gic, index: usize) {
 fn watchdog_setup() -> u64 {
     let ticks = read_sysreg!("cntfrq_el0").saturating_mul(WATCHDOG_SECONDS);
     let deadline = cpu::counter().saturating_add(ticks);
+    arm_watchdog(deadline);
+    deadline
+}
+
+/// This CPU's EL2 physical timer fires at `deadline` (the watchdog's).
+fn arm_watchdog(deadline: u64) {
     // CNTHP_CVAL_EL2, then CNTHP_CTL_EL2.ENABLE with IMASK clear.
     write_sysreg!("s3_4_c14_c2_2", deadline);
     write_sysreg!("s3_4_c14_c2_1", 1);
     cpu::isb();
-    deadline
 }
 
 /// EL2 set for L1: its HCR_EL2 (`l1_hcr`: `nested::L1_HCR` as its mode and MMU
@@ -1323,6 +1369,12 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     }
     vcpu.timers
         .before_return(vcpu.vncr, vcpu.mode != Mode::L1, l1_virtual_hcr);
+    // L1's CPU_OFF: the CPU powers down with the vCPU's lock free (its
+    // next CPU_ON takes it); the firmware refusing returns to L1.
+    if core::mem::take(&mut vcpu.off_requested) {
+        drop(guard);
+        frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
+    }
 }
 
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
@@ -1336,7 +1388,7 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
             write_sysreg!("s3_0_c12_c12_1", u64::from(intid)); // ICC_EOIR1_EL1
             write_sysreg!("s3_0_c12_c11_1", u64::from(intid)); // ICC_DIR_EL1
             cpu::isb();
-            vcpu.counts.kick_irqs += 1;
+            KICK_IRQS[vcpu.index].fetch_add(1, Ordering::Relaxed);
         }
         // L1's maintenance interrupt (an exit from L2 with L1's interface
         // asserting it; `guest_exit` delivers it to L1) or its stale
@@ -1472,7 +1524,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         kicked: KICKED.load(Ordering::Relaxed),
         waited: WAITED.load(Ordering::Relaxed),
         entry_retries: c.entry_retries,
-        kick_irqs: c.kick_irqs,
+        kick_irqs: KICK_IRQS.iter().map(|k| k.load(Ordering::Relaxed)).sum(),
         workers: nested.service.workers_made() as u64,
     }
 }
@@ -1553,7 +1605,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
     }
 }
 
-/// HVC (or SMC) from L1: the console, PSCI SYSTEM_OFF/RESET/VERSION.
+/// HVC (or SMC) from L1: the console, PSCI.
 fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     const CONSOLE_PUTC: u32 = HVC_CONSOLE_PUTC as u32;
     // SMCCC: the function ID is W0 (as KVM reads it too).
@@ -1570,44 +1622,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             }
             frame.x[0] = 0;
         }
-        PSCI_VERSION => frame.x[0] = psci::VERSION_1_0,
-        PSCI_CPU_ON_64 => {
-            frame.x[0] = cpu_on(nested, vcpu, frame.x[1], frame.x[2], frame.x[3]) as u64
-        }
-        PSCI_SYSTEM_OFF => {
-            let summary = summary(vcpu, nested);
-            println!("hv: nested: L1 called PSCI SYSTEM_OFF; {summary}");
-            // Every recycle ran hv's side of the handshake, the recycle
-            // demos did recycle, and with a second vCPU a recycle of
-            // theirs took it out of a victim's L2 with hv's kick SGI (the
-            // `timer` L1's second vCPU runs one L2 of the same context:
-            // nothing is recycled).
-            let must_recycle = matches!(
-                nested.demo,
-                NestedDemo::Recycle | NestedDemo::RecycleStaleRoot
-            );
-            let two_vcpus = SECOND_START.get().is_some();
-            if let Err(why) = summary.handshake_verdict(must_recycle, two_vcpus && must_recycle) {
-                println!("hv: nested: FAILED: {why}");
-                exit(ExitStatus::Failure);
-            }
-            if let Err(why) = summary.workers_verdict(1 + u64::from(two_vcpus)) {
-                println!("hv: nested: FAILED: {why}");
-                exit(ExitStatus::Failure);
-            }
-            if cpu::has_rng() && !SEED_FROM_RNDR.load(Ordering::Relaxed) {
-                println!("hv: nested: FAILED: the service's hash seed is not from RNDR, though the CPU has FEAT_RNG");
-                exit(ExitStatus::Failure);
-            }
-            exit(ExitStatus::GuestPoweredOff)
-        }
-        PSCI_SYSTEM_RESET => {
-            println!(
-                "hv: nested: L1 called PSCI SYSTEM_RESET; {}",
-                summary(vcpu, nested)
-            );
-            exit(ExitStatus::GuestReset)
-        }
+        function if is_psci(function) => psci_call(nested, vcpu, frame, function),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
 }
@@ -2502,125 +2517,267 @@ fn external_abort_for_l2(
     super::inject_into_el1(frame, traps::el1_target(nested), syndrome, Some(far));
 }
 
-/// L1's PSCI CPU_ON for `target` (its MPIDR_EL1 value: vCPU i is
-/// affinity 0 = i), to start at L1 IPA `entry` with x0 = `context`. Only
-/// vCPU 1 can be started, on [`SECOND_VCPU_CPU`], and only once; without
-/// that CPU (fewer than three) or a service CPU, the target does not exist
-/// for L1 (INVALID_PARAMETERS).
-fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64) -> i64 {
-    let index = match target & MPIDR_AFFINITY {
-        0 => return status::ALREADY_ON,
-        1 => 1usize,
-        _ => return status::INVALID_PARAMETERS,
-    };
-    let (Some(cpu), true) = (nested.second_cpu, nested.service_on_own_cpu) else {
-        return status::INVALID_PARAMETERS;
-    };
-    if index == caller.index || SECOND_START.get().is_some() {
-        return status::ALREADY_ON;
+/// Whether SMCCC function id `function` (L1's w0) is PSCI's: a fast call
+/// of the Standard Secure Service (owner 4), functions 0x00-0x1f, SMC32 or
+/// SMC64 (DEN0022, "Function IDs").
+fn is_psci(function: u32) -> bool {
+    function & !(0x4000_0000 | 0x1f) == 0x8400_0000
+}
+
+/// SMCCC_VERSION: not offered to L1 (hv_call answers NOT_SUPPORTED, as an
+/// SMCCC 1.0 implementation does), so PSCI_FEATURES does not list it.
+const SMCCC_VERSION: u32 = 0x8000_0000;
+
+/// L1's PSCI call `function` (its x1..x3 the arguments), answered by
+/// `crate::psci`'s state machine over L1's vCPUs ([`L1Psci`], [`L1_POWER`]).
+fn psci_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, function: u32) {
+    if function == PSCI_FEATURES && frame.x[1] as u32 == SMCCC_VERSION {
+        frame.x[0] = status::NOT_SUPPORTED as u64;
+        return;
     }
-    // The entry must be an instruction in L1's RAM (word aligned).
-    if entry < L1_BASE || entry >= L1_BASE + nested.l1_ram_bytes || entry % 4 != 0 {
-        return status::INVALID_ADDRESS;
-    }
-    let client = match vcpu_client(index) {
-        Ok(client) => client,
-        Err(_) => return status::INTERNAL_FAILURE,
-    };
-    let vncr: &'static VncrPage = Box::leak(Box::default());
-    vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
-    reset_virtual_ids(vncr, index as u64);
-    let vncr_address = &raw const *vncr as u64;
-    if stage1_pa(vncr_address) != Some(vncr_address) {
-        return status::INTERNAL_FAILURE;
-    }
-    *VCPUS[index].lock() = Some(Vcpu::new(index, vncr, Some(client)));
-    SECOND_START.call_once(|| SecondStart {
-        entry,
-        context,
-        vncr: vncr_address,
-    });
-    let record: &'static SecondaryBoot = Box::leak(Box::new(SecondaryBoot {
-        stack_top: (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
-        mair: MAIR_EL2,
-        tcr: nested.tcr,
-        ttbr: nested.ttbr,
-        sctlr: sysregs::SCTLR_EL2_MMU_ON,
-        index: SECOND_VCPU_CPU as u64,
-    }));
-    // Read by the CPU before its MMU is on.
-    cpu::clean_invalidate_dcache(
-        record as *const SecondaryBoot as u64,
-        core::mem::size_of::<SecondaryBoot>() as u64,
-    );
-    let hv_entry = super::boot::hv_secondary_entry as *const () as u64;
-    match smccc::psci::cpu_on::<smccc::Smc>(cpu, hv_entry, record as *const SecondaryBoot as u64) {
-        Ok(()) => status::SUCCESS,
-        Err(e) => fail(format_args!(
-            "nested: PSCI CPU_ON for the second vCPU's CPU failed: {e:?}"
-        )),
+    let args = [frame.x[1], frame.x[2], frame.x[3]];
+    match psci::handle(function, args, vcpu.index, &L1_POWER, &L1Psci(nested)) {
+        PsciOutcome::Return(value) => frame.x[0] = value,
+        PsciOutcome::CpuOff => {
+            if nested.demo == NestedDemo::RecycleNoOffState {
+                // The defect: the vCPU stops, its state stays ON.
+                L1_POWER.set_on(vcpu.index);
+            }
+            if !L1_POWER.others_up(vcpu.index, nested.vcpus) {
+                // No vCPU is left to call SYSTEM_OFF or CPU_ON: the run
+                // would wait for ever. It ends as L1's SYSTEM_OFF would.
+                system_off(
+                    nested,
+                    vcpu,
+                    "L1 turned its last running vCPU off (PSCI CPU_OFF), so nothing is left to run",
+                );
+            }
+            // `guest_exit` powers the CPU down once the vCPU's lock is free.
+            vcpu.off_requested = true;
+        }
+        PsciOutcome::SystemOff => system_off(nested, vcpu, "L1 called PSCI SYSTEM_OFF"),
+        PsciOutcome::SystemReset => {
+            println!(
+                "hv: nested: L1 called PSCI SYSTEM_RESET; {}",
+                summary(vcpu, nested)
+            );
+            exit(ExitStatus::GuestReset)
+        }
     }
 }
 
+/// The run ends as a power-off (`what` says why), after hv's checks:
+/// every recycle ran hv's side of the handshake, the recycle demos did
+/// recycle, and with several vCPUs their recycles took every vCPU but 0
+/// that L1 started out of a victim's L2 with hv's kick SGI (the `timer`
+/// L1's second vCPU runs one L2 of the same context: nothing is
+/// recycled); one service worker per vCPU; the hash seed from RNDR.
+fn system_off(nested: &Nested, vcpu: &Vcpu, what: &str) -> ! {
+    let summary = summary(vcpu, nested);
+    println!("hv: nested: {what}; {summary}");
+    let must_recycle = nested.demo.is_recycle();
+    let started: [bool; NESTED_VCPUS] =
+        core::array::from_fn(|index| index == 0 || BOOT_RECORDS[index].is_completed());
+    let kick_irqs: [u64; NESTED_VCPUS] =
+        core::array::from_fn(|index| KICK_IRQS[index].load(Ordering::Relaxed));
+    let vcpus = started.iter().filter(|&&s| s).count() as u64;
+    let several = must_recycle && vcpus > 1;
+    if let Err(why) = summary.handshake_verdict(must_recycle, several) {
+        println!("hv: nested: FAILED: {why}");
+        exit(ExitStatus::Failure);
+    }
+    if several {
+        if let Some(index) = unkicked_vcpu(&started, &kick_irqs) {
+            println!("hv: nested: FAILED: recycling handshake: vCPU {index}, started by L1 and running L2 while contexts were recycled, never took hv's kick SGI (no recycle interrupted it in a victim's L2)");
+            exit(ExitStatus::Failure);
+        }
+    }
+    if let Err(why) = summary.workers_verdict(vcpus) {
+        println!("hv: nested: FAILED: {why}");
+        exit(ExitStatus::Failure);
+    }
+    if cpu::has_rng() && !SEED_FROM_RNDR.load(Ordering::Relaxed) {
+        println!("hv: nested: FAILED: the service's hash seed is not from RNDR, though the CPU has FEAT_RNG");
+        exit(ExitStatus::Failure);
+    }
+    exit(ExitStatus::GuestPoweredOff)
+}
+
+/// What `crate::psci` needs for L1's vCPUs: they are named by MPIDR
+/// affinity (`nested::vcpus`), start in L1's RAM, and each runs on a
+/// physical CPU of its own that the firmware powers on and off.
+struct L1Psci<'a>(&'a Nested);
+
+impl PsciHost for L1Psci<'_> {
+    fn vcpu_index(&self, mpidr: u64) -> Option<usize> {
+        vcpu_of_mpidr(mpidr, self.0.vcpus)
+    }
+
+    /// An instruction in L1's RAM (word aligned).
+    fn entry_is_valid(&self, entry: u64) -> bool {
+        (L1_BASE..L1_BASE + self.0.l1_ram_bytes).contains(&entry) && entry % 4 == 0
+    }
+
+    fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {
+        let nested = self.0;
+        let cpu = vcpu_cpu(vcpu);
+        let Some(&mpidr) = nested.cpus.get(cpu) else {
+            return Err(status::INTERNAL_FAILURE);
+        };
+        prepare_vcpu(vcpu)?;
+        STARTS[vcpu].entry.store(entry, Ordering::Relaxed);
+        STARTS[vcpu].context.store(context, Ordering::Relaxed);
+        let record: &'static SecondaryBoot = BOOT_RECORDS[vcpu].call_once(|| {
+            let record = Box::leak(Box::new(SecondaryBoot {
+                stack_top: stack_top(cpu),
+                mair: MAIR_EL2,
+                tcr: nested.tcr,
+                ttbr: nested.ttbr,
+                sctlr: sysregs::SCTLR_EL2_MMU_ON,
+                index: cpu as u64,
+            }));
+            // Read by the CPU before its MMU is on.
+            cpu::clean_invalidate_dcache(
+                &raw const *record as u64,
+                core::mem::size_of::<SecondaryBoot>() as u64,
+            );
+            record
+        });
+        // The start slots and the vCPU before the CPU that reads them.
+        cpu::dsb_ish();
+        let hv_entry = super::boot::hv_secondary_entry as *const () as u64;
+        // Called only for a CPU the firmware reported OFF (or never ran):
+        // an error is passed on (`psci::cpu_on` makes a contradiction of
+        // the firmware's own AFFINITY_INFO INTERNAL_FAILURE).
+        smccc::psci::cpu_on::<smccc::Smc>(mpidr, hv_entry, &raw const *record as u64)
+            .map_err(i64::from)
+    }
+
+    fn is_physically_off(&self, vcpu: usize) -> bool {
+        self.0
+            .cpus
+            .get(vcpu_cpu(vcpu))
+            .is_some_and(|&mpidr| super::firmware_reports_off(mpidr))
+    }
+
+    fn trusted_os(&self) -> FirmwareTrustedOs {
+        l1_trusted_os(super::firmware_trusted_os(), &self.0.cpus, self.0.vcpus)
+    }
+}
+
+/// The top of CPU `cpu`'s hv stack when it runs a vCPU L1 started.
+fn stack_top(cpu: usize) -> u64 {
+    (&raw const STACKS) as u64 + ((cpu + 1) * STACK_SIZE) as u64
+}
+
+/// vCPU `index`'s `Vcpu` for a start by L1's CPU_ON (its CPU is off, so
+/// nothing else holds its lock): at its first start a VNCR page of its own
+/// and its end of its ring pair; at a later one (after its CPU_OFF) a
+/// fresh `Vcpu` on the same page, cleared (nothing of its earlier life
+/// shows), the same client and service worker (one per vCPU), its counts
+/// carried on. Err: a PSCI status for L1.
+fn prepare_vcpu(index: usize) -> Result<(), i64> {
+    let mut slot = VCPUS[index].lock();
+    let (vncr, client, worker, counts) = match slot.take() {
+        Some(old) => {
+            old.vncr.clear();
+            (old.vncr, old.client, old.worker, old.counts)
+        }
+        None => {
+            let client = vcpu_client(index).map_err(|_| status::INTERNAL_FAILURE)?;
+            let vncr: &'static VncrPage = Box::leak(Box::default());
+            let address = &raw const *vncr as u64;
+            if stage1_pa(address) != Some(address) {
+                return Err(status::INTERNAL_FAILURE);
+            }
+            (vncr, Some(client), None, Counts::default())
+        }
+    };
+    // L2's EL1 registers at reset: MMU off.
+    vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    reset_virtual_ids(vncr, index as u64);
+    let mut vcpu = Vcpu::new(index, vncr, client);
+    vcpu.worker = worker;
+    vcpu.counts = counts;
+    if index == 0 {
+        vcpu.timers
+            .set_watchdog(WATCHDOG_DEADLINE.load(Ordering::Relaxed));
+    }
+    *slot = Some(vcpu);
+    Ok(())
+}
+
 /// Sends hv's secondary CPUs where the nested demo needs them (from
-/// `secondary_main`): the service CPU to [`service_main`], the second
-/// vCPU's CPU to [`second_vcpu_main`]; returns for any other CPU.
+/// `secondary_main`): the service CPU to [`service_main`], a vCPU's CPU
+/// (started by L1's CPU_ON) to [`vcpu_main`]; returns for any other CPU.
 pub fn secondary(index: usize) {
     if index == SERVICE_CPU && SERVICE_CPU_STARTED.load(Ordering::Acquire) {
         service_main();
     }
-    if index == SECOND_VCPU_CPU && SECOND_START.get().is_some() {
-        second_vcpu_main();
+    if let Some(nested) = NESTED.get() {
+        if let Some(vcpu) = cpu_vcpu(index, nested.vcpus) {
+            vcpu_main(nested, vcpu);
+        }
     }
 }
 
-/// vCPU 1's CPU: EL2 as on the boot CPU (GIC with hv's kick SGI, traps,
-/// its VNCR page, L1's regime), then L1 at virtual EL2 at the entry its
-/// CPU_ON gave, x0 = its context id.
-fn second_vcpu_main() -> ! {
-    let (Some(nested), Some(start), Some(gic)) = (NESTED.get(), SECOND_START.get(), GIC.get())
+/// vCPU `index`'s CPU, started by L1's CPU_ON: EL2 as on the boot CPU (GIC
+/// with hv's kick SGI, traps, its VNCR page, L1's regime), then L1 at
+/// virtual EL2 at the entry its CPU_ON gave, x0 = its context id.
+fn vcpu_main(nested: &Nested, index: usize) -> ! {
+    let cpu = vcpu_cpu(index);
+    let Some(gic) = GIC.get() else {
+        fail(format_args!(
+            "nested: vCPU {index} started before the GIC was set up"
+        ));
+    };
+    let Some(vncr) = VCPUS[index]
+        .lock()
+        .as_ref()
+        .map(|v| &raw const *v.vncr as u64)
     else {
         fail(format_args!(
-            "nested: second vCPU started before the demo was set up"
+            "nested: vCPU {index} started without its state"
         ));
     };
     write_sysreg!("s3_4_c12_c9_5", sysregs::ICC_SRE_EL2);
     cpu::isb();
-    if let Err(e) = gic.init_cpu(SECOND_VCPU_CPU) {
-        fail(format_args!("nested: GIC on the second vCPU's CPU: {e}"));
+    if let Err(e) = gic.init_cpu(cpu) {
+        fail(format_args!("nested: GIC on vCPU {index}'s CPU {cpu}: {e}"));
     }
-    enable_l1_maintenance(gic, SECOND_VCPU_CPU);
+    enable_l1_maintenance(gic, cpu);
     super::configure_el2_traps(&nested.features);
-    load_l1_ids(1);
-    // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
-    write_sysreg!("s3_4_c14_c2_1", 0);
+    load_l1_ids(index as u64);
+    if index == 0 {
+        // The boot vCPU's CPU keeps the run's watchdog.
+        arm_watchdog(WATCHDOG_DEADLINE.load(Ordering::Relaxed));
+    } else {
+        // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
+        write_sysreg!("s3_4_c14_c2_1", 0);
+    }
     super::nested_timer::start_on_this_cpu();
     super::nested_vgic::start_l1_interface();
-    write_sysreg!("s3_4_c2_c2_0", start.vncr); // VNCR_EL2
-    write_sysreg!("tpidr_el2", 1);
+    write_sysreg!("s3_4_c2_c2_0", vncr); // VNCR_EL2
+    write_sysreg!("tpidr_el2", index as u64);
     write_sysreg!("vbar_el1", 0);
     mmu::load_l1_regime(nested, &NonVheRegime::RESET);
     traps::start_l1(nested);
     vector::start_l1(nested);
     enter_l1_regime(nested.mode.hardware_hcr(false));
     // SAFETY: drops this CPU's stale EL1&0 entries of every VMID, as on the
-    // boot CPU (review 24 N4).
+    // boot CPU (review 24 N4), and an earlier life's of this vCPU.
     unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb", options(nostack)) };
     let mut frame = GuestFrame {
-        elr: start.entry,
+        elr: STARTS[index].entry.load(Ordering::Relaxed),
         spsr: sysregs::GUEST_ENTRY_PSTATE,
         ..GuestFrame::ZERO
     };
-    frame.x[0] = start.context;
+    frame.x[0] = STARTS[index].context.load(Ordering::Relaxed);
+    L1_POWER.set_on(index);
     // SAFETY: the frame is complete; the stack top is this CPU's (its
     // `SecondaryBoot` record's) and nothing on the current stack is needed
     // after the jump.
-    unsafe {
-        super::boot::hv_enter_guest(
-            &frame,
-            (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
-        )
-    }
+    unsafe { super::boot::hv_enter_guest(&frame, stack_top(cpu)) }
 }
 
 /// The hardware VPIDR_EL2 and VMPIDR_EL2 while L1 runs on vCPU `index`:
@@ -2658,7 +2815,7 @@ fn load_l2_ids(nested: &Nested, vcpu: &Vcpu) {
 }
 
 /// The MPIDR_EL1 L1 reads on vCPU `index` (VMPIDR_EL2): affinity 0 =
-/// `index`, what its PSCI CPU_ON names the vCPU by ([`cpu_on`]); the other
+/// `index`, what its PSCI CPU_ON names the vCPU by ([`L1Psci`]); the other
 /// bits (RES1 bit 31, U, MT) as the hardware's.
 fn l1_mpidr(index: u64) -> u64 {
     (read_sysreg!("mpidr_el1") & !MPIDR_AFFINITY) | index

@@ -87,7 +87,7 @@ umbra_l1r_image:
 1:  UMBRA_L1R_TABLES x20
     UMBRA_L1R_L2_STAGE2_TABLES
     // Leaves: OA | AF | SH inner | S2AP RW | MemAttr Normal WB | page.
-    // L2 3 (the second vCPU's) runs the reading loop.
+    // L2s 3 and 4 (vCPUs 1 and 2) run the reading loop.
     adr     x1, umbra_l1r_l2_payload
     cmp     x20, #3
     b.lo    13f
@@ -109,7 +109,7 @@ umbra_l1r_image:
     str     x1, [x12, #0x1000]
     str     xzr, [x12, #0x1008]
     add     x20, x20, #1
-    cmp     x20, #4
+    cmp     x20, #{l2s}
     b.lo    1b
     dsb     ishst
     UMBRA_L1R_MOV64 x1, {vtcr}
@@ -118,12 +118,12 @@ umbra_l1r_image:
     msr     hcr_el2, x1
     isb
     UMBRA_L1R_PUTS umbra_l1r_msg_built
-    // A second vCPU (PSCI CPU_ON for MPIDR 1) runs L2 3 while this one
-    // runs L2s 0-2; hv may have no CPU for it (INVALID_PARAMETERS).
+    // vCPU 1 (PSCI CPU_ON for MPIDR 1, context 1) runs L2 3 while this
+    // one runs L2s 0-2; hv may have no CPU for it (INVALID_PARAMETERS).
     UMBRA_L1R_MOV64 x0, 0xc4000003
     mov     x1, #1
     adr     x2, umbra_l1r_secondary
-    mov     x3, #0
+    mov     x3, #1
     hvc     #0
     cbz     x0, 14f
     mov     x11, x0
@@ -132,15 +132,86 @@ umbra_l1r_image:
     b.ne    umbra_l1r_fail
     UMBRA_L1R_PUTS umbra_l1r_msg_one_vcpu
     b       15f
-14: adr     x4, umbra_l1r_two_vcpus
-    mov     x1, #1
+14: adr     x4, umbra_l1r_vcpus
+    mov     x1, #2
     str     x1, [x4]
+    adr     x4, umbra_l1r_live
+    mov     x1, #1
+    str     x1, [x4, #8]
     UMBRA_L1R_PUTS umbra_l1r_msg_two_vcpus
-    // The rounds start once the second vCPU is about to enter L2 3, so
-    // their recycles find it there.
-    adr     x4, umbra_l1r_sec_started
+    // vCPU 2 (MPIDR 2), first for a short life (context 0x102): L2 4 runs
+    // once, then the vCPU turns itself off (PSCI CPU_OFF). With three
+    // CPUs hv has no CPU for it (INVALID_PARAMETERS).
+    UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #2
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #0x102
+    hvc     #0
+    cbz     x0, 30f
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on3
+    cmn     x0, #2
+    b.ne    umbra_l1r_fail
+    b       31f
+30: adr     x4, umbra_l1r_vcpus
+    mov     x1, #3
+    str     x1, [x4]
+    // Started, maybe not yet running: ON_PENDING until its CPU enters it,
+    // then ALREADY_ON (which one is timing).
+    UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #2
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #0x102
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on_twice
+    cmn     x0, #5
+    b.eq    32f
+    cmn     x0, #4
+    b.ne    umbra_l1r_fail
+    // No vCPU 3 (INVALID_PARAMETERS, for CPU_ON and AFFINITY_INFO); vCPU
+    // 0, this one, is on (ALREADY_ON).
+32: UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #3
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #3
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on_absent
+    cmn     x0, #2
+    b.ne    umbra_l1r_fail
+    UMBRA_L1R_MOV64 x0, 0xc4000004
+    mov     x1, #3
+    mov     x2, #0
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_affinity_absent
+    cmn     x0, #2
+    b.ne    umbra_l1r_fail
+    UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #0
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #0
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on_self
+    cmn     x0, #4
+    b.ne    umbra_l1r_fail
+    // Its short life ends in CPU_OFF: AFFINITY_INFO goes OFF, after its
+    // one L2 run.
+    mov     x24, #2
+    bl      umbra_l1r_wait_off
+    adr     x4, umbra_l1r_sec_runs
+    ldr     x11, [x4, #16]
+    adr     x10, umbra_l1r_msg_short_life
+    cmp     x11, #1
+    b.ne    umbra_l1r_fail
+    UMBRA_L1R_PUTS umbra_l1r_msg_third_off
+    // The rounds start once vCPU 1 is about to enter L2 3, so their
+    // recycles find it there.
+31: adr     x4, umbra_l1r_sec_started
     UMBRA_L1R_MOV64 x2, {stop_spins}
-24: ldr     x1, [x4]
+24: ldr     x1, [x4, #8]
     cbnz    x1, 15f
     subs    x2, x2, #1
     b.ne    24b
@@ -152,33 +223,39 @@ umbra_l1r_image:
     str     x1, [x4]
     str     xzr, [x4, #8]
 
-// Enters L2 g (state: round, g) with the round in x1. With a second
-// vCPU, first waits until its L2 3 is inside its run (it wrote the run's
-// number to P(3) + 8 and L1 has not counted the run complete), where the
-// recycle this entry may cause finds it. L2 3 stays in that run until the
-// stop word, so it never re-enters on its own: its context's used bit
-// stays clear and the service's clock picks it as a victim. (Short runs,
+// Enters L2 g (state: round, g) with the round in x1. With other vCPUs
+// running (live), first waits until each one's L2 (3 on vCPU 1, 4 on vCPU
+// 2) is inside its run (it wrote the run's number to its P + 8 and L1 has
+// not counted the run complete), where the recycle this entry may cause
+// finds it. Such an L2 stays in that run until its stop word, so it never
+// re-enters on its own: its context's used bit stays clear and the
+// service's clock picks it as a victim. (Short runs,
 // one completed before each entry, caught L2 3 between runs or just
 // re-entered, its context given a second chance: in ~5% of runs under
 // load no recycle interrupted it.)
 umbra_l1r_enter:
     adr     x9, umbra_l1r_image
-    adr     x4, umbra_l1r_two_vcpus
-    ldr     x1, [x4]
-    cbz     x1, 26f
-    mov     x1, #3
+    mov     x26, #1
+27: adr     x4, umbra_l1r_live
+    ldr     x1, [x4, x26, lsl #3]
+    cbz     x1, 28f
+    add     x1, x26, #2
     UMBRA_L1R_PAGE_P x1
     adr     x5, umbra_l1r_sec_runs
+    add     x5, x5, x26, lsl #3
     UMBRA_L1R_MOV64 x2, {stop_spins}
 25: ldr     x6, [x5]
     ldr     x1, [x12, #8]
     cmp     x1, x6
-    b.hi    26f
+    b.hi    28f
     subs    x2, x2, #1
     b.ne    25b
-    mov     x11, x6
+    mov     x11, x26
     adr     x10, umbra_l1r_msg_no_progress
     b       umbra_l1r_fail
+28: add     x26, x26, #1
+    cmp     x26, #3
+    b.lo    27b
 26: adr     x4, umbra_l1r_state
     ldr     x21, [x4]
     ldr     x20, [x4, #8]
@@ -279,61 +356,144 @@ umbra_l1r_lower_sync:
 10: adr     x7, umbra_l1r_state
     str     x21, [x7]
     str     x20, [x7, #8]
-    cmp     x21, #{rounds}
-    b.ls    umbra_l1r_enter
-    adr     x4, umbra_l1r_two_vcpus
+    // With three vCPUs, vCPU 2 (off through the first rounds, whose
+    // recycles must not wait for it) starts again before round
+    // {restart_round}, for a long life (context 2) like vCPU 1's.
+    cbnz    x20, 40f
+    cmp     x21, #{restart_round}
+    b.ne    40f
+    adr     x4, umbra_l1r_vcpus
     ldr     x1, [x4]
-    cbnz    x1, 16f
+    cmp     x1, #3
+    b.ne    40f
+    UMBRA_L1R_MOV64 x0, 0xc4000003
+    mov     x1, #2
+    adr     x2, umbra_l1r_secondary
+    mov     x3, #2
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_on_again
+    cbnz    x0, umbra_l1r_fail
+    adr     x4, umbra_l1r_live
+    mov     x1, #1
+    str     x1, [x4, #16]
+    UMBRA_L1R_PUTS umbra_l1r_msg_third_again
+40: cmp     x21, #{rounds}
+    b.ls    umbra_l1r_enter
+    adr     x4, umbra_l1r_vcpus
+    ldr     x1, [x4]
+    cmp     x1, #1
+    b.ne    16f
     UMBRA_L1R_PUTS umbra_l1r_msg_pass
     UMBRA_L1R_MOV64 x0, 0x84000008
     hvc     #0
 11: b       11b
-    // Two vCPUs: stop the second one's L2 run (its stop word, Q(3) + 8)
-    // and its runs, and wait until it has.
+    // Other vCPUs: stop their L2 runs (the stop flag, and each live one's
+    // stop word, Q(2 + k) + 8) and wait until each has turned itself off
+    // (PSCI CPU_OFF: AFFINITY_INFO OFF).
 16: adr     x4, umbra_l1r_stop
     mov     x1, #1
     str     x1, [x4]
-    mov     x1, #3
+    mov     x26, #1
+41: adr     x4, umbra_l1r_live
+    ldr     x1, [x4, x26, lsl #3]
+    cbz     x1, 42f
+    add     x1, x26, #2
     UMBRA_L1R_PAGE_P x1
     mov     x1, #1
     str     x1, [x12, #0x1008]
+42: add     x26, x26, #1
+    cmp     x26, #3
+    b.lo    41b
     dsb     sy
+    mov     x26, #1
+43: adr     x4, umbra_l1r_live
+    ldr     x1, [x4, x26, lsl #3]
+    cbz     x1, 44f
+    mov     x24, x26
+    bl      umbra_l1r_wait_off
     adr     x4, umbra_l1r_done
-    UMBRA_L1R_MOV64 x2, {stop_spins}
-17: ldr     x1, [x4]
-    cbnz    x1, 18f
-    subs    x2, x2, #1
-    b.ne    17b
-    mov     x11, #0
+    ldr     x11, [x4, x26, lsl #3]
     adr     x10, umbra_l1r_msg_no_stop
-    b       umbra_l1r_fail
-18: adr     x4, umbra_l1r_sec_runs
-    ldr     x22, [x4]
+    cbz     x11, umbra_l1r_fail
+    adr     x4, umbra_l1r_sec_runs
+    ldr     x22, [x4, x26, lsl #3]
     mov     x11, x22
     adr     x10, umbra_l1r_msg_no_runs
     cbz     x22, umbra_l1r_fail
     UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs
-    UMBRA_L1R_HEX x22
+    mov     x11, x26
+    UMBRA_L1R_HEX x11
+    UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs_mid
+    add     x11, x26, #2
+    UMBRA_L1R_HEX x11
+    UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs_in
+    mov     x11, x22
+    UMBRA_L1R_HEX x11
     UMBRA_L1R_PUTS umbra_l1r_msg_sec_runs_end
+44: add     x26, x26, #1
+    cmp     x26, #3
+    b.lo    43b
+    adr     x4, umbra_l1r_vcpus
+    ldr     x1, [x4]
+    cmp     x1, #3
+    b.eq    45f
     UMBRA_L1R_PUTS umbra_l1r_msg_pass2
     UMBRA_L1R_MOV64 x0, 0x84000008
     hvc     #0
 19: b       19b
+45: UMBRA_L1R_PUTS umbra_l1r_msg_pass3
+    UMBRA_L1R_MOV64 x0, 0x84000008
+    hvc     #0
+46: b       46b
 
-// The second vCPU (PSCI CPU_ON): runs L2 3 (VMID 8) again and again until
-// vCPU 0 sets the stop flag; each run reads L2 3's page until vCPU 0 sets
-// the stop word
-// and must see only L2 3's value.
+// Polls AFFINITY_INFO(x24, level 0) until it answers OFF (1); every answer
+// before must be ON (0) or ON_PENDING (2). Fails after 2 s of the virtual
+// count (a vCPU's CPU_OFF takes milliseconds). Clobbers x0-x3, x6, x7,
+// x10, x11.
+umbra_l1r_wait_off:
+    mrs     x6, cntvct_el0
+    mrs     x7, cntfrq_el0
+    lsl     x7, x7, #1
+50: UMBRA_L1R_MOV64 x0, 0xc4000004
+    mov     x1, x24
+    mov     x2, #0
+    hvc     #0
+    cmp     x0, #1
+    b.eq    52f
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_affinity_bad
+    cbz     x0, 51f
+    cmp     x0, #2
+    b.ne    umbra_l1r_fail
+51: mrs     x3, cntvct_el0
+    sub     x3, x3, x6
+    cmp     x3, x7
+    b.lo    50b
+    mov     x11, x24
+    adr     x10, umbra_l1r_msg_never_off
+    b       umbra_l1r_fail
+52: ret
+
+// vCPU k (1 or 2; PSCI CPU_ON, context k, plus 0x100 for a short life)
+// runs its L2 2 + k (VMID 7 + k) again and again until vCPU 0 sets the
+// stop flag; each run reads its page until vCPU 0 sets its stop word
+// and must see only its own value. Then it turns itself off (CPU_OFF). A
+// short life (its stop word set first) runs once and turns off.
 umbra_l1r_secondary:
     adr     x9, umbra_l1r_image
-    add     x10, x9, #0xf0000
-    mov     sp, x10
-    // It is the vCPU CPU_ON named: MPIDR_EL1 affinity 1.
+    mov     x25, x0
+    // It is the vCPU CPU_ON named: MPIDR_EL1 affinity k, 1 or 2.
     mrs     x11, mpidr_el1
-    and     x1, x11, #0xffffff
+    and     x26, x11, #0xffffff
+    and     x1, x25, #0xff
     adr     x10, umbra_l1r_msg_bad_mpidr
-    cmp     x1, #1
+    cmp     x26, x1
     b.ne    umbra_l1r_fail
+    cmp     x26, #1
+    b.lo    umbra_l1r_fail
+    cmp     x26, #2
+    b.hi    umbra_l1r_fail
     adr     x1, umbra_l1r_vectors2
     msr     vbar_el2, x1
     isb
@@ -341,35 +501,52 @@ umbra_l1r_secondary:
     msr     vtcr_el2, x1
     UMBRA_L1R_MOV64 x1, {vhcr}
     msr     hcr_el2, x1
-    mov     x20, #3
+    add     x20, x26, #2
     UMBRA_L1R_TABLES x20
     add     x2, x20, #{first_vmid}
     lsl     x2, x2, #48
     orr     x1, x13, x2
     msr     vttbr_el2, x1
     isb
-    adr     x7, umbra_l1r_sec_started
+    // A short life: its stop word set, so its run ends after one read.
+    ubfx    x1, x25, #8, #1
+    adr     x7, umbra_l1r_sec_short
+    str     x1, [x7, x26, lsl #3]
+    cbz     x1, 47f
+    UMBRA_L1R_PAGE_P x20
     mov     x1, #1
-    str     x1, [x7]
+    str     x1, [x12, #0x1008]
+    dsb     sy
+47: adr     x7, umbra_l1r_sec_started
+    mov     x1, #1
+    str     x1, [x7, x26, lsl #3]
 umbra_l1r_sec_enter:
+    mrs     x26, mpidr_el1
+    and     x26, x26, #0xff
     adr     x7, umbra_l1r_stop
     ldr     x1, [x7]
     cbnz    x1, umbra_l1r_sec_done
     UMBRA_L1R_AT_L2_PAYLOAD
     UMBRA_L1R_MOV64 x1, {magic_p}
-    add     x1, x1, #3
+    add     x1, x1, x26
+    add     x1, x1, #2
     mov     x2, #0
     adr     x3, umbra_l1r_sec_runs
-    ldr     x3, [x3]
+    ldr     x3, [x3, x26, lsl #3]
     add     x3, x3, #1
     eret
 umbra_l1r_sec_done:
     adr     x7, umbra_l1r_done
     mov     x1, #1
-    str     x1, [x7]
+    str     x1, [x7, x26, lsl #3]
     dsb     sy
-20: wfe
-    b       20b
+umbra_l1r_sec_off:
+    UMBRA_L1R_MOV64 x0, 0x84000002
+    hvc     #0
+    // CPU_OFF returns only when refused.
+    mov     x11, x0
+    adr     x10, umbra_l1r_msg_cpu_off_returned
+    b       umbra_l1r_fail
 
 .balign 2048
 umbra_l1r_vectors2:
@@ -395,48 +572,80 @@ umbra_l1r_lower_sync2:
     mov     x11, x2
     adr     x10, umbra_l1r_msg_sec_bad
     b       umbra_l1r_fail
-21: adr     x7, umbra_l1r_sec_runs
-    ldr     x1, [x7]
+21: mrs     x26, mpidr_el1
+    and     x26, x26, #0xff
+    adr     x7, umbra_l1r_sec_runs
+    ldr     x1, [x7, x26, lsl #3]
     add     x1, x1, #1
-    str     x1, [x7]
-    b       umbra_l1r_sec_enter
+    str     x1, [x7, x26, lsl #3]
+    // A short life ends after its one run: its stop word cleared for the
+    // next life, then CPU_OFF.
+    adr     x7, umbra_l1r_sec_short
+    ldr     x1, [x7, x26, lsl #3]
+    cbz     x1, umbra_l1r_sec_enter
+    add     x1, x26, #2
+    UMBRA_L1R_PAGE_P x1
+    str     xzr, [x12, #0x1008]
+    dsb     sy
+    b       umbra_l1r_sec_off
 
 .balign 8
 // The round (from 1) and the L2 (0 to 2) now running.
 umbra_l1r_state:
     .quad   0
     .quad   0
-// Set when the second vCPU started; vCPU 0's stop request, the second
-// vCPU's answer, and its L2 runs.
-umbra_l1r_two_vcpus:
-    .quad   0
+// How many vCPUs run (1 to 3); by vCPU k (entry 0 unused): whether it
+// runs a long life now (vCPU 0 waits for its L2 before each entry), its
+// answer to vCPU 0's stop request, its L2 runs, whether it started, and
+// whether its life is short.
+umbra_l1r_vcpus:
+    .quad   1
 umbra_l1r_stop:
     .quad   0
+umbra_l1r_live:
+    .quad   0, 0, 0
 umbra_l1r_done:
-    .quad   0
+    .quad   0, 0, 0
 umbra_l1r_sec_runs:
-    .quad   0
+    .quad   0, 0, 0
 umbra_l1r_sec_started:
-    .quad   0
-umbra_l1r_msg_start:    .asciz "L1 (recycle): running at virtual EL2; L2s 0-2 (VMIDs 5-7) in turn, L2 3 (VMID 8) for a second vCPU, each with its own stage 2, pages and values\n"
-umbra_l1r_msg_built:    .asciz "L1 (recycle): stage 2 built for L2s 0, 1, 2 (and 3, for a second vCPU); running 0-2 in turn\n"
+    .quad   0, 0, 0
+umbra_l1r_sec_short:
+    .quad   0, 0, 0
+umbra_l1r_msg_start:    .asciz "L1 (recycle): running at virtual EL2; L2s 0-2 (VMIDs 5-7) in turn, L2s 3 and 4 (VMIDs 8, 9) for vCPUs 1 and 2, each with its own stage 2, pages and values\n"
+umbra_l1r_msg_built:    .asciz "L1 (recycle): stage 2 built for L2s 0-4 (3 and 4 for vCPUs 1 and 2); running 0-2 in turn\n"
 umbra_l1r_msg_round:    .asciz "L1 (recycle): round "
 umbra_l1r_msg_round_end: .asciz ": L2s 0, 1, 2 each read their own two pages and wrote only their own\n"
 umbra_l1r_msg_pass:     .asciz "UMBRA-NESTED-PASS recycle l2s=3 rounds={rounds} own-pages=ok\n"
 umbra_l1r_msg_pass2:    .asciz "UMBRA-NESTED-PASS recycle l2s=3 rounds={rounds} own-pages=ok vcpus=2\n"
+umbra_l1r_msg_pass3:    .asciz "UMBRA-NESTED-PASS recycle l2s=3 rounds={rounds} own-pages=ok vcpus=3 cpu-off-on=ok\n"
 umbra_l1r_msg_one_vcpu: .asciz "L1 (recycle): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
 umbra_l1r_msg_two_vcpus: .asciz "L1 (recycle): second vCPU started (PSCI CPU_ON); it runs L2 3 (VMID 8) in a reading loop while L2s 0-2 take turns here\n"
-umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): the second vCPU's L2 3 read only its own page in "
+umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): vCPU "
+umbra_l1r_msg_sec_runs_mid: .asciz " turned itself off (AFFINITY_INFO OFF); its L2 "
+umbra_l1r_msg_sec_runs_in: .asciz " read only its own page in "
 umbra_l1r_msg_sec_runs_end: .asciz " runs\n"
+umbra_l1r_msg_cpu_on3:  .asciz "PSCI CPU_ON for vCPU 2 failed: "
+umbra_l1r_msg_cpu_on_twice: .asciz "PSCI CPU_ON for vCPU 2, just started, answered neither ON_PENDING nor ALREADY_ON: "
+umbra_l1r_msg_cpu_on_absent: .asciz "PSCI CPU_ON for MPIDR 3, which L1 does not have, answered other than INVALID_PARAMETERS: "
+umbra_l1r_msg_affinity_absent: .asciz "PSCI AFFINITY_INFO for MPIDR 3, which L1 does not have, answered other than INVALID_PARAMETERS: "
+umbra_l1r_msg_cpu_on_self: .asciz "PSCI CPU_ON for MPIDR 0, the caller, answered other than ALREADY_ON: "
+umbra_l1r_msg_affinity_bad: .asciz "PSCI AFFINITY_INFO answered neither ON, OFF nor ON_PENDING for a started vCPU: "
+umbra_l1r_msg_never_off: .asciz "AFFINITY_INFO did not report OFF within 2 s of the vCPU's CPU_OFF; vCPU "
+umbra_l1r_msg_short_life: .asciz "vCPU 2 turned off without exactly its one L2 run: runs "
+umbra_l1r_msg_third_off: .asciz "L1 (recycle): vCPU 2 started (PSCI CPU_ON; again: ON_PENDING or ALREADY_ON; MPIDR 3: INVALID_PARAMETERS), ran L2 4 once and turned itself off (CPU_OFF): AFFINITY_INFO reported OFF\n"
+umbra_l1r_msg_third_again: .asciz "L1 (recycle): vCPU 2 started again (PSCI CPU_ON after AFFINITY_INFO said OFF); it runs L2 4 (VMID 9) in a reading loop\n"
+umbra_l1r_msg_cpu_on_again: .asciz "PSCI CPU_ON for vCPU 2 after its CPU_OFF failed: "
+umbra_l1r_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
 umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for the second vCPU failed: "
-umbra_l1r_msg_no_progress: .asciz "the second vCPU's L2 was not inside a run when vCPU 0 entered its L2, runs completed "
-umbra_l1r_msg_bad_mpidr: .asciz "the second vCPU's MPIDR_EL1 is not the CPU_ON target 1: "
-umbra_l1r_msg_no_start: .asciz "the second vCPU did not start its L2 runs: "
-umbra_l1r_msg_no_stop:  .asciz "the second vCPU did not stop its L2 runs: "
-umbra_l1r_msg_no_runs:  .asciz "the second vCPU's L2 never completed a run: "
-umbra_l1r_msg_sec_bad:  .asciz "an L2 (L2 3, on the second vCPU) read a value not its own through 0x100000: "
+umbra_l1r_msg_no_progress: .asciz "a vCPU's L2 was not inside a run when vCPU 0 entered its L2, vCPU "
+umbra_l1r_msg_bad_mpidr: .asciz "a started vCPU's MPIDR_EL1 is not its CPU_ON target (1 or 2): "
+umbra_l1r_msg_no_start: .asciz "vCPU 1 did not start its L2 runs: "
+umbra_l1r_msg_no_stop:  .asciz "a vCPU turned off without stopping its L2 runs: "
+umbra_l1r_msg_no_runs:  .asciz "a vCPU's L2 never completed a run: "
+umbra_l1r_msg_sec_bad:  .asciz "an L2 (L2 3 or 4, on vCPU 1 or 2) read a value not its own through 0x100000: "
 umbra_l1r_msg_foreign_code: .asciz "an L2 ran another L2's code (L2 3's reading loop, hvc #2), x2 "
-umbra_l1r_msg_unexpected2: .asciz "unexpected exception at the second vCPU's virtual EL2, ESR_EL2 "
+umbra_l1r_msg_unexpected2: .asciz "unexpected exception at vCPU 1's or 2's virtual EL2, ESR_EL2 "
 umbra_l1r_msg_nl:       .asciz "\n"
 umbra_l1r_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1r_msg_fail_el:  .asciz "CurrentEL is not 2: "
@@ -488,6 +697,8 @@ umbra_l1r_image_end:
     first_vmid = const FIRST_L2_VMID,
     rounds = const ROUNDS,
     stop_spins = const STOP_SPINS,
+    l2s = const L2S,
+    restart_round = const RESTART_ROUND,
     putc = const super::nested::HVC_CONSOLE_PUTC,
 );
 
@@ -499,6 +710,10 @@ pub const MAGIC_Q: u64 = 0x5151_0000_2222_0000;
 pub const FIRST_L2_VMID: u64 = 5;
 /// Rounds of the three L2s.
 pub const ROUNDS: u64 = 8;
+/// L2s with a stage 2: 0-2 on vCPU 0, 2 + k on vCPU k (1, 2).
+const L2S: u64 = 5;
+/// vCPU 2, off since its short life, starts again before this round.
+const RESTART_ROUND: u64 = 5;
 /// How long vCPU 0 waits for the second vCPU to stop (load iterations;
 /// hv's watchdog bounds the run anyway).
 pub const STOP_SPINS: u64 = 1 << 28;

@@ -44,6 +44,7 @@ pub mod handshake;
 pub mod idregs;
 pub mod timer;
 pub mod traps;
+pub mod vcpus;
 pub mod vector;
 pub mod vgic;
 pub mod vncr;

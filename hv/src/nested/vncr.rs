@@ -172,6 +172,14 @@ impl VncrPage {
         self.0[offset / 8].store(value, Ordering::Relaxed)
     }
 
+    /// Every word 0: the page of a vCPU L1 starts again (PSCI CPU_ON after
+    /// its CPU_OFF), which must not see its earlier life's registers.
+    pub fn clear(&self) {
+        for word in &self.0 {
+            word.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// L2's EL1 registers as L1 left them.
     pub fn el1(&self, register: El1Register) -> u64 {
         self.get(register.vncr_offset())

@@ -616,6 +616,41 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 3, "512M")
     },
+    // Four CPUs: L1 has three vCPUs (the service on CPU 1). vCPU 1 runs
+    // L2 3 and vCPU 2 L2 4 in reading loops on their own shadows while
+    // vCPU 0's L2s take turns over three contexts; vCPU 2 first runs one
+    // short life that ends in PSCI CPU_OFF, L1 waits for AFFINITY_INFO to
+    // say OFF (and checks CPU_ON's ON_PENDING/ALREADY_ON and the
+    // INVALID_PARAMETERS of an MPIDR it lacks), runs rounds 1-4 with it
+    // off, starts it again, and at the end both turn off. hv fails the
+    // run unless a recycle's kick SGI took each of vCPUs 1 and 2 out of L2.
+    Case {
+        hv_args: "hv.nested=recycle",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS recycle l2s=3 rounds=8 own-pages=ok vcpus=3 cpu-off-on=ok",
+            status: 0,
+        },
+        ..boot(MAX, 4, "512M")
+    },
+    // Its failure modes: hv keeps a vCPU ON after its CPU_OFF, so
+    // AFFINITY_INFO never says OFF and L1 cannot start it again; the
+    // kick pass skips vCPU 2, live in a victim's L2.
+    Case {
+        hv_args: "hv.nested=recycle-no-off-state",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: AFFINITY_INFO did not report OFF within 2 s of the vCPU's CPU_OFF; vCPU 0x0000000000000002",
+            status: 2,
+        },
+        ..boot(MAX, 4, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=recycle-no-kick-all",
+        expect: Expect::Ends {
+            line: "hv: nested: FAILED: recycling handshake: vCPU 2, started by L1 and running L2 while contexts were recycled, never took hv's kick SGI",
+            status: 1,
+        },
+        ..boot(MAX, 4, "512M")
+    },
     // Its failure mode: hv reuses the root of a key's first entry instead
     // of asking at every entry, so after a recycle an L2 runs on another
     // L2's shadow; L1 must catch it reading another L2's page.
