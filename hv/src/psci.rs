@@ -411,6 +411,13 @@ pub fn handle(
     }
 }
 
+/// Whether SMCCC function id `function` (w0) is PSCI's: a fast call of the
+/// Standard Secure Service (owner 4), functions 0x00-0x1f, SMC32 or SMC64
+/// (DEN0022, "Function IDs").
+pub fn is_psci_function(function: u32) -> bool {
+    function & !(0x4000_0000 | 0x1f) == 0x8400_0000
+}
+
 fn features(function: u32) -> i64 {
     match function {
         PSCI_VERSION
@@ -564,6 +571,30 @@ mod tests {
             ret(0)
         );
         assert_eq!(call(0xc400_00ff, [0; 3], &power, &host), ret(-1));
+    }
+
+    #[test]
+    fn psci_function_ids() {
+        for f in [
+            PSCI_VERSION,
+            PSCI_CPU_OFF,
+            PSCI_CPU_ON_32,
+            PSCI_CPU_ON_64,
+            PSCI_SYSTEM_RESET,
+        ] {
+            assert!(is_psci_function(f), "{f:#x}");
+        }
+        assert!(is_psci_function(0xc400_001f));
+        // SMCCC_VERSION (Arm Architecture Service), a yielding call, owner 5.
+        for f in [
+            0x8000_0000,
+            0x0400_0000,
+            0x8500_0000,
+            0x8400_0020,
+            0xc600_0001,
+        ] {
+            assert!(!is_psci_function(f), "{f:#x}");
+        }
     }
 
     #[test]

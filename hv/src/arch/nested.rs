@@ -1622,7 +1622,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             }
             frame.x[0] = 0;
         }
-        function if is_psci(function) => psci_call(nested, vcpu, frame, function),
+        function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
 }
@@ -2517,13 +2517,6 @@ fn external_abort_for_l2(
     super::inject_into_el1(frame, traps::el1_target(nested), syndrome, Some(far));
 }
 
-/// Whether SMCCC function id `function` (L1's w0) is PSCI's: a fast call
-/// of the Standard Secure Service (owner 4), functions 0x00-0x1f, SMC32 or
-/// SMC64 (DEN0022, "Function IDs").
-fn is_psci(function: u32) -> bool {
-    function & !(0x4000_0000 | 0x1f) == 0x8400_0000
-}
-
 /// SMCCC_VERSION: not offered to L1 (hv_call answers NOT_SUPPORTED, as an
 /// SMCCC 1.0 implementation does), so PSCI_FEATURES does not list it.
 const SMCCC_VERSION: u32 = 0x8000_0000;
@@ -2615,7 +2608,7 @@ impl PsciHost for L1Psci<'_> {
 
     /// An instruction in L1's RAM (word aligned).
     fn entry_is_valid(&self, entry: u64) -> bool {
-        (L1_BASE..L1_BASE + self.0.l1_ram_bytes).contains(&entry) && entry % 4 == 0
+        (L1_BASE..L1_BASE + self.0.l1_ram_bytes).contains(&entry) && entry.is_multiple_of(4)
     }
 
     fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {

@@ -1,46 +1,56 @@
 //! The recycling demo's guest hypervisor (`hv.nested=recycle`): an L1 that
-//! runs three L2 guests in turn, round after round (and a fourth on a
-//! second vCPU when hv gives it one), on a service bounded
-//! to [`super::nested::RECYCLE_CONTEXTS`] contexts, so the service
-//! recycles context slots (and hv runs its recycling handshake,
-//! `crate::nested::handshake`) while it runs. Assembled into hv's
-//! read-only data and copied into L1's memory like `nested_l1`'s demo; it
-//! is data to hv, never executed at EL2.
+//! runs three L2 guests in turn, round after round (and one more on each
+//! other vCPU hv gives it), on a service bounded to
+//! [`super::nested::RECYCLE_CONTEXTS`] contexts (one per vCPU from three
+//! vCPUs on), so the service recycles context slots (and hv runs its
+//! recycling handshake, `crate::nested::handshake`) while it runs.
+//! Assembled into hv's read-only data and copied into L1's memory like
+//! `nested_l1`'s demo; it is data to hv, never executed at EL2.
 //!
 //! L1 (at L1 IPA `L1_BASE`, MMU off):
 //! 1. checks CurrentEL reads 2 and sets VBAR_EL2;
-//! 2. for each L2 g (0 to 3) builds a stage 2 of its own (4 KiB granule,
+//! 2. for each L2 g (0 to 4) builds a stage 2 of its own (4 KiB granule,
 //!    39-bit IPA from level 1, tables at +0x200000 + g * 0x3000, VMID 5 + g:
 //!    distinct VTTBR_EL2 values, distinct contexts): L2 IPA 0x80000 ->
-//!    the L2 payload page of this image (L2 3: the reading loop's page),
-//!    0x100000 -> its page P(g) at +0x300000 + g * 0x2000, 0x101000 -> its
-//!    page Q(g) = P(g) + 0x1000; P(g) holds [`MAGIC_P`] + g, Q(g)
+//!    the L2 payload page of this image (L2s 3 and 4: the reading loop's
+//!    page), 0x100000 -> its page P(g) at +0x300000 + g * 0x2000, 0x101000
+//!    -> its page Q(g) = P(g) + 0x1000; P(g) holds [`MAGIC_P`] + g, Q(g)
 //!    [`MAGIC_Q`] + g;
-//! 3. starts a second vCPU with PSCI CPU_ON (MPIDR 1). If hv gives it one
-//!    (three CPUs: vCPU 0, the service, vCPU 1), that vCPU runs L2 3 again
-//!    in one long run: it writes the run's number to P(3) + 8, then reads
-//!    its page until vCPU 0 sets the stop word Q(3) + 8, and reports with
-//!    `hvc #1` (`hvc #2` with the first value not its own, which fails the
-//!    run); L2 3 is in L2 all the time and never re-enters on its own, so
-//!    its context's used bit stays clear and the recycles vCPU 0's
-//!    switches cause take its context under it (hv's kick SGI, its exit
-//!    and re-entry through the handshake). hv answering INVALID_PARAMETERS (no CPU for it) leaves
-//!    one vCPU;
-//! 4. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with a second vCPU,
-//!    once its L2 3 is inside its run, so this entry's recycle finds it
-//!    there): programs VTTBR_EL2 and ERETs
-//!    into L2 g at 0x80000 (EL1h) with the round in x1. L2 reads P and Q
-//!    through 0x100000 and 0x101000, writes the round to 0x100008, reads it
-//!    back and reports with `hvc #1`;
-//! 5. at its lower-EL vector checks everything L2 g reported (its own P and
+//! 3. starts vCPU 1 with PSCI CPU_ON (MPIDR 1, context 1). If hv gives it
+//!    one (three CPUs or more: vCPU 0, the service, vCPU 1), vCPU k runs
+//!    L2 2 + k in one long run: it writes the run's number to its P + 8,
+//!    then reads its page until vCPU 0 sets its stop word Q + 8, and
+//!    reports with `hvc #1` (`hvc #2` with the first value not its own,
+//!    which fails the run); the L2 is in L2 all the time and never
+//!    re-enters on its own, so its context's used bit stays clear and the
+//!    recycles vCPU 0's switches cause take its context under it (hv's
+//!    kick SGI, its exit and re-entry through the handshake). hv
+//!    answering INVALID_PARAMETERS (no CPU for it) leaves one vCPU;
+//! 4. then starts vCPU 2 (MPIDR 2) for a short life (context 0x102: its
+//!    stop word set, one run of L2 4, then PSCI CPU_OFF). If hv gives it
+//!    one (four CPUs), L1 checks that CPU_ON again answers ON_PENDING or
+//!    ALREADY_ON, that CPU_ON and AFFINITY_INFO of MPIDR 3 answer
+//!    INVALID_PARAMETERS and CPU_ON of itself ALREADY_ON, and polls
+//!    AFFINITY_INFO(2) (ON or ON_PENDING) until it says OFF, at most 2 s;
+//!    vCPU 2 stays off through rounds 1 to [`RESTART_ROUND`] - 1 and is
+//!    started again (context 2, a long life) before round
+//!    [`RESTART_ROUND`];
+//! 5. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with other vCPUs
+//!    running, once each one's L2 is inside its run, so this entry's
+//!    recycle finds it there): programs VTTBR_EL2 and ERETs into L2 g at
+//!    0x80000 (EL1h) with the round in x1. L2 reads P and Q through
+//!    0x100000 and 0x101000, writes the round to 0x100008, reads it back
+//!    and reports with `hvc #1`;
+//! 6. at its lower-EL vector checks everything L2 g reported (its own P and
 //!    Q values: another L2's means one L2 reached another's memory), that
 //!    the round landed in P(g) + 8, and that every other L2's P + 8 still
 //!    holds the round that L2 last wrote (a write through another L2's
 //!    shadow would change it);
-//! 6. with a second vCPU, asks it to stop, waits until it has, and checks
-//!    its L2 completed runs;
-//! 7. prints `UMBRA-NESTED-PASS recycle ...` (`... vcpus=2` with the second
-//!    vCPU) and calls PSCI SYSTEM_OFF, or
+//! 7. with other vCPUs, asks them to stop, waits until each has turned
+//!    itself off (CPU_OFF: AFFINITY_INFO OFF within 2 s) and checks its
+//!    L2 completed runs;
+//! 8. prints `UMBRA-NESTED-PASS recycle ...` (`... vcpus=2` with two vCPUs,
+//!    `... vcpus=3 cpu-off-on=ok` with three) and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and PSCI SYSTEM_RESET.
 //!
 //! L2 faults on each page the first time it runs on a (re)made context;
@@ -637,7 +647,7 @@ umbra_l1r_msg_third_off: .asciz "L1 (recycle): vCPU 2 started (CPU_ON), ran L2 4
 umbra_l1r_msg_third_again: .asciz "L1 (recycle): vCPU 2 started again (PSCI CPU_ON after AFFINITY_INFO said OFF); it runs L2 4 (VMID 9) in a reading loop\n"
 umbra_l1r_msg_cpu_on_again: .asciz "PSCI CPU_ON for vCPU 2 after its CPU_OFF failed: "
 umbra_l1r_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
-umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for the second vCPU failed: "
+umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for vCPU 1 failed: "
 umbra_l1r_msg_no_progress: .asciz "a vCPU's L2 was not inside a run when vCPU 0 entered its L2, vCPU "
 umbra_l1r_msg_bad_mpidr: .asciz "a started vCPU's MPIDR_EL1 is not its CPU_ON target (1 or 2): "
 umbra_l1r_msg_no_start: .asciz "vCPU 1 did not start its L2 runs: "
@@ -711,11 +721,11 @@ pub const FIRST_L2_VMID: u64 = 5;
 /// Rounds of the three L2s.
 pub const ROUNDS: u64 = 8;
 /// L2s with a stage 2: 0-2 on vCPU 0, 2 + k on vCPU k (1, 2).
-const L2S: u64 = 5;
+pub const L2S: u64 = 5;
 /// vCPU 2, off since its short life, starts again before this round.
-const RESTART_ROUND: u64 = 5;
-/// How long vCPU 0 waits for the second vCPU to stop (load iterations;
-/// hv's watchdog bounds the run anyway).
+pub const RESTART_ROUND: u64 = 5;
+/// How long vCPU 0 waits for vCPU 1 to start and for a vCPU's L2 to enter
+/// its run (load iterations; hv's watchdog bounds the run anyway).
 pub const STOP_SPINS: u64 = 1 << 28;
 
 assembled_image!(

@@ -125,6 +125,17 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_vcpus_vncr_page_is_cleared() {
+        use crate::nested::vncr::{El1Register, VncrPage, HCR_EL2};
+        let page = VncrPage::default();
+        page.set(HCR_EL2, 0x8000_0000);
+        page.set_el1(El1Register::Vbar, 0x4000_0800);
+        page.clear();
+        assert_eq!(page.hcr(), 0);
+        assert_eq!(page.el1(El1Register::Vbar), 0);
+    }
+
+    #[test]
     fn every_started_vcpu_but_0_was_kicked() {
         assert_eq!(unkicked_vcpu(&[true, true, true], &[0, 3, 1]), None);
         assert_eq!(unkicked_vcpu(&[true, true, true], &[5, 3, 0]), Some(2));
@@ -173,7 +184,7 @@ mod tests {
             vcpu_of_mpidr(mpidr, 3)
         }
         fn entry_is_valid(&self, entry: u64) -> bool {
-            (0x4000_0000..0x4060_0000).contains(&entry) && entry % 4 == 0
+            (0x4000_0000..0x4060_0000).contains(&entry) && entry.is_multiple_of(4)
         }
         fn power_on(&self, vcpu: usize, entry: u64, context: u64) -> Result<(), i64> {
             self.started.borrow_mut().push((vcpu, entry, context));
