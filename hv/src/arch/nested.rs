@@ -179,10 +179,10 @@ static PE_MPIDRS: spin::Once<[Option<u64>; NESTED_VCPUS]> = spin::Once::new();
 /// The recycles' kick passes, the PEs they kicked, and those they
 /// interrupted and waited for.
 static KICK_PASSES: AtomicU64 = AtomicU64::new(0);
-/// hv's kick SGIs each vCPU took.
-static KICK_IRQS: [AtomicU64; NESTED_VCPUS] = [const { AtomicU64::new(0) }; NESTED_VCPUS];
 static KICKED: AtomicU64 = AtomicU64::new(0);
 static WAITED: AtomicU64 = AtomicU64::new(0);
+/// hv's kick SGIs each vCPU took.
+static KICK_IRQS: [AtomicU64; NESTED_VCPUS] = [const { AtomicU64::new(0) }; NESTED_VCPUS];
 
 /// MPIDR_EL1's affinity fields.
 const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
@@ -893,8 +893,16 @@ pub fn run(
     let pa_bits = crate::pagetable::pa_range_bits(ps).map_or(48, u32::from);
     let xnx = (features.id_aa64mmfr1 >> 28) & 0xf != 0;
     let shadow_config = ShadowConfig { xnx, pa_bits };
+    // vCPU k runs on CPU `vcpu_cpu(k)`, vCPU 0 on this, the boot CPU,
+    // which must be the device tree's first (the service's is the second).
+    if platform.cpu_index(read_sysreg!("mpidr_el1")) != Some(vcpu_cpu(0)) {
+        fail(format_args!(
+            "nested: the boot CPU is not the device tree's first CPU, where L1's vCPU 0 runs"
+        ));
+    }
+    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     let contexts = if recycling {
-        recycle_contexts(l1_vcpus(platform.cpus.len(), NESTED_VCPUS))
+        recycle_contexts(vcpus)
     } else {
         1
     };
@@ -917,9 +925,7 @@ pub fn run(
         Ok(pool) => pool,
         Err(e) => fail(format_args!("nested: {e}")),
     };
-    // vCPU k runs on CPU `vcpu_cpu(k)` (vCPU 0 on this, the boot CPU):
-    // the handshake's PE k.
-    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
+    // The handshake's PE k is vCPU k, on CPU `vcpu_cpu(k)`.
     PE_MPIDRS.call_once(|| {
         core::array::from_fn(|vcpu| {
             (vcpu < vcpus)
@@ -1108,7 +1114,7 @@ pub fn run(
         "nested{}: L1 at virtual EL2 (HCR_EL2.NV, NV2; VNCR page at {vncr_address:#x}), {} MiB of RAM at L1 IPA {L1_BASE:#x} (PA {l1_ram:#x}), image {} KiB; shadow-mmu service {where_served} ({} shadow frames, {} context{}), L1's ID registers: PARange 40 bits, 4 KiB stage 2, no FWB/TLBIW/MixedEnd",
         match demo {
             NestedDemo::DemoNoTlbi => " (demo-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
-            NestedDemo::Recycle => " (recycle: three L2s over two contexts; recycles run hv's handshake)",
+            NestedDemo::Recycle => " (recycle: more L2s than the service has contexts; recycles run hv's handshake)",
             NestedDemo::RecycleStaleRoot => " (recycle-stale-root: hv reuses each key's first shadow root instead of asking at every entry; this run must fail)",
             NestedDemo::RecycleNoOffState => " (recycle-no-off-state: L1's CPU_OFF stops its vCPU but hv keeps it ON for AFFINITY_INFO; this run must fail)",
             NestedDemo::RecycleNoKickAll => " (recycle-no-kick-all: the recycles' kick pass sees vCPUs 0 and 1 only, skipping a live vCPU 2; this run must fail)",

@@ -349,7 +349,7 @@ impl core::fmt::Display for HandshakeFault {
             ),
             HandshakeFault::NoInterrupt { waited, kick_irqs } => write!(
                 f,
-                "with two vCPUs no recycle both interrupted a PE in the victim's L2 and saw hv's kick SGI taken ({waited} PEs waited for, {kick_irqs} kick SGIs taken)"
+                "with several vCPUs no recycle both interrupted a PE in the victim's L2 and saw hv's kick SGI taken ({waited} PEs waited for, {kick_irqs} kick SGIs taken)"
             ),
         }
     }
