@@ -486,3 +486,30 @@ fn cpu_on_of_an_off_settled_by_another_caller_succeeds() {
         assert_eq!(starts, u8::from(status == status::SUCCESS));
     });
 }
+
+/// The last CPU_OFF is noticed (`VcpuPower::others_up`, which the nested
+/// L1's CPU_OFF asks to end a run no vCPU is left to end): vCPUs 0 and 1,
+/// the only ones on, turn off at once; at least one of them finds the
+/// other down. Without the full barrier between its `OffPending` store and
+/// its loads, both could read the other's old ON (store buffering) and
+/// both power down, leaving nothing running.
+#[test]
+fn two_last_cpu_offs_at_once_do_not_both_miss_it() {
+    loom::model(|| {
+        let machine = Machine::new(&[1], 0);
+        let other = {
+            let machine = machine.clone();
+            thread::spawn(move || {
+                assert_eq!(machine.call(1, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+                machine.power.others_up(1, CPUS)
+            })
+        };
+        assert_eq!(machine.call(0, PSCI_CPU_OFF, [0; 3]), PsciOutcome::CpuOff);
+        let zero_sees_one_up = machine.power.others_up(0, CPUS);
+        let one_sees_zero_up = other.join().unwrap();
+        assert!(
+            !(zero_sees_one_up && one_sees_zero_up),
+            "both vCPUs saw the other up: neither ends the run"
+        );
+    });
+}
