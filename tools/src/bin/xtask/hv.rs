@@ -606,11 +606,13 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
-    // Three CPUs: L1 starts a second vCPU (PSCI CPU_ON) on CPU 2, the
-    // service on CPU 1; that vCPU's L2 (VMID 8) reads its own page in a
-    // loop, so the recycles vCPU 0's switches cause take its context while
-    // it is in L2: hv's kick SGI, its exit and re-entry through the
-    // handshake (hv fails the run unless that happened).
+    // Three CPUs: L1 starts vCPU 1 (PSCI CPU_ON) on CPU 2, the service on
+    // CPU 1; that vCPU's L2 (VMID 8) reads its own page in a loop, so the
+    // recycles vCPU 0's switches cause take its context while it is in L2:
+    // hv's kick SGI, its exit and re-entry through the handshake. hv counts
+    // kick SGIs per vCPU and fails the run unless vCPU 1 itself took one
+    // (review 45 R45-2: a total could be met by vCPU 0's alone); at the
+    // end vCPU 1 turns itself off (CPU_OFF) and L1 waits for OFF.
     Case {
         hv_args: "hv.nested=recycle",
         expect: Expect::Ends {
