@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1039,6 +1039,18 @@ pub enum NestedDemo {
     /// and EZT0, not L1's: L2's Advanced SIMD instruction in Streaming SVE
     /// mode does not trap (this run must fail).
     SveNoL2Fa64,
+    /// `gic`: L1 (`arch::nested_l1_gic`) programs its GICv3 distributor
+    /// and redistributors (`nested::gic`), takes an SGI it sends itself,
+    /// an SGI its second vCPU sends while it runs L2 (L2 taken out to
+    /// L1's IRQ vector) and SPIs made pending through GICD_ISPENDR and
+    /// routed with GICD_IROUTER.
+    Gic,
+    /// `gic-no-l2-exit`: the same, but an interrupt pending for L1 while
+    /// its vCPU runs L2 does not take L2 out (this run must fail).
+    GicNoL2Exit,
+    /// `gic-no-kick`: the same, but an SGI or SPI for another vCPU does not
+    /// kick that vCPU out of L2 (this run must fail).
+    GicNoKick,
 }
 
 /// How the guest gets its interrupts.
@@ -1097,6 +1109,9 @@ impl Options {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
                 "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
+                "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
+                "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
+                "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1471,6 +1486,18 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=timer").map(|o| o.nested),
             Ok(Some(NestedDemo::Timer))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic").map(|o| o.nested),
+            Ok(Some(NestedDemo::Gic))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-l2-exit").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoL2Exit))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-kick").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoKick))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

@@ -53,6 +53,7 @@
 //!   before any guest deadline) ends a run in which L1 or L2 hangs.
 
 use super::gic::Gic;
+use super::nested_gic::L1GicDefect;
 use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, VcpuTimers};
 use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
@@ -70,6 +71,7 @@ use crate::nested::entry::{
     ipa_from_par, l1_routes_external_aborts, l2_fault_ipa, EretTarget, FaultIpaSource, Origin,
     Vel2Register,
 };
+use crate::nested::gic::L1GicLayout;
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
@@ -278,6 +280,11 @@ struct Nested {
     /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
     l1_timer_ppis: TimerPpis,
     hardware_timer_ppis: HardwarePpis,
+    /// Where L1's GIC distributor and redistributors are (the platform's
+    /// addresses), and the defect of a `gic-no-*` demo
+    /// (`arch::nested_gic`).
+    l1_gic: L1GicLayout,
+    l1_gic_defect: L1GicDefect,
 }
 
 impl Nested {
@@ -788,6 +795,9 @@ pub fn run(
         | NestedDemo::SveNvhe
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
+        NestedDemo::Gic | NestedDemo::GicNoL2Exit | NestedDemo::GicNoKick => {
+            super::nested_l1_gic::image()
+        }
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -867,6 +877,13 @@ pub fn run(
     // `memory::vtcr` leaves VTCR_EL2's RES1 bit 31 clear (the walker of
     // L0's map ignores it); the hardware gets it set.
     let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps) | (1 << 31);
+    // L1's vCPUs: a redistributor each (vCPU 1 only where hv has a CPU
+    // for it).
+    let l1_vcpus = if platform.cpus.len() > SECOND_VCPU_CPU {
+        NESTED_VCPUS
+    } else {
+        1
+    };
     NESTED.call_once(|| Nested {
         service,
         l0_vttbr,
@@ -956,7 +973,21 @@ pub fn run(
             virtual_: platform.timer.virtual_,
             hyp: platform.timer.hypervisor,
         },
+        l1_gic: L1GicLayout {
+            distributor: platform.gic_distributor.base,
+            redistributors: match platform.gic_redistributors.first() {
+                Some(region) => region.base,
+                None => fail(format_args!("nested: the GIC has no redistributor region")),
+            },
+            vcpus: l1_vcpus,
+        },
+        l1_gic_defect: match demo {
+            NestedDemo::GicNoL2Exit => L1GicDefect::NoL2Exit,
+            NestedDemo::GicNoKick => L1GicDefect::NoKick,
+            _ => L1GicDefect::None,
+        },
     });
+    super::nested_gic::reset(l1_vcpus);
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
@@ -1057,6 +1088,9 @@ pub fn run(
             NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
+            NestedDemo::Gic => " (gic: L1's GICv3 distributor and redistributors; its SGIs and SPIs, also taking L2 out)",
+            NestedDemo::GicNoL2Exit => " (gic-no-l2-exit: an interrupt pending for L1 does not take L2 out; this run must fail)",
+            NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -1228,6 +1262,15 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     {
         irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Timer);
     }
+    // And an SGI or SPI of L1's GIC (`arch::nested_gic`), listed in L1's
+    // own interface (in the hardware until `enter_l2` below) at every exit.
+    super::nested_gic::list_for_l1(vcpu.index);
+    if from != Mode::L1
+        && vcpu.mode != Mode::L1
+        && super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
+    {
+        irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Distributor);
+    }
     // Every return to a shadow's L2 goes through the handshake's entry,
     // also after an exit hv handled itself (a served fault, an emulated
     // ID read, hv's kick): published `Outside` above, the vCPU is no
@@ -1252,6 +1295,59 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     }
     vcpu.timers
         .before_return(vcpu.vncr, vcpu.mode != Mode::L1, l1_virtual_hcr);
+}
+
+/// L1's stage-2 data abort with syndrome `esr` in its GIC's frames
+/// (`arch::nested_gic`): the load or store emulated, and the vCPUs with
+/// something new forwarded to them kicked. False when the access is not
+/// there, or has no syndrome to emulate it by (then L1 gets the external
+/// abort of any access outside its RAM).
+fn l1_gic_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) -> bool {
+    let Ok(access) =
+        crate::esr::MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"))
+    else {
+        return false;
+    };
+    let value = match access.kind {
+        crate::esr::MmioKind::Write { register } => frame.reg(register),
+        crate::esr::MmioKind::Read { .. } => 0,
+    };
+    let me = vcpu.index;
+    match super::nested_gic::mmio(&nested.l1_gic, &access, value, |targets| {
+        kick_l1_vcpus(nested, me, targets)
+    }) {
+        Err(()) => false,
+        Ok(loaded) => {
+            if let (Some(raw), crate::esr::MmioKind::Read { register, .. }) = (loaded, access.kind)
+            {
+                frame.set_reg(register, access.load_result(raw));
+            }
+            frame.elr += instruction_length(esr);
+            true
+        }
+    }
+}
+
+/// Sends hv's kick SGI to the CPUs of L1's vCPUs in `targets` (bit k:
+/// vCPU k) but `me`'s: each exits (out of L2 too) and lists what L1's GIC
+/// forwards to it at the end of that exit. The GIC's lock release orders
+/// the change before the kick's DSB.
+fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
+    if nested.l1_gic_defect == L1GicDefect::NoKick {
+        return;
+    }
+    let Some(mpidrs) = PE_MPIDRS.get() else {
+        return;
+    };
+    // The change visible before the SGI (a write to ICC_SGI1R_EL1 is not
+    // a memory access), as `HwPes::interrupt` does.
+    cpu::dsb_ish();
+    for (k, mpidr) in mpidrs.iter().enumerate() {
+        if let (true, Some(mpidr)) = (k != me && targets & (1 << k) != 0, mpidr) {
+            write_sysreg!("s3_0_c12_c11_5", sgi1r_for(KICK_SGI, *mpidr));
+        }
+    }
+    cpu::isb();
 }
 
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
@@ -1433,6 +1529,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // L0 maps all of L1's RAM with every access, so a stage-2 abort
         // of L1 is an access outside it: a synchronous external abort
         // for L1, taken at its virtual EL2 (review 23 F4).
+        EC_DABT_LOWER if l1_gic_access(nested, vcpu, frame, esr) => {}
         EC_DABT_LOWER | EC_IABT_LOWER => {
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
@@ -1628,6 +1725,12 @@ fn maintenance_at_eret(
     } else if vcpu.timers.interrupts_l2(vcpu.vncr, vcpu.vncr.hcr()) {
         // Or an asserted timer PPI of L1's (`arch::nested_timer`).
         Note::L1Timer
+    } else if {
+        // Or an SGI or SPI of L1's GIC (`arch::nested_gic`).
+        super::nested_gic::list_for_l1(vcpu.index);
+        super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
+    } {
+        Note::L1Distributor
     } else {
         return false;
     };
@@ -1766,6 +1869,17 @@ fn l1_system_instruction(
         let value =
             IdRegister::from_encoding(op0, op1, crn, crm, op2).map_or(0, |r| nested.shown(r));
         frame.set_reg(access.rt, value);
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // ICC_SGI1R_EL1 and ICC_ASGI1R_EL1 (trapped by HCR_EL2.IMO/FMO): SGIs
+    // of L1's GIC. ICC_SGI0R_EL1 (group 0, which L1's GIC does not have)
+    // is ignored, as hv's vGIC ignores it for ordinary guests.
+    if (op0, op1, crn, crm) == (3, 0, 12, 11) && matches!(op2, 5..=7) && !access.read {
+        if op2 != 7 {
+            let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+            kick_l1_vcpus(nested, vcpu.index, targets);
+        }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
@@ -2316,6 +2430,7 @@ enum Note {
     L1Unhandled,
     L1Maintenance,
     L1Timer,
+    L1Distributor,
     L2Unrequested,
 }
 
@@ -2331,6 +2446,7 @@ impl Note {
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
+            Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }

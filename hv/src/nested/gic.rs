@@ -119,8 +119,10 @@ impl L1GicLayout {
         }
         let offset = ipa.checked_sub(self.redistributors)?;
         let vcpu = offset / REDISTRIBUTOR_FRAMES;
-        (vcpu < self.vcpus as u64)
-            .then_some((GicFrame::Redistributor(vcpu as usize), offset % REDISTRIBUTOR_FRAMES))
+        (vcpu < self.vcpus as u64).then_some((
+            GicFrame::Redistributor(vcpu as usize),
+            offset % REDISTRIBUTOR_FRAMES,
+        ))
     }
 }
 
@@ -232,7 +234,9 @@ impl L1Gic {
     pub fn read(&self, frame: GicFrame, offset: u64, size: u64) -> u64 {
         match frame {
             GicFrame::Distributor => self.read_distributor(offset, size),
-            GicFrame::Redistributor(k) if k < self.vcpus => self.read_redistributor(k, offset, size),
+            GicFrame::Redistributor(k) if k < self.vcpus => {
+                self.read_redistributor(k, offset, size)
+            }
             GicFrame::Redistributor(_) => 0,
         }
     }
@@ -287,9 +291,7 @@ impl L1Gic {
             0x0000 => ctlr::ARE | ctlr::DS | if self.group1 { ctlr::ENABLE_GRP1 } else { 0 },
             // ITLinesNumber, CPUNumber, IDbits 9 (10 bits), no LPIs, MBIS
             // or SecurityExtn.
-            0x0004 => {
-                (L1_GIC_LINES / 32 - 1) | ((self.vcpus.max(1) as u32 - 1) & 7) << 5 | 9 << 19
-            }
+            0x0004 => (L1_GIC_LINES / 32 - 1) | ((self.vcpus.max(1) as u32 - 1) & 7) << 5 | 9 << 19,
             0x0080..=0x00ff => match spi_word(0x80) {
                 Some(w) if w < SPI_WORDS => u32::MAX,
                 _ => 0,
@@ -472,21 +474,21 @@ impl L1Gic {
     /// forward to that vCPU now (the module's comment), SGIs first, then
     /// SPIs, each by INTID.
     pub fn forwarded(&self, vcpu: usize) -> impl Iterator<Item = Forwarded> + '_ {
-        let private = self.private.get(vcpu).filter(|_| vcpu < self.vcpus && self.group1);
-        let sgis = private
-            .filter(|p| !p.asleep)
-            .into_iter()
-            .flat_map(|p| {
-                (0..16u32)
-                    .filter(move |&i| {
-                        let bit = 1u16 << i;
-                        p.pending & bit != 0 && p.active & bit == 0 && p.enabled & (1 << i) != 0
-                    })
-                    .map(move |i| Forwarded {
-                        intid: i,
-                        priority: p.priority[i as usize],
-                    })
-            });
+        let private = self
+            .private
+            .get(vcpu)
+            .filter(|_| vcpu < self.vcpus && self.group1);
+        let sgis = private.filter(|p| !p.asleep).into_iter().flat_map(|p| {
+            (0..16u32)
+                .filter(move |&i| {
+                    let bit = 1u16 << i;
+                    p.pending & bit != 0 && p.active & bit == 0 && p.enabled & (1 << i) != 0
+                })
+                .map(move |i| Forwarded {
+                    intid: i,
+                    priority: p.priority[i as usize],
+                })
+        });
         let spis = (32..L1_GIC_LINES)
             .filter(move |&intid| {
                 let s = (intid - 32) as usize;
@@ -557,9 +559,9 @@ pub fn list_forwarded(
     let forwarded: arrayvec::ArrayVec<Forwarded, 32> = gic.forwarded(vcpu).take(32).collect();
     for f in forwarded {
         let intid = u64::from(f.intid);
-        let held = lrs.iter().position(|&v| {
-            LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == intid
-        });
+        let held = lrs
+            .iter()
+            .position(|&v| LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == intid);
         let slot = match held {
             Some(n) => {
                 if LrState::of(lrs[n]) == LrState::Active {
@@ -567,13 +569,16 @@ pub fn list_forwarded(
                 }
                 Some(n)
             }
-            None => lrs.iter().position(|&v| super::vgic::lr_empty(v)).inspect(|&n| {
-                lrs[n] = lr::PENDING << lr::STATE_SHIFT
-                    | lr::GROUP1
-                    | u64::from(f.priority) << lr::PRIORITY_SHIFT
-                    | if eoi_maintenance { lr::EOI } else { 0 }
-                    | intid;
-            }),
+            None => lrs
+                .iter()
+                .position(|&v| super::vgic::lr_empty(v))
+                .inspect(|&n| {
+                    lrs[n] = lr::PENDING << lr::STATE_SHIFT
+                        | lr::GROUP1
+                        | u64::from(f.priority) << lr::PRIORITY_SHIFT
+                        | if eoi_maintenance { lr::EOI } else { 0 }
+                        | intid;
+                }),
         };
         if slot.is_some() {
             gic.take(vcpu, f.intid);
@@ -774,7 +779,10 @@ mod tests {
         assert_eq!(gic.send_sgi(1, 2 << 24 | 1), 1);
         assert_eq!(
             gic.forwarded(0).collect::<Vec<_>>(),
-            [Forwarded { intid: 2, priority: 0 }]
+            [Forwarded {
+                intid: 2,
+                priority: 0
+            }]
         );
         assert_eq!(gic.forwarded(1).count(), 0);
         // SGI 5 with IRM from vCPU 0: vCPU 1 only.
@@ -815,7 +823,10 @@ mod tests {
         assert_eq!(gic.forwarded(0).count(), 0);
         assert_eq!(
             gic.forwarded(1).collect::<Vec<_>>(),
-            [Forwarded { intid: 48, priority: 0x80 }]
+            [Forwarded {
+                intid: 48,
+                priority: 0x80
+            }]
         );
         // An affinity no vCPU has: nowhere (it stays pending).
         gic.write(D, 0x6000 + 48 * 8, 8, 7);
@@ -832,7 +843,11 @@ mod tests {
     }
 
     fn pending_lr(intid: u64, priority: u64) -> u64 {
-        lr::PENDING << lr::STATE_SHIFT | lr::GROUP1 | priority << lr::PRIORITY_SHIFT | lr::EOI | intid
+        lr::PENDING << lr::STATE_SHIFT
+            | lr::GROUP1
+            | priority << lr::PRIORITY_SHIFT
+            | lr::EOI
+            | intid
     }
 
     #[test]

@@ -927,6 +927,46 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L1's GICv3 distributor and redistributors (hv/README.md, "A
+    // distributor and redistributors for L1"): its own SGI, SPIs pending
+    // through GICD_ISPENDR and routed with GICD_IROUTER, one pending at its
+    // ERET into L2; at three CPUs vCPU 1 (CPU 2) sends vCPU 0 an SGI while
+    // vCPU 0 runs L2, and takes an SPI routed to it.
+    Case {
+        hv_args: "hv.nested=gic",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2",
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure modes: no exit from L2 for an interrupt pending for L1
+    // (neither at its ERET nor while L2 runs: L2's bounded spin ends), and
+    // no kick of the target vCPU's CPU (it stays in L2).
+    Case {
+        hv_args: "hv.nested=gic-no-l2-exit",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic-no-kick",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 0x0000000000000001",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
