@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1051,6 +1051,9 @@ pub enum NestedDemo {
     /// `gic-no-kick`: the same, but an SGI or SPI for another vCPU does not
     /// kick that vCPU out of L2 (this run must fail).
     GicNoKick,
+    /// `gic-no-list`: the same, but nothing L1's GIC forwards is listed in
+    /// L1's own virtual interface (this run must fail).
+    GicNoList,
 }
 
 /// How the guest gets its interrupts.
@@ -1112,6 +1115,7 @@ impl Options {
                 "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
                 "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
                 "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
+                "hv.nested=gic-no-list" => options.nested = Some(NestedDemo::GicNoList),
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1498,6 +1502,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=gic-no-kick").map(|o| o.nested),
             Ok(Some(NestedDemo::GicNoKick))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-list").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoList))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

@@ -795,9 +795,10 @@ pub fn run(
         | NestedDemo::SveNvhe
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
-        NestedDemo::Gic | NestedDemo::GicNoL2Exit | NestedDemo::GicNoKick => {
-            super::nested_l1_gic::image()
-        }
+        NestedDemo::Gic
+        | NestedDemo::GicNoL2Exit
+        | NestedDemo::GicNoKick
+        | NestedDemo::GicNoList => super::nested_l1_gic::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
     };
     for (i, chunk) in image.chunks(8).enumerate() {
@@ -984,6 +985,7 @@ pub fn run(
         l1_gic_defect: match demo {
             NestedDemo::GicNoL2Exit => L1GicDefect::NoL2Exit,
             NestedDemo::GicNoKick => L1GicDefect::NoKick,
+            NestedDemo::GicNoList => L1GicDefect::NoList,
             _ => L1GicDefect::None,
         },
     });
@@ -1091,6 +1093,7 @@ pub fn run(
             NestedDemo::Gic => " (gic: L1's GICv3 distributor and redistributors; its SGIs and SPIs, also taking L2 out)",
             NestedDemo::GicNoL2Exit => " (gic-no-l2-exit: an interrupt pending for L1 does not take L2 out; this run must fail)",
             NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
+            NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
             NestedDemo::Demo => "",
         },
         L1_RAM_BYTES >> 20,
@@ -1264,7 +1267,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     }
     // And an SGI or SPI of L1's GIC (`arch::nested_gic`), listed in L1's
     // own interface (in the hardware until `enter_l2` below) at every exit.
-    super::nested_gic::list_for_l1(vcpu.index);
+    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
     if from != Mode::L1
         && vcpu.mode != Mode::L1
         && super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
@@ -1727,7 +1730,7 @@ fn maintenance_at_eret(
         Note::L1Timer
     } else if {
         // Or an SGI or SPI of L1's GIC (`arch::nested_gic`).
-        super::nested_gic::list_for_l1(vcpu.index);
+        super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
         super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
     } {
         Note::L1Distributor

@@ -35,6 +35,9 @@ pub enum L1GicDefect {
     /// `gic-no-kick`: an SGI or SPI for another vCPU does not kick it (it
     /// is listed at that vCPU's next exit).
     NoKick,
+    /// `gic-no-list`: nothing L1's GIC forwards is ever listed in L1's
+    /// own interface.
+    NoList,
 }
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
@@ -88,15 +91,23 @@ fn hardware_lrs() -> ([u64; MAX_LIST_REGISTERS], usize) {
 /// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the
 /// hardware during every exit), list registers 1 on, with EOI maintenance
 /// (`nested::gic::list_forwarded`).
-pub fn list_for_l1(vcpu: usize) {
+pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
+    if defect == L1GicDefect::NoList {
+        return;
+    }
+    let mut gic = L1_GIC.lock();
+    if !gic.anything_pending() {
+        return;
+    }
     let (before, count) = hardware_lrs();
     if count < 2 {
         return;
     }
     let mut after = before;
-    if list_forwarded(&mut L1_GIC.lock(), vcpu, &mut after[1..count], true) == 0 {
+    if list_forwarded(&mut gic, vcpu, &mut after[1..count], true) == 0 {
         return;
     }
+    drop(gic);
     for n in 1..count {
         if after[n] != before[n] {
             super::gic::write_lr(n, after[n]);

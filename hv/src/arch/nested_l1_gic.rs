@@ -71,9 +71,9 @@ global_asm!(
 .endm
 
 // Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; no trap) until it gives
-// an INTID, x19, at most 512 TICKS (clobbers x4-x7).
-.macro UMBRA_L1G_POLL_IAR msg
-    UMBRA_L1G_AHEAD 9
+// an INTID, x19, at most 2^`shift` TICKS (64: a second; clobbers x4-x7).
+.macro UMBRA_L1G_POLL_IAR msg, shift=6
+    UMBRA_L1G_AHEAD \shift
 1:  mrs     x19, s3_0_c12_c12_0
     cmp     x19, #1020
     b.lo    2f
@@ -333,7 +333,7 @@ umbra_l1g_secondary:
 2:  UMBRA_L1G_MOV64 x1, 0x2000001
     msr     s3_0_c12_c11_5, x1
     isb
-    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_no_spi
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_no_spi, 9
     msr     s3_0_c12_c12_1, x19
     isb
     adr     x4, umbra_l1g_v1_intid

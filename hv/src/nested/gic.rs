@@ -230,8 +230,12 @@ impl L1Gic {
         core::array::from_fn(|k| k as u64)
     }
 
-    /// A load of `size` bytes at `offset` in `frame`.
+    /// A load of `size` bytes at `offset` in `frame` (an access not
+    /// aligned to its size is RAZ/WI).
     pub fn read(&self, frame: GicFrame, offset: u64, size: u64) -> u64 {
+        if size == 0 || !offset.is_multiple_of(size) {
+            return 0;
+        }
         match frame {
             GicFrame::Distributor => self.read_distributor(offset, size),
             GicFrame::Redistributor(k) if k < self.vcpus => {
@@ -241,8 +245,12 @@ impl L1Gic {
         }
     }
 
-    /// A store of the low `size` bytes of `value` at `offset` in `frame`.
+    /// A store of the low `size` bytes of `value` at `offset` in `frame`
+    /// (an access not aligned to its size is RAZ/WI).
     pub fn write(&mut self, frame: GicFrame, offset: u64, size: u64, value: u64) {
+        if size == 0 || !offset.is_multiple_of(size) {
+            return;
+        }
         match frame {
             GicFrame::Distributor => self.write_distributor(offset, size, value),
             GicFrame::Redistributor(k) if k < self.vcpus => {
@@ -390,7 +398,7 @@ impl L1Gic {
             (0x000c, 4) => self.redistributor_typer(k) >> 32,
             (0x1_0400..=0x1_041f, 1 | 4) => (0..size).fold(0, |v, byte| {
                 let intid = (offset - 0x1_0400 + byte) as usize;
-                v | u64::from(p.priority[intid]) << (8 * byte)
+                v | u64::from(p.priority.get(intid).copied().unwrap_or(0)) << (8 * byte)
             }),
             (_, 4) if offset.is_multiple_of(4) => u64::from(match offset {
                 0x0014 if p.asleep => waker::PROCESSOR_SLEEP | waker::CHILDREN_ASLEEP,
@@ -417,7 +425,9 @@ impl L1Gic {
             (0x1_0400..=0x1_041f, 1 | 4) => {
                 for byte in 0..size {
                     let intid = (offset - 0x1_0400 + byte) as usize;
-                    p.priority[intid] = (value >> (8 * byte)) as u8;
+                    if let Some(priority) = p.priority.get_mut(intid) {
+                        *priority = (value >> (8 * byte)) as u8;
+                    }
                 }
             }
             (0x0014, 4) => p.asleep = value as u32 & waker::PROCESSOR_SLEEP != 0,
@@ -523,6 +533,14 @@ impl L1Gic {
         }
     }
 
+    /// Whether anything at all is pending with group 1 enabled: the cheap
+    /// test hv makes at every exit before it looks further.
+    pub fn anything_pending(&self) -> bool {
+        self.group1
+            && (self.private[..self.vcpus].iter().any(|p| p.pending != 0)
+                || self.spi_pending.iter().any(|&w| w != 0))
+    }
+
     /// The vCPUs with something forwarded to them (bit k: vCPU k): those
     /// to make look again after a change (hv's kick).
     pub fn wanting(&self) -> u32 {
@@ -556,6 +574,9 @@ pub fn list_forwarded(
     eoi_maintenance: bool,
 ) -> usize {
     let mut listed = 0;
+    if !gic.anything_pending() {
+        return 0;
+    }
     let forwarded: arrayvec::ArrayVec<Forwarded, 32> = gic.forwarded(vcpu).take(32).collect();
     for f in forwarded {
         let intid = u64::from(f.intid);
@@ -738,6 +759,46 @@ mod tests {
         assert_eq!(gic.read(D, 0x0, 1), 0);
         gic.write(R0, 0x1_0100, 2, 0xffff);
         assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
+        // Unaligned: RAZ/WI, also at the end of a register block (no
+        // INTID past the last priority byte is touched).
+        gic.write(R0, 0x1_041f, 4, u64::MAX);
+        assert_eq!(gic.read(R0, 0x1_041f, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_041c, 4), 0);
+        gic.write(D, 0x7fd, 4, u64::MAX);
+        gic.write(D, 0x6104, 8, u64::MAX);
+        assert_eq!(gic.read(D, 0x6100, 8), 0);
+        assert_eq!(gic.read(D, 0x6104, 4), 0);
+        gic.write(R0, 0x1_041f, 1, 0x80);
+        assert_eq!(gic.read(R0, 0x1_041c, 4), 0x8000_0000);
+    }
+
+    #[test]
+    fn no_access_anywhere_panics() {
+        let mut gic = L1Gic::new(2);
+        for frame in [
+            D,
+            R0,
+            R1,
+            GicFrame::Redistributor(7),
+            GicFrame::Redistributor(99),
+        ] {
+            for offset in (0..0x2_0000u64).step_by(1) {
+                for size in [1, 2, 4, 8] {
+                    gic.write(frame, offset, size, u64::MAX);
+                    let _ = gic.read(frame, offset, size);
+                }
+            }
+        }
+        for value in [0, u64::MAX, 1 << 40 | 0xf << 24, 0xff << 44 | 0xffff] {
+            gic.send_sgi(1, value);
+            gic.send_sgi(5, value);
+        }
+        for vcpu in 0..MAX_L1_VCPUS + 2 {
+            let _ = gic.forwarded(vcpu).count();
+            gic.take(vcpu, 1);
+            gic.take(vcpu, 1023);
+        }
+        let _ = gic.wanting();
     }
 
     #[test]
@@ -797,11 +858,13 @@ mod tests {
     fn nothing_is_forwarded_disabled_asleep_active_or_with_group_1_off() {
         let mut gic = awake_gic();
         gic.send_sgi(0, 3 << 24 | 1);
+        assert!(gic.anything_pending());
         assert_eq!(gic.forwarded(0).count(), 0, "SGI 3 is disabled");
         gic.write(R0, 0x1_0100, 4, 1 << 3);
         assert_eq!(gic.forwarded(0).count(), 1);
         gic.write(D, 0, 4, 0);
         assert_eq!(gic.forwarded(0).count(), 0, "group 1 is off");
+        assert!(!gic.anything_pending());
         gic.write(D, 0, 4, 2);
         gic.write(R0, 0x14, 4, 2);
         assert_eq!(gic.forwarded(0).count(), 0, "the redistributor sleeps");

@@ -950,7 +950,8 @@ const MATRIX: &[Case] = &[
     },
     // Its failure modes: no exit from L2 for an interrupt pending for L1
     // (neither at its ERET nor while L2 runs: L2's bounded spin ends), and
-    // no kick of the target vCPU's CPU (it stays in L2).
+    // no kick of the target vCPU's CPU (it stays in L2), and nothing
+    // listed in L1's own interface (not even its own SGI comes).
     Case {
         hv_args: "hv.nested=gic-no-l2-exit",
         expect: Expect::Ends {
@@ -966,6 +967,14 @@ const MATRIX: &[Case] = &[
             status: 2,
         },
         ..boot(MAX, 3, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic-no-list",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: the SGI L1 sent itself did not come: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
     },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
