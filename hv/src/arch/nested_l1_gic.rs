@@ -32,7 +32,9 @@
 //!    most two seconds; vCPU 1 (its redistributor: GICR_TYPER affinity 1,
 //!    Processor_Number 1, Last; woken) waits for the flag and sends SGI 2
 //!    to vCPU 0, which is inside L2: L2 is taken out to VBAR_EL2 + 0x480,
-//!    INTID 2, ELR_EL2 inside L2's payload page;
+//!    INTID 2, ELR_EL2 inside L2's payload page, and the pending vINTID
+//!    42 L1 left for L2 in ICH_LR0_EL2 (VNCR page, L2's group 1 off) is
+//!    still there;
 //! 7. vCPU 0 then routes SPI 50 to vCPU 1 (GICD_IROUTER affinity 1) and
 //!    makes it pending: vCPU 1, polling ICV_IAR1_EL1 without exits, takes
 //!    INTID 50 (hv's kick SGI took it to hv, which listed it); vCPU 0
@@ -252,8 +254,15 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_eret_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_pass
     UMBRA_L1G_SYSTEM_OFF
-    // 6: L2 resumed where it was (its entry) to spin.
-3:  UMBRA_L1G_PUTS umbra_l1g_msg_enter
+    // 6: L2 resumed where it was (its entry) to spin, with a pending
+    // vINTID 42 for it in ICH_LR0_EL2 and ICH_HCR_EL2.En (VNCR words: its
+    // group 1 is off, so L2 never takes it).
+3:  UMBRA_L1G_MOV64 x1, {l2_lr}
+    msr     s3_4_c12_c12_0, x1
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    isb
+    UMBRA_L1G_PUTS umbra_l1g_msg_enter
     eret
     // 6: SGI 2 from vCPU 1, L2 inside its payload page.
 2:  UMBRA_L1G_EXPECT x19, 2, umbra_l1g_msg_l2_sgi_intid
@@ -265,6 +274,9 @@ umbra_l1g_l2_irq:
     b.hs    umbra_l1g_fail
     msr     s3_0_c12_c12_1, x19
     isb
+    // L2's interrupt state survived the exit: its LR as L1 wrote it.
+    mrs     x21, s3_4_c12_c12_0
+    UMBRA_L1G_EXPECT x21, {l2_lr}, umbra_l1g_msg_l2_lr
     UMBRA_L1G_PUTS umbra_l1g_msg_l2_sgi
     // 7: SPI 50 to vCPU 1, which polls without exits.
     UMBRA_L1G_SPI 50, 1
@@ -362,7 +374,8 @@ umbra_l1g_msg_spi:       .asciz "L1: SPI 48 made pending through GICD_ISPENDR1 a
 umbra_l1g_msg_one_vcpu:  .asciz "L1 (gic): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
 umbra_l1g_msg_eret:      .asciz "L1: SPI 49 pending at its ERET into L2 was taken before L2's first instruction: INTID 49 at VBAR_EL2 + 0x480, ELR_EL2 0x80000\n"
 umbra_l1g_msg_enter:     .asciz "L1: L2 resumed; it spins while vCPU 1 sends vCPU 0 SGI 2\n"
-umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480\n"
+umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480; L2's pending vINTID 42 is still in ICH_LR0_EL2\n"
+umbra_l1g_msg_l2_lr:     .asciz "L2's list register (ICH_LR0_EL2, VNCR page) changed when L1's SGI took L2 out: "
 umbra_l1g_msg_routed:    .asciz "L1: SPI 50 routed to vCPU 1 (GICD_IROUTER affinity 1) reached vCPU 1 while it polled without exits, and not vCPU 0\n"
 umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok\n"
 umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2\n"
@@ -431,6 +444,7 @@ umbra_l1_gic_image_end:
     putc = const super::nested::HVC_CONSOLE_PUTC,
     gicd = const QEMU_VIRT_GICD,
     gicr = const QEMU_VIRT_GICR,
+    l2_lr = const super::nested_l1_irq::LR_A,
 );
 
 assembled_image!(
