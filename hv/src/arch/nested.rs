@@ -2379,14 +2379,19 @@ fn l2_exit(
             let (op0, op1, crn, crm, op2) =
                 (access.op0, access.op1, access.crn, access.crm, access.op2);
             // An SGI write L1 did not trap (hv's own IMO/FMO for L2 made
-            // it trap): completed here (review 33 R33-5).
+            // it trap): completed here (review 33 R33-5), on L1's GIC
+            // (`arch::nested_gic`; group 0's has no effect).
             let sgi = l2_sgi_write(
                 (op0, op1, crn, crm, op2),
                 access.read,
                 vcpu.vncr.hcr(),
                 vcpu.vncr.get(ICH_HCR_EL2),
             );
-            if sgi == Some(L2SgiWrite::Ignored) {
+            if sgi == Some(L2SgiWrite::ToL1Gic) {
+                if op2 != 7 {
+                    let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+                    kick_l1_vcpus(nested, vcpu.index, targets);
+                }
                 frame.elr += instruction_length(esr);
                 return;
             }

@@ -22,6 +22,10 @@
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
+//!    3a. with its virtual HCR_EL2 without IMO and FMO (and ICH_HCR_EL2.TC
+//!    0), it runs L2, which sends SGI 1 to vCPU 0 (a write L1 does not
+//!    trap: it reaches L1's GIC) and calls `hvc #4`; L1 takes INTID 1
+//!    once;
 //! 4. starts vCPU 1 with PSCI CPU_ON (MPIDR 1; hv has a CPU for it from
 //!    three CPUs on, else INVALID_PARAMETERS and one vCPU);
 //! 5. SPI 49 made pending (routed to itself), then an ERET into L2: the IRQ
@@ -186,6 +190,20 @@ umbra_l1_gic_image:
     UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_spi_still_pending
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_spi
+    // 3a: L2's SGI 1 to vCPU 0 with L1 trapping none of its SGI writes
+    // (virtual HCR_EL2 without IMO and FMO, ICH_HCR_EL2.TC 0): it reaches
+    // L1's GIC; L2 then calls `hvc #4`.
+    UMBRA_L1G_MOV64 x1, {vhcr_no_imo}
+    msr     hcr_el2, x1
+    adr     x1, umbra_l2g_sgi
+    adr     x2, umbra_l2g_payload
+    sub     x1, x1, x2
+    add     x1, x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    eret
+umbra_l1g_after_l2_sgi:
     // 4: vCPU 1 (PSCI CPU_ON for MPIDR 1); hv may have no CPU for it
     // (INVALID_PARAMETERS).
     UMBRA_L1G_MOV64 x0, 0xc4000003
@@ -299,10 +317,14 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_PUTS umbra_l1g_msg_pass2
     UMBRA_L1G_SYSTEM_OFF
 
-// L2's `hvc #3`: its spin ended without vCPU 1's SGI taking it out.
+// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without vCPU 1's
+// SGI taking it out).
 umbra_l1g_lower_sync:
     mrs     x19, esr_el2
     mov     x11, x19
+    UMBRA_L1G_MOV64 x1, 0x5a000004
+    cmp     x19, x1
+    b.eq    umbra_l1g_l2_sgi_back
     adr     x10, umbra_l1g_msg_unexpected
     UMBRA_L1G_MOV64 x1, 0x5a000003
     cmp     x19, x1
@@ -311,6 +333,20 @@ umbra_l1g_lower_sync:
     ldr     x11, [x4]
     adr     x10, umbra_l1g_msg_l2_not_interrupted
     b       umbra_l1g_fail
+
+// 3a: L2's SGI 1 reached L1's GIC, which forwards it to vCPU 0: taken
+// once; L1's virtual HCR_EL2 gets IMO again.
+umbra_l1g_l2_sgi_back:
+    UMBRA_L1G_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_l2_own_sgi
+    UMBRA_L1G_EXPECT x19, 1, umbra_l1g_msg_l2_own_sgi_intid
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_l2_own_sgi_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_l2_own_sgi
+    b       umbra_l1g_after_l2_sgi
 
 // vCPU 1 (PSCI CPU_ON, x0 its context id): its own stack and interface,
 // its redistributor checked and woken; waits for L2 to run on vCPU 0,
@@ -371,14 +407,18 @@ umbra_l1g_ticks:
 umbra_l1g_msg_enabled:   .asciz "L1 (gic): distributor on (GICD_CTLR ARE|EnableGrp1, DS), GICv3 (PIDR2), 160 INTIDs; redistributor 0 woken (GICR_WAKER), SGIs 1 and 2 enabled at priority 0x80\n"
 umbra_l1g_msg_own_sgi:   .asciz "L1: the SGI it sent itself (ICC_SGI1R_EL1) came once: INTID 1\n"
 umbra_l1g_msg_spi:       .asciz "L1: SPI 48 made pending through GICD_ISPENDR1 and routed to it (GICD_IROUTER) came once; GICD_ISPENDR1 then reads 0\n"
+umbra_l1g_msg_l2_own_sgi: .asciz "L1: L2's SGI 1 to vCPU 0, a write L1 does not trap (no IMO, FMO or ICH_HCR_EL2.TC), reached L1's GIC and came once\n"
+umbra_l1g_msg_no_l2_own_sgi: .asciz "L2's SGI write L1 does not trap did not reach L1's GIC: ICV_IAR1_EL1 "
+umbra_l1g_msg_l2_own_sgi_intid: .asciz "L2's SGI 1 came to L1 as another INTID: "
+umbra_l1g_msg_l2_own_sgi_twice: .asciz "an interrupt is pending after L1 took and EOId L2's SGI 1 (delivered twice?): ICV_IAR1_EL1 "
 umbra_l1g_msg_one_vcpu:  .asciz "L1 (gic): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
 umbra_l1g_msg_eret:      .asciz "L1: SPI 49 pending at its ERET into L2 was taken before L2's first instruction: INTID 49 at VBAR_EL2 + 0x480, ELR_EL2 0x80000\n"
 umbra_l1g_msg_enter:     .asciz "L1: L2 resumed; it spins while vCPU 1 sends vCPU 0 SGI 2\n"
 umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480; L2's pending vINTID 42 is still in ICH_LR0_EL2\n"
 umbra_l1g_msg_l2_lr:     .asciz "L2's list register (ICH_LR0_EL2, VNCR page) changed when L1's SGI took L2 out: "
 umbra_l1g_msg_routed:    .asciz "L1: SPI 50 routed to vCPU 1 (GICD_IROUTER affinity 1) reached vCPU 1 while it polled without exits, and not vCPU 0\n"
-umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok\n"
-umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2\n"
+umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok\n"
+umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2\n"
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "
@@ -412,7 +452,8 @@ umbra_l1g_msg_v1_timeout: .asciz "vCPU 1 did not take SPI 50 within 512 TICKS: i
 umbra_l1g_msg_v1_spi:    .asciz "vCPU 1 took another INTID than SPI 50 routed to it: "
 umbra_l1g_msg_routed_twice: .asciz "an interrupt is pending for vCPU 0 after SPI 50 went to vCPU 1 (routed wrong, or delivered twice?): ICV_IAR1_EL1 "
 
-// L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): sets a flag in its
+// L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): at `umbra_l2g_sgi`
+// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; from its start, sets a flag in its
 // page (L1's `umbra_l2g_running`: vCPU 1 waits for it), then spins at
 // most two seconds of its virtual count (then `hvc #3`: no IRQ took it
 // out).
@@ -430,6 +471,12 @@ umbra_l2g_payload:
     b.lo    1b
     hvc     #3
 2:  b       2b
+umbra_l2g_sgi:
+    UMBRA_L1G_MOV64 x1, 0x1000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    hvc     #4
+3:  b       3b
 .balign 8
 umbra_l2g_running:
     .quad   0
@@ -445,6 +492,7 @@ umbra_l1_gic_image_end:
     gicd = const QEMU_VIRT_GICD,
     gicr = const QEMU_VIRT_GICR,
     l2_lr = const super::nested_l1_irq::LR_A,
+    vhcr_no_imo = const super::nested_l1::L1_VIRTUAL_HCR,
 );
 
 assembled_image!(

@@ -519,12 +519,14 @@ pub enum L2SgiWrite {
     /// ICC_ASGI1R_EL1: an EL1 write traps to EL2 under any of them; KVM
     /// forwards them to a guest hypervisor on the same three bits).
     ForwardToL1,
-    /// L1 did not: the write reaches L1's "physical" GIC, where hv
-    /// emulates no SGIs for L1 (no distributor or redistributor: an SGI
-    /// of L1's is never enabled, so never signalled). It completes with
-    /// no effect. The trap is hv's own (HCR_EL2.IMO/FMO for L2, so that
-    /// L2 reaches L1's virtual interface), not one L1 set.
-    Ignored,
+    /// L1 did not: the write reaches L1's "physical" GIC, its distributor
+    /// and redistributors hv emulates (`nested::gic`): ICC_SGI1R_EL1 and
+    /// ICC_ASGI1R_EL1 send the SGI to the vCPUs of L1 its affinities name
+    /// (the sender is the vCPU L2 runs on), ICC_SGI0R_EL1 (group 0, which
+    /// L1's GIC does not have) completes with no effect. The trap is hv's
+    /// own (HCR_EL2.IMO/FMO for L2, so that L2 reaches L1's virtual
+    /// interface), not one L1 set.
+    ToL1Gic,
 }
 
 /// For L2's trapped system register access (op0, op1, CRn, CRm, op2,
@@ -547,7 +549,7 @@ pub const fn l2_sgi_write(
     if l1_virtual_hcr & routed != 0 || l1_ich_hcr & hcr::TC != 0 {
         Some(L2SgiWrite::ForwardToL1)
     } else {
-        Some(L2SgiWrite::Ignored)
+        Some(L2SgiWrite::ToL1Gic)
     }
 }
 
@@ -1003,7 +1005,7 @@ mod tests {
             // None of them: not L1's trap.
             assert_eq!(
                 l2_sgi_write(reg, false, vhcr::RW | vhcr::VM, hcr::EN | hcr::TALL1),
-                Some(L2SgiWrite::Ignored)
+                Some(L2SgiWrite::ToL1Gic)
             );
             // MRS of a write-only register is not this rule's.
             assert_eq!(l2_sgi_write(reg, true, 0, 0), None);

@@ -935,7 +935,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2",
             status: 0,
         },
         ..boot(MAX, 3, "512M")
@@ -943,7 +943,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok spi-at-eret=ok once=ok",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
