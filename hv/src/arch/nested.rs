@@ -42,6 +42,11 @@
 //!   L2; while L1 runs it holds L1's own, where hv lists L1's maintenance
 //!   interrupt. L1's maintenance interrupt that L2's run raises (the GIC
 //!   maintenance PPI, taken at EL2) enters L1 at VBAR_EL2 + 0x480.
+//! - L1's GIC (`arch::nested_gic`, rules in `crate::nested::gic`): its
+//!   distributor and redistributors in software; L1's GICD/GICR accesses
+//!   and SGI writes applied to them, what they forward listed in L1's own
+//!   interface at every exit, taking L2 out to L1 at VBAR_EL2 + 0x480,
+//!   other vCPUs kicked with hv's kick SGI.
 //! - Timers (`arch::nested_timer`, rules in `crate::nested::timer`): the
 //!   hardware EL1 timers are L1's EL2 timers while L1 runs and L2's EL1
 //!   timers (from the VNCR page, with L1's CNTVOFF_EL2) while L2 runs;

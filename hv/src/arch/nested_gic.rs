@@ -16,9 +16,10 @@
 //! another's), briefly, and nothing is waited for while it is held.
 
 use super::cpu::{self, read_sysreg};
+use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, MAX_L1_VCPUS};
-use crate::nested::vgic::{l1_takes_irqs_at_vel2, Shape, MAX_LIST_REGISTERS};
+use crate::nested::vgic::l1_takes_irqs_at_vel2;
 
 /// L1's GIC, shared by its vCPUs.
 static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
@@ -75,17 +76,6 @@ pub fn mmio(
 /// the targets (bit k: vCPU k).
 pub fn send_sgi(vcpu: usize, value: u64) -> u32 {
     L1_GIC.lock().send_sgi(vcpu, value)
-}
-
-/// The hardware's list registers (L1's own interface during an exit) and
-/// how many are implemented.
-fn hardware_lrs() -> ([u64; MAX_LIST_REGISTERS], usize) {
-    let count = Shape::from_vtr(read_sysreg!("s3_4_c12_c11_1")).list_registers;
-    let mut lrs = [0; MAX_LIST_REGISTERS];
-    for (n, lr) in lrs.iter_mut().enumerate().take(count) {
-        *lr = super::gic::read_lr(n);
-    }
-    (lrs, count)
 }
 
 /// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the
