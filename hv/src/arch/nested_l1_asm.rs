@@ -39,7 +39,14 @@
 ///   `hcr` (clobbers x1, x2; no `isb`);
 /// - `AT_L2_PAYLOAD`: ELR_EL2 = L2 IPA 0x80000, SPSR_EL2 = EL1h with DAIF
 ///   masked, for an ERET into the L2 payload (clobbers x1);
-/// - `SYSTEM_OFF`: PSCI SYSTEM_OFF, never returns.
+/// - `SYSTEM_OFF`: PSCI SYSTEM_OFF, never returns;
+/// - `OWN_INTERFACE_ON`: L1's own interface (ICC_PMR_EL1 0xff,
+///   ICC_IGRPEN1_EL1 1: its ICV_*, no trap) lets everything in, PSTATE.I
+///   as it was (clobbers x1);
+/// - `CPU_ON_VCPU1 entry`: PSCI CPU_ON for MPIDR 1 at `entry`, context
+///   0: x0 = 0 (started) or -2 (INVALID_PARAMETERS: hv has no CPU for
+///   it); any other result fails with `<labels>_msg_cpu_on` (clobbers
+///   x0-x3, x10, x11).
 ///
 /// Uses `<labels>_puts`, `<labels>_hex`, `<labels>_fail`, `<labels>_msg_nl`.
 #[rustfmt::skip] // one line per line of assembly, the prefixes inline
@@ -172,6 +179,26 @@ macro_rules! l1_asm_macros {
     ", $macros, r"_MOV64 x0, 0x84000008
     hvc     #0
     b       .
+.endm
+.macro ", $macros, r"_OWN_INTERFACE_ON
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+.endm
+.macro ", $macros, r"_CPU_ON_VCPU1 entry
+    ", $macros, r"_MOV64 x0, 0xc4000003
+    mov     x1, #1
+    adr     x2, \entry
+    mov     x3, #0
+    hvc     #0
+    cbz     x0, 90f
+    mov     x11, x0
+    adr     x10, ", $labels, r"_msg_cpu_on
+    cmn     x0, #2
+    b.ne    ", $labels, r"_fail
+90:
 .endm
 "
         )
