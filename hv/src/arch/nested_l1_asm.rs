@@ -46,7 +46,13 @@
 /// - `CPU_ON_VCPU1 entry`: PSCI CPU_ON for MPIDR 1 at `entry`, context
 ///   0: x0 = 0 (started) or -2 (INVALID_PARAMETERS: hv has no CPU for
 ///   it); any other result fails with `<labels>_msg_cpu_on` (clobbers
-///   x0-x3, x10, x11).
+///   x0-x3, x10, x11);
+/// - `TICKS_AHEAD shift`: x6 = the physical count 2^`shift` TICKS from
+///   now, TICKS the word at `<labels>_ticks` (clobbers x4, x7);
+/// - `POLL_IAR msg, shift=6`: polls L1's own ICV_IAR1_EL1 (no trap; with
+///   PSTATE.I masked) until it gives an INTID, x19, at most 2^`shift`
+///   TICKS (64: a second at TICKS = CNTFRQ_EL0 / 64), else fails with
+///   `msg` and the last value read (clobbers x4-x7, x10, x11).
 ///
 /// Uses `<labels>_puts`, `<labels>_hex`, `<labels>_fail`, `<labels>_msg_nl`.
 #[rustfmt::skip] // one line per line of assembly, the prefixes inline
@@ -199,6 +205,25 @@ macro_rules! l1_asm_macros {
     cmn     x0, #2
     b.ne    ", $labels, r"_fail
 90:
+.endm
+.macro ", $macros, r"_TICKS_AHEAD shift
+    mrs     x6, cntpct_el0
+    adr     x4, ", $labels, r"_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #\shift
+.endm
+.macro ", $macros, r"_POLL_IAR msg, shift=6
+    ", $macros, r"_TICKS_AHEAD \shift
+90: mrs     x19, s3_0_c12_c12_0
+    cmp     x19, #1020
+    b.lo    91f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    90b
+    mov     x11, x19
+    adr     x10, \msg
+    b       ", $labels, r"_fail
+91:
 .endm
 "
         )

@@ -57,31 +57,6 @@ pub const QEMU_VIRT_GICR: u64 = 0x080a_0000;
 global_asm!(
     l1_asm_macros!("UMBRA_L1G", "umbra_l1g"),
     r#"
-// x6 = the physical count `shift` powers of two of TICKS from now
-// (clobbers x4, x7).
-.macro UMBRA_L1G_AHEAD shift
-    mrs     x6, cntpct_el0
-    adr     x4, umbra_l1g_ticks
-    ldr     x7, [x4]
-    add     x6, x6, x7, lsl #\shift
-.endm
-
-// Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; no trap) until it gives
-// an INTID, x19, at most 2^`shift` TICKS (64: a second; clobbers x4-x7).
-.macro UMBRA_L1G_POLL_IAR msg, shift=6
-    UMBRA_L1G_AHEAD \shift
-1:  mrs     x19, s3_0_c12_c12_0
-    cmp     x19, #1020
-    b.lo    2f
-    mrs     x7, cntpct_el0
-    cmp     x7, x6
-    b.lo    1b
-    mov     x11, x19
-    adr     x10, \msg
-    b       umbra_l1g_fail
-2:
-.endm
-
 // Nothing more pending for this vCPU: after an exit (a trapped load of
 // GICD_CTLR, at whose end hv lists what is pending), ICV_IAR1_EL1 reads
 // 1023 (clobbers x1, x3, x10, x11, x19).
@@ -280,7 +255,7 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_PUTS umbra_l1g_msg_l2_sgi
     // 7: SPI 50 to vCPU 1, which polls without exits.
     UMBRA_L1G_SPI 50, 1
-    UMBRA_L1G_AHEAD 9
+    UMBRA_L1G_TICKS_AHEAD 9
 4:  adr     x4, umbra_l1g_v1_done
     ldr     x5, [x4]
     cbnz    x5, 5f
@@ -350,7 +325,7 @@ umbra_l1g_secondary:
     ldr     w21, [x20, #0x14]
     and     x21, x21, #4
     UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_waker
-    UMBRA_L1G_AHEAD 9
+    UMBRA_L1G_TICKS_AHEAD 9
 1:  adr     x4, umbra_l2g_running
     ldr     x5, [x4]
     cbnz    x5, 2f

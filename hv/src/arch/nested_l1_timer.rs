@@ -80,20 +80,12 @@ use core::arch::global_asm;
 global_asm!(
     l1_asm_macros!("UMBRA_L1TM", "umbra_l1tm"),
     r#"
-// x6 = the physical count 64 TICKS, a second, from now (clobbers x4, x7).
-.macro UMBRA_L1TM_SECOND_AHEAD
-    mrs     x6, cntpct_el0
-    adr     x4, umbra_l1tm_ticks
-    ldr     x7, [x4]
-    add     x6, x6, x7, lsl #6
-.endm
-
 // Waits until the IRQ handler has counted `n` interrupts, at most 64
 // TICKS, a second: with `wfi` 1 in trapped WFIs (PSTATE.I clear between
 // them), with `wfi` 0 spinning with PSTATE.I clear and no exit (clobbers
 // x4-x7).
 .macro UMBRA_L1TM_WAIT_IRQS n, msg, wfi=1
-    UMBRA_L1TM_SECOND_AHEAD
+    UMBRA_L1TM_TICKS_AHEAD 6
 .if \wfi == 0
     msr     daifclr, #2
     isb
@@ -117,22 +109,6 @@ global_asm!(
     adr     x10, \msg
     b       umbra_l1tm_fail
 2:  msr     daifset, #2
-.endm
-
-// Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; neither traps) until it
-// gives an INTID, x19, at most 64 TICKS (clobbers x4-x7).
-.macro UMBRA_L1TM_POLL_IAR msg
-    UMBRA_L1TM_SECOND_AHEAD
-1:  mrs     x19, s3_0_c12_c12_0
-    cmp     x19, #1020
-    b.lo    2f
-    mrs     x7, cntpct_el0
-    cmp     x7, x6
-    b.lo    1b
-    mov     x11, x19
-    adr     x10, \msg
-    b       umbra_l1tm_fail
-2:
 .endm
 
 // The INTID in x19 is `intid`, acknowledged no earlier than the physical
