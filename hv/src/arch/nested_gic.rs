@@ -19,7 +19,7 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, MAX_L1_VCPUS};
-use crate::nested::vgic::l1_takes_irqs_at_vel2;
+use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 
 /// L1's GIC, shared by its vCPUs.
 static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
@@ -116,5 +116,7 @@ pub fn interrupts_l2(l1_virtual_hcr: u64, defect: L1GicDefect) -> bool {
     }
     let (lrs, count) = hardware_lrs();
     let vmcr = read_sysreg!("s3_4_c12_c11_7"); // ICH_VMCR_EL2: L1's own
-    signalled(&lrs[1..count.max(1)], vmcr)
+    let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
+    let priority_bits = ((vtr >> vtr::PRIBITS_SHIFT) & 7) as u32 + 1;
+    signalled(&lrs[1..count.max(1)], vmcr, priority_bits)
 }

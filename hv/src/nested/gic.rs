@@ -610,20 +610,22 @@ pub fn list_forwarded(
 }
 
 /// Whether L1's own interface (list registers `lrs`, LR 1 on, and its
-/// ICH_VMCR_EL2 `vmcr`) signals one of the distributor's interrupts: a
-/// pending group-1 entry with group 1 enabled and a priority above the
-/// priority mask (its running priority is not consulted: a limit shared
-/// with the timer PPIs, `nested::timer::signalled_to_l1`). While L2 runs,
-/// such an interrupt takes L2 out to L1 (when L1 routes IRQs to its
-/// virtual EL2).
-pub fn signalled(lrs: &[u64], vmcr: u64) -> bool {
-    let mask = (vmcr >> 24) & 0xff;
+/// ICH_VMCR_EL2 `vmcr`, with `priority_bits` bits of priority, ICH_VTR_EL2
+/// PRIbits + 1) signals one of the distributor's interrupts: a pending
+/// group-1 entry with group 1 enabled and a priority, as many bits as the
+/// interface implements, above the priority mask (its running priority is
+/// not consulted: a limit shared with the timer PPIs,
+/// `nested::timer::signalled_to_l1`). While L2 runs, such an interrupt
+/// takes L2 out to L1 (when L1 routes IRQs to its virtual EL2).
+pub fn signalled(lrs: &[u64], vmcr: u64, priority_bits: u32) -> bool {
+    let implemented = 0xff_u64 << (8 - priority_bits.clamp(1, 8));
+    let mask = (vmcr >> 24) & implemented;
     vmcr & vmcr::VENG1 != 0
         && lrs.iter().any(|&v| {
             LrState::of(v) == LrState::Pending
                 && v & lr::GROUP1 != 0
                 && from_distributor(v & lr::VINTID_MASK)
-                && (v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT < mask
+                && ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) & implemented < mask
         })
 }
 
@@ -958,15 +960,31 @@ mod tests {
     #[test]
     fn signalled_needs_a_pending_distributor_entry_group_1_and_the_priority_mask() {
         let vmcr_on = vmcr::VENG1 | 0xf0 << 24;
-        assert!(signalled(&[pending_lr(2, 0x80)], vmcr_on));
-        assert!(signalled(&[pending_lr(48, 0x80)], vmcr_on));
-        assert!(!signalled(&[pending_lr(2, 0x80)], vmcr::VENG1 | 0x80 << 24));
-        assert!(!signalled(&[pending_lr(2, 0x80)], 0xf0 << 24));
+        assert!(signalled(&[pending_lr(2, 0x80)], vmcr_on, 5));
+        assert!(signalled(&[pending_lr(48, 0x80)], vmcr_on, 5));
+        assert!(!signalled(
+            &[pending_lr(2, 0x80)],
+            vmcr::VENG1 | 0x80 << 24,
+            5
+        ));
+        assert!(!signalled(&[pending_lr(2, 0x80)], 0xf0 << 24, 5));
+        // Only the implemented bits count: with 5, priority 0x79 is 0x78,
+        // not below a mask of 0x7f (0x78); with 8 it is.
+        assert!(!signalled(
+            &[pending_lr(2, 0x79)],
+            vmcr::VENG1 | 0x7f << 24,
+            5
+        ));
+        assert!(signalled(
+            &[pending_lr(2, 0x79)],
+            vmcr::VENG1 | 0x7f << 24,
+            8
+        ));
         // Active, a PPI (hv's timer and maintenance paths decide those),
         // group 0.
         let active = pending_lr(2, 0x80) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        assert!(!signalled(&[active], vmcr_on));
-        assert!(!signalled(&[pending_lr(26, 0x80)], vmcr_on));
-        assert!(!signalled(&[pending_lr(2, 0x80) & !lr::GROUP1], vmcr_on));
+        assert!(!signalled(&[active], vmcr_on, 5));
+        assert!(!signalled(&[pending_lr(26, 0x80)], vmcr_on, 5));
+        assert!(!signalled(&[pending_lr(2, 0x80) & !lr::GROUP1], vmcr_on, 5));
     }
 }
