@@ -1270,13 +1270,9 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     {
         irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Timer);
     }
-    // And an SGI or SPI of L1's GIC (`arch::nested_gic`), listed in L1's
-    // own interface (in the hardware until `enter_l2` below) at every exit.
-    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
-    if from != Mode::L1
-        && vcpu.mode != Mode::L1
-        && super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
-    {
+    // And an SGI or SPI of L1's GIC, listed in L1's own interface at every
+    // exit (`l1_gic_interrupts_l2`).
+    if l1_gic_interrupts_l2(nested, vcpu) && from != Mode::L1 && vcpu.mode != Mode::L1 {
         irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Distributor);
     }
     // Every return to a shadow's L2 goes through the handshake's entry,
@@ -1336,10 +1332,18 @@ fn l1_gic_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: 
     }
 }
 
+/// During an exit (L1's own interface in the hardware, until
+/// `VcpuGic::enter_l2`): what L1's GIC forwards to the vCPU listed in L1's
+/// own interface, and whether one of those interrupts would interrupt L2
+/// now (`arch::nested_gic::interrupts_l2`).
+fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
+    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
+}
+
 /// Sends hv's kick SGI to the CPUs of L1's vCPUs in `targets` (bit k:
 /// vCPU k) but `me`'s: each exits (out of L2 too) and lists what L1's GIC
-/// forwards to it at the end of that exit. The GIC's lock release orders
-/// the change before the kick's DSB.
+/// forwards to it at the end of that exit.
 fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
     if nested.l1_gic_defect == L1GicDefect::NoKick {
         return;
@@ -1347,8 +1351,9 @@ fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
     let Some(mpidrs) = PE_MPIDRS.get() else {
         return;
     };
-    // The change visible before the SGI (a write to ICC_SGI1R_EL1 is not
-    // a memory access), as `HwPes::interrupt` does.
+    // The GIC's change (made under its lock) visible before the SGI (a
+    // write to ICC_SGI1R_EL1 is not a memory access), as
+    // `HwPes::interrupt` does.
     cpu::dsb_ish();
     for (k, mpidr) in mpidrs.iter().enumerate() {
         if let (true, Some(mpidr)) = (k != me && targets & (1 << k) != 0, mpidr) {
@@ -1534,10 +1539,12 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
-        // L0 maps all of L1's RAM with every access, so a stage-2 abort
-        // of L1 is an access outside it: a synchronous external abort
-        // for L1, taken at its virtual EL2 (review 23 F4).
+        // A load or store to L1's GIC frames, emulated
+        // (`arch::nested_gic`).
         EC_DABT_LOWER if l1_gic_access(nested, vcpu, frame, esr) => {}
+        // L0 maps all of L1's RAM with every access, so any other stage-2
+        // abort of L1 is an access outside it: a synchronous external
+        // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
@@ -1733,11 +1740,8 @@ fn maintenance_at_eret(
     } else if vcpu.timers.interrupts_l2(vcpu.vncr, vcpu.vncr.hcr()) {
         // Or an asserted timer PPI of L1's (`arch::nested_timer`).
         Note::L1Timer
-    } else if {
+    } else if l1_gic_interrupts_l2(nested, vcpu) {
         // Or an SGI or SPI of L1's GIC (`arch::nested_gic`).
-        super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
-        super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
-    } {
         Note::L1Distributor
     } else {
         return false;
