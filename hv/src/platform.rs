@@ -1054,6 +1054,32 @@ pub enum NestedDemo {
     /// `gic-no-list`: the same, but nothing L1's GIC forwards is listed in
     /// L1's own virtual interface (this run must fail).
     GicNoList,
+    /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
+    /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
+    /// device tree, MMU off), on one vCPU.
+    Linux,
+    /// `linux-no-sve-hiding`: the same, but L1 is shown FEAT_SVE and
+    /// FEAT_SME as the other L1s are: Linux 6.1's EL2 set-up traps its own
+    /// ZCR_EL2 write at its EL2 and never reaches its console (this run
+    /// must fail).
+    LinuxNoSveHiding,
+    /// `host-el0`: a VHE L1 in host mode (virtual HCR_EL2.{E2H, TGE} =
+    /// {1, 1}) runs its own EL0 (`arch::nested_l1_host`): its CPTR_EL2's
+    /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
+    /// its vector.
+    HostEl0,
+    /// `demo-no-vpidr`: the demo, but L2 runs with L1's own VPIDR_EL2 and
+    /// VMPIDR_EL2, not those L1 set for it: L2's MIDR_EL1 and MPIDR_EL1
+    /// are not what L1 set (this run must fail).
+    DemoNoVpidr,
+    /// `host-el0-no-el0-fp-trap`: the same, but L1's FPEN 0b01 reaches the
+    /// hardware as 0b11: its EL0's FP instruction does not trap (this run
+    /// must fail).
+    HostEl0NoEl0FpTrap,
+    /// `host-el0-no-span`: the same, but the hardware SCTLR_EL1.SPAN stays
+    /// 1 in host mode: PAN is not set on entry from L1's EL0 (this run
+    /// must fail).
+    HostEl0NoSpan,
 }
 
 /// How the guest gets its interrupts.
@@ -1166,6 +1192,16 @@ impl Options {
                 "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
                 "hv.nested=sve-nvhe" => options.nested = Some(NestedDemo::SveNvhe),
                 "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
+                "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
+                "hv.nested=host-el0" => options.nested = Some(NestedDemo::HostEl0),
+                "hv.nested=demo-no-vpidr" => options.nested = Some(NestedDemo::DemoNoVpidr),
+                "hv.nested=host-el0-no-el0-fp-trap" => {
+                    options.nested = Some(NestedDemo::HostEl0NoEl0FpTrap)
+                }
+                "hv.nested=host-el0-no-span" => options.nested = Some(NestedDemo::HostEl0NoSpan),
+                "hv.nested=linux-no-sve-hiding" => {
+                    options.nested = Some(NestedDemo::LinuxNoSveHiding)
+                }
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1615,6 +1651,25 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=sve-no-l2-fa64").map(|o| o.nested),
             Ok(Some(NestedDemo::SveNoL2Fa64))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux").map(|o| o.nested),
+            Ok(Some(NestedDemo::Linux))
+        );
+        for (arg, demo) in [
+            ("hv.nested=host-el0", NestedDemo::HostEl0),
+            ("hv.nested=demo-no-vpidr", NestedDemo::DemoNoVpidr),
+            (
+                "hv.nested=host-el0-no-el0-fp-trap",
+                NestedDemo::HostEl0NoEl0FpTrap,
+            ),
+            ("hv.nested=host-el0-no-span", NestedDemo::HostEl0NoSpan),
+        ] {
+            assert_eq!(Options::parse(arg).map(|o| o.nested), Ok(Some(demo)));
+        }
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-sve-hiding").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoSveHiding))
         );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),

@@ -3,10 +3,15 @@
 //! bucket to that leaf's own second bucket (the node itself: published
 //! there, then cleared from its old place), and takes the place it left.
 //! A reader looks up the moving leaf and the new one without a lock while
-//! the writer does this: it gets each leaf whole (its own output) or a miss
-//! (a reader racing the move, as one racing an insert), never another
-//! leaf's entry, and never a node freed under it (the nodes' liveness
-//! cells). Afterwards every leaf is cached, nothing having been evicted.
+//! the writer does this: it always finds the moving leaf (linked
+//! throughout: in its first bucket, its second, or both), whole (its own
+//! output), gets the new one whole or a miss (a reader racing an insert),
+//! never another leaf's entry, and never a node freed under it (the nodes'
+//! liveness cells). Afterwards every leaf is cached, nothing having been
+//! evicted. The moving leaf was missed (the reader skipping its old place
+//! for the new key's tag, then reading its second bucket from before the
+//! move) until writers stored tags with Release and readers ran an Acquire
+//! fence before a second-bucket probe; removing either fails here.
 #![cfg(loom)]
 
 mod shadow_support;
@@ -59,6 +64,8 @@ fn a_leaf_moves_to_its_second_bucket_under_a_reader() {
             for page in [moving, single] {
                 if let Some(hit) = a.lookup(page << 12, &guard) {
                     assert_eq!(hit.output_address(page << 12), OLD + (page << 12));
+                } else {
+                    assert_ne!(page, moving, "the moving leaf, linked throughout, missed");
                 }
             }
         }

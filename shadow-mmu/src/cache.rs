@@ -863,6 +863,13 @@ impl WalkCache {
         }
     }
 
+    /// log2 of the largest leaf the cache has held since it was made (0
+    /// when none): no shadow entry built from its leaves is larger.
+    /// Lock-free (the readers' hint of the sizes, which only grows).
+    pub(crate) fn largest_leaf_log2(&self) -> u32 {
+        63u32.saturating_sub(self.leaf_sizes.load(Ordering::Relaxed).leading_zeros())
+    }
+
     /// Removes every entry overlapping `[start, end)` (leaves, and paths
     /// too for [`Levels::Any`]); visits only entries that overlap. Each
     /// removed leaf is reported to `removed_leaf` as (base, size). Returns

@@ -129,6 +129,25 @@ impl<K> Clone for SlotHint<K> {
 
 impl<K> Copy for SlotHint<K> {}
 
+/// Hints are equal when they name the same slot array, hashed alike.
+impl<K> PartialEq for SlotHint<K> {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.base,
+            self.slots,
+            self.shift,
+            self.key.xor,
+            self.key.mul,
+        ) == (
+            other.base,
+            other.slots,
+            other.shift,
+            other.key.xor,
+            other.key.mul,
+        )
+    }
+}
+
 impl<K> core::fmt::Debug for SlotHint<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SlotHint")
@@ -155,6 +174,16 @@ impl<K: FlatKey> SlotHint<K> {
     pub(crate) fn prefetch<V>(&self, key: &K) {
         if let Some(at) = self.home_address::<V>(key) {
             crate::prefetch::prefetch(at as *const u8);
+        }
+    }
+
+    /// Asks for the lines [`FlatMap::prefetch`] asks for: the home slot's
+    /// and the next one's (a slot may straddle the two, and a removal reads
+    /// on to the end of the run).
+    pub(crate) fn prefetch_run<V>(&self, key: &K) {
+        if let Some(at) = self.home_address::<V>(key) {
+            crate::prefetch::prefetch(at as *const u8);
+            crate::prefetch::prefetch(at.wrapping_add(64) as *const u8);
         }
     }
 }

@@ -56,7 +56,7 @@ use hashbrown::HashMap;
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
 use crate::flat::{FlatKey, FlatMap};
 use crate::prefetch::SHORT_RANGE_BLOCKS;
-use crate::table::{BlockIndex, ChunkCursor, CHUNK_BLOCKS};
+use crate::table::{BlockHint, BlockIndex, ChunkCursor, CHUNK_BLOCKS};
 
 /// The shadow block sizes, smallest first, as log2.
 const SIZES_LOG2: [u32; 3] = [12, 21, 30];
@@ -275,6 +275,7 @@ pub struct ReverseMap<C> {
 pub(crate) struct RmapHint<C> {
     by_shadow: crate::flat::SlotHint<ShadowKey<C>>,
     l1_lists: crate::flat::SlotHint<L1Key>,
+    l2_blocks: BlockHint<(C, u8)>,
 }
 
 impl<C: ContextId> RmapHint<C> {
@@ -285,6 +286,50 @@ impl<C: ContextId> RmapHint<C> {
             l2: l2_ipa,
             context,
         });
+    }
+
+    /// Readies a [`ReverseMap::remove_shadow_range`] of a short range: asks
+    /// for the `by_shadow` slot of every block in the range (up to
+    /// [`SHORT_RANGE_BLOCKS`] of a class) and their L2 block-index chunks,
+    /// all the removal reads before the L1-side unlinks, for each class of
+    /// blocks of at most `2^largest_log2` bytes: the classes `context`
+    /// holds are behind the map's lock, and its entries are never larger
+    /// than the largest leaf its walk cache has held. Takes no lock (the
+    /// lock is a locked instruction, and finding the context's classes a
+    /// lookup, on an invalidation's way), reads nothing of the map.
+    pub(crate) fn prefetch_shadow_range(
+        &self,
+        context: C,
+        l2_ipa_start: u64,
+        len: u64,
+        largest_log2: u32,
+    ) {
+        if len == 0 {
+            return;
+        }
+        let last = l2_ipa_start.saturating_add(len - 1);
+        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+            let mask = !((1u64 << size_log2) - 1);
+            let (first, second) = (l2_ipa_start & mask, last & mask);
+            let blocks = ((second - first) >> size_log2) + 1;
+            if size_log2 > largest_log2 || blocks > SHORT_RANGE_BLOCKS {
+                continue;
+            }
+            // The records' slots first: in a large map each is a memory
+            // round trip (and a page walk).
+            for n in 0..blocks {
+                let l2 = first + (n << size_log2);
+                self.by_shadow
+                    .prefetch_run::<Meta>(&ShadowKey { l2, context });
+            }
+            // At most two chunks: the first block's and the last's (one
+            // for a page).
+            let owner = (context, class as u8);
+            self.l2_blocks.prefetch(owner, first, size_log2);
+            if second != first {
+                self.l2_blocks.prefetch(owner, second, size_log2);
+            }
+        }
     }
 
     /// Asks for the lines an insert of `shadow` on the L1 block at `l1_ipa`
@@ -1074,42 +1119,6 @@ impl<C: ContextId> ReverseMap<C> {
         live
     }
 
-    /// Readies a `remove_shadow_range` of a short range: asks for the
-    /// `by_shadow` slot of every block in the range (up to
-    /// [`SHORT_RANGE_BLOCKS`] of a class, of each class the context holds)
-    /// and their block-index chunks (all it reads there before the
-    /// L1-side unlinks). Changes nothing.
-    pub fn prefetch_shadow_range(&self, context: C, l2_ipa_start: u64, len: u64) {
-        if len == 0 {
-            return;
-        }
-        let last = l2_ipa_start.saturating_add(len - 1);
-        let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
-        for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
-            let mask = !((1u64 << size_log2) - 1);
-            let (first, second) = (l2_ipa_start & mask, last & mask);
-            let blocks = ((second - first) >> size_log2) + 1;
-            if classes & (1 << class) == 0 || blocks > SHORT_RANGE_BLOCKS {
-                continue;
-            }
-            // The records' slots first: in a large map each is a memory
-            // round trip (and a page walk), while the block index's chunks
-            // mostly sit in the last-level cache.
-            for n in 0..blocks {
-                let l2 = first + (n << size_log2);
-                self.by_shadow.prefetch(&ShadowKey { l2, context });
-            }
-            // At most two chunks: the first block's and the last's (one
-            // for a page).
-            self.l2_blocks
-                .prefetch((context, class as u8), first, size_log2);
-            if second != first {
-                self.l2_blocks
-                    .prefetch((context, class as u8), second, size_log2);
-            }
-        }
-    }
-
     /// Asks for the lines unlinking record `id` (on L1 block `l1` of
     /// `class`) reads: its L1 list, its L1 block chunk and its slab slot.
     fn prefetch_removal(&self, id: u32, class: u8, l1: u64) {
@@ -1128,6 +1137,7 @@ impl<C: ContextId> ReverseMap<C> {
         RmapHint {
             by_shadow: self.by_shadow.slot_hint(),
             l1_lists: self.l1_lists.slot_hint(),
+            l2_blocks: self.l2_blocks.hint(),
         }
     }
 

@@ -1828,16 +1828,20 @@ where
         // Below PREFETCH_FROM entries the structures sit in the CPU's
         // caches, and asking costs more than it saves.
         if range.len() <= PREFETCH_RANGE && held.index.live_leaves() >= PREFETCH_FROM {
-            // The reverse map's first: taking its lock is a locked
-            // instruction, which waits for the prefetches issued before it
-            // (x86; about 35 ns more at 1M entries when it came after the
-            // cache's). Then the shadow leaf's: its walk down the shadow
-            // tree reads upper-level entries that are in the CPU's caches,
-            // and its line, asked for last, was the one the call waited
-            // for (about 10 ns more at 1M).
-            self.rmap
-                .lock()
-                .prefetch_shadow_range(context.shadow_vmid(), first, end - first);
+            // The reverse map's first, through its hint: its lock is not
+            // taken (a locked instruction, and the context's record classes
+            // a lookup: 0-10 ns at 1M entries against the hint, README
+            // "Which misses are left serial"; the lock is also the one every
+            // fault's install takes). Then the shadow leaf's: its walk down
+            // the shadow tree reads upper-level entries that are in the
+            // CPU's caches, and its line, asked for last, was the one the
+            // call waited for (about 10 ns more at 1M).
+            self.rmap_hint.prefetch_shadow_range(
+                context.shadow_vmid(),
+                first,
+                end - first,
+                context.cache.largest_leaf_log2(),
+            );
             context.shadow().prefetch(first);
             context
                 .cache

@@ -26,7 +26,9 @@
 //!   its place. A reader probes the first bucket, and the second only when
 //!   the first misses, so a hit in the first bucket costs what it did
 //!   without a second; the tag of a key is its (first) hash in either
-//!   bucket. Why (found after review 38 keyed the leaf hash): with one
+//!   bucket. A reader never misses a node that stays linked throughout its
+//!   lookup, moved or not (the tags' Release stores and an Acquire fence
+//!   before a second probe: [`Table::get_in_second`]). Why (found after review 38 keyed the leaf hash): with one
 //!   bucket per key, a cache of twice as many places as leaves overflowed
 //!   its 4-place buckets for 2-4% of its leaves, and where the leaf hash
 //!   puts a region's pages in consecutive buckets (`cache::leaf_hash`),
@@ -86,7 +88,7 @@ use core::mem::MaybeUninit;
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::unmodelled::{AtomicU64, AtomicUsize};
-use crate::sync::{Liveness, Mutex, Ordering};
+use crate::sync::{fence, Liveness, Mutex, Ordering};
 
 /// Slots per bucket: four 8-byte pointers and their four tags, one cache
 /// line.
@@ -150,19 +152,22 @@ impl<T> Node<T> {
 /// tag still checks the node's key after dereferencing it, so a tag and a
 /// pointer read from two different writes (a reader racing with a writer)
 /// can only cause a miss, never a wrong hit. Writers (serialised by the
-/// owner) keep each tag equal to the hash of the node in its slot.
+/// owner) keep each tag equal to the hash of the node in its slot, and
+/// store it with Release: a reader that skipped a slot because its tag had
+/// changed synchronises through it before it probes a second bucket (see
+/// [`Table::get_in_second`]), so the tags are protocol atomics (loom
+/// interleaves them).
 #[repr(C, align(64))]
 struct Bucket<T> {
     slots: [Atomic<Node<T>>; BUCKET],
-    /// Not a protocol atomic (see above): loom need not interleave it.
-    tags: [AtomicU64; BUCKET],
+    tags: [crate::sync::AtomicU64; BUCKET],
 }
 
 impl<T> Bucket<T> {
     fn new() -> Self {
         Bucket {
             slots: core::array::from_fn(|_| Atomic::null()),
-            tags: core::array::from_fn(|_| AtomicU64::new(0)),
+            tags: core::array::from_fn(|_| crate::sync::AtomicU64::new(0)),
         }
     }
 }
@@ -539,9 +544,11 @@ impl<T: Keyed + 'static> Table<T> {
 
     /// The node with `key` if it is in its second bucket. Lock-free: a key
     /// moves at most once while linked, from its first bucket to its
-    /// second, so a reader probing the first and then the second misses
-    /// it only while it is being inserted, moved or removed (see
-    /// [`Table::insert`]).
+    /// second, so a reader probing the first (before this call, under the
+    /// same guard) and then the second misses it only while it is being
+    /// inserted or removed, never while it moves (see below and
+    /// [`Table::move_to_second`]). The fence costs nothing on x86 and a
+    /// load barrier on arm64, paid only when every first bucket missed.
     pub(crate) fn get_in_second<'g>(
         &self,
         key: T::Key,
@@ -549,6 +556,17 @@ impl<T: Keyed + 'static> Table<T> {
         guard: &'g Guard,
     ) -> Option<&'g T> {
         let index = self.second_index(hash)?;
+        // A node moves from its first bucket to its second: published there,
+        // then its first place cleared (Release) and perhaps given to
+        // another key (its tag, Release, then its node). The probe of the
+        // first bucket that missed it read that place's pointer (Acquire:
+        // null or the new node, each stored after the publication) or, when
+        // it skipped the place for its tag, the new key's tag: this fence
+        // makes that tag's Release store, and so the publication before it,
+        // happen before the probe below. So a node linked throughout a
+        // lookup is found in one of its buckets (loom `shadow_leaf_move`
+        // fails without the fence or with Relaxed tag stores).
+        fence(Ordering::Acquire);
         Self::get_in(&self.buckets[index], key, hash, guard)
     }
 
@@ -697,8 +715,10 @@ impl<T: Keyed + 'static> Table<T> {
         };
         let new = self.new_node(node, guard);
         // The tag first: a reader that sees the new pointer (Acquire on
-        // the store's Release) also sees its tag.
-        bucket.tags[index].store(hash, Ordering::Relaxed);
+        // the store's Release) also sees its tag. Release: a reader that
+        // skips this place for the new tag then sees what came before it
+        // (a move that freed the place, `get_in_second`).
+        bucket.tags[index].store(hash, Ordering::Release);
         let old = replace(&bucket.slots[index], new, guard);
         retire(old, guard);
         // SAFETY: `new` was allocated just now and published in a slot; it
@@ -768,13 +788,15 @@ impl<T: Keyed + 'static> Table<T> {
     ///
     /// The node is published in its second bucket (its tag first, then
     /// the pointer with Release) before its old place is cleared
-    /// (Release), so a reader probing the node's first bucket and then its
-    /// second finds it in one of them unless it read the first bucket
-    /// after the clear or the new key's insert into that place (a tag and
-    /// a pointer that no longer match the node) and the second before the
-    /// node was published there: as a reader racing an insert or a removal
-    /// may, it misses, and its caller walks. A node moves only from its
-    /// first bucket to its second, so at most once while it is linked.
+    /// (Release), and the new key's insert into that place stores its tag
+    /// (Release) and node after the clear, so a reader probing the node's
+    /// first bucket and then its second finds it in one of them: whatever
+    /// it read of the old place is a Release store made after the
+    /// publication, or the node itself, and [`Table::get_in_second`]'s
+    /// fence orders the tag it skipped the place for before its second
+    /// probe (loom `shadow_leaf_move`: a leaf linked throughout a lookup is
+    /// never missed). A node moves only from its first bucket to its
+    /// second, so at most once while it is linked.
     /// Nothing is evicted or allocated, and the node keeps its stamp (the
     /// eviction order, which the bound in the module documentation rests
     /// on, is unchanged).
@@ -803,7 +825,7 @@ impl<T: Keyed + 'static> Table<T> {
                 };
                 let node = bucket.slots[i].load(Ordering::Relaxed, guard);
                 // The tag first, as in `insert`.
-                target.tags[j].store(tag, Ordering::Relaxed);
+                target.tags[j].store(tag, Ordering::Release);
                 // A dead node there goes as a replaced one does.
                 retire(replace(&target.slots[j], node, guard), guard);
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
@@ -859,7 +881,7 @@ impl<T: Keyed + 'static> Table<T> {
         };
         let new = self.new_node(node, guard);
         // The tag first, as in `insert`.
-        bucket.tags[index].store(hash, Ordering::Relaxed);
+        bucket.tags[index].store(hash, Ordering::Release);
         let old = replace(&bucket.slots[index], new, guard);
         retire(old, guard);
         // SAFETY: as in `insert`: allocated just now, published, destroyed
@@ -1169,6 +1191,28 @@ impl<C: crate::rmap::ContextId> IndexOwner for (C, u8) {
     }
 }
 
+/// Where a [`BlockIndex`] keeps its chunks, for prefetches by a thread
+/// that does not hold its owner's lock: a [`crate::flat::SlotHint`] of its
+/// hashed level, taken when the index is made (its slots never move
+/// unless it grows, which its owners' sizing prevents; a stale hint only
+/// wastes its prefetches). It reads nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BlockHint<O> {
+    bits: crate::flat::SlotHint<ChunkKey<O>>,
+}
+
+impl<O: IndexOwner> BlockHint<O> {
+    /// [`BlockIndex::prefetch`] (the same two lines) through the hint.
+    pub(crate) fn prefetch(&self, owner: O, base: u64, size_log2: u32) {
+        if size_log2 + CHUNK_BLOCKS_LOG2 < 64 {
+            self.bits.prefetch_run::<[u64; CHUNK_WORDS]>(&ChunkKey::new(
+                owner,
+                base >> chunk_shift(size_log2),
+            ));
+        }
+    }
+}
+
 /// Empty chunks a [`BlockIndex`] keeps.
 pub(crate) const EMPTY_RING: usize = 8;
 
@@ -1312,6 +1356,14 @@ impl<O: IndexOwner> BlockIndex<O> {
                 self.bits.remove(&ChunkKey::of(old));
                 self.ordered.remove(&old);
             }
+        }
+    }
+
+    /// Where this index keeps its chunks now, for prefetches by a thread
+    /// that does not hold the index's owner's lock (see [`BlockHint`]).
+    pub(crate) fn hint(&self) -> BlockHint<O> {
+        BlockHint {
+            bits: self.bits.slot_hint(),
         }
     }
 
@@ -1809,6 +1861,42 @@ mod block_index_tests {
         assert!(index.remove(0, top, 12));
         assert!(!index.remove(0, top, 12));
         assert_eq!(index.len(), 1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod hint_tests {
+    use super::*;
+
+    /// A block index made for `n` blocks keeps its chunks where its hint
+    /// (taken when it is made, as the walk cache and the reverse map take
+    /// theirs) says, through every fill up to `n` scattered blocks (one
+    /// chunk each, the most chunks it may need) and every clear: lock-free
+    /// prefetches through the hint ask for the lines its probes read.
+    #[test]
+    fn a_block_index_hint_outlives_fills_and_clears() {
+        for blocks in [1usize, 100, 4096] {
+            let mut index: BlockIndex<u8> = BlockIndex::with_capacity(blocks);
+            let hint = index.hint();
+            for round in 0..3u64 {
+                for b in 0..blocks as u64 {
+                    // 64 pages apart: a chunk per block.
+                    assert!(index.insert(12, (round << 40) | (b << 18), 12));
+                }
+                assert_eq!(index.hint(), hint, "{blocks} blocks, round {round}");
+                drop(index.clear());
+            }
+            assert_eq!(index.growths(), 0);
+            assert_eq!(index.hint(), hint);
+        }
+        // A grown index names another array: the old hint is only stale.
+        let mut index: BlockIndex<u8> = BlockIndex::with_capacity(1);
+        let hint = index.hint();
+        for b in 0..4096u64 {
+            index.insert(12, b << 18, 12);
+        }
+        assert!(index.growths() > 0);
+        assert_ne!(index.hint(), hint);
     }
 }
 

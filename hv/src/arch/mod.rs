@@ -43,6 +43,7 @@ mod nested_gic;
 pub mod nested_l1;
 pub mod nested_l1_at;
 pub mod nested_l1_gic;
+pub mod nested_l1_host;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
@@ -493,6 +494,7 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     if let Some(demo) = options.nested {
         nested::run(
             &platform,
+            &fdt,
             &features,
             demo,
             Region {
@@ -663,18 +665,29 @@ fn enable_stage1(platform: &Platform, pa_bits: u8) -> (u64, u64) {
     (ttbr, tcr)
 }
 
-/// Unpacks the guest bundle into guest memory, writes the guest's device
-/// tree, and builds its stage 2.
-fn load_guest(
-    fdt: &fdt::Fdt<'_>,
-    platform: Platform,
-    gic: Option<gic::Gic>,
-    features: CpuFeatures,
-    pa_bits: u8,
-    boot_cpu: usize,
-    (ttbr, tcr): (u64, u64),
-    probe: Option<platform::Probe>,
-) -> &'static Hv {
+/// The console's reference clock, measured from the divisors firmware
+/// left: the guest's fixed clock when the host's is a controller.
+fn console_clock_hz(fdt: &fdt::Fdt<'_>, platform: &Platform) -> Option<u32> {
+    let console_baud = platform::pl011::console_baud(
+        fdt.find_node(platform.uart_path.as_str())
+            .and_then(|n| n.property("current-speed"))
+            .and_then(|p| p.as_usize())
+            .and_then(|b| u32::try_from(b).ok()),
+        fdt.find_node("/chosen")
+            .and_then(|n| n.property("stdout-path"))
+            .and_then(|p| p.as_str()),
+    );
+    platform::pl011::reference_clock_hz(
+        mmio::read(platform.uart.base + platform::pl011::UARTIBRD, 4),
+        mmio::read(platform.uart.base + platform::pl011::UARTFBRD, 4),
+        console_baud,
+    )
+}
+
+/// The guest bundle hv was given as its initrd (checked to lie in RAM)
+/// and where it is; a missing or malformed one ends the run with one
+/// line.
+fn guest_bundle(platform: &Platform) -> (Region, Bundle<'static>) {
     let Some(bundle_region) = platform.initrd else {
         fail(format_args!(
             "no guest: hv expects an Umbra guest bundle as its initrd (see `cargo xtask run`)"
@@ -691,14 +704,30 @@ fn load_guest(
         ));
     }
     // SAFETY: the region was checked to lie in RAM, which is mapped; nothing
-    // writes it while this borrow lives (the copies below avoid it).
+    // of hv's writes it (the guest's copies and the nested arena avoid
+    // it), so it may be borrowed for the rest of the run.
     let bytes = unsafe {
         core::slice::from_raw_parts(bundle_region.base as *const u8, bundle_region.size as usize)
     };
-    let mut bundle = match Bundle::parse(bytes) {
-        Ok(b) => b,
+    match Bundle::parse(bytes) {
+        Ok(b) => (bundle_region, b),
         Err(e) => fail(format_args!("{e}")),
-    };
+    }
+}
+
+/// Unpacks the guest bundle into guest memory, writes the guest's device
+/// tree, and builds its stage 2.
+fn load_guest(
+    fdt: &fdt::Fdt<'_>,
+    platform: Platform,
+    gic: Option<gic::Gic>,
+    features: CpuFeatures,
+    pa_bits: u8,
+    boot_cpu: usize,
+    (ttbr, tcr): (u64, u64),
+    probe: Option<platform::Probe>,
+) -> &'static Hv {
+    let (bundle_region, mut bundle) = guest_bundle(&platform);
     // hv's own EL1 probe instead of the bundle's kernel.
     match probe {
         Some(platform::Probe::WalkAbort) => bundle.kernel = walk_abort_probe::image(),
@@ -734,22 +763,7 @@ fn load_guest(
         ));
     };
 
-    // The console's reference clock, measured from the divisors firmware
-    // left: the guest's fixed clock when the host's is a controller.
-    let console_baud = platform::pl011::console_baud(
-        fdt.find_node(platform.uart_path.as_str())
-            .and_then(|n| n.property("current-speed"))
-            .and_then(|p| p.as_usize())
-            .and_then(|b| u32::try_from(b).ok()),
-        fdt.find_node("/chosen")
-            .and_then(|n| n.property("stdout-path"))
-            .and_then(|p| p.as_str()),
-    );
-    let console_clock_hz = platform::pl011::reference_clock_hz(
-        mmio::read(platform.uart.base + platform::pl011::UARTIBRD, 4),
-        mmio::read(platform.uart.base + platform::pl011::UARTFBRD, 4),
-        console_baud,
-    );
+    let console_clock_hz = console_clock_hz(fdt, &platform);
     let dt_config = |initrd| GuestConfig {
         memory: &guest_memory,
         bootargs: bundle.cmdline,

@@ -2,10 +2,11 @@
 //! EL2 with FEAT_NV2 runs its own L2 on the shadow-mmu service's shadow
 //! stage 2 (`crate::nested` has the portable rules).
 //!
-//! - Memory: an arena of [`ARENA_BYTES`] at the top of the largest piece
-//!   of RAM a guest would get. Its first 64 KiB hold L0's stage-2 table of
+//! - Memory: an arena at the top of the largest piece of RAM a guest
+//!   would get. Its first 64 KiB hold L0's stage-2 table of
 //!   L1 (hv's own, built with `shadow_selftest::memory::Stage2Builder`);
-//!   from +2 MiB, [`L1_RAM_BYTES`] are L1's RAM at L1 IPA [`L1_BASE`]
+//!   from +2 MiB, [`L1_RAM_BYTES`] (a Linux L1's
+//!   `linux::LINUX_L1_RAM_BYTES`) are L1's RAM at L1 IPA [`L1_BASE`]
 //!   (2 MiB blocks). The service composes with the same table
 //!   (`L0Stage2`) and walks L1's tables through it (`L1Memory`).
 //! - vCPUs: vCPU 0 on the boot CPU; with three CPUs, vCPU 1 on CPU 2 once
@@ -63,7 +64,7 @@ use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, Vcpu
 use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
 use super::{cpu, exit, fail, phase, ExitStatus, GuestFrame, SecondaryBoot, STACKS, STACK_SIZE};
-use crate::esr::instruction_length;
+use crate::esr::{instruction_length, MmioAccess, MmioKind};
 use crate::exit::SysRegAccess;
 use crate::inject::{
     external_cache_maintenance_abort_syndrome, external_data_abort_syndrome,
@@ -80,11 +81,13 @@ use crate::nested::gic::L1GicLayout;
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
-use crate::nested::idregs::{l2_id_read, shown_to_l1, shown_to_non_vhe_l1, IdRegister, L2IdRead};
+use crate::nested::idregs::{
+    l2_id_read, shown_to_l1, shown_to_non_vhe_l1, without_sve_sme, IdRegister, L2IdRead,
+};
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
-use crate::nested::vncr::{El1Register, El1State, VncrPage};
+use crate::nested::vncr::{l2_midr, l2_mpidr, El1Register, El1State, VncrPage};
 use crate::nested::{
     el2_stage1_tlbi_form, hcr, l2_hcr, stage1_tlbi_form_shown, stage1_tlbi_target, FirstSeen,
     Sighting, Stage1TlbiTarget, Summary, HV_INTERRUPT_ROUTING,
@@ -114,6 +117,7 @@ use smccc::psci::{PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSI
 use walker::{ExposedFeatures, IdRegisters};
 
 mod at;
+mod linux;
 mod mmu;
 mod traps;
 mod vector;
@@ -128,8 +132,6 @@ const SECOND_VCPU_CPU: usize = 2;
 /// returns 0. A `\n` ends the line, which hv prints as `l1: <line>`.
 pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
 
-/// Bytes of the arena.
-pub const ARENA_BYTES: u64 = 8 << 20;
 const ARENA_ALIGN: u64 = 2 << 20;
 const L0_TABLES_END: u64 = 16 * 4096;
 const L1_RAM_OFFSET: u64 = 2 << 20;
@@ -246,6 +248,9 @@ struct Nested {
     /// `mmu-vhe-keep-dc`: HCR_EL2.DC stays set for L1 (its stage 1
     /// silently off; the defect that demo must catch).
     keep_dc: bool,
+    /// `host-el0-no-span`: the hardware SCTLR_EL1.SPAN stays 1 while a VHE
+    /// L1 is in host mode (the defect that demo must catch).
+    ignore_host_span: bool,
     /// `mmu-no-el2-tlbi`: L1's own EL2 stage-1 TLBIs (ALLE2, VAE2IS, ...)
     /// are acknowledged, not applied (the defect that demo must catch).
     skip_l1_own_tlbi: bool,
@@ -282,6 +287,13 @@ struct Nested {
     /// L1's ZCR_EL2 and SMCR_EL2: what L1 is shown of SVE and SME, hv's
     /// own values (`arch::nested::vector`).
     vector: vector::VectorSetup,
+    /// L1's RAM's size (from [`L1_BASE`]).
+    l1_ram_bytes: u64,
+    /// L1 is a Linux kernel (`linux`): its HVCs are its own, its console
+    /// UART is emulated.
+    linux: bool,
+    /// The console UART, emulated for a Linux L1 (`linux::uart_access`).
+    uart: Region,
     /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
     l1_timer_ppis: TimerPpis,
     hardware_timer_ppis: HardwarePpis,
@@ -296,9 +308,15 @@ impl Nested {
     /// The value L1 reads for ID `register` (its mode's view of the host's).
     fn shown(&self, register: IdRegister) -> u64 {
         let host = read_id_register(register);
-        match self.mode {
+        let shown = match self.mode {
             L1Vel2Mode::Vhe => shown_to_l1(register, host),
             L1Vel2Mode::NonVhe => shown_to_non_vhe_l1(register, host),
+        };
+        if self.demo == NestedDemo::Linux {
+            // Documented at `without_sve_sme`.
+            without_sve_sme(register, shown)
+        } else {
+            shown
         }
     }
 }
@@ -367,6 +385,9 @@ struct Vcpu {
     regime: NonVheRegime,
     /// A VHE L1's SCTLR_EL2 and TCR_EL2 as it wrote them.
     vhe_regime: VheRegime,
+    /// Whether the hardware SCTLR_EL1 was last converted for a VHE L1 in
+    /// host mode (`mmu::follow_host_mode`).
+    host_mode: bool,
     /// L1's unemulated accesses already reported.
     undefined_seen: FirstSeen<32>,
     /// L1's console line.
@@ -439,6 +460,7 @@ impl Vcpu {
             hpfar: 0,
             regime: NonVheRegime::RESET,
             vhe_regime: VheRegime::RESET,
+            host_mode: false,
             undefined_seen: FirstSeen::default(),
             line: arrayvec::ArrayVec::new(),
             direct_owner: None,
@@ -708,6 +730,7 @@ fn read_id_register(register: IdRegister) -> u64 {
 /// EL2) and enters L1 at virtual EL2. Never returns: L1 ends the run.
 pub fn run(
     platform: &Platform,
+    fdt: &fdt::Fdt<'_>,
     features: &CpuFeatures,
     demo: NestedDemo,
     device_tree: Region,
@@ -720,12 +743,20 @@ pub fn run(
             features.nested_virtualization()
         ));
     }
+    let linux = matches!(demo, NestedDemo::Linux | NestedDemo::LinuxNoSveHiding);
+    let hide_sve_sme = demo == NestedDemo::Linux;
+    let l1_ram_bytes = if linux {
+        linux::LINUX_L1_RAM_BYTES
+    } else {
+        L1_RAM_BYTES
+    };
+    let arena_bytes = L1_RAM_OFFSET + l1_ram_bytes;
     let Some(region) =
-        super::shadow_selftest::arena_region(platform, device_tree, ARENA_BYTES, ARENA_ALIGN)
+        super::shadow_selftest::arena_region(platform, device_tree, arena_bytes, ARENA_ALIGN)
     else {
         fail(format_args!(
             "nested: no {} MiB at the top of RAM clear of hv, the firmware's reservations, the initrd and the device tree",
-            ARENA_BYTES >> 20
+            arena_bytes >> 20
         ));
     };
     // SAFETY: the region is RAM hv's stage 1 maps read/write (identity,
@@ -734,21 +765,21 @@ pub fn run(
     // guest runs). AtomicU64 has the size and alignment of the u64 words
     // it is made of.
     let words = unsafe {
-        core::slice::from_raw_parts(region.base as *const AtomicU64, (ARENA_BYTES / 8) as usize)
+        core::slice::from_raw_parts(region.base as *const AtomicU64, (arena_bytes / 8) as usize)
     };
     let arena: &'static Arena<'static> = match Arena::new(words, region.base) {
         Ok(arena) => Box::leak(Box::new(arena)),
         Err(e) => fail(format_args!("nested: arena {e:?}")),
     };
     let l1_ram = region.base + L1_RAM_OFFSET;
-    if arena.fill(l1_ram, L1_RAM_BYTES, |_| 0).is_none() {
+    if arena.fill(l1_ram, l1_ram_bytes, |_| 0).is_none() {
         fail(format_args!("nested: L1's RAM is not inside the arena"));
     }
     let mut l0_tables = match Stage2Builder::new(arena, region.base, region.base + L0_TABLES_END) {
         Ok(t) => t,
         Err(e) => fail(format_args!("nested: L0's table of L1: {e}")),
     };
-    if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, L1_RAM_BYTES, 2, LeafAccess::ALL) {
+    if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, l1_ram_bytes, 2, LeafAccess::ALL) {
         fail(format_args!("nested: L0's table of L1: {e}"));
     }
     let l0_map: &'static L0Stage2<'static> =
@@ -804,23 +835,34 @@ pub fn run(
         | NestedDemo::GicNoL2Exit
         | NestedDemo::GicNoKick
         | NestedDemo::GicNoList => super::nested_l1_gic::image(),
-        NestedDemo::Demo | NestedDemo::DemoNoTlbi => super::nested_l1::image(),
-    };
-    for (i, chunk) in image.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        if arena
-            .write(l1_ram + 8 * i as u64, u64::from_le_bytes(word))
-            .is_none()
-        {
-            fail(format_args!("nested: L1's image does not fit its RAM"));
+        NestedDemo::Demo | NestedDemo::DemoNoTlbi | NestedDemo::DemoNoVpidr => {
+            super::nested_l1::image()
         }
-    }
-    cpu::clean_invalidate_dcache(region.base, ARENA_BYTES);
+        NestedDemo::HostEl0 | NestedDemo::HostEl0NoEl0FpTrap | NestedDemo::HostEl0NoSpan => {
+            super::nested_l1_host::image()
+        }
+        NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
+    };
+    // Where L1 starts (x0: a Linux kernel's device tree).
+    let (l1_entry, l1_x0) = if linux {
+        let entry = linux::load(fdt, platform, arena, l1_ram);
+        (entry.pc, entry.dtb)
+    } else {
+        write_image(arena, l1_ram, image);
+        (L1_BASE, 0)
+    };
+    cpu::clean_invalidate_dcache(region.base, arena_bytes);
     cpu::invalidate_icache();
 
     // What L1 is shown (its ID registers) is what the service serves.
-    let shown = |r| shown_to_l1(r, read_id_register(r));
+    let shown = |r| {
+        let shown = shown_to_l1(r, read_id_register(r));
+        if hide_sve_sme {
+            without_sve_sme(r, shown)
+        } else {
+            shown
+        }
+    };
     let exposed = match ExposedFeatures::from_id_registers(IdRegisters {
         mmfr0: shown(IdRegister::Mmfr0),
         mmfr1: shown(IdRegister::Mmfr1),
@@ -920,6 +962,7 @@ pub fn run(
         l2_at_walk_par: demo == NestedDemo::AtNoL2Fill,
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
+        ignore_host_span: demo == NestedDemo::HostEl0NoSpan,
         skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
         arena,
         l0_map,
@@ -949,6 +992,7 @@ pub fn run(
                 NestedDemo::TrapsNoMdcr => traps::TrapDefect::NoMdcrForL2,
                 NestedDemo::TrapsNoEl2Cptr => traps::TrapDefect::NoCptrAtEl2,
                 NestedDemo::TrapsNoHpmeGuard => traps::TrapDefect::HpmeForL2,
+                NestedDemo::HostEl0NoEl0FpTrap => traps::TrapDefect::NoHostEl0Trap,
                 _ => traps::TrapDefect::None,
             },
         ),
@@ -965,6 +1009,9 @@ pub fn run(
                 _ => vector::VectorDefect::None,
             },
         ),
+        l1_ram_bytes,
+        linux,
+        uart: platform.uart,
         l1_timer_ppis: TimerPpis {
             hyp_physical: platform.timer.hypervisor,
             hyp_virtual: platform
@@ -999,6 +1046,7 @@ pub fn run(
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    reset_virtual_ids(vncr, 0);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
         fail(format_args!(
@@ -1033,7 +1081,7 @@ pub fn run(
     *VCPUS[0].lock() = Some(Vcpu::new(0, vncr, client));
 
     super::configure_el2_traps(features);
-    write_sysreg!("vmpidr_el2", l1_mpidr(0));
+    load_l1_ids(0);
     let watchdog = watchdog_setup();
     if let Some(vcpu) = VCPUS[0].lock().as_mut() {
         vcpu.timers.set_watchdog(watchdog);
@@ -1099,19 +1147,26 @@ pub fn run(
             NestedDemo::GicNoL2Exit => " (gic-no-l2-exit: an interrupt pending for L1 does not take L2 out; this run must fail)",
             NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
             NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
+            NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
+            NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
+            NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
+            NestedDemo::HostEl0NoSpan => " (host-el0-no-span: the hardware SCTLR_EL1.SPAN stays 1 in L1's host mode; this run must fail)",
+            NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
+            NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::Demo => "",
         },
-        L1_RAM_BYTES >> 20,
+        l1_ram_bytes >> 20,
         image.len() >> 10,
         config.budget.frames,
         contexts,
         if contexts == 1 { "" } else { "s" }
     ));
-    let frame = GuestFrame {
-        elr: L1_BASE,
+    let mut frame = GuestFrame {
+        elr: l1_entry,
         spsr: sysregs::GUEST_ENTRY_PSTATE,
         ..GuestFrame::ZERO
     };
+    frame.x[0] = l1_x0;
     // SAFETY: the frame is complete; the boot stack's top is this CPU's and
     // nothing on the current stack is needed after the jump.
     unsafe {
@@ -1119,6 +1174,21 @@ pub fn run(
             &frame,
             (&raw const super::BOOT_STACK) as u64 + super::BOOT_STACK_SIZE as u64,
         )
+    }
+}
+
+/// Writes `image` into the arena from `pa`, word by word (its last word
+/// padded with zeros); an image that does not fit ends the run.
+fn write_image(arena: &Arena<'_>, pa: u64, image: &[u8]) {
+    for (i, chunk) in image.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        if arena
+            .write(pa + 8 * i as u64, u64::from_le_bytes(word))
+            .is_none()
+        {
+            fail(format_args!("nested: L1's image does not fit its RAM"));
+        }
     }
 }
 
@@ -1245,6 +1315,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
                 vcpu.vncr
                     .set(crate::nested::vncr::HCR_EL2, nested.mode.virtual_hcr(vhcr));
                 traps::l1_exited(vcpu);
+                mmu::follow_host_mode(nested, vcpu);
             }
             match vcpu.mode {
                 Mode::L1 => l1_exit(nested, vcpu, frame, esr),
@@ -1517,6 +1588,10 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
 
 fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
     match (esr >> 26) & EC_UNKNOWN_MASK {
+        // A Linux L1's HVC is its own hypervisor call, taken to its own
+        // vector as an HVC at EL2 is (its PSCI goes through SMC); the test
+        // L1s call hv with it.
+        EC_HVC64 if nested.linux => exception_for_l1(vcpu, frame, esr, None),
         EC_HVC64 => hv_call(nested, vcpu, frame),
         // L1's WFI (or WFIT), trapped by TWI: it completes at once, as a
         // WFI may (DDI 0487, "Wait for Interrupt": it is a hint, and any
@@ -1546,6 +1621,25 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
+            if (esr >> 26) & EC_UNKNOWN_MASK == EC_DABT_LOWER && nested.linux {
+                let access =
+                    MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"));
+                if let Ok(access) = access {
+                    let stored = match access.kind {
+                        MmioKind::Write { register } => frame.reg(register),
+                        MmioKind::Read { .. } => 0,
+                    };
+                    if let Some(loaded) = linux::uart_access(nested.uart, &access, stored) {
+                        if let (Some(value), MmioKind::Read { register, .. }) =
+                            (loaded, access.kind)
+                        {
+                            frame.set_reg(register, value);
+                        }
+                        frame.elr += instruction_length(esr);
+                        return;
+                    }
+                }
+            }
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
                 // L1's own stage-1 walk read outside its RAM: an abort on
@@ -1642,9 +1736,23 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.elr = pc;
             frame.spsr = pstate;
         }
-        EretTarget::L1HostEl0 { .. } => {
-            println!("hv: nested: unsupported: L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (its own host userspace, not L2), which hv does not run yet; stopping");
-            exit(ExitStatus::Failure)
+        // L1's host EL0 runs on L1's own EL2&0 regime, which the hardware
+        // EL1&0 registers hold (a VHE L1: a non-VHE one has no TGE host
+        // mode, E2H being RES0), under L1's VMID: nothing to switch. Its
+        // exceptions are taken to hardware EL1, L1's vector, as from a
+        // lower EL; its accesses to EL0 counters and timers follow the
+        // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
+        EretTarget::L1HostEl0 { pc, pstate } => {
+            if nested.mode == L1Vel2Mode::NonVhe {
+                // E2H = 0 with TGE = 1: EL0 in the EL1&0 regime with
+                // stage 1 off and its exceptions routed to EL2, which hv
+                // does not model.
+                println!("hv: nested: unsupported: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0), which hv does not run; stopping");
+                exit(ExitStatus::Failure)
+            }
+            once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
+            frame.elr = pc;
+            frame.spsr = pstate;
         }
         EretTarget::L2 { pc, pstate } if maintenance_at_eret(nested, vcpu, frame, pc, pstate) => {}
         EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
@@ -1657,6 +1765,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
+            load_l2_ids(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.l0_vtcr);
             write_sysreg!(
                 "vttbr_el2",
@@ -1707,6 +1816,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
+            load_l2_ids(nested, vcpu);
             write_sysreg!("vtcr_el2", nested.shadow_vtcr);
             write_sysreg!("vttbr_el2", vttbr);
             cpu::isb();
@@ -1793,6 +1903,7 @@ fn enter_l1_from_l2(
     write_sysreg!("far_el1", far);
     vcpu.hpfar = hpfar;
     enter_l1_regime(mmu::l1_hcr(nested, vcpu));
+    load_l1_ids(vcpu.index as u64);
     vector::exit_l2(nested, vcpu);
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;
@@ -1901,6 +2012,14 @@ fn l1_system_instruction(
             L1GicAccess::Read(value) => frame.set_reg(access.rt, value),
             L1GicAccess::Ignored => {}
             L1GicAccess::Undefined => return undefined_for_l1(vcpu, frame),
+        }
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // HACR_EL2: RES0 for L1 (`nested::traps::is_hacr_el2`).
+    if crate::nested::traps::is_hacr_el2(&access) {
+        if access.read {
+            frame.set_reg(access.rt, 0);
         }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
@@ -2449,6 +2568,7 @@ enum Note {
     L1Timer,
     L1Distributor,
     L2Unrequested,
+    L1HostEl0,
 }
 
 impl Note {
@@ -2464,6 +2584,7 @@ impl Note {
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
             Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
+            Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
@@ -2532,7 +2653,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
         return status::ALREADY_ON;
     }
     // The entry must be an instruction in L1's RAM (word aligned).
-    if entry < L1_BASE || entry >= L1_BASE + L1_RAM_BYTES || entry % 4 != 0 {
+    if entry < L1_BASE || entry >= L1_BASE + nested.l1_ram_bytes || entry % 4 != 0 {
         return status::INVALID_ADDRESS;
     }
     let client = match vcpu_client(index) {
@@ -2541,6 +2662,7 @@ fn cpu_on(nested: &Nested, caller: &Vcpu, target: u64, entry: u64, context: u64)
     };
     let vncr: &'static VncrPage = Box::leak(Box::default());
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
+    reset_virtual_ids(vncr, index as u64);
     let vncr_address = &raw const *vncr as u64;
     if stage1_pa(vncr_address) != Some(vncr_address) {
         return status::INTERNAL_FAILURE;
@@ -2602,7 +2724,7 @@ fn second_vcpu_main() -> ! {
     }
     enable_l1_maintenance(gic, SECOND_VCPU_CPU);
     super::configure_el2_traps(&nested.features);
-    write_sysreg!("vmpidr_el2", l1_mpidr(1));
+    load_l1_ids(1);
     // CNTHP_CTL_EL2 resets UNKNOWN: only the boot CPU's watchdog fires.
     write_sysreg!("s3_4_c14_c2_1", 0);
     super::nested_timer::start_on_this_cpu();
@@ -2632,6 +2754,40 @@ fn second_vcpu_main() -> ! {
             (&raw const STACKS) as u64 + ((SECOND_VCPU_CPU + 1) * STACK_SIZE) as u64,
         )
     }
+}
+
+/// The hardware VPIDR_EL2 and VMPIDR_EL2 while L1 runs on vCPU `index`:
+/// what its MIDR_EL1 and MPIDR_EL1 reads return (the host's MIDR, and
+/// [`l1_mpidr`]).
+fn load_l1_ids(index: u64) {
+    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
+    write_sysreg!("vmpidr_el2", l1_mpidr(index));
+}
+
+/// L1's VPIDR_EL2 and VMPIDR_EL2 (VNCR words) at reset, which the
+/// architecture leaves UNKNOWN: the values L1's own MIDR_EL1 and MPIDR_EL1
+/// read ([`load_l1_ids`]), so an L1 that never sets them shows its L2
+/// what it sees itself.
+fn reset_virtual_ids(vncr: &VncrPage, index: u64) {
+    vncr.set(crate::nested::vncr::VPIDR_EL2, read_sysreg!("midr_el1"));
+    vncr.set(crate::nested::vncr::VMPIDR_EL2, l1_mpidr(index));
+}
+
+/// The hardware VPIDR_EL2 and VMPIDR_EL2 for L2: L1's (its VNCR words'
+/// fields, `nested::vncr::l2_midr`/`l2_mpidr`), which L2's MIDR_EL1 and
+/// MPIDR_EL1 reads at its EL1 return; `demo-no-vpidr` keeps L1's own.
+fn load_l2_ids(nested: &Nested, vcpu: &Vcpu) {
+    if nested.demo == NestedDemo::DemoNoVpidr {
+        return;
+    }
+    write_sysreg!(
+        "vpidr_el2",
+        l2_midr(vcpu.vncr.get(crate::nested::vncr::VPIDR_EL2))
+    );
+    write_sysreg!(
+        "vmpidr_el2",
+        l2_mpidr(vcpu.vncr.get(crate::nested::vncr::VMPIDR_EL2))
+    );
 }
 
 /// The MPIDR_EL1 L1 reads on vCPU `index` (VMPIDR_EL2): affinity 0 =

@@ -14,12 +14,13 @@
 //!    4 KiB granule, VMID 5): L2 IPA 0x80000 -> the L2 payload page of this
 //!    image, 0x100000 -> A; 0x101000 left unmapped (demand-mapped);
 //! 4. programs VTCR_EL2, VTTBR_EL2, HCR_EL2 (RW, DC, VM), L2's VBAR_EL1
-//!    through VBAR_EL12 (a VNCR page store) and ERETs into L2 at 0x80000,
-//!    EL1h;
+//!    through VBAR_EL12 (a VNCR page store), VPIDR_EL2 and VMPIDR_EL2
+//!    (VNCR words) and ERETs into L2 at 0x80000, EL1h;
 //! 5. handles L2's exits at its lower-EL synchronous vector: `hvc #1` (L2
 //!    read A through 0x100000, and its VBAR_EL1 as L1 set it, which
-//!    VBAR_EL12 reads back from the VNCR page after the exit, and its
-//!    ID_AA64MMFR0_EL1, which must be L1's PARange), a stage-2 translation fault on 0x101000
+//!    VBAR_EL12 reads back from the VNCR page after the exit, its
+//!    MIDR_EL1 and MPIDR_EL1, which must be L1's VPIDR_EL2 and VMPIDR_EL2,
+//!    and its ID_AA64MMFR0_EL1, which must be L1's PARange), a stage-2 translation fault on 0x101000
 //!    (read from ESR_EL2, FAR_EL2, HPFAR_EL2; L1 maps it to B, TLBI
 //!    IPAS2E1IS + VMALLE1IS, ERETs back to the load), `hvc #2` (L2 read
 //!    B; L1 then remaps 0x100000 to C with break-before-make and TLBI
@@ -96,6 +97,11 @@ umbra_l1_image:
     // into a store to the VNCR page; L2 reports what it reads.
     UMBRA_L1_MOV64 x1, {l2_vbar}
     msr     s3_5_c12_c0_0, x1
+    // What L2's MIDR_EL1 and MPIDR_EL1 read (VNCR words; L2 reports them).
+    UMBRA_L1_MOV64 x1, {l2_midr}
+    msr     vpidr_el2, x1
+    UMBRA_L1_MOV64 x1, {l2_mpidr}
+    msr     vmpidr_el2, x1
     UMBRA_L1_PUTS umbra_l1_msg_enter
     UMBRA_L1_AT_L2_PAYLOAD
     mov     x1, #0
@@ -203,6 +209,19 @@ umbra_l1_hvc1:
     cmp     x11, x3
     b.ne    umbra_l1_fail
     UMBRA_L1_PUTS umbra_l1_msg_vbar
+    // L2's x7 and x8: its MIDR_EL1 and MPIDR_EL1, L1's VPIDR_EL2 and
+    // VMPIDR_EL2 (x6 is its vector's).
+    ldr     x11, [sp, #56]
+    UMBRA_L1_MOV64 x3, {l2_midr}
+    adr     x10, umbra_l1_msg_bad_midr
+    cmp     x11, x3
+    b.ne    umbra_l1_fail
+    ldr     x11, [sp, #64]
+    UMBRA_L1_MOV64 x3, {l2_mpidr}
+    adr     x10, umbra_l1_msg_bad_mpidr
+    cmp     x11, x3
+    b.ne    umbra_l1_fail
+    UMBRA_L1_PUTS umbra_l1_msg_ids
     // L2's x4: its ID_AA64MMFR0_EL1, which hv answers with what L1 is
     // shown (PARange 40 bits), not the host's.
     ldr     x11, [sp, #32]
@@ -312,6 +331,9 @@ umbra_l1_msg_remapped:  .asciz "L1: remapped L2 0x100000 from page A to page C (
 umbra_l1_msg_fault:     .asciz "L1: stage-2 fault from L2 at IPA "
 umbra_l1_msg_esr:       .asciz ", ESR_EL2 "
 umbra_l1_msg_mapped:    .asciz "L1: mapped L2 0x101000 to page B, TLBI IPAS2E1IS + VMALLE1IS, ERET to retry\n"
+umbra_l1_msg_ids:       .asciz "L1: L2 read its MIDR_EL1 and MPIDR_EL1 as L1's VPIDR_EL2 and VMPIDR_EL2 (the VNCR page)\n"
+umbra_l1_msg_bad_midr:  .asciz "L2's MIDR_EL1 is not L1's VPIDR_EL2: "
+umbra_l1_msg_bad_mpidr: .asciz "L2's MPIDR_EL1 is not L1's VMPIDR_EL2: "
 umbra_l1_msg_vbar:      .asciz "L1: L2 read its VBAR_EL1 as L1 set it through VBAR_EL12 (the VNCR page), and VBAR_EL12 reads it back after the exit\n"
 umbra_l1_msg_bad_vbar:  .asciz "L2's VBAR_EL1 is not what L1 wrote through VBAR_EL12: "
 umbra_l1_msg_bad_vbar12: .asciz "VBAR_EL12 does not read back L2's VBAR_EL1 after the exit: "
@@ -334,6 +356,8 @@ umbra_l1_msg_bad_fault: .asciz "unexpected stage-2 fault: "
 // reporting each with an HVC (the value in x2).
 .balign 4096
 umbra_l2_payload:
+    mrs     x7, midr_el1
+    mrs     x8, mpidr_el1
     mrs     x3, vbar_el1
     mrs     x4, s3_0_c0_c7_0
     mov     x5, #0
@@ -387,6 +411,8 @@ umbra_l1_image_end:
     vmid_shifted = const (L1_VMID_FOR_L2 << 48),
     putc = const super::nested::HVC_CONSOLE_PUTC,
     l2_vbar = const L2_VBAR,
+    l2_midr = const L2_MIDR,
+    l2_mpidr = const L2_MPIDR,
     l1_ram_bytes = const super::nested::L1_RAM_BYTES,
     vhcr_no_vm = const (L1_VIRTUAL_HCR & !1),
     l1_hole = const L1_HOLE,
@@ -406,6 +432,11 @@ pub const L1_VIRTUAL_HCR: u64 = (1 << 31) | (1 << 12) | 1;
 /// page at L2 IPA 0x80000 (L2 reads it back, and takes the external abort
 /// of its load from 0x102000 there).
 pub const L2_VBAR: u64 = 0x8_0800;
+/// L1's VPIDR_EL2 for L2 (not the host's MIDR_EL1 on any board hv runs on
+/// in the tests).
+pub const L2_MIDR: u64 = 0x411f_d401;
+/// L1's VMPIDR_EL2 for L2: Aff2 1, Aff1 2, Aff0 3, bit 31 (RES1).
+pub const L2_MPIDR: u64 = 0x8001_0203;
 /// An L1 IPA with nothing behind it (outside L1's RAM, below its 40-bit
 /// PARange), which L1 maps L2's IPA 0x102000 to.
 pub const L1_HOLE: u64 = 0x80_0000_0000 - 0x1000;

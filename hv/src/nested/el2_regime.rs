@@ -550,14 +550,19 @@ pub const fn tcr_el1_for_vhe_vel2(tcr: u64, features: &Stage1Features) -> u64 {
 pub const SCTLR_SPAN: u64 = 1 << 23;
 
 /// The hardware SCTLR_EL1 for a VHE L1's SCTLR_EL2 (E2H = 1: SCTLR_EL1's
-/// layout): as written, without EE (RES0: BigEnd 0 is shown, see
-/// [`SCTLR_EL2_CARRIED`]), with SPAN set: with {E2H, TGE} = {1, 0} an
-/// exception taken to EL2 leaves PSTATE.PAN alone, where the hardware's
-/// entry to EL1 would set it if SPAN were 0. (A limit: with TGE = 1, which
-/// L1 can set without a trap, an exception L1 takes from its EL2 to itself
-/// should set PAN when its SPAN is 0, and does not.)
-pub const fn sctlr_el1_for_vhe_vel2(sctlr: u64) -> u64 {
-    (sctlr | SCTLR_SPAN) & !SCTLR_EE
+/// layout) while its virtual {E2H, TGE} are {1, 1} (`host`) or not: as
+/// written, without EE (RES0: BigEnd 0 is shown, see
+/// [`SCTLR_EL2_CARRIED`]); SPAN as written in host mode, where an
+/// exception taken to EL2 sets PSTATE.PAN when SPAN is 0 (from L1's EL2
+/// and from its host EL0, as the hardware's entry to EL1 does), else set:
+/// with {E2H, TGE} = {1, 0} an exception taken to EL2 leaves PSTATE.PAN
+/// alone, where the hardware's entry to EL1 would set it if SPAN were 0.
+/// TGE changes without a trap (a VNCR word), so hv converts again at L1's
+/// next exit (`arch::nested::mmu::follow_host_mode`); until then the
+/// hardware's PAN on L1's own exceptions follows the previous mode.
+pub const fn sctlr_el1_for_vhe_vel2(sctlr: u64, host: bool) -> u64 {
+    let span = if host { sctlr & SCTLR_SPAN } else { SCTLR_SPAN };
+    ((sctlr & !SCTLR_SPAN) | span) & !SCTLR_EE
 }
 
 /// SCTLR_ELx.EE.
@@ -1115,9 +1120,15 @@ mod tests {
             let v = 1u64 << bit;
             // Every field as written but EE (RES0, review 34 R34-6).
             assert_eq!(
-                sctlr_el1_for_vhe_vel2(v),
+                sctlr_el1_for_vhe_vel2(v, false),
                 (v | SCTLR_SPAN) & !SCTLR_EE,
                 "bit {bit}"
+            );
+            // In host mode SPAN is L1's own too.
+            assert_eq!(
+                sctlr_el1_for_vhe_vel2(v, true),
+                v & !SCTLR_EE,
+                "bit {bit}, host mode"
             );
         }
         assert!(!VheRegime::RESET.mmu_on());
@@ -1154,6 +1165,7 @@ mod tests {
     #[test]
     fn sctlr_ee_never_reaches_the_hardware() {
         assert_eq!(sctlr_el1_for_vel2(SCTLR_EL2_RESET | SCTLR_EE) & SCTLR_EE, 0);
-        assert_eq!(sctlr_el1_for_vhe_vel2(SCTLR_EE) & SCTLR_EE, 0);
+        assert_eq!(sctlr_el1_for_vhe_vel2(SCTLR_EE, false) & SCTLR_EE, 0);
+        assert_eq!(sctlr_el1_for_vhe_vel2(SCTLR_EE, true) & SCTLR_EE, 0);
     }
 }

@@ -52,9 +52,12 @@ pub enum Origin {
 
 impl Origin {
     /// The origin of an exception L1 takes from its own code, from L1's
-    /// hardware PSTATE (SPSel in M\[0\]).
+    /// hardware PSTATE (SPSel in M\[0\]); from its host EL0 (its virtual
+    /// {E2H, TGE} = {1, 1}, [`EretTarget::L1HostEl0`]) a lower EL's.
     pub const fn of_l1(hardware_pstate: u64) -> Origin {
-        if hardware_pstate & 1 == 1 {
+        if el(hardware_pstate) == 0 {
+            Origin::LowerAarch64
+        } else if hardware_pstate & 1 == 1 {
             Origin::CurrentSpElx
         } else {
             Origin::CurrentSpEl0
@@ -181,7 +184,9 @@ pub enum EretTarget {
     /// an illegal return: then PSTATE.IL is set).
     Vel2 { pc: u64, pstate: u64 },
     /// To EL0 with L1's virtual HCR_EL2.TGE = 1: L1's own host userspace
-    /// in its EL2&0 regime, not L2 (hv does not run it yet).
+    /// in its EL2&0 regime, not L2: hv runs it at hardware EL0 on L1's
+    /// own regime (the hardware EL1&0 one), where its exceptions reach
+    /// L1's vector (VBAR_EL2 + 0x400, as from a lower EL) in hardware.
     L1HostEl0 { pc: u64, pstate: u64 },
 }
 

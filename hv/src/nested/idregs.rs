@@ -99,7 +99,12 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   treats L1's HCR_EL2.RW as 1), EL2 and EL3 as the host's (L1 sees
 ///   EL2), AMU 0, MPAM 0, RAS as the host's; the rest as the host's;
 /// - PFR1: GCS 0 (FEAT_GCS hidden: hv switches no GCS register between L1
-///   and L2 and runs both with HCRX_EL2.GCSEn 0, review 39 R39-2).
+///   and L2 and runs both with HCRX_EL2.GCSEn 0, review 39 R39-2);
+/// - DFR0: PMSVer, TraceFilt, TraceBuffer and BRBE 0 (FEAT_SPE, FEAT_TRF,
+///   FEAT_TRBE, FEAT_BRBE hidden): hv emulates none of their EL2 registers
+///   (PMSCR_EL2, TRFCR_EL2, BRBCR_EL2 are UNDEFINED for L1) and switches
+///   none of their EL1 ones between L1 and L2, and Linux's EL2 set-up
+///   writes PMSCR_EL2 and TRFCR_EL2 where they are shown.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
     match register {
         IdRegister::Mmfr0 => {
@@ -141,6 +146,12 @@ pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {
             with_field(v, 40, 0) // MPAM
         }
         IdRegister::Pfr1 => with_field(host, 44, 0), // GCS
+        IdRegister::Dfr0 => {
+            let v = with_field(host, 32, 0); // PMSVer: FEAT_SPE
+            let v = with_field(v, 40, 0); // TraceFilt: FEAT_TRF
+            let v = with_field(v, 44, 0); // TraceBuffer: FEAT_TRBE
+            with_field(v, 52, 0) // BRBE: FEAT_BRBE
+        }
         _ => host,
     }
 }
@@ -156,6 +167,25 @@ pub const fn shown_to_non_vhe_l1(register: IdRegister, host: u64) -> u64 {
         IdRegister::Mmfr1 => with_field(vhe, 8, 0),
         IdRegister::Mmfr4 => with_field(vhe, 24, 0),
         _ => vhe,
+    }
+}
+
+/// `shown` (what L1 would read for `register`) without FEAT_SVE and
+/// FEAT_SME: PFR0.SVE and PFR1.SME 0, ZFR0 and SMFR0 0 (so ZCR_EL2,
+/// SMCR_EL2 and their EL1 twins are UNDEFINED for L1, `nested::vector`).
+/// For a Linux L1 (`hv.nested=linux`): Linux 6.1's EL2 set-up on a CPU
+/// whose HCR_EL2.E2H is RES1 (as L1's is, [`shown_to_l1`]'s MMFR4.E2H0)
+/// writes CPTR_EL2 0x33ff in its E2H = 0 layout and then clears only that
+/// layout's TZ bit before writing ZCR_EL2; with E2H = 1 that value has
+/// ZEN 0b00, so the architecture traps its ZCR_EL2 write at its own EL2
+/// (an SVE trap it has no handler for yet: its EL2 stub vector takes it
+/// as a hypervisor call). Without SVE and SME shown it skips both.
+pub const fn without_sve_sme(register: IdRegister, shown: u64) -> u64 {
+    match register {
+        IdRegister::Pfr0 => with_field(shown, 32, 0), // SVE
+        IdRegister::Pfr1 => with_field(shown, 24, 0), // SME
+        IdRegister::Zfr0 | IdRegister::Smfr0 => 0,
+        _ => shown,
     }
 }
 

@@ -110,6 +110,28 @@ fn exception_from_l1_itself_uses_the_current_el_vectors() {
     assert_eq!(entry.pstate & IL, 0);
 }
 
+/// An exception hv gives L1 while its host EL0 runs (virtual E2H = TGE =
+/// 1, hardware EL0) is taken from a lower EL: VBAR_EL2 + 0x400, SPSR_EL2
+/// the EL0 PSTATE as it was.
+#[test]
+fn exception_from_l1s_host_el0_uses_the_lower_el_vector() {
+    let el0 = EL0T | (1 << 29);
+    assert_eq!(Origin::of_l1(el0), Origin::LowerAarch64);
+    let target = Vel2Target {
+        host: true,
+        ..Vel2Target::default()
+    };
+    let entry = exception_to_vel2(0x4000_0800, Origin::of_l1(el0), 0x40_1000, el0, target);
+    assert_eq!(entry.pc, 0x4000_0c00);
+    assert_eq!(entry.spsr, el0);
+    assert_eq!(entry.elr, 0x40_1000);
+    assert_eq!(
+        entry.pstate & 0xf,
+        EL1H,
+        "L1's vector runs at its EL2h (hardware EL1h)"
+    );
+}
+
 /// Review 34 R34-7: the entry to L1's virtual EL2 sets SSBS from
 /// SCTLR_EL2.DSSBS, ALLINT from NOT SCTLR_EL2.SPINTMASK, TCO with MTE, PAN
 /// only in host mode, EXLOCK only from L1 itself; it was EL2h | DAIF and
@@ -819,4 +841,68 @@ fn the_summary_checks_one_worker_per_vcpu() {
         s.workers_verdict(1).is_err(),
         "one vCPU: two workers at most"
     );
+}
+
+#[test]
+fn a_linux_l1_is_shown_no_sve_or_sme() {
+    // `-cpu max`-like host values: SVE 1 in PFR0, SME 2 in PFR1 (with BT
+    // and SSBS beside it), nonzero ZFR0 and SMFR0.
+    let pfr0 = 0x1201_1111_1111_2222_u64;
+    let pfr1 = 0x0000_0000_0200_0121_u64;
+    let shown_pfr0 = without_sve_sme(IdRegister::Pfr0, shown_to_l1(IdRegister::Pfr0, pfr0));
+    assert_eq!((shown_pfr0 >> 32) & 0xf, 0, "PFR0.SVE");
+    assert_eq!(
+        shown_pfr0 & !(0xf << 32),
+        shown_to_l1(IdRegister::Pfr0, pfr0) & !(0xf << 32),
+        "the rest of PFR0 as any L1 is shown it"
+    );
+    let shown_pfr1 = without_sve_sme(IdRegister::Pfr1, shown_to_l1(IdRegister::Pfr1, pfr1));
+    assert_eq!(shown_pfr1, 0x121, "PFR1: SME 0, BT and SSBS kept");
+    assert_eq!(without_sve_sme(IdRegister::Zfr0, 0x0110_0110_0011_0011), 0);
+    assert_eq!(without_sve_sme(IdRegister::Smfr0, 0x8ff3_0000_0000_0000), 0);
+    for other in [
+        IdRegister::Mmfr0,
+        IdRegister::Mmfr4,
+        IdRegister::Isar0,
+        IdRegister::Dfr0,
+    ] {
+        assert_eq!(
+            without_sve_sme(other, 0x1234_5678_9abc_def0),
+            0x1234_5678_9abc_def0
+        );
+    }
+}
+
+#[test]
+fn l2_reads_l1s_vpidr_and_vmpidr_fields_only() {
+    assert_eq!(l2_midr(0x410f_d0c1), 0x410f_d0c1);
+    assert_eq!(l2_midr(0xdead_beef_410f_d0c1), 0x410f_d0c1, "[63:32] RES0");
+    // Aff3, U, MT and Aff2..0 kept, bit 31 RES1, the rest RES0.
+    assert_eq!(l2_mpidr(0x12_4112_3456), 0x12_c112_3456);
+    assert_eq!(l2_mpidr(0), 1 << 31);
+    assert_eq!(l2_mpidr(u64::MAX), 0xff_c1ff_ffff);
+}
+
+#[test]
+fn spe_trf_trbe_and_brbe_are_hidden_from_l1() {
+    // DebugVer 9, TraceVer 1, PMUVer 8, BRPs 5, WRPs 3, CTX_CMPs 1,
+    // PMSVer 3, DoubleLock 0xf, TraceFilt 1, TraceBuffer 1, MTPMU 1,
+    // BRBE 1, HPMN0 1.
+    let host = 0x1011_1111_f300_5519_u64 | 0xf << 36;
+    let shown = shown_to_l1(IdRegister::Dfr0, host);
+    for (shift, what) in [
+        (32, "PMSVer"),
+        (40, "TraceFilt"),
+        (44, "TraceBuffer"),
+        (52, "BRBE"),
+    ] {
+        assert_eq!((shown >> shift) & 0xf, 0, "{what}");
+    }
+    let kept = !(0xf_u64 << 32 | 0xf << 40 | 0xf << 44 | 0xf << 52);
+    assert_eq!(
+        shown & kept,
+        host & kept,
+        "the PMU, debug and trace fields as the host's"
+    );
+    assert_eq!(shown_to_non_vhe_l1(IdRegister::Dfr0, host), shown);
 }

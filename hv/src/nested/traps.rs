@@ -162,7 +162,8 @@ pub struct CptrTraps {
 
 /// An enable field (FPEN, ZEN, SMEN) of the E2H = 1 layout: 0bx0 traps at
 /// EL0, EL1 and EL2; 0b01 traps only EL0 with TGE = 1 (L2 runs with TGE =
-/// 0, and L1's own EL0 is not run); 0b11 traps nothing.
+/// 0; L1's own host EL0 gets it through the hardware CPACR_EL1,
+/// `L1TrapControls::l1_hardware_cpacr`); 0b11 traps nothing.
 const fn enable_traps(value: u64, mask: u64) -> bool {
     let low = mask & (mask >> 1);
     value & low == 0
@@ -286,25 +287,39 @@ impl L1TrapControls {
 
     /// The hardware CPACR_EL1 while L1 runs (its code runs at hardware
     /// EL1, where CPACR_EL1 decides): FPEN, ZEN, SMEN 0b00 where L1's
-    /// CPTR_EL2 traps that at EL2, else 0b11; TTA as L1's. The hardware
-    /// then takes L1's trapped instruction to hardware EL1, L1's virtual
-    /// EL2, with the EC the architecture gives at EL2.
+    /// CPTR_EL2 traps that at EL2, 0b01 where L1's E2H = 1 field is 0b01
+    /// (trap EL0 only: at hardware EL1 that is L1's host EL0, which hv
+    /// runs at hardware EL0 when L1's {E2H, TGE} = {1, 1}, and which the
+    /// architecture traps exactly then), else 0b11; TTA as L1's. The
+    /// hardware then takes L1's trapped instruction to hardware EL1, L1's
+    /// virtual EL2, with the EC the architecture gives at EL2.
     pub const fn l1_hardware_cpacr(&self) -> u64 {
         let t = self.cptr_traps_at_el2();
         let mut cpacr = 0;
         if !t.fp {
-            cpacr |= cptr::VHE_FPEN;
+            cpacr |= self.untrapped_at_el2(cptr::VHE_FPEN);
         }
         if !t.sve {
-            cpacr |= cptr::VHE_ZEN;
+            cpacr |= self.untrapped_at_el2(cptr::VHE_ZEN);
         }
         if !t.sme {
-            cpacr |= cptr::VHE_SMEN;
+            cpacr |= self.untrapped_at_el2(cptr::VHE_SMEN);
         }
         if t.trace {
             cpacr |= cptr::VHE_TTA;
         }
         cpacr
+    }
+
+    /// The hardware CPACR_EL1 enable field `mask` (FPEN, ZEN, SMEN) for
+    /// one L1's CPTR_EL2 does not trap at EL2: 0b01 (EL0 only) where L1's
+    /// E2H = 1 field is 0b01, else 0b11.
+    const fn untrapped_at_el2(&self, mask: u64) -> u64 {
+        let el0_only = mask & (mask >> 1);
+        match self.layout {
+            CptrLayout::Vhe if self.cptr & mask == el0_only => el0_only,
+            _ => mask,
+        }
     }
 
     /// The MDCR_EL2 value L1's write of `value` leaves: the fields L1 has
@@ -510,6 +525,15 @@ pub const fn hcrx_disabled_register(access: &SysRegAccess) -> bool {
 /// CPACR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 2).
 pub const fn is_cpacr_el1(access: &SysRegAccess) -> bool {
     access.op0 == 3 && access.op1 == 0 && access.crn == 1 && access.crm == 0 && access.op2 == 2
+}
+
+/// HACR_EL2 (op0 3, op1 4, CRn 1, CRm 1, op2 7): IMPLEMENTATION DEFINED
+/// trap controls, present wherever EL2 is. hv, as the implementation L1
+/// runs on, defines none, so every bit is RES0 for L1: its reads return 0
+/// and its writes are ignored (L1 traps with NV and hv answers; there is
+/// no VNCR slot).
+pub const fn is_hacr_el2(access: &SysRegAccess) -> bool {
+    access.op0 == 3 && access.op1 == 4 && access.crn == 1 && access.crm == 1 && access.op2 == 7
 }
 
 /// CPTR_EL2 (op0 3, op1 4, CRn 1, CRm 1, op2 2) and MDCR_EL2 (op2 1).
@@ -737,6 +761,14 @@ mod tests {
             assert!(!c.cptr_traps_for_l2().sve);
             let cpacr = c.l1_hardware_cpacr();
             assert_eq!(cpacr & cptr::VHE_FPEN == 0, traps);
+            // 0b01 stays 0b01 in the hardware: L1's host EL0 (run at
+            // hardware EL0) traps to L1, its EL2 (hardware EL1) does not.
+            if fpen == 0b01 {
+                assert_eq!(cpacr & cptr::VHE_FPEN, 0b01 << 20);
+            }
+            if fpen == 0b11 {
+                assert_eq!(cpacr & cptr::VHE_FPEN, cptr::VHE_FPEN);
+            }
             assert_eq!(l2_hardware_cptr(HV_CPTR, &c) & cptr::NVHE_TFP != 0, traps);
         }
         let c = controls(
@@ -969,5 +1001,11 @@ mod tests {
         assert!(!hcrx_disabled_register(&access(0, 2, 5, 3)));
         assert!(!hcrx_disabled_register(&access(3, 2, 5, 0)));
         assert!(!hcrx_disabled_register(&access(5, 2, 5, 0)), "GCSCR_EL12");
+        // HACR_EL2 and nothing beside it.
+        assert!(is_hacr_el2(&access(4, 1, 1, 7)));
+        assert!(!is_hacr_el2(&access(4, 1, 1, 2)), "CPTR_EL2");
+        assert!(!is_hacr_el2(&access(4, 1, 1, 3)), "HSTR_EL2");
+        assert!(!is_hacr_el2(&access(0, 1, 1, 7)));
+        assert!(!is_cptr_el2(&access(4, 1, 1, 7)) && !is_mdcr_el2(&access(4, 1, 1, 7)));
     }
 }

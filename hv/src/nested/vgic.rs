@@ -20,10 +20,11 @@
 //!
 //! Choices where L1's input is not a plain virtual interrupt:
 //! - An LR with HW = 1 names a physical interrupt of L1 (pINTID) that its
-//!   deactivation deactivates. L1 has no physical interrupts in this
-//!   demo (hv emulates no distributor for it), so no pINTID is ever
-//!   active for L1, and deactivating an interrupt that is not active has
-//!   no effect. hv loads the entry as a software one (HW = 0, EOI = 0,
+//!   deactivation deactivates. hv does not link that deactivation to
+//!   L1's interrupts (`nested::gic` keeps no active state for what it
+//!   listed: it lives in L1's own list registers), so L2's deactivation
+//!   leaves L1's pINTID as it was (a limit: KVM as L1 maps its guest's
+//!   timer this way). hv loads the entry as a software one (HW = 0, EOI = 0,
 //!   no pINTID: it must never name one of hv's own interrupts to the
 //!   hardware, which would deactivate it) and writes back only its
 //!   State, so L1 reads back HW = 1 and its pINTID.

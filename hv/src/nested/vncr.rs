@@ -21,6 +21,25 @@ pub const VPIDR_EL2: usize = 0x088;
 pub const TPIDR_EL2: usize = 0x090;
 pub const HCRX_EL2: usize = 0x0a0;
 
+/// VPIDR_EL2's fields: MIDR_EL1's layout in \[31:0\], \[63:32\] RES0.
+const VPIDR_FIELDS: u64 = 0xffff_ffff;
+/// VMPIDR_EL2's fields: Aff3 \[39:32\], U \[30\], MT \[24\], Aff2, Aff1,
+/// Aff0 \[23:0\]; bit 31 is RES1, the rest RES0.
+const VMPIDR_FIELDS: u64 = 0xff_0000_0000 | 1 << 30 | 1 << 24 | 0xff_ffff;
+const VMPIDR_RES1: u64 = 1 << 31;
+
+/// What L2's MIDR_EL1 reads return for the VPIDR_EL2 word L1 left
+/// (`word`: L1 stores it without a trap, so any value): its fields.
+pub const fn l2_midr(word: u64) -> u64 {
+    word & VPIDR_FIELDS
+}
+
+/// What L2's MPIDR_EL1 reads return for the VMPIDR_EL2 word L1 left: its
+/// fields, bit 31 (RES1) set.
+pub const fn l2_mpidr(word: u64) -> u64 {
+    (word & VMPIDR_FIELDS) | VMPIDR_RES1
+}
+
 /// L2's ZCR_EL1 (FEAT_SVE) and SMCR_EL1 (FEAT_SME): a VHE L1's ZCR_EL12
 /// and SMCR_EL12, a non-VHE L1's ZCR_EL1 and SMCR_EL1. Swapped with the
 /// hardware only where the host has the feature (an access to them is

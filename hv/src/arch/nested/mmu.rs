@@ -62,7 +62,12 @@ pub(super) fn load_l1_regime(nested: &Nested, regime: &NonVheRegime) {
             "tcr_el1",
             tcr_el1_for_vhe_vel2(VheRegime::RESET.tcr, &nested.stage1)
         );
-        write_sysreg!("sctlr_el1", sctlr_el1_for_vhe_vel2(VheRegime::RESET.sctlr));
+        // Out of reset L1's virtual HCR_EL2.TGE is 0 (the VNCR page is
+        // zeroed): not host mode.
+        write_sysreg!(
+            "sctlr_el1",
+            sctlr_el1_for_vhe_vel2(VheRegime::RESET.sctlr, false)
+        );
         cpu::isb();
         return;
     }
@@ -113,6 +118,35 @@ fn follow_dc(nested: &Nested, vcpu: &Vcpu) {
             options(nostack, preserves_flags)
         )
     };
+}
+
+/// Whether a VHE L1's virtual HCR_EL2.{E2H, TGE} are {1, 1} (its EL2 in
+/// host mode).
+fn in_host_mode(vcpu: &Vcpu) -> bool {
+    let host = super::hcr::E2H | super::hcr::TGE;
+    vcpu.vncr.hcr() & host == host
+}
+
+/// At an exit of a VHE L1 (its hardware EL1 registers are its own): the
+/// hardware SCTLR_EL1 converted again if L1 entered or left host mode
+/// since the last conversion (its TGE is a VNCR word, written without a
+/// trap), so that PAN on exceptions from its host EL0 and its EL2 follows
+/// its SCTLR_EL2.SPAN as the architecture has it there
+/// (`sctlr_el1_for_vhe_vel2`).
+pub(super) fn follow_host_mode(nested: &Nested, vcpu: &mut Vcpu) {
+    if nested.mode != L1Vel2Mode::Vhe {
+        return;
+    }
+    // `host-el0-no-span`: converted as if never in host mode.
+    let host = in_host_mode(vcpu) && !nested.ignore_host_span;
+    if host != vcpu.host_mode {
+        vcpu.host_mode = host;
+        write_sysreg!(
+            "sctlr_el1",
+            sctlr_el1_for_vhe_vel2(vcpu.vhe_regime.sctlr, host)
+        );
+        cpu::isb();
+    }
 }
 
 /// A non-VHE L1's trapped MRS/MSR with op0 3, op1 4: its EL2 stage-1
@@ -219,7 +253,8 @@ pub(super) fn vhe_el2_regime_access(
             (1, 0, 0) => {
                 let was_on = vcpu.vhe_regime.mmu_on();
                 vcpu.vhe_regime.sctlr = value;
-                write_sysreg!("sctlr_el1", sctlr_el1_for_vhe_vel2(value));
+                vcpu.host_mode = in_host_mode(vcpu) && !nested.ignore_host_span;
+                write_sysreg!("sctlr_el1", sctlr_el1_for_vhe_vel2(value, vcpu.host_mode));
                 if vcpu.vhe_regime.mmu_on() != was_on {
                     follow_dc(nested, vcpu);
                 }

@@ -48,6 +48,9 @@ pub(super) enum TrapDefect {
     /// L1's MDCR_EL2.HPME is given to L2's hardware MDCR_EL2 (review 39
     /// R39-1's hv: L1's EL2 counters count hv's handling of L2's exits).
     HpmeForL2,
+    /// An E2H = 1 enable field L1 sets to 0b01 (trap EL0 only) reaches the
+    /// hardware CPACR_EL1 as 0b11: L1's host EL0 is never trapped.
+    NoHostEl0Trap,
 }
 
 /// What the trap controls need, fixed at set-up.
@@ -141,10 +144,11 @@ pub(super) fn l1_exited(vcpu: &Vcpu) {
 /// in the hardware EL1 registers: L1's shown features (no GCS), its
 /// SCTLR_EL2's DSSBS and SPINTMASK (the hardware SCTLR_EL1 carries them
 /// for both kinds of L1, `el2_regime`), its SPAN as a VHE L1 wrote it (the
-/// hardware's is forced 1) and its host mode (virtual HCR_EL2.E2H = TGE =
-/// 1; review 39 R39-4): hv's injected entries set PAN as the pseudocode
-/// does. The entries the hardware takes to L1 itself still leave PAN
-/// alone in host mode (`el2_regime::sctlr_el1_for_vhe_vel2`'s limit).
+/// hardware's is L1's only in host mode) and its host mode (virtual
+/// HCR_EL2.E2H = TGE = 1; review 39 R39-4): hv's injected entries set PAN
+/// as the pseudocode does. The entries the hardware takes to L1 itself
+/// follow the hardware SPAN, converted again at L1's exits
+/// (`el2_regime::sctlr_el1_for_vhe_vel2`, `mmu::follow_host_mode`).
 pub(super) fn vel2_target(nested: &Nested, vcpu: &Vcpu) -> Vel2Target {
     let el1 = el1_target(nested);
     let l1_sctlr_el2 = match nested.mode {
@@ -223,7 +227,16 @@ pub(super) fn l1_access(
                 TrapDefect::NoCptrAtEl2 => nested.traps.reset(),
                 _ => vcpu.traps,
             };
-            write_sysreg!("cpacr_el1", applied.l1_hardware_cpacr());
+            let cpacr = match nested.traps.defect {
+                // FPEN, ZEN, SMEN 0b01 made 0b11 (0b00 stays 0b00).
+                TrapDefect::NoHostEl0Trap => {
+                    let el0_only =
+                        applied.l1_hardware_cpacr() & (0b01 << 20 | 0b01 << 16 | 0b01 << 24);
+                    applied.l1_hardware_cpacr() | el0_only << 1
+                }
+                _ => applied.l1_hardware_cpacr(),
+            };
+            write_sysreg!("cpacr_el1", cpacr);
             super::cpu::isb();
         }
         (_, true) => frame.set_reg(access.rt, vcpu.traps.mdcr),

@@ -786,6 +786,67 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L2 run with L1's own VPIDR_EL2 and VMPIDR_EL2: its MIDR_EL1 is not
+    // the one L1 set for it.
+    Case {
+        hv_args: "hv.nested=demo-no-vpidr",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2's MIDR_EL1 is not L1's VPIDR_EL2: 0x00000000000f0510",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // A VHE L1 in host mode (E2H = TGE = 1) runs its own EL0, as Linux
+    // runs its user space: its EL0-only FP trap (CPTR_EL2.FPEN 0b01),
+    // PAN set on entry by SCTLR_EL2.SPAN 0, its SVC at its vector.
+    Case {
+        hv_args: "hv.nested=host-el0",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS host-el0 el0-fp-trap=ok svc=ok pan=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its twins: FPEN 0b01 given to the hardware as 0b11 (EL0's FP runs,
+    // its SVC comes first), SPAN kept 1 (PAN clear on entry).
+    Case {
+        hv_args: "hv.nested=host-el0-no-el0-fp-trap",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's host EL0 FP/SIMD instruction did not trap to L1 as FPEN 0b01 asks (the first exception from EL0 has ESR_EL2) 0x0000000056000042",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=host-el0-no-span",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: PSTATE.PAN is not set on entry from EL0 (SCTLR_EL2.SPAN 0 in host mode): 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Linux as L1: the guest bundle's kernel entered at virtual EL2 (x0 =
+    // its device tree, MMU off) runs its EL2 set-up, stays at EL2 as a
+    // VHE kernel, probes L1's distributor and redistributor, initialises
+    // KVM, and runs its user space in host mode (E2H = TGE = 1), whose
+    // init prints the marker and powers off (hv/README.md, "Linux as
+    // L1"). One vCPU.
+    Case {
+        hv_args: "hv.nested=linux",
+        expect: Expect::Marker { cpus: 1 },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its twin: L1 shown SVE and SME, Linux 6.1 traps its own ZCR_EL2
+    // write at EL2 (its CPTR_EL2 in the E2H = 0 layout) and never gets
+    // to its console; hv's watchdog ends the run.
+    Case {
+        hv_args: "hv.nested=linux-no-sve-hiding",
+        expect: Expect::Ends {
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            status: 1,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // L1's generic timers: its EL2 physical and virtual timers' PPIs at
     // virtual EL2 (also one expiring while L2 runs, and one re-armed and
     // EOId without a trap), L2's virtual timer expiring while L1 spins
