@@ -810,7 +810,7 @@ pub struct Options {
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
-    /// `hv.probe=walk-abort|gic-active|spi-view|spi-view-no-view`: run one of hv's built-in EL1
+    /// `hv.probe=walk-abort|gic-active|spi-view|spi-view-no-view|spi-view-no-set-pending`: run one of hv's built-in EL1
     /// probes instead of the bundle's kernel (see `Probe`).
     pub probe: Option<Probe>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
@@ -835,6 +835,10 @@ pub enum Probe {
     /// `spi-view-no-view`: the same with hv reading such an SPI in its
     /// physical state (it asks no holder): the probe must fail.
     SpiViewNoView,
+    /// `spi-view-no-set-pending`: the same with hv forwarding a
+    /// GICD_ISPENDR<n> write of an SPI another vCPU holds pending (review
+    /// 44 R44-4): the probe must fail (delivered twice).
+    SpiViewNoSetPending,
 }
 
 /// A self-test hv runs instead of a guest (`hv.selftest=`).
@@ -1130,6 +1134,9 @@ impl Options {
                 "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
                 "hv.probe=spi-view" => options.probe = Some(Probe::SpiView),
                 "hv.probe=spi-view-no-view" => options.probe = Some(Probe::SpiViewNoView),
+                "hv.probe=spi-view-no-set-pending" => {
+                    options.probe = Some(Probe::SpiViewNoSetPending)
+                }
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
@@ -1489,6 +1496,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.probe=spi-view-no-view").map(|o| o.probe),
             Ok(Some(Probe::SpiViewNoView))
+        );
+        assert_eq!(
+            Options::parse("hv.probe=spi-view-no-set-pending").map(|o| o.probe),
+            Ok(Some(Probe::SpiViewNoSetPending))
         );
         assert_eq!(Options::parse("hv.probe=other"), Err("hv.probe=other"));
         assert_eq!(

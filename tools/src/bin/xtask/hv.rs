@@ -1216,11 +1216,13 @@ const MATRIX: &[Case] = &[
     // reads inactive, as Linux's synchronize_irq does, and must see it
     // pending and not active (review 41 R41-1), then through
     // GICD_ICACTIVER3 (no effect), GICD_ICPENDR3 (withdrawn), vCPU 1's
-    // acknowledgement (active) and EOI (neither).
+    // acknowledgement (active) and EOI (neither); then GICD_ISPENDR3
+    // while vCPU 1 has it pending (review 44 R44-4): no effect, delivered
+    // once.
     Case {
         hv_args: "hv.probe=spi-view",
         expect: Expect::Ends {
-            line: "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither",
+            line: "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither; GICD_ISPENDR3 while pending there: no effect, delivered once",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -1231,6 +1233,17 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.probe=spi-view-no-view",
         expect: Expect::Ends {
             line: "UMBRA-SPI-VIEW-FAIL step 4 value 00000010",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode for R44-4: hv forwards a GICD_ISPENDR<n> write of
+    // an SPI another vCPU holds pending (as before), which is delivered a
+    // second time after vCPU 1's EOI.
+    Case {
+        hv_args: "hv.probe=spi-view-no-set-pending",
+        expect: Expect::Ends {
+            line: "UMBRA-SPI-VIEW-FAIL step 10 value 00000009",
             status: 2,
         },
         ..boot(MAX, 2, "512M")
