@@ -1029,7 +1029,6 @@ pub fn begin_spi_read(
         (unplaced, requested)
     };
     if matches!(op, SetClear::ActiveSet | SetClear::ActiveClear) {
-        let first = spi_word_first(w);
         let physical_active = hw.read(distributor + GICD_ISACTIVER + first as u64 / 8, 4) as u32;
         let (unplaced, requested) = posted(access.running());
         let here = held.held_spis(SetClear::ActiveSet, first);
@@ -3537,6 +3536,25 @@ mod tests {
     /// Hardware that must not be touched.
     struct NoHardware;
 
+    /// A CPU_OFF's release of `sgis`'s vCPU on `cpu`, no other vCPU and
+    /// nothing to forward to the distributor.
+    fn release_alone(
+        cpu: &mut ModelCpu,
+        sgis: &VirtualSgis,
+        backlog: &mut Backlog,
+        count: ListRegisterCount,
+    ) {
+        release_list_registers(
+            cpu,
+            sgis,
+            &SpiHolders::new(),
+            backlog,
+            count,
+            0x0800_0000,
+            &mut NoHardware,
+        );
+    }
+
     impl GicHardware for NoHardware {
         fn read(&mut self, address: u64, _size: u64) -> u64 {
             panic!("read of {address:#x} reached the hardware");
@@ -4110,15 +4128,7 @@ mod tests {
         // PPI 22 and SGI 4 made active by the guest, not yet placed.
         let sgis = VirtualSgis::new();
         sgis.set_active(1 << 22 | 1 << 4);
-        release_list_registers(
-            &mut cpu,
-            &sgis,
-            &SpiHolders::new(),
-            &mut backlog,
-            count,
-            0x0800_0000,
-            &mut NoHardware,
-        );
+        release_alone(&mut cpu, &sgis, &mut backlog, count);
         assert_eq!(cpu.lrs.lrs, [0; 4]);
         assert!(cpu.active.is_empty() && backlog.is_empty());
         assert_eq!(sgis.unplaced_active(), 0);
@@ -5190,15 +5200,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(
-            &mut cpu,
-            &sgis,
-            &SpiHolders::new(),
-            &mut backlog,
-            count,
-            0x0800_0000,
-            &mut NoHardware,
-        );
+        release_alone(&mut cpu, &sgis, &mut backlog, count);
         assert!(cpu.active.is_empty());
     }
 
@@ -5314,15 +5316,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(
-            &mut off,
-            &sgis,
-            &SpiHolders::new(),
-            &mut Backlog::new(),
-            count,
-            0x0800_0000,
-            &mut NoHardware,
-        );
+        release_alone(&mut off, &sgis, &mut Backlog::new(), count);
         assert!(off.active.is_empty());
         // The guest deactivates, acknowledges, EOIs.
         cpu.lrs.lrs[0] = lr & !(0b11 << 62);

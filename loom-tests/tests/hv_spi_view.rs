@@ -20,11 +20,11 @@
 //! does (`vgic::ask_spi_views`, review 44 R44-3).
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, SpiHolders, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiHolders, VirtualSgis};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{refill, ActiveSpi, FakeCpu, NothingActive};
+use loom_tests::hv_gic::{access_of, refill, ActiveSpi, FakeCpu, NothingActive};
 
 const SPI: u32 = 40;
 const GICD: u64 = 0x0800_0000;
@@ -119,29 +119,8 @@ fn an_spi_pending_on_another_vcpu_reads_pending() {
             })
         };
         // vCPU 0 reads GICD_ISPENDR1, asking vCPU 1, as `arch::gic` does.
-        let (vcpus, holders, _) = &*shared;
-        let access = SpiAccess {
-            writer: 0,
-            vcpus,
-            holders,
-            is_on: |_| true,
-            lines: 1020,
-            route: |_| None,
-        };
-        let mut cpu = FakeCpu::new([0; 2], NothingActive);
-        let mut backlog = Backlog::new();
-        let mut read = vgic::begin_spi_read(
-            vgic::SetClear::PendingSet,
-            32,
-            GICD + ISPENDR1,
-            4,
-            &access,
-            &mut Held {
-                cpu: &mut cpu,
-                backlog: &mut backlog,
-            },
-            &mut Distributor(spi.clone()),
-        );
+        let vcpus = &shared.0;
+        let mut read = begin_read(&shared, ISPENDR1);
         assert_eq!(read.holders(), 1 << 1, "vCPU 1 is asked");
         ask(vcpus, &mut read, &spi, || {
             // (The DSB and the kick SGI.)
@@ -150,6 +129,27 @@ fn an_spi_pending_on_another_vcpu_reads_pending() {
         assert_eq!(read.value(), 1 << (SPI - 32), "pending, as vCPU 1 has it");
         holder.join().unwrap();
     });
+}
+
+/// vCPU 0's read of the distributor register at `offset` begins, its CPU
+/// holding nothing (`vgic::begin_spi_read`).
+fn begin_read(shared: &Shared, offset: u64) -> vgic::SpiRead {
+    let (vcpus, holders, spi) = &**shared;
+    let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
+        unreachable!("an SPI register");
+    };
+    vgic::begin_spi_read(
+        op,
+        first,
+        GICD + offset,
+        4,
+        &access_of(0, vcpus, holders),
+        &mut Held {
+            cpu: &mut FakeCpu::new([0; 2], NothingActive),
+            backlog: &mut Backlog::new(),
+        },
+        &mut Distributor(spi.clone()),
+    )
 }
 
 /// vCPU 0 asks the holders `read` names (`vgic::ask_spi_views`, as
@@ -210,33 +210,8 @@ fn acknowledged_during_a_read(offset: u64, expected: u64) {
                 }
             })
         };
-        let (vcpus, holders, _) = &*shared;
-        let access = SpiAccess {
-            writer: 0,
-            vcpus,
-            holders,
-            is_on: |_| true,
-            lines: 1020,
-            route: |_| None,
-        };
-        let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
-            unreachable!("an SPI register");
-        };
-        let mut cpu = FakeCpu::new([0; 2], NothingActive);
-        let mut backlog = Backlog::new();
-        let mut read = vgic::begin_spi_read(
-            op,
-            first,
-            GICD + offset,
-            4,
-            &access,
-            &mut Held {
-                cpu: &mut cpu,
-                backlog: &mut backlog,
-            },
-            &mut Distributor(spi.clone()),
-        );
-        ask(vcpus, &mut read, &spi, || {});
+        let mut read = begin_read(&shared, offset);
+        ask(&shared.0, &mut read, &spi, || {});
         assert_eq!(read.value(), expected, "{offset:#x}");
         done.store(true, Ordering::Release);
         holder.join().unwrap();

@@ -11,11 +11,11 @@
 //! applied by the time the write ends.
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, SpiHolders, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiHolders, VirtualSgis};
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{ActiveSpi, FakeCpu};
+use loom_tests::hv_gic::{access_of, ActiveSpi, FakeCpu};
 
 const GICD: u64 = 0x0800_0000;
 const RD: u64 = 0x080a_0000;
@@ -71,14 +71,7 @@ fn reader(
 ) -> (Option<(u32, u32)>, u64) {
     let (vcpus, holders, spis) = &*shared;
     let other = 1 - me;
-    let access = SpiAccess {
-        writer: me,
-        vcpus,
-        holders,
-        is_on: |_| true,
-        lines: 1020,
-        route: |_| None,
-    };
+    let access = access_of(me, vcpus, holders);
     let mut read = vgic::begin_spi_read(
         vgic::SetClear::PendingSet,
         32,
@@ -254,14 +247,7 @@ fn write_answered_from_the_holders_wait(offset: u64, applied: fn(&ActiveSpi)) {
             })
         };
         let (vcpus, holders) = &*shared;
-        let access = SpiAccess {
-            writer: 0,
-            vcpus,
-            holders,
-            is_on: |_| true,
-            lines: 1020,
-            route: |_| None,
-        };
+        let access = access_of(0, vcpus, holders);
         let mut cpu = FakeCpu::new([0; 2], loom_tests::hv_gic::NothingActive);
         let mut backlog = Backlog::new();
         let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
