@@ -1191,12 +1191,7 @@ pub fn release_list_registers(
         let (unplaced, pending_sets) = sgis.spis.take_word(w).unwrap_or_default();
         let first = spi_word_first(w);
         if pending_sets != 0 {
-            let pending_here = Held {
-                cpu: &mut *cpu,
-                backlog: &mut *backlog,
-            }
-            .held_spis(SetClear::PendingSet, first)
-            .in_state;
+            let pending_here = held_spis_on(cpu, backlog, SetClear::PendingSet, first).in_state;
             *forward = pending_sets & !pending_here;
         }
         for intid in (0..32u32)
@@ -1947,6 +1942,16 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
     }
 }
 
+/// `HeldInterrupts::held_spis` of this CPU's list registers and backlog.
+fn held_spis_on(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+    op: SetClear,
+    first: u32,
+) -> HeldPpis {
+    Held { cpu, backlog }.held_spis(op, first)
+}
+
 /// The list-register state bit a read of a set/clear register shows:
 /// pending for the pending registers, active for the active ones; None
 /// for the enable registers.
@@ -2089,12 +2094,7 @@ fn apply_spi_requests(
         // was stale: this vCPU's guest had ended it).
         let activate = sgis.spis.activate_requests[w].swap(0, Ordering::AcqRel);
         if activate != 0 {
-            let here = Held {
-                cpu: &mut *cpu,
-                backlog: &mut *backlog,
-            }
-            .held_spis(SetClear::ActiveSet, first)
-            .held;
+            let here = held_spis_on(cpu, backlog, SetClear::ActiveSet, first).held;
             sgis.spis.set_active(w, activate & here);
         }
     }
@@ -2135,12 +2135,7 @@ fn apply_pending_sets(
             continue;
         }
         let first = spi_word_first(w);
-        let pending_here = Held {
-            cpu: &mut *cpu,
-            backlog: &mut *backlog,
-        }
-        .held_spis(SetClear::PendingSet, first)
-        .in_state;
+        let pending_here = held_spis_on(cpu, backlog, SetClear::PendingSet, first).in_state;
         let forward = bits & !pending_here;
         if forward != 0 {
             forward_completed(hw, distributor + GICD_ISPENDR + first as u64 / 8, forward);

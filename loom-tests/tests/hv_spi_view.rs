@@ -78,12 +78,7 @@ fn publish(
 #[test]
 fn an_spi_pending_on_another_vcpu_reads_pending() {
     loom::model(|| {
-        let spi = Arc::new(ActiveSpi::new(SPI));
-        let shared: Shared = Arc::new((
-            [VirtualSgis::new(), VirtualSgis::new()],
-            SpiHolders::new(),
-            spi.clone(),
-        ));
+        let (spi, shared) = machine();
         // vCPU 1's CPU acknowledges the pending SPI (its holder now) and
         // puts it in a list register, pending.
         spi.pending.store(true, Ordering::Release);
@@ -129,6 +124,17 @@ fn an_spi_pending_on_another_vcpu_reads_pending() {
         assert_eq!(read.value(), 1 << (SPI - 32), "pending, as vCPU 1 has it");
         holder.join().unwrap();
     });
+}
+
+/// SPI 40's distributor state and two vCPUs sharing it.
+fn machine() -> (Arc<ActiveSpi>, Shared) {
+    let spi = Arc::new(ActiveSpi::new(SPI));
+    let shared = Arc::new((
+        [VirtualSgis::new(), VirtualSgis::new()],
+        SpiHolders::new(),
+        spi.clone(),
+    ));
+    (spi, shared)
 }
 
 /// vCPU 0's read of the distributor register at `offset` begins, its CPU
@@ -181,12 +187,7 @@ fn ask(vcpus: &[VirtualSgis], read: &mut vgic::SpiRead, spi: &Arc<ActiveSpi>, ki
 /// (pending, not active).
 fn acknowledged_during_a_read(offset: u64, expected: u64) {
     loom::model(move || {
-        let spi = Arc::new(ActiveSpi::new(SPI));
-        let shared: Shared = Arc::new((
-            [VirtualSgis::new(), VirtualSgis::new()],
-            SpiHolders::new(),
-            spi.clone(),
-        ));
+        let (spi, shared) = machine();
         spi.pending.store(true, Ordering::Release);
         let done = Arc::new(AtomicBool::new(false));
         let holder = {
