@@ -806,11 +806,11 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
-    /// `hv.probe=walk-abort|gic-active|spi-view|spi-view-no-view`: run one of hv's built-in EL1
+    /// `hv.probe=walk-abort|gic-active|spi-view|spi-view-no-view|spi-view-no-set-pending`: run one of hv's built-in EL1
     /// probes instead of the bundle's kernel (see `Probe`).
     pub probe: Option<Probe>,
     /// `hv.list-registers=N` (N from 2 to 16): use at most N of the GIC's
@@ -835,6 +835,10 @@ pub enum Probe {
     /// `spi-view-no-view`: the same with hv reading such an SPI in its
     /// physical state (it asks no holder): the probe must fail.
     SpiViewNoView,
+    /// `spi-view-no-set-pending`: the same with hv forwarding a
+    /// GICD_ISPENDR<n> write of an SPI another vCPU holds pending (review
+    /// 44 R44-4): the probe must fail (delivered twice).
+    SpiViewNoSetPending,
 }
 
 /// A self-test hv runs instead of a guest (`hv.selftest=`).
@@ -1047,6 +1051,21 @@ pub enum NestedDemo {
     /// and EZT0, not L1's: L2's Advanced SIMD instruction in Streaming SVE
     /// mode does not trap (this run must fail).
     SveNoL2Fa64,
+    /// `gic`: L1 (`arch::nested_l1_gic`) programs its GICv3 distributor
+    /// and redistributors (`nested::gic`), takes an SGI it sends itself,
+    /// an SGI its second vCPU sends while it runs L2 (L2 taken out to
+    /// L1's IRQ vector) and SPIs made pending through GICD_ISPENDR and
+    /// routed with GICD_IROUTER.
+    Gic,
+    /// `gic-no-l2-exit`: the same, but an interrupt pending for L1 while
+    /// its vCPU runs L2 does not take L2 out (this run must fail).
+    GicNoL2Exit,
+    /// `gic-no-kick`: the same, but an SGI or SPI for another vCPU does not
+    /// kick that vCPU out of L2 (this run must fail).
+    GicNoKick,
+    /// `gic-no-list`: the same, but nothing L1's GIC forwards is listed in
+    /// L1's own virtual interface (this run must fail).
+    GicNoList,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
     /// device tree, MMU off), on one vCPU.
@@ -1137,6 +1156,9 @@ impl Options {
                 "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
                 "hv.probe=spi-view" => options.probe = Some(Probe::SpiView),
                 "hv.probe=spi-view-no-view" => options.probe = Some(Probe::SpiViewNoView),
+                "hv.probe=spi-view-no-set-pending" => {
+                    options.probe = Some(Probe::SpiViewNoSetPending)
+                }
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
@@ -1145,6 +1167,10 @@ impl Options {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
                 "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
+                "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
+                "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
+                "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
+                "hv.nested=gic-no-list" => options.nested = Some(NestedDemo::GicNoList),
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1499,6 +1525,10 @@ pub(crate) mod tests {
             Options::parse("hv.probe=spi-view-no-view").map(|o| o.probe),
             Ok(Some(Probe::SpiViewNoView))
         );
+        assert_eq!(
+            Options::parse("hv.probe=spi-view-no-set-pending").map(|o| o.probe),
+            Ok(Some(Probe::SpiViewNoSetPending))
+        );
         assert_eq!(Options::parse("hv.probe=other"), Err("hv.probe=other"));
         assert_eq!(
             Options::parse("hv.nested=demo").map(|o| o.nested),
@@ -1543,6 +1573,22 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=timer").map(|o| o.nested),
             Ok(Some(NestedDemo::Timer))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic").map(|o| o.nested),
+            Ok(Some(NestedDemo::Gic))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-l2-exit").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoL2Exit))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-kick").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoKick))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-list").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoList))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

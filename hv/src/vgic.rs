@@ -627,9 +627,10 @@ impl<R, P: Fn(usize) -> bool> SpiAccess<'_, R, P> {
 ///   view once it is asked (review 41 R41-1: `begin_spi_read`, which a
 ///   read here is, with nobody asked: the physical state).
 /// - Set-pending: an SPI the writer holds pending is pending already and
-///   the write has no effect on it; the rest is forwarded (an SPI
-///   another vCPU holds pending would be delivered again once handled
-///   there: its view is not asked inside the gate).
+///   the write has no effect on it; one another running vCPU holds is
+///   asked of it (review 44 R44-4: `VirtualSpis::request_pending`; it
+///   leaves one its guest has pending, and forwards the write for the
+///   rest, `apply_pending_sets`); the rest is forwarded.
 /// - The vCPUs returned to kick have requests to apply (or SPIs to
 ///   place): the caller waits for each to answer (`PrivateView`) before
 ///   the guest's access ends, so the write takes effect on the holder's
@@ -669,7 +670,8 @@ pub fn perform_spi(
         );
     };
     // The writer first applies what other vCPUs asked of it.
-    held.apply_spi_requests(own, access.holders);
+    let distributor = address.wrapping_sub(spi_register_offset(op, first));
+    held.apply_spi_requests(own, access.holders, distributor, hw);
     let vcpu_count = access.vcpus.len().min(32);
     let bits = (value & mask) as u32 & implemented;
     if bits == 0 {
@@ -681,16 +683,18 @@ pub fn perform_spi(
     // The running vCPU other than the writer holding SPI k of the word:
     // the one asked about it.
     let holder_elsewhere = |k: u32| access.holder_elsewhere(first + k, running);
-    // Posts to the holders of `bits`: the vCPUs to kick.
+    // Posts to the holders of `bits`: (the vCPUs to kick, the bits
+    // posted).
     let ask = |bits: u32, post: &dyn Fn(&VirtualSpis, u32)| {
-        let mut asked = 0u32;
+        let (mut vcpus, mut posted) = (0u32, 0u32);
         for k in (0..32).filter(|k| bits & (1 << k) != 0) {
             if let Some(h) = holder_elsewhere(k) {
                 post(&access.vcpus[h].spis, 1 << k);
-                asked |= 1 << h;
+                vcpus |= 1 << h;
+                posted |= 1 << k;
             }
         }
-        asked
+        (vcpus, posted)
     };
     let mut kicks = 0u32;
     match op {
@@ -711,7 +715,8 @@ pub fn perform_spi(
             }
             kicks |= ask(already & !unplaced, &|spis, bit| {
                 spis.request_active(w, bit)
-            });
+            })
+            .0;
             let bits = bits & !already;
             // Physically active first, so whatever ends one not yet
             // placed finds it active, before the gate lets an
@@ -753,15 +758,28 @@ pub fn perform_spi(
             }
             kicks |= ask(not_held & !unplaced, &|spis, bit| {
                 spis.request_clear(SetClear::ActiveClear, w, bit)
-            });
+            })
+            .0;
         }
         SetClear::PendingSet => {
             // An SPI the writer holds pending is pending already: the
             // write has no effect on it (forwarded, it would deliver the
-            // SPI again once the guest has handled it: R35-4). The rest,
-            // an SPI its list register holds active included (active and
-            // pending), is forwarded.
-            let forward = bits & !held.held_spis(op, first).in_state;
+            // SPI again once the guest has handled it: R35-4). One another
+            // running vCPU holds (physically active: hv acknowledged it
+            // there, or a set-active gave it to it) only that vCPU can
+            // judge (review 44 R44-4): it is asked (`request_pending`)
+            // and kicked, and leaves it if its guest has it pending,
+            // else forwards the write (`apply_pending_sets`). The rest,
+            // an SPI the writer's list register holds active included
+            // (active and pending), is forwarded.
+            let pending_here = held.held_spis(op, first).in_state;
+            let offset = first as u64 / 8;
+            let active = hw.read(distributor + GICD_ISACTIVER + offset, 4) as u32;
+            let (asked, posted) = ask(bits & active & !pending_here, &|spis, bit| {
+                spis.request_pending(w, bit)
+            });
+            kicks |= asked;
+            let forward = bits & !pending_here & !posted;
             if forward != 0 {
                 forward_completed(hw, address, forward);
             }
@@ -773,7 +791,8 @@ pub fn perform_spi(
             }
             kicks |= ask(bits, &|spis, bit| {
                 spis.request_clear(SetClear::PendingClear, w, bit)
-            });
+            })
+            .0;
         }
         // `distributor` never gives other operations here.
         _ => {}
@@ -828,8 +847,16 @@ fn own_spi_view(
 ) -> OwnSpiView {
     let first = spi_word_first(w);
     let offset = first as u64 / 8;
-    let physical_pending = hw.read(distributor + GICD_ISPENDR + offset, 4) as u32;
+    // The active state first: an SPI inactive then, not held by this CPU,
+    // is held by nobody, and inside `SpiHolders`' gate, alone
+    // (`begin_spi_read`), nothing can make it active (no acknowledgement,
+    // no set-active) before its pending state is read just after, which
+    // is then the guest's view of it. Read the other way round, another
+    // vCPU's guest could acknowledge (in its list register) and end an SPI
+    // between the two reads, after a second edge: it read neither pending
+    // nor active, pending throughout.
     let physical_active = hw.read(distributor + GICD_ISACTIVER + offset, 4) as u32;
+    let physical_pending = hw.read(distributor + GICD_ISPENDR + offset, 4) as u32;
     let pending = held.held_spis(SetClear::PendingSet, first);
     let active = held.held_spis(SetClear::ActiveSet, first);
     OwnSpiView {
@@ -914,7 +941,7 @@ impl SpiRead {
 /// not yet ended by hv): only that vCPU's CPU sees which, and a GIC shows
 /// pending and not active, or neither (a Linux guest's `synchronize_irq`
 /// waits for the SPI to read inactive). The caller asks each holder
-/// (`PrivateView::request_spis`, a kick, `wait_for_spi_view`), outside
+/// (`ask_spi_views`: `PrivateView::request_spis`, a kick, a wait), outside
 /// the gate (the holder's exit enters it), gives the answers to
 /// `SpiRead::answer` and returns `SpiRead::value`. The read of each SPI
 /// takes effect when its state was read: at the start for those the
@@ -926,7 +953,28 @@ impl SpiRead {
 ///
 /// The start runs inside `SpiHolders`' gate, alone, so the table names
 /// the holder of every SPI physically active (no acknowledgement is
-/// between the hardware's activation and its record).
+/// between the hardware's activation and its record), and no SPI is
+/// acknowledged between the reads of the active and the pending state
+/// (`own_spi_view`).
+///
+/// Except for a read of the active registers with no SPI of the word
+/// held by another vCPU (review 44 R44-2: Linux's `synchronize_irq` polls
+/// them; with one vCPU, or nothing of the word held elsewhere, the common
+/// case): one read of GICD_ISACTIVER<n>, outside the gate. Every SPI
+/// physically active is held by some vCPU (in its list registers or
+/// backlog, or made active and not placed): so when every one read
+/// active is the reader's own or not placed, every other SPI of the word
+/// was inactive at that read, held by nobody, which is its guest view
+/// then (whatever an acknowledgement does next); the reader's own list
+/// registers change only on its CPU, and an SPI made active and not
+/// placed is active for every vCPU. An SPI made active meanwhile by a
+/// set-active (read physically active before its unplaced record) or
+/// acknowledged by another CPU (physically active, not the reader's)
+/// sends the read the gated way. A read of the pending registers always
+/// takes the gate: an SPI pending and inactive at the active read may be
+/// acknowledged by another CPU before the pending read, which would show
+/// it not pending while that vCPU's guest has it pending (the loom model
+/// `hv_spi_view` checks both).
 pub fn begin_spi_read(
     op: SetClear,
     first: u32,
@@ -965,19 +1013,36 @@ pub fn begin_spi_read(
     let w = w - 1;
     read.word = w;
     // The reader first applies what other vCPUs asked of it.
-    held.apply_spi_requests(own, access.holders);
+    held.apply_spi_requests(own, access.holders, distributor, hw);
+    // Only running vCPUs' posts count: an off vCPU holds nothing (R35-2).
+    // (SPIs made active and not placed, clear-active requests not yet
+    // applied.)
+    let posted = |running: u32| {
+        let counted = access
+            .vcpus
+            .iter()
+            .take(32)
+            .enumerate()
+            .filter(|&(k, _)| k == access.writer || running & (1 << k) != 0);
+        let unplaced = counted.clone().fold(0, |r, (_, v)| r | v.spis.unplaced(w));
+        let requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
+        (unplaced, requested)
+    };
+    if matches!(op, SetClear::ActiveSet | SetClear::ActiveClear) {
+        let physical_active = hw.read(distributor + GICD_ISACTIVER + first as u64 / 8, 4) as u32;
+        let (unplaced, requested) = posted(access.running());
+        let here = held.held_spis(SetClear::ActiveSet, first);
+        if physical_active & !here.held & !unplaced & read.implemented == 0 {
+            read.requested = requested;
+            read.active = ((physical_active & !here.held) | here.in_state | unplaced) & !requested;
+            return read;
+        }
+    }
     let _gate = access.holders.exclusive();
     let mine = own_spi_view(own, w, distributor, held, hw);
-    // Only running vCPUs' posts count: an off vCPU holds nothing (R35-2).
     let running = access.running();
-    let counted = access
-        .vcpus
-        .iter()
-        .take(32)
-        .enumerate()
-        .filter(|&(k, _)| k == access.writer || running & (1 << k) != 0);
-    let unplaced = counted.clone().fold(0, |r, (_, v)| r | v.spis.unplaced(w));
-    read.requested = counted.fold(0, |r, (_, v)| r | v.spis.requested_clears(w));
+    let (unplaced, requested) = posted(running);
+    read.requested = requested;
     read.pending = mine.pending;
     read.active = (mine.active | unplaced) & !read.requested;
     let elsewhere = mine.physical_active & !mine.held & !unplaced & read.implemented;
@@ -1084,12 +1149,20 @@ pub fn clear_list_registers(lrs: &mut impl ListRegisters, count: ListRegisterCou
 /// and no other CPU ever takes them (review 37 R37-2: another CPU that
 /// took them over could take a post meant for the vCPU once it was on
 /// again).
+///
+/// Set-pendings other vCPUs asked of it (review 44 R44-4) are applied as
+/// its own CPU would before the release (`apply_pending_sets`): left for
+/// an SPI pending in its list register or backlog (which the release
+/// then withdraws with the rest), else forwarded to the distributor at
+/// `distributor`.
 pub fn release_list_registers(
     cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
     sgis: &VirtualSgis,
     holders: &SpiHolders,
     backlog: &mut Backlog,
     count: ListRegisterCount,
+    distributor: u64,
+    hw: &mut impl GicHardware,
 ) {
     apply_remote_clears(cpu, sgis, holders, backlog);
     let _gate = holders.exclusive();
@@ -1108,13 +1181,19 @@ pub fn release_list_registers(
     // register holds them too (deactivated for that entry just below,
     // or for the list register at the end: R35-3).
     sgis.spis.take_to_place();
-    for w in 0..SPI_WORDS {
+    sgis.spis.take_to_set_pending();
+    let mut set_pending = [0u32; SPI_WORDS];
+    for (w, forward) in set_pending.iter_mut().enumerate() {
         // Every word swapped, also when it looks empty: no writer posts
         // to this vCPU after it (R35-2). Requests posted since the clears
-        // above concern only what is deactivated here anyway; an off
-        // vCPU keeps none.
-        let unplaced = sgis.spis.take_word(w).map_or(0, |(unplaced, _)| unplaced);
+        // above concern only what is deactivated here anyway (but the
+        // set-pendings, forwarded below); an off vCPU keeps none.
+        let (unplaced, pending_sets) = sgis.spis.take_word(w).unwrap_or_default();
         let first = spi_word_first(w);
+        if pending_sets != 0 {
+            let pending_here = held_spis_on(cpu, backlog, SetClear::PendingSet, first).in_state;
+            *forward = pending_sets & !pending_here;
+        }
         for intid in (0..32u32)
             .filter(|k| unplaced & (1 << k) != 0)
             .map(|k| first + k)
@@ -1137,6 +1216,10 @@ pub fn release_list_registers(
     }
     for physical in in_lrs {
         cpu.deactivate(physical);
+    }
+    for (w, &forward) in set_pending.iter().enumerate().filter(|(_, &f)| f != 0) {
+        let offset = spi_word_first(w) as u64 / 8;
+        forward_completed(hw, distributor + GICD_ISPENDR + offset, forward);
     }
     // The deactivations visible in the distributor before a writer reads
     // it inside the gate.
@@ -1640,9 +1723,16 @@ pub trait HeldInterrupts {
     fn apply_private_clears(&mut self, sgis: &VirtualSgis);
 
     /// On the owner's CPU: applies the requests about SPIs other vCPUs
-    /// made of it (`apply_remote_clears`), inside `holders`' gate; nothing
-    /// elsewhere.
-    fn apply_spi_requests(&mut self, sgis: &VirtualSgis, holders: &SpiHolders);
+    /// made of it (`apply_remote_clears`), and their set-pendings, whose
+    /// writes it forwards to the distributor at `distributor`
+    /// (`apply_pending_sets`), inside `holders`' gate; nothing elsewhere.
+    fn apply_spi_requests(
+        &mut self,
+        sgis: &VirtualSgis,
+        holders: &SpiHolders,
+        distributor: u64,
+        hw: &mut impl GicHardware,
+    );
 
     /// The SGIs this CPU's list registers hold in the state a read of a
     /// set/clear-pending (`op` PendingSet/PendingClear) or
@@ -1706,7 +1796,14 @@ impl HeldInterrupts for NothingHeld {
 
     fn apply_private_clears(&mut self, _sgis: &VirtualSgis) {}
 
-    fn apply_spi_requests(&mut self, _sgis: &VirtualSgis, _holders: &SpiHolders) {}
+    fn apply_spi_requests(
+        &mut self,
+        _sgis: &VirtualSgis,
+        _holders: &SpiHolders,
+        _distributor: u64,
+        _hw: &mut impl GicHardware,
+    ) {
+    }
 
     /// Another CPU's list registers cannot be read here: a remote read
     /// shows the SGIs not yet placed only.
@@ -1757,8 +1854,15 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
         apply_private_clears(self.cpu, sgis, self.backlog);
     }
 
-    fn apply_spi_requests(&mut self, sgis: &VirtualSgis, holders: &SpiHolders) {
+    fn apply_spi_requests(
+        &mut self,
+        sgis: &VirtualSgis,
+        holders: &SpiHolders,
+        distributor: u64,
+        hw: &mut impl GicHardware,
+    ) {
         apply_spi_requests(self.cpu, sgis, holders, self.backlog);
+        apply_pending_sets(self.cpu, sgis, holders, self.backlog, distributor, hw);
     }
 
     fn sgis(&mut self, op: SetClear) -> u16 {
@@ -1836,6 +1940,16 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
         }
         spis
     }
+}
+
+/// `HeldInterrupts::held_spis` of this CPU's list registers and backlog.
+fn held_spis_on(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    backlog: &mut Backlog,
+    op: SetClear,
+    first: u32,
+) -> HeldPpis {
+    Held { cpu, backlog }.held_spis(op, first)
 }
 
 /// The list-register state bit a read of a set/clear register shows:
@@ -1980,18 +2094,53 @@ fn apply_spi_requests(
         // was stale: this vCPU's guest had ended it).
         let activate = sgis.spis.activate_requests[w].swap(0, Ordering::AcqRel);
         if activate != 0 {
-            let here = Held {
-                cpu: &mut *cpu,
-                backlog: &mut *backlog,
-            }
-            .held_spis(SetClear::ActiveSet, first)
-            .held;
+            let here = held_spis_on(cpu, backlog, SetClear::ActiveSet, first).held;
             sgis.spis.set_active(w, activate & here);
         }
     }
     // The deactivations visible in the distributor before a writer reads
     // it inside the gate.
     cpu.synchronize();
+}
+
+/// On the owner's CPU: the GICD_ISPENDR<n> writes other vCPUs made of SPIs
+/// it held (review 44 R44-4, `VirtualSpis::request_pending`), applied to
+/// what it holds now, the distributor being at `distributor`: an SPI its
+/// list register or backlog has pending is pending already, and the write
+/// has no effect on it (as on a GIC; forwarded, the SPI hv acknowledged
+/// would be delivered a second time once its guest handled it). The rest
+/// is forwarded (`forward_completed`): an SPI its guest has active
+/// becomes active and pending (signalled again after the guest's
+/// deactivation), one its guest has ended since becomes pending. Only
+/// where the distributor can be written (`HeldInterrupts` with it, and
+/// the CPU_OFF release): an exit's refill leaves them for its answer
+/// (`publish_private_view`), which follows it on the same exit. Inside
+/// `holders`' gate (shared), as every forwarded write.
+fn apply_pending_sets(
+    cpu: &mut (impl PhysicalCpuInterface + ListRegisters),
+    sgis: &VirtualSgis,
+    holders: &SpiHolders,
+    backlog: &mut Backlog,
+    distributor: u64,
+    hw: &mut impl GicHardware,
+) {
+    let words = sgis.spis.take_to_set_pending();
+    if words == 0 {
+        return;
+    }
+    let _gate = holders.share();
+    for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
+        let bits = sgis.spis.take_pending_sets(w);
+        if bits == 0 {
+            continue;
+        }
+        let first = spi_word_first(w);
+        let pending_here = held_spis_on(cpu, backlog, SetClear::PendingSet, first).in_state;
+        let forward = bits & !pending_here;
+        if forward != 0 {
+            forward_completed(hw, distributor + GICD_ISPENDR + first as u64 / 8, forward);
+        }
+    }
 }
 
 /// A guest write of `bits` (bit k: INTID `first + k`) to GICD_ICPENDR<n>,
@@ -2257,11 +2406,17 @@ pub struct VirtualSpis {
     /// Set-actives of SPIs already physically active, for whichever vCPU
     /// holds them (`request_active`).
     activate_requests: [AtomicU32; SPI_WORDS],
+    /// Set-pendings of SPIs this vCPU holds (review 44 R44-4,
+    /// `request_pending`): applied only where the distributor can be
+    /// written (`apply_pending_sets`), so apart from the others.
+    pending_sets: [AtomicU32; SPI_WORDS],
     /// Bit w: word w of `active` may have unplaced bits (set after them).
     to_place: AtomicU32,
     /// Bit w: word w of `active`, `pending_clears` or `activate_requests`
     /// may have requests.
     to_clear: AtomicU32,
+    /// Bit w: word w of `pending_sets` may have requests.
+    to_set_pending: AtomicU32,
 }
 
 impl Default for VirtualSpis {
@@ -2277,8 +2432,10 @@ impl VirtualSpis {
             active: [const { ActiveWord::new() }; SPI_WORDS],
             pending_clears: [const { AtomicU32::new(0) }; SPI_WORDS],
             activate_requests: [const { AtomicU32::new(0) }; SPI_WORDS],
+            pending_sets: [const { AtomicU32::new(0) }; SPI_WORDS],
             to_place: AtomicU32::new(0),
             to_clear: AtomicU32::new(0),
+            to_set_pending: AtomicU32::new(0),
         }
     }
 
@@ -2288,8 +2445,10 @@ impl VirtualSpis {
             active: core::array::from_fn(|_| ActiveWord::new()),
             pending_clears: core::array::from_fn(|_| AtomicU32::new(0)),
             activate_requests: core::array::from_fn(|_| AtomicU32::new(0)),
+            pending_sets: core::array::from_fn(|_| AtomicU32::new(0)),
             to_place: AtomicU32::new(0),
             to_clear: AtomicU32::new(0),
+            to_set_pending: AtomicU32::new(0),
         }
     }
 
@@ -2357,13 +2516,25 @@ impl VirtualSpis {
         }
     }
 
+    /// Another vCPU wrote `bits` of word `w` to GICD_ISPENDR<n> while this
+    /// vCPU held them (review 44 R44-4): this vCPU leaves those its guest
+    /// has pending as they are and forwards the write for the rest
+    /// (`apply_pending_sets`); the writer then kicks it.
+    pub fn request_pending(&self, w: usize, bits: u32) {
+        if let Some(word) = self.pending_sets.get(w).filter(|_| bits != 0) {
+            word.fetch_or(bits, Ordering::AcqRel);
+            self.to_set_pending.fetch_or(1 << w, Ordering::AcqRel);
+        }
+    }
+
     /// The clear-active requests of word `w` not yet applied.
     pub fn requested_clears(&self, w: usize) -> u32 {
         self.active.get(w).map_or(0, ActiveWord::requested)
     }
 
     /// Every request of word `w` not yet applied: clear-active,
-    /// clear-pending and set-active (`request_clear`, `request_active`).
+    /// clear-pending, set-active and set-pending (`request_clear`,
+    /// `request_active`, `request_pending`).
     pub fn requests(&self, w: usize) -> u32 {
         if w >= SPI_WORDS {
             return 0;
@@ -2371,6 +2542,7 @@ impl VirtualSpis {
         self.requested_clears(w)
             | self.pending_clears[w].load(Ordering::Acquire)
             | self.activate_requests[w].load(Ordering::Acquire)
+            | self.pending_sets[w].load(Ordering::Acquire)
     }
 
     /// The words with unplaced bits, flags cleared (one load when none).
@@ -2389,6 +2561,22 @@ impl VirtualSpis {
         self.to_clear.swap(0, Ordering::AcqRel)
     }
 
+    /// The words with set-pending requests, flags cleared (one load when
+    /// none).
+    fn take_to_set_pending(&self) -> u32 {
+        if self.to_set_pending.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.to_set_pending.swap(0, Ordering::AcqRel)
+    }
+
+    /// The set-pending requests of word `w`, taken.
+    fn take_pending_sets(&self, w: usize) -> u32 {
+        self.pending_sets
+            .get(w)
+            .map_or(0, |word| word.swap(0, Ordering::AcqRel))
+    }
+
     /// Puts back unplaced bits a refill could not place.
     fn put_back(&self, w: usize, bits: u32) {
         if bits != 0 {
@@ -2398,14 +2586,14 @@ impl VirtualSpis {
     }
 
     /// Takes everything posted in word `w` (unplaced set-actives,
-    /// clear-active, clear-pending and set-active requests), each word
-    /// with one swap, also when it looks empty (a release relies on it):
-    /// (unplaced, clear-active requested).
+    /// clear-active, clear-pending, set-active and set-pending requests),
+    /// each word with one swap, also when it looks empty (a release relies
+    /// on it): (unplaced, set-pending requested).
     fn take_word(&self, w: usize) -> Option<(u32, u32)> {
         let word = self.active.get(w)?.0.swap(0, Ordering::AcqRel);
         self.pending_clears[w].swap(0, Ordering::AcqRel);
         self.activate_requests[w].swap(0, Ordering::AcqRel);
-        Some((word as u32, (word >> 32) as u32))
+        Some((word as u32, self.take_pending_sets(w)))
     }
 }
 
@@ -2783,13 +2971,17 @@ pub fn publish_private_view(
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) {
-    let Some(number) = sgis.view.wanted() else {
+    let wanted = sgis.view.wanted();
+    // What other vCPUs asked of it is applied before it answers (taken
+    // after the number is seen, so every post made before that request
+    // is applied: a writer waiting for the answer relies on it, R44-1),
+    // and at every exit, for the set-pendings the refill leaves
+    // (`apply_pending_sets`).
+    held.apply_spi_requests(sgis, holders, distributor, hw);
+    let Some(number) = wanted else {
         return;
     };
     let words = sgis.view.take_spi_words();
-    if words != 0 {
-        held.apply_spi_requests(sgis, holders);
-    }
     for w in (0..SPI_WORDS).filter(|&w| words & (1 << w) != 0) {
         let view = own_spi_view(sgis, w, distributor, held, hw);
         sgis.view.set_spis(w, view.pending, view.active);
@@ -2828,18 +3020,60 @@ pub fn wait_for_private_view(
     wait_for_view(owner, polls, meanwhile, |view| view.published_for(number))
 }
 
-/// `wait_for_private_view` for the owner's view of SPI word `w`, asked
-/// with `PrivateView::request_spis` (number `number`).
-pub fn wait_for_spi_view(
-    owner: &VirtualSgis,
-    number: u32,
+/// Asks each vCPU in `asked` (bit k: vCPU k) for its own read of SPI word
+/// `w` and waits for the answers (a read of another vCPU's held SPIs,
+/// `begin_spi_read`, and a write that asked vCPUs to act, `perform_spi`,
+/// whose answer says they have: `publish_private_view`). Review 44 R44-3:
+/// in one pass, every request posted (`PrivateView::request_spis`), then
+/// one `kick` of them all (bit k: vCPU k; the caller's DSB first), then
+/// the answers awaited together, `polls` polls in all whatever their
+/// number (each poll runs `meanwhile`, which must answer requests for the
+/// asker's own view: two vCPUs may ask each other). `answer(k, view)` is
+/// given each one's (pending, active) read, or None for one that gave
+/// none: it is no longer on (`is_on`; it answers nothing more), or did
+/// not answer in time.
+#[allow(clippy::too_many_arguments)]
+pub fn ask_spi_views(
+    vcpus: &[VirtualSgis],
+    asked: u32,
     w: usize,
     polls: u32,
-    meanwhile: impl FnMut() -> bool,
-) -> Option<(u32, u32)> {
-    wait_for_view(owner, polls, meanwhile, |view| {
-        view.published_spis(number, w)
-    })
+    kick: impl FnOnce(u32),
+    mut meanwhile: impl FnMut(),
+    is_on: impl Fn(usize) -> bool,
+    mut answer: impl FnMut(usize, Option<(u32, u32)>),
+) {
+    let mut numbers = [0u32; 32];
+    let mut waiting = 0u32;
+    for (k, vcpu) in vcpus.iter().enumerate().take(32) {
+        if asked & (1 << k) != 0 {
+            numbers[k] = vcpu.view.request_spis(w);
+            waiting |= 1 << k;
+        }
+    }
+    if waiting == 0 {
+        return;
+    }
+    kick(waiting);
+    let mut left = polls;
+    while waiting != 0 {
+        let this_poll = waiting;
+        for k in (0..32).filter(|k| this_poll & (1 << k) != 0) {
+            let published = || vcpus[k].view.published_spis(numbers[k], w);
+            let view = match published() {
+                Some(view) => Some(view),
+                // A last look: it may have answered just before.
+                None if left == 0 || !is_on(k) => published(),
+                None => continue,
+            };
+            answer(k, view);
+            waiting &= !(1 << k);
+        }
+        if waiting != 0 {
+            meanwhile();
+            left -= 1;
+        }
+    }
 }
 
 /// Polls `published` on `owner`'s view as `wait_for_private_view` says.
@@ -3296,6 +3530,25 @@ mod tests {
 
     /// Hardware that must not be touched.
     struct NoHardware;
+
+    /// A CPU_OFF's release of `sgis`'s vCPU on `cpu`, no other vCPU and
+    /// nothing to forward to the distributor.
+    fn release_alone(
+        cpu: &mut ModelCpu,
+        sgis: &VirtualSgis,
+        backlog: &mut Backlog,
+        count: ListRegisterCount,
+    ) {
+        release_list_registers(
+            cpu,
+            sgis,
+            &SpiHolders::new(),
+            backlog,
+            count,
+            0x0800_0000,
+            &mut NoHardware,
+        );
+    }
 
     impl GicHardware for NoHardware {
         fn read(&mut self, address: u64, _size: u64) -> u64 {
@@ -3870,7 +4123,7 @@ mod tests {
         // PPI 22 and SGI 4 made active by the guest, not yet placed.
         let sgis = VirtualSgis::new();
         sgis.set_active(1 << 22 | 1 << 4);
-        release_list_registers(&mut cpu, &sgis, &SpiHolders::new(), &mut backlog, count);
+        release_alone(&mut cpu, &sgis, &mut backlog, count);
         assert_eq!(cpu.lrs.lrs, [0; 4]);
         assert!(cpu.active.is_empty() && backlog.is_empty());
         assert_eq!(sgis.unplaced_active(), 0);
@@ -4580,7 +4833,14 @@ mod tests {
                     ppi_bits
                 }
                 fn apply_private_clears(&mut self, _sgis: &VirtualSgis) {}
-                fn apply_spi_requests(&mut self, _sgis: &VirtualSgis, _holders: &SpiHolders) {}
+                fn apply_spi_requests(
+                    &mut self,
+                    _sgis: &VirtualSgis,
+                    _holders: &SpiHolders,
+                    _distributor: u64,
+                    _hw: &mut impl GicHardware,
+                ) {
+                }
                 fn held_spis(&mut self, _op: SetClear, _first: u32) -> HeldPpis {
                     HeldPpis::default()
                 }
@@ -4935,7 +5195,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(&mut cpu, &sgis, &SpiHolders::new(), &mut backlog, count);
+        release_alone(&mut cpu, &sgis, &mut backlog, count);
         assert!(cpu.active.is_empty());
     }
 
@@ -5051,13 +5311,7 @@ mod tests {
             implemented: 4,
             used: 4,
         };
-        release_list_registers(
-            &mut off,
-            &sgis,
-            &SpiHolders::new(),
-            &mut Backlog::new(),
-            count,
-        );
+        release_alone(&mut off, &sgis, &mut Backlog::new(), count);
         assert!(off.active.is_empty());
         // The guest deactivates, acknowledges, EOIs.
         cpu.lrs.lrs[0] = lr & !(0b11 << 62);
@@ -5175,6 +5429,8 @@ mod tests {
             active: Physical,
             pending: BTreeSet<u32>,
             writes: Vec<(u64, u64)>,
+            /// Every read (offset).
+            reads: Vec<u64>,
             /// A write not read back since (R41-3).
             unread: bool,
         }
@@ -5182,6 +5438,7 @@ mod tests {
         impl GicHardware for Dist {
             fn read(&mut self, address: u64, _size: u64) -> u64 {
                 let offset = address - GICD;
+                self.reads.push(offset);
                 self.unread = false;
                 let first = ((offset & 0x7f) * 8) as u32;
                 let set = match offset {
@@ -5206,6 +5463,9 @@ mod tests {
                         }
                         0x0380..=0x03ff => {
                             self.active.borrow_mut().remove(&intid);
+                        }
+                        0x0200..=0x027f => {
+                            self.pending.insert(intid);
                         }
                         0x0280..=0x02ff => {
                             self.pending.remove(&intid);
@@ -5285,6 +5545,7 @@ mod tests {
                         active,
                         pending: BTreeSet::new(),
                         writes: Vec::new(),
+                        reads: Vec::new(),
                         unread: false,
                     },
                     running: (1 << n) - 1,
@@ -5330,11 +5591,43 @@ mod tests {
             fn read(&mut self, reader: usize, offset: u64) -> u32 {
                 let mut read = self.begin_read(reader, offset);
                 let holders = read.holders();
+                let views = self.ask(holders, read.word);
                 for h in (0..32).filter(|h| holders & (1 << h) != 0) {
-                    let view = self.ask_view(h, read.word);
-                    read.answer(h, view, &mut self.dist);
+                    read.answer(h, views[h], &mut self.dist);
                 }
                 read.value() as u32
+            }
+
+            /// hv's asking of the vCPUs `asked` for their view of SPI word
+            /// `w` (`ask_spi_views`), whose kick is an exit of each one
+            /// running: their answers.
+            fn ask(&mut self, asked: u32, w: usize) -> [Option<(u32, u32)>; 32] {
+                let mut views = [None; 32];
+                let running = self.running;
+                let Machine {
+                    vcpus,
+                    holders,
+                    cpus,
+                    backlogs,
+                    dist,
+                    ..
+                } = self;
+                let vcpus = &vcpus[..];
+                ask_spi_views(
+                    vcpus,
+                    asked,
+                    w,
+                    1,
+                    |kicked| {
+                        for v in (0..32).filter(|v| kicked & running & (1 << v) != 0) {
+                            exit_on(v, vcpus, holders, &mut cpus[v], &mut backlogs[v], dist);
+                        }
+                    },
+                    || {},
+                    |k| running & (1 << k) != 0,
+                    |k, view| views[k] = view,
+                );
+                views
             }
 
             /// The start of `read`: what the reader knows, whom to ask.
@@ -5365,57 +5658,35 @@ mod tests {
                 )
             }
 
-            /// vCPU `v` asked for its view of SPI word `w`, answering at
-            /// its next exit (None if it is off).
-            fn ask_view(&mut self, v: usize, w: usize) -> Option<(u32, u32)> {
-                let number = self.vcpus[v].view.request_spis(w);
-                if self.running & (1 << v) == 0 {
-                    return None;
-                }
-                self.exit(v);
-                self.vcpus[v].view.published_spis(number, w)
-            }
-
             /// vCPU `writer`'s write of `value` at `offset`, which ends once
-            /// every vCPU it asked to act has done so, as `arch::gic` waits.
-            fn write(&mut self, writer: usize, offset: u64, value: u32) {
+            /// every vCPU it asked to act has done so, as `arch::gic` waits:
+            /// the vCPUs kicked.
+            fn write(&mut self, writer: usize, offset: u64, value: u32) -> u32 {
                 let (_, kicks) = self.access(writer, offset, Some(value as u64));
                 let w = (distributor_first(offset) / 32 - 1) as usize;
-                for v in (0..32).filter(|v| kicks & (1 << v) != 0) {
-                    self.ask_view(v, w);
-                }
+                self.ask(kicks, w);
+                kicks
             }
 
-            /// One exit of vCPU `v`: the refill, then its answer to the
-            /// views asked of it (`Gic::fill_list_registers`).
+            /// One exit of vCPU `v` (`exit_on`).
             fn exit(&mut self, v: usize) {
-                self.fill(v);
-                publish_private_view(
-                    &self.vcpus[v],
-                    1 << DEFAULT_MAINTENANCE_INTID,
-                    (GICD + 0xa_0000, GICD),
+                exit_on(
+                    v,
+                    &self.vcpus,
                     &self.holders,
-                    &mut Held {
-                        cpu: &mut self.cpus[v],
-                        backlog: &mut self.backlogs[v],
-                    },
+                    &mut self.cpus[v],
+                    &mut self.backlogs[v],
                     &mut self.dist,
                 );
             }
 
             /// One exit's refill on vCPU `v`'s CPU, as `arch::gic` does.
             fn fill(&mut self, v: usize) {
-                apply_remote_clears(
-                    &mut self.cpus[v],
+                fill_on(
                     &self.vcpus[v],
                     &self.holders,
-                    &mut self.backlogs[v],
-                );
-                fill_list_registers(
                     &mut self.cpus[v],
-                    &self.vcpus[v],
                     &mut self.backlogs[v],
-                    |_| 0xa0,
                 );
             }
 
@@ -5460,6 +5731,8 @@ mod tests {
                     &self.holders,
                     &mut self.backlogs[v],
                     count,
+                    GICD,
+                    &mut self.dist,
                 );
             }
 
@@ -5475,6 +5748,33 @@ mod tests {
             fn physically_active(&self, intid: u32) -> bool {
                 self.dist.active.borrow().contains(&intid)
             }
+        }
+
+        /// One exit of vCPU `v` (of `vcpus`) on its CPU: the refill, then
+        /// its answer to the views asked of it (`Gic::fill_list_registers`).
+        fn exit_on(
+            v: usize,
+            vcpus: &[VirtualSgis],
+            holders: &SpiHolders,
+            cpu: &mut Cpu,
+            backlog: &mut Backlog,
+            dist: &mut Dist,
+        ) {
+            fill_on(&vcpus[v], holders, cpu, backlog);
+            publish_private_view(
+                &vcpus[v],
+                1 << DEFAULT_MAINTENANCE_INTID,
+                (GICD + 0xa_0000, GICD),
+                holders,
+                &mut Held { cpu, backlog },
+                dist,
+            );
+        }
+
+        /// One exit's refill on a CPU, as `arch::gic` does.
+        fn fill_on(sgis: &VirtualSgis, holders: &SpiHolders, cpu: &mut Cpu, backlog: &mut Backlog) {
+            apply_remote_clears(cpu, sgis, holders, backlog);
+            fill_list_registers(cpu, sgis, backlog, |_| 0xa0);
         }
 
         fn active_hw(intid: u32) -> u64 {
@@ -6217,6 +6517,125 @@ mod tests {
             assert_eq!((m.read(0, ISACTIVER1), m.read(0, ISPENDR1)), (0, 0));
         }
 
+        /// Review 44 R44-4: vCPU 0's GICD_ISPENDR1 of SPI 40, which vCPU 1
+        /// holds pending (hv acknowledged it there: in a list register,
+        /// then in its backlog), has no effect: vCPU 1 is asked and leaves
+        /// it, nothing is forwarded, so it is delivered once (forwarded,
+        /// the physical SPI would be active and pending, and signalled
+        /// again after its guest's deactivation). Active there (its guest
+        /// took it), vCPU 1 forwards the write before the write ends: it
+        /// reads active and pending. One its guest has ended (physically
+        /// inactive) is forwarded by the writer, nobody asked.
+        #[test]
+        fn r44_set_pending_of_an_spi_pending_on_another_vcpu_has_no_effect() {
+            let mut m = Machine::new(2);
+            m.acknowledged(1, 40);
+            let pending = list_register(40, Some(40), 0xa0);
+            for in_backlog in [false, true] {
+                if in_backlog {
+                    // Every list register busy (active SPIs of another
+                    // word), so it stays there.
+                    for (n, intid) in (80..84).enumerate() {
+                        m.acknowledged(1, intid);
+                        m.cpus[1].lrs.lrs[n] = active_hw(intid);
+                    }
+                    m.backlogs[1].push(40);
+                } else {
+                    m.cpus[1].lrs.lrs[0] = pending;
+                }
+                assert_eq!(m.write(0, ISPENDR1, 1 << 8), 1 << 1, "vCPU 1 asked");
+                assert_eq!(m.dist.writes, [], "not forwarded");
+                assert!(!m.dist.pending.contains(&40));
+                assert_eq!(m.vcpus[1].spis.requests(0), 0, "applied");
+                assert_eq!(m.read(0, ISPENDR1), 1 << 8);
+                assert_eq!(m.read(0, ISACTIVER1), 0);
+            }
+            assert_eq!(m.backlogs[1].as_slice(), [40], "still waiting");
+            for intid in 80..84 {
+                m.guest_dir(1, intid);
+            }
+            m.exit(1);
+            assert_eq!(m.lr(1, 40), Some(pending), "one list register");
+            // Its guest takes it: the write makes it active and pending.
+            m.cpus[1].lrs.lrs[0] = active_hw(40);
+            assert_eq!(m.write(0, ISPENDR1, 1 << 8), 1 << 1);
+            assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 8)], "forwarded by vCPU 1");
+            assert!(!m.dist.unread, "read back");
+            assert_eq!(
+                (m.read(0, ISACTIVER1), m.read(0, ISPENDR1)),
+                (1 << 8, 1 << 8)
+            );
+            // Its guest ends it (and the second edge is taken away): vCPU 1
+            // holds it no more, the writer forwards, asking nobody.
+            m.guest_dir(1, 40);
+            m.dist.pending.clear();
+            m.dist.writes.clear();
+            assert_eq!(m.write(0, ISPENDR1, 1 << 8), 0);
+            assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 8)]);
+        }
+
+        /// R44-4 and CPU_OFF: a set-pending posted to vCPU 1, which goes off
+        /// before applying it, is applied by its release: left for the SPI
+        /// its guest had pending (withdrawn with the rest), forwarded for
+        /// the one it had active (pending once deactivated). Nothing stays
+        /// in vCPU 1's words.
+        #[test]
+        fn r44_a_set_pending_the_holder_did_not_apply_is_applied_by_its_release() {
+            let mut m = Machine::new(2);
+            m.acknowledged(1, 40);
+            m.acknowledged(1, 41);
+            m.cpus[1].lrs.lrs[0] = list_register(40, Some(40), 0xa0);
+            m.cpus[1].lrs.lrs[1] = active_hw(41);
+            assert_eq!(m.access(0, ISPENDR1, Some(0b11 << 8)), (0, 1 << 1));
+            assert_eq!(m.dist.writes, []);
+            m.release(1, R35_COUNT);
+            assert_eq!(m.dist.writes, [(ISPENDR1, 1 << 9)]);
+            assert!(!m.physically_active(40) && !m.physically_active(41));
+            assert_eq!(m.dist.pending, BTreeSet::from([41]));
+            assert_eq!(m.vcpus[1].spis.requests(0), 0);
+        }
+
+        /// Review 44 R44-2: a read of GICD_ISACTIVER1 with no SPI of the
+        /// word held by another vCPU reads that register alone, outside the
+        /// gate: with one vCPU, and with two when the SPIs active are the
+        /// reader's (in its list register), made active and not placed
+        /// (for vCPU 1), or of another word. With one of the word held
+        /// elsewhere (physically active, pending in vCPU 1's list
+        /// register) it takes the gate and asks. A read of GICD_ISPENDR1
+        /// always takes the gate (an acknowledgement between its two
+        /// register reads would hide a pending SPI).
+        #[test]
+        fn r44_active_reads_take_the_gate_only_for_spis_held_elsewhere() {
+            let gated = |m: &Machine| m.holders.writers_in.load(Ordering::Relaxed);
+            let mut one = Machine::new(1);
+            one.acknowledged(0, 40);
+            one.cpus[0].lrs.lrs[0] = active_hw(40);
+            assert_eq!(one.read(0, ISACTIVER1), 1 << 8);
+            assert_eq!(
+                (gated(&one), one.dist.reads.as_slice()),
+                (0, [ISACTIVER1].as_slice())
+            );
+            let mut m = Machine::new(2);
+            m.acknowledged(0, 40);
+            m.cpus[0].lrs.lrs[0] = active_hw(40);
+            m.route = Some(1);
+            assert_eq!(m.access(0, ISACTIVER1, Some(1 << 9)), (0, 1 << 1));
+            m.acknowledged(1, 70);
+            m.cpus[1].lrs.lrs[0] = list_register(70, Some(70), 0xa0);
+            let before = gated(&m);
+            m.dist.reads.clear();
+            assert_eq!(m.read(0, ISACTIVER1), 0b11 << 8);
+            assert_eq!(m.read(0, ICACTIVER1), 0b11 << 8);
+            assert_eq!(gated(&m), before, "not gated");
+            assert_eq!(m.dist.reads, [ISACTIVER1, ICACTIVER1 - 0x80]);
+            assert_eq!(m.read(0, ISPENDR1), 0);
+            assert_eq!(gated(&m), before + 1, "a pending read is gated");
+            m.acknowledged(1, 42);
+            m.cpus[1].lrs.lrs[1] = list_register(42, Some(42), 0xa0);
+            assert_eq!(m.read(0, ISACTIVER1), 0b11 << 8, "42 pending there");
+            assert_eq!(gated(&m), before + 2, "42 held elsewhere: gated");
+        }
+
         /// A holder that goes off before it answers (its release ends what
         /// it held) gives no view: the SPIs asked of it read as the
         /// distributor has them then (inactive), not as at the start of the
@@ -6292,6 +6711,57 @@ mod tests {
         let next = owner.view.request();
         assert_eq!(owner.view.published_for(next), None);
         assert_eq!(owner.view.wanted(), Some(next));
+    }
+
+    /// Review 44 R44-3: the holders are asked in one pass: both requests
+    /// posted before the one kick (of both), the answers awaited together
+    /// (vCPU 2's at once, vCPU 1's after two polls), and the polls shared:
+    /// with nobody answering, the budget (5) is spent once, not per vCPU.
+    /// A vCPU gone off is not waited for.
+    #[test]
+    fn r44_holders_are_asked_in_one_pass() {
+        let vcpus: [VirtualSgis; 3] = core::array::from_fn(|_| VirtualSgis::new());
+        let answer = |k: usize| {
+            let number = vcpus[k].view.wanted().unwrap();
+            vcpus[k].view.set_spis(2, k as u32, 0);
+            vcpus[k].view.publish(number, 0, 0);
+        };
+        let (mut kicks, mut polls, mut answers) = (std::vec::Vec::new(), 0, std::vec::Vec::new());
+        ask_spi_views(
+            &vcpus,
+            0b110,
+            2,
+            5,
+            |asked| {
+                assert!(vcpus[1].view.wanted().is_some() && vcpus[2].view.wanted().is_some());
+                kicks.push(asked);
+                answer(2);
+            },
+            || {
+                polls += 1;
+                if polls == 2 {
+                    answer(1);
+                }
+            },
+            |_| true,
+            |k, view| answers.push((k, view)),
+        );
+        assert_eq!(kicks, [0b110]);
+        assert_eq!(answers, [(2, Some((2, 0))), (1, Some((1, 0)))]);
+        assert_eq!(polls, 2);
+        let (mut polls, mut answers) = (0, std::vec::Vec::new());
+        ask_spi_views(
+            &vcpus,
+            0b111,
+            2,
+            5,
+            |_| {},
+            || polls += 1,
+            |k| k != 0,
+            |k, view| answers.push((k, view)),
+        );
+        assert_eq!(answers, [(0, None), (1, None), (2, None)]);
+        assert_eq!(polls, 5, "one budget for all");
     }
 
     /// Request numbers wrap: a view for request n answers every request up

@@ -5,7 +5,9 @@
 //! find active, and which one an acknowledgement may take), and an exit's
 //! refill as `arch::gic` runs it.
 
-use hv::vgic::{self, Backlog, ListRegisters, PhysicalCpuInterface, SpiHolders, VirtualSgis};
+use hv::vgic::{
+    self, Backlog, ListRegisters, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
+};
 use loom::sync::atomic::{AtomicBool, Ordering};
 
 /// The priority every refill gives a virtual interrupt.
@@ -84,6 +86,24 @@ pub fn refill(
 ) {
     vgic::apply_remote_clears(cpu, sgis, holders, backlog);
     vgic::fill_list_registers(cpu, sgis, backlog, |_| PRIORITY);
+}
+
+/// vCPU `writer`'s access to the SPIs' registers with every vCPU on,
+/// every INTID below 1020 implemented and every SPI routed to any vCPU
+/// (IRM = 1).
+pub fn access_of<'a>(
+    writer: usize,
+    vcpus: &'a [VirtualSgis],
+    holders: &'a SpiHolders,
+) -> SpiAccess<'a, impl Fn(u32) -> Option<usize>, impl Fn(usize) -> bool> {
+    SpiAccess {
+        writer,
+        vcpus,
+        holders,
+        is_on: |_| true,
+        lines: 1020,
+        route: |_| None,
+    }
 }
 
 /// An active SGI in a list register (group 1), holding one the refill

@@ -26,6 +26,7 @@ const GICD: u64 = 0x0800_0000;
 const ISACTIVER1: u64 = 0x0304;
 const ICACTIVER1: u64 = 0x0384;
 const ICPENDR1: u64 = 0x0284;
+const ISPENDR1: u64 = 0x0204;
 
 /// One CPU: two list registers; the distributor's active state of the SPI,
 /// which the writer's set-active makes active and the holder's
@@ -389,7 +390,8 @@ fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
 }
 
 /// The distributor as a writer whose posts a release may take sees it: a
-/// set-active, a clear-active or a clear-pending of the SPI reaches it.
+/// set-active, a clear-active, a clear-pending or a set-pending of the SPI
+/// reaches it (the last also from the release, review 44 R44-4).
 struct PowerHardware(Arc<ActiveSpi>);
 
 impl GicHardware for PowerHardware {
@@ -402,6 +404,7 @@ impl GicHardware for PowerHardware {
             ISACTIVER1 => self.0.active.store(true, Ordering::Release),
             ICACTIVER1 => assert!(self.0.active.swap(false, Ordering::AcqRel)),
             ICPENDR1 => self.0.pending.store(false, Ordering::Release),
+            ISPENDR1 => self.0.pending.store(true, Ordering::Release),
             offset => panic!("unexpected write to {offset:#x}"),
         }
     }
@@ -440,6 +443,7 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
         }
         let going_off = {
             let (shared, vcpu1_on) = (shared.clone(), vcpu1_on.clone());
+            let mut hw = PowerHardware(distributor.clone());
             thread::spawn(move || {
                 // PSCI CPU_OFF: marked off (Release), then the release.
                 vcpu1_on.store(false, Ordering::Release);
@@ -454,6 +458,8 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
                     holders,
                     &mut vcpu1_backlog,
                     count,
+                    GICD,
+                    &mut hw,
                 );
             })
         };
@@ -519,6 +525,14 @@ fn clear_pending_racing_a_cpu_off_leaves_no_request() {
 #[test]
 fn set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
     post_racing_cpu_off_model(ISACTIVER1, true);
+}
+
+/// Review 44 R44-4: the same for a set-pending of the SPI vCPU 1 holds
+/// pending (a request to judge it, `request_pending`): taken by the
+/// release (which leaves it: pending there) or, seen off, forwarded.
+#[test]
+fn set_pending_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
+    post_racing_cpu_off_model(ISPENDR1, true);
 }
 
 /// Review 41 R41-4: two CPUs acknowledge two SPIs of one holder word (33

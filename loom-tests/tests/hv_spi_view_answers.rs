@@ -3,13 +3,19 @@
 //! the other only from its own wait (`meanwhile`, as
 //! `arch::gic::Gic::wait_for_answer` publishes this vCPU's view between
 //! polls): neither may wait in vain, both must read both SPIs pending.
+//! Each asks as `arch::gic` does (`vgic::ask_spi_views`, review 44 R44-3).
+//!
+//! Review 44 R44-4: a GICD_ISPENDR1 of an SPI the holder has pending in a
+//! list register, answered from the holder's own wait, has no effect (the
+//! SPI is not made physically pending: delivered once), and has been
+//! applied by the time the write ends.
 #![cfg(loom)]
 
-use hv::vgic::{self, Backlog, GicHardware, Held, SpiAccess, SpiHolders, VirtualSgis};
+use hv::vgic::{self, Backlog, GicHardware, Held, SpiHolders, VirtualSgis};
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{ActiveSpi, FakeCpu};
+use loom_tests::hv_gic::{access_of, ActiveSpi, FakeCpu};
 
 const GICD: u64 = 0x0800_0000;
 const RD: u64 = 0x080a_0000;
@@ -65,14 +71,7 @@ fn reader(
 ) -> (Option<(u32, u32)>, u64) {
     let (vcpus, holders, spis) = &*shared;
     let other = 1 - me;
-    let access = SpiAccess {
-        writer: me,
-        vcpus,
-        holders,
-        is_on: |_| true,
-        lines: 1020,
-        route: |_| None,
-    };
+    let access = access_of(me, vcpus, holders);
     let mut read = vgic::begin_spi_read(
         vgic::SetClear::PendingSet,
         32,
@@ -86,12 +85,20 @@ fn reader(
         &mut Distributor(spis.clone()),
     );
     assert_eq!(read.holders(), 1 << other);
-    let number = vcpus[other].view.request_spis(read.word);
-    let view = vgic::wait_for_spi_view(&vcpus[other], number, read.word, POLLS, || {
-        publish(&shared, me, &mut cpu, &mut backlog);
-        thread::yield_now();
-        true
-    });
+    let mut view = None;
+    vgic::ask_spi_views(
+        vcpus,
+        read.holders(),
+        read.word,
+        POLLS,
+        |_| {},
+        || {
+            publish(&shared, me, &mut cpu, &mut backlog);
+            thread::yield_now();
+        },
+        |_| true,
+        |_, answer| view = answer,
+    );
     read.answer(other, view, &mut Distributor(spis.clone()));
     let value = read.value();
     // Keep answering until the other is done (its last poll).
@@ -141,7 +148,8 @@ fn two_vcpus_asking_each_other_both_answer() {
     });
 }
 
-/// The distributor of one SPI that also takes GICD_ICPENDR1 writes.
+/// The distributor of one SPI that also takes GICD_ICPENDR1 and
+/// GICD_ISPENDR1 writes.
 struct WritableDistributor(Arc<ActiveSpi>);
 
 impl GicHardware for WritableDistributor {
@@ -149,9 +157,12 @@ impl GicHardware for WritableDistributor {
         Distributor([self.0.clone(), self.0.clone()]).read(address, size)
     }
     fn write(&mut self, address: u64, _size: u64, value: u64) {
-        assert_eq!(address - GICD, 0x0284, "only GICD_ICPENDR1");
-        if value & 1 << (self.0.intid - 32) != 0 {
-            self.0.pending.store(false, Ordering::Release);
+        let bit = value & 1 << (self.0.intid - 32) != 0;
+        match address - GICD {
+            0x0284 if bit => self.0.pending.store(false, Ordering::Release),
+            0x0204 if bit => self.0.pending.store(true, Ordering::Release),
+            0x0284 | 0x0204 => {}
+            offset => panic!("unexpected write to {offset:#x}"),
         }
     }
 }
@@ -165,7 +176,36 @@ impl GicHardware for WritableDistributor {
 /// has applied it").
 #[test]
 fn a_write_answered_from_the_holders_wait_has_been_applied() {
-    loom::model(|| {
+    write_answered_from_the_holders_wait(0x0284, |spi: &ActiveSpi| {
+        assert!(
+            !spi.active.load(Ordering::Acquire),
+            "the write ended before vCPU 1 applied the clear"
+        )
+    });
+}
+
+/// Review 44 R44-4: vCPU 0 writes GICD_ISPENDR1 for SPI 40, which vCPU 1
+/// holds pending in a list register (answering from its own wait only):
+/// the write has no effect, the SPI is not made physically pending (it
+/// would be delivered again once vCPU 1's guest handled it), and once the
+/// write has ended vCPU 1 has applied it (no request left).
+#[test]
+fn a_set_pending_of_an_spi_pending_on_the_holder_has_no_effect() {
+    write_answered_from_the_holders_wait(0x0204, |spi: &ActiveSpi| {
+        assert!(
+            !spi.pending.load(Ordering::Acquire),
+            "made pending: delivered twice"
+        );
+        assert!(spi.active.load(Ordering::Acquire), "still vCPU 1's");
+    });
+}
+
+/// vCPU 0 writes SPI 40's bit at `offset` while vCPU 1 holds it pending in
+/// a list register and answers only from its own wait (no refill), and
+/// waits for vCPU 1 as `arch::gic::emulate` does; once answered, the write
+/// must have been applied (no request left) and `applied` hold.
+fn write_answered_from_the_holders_wait(offset: u64, applied: fn(&ActiveSpi)) {
+    loom::model(move || {
         let spi = Arc::new(ActiveSpi::new(40));
         let shared = Arc::new(([VirtualSgis::new(), VirtualSgis::new()], SpiHolders::new()));
         spi.pending.store(true, Ordering::Release);
@@ -207,20 +247,16 @@ fn a_write_answered_from_the_holders_wait_has_been_applied() {
             })
         };
         let (vcpus, holders) = &*shared;
-        let access = SpiAccess {
-            writer: 0,
-            vcpus,
-            holders,
-            is_on: |_| true,
-            lines: 1020,
-            route: |_| None,
-        };
+        let access = access_of(0, vcpus, holders);
         let mut cpu = FakeCpu::new([0; 2], loom_tests::hv_gic::NothingActive);
         let mut backlog = Backlog::new();
+        let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
+            unreachable!("an SPI register");
+        };
         let (_, kicks) = vgic::perform_spi(
-            vgic::SetClear::PendingClear,
-            32,
-            GICD + 0x0284,
+            op,
+            first,
+            GICD + offset,
             4,
             Some(1 << 8),
             &access,
@@ -231,16 +267,20 @@ fn a_write_answered_from_the_holders_wait_has_been_applied() {
             &mut WritableDistributor(spi.clone()),
         );
         assert_eq!(kicks, 1 << 1);
-        let number = vcpus[1].view.request_spis(0);
-        let view = vgic::wait_for_spi_view(&vcpus[1], number, 0, POLLS, || {
-            thread::yield_now();
-            true
-        });
-        if view.is_some() {
-            assert!(
-                !spi.active.load(Ordering::Acquire),
-                "the write ended before vCPU 1 applied the clear"
-            );
+        let mut answered = false;
+        vgic::ask_spi_views(
+            vcpus,
+            kicks,
+            0,
+            POLLS,
+            |_| {},
+            thread::yield_now,
+            |_| true,
+            |_, view| answered = view.is_some(),
+        );
+        if answered {
+            assert_eq!(vcpus[1].spis.requests(0), 0, "a request left");
+            applied(&spi);
         }
         holder.join().unwrap();
     });

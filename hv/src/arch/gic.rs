@@ -50,6 +50,11 @@ pub struct Gic {
     /// to act waits for it (`vgic::begin_spi_read`); false only for the
     /// broken twin of its QEMU case (`hv.probe=spi-view-no-view`).
     spi_views: bool,
+    /// Whether a GICD_ISPENDR<n> write of an SPI another vCPU holds is
+    /// asked of it (review 44 R44-4, `vgic::perform_spi`); false only for
+    /// the broken twin `hv.probe=spi-view-no-set-pending`, which forwards
+    /// the write as well.
+    spi_set_pending_requests: bool,
 }
 
 /// Physical interrupts acknowledged but not yet in a list register.
@@ -147,7 +152,16 @@ impl Gic {
             cpus: platform.cpus.clone(),
             spi_lines: lines,
             spi_views,
+            spi_set_pending_requests: true,
         })
+    }
+
+    /// The broken twin's GIC (`spi_set_pending_requests`).
+    pub fn forwarding_every_set_pending(self) -> Self {
+        Self {
+            spi_set_pending_requests: false,
+            ..self
+        }
     }
 
     /// How many list registers hv fills.
@@ -283,14 +297,31 @@ impl Gic {
         Some(if pending { p } else { a })
     }
 
-    /// Another vCPU's (`owner`'s) own read of SPI word `w`'s pending and
-    /// active registers, asked of it and waited for as `remote_view` does
-    /// (`vgic::begin_spi_read`); None if it never answered or went off.
-    fn remote_spi_view(&self, vcpu: usize, owner: usize, w: usize) -> Option<(u32, u32)> {
-        let number = SGIS[owner].view.request_spis(w);
-        self.wait_for_answer(vcpu, owner, |meanwhile| {
-            vgic::wait_for_spi_view(&SGIS[owner], number, w, vgic::VIEW_POLLS, meanwhile)
-        })
+    /// The vCPUs in `asked` (bit k: vCPU k), other than `vcpu`, asked for
+    /// their own read of SPI word `w`'s pending and active registers, all
+    /// at once (`vgic::ask_spi_views`: one kick, the answers awaited
+    /// together, answering requests for this vCPU's own view meanwhile);
+    /// `answer` gets each one's, None if it never answered or went off.
+    fn ask_spi_views(
+        &self,
+        vcpu: usize,
+        asked: u32,
+        w: usize,
+        answer: impl FnMut(usize, Option<(u32, u32)>),
+    ) {
+        vgic::ask_spi_views(
+            &SGIS[..self.cpus.len()],
+            asked,
+            w,
+            vgic::VIEW_POLLS,
+            |targets| self.kick(targets as u64),
+            || {
+                self.publish_view(vcpu);
+                core::hint::spin_loop();
+            },
+            |k| super::POWER.get(k) == crate::psci::PowerState::On,
+            answer,
+        );
     }
 
     /// Kicks `owner`, whose view was just asked for, and runs `wait` with
@@ -322,6 +353,8 @@ impl Gic {
                 &SPI_HOLDERS,
                 backlog,
                 self.list_registers,
+                self.distributor,
+                &mut Hardware,
             )
         });
         write_sysreg!("s3_4_c12_c11_0", 0); // ICH_HCR_EL2
@@ -438,10 +471,9 @@ impl Gic {
                     )
                 });
                 let holders = if self.spi_views { read.holders() } else { 0 };
-                for owner in (0..32).filter(|k| holders & (1 << k) != 0) {
-                    let view = self.remote_spi_view(vcpu, owner, read.word);
-                    read.answer(owner, view, &mut Hardware);
-                }
+                self.ask_spi_views(vcpu, holders, read.word, |owner, view| {
+                    read.answer(owner, view, &mut Hardware)
+                });
                 return Some(read.value() & access.size.mask());
             }
             let (result, kicks) = self.with_cpu(vcpu, |backlog, cpu| {
@@ -456,17 +488,24 @@ impl Gic {
                     &mut Hardware,
                 )
             });
-            if kicks != 0 && self.spi_views {
+            if self.spi_views {
                 // The write takes effect on what the holders hold when
                 // they apply it, so it completes only then: each vCPU
                 // kicked answers once it has applied the requests (and
                 // placed what was made active for it), before the
                 // guest's access ends (`vgic::publish_private_view`).
-                for owner in (0..32).filter(|k| kicks & (1 << k) != 0) {
-                    self.remote_spi_view(vcpu, owner, w);
-                }
+                self.ask_spi_views(vcpu, kicks, w, |_, _| {});
             } else if kicks != 0 {
                 self.kick(kicks as u64);
+            }
+            if !self.spi_set_pending_requests && op == vgic::SetClear::PendingSet {
+                // The broken twin (`hv.probe=spi-view-no-set-pending`): the
+                // write forwarded whoever holds the SPIs, as before review
+                // 44 R44-4 (an SPI another vCPU holds pending is delivered
+                // a second time once its guest handled it).
+                if let Some(value) = write {
+                    mmio::write32(ipa, value as u32);
+                }
             }
             return Some(result & access.size.mask());
         }

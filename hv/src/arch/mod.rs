@@ -39,8 +39,10 @@ pub mod gic;
 pub mod gic_active_probe;
 pub mod mmio;
 pub mod nested;
+mod nested_gic;
 pub mod nested_l1;
 pub mod nested_l1_at;
+pub mod nested_l1_gic;
 pub mod nested_l1_host;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
@@ -510,8 +512,9 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
             let maintenance = platform
                 .gic_maintenance
                 .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
-            // Only the broken twin of the SPI view probe reads the SPIs
-            // other vCPUs hold in their physical state.
+            // Only the broken twins of the SPI view probe read the SPIs
+            // other vCPUs hold in their physical state, or forward a
+            // GICD_ISPENDR<n> write of them.
             let spi_views = options.probe != Some(platform::Probe::SpiViewNoView);
             match gic::Gic::init(
                 &platform,
@@ -519,6 +522,9 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
                 options.list_register_limit,
                 spi_views,
             ) {
+                Ok(gic) if options.probe == Some(platform::Probe::SpiViewNoSetPending) => {
+                    Some(gic.forwarding_every_set_pending())
+                }
                 Ok(gic) => Some(gic),
                 Err(e) => fail(format_args!("GIC: {e}")),
             }
@@ -730,9 +736,11 @@ fn load_guest(
     match probe {
         Some(platform::Probe::WalkAbort) => bundle.kernel = walk_abort_probe::image(),
         Some(platform::Probe::GicActive) => bundle.kernel = gic_active_probe::image(),
-        Some(platform::Probe::SpiView | platform::Probe::SpiViewNoView) => {
-            bundle.kernel = spi_view_probe::image()
-        }
+        Some(
+            platform::Probe::SpiView
+            | platform::Probe::SpiViewNoView
+            | platform::Probe::SpiViewNoSetPending,
+        ) => bundle.kernel = spi_view_probe::image(),
         None => {}
     }
     let image = match ImageHeader::parse(bundle.kernel) {

@@ -45,6 +45,11 @@
 //!   L2; while L1 runs it holds L1's own, where hv lists L1's maintenance
 //!   interrupt. L1's maintenance interrupt that L2's run raises (the GIC
 //!   maintenance PPI, taken at EL2) enters L1 at VBAR_EL2 + 0x480.
+//! - L1's GIC (`arch::nested_gic`, rules in `crate::nested::gic`): its
+//!   distributor and redistributors in software; L1's GICD/GICR accesses
+//!   and SGI writes applied to them, what they forward listed in L1's own
+//!   interface at every exit, taking L2 out to L1 at VBAR_EL2 + 0x480,
+//!   other vCPUs kicked with hv's kick SGI.
 //! - Timers (`arch::nested_timer`, rules in `crate::nested::timer`): the
 //!   hardware EL1 timers are L1's EL2 timers while L1 runs and L2's EL1
 //!   timers (from the VNCR page, with L1's CNTVOFF_EL2) while L2 runs;
@@ -56,6 +61,7 @@
 //!   before any guest deadline) ends a run in which L1 or L2 hangs.
 
 use super::gic::Gic;
+use super::nested_gic::L1GicDefect;
 use super::nested_timer::{HardwarePpis, TimerAccess, TimerDefect, TimerIrq, VcpuTimers};
 use super::nested_vgic::{GicDefect, L1GicAccess, Maintenance, VcpuGic};
 use super::shadow_tlb::{stage1_pa, with_vmid, HwTlbs, TlbDefect};
@@ -73,6 +79,7 @@ use crate::nested::entry::{
     ipa_from_par, l1_routes_external_aborts, l2_fault_ipa, EretTarget, FaultIpaSource, Origin,
     Vel2Register,
 };
+use crate::nested::gic::L1GicLayout;
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
 };
@@ -309,6 +316,11 @@ struct Nested {
     /// L1's timer PPIs and the hardware's (`arch::nested_timer`).
     l1_timer_ppis: TimerPpis,
     hardware_timer_ppis: HardwarePpis,
+    /// Where L1's GIC distributor and redistributors are (the platform's
+    /// addresses), and the defect of a `gic-no-*` demo
+    /// (`arch::nested_gic`).
+    l1_gic: L1GicLayout,
+    l1_gic_defect: L1GicDefect,
 }
 
 impl Nested {
@@ -851,6 +863,10 @@ pub fn run(
         | NestedDemo::SveNvhe
         | NestedDemo::SveNoL2Limit
         | NestedDemo::SveNoL2Fa64 => super::nested_l1_sve::image(),
+        NestedDemo::Gic
+        | NestedDemo::GicNoL2Exit
+        | NestedDemo::GicNoKick
+        | NestedDemo::GicNoList => super::nested_l1_gic::image(),
         NestedDemo::Demo | NestedDemo::DemoNoTlbi | NestedDemo::DemoNoVpidr => {
             super::nested_l1::image()
         }
@@ -952,6 +968,8 @@ pub fn run(
     // `memory::vtcr` leaves VTCR_EL2's RES1 bit 31 clear (the walker of
     // L0's map ignores it); the hardware gets it set.
     let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps) | (1 << 31);
+    // L1's GIC: a redistributor for each of L1's vCPUs.
+    let l1_vcpus = vcpus;
     NESTED.call_once(|| Nested {
         service,
         l0_vttbr,
@@ -1046,7 +1064,22 @@ pub fn run(
             virtual_: platform.timer.virtual_,
             hyp: platform.timer.hypervisor,
         },
+        l1_gic: L1GicLayout {
+            distributor: platform.gic_distributor.base,
+            redistributors: match platform.gic_redistributors.first() {
+                Some(region) => region.base,
+                None => fail(format_args!("nested: the GIC has no redistributor region")),
+            },
+            vcpus: l1_vcpus,
+        },
+        l1_gic_defect: match demo {
+            NestedDemo::GicNoL2Exit => L1GicDefect::NoL2Exit,
+            NestedDemo::GicNoKick => L1GicDefect::NoKick,
+            NestedDemo::GicNoList => L1GicDefect::NoList,
+            _ => L1GicDefect::None,
+        },
     });
+    super::nested_gic::reset(l1_vcpus);
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
@@ -1152,6 +1185,10 @@ pub fn run(
             NestedDemo::SveNvhe => " (sve-nvhe: the sve L1 as a non-VHE guest hypervisor, E2H = 0, its ZCR_EL1 and SMCR_EL1 L2's)",
             NestedDemo::SveNoL2Limit => " (sve-no-l2-limit: hv runs L2 under its own ZCR_EL2 and SMCR_EL2, not limited by L1's; this run must fail)",
             NestedDemo::SveNoL2Fa64 => " (sve-no-l2-fa64: hv runs L2 with its own SMCR_EL2.FA64 and EZT0, not L1's; this run must fail)",
+            NestedDemo::Gic => " (gic: L1's GICv3 distributor and redistributors; its SGIs and SPIs, also taking L2 out)",
+            NestedDemo::GicNoL2Exit => " (gic-no-l2-exit: an interrupt pending for L1 does not take L2 out; this run must fail)",
+            NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
+            NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
             NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
@@ -1351,6 +1388,11 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     {
         irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Timer);
     }
+    // And an SGI or SPI of L1's GIC, listed in L1's own interface at every
+    // exit (`l1_gic_interrupts_l2`).
+    if l1_gic_interrupts_l2(nested, vcpu) && from != Mode::L1 && vcpu.mode != Mode::L1 {
+        irq_to_l1_from_l2(nested, vcpu, frame, Note::L1Distributor);
+    }
     // Every return to a shadow's L2 goes through the handshake's entry,
     // also after an exit hv handled itself (a served fault, an emulated
     // ID read, hv's kick): published `Outside` above, the vCPU is no
@@ -1381,6 +1423,68 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         drop(guard);
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
     }
+}
+
+/// L1's stage-2 data abort with syndrome `esr` in its GIC's frames
+/// (`arch::nested_gic`): the load or store emulated, and the vCPUs with
+/// something new forwarded to them kicked. False when the access is not
+/// there, or has no syndrome to emulate it by (then L1 gets the external
+/// abort of any access outside its RAM).
+fn l1_gic_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) -> bool {
+    let Ok(access) =
+        crate::esr::MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"))
+    else {
+        return false;
+    };
+    let value = match access.kind {
+        crate::esr::MmioKind::Write { register } => frame.reg(register),
+        crate::esr::MmioKind::Read { .. } => 0,
+    };
+    let me = vcpu.index;
+    match super::nested_gic::mmio(&nested.l1_gic, &access, value, |targets| {
+        kick_l1_vcpus(nested, me, targets)
+    }) {
+        Err(()) => false,
+        Ok(loaded) => {
+            if let (Some(raw), crate::esr::MmioKind::Read { register, .. }) = (loaded, access.kind)
+            {
+                frame.set_reg(register, access.load_result(raw));
+            }
+            frame.elr += instruction_length(esr);
+            true
+        }
+    }
+}
+
+/// During an exit (L1's own interface in the hardware, until
+/// `VcpuGic::enter_l2`): what L1's GIC forwards to the vCPU listed in L1's
+/// own interface, and whether one of those interrupts would interrupt L2
+/// now (`arch::nested_gic::interrupts_l2`).
+fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
+    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
+}
+
+/// Sends hv's kick SGI to the CPUs of L1's vCPUs in `targets` (bit k:
+/// vCPU k) but `me`'s: each exits (out of L2 too) and lists what L1's GIC
+/// forwards to it at the end of that exit.
+fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
+    if nested.l1_gic_defect == L1GicDefect::NoKick {
+        return;
+    }
+    let Some(mpidrs) = PE_MPIDRS.get() else {
+        return;
+    };
+    // The GIC's change (made under its lock) visible before the SGI (a
+    // write to ICC_SGI1R_EL1 is not a memory access), as
+    // `HwPes::interrupt` does.
+    cpu::dsb_ish();
+    for (k, mpidr) in mpidrs.iter().enumerate() {
+        if let (true, Some(mpidr)) = (k != me && targets & (1 << k) != 0, mpidr) {
+            write_sysreg!("s3_0_c12_c11_5", sgi1r_for(KICK_SGI, *mpidr));
+        }
+    }
+    cpu::isb();
 }
 
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
@@ -1563,9 +1667,12 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
-        // L0 maps all of L1's RAM with every access, so a stage-2 abort
-        // of L1 is an access outside it: a synchronous external abort
-        // for L1, taken at its virtual EL2 (review 23 F4).
+        // A load or store to L1's GIC frames, emulated
+        // (`arch::nested_gic`).
+        EC_DABT_LOWER if l1_gic_access(nested, vcpu, frame, esr) => {}
+        // L0 maps all of L1's RAM with every access, so any other stage-2
+        // abort of L1 is an access outside it: a synchronous external
+        // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
             if (esr >> 26) & EC_UNKNOWN_MASK == EC_DABT_LOWER && nested.linux {
                 let access =
@@ -1759,6 +1866,9 @@ fn maintenance_at_eret(
     } else if vcpu.timers.interrupts_l2(vcpu.vncr, vcpu.vncr.hcr()) {
         // Or an asserted timer PPI of L1's (`arch::nested_timer`).
         Note::L1Timer
+    } else if l1_gic_interrupts_l2(nested, vcpu) {
+        // Or an SGI or SPI of L1's GIC (`arch::nested_gic`).
+        Note::L1Distributor
     } else {
         return false;
     };
@@ -1898,6 +2008,17 @@ fn l1_system_instruction(
         let value =
             IdRegister::from_encoding(op0, op1, crn, crm, op2).map_or(0, |r| nested.shown(r));
         frame.set_reg(access.rt, value);
+        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        return;
+    }
+    // ICC_SGI1R_EL1 and ICC_ASGI1R_EL1 (trapped by HCR_EL2.IMO/FMO): SGIs
+    // of L1's GIC. ICC_SGI0R_EL1 (group 0, which L1's GIC does not have)
+    // is ignored, as hv's vGIC ignores it for ordinary guests.
+    if (op0, op1, crn, crm) == (3, 0, 12, 11) && matches!(op2, 5..=7) && !access.read {
+        if op2 != 7 {
+            let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+            kick_l1_vcpus(nested, vcpu.index, targets);
+        }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
@@ -2402,14 +2523,19 @@ fn l2_exit(
             let (op0, op1, crn, crm, op2) =
                 (access.op0, access.op1, access.crn, access.crm, access.op2);
             // An SGI write L1 did not trap (hv's own IMO/FMO for L2 made
-            // it trap): completed here (review 33 R33-5).
+            // it trap): completed here (review 33 R33-5), on L1's GIC
+            // (`arch::nested_gic`; group 0's has no effect).
             let sgi = l2_sgi_write(
                 (op0, op1, crn, crm, op2),
                 access.read,
                 vcpu.vncr.hcr(),
                 vcpu.vncr.get(ICH_HCR_EL2),
             );
-            if sgi == Some(L2SgiWrite::Ignored) {
+            if sgi == Some(L2SgiWrite::ToL1Gic) {
+                if op2 != 7 {
+                    let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+                    kick_l1_vcpus(nested, vcpu.index, targets);
+                }
                 frame.elr += instruction_length(esr);
                 return;
             }
@@ -2456,6 +2582,7 @@ enum Note {
     L1Unhandled,
     L1Maintenance,
     L1Timer,
+    L1Distributor,
     L2Unrequested,
     L1HostEl0,
 }
@@ -2472,6 +2599,7 @@ impl Note {
             Note::L1Unhandled => "hv: nested: L1 trapped on an instruction hv does not emulate: UNDEFINED for L1 (reported once)",
             Note::L1Maintenance => "hv: nested: L1's virtual GIC interface asserted its maintenance interrupt while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
+            Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }

@@ -39,7 +39,20 @@
 ///   `hcr` (clobbers x1, x2; no `isb`);
 /// - `AT_L2_PAYLOAD`: ELR_EL2 = L2 IPA 0x80000, SPSR_EL2 = EL1h with DAIF
 ///   masked, for an ERET into the L2 payload (clobbers x1);
-/// - `SYSTEM_OFF`: PSCI SYSTEM_OFF, never returns.
+/// - `SYSTEM_OFF`: PSCI SYSTEM_OFF, never returns;
+/// - `OWN_INTERFACE_ON`: L1's own interface (ICC_PMR_EL1 0xff,
+///   ICC_IGRPEN1_EL1 1: its ICV_*, no trap) lets everything in, PSTATE.I
+///   as it was (clobbers x1);
+/// - `CPU_ON_VCPU1 entry`: PSCI CPU_ON for MPIDR 1 at `entry`, context
+///   0: x0 = 0 (started) or -2 (INVALID_PARAMETERS: hv has no CPU for
+///   it); any other result fails with `<labels>_msg_cpu_on` (clobbers
+///   x0-x3, x10, x11);
+/// - `TICKS_AHEAD shift`: x6 = the physical count 2^`shift` TICKS from
+///   now, TICKS the word at `<labels>_ticks` (clobbers x4, x7);
+/// - `POLL_IAR msg, shift=6`: polls L1's own ICV_IAR1_EL1 (no trap; with
+///   PSTATE.I masked) until it gives an INTID, x19, at most 2^`shift`
+///   TICKS (64: a second at TICKS = CNTFRQ_EL0 / 64), else fails with
+///   `msg` and the last value read (clobbers x4-x7, x10, x11).
 ///
 /// Uses `<labels>_puts`, `<labels>_hex`, `<labels>_fail`, `<labels>_msg_nl`.
 #[rustfmt::skip] // one line per line of assembly, the prefixes inline
@@ -172,6 +185,45 @@ macro_rules! l1_asm_macros {
     ", $macros, r"_MOV64 x0, 0x84000008
     hvc     #0
     b       .
+.endm
+.macro ", $macros, r"_OWN_INTERFACE_ON
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    mov     x1, #1
+    msr     s3_0_c12_c12_7, x1
+    isb
+.endm
+.macro ", $macros, r"_CPU_ON_VCPU1 entry
+    ", $macros, r"_MOV64 x0, 0xc4000003
+    mov     x1, #1
+    adr     x2, \entry
+    mov     x3, #0
+    hvc     #0
+    cbz     x0, 90f
+    mov     x11, x0
+    adr     x10, ", $labels, r"_msg_cpu_on
+    cmn     x0, #2
+    b.ne    ", $labels, r"_fail
+90:
+.endm
+.macro ", $macros, r"_TICKS_AHEAD shift
+    mrs     x6, cntpct_el0
+    adr     x4, ", $labels, r"_ticks
+    ldr     x7, [x4]
+    add     x6, x6, x7, lsl #\shift
+.endm
+.macro ", $macros, r"_POLL_IAR msg, shift=6
+    ", $macros, r"_TICKS_AHEAD \shift
+90: mrs     x19, s3_0_c12_c12_0
+    cmp     x19, #1020
+    b.lo    91f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    90b
+    mov     x11, x19
+    adr     x10, \msg
+    b       ", $labels, r"_fail
+91:
 .endm
 "
         )

@@ -80,30 +80,12 @@ use core::arch::global_asm;
 global_asm!(
     l1_asm_macros!("UMBRA_L1TM", "umbra_l1tm"),
     r#"
-// L1's own interface (ICC_PMR_EL1, ICC_IGRPEN1_EL1: its ICV_*, no trap):
-// everything in, group 1 on (PSTATE.I stays masked; clobbers x1).
-.macro UMBRA_L1TM_OWN_INTERFACE_ON
-    mov     x1, #0xff
-    msr     s3_0_c4_c6_0, x1
-    mov     x1, #1
-    msr     s3_0_c12_c12_7, x1
-    isb
-.endm
-
-// x6 = the physical count 64 TICKS, a second, from now (clobbers x4, x7).
-.macro UMBRA_L1TM_SECOND_AHEAD
-    mrs     x6, cntpct_el0
-    adr     x4, umbra_l1tm_ticks
-    ldr     x7, [x4]
-    add     x6, x6, x7, lsl #6
-.endm
-
 // Waits until the IRQ handler has counted `n` interrupts, at most 64
 // TICKS, a second: with `wfi` 1 in trapped WFIs (PSTATE.I clear between
 // them), with `wfi` 0 spinning with PSTATE.I clear and no exit (clobbers
 // x4-x7).
 .macro UMBRA_L1TM_WAIT_IRQS n, msg, wfi=1
-    UMBRA_L1TM_SECOND_AHEAD
+    UMBRA_L1TM_TICKS_AHEAD 6
 .if \wfi == 0
     msr     daifclr, #2
     isb
@@ -127,22 +109,6 @@ global_asm!(
     adr     x10, \msg
     b       umbra_l1tm_fail
 2:  msr     daifset, #2
-.endm
-
-// Polls L1's own ICV_IAR1_EL1 (PSTATE.I masked; neither traps) until it
-// gives an INTID, x19, at most 64 TICKS (clobbers x4-x7).
-.macro UMBRA_L1TM_POLL_IAR msg
-    UMBRA_L1TM_SECOND_AHEAD
-1:  mrs     x19, s3_0_c12_c12_0
-    cmp     x19, #1020
-    b.lo    2f
-    mrs     x7, cntpct_el0
-    cmp     x7, x6
-    b.lo    1b
-    mov     x11, x19
-    adr     x10, \msg
-    b       umbra_l1tm_fail
-2:
 .endm
 
 // The INTID in x19 is `intid`, acknowledged no earlier than the physical
@@ -221,16 +187,8 @@ umbra_l1_timer_image:
     UMBRA_L1TM_OWN_INTERFACE_ON
     // 0: vCPU 1 (PSCI CPU_ON for MPIDR 1) runs its steps while this one
     // waits without exits; hv may have no CPU for it (INVALID_PARAMETERS).
-    UMBRA_L1TM_MOV64 x0, 0xc4000003
-    mov     x1, #1
-    adr     x2, umbra_l1tm_secondary
-    mov     x3, #0
-    hvc     #0
+    UMBRA_L1TM_CPU_ON_VCPU1 umbra_l1tm_secondary
     cbz     x0, 10f
-    mov     x11, x0
-    adr     x10, umbra_l1tm_msg_cpu_on
-    cmn     x0, #2
-    b.ne    umbra_l1tm_fail
     UMBRA_L1TM_PUTS umbra_l1tm_msg_one_vcpu
     b       11f
 10: adr     x4, umbra_l1tm_two_vcpus

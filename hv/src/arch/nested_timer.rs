@@ -205,7 +205,7 @@ fn set_hardware_virtual(timer: Timer) {
 
 /// The hardware's list registers (the implemented ones first) and how
 /// many are implemented.
-fn hardware_lrs() -> ([u64; MAX_LIST_REGISTERS], usize) {
+pub(super) fn hardware_lrs() -> ([u64; MAX_LIST_REGISTERS], usize) {
     let count = Shape::from_vtr(read_sysreg!("s3_4_c12_c11_1")).list_registers;
     let mut lrs = [0u64; MAX_LIST_REGISTERS];
     for (n, lr) in lrs.iter_mut().enumerate().take(count) {

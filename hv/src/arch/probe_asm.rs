@@ -7,8 +7,8 @@
 
 /// The failure report and the console routines of a probe whose labels
 /// start with `$labels` (QEMU virt's PL011 data register, 0x0900_0000):
-/// - `<labels>_fail`: prints `<labels>_fail_msg`, the step in x20 (one
-///   digit), `<labels>_value_msg`, w9 as 8 hex digits and a newline, then
+/// - `<labels>_fail`: prints `<labels>_fail_msg`, the step in x20 (in
+///   decimal, up to 19), `<labels>_value_msg`, w9 as 8 hex digits and a newline, then
 ///   calls PSCI SYSTEM_RESET;
 /// - `<labels>_puts`: prints the NUL-terminated string at x1 (clobbers
 ///   x1-x3);
@@ -22,7 +22,12 @@ macro_rules! probe_asm_report {
             $labels, r"_fail:
     adr     x1, ", $labels, r"_fail_msg
     bl      ", $labels, r"_puts
-    add     x11, x20, #0x30
+    cmp     x20, #10
+    b.lo    91f
+    mov     x11, #0x31
+    bl      ", $labels, r"_putc
+    sub     x20, x20, #10
+91: add     x11, x20, #0x30
     bl      ", $labels, r"_putc
     adr     x1, ", $labels, r"_value_msg
     bl      ", $labels, r"_puts

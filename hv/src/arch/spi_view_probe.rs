@@ -28,13 +28,21 @@
 //! 8. makes it pending again; vCPU 1 acknowledges it (ICC_IAR1_EL1,
 //!    `flag` 3): it reads active and not pending;
 //! 9. lets vCPU 1 end it (`flag` 4; its ICC_EOIR1_EL1, EOImode 0, `flag`
-//!    5): it reads neither.
+//!    5): it reads neither;
+//! 10. makes it pending again (vCPU 1 sees it, `flag` 6) and writes
+//!    GICD_ISPENDR3 once more while vCPU 1 has it pending in its list
+//!    register (review 44 R44-4: no effect; it reads pending, not
+//!    active), then lets vCPU 1 acknowledge and end it (`flag` 7): vCPU 1
+//!    must not see it again (`flag` 8; 9 if it did: delivered twice, the
+//!    write forwarded over hv's acknowledgement), and it reads neither.
 //!
 //! It prints `UMBRA-SPI-VIEW-PASS` and calls PSCI SYSTEM_OFF, or
 //! `UMBRA-SPI-VIEW-FAIL step N value X` (X: the register or `flag` value
 //! read) and SYSTEM_RESET. With `hv.probe=spi-view-no-view` hv reads such
 //! an SPI in its physical state, as before the fix, and the probe fails at
-//! step 4 with value 00000010.
+//! step 4 with value 00000010; with `hv.probe=spi-view-no-set-pending`
+//! hv forwards the second GICD_ISPENDR3 as before R44-4, and the probe
+//! fails at step 10 with value 00000009.
 
 use core::arch::global_asm;
 
@@ -136,6 +144,26 @@ umbra_spi_view_probe:
     mov     x10, #5
     bl      umbra_spi_view_probe_wait_flag
     UMBRA_SPI_VIEW_EXPECT 0, 0
+    // 10. Pending in vCPU 1's list register, GICD_ISPENDR3 again: no
+    // effect, delivered once.
+    mov     x20, #10
+    str     w23, [x22, #0x20c]          // GICD_ISPENDR3
+    mov     x10, #6
+    bl      umbra_spi_view_probe_wait_flag
+    str     w23, [x22, #0x20c]          // GICD_ISPENDR3, pending already
+    UMBRA_SPI_VIEW_EXPECT 1, 0
+    mov     w4, #7
+    str     w4, [x19]
+    movz    x26, #0x1000, lsl #16       // polls
+12: ldr     w9, [x19]
+    cmp     w9, #8
+    b.eq    13f
+    cmp     w9, #9
+    b.eq    umbra_spi_view_probe_fail   // delivered twice
+    subs    x26, x26, #1
+    b.ne    12b
+    b       umbra_spi_view_probe_fail
+13: UMBRA_SPI_VIEW_EXPECT 0, 0
     adr     x1, umbra_spi_view_probe_pass_msg
     bl      umbra_spi_view_probe_puts
     movz    x0, #0x8400, lsl #16
@@ -193,13 +221,41 @@ umbra_spi_view_probe_secondary:
     isb
     mov     w4, #5
     str     w4, [x5]
+    // Pending again.
+14: mrs     x4, s3_0_c12_c12_2
+    cmp     x4, x6
+    b.ne    14b
+    mov     w4, #6
+    str     w4, [x5]
+    // Once vCPU 0 wrote GICD_ISPENDR3 again: acknowledged and ended, then
+    // watched for a second delivery (hv would take the physical SPI again
+    // at once and list it).
+15: ldr     w4, [x5]
+    cmp     w4, #7
+    b.ne    15b
+    mrs     x4, s3_0_c12_c12_0          // ICC_IAR1_EL1
+    cmp     x4, x6
+    b.ne    .
+    msr     s3_0_c12_c12_1, x6          // ICC_EOIR1_EL1
+    isb
+    movz    x7, #0x40, lsl #16          // polls
+16: mrs     x4, s3_0_c12_c12_2
+    cmp     x4, x6
+    b.eq    17f
+    subs    x7, x7, #1
+    b.ne    16b
+    mov     w4, #8
+    str     w4, [x5]
 11: b       11b
+17: mov     w4, #9
+    str     w4, [x5]
+    b       11b
 
 "#,
     probe_asm_report!("umbra_spi_view_probe"),
     r#"
 umbra_spi_view_probe_pass_msg:
-    .asciz  "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither\n"
+    .asciz  "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither; GICD_ISPENDR3 while pending there: no effect, delivered once\n"
 umbra_spi_view_probe_fail_msg:
     .asciz  "UMBRA-SPI-VIEW-FAIL step "
 umbra_spi_view_probe_value_msg:

@@ -40,6 +40,7 @@
 pub mod at;
 pub mod el2_regime;
 pub mod entry;
+pub mod gic;
 pub mod handshake;
 pub mod idregs;
 pub mod timer;

@@ -20,10 +20,11 @@
 //!
 //! Choices where L1's input is not a plain virtual interrupt:
 //! - An LR with HW = 1 names a physical interrupt of L1 (pINTID) that its
-//!   deactivation deactivates. L1 has no physical interrupts in this
-//!   demo (hv emulates no distributor for it), so no pINTID is ever
-//!   active for L1, and deactivating an interrupt that is not active has
-//!   no effect. hv loads the entry as a software one (HW = 0, EOI = 0,
+//!   deactivation deactivates. hv does not link that deactivation to
+//!   L1's interrupts (`nested::gic` keeps no active state for what it
+//!   listed: it lives in L1's own list registers), so L2's deactivation
+//!   leaves L1's pINTID as it was (a limit: KVM as L1 maps its guest's
+//!   timer this way). hv loads the entry as a software one (HW = 0, EOI = 0,
 //!   no pINTID: it must never name one of hv's own interrupts to the
 //!   hardware, which would deactivate it) and writes back only its
 //!   State, so L1 reads back HW = 1 and its pINTID.
@@ -519,12 +520,14 @@ pub enum L2SgiWrite {
     /// ICC_ASGI1R_EL1: an EL1 write traps to EL2 under any of them; KVM
     /// forwards them to a guest hypervisor on the same three bits).
     ForwardToL1,
-    /// L1 did not: the write reaches L1's "physical" GIC, where hv
-    /// emulates no SGIs for L1 (no distributor or redistributor: an SGI
-    /// of L1's is never enabled, so never signalled). It completes with
-    /// no effect. The trap is hv's own (HCR_EL2.IMO/FMO for L2, so that
-    /// L2 reaches L1's virtual interface), not one L1 set.
-    Ignored,
+    /// L1 did not: the write reaches L1's "physical" GIC, its distributor
+    /// and redistributors hv emulates (`nested::gic`): ICC_SGI1R_EL1 and
+    /// ICC_ASGI1R_EL1 send the SGI to the vCPUs of L1 its affinities name
+    /// (the sender is the vCPU L2 runs on), ICC_SGI0R_EL1 (group 0, which
+    /// L1's GIC does not have) completes with no effect. The trap is hv's
+    /// own (HCR_EL2.IMO/FMO for L2, so that L2 reaches L1's virtual
+    /// interface), not one L1 set.
+    ToL1Gic,
 }
 
 /// For L2's trapped system register access (op0, op1, CRn, CRm, op2,
@@ -547,7 +550,7 @@ pub const fn l2_sgi_write(
     if l1_virtual_hcr & routed != 0 || l1_ich_hcr & hcr::TC != 0 {
         Some(L2SgiWrite::ForwardToL1)
     } else {
-        Some(L2SgiWrite::Ignored)
+        Some(L2SgiWrite::ToL1Gic)
     }
 }
 
@@ -1003,7 +1006,7 @@ mod tests {
             // None of them: not L1's trap.
             assert_eq!(
                 l2_sgi_write(reg, false, vhcr::RW | vhcr::VM, hcr::EN | hcr::TALL1),
-                Some(L2SgiWrite::Ignored)
+                Some(L2SgiWrite::ToL1Gic)
             );
             // MRS of a write-only register is not this rule's.
             assert_eq!(l2_sgi_write(reg, true, 0, 0), None);

@@ -876,16 +876,13 @@ const MATRIX: &[Case] = &[
     },
     // Linux as L1: the guest bundle's kernel entered at virtual EL2 (x0 =
     // its device tree, MMU off) runs its EL2 set-up, stays at EL2 as a
-    // VHE kernel and prints through the emulated PL011 until its GIC
-    // driver probes the distributor, which hv does not yet emulate for
-    // L1: an external abort, a panic, PSCI SYSTEM_RESET through SMC
-    // (hv/README.md, "Linux as L1"). One vCPU.
+    // VHE kernel, probes L1's distributor and redistributor, initialises
+    // KVM, and runs its user space in host mode (E2H = TGE = 1), whose
+    // init prints the marker and powers off (hv/README.md, "Linux as
+    // L1"). One vCPU.
     Case {
         hv_args: "hv.nested=linux",
-        expect: Expect::Ends {
-            line: "CPU features: detected: Virtualization Host Extensions",
-            status: 2,
-        },
+        expect: Expect::Marker { cpus: 1 },
         ..boot(MAX, 1, "512M")
     },
     // Its twin: L1 shown SVE and SME, Linux 6.1 traps its own ZCR_EL2
@@ -1036,6 +1033,55 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=timer-no-eoi-maintenance",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: E: the re-armed EL2 physical timer's next expiry did not come after L1's EOI without a trap: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // L1's GICv3 distributor and redistributors (hv/README.md, "A
+    // distributor and redistributors for L1"): its own SGI, SPIs pending
+    // through GICD_ISPENDR and routed with GICD_IROUTER, one pending at its
+    // ERET into L2; at three CPUs vCPU 1 (CPU 2) sends vCPU 0 an SGI while
+    // vCPU 0 runs L2, and takes an SPI routed to it.
+    Case {
+        hv_args: "hv.nested=gic",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2",
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure modes: no exit from L2 for an interrupt pending for L1
+    // (neither at its ERET nor while L2 runs: L2's bounded spin ends), and
+    // no kick of the target vCPU's CPU (it stays in L2), and nothing
+    // listed in L1's own interface (not even its own SGI comes).
+    Case {
+        hv_args: "hv.nested=gic-no-l2-exit",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic-no-kick",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 0x0000000000000001",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=gic-no-list",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: the SGI L1 sent itself did not come: ICV_IAR1_EL1 0x00000000000003ff",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
@@ -1219,11 +1265,13 @@ const MATRIX: &[Case] = &[
     // reads inactive, as Linux's synchronize_irq does, and must see it
     // pending and not active (review 41 R41-1), then through
     // GICD_ICACTIVER3 (no effect), GICD_ICPENDR3 (withdrawn), vCPU 1's
-    // acknowledgement (active) and EOI (neither).
+    // acknowledgement (active) and EOI (neither); then GICD_ISPENDR3
+    // while vCPU 1 has it pending (review 44 R44-4): no effect, delivered
+    // once.
     Case {
         hv_args: "hv.probe=spi-view",
         expect: Expect::Ends {
-            line: "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither",
+            line: "UMBRA-SPI-VIEW-PASS SPI 100 held for vCPU 1 read from vCPU 0: pending, not active; after GICD_ICACTIVER3 the same; after GICD_ICPENDR3 neither, withdrawn; acknowledged, active; after its EOI, neither; GICD_ISPENDR3 while pending there: no effect, delivered once",
             status: 0,
         },
         ..boot(MAX, 2, "512M")
@@ -1234,6 +1282,17 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.probe=spi-view-no-view",
         expect: Expect::Ends {
             line: "UMBRA-SPI-VIEW-FAIL step 4 value 00000010",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode for R44-4: hv forwards a GICD_ISPENDR<n> write of
+    // an SPI another vCPU holds pending (as before), which is delivered a
+    // second time after vCPU 1's EOI.
+    Case {
+        hv_args: "hv.probe=spi-view-no-set-pending",
+        expect: Expect::Ends {
+            line: "UMBRA-SPI-VIEW-FAIL step 10 value 00000009",
             status: 2,
         },
         ..boot(MAX, 2, "512M")

@@ -1,0 +1,122 @@
+//! The machine side of L1's distributor and redistributors
+//! (`crate::nested::gic` has the model and its choices): one [`L1Gic`]
+//! for all of L1's vCPUs behind a lock, L1's trapped loads and stores to
+//! its GIC frames and its ICC_SGI1R_EL1 writes applied to it, and what it
+//! forwards to a vCPU listed in L1's own virtual interface (the hardware
+//! one during every exit, `arch::nested_vgic`).
+//!
+//! Calls from `arch::nested`: [`mmio`] for L1's stage-2 data aborts in
+//! its GIC frames, [`send_sgi`] for its trapped SGI register writes (the
+//! caller kicks the targets that run elsewhere with hv's kick SGI, which
+//! takes them to hv, whose exit lists the SGI), [`list_for_l1`] at the end
+//! of every exit (L1 or L2, while L1's own interface is in the hardware),
+//! then [`interrupts_l2`] to take L2 out to L1's IRQ vector.
+//!
+//! The lock is taken inside a vCPU's exit (its own vCPU lock held, never
+//! another's), briefly, and nothing is waited for while it is held.
+
+use super::cpu::{self, read_sysreg};
+use super::nested_timer::hardware_lrs;
+use crate::esr::{MmioAccess, MmioKind};
+use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, MAX_L1_VCPUS};
+use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
+
+/// L1's GIC, shared by its vCPUs.
+static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
+
+/// A deliberate defect of the delivery hv adds for L1's GIC (the
+/// `gic-no-*` demos, which must fail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L1GicDefect {
+    None,
+    /// `gic-no-l2-exit`: an interrupt pending for L1 while its vCPU runs
+    /// L2 does not take L2 out (it waits in L1's list registers for L2's
+    /// next exit to L1).
+    NoL2Exit,
+    /// `gic-no-kick`: an SGI or SPI for another vCPU does not kick it (it
+    /// is listed at that vCPU's next exit).
+    NoKick,
+    /// `gic-no-list`: nothing L1's GIC forwards is ever listed in L1's
+    /// own interface.
+    NoList,
+}
+
+/// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
+pub fn reset(vcpus: usize) {
+    *L1_GIC.lock() = L1Gic::new(vcpus);
+}
+
+/// L1's load or store `access` (stage-2 data abort syndrome decoded) at
+/// `layout`'s frames from vCPU `vcpu`, with `value` the low bytes of the
+/// stored register: the load's raw value (None for a store), or Err(())
+/// when `access` is not in L1's GIC. The vCPUs that now have something
+/// forwarded to them go to `kick`.
+pub fn mmio(
+    layout: &L1GicLayout,
+    access: &MmioAccess,
+    value: u64,
+    kick: impl FnOnce(u32),
+) -> Result<Option<u64>, ()> {
+    let (frame, offset) = layout.locate(access.ipa).ok_or(())?;
+    let size = access.size.bytes();
+    let mut gic = L1_GIC.lock();
+    match access.kind {
+        MmioKind::Read { .. } => Ok(Some(gic.read(frame, offset, size))),
+        MmioKind::Write { .. } => {
+            gic.write(frame, offset, size, value & access.size.mask());
+            let wanting = gic.wanting();
+            drop(gic);
+            kick(wanting);
+            Ok(None)
+        }
+    }
+}
+
+/// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:
+/// the targets (bit k: vCPU k).
+pub fn send_sgi(vcpu: usize, value: u64) -> u32 {
+    L1_GIC.lock().send_sgi(vcpu, value)
+}
+
+/// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the
+/// hardware during every exit), list registers 1 on, with EOI maintenance
+/// (`nested::gic::list_forwarded`).
+pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
+    if defect == L1GicDefect::NoList {
+        return;
+    }
+    let mut gic = L1_GIC.lock();
+    if !gic.anything_pending() {
+        return;
+    }
+    let (before, count) = hardware_lrs();
+    if count < 2 {
+        return;
+    }
+    let mut after = before;
+    if list_forwarded(&mut gic, vcpu, &mut after[1..count], true) == 0 {
+        return;
+    }
+    drop(gic);
+    for n in 1..count {
+        if after[n] != before[n] {
+            super::gic::write_lr(n, after[n]);
+        }
+    }
+    cpu::isb();
+}
+
+/// Whether an interrupt of L1's GIC listed in its own interface (in the
+/// hardware during the exit) is signalled and L1 routes IRQs to its
+/// virtual EL2 (virtual HCR_EL2 `l1_virtual_hcr`): L2, if it runs, is to
+/// be taken out to L1's IRQ vector.
+pub fn interrupts_l2(l1_virtual_hcr: u64, defect: L1GicDefect) -> bool {
+    if defect == L1GicDefect::NoL2Exit || !l1_takes_irqs_at_vel2(l1_virtual_hcr) {
+        return false;
+    }
+    let (lrs, count) = hardware_lrs();
+    let vmcr = read_sysreg!("s3_4_c12_c11_7"); // ICH_VMCR_EL2: L1's own
+    let vtr = read_sysreg!("s3_4_c12_c11_1"); // ICH_VTR_EL2
+    let priority_bits = ((vtr >> vtr::PRIBITS_SHIFT) & 7) as u32 + 1;
+    signalled(&lrs[1..count.max(1)], vmcr, priority_bits)
+}

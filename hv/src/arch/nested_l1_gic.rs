@@ -1,0 +1,459 @@
+//! The `gic` guest hypervisor (L1, VHE: E2H = 1) and its guest (L2): L1
+//! programs its GICv3 distributor and redistributors (`nested::gic`,
+//! `arch::nested_gic`) and takes SGIs and SPIs through them, at its own
+//! EL2 and out of L2. Copied by `arch::nested` into L1's memory like
+//! `arch::nested_l1`; data to hv, never executed at EL2.
+//!
+//! L1 (MMU off, its stack at +1 MiB, vCPU 1's at +960 KiB, L2's stage 2
+//! at +2 MiB mapping L2 IPA 0x80000 to the L2 payload page, VMID 5;
+//! virtual HCR_EL2 RW, DC, VM and IMO; its own interface's PMR 0xff and
+//! group 1 on, PSTATE.I masked throughout: interrupts at its own EL2 are
+//! taken by polling ICV_IAR1_EL1; TICKS = CNTFRQ_EL0 / 64) hard-codes QEMU
+//! virt's GIC addresses ([`QEMU_VIRT_GICD`], [`QEMU_VIRT_GICR`]), which hv
+//! gives L1 (the platform's):
+//! 1. GICD_PIDR2.ArchRev is 3; GICD_CTLR = ARE | EnableGrp1 reads back
+//!    with DS; GICD_TYPER.ITLinesNumber 4; its redistributor's GICR_TYPER
+//!    has affinity 0; it clears GICR_WAKER.ProcessorSleep and
+//!    ChildrenAsleep reads 0; GICR_IGROUPR0 reads all group 1; SGIs 1 and
+//!    2 get priority 0x80 and are enabled (GICR_ISENABLER0 reads them);
+//! 2. it sends itself SGI 1 (ICC_SGI1R_EL1, trapped) and takes INTID 1,
+//!    EOIs it, and after an exit (a trapped GICD_CTLR load) ICV_IAR1_EL1
+//!    reads 1023: delivered once;
+//! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
+//!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
+//!    reads 0, and after an exit nothing more;
+//!    3a. with its virtual HCR_EL2 without IMO and FMO (and ICH_HCR_EL2.TC
+//!    0), it runs L2, which sends SGI 1 to vCPU 0 (a write L1 does not
+//!    trap: it reaches L1's GIC) and calls `hvc #4`; L1 takes INTID 1
+//!    once;
+//! 4. starts vCPU 1 with PSCI CPU_ON (MPIDR 1; hv has a CPU for it from
+//!    three CPUs on, else INVALID_PARAMETERS and one vCPU);
+//! 5. SPI 49 made pending (routed to itself), then an ERET into L2: the IRQ
+//!    is taken before L2's first instruction (VBAR_EL2 + 0x480, INTID 49,
+//!    ELR_EL2 L2's entry 0x80000); with one vCPU L1 then checks nothing
+//!    more is pending and passes;
+//! 6. with two: L1 resumes L2, which sets a flag in its page and spins at
+//!    most two seconds; vCPU 1 (its redistributor: GICR_TYPER affinity 1,
+//!    Processor_Number 1, Last; woken) waits for the flag and sends SGI 2
+//!    to vCPU 0, which is inside L2: L2 is taken out to VBAR_EL2 + 0x480,
+//!    INTID 2, ELR_EL2 inside L2's payload page, and the pending vINTID
+//!    42 L1 left for L2 in ICH_LR0_EL2 (VNCR page, L2's group 1 off) is
+//!    still there;
+//! 7. vCPU 0 then routes SPI 50 to vCPU 1 (GICD_IROUTER affinity 1) and
+//!    makes it pending: vCPU 1, polling ICV_IAR1_EL1 without exits, takes
+//!    INTID 50 (hv's kick SGI took it to hv, which listed it); vCPU 0
+//!    checks vCPU 1 got it, and that nothing more is pending for itself;
+//! 8. prints `UMBRA-NESTED-PASS gic ...` (with ` vcpus=2` when vCPU 1
+//!    ran) and calls PSCI SYSTEM_OFF, or `UMBRA-NESTED-FAIL: <why>` with
+//!    the value and SYSTEM_RESET.
+
+use core::arch::global_asm;
+
+/// QEMU virt's GICv3 distributor, which hv gives L1 (the platform's).
+pub const QEMU_VIRT_GICD: u64 = 0x0800_0000;
+/// QEMU virt's first redistributor: vCPU k's at `+ k * 0x20000`.
+pub const QEMU_VIRT_GICR: u64 = 0x080a_0000;
+
+global_asm!(
+    l1_asm_macros!("UMBRA_L1G", "umbra_l1g"),
+    r#"
+// Nothing more pending for this vCPU: after an exit (a trapped load of
+// GICD_CTLR, at whose end hv lists what is pending), ICV_IAR1_EL1 reads
+// 1023 (clobbers x1, x3, x10, x11, x19).
+.macro UMBRA_L1G_NOTHING_MORE msg
+    UMBRA_L1G_MOV64 x1, {gicd}
+    ldr     w1, [x1]
+    isb
+    mrs     x19, s3_0_c12_c12_0
+    UMBRA_L1G_EXPECT x19, 1023, \msg
+.endm
+
+// SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
+// and made pending through GICD_ISPENDR1 (clobbers x1, x2).
+.macro UMBRA_L1G_SPI n, aff
+    UMBRA_L1G_MOV64 x1, {gicd}
+    mov     w2, #0x80
+    strb    w2, [x1, #(0x400 + \n)]
+    mov     x2, #\aff
+    str     x2, [x1, #(0x6000 + 8 * \n)]
+    mov     w2, #(1 << (\n - 32))
+    str     w2, [x1, #0x104]
+    str     w2, [x1, #0x204]
+.endm
+
+.pushsection .rodata.umbra_l1_gic, "a"
+.balign 4096
+.global umbra_l1_gic_image
+umbra_l1_gic_image:
+    adr     x9, umbra_l1_gic_image
+    add     x10, x9, #0x100000
+    mov     sp, x10
+    mrs     x1, CurrentEL
+    UMBRA_L1G_EXPECT x1, 8, umbra_l1g_msg_el
+    adr     x1, umbra_l1g_vectors
+    msr     vbar_el2, x1
+    isb
+    mrs     x1, cntfrq_el0
+    lsr     x1, x1, #6
+    adr     x4, umbra_l1g_ticks
+    str     x1, [x4]
+    // L2's stage 2 and L1's virtual HCR_EL2 (IMO: IRQs to virtual EL2).
+    add     x13, x9, #0x200000
+    UMBRA_L1G_L2_STAGE2_TABLES umbra_l2g_payload
+    UMBRA_L1G_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    UMBRA_L1G_OWN_INTERFACE_ON
+    // 1: the distributor.
+    UMBRA_L1G_MOV64 x20, {gicd}
+    add     x1, x20, #0xf000
+    ldr     w21, [x1, #0xfe8]
+    and     x21, x21, #0xf0
+    UMBRA_L1G_EXPECT x21, 0x30, umbra_l1g_msg_pidr2
+    mov     w1, #0x12
+    str     w1, [x20]
+    ldr     w21, [x20]
+    UMBRA_L1G_EXPECT x21, 0x52, umbra_l1g_msg_ctlr
+    ldr     w21, [x20, #4]
+    and     x21, x21, #0x1f
+    UMBRA_L1G_EXPECT x21, 4, umbra_l1g_msg_typer
+    // Its redistributor: affinity 0, woken, group 1, SGIs 1 and 2.
+    UMBRA_L1G_MOV64 x20, {gicr}
+    ldr     x21, [x20, #8]
+    lsr     x21, x21, #32
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_gicr_typer0
+    str     wzr, [x20, #0x14]
+    ldr     w21, [x20, #0x14]
+    and     x21, x21, #4
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_waker
+    add     x20, x20, #0x10, lsl #12
+    ldr     w21, [x20, #0x80]
+    UMBRA_L1G_EXPECT x21, 0xffffffff, umbra_l1g_msg_igroupr0
+    UMBRA_L1G_MOV64 x1, 0x808000
+    str     w1, [x20, #0x400]
+    mov     w1, #6
+    str     w1, [x20, #0x100]
+    ldr     w21, [x20, #0x100]
+    UMBRA_L1G_EXPECT x21, 6, umbra_l1g_msg_isenabler0
+    UMBRA_L1G_PUTS umbra_l1g_msg_enabled
+    // 2: SGI 1 to itself (target list Aff0 0).
+    UMBRA_L1G_MOV64 x1, 0x1000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_own_sgi
+    UMBRA_L1G_EXPECT x19, 1, umbra_l1g_msg_own_sgi_intid
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_own_sgi_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_own_sgi
+    // 3: SPI 48 to itself through GICD_ISPENDR1.
+    UMBRA_L1G_SPI 48, 0
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
+    UMBRA_L1G_EXPECT x19, 48, umbra_l1g_msg_spi_intid
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_MOV64 x1, {gicd}
+    ldr     w21, [x1, #0x204]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_spi_still_pending
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_spi
+    // 3a: L2's SGI 1 to vCPU 0 with L1 trapping none of its SGI writes
+    // (virtual HCR_EL2 without IMO and FMO, ICH_HCR_EL2.TC 0): it reaches
+    // L1's GIC; L2 then calls `hvc #4`.
+    UMBRA_L1G_MOV64 x1, {vhcr_no_imo}
+    msr     hcr_el2, x1
+    adr     x1, umbra_l2g_sgi
+    adr     x2, umbra_l2g_payload
+    sub     x1, x1, x2
+    add     x1, x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    eret
+umbra_l1g_after_l2_sgi:
+    // 4: vCPU 1 (PSCI CPU_ON for MPIDR 1); hv may have no CPU for it
+    // (INVALID_PARAMETERS).
+    UMBRA_L1G_CPU_ON_VCPU1 umbra_l1g_secondary
+    cbz     x0, 10f
+    UMBRA_L1G_PUTS umbra_l1g_msg_one_vcpu
+    b       11f
+10: adr     x4, umbra_l1g_two_vcpus
+    mov     x1, #1
+    str     x1, [x4]
+11:
+    // 5: SPI 49 pending for L1 at its ERET into L2: taken at once.
+    UMBRA_L1G_SPI 49, 0
+    UMBRA_L1G_AT_L2_PAYLOAD
+    eret
+
+"#,
+    l1_asm_print!("UMBRA_L1G", "umbra_l1g"),
+    r#"
+
+"#,
+    l1_asm_fail!("UMBRA_L1G", "umbra_l1g"),
+    // Lower EL: L2's `hvc #3` (its spin ended) and IRQs taking L2 out.
+    l1_asm_vectors!(
+        "UMBRA_L1G",
+        "umbra_l1g",
+        "umbra_l1g_unexpected",
+        "umbra_l1g_unexpected",
+        "umbra_l1g_lower_sync",
+        "umbra_l1g_l2_irq",
+    ),
+    r#"
+
+// L2 taken out by an IRQ: step 5 (SPI 49 before L2's first instruction),
+// then step 6 (SGI 2 from vCPU 1 while L2 spins); any other is extra.
+umbra_l1g_l2_irq:
+    adr     x9, umbra_l1_gic_image
+    mrs     x19, s3_0_c12_c12_0
+    mrs     x20, elr_el2
+    adr     x4, umbra_l1g_irqs
+    ldr     x22, [x4]
+    add     x1, x22, #1
+    str     x1, [x4]
+    cbz     x22, 1f
+    cmp     x22, #1
+    b.eq    2f
+    mov     x11, x19
+    adr     x10, umbra_l1g_msg_extra_irq
+    b       umbra_l1g_fail
+    // 5: SPI 49, L2 not yet run.
+1:  UMBRA_L1G_EXPECT x19, 49, umbra_l1g_msg_eret_intid
+    UMBRA_L1G_EXPECT x20, 0x80000, umbra_l1g_msg_eret_elr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_PUTS umbra_l1g_msg_eret
+    adr     x4, umbra_l1g_two_vcpus
+    ldr     x1, [x4]
+    cbnz    x1, 3f
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_eret_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_pass
+    UMBRA_L1G_SYSTEM_OFF
+    // 6: L2 resumed where it was (its entry) to spin, with a pending
+    // vINTID 42 for it in ICH_LR0_EL2 and ICH_HCR_EL2.En (VNCR words: its
+    // group 1 is off, so L2 never takes it).
+3:  UMBRA_L1G_MOV64 x1, {l2_lr}
+    msr     s3_4_c12_c12_0, x1
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    isb
+    UMBRA_L1G_PUTS umbra_l1g_msg_enter
+    eret
+    // 6: SGI 2 from vCPU 1, L2 inside its payload page.
+2:  UMBRA_L1G_EXPECT x19, 2, umbra_l1g_msg_l2_sgi_intid
+    mov     x11, x20
+    adr     x10, umbra_l1g_msg_l2_sgi_elr
+    cmp     x20, #0x80000
+    b.lo    umbra_l1g_fail
+    cmp     x20, #0x81000
+    b.hs    umbra_l1g_fail
+    msr     s3_0_c12_c12_1, x19
+    isb
+    // L2's interrupt state survived the exit: its LR as L1 wrote it.
+    mrs     x21, s3_4_c12_c12_0
+    UMBRA_L1G_EXPECT x21, {l2_lr}, umbra_l1g_msg_l2_lr
+    UMBRA_L1G_PUTS umbra_l1g_msg_l2_sgi
+    // 7: SPI 50 to vCPU 1, which polls without exits.
+    UMBRA_L1G_SPI 50, 1
+    UMBRA_L1G_TICKS_AHEAD 9
+4:  adr     x4, umbra_l1g_v1_done
+    ldr     x5, [x4]
+    cbnz    x5, 5f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    4b
+    adr     x4, umbra_l1g_v1_intid
+    ldr     x11, [x4]
+    adr     x10, umbra_l1g_msg_v1_timeout
+    b       umbra_l1g_fail
+5:  adr     x4, umbra_l1g_v1_intid
+    ldr     x21, [x4]
+    UMBRA_L1G_EXPECT x21, 50, umbra_l1g_msg_v1_spi
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_routed_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_routed
+    UMBRA_L1G_PUTS umbra_l1g_msg_pass2
+    UMBRA_L1G_SYSTEM_OFF
+
+// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without vCPU 1's
+// SGI taking it out).
+umbra_l1g_lower_sync:
+    mrs     x19, esr_el2
+    mov     x11, x19
+    UMBRA_L1G_MOV64 x1, 0x5a000004
+    cmp     x19, x1
+    b.eq    umbra_l1g_l2_sgi_back
+    adr     x10, umbra_l1g_msg_unexpected
+    UMBRA_L1G_MOV64 x1, 0x5a000003
+    cmp     x19, x1
+    b.ne    umbra_l1g_fail
+    adr     x4, umbra_l1g_irqs
+    ldr     x11, [x4]
+    adr     x10, umbra_l1g_msg_l2_not_interrupted
+    b       umbra_l1g_fail
+
+// 3a: L2's SGI 1 reached L1's GIC, which forwards it to vCPU 0: taken
+// once; L1's virtual HCR_EL2 gets IMO again.
+umbra_l1g_l2_sgi_back:
+    UMBRA_L1G_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_l2_own_sgi
+    UMBRA_L1G_EXPECT x19, 1, umbra_l1g_msg_l2_own_sgi_intid
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_l2_own_sgi_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_l2_own_sgi
+    b       umbra_l1g_after_l2_sgi
+
+// vCPU 1 (PSCI CPU_ON, x0 its context id): its own stack and interface,
+// its redistributor checked and woken; waits for L2 to run on vCPU 0,
+// sends it SGI 2, then takes SPI 50 by polling, and parks.
+umbra_l1g_secondary:
+    adr     x9, umbra_l1_gic_image
+    add     x10, x9, #0xf0000
+    mov     sp, x10
+    adr     x1, umbra_l1g_vectors
+    msr     vbar_el2, x1
+    UMBRA_L1G_MOV64 x1, {vhcr}
+    msr     hcr_el2, x1
+    UMBRA_L1G_OWN_INTERFACE_ON
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x20, lsl #12
+    ldr     x21, [x20, #8]
+    UMBRA_L1G_EXPECT x21, 0x100000110, umbra_l1g_msg_gicr_typer1
+    str     wzr, [x20, #0x14]
+    ldr     w21, [x20, #0x14]
+    and     x21, x21, #4
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_waker
+    UMBRA_L1G_TICKS_AHEAD 9
+1:  adr     x4, umbra_l2g_running
+    ldr     x5, [x4]
+    cbnz    x5, 2f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    1b
+    mov     x11, x5
+    adr     x10, umbra_l1g_msg_v1_no_l2
+    b       umbra_l1g_fail
+2:  UMBRA_L1G_MOV64 x1, 0x2000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_no_spi, 9
+    msr     s3_0_c12_c12_1, x19
+    isb
+    adr     x4, umbra_l1g_v1_intid
+    str     x19, [x4]
+    adr     x4, umbra_l1g_v1_done
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+3:  wfe
+    b       3b
+
+.balign 8
+umbra_l1g_two_vcpus:
+    .quad   0
+umbra_l1g_v1_done:
+    .quad   0
+umbra_l1g_v1_intid:
+    .quad   0
+umbra_l1g_irqs:
+    .quad   0
+umbra_l1g_ticks:
+    .quad   0
+umbra_l1g_msg_enabled:   .asciz "L1 (gic): distributor on (GICD_CTLR ARE|EnableGrp1, DS), GICv3 (PIDR2), 160 INTIDs; redistributor 0 woken (GICR_WAKER), SGIs 1 and 2 enabled at priority 0x80\n"
+umbra_l1g_msg_own_sgi:   .asciz "L1: the SGI it sent itself (ICC_SGI1R_EL1) came once: INTID 1\n"
+umbra_l1g_msg_spi:       .asciz "L1: SPI 48 made pending through GICD_ISPENDR1 and routed to it (GICD_IROUTER) came once; GICD_ISPENDR1 then reads 0\n"
+umbra_l1g_msg_l2_own_sgi: .asciz "L1: L2's SGI 1 to vCPU 0, a write L1 does not trap (no IMO, FMO or ICH_HCR_EL2.TC), reached L1's GIC and came once\n"
+umbra_l1g_msg_no_l2_own_sgi: .asciz "L2's SGI write L1 does not trap did not reach L1's GIC: ICV_IAR1_EL1 "
+umbra_l1g_msg_l2_own_sgi_intid: .asciz "L2's SGI 1 came to L1 as another INTID: "
+umbra_l1g_msg_l2_own_sgi_twice: .asciz "an interrupt is pending after L1 took and EOId L2's SGI 1 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_one_vcpu:  .asciz "L1 (gic): one vCPU (PSCI CPU_ON: hv has no CPU for a second)\n"
+umbra_l1g_msg_eret:      .asciz "L1: SPI 49 pending at its ERET into L2 was taken before L2's first instruction: INTID 49 at VBAR_EL2 + 0x480, ELR_EL2 0x80000\n"
+umbra_l1g_msg_enter:     .asciz "L1: L2 resumed; it spins while vCPU 1 sends vCPU 0 SGI 2\n"
+umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480; L2's pending vINTID 42 is still in ICH_LR0_EL2\n"
+umbra_l1g_msg_l2_lr:     .asciz "L2's list register (ICH_LR0_EL2, VNCR page) changed when L1's SGI took L2 out: "
+umbra_l1g_msg_routed:    .asciz "L1: SPI 50 routed to vCPU 1 (GICD_IROUTER affinity 1) reached vCPU 1 while it polled without exits, and not vCPU 0\n"
+umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok\n"
+umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2\n"
+umbra_l1g_msg_nl:        .asciz "\n"
+umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
+umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "
+umbra_l1g_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+umbra_l1g_msg_pidr2:     .asciz "GICD_PIDR2.ArchRev is not 3 (GICv3): "
+umbra_l1g_msg_ctlr:      .asciz "GICD_CTLR does not read ARE|EnableGrp1|DS after ARE|EnableGrp1: "
+umbra_l1g_msg_typer:     .asciz "GICD_TYPER.ITLinesNumber is not 4: "
+umbra_l1g_msg_gicr_typer0: .asciz "redistributor 0's GICR_TYPER affinity is not 0: "
+umbra_l1g_msg_gicr_typer1: .asciz "vCPU 1: redistributor 1's GICR_TYPER is not affinity 1, Processor_Number 1, Last: "
+umbra_l1g_msg_waker:     .asciz "GICR_WAKER.ChildrenAsleep is not 0 after ProcessorSleep = 0: "
+umbra_l1g_msg_igroupr0:  .asciz "GICR_IGROUPR0 does not read all group 1: "
+umbra_l1g_msg_isenabler0: .asciz "GICR_ISENABLER0 does not read SGIs 1 and 2 enabled: "
+umbra_l1g_msg_no_own_sgi: .asciz "the SGI L1 sent itself did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_own_sgi_intid: .asciz "the SGI L1 sent itself came as another INTID: "
+umbra_l1g_msg_own_sgi_twice: .asciz "an interrupt is pending after L1 took and EOId its own SGI (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_no_spi:    .asciz "SPI 48 made pending through GICD_ISPENDR1 did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_spi_intid: .asciz "SPI 48 came as another INTID: "
+umbra_l1g_msg_spi_still_pending: .asciz "GICD_ISPENDR1 still reads SPI 48 pending after L1 took it: "
+umbra_l1g_msg_spi_twice: .asciz "an interrupt is pending after L1 took and EOId SPI 48 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_cpu_on:    .asciz "PSCI CPU_ON for vCPU 1 failed: "
+umbra_l1g_msg_eret_intid: .asciz "the IRQ at L1's ERET into L2 is not SPI 49: "
+umbra_l1g_msg_eret_elr:  .asciz "SPI 49 pending at L1's ERET into L2 was not taken before L2's first instruction: ELR_EL2 "
+umbra_l1g_msg_eret_twice: .asciz "an interrupt is pending after L1 took and EOId SPI 49 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_l2_sgi_intid: .asciz "the IRQ taking L2 out is not vCPU 1's SGI 2: "
+umbra_l1g_msg_l2_sgi_elr: .asciz "the IRQ taking L2 out did not come from L2's payload page: ELR_EL2 "
+umbra_l1g_msg_l2_not_interrupted: .asciz "L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 "
+umbra_l1g_msg_extra_irq: .asciz "an IRQ from L2 after the last step: INTID "
+umbra_l1g_msg_v1_no_l2:  .asciz "vCPU 1: L2 on vCPU 0 did not start within 512 TICKS: flag "
+umbra_l1g_msg_v1_no_spi: .asciz "vCPU 1: SPI 50 routed to it did not come while it polled: ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_timeout: .asciz "vCPU 1 did not take SPI 50 within 512 TICKS: its INTID "
+umbra_l1g_msg_v1_spi:    .asciz "vCPU 1 took another INTID than SPI 50 routed to it: "
+umbra_l1g_msg_routed_twice: .asciz "an interrupt is pending for vCPU 0 after SPI 50 went to vCPU 1 (routed wrong, or delivered twice?): ICV_IAR1_EL1 "
+
+// L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): at `umbra_l2g_sgi`
+// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; from its start, sets a flag in its
+// page (L1's `umbra_l2g_running`: vCPU 1 waits for it), then spins at
+// most two seconds of its virtual count (then `hvc #3`: no IRQ took it
+// out).
+.balign 4096
+umbra_l2g_payload:
+    adr     x1, umbra_l2g_running
+    mov     x2, #1
+    str     x2, [x1]
+    dsb     sy
+    mrs     x6, cntvct_el0
+    mrs     x7, cntfrq_el0
+    add     x6, x6, x7, lsl #1
+1:  mrs     x7, cntvct_el0
+    cmp     x7, x6
+    b.lo    1b
+    hvc     #3
+2:  b       2b
+umbra_l2g_sgi:
+    UMBRA_L1G_MOV64 x1, 0x1000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    hvc     #4
+3:  b       3b
+.balign 8
+umbra_l2g_running:
+    .quad   0
+.balign 4096
+.global umbra_l1_gic_image_end
+umbra_l1_gic_image_end:
+.popsection
+"#,
+    vtcr = const super::nested_l1::L1_VTCR,
+    vhcr = const super::nested_l1_irq::L1_IRQ_VIRTUAL_HCR,
+    vmid_shifted = const (super::nested_l1::L1_VMID_FOR_L2 << 48),
+    putc = const super::nested::HVC_CONSOLE_PUTC,
+    gicd = const QEMU_VIRT_GICD,
+    gicr = const QEMU_VIRT_GICR,
+    l2_lr = const super::nested_l1_irq::LR_A,
+    vhcr_no_imo = const super::nested_l1::L1_VIRTUAL_HCR,
+);
+
+assembled_image!(
+    "The `gic` L1 image's bytes (code, data and the L2 payload).",
+    umbra_l1_gic_image,
+    umbra_l1_gic_image_end
+);

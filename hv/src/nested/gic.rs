@@ -1,0 +1,990 @@
+//! L1's GICv3 distributor and redistributors (IHI 0069), emulated in
+//! software: the state a guest hypervisor programs through GICD_* and
+//! GICR_* (enables, pending and active bits, priorities, SPI configuration
+//! and routing, GICR_WAKER) and the SGIs its ICC_SGI1R_EL1 sends, and which
+//! of them its vCPUs get (`arch::nested_gic` lists them in L1's own
+//! virtual interface and takes L2 out to L1 for them).
+//!
+//! Why software, not hv's vGIC for ordinary guests (`crate::vgic`): that
+//! one forwards enables, priorities and routing of SPIs and PPIs to the
+//! physical distributor, with vCPU i on physical CPU i and the list
+//! registers hv's own. L1's vCPUs are not on the CPUs of their index (vCPU
+//! 1 runs on CPU 2, the service on CPU 1), and L1's own interface's list
+//! registers already carry its maintenance interrupt and timer PPIs
+//! (`nested::vgic`, `nested::timer`). What it shares with that vGIC: the
+//! SGI decode (`vgic::decode_sgi1r`), SPI routing (`vgic::route_target`),
+//! and the register map's choices (affinity routing only, everything group
+//! 1, no LPIs).
+//!
+//! The GIC L1 is shown (the choices where the architecture leaves one):
+//! - one Security state (GICD_CTLR.DS reads 1, GICD_TYPER.SecurityExtn 0),
+//!   affinity routing always on (ARE RAO/WI), and every interrupt group 1
+//!   (GICD_IGROUPR, GICR_IGROUPR0 RAO/WI; GICD_CTLR.EnableGrp0 RAZ/WI): hv
+//!   runs L1 with HCR_EL2.FMO too, but gives it no group 0 (no virtual FIQ),
+//!   as for ordinary guests;
+//! - [`L1_GIC_LINES`] INTIDs (SPIs 32 to 159), 10 ID bits, no LPIs, no
+//!   message-based SPIs, no extended ranges;
+//! - GICD_PIDR2 and GICR_PIDR2 0x3b (ArchRev 3: GICv3);
+//! - a redistributor (RD and SGI frames, [`REDISTRIBUTOR_FRAMES`] bytes)
+//!   per vCPU from the platform's first redistributor base, GICR_TYPER with
+//!   L1's MPIDR affinity of that vCPU (Aff0 = index, as hv gives L1's
+//!   MPIDR_EL1) and Last on the last one;
+//! - reset: everything disabled, not pending, not active, priority 0,
+//!   level-sensitive SPIs routed to affinity 0, each redistributor asleep
+//!   (GICR_WAKER.ProcessorSleep and ChildrenAsleep 1);
+//! - registers not listed below, and accesses of a size a register does
+//!   not support, are RAZ/WI (reserved GIC addresses are RAZ/WI; an
+//!   unsupported access size is CONSTRAINED UNPREDICTABLE, and RAZ/WI is
+//!   one of its permitted behaviours).
+//!
+//! Forwarding (what a vCPU's CPU interface gets): an interrupt pending,
+//! enabled, not active (as L1 set it through I{S,C}ACTIVER), with
+//! GICD_CTLR.EnableGrp1 set and the target's redistributor awake
+//! (ProcessorSleep 0); SGIs and PPIs to their redistributor's vCPU, SPIs
+//! to the vCPU GICD_IROUTER names (with Interrupt_Routing_Mode 1, "any
+//! participating PE", hv picks the lowest-numbered awake vCPU). Once hv
+//! lists one in a list register its pending state moves there (the
+//! distributor's bit is cleared): an edge, sent once, is delivered once,
+//! and a second send before L1 acknowledges merges into that entry.
+//! Limits: the active state of what hv listed lives in L1's list
+//! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
+//! itself; PPIs come from hv's own paths (the maintenance interrupt,
+//! `nested::vgic`; the timers, `nested::timer`), which do not consult
+//! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
+//! are kept and read back), and PPI bits of the pending and active
+//! registers are RAZ/WI.
+
+use super::vgic::{lr, vmcr, LrState};
+use crate::vgic::{decode_sgi1r, route_target};
+
+/// The most vCPUs L1's GIC has redistributors for.
+pub const MAX_L1_VCPUS: usize = 8;
+/// The INTIDs L1's distributor implements (GICD_TYPER.ITLinesNumber 4).
+pub const L1_GIC_LINES: u32 = 160;
+const SPIS: usize = (L1_GIC_LINES - 32) as usize;
+const SPI_WORDS: usize = SPIS / 32;
+/// The distributor's frame.
+pub const DISTRIBUTOR_BYTES: u64 = 0x1_0000;
+/// One vCPU's redistributor: its RD frame, then its SGI frame.
+pub const REDISTRIBUTOR_FRAMES: u64 = 0x2_0000;
+const SGI_FRAME: u64 = 0x1_0000;
+
+/// GICD_CTLR (one Security state).
+pub mod ctlr {
+    pub const ENABLE_GRP1: u32 = 1 << 1;
+    pub const ARE: u32 = 1 << 4;
+    pub const DS: u32 = 1 << 6;
+}
+
+/// GICR_WAKER.
+pub mod waker {
+    pub const PROCESSOR_SLEEP: u32 = 1 << 1;
+    pub const CHILDREN_ASLEEP: u32 = 1 << 2;
+}
+
+/// GICD_IROUTER<n>: Interrupt_Routing_Mode and the affinity fields.
+const IROUTER_IRM: u64 = 1 << 31;
+const IROUTER_WRITABLE: u64 = 0xff << 32 | IROUTER_IRM | 0xff_ffff;
+/// GICD_PIDR2 / GICR_PIDR2: ArchRev 3 (GICv3), JEDEC, DES_1 3.
+pub const PIDR2: u32 = 0x3b;
+const PIDR2_OFFSET: u64 = 0xffe8;
+/// GICR_ICFGR0: SGIs are edge-triggered (read-only).
+const ICFGR0_SGIS: u32 = 0xaaaa_aaaa;
+
+/// Where L1's GIC is in its IPA space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L1GicLayout {
+    pub distributor: u64,
+    /// vCPU k's RD frame is at `redistributors + k * REDISTRIBUTOR_FRAMES`.
+    pub redistributors: u64,
+    pub vcpus: usize,
+}
+
+/// Which of L1's GIC frames an access reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicFrame {
+    Distributor,
+    /// vCPU k's redistributor (RD frame at offset 0, SGI frame at 0x10000).
+    Redistributor(usize),
+}
+
+impl L1GicLayout {
+    /// The frame and offset of `ipa`, or None when it is not L1's GIC.
+    pub fn locate(&self, ipa: u64) -> Option<(GicFrame, u64)> {
+        if let Some(offset) = ipa
+            .checked_sub(self.distributor)
+            .filter(|&o| o < DISTRIBUTOR_BYTES)
+        {
+            return Some((GicFrame::Distributor, offset));
+        }
+        let offset = ipa.checked_sub(self.redistributors)?;
+        let vcpu = offset / REDISTRIBUTOR_FRAMES;
+        (vcpu < self.vcpus as u64).then_some((
+            GicFrame::Redistributor(vcpu as usize),
+            offset % REDISTRIBUTOR_FRAMES,
+        ))
+    }
+}
+
+/// One vCPU's SGIs and PPIs (its redistributor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Private {
+    enabled: u32,
+    /// SGIs only (PPIs come from hv's own paths).
+    pending: u16,
+    active: u16,
+    priority: [u8; 32],
+    asleep: bool,
+}
+
+const PRIVATE_RESET: Private = Private {
+    enabled: 0,
+    pending: 0,
+    active: 0,
+    priority: [0; 32],
+    asleep: true,
+};
+
+/// L1's distributor and its vCPUs' redistributors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L1Gic {
+    vcpus: usize,
+    group1: bool,
+    private: [Private; MAX_L1_VCPUS],
+    spi_enabled: [u32; SPI_WORDS],
+    spi_pending: [u32; SPI_WORDS],
+    spi_active: [u32; SPI_WORDS],
+    /// Int_config bits (GICD_ICFGR<n> odd bits), two words per 32 SPIs.
+    spi_config: [u32; SPI_WORDS * 2],
+    spi_priority: [u8; SPIS],
+    spi_route: [u64; SPIS],
+}
+
+/// An interrupt the CPU interface of one vCPU is to get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forwarded {
+    pub intid: u32,
+    pub priority: u8,
+}
+
+/// A set/clear register's operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Set,
+    Clear,
+}
+
+/// Which state a set/clear register acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bits {
+    Enable,
+    Pending,
+    Active,
+}
+
+fn set_clear(word: &mut u32, op: Op, value: u32) {
+    match op {
+        Op::Set => *word |= value,
+        Op::Clear => *word &= !value,
+    }
+}
+
+/// The set/clear register at distributor (or SGI frame) offset `offset`
+/// within [0x100, 0x400): its bits, operation and word index.
+fn set_clear_register(offset: u64) -> Option<(Bits, Op, usize)> {
+    let (bits, op) = match offset & !0x7f {
+        0x100 => (Bits::Enable, Op::Set),
+        0x180 => (Bits::Enable, Op::Clear),
+        0x200 => (Bits::Pending, Op::Set),
+        0x280 => (Bits::Pending, Op::Clear),
+        0x300 => (Bits::Active, Op::Set),
+        0x380 => (Bits::Active, Op::Clear),
+        _ => return None,
+    };
+    Some((bits, op, ((offset & 0x7f) / 4) as usize))
+}
+
+impl L1Gic {
+    /// The GIC at reset, with redistributors for `vcpus` vCPUs (at most
+    /// [`MAX_L1_VCPUS`]).
+    pub const fn new(vcpus: usize) -> L1Gic {
+        L1Gic {
+            vcpus: if vcpus > MAX_L1_VCPUS {
+                MAX_L1_VCPUS
+            } else {
+                vcpus
+            },
+            group1: false,
+            private: [PRIVATE_RESET; MAX_L1_VCPUS],
+            spi_enabled: [0; SPI_WORDS],
+            spi_pending: [0; SPI_WORDS],
+            spi_active: [0; SPI_WORDS],
+            spi_config: [0; SPI_WORDS * 2],
+            spi_priority: [0; SPIS],
+            spi_route: [0; SPIS],
+        }
+    }
+
+    /// L1's MPIDR_EL1 affinities of its vCPUs (Aff0 = index).
+    fn affinities(&self) -> [u64; MAX_L1_VCPUS] {
+        core::array::from_fn(|k| k as u64)
+    }
+
+    /// A load of `size` bytes at `offset` in `frame` (an access not
+    /// aligned to its size is RAZ/WI).
+    pub fn read(&self, frame: GicFrame, offset: u64, size: u64) -> u64 {
+        if size == 0 || !offset.is_multiple_of(size) {
+            return 0;
+        }
+        match frame {
+            GicFrame::Distributor => self.read_distributor(offset, size),
+            GicFrame::Redistributor(k) if k < self.vcpus => {
+                self.read_redistributor(k, offset, size)
+            }
+            GicFrame::Redistributor(_) => 0,
+        }
+    }
+
+    /// A store of the low `size` bytes of `value` at `offset` in `frame`
+    /// (an access not aligned to its size is RAZ/WI).
+    pub fn write(&mut self, frame: GicFrame, offset: u64, size: u64, value: u64) {
+        if size == 0 || !offset.is_multiple_of(size) {
+            return;
+        }
+        match frame {
+            GicFrame::Distributor => self.write_distributor(offset, size, value),
+            GicFrame::Redistributor(k) if k < self.vcpus => {
+                self.write_redistributor(k, offset, size, value)
+            }
+            GicFrame::Redistributor(_) => {}
+        }
+    }
+
+    fn read_distributor(&self, offset: u64, size: u64) -> u64 {
+        match (offset, size) {
+            (0x6100..=0x7fdf, 4 | 8) => {
+                let n = (offset - 0x6000) / 8;
+                let Some(route) = self.spi_route.get(n as usize - 32) else {
+                    return 0;
+                };
+                if size == 8 && offset.is_multiple_of(8) {
+                    *route
+                } else if offset.is_multiple_of(8) {
+                    *route & 0xffff_ffff
+                } else {
+                    *route >> 32
+                }
+            }
+            (0x400..=0x7ff, 1 | 4) => {
+                let mut value = 0u64;
+                for byte in 0..size {
+                    let intid = offset - 0x400 + byte;
+                    let priority = intid
+                        .checked_sub(32)
+                        .and_then(|s| self.spi_priority.get(s as usize))
+                        .copied()
+                        .unwrap_or(0);
+                    value |= u64::from(priority) << (8 * byte);
+                }
+                value
+            }
+            (_, 4) if offset.is_multiple_of(4) => u64::from(self.read_distributor_word(offset)),
+            _ => 0,
+        }
+    }
+
+    fn read_distributor_word(&self, offset: u64) -> u32 {
+        let spi_word = |first: u64| ((offset - first) / 4).checked_sub(1).map(|w| w as usize);
+        match offset {
+            0x0000 => ctlr::ARE | ctlr::DS | if self.group1 { ctlr::ENABLE_GRP1 } else { 0 },
+            // ITLinesNumber, CPUNumber, IDbits 9 (10 bits), no LPIs, MBIS
+            // or SecurityExtn.
+            0x0004 => (L1_GIC_LINES / 32 - 1) | ((self.vcpus.max(1) as u32 - 1) & 7) << 5 | 9 << 19,
+            0x0080..=0x00ff => match spi_word(0x80) {
+                Some(w) if w < SPI_WORDS => u32::MAX,
+                _ => 0,
+            },
+            0x0100..=0x03ff => {
+                let Some((bits, _, w)) = set_clear_register(offset) else {
+                    return 0;
+                };
+                let Some(s) = w.checked_sub(1).filter(|&s| s < SPI_WORDS) else {
+                    return 0;
+                };
+                match bits {
+                    Bits::Enable => self.spi_enabled[s],
+                    Bits::Pending => self.spi_pending[s],
+                    Bits::Active => self.spi_active[s],
+                }
+            }
+            0x0c00..=0x0cff => {
+                let w = ((offset - 0xc00) / 4) as usize;
+                w.checked_sub(2)
+                    .and_then(|c| self.spi_config.get(c))
+                    .copied()
+                    .unwrap_or(0)
+            }
+            PIDR2_OFFSET => PIDR2,
+            _ => 0,
+        }
+    }
+
+    fn write_distributor(&mut self, offset: u64, size: u64, value: u64) {
+        match (offset, size) {
+            (0x6100..=0x7fdf, 4 | 8) => {
+                let n = (offset - 0x6000) / 8;
+                let Some(route) = self.spi_route.get_mut(n as usize - 32) else {
+                    return;
+                };
+                let new = if size == 8 && offset.is_multiple_of(8) {
+                    value
+                } else if offset.is_multiple_of(8) {
+                    *route & !0xffff_ffff | value & 0xffff_ffff
+                } else {
+                    *route & 0xffff_ffff | (value & 0xffff_ffff) << 32
+                };
+                *route = new & IROUTER_WRITABLE;
+            }
+            (0x400..=0x7ff, 1 | 4) => {
+                for byte in 0..size {
+                    let intid = offset - 0x400 + byte;
+                    if let Some(p) = intid
+                        .checked_sub(32)
+                        .and_then(|s| self.spi_priority.get_mut(s as usize))
+                    {
+                        *p = (value >> (8 * byte)) as u8;
+                    }
+                }
+            }
+            (_, 4) if offset.is_multiple_of(4) => self.write_distributor_word(offset, value as u32),
+            _ => {}
+        }
+    }
+
+    fn write_distributor_word(&mut self, offset: u64, value: u32) {
+        match offset {
+            0x0000 => self.group1 = value & ctlr::ENABLE_GRP1 != 0,
+            0x0100..=0x03ff => {
+                let Some((bits, op, w)) = set_clear_register(offset) else {
+                    return;
+                };
+                let Some(s) = w.checked_sub(1).filter(|&s| s < SPI_WORDS) else {
+                    return;
+                };
+                let word = match bits {
+                    Bits::Enable => &mut self.spi_enabled[s],
+                    Bits::Pending => &mut self.spi_pending[s],
+                    Bits::Active => &mut self.spi_active[s],
+                };
+                set_clear(word, op, value);
+            }
+            0x0c00..=0x0cff => {
+                let w = ((offset - 0xc00) / 4) as usize;
+                if let Some(c) = w.checked_sub(2).and_then(|c| self.spi_config.get_mut(c)) {
+                    // Int_config is bit 2k+1; bit 2k is RES0.
+                    *c = value & 0xaaaa_aaaa;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn read_redistributor(&self, k: usize, offset: u64, size: u64) -> u64 {
+        let p = &self.private[k];
+        match (offset, size) {
+            // GICR_TYPER: affinity (Aff0 = k), Processor_Number k, Last.
+            (0x0008, 8) => self.redistributor_typer(k),
+            (0x0008, 4) => self.redistributor_typer(k) & 0xffff_ffff,
+            (0x000c, 4) => self.redistributor_typer(k) >> 32,
+            (0x1_0400..=0x1_041f, 1 | 4) => (0..size).fold(0, |v, byte| {
+                let intid = (offset - 0x1_0400 + byte) as usize;
+                v | u64::from(p.priority.get(intid).copied().unwrap_or(0)) << (8 * byte)
+            }),
+            (_, 4) if offset.is_multiple_of(4) => u64::from(match offset {
+                0x0014 if p.asleep => waker::PROCESSOR_SLEEP | waker::CHILDREN_ASLEEP,
+                PIDR2_OFFSET => PIDR2,
+                0x1_0080 => u32::MAX,
+                0x1_0c00 => ICFGR0_SGIS,
+                0x1_0100..=0x1_0103 | 0x1_0180..=0x1_0183 => p.enabled,
+                0x1_0200..=0x1_0203 | 0x1_0280..=0x1_0283 => u32::from(p.pending),
+                0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => u32::from(p.active),
+                _ => 0,
+            }),
+            _ => 0,
+        }
+    }
+
+    fn redistributor_typer(&self, k: usize) -> u64 {
+        let last = if k + 1 == self.vcpus { 1 << 4 } else { 0 };
+        self.affinities()[k] << 32 | (k as u64) << 8 | last
+    }
+
+    fn write_redistributor(&mut self, k: usize, offset: u64, size: u64, value: u64) {
+        let p = &mut self.private[k];
+        match (offset, size) {
+            (0x1_0400..=0x1_041f, 1 | 4) => {
+                for byte in 0..size {
+                    let intid = (offset - 0x1_0400 + byte) as usize;
+                    if let Some(priority) = p.priority.get_mut(intid) {
+                        *priority = (value >> (8 * byte)) as u8;
+                    }
+                }
+            }
+            (0x0014, 4) => p.asleep = value as u32 & waker::PROCESSOR_SLEEP != 0,
+            (0x1_0100..=0x1_03ff, 4) if offset == (offset & !0x7f) => {
+                let Some((bits, op, _)) = set_clear_register(offset - SGI_FRAME) else {
+                    return;
+                };
+                let value = value as u32;
+                match bits {
+                    Bits::Enable => set_clear(&mut p.enabled, op, value),
+                    Bits::Pending => {
+                        let mut word = u32::from(p.pending);
+                        set_clear(&mut word, op, value & 0xffff);
+                        p.pending = word as u16;
+                    }
+                    Bits::Active => {
+                        let mut word = u32::from(p.active);
+                        set_clear(&mut word, op, value & 0xffff);
+                        p.active = word as u16;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// vCPU `sender`'s write of `value` to ICC_SGI1R_EL1 (or
+    /// ICC_ASGI1R_EL1: every group is 1): the SGI made pending on each
+    /// target's redistributor. The targets (bit k: vCPU k).
+    pub fn send_sgi(&mut self, sender: usize, value: u64) -> u32 {
+        let affinities = self.affinities();
+        let request = decode_sgi1r(value, sender, &affinities[..self.vcpus]);
+        for k in 0..self.vcpus {
+            if request.targets & (1 << k) != 0 {
+                self.private[k].pending |= 1 << request.intid;
+            }
+        }
+        request.targets
+    }
+
+    /// The vCPU SPI `intid` goes to, if its routing names one that is
+    /// awake.
+    fn spi_target(&self, intid: u32) -> Option<usize> {
+        let route = self.spi_route[(intid - 32) as usize];
+        let affinities = self.affinities();
+        let awake = |k: &usize| !self.private[*k].asleep;
+        if route & IROUTER_IRM != 0 {
+            return (0..self.vcpus).find(awake);
+        }
+        route_target(route, &affinities[..self.vcpus]).filter(awake)
+    }
+
+    /// The interrupts the distributor and vCPU `vcpu`'s redistributor
+    /// forward to that vCPU now (the module's comment), SGIs first, then
+    /// SPIs, each by INTID.
+    pub fn forwarded(&self, vcpu: usize) -> impl Iterator<Item = Forwarded> + '_ {
+        let private = self
+            .private
+            .get(vcpu)
+            .filter(|_| vcpu < self.vcpus && self.group1);
+        let sgis = private.filter(|p| !p.asleep).into_iter().flat_map(|p| {
+            (0..16u32)
+                .filter(move |&i| {
+                    let bit = 1u16 << i;
+                    p.pending & bit != 0 && p.active & bit == 0 && p.enabled & (1 << i) != 0
+                })
+                .map(move |i| Forwarded {
+                    intid: i,
+                    priority: p.priority[i as usize],
+                })
+        });
+        let spis = (32..L1_GIC_LINES)
+            .filter(move |&intid| {
+                let s = (intid - 32) as usize;
+                let (w, bit) = (s / 32, 1u32 << (s % 32));
+                private.is_some()
+                    && self.spi_pending[w] & bit != 0
+                    && self.spi_enabled[w] & bit != 0
+                    && self.spi_active[w] & bit == 0
+                    && self.spi_target(intid) == Some(vcpu)
+            })
+            .map(move |intid| Forwarded {
+                intid,
+                priority: self.spi_priority[(intid - 32) as usize],
+            });
+        sgis.chain(spis)
+    }
+
+    /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
+    /// register: cleared here.
+    pub fn take(&mut self, vcpu: usize, intid: u32) {
+        match intid {
+            0..16 => {
+                if let Some(p) = self.private.get_mut(vcpu) {
+                    p.pending &= !(1 << intid);
+                }
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                self.spi_pending[s / 32] &= !(1 << (s % 32));
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether anything at all is pending with group 1 enabled: the cheap
+    /// test hv makes at every exit before it looks further.
+    pub fn anything_pending(&self) -> bool {
+        self.group1
+            && (self.private[..self.vcpus].iter().any(|p| p.pending != 0)
+                || self.spi_pending.iter().any(|&w| w != 0))
+    }
+
+    /// The vCPUs with something forwarded to them (bit k: vCPU k): those
+    /// to make look again after a change (hv's kick).
+    pub fn wanting(&self) -> u32 {
+        (0..self.vcpus)
+            .filter(|&k| self.forwarded(k).next().is_some())
+            .fold(0, |mask, k| mask | 1 << k)
+    }
+}
+
+/// Whether `intid` is one the distributor model lists (an SGI or an SPI;
+/// PPIs are hv's timer and maintenance paths').
+pub fn from_distributor(intid: u64) -> bool {
+    intid < 16 || (32..u64::from(L1_GIC_LINES)).contains(&intid)
+}
+
+/// Moves what `gic` forwards to `vcpu` into L1's own interface's list
+/// registers `lrs` (LR 1 on: LR 0 carries its maintenance interrupt): an
+/// INTID an LR already holds pending takes the new edge (it is already
+/// pending there), one it holds active becomes pending and active, else
+/// the first empty LR (`nested::vgic::lr_empty`) gets it pending, group
+/// 1, with its priority and, with `eoi_maintenance`, the EOI bit (HW = 0),
+/// so L1's deactivation, which does not trap, raises hv's EOI maintenance
+/// interrupt and hv lists what waited for a free LR at once (the timer
+/// PPIs' LRs do the same, `nested::timer::l1_timer_lrs`, which also clears
+/// such an entry once L1 deactivated it). With every LR in use an
+/// interrupt stays pending in `gic`. How many were listed or merged.
+pub fn list_forwarded(
+    gic: &mut L1Gic,
+    vcpu: usize,
+    lrs: &mut [u64],
+    eoi_maintenance: bool,
+) -> usize {
+    let mut listed = 0;
+    if !gic.anything_pending() {
+        return 0;
+    }
+    let forwarded: arrayvec::ArrayVec<Forwarded, 32> = gic.forwarded(vcpu).take(32).collect();
+    for f in forwarded {
+        let intid = u64::from(f.intid);
+        let held = lrs
+            .iter()
+            .position(|&v| LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == intid);
+        let slot = match held {
+            Some(n) => {
+                if LrState::of(lrs[n]) == LrState::Active {
+                    lrs[n] |= lr::PENDING << lr::STATE_SHIFT;
+                }
+                Some(n)
+            }
+            None => lrs
+                .iter()
+                .position(|&v| super::vgic::lr_empty(v))
+                .inspect(|&n| {
+                    lrs[n] = lr::PENDING << lr::STATE_SHIFT
+                        | lr::GROUP1
+                        | u64::from(f.priority) << lr::PRIORITY_SHIFT
+                        | if eoi_maintenance { lr::EOI } else { 0 }
+                        | intid;
+                }),
+        };
+        if slot.is_some() {
+            gic.take(vcpu, f.intid);
+            listed += 1;
+        }
+    }
+    listed
+}
+
+/// Whether L1's own interface (list registers `lrs`, LR 1 on, and its
+/// ICH_VMCR_EL2 `vmcr`, with `priority_bits` bits of priority, ICH_VTR_EL2
+/// PRIbits + 1) signals one of the distributor's interrupts: a pending
+/// group-1 entry with group 1 enabled and a priority, as many bits as the
+/// interface implements, above the priority mask (its running priority is
+/// not consulted: a limit shared with the timer PPIs,
+/// `nested::timer::signalled_to_l1`). While L2 runs, such an interrupt
+/// takes L2 out to L1 (when L1 routes IRQs to its virtual EL2).
+pub fn signalled(lrs: &[u64], vmcr: u64, priority_bits: u32) -> bool {
+    let implemented = 0xff_u64 << (8 - priority_bits.clamp(1, 8));
+    let mask = (vmcr >> 24) & implemented;
+    vmcr & vmcr::VENG1 != 0
+        && lrs.iter().any(|&v| {
+            LrState::of(v) == LrState::Pending
+                && v & lr::GROUP1 != 0
+                && from_distributor(v & lr::VINTID_MASK)
+                && ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) & implemented < mask
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    const D: GicFrame = GicFrame::Distributor;
+    const R0: GicFrame = GicFrame::Redistributor(0);
+    const R1: GicFrame = GicFrame::Redistributor(1);
+
+    /// Distributor on, both redistributors awake.
+    fn awake_gic() -> L1Gic {
+        let mut gic = L1Gic::new(2);
+        gic.write(D, 0, 4, u64::from(ctlr::ENABLE_GRP1 | ctlr::ARE));
+        gic.write(R0, 0x14, 4, 0);
+        gic.write(R1, 0x14, 4, 0);
+        gic
+    }
+
+    #[test]
+    fn layout_finds_the_distributor_and_each_vcpus_frames() {
+        let layout = L1GicLayout {
+            distributor: 0x800_0000,
+            redistributors: 0x80a_0000,
+            vcpus: 2,
+        };
+        assert_eq!(layout.locate(0x800_0004), Some((D, 4)));
+        assert_eq!(layout.locate(0x80a_0014), Some((R0, 0x14)));
+        assert_eq!(layout.locate(0x80c_0000 + 0x1_0100), Some((R1, 0x1_0100)));
+        // A third vCPU's frame does not exist; nor does the space between.
+        assert_eq!(layout.locate(0x80e_0000), None);
+        assert_eq!(layout.locate(0x801_0000), None);
+        assert_eq!(layout.locate(0x7ff_fffc), None);
+    }
+
+    #[test]
+    fn identification_and_control_registers_read_as_a_gicv3_with_one_security_state() {
+        let mut gic = L1Gic::new(2);
+        assert_eq!(gic.read(D, 0xffe8, 4), 0x3b);
+        assert_eq!(gic.read(R1, 0xffe8, 4), 0x3b);
+        // ARE and DS read 1 whatever is written; EnableGrp0 (bit 0) RAZ/WI.
+        assert_eq!(gic.read(D, 0, 4), 0x50);
+        gic.write(D, 0, 4, 0x13);
+        assert_eq!(gic.read(D, 0, 4), 0x52);
+        gic.write(D, 0, 4, 0);
+        assert_eq!(gic.read(D, 0, 4), 0x50);
+        // ITLinesNumber 4 (160 INTIDs), CPUNumber 1, IDbits 9.
+        assert_eq!(gic.read(D, 4, 4), 4 | 1 << 5 | 9 << 19);
+        // Everything is group 1 but the private word, RAZ/WI with ARE.
+        assert_eq!(gic.read(D, 0x80, 4), 0);
+        assert_eq!(gic.read(D, 0x84, 4), 0xffff_ffff);
+        assert_eq!(gic.read(D, 0x94, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_0080, 4), 0xffff_ffff);
+        assert_eq!(gic.read(R0, 0x1_0c00, 4), 0xaaaa_aaaa);
+    }
+
+    #[test]
+    fn redistributor_typer_names_each_vcpus_affinity_and_the_last_frame() {
+        let gic = L1Gic::new(2);
+        assert_eq!(gic.read(R0, 8, 8), 0);
+        assert_eq!(gic.read(R1, 8, 8), 1 << 32 | 1 << 8 | 1 << 4);
+        assert_eq!(gic.read(R1, 8, 4), 1 << 8 | 1 << 4);
+        assert_eq!(gic.read(R1, 0xc, 4), 1);
+    }
+
+    #[test]
+    fn waker_sleeps_at_reset_and_wakes_when_processor_sleep_is_cleared() {
+        let mut gic = L1Gic::new(1);
+        assert_eq!(gic.read(R0, 0x14, 4), 6);
+        gic.write(R0, 0x14, 4, 0);
+        assert_eq!(gic.read(R0, 0x14, 4), 0);
+        gic.write(R0, 0x14, 4, 2);
+        assert_eq!(gic.read(R0, 0x14, 4), 6);
+    }
+
+    #[test]
+    fn spi_set_clear_priority_config_and_routing_read_back() {
+        let mut gic = L1Gic::new(2);
+        // SPI 48: word 1, bit 16.
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x104, 4, 1 << 17);
+        assert_eq!(gic.read(D, 0x104, 4), 3 << 16);
+        assert_eq!(gic.read(D, 0x184, 4), 3 << 16);
+        gic.write(D, 0x184, 4, 1 << 17);
+        assert_eq!(gic.read(D, 0x104, 4), 1 << 16);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(gic.read(D, 0x284, 4), 1 << 16);
+        gic.write(D, 0x284, 4, 1 << 16);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        gic.write(D, 0x304, 4, 1);
+        assert_eq!(gic.read(D, 0x384, 4), 1);
+        // The private word of each is RAZ/WI; past the lines too.
+        gic.write(D, 0x100, 4, u64::MAX);
+        assert_eq!(gic.read(D, 0x100, 4), 0);
+        gic.write(D, 0x114, 4, u64::MAX);
+        assert_eq!(gic.read(D, 0x114, 4), 0);
+        // Priorities: bytes and words, none for private INTIDs.
+        gic.write(D, 0x430, 1, 0x80);
+        gic.write(D, 0x434, 4, 0x4030_2010);
+        assert_eq!(gic.read(D, 0x430, 4), 0x80);
+        assert_eq!(gic.read(D, 0x435, 1), 0x20);
+        gic.write(D, 0x41c, 4, u64::MAX);
+        assert_eq!(gic.read(D, 0x41c, 4), 0);
+        // ICFGR: odd bits only, SPI words only.
+        gic.write(D, 0xc08, 4, 0xffff_ffff);
+        assert_eq!(gic.read(D, 0xc08, 4), 0xaaaa_aaaa);
+        gic.write(D, 0xc04, 4, 0xffff_ffff);
+        assert_eq!(gic.read(D, 0xc04, 4), 0);
+        // IROUTER: 64-bit or two halves, reserved bits RES0.
+        gic.write(D, 0x6000 + 48 * 8, 8, u64::MAX);
+        assert_eq!(gic.read(D, 0x6000 + 48 * 8, 8), 0xff_8000_0000 | 0xff_ffff);
+        gic.write(D, 0x6000 + 48 * 8, 4, 1);
+        gic.write(D, 0x6000 + 48 * 8 + 4, 4, 0);
+        assert_eq!(gic.read(D, 0x6000 + 48 * 8, 8), 1);
+        assert_eq!(gic.read(D, 0x6000 + 48 * 8 + 4, 4), 0);
+        // The last implemented SPI's IROUTER, and none past it.
+        gic.write(D, 0x6000 + 159 * 8, 8, 1);
+        assert_eq!(gic.read(D, 0x6000 + 159 * 8, 8), 1);
+        gic.write(D, 0x6000 + 160 * 8, 8, 1);
+        assert_eq!(gic.read(D, 0x6000 + 160 * 8, 8), 0);
+    }
+
+    #[test]
+    fn unsupported_sizes_and_unaligned_words_are_raz_wi() {
+        let mut gic = L1Gic::new(1);
+        gic.write(D, 0x104, 2, 0xffff);
+        gic.write(D, 0x106, 4, 0xffff);
+        gic.write(D, 0x104, 8, u64::MAX);
+        assert_eq!(gic.read(D, 0x104, 4), 0);
+        assert_eq!(gic.read(D, 0x104, 8), 0);
+        assert_eq!(gic.read(D, 0x0, 1), 0);
+        gic.write(R0, 0x1_0100, 2, 0xffff);
+        assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
+        // Unaligned: RAZ/WI, also at the end of a register block (no
+        // INTID past the last priority byte is touched).
+        gic.write(R0, 0x1_041f, 4, u64::MAX);
+        assert_eq!(gic.read(R0, 0x1_041f, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_041c, 4), 0);
+        gic.write(D, 0x7fd, 4, u64::MAX);
+        gic.write(D, 0x6104, 8, u64::MAX);
+        assert_eq!(gic.read(D, 0x6100, 8), 0);
+        assert_eq!(gic.read(D, 0x6104, 4), 0);
+        gic.write(R0, 0x1_041f, 1, 0x80);
+        assert_eq!(gic.read(R0, 0x1_041c, 4), 0x8000_0000);
+    }
+
+    #[test]
+    fn no_access_anywhere_panics() {
+        let mut gic = L1Gic::new(2);
+        for frame in [
+            D,
+            R0,
+            R1,
+            GicFrame::Redistributor(7),
+            GicFrame::Redistributor(99),
+        ] {
+            for offset in (0..0x2_0000u64).step_by(1) {
+                for size in [1, 2, 4, 8] {
+                    gic.write(frame, offset, size, u64::MAX);
+                    let _ = gic.read(frame, offset, size);
+                }
+            }
+        }
+        for value in [0, u64::MAX, 1 << 40 | 0xf << 24, 0xff << 44 | 0xffff] {
+            gic.send_sgi(1, value);
+            gic.send_sgi(5, value);
+        }
+        for vcpu in 0..MAX_L1_VCPUS + 2 {
+            let _ = gic.forwarded(vcpu).count();
+            gic.take(vcpu, 1);
+            gic.take(vcpu, 1023);
+        }
+        let _ = gic.wanting();
+    }
+
+    #[test]
+    fn private_registers_keep_sgi_state_and_ppi_enables() {
+        let mut gic = L1Gic::new(2);
+        gic.write(R1, 0x1_0100, 4, 0x8000_0006);
+        assert_eq!(gic.read(R1, 0x1_0100, 4), 0x8000_0006);
+        assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
+        gic.write(R1, 0x1_0180, 4, 0x8000_0000);
+        assert_eq!(gic.read(R1, 0x1_0180, 4), 6);
+        // PPI pending and active bits are RAZ/WI.
+        gic.write(R1, 0x1_0200, 4, 0x1_0004);
+        assert_eq!(gic.read(R1, 0x1_0200, 4), 4);
+        gic.write(R1, 0x1_0280, 4, 4);
+        assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
+        gic.write(R1, 0x1_0300, 4, 0x1_0001);
+        assert_eq!(gic.read(R1, 0x1_0380, 4), 1);
+        gic.write(R1, 0x1_0410, 1, 0x90);
+        gic.write(R1, 0x1_0400, 4, 0x1122_3344);
+        assert_eq!(gic.read(R1, 0x1_0410, 4), 0x90);
+        assert_eq!(gic.read(R1, 0x1_0401, 1), 0x33);
+    }
+
+    #[test]
+    fn a_third_vcpus_redistributor_is_raz_wi() {
+        let mut gic = L1Gic::new(2);
+        let r2 = GicFrame::Redistributor(2);
+        gic.write(r2, 0x14, 4, 0);
+        assert_eq!(gic.read(r2, 0x14, 4), 0);
+        assert_eq!(gic.read(r2, 8, 8), 0);
+    }
+
+    #[test]
+    fn sgis_reach_the_listed_targets_and_irm_all_but_the_sender() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0xffff);
+        gic.write(R1, 0x1_0100, 4, 0xffff);
+        // SGI 2 to Aff0 0 from vCPU 1.
+        assert_eq!(gic.send_sgi(1, 2 << 24 | 1), 1);
+        assert_eq!(
+            gic.forwarded(0).collect::<Vec<_>>(),
+            [Forwarded {
+                intid: 2,
+                priority: 0
+            }]
+        );
+        assert_eq!(gic.forwarded(1).count(), 0);
+        // SGI 5 with IRM from vCPU 0: vCPU 1 only.
+        assert_eq!(gic.send_sgi(0, 5 << 24 | 1 << 40), 2);
+        assert_eq!(gic.forwarded(1).map(|f| f.intid).collect::<Vec<_>>(), [5]);
+        // A target list naming an affinity no vCPU has.
+        assert_eq!(gic.send_sgi(0, 1 << 24 | 1 << 7), 0);
+        assert_eq!(gic.wanting(), 3);
+    }
+
+    #[test]
+    fn nothing_is_forwarded_disabled_asleep_active_or_with_group_1_off() {
+        let mut gic = awake_gic();
+        gic.send_sgi(0, 3 << 24 | 1);
+        assert!(gic.anything_pending());
+        assert_eq!(gic.forwarded(0).count(), 0, "SGI 3 is disabled");
+        gic.write(R0, 0x1_0100, 4, 1 << 3);
+        assert_eq!(gic.forwarded(0).count(), 1);
+        gic.write(D, 0, 4, 0);
+        assert_eq!(gic.forwarded(0).count(), 0, "group 1 is off");
+        assert!(!gic.anything_pending());
+        gic.write(D, 0, 4, 2);
+        gic.write(R0, 0x14, 4, 2);
+        assert_eq!(gic.forwarded(0).count(), 0, "the redistributor sleeps");
+        gic.write(R0, 0x14, 4, 0);
+        gic.write(R0, 0x1_0300, 4, 1 << 3);
+        assert_eq!(gic.forwarded(0).count(), 0, "SGI 3 is active");
+        gic.write(R0, 0x1_0380, 4, 1 << 3);
+        assert_eq!(gic.forwarded(0).count(), 1);
+        assert_eq!(gic.wanting(), 1);
+    }
+
+    #[test]
+    fn spis_follow_irouter_and_irm_picks_the_lowest_awake_vcpu() {
+        let mut gic = awake_gic();
+        gic.write(D, 0x430, 1, 0x80);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(gic.forwarded(0).count(), 0);
+        assert_eq!(
+            gic.forwarded(1).collect::<Vec<_>>(),
+            [Forwarded {
+                intid: 48,
+                priority: 0x80
+            }]
+        );
+        // An affinity no vCPU has: nowhere (it stays pending).
+        gic.write(D, 0x6000 + 48 * 8, 8, 7);
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // IRM: vCPU 0, or vCPU 1 while vCPU 0 sleeps.
+        gic.write(D, 0x6000 + 48 * 8, 8, IROUTER_IRM);
+        assert_eq!(gic.wanting(), 1);
+        gic.write(R0, 0x14, 4, 2);
+        assert_eq!(gic.wanting(), 2);
+        gic.take(1, 48);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    fn pending_lr(intid: u64, priority: u64) -> u64 {
+        lr::PENDING << lr::STATE_SHIFT
+            | lr::GROUP1
+            | priority << lr::PRIORITY_SHIFT
+            | lr::EOI
+            | intid
+    }
+
+    #[test]
+    fn listing_moves_pending_into_free_lrs_once_and_merges_with_held_entries() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0b1110);
+        gic.write(R0, 0x1_0400, 4, 0x0020_1000);
+        gic.send_sgi(0, 1 << 24 | 1);
+        gic.send_sgi(0, 2 << 24 | 1);
+        // LR 0 of the slice is a timer PPI; LR 1 holds SGI 2 active.
+        let active_2 = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | 2;
+        let mut lrs = [pending_lr(26, 0xa0), active_2, 0, 0];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 2);
+        assert_eq!(lrs[1], active_2 | lr::PENDING << lr::STATE_SHIFT);
+        assert_eq!(lrs[2], pending_lr(1, 0x10));
+        assert_eq!(lrs[3], 0);
+        // Listed once: nothing left to list.
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        assert_eq!(gic.wanting(), 0);
+        // Sent again before L1 acknowledged: merged into the pending LR.
+        gic.send_sgi(0, 1 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(lrs[3], 0);
+        // No EOI bit without EOI maintenance.
+        gic.send_sgi(0, 3 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, false), 1);
+        assert_eq!(lrs[3], pending_lr(3, 0) & !lr::EOI);
+    }
+
+    #[test]
+    fn with_every_lr_in_use_an_interrupt_waits_in_the_distributor() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0b10);
+        gic.send_sgi(0, 1 << 24 | 1);
+        // An invalid entry with EOI set still holds a maintenance request:
+        // not empty.
+        let mut lrs = [pending_lr(26, 0xa0), lr::EOI | 7];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        assert_eq!(gic.wanting(), 1);
+        lrs[1] = 0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    #[test]
+    fn signalled_needs_a_pending_distributor_entry_group_1_and_the_priority_mask() {
+        let vmcr_on = vmcr::VENG1 | 0xf0 << 24;
+        assert!(signalled(&[pending_lr(2, 0x80)], vmcr_on, 5));
+        assert!(signalled(&[pending_lr(48, 0x80)], vmcr_on, 5));
+        assert!(!signalled(
+            &[pending_lr(2, 0x80)],
+            vmcr::VENG1 | 0x80 << 24,
+            5
+        ));
+        assert!(!signalled(&[pending_lr(2, 0x80)], 0xf0 << 24, 5));
+        // Only the implemented bits count: with 5, priority 0x79 is 0x78,
+        // not below a mask of 0x7f (0x78); with 8 it is.
+        assert!(!signalled(
+            &[pending_lr(2, 0x79)],
+            vmcr::VENG1 | 0x7f << 24,
+            5
+        ));
+        assert!(signalled(
+            &[pending_lr(2, 0x79)],
+            vmcr::VENG1 | 0x7f << 24,
+            8
+        ));
+        // Active, a PPI (hv's timer and maintenance paths decide those),
+        // group 0.
+        let active = pending_lr(2, 0x80) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        assert!(!signalled(&[active], vmcr_on, 5));
+        assert!(!signalled(&[pending_lr(26, 0x80)], vmcr_on, 5));
+        assert!(!signalled(&[pending_lr(2, 0x80) & !lr::GROUP1], vmcr_on, 5));
+    }
+}
