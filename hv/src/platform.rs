@@ -1084,6 +1084,10 @@ pub enum NestedDemo {
     /// VMPIDR_EL2, not those L1 set for it: L2's MIDR_EL1 and MPIDR_EL1
     /// are not what L1 set (this run must fail).
     DemoNoVpidr,
+    /// `demo-no-l1-ids`: the demo, but hv does not restore L1's own
+    /// VPIDR_EL2 and VMPIDR_EL2 when an L2 exits to it: L1's MIDR_EL1 and
+    /// MPIDR_EL1 then read what it set for L2 (this run must fail).
+    DemoNoL1Ids,
     /// `host-el0-no-el0-fp-trap`: the same, but L1's FPEN 0b01 reaches the
     /// hardware as 0b11: its EL0's FP instruction does not trap (this run
     /// must fail).
@@ -1092,6 +1096,10 @@ pub enum NestedDemo {
     /// 1 in host mode: PAN is not set on entry from L1's EL0 (this run
     /// must fail).
     HostEl0NoSpan,
+    /// `host-el0-no-span-back`: the same, but the hardware SCTLR_EL1.SPAN
+    /// stays L1's 0 when it leaves host mode: PAN is set on an exception
+    /// L1 takes at its own EL2 with TGE 0 (this run must fail).
+    HostEl0NoSpanBack,
 }
 
 impl NestedDemo {
@@ -1224,10 +1232,14 @@ impl Options {
                 "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
                 "hv.nested=host-el0" => options.nested = Some(NestedDemo::HostEl0),
                 "hv.nested=demo-no-vpidr" => options.nested = Some(NestedDemo::DemoNoVpidr),
+                "hv.nested=demo-no-l1-ids" => options.nested = Some(NestedDemo::DemoNoL1Ids),
                 "hv.nested=host-el0-no-el0-fp-trap" => {
                     options.nested = Some(NestedDemo::HostEl0NoEl0FpTrap)
                 }
                 "hv.nested=host-el0-no-span" => options.nested = Some(NestedDemo::HostEl0NoSpan),
+                "hv.nested=host-el0-no-span-back" => {
+                    options.nested = Some(NestedDemo::HostEl0NoSpanBack)
+                }
                 "hv.nested=linux-no-sve-hiding" => {
                     options.nested = Some(NestedDemo::LinuxNoSveHiding)
                 }
@@ -1706,11 +1718,16 @@ pub(crate) mod tests {
         for (arg, demo) in [
             ("hv.nested=host-el0", NestedDemo::HostEl0),
             ("hv.nested=demo-no-vpidr", NestedDemo::DemoNoVpidr),
+            ("hv.nested=demo-no-l1-ids", NestedDemo::DemoNoL1Ids),
             (
                 "hv.nested=host-el0-no-el0-fp-trap",
                 NestedDemo::HostEl0NoEl0FpTrap,
             ),
             ("hv.nested=host-el0-no-span", NestedDemo::HostEl0NoSpan),
+            (
+                "hv.nested=host-el0-no-span-back",
+                NestedDemo::HostEl0NoSpanBack,
+            ),
         ] {
             assert_eq!(Options::parse(arg).map(|o| o.nested), Ok(Some(demo)));
         }

@@ -270,6 +270,10 @@ struct Nested {
     /// `host-el0-no-span`: the hardware SCTLR_EL1.SPAN stays 1 while a VHE
     /// L1 is in host mode (the defect that demo must catch).
     ignore_host_span: bool,
+    /// `host-el0-no-span-back`: the hardware SCTLR_EL1 is not converted
+    /// again when a VHE L1 leaves host mode (SPAN stays L1's; the defect
+    /// that demo must catch).
+    keep_host_span: bool,
     /// `mmu-no-el2-tlbi`: L1's own EL2 stage-1 TLBIs (ALLE2, VAE2IS, ...)
     /// are acknowledged, not applied (the defect that demo must catch).
     skip_l1_own_tlbi: bool,
@@ -867,12 +871,14 @@ pub fn run(
         | NestedDemo::GicNoL2Exit
         | NestedDemo::GicNoKick
         | NestedDemo::GicNoList => super::nested_l1_gic::image(),
-        NestedDemo::Demo | NestedDemo::DemoNoTlbi | NestedDemo::DemoNoVpidr => {
-            super::nested_l1::image()
-        }
-        NestedDemo::HostEl0 | NestedDemo::HostEl0NoEl0FpTrap | NestedDemo::HostEl0NoSpan => {
-            super::nested_l1_host::image()
-        }
+        NestedDemo::Demo
+        | NestedDemo::DemoNoTlbi
+        | NestedDemo::DemoNoVpidr
+        | NestedDemo::DemoNoL1Ids => super::nested_l1::image(),
+        NestedDemo::HostEl0
+        | NestedDemo::HostEl0NoEl0FpTrap
+        | NestedDemo::HostEl0NoSpan
+        | NestedDemo::HostEl0NoSpanBack => super::nested_l1_host::image(),
         NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
     };
     // Where L1 starts (x0: a Linux kernel's device tree).
@@ -1001,6 +1007,7 @@ pub fn run(
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
         ignore_host_span: demo == NestedDemo::HostEl0NoSpan,
+        keep_host_span: demo == NestedDemo::HostEl0NoSpanBack,
         skip_l1_own_tlbi: demo == NestedDemo::MmuNoEl2Tlbi,
         arena,
         l0_map,
@@ -1190,9 +1197,11 @@ pub fn run(
             NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
             NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
+            NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
             NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
             NestedDemo::HostEl0NoSpan => " (host-el0-no-span: the hardware SCTLR_EL1.SPAN stays 1 in L1's host mode; this run must fail)",
+            NestedDemo::HostEl0NoSpanBack => " (host-el0-no-span-back: the hardware SCTLR_EL1.SPAN stays L1's SPAN 0 after it leaves host mode; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::Demo => "",
@@ -1919,7 +1928,10 @@ fn enter_l1_from_l2(
     write_sysreg!("far_el1", far);
     vcpu.hpfar = hpfar;
     enter_l1_regime(mmu::l1_hcr(nested, vcpu));
-    load_l1_ids(vcpu.index as u64);
+    // `demo-no-l1-ids`: L1 reads L2's MIDR_EL1 and MPIDR_EL1.
+    if nested.demo != NestedDemo::DemoNoL1Ids {
+        load_l1_ids(vcpu.index as u64);
+    }
     vector::exit_l2(nested, vcpu);
     frame.elr = entry.pc;
     frame.spsr = entry.pstate;

@@ -15,11 +15,13 @@
 //!    image, 0x100000 -> A; 0x101000 left unmapped (demand-mapped);
 //! 4. programs VTCR_EL2, VTTBR_EL2, HCR_EL2 (RW, DC, VM), L2's VBAR_EL1
 //!    through VBAR_EL12 (a VNCR page store), VPIDR_EL2 and VMPIDR_EL2
-//!    (VNCR words) and ERETs into L2 at 0x80000, EL1h;
+//!    (VNCR words; read first: its own MIDR_EL1 and MPIDR_EL1, hv's
+//!    reset values) and ERETs into L2 at 0x80000, EL1h;
 //! 5. handles L2's exits at its lower-EL synchronous vector: `hvc #1` (L2
 //!    read A through 0x100000, and its VBAR_EL1 as L1 set it, which
 //!    VBAR_EL12 reads back from the VNCR page after the exit, its
 //!    MIDR_EL1 and MPIDR_EL1, which must be L1's VPIDR_EL2 and VMPIDR_EL2,
+//!    while L1's own MIDR_EL1 and MPIDR_EL1 still read as before L2 ran,
 //!    and its ID_AA64MMFR0_EL1, which must be L1's PARange), a stage-2 translation fault on 0x101000
 //!    (read from ESR_EL2, FAR_EL2, HPFAR_EL2; L1 maps it to B, TLBI
 //!    IPAS2E1IS + VMALLE1IS, ERETs back to the load), `hvc #2` (L2 read
@@ -97,6 +99,21 @@ umbra_l1_image:
     // into a store to the VNCR page; L2 reports what it reads.
     UMBRA_L1_MOV64 x1, {l2_vbar}
     msr     s3_5_c12_c0_0, x1
+    // Its own MIDR_EL1 and MPIDR_EL1 (kept to compare after L2 ran), and
+    // VPIDR_EL2 and VMPIDR_EL2 before it writes them: hv resets them to
+    // L1's own (`reset_virtual_ids`).
+    adr     x4, umbra_l1_own_ids
+    mrs     x1, midr_el1
+    mrs     x2, mpidr_el1
+    stp     x1, x2, [x4]
+    mrs     x11, vpidr_el2
+    adr     x10, umbra_l1_msg_bad_vpidr_reset
+    cmp     x11, x1
+    b.ne    umbra_l1_fail
+    mrs     x11, vmpidr_el2
+    adr     x10, umbra_l1_msg_bad_vmpidr_reset
+    cmp     x11, x2
+    b.ne    umbra_l1_fail
     // What L2's MIDR_EL1 and MPIDR_EL1 read (VNCR words; L2 reports them).
     UMBRA_L1_MOV64 x1, {l2_midr}
     msr     vpidr_el2, x1
@@ -221,6 +238,18 @@ umbra_l1_hvc1:
     adr     x10, umbra_l1_msg_bad_mpidr
     cmp     x11, x3
     b.ne    umbra_l1_fail
+    // Its own MIDR_EL1 and MPIDR_EL1 again, after L2 ran: its own, not
+    // what it set for L2.
+    adr     x4, umbra_l1_own_ids
+    ldp     x1, x2, [x4]
+    mrs     x11, midr_el1
+    adr     x10, umbra_l1_msg_bad_own_midr
+    cmp     x11, x1
+    b.ne    umbra_l1_fail
+    mrs     x11, mpidr_el1
+    adr     x10, umbra_l1_msg_bad_own_mpidr
+    cmp     x11, x2
+    b.ne    umbra_l1_fail
     UMBRA_L1_PUTS umbra_l1_msg_ids
     // L2's x4: its ID_AA64MMFR0_EL1, which hv answers with what L1 is
     // shown (PARange 40 bits), not the host's.
@@ -310,6 +339,8 @@ umbra_l1_faults:
     .quad   0
 umbra_l1_sea_expected:
     .quad   0
+umbra_l1_own_ids:
+    .quad   0, 0
 umbra_l1_msg_direct:    .asciz "L1: stage 2 off for L2 (virtual HCR_EL2.VM = 0); ERET to L2 at its L1 IPA\n"
 umbra_l1_msg_read_direct: .asciz "L1: L2 hvc #4: L2 (stage 2 off) read page C at its L1 IPA: "
 umbra_l1_msg_bad_direct: .asciz "L2 with stage 2 off read a wrong value at page C's L1 IPA: "
@@ -331,7 +362,11 @@ umbra_l1_msg_remapped:  .asciz "L1: remapped L2 0x100000 from page A to page C (
 umbra_l1_msg_fault:     .asciz "L1: stage-2 fault from L2 at IPA "
 umbra_l1_msg_esr:       .asciz ", ESR_EL2 "
 umbra_l1_msg_mapped:    .asciz "L1: mapped L2 0x101000 to page B, TLBI IPAS2E1IS + VMALLE1IS, ERET to retry\n"
-umbra_l1_msg_ids:       .asciz "L1: L2 read its MIDR_EL1 and MPIDR_EL1 as L1's VPIDR_EL2 and VMPIDR_EL2 (the VNCR page)\n"
+umbra_l1_msg_ids:       .asciz "L1: L2 read its MIDR_EL1 and MPIDR_EL1 as L1's VPIDR_EL2 and VMPIDR_EL2 (the VNCR page); L1's own read back as before\n"
+umbra_l1_msg_bad_vpidr_reset: .asciz "L1's VPIDR_EL2 before it wrote it is not its own MIDR_EL1 (the reset value): "
+umbra_l1_msg_bad_vmpidr_reset: .asciz "L1's VMPIDR_EL2 before it wrote it is not its own MPIDR_EL1 (the reset value): "
+umbra_l1_msg_bad_own_midr: .asciz "L1's own MIDR_EL1 after L2 ran is not what it read before: "
+umbra_l1_msg_bad_own_mpidr: .asciz "L1's own MPIDR_EL1 after L2 ran is not what it read before: "
 umbra_l1_msg_bad_midr:  .asciz "L2's MIDR_EL1 is not L1's VPIDR_EL2: "
 umbra_l1_msg_bad_mpidr: .asciz "L2's MPIDR_EL1 is not L1's VMPIDR_EL2: "
 umbra_l1_msg_vbar:      .asciz "L1: L2 read its VBAR_EL1 as L1 set it through VBAR_EL12 (the VNCR page), and VBAR_EL12 reads it back after the exit\n"

@@ -558,8 +558,10 @@ pub const SCTLR_SPAN: u64 = 1 << 23;
 /// with {E2H, TGE} = {1, 0} an exception taken to EL2 leaves PSTATE.PAN
 /// alone, where the hardware's entry to EL1 would set it if SPAN were 0.
 /// TGE changes without a trap (a VNCR word), so hv converts again at L1's
-/// next exit (`arch::nested::mmu::follow_host_mode`); until then the
-/// hardware's PAN on L1's own exceptions follows the previous mode.
+/// next synchronous exit (`arch::nested::mmu::follow_host_mode`; IRQ
+/// exits do not); until then the hardware's PAN on L1's own exceptions
+/// follows the previous mode (its host EL0 does not run before: the ERET
+/// to it traps).
 pub const fn sctlr_el1_for_vhe_vel2(sctlr: u64, host: bool) -> u64 {
     let span = if host { sctlr & SCTLR_SPAN } else { SCTLR_SPAN };
     ((sctlr & !SCTLR_SPAN) | span) & !SCTLR_EE

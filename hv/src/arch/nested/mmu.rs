@@ -127,9 +127,9 @@ fn in_host_mode(vcpu: &Vcpu) -> bool {
     vcpu.vncr.hcr() & host == host
 }
 
-/// At an exit of a VHE L1 (its hardware EL1 registers are its own): the
-/// hardware SCTLR_EL1 converted again if L1 entered or left host mode
-/// since the last conversion (its TGE is a VNCR word, written without a
+/// At a synchronous exit of a VHE L1, before it is handled (its hardware
+/// EL1 registers are its own): the hardware SCTLR_EL1 converted again if
+/// L1 entered or left host mode since the last conversion (its TGE is a VNCR word, written without a
 /// trap), so that PAN on exceptions from its host EL0 and its EL2 follows
 /// its SCTLR_EL2.SPAN as the architecture has it there
 /// (`sctlr_el1_for_vhe_vel2`).
@@ -137,9 +137,10 @@ pub(super) fn follow_host_mode(nested: &Nested, vcpu: &mut Vcpu) {
     if nested.mode != L1Vel2Mode::Vhe {
         return;
     }
-    // `host-el0-no-span`: converted as if never in host mode.
+    // `host-el0-no-span`: converted as if never in host mode;
+    // `host-el0-no-span-back`: not converted again when L1 leaves it.
     let host = in_host_mode(vcpu) && !nested.ignore_host_span;
-    if host != vcpu.host_mode {
+    if host != vcpu.host_mode && (host || !nested.keep_host_span) {
         vcpu.host_mode = host;
         write_sysreg!(
             "sctlr_el1",
@@ -253,7 +254,7 @@ pub(super) fn vhe_el2_regime_access(
             (1, 0, 0) => {
                 let was_on = vcpu.vhe_regime.mmu_on();
                 vcpu.vhe_regime.sctlr = value;
-                vcpu.host_mode = in_host_mode(vcpu) && !nested.ignore_host_span;
+                // `vcpu.host_mode`: `follow_host_mode` ran at this exit.
                 write_sysreg!("sctlr_el1", sctlr_el1_for_vhe_vel2(value, vcpu.host_mode));
                 if vcpu.vhe_regime.mmu_on() != was_on {
                     follow_dc(nested, vcpu);

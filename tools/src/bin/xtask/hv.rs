@@ -845,19 +845,33 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L1 left with the VPIDR_EL2 and VMPIDR_EL2 it set for L2 after L2's
+    // exit: its own MIDR_EL1 reads L2's.
+    Case {
+        hv_args: "hv.nested=demo-no-l1-ids",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L1's own MIDR_EL1 after L2 ran is not what it read before: 0x00000000411fd401",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A VHE L1 in host mode (E2H = TGE = 1) runs its own EL0, as Linux
     // runs its user space: its EL0-only FP trap (CPTR_EL2.FPEN 0b01),
-    // PAN set on entry by SCTLR_EL2.SPAN 0, its SVC at its vector.
+    // PAN set on entry by SCTLR_EL2.SPAN 0 (written before TGE, so only
+    // hv's conversion at the next exit applies it), its SVC at its
+    // vector, PAN set on its own SVC at EL2 in host mode and left alone
+    // after it clears TGE.
     Case {
         hv_args: "hv.nested=host-el0",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS host-el0 el0-fp-trap=ok svc=ok pan=ok",
+            line: "l1: UMBRA-NESTED-PASS host-el0 el0-fp-trap=ok svc=ok pan=ok pan-own-el2=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
     },
     // Its twins: FPEN 0b01 given to the hardware as 0b11 (EL0's FP runs,
-    // its SVC comes first), SPAN kept 1 (PAN clear on entry).
+    // its SVC comes first), SPAN kept 1 (PAN clear on entry), SPAN kept
+    // L1's 0 after it leaves host mode (PAN set on its own SVC at EL2).
     Case {
         hv_args: "hv.nested=host-el0-no-el0-fp-trap",
         expect: Expect::Ends {
@@ -870,6 +884,14 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=host-el0-no-span",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: PSTATE.PAN is not set on entry from EL0 (SCTLR_EL2.SPAN 0 in host mode): 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=host-el0-no-span-back",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: PSTATE.PAN is set on L1's own SVC at EL2 with TGE 0 (PAN must be left alone): 0x0000000000400000",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
