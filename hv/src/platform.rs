@@ -1341,11 +1341,7 @@ pub mod pl011 {
             return value;
         }
         let shift = (offset - UARTCR) * 8;
-        let width = if size >= 8 {
-            u64::MAX
-        } else {
-            (1u64 << (size * 8)) - 1
-        };
+        let width = crate::vgic::access_mask(size);
         let on = ((CR_UARTEN | CR_TXE) >> shift) & width;
         let off = (CR_CTSEN >> shift) & width;
         (value | on) & !off

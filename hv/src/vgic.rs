@@ -384,11 +384,7 @@ pub fn perform(
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) -> u64 {
-    let mask = if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
-    };
+    let mask = access_mask(size);
     let result = match (action, write) {
         (RegisterAction::Forward, Some(value)) => {
             hw.write(address, size, value);
@@ -646,11 +642,7 @@ pub fn perform_spi(
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) -> (u64, u32) {
-    let mask = if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
-    };
+    let mask = access_mask(size);
     let implemented = spi_bits(first, access.lines);
     let w = (first / 32) as usize;
     let Some(own) = access
@@ -984,11 +976,7 @@ pub fn begin_spi_read(
     held: &mut impl HeldInterrupts,
     hw: &mut impl GicHardware,
 ) -> SpiRead {
-    let mask = if size >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (size * 8)) - 1
-    };
+    let mask = access_mask(size);
     let distributor = address.wrapping_sub(spi_register_offset(op, first));
     let mut read = SpiRead {
         op,
@@ -3432,6 +3420,15 @@ pub fn redistributor_stride(gicr_typer: u64) -> u64 {
 pub fn redistributor_affinity(gicr_typer: u64) -> u64 {
     let affinity = gicr_typer >> 32;
     (affinity & 0xff_ffff) | (affinity >> 24 & 0xff) << 32
+}
+
+/// The bits a `size`-byte register access carries (8 bytes or more: all).
+pub(crate) fn access_mask(size: u64) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    }
 }
 
 // Host tests: under loom, VirtualSgis's atomics exist only inside a loom model
