@@ -1434,35 +1434,38 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     }
 }
 
-/// L1's stage-2 data abort with syndrome `esr` in its GIC's frames
-/// (`arch::nested_gic`): the load or store emulated, and the vCPUs with
-/// something new forwarded to them kicked. False when the access is not
-/// there, or has no syndrome to emulate it by (then L1 gets the external
-/// abort of any access outside its RAM).
-fn l1_gic_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) -> bool {
-    let Ok(access) =
-        crate::esr::MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"))
+/// L1's stage-2 data abort with syndrome `esr` at a device hv emulates for
+/// it: its GIC's frames (`arch::nested_gic`; the vCPUs with something new
+/// forwarded to them kicked) or, for a Linux L1, the console UART
+/// (`linux::uart_access`). The load or store is done and L1 goes on after
+/// it. False when the access is at neither, or has no syndrome to emulate
+/// it by (then L1 gets the external abort of any access outside its RAM).
+fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) -> bool {
+    let Ok(access) = MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"))
     else {
         return false;
     };
-    let value = match access.kind {
-        crate::esr::MmioKind::Write { register } => frame.reg(register),
-        crate::esr::MmioKind::Read { .. } => 0,
+    let stored = match access.kind {
+        MmioKind::Write { register } => frame.reg(register),
+        MmioKind::Read { .. } => 0,
     };
     let me = vcpu.index;
-    match super::nested_gic::mmio(&nested.l1_gic, &access, value, |targets| {
+    let gic = super::nested_gic::mmio(&nested.l1_gic, &access, stored, |targets| {
         kick_l1_vcpus(nested, me, targets)
-    }) {
-        Err(()) => false,
-        Ok(loaded) => {
-            if let (Some(raw), crate::esr::MmioKind::Read { register, .. }) = (loaded, access.kind)
-            {
-                frame.set_reg(register, access.load_result(raw));
-            }
-            frame.elr += instruction_length(esr);
-            true
-        }
+    });
+    let loaded = match gic {
+        Ok(raw) => raw.map(|raw| access.load_result(raw)),
+        Err(()) if nested.linux => match linux::uart_access(nested.uart, &access, stored) {
+            Some(loaded) => loaded,
+            None => return false,
+        },
+        Err(()) => return false,
+    };
+    if let (Some(value), MmioKind::Read { register, .. }) = (loaded, access.kind) {
+        frame.set_reg(register, value);
     }
+    frame.elr += instruction_length(esr);
+    true
 }
 
 /// During an exit (L1's own interface in the hardware, until
@@ -1676,32 +1679,13 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
-        // A load or store to L1's GIC frames, emulated
-        // (`arch::nested_gic`).
-        EC_DABT_LOWER if l1_gic_access(nested, vcpu, frame, esr) => {}
+        // A load or store to a device hv emulates for L1 (its GIC; a
+        // Linux L1's console UART).
+        EC_DABT_LOWER if l1_device_access(nested, vcpu, frame, esr) => {}
         // L0 maps all of L1's RAM with every access, so any other stage-2
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
-            if (esr >> 26) & EC_UNKNOWN_MASK == EC_DABT_LOWER && nested.linux {
-                let access =
-                    MmioAccess::decode(esr, read_sysreg!("far_el2"), read_sysreg!("hpfar_el2"));
-                if let Ok(access) = access {
-                    let stored = match access.kind {
-                        MmioKind::Write { register } => frame.reg(register),
-                        MmioKind::Read { .. } => 0,
-                    };
-                    if let Some(loaded) = linux::uart_access(nested.uart, &access, stored) {
-                        if let (Some(value), MmioKind::Read { register, .. }) =
-                            (loaded, access.kind)
-                        {
-                            frame.set_reg(register, value);
-                        }
-                        frame.elr += instruction_length(esr);
-                        return;
-                    }
-                }
-            }
             once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
                 // L1's own stage-1 walk read outside its RAM: an abort on
