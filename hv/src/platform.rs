@@ -1100,6 +1100,15 @@ pub enum NestedDemo {
     /// stays L1's 0 when it leaves host mode: PAN is set on an exception
     /// L1 takes at its own EL2 with TGE 0 (this run must fail).
     HostEl0NoSpanBack,
+    /// `el0-tge`: a non-VHE L1 (E2H = 0) runs its own EL0 with its
+    /// virtual HCR_EL2.TGE = 1 (`arch::nested_l1_tge`): EL0 in the EL1&0
+    /// regime with stage 1 off (SCTLR_EL1.M treated as 0) through L1's
+    /// stage 2, its exceptions taken to L1's virtual EL2.
+    El0Tge,
+    /// `el0-tge-no-tge`: the same, but hv runs that EL0 without the
+    /// hardware's TGE, as an L2's EL0: its stage 1 translates (this run
+    /// must fail).
+    El0TgeNoTge,
 }
 
 impl NestedDemo {
@@ -1222,6 +1231,8 @@ impl Options {
                     options.nested = Some(NestedDemo::TrapsNoHpmeGuard)
                 }
                 "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
+                "hv.nested=el0-tge" => options.nested = Some(NestedDemo::El0Tge),
+                "hv.nested=el0-tge-no-tge" => options.nested = Some(NestedDemo::El0TgeNoTge),
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
                 "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
                 "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
@@ -1724,6 +1735,8 @@ pub(crate) mod tests {
                 "hv.nested=host-el0-no-span-back",
                 NestedDemo::HostEl0NoSpanBack,
             ),
+            ("hv.nested=el0-tge", NestedDemo::El0Tge),
+            ("hv.nested=el0-tge-no-tge", NestedDemo::El0TgeNoTge),
         ] {
             assert_eq!(Options::parse(arg).map(|o| o.nested), Ok(Some(demo)));
         }

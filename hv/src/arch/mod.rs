@@ -48,6 +48,7 @@ pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
 pub mod nested_l1_sve;
+pub mod nested_l1_tge;
 pub mod nested_l1_timer;
 pub mod nested_l1_traps;
 pub mod nested_timer;

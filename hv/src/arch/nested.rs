@@ -75,9 +75,10 @@ use crate::inject::{
 use crate::nested::at::AtFeatures;
 use crate::nested::el2_regime::{L1Vel2Mode, NonVheRegime, Stage1Features, VheRegime};
 use crate::nested::entry::{
-    abort_access, eret_from_vel2, exception_to_vel2, external_abort_syndrome, fault_ipa_source,
-    ipa_from_par, l1_routes_external_aborts, l2_fault_ipa, EretTarget, FaultIpaSource, Origin,
-    Vel2Register,
+    abort_access, el0_tge_hardware_sctlr, eret_from_vel2, exception_to_vel2,
+    external_abort_syndrome, fault_ipa_source, ipa_from_par, l1_routes_external_aborts,
+    l2_fault_ipa, l2_stage1_on, runs_el0_with_tge, tge_el0_exit, EretTarget, FaultIpaSource,
+    Origin, TgeEl0Exit, Vel2Register,
 };
 use crate::nested::gic::L1GicLayout;
 use crate::nested::handshake::{
@@ -666,7 +667,7 @@ fn l2_fault_par(esr: u64, far: u64) -> Option<u64> {
     }
     // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as off
     // whatever SCTLR_EL1.M says.
-    let stage1_on = read_sysreg!("sctlr_el1") & 1 != 0 && read_sysreg!("hcr_el2") & hcr::DC == 0;
+    let stage1_on = l2_stage1_on(read_sysreg!("sctlr_el1"), read_sysreg!("hcr_el2"));
     match fault_ipa_source(esr, stage1_on) {
         FaultIpaSource::Stage1Walk => Some(l2_stage1_par(far)),
         FaultIpaSource::Far | FaultIpaSource::Hpfar => None,
@@ -827,6 +828,8 @@ pub fn run(
             | NestedDemo::MmuNoEl2Tlbi
             | NestedDemo::TrapsNvhe
             | NestedDemo::SveNvhe
+            | NestedDemo::El0Tge
+            | NestedDemo::El0TgeNoTge
     );
     let image = match demo {
         NestedDemo::Recycle
@@ -879,6 +882,7 @@ pub fn run(
         | NestedDemo::HostEl0NoEl0FpTrap
         | NestedDemo::HostEl0NoSpan
         | NestedDemo::HostEl0NoSpanBack => super::nested_l1_host::image(),
+        NestedDemo::El0Tge | NestedDemo::El0TgeNoTge => super::nested_l1_tge::image(),
         NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
     };
     // Where L1 starts (x0: a Linux kernel's device tree).
@@ -1202,6 +1206,8 @@ pub fn run(
             NestedDemo::HostEl0NoEl0FpTrap => " (host-el0-no-el0-fp-trap: L1's CPTR_EL2.FPEN 0b01 reaches the hardware as 0b11; this run must fail)",
             NestedDemo::HostEl0NoSpan => " (host-el0-no-span: the hardware SCTLR_EL1.SPAN stays 1 in L1's host mode; this run must fail)",
             NestedDemo::HostEl0NoSpanBack => " (host-el0-no-span-back: the hardware SCTLR_EL1.SPAN stays L1's SPAN 0 after it leaves host mode; this run must fail)",
+            NestedDemo::El0Tge => " (el0-tge: a non-VHE L1 runs its EL0 with TGE = 1, E2H = 0: stage 1 off, its exceptions to L1's EL2)",
+            NestedDemo::El0TgeNoTge => " (el0-tge-no-tge: L1's EL0 under TGE runs without the hardware's TGE, as an L2's EL0; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::Demo => "",
@@ -1740,25 +1746,31 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     let elr = read_sysreg!("elr_el1");
     let spsr = read_sysreg!("spsr_el1");
     let vhcr = vcpu.vncr.hcr();
-    match eret_from_vel2(elr, spsr, vhcr, frame.spsr) {
+    let target = eret_from_vel2(elr, spsr, vhcr, frame.spsr);
+    if matches!(target, EretTarget::L2 { .. }) && runs_el0_with_tge(vhcr) {
+        once(&mut vcpu.counts.notes_seen, Note::L1El0Tge);
+    }
+    // L2's hardware HCR_EL2 (with TGE for L1's own EL0 under E2H = 0;
+    // `el0-tge-no-tge` leaves it out, and SCTLR_EL1.M as L1 wrote it,
+    // `load_l2_el1`, so that EL0 runs as an L2's).
+    let hardware_hcr = if nested.demo == NestedDemo::El0TgeNoTge {
+        l2_hcr(vhcr) & !hcr::TGE
+    } else {
+        l2_hcr(vhcr)
+    } | HV_INTERRUPT_ROUTING;
+    match target {
         EretTarget::Vel2 { pc, pstate } => {
             frame.elr = pc;
             frame.spsr = pstate;
         }
         // L1's host EL0 runs on L1's own EL2&0 regime, which the hardware
-        // EL1&0 registers hold (a VHE L1: a non-VHE one has no TGE host
-        // mode, E2H being RES0), under L1's VMID: nothing to switch. Its
+        // EL1&0 registers hold (a VHE L1: a non-VHE one's E2H is RES0, and
+        // its EL0 under TGE is entered as L2 is, `runs_el0_with_tge`),
+        // under L1's VMID: nothing to switch. Its
         // exceptions are taken to hardware EL1, L1's vector, as from a
         // lower EL; its accesses to EL0 counters and timers follow the
         // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
         EretTarget::L1HostEl0 { pc, pstate } => {
-            if nested.mode == L1Vel2Mode::NonVhe {
-                // E2H = 0 with TGE = 1: EL0 in the EL1&0 regime with
-                // stage 1 off and its exceptions routed to EL2, which hv
-                // does not model.
-                println!("hv: nested: unsupported: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0), which hv does not run; stopping");
-                exit(ExitStatus::Failure)
-            }
             once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
             frame.elr = pc;
             frame.spsr = pstate;
@@ -1767,11 +1779,8 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         EretTarget::L2 { pc, pstate } if vhcr & hcr::VM == 0 => {
             // L1's stage 2 off: L2's IPA is L1's IPA, which L0's map of L1
             // translates (review 23 F4).
-            for register in El1Register::ALL {
-                vcpu.l1_el1.set(register, read_el1(register));
-                write_el1(register, vcpu.vncr.el1(register));
-            }
-            write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            load_l2_el1(nested, vcpu, vhcr);
+            write_sysreg!("hcr_el2", hardware_hcr);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
             load_l2_ids(nested, vcpu);
@@ -1818,11 +1827,8 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 once(&mut vcpu.counts.notes_seen, Note::NoShadow);
                 return;
             };
-            for register in El1Register::ALL {
-                vcpu.l1_el1.set(register, read_el1(register));
-                write_el1(register, vcpu.vncr.el1(register));
-            }
-            write_sysreg!("hcr_el2", l2_hcr(vhcr) | HV_INTERRUPT_ROUTING);
+            load_l2_el1(nested, vcpu, vhcr);
+            write_sysreg!("hcr_el2", hardware_hcr);
             vector::enter_l2(nested, vcpu);
             traps::enter_l2(nested, vcpu);
             load_l2_ids(nested, vcpu);
@@ -1834,6 +1840,27 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             vcpu.mode = Mode::L2 { key };
             vcpu.counts.l2_entries += 1;
         }
+    }
+}
+
+/// The switch of the hardware EL1 registers at L1's ERET into L2: L1's
+/// kept in its `Vcpu`, L2's loaded from the VNCR page. For L1's own EL0
+/// under {E2H, TGE} = {0, 1} SCTLR_EL1 goes in with M cleared
+/// (`el0_tge_hardware_sctlr`): the architecture treats M as 0 there for
+/// every purpose but a direct read, which EL0 cannot make, and the
+/// hardware TGE alone does not turn stage 1 off on QEMU 10 when stage 2
+/// is on (its two-stage walk checks only HCR_EL2.DC; seen as an S1PTW
+/// fault on L1's table at EL0's first fetch). `el0-tge-no-tge` skips it.
+fn load_l2_el1(nested: &Nested, vcpu: &mut Vcpu, l1_virtual_hcr: u64) {
+    for register in El1Register::ALL {
+        vcpu.l1_el1.set(register, read_el1(register));
+        write_el1(register, vcpu.vncr.el1(register));
+    }
+    if runs_el0_with_tge(l1_virtual_hcr) && nested.demo != NestedDemo::El0TgeNoTge {
+        write_el1(
+            El1Register::Sctlr,
+            el0_tge_hardware_sctlr(vcpu.vncr.el1(El1Register::Sctlr)),
+        );
     }
 }
 
@@ -1894,8 +1921,14 @@ fn enter_l1_from_l2(
     far: u64,
     hpfar: u64,
 ) {
+    // After L1's EL0 under TGE (E2H = 0) the hardware SCTLR_EL1 may be the
+    // one with M cleared that `load_l2_el1` gave it: L2's stays as L1
+    // wrote it (nothing at EL0 writes SCTLR_EL1).
+    let keep_sctlr = runs_el0_with_tge(vcpu.vncr.hcr());
     for register in El1Register::ALL {
-        vcpu.vncr.set_el1(register, read_el1(register));
+        if !(keep_sctlr && register == El1Register::Sctlr) {
+            vcpu.vncr.set_el1(register, read_el1(register));
+        }
         write_el1(register, vcpu.l1_el1.get(register));
     }
     // L1's regime is in the hardware EL1 registers again.
@@ -2375,6 +2408,28 @@ fn l2_exit(
     let class = (esr >> 26) & EC_UNKNOWN_MASK;
     let far = read_sysreg!("far_el2");
     let hpfar = read_sysreg!("hpfar_el2");
+    // L1's own EL0 under TGE (E2H = 0): every exception it takes is L1's
+    // (the hardware's TGE brought it here, not a trap of hv's or of L1's
+    // traps for L2) but the stage-2 faults of its accesses, and the size
+    // check of its stage 1, which is off.
+    if runs_el0_with_tge(vcpu.vncr.hcr()) {
+        match tge_el0_exit(
+            esr,
+            far,
+            read_sysreg!("tcr_el1"),
+            nested.exposed.pa_max_bits(),
+        ) {
+            TgeEl0Exit::Stage2 => {}
+            TgeEl0Exit::AddressSize(syndrome) => {
+                vcpu.counts.injected += 1;
+                return enter_l1_from_l2(nested, vcpu, frame, syndrome, far, hpfar);
+            }
+            TgeEl0Exit::ToL1 => {
+                vcpu.counts.forwarded += 1;
+                return enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
+            }
+        }
+    }
     match (class, shadow) {
         // L1's stage 2 off and L0 maps all of L1's RAM with every access:
         // L2's access is outside L1's RAM.
@@ -2393,10 +2448,10 @@ fn l2_exit(
             if at::defective_l2_walk_abort(nested, frame, esr) {
                 return;
             }
-            // HCR_EL2.DC (L2's, as L1 set it) makes L2's stage 1 behave as
-            // off whatever SCTLR_EL1.M says.
-            let stage1_on =
-                read_sysreg!("sctlr_el1") & 1 != 0 && read_sysreg!("hcr_el2") & hcr::DC == 0;
+            // HCR_EL2.DC (L2's, as L1 set it) and TGE (L1's own EL0 with
+            // E2H = 0) make L2's stage 1 behave as off whatever
+            // SCTLR_EL1.M says.
+            let stage1_on = l2_stage1_on(read_sysreg!("sctlr_el1"), read_sysreg!("hcr_el2"));
             let access = abort_access(esr, frame.spsr);
             let l2_ipa = match (fault_ipa_source(esr, stage1_on), par) {
                 (FaultIpaSource::Stage1Walk, Some(par)) => match ipa_from_par(par, far) {
@@ -2581,6 +2636,7 @@ enum Note {
     L1Distributor,
     L2Unrequested,
     L1HostEl0,
+    L1El0Tge,
 }
 
 impl Note {
@@ -2597,6 +2653,7 @@ impl Note {
             Note::L2Unrequested => "hv: nested: L2 took an FP/SIMD, SVE, SME or CPACR_EL1 trap L1's CPTR_EL2 did not ask for (hv's own divergence): UNDEFINED for L2 (reported once)",
             Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
+            Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }

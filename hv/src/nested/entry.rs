@@ -178,16 +178,110 @@ pub fn exception_to_vel2(
 /// Where L1's ERET goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EretTarget {
-    /// Into L2 at EL1 or EL0 (AArch64), with this hardware PSTATE.
+    /// Into L2 at EL1 or EL0 (AArch64), with this hardware PSTATE; or
+    /// into L1's own EL0 in its EL1&0 regime when L1's virtual HCR_EL2
+    /// has {E2H, TGE} = {0, 1} ([`runs_el0_with_tge`]), which hv enters
+    /// the same way, with the hardware TGE set.
     L2 { pc: u64, pstate: u64 },
     /// Stays at virtual EL2 with this hardware PSTATE (a return to EL2, or
     /// an illegal return: then PSTATE.IL is set).
     Vel2 { pc: u64, pstate: u64 },
-    /// To EL0 with L1's virtual HCR_EL2.TGE = 1: L1's own host userspace
-    /// in its EL2&0 regime, not L2: hv runs it at hardware EL0 on L1's
-    /// own regime (the hardware EL1&0 one), where its exceptions reach
-    /// L1's vector (VBAR_EL2 + 0x400, as from a lower EL) in hardware.
+    /// To EL0 with L1's virtual HCR_EL2.{E2H, TGE} = {1, 1}: L1's own host
+    /// userspace in its EL2&0 regime, not L2: hv runs it at hardware EL0
+    /// on L1's own regime (the hardware EL1&0 one), where its exceptions
+    /// reach L1's vector (VBAR_EL2 + 0x400, as from a lower EL) in
+    /// hardware. (With {E2H, TGE} = {0, 1} EL0 is in the EL1&0 regime,
+    /// L2's registers: [`EretTarget::L2`], see [`runs_el0_with_tge`].)
     L1HostEl0 { pc: u64, pstate: u64 },
+}
+
+/// Whether L1's virtual HCR_EL2 `l1_virtual_hcr` has {E2H, TGE} = {0, 1}
+/// (only a non-VHE L1 can: E2H is RES0 for it). L1's ERET to EL0 then
+/// runs EL0 in the EL1&0 regime, whose registers are the ones L1 keeps
+/// for L2 (the VNCR page), as an L2 entry does, but with the effects DDI
+/// 0487 gives HCR_EL2.TGE = 1 with E2H = 0: every exception that would be
+/// taken to EL1 is taken to EL2, SCTLR_EL1.M is treated as 0 (stage 1
+/// off; stage 2, HCR_EL2.VM, still applies), HCR_EL2.{FMO, IMO, AMO} are
+/// treated as 1, virtual interrupts are disabled, and MDCR_EL2.{TDRA,
+/// TDOSA, TDA, TDE} are treated as 1. hv gets all of them by running that
+/// EL0 with the hardware HCR_EL2.TGE set ([`super::l2_hcr`]; hv's own E2H
+/// is 0), and gives L1 every exception its EL0 takes but the stage-2
+/// faults it resolves ([`tge_el0_exit`]).
+pub const fn runs_el0_with_tge(l1_virtual_hcr: u64) -> bool {
+    l1_virtual_hcr & (super::hcr::E2H | super::hcr::TGE) == super::hcr::TGE
+}
+
+/// What hv does with a synchronous exit of L1's EL0 run with
+/// [`runs_el0_with_tge`] (the hardware's TGE routed it to EL2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TgeEl0Exit {
+    /// A stage-2 fault (ipc's `is_stage2_fault_code`): on L1's stage 2
+    /// (the service's shadow) or on L0's map of L1 (L1's stage 2 off),
+    /// handled as an L2's stage-2 abort is. Its VA is its IPA.
+    Stage2,
+    /// An access beyond the PA size L1 is shown with stage 1 off: the
+    /// stage-1 Address size fault at level 0 (AArch64.S1DisabledOutput:
+    /// VA bits \[top:PAMax\] not 0), this syndrome, for L1 with FAR the
+    /// VA. The hardware's PA size is larger, so it let the VA through to
+    /// stage 2 as an IPA.
+    AddressSize(u64),
+    /// Anything else (SVC, an UNDEFINED, a trap CPACR_EL1 or SCTLR_EL1 asks
+    /// for at EL0, a stage-1 abort such as an alignment fault, a debug
+    /// exception...): an exception to EL2 from a lower EL, L1's, with the
+    /// syndrome the hardware gave.
+    ToL1,
+}
+
+/// TCR_EL1.TBI0, TBI1, TBID0, TBID1.
+const TCR_TBI0: u64 = 1 << 37;
+const TCR_TBID0: u64 = 1 << 51;
+
+/// How hv takes the exit with syndrome `esr` and FAR `far` of L1's EL0 run
+/// with {E2H, TGE} = {0, 1}, the EL1&0 regime's TCR_EL1 being `tcr_el1`
+/// (its TBI and TBID decide which VA bits the size check covers:
+/// AArch64.AddrTop) and L1 shown `pa_bits` of PA.
+pub const fn tge_el0_exit(esr: u64, far: u64, tcr_el1: u64, pa_bits: u32) -> TgeEl0Exit {
+    const EC_IABT_LOWER: u64 = 0x20;
+    const EC_DABT_LOWER: u64 = 0x24;
+    const FNV: u64 = 1 << 10;
+    let ec = (esr >> 26) & 0x3f;
+    let abort = ec == EC_IABT_LOWER || ec == EC_DABT_LOWER;
+    if !abort || !ipc::is_stage2_fault_code((esr & 0x3f) as u32) {
+        return TgeEl0Exit::ToL1;
+    }
+    if esr & FNV == 0 && pa_bits < 56 {
+        // TBI0/TBI1 by VA bit 55; for a fetch without TBID0/TBID1.
+        let half = ((far >> 55) & 1) as u32;
+        let tbi = (tcr_el1 & (TCR_TBI0 << half)) != 0
+            && (ec == EC_DABT_LOWER || tcr_el1 & (TCR_TBID0 << half) == 0);
+        let top: u32 = if tbi { 55 } else { 63 };
+        let beyond = (far >> pa_bits) & ((1u64 << (top - pa_bits + 1)) - 1);
+        if beyond != 0 {
+            // EC and IL kept; a data access's WnR and CM; FSC 0b000000 (level
+            // 0); ISV 0: no instruction syndrome for a stage-1 fault.
+            const KEEP: u64 = 0x3f << 26 | 1 << 25 | ESR_CM | ESR_WNR;
+            return TgeEl0Exit::AddressSize(esr & KEEP);
+        }
+    }
+    TgeEl0Exit::Stage2
+}
+
+/// The hardware SCTLR_EL1 while L1's EL0 runs under [`runs_el0_with_tge`]:
+/// L2's (the VNCR word, `sctlr_el1`) with M clear, as TGE treats it for
+/// every purpose but a direct read (which EL0 cannot make). The hardware's
+/// TGE does the same on a conforming PE; QEMU 10 walks stage 1 anyway when
+/// stage 2 is on (its two-stage translation checks only HCR_EL2.DC).
+pub const fn el0_tge_hardware_sctlr(sctlr_el1: u64) -> u64 {
+    sctlr_el1 & !1
+}
+
+/// Whether L2's stage 1 (the EL1&0 one, its registers in the hardware)
+/// translates: SCTLR_EL1.M set and the hardware HCR_EL2's DC and TGE
+/// clear, either of which makes it behave as off whatever SCTLR_EL1.M
+/// says (AArch64.S1Enabled; TGE is set only for L1's EL0 under
+/// [`runs_el0_with_tge`]).
+pub const fn l2_stage1_on(sctlr_el1: u64, hardware_hcr: u64) -> bool {
+    sctlr_el1 & 1 != 0 && hardware_hcr & (super::hcr::DC | super::hcr::TGE) == 0
 }
 
 /// L1's ERET with its ELR_EL2 `elr` and SPSR_EL2 `spsr`, its virtual
@@ -213,10 +307,12 @@ pub const fn eret_from_vel2(elr: u64, spsr: u64, l1_hcr: u64, current: u64) -> E
         };
     }
     match el(m) {
-        0 if l1_hcr & super::hcr::TGE != 0 => EretTarget::L1HostEl0 {
-            pc: elr,
-            pstate: spsr,
-        },
+        0 if l1_hcr & (super::hcr::E2H | super::hcr::TGE) == super::hcr::E2H | super::hcr::TGE => {
+            EretTarget::L1HostEl0 {
+                pc: elr,
+                pstate: spsr,
+            }
+        }
         2 => EretTarget::Vel2 {
             pc: elr,
             // EL2 -> hardware EL1, same SP selection.
@@ -451,7 +547,10 @@ pub const fn external_abort_syndrome(esr: u64) -> u64 {
 
 /// Whether L1 takes L2's synchronous external aborts itself: its virtual
 /// HCR_EL2.TEA, which is RES0 (so ignored) unless L1 is shown FEAT_RAS
-/// (ID_AA64PFR0_EL1.RAS in `pfr0_shown`, bits \[31:28\]; review 24 N7).
+/// (ID_AA64PFR0_EL1.RAS in `pfr0_shown`, bits \[31:28\]; review 24 N7),
+/// or its TGE, which takes every exception for EL1 to EL2 (L1's own EL0
+/// under [`runs_el0_with_tge`]: the EL1 it would go to is L1's).
 pub const fn l1_routes_external_aborts(virtual_hcr: u64, pfr0_shown: u64) -> bool {
-    virtual_hcr & super::hcr::TEA != 0 && (pfr0_shown >> 28) & 0xf != 0
+    virtual_hcr & super::hcr::TGE != 0
+        || (virtual_hcr & super::hcr::TEA != 0 && (pfr0_shown >> 28) & 0xf != 0)
 }

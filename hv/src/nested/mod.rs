@@ -12,8 +12,11 @@
 //! MMFR1.VH 1; [`idregs::shown_to_l1`]). hv treats L1's virtual E2H as 1
 //! whatever L1 wrote in its HCR_EL2 (a VNCR page word L1 reads back
 //! without a trap: hv sets E2H in it at each of L1's exits) and TGE as
-//! written; an ERET to EL0 with TGE = 1 (L1's own host userspace) is not
-//! run yet (one line, the run stops). Checked on QEMU 10 (`-cpu max`), and what the
+//! written; an ERET to EL0 with TGE = 1 runs L1's own EL0: its host
+//! userspace in its EL2&0 regime (E2H = 1, `hv.nested=host-el0`), or, for
+//! a non-VHE L1 (E2H = 0), EL0 in the EL1&0 regime with stage 1 off and
+//! its exceptions to EL2 ([`entry::runs_el0_with_tge`],
+//! `hv.nested=el0-tge`). Checked on QEMU 10 (`-cpu max`), and what the
 //! demo relies on: CurrentEL reads 2; L1's MSR/MRS of ELR_EL2, SPSR_EL2,
 //! ESR_EL2 and FAR_EL2 reach the hardware ELR_EL1, SPSR_EL1, ESR_EL1 and
 //! FAR_EL1 without a trap (so those hold L1's virtual EL2 state while it
@@ -258,12 +261,22 @@ pub const L1_FORWARDED_TRAPS: u64 = hcr::TWI
 /// stage-2 fault on their stage-1 walk is a Data Abort to hv (an AT at
 /// EL1, DDI 0487 AArch64.AT), resolved as any other L2 fault (review 42
 /// R42-3); L1's own HCR_EL2.AT is RES0 (it is shown no FEAT_NV).
+/// Never NV, E2H; TGE only with L1's virtual {E2H, TGE} = {0, 1}, where
+/// the ERET that uses this runs L1's own EL0 in the EL1&0 regime
+/// ([`entry::runs_el0_with_tge`]: an ERET to EL1 under TGE is illegal,
+/// and one to EL0 with E2H = 1 is L1's host EL0, entered otherwise).
 pub const fn l2_hcr(l1_virtual_hcr: u64) -> u64 {
+    let tge = if entry::runs_el0_with_tge(l1_virtual_hcr) {
+        hcr::TGE
+    } else {
+        0
+    };
     hcr::RW
         | hcr::VM
         | hcr::TSC
         | hcr::TID3
         | (l1_virtual_hcr & (L1_FORWARDED_TRAPS | hcr::DC | hcr::API | hcr::APK))
+        | tge
 }
 
 /// What the nested demo counted, for hv's last line.

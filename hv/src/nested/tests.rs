@@ -317,11 +317,124 @@ fn illegal_erets_set_il_and_keep_the_level() {
         illegal(EL1H, vhcr | hcr::TGE),
         EretTarget::Vel2 { pstate, .. } if pstate & IL != 0
     ));
-    // EL0 under TGE is legal: a return to EL0 of L1's EL2&0 regime.
+    // EL0 under TGE is legal: a return to EL0 of L1's EL2&0 regime (E2H
+    // = 1), or of its EL1&0 regime, entered as L2's EL0 is (E2H = 0).
     assert!(matches!(
-        illegal(EL0T, vhcr | hcr::TGE),
+        illegal(EL0T, vhcr | hcr::TGE | hcr::E2H),
         EretTarget::L1HostEl0 { .. }
     ));
+    assert_eq!(
+        illegal(EL0T, vhcr | hcr::TGE),
+        EretTarget::L2 {
+            pc: 0x40,
+            pstate: EL0T
+        }
+    );
+}
+
+/// Review 46 R46-4: a non-VHE L1's EL0 under TGE ({E2H, TGE} = {0, 1})
+/// runs as L2's EL0 does, with the hardware TGE (stage 1 off, exceptions
+/// to EL2); with E2H = 1 it is L1's host EL0, and TGE never reaches L2's
+/// hardware.
+#[test]
+fn el0_with_tge_and_e2h_0_runs_with_the_hardware_tge() {
+    assert!(runs_el0_with_tge(hcr::TGE | hcr::RW));
+    assert!(!runs_el0_with_tge(hcr::TGE | hcr::E2H));
+    assert!(!runs_el0_with_tge(hcr::E2H | hcr::RW | hcr::VM));
+    let vhcr = hcr::RW | hcr::VM | hcr::TGE;
+    assert_eq!(l2_hcr(vhcr), l2_hcr(hcr::RW | hcr::VM) | hcr::TGE);
+    assert_eq!(l2_hcr(vhcr | hcr::E2H) & hcr::TGE, 0);
+    // TGE routes every exception for EL1, external aborts too, to L1.
+    assert!(l1_routes_external_aborts(vhcr, 0));
+    assert!(!l1_routes_external_aborts(hcr::RW | hcr::VM, 0));
+    // Stage 1 off under TGE or DC, whatever SCTLR_EL1.M says.
+    assert!(l2_stage1_on(1, hcr::RW | hcr::VM));
+    assert!(!l2_stage1_on(1, hcr::RW | hcr::VM | hcr::TGE));
+    assert!(!l2_stage1_on(1, hcr::RW | hcr::VM | hcr::DC));
+    assert!(!l2_stage1_on(0, hcr::RW | hcr::VM));
+    // The hardware SCTLR_EL1 for that EL0: M clear, every other bit kept.
+    assert_eq!(el0_tge_hardware_sctlr(0x30d0_0805), 0x30d0_0804);
+    assert_eq!(el0_tge_hardware_sctlr(0x30d0_0800), 0x30d0_0800);
+}
+
+/// The exits of L1's EL0 under {E2H, TGE} = {0, 1}: stage-2 faults are
+/// hv's to resolve, everything else L1's as taken, and a VA beyond the
+/// 40-bit PA L1 is shown an Address size fault at level 0 of the disabled
+/// stage 1, with the top byte ignored where TCR_EL1.TBI (not TBID for a
+/// fetch) says.
+#[test]
+fn tge_el0_exits() {
+    const TBI0: u64 = 1 << 37;
+    const TBID0: u64 = 1 << 51;
+    let pa = 40;
+    // Translation faults (level 1 data read, level 3 fetch) in range.
+    assert_eq!(
+        tge_el0_exit(0x9200_0005, 0x10_0000, 0, pa),
+        TgeEl0Exit::Stage2
+    );
+    assert_eq!(
+        tge_el0_exit(0x8200_0007, 0x8_0000, 0, pa),
+        TgeEl0Exit::Stage2
+    );
+    // SVC, an FP trap, an UNDEFINED, an alignment fault (stage 1), an
+    // external abort, WFI: L1's as they came.
+    for esr in [
+        0x5600_0042,
+        0x1fe0_0000,
+        0x0200_0000,
+        0x9200_0061,
+        0x9200_0010,
+        0x0600_0001,
+    ] {
+        assert_eq!(
+            tge_el0_exit(esr, 1 << 45, 0, pa),
+            TgeEl0Exit::ToL1,
+            "{esr:#x}"
+        );
+    }
+    // Beyond 40 bits: a write keeps WnR, the instruction syndrome goes.
+    assert_eq!(
+        tge_el0_exit(0x9300_0046 | 1 << 24 | 3 << 16, 1 << 40, 0, pa),
+        TgeEl0Exit::AddressSize(0x9200_0040)
+    );
+    assert_eq!(
+        tge_el0_exit(0x8200_0006, 0xff00_0000_0000_1000, 0, pa),
+        TgeEl0Exit::AddressSize(0x8200_0000)
+    );
+    // A cache maintenance instruction keeps CM and WnR.
+    assert_eq!(
+        tge_el0_exit(0x9200_0145, 1 << 50, 0, pa),
+        TgeEl0Exit::AddressSize(0x9200_0140)
+    );
+    // The top byte: ignored with TBI0 for data, not for a fetch with TBID0.
+    let tagged = 0x5a00_0000_0010_0000;
+    assert_eq!(
+        tge_el0_exit(0x9200_0005, tagged, TBI0, pa),
+        TgeEl0Exit::Stage2
+    );
+    assert_eq!(
+        tge_el0_exit(0x9200_0005, tagged, 0, pa),
+        TgeEl0Exit::AddressSize(0x9200_0000)
+    );
+    assert_eq!(
+        tge_el0_exit(0x8200_0005, tagged, TBI0 | TBID0, pa),
+        TgeEl0Exit::AddressSize(0x8200_0000)
+    );
+    assert_eq!(
+        tge_el0_exit(0x8200_0005, tagged, TBI0, pa),
+        TgeEl0Exit::Stage2
+    );
+    // TBI1 for the upper half (bit 55 set): bits [55:40] still count.
+    let upper = 0xff80_0000_0000_0000;
+    assert_eq!(
+        tge_el0_exit(0x9200_0005, upper, 1 << 38, pa),
+        TgeEl0Exit::AddressSize(0x9200_0000)
+    );
+    // FAR not valid (FnV): no size check.
+    assert_eq!(
+        tge_el0_exit(0x9200_0405, 1 << 45, 0, pa),
+        TgeEl0Exit::Stage2
+    );
 }
 
 #[test]

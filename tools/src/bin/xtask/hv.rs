@@ -896,6 +896,31 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // A non-VHE L1 (E2H = 0) runs its own EL0 with its virtual TGE = 1:
+    // EL0 in the EL1&0 regime with stage 1 off (SCTLR_EL1.M 1 is treated
+    // as 0: its table would map the code elsewhere) through L1's stage 2,
+    // CPACR_EL1's FP trap and an SVC taken to L1's EL2 vector, a load
+    // beyond L1's 40-bit PA an Address size fault at level 0 (review 46
+    // R46-4: hv ended the run here).
+    Case {
+        hv_args: "hv.nested=el0-tge",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its twin: that EL0 run without the hardware's TGE, as an L2's EL0:
+    // its stage 1 translates its first fetch to an IPA L1's stage 2 does
+    // not map, a stage-2 fault for L1 (EC 0x20, level 1).
+    Case {
+        hv_args: "hv.nested=el0-tge-no-tge",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: the first exception from L1's EL0 (TGE = 1, stage 1 off: it runs at IPA 0x80000) is not its FP trap, ESR_EL2 0x0000000082000005",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // Linux as L1: the guest bundle's kernel entered at virtual EL2 (x0 =
     // its device tree, MMU off) runs its EL2 set-up, stays at EL2 as a
     // VHE kernel, probes L1's distributor and redistributor, initialises
