@@ -922,6 +922,11 @@ pub enum NestedDemo {
     /// only (the old two-vCPU PE set), so a live vCPU 2 in the victim's L2
     /// is neither interrupted nor waited for; hv must fail the run.
     RecycleNoKickAll,
+    /// `recycle-no-id-reset`: hv does not reset a restarted vCPU's
+    /// VPIDR_EL2 and VMPIDR_EL2 (VNCR words) to its own MIDR and MPIDR
+    /// at CPU_ON after CPU_OFF: L1 must catch the cleared page's 0 (this
+    /// run must fail).
+    RecycleNoIdReset,
     /// `irq`: L1 injects virtual interrupts into its L2 through its
     /// virtual GIC interface (ICH_LR<n>_EL2 in the VNCR page) and checks
     /// what L2's acknowledge and EOI left there (`arch::nested_vgic`).
@@ -1121,6 +1126,7 @@ impl NestedDemo {
                 | Self::RecycleStaleRoot
                 | Self::RecycleNoOffState
                 | Self::RecycleNoKickAll
+                | Self::RecycleNoIdReset
         )
     }
 }
@@ -1231,6 +1237,9 @@ impl Options {
                     options.nested = Some(NestedDemo::TrapsNoHpmeGuard)
                 }
                 "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
+                "hv.nested=recycle-no-id-reset" => {
+                    options.nested = Some(NestedDemo::RecycleNoIdReset)
+                }
                 "hv.nested=el0-tge" => options.nested = Some(NestedDemo::El0Tge),
                 "hv.nested=el0-tge-no-tge" => options.nested = Some(NestedDemo::El0TgeNoTge),
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
@@ -1735,6 +1744,7 @@ pub(crate) mod tests {
                 "hv.nested=host-el0-no-span-back",
                 NestedDemo::HostEl0NoSpanBack,
             ),
+            ("hv.nested=recycle-no-id-reset", NestedDemo::RecycleNoIdReset),
             ("hv.nested=el0-tge", NestedDemo::El0Tge),
             ("hv.nested=el0-tge-no-tge", NestedDemo::El0TgeNoTge),
         ] {

@@ -835,7 +835,8 @@ pub fn run(
         NestedDemo::Recycle
         | NestedDemo::RecycleStaleRoot
         | NestedDemo::RecycleNoOffState
-        | NestedDemo::RecycleNoKickAll => super::nested_l1_recycle::image(),
+        | NestedDemo::RecycleNoKickAll
+        | NestedDemo::RecycleNoIdReset => super::nested_l1_recycle::image(),
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
@@ -1162,6 +1163,7 @@ pub fn run(
             NestedDemo::RecycleStaleRoot => " (recycle-stale-root: hv reuses each key's first shadow root instead of asking at every entry; this run must fail)",
             NestedDemo::RecycleNoOffState => " (recycle-no-off-state: L1's CPU_OFF stops its vCPU but hv keeps it ON for AFFINITY_INFO; this run must fail)",
             NestedDemo::RecycleNoKickAll => " (recycle-no-kick-all: the recycles' kick pass sees vCPUs 0 and 1 only, skipping a live vCPU 2; this run must fail)",
+            NestedDemo::RecycleNoIdReset => " (recycle-no-id-reset: a vCPU restarted after CPU_OFF keeps VPIDR_EL2 and VMPIDR_EL2 0, not its own MIDR and MPIDR; this run must fail)",
             NestedDemo::Irq => " (irq: L1 injects virtual interrupts into L2 through its ICH_LR<n>_EL2)",
             NestedDemo::IrqNoWriteback => " (irq-no-writeback: hv does not write L2's list register states back to L1; this run must fail)",
             NestedDemo::IrqNoMaintenance => " (irq-no-maintenance: hv never delivers L1's maintenance interrupt; this run must fail)",
@@ -2858,6 +2860,7 @@ fn stack_top(cpu: usize) -> u64 {
 /// carried on. Err: a PSCI status for L1.
 fn prepare_vcpu(index: usize) -> Result<(), i64> {
     let mut slot = VCPUS[index].lock();
+    let restart = slot.is_some();
     let (vncr, client, worker, counts) = match slot.take() {
         Some(old) => {
             old.vncr.clear();
@@ -2875,7 +2878,10 @@ fn prepare_vcpu(index: usize) -> Result<(), i64> {
     };
     // L2's EL1 registers at reset: MMU off.
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
-    reset_virtual_ids(vncr, index as u64);
+    // `recycle-no-id-reset`: a restart keeps the cleared page's 0s.
+    if !(restart && NESTED.get().is_some_and(|n| n.demo == NestedDemo::RecycleNoIdReset)) {
+        reset_virtual_ids(vncr, index as u64);
+    }
     let mut vcpu = Vcpu::new(index, vncr, client);
     vcpu.worker = worker;
     vcpu.counts = counts;

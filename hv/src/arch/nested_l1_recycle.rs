@@ -35,6 +35,10 @@
 //!    vCPU 2 stays off through rounds 1 to [`RESTART_ROUND`] - 1 and is
 //!    started again (context 2, a long life) before round
 //!    [`RESTART_ROUND`];
+//!    each started vCPU first checks that its VMPIDR_EL2 and VPIDR_EL2
+//!    (VNCR words) read its own MPIDR_EL1 and MIDR_EL1, hv's reset at
+//!    every CPU_ON (vCPU 2's restart too), then writes other values, which
+//!    its next life must not see;
 //! 5. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with other vCPUs
 //!    running, once each one's L2 is inside its run, so this entry's
 //!    recycle finds it there): programs VTTBR_EL2 and ERETs into L2 g at
@@ -504,6 +508,24 @@ umbra_l1r_secondary:
     b.lo    umbra_l1r_fail
     cmp     x26, #2
     b.hi    umbra_l1r_fail
+    // VMPIDR_EL2 and VPIDR_EL2 (VNCR words) read its own MPIDR_EL1 and
+    // MIDR_EL1 at every start, a restart after CPU_OFF too (hv resets them
+    // at CPU_ON, `reset_virtual_ids`), whatever an earlier life wrote;
+    // then it writes others, which a restart must not see.
+    mov     x2, x11
+    mrs     x11, vmpidr_el2
+    adr     x10, umbra_l1r_msg_vmpidr_reset
+    cmp     x11, x2
+    b.ne    umbra_l1r_fail
+    mrs     x3, midr_el1
+    mrs     x11, vpidr_el2
+    adr     x10, umbra_l1r_msg_vpidr_reset
+    cmp     x11, x3
+    b.ne    umbra_l1r_fail
+    orr     x2, x2, #0xff00
+    msr     vmpidr_el2, x2
+    eor     x3, x3, #0xf0
+    msr     vpidr_el2, x3
     adr     x1, umbra_l1r_vectors2
     msr     vbar_el2, x1
     isb
@@ -649,6 +671,8 @@ umbra_l1r_msg_cpu_on_again: .asciz "PSCI CPU_ON for vCPU 2 after its CPU_OFF fai
 umbra_l1r_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
 umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for vCPU 1 failed: "
 umbra_l1r_msg_no_progress: .asciz "a vCPU's L2 was not inside a run when vCPU 0 entered its L2, vCPU "
+umbra_l1r_msg_vmpidr_reset: .asciz "a started vCPU's VMPIDR_EL2 before it wrote it is not its own MPIDR_EL1 (hv's reset at every CPU_ON): "
+umbra_l1r_msg_vpidr_reset: .asciz "a started vCPU's VPIDR_EL2 before it wrote it is not its own MIDR_EL1 (hv's reset at every CPU_ON): "
 umbra_l1r_msg_bad_mpidr: .asciz "a started vCPU's MPIDR_EL1 is not its CPU_ON target (1 or 2): "
 umbra_l1r_msg_no_start: .asciz "vCPU 1 did not start its L2 runs: "
 umbra_l1r_msg_no_stop:  .asciz "a vCPU turned off without stopping its L2 runs: "

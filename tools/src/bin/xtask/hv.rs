@@ -648,6 +648,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 4, "512M")
     },
+    // A restarted vCPU's VPIDR_EL2 and VMPIDR_EL2 left as its cleared
+    // VNCR page's 0 (no reset at CPU_ON after CPU_OFF): vCPU 2's second
+    // life reads VMPIDR_EL2 0, not its MPIDR (review 46: no case failed
+    // when the reset was removed).
+    Case {
+        hv_args: "hv.nested=recycle-no-id-reset",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: a started vCPU's VMPIDR_EL2 before it wrote it is not its own MPIDR_EL1 (hv's reset at every CPU_ON): 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 4, "512M")
+    },
     // The skipped vCPU 2 is never taken out of a victim's L2 (hv's check
     // at SYSTEM_OFF), and its L2 may run on the slot's successor's shadow
     // long enough to read another L2's page first (L1's check).
