@@ -1744,7 +1744,10 @@ pub(crate) mod tests {
                 "hv.nested=host-el0-no-span-back",
                 NestedDemo::HostEl0NoSpanBack,
             ),
-            ("hv.nested=recycle-no-id-reset", NestedDemo::RecycleNoIdReset),
+            (
+                "hv.nested=recycle-no-id-reset",
+                NestedDemo::RecycleNoIdReset,
+            ),
             ("hv.nested=el0-tge", NestedDemo::El0Tge),
             ("hv.nested=el0-tge-no-tge", NestedDemo::El0TgeNoTge),
         ] {

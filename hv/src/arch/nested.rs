@@ -2879,7 +2879,11 @@ fn prepare_vcpu(index: usize) -> Result<(), i64> {
     // L2's EL1 registers at reset: MMU off.
     vncr.set_el1(El1Register::Sctlr, sysregs::SCTLR_EL1_MMU_OFF);
     // `recycle-no-id-reset`: a restart keeps the cleared page's 0s.
-    if !(restart && NESTED.get().is_some_and(|n| n.demo == NestedDemo::RecycleNoIdReset)) {
+    if !(restart
+        && NESTED
+            .get()
+            .is_some_and(|n| n.demo == NestedDemo::RecycleNoIdReset))
+    {
         reset_virtual_ids(vncr, index as u64);
     }
     let mut vcpu = Vcpu::new(index, vncr, client);

@@ -94,10 +94,6 @@ pub struct ShownFeatures {
     pub hpmn0: bool,
     /// PMCR_EL0.N at EL2: the event counters.
     pub counters: u8,
-    /// FEAT_SPE (PMSVer), FEAT_TRBE (TraceBuffer), FEAT_TRF (TraceFilt).
-    pub spe: bool,
-    pub trbe: bool,
-    pub trace_filter: bool,
     /// FEAT_HCX (ID_AA64MMFR1_EL1.HCX; hidden from L1).
     pub hcx: bool,
 }
@@ -126,9 +122,6 @@ impl ShownFeatures {
             } else {
                 0
             },
-            spe: field(dfr0, 32) != 0,
-            trbe: field(dfr0, 44) != 0,
-            trace_filter: field(dfr0, 40) != 0,
             hcx: field(mmfr1, 40) != 0,
         }
     }
@@ -324,9 +317,10 @@ impl L1TrapControls {
 
     /// The MDCR_EL2 value L1's write of `value` leaves: the fields L1 has
     /// (TDE, TDA, TDOSA, TDRA; with FEAT_PMUv3 HPMN, TPMCR, TPM, HPME; HPMD
-    /// with v3p1; HCCD and HLP with v3p5; E2PB and TPMS with FEAT_SPE;
-    /// E2TB with FEAT_TRBE; TTRF with FEAT_TRF) as written, the rest RES0
-    /// (TDCC needs FEAT_FGT, which L1 is not shown).
+    /// with v3p1; HCCD and HLP with v3p5) as written, the rest RES0: TDCC
+    /// needs FEAT_FGT, E2PB and TPMS FEAT_SPE, E2TB FEAT_TRBE, TTRF
+    /// FEAT_TRF, none of which L1 is shown (`idregs::shown_to_l1`; review
+    /// 39 R39-5: hv gives L1 and L2 no buffer, [`hidden_buffer_traps`]).
     pub const fn mdcr_written(&self, value: u64) -> u64 {
         let f = self.features;
         let mut keep = mdcr::TDE | mdcr::TDA | mdcr::TDOSA | mdcr::TDRA;
@@ -338,15 +332,6 @@ impl L1TrapControls {
         }
         if f.pmuv3p5 {
             keep |= mdcr::HCCD | mdcr::HLP;
-        }
-        if f.spe {
-            keep |= mdcr::E2PB | mdcr::TPMS;
-        }
-        if f.trbe {
-            keep |= mdcr::E2TB;
-        }
-        if f.trace_filter {
-            keep |= mdcr::TTRF;
         }
         value & keep
     }
@@ -407,7 +392,7 @@ pub const fn l2_hardware_cptr(hv_cptr: u64, l1: &L1TrapControls) -> u64 {
 /// L2's hardware MDCR_EL2 from hv's own `hv_mdcr` (`sysregs::mdcr_el2`:
 /// HPMN = N, hv's own execution not counted, HPMD/HCCD; the SPE and Trace
 /// Buffers at EL1, E2PB/E2TB 0b11) and L1's: L1's traps (TPMCR, TPM, TDE,
-/// TDA, TDOSA, TDRA, TPMS, TTRF) and HLP, HPMN as
+/// TDA, TDOSA, TDRA) and HLP, HPMN as
 /// [`L1TrapControls::effective_hpmn`]; hv's HPMD and HCCD kept. Not L1's
 /// HPME (review 39 R39-1): the counters from HPMN up are EL2's, and HPMD
 /// does not stop them at EL2, where they count as PMEVTYPER<n>_EL0.NSH
@@ -415,40 +400,58 @@ pub const fn l2_hardware_cptr(hv_cptr: u64, l1: &L1TrapControls) -> u64 {
 /// first instruction, before any write of its own MDCR_EL2 could take
 /// effect), so with HPME they would count hv. Without it they are
 /// disabled while L2 runs (a documented limit: L1's EL2 counters do not
-/// count L2); L1 still reads back the HPME it wrote. E2PB and E2TB: L1's 0b11 stays, any other value traps
-/// L2's buffer registers with the buffer in the EL1&0 regime (0b10): the
-/// EL2-owned buffer of 0b00 would use hv's own EL2 regime, so it is not
-/// given (a documented limit; QEMU has neither buffer).
+/// count L2); L1 still reads back the HPME it wrote. The Profiling and
+/// Trace Buffers: [`hidden_buffer_traps`], as while L1 runs.
 pub const fn l2_hardware_mdcr(hv_mdcr: u64, l1: &L1TrapControls) -> u64 {
-    let l1_traps = mdcr::TPMCR
-        | mdcr::TPM
-        | mdcr::TDE
-        | mdcr::TDA
-        | mdcr::TDOSA
-        | mdcr::TDRA
-        | mdcr::TPMS
-        | mdcr::TTRF
-        | mdcr::HLP;
+    let l1_traps =
+        mdcr::TPMCR | mdcr::TPM | mdcr::TDE | mdcr::TDA | mdcr::TDOSA | mdcr::TDRA | mdcr::HLP;
     let mut value = (hv_mdcr & !(mdcr::HPMN | mdcr::E2PB | mdcr::E2TB)) | (l1.mdcr & l1_traps);
     if l1.features.pmuv3 {
         value |= l1.effective_hpmn();
     } else {
         value |= hv_mdcr & mdcr::HPMN;
     }
-    value | buffer_owner(hv_mdcr, l1.mdcr, mdcr::E2PB) | buffer_owner(hv_mdcr, l1.mdcr, mdcr::E2TB)
+    value | hidden_buffer_traps(hv_mdcr)
 }
 
-/// E2PB or E2TB (`field`) for L2: none where hv has no such buffer, 0b11
-/// where L1's is 0b11, else 0b10 (EL1&0 owns the buffer, EL1 accesses
-/// trapped).
-const fn buffer_owner(hv_mdcr: u64, l1_mdcr: u64, field: u64) -> u64 {
-    if hv_mdcr & field == 0 {
-        0
-    } else if l1_mdcr & field == field {
-        field
-    } else {
-        field & (field << 1)
+/// L1's hardware MDCR_EL2 while it runs: hv's own `hv_mdcr` (which hands
+/// the buffers to EL1, as to an ordinary guest) with the buffers taken
+/// away ([`hidden_buffer_traps`]).
+pub const fn l1_hardware_mdcr(hv_mdcr: u64) -> u64 {
+    (hv_mdcr & !(mdcr::E2PB | mdcr::E2TB)) | hidden_buffer_traps(hv_mdcr)
+}
+
+/// The MDCR_EL2 controls that keep the Statistical Profiling Extension and
+/// the Trace Buffer, which L1 is not shown (ID_AA64DFR0_EL1.PMSVer and
+/// TraceBuffer 0, `idregs::shown_to_l1`) and whose EL1 registers hv
+/// switches none of between L1 and L2, away from both (review 39 R39-5:
+/// with hv's E2PB/E2TB 0b11 L1 could program a buffer at its hardware EL1
+/// untrapped and leave it enabled into L2's regime). Where hv has a buffer
+/// (its field set in `hv_mdcr`): that field 0b10, so the buffer's EL1
+/// control registers (PMB*/TRB*_EL1) trap to hv, and for SPE also TPMS,
+/// so the sampling controls (PMS*_EL1) do. hv answers those traps with an
+/// UNDEFINED (for L1, its unemulated registers; for L2,
+/// [`hidden_buffer_register`]), so no buffer is ever enabled
+/// (PMBLIMITR_EL1.E and TRBLIMITR_EL1.E reset to 0 and nothing writes
+/// them), and which regime owns one does not arise. QEMU has neither
+/// buffer: host-tested only.
+pub const fn hidden_buffer_traps(hv_mdcr: u64) -> u64 {
+    let mut traps = 0;
+    if hv_mdcr & mdcr::E2PB != 0 {
+        traps |= (mdcr::E2PB & (mdcr::E2PB << 1)) | mdcr::TPMS;
     }
+    if hv_mdcr & mdcr::E2TB != 0 {
+        traps |= mdcr::E2TB & (mdcr::E2TB << 1);
+    }
+    traps
+}
+
+/// Whether `access` is to a register of the hidden SPE or Trace Buffer
+/// that [`hidden_buffer_traps`] traps: op0 3, op1 0, CRn 9, CRm 9 (the
+/// sampling controls PMS*_EL1), 10 (the Profiling Buffer's PMB*_EL1) or
+/// 11 (the Trace Buffer's TRB*_EL1).
+pub const fn hidden_buffer_register(access: &SysRegAccess) -> bool {
+    access.op0 == 3 && access.op1 == 0 && access.crn == 9 && access.crm >= 9 && access.crm <= 11
 }
 
 /// hv's hardware HCRX_EL2 for L1 and L2 from the one it gives an ordinary
@@ -565,7 +568,7 @@ pub fn l2_trap_route(esr: u64, l1: &L1TrapControls) -> L2TrapRoute {
         EC_SME => t.sme,
         EC_SYSREG => {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
-            if hcrx_disabled_register(&access) {
+            if hcrx_disabled_register(&access) || hidden_buffer_register(&access) {
                 return L2TrapRoute::UndefinedForL2;
             }
             if !is_cpacr_el1(&access) {
@@ -599,9 +602,6 @@ mod tests {
         pmuv3p5: true,
         hpmn0: false,
         counters: 6,
-        spe: false,
-        trbe: false,
-        trace_filter: false,
         hcx: false,
     };
     /// hv's own CPTR_EL2 (`sysregs::cptr_el2` with SVE and SME).
@@ -631,7 +631,7 @@ mod tests {
         );
         assert!(f.sve && f.sme && f.trace && f.pmuv3 && f.pmuv3p1 && f.pmuv3p5 && f.hpmn0 && f.hcx);
         assert_eq!(f.counters, 6);
-        assert!(!f.amu && !f.spe && !f.trbe && !f.trace_filter);
+        assert!(!f.amu);
         // PMUVer 0b1111 (IMPLEMENTATION DEFINED): no PMUv3, no counters.
         let f = ShownFeatures::from_id_registers(0, 0, 0xf << 8, 0, 6 << 11);
         assert!(!f.pmuv3 && f.counters == 0 && !f.sve && !f.sme);
@@ -877,27 +877,65 @@ mod tests {
         assert_eq!(c.effective_hpmn(), 0);
     }
 
+    /// R39-5: the buffers L1 is not shown are trapped for L1 and L2 alike
+    /// wherever hv has them (E2PB/E2TB 0b10, TPMS), whatever L1 wrote
+    /// (E2PB, E2TB, TPMS, TTRF are RES0 for it), and their registers are
+    /// UNDEFINED for L2, not forwarded to an L1 that never asked.
     #[test]
-    fn buffers_stay_in_the_el1_regime_for_l2() {
-        let f = ShownFeatures {
-            spe: true,
-            trbe: true,
-            ..FEATURES
-        };
+    fn hidden_buffers_are_trapped_for_l1_and_l2() {
         let hv = HV_MDCR | mdcr::E2PB | mdcr::E2TB;
-        for (l1, l2) in [(0b11, 0b11), (0b10, 0b10), (0b00, 0b10), (0b01, 0b10)] {
-            let c = L1TrapControls::reset(CptrLayout::Vhe, f);
-            let c = L1TrapControls {
-                mdcr: c.mdcr_written(6 | l1 << 12 | l1 << 24),
-                ..c
-            };
+        let trapped = 0b10 << 12 | 0b10 << 24 | mdcr::TPMS;
+        assert_eq!(hidden_buffer_traps(hv), trapped);
+        assert_eq!(
+            hidden_buffer_traps(HV_MDCR | mdcr::E2PB),
+            0b10 << 12 | mdcr::TPMS
+        );
+        assert_eq!(hidden_buffer_traps(HV_MDCR | mdcr::E2TB), 0b10 << 24);
+        assert_eq!(l1_hardware_mdcr(hv), HV_MDCR | trapped);
+        for l1 in [0, mdcr::E2PB | mdcr::E2TB | mdcr::TPMS | mdcr::TTRF] {
+            let c = controls(CptrLayout::Vhe, 0, 6 | l1);
+            assert_eq!(
+                c.mdcr & (mdcr::E2PB | mdcr::E2TB | mdcr::TPMS | mdcr::TTRF),
+                0
+            );
             let hw = l2_hardware_mdcr(hv, &c);
-            assert_eq!((hw >> 12) & 3, l2, "E2PB {l1:#b}");
-            assert_eq!((hw >> 24) & 3, l2, "E2TB {l1:#b}");
+            assert_eq!(
+                hw & (mdcr::E2PB | mdcr::E2TB | mdcr::TPMS),
+                trapped,
+                "{hw:#x}"
+            );
+            assert_eq!(hw & mdcr::TTRF, 0);
         }
-        // Without the buffers hv has no E2PB/E2TB to give.
+        // Without the buffers there is nothing to trap (the fields RES0).
         let c = controls(CptrLayout::Vhe, 0, 6);
-        assert_eq!(l2_hardware_mdcr(HV_MDCR, &c) & (mdcr::E2PB | mdcr::E2TB), 0);
+        assert_eq!(
+            l2_hardware_mdcr(HV_MDCR, &c) & (mdcr::E2PB | mdcr::E2TB | mdcr::TPMS),
+            0
+        );
+        assert_eq!(l1_hardware_mdcr(HV_MDCR), HV_MDCR);
+        // PMSCR_EL1 (CRm 9), PMBLIMITR_EL1 (CRm 10), TRBLIMITR_EL1 (CRm
+        // 11): UNDEFINED for L2; PMCR_EL0 and PMCCFILTR-like CRn 9/14
+        // registers are not the buffers'.
+        let sysreg = |op1: u64, crn: u64, crm: u64, op2: u64| {
+            0x18 << 26 | 1 << 25 | 3 << 20 | op2 << 17 | op1 << 14 | crn << 10 | crm << 1 | 1
+        };
+        let c = controls(CptrLayout::Vhe, 0, 6);
+        for crm in [9, 10, 11] {
+            let esr = sysreg(0, 9, crm, 0);
+            assert!(hidden_buffer_register(&SysRegAccess::from_iss(
+                esr & 0x1ff_ffff
+            )));
+            assert_eq!(
+                l2_trap_route(esr, &c),
+                L2TrapRoute::UndefinedForL2,
+                "CRm {crm}"
+            );
+        }
+        for esr in [sysreg(3, 9, 12, 0), sysreg(0, 9, 14, 1), sysreg(4, 9, 9, 0)] {
+            assert!(!hidden_buffer_register(&SysRegAccess::from_iss(
+                esr & 0x1ff_ffff
+            )));
+        }
     }
 
     #[test]

@@ -27,8 +27,9 @@ use super::{
 use crate::inject::{undefined_syndrome, TargetEl1};
 use crate::nested::entry::Vel2Target;
 use crate::nested::traps::{
-    is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hcrx, l2_hardware_cptr,
-    l2_hardware_mdcr, mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
+    is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hardware_mdcr, l1_hcrx,
+    l2_hardware_cptr, l2_hardware_mdcr, mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls,
+    ShownFeatures,
 };
 use crate::nested::vncr::HCRX_EL2;
 use crate::println;
@@ -109,11 +110,12 @@ pub(super) fn start_l1(nested: &Nested) {
     write_sysreg!("cpacr_el1", nested.traps.reset().l1_hardware_cpacr());
 }
 
-/// The hardware CPTR_EL2 and MDCR_EL2 while L1 runs (hv's own).
+/// The hardware CPTR_EL2 and MDCR_EL2 while L1 runs (hv's own, without
+/// the Profiling and Trace Buffers L1 is not shown).
 pub(super) fn enter_l1(nested: &Nested) {
     let t = &nested.traps;
     write_sysreg!("cptr_el2", l1_hardware_cptr(t.hv_cptr, t.layout));
-    write_sysreg!("mdcr_el2", t.hv_mdcr);
+    write_sysreg!("mdcr_el2", l1_hardware_mdcr(t.hv_mdcr));
 }
 
 /// The hardware CPTR_EL2 and MDCR_EL2 for L2: hv's own with L1's traps.
