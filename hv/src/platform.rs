@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1071,6 +1071,15 @@ pub enum NestedDemo {
     /// `gic-no-list`: the same, but nothing L1's GIC forwards is listed in
     /// L1's own virtual interface (this run must fail).
     GicNoList,
+    /// `gic-no-eoi-maintenance`: the same, but hv lists L1's SGIs and
+    /// SPIs without the EOI bit: L1's deactivation raises no maintenance
+    /// interrupt, and what waits for a free list register waits for an
+    /// unrelated exit (this run must fail).
+    GicNoEoiMaintenance,
+    /// `gic-no-power-off`: the same, but L1's CPU_OFF leaves what hv
+    /// listed in that vCPU's list registers (lost) and its redistributor
+    /// awake (this run must fail).
+    GicNoPowerOff,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
     /// device tree, MMU off), on one vCPU.
@@ -1194,6 +1203,10 @@ impl Options {
                 "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
                 "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
                 "hv.nested=gic-no-list" => options.nested = Some(NestedDemo::GicNoList),
+                "hv.nested=gic-no-eoi-maintenance" => {
+                    options.nested = Some(NestedDemo::GicNoEoiMaintenance)
+                }
+                "hv.nested=gic-no-power-off" => options.nested = Some(NestedDemo::GicNoPowerOff),
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1617,6 +1630,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=gic-no-list").map(|o| o.nested),
             Ok(Some(NestedDemo::GicNoList))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-eoi-maintenance").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoEoiMaintenance))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-power-off").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoPowerOff))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

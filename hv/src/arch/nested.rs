@@ -874,7 +874,9 @@ pub fn run(
         NestedDemo::Gic
         | NestedDemo::GicNoL2Exit
         | NestedDemo::GicNoKick
-        | NestedDemo::GicNoList => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoList
+        | NestedDemo::GicNoEoiMaintenance
+        | NestedDemo::GicNoPowerOff => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1088,6 +1090,8 @@ pub fn run(
             NestedDemo::GicNoL2Exit => L1GicDefect::NoL2Exit,
             NestedDemo::GicNoKick => L1GicDefect::NoKick,
             NestedDemo::GicNoList => L1GicDefect::NoList,
+            NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
+            NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
             _ => L1GicDefect::None,
         },
     });
@@ -1202,6 +1206,8 @@ pub fn run(
             NestedDemo::GicNoL2Exit => " (gic-no-l2-exit: an interrupt pending for L1 does not take L2 out; this run must fail)",
             NestedDemo::GicNoKick => " (gic-no-kick: an SGI or SPI for another vCPU does not kick it; this run must fail)",
             NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
+            NestedDemo::GicNoEoiMaintenance => " (gic-no-eoi-maintenance: L1's SGIs and SPIs are listed without the EOI bit; this run must fail)",
+            NestedDemo::GicNoPowerOff => " (gic-no-power-off: L1's CPU_OFF neither hands its listed interrupts back nor puts its redistributor to sleep; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1435,10 +1441,17 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     vcpu.timers
         .before_return(vcpu.vncr, vcpu.mode != Mode::L1, l1_virtual_hcr);
     // L1's CPU_OFF: the CPU powers down with the vCPU's lock free (its
-    // next CPU_ON takes it); the firmware refusing returns to L1.
+    // next CPU_ON takes it); the firmware refusing returns to L1. What hv
+    // listed in its LRs goes back to L1's GIC first (kicking whoever now
+    // gets it), as a GIC keeps it in the distributor.
     if core::mem::take(&mut vcpu.off_requested) {
+        let (undo, wanting) = super::nested_gic::power_off(index, nested.l1_gic_defect);
+        kick_l1_vcpus(nested, index, wanting);
         drop(guard);
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
+        if let Some(undo) = undo {
+            super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
-use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, MAX_L1_VCPUS};
+use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, PowerOff, MAX_L1_VCPUS};
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 
 /// L1's GIC, shared by its vCPUs.
@@ -39,6 +39,13 @@ pub enum L1GicDefect {
     /// `gic-no-list`: nothing L1's GIC forwards is ever listed in L1's
     /// own interface.
     NoList,
+    /// `gic-no-eoi-maintenance`: L1's SGIs and SPIs are listed without
+    /// the EOI bit (L1's deactivation causes no exit).
+    NoEoiMaintenance,
+    /// `gic-no-power-off`: L1's CPU_OFF leaves what hv listed in the
+    /// vCPU's list registers (lost at its restart) and its redistributor
+    /// awake.
+    NoPowerOff,
 }
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
@@ -94,16 +101,50 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
         return;
     }
     let mut after = before;
-    if list_forwarded(&mut gic, vcpu, &mut after[1..count], true) == 0 {
+    let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
+    if list_forwarded(&mut gic, vcpu, &mut after[1..count], eoi_maintenance) == 0 {
         return;
     }
     drop(gic);
-    for n in 1..count {
-        if after[n] != before[n] {
-            super::gic::write_lr(n, after[n]);
+    write_changed_lrs(&before[..count], &after[..count]);
+}
+
+/// L1's own list registers (in the hardware) from `before` to `after`.
+fn write_changed_lrs(before: &[u64], after: &[u64]) {
+    for (n, (old, new)) in before.iter().zip(after).enumerate() {
+        if old != new {
+            super::gic::write_lr(n, *new);
         }
     }
     cpu::isb();
+}
+
+/// vCPU `vcpu` is about to power off (L1's PSCI CPU_OFF; its own
+/// interface in the hardware): what hv listed there goes back to L1's GIC
+/// and its redistributor sleeps (`nested::gic::L1Gic::power_off`). Returns
+/// what a refused CPU_OFF undoes ([`power_off_refused`]), None with the
+/// `gic-no-power-off` defect, and the vCPUs that now have something
+/// forwarded to them (to kick).
+pub fn power_off(vcpu: usize, defect: L1GicDefect) -> (Option<PowerOff>, u32) {
+    if defect == L1GicDefect::NoPowerOff {
+        return (None, 0);
+    }
+    let (before, count) = hardware_lrs();
+    let mut after = before;
+    let mut gic = L1_GIC.lock();
+    let undo = gic.power_off(vcpu, &mut after[1..count.max(1)]);
+    let wanting = gic.wanting();
+    drop(gic);
+    write_changed_lrs(&before[..count], &after[..count]);
+    (Some(undo), wanting)
+}
+
+/// The firmware refused vCPU `vcpu`'s CPU_OFF after [`power_off`]: it runs
+/// on (`nested::gic::L1Gic::power_off_refused`), with what it handed back
+/// listed again.
+pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) {
+    L1_GIC.lock().power_off_refused(vcpu, undo);
+    list_for_l1(vcpu, defect);
 }
 
 /// Whether an interrupt of L1's GIC listed in its own interface (in the

@@ -167,6 +167,15 @@ pub struct Forwarded {
     pub priority: u8,
 }
 
+/// What [`L1Gic::power_off`] changed that a refused CPU_OFF undoes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PowerOff {
+    was_asleep: bool,
+    /// The INTIDs whose active state moved from the list registers to the
+    /// distributor or redistributor.
+    activated: arrayvec::ArrayVec<u32, 16>,
+}
+
 /// A set/clear register's operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -516,20 +525,107 @@ impl L1Gic {
         sgis.chain(spis)
     }
 
-    /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
-    /// register: cleared here.
-    pub fn take(&mut self, vcpu: usize, intid: u32) {
+    /// `intid`'s pending or active state (`bits`) on vCPU `vcpu`'s
+    /// redistributor (an SGI) or the distributor (an SPI) set or cleared
+    /// (`op`); nothing for a PPI or an INTID beyond the lines.
+    fn set_state(&mut self, vcpu: usize, intid: u32, bits: Bits, op: Op) {
         match intid {
             0..16 => {
                 if let Some(p) = self.private.get_mut(vcpu) {
-                    p.pending &= !(1 << intid);
+                    let state = if bits == Bits::Active {
+                        &mut p.active
+                    } else {
+                        &mut p.pending
+                    };
+                    let mut word = u32::from(*state);
+                    set_clear(&mut word, op, 1 << intid);
+                    *state = word as u16;
                 }
             }
             32.. if intid < L1_GIC_LINES => {
                 let s = (intid - 32) as usize;
-                self.spi_pending[s / 32] &= !(1 << (s % 32));
+                let words = if bits == Bits::Active {
+                    &mut self.spi_active
+                } else {
+                    &mut self.spi_pending
+                };
+                set_clear(&mut words[s / 32], op, 1 << (s % 32));
             }
             _ => {}
+        }
+    }
+
+    /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
+    /// register: cleared here.
+    pub fn take(&mut self, vcpu: usize, intid: u32) {
+        self.set_state(vcpu, intid, Bits::Pending, Op::Clear);
+    }
+
+    /// vCPU `vcpu` powers off (L1's PSCI CPU_OFF, hv its firmware) with
+    /// `lrs` its own interface's list registers (LR 1 on): what hv listed
+    /// there goes back to the distributor and the redistributor sleeps, as
+    /// on a GIC, where the pending and active states live in the
+    /// distributor and redistributors and a firmware's CPU_OFF marks the
+    /// core's redistributor asleep (GICR_WAKER.ProcessorSleep):
+    /// - a pending entry's pending state is set again (an SPI then goes to
+    ///   its target at that vCPU's next exit, if it is awake, and an SGI
+    ///   waits on this redistributor), and leaves the LR (a pending and
+    ///   active one stays active there);
+    /// - an active entry (acknowledged, not deactivated) stays active in
+    ///   the distributor or redistributor (GICD_ISACTIVER reads it; L1
+    ///   clears it with GICD_ICACTIVER), not forwarded again until then;
+    /// - ProcessorSleep set, so neither SGIs nor SPIs (also with
+    ///   Interrupt_Routing_Mode 1) go to the vCPU while it is off; its
+    ///   next CPU_ON starts it with its redistributor asleep, as at reset
+    ///   (L1 wakes it, as when it first started the vCPU).
+    ///
+    /// Returns what to undo if the firmware refuses the CPU_OFF
+    /// ([`Self::power_off_refused`]).
+    pub fn power_off(&mut self, vcpu: usize, lrs: &mut [u64]) -> PowerOff {
+        let mut undo = PowerOff {
+            was_asleep: true,
+            activated: arrayvec::ArrayVec::new(),
+        };
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return undo;
+        };
+        undo.was_asleep = core::mem::replace(&mut p.asleep, true);
+        for v in lrs.iter_mut() {
+            let intid = *v & lr::VINTID_MASK;
+            if !from_distributor(intid) || *v & lr::HW != 0 {
+                continue;
+            }
+            let intid = intid as u32;
+            let state = LrState::of(*v);
+            if matches!(state, LrState::Pending | LrState::PendingActive) {
+                self.set_state(vcpu, intid, Bits::Pending, Op::Set);
+                *v = if state == LrState::Pending {
+                    0
+                } else {
+                    *v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT
+                };
+            }
+            if matches!(state, LrState::Active | LrState::PendingActive) {
+                self.set_state(vcpu, intid, Bits::Active, Op::Set);
+                // At most one LR per INTID and at most 16 LRs.
+                let _ = undo.activated.try_push(intid);
+            }
+        }
+        undo
+    }
+
+    /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`Self::power_off`]
+    /// (`undo` its result): the vCPU runs on with the active entries still
+    /// in its list registers, so their active state leaves the distributor
+    /// again (L1's deactivation there does not trap), and its
+    /// redistributor is as it was. The pending state handed back stays in
+    /// the distributor (listed again at the exit's end).
+    pub fn power_off_refused(&mut self, vcpu: usize, undo: &PowerOff) {
+        for &intid in &undo.activated {
+            self.set_state(vcpu, intid, Bits::Active, Op::Clear);
+        }
+        if let Some(p) = self.private.get_mut(vcpu) {
+            p.asleep = undo.was_asleep;
         }
     }
 
@@ -557,16 +653,20 @@ pub fn from_distributor(intid: u64) -> bool {
 }
 
 /// Moves what `gic` forwards to `vcpu` into L1's own interface's list
-/// registers `lrs` (LR 1 on: LR 0 carries its maintenance interrupt): an
-/// INTID an LR already holds pending takes the new edge (it is already
-/// pending there), one it holds active becomes pending and active, else
-/// the first empty LR (`nested::vgic::lr_empty`) gets it pending, group
-/// 1, with its priority and, with `eoi_maintenance`, the EOI bit (HW = 0),
-/// so L1's deactivation, which does not trap, raises hv's EOI maintenance
-/// interrupt and hv lists what waited for a free LR at once (the timer
-/// PPIs' LRs do the same, `nested::timer::l1_timer_lrs`, which also clears
-/// such an entry once L1 deactivated it). With every LR in use an
-/// interrupt stays pending in `gic`. How many were listed or merged.
+/// registers `lrs` (LR 1 on: LR 0 carries its maintenance interrupt),
+/// highest priority first (lowest value, then lowest INTID: a GIC forwards
+/// its highest-priority pending interrupt, so with fewer free LRs than
+/// interrupts the lower-priority ones wait): an INTID an LR already holds
+/// pending takes the new edge (it is already pending there), one it holds
+/// active becomes pending and active, else the first empty LR
+/// (`nested::vgic::lr_empty`) gets it pending, group 1, with its priority
+/// and, with `eoi_maintenance`, the EOI bit (HW = 0), so L1's
+/// deactivation, which does not trap, raises hv's EOI maintenance
+/// interrupt. The entries L1 deactivated are freed first
+/// (`nested::vgic::free_deactivated`), so at that maintenance exit what
+/// waited for a free LR is listed at once (the timer PPIs' LRs do the
+/// same, `nested::timer::l1_timer_lrs`). With every LR in use an interrupt
+/// stays pending in `gic`. How many were listed or merged.
 pub fn list_forwarded(
     gic: &mut L1Gic,
     vcpu: usize,
@@ -577,7 +677,9 @@ pub fn list_forwarded(
     if !gic.anything_pending() {
         return 0;
     }
-    let forwarded: arrayvec::ArrayVec<Forwarded, 32> = gic.forwarded(vcpu).take(32).collect();
+    super::vgic::free_deactivated(lrs);
+    let mut forwarded: arrayvec::ArrayVec<Forwarded, { 16 + SPIS }> = gic.forwarded(vcpu).collect();
+    forwarded.sort_unstable_by_key(|f| (f.priority, f.intid));
     for f in forwarded {
         let intid = u64::from(f.intid);
         let held = lrs
@@ -947,14 +1049,127 @@ mod tests {
         let mut gic = awake_gic();
         gic.write(R0, 0x1_0100, 4, 0b10);
         gic.send_sgi(0, 1 << 24 | 1);
-        // An invalid entry with EOI set still holds a maintenance request:
-        // not empty.
-        let mut lrs = [pending_lr(26, 0xa0), lr::EOI | 7];
+        let active = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | lr::EOI | 7;
+        let mut lrs = [pending_lr(26, 0xa0), active];
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
         assert_eq!(gic.wanting(), 1);
+        // L1 deactivates SGI 7 (no trap): invalid with EOI set, a
+        // maintenance request, not empty (ICH_ELRSR_EL2), but done with:
+        // the listing frees it.
+        lrs[1] = lr::EOI | 7;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(lrs[1] & lr::VINTID_MASK, 1);
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 47 R47-2: at a vCPU's CPU_OFF what hv listed in its LRs goes
+    /// back to the distributor and redistributor (pending and active
+    /// state), and its redistributor sleeps, so that nothing, also not an
+    /// SPI with Interrupt_Routing_Mode 1, goes to it while it is off; a
+    /// refused CPU_OFF undoes the active state and the sleep.
+    #[test]
+    fn a_vcpu_powering_off_hands_its_listed_interrupts_back_and_sleeps() {
+        let mut gic = awake_gic();
+        gic.write(R1, 0x1_0100, 4, 1 << 3 | 1 << 1);
+        // SPIs 48-50 enabled: 48 routed to vCPU 1, 49 and 50 "any PE".
+        gic.write(D, 0x104, 4, 7 << 16);
+        gic.write(D, 0x6000 + 8 * 48, 8, 1);
+        gic.write(D, 0x6000 + 8 * 49, 8, IROUTER_IRM);
+        gic.write(D, 0x6000 + 8 * 50, 8, IROUTER_IRM);
+        let pending_active = |v: u64| v | lr::ACTIVE << lr::STATE_SHIFT;
+        let active = |v: u64| v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        // vCPU 1's LRs: SPI 48 pending, SGI 3 active, SPI 49 pending and
+        // active, a timer PPI (not the distributor's).
+        let timer = pending_lr(27, 0xa0);
+        let mut lrs = [
+            pending_lr(48, 0x80),
+            active(pending_lr(3, 0x80)),
+            pending_active(pending_lr(49, 0x80)),
+            timer,
+        ];
+        let before = lrs;
+        let undo = gic.power_off(1, &mut lrs);
+        assert_eq!(lrs, [0, before[1], active(before[2]), timer]);
+        // GICD_ISPENDR1: 48 and 49; GICD_ISACTIVER1: 49; GICR_ISACTIVER0
+        // of vCPU 1: SGI 3; its GICR_WAKER: asleep.
+        assert_eq!(gic.read(D, 0x204, 4), 3 << 16);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 17);
+        assert_eq!(gic.read(R1, 0x1_0300, 4), 1 << 3);
+        assert_eq!(gic.read(R1, 0x14, 4), 6);
+        // Nothing goes to the vCPU that is off: SPI 48 waits for L1 to
+        // re-route it, SPI 50 ("any PE") goes to vCPU 0, as does an SGI
+        // only once vCPU 1 is awake again.
+        gic.write(D, 0x204, 4, 1 << 18);
+        gic.send_sgi(0, 1 << 24 | 2);
+        assert!(gic.forwarded(1).next().is_none());
+        assert_eq!(gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(), [50]);
+        gic.write(D, 0x6000 + 8 * 48, 8, 0);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [48, 50]
+        );
+        // Refused: the active entries stay in the LRs, so their active
+        // state leaves the distributor; vCPU 1 is awake again and gets SGI
+        // 1, and the SPI 49 it handed back (routed "any PE", vCPU 0 first).
+        gic.power_off_refused(1, &undo);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(gic.read(R1, 0x1_0300, 4), 0);
+        assert_eq!(gic.read(R1, 0x14, 4), 0);
+        assert_eq!(gic.forwarded(1).map(|f| f.intid).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [48, 49, 50]
+        );
+    }
+
+    /// Review 47 R47-1: the exit L1's EOI maintenance interrupt causes, as
+    /// `arch::nested::guest_exit` runs it (the GIC listing, then the timer
+    /// PPIs' pass), lists what waited for a free LR.
+    #[test]
+    fn what_waited_for_an_lr_comes_at_the_eoi_maintenance_exit() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0b1110);
+        // LRs 1..3 (QEMU: 4 LRs): the timer, SGIs 1 and 2; SGI 3 waits.
+        gic.send_sgi(0, 1 << 24 | 1);
+        gic.send_sgi(0, 2 << 24 | 1);
+        let mut lrs = [pending_lr(26, 0xa0), 0, 0];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 2);
+        gic.send_sgi(0, 3 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        // L1 acknowledges and deactivates SGI 1 (no trap): invalid, EOI set.
+        lrs[1] &= !lr::STATE_MASK;
+        assert!(crate::nested::vgic::lr_eoi_maintenance(lrs[1]));
+        let listed = list_forwarded(&mut gic, 0, &mut lrs, true);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &[(26, true)], true);
+        assert_eq!(listed, 1, "SGI 3 waits for the next exit: lrs {lrs:x?}");
+        assert_eq!(lrs[1] & lr::VINTID_MASK, 3);
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 47 R47-3: with one free LR, the highest-priority interrupt
+    /// forwarded is the one listed (a GIC forwards its highest-priority
+    /// pending interrupt), whatever the INTIDs; equal priorities go by
+    /// INTID.
+    #[test]
+    fn free_lrs_go_to_the_highest_priority_interrupts_first() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0b110);
+        gic.write(R0, 0x1_0401, 1, 0xf0);
+        gic.write(R0, 0x1_0402, 1, 0x10);
+        gic.send_sgi(0, 1 << 24 | 1);
+        gic.send_sgi(0, 2 << 24 | 1);
+        gic.write(D, 0x430, 1, 0x10);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x204, 4, 1 << 16);
+        let mut lrs = [pending_lr(26, 0xa0), 0];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(lrs[1] & lr::VINTID_MASK, 2, "lrs {lrs:x?}");
         lrs[1] = 0;
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
-        assert_eq!(gic.wanting(), 0);
+        assert_eq!(lrs[1] & lr::VINTID_MASK, 48, "lrs {lrs:x?}");
+        lrs[1] = 0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(lrs[1] & lr::VINTID_MASK, 1, "lrs {lrs:x?}");
     }
 
     #[test]

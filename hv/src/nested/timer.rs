@@ -242,12 +242,8 @@ pub fn signalled_to_l1(levels: &[(u32, bool)], lrs: &[u64], vmcr: u64) -> bool {
 /// maintenance interrupt asserted, ICH_EISR_EL2) is cleared here, at the
 /// exit it caused.
 pub fn l1_timer_lrs(lrs: &mut [u64], levels: &[(u32, bool)], eoi_maintenance: bool) {
-    use super::vgic::{l1_maintenance_lr, lr, LrState};
-    for v in lrs.iter_mut() {
-        if LrState::of(*v) == LrState::Invalid && *v & lr::EOI != 0 {
-            *v = 0;
-        }
-    }
+    use super::vgic::{free_deactivated, l1_maintenance_lr, lr, LrState};
+    free_deactivated(lrs);
     for &(intid, asserted) in levels {
         let held = lrs.iter().position(|&v| {
             LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == u64::from(intid)

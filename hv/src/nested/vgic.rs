@@ -220,6 +220,17 @@ pub const fn lr_eoi_maintenance(value: u64) -> bool {
         && value & lr::EOI != 0
 }
 
+/// Frees the entries of L1's own list registers `lrs` that L1 deactivated
+/// and that wait only for hv's EOI maintenance ([`lr_eoi_maintenance`]):
+/// the interrupt is done with, and the LR is free for what waits. Both
+/// passes that fill those LRs at an exit (`nested::gic::list_forwarded`,
+/// `nested::timer::l1_timer_lrs`) run it first, whichever runs first.
+pub fn free_deactivated(lrs: &mut [u64]) {
+    for v in lrs.iter_mut().filter(|v| lr_eoi_maintenance(**v)) {
+        *v = 0;
+    }
+}
+
 /// ICH_ELRSR_EL2 of the implemented LRs `lrs` (bit n for LR n; bits of
 /// unimplemented LRs RES0).
 pub fn elrsr(lrs: &[u64]) -> u64 {
