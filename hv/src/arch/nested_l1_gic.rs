@@ -19,6 +19,12 @@
 //! 2. it sends itself SGI 1 (ICC_SGI1R_EL1, trapped) and takes INTID 1,
 //!    EOIs it, and after an exit (a trapped GICD_CTLR load) ICV_IAR1_EL1
 //!    reads 1023: delivered once;
+//!    2b. with EOImode 1 it sends itself SGIs 4 to 4 + n (n the list
+//!    registers hv lists its GIC in, ICH_VTR_EL2.ListRegs, LR 0 being
+//!    hv's), takes and drops the first n (active: every LR in use; the
+//!    last waits in the distributor) and deactivates one (ICV_DIR_EL1, no
+//!    trap): the waiting SGI comes at hv's EOI maintenance exit, taken by
+//!    polling without exits (`gic-no-eoi-maintenance` fails here);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -43,6 +49,11 @@
 //!    makes it pending: vCPU 1, polling ICV_IAR1_EL1 without exits, takes
 //!    INTID 50 (hv's kick SGI took it to hv, which listed it); vCPU 0
 //!    checks vCPU 1 got it, and that nothing more is pending for itself;
+//!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
+//!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
+//!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
+//!    takes it once: it was never acknowledged, so it is still pending
+//!    (`gic-no-power-off`, whose CPU_OFF loses it, fails here);
 //! 8. prints `UMBRA-NESTED-PASS gic ...` (with ` vcpus=2` when vCPU 1
 //!    ran) and calls PSCI SYSTEM_OFF, or `UMBRA-NESTED-FAIL: <why>` with
 //!    the value and SYSTEM_RESET.
@@ -144,6 +155,71 @@ umbra_l1_gic_image:
     isb
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_own_sgi_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_own_sgi
+    // 2b: EOImode 1 (ICC_CTLR_EL1.EOImode: ICV_EOIR1_EL1 only drops the
+    // priority). x22 = the LRs hv lists L1's GIC in (ICH_VTR_EL2.ListRegs:
+    // LR 0 carries hv's maintenance interrupt; at most 11); SGIs 4 to
+    // 4 + x22 at priority 0x80, all sent to itself (each write traps, and
+    // hv lists at each exit): x22 fill the LRs, SGI x26 = 4 + x22 waits in
+    // the distributor. L1 takes and drops the x22 (active), then
+    // deactivates the first (ICV_DIR_EL1, no trap): hv's EOI maintenance
+    // exit must list SGI x26, which L1 takes polling without exits.
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    mrs     x22, s3_4_c12_c11_1
+    and     x22, x22, #0x1f
+    mov     x1, #11
+    cmp     x22, x1
+    csel    x22, x22, x1, ls
+    add     x26, x22, #4
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    UMBRA_L1G_MOV64 x1, 0x80808080
+    str     w1, [x20, #0x404]
+    str     w1, [x20, #0x408]
+    str     w1, [x20, #0x40c]
+    mov     w1, #0xfff0
+    str     w1, [x20, #0x100]
+    mov     x24, #4
+20: lsl     x1, x24, #24
+    orr     x1, x1, #1
+    msr     s3_0_c12_c11_5, x1
+    isb
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.ls    20b
+    mov     x24, #0
+21:
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_fill
+    cbnz    x24, 22f
+    mov     x23, x19
+22: msr     s3_0_c12_c12_1, x19
+    isb
+    add     x24, x24, #1
+    cmp     x24, x22
+    b.lo    21b
+    msr     s3_0_c12_c11_1, x23
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_waiting
+    mov     x11, x19
+    adr     x10, umbra_l1g_msg_waiting_intid
+    cmp     x19, x26
+    b.ne    umbra_l1g_fail
+    msr     s3_0_c12_c12_1, x19
+    msr     s3_0_c12_c11_1, x19
+    mov     x24, #4
+23: cmp     x24, x23
+    b.eq    24f
+    msr     s3_0_c12_c11_1, x24
+24: add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    23b
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_waiting_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_waiting
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -271,6 +347,42 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_EXPECT x21, 50, umbra_l1g_msg_v1_spi
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_routed_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_routed
+    // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
+    // acknowledged) made pending: the kick lists it there. vCPU 1 then
+    // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
+    // routes SPI 51 to itself: it must come (it was never acknowledged,
+    // so it is still pending in the distributor).
+    UMBRA_L1G_SPI 51, 1
+    UMBRA_L1G_TICKS_AHEAD 3
+8:  mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    8b
+    adr     x4, umbra_l1g_v1_off
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 7
+9:  UMBRA_L1G_MOV64 x0, 0xc4000004
+    mov     x1, #1
+    mov     x2, #0
+    hvc     #0
+    cmp     x0, #1
+    b.eq    10f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    9b
+    mov     x11, x0
+    adr     x10, umbra_l1g_msg_v1_not_off
+    b       umbra_l1g_fail
+10: UMBRA_L1G_MOV64 x1, {gicd}
+    str     xzr, [x1, #(0x6000 + 8 * 51)]
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_spi_lost
+    UMBRA_L1G_EXPECT x19, 51, umbra_l1g_msg_spi_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi_lost_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_spi_handed_back
     UMBRA_L1G_PUTS umbra_l1g_msg_pass2
     UMBRA_L1G_SYSTEM_OFF
 
@@ -307,7 +419,8 @@ umbra_l1g_l2_sgi_back:
 
 // vCPU 1 (PSCI CPU_ON, x0 its context id): its own stack and interface,
 // its redistributor checked and woken; waits for L2 to run on vCPU 0,
-// sends it SGI 2, then takes SPI 50 by polling, and parks.
+// sends it SGI 2, then takes SPI 50 by polling, parks, and turns
+// off (PSCI CPU_OFF) when vCPU 0 says so (step 7b).
 umbra_l1g_secondary:
     adr     x9, umbra_l1_gic_image
     add     x10, x9, #0xf0000
@@ -348,12 +461,21 @@ umbra_l1g_secondary:
     str     x1, [x4]
     dsb     sy
 3:  wfe
-    b       3b
+    adr     x4, umbra_l1g_v1_off
+    ldr     x5, [x4]
+    cbz     x5, 3b
+    UMBRA_L1G_MOV64 x0, 0x84000002
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1g_msg_v1_cpu_off
+    b       umbra_l1g_fail
 
 .balign 8
 umbra_l1g_two_vcpus:
     .quad   0
 umbra_l1g_v1_done:
+    .quad   0
+umbra_l1g_v1_off:
     .quad   0
 umbra_l1g_v1_intid:
     .quad   0
@@ -374,8 +496,8 @@ umbra_l1g_msg_enter:     .asciz "L1: L2 resumed; it spins while vCPU 1 sends vCP
 umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480; L2's pending vINTID 42 is still in ICH_LR0_EL2\n"
 umbra_l1g_msg_l2_lr:     .asciz "L2's list register (ICH_LR0_EL2, VNCR page) changed when L1's SGI took L2 out: "
 umbra_l1g_msg_routed:    .asciz "L1: SPI 50 routed to vCPU 1 (GICD_IROUTER affinity 1) reached vCPU 1 while it polled without exits, and not vCPU 0\n"
-umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok\n"
-umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2\n"
+umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok\n"
+umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok sgi-into-l2=ok spi-route=ok off-handback=ok vcpus=2\n"
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "
@@ -391,6 +513,16 @@ umbra_l1g_msg_isenabler0: .asciz "GICR_ISENABLER0 does not read SGIs 1 and 2 ena
 umbra_l1g_msg_no_own_sgi: .asciz "the SGI L1 sent itself did not come: ICV_IAR1_EL1 "
 umbra_l1g_msg_own_sgi_intid: .asciz "the SGI L1 sent itself came as another INTID: "
 umbra_l1g_msg_own_sgi_twice: .asciz "an interrupt is pending after L1 took and EOId its own SGI (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_waiting:   .asciz "L1: with EOImode 1 and every LR hv lists in active, the SGI waiting for a free LR came after L1 deactivated one (hv's EOI maintenance exit)\n"
+umbra_l1g_msg_no_fill:   .asciz "one of the SGIs filling L1's list registers (EOImode 1) did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_no_waiting: .asciz "the SGI waiting for a free list register did not come after L1 deactivated one (EOI maintenance exit): ICV_IAR1_EL1 "
+umbra_l1g_msg_waiting_intid: .asciz "the SGI waiting for a free list register came as another INTID: "
+umbra_l1g_msg_waiting_twice: .asciz "an interrupt is pending after L1 took and deactivated the SGIs of step 2b (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_cpu_off: .asciz "vCPU 1: PSCI CPU_OFF returned: "
+umbra_l1g_msg_v1_not_off: .asciz "AFFINITY_INFO(1) did not say OFF after vCPU 1's CPU_OFF: "
+umbra_l1g_msg_spi_lost:  .asciz "SPI 51, listed for vCPU 1 and not acknowledged before its CPU_OFF, did not come to vCPU 0 after re-routing: ICV_IAR1_EL1 "
+umbra_l1g_msg_spi_lost_twice: .asciz "an interrupt is pending after L1 took SPI 51 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_spi_handed_back: .asciz "L1: SPI 51, listed for vCPU 1 and not acknowledged before its CPU_OFF, came to vCPU 0 once re-routed\n"
 umbra_l1g_msg_no_spi:    .asciz "SPI 48 made pending through GICD_ISPENDR1 did not come: ICV_IAR1_EL1 "
 umbra_l1g_msg_spi_intid: .asciz "SPI 48 came as another INTID: "
 umbra_l1g_msg_spi_still_pending: .asciz "GICD_ISPENDR1 still reads SPI 48 pending after L1 took it: "

@@ -1104,7 +1104,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok sgi-into-l2=ok spi-route=ok vcpus=2",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok sgi-into-l2=ok spi-route=ok off-handback=ok vcpus=2",
             status: 0,
         },
         ..boot(MAX, 3, "512M")
@@ -1112,7 +1112,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -1144,6 +1144,26 @@ const MATRIX: &[Case] = &[
             status: 2,
         },
         ..boot(MAX, 1, "512M")
+    },
+    // L1's SGIs listed without the EOI bit: its deactivation (no trap)
+    // takes nobody to hv, so the SGI waiting for a free LR never comes
+    // (review 47 R47-1).
+    Case {
+        hv_args: "hv.nested=gic-no-eoi-maintenance",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: the SGI waiting for a free list register did not come after L1 deactivated one (EOI maintenance exit): ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // vCPU 1's CPU_OFF loses the SPI listed there (review 47 R47-2).
+    Case {
+        hv_args: "hv.nested=gic-no-power-off",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SPI 51, listed for vCPU 1 and not acknowledged before its CPU_OFF, did not come to vCPU 0 after re-routing: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
     },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
