@@ -42,13 +42,20 @@
 //! GICD_CTLR.EnableGrp1 set and the target's redistributor awake
 //! (ProcessorSleep 0); SGIs and PPIs to their redistributor's vCPU, SPIs
 //! to the vCPU GICD_IROUTER names (with Interrupt_Routing_Mode 1, "any
-//! participating PE", hv picks the lowest-numbered awake vCPU). Once hv
+//! participating PE", hv picks the lowest-numbered awake vCPU; a vCPU that
+//! is off sleeps, [`L1Gic::power_off`]), highest priority first. Once hv
 //! lists one in a list register its pending state moves there (the
 //! distributor's bit is cleared): an edge, sent once, is delivered once,
-//! and a second send before L1 acknowledges merges into that entry.
+//! and a second send before L1 acknowledges merges into that entry; at the
+//! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]).
 //! Limits: the active state of what hv listed lives in L1's list
 //! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself; PPIs come from hv's own paths (the maintenance interrupt,
+//! itself (and what a vCPU that powered off held); while listed and not
+//! yet acknowledged an interrupt is pending only in that vCPU's list
+//! registers, so GICD_ISPENDR and GICR_ISPENDR0 read it 0 there, and a
+//! clear-pending, disable or re-route L1 writes then does not reach the
+//! listed entry (the vCPU still takes it, where a GIC would withdraw it);
+//! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
 //! are kept and read back), and PPI bits of the pending and active
