@@ -987,6 +987,30 @@ mod tests {
         assert_eq!(gic.wanting(), 1);
     }
 
+    /// Review 47 R47-4: the same conditions for an SPI (IROUTER naming
+    /// vCPU 1, Interrupt_Routing_Mode 0).
+    #[test]
+    fn no_spi_is_forwarded_disabled_active_or_to_a_sleeping_vcpu() {
+        let mut gic = awake_gic();
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert!(gic.anything_pending());
+        assert_eq!(gic.wanting(), 0, "SPI 48 is disabled");
+        gic.write(D, 0x104, 4, 1 << 16);
+        assert_eq!(gic.wanting(), 0b10);
+        gic.write(D, 0x304, 4, 1 << 16);
+        assert_eq!(gic.wanting(), 0, "SPI 48 is active");
+        gic.write(D, 0x384, 4, 1 << 16);
+        assert_eq!(gic.wanting(), 0b10);
+        gic.write(R1, 0x14, 4, 2);
+        assert_eq!(gic.wanting(), 0, "vCPU 1's redistributor sleeps");
+        gic.write(R1, 0x14, 4, 0);
+        gic.write(D, 0x184, 4, 1 << 16);
+        assert_eq!(gic.wanting(), 0, "SPI 48 is disabled again");
+        gic.write(D, 0x104, 4, 1 << 16);
+        assert_eq!(gic.forwarded(1).map(|f| f.intid).collect::<Vec<_>>(), [48]);
+    }
+
     #[test]
     fn spis_follow_irouter_and_irm_picks_the_lowest_awake_vcpu() {
         let mut gic = awake_gic();
