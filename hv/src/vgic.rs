@@ -3348,6 +3348,21 @@ fn made_active(lr: u64) -> u64 {
     }
 }
 
+/// Whether a write to the SGI generation register `op2` (op0 3, op1 0,
+/// CRn 12, CRm 11: ICC_SGI1R_EL1 5, ICC_ASGI1R_EL1 6, ICC_SGI0R_EL1 7)
+/// sends an SGI in hv's GICs, whose interrupts are all (Non-secure) group
+/// 1 (this vGIC and L1's, `nested::gic`): only ICC_SGI1R_EL1's.
+/// ICC_SGI0R_EL1 generates group-0 SGIs. ICC_ASGI1R_EL1 generates group-1
+/// SGIs of the Security state that is not the current one: from
+/// Non-secure state with two Security states those are Secure group 1,
+/// and with one (GICD_CTLR.DS = 1, what L1's GIC shows) a target forwards
+/// only an SGI configured as group 0 (IHI 0069, "Forwarding an SGI to a
+/// target PE"), as for ICC_SGI0R_EL1: neither reaches a group-1 SGI, so
+/// both complete with no effect (review 47 R47-5).
+pub const fn sgi_write_sends(op2: u8) -> bool {
+    op2 == 5
+}
+
 /// An SGI the guest generated through ICC_SGI1R_EL1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SgiRequest {
@@ -3436,6 +3451,15 @@ pub(crate) fn access_mask(size: u64) -> u64 {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Review 47 R47-5: of the SGI generation registers only ICC_SGI1R_EL1
+    /// sends a group-1 SGI (ICC_ASGI1R_EL1: the other Security state's).
+    #[test]
+    fn only_icc_sgi1r_sends_an_sgi() {
+        assert!(sgi_write_sends(5));
+        assert!(!sgi_write_sends(6));
+        assert!(!sgi_write_sends(7));
+    }
 
     #[test]
     fn distributor_map() {

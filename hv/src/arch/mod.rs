@@ -1168,15 +1168,18 @@ extern "C" fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     }
 }
 
-/// ICC_SGI1R_EL1 and ICC_ASGI1R_EL1 (op0=3, op1=0, C12, C11, op2 5/6).
+/// ICC_SGI1R_EL1 (op0=3, op1=0, C12, C11, op2 5).
 fn is_sgi1r(access: &crate::exit::SysRegAccess) -> bool {
     (access.op0, access.op1, access.crn, access.crm) == (3, 0, 12, 11)
-        && matches!(access.op2, 5 | 6)
+        && crate::vgic::sgi_write_sends(access.op2)
 }
 
-/// ICC_SGI0R_EL1: group-0 SGIs, which a non-secure guest cannot use.
+/// ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (op2 6, 7): SGIs of a group or
+/// Security state the guest's interrupts are not in
+/// (`vgic::sgi_write_sends`).
 fn is_sgi0r(access: &crate::exit::SysRegAccess) -> bool {
-    (access.op0, access.op1, access.crn, access.crm, access.op2) == (3, 0, 12, 11, 7)
+    (access.op0, access.op1, access.crn, access.crm) == (3, 0, 12, 11)
+        && matches!(access.op2, 6 | 7)
 }
 
 fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
@@ -1212,8 +1215,8 @@ fn handle_sync(hv: &Hv, frame: &mut GuestFrame, vcpu: usize) {
             }
             frame.elr += instruction_length(esr);
         }
-        // Group-0 SGIs are ignored, as a GIC with two security states
-        // ignores them from the non-secure side.
+        // Group-0 and other-Security-state SGIs are ignored, as a GIC with
+        // two security states ignores them from the non-secure side.
         GuestExit::SysReg(access) if !access.read && is_sgi0r(&access) => {
             frame.elr += instruction_length(esr)
         }

@@ -1498,6 +1498,18 @@ fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
     super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
 }
 
+/// vCPU `vcpu`'s write of `value` to the SGI generation register `op2`
+/// (ICC_SGI1R_EL1, ICC_ASGI1R_EL1 or ICC_SGI0R_EL1), L1's own or L2's that
+/// L1 does not trap, done: only ICC_SGI1R_EL1 sends one
+/// (`vgic::sgi_write_sends`), to L1's GIC, kicking its targets.
+fn sgi_write_to_l1_gic(nested: &Nested, vcpu: &Vcpu, frame: &mut GuestFrame, op2: u8, value: u64) {
+    if crate::vgic::sgi_write_sends(op2) {
+        let targets = super::nested_gic::send_sgi(vcpu.index, value);
+        kick_l1_vcpus(nested, vcpu.index, targets);
+    }
+    frame.elr += instruction_length(read_sysreg!("esr_el2"));
+}
+
 /// Sends hv's kick SGI to the CPUs of L1's vCPUs in `targets` (bit k:
 /// vCPU k) but `me`'s: each exits (out of L2 too) and lists what L1's GIC
 /// forwards to it at the end of that exit.
@@ -2055,15 +2067,10 @@ fn l1_system_instruction(
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
         return;
     }
-    // ICC_SGI1R_EL1 and ICC_ASGI1R_EL1 (trapped by HCR_EL2.IMO/FMO): SGIs
-    // of L1's GIC. ICC_SGI0R_EL1 (group 0, which L1's GIC does not have)
-    // is ignored, as hv's vGIC ignores it for ordinary guests.
+    // ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (trapped by
+    // HCR_EL2.IMO/FMO): SGIs of L1's GIC.
     if (op0, op1, crn, crm) == (3, 0, 12, 11) && matches!(op2, 5..=7) && !access.read {
-        if op2 != 7 {
-            let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
-            kick_l1_vcpus(nested, vcpu.index, targets);
-        }
-        frame.elr += instruction_length(read_sysreg!("esr_el2"));
+        sgi_write_to_l1_gic(nested, vcpu, frame, op2, frame.reg(access.rt));
         return;
     }
     // ICH_VTR/MISR/EISR/ELRSR_EL2 (not in the VNCR page) and ICC_SRE_EL2.
@@ -2598,11 +2605,7 @@ fn l2_exit(
                 vcpu.vncr.get(ICH_HCR_EL2),
             );
             if sgi == Some(L2SgiWrite::ToL1Gic) {
-                if op2 != 7 {
-                    let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
-                    kick_l1_vcpus(nested, vcpu.index, targets);
-                }
-                frame.elr += instruction_length(esr);
+                sgi_write_to_l1_gic(nested, vcpu, frame, op2, frame.reg(access.rt));
                 return;
             }
             match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {

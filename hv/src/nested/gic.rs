@@ -470,8 +470,9 @@ impl L1Gic {
         }
     }
 
-    /// vCPU `sender`'s write of `value` to ICC_SGI1R_EL1 (or
-    /// ICC_ASGI1R_EL1: every group is 1): the SGI made pending on each
+    /// vCPU `sender`'s write of `value` to ICC_SGI1R_EL1 (the only SGI
+    /// register that sends one here, `vgic::sgi_write_sends`): the SGI
+    /// made pending on each
     /// target's redistributor. The targets (bit k: vCPU k).
     pub fn send_sgi(&mut self, sender: usize, value: u64) -> u32 {
         let affinities = self.affinities();

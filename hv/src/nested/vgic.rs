@@ -532,10 +532,10 @@ pub enum L2SgiWrite {
     /// forwards them to a guest hypervisor on the same three bits).
     ForwardToL1,
     /// L1 did not: the write reaches L1's "physical" GIC, its distributor
-    /// and redistributors hv emulates (`nested::gic`): ICC_SGI1R_EL1 and
-    /// ICC_ASGI1R_EL1 send the SGI to the vCPUs of L1 its affinities name
-    /// (the sender is the vCPU L2 runs on), ICC_SGI0R_EL1 (group 0, which
-    /// L1's GIC does not have) completes with no effect. The trap is hv's
+    /// and redistributors hv emulates (`nested::gic`): ICC_SGI1R_EL1
+    /// sends the SGI to the vCPUs of L1 its affinities name (the sender is
+    /// the vCPU L2 runs on), ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 (no group-1
+    /// SGI, `vgic::sgi_write_sends`) complete with no effect. The trap is hv's
     /// own (HCR_EL2.IMO/FMO for L2, so that L2 reaches L1's virtual
     /// interface), not one L1 set.
     ToL1Gic,
