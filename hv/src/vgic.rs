@@ -3452,6 +3452,37 @@ pub(crate) fn access_mask(size: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// Review 47 R47-6 (R44-2): a gated SPI read takes the active state
+    /// before the pending state. The distributor here is another vCPU's
+    /// guest at work: SPI 33 is active, not pending, until the first read
+    /// of its word; by the second that guest ended it after a second edge
+    /// (pending, inactive). Pending throughout, so it must read pending or
+    /// active, never neither.
+    #[test]
+    fn a_gated_spi_read_takes_the_active_state_first() {
+        const GICD: u64 = 0x0800_0000;
+        struct Ended {
+            reads: u32,
+        }
+        impl GicHardware for Ended {
+            fn read(&mut self, address: u64, _size: u64) -> u64 {
+                self.reads += 1;
+                let (pending, active) = if self.reads == 1 { (0, 2) } else { (2, 0) };
+                match address - GICD {
+                    0x0204 => pending,
+                    0x0304 => active,
+                    offset => panic!("read at {offset:#x}"),
+                }
+            }
+            fn write(&mut self, address: u64, _size: u64, value: u64) {
+                panic!("write of {value:#x} at {address:#x}");
+            }
+        }
+        let sgis = VirtualSgis::new();
+        let view = own_spi_view(&sgis, 0, GICD, &mut NothingHeld, &mut Ended { reads: 0 });
+        assert_ne!(view.pending | view.active, 0, "SPI 33: {view:?}");
+    }
+
     /// Review 47 R47-5: of the SGI generation registers only ICC_SGI1R_EL1
     /// sends a group-1 SGI (ICC_ASGI1R_EL1: the other Security state's).
     #[test]
