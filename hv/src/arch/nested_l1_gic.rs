@@ -386,8 +386,8 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_PUTS umbra_l1g_msg_pass2
     UMBRA_L1G_SYSTEM_OFF
 
-// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without vCPU 1's
-// SGI taking it out).
+// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without SPI 49,
+// step 5, or vCPU 1's SGI, step 6, taking it out).
 umbra_l1g_lower_sync:
     mrs     x19, esr_el2
     mov     x11, x19
@@ -400,6 +400,8 @@ umbra_l1g_lower_sync:
     b.ne    umbra_l1g_fail
     adr     x4, umbra_l1g_irqs
     ldr     x11, [x4]
+    adr     x10, umbra_l1g_msg_eret_not_interrupted
+    cbz     x11, umbra_l1g_fail
     adr     x10, umbra_l1g_msg_l2_not_interrupted
     b       umbra_l1g_fail
 
@@ -533,6 +535,7 @@ umbra_l1g_msg_eret_elr:  .asciz "SPI 49 pending at L1's ERET into L2 was not tak
 umbra_l1g_msg_eret_twice: .asciz "an interrupt is pending after L1 took and EOId SPI 49 (delivered twice?): ICV_IAR1_EL1 "
 umbra_l1g_msg_l2_sgi_intid: .asciz "the IRQ taking L2 out is not vCPU 1's SGI 2: "
 umbra_l1g_msg_l2_sgi_elr: .asciz "the IRQ taking L2 out did not come from L2's payload page: ELR_EL2 "
+umbra_l1g_msg_eret_not_interrupted: .asciz "SPI 49, pending at L1's ERET into L2, did not take L2 out before L2 spun two seconds: IRQs from L2 "
 umbra_l1g_msg_l2_not_interrupted: .asciz "L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 "
 umbra_l1g_msg_extra_irq: .asciz "an IRQ from L2 after the last step: INTID "
 umbra_l1g_msg_v1_no_l2:  .asciz "vCPU 1: L2 on vCPU 0 did not start within 512 TICKS: flag "

@@ -38,7 +38,8 @@
 //!    each started vCPU first checks that its VMPIDR_EL2 and VPIDR_EL2
 //!    (VNCR words) read its own MPIDR_EL1 and MIDR_EL1, hv's reset at
 //!    every CPU_ON (vCPU 2's restart too), then writes other values, which
-//!    its next life must not see;
+//!    its next life must not see, and that VTTBR_EL2 (a VNCR word its
+//!    earlier life set) reads 0: the restart's cleared page;
 //! 5. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with other vCPUs
 //!    running, once each one's L2 is inside its run, so this entry's
 //!    recycle finds it there): programs VTTBR_EL2 and ERETs into L2 g at
@@ -522,6 +523,11 @@ umbra_l1r_secondary:
     adr     x10, umbra_l1r_msg_vpidr_reset
     cmp     x11, x3
     b.ne    umbra_l1r_fail
+    // Its VNCR page is cleared at every start (a restart's too: a fresh
+    // `Vcpu` on it): VTTBR_EL2, which the earlier life set, reads 0.
+    mrs     x11, vttbr_el2
+    adr     x10, umbra_l1r_msg_vttbr_reset
+    cbnz    x11, umbra_l1r_fail
     orr     x2, x2, #0xff00
     msr     vmpidr_el2, x2
     eor     x3, x3, #0xf0
@@ -657,6 +663,7 @@ umbra_l1r_msg_sec_runs: .asciz "L1 (recycle): vCPU "
 umbra_l1r_msg_sec_runs_mid: .asciz " turned itself off (AFFINITY_INFO OFF); its L2 "
 umbra_l1r_msg_sec_runs_in: .asciz " read only its own page in "
 umbra_l1r_msg_sec_runs_end: .asciz " runs\n"
+umbra_l1r_msg_vttbr_reset: .asciz "a started vCPU's VTTBR_EL2 (VNCR page) is not 0 at its start (a restart after CPU_OFF keeps its earlier life's): "
 umbra_l1r_msg_cpu_on3:  .asciz "PSCI CPU_ON for vCPU 2 failed: "
 umbra_l1r_msg_cpu_on_twice: .asciz "PSCI CPU_ON for vCPU 2, just started, answered neither ON_PENDING nor ALREADY_ON: "
 umbra_l1r_msg_cpu_on_absent: .asciz "PSCI CPU_ON for MPIDR 3, which L1 does not have, answered other than INVALID_PARAMETERS: "

@@ -205,6 +205,30 @@ fn set_clear(word: &mut u32, op: Op, value: u32) {
     }
 }
 
+/// An IPRIORITYR read of `size` bytes from INTID `intid` on: bytes of
+/// `priorities` (INTID `base` on), 0 for the INTIDs before or after them.
+fn read_priorities(priorities: &[u8], base: u64, intid: u64, size: u64) -> u64 {
+    (0..size).fold(0, |value, byte| {
+        let priority = (intid + byte)
+            .checked_sub(base)
+            .and_then(|i| priorities.get(i as usize));
+        value | u64::from(priority.copied().unwrap_or(0)) << (8 * byte)
+    })
+}
+
+/// An IPRIORITYR write of `size` bytes of `value` from INTID `intid` on
+/// (`read_priorities`' layout; bytes of other INTIDs ignored).
+fn write_priorities(priorities: &mut [u8], base: u64, intid: u64, size: u64, value: u64) {
+    for byte in 0..size {
+        let priority = (intid + byte)
+            .checked_sub(base)
+            .and_then(|i| priorities.get_mut(i as usize));
+        if let Some(priority) = priority {
+            *priority = (value >> (8 * byte)) as u8;
+        }
+    }
+}
+
 /// The set/clear register at distributor (or SGI frame) offset `offset`
 /// within [0x100, 0x400): its bits, operation and word index.
 fn set_clear_register(offset: u64) -> Option<(Bits, Op, usize)> {
@@ -291,19 +315,7 @@ impl L1Gic {
                     *route >> 32
                 }
             }
-            (0x400..=0x7ff, 1 | 4) => {
-                let mut value = 0u64;
-                for byte in 0..size {
-                    let intid = offset - 0x400 + byte;
-                    let priority = intid
-                        .checked_sub(32)
-                        .and_then(|s| self.spi_priority.get(s as usize))
-                        .copied()
-                        .unwrap_or(0);
-                    value |= u64::from(priority) << (8 * byte);
-                }
-                value
-            }
+            (0x400..=0x7ff, 1 | 4) => read_priorities(&self.spi_priority, 32, offset - 0x400, size),
             (_, 4) if offset.is_multiple_of(4) => u64::from(self.read_distributor_word(offset)),
             _ => 0,
         }
@@ -362,15 +374,7 @@ impl L1Gic {
                 *route = new & IROUTER_WRITABLE;
             }
             (0x400..=0x7ff, 1 | 4) => {
-                for byte in 0..size {
-                    let intid = offset - 0x400 + byte;
-                    if let Some(p) = intid
-                        .checked_sub(32)
-                        .and_then(|s| self.spi_priority.get_mut(s as usize))
-                    {
-                        *p = (value >> (8 * byte)) as u8;
-                    }
-                }
+                write_priorities(&mut self.spi_priority, 32, offset - 0x400, size, value)
             }
             (_, 4) if offset.is_multiple_of(4) => self.write_distributor_word(offset, value as u32),
             _ => {}
@@ -412,10 +416,9 @@ impl L1Gic {
             (0x0008, 8) => self.redistributor_typer(k),
             (0x0008, 4) => self.redistributor_typer(k) & 0xffff_ffff,
             (0x000c, 4) => self.redistributor_typer(k) >> 32,
-            (0x1_0400..=0x1_041f, 1 | 4) => (0..size).fold(0, |v, byte| {
-                let intid = (offset - 0x1_0400 + byte) as usize;
-                v | u64::from(p.priority.get(intid).copied().unwrap_or(0)) << (8 * byte)
-            }),
+            (0x1_0400..=0x1_041f, 1 | 4) => {
+                read_priorities(&p.priority, 0, offset - 0x1_0400, size)
+            }
             (_, 4) if offset.is_multiple_of(4) => u64::from(match offset {
                 0x0014 if p.asleep => waker::PROCESSOR_SLEEP | waker::CHILDREN_ASLEEP,
                 PIDR2_OFFSET => PIDR2,
@@ -439,12 +442,7 @@ impl L1Gic {
         let p = &mut self.private[k];
         match (offset, size) {
             (0x1_0400..=0x1_041f, 1 | 4) => {
-                for byte in 0..size {
-                    let intid = (offset - 0x1_0400 + byte) as usize;
-                    if let Some(priority) = p.priority.get_mut(intid) {
-                        *priority = (value >> (8 * byte)) as u8;
-                    }
-                }
+                write_priorities(&mut p.priority, 0, offset - 0x1_0400, size, value)
             }
             (0x0014, 4) => p.asleep = value as u32 & waker::PROCESSOR_SLEEP != 0,
             (0x1_0100..=0x1_03ff, 4) if offset == (offset & !0x7f) => {

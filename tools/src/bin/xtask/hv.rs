@@ -1124,7 +1124,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic-no-l2-exit",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L2 spun two seconds without the SGI vCPU 1 sent taking it out to L1: IRQs from L2 0x0000000000000000",
+            line: "l1: UMBRA-NESTED-FAIL: SPI 49, pending at L1's ERET into L2, did not take L2 out before L2 spun two seconds: IRQs from L2 0x0000000000000000",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
