@@ -55,8 +55,10 @@
 //!    takes it once: it was never acknowledged, so it is still pending
 //!    (`gic-no-power-off`, whose CPU_OFF loses it, fails here);
 //! 8. prints `UMBRA-NESTED-PASS gic ...` (with ` vcpus=2` when vCPU 1
-//!    ran) and calls PSCI SYSTEM_OFF, or `UMBRA-NESTED-FAIL: <why>` with
-//!    the value and SYSTEM_RESET.
+//!    ran) and calls PSCI SYSTEM_OFF (with two vCPUs, vCPU 1 being off,
+//!    CPU_OFF instead: hv ends the run at L1's last running vCPU's
+//!    CPU_OFF), or `UMBRA-NESTED-FAIL: <why>` with the value and
+//!    SYSTEM_RESET.
 
 use core::arch::global_asm;
 
@@ -384,7 +386,13 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi_lost_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_spi_handed_back
     UMBRA_L1G_PUTS umbra_l1g_msg_pass2
-    UMBRA_L1G_SYSTEM_OFF
+    // vCPU 1 is off: vCPU 0 turns itself off too (PSCI CPU_OFF), and hv
+    // ends the run as at SYSTEM_OFF (L1's last running vCPU).
+    UMBRA_L1G_MOV64 x0, 0x84000002
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_l1g_msg_last_cpu_off
+    b       umbra_l1g_fail
 
 // L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without SPI 49,
 // step 5, or vCPU 1's SGI, step 6, taking it out).
@@ -520,6 +528,7 @@ umbra_l1g_msg_no_fill:   .asciz "one of the SGIs filling L1's list registers (EO
 umbra_l1g_msg_no_waiting: .asciz "the SGI waiting for a free list register did not come after L1 deactivated one (EOI maintenance exit): ICV_IAR1_EL1 "
 umbra_l1g_msg_waiting_intid: .asciz "the SGI waiting for a free list register came as another INTID: "
 umbra_l1g_msg_waiting_twice: .asciz "an interrupt is pending after L1 took and deactivated the SGIs of step 2b (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_last_cpu_off: .asciz "vCPU 0's PSCI CPU_OFF, with vCPU 1 off, returned: "
 umbra_l1g_msg_v1_cpu_off: .asciz "vCPU 1: PSCI CPU_OFF returned: "
 umbra_l1g_msg_v1_not_off: .asciz "AFFINITY_INFO(1) did not say OFF after vCPU 1's CPU_OFF: "
 umbra_l1g_msg_spi_lost:  .asciz "SPI 51, listed for vCPU 1 and not acknowledged before its CPU_OFF, did not come to vCPU 0 after re-routing: ICV_IAR1_EL1 "
