@@ -1080,6 +1080,22 @@ pub enum NestedDemo {
     /// ZCR_EL2 write at its EL2 and never reaches its console (this run
     /// must fail).
     LinuxNoSveHiding,
+    /// `linux-no-l2-syndrome`: `linux`, but hv hands L2's stage-2 data
+    /// aborts to L1 without their instruction syndrome (ISV = 0): L1's
+    /// KVM cannot emulate its L2's MMIO store, and the test guest's VMM
+    /// reports its KVM_RUN failing (this run must fail).
+    LinuxNoL2Syndrome,
+    /// `linux-no-l2-tlbi`: `linux`, but L1's stage-2 TLBIs are
+    /// acknowledged, not applied (`demo-no-tlbi`'s defect): after the test
+    /// guest's VMM moves its L2's memory slot to another mapping, L2 still
+    /// reads the first one's pages through the stale shadow (this run must
+    /// fail).
+    LinuxNoL2Tlbi,
+    /// `linux-no-l2-tid3`: `linux`, but hv answers L2's ID register reads
+    /// itself with what L1 is shown, as if L1 had not set HCR_EL2.TID3:
+    /// L2 reads L1's view, not the one L1's KVM gives its vCPU (this run
+    /// must fail).
+    LinuxNoL2Tid3,
     /// `host-el0`: a VHE L1 in host mode (virtual HCR_EL2.{E2H, TGE} =
     /// {1, 1}) runs its own EL0 (`arch::nested_l1_host`): its CPTR_EL2's
     /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
@@ -1127,6 +1143,19 @@ impl NestedDemo {
                 | Self::RecycleNoOffState
                 | Self::RecycleNoKickAll
                 | Self::RecycleNoIdReset
+        )
+    }
+
+    /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
+    /// failure modes).
+    pub fn linux_l1(self) -> bool {
+        matches!(
+            self,
+            Self::Linux
+                | Self::LinuxNoSveHiding
+                | Self::LinuxNoL2Syndrome
+                | Self::LinuxNoL2Tlbi
+                | Self::LinuxNoL2Tid3
         )
     }
 }
@@ -1263,6 +1292,11 @@ impl Options {
                 "hv.nested=linux-no-sve-hiding" => {
                     options.nested = Some(NestedDemo::LinuxNoSveHiding)
                 }
+                "hv.nested=linux-no-l2-syndrome" => {
+                    options.nested = Some(NestedDemo::LinuxNoL2Syndrome)
+                }
+                "hv.nested=linux-no-l2-tlbi" => options.nested = Some(NestedDemo::LinuxNoL2Tlbi),
+                "hv.nested=linux-no-l2-tid3" => options.nested = Some(NestedDemo::LinuxNoL2Tid3),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1757,6 +1791,27 @@ pub(crate) mod tests {
             Options::parse("hv.nested=linux-no-sve-hiding").map(|o| o.nested),
             Ok(Some(NestedDemo::LinuxNoSveHiding))
         );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-syndrome").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Syndrome))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Tlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-tid3").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Tid3))
+        );
+        let linux_l1s = [
+            NestedDemo::Linux,
+            NestedDemo::LinuxNoSveHiding,
+            NestedDemo::LinuxNoL2Syndrome,
+            NestedDemo::LinuxNoL2Tlbi,
+            NestedDemo::LinuxNoL2Tid3,
+        ];
+        assert!(linux_l1s.iter().all(|demo| demo.linux_l1()));
+        assert!(!NestedDemo::Demo.linux_l1() && !NestedDemo::HostEl0.linux_l1());
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),
             Ok(Some(NestedDemo::AtNoS12))

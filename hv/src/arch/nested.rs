@@ -253,7 +253,8 @@ struct Nested {
     shadow_vtcr: u64,
     /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
     tlbi_features: TlbiFeatures,
-    /// `demo-no-tlbi`: L1's stage-2 TLBIs are acknowledged, not applied.
+    /// `demo-no-tlbi`, `linux-no-l2-tlbi`: L1's stage-2 TLBIs are
+    /// acknowledged, not applied.
     skip_stage2_tlbi: bool,
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
     /// a key's first root instead of asking at every entry).
@@ -336,7 +337,7 @@ impl Nested {
             L1Vel2Mode::Vhe => shown_to_l1(register, host),
             L1Vel2Mode::NonVhe => shown_to_non_vhe_l1(register, host),
         };
-        if self.demo == NestedDemo::Linux {
+        if self.demo.linux_l1() && self.demo != NestedDemo::LinuxNoSveHiding {
             // Documented at `without_sve_sme`.
             without_sve_sme(register, shown)
         } else {
@@ -777,8 +778,8 @@ pub fn run(
             features.nested_virtualization()
         ));
     }
-    let linux = matches!(demo, NestedDemo::Linux | NestedDemo::LinuxNoSveHiding);
-    let hide_sve_sme = demo == NestedDemo::Linux;
+    let linux = demo.linux_l1();
+    let hide_sve_sme = linux && demo != NestedDemo::LinuxNoSveHiding;
     let l1_ram_bytes = if linux {
         linux::LINUX_L1_RAM_BYTES
     } else {
@@ -884,7 +885,11 @@ pub fn run(
         | NestedDemo::HostEl0NoSpan
         | NestedDemo::HostEl0NoSpanBack => super::nested_l1_host::image(),
         NestedDemo::El0Tge | NestedDemo::El0TgeNoTge => super::nested_l1_tge::image(),
-        NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
+        NestedDemo::Linux
+        | NestedDemo::LinuxNoSveHiding
+        | NestedDemo::LinuxNoL2Syndrome
+        | NestedDemo::LinuxNoL2Tlbi
+        | NestedDemo::LinuxNoL2Tid3 => &[],
     };
     // Where L1 starts (x0: a Linux kernel's device tree).
     let (l1_entry, l1_x0) = if linux {
@@ -990,7 +995,7 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
-        skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
+        skip_stage2_tlbi: matches!(demo, NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi),
         demo,
         mode: if non_vhe {
             L1Vel2Mode::NonVhe
@@ -1212,6 +1217,9 @@ pub fn run(
             NestedDemo::El0TgeNoTge => " (el0-tge-no-tge: L1's EL0 under TGE runs without the hardware's TGE, as an L2's EL0; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
+            NestedDemo::LinuxNoL2Syndrome => " (linux-no-l2-syndrome: the guest bundle's Linux kernel is L1, handed its L2's stage-2 data aborts without their instruction syndrome; this run must fail)",
+            NestedDemo::LinuxNoL2Tlbi => " (linux-no-l2-tlbi: the guest bundle's Linux kernel is L1, its stage-2 TLBIs are not applied; this run must fail)",
+            NestedDemo::LinuxNoL2Tid3 => " (linux-no-l2-tid3: the guest bundle's Linux kernel is L1, its L2's ID register reads answered by hv as if L1 had not set HCR_EL2.TID3; this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -2509,7 +2517,10 @@ fn l2_exit(
                     // The service merged the instruction syndrome of the
                     // request's ESR[31:0]; merged again with the full ESR
                     // the same fields stay and ISS2's (Xs, GCS) join.
-                    let esr = walker::merge_trapped_syndrome(injection.esr, esr);
+                    let mut esr = walker::merge_trapped_syndrome(injection.esr, esr);
+                    if nested.demo == NestedDemo::LinuxNoL2Syndrome {
+                        esr = crate::esr::without_instruction_syndrome(esr);
+                    }
                     enter_l1_from_l2(nested, vcpu, frame, esr, injection.far, injection.hpfar);
                 }
                 // Nothing behind the L1 IPA: delivered where L1's virtual
@@ -2592,7 +2603,12 @@ fn l2_exit(
                 frame.elr += instruction_length(esr);
                 return;
             }
-            match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {
+            let l1_hcr = if nested.demo == NestedDemo::LinuxNoL2Tid3 {
+                vcpu.vncr.hcr() & !hcr::TID3
+            } else {
+                vcpu.vncr.hcr()
+            };
+            match l2_id_read(l1_hcr, access.read, op0, op1, crn, crm, op2) {
                 L2IdRead::Answer(register) => {
                     let value = register.map_or(0, |r| nested.shown(r));
                     frame.set_reg(access.rt, value);
