@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -938,6 +938,15 @@ pub enum NestedDemo {
     /// `irq-no-maintenance`: the same, but hv never delivers L1's
     /// maintenance interrupt: L1 must catch it (this run must fail).
     IrqNoMaintenance,
+    /// `timer-hw`: L1 forwards L2's virtual timer interrupt (its PPI 27)
+    /// to L2 with an HW = 1 list register, as KVM does, and L2 takes it
+    /// several times, deactivating each by EOI (`arch::nested_vgic`,
+    /// `arch::nested_l1_hw_timer`).
+    TimerHw,
+    /// `timer-hw-no-link`: the same, but L2's deactivation of the HW = 1
+    /// entry leaves L1's PPI active: L1 must catch it (this run must
+    /// fail).
+    TimerHwNoLink,
     /// `timer`: L1 takes its own EL2 timers' interrupts at virtual EL2
     /// and runs an L2 whose virtual timer runs with L1's CNTVOFF_EL2
     /// (`arch::nested_timer`, `arch::nested_l1_timer`).
@@ -1219,6 +1228,8 @@ impl Options {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
                 "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
+                "hv.nested=timer-hw" => options.nested = Some(NestedDemo::TimerHw),
+                "hv.nested=timer-hw-no-link" => options.nested = Some(NestedDemo::TimerHwNoLink),
                 "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
                 "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
                 "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
@@ -1635,6 +1646,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=timer").map(|o| o.nested),
             Ok(Some(NestedDemo::Timer))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-hw").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerHw))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-hw-no-link").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerHwNoLink))
         );
         assert_eq!(
             Options::parse("hv.nested=gic").map(|o| o.nested),

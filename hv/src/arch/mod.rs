@@ -44,6 +44,7 @@ pub mod nested_l1;
 pub mod nested_l1_at;
 pub mod nested_l1_gic;
 pub mod nested_l1_host;
+pub mod nested_l1_hw_timer;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;

@@ -498,6 +498,7 @@ impl Vcpu {
                     match nested.demo {
                         NestedDemo::IrqNoWriteback => GicDefect::NoLrWriteBack,
                         NestedDemo::IrqNoMaintenance => GicDefect::NoMaintenance,
+                        NestedDemo::TimerHwNoLink => GicDefect::NoHwLink,
                         _ => GicDefect::None,
                     },
                 ),
@@ -841,6 +842,7 @@ pub fn run(
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
+        NestedDemo::TimerHw | NestedDemo::TimerHwNoLink => super::nested_l1_hw_timer::image(),
         NestedDemo::Traps
         | NestedDemo::TrapsNoCptr
         | NestedDemo::TrapsNoMdcr
@@ -1178,6 +1180,8 @@ pub fn run(
             NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
             NestedDemo::TrapsNoHpmeGuard => " (traps-no-hpme-guard: hv gives L1's MDCR_EL2.HPME to L2's hardware, so L1's EL2 counters count hv; this run must fail)",
             NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
+            NestedDemo::TimerHw => " (timer-hw: L1 forwards L2's virtual timer interrupt to L2 with an HW = 1 list register, as KVM does)",
+            NestedDemo::TimerHwNoLink => " (timer-hw-no-link: L2's deactivation of an HW = 1 list register leaves L1's interrupt active; this run must fail)",
             NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts, and L2's timer's while it runs, and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
             NestedDemo::TimerNoCntvoff => " (timer-no-cntvoff: hv runs L2 with CNTVOFF_EL2 0, not L1's; this run must fail)",
             NestedDemo::TimerNoL1Irq => " (timer-no-l1-irq: hv never delivers L1's timer PPIs; this run must fail)",
@@ -1373,8 +1377,15 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     };
     let from = vcpu.mode;
     if from != Mode::L1 {
-        // What L2 did to L1's virtual interface, into L1's VNCR page.
-        vcpu.gic.leave_l2(vcpu.vncr);
+        // What L2 did to L1's virtual interface, into L1's VNCR page; the
+        // pINTIDs of the HW = 1 entries it deactivated, inactive in L1's
+        // own interface and in its GIC.
+        for intid in vcpu.gic.leave_l2(vcpu.vncr) {
+            let wanting = super::nested_gic::deactivate(vcpu.index, intid);
+            if wanting != 0 {
+                kick_l1_vcpus(nested, vcpu.index, wanting);
+            }
+        }
     }
     match kind {
         0 => {

@@ -6,7 +6,8 @@
 //! one during every exit, `arch::nested_vgic`).
 //!
 //! Calls from `arch::nested`: [`mmio`] for L1's stage-2 data aborts in
-//! its GIC frames, [`send_sgi`] for its trapped SGI register writes (the
+//! its GIC frames, [`deactivate`] for L2's deactivations of L1's HW = 1
+//! list registers, [`send_sgi`] for its trapped SGI register writes (the
 //! caller kicks the targets that run elsewhere with hv's kick SGI, which
 //! takes them to hv, whose exit lists the SGI), [`list_for_l1`] at the end
 //! of every exit (L1 or L2, while L1's own interface is in the hardware),
@@ -76,6 +77,20 @@ pub fn mmio(
 /// the targets (bit k: vCPU k).
 pub fn send_sgi(vcpu: usize, value: u64) -> u32 {
     L1_GIC.lock().send_sgi(vcpu, value)
+}
+
+/// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming
+/// `intid` (`VcpuGic::leave_l2`): the active bit L1 set for it in its GIC
+/// cleared (`nested::gic::L1Gic::deactivate`). The vCPUs that now have
+/// something forwarded to them (an SPI pending behind its active state,
+/// for the caller to kick).
+pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
+    let mut gic = L1_GIC.lock();
+    if gic.deactivate(vcpu, intid) {
+        gic.wanting()
+    } else {
+        0
+    }
 }
 
 /// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the

@@ -1172,6 +1172,28 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L1 forwards L2's virtual timer interrupt (its PPI 27) with an HW = 1
+    // list register, as KVM does (review 40 R40-2; hv/README.md, "Timers
+    // for L1 and L2"): L2's EOI deactivates L1's PPI, so L2 takes its
+    // timer interrupt again and again.
+    Case {
+        hv_args: "hv.nested=timer-hw",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS timer-hw l2-timer-irqs=4 hw-deactivation=ok lr-writeback=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: L2's deactivation leaves L1's PPI 27 active, so
+    // its timer interrupts stop after the first.
+    Case {
+        hv_args: "hv.nested=timer-hw-no-link",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 waited a second for its next timer interrupt (L1's PPI 27 still active?): interrupts taken 0x0000000000000001",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // L1's GICv3 distributor and redistributors (hv/README.md, "A
     // distributor and redistributors for L1"): its own SGI, SPIs pending
     // through GICD_ISPENDR and routed with GICD_IROUTER, one pending at its
