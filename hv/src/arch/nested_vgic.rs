@@ -5,7 +5,8 @@
 //! with hv's list register for L1's maintenance interrupt) while L1 runs.
 //!
 //! Calls from `arch::nested`: [`VcpuGic::leave_l2`] first thing at every
-//! exit from L2, [`VcpuGic::enter_l2`] last thing before every return to
+//! exit from L2 (the pINTIDs of L1's HW = 1 LRs L2 deactivated, for L1's
+//! GIC model: `arch::nested_gic::deactivate`), [`VcpuGic::enter_l2`] last thing before every return to
 //! L2 (also after an exit hv handled itself), [`VcpuGic::l1_runs`] last
 //! thing before every return to L1, [`l1_access`] for L1's trapped GIC
 //! register accesses, [`maintenance_for_l1`] after an exit from L2 and

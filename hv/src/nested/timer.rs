@@ -203,8 +203,10 @@ pub fn hyp_timer_at_return(
 /// (VENG1), the PPIs' priority (`vgic::L1_MAINTENANCE_PRIORITY`, which
 /// hv lists them with) above L1's priority mask (VPMR), and one asserted
 /// and not active there (an active one, which L1 acknowledged and has
-/// not deactivated, is not signalled again until L1 deactivates it:
-/// GICv3's active state of a level interrupt). Used while L2 runs, where
+/// not deactivated, is not signalled again until it is deactivated:
+/// GICv3's active state of a level interrupt; by L1, or by L2 through an
+/// HW = 1 list register naming it, as KVM forwards L2's timer:
+/// `vgic::deactivate_listed`, review 40 R40-2). Used while L2 runs, where
 /// a signalled PPI takes L2 out to L1. L1's running priority is not
 /// consulted (a limit: a timer PPI is taken out of L2 while L1 is in a
 /// handler of higher priority).
