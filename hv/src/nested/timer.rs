@@ -716,6 +716,46 @@ mod tests {
     }
 
     #[test]
+    fn l2_eoi_of_a_hw_entry_lets_l1_timer_ppi_come_again() {
+        // Review 40 R40-2, KVM's way: L1 takes L2's virtual timer as its
+        // PPI 27, only priority-drops it, and lists it for L2 with HW = 1.
+        use super::super::vgic::{deactivate_listed, lr, vmcr, L1Interface, LrState, Shape};
+        let shape = Shape::from_vtr(0x9000_0003);
+        let open = vmcr::VENG1 | 0xff << 24;
+        let levels = [(27, true)];
+        // L1's own interface: PPI 27 listed by hv, acknowledged by L1.
+        let mut own = [0u64; 3];
+        l1_timer_lrs(&mut own, &levels, true);
+        own[0] = own[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        assert!(!signalled_to_l1(&levels, &own, open));
+        // L1's LR 0 for L2: vINTID 27, HW = 1, pINTID 27, pending.
+        let mut for_l2 = L1Interface::default();
+        for_l2.lrs[0] = lr::PENDING << lr::STATE_SHIFT
+            | lr::HW
+            | 27 << 32
+            | lr::GROUP1
+            | 0xa0 << lr::PRIORITY_SHIFT
+            | 27;
+        // L2 acknowledges and EOIs it on the hardware form: invalid.
+        let mut hardware = for_l2.to_hardware(&shape);
+        assert_ne!(hardware.lrs[0] & lr::EOI, 0, "the exit at L2's EOI");
+        hardware.lrs[0] &= !lr::STATE_MASK;
+        let deactivated = for_l2.hw_deactivations(&hardware, &shape);
+        assert_eq!(&deactivated[..], &[27]);
+        for &intid in &deactivated {
+            assert!(deactivate_listed(&mut own, intid));
+        }
+        // PPI 27 is no longer active for L1: the timer, asserted again,
+        // is signalled (takes L2 out) and listed pending at L1's return.
+        assert!(signalled_to_l1(&levels, &own, open));
+        l1_timer_lrs(&mut own, &levels, true);
+        assert_eq!(LrState::of(own[0]), LrState::Pending);
+        // L1 reads its LR back invalid, HW and pINTID kept.
+        let back = for_l2.written_back(&hardware, &shape);
+        assert_eq!(back.lrs[0], for_l2.lrs[0] & !lr::STATE_MASK);
+    }
+
+    #[test]
     fn timer_ppis_in_l1_list_registers() {
         use super::super::vgic::{lr, LrState};
         let state = |v: u64| LrState::of(v);
