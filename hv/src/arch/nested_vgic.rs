@@ -5,9 +5,10 @@
 //! with hv's list register for L1's maintenance interrupt) while L1 runs.
 //!
 //! Calls from `arch::nested`: [`VcpuGic::leave_l2`] first thing at every
-//! exit from L2 (the pINTIDs of L1's HW = 1 LRs L2 deactivated, for L1's
-//! GIC model: `arch::nested_gic::deactivate`), [`VcpuGic::enter_l2`] last thing before every return to
-//! L2 (also after an exit hv handled itself), [`VcpuGic::l1_runs`] last
+//! exit from L2 (it gives the pINTIDs of L1's HW = 1 LRs L2 deactivated,
+//! for L1's GIC model: `arch::nested_gic::deactivate`),
+//! [`VcpuGic::enter_l2`] last thing before every return to L2 (also after
+//! an exit hv handled itself), [`VcpuGic::l1_runs`] last
 //! thing before every return to L1, [`l1_access`] for L1's trapped GIC
 //! register accesses, [`maintenance_for_l1`] after an exit from L2 and
 //! at L1's ERET into L2.
@@ -226,8 +227,8 @@ impl VcpuGic {
     }
 
     /// After an exit from L2: what L2 did written back into L1's VNCR
-    /// page (each LR's State, EOIcount, APRs, VMCR), the pINTID of each
-    /// HW = 1 LR L2 deactivated deactivated in L1's own interface
+    /// page (each LR's State, EOIcount, APRs, VMCR); for each HW = 1 LR
+    /// L2 deactivated, its pINTID made inactive in L1's own interface
     /// (`nested::vgic::deactivate_listed`), which is then loaded again.
     /// Those pINTIDs, for the caller to deactivate in L1's GIC model too.
     pub fn leave_l2(&mut self, page: &VncrPage) -> HwDeactivations {
