@@ -33,6 +33,22 @@ pub struct GuestConfig<'a> {
     /// controller the guest does not get. None: unknown (the UART's baud
     /// divisors were never programmed).
     pub console_clock_hz: Option<u32>,
+    /// Which CPUs the guest has.
+    pub cpus: GuestCpus,
+}
+
+/// The guest's CPUs (its /cpus node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestCpus {
+    /// The host's, as they are (hv's guest: vCPU i on CPU i, the same
+    /// MPIDR).
+    Host,
+    /// `n` vCPUs named by MPIDR affinity 0 to n - 1 (a nested L1,
+    /// `nested::vcpus`): the host's first `n` CPU nodes, each with its
+    /// `reg` (and unit address) made its vCPU's index; the host's
+    /// `cpu-map` (its topology, naming CPUs L1 may not have) left out, so
+    /// the guest sees a flat set of CPUs.
+    Vcpus(usize),
 }
 
 #[derive(Debug)]
@@ -78,7 +94,10 @@ pub fn build(
 
     for child in root_node.children() {
         if child.name == "cpus" {
-            copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?;
+            match config.cpus {
+                GuestCpus::Host => copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?,
+                GuestCpus::Vcpus(n) => write_vcpus(&mut w, child, n)?,
+            }
         }
     }
     // The devices hv shares with or emulates for the guest, wherever they
@@ -488,6 +507,48 @@ fn copy_node_except(
     Ok(())
 }
 
+/// The guest's /cpus for [`GuestCpus::Vcpus`]`(n)` from the host's `cpus`:
+/// its properties, its first `n` CPU nodes as vCPUs 0 to n - 1, its other
+/// children but `cpu-map` (caches stay: CPU nodes name them), each without
+/// what [`CPUS_LEFT_OUT`] names.
+fn write_vcpus(w: &mut FdtWriter, cpus: FdtNode<'_, '_>, n: usize) -> Result<(), GuestDtError> {
+    let handle = w.begin_node(cpus.name)?;
+    for prop in cpus.properties() {
+        w.property(prop.name, prop.value)?;
+    }
+    let address_cells = cells(cpus, "#address-cells", 1);
+    let is_cpu = |node: &FdtNode<'_, '_>| {
+        node.property("device_type")
+            .and_then(|p| p.as_str())
+            .is_some_and(|t| t == "cpu")
+    };
+    let mut vcpu = 0u64;
+    for child in cpus.children() {
+        if is_cpu(&child) {
+            if vcpu < n as u64 {
+                let node = w.begin_node(&alloc::format!("cpu@{vcpu:x}"))?;
+                for prop in child.properties() {
+                    if prop.name != "reg" && !CPUS_LEFT_OUT.properties.contains(&prop.name) {
+                        w.property(prop.name, prop.value)?;
+                    }
+                }
+                let mut reg = Vec::new();
+                push_cells(&mut reg, vcpu, address_cells);
+                w.property("reg", &reg)?;
+                for grandchild in child.children() {
+                    copy_node_except(w, grandchild, &CPUS_LEFT_OUT)?;
+                }
+                w.end_node(node)?;
+            }
+            vcpu += 1;
+        } else if child.name != "cpu-map" && !CPUS_LEFT_OUT.nodes.contains(&child.name) {
+            copy_node_except(w, child, &CPUS_LEFT_OUT)?;
+        }
+    }
+    w.end_node(handle)?;
+    Ok(())
+}
+
 fn copy_node(w: &mut FdtWriter, node: FdtNode<'_, '_>, shape: &Shape) -> Result<(), GuestDtError> {
     copy_node_with(w, node, shape, |_| Ok(()))
 }
@@ -592,6 +653,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&guest_blob).unwrap();
@@ -626,6 +688,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         crate::fdt_check::check(&guest_blob).unwrap();
@@ -672,6 +735,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz,
+            cpus: GuestCpus::Host,
         };
         build(&host, &platform, &config).unwrap()
     }
@@ -950,6 +1014,49 @@ mod tests {
         assert_eq!(pmus, [true, true, true, true, false, false, false]);
     }
 
+    /// A nested L1's CPUs: the host's first n CPU nodes as vCPUs 0 to
+    /// n - 1 (`reg` the vCPU's MPIDR affinity), no `cpu-map`.
+    #[test]
+    fn an_l1_gets_its_vcpus_as_cpus() {
+        let host = Fdt::new(HOST).unwrap();
+        assert!(
+            host.find_node("/cpus/cpu-map").is_some(),
+            "QEMU virt has a cpu-map"
+        );
+        let platform = Platform::discover(&host).unwrap();
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x800_0000,
+        }];
+        let config = |cpus| GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Smc,
+            console_clock_hz: None,
+            cpus,
+        };
+        for n in [1, 3] {
+            let blob = build(&host, &platform, &config(GuestCpus::Vcpus(n))).unwrap();
+            let guest = Fdt::new(&blob).unwrap();
+            let seen = Platform::discover(&guest).unwrap();
+            assert_eq!(seen.cpus.as_slice(), &(0..n as u64).collect::<Vec<_>>());
+            let cpus = guest.find_node("/cpus").unwrap();
+            assert!(cpus.children().all(|c| c.name != "cpu-map"));
+            for (k, cpu) in cpus
+                .children()
+                .filter(|c| c.name.starts_with("cpu@"))
+                .enumerate()
+            {
+                assert_eq!(cpu.name, alloc::format!("cpu@{k:x}"));
+                assert_eq!(
+                    cpu.property("enable-method").and_then(|p| p.as_str()),
+                    Some("psci")
+                );
+            }
+        }
+    }
+
     #[test]
     fn guest_tree_describes_the_guest() {
         let host = Fdt::new(HOST).unwrap();
@@ -967,6 +1074,7 @@ mod tests {
             }),
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&blob).unwrap();

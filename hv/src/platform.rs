@@ -1082,8 +1082,13 @@ pub enum NestedDemo {
     GicNoList,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
-    /// device tree, MMU off), on one vCPU.
+    /// device tree, MMU off), on every vCPU hv has for L1 (its secondaries
+    /// started with PSCI CPU_ON, its IPIs SGIs of L1's GIC).
     Linux,
+    /// `linux-no-ipi`: the same, but an SGI L1 sends to another vCPU is
+    /// dropped (only one to the sender itself arrives): Linux's IPIs are
+    /// lost (this run must fail).
+    LinuxNoIpi,
     /// `linux-no-sve-hiding`: the same, but L1 is shown FEAT_SVE and
     /// FEAT_SME as the other L1s are: Linux 6.1's EL2 set-up traps its own
     /// ZCR_EL2 write at its EL2 and never reaches its console (this run
@@ -1165,6 +1170,7 @@ impl NestedDemo {
                 | Self::LinuxNoL2Syndrome
                 | Self::LinuxNoL2Tlbi
                 | Self::LinuxNoL2Tid3
+                | Self::LinuxNoIpi
         )
     }
 }
@@ -1308,6 +1314,7 @@ impl Options {
                 }
                 "hv.nested=linux-no-l2-tlbi" => options.nested = Some(NestedDemo::LinuxNoL2Tlbi),
                 "hv.nested=linux-no-l2-tid3" => options.nested = Some(NestedDemo::LinuxNoL2Tid3),
+                "hv.nested=linux-no-ipi" => options.nested = Some(NestedDemo::LinuxNoIpi),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1828,9 +1835,14 @@ pub(crate) mod tests {
             NestedDemo::LinuxNoL2Syndrome,
             NestedDemo::LinuxNoL2Tlbi,
             NestedDemo::LinuxNoL2Tid3,
+            NestedDemo::LinuxNoIpi,
         ];
         assert!(linux_l1s.iter().all(|demo| demo.linux_l1()));
         assert!(!NestedDemo::Demo.linux_l1() && !NestedDemo::HostEl0.linux_l1());
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-ipi").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoIpi))
+        );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),
             Ok(Some(NestedDemo::AtNoS12))

@@ -64,7 +64,7 @@ use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind, NotEmulable};
 use crate::exit::GuestExit;
 use crate::fdt_check;
-use crate::guest_dt::{self, GuestConfig};
+use crate::guest_dt::{self, GuestConfig, GuestCpus};
 use crate::inject::{self, EntryFeatures, ReturnState, TargetEl1};
 use crate::layout::GuestLayout;
 use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
@@ -778,6 +778,7 @@ fn load_guest(
         initrd,
         psci: Conduit::Hvc,
         console_clock_hz,
+        cpus: GuestCpus::Host,
     };
     let placeholder = (!bundle.initrd.is_empty()).then_some(Region {
         base: 0,

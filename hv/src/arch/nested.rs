@@ -144,6 +144,8 @@ pub const L1_BASE: u64 = 0x4000_0000;
 const EC_UNKNOWN_MASK: u64 = 0x3f;
 /// WFI/WFE (ISS.TI says which; only WFI and WFIT trap, HCR_EL2.TWI).
 const EC_WFX: u64 = 0x01;
+/// ISS.TI of a trapped WFx: 0b00 WFI, 0b01 WFE, 0b10 WFIT, 0b11 WFET.
+const ISS_WFX_TI: u64 = 0b11;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
@@ -442,6 +444,9 @@ struct Vcpu {
     /// L1 called PSCI CPU_OFF on it: its CPU powers down once the exit is
     /// done and its lock released (`guest_exit`).
     off_requested: bool,
+    /// The exit is L1's trapped WFI: hv waits for an interrupt once the
+    /// exit is done and its lock released (`wait_for_l1_interrupt`).
+    wfi: bool,
     /// This vCPU's handle on the service, made at its first use and kept:
     /// a `Worker` registers with the epoch collector (two blocks of over
     /// 2 KiB and a collection), too much for every L2 entry (review 38
@@ -514,6 +519,7 @@ impl Vcpu {
             vector_seen: 0,
             timers: vcpu_timers(),
             off_requested: false,
+            wfi: false,
             worker: None,
             counts: Counts::default(),
         }
@@ -891,11 +897,13 @@ pub fn run(
         | NestedDemo::LinuxNoSveHiding
         | NestedDemo::LinuxNoL2Syndrome
         | NestedDemo::LinuxNoL2Tlbi
-        | NestedDemo::LinuxNoL2Tid3 => &[],
+        | NestedDemo::LinuxNoL2Tid3
+        | NestedDemo::LinuxNoIpi => &[],
     };
+    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     // Where L1 starts (x0: a Linux kernel's device tree).
     let (l1_entry, l1_x0) = if linux {
-        let entry = linux::load(fdt, platform, arena, l1_ram);
+        let entry = linux::load(fdt, platform, arena, l1_ram, vcpus);
         (entry.pc, entry.dtb)
     } else {
         write_image(arena, l1_ram, image);
@@ -934,7 +942,6 @@ pub fn run(
             "nested: the boot CPU is not the device tree's first CPU, where L1's vCPU 0 runs"
         ));
     }
-    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     let contexts = if recycling {
         recycle_contexts(vcpus)
     } else {
@@ -1095,6 +1102,7 @@ pub fn run(
             NestedDemo::GicNoL2Exit => L1GicDefect::NoL2Exit,
             NestedDemo::GicNoKick => L1GicDefect::NoKick,
             NestedDemo::GicNoList => L1GicDefect::NoList,
+            NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
     });
@@ -1224,6 +1232,7 @@ pub fn run(
             NestedDemo::LinuxNoL2Syndrome => " (linux-no-l2-syndrome: the guest bundle's Linux kernel is L1, handed its L2's stage-2 data aborts without their instruction syndrome; this run must fail)",
             NestedDemo::LinuxNoL2Tlbi => " (linux-no-l2-tlbi: the guest bundle's Linux kernel is L1, its stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::LinuxNoL2Tid3 => " (linux-no-l2-tid3: the guest bundle's Linux kernel is L1, its L2's ID register reads answered by hv as if L1 had not set HCR_EL2.TID3; this run must fail)",
+            NestedDemo::LinuxNoIpi => " (linux-no-ipi: the guest bundle's Linux kernel is L1, its SGIs to another vCPU dropped; this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -1458,6 +1467,29 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     if core::mem::take(&mut vcpu.off_requested) {
         drop(guard);
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
+    } else if core::mem::take(&mut vcpu.wfi) && vcpu.mode == Mode::L1 {
+        drop(guard);
+        wait_for_l1_interrupt();
+    }
+}
+
+/// L1's trapped WFI, its own interface in the hardware: hv waits for a
+/// physical interrupt (WFI at EL2) unless a virtual one is pending there
+/// already (`nested::vgic::l1_may_sleep`). What L1 waits for comes as one
+/// of hv's physical interrupts, each a wake-up event whatever PSTATE.I:
+/// an SGI or SPI of L1's GIC from another vCPU comes with hv's kick SGI
+/// (sent after the GIC's change, so a change this exit did not list
+/// leaves the kick pending and the WFI returns at once), L1's timers
+/// with their hardware PPIs or hv's EL2 physical timer (deadlines armed
+/// by this exit's `before_return`), its maintenance interrupt with hv's.
+/// Back in L1 the pending physical interrupt is taken as an exit, which
+/// lists what it brought.
+fn wait_for_l1_interrupt() {
+    let (lrs, count) = super::nested_timer::hardware_lrs();
+    if crate::nested::vgic::l1_may_sleep(&lrs[..count]) {
+        // SAFETY: waits for an interrupt; hv's state is consistent (the
+        // exit is done, the vCPU's lock free).
+        unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
     }
 }
 
@@ -1691,9 +1723,13 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // L1's maintenance interrupt (`VcpuGic::l1_runs`): one L1 raised
         // by stores is pending in L1's own interface when L1 resumes, so
         // a WFI waiting for it returns with it pending (review 33
-        // R33-2). An idle L1 spins through hv instead of sleeping: hv
-        // has no other event L1 could wait for.
-        EC_WFX => frame.elr += instruction_length(esr),
+        // R33-2). For a WFI (not WFIT, whose timeout hv would have to
+        // keep) with nothing pending there, hv waits itself first
+        // (`wait_for_l1_interrupt`), so an idle vCPU does not spin.
+        EC_WFX => {
+            frame.elr += instruction_length(esr);
+            vcpu.wfi = esr & ISS_WFX_TI == 0;
+        }
         EC_SMC64 => {
             // A trapped SMC returns to itself; the call completes it.
             frame.elr += instruction_length(esr);
@@ -2066,7 +2102,8 @@ fn l1_system_instruction(
     // is ignored, as hv's vGIC ignores it for ordinary guests.
     if (op0, op1, crn, crm) == (3, 0, 12, 11) && matches!(op2, 5..=7) && !access.read {
         if op2 != 7 {
-            let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+            let targets =
+                super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt), nested.l1_gic_defect);
             kick_l1_vcpus(nested, vcpu.index, targets);
         }
         frame.elr += instruction_length(read_sysreg!("esr_el2"));
@@ -2608,7 +2645,11 @@ fn l2_exit(
             );
             if sgi == Some(L2SgiWrite::ToL1Gic) {
                 if op2 != 7 {
-                    let targets = super::nested_gic::send_sgi(vcpu.index, frame.reg(access.rt));
+                    let targets = super::nested_gic::send_sgi(
+                        vcpu.index,
+                        frame.reg(access.rt),
+                        nested.l1_gic_defect,
+                    );
                     kick_l1_vcpus(nested, vcpu.index, targets);
                 }
                 frame.elr += instruction_length(esr);

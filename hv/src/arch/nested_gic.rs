@@ -19,7 +19,9 @@
 use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
-use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, MAX_L1_VCPUS};
+use crate::nested::gic::{
+    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, ICPENDR0, MAX_L1_VCPUS,
+};
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 
 /// L1's GIC, shared by its vCPUs.
@@ -40,6 +42,9 @@ pub enum L1GicDefect {
     /// `gic-no-list`: nothing L1's GIC forwards is ever listed in L1's
     /// own interface.
     NoList,
+    /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
+    /// the sender itself arrives).
+    NoCrossVcpuSgi,
 }
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
@@ -75,8 +80,19 @@ pub fn mmio(
 
 /// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:
 /// the targets (bit k: vCPU k).
-pub fn send_sgi(vcpu: usize, value: u64) -> u32 {
-    L1_GIC.lock().send_sgi(vcpu, value)
+pub fn send_sgi(vcpu: usize, value: u64, defect: L1GicDefect) -> u32 {
+    let mut gic = L1_GIC.lock();
+    let targets = gic.send_sgi(vcpu, value);
+    if defect != L1GicDefect::NoCrossVcpuSgi {
+        return targets;
+    }
+    // The defect: the SGI withdrawn from every other target (through its
+    // GICR_ICPENDR0, as L1 would clear it).
+    let intid = (value >> 24) & 0xf;
+    for k in (0..MAX_L1_VCPUS).filter(|&k| k != vcpu && targets & (1 << k) != 0) {
+        gic.write(GicFrame::Redistributor(k), ICPENDR0, 4, 1 << intid);
+    }
+    targets & (1 << vcpu)
 }
 
 /// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming

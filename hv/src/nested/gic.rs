@@ -68,6 +68,8 @@ pub const DISTRIBUTOR_BYTES: u64 = 0x1_0000;
 /// One vCPU's redistributor: its RD frame, then its SGI frame.
 pub const REDISTRIBUTOR_FRAMES: u64 = 0x2_0000;
 const SGI_FRAME: u64 = 0x1_0000;
+/// GICR_ICPENDR0, from a redistributor's RD frame.
+pub const ICPENDR0: u64 = SGI_FRAME + 0x280;
 
 /// GICD_CTLR (one Security state).
 pub mod ctlr {

@@ -217,6 +217,20 @@ impl LrState {
     }
 }
 
+/// Whether hv may wait (WFI at EL2) for L1's trapped WFI while L1's own
+/// interface holds `lrs` (every list register): none holds a pending
+/// interrupt. A virtual interrupt is no wake-up event for a WFI executed
+/// at EL2 (DDI 0487, "Wait for Interrupt": virtual interrupts wake a WFI
+/// at EL1 and EL0 only), so one already pending must return L1 from its
+/// WFI at once; physical interrupts, which are hv's (its kick SGI, the
+/// timers' PPIs, its maintenance interrupt), wake hv's WFI whatever
+/// PSTATE.I. Conservative: a pending entry its priority mask or group
+/// enable hides also returns at once (a WFI may complete spuriously).
+pub fn l1_may_sleep(lrs: &[u64]) -> bool {
+    !lrs.iter()
+        .any(|&v| matches!(LrState::of(v), LrState::Pending | LrState::PendingActive))
+}
+
 /// Whether an LR is "empty" as ICH_ELRSR_EL2 defines it: State 0b00 and
 /// either HW = 1 or EOI = 0 (an invalid software entry with EOI = 1 still
 /// holds an EOI maintenance request).
@@ -758,6 +772,23 @@ mod tests {
             v |= lr::EOI;
         }
         v
+    }
+
+    #[test]
+    fn l1_sleeps_only_with_nothing_pending() {
+        assert!(l1_may_sleep(&[]));
+        assert!(l1_may_sleep(&[
+            0,
+            lr_value(0b10, false, true),
+            lr_value(0, false, true)
+        ]));
+        assert!(!l1_may_sleep(&[0, lr_value(0b01, false, true)]));
+        assert!(
+            !l1_may_sleep(&[lr_value(0b11, false, false), 0]),
+            "pending and active"
+        );
+        // Masked by L1's priority or group enable: still not slept on.
+        assert!(!l1_may_sleep(&[lr_value(0b01, true, false) & !lr::GROUP1]));
     }
 
     #[test]

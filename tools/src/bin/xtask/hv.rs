@@ -979,14 +979,28 @@ const MATRIX: &[Case] = &[
     // init runs a guest (L2) with KVM (`tools/kvm-vmm`: L2 checks and
     // writes the VMM's memory through hv's shadow stage 2, reports by MMIO
     // and powers off), prints the marker and powers off (hv/README.md,
-    // "Linux as L1"). One vCPU.
+    // "Linux as L1"). Four CPUs: three vCPUs (the service on CPU 1), the
+    // secondaries started with PSCI CPU_ON, Linux's IPIs SGIs of L1's
+    // GIC; init takes vCPU 1 offline and online again.
     Case {
         hv_args: "hv.nested=linux",
         expect: Expect::Marker {
-            cpus: 1,
+            cpus: 3,
             kvm: "ok",
         },
-        ..boot(MAX, 1, "512M")
+        ..boot(MAX, 4, "512M")
+    },
+    // Its twin for several vCPUs: hv drops the SGIs L1 sends to another
+    // vCPU, so Linux's IPIs are lost: its first cross-CPU call (the
+    // system-wide alternatives, patched under stop_machine) waits for
+    // ever, and hv's watchdog ends the run.
+    Case {
+        hv_args: "hv.nested=linux-no-ipi",
+        expect: Expect::Ends {
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            status: 1,
+        },
+        ..boot(MAX, 4, "512M")
     },
     // Its twins for L2: hv hands L2's stage-2 data aborts to L1 without
     // their instruction syndrome, L1's KVM cannot emulate L2's MMIO store
