@@ -1014,6 +1014,108 @@ mod tests {
         assert_eq!(pmus, [true, true, true, true, false, false, false]);
     }
 
+    /// A host whose CPUs are not named 0 to n - 1 (MPIDR Aff1 = 1, as a
+    /// second cluster's): an L1's vCPUs are still 0 to n - 1, what
+    /// `nested::vcpus` gives its MPIDR_EL1; its cache nodes stay, its
+    /// idle states and cpu-map go.
+    #[test]
+    fn an_l1_s_vcpus_are_renamed_from_the_host_s_cpus() {
+        let mut w = FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let n = w.begin_node("memory@40000000").unwrap();
+        w.property_string("device_type", "memory").unwrap();
+        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("pl011@9000000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("intc@8000000").unwrap();
+        w.property_string("compatible", "arm,gic-v3").unwrap();
+        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(n).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for k in 0..3u64 {
+            let c = w
+                .begin_node(&alloc::format!("cpu@{:x}", 0x100 + k))
+                .unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_string("enable-method", "psci").unwrap();
+            w.property_u64("reg", 0x100 + k).unwrap();
+            w.property_u32("next-level-cache", 9).unwrap();
+            w.property_u32("cpu-idle-states", 5).unwrap();
+            w.property_u32("phandle", 10 + k as u32).unwrap();
+            w.end_node(c).unwrap();
+        }
+        let cache = w.begin_node("l2-cache0").unwrap();
+        w.property_string("compatible", "cache").unwrap();
+        w.property_u32("phandle", 9).unwrap();
+        w.end_node(cache).unwrap();
+        let map = w.begin_node("cpu-map").unwrap();
+        let cluster = w.begin_node("cluster0").unwrap();
+        for k in 0..3u32 {
+            let core = w.begin_node(&alloc::format!("core{k}")).unwrap();
+            w.property_u32("cpu", 10 + k).unwrap();
+            w.end_node(core).unwrap();
+        }
+        w.end_node(cluster).unwrap();
+        w.end_node(map).unwrap();
+        w.end_node(cpus).unwrap();
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        let blob = w.finish().unwrap();
+
+        let host = Fdt::new(&blob).unwrap();
+        let platform = Platform::discover(&host).unwrap();
+        assert_eq!(platform.cpus.as_slice(), &[0x100, 0x101, 0x102]);
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x800_0000,
+        }];
+        let config = GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Smc,
+            console_clock_hz: None,
+            cpus: GuestCpus::Vcpus(2),
+        };
+        let guest_blob = build(&host, &platform, &config).unwrap();
+        let guest = Fdt::new(&guest_blob).unwrap();
+        assert_eq!(Platform::discover(&guest).unwrap().cpus.as_slice(), &[0, 1]);
+        let names: Vec<&str> = guest
+            .find_node("/cpus")
+            .unwrap()
+            .children()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["cpu@0", "cpu@1", "l2-cache0"]);
+        let cpu = guest.find_node("/cpus/cpu@1").unwrap();
+        assert_eq!(
+            cpu.property("reg").unwrap().value,
+            &[0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            cpu.property("next-level-cache").and_then(|p| p.as_usize()),
+            Some(9)
+        );
+        assert!(cpu.property("cpu-idle-states").is_none());
+    }
+
     /// A nested L1's CPUs: the host's first n CPU nodes as vCPUs 0 to
     /// n - 1 (`reg` the vCPU's MPIDR affinity), no `cpu-map`.
     #[test]

@@ -1469,27 +1469,44 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
     } else if core::mem::take(&mut vcpu.wfi) && vcpu.mode == Mode::L1 {
         drop(guard);
-        wait_for_l1_interrupt();
+        wait_for_l1_interrupt(nested);
     }
 }
 
+/// The longest hv waits for L1's WFI ([`wait_for_l1_interrupt`]): 1 ms.
+const L1_WFI_BOUND_HZ_DIVISOR: u64 = 1000;
+
 /// L1's trapped WFI, its own interface in the hardware: hv waits for a
-/// physical interrupt (WFI at EL2) unless a virtual one is pending there
+/// physical interrupt (WFIT at EL2) unless a virtual one is pending there
 /// already (`nested::vgic::l1_may_sleep`). What L1 waits for comes as one
 /// of hv's physical interrupts, each a wake-up event whatever PSTATE.I:
 /// an SGI or SPI of L1's GIC from another vCPU comes with hv's kick SGI
 /// (sent after the GIC's change, so a change this exit did not list
-/// leaves the kick pending and the WFI returns at once), L1's timers
+/// leaves the kick pending and the WFIT returns at once), L1's timers
 /// with their hardware PPIs or hv's EL2 physical timer (deadlines armed
 /// by this exit's `before_return`), its maintenance interrupt with hv's.
 /// Back in L1 the pending physical interrupt is taken as an exit, which
-/// lists what it brought.
-fn wait_for_l1_interrupt() {
+/// lists what it brought. The wait is bounded (1 ms; a WFI may complete
+/// spuriously): an L1 that waits in WFI for what no interrupt brings (a
+/// deadline it polls, the test L1s' bounded waits for an interrupt a
+/// broken hv never sends) still runs on. Without FEAT_WFxT the WFI
+/// completes at once, as before.
+fn wait_for_l1_interrupt(nested: &Nested) {
+    if !nested.features.has_wfxt() {
+        return;
+    }
     let (lrs, count) = super::nested_timer::hardware_lrs();
     if crate::nested::vgic::l1_may_sleep(&lrs[..count]) {
-        // SAFETY: waits for an interrupt; hv's state is consistent (the
-        // exit is done, the vCPU's lock free).
-        unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+        // WFIT's timeout is in the virtual count at EL2, read the same way.
+        let timeout = read_sysreg!("cntvct_el0")
+            .wrapping_add(cpu::counter_frequency() / L1_WFI_BOUND_HZ_DIVISOR);
+        // SAFETY: WFIT x0 (FEAT_WFxT, checked above; encoded, as the
+        // assembler may not know it) waits for an interrupt or the
+        // timeout; hv's state is consistent (the exit is done, the vCPU's
+        // lock free).
+        unsafe {
+            core::arch::asm!("dsb sy", ".inst 0xd5031020", in("x0") timeout, options(nostack, preserves_flags))
+        };
     }
 }
 
@@ -1724,8 +1741,9 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // by stores is pending in L1's own interface when L1 resumes, so
         // a WFI waiting for it returns with it pending (review 33
         // R33-2). For a WFI (not WFIT, whose timeout hv would have to
-        // keep) with nothing pending there, hv waits itself first
-        // (`wait_for_l1_interrupt`), so an idle vCPU does not spin.
+        // keep) with nothing pending there, hv waits itself first, at
+        // most 1 ms (`wait_for_l1_interrupt`), so an idle vCPU does not
+        // spin.
         EC_WFX => {
             frame.elr += instruction_length(esr);
             vcpu.wfi = esr & ISS_WFX_TI == 0;
