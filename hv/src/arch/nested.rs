@@ -108,7 +108,7 @@ use crate::shadow_selftest::{BUDGET_BYTES, L1_HOST_VMID};
 use crate::sysregs::{self, CpuFeatures, NestedVirt};
 use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
@@ -569,8 +569,6 @@ struct Counts {
     /// 0-9), and a VHE L1's trapped EL2&0 register accesses (bits 32-35:
     /// EL1 or EL2 encoding, MSR or MRS).
     vel2_stage1_seen: u64,
-    /// Which [`Note`]s were printed (a bit each).
-    notes_seen: u32,
     /// Entries into L2 that a kick sent back to `shadow_root`.
     entry_retries: u64,
 }
@@ -1415,7 +1413,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
                 Mode::L2Direct => l2_exit(nested, vcpu, frame, esr, None),
             }
         }
-        1 => take_irq(vcpu, frame),
+        1 => take_irq(nested, vcpu, frame),
         _ => crash(vcpu, frame, "an FIQ or SError reached hv"),
     }
     // L1's maintenance interrupt interrupts L2 (an IRQ to L1's virtual
@@ -1497,6 +1495,7 @@ fn wait_for_l1_interrupt(nested: &Nested) {
     }
     let (lrs, count) = super::nested_timer::hardware_lrs();
     if crate::nested::vgic::l1_may_sleep(&lrs[..count]) {
+        once(Note::L1WfiWait);
         // WFIT's timeout is in the virtual count at EL2, read the same way.
         let timeout = read_sysreg!("cntvct_el0")
             .wrapping_add(cpu::counter_frequency() / L1_WFI_BOUND_HZ_DIVISOR);
@@ -1578,7 +1577,7 @@ fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
 /// vCPU out of L2; the caller re-enters through the handshake) or the
 /// watchdog's timer, the only other interrupt enabled.
-fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
+fn take_irq(nested: &Nested, vcpu: &mut Vcpu, frame: &GuestFrame) {
     let intid = (read_sysreg!("s3_0_c12_c12_0") & 0xff_ffff) as u32; // ICC_IAR1_EL1
     match intid {
         KICK_SGI => {
@@ -1600,10 +1599,15 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
         1020..=1023 => {}
         // A timer PPI: L1's or L2's timer, or one of L1's EL2 deadlines.
         _ if vcpu.timers.take_irq(intid) == TimerIrq::Taken => {}
-        _ => crash(
+        _ if intid == nested.hardware_timer_ppis.hyp => crash(
             vcpu,
             frame,
             "the demo did not end within its watchdog's 20 s (an IRQ at EL2 other than hv's kick: the EL2 physical timer's)",
+        ),
+        _ => crash(
+            vcpu,
+            frame,
+            &alloc::format!("an IRQ at EL2 hv did not enable (INTID {intid})"),
         ),
     }
 }
@@ -1767,7 +1771,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
-            once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
+            once(Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
                 // L1's own stage-1 walk read outside its RAM: an abort on
                 // the walk, at the level its tables give.
@@ -1786,7 +1790,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // emulate) is UNDEFINED for L1, never an end of hv: a guest's
         // input gets a guest's fault (review 23 F3).
         _ => {
-            once(&mut vcpu.counts.notes_seen, Note::L1Unhandled);
+            once(Note::L1Unhandled);
             undefined_for_l1(vcpu, frame)
         }
     }
@@ -1823,7 +1827,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     let vhcr = vcpu.vncr.hcr();
     let target = eret_from_vel2(elr, spsr, vhcr, frame.spsr);
     if matches!(target, EretTarget::L2 { .. }) && runs_el0_with_tge(vhcr) {
-        once(&mut vcpu.counts.notes_seen, Note::L1El0Tge);
+        once(Note::L1El0Tge);
     }
     // L2's hardware HCR_EL2 (with TGE for L1's own EL0 under E2H = 0;
     // `el0-tge-no-tge` leaves it out, and SCTLR_EL1.M as L1 wrote it,
@@ -1846,7 +1850,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         // lower EL; its accesses to EL0 counters and timers follow the
         // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
         EretTarget::L1HostEl0 { pc, pstate } => {
-            once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
+            once(Note::L1HostEl0);
             frame.elr = pc;
             frame.spsr = pstate;
         }
@@ -1899,7 +1903,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 // its ERET (a trapped ERET's ELR_EL2 is the ERET itself)
                 // and tries again; the watchdog bounds a run that never
                 // gets a shadow.
-                once(&mut vcpu.counts.notes_seen, Note::NoShadow);
+                once(Note::NoShadow);
                 return;
             };
             load_l2_el1(nested, vcpu, vhcr);
@@ -1967,7 +1971,7 @@ fn maintenance_at_eret(
     } else {
         return false;
     };
-    once(&mut vcpu.counts.notes_seen, note);
+    once(note);
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::LowerAarch64,
@@ -2036,7 +2040,7 @@ fn enter_l1_from_l2(
 /// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
 /// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
 fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, why: Note) {
-    once(&mut vcpu.counts.notes_seen, why);
+    once(why);
     let esr = vcpu.l1_el1.get(El1Register::Esr);
     let far = vcpu.l1_el1.get(El1Register::Far);
     let hpfar = vcpu.hpfar;
@@ -2510,7 +2514,7 @@ fn l2_exit(
         // L1's stage 2 off and L0 maps all of L1's RAM with every access:
         // L2's access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
-            once(&mut vcpu.counts.notes_seen, Note::L2OutsideL1Ram);
+            once(Note::L2OutsideL1Ram);
             external_abort_for_l2(
                 nested,
                 vcpu,
@@ -2599,7 +2603,7 @@ fn l2_exit(
                 // Answers L1's tables or L2 can provoke (review 23 F4): the
                 // architectural fault for L2's access, never an hv exit.
                 Reply::Translate(TranslateOutcome::Emulate(_)) => {
-                    once(&mut vcpu.counts.notes_seen, Note::L2DeviceAccess);
+                    once(Note::L2DeviceAccess);
                     external_abort_for_l2(
                         nested,
                         vcpu,
@@ -2610,7 +2614,7 @@ fn l2_exit(
                     );
                 }
                 Reply::Translate(TranslateOutcome::Unshadowable(why)) => {
-                    if once(&mut vcpu.counts.notes_seen, Note::Unshadowable) {
+                    if once(Note::Unshadowable) {
                         println!("hv: nested: ({why:?})");
                     }
                     external_abort_for_l2(
@@ -2623,7 +2627,7 @@ fn l2_exit(
                     );
                 }
                 Reply::Error(error) => {
-                    if once(&mut vcpu.counts.notes_seen, Note::ServiceRefused) {
+                    if once(Note::ServiceRefused) {
                         println!("hv: nested: ({error:?})");
                     }
                     external_abort_for_l2(
@@ -2696,7 +2700,7 @@ fn l2_exit(
         // instruction (UNDEFINED at L2's EL1, one line), never hv's run
         // (review 39 R39-6).
         _ if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::Unrequested => {
-            once(&mut vcpu.counts.notes_seen, Note::L2Unrequested);
+            once(Note::L2Unrequested);
             traps::undefined_for_l2(nested, frame)
         }
         // HVC, SMC and the traps L1 set in its HCR_EL2, CPTR_EL2 and
@@ -2725,6 +2729,7 @@ enum Note {
     L2Unrequested,
     L1HostEl0,
     L1El0Tge,
+    L1WfiWait,
 }
 
 impl Note {
@@ -2742,17 +2747,21 @@ impl Note {
             Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
+            Note::L1WfiWait => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
 }
 
-/// Prints `note`'s line the first time; whether it was the first.
-fn once(seen: &mut u32, note: Note) -> bool {
+/// Which [`Note`]s were printed (a bit each), by any vCPU.
+static NOTES_SEEN: AtomicU32 = AtomicU32::new(0);
+
+/// Prints `note`'s line the first time in the run; whether it was the
+/// first.
+fn once(note: Note) -> bool {
     let bit = 1 << note as u32;
-    let first = *seen & bit == 0;
+    let first = NOTES_SEEN.fetch_or(bit, Ordering::Relaxed) & bit == 0;
     if first {
-        *seen |= bit;
         println!("{}", note.line());
     }
     first
