@@ -997,7 +997,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=linux-no-ipi",
         expect: Expect::Ends {
-            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 30 s",
             status: 1,
         },
         ..boot(MAX, 4, "512M")
@@ -1040,7 +1040,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=linux-no-sve-hiding",
         expect: Expect::Ends {
-            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 30 s",
             status: 1,
         },
         ..boot(MAX, 1, "512M")
