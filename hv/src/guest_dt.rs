@@ -579,12 +579,9 @@ mod tests {
 
     const HOST: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
 
-    /// R7-10: a host whose CPUs have PSCI idle states (powerdown
-    /// `arm,psci-suspend-param`s, as on most boards) and PSCI power domains:
-    /// the guest gets the CPUs without them, since hv implements no
-    /// powerdown CPU_SUSPEND.
-    #[test]
-    fn cpu_idle_states_and_power_domains_stay_with_the_host() {
+    /// A small board's tree up to its CPUs: the root, memory, a PL011 and
+    /// a GICv3; the caller adds /psci and /cpus.
+    fn small_board() -> (FdtWriter, vm_fdt::FdtWriterNode) {
         let mut w = FdtWriter::new().unwrap();
         let root = w.begin_node("").unwrap();
         w.property_u32("#address-cells", 2).unwrap();
@@ -603,6 +600,27 @@ mod tests {
         w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
             .unwrap();
         w.end_node(n).unwrap();
+        (w, root)
+    }
+
+    /// [`small_board`]'s tree finished with a timer: its blob.
+    fn small_board_end(mut w: FdtWriter, root: vm_fdt::FdtWriterNode) -> Vec<u8> {
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// R7-10: a host whose CPUs have PSCI idle states (powerdown
+    /// `arm,psci-suspend-param`s, as on most boards) and PSCI power domains:
+    /// the guest gets the CPUs without them, since hv implements no
+    /// powerdown CPU_SUSPEND.
+    #[test]
+    fn cpu_idle_states_and_power_domains_stay_with_the_host() {
+        let (mut w, root) = small_board();
         let n = w.begin_node("psci").unwrap();
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", "smc").unwrap();
@@ -632,13 +650,7 @@ mod tests {
         w.end_node(state).unwrap();
         w.end_node(idle).unwrap();
         w.end_node(cpus).unwrap();
-        let n = w.begin_node("timer").unwrap();
-        w.property_string("compatible", "arm,armv8-timer").unwrap();
-        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
-            .unwrap();
-        w.end_node(n).unwrap();
-        w.end_node(root).unwrap();
-        let blob = w.finish().unwrap();
+        let blob = small_board_end(w, root);
 
         let host = Fdt::new(&blob).unwrap();
         assert!(host.find_node("/cpus/idle-states").is_some());
@@ -1020,24 +1032,7 @@ mod tests {
     /// idle states and cpu-map go.
     #[test]
     fn an_l1_s_vcpus_are_renamed_from_the_host_s_cpus() {
-        let mut w = FdtWriter::new().unwrap();
-        let root = w.begin_node("").unwrap();
-        w.property_u32("#address-cells", 2).unwrap();
-        w.property_u32("#size-cells", 2).unwrap();
-        let n = w.begin_node("memory@40000000").unwrap();
-        w.property_string("device_type", "memory").unwrap();
-        w.property_array_u64("reg", &[0x4000_0000, 0x2000_0000])
-            .unwrap();
-        w.end_node(n).unwrap();
-        let n = w.begin_node("pl011@9000000").unwrap();
-        w.property_string("compatible", "arm,pl011").unwrap();
-        w.property_array_u64("reg", &[0x0900_0000, 0x1000]).unwrap();
-        w.end_node(n).unwrap();
-        let n = w.begin_node("intc@8000000").unwrap();
-        w.property_string("compatible", "arm,gic-v3").unwrap();
-        w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
-            .unwrap();
-        w.end_node(n).unwrap();
+        let (mut w, root) = small_board();
         let n = w.begin_node("psci").unwrap();
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", "smc").unwrap();
@@ -1071,13 +1066,7 @@ mod tests {
         w.end_node(cluster).unwrap();
         w.end_node(map).unwrap();
         w.end_node(cpus).unwrap();
-        let n = w.begin_node("timer").unwrap();
-        w.property_string("compatible", "arm,armv8-timer").unwrap();
-        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
-            .unwrap();
-        w.end_node(n).unwrap();
-        w.end_node(root).unwrap();
-        let blob = w.finish().unwrap();
+        let blob = small_board_end(w, root);
 
         let host = Fdt::new(&blob).unwrap();
         let platform = Platform::discover(&host).unwrap();
