@@ -1787,7 +1787,7 @@ mod tests {
             .find(|c| c.hv_args == "hv.nested=linux")
             .unwrap();
         let l1_ok =
-            "[ 1.0] UMBRA-GUEST-OK cpus=1 online=0 hotplug=none unbacked-read=sigbus kvm=ok";
+            "[ 1.0] UMBRA-GUEST-OK cpus=3 online=0-2 hotplug=ok unbacked-read=sigbus kvm=ok";
         assert_eq!(verdict(&linux_l1, &outcome(Some(0), &[l1_ok])), None);
         for failed in ["kvm=run", "kvm=l2-check", "kvm=absent", "kvm="] {
             let line = l1_ok.replace("kvm=ok", failed);
