@@ -234,6 +234,7 @@ mod tests {
                 initrd: None,
                 psci: Conduit::Hvc,
                 console_clock_hz: None,
+                cpus: guest_dt::GuestCpus::Host,
             };
             let _ = guest_dt::build(&fdt, &platform, &config);
         }

@@ -33,6 +33,22 @@ pub struct GuestConfig<'a> {
     /// controller the guest does not get. None: unknown (the UART's baud
     /// divisors were never programmed).
     pub console_clock_hz: Option<u32>,
+    /// Which CPUs the guest has.
+    pub cpus: GuestCpus,
+}
+
+/// The guest's CPUs (its /cpus node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestCpus {
+    /// The host's, as they are (hv's guest: vCPU i on CPU i, the same
+    /// MPIDR).
+    Host,
+    /// `n` vCPUs named by MPIDR affinity 0 to n - 1 (a nested L1,
+    /// `nested::vcpus`): the host's first `n` CPU nodes, each with its
+    /// `reg` (and unit address) made its vCPU's index; the host's
+    /// `cpu-map` (its topology, naming CPUs L1 may not have) left out, so
+    /// the guest sees a flat set of CPUs.
+    Vcpus(usize),
 }
 
 #[derive(Debug)]
@@ -78,7 +94,10 @@ pub fn build(
 
     for child in root_node.children() {
         if child.name == "cpus" {
-            copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?;
+            match config.cpus {
+                GuestCpus::Host => copy_node_except(&mut w, child, &CPUS_LEFT_OUT)?,
+                GuestCpus::Vcpus(n) => write_vcpus(&mut w, child, n)?,
+            }
         }
     }
     // The devices hv shares with or emulates for the guest, wherever they
@@ -488,6 +507,48 @@ fn copy_node_except(
     Ok(())
 }
 
+/// The guest's /cpus for [`GuestCpus::Vcpus`]`(n)` from the host's `cpus`:
+/// its properties, its first `n` CPU nodes as vCPUs 0 to n - 1, its other
+/// children but `cpu-map` (caches stay: CPU nodes name them), each without
+/// what [`CPUS_LEFT_OUT`] names.
+fn write_vcpus(w: &mut FdtWriter, cpus: FdtNode<'_, '_>, n: usize) -> Result<(), GuestDtError> {
+    let handle = w.begin_node(cpus.name)?;
+    for prop in cpus.properties() {
+        w.property(prop.name, prop.value)?;
+    }
+    let address_cells = cells(cpus, "#address-cells", 1);
+    let is_cpu = |node: &FdtNode<'_, '_>| {
+        node.property("device_type")
+            .and_then(|p| p.as_str())
+            .is_some_and(|t| t == "cpu")
+    };
+    let mut vcpu = 0u64;
+    for child in cpus.children() {
+        if is_cpu(&child) {
+            if vcpu < n as u64 {
+                let node = w.begin_node(&alloc::format!("cpu@{vcpu:x}"))?;
+                for prop in child.properties() {
+                    if prop.name != "reg" && !CPUS_LEFT_OUT.properties.contains(&prop.name) {
+                        w.property(prop.name, prop.value)?;
+                    }
+                }
+                let mut reg = Vec::new();
+                push_cells(&mut reg, vcpu, address_cells);
+                w.property("reg", &reg)?;
+                for grandchild in child.children() {
+                    copy_node_except(w, grandchild, &CPUS_LEFT_OUT)?;
+                }
+                w.end_node(node)?;
+            }
+            vcpu += 1;
+        } else if child.name != "cpu-map" && !CPUS_LEFT_OUT.nodes.contains(&child.name) {
+            copy_node_except(w, child, &CPUS_LEFT_OUT)?;
+        }
+    }
+    w.end_node(handle)?;
+    Ok(())
+}
+
 fn copy_node(w: &mut FdtWriter, node: FdtNode<'_, '_>, shape: &Shape) -> Result<(), GuestDtError> {
     copy_node_with(w, node, shape, |_| Ok(()))
 }
@@ -518,12 +579,9 @@ mod tests {
 
     const HOST: &[u8] = include_bytes!("../tests/data/virt-gicv3-smp4.dtb");
 
-    /// R7-10: a host whose CPUs have PSCI idle states (powerdown
-    /// `arm,psci-suspend-param`s, as on most boards) and PSCI power domains:
-    /// the guest gets the CPUs without them, since hv implements no
-    /// powerdown CPU_SUSPEND.
-    #[test]
-    fn cpu_idle_states_and_power_domains_stay_with_the_host() {
+    /// A small board's tree up to its CPUs: the root, memory, a PL011 and
+    /// a GICv3; the caller adds /psci and /cpus.
+    fn small_board() -> (FdtWriter, vm_fdt::FdtWriterNode) {
         let mut w = FdtWriter::new().unwrap();
         let root = w.begin_node("").unwrap();
         w.property_u32("#address-cells", 2).unwrap();
@@ -542,6 +600,27 @@ mod tests {
         w.property_array_u64("reg", &[0x0800_0000, 0x1_0000, 0x080a_0000, 0xf6_0000])
             .unwrap();
         w.end_node(n).unwrap();
+        (w, root)
+    }
+
+    /// [`small_board`]'s tree finished with a timer: its blob.
+    fn small_board_end(mut w: FdtWriter, root: vm_fdt::FdtWriterNode) -> Vec<u8> {
+        let n = w.begin_node("timer").unwrap();
+        w.property_string("compatible", "arm,armv8-timer").unwrap();
+        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
+            .unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// R7-10: a host whose CPUs have PSCI idle states (powerdown
+    /// `arm,psci-suspend-param`s, as on most boards) and PSCI power domains:
+    /// the guest gets the CPUs without them, since hv implements no
+    /// powerdown CPU_SUSPEND.
+    #[test]
+    fn cpu_idle_states_and_power_domains_stay_with_the_host() {
+        let (mut w, root) = small_board();
         let n = w.begin_node("psci").unwrap();
         w.property_string("compatible", "arm,psci-1.0").unwrap();
         w.property_string("method", "smc").unwrap();
@@ -571,13 +650,7 @@ mod tests {
         w.end_node(state).unwrap();
         w.end_node(idle).unwrap();
         w.end_node(cpus).unwrap();
-        let n = w.begin_node("timer").unwrap();
-        w.property_string("compatible", "arm,armv8-timer").unwrap();
-        w.property_array_u32("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4])
-            .unwrap();
-        w.end_node(n).unwrap();
-        w.end_node(root).unwrap();
-        let blob = w.finish().unwrap();
+        let blob = small_board_end(w, root);
 
         let host = Fdt::new(&blob).unwrap();
         assert!(host.find_node("/cpus/idle-states").is_some());
@@ -592,6 +665,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&guest_blob).unwrap();
@@ -626,6 +700,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let guest_blob = build(&host, &platform, &config).unwrap();
         crate::fdt_check::check(&guest_blob).unwrap();
@@ -672,6 +747,7 @@ mod tests {
             initrd: None,
             psci: Conduit::Hvc,
             console_clock_hz,
+            cpus: GuestCpus::Host,
         };
         build(&host, &platform, &config).unwrap()
     }
@@ -950,6 +1026,128 @@ mod tests {
         assert_eq!(pmus, [true, true, true, true, false, false, false]);
     }
 
+    /// A host whose CPUs are not named 0 to n - 1 (MPIDR Aff1 = 1, as a
+    /// second cluster's): an L1's vCPUs are still 0 to n - 1, what
+    /// `nested::vcpus` gives its MPIDR_EL1; its cache nodes stay, its
+    /// idle states and cpu-map go.
+    #[test]
+    fn an_l1_s_vcpus_are_renamed_from_the_host_s_cpus() {
+        let (mut w, root) = small_board();
+        let n = w.begin_node("psci").unwrap();
+        w.property_string("compatible", "arm,psci-1.0").unwrap();
+        w.property_string("method", "smc").unwrap();
+        w.end_node(n).unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        for k in 0..3u64 {
+            let c = w
+                .begin_node(&alloc::format!("cpu@{:x}", 0x100 + k))
+                .unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_string("enable-method", "psci").unwrap();
+            w.property_u64("reg", 0x100 + k).unwrap();
+            w.property_u32("next-level-cache", 9).unwrap();
+            w.property_u32("cpu-idle-states", 5).unwrap();
+            w.property_u32("phandle", 10 + k as u32).unwrap();
+            w.end_node(c).unwrap();
+        }
+        let cache = w.begin_node("l2-cache0").unwrap();
+        w.property_string("compatible", "cache").unwrap();
+        w.property_u32("phandle", 9).unwrap();
+        w.end_node(cache).unwrap();
+        let map = w.begin_node("cpu-map").unwrap();
+        let cluster = w.begin_node("cluster0").unwrap();
+        for k in 0..3u32 {
+            let core = w.begin_node(&alloc::format!("core{k}")).unwrap();
+            w.property_u32("cpu", 10 + k).unwrap();
+            w.end_node(core).unwrap();
+        }
+        w.end_node(cluster).unwrap();
+        w.end_node(map).unwrap();
+        w.end_node(cpus).unwrap();
+        let blob = small_board_end(w, root);
+
+        let host = Fdt::new(&blob).unwrap();
+        let platform = Platform::discover(&host).unwrap();
+        assert_eq!(platform.cpus.as_slice(), &[0x100, 0x101, 0x102]);
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x800_0000,
+        }];
+        let config = GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Smc,
+            console_clock_hz: None,
+            cpus: GuestCpus::Vcpus(2),
+        };
+        let guest_blob = build(&host, &platform, &config).unwrap();
+        let guest = Fdt::new(&guest_blob).unwrap();
+        assert_eq!(Platform::discover(&guest).unwrap().cpus.as_slice(), &[0, 1]);
+        let names: Vec<&str> = guest
+            .find_node("/cpus")
+            .unwrap()
+            .children()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["cpu@0", "cpu@1", "l2-cache0"]);
+        let cpu = guest.find_node("/cpus/cpu@1").unwrap();
+        assert_eq!(
+            cpu.property("reg").unwrap().value,
+            &[0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(
+            cpu.property("next-level-cache").and_then(|p| p.as_usize()),
+            Some(9)
+        );
+        assert!(cpu.property("cpu-idle-states").is_none());
+    }
+
+    /// A nested L1's CPUs: the host's first n CPU nodes as vCPUs 0 to
+    /// n - 1 (`reg` the vCPU's MPIDR affinity), no `cpu-map`.
+    #[test]
+    fn an_l1_gets_its_vcpus_as_cpus() {
+        let host = Fdt::new(HOST).unwrap();
+        assert!(
+            host.find_node("/cpus/cpu-map").is_some(),
+            "QEMU virt has a cpu-map"
+        );
+        let platform = Platform::discover(&host).unwrap();
+        let memory = [Region {
+            base: 0x4000_0000,
+            size: 0x800_0000,
+        }];
+        let config = |cpus| GuestConfig {
+            memory: &memory,
+            bootargs: "",
+            initrd: None,
+            psci: Conduit::Smc,
+            console_clock_hz: None,
+            cpus,
+        };
+        for n in [1, 3] {
+            let blob = build(&host, &platform, &config(GuestCpus::Vcpus(n))).unwrap();
+            let guest = Fdt::new(&blob).unwrap();
+            let seen = Platform::discover(&guest).unwrap();
+            assert_eq!(seen.cpus.as_slice(), &(0..n as u64).collect::<Vec<_>>());
+            let cpus = guest.find_node("/cpus").unwrap();
+            assert!(cpus.children().all(|c| c.name != "cpu-map"));
+            for (k, cpu) in cpus
+                .children()
+                .filter(|c| c.name.starts_with("cpu@"))
+                .enumerate()
+            {
+                assert_eq!(cpu.name, alloc::format!("cpu@{k:x}"));
+                assert_eq!(
+                    cpu.property("enable-method").and_then(|p| p.as_str()),
+                    Some("psci")
+                );
+            }
+        }
+    }
+
     #[test]
     fn guest_tree_describes_the_guest() {
         let host = Fdt::new(HOST).unwrap();
@@ -967,6 +1165,7 @@ mod tests {
             }),
             psci: Conduit::Hvc,
             console_clock_hz: None,
+            cpus: GuestCpus::Host,
         };
         let blob = build(&host, &platform, &config).unwrap();
         let guest = Fdt::new(&blob).unwrap();

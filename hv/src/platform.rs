@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -938,6 +938,15 @@ pub enum NestedDemo {
     /// `irq-no-maintenance`: the same, but hv never delivers L1's
     /// maintenance interrupt: L1 must catch it (this run must fail).
     IrqNoMaintenance,
+    /// `timer-hw`: L1 forwards L2's virtual timer interrupt (its PPI 27)
+    /// to L2 with an HW = 1 list register, as KVM does, and L2 takes it
+    /// several times, deactivating each by EOI (`arch::nested_vgic`,
+    /// `arch::nested_l1_hw_timer`).
+    TimerHw,
+    /// `timer-hw-no-link`: the same, but L2's deactivation of the HW = 1
+    /// entry leaves L1's PPI active: L1 must catch it (this run must
+    /// fail).
+    TimerHwNoLink,
     /// `timer`: L1 takes its own EL2 timers' interrupts at virtual EL2
     /// and runs an L2 whose virtual timer runs with L1's CNTVOFF_EL2
     /// (`arch::nested_timer`, `arch::nested_l1_timer`).
@@ -1082,13 +1091,34 @@ pub enum NestedDemo {
     GicNoPowerOff,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
-    /// device tree, MMU off), on one vCPU.
+    /// device tree, MMU off), on every vCPU hv has for L1 (its secondaries
+    /// started with PSCI CPU_ON, its IPIs SGIs of L1's GIC).
     Linux,
+    /// `linux-no-ipi`: the same, but an SGI L1 sends to another vCPU is
+    /// dropped (only one to the sender itself arrives): Linux's IPIs are
+    /// lost (this run must fail).
+    LinuxNoIpi,
     /// `linux-no-sve-hiding`: the same, but L1 is shown FEAT_SVE and
     /// FEAT_SME as the other L1s are: Linux 6.1's EL2 set-up traps its own
     /// ZCR_EL2 write at its EL2 and never reaches its console (this run
     /// must fail).
     LinuxNoSveHiding,
+    /// `linux-no-l2-syndrome`: `linux`, but hv hands L2's stage-2 data
+    /// aborts to L1 without their instruction syndrome (ISV = 0): L1's
+    /// KVM cannot emulate its L2's MMIO store, and the test guest's VMM
+    /// reports its KVM_RUN failing (this run must fail).
+    LinuxNoL2Syndrome,
+    /// `linux-no-l2-tlbi`: `linux`, but L1's stage-2 TLBIs are
+    /// acknowledged, not applied (`demo-no-tlbi`'s defect): after the test
+    /// guest's VMM moves its L2's memory slot to another mapping, L2 still
+    /// reads the first one's pages through the stale shadow (this run must
+    /// fail).
+    LinuxNoL2Tlbi,
+    /// `linux-no-l2-tid3`: `linux`, but hv answers L2's ID register reads
+    /// itself with what L1 is shown, as if L1 had not set HCR_EL2.TID3:
+    /// L2 reads L1's view, not the one L1's KVM gives its vCPU (this run
+    /// must fail).
+    LinuxNoL2Tid3,
     /// `host-el0`: a VHE L1 in host mode (virtual HCR_EL2.{E2H, TGE} =
     /// {1, 1}) runs its own EL0 (`arch::nested_l1_host`): its CPTR_EL2's
     /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
@@ -1136,6 +1166,20 @@ impl NestedDemo {
                 | Self::RecycleNoOffState
                 | Self::RecycleNoKickAll
                 | Self::RecycleNoIdReset
+        )
+    }
+
+    /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
+    /// failure modes).
+    pub fn linux_l1(self) -> bool {
+        matches!(
+            self,
+            Self::Linux
+                | Self::LinuxNoSveHiding
+                | Self::LinuxNoL2Syndrome
+                | Self::LinuxNoL2Tlbi
+                | Self::LinuxNoL2Tid3
+                | Self::LinuxNoIpi
         )
     }
 }
@@ -1199,6 +1243,8 @@ impl Options {
                     options.nested = Some(NestedDemo::IrqNoMaintenance)
                 }
                 "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
+                "hv.nested=timer-hw" => options.nested = Some(NestedDemo::TimerHw),
+                "hv.nested=timer-hw-no-link" => options.nested = Some(NestedDemo::TimerHwNoLink),
                 "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
                 "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
                 "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
@@ -1276,6 +1322,12 @@ impl Options {
                 "hv.nested=linux-no-sve-hiding" => {
                     options.nested = Some(NestedDemo::LinuxNoSveHiding)
                 }
+                "hv.nested=linux-no-l2-syndrome" => {
+                    options.nested = Some(NestedDemo::LinuxNoL2Syndrome)
+                }
+                "hv.nested=linux-no-l2-tlbi" => options.nested = Some(NestedDemo::LinuxNoL2Tlbi),
+                "hv.nested=linux-no-l2-tid3" => options.nested = Some(NestedDemo::LinuxNoL2Tid3),
+                "hv.nested=linux-no-ipi" => options.nested = Some(NestedDemo::LinuxNoIpi),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
                 }
@@ -1616,6 +1668,14 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::Timer))
         );
         assert_eq!(
+            Options::parse("hv.nested=timer-hw").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerHw))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=timer-hw-no-link").map(|o| o.nested),
+            Ok(Some(NestedDemo::TimerHwNoLink))
+        );
+        assert_eq!(
             Options::parse("hv.nested=gic").map(|o| o.nested),
             Ok(Some(NestedDemo::Gic))
         );
@@ -1777,6 +1837,32 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=linux-no-sve-hiding").map(|o| o.nested),
             Ok(Some(NestedDemo::LinuxNoSveHiding))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-syndrome").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Syndrome))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Tlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-tid3").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Tid3))
+        );
+        let linux_l1s = [
+            NestedDemo::Linux,
+            NestedDemo::LinuxNoSveHiding,
+            NestedDemo::LinuxNoL2Syndrome,
+            NestedDemo::LinuxNoL2Tlbi,
+            NestedDemo::LinuxNoL2Tid3,
+            NestedDemo::LinuxNoIpi,
+        ];
+        assert!(linux_l1s.iter().all(|demo| demo.linux_l1()));
+        assert!(!NestedDemo::Demo.linux_l1() && !NestedDemo::HostEl0.linux_l1());
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-ipi").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoIpi))
         );
         assert_eq!(
             Options::parse("hv.nested=at-no-s12").map(|o| o.nested),

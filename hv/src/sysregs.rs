@@ -113,6 +113,11 @@ impl CpuFeatures {
     pub fn has_mops(&self) -> bool {
         field(self.id_aa64isar2, 16) != 0
     }
+    /// FEAT_WFxT (ID_AA64ISAR2_EL1.WFxT, bits [3:0], 0b0010): WFIT and
+    /// WFET.
+    pub fn has_wfxt(&self) -> bool {
+        field(self.id_aa64isar2, 0) >= 2
+    }
     /// FEAT_TCR2 (ID_AA64MMFR3_EL1.TCRX): TCR2_EL1 exists.
     pub fn has_tcr2(&self) -> bool {
         field(self.id_aa64mmfr3, 0) != 0

@@ -44,6 +44,7 @@ pub mod nested_l1;
 pub mod nested_l1_at;
 pub mod nested_l1_gic;
 pub mod nested_l1_host;
+pub mod nested_l1_hw_timer;
 pub mod nested_l1_irq;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
@@ -63,7 +64,7 @@ use crate::bundle::{Bundle, ImageHeader};
 use crate::esr::{instruction_length, ExceptionClass, MmioAccess, MmioKind, NotEmulable};
 use crate::exit::GuestExit;
 use crate::fdt_check;
-use crate::guest_dt::{self, GuestConfig};
+use crate::guest_dt::{self, GuestConfig, GuestCpus};
 use crate::inject::{self, EntryFeatures, ReturnState, TargetEl1};
 use crate::layout::GuestLayout;
 use crate::pagetable::{self, MemoryKind, Regime, Table, TableTree, MAIR_EL2};
@@ -777,6 +778,7 @@ fn load_guest(
         initrd,
         psci: Conduit::Hvc,
         console_clock_hz,
+        cpus: GuestCpus::Host,
     };
     let placeholder = (!bundle.initrd.is_empty()).then_some(Region {
         base: 0,

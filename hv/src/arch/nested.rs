@@ -108,7 +108,7 @@ use crate::shadow_selftest::{BUDGET_BYTES, L1_HOST_VMID};
 use crate::sysregs::{self, CpuFeatures, NestedVirt};
 use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
@@ -144,6 +144,8 @@ pub const L1_BASE: u64 = 0x4000_0000;
 const EC_UNKNOWN_MASK: u64 = 0x3f;
 /// WFI/WFE (ISS.TI says which; only WFI and WFIT trap, HCR_EL2.TWI).
 const EC_WFX: u64 = 0x01;
+/// ISS.TI of a trapped WFx: 0b00 WFI, 0b01 WFE, 0b10 WFIT, 0b11 WFET.
+const ISS_WFX_TI: u64 = 0b11;
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 const EC_SYSREG: u64 = 0x18;
@@ -253,7 +255,8 @@ struct Nested {
     shadow_vtcr: u64,
     /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
     tlbi_features: TlbiFeatures,
-    /// `demo-no-tlbi`: L1's stage-2 TLBIs are acknowledged, not applied.
+    /// `demo-no-tlbi`, `linux-no-l2-tlbi`: L1's stage-2 TLBIs are
+    /// acknowledged, not applied.
     skip_stage2_tlbi: bool,
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
     /// a key's first root instead of asking at every entry).
@@ -336,7 +339,7 @@ impl Nested {
             L1Vel2Mode::Vhe => shown_to_l1(register, host),
             L1Vel2Mode::NonVhe => shown_to_non_vhe_l1(register, host),
         };
-        if self.demo == NestedDemo::Linux {
+        if self.demo.linux_l1() && self.demo != NestedDemo::LinuxNoSveHiding {
             // Documented at `without_sve_sme`.
             without_sve_sme(register, shown)
         } else {
@@ -441,6 +444,9 @@ struct Vcpu {
     /// L1 called PSCI CPU_OFF on it: its CPU powers down once the exit is
     /// done and its lock released (`guest_exit`).
     off_requested: bool,
+    /// The exit is L1's trapped WFI: hv waits for an interrupt once the
+    /// exit is done and its lock released (`wait_for_l1_interrupt`).
+    wfi: bool,
     /// This vCPU's handle on the service, made at its first use and kept:
     /// a `Worker` registers with the epoch collector (two blocks of over
     /// 2 KiB and a collection), too much for every L2 entry (review 38
@@ -497,6 +503,7 @@ impl Vcpu {
                     match nested.demo {
                         NestedDemo::IrqNoWriteback => GicDefect::NoLrWriteBack,
                         NestedDemo::IrqNoMaintenance => GicDefect::NoMaintenance,
+                        NestedDemo::TimerHwNoLink => GicDefect::NoHwLink,
                         _ => GicDefect::None,
                     },
                 ),
@@ -512,6 +519,7 @@ impl Vcpu {
             vector_seen: 0,
             timers: vcpu_timers(),
             off_requested: false,
+            wfi: false,
             worker: None,
             counts: Counts::default(),
         }
@@ -561,8 +569,6 @@ struct Counts {
     /// 0-9), and a VHE L1's trapped EL2&0 register accesses (bits 32-35:
     /// EL1 or EL2 encoding, MSR or MRS).
     vel2_stage1_seen: u64,
-    /// Which [`Note`]s were printed (a bit each).
-    notes_seen: u32,
     /// Entries into L2 that a kick sent back to `shadow_root`.
     entry_retries: u64,
 }
@@ -641,6 +647,20 @@ const TIMEOUT_MS: u64 = 5000;
 /// PPI routed to EL2 (HCR_EL2.IMO for L1 and L2), ends a run in which L1
 /// or L2 hangs with one line instead of leaving it to the driver's timeout.
 const WATCHDOG_SECONDS: u64 = 20;
+/// A Linux L1's bound: its boot on three vCPUs takes 4-11 s on the shared
+/// 2-core machine, up to twice that when the host is loaded (every
+/// broadcast TLBI L1 issues stops all of QEMU's vCPUs), still well inside
+/// the driver's 60 s per boot.
+const LINUX_WATCHDOG_SECONDS: u64 = 30;
+
+/// The watchdog's bound for this demo.
+fn watchdog_seconds(linux: bool) -> u64 {
+    if linux {
+        LINUX_WATCHDOG_SECONDS
+    } else {
+        WATCHDOG_SECONDS
+    }
+}
 
 /// The ring pair and reply doorbell between a vCPU and the service CPU.
 struct Rings {
@@ -777,8 +797,8 @@ pub fn run(
             features.nested_virtualization()
         ));
     }
-    let linux = matches!(demo, NestedDemo::Linux | NestedDemo::LinuxNoSveHiding);
-    let hide_sve_sme = demo == NestedDemo::Linux;
+    let linux = demo.linux_l1();
+    let hide_sve_sme = linux && demo != NestedDemo::LinuxNoSveHiding;
     let l1_ram_bytes = if linux {
         linux::LINUX_L1_RAM_BYTES
     } else {
@@ -840,6 +860,7 @@ pub fn run(
         NestedDemo::Irq | NestedDemo::IrqNoWriteback | NestedDemo::IrqNoMaintenance => {
             super::nested_l1_irq::image()
         }
+        NestedDemo::TimerHw | NestedDemo::TimerHwNoLink => super::nested_l1_hw_timer::image(),
         NestedDemo::Traps
         | NestedDemo::TrapsNoCptr
         | NestedDemo::TrapsNoMdcr
@@ -886,11 +907,17 @@ pub fn run(
         | NestedDemo::HostEl0NoSpan
         | NestedDemo::HostEl0NoSpanBack => super::nested_l1_host::image(),
         NestedDemo::El0Tge | NestedDemo::El0TgeNoTge => super::nested_l1_tge::image(),
-        NestedDemo::Linux | NestedDemo::LinuxNoSveHiding => &[],
+        NestedDemo::Linux
+        | NestedDemo::LinuxNoSveHiding
+        | NestedDemo::LinuxNoL2Syndrome
+        | NestedDemo::LinuxNoL2Tlbi
+        | NestedDemo::LinuxNoL2Tid3
+        | NestedDemo::LinuxNoIpi => &[],
     };
+    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     // Where L1 starts (x0: a Linux kernel's device tree).
     let (l1_entry, l1_x0) = if linux {
-        let entry = linux::load(fdt, platform, arena, l1_ram);
+        let entry = linux::load(fdt, platform, arena, l1_ram, vcpus);
         (entry.pc, entry.dtb)
     } else {
         write_image(arena, l1_ram, image);
@@ -929,7 +956,6 @@ pub fn run(
             "nested: the boot CPU is not the device tree's first CPU, where L1's vCPU 0 runs"
         ));
     }
-    let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
     let contexts = if recycling {
         recycle_contexts(vcpus)
     } else {
@@ -992,7 +1018,7 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
-        skip_stage2_tlbi: demo == NestedDemo::DemoNoTlbi,
+        skip_stage2_tlbi: matches!(demo, NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi),
         demo,
         mode: if non_vhe {
             L1Vel2Mode::NonVhe
@@ -1092,6 +1118,7 @@ pub fn run(
             NestedDemo::GicNoList => L1GicDefect::NoList,
             NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
             NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
+            NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
     });
@@ -1136,7 +1163,7 @@ pub fn run(
 
     super::configure_el2_traps(features);
     load_l1_ids(0);
-    let watchdog = watchdog_setup();
+    let watchdog = watchdog_setup(watchdog_seconds(linux));
     WATCHDOG_DEADLINE.store(watchdog, Ordering::Relaxed);
     if let Some(vcpu) = VCPUS[0].lock().as_mut() {
         vcpu.timers.set_watchdog(watchdog);
@@ -1177,6 +1204,8 @@ pub fn run(
             NestedDemo::TrapsNoEl2Cptr => " (traps-no-el2-cptr: hv keeps L1's CPTR_EL2 but does not apply it to L1 itself at EL2; this run must fail)",
             NestedDemo::TrapsNoHpmeGuard => " (traps-no-hpme-guard: hv gives L1's MDCR_EL2.HPME to L2's hardware, so L1's EL2 counters count hv; this run must fail)",
             NestedDemo::TrapsNvhe => " (traps-nvhe: the traps L1 as a non-VHE guest hypervisor, E2H = 0)",
+            NestedDemo::TimerHw => " (timer-hw: L1 forwards L2's virtual timer interrupt to L2 with an HW = 1 list register, as KVM does)",
+            NestedDemo::TimerHwNoLink => " (timer-hw-no-link: L2's deactivation of an HW = 1 list register leaves L1's interrupt active; this run must fail)",
             NestedDemo::Timer => " (timer: L1 takes its EL2 timers' interrupts, and L2's timer's while it runs, and runs an L2 on its virtual timer with L1's CNTVOFF_EL2)",
             NestedDemo::TimerNoCntvoff => " (timer-no-cntvoff: hv runs L2 with CNTVOFF_EL2 0, not L1's; this run must fail)",
             NestedDemo::TimerNoL1Irq => " (timer-no-l1-irq: hv never delivers L1's timer PPIs; this run must fail)",
@@ -1218,6 +1247,10 @@ pub fn run(
             NestedDemo::El0TgeNoTge => " (el0-tge-no-tge: L1's EL0 under TGE runs without the hardware's TGE, as an L2's EL0; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
+            NestedDemo::LinuxNoL2Syndrome => " (linux-no-l2-syndrome: the guest bundle's Linux kernel is L1, handed its L2's stage-2 data aborts without their instruction syndrome; this run must fail)",
+            NestedDemo::LinuxNoL2Tlbi => " (linux-no-l2-tlbi: the guest bundle's Linux kernel is L1, its stage-2 TLBIs are not applied; this run must fail)",
+            NestedDemo::LinuxNoL2Tid3 => " (linux-no-l2-tid3: the guest bundle's Linux kernel is L1, its L2's ID register reads answered by hv as if L1 had not set HCR_EL2.TID3; this run must fail)",
+            NestedDemo::LinuxNoIpi => " (linux-no-ipi: the guest bundle's Linux kernel is L1, its SGIs to another vCPU dropped; this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -1303,11 +1336,11 @@ fn enable_l1_maintenance(gic: &Gic, index: usize) {
     }
 }
 
-/// The watchdog: the EL2 physical timer fires [`WATCHDOG_SECONDS`] from
-/// now; its deadline (the boot vCPU's timers keep it armed,
+/// The watchdog: the EL2 physical timer fires `seconds` from now; its
+/// deadline (the boot vCPU's timers keep it armed,
 /// `VcpuTimers::before_return`).
-fn watchdog_setup() -> u64 {
-    let ticks = read_sysreg!("cntfrq_el0").saturating_mul(WATCHDOG_SECONDS);
+fn watchdog_setup(seconds: u64) -> u64 {
+    let ticks = read_sysreg!("cntfrq_el0").saturating_mul(seconds);
     let deadline = cpu::counter().saturating_add(ticks);
     arm_watchdog(deadline);
     deadline
@@ -1371,8 +1404,15 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
     };
     let from = vcpu.mode;
     if from != Mode::L1 {
-        // What L2 did to L1's virtual interface, into L1's VNCR page.
-        vcpu.gic.leave_l2(vcpu.vncr);
+        // What L2 did to L1's virtual interface, into L1's VNCR page; the
+        // pINTIDs of the HW = 1 entries it deactivated, inactive in L1's
+        // own interface and in its GIC.
+        for intid in vcpu.gic.leave_l2(vcpu.vncr) {
+            let wanting = super::nested_gic::deactivate(vcpu.index, intid);
+            if wanting != 0 {
+                kick_l1_vcpus(nested, vcpu.index, wanting);
+            }
+        }
     }
     match kind {
         0 => {
@@ -1393,7 +1433,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
                 Mode::L2Direct => l2_exit(nested, vcpu, frame, esr, None),
             }
         }
-        1 => take_irq(vcpu, frame),
+        1 => take_irq(nested, vcpu, frame),
         _ => crash(vcpu, frame, "an FIQ or SError reached hv"),
     }
     // L1's maintenance interrupt interrupts L2 (an IRQ to L1's virtual
@@ -1452,6 +1492,47 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         if let Some(undo) = undo {
             super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
         }
+    } else if core::mem::take(&mut vcpu.wfi) && vcpu.mode == Mode::L1 {
+        drop(guard);
+        wait_for_l1_interrupt(nested);
+    }
+}
+
+/// The longest hv waits for L1's WFI ([`wait_for_l1_interrupt`]): 1 ms.
+const L1_WFI_BOUND_HZ_DIVISOR: u64 = 1000;
+
+/// L1's trapped WFI, its own interface in the hardware: hv waits for a
+/// physical interrupt (WFIT at EL2) unless a virtual one is pending there
+/// already (`nested::vgic::l1_may_sleep`). What L1 waits for comes as one
+/// of hv's physical interrupts, each a wake-up event whatever PSTATE.I:
+/// an SGI or SPI of L1's GIC from another vCPU comes with hv's kick SGI
+/// (sent after the GIC's change, so a change this exit did not list
+/// leaves the kick pending and the WFIT returns at once), L1's timers
+/// with their hardware PPIs or hv's EL2 physical timer (deadlines armed
+/// by this exit's `before_return`), its maintenance interrupt with hv's.
+/// Back in L1 the pending physical interrupt is taken as an exit, which
+/// lists what it brought. The wait is bounded (1 ms; a WFI may complete
+/// spuriously): an L1 that waits in WFI for what no interrupt brings (a
+/// deadline it polls, the test L1s' bounded waits for an interrupt a
+/// broken hv never sends) still runs on. Without FEAT_WFxT the WFI
+/// completes at once, as before.
+fn wait_for_l1_interrupt(nested: &Nested) {
+    if !nested.features.has_wfxt() {
+        return;
+    }
+    let (lrs, count) = super::nested_timer::hardware_lrs();
+    if crate::nested::vgic::l1_may_sleep(&lrs[..count]) {
+        once(Note::L1WfiWait);
+        // WFIT's timeout is in the virtual count at EL2, read the same way.
+        let timeout = read_sysreg!("cntvct_el0")
+            .wrapping_add(cpu::counter_frequency() / L1_WFI_BOUND_HZ_DIVISOR);
+        // SAFETY: WFIT x0 (FEAT_WFxT, checked above; encoded, as the
+        // assembler may not know it) waits for an interrupt or the
+        // timeout; hv's state is consistent (the exit is done, the vCPU's
+        // lock free).
+        unsafe {
+            core::arch::asm!("dsb sy", ".inst 0xd5031020", in("x0") timeout, options(nostack, preserves_flags))
+        };
     }
 }
 
@@ -1504,7 +1585,7 @@ fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
 /// (`vgic::sgi_write_sends`), to L1's GIC, kicking its targets.
 fn sgi_write_to_l1_gic(nested: &Nested, vcpu: &Vcpu, frame: &mut GuestFrame, op2: u8, value: u64) {
     if crate::vgic::sgi_write_sends(op2) {
-        let targets = super::nested_gic::send_sgi(vcpu.index, value);
+        let targets = super::nested_gic::send_sgi(vcpu.index, value, nested.l1_gic_defect);
         kick_l1_vcpus(nested, vcpu.index, targets);
     }
     frame.elr += instruction_length(read_sysreg!("esr_el2"));
@@ -1535,7 +1616,7 @@ fn kick_l1_vcpus(nested: &Nested, me: usize, targets: u32) {
 /// An IRQ taken at EL2: hv's kick SGI (a recycle on another CPU took the
 /// vCPU out of L2; the caller re-enters through the handshake) or the
 /// watchdog's timer, the only other interrupt enabled.
-fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
+fn take_irq(nested: &Nested, vcpu: &mut Vcpu, frame: &GuestFrame) {
     let intid = (read_sysreg!("s3_0_c12_c12_0") & 0xff_ffff) as u32; // ICC_IAR1_EL1
     match intid {
         KICK_SGI => {
@@ -1557,10 +1638,18 @@ fn take_irq(vcpu: &mut Vcpu, frame: &GuestFrame) {
         1020..=1023 => {}
         // A timer PPI: L1's or L2's timer, or one of L1's EL2 deadlines.
         _ if vcpu.timers.take_irq(intid) == TimerIrq::Taken => {}
+        _ if intid == nested.hardware_timer_ppis.hyp => crash(
+            vcpu,
+            frame,
+            &alloc::format!(
+                "the demo did not end within its watchdog's {} s (an IRQ at EL2 other than hv's kick: the EL2 physical timer's)",
+                watchdog_seconds(nested.linux)
+            ),
+        ),
         _ => crash(
             vcpu,
             frame,
-            "the demo did not end within its watchdog's 20 s (an IRQ at EL2 other than hv's kick: the EL2 physical timer's)",
+            &alloc::format!("an IRQ at EL2 hv did not enable (INTID {intid})"),
         ),
     }
 }
@@ -1697,9 +1786,14 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // L1's maintenance interrupt (`VcpuGic::l1_runs`): one L1 raised
         // by stores is pending in L1's own interface when L1 resumes, so
         // a WFI waiting for it returns with it pending (review 33
-        // R33-2). An idle L1 spins through hv instead of sleeping: hv
-        // has no other event L1 could wait for.
-        EC_WFX => frame.elr += instruction_length(esr),
+        // R33-2). For a WFI (not WFIT, whose timeout hv would have to
+        // keep) with nothing pending there, hv waits itself first, at
+        // most 1 ms (`wait_for_l1_interrupt`), so an idle vCPU does not
+        // spin.
+        EC_WFX => {
+            frame.elr += instruction_length(esr);
+            vcpu.wfi = esr & ISS_WFX_TI == 0;
+        }
         EC_SMC64 => {
             // A trapped SMC returns to itself; the call completes it.
             frame.elr += instruction_length(esr);
@@ -1719,7 +1813,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
-            once(&mut vcpu.counts.notes_seen, Note::L1OutsideRam);
+            once(Note::L1OutsideRam);
             let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
                 // L1's own stage-1 walk read outside its RAM: an abort on
                 // the walk, at the level its tables give.
@@ -1738,7 +1832,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // emulate) is UNDEFINED for L1, never an end of hv: a guest's
         // input gets a guest's fault (review 23 F3).
         _ => {
-            once(&mut vcpu.counts.notes_seen, Note::L1Unhandled);
+            once(Note::L1Unhandled);
             undefined_for_l1(vcpu, frame)
         }
     }
@@ -1775,7 +1869,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     let vhcr = vcpu.vncr.hcr();
     let target = eret_from_vel2(elr, spsr, vhcr, frame.spsr);
     if matches!(target, EretTarget::L2 { .. }) && runs_el0_with_tge(vhcr) {
-        once(&mut vcpu.counts.notes_seen, Note::L1El0Tge);
+        once(Note::L1El0Tge);
     }
     // L2's hardware HCR_EL2 (with TGE for L1's own EL0 under E2H = 0;
     // `el0-tge-no-tge` leaves it out, and SCTLR_EL1.M as L1 wrote it,
@@ -1798,7 +1892,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         // lower EL; its accesses to EL0 counters and timers follow the
         // hardware CNTKCTL_EL1, which holds its CNTHCTL_EL2's EL0 bits.
         EretTarget::L1HostEl0 { pc, pstate } => {
-            once(&mut vcpu.counts.notes_seen, Note::L1HostEl0);
+            once(Note::L1HostEl0);
             frame.elr = pc;
             frame.spsr = pstate;
         }
@@ -1851,7 +1945,7 @@ fn l1_eret(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 // its ERET (a trapped ERET's ELR_EL2 is the ERET itself)
                 // and tries again; the watchdog bounds a run that never
                 // gets a shadow.
-                once(&mut vcpu.counts.notes_seen, Note::NoShadow);
+                once(Note::NoShadow);
                 return;
             };
             load_l2_el1(nested, vcpu, vhcr);
@@ -1919,7 +2013,7 @@ fn maintenance_at_eret(
     } else {
         return false;
     };
-    once(&mut vcpu.counts.notes_seen, note);
+    once(note);
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::LowerAarch64,
@@ -1988,7 +2082,7 @@ fn enter_l1_from_l2(
 /// ELR_EL2 the instruction L2 would have run next (hv's exit's ELR) and
 /// ESR_EL2, FAR_EL2, HPFAR_EL2 as L1 left them (an IRQ sets none).
 fn irq_to_l1_from_l2(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, why: Note) {
-    once(&mut vcpu.counts.notes_seen, why);
+    once(why);
     let esr = vcpu.l1_el1.get(El1Register::Esr);
     let far = vcpu.l1_el1.get(El1Register::Far);
     let hpfar = vcpu.hpfar;
@@ -2456,7 +2550,7 @@ fn l2_exit(
         // L1's stage 2 off and L0 maps all of L1's RAM with every access:
         // L2's access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
-            once(&mut vcpu.counts.notes_seen, Note::L2OutsideL1Ram);
+            once(Note::L2OutsideL1Ram);
             external_abort_for_l2(
                 nested,
                 vcpu,
@@ -2529,7 +2623,10 @@ fn l2_exit(
                     // The service merged the instruction syndrome of the
                     // request's ESR[31:0]; merged again with the full ESR
                     // the same fields stay and ISS2's (Xs, GCS) join.
-                    let esr = walker::merge_trapped_syndrome(injection.esr, esr);
+                    let mut esr = walker::merge_trapped_syndrome(injection.esr, esr);
+                    if nested.demo == NestedDemo::LinuxNoL2Syndrome {
+                        esr = crate::esr::without_instruction_syndrome(esr);
+                    }
                     enter_l1_from_l2(nested, vcpu, frame, esr, injection.far, injection.hpfar);
                 }
                 // Nothing behind the L1 IPA: delivered where L1's virtual
@@ -2542,7 +2639,7 @@ fn l2_exit(
                 // Answers L1's tables or L2 can provoke (review 23 F4): the
                 // architectural fault for L2's access, never an hv exit.
                 Reply::Translate(TranslateOutcome::Emulate(_)) => {
-                    once(&mut vcpu.counts.notes_seen, Note::L2DeviceAccess);
+                    once(Note::L2DeviceAccess);
                     external_abort_for_l2(
                         nested,
                         vcpu,
@@ -2553,7 +2650,7 @@ fn l2_exit(
                     );
                 }
                 Reply::Translate(TranslateOutcome::Unshadowable(why)) => {
-                    if once(&mut vcpu.counts.notes_seen, Note::Unshadowable) {
+                    if once(Note::Unshadowable) {
                         println!("hv: nested: ({why:?})");
                     }
                     external_abort_for_l2(
@@ -2566,7 +2663,7 @@ fn l2_exit(
                     );
                 }
                 Reply::Error(error) => {
-                    if once(&mut vcpu.counts.notes_seen, Note::ServiceRefused) {
+                    if once(Note::ServiceRefused) {
                         println!("hv: nested: ({error:?})");
                     }
                     external_abort_for_l2(
@@ -2608,7 +2705,12 @@ fn l2_exit(
                 sgi_write_to_l1_gic(nested, vcpu, frame, op2, frame.reg(access.rt));
                 return;
             }
-            match l2_id_read(vcpu.vncr.hcr(), access.read, op0, op1, crn, crm, op2) {
+            let l1_hcr = if nested.demo == NestedDemo::LinuxNoL2Tid3 {
+                vcpu.vncr.hcr() & !hcr::TID3
+            } else {
+                vcpu.vncr.hcr()
+            };
+            match l2_id_read(l1_hcr, access.read, op0, op1, crn, crm, op2) {
                 L2IdRead::Answer(register) => {
                     let value = register.map_or(0, |r| nested.shown(r));
                     frame.set_reg(access.rt, value);
@@ -2626,7 +2728,7 @@ fn l2_exit(
         // instruction (UNDEFINED at L2's EL1, one line), never hv's run
         // (review 39 R39-6).
         _ if l2_trap_route(esr, &vcpu.traps) == L2TrapRoute::Unrequested => {
-            once(&mut vcpu.counts.notes_seen, Note::L2Unrequested);
+            once(Note::L2Unrequested);
             traps::undefined_for_l2(nested, frame)
         }
         // HVC, SMC and the traps L1 set in its HCR_EL2, CPTR_EL2 and
@@ -2655,6 +2757,7 @@ enum Note {
     L2Unrequested,
     L1HostEl0,
     L1El0Tge,
+    L1WfiWait,
 }
 
 impl Note {
@@ -2672,17 +2775,21 @@ impl Note {
             Note::L1Distributor => "hv: nested: an SGI or SPI of L1's GIC was pending for L1 while its vCPU ran L2: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
+            Note::L1WfiWait => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }
 }
 
-/// Prints `note`'s line the first time; whether it was the first.
-fn once(seen: &mut u32, note: Note) -> bool {
+/// Which [`Note`]s were printed (a bit each), by any vCPU.
+static NOTES_SEEN: AtomicU32 = AtomicU32::new(0);
+
+/// Prints `note`'s line the first time in the run; whether it was the
+/// first.
+fn once(note: Note) -> bool {
     let bit = 1 << note as u32;
-    let first = *seen & bit == 0;
+    let first = NOTES_SEEN.fetch_or(bit, Ordering::Relaxed) & bit == 0;
     if first {
-        *seen |= bit;
         println!("{}", note.line());
     }
     first

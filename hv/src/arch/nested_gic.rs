@@ -6,7 +6,8 @@
 //! one during every exit, `arch::nested_vgic`).
 //!
 //! Calls from `arch::nested`: [`mmio`] for L1's stage-2 data aborts in
-//! its GIC frames, [`send_sgi`] for its trapped SGI register writes (the
+//! its GIC frames, [`deactivate`] for L2's deactivations of L1's HW = 1
+//! list registers, [`send_sgi`] for its trapped SGI register writes (the
 //! caller kicks the targets that run elsewhere with hv's kick SGI, which
 //! takes them to hv, whose exit lists the SGI), [`list_for_l1`] at the end
 //! of every exit (L1 or L2, while L1's own interface is in the hardware),
@@ -18,7 +19,9 @@
 use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
-use crate::nested::gic::{list_forwarded, signalled, L1Gic, L1GicLayout, PowerOff, MAX_L1_VCPUS};
+use crate::nested::gic::{
+    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, ICPENDR0, MAX_L1_VCPUS,
+};
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 
 /// L1's GIC, shared by its vCPUs.
@@ -46,6 +49,9 @@ pub enum L1GicDefect {
     /// vCPU's list registers (lost at its restart) and its redistributor
     /// awake.
     NoPowerOff,
+    /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
+    /// the sender itself arrives).
+    NoCrossVcpuSgi,
 }
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
@@ -81,8 +87,33 @@ pub fn mmio(
 
 /// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:
 /// the targets (bit k: vCPU k).
-pub fn send_sgi(vcpu: usize, value: u64) -> u32 {
-    L1_GIC.lock().send_sgi(vcpu, value)
+pub fn send_sgi(vcpu: usize, value: u64, defect: L1GicDefect) -> u32 {
+    let mut gic = L1_GIC.lock();
+    let targets = gic.send_sgi(vcpu, value);
+    if defect != L1GicDefect::NoCrossVcpuSgi {
+        return targets;
+    }
+    // The defect: the SGI withdrawn from every other target (through its
+    // GICR_ICPENDR0, as L1 would clear it).
+    let intid = (value >> 24) & 0xf;
+    for k in (0..MAX_L1_VCPUS).filter(|&k| k != vcpu && targets & (1 << k) != 0) {
+        gic.write(GicFrame::Redistributor(k), ICPENDR0, 4, 1 << intid);
+    }
+    targets & (1 << vcpu)
+}
+
+/// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming
+/// `intid` (`VcpuGic::leave_l2`): the active bit L1 set for it in its GIC
+/// cleared (`nested::gic::L1Gic::deactivate`). The vCPUs that now have
+/// something forwarded to them (an SPI pending behind its active state,
+/// for the caller to kick).
+pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
+    let mut gic = L1_GIC.lock();
+    if gic.deactivate(vcpu, intid) {
+        gic.wanting()
+    } else {
+        0
+    }
 }
 
 /// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the

@@ -40,10 +40,11 @@
 //!    maintenance at once (invalid, EOI = 1), reads MISR.EOI, checks the
 //!    interrupt is not taken while masked, unmasks: it is taken at
 //!    VBAR_EL2 + 0x280 and handled as in B;
-//! 6. E: LR0 = vINTID 46 with HW = 1 naming pINTID 0 (a physical
-//!    interrupt L1 does not have: hv loads it as a software entry,
-//!    `crate::nested::vgic`); L2 takes it (`hvc #5`); L1 reads back its
-//!    entry with State 0b00 (HW and pINTID kept), ELRSR bit 0 set, EISR 0;
+//! 6. E: LR0 = vINTID 46 with HW = 1 naming pINTID 0 (an SGI L1 never
+//!    made active: L2's deactivation of 46 leaves it as it is, the
+//!    CONSTRAINED UNPREDICTABLE choice of `crate::nested::vgic`); L2 takes
+//!    it (`hvc #5`); L1 reads back its entry with State 0b00 (HW and
+//!    pINTID kept), ELRSR bit 0 set, EISR 0;
 //! 7. F: with PSTATE.I masked, ICH_MISR_EL2 reads U and NP (UIE, NPIE,
 //!    no valid LR), then VGrp1E (VGrp1EIE/DIE and the VENG1 L2 set), then
 //!    0; unmasking then takes no interrupt (hv withdrew the one those
@@ -348,7 +349,7 @@ umbra_l1i_hvc4:
     UMBRA_L1I_EXPECT x21, 5, umbra_l1i_msg_misr_seen
     UMBRA_L1I_PUTS umbra_l1i_msg_d
     // E: a HW = 1 entry naming pINTID 0 (hv's own kick SGI on this
-    // machine; L1 has no physical interrupts).
+    // machine; not active in L1's view).
     msr     s3_4_c12_c12_0, xzr
     UMBRA_L1I_MOV64 x1, {lr_e}
     msr     s3_4_c12_c12_0, x1

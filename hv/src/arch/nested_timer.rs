@@ -36,7 +36,12 @@
 //! EL1 timer while L2 runs, and an HW = 1 entry L1 keeps active across
 //! an L2 run would let L1's late deactivation end the active state hv
 //! holds for L2's timer (an interrupt storm at EL2 while L2's level
-//! stays up). The cost is one exit per deactivated timer PPI.
+//! stays up). The cost is one exit per deactivated timer PPI. L1's own
+//! HW = 1 entries for L2 (KVM's mapping of L2's timer to its PPI 27) are
+//! another matter, `arch::nested_vgic`'s: L2's deactivation of one makes
+//! L2 exit and ends the active state of the PPI hv listed for L1, and
+//! that exit's [`VcpuTimers::before_return`] deactivates the hardware PPI
+//! hv held for L2's re-armed timer.
 //!
 //! Calls from `arch::nested`: [`VcpuTimers::take_irq`] for an IRQ at EL2,
 //! [`VcpuTimers::l1_access`] for L1's trapped timer accesses,

@@ -5,8 +5,10 @@
 //! with hv's list register for L1's maintenance interrupt) while L1 runs.
 //!
 //! Calls from `arch::nested`: [`VcpuGic::leave_l2`] first thing at every
-//! exit from L2, [`VcpuGic::enter_l2`] last thing before every return to
-//! L2 (also after an exit hv handled itself), [`VcpuGic::l1_runs`] last
+//! exit from L2 (it gives the pINTIDs of L1's HW = 1 LRs L2 deactivated,
+//! for L1's GIC model: `arch::nested_gic::deactivate`),
+//! [`VcpuGic::enter_l2`] last thing before every return to L2 (also after
+//! an exit hv handled itself), [`VcpuGic::l1_runs`] last
 //! thing before every return to L1, [`l1_access`] for L1's trapped GIC
 //! register accesses, [`maintenance_for_l1`] after an exit from L2 and
 //! at L1's ERET into L2.
@@ -14,8 +16,9 @@
 use super::cpu::{read_sysreg, write_sysreg};
 use crate::exit::SysRegAccess;
 use crate::nested::vgic::{
-    eisr, l1_ich_read, l1_maintenance_lr, l1_takes_irqs_at_vel2, maintenance_asserted,
-    maintenance_taken_at_vel2, L1Interface, Shape, TrappedIch, ICC_SRE_EL2_SHOWN, L1_OWN_START,
+    deactivate_listed, eisr, l1_ich_read, l1_maintenance_lr, l1_takes_irqs_at_vel2, lr,
+    maintenance_asserted, maintenance_taken_at_vel2, L1Interface, Shape, TrappedIch,
+    ICC_SRE_EL2_SHOWN, L1_OWN_START, MAX_LIST_REGISTERS,
 };
 use crate::nested::vncr::VncrPage;
 
@@ -122,7 +125,15 @@ pub enum GicDefect {
     /// `irq-no-maintenance`: L1's maintenance interrupt is never
     /// delivered (hv acts as if L1 took no IRQs at virtual EL2).
     NoMaintenance,
+    /// `timer-hw-no-link`: L1's HW = 1 list registers are plain software
+    /// entries (no EOI bit), and L2's deactivation of one leaves its
+    /// pINTID active in L1's view (hv before review 40 R40-2).
+    NoHwLink,
 }
+
+/// The pINTIDs of L1's HW = 1 list registers whose virtual interrupt L2
+/// deactivated in the run that just ended (`VcpuGic::leave_l2`).
+pub type HwDeactivations = arrayvec::ArrayVec<u32, MAX_LIST_REGISTERS>;
 
 /// How an L2 exit left L1's maintenance interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +182,10 @@ impl VcpuGic {
         let shape = Shape::from_vtr(hardware_vtr());
         self.l1_own = hardware_read(&shape);
         let l1 = L1Interface::read(page, &shape);
-        let hardware = l1.to_hardware(&shape);
+        let hardware = self.hardware_form(&l1, &shape);
+        // Without L1's maintenance triggers; the EOI bits of its HW = 1
+        // entries stay (hv's, for the link: `nested::vgic`).
+        let quiet = self.hardware_form(&l1.without_maintenance_triggers(), &shape);
         if self.l1_takes_irqs(l1_virtual_hcr) {
             hardware_write(&hardware, &shape);
             let l1_misr = l1.misr(&shape);
@@ -190,18 +204,34 @@ impl VcpuGic {
                 if maintenance_asserted(narrowed.hcr, still)
                     && !maintenance_asserted(l1.hcr, l1_misr)
                 {
-                    hardware_write(&hardware.without_maintenance_triggers(), &shape);
+                    hardware_write(&quiet, &shape);
                 }
             }
         } else {
-            hardware_write(&hardware.without_maintenance_triggers(), &shape);
+            hardware_write(&quiet, &shape);
         }
     }
 
+    /// The hardware form of L1's interface `l1` (`L1Interface::to_hardware`;
+    /// under `timer-hw-no-link` its HW = 1 entries without the EOI bit).
+    fn hardware_form(&self, l1: &L1Interface, shape: &Shape) -> L1Interface {
+        let mut hardware = l1.to_hardware(shape);
+        if self.defect == GicDefect::NoHwLink {
+            for (hw, &word) in hardware.lrs.iter_mut().zip(&l1.lrs) {
+                if word & lr::HW != 0 {
+                    *hw &= !lr::EOI;
+                }
+            }
+        }
+        hardware
+    }
+
     /// After an exit from L2: what L2 did written back into L1's VNCR
-    /// page (each LR's State, EOIcount, APRs, VMCR), L1's own interface
-    /// loaded again.
-    pub fn leave_l2(&mut self, page: &VncrPage) {
+    /// page (each LR's State, EOIcount, APRs, VMCR); for each HW = 1 LR
+    /// L2 deactivated, its pINTID made inactive in L1's own interface
+    /// (`nested::vgic::deactivate_listed`), which is then loaded again.
+    /// Those pINTIDs, for the caller to deactivate in L1's GIC model too.
+    pub fn leave_l2(&mut self, page: &VncrPage) -> HwDeactivations {
         let shape = Shape::from_vtr(hardware_vtr());
         let l1 = L1Interface::read(page, &shape);
         let now = hardware_read(&shape);
@@ -210,7 +240,16 @@ impl VcpuGic {
             after.lrs = l1.lrs;
         }
         after.write(page, &shape);
+        let deactivated = if self.defect == GicDefect::NoHwLink {
+            HwDeactivations::new()
+        } else {
+            l1.hw_deactivations(&now, &shape)
+        };
+        for &intid in &deactivated {
+            deactivate_listed(&mut self.l1_own.lrs[..shape.list_registers], intid);
+        }
         hardware_write(&self.l1_own, &shape);
+        deactivated
     }
 
     /// Whether L1's maintenance interrupt, as L1's VNCR page now says,

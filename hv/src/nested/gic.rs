@@ -75,6 +75,8 @@ pub const DISTRIBUTOR_BYTES: u64 = 0x1_0000;
 /// One vCPU's redistributor: its RD frame, then its SGI frame.
 pub const REDISTRIBUTOR_FRAMES: u64 = 0x2_0000;
 const SGI_FRAME: u64 = 0x1_0000;
+/// GICR_ICPENDR0, from a redistributor's RD frame.
+pub const ICPENDR0: u64 = SGI_FRAME + 0x280;
 
 /// GICD_CTLR (one Security state).
 pub mod ctlr {
@@ -633,6 +635,36 @@ impl L1Gic {
         if let Some(p) = self.private.get_mut(vcpu) {
             p.asleep = undo.was_asleep;
         }
+    }
+
+    /// `intid` deactivated for vCPU `vcpu` by L2's deactivation of an
+    /// HW = 1 list register naming it (`nested::vgic`, "Hardware
+    /// interrupts"): the active bit L1 set through I{S}ACTIVER cleared, an
+    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor (a
+    /// forwarded SPI is active only on the vCPU it targets). PPIs (their
+    /// active bits RAZ/WI here) and INTIDs this GIC does not have: nothing
+    /// (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt that is
+    /// not active). Whether a bit was cleared.
+    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
+        let word_bit = match intid {
+            0..16 => match self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
+                Some(p) => {
+                    let was = p.active & 1 << intid != 0;
+                    p.active &= !(1 << intid);
+                    return was;
+                }
+                None => return false,
+            },
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                (s / 32, 1u32 << (s % 32))
+            }
+            _ => return false,
+        };
+        let (w, bit) = word_bit;
+        let was = self.spi_active[w] & bit != 0;
+        self.spi_active[w] &= !bit;
+        was
     }
 
     /// Whether anything at all is pending with group 1 enabled: the cheap
@@ -1231,5 +1263,35 @@ mod tests {
         assert!(!signalled(&[active], vmcr_on, 5));
         assert!(!signalled(&[pending_lr(26, 0x80)], vmcr_on, 5));
         assert!(!signalled(&[pending_lr(2, 0x80) & !lr::GROUP1], vmcr_on, 5));
+    }
+    #[test]
+    fn l2_deactivation_clears_the_active_bit_l1_set() {
+        let mut gic = L1Gic::new(2);
+        // SGI 3 active at vCPU 1's redistributor, SPI 48 at the
+        // distributor (word 1, bit 16).
+        gic.write(R1, 0x1_0300, 4, 1 << 3);
+        gic.write(D, 0x304, 4, 1 << 16);
+        // vCPU 0's SGI 3 is another interrupt: nothing.
+        assert!(!gic.deactivate(0, 3));
+        assert_eq!(gic.read(R1, 0x1_0300, 4), 1 << 3);
+        assert!(gic.deactivate(1, 3));
+        assert_eq!(gic.read(R1, 0x1_0300, 4), 0);
+        assert!(gic.deactivate(0, 48));
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        // Not active, a PPI, beyond L1's INTIDs, a vCPU it does not have:
+        // no effect (CONSTRAINED UNPREDICTABLE).
+        let before = gic.clone();
+        for (vcpu, intid) in [
+            (1, 3),
+            (0, 48),
+            (0, 27),
+            (0, L1_GIC_LINES),
+            (0, 8191),
+            (2, 3),
+            (9, 3),
+        ] {
+            assert!(!gic.deactivate(vcpu, intid), "{vcpu} {intid}");
+        }
+        assert_eq!(gic, before);
     }
 }

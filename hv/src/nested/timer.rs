@@ -203,8 +203,10 @@ pub fn hyp_timer_at_return(
 /// (VENG1), the PPIs' priority (`vgic::L1_MAINTENANCE_PRIORITY`, which
 /// hv lists them with) above L1's priority mask (VPMR), and one asserted
 /// and not active there (an active one, which L1 acknowledged and has
-/// not deactivated, is not signalled again until L1 deactivates it:
-/// GICv3's active state of a level interrupt). Used while L2 runs, where
+/// not deactivated, is not signalled again until it is deactivated:
+/// GICv3's active state of a level interrupt; by L1, or by L2 through an
+/// HW = 1 list register naming it, as KVM forwards L2's timer:
+/// `vgic::deactivate_listed`, review 40 R40-2). Used while L2 runs, where
 /// a signalled PPI takes L2 out to L1. L1's running priority is not
 /// consulted (a limit: a timer PPI is taken out of L2 while L1 is in a
 /// handler of higher priority).
@@ -707,6 +709,46 @@ mod tests {
         let at = u64::from(L1_MAINTENANCE_PRIORITY) << 24 | vmcr::VENG1;
         assert!(!signalled_to_l1(&[(26, true)], &[0], at));
         assert!(signalled_to_l1(&[(26, true)], &[0], at + (1 << 24)));
+    }
+
+    #[test]
+    fn l2_eoi_of_a_hw_entry_lets_l1_timer_ppi_come_again() {
+        // Review 40 R40-2, KVM's way: L1 takes L2's virtual timer as its
+        // PPI 27, only priority-drops it, and lists it for L2 with HW = 1.
+        use super::super::vgic::{deactivate_listed, lr, vmcr, L1Interface, LrState, Shape};
+        let shape = Shape::from_vtr(0x9000_0003);
+        let open = vmcr::VENG1 | 0xff << 24;
+        let levels = [(27, true)];
+        // L1's own interface: PPI 27 listed by hv, acknowledged by L1.
+        let mut own = [0u64; 3];
+        l1_timer_lrs(&mut own, &levels, true);
+        own[0] = own[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        assert!(!signalled_to_l1(&levels, &own, open));
+        // L1's LR 0 for L2: vINTID 27, HW = 1, pINTID 27, pending.
+        let mut for_l2 = L1Interface::default();
+        for_l2.lrs[0] = lr::PENDING << lr::STATE_SHIFT
+            | lr::HW
+            | 27 << 32
+            | lr::GROUP1
+            | 0xa0 << lr::PRIORITY_SHIFT
+            | 27;
+        // L2 acknowledges and EOIs it on the hardware form: invalid.
+        let mut hardware = for_l2.to_hardware(&shape);
+        assert_ne!(hardware.lrs[0] & lr::EOI, 0, "the exit at L2's EOI");
+        hardware.lrs[0] &= !lr::STATE_MASK;
+        let deactivated = for_l2.hw_deactivations(&hardware, &shape);
+        assert_eq!(&deactivated[..], &[27]);
+        for &intid in &deactivated {
+            assert!(deactivate_listed(&mut own, intid));
+        }
+        // PPI 27 is no longer active for L1: the timer, asserted again,
+        // is signalled (takes L2 out) and listed pending at L1's return.
+        assert!(signalled_to_l1(&levels, &own, open));
+        l1_timer_lrs(&mut own, &levels, true);
+        assert_eq!(LrState::of(own[0]), LrState::Pending);
+        // L1 reads its LR back invalid, HW and pINTID kept.
+        let back = for_l2.written_back(&hardware, &shape);
+        assert_eq!(back.lrs[0], for_l2.lrs[0] & !lr::STATE_MASK);
     }
 
     #[test]

@@ -19,15 +19,28 @@
 //! the hardware interface is hv's again.
 //!
 //! Choices where L1's input is not a plain virtual interrupt:
-//! - An LR with HW = 1 names a physical interrupt of L1 (pINTID) that its
-//!   deactivation deactivates. hv does not link that deactivation to
-//!   L1's interrupts (`nested::gic` keeps no active state for what it
-//!   listed: it lives in L1's own list registers), so L2's deactivation
-//!   leaves L1's pINTID as it was (a limit: KVM as L1 maps its guest's
-//!   timer this way). hv loads the entry as a software one (HW = 0, EOI = 0,
-//!   no pINTID: it must never name one of hv's own interrupts to the
-//!   hardware, which would deactivate it) and writes back only its
-//!   State, so L1 reads back HW = 1 and its pINTID.
+//! - An LR with HW = 1 names an interrupt of L1's (pINTID) that L2's
+//!   deactivation of the virtual one deactivates (IHI 0069, "Hardware
+//!   interrupts" and ICH_LR<n>_EL2.HW): KVM as L1 maps its guest's
+//!   virtual timer so, pINTID 27, the PPI that is L2's timer in L1's view
+//!   and that L1 only priority-drops. hv never gives the hardware such an
+//!   entry (its pINTID would name one of hv's own interrupts, and hv's
+//!   direct guests' HW = 1 entries are hv's alone): it loads it as a
+//!   software entry with the EOI bit while it is valid
+//!   ([`hardware_lr`]), so L2's deactivation, which does not trap, raises
+//!   hv's EOI maintenance interrupt and L2 exits. At that exit (every
+//!   exit from L2, [`L1Interface::hw_deactivations`]) hv deactivates
+//!   pINTID in L1's view: the list register of L1's own interface that
+//!   holds it active ([`deactivate_listed`]; a timer PPI or an SGI/SPI hv
+//!   listed, which L1 acknowledged) and the active bit L1 may have set in
+//!   its distributor model (`nested::gic::L1Gic::deactivate`). L1 reads
+//!   back its LR as the hardware leaves it: State from the hardware, HW,
+//!   pINTID and the rest as written (the EOI bit is hv's: EOI is not a
+//!   field of an HW = 1 entry, and ICH_EISR_EL2 never shows one).
+//!   CONSTRAINED UNPREDICTABLE: a pINTID that is not active in L1's view
+//!   (never acknowledged, already deactivated, or no interrupt L1 has:
+//!   a PPI hv does not list, an INTID above L1's GIC's) is left as it is,
+//!   the deactivation of an interrupt that is not active having no effect.
 //! - vINTIDs 1020-1023 are special: an LR holding one is UNPREDICTABLE
 //!   (GICv3, ICH_LR<n>_EL2.vINTID). hv loads such an entry as invalid and
 //!   leaves L1's word as L1 wrote it (L2 never sees it).
@@ -204,6 +217,20 @@ impl LrState {
     }
 }
 
+/// Whether hv may wait (WFI at EL2) for L1's trapped WFI while L1's own
+/// interface holds `lrs` (every list register): none holds a pending
+/// interrupt. A virtual interrupt is no wake-up event for a WFI executed
+/// at EL2 (DDI 0487, "Wait for Interrupt": virtual interrupts wake a WFI
+/// at EL1 and EL0 only), so one already pending must return L1 from its
+/// WFI at once; physical interrupts, which are hv's (its kick SGI, the
+/// timers' PPIs, its maintenance interrupt), wake hv's WFI whatever
+/// PSTATE.I. Conservative: a pending entry its priority mask or group
+/// enable hides also returns at once (a WFI may complete spuriously).
+pub fn l1_may_sleep(lrs: &[u64]) -> bool {
+    !lrs.iter()
+        .any(|&v| matches!(LrState::of(v), LrState::Pending | LrState::PendingActive))
+}
+
 /// Whether an LR is "empty" as ICH_ELRSR_EL2 defines it: State 0b00 and
 /// either HW = 1 or EOI = 0 (an invalid software entry with EOI = 1 still
 /// holds an EOI maintenance request).
@@ -305,8 +332,10 @@ const fn special_vintid(value: u64, shape: &Shape) -> bool {
 
 /// The hardware LR for L1's LR `value` (see the module docs): RES0 bits
 /// and vINTID bits above the implemented ones cleared (the hardware
-/// ignores them), a HW = 1 entry as a software one without pINTID or
-/// EOI, a special vINTID as an invalid entry.
+/// ignores them), a HW = 1 entry as a software one without pINTID, with
+/// the EOI bit while it is valid (L2's deactivation of it then makes L2
+/// exit, and hv deactivates pINTID in L1's view), a special vINTID as an
+/// invalid entry. Never HW = 1.
 pub const fn hardware_lr(value: u64, shape: &Shape) -> u64 {
     if special_vintid(value, shape) {
         return 0;
@@ -314,10 +343,59 @@ pub const fn hardware_lr(value: u64, shape: &Shape) -> u64 {
     let vintid = value & lr::VINTID_MASK & ((1 << shape.id_bits) - 1);
     let common = value & (lr::STATE_MASK | lr::GROUP1 | lr::PRIORITY_MASK);
     if value & lr::HW != 0 {
-        common | vintid
+        let linked = if value & lr::STATE_MASK != 0 {
+            lr::EOI
+        } else {
+            0
+        };
+        common | linked | vintid
     } else {
         common | (value & lr::EOI) | vintid
     }
+}
+
+/// pINTID of an HW = 1 LR (bits [44:32]).
+pub const fn pintid(value: u64) -> u32 {
+    ((value & lr::PINTID_MASK) >> 32) as u32
+}
+
+/// Whether L2's run deactivated the virtual interrupt of L1's HW = 1 LR
+/// `l1` (as loaded at the entry), whose hardware LR is `hardware` now:
+/// its active state is gone (active or pending and active before, now
+/// invalid or pending), or it went from pending to invalid (acknowledged
+/// and deactivated in the run; nothing else empties a software LR). A
+/// special vINTID (loaded invalid) never is.
+pub const fn hw_deactivated(l1: u64, hardware: u64, shape: &Shape) -> bool {
+    if l1 & lr::HW == 0 || special_vintid(l1, shape) {
+        return false;
+    }
+    let before = LrState::of(l1) as u8;
+    let now = LrState::of(hardware) as u8;
+    let was_active = before == LrState::Active as u8 || before == LrState::PendingActive as u8;
+    let now_inactive = now == LrState::Invalid as u8 || now == LrState::Pending as u8;
+    (was_active && now_inactive)
+        || (before == LrState::Pending as u8 && now == LrState::Invalid as u8)
+}
+
+/// L1's own interface's list registers `lrs` after the deactivation of
+/// its interrupt `intid` by L2 (an HW = 1 LR's pINTID): the entry holding
+/// it active loses its active state (active: emptied, as hv empties an
+/// entry L1 deactivated itself, `nested::timer::l1_timer_lrs`; pending
+/// and active: pending, EOI kept). Whether one did; none is the
+/// CONSTRAINED UNPREDICTABLE case of the module docs (no effect).
+pub fn deactivate_listed(lrs: &mut [u64], intid: u32) -> bool {
+    let Some(v) = lrs.iter_mut().find(|v| {
+        **v & lr::VINTID_MASK == u64::from(intid)
+            && matches!(LrState::of(**v), LrState::Active | LrState::PendingActive)
+    }) else {
+        return false;
+    };
+    *v = if LrState::of(*v) == LrState::Active {
+        0
+    } else {
+        *v & !lr::STATE_MASK | lr::PENDING << lr::STATE_SHIFT
+    };
+    true
 }
 
 /// L1's LR after L2 ran: what L1 wrote, with the State the hardware LR
@@ -434,6 +512,20 @@ impl L1Interface {
             after.ap1r[n] = hardware.ap1r[n];
         }
         after
+    }
+
+    /// The pINTIDs L2's run deactivated ([`hw_deactivated`] of each HW = 1
+    /// LR of L1's state before, `self`, against the hardware's now), in
+    /// LR order.
+    pub fn hw_deactivations(
+        &self,
+        hardware: &L1Interface,
+        shape: &Shape,
+    ) -> arrayvec::ArrayVec<u32, MAX_LIST_REGISTERS> {
+        (0..shape.list_registers)
+            .filter(|&n| hw_deactivated(self.lrs[n], hardware.lrs[n], shape))
+            .map(|n| pintid(self.lrs[n]))
+            .collect()
     }
 
     /// Stores the implemented words into `page`.
@@ -694,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn l1_sleeps_only_with_nothing_pending() {
+        assert!(l1_may_sleep(&[]));
+        assert!(l1_may_sleep(&[
+            0,
+            lr_value(0b10, false, true),
+            lr_value(0, false, true)
+        ]));
+        assert!(!l1_may_sleep(&[0, lr_value(0b01, false, true)]));
+        assert!(
+            !l1_may_sleep(&[lr_value(0b11, false, false), 0]),
+            "pending and active"
+        );
+        // Masked by L1's priority or group enable: still not slept on.
+        assert!(!l1_may_sleep(&[lr_value(0b01, true, false) & !lr::GROUP1]));
+    }
+
+    #[test]
     fn vncr_offsets_are_the_architected_ones() {
         // DDI 0487, VNCR_EL2 table: LRs from 0x400, AP0Rs 0x480, AP1Rs
         // 0x4a0, HCR 0x4c0, VMCR 0x4c8, all inside the page, disjoint.
@@ -847,8 +956,9 @@ mod tests {
         assert_eq!(hardware_lr(sw, &shape), sw);
         // RES0 bits and vINTID bits above the 16 implemented are dropped.
         assert_eq!(hardware_lr(sw | 1 << 45 | 1 << 56 | 0x1_0000, &shape), sw);
-        // HW = 1: a software entry without pINTID or EOI (pINTID 0x200
-        // has bit 41 set, which must not become EOI).
+        // HW = 1: a software entry without pINTID (0x200 has bit 41 set,
+        // which is not what makes EOI here), with EOI while valid, so
+        // L2's deactivation makes it exit; never HW = 1 in the hardware.
         let hw = lr::HW
             | 0x200 << 32
             | 1 << lr::STATE_SHIFT
@@ -858,12 +968,27 @@ mod tests {
         let loaded = hardware_lr(hw, &shape);
         assert_eq!(
             loaded,
-            1 << lr::STATE_SHIFT | lr::GROUP1 | 0x80 << lr::PRIORITY_SHIFT | 27
+            1 << lr::STATE_SHIFT | lr::GROUP1 | 0x80 << lr::PRIORITY_SHIFT | lr::EOI | 27
         );
-        assert_eq!(loaded & (lr::HW | lr::EOI | lr::PINTID_MASK), 0);
+        assert_eq!(loaded & (lr::HW | lr::PINTID_MASK & !lr::EOI), 0);
+        for state in 1..4u64 {
+            let v = hw & !lr::STATE_MASK | state << lr::STATE_SHIFT;
+            assert_eq!(hardware_lr(v, &shape) & (lr::HW | lr::EOI), lr::EOI);
+        }
+        // Invalid: no EOI (nothing for L2 to deactivate, no maintenance).
+        let hw_invalid = hw & !lr::STATE_MASK;
+        assert_eq!(
+            hardware_lr(hw_invalid, &shape),
+            lr::GROUP1 | 0x80 << lr::PRIORITY_SHIFT | 27
+        );
         // ... and L1 reads back HW and its pINTID with the new State.
         let back = written_back_lr(hw, loaded & !lr::STATE_MASK, &shape);
         assert_eq!(back, hw & !lr::STATE_MASK);
+        // With the EOI bit hv added, the hardware shows an EOI request L1's
+        // ICH_EISR_EL2 never does for a HW = 1 entry.
+        assert!(lr_eoi_maintenance(loaded & !lr::STATE_MASK));
+        assert!(!lr_eoi_maintenance(back));
+        assert!(lr_empty(back));
         // Special vINTIDs are loaded invalid and L1's word is kept.
         for special in 1020..=1023u64 {
             let v = 1 << lr::STATE_SHIFT | lr::GROUP1 | special;
@@ -1157,5 +1282,87 @@ mod tests {
         assert_eq!(l1_maintenance_lr(both, true, 25), both);
         assert_eq!(l1_maintenance_lr(0, false, 25), 0);
         assert_eq!(L1_OWN_START.hcr, hcr::EN);
+    }
+
+    /// An HW = 1 LR for vINTID 27 naming L1's PPI 27 (KVM's timer
+    /// mapping), in `state`.
+    const fn hw_timer_lr(state: u64) -> u64 {
+        state << lr::STATE_SHIFT | lr::HW | 27 << 32 | lr::GROUP1 | 0xa0 << lr::PRIORITY_SHIFT | 27
+    }
+
+    #[test]
+    fn l2_deactivations_of_hw_entries_are_seen_from_the_state_change() {
+        let shape = Shape::from_vtr(QEMU_VTR);
+        let (invalid, pending, active, both) = (0u64, 1u64, 2u64, 3u64);
+        // (state at the entry, hardware state at the exit, deactivated)
+        let cases = [
+            (pending, invalid, true),  // acknowledged and EOId (EOImode 0)
+            (pending, pending, false), // not taken
+            (pending, active, false),  // taken, not yet deactivated
+            (active, invalid, true),   // deactivated (DIR, EOImode 1)
+            (active, active, false),   // still in L2's handler
+            (both, pending, true),     // active part deactivated
+            (both, both, false),       // untouched
+            (invalid, invalid, false), // nothing listed
+        ];
+        for (before, now, expected) in cases {
+            let l1 = hw_timer_lr(before);
+            let hardware = hardware_lr(l1, &shape) & !lr::STATE_MASK | now << lr::STATE_SHIFT;
+            assert_eq!(
+                hw_deactivated(l1, hardware, &shape),
+                expected,
+                "{before} -> {now}"
+            );
+            // A software entry going through the same never links.
+            let sw = l1 & !(lr::HW | lr::PINTID_MASK);
+            assert!(!hw_deactivated(sw, hardware, &shape));
+        }
+        // A special vINTID (loaded invalid) never links.
+        let special = hw_timer_lr(pending) & !lr::VINTID_MASK | 1023;
+        assert!(!hw_deactivated(special, 0, &shape));
+        assert_eq!(pintid(lr::HW | 0x1fff << 32 | 5), 0x1fff);
+        // Over the interface: LR 1 and 3 deactivated, their pINTIDs in LR
+        // order; LR 2 (HW, still active) and LR 0 (software) not.
+        let mut l1 = L1Interface::default();
+        l1.lrs[0] = lr_value(1, false, true);
+        l1.lrs[1] = hw_timer_lr(pending);
+        l1.lrs[2] = hw_timer_lr(active) & !lr::PINTID_MASK | 30 << 32;
+        l1.lrs[3] = hw_timer_lr(active) & !lr::PINTID_MASK | 48 << 32;
+        let mut after = l1.to_hardware(&shape);
+        for n in [0, 1, 3] {
+            after.lrs[n] &= !lr::STATE_MASK;
+        }
+        assert_eq!(&l1.hw_deactivations(&after, &shape)[..], &[27, 48]);
+        // Beyond the implemented LRs nothing is looked at.
+        let one = Shape {
+            list_registers: 1,
+            ..shape
+        };
+        assert!(l1.hw_deactivations(&after, &one).is_empty());
+    }
+
+    #[test]
+    fn a_deactivation_from_l2_ends_the_active_state_l1_holds() {
+        let listed = |state: u64, intid: u64| {
+            state << lr::STATE_SHIFT | lr::GROUP1 | 0xa0 << lr::PRIORITY_SHIFT | lr::EOI | intid
+        };
+        // L1's own interface: LR 0 its maintenance interrupt, LR 1 PPI 27
+        // acknowledged and priority-dropped (active), LR 2 SGI 3 pending
+        // and active, LR 3 PPI 26 pending only.
+        let mut lrs = [listed(2, 25), listed(2, 27), listed(3, 3), listed(1, 26)];
+        assert!(deactivate_listed(&mut lrs, 27));
+        assert_eq!(lrs[1], 0);
+        assert!(deactivate_listed(&mut lrs, 3));
+        assert_eq!(lrs[2], listed(1, 3));
+        // CONSTRAINED UNPREDICTABLE: not active (pending only, already
+        // deactivated, or never listed): no effect.
+        let before = lrs;
+        for intid in [26, 27, 3, 30, 1020, 8191] {
+            assert!(!deactivate_listed(&mut lrs, intid), "{intid}");
+        }
+        assert_eq!(lrs, before);
+        // Only the vINTID names the entry (LR 0 holds 25 active).
+        assert!(deactivate_listed(&mut lrs, 25));
+        assert_eq!(lrs[0], 0);
     }
 }

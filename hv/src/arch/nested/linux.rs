@@ -15,11 +15,10 @@ use super::super::{console, fail, phase};
 use super::{write_image, L1_BASE};
 use crate::bundle::ImageHeader;
 use crate::esr::{MmioAccess, MmioKind};
-use crate::guest_dt::{self, GuestConfig};
+use crate::guest_dt::{self, GuestConfig, GuestCpus};
 use crate::layout::GuestLayout;
 use crate::platform::{Conduit, Platform, Region};
 use crate::shadow_selftest::memory::Arena;
-use alloc::format;
 
 /// L1's RAM when it is Linux: the Debian cloud kernel's image (about 27
 /// MiB with its bss), the busybox initramfs and the kernel's early
@@ -35,7 +34,15 @@ pub struct LinuxEntry {
 
 /// Places the bundle's kernel, initrd and a device tree for L1 in L1's
 /// RAM (`l1_ram`: its physical address, L1 IPA [`L1_BASE`]).
-pub fn load(fdt: &fdt::Fdt<'_>, platform: &Platform, arena: &Arena<'_>, l1_ram: u64) -> LinuxEntry {
+/// Its device tree names L1's `vcpus` vCPUs (`nested::vcpus`), which
+/// Linux brings up with PSCI CPU_ON.
+pub fn load(
+    fdt: &fdt::Fdt<'_>,
+    platform: &Platform,
+    arena: &Arena<'_>,
+    l1_ram: u64,
+    vcpus: usize,
+) -> LinuxEntry {
     let (_, bundle) = super::super::guest_bundle(platform);
     let image = match ImageHeader::parse(bundle.kernel) {
         Ok(i) => i,
@@ -45,15 +52,14 @@ pub fn load(fdt: &fdt::Fdt<'_>, platform: &Platform, arena: &Arena<'_>, l1_ram: 
         base: L1_BASE,
         size: LINUX_L1_RAM_BYTES,
     }];
-    // One vCPU for L1 (hv runs a second only for MPIDR 1 on a third CPU):
-    // Linux brings up no other CPU.
-    let bootargs = format!("{} maxcpus=1", bundle.cmdline);
+    let bootargs = bundle.cmdline;
     let config = |initrd| GuestConfig {
         memory: &memory,
-        bootargs: &bootargs,
+        bootargs,
         initrd,
         psci: Conduit::Smc,
         console_clock_hz: super::super::console_clock_hz(fdt, platform),
+        cpus: GuestCpus::Vcpus(vcpus),
     };
     let placeholder = (!bundle.initrd.is_empty()).then_some(Region {
         base: 0,
@@ -88,13 +94,14 @@ pub fn load(fdt: &fdt::Fdt<'_>, platform: &Platform, arena: &Arena<'_>, l1_ram: 
     }
     write_image(arena, pa(layout.dtb.base), &dtb);
     phase(format_args!(
-        "nested linux: L1 is the bundle's kernel ({} KiB) at L1 IPA {:#x}, initrd {} KiB at {:#x}, device tree {} bytes at {:#x}, cmdline \"{bootargs}\"",
+        "nested linux: L1 is the bundle's kernel ({} KiB) at L1 IPA {:#x}, initrd {} KiB at {:#x}, device tree {} bytes at {:#x} ({vcpus} vCPU{}), cmdline \"{bootargs}\"",
         bundle.kernel.len() >> 10,
         layout.kernel.base,
         bundle.initrd.len() >> 10,
         layout.initrd.map_or(0, |r| r.base),
         dtb.len(),
         layout.dtb.base,
+        if vcpus == 1 { "" } else { "s" },
     ));
     LinuxEntry {
         pc: layout.kernel.base,

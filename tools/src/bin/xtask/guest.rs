@@ -38,7 +38,8 @@ pub fn default_guest() -> Result<(PathBuf, PathBuf), String> {
     }
     let initramfs = dir.join("initramfs.cpio.gz");
     let busybox_bytes = read(&cache.busybox)?;
-    let archive = initramfs_archive(&busybox_bytes)?;
+    let vmm_bytes = read(&crate::hv::build_kvm_vmm()?)?;
+    let archive = initramfs_archive(&busybox_bytes, &vmm_bytes)?;
     write_if_changed(&initramfs, &archive)?;
     Ok((cache.image, initramfs))
 }
@@ -331,9 +332,11 @@ fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The init script: report the CPUs user space sees, take CPU 1 offline
-/// and back (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON again), read an address no
-/// device backs (hv must inject an external abort: the reader dies of
-/// SIGBUS and the kernel lives on), then power off.
+/// and back (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON again), run a guest with
+/// KVM (`tools/kvm-vmm`: `ok` when its L2 ran to completion, `absent` in a
+/// kernel without KVM, as at EL1; else the step that failed), read an
+/// address no device backs (hv must inject an external abort: the reader
+/// dies of SIGBUS and the kernel lives on), then power off.
 const INIT: &str = r#"#!/bin/busybox sh
 bb=/bin/busybox
 $bb mount -t proc proc /proc
@@ -351,18 +354,22 @@ if [ "$cpus" -gt 1 ]; then
         hotplug=ok
     fi
 fi
+kvm=$(/bin/kvm-vmm)
+vmm_status=$?
+[ -n "$kvm" ] || kvm="died-$vmm_status"
 $bb devmem 0x0a000000 32 > /dev/null 2>&1
 status=$?
 abort=missed
 [ "$status" -eq 135 ] && abort=sigbus
 # Through printk, so the line is on the console before the power goes;
 # at KERN_CRIT (<2>) so that `quiet` does not hide it.
-echo "<2>UMBRA-GUEST-OK cpus=$cpus online=$online hotplug=$hotplug unbacked-read=$abort" > /dev/kmsg
+echo "<2>UMBRA-GUEST-OK cpus=$cpus online=$online hotplug=$hotplug unbacked-read=$abort kvm=$kvm" > /dev/kmsg
 $bb poweroff -f
 "#;
 
-/// A gzip-compressed newc cpio archive: busybox, /init, /dev/console.
-pub fn initramfs_archive(busybox: &[u8]) -> Result<Vec<u8>, String> {
+/// A gzip-compressed newc cpio archive: busybox, the KVM VMM, /init,
+/// /dev/console.
+pub fn initramfs_archive(busybox: &[u8], kvm_vmm: &[u8]) -> Result<Vec<u8>, String> {
     let mut cpio = Cpio::default();
     for dir in ["dev", "proc", "sys", "bin", "sbin", "tmp"] {
         cpio.entry(dir, 0o040755, &[], 0);
@@ -370,6 +377,7 @@ pub fn initramfs_archive(busybox: &[u8]) -> Result<Vec<u8>, String> {
     cpio.entry("dev/console", 0o020600, &[], (5 << 8) | 1);
     cpio.entry("bin/busybox", 0o100755, busybox, 0);
     cpio.entry("bin/sh", 0o120777, b"busybox", 0);
+    cpio.entry("bin/kvm-vmm", 0o100755, kvm_vmm, 0);
     cpio.entry("init", 0o100755, INIT.as_bytes(), 0);
     let raw = cpio.finish();
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -548,12 +556,18 @@ mod tests {
 
     #[test]
     fn cpio_is_newc() {
-        let archive = initramfs_archive(b"\x7fELF-busybox").unwrap();
+        let archive = initramfs_archive(b"\x7fELF-busybox", b"\x7fELF-kvm-vmm").unwrap();
         let mut raw = Vec::new();
         GzDecoder::new(&archive[..]).read_to_end(&mut raw).unwrap();
         assert!(raw.starts_with(b"070701"));
         let text = String::from_utf8_lossy(&raw);
-        for name in ["init\0", "bin/busybox\0", "dev/console\0", "TRAILER!!!\0"] {
+        for name in [
+            "init\0",
+            "bin/busybox\0",
+            "bin/kvm-vmm\0",
+            "dev/console\0",
+            "TRAILER!!!\0",
+        ] {
             assert!(text.contains(name), "{name} missing");
         }
         assert_eq!(raw.len() % 4, 0);

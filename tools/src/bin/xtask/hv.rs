@@ -26,6 +26,29 @@ pub fn build(args: &[String]) -> Result<PathBuf, String> {
     setup::aarch64_toolchain()?;
     let root = workspace_root();
     let target_dir = root.join("target").join("aarch64");
+    let mut command = bare_metal_cargo("build");
+    command.args([
+        "--release",
+        "--package",
+        "hv",
+        "--bin",
+        "hv",
+        "-Zbuild-std=core,alloc,compiler_builtins",
+    ]);
+    run_command(&mut command)?;
+    let elf = target_dir.join(TARGET).join("release").join("hv");
+    let image = elf.with_file_name("hv.bin");
+    let bytes = std::fs::read(&elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let flat = flat_image(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
+    guest::write_if_changed(&image, &flat)?;
+    Ok(image)
+}
+
+/// Debian's cargo (`subcommand`) for the bare-metal target, from the
+/// workspace root: core (and what the caller adds) built from source, in
+/// the aarch64 target dir, so the host toolchain's artifacts never mix in.
+fn bare_metal_cargo(subcommand: &str) -> Command {
+    let root = workspace_root();
     let mut command = Command::new("/usr/bin/cargo");
     command
         .current_dir(&root)
@@ -35,30 +58,42 @@ pub fn build(args: &[String]) -> Result<PathBuf, String> {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .args([
-            "build",
-            "--release",
-            "--package",
-            "hv",
-            "--bin",
-            "hv",
+            subcommand,
             "--target",
             TARGET,
-            "-Zbuild-std=core,alloc,compiler_builtins",
             "-Zbuild-std-features=compiler-builtins-mem",
-            // Position independent: the Image may be loaded at any 2 MiB
+            // Position independent: hv's Image may be loaded at any 2 MiB
             // boundary, and hv relocates itself (see hv/src/arch/boot.rs).
+            // The VMM, linked static at a fixed address, takes the same
+            // code model, so both share one build of core.
             "--config",
             &format!("target.{TARGET}.rustflags=[\"-Crelocation-model=pie\"]"),
         ])
         .arg("--target-dir")
-        .arg(&target_dir);
-    run_command(&mut command)?;
-    let elf = target_dir.join(TARGET).join("release").join("hv");
-    let image = elf.with_file_name("hv.bin");
-    let bytes = std::fs::read(&elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
-    let flat = flat_image(&bytes).map_err(|e| format!("{}: {e}", elf.display()))?;
-    guest::write_if_changed(&image, &flat)?;
-    Ok(image)
+        .arg(root.join("target").join("aarch64"));
+    command
+}
+
+/// The test guest's VMM (`tools/kvm-vmm`, not a host workspace member).
+pub const KVM_VMM_MANIFEST: &str = "tools/kvm-vmm/Cargo.toml";
+
+/// Builds the test guest's KVM VMM, a static aarch64 Linux executable
+/// (`tools/kvm-vmm`), with the same toolchain as hv; returns its path.
+/// Cargo's own fingerprints make a second build a no-op.
+pub fn build_kvm_vmm() -> Result<PathBuf, String> {
+    setup::aarch64_toolchain()?;
+    run_command(bare_metal_cargo("build").args([
+        "--release",
+        "--manifest-path",
+        KVM_VMM_MANIFEST,
+        "-Zbuild-std=core,compiler_builtins",
+    ]))?;
+    Ok(workspace_root()
+        .join("target")
+        .join("aarch64")
+        .join(TARGET)
+        .join("release")
+        .join("kvm-vmm"))
 }
 
 /// The loadable segments of hv's ELF laid out from address 0, checked to
@@ -274,8 +309,9 @@ pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
 #[derive(Clone, Copy, Debug)]
 enum Expect {
     /// The guest reaches user space, prints the marker with this many
-    /// CPUs, and powers off: hv exits 0.
-    Marker { cpus: u32 },
+    /// CPUs and this word from the KVM VMM (`absent` where Linux has no
+    /// KVM, `ok` where its L2 ran), and powers off: hv exits 0.
+    Marker { cpus: u32, kvm: &'static str },
     /// hv (or the guest) ends the run with this console line and status.
     Ends { line: &'static str, status: i32 },
     /// The run ends as one of these `Ends` says: a failure mode that more
@@ -326,7 +362,10 @@ const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
         memory,
         guest: Guest::Default,
         hv_args: "",
-        expect: Expect::Marker { cpus: smp },
+        expect: Expect::Marker {
+            cpus: smp,
+            kvm: "absent",
+        },
     }
 }
 
@@ -937,11 +976,62 @@ const MATRIX: &[Case] = &[
     // its device tree, MMU off) runs its EL2 set-up, stays at EL2 as a
     // VHE kernel, probes L1's distributor and redistributor, initialises
     // KVM, and runs its user space in host mode (E2H = TGE = 1), whose
-    // init prints the marker and powers off (hv/README.md, "Linux as
-    // L1"). One vCPU.
+    // init runs a guest (L2) with KVM (`tools/kvm-vmm`: L2 checks and
+    // writes the VMM's memory through hv's shadow stage 2, reports by MMIO
+    // and powers off), prints the marker and powers off (hv/README.md,
+    // "Linux as L1"). Four CPUs: three vCPUs (the service on CPU 1), the
+    // secondaries started with PSCI CPU_ON, Linux's IPIs SGIs of L1's
+    // GIC; init takes vCPU 1 offline and online again.
     Case {
         hv_args: "hv.nested=linux",
-        expect: Expect::Marker { cpus: 1 },
+        expect: Expect::Marker {
+            cpus: 3,
+            kvm: "ok",
+        },
+        ..boot(MAX, 4, "512M")
+    },
+    // Its twin for several vCPUs: hv drops the SGIs L1 sends to another
+    // vCPU, so Linux's IPIs are lost: its first cross-CPU call (the
+    // system-wide alternatives, patched under stop_machine) waits for
+    // ever, and hv's watchdog ends the run.
+    Case {
+        hv_args: "hv.nested=linux-no-ipi",
+        expect: Expect::Ends {
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 30 s",
+            status: 1,
+        },
+        ..boot(MAX, 4, "512M")
+    },
+    // Its twins for L2: hv hands L2's stage-2 data aborts to L1 without
+    // their instruction syndrome, L1's KVM cannot emulate L2's MMIO store
+    // (ENOSYS from KVM_RUN), and the VMM reports its first run failing;
+    // hv does not apply L1's stage-2 TLBIs, and L2's second run, on
+    // memory the VMM moved, reads the first run's page through the stale
+    // shadow.
+    Case {
+        hv_args: "hv.nested=linux-no-l2-syndrome",
+        expect: Expect::Ends {
+            line: "kvm-vmm: run 1: KVM_RUN failed: errno 38",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // hv answers L2's ID register reads with L1's view instead of
+    // forwarding them to L1, whose KVM set HCR_EL2.TID3 for its vCPU.
+    Case {
+        hv_args: "hv.nested=linux-no-l2-tid3",
+        expect: Expect::Ends {
+            line: "kvm-vmm: run 1: L2 read ID_AA64DFR0_EL1 0x100000001030560a; KVM shows its vCPU 0x10305006",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    Case {
+        hv_args: "hv.nested=linux-no-l2-tlbi",
+        expect: Expect::Ends {
+            line: "kvm-vmm: run 2: L2's MMIO report 0xbad00001: L2 read a wrong word in page 1 (not 0x4b564d4c00020001)",
+            status: 0,
+        },
         ..boot(MAX, 1, "512M")
     },
     // Its twin: L1 shown SVE and SME, Linux 6.1 traps its own ZCR_EL2
@@ -950,7 +1040,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=linux-no-sve-hiding",
         expect: Expect::Ends {
-            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 20 s",
+            line: "hv: nested: guest crash in L1: the demo did not end within its watchdog's 30 s",
             status: 1,
         },
         ..boot(MAX, 1, "512M")
@@ -1092,6 +1182,28 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=timer-no-eoi-maintenance",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: E: the re-armed EL2 physical timer's next expiry did not come after L1's EOI without a trap: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // L1 forwards L2's virtual timer interrupt (its PPI 27) with an HW = 1
+    // list register, as KVM does (review 40 R40-2; hv/README.md, "Timers
+    // for L1 and L2"): L2's EOI deactivates L1's PPI, so L2 takes its
+    // timer interrupt again and again.
+    Case {
+        hv_args: "hv.nested=timer-hw",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-PASS timer-hw l2-timer-irqs=4 hw-deactivation=ok lr-writeback=ok",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its failure mode: L2's deactivation leaves L1's PPI 27 active, so
+    // its timer interrupts stop after the first.
+    Case {
+        hv_args: "hv.nested=timer-hw-no-link",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 waited a second for its next timer interrupt (L1's PPI 27 still active?): interrupts taken 0x0000000000000001",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
@@ -1390,7 +1502,7 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
         return Some(format!("timeout after {} s", CASE_TIMEOUT.as_secs()));
     }
     match case.expect {
-        Expect::Marker { cpus } => {
+        Expect::Marker { cpus, kvm } => {
             if let Some(line) = outcome
                 .matches
                 .iter()
@@ -1400,7 +1512,7 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
             }
             let hotplug = if cpus > 1 { "ok" } else { "none" };
             let expected = format!(
-                "{MARKER} cpus={cpus} online={} hotplug={hotplug} unbacked-read=sigbus",
+                "{MARKER} cpus={cpus} online={} hotplug={hotplug} unbacked-read=sigbus kvm={kvm}",
                 if cpus > 1 {
                     format!("0-{}", cpus - 1)
                 } else {
@@ -1681,8 +1793,28 @@ mod tests {
     #[test]
     fn verdicts() {
         let case = boot(MAX, 4, "2G");
-        let ok = "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3 hotplug=ok unbacked-read=sigbus";
+        let ok =
+            "[ 1.0] UMBRA-GUEST-OK cpus=4 online=0-3 hotplug=ok unbacked-read=sigbus kvm=absent";
         assert_eq!(verdict(&case, &outcome(Some(0), &[ok])), None);
+        // The KVM VMM's word is part of the marker: Linux at EL1 has no
+        // KVM, and a Linux L1's KVM must run its guest.
+        let kvm_ran = ok.replace("kvm=absent", "kvm=ok");
+        assert!(verdict(&case, &outcome(Some(0), &[&kvm_ran]))
+            .unwrap()
+            .starts_with("wrong marker"));
+        let linux_l1 = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=linux")
+            .unwrap();
+        let l1_ok =
+            "[ 1.0] UMBRA-GUEST-OK cpus=3 online=0-2 hotplug=ok unbacked-read=sigbus kvm=ok";
+        assert_eq!(verdict(&linux_l1, &outcome(Some(0), &[l1_ok])), None);
+        for failed in ["kvm=run", "kvm=l2-check", "kvm=absent", "kvm="] {
+            let line = l1_ok.replace("kvm=ok", failed);
+            assert!(verdict(&linux_l1, &outcome(Some(0), &[&line]))
+                .unwrap()
+                .starts_with("wrong marker"));
+        }
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
             .starts_with("timeout"));
