@@ -535,21 +535,25 @@ impl L1Gic {
 
     /// `intid`'s pending or active state (`bits`) on vCPU `vcpu`'s
     /// redistributor (an SGI) or the distributor (an SPI) set or cleared
-    /// (`op`); nothing for a PPI or an INTID beyond the lines.
-    fn set_state(&mut self, vcpu: usize, intid: u32, bits: Bits, op: Op) {
-        match intid {
-            0..16 => {
-                if let Some(p) = self.private.get_mut(vcpu) {
+    /// (`op`); nothing for a PPI, an INTID beyond the lines or a vCPU
+    /// beyond L1's. Whether the bit was set before.
+    fn set_state(&mut self, vcpu: usize, intid: u32, bits: Bits, op: Op) -> bool {
+        let (word, bit) = match intid {
+            0..16 => match self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
+                Some(p) => {
                     let state = if bits == Bits::Active {
                         &mut p.active
                     } else {
                         &mut p.pending
                     };
+                    let was = *state & 1 << intid != 0;
                     let mut word = u32::from(*state);
                     set_clear(&mut word, op, 1 << intid);
                     *state = word as u16;
+                    return was;
                 }
-            }
+                None => return false,
+            },
             32.. if intid < L1_GIC_LINES => {
                 let s = (intid - 32) as usize;
                 let words = if bits == Bits::Active {
@@ -557,10 +561,13 @@ impl L1Gic {
                 } else {
                     &mut self.spi_pending
                 };
-                set_clear(&mut words[s / 32], op, 1 << (s % 32));
+                (&mut words[s / 32], 1 << (s % 32))
             }
-            _ => {}
-        }
+            _ => return false,
+        };
+        let was = *word & bit != 0;
+        set_clear(word, op, bit);
+        was
     }
 
     /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
@@ -646,25 +653,7 @@ impl L1Gic {
     /// (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt that is
     /// not active). Whether a bit was cleared.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
-        let word_bit = match intid {
-            0..16 => match self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
-                Some(p) => {
-                    let was = p.active & 1 << intid != 0;
-                    p.active &= !(1 << intid);
-                    return was;
-                }
-                None => return false,
-            },
-            32.. if intid < L1_GIC_LINES => {
-                let s = (intid - 32) as usize;
-                (s / 32, 1u32 << (s % 32))
-            }
-            _ => return false,
-        };
-        let (w, bit) = word_bit;
-        let was = self.spi_active[w] & bit != 0;
-        self.spi_active[w] &= !bit;
-        was
+        self.set_state(vcpu, intid, Bits::Active, Op::Clear)
     }
 
     /// Whether anything at all is pending with group 1 enabled: the cheap
