@@ -1153,6 +1153,9 @@ pub enum NestedDemo {
     /// hardware's TGE, as an L2's EL0: its stage 1 translates (this run
     /// must fail).
     El0TgeNoTge,
+    /// `el0-tge-no-at`: the same, but hv's AT emulation ignores L1's TGE
+    /// and walks the EL1&0 regime's stage 1 (this run must fail).
+    El0TgeNoAt,
 }
 
 impl NestedDemo {
@@ -1301,6 +1304,7 @@ impl Options {
                 }
                 "hv.nested=el0-tge" => options.nested = Some(NestedDemo::El0Tge),
                 "hv.nested=el0-tge-no-tge" => options.nested = Some(NestedDemo::El0TgeNoTge),
+                "hv.nested=el0-tge-no-at" => options.nested = Some(NestedDemo::El0TgeNoAt),
                 "hv.nested=at" => options.nested = Some(NestedDemo::At),
                 "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
                 "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
@@ -1831,6 +1835,7 @@ pub(crate) mod tests {
             ),
             ("hv.nested=el0-tge", NestedDemo::El0Tge),
             ("hv.nested=el0-tge-no-tge", NestedDemo::El0TgeNoTge),
+            ("hv.nested=el0-tge-no-at", NestedDemo::El0TgeNoAt),
         ] {
             assert_eq!(Options::parse(arg).map(|o| o.nested), Ok(Some(demo)));
         }

@@ -292,6 +292,9 @@ struct Nested {
     /// walk is answered with a PAR_EL1 fault value, the shadow left
     /// unfilled (the defect that demo must catch).
     l2_at_walk_par: bool,
+    /// `el0-tge-no-at`: L1's AT instructions ignore its virtual TGE (the
+    /// EL1&0 stage 1 walked as if on: the defect that demo must catch).
+    at_ignores_tge: bool,
     /// L1's memory as hv reads it (its stage-1 walk aborts are found by
     /// walking its tables there, `mmu::l1_walk_abort`).
     arena: &'static Arena<'static>,
@@ -850,6 +853,7 @@ pub fn run(
             | NestedDemo::SveNvhe
             | NestedDemo::El0Tge
             | NestedDemo::El0TgeNoTge
+            | NestedDemo::El0TgeNoAt
     );
     let image = match demo {
         NestedDemo::Recycle
@@ -906,7 +910,9 @@ pub fn run(
         | NestedDemo::HostEl0NoEl0FpTrap
         | NestedDemo::HostEl0NoSpan
         | NestedDemo::HostEl0NoSpanBack => super::nested_l1_host::image(),
-        NestedDemo::El0Tge | NestedDemo::El0TgeNoTge => super::nested_l1_tge::image(),
+        NestedDemo::El0Tge | NestedDemo::El0TgeNoTge | NestedDemo::El0TgeNoAt => {
+            super::nested_l1_tge::image()
+        }
         NestedDemo::Linux
         | NestedDemo::LinuxNoSveHiding
         | NestedDemo::LinuxNoL2Syndrome
@@ -1037,6 +1043,7 @@ pub fn run(
         ),
         at_stage1_only: demo == NestedDemo::AtNoS12,
         l2_at_walk_par: demo == NestedDemo::AtNoL2Fill,
+        at_ignores_tge: demo == NestedDemo::El0TgeNoAt,
         ignore_t0sz: demo == NestedDemo::MmuNoT0sz,
         keep_dc: demo == NestedDemo::MmuVheKeepDc,
         ignore_host_span: demo == NestedDemo::HostEl0NoSpan,
@@ -1245,6 +1252,7 @@ pub fn run(
             NestedDemo::HostEl0NoSpanBack => " (host-el0-no-span-back: the hardware SCTLR_EL1.SPAN stays L1's SPAN 0 after it leaves host mode; this run must fail)",
             NestedDemo::El0Tge => " (el0-tge: a non-VHE L1 runs its EL0 with TGE = 1, E2H = 0: stage 1 off, its exceptions to L1's EL2)",
             NestedDemo::El0TgeNoTge => " (el0-tge-no-tge: L1's EL0 under TGE runs without the hardware's TGE, as an L2's EL0; this run must fail)",
+            NestedDemo::El0TgeNoAt => " (el0-tge-no-at: L1's AT instructions under TGE walk the EL1&0 stage 1 as if it were on; this run must fail)",
             NestedDemo::Linux => " (linux: the guest bundle's Linux kernel is L1, shown no SVE or SME)",
             NestedDemo::LinuxNoSveHiding => " (linux-no-sve-hiding: the guest bundle's Linux kernel is L1, shown SVE and SME; this run must fail)",
             NestedDemo::LinuxNoL2Syndrome => " (linux-no-l2-syndrome: the guest bundle's Linux kernel is L1, handed its L2's stage-2 data aborts without their instruction syndrome; this run must fail)",

@@ -15,6 +15,10 @@
 //!    translate with that table: MAIR_EL1, TCR_EL1 (T0SZ 25, 4 KiB),
 //!    TTBR0_EL1 0x90000, SCTLR_EL1.M 1; CPACR_EL1 0 (FP/SIMD traps at EL0
 //!    and EL1); its virtual HCR_EL2 RW | TGE | VM (E2H RES0);
+//!    Then, with TGE set, its AT S1E0R of VA 0x100000 must give the VA
+//!    (PAR_EL1 0x100b00: stage 1 off, Device-nGnRnE), S12E1R of it page
+//!    A's L1 IPA through its stage 2 (still Device), S1E1R of VA 1 << 40
+//!    an Address size fault at level 0 (0x801), not a walk of the table;
 //! 3. ERETs to EL0 (SPSR_EL2 EL0t) at VA 0x80000: with stage 1 off (TGE)
 //!    that is IPA 0x80000, its code; stage 1 on would fetch from IPA
 //!    0x40080000 and fault at stage 2;
@@ -29,7 +33,7 @@
 //!    0x92000000, FAR_EL2 the VA); L1 ERETs past it;
 //! 6. EL0's `svc #0x42` (x0 = 0x5a) reaches VBAR_EL2 + 0x400: ESR_EL2
 //!    0x56000042, ELR_EL2 after it, x0 as EL0 left it, x2 page A's value;
-//! 7. prints `UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok
+//! 7. prints `UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok
 //!    address-size=ok svc=ok` and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
@@ -81,6 +85,31 @@ umbra_l1_tge_image:
     msr     cpacr_el1, xzr
     UMBRA_L1E_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
     isb
+    // 2a. L1's AT on that regime under TGE (stage 1 off, hv's emulation):
+    // S1E0R of VA 0x100000 is the VA, Device-nGnRnE; S12E1R of it is page
+    // A through L1's stage 2, still Device; S1E1R of VA 1 << 40 an
+    // Address size fault at level 0 (PAR_EL1 0x801).
+    mov     x1, #0x100000
+    at      s1e0r, x1
+    isb
+    mrs     x4, par_el1
+    UMBRA_L1E_EXPECT x4, {par_s1_off}, umbra_l1e_msg_at_s1e0r
+    mov     x1, #0x100000
+    at      s12e1r, x1
+    isb
+    mrs     x4, par_el1
+    mov     x5, #{par_device_low}
+    orr     x5, x5, x12
+    adr     x10, umbra_l1e_msg_at_s12e1r
+    mov     x11, x4
+    cmp     x4, x5
+    b.ne    umbra_l1e_fail
+    UMBRA_L1E_MOV64 x1, {beyond_pa}
+    at      s1e1r, x1
+    isb
+    mrs     x4, par_el1
+    UMBRA_L1E_EXPECT x4, {par_address_size}, umbra_l1e_msg_at_s1e1r
+    UMBRA_L1E_PUTS umbra_l1e_msg_at_ok
     UMBRA_L1E_PUTS umbra_l1e_msg_start
     // 3. To EL0 at VA 0x80000 (x20: the step the vector expects).
     mov     x20, #0
@@ -153,7 +182,8 @@ umbra_l1e_msg_start:    .asciz "L1 (el0-tge, E2H = 0): virtual HCR_EL2 RW | TGE 
 umbra_l1e_msg_fp_ok:    .asciz "L1: its EL0 ran at IPA 0x80000 (stage 1 off); its FP instruction's CPACR_EL1 trap reached VBAR_EL2 + 0x400 as EC 0x00 (ESR_EL2 0x02000000, SPSR_EL2 EL0t); CPACR_EL1.FPEN 0b11, ERET to retry\n"
 umbra_l1e_msg_address_size_ok: .asciz "L1: its EL0's load from VA 1 << 40 took an Address size fault at level 0 (ESR_EL2 0x92000000, FAR_EL2 the VA)\n"
 umbra_l1e_msg_svc_ok:   .asciz "L1: its EL0's SVC #0x42 reached VBAR_EL2 + 0x400 (ESR_EL2 0x56000042, ELR_EL2 after it, x0 0x5a); its load of VA 0x100000 read page A\n"
-umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok\n"
+umbra_l1e_msg_at_ok:    .asciz "L1: with TGE = 1 (E2H = 0) its AT S1E0R of VA 0x100000 gave the VA (PAR_EL1 0x100b00: stage 1 off, Device-nGnRnE), S12E1R page A through its stage 2, S1E1R of VA 1 << 40 an Address size fault (0x801)\n"
+umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok address-size=ok svc=ok\n"
 umbra_l1e_msg_nl:       .asciz "\n"
 umbra_l1e_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1e_msg_el:       .asciz "CurrentEL is not 2: "
@@ -166,6 +196,9 @@ umbra_l1e_msg_far:      .asciz "FAR_EL2 of the Address size fault is not the VA:
 umbra_l1e_msg_svc:      .asciz "L1's EL0 SVC #0x42 gave a wrong ESR_EL2: "
 umbra_l1e_msg_x0:       .asciz "x0 at L1's vector is not what its EL0 left (0x5a): "
 umbra_l1e_msg_elr:      .asciz "ELR_EL2 after its EL0's SVC is not the next instruction: "
+umbra_l1e_msg_at_s1e0r: .asciz "AT S1E0R of VA 0x100000 with TGE = 1 (E2H = 0: stage 1 off, the VA the output) gave a wrong PAR_EL1: "
+umbra_l1e_msg_at_s12e1r: .asciz "AT S12E1R of VA 0x100000 with TGE = 1 (stage 1 off, L1's stage 2 to page A) gave a wrong PAR_EL1: "
+umbra_l1e_msg_at_s1e1r: .asciz "AT S1E1R of VA 1 << 40 with TGE = 1 (stage 1 off, beyond the 40-bit PA) gave a wrong PAR_EL1: "
 umbra_l1e_msg_load:     .asciz "L1's EL0 load of VA 0x100000 (stage 1 off: IPA 0x100000, page A) read "
 
 // L1's EL0 (EL0t, its EL1&0 regime with stage 1 off), at VA and IPA
@@ -199,8 +232,12 @@ umbra_l1_tge_image_end:
     esr_address_size = const ESR_ADDRESS_SIZE_L0,
     beyond_pa = const 1u64 << 40,
     esr_svc = const super::nested_l1_host::ESR_SVC_42,
+    par_s1_off = const PAR_S1_OFF,
+    par_device_low = const PAR_DEVICE_LOW,
+    par_address_size = const PAR_ADDRESS_SIZE_L0,
 );
 
+use crate::nested::at::{par_fault, par_translated};
 use crate::nested::hcr;
 
 /// What EL0 reads at VA 0x100000 with stage 1 off (IPA 0x100000: page A).
@@ -220,6 +257,15 @@ pub const ESR_CPACR_FP_UNDER_TGE: u64 = 1 << 25;
 /// A level-0 Address size fault on a data load from a lower EL: EC 0x24,
 /// IL 1, DFSC 0b000000, ISV 0.
 pub const ESR_ADDRESS_SIZE_L0: u64 = 0x24 << 26 | 1 << 25;
+
+/// PAR_EL1's low bits of a Device-nGnRnE translation (ATTR 0x00): SH
+/// 0b10, NS, bit 11 RES1 (0xb00).
+pub const PAR_DEVICE_LOW: u64 = par_translated(0, 0x00, 0b10);
+/// PAR_EL1 for AT S1E0R of VA 0x100000 with TGE = 1 (E2H = 0): stage 1
+/// off, the VA as the output address, Device-nGnRnE.
+pub const PAR_S1_OFF: u64 = par_translated(0x10_0000, 0x00, 0b10);
+/// PAR_EL1 for an Address size fault at level 0 (0x801).
+pub const PAR_ADDRESS_SIZE_L0: u64 = par_fault(0x00, false, false);
 
 assembled_image!(
     "The `el0-tge` L1 image's bytes.",

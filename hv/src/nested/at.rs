@@ -19,7 +19,9 @@
 //!   (E2H = 1), whose registers are the hardware EL1 ones hv converted
 //!   (`el2_regime`), its tables read in L1's RAM (no stage 2 of L1's own).
 //!   With L1's virtual HCR_EL2.{E2H, TGE} = {1, 1} the EL1 and EL0 forms
-//!   act on that EL2&0 regime too, without stage 2.
+//!   act on that EL2&0 regime too, without stage 2. With {E2H, TGE} =
+//!   {0, 1} (a non-VHE L1) they act on the EL1&0 regime with its stage 1
+//!   off (the VA is the output), S12E* with L1's stage 2 on it.
 //!
 //! PAR_EL1 of L1 at virtual EL2 is the hardware PAR_EL1: FEAT_NV2 gives it
 //! no VNCR page slot, so L1's MRS reads the register itself (an EL1
@@ -370,6 +372,8 @@ pub fn external_abort_syndrome(pstate: u64, level: i8, s1ptw: bool) -> u64 {
 
 /// PSTATE.PAN.
 const PSTATE_PAN: u64 = 1 << 22;
+/// SCTLR_ELx.M: stage 1 on.
+const SCTLR_M: u64 = 1 << 0;
 
 /// L1's `op` on `va`, reading L1's RAM (L1 IPAs: its stage-2 tables,
 /// L2's stage-1 tables behind them, its own tables) from `memory`, whose
@@ -394,9 +398,21 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
     } else {
         (context.l2, Stage1Regime::TwoRanges)
     };
+    // With TGE = 1 and E2H = 0 the EL1&0 regime's stage 1 is off, as if
+    // SCTLR_EL1.M were 0 (AArch64.S1Enabled for Regime_EL10: enabled only
+    // with HCR_EL2.{DC, TGE} = {0, 0}): the output is the VA, Device-nGnRnE
+    // or, with DC, Normal WB Non-shareable (AArch64.S1DisabledOutput).
+    // Stage 2 still follows VM and DC: only an Effective {E2H, TGE} of
+    // {1, 1} makes them 0 (HCR_EL2.VM, DC), and that is `host_regime`.
+    let el10_stage1_off = !own && context.vhcr & hcr::TGE != 0;
+    let sctlr = if el10_stage1_off {
+        registers.sctlr & !SCTLR_M
+    } else {
+        registers.sctlr
+    };
     let stage2_on = !own && context.vhcr & (hcr::VM | hcr::DC) != 0;
     let config = Stage1Config {
-        sctlr: registers.sctlr,
+        sctlr,
         tcr: registers.tcr,
         ttbr0: registers.ttbr0,
         ttbr1: registers.ttbr1,

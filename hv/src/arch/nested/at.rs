@@ -15,6 +15,7 @@ use crate::nested::at::{
     address_translate, external_abort_syndrome, par_fault, AtContext, AtOp, AtOutcome,
     RegimeRegisters,
 };
+use crate::nested::hcr;
 use crate::nested::vncr::El1Register;
 use crate::shadow_selftest::memory::L1Memory;
 use walker::{GuestMemory, MemoryError};
@@ -108,8 +109,14 @@ pub(super) fn l1_at(
         ttbr1: read_sysreg!("ttbr1_el1"),
         mair: read_sysreg!("mair_el1"),
     };
+    // `el0-tge-no-at`'s defect: TGE ignored, the EL1&0 stage 1 walked.
+    let vhcr = if nested.at_ignores_tge {
+        vncr.hcr() & !hcr::TGE
+    } else {
+        vncr.hcr()
+    };
     let context = AtContext {
-        vhcr: vncr.hcr(),
+        vhcr,
         vttbr: vncr.vttbr(),
         vtcr: vncr.vtcr(),
         pstate: frame.spsr,

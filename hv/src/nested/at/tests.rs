@@ -597,6 +597,71 @@ fn s1e2_and_the_host_regime() {
     );
 }
 
+/// A non-VHE L1 (E2H = 0) with its virtual HCR_EL2.TGE = 1: the EL1&0
+/// regime's stage 1 is off whatever SCTLR_EL1.M (AArch64.S1Enabled), so
+/// AT S1E1*/S1E0* give the VA (Device-nGnRnE, or Normal WB Non-shareable
+/// with DC), an Address size fault at level 0 beyond the 40 bits of PA
+/// L1 is shown; S12E* put L1's stage 2 (VM, or DC) on that VA; AT S1E2*
+/// stays on L1's own regime. Before, every form walked L2's stage 1.
+#[test]
+fn non_vhe_tge_turns_the_el1_stage1_off() {
+    let setup = Setup::new();
+    let mut l2 = setup.l2_tables();
+    l2.map(DATA_VA, DATA_IPA | AF | ISH | attr_index(0));
+    // L2's stage 1 would map DATA_VA; with TGE the VA is the output.
+    let mut context = setup.context(hcr::TGE | hcr::VM);
+    context.l1_non_vhe = true;
+    let va = L2_IPA + 0x3456;
+    let s1_off = AtOutcome::Par(par_translated(L2_IPA + 0x3000, 0x00, 0b10));
+    for op in [AtOp::S1E1R, AtOp::S1E1W, AtOp::S1E0R, AtOp::S1E0W] {
+        assert_eq!(setup.at(op, va, &context), s1_off, "{op:?}");
+    }
+    // No EL0 permission check either: the EL1-only page is EL0's too.
+    assert_eq!(
+        setup.at(AtOp::S1E0R, DATA_VA, &context),
+        AtOutcome::Par(par_translated(DATA_VA, 0x00, 0b10))
+    );
+    // S12: stage 2 on the VA; Device from stage 1 wins.
+    assert_eq!(
+        setup.at(AtOp::S12E1R, va, &context),
+        AtOutcome::Par(par_translated(l2_to_l1(L2_IPA + 0x3000), 0x00, 0b10))
+    );
+    assert_eq!(
+        setup.at(AtOp::S12E0W, 0x7000_0000, &context),
+        AtOutcome::Par(par_fault(0x05, true, false))
+    );
+    // Beyond PAMax (40 bits): an Address size fault at level 0.
+    assert_eq!(
+        setup.at(AtOp::S1E1R, 1 << 40, &context),
+        AtOutcome::Par(par_fault(0x00, false, false))
+    );
+    // TGE with DC: Normal WB Non-shareable at stage 1, stage 2 on (DC).
+    context.vhcr = hcr::TGE | hcr::DC;
+    assert_eq!(
+        setup.at(AtOp::S1E1R, va, &context),
+        AtOutcome::Par(par_translated(L2_IPA + 0x3000, 0xff, 0b00))
+    );
+    assert_eq!(
+        setup.at(AtOp::S12E1R, va, &context),
+        AtOutcome::Par(par_translated(l2_to_l1(L2_IPA + 0x3000), 0xff, 0b11))
+    );
+    // TGE without VM or DC: S12 is the stage-1 form.
+    context.vhcr = hcr::TGE;
+    assert_eq!(setup.at(AtOp::S12E1R, va, &context), s1_off);
+    // Without TGE the same registers walk L2's stage 1.
+    context.vhcr = hcr::VM;
+    assert_eq!(
+        setup.at(AtOp::S1E1R, DATA_VA, &context),
+        AtOutcome::Par(par_translated(DATA_IPA, 0xff, 0b11))
+    );
+    // AT S1E2R under TGE: L1's own EL2 regime (here its stage 1 off).
+    context.vhcr = hcr::TGE | hcr::VM;
+    assert_eq!(
+        setup.at(AtOp::S1E2R, 0x4012_3456, &context),
+        AtOutcome::Par(par_translated(0x4012_3000, 0x00, 0b10))
+    );
+}
+
 /// L2's stage 1 off: with L1's HCR_EL2.DC, Normal WB Non-shareable and
 /// stage 2 on the VA; without, Device-nGnRnE.
 #[test]

@@ -952,11 +952,12 @@ const MATRIX: &[Case] = &[
     // as 0: its table would map the code elsewhere) through L1's stage 2,
     // CPACR_EL1's FP trap and an SVC taken to L1's EL2 vector, a load
     // beyond L1's 40-bit PA an Address size fault at level 0 (review 46
-    // R46-4: hv ended the run here).
+    // R46-4: hv ended the run here). Before it leaves, L1's AT S1E0R,
+    // S12E1R and S1E1R under TGE see that regime with stage 1 off.
     Case {
         hv_args: "hv.nested=el0-tge",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok",
+            line: "l1: UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok address-size=ok svc=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -968,6 +969,17 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=el0-tge-no-tge",
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: the first exception from L1's EL0 (TGE = 1, stage 1 off: it runs at IPA 0x80000) is not its FP trap, ESR_EL2 0x0000000082000005",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Its twin for the AT step: hv's AT emulation ignores L1's TGE and
+    // walks the EL1&0 stage 1 (VA 0x100000 to IPA 0x40100000, Normal made
+    // Non-cacheable by SCTLR_EL1.C 0).
+    Case {
+        hv_args: "hv.nested=el0-tge-no-at",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: AT S1E0R of VA 0x100000 with TGE = 1 (E2H = 0: stage 1 off, the VA the output) gave a wrong PAR_EL1: 0x4400000040100b00",
             status: 2,
         },
         ..boot(MAX, 1, "512M")
