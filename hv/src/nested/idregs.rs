@@ -104,7 +104,9 @@ pub const L1_PA_RANGE: u64 = 0b0010;
 ///   FEAT_TRBE, FEAT_BRBE hidden): hv emulates none of their EL2 registers
 ///   (PMSCR_EL2, TRFCR_EL2, BRBCR_EL2 are UNDEFINED for L1) and switches
 ///   none of their EL1 ones between L1 and L2 (the buffers' EL1 registers
-///   trap for both and are UNDEFINED: `traps::hidden_buffer_traps`), and
+///   trap for both and are UNDEFINED: `traps::hidden_buffer_traps`; so do
+///   TRFCR_EL1 and the BRBE registers where the CPU has them:
+///   `traps::hidden_trace_filter_trap`, `traps::nested_fine_grained_traps`), and
 ///   Linux's EL2 set-up writes PMSCR_EL2 and TRFCR_EL2 where they are
 ///   shown.
 pub const fn shown_to_l1(register: IdRegister, host: u64) -> u64 {

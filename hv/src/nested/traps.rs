@@ -446,6 +446,66 @@ pub const fn hidden_buffer_traps(hv_mdcr: u64) -> u64 {
     traps
 }
 
+/// MDCR_EL2.TTRF where the CPU has FEAT_TRF (`hardware_dfr0`, the
+/// hardware ID_AA64DFR0_EL1: TraceFilt, bits \[43:40\], not 0), for L1
+/// and L2 alike. L1 is shown no FEAT_TRF (TraceFilt 0,
+/// `idregs::shown_to_l1`), so TRFCR_EL1 is an unallocated encoding for
+/// it and for L2 and must be UNDEFINED; untrapped it would be the
+/// hardware register, which hv switches neither between L1 and L2 nor
+/// away from itself, so a value L1 or L2 wrote would filter the other's
+/// trace. hv answers the trap with an UNDEFINED (for L1 an unemulated
+/// register; for L2 [`is_trfcr_el1`]). Without FEAT_TRF TTRF is RES0 and
+/// the hardware makes the access UNDEFINED itself (QEMU 10's `-cpu max`
+/// has no FEAT_TRF: host-tested only).
+pub const fn hidden_trace_filter_trap(hardware_dfr0: u64) -> u64 {
+    if (hardware_dfr0 >> 40) & 0xf != 0 {
+        mdcr::TTRF
+    } else {
+        0
+    }
+}
+
+/// FEAT_BRBE's negative fine-grained trap bits (0 traps): nBRBDATA,
+/// nBRBCTL, nBRBIDR in HDFGRTR_EL2 (bits 61-59; HDFGWTR_EL2 has the first
+/// two) and nBRBINJ, nBRBIALL in HFGITR_EL2 (bits 56, 55).
+pub const HDFGXTR_BRBE: u64 = 0b111 << 59;
+pub const HFGITR_BRBE: u64 = 0b11 << 55;
+
+/// hv's fine-grained traps `[HFGITR_EL2, HDFGRTR_EL2, HDFGWTR_EL2]` (as
+/// for an ordinary guest, `sysregs`) for L1 and L2: without the BRBE bits,
+/// so the Branch Record Buffer's registers and instructions trap. L1 is
+/// shown no FEAT_BRBE (ID_AA64DFR0_EL1.BRBE 0, `idregs::shown_to_l1`), so
+/// they are unallocated for it and for L2 and must be UNDEFINED, and hv
+/// switches none of them (the records of one would be the other's). hv
+/// answers the traps with an UNDEFINED (for L1 unemulated encodings, for
+/// L2 [`is_brbe_access`]). Without FEAT_BRBE those bits are 0 already and
+/// the hardware makes the accesses UNDEFINED (QEMU 10's `-cpu max` has no
+/// FEAT_BRBE: host-tested only).
+pub const fn nested_fine_grained_traps(hv: [u64; 3]) -> [u64; 3] {
+    [
+        hv[0] & !HFGITR_BRBE,
+        hv[1] & !HDFGXTR_BRBE,
+        hv[2] & !HDFGXTR_BRBE,
+    ]
+}
+
+/// A FEAT_BRBE register (op0 2, op1 1, CRn 8: BRBINF/SRC/TGT<n>_EL1; CRn
+/// 9: BRBCR, BRBFCR, BRBTS, the injection registers, BRBIDR0_EL1) or
+/// instruction (BRB IALL, BRB INJ: op0 1, op1 1, CRn 7, CRm 2, op2 4, 5).
+pub const fn is_brbe_access(access: &SysRegAccess) -> bool {
+    (access.op0 == 2 && access.op1 == 1 && (access.crn == 8 || access.crn == 9))
+        || (access.op0 == 1
+            && access.op1 == 1
+            && access.crn == 7
+            && access.crm == 2
+            && (access.op2 == 4 || access.op2 == 5))
+}
+
+/// TRFCR_EL1 (op0 3, op1 0, CRn 1, CRm 2, op2 1).
+pub const fn is_trfcr_el1(access: &SysRegAccess) -> bool {
+    access.op0 == 3 && access.op1 == 0 && access.crn == 1 && access.crm == 2 && access.op2 == 1
+}
+
 /// Whether `access` is to a register of the hidden SPE or Trace Buffer
 /// that [`hidden_buffer_traps`] traps: op0 3, op1 0, CRn 9, CRm 9 (the
 /// sampling controls PMS*_EL1), 10 (the Profiling Buffer's PMB*_EL1) or
@@ -568,7 +628,11 @@ pub fn l2_trap_route(esr: u64, l1: &L1TrapControls) -> L2TrapRoute {
         EC_SME => t.sme,
         EC_SYSREG => {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
-            if hcrx_disabled_register(&access) || hidden_buffer_register(&access) {
+            if hcrx_disabled_register(&access)
+                || hidden_buffer_register(&access)
+                || is_trfcr_el1(&access)
+                || is_brbe_access(&access)
+            {
                 return L2TrapRoute::UndefinedForL2;
             }
             if !is_cpacr_el1(&access) {
@@ -935,6 +999,77 @@ mod tests {
             assert!(!hidden_buffer_register(&SysRegAccess::from_iss(
                 esr & 0x1ff_ffff
             )));
+        }
+    }
+
+    /// TRFCR_EL1 (FEAT_TRF hidden from L1): trapped for L1 and L2 where
+    /// the CPU has FEAT_TRF, UNDEFINED for L2 (not forwarded to L1, whose
+    /// MDCR_EL2.TTRF is RES0); no trap bit without FEAT_TRF (RES0).
+    #[test]
+    fn hidden_trace_filter_is_trapped_and_undefined() {
+        // `-cpu max`'s ID_AA64DFR0_EL1 (TraceFilt 0), and with TraceFilt 1.
+        let dfr0 = 0x1000_0000_1030_560a;
+        assert_eq!(hidden_trace_filter_trap(dfr0), 0);
+        assert_eq!(hidden_trace_filter_trap(dfr0 | 1 << 40), mdcr::TTRF);
+        assert_eq!(
+            (shown_to_l1(IdRegister::Dfr0, dfr0 | 1 << 40) >> 40) & 0xf,
+            0
+        );
+        let c = controls(CptrLayout::Vhe, 0, 6);
+        for read in [true, false] {
+            let esr = sysreg_esr(3, 0, 1, 2, 1, read);
+            assert!(is_trfcr_el1(&SysRegAccess::from_iss(esr & 0x1ff_ffff)));
+            assert_eq!(l2_trap_route(esr, &c), L2TrapRoute::UndefinedForL2);
+        }
+        // CPACR_EL1 (op2 2) and TRFCR_EL2 (op1 4) are not TRFCR_EL1.
+        for esr in [
+            sysreg_esr(3, 0, 1, 0, 2, true),
+            sysreg_esr(3, 4, 1, 2, 1, true),
+        ] {
+            assert!(!is_trfcr_el1(&SysRegAccess::from_iss(esr & 0x1ff_ffff)));
+        }
+    }
+
+    /// BRBE (hidden from L1): its negative FGT bits cleared for L1 and L2
+    /// (trapped), the rest of hv's values kept; its accesses UNDEFINED for
+    /// L2.
+    #[test]
+    fn hidden_brbe_is_trapped_and_undefined() {
+        let brbe = crate::sysregs::CpuFeatures {
+            id_aa64dfr0: 1 << 52,
+            ..crate::sysregs::CpuFeatures::default()
+        };
+        let hv = [
+            crate::sysregs::hfgitr_el2(&brbe) | 1 << 59,
+            crate::sysregs::hdfgrtr_el2(&brbe) | 1 << 62,
+            crate::sysregs::hdfgwtr_el2(&brbe) | 1 << 62,
+        ];
+        assert_eq!(hv[0] & HFGITR_BRBE, HFGITR_BRBE);
+        assert_eq!(nested_fine_grained_traps(hv), [1 << 59, 1 << 62, 1 << 62]);
+        let c = controls(CptrLayout::Vhe, 0, 6);
+        // BRBCR_EL1, BRBIDR0_EL1, BRBINF15_EL1, BRBTGT31_EL1, BRB IALL, INJ.
+        let accesses = [
+            sysreg_esr(2, 1, 9, 0, 0, true),
+            sysreg_esr(2, 1, 9, 2, 0, true),
+            sysreg_esr(2, 1, 8, 15, 0, true),
+            sysreg_esr(2, 1, 8, 15, 6, false),
+            sysreg_esr(1, 1, 7, 2, 4, false),
+            sysreg_esr(1, 1, 7, 2, 5, false),
+        ];
+        for esr in accesses {
+            assert_eq!(
+                l2_trap_route(esr, &c),
+                L2TrapRoute::UndefinedForL2,
+                "{esr:#x}"
+            );
+        }
+        // MDCCINT_EL1 (op0 2, op1 0), an AT (CRm 8), CFP RCTX (CRm 3).
+        for esr in [
+            sysreg_esr(2, 0, 0, 2, 0, true),
+            sysreg_esr(1, 0, 7, 8, 0, false),
+            sysreg_esr(1, 3, 7, 3, 4, false),
+        ] {
+            assert!(!is_brbe_access(&SysRegAccess::from_iss(esr & 0x1ff_ffff)));
         }
     }
 

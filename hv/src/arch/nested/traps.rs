@@ -27,9 +27,9 @@ use super::{
 use crate::inject::{undefined_syndrome, TargetEl1};
 use crate::nested::entry::Vel2Target;
 use crate::nested::traps::{
-    is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr, l1_hardware_mdcr, l1_hcrx,
-    l2_hardware_cptr, l2_hardware_mdcr, mdcr, nested_hardware_hcrx, CptrLayout, L1TrapControls,
-    ShownFeatures,
+    hidden_trace_filter_trap, is_cpacr_el1, is_cptr_el2, is_mdcr_el2, l1_hardware_cptr,
+    l1_hardware_mdcr, l1_hcrx, l2_hardware_cptr, l2_hardware_mdcr, mdcr, nested_fine_grained_traps,
+    nested_hardware_hcrx, CptrLayout, L1TrapControls, ShownFeatures,
 };
 use crate::nested::vncr::HCRX_EL2;
 use crate::println;
@@ -62,6 +62,12 @@ pub(super) struct TrapSetup {
     hv_cptr: u64,
     hv_mdcr: u64,
     hv_hcrx: Option<u64>,
+    /// MDCR_EL2.TTRF where the CPU has FEAT_TRF, which L1 is not shown:
+    /// TRFCR_EL1 traps for L1 and L2 (`hidden_trace_filter_trap`).
+    trace_filter_trap: u64,
+    /// With FEAT_FGT: HFGITR_EL2, HDFGRTR_EL2, HDFGWTR_EL2 for L1 and L2
+    /// (hv's without the BRBE bits: `nested_fine_grained_traps`).
+    fine_grained_traps: Option<[u64; 3]>,
     /// What L1 is shown of the features they control.
     features: ShownFeatures,
     layout: CptrLayout,
@@ -83,6 +89,14 @@ impl TrapSetup {
             hv_cptr: sysregs::cptr_el2(features),
             hv_mdcr: sysregs::mdcr_el2(features, pmcr),
             hv_hcrx: features.has_hcx().then(|| sysregs::hcrx_el2(features)),
+            trace_filter_trap: hidden_trace_filter_trap(features.id_aa64dfr0),
+            fine_grained_traps: features.has_fgt().then(|| {
+                nested_fine_grained_traps([
+                    sysregs::hfgitr_el2(features),
+                    sysregs::hdfgrtr_el2(features),
+                    sysregs::hdfgwtr_el2(features),
+                ])
+            }),
             features: ShownFeatures::from_id_registers(pfr0, pfr1, dfr0, mmfr1, pmcr),
             layout: match mode {
                 L1Vel2Mode::Vhe => CptrLayout::Vhe,
@@ -108,6 +122,11 @@ pub(super) fn start_l1(nested: &Nested) {
         write_sysreg!("s3_4_c1_c2_2", nested_hardware_hcrx(hcrx)); // HCRX_EL2
     }
     write_sysreg!("cpacr_el1", nested.traps.reset().l1_hardware_cpacr());
+    if let Some([hfgitr, hdfgrtr, hdfgwtr]) = nested.traps.fine_grained_traps {
+        write_sysreg!("s3_4_c1_c1_6", hfgitr); // HFGITR_EL2
+        write_sysreg!("s3_4_c3_c1_4", hdfgrtr); // HDFGRTR_EL2
+        write_sysreg!("s3_4_c3_c1_5", hdfgwtr); // HDFGWTR_EL2
+    }
 }
 
 /// The hardware CPTR_EL2 and MDCR_EL2 while L1 runs (hv's own, without
@@ -115,7 +134,10 @@ pub(super) fn start_l1(nested: &Nested) {
 pub(super) fn enter_l1(nested: &Nested) {
     let t = &nested.traps;
     write_sysreg!("cptr_el2", l1_hardware_cptr(t.hv_cptr, t.layout));
-    write_sysreg!("mdcr_el2", l1_hardware_mdcr(t.hv_mdcr));
+    write_sysreg!(
+        "mdcr_el2",
+        l1_hardware_mdcr(t.hv_mdcr) | t.trace_filter_trap
+    );
 }
 
 /// The hardware CPTR_EL2 and MDCR_EL2 for L2: hv's own with L1's traps.
@@ -133,7 +155,7 @@ pub(super) fn enter_l2(nested: &Nested, vcpu: &Vcpu) {
         _ => l2_hardware_mdcr(t.hv_mdcr, &vcpu.traps),
     };
     write_sysreg!("cptr_el2", cptr);
-    write_sysreg!("mdcr_el2", mdcr);
+    write_sysreg!("mdcr_el2", mdcr | t.trace_filter_trap);
 }
 
 /// At each of L1's exits: its HCRX_EL2 slot holds what hv applies.
