@@ -52,10 +52,10 @@ use super::cpu::{self, read_sysreg, write_sysreg};
 use crate::exit::SysRegAccess;
 use crate::nested::timer::{
     backed_by_hyp_timer, hardware_asserted, hyp_timer_at_return, l1_cnthctl_reset,
-    l1_cnthctl_write, l1_timer_lrs, l2_cnthctl, signalled_to_l1, timer_read, timer_write,
-    vhe_l1_cnthctl, vhe_l1_hardware_cntkctl, L1HypTimers, Timer, TimerLevels, TimerPpis,
-    TrappedTimer, WhichTimer, CNTKCTL_WRITABLE, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0,
-    CNTV_CVAL_EL0,
+    l1_cnthctl_write, l1_timer_lrs, l2_cnthctl, l2_cntkctl_at_exit, signalled_to_l1, timer_read,
+    timer_write, vhe_l1_cnthctl, vhe_l1_hardware_cntkctl, L1HypTimers, Timer, TimerLevels,
+    TimerPpis, TrappedTimer, WhichTimer, CNTKCTL_WRITABLE, CNTP_CTL_EL0, CNTP_CVAL_EL0,
+    CNTV_CTL_EL0, CNTV_CVAL_EL0,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, Shape, MAX_LIST_REGISTERS};
 use crate::nested::vncr::{VncrPage, CNTVOFF_EL2};
@@ -483,7 +483,7 @@ impl VcpuTimers {
         write_sysreg!("cntvoff_el2", 0);
         write_sysreg!("cnthctl_el2", crate::sysregs::CNTHCTL_EL2);
         if self.e2h {
-            self.l2_cntkctl = read_sysreg!("cntkctl_el1");
+            self.l2_cntkctl = l2_cntkctl_at_exit(read_sysreg!("cntkctl_el1"));
             if self.defect != TimerDefect::NoCntkctlRestore {
                 write_sysreg!("cntkctl_el1", vhe_l1_hardware_cntkctl(self.cnthctl));
             }

@@ -432,9 +432,22 @@ pub const CNTKCTL_WRITABLE: u64 = 0x3ff;
 /// hardware's `hardware_cntkctl` and bits 10/11 (EL1PCTEN, EL1PTEN: RES0
 /// in CNTKCTL_EL1) hv's copy `kept`, which only the trapped CNTHCTL_EL2
 /// encoding writes (a limit: bits 10/11 written through CNTKCTL_EL1 are
-/// lost; without FEAT_FGT that encoding cannot be trapped).
+/// lost. Nothing traps that encoding at EL1: its accessor checks no
+/// HCR_EL2, FEAT_FGT or FEAT_ECV control, DDI 0487 D24.10). Bits \[63:12\]
+/// are RES0 for L1 (FEAT_ECV hidden) and read 0 here, whatever an ECV
+/// hardware CNTKCTL_EL1 holds (EVNTIS, bit 17).
 pub const fn vhe_l1_cnthctl(kept: u64, hardware_cntkctl: u64) -> u64 {
     hardware_cntkctl & CNTKCTL_WRITABLE | kept & !CNTKCTL_WRITABLE
+}
+
+/// L2's CNTKCTL_EL1 as hv keeps it at L2's exit, from the hardware one L2
+/// wrote without a trap: bits \[9:0\]. L1 is shown no FEAT_ECV, so L2 is
+/// too and EVNTIS (bit 17) and bits \[63:10\] are RES0 for both: L1's
+/// CNTKCTL_EL12 reads them as 0. CONSTRAINED choice where the hardware has
+/// FEAT_ECV and L2 wrote EVNTIS 1 anyway: it takes effect and reads back
+/// until L2's next exit (the encoding cannot be trapped), then reads 0.
+pub const fn l2_cntkctl_at_exit(hardware_cntkctl: u64) -> u64 {
+    hardware_cntkctl & CNTKCTL_WRITABLE
 }
 
 /// The hardware CNTKCTL_EL1 while a VHE L1 runs: its CNTHCTL_EL2's bits
@@ -947,6 +960,11 @@ mod tests {
         assert_eq!(vhe_l1_cnthctl(0x003, 0x200), 0x200);
         // Bits 10/11 written through CNTKCTL_EL1 are RES0 there: lost.
         assert_eq!(vhe_l1_cnthctl(0, 0xc00), 0);
+        // An ECV hardware's EVNTIS (bit 17): RES0 for L1 and L2 (FEAT_ECV
+        // hidden), read 0 through CNTHCTL_EL2 and CNTKCTL_EL12.
+        assert_eq!(vhe_l1_cnthctl(0, 1 << 17 | 0x203), 0x203);
+        assert_eq!(l2_cntkctl_at_exit(1 << 17 | 0xc00 | 0x203), 0x203);
+        assert_eq!(l1_cnthctl_write(1 << 17 | 1 << 15 | 0xc03, true), 0xc03);
         assert_eq!(vhe_l1_hardware_cntkctl(cnthctl::E2H_WRITABLE), 0x3ff);
     }
 
