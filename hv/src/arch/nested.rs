@@ -897,7 +897,8 @@ pub fn run(
         | NestedDemo::GicNoKick
         | NestedDemo::GicNoList
         | NestedDemo::GicNoEoiMaintenance
-        | NestedDemo::GicNoPowerOff => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoPowerOff
+        | NestedDemo::GicNoWithdraw => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1118,6 +1119,7 @@ pub fn run(
             NestedDemo::GicNoList => L1GicDefect::NoList,
             NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
             NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
+            NestedDemo::GicNoWithdraw => L1GicDefect::NoWithdraw,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1237,6 +1239,7 @@ pub fn run(
             NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
             NestedDemo::GicNoEoiMaintenance => " (gic-no-eoi-maintenance: L1's SGIs and SPIs are listed without the EOI bit; this run must fail)",
             NestedDemo::GicNoPowerOff => " (gic-no-power-off: L1's CPU_OFF neither hands its listed interrupts back nor puts its redistributor to sleep; this run must fail)",
+            NestedDemo::GicNoWithdraw => " (gic-no-withdraw: an interrupt listed and not acknowledged stays in the vCPU's list registers after L1 clears it pending, disables or re-routes it; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1490,7 +1493,8 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         drop(guard);
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
         if let Some(undo) = undo {
-            super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
+            let wanting = super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
+            kick_l1_vcpus(nested, index, wanting);
         }
     } else if core::mem::take(&mut vcpu.wfi) && vcpu.mode == Mode::L1 {
         drop(guard);
@@ -1572,10 +1576,14 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
 
 /// During an exit (L1's own interface in the hardware, until
 /// `VcpuGic::enter_l2`): what L1's GIC forwards to the vCPU listed in L1's
-/// own interface, and whether one of those interrupts would interrupt L2
-/// now (`arch::nested_gic::interrupts_l2`).
+/// own interface (what it withdrew from there kicked to its new target),
+/// and whether one of those interrupts would interrupt L2 now
+/// (`arch::nested_gic::interrupts_l2`).
 fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
-    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    let wanting = super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    if wanting != 0 {
+        kick_l1_vcpus(nested, vcpu.index, wanting);
+    }
     super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
 }
 
