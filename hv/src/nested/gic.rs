@@ -1431,6 +1431,175 @@ mod tests {
         assert_eq!(lrs[1] & lr::VINTID_MASK, 1, "lrs {lrs:x?}");
     }
 
+    /// SPI 48 routed to vCPU 1 and SGI 2 sent to vCPU 0, each listed in
+    /// its vCPU's LRs (LR 0 of each slice a timer PPI), not acknowledged.
+    fn listed_spi_and_sgi() -> (L1Gic, [u64; 3], [u64; 3]) {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 1 << 2);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        gic.send_sgi(0, 2 << 24 | 1);
+        let mut lrs0 = [pending_lr(26, 0xa0), 0, 0];
+        let mut lrs1 = lrs0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
+        assert_eq!(lrs0[1], pending_lr(2, 0));
+        assert_eq!(lrs1[1], pending_lr(48, 0));
+        (gic, lrs0, lrs1)
+    }
+
+    /// Review 47 R47-2 (c): an interrupt listed and not yet acknowledged
+    /// is pending (IHI 0069: pending until a PE acknowledges it):
+    /// GICD_ISPENDR/ICPENDR and GICR_ISPENDR0/ICPENDR0 read it 1, and 0
+    /// once the holder's exit saw it acknowledged.
+    #[test]
+    fn listed_and_not_acknowledged_reads_pending() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        assert_eq!(gic.read(D, 0x284, 4), 1 << 16);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 1 << 2);
+        assert_eq!(gic.read(R0, 0x1_0280, 4), 1 << 2);
+        assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
+        // Nothing changed: the exits keep both, and nobody is kicked.
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // L1 acknowledges both (no trap): active; the holders' next exits
+        // see it.
+        let acknowledged = |v: u64| v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        lrs0[1] = acknowledged(lrs0[1]);
+        lrs1[1] = acknowledged(lrs1[1]);
+        let (before0, before1) = (lrs0, lrs1);
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!((lrs0, lrs1), (before0, before1));
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+        assert!(!gic.holds_listed(0) && !gic.holds_listed(1));
+    }
+
+    /// Review 47 R47-2 (b): L1's clear-pending of a listed, not
+    /// acknowledged interrupt (here from vCPU 0, of vCPU 1's SPI, and of
+    /// vCPU 0's own SGI) kicks the holder, whose next exit withdraws the
+    /// LR entry: never taken, nothing handed back; `gic-no-withdraw`
+    /// leaves it.
+    #[test]
+    fn a_clear_pending_withdraws_the_listed_entry_at_the_holders_exit() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x284, 4, 1 << 16);
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+        assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
+        let mut broken = (gic.clone(), lrs1);
+        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false));
+        assert_eq!(broken.1, lrs1, "gic-no-withdraw: still pending there");
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!(lrs1, [pending_lr(26, 0xa0), 0, 0]);
+        assert_eq!(lrs0, [pending_lr(26, 0xa0), 0, 0]);
+        assert_eq!(gic.wanting(), 0);
+        assert!(!gic.anything_pending());
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        // Pending and active (acknowledged, then a second edge merged):
+        // the clear leaves it active.
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        gic.withdraw_listed(0, &mut lrs0, true);
+        assert_eq!(LrState::of(lrs0[1]), LrState::Active);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+    }
+
+    /// Review 47 R47-2 (b): a disable withdraws a listed entry too, but
+    /// the interrupt stays pending in the distributor (a disabled
+    /// interrupt is only not forwarded) and comes, once, when enabled
+    /// again; GICD_CTLR.RWP (GICR_CTLR.RWP for an SGI) reads 1 until the
+    /// holder withdrew it.
+    #[test]
+    fn a_disable_withdraws_the_listed_entry_and_it_comes_when_enabled_again() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
+        gic.write(D, 0x184, 4, 1 << 16);
+        gic.write(R0, 0x1_0180, 4, 1 << 2);
+        assert_eq!(
+            gic.read(D, 0, 4) & u64::from(ctlr::RWP),
+            u64::from(ctlr::RWP)
+        );
+        assert_eq!(gic.read(R0, 0, 4), u64::from(ctlr::GICR_RWP));
+        assert_eq!(gic.wanting(), 0b11);
+        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!((lrs0[1], lrs1[1]), (0, 0));
+        assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
+        assert_eq!(gic.read(R0, 0, 4), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16, "still pending");
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 1 << 2, "still pending");
+        assert_eq!(gic.wanting(), 0);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(R0, 0x1_0100, 4, 1 << 2);
+        assert_eq!(gic.wanting(), 0b11);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(lrs1[1], pending_lr(48, 0));
+        assert_eq!(lrs0[1], pending_lr(2, 0));
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 47 R47-2 (b): an SPI re-routed while listed and not
+    /// acknowledged moves to its new target once the old one withdrew it
+    /// (never pending in both vCPUs' LRs, also with a second edge sent
+    /// meanwhile); one the old target acknowledged first stays there.
+    #[test]
+    fn a_re_routed_listed_spi_moves_to_the_new_target_once() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x204, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [],
+            "SPI 48 waits for vCPU 1 to withdraw it"
+        );
+        assert_eq!(gic.wanting(), 0b10);
+        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!(lrs1[1], 0);
+        assert_eq!(gic.wanting(), 0b01);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(lrs0[2], pending_lr(48, 0));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // Acknowledged on vCPU 0 before a re-route back to vCPU 1 reached
+        // it: delivered there, nothing for vCPU 1.
+        lrs0[2] = lrs0[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        assert_eq!(gic.wanting(), 0b01);
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!(LrState::of(lrs0[2]), LrState::Active);
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+    }
+
+    /// A clear-pending not yet withdrawn when the holder powers off: the
+    /// entry is dropped, not handed back.
+    #[test]
+    fn a_power_off_does_not_hand_back_what_l1_cleared_pending() {
+        let (mut gic, _, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x284, 4, 1 << 16);
+        gic.power_off(1, &mut lrs1);
+        assert_eq!(lrs1[1], 0);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert!(!gic.holds_listed(1));
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        assert_eq!(gic.wanting(), 0);
+    }
+
     #[test]
     fn signalled_needs_a_pending_distributor_entry_group_1_and_the_priority_mask() {
         let vmcr_on = vmcr::VENG1 | 0xf0 << 24;
