@@ -47,14 +47,17 @@
 //! lists one in a list register its pending state moves there (the
 //! distributor's bit is cleared): an edge, sent once, is delivered once,
 //! and a second send before L1 acknowledges merges into that entry; at the
-//! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]).
+//! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]). hv
+//! records what it listed where until it sees it acknowledged: meanwhile
+//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0), and a clear-pending,
+//! disable, set-active or re-route L1 writes kicks the holder, whose exit
+//! withdraws the entry ([`L1Gic::withdraw_listed`]; GICD_CTLR.RWP and
+//! GICR_CTLR.RWP read 1 until a disable has reached it).
 //! Limits: the active state of what hv listed lives in L1's list
 //! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself (and what a vCPU that powered off held); while listed and not
-//! yet acknowledged an interrupt is pending only in that vCPU's list
-//! registers, so GICD_ISPENDR and GICR_ISPENDR0 read it 0 there, and a
-//! clear-pending, disable or re-route L1 writes then does not reach the
-//! listed entry (the vCPU still takes it, where a GIC would withdraw it);
+//! itself (and what a vCPU that powered off held); an acknowledgement on
+//! another vCPU reaches the pending reads at that vCPU's next exit; a new
+//! priority does not reach an entry already listed;
 //! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
