@@ -80,6 +80,7 @@ pub fn l1_trusted_os(
 /// hv's kick SGIs each of `N` vCPUs took: in all (the run's summary) and
 /// in its current life, since L1's last CPU_ON of it (review 47 R47-8: a
 /// restarted vCPU's check is not met by what its earlier life took).
+#[derive(Debug)]
 pub struct KickCounts<const N: usize> {
     total: [AtomicU64; N],
     at_start: [AtomicU64; N],
