@@ -108,6 +108,19 @@ global_asm!(
 93:
 .endm
 
+// GICD_ISPENDR1 (x20 the distributor) reads `pending`; the SPIs of
+// `bits` disabled (GICD_ICENABLER1) and GICD_CTLR.RWP polled to 0: it
+// still reads `pending` (clobbers x1, x3, x4, x6, x7, x10, x11, x21).
+.macro UMBRA_L1G_DISABLE_PENDING bits, pending, msg_before, msg_rwp, msg_after
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, \pending, \msg_before
+    UMBRA_L1G_MOV64 x1, \bits
+    str     w1, [x20, #0x184]
+    UMBRA_L1G_WAIT_RWP \msg_rwp
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, \pending, \msg_after
+.endm
+
 // SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
 // and made pending through GICD_ISPENDR1 (clobbers x1, x2).
 .macro UMBRA_L1G_SPI n, aff
@@ -280,13 +293,7 @@ umbra_l1_gic_image:
     mrs     x19, s3_0_c12_c12_2
     UMBRA_L1G_EXPECT x19, 52, umbra_l1g_msg_spi52_not_listed
     UMBRA_L1G_MOV64 x20, {gicd}
-    ldr     w21, [x20, #0x204]
-    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_spi52_ispendr
-    mov     w1, #0x100000
-    str     w1, [x20, #0x184]
-    UMBRA_L1G_WAIT_RWP umbra_l1g_msg_spi52_rwp
-    ldr     w21, [x20, #0x204]
-    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_spi52_disabled_reads
+    UMBRA_L1G_DISABLE_PENDING 0x100000, 0x100000, umbra_l1g_msg_spi52_ispendr, umbra_l1g_msg_spi52_rwp, umbra_l1g_msg_spi52_disabled_reads
     mrs     x19, s3_0_c12_c12_2
     UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_spi52_not_withdrawn
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi52_taken_disabled
@@ -450,13 +457,7 @@ umbra_l1g_l2_irq:
     adr     x10, umbra_l1g_msg_v1_not_listed
     b       umbra_l1g_fail
 31: UMBRA_L1G_MOV64 x20, {gicd}
-    ldr     w21, [x20, #0x204]
-    UMBRA_L1G_EXPECT x21, 0xe00000, umbra_l1g_msg_v1_listed_ispendr
-    mov     w1, #0x200000
-    str     w1, [x20, #0x184]
-    UMBRA_L1G_WAIT_RWP umbra_l1g_msg_v1_rwp
-    ldr     w21, [x20, #0x204]
-    UMBRA_L1G_EXPECT x21, 0xe00000, umbra_l1g_msg_v1_disabled_ispendr
+    UMBRA_L1G_DISABLE_PENDING 0x200000, 0xe00000, umbra_l1g_msg_v1_listed_ispendr, umbra_l1g_msg_v1_rwp, umbra_l1g_msg_v1_disabled_ispendr
     mov     w1, #0x600000
     str     w1, [x20, #0x284]
     ldr     w21, [x20, #0x204]
