@@ -90,7 +90,8 @@ use crate::nested::idregs::{
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vcpus::{
-    cpu_vcpu, l1_trusted_os, l1_vcpus, unkicked_vcpu, vcpu_cpu, vcpu_of_mpidr, SERVICE_CPU,
+    cpu_vcpu, l1_trusted_os, l1_vcpus, unkicked_vcpu, vcpu_cpu, vcpu_of_mpidr, KickCounts,
+    SERVICE_CPU,
 };
 use crate::nested::vgic::{l2_sgi_write, L2SgiWrite, ICH_HCR_EL2};
 use crate::nested::vncr::{l2_midr, l2_mpidr, El1Register, El1State, VncrPage};
@@ -192,7 +193,7 @@ static KICK_PASSES: AtomicU64 = AtomicU64::new(0);
 static KICKED: AtomicU64 = AtomicU64::new(0);
 static WAITED: AtomicU64 = AtomicU64::new(0);
 /// hv's kick SGIs each vCPU took.
-static KICK_IRQS: [AtomicU64; NESTED_VCPUS] = [const { AtomicU64::new(0) }; NESTED_VCPUS];
+static KICK_IRQS: KickCounts<NESTED_VCPUS> = KickCounts::new();
 
 /// MPIDR_EL1's affinity fields.
 const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
@@ -901,7 +902,8 @@ pub fn run(
         | NestedDemo::GicNoKick
         | NestedDemo::GicNoList
         | NestedDemo::GicNoEoiMaintenance
-        | NestedDemo::GicNoPowerOff => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoPowerOff
+        | NestedDemo::GicNoWithdraw => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1125,6 +1127,7 @@ pub fn run(
             NestedDemo::GicNoList => L1GicDefect::NoList,
             NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
             NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
+            NestedDemo::GicNoWithdraw => L1GicDefect::NoWithdraw,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1244,6 +1247,7 @@ pub fn run(
             NestedDemo::GicNoList => " (gic-no-list: what L1's GIC forwards is never listed in L1's own interface; this run must fail)",
             NestedDemo::GicNoEoiMaintenance => " (gic-no-eoi-maintenance: L1's SGIs and SPIs are listed without the EOI bit; this run must fail)",
             NestedDemo::GicNoPowerOff => " (gic-no-power-off: L1's CPU_OFF neither hands its listed interrupts back nor puts its redistributor to sleep; this run must fail)",
+            NestedDemo::GicNoWithdraw => " (gic-no-withdraw: an interrupt listed and not acknowledged stays in the vCPU's list registers after L1 clears it pending, disables or re-routes it; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1498,7 +1502,8 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         drop(guard);
         frame.x[0] = super::firmware_cpu_off(&L1_POWER, index);
         if let Some(undo) = undo {
-            super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
+            let wanting = super::nested_gic::power_off_refused(index, &undo, nested.l1_gic_defect);
+            kick_l1_vcpus(nested, index, wanting);
         }
     } else if core::mem::take(&mut vcpu.wfi) && vcpu.mode == Mode::L1 {
         drop(guard);
@@ -1580,10 +1585,14 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
 
 /// During an exit (L1's own interface in the hardware, until
 /// `VcpuGic::enter_l2`): what L1's GIC forwards to the vCPU listed in L1's
-/// own interface, and whether one of those interrupts would interrupt L2
-/// now (`arch::nested_gic::interrupts_l2`).
+/// own interface (what it withdrew from there kicked to its new target),
+/// and whether one of those interrupts would interrupt L2 now
+/// (`arch::nested_gic::interrupts_l2`).
 fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
-    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    let wanting = super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    if wanting != 0 {
+        kick_l1_vcpus(nested, vcpu.index, wanting);
+    }
     super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
 }
 
@@ -1632,7 +1641,7 @@ fn take_irq(nested: &Nested, vcpu: &mut Vcpu, frame: &GuestFrame) {
             write_sysreg!("s3_0_c12_c12_1", u64::from(intid)); // ICC_EOIR1_EL1
             write_sysreg!("s3_0_c12_c11_1", u64::from(intid)); // ICC_DIR_EL1
             cpu::isb();
-            KICK_IRQS[vcpu.index].fetch_add(1, Ordering::Relaxed);
+            KICK_IRQS.took(vcpu.index);
         }
         // L1's maintenance interrupt (an exit from L2 with L1's interface
         // asserting it; `guest_exit` delivers it to L1) or its stale
@@ -1776,7 +1785,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         kicked: KICKED.load(Ordering::Relaxed),
         waited: WAITED.load(Ordering::Relaxed),
         entry_retries: c.entry_retries,
-        kick_irqs: KICK_IRQS.iter().map(|k| k.load(Ordering::Relaxed)).sum(),
+        kick_irqs: KICK_IRQS.total(),
         workers: nested.service.workers_made() as u64,
     }
 }
@@ -2882,7 +2891,8 @@ fn psci_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, function:
 /// The run ends as a power-off (`what` says why), after hv's checks:
 /// every recycle ran hv's side of the handshake, the recycle demos did
 /// recycle, and with several vCPUs their recycles took every vCPU but 0
-/// that L1 started out of a victim's L2 with hv's kick SGI (the `timer`
+/// that L1 started out of a victim's L2 with hv's kick SGI, in its
+/// current life (a restarted vCPU's earlier life does not count; the `timer`
 /// L1's second vCPU runs one L2 of the same context: nothing is
 /// recycled); one service worker per vCPU; the hash seed from RNDR.
 fn system_off(nested: &Nested, vcpu: &Vcpu, what: &str) -> ! {
@@ -2891,8 +2901,7 @@ fn system_off(nested: &Nested, vcpu: &Vcpu, what: &str) -> ! {
     let must_recycle = nested.demo.is_recycle();
     let started: [bool; NESTED_VCPUS] =
         core::array::from_fn(|index| index == 0 || BOOT_RECORDS[index].is_completed());
-    let kick_irqs: [u64; NESTED_VCPUS] =
-        core::array::from_fn(|index| KICK_IRQS[index].load(Ordering::Relaxed));
+    let kick_irqs: [u64; NESTED_VCPUS] = core::array::from_fn(|index| KICK_IRQS.this_life(index));
     let vcpus = started.iter().filter(|&&s| s).count() as u64;
     let several = must_recycle && vcpus > 1;
     if let Err(why) = summary.handshake_verdict(must_recycle, several) {
@@ -2901,7 +2910,7 @@ fn system_off(nested: &Nested, vcpu: &Vcpu, what: &str) -> ! {
     }
     if several {
         if let Some(index) = unkicked_vcpu(&started, &kick_irqs) {
-            println!("hv: nested: FAILED: recycling handshake: vCPU {index}, started by L1 and running L2 while contexts were recycled, never took hv's kick SGI (no recycle interrupted it in a victim's L2)");
+            println!("hv: nested: FAILED: recycling handshake: vCPU {index}, started by L1 and running L2 while contexts were recycled, never took hv's kick SGI in its current life (no recycle interrupted it in a victim's L2)");
             exit(ExitStatus::Failure);
         }
     }
@@ -2988,7 +2997,8 @@ fn stack_top(cpu: usize) -> u64 {
 /// and its end of its ring pair; at a later one (after its CPU_OFF) a
 /// fresh `Vcpu` on the same page, cleared (nothing of its earlier life
 /// shows), the same client and service worker (one per vCPU), its counts
-/// carried on. Err: a PSCI status for L1.
+/// carried on but its kick SGIs counted afresh (`KickCounts::started`).
+/// Err: a PSCI status for L1.
 fn prepare_vcpu(index: usize) -> Result<(), i64> {
     let mut slot = VCPUS[index].lock();
     let restart = slot.is_some();
@@ -3017,6 +3027,8 @@ fn prepare_vcpu(index: usize) -> Result<(), i64> {
     {
         reset_virtual_ids(vncr, index as u64);
     }
+    // Its kick count starts again (`unkicked_vcpu` checks this life's).
+    KICK_IRQS.started(index);
     let mut vcpu = Vcpu::new(index, vncr, client);
     vcpu.worker = worker;
     vcpu.counts = counts;

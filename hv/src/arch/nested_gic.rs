@@ -49,6 +49,10 @@ pub enum L1GicDefect {
     /// vCPU's list registers (lost at its restart) and its redistributor
     /// awake.
     NoPowerOff,
+    /// `gic-no-withdraw`: an interrupt listed and not acknowledged stays
+    /// pending in the vCPU's list registers after L1 cleared it pending,
+    /// disabled or re-routed it (the vCPU still takes it).
+    NoWithdraw,
     /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
     /// the sender itself arrives).
     NoCrossVcpuSgi,
@@ -116,28 +120,35 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
     }
 }
 
-/// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the
-/// hardware during every exit), list registers 1 on, with EOI maintenance
-/// (`nested::gic::list_forwarded`).
-pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
+/// L1's own interface (in the hardware during every exit), list
+/// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: what L1
+/// cleared pending, disabled or re-routed since it was listed there
+/// withdrawn (`nested::gic::L1Gic::withdraw_listed`), then what the GIC
+/// forwards to the vCPU listed, with EOI maintenance
+/// (`nested::gic::list_forwarded`). The vCPUs that now have something
+/// forwarded to them (a withdrawn interrupt's new target, for the caller
+/// to kick).
+pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) -> u32 {
     if defect == L1GicDefect::NoList {
-        return;
+        return 0;
     }
     let mut gic = L1_GIC.lock();
-    if !gic.anything_pending() {
-        return;
+    if !gic.anything_pending() && !gic.holds_listed(vcpu) {
+        return 0;
     }
     let (before, count) = hardware_lrs();
     if count < 2 {
-        return;
+        return 0;
     }
     let mut after = before;
+    let withdraw = defect != L1GicDefect::NoWithdraw;
+    let handed_back = gic.withdraw_listed(vcpu, &mut after[1..count], withdraw);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
-    if list_forwarded(&mut gic, vcpu, &mut after[1..count], eoi_maintenance) == 0 {
-        return;
-    }
+    list_forwarded(&mut gic, vcpu, &mut after[1..count], eoi_maintenance);
+    let wanting = if handed_back { gic.wanting() } else { 0 };
     drop(gic);
     write_changed_lrs(&before[..count], &after[..count]);
+    wanting
 }
 
 /// L1's own list registers (in the hardware) from `before` to `after`.
@@ -172,10 +183,10 @@ pub fn power_off(vcpu: usize, defect: L1GicDefect) -> (Option<PowerOff>, u32) {
 
 /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`power_off`]: it runs
 /// on (`nested::gic::L1Gic::power_off_refused`), with what it handed back
-/// listed again.
-pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) {
+/// listed again. The vCPUs to kick ([`list_for_l1`]).
+pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) -> u32 {
     L1_GIC.lock().power_off_refused(vcpu, undo);
-    list_for_l1(vcpu, defect);
+    list_for_l1(vcpu, defect)
 }
 
 /// Whether an interrupt of L1's GIC listed in its own interface (in the

@@ -25,6 +25,12 @@
 //!    last waits in the distributor) and deactivates one (ICV_DIR_EL1, no
 //!    trap): the waiting SGI comes at hv's EOI maintenance exit, taken by
 //!    polling without exits (`gic-no-eoi-maintenance` fails here);
+//!    2c. SGI 3 sent to itself is listed (ICV_HPPIR1_EL1 reads 3) and reads
+//!    pending in GICR_ISPENDR0 and ICPENDR0; cleared through
+//!    GICR_ICPENDR0 it reads 0 and is never taken (`gic-no-withdraw`
+//!    fails here); SPI 52 listed, then disabled (GICD_ICENABLER1,
+//!    GICD_CTLR.RWP polled to 0): not in its interface, still pending,
+//!    taken once when enabled again (review 47 R47-2);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -49,14 +55,20 @@
 //!    makes it pending: vCPU 1, polling ICV_IAR1_EL1 without exits, takes
 //!    INTID 50 (hv's kick SGI took it to hv, which listed it); vCPU 0
 //!    checks vCPU 1 got it, and that nothing more is pending for itself;
+//!    7a. SPIs 53-55 routed to vCPU 1 (parked, PSTATE.I masked,
+//!    publishing its ICV_HPPIR1_EL1) made pending: once vCPU 1 shows 53,
+//!    GICD_ISPENDR1 reads all three; 53 disabled (RWP polled to 0) still
+//!    reads pending; 53 and 54 cleared pending read 0; 55 re-routed to
+//!    vCPU 0 comes there once; vCPU 1 then polls ICV_IAR1_EL1 for 1/16 s
+//!    and takes none of them (review 47 R47-2);
 //!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
 //!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
 //!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
 //!    takes it once: it was never acknowledged, so it is still pending
 //!    (`gic-no-power-off`, whose CPU_OFF loses it, fails here);
 //! 8. prints `UMBRA-NESTED-PASS gic ...` (with ` vcpus=2` when vCPU 1
-//!    ran) and calls PSCI SYSTEM_OFF (with two vCPUs, vCPU 1 being off,
-//!    CPU_OFF instead: hv ends the run at L1's last running vCPU's
+//!    ran; at most 160 characters, hv's console line) and calls PSCI
+//!    SYSTEM_OFF (with two vCPUs, vCPU 1 being off, CPU_OFF instead: hv ends the run at L1's last running vCPU's
 //!    CPU_OFF), or `UMBRA-NESTED-FAIL: <why>` with the value and
 //!    SYSTEM_RESET.
 
@@ -79,6 +91,34 @@ global_asm!(
     isb
     mrs     x19, s3_0_c12_c12_0
     UMBRA_L1G_EXPECT x19, 1023, \msg
+.endm
+
+// Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 8
+// TICKS (clobbers x3, x4, x6, x7, x10, x11, x21).
+.macro UMBRA_L1G_WAIT_RWP msg
+    UMBRA_L1G_TICKS_AHEAD 3
+92: ldr     w21, [x20]
+    tbz     w21, #31, 93f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    92b
+    mov     x11, x21
+    adr     x10, \msg
+    b       umbra_l1g_fail
+93:
+.endm
+
+// GICD_ISPENDR1 (x20 the distributor) reads `pending`; the SPIs of
+// `bits` disabled (GICD_ICENABLER1) and GICD_CTLR.RWP polled to 0: it
+// still reads `pending` (clobbers x1, x3, x4, x6, x7, x10, x11, x21).
+.macro UMBRA_L1G_DISABLE_PENDING bits, pending, msg_before, msg_rwp, msg_after
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, \pending, \msg_before
+    UMBRA_L1G_MOV64 x1, \bits
+    str     w1, [x20, #0x184]
+    UMBRA_L1G_WAIT_RWP \msg_rwp
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, \pending, \msg_after
 .endm
 
 // SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
@@ -222,6 +262,52 @@ umbra_l1_gic_image:
     isb
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_waiting_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_waiting
+    // 2c: SGI 3 (priority 0) enabled and sent to itself: listed at that
+    // exit (ICV_HPPIR1_EL1 reads it; PSTATE.I masked, so not taken). It
+    // reads pending in GICR_ISPENDR0 and ICPENDR0; cleared through
+    // GICR_ICPENDR0 it reads 0, and hv withdrew it from the LR: never
+    // taken. SPI 52 likewise listed, then disabled (GICD_ICENABLER1):
+    // withdrawn once GICD_CTLR.RWP reads 0, still pending, and taken once
+    // enabled again.
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    mov     w1, #8
+    str     w1, [x20, #0x100]
+    UMBRA_L1G_MOV64 x1, 0x3000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    mrs     x19, s3_0_c12_c12_2
+    UMBRA_L1G_EXPECT x19, 3, umbra_l1g_msg_sgi3_not_listed
+    ldr     w21, [x20, #0x200]
+    UMBRA_L1G_EXPECT x21, 8, umbra_l1g_msg_sgi3_ispendr
+    ldr     w21, [x20, #0x280]
+    UMBRA_L1G_EXPECT x21, 8, umbra_l1g_msg_sgi3_icpendr
+    mov     w1, #8
+    str     w1, [x20, #0x280]
+    ldr     w21, [x20, #0x200]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_sgi3_cleared_reads
+    mrs     x19, s3_0_c12_c12_2
+    UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_sgi3_not_withdrawn
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_sgi3_taken
+    UMBRA_L1G_SPI 52, 0
+    mrs     x19, s3_0_c12_c12_2
+    UMBRA_L1G_EXPECT x19, 52, umbra_l1g_msg_spi52_not_listed
+    UMBRA_L1G_MOV64 x20, {gicd}
+    UMBRA_L1G_DISABLE_PENDING 0x100000, 0x100000, umbra_l1g_msg_spi52_ispendr, umbra_l1g_msg_spi52_rwp, umbra_l1g_msg_spi52_disabled_reads
+    mrs     x19, s3_0_c12_c12_2
+    UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_spi52_not_withdrawn
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi52_taken_disabled
+    mov     w1, #0x100000
+    str     w1, [x20, #0x104]
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_spi52_lost
+    UMBRA_L1G_EXPECT x19, 52, umbra_l1g_msg_spi52_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_MOV64 x20, {gicd}
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_spi52_still_pending
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi52_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_withdrawn
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -349,6 +435,63 @@ umbra_l1g_l2_irq:
     UMBRA_L1G_EXPECT x21, 50, umbra_l1g_msg_v1_spi
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_routed_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_routed
+    // 7a: SPIs 53-55 routed to vCPU 1 (parked, PSTATE.I masked: never
+    // acknowledged) made pending: its kicks list them there (vCPU 1
+    // publishes its ICV_HPPIR1_EL1: 53). GICD_ISPENDR1 reads all three;
+    // 53 disabled: once GICD_CTLR.RWP reads 0 (vCPU 1 withdrew it) it
+    // still reads pending; 53 and 54 cleared pending read 0; 55 re-routed
+    // to vCPU 0 comes there once. vCPU 1 then polls ICV_IAR1_EL1 for a
+    // while: none of them comes.
+    UMBRA_L1G_SPI 53, 1
+    UMBRA_L1G_SPI 54, 1
+    UMBRA_L1G_SPI 55, 1
+    UMBRA_L1G_TICKS_AHEAD 6
+30: adr     x4, umbra_l1g_v1_hppir
+    ldr     x21, [x4]
+    cmp     x21, #53
+    b.eq    31f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    30b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_not_listed
+    b       umbra_l1g_fail
+31: UMBRA_L1G_MOV64 x20, {gicd}
+    UMBRA_L1G_DISABLE_PENDING 0x200000, 0xe00000, umbra_l1g_msg_v1_listed_ispendr, umbra_l1g_msg_v1_rwp, umbra_l1g_msg_v1_disabled_ispendr
+    mov     w1, #0x600000
+    str     w1, [x20, #0x284]
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, 0x800000, umbra_l1g_msg_v1_cleared_ispendr
+    mov     w1, #0x200000
+    str     w1, [x20, #0x104]
+    str     xzr, [x20, #(0x6000 + 8 * 55)]
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_rerouted_lost
+    UMBRA_L1G_EXPECT x19, 55, umbra_l1g_msg_v1_rerouted_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_v1_rerouted_twice
+    UMBRA_L1G_MOV64 x20, {gicd}
+    ldr     w21, [x20, #0x204]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_rerouted_ispendr
+    adr     x4, umbra_l1g_v1_check
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+32: adr     x4, umbra_l1g_v1_checked
+    ldr     x5, [x4]
+    cbnz    x5, 33f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    32b
+    mov     x11, x5
+    adr     x10, umbra_l1g_msg_v1_no_check
+    b       umbra_l1g_fail
+33: adr     x4, umbra_l1g_v1_checked_intid
+    ldr     x21, [x4]
+    UMBRA_L1G_EXPECT x21, 1023, umbra_l1g_msg_v1_took_withdrawn
+    UMBRA_L1G_PUTS umbra_l1g_msg_v1_withdrawn
     // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
     // acknowledged) made pending: the kick lists it there. vCPU 1 then
     // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
@@ -471,6 +614,12 @@ umbra_l1g_secondary:
     str     x1, [x4]
     dsb     sy
 3:  wfe
+    mrs     x1, s3_0_c12_c12_2
+    adr     x4, umbra_l1g_v1_hppir
+    str     x1, [x4]
+    adr     x4, umbra_l1g_v1_check
+    ldr     x5, [x4]
+    cbnz    x5, 6f
     adr     x4, umbra_l1g_v1_off
     ldr     x5, [x4]
     cbz     x5, 3b
@@ -479,6 +628,28 @@ umbra_l1g_secondary:
     mov     x11, x0
     adr     x10, umbra_l1g_msg_v1_cpu_off
     b       umbra_l1g_fail
+    // Step 7a's check: ICV_IAR1_EL1 polled for 1/16 s (after 1/64 s for
+    // the kicks vCPU 0's stores sent to arrive): the first INTID it
+    // returns, or 1023.
+6:  str     xzr, [x4]
+    UMBRA_L1G_TICKS_AHEAD 0
+7:  mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    7b
+    UMBRA_L1G_TICKS_AHEAD 2
+8:  mrs     x19, s3_0_c12_c12_0
+    cmp     x19, #1020
+    b.lo    9f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    8b
+9:  adr     x4, umbra_l1g_v1_checked_intid
+    str     x19, [x4]
+    adr     x4, umbra_l1g_v1_checked
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    b       3b
 
 .balign 8
 umbra_l1g_two_vcpus:
@@ -488,6 +659,14 @@ umbra_l1g_v1_done:
 umbra_l1g_v1_off:
     .quad   0
 umbra_l1g_v1_intid:
+    .quad   0
+umbra_l1g_v1_hppir:
+    .quad   0
+umbra_l1g_v1_check:
+    .quad   0
+umbra_l1g_v1_checked:
+    .quad   0
+umbra_l1g_v1_checked_intid:
     .quad   0
 umbra_l1g_irqs:
     .quad   0
@@ -506,8 +685,35 @@ umbra_l1g_msg_enter:     .asciz "L1: L2 resumed; it spins while vCPU 1 sends vCP
 umbra_l1g_msg_l2_sgi:    .asciz "L1: the SGI vCPU 1 sent while vCPU 0 ran L2 took L2 out: INTID 2 at VBAR_EL2 + 0x480; L2's pending vINTID 42 is still in ICH_LR0_EL2\n"
 umbra_l1g_msg_l2_lr:     .asciz "L2's list register (ICH_LR0_EL2, VNCR page) changed when L1's SGI took L2 out: "
 umbra_l1g_msg_routed:    .asciz "L1: SPI 50 routed to vCPU 1 (GICD_IROUTER affinity 1) reached vCPU 1 while it polled without exits, and not vCPU 0\n"
-umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok\n"
-umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok sgi-into-l2=ok spi-route=ok off-handback=ok vcpus=2\n"
+umbra_l1g_msg_pass:      .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok withdraw=ok\n"
+umbra_l1g_msg_pass2:     .asciz "UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok withdraw=ok sgi-into-l2=ok spi-route=ok recall=ok off-handback=ok vcpus=2\n"
+umbra_l1g_msg_withdrawn: .asciz "L1: SGI 3 and SPI 52, listed and not acknowledged, read pending; SGI 3 cleared pending (GICR_ICPENDR0) was never taken; SPI 52 disabled (GICD_ICENABLER1, RWP) stayed pending and came once enabled again\n"
+umbra_l1g_msg_sgi3_not_listed: .asciz "SGI 3 sent to itself is not pending in L1's interface (ICV_HPPIR1_EL1): "
+umbra_l1g_msg_sgi3_ispendr: .asciz "GICR_ISPENDR0 does not read SGI 3, listed and not acknowledged, pending (only it): "
+umbra_l1g_msg_sgi3_icpendr: .asciz "GICR_ICPENDR0 does not read SGI 3, listed and not acknowledged, pending (only it): "
+umbra_l1g_msg_sgi3_cleared_reads: .asciz "GICR_ISPENDR0 still reads SGI 3 pending after GICR_ICPENDR0 cleared it: "
+umbra_l1g_msg_sgi3_not_withdrawn: .asciz "SGI 3, cleared pending (GICR_ICPENDR0) while listed, not acknowledged, is still in L1's LRs: ICV_HPPIR1_EL1 "
+umbra_l1g_msg_sgi3_taken: .asciz "an interrupt came after L1 cleared SGI 3 pending (GICR_ICPENDR0): ICV_IAR1_EL1 "
+umbra_l1g_msg_spi52_not_listed: .asciz "SPI 52 made pending is not pending in L1's interface (ICV_HPPIR1_EL1): "
+umbra_l1g_msg_spi52_ispendr: .asciz "GICD_ISPENDR1 does not read SPI 52, listed and not acknowledged, pending (only it): "
+umbra_l1g_msg_spi52_rwp: .asciz "GICD_CTLR.RWP still reads 1 a while after L1 disabled SPI 52 (GICD_ICENABLER1): GICD_CTLR "
+umbra_l1g_msg_spi52_disabled_reads: .asciz "GICD_ISPENDR1 does not read SPI 52 pending after L1 disabled it (a disabled interrupt stays pending): "
+umbra_l1g_msg_spi52_not_withdrawn: .asciz "SPI 52, disabled (GICD_ICENABLER1, RWP 0) while listed, not acknowledged, is still in L1's LRs: ICV_HPPIR1_EL1 "
+umbra_l1g_msg_spi52_taken_disabled: .asciz "an interrupt came while SPI 52 was disabled: ICV_IAR1_EL1 "
+umbra_l1g_msg_spi52_lost: .asciz "SPI 52, disabled while listed and enabled again, did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_spi52_still_pending: .asciz "GICD_ISPENDR1 still reads pending after L1 took SPI 52: "
+umbra_l1g_msg_spi52_twice: .asciz "an interrupt is pending after L1 took and EOId SPI 52 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_withdrawn: .asciz "L1: SPIs 53-55 listed for vCPU 1 and not acknowledged read pending; 53 disabled (RWP) stayed pending, 53 and 54 cleared pending and 55 re-routed to vCPU 0 (taken there once) never came to vCPU 1\n"
+umbra_l1g_msg_v1_not_listed: .asciz "vCPU 1's interface did not show SPI 53 pending (ICV_HPPIR1_EL1) within 64 TICKS: "
+umbra_l1g_msg_v1_listed_ispendr: .asciz "GICD_ISPENDR1 does not read SPIs 53-55, listed for vCPU 1 and not acknowledged, pending (only them): "
+umbra_l1g_msg_v1_rwp: .asciz "GICD_CTLR.RWP still reads 1 a while after L1 disabled SPI 53, listed for vCPU 1: GICD_CTLR "
+umbra_l1g_msg_v1_disabled_ispendr: .asciz "GICD_ISPENDR1 does not read SPIs 53-55 pending after L1 disabled SPI 53: "
+umbra_l1g_msg_v1_cleared_ispendr: .asciz "GICD_ISPENDR1 does not read only SPI 55 pending after L1 cleared 53 and 54 (GICD_ICPENDR1): "
+umbra_l1g_msg_v1_rerouted_lost: .asciz "SPI 55, listed for vCPU 1 and not acknowledged, did not come to vCPU 0 after re-routing: ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_rerouted_twice: .asciz "an interrupt is pending after vCPU 0 took SPI 55 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_rerouted_ispendr: .asciz "GICD_ISPENDR1 does not read 0 after vCPU 0 took SPI 55: "
+umbra_l1g_msg_v1_no_check: .asciz "vCPU 1 did not report its poll of ICV_IAR1_EL1 within 64 TICKS: "
+umbra_l1g_msg_v1_took_withdrawn: .asciz "vCPU 1 took an interrupt after SPIs 53-55 were cleared pending or re-routed: ICV_IAR1_EL1 "
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "

@@ -47,14 +47,17 @@
 //! lists one in a list register its pending state moves there (the
 //! distributor's bit is cleared): an edge, sent once, is delivered once,
 //! and a second send before L1 acknowledges merges into that entry; at the
-//! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]).
+//! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]). hv
+//! records what it listed where until it sees it acknowledged: meanwhile
+//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0), and a clear-pending,
+//! disable, set-active or re-route L1 writes kicks the holder, whose exit
+//! withdraws the entry ([`L1Gic::withdraw_listed`]; GICD_CTLR.RWP and
+//! GICR_CTLR.RWP read 1 until a disable has reached it).
 //! Limits: the active state of what hv listed lives in L1's list
 //! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself (and what a vCPU that powered off held); while listed and not
-//! yet acknowledged an interrupt is pending only in that vCPU's list
-//! registers, so GICD_ISPENDR and GICR_ISPENDR0 read it 0 there, and a
-//! clear-pending, disable or re-route L1 writes then does not reach the
-//! listed entry (the vCPU still takes it, where a GIC would withdraw it);
+//! itself (and what a vCPU that powered off held); an acknowledgement on
+//! another vCPU reaches the pending reads at that vCPU's next exit; a new
+//! priority does not reach an entry already listed;
 //! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
@@ -83,6 +86,10 @@ pub mod ctlr {
     pub const ENABLE_GRP1: u32 = 1 << 1;
     pub const ARE: u32 = 1 << 4;
     pub const DS: u32 = 1 << 6;
+    /// Register Write Pending ([`super::L1Gic::distributor_write_pending`]).
+    pub const RWP: u32 = 1 << 31;
+    /// GICR_CTLR.RWP.
+    pub const GICR_RWP: u32 = 1 << 3;
 }
 
 /// GICR_WAKER.
@@ -142,6 +149,11 @@ struct Private {
     /// SGIs only (PPIs come from hv's own paths).
     pending: u16,
     active: u16,
+    /// SGIs hv listed pending in this vCPU's list registers, not yet seen
+    /// acknowledged ([`L1Gic::withdraw_listed`]).
+    listed: u16,
+    /// Of `listed`, those L1 cleared pending since (GICR_ICPENDR0).
+    withdrawn: u16,
     priority: [u8; 32],
     asleep: bool,
 }
@@ -150,6 +162,8 @@ const PRIVATE_RESET: Private = Private {
     enabled: 0,
     pending: 0,
     active: 0,
+    listed: 0,
+    withdrawn: 0,
     priority: [0; 32],
     asleep: true,
 };
@@ -167,6 +181,12 @@ pub struct L1Gic {
     spi_config: [u32; SPI_WORDS * 2],
     spi_priority: [u8; SPIS],
     spi_route: [u64; SPIS],
+    /// SPIs hv listed pending in `spi_holder`'s list registers, not yet
+    /// seen acknowledged, and those L1 cleared pending since
+    /// (GICD_ICPENDR<n>), as `Private::listed` and `withdrawn`.
+    spi_listed: [u32; SPI_WORDS],
+    spi_withdrawn: [u32; SPI_WORDS],
+    spi_holder: [u8; SPIS],
 }
 
 /// An interrupt the CPU interface of one vCPU is to get.
@@ -264,6 +284,9 @@ impl L1Gic {
             spi_config: [0; SPI_WORDS * 2],
             spi_priority: [0; SPIS],
             spi_route: [0; SPIS],
+            spi_listed: [0; SPI_WORDS],
+            spi_withdrawn: [0; SPI_WORDS],
+            spi_holder: [0; SPIS],
         }
     }
 
@@ -326,7 +349,16 @@ impl L1Gic {
     fn read_distributor_word(&self, offset: u64) -> u32 {
         let spi_word = |first: u64| ((offset - first) / 4).checked_sub(1).map(|w| w as usize);
         match offset {
-            0x0000 => ctlr::ARE | ctlr::DS | if self.group1 { ctlr::ENABLE_GRP1 } else { 0 },
+            0x0000 => {
+                ctlr::ARE
+                    | ctlr::DS
+                    | if self.group1 { ctlr::ENABLE_GRP1 } else { 0 }
+                    | if self.distributor_write_pending() {
+                        ctlr::RWP
+                    } else {
+                        0
+                    }
+            }
             // ITLinesNumber, CPUNumber, IDbits 9 (10 bits), no LPIs, MBIS
             // or SecurityExtn.
             0x0004 => (L1_GIC_LINES / 32 - 1) | ((self.vcpus.max(1) as u32 - 1) & 7) << 5 | 9 << 19,
@@ -343,7 +375,10 @@ impl L1Gic {
                 };
                 match bits {
                     Bits::Enable => self.spi_enabled[s],
-                    Bits::Pending => self.spi_pending[s],
+                    // Listed and not acknowledged is still pending.
+                    Bits::Pending => {
+                        self.spi_pending[s] | self.spi_listed[s] & !self.spi_withdrawn[s]
+                    }
                     Bits::Active => self.spi_active[s],
                 }
             }
@@ -399,6 +434,9 @@ impl L1Gic {
                     Bits::Active => &mut self.spi_active[s],
                 };
                 set_clear(word, op, value);
+                if (bits, op) == (Bits::Pending, Op::Clear) {
+                    self.spi_withdrawn[s] |= value & self.spi_listed[s];
+                }
             }
             0x0c00..=0x0cff => {
                 let w = ((offset - 0xc00) / 4) as usize;
@@ -422,12 +460,17 @@ impl L1Gic {
                 read_priorities(&p.priority, 0, offset - 0x1_0400, size)
             }
             (_, 4) if offset.is_multiple_of(4) => u64::from(match offset {
+                // GICR_CTLR: RWP while an SGI L1 disabled (GICR_ICENABLER0)
+                // is still listed here (`distributor_write_pending`).
+                0x0000 if p.listed & !(p.enabled as u16) != 0 => ctlr::GICR_RWP,
                 0x0014 if p.asleep => waker::PROCESSOR_SLEEP | waker::CHILDREN_ASLEEP,
                 PIDR2_OFFSET => PIDR2,
                 0x1_0080 => u32::MAX,
                 0x1_0c00 => ICFGR0_SGIS,
                 0x1_0100..=0x1_0103 | 0x1_0180..=0x1_0183 => p.enabled,
-                0x1_0200..=0x1_0203 | 0x1_0280..=0x1_0283 => u32::from(p.pending),
+                0x1_0200..=0x1_0203 | 0x1_0280..=0x1_0283 => {
+                    u32::from(p.pending | p.listed & !p.withdrawn)
+                }
                 0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => u32::from(p.active),
                 _ => 0,
             }),
@@ -458,6 +501,9 @@ impl L1Gic {
                         let mut word = u32::from(p.pending);
                         set_clear(&mut word, op, value & 0xffff);
                         p.pending = word as u16;
+                        if op == Op::Clear {
+                            p.withdrawn |= value as u16 & p.listed;
+                        }
                     }
                     Bits::Active => {
                         let mut word = u32::from(p.active);
@@ -497,20 +543,47 @@ impl L1Gic {
         route_target(route, &affinities[..self.vcpus]).filter(awake)
     }
 
+    /// Whether SGI or SPI `intid` would go to vCPU `vcpu` if it were
+    /// pending (the module's comment: enabled, not active, group 1 on, to
+    /// that vCPU and its redistributor awake).
+    fn eligible(&self, vcpu: usize, intid: u32) -> bool {
+        if !self.group1 || vcpu >= self.vcpus {
+            return false;
+        }
+        match intid {
+            0..16 => {
+                let p = &self.private[vcpu];
+                let bit = 1u16 << intid;
+                !p.asleep && p.active & bit == 0 && p.enabled & u32::from(bit) != 0
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                let (w, bit) = (s / 32, 1u32 << (s % 32));
+                self.spi_enabled[w] & bit != 0
+                    && self.spi_active[w] & bit == 0
+                    && self.spi_target(intid) == Some(vcpu)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether SPI `intid` is listed in another vCPU's list registers
+    /// than `vcpu`'s: not forwarded to `vcpu` until that vCPU withdraws
+    /// it ([`Self::withdraw_listed`]), so it is never pending in two
+    /// vCPUs' list registers at once.
+    fn listed_elsewhere(&self, vcpu: usize, intid: u32) -> bool {
+        let s = (intid - 32) as usize;
+        self.spi_listed[s / 32] & 1 << (s % 32) != 0 && usize::from(self.spi_holder[s]) != vcpu
+    }
+
     /// The interrupts the distributor and vCPU `vcpu`'s redistributor
     /// forward to that vCPU now (the module's comment), SGIs first, then
     /// SPIs, each by INTID.
     pub fn forwarded(&self, vcpu: usize) -> impl Iterator<Item = Forwarded> + '_ {
-        let private = self
-            .private
-            .get(vcpu)
-            .filter(|_| vcpu < self.vcpus && self.group1);
-        let sgis = private.filter(|p| !p.asleep).into_iter().flat_map(|p| {
+        let private = self.private.get(vcpu).filter(|_| vcpu < self.vcpus);
+        let sgis = private.into_iter().flat_map(move |p| {
             (0..16u32)
-                .filter(move |&i| {
-                    let bit = 1u16 << i;
-                    p.pending & bit != 0 && p.active & bit == 0 && p.enabled & (1 << i) != 0
-                })
+                .filter(move |&i| p.pending & 1 << i != 0 && self.eligible(vcpu, i))
                 .map(move |i| Forwarded {
                     intid: i,
                     priority: p.priority[i as usize],
@@ -519,18 +592,64 @@ impl L1Gic {
         let spis = (32..L1_GIC_LINES)
             .filter(move |&intid| {
                 let s = (intid - 32) as usize;
-                let (w, bit) = (s / 32, 1u32 << (s % 32));
-                private.is_some()
-                    && self.spi_pending[w] & bit != 0
-                    && self.spi_enabled[w] & bit != 0
-                    && self.spi_active[w] & bit == 0
-                    && self.spi_target(intid) == Some(vcpu)
+                self.spi_pending[s / 32] & 1 << (s % 32) != 0
+                    && self.eligible(vcpu, intid)
+                    && !self.listed_elsewhere(vcpu, intid)
             })
             .map(move |intid| Forwarded {
                 intid,
                 priority: self.spi_priority[(intid - 32) as usize],
             });
         sgis.chain(spis)
+    }
+
+    /// The SGIs and SPIs listed pending in vCPU `vcpu`'s list registers
+    /// and not yet seen acknowledged, each with whether L1 cleared its
+    /// pending state since.
+    fn listed_at(&self, vcpu: usize) -> impl Iterator<Item = (u32, bool)> + '_ {
+        let private = self.private.get(vcpu).filter(|_| vcpu < self.vcpus);
+        let sgis = private.into_iter().flat_map(|p| {
+            (0..16u32)
+                .filter(move |&i| p.listed & 1 << i != 0)
+                .map(move |i| (i, p.withdrawn & 1 << i != 0))
+        });
+        let spis = (32..L1_GIC_LINES).filter_map(move |intid| {
+            let s = (intid - 32) as usize;
+            let (w, bit) = (s / 32, 1u32 << (s % 32));
+            (self.spi_listed[w] & bit != 0 && usize::from(self.spi_holder[s]) == vcpu)
+                .then_some((intid, self.spi_withdrawn[w] & bit != 0))
+        });
+        sgis.chain(spis)
+    }
+
+    /// Records `intid` listed pending at `vcpu` (`listed`) or no longer
+    /// (acknowledged, withdrawn or handed back); either way not withdrawn.
+    fn set_listed(&mut self, vcpu: usize, intid: u32, listed: bool) {
+        match intid {
+            0..16 => {
+                if let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
+                    let bit = 1u16 << intid;
+                    p.withdrawn &= !bit;
+                    p.listed = if listed {
+                        p.listed | bit
+                    } else {
+                        p.listed & !bit
+                    };
+                }
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                let (w, bit) = (s / 32, 1u32 << (s % 32));
+                self.spi_withdrawn[w] &= !bit;
+                if listed {
+                    self.spi_listed[w] |= bit;
+                    self.spi_holder[s] = vcpu as u8;
+                } else {
+                    self.spi_listed[w] &= !bit;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// `intid`'s pending or active state (`bits`) on vCPU `vcpu`'s
@@ -571,9 +690,95 @@ impl L1Gic {
     }
 
     /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
-    /// register: cleared here.
+    /// register: cleared here, and the interrupt recorded as listed there
+    /// (pending to reads, withdrawn by a clear-pending, a disable or a
+    /// re-route until that vCPU acknowledges it, [`Self::withdraw_listed`]).
     pub fn take(&mut self, vcpu: usize, intid: u32) {
         self.set_state(vcpu, intid, Bits::Pending, Op::Clear);
+        self.set_listed(vcpu, intid, true);
+    }
+
+    /// GICD_CTLR.RWP: whether a disable L1 wrote (GICD_ICENABLER<n>,
+    /// GICD_CTLR.EnableGrp1 0) has yet to reach a listed interrupt. L1
+    /// polls it after such a write (IHI 0069: completing the store does
+    /// not guarantee its effects are visible; RWP 0 does), and it reads 1
+    /// until the holder's exit withdrew the entry ([`Self::withdraw_listed`];
+    /// the write kicked the holder). GICR_CTLR.RWP likewise for an SGI
+    /// disabled at its redistributor.
+    fn distributor_write_pending(&self) -> bool {
+        (0..SPI_WORDS).any(|w| self.spi_listed[w] & !self.spi_enabled[w] != 0)
+            || !self.group1 && (0..self.vcpus).any(|k| self.holds_listed(k))
+    }
+
+    /// Whether vCPU `vcpu` holds an interrupt listed and not seen
+    /// acknowledged: its exits run [`Self::withdraw_listed`].
+    pub fn holds_listed(&self, vcpu: usize) -> bool {
+        self.listed_at(vcpu).next().is_some()
+    }
+
+    /// Whether vCPU `vcpu` holds a listed interrupt that L1 has cleared
+    /// pending, disabled, made active, re-routed or otherwise taken from
+    /// it since: the vCPU is to be kicked to withdraw it.
+    fn holds_stale(&self, vcpu: usize) -> bool {
+        self.listed_at(vcpu)
+            .any(|(intid, withdrawn)| withdrawn || !self.eligible(vcpu, intid))
+    }
+
+    /// vCPU `vcpu`'s list registers `lrs` (L1's own interface, LR 1 on,
+    /// during one of its exits) made to agree with the distributor, as on
+    /// a GIC, where a listed interrupt's pending state stays in the
+    /// distributor or redistributor until the PE acknowledges it (IHI
+    /// 0069, "Interrupt handling state machine"): for each interrupt hv
+    /// listed there and has not seen acknowledged,
+    /// - acknowledged since (its LR no longer pending: active, invalid or
+    ///   gone): done with here;
+    /// - L1 cleared its pending state (GICD_ICPENDR, GICR_ICPENDR0): the
+    ///   LR's pending state is withdrawn (a pending entry made invalid, a
+    ///   pending and active one active), and the interrupt is not taken;
+    /// - no longer to go to this vCPU (disabled, made active, group 1
+    ///   off, its redistributor asleep, an SPI re-routed): withdrawn
+    ///   likewise, and its pending state back in the distributor or
+    ///   redistributor, where it waits (disabled) or goes to its new
+    ///   target (never in two vCPUs' LRs at once: `forwarded` skips it
+    ///   until now).
+    ///
+    /// The L1 store that changed it kicked this vCPU (`wanting`), so this
+    /// runs at the exit that kick causes; until then the vCPU may still
+    /// acknowledge it, as a PE may acknowledge an interrupt its CPU
+    /// interface already holds while the distributor's clear or disable
+    /// is on its way (the GIC's changes of state are not synchronous with
+    /// the register write; GICD_CTLR.RWP covers only the distributor's own
+    /// forwarding, and reads 0 here). Once withdrawn it is never taken.
+    /// Without `withdraw` (the `gic-no-withdraw` defect) a pending LR is
+    /// left as it is. Whether a pending state went back (its new target
+    /// is to be kicked).
+    pub fn withdraw_listed(&mut self, vcpu: usize, lrs: &mut [u64], withdraw: bool) -> bool {
+        let mut handed_back = false;
+        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for (intid, withdrawn) in listed {
+            let held = lrs.iter().position(|&v| {
+                v & lr::HW == 0
+                    && v & lr::VINTID_MASK == u64::from(intid)
+                    && matches!(LrState::of(v), LrState::Pending | LrState::PendingActive)
+            });
+            let Some(n) = held else {
+                self.set_listed(vcpu, intid, false);
+                continue;
+            };
+            if !withdraw || (!withdrawn && self.eligible(vcpu, intid)) {
+                continue;
+            }
+            lrs[n] = match LrState::of(lrs[n]) {
+                LrState::Pending => 0,
+                _ => lrs[n] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT,
+            };
+            if !withdrawn {
+                self.set_state(vcpu, intid, Bits::Pending, Op::Set);
+                handed_back = true;
+            }
+            self.set_listed(vcpu, intid, false);
+        }
+        handed_back
     }
 
     /// vCPU `vcpu` powers off (L1's PSCI CPU_OFF, hv its firmware) with
@@ -601,10 +806,12 @@ impl L1Gic {
             was_asleep: true,
             activated: arrayvec::ArrayVec::new(),
         };
-        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+        if vcpu >= self.vcpus {
             return undo;
-        };
-        undo.was_asleep = core::mem::replace(&mut p.asleep, true);
+        }
+        // What L1 cleared pending since it was listed is not handed back.
+        self.withdraw_listed(vcpu, lrs, true);
+        undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
         for v in lrs.iter_mut() {
             let intid = *v & lr::VINTID_MASK;
             if !from_distributor(intid) || *v & lr::HW != 0 {
@@ -625,6 +832,10 @@ impl L1Gic {
                 // At most one LR per INTID and at most 16 LRs.
                 let _ = undo.activated.try_push(intid);
             }
+        }
+        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for (intid, _) in listed {
+            self.set_listed(vcpu, intid, false);
         }
         undo
     }
@@ -664,11 +875,12 @@ impl L1Gic {
                 || self.spi_pending.iter().any(|&w| w != 0))
     }
 
-    /// The vCPUs with something forwarded to them (bit k: vCPU k): those
-    /// to make look again after a change (hv's kick).
+    /// The vCPUs with something forwarded to them, or with a listed
+    /// interrupt to withdraw ([`Self::withdraw_listed`]) (bit k: vCPU k):
+    /// those to make look again after a change (hv's kick).
     pub fn wanting(&self) -> u32 {
         (0..self.vcpus)
-            .filter(|&k| self.forwarded(k).next().is_some())
+            .filter(|&k| self.forwarded(k).next().is_some() || self.holds_stale(k))
             .fold(0, |mask, k| mask | 1 << k)
     }
 }
@@ -1056,7 +1268,6 @@ mod tests {
         gic.write(R0, 0x14, 4, 2);
         assert_eq!(gic.wanting(), 2);
         gic.take(1, 48);
-        assert_eq!(gic.read(D, 0x204, 4), 0);
         assert_eq!(gic.wanting(), 0);
     }
 
@@ -1221,6 +1432,175 @@ mod tests {
         lrs[1] = 0;
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
         assert_eq!(lrs[1] & lr::VINTID_MASK, 1, "lrs {lrs:x?}");
+    }
+
+    /// SPI 48 routed to vCPU 1 and SGI 2 sent to vCPU 0, each listed in
+    /// its vCPU's LRs (LR 0 of each slice a timer PPI), not acknowledged.
+    fn listed_spi_and_sgi() -> (L1Gic, [u64; 3], [u64; 3]) {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 1 << 2);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        gic.send_sgi(0, 2 << 24 | 1);
+        let mut lrs0 = [pending_lr(26, 0xa0), 0, 0];
+        let mut lrs1 = lrs0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
+        assert_eq!(lrs0[1], pending_lr(2, 0));
+        assert_eq!(lrs1[1], pending_lr(48, 0));
+        (gic, lrs0, lrs1)
+    }
+
+    /// Review 47 R47-2 (c): an interrupt listed and not yet acknowledged
+    /// is pending (IHI 0069: pending until a PE acknowledges it):
+    /// GICD_ISPENDR/ICPENDR and GICR_ISPENDR0/ICPENDR0 read it 1, and 0
+    /// once the holder's exit saw it acknowledged.
+    #[test]
+    fn listed_and_not_acknowledged_reads_pending() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        assert_eq!(gic.read(D, 0x284, 4), 1 << 16);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 1 << 2);
+        assert_eq!(gic.read(R0, 0x1_0280, 4), 1 << 2);
+        assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
+        // Nothing changed: the exits keep both, and nobody is kicked.
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // L1 acknowledges both (no trap): active; the holders' next exits
+        // see it.
+        let acknowledged = |v: u64| v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        lrs0[1] = acknowledged(lrs0[1]);
+        lrs1[1] = acknowledged(lrs1[1]);
+        let (before0, before1) = (lrs0, lrs1);
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!((lrs0, lrs1), (before0, before1));
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+        assert!(!gic.holds_listed(0) && !gic.holds_listed(1));
+    }
+
+    /// Review 47 R47-2 (b): L1's clear-pending of a listed, not
+    /// acknowledged interrupt (here from vCPU 0, of vCPU 1's SPI, and of
+    /// vCPU 0's own SGI) kicks the holder, whose next exit withdraws the
+    /// LR entry: never taken, nothing handed back; `gic-no-withdraw`
+    /// leaves it.
+    #[test]
+    fn a_clear_pending_withdraws_the_listed_entry_at_the_holders_exit() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x284, 4, 1 << 16);
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+        assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
+        let mut broken = (gic.clone(), lrs1);
+        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false));
+        assert_eq!(broken.1, lrs1, "gic-no-withdraw: still pending there");
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!(lrs1, [pending_lr(26, 0xa0), 0, 0]);
+        assert_eq!(lrs0, [pending_lr(26, 0xa0), 0, 0]);
+        assert_eq!(gic.wanting(), 0);
+        assert!(!gic.anything_pending());
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        // Pending and active (acknowledged, then a second edge merged):
+        // the clear leaves it active.
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        gic.withdraw_listed(0, &mut lrs0, true);
+        assert_eq!(LrState::of(lrs0[1]), LrState::Active);
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
+    }
+
+    /// Review 47 R47-2 (b): a disable withdraws a listed entry too, but
+    /// the interrupt stays pending in the distributor (a disabled
+    /// interrupt is only not forwarded) and comes, once, when enabled
+    /// again; GICD_CTLR.RWP (GICR_CTLR.RWP for an SGI) reads 1 until the
+    /// holder withdrew it.
+    #[test]
+    fn a_disable_withdraws_the_listed_entry_and_it_comes_when_enabled_again() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
+        gic.write(D, 0x184, 4, 1 << 16);
+        gic.write(R0, 0x1_0180, 4, 1 << 2);
+        assert_eq!(
+            gic.read(D, 0, 4) & u64::from(ctlr::RWP),
+            u64::from(ctlr::RWP)
+        );
+        assert_eq!(gic.read(R0, 0, 4), u64::from(ctlr::GICR_RWP));
+        assert_eq!(gic.wanting(), 0b11);
+        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!((lrs0[1], lrs1[1]), (0, 0));
+        assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
+        assert_eq!(gic.read(R0, 0, 4), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16, "still pending");
+        assert_eq!(gic.read(R0, 0x1_0200, 4), 1 << 2, "still pending");
+        assert_eq!(gic.wanting(), 0);
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(R0, 0x1_0100, 4, 1 << 2);
+        assert_eq!(gic.wanting(), 0b11);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(lrs1[1], pending_lr(48, 0));
+        assert_eq!(lrs0[1], pending_lr(2, 0));
+        assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 47 R47-2 (b): an SPI re-routed while listed and not
+    /// acknowledged moves to its new target once the old one withdrew it
+    /// (never pending in both vCPUs' LRs, also with a second edge sent
+    /// meanwhile); one the old target acknowledged first stays there.
+    #[test]
+    fn a_re_routed_listed_spi_moves_to_the_new_target_once() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x204, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [],
+            "SPI 48 waits for vCPU 1 to withdraw it"
+        );
+        assert_eq!(gic.wanting(), 0b10);
+        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert_eq!(lrs1[1], 0);
+        assert_eq!(gic.wanting(), 0b01);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(lrs0[2], pending_lr(48, 0));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // Acknowledged on vCPU 0 before a re-route back to vCPU 1 reached
+        // it: delivered there, nothing for vCPU 1.
+        lrs0[2] = lrs0[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        assert_eq!(gic.wanting(), 0b01);
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert_eq!(LrState::of(lrs0[2]), LrState::Active);
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+    }
+
+    /// A clear-pending not yet withdrawn when the holder powers off: the
+    /// entry is dropped, not handed back.
+    #[test]
+    fn a_power_off_does_not_hand_back_what_l1_cleared_pending() {
+        let (mut gic, _, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x284, 4, 1 << 16);
+        gic.power_off(1, &mut lrs1);
+        assert_eq!(lrs1[1], 0);
+        assert_eq!(gic.read(D, 0x204, 4), 0);
+        assert!(!gic.holds_listed(1));
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        assert_eq!(gic.wanting(), 0);
     }
 
     #[test]

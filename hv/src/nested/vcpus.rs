@@ -10,6 +10,7 @@
 //! which is what its PSCI CPU_ON and AFFINITY_INFO take.
 
 use crate::psci::FirmwareTrustedOs;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The physical CPU (platform index) the service runs on when there are
 /// two or more.
@@ -76,11 +77,66 @@ pub fn l1_trusted_os(
         })
 }
 
+/// hv's kick SGIs each of `N` vCPUs took: in all (the run's summary) and
+/// in its current life, since L1's last CPU_ON of it (review 47 R47-8: a
+/// restarted vCPU's check is not met by what its earlier life took).
+#[derive(Debug)]
+pub struct KickCounts<const N: usize> {
+    total: [AtomicU64; N],
+    at_start: [AtomicU64; N],
+}
+
+impl<const N: usize> KickCounts<N> {
+    pub const fn new() -> Self {
+        KickCounts {
+            total: [const { AtomicU64::new(0) }; N],
+            at_start: [const { AtomicU64::new(0) }; N],
+        }
+    }
+
+    /// vCPU `vcpu` took a kick SGI (on its own CPU).
+    pub fn took(&self, vcpu: usize) {
+        if let Some(total) = self.total.get(vcpu) {
+            total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// vCPU `vcpu` is (re)started (L1's CPU_ON; its CPU is off, so it
+    /// takes none meanwhile): its life's count starts at 0.
+    pub fn started(&self, vcpu: usize) {
+        if let (Some(total), Some(at_start)) = (self.total.get(vcpu), self.at_start.get(vcpu)) {
+            at_start.store(total.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// The kicks vCPU `vcpu` took in its current life.
+    pub fn this_life(&self, vcpu: usize) -> u64 {
+        match (self.total.get(vcpu), self.at_start.get(vcpu)) {
+            (Some(total), Some(at_start)) => total
+                .load(Ordering::Relaxed)
+                .wrapping_sub(at_start.load(Ordering::Relaxed)),
+            _ => 0,
+        }
+    }
+
+    /// The kicks all vCPUs took, in all their lives.
+    pub fn total(&self) -> u64 {
+        self.total.iter().map(|k| k.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl<const N: usize> Default for KickCounts<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// With several vCPUs under the recycling demo, whose vCPUs but 0 each run
 /// one L2 for long while vCPU 0's switches recycle contexts: the first vCPU
 /// but 0 that L1 started (`started`, by vCPU) and that never took hv's
-/// kick SGI (`kick_irqs`), i.e. that no recycle interrupted in a victim's
-/// L2 (a kick pass that skips a live vCPU leaves it so).
+/// kick SGI in its current life (`kick_irqs`, [`KickCounts::this_life`]),
+/// i.e. that no recycle interrupted in a victim's L2 (a kick pass that
+/// skips a live vCPU leaves it so).
 pub fn unkicked_vcpu(started: &[bool], kick_irqs: &[u64]) -> Option<usize> {
     started
         .iter()
@@ -145,6 +201,33 @@ mod tests {
             "a vCPU L1 never started is not asked"
         );
         assert_eq!(unkicked_vcpu(&[true], &[0]), None, "vCPU 0 alone");
+    }
+
+    /// Review 47 R47-8: what a vCPU took in its first life does not meet
+    /// the check for its second.
+    #[test]
+    fn a_restarted_vcpu_is_checked_for_kicks_in_its_new_life() {
+        let kicks = KickCounts::<3>::new();
+        let lives = |kicks: &KickCounts<3>| [0, 1, 2].map(|v| kicks.this_life(v));
+        for vcpu in 0..3 {
+            kicks.started(vcpu);
+        }
+        kicks.took(1);
+        kicks.took(2);
+        kicks.took(2);
+        assert_eq!(unkicked_vcpu(&[true; 3], &lives(&kicks)), None);
+        // vCPU 2 turns off and is started again.
+        kicks.started(2);
+        assert_eq!(lives(&kicks), [0, 1, 0]);
+        assert_eq!(unkicked_vcpu(&[true; 3], &lives(&kicks)), Some(2));
+        kicks.took(2);
+        assert_eq!(unkicked_vcpu(&[true; 3], &lives(&kicks)), None);
+        assert_eq!(kicks.total(), 4, "the summary counts every life");
+        // Out of range: nothing.
+        kicks.took(3);
+        kicks.started(3);
+        assert_eq!(kicks.this_life(3), 0);
+        assert_eq!(kicks.total(), 4);
     }
 
     #[test]

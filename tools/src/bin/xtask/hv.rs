@@ -1228,7 +1228,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok sgi-into-l2=ok spi-route=ok off-handback=ok vcpus=2",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok withdraw=ok sgi-into-l2=ok spi-route=ok recall=ok off-handback=ok vcpus=2",
             status: 0,
         },
         ..boot(MAX, 3, "512M")
@@ -1236,7 +1236,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=gic",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok",
+            line: "l1: UMBRA-NESTED-PASS gic own-sgi=ok spi=ok l2-sgi=ok spi-at-eret=ok once=ok eoi-wait=ok withdraw=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -1288,6 +1288,16 @@ const MATRIX: &[Case] = &[
             status: 2,
         },
         ..boot(MAX, 3, "512M")
+    },
+    // L1's clear-pending of an SGI listed and not acknowledged leaves it
+    // pending in the vCPU's list registers (review 47 R47-2 b).
+    Case {
+        hv_args: "hv.nested=gic-no-withdraw",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SGI 3, cleared pending (GICR_ICPENDR0) while listed, not acknowledged, is still in L1's LRs: ICV_HPPIR1_EL1 0x0000000000000003",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
     },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
