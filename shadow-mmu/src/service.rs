@@ -1519,7 +1519,11 @@ where
         // pass at the cap minus one (review 38 R38-2).
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
-        let present = context.shadow().lookup_excluded(shadow.l2_ipa_base) == Some(shadow);
+        // What the shadow holds at the new leaf's base: read once, for the
+        // cap here and for `unmap_other_shapes` below (read again there
+        // only if an eviction unmapped something in between).
+        let mut found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
+        let present = found == Some(shadow);
         let mut place = !present && self.take_leaf_place();
         if !present && !place {
             match at_cap {
@@ -1527,6 +1531,7 @@ where
                 AtLeafCap::ClearOwn => {
                     let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64);
+                    found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
                     place = self.take_leaf_place();
                     if !place {
                         return Install::CapTaken;
@@ -1576,6 +1581,7 @@ where
             bump(&counters.evictions, n as u64);
             if let Some((base, size)) = evicted {
                 self.unmap_shadow(context, base, size);
+                found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
             }
         }
         // A leaf of another size overlapping this one (a table of pages
@@ -1584,7 +1590,7 @@ where
         // count hearing of it: remove it first, leaves with their records,
         // so `map` finds either nothing or a leaf of the same range (whose
         // record the insert below replaces).
-        self.unmap_other_shapes(context, &shadow);
+        self.unmap_other_shapes(context, &shadow, found);
         // Record, then check L0's generation, then map (see module docs).
         // From the record on, nothing under this lock removes records
         // without their leaves, and every way out that does not map
@@ -1651,13 +1657,18 @@ where
     /// Unmaps (with their records) the shadow leaves overlapping
     /// `shadow`'s range other than exactly `shadow` itself: the block
     /// around it, everything under it, or a leaf of the same range that
-    /// differs (another page, other permissions or attributes). One lookup
-    /// when the range is empty or holds this very leaf; the common page
-    /// install costs nothing more. Under the context's lock.
-    fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
-        // Under the context's lock, which every change of its shadow
-        // holds: the walk needs no guard against one.
-        let hull = match context.shadow().lookup_excluded(shadow.l2_ipa_base) {
+    /// differs (another page, other permissions or attributes). Nothing
+    /// when the range is empty or holds this very leaf: the common page
+    /// install costs nothing here. Under the context's lock; `found` is
+    /// what the shadow holds at `shadow`'s base (`lookup_excluded` under
+    /// this lock, since its last change).
+    fn unmap_other_shapes(
+        &self,
+        context: &Context<ShadowOf<B>>,
+        shadow: &ShadowMapping,
+        found: Option<ShadowMapping>,
+    ) {
+        let hull = match found {
             // Exactly this leaf (PA, permissions, attributes): whichever L1
             // block its record names, nothing L0 could take back is left
             // that the new record does not also justify.
