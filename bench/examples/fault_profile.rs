@@ -26,7 +26,11 @@ fn main() {
         harness.empty(design, how);
         fault_pass(&harness, design);
     }
-    println!("{mode}: {} faults, {:?}", pages * u64::from(passes), harness.umbra_stats());
+    println!(
+        "{mode}: {} faults, {:?}",
+        pages * u64::from(passes),
+        harness.umbra_stats()
+    );
 }
 
 /// The faults alone, for `--toggle-collect`.

@@ -132,6 +132,13 @@ pub trait ShadowStore: Send + Sync {
     fn root_pa(&self) -> u64;
     /// Installs an entry (concurrent callers allowed).
     fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError>;
+    /// [`ShadowStore::map`] by a caller that holds the lock of the context
+    /// owning the shadow, which every call that changes it holds (`map`,
+    /// `unmap_range`, `clear`): a shadow whose `map` guards against
+    /// concurrent frees of its tables may skip that here.
+    fn map_excluded(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map(mapping)
+    }
     /// Removes every leaf overlapping the range (with TLB maintenance);
     /// returns how many.
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize;
@@ -182,6 +189,9 @@ where
     }
     fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
         ShadowTable::map(self, mapping)
+    }
+    fn map_excluded(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        ShadowTable::map_excluded(self, mapping)
     }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
         ShadowTable::unmap_range(self, l2_ipa, len)
@@ -1622,7 +1632,8 @@ where
             give_back(place);
             return Install::Raced;
         }
-        match context.shadow().map(&shadow) {
+        // Under the context's lock (see `ShadowStore::map_excluded`).
+        match context.shadow().map_excluded(&shadow) {
             Ok(MapOutcome::Installed) if place => Install::Done,
             // The leaf was there at the cap check, and this install's own
             // cache eviction took it since: it needs a place now.

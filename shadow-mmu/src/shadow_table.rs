@@ -697,6 +697,16 @@ impl UpdateLock {
 
 struct SharedGuard<'a>(&'a UpdateLock);
 
+/// What keeps a `map` from racing the calls that free tables.
+#[derive(Clone, Copy, Debug)]
+enum Exclusion {
+    /// The table's update lock, shared.
+    UpdateLock,
+    /// A lock of the caller's that every change of the tree holds
+    /// ([`ShadowTable::map_excluded`]).
+    Caller,
+}
+
 impl Drop for SharedGuard<'_> {
     fn drop(&mut self) {
         self.0.state.fetch_sub(READER, Ordering::Release);
@@ -1070,24 +1080,41 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// Intermediate tables built before the failure stay for the retry
     /// (`unmap_range` and `clear` free empty tables).
     pub fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map_with(m, Exclusion::UpdateLock)
+    }
+
+    /// [`ShadowTable::map`] without the table's update lock, for a caller
+    /// that already excludes every call that changes the tree (`map`,
+    /// `unmap_range`, `clear`, `reclaim`) by a lock of its own, as
+    /// [`ShadowTable::lookup_excluded`]: the service, under the lock of the
+    /// context that owns the table. Lock-free `lookup`s may run beside it
+    /// (they only wait out the tables `unmap_range` frees, which cannot
+    /// run now); two atomic read-modify-writes cheaper than `map`. Called
+    /// without that exclusion it is not safe against `unmap_range`: a
+    /// table could be freed under its walk.
+    pub fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map_with(m, Exclusion::Caller)
+    }
+
+    fn map_with(&self, m: &ShadowMapping, exclusion: Exclusion) -> Result<MapOutcome, MapError> {
         let level = self.validate(m)?;
         let descriptor = self.leaf_descriptor(m, level);
         self.reclaim_detached(RECLAIM_STEP);
-        let mut result = self.map_shared(m, level, descriptor);
+        let mut result = self.map_shared(m, level, descriptor, exclusion);
         if matches!(result, Err(MapError::FramesExhausted { .. })) {
             // Tables retired by maps come back under the exclusive lock,
             // which also waits out another thread's reclaim that has taken
             // the retired list and is still returning its frames (the list
             // looks empty then, yet the frames are on their way).
             self.reclaim();
-            result = self.map_shared(m, level, descriptor);
+            result = self.map_shared(m, level, descriptor, exclusion);
         }
         // Pool pressure: return detached frames (a map needs at most three
         // new tables) until the map fits or nothing detached is left.
         while matches!(result, Err(MapError::FramesExhausted { .. }))
             && self.reclaim_detached(RECLAIM_STEP) > 0
         {
-            result = self.map_shared(m, level, descriptor);
+            result = self.map_shared(m, level, descriptor, exclusion);
         }
         result
     }
@@ -1170,9 +1197,13 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         m: &ShadowMapping,
         level: usize,
         descriptor: u64,
+        exclusion: Exclusion,
     ) -> Result<MapOutcome, MapError> {
         let ipa = m.l2_ipa_base;
-        let _shared = self.lock.shared();
+        let _shared = match exclusion {
+            Exclusion::UpdateLock => Some(self.lock.shared()),
+            Exclusion::Caller => None,
+        };
         let mut replaced = false;
         let mut table = self.frame(self.root)?;
         for lvl in 0..level {
