@@ -271,6 +271,7 @@ fn excluded_map_and_unmap_under_one_lock() {
             new_left.is_none(),
             "the vCPU's page was lost without being counted"
         );
+        assert_eq!(t.leaves(), usize::from(new_left.is_some()), "leaf count");
         assert_reachable_tables_allocated(&t, &pool);
         assert_free_frames_zero(&pool);
         t.unmap_range(0, 1 << 48);

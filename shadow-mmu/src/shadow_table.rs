@@ -1089,9 +1089,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// [`ShadowTable::lookup_excluded`]: the service, under the lock of the
     /// context that owns the table. Lock-free `lookup`s may run beside it
     /// (they only wait out the tables `unmap_range` frees, which cannot
-    /// run now); two atomic read-modify-writes cheaper than `map`. Called
-    /// without that exclusion it is not safe against `unmap_range`: a
-    /// table could be freed under its walk.
+    /// run now). A new leaf then costs no locked read-modify-write (`map`
+    /// pays four: the lock's two, the entry's exchange, the leaf count's
+    /// increment): the entry and the count are stored. Called
+    /// without that exclusion it is not safe: `unmap_range` could free a
+    /// table under its walk, and a racing `map`'s entry or count be lost.
     pub fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
         self.map_with(m, Exclusion::Caller)
     }
@@ -1268,16 +1270,40 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             }
             match classify(current, level) {
                 Entry::Invalid => {
-                    if slot
-                        .compare_exchange(current, descriptor, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
+                    let installed = match exclusion {
+                        Exclusion::UpdateLock => slot
+                            .compare_exchange(
+                                current,
+                                descriptor,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok(),
+                        // No other writer of the entry or of the leaf count
+                        // can run (the caller's lock; the hardware never
+                        // writes the shadow, VTCR_EL2.HA = HD = 0): a store
+                        // each, no locked read-modify-write. Release, as
+                        // the exchange: lock-free lookups read the entry.
+                        Exclusion::Caller => {
+                            slot.store(descriptor, Ordering::Release);
+                            true
+                        }
+                    };
+                    if installed {
                         if level == self.config.start_level() {
                             // A 1 GiB block in a level-1 start table.
                             self.root_groups
                                 .fetch_or(self.root_group(ipa), Ordering::Relaxed);
                         }
-                        self.leaves.fetch_add(1, Ordering::Relaxed);
+                        match exclusion {
+                            Exclusion::UpdateLock => {
+                                self.leaves.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Exclusion::Caller => {
+                                let now = self.leaves.load(Ordering::Relaxed);
+                                self.leaves.store(now + 1, Ordering::Relaxed);
+                            }
+                        }
                         return Ok(if replaced {
                             MapOutcome::Replaced
                         } else {
