@@ -1127,11 +1127,17 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// free its children) and the pool's zeroing; nothing is allocated. No
     /// lock is needed against walkers: nothing can reach a detached frame
     /// any more.
+    #[inline]
     pub fn reclaim_detached(&self, max_frames: usize) -> usize {
-        let mut freed = 0;
+        // Nearly always nothing is detached: checked without a call.
         if self.detached_hint.load(Ordering::Relaxed) == 0 {
             return 0;
         }
+        self.reclaim_some_detached(max_frames)
+    }
+
+    fn reclaim_some_detached(&self, max_frames: usize) -> usize {
+        let mut freed = 0;
         while freed < max_frames {
             let Some(pa) = self.next_detached_leaf_table() else {
                 break;
