@@ -95,6 +95,23 @@ fn assert_free_frames_zero(pool: &HeapFramePool) {
     }
 }
 
+/// After an `unmap_range(0, BLOCK)` that raced a map of `new` (at 0x2000)
+/// beside the page mapped at 0x1000 before: the old page is gone, and
+/// `new` was removed with it (counted: `removed` is 2) or is still mapped.
+/// Returns whether `new` is left.
+fn unmap_counted_the_map(t: &Table, removed: usize, new: ShadowMapping) -> bool {
+    assert!((1..=2).contains(&removed));
+    assert_eq!(t.lookup(0x1000), None);
+    let new_left = t.lookup(0x2000);
+    assert!(new_left.is_none() || new_left == Some(new));
+    assert_eq!(
+        removed == 2,
+        new_left.is_none(),
+        "the vCPU's page was lost without being counted"
+    );
+    new_left.is_some()
+}
+
 /// Two vCPUs map pages under the same empty 2 MiB region: both race to
 /// build the level-1, -2 and -3 tables. Both pages end up mapped and no
 /// frame leaks (losers return theirs).
@@ -215,16 +232,7 @@ fn unmap_on_its_own_thread_sees_every_finished_map() {
             thread::spawn(move || t.unmap_range(0, BLOCK))
         };
         assert_eq!(t.map(&new).unwrap(), MapOutcome::Installed);
-        let removed = unmapper.join().unwrap();
-        assert!((1..=2).contains(&removed));
-        assert_eq!(t.lookup(0x1000), None);
-        let new_left = t.lookup(0x2000);
-        assert!(new_left.is_none() || new_left == Some(new));
-        assert_eq!(
-            removed == 2,
-            new_left.is_none(),
-            "the vCPU's page was lost without being counted"
-        );
+        unmap_counted_the_map(&t, unmapper.join().unwrap(), new);
         assert_reachable_tables_allocated(&t, &pool);
         t.unmap_range(0, 1 << 48);
         assert_eq!(pool.frames_in_use(), 1);
@@ -261,17 +269,8 @@ fn excluded_map_and_unmap_under_one_lock() {
             let _held = context_lock.lock().unwrap();
             assert_eq!(t.map_excluded(&new).unwrap(), MapOutcome::Installed);
         }
-        let removed = unmapper.join().unwrap();
-        assert!((1..=2).contains(&removed));
-        assert_eq!(t.lookup(0x1000), None);
-        let new_left = t.lookup(0x2000);
-        assert!(new_left.is_none() || new_left == Some(new));
-        assert_eq!(
-            removed == 2,
-            new_left.is_none(),
-            "the vCPU's page was lost without being counted"
-        );
-        assert_eq!(t.leaves(), usize::from(new_left.is_some()), "leaf count");
+        let new_left = unmap_counted_the_map(&t, unmapper.join().unwrap(), new);
+        assert_eq!(t.leaves(), usize::from(new_left), "leaf count");
         assert_reachable_tables_allocated(&t, &pool);
         assert_free_frames_zero(&pool);
         t.unmap_range(0, 1 << 48);
