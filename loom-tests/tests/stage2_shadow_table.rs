@@ -5,7 +5,9 @@
 //! a block while another `map` writes into that table (break-before-make,
 //! retirement, reclamation), and `unmap_range` freeing tables while `map`
 //! and `lookup` run (the update lock), and `clear` detaching the tree while
-//! `map` and `lookup` run, its frames reclaimed at once: no lost frame, no
+//! `map` and `lookup` run, its frames reclaimed at once, and the service's
+//! `map_excluded` (no update lock: the context's lock held) racing an
+//! `unmap_range` under that lock: no lost frame, no
 //! reachable freed frame, no write into a freed frame, no torn or
 //! out-of-thin-air entry.
 #![cfg(loom)]
@@ -91,6 +93,23 @@ fn assert_free_frames_zero(pool: &HeapFramePool) {
             );
         }
     }
+}
+
+/// After an `unmap_range(0, BLOCK)` that raced a map of `new` (at 0x2000)
+/// beside the page mapped at 0x1000 before: the old page is gone, and
+/// `new` was removed with it (counted: `removed` is 2) or is still mapped.
+/// Returns whether `new` is left.
+fn unmap_counted_the_map(t: &Table, removed: usize, new: ShadowMapping) -> bool {
+    assert!((1..=2).contains(&removed));
+    assert_eq!(t.lookup(0x1000), None);
+    let new_left = t.lookup(0x2000);
+    assert!(new_left.is_none() || new_left == Some(new));
+    assert_eq!(
+        removed == 2,
+        new_left.is_none(),
+        "the vCPU's page was lost without being counted"
+    );
+    new_left.is_some()
 }
 
 /// Two vCPUs map pages under the same empty 2 MiB region: both race to
@@ -213,19 +232,50 @@ fn unmap_on_its_own_thread_sees_every_finished_map() {
             thread::spawn(move || t.unmap_range(0, BLOCK))
         };
         assert_eq!(t.map(&new).unwrap(), MapOutcome::Installed);
-        let removed = unmapper.join().unwrap();
-        assert!((1..=2).contains(&removed));
-        assert_eq!(t.lookup(0x1000), None);
-        let new_left = t.lookup(0x2000);
-        assert!(new_left.is_none() || new_left == Some(new));
-        assert_eq!(
-            removed == 2,
-            new_left.is_none(),
-            "the vCPU's page was lost without being counted"
-        );
+        unmap_counted_the_map(&t, unmapper.join().unwrap(), new);
         assert_reachable_tables_allocated(&t, &pool);
         t.unmap_range(0, 1 << 48);
         assert_eq!(pool.frames_in_use(), 1);
+    });
+}
+
+/// `map_excluded` (the service's install: no update lock, the context's
+/// lock held instead, here a mutex) while `unmap_range`, under the same
+/// mutex, frees the tables under the page beside it, and the vCPU looks a
+/// page up lock-free (the update lock's shared side) before its install:
+/// the mutex orders the map wholly before or after the unmap, so the page
+/// is either removed with its table (counted) or left mapped, never
+/// written into a freed table; no reachable table is free, no frame leaks.
+/// With the mutex taken by one side only, the unmap frees the level-3
+/// table under the map's walk (a freed frame written, or the leaf lost).
+#[test]
+fn excluded_map_and_unmap_under_one_lock() {
+    model(|| {
+        let (t, pool) = table(8);
+        let context_lock = Arc::new(loom::sync::Mutex::new(()));
+        let old = page(0x1000, 0xa000);
+        t.map(&old).unwrap();
+        let new = page(0x2000, 0xb000);
+        let unmapper = {
+            let (t, context_lock) = (t.clone(), context_lock.clone());
+            thread::spawn(move || {
+                let _held = context_lock.lock().unwrap();
+                t.unmap_range(0, BLOCK)
+            })
+        };
+        let seen = t.lookup(0x1000);
+        assert!(seen.is_none() || seen == Some(old), "{seen:?}");
+        {
+            let _held = context_lock.lock().unwrap();
+            assert_eq!(t.map_excluded(&new).unwrap(), MapOutcome::Installed);
+        }
+        let new_left = unmap_counted_the_map(&t, unmapper.join().unwrap(), new);
+        assert_eq!(t.leaves(), usize::from(new_left), "leaf count");
+        assert_reachable_tables_allocated(&t, &pool);
+        assert_free_frames_zero(&pool);
+        t.unmap_range(0, 1 << 48);
+        assert_eq!(pool.frames_in_use(), 1);
+        assert_free_frames_zero(&pool);
     });
 }
 

@@ -573,8 +573,13 @@ impl<C: ContextId> ReverseMap<C> {
             }
             self.remove_key(shadow.context, shadow.l2_ipa);
         }
-        self.unlink_pending(UNLINKS_PER_INSERT);
-        self.sweep_some(SWEEP_STEP);
+        // Both usually have nothing to do: checked here, without a call.
+        if !self.pending.is_empty() {
+            self.unlink_pending(UNLINKS_PER_INSERT);
+        }
+        if self.has_dead() {
+            self.sweep_some(SWEEP_STEP);
+        }
         if self.free.is_empty() && self.records.len() >= self.capacity {
             // Full: reclaim before anything could grow.
             self.unlink_pending(PENDING_UNLINKS);
@@ -764,10 +769,16 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Reclaims dead records from a few slab slots (none when every record
     /// is live).
+    /// Whether the slab holds dead records. Detached records awaiting
+    /// their unlink are not the sweep's: they still look live to it (their
+    /// epoch is current) and are skipped.
+    #[inline]
+    fn has_dead(&self) -> bool {
+        self.records_held() - self.pending.len() != self.live
+    }
+
     fn sweep_some(&mut self, slots: usize) {
-        // Detached records awaiting their unlink are not the sweep's: they
-        // still look live to it (their epoch is current) and are skipped.
-        if self.records_held() - self.pending.len() == self.live {
+        if !self.has_dead() {
             return;
         }
         for _ in 0..slots {

@@ -132,6 +132,13 @@ pub trait ShadowStore: Send + Sync {
     fn root_pa(&self) -> u64;
     /// Installs an entry (concurrent callers allowed).
     fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError>;
+    /// [`ShadowStore::map`] by a caller that holds the lock of the context
+    /// owning the shadow, which every call that changes it holds (`map`,
+    /// `unmap_range`, `clear`): a shadow whose `map` guards against
+    /// concurrent frees of its tables may skip that here.
+    fn map_excluded(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map(mapping)
+    }
     /// Removes every leaf overlapping the range (with TLB maintenance);
     /// returns how many.
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize;
@@ -182,6 +189,9 @@ where
     }
     fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
         ShadowTable::map(self, mapping)
+    }
+    fn map_excluded(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        ShadowTable::map_excluded(self, mapping)
     }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
         ShadowTable::unmap_range(self, l2_ipa, len)
@@ -1519,7 +1529,11 @@ where
         // pass at the cap minus one (review 38 R38-2).
         let vmid = context.shadow_vmid();
         let shadow = entry.shadow;
-        let present = context.shadow().lookup_excluded(shadow.l2_ipa_base) == Some(shadow);
+        // What the shadow holds at the new leaf's base: read once, for the
+        // cap here and for `unmap_other_shapes` below (read again there
+        // only if an eviction unmapped something in between).
+        let mut found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
+        let present = found == Some(shadow);
         let mut place = !present && self.take_leaf_place();
         if !present && !place {
             match at_cap {
@@ -1527,6 +1541,7 @@ where
                 AtLeafCap::ClearOwn => {
                     let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64);
+                    found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
                     place = self.take_leaf_place();
                     if !place {
                         return Install::CapTaken;
@@ -1576,6 +1591,7 @@ where
             bump(&counters.evictions, n as u64);
             if let Some((base, size)) = evicted {
                 self.unmap_shadow(context, base, size);
+                found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
             }
         }
         // A leaf of another size overlapping this one (a table of pages
@@ -1584,7 +1600,7 @@ where
         // count hearing of it: remove it first, leaves with their records,
         // so `map` finds either nothing or a leaf of the same range (whose
         // record the insert below replaces).
-        self.unmap_other_shapes(context, &shadow);
+        self.unmap_other_shapes(context, &shadow, found);
         // Record, then check L0's generation, then map (see module docs).
         // From the record on, nothing under this lock removes records
         // without their leaves, and every way out that does not map
@@ -1616,7 +1632,8 @@ where
             give_back(place);
             return Install::Raced;
         }
-        match context.shadow().map(&shadow) {
+        // Under the context's lock (see `ShadowStore::map_excluded`).
+        match context.shadow().map_excluded(&shadow) {
             Ok(MapOutcome::Installed) if place => Install::Done,
             // The leaf was there at the cap check, and this install's own
             // cache eviction took it since: it needs a place now.
@@ -1651,13 +1668,18 @@ where
     /// Unmaps (with their records) the shadow leaves overlapping
     /// `shadow`'s range other than exactly `shadow` itself: the block
     /// around it, everything under it, or a leaf of the same range that
-    /// differs (another page, other permissions or attributes). One lookup
-    /// when the range is empty or holds this very leaf; the common page
-    /// install costs nothing more. Under the context's lock.
-    fn unmap_other_shapes(&self, context: &Context<ShadowOf<B>>, shadow: &ShadowMapping) {
-        // Under the context's lock, which every change of its shadow
-        // holds: the walk needs no guard against one.
-        let hull = match context.shadow().lookup_excluded(shadow.l2_ipa_base) {
+    /// differs (another page, other permissions or attributes). Nothing
+    /// when the range is empty or holds this very leaf: the common page
+    /// install costs nothing here. Under the context's lock; `found` is
+    /// what the shadow holds at `shadow`'s base (`lookup_excluded` under
+    /// this lock, since its last change).
+    fn unmap_other_shapes(
+        &self,
+        context: &Context<ShadowOf<B>>,
+        shadow: &ShadowMapping,
+        found: Option<ShadowMapping>,
+    ) {
+        let hull = match found {
             // Exactly this leaf (PA, permissions, attributes): whichever L1
             // block its record names, nothing L0 could take back is left
             // that the new record does not also justify.

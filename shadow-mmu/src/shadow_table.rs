@@ -697,6 +697,16 @@ impl UpdateLock {
 
 struct SharedGuard<'a>(&'a UpdateLock);
 
+/// What keeps a `map` from racing the calls that free tables.
+#[derive(Clone, Copy, Debug)]
+enum Exclusion {
+    /// The table's update lock, shared.
+    UpdateLock,
+    /// A lock of the caller's that every change of the tree holds
+    /// ([`ShadowTable::map_excluded`]).
+    Caller,
+}
+
 impl Drop for SharedGuard<'_> {
     fn drop(&mut self) {
         self.0.state.fetch_sub(READER, Ordering::Release);
@@ -1070,24 +1080,43 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// Intermediate tables built before the failure stay for the retry
     /// (`unmap_range` and `clear` free empty tables).
     pub fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map_with(m, Exclusion::UpdateLock)
+    }
+
+    /// [`ShadowTable::map`] without the table's update lock, for a caller
+    /// that already excludes every call that changes the tree (`map`,
+    /// `unmap_range`, `clear`, `reclaim`) by a lock of its own, as
+    /// [`ShadowTable::lookup_excluded`]: the service, under the lock of the
+    /// context that owns the table. Lock-free `lookup`s may run beside it
+    /// (they only wait out the tables `unmap_range` frees, which cannot
+    /// run now). A new leaf then costs no locked read-modify-write (`map`
+    /// pays four: the lock's two, the entry's exchange, the leaf count's
+    /// increment): the entry and the count are stored. Called
+    /// without that exclusion it is not safe: `unmap_range` could free a
+    /// table under its walk, and a racing `map`'s entry or count be lost.
+    pub fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.map_with(m, Exclusion::Caller)
+    }
+
+    fn map_with(&self, m: &ShadowMapping, exclusion: Exclusion) -> Result<MapOutcome, MapError> {
         let level = self.validate(m)?;
         let descriptor = self.leaf_descriptor(m, level);
         self.reclaim_detached(RECLAIM_STEP);
-        let mut result = self.map_shared(m, level, descriptor);
+        let mut result = self.map_shared(m, level, descriptor, exclusion);
         if matches!(result, Err(MapError::FramesExhausted { .. })) {
             // Tables retired by maps come back under the exclusive lock,
             // which also waits out another thread's reclaim that has taken
             // the retired list and is still returning its frames (the list
             // looks empty then, yet the frames are on their way).
             self.reclaim();
-            result = self.map_shared(m, level, descriptor);
+            result = self.map_shared(m, level, descriptor, exclusion);
         }
         // Pool pressure: return detached frames (a map needs at most three
         // new tables) until the map fits or nothing detached is left.
         while matches!(result, Err(MapError::FramesExhausted { .. }))
             && self.reclaim_detached(RECLAIM_STEP) > 0
         {
-            result = self.map_shared(m, level, descriptor);
+            result = self.map_shared(m, level, descriptor, exclusion);
         }
         result
     }
@@ -1098,11 +1127,17 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// free its children) and the pool's zeroing; nothing is allocated. No
     /// lock is needed against walkers: nothing can reach a detached frame
     /// any more.
+    #[inline]
     pub fn reclaim_detached(&self, max_frames: usize) -> usize {
-        let mut freed = 0;
+        // Nearly always nothing is detached: checked without a call.
         if self.detached_hint.load(Ordering::Relaxed) == 0 {
             return 0;
         }
+        self.reclaim_some_detached(max_frames)
+    }
+
+    fn reclaim_some_detached(&self, max_frames: usize) -> usize {
+        let mut freed = 0;
         while freed < max_frames {
             let Some(pa) = self.next_detached_leaf_table() else {
                 break;
@@ -1170,9 +1205,13 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         m: &ShadowMapping,
         level: usize,
         descriptor: u64,
+        exclusion: Exclusion,
     ) -> Result<MapOutcome, MapError> {
         let ipa = m.l2_ipa_base;
-        let _shared = self.lock.shared();
+        let _shared = match exclusion {
+            Exclusion::UpdateLock => Some(self.lock.shared()),
+            Exclusion::Caller => None,
+        };
         let mut replaced = false;
         let mut table = self.frame(self.root)?;
         for lvl in 0..level {
@@ -1237,16 +1276,40 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             }
             match classify(current, level) {
                 Entry::Invalid => {
-                    if slot
-                        .compare_exchange(current, descriptor, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
+                    let installed = match exclusion {
+                        Exclusion::UpdateLock => slot
+                            .compare_exchange(
+                                current,
+                                descriptor,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok(),
+                        // No other writer of the entry or of the leaf count
+                        // can run (the caller's lock; the hardware never
+                        // writes the shadow, VTCR_EL2.HA = HD = 0): a store
+                        // each, no locked read-modify-write. Release, as
+                        // the exchange: lock-free lookups read the entry.
+                        Exclusion::Caller => {
+                            slot.store(descriptor, Ordering::Release);
+                            true
+                        }
+                    };
+                    if installed {
                         if level == self.config.start_level() {
                             // A 1 GiB block in a level-1 start table.
                             self.root_groups
                                 .fetch_or(self.root_group(ipa), Ordering::Relaxed);
                         }
-                        self.leaves.fetch_add(1, Ordering::Relaxed);
+                        match exclusion {
+                            Exclusion::UpdateLock => {
+                                self.leaves.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Exclusion::Caller => {
+                                let now = self.leaves.load(Ordering::Relaxed);
+                                self.leaves.store(now + 1, Ordering::Relaxed);
+                            }
+                        }
                         return Ok(if replaced {
                             MapOutcome::Replaced
                         } else {

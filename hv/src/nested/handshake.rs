@@ -326,6 +326,9 @@ impl<S: ShadowStore, M: PeSet> ShadowStore for HandshakeShadow<S, M> {
     fn map(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
         self.shadow.map(mapping)
     }
+    fn map_excluded(&self, mapping: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.shadow.map_excluded(mapping)
+    }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
         self.shadow.unmap_range(l2_ipa, len)
     }
