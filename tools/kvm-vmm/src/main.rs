@@ -225,7 +225,8 @@ fn spi_line(vm: u64, intid: u64, level: bool) -> Result<(), Failure> {
 
 /// L2's interrupts after its pass word: its report of the timer's
 /// interrupts, then the SPI the VMM raises at L2's cue (an edge: the line
-/// up and down again before L2 runs on) and L2's report of it.
+/// up and down again before L2 runs on) and L2's report of it, then its
+/// ISR_EL1 with the timer's interrupt left pending (it powers off so).
 fn l2_takes_interrupts(vm: u64, vcpu: u64, run: &Mapping, number: u64) -> Result<(), Failure> {
     let timer = next_mmio_store(vcpu, run, number, payload::MMIO_TIMER_OFFSET, 8)?;
     check_irq_report(
@@ -245,7 +246,17 @@ fn l2_takes_interrupts(vm: u64, vcpu: u64, run: &Mapping, number: u64) -> Result
         1,
         "irq-spi",
         "SPIs (INTID 40, raised with KVM_IRQ_LINE) in 1 s",
-    )
+    )?;
+    let isr = next_mmio_store(vcpu, run, number, payload::MMIO_PENDING_OFFSET, 8)?;
+    if isr & payload::ISR_I == 0 {
+        return Err(fail(
+            "irq-pending",
+            format_args!(
+                "run {number}: L2's timer, expired with its IRQs masked, was not a pending virtual IRQ within 1 s: ISR_EL1 {isr:#x}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One of L2's interrupt reports must say it took `expected` of the

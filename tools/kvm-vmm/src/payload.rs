@@ -33,8 +33,14 @@
 //! [`MMIO_TIMER_OFFSET`] ([`irq_report`]). Then it enables edge-triggered
 //! SPI [`SPI`] at its distributor, routed to itself; its report store is
 //! the VMM's cue to raise the SPI (KVM_IRQ_LINE); it waits at most 1 s
-//! for it and reports at [`MMIO_SPI_OFFSET`]. An exception it does not
-//! expect stores ESR_EL1 at [`MMIO_UNEXPECTED_OFFSET`] and powers off.
+//! for it and reports at [`MMIO_SPI_OFFSET`]. Last, it arms its timer to
+//! expire at once with IRQs masked and waits (at most 1 s) until the
+//! virtual IRQ KVM lists for it is pending (ISR_EL1.I), reports ISR_EL1
+//! at [`MMIO_PENDING_OFFSET`] and powers off with it pending (L1's KVM
+//! took its PPI 27 for it and keeps that active: KVM's next vCPU load
+//! sets it active through L1's GICR_ISACTIVER0). An exception it does
+//! not expect stores ESR_EL1 at [`MMIO_UNEXPECTED_OFFSET`] and powers
+//! off.
 
 use core::arch::global_asm;
 
@@ -59,6 +65,10 @@ pub const OFF_RETURNED_WORD: u32 = 0xdead_0000;
 pub const MMIO_TIMER_OFFSET: u64 = 0x10;
 pub const MMIO_SPI_OFFSET: u64 = 0x18;
 pub const MMIO_UNEXPECTED_OFFSET: u64 = 0x20;
+/// L2's last report: ISR_EL1 once its timer, left expired with IRQs
+/// masked, shows as a pending virtual IRQ (bit [`ISR_I`]), or after 1 s.
+pub const MMIO_PENDING_OFFSET: u64 = 0x28;
+pub const ISR_I: u64 = 1 << 7;
 /// The in-kernel vGIC's frames in L2's IPA space (QEMU virt's places,
 /// outside every memory slot): the distributor's 64 KiB and the vCPU's
 /// redistributor's 128 KiB (RD and SGI frames).
@@ -192,6 +202,20 @@ kvm_vmm_l2_payload:
 4:  msr     daifset, #2
     orr     x9, x21, x22, lsl #32
     str     x9, [x8, #{spi_offset}]         // KVM_EXIT_MMIO, 8 bytes: the SPI's report
+    msr     cntv_tval_el0, xzr              // Its timer left expired with IRQs masked: KVM
+    mov     x9, #1                          //   takes L1's PPI 27, keeps it active and lists
+    msr     cntv_ctl_el0, x9                //   vINTID 27, which L2 never takes
+    isb
+    mrs     x13, cntvct_el0
+    mrs     x9, cntfrq_el0
+    add     x13, x13, x9                    // the deadline, 1 s on
+10: mrs     x9, isr_el1
+    tbnz    x9, #7, 11f                     // ISR_EL1.I: the virtual IRQ is pending
+    mrs     x9, cntvct_el0
+    cmp     x9, x13
+    b.lo    10b
+11: mrs     x9, isr_el1
+    str     x9, [x8, #{pending_offset}]     // KVM_EXIT_MMIO, 8 bytes: ISR_EL1
     b       9f
 8:  movz    w7, #({fail} >> 16), lsl #16
     add     w7, w7, w2                      // FAIL_WORD + the page that was wrong
@@ -268,6 +292,7 @@ kvm_vmm_l2_payload_end:
     spi = const SPI,
     spi_offset = const MMIO_SPI_OFFSET,
     unexpected_offset = const MMIO_UNEXPECTED_OFFSET,
+    pending_offset = const MMIO_PENDING_OFFSET,
 );
 
 extern "C" {
