@@ -1124,6 +1124,11 @@ pub enum NestedDemo {
     /// L2 reads L1's view, not the one L1's KVM gives its vCPU (this run
     /// must fail).
     LinuxNoL2Tid3,
+    /// `linux-no-l2-lr`: `linux`, but hv ignores the list registers L1
+    /// writes for L2 (loaded invalid, L1's words kept as written): L1's
+    /// KVM injects its L2's timer interrupts and the VMM's SPI in vain,
+    /// and the test guest's VMM reports L2 took none (this run must fail).
+    LinuxNoL2Lr,
     /// `host-el0`: a VHE L1 in host mode (virtual HCR_EL2.{E2H, TGE} =
     /// {1, 1}) runs its own EL0 (`arch::nested_l1_host`): its CPTR_EL2's
     /// EL0-only FP trap and SCTLR_EL2.SPAN apply there, its SVC reaches
@@ -1187,6 +1192,7 @@ impl NestedDemo {
                 | Self::LinuxNoL2Syndrome
                 | Self::LinuxNoL2Tlbi
                 | Self::LinuxNoL2Tid3
+                | Self::LinuxNoL2Lr
                 | Self::LinuxNoIpi
         )
     }
@@ -1337,6 +1343,7 @@ impl Options {
                 }
                 "hv.nested=linux-no-l2-tlbi" => options.nested = Some(NestedDemo::LinuxNoL2Tlbi),
                 "hv.nested=linux-no-l2-tid3" => options.nested = Some(NestedDemo::LinuxNoL2Tid3),
+                "hv.nested=linux-no-l2-lr" => options.nested = Some(NestedDemo::LinuxNoL2Lr),
                 "hv.nested=linux-no-ipi" => options.nested = Some(NestedDemo::LinuxNoIpi),
                 "hv.nested=recycle-stale-root" => {
                     options.nested = Some(NestedDemo::RecycleStaleRoot)
@@ -1865,12 +1872,17 @@ pub(crate) mod tests {
             Options::parse("hv.nested=linux-no-l2-tid3").map(|o| o.nested),
             Ok(Some(NestedDemo::LinuxNoL2Tid3))
         );
+        assert_eq!(
+            Options::parse("hv.nested=linux-no-l2-lr").map(|o| o.nested),
+            Ok(Some(NestedDemo::LinuxNoL2Lr))
+        );
         let linux_l1s = [
             NestedDemo::Linux,
             NestedDemo::LinuxNoSveHiding,
             NestedDemo::LinuxNoL2Syndrome,
             NestedDemo::LinuxNoL2Tlbi,
             NestedDemo::LinuxNoL2Tid3,
+            NestedDemo::LinuxNoL2Lr,
             NestedDemo::LinuxNoIpi,
         ];
         assert!(linux_l1s.iter().all(|demo| demo.linux_l1()));

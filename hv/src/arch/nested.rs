@@ -508,6 +508,7 @@ impl Vcpu {
                         NestedDemo::IrqNoWriteback => GicDefect::NoLrWriteBack,
                         NestedDemo::IrqNoMaintenance => GicDefect::NoMaintenance,
                         NestedDemo::TimerHwNoLink => GicDefect::NoHwLink,
+                        NestedDemo::LinuxNoL2Lr => GicDefect::NoL2Lists,
                         _ => GicDefect::None,
                     },
                 ),
@@ -920,6 +921,7 @@ pub fn run(
         | NestedDemo::LinuxNoL2Syndrome
         | NestedDemo::LinuxNoL2Tlbi
         | NestedDemo::LinuxNoL2Tid3
+        | NestedDemo::LinuxNoL2Lr
         | NestedDemo::LinuxNoIpi => &[],
     };
     let vcpus = l1_vcpus(platform.cpus.len(), NESTED_VCPUS);
@@ -1262,6 +1264,7 @@ pub fn run(
             NestedDemo::LinuxNoL2Syndrome => " (linux-no-l2-syndrome: the guest bundle's Linux kernel is L1, handed its L2's stage-2 data aborts without their instruction syndrome; this run must fail)",
             NestedDemo::LinuxNoL2Tlbi => " (linux-no-l2-tlbi: the guest bundle's Linux kernel is L1, its stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::LinuxNoL2Tid3 => " (linux-no-l2-tid3: the guest bundle's Linux kernel is L1, its L2's ID register reads answered by hv as if L1 had not set HCR_EL2.TID3; this run must fail)",
+            NestedDemo::LinuxNoL2Lr => " (linux-no-l2-lr: the guest bundle's Linux kernel is L1, the list registers it writes for its L2 ignored; this run must fail)",
             NestedDemo::LinuxNoIpi => " (linux-no-ipi: the guest bundle's Linux kernel is L1, its SGIs to another vCPU dropped; this run must fail)",
             NestedDemo::Demo => "",
         },
@@ -1565,9 +1568,16 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
         MmioKind::Read { .. } => 0,
     };
     let me = vcpu.index;
-    let gic = super::nested_gic::mmio(&nested.l1_gic, &access, stored, |targets| {
-        kick_l1_vcpus(nested, me, targets)
-    });
+    let gic = super::nested_gic::mmio(
+        &nested.l1_gic,
+        &access,
+        stored,
+        me,
+        |targets| kick_l1_vcpus(nested, me, targets),
+        || {
+            once(Note::L1PpiActive);
+        },
+    );
     let loaded = match gic {
         Ok(raw) => raw.map(|raw| access.load_result(raw)),
         Err(()) if nested.linux => match linux::uart_access(nested.uart, &access, stored) {
@@ -2775,6 +2785,7 @@ enum Note {
     L1HostEl0,
     L1El0Tge,
     L1WfiWait,
+    L1PpiActive,
 }
 
 impl Note {
@@ -2793,6 +2804,7 @@ impl Note {
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
             Note::L1WfiWait => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)",
+            Note::L1PpiActive => "hv: nested: L1 set or cleared a PPI's active state at its redistributor (GICR_ISACTIVER0/ICACTIVER0): applied to the list register of its own interface that holds the PPI (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }

@@ -20,7 +20,8 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, ICPENDR0, MAX_L1_VCPUS,
+    list_forwarded, listed_ppis_active, signalled, write_listed_ppis_active, GicFrame, L1Gic,
+    L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 
@@ -67,22 +68,48 @@ pub fn reset(vcpus: usize) {
 /// `layout`'s frames from vCPU `vcpu`, with `value` the low bytes of the
 /// stored register: the load's raw value (None for a store), or Err(())
 /// when `access` is not in L1's GIC. The vCPUs that now have something
-/// forwarded to them go to `kick`.
+/// forwarded to them go to `kick`. The PPI bits of the vCPU's own
+/// GICR_ISACTIVER0 and GICR_ICACTIVER0 are the entries of its own
+/// interface (in the hardware during the exit) that hold them
+/// (`nested::gic::write_listed_ppis_active`; `ppi_active_written` is
+/// called when a store has some); another vCPU's are RAZ/WI (its
+/// interface is not here; Linux sets a per-CPU PPI's state from that
+/// CPU).
 pub fn mmio(
     layout: &L1GicLayout,
     access: &MmioAccess,
     value: u64,
+    vcpu: usize,
     kick: impl FnOnce(u32),
+    ppi_active_written: impl FnOnce(),
 ) -> Result<Option<u64>, ()> {
     let (frame, offset) = layout.locate(access.ipa).ok_or(())?;
     let size = access.size.bytes();
+    let own_ppi_active = frame == GicFrame::Redistributor(vcpu)
+        && size == 4
+        && matches!(offset, ISACTIVER0 | ICACTIVER0);
     let mut gic = L1_GIC.lock();
     match access.kind {
-        MmioKind::Read { .. } => Ok(Some(gic.read(frame, offset, size))),
+        MmioKind::Read { .. } => {
+            let mut raw = gic.read(frame, offset, size);
+            drop(gic);
+            if own_ppi_active {
+                let (lrs, count) = hardware_lrs();
+                raw |= u64::from(listed_ppis_active(&lrs[..count]));
+            }
+            Ok(Some(raw))
+        }
         MmioKind::Write { .. } => {
             gic.write(frame, offset, size, value & access.size.mask());
             let wanting = gic.wanting();
             drop(gic);
+            if own_ppi_active && value as u32 & !0xffff != 0 {
+                ppi_active_written();
+                let (before, count) = hardware_lrs();
+                let mut after = before;
+                write_listed_ppis_active(&mut after[..count], offset == ISACTIVER0, value as u32);
+                write_changed_lrs(&before[..count], &after[..count]);
+            }
             kick(wanting);
             Ok(None)
         }

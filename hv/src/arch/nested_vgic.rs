@@ -129,6 +129,10 @@ pub enum GicDefect {
     /// entries (no EOI bit), and L2's deactivation of one leaves its
     /// pINTID active in L1's view (hv before review 40 R40-2).
     NoHwLink,
+    /// `linux-no-l2-lr`: L1's list registers for L2 are loaded invalid
+    /// and never written back (L1 reads them as it wrote them): L2 takes
+    /// none of the interrupts L1 lists for it.
+    NoL2Lists,
 }
 
 /// The pINTIDs of L1's HW = 1 list registers whose virtual interrupt L2
@@ -216,6 +220,9 @@ impl VcpuGic {
     /// under `timer-hw-no-link` its HW = 1 entries without the EOI bit).
     fn hardware_form(&self, l1: &L1Interface, shape: &Shape) -> L1Interface {
         let mut hardware = l1.to_hardware(shape);
+        if self.defect == GicDefect::NoL2Lists {
+            hardware.lrs = [0; MAX_LIST_REGISTERS];
+        }
         if self.defect == GicDefect::NoHwLink {
             for (hw, &word) in hardware.lrs.iter_mut().zip(&l1.lrs) {
                 if word & lr::HW != 0 {
@@ -236,11 +243,11 @@ impl VcpuGic {
         let l1 = L1Interface::read(page, &shape);
         let now = hardware_read(&shape);
         let mut after = l1.written_back(&now, &shape);
-        if self.defect == GicDefect::NoLrWriteBack {
+        if matches!(self.defect, GicDefect::NoLrWriteBack | GicDefect::NoL2Lists) {
             after.lrs = l1.lrs;
         }
         after.write(page, &shape);
-        let deactivated = if self.defect == GicDefect::NoHwLink {
+        let deactivated = if matches!(self.defect, GicDefect::NoHwLink | GicDefect::NoL2Lists) {
             HwDeactivations::new()
         } else {
             l1.hw_deactivations(&now, &shape)

@@ -61,8 +61,9 @@
 //! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
-//! are kept and read back), and PPI bits of the pending and active
-//! registers are RAZ/WI.
+//! are kept and read back); PPI bits of the pending registers are RAZ/WI
+//! here, and those of the active registers are the entries of the
+//! vCPU's own interface that hold the PPIs ([`write_listed_ppis_active`]).
 
 use super::vgic::{lr, vmcr, LrState};
 use crate::vgic::{decode_sgi1r, route_target};
@@ -80,6 +81,11 @@ pub const REDISTRIBUTOR_FRAMES: u64 = 0x2_0000;
 const SGI_FRAME: u64 = 0x1_0000;
 /// GICR_ICPENDR0, from a redistributor's RD frame.
 pub const ICPENDR0: u64 = SGI_FRAME + 0x280;
+/// GICR_ISACTIVER0 and GICR_ICACTIVER0, from a redistributor's RD frame.
+pub const ISACTIVER0: u64 = SGI_FRAME + 0x300;
+pub const ICACTIVER0: u64 = SGI_FRAME + 0x380;
+/// The PPIs' INTIDs (bits 31:16 of GICR_ISACTIVER0 and the like).
+const PPIS: core::ops::Range<u32> = 16..32;
 
 /// GICD_CTLR (one Security state).
 pub mod ctlr {
@@ -970,6 +976,66 @@ pub fn signalled(lrs: &[u64], vmcr: u64, priority_bits: u32) -> bool {
         })
 }
 
+/// The PPI bits of L1's GICR_ISACTIVER0 and GICR_ICACTIVER0 on the vCPU
+/// whose own interface's list registers are `lrs` (all of them: LR 0
+/// holds its maintenance interrupt). PPIs come from hv's own paths, which
+/// list them there (module docs), so a PPI is active when the entry
+/// holding it is active, or pending and active.
+pub fn listed_ppis_active(lrs: &[u64]) -> u32 {
+    lrs.iter()
+        .filter(|&&v| matches!(LrState::of(v), LrState::Active | LrState::PendingActive))
+        .filter_map(|&v| u32::try_from(v & lr::VINTID_MASK).ok())
+        .filter(|intid| PPIS.contains(intid))
+        .fold(0, |bits, intid| bits | 1 << intid)
+}
+
+/// L1's write of `value` to its own GICR_ISACTIVER0 (`set`) or
+/// GICR_ICACTIVER0, PPI bits, applied to its own interface's list
+/// registers `lrs` (LR 0, hv's maintenance entry, included; a new entry
+/// goes into LR 1 on). KVM sets and clears its guest timer's PPI's active
+/// state so at every vCPU load; an active interrupt is not signalled
+/// again until deactivated (IHI 0069):
+/// - clear: the entry holding the PPI active loses that state
+///   (`vgic::deactivate_listed`: active emptied, pending and active
+///   pending); if its level is still up, its path lists it again at this
+///   exit;
+/// - set: a pending entry becomes pending and active; a PPI no entry
+///   holds gets an active one (group 1, the priority of hv's PPI entries,
+///   `vgic::l1_maintenance_lr`, and the EOI bit as they have, so L1's own
+///   deactivation of it is an exit), which its path leaves alone until L1
+///   deactivates it (ICC_DIR_EL1, GICR_ICACTIVER0) or L2 does through an
+///   HW = 1 entry naming it. With LRs 1 on all in use the set is lost (a
+///   limit: the PPI can still be signalled).
+pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) {
+    use super::vgic::{deactivate_listed, l1_maintenance_lr};
+    for intid in PPIS.filter(|&intid| value & (1 << intid) != 0) {
+        if !set {
+            deactivate_listed(lrs, intid);
+            continue;
+        }
+        let held = lrs.iter().position(|&v| {
+            LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == u64::from(intid)
+        });
+        match held {
+            Some(n) if LrState::of(lrs[n]) == LrState::Pending => {
+                lrs[n] = lrs[n] & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT;
+            }
+            Some(_) => {}
+            None => {
+                let free = lrs
+                    .iter()
+                    .skip(1)
+                    .position(|&v| LrState::of(v) == LrState::Invalid);
+                if let Some(n) = free {
+                    lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
+                        | lr::ACTIVE << lr::STATE_SHIFT
+                        | lr::EOI;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1662,5 +1728,55 @@ mod tests {
             assert!(!gic.deactivate(vcpu, intid), "{vcpu} {intid}");
         }
         assert_eq!(gic, before);
+    }
+
+    /// GICR_ISACTIVER0 / GICR_ICACTIVER0 for PPIs act on the entries of
+    /// L1's own interface that hold them (KVM's timer PPI at vCPU load).
+    #[test]
+    fn ppi_active_bits_follow_the_listed_entries() {
+        use super::super::vgic::L1_MAINTENANCE_PRIORITY;
+        let state = |v: u64| LrState::of(v);
+        let timer: u32 = 27;
+        // LR 0: the maintenance PPI pending; LR 1: the timer PPI pending.
+        let mut lrs = [pending_lr(25, 0), pending_lr(u64::from(timer), 0), 0, 0];
+        assert_eq!(listed_ppis_active(&lrs), 0);
+        // Set: the pending entry becomes pending and active.
+        write_listed_ppis_active(&mut lrs, true, 1 << timer);
+        assert_eq!(state(lrs[1]), LrState::PendingActive);
+        assert_eq!(listed_ppis_active(&lrs), 1 << timer);
+        // Clear: back to pending (its level is still up).
+        write_listed_ppis_active(&mut lrs, false, 1 << timer);
+        assert_eq!(state(lrs[1]), LrState::Pending);
+        assert_eq!(listed_ppis_active(&lrs), 0);
+        // Set for a PPI no entry holds: an active entry in the first free
+        // LR from 1 on, group 1, hv's PPI priority, the EOI bit.
+        lrs[1] = 0;
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 1 << 26);
+        assert_eq!(
+            lrs[1],
+            lr::ACTIVE << lr::STATE_SHIFT
+                | lr::GROUP1
+                | lr::EOI
+                | u64::from(L1_MAINTENANCE_PRIORITY) << lr::PRIORITY_SHIFT
+                | 26
+        );
+        assert_eq!(lrs[2] & lr::VINTID_MASK, u64::from(timer));
+        assert_eq!(state(lrs[2]), LrState::Active);
+        assert_eq!(listed_ppis_active(&lrs), 1 << timer | 1 << 26);
+        // Setting it again changes nothing; SGI bits are the model's.
+        let before = lrs;
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 0xffff);
+        assert_eq!(lrs, before);
+        // Clear: the active entries emptied, the maintenance PPI's
+        // pending entry in LR 0 untouched.
+        write_listed_ppis_active(&mut lrs, false, u32::MAX);
+        assert_eq!(lrs, [pending_lr(25, 0), 0, 0, 0]);
+        // With LRs 1 on all in use, the set is lost.
+        let mut full = [0, pending_lr(40, 0), pending_lr(41, 0)];
+        write_listed_ppis_active(&mut full, true, 1 << timer);
+        assert_eq!(full, [0, pending_lr(40, 0), pending_lr(41, 0)]);
+        // An SGI or SPI entry active is not a PPI's.
+        let spi_active = pending_lr(40, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        assert_eq!(listed_ppis_active(&[0, spi_active]), 0);
     }
 }

@@ -22,6 +22,9 @@ pub const KVM_GET_ONE_REG: u64 = ioc(WRITE, 0xab, core::mem::size_of::<OneReg>()
 pub const KVM_SET_ONE_REG: u64 = ioc(WRITE, 0xac, core::mem::size_of::<OneReg>());
 pub const KVM_ARM_VCPU_INIT: u64 = ioc(WRITE, 0xae, core::mem::size_of::<VcpuInit>());
 pub const KVM_ARM_PREFERRED_TARGET: u64 = ioc(READ, 0xaf, core::mem::size_of::<VcpuInit>());
+pub const KVM_IRQ_LINE: u64 = ioc(WRITE, 0x61, core::mem::size_of::<IrqLevel>());
+pub const KVM_CREATE_DEVICE: u64 = ioc(READ | WRITE, 0xe0, core::mem::size_of::<CreateDevice>());
+pub const KVM_SET_DEVICE_ATTR: u64 = ioc(WRITE, 0xe1, core::mem::size_of::<DeviceAttr>());
 
 // The numbers the kernel's headers give (checked at every build, which
 // also checks the argument structs' sizes).
@@ -33,7 +36,54 @@ const _: () = {
     assert!(REG_PC == 0x6030_0000_0010_0040 && REG_X0 == 0x6030_0000_0010_0000);
     assert!(REG_ID_AA64DFR0_EL1 == 0x6030_0000_0013_c028);
     assert!(REG_PSCI_VERSION == 0x6030_0000_0014_0000);
+    assert!(KVM_IRQ_LINE == 0x4008_ae61 && KVM_CREATE_DEVICE == 0xc00c_aee0);
+    assert!(KVM_SET_DEVICE_ATTR == 0x4018_aee1);
 };
+
+/// `KVM_DEV_TYPE_ARM_VGIC_V3` (`enum kvm_device_type`): KVM's in-kernel
+/// GICv3, a distributor and a redistributor per vCPU emulated by KVM, the
+/// CPU interface its guest's own (list registers).
+pub const DEV_TYPE_ARM_VGIC_V3: u32 = 7;
+/// The vGIC's attribute groups (arch/arm64/include/uapi/asm/kvm.h) and
+/// their attributes: the frames' guest addresses (`addr` names a u64),
+/// and the initialisation, after every vCPU exists.
+pub const DEV_ARM_VGIC_GRP_ADDR: u32 = 0;
+pub const VGIC_V3_ADDR_TYPE_DIST: u64 = 2;
+pub const VGIC_V3_ADDR_TYPE_REDIST: u64 = 3;
+pub const DEV_ARM_VGIC_GRP_CTRL: u32 = 4;
+pub const DEV_ARM_VGIC_CTRL_INIT: u64 = 0;
+
+/// `struct kvm_create_device`: the type in, the new device's fd out.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct CreateDevice {
+    pub device_type: u32,
+    pub fd: u32,
+    pub flags: u32,
+}
+
+/// `struct kvm_device_attr`: `addr` is the address of the attribute's
+/// value (0 when it has none).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct DeviceAttr {
+    pub flags: u32,
+    pub group: u32,
+    pub attr: u64,
+    pub addr: u64,
+}
+
+/// `struct kvm_irq_level` for KVM_IRQ_LINE on arm64: `irq` is the type in
+/// bits 27:24 ([`IRQ_TYPE_SPI`]: the INTID in bits 15:0), `level` the line.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct IrqLevel {
+    pub irq: u32,
+    pub level: u32,
+}
+
+/// `KVM_ARM_IRQ_TYPE_SPI`, shifted to its place in [`IrqLevel::irq`].
+pub const IRQ_TYPE_SPI: u32 = 1 << 24;
 
 /// The one API version there is.
 pub const API_VERSION: u64 = 12;

@@ -1,17 +1,20 @@
 //! `kvm-vmm`: a tiny VMM for the test guest's user space. Inside a Linux
 //! that runs as a guest hypervisor (hv's `hv.nested=linux`: L1 at virtual
 //! EL2 with KVM in VHE mode) it opens /dev/kvm, creates a VM with one vCPU
-//! and no in-kernel irqchip, gives it RAM from an anonymous mapping of its
-//! own, and runs the payload of `payload.rs` (L2) to completion: L2 checks
-//! what the VMM wrote, writes results the VMM checks afterwards, reports
-//! through an MMIO store (`KVM_EXIT_MMIO`) and powers off with PSCI
-//! SYSTEM_OFF (`KVM_EXIT_SYSTEM_EVENT`). Then again, with the memory slot
-//! moved to another mapping: L2 must see the new one.
+//! and an in-kernel GICv3 (KVM's vGIC), gives it RAM from an anonymous
+//! mapping of its own, and runs the payload of `payload.rs` (L2) to
+//! completion: L2 checks what the VMM wrote, writes results the VMM checks
+//! afterwards, reports through MMIO stores (`KVM_EXIT_MMIO`), takes its
+//! virtual timer's interrupts and an SPI the VMM raises (KVM_IRQ_LINE),
+//! all injected by KVM through L1's list registers, and powers off with
+//! PSCI SYSTEM_OFF (`KVM_EXIT_SYSTEM_EVENT`). Then again, with the memory
+//! slot moved to another mapping: L2 must see the new one.
 //!
 //! Progress and errors go to stderr, one line each, prefixed `kvm-vmm:`;
-//! stdout gets one word for the init script's marker: `ok`, `absent` (no
-//! /dev/kvm: this Linux has no KVM, as when it runs at EL1) or the step
-//! that failed. Exit status 0 for `ok` and `absent`, 1 otherwise.
+//! stdout gets the init script's marker words: `ok irq=ok` (both runs
+//! completed, interrupts included), `absent` (no /dev/kvm: this Linux has
+//! no KVM, as when it runs at EL1) or the step that failed. Exit status 0
+//! for `ok irq=ok` and `absent`, 1 otherwise.
 
 #![no_std]
 #![no_main]
@@ -125,6 +128,10 @@ fn run() -> Result<&'static str, Failure> {
     ioctl_ref(vm, kvm::KVM_ARM_PREFERRED_TARGET, &mut init)
         .map_err(call("KVM_ARM_PREFERRED_TARGET", "target"))?;
     init.features[0] |= kvm::VCPU_FEATURE_PSCI_0_2;
+    // The vGIC is initialised once its vCPUs exist and are initialised.
+    ioctl_ref(vcpu, kvm::KVM_ARM_VCPU_INIT, &mut init)
+        .map_err(call("KVM_ARM_VCPU_INIT", "vcpu-init"))?;
+    create_vgic(vm)?;
     let run_bytes = ioctl_value(kvm, kvm::KVM_GET_VCPU_MMAP_SIZE, 0)
         .map_err(call("KVM_GET_VCPU_MMAP_SIZE", "mmap-size"))?;
     let run = Mapping::shared(vcpu, run_bytes as usize).map_err(call("mmap of kvm_run", "mmap"))?;
@@ -134,7 +141,7 @@ fn run() -> Result<&'static str, Failure> {
         init.target,
         payload::words().len()
     ));
-    run_l2(vcpu, &run, &mut init, &first)?;
+    run_l2(vm, vcpu, &run, &mut init, &first)?;
 
     // Run 2 on another mapping: deleting the slot makes KVM unmap L2's
     // pages from its stage 2 (with TLBIs hv must apply to the shadow: a
@@ -146,10 +153,132 @@ fn run() -> Result<&'static str, Failure> {
         "memory slot moved to this process's {:#x}",
         second.ram.address()
     ));
-    run_l2(vcpu, &run, &mut init, &second)?;
+    run_l2(vm, vcpu, &run, &mut init, &second)?;
     // Run 2 wrote nothing into run 1's memory.
     first.check_results()?;
-    Ok("ok")
+    Ok("ok irq=ok")
+}
+
+/// KVM's in-kernel GICv3 for the VM: its distributor and the vCPU's
+/// redistributor where L2 looks for them, then initialised
+/// (Documentation/virt/kvm/devices/arm-vgic-v3.rst).
+fn create_vgic(vm: u64) -> Result<(), Failure> {
+    let mut device = kvm::CreateDevice {
+        device_type: kvm::DEV_TYPE_ARM_VGIC_V3,
+        ..Default::default()
+    };
+    ioctl_ref(vm, kvm::KVM_CREATE_DEVICE, &mut device)
+        .map_err(call("KVM_CREATE_DEVICE (vGICv3)", "vgic"))?;
+    let gic = u64::from(device.fd);
+    let set = |group, attr, value: Option<u64>, what: &'static str| {
+        let mut value = value.unwrap_or(0);
+        let mut attribute = kvm::DeviceAttr {
+            flags: 0,
+            group,
+            attr,
+            addr: if group == kvm::DEV_ARM_VGIC_GRP_ADDR {
+                core::ptr::addr_of_mut!(value) as u64
+            } else {
+                0
+            },
+        };
+        ioctl_ref(gic, kvm::KVM_SET_DEVICE_ATTR, &mut attribute)
+            .map(drop)
+            .map_err(call(what, "vgic"))
+    };
+    set(
+        kvm::DEV_ARM_VGIC_GRP_ADDR,
+        kvm::VGIC_V3_ADDR_TYPE_DIST,
+        Some(payload::GICD_IPA),
+        "KVM_SET_DEVICE_ATTR (distributor address)",
+    )?;
+    set(
+        kvm::DEV_ARM_VGIC_GRP_ADDR,
+        kvm::VGIC_V3_ADDR_TYPE_REDIST,
+        Some(payload::GICR_IPA),
+        "KVM_SET_DEVICE_ATTR (redistributor address)",
+    )?;
+    set(
+        kvm::DEV_ARM_VGIC_GRP_CTRL,
+        kvm::DEV_ARM_VGIC_CTRL_INIT,
+        None,
+        "KVM_SET_DEVICE_ATTR (CTRL_INIT)",
+    )?;
+    say(format_args!(
+        "vGICv3 created: distributor at L2 IPA {:#x}, redistributor at {:#x}",
+        payload::GICD_IPA,
+        payload::GICR_IPA
+    ));
+    Ok(())
+}
+
+/// Sets SPI `intid`'s line (KVM_IRQ_LINE on the VM).
+fn spi_line(vm: u64, intid: u64, level: bool) -> Result<(), Failure> {
+    let mut line = kvm::IrqLevel {
+        irq: kvm::IRQ_TYPE_SPI | intid as u32,
+        level: u32::from(level),
+    };
+    ioctl_ref(vm, kvm::KVM_IRQ_LINE, &mut line)
+        .map(drop)
+        .map_err(call("KVM_IRQ_LINE", "irq-line"))
+}
+
+/// L2's interrupts after its pass word: its report of the timer's
+/// interrupts, then the SPI the VMM raises at L2's cue (an edge: the line
+/// up and down again before L2 runs on) and L2's report of it, then its
+/// ISR_EL1 with the timer's interrupt left pending (it powers off so).
+fn l2_takes_interrupts(vm: u64, vcpu: u64, run: &Mapping, number: u64) -> Result<(), Failure> {
+    let timer = next_mmio_store(vcpu, run, number, payload::MMIO_TIMER_OFFSET, 8)?;
+    check_irq_report(
+        timer,
+        number,
+        payload::TIMER_IRQS,
+        "irq-timer",
+        "virtual timer interrupts (PPI 27) in 2 s",
+    )?;
+    next_mmio_store(vcpu, run, number, payload::MMIO_SPI_OFFSET, 8)?;
+    spi_line(vm, payload::SPI, true)?;
+    spi_line(vm, payload::SPI, false)?;
+    let spi = next_mmio_store(vcpu, run, number, payload::MMIO_SPI_OFFSET, 8)?;
+    check_irq_report(
+        spi,
+        number,
+        1,
+        "irq-spi",
+        "SPIs (INTID 40, raised with KVM_IRQ_LINE) in 1 s",
+    )?;
+    let isr = next_mmio_store(vcpu, run, number, payload::MMIO_PENDING_OFFSET, 8)?;
+    if isr & payload::ISR_I == 0 {
+        return Err(fail(
+            "irq-pending",
+            format_args!(
+                "run {number}: L2's timer, expired with its IRQs masked, was not a pending virtual IRQ within 1 s: ISR_EL1 {isr:#x}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One of L2's interrupt reports must say it took `expected` of the
+/// interrupts it waited for and acknowledged no other.
+fn check_irq_report(
+    report: u64,
+    number: u64,
+    expected: u64,
+    word: &'static str,
+    what: &str,
+) -> Result<(), Failure> {
+    if report == payload::irq_report(expected, payload::SPURIOUS) {
+        return Ok(());
+    }
+    Err(fail(
+        word,
+        format_args!(
+            "run {number}: L2 took {} of {expected} {what}, the last other INTID it acknowledged {} (report {report:#x})",
+            report & 0xffff_ffff,
+            report >> 32
+        ),
+    ))
 }
 
 /// L2's RAM for one run: a fresh anonymous mapping with the payload and
@@ -246,9 +375,10 @@ fn one_reg(
 }
 
 /// One run of L2 on `guest`'s RAM from a reset vCPU (KVM_ARM_VCPU_INIT
-/// again: run 1's SYSTEM_OFF left it stopped): its three MMIO reports,
-/// its SYSTEM_OFF, then its results in the VMM's memory.
+/// again: run 1's SYSTEM_OFF left it stopped): its MMIO reports and
+/// interrupts, its SYSTEM_OFF, then its results in the VMM's memory.
 fn run_l2(
+    vm: u64,
     vcpu: u64,
     run: &Mapping,
     init: &mut kvm::VcpuInit,
@@ -281,6 +411,7 @@ fn run_l2(
     )?;
     let report = next_mmio_store(vcpu, run, number, 0, 4)?;
     check_report(report, number)?;
+    l2_takes_interrupts(vm, vcpu, run, number)?;
     run_until_exit(vcpu, run, kvm::EXIT_SYSTEM_EVENT, number)?;
     let event = run.read::<u32>(kvm::RUN_SYSTEM_EVENT_TYPE);
     if event != kvm::SYSTEM_EVENT_SHUTDOWN {
@@ -293,11 +424,13 @@ fn run_l2(
     }
     guest.check_results()?;
     say(format_args!(
-        "run {number}: L2 ran to SYSTEM_OFF: ID_AA64DFR0_EL1 {id:#x} and PSCI {}.{} from KVM, read the VMM's {} pages, wrote {} results into this process's memory, MMIO report {report:#x}",
+        "run {number}: L2 ran to SYSTEM_OFF: ID_AA64DFR0_EL1 {id:#x} and PSCI {}.{} from KVM, read the VMM's {} pages, wrote {} results into this process's memory, MMIO report {report:#x}, took {} timer interrupts and SPI {}",
         psci >> 16,
         psci & 0xffff,
         payload::DATA_PAGES,
         payload::DATA_PAGES + 1,
+        payload::TIMER_IRQS,
+        payload::SPI,
     ));
     Ok(())
 }
@@ -369,10 +502,16 @@ fn next_mmio_store(
     let found_len = run.read::<u32>(kvm::RUN_MMIO_LEN);
     let is_write = run.read::<u8>(kvm::RUN_MMIO_IS_WRITE);
     if address != expected || found_len != len || is_write != 1 {
+        let data = u64::from_le_bytes(run.read::<[u8; 8]>(kvm::RUN_MMIO_DATA));
         return Err(fail(
             "mmio",
             format_args!(
-                "run {number}: L2's MMIO exit: address {address:#x} length {found_len} write {is_write}, not a {len}-byte store at {expected:#x}"
+                "run {number}: L2's MMIO exit: address {address:#x} length {found_len} write {is_write} data {data:#x}, not a {len}-byte store at {expected:#x}{}",
+                if address == payload::MMIO_IPA + payload::MMIO_UNEXPECTED_OFFSET {
+                    " (an exception L2 did not expect, data its ESR_EL1)"
+                } else {
+                    ""
+                }
             ),
         ));
     }

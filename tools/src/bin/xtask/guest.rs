@@ -333,10 +333,11 @@ fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
 
 /// The init script: report the CPUs user space sees, take CPU 1 offline
 /// and back (PSCI CPU_OFF, AFFINITY_INFO, CPU_ON again), run a guest with
-/// KVM (`tools/kvm-vmm`: `ok` when its L2 ran to completion, `absent` in a
-/// kernel without KVM, as at EL1; else the step that failed), read an
-/// address no device backs (hv must inject an external abort: the reader
-/// dies of SIGBUS and the kernel lives on), then power off.
+/// KVM (`tools/kvm-vmm`: `ok irq=ok` when its L2 ran to completion and
+/// took its interrupts, `absent` in a kernel without KVM, as at EL1; else
+/// the step that failed), read an address no device backs (hv must inject
+/// an external abort: the reader dies of SIGBUS and the kernel lives on),
+/// then power off.
 const INIT: &str = r#"#!/bin/busybox sh
 bb=/bin/busybox
 $bb mount -t proc proc /proc

@@ -989,16 +989,18 @@ const MATRIX: &[Case] = &[
     // VHE kernel, probes L1's distributor and redistributor, initialises
     // KVM, and runs its user space in host mode (E2H = TGE = 1), whose
     // init runs a guest (L2) with KVM (`tools/kvm-vmm`: L2 checks and
-    // writes the VMM's memory through hv's shadow stage 2, reports by MMIO
-    // and powers off), prints the marker and powers off (hv/README.md,
-    // "Linux as L1"). Four CPUs: three vCPUs (the service on CPU 1), the
-    // secondaries started with PSCI CPU_ON, Linux's IPIs SGIs of L1's
-    // GIC; init takes vCPU 1 offline and online again.
+    // writes the VMM's memory through hv's shadow stage 2, reports by
+    // MMIO, takes its timer's interrupts and an SPI through KVM's vGICv3,
+    // injected through L1's list registers, and powers off), prints the
+    // marker and powers off (hv/README.md, "Linux as L1"). Four CPUs:
+    // three vCPUs (the service on CPU 1), the secondaries started with
+    // PSCI CPU_ON, Linux's IPIs SGIs of L1's GIC; init takes vCPU 1
+    // offline and online again.
     Case {
         hv_args: "hv.nested=linux",
         expect: Expect::Marker {
             cpus: 3,
-            kvm: "ok",
+            kvm: "ok irq=ok",
         },
         ..boot(MAX, 4, "512M")
     },
@@ -1034,6 +1036,16 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=linux-no-l2-tid3",
         expect: Expect::Ends {
             line: "kvm-vmm: run 1: L2 read ID_AA64DFR0_EL1 0x100000001030560a; KVM shows its vCPU 0x10305006",
+            status: 0,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // hv ignores the list registers L1 writes for L2 (loaded invalid):
+    // KVM's injections of L2's timer interrupts never reach it.
+    Case {
+        hv_args: "hv.nested=linux-no-l2-lr",
+        expect: Expect::Ends {
+            line: "kvm-vmm: run 1: L2 took 0 of 3 virtual timer interrupts (PPI 27) in 2 s, the last other INTID it acknowledged 1023 (report 0x3ff00000000)",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
@@ -1829,10 +1841,18 @@ mod tests {
             .find(|c| c.hv_args == "hv.nested=linux")
             .unwrap();
         let l1_ok =
-            "[ 1.0] UMBRA-GUEST-OK cpus=3 online=0-2 hotplug=ok unbacked-read=sigbus kvm=ok";
+            "[ 1.0] UMBRA-GUEST-OK cpus=3 online=0-2 hotplug=ok unbacked-read=sigbus kvm=ok irq=ok";
         assert_eq!(verdict(&linux_l1, &outcome(Some(0), &[l1_ok])), None);
-        for failed in ["kvm=run", "kvm=l2-check", "kvm=absent", "kvm="] {
-            let line = l1_ok.replace("kvm=ok", failed);
+        for failed in [
+            "kvm=run",
+            "kvm=l2-check",
+            "kvm=absent",
+            "kvm=",
+            "kvm=ok",
+            "kvm=irq-timer",
+            "kvm=irq-spi",
+        ] {
+            let line = l1_ok.replace("kvm=ok irq=ok", failed);
             assert!(verdict(&linux_l1, &outcome(Some(0), &[&line]))
                 .unwrap()
                 .starts_with("wrong marker"));
