@@ -171,6 +171,7 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// keeps a Feistel round a bijection) and the high half before its odd
 /// multiplication (a bijection of the high half). Unkeyed, whoever picks
 /// L2 IPAs could aim every page at one bucket (review 38 R38-1).
+#[inline]
 fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
     let low = key & 0xffff_ffff;
     let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
@@ -188,6 +189,7 @@ fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
 /// arithmetic progression apart do not fall on a few buckets, as they did
 /// with one multiplication (a linear map: pages 30 apart evicted 73% of a
 /// quarter-full cache, review 19 R19-1).
+#[inline]
 fn region_mix(x: u32) -> u32 {
     let x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
     let x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
@@ -514,10 +516,10 @@ pub const LEAF_STASH: usize = if cfg!(loom) { crate::table::BUCKET } else { 16 }
 const _: () =
     assert!(LEAF_STASH + crate::table::BUCKET >= crate::budget::WORST_ACCESS_PAGES || cfg!(loom));
 
-/// Where [`WalkCache::lookup`] looks for a leaf, in this order.
+/// Where [`WalkCache::lookup`] looks for a leaf after every first bucket
+/// missed, in this order.
 #[derive(Clone, Copy)]
 enum Probe {
-    First,
     Second,
     Stash,
 }
@@ -580,6 +582,7 @@ impl WalkCache {
     }
 
     /// The table hash of leaf key `key` ([`leaf_hash`]).
+    #[inline]
     fn leaf_hash(&self, key: u64) -> u64 {
         leaf_hash(key, self.neighbours_log2, self.secret)
     }
@@ -638,6 +641,13 @@ impl WalkCache {
     /// That pair (the bump's Release, this Acquire of the flush number) is
     /// what the loom model `shadow_recycle` fails without; `retired_at`'s
     /// own Release/Acquire are not needed for it.
+    ///
+    /// Inlined into its callers (the hit path, `Service::lookup`, is in
+    /// another crate): the first-bucket probes, where a hit almost always
+    /// is, run here; the second buckets and the stash, only after every
+    /// first bucket missed, are [`WalkCache::lookup_beyond_first`], out of
+    /// line.
+    #[inline(always)]
     pub(crate) fn lookup<'g>(
         &self,
         ipa: u64,
@@ -649,19 +659,41 @@ impl WalkCache {
             return None;
         }
         let all_sizes = self.leaf_sizes.load(Ordering::Acquire);
-        // Each size's first bucket, then each size's second, then the
-        // stash: a leaf in its first bucket (the common hit) is found
-        // without reading another line.
-        for probe in [Probe::First, Probe::Second, Probe::Stash] {
+        // Each size's first bucket, then (out of line) each size's second,
+        // then the stash: a leaf in its first bucket (the common hit) is
+        // found without reading another line.
+        let mut sizes = all_sizes;
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
+            let found = self.leaves.get_in_bucket(key, self.leaf_hash(key), guard);
+            if let Some(entry) = found.filter(|e| e.flush == flush) {
+                return Some(entry);
+            }
+        }
+        self.lookup_beyond_first(ipa, flush, all_sizes, guard)
+    }
+
+    /// [`WalkCache::lookup`] after every first bucket missed: each size's
+    /// second bucket, then the stash, for entries of flush number `flush`.
+    #[cold]
+    #[inline(never)]
+    fn lookup_beyond_first<'g>(
+        &self,
+        ipa: u64,
+        flush: u64,
+        all_sizes: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
+        for probe in [Probe::Second, Probe::Stash] {
             let mut sizes = all_sizes;
             while sizes != 0 {
                 let size_log2 = sizes.trailing_zeros() as u8;
                 sizes &= sizes - 1;
-                let base = ipa & !((1u64 << size_log2) - 1);
-                let key = leaf_key(base, size_log2);
+                let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
                 let hash = self.leaf_hash(key);
                 let found = match probe {
-                    Probe::First => self.leaves.get_in_bucket(key, hash, guard),
                     Probe::Second => self.leaves.get_in_second(key, hash, guard),
                     Probe::Stash => self.leaves.get_in_stash(key, hash, guard),
                 };

@@ -95,6 +95,7 @@ impl ContextKey {
     /// The key's hash under the secret `hash_key`: the guest chooses its
     /// VTTBR_EL2 values, so with a fixed hash it could aim them all at one
     /// bucket.
+    #[inline]
     fn hash(&self, hash_key: u64) -> u64 {
         let endian = matches!(self.endianness, Endianness::Big) as u64;
         hash2(
@@ -258,6 +259,7 @@ impl<S> Context<S> {
     }
 
     /// Whether the context was recycled (nothing may be inserted).
+    #[inline]
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
     }
@@ -298,6 +300,7 @@ impl<S> Context<S> {
     /// fault. So a hit is re-checked as AArch64.S2Walk's TLB-hit path
     /// re-checks `AArch64.OAOutOfRange(StageOA(ipa))`, and an IPA beyond
     /// goes to a walk, which reports the fault (review 31 R31-1).
+    #[inline]
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
         self.cache
             .lookup(ipa, &self.retired_at, guard)
@@ -779,6 +782,7 @@ impl<S: 'static> Directory<S> {
     }
 
     /// The two bucket hashes of `key`.
+    #[inline]
     fn hashes(&self, key: &ContextKey) -> [u64; 2] {
         self.hash_keys.map(|k| key.hash(k))
     }
@@ -825,11 +829,13 @@ impl<S: 'static> Directory<S> {
     }
 
     /// [`Directory::get`] for the service, whose pins are its own.
+    #[inline]
     pub(crate) fn find<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         self.linked(key, guard).filter(|c| !c.is_retired())
     }
 
     /// The context linked for `key`, retired or not.
+    #[inline]
     fn linked<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         self.table.get_either(*key, self.hashes(key), guard)
     }

@@ -368,6 +368,7 @@ impl<T: Keyed> core::fmt::Debug for Table<T> {
 /// `b` it is a bijection of `a` (xor with a constant, multiplication by an
 /// odd constant and `x ^ (x >> k)` are each invertible), so two different
 /// `a` never share a hash: see [`Keyed::HASH_IS_KEY`].
+#[inline]
 pub(crate) fn hash2(a: u64, b: u64) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let x = (a ^ b.rotate_left(29)).wrapping_mul(K);
@@ -489,6 +490,7 @@ impl<T: Keyed + 'static> Table<T> {
         self.buckets.len() * BUCKET
     }
 
+    #[inline]
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
         &self.buckets[self.bucket_index(hash)]
@@ -501,6 +503,7 @@ impl<T: Keyed + 'static> Table<T> {
     }
 
     /// The bucket index `hash` selects.
+    #[inline]
     pub(crate) fn bucket_index(&self, hash: u64) -> usize {
         ((hash >> 32) as usize) & self.bucket_mask
     }
@@ -524,6 +527,7 @@ impl<T: Keyed + 'static> Table<T> {
 
     /// The node with `key`, if present: its bucket(s), then the stash.
     /// Lock-free.
+    #[inline]
     pub(crate) fn get<'g>(&self, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         self.get_in_bucket(key, hash, guard)
             .or_else(|| self.get_in_second(key, hash, guard))
@@ -533,6 +537,7 @@ impl<T: Keyed + 'static> Table<T> {
     /// The node with `key` if it is in its first bucket (not its second
     /// or the stash): what a caller probing several keys asks first, so
     /// that a hit in a first bucket never reads another line. Lock-free.
+    #[inline]
     pub(crate) fn get_in_bucket<'g>(
         &self,
         key: T::Key,
@@ -612,22 +617,28 @@ impl<T: Keyed + 'static> Table<T> {
     /// The node with `key` in either of its two buckets (`hashes`), the
     /// first probed first. Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
-    /// inserted or removed.
+    /// inserted or removed. For a two-choice table (the directory's),
+    /// which has no stash and no second buckets of its own
+    /// ([`Table::insert_either`] uses neither), so the two buckets are all
+    /// there is to probe.
+    #[inline]
     pub(crate) fn get_either<'g>(
         &self,
         key: T::Key,
         hashes: [u64; 2],
         guard: &'g Guard,
     ) -> Option<&'g T> {
+        debug_assert!(self.stash.is_empty() && self.second.is_none());
         let [first, second] = hashes;
-        self.get(key, first, guard).or_else(|| {
+        self.get_in_bucket(key, first, guard).or_else(|| {
             if self.bucket_index(first) == self.bucket_index(second) {
                 return None;
             }
-            self.get(key, second, guard)
+            self.get_in_bucket(key, second, guard)
         })
     }
 
+    #[inline]
     fn get_in<'g>(bucket: &Bucket<T>, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         bucket
             .slots
@@ -869,6 +880,7 @@ impl<T: Keyed + 'static> Table<T> {
         hashes: [u64; 2],
         guard: &'g Guard,
     ) -> Result<&'g T, T> {
+        debug_assert!(self.stash.is_empty() && self.second.is_none());
         let [first, second] = hashes;
         let (free_first, free_second) = (
             self.free_places(first, guard),
