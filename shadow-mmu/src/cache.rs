@@ -35,15 +35,20 @@ use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, Table};
 
 /// A cached valid translation of one L1 block or page.
+///
+/// `repr(C)`, in this order: a hit reads the key (`ipa_base`,
+/// `size_log2`) and `flush`, the first 24 bytes, and a node (16-byte
+/// aligned, the table's `Node` puts the value first) keeps them in one
+/// cache line unless it starts in a line's last 16 bytes. In the compiler's
+/// order they lay 40 bytes apart, and most hits read two lines of the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct CachedWalk {
     /// L2 IPA of the start of the block.
     pub ipa_base: u64,
     /// log2 of the block size (the leaf's block size; the contiguous hint
     /// is not used to widen entries, so a hit is exactly a walk's result).
     pub size_log2: u8,
-    /// L1 IPA (walk output) of the start of the block.
-    pub output_base: u64,
     /// Lookup level of the leaf.
     pub level: i8,
     /// S2AP after any hardware dirty update the walk made.
@@ -56,12 +61,14 @@ pub struct CachedWalk {
     pub mem_attr: u8,
     /// Shareability.
     pub shareability: Shareability,
+    /// Flush number of the context when inserted.
+    flush: u64,
+    /// L1 IPA (walk output) of the start of the block.
+    pub output_base: u64,
     /// The leaf descriptor (after the walk's update).
     pub descriptor: u64,
     /// L1 IPA of the leaf descriptor.
     pub descriptor_address: u64,
-    /// Flush number of the context when inserted.
-    flush: u64,
 }
 
 impl CachedWalk {
@@ -531,27 +538,35 @@ const fn second_bucket_key(secret: u64) -> u64 {
 }
 
 /// The cache of one context. See the module documentation.
+///
+/// Laid out for the hit path ([`WalkCache::lookup`]): what it reads (the
+/// flush number, the cached sizes, the hash's key and the leaf table's
+/// bucket array, which [`Table`] puts first) is the first cache line of the
+/// line-aligned struct, and no field a writer changes on every insert is
+/// in it (the leaf table's insert counter and batches come after its
+/// buckets). It read two lines, 1.3 KiB apart.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct WalkCache {
+    flush: AtomicU64,
+    /// Bit n set: blocks of 2^n bytes may be cached.
+    leaf_sizes: AtomicU64,
+    /// Keys the leaf and path hashes (secret: from
+    /// `ServiceConfig::hash_seed`).
+    secret: u64,
+    /// log2 of the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
+    /// fewer buckets than that.
+    neighbours_log2: u32,
     leaves: Table<CachedWalk>,
     paths: Table<CachedPath>,
+    /// Bit (level + 1) set: paths ending at `level` may be cached.
+    path_levels: AtomicU8,
     /// The slot's index while no context holds it (see [`CacheIndex`]).
     /// A plain spin lock: taken only under a context's writer lock, around
     /// a move, so it is never contended by more than a retiring context
     /// and its successor.
     spare_index: spin::Mutex<Option<CacheIndex>>,
-    /// Bit n set: blocks of 2^n bytes may be cached.
-    leaf_sizes: AtomicU64,
-    /// Bit (level + 1) set: paths ending at `level` may be cached.
-    path_levels: AtomicU8,
-    flush: AtomicU64,
-    /// log2 of the pages whose leaves take consecutive buckets
-    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
-    /// fewer buckets than that.
-    neighbours_log2: u32,
-    /// Keys the leaf and path hashes (secret: from
-    /// `ServiceConfig::hash_seed`).
-    secret: u64,
 }
 
 impl WalkCache {

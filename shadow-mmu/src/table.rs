@@ -118,7 +118,10 @@ pub(crate) enum Displaced<K> {
 }
 
 /// A stored node: the value, when it was inserted, and its loom liveness
-/// marker.
+/// marker. The value first (`repr(C)`), at the allocation's start: a type
+/// that orders its fields for the hit path (`CachedWalk`) knows where its
+/// hot fields fall.
+#[repr(C)]
 struct Node<T> {
     value: T,
     /// The table's insert count when this node was made (written before
@@ -177,15 +180,21 @@ impl<T> Bucket<T> {
 type Place<'t, 'g, T> = (&'t Bucket<T>, usize, Shared<'g, Node<T>>);
 
 /// See the module documentation.
+///
+/// The fields a lookup reads come first (`repr(C)`): a hit reads the
+/// bucket array's pointer, length and mask, so an owner that puts the
+/// table after a few hot words of its own keeps them in one cache line
+/// (`WalkCache`); the writers' counter and batches come last.
+#[repr(C)]
 pub(crate) struct Table<T: Keyed> {
     buckets: Box<[Bucket<T>]>,
-    /// Places any key may take when its buckets are full (see the module
-    /// documentation); empty for most tables.
-    stash: Box<[Bucket<T>]>,
     bucket_mask: usize,
     /// Keys the hash of a key's second bucket ([`Table::with_stash`]);
     /// `None`: one bucket per key.
     second: Option<u64>,
+    /// Places any key may take when its buckets are full (see the module
+    /// documentation); empty for most tables.
+    stash: Box<[Bucket<T>]>,
     /// Inserts so far: each new node's stamp (writers only).
     inserts: AtomicU64,
     /// Nodes [`Table::remove_batched`] unlinked and has not yet handed to
