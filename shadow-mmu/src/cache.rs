@@ -137,6 +137,11 @@ const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
     ipa_base | size_log2 as u64
 }
 
+/// log2 of a page (4 KiB, the smallest leaf of any granule) and the mask of
+/// the IPA bits inside one.
+const PAGE_LOG2: u8 = 12;
+const PAGE_MASK: u64 = (1 << PAGE_LOG2) - 1;
+
 /// log2 of the most pages whose leaves take consecutive buckets of the
 /// cache table (see [`leaf_hash`]): 64 pages, 256 KiB of L2 IPA, in a table
 /// of at least 64 buckets.
@@ -201,6 +206,45 @@ fn region_mix(x: u32) -> u32 {
     let x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
     let x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
     x ^ (x >> 16)
+}
+
+/// The leaf hash of a cache ([`leaf_hash`] with its parameters): its
+/// secret key and how many pages of a region take consecutive buckets.
+/// The same for every slot's cache of a directory (one secret, one leaf
+/// capacity), so the directory keeps a copy: `Directory::cached` hashes a
+/// page with it before the context and its cache are read, off the chain
+/// of dependent loads a hit waits for ([`WalkCache::lookup`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeafHasher {
+    /// Keys the leaf and path hashes (secret: from
+    /// `ServiceConfig::hash_seed`).
+    secret: u64,
+    /// log2 of the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
+    /// fewer buckets than that.
+    neighbours_log2: u32,
+}
+
+impl LeafHasher {
+    /// The hash of a cache made for `leaf_capacity` leaves in buckets
+    /// ([`WalkCache::new`]), keyed by `secret`.
+    pub(crate) const fn new(leaf_capacity: usize, secret: u64) -> Self {
+        let buckets = crate::table::buckets_for(leaf_capacity).trailing_zeros();
+        LeafHasher {
+            secret,
+            neighbours_log2: if buckets < NEIGHBOURS_LOG2 {
+                buckets
+            } else {
+                NEIGHBOURS_LOG2
+            },
+        }
+    }
+
+    /// The table hash of leaf key `key`.
+    #[inline]
+    fn hash(&self, key: u64) -> u64 {
+        leaf_hash(key, self.neighbours_log2, self.secret)
+    }
 }
 
 impl Keyed for CachedWalk {
@@ -551,13 +595,8 @@ pub(crate) struct WalkCache {
     flush: AtomicU64,
     /// Bit n set: blocks of 2^n bytes may be cached.
     leaf_sizes: AtomicU64,
-    /// Keys the leaf and path hashes (secret: from
-    /// `ServiceConfig::hash_seed`).
-    secret: u64,
-    /// log2 of the pages whose leaves take consecutive buckets
-    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
-    /// fewer buckets than that.
-    neighbours_log2: u32,
+    /// The leaf hash (its key also keys the path hash).
+    hasher: LeafHasher,
     leaves: Table<CachedWalk>,
     paths: Table<CachedPath>,
     /// Bit (level + 1) set: paths ending at `level` may be cached.
@@ -577,10 +616,8 @@ impl WalkCache {
         let leaves = Table::with_stash(leaf_capacity, LEAF_STASH, Some(second_bucket_key(secret)));
         let paths = Table::with_capacity(path_capacity);
         let index = CacheIndex::with_capacity(leaves.capacity(), paths.capacity());
-        let buckets = leaves.bucket_places() / crate::table::BUCKET;
         WalkCache {
-            neighbours_log2: NEIGHBOURS_LOG2.min(buckets.trailing_zeros()),
-            secret,
+            hasher: LeafHasher::new(leaf_capacity, secret),
             leaves,
             paths,
             spare_index: spin::Mutex::new(Some(index)),
@@ -599,7 +636,7 @@ impl WalkCache {
     /// The table hash of leaf key `key` ([`leaf_hash`]).
     #[inline]
     fn leaf_hash(&self, key: u64) -> u64 {
-        leaf_hash(key, self.neighbours_log2, self.secret)
+        self.hasher.hash(key)
     }
 
     /// The leaf table's buckets for a 4 KiB leaf at `ipa` (see
@@ -615,7 +652,7 @@ impl WalkCache {
 
     /// The table hash of path key `key`: a bijection of the key, keyed.
     fn path_hash(&self, key: u64) -> u64 {
-        hash2(key, self.secret)
+        hash2(key, self.hasher.secret)
     }
 
     /// Gives a context's placeholder index the slot's sized one, if the
@@ -662,13 +699,25 @@ impl WalkCache {
     /// is, run here; the second buckets and the stash, only after every
     /// first bucket missed, are [`WalkCache::lookup_beyond_first`], out of
     /// line.
+    ///
+    /// `hasher` is this cache's leaf hash ([`WalkCache::hasher`]), or the
+    /// directory's copy of it: the page's key and hash then depend on
+    /// `ipa` and the directory alone, so the CPU computes them while the
+    /// context's and the cache's lines are read, not after (the 4 KiB
+    /// size, the smallest a granule has, is probed first whenever the
+    /// cache holds pages). A `hasher` not this cache's could only make
+    /// lookups miss (keys are compared), never hit wrongly.
     #[inline(always)]
     pub(crate) fn lookup<'g>(
         &self,
         ipa: u64,
         retired_at: &AtomicU64,
+        hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        debug_assert_eq!(*hasher, self.hasher);
+        let page_key = leaf_key(ipa & !PAGE_MASK, PAGE_LOG2);
+        let page_hash = hasher.hash(page_key);
         let flush = self.flush.load(Ordering::Acquire);
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
@@ -677,17 +726,28 @@ impl WalkCache {
         // Each size's first bucket, then (out of line) each size's second,
         // then the stash: a leaf in its first bucket (the common hit) is
         // found without reading another line.
-        let mut sizes = all_sizes;
+        if all_sizes & (1 << PAGE_LOG2) != 0 {
+            let found = self.leaves.get_in_bucket(page_key, page_hash, guard);
+            if let Some(entry) = found.filter(|e| e.flush == flush) {
+                return Some(entry);
+            }
+        }
+        let mut sizes = all_sizes & !(1 << PAGE_LOG2);
         while sizes != 0 {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
             let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
-            let found = self.leaves.get_in_bucket(key, self.leaf_hash(key), guard);
+            let found = self.leaves.get_in_bucket(key, hasher.hash(key), guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
                 return Some(entry);
             }
         }
         self.lookup_beyond_first(ipa, flush, all_sizes, guard)
+    }
+
+    /// The cache's leaf hash (for [`WalkCache::lookup`]).
+    pub(crate) fn hasher(&self) -> &LeafHasher {
+        &self.hasher
     }
 
     /// [`WalkCache::lookup`] after every first bucket missed: each size's
@@ -1209,7 +1269,7 @@ mod tests {
     #[test]
     fn a_small_cache_spreads_strided_pages() {
         let cache = WalkCache::new(64, 16, 0);
-        assert_eq!(cache.neighbours_log2, 4);
+        assert_eq!(cache.hasher.neighbours_log2, 4);
         let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
             let key = leaf_key(0x80_0000_0000 + (page << 16), 12);
@@ -1218,10 +1278,10 @@ mod tests {
         let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
         assert!(overflow <= 16, "{per_bucket:?}");
         assert_eq!(
-            WalkCache::new(1 << 12, 16, 0).neighbours_log2,
+            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2,
             NEIGHBOURS_LOG2
         );
-        assert_eq!(WalkCache::new(4, 16, 0).neighbours_log2, 0);
+        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2, 0);
     }
 
     /// A leaf of `2^size_log2` bytes at `ipa_base`.
@@ -1349,9 +1409,9 @@ mod tests {
                         })
                         .count();
                     // And each hits.
-                    assert!(leaves
-                        .iter()
-                        .all(|&(base, _)| cache.lookup(base, &live, &guard).is_some()));
+                    assert!(leaves.iter().all(|&(base, _)| cache
+                        .lookup(base, &live, cache.hasher(), &guard)
+                        .is_some()));
                     if evicted + missing > 0 {
                         failed += 1;
                         worst = alloc::format!(

@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 
 use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
 
-use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, LeafHasher, WalkCache};
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{Collector, Guard};
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
@@ -312,17 +312,30 @@ impl<S> Context<S> {
     /// fault. So a hit is re-checked as AArch64.S2Walk's TLB-hit path
     /// re-checks `AArch64.OAOutOfRange(StageOA(ipa))`, and an IPA beyond
     /// goes to a walk, which reports the fault (review 31 R31-1).
-    #[inline]
     ///
     /// A block no larger than the output size needs no check: it is
     /// aligned to its size, which divides 2^`output_size_bits`, and its
     /// base is inside (the walk that cached it translated an IPA of the
     /// block to an output address inside), so the whole block is. Only a
     /// larger block's IPAs are checked, one by one.
+    #[inline]
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+        self.cached_with(ipa, self.cache.hasher(), guard)
+    }
+
+    /// [`Context::cached`] with the cache's leaf hash given: the
+    /// directory's copy, which the hit path reads before the context
+    /// (`Directory::cached`).
+    #[inline]
+    fn cached_with<'g>(
+        &self,
+        ipa: u64,
+        hasher: &LeafHasher,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
         let oa_bits = self.output_size_bits;
         self.cache
-            .lookup(ipa, &self.retired_at, guard)
+            .lookup(ipa, &self.retired_at, hasher, guard)
             .filter(|hit| {
                 debug_assert_eq!(
                     hit.output_base >> oa_bits,
@@ -745,6 +758,9 @@ pub struct Directory<S> {
     hash_keys: [u64; 2],
     /// The secret key of every slot's cache hashes (`WalkCache::new`).
     cache_key: u64,
+    /// Every slot's cache's leaf hash (`WalkCache::hasher`: one key, one
+    /// capacity), for the hit path to hash before it reads a context.
+    leaf_hasher: LeafHasher,
     /// The epoch collector every guard passed in must belong to.
     collector: Collector,
 }
@@ -783,6 +799,7 @@ impl<S: 'static> Directory<S> {
         collector: &Collector,
     ) -> Self {
         let slots = vmids.len();
+        let cache_key = mix(hash_seed ^ 0x1319_8a2e_0370_7344);
         Directory {
             table: Table::with_capacity(slots * DIRECTORY_PLACES_PER_SLOT),
             state: Mutex::new(DirectoryState {
@@ -798,7 +815,8 @@ impl<S: 'static> Directory<S> {
             capacity,
             features,
             hash_keys: [mix(hash_seed), mix(hash_seed ^ 0x243f_6a88_85a3_08d3)],
-            cache_key: mix(hash_seed ^ 0x1319_8a2e_0370_7344),
+            cache_key,
+            leaf_hasher: LeafHasher::new(capacity.leaves_per_context, cache_key),
             collector: collector.clone(),
         }
     }
@@ -881,7 +899,8 @@ impl<S: 'static> Directory<S> {
         ipa: u64,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
-        self.linked(key, guard)?.cached(ipa, guard)
+        self.linked(key, guard)?
+            .cached_with(ipa, &self.leaf_hasher, guard)
     }
 
     /// The context linked for `key`, retired or not.

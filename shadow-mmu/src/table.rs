@@ -386,7 +386,7 @@ pub(crate) fn hash2(a: u64, b: u64) -> u64 {
 }
 
 /// Buckets a table made for `capacity` nodes has: a power of two.
-const fn buckets_for(capacity: usize) -> usize {
+pub(crate) const fn buckets_for(capacity: usize) -> usize {
     let count = capacity.div_ceil(BUCKET);
     if count <= 1 {
         1
@@ -492,11 +492,6 @@ impl<T: Keyed + 'static> Table<T> {
     /// Nodes the table holds at most (its buckets' and its stash's).
     pub(crate) fn capacity(&self) -> usize {
         (self.buckets.len() + self.stash.len()) * BUCKET
-    }
-
-    /// Places in the buckets alone (the stash not counted).
-    pub(crate) fn bucket_places(&self) -> usize {
-        self.buckets.len() * BUCKET
     }
 
     #[inline]
