@@ -722,7 +722,9 @@ impl WalkCache {
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
         }
-        let all_sizes = self.leaf_sizes.load(Ordering::Acquire);
+        // A hint (see `insert_leaf`): a bit not seen yet is a miss, and
+        // the flush number's Acquire above already orders the probes.
+        let all_sizes = self.leaf_sizes.load(Ordering::Relaxed);
         // Each size's first bucket, then (out of line) each size's second,
         // then the stash: a leaf in its first bucket (the common hit) is
         // found without reading another line.
@@ -825,11 +827,16 @@ impl WalkCache {
         let entry = CachedWalk { flush, ..entry };
         // The size bit is a hint that only grows: a reader that does not
         // see it yet simply misses (a walk), and the entry itself is
-        // published by its slot's Release store. So this Release and the
-        // Acquire loads in `lookup` are stronger than needed (no model
-        // fails with either Relaxed); likewise for `path_levels`.
-        self.leaf_sizes
-            .fetch_or(1 << entry.size_log2, Ordering::Release);
+        // published by its slot's Release store. So this Release is
+        // stronger than needed (no model fails with Relaxed), and `lookup`
+        // loads the bits Relaxed; `path_levels` likewise. Set only when
+        // missing: a read-modify-write on every insert would take the
+        // line the hit path reads (`WalkCache`'s first) away from every
+        // other core's cache each time.
+        let size_bit = 1 << entry.size_log2;
+        if self.leaf_sizes.load(Ordering::Relaxed) & size_bit == 0 {
+            self.leaf_sizes.fetch_or(size_bit, Ordering::Release);
+        }
         let key = entry.cache_key();
         let (base, size_log2) = (entry.ipa_base, entry.size_log2);
         match self
