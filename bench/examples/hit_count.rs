@@ -23,27 +23,41 @@ use std::hint::black_box;
 use bench::shadow_baseline::L1Fixture;
 use bench::umbra::{context_key, service_seeded, UmbraService};
 use shadow_mmu::context::ContextKey;
-use shadow_mmu::service::Worker;
+use shadow_mmu::service::{Guard, Worker};
 use walker::AccessKind;
 
 const CONTEXTS: u16 = 8;
 const HIT_PAGES: u64 = 512;
 
+/// What the timed loops read: the service, a worker, the contexts' keys
+/// (by VMID) and the probes (VMID, IPA) they cycle through.
+struct Hits<'a> {
+    service: &'a UmbraService,
+    worker: &'a Worker,
+    keys: Vec<ContextKey>,
+    probes: Vec<(u16, u64)>,
+}
+
+impl Hits<'_> {
+    /// Lookup `i` (of the probes, cycling), as the benchmark makes it (its
+    /// output address to `black_box`); whether it hit.
+    #[inline(always)]
+    fn hit(&self, i: usize, guard: &Guard) -> bool {
+        let (vmid, ipa) = self.probes[i % self.probes.len()];
+        let hit = self
+            .service
+            .lookup(&self.keys[usize::from(vmid)], ipa, guard);
+        black_box(hit.map(|w| w.output_base)).is_some()
+    }
+}
+
 /// `requests` lookups in bursts; returns how many hit.
 #[inline(never)]
-fn hits_burst(
-    service: &UmbraService,
-    worker: &Worker,
-    keys: &[ContextKey],
-    probes: &[(u16, u64)],
-    requests: usize,
-) -> usize {
+fn hits_burst(h: &Hits, requests: usize) -> usize {
     let mut found = 0;
-    let mut burst = worker.burst();
+    let mut burst = h.worker.burst();
     for i in 0..requests {
-        let (vmid, ipa) = probes[i % probes.len()];
-        let hit = service.lookup(&keys[usize::from(vmid)], ipa, burst.guard());
-        found += usize::from(black_box(hit.map(|w| w.output_base)).is_some());
+        found += usize::from(h.hit(i, burst.guard()));
         burst.next();
     }
     found
@@ -51,21 +65,8 @@ fn hits_burst(
 
 /// `requests` lookups, each with a pin of its own; returns how many hit.
 #[inline(never)]
-fn hits_lone(
-    service: &UmbraService,
-    worker: &Worker,
-    keys: &[ContextKey],
-    probes: &[(u16, u64)],
-    requests: usize,
-) -> usize {
-    let mut found = 0;
-    for i in 0..requests {
-        let (vmid, ipa) = probes[i % probes.len()];
-        let guard = worker.pin();
-        let hit = service.lookup(&keys[usize::from(vmid)], ipa, &guard);
-        found += usize::from(black_box(hit.map(|w| w.output_base)).is_some());
-    }
-    found
+fn hits_lone(h: &Hits, requests: usize) -> usize {
+    (0..requests).filter(|&i| h.hit(i, &h.worker.pin())).count()
 }
 
 fn main() {
@@ -107,9 +108,15 @@ fn main() {
             )
         })
         .collect();
+    let h = Hits {
+        service: &service,
+        worker: &worker,
+        keys,
+        probes,
+    };
     let found = match mode {
-        "burst" => hits_burst(&service, &worker, &keys, &probes, requests),
-        "lone" => hits_lone(&service, &worker, &keys, &probes, requests),
+        "burst" => hits_burst(&h, requests),
+        "lone" => hits_lone(&h, requests),
         "time" | "time-lone" => {
             // A rough wall-clock figure (not under valgrind): the fastest
             // of 50 rounds, so other processes' slices mostly drop out.
@@ -121,7 +128,7 @@ fn main() {
             let best = (0..50)
                 .map(|_| {
                     let start = std::time::Instant::now();
-                    assert_eq!(hits(&service, &worker, &keys, &probes, requests), requests);
+                    assert_eq!(hits(&h, requests), requests);
                     start.elapsed()
                 })
                 .min()
