@@ -21,6 +21,21 @@ pub type UmbraService = Service<Memslots<'static>, L0RegionMap, HostBackend>;
 /// nested-fault benchmarks print the evictions they see. (With one bucket
 /// per leaf this was 2-4% of the leaves once review 38 keyed the hash.)
 pub fn service(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> UmbraService {
+    // A random key per run, as a deployment has.
+    let hash_seed =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
+    service_seeded(f, contexts, entries_per_context, hash_seed)
+}
+
+/// [`service`] with the hash seed given: the same buckets in every run
+/// (`examples/hit_count.rs` counts instructions, which must not depend on
+/// where a run's seed happened to put the leaves).
+pub fn service_seeded(
+    f: &L1Fixture,
+    contexts: usize,
+    entries_per_context: usize,
+    hash_seed: u64,
+) -> UmbraService {
     let frames_needed = contexts * (entries_per_context.div_ceil(512) + 8);
     let mut bytes = 1 << 22;
     let budget = loop {
@@ -36,11 +51,7 @@ pub fn service(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> Um
     };
     let config = ServiceConfig {
         features: exposed_features(),
-        // A random key per run, as a deployment has.
-        hash_seed: std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            0u64,
-        ),
+        hash_seed,
         budget,
         first_shadow_vmid: 100,
         host_vmids: HostVmids {

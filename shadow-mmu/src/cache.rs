@@ -35,15 +35,20 @@ use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, Table};
 
 /// A cached valid translation of one L1 block or page.
+///
+/// `repr(C)`, in this order: a hit reads the key (`ipa_base`,
+/// `size_log2`) and `flush`, the first 24 bytes, and a node (16-byte
+/// aligned, the table's `Node` puts the value first) keeps them in one
+/// cache line unless it starts in a line's last 16 bytes. In the compiler's
+/// order they lay 40 bytes apart, and most hits read two lines of the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct CachedWalk {
     /// L2 IPA of the start of the block.
     pub ipa_base: u64,
     /// log2 of the block size (the leaf's block size; the contiguous hint
     /// is not used to widen entries, so a hit is exactly a walk's result).
     pub size_log2: u8,
-    /// L1 IPA (walk output) of the start of the block.
-    pub output_base: u64,
     /// Lookup level of the leaf.
     pub level: i8,
     /// S2AP after any hardware dirty update the walk made.
@@ -56,12 +61,14 @@ pub struct CachedWalk {
     pub mem_attr: u8,
     /// Shareability.
     pub shareability: Shareability,
+    /// Flush number of the context when inserted.
+    flush: u64,
+    /// L1 IPA (walk output) of the start of the block.
+    pub output_base: u64,
     /// The leaf descriptor (after the walk's update).
     pub descriptor: u64,
     /// L1 IPA of the leaf descriptor.
     pub descriptor_address: u64,
-    /// Flush number of the context when inserted.
-    flush: u64,
 }
 
 impl CachedWalk {
@@ -130,6 +137,11 @@ const fn leaf_key(ipa_base: u64, size_log2: u8) -> u64 {
     ipa_base | size_log2 as u64
 }
 
+/// log2 of a page (4 KiB, the smallest leaf of any granule) and the mask of
+/// the IPA bits inside one.
+const PAGE_LOG2: u8 = 12;
+const PAGE_MASK: u64 = (1 << PAGE_LOG2) - 1;
+
 /// log2 of the most pages whose leaves take consecutive buckets of the
 /// cache table (see [`leaf_hash`]): 64 pages, 256 KiB of L2 IPA, in a table
 /// of at least 64 buckets.
@@ -171,6 +183,7 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// keeps a Feistel round a bijection) and the high half before its odd
 /// multiplication (a bijection of the high half). Unkeyed, whoever picks
 /// L2 IPAs could aim every page at one bucket (review 38 R38-1).
+#[inline]
 fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
     let low = key & 0xffff_ffff;
     let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
@@ -188,10 +201,50 @@ fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
 /// arithmetic progression apart do not fall on a few buckets, as they did
 /// with one multiplication (a linear map: pages 30 apart evicted 73% of a
 /// quarter-full cache, review 19 R19-1).
+#[inline]
 fn region_mix(x: u32) -> u32 {
     let x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
     let x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
     x ^ (x >> 16)
+}
+
+/// The leaf hash of a cache ([`leaf_hash`] with its parameters): its
+/// secret key and how many pages of a region take consecutive buckets.
+/// The same for every slot's cache of a directory (one secret, one leaf
+/// capacity), so the directory keeps a copy: `Directory::cached` hashes a
+/// page with it before the context and its cache are read, off the chain
+/// of dependent loads a hit waits for ([`WalkCache::lookup`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeafHasher {
+    /// Keys the leaf and path hashes (secret: from
+    /// `ServiceConfig::hash_seed`).
+    secret: u64,
+    /// log2 of the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
+    /// fewer buckets than that.
+    neighbours_log2: u32,
+}
+
+impl LeafHasher {
+    /// The hash of a cache made for `leaf_capacity` leaves in buckets
+    /// ([`WalkCache::new`]), keyed by `secret`.
+    pub(crate) const fn new(leaf_capacity: usize, secret: u64) -> Self {
+        let buckets = crate::table::buckets_for(leaf_capacity).trailing_zeros();
+        LeafHasher {
+            secret,
+            neighbours_log2: if buckets < NEIGHBOURS_LOG2 {
+                buckets
+            } else {
+                NEIGHBOURS_LOG2
+            },
+        }
+    }
+
+    /// The table hash of leaf key `key`.
+    #[inline]
+    fn hash(&self, key: u64) -> u64 {
+        leaf_hash(key, self.neighbours_log2, self.secret)
+    }
 }
 
 impl Keyed for CachedWalk {
@@ -514,10 +567,10 @@ pub const LEAF_STASH: usize = if cfg!(loom) { crate::table::BUCKET } else { 16 }
 const _: () =
     assert!(LEAF_STASH + crate::table::BUCKET >= crate::budget::WORST_ACCESS_PAGES || cfg!(loom));
 
-/// Where [`WalkCache::lookup`] looks for a leaf, in this order.
+/// Where [`WalkCache::lookup`] looks for a leaf after every first bucket
+/// missed, in this order.
 #[derive(Clone, Copy)]
 enum Probe {
-    First,
     Second,
     Stash,
 }
@@ -529,27 +582,30 @@ const fn second_bucket_key(secret: u64) -> u64 {
 }
 
 /// The cache of one context. See the module documentation.
+///
+/// Laid out for the hit path ([`WalkCache::lookup`]): what it reads (the
+/// flush number, the cached sizes, the hash's key and the leaf table's
+/// bucket array, which [`Table`] puts first) is the first cache line of the
+/// line-aligned struct, and no field a writer changes on every insert is
+/// in it (the leaf table's insert counter and batches come after its
+/// buckets). It read two lines, 1.3 KiB apart.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct WalkCache {
+    flush: AtomicU64,
+    /// Bit n set: blocks of 2^n bytes may be cached.
+    leaf_sizes: AtomicU64,
+    /// The leaf hash (its key also keys the path hash).
+    hasher: LeafHasher,
     leaves: Table<CachedWalk>,
     paths: Table<CachedPath>,
+    /// Bit (level + 1) set: paths ending at `level` may be cached.
+    path_levels: AtomicU8,
     /// The slot's index while no context holds it (see [`CacheIndex`]).
     /// A plain spin lock: taken only under a context's writer lock, around
     /// a move, so it is never contended by more than a retiring context
     /// and its successor.
     spare_index: spin::Mutex<Option<CacheIndex>>,
-    /// Bit n set: blocks of 2^n bytes may be cached.
-    leaf_sizes: AtomicU64,
-    /// Bit (level + 1) set: paths ending at `level` may be cached.
-    path_levels: AtomicU8,
-    flush: AtomicU64,
-    /// log2 of the pages whose leaves take consecutive buckets
-    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
-    /// fewer buckets than that.
-    neighbours_log2: u32,
-    /// Keys the leaf and path hashes (secret: from
-    /// `ServiceConfig::hash_seed`).
-    secret: u64,
 }
 
 impl WalkCache {
@@ -560,10 +616,8 @@ impl WalkCache {
         let leaves = Table::with_stash(leaf_capacity, LEAF_STASH, Some(second_bucket_key(secret)));
         let paths = Table::with_capacity(path_capacity);
         let index = CacheIndex::with_capacity(leaves.capacity(), paths.capacity());
-        let buckets = leaves.bucket_places() / crate::table::BUCKET;
         WalkCache {
-            neighbours_log2: NEIGHBOURS_LOG2.min(buckets.trailing_zeros()),
-            secret,
+            hasher: LeafHasher::new(leaf_capacity, secret),
             leaves,
             paths,
             spare_index: spin::Mutex::new(Some(index)),
@@ -580,8 +634,9 @@ impl WalkCache {
     }
 
     /// The table hash of leaf key `key` ([`leaf_hash`]).
+    #[inline]
     fn leaf_hash(&self, key: u64) -> u64 {
-        leaf_hash(key, self.neighbours_log2, self.secret)
+        self.hasher.hash(key)
     }
 
     /// The leaf table's buckets for a 4 KiB leaf at `ipa` (see
@@ -597,7 +652,7 @@ impl WalkCache {
 
     /// The table hash of path key `key`: a bijection of the key, keyed.
     fn path_hash(&self, key: u64) -> u64 {
-        hash2(key, self.secret)
+        hash2(key, self.hasher.secret)
     }
 
     /// Gives a context's placeholder index the slot's sized one, if the
@@ -638,30 +693,84 @@ impl WalkCache {
     /// That pair (the bump's Release, this Acquire of the flush number) is
     /// what the loom model `shadow_recycle` fails without; `retired_at`'s
     /// own Release/Acquire are not needed for it.
+    ///
+    /// Inlined into its callers (the hit path, `Service::lookup`, is in
+    /// another crate): the first-bucket probes, where a hit almost always
+    /// is, run here; the second buckets and the stash, only after every
+    /// first bucket missed, are [`WalkCache::lookup_beyond_first`], out of
+    /// line.
+    ///
+    /// `hasher` is this cache's leaf hash ([`WalkCache::hasher`]), or the
+    /// directory's copy of it: the page's key and hash then depend on
+    /// `ipa` and the directory alone, so the CPU computes them while the
+    /// context's and the cache's lines are read, not after (the 4 KiB
+    /// size, the smallest a granule has, is probed first whenever the
+    /// cache holds pages). A `hasher` not this cache's could only make
+    /// lookups miss (keys are compared), never hit wrongly.
+    #[inline(always)]
     pub(crate) fn lookup<'g>(
         &self,
         ipa: u64,
         retired_at: &AtomicU64,
+        hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        debug_assert_eq!(*hasher, self.hasher);
+        let page_key = leaf_key(ipa & !PAGE_MASK, PAGE_LOG2);
+        let page_hash = hasher.hash(page_key);
         let flush = self.flush.load(Ordering::Acquire);
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
         }
-        let all_sizes = self.leaf_sizes.load(Ordering::Acquire);
-        // Each size's first bucket, then each size's second, then the
-        // stash: a leaf in its first bucket (the common hit) is found
-        // without reading another line.
-        for probe in [Probe::First, Probe::Second, Probe::Stash] {
+        // A hint (see `insert_leaf`): a bit not seen yet is a miss, and
+        // the flush number's Acquire above already orders the probes.
+        let all_sizes = self.leaf_sizes.load(Ordering::Relaxed);
+        // Each size's first bucket, then (out of line) each size's second,
+        // then the stash: a leaf in its first bucket (the common hit) is
+        // found without reading another line.
+        if all_sizes & (1 << PAGE_LOG2) != 0 {
+            let found = self.leaves.get_in_bucket(page_key, page_hash, guard);
+            if let Some(entry) = found.filter(|e| e.flush == flush) {
+                return Some(entry);
+            }
+        }
+        let mut sizes = all_sizes & !(1 << PAGE_LOG2);
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
+            let found = self.leaves.get_in_bucket(key, hasher.hash(key), guard);
+            if let Some(entry) = found.filter(|e| e.flush == flush) {
+                return Some(entry);
+            }
+        }
+        self.lookup_beyond_first(ipa, flush, all_sizes, guard)
+    }
+
+    /// The cache's leaf hash (for [`WalkCache::lookup`]).
+    pub(crate) fn hasher(&self) -> &LeafHasher {
+        &self.hasher
+    }
+
+    /// [`WalkCache::lookup`] after every first bucket missed: each size's
+    /// second bucket, then the stash, for entries of flush number `flush`.
+    #[cold]
+    #[inline(never)]
+    fn lookup_beyond_first<'g>(
+        &self,
+        ipa: u64,
+        flush: u64,
+        all_sizes: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
+        for probe in [Probe::Second, Probe::Stash] {
             let mut sizes = all_sizes;
             while sizes != 0 {
                 let size_log2 = sizes.trailing_zeros() as u8;
                 sizes &= sizes - 1;
-                let base = ipa & !((1u64 << size_log2) - 1);
-                let key = leaf_key(base, size_log2);
+                let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
                 let hash = self.leaf_hash(key);
                 let found = match probe {
-                    Probe::First => self.leaves.get_in_bucket(key, hash, guard),
                     Probe::Second => self.leaves.get_in_second(key, hash, guard),
                     Probe::Stash => self.leaves.get_in_stash(key, hash, guard),
                 };
@@ -718,11 +827,16 @@ impl WalkCache {
         let entry = CachedWalk { flush, ..entry };
         // The size bit is a hint that only grows: a reader that does not
         // see it yet simply misses (a walk), and the entry itself is
-        // published by its slot's Release store. So this Release and the
-        // Acquire loads in `lookup` are stronger than needed (no model
-        // fails with either Relaxed); likewise for `path_levels`.
-        self.leaf_sizes
-            .fetch_or(1 << entry.size_log2, Ordering::Release);
+        // published by its slot's Release store. So this Release is
+        // stronger than needed (no model fails with Relaxed), and `lookup`
+        // loads the bits Relaxed; `path_levels` likewise. Set only when
+        // missing: a read-modify-write on every insert would take the
+        // line the hit path reads (`WalkCache`'s first) away from every
+        // other core's cache each time.
+        let size_bit = 1 << entry.size_log2;
+        if self.leaf_sizes.load(Ordering::Relaxed) & size_bit == 0 {
+            self.leaf_sizes.fetch_or(size_bit, Ordering::Release);
+        }
         let key = entry.cache_key();
         let (base, size_log2) = (entry.ipa_base, entry.size_log2);
         match self
@@ -1162,7 +1276,7 @@ mod tests {
     #[test]
     fn a_small_cache_spreads_strided_pages() {
         let cache = WalkCache::new(64, 16, 0);
-        assert_eq!(cache.neighbours_log2, 4);
+        assert_eq!(cache.hasher.neighbours_log2, 4);
         let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
             let key = leaf_key(0x80_0000_0000 + (page << 16), 12);
@@ -1171,10 +1285,10 @@ mod tests {
         let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
         assert!(overflow <= 16, "{per_bucket:?}");
         assert_eq!(
-            WalkCache::new(1 << 12, 16, 0).neighbours_log2,
+            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2,
             NEIGHBOURS_LOG2
         );
-        assert_eq!(WalkCache::new(4, 16, 0).neighbours_log2, 0);
+        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2, 0);
     }
 
     /// A leaf of `2^size_log2` bytes at `ipa_base`.
@@ -1302,9 +1416,9 @@ mod tests {
                         })
                         .count();
                     // And each hits.
-                    assert!(leaves
-                        .iter()
-                        .all(|&(base, _)| cache.lookup(base, &live, &guard).is_some()));
+                    assert!(leaves.iter().all(|&(base, _)| cache
+                        .lookup(base, &live, cache.hasher(), &guard)
+                        .is_some()));
                     if evicted + missing > 0 {
                         failed += 1;
                         worst = alloc::format!(

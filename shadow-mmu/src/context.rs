@@ -37,10 +37,10 @@ use alloc::vec::Vec;
 
 use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
 
-use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, LeafHasher, WalkCache};
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{Collector, Guard};
-use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::table::{hash2, Keyed, Table};
 
 /// VTCR_EL2 fields that change what a walk returns: exactly the bits the
@@ -95,6 +95,7 @@ impl ContextKey {
     /// The key's hash under the secret `hash_key`: the guest chooses its
     /// VTTBR_EL2 values, so with a fixed hash it could aim them all at one
     /// bucket.
+    #[inline]
     fn hash(&self, hash_key: u64) -> u64 {
         let endian = matches!(self.endianness, Endianness::Big) as u64;
         hash2(
@@ -172,22 +173,33 @@ pub struct ContextState {
 
 /// One context. Readers reach it lock-free through the directory; every
 /// mutation holds its writer lock. `S` is its shadow stage-2 table.
+///
+/// Laid out for the hit path (`Service::lookup`): the fields it reads (the
+/// key the directory probe compares, `retired_at`, the cache pointer and
+/// the output size) come first, and the struct is cache-line aligned, so a
+/// hit reads one line of the context (it read three: the walker, the
+/// retired flag and the rest lay apart).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Context<S> {
     key: ContextKey,
-    walker: Stage2Walker,
-    shadow_vmid: u16,
-    /// The slot's cache (shared with the slot's later contexts).
-    pub(crate) cache: Arc<WalkCache>,
     /// The cache's flush number when this context was retired (`u64::MAX`
     /// while it is live): cache entries are this context's only below it.
+    /// Also the retired flag ([`Context::is_retired`]): one atomic, so the
+    /// hit path checks retirement and the flush number with one load.
     retired_at: AtomicU64,
+    /// The slot's cache (shared with the slot's later contexts).
+    pub(crate) cache: Arc<WalkCache>,
+    /// The walker's output size (`Stage2Walker::output_size_bits`), beside
+    /// the other fields the hit path reads.
+    output_size_bits: u32,
+    shadow_vmid: u16,
+    walker: Stage2Walker,
     /// Bumped by every invalidation that touches the context, under the
     /// writer lock, after the removal. A translate that read an older value
     /// before its lookup or walk must not insert anything an invalidation
     /// since then covered (issue item 7).
     generation: AtomicU64,
-    retired: AtomicBool,
     /// The recycling hand's second-chance bit: set when the context is
     /// used (`get_or_create` finding it: every fault and every
     /// `shadow_root`, that is every entry to L2; not `Service::lookup`'s
@@ -217,14 +229,15 @@ impl<S> Context<S> {
         cache: Arc<WalkCache>,
         shadow: Arc<S>,
     ) -> Self {
+        let walker = Stage2Walker::new(key.registers(), features);
         Context {
             key,
-            walker: Stage2Walker::new(key.registers(), features),
-            shadow_vmid,
-            cache,
             retired_at: AtomicU64::new(u64::MAX),
+            cache,
+            output_size_bits: walker.output_size_bits(),
+            shadow_vmid,
+            walker,
             generation: AtomicU64::new(0),
-            retired: AtomicBool::new(false),
             used: core::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(ContextState::default()),
             shadow,
@@ -258,8 +271,9 @@ impl<S> Context<S> {
     }
 
     /// Whether the context was recycled (nothing may be inserted).
+    #[inline]
     pub fn is_retired(&self) -> bool {
-        self.retired.load(Ordering::Acquire)
+        self.retired_at.load(Ordering::Acquire) != u64::MAX
     }
 
     /// Marks the context used for the recycling hand (second chance).
@@ -298,10 +312,38 @@ impl<S> Context<S> {
     /// fault. So a hit is re-checked as AArch64.S2Walk's TLB-hit path
     /// re-checks `AArch64.OAOutOfRange(StageOA(ipa))`, and an IPA beyond
     /// goes to a walk, which reports the fault (review 31 R31-1).
+    ///
+    /// A block no larger than the output size needs no check: it is
+    /// aligned to its size, which divides 2^`output_size_bits`, and its
+    /// base is inside (the walk that cached it translated an IPA of the
+    /// block to an output address inside), so the whole block is. Only a
+    /// larger block's IPAs are checked, one by one.
+    #[inline]
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
+        self.cached_with(ipa, self.cache.hasher(), guard)
+    }
+
+    /// [`Context::cached`] with the cache's leaf hash given: the
+    /// directory's copy, which the hit path reads before the context
+    /// (`Directory::cached`).
+    #[inline]
+    fn cached_with<'g>(
+        &self,
+        ipa: u64,
+        hasher: &LeafHasher,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
+        let oa_bits = self.output_size_bits;
         self.cache
-            .lookup(ipa, &self.retired_at, guard)
-            .filter(|hit| hit.output_address(ipa) >> self.walker.output_size_bits() == 0)
+            .lookup(ipa, &self.retired_at, hasher, guard)
+            .filter(|hit| {
+                debug_assert_eq!(
+                    hit.output_base >> oa_bits,
+                    0,
+                    "a cached leaf's base is inside"
+                );
+                u32::from(hit.size_log2) <= oa_bits || hit.output_address(ipa) >> oa_bits == 0
+            })
     }
 
     /// [`Context::cached`], for the loom models.
@@ -446,10 +488,11 @@ impl<S> Context<S> {
     /// Retires the context: no insert from now on, and (once the caller
     /// flushes the slot's cache) no cache hit either. Caller holds the lock.
     fn retire(&self, held: &mut ContextState) {
-        self.retired.store(true, Ordering::Release);
-        // Before the flush that follows (Release there orders this store
-        // before the new flush number): a reader that sees the new number
-        // sees this bound and takes no hit.
+        // Retires the context (`is_retired`), and before the flush that
+        // follows (Release there orders this store before the new flush
+        // number): a reader that sees the new number sees this bound and
+        // takes no hit. Never `u64::MAX` (the live value): the flush
+        // number would need 2^64 flushes.
         self.retired_at
             .store(self.cache.flush_number(), Ordering::Release);
         self.finish_invalidation(held, Covered::All);
@@ -715,6 +758,9 @@ pub struct Directory<S> {
     hash_keys: [u64; 2],
     /// The secret key of every slot's cache hashes (`WalkCache::new`).
     cache_key: u64,
+    /// Every slot's cache's leaf hash (`WalkCache::hasher`: one key, one
+    /// capacity), for the hit path to hash before it reads a context.
+    leaf_hasher: LeafHasher,
     /// The epoch collector every guard passed in must belong to.
     collector: Collector,
 }
@@ -753,6 +799,7 @@ impl<S: 'static> Directory<S> {
         collector: &Collector,
     ) -> Self {
         let slots = vmids.len();
+        let cache_key = mix(hash_seed ^ 0x1319_8a2e_0370_7344);
         Directory {
             table: Table::with_capacity(slots * DIRECTORY_PLACES_PER_SLOT),
             state: Mutex::new(DirectoryState {
@@ -768,7 +815,8 @@ impl<S: 'static> Directory<S> {
             capacity,
             features,
             hash_keys: [mix(hash_seed), mix(hash_seed ^ 0x243f_6a88_85a3_08d3)],
-            cache_key: mix(hash_seed ^ 0x1319_8a2e_0370_7344),
+            cache_key,
+            leaf_hasher: LeafHasher::new(capacity.leaves_per_context, cache_key),
             collector: collector.clone(),
         }
     }
@@ -779,6 +827,7 @@ impl<S: 'static> Directory<S> {
     }
 
     /// The two bucket hashes of `key`.
+    #[inline]
     fn hashes(&self, key: &ContextKey) -> [u64; 2] {
         self.hash_keys.map(|k| key.hash(k))
     }
@@ -825,11 +874,37 @@ impl<S: 'static> Directory<S> {
     }
 
     /// [`Directory::get`] for the service, whose pins are its own.
+    #[inline]
     pub(crate) fn find<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         self.linked(key, guard).filter(|c| !c.is_retired())
     }
 
+    /// The cached leaf of `key`'s live context that translates `ipa`, if
+    /// any: [`Directory::find`] and [`Context::cached`] in one, for the
+    /// service's hit path (`Service::lookup`), whose pins are its own.
+    ///
+    /// The context is taken linked, retired or not: `Context::cached`
+    /// refuses a retired one by itself. Its flush-number load comes first
+    /// (Acquire) and `retired_at` after it, so a reader that may see the
+    /// successor's entries (the flush number the retirement bumped) sees
+    /// `retired_at` and takes none; one that saw the older number takes
+    /// only entries stamped with it, the victim's own (and no invalidation
+    /// can have removed them unseen: invalidations visit contexts under
+    /// the directory lock, which the whole retirement holds). So the
+    /// separate retired check of `find` would only repeat that one.
+    #[inline]
+    pub(crate) fn cached<'g>(
+        &self,
+        key: &ContextKey,
+        ipa: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g CachedWalk> {
+        self.linked(key, guard)?
+            .cached_with(ipa, &self.leaf_hasher, guard)
+    }
+
     /// The context linked for `key`, retired or not.
+    #[inline]
     fn linked<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         self.table.get_either(*key, self.hashes(key), guard)
     }

@@ -1176,7 +1176,7 @@ where
         // Read-only: the recycling hand's used bit is set on the fault
         // and `shadow_root` paths (`Directory::get_or_create`), not here
         // (setting it here cost 1-2 ns of a 16 ns hit, review 12 R12-2).
-        self.directory.find(key, guard)?.cached(l2_ipa, guard)
+        self.directory.cached(key, l2_ipa, guard)
     }
 
     fn context<'g>(

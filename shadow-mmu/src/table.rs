@@ -118,7 +118,10 @@ pub(crate) enum Displaced<K> {
 }
 
 /// A stored node: the value, when it was inserted, and its loom liveness
-/// marker.
+/// marker. The value first (`repr(C)`), at the allocation's start: a type
+/// that orders its fields for the hit path (`CachedWalk`) knows where its
+/// hot fields fall.
+#[repr(C)]
 struct Node<T> {
     value: T,
     /// The table's insert count when this node was made (written before
@@ -177,15 +180,21 @@ impl<T> Bucket<T> {
 type Place<'t, 'g, T> = (&'t Bucket<T>, usize, Shared<'g, Node<T>>);
 
 /// See the module documentation.
+///
+/// The fields a lookup reads come first (`repr(C)`): a hit reads the
+/// bucket array's pointer, length and mask, so an owner that puts the
+/// table after a few hot words of its own keeps them in one cache line
+/// (`WalkCache`); the writers' counter and batches come last.
+#[repr(C)]
 pub(crate) struct Table<T: Keyed> {
     buckets: Box<[Bucket<T>]>,
-    /// Places any key may take when its buckets are full (see the module
-    /// documentation); empty for most tables.
-    stash: Box<[Bucket<T>]>,
     bucket_mask: usize,
     /// Keys the hash of a key's second bucket ([`Table::with_stash`]);
     /// `None`: one bucket per key.
     second: Option<u64>,
+    /// Places any key may take when its buckets are full (see the module
+    /// documentation); empty for most tables.
+    stash: Box<[Bucket<T>]>,
     /// Inserts so far: each new node's stamp (writers only).
     inserts: AtomicU64,
     /// Nodes [`Table::remove_batched`] unlinked and has not yet handed to
@@ -368,6 +377,7 @@ impl<T: Keyed> core::fmt::Debug for Table<T> {
 /// `b` it is a bijection of `a` (xor with a constant, multiplication by an
 /// odd constant and `x ^ (x >> k)` are each invertible), so two different
 /// `a` never share a hash: see [`Keyed::HASH_IS_KEY`].
+#[inline]
 pub(crate) fn hash2(a: u64, b: u64) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let x = (a ^ b.rotate_left(29)).wrapping_mul(K);
@@ -376,7 +386,7 @@ pub(crate) fn hash2(a: u64, b: u64) -> u64 {
 }
 
 /// Buckets a table made for `capacity` nodes has: a power of two.
-const fn buckets_for(capacity: usize) -> usize {
+pub(crate) const fn buckets_for(capacity: usize) -> usize {
     let count = capacity.div_ceil(BUCKET);
     if count <= 1 {
         1
@@ -484,11 +494,7 @@ impl<T: Keyed + 'static> Table<T> {
         (self.buckets.len() + self.stash.len()) * BUCKET
     }
 
-    /// Places in the buckets alone (the stash not counted).
-    pub(crate) fn bucket_places(&self) -> usize {
-        self.buckets.len() * BUCKET
-    }
-
+    #[inline]
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
         &self.buckets[self.bucket_index(hash)]
@@ -501,6 +507,7 @@ impl<T: Keyed + 'static> Table<T> {
     }
 
     /// The bucket index `hash` selects.
+    #[inline]
     pub(crate) fn bucket_index(&self, hash: u64) -> usize {
         ((hash >> 32) as usize) & self.bucket_mask
     }
@@ -524,6 +531,7 @@ impl<T: Keyed + 'static> Table<T> {
 
     /// The node with `key`, if present: its bucket(s), then the stash.
     /// Lock-free.
+    #[inline]
     pub(crate) fn get<'g>(&self, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         self.get_in_bucket(key, hash, guard)
             .or_else(|| self.get_in_second(key, hash, guard))
@@ -533,6 +541,7 @@ impl<T: Keyed + 'static> Table<T> {
     /// The node with `key` if it is in its first bucket (not its second
     /// or the stash): what a caller probing several keys asks first, so
     /// that a hit in a first bucket never reads another line. Lock-free.
+    #[inline]
     pub(crate) fn get_in_bucket<'g>(
         &self,
         key: T::Key,
@@ -612,22 +621,28 @@ impl<T: Keyed + 'static> Table<T> {
     /// The node with `key` in either of its two buckets (`hashes`), the
     /// first probed first. Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
-    /// inserted or removed.
+    /// inserted or removed. For a two-choice table (the directory's),
+    /// which has no stash and no second buckets of its own
+    /// ([`Table::insert_either`] uses neither), so the two buckets are all
+    /// there is to probe.
+    #[inline]
     pub(crate) fn get_either<'g>(
         &self,
         key: T::Key,
         hashes: [u64; 2],
         guard: &'g Guard,
     ) -> Option<&'g T> {
+        debug_assert!(self.stash.is_empty() && self.second.is_none());
         let [first, second] = hashes;
-        self.get(key, first, guard).or_else(|| {
+        self.get_in_bucket(key, first, guard).or_else(|| {
             if self.bucket_index(first) == self.bucket_index(second) {
                 return None;
             }
-            self.get(key, second, guard)
+            self.get_in_bucket(key, second, guard)
         })
     }
 
+    #[inline]
     fn get_in<'g>(bucket: &Bucket<T>, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         bucket
             .slots
@@ -869,6 +884,7 @@ impl<T: Keyed + 'static> Table<T> {
         hashes: [u64; 2],
         guard: &'g Guard,
     ) -> Result<&'g T, T> {
+        debug_assert!(self.stash.is_empty() && self.second.is_none());
         let [first, second] = hashes;
         let (free_first, free_second) = (
             self.free_places(first, guard),
