@@ -29,8 +29,10 @@
 //!    0x92000000, FAR_EL2 the VA); L1 ERETs past it;
 //! 6. EL0's `svc #0x42` (x0 = 0x5a) reaches VBAR_EL2 + 0x400: ESR_EL2
 //!    0x56000042, ELR_EL2 after it, x0 as EL0 left it, x2 page A's value;
+//!    L1's SCTLR_EL1 reads back as L1 wrote it (M 1), not as hv ran the
+//!    EL0 (M cleared in the hardware: review 48 R48-2);
 //! 7. prints `UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok
-//!    address-size=ok svc=ok` and calls PSCI SYSTEM_OFF, or
+//!    address-size=ok svc=ok sctlr=ok` and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
 use core::arch::global_asm;
@@ -146,6 +148,10 @@ umbra_l1e_lower_sync:
     cmp     x11, x4
     b.ne    umbra_l1e_fail
     UMBRA_L1E_PUTS umbra_l1e_msg_svc_ok
+    // L1's SCTLR_EL1 (its VNCR word) reads back as L1 wrote it (M 1),
+    // not as hv ran its EL0 (M cleared in the hardware).
+    mrs     x1, sctlr_el1
+    UMBRA_L1E_EXPECT x1, {sctlr_m}, umbra_l1e_msg_sctlr
     UMBRA_L1E_PUTS umbra_l1e_msg_pass
     UMBRA_L1E_SYSTEM_OFF
 
@@ -153,7 +159,7 @@ umbra_l1e_msg_start:    .asciz "L1 (el0-tge, E2H = 0): virtual HCR_EL2 RW | TGE 
 umbra_l1e_msg_fp_ok:    .asciz "L1: its EL0 ran at IPA 0x80000 (stage 1 off); its FP instruction's CPACR_EL1 trap reached VBAR_EL2 + 0x400 as EC 0x00 (ESR_EL2 0x02000000, SPSR_EL2 EL0t); CPACR_EL1.FPEN 0b11, ERET to retry\n"
 umbra_l1e_msg_address_size_ok: .asciz "L1: its EL0's load from VA 1 << 40 took an Address size fault at level 0 (ESR_EL2 0x92000000, FAR_EL2 the VA)\n"
 umbra_l1e_msg_svc_ok:   .asciz "L1: its EL0's SVC #0x42 reached VBAR_EL2 + 0x400 (ESR_EL2 0x56000042, ELR_EL2 after it, x0 0x5a); its load of VA 0x100000 read page A\n"
-umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok\n"
+umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok sctlr=ok\n"
 umbra_l1e_msg_nl:       .asciz "\n"
 umbra_l1e_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1e_msg_el:       .asciz "CurrentEL is not 2: "
@@ -166,6 +172,7 @@ umbra_l1e_msg_far:      .asciz "FAR_EL2 of the Address size fault is not the VA:
 umbra_l1e_msg_svc:      .asciz "L1's EL0 SVC #0x42 gave a wrong ESR_EL2: "
 umbra_l1e_msg_x0:       .asciz "x0 at L1's vector is not what its EL0 left (0x5a): "
 umbra_l1e_msg_elr:      .asciz "ELR_EL2 after its EL0's SVC is not the next instruction: "
+umbra_l1e_msg_sctlr:    .asciz "L1's SCTLR_EL1 after its EL0 ran under TGE is not what L1 wrote (M 1): "
 umbra_l1e_msg_load:     .asciz "L1's EL0 load of VA 0x100000 (stage 1 off: IPA 0x100000, page A) read "
 
 // L1's EL0 (EL0t, its EL1&0 regime with stage 1 off), at VA and IPA

@@ -956,7 +956,7 @@ const MATRIX: &[Case] = &[
     Case {
         hv_args: "hv.nested=el0-tge",
         expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok",
+            line: "l1: UMBRA-NESTED-PASS el0-tge stage1-off=ok fp-trap=ok address-size=ok svc=ok sctlr=ok",
             status: 0,
         },
         ..boot(MAX, 1, "512M")
