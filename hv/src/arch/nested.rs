@@ -1575,7 +1575,10 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
 /// own interface, and whether one of those interrupts would interrupt L2
 /// now (`arch::nested_gic::interrupts_l2`).
 fn l1_gic_interrupts_l2(nested: &Nested, vcpu: &Vcpu) -> bool {
-    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect);
+    let timer_ppis = vcpu
+        .timers
+        .l1_lr_candidates(vcpu.vncr, vcpu.mode == Mode::L1);
+    super::nested_gic::list_for_l1(vcpu.index, nested.l1_gic_defect, &timer_ppis);
     super::nested_gic::interrupts_l2(vcpu.vncr.hcr(), nested.l1_gic_defect)
 }
 

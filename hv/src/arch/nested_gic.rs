@@ -118,8 +118,9 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 
 /// What L1's GIC forwards to vCPU `vcpu` into L1's own interface (in the
 /// hardware during every exit), list registers 1 on, with EOI maintenance
-/// (`nested::gic::list_forwarded`).
-pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
+/// (`nested::gic::list_forwarded`), leaving LRs for the asserted timer
+/// PPIs in `timer_ppis` that rank above an interrupt.
+pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)]) {
     if defect == L1GicDefect::NoList {
         return;
     }
@@ -133,7 +134,14 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) {
     }
     let mut after = before;
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
-    if list_forwarded(&mut gic, vcpu, &mut after[1..count], eoi_maintenance) == 0 {
+    if list_forwarded(
+        &mut gic,
+        vcpu,
+        &mut after[1..count],
+        eoi_maintenance,
+        timer_ppis,
+    ) == 0
+    {
         return;
     }
     drop(gic);
@@ -172,10 +180,11 @@ pub fn power_off(vcpu: usize, defect: L1GicDefect) -> (Option<PowerOff>, u32) {
 
 /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`power_off`]: it runs
 /// on (`nested::gic::L1Gic::power_off_refused`), with what it handed back
-/// listed again.
+/// listed again (no LR held back for its timer PPIs: their pass ran at
+/// this exit's `before_return`, before the CPU_OFF).
 pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) {
     L1_GIC.lock().power_off_refused(vcpu, undo);
-    list_for_l1(vcpu, defect);
+    list_for_l1(vcpu, defect, &[]);
 }
 
 /// Whether an interrupt of L1's GIC listed in its own interface (in the
