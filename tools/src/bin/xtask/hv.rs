@@ -990,6 +990,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 4, "512M")
     },
+    // The same boot with hv not using FEAT_WFxT (as on a CPU with FEAT_NV2
+    // but without it, which QEMU's `max` is not): L1's WFI waits in a WFI
+    // bounded by hv's EL2 physical timer. Without any wait (the WFI
+    // spinning back to L1) this boot does not reach the marker in time.
+    Case {
+        hv_args: "hv.nested=linux hv.wfxt=off",
+        expect: Expect::Marker {
+            cpus: 3,
+            kvm: "ok",
+        },
+        ..boot(MAX, 4, "512M")
+    },
     // Its twin for several vCPUs: hv drops the SGIs L1 sends to another
     // vCPU, so Linux's IPIs are lost: its first cross-CPU call (the
     // system-wide alternatives, patched under stop_machine) waits for
