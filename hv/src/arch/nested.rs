@@ -648,17 +648,19 @@ const TIMEOUT_MS: u64 = 5000;
 /// or L2 hangs with one line instead of leaving it to the driver's timeout.
 const WATCHDOG_SECONDS: u64 = 20;
 /// A Linux L1's bound: its boot on three vCPUs takes 4-11 s on the shared
-/// 2-core machine, up to twice that when the host is loaded (every
-/// broadcast TLBI L1 issues stops all of QEMU's vCPUs), still well inside
-/// the driver's 60 s per boot.
-const LINUX_WATCHDOG_SECONDS: u64 = 30;
+/// 2-core machine, up to three times that when the host is loaded (every
+/// broadcast TLBI L1 issues stops all of QEMU's vCPUs; review 48 saw 23-32
+/// s of QEMU time), still inside the driver's 60 s per boot.
+const LINUX_WATCHDOG_SECONDS: u64 = 45;
 
-/// The watchdog's bound for this demo.
-fn watchdog_seconds(linux: bool) -> u64 {
-    if linux {
-        LINUX_WATCHDOG_SECONDS
-    } else {
-        WATCHDOG_SECONDS
+/// The watchdog's bound for `demo`: a Linux L1's, but for the twins that
+/// hang by design after their defect's own line (`linux-no-ipi`,
+/// `linux-no-sve-hiding`), which end sooner with the default bound.
+fn watchdog_seconds(demo: NestedDemo) -> u64 {
+    match demo {
+        NestedDemo::LinuxNoIpi | NestedDemo::LinuxNoSveHiding => WATCHDOG_SECONDS,
+        _ if demo.linux_l1() => LINUX_WATCHDOG_SECONDS,
+        _ => WATCHDOG_SECONDS,
     }
 }
 
@@ -1163,7 +1165,7 @@ pub fn run(
 
     super::configure_el2_traps(features);
     load_l1_ids(0);
-    let watchdog = watchdog_setup(watchdog_seconds(linux));
+    let watchdog = watchdog_setup(watchdog_seconds(demo));
     WATCHDOG_DEADLINE.store(watchdog, Ordering::Relaxed);
     if let Some(vcpu) = VCPUS[0].lock().as_mut() {
         vcpu.timers.set_watchdog(watchdog);
@@ -1680,7 +1682,7 @@ fn take_irq(nested: &Nested, vcpu: &mut Vcpu, frame: &GuestFrame) {
             frame,
             &alloc::format!(
                 "the demo did not end within its watchdog's {} s (an IRQ at EL2 other than hv's kick: the EL2 physical timer's)",
-                watchdog_seconds(nested.linux)
+                watchdog_seconds(nested.demo)
             ),
         ),
         _ => crash(
@@ -2796,6 +2798,7 @@ enum Note {
     L1El0Tge,
     L1WfiWait,
     L1WfiWaitHypTimer,
+    L1VectorTrapAtVel2,
 }
 
 impl Note {
@@ -2815,6 +2818,7 @@ impl Note {
             Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
             Note::L1WfiWait => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)",
             Note::L1WfiWaitHypTimer => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFI bounded by hv's EL2 physical timer: no FEAT_WFxT; reported once)",
+            Note::L1VectorTrapAtVel2 => "hv: nested: L1's ZCR_EL2 or SMCR_EL2 access trapped by its own CPTR_EL2 (TZ/ZEN, TSM/SMEN): an SVE or SME access exception (EC 0x19/0x1D) to its virtual EL2 (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",
         }
     }

@@ -23,6 +23,8 @@ use crate::nested::gic::{
     list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, ICPENDR0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
+use crate::println;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// L1's GIC, shared by its vCPUs.
 static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
@@ -96,11 +98,23 @@ pub fn send_sgi(vcpu: usize, value: u64, defect: L1GicDefect) -> u32 {
     // The defect: the SGI withdrawn from every other target (through its
     // GICR_ICPENDR0, as L1 would clear it).
     let intid = (value >> 24) & 0xf;
-    for k in (0..MAX_L1_VCPUS).filter(|&k| k != vcpu && targets & (1 << k) != 0) {
+    let dropped = targets & !(1 << vcpu);
+    for k in (0..MAX_L1_VCPUS).filter(|&k| dropped & (1 << k) != 0) {
         gic.write(GicFrame::Redistributor(k), ICPENDR0, 4, 1 << intid);
+    }
+    drop(gic);
+    // The twin's own line (its run then ends with the watchdog): Linux
+    // hangs for the lost IPI, not for another reason.
+    if dropped != 0 && !SGI_DROP_REPORTED.swap(true, Ordering::Relaxed) {
+        println!(
+            "hv: nested: linux-no-ipi: dropped L1's SGI {intid} from vCPU {vcpu} to vCPUs {dropped:#x} (reported once)"
+        );
     }
     targets & (1 << vcpu)
 }
+
+/// Whether the `linux-no-ipi` defect reported its first dropped SGI.
+static SGI_DROP_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming
 /// `intid` (`VcpuGic::leave_l2`): the active bit L1 set for it in its GIC
