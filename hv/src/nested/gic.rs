@@ -647,11 +647,17 @@ impl L1Gic {
     /// `intid` deactivated for vCPU `vcpu` by L2's deactivation of an
     /// HW = 1 list register naming it (`nested::vgic`, "Hardware
     /// interrupts"): the active bit L1 set through I{S}ACTIVER cleared, an
-    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor (a
-    /// forwarded SPI is active only on the vCPU it targets). PPIs (their
-    /// active bits RAZ/WI here) and INTIDs this GIC does not have: nothing
-    /// (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt that is
-    /// not active). Whether a bit was cleared.
+    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor. PPIs
+    /// (their active bits RAZ/WI here) and INTIDs this GIC does not have:
+    /// nothing (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt
+    /// that is not active). Whether a bit was cleared. A limit (review 48
+    /// R48-3): the active state of an SPI hv listed and L1 acknowledged
+    /// lives in the list register of the vCPU that acknowledged it, which
+    /// only that vCPU's exits reach (`nested::vgic::deactivate_listed`),
+    /// so an HW = 1 deactivation on another vCPU (L1 running its guest
+    /// there, or the SPI re-routed meanwhile) leaves it active, where a
+    /// GIC's distributor would deactivate it whichever PE acknowledged it.
+    /// KVM maps only PPIs (its guest's timers) with HW = 1.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
         self.set_state(vcpu, intid, Bits::Active, Op::Clear)
     }
@@ -1255,6 +1261,31 @@ mod tests {
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 3);
         crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
         assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+    }
+
+    /// Review 48 R48-3, the documented limit of [`L1Gic::deactivate`]: SPI
+    /// 48, listed for vCPU 0 and acknowledged there (active in its LR),
+    /// deactivated by an HW = 1 entry of vCPU 1's L2: neither vCPU 1's
+    /// LRs nor the model hold it active, so it stays active in vCPU 0's LR
+    /// (and is not forwarded again).
+    #[test]
+    fn an_hw_deactivation_on_another_vcpu_leaves_a_listed_spi_active() {
+        use crate::nested::vgic::deactivate_listed;
+        let mut gic = awake_gic();
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        gic.write(D, 0x204, 4, 1 << 16);
+        let mut vcpu0 = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0, true, &[]), 1);
+        assert_eq!(vcpu0[0] & lr::VINTID_MASK, 48);
+        vcpu0[0] = vcpu0[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let mut vcpu1 = [0u64; 3];
+        assert!(!deactivate_listed(&mut vcpu1, 48));
+        assert!(!gic.deactivate(1, 48));
+        assert_eq!(LrState::of(vcpu0[0]), LrState::Active);
+        // vCPU 0's own HW = 1 deactivation is the handled case.
+        assert!(deactivate_listed(&mut vcpu0, 48));
+        assert_eq!(vcpu0[0], 0);
     }
 
     /// Review 47 R47-3: with one free LR, the highest-priority interrupt
