@@ -731,9 +731,10 @@ pub const L1_OWN_START: L1Interface = L1Interface {
     vmcr: 0,
 };
 
-/// The priority of L1's maintenance interrupt: hv emulates no
-/// redistributor for L1, so its PPI has the reset priority hv's vGIC
-/// gives every guest interrupt.
+/// The priority hv lists L1's maintenance interrupt and timer PPIs with:
+/// the reset priority hv's vGIC gives every guest interrupt (L1's
+/// GICR_IPRIORITYR values for its PPIs are kept and read back but not
+/// used, `nested::gic`).
 pub const L1_MAINTENANCE_PRIORITY: u8 = crate::vgic::DEFAULT_PRIORITY;
 
 /// The list register of L1's own interface that carries its maintenance
