@@ -47,7 +47,12 @@ pub enum GuestCpus {
     /// `nested::vcpus`): the host's first `n` CPU nodes, each with its
     /// `reg` (and unit address) made its vCPU's index; the host's
     /// `cpu-map` (its topology, naming CPUs L1 may not have) left out, so
-    /// the guest sees a flat set of CPUs.
+    /// the guest sees a flat set of CPUs. Limits (QEMU's virt has
+    /// neither): PMU nodes are copied whole, so on a board whose PMUs
+    /// carry `interrupt-affinity` (one per cluster) L1 gets phandles of
+    /// CPU nodes it does not have (that PMU's probe fails); vCPU k gets
+    /// host CPU k's node properties (capacity, clocks) though it runs on
+    /// another CPU (review 48 R48-8).
     Vcpus(usize),
 }
 

@@ -817,6 +817,10 @@ pub struct Options {
     /// list registers, so that a test boot overflows them often and the
     /// refill path (the underflow maintenance interrupt) is exercised.
     pub list_register_limit: Option<usize>,
+    /// `hv.wfxt=off`: hv does not use FEAT_WFxT (WFIT), as on a CPU
+    /// without it, so QEMU's `max` CPU tests that path (the nested demo's
+    /// WFI wait, `arch::nested`).
+    pub without_wfxt: bool,
 }
 
 /// A tiny EL1 guest built into hv that checks, on the machine, what hv
@@ -1228,6 +1232,7 @@ impl Options {
             match word {
                 "hv.exit=semihosting" => options.semihosting_exit = true,
                 "hv.exit=psci" => options.semihosting_exit = false,
+                "hv.wfxt=off" => options.without_wfxt = true,
                 "hv.gic=virtual" => options.gic = GicMode::Virtual,
                 "hv.gic=passthrough" => options.gic = GicMode::Passthrough,
                 "hv.fail=panic" => options.deliberate_failure = Some(DeliberateFailure::Panic),
@@ -1617,6 +1622,7 @@ pub(crate) mod tests {
                 nested: None,
                 probe: None,
                 list_register_limit: None,
+                without_wfxt: false,
             })
         );
         assert_eq!(
@@ -1904,6 +1910,11 @@ pub(crate) mod tests {
             Options::parse("hv.list-registers=2").map(|o| o.list_register_limit),
             Ok(Some(2))
         );
+        assert_eq!(
+            Options::parse("hv.wfxt=off").map(|o| o.without_wfxt),
+            Ok(true)
+        );
+        assert_eq!(Options::parse("").map(|o| o.without_wfxt), Ok(false));
         assert_eq!(
             Options::parse("hv.list-registers=16").map(|o| o.list_register_limit),
             Ok(Some(16))

@@ -118,6 +118,13 @@ impl CpuFeatures {
     pub fn has_wfxt(&self) -> bool {
         field(self.id_aa64isar2, 0) >= 2
     }
+    /// These features as a CPU without FEAT_WFxT has them (`hv.wfxt=off`).
+    pub fn without_wfxt(self) -> Self {
+        Self {
+            id_aa64isar2: self.id_aa64isar2 & !0xf,
+            ..self
+        }
+    }
     /// FEAT_TCR2 (ID_AA64MMFR3_EL1.TCRX): TCR2_EL1 exists.
     pub fn has_tcr2(&self) -> bool {
         field(self.id_aa64mmfr3, 0) != 0
@@ -480,6 +487,18 @@ mod tests {
         id_aa64isar2: 0,
         id_aa64smfr0: 0,
     };
+
+    /// `hv.wfxt=off` hides only FEAT_WFxT (ISAR2 bits [3:0]).
+    #[test]
+    fn without_wfxt_clears_only_its_field() {
+        let wfxt = CpuFeatures {
+            id_aa64isar2: MAX.id_aa64isar2 | 2,
+            ..MAX
+        };
+        assert!(wfxt.has_wfxt() && !N1.has_wfxt());
+        assert!(!wfxt.without_wfxt().has_wfxt());
+        assert_eq!(wfxt.without_wfxt(), MAX);
+    }
 
     /// FEAT_FGT2 is ID_AA64MMFR0_EL1.FGT = 2 (QEMU `-cpu max` has 1: no
     /// FGT2, so these registers are never written there); its debug trap

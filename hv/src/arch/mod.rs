@@ -494,6 +494,11 @@ extern "C" fn primary_main(dtb: u64, entry_counter: u64, current_el: u64) -> ! {
     }
 
     if let Some(demo) = options.nested {
+        let features = if options.without_wfxt {
+            features.without_wfxt()
+        } else {
+            features
+        };
         nested::run(
             &platform,
             &fdt,

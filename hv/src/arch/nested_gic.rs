@@ -24,6 +24,8 @@ use crate::nested::gic::{
     L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
+use crate::println;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// L1's GIC, shared by its vCPUs.
 static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
@@ -127,11 +129,23 @@ pub fn send_sgi(vcpu: usize, value: u64, defect: L1GicDefect) -> u32 {
     // The defect: the SGI withdrawn from every other target (through its
     // GICR_ICPENDR0, as L1 would clear it).
     let intid = (value >> 24) & 0xf;
-    for k in (0..MAX_L1_VCPUS).filter(|&k| k != vcpu && targets & (1 << k) != 0) {
+    let dropped = targets & !(1 << vcpu);
+    for k in (0..MAX_L1_VCPUS).filter(|&k| dropped & (1 << k) != 0) {
         gic.write(GicFrame::Redistributor(k), ICPENDR0, 4, 1 << intid);
+    }
+    drop(gic);
+    // The twin's own line (its run then ends with the watchdog): Linux
+    // hangs for the lost IPI, not for another reason.
+    if dropped != 0 && !SGI_DROP_REPORTED.swap(true, Ordering::Relaxed) {
+        println!(
+            "hv: nested: linux-no-ipi: dropped L1's SGI {intid} from vCPU {vcpu} to vCPUs {dropped:#x} (reported once)"
+        );
     }
     targets & (1 << vcpu)
 }
+
+/// Whether the `linux-no-ipi` defect reported its first dropped SGI.
+static SGI_DROP_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming
 /// `intid` (`VcpuGic::leave_l2`): the active bit L1 set for it in its GIC
@@ -152,10 +166,11 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 /// cleared pending, disabled or re-routed since it was listed there
 /// withdrawn (`nested::gic::L1Gic::withdraw_listed`), then what the GIC
 /// forwards to the vCPU listed, with EOI maintenance
-/// (`nested::gic::list_forwarded`). The vCPUs that now have something
-/// forwarded to them (a withdrawn interrupt's new target, for the caller
-/// to kick).
-pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) -> u32 {
+/// (`nested::gic::list_forwarded`), leaving LRs for the asserted timer
+/// PPIs in `timer_ppis` that rank above an interrupt. The vCPUs that now
+/// have something forwarded to them (a withdrawn interrupt's new target,
+/// for the caller to kick).
+pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)]) -> u32 {
     if defect == L1GicDefect::NoList {
         return 0;
     }
@@ -171,7 +186,13 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect) -> u32 {
     let withdraw = defect != L1GicDefect::NoWithdraw;
     let handed_back = gic.withdraw_listed(vcpu, &mut after[1..count], withdraw);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
-    list_forwarded(&mut gic, vcpu, &mut after[1..count], eoi_maintenance);
+    list_forwarded(
+        &mut gic,
+        vcpu,
+        &mut after[1..count],
+        eoi_maintenance,
+        timer_ppis,
+    );
     let wanting = if handed_back { gic.wanting() } else { 0 };
     drop(gic);
     write_changed_lrs(&before[..count], &after[..count]);
@@ -210,10 +231,12 @@ pub fn power_off(vcpu: usize, defect: L1GicDefect) -> (Option<PowerOff>, u32) {
 
 /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`power_off`]: it runs
 /// on (`nested::gic::L1Gic::power_off_refused`), with what it handed back
-/// listed again. The vCPUs to kick ([`list_for_l1`]).
+/// listed again (no LR held back for its timer PPIs: their pass ran at
+/// this exit's `before_return`, before the CPU_OFF). The vCPUs to kick
+/// ([`list_for_l1`]).
 pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) -> u32 {
     L1_GIC.lock().power_off_refused(vcpu, undo);
-    list_for_l1(vcpu, defect)
+    list_for_l1(vcpu, defect, &[])
 }
 
 /// Whether an interrupt of L1's GIC listed in its own interface (in the

@@ -33,8 +33,10 @@
 //!    0x92000000, FAR_EL2 the VA); L1 ERETs past it;
 //! 6. EL0's `svc #0x42` (x0 = 0x5a) reaches VBAR_EL2 + 0x400: ESR_EL2
 //!    0x56000042, ELR_EL2 after it, x0 as EL0 left it, x2 page A's value;
+//!    L1's SCTLR_EL1 reads back as L1 wrote it (M 1), not as hv ran the
+//!    EL0 (M cleared in the hardware: review 48 R48-2);
 //! 7. prints `UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok
-//!    address-size=ok svc=ok` and calls PSCI SYSTEM_OFF, or
+//!    address-size=ok svc=ok sctlr=ok` and calls PSCI SYSTEM_OFF, or
 //!    `UMBRA-NESTED-FAIL: <why>` with the value and SYSTEM_RESET.
 
 use core::arch::global_asm;
@@ -175,6 +177,10 @@ umbra_l1e_lower_sync:
     cmp     x11, x4
     b.ne    umbra_l1e_fail
     UMBRA_L1E_PUTS umbra_l1e_msg_svc_ok
+    // L1's SCTLR_EL1 (its VNCR word) reads back as L1 wrote it (M 1),
+    // not as hv ran its EL0 (M cleared in the hardware).
+    mrs     x1, sctlr_el1
+    UMBRA_L1E_EXPECT x1, {sctlr_m}, umbra_l1e_msg_sctlr
     UMBRA_L1E_PUTS umbra_l1e_msg_pass
     UMBRA_L1E_SYSTEM_OFF
 
@@ -183,7 +189,7 @@ umbra_l1e_msg_fp_ok:    .asciz "L1: its EL0 ran at IPA 0x80000 (stage 1 off); it
 umbra_l1e_msg_address_size_ok: .asciz "L1: its EL0's load from VA 1 << 40 took an Address size fault at level 0 (ESR_EL2 0x92000000, FAR_EL2 the VA)\n"
 umbra_l1e_msg_svc_ok:   .asciz "L1: its EL0's SVC #0x42 reached VBAR_EL2 + 0x400 (ESR_EL2 0x56000042, ELR_EL2 after it, x0 0x5a); its load of VA 0x100000 read page A\n"
 umbra_l1e_msg_at_ok:    .asciz "L1: with TGE = 1 (E2H = 0) its AT S1E0R of VA 0x100000 gave the VA (PAR_EL1 0x100b00: stage 1 off, Device-nGnRnE), S12E1R page A through its stage 2, S1E1R of VA 1 << 40 an Address size fault (0x801)\n"
-umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok address-size=ok svc=ok\n"
+umbra_l1e_msg_pass:     .asciz "UMBRA-NESTED-PASS el0-tge at=ok stage1-off=ok fp-trap=ok address-size=ok svc=ok sctlr=ok\n"
 umbra_l1e_msg_nl:       .asciz "\n"
 umbra_l1e_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1e_msg_el:       .asciz "CurrentEL is not 2: "
@@ -199,6 +205,7 @@ umbra_l1e_msg_elr:      .asciz "ELR_EL2 after its EL0's SVC is not the next inst
 umbra_l1e_msg_at_s1e0r: .asciz "AT S1E0R of VA 0x100000 with TGE = 1 (E2H = 0: stage 1 off, the VA the output) gave a wrong PAR_EL1: "
 umbra_l1e_msg_at_s12e1r: .asciz "AT S12E1R of VA 0x100000 with TGE = 1 (stage 1 off, L1's stage 2 to page A) gave a wrong PAR_EL1: "
 umbra_l1e_msg_at_s1e1r: .asciz "AT S1E1R of VA 1 << 40 with TGE = 1 (stage 1 off, beyond the 40-bit PA) gave a wrong PAR_EL1: "
+umbra_l1e_msg_sctlr:    .asciz "L1's SCTLR_EL1 after its EL0 ran under TGE is not what L1 wrote (M 1): "
 umbra_l1e_msg_load:     .asciz "L1's EL0 load of VA 0x100000 (stage 1 off: IPA 0x100000, page A) read "
 
 // L1's EL0 (EL0t, its EL1&0 regime with stage 1 off), at VA and IPA

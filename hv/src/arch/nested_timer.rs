@@ -510,13 +510,28 @@ impl VcpuTimers {
         page.set(CNTV_CTL_EL0, virtual_.ctl_read(count.wrapping_sub(offset)));
     }
 
+    /// L1's timer PPIs with whether each wants an LR of its own interface
+    /// at `count` (asserted and routed to its virtual EL2).
+    fn wanted_in_lrs(&self, page: &VncrPage, l1_virtual_hcr: u64, count: u64) -> [(u32, bool); 4] {
+        let routed = self.defect != TimerDefect::NoL1Irq && l1_takes_irqs_at_vel2(l1_virtual_hcr);
+        let levels = self.levels(page, count).by_intid(&self.l1_ppis);
+        levels.map(|(intid, level)| (intid, level && routed))
+    }
+
+    /// The timer PPIs [`Self::before_return`] will list for L1 (as L1
+    /// runs: none while L2 runs), for the GIC's listing pass to leave LRs
+    /// for those that rank above its interrupts
+    /// (`nested::gic::list_forwarded`).
+    pub fn l1_lr_candidates(&self, page: &VncrPage, l1_runs: bool) -> [(u32, bool); 4] {
+        let wanted = self.wanted_in_lrs(page, page.hcr(), cpu::counter());
+        wanted.map(|(intid, asserted)| (intid, asserted && l1_runs))
+    }
+
     /// L1's timer PPIs (asserted at `count` and routed to its virtual EL2)
     /// in its own interface's list registers 1 onwards, with EOI
     /// maintenance (the module's comment).
     fn list_for_l1(&self, page: &VncrPage, l1_virtual_hcr: u64, count: u64) {
-        let routed = self.defect != TimerDefect::NoL1Irq && l1_takes_irqs_at_vel2(l1_virtual_hcr);
-        let levels = self.levels(page, count).by_intid(&self.l1_ppis);
-        let wanted = levels.map(|(intid, level)| (intid, level && routed));
+        let wanted = self.wanted_in_lrs(page, l1_virtual_hcr, count);
         let (before, count) = hardware_lrs();
         let mut after = before;
         // LR 0 carries L1's maintenance interrupt (`arch::nested_vgic`).

@@ -864,11 +864,17 @@ impl L1Gic {
     /// `intid` deactivated for vCPU `vcpu` by L2's deactivation of an
     /// HW = 1 list register naming it (`nested::vgic`, "Hardware
     /// interrupts"): the active bit L1 set through I{S}ACTIVER cleared, an
-    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor (a
-    /// forwarded SPI is active only on the vCPU it targets). PPIs (their
-    /// active bits RAZ/WI here) and INTIDs this GIC does not have: nothing
-    /// (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt that is
-    /// not active). Whether a bit was cleared.
+    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor. PPIs
+    /// (their active bits RAZ/WI here) and INTIDs this GIC does not have:
+    /// nothing (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt
+    /// that is not active). Whether a bit was cleared. A limit (review 48
+    /// R48-3): the active state of an SPI hv listed and L1 acknowledged
+    /// lives in the list register of the vCPU that acknowledged it, which
+    /// only that vCPU's exits reach (`nested::vgic::deactivate_listed`),
+    /// so an HW = 1 deactivation on another vCPU (L1 running its guest
+    /// there, or the SPI re-routed meanwhile) leaves it active, where a
+    /// GIC's distributor would deactivate it whichever PE acknowledged it.
+    /// KVM maps only PPIs (its guest's timers) with HW = 1.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
         self.set_state(vcpu, intid, Bits::Active, Op::Clear)
     }
@@ -910,13 +916,19 @@ pub fn from_distributor(intid: u64) -> bool {
 /// interrupt. The entries L1 deactivated are freed first
 /// (`nested::vgic::free_deactivated`), so at that maintenance exit what
 /// waited for a free LR is listed at once (the timer PPIs' LRs do the
-/// same, `nested::timer::l1_timer_lrs`). With every LR in use an interrupt
-/// stays pending in `gic`. How many were listed or merged.
+/// same, `nested::timer::l1_timer_lrs`). L1's timer PPIs, listed after
+/// this pass by `nested::timer::l1_timer_lrs` at hv's fixed priority
+/// (`nested::vgic::L1_MAINTENANCE_PRIORITY`), compete by priority too:
+/// `timer_ppis` are their levels (INTID, asserted), and an interrupt ranked
+/// below an asserted timer PPI no LR holds leaves an empty LR for it
+/// (review 48 R48-7). With every LR in use an interrupt stays pending in
+/// `gic`. How many were listed or merged.
 pub fn list_forwarded(
     gic: &mut L1Gic,
     vcpu: usize,
     lrs: &mut [u64],
     eoi_maintenance: bool,
+    timer_ppis: &[(u32, bool)],
 ) -> usize {
     let mut listed = 0;
     if !gic.anything_pending() {
@@ -925,7 +937,23 @@ pub fn list_forwarded(
     super::vgic::free_deactivated(lrs);
     let mut forwarded: arrayvec::ArrayVec<Forwarded, { 16 + SPIS }> = gic.forwarded(vcpu).collect();
     forwarded.sort_unstable_by_key(|f| (f.priority, f.intid));
+    // The asserted timer PPIs that will want an empty LR, by rank.
+    let unlisted_timers: arrayvec::ArrayVec<(u8, u32), 4> = timer_ppis
+        .iter()
+        .filter(|&&(intid, asserted)| {
+            asserted
+                && !lrs.iter().any(|&v| {
+                    LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == u64::from(intid)
+                })
+        })
+        .map(|&(intid, _)| (super::vgic::L1_MAINTENANCE_PRIORITY, intid))
+        .take(4)
+        .collect();
     for f in forwarded {
+        let ranked_above = unlisted_timers
+            .iter()
+            .filter(|&&timer| timer < (f.priority, f.intid))
+            .count();
         let intid = u64::from(f.intid);
         let held = lrs
             .iter()
@@ -937,7 +965,7 @@ pub fn list_forwarded(
                 }
                 Some(n)
             }
-            None => lrs
+            None if lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() > ranked_above => lrs
                 .iter()
                 .position(|&v| super::vgic::lr_empty(v))
                 .inspect(|&n| {
@@ -947,6 +975,7 @@ pub fn list_forwarded(
                         | if eoi_maintenance { lr::EOI } else { 0 }
                         | intid;
                 }),
+            None => None,
         };
         if slot.is_some() {
             gic.take(vcpu, f.intid);
@@ -1355,20 +1384,20 @@ mod tests {
         // LR 0 of the slice is a timer PPI; LR 1 holds SGI 2 active.
         let active_2 = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | 2;
         let mut lrs = [pending_lr(26, 0xa0), active_2, 0, 0];
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 2);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 2);
         assert_eq!(lrs[1], active_2 | lr::PENDING << lr::STATE_SHIFT);
         assert_eq!(lrs[2], pending_lr(1, 0x10));
         assert_eq!(lrs[3], 0);
         // Listed once: nothing left to list.
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 0);
         assert_eq!(gic.wanting(), 0);
         // Sent again before L1 acknowledged: merged into the pending LR.
         gic.send_sgi(0, 1 << 24 | 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
         assert_eq!(lrs[3], 0);
         // No EOI bit without EOI maintenance.
         gic.send_sgi(0, 3 << 24 | 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, false), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, false, &[]), 1);
         assert_eq!(lrs[3], pending_lr(3, 0) & !lr::EOI);
     }
 
@@ -1379,13 +1408,13 @@ mod tests {
         gic.send_sgi(0, 1 << 24 | 1);
         let active = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | lr::EOI | 7;
         let mut lrs = [pending_lr(26, 0xa0), active];
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 0);
         assert_eq!(gic.wanting(), 1);
         // L1 deactivates SGI 7 (no trap): invalid with EOI set, a
         // maintenance request, not empty (ICH_ELRSR_EL2), but done with:
         // the listing frees it.
         lrs[1] = lr::EOI | 7;
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
         assert_eq!(lrs[1] & lr::VINTID_MASK, 1);
         assert_eq!(gic.wanting(), 0);
     }
@@ -1461,17 +1490,79 @@ mod tests {
         gic.send_sgi(0, 1 << 24 | 1);
         gic.send_sgi(0, 2 << 24 | 1);
         let mut lrs = [pending_lr(26, 0xa0), 0, 0];
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 2);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 2);
         gic.send_sgi(0, 3 << 24 | 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 0);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 0);
         // L1 acknowledges and deactivates SGI 1 (no trap): invalid, EOI set.
         lrs[1] &= !lr::STATE_MASK;
         assert!(crate::nested::vgic::lr_eoi_maintenance(lrs[1]));
-        let listed = list_forwarded(&mut gic, 0, &mut lrs, true);
+        let listed = list_forwarded(&mut gic, 0, &mut lrs, true, &[]);
         crate::nested::timer::l1_timer_lrs(&mut lrs, &[(26, true)], true);
         assert_eq!(listed, 1, "SGI 3 waits for the next exit: lrs {lrs:x?}");
         assert_eq!(lrs[1] & lr::VINTID_MASK, 3);
         assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 48 R48-7: L1's asserted timer PPI (hv lists it at 0xa0) ranks
+    /// above three SGIs of priority 0xc0, so with three LRs the third SGI
+    /// waits and the PPI gets the last one, as `arch::nested::guest_exit`
+    /// runs the two passes; SGIs of priority 0x80 rank above it and take
+    /// every LR.
+    #[test]
+    fn timer_ppis_compete_with_sgis_for_lrs_by_priority() {
+        let sgis_at = |priority: u64| {
+            let mut gic = awake_gic();
+            gic.write(R0, 0x1_0100, 4, 0b1110);
+            for sgi in 1..=3u64 {
+                gic.write(R0, 0x1_0400 + sgi, 1, priority);
+                gic.send_sgi(0, sgi << 24 | 1);
+            }
+            gic
+        };
+        let timers = [(26, true), (27, false)];
+        let mut gic = sgis_at(0xc0);
+        let mut lrs = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 2);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        let intids = lrs.map(|v| v & lr::VINTID_MASK);
+        assert_eq!(intids, [1, 2, 26], "lrs {lrs:x?}");
+        assert_eq!(gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(), [3]);
+        // Listed, the PPI no longer holds an LR back: the SGI waits only
+        // for a free one.
+        lrs[0] = 0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        assert_eq!(lrs[0] & lr::VINTID_MASK, 3);
+
+        let mut gic = sgis_at(0x80);
+        let mut lrs = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 3);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+    }
+
+    /// Review 48 R48-3, the documented limit of [`L1Gic::deactivate`]: SPI
+    /// 48, listed for vCPU 0 and acknowledged there (active in its LR),
+    /// deactivated by an HW = 1 entry of vCPU 1's L2: neither vCPU 1's
+    /// LRs nor the model hold it active, so it stays active in vCPU 0's LR
+    /// (and is not forwarded again).
+    #[test]
+    fn an_hw_deactivation_on_another_vcpu_leaves_a_listed_spi_active() {
+        use crate::nested::vgic::deactivate_listed;
+        let mut gic = awake_gic();
+        gic.write(D, 0x104, 4, 1 << 16);
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        gic.write(D, 0x204, 4, 1 << 16);
+        let mut vcpu0 = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0, true, &[]), 1);
+        assert_eq!(vcpu0[0] & lr::VINTID_MASK, 48);
+        vcpu0[0] = vcpu0[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let mut vcpu1 = [0u64; 3];
+        assert!(!deactivate_listed(&mut vcpu1, 48));
+        assert!(!gic.deactivate(1, 48));
+        assert_eq!(LrState::of(vcpu0[0]), LrState::Active);
+        // vCPU 0's own HW = 1 deactivation is the handled case.
+        assert!(deactivate_listed(&mut vcpu0, 48));
+        assert_eq!(vcpu0[0], 0);
     }
 
     /// Review 47 R47-3: with one free LR, the highest-priority interrupt
@@ -1490,13 +1581,13 @@ mod tests {
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(D, 0x204, 4, 1 << 16);
         let mut lrs = [pending_lr(26, 0xa0), 0];
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
         assert_eq!(lrs[1] & lr::VINTID_MASK, 2, "lrs {lrs:x?}");
         lrs[1] = 0;
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
         assert_eq!(lrs[1] & lr::VINTID_MASK, 48, "lrs {lrs:x?}");
         lrs[1] = 0;
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
         assert_eq!(lrs[1] & lr::VINTID_MASK, 1, "lrs {lrs:x?}");
     }
 
@@ -1511,8 +1602,8 @@ mod tests {
         gic.send_sgi(0, 2 << 24 | 1);
         let mut lrs0 = [pending_lr(26, 0xa0), 0, 0];
         let mut lrs1 = lrs0;
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
-        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true, &[]), 1);
         assert_eq!(lrs0[1], pending_lr(2, 0));
         assert_eq!(lrs1[1], pending_lr(48, 0));
         (gic, lrs0, lrs1)
@@ -1575,11 +1666,11 @@ mod tests {
         // Pending and active (acknowledged, then a second edge merged):
         // the clear leaves it active.
         gic.send_sgi(0, 2 << 24 | 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         gic.withdraw_listed(0, &mut lrs0, true);
         gic.send_sgi(0, 2 << 24 | 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
         gic.write(R0, 0x1_0280, 4, 1 << 2);
         gic.withdraw_listed(0, &mut lrs0, true);
@@ -1615,8 +1706,8 @@ mod tests {
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(R0, 0x1_0100, 4, 1 << 2);
         assert_eq!(gic.wanting(), 0b11);
-        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true), 1);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut lrs1, true, &[]), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(lrs1[1], pending_lr(48, 0));
         assert_eq!(lrs0[1], pending_lr(2, 0));
         assert_eq!(gic.wanting(), 0);
@@ -1640,7 +1731,7 @@ mod tests {
         assert!(gic.withdraw_listed(1, &mut lrs1, true));
         assert_eq!(lrs1[1], 0);
         assert_eq!(gic.wanting(), 0b01);
-        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true), 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(lrs0[2], pending_lr(48, 0));
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16);

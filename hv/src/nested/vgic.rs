@@ -30,10 +30,12 @@
 //!   ([`hardware_lr`]), so L2's deactivation, which does not trap, raises
 //!   hv's EOI maintenance interrupt and L2 exits. At that exit (every
 //!   exit from L2, [`L1Interface::hw_deactivations`]) hv deactivates
-//!   pINTID in L1's view: the list register of L1's own interface that
-//!   holds it active ([`deactivate_listed`]; a timer PPI or an SGI/SPI hv
-//!   listed, which L1 acknowledged) and the active bit L1 may have set in
-//!   its distributor model (`nested::gic::L1Gic::deactivate`). L1 reads
+//!   pINTID in L1's view: the list register of this vCPU's L1 interface
+//!   that holds it active ([`deactivate_listed`]; a timer PPI or an
+//!   SGI/SPI hv listed, which L1 acknowledged on this vCPU: an SPI L1
+//!   acknowledged on another vCPU stays active there, a limit,
+//!   `nested::gic::L1Gic::deactivate`) and the active bit L1 may have set
+//!   in its distributor model (`nested::gic::L1Gic::deactivate`). L1 reads
 //!   back its LR as the hardware leaves it: State from the hardware, HW,
 //!   pINTID and the rest as written (the EOI bit is hv's: EOI is not a
 //!   field of an HW = 1 entry, and ICH_EISR_EL2 never shows one).
@@ -729,9 +731,10 @@ pub const L1_OWN_START: L1Interface = L1Interface {
     vmcr: 0,
 };
 
-/// The priority of L1's maintenance interrupt: hv emulates no
-/// redistributor for L1, so its PPI has the reset priority hv's vGIC
-/// gives every guest interrupt.
+/// The priority hv lists L1's maintenance interrupt and timer PPIs with:
+/// the reset priority hv's vGIC gives every guest interrupt (L1's
+/// GICR_IPRIORITYR values for its PPIs are kept and read back but not
+/// used, `nested::gic`).
 pub const L1_MAINTENANCE_PRIORITY: u8 = crate::vgic::DEFAULT_PRIORITY;
 
 /// The list register of L1's own interface that carries its maintenance

@@ -151,6 +151,7 @@ pub(super) fn l1_access(
     match l1_vector_access(register, &v.features, at_el2.sve, at_el2.sme) {
         L1VectorAccess::Undefined => return false,
         L1VectorAccess::Trap(esr) => {
+            super::once(super::Note::L1VectorTrapAtVel2);
             exception_for_l1(vcpu, frame, esr, None);
             return true;
         }
