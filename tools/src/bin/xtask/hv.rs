@@ -1012,7 +1012,7 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=linux hv.wfxt=off",
         expect: Expect::Marker {
             cpus: 3,
-            kvm: "ok",
+            kvm: "ok irq=ok",
         },
         ..boot(MAX, 4, "512M")
     },
