@@ -1723,8 +1723,8 @@ mod tests {
         gic.write(D, 0x204, 4, 1 << 16);
         gic.write(D, 0x6000 + 48 * 8, 8, 0);
         assert_eq!(
-            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
-            [],
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<u32>>(),
+            [0u32; 0],
             "SPI 48 waits for vCPU 1 to withdraw it"
         );
         assert_eq!(gic.wanting(), 0b10);
