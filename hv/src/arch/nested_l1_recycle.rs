@@ -19,7 +19,8 @@
 //! 3. starts vCPU 1 with PSCI CPU_ON (MPIDR 1, context 1). If hv gives it
 //!    one (three CPUs or more: vCPU 0, the service, vCPU 1), vCPU k runs
 //!    L2 2 + k in one long run: it writes the run's number to its P + 8,
-//!    then reads its page until vCPU 0 sets its stop word Q + 8, and
+//!    then reads its page (adding one to its heartbeat P + 16 each time
+//!    round) until vCPU 0 sets its stop word Q + 8, and
 //!    reports with `hvc #1` (`hvc #2` with the first value not its own,
 //!    which fails the run); the L2 is in L2 all the time and never
 //!    re-enters on its own, so its context's used bit stays clear and the
@@ -41,8 +42,8 @@
 //!    its next life must not see, and that VTTBR_EL2 (a VNCR word its
 //!    earlier life set) reads 0: the restart's cleared page;
 //! 5. for rounds 1 to [`ROUNDS`], for each g of 0-2 (with other vCPUs
-//!    running, once each one's L2 is inside its run, so this entry's
-//!    recycle finds it there): programs VTTBR_EL2 and ERETs into L2 g at
+//!    running, once each one's L2 is inside its run and its heartbeat
+//!    moved twice, so this entry's recycle finds it there): programs VTTBR_EL2 and ERETs into L2 g at
 //!    0x80000 (EL1h) with the round in x1. L2 reads P and Q through
 //!    0x100000 and 0x101000, writes the round to 0x100008, reads it back
 //!    and reports with `hvc #1`;
@@ -241,13 +242,17 @@ umbra_l1r_image:
 // Enters L2 g (state: round, g) with the round in x1. With other vCPUs
 // running (live), first waits until each one's L2 (3 on vCPU 1, 4 on vCPU
 // 2) is inside its run (it wrote the run's number to its P + 8 and L1 has
-// not counted the run complete), where the recycle this entry may cause
-// finds it. Such an L2 stays in that run until its stop word, so it never
-// re-enters on its own: its context's used bit stays clear and the
-// service's clock picks it as a victim. (Short runs,
-// one completed before each entry, caught L2 3 between runs or just
-// re-entered, its context given a second chance: in ~5% of runs under
-// load no recycle interrupted it.)
+// not counted the run complete) and its loop's heartbeat moved twice
+// since, where the recycle this entry may cause finds it. Such an L2
+// stays in that run until its stop word, so it never re-enters on its
+// own: its context's used bit stays clear and the service's clock picks
+// it as a victim within two entries. (Short runs, one completed before
+// each entry, caught L2 3 between runs or just re-entered, its context
+// given a second chance: in ~5% of runs under load no recycle interrupted
+// it. Without the heartbeat wait, vCPU 0's entries came while vCPU 1 was
+// still re-entering after the previous recycle of its context, kicked
+// at its kick check rather than interrupted in L2: in ~10% of runs no
+// recycle interrupted it.)
 umbra_l1r_enter:
     adr     x9, umbra_l1r_image
     mov     x26, #1
@@ -262,11 +267,25 @@ umbra_l1r_enter:
 25: ldr     x6, [x5]
     ldr     x1, [x12, #8]
     cmp     x1, x6
-    b.hi    28f
+    b.hi    44f
     subs    x2, x2, #1
     b.ne    25b
     mov     x11, x26
     adr     x10, umbra_l1r_msg_no_progress
+    b       umbra_l1r_fail
+    // Inside its run, and then its loop's heartbeat (P + 16) goes round
+    // twice more: it is running in L2 now, past the faults and re-entry
+    // an earlier recycle of its context caused, with nothing left to
+    // recycle under it but this entry.
+44: ldr     x7, [x12, #16]
+    add     x7, x7, #2
+45: ldr     x1, [x12, #16]
+    cmp     x1, x7
+    b.hs    28f
+    subs    x2, x2, #1
+    b.ne    45b
+    mov     x11, x26
+    adr     x10, umbra_l1r_msg_no_heartbeat
     b       umbra_l1r_fail
 28: add     x26, x26, #1
     cmp     x26, #3
@@ -678,6 +697,7 @@ umbra_l1r_msg_cpu_on_again: .asciz "PSCI CPU_ON for vCPU 2 after its CPU_OFF fai
 umbra_l1r_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
 umbra_l1r_msg_cpu_on:   .asciz "PSCI CPU_ON for vCPU 1 failed: "
 umbra_l1r_msg_no_progress: .asciz "a vCPU's L2 was not inside a run when vCPU 0 entered its L2, vCPU "
+umbra_l1r_msg_no_heartbeat: .asciz "a vCPU's L2, inside its run, stopped going round its loop (its heartbeat at P + 16 did not move), vCPU "
 umbra_l1r_msg_vmpidr_reset: .asciz "a started vCPU's VMPIDR_EL2 before it wrote it is not its own MPIDR_EL1 (hv's reset at every CPU_ON): "
 umbra_l1r_msg_vpidr_reset: .asciz "a started vCPU's VPIDR_EL2 before it wrote it is not its own MIDR_EL1 (hv's reset at every CPU_ON): "
 umbra_l1r_msg_bad_mpidr: .asciz "a started vCPU's MPIDR_EL1 is not its CPU_ON target (1 or 2): "
@@ -720,6 +740,9 @@ umbra_l1r_l2_loop:
 22: ldr     x2, [x5]
     cmp     x2, x1
     b.ne    23f
+    ldr     x6, [x5, #16]
+    add     x6, x6, #1
+    str     x6, [x5, #16]
     ldr     x2, [x5, #0x1008]
     cbz     x2, 22b
     hvc     #1
