@@ -279,6 +279,7 @@ umbra_l1r_enter:
     // recycle under it but this entry.
 44: ldr     x7, [x12, #16]
     add     x7, x7, #2
+    UMBRA_L1R_MOV64 x2, {stop_spins}
 45: ldr     x1, [x12, #16]
     cmp     x1, x7
     b.hs    28f
