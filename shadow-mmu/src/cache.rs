@@ -147,9 +147,16 @@ const PAGE_MASK: u64 = (1 << PAGE_LOG2) - 1;
 /// of at least 64 buckets.
 const NEIGHBOURS_LOG2: u32 = 6;
 
+/// The page-in-region bits `o` of [`leaf_hash`] (bits 12 and up of a
+/// key's low half), for regions of `2^neighbours_log2` pages.
+const fn neighbour_bits(neighbours_log2: u32) -> u32 {
+    ((1 << neighbours_log2) - 1) << 12
+}
+
 /// The table hash of a leaf key, for a table that puts the 4 KiB leaves of
-/// each `2^neighbours_log2`-page region in consecutive buckets: a bijection
-/// of the key (so a tag match is a key match, [`Keyed::HASH_IS_KEY`]).
+/// each region of pages `neighbour_bits` ([`neighbour_bits`]) spans in
+/// consecutive buckets: a bijection of the key (so a tag match is a key
+/// match, [`Keyed::HASH_IS_KEY`]).
 ///
 /// A fault that misses the shadow usually comes after its neighbour's
 /// (L2 touching memory in order, an L0 unmap refaulting a range): with a
@@ -184,16 +191,15 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// multiplication (a bijection of the high half). Unkeyed, whoever picks
 /// L2 IPAs could aim every page at one bucket (review 38 R38-1).
 #[inline]
-fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
-    let low = key & 0xffff_ffff;
-    let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
+fn leaf_hash(key: u64, neighbour_bits: u32, secret: u64) -> u64 {
+    let low = key as u32;
     let neighbour = (low & neighbour_bits) >> 12;
-    let mixed_low = region_mix((low & !neighbour_bits) as u32 ^ secret as u32);
+    let mixed_low = region_mix((low & !neighbour_bits) ^ secret as u32);
     let mixed_high = ((key >> 32) as u32 ^ (secret >> 32) as u32).wrapping_mul(0x85eb_ca6b);
     // The bucket bits are the low ones: fold the product's high bits in.
     let mixed_high = mixed_high ^ (mixed_high >> 16);
-    let high = (mixed_high ^ mixed_low).wrapping_add(neighbour as u32);
-    (u64::from(high) << 32) | low
+    let high = (mixed_high ^ mixed_low).wrapping_add(neighbour);
+    (u64::from(high) << 32) | u64::from(low)
 }
 
 /// The Feistel round function of [`leaf_hash`] (any function keeps the
@@ -219,10 +225,11 @@ pub(crate) struct LeafHasher {
     /// Keys the leaf and path hashes (secret: from
     /// `ServiceConfig::hash_seed`).
     secret: u64,
-    /// log2 of the pages whose leaves take consecutive buckets
-    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
-    /// fewer buckets than that.
-    neighbours_log2: u32,
+    /// The page-in-region bits ([`neighbour_bits`]) of regions of
+    /// [`NEIGHBOURS_LOG2`] pages, or fewer in a table with fewer buckets
+    /// than that: the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]).
+    neighbour_bits: u32,
 }
 
 impl LeafHasher {
@@ -232,18 +239,24 @@ impl LeafHasher {
         let buckets = crate::table::buckets_for(leaf_capacity).trailing_zeros();
         LeafHasher {
             secret,
-            neighbours_log2: if buckets < NEIGHBOURS_LOG2 {
+            neighbour_bits: neighbour_bits(if buckets < NEIGHBOURS_LOG2 {
                 buckets
             } else {
                 NEIGHBOURS_LOG2
-            },
+            }),
         }
+    }
+
+    /// log2 of the pages of a region.
+    #[cfg(test)]
+    fn neighbours_log2(&self) -> u32 {
+        (self.neighbour_bits >> 12).trailing_ones()
     }
 
     /// The table hash of leaf key `key`.
     #[inline]
     fn hash(&self, key: u64) -> u64 {
-        leaf_hash(key, self.neighbours_log2, self.secret)
+        leaf_hash(key, self.neighbour_bits, self.secret)
     }
 }
 
@@ -1221,10 +1234,14 @@ mod tests {
                 let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
                 let base = x & !((1u64 << size_log2) - 1);
                 for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
-                    assert_eq!(unhash(leaf_hash(key, n, secret), n), key, "{key:#x} n {n}");
+                    assert_eq!(
+                        unhash(leaf_hash(key, neighbour_bits(n), secret), n),
+                        key,
+                        "{key:#x} n {n}"
+                    );
                 }
             }
-            let bucket = |key: u64| (leaf_hash(key, n, secret) >> 32) & 0xffff;
+            let bucket = |key: u64| (leaf_hash(key, neighbour_bits(n), secret) >> 32) & 0xffff;
             let region = 0x80_1234_0000u64;
             let first = bucket(leaf_key(region, 12));
             for page in 0..1u64 << n {
@@ -1243,7 +1260,9 @@ mod tests {
     #[test]
     fn leaf_buckets_are_keyed() {
         let buckets = 1024u64;
-        let bucket = |key: u64, secret: u64| (leaf_hash(key, 6, secret) >> 32) & (buckets - 1);
+        let bucket = |key: u64, secret: u64| {
+            (leaf_hash(key, neighbour_bits(6), secret) >> 32) & (buckets - 1)
+        };
         for (step, secrets) in [
             // Regions of the low half, and IPAs differing above bit 32.
             (1u64 << 21, [0x1234_5678, 0x1234_5679]),
@@ -1276,7 +1295,7 @@ mod tests {
     #[test]
     fn a_small_cache_spreads_strided_pages() {
         let cache = WalkCache::new(64, 16, 0);
-        assert_eq!(cache.hasher.neighbours_log2, 4);
+        assert_eq!(cache.hasher.neighbours_log2(), 4);
         let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
             let key = leaf_key(0x80_0000_0000 + (page << 16), 12);
@@ -1285,10 +1304,10 @@ mod tests {
         let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
         assert!(overflow <= 16, "{per_bucket:?}");
         assert_eq!(
-            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2,
+            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2(),
             NEIGHBOURS_LOG2
         );
-        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2, 0);
+        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2(), 0);
     }
 
     /// A leaf of `2^size_log2` bytes at `ipa_base`.

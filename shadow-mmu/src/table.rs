@@ -495,9 +495,17 @@ impl<T: Keyed + 'static> Table<T> {
     }
 
     #[inline]
+    #[inline]
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
-        &self.buckets[self.bucket_index(hash)]
+        let index = self.bucket_index(hash);
+        debug_assert!(index < self.buckets.len());
+        // SAFETY: `index` is masked with `bucket_mask`, which `with_stash`
+        // set to the bucket count (a power of two) minus one; neither
+        // field changes after. Unchecked because this is every lookup's
+        // bucket: the check was a load of the length, a compare and a
+        // branch on the hit path, twice (the directory's and the leaf's).
+        unsafe { self.buckets.get_unchecked(index) }
     }
 
     /// Asks for the bucket `hash` selects (its cache line), ahead of a
