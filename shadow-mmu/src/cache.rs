@@ -22,6 +22,7 @@
 //!   older one are dead at once for every lookup, and their slots are
 //!   reused by later inserts.
 
+use alloc::sync::Arc;
 use core::cell::Cell;
 
 use walker::{
@@ -32,7 +33,9 @@ use walker::{
 use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
-use crate::table::{hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, Table};
+use crate::table::{
+    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, Table,
+};
 
 /// A cached valid translation of one L1 block or page.
 ///
@@ -193,8 +196,10 @@ const fn neighbour_bits(neighbours_log2: u32) -> u32 {
 #[inline]
 fn leaf_hash(key: u64, neighbour_bits: u32, secret: u64) -> u64 {
     let low = key as u32;
-    let neighbour = (low & neighbour_bits) >> 12;
-    let mixed_low = region_mix((low & !neighbour_bits) ^ secret as u32);
+    let in_region = low & neighbour_bits;
+    let neighbour = in_region >> 12;
+    // `low & !neighbour_bits`, without the mask's complement.
+    let mixed_low = region_mix((low ^ in_region) ^ secret as u32);
     let mixed_high = ((key >> 32) as u32 ^ (secret >> 32) as u32).wrapping_mul(0x85eb_ca6b);
     // The bucket bits are the low ones: fold the product's high bits in.
     let mixed_high = mixed_high ^ (mixed_high >> 16);
@@ -594,6 +599,11 @@ const fn second_bucket_key(secret: u64) -> u64 {
     secret.rotate_left(32) ^ 0x6a09_e667_f3bc_c909
 }
 
+/// A slot's cache as its contexts hold it: its `Arc`, with the leaf
+/// table's bucket array beside it for the hit path ([`HeldTable`],
+/// [`WalkCache::lookup`]).
+pub(crate) type HeldCache = HeldTable<WalkCache, CachedWalk>;
+
 /// The cache of one context. See the module documentation.
 ///
 /// Laid out for the hit path ([`WalkCache::lookup`]): what it reads (the
@@ -720,29 +730,33 @@ impl WalkCache {
     /// size, the smallest a granule has, is probed first whenever the
     /// cache holds pages). A `hasher` not this cache's could only make
     /// lookups miss (keys are compared), never hit wrongly.
+    ///
+    /// `cache` is the cache as a context holds it ([`HeldCache`]): the
+    /// first-bucket probes take the leaf table's bucket array from there,
+    /// not from the cache's line, so they need not wait for that line.
     #[inline(always)]
     pub(crate) fn lookup<'g>(
-        &self,
+        cache: &HeldCache,
         ipa: u64,
         retired_at: &AtomicU64,
         hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
-        debug_assert_eq!(*hasher, self.hasher);
+        debug_assert_eq!(*hasher, cache.hasher);
         let page_key = leaf_key(ipa & !PAGE_MASK, PAGE_LOG2);
         let page_hash = hasher.hash(page_key);
-        let flush = self.flush.load(Ordering::Acquire);
+        let flush = cache.flush.load(Ordering::Acquire);
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
         }
         // A hint (see `insert_leaf`): a bit not seen yet is a miss, and
         // the flush number's Acquire above already orders the probes.
-        let all_sizes = self.leaf_sizes.load(Ordering::Relaxed);
+        let all_sizes = cache.leaf_sizes.load(Ordering::Relaxed);
         // Each size's first bucket, then (out of line) each size's second,
         // then the stash: a leaf in its first bucket (the common hit) is
         // found without reading another line.
         if all_sizes & (1 << PAGE_LOG2) != 0 {
-            let found = self.leaves.get_in_bucket(page_key, page_hash, guard);
+            let found = cache.get_in_bucket(page_key, page_hash, guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
                 return Some(entry);
             }
@@ -752,12 +766,17 @@ impl WalkCache {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
             let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
-            let found = self.leaves.get_in_bucket(key, hasher.hash(key), guard);
+            let found = cache.get_in_bucket(key, hasher.hash(key), guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
                 return Some(entry);
             }
         }
-        self.lookup_beyond_first(ipa, flush, all_sizes, guard)
+        cache.lookup_beyond_first(ipa, flush, all_sizes, guard)
+    }
+
+    /// The cache as a context holds it (see [`HeldCache`]).
+    pub(crate) fn held(cache: Arc<WalkCache>) -> HeldCache {
+        HeldTable::new(cache, |cache| &cache.leaves)
     }
 
     /// The cache's leaf hash (for [`WalkCache::lookup`]).
@@ -1411,7 +1430,8 @@ mod tests {
                     let secret = next();
                     let leaves = leaf_pattern(pattern, pages, &mut next);
                     assert_eq!(leaves.len() as u64, pages);
-                    let cache = WalkCache::new(2 * pages as usize, 16, secret);
+                    let cache =
+                        WalkCache::held(Arc::new(WalkCache::new(2 * pages as usize, 16, secret)));
                     let mut index = CacheIndex::default();
                     let guard = handle.pin();
                     let evicted = leaves
@@ -1435,9 +1455,14 @@ mod tests {
                         })
                         .count();
                     // And each hits.
-                    assert!(leaves.iter().all(|&(base, _)| cache
-                        .lookup(base, &live, cache.hasher(), &guard)
-                        .is_some()));
+                    assert!(leaves.iter().all(|&(base, _)| WalkCache::lookup(
+                        &cache,
+                        base,
+                        &live,
+                        cache.hasher(),
+                        &guard
+                    )
+                    .is_some()));
                     if evicted + missing > 0 {
                         failed += 1;
                         worst = alloc::format!(

@@ -1199,8 +1199,10 @@ where
         l2_ipa: u64,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        // The directory's copy of the collector: it lies in the line of
+        // the directory the lookup reads anyway.
         assert!(
-            guard.collector() == Some(&self.collector),
+            guard.collector() == Some(self.directory.collector()),
             "Service::lookup was given a pin of another epoch collector"
         );
         // Read-only: the recycling hand's used bit is set on the fault
