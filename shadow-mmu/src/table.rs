@@ -209,6 +209,13 @@ pub(crate) struct Table<T: Keyed> {
     reusable: RetireBatch,
 }
 
+/// The bucket `hash` selects in a table whose bucket count minus one is
+/// `bucket_mask`: its high bits (the mixes put their best entropy there).
+#[inline]
+const fn masked_bucket_index(hash: u64, bucket_mask: usize) -> usize {
+    ((hash >> 32) as usize) & bucket_mask
+}
+
 /// A shared owner of a table (the `Arc` of the struct that holds it) with
 /// the table's bucket array address and mask beside it. A probe through it
 /// reads the bucket without first reading the owner's line for the array's
@@ -241,8 +248,7 @@ impl<O, T: Keyed + 'static> HeldTable<O, T> {
         hash: u64,
         guard: &'g Guard,
     ) -> Option<&'g T> {
-        // As `Table::bucket_index`.
-        let index = ((hash >> 32) as usize) & self.bucket_mask;
+        let index = masked_bucket_index(hash, self.bucket_mask);
         // SAFETY: `buckets` is the address of the held table's bucket array
         // (a pointer to the whole slice, cast) and `bucket_mask` its bucket
         // count minus one (a power of two): `index` is in the array. The
@@ -600,7 +606,7 @@ impl<T: Keyed + 'static> Table<T> {
     /// The bucket index `hash` selects.
     #[inline]
     pub(crate) fn bucket_index(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & self.bucket_mask
+        masked_bucket_index(hash, self.bucket_mask)
     }
 
     /// The index of the second bucket of the key whose hash is `hash`, if
