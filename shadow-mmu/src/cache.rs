@@ -253,7 +253,7 @@ impl LeafHasher {
     }
 
     /// log2 of the pages of a region.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn neighbours_log2(&self) -> u32 {
         (self.neighbour_bits >> 12).trailing_ones()
     }
