@@ -22,6 +22,7 @@
 //!   older one are dead at once for every lookup, and their slots are
 //!   reused by later inserts.
 
+use alloc::sync::Arc;
 use core::cell::Cell;
 
 use walker::{
@@ -32,7 +33,9 @@ use walker::{
 use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
-use crate::table::{hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, Keyed, Table};
+use crate::table::{
+    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, Table,
+};
 
 /// A cached valid translation of one L1 block or page.
 ///
@@ -147,9 +150,16 @@ const PAGE_MASK: u64 = (1 << PAGE_LOG2) - 1;
 /// of at least 64 buckets.
 const NEIGHBOURS_LOG2: u32 = 6;
 
+/// The page-in-region bits `o` of [`leaf_hash`] (bits 12 and up of a
+/// key's low half), for regions of `2^neighbours_log2` pages.
+const fn neighbour_bits(neighbours_log2: u32) -> u32 {
+    ((1 << neighbours_log2) - 1) << 12
+}
+
 /// The table hash of a leaf key, for a table that puts the 4 KiB leaves of
-/// each `2^neighbours_log2`-page region in consecutive buckets: a bijection
-/// of the key (so a tag match is a key match, [`Keyed::HASH_IS_KEY`]).
+/// each region of pages `neighbour_bits` ([`neighbour_bits`]) spans in
+/// consecutive buckets: a bijection of the key (so a tag match is a key
+/// match, [`Keyed::HASH_IS_KEY`]).
 ///
 /// A fault that misses the shadow usually comes after its neighbour's
 /// (L2 touching memory in order, an L0 unmap refaulting a range): with a
@@ -184,16 +194,17 @@ const NEIGHBOURS_LOG2: u32 = 6;
 /// multiplication (a bijection of the high half). Unkeyed, whoever picks
 /// L2 IPAs could aim every page at one bucket (review 38 R38-1).
 #[inline]
-fn leaf_hash(key: u64, neighbours_log2: u32, secret: u64) -> u64 {
-    let low = key & 0xffff_ffff;
-    let neighbour_bits = ((1u64 << neighbours_log2) - 1) << 12;
-    let neighbour = (low & neighbour_bits) >> 12;
-    let mixed_low = region_mix((low & !neighbour_bits) as u32 ^ secret as u32);
+fn leaf_hash(key: u64, neighbour_bits: u32, secret: u64) -> u64 {
+    let low = key as u32;
+    let in_region = low & neighbour_bits;
+    let neighbour = in_region >> 12;
+    // `low & !neighbour_bits`, without the mask's complement.
+    let mixed_low = region_mix((low ^ in_region) ^ secret as u32);
     let mixed_high = ((key >> 32) as u32 ^ (secret >> 32) as u32).wrapping_mul(0x85eb_ca6b);
     // The bucket bits are the low ones: fold the product's high bits in.
     let mixed_high = mixed_high ^ (mixed_high >> 16);
-    let high = (mixed_high ^ mixed_low).wrapping_add(neighbour as u32);
-    (u64::from(high) << 32) | low
+    let high = (mixed_high ^ mixed_low).wrapping_add(neighbour);
+    (u64::from(high) << 32) | u64::from(low)
 }
 
 /// The Feistel round function of [`leaf_hash`] (any function keeps the
@@ -219,10 +230,11 @@ pub(crate) struct LeafHasher {
     /// Keys the leaf and path hashes (secret: from
     /// `ServiceConfig::hash_seed`).
     secret: u64,
-    /// log2 of the pages whose leaves take consecutive buckets
-    /// ([`leaf_hash`]): [`NEIGHBOURS_LOG2`], or fewer in a table with
-    /// fewer buckets than that.
-    neighbours_log2: u32,
+    /// The page-in-region bits ([`neighbour_bits`]) of regions of
+    /// [`NEIGHBOURS_LOG2`] pages, or fewer in a table with fewer buckets
+    /// than that: the pages whose leaves take consecutive buckets
+    /// ([`leaf_hash`]).
+    neighbour_bits: u32,
 }
 
 impl LeafHasher {
@@ -232,18 +244,24 @@ impl LeafHasher {
         let buckets = crate::table::buckets_for(leaf_capacity).trailing_zeros();
         LeafHasher {
             secret,
-            neighbours_log2: if buckets < NEIGHBOURS_LOG2 {
+            neighbour_bits: neighbour_bits(if buckets < NEIGHBOURS_LOG2 {
                 buckets
             } else {
                 NEIGHBOURS_LOG2
-            },
+            }),
         }
+    }
+
+    /// log2 of the pages of a region.
+    #[cfg(all(test, not(loom)))]
+    fn neighbours_log2(&self) -> u32 {
+        (self.neighbour_bits >> 12).trailing_ones()
     }
 
     /// The table hash of leaf key `key`.
     #[inline]
     fn hash(&self, key: u64) -> u64 {
-        leaf_hash(key, self.neighbours_log2, self.secret)
+        leaf_hash(key, self.neighbour_bits, self.secret)
     }
 }
 
@@ -581,6 +599,11 @@ const fn second_bucket_key(secret: u64) -> u64 {
     secret.rotate_left(32) ^ 0x6a09_e667_f3bc_c909
 }
 
+/// A slot's cache as its contexts hold it: its `Arc`, with the leaf
+/// table's bucket array beside it for the hit path ([`HeldTable`],
+/// [`WalkCache::lookup`]).
+pub(crate) type HeldCache = HeldTable<WalkCache, CachedWalk>;
+
 /// The cache of one context. See the module documentation.
 ///
 /// Laid out for the hit path ([`WalkCache::lookup`]): what it reads (the
@@ -707,29 +730,33 @@ impl WalkCache {
     /// size, the smallest a granule has, is probed first whenever the
     /// cache holds pages). A `hasher` not this cache's could only make
     /// lookups miss (keys are compared), never hit wrongly.
+    ///
+    /// `cache` is the cache as a context holds it ([`HeldCache`]): the
+    /// first-bucket probes take the leaf table's bucket array from there,
+    /// not from the cache's line, so they need not wait for that line.
     #[inline(always)]
     pub(crate) fn lookup<'g>(
-        &self,
+        cache: &HeldCache,
         ipa: u64,
         retired_at: &AtomicU64,
         hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
-        debug_assert_eq!(*hasher, self.hasher);
+        debug_assert_eq!(*hasher, cache.hasher);
         let page_key = leaf_key(ipa & !PAGE_MASK, PAGE_LOG2);
         let page_hash = hasher.hash(page_key);
-        let flush = self.flush.load(Ordering::Acquire);
+        let flush = cache.flush.load(Ordering::Acquire);
         if flush >= retired_at.load(Ordering::Acquire) {
             return None;
         }
         // A hint (see `insert_leaf`): a bit not seen yet is a miss, and
         // the flush number's Acquire above already orders the probes.
-        let all_sizes = self.leaf_sizes.load(Ordering::Relaxed);
+        let all_sizes = cache.leaf_sizes.load(Ordering::Relaxed);
         // Each size's first bucket, then (out of line) each size's second,
         // then the stash: a leaf in its first bucket (the common hit) is
         // found without reading another line.
         if all_sizes & (1 << PAGE_LOG2) != 0 {
-            let found = self.leaves.get_in_bucket(page_key, page_hash, guard);
+            let found = cache.get_in_bucket(page_key, page_hash, guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
                 return Some(entry);
             }
@@ -739,12 +766,17 @@ impl WalkCache {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
             let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
-            let found = self.leaves.get_in_bucket(key, hasher.hash(key), guard);
+            let found = cache.get_in_bucket(key, hasher.hash(key), guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
                 return Some(entry);
             }
         }
-        self.lookup_beyond_first(ipa, flush, all_sizes, guard)
+        cache.lookup_beyond_first(ipa, flush, all_sizes, guard)
+    }
+
+    /// The cache as a context holds it (see [`HeldCache`]).
+    pub(crate) fn held(cache: Arc<WalkCache>) -> HeldCache {
+        HeldTable::new(cache, |cache| &cache.leaves)
     }
 
     /// The cache's leaf hash (for [`WalkCache::lookup`]).
@@ -1221,10 +1253,14 @@ mod tests {
                 let size_log2 = [12u8, 21, 30, 14, 16, 25, 29, 42][(i % 8) as usize];
                 let base = x & !((1u64 << size_log2) - 1);
                 for key in [leaf_key(base, size_log2), leaf_key(i << 12, 12)] {
-                    assert_eq!(unhash(leaf_hash(key, n, secret), n), key, "{key:#x} n {n}");
+                    assert_eq!(
+                        unhash(leaf_hash(key, neighbour_bits(n), secret), n),
+                        key,
+                        "{key:#x} n {n}"
+                    );
                 }
             }
-            let bucket = |key: u64| (leaf_hash(key, n, secret) >> 32) & 0xffff;
+            let bucket = |key: u64| (leaf_hash(key, neighbour_bits(n), secret) >> 32) & 0xffff;
             let region = 0x80_1234_0000u64;
             let first = bucket(leaf_key(region, 12));
             for page in 0..1u64 << n {
@@ -1243,7 +1279,9 @@ mod tests {
     #[test]
     fn leaf_buckets_are_keyed() {
         let buckets = 1024u64;
-        let bucket = |key: u64, secret: u64| (leaf_hash(key, 6, secret) >> 32) & (buckets - 1);
+        let bucket = |key: u64, secret: u64| {
+            (leaf_hash(key, neighbour_bits(6), secret) >> 32) & (buckets - 1)
+        };
         for (step, secrets) in [
             // Regions of the low half, and IPAs differing above bit 32.
             (1u64 << 21, [0x1234_5678, 0x1234_5679]),
@@ -1276,7 +1314,7 @@ mod tests {
     #[test]
     fn a_small_cache_spreads_strided_pages() {
         let cache = WalkCache::new(64, 16, 0);
-        assert_eq!(cache.hasher.neighbours_log2, 4);
+        assert_eq!(cache.hasher.neighbours_log2(), 4);
         let mut per_bucket = [0usize; 16];
         for page in 0..64u64 {
             let key = leaf_key(0x80_0000_0000 + (page << 16), 12);
@@ -1285,10 +1323,10 @@ mod tests {
         let overflow: usize = per_bucket.iter().map(|n| n.saturating_sub(BUCKET)).sum();
         assert!(overflow <= 16, "{per_bucket:?}");
         assert_eq!(
-            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2,
+            WalkCache::new(1 << 12, 16, 0).hasher.neighbours_log2(),
             NEIGHBOURS_LOG2
         );
-        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2, 0);
+        assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2(), 0);
     }
 
     /// A leaf of `2^size_log2` bytes at `ipa_base`.
@@ -1392,7 +1430,8 @@ mod tests {
                     let secret = next();
                     let leaves = leaf_pattern(pattern, pages, &mut next);
                     assert_eq!(leaves.len() as u64, pages);
-                    let cache = WalkCache::new(2 * pages as usize, 16, secret);
+                    let cache =
+                        WalkCache::held(Arc::new(WalkCache::new(2 * pages as usize, 16, secret)));
                     let mut index = CacheIndex::default();
                     let guard = handle.pin();
                     let evicted = leaves
@@ -1416,9 +1455,14 @@ mod tests {
                         })
                         .count();
                     // And each hits.
-                    assert!(leaves.iter().all(|&(base, _)| cache
-                        .lookup(base, &live, cache.hasher(), &guard)
-                        .is_some()));
+                    assert!(leaves.iter().all(|&(base, _)| WalkCache::lookup(
+                        &cache,
+                        base,
+                        &live,
+                        cache.hasher(),
+                        &guard
+                    )
+                    .is_some()));
                     if evicted + missing > 0 {
                         failed += 1;
                         worst = alloc::format!(

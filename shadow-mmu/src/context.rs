@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 
 use walker::{Endianness, ExposedFeatures, Stage2Registers, Stage2Walker};
 
-use crate::cache::{CacheIndex, CachedPath, CachedWalk, LeafHasher, WalkCache};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, HeldCache, LeafHasher, WalkCache};
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{Collector, Guard};
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
@@ -188,8 +188,9 @@ pub struct Context<S> {
     /// Also the retired flag ([`Context::is_retired`]): one atomic, so the
     /// hit path checks retirement and the flush number with one load.
     retired_at: AtomicU64,
-    /// The slot's cache (shared with the slot's later contexts).
-    pub(crate) cache: Arc<WalkCache>,
+    /// The slot's cache (shared with the slot's later contexts), with its
+    /// leaf table's bucket array here in the hit's line ([`HeldCache`]).
+    pub(crate) cache: HeldCache,
     /// The walker's output size (`Stage2Walker::output_size_bits`), beside
     /// the other fields the hit path reads.
     output_size_bits: u32,
@@ -233,7 +234,7 @@ impl<S> Context<S> {
         Context {
             key,
             retired_at: AtomicU64::new(u64::MAX),
-            cache,
+            cache: WalkCache::held(cache),
             output_size_bits: walker.output_size_bits(),
             shadow_vmid,
             walker,
@@ -334,16 +335,14 @@ impl<S> Context<S> {
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
         let oa_bits = self.output_size_bits;
-        self.cache
-            .lookup(ipa, &self.retired_at, hasher, guard)
-            .filter(|hit| {
-                debug_assert_eq!(
-                    hit.output_base >> oa_bits,
-                    0,
-                    "a cached leaf's base is inside"
-                );
-                u32::from(hit.size_log2) <= oa_bits || hit.output_address(ipa) >> oa_bits == 0
-            })
+        WalkCache::lookup(&self.cache, ipa, &self.retired_at, hasher, guard).filter(|hit| {
+            debug_assert_eq!(
+                hit.output_base >> oa_bits,
+                0,
+                "a cached leaf's base is inside"
+            );
+            u32::from(hit.size_log2) <= oa_bits || hit.output_address(ipa) >> oa_bits == 0
+        })
     }
 
     /// [`Context::cached`], for the loom models.
@@ -747,22 +746,28 @@ pub enum Created {
 pub(crate) const DIRECTORY_PLACES_PER_SLOT: usize = 4;
 
 /// The set of contexts. See the module documentation.
+///
+/// What the hit path reads (`Directory::cached` and the service's pin
+/// check) is the first cache line: the hash keys, the leaf hasher, the
+/// collector and the table's bucket array (which [`Table`] puts first).
+/// Those lay on four lines, up to 0x300 bytes apart.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Directory<S> {
-    table: Table<Context<S>>,
-    state: Mutex<DirectoryState<S>>,
-    vmids: ShadowVmids,
-    capacity: Capacity,
-    features: ExposedFeatures,
     /// The secret keys of a context key's two bucket hashes.
     hash_keys: [u64; 2],
-    /// The secret key of every slot's cache hashes (`WalkCache::new`).
-    cache_key: u64,
     /// Every slot's cache's leaf hash (`WalkCache::hasher`: one key, one
     /// capacity), for the hit path to hash before it reads a context.
     leaf_hasher: LeafHasher,
     /// The epoch collector every guard passed in must belong to.
     collector: Collector,
+    table: Table<Context<S>>,
+    state: Mutex<DirectoryState<S>>,
+    vmids: ShadowVmids,
+    capacity: Capacity,
+    features: ExposedFeatures,
+    /// The secret key of every slot's cache hashes (`WalkCache::new`).
+    cache_key: u64,
 }
 
 /// # Panics
@@ -822,6 +827,7 @@ impl<S: 'static> Directory<S> {
     }
 
     /// The epoch collector the directory's guards must come from.
+    #[inline]
     pub fn collector(&self) -> &Collector {
         &self.collector
     }

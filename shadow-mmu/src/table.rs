@@ -84,6 +84,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use core::ptr::NonNull;
 
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
@@ -206,6 +207,95 @@ pub(crate) struct Table<T: Keyed> {
     /// Allocations taken from `pool` a batch at a time and not yet reused
     /// (writers only; contents dropped, memory uninitialised).
     reusable: RetireBatch,
+}
+
+/// The bucket `hash` selects in a table whose bucket count minus one is
+/// `bucket_mask`: its high bits (the mixes put their best entropy there).
+#[inline]
+const fn masked_bucket_index(hash: u64, bucket_mask: usize) -> usize {
+    ((hash >> 32) as usize) & bucket_mask
+}
+
+/// A shared owner of a table (the `Arc` of the struct that holds it) with
+/// the table's bucket array address and mask beside it. A probe through it
+/// reads the bucket without first reading the owner's line for the array's
+/// address, so the bucket's load does not wait for that line: the hit
+/// path's leaf bucket (each `Context` keeps its cache's leaf table this
+/// way, in its own first line) comes one load earlier in the chain of
+/// dependent loads a hit waits for. Dereferences to the owner.
+pub(crate) struct HeldTable<O, T: Keyed> {
+    buckets: NonNull<Bucket<T>>,
+    bucket_mask: usize,
+    owner: Arc<O>,
+}
+
+impl<O, T: Keyed + 'static> HeldTable<O, T> {
+    /// `owner`'s table `table` (which returns a table `owner` holds).
+    pub(crate) fn new(owner: Arc<O>, table: fn(&O) -> &Table<T>) -> Self {
+        let held = table(&owner);
+        HeldTable {
+            buckets: NonNull::from(&*held.buckets).cast(),
+            bucket_mask: held.bucket_mask,
+            owner,
+        }
+    }
+
+    /// [`Table::get_in_bucket`] of the held table.
+    #[inline]
+    pub(crate) fn get_in_bucket<'g>(
+        &self,
+        key: T::Key,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<&'g T> {
+        let index = masked_bucket_index(hash, self.bucket_mask);
+        // SAFETY: `buckets` is the address of the held table's bucket array
+        // (a pointer to the whole slice, cast) and `bucket_mask` its bucket
+        // count minus one (a power of two): `index` is in the array. The
+        // table was borrowed from `owner` (`table` returns a reference
+        // that lives as long as the borrow of the owner given to it), which
+        // this struct keeps alive, and a table's bucket array is never
+        // replaced or freed while it lives (no method takes `&mut Table`
+        // but `Drop`), so the array outlives `self`. Only shared references
+        // to the buckets (atomics) are made, as through `&Table`.
+        let bucket = unsafe { &*self.buckets.as_ptr().add(index) };
+        Table::get_in(bucket, key, hash, guard)
+    }
+}
+
+impl<O, T: Keyed> core::ops::Deref for HeldTable<O, T> {
+    type Target = O;
+    fn deref(&self) -> &O {
+        &self.owner
+    }
+}
+
+impl<O: core::fmt::Debug, T: Keyed> core::fmt::Debug for HeldTable<O, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeldTable")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: a `HeldTable` is its owner's `Arc` and a shared view of a table
+// the owner holds: sending it sends the `Arc` and lets the receiver read
+// the table through `&Table` (so the table must be `Sync`), as sending the
+// `Arc` alone would.
+unsafe impl<O, T: Keyed> Send for HeldTable<O, T>
+where
+    Arc<O>: Send,
+    Table<T>: Sync,
+{
+}
+
+// SAFETY: sharing a `HeldTable` shares the `Arc` and reads of the table
+// through `&Table`, as sharing the `Arc` alone would.
+unsafe impl<O, T: Keyed> Sync for HeldTable<O, T>
+where
+    Arc<O>: Sync,
+    Table<T>: Sync,
+{
 }
 
 /// A table's pool keeps at most one node allocation per this many places
@@ -497,7 +587,14 @@ impl<T: Keyed + 'static> Table<T> {
     #[inline]
     fn bucket(&self, hash: u64) -> &Bucket<T> {
         // High bits: the mix puts its best entropy there.
-        &self.buckets[self.bucket_index(hash)]
+        let index = self.bucket_index(hash);
+        debug_assert!(index < self.buckets.len());
+        // SAFETY: `index` is masked with `bucket_mask`, which `with_stash`
+        // set to the bucket count (a power of two) minus one; neither
+        // field changes after. Unchecked because this is every lookup's
+        // bucket: the check was a load of the length, a compare and a
+        // branch on the hit path, twice (the directory's and the leaf's).
+        unsafe { self.buckets.get_unchecked(index) }
     }
 
     /// Asks for the bucket `hash` selects (its cache line), ahead of a
@@ -509,7 +606,7 @@ impl<T: Keyed + 'static> Table<T> {
     /// The bucket index `hash` selects.
     #[inline]
     pub(crate) fn bucket_index(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & self.bucket_mask
+        masked_bucket_index(hash, self.bucket_mask)
     }
 
     /// The index of the second bucket of the key whose hash is `hash`, if
