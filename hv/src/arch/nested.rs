@@ -906,7 +906,9 @@ pub fn run(
         | NestedDemo::GicNoList
         | NestedDemo::GicNoEoiMaintenance
         | NestedDemo::GicNoPowerOff
-        | NestedDemo::GicNoWithdraw => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoWithdraw
+        | NestedDemo::GicNoReadSync
+        | NestedDemo::GicNoReprioritize => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1132,6 +1134,8 @@ pub fn run(
             NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
             NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
             NestedDemo::GicNoWithdraw => L1GicDefect::NoWithdraw,
+            NestedDemo::GicNoReadSync => L1GicDefect::NoReadSync,
+            NestedDemo::GicNoReprioritize => L1GicDefect::NoReprioritize,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1252,6 +1256,8 @@ pub fn run(
             NestedDemo::GicNoEoiMaintenance => " (gic-no-eoi-maintenance: L1's SGIs and SPIs are listed without the EOI bit; this run must fail)",
             NestedDemo::GicNoPowerOff => " (gic-no-power-off: L1's CPU_OFF neither hands its listed interrupts back nor puts its redistributor to sleep; this run must fail)",
             NestedDemo::GicNoWithdraw => " (gic-no-withdraw: an interrupt listed and not acknowledged stays in the vCPU's list registers after L1 clears it pending, disables or re-routes it; this run must fail)",
+            NestedDemo::GicNoReadSync => " (gic-no-read-sync: a pending read does not sync the vCPUs holding what it reads, so an interrupt another vCPU acknowledged reads pending until that vCPU's next exit; this run must fail)",
+            NestedDemo::GicNoReprioritize => " (gic-no-reprioritize: a new priority does not reach an interrupt already listed; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1609,6 +1615,7 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
         &access,
         stored,
         me,
+        nested.l1_gic_defect,
         |targets| kick_l1_vcpus(nested, me, targets),
         || {
             once(Note::L1PpiActive);

@@ -14,7 +14,9 @@
 //! then [`interrupts_l2`] to take L2 out to L1's IRQ vector.
 //!
 //! The lock is taken inside a vCPU's exit (its own vCPU lock held, never
-//! another's), briefly, and nothing is waited for while it is held.
+//! another's), briefly, and nothing is waited for while it is held. A
+//! load that reads what other vCPUs hold listed waits for their exits
+//! with it free, bounded ([`sync_holders`]).
 
 use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
@@ -59,7 +61,19 @@ pub enum L1GicDefect {
     /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
     /// the sender itself arrives).
     NoCrossVcpuSgi,
+    /// `gic-no-read-sync`: a pending read (GICD_ISPENDR, GICR_ISPENDR0
+    /// and their clear twins) neither waits for nor kicks the vCPUs
+    /// holding what it reads: an interrupt another vCPU acknowledged
+    /// reads pending until that vCPU's next exit.
+    NoReadSync,
+    /// `gic-no-reprioritize`: a new priority L1 writes does not reach an
+    /// interrupt already listed (the LR keeps the old one).
+    NoReprioritize,
 }
+
+/// The longest a load of L1's GIC waits for the vCPUs holding what it
+/// reads ([`mmio`]): 10 ms.
+const READ_SYNC_BOUND_HZ_DIVISOR: u64 = 100;
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
 pub fn reset(vcpus: usize) {
@@ -70,7 +84,9 @@ pub fn reset(vcpus: usize) {
 /// `layout`'s frames from vCPU `vcpu`, with `value` the low bytes of the
 /// stored register: the load's raw value (None for a store), or Err(())
 /// when `access` is not in L1's GIC. The vCPUs that now have something
-/// forwarded to them go to `kick`. The PPI bits of the vCPU's own
+/// forwarded to them go to `kick`. A load of pending bits that vCPUs hold
+/// listed (`nested::gic::L1Gic::read_holders`) first syncs them
+/// ([`sync_holders`]), so it reads what they acknowledged before it. The PPI bits of the vCPU's own
 /// GICR_ISACTIVER0 and GICR_ICACTIVER0 are the entries of its own
 /// interface (in the hardware during the exit) that hold them
 /// (`nested::gic::write_listed_ppis_active`; `ppi_active_written` is
@@ -82,7 +98,8 @@ pub fn mmio(
     access: &MmioAccess,
     value: u64,
     vcpu: usize,
-    kick: impl FnOnce(u32),
+    defect: L1GicDefect,
+    kick: impl Fn(u32),
     ppi_active_written: impl FnOnce(),
 ) -> Result<Option<u64>, ()> {
     let (frame, offset) = layout.locate(access.ipa).ok_or(())?;
@@ -93,6 +110,15 @@ pub fn mmio(
     let mut gic = L1_GIC.lock();
     match access.kind {
         MmioKind::Read { .. } => {
+            let holders = match defect {
+                L1GicDefect::NoReadSync => 0,
+                _ => gic.read_holders(frame, offset, size),
+            };
+            if holders != 0 {
+                drop(gic);
+                sync_holders(vcpu, holders, defect, &kick);
+                gic = L1_GIC.lock();
+            }
             let mut raw = gic.read(frame, offset, size);
             drop(gic);
             if own_ppi_active {
@@ -116,6 +142,69 @@ pub fn mmio(
             Ok(None)
         }
     }
+}
+
+/// Syncs the vCPUs `holders` (bit k: vCPU k) for vCPU `vcpu`'s load:
+/// `vcpu`'s own list registers at once ([`sync_own`]), the others' at
+/// their next exits, which their kick causes and this waits for
+/// (`nested::gic::L1Gic::request_sync`), serving its own requests
+/// meanwhile (two vCPUs loading each other's state do not wait for each
+/// other forever). The wait is bounded ([`READ_SYNC_BOUND_HZ_DIVISOR`]):
+/// a holder that does not get to its exit in time (hv busy there) leaves
+/// the load reading the state as of its last exit, a snapshot its kick
+/// still refreshes for the loads after it.
+fn sync_holders(vcpu: usize, holders: u32, defect: L1GicDefect, kick: &impl Fn(u32)) {
+    if holders & (1 << vcpu) != 0 {
+        kick(sync_own(vcpu, defect));
+    }
+    let others = holders & !(1 << vcpu);
+    if others == 0 {
+        return;
+    }
+    let since = L1_GIC.lock().request_sync(others);
+    kick(others);
+    let deadline =
+        cpu::counter().wrapping_add(cpu::counter_frequency() / READ_SYNC_BOUND_HZ_DIVISOR);
+    loop {
+        if L1_GIC.lock().sync_requested(vcpu) {
+            kick(sync_own(vcpu, defect));
+        }
+        if L1_GIC.lock().synced_since(others, &since)
+            || cpu::counter().wrapping_sub(deadline) as i64 >= 0
+        {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// vCPU `vcpu`'s own list registers (L1's own interface, in the hardware
+/// during its exit), LR 1 on, made to agree with L1's GIC
+/// (`nested::gic::L1Gic::withdraw_listed`: what it acknowledged no longer
+/// listed, what L1 withdrew gone, new priorities in). The vCPUs that now
+/// have something forwarded to them (to kick).
+fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
+    let (before, count) = hardware_lrs();
+    if count < 2 {
+        return 0;
+    }
+    let mut after = before;
+    let mut gic = L1_GIC.lock();
+    let handed_back = withdraw_listed(&mut gic, vcpu, &mut after[1..count], defect);
+    let wanting = if handed_back { gic.wanting() } else { 0 };
+    drop(gic);
+    write_changed_lrs(&before[..count], &after[..count]);
+    wanting
+}
+
+/// `nested::gic::L1Gic::withdraw_listed` with `defect`'s flags.
+fn withdraw_listed(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> bool {
+    gic.withdraw_listed(
+        vcpu,
+        lrs,
+        defect != L1GicDefect::NoWithdraw,
+        defect != L1GicDefect::NoReprioritize,
+    )
 }
 
 /// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:
@@ -164,7 +253,8 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 /// L1's own interface (in the hardware during every exit), list
 /// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: what L1
 /// cleared pending, disabled or re-routed since it was listed there
-/// withdrawn (`nested::gic::L1Gic::withdraw_listed`), then what the GIC
+/// withdrawn and new priorities in (`nested::gic::L1Gic::withdraw_listed`,
+/// also a sync a load of another vCPU waits for), then what the GIC
 /// forwards to the vCPU listed, with EOI maintenance
 /// (`nested::gic::list_forwarded`), leaving LRs for the asserted timer
 /// PPIs in `timer_ppis` that rank above an interrupt. The vCPUs that now
@@ -175,7 +265,7 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut gic = L1_GIC.lock();
-    if !gic.anything_pending() && !gic.holds_listed(vcpu) {
+    if !gic.anything_pending() && !gic.holds_listed(vcpu) && !gic.sync_requested(vcpu) {
         return 0;
     }
     let (before, count) = hardware_lrs();
@@ -183,8 +273,7 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut after = before;
-    let withdraw = defect != L1GicDefect::NoWithdraw;
-    let handed_back = gic.withdraw_listed(vcpu, &mut after[1..count], withdraw);
+    let handed_back = withdraw_listed(&mut gic, vcpu, &mut after[1..count], defect);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
     list_forwarded(
         &mut gic,

@@ -49,15 +49,15 @@
 //! and a second send before L1 acknowledges merges into that entry; at the
 //! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]). hv
 //! records what it listed where until it sees it acknowledged: meanwhile
-//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0), and a clear-pending,
-//! disable, set-active or re-route L1 writes kicks the holder, whose exit
+//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0; such a read first syncs
+//! the holders, [`L1Gic::read_holders`]), a new priority L1 writes
+//! reaches the entry at the holder's exit, and a clear-pending, disable,
+//! set-active or re-route L1 writes kicks the holder, whose exit
 //! withdraws the entry ([`L1Gic::withdraw_listed`]; GICD_CTLR.RWP and
 //! GICR_CTLR.RWP read 1 until a disable has reached it).
 //! Limits: the active state of what hv listed lives in L1's list
 //! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself (and what a vCPU that powered off held); an acknowledgement on
-//! another vCPU reaches the pending reads at that vCPU's next exit; a new
-//! priority does not reach an entry already listed;
+//! itself (and what a vCPU that powered off held);
 //! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
@@ -160,6 +160,8 @@ struct Private {
     listed: u16,
     /// Of `listed`, those L1 cleared pending since (GICR_ICPENDR0).
     withdrawn: u16,
+    /// Of `listed`, those L1 gave a new priority since (GICR_IPRIORITYR).
+    reprioritized: u16,
     priority: [u8; 32],
     asleep: bool,
 }
@@ -170,6 +172,7 @@ const PRIVATE_RESET: Private = Private {
     active: 0,
     listed: 0,
     withdrawn: 0,
+    reprioritized: 0,
     priority: [0; 32],
     asleep: true,
 };
@@ -192,7 +195,29 @@ pub struct L1Gic {
     /// (GICD_ICPENDR<n>), as `Private::listed` and `withdrawn`.
     spi_listed: [u32; SPI_WORDS],
     spi_withdrawn: [u32; SPI_WORDS],
+    /// Of `spi_listed`, those L1 gave a new priority since
+    /// (GICD_IPRIORITYR<n>), as `Private::reprioritized`.
+    spi_reprioritized: [u32; SPI_WORDS],
     spi_holder: [u8; SPIS],
+    /// The vCPUs whose next exit is to run [`L1Gic::withdraw_listed`]
+    /// even with nothing else to do there (bit k: vCPU k): a load that
+    /// reads what their list registers hold waits for it
+    /// ([`L1Gic::request_sync`]).
+    sync_requested: u32,
+    /// How many times each vCPU ran [`L1Gic::withdraw_listed`] (wrapping):
+    /// a load waiting for a vCPU's exit sees it advance.
+    syncs: [u32; MAX_L1_VCPUS],
+}
+
+/// An interrupt hv listed pending in a vCPU's list registers and has not
+/// seen acknowledged ([`L1Gic::withdraw_listed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listed {
+    intid: u32,
+    /// L1 cleared its pending state since.
+    withdrawn: bool,
+    /// L1 gave it a new priority since.
+    reprioritized: bool,
 }
 
 /// An interrupt the CPU interface of one vCPU is to get.
@@ -292,7 +317,10 @@ impl L1Gic {
             spi_route: [0; SPIS],
             spi_listed: [0; SPI_WORDS],
             spi_withdrawn: [0; SPI_WORDS],
+            spi_reprioritized: [0; SPI_WORDS],
             spi_holder: [0; SPIS],
+            sync_requested: 0,
+            syncs: [0; MAX_L1_VCPUS],
         }
     }
 
@@ -417,7 +445,8 @@ impl L1Gic {
                 *route = new & IROUTER_WRITABLE;
             }
             (0x400..=0x7ff, 1 | 4) => {
-                write_priorities(&mut self.spi_priority, 32, offset - 0x400, size, value)
+                write_priorities(&mut self.spi_priority, 32, offset - 0x400, size, value);
+                self.reprioritize_listed(0, offset - 0x400, size);
             }
             (_, 4) if offset.is_multiple_of(4) => self.write_distributor_word(offset, value as u32),
             _ => {}
@@ -493,7 +522,8 @@ impl L1Gic {
         let p = &mut self.private[k];
         match (offset, size) {
             (0x1_0400..=0x1_041f, 1 | 4) => {
-                write_priorities(&mut p.priority, 0, offset - 0x1_0400, size, value)
+                write_priorities(&mut p.priority, 0, offset - 0x1_0400, size, value);
+                self.reprioritize_listed(k, offset - 0x1_0400, size);
             }
             (0x0014, 4) => p.asleep = value as u32 & waker::PROCESSOR_SLEEP != 0,
             (0x1_0100..=0x1_03ff, 4) if offset == (offset & !0x7f) => {
@@ -610,32 +640,79 @@ impl L1Gic {
     }
 
     /// The SGIs and SPIs listed pending in vCPU `vcpu`'s list registers
-    /// and not yet seen acknowledged, each with whether L1 cleared its
-    /// pending state since.
-    fn listed_at(&self, vcpu: usize) -> impl Iterator<Item = (u32, bool)> + '_ {
+    /// and not yet seen acknowledged.
+    fn listed_at(&self, vcpu: usize) -> impl Iterator<Item = Listed> + '_ {
         let private = self.private.get(vcpu).filter(|_| vcpu < self.vcpus);
         let sgis = private.into_iter().flat_map(|p| {
             (0..16u32)
                 .filter(move |&i| p.listed & 1 << i != 0)
-                .map(move |i| (i, p.withdrawn & 1 << i != 0))
+                .map(move |i| Listed {
+                    intid: i,
+                    withdrawn: p.withdrawn & 1 << i != 0,
+                    reprioritized: p.reprioritized & 1 << i != 0,
+                })
         });
         let spis = (32..L1_GIC_LINES).filter_map(move |intid| {
             let s = (intid - 32) as usize;
             let (w, bit) = (s / 32, 1u32 << (s % 32));
-            (self.spi_listed[w] & bit != 0 && usize::from(self.spi_holder[s]) == vcpu)
-                .then_some((intid, self.spi_withdrawn[w] & bit != 0))
+            (self.spi_listed[w] & bit != 0 && usize::from(self.spi_holder[s]) == vcpu).then_some(
+                Listed {
+                    intid,
+                    withdrawn: self.spi_withdrawn[w] & bit != 0,
+                    reprioritized: self.spi_reprioritized[w] & bit != 0,
+                },
+            )
         });
         sgis.chain(spis)
     }
 
+    /// `intid`'s priority (an SGI's at vCPU `vcpu`'s redistributor).
+    fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        match intid {
+            0..32 => self
+                .private
+                .get(vcpu)
+                .map_or(0, |p| p.priority[intid as usize]),
+            _ => self
+                .spi_priority
+                .get((intid - 32) as usize)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// L1 wrote the priorities of `count` INTIDs from `first` (an
+    /// IPRIORITYR store of vCPU `vcpu`'s redistributor, or the
+    /// distributor's): those listed and not seen acknowledged are marked,
+    /// so their holder is kicked and its exit gives the list register the
+    /// new priority ([`Self::withdraw_listed`]).
+    fn reprioritize_listed(&mut self, vcpu: usize, first: u64, count: u64) {
+        for intid in first..first + count {
+            match intid {
+                0..16 => {
+                    let p = &mut self.private[vcpu];
+                    p.reprioritized |= p.listed & 1 << intid;
+                }
+                32.. if intid < u64::from(L1_GIC_LINES) => {
+                    let s = (intid - 32) as usize;
+                    let (w, bit) = (s / 32, 1u32 << (s % 32));
+                    self.spi_reprioritized[w] |= self.spi_listed[w] & bit;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Records `intid` listed pending at `vcpu` (`listed`) or no longer
-    /// (acknowledged, withdrawn or handed back); either way not withdrawn.
+    /// (acknowledged, withdrawn or handed back); either way not withdrawn
+    /// and not reprioritized.
     fn set_listed(&mut self, vcpu: usize, intid: u32, listed: bool) {
         match intid {
             0..16 => {
                 if let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
                     let bit = 1u16 << intid;
                     p.withdrawn &= !bit;
+                    p.reprioritized &= !bit;
                     p.listed = if listed {
                         p.listed | bit
                     } else {
@@ -647,12 +724,30 @@ impl L1Gic {
                 let s = (intid - 32) as usize;
                 let (w, bit) = (s / 32, 1u32 << (s % 32));
                 self.spi_withdrawn[w] &= !bit;
+                self.spi_reprioritized[w] &= !bit;
                 if listed {
                     self.spi_listed[w] |= bit;
                     self.spi_holder[s] = vcpu as u8;
                 } else {
                     self.spi_listed[w] &= !bit;
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// `intid`, listed at `vcpu`, has the priority L1 last gave it in its
+    /// list register: no longer marked ([`Self::reprioritize_listed`]).
+    fn reprioritized(&mut self, vcpu: usize, intid: u32) {
+        match intid {
+            0..16 => {
+                if let Some(p) = self.private.get_mut(vcpu) {
+                    p.reprioritized &= !(1 << intid);
+                }
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                self.spi_reprioritized[s / 32] &= !(1 << (s % 32));
             }
             _ => {}
         }
@@ -716,6 +811,67 @@ impl L1Gic {
             || !self.group1 && (0..self.vcpus).any(|k| self.holds_listed(k))
     }
 
+    /// The vCPUs (bit k: vCPU k) holding, listed and not seen
+    /// acknowledged, an interrupt whose pending bit a load of `size` bytes
+    /// at `offset` in `frame` reads (GICD_ISPENDR<n>/ICPENDR<n>,
+    /// GICR_ISPENDR0/ICPENDR0). Such a bit is 1 until the holder's exit
+    /// sees the acknowledgement ([`Self::withdraw_listed`]), and a vCPU
+    /// runs L1 without exits for as long as it likes, so the load is to
+    /// sync them first ([`Self::request_sync`]): it then reads a state no
+    /// older than its own start (IHI 0069: once a PE acknowledged an
+    /// interrupt, it is no longer pending, and a later read, one ordered
+    /// after the acknowledgement by L1's own synchronization, must not
+    /// read it pending).
+    pub fn read_holders(&self, frame: GicFrame, offset: u64, size: u64) -> u32 {
+        if size != 4 || !offset.is_multiple_of(4) {
+            return 0;
+        }
+        match frame {
+            GicFrame::Distributor if (0x200..0x300).contains(&offset) => {
+                let Some(s) = ((offset & 0x7f) / 4)
+                    .checked_sub(1)
+                    .map(|s| s as usize)
+                    .filter(|&s| s < SPI_WORDS)
+                else {
+                    return 0;
+                };
+                let bits = self.spi_listed[s] & !self.spi_withdrawn[s];
+                (0..32)
+                    .filter(|b| bits & 1 << b != 0)
+                    .fold(0, |mask, b| mask | 1 << self.spi_holder[s * 32 + b])
+            }
+            GicFrame::Redistributor(k)
+                if k < self.vcpus && matches!(offset, 0x1_0200 | 0x1_0280) =>
+            {
+                let p = &self.private[k];
+                u32::from(p.listed & !p.withdrawn != 0) << k
+            }
+            _ => 0,
+        }
+    }
+
+    /// A load is to wait for a sync of `vcpus` (bit k: vCPU k;
+    /// [`Self::read_holders`]): their next exits run
+    /// [`Self::withdraw_listed`] (kick them). Returns each vCPU's sync
+    /// count now, for [`Self::synced_since`].
+    pub fn request_sync(&mut self, vcpus: u32) -> [u32; MAX_L1_VCPUS] {
+        self.sync_requested |= vcpus & ((1 << self.vcpus) - 1);
+        self.syncs
+    }
+
+    /// Whether every vCPU of `vcpus` ran [`Self::withdraw_listed`] since
+    /// [`Self::request_sync`] returned `since`.
+    pub fn synced_since(&self, vcpus: u32, since: &[u32; MAX_L1_VCPUS]) -> bool {
+        (0..self.vcpus)
+            .filter(|&k| vcpus & 1 << k != 0)
+            .all(|k| self.syncs[k] != since[k])
+    }
+
+    /// Whether a load waits for vCPU `vcpu`'s sync ([`Self::request_sync`]).
+    pub fn sync_requested(&self, vcpu: usize) -> bool {
+        self.sync_requested & 1 << vcpu != 0
+    }
+
     /// Whether vCPU `vcpu` holds an interrupt listed and not seen
     /// acknowledged: its exits run [`Self::withdraw_listed`].
     pub fn holds_listed(&self, vcpu: usize) -> bool {
@@ -723,11 +879,14 @@ impl L1Gic {
     }
 
     /// Whether vCPU `vcpu` holds a listed interrupt that L1 has cleared
-    /// pending, disabled, made active, re-routed or otherwise taken from
-    /// it since: the vCPU is to be kicked to withdraw it.
+    /// pending, disabled, made active, re-routed, given a new priority or
+    /// otherwise taken from it since, or a load waits for its exit
+    /// ([`Self::request_sync`]): the vCPU is to be kicked.
     fn holds_stale(&self, vcpu: usize) -> bool {
-        self.listed_at(vcpu)
-            .any(|(intid, withdrawn)| withdrawn || !self.eligible(vcpu, intid))
+        self.sync_requested & 1 << vcpu != 0
+            || self
+                .listed_at(vcpu)
+                .any(|l| l.withdrawn || l.reprioritized || !self.eligible(vcpu, l.intid))
     }
 
     /// vCPU `vcpu`'s list registers `lrs` (L1's own interface, LR 1 on,
@@ -746,8 +905,13 @@ impl L1Gic {
     ///   likewise, and its pending state back in the distributor or
     ///   redistributor, where it waits (disabled) or goes to its new
     ///   target (never in two vCPUs' LRs at once: `forwarded` skips it
-    ///   until now).
+    ///   until now);
+    /// - else it stays listed, with the priority L1 last gave it (GICD_
+    ///   or GICR_IPRIORITYR, also after it was listed: the GIC signals a
+    ///   pending interrupt at its current priority; without `reprioritize`,
+    ///   the `gic-no-reprioritize` defect, the LR keeps the old one).
     ///
+    /// Each call counts as a sync of the vCPU ([`Self::request_sync`]).
     /// The L1 store that changed it kicked this vCPU (`wanting`), so this
     /// runs at the exit that kick causes; until then the vCPU may still
     /// acknowledge it, as a PE may acknowledge an interrupt its CPU
@@ -758,10 +922,23 @@ impl L1Gic {
     /// Without `withdraw` (the `gic-no-withdraw` defect) a pending LR is
     /// left as it is. Whether a pending state went back (its new target
     /// is to be kicked).
-    pub fn withdraw_listed(&mut self, vcpu: usize, lrs: &mut [u64], withdraw: bool) -> bool {
+    pub fn withdraw_listed(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [u64],
+        withdraw: bool,
+        reprioritize: bool,
+    ) -> bool {
         let mut handed_back = false;
-        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
-        for (intid, withdrawn) in listed {
+        if let Some(syncs) = self.syncs.get_mut(vcpu) {
+            *syncs = syncs.wrapping_add(1);
+            self.sync_requested &= !(1 << vcpu);
+        }
+        let listed: arrayvec::ArrayVec<Listed, { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for Listed {
+            intid, withdrawn, ..
+        } in listed
+        {
             let held = lrs.iter().position(|&v| {
                 v & lr::HW == 0
                     && v & lr::VINTID_MASK == u64::from(intid)
@@ -772,6 +949,11 @@ impl L1Gic {
                 continue;
             };
             if !withdraw || (!withdrawn && self.eligible(vcpu, intid)) {
+                if reprioritize {
+                    lrs[n] = lrs[n] & !lr::PRIORITY_MASK
+                        | u64::from(self.priority(vcpu, intid)) << lr::PRIORITY_SHIFT;
+                }
+                self.reprioritized(vcpu, intid);
                 continue;
             }
             lrs[n] = match LrState::of(lrs[n]) {
@@ -816,7 +998,7 @@ impl L1Gic {
             return undo;
         }
         // What L1 cleared pending since it was listed is not handed back.
-        self.withdraw_listed(vcpu, lrs, true);
+        self.withdraw_listed(vcpu, lrs, true, true);
         undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
         for v in lrs.iter_mut() {
             let intid = *v & lr::VINTID_MASK;
@@ -839,9 +1021,9 @@ impl L1Gic {
                 let _ = undo.activated.try_push(intid);
             }
         }
-        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
-        for (intid, _) in listed {
-            self.set_listed(vcpu, intid, false);
+        let listed: arrayvec::ArrayVec<Listed, { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for l in listed {
+            self.set_listed(vcpu, l.intid, false);
         }
         undo
     }
@@ -963,6 +1145,8 @@ pub fn list_forwarded(
                 if LrState::of(lrs[n]) == LrState::Active {
                     lrs[n] |= lr::PENDING << lr::STATE_SHIFT;
                 }
+                // The new edge is signalled at its current priority.
+                lrs[n] = lrs[n] & !lr::PRIORITY_MASK | u64::from(f.priority) << lr::PRIORITY_SHIFT;
                 Some(n)
             }
             None if lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() > ranked_above => lrs
@@ -1385,7 +1569,11 @@ mod tests {
         let active_2 = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | 2;
         let mut lrs = [pending_lr(26, 0xa0), active_2, 0, 0];
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 2);
-        assert_eq!(lrs[1], active_2 | lr::PENDING << lr::STATE_SHIFT);
+        // The new edge at SGI 2's priority now (0x20; the LR had 0).
+        assert_eq!(
+            lrs[1],
+            active_2 | lr::PENDING << lr::STATE_SHIFT | 0x20 << lr::PRIORITY_SHIFT
+        );
         assert_eq!(lrs[2], pending_lr(1, 0x10));
         assert_eq!(lrs[3], 0);
         // Listed once: nothing left to list.
@@ -1622,8 +1810,8 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0280, 4), 1 << 2);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
         // Nothing changed: the exits keep both, and nobody is kicked.
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
         // L1 acknowledges both (no trap): active; the holders' next exits
@@ -1632,12 +1820,109 @@ mod tests {
         lrs0[1] = acknowledged(lrs0[1]);
         lrs1[1] = acknowledged(lrs1[1]);
         let (before0, before1) = (lrs0, lrs1);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
         assert_eq!((lrs0, lrs1), (before0, before1));
         assert_eq!(gic.read(D, 0x204, 4), 0);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
         assert!(!gic.holds_listed(0) && !gic.holds_listed(1));
+    }
+
+    /// A pending read of an interrupt listed at a vCPU that acknowledged
+    /// it without an exit since: the load names the holder
+    /// (`read_holders`), requests its sync (kicked: `wanting`), and once
+    /// the holder's exit ran (`synced_since`) reads it not pending. Loads
+    /// of bits nobody holds listed, of other registers, or of a holder's
+    /// withdrawn entry wait for nobody.
+    #[test]
+    fn a_pending_read_waits_for_the_holders_sync() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read_holders(D, 0x204, 4), 0b10, "SPI 48 at vCPU 1");
+        assert_eq!(gic.read_holders(D, 0x284, 4), 0b10);
+        assert_eq!(gic.read_holders(D, 0x208, 4), 0, "no SPI 64-95 listed");
+        assert_eq!(
+            gic.read_holders(D, 0x104, 4),
+            0,
+            "enables: not listed state"
+        );
+        assert_eq!(gic.read_holders(D, 0x204, 1), 0, "RAZ/WI size");
+        assert_eq!(gic.read_holders(R0, 0x1_0200, 4), 0b01, "SGI 2 at vCPU 0");
+        assert_eq!(gic.read_holders(R1, 0x1_0280, 4), 0);
+        assert_eq!(gic.wanting(), 0);
+        // vCPU 1 acknowledged SPI 48 (no trap, no exit since): still read
+        // pending until its sync.
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let since = gic.request_sync(0b10);
+        assert_eq!(gic.wanting(), 0b10, "the holder is kicked");
+        assert!(gic.sync_requested(1) && !gic.sync_requested(0));
+        assert!(!gic.synced_since(0b10, &since));
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // vCPU 0's own exits do not count for vCPU 1.
+        gic.withdraw_listed(0, &mut lrs0, true, true);
+        assert!(!gic.synced_since(0b10, &since));
+        gic.withdraw_listed(1, &mut lrs1, true, true);
+        assert!(gic.synced_since(0b10, &since));
+        assert!(!gic.sync_requested(1));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(
+            gic.read(D, 0x204, 4),
+            0,
+            "read after the sync: acknowledged"
+        );
+        assert_eq!(gic.read_holders(D, 0x204, 4), 0, "nothing left to wait for");
+        // A withdrawn (cleared-pending) entry reads 0 already: no wait.
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        assert_eq!(gic.read_holders(R0, 0x1_0200, 4), 0);
+        // A sync of a vCPU L1 does not have is not waited for.
+        let since = gic.request_sync(1 << 5);
+        assert!(gic.synced_since(1 << 5, &since));
+    }
+
+    /// A new priority (GICD_IPRIORITYR, GICR_IPRIORITYR; byte and word)
+    /// reaches an interrupt listed and not acknowledged: its holder is
+    /// kicked and its exit rewrites the LR's priority, pending or pending
+    /// and active, the rest of the LR unchanged; a priority write of an
+    /// interrupt nobody holds listed kicks nobody; `gic-no-reprioritize`
+    /// leaves the old priority.
+    #[test]
+    fn a_new_priority_reaches_the_listed_entry_at_the_holders_exit() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x400 + 49, 1, 0x40);
+        assert_eq!(gic.wanting(), 0, "SPI 49 is listed nowhere");
+        gic.write(D, 0x400 + 48, 1, 0xc0);
+        gic.write(R0, 0x1_0400, 4, 0x0060_0000);
+        assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
+        let mut broken = (gic.clone(), lrs1);
+        broken.0.withdraw_listed(1, &mut broken.1, true, false);
+        assert_eq!(broken.1, lrs1, "gic-no-reprioritize: the old priority");
+        assert_eq!(broken.0.wanting(), 0b01, "vCPU 1 is not kicked again");
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert_eq!(lrs1[1], pending_lr(48, 0xc0));
+        assert_eq!(lrs0[1], pending_lr(2, 0x60));
+        assert_eq!(
+            lrs0[0],
+            pending_lr(26, 0xa0),
+            "the timer PPI's LR untouched"
+        );
+        assert_eq!(gic.wanting(), 0);
+        assert!(gic.holds_listed(0) && gic.holds_listed(1), "still listed");
+        // Pending and active (acknowledged, then a second edge): the
+        // pending edge gets the new priority too.
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT;
+        gic.write(R0, 0x1_0402, 1, 0x90);
+        assert_eq!(gic.wanting(), 0b01);
+        gic.withdraw_listed(0, &mut lrs0, true, true);
+        assert_eq!(lrs0[1] & lr::PRIORITY_MASK, 0x90 << lr::PRIORITY_SHIFT);
+        assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
+        // Acknowledged (active only): no longer listed, nothing to change.
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.withdraw_listed(1, &mut lrs1, true, true);
+        let active = lrs1;
+        gic.write(D, 0x400 + 48, 1, 0x10);
+        assert_eq!(gic.wanting(), 0);
+        gic.withdraw_listed(1, &mut lrs1, true, true);
+        assert_eq!(lrs1, active);
     }
 
     /// Review 47 R47-2 (b): L1's clear-pending of a listed, not
@@ -1654,10 +1939,10 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
         assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
         let mut broken = (gic.clone(), lrs1);
-        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false));
+        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false, true));
         assert_eq!(broken.1, lrs1, "gic-no-withdraw: still pending there");
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
         assert_eq!(lrs1, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(lrs0, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(gic.wanting(), 0);
@@ -1668,12 +1953,12 @@ mod tests {
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.withdraw_listed(0, &mut lrs0, true, true);
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
         gic.write(R0, 0x1_0280, 4, 1 << 2);
-        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.withdraw_listed(0, &mut lrs0, true, true);
         assert_eq!(LrState::of(lrs0[1]), LrState::Active);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
     }
@@ -1695,8 +1980,8 @@ mod tests {
         );
         assert_eq!(gic.read(R0, 0, 4), u64::from(ctlr::GICR_RWP));
         assert_eq!(gic.wanting(), 0b11);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true));
-        assert!(gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(gic.withdraw_listed(0, &mut lrs0, true, true));
         assert_eq!((lrs0[1], lrs1[1]), (0, 0));
         assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
         assert_eq!(gic.read(R0, 0, 4), 0);
@@ -1728,7 +2013,7 @@ mod tests {
             "SPI 48 waits for vCPU 1 to withdraw it"
         );
         assert_eq!(gic.wanting(), 0b10);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, true, true));
         assert_eq!(lrs1[1], 0);
         assert_eq!(gic.wanting(), 0b01);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
@@ -1740,7 +2025,7 @@ mod tests {
         lrs0[2] = lrs0[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         gic.write(D, 0x6000 + 48 * 8, 8, 1);
         assert_eq!(gic.wanting(), 0b01);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
         assert_eq!(LrState::of(lrs0[2]), LrState::Active);
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 0);

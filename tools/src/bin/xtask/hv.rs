@@ -1325,6 +1325,26 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // A new priority does not reach SGI 3, already listed at priority 0:
+    // it is signalled above L1's priority mask 0x80.
+    Case {
+        hv_args: "hv.nested=gic-no-reprioritize",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SGI 3, listed at priority 0 and given 0xc0 (GICR_IPRIORITYR), was signalled above priority mask 0x80: ICV_IAR1_EL1 0x0000000000000003",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // vCPU 0's pending read does not sync vCPU 1, which acknowledged SPI
+    // 56 and spins without exits: it reads pending.
+    Case {
+        hv_args: "hv.nested=gic-no-read-sync",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: GICD_ISPENDR1 still reads SPI 56 pending after vCPU 1 acknowledged it (no exit of vCPU 1 since): 0x0000000001000000",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
