@@ -22,8 +22,8 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded, listed_ppis_active, signalled, write_listed_ppis_active, GicFrame, L1Gic,
-    L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
+    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0,
+    ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 use crate::println;
@@ -69,6 +69,9 @@ pub enum L1GicDefect {
     /// `gic-no-reprioritize`: a new priority L1 writes does not reach an
     /// interrupt already listed (the LR keeps the old one).
     NoReprioritize,
+    /// `gic-no-remote-ppi-active`: the PPI bits of another vCPU's
+    /// GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI.
+    NoRemotePpiActive,
 }
 
 /// The longest a load of L1's GIC waits for the vCPUs holding what it
@@ -86,13 +89,14 @@ pub fn reset(vcpus: usize) {
 /// when `access` is not in L1's GIC. The vCPUs that now have something
 /// forwarded to them go to `kick`. A load of pending bits that vCPUs hold
 /// listed (`nested::gic::L1Gic::read_holders`) first syncs them
-/// ([`sync_holders`]), so it reads what they acknowledged before it. The PPI bits of the vCPU's own
-/// GICR_ISACTIVER0 and GICR_ICACTIVER0 are the entries of its own
-/// interface (in the hardware during the exit) that hold them
-/// (`nested::gic::write_listed_ppis_active`; `ppi_active_written` is
-/// called when a store has some); another vCPU's are RAZ/WI (its
-/// interface is not here; Linux sets a per-CPU PPI's state from that
-/// CPU).
+/// ([`sync_holders`]), so it reads what they acknowledged before it. The
+/// PPI bits of a vCPU's GICR_ISACTIVER0 and GICR_ICACTIVER0 are the
+/// entries of its own interface that hold them
+/// (`nested::gic::L1Gic::sync_ppis`): a store's reach the vCPU's list
+/// registers at once for its own redistributor (its interface is in the
+/// hardware during the exit), else at that vCPU's next exit, which its
+/// kick causes; a load syncs that vCPU first, as above
+/// (`ppi_active_written` is called when a store has some).
 pub fn mmio(
     layout: &L1GicLayout,
     access: &MmioAccess,
@@ -104,39 +108,41 @@ pub fn mmio(
 ) -> Result<Option<u64>, ()> {
     let (frame, offset) = layout.locate(access.ipa).ok_or(())?;
     let size = access.size.bytes();
-    let own_ppi_active = frame == GicFrame::Redistributor(vcpu)
+    let ppi_active = matches!(frame, GicFrame::Redistributor(_))
         && size == 4
         && matches!(offset, ISACTIVER0 | ICACTIVER0);
+    let own = frame == GicFrame::Redistributor(vcpu);
+    // The `gic-no-remote-ppi-active` defect: another vCPU's PPI active
+    // bits RAZ/WI.
+    let ppi_mask = match (ppi_active && !own, defect) {
+        (true, L1GicDefect::NoRemotePpiActive) => 0xffff,
+        _ => u64::MAX,
+    };
     let mut gic = L1_GIC.lock();
     match access.kind {
         MmioKind::Read { .. } => {
-            let holders = match defect {
-                L1GicDefect::NoReadSync => 0,
-                _ => gic.read_holders(frame, offset, size),
+            let syncing = match defect {
+                L1GicDefect::NoReadSync => 1 << vcpu,
+                _ => u32::MAX,
             };
+            let holders = gic.read_holders(frame, offset, size) & syncing;
             if holders != 0 {
                 drop(gic);
                 sync_holders(vcpu, holders, defect, &kick);
                 gic = L1_GIC.lock();
             }
-            let mut raw = gic.read(frame, offset, size);
-            drop(gic);
-            if own_ppi_active {
-                let (lrs, count) = hardware_lrs();
-                raw |= u64::from(listed_ppis_active(&lrs[..count]));
-            }
-            Ok(Some(raw))
+            Ok(Some(gic.read(frame, offset, size) & ppi_mask))
         }
         MmioKind::Write { .. } => {
-            gic.write(frame, offset, size, value & access.size.mask());
+            let value = value & access.size.mask() & ppi_mask;
+            gic.write(frame, offset, size, value);
             let wanting = gic.wanting();
             drop(gic);
-            if own_ppi_active && value as u32 & !0xffff != 0 {
+            if ppi_active && value as u32 & !0xffff != 0 {
                 ppi_active_written();
-                let (before, count) = hardware_lrs();
-                let mut after = before;
-                write_listed_ppis_active(&mut after[..count], offset == ISACTIVER0, value as u32);
-                write_changed_lrs(&before[..count], &after[..count]);
+                if own {
+                    kick(sync_own(vcpu, defect));
+                }
             }
             kick(wanting);
             Ok(None)
@@ -179,9 +185,10 @@ fn sync_holders(vcpu: usize, holders: u32, defect: L1GicDefect, kick: &impl Fn(u
 }
 
 /// vCPU `vcpu`'s own list registers (L1's own interface, in the hardware
-/// during its exit), LR 1 on, made to agree with L1's GIC
-/// (`nested::gic::L1Gic::withdraw_listed`: what it acknowledged no longer
-/// listed, what L1 withdrew gone, new priorities in). The vCPUs that now
+/// during its exit) made to agree with L1's GIC (`nested::gic::L1Gic::
+/// sync_ppis`: PPI active states L1 wrote; `withdraw_listed`, LR 1 on:
+/// what it acknowledged no longer listed, what L1 withdrew gone, new
+/// priorities in). The vCPUs that now
 /// have something forwarded to them (to kick).
 fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
     let (before, count) = hardware_lrs();
@@ -190,16 +197,16 @@ fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
     }
     let mut after = before;
     let mut gic = L1_GIC.lock();
-    let handed_back = withdraw_listed(&mut gic, vcpu, &mut after[1..count], defect);
+    let handed_back = sync(&mut gic, vcpu, &mut after[..count], defect);
     let wanting = if handed_back { gic.wanting() } else { 0 };
     drop(gic);
     write_changed_lrs(&before[..count], &after[..count]);
     wanting
 }
 
-/// `nested::gic::L1Gic::withdraw_listed` with `defect`'s flags.
-fn withdraw_listed(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> bool {
-    gic.withdraw_listed(
+/// `nested::gic::L1Gic::sync` with `defect`'s flags.
+fn sync(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> bool {
+    gic.sync(
         vcpu,
         lrs,
         defect != L1GicDefect::NoWithdraw,
@@ -251,7 +258,9 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 }
 
 /// L1's own interface (in the hardware during every exit), list
-/// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: what L1
+/// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: the PPI
+/// active states L1 wrote since (all LRs, `nested::gic::L1Gic::sync_ppis`,
+/// first: a waiting set gets a free LR before anything else), what L1
 /// cleared pending, disabled or re-routed since it was listed there
 /// withdrawn and new priorities in (`nested::gic::L1Gic::withdraw_listed`,
 /// also a sync a load of another vCPU waits for), then what the GIC
@@ -265,7 +274,11 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut gic = L1_GIC.lock();
-    if !gic.anything_pending() && !gic.holds_listed(vcpu) && !gic.sync_requested(vcpu) {
+    if !gic.anything_pending()
+        && !gic.holds_listed(vcpu)
+        && !gic.sync_requested(vcpu)
+        && !gic.ppi_active_waiting(vcpu)
+    {
         return 0;
     }
     let (before, count) = hardware_lrs();
@@ -273,7 +286,7 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut after = before;
-    let handed_back = withdraw_listed(&mut gic, vcpu, &mut after[1..count], defect);
+    let handed_back = sync(&mut gic, vcpu, &mut after[..count], defect);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
     list_forwarded(
         &mut gic,

@@ -68,6 +68,11 @@
 //!    spins without exits: GICD_ISPENDR1 read from vCPU 0 after vCPU 1
 //!    published the INTID reads 0 (the load synced vCPU 1;
 //!    `gic-no-read-sync` fails here);
+//!    7d. PPI 20 set active at vCPU 1's redistributor from vCPU 0
+//!    (GICR_ISACTIVER0) reads active from both vCPUs; vCPU 1 deactivates
+//!    it (EOImode 1, ICV_DIR_EL1, no trap: the set reached its list
+//!    registers) and it reads inactive from both
+//!    (`gic-no-remote-ppi-active` fails here);
 //!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
 //!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
 //!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
@@ -575,6 +580,36 @@ umbra_l1g_l2_irq:
     adr     x10, umbra_l1g_msg_v1_no_ack_eoi
     b       umbra_l1g_fail
 39: UMBRA_L1G_PUTS umbra_l1g_msg_v1_ack_read
+    // 7d: vCPU 0 sets PPI 20 active at vCPU 1's redistributor
+    // (GICR_ISACTIVER0) and reads it back; vCPU 1, asked, reads it active
+    // at its own, deactivates it (EOImode 1, ICV_DIR_EL1: no trap) and
+    // reads it inactive; then vCPU 0 reads it inactive too.
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    mov     w1, #0x100000
+    str     w1, [x20, #0x300]
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_v1_ppi_set_reads
+    adr     x4, umbra_l1g_v1_ppi
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+40: adr     x4, umbra_l1g_v1_ppi
+    ldr     x21, [x4]
+    cbz     x21, 41f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    40b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_ppi_no_report
+    b       umbra_l1g_fail
+41: UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_ppi_deactivated_reads
+    UMBRA_L1G_PUTS umbra_l1g_msg_v1_ppi
     // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
     // acknowledged) made pending: the kick lists it there. vCPU 1 then
     // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
@@ -706,6 +741,9 @@ umbra_l1g_secondary:
     adr     x4, umbra_l1g_v1_ack
     ldr     x5, [x4]
     cbnz    x5, 12f
+    adr     x4, umbra_l1g_v1_ppi
+    ldr     x5, [x4]
+    cbnz    x5, 14f
     adr     x4, umbra_l1g_v1_off
     ldr     x5, [x4]
     cbz     x5, 3b
@@ -752,6 +790,30 @@ umbra_l1g_secondary:
     str     xzr, [x4]
     dsb     sy
     b       3b
+    // Step 7d: PPI 20, which vCPU 0 set active at this redistributor,
+    // reads active here; deactivated (EOImode 1, ICV_DIR_EL1) it reads
+    // inactive; the request cleared.
+14: UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_v1_ppi_own_reads
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    mov     x1, #20
+    msr     s3_0_c12_c11_1, x1
+    isb
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_ppi_own_deactivated
+    adr     x4, umbra_l1g_v1_ppi
+    str     xzr, [x4]
+    dsb     sy
+    b       3b
 
 .balign 8
 umbra_l1g_two_vcpus:
@@ -773,6 +835,8 @@ umbra_l1g_v1_checked_intid:
 umbra_l1g_v1_ack:
     .quad   0
 umbra_l1g_v1_acked:
+    .quad   0
+umbra_l1g_v1_ppi:
     .quad   0
 umbra_l1g_irqs:
     .quad   0
@@ -830,6 +894,12 @@ umbra_l1g_msg_v1_no_ack: .asciz "vCPU 1 did not take SPI 56 routed to it within 
 umbra_l1g_msg_v1_ack_intid: .asciz "vCPU 1 took another INTID than SPI 56 routed to it: "
 umbra_l1g_msg_v1_acked_pending: .asciz "GICD_ISPENDR1 still reads SPI 56 pending after vCPU 1 acknowledged it (no exit of vCPU 1 since): "
 umbra_l1g_msg_v1_no_ack_eoi: .asciz "vCPU 1 did not report its EOI of SPI 56 within 64 TICKS: "
+umbra_l1g_msg_v1_ppi: .asciz "L1: PPI 20 set active at vCPU 1's redistributor from vCPU 0 read active on both, reached vCPU 1's interface (ICV_DIR_EL1 there deactivated it) and then read inactive on both\n"
+umbra_l1g_msg_v1_ppi_set_reads: .asciz "vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: "
+umbra_l1g_msg_v1_ppi_no_report: .asciz "vCPU 1 did not report its check of PPI 20 within 64 TICKS: "
+umbra_l1g_msg_v1_ppi_deactivated_reads: .asciz "vCPU 1's GICR_ISACTIVER0, read from vCPU 0, does not read PPI 20 inactive after vCPU 1 deactivated it: "
+umbra_l1g_msg_v1_ppi_own_reads: .asciz "vCPU 1: its GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it there: "
+umbra_l1g_msg_v1_ppi_own_deactivated: .asciz "vCPU 1: its GICR_ISACTIVER0 reads PPI 20 active after ICV_DIR_EL1 (the set did not reach its list registers): "
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "

@@ -63,7 +63,9 @@
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
 //! are kept and read back); PPI bits of the pending registers are RAZ/WI
 //! here, and those of the active registers are the entries of the
-//! vCPU's own interface that hold the PPIs ([`write_listed_ppis_active`]).
+//! vCPU's own interface that hold the PPIs ([`write_listed_ppis_active`]),
+//! written and read, also from another vCPU, through its syncs
+//! ([`L1Gic::sync_ppis`]).
 
 use super::vgic::{lr, vmcr, LrState};
 use crate::vgic::{decode_sgi1r, route_target};
@@ -162,6 +164,15 @@ struct Private {
     withdrawn: u16,
     /// Of `listed`, those L1 gave a new priority since (GICR_IPRIORITYR).
     reprioritized: u16,
+    /// The PPIs (bit n: INTID 16 + n) active in the vCPU's own interface
+    /// at its last sync ([`L1Gic::sync_ppis`]).
+    ppi_active: u16,
+    /// PPI active states L1 set or cleared (GICR_ISACTIVER0/ICACTIVER0,
+    /// the last write of each bit) that the vCPU's list registers do not
+    /// have yet: applied at its next sync; a set with no free list
+    /// register waits here for one.
+    ppi_active_set: u16,
+    ppi_active_clear: u16,
     priority: [u8; 32],
     asleep: bool,
 }
@@ -173,6 +184,9 @@ const PRIVATE_RESET: Private = Private {
     listed: 0,
     withdrawn: 0,
     reprioritized: 0,
+    ppi_active: 0,
+    ppi_active_set: 0,
+    ppi_active_clear: 0,
     priority: [0; 32],
     asleep: true,
 };
@@ -506,7 +520,10 @@ impl L1Gic {
                 0x1_0200..=0x1_0203 | 0x1_0280..=0x1_0283 => {
                     u32::from(p.pending | p.listed & !p.withdrawn)
                 }
-                0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => u32::from(p.active),
+                0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => {
+                    let ppis = p.ppi_active & !p.ppi_active_clear | p.ppi_active_set;
+                    u32::from(p.active) | u32::from(ppis) << 16
+                }
                 _ => 0,
             }),
             _ => 0,
@@ -545,6 +562,16 @@ impl L1Gic {
                         let mut word = u32::from(p.active);
                         set_clear(&mut word, op, value & 0xffff);
                         p.active = word as u16;
+                        let ppis = (value >> 16) as u16;
+                        let (to, other) = match op {
+                            Op::Set => (&mut p.ppi_active_set, &mut p.ppi_active_clear),
+                            Op::Clear => (&mut p.ppi_active_clear, &mut p.ppi_active_set),
+                        };
+                        *to |= ppis;
+                        *other &= !ppis;
+                        if ppis != 0 {
+                            self.sync_requested |= 1 << k;
+                        }
                     }
                 }
             }
@@ -817,7 +844,9 @@ impl L1Gic {
     /// GICR_ISPENDR0/ICPENDR0). Such a bit is 1 until the holder's exit
     /// sees the acknowledgement ([`Self::withdraw_listed`]), and a vCPU
     /// runs L1 without exits for as long as it likes, so the load is to
-    /// sync them first ([`Self::request_sync`]): it then reads a state no
+    /// sync them first ([`Self::request_sync`]); likewise the vCPU whose
+    /// GICR_ISACTIVER0/ICACTIVER0 it reads, for the PPIs' active state in
+    /// its list registers ([`Self::sync_ppis`]). It then reads a state no
     /// older than its own start (IHI 0069: once a PE acknowledged an
     /// interrupt, it is no longer pending, and a later read, one ordered
     /// after the acknowledgement by L1's own synchronization, must not
@@ -846,6 +875,15 @@ impl L1Gic {
                 let p = &self.private[k];
                 u32::from(p.listed & !p.withdrawn != 0) << k
             }
+            // The PPIs' active state is in the vCPU's list registers: an
+            // awake vCPU syncs (one that is off, asleep, has none to sync).
+            GicFrame::Redistributor(k)
+                if k < self.vcpus
+                    && matches!(offset, ISACTIVER0 | ICACTIVER0)
+                    && !self.private[k].asleep =>
+            {
+                1 << k
+            }
             _ => 0,
         }
     }
@@ -870,6 +908,55 @@ impl L1Gic {
     /// Whether a load waits for vCPU `vcpu`'s sync ([`Self::request_sync`]).
     pub fn sync_requested(&self, vcpu: usize) -> bool {
         self.sync_requested & 1 << vcpu != 0
+    }
+
+    /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them:
+    /// LR 0 holds its maintenance interrupt), during one of its exits,
+    /// given the PPI active states L1 wrote for it since
+    /// (GICR_ISACTIVER0/ICACTIVER0, its own or another vCPU's store;
+    /// [`write_listed_ppis_active`]), and the PPIs' active state as they
+    /// now hold it recorded for the loads of other vCPUs. A set that finds
+    /// no free list register from LR 1 on waits in the model, read active,
+    /// for an exit that has one (the EOI maintenance exit of L1's next
+    /// deactivation frees one); meanwhile the PPI's path (a timer) finds
+    /// no free LR either, and this runs before it at every exit.
+    fn sync_ppis(&mut self, vcpu: usize, lrs: &mut [u64]) {
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return;
+        };
+        write_listed_ppis_active(lrs, false, u32::from(p.ppi_active_clear) << 16);
+        let unplaced = write_listed_ppis_active(lrs, true, u32::from(p.ppi_active_set) << 16);
+        p.ppi_active_clear = 0;
+        p.ppi_active_set = (unplaced >> 16) as u16;
+        p.ppi_active = (listed_ppis_active(lrs) >> 16) as u16;
+    }
+
+    /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them,
+    /// during one of its exits) made to agree with the model: the PPI
+    /// active states L1 wrote ([`Self::sync_ppis`]), then what hv listed
+    /// from LR 1 on ([`Self::withdraw_listed`], with its `withdraw` and
+    /// `reprioritize`). Whether a pending state went back (its new target
+    /// is to be kicked).
+    pub fn sync(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [u64],
+        withdraw: bool,
+        reprioritize: bool,
+    ) -> bool {
+        self.sync_ppis(vcpu, lrs);
+        match lrs.get_mut(1..) {
+            Some(listing) => self.withdraw_listed(vcpu, listing, withdraw, reprioritize),
+            None => false,
+        }
+    }
+
+    /// Whether vCPU `vcpu` has PPI active states to take into its list
+    /// registers ([`Self::sync_ppis`]): its exits sync until it has none.
+    pub fn ppi_active_waiting(&self, vcpu: usize) -> bool {
+        self.private
+            .get(vcpu)
+            .is_some_and(|p| p.ppi_active_set | p.ppi_active_clear != 0)
     }
 
     /// Whether vCPU `vcpu` holds an interrupt listed and not seen
@@ -1000,6 +1087,9 @@ impl L1Gic {
         // What L1 cleared pending since it was listed is not handed back.
         self.withdraw_listed(vcpu, lrs, true, true);
         undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
+        // Its interface's state is gone with it (its PPIs restart inactive).
+        let p = &mut self.private[vcpu];
+        (p.ppi_active, p.ppi_active_set, p.ppi_active_clear) = (0, 0, 0);
         for v in lrs.iter_mut() {
             let intid = *v & lr::VINTID_MASK;
             if !from_distributor(intid) || *v & lr::HW != 0 {
@@ -1058,6 +1148,13 @@ impl L1Gic {
     /// GIC's distributor would deactivate it whichever PE acknowledged it.
     /// KVM maps only PPIs (its guest's timers) with HW = 1.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
+        if let (true, Some(p)) = (PPIS.contains(&intid), self.private.get_mut(vcpu)) {
+            // A set still waiting for a free LR: deactivated before placed.
+            let bit = 1 << (intid - 16);
+            let waiting = p.ppi_active_set & bit != 0;
+            p.ppi_active_set &= !bit;
+            return waiting;
+        }
         self.set_state(vcpu, intid, Bits::Active, Op::Clear)
     }
 
@@ -1217,10 +1314,12 @@ pub fn listed_ppis_active(lrs: &[u64]) -> u32 {
 ///   `vgic::l1_maintenance_lr`, and the EOI bit as they have, so L1's own
 ///   deactivation of it is an exit), which its path leaves alone until L1
 ///   deactivates it (ICC_DIR_EL1, GICR_ICACTIVER0) or L2 does through an
-///   HW = 1 entry naming it. With LRs 1 on all in use the set is lost (a
-///   limit: the PPI can still be signalled).
-pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) {
+///   HW = 1 entry naming it. With LRs 1 on all in use it is not placed.
+///
+/// The sets not placed (bit n: INTID n), for [`L1Gic::sync_ppis`] to keep.
+pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
     use super::vgic::{deactivate_listed, l1_maintenance_lr};
+    let mut unplaced = 0;
     for intid in PPIS.filter(|&intid| value & (1 << intid) != 0) {
         if !set {
             deactivate_listed(lrs, intid);
@@ -1239,14 +1338,18 @@ pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) {
                     .iter()
                     .skip(1)
                     .position(|&v| LrState::of(v) == LrState::Invalid);
-                if let Some(n) = free {
-                    lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
-                        | lr::ACTIVE << lr::STATE_SHIFT
-                        | lr::EOI;
+                match free {
+                    Some(n) => {
+                        lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
+                            | lr::ACTIVE << lr::STATE_SHIFT
+                            | lr::EOI
+                    }
+                    None => unplaced |= 1 << intid,
                 }
             }
         }
     }
+    unplaced
 }
 
 #[cfg(test)]
@@ -1431,13 +1534,14 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
         gic.write(R1, 0x1_0180, 4, 0x8000_0000);
         assert_eq!(gic.read(R1, 0x1_0180, 4), 6);
-        // PPI pending and active bits are RAZ/WI.
+        // PPI pending bits are RAZ/WI; active bits wait for the vCPU's
+        // sync (`another_vcpus_ppi_active_writes_reach_its_lrs_at_its_sync`).
         gic.write(R1, 0x1_0200, 4, 0x1_0004);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 4);
         gic.write(R1, 0x1_0280, 4, 4);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
         gic.write(R1, 0x1_0300, 4, 0x1_0001);
-        assert_eq!(gic.read(R1, 0x1_0380, 4), 1);
+        assert_eq!(gic.read(R1, 0x1_0380, 4), 0x1_0001);
         gic.write(R1, 0x1_0410, 1, 0x90);
         gic.write(R1, 0x1_0400, 4, 0x1122_3344);
         assert_eq!(gic.read(R1, 0x1_0410, 4), 0x90);
@@ -2147,12 +2251,111 @@ mod tests {
         // pending entry in LR 0 untouched.
         write_listed_ppis_active(&mut lrs, false, u32::MAX);
         assert_eq!(lrs, [pending_lr(25, 0), 0, 0, 0]);
-        // With LRs 1 on all in use, the set is lost.
+        // With LRs 1 on all in use, the set is not placed (and said so).
         let mut full = [0, pending_lr(40, 0), pending_lr(41, 0)];
-        write_listed_ppis_active(&mut full, true, 1 << timer);
+        assert_eq!(
+            write_listed_ppis_active(&mut full, true, 1 << timer),
+            1 << timer
+        );
         assert_eq!(full, [0, pending_lr(40, 0), pending_lr(41, 0)]);
         // An SGI or SPI entry active is not a PPI's.
         let spi_active = pending_lr(40, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         assert_eq!(listed_ppis_active(&[0, spi_active]), 0);
+    }
+
+    /// Another vCPU's GICR_ISACTIVER0/ICACTIVER0 PPI bits (vCPU 0 writes
+    /// vCPU 1's): read back at once (what was written), the target kicked
+    /// (`wanting`) and named for a load's sync (`read_holders`), applied to
+    /// its list registers at its sync (`sync_ppis`), and then read from
+    /// what they hold; the last write of a bit before the sync wins.
+    #[test]
+    fn another_vcpus_ppi_active_writes_reach_its_lrs_at_its_sync() {
+        let mut gic = awake_gic();
+        let maintenance = pending_lr(25, 0);
+        let mut lrs1 = [maintenance, 0, 0];
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 4), 0b10);
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 1), 0, "RAZ/WI size");
+        gic.write(R1, ISACTIVER0, 4, 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R1, ICACTIVER0, 4), 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0, "vCPU 0's own untouched");
+        assert_eq!(gic.wanting(), 0b10, "vCPU 1 is kicked");
+        assert!(gic.sync_requested(1) && gic.ppi_active_waiting(1));
+        gic.sync(1, &mut lrs1, true, true);
+        assert_eq!(lrs1[0], maintenance);
+        assert_eq!(lrs1[1] & lr::VINTID_MASK, 27);
+        assert_eq!(LrState::of(lrs1[1]), LrState::Active);
+        assert!(!gic.sync_requested(1) && !gic.ppi_active_waiting(1));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 27 | 1 << 3);
+        // L1 deactivated it there (no trap): read so after the next sync.
+        lrs1[1] = 0;
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        // Set then clear before the sync: nothing placed; clear of an
+        // active entry then set: it stays active.
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(lrs1, [maintenance, 0, 0]);
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(LrState::of(lrs1[1]), LrState::Active);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 20 | 1 << 3);
+        // Cleared: the entry emptied.
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(lrs1, [maintenance, 0, 0]);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        // A vCPU that is off (asleep) is not waited for; its state gone.
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.power_off(1, &mut lrs1[1..]);
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 4), 0);
+        assert_eq!(
+            gic.read(R1, ISACTIVER0, 4),
+            1 << 3,
+            "SGI 3's is the model's"
+        );
+    }
+
+    /// A PPI set active (GICR_ISACTIVER0) while every LR from 1 on is in
+    /// use is not lost: it waits in the model, reads active, keeps the
+    /// vCPU syncing at its exits, and takes the first LR that frees; an
+    /// HW = 1 deactivation of it, or a clear, before then cancels it.
+    #[test]
+    fn a_ppi_set_active_with_every_lr_in_use_waits_for_a_free_lr() {
+        let mut gic = awake_gic();
+        let full = [pending_lr(25, 0), pending_lr(40, 0), pending_lr(41, 0)];
+        let mut lrs = full;
+        gic.write(R0, ISACTIVER0, 4, 1 << 27);
+        gic.sync(0, &mut lrs, true, true);
+        assert_eq!(lrs, full, "no LR for it");
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 27, "still active");
+        assert!(gic.ppi_active_waiting(0), "the vCPU's exits keep trying");
+        assert_eq!(gic.wanting(), 0, "no kick storm while it waits");
+        // LR 2's SGI taken and deactivated: the next exit places it.
+        lrs[2] = 0;
+        gic.sync_ppis(0, &mut lrs);
+        assert_eq!(lrs[2] & lr::VINTID_MASK, 27);
+        assert_eq!(LrState::of(lrs[2]), LrState::Active);
+        assert!(!gic.ppi_active_waiting(0));
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 27);
+        // Waiting, then deactivated through an HW = 1 entry naming it or
+        // cleared: never placed.
+        let mut lrs = full;
+        gic.write(R0, ISACTIVER0, 4, 1 << 26 | 1 << 30);
+        gic.sync_ppis(0, &mut lrs);
+        assert!(gic.deactivate(0, 26));
+        assert!(!gic.deactivate(0, 26), "once");
+        gic.write(R0, ICACTIVER0, 4, 1 << 30);
+        lrs[1] = 0;
+        gic.sync_ppis(0, &mut lrs);
+        assert_eq!(lrs[1], 0);
+        assert!(!gic.ppi_active_waiting(0));
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
     }
 }

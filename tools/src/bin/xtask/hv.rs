@@ -1345,6 +1345,16 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 3, "512M")
     },
+    // Another vCPU's PPI active bits RAZ/WI: vCPU 0's set of vCPU 1's
+    // PPI 20 is lost.
+    Case {
+        hv_args: "hv.nested=gic-no-remote-ppi-active",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
