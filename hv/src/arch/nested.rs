@@ -909,7 +909,8 @@ pub fn run(
         | NestedDemo::GicNoWithdraw
         | NestedDemo::GicNoReadSync
         | NestedDemo::GicNoReprioritize
-        | NestedDemo::GicNoRemotePpiActive => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoRemotePpiActive
+        | NestedDemo::GicNoPpiActiveWait => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1138,6 +1139,7 @@ pub fn run(
             NestedDemo::GicNoReadSync => L1GicDefect::NoReadSync,
             NestedDemo::GicNoReprioritize => L1GicDefect::NoReprioritize,
             NestedDemo::GicNoRemotePpiActive => L1GicDefect::NoRemotePpiActive,
+            NestedDemo::GicNoPpiActiveWait => L1GicDefect::NoPpiActiveWait,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1261,6 +1263,7 @@ pub fn run(
             NestedDemo::GicNoReadSync => " (gic-no-read-sync: a pending read does not sync the vCPUs holding what it reads, so an interrupt another vCPU acknowledged reads pending until that vCPU's next exit; this run must fail)",
             NestedDemo::GicNoReprioritize => " (gic-no-reprioritize: a new priority does not reach an interrupt already listed; this run must fail)",
             NestedDemo::GicNoRemotePpiActive => " (gic-no-remote-ppi-active: the PPI bits of another vCPU's GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI; this run must fail)",
+            NestedDemo::GicNoPpiActiveWait => " (gic-no-ppi-active-wait: a PPI set active with every list register in use is lost; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",

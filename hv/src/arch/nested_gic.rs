@@ -22,8 +22,8 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0,
-    ISACTIVER0, MAX_L1_VCPUS,
+    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, SyncSteps, ICACTIVER0,
+    ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 use crate::println;
@@ -72,6 +72,9 @@ pub enum L1GicDefect {
     /// `gic-no-remote-ppi-active`: the PPI bits of another vCPU's
     /// GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI.
     NoRemotePpiActive,
+    /// `gic-no-ppi-active-wait`: a PPI set active (GICR_ISACTIVER0) with
+    /// every list register from 1 on in use is lost.
+    NoPpiActiveWait,
 }
 
 /// The longest a load of L1's GIC waits for the vCPUs holding what it
@@ -186,10 +189,9 @@ fn sync_holders(vcpu: usize, holders: u32, defect: L1GicDefect, kick: &impl Fn(u
 
 /// vCPU `vcpu`'s own list registers (L1's own interface, in the hardware
 /// during its exit) made to agree with L1's GIC (`nested::gic::L1Gic::
-/// sync_ppis`: PPI active states L1 wrote; `withdraw_listed`, LR 1 on:
-/// what it acknowledged no longer listed, what L1 withdrew gone, new
-/// priorities in). The vCPUs that now
-/// have something forwarded to them (to kick).
+/// sync`: the PPI active states L1 wrote; LR 1 on, what it acknowledged
+/// no longer listed, what L1 withdrew gone, new priorities in). The vCPUs
+/// that now have something forwarded to them (to kick).
 fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
     let (before, count) = hardware_lrs();
     if count < 2 {
@@ -204,14 +206,14 @@ fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
     wanting
 }
 
-/// `nested::gic::L1Gic::sync` with `defect`'s flags.
+/// `nested::gic::L1Gic::sync` with the steps `defect` leaves.
 fn sync(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> bool {
-    gic.sync(
-        vcpu,
-        lrs,
-        defect != L1GicDefect::NoWithdraw,
-        defect != L1GicDefect::NoReprioritize,
-    )
+    let steps = SyncSteps {
+        withdraw: defect != L1GicDefect::NoWithdraw,
+        reprioritize: defect != L1GicDefect::NoReprioritize,
+        keep_waiting_ppi_sets: defect != L1GicDefect::NoPpiActiveWait,
+    };
+    gic.sync(vcpu, lrs, steps)
 }
 
 /// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:

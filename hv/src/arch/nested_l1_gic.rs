@@ -34,6 +34,10 @@
 //!    2d. SGI 3 sent again is listed at priority 0; given 0xc0 through
 //!    GICR_IPRIORITYR, it is masked by priority mask 0x80 and taken at
 //!    running priority 0xc0 (`gic-no-reprioritize` fails here);
+//!    2e. with every LR hv lists in holding one of its SGIs active (as in
+//!    2b), PPI 20 set active through GICR_ISACTIVER0 reads active; after
+//!    L1 deactivates one SGI, PPI 20 takes that LR: ICV_DIR_EL1 20 makes
+//!    it read inactive (`gic-no-ppi-active-wait` fails here);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -349,6 +353,63 @@ umbra_l1_gic_image:
     isb
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_reprio_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_reprio
+    // 2e: EOImode 1; SGIs 4 to 3 + x22 sent to itself, taken and dropped:
+    // every LR hv lists in holds one active. PPI 20 set active
+    // (GICR_ISACTIVER0) reads active though no LR is free; once SGI 4 is
+    // deactivated (ICV_DIR_EL1, no trap) it still reads active, and
+    // deactivated itself (ICV_DIR_EL1 20: it took the freed LR) it reads
+    // inactive. Then the other SGIs are deactivated.
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    mrs     x22, s3_4_c12_c11_1
+    and     x22, x22, #0x1f
+    mov     x1, #11
+    cmp     x22, x1
+    csel    x22, x22, x1, ls
+    add     x26, x22, #4
+    mov     x24, #4
+25: lsl     x1, x24, #24
+    orr     x1, x1, #1
+    msr     s3_0_c12_c11_5, x1
+    isb
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    25b
+    mov     x24, #0
+26: UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_fill
+    msr     s3_0_c12_c12_1, x19
+    isb
+    add     x24, x24, #1
+    cmp     x24, x22
+    b.lo    26b
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    mov     w1, #0x100000
+    str     w1, [x20, #0x300]
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_set
+    mov     x1, #4
+    msr     s3_0_c12_c11_1, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_freed
+    mov     x1, #20
+    msr     s3_0_c12_c11_1, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_ppi_wait_not_placed
+    mov     x24, #5
+27: msr     s3_0_c12_c11_1, x24
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    27b
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_ppi_wait_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_ppi_wait
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -536,8 +597,9 @@ umbra_l1g_l2_irq:
     // 7c: SPI 56 routed to vCPU 1, which polls ICV_IAR1_EL1 for it (no
     // exits), publishes the INTID and spins, still without exits, until
     // vCPU 0 is done: GICD_ISPENDR1, read from vCPU 0 after it saw the
-    // INTID, must not read SPI 56 pending (the load syncs vCPU 1; read
-    // for at most 2 TICKS). vCPU 1 then EOIs it and publishes 0.
+    // INTID, must not read SPI 56 pending (the load syncs vCPU 1, waiting
+    // at most 10 ms for its exit; read again for at most 16 TICKS, for a
+    // loaded host). vCPU 1 then EOIs it and publishes 0.
     adr     x4, umbra_l1g_v1_ack
     mov     x1, #1
     str     x1, [x4]
@@ -556,7 +618,7 @@ umbra_l1g_l2_irq:
     b       umbra_l1g_fail
 35: UMBRA_L1G_EXPECT x21, 56, umbra_l1g_msg_v1_ack_intid
     UMBRA_L1G_MOV64 x20, {gicd}
-    UMBRA_L1G_TICKS_AHEAD 1
+    UMBRA_L1G_TICKS_AHEAD 4
 36: ldr     w21, [x20, #0x204]
     cbz     w21, 37f
     mrs     x7, cntpct_el0
@@ -900,6 +962,11 @@ umbra_l1g_msg_v1_ppi_no_report: .asciz "vCPU 1 did not report its check of PPI 2
 umbra_l1g_msg_v1_ppi_deactivated_reads: .asciz "vCPU 1's GICR_ISACTIVER0, read from vCPU 0, does not read PPI 20 inactive after vCPU 1 deactivated it: "
 umbra_l1g_msg_v1_ppi_own_reads: .asciz "vCPU 1: its GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it there: "
 umbra_l1g_msg_v1_ppi_own_deactivated: .asciz "vCPU 1: its GICR_ISACTIVER0 reads PPI 20 active after ICV_DIR_EL1 (the set did not reach its list registers): "
+umbra_l1g_msg_ppi_wait: .asciz "L1: PPI 20 set active (GICR_ISACTIVER0) with every LR in use read active, took the LR its deactivation of SGI 4 freed, and read inactive after ICV_DIR_EL1\n"
+umbra_l1g_msg_ppi_wait_set: .asciz "GICR_ISACTIVER0 does not read PPI 20 active, set while every list register was in use: "
+umbra_l1g_msg_ppi_wait_freed: .asciz "GICR_ISACTIVER0 does not read PPI 20 active after an LR freed: "
+umbra_l1g_msg_ppi_wait_not_placed: .asciz "GICR_ISACTIVER0 reads PPI 20 active after ICV_DIR_EL1 (it never got the freed LR): "
+umbra_l1g_msg_ppi_wait_twice: .asciz "an interrupt is pending after L1 deactivated the SGIs of step 2e: ICV_IAR1_EL1 "
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "

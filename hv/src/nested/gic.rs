@@ -241,6 +241,28 @@ pub struct Forwarded {
     pub priority: u8,
 }
 
+/// What a sync of a vCPU's list registers does ([`L1Gic::sync`]; each
+/// field false only for a deliberate defect, hv's `gic-no-*` demos).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSteps {
+    /// Withdraw what L1 cleared pending, disabled or re-routed.
+    pub withdraw: bool,
+    /// Give listed entries the priority L1 last wrote.
+    pub reprioritize: bool,
+    /// Keep a PPI set active that finds no free list register for a later
+    /// sync (else it is dropped).
+    pub keep_waiting_ppi_sets: bool,
+}
+
+impl SyncSteps {
+    /// Every step.
+    pub const ALL: SyncSteps = SyncSteps {
+        withdraw: true,
+        reprioritize: true,
+        keep_waiting_ppi_sets: true,
+    };
+}
+
 /// What [`L1Gic::power_off`] changed that a refused CPU_OFF undoes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PowerOff {
@@ -934,19 +956,18 @@ impl L1Gic {
     /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them,
     /// during one of its exits) made to agree with the model: the PPI
     /// active states L1 wrote ([`Self::sync_ppis`]), then what hv listed
-    /// from LR 1 on ([`Self::withdraw_listed`], with its `withdraw` and
-    /// `reprioritize`). Whether a pending state went back (its new target
-    /// is to be kicked).
-    pub fn sync(
-        &mut self,
-        vcpu: usize,
-        lrs: &mut [u64],
-        withdraw: bool,
-        reprioritize: bool,
-    ) -> bool {
+    /// from LR 1 on ([`Self::withdraw_listed`]), as far as `steps` say.
+    /// Whether a pending state went back (its new target is to be
+    /// kicked).
+    pub fn sync(&mut self, vcpu: usize, lrs: &mut [u64], steps: SyncSteps) -> bool {
         self.sync_ppis(vcpu, lrs);
+        if !steps.keep_waiting_ppi_sets {
+            if let Some(p) = self.private.get_mut(vcpu) {
+                p.ppi_active_set = 0;
+            }
+        }
         match lrs.get_mut(1..) {
-            Some(listing) => self.withdraw_listed(vcpu, listing, withdraw, reprioritize),
+            Some(listing) => self.withdraw_listed(vcpu, listing, steps),
             None => false,
         }
     }
@@ -1009,13 +1030,12 @@ impl L1Gic {
     /// Without `withdraw` (the `gic-no-withdraw` defect) a pending LR is
     /// left as it is. Whether a pending state went back (its new target
     /// is to be kicked).
-    pub fn withdraw_listed(
-        &mut self,
-        vcpu: usize,
-        lrs: &mut [u64],
-        withdraw: bool,
-        reprioritize: bool,
-    ) -> bool {
+    pub fn withdraw_listed(&mut self, vcpu: usize, lrs: &mut [u64], steps: SyncSteps) -> bool {
+        let SyncSteps {
+            withdraw,
+            reprioritize,
+            ..
+        } = steps;
         let mut handed_back = false;
         if let Some(syncs) = self.syncs.get_mut(vcpu) {
             *syncs = syncs.wrapping_add(1);
@@ -1085,7 +1105,7 @@ impl L1Gic {
             return undo;
         }
         // What L1 cleared pending since it was listed is not handed back.
-        self.withdraw_listed(vcpu, lrs, true, true);
+        self.withdraw_listed(vcpu, lrs, SyncSteps::ALL);
         undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
         // Its interface's state is gone with it (its PPIs restart inactive).
         let p = &mut self.private[vcpu];
@@ -1914,8 +1934,8 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0280, 4), 1 << 2);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
         // Nothing changed: the exits keep both, and nobody is kicked.
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
         // L1 acknowledges both (no trap): active; the holders' next exits
@@ -1924,8 +1944,8 @@ mod tests {
         lrs0[1] = acknowledged(lrs0[1]);
         lrs1[1] = acknowledged(lrs1[1]);
         let (before0, before1) = (lrs0, lrs1);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!((lrs0, lrs1), (before0, before1));
         assert_eq!(gic.read(D, 0x204, 4), 0);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
@@ -1962,9 +1982,9 @@ mod tests {
         assert!(!gic.synced_since(0b10, &since));
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
         // vCPU 0's own exits do not count for vCPU 1.
-        gic.withdraw_listed(0, &mut lrs0, true, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         assert!(!gic.synced_since(0b10, &since));
-        gic.withdraw_listed(1, &mut lrs1, true, true);
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
         assert!(gic.synced_since(0b10, &since));
         assert!(!gic.sync_requested(1));
         assert_eq!(gic.wanting(), 0);
@@ -1997,11 +2017,18 @@ mod tests {
         gic.write(R0, 0x1_0400, 4, 0x0060_0000);
         assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
         let mut broken = (gic.clone(), lrs1);
-        broken.0.withdraw_listed(1, &mut broken.1, true, false);
+        broken.0.withdraw_listed(
+            1,
+            &mut broken.1,
+            SyncSteps {
+                reprioritize: false,
+                ..SyncSteps::ALL
+            },
+        );
         assert_eq!(broken.1, lrs1, "gic-no-reprioritize: the old priority");
         assert_eq!(broken.0.wanting(), 0b01, "vCPU 1 is not kicked again");
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!(lrs1[1], pending_lr(48, 0xc0));
         assert_eq!(lrs0[1], pending_lr(2, 0x60));
         assert_eq!(
@@ -2016,16 +2043,16 @@ mod tests {
         lrs0[1] = lrs0[1] & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT;
         gic.write(R0, 0x1_0402, 1, 0x90);
         assert_eq!(gic.wanting(), 0b01);
-        gic.withdraw_listed(0, &mut lrs0, true, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         assert_eq!(lrs0[1] & lr::PRIORITY_MASK, 0x90 << lr::PRIORITY_SHIFT);
         assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
         // Acknowledged (active only): no longer listed, nothing to change.
         lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        gic.withdraw_listed(1, &mut lrs1, true, true);
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
         let active = lrs1;
         gic.write(D, 0x400 + 48, 1, 0x10);
         assert_eq!(gic.wanting(), 0);
-        gic.withdraw_listed(1, &mut lrs1, true, true);
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
         assert_eq!(lrs1, active);
     }
 
@@ -2043,10 +2070,17 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
         assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
         let mut broken = (gic.clone(), lrs1);
-        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false, true));
+        assert!(!broken.0.withdraw_listed(
+            1,
+            &mut broken.1,
+            SyncSteps {
+                withdraw: false,
+                ..SyncSteps::ALL
+            }
+        ));
         assert_eq!(broken.1, lrs1, "gic-no-withdraw: still pending there");
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true, true));
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!(lrs1, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(lrs0, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(gic.wanting(), 0);
@@ -2057,12 +2091,12 @@ mod tests {
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        gic.withdraw_listed(0, &mut lrs0, true, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
         gic.write(R0, 0x1_0280, 4, 1 << 2);
-        gic.withdraw_listed(0, &mut lrs0, true, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         assert_eq!(LrState::of(lrs0[1]), LrState::Active);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
     }
@@ -2084,8 +2118,8 @@ mod tests {
         );
         assert_eq!(gic.read(R0, 0, 4), u64::from(ctlr::GICR_RWP));
         assert_eq!(gic.wanting(), 0b11);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true, true));
-        assert!(gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!((lrs0[1], lrs1[1]), (0, 0));
         assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
         assert_eq!(gic.read(R0, 0, 4), 0);
@@ -2117,7 +2151,7 @@ mod tests {
             "SPI 48 waits for vCPU 1 to withdraw it"
         );
         assert_eq!(gic.wanting(), 0b10);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!(lrs1[1], 0);
         assert_eq!(gic.wanting(), 0b01);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
@@ -2129,7 +2163,7 @@ mod tests {
         lrs0[2] = lrs0[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         gic.write(D, 0x6000 + 48 * 8, 8, 1);
         assert_eq!(gic.wanting(), 0b01);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!(LrState::of(lrs0[2]), LrState::Active);
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 0);
@@ -2281,7 +2315,7 @@ mod tests {
         assert_eq!(gic.read(R0, ISACTIVER0, 4), 0, "vCPU 0's own untouched");
         assert_eq!(gic.wanting(), 0b10, "vCPU 1 is kicked");
         assert!(gic.sync_requested(1) && gic.ppi_active_waiting(1));
-        gic.sync(1, &mut lrs1, true, true);
+        gic.sync(1, &mut lrs1, SyncSteps::ALL);
         assert_eq!(lrs1[0], maintenance);
         assert_eq!(lrs1[1] & lr::VINTID_MASK, 27);
         assert_eq!(LrState::of(lrs1[1]), LrState::Active);
@@ -2332,11 +2366,22 @@ mod tests {
         let full = [pending_lr(25, 0), pending_lr(40, 0), pending_lr(41, 0)];
         let mut lrs = full;
         gic.write(R0, ISACTIVER0, 4, 1 << 27);
-        gic.sync(0, &mut lrs, true, true);
+        gic.sync(0, &mut lrs, SyncSteps::ALL);
         assert_eq!(lrs, full, "no LR for it");
         assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 27, "still active");
         assert!(gic.ppi_active_waiting(0), "the vCPU's exits keep trying");
         assert_eq!(gic.wanting(), 0, "no kick storm while it waits");
+        let mut broken = (gic.clone(), lrs);
+        let lost = SyncSteps {
+            keep_waiting_ppi_sets: false,
+            ..SyncSteps::ALL
+        };
+        broken.0.sync(0, &mut broken.1, lost);
+        assert_eq!(
+            broken.0.read(R0, ISACTIVER0, 4),
+            0,
+            "gic-no-ppi-active-wait"
+        );
         // LR 2's SGI taken and deactivated: the next exit places it.
         lrs[2] = 0;
         gic.sync_ppis(0, &mut lrs);

@@ -1345,6 +1345,15 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 3, "512M")
     },
+    // A PPI set active while every list register is in use is lost.
+    Case {
+        hv_args: "hv.nested=gic-no-ppi-active-wait",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: GICR_ISACTIVER0 does not read PPI 20 active, set while every list register was in use: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // Another vCPU's PPI active bits RAZ/WI: vCPU 0's set of vCPU 1's
     // PPI 20 is lost.
     Case {
