@@ -1156,10 +1156,12 @@ impl L1Gic {
     /// `intid` deactivated for vCPU `vcpu` by L2's deactivation of an
     /// HW = 1 list register naming it (`nested::vgic`, "Hardware
     /// interrupts"): the active bit L1 set through I{S}ACTIVER cleared, an
-    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor. PPIs
-    /// (their active bits RAZ/WI here) and INTIDs this GIC does not have:
-    /// nothing (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt
-    /// that is not active). Whether a bit was cleared. A limit (review 48
+    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor; a
+    /// PPI's set still waiting for a free list register
+    /// ([`Self::sync_ppis`]) dropped (one placed is in the list register
+    /// the caller deactivates). INTIDs this GIC does not have, or not
+    /// active here: nothing (the CONSTRAINED UNPREDICTABLE deactivation of
+    /// an interrupt that is not active). Whether a bit was cleared. A limit (review 48
     /// R48-3): the active state of an SPI hv listed and L1 acknowledged
     /// lives in the list register of the vCPU that acknowledged it, which
     /// only that vCPU's exits reach (`nested::vgic::deactivate_listed`),
