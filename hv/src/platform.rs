@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|gic-no-read-sync|gic-no-reprioritize|gic-no-remote-ppi-active|gic-no-ppi-active-wait|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1098,6 +1098,21 @@ pub enum NestedDemo {
     /// L1 clears it pending, disables or re-routes it (this run must
     /// fail).
     GicNoWithdraw,
+    /// `gic-no-read-sync`: the same, but a pending read (GICD_ISPENDR,
+    /// GICR_ISPENDR0) does not sync the vCPUs holding what it reads: an
+    /// interrupt another vCPU acknowledged reads pending until that
+    /// vCPU's next exit (this run must fail).
+    GicNoReadSync,
+    /// `gic-no-reprioritize`: the same, but a new priority L1 writes
+    /// does not reach an interrupt already listed (this run must fail).
+    GicNoReprioritize,
+    /// `gic-no-remote-ppi-active`: the same, but the PPI bits of another
+    /// vCPU's GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI (this run must fail).
+    GicNoRemotePpiActive,
+    /// `gic-no-ppi-active-wait`: the same, but a PPI set active
+    /// (GICR_ISACTIVER0) while every list register from 1 on is in use is
+    /// lost (this run must fail).
+    GicNoPpiActiveWait,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
     /// device tree, MMU off), on every vCPU hv has for L1 (its secondaries
@@ -1273,6 +1288,16 @@ impl Options {
                 }
                 "hv.nested=gic-no-power-off" => options.nested = Some(NestedDemo::GicNoPowerOff),
                 "hv.nested=gic-no-withdraw" => options.nested = Some(NestedDemo::GicNoWithdraw),
+                "hv.nested=gic-no-read-sync" => options.nested = Some(NestedDemo::GicNoReadSync),
+                "hv.nested=gic-no-reprioritize" => {
+                    options.nested = Some(NestedDemo::GicNoReprioritize)
+                }
+                "hv.nested=gic-no-remote-ppi-active" => {
+                    options.nested = Some(NestedDemo::GicNoRemotePpiActive)
+                }
+                "hv.nested=gic-no-ppi-active-wait" => {
+                    options.nested = Some(NestedDemo::GicNoPpiActiveWait)
+                }
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1725,6 +1750,22 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=gic-no-withdraw").map(|o| o.nested),
             Ok(Some(NestedDemo::GicNoWithdraw))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-read-sync").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoReadSync))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-reprioritize").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoReprioritize))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-remote-ppi-active").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoRemotePpiActive))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-ppi-active-wait").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoPpiActiveWait))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

@@ -906,7 +906,11 @@ pub fn run(
         | NestedDemo::GicNoList
         | NestedDemo::GicNoEoiMaintenance
         | NestedDemo::GicNoPowerOff
-        | NestedDemo::GicNoWithdraw => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoWithdraw
+        | NestedDemo::GicNoReadSync
+        | NestedDemo::GicNoReprioritize
+        | NestedDemo::GicNoRemotePpiActive
+        | NestedDemo::GicNoPpiActiveWait => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1132,6 +1136,10 @@ pub fn run(
             NestedDemo::GicNoEoiMaintenance => L1GicDefect::NoEoiMaintenance,
             NestedDemo::GicNoPowerOff => L1GicDefect::NoPowerOff,
             NestedDemo::GicNoWithdraw => L1GicDefect::NoWithdraw,
+            NestedDemo::GicNoReadSync => L1GicDefect::NoReadSync,
+            NestedDemo::GicNoReprioritize => L1GicDefect::NoReprioritize,
+            NestedDemo::GicNoRemotePpiActive => L1GicDefect::NoRemotePpiActive,
+            NestedDemo::GicNoPpiActiveWait => L1GicDefect::NoPpiActiveWait,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1252,6 +1260,10 @@ pub fn run(
             NestedDemo::GicNoEoiMaintenance => " (gic-no-eoi-maintenance: L1's SGIs and SPIs are listed without the EOI bit; this run must fail)",
             NestedDemo::GicNoPowerOff => " (gic-no-power-off: L1's CPU_OFF neither hands its listed interrupts back nor puts its redistributor to sleep; this run must fail)",
             NestedDemo::GicNoWithdraw => " (gic-no-withdraw: an interrupt listed and not acknowledged stays in the vCPU's list registers after L1 clears it pending, disables or re-routes it; this run must fail)",
+            NestedDemo::GicNoReadSync => " (gic-no-read-sync: a pending read does not sync the vCPUs holding what it reads, so an interrupt another vCPU acknowledged reads pending until that vCPU's next exit; this run must fail)",
+            NestedDemo::GicNoReprioritize => " (gic-no-reprioritize: a new priority does not reach an interrupt already listed; this run must fail)",
+            NestedDemo::GicNoRemotePpiActive => " (gic-no-remote-ppi-active: the PPI bits of another vCPU's GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI; this run must fail)",
+            NestedDemo::GicNoPpiActiveWait => " (gic-no-ppi-active-wait: a PPI set active with every list register in use is lost; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1609,6 +1621,7 @@ fn l1_device_access(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, es
         &access,
         stored,
         me,
+        nested.l1_gic_defect,
         |targets| kick_l1_vcpus(nested, me, targets),
         || {
             once(Note::L1PpiActive);
@@ -2845,7 +2858,7 @@ impl Note {
             Note::L1HostEl0 => "hv: nested: L1 ERETs to EL0 with its virtual HCR_EL2.{E2H, TGE} = {1, 1}: its own host userspace, run at hardware EL0 on its EL2&0 regime (reported once)",
             Note::L1El0Tge => "hv: nested: a non-VHE L1 ERETs to EL0 with its virtual HCR_EL2.TGE = 1 (E2H = 0): its EL0 runs in its EL1&0 regime (the VNCR page's registers) with the hardware's TGE (stage 1 off, its exceptions to L1's virtual EL2) (reported once)",
             Note::L1WfiWait => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)",
-            Note::L1PpiActive => "hv: nested: L1 set or cleared a PPI's active state at its redistributor (GICR_ISACTIVER0/ICACTIVER0): applied to the list register of its own interface that holds the PPI (reported once)",
+            Note::L1PpiActive => "hv: nested: L1 set or cleared a PPI's active state at a redistributor (GICR_ISACTIVER0/ICACTIVER0): applied to the list register of that vCPU's own interface that holds the PPI, another vCPU's at its next exit (reported once)",
             Note::L1WfiWaitHypTimer => "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFI bounded by hv's EL2 physical timer: no FEAT_WFxT; reported once)",
             Note::L1VectorTrapAtVel2 => "hv: nested: L1's ZCR_EL2 or SMCR_EL2 access trapped by its own CPTR_EL2 (TZ/ZEN, TSM/SMEN): an SVE or SME access exception (EC 0x19/0x1D) to its virtual EL2 (reported once)",
             Note::L1Timer => "hv: nested: a timer PPI of L1's (its EL2 timers' or L2's EL1 timers') asserted while L2 ran: IRQ to L1's virtual EL2 at VBAR_EL2 + 0x480 (reported once)",

@@ -14,14 +14,16 @@
 //! then [`interrupts_l2`] to take L2 out to L1's IRQ vector.
 //!
 //! The lock is taken inside a vCPU's exit (its own vCPU lock held, never
-//! another's), briefly, and nothing is waited for while it is held.
+//! another's), briefly, and nothing is waited for while it is held. A
+//! load that reads what other vCPUs hold listed waits for their exits
+//! with it free, bounded ([`sync_holders`]).
 
 use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded, listed_ppis_active, signalled, write_listed_ppis_active, GicFrame, L1Gic,
-    L1GicLayout, PowerOff, ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
+    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, SyncSteps, ICACTIVER0,
+    ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 use crate::println;
@@ -59,7 +61,25 @@ pub enum L1GicDefect {
     /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
     /// the sender itself arrives).
     NoCrossVcpuSgi,
+    /// `gic-no-read-sync`: a pending read (GICD_ISPENDR, GICR_ISPENDR0
+    /// and their clear twins) neither waits for nor kicks the vCPUs
+    /// holding what it reads: an interrupt another vCPU acknowledged
+    /// reads pending until that vCPU's next exit.
+    NoReadSync,
+    /// `gic-no-reprioritize`: a new priority L1 writes does not reach an
+    /// interrupt already listed (the LR keeps the old one).
+    NoReprioritize,
+    /// `gic-no-remote-ppi-active`: the PPI bits of another vCPU's
+    /// GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI.
+    NoRemotePpiActive,
+    /// `gic-no-ppi-active-wait`: a PPI set active (GICR_ISACTIVER0) with
+    /// every list register from 1 on in use is lost.
+    NoPpiActiveWait,
 }
+
+/// The longest a load of L1's GIC waits for the vCPUs holding what it
+/// reads ([`mmio`]): 10 ms.
+const READ_SYNC_BOUND_HZ_DIVISOR: u64 = 100;
 
 /// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
 pub fn reset(vcpus: usize) {
@@ -70,52 +90,130 @@ pub fn reset(vcpus: usize) {
 /// `layout`'s frames from vCPU `vcpu`, with `value` the low bytes of the
 /// stored register: the load's raw value (None for a store), or Err(())
 /// when `access` is not in L1's GIC. The vCPUs that now have something
-/// forwarded to them go to `kick`. The PPI bits of the vCPU's own
-/// GICR_ISACTIVER0 and GICR_ICACTIVER0 are the entries of its own
-/// interface (in the hardware during the exit) that hold them
-/// (`nested::gic::write_listed_ppis_active`; `ppi_active_written` is
-/// called when a store has some); another vCPU's are RAZ/WI (its
-/// interface is not here; Linux sets a per-CPU PPI's state from that
-/// CPU).
+/// forwarded to them go to `kick`. A load of pending bits that vCPUs hold
+/// listed (`nested::gic::L1Gic::read_holders`) first syncs them
+/// ([`sync_holders`]), so it reads what they acknowledged before it. The
+/// PPI bits of a vCPU's GICR_ISACTIVER0 and GICR_ICACTIVER0 are the
+/// entries of its own interface that hold them
+/// (`nested::gic::L1Gic::sync_ppis`): a store's reach the vCPU's list
+/// registers at once for its own redistributor (its interface is in the
+/// hardware during the exit), else at that vCPU's next exit, which its
+/// kick causes; a load syncs that vCPU first, as above
+/// (`ppi_active_written` is called when a store has some).
 pub fn mmio(
     layout: &L1GicLayout,
     access: &MmioAccess,
     value: u64,
     vcpu: usize,
-    kick: impl FnOnce(u32),
+    defect: L1GicDefect,
+    kick: impl Fn(u32),
     ppi_active_written: impl FnOnce(),
 ) -> Result<Option<u64>, ()> {
     let (frame, offset) = layout.locate(access.ipa).ok_or(())?;
     let size = access.size.bytes();
-    let own_ppi_active = frame == GicFrame::Redistributor(vcpu)
+    let ppi_active = matches!(frame, GicFrame::Redistributor(_))
         && size == 4
         && matches!(offset, ISACTIVER0 | ICACTIVER0);
+    let own = frame == GicFrame::Redistributor(vcpu);
+    // The `gic-no-remote-ppi-active` defect: another vCPU's PPI active
+    // bits RAZ/WI.
+    let ppi_mask = match (ppi_active && !own, defect) {
+        (true, L1GicDefect::NoRemotePpiActive) => 0xffff,
+        _ => u64::MAX,
+    };
     let mut gic = L1_GIC.lock();
     match access.kind {
         MmioKind::Read { .. } => {
-            let mut raw = gic.read(frame, offset, size);
-            drop(gic);
-            if own_ppi_active {
-                let (lrs, count) = hardware_lrs();
-                raw |= u64::from(listed_ppis_active(&lrs[..count]));
+            let syncing = match defect {
+                L1GicDefect::NoReadSync => 1 << vcpu,
+                _ => u32::MAX,
+            };
+            let holders = gic.read_holders(frame, offset, size) & syncing;
+            if holders != 0 {
+                drop(gic);
+                sync_holders(vcpu, holders, defect, &kick);
+                gic = L1_GIC.lock();
             }
-            Ok(Some(raw))
+            Ok(Some(gic.read(frame, offset, size) & ppi_mask))
         }
         MmioKind::Write { .. } => {
-            gic.write(frame, offset, size, value & access.size.mask());
+            let value = value & access.size.mask() & ppi_mask;
+            gic.write(frame, offset, size, value);
             let wanting = gic.wanting();
             drop(gic);
-            if own_ppi_active && value as u32 & !0xffff != 0 {
+            if ppi_active && value as u32 & !0xffff != 0 {
                 ppi_active_written();
-                let (before, count) = hardware_lrs();
-                let mut after = before;
-                write_listed_ppis_active(&mut after[..count], offset == ISACTIVER0, value as u32);
-                write_changed_lrs(&before[..count], &after[..count]);
+                if own {
+                    kick(sync_own(vcpu, defect));
+                }
             }
             kick(wanting);
             Ok(None)
         }
     }
+}
+
+/// Syncs the vCPUs `holders` (bit k: vCPU k) for vCPU `vcpu`'s load:
+/// `vcpu`'s own list registers at once ([`sync_own`]), the others' at
+/// their next exits, which their kick causes and this waits for
+/// (`nested::gic::L1Gic::request_sync`), serving its own requests
+/// meanwhile (two vCPUs loading each other's state do not wait for each
+/// other forever). The wait is bounded ([`READ_SYNC_BOUND_HZ_DIVISOR`]):
+/// a holder that does not get to its exit in time (hv busy there) leaves
+/// the load reading the state as of its last exit, a snapshot its kick
+/// still refreshes for the loads after it.
+fn sync_holders(vcpu: usize, holders: u32, defect: L1GicDefect, kick: &impl Fn(u32)) {
+    if holders & (1 << vcpu) != 0 {
+        kick(sync_own(vcpu, defect));
+    }
+    let others = holders & !(1 << vcpu);
+    if others == 0 {
+        return;
+    }
+    let since = L1_GIC.lock().request_sync(others);
+    kick(others);
+    let deadline =
+        cpu::counter().wrapping_add(cpu::counter_frequency() / READ_SYNC_BOUND_HZ_DIVISOR);
+    loop {
+        if L1_GIC.lock().sync_requested(vcpu) {
+            kick(sync_own(vcpu, defect));
+        }
+        if L1_GIC.lock().synced_since(others, &since)
+            || cpu::counter().wrapping_sub(deadline) as i64 >= 0
+        {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// vCPU `vcpu`'s own list registers (L1's own interface, in the hardware
+/// during its exit) made to agree with L1's GIC (`nested::gic::L1Gic::
+/// sync`: the PPI active states L1 wrote; LR 1 on, what it acknowledged
+/// no longer listed, what L1 withdrew gone, new priorities in). The vCPUs
+/// that now have something forwarded to them (to kick).
+fn sync_own(vcpu: usize, defect: L1GicDefect) -> u32 {
+    let (before, count) = hardware_lrs();
+    if count < 2 {
+        return 0;
+    }
+    let mut after = before;
+    let mut gic = L1_GIC.lock();
+    let handed_back = sync(&mut gic, vcpu, &mut after[..count], defect);
+    let wanting = if handed_back { gic.wanting() } else { 0 };
+    drop(gic);
+    write_changed_lrs(&before[..count], &after[..count]);
+    wanting
+}
+
+/// `nested::gic::L1Gic::sync` with the steps `defect` leaves.
+fn sync(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> bool {
+    let steps = SyncSteps {
+        withdraw: defect != L1GicDefect::NoWithdraw,
+        reprioritize: defect != L1GicDefect::NoReprioritize,
+        keep_waiting_ppi_sets: defect != L1GicDefect::NoPpiActiveWait,
+    };
+    gic.sync(vcpu, lrs, steps)
 }
 
 /// vCPU `vcpu`'s write of `value` to ICC_SGI1R_EL1 or ICC_ASGI1R_EL1:
@@ -162,9 +260,12 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 }
 
 /// L1's own interface (in the hardware during every exit), list
-/// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: what L1
+/// registers 1 on, made to agree with L1's GIC for vCPU `vcpu`: the PPI
+/// active states L1 wrote since (all LRs, `nested::gic::L1Gic::sync_ppis`,
+/// first: a waiting set gets a free LR before anything else), what L1
 /// cleared pending, disabled or re-routed since it was listed there
-/// withdrawn (`nested::gic::L1Gic::withdraw_listed`), then what the GIC
+/// withdrawn and new priorities in (`nested::gic::L1Gic::withdraw_listed`,
+/// also a sync a load of another vCPU waits for), then what the GIC
 /// forwards to the vCPU listed, with EOI maintenance
 /// (`nested::gic::list_forwarded`), leaving LRs for the asserted timer
 /// PPIs in `timer_ppis` that rank above an interrupt. The vCPUs that now
@@ -175,7 +276,11 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut gic = L1_GIC.lock();
-    if !gic.anything_pending() && !gic.holds_listed(vcpu) {
+    if !gic.anything_pending()
+        && !gic.holds_listed(vcpu)
+        && !gic.sync_requested(vcpu)
+        && !gic.ppi_active_waiting(vcpu)
+    {
         return 0;
     }
     let (before, count) = hardware_lrs();
@@ -183,8 +288,7 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
         return 0;
     }
     let mut after = before;
-    let withdraw = defect != L1GicDefect::NoWithdraw;
-    let handed_back = gic.withdraw_listed(vcpu, &mut after[1..count], withdraw);
+    let handed_back = sync(&mut gic, vcpu, &mut after[..count], defect);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
     list_forwarded(
         &mut gic,

@@ -31,6 +31,13 @@
 //!    fails here); SPI 52 listed, then disabled (GICD_ICENABLER1,
 //!    GICD_CTLR.RWP polled to 0): not in its interface, still pending,
 //!    taken once when enabled again (review 47 R47-2);
+//!    2d. SGI 3 sent again is listed at priority 0; given 0xc0 through
+//!    GICR_IPRIORITYR, it is masked by priority mask 0x80 and taken at
+//!    running priority 0xc0 (`gic-no-reprioritize` fails here);
+//!    2e. with every LR hv lists in holding one of its SGIs active (as in
+//!    2b), PPI 20 set active through GICR_ISACTIVER0 reads active; after
+//!    L1 deactivates one SGI, PPI 20 takes that LR: ICV_DIR_EL1 20 makes
+//!    it read inactive (`gic-no-ppi-active-wait` fails here);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -61,6 +68,15 @@
 //!    reads pending; 53 and 54 cleared pending read 0; 55 re-routed to
 //!    vCPU 0 comes there once; vCPU 1 then polls ICV_IAR1_EL1 for 1/16 s
 //!    and takes none of them (review 47 R47-2);
+//!    7c. SPI 56 routed to vCPU 1, which takes it by polling and then
+//!    spins without exits: GICD_ISPENDR1 read from vCPU 0 after vCPU 1
+//!    published the INTID reads 0 (the load synced vCPU 1;
+//!    `gic-no-read-sync` fails here);
+//!    7d. PPI 20 set active at vCPU 1's redistributor from vCPU 0
+//!    (GICR_ISACTIVER0) reads active from both vCPUs; vCPU 1 deactivates
+//!    it (EOImode 1, ICV_DIR_EL1, no trap: the set reached its list
+//!    registers) and it reads inactive from both
+//!    (`gic-no-remote-ppi-active` fails here);
 //!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
 //!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
 //!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
@@ -308,6 +324,92 @@ umbra_l1_gic_image:
     UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_spi52_still_pending
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_spi52_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_withdrawn
+    // 2d: SGI 3 (priority 0) sent to itself again is listed; L1 gives it
+    // priority 0xc0 (GICR_IPRIORITYR3, a byte store): with its priority
+    // mask at 0x80 it is not signalled (ICV_IAR1_EL1 1023), with 0xff it
+    // is taken at running priority 0xc0 (ICV_RPR_EL1).
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    UMBRA_L1G_MOV64 x1, 0x3000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    mrs     x19, s3_0_c12_c12_2
+    UMBRA_L1G_EXPECT x19, 3, umbra_l1g_msg_sgi3_not_listed
+    mov     w1, #0xc0
+    strb    w1, [x20, #0x403]
+    mov     x1, #0x80
+    msr     s3_0_c4_c6_0, x1
+    isb
+    mrs     x19, s3_0_c12_c12_0
+    UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_reprio_masked
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    isb
+    mrs     x19, s3_0_c12_c12_0
+    UMBRA_L1G_EXPECT x19, 3, umbra_l1g_msg_reprio_lost
+    mrs     x21, s3_0_c12_c11_3
+    UMBRA_L1G_EXPECT x21, 0xc0, umbra_l1g_msg_reprio_rpr
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_reprio_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_reprio
+    // 2e: EOImode 1; SGIs 4 to 3 + x22 sent to itself, taken and dropped:
+    // every LR hv lists in holds one active. PPI 20 set active
+    // (GICR_ISACTIVER0) reads active though no LR is free; once SGI 4 is
+    // deactivated (ICV_DIR_EL1, no trap) it still reads active, and
+    // deactivated itself (ICV_DIR_EL1 20: it took the freed LR) it reads
+    // inactive. Then the other SGIs are deactivated.
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    mrs     x22, s3_4_c12_c11_1
+    and     x22, x22, #0x1f
+    mov     x1, #11
+    cmp     x22, x1
+    csel    x22, x22, x1, ls
+    add     x26, x22, #4
+    mov     x24, #4
+25: lsl     x1, x24, #24
+    orr     x1, x1, #1
+    msr     s3_0_c12_c11_5, x1
+    isb
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    25b
+    mov     x24, #0
+26: UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_fill
+    msr     s3_0_c12_c12_1, x19
+    isb
+    add     x24, x24, #1
+    cmp     x24, x22
+    b.lo    26b
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    mov     w1, #0x100000
+    str     w1, [x20, #0x300]
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_set
+    mov     x1, #4
+    msr     s3_0_c12_c11_1, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_freed
+    mov     x1, #20
+    msr     s3_0_c12_c11_1, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_ppi_wait_not_placed
+    mov     x24, #5
+27: msr     s3_0_c12_c11_1, x24
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    27b
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_ppi_wait_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_ppi_wait
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -492,6 +594,84 @@ umbra_l1g_l2_irq:
     ldr     x21, [x4]
     UMBRA_L1G_EXPECT x21, 1023, umbra_l1g_msg_v1_took_withdrawn
     UMBRA_L1G_PUTS umbra_l1g_msg_v1_withdrawn
+    // 7c: SPI 56 routed to vCPU 1, which polls ICV_IAR1_EL1 for it (no
+    // exits), publishes the INTID and spins, still without exits, until
+    // vCPU 0 is done: GICD_ISPENDR1, read from vCPU 0 after it saw the
+    // INTID, must not read SPI 56 pending (the load syncs vCPU 1, waiting
+    // at most 10 ms for its exit; read again for at most 16 TICKS, for a
+    // loaded host). vCPU 1 then EOIs it and publishes 0.
+    adr     x4, umbra_l1g_v1_ack
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_SPI 56, 1
+    UMBRA_L1G_TICKS_AHEAD 6
+34: adr     x4, umbra_l1g_v1_acked
+    ldr     x21, [x4]
+    cbnz    x21, 35f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    34b
+    adr     x10, umbra_l1g_msg_v1_no_ack
+    mov     x11, x21
+    b       umbra_l1g_fail
+35: UMBRA_L1G_EXPECT x21, 56, umbra_l1g_msg_v1_ack_intid
+    UMBRA_L1G_MOV64 x20, {gicd}
+    UMBRA_L1G_TICKS_AHEAD 4
+36: ldr     w21, [x20, #0x204]
+    cbz     w21, 37f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    36b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_acked_pending
+    b       umbra_l1g_fail
+37: adr     x4, umbra_l1g_v1_ack
+    str     xzr, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+38: adr     x4, umbra_l1g_v1_acked
+    ldr     x21, [x4]
+    cbz     x21, 39f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    38b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_no_ack_eoi
+    b       umbra_l1g_fail
+39: UMBRA_L1G_PUTS umbra_l1g_msg_v1_ack_read
+    // 7d: vCPU 0 sets PPI 20 active at vCPU 1's redistributor
+    // (GICR_ISACTIVER0) and reads it back; vCPU 1, asked, reads it active
+    // at its own, deactivates it (EOImode 1, ICV_DIR_EL1: no trap) and
+    // reads it inactive; then vCPU 0 reads it inactive too.
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    mov     w1, #0x100000
+    str     w1, [x20, #0x300]
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_v1_ppi_set_reads
+    adr     x4, umbra_l1g_v1_ppi
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+40: adr     x4, umbra_l1g_v1_ppi
+    ldr     x21, [x4]
+    cbz     x21, 41f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    40b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_ppi_no_report
+    b       umbra_l1g_fail
+41: UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_ppi_deactivated_reads
+    UMBRA_L1G_PUTS umbra_l1g_msg_v1_ppi
     // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
     // acknowledged) made pending: the kick lists it there. vCPU 1 then
     // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
@@ -620,6 +800,12 @@ umbra_l1g_secondary:
     adr     x4, umbra_l1g_v1_check
     ldr     x5, [x4]
     cbnz    x5, 6f
+    adr     x4, umbra_l1g_v1_ack
+    ldr     x5, [x4]
+    cbnz    x5, 12f
+    adr     x4, umbra_l1g_v1_ppi
+    ldr     x5, [x4]
+    cbnz    x5, 14f
     adr     x4, umbra_l1g_v1_off
     ldr     x5, [x4]
     cbz     x5, 3b
@@ -650,6 +836,46 @@ umbra_l1g_secondary:
     str     x1, [x4]
     dsb     sy
     b       3b
+    // Step 7c: ICV_IAR1_EL1 polled (no exits) until SPI 56 comes; its
+    // INTID published, then a spin without exits until vCPU 0 clears the
+    // request; EOI (an exit: the EOI maintenance interrupt), 0 published.
+12: UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_no_ack
+    adr     x4, umbra_l1g_v1_acked
+    str     x19, [x4]
+    dsb     sy
+13: adr     x4, umbra_l1g_v1_ack
+    ldr     x5, [x4]
+    cbnz    x5, 13b
+    msr     s3_0_c12_c12_1, x19
+    isb
+    adr     x4, umbra_l1g_v1_acked
+    str     xzr, [x4]
+    dsb     sy
+    b       3b
+    // Step 7d: PPI 20, which vCPU 0 set active at this redistributor,
+    // reads active here; deactivated (EOImode 1, ICV_DIR_EL1) it reads
+    // inactive; the request cleared.
+14: UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x30, lsl #12
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_v1_ppi_own_reads
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    mov     x1, #20
+    msr     s3_0_c12_c11_1, x1
+    isb
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    ldr     w21, [x20, #0x300]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_ppi_own_deactivated
+    adr     x4, umbra_l1g_v1_ppi
+    str     xzr, [x4]
+    dsb     sy
+    b       3b
 
 .balign 8
 umbra_l1g_two_vcpus:
@@ -667,6 +893,12 @@ umbra_l1g_v1_check:
 umbra_l1g_v1_checked:
     .quad   0
 umbra_l1g_v1_checked_intid:
+    .quad   0
+umbra_l1g_v1_ack:
+    .quad   0
+umbra_l1g_v1_acked:
+    .quad   0
+umbra_l1g_v1_ppi:
     .quad   0
 umbra_l1g_irqs:
     .quad   0
@@ -714,6 +946,27 @@ umbra_l1g_msg_v1_rerouted_twice: .asciz "an interrupt is pending after vCPU 0 to
 umbra_l1g_msg_v1_rerouted_ispendr: .asciz "GICD_ISPENDR1 does not read 0 after vCPU 0 took SPI 55: "
 umbra_l1g_msg_v1_no_check: .asciz "vCPU 1 did not report its poll of ICV_IAR1_EL1 within 64 TICKS: "
 umbra_l1g_msg_v1_took_withdrawn: .asciz "vCPU 1 took an interrupt after SPIs 53-55 were cleared pending or re-routed: ICV_IAR1_EL1 "
+umbra_l1g_msg_reprio: .asciz "L1: SGI 3, listed at priority 0 and given 0xc0 (GICR_IPRIORITYR), was masked by priority mask 0x80 and taken at running priority 0xc0\n"
+umbra_l1g_msg_reprio_masked: .asciz "SGI 3, listed at priority 0 and given 0xc0 (GICR_IPRIORITYR), was signalled above priority mask 0x80: ICV_IAR1_EL1 "
+umbra_l1g_msg_reprio_lost: .asciz "SGI 3, given priority 0xc0 while listed, did not come with priority mask 0xff: ICV_IAR1_EL1 "
+umbra_l1g_msg_reprio_rpr: .asciz "SGI 3, given priority 0xc0 while listed, was taken at another running priority: ICV_RPR_EL1 "
+umbra_l1g_msg_reprio_twice: .asciz "an interrupt is pending after L1 took and EOId SGI 3 (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_ack_read: .asciz "L1: SPI 56, acknowledged by vCPU 1 with no exit since, read not pending in GICD_ISPENDR1 from vCPU 0 (the load synced vCPU 1)\n"
+umbra_l1g_msg_v1_no_ack: .asciz "vCPU 1 did not take SPI 56 routed to it within 64 TICKS: "
+umbra_l1g_msg_v1_ack_intid: .asciz "vCPU 1 took another INTID than SPI 56 routed to it: "
+umbra_l1g_msg_v1_acked_pending: .asciz "GICD_ISPENDR1 still reads SPI 56 pending after vCPU 1 acknowledged it (no exit of vCPU 1 since): "
+umbra_l1g_msg_v1_no_ack_eoi: .asciz "vCPU 1 did not report its EOI of SPI 56 within 64 TICKS: "
+umbra_l1g_msg_v1_ppi: .asciz "L1: PPI 20 set active at vCPU 1's redistributor from vCPU 0 read active on both, reached vCPU 1's interface (ICV_DIR_EL1 there deactivated it) and then read inactive on both\n"
+umbra_l1g_msg_v1_ppi_set_reads: .asciz "vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: "
+umbra_l1g_msg_v1_ppi_no_report: .asciz "vCPU 1 did not report its check of PPI 20 within 64 TICKS: "
+umbra_l1g_msg_v1_ppi_deactivated_reads: .asciz "vCPU 1's GICR_ISACTIVER0, read from vCPU 0, does not read PPI 20 inactive after vCPU 1 deactivated it: "
+umbra_l1g_msg_v1_ppi_own_reads: .asciz "vCPU 1: its GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it there: "
+umbra_l1g_msg_v1_ppi_own_deactivated: .asciz "vCPU 1: its GICR_ISACTIVER0 reads PPI 20 active after ICV_DIR_EL1 (the set did not reach its list registers): "
+umbra_l1g_msg_ppi_wait: .asciz "L1: PPI 20 set active (GICR_ISACTIVER0) with every LR in use read active, took the LR its deactivation of SGI 4 freed, and read inactive after ICV_DIR_EL1\n"
+umbra_l1g_msg_ppi_wait_set: .asciz "GICR_ISACTIVER0 does not read PPI 20 active, set while every list register was in use: "
+umbra_l1g_msg_ppi_wait_freed: .asciz "GICR_ISACTIVER0 does not read PPI 20 active after an LR freed: "
+umbra_l1g_msg_ppi_wait_not_placed: .asciz "GICR_ISACTIVER0 reads PPI 20 active after ICV_DIR_EL1 (it never got the freed LR): "
+umbra_l1g_msg_ppi_wait_twice: .asciz "an interrupt is pending after L1 deactivated the SGIs of step 2e: ICV_IAR1_EL1 "
 umbra_l1g_msg_nl:        .asciz "\n"
 umbra_l1g_msg_fail:      .asciz "UMBRA-NESTED-FAIL: "
 umbra_l1g_msg_el:        .asciz "CurrentEL is not 2: "

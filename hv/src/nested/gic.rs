@@ -49,21 +49,23 @@
 //! and a second send before L1 acknowledges merges into that entry; at the
 //! vCPU's CPU_OFF what it holds goes back ([`L1Gic::power_off`]). hv
 //! records what it listed where until it sees it acknowledged: meanwhile
-//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0), and a clear-pending,
-//! disable, set-active or re-route L1 writes kicks the holder, whose exit
+//! it reads pending (GICD_ISPENDR, GICR_ISPENDR0; such a read first syncs
+//! the holders, [`L1Gic::read_holders`]), a new priority L1 writes
+//! reaches the entry at the holder's exit, and a clear-pending, disable,
+//! set-active or re-route L1 writes kicks the holder, whose exit
 //! withdraws the entry ([`L1Gic::withdraw_listed`]; GICD_CTLR.RWP and
 //! GICR_CTLR.RWP read 1 until a disable has reached it).
 //! Limits: the active state of what hv listed lives in L1's list
 //! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself (and what a vCPU that powered off held); an acknowledgement on
-//! another vCPU reaches the pending reads at that vCPU's next exit; a new
-//! priority does not reach an entry already listed;
+//! itself (and what a vCPU that powered off held);
 //! PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
 //! are kept and read back); PPI bits of the pending registers are RAZ/WI
 //! here, and those of the active registers are the entries of the
-//! vCPU's own interface that hold the PPIs ([`write_listed_ppis_active`]).
+//! vCPU's own interface that hold the PPIs ([`write_listed_ppis_active`]),
+//! written and read, also from another vCPU, through its syncs
+//! ([`L1Gic::sync_ppis`]).
 
 use super::vgic::{lr, vmcr, LrState};
 use crate::vgic::{decode_sgi1r, route_target};
@@ -160,6 +162,17 @@ struct Private {
     listed: u16,
     /// Of `listed`, those L1 cleared pending since (GICR_ICPENDR0).
     withdrawn: u16,
+    /// Of `listed`, those L1 gave a new priority since (GICR_IPRIORITYR).
+    reprioritized: u16,
+    /// The PPIs (bit n: INTID 16 + n) active in the vCPU's own interface
+    /// at its last sync ([`L1Gic::sync_ppis`]).
+    ppi_active: u16,
+    /// PPI active states L1 set or cleared (GICR_ISACTIVER0/ICACTIVER0,
+    /// the last write of each bit) that the vCPU's list registers do not
+    /// have yet: applied at its next sync; a set with no free list
+    /// register waits here for one.
+    ppi_active_set: u16,
+    ppi_active_clear: u16,
     priority: [u8; 32],
     asleep: bool,
 }
@@ -170,6 +183,10 @@ const PRIVATE_RESET: Private = Private {
     active: 0,
     listed: 0,
     withdrawn: 0,
+    reprioritized: 0,
+    ppi_active: 0,
+    ppi_active_set: 0,
+    ppi_active_clear: 0,
     priority: [0; 32],
     asleep: true,
 };
@@ -192,7 +209,29 @@ pub struct L1Gic {
     /// (GICD_ICPENDR<n>), as `Private::listed` and `withdrawn`.
     spi_listed: [u32; SPI_WORDS],
     spi_withdrawn: [u32; SPI_WORDS],
+    /// Of `spi_listed`, those L1 gave a new priority since
+    /// (GICD_IPRIORITYR<n>), as `Private::reprioritized`.
+    spi_reprioritized: [u32; SPI_WORDS],
     spi_holder: [u8; SPIS],
+    /// The vCPUs whose next exit is to run [`L1Gic::withdraw_listed`]
+    /// even with nothing else to do there (bit k: vCPU k): a load that
+    /// reads what their list registers hold waits for it
+    /// ([`L1Gic::request_sync`]).
+    sync_requested: u32,
+    /// How many times each vCPU ran [`L1Gic::withdraw_listed`] (wrapping):
+    /// a load waiting for a vCPU's exit sees it advance.
+    syncs: [u32; MAX_L1_VCPUS],
+}
+
+/// An interrupt hv listed pending in a vCPU's list registers and has not
+/// seen acknowledged ([`L1Gic::withdraw_listed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Listed {
+    intid: u32,
+    /// L1 cleared its pending state since.
+    withdrawn: bool,
+    /// L1 gave it a new priority since.
+    reprioritized: bool,
 }
 
 /// An interrupt the CPU interface of one vCPU is to get.
@@ -200,6 +239,28 @@ pub struct L1Gic {
 pub struct Forwarded {
     pub intid: u32,
     pub priority: u8,
+}
+
+/// What a sync of a vCPU's list registers does ([`L1Gic::sync`]; each
+/// field false only for a deliberate defect, hv's `gic-no-*` demos).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncSteps {
+    /// Withdraw what L1 cleared pending, disabled or re-routed.
+    pub withdraw: bool,
+    /// Give listed entries the priority L1 last wrote.
+    pub reprioritize: bool,
+    /// Keep a PPI set active that finds no free list register for a later
+    /// sync (else it is dropped).
+    pub keep_waiting_ppi_sets: bool,
+}
+
+impl SyncSteps {
+    /// Every step.
+    pub const ALL: SyncSteps = SyncSteps {
+        withdraw: true,
+        reprioritize: true,
+        keep_waiting_ppi_sets: true,
+    };
 }
 
 /// What [`L1Gic::power_off`] changed that a refused CPU_OFF undoes.
@@ -292,7 +353,10 @@ impl L1Gic {
             spi_route: [0; SPIS],
             spi_listed: [0; SPI_WORDS],
             spi_withdrawn: [0; SPI_WORDS],
+            spi_reprioritized: [0; SPI_WORDS],
             spi_holder: [0; SPIS],
+            sync_requested: 0,
+            syncs: [0; MAX_L1_VCPUS],
         }
     }
 
@@ -417,7 +481,8 @@ impl L1Gic {
                 *route = new & IROUTER_WRITABLE;
             }
             (0x400..=0x7ff, 1 | 4) => {
-                write_priorities(&mut self.spi_priority, 32, offset - 0x400, size, value)
+                write_priorities(&mut self.spi_priority, 32, offset - 0x400, size, value);
+                self.reprioritize_listed(0, offset - 0x400, size);
             }
             (_, 4) if offset.is_multiple_of(4) => self.write_distributor_word(offset, value as u32),
             _ => {}
@@ -477,7 +542,10 @@ impl L1Gic {
                 0x1_0200..=0x1_0203 | 0x1_0280..=0x1_0283 => {
                     u32::from(p.pending | p.listed & !p.withdrawn)
                 }
-                0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => u32::from(p.active),
+                0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => {
+                    let ppis = p.ppi_active & !p.ppi_active_clear | p.ppi_active_set;
+                    u32::from(p.active) | u32::from(ppis) << 16
+                }
                 _ => 0,
             }),
             _ => 0,
@@ -493,7 +561,8 @@ impl L1Gic {
         let p = &mut self.private[k];
         match (offset, size) {
             (0x1_0400..=0x1_041f, 1 | 4) => {
-                write_priorities(&mut p.priority, 0, offset - 0x1_0400, size, value)
+                write_priorities(&mut p.priority, 0, offset - 0x1_0400, size, value);
+                self.reprioritize_listed(k, offset - 0x1_0400, size);
             }
             (0x0014, 4) => p.asleep = value as u32 & waker::PROCESSOR_SLEEP != 0,
             (0x1_0100..=0x1_03ff, 4) if offset == (offset & !0x7f) => {
@@ -515,6 +584,16 @@ impl L1Gic {
                         let mut word = u32::from(p.active);
                         set_clear(&mut word, op, value & 0xffff);
                         p.active = word as u16;
+                        let ppis = (value >> 16) as u16;
+                        let (to, other) = match op {
+                            Op::Set => (&mut p.ppi_active_set, &mut p.ppi_active_clear),
+                            Op::Clear => (&mut p.ppi_active_clear, &mut p.ppi_active_set),
+                        };
+                        *to |= ppis;
+                        *other &= !ppis;
+                        if ppis != 0 {
+                            self.sync_requested |= 1 << k;
+                        }
                     }
                 }
             }
@@ -610,32 +689,79 @@ impl L1Gic {
     }
 
     /// The SGIs and SPIs listed pending in vCPU `vcpu`'s list registers
-    /// and not yet seen acknowledged, each with whether L1 cleared its
-    /// pending state since.
-    fn listed_at(&self, vcpu: usize) -> impl Iterator<Item = (u32, bool)> + '_ {
+    /// and not yet seen acknowledged.
+    fn listed_at(&self, vcpu: usize) -> impl Iterator<Item = Listed> + '_ {
         let private = self.private.get(vcpu).filter(|_| vcpu < self.vcpus);
         let sgis = private.into_iter().flat_map(|p| {
             (0..16u32)
                 .filter(move |&i| p.listed & 1 << i != 0)
-                .map(move |i| (i, p.withdrawn & 1 << i != 0))
+                .map(move |i| Listed {
+                    intid: i,
+                    withdrawn: p.withdrawn & 1 << i != 0,
+                    reprioritized: p.reprioritized & 1 << i != 0,
+                })
         });
         let spis = (32..L1_GIC_LINES).filter_map(move |intid| {
             let s = (intid - 32) as usize;
             let (w, bit) = (s / 32, 1u32 << (s % 32));
-            (self.spi_listed[w] & bit != 0 && usize::from(self.spi_holder[s]) == vcpu)
-                .then_some((intid, self.spi_withdrawn[w] & bit != 0))
+            (self.spi_listed[w] & bit != 0 && usize::from(self.spi_holder[s]) == vcpu).then_some(
+                Listed {
+                    intid,
+                    withdrawn: self.spi_withdrawn[w] & bit != 0,
+                    reprioritized: self.spi_reprioritized[w] & bit != 0,
+                },
+            )
         });
         sgis.chain(spis)
     }
 
+    /// `intid`'s priority (an SGI's at vCPU `vcpu`'s redistributor).
+    fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        match intid {
+            0..32 => self
+                .private
+                .get(vcpu)
+                .map_or(0, |p| p.priority[intid as usize]),
+            _ => self
+                .spi_priority
+                .get((intid - 32) as usize)
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// L1 wrote the priorities of `count` INTIDs from `first` (an
+    /// IPRIORITYR store of vCPU `vcpu`'s redistributor, or the
+    /// distributor's): those listed and not seen acknowledged are marked,
+    /// so their holder is kicked and its exit gives the list register the
+    /// new priority ([`Self::withdraw_listed`]).
+    fn reprioritize_listed(&mut self, vcpu: usize, first: u64, count: u64) {
+        for intid in first..first + count {
+            match intid {
+                0..16 => {
+                    let p = &mut self.private[vcpu];
+                    p.reprioritized |= p.listed & 1 << intid;
+                }
+                32.. if intid < u64::from(L1_GIC_LINES) => {
+                    let s = (intid - 32) as usize;
+                    let (w, bit) = (s / 32, 1u32 << (s % 32));
+                    self.spi_reprioritized[w] |= self.spi_listed[w] & bit;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Records `intid` listed pending at `vcpu` (`listed`) or no longer
-    /// (acknowledged, withdrawn or handed back); either way not withdrawn.
+    /// (acknowledged, withdrawn or handed back); either way not withdrawn
+    /// and not reprioritized.
     fn set_listed(&mut self, vcpu: usize, intid: u32, listed: bool) {
         match intid {
             0..16 => {
                 if let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) {
                     let bit = 1u16 << intid;
                     p.withdrawn &= !bit;
+                    p.reprioritized &= !bit;
                     p.listed = if listed {
                         p.listed | bit
                     } else {
@@ -647,12 +773,30 @@ impl L1Gic {
                 let s = (intid - 32) as usize;
                 let (w, bit) = (s / 32, 1u32 << (s % 32));
                 self.spi_withdrawn[w] &= !bit;
+                self.spi_reprioritized[w] &= !bit;
                 if listed {
                     self.spi_listed[w] |= bit;
                     self.spi_holder[s] = vcpu as u8;
                 } else {
                     self.spi_listed[w] &= !bit;
                 }
+            }
+            _ => {}
+        }
+    }
+
+    /// `intid`, listed at `vcpu`, has the priority L1 last gave it in its
+    /// list register: no longer marked ([`Self::reprioritize_listed`]).
+    fn reprioritized(&mut self, vcpu: usize, intid: u32) {
+        match intid {
+            0..16 => {
+                if let Some(p) = self.private.get_mut(vcpu) {
+                    p.reprioritized &= !(1 << intid);
+                }
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                self.spi_reprioritized[s / 32] &= !(1 << (s % 32));
             }
             _ => {}
         }
@@ -716,6 +860,126 @@ impl L1Gic {
             || !self.group1 && (0..self.vcpus).any(|k| self.holds_listed(k))
     }
 
+    /// The vCPUs (bit k: vCPU k) holding, listed and not seen
+    /// acknowledged, an interrupt whose pending bit a load of `size` bytes
+    /// at `offset` in `frame` reads (GICD_ISPENDR<n>/ICPENDR<n>,
+    /// GICR_ISPENDR0/ICPENDR0). Such a bit is 1 until the holder's exit
+    /// sees the acknowledgement ([`Self::withdraw_listed`]), and a vCPU
+    /// runs L1 without exits for as long as it likes, so the load is to
+    /// sync them first ([`Self::request_sync`]); likewise the vCPU whose
+    /// GICR_ISACTIVER0/ICACTIVER0 it reads, for the PPIs' active state in
+    /// its list registers ([`Self::sync_ppis`]). It then reads a state no
+    /// older than its own start (IHI 0069: once a PE acknowledged an
+    /// interrupt, it is no longer pending, and a later read, one ordered
+    /// after the acknowledgement by L1's own synchronization, must not
+    /// read it pending).
+    pub fn read_holders(&self, frame: GicFrame, offset: u64, size: u64) -> u32 {
+        if size != 4 || !offset.is_multiple_of(4) {
+            return 0;
+        }
+        match frame {
+            GicFrame::Distributor if (0x200..0x300).contains(&offset) => {
+                let Some(s) = ((offset & 0x7f) / 4)
+                    .checked_sub(1)
+                    .map(|s| s as usize)
+                    .filter(|&s| s < SPI_WORDS)
+                else {
+                    return 0;
+                };
+                let bits = self.spi_listed[s] & !self.spi_withdrawn[s];
+                (0..32)
+                    .filter(|b| bits & 1 << b != 0)
+                    .fold(0, |mask, b| mask | 1 << self.spi_holder[s * 32 + b])
+            }
+            GicFrame::Redistributor(k)
+                if k < self.vcpus && matches!(offset, 0x1_0200 | 0x1_0280) =>
+            {
+                let p = &self.private[k];
+                u32::from(p.listed & !p.withdrawn != 0) << k
+            }
+            // The PPIs' active state is in the vCPU's list registers: an
+            // awake vCPU syncs (one that is off, asleep, has none to sync).
+            GicFrame::Redistributor(k)
+                if k < self.vcpus
+                    && matches!(offset, ISACTIVER0 | ICACTIVER0)
+                    && !self.private[k].asleep =>
+            {
+                1 << k
+            }
+            _ => 0,
+        }
+    }
+
+    /// A load is to wait for a sync of `vcpus` (bit k: vCPU k;
+    /// [`Self::read_holders`]): their next exits run
+    /// [`Self::withdraw_listed`] (kick them). Returns each vCPU's sync
+    /// count now, for [`Self::synced_since`].
+    pub fn request_sync(&mut self, vcpus: u32) -> [u32; MAX_L1_VCPUS] {
+        self.sync_requested |= vcpus & ((1 << self.vcpus) - 1);
+        self.syncs
+    }
+
+    /// Whether every vCPU of `vcpus` ran [`Self::withdraw_listed`] since
+    /// [`Self::request_sync`] returned `since`.
+    pub fn synced_since(&self, vcpus: u32, since: &[u32; MAX_L1_VCPUS]) -> bool {
+        (0..self.vcpus)
+            .filter(|&k| vcpus & 1 << k != 0)
+            .all(|k| self.syncs[k] != since[k])
+    }
+
+    /// Whether a load waits for vCPU `vcpu`'s sync ([`Self::request_sync`]).
+    pub fn sync_requested(&self, vcpu: usize) -> bool {
+        self.sync_requested & 1 << vcpu != 0
+    }
+
+    /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them:
+    /// LR 0 holds its maintenance interrupt), during one of its exits,
+    /// given the PPI active states L1 wrote for it since
+    /// (GICR_ISACTIVER0/ICACTIVER0, its own or another vCPU's store;
+    /// [`write_listed_ppis_active`]), and the PPIs' active state as they
+    /// now hold it recorded for the loads of other vCPUs. A set that finds
+    /// no free list register from LR 1 on waits in the model, read active,
+    /// for an exit that has one (the EOI maintenance exit of L1's next
+    /// deactivation frees one); meanwhile the PPI's path (a timer) finds
+    /// no free LR either, and this runs before it at every exit.
+    fn sync_ppis(&mut self, vcpu: usize, lrs: &mut [u64]) {
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return;
+        };
+        write_listed_ppis_active(lrs, false, u32::from(p.ppi_active_clear) << 16);
+        let unplaced = write_listed_ppis_active(lrs, true, u32::from(p.ppi_active_set) << 16);
+        p.ppi_active_clear = 0;
+        p.ppi_active_set = (unplaced >> 16) as u16;
+        p.ppi_active = (listed_ppis_active(lrs) >> 16) as u16;
+    }
+
+    /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them,
+    /// during one of its exits) made to agree with the model: the PPI
+    /// active states L1 wrote ([`Self::sync_ppis`]), then what hv listed
+    /// from LR 1 on ([`Self::withdraw_listed`]), as far as `steps` say.
+    /// Whether a pending state went back (its new target is to be
+    /// kicked).
+    pub fn sync(&mut self, vcpu: usize, lrs: &mut [u64], steps: SyncSteps) -> bool {
+        self.sync_ppis(vcpu, lrs);
+        if !steps.keep_waiting_ppi_sets {
+            if let Some(p) = self.private.get_mut(vcpu) {
+                p.ppi_active_set = 0;
+            }
+        }
+        match lrs.get_mut(1..) {
+            Some(listing) => self.withdraw_listed(vcpu, listing, steps),
+            None => false,
+        }
+    }
+
+    /// Whether vCPU `vcpu` has PPI active states to take into its list
+    /// registers ([`Self::sync_ppis`]): its exits sync until it has none.
+    pub fn ppi_active_waiting(&self, vcpu: usize) -> bool {
+        self.private
+            .get(vcpu)
+            .is_some_and(|p| p.ppi_active_set | p.ppi_active_clear != 0)
+    }
+
     /// Whether vCPU `vcpu` holds an interrupt listed and not seen
     /// acknowledged: its exits run [`Self::withdraw_listed`].
     pub fn holds_listed(&self, vcpu: usize) -> bool {
@@ -723,11 +987,14 @@ impl L1Gic {
     }
 
     /// Whether vCPU `vcpu` holds a listed interrupt that L1 has cleared
-    /// pending, disabled, made active, re-routed or otherwise taken from
-    /// it since: the vCPU is to be kicked to withdraw it.
+    /// pending, disabled, made active, re-routed, given a new priority or
+    /// otherwise taken from it since, or a load waits for its exit
+    /// ([`Self::request_sync`]): the vCPU is to be kicked.
     fn holds_stale(&self, vcpu: usize) -> bool {
-        self.listed_at(vcpu)
-            .any(|(intid, withdrawn)| withdrawn || !self.eligible(vcpu, intid))
+        self.sync_requested & 1 << vcpu != 0
+            || self
+                .listed_at(vcpu)
+                .any(|l| l.withdrawn || l.reprioritized || !self.eligible(vcpu, l.intid))
     }
 
     /// vCPU `vcpu`'s list registers `lrs` (L1's own interface, LR 1 on,
@@ -746,8 +1013,13 @@ impl L1Gic {
     ///   likewise, and its pending state back in the distributor or
     ///   redistributor, where it waits (disabled) or goes to its new
     ///   target (never in two vCPUs' LRs at once: `forwarded` skips it
-    ///   until now).
+    ///   until now);
+    /// - else it stays listed, with the priority L1 last gave it (GICD_
+    ///   or GICR_IPRIORITYR, also after it was listed: the GIC signals a
+    ///   pending interrupt at its current priority; without `reprioritize`,
+    ///   the `gic-no-reprioritize` defect, the LR keeps the old one).
     ///
+    /// Each call counts as a sync of the vCPU ([`Self::request_sync`]).
     /// The L1 store that changed it kicked this vCPU (`wanting`), so this
     /// runs at the exit that kick causes; until then the vCPU may still
     /// acknowledge it, as a PE may acknowledge an interrupt its CPU
@@ -758,10 +1030,22 @@ impl L1Gic {
     /// Without `withdraw` (the `gic-no-withdraw` defect) a pending LR is
     /// left as it is. Whether a pending state went back (its new target
     /// is to be kicked).
-    pub fn withdraw_listed(&mut self, vcpu: usize, lrs: &mut [u64], withdraw: bool) -> bool {
+    pub fn withdraw_listed(&mut self, vcpu: usize, lrs: &mut [u64], steps: SyncSteps) -> bool {
+        let SyncSteps {
+            withdraw,
+            reprioritize,
+            ..
+        } = steps;
         let mut handed_back = false;
-        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
-        for (intid, withdrawn) in listed {
+        if let Some(syncs) = self.syncs.get_mut(vcpu) {
+            *syncs = syncs.wrapping_add(1);
+            self.sync_requested &= !(1 << vcpu);
+        }
+        let listed: arrayvec::ArrayVec<Listed, { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for Listed {
+            intid, withdrawn, ..
+        } in listed
+        {
             let held = lrs.iter().position(|&v| {
                 v & lr::HW == 0
                     && v & lr::VINTID_MASK == u64::from(intid)
@@ -772,6 +1056,11 @@ impl L1Gic {
                 continue;
             };
             if !withdraw || (!withdrawn && self.eligible(vcpu, intid)) {
+                if reprioritize {
+                    lrs[n] = lrs[n] & !lr::PRIORITY_MASK
+                        | u64::from(self.priority(vcpu, intid)) << lr::PRIORITY_SHIFT;
+                }
+                self.reprioritized(vcpu, intid);
                 continue;
             }
             lrs[n] = match LrState::of(lrs[n]) {
@@ -816,8 +1105,11 @@ impl L1Gic {
             return undo;
         }
         // What L1 cleared pending since it was listed is not handed back.
-        self.withdraw_listed(vcpu, lrs, true);
+        self.withdraw_listed(vcpu, lrs, SyncSteps::ALL);
         undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
+        // Its interface's state is gone with it (its PPIs restart inactive).
+        let p = &mut self.private[vcpu];
+        (p.ppi_active, p.ppi_active_set, p.ppi_active_clear) = (0, 0, 0);
         for v in lrs.iter_mut() {
             let intid = *v & lr::VINTID_MASK;
             if !from_distributor(intid) || *v & lr::HW != 0 {
@@ -839,9 +1131,9 @@ impl L1Gic {
                 let _ = undo.activated.try_push(intid);
             }
         }
-        let listed: arrayvec::ArrayVec<(u32, bool), { 16 + SPIS }> = self.listed_at(vcpu).collect();
-        for (intid, _) in listed {
-            self.set_listed(vcpu, intid, false);
+        let listed: arrayvec::ArrayVec<Listed, { 16 + SPIS }> = self.listed_at(vcpu).collect();
+        for l in listed {
+            self.set_listed(vcpu, l.intid, false);
         }
         undo
     }
@@ -864,10 +1156,12 @@ impl L1Gic {
     /// `intid` deactivated for vCPU `vcpu` by L2's deactivation of an
     /// HW = 1 list register naming it (`nested::vgic`, "Hardware
     /// interrupts"): the active bit L1 set through I{S}ACTIVER cleared, an
-    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor. PPIs
-    /// (their active bits RAZ/WI here) and INTIDs this GIC does not have:
-    /// nothing (the CONSTRAINED UNPREDICTABLE deactivation of an interrupt
-    /// that is not active). Whether a bit was cleared. A limit (review 48
+    /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor; a
+    /// PPI's set still waiting for a free list register
+    /// ([`Self::sync_ppis`]) dropped (one placed is in the list register
+    /// the caller deactivates). INTIDs this GIC does not have, or not
+    /// active here: nothing (the CONSTRAINED UNPREDICTABLE deactivation of
+    /// an interrupt that is not active). Whether a bit was cleared. A limit (review 48
     /// R48-3): the active state of an SPI hv listed and L1 acknowledged
     /// lives in the list register of the vCPU that acknowledged it, which
     /// only that vCPU's exits reach (`nested::vgic::deactivate_listed`),
@@ -876,6 +1170,13 @@ impl L1Gic {
     /// GIC's distributor would deactivate it whichever PE acknowledged it.
     /// KVM maps only PPIs (its guest's timers) with HW = 1.
     pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
+        if let (true, Some(p)) = (PPIS.contains(&intid), self.private.get_mut(vcpu)) {
+            // A set still waiting for a free LR: deactivated before placed.
+            let bit = 1 << (intid - 16);
+            let waiting = p.ppi_active_set & bit != 0;
+            p.ppi_active_set &= !bit;
+            return waiting;
+        }
         self.set_state(vcpu, intid, Bits::Active, Op::Clear)
     }
 
@@ -963,6 +1264,8 @@ pub fn list_forwarded(
                 if LrState::of(lrs[n]) == LrState::Active {
                     lrs[n] |= lr::PENDING << lr::STATE_SHIFT;
                 }
+                // The new edge is signalled at its current priority.
+                lrs[n] = lrs[n] & !lr::PRIORITY_MASK | u64::from(f.priority) << lr::PRIORITY_SHIFT;
                 Some(n)
             }
             None if lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() > ranked_above => lrs
@@ -1033,10 +1336,12 @@ pub fn listed_ppis_active(lrs: &[u64]) -> u32 {
 ///   `vgic::l1_maintenance_lr`, and the EOI bit as they have, so L1's own
 ///   deactivation of it is an exit), which its path leaves alone until L1
 ///   deactivates it (ICC_DIR_EL1, GICR_ICACTIVER0) or L2 does through an
-///   HW = 1 entry naming it. With LRs 1 on all in use the set is lost (a
-///   limit: the PPI can still be signalled).
-pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) {
+///   HW = 1 entry naming it. With LRs 1 on all in use it is not placed.
+///
+/// The sets not placed (bit n: INTID n), for [`L1Gic::sync_ppis`] to keep.
+pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
     use super::vgic::{deactivate_listed, l1_maintenance_lr};
+    let mut unplaced = 0;
     for intid in PPIS.filter(|&intid| value & (1 << intid) != 0) {
         if !set {
             deactivate_listed(lrs, intid);
@@ -1055,14 +1360,18 @@ pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) {
                     .iter()
                     .skip(1)
                     .position(|&v| LrState::of(v) == LrState::Invalid);
-                if let Some(n) = free {
-                    lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
-                        | lr::ACTIVE << lr::STATE_SHIFT
-                        | lr::EOI;
+                match free {
+                    Some(n) => {
+                        lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
+                            | lr::ACTIVE << lr::STATE_SHIFT
+                            | lr::EOI
+                    }
+                    None => unplaced |= 1 << intid,
                 }
             }
         }
     }
+    unplaced
 }
 
 #[cfg(test)]
@@ -1247,13 +1556,14 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
         gic.write(R1, 0x1_0180, 4, 0x8000_0000);
         assert_eq!(gic.read(R1, 0x1_0180, 4), 6);
-        // PPI pending and active bits are RAZ/WI.
+        // PPI pending bits are RAZ/WI; active bits wait for the vCPU's
+        // sync (`another_vcpus_ppi_active_writes_reach_its_lrs_at_its_sync`).
         gic.write(R1, 0x1_0200, 4, 0x1_0004);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 4);
         gic.write(R1, 0x1_0280, 4, 4);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
         gic.write(R1, 0x1_0300, 4, 0x1_0001);
-        assert_eq!(gic.read(R1, 0x1_0380, 4), 1);
+        assert_eq!(gic.read(R1, 0x1_0380, 4), 0x1_0001);
         gic.write(R1, 0x1_0410, 1, 0x90);
         gic.write(R1, 0x1_0400, 4, 0x1122_3344);
         assert_eq!(gic.read(R1, 0x1_0410, 4), 0x90);
@@ -1385,7 +1695,11 @@ mod tests {
         let active_2 = lr::ACTIVE << lr::STATE_SHIFT | lr::GROUP1 | 2;
         let mut lrs = [pending_lr(26, 0xa0), active_2, 0, 0];
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 2);
-        assert_eq!(lrs[1], active_2 | lr::PENDING << lr::STATE_SHIFT);
+        // The new edge at SGI 2's priority now (0x20; the LR had 0).
+        assert_eq!(
+            lrs[1],
+            active_2 | lr::PENDING << lr::STATE_SHIFT | 0x20 << lr::PRIORITY_SHIFT
+        );
         assert_eq!(lrs[2], pending_lr(1, 0x10));
         assert_eq!(lrs[3], 0);
         // Listed once: nothing left to list.
@@ -1622,8 +1936,8 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0280, 4), 1 << 2);
         assert_eq!(gic.read(R1, 0x1_0200, 4), 0);
         // Nothing changed: the exits keep both, and nobody is kicked.
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
         // L1 acknowledges both (no trap): active; the holders' next exits
@@ -1632,12 +1946,116 @@ mod tests {
         lrs0[1] = acknowledged(lrs0[1]);
         lrs1[1] = acknowledged(lrs1[1]);
         let (before0, before1) = (lrs0, lrs1);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!((lrs0, lrs1), (before0, before1));
         assert_eq!(gic.read(D, 0x204, 4), 0);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
         assert!(!gic.holds_listed(0) && !gic.holds_listed(1));
+    }
+
+    /// A pending read of an interrupt listed at a vCPU that acknowledged
+    /// it without an exit since: the load names the holder
+    /// (`read_holders`), requests its sync (kicked: `wanting`), and once
+    /// the holder's exit ran (`synced_since`) reads it not pending. Loads
+    /// of bits nobody holds listed, of other registers, or of a holder's
+    /// withdrawn entry wait for nobody.
+    #[test]
+    fn a_pending_read_waits_for_the_holders_sync() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        assert_eq!(gic.read_holders(D, 0x204, 4), 0b10, "SPI 48 at vCPU 1");
+        assert_eq!(gic.read_holders(D, 0x284, 4), 0b10);
+        assert_eq!(gic.read_holders(D, 0x208, 4), 0, "no SPI 64-95 listed");
+        assert_eq!(
+            gic.read_holders(D, 0x104, 4),
+            0,
+            "enables: not listed state"
+        );
+        assert_eq!(gic.read_holders(D, 0x204, 1), 0, "RAZ/WI size");
+        assert_eq!(gic.read_holders(R0, 0x1_0200, 4), 0b01, "SGI 2 at vCPU 0");
+        assert_eq!(gic.read_holders(R1, 0x1_0280, 4), 0);
+        assert_eq!(gic.wanting(), 0);
+        // vCPU 1 acknowledged SPI 48 (no trap, no exit since): still read
+        // pending until its sync.
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let since = gic.request_sync(0b10);
+        assert_eq!(gic.wanting(), 0b10, "the holder is kicked");
+        assert!(gic.sync_requested(1) && !gic.sync_requested(0));
+        assert!(!gic.synced_since(0b10, &since));
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
+        // vCPU 0's own exits do not count for vCPU 1.
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
+        assert!(!gic.synced_since(0b10, &since));
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
+        assert!(gic.synced_since(0b10, &since));
+        assert!(!gic.sync_requested(1));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(
+            gic.read(D, 0x204, 4),
+            0,
+            "read after the sync: acknowledged"
+        );
+        assert_eq!(gic.read_holders(D, 0x204, 4), 0, "nothing left to wait for");
+        // A withdrawn (cleared-pending) entry reads 0 already: no wait.
+        gic.write(R0, 0x1_0280, 4, 1 << 2);
+        assert_eq!(gic.read_holders(R0, 0x1_0200, 4), 0);
+        // A sync of a vCPU L1 does not have is not waited for.
+        let since = gic.request_sync(1 << 5);
+        assert!(gic.synced_since(1 << 5, &since));
+    }
+
+    /// A new priority (GICD_IPRIORITYR, GICR_IPRIORITYR; byte and word)
+    /// reaches an interrupt listed and not acknowledged: its holder is
+    /// kicked and its exit rewrites the LR's priority, pending or pending
+    /// and active, the rest of the LR unchanged; a priority write of an
+    /// interrupt nobody holds listed kicks nobody; `gic-no-reprioritize`
+    /// leaves the old priority.
+    #[test]
+    fn a_new_priority_reaches_the_listed_entry_at_the_holders_exit() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        gic.write(D, 0x400 + 49, 1, 0x40);
+        assert_eq!(gic.wanting(), 0, "SPI 49 is listed nowhere");
+        gic.write(D, 0x400 + 48, 1, 0xc0);
+        gic.write(R0, 0x1_0400, 4, 0x0060_0000);
+        assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
+        let mut broken = (gic.clone(), lrs1);
+        broken.0.withdraw_listed(
+            1,
+            &mut broken.1,
+            SyncSteps {
+                reprioritize: false,
+                ..SyncSteps::ALL
+            },
+        );
+        assert_eq!(broken.1, lrs1, "gic-no-reprioritize: the old priority");
+        assert_eq!(broken.0.wanting(), 0b01, "vCPU 1 is not kicked again");
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
+        assert_eq!(lrs1[1], pending_lr(48, 0xc0));
+        assert_eq!(lrs0[1], pending_lr(2, 0x60));
+        assert_eq!(
+            lrs0[0],
+            pending_lr(26, 0xa0),
+            "the timer PPI's LR untouched"
+        );
+        assert_eq!(gic.wanting(), 0);
+        assert!(gic.holds_listed(0) && gic.holds_listed(1), "still listed");
+        // Pending and active (acknowledged, then a second edge): the
+        // pending edge gets the new priority too.
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT;
+        gic.write(R0, 0x1_0402, 1, 0x90);
+        assert_eq!(gic.wanting(), 0b01);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(lrs0[1] & lr::PRIORITY_MASK, 0x90 << lr::PRIORITY_SHIFT);
+        assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
+        // Acknowledged (active only): no longer listed, nothing to change.
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
+        let active = lrs1;
+        gic.write(D, 0x400 + 48, 1, 0x10);
+        assert_eq!(gic.wanting(), 0);
+        gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL);
+        assert_eq!(lrs1, active);
     }
 
     /// Review 47 R47-2 (b): L1's clear-pending of a listed, not
@@ -1654,10 +2072,17 @@ mod tests {
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
         assert_eq!(gic.wanting(), 0b11, "both holders are kicked");
         let mut broken = (gic.clone(), lrs1);
-        assert!(!broken.0.withdraw_listed(1, &mut broken.1, false));
+        assert!(!broken.0.withdraw_listed(
+            1,
+            &mut broken.1,
+            SyncSteps {
+                withdraw: false,
+                ..SyncSteps::ALL
+            }
+        ));
         assert_eq!(broken.1, lrs1, "gic-no-withdraw: still pending there");
-        assert!(!gic.withdraw_listed(1, &mut lrs1, true));
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!(lrs1, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(lrs0, [pending_lr(26, 0xa0), 0, 0]);
         assert_eq!(gic.wanting(), 0);
@@ -1668,12 +2093,12 @@ mod tests {
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         gic.send_sgi(0, 2 << 24 | 1);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
         assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
         gic.write(R0, 0x1_0280, 4, 1 << 2);
-        gic.withdraw_listed(0, &mut lrs0, true);
+        gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL);
         assert_eq!(LrState::of(lrs0[1]), LrState::Active);
         assert_eq!(gic.read(R0, 0x1_0200, 4), 0);
     }
@@ -1695,8 +2120,8 @@ mod tests {
         );
         assert_eq!(gic.read(R0, 0, 4), u64::from(ctlr::GICR_RWP));
         assert_eq!(gic.wanting(), 0b11);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true));
-        assert!(gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
+        assert!(gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!((lrs0[1], lrs1[1]), (0, 0));
         assert_eq!(gic.read(D, 0, 4) & u64::from(ctlr::RWP), 0);
         assert_eq!(gic.read(R0, 0, 4), 0);
@@ -1728,7 +2153,7 @@ mod tests {
             "SPI 48 waits for vCPU 1 to withdraw it"
         );
         assert_eq!(gic.wanting(), 0b10);
-        assert!(gic.withdraw_listed(1, &mut lrs1, true));
+        assert!(gic.withdraw_listed(1, &mut lrs1, SyncSteps::ALL));
         assert_eq!(lrs1[1], 0);
         assert_eq!(gic.wanting(), 0b01);
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
@@ -1740,7 +2165,7 @@ mod tests {
         lrs0[2] = lrs0[2] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         gic.write(D, 0x6000 + 48 * 8, 8, 1);
         assert_eq!(gic.wanting(), 0b01);
-        assert!(!gic.withdraw_listed(0, &mut lrs0, true));
+        assert!(!gic.withdraw_listed(0, &mut lrs0, SyncSteps::ALL));
         assert_eq!(LrState::of(lrs0[2]), LrState::Active);
         assert_eq!(gic.wanting(), 0);
         assert_eq!(gic.read(D, 0x204, 4), 0);
@@ -1862,12 +2287,122 @@ mod tests {
         // pending entry in LR 0 untouched.
         write_listed_ppis_active(&mut lrs, false, u32::MAX);
         assert_eq!(lrs, [pending_lr(25, 0), 0, 0, 0]);
-        // With LRs 1 on all in use, the set is lost.
+        // With LRs 1 on all in use, the set is not placed (and said so).
         let mut full = [0, pending_lr(40, 0), pending_lr(41, 0)];
-        write_listed_ppis_active(&mut full, true, 1 << timer);
+        assert_eq!(
+            write_listed_ppis_active(&mut full, true, 1 << timer),
+            1 << timer
+        );
         assert_eq!(full, [0, pending_lr(40, 0), pending_lr(41, 0)]);
         // An SGI or SPI entry active is not a PPI's.
         let spi_active = pending_lr(40, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
         assert_eq!(listed_ppis_active(&[0, spi_active]), 0);
+    }
+
+    /// Another vCPU's GICR_ISACTIVER0/ICACTIVER0 PPI bits (vCPU 0 writes
+    /// vCPU 1's): read back at once (what was written), the target kicked
+    /// (`wanting`) and named for a load's sync (`read_holders`), applied to
+    /// its list registers at its sync (`sync_ppis`), and then read from
+    /// what they hold; the last write of a bit before the sync wins.
+    #[test]
+    fn another_vcpus_ppi_active_writes_reach_its_lrs_at_its_sync() {
+        let mut gic = awake_gic();
+        let maintenance = pending_lr(25, 0);
+        let mut lrs1 = [maintenance, 0, 0];
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 4), 0b10);
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 1), 0, "RAZ/WI size");
+        gic.write(R1, ISACTIVER0, 4, 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R1, ICACTIVER0, 4), 1 << 27 | 1 << 3);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0, "vCPU 0's own untouched");
+        assert_eq!(gic.wanting(), 0b10, "vCPU 1 is kicked");
+        assert!(gic.sync_requested(1) && gic.ppi_active_waiting(1));
+        gic.sync(1, &mut lrs1, SyncSteps::ALL);
+        assert_eq!(lrs1[0], maintenance);
+        assert_eq!(lrs1[1] & lr::VINTID_MASK, 27);
+        assert_eq!(LrState::of(lrs1[1]), LrState::Active);
+        assert!(!gic.sync_requested(1) && !gic.ppi_active_waiting(1));
+        assert_eq!(gic.wanting(), 0);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 27 | 1 << 3);
+        // L1 deactivated it there (no trap): read so after the next sync.
+        lrs1[1] = 0;
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        // Set then clear before the sync: nothing placed; clear of an
+        // active entry then set: it stays active.
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(lrs1, [maintenance, 0, 0]);
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(LrState::of(lrs1[1]), LrState::Active);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 20 | 1 << 3);
+        // Cleared: the entry emptied.
+        gic.write(R1, ICACTIVER0, 4, 1 << 20);
+        gic.sync_ppis(1, &mut lrs1);
+        assert_eq!(lrs1, [maintenance, 0, 0]);
+        assert_eq!(gic.read(R1, ISACTIVER0, 4), 1 << 3);
+        // A vCPU that is off (asleep) is not waited for; its state gone.
+        gic.write(R1, ISACTIVER0, 4, 1 << 20);
+        gic.power_off(1, &mut lrs1[1..]);
+        assert_eq!(gic.read_holders(R1, ISACTIVER0, 4), 0);
+        assert_eq!(
+            gic.read(R1, ISACTIVER0, 4),
+            1 << 3,
+            "SGI 3's is the model's"
+        );
+    }
+
+    /// A PPI set active (GICR_ISACTIVER0) while every LR from 1 on is in
+    /// use is not lost: it waits in the model, reads active, keeps the
+    /// vCPU syncing at its exits, and takes the first LR that frees; an
+    /// HW = 1 deactivation of it, or a clear, before then cancels it.
+    #[test]
+    fn a_ppi_set_active_with_every_lr_in_use_waits_for_a_free_lr() {
+        let mut gic = awake_gic();
+        let full = [pending_lr(25, 0), pending_lr(40, 0), pending_lr(41, 0)];
+        let mut lrs = full;
+        gic.write(R0, ISACTIVER0, 4, 1 << 27);
+        gic.sync(0, &mut lrs, SyncSteps::ALL);
+        assert_eq!(lrs, full, "no LR for it");
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 27, "still active");
+        assert!(gic.ppi_active_waiting(0), "the vCPU's exits keep trying");
+        assert_eq!(gic.wanting(), 0, "no kick storm while it waits");
+        let mut broken = (gic.clone(), lrs);
+        let lost = SyncSteps {
+            keep_waiting_ppi_sets: false,
+            ..SyncSteps::ALL
+        };
+        broken.0.sync(0, &mut broken.1, lost);
+        assert_eq!(
+            broken.0.read(R0, ISACTIVER0, 4),
+            0,
+            "gic-no-ppi-active-wait"
+        );
+        // LR 2's SGI taken and deactivated: the next exit places it.
+        lrs[2] = 0;
+        gic.sync_ppis(0, &mut lrs);
+        assert_eq!(lrs[2] & lr::VINTID_MASK, 27);
+        assert_eq!(LrState::of(lrs[2]), LrState::Active);
+        assert!(!gic.ppi_active_waiting(0));
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 27);
+        // Waiting, then deactivated through an HW = 1 entry naming it or
+        // cleared: never placed.
+        let mut lrs = full;
+        gic.write(R0, ISACTIVER0, 4, 1 << 26 | 1 << 30);
+        gic.sync_ppis(0, &mut lrs);
+        assert!(gic.deactivate(0, 26));
+        assert!(!gic.deactivate(0, 26), "once");
+        gic.write(R0, ICACTIVER0, 4, 1 << 30);
+        lrs[1] = 0;
+        gic.sync_ppis(0, &mut lrs);
+        assert_eq!(lrs[1], 0);
+        assert!(!gic.ppi_active_waiting(0));
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
     }
 }

@@ -1325,6 +1325,45 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // A new priority does not reach SGI 3, already listed at priority 0:
+    // it is signalled above L1's priority mask 0x80.
+    Case {
+        hv_args: "hv.nested=gic-no-reprioritize",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SGI 3, listed at priority 0 and given 0xc0 (GICR_IPRIORITYR), was signalled above priority mask 0x80: ICV_IAR1_EL1 0x0000000000000003",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // vCPU 0's pending read does not sync vCPU 1, which acknowledged SPI
+    // 56 and spins without exits: it reads pending.
+    Case {
+        hv_args: "hv.nested=gic-no-read-sync",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: GICD_ISPENDR1 still reads SPI 56 pending after vCPU 1 acknowledged it (no exit of vCPU 1 since): 0x0000000001000000",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    // A PPI set active while every list register is in use is lost.
+    Case {
+        hv_args: "hv.nested=gic-no-ppi-active-wait",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: GICR_ISACTIVER0 does not read PPI 20 active, set while every list register was in use: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
+    // Another vCPU's PPI active bits RAZ/WI: vCPU 0's set of vCPU 1's
+    // PPI 20 is lost.
+    Case {
+        hv_args: "hv.nested=gic-no-remote-ppi-active",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: 0x0000000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
