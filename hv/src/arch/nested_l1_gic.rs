@@ -109,10 +109,11 @@ global_asm!(
     UMBRA_L1G_EXPECT x19, 1023, \msg
 .endm
 
-// Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 8
-// TICKS (clobbers x3, x4, x6, x7, x10, x11, x21).
+// Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 64
+// TICKS, 1 s: RWP waits for another vCPU's exit after its kick, which a
+// loaded host can delay (clobbers x3, x4, x6, x7, x10, x11, x21).
 .macro UMBRA_L1G_WAIT_RWP msg
-    UMBRA_L1G_TICKS_AHEAD 3
+    UMBRA_L1G_TICKS_AHEAD 6
 92: ldr     w21, [x20]
     tbz     w21, #31, 93f
     mrs     x7, cntpct_el0
