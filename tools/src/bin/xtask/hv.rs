@@ -310,8 +310,14 @@ pub const MACHINE: &str = "virt,virtualization=on,gic-version=3";
 enum Expect {
     /// The guest reaches user space, prints the marker with this many
     /// CPUs and this word from the KVM VMM (`absent` where Linux has no
-    /// KVM, `ok` where its L2 ran), and powers off: hv exits 0.
-    Marker { cpus: u32, kvm: &'static str },
+    /// KVM, `ok` where its L2 ran), and powers off: hv exits 0; with
+    /// `requires`, the run also prints a line containing it (hv's note of
+    /// the path a case is about, so a case cannot pass on another).
+    Marker {
+        cpus: u32,
+        kvm: &'static str,
+        requires: Option<&'static str>,
+    },
     /// hv (or the guest) ends the run with this console line and status.
     Ends { line: &'static str, status: i32 },
     /// The run ends as one of these `Ends` says: a failure mode that more
@@ -343,6 +349,12 @@ struct Case {
 }
 
 const MAX: &str = "max,pauth-impdef=on";
+/// hv's note (`Note::L1WfiWait`, hv/src/arch/nested.rs) that it waited for
+/// L1's WFI with WFIT.
+const L1_WFI_WFIT_NOTE: &str = "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFIT; reported once)";
+/// hv's note (`Note::L1WfiWaitHypTimer`) that it waited for L1's WFI in a
+/// WFI bounded by its EL2 physical timer (no FEAT_WFxT, `hv.wfxt=off`).
+const L1_WFI_HYP_TIMER_NOTE: &str = "hv: nested: L1's WFI with nothing pending in its own interface: hv waits at EL2 for its next interrupt, at most 1 ms (WFI bounded by hv's EL2 physical timer: no FEAT_WFxT; reported once)";
 /// The `traps` L1's PASS line (`hv/src/arch/nested_l1_traps.rs`).
 const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2-fp=ok tcpac=ok tpm=ok tda=ok hpmn=ok tde=ok";
 /// The `sve` L1's PASS line (`hv/src/arch/nested_l1_sve.rs`).
@@ -365,6 +377,7 @@ const fn boot(cpu: &'static str, smp: u32, memory: &'static str) -> Case {
         expect: Expect::Marker {
             cpus: smp,
             kvm: "absent",
+            requires: None,
         },
     }
 }
@@ -996,23 +1009,28 @@ const MATRIX: &[Case] = &[
     // three vCPUs (the service on CPU 1), the secondaries started with
     // PSCI CPU_ON, Linux's IPIs SGIs of L1's GIC; init takes vCPU 1
     // offline and online again.
+    // hv waits for L1's WFI with WFIT (QEMU's `max` has FEAT_WFxT).
     Case {
         hv_args: "hv.nested=linux",
         expect: Expect::Marker {
             cpus: 3,
             kvm: "ok irq=ok",
+            requires: Some(L1_WFI_WFIT_NOTE),
         },
         ..boot(MAX, 4, "512M")
     },
     // The same boot with hv not using FEAT_WFxT (as on a CPU with FEAT_NV2
     // but without it, which QEMU's `max` is not): L1's WFI waits in a WFI
     // bounded by hv's EL2 physical timer. Without any wait (the WFI
-    // spinning back to L1) this boot does not reach the marker in time.
+    // spinning back to L1) this boot does not reach the marker in time;
+    // hv's note of the bounded WFI shows it took that path (review 49
+    // R49-5: the WFIT path also reaches the marker).
     Case {
         hv_args: "hv.nested=linux hv.wfxt=off",
         expect: Expect::Marker {
             cpus: 3,
             kvm: "ok irq=ok",
+            requires: Some(L1_WFI_HYP_TIMER_NOTE),
         },
         ..boot(MAX, 4, "512M")
     },
@@ -1589,7 +1607,11 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
         return Some(format!("timeout after {} s", CASE_TIMEOUT.as_secs()));
     }
     match case.expect {
-        Expect::Marker { cpus, kvm } => {
+        Expect::Marker {
+            cpus,
+            kvm,
+            requires,
+        } => {
             if let Some(line) = outcome
                 .matches
                 .iter()
@@ -1618,7 +1640,14 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
                     "marker seen but hv's exit status was {:?}, not 0 (guest powered off)",
                     outcome.status
                 )),
-                Some(_) => None,
+                Some(_) => match requires {
+                    Some(required) if !outcome.matches.iter().any(|l| l.contains(required)) => {
+                        Some(format!(
+                            "marker seen but not the required line `{required}`"
+                        ))
+                    }
+                    _ => None,
+                },
             }
         }
         Expect::EndsOneOf(ends) => {
@@ -1777,7 +1806,7 @@ fn run_matrix(options: &TestOptions) -> Result<(), String> {
         match case.expect {
             Expect::Ends { line, .. } => watch.push(line),
             Expect::EndsOneOf(ends) => watch.extend(ends.iter().map(|&(line, _)| line)),
-            Expect::Marker { .. } => {}
+            Expect::Marker { requires, .. } => watch.extend(requires),
         }
         let outcome = machine.boot(false, &watch)?;
         match verdict(case, &outcome) {
@@ -1895,7 +1924,32 @@ mod tests {
             .unwrap();
         let l1_ok =
             "[ 1.0] UMBRA-GUEST-OK cpus=3 online=0-2 hotplug=ok unbacked-read=sigbus kvm=ok irq=ok";
-        assert_eq!(verdict(&linux_l1, &outcome(Some(0), &[l1_ok])), None);
+        assert_eq!(
+            verdict(&linux_l1, &outcome(Some(0), &[L1_WFI_WFIT_NOTE, l1_ok])),
+            None
+        );
+        // Each WFI path's case requires its own note (review 49 R49-5).
+        let without_wfxt = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=linux hv.wfxt=off")
+            .unwrap();
+        assert_eq!(
+            verdict(
+                &without_wfxt,
+                &outcome(Some(0), &[L1_WFI_HYP_TIMER_NOTE, l1_ok])
+            ),
+            None
+        );
+        for (case, other_path) in [
+            (linux_l1, L1_WFI_HYP_TIMER_NOTE),
+            (without_wfxt, L1_WFI_WFIT_NOTE),
+        ] {
+            for lines in [&[l1_ok][..], &[other_path, l1_ok]] {
+                assert!(verdict(&case, &outcome(Some(0), lines))
+                    .unwrap()
+                    .contains("required line"));
+            }
+        }
         for failed in [
             "kvm=run",
             "kvm=l2-check",
@@ -1906,9 +1960,11 @@ mod tests {
             "kvm=irq-spi",
         ] {
             let line = l1_ok.replace("kvm=ok irq=ok", failed);
-            assert!(verdict(&linux_l1, &outcome(Some(0), &[&line]))
-                .unwrap()
-                .starts_with("wrong marker"));
+            assert!(
+                verdict(&linux_l1, &outcome(Some(0), &[L1_WFI_WFIT_NOTE, &line]))
+                    .unwrap()
+                    .starts_with("wrong marker")
+            );
         }
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
