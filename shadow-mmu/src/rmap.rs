@@ -1068,15 +1068,18 @@ impl<C: ContextId> ReverseMap<C> {
 
     fn settle_pages(&mut self) {
         let pages = core::mem::take(&mut self.pending_pages);
-        // Every line the removals probe first, asked for together.
-        for &(context, l2) in &pages {
-            let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
-            for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
-                if classes & (1 << class) != 0 {
-                    let base = l2 & !((1u64 << size_log2) - 1);
-                    self.l2_blocks
-                        .prefetch((context, class as u8), base, size_log2);
-                    self.by_shadow.prefetch(&ShadowKey { l2: base, context });
+        // Every line the removals probe first, asked for together (for one
+        // removal, the probe itself comes next).
+        if pages.len() > 1 {
+            for &(context, l2) in &pages {
+                let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
+                for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
+                    if classes & (1 << class) != 0 {
+                        let base = l2 & !((1u64 << size_log2) - 1);
+                        self.l2_blocks
+                            .prefetch((context, class as u8), base, size_log2);
+                        self.by_shadow.prefetch(&ShadowKey { l2: base, context });
+                    }
                 }
             }
         }
