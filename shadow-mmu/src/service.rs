@@ -1890,12 +1890,17 @@ where
             // the shadow tree reads upper-level entries that are in the
             // CPU's caches, and its line, asked for last, was the one the
             // call waited for (about 10 ns more at 1M).
-            self.rmap_hint.prefetch_shadow_range(
-                context.shadow_vmid(),
-                first,
-                end - first,
-                context.cache.largest_leaf_log2(),
-            );
+            // Not for a range that stays one page (the context caches no
+            // larger leaf): its records' removal waits (see below).
+            let largest_leaf_log2 = context.cache.largest_leaf_log2();
+            if end - first > PAGE_SIZE || largest_leaf_log2 > PAGE_SIZE.trailing_zeros() {
+                self.rmap_hint.prefetch_shadow_range(
+                    context.shadow_vmid(),
+                    first,
+                    end - first,
+                    largest_leaf_log2,
+                );
+            }
             context.shadow().prefetch(first);
             context
                 .cache
@@ -1920,7 +1925,22 @@ where
                 end = end.max(base.saturating_add(size));
             },
         );
-        removed += self.unmap_shadow(context, first, end - first);
+        removed += if end - first == PAGE_SIZE {
+            // A page: the reverse map's records of it go at its next use
+            // (`remove_shadow_page_later`: nothing can tell the
+            // difference), usually the insert of the fault that follows,
+            // which reads the same lines for its own record; in a large
+            // map they are two of the five random pages this call would
+            // otherwise read (README "Invalidation performance").
+            let removed = context.shadow().unmap_range(first, PAGE_SIZE);
+            self.forget_shadow(removed);
+            self.rmap
+                .lock()
+                .remove_shadow_page_later(context.shadow_vmid(), first);
+            removed
+        } else {
+            self.unmap_shadow(context, first, end - first)
+        };
         removed
     }
 

@@ -1,0 +1,97 @@
+//! The `shadow_invalidate_page` benchmark's Umbra calls (`benches/shadow_mmu.rs`
+//! `invalidate`: one context with 1K or 1M pages cached and shadowed, a
+//! one-page IPAS2E1IS without TTL at stride 7919, each page translated
+//! again untimed so every call starts from the full cache) as a plain loop,
+//! for counting instructions and simulated cache misses per invalidation
+//! under valgrind, which a shared machine's wall-clock timings cannot give:
+//!
+//! ```text
+//! cargo build --release -p bench --example tlbi_count
+//! valgrind --tool=callgrind --cache-sim=yes --collect-atstart=no \
+//!     --toggle-collect='tlbi_count::invalidate_page' \
+//!     target/release/examples/tlbi_count 1M 20000
+//! ```
+//!
+//! Only `invalidate_page` (the call the benchmark times) is counted: divide
+//! the callgrind totals by the calls. The hash seed is fixed (`seed=`
+//! overrides it), so a run is deterministic. A simulated miss count says
+//! how many lines the call misses, not whether their misses overlap.
+
+use std::hint::black_box;
+
+use bench::shadow_baseline::L1Fixture;
+use bench::umbra::{context_key, service_seeded, UmbraService};
+use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
+use shadow_mmu::context::ContextKey;
+use shadow_mmu::service::{Translated, Worker};
+use walker::{AbortContext, AbortOrigin, AccessKind};
+
+const ABORT: AbortContext = AbortContext {
+    far: None,
+    origin: AbortOrigin::Access,
+    trapped_esr: None,
+};
+
+/// The benchmark's stride through the cached pages.
+const STRIDE: u64 = 7919;
+
+fn translate(service: &UmbraService, worker: &Worker, key: &ContextKey, ipa: u64) {
+    let t = service.translate(worker, key, ipa, AccessKind::Read, &ABORT);
+    assert!(matches!(t, Translated::Mapped(_)), "{ipa:#x}: {t:?}");
+}
+
+/// IPAS2E1IS of the page holding `ipa`, no TTL (decoded outside the
+/// counted call, as the benchmark decodes it outside the timed one).
+fn ipas2e1(ipa: u64) -> InvalidateScope {
+    let tlbi = Tlbi {
+        op: TlbiOp::Ipas2e1,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    };
+    tlbi.decode(ipa >> 12, TlbiParams::default())
+        .expect("IPAS2 operands always decode")
+}
+
+/// The timed call.
+#[inline(never)]
+fn invalidate_page(service: &UmbraService, worker: &Worker, scope: &InvalidateScope) -> u64 {
+    service.invalidate(worker, 1, scope)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let pages: u64 = match args.first().map_or("1K", String::as_str) {
+        "1K" => 1 << 10,
+        "1M" => 1 << 20,
+        other => other.parse().expect("1K, 1M or a page count"),
+    };
+    let calls: u64 = args.get(1).map_or(20_000, |n| n.parse().expect("a count"));
+    let seed = args
+        .iter()
+        .find_map(|a| a.strip_prefix("seed="))
+        .map_or(0x5eed_1234_abcd_0042, |s| {
+            u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("a hex seed")
+        });
+
+    let f = L1Fixture::new(pages);
+    // As the benchmark: room for two contexts, one filled.
+    let service = service_seeded(&f, 2, pages as usize, seed);
+    let worker = service.worker();
+    let key = context_key(&f.key(1));
+    for i in 0..pages {
+        translate(&service, &worker, &key, L1Fixture::l2_ipa(i));
+    }
+    let mut page = 0;
+    let mut removed = 0;
+    for _ in 0..calls {
+        page = (page + STRIDE) % pages;
+        let ipa = L1Fixture::l2_ipa(page);
+        let scope = ipas2e1(ipa);
+        removed += black_box(invalidate_page(&service, &worker, &scope));
+        translate(&service, &worker, &key, ipa);
+    }
+    println!(
+        "{pages} pages, {calls} page invalidations removed {removed} entries; {:?}",
+        service.stats()
+    );
+}
