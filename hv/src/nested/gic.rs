@@ -848,6 +848,49 @@ impl L1Gic {
         self.set_listed(vcpu, intid, true);
     }
 
+    /// Makes room in vCPU `vcpu`'s list registers `lrs` (LR 1 on) for an
+    /// interrupt ranked `rank` (priority, then INTID: lower first) when
+    /// none is empty: of the entries hv listed there from this GIC and L1
+    /// has not acknowledged (pending only, HW = 0), the one ranked lowest,
+    /// if below `rank`, is handed back (its pending state set again in the
+    /// distributor or redistributor, forwarded to this vCPU again and
+    /// listed when an LR is free, as at an EOI maintenance exit) and its
+    /// LR emptied. On a GIC the CPU interface signals the highest-priority
+    /// pending interrupt (IHI 0069, "Interrupt prioritization"), so
+    /// pending interrupts L1 masks (its priority mask, as Linux's
+    /// pseudo-NMIs do) never keep a higher-priority one out (review 49
+    /// R49-1; `vgic::evict_for_higher_priority` does the same for hv's
+    /// direct guests). The emptied LR's index.
+    pub fn hand_back_lowest_listed(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [u64],
+        rank: (u8, u32),
+    ) -> Option<usize> {
+        let mut lowest: Option<((u8, u32), usize)> = None;
+        for (n, &v) in lrs.iter().enumerate() {
+            let intid = v & lr::VINTID_MASK;
+            if LrState::of(v) != LrState::Pending || v & lr::HW != 0 || !from_distributor(intid) {
+                continue;
+            }
+            let entry_rank = (
+                ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) as u8,
+                intid as u32,
+            );
+            let ours = self
+                .listed_at(vcpu)
+                .any(|listed| listed.intid == entry_rank.1 && !listed.withdrawn);
+            if ours && entry_rank > rank && lowest.is_none_or(|(r, _)| entry_rank > r) {
+                lowest = Some((entry_rank, n));
+            }
+        }
+        let ((_, intid), n) = lowest?;
+        self.set_state(vcpu, intid, Bits::Pending, Op::Set);
+        self.set_listed(vcpu, intid, false);
+        lrs[n] = 0;
+        Some(n)
+    }
+
     /// GICD_CTLR.RWP: whether a disable L1 wrote (GICD_ICENABLER<n>,
     /// GICD_CTLR.EnableGrp1 0) has yet to reach a listed interrupt. L1
     /// polls it after such a write (IHI 0069: completing the store does
@@ -1222,8 +1265,14 @@ pub fn from_distributor(intid: u64) -> bool {
 /// (`nested::vgic::L1_MAINTENANCE_PRIORITY`), compete by priority too:
 /// `timer_ppis` are their levels (INTID, asserted), and an interrupt ranked
 /// below an asserted timer PPI no LR holds leaves an empty LR for it
-/// (review 48 R48-7). With every LR in use an interrupt stays pending in
-/// `gic`. How many were listed or merged.
+/// (review 48 R48-7). With no empty LR for it, an interrupt, and each
+/// asserted timer PPI no LR holds, takes the LR of the lowest-ranked
+/// entry hv listed below it that L1 has not acknowledged, which goes back
+/// to `gic` ([`L1Gic::hand_back_lowest_listed`], review 49 R49-1): a GIC
+/// signals its highest-priority pending interrupt whatever L1 masks.
+/// Otherwise, with every LR in use (active entries, or entries
+/// ranked above it) an interrupt stays pending in `gic`. How many were
+/// listed or merged.
 pub fn list_forwarded(
     gic: &mut L1Gic,
     vcpu: usize,
@@ -1231,10 +1280,20 @@ pub fn list_forwarded(
     eoi_maintenance: bool,
     timer_ppis: &[(u32, bool)],
 ) -> usize {
+    list_forwarded_with_displacement(gic, vcpu, lrs, eoi_maintenance, timer_ppis, true)
+}
+
+/// [`list_forwarded`], with `displace` false for the `gic-no-displace`
+/// defect: nothing is handed back for a higher-ranked interrupt.
+pub fn list_forwarded_with_displacement(
+    gic: &mut L1Gic,
+    vcpu: usize,
+    lrs: &mut [u64],
+    eoi_maintenance: bool,
+    timer_ppis: &[(u32, bool)],
+    displace: bool,
+) -> usize {
     let mut listed = 0;
-    if !gic.anything_pending() {
-        return 0;
-    }
     super::vgic::free_deactivated(lrs);
     let mut forwarded: arrayvec::ArrayVec<Forwarded, { 16 + SPIS }> = gic.forwarded(vcpu).collect();
     forwarded.sort_unstable_by_key(|f| (f.priority, f.intid));
@@ -1250,6 +1309,9 @@ pub fn list_forwarded(
         .map(|&(intid, _)| (super::vgic::L1_MAINTENANCE_PRIORITY, intid))
         .take(4)
         .collect();
+    if !gic.anything_pending() && (unlisted_timers.is_empty() || !displace) {
+        return 0;
+    }
     for f in forwarded {
         let ranked_above = unlisted_timers
             .iter()
@@ -1268,21 +1330,39 @@ pub fn list_forwarded(
                 lrs[n] = lrs[n] & !lr::PRIORITY_MASK | u64::from(f.priority) << lr::PRIORITY_SHIFT;
                 Some(n)
             }
-            None if lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() > ranked_above => lrs
-                .iter()
-                .position(|&v| super::vgic::lr_empty(v))
-                .inspect(|&n| {
+            None => {
+                let empty = lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count();
+                let free = if empty > ranked_above {
+                    lrs.iter().position(|&v| super::vgic::lr_empty(v))
+                } else if displace {
+                    // The empty LRs are the timer PPIs' ranked above it.
+                    gic.hand_back_lowest_listed(vcpu, lrs, (f.priority, f.intid))
+                } else {
+                    None
+                };
+                free.inspect(|&n| {
                     lrs[n] = lr::PENDING << lr::STATE_SHIFT
                         | lr::GROUP1
                         | u64::from(f.priority) << lr::PRIORITY_SHIFT
                         | if eoi_maintenance { lr::EOI } else { 0 }
                         | intid;
-                }),
-            None => None,
+                })
+            }
         };
         if slot.is_some() {
             gic.take(vcpu, f.intid);
             listed += 1;
+        }
+    }
+    // The asserted timer PPIs (`nested::timer::l1_timer_lrs` lists them
+    // next, in empty LRs): the k-th by rank needs k + 1 empty LRs. What is
+    // handed back ranks below it, so never one listed above for ranking
+    // above it, and each hand-back empties one LR: this ends.
+    for (k, &rank) in unlisted_timers.iter().enumerate() {
+        while displace && lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() <= k {
+            if gic.hand_back_lowest_listed(vcpu, lrs, rank).is_none() {
+                break;
+            }
         }
     }
     listed
@@ -1852,6 +1932,224 @@ mod tests {
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 3);
         crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
         assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+    }
+
+    /// Review 49 R49-1: LRs 1-3 hold three SGIs of priority 0xf0 hv listed
+    /// and L1 masks (its priority mask: never acknowledged). SGI 4 at
+    /// 0x10 and L1's asserted timer PPI 27 (0xa0) each take the LR of the
+    /// lowest-ranked of them (SGI 3, then SGI 2), whose pending state goes
+    /// back to the redistributor; without displacement (`gic-no-displace`)
+    /// both wait.
+    #[test]
+    fn a_higher_ranked_interrupt_displaces_the_lowest_listed_pending_entry() {
+        let masked_sgis_listed = || {
+            let mut gic = awake_gic();
+            gic.write(R0, 0x1_0100, 4, 0b1_1110);
+            for sgi in 1..=3u64 {
+                gic.write(R0, 0x1_0400 + sgi, 1, 0xf0);
+                gic.send_sgi(0, sgi << 24 | 1);
+            }
+            let mut lrs = [0u64; 3];
+            assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 3);
+            gic.write(R0, 0x1_0404, 1, 0x10);
+            gic.send_sgi(0, 4 << 24 | 1);
+            (gic, lrs)
+        };
+        let timers = [(27u32, true)];
+        let (mut gic, mut lrs) = masked_sgis_listed();
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 27, 4], "lrs {lrs:x?}");
+        assert_eq!(LrState::of(lrs[2]), LrState::Pending);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(
+            gic.read(R0, 0x1_0200, 4) & 0b1_1110,
+            0b1_1110,
+            "all still pending"
+        );
+        assert_eq!(gic.wanting(), 1, "the handed-back SGIs wait for this vCPU");
+        // At the next exit nothing moves: what waits ranks below every
+        // entry listed.
+        let before = lrs;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 0);
+        assert_eq!(lrs, before);
+        // L1 unmasks and takes SGI 1: the LR it frees goes to SGI 2.
+        lrs[0] = 0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        assert_eq!(lrs[0] & lr::VINTID_MASK, 2);
+
+        let (mut gic, mut lrs) = masked_sgis_listed();
+        let listed = list_forwarded_with_displacement(&mut gic, 0, &mut lrs, true, &timers, false);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(listed, 0);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+        assert_eq!(gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(), [4]);
+    }
+
+    /// Review 49 R49-1: entries L1 acknowledged (active, or pending and
+    /// active), and pending ones ranked above, are never displaced; an
+    /// equal priority keeps the lower INTID listed.
+    #[test]
+    fn only_lower_ranked_pending_entries_are_displaced() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0xffff);
+        for (sgi, priority) in [(1u64, 0xf0), (2, 0xf0), (3, 0x40), (5, 0x40), (6, 0x40)] {
+            gic.write(R0, 0x1_0400 + sgi, 1, priority);
+        }
+        for sgi in [1u64, 2, 5] {
+            gic.send_sgi(0, sgi << 24 | 1);
+        }
+        let mut lrs = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 3);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [5, 1, 2]);
+        // L1 acknowledges SGIs 1 and 2 (active), then both come again.
+        for v in &mut lrs[1..] {
+            *v = *v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        }
+        gic.withdraw_listed(0, &mut lrs, SyncSteps::ALL);
+        gic.send_sgi(0, 1 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
+        assert_eq!(LrState::of(lrs[1]), LrState::PendingActive);
+        // SGI 3 (0x40) ranks above SGI 5 (0x40, listed pending) and takes
+        // its LR; SGI 6 then ranks below both and waits, as does the
+        // asserted timer PPI (0xa0, below every pending entry).
+        for sgi in [3u64, 6] {
+            gic.send_sgi(0, sgi << 24 | 1);
+        }
+        let timers = [(26u32, true)];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [3, 1, 2]);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [5, 6]
+        );
+    }
+
+    /// Review 49 R49-1, properties over a fixed pseudo-random sequence of
+    /// SGIs and SPIs of mixed priorities, timer PPI levels, L1's
+    /// acknowledgements and deactivations, and 1 to 4 LRs: after every
+    /// exit's passes (withdraw, list, timers) no two LRs hold one vINTID,
+    /// no pending interrupt is lost (in the model or pending in an LR),
+    /// and nothing waiting (an SGI or SPI forwarded to the vCPU, an
+    /// asserted timer PPI no LR holds) ranks above a pending entry hv
+    /// listed: the highest-ranked interrupts hold the LRs.
+    #[test]
+    fn displacement_keeps_the_highest_ranked_listed_and_loses_nothing() {
+        use crate::nested::timer::l1_timer_lrs;
+        use crate::nested::vgic::{free_deactivated, L1_MAINTENANCE_PRIORITY};
+        const PRIORITIES: [u64; 6] = [0x10, 0x40, 0x80, 0xa0, 0xc0, 0xf0];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let rank_of = |v: u64| {
+            (
+                ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) as u8,
+                (v & lr::VINTID_MASK) as u32,
+            )
+        };
+        for round in 0..400 {
+            let mut gic = awake_gic();
+            gic.write(R0, 0x1_0100, 4, 0xffff);
+            gic.write(D, 0x104, 4, 0xff);
+            for sgi in 0..16 {
+                gic.write(R0, 0x1_0400 + sgi, 1, PRIORITIES[next(6) as usize]);
+            }
+            for spi in 32..40u64 {
+                gic.write(D, 0x400 + spi, 1, PRIORITIES[next(6) as usize]);
+                gic.write(D, 0x6000 + 8 * spi, 8, 0);
+            }
+            let mut all = [0u64; 4];
+            let lrs = &mut all[..1 + next(4) as usize];
+            let mut sent: Vec<u32> = Vec::new();
+            for step in 0..24 {
+                match next(5) {
+                    0 | 1 => {
+                        let sgi = next(16) as u32;
+                        gic.send_sgi(0, u64::from(sgi) << 24 | 1);
+                        sent.push(sgi);
+                    }
+                    2 => {
+                        let spi = 32 + next(8) as u32;
+                        gic.write(D, 0x204, 4, 1 << (spi - 32));
+                        sent.push(spi);
+                    }
+                    3 => {
+                        // L1 acknowledges a pending SGI or SPI entry.
+                        let n = next(lrs.len() as u64) as usize;
+                        let intid = lrs[n] & lr::VINTID_MASK;
+                        if LrState::of(lrs[n]) == LrState::Pending && from_distributor(intid) {
+                            lrs[n] = lrs[n] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+                            sent.retain(|&i| u64::from(i) != intid);
+                        }
+                    }
+                    _ => {
+                        // L1 deactivates an entry (EOI kept: its maintenance).
+                        let n = next(lrs.len() as u64) as usize;
+                        lrs[n] &= !(lr::ACTIVE << lr::STATE_SHIFT);
+                    }
+                }
+                let timers = [(26u32, next(2) == 0), (27, next(3) == 0)];
+                gic.withdraw_listed(0, lrs, SyncSteps::ALL);
+                list_forwarded(&mut gic, 0, lrs, true, &timers);
+                l1_timer_lrs(lrs, &timers, true);
+                free_deactivated(lrs);
+                let at = alloc::format!("round {round} step {step}: lrs {lrs:x?}");
+                let valid: Vec<u64> = lrs
+                    .iter()
+                    .filter(|&&v| LrState::of(v) != LrState::Invalid)
+                    .map(|&v| v & lr::VINTID_MASK)
+                    .collect();
+                let mut distinct = valid.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), valid.len(), "a vINTID twice, {at}");
+                let waiting: Vec<Forwarded> = gic.forwarded(0).collect();
+                for &intid in &sent {
+                    let in_lr = lrs.iter().any(|&v| {
+                        v & lr::VINTID_MASK == u64::from(intid)
+                            && matches!(LrState::of(v), LrState::Pending | LrState::PendingActive)
+                    });
+                    let in_gic = waiting.iter().any(|f| f.intid == intid);
+                    assert!(in_lr || in_gic, "SGI/SPI {intid} lost, {at}");
+                }
+                let lowest_displaceable = lrs
+                    .iter()
+                    .filter(|&&v| {
+                        LrState::of(v) == LrState::Pending && from_distributor(v & lr::VINTID_MASK)
+                    })
+                    .map(|&v| rank_of(v))
+                    .max();
+                let timer_waiting = timers
+                    .iter()
+                    .filter(|&&(intid, asserted)| {
+                        asserted
+                            && !lrs.iter().any(|&v| {
+                                LrState::of(v) != LrState::Invalid
+                                    && v & lr::VINTID_MASK == u64::from(intid)
+                            })
+                    })
+                    .map(|&(intid, _)| (L1_MAINTENANCE_PRIORITY, intid));
+                let best_waiting = waiting
+                    .iter()
+                    .map(|f| (f.priority, f.intid))
+                    .chain(timer_waiting)
+                    .min();
+                if let (Some(waiting), Some(listed)) = (best_waiting, lowest_displaceable) {
+                    assert!(
+                        waiting > listed,
+                        "{waiting:x?} waits behind {listed:x?}, {at}"
+                    );
+                }
+            }
+        }
     }
 
     /// Review 48 R48-3, the documented limit of [`L1Gic::deactivate`]: SPI
