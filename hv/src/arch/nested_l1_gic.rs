@@ -114,6 +114,18 @@ global_asm!(
     UMBRA_L1G_EXPECT x19, 1023, \msg
 .endm
 
+// x22 = the LRs hv lists L1's GIC in (ICH_VTR_EL2.ListRegs: LR 0 carries
+// hv's maintenance interrupt; at most 11, so SGIs 4 to 4 + x22 exist),
+// x26 = 4 + x22 (clobbers x1).
+.macro UMBRA_L1G_LIST_REGISTERS
+    mrs     x22, s3_4_c12_c11_1
+    and     x22, x22, #0x1f
+    mov     x1, #11
+    cmp     x22, x1
+    csel    x22, x22, x1, ls
+    add     x26, x22, #4
+.endm
+
 // Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 64
 // TICKS, 1 s: RWP waits for another vCPU's exit after its kick, which a
 // loaded host can delay (clobbers x3, x4, x6, x7, x10, x11, x21).
@@ -230,12 +242,7 @@ umbra_l1_gic_image:
     mrs     x1, s3_0_c12_c12_4
     orr     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
-    mrs     x22, s3_4_c12_c11_1
-    and     x22, x22, #0x1f
-    mov     x1, #11
-    cmp     x22, x1
-    csel    x22, x22, x1, ls
-    add     x26, x22, #4
+    UMBRA_L1G_LIST_REGISTERS
     UMBRA_L1G_MOV64 x20, {gicr}
     add     x20, x20, #0x10, lsl #12
     UMBRA_L1G_MOV64 x1, 0x80808080
@@ -368,12 +375,7 @@ umbra_l1_gic_image:
     mrs     x1, s3_0_c12_c12_4
     orr     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
-    mrs     x22, s3_4_c12_c11_1
-    and     x22, x22, #0x1f
-    mov     x1, #11
-    cmp     x22, x1
-    csel    x22, x22, x1, ls
-    add     x26, x22, #4
+    UMBRA_L1G_LIST_REGISTERS
     mov     x24, #4
 25: lsl     x1, x24, #24
     orr     x1, x1, #1
@@ -426,12 +428,7 @@ umbra_l1_gic_image:
     mov     x1, #0x80
     msr     s3_0_c4_c6_0, x1
     isb
-    mrs     x22, s3_4_c12_c11_1
-    and     x22, x22, #0x1f
-    mov     x1, #11
-    cmp     x22, x1
-    csel    x22, x22, x1, ls
-    add     x26, x22, #4
+    UMBRA_L1G_LIST_REGISTERS
     UMBRA_L1G_MOV64 x20, {gicr}
     add     x20, x20, #0x10, lsl #12
     UMBRA_L1G_MOV64 x1, 0xf0f0f0f0
