@@ -1026,6 +1026,9 @@ pub fn run(
     let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps) | (1 << 31);
     // L1's GIC: a redistributor for each of L1's vCPUs.
     let l1_vcpus = vcpus;
+    let gic_maintenance = platform
+        .gic_maintenance
+        .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
     NESTED.call_once(|| Nested {
         service,
         l0_vttbr,
@@ -1067,9 +1070,7 @@ pub fn run(
         tcr,
         cpus: platform.cpus.clone(),
         vcpus,
-        gic_maintenance: platform
-            .gic_maintenance
-            .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID),
+        gic_maintenance,
         traps: traps::TrapSetup::new(
             features,
             if non_vhe {
@@ -1146,7 +1147,7 @@ pub fn run(
             _ => L1GicDefect::None,
         },
     });
-    super::nested_gic::reset(l1_vcpus);
+    super::nested_gic::reset(l1_vcpus, gic_maintenance);
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.

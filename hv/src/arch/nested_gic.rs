@@ -30,7 +30,10 @@ use crate::println;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// L1's GIC, shared by its vCPUs.
-static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
+static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(
+    MAX_L1_VCPUS,
+    crate::vgic::DEFAULT_MAINTENANCE_INTID,
+));
 
 /// A deliberate defect of the delivery hv adds for L1's GIC (the
 /// `gic-no-*` demos, which must fail).
@@ -85,9 +88,10 @@ pub enum L1GicDefect {
 /// reads ([`mmio`]): 10 ms.
 const READ_SYNC_BOUND_HZ_DIVISOR: u64 = 100;
 
-/// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
-pub fn reset(vcpus: usize) {
-    *L1_GIC.lock() = L1Gic::new(vcpus);
+/// Resets L1's GIC for `vcpus` vCPUs and L1's maintenance interrupt
+/// `maintenance_intid` (before L1 first runs).
+pub fn reset(vcpus: usize, maintenance_intid: u32) {
+    *L1_GIC.lock() = L1Gic::new(vcpus, maintenance_intid);
 }
 
 /// L1's load or store `access` (stage-2 data abort syndrome decoded) at

@@ -195,6 +195,9 @@ const PRIVATE_RESET: Private = Private {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L1Gic {
     vcpus: usize,
+    /// L1's maintenance interrupt, the PPI hv lists in LR 0 only
+    /// ([`write_listed_ppis_active`]).
+    maintenance_intid: u32,
     group1: bool,
     private: [Private; MAX_L1_VCPUS],
     spi_enabled: [u32; SPI_WORDS],
@@ -335,14 +338,16 @@ fn set_clear_register(offset: u64) -> Option<(Bits, Op, usize)> {
 
 impl L1Gic {
     /// The GIC at reset, with redistributors for `vcpus` vCPUs (at most
-    /// [`MAX_L1_VCPUS`]).
-    pub const fn new(vcpus: usize) -> L1Gic {
+    /// [`MAX_L1_VCPUS`]) and L1's maintenance interrupt
+    /// `maintenance_intid`.
+    pub const fn new(vcpus: usize, maintenance_intid: u32) -> L1Gic {
         L1Gic {
             vcpus: if vcpus > MAX_L1_VCPUS {
                 MAX_L1_VCPUS
             } else {
                 vcpus
             },
+            maintenance_intid,
             group1: false,
             private: [PRIVATE_RESET; MAX_L1_VCPUS],
             spi_enabled: [0; SPI_WORDS],
@@ -989,8 +994,10 @@ impl L1Gic {
         let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
             return;
         };
-        write_listed_ppis_active(lrs, false, u32::from(p.ppi_active_clear) << 16);
-        let unplaced = write_listed_ppis_active(lrs, true, u32::from(p.ppi_active_set) << 16);
+        let clear = u32::from(p.ppi_active_clear) << 16;
+        let set = u32::from(p.ppi_active_set) << 16;
+        write_listed_ppis_active(lrs, false, clear, self.maintenance_intid);
+        let unplaced = write_listed_ppis_active(lrs, true, set, self.maintenance_intid);
         p.ppi_active_clear = 0;
         p.ppi_active_set = (unplaced >> 16) as u16;
         p.ppi_active = (listed_ppis_active(lrs) >> 16) as u16;
@@ -1418,11 +1425,45 @@ pub fn listed_ppis_active(lrs: &[u64]) -> u32 {
 ///   deactivates it (ICC_DIR_EL1, GICR_ICACTIVER0) or L2 does through an
 ///   HW = 1 entry naming it. With LRs 1 on all in use it is not placed.
 ///
+/// L1's maintenance interrupt `maintenance_intid` is LR 0's only, which
+/// `vgic::l1_maintenance_lr` fills without looking at the other LRs, so
+/// its bit acts on LR 0 alone (two LRs valid with one vINTID are
+/// UNPREDICTABLE, ICH_LR<n>_EL2; review 49 R49-2): a set makes a pending
+/// LR 0 pending and active, and an invalid one active (without the EOI
+/// bit, as hv's LR 0 entries: L1's deactivation needs no exit, the level
+/// is sampled at every exit), which `l1_maintenance_lr` keeps until L1
+/// deactivates it; a clear deactivates LR 0's entry.
+///
 /// The sets not placed (bit n: INTID n), for [`L1Gic::sync_ppis`] to keep.
-pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
-    use super::vgic::{deactivate_listed, l1_maintenance_lr};
+pub fn write_listed_ppis_active(
+    lrs: &mut [u64],
+    set: bool,
+    value: u32,
+    maintenance_intid: u32,
+) -> u32 {
+    use super::vgic::{deactivate_listed, l1_maintenance_lr, lr_empty};
     let mut unplaced = 0;
     for intid in PPIS.filter(|&intid| value & (1 << intid) != 0) {
+        if intid == maintenance_intid {
+            let Some(lr0) = lrs.first_mut() else {
+                continue;
+            };
+            *lr0 = match (set, LrState::of(*lr0)) {
+                (false, _) => {
+                    deactivate_listed(core::slice::from_mut(lr0), intid);
+                    *lr0
+                }
+                (true, LrState::Invalid) => {
+                    l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
+                        | lr::ACTIVE << lr::STATE_SHIFT
+                }
+                (true, LrState::Pending) => {
+                    *lr0 & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT
+                }
+                (true, _) => *lr0,
+            };
+            continue;
+        }
         if !set {
             deactivate_listed(lrs, intid);
             continue;
@@ -1436,10 +1477,7 @@ pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
             }
             Some(_) => {}
             None => {
-                let free = lrs
-                    .iter()
-                    .skip(1)
-                    .position(|&v| LrState::of(v) == LrState::Invalid);
+                let free = lrs.iter().skip(1).position(|&v| lr_empty(v));
                 match free {
                     Some(n) => {
                         lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
@@ -1465,7 +1503,7 @@ mod tests {
 
     /// Distributor on, both redistributors awake.
     fn awake_gic() -> L1Gic {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         gic.write(D, 0, 4, u64::from(ctlr::ENABLE_GRP1 | ctlr::ARE));
         gic.write(R0, 0x14, 4, 0);
         gic.write(R1, 0x14, 4, 0);
@@ -1490,7 +1528,7 @@ mod tests {
 
     #[test]
     fn identification_and_control_registers_read_as_a_gicv3_with_one_security_state() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         assert_eq!(gic.read(D, 0xffe8, 4), 0x3b);
         assert_eq!(gic.read(R1, 0xffe8, 4), 0x3b);
         // ARE and DS read 1 whatever is written; EnableGrp0 (bit 0) RAZ/WI.
@@ -1511,7 +1549,7 @@ mod tests {
 
     #[test]
     fn redistributor_typer_names_each_vcpus_affinity_and_the_last_frame() {
-        let gic = L1Gic::new(2);
+        let gic = L1Gic::new(2, 25);
         assert_eq!(gic.read(R0, 8, 8), 0);
         assert_eq!(gic.read(R1, 8, 8), 1 << 32 | 1 << 8 | 1 << 4);
         assert_eq!(gic.read(R1, 8, 4), 1 << 8 | 1 << 4);
@@ -1520,7 +1558,7 @@ mod tests {
 
     #[test]
     fn waker_sleeps_at_reset_and_wakes_when_processor_sleep_is_cleared() {
-        let mut gic = L1Gic::new(1);
+        let mut gic = L1Gic::new(1, 25);
         assert_eq!(gic.read(R0, 0x14, 4), 6);
         gic.write(R0, 0x14, 4, 0);
         assert_eq!(gic.read(R0, 0x14, 4), 0);
@@ -1530,7 +1568,7 @@ mod tests {
 
     #[test]
     fn spi_set_clear_priority_config_and_routing_read_back() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         // SPI 48: word 1, bit 16.
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(D, 0x104, 4, 1 << 17);
@@ -1577,7 +1615,7 @@ mod tests {
 
     #[test]
     fn unsupported_sizes_and_unaligned_words_are_raz_wi() {
-        let mut gic = L1Gic::new(1);
+        let mut gic = L1Gic::new(1, 25);
         gic.write(D, 0x104, 2, 0xffff);
         gic.write(D, 0x106, 4, 0xffff);
         gic.write(D, 0x104, 8, u64::MAX);
@@ -1601,7 +1639,7 @@ mod tests {
 
     #[test]
     fn no_access_anywhere_panics() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         for frame in [
             D,
             R0,
@@ -1630,7 +1668,7 @@ mod tests {
 
     #[test]
     fn private_registers_keep_sgi_state_and_ppi_enables() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         gic.write(R1, 0x1_0100, 4, 0x8000_0006);
         assert_eq!(gic.read(R1, 0x1_0100, 4), 0x8000_0006);
         assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
@@ -1652,7 +1690,7 @@ mod tests {
 
     #[test]
     fn a_third_vcpus_redistributor_is_raz_wi() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         let r2 = GicFrame::Redistributor(2);
         gic.write(r2, 0x14, 4, 0);
         assert_eq!(gic.read(r2, 0x14, 4), 0);
@@ -2515,7 +2553,7 @@ mod tests {
     }
     #[test]
     fn l2_deactivation_clears_the_active_bit_l1_set() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         // SGI 3 active at vCPU 1's redistributor, SPI 48 at the
         // distributor (word 1, bit 16).
         gic.write(R1, 0x1_0300, 4, 1 << 3);
@@ -2555,17 +2593,17 @@ mod tests {
         let mut lrs = [pending_lr(25, 0), pending_lr(u64::from(timer), 0), 0, 0];
         assert_eq!(listed_ppis_active(&lrs), 0);
         // Set: the pending entry becomes pending and active.
-        write_listed_ppis_active(&mut lrs, true, 1 << timer);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer, 25);
         assert_eq!(state(lrs[1]), LrState::PendingActive);
         assert_eq!(listed_ppis_active(&lrs), 1 << timer);
         // Clear: back to pending (its level is still up).
-        write_listed_ppis_active(&mut lrs, false, 1 << timer);
+        write_listed_ppis_active(&mut lrs, false, 1 << timer, 25);
         assert_eq!(state(lrs[1]), LrState::Pending);
         assert_eq!(listed_ppis_active(&lrs), 0);
         // Set for a PPI no entry holds: an active entry in the first free
         // LR from 1 on, group 1, hv's PPI priority, the EOI bit.
         lrs[1] = 0;
-        write_listed_ppis_active(&mut lrs, true, 1 << timer | 1 << 26);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 1 << 26, 25);
         assert_eq!(
             lrs[1],
             lr::ACTIVE << lr::STATE_SHIFT
@@ -2579,16 +2617,16 @@ mod tests {
         assert_eq!(listed_ppis_active(&lrs), 1 << timer | 1 << 26);
         // Setting it again changes nothing; SGI bits are the model's.
         let before = lrs;
-        write_listed_ppis_active(&mut lrs, true, 1 << timer | 0xffff);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 0xffff, 25);
         assert_eq!(lrs, before);
         // Clear: the active entries emptied, the maintenance PPI's
         // pending entry in LR 0 untouched.
-        write_listed_ppis_active(&mut lrs, false, u32::MAX);
+        write_listed_ppis_active(&mut lrs, false, u32::MAX, 25);
         assert_eq!(lrs, [pending_lr(25, 0), 0, 0, 0]);
         // With LRs 1 on all in use, the set is not placed (and said so).
         let mut full = [0, pending_lr(40, 0), pending_lr(41, 0)];
         assert_eq!(
-            write_listed_ppis_active(&mut full, true, 1 << timer),
+            write_listed_ppis_active(&mut full, true, 1 << timer, 25),
             1 << timer
         );
         assert_eq!(full, [0, pending_lr(40, 0), pending_lr(41, 0)]);
@@ -2702,5 +2740,69 @@ mod tests {
         assert_eq!(lrs[1], 0);
         assert!(!gic.ppi_active_waiting(0));
         assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
+    }
+
+    /// Review 49 R49-2: the bit of L1's maintenance PPI (25) in GICR_ISACTIVER0
+    /// and GICR_ICACTIVER0 acts on LR 0 only, where hv lists it, so no two
+    /// LRs ever hold vINTID 25: set with LR 0 invalid, LR 0 becomes active
+    /// (no EOI bit), and the maintenance path, asserting it again, leaves it
+    /// so until L1 deactivates it; set with LR 0 pending, pending and
+    /// active; clear, deactivated; LRs 1 on untouched throughout.
+    #[test]
+    fn the_maintenance_ppis_active_bit_is_lr_0s() {
+        use super::super::vgic::{l1_maintenance_lr, L1_MAINTENANCE_PRIORITY};
+        let holding_25 = |lrs: &[u64]| {
+            lrs.iter()
+                .filter(|&&v| LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == 25)
+                .count()
+        };
+        let mut lrs = [0, pending_lr(27, 0), 0, 0];
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(
+            lrs,
+            [
+                lr::ACTIVE << lr::STATE_SHIFT
+                    | lr::GROUP1
+                    | u64::from(L1_MAINTENANCE_PRIORITY) << lr::PRIORITY_SHIFT
+                    | 25,
+                pending_lr(27, 0),
+                0,
+                0
+            ]
+        );
+        assert_eq!(listed_ppis_active(&lrs), 1 << 25);
+        lrs[0] = l1_maintenance_lr(lrs[0], true, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::Active);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
+        // Clear: LR 0 emptied; the maintenance path may list it again.
+        write_listed_ppis_active(&mut lrs, false, 1 << 25, 25);
+        assert_eq!(lrs, [0, pending_lr(27, 0), 0, 0]);
+        lrs[0] = l1_maintenance_lr(lrs[0], true, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::Pending);
+        // Set with LR 0 pending: pending and active, in LR 0.
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::PendingActive);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
+        let before = lrs;
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(lrs, before, "set again: no change");
+        // Clear: pending again, in LR 0.
+        write_listed_ppis_active(&mut lrs, false, 1 << 25, 25);
+        assert_eq!(lrs[0], l1_maintenance_lr(0, true, 25));
+        assert_eq!(lrs[1..], [pending_lr(27, 0), 0, 0]);
+        // A clear with another LR holding vINTID 25 (not hv's doing) acts
+        // on LR 0 only.
+        let active_25 = pending_lr(25, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let mut other = [0, active_25];
+        write_listed_ppis_active(&mut other, false, 1 << 25, 25);
+        assert_eq!(other, [0, active_25]);
+        // Through the model (GICR_ISACTIVER0, then the vCPU's sync): LR 0
+        // too, L1Gic's maintenance INTID.
+        let mut gic = awake_gic();
+        let mut lrs = [0, pending_lr(27, 0), 0];
+        gic.write(R0, ISACTIVER0, 4, 1 << 25);
+        gic.sync(0, &mut lrs, SyncSteps::ALL);
+        assert_eq!(LrState::of(lrs[0]), LrState::Active);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
     }
 }
