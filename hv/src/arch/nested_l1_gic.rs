@@ -126,6 +126,18 @@ global_asm!(
     add     x26, x22, #4
 .endm
 
+// SGIs 4 to x26 - 1 sent to itself, one each (clobbers x1, x24).
+.macro UMBRA_L1G_SEND_SGIS
+    mov     x24, #4
+95: lsl     x1, x24, #24
+    orr     x1, x1, #1
+    msr     s3_0_c12_c11_5, x1
+    isb
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    95b
+.endm
+
 // Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 64
 // TICKS, 1 s: RWP waits for another vCPU's exit after its kick, which a
 // loaded host can delay (clobbers x3, x4, x6, x7, x10, x11, x21).
@@ -376,14 +388,7 @@ umbra_l1_gic_image:
     orr     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
     UMBRA_L1G_LIST_REGISTERS
-    mov     x24, #4
-25: lsl     x1, x24, #24
-    orr     x1, x1, #1
-    msr     s3_0_c12_c11_5, x1
-    isb
-    add     x24, x24, #1
-    cmp     x24, x26
-    b.lo    25b
+    UMBRA_L1G_SEND_SGIS
     mov     x24, #0
 26: UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_fill
     msr     s3_0_c12_c12_1, x19
@@ -436,14 +441,7 @@ umbra_l1_gic_image:
     str     w1, [x20, #0x408]
     UMBRA_L1G_MOV64 x1, 0x10f0f0f0
     str     w1, [x20, #0x40c]
-    mov     x24, #4
-25: lsl     x1, x24, #24
-    orr     x1, x1, #1
-    msr     s3_0_c12_c11_5, x1
-    isb
-    add     x24, x24, #1
-    cmp     x24, x26
-    b.lo    25b
+    UMBRA_L1G_SEND_SGIS
     mrs     x19, s3_0_c12_c12_0
     UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_masked_taken
     UMBRA_L1G_MOV64 x1, 0xf000001
