@@ -910,7 +910,8 @@ pub fn run(
         | NestedDemo::GicNoReadSync
         | NestedDemo::GicNoReprioritize
         | NestedDemo::GicNoRemotePpiActive
-        | NestedDemo::GicNoPpiActiveWait => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoPpiActiveWait
+        | NestedDemo::GicNoDisplace => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1025,6 +1026,9 @@ pub fn run(
     let l0_vtcr = crate::shadow_selftest::memory::vtcr(ps) | (1 << 31);
     // L1's GIC: a redistributor for each of L1's vCPUs.
     let l1_vcpus = vcpus;
+    let gic_maintenance = platform
+        .gic_maintenance
+        .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
     NESTED.call_once(|| Nested {
         service,
         l0_vttbr,
@@ -1066,9 +1070,7 @@ pub fn run(
         tcr,
         cpus: platform.cpus.clone(),
         vcpus,
-        gic_maintenance: platform
-            .gic_maintenance
-            .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID),
+        gic_maintenance,
         traps: traps::TrapSetup::new(
             features,
             if non_vhe {
@@ -1140,11 +1142,12 @@ pub fn run(
             NestedDemo::GicNoReprioritize => L1GicDefect::NoReprioritize,
             NestedDemo::GicNoRemotePpiActive => L1GicDefect::NoRemotePpiActive,
             NestedDemo::GicNoPpiActiveWait => L1GicDefect::NoPpiActiveWait,
+            NestedDemo::GicNoDisplace => L1GicDefect::NoDisplace,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
     });
-    super::nested_gic::reset(l1_vcpus);
+    super::nested_gic::reset(l1_vcpus, gic_maintenance);
 
     let vncr: &'static VncrPage = Box::leak(Box::default());
     // L2's EL1 registers at reset: MMU off.
@@ -1264,6 +1267,7 @@ pub fn run(
             NestedDemo::GicNoReprioritize => " (gic-no-reprioritize: a new priority does not reach an interrupt already listed; this run must fail)",
             NestedDemo::GicNoRemotePpiActive => " (gic-no-remote-ppi-active: the PPI bits of another vCPU's GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI; this run must fail)",
             NestedDemo::GicNoPpiActiveWait => " (gic-no-ppi-active-wait: a PPI set active with every list register in use is lost; this run must fail)",
+            NestedDemo::GicNoDisplace => " (gic-no-displace: an interrupt with no empty list register waits behind lower-priority entries L1 masks; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",

@@ -22,15 +22,18 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, SyncSteps, ICACTIVER0,
-    ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
+    list_forwarded_with_displacement, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, SyncSteps,
+    ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 use crate::println;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// L1's GIC, shared by its vCPUs.
-static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(MAX_L1_VCPUS));
+static L1_GIC: spin::Mutex<L1Gic> = spin::Mutex::new(L1Gic::new(
+    MAX_L1_VCPUS,
+    crate::vgic::DEFAULT_MAINTENANCE_INTID,
+));
 
 /// A deliberate defect of the delivery hv adds for L1's GIC (the
 /// `gic-no-*` demos, which must fail).
@@ -58,6 +61,10 @@ pub enum L1GicDefect {
     /// pending in the vCPU's list registers after L1 cleared it pending,
     /// disabled or re-routed it (the vCPU still takes it).
     NoWithdraw,
+    /// `gic-no-displace`: an interrupt with no empty list register waits
+    /// even when one holds a lower-priority entry L1 has not acknowledged
+    /// (say one it masks).
+    NoDisplace,
     /// `linux-no-ipi`: an SGI L1 sends to another vCPU is dropped (one to
     /// the sender itself arrives).
     NoCrossVcpuSgi,
@@ -81,9 +88,10 @@ pub enum L1GicDefect {
 /// reads ([`mmio`]): 10 ms.
 const READ_SYNC_BOUND_HZ_DIVISOR: u64 = 100;
 
-/// Resets L1's GIC for `vcpus` vCPUs (before L1 first runs).
-pub fn reset(vcpus: usize) {
-    *L1_GIC.lock() = L1Gic::new(vcpus);
+/// Resets L1's GIC for `vcpus` vCPUs and L1's maintenance interrupt
+/// `maintenance_intid` (before L1 first runs).
+pub fn reset(vcpus: usize, maintenance_intid: u32) {
+    *L1_GIC.lock() = L1Gic::new(vcpus, maintenance_intid);
 }
 
 /// L1's load or store `access` (stage-2 data abort syndrome decoded) at
@@ -268,7 +276,8 @@ pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
 /// also a sync a load of another vCPU waits for), then what the GIC
 /// forwards to the vCPU listed, with EOI maintenance
 /// (`nested::gic::list_forwarded`), leaving LRs for the asserted timer
-/// PPIs in `timer_ppis` that rank above an interrupt. The vCPUs that now
+/// PPIs in `timer_ppis` that rank above an interrupt and handing back a
+/// lower-ranked entry L1 has not acknowledged for a higher one. The vCPUs that now
 /// have something forwarded to them (a withdrawn interrupt's new target,
 /// for the caller to kick).
 pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)]) -> u32 {
@@ -290,12 +299,13 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
     let mut after = before;
     let handed_back = sync(&mut gic, vcpu, &mut after[..count], defect);
     let eoi_maintenance = defect != L1GicDefect::NoEoiMaintenance;
-    list_forwarded(
+    list_forwarded_with_displacement(
         &mut gic,
         vcpu,
         &mut after[1..count],
         eoi_maintenance,
         timer_ppis,
+        defect != L1GicDefect::NoDisplace,
     );
     let wanting = if handed_back { gic.wanting() } else { 0 };
     drop(gic);

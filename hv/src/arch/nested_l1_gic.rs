@@ -38,6 +38,11 @@
 //!    2b), PPI 20 set active through GICR_ISACTIVER0 reads active; after
 //!    L1 deactivates one SGI, PPI 20 takes that LR: ICV_DIR_EL1 20 makes
 //!    it read inactive (`gic-no-ppi-active-wait` fails here);
+//!    2f. with its priority mask at 0x80, SGIs 4 to 3 + n at 0xf0 sent to
+//!    itself fill the n LRs (masked: ICV_IAR1_EL1 reads 1023); SGI 15 at
+//!    0x10 sent then comes (hv hands the lowest masked one back for it:
+//!    `gic-no-displace` fails here), and unmasked each of the n comes
+//!    once (review 49 R49-1);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -107,6 +112,30 @@ global_asm!(
     isb
     mrs     x19, s3_0_c12_c12_0
     UMBRA_L1G_EXPECT x19, 1023, \msg
+.endm
+
+// x22 = the LRs hv lists L1's GIC in (ICH_VTR_EL2.ListRegs: LR 0 carries
+// hv's maintenance interrupt; at most 11, so SGIs 4 to 4 + x22 exist),
+// x26 = 4 + x22 (clobbers x1).
+.macro UMBRA_L1G_LIST_REGISTERS
+    mrs     x22, s3_4_c12_c11_1
+    and     x22, x22, #0x1f
+    mov     x1, #11
+    cmp     x22, x1
+    csel    x22, x22, x1, ls
+    add     x26, x22, #4
+.endm
+
+// SGIs 4 to x26 - 1 sent to itself, one each (clobbers x1, x24).
+.macro UMBRA_L1G_SEND_SGIS
+    mov     x24, #4
+95: lsl     x1, x24, #24
+    orr     x1, x1, #1
+    msr     s3_0_c12_c11_5, x1
+    isb
+    add     x24, x24, #1
+    cmp     x24, x26
+    b.lo    95b
 .endm
 
 // Polls GICD_CTLR (x20 the distributor) until RWP reads 0, at most 64
@@ -225,12 +254,7 @@ umbra_l1_gic_image:
     mrs     x1, s3_0_c12_c12_4
     orr     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
-    mrs     x22, s3_4_c12_c11_1
-    and     x22, x22, #0x1f
-    mov     x1, #11
-    cmp     x22, x1
-    csel    x22, x22, x1, ls
-    add     x26, x22, #4
+    UMBRA_L1G_LIST_REGISTERS
     UMBRA_L1G_MOV64 x20, {gicr}
     add     x20, x20, #0x10, lsl #12
     UMBRA_L1G_MOV64 x1, 0x80808080
@@ -363,20 +387,8 @@ umbra_l1_gic_image:
     mrs     x1, s3_0_c12_c12_4
     orr     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
-    mrs     x22, s3_4_c12_c11_1
-    and     x22, x22, #0x1f
-    mov     x1, #11
-    cmp     x22, x1
-    csel    x22, x22, x1, ls
-    add     x26, x22, #4
-    mov     x24, #4
-25: lsl     x1, x24, #24
-    orr     x1, x1, #1
-    msr     s3_0_c12_c11_5, x1
-    isb
-    add     x24, x24, #1
-    cmp     x24, x26
-    b.lo    25b
+    UMBRA_L1G_LIST_REGISTERS
+    UMBRA_L1G_SEND_SGIS
     mov     x24, #0
 26: UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_fill
     msr     s3_0_c12_c12_1, x19
@@ -411,6 +423,57 @@ umbra_l1_gic_image:
     isb
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_ppi_wait_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_ppi_wait
+    // 2f: priority mask 0x80 (ICV_PMR_EL1); SGIs 4 to 3 + x22 at
+    // priority 0xf0 sent to itself fill every LR hv lists in, masked
+    // (ICV_IAR1_EL1 reads 1023); SGI 15 at 0x10 sent then must come: hv
+    // hands the lowest-ranked masked SGI back to the redistributor for it
+    // (review 49 R49-1; `gic-no-displace` fails here). Unmasked, the
+    // x22 SGIs each come once (the handed-back one at SGI 15's EOI
+    // maintenance exit), and nothing more.
+    mov     x1, #0x80
+    msr     s3_0_c4_c6_0, x1
+    isb
+    UMBRA_L1G_LIST_REGISTERS
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    UMBRA_L1G_MOV64 x1, 0xf0f0f0f0
+    str     w1, [x20, #0x404]
+    str     w1, [x20, #0x408]
+    UMBRA_L1G_MOV64 x1, 0x10f0f0f0
+    str     w1, [x20, #0x40c]
+    UMBRA_L1G_SEND_SGIS
+    mrs     x19, s3_0_c12_c12_0
+    UMBRA_L1G_EXPECT x19, 1023, umbra_l1g_msg_masked_taken
+    UMBRA_L1G_MOV64 x1, 0xf000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_not_displaced
+    UMBRA_L1G_EXPECT x19, 15, umbra_l1g_msg_not_displaced
+    msr     s3_0_c12_c12_1, x19
+    isb
+    mov     x1, #0xff
+    msr     s3_0_c4_c6_0, x1
+    isb
+    mov     x27, #0
+    mov     x24, #0
+26: UMBRA_L1G_POLL_IAR umbra_l1g_msg_displaced_lost
+    mov     x1, #1
+    lsl     x1, x1, x19
+    orr     x27, x27, x1
+    msr     s3_0_c12_c12_1, x19
+    isb
+    add     x24, x24, #1
+    cmp     x24, x22
+    b.lo    26b
+    mov     x1, #1
+    lsl     x1, x1, x26
+    sub     x1, x1, #16
+    mov     x11, x27
+    adr     x10, umbra_l1g_msg_displaced_lost
+    cmp     x27, x1
+    b.ne    umbra_l1g_fail
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_displaced_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_displaced
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -988,6 +1051,11 @@ umbra_l1g_msg_no_fill:   .asciz "one of the SGIs filling L1's list registers (EO
 umbra_l1g_msg_no_waiting: .asciz "the SGI waiting for a free list register did not come after L1 deactivated one (EOI maintenance exit): ICV_IAR1_EL1 "
 umbra_l1g_msg_waiting_intid: .asciz "the SGI waiting for a free list register came as another INTID: "
 umbra_l1g_msg_waiting_twice: .asciz "an interrupt is pending after L1 took and deactivated the SGIs of step 2b (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_masked_taken: .asciz "an SGI at priority 0xf0 came with L1's priority mask at 0x80: ICV_IAR1_EL1 "
+umbra_l1g_msg_not_displaced: .asciz "SGI 15 (priority 0x10) did not come while SGIs L1 masks (0xf0) held every list register: ICV_IAR1_EL1 "
+umbra_l1g_msg_displaced_lost: .asciz "the masked SGIs (bits 4 on) did not each come once L1 unmasked them: "
+umbra_l1g_msg_displaced_twice: .asciz "an interrupt is pending after L1 took the masked SGIs of step 2f (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_displaced: .asciz "L1: SGI 15 (0x10) came while SGIs it masks (0xf0) held every list register; each masked one came once unmasked\n"
 umbra_l1g_msg_last_cpu_off: .asciz "vCPU 0's PSCI CPU_OFF, with vCPU 1 off, returned: "
 umbra_l1g_msg_v1_cpu_off: .asciz "vCPU 1: PSCI CPU_OFF returned: "
 umbra_l1g_msg_v1_not_off: .asciz "AFFINITY_INFO(1) did not say OFF after vCPU 1's CPU_OFF: "

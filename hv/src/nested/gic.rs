@@ -195,6 +195,9 @@ const PRIVATE_RESET: Private = Private {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L1Gic {
     vcpus: usize,
+    /// L1's maintenance interrupt, the PPI hv lists in LR 0 only
+    /// ([`write_listed_ppis_active`]).
+    maintenance_intid: u32,
     group1: bool,
     private: [Private; MAX_L1_VCPUS],
     spi_enabled: [u32; SPI_WORDS],
@@ -335,14 +338,16 @@ fn set_clear_register(offset: u64) -> Option<(Bits, Op, usize)> {
 
 impl L1Gic {
     /// The GIC at reset, with redistributors for `vcpus` vCPUs (at most
-    /// [`MAX_L1_VCPUS`]).
-    pub const fn new(vcpus: usize) -> L1Gic {
+    /// [`MAX_L1_VCPUS`]) and L1's maintenance interrupt
+    /// `maintenance_intid`.
+    pub const fn new(vcpus: usize, maintenance_intid: u32) -> L1Gic {
         L1Gic {
             vcpus: if vcpus > MAX_L1_VCPUS {
                 MAX_L1_VCPUS
             } else {
                 vcpus
             },
+            maintenance_intid,
             group1: false,
             private: [PRIVATE_RESET; MAX_L1_VCPUS],
             spi_enabled: [0; SPI_WORDS],
@@ -848,6 +853,49 @@ impl L1Gic {
         self.set_listed(vcpu, intid, true);
     }
 
+    /// Makes room in vCPU `vcpu`'s list registers `lrs` (LR 1 on) for an
+    /// interrupt ranked `rank` (priority, then INTID: lower first) when
+    /// none is empty: of the entries hv listed there from this GIC and L1
+    /// has not acknowledged (pending only, HW = 0), the one ranked lowest,
+    /// if below `rank`, is handed back (its pending state set again in the
+    /// distributor or redistributor, forwarded to this vCPU again and
+    /// listed when an LR is free, as at an EOI maintenance exit) and its
+    /// LR emptied. On a GIC the CPU interface signals the highest-priority
+    /// pending interrupt (IHI 0069, "Interrupt prioritization"), so
+    /// pending interrupts L1 masks (its priority mask, as Linux's
+    /// pseudo-NMIs do) never keep a higher-priority one out (review 49
+    /// R49-1; `vgic::evict_for_higher_priority` does the same for hv's
+    /// direct guests). The emptied LR's index.
+    pub fn hand_back_lowest_listed(
+        &mut self,
+        vcpu: usize,
+        lrs: &mut [u64],
+        rank: (u8, u32),
+    ) -> Option<usize> {
+        let mut lowest: Option<((u8, u32), usize)> = None;
+        for (n, &v) in lrs.iter().enumerate() {
+            let intid = v & lr::VINTID_MASK;
+            if LrState::of(v) != LrState::Pending || v & lr::HW != 0 || !from_distributor(intid) {
+                continue;
+            }
+            let entry_rank = (
+                ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) as u8,
+                intid as u32,
+            );
+            let ours = self
+                .listed_at(vcpu)
+                .any(|listed| listed.intid == entry_rank.1 && !listed.withdrawn);
+            if ours && entry_rank > rank && lowest.is_none_or(|(r, _)| entry_rank > r) {
+                lowest = Some((entry_rank, n));
+            }
+        }
+        let ((_, intid), n) = lowest?;
+        self.set_state(vcpu, intid, Bits::Pending, Op::Set);
+        self.set_listed(vcpu, intid, false);
+        lrs[n] = 0;
+        Some(n)
+    }
+
     /// GICD_CTLR.RWP: whether a disable L1 wrote (GICD_ICENABLER<n>,
     /// GICD_CTLR.EnableGrp1 0) has yet to reach a listed interrupt. L1
     /// polls it after such a write (IHI 0069: completing the store does
@@ -946,8 +994,10 @@ impl L1Gic {
         let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
             return;
         };
-        write_listed_ppis_active(lrs, false, u32::from(p.ppi_active_clear) << 16);
-        let unplaced = write_listed_ppis_active(lrs, true, u32::from(p.ppi_active_set) << 16);
+        let clear = u32::from(p.ppi_active_clear) << 16;
+        let set = u32::from(p.ppi_active_set) << 16;
+        write_listed_ppis_active(lrs, false, clear, self.maintenance_intid);
+        let unplaced = write_listed_ppis_active(lrs, true, set, self.maintenance_intid);
         p.ppi_active_clear = 0;
         p.ppi_active_set = (unplaced >> 16) as u16;
         p.ppi_active = (listed_ppis_active(lrs) >> 16) as u16;
@@ -1222,8 +1272,14 @@ pub fn from_distributor(intid: u64) -> bool {
 /// (`nested::vgic::L1_MAINTENANCE_PRIORITY`), compete by priority too:
 /// `timer_ppis` are their levels (INTID, asserted), and an interrupt ranked
 /// below an asserted timer PPI no LR holds leaves an empty LR for it
-/// (review 48 R48-7). With every LR in use an interrupt stays pending in
-/// `gic`. How many were listed or merged.
+/// (review 48 R48-7). With no empty LR for it, an interrupt, and each
+/// asserted timer PPI no LR holds, takes the LR of the lowest-ranked
+/// entry hv listed below it that L1 has not acknowledged, which goes back
+/// to `gic` ([`L1Gic::hand_back_lowest_listed`], review 49 R49-1): a GIC
+/// signals its highest-priority pending interrupt whatever L1 masks.
+/// Otherwise, with every LR in use (active entries, or entries
+/// ranked above it) an interrupt stays pending in `gic`. How many were
+/// listed or merged.
 pub fn list_forwarded(
     gic: &mut L1Gic,
     vcpu: usize,
@@ -1231,10 +1287,20 @@ pub fn list_forwarded(
     eoi_maintenance: bool,
     timer_ppis: &[(u32, bool)],
 ) -> usize {
+    list_forwarded_with_displacement(gic, vcpu, lrs, eoi_maintenance, timer_ppis, true)
+}
+
+/// [`list_forwarded`], with `displace` false for the `gic-no-displace`
+/// defect: nothing is handed back for a higher-ranked interrupt.
+pub fn list_forwarded_with_displacement(
+    gic: &mut L1Gic,
+    vcpu: usize,
+    lrs: &mut [u64],
+    eoi_maintenance: bool,
+    timer_ppis: &[(u32, bool)],
+    displace: bool,
+) -> usize {
     let mut listed = 0;
-    if !gic.anything_pending() {
-        return 0;
-    }
     super::vgic::free_deactivated(lrs);
     let mut forwarded: arrayvec::ArrayVec<Forwarded, { 16 + SPIS }> = gic.forwarded(vcpu).collect();
     forwarded.sort_unstable_by_key(|f| (f.priority, f.intid));
@@ -1250,6 +1316,9 @@ pub fn list_forwarded(
         .map(|&(intid, _)| (super::vgic::L1_MAINTENANCE_PRIORITY, intid))
         .take(4)
         .collect();
+    if !gic.anything_pending() && (unlisted_timers.is_empty() || !displace) {
+        return 0;
+    }
     for f in forwarded {
         let ranked_above = unlisted_timers
             .iter()
@@ -1268,21 +1337,39 @@ pub fn list_forwarded(
                 lrs[n] = lrs[n] & !lr::PRIORITY_MASK | u64::from(f.priority) << lr::PRIORITY_SHIFT;
                 Some(n)
             }
-            None if lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() > ranked_above => lrs
-                .iter()
-                .position(|&v| super::vgic::lr_empty(v))
-                .inspect(|&n| {
+            None => {
+                let empty = lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count();
+                let free = if empty > ranked_above {
+                    lrs.iter().position(|&v| super::vgic::lr_empty(v))
+                } else if displace {
+                    // The empty LRs are the timer PPIs' ranked above it.
+                    gic.hand_back_lowest_listed(vcpu, lrs, (f.priority, f.intid))
+                } else {
+                    None
+                };
+                free.inspect(|&n| {
                     lrs[n] = lr::PENDING << lr::STATE_SHIFT
                         | lr::GROUP1
                         | u64::from(f.priority) << lr::PRIORITY_SHIFT
                         | if eoi_maintenance { lr::EOI } else { 0 }
                         | intid;
-                }),
-            None => None,
+                })
+            }
         };
         if slot.is_some() {
             gic.take(vcpu, f.intid);
             listed += 1;
+        }
+    }
+    // The asserted timer PPIs (`nested::timer::l1_timer_lrs` lists them
+    // next, in empty LRs): the k-th by rank needs k + 1 empty LRs. What is
+    // handed back ranks below it, so never one listed above for ranking
+    // above it, and each hand-back empties one LR: this ends.
+    for (k, &rank) in unlisted_timers.iter().enumerate() {
+        while displace && lrs.iter().filter(|&&v| super::vgic::lr_empty(v)).count() <= k {
+            if gic.hand_back_lowest_listed(vcpu, lrs, rank).is_none() {
+                break;
+            }
         }
     }
     listed
@@ -1338,11 +1425,45 @@ pub fn listed_ppis_active(lrs: &[u64]) -> u32 {
 ///   deactivates it (ICC_DIR_EL1, GICR_ICACTIVER0) or L2 does through an
 ///   HW = 1 entry naming it. With LRs 1 on all in use it is not placed.
 ///
+/// L1's maintenance interrupt `maintenance_intid` is LR 0's only, which
+/// `vgic::l1_maintenance_lr` fills without looking at the other LRs, so
+/// its bit acts on LR 0 alone (two LRs valid with one vINTID are
+/// UNPREDICTABLE, ICH_LR<n>_EL2; review 49 R49-2): a set makes a pending
+/// LR 0 pending and active, and an invalid one active (without the EOI
+/// bit, as hv's LR 0 entries: L1's deactivation needs no exit, the level
+/// is sampled at every exit), which `l1_maintenance_lr` keeps until L1
+/// deactivates it; a clear deactivates LR 0's entry.
+///
 /// The sets not placed (bit n: INTID n), for [`L1Gic::sync_ppis`] to keep.
-pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
-    use super::vgic::{deactivate_listed, l1_maintenance_lr};
+pub fn write_listed_ppis_active(
+    lrs: &mut [u64],
+    set: bool,
+    value: u32,
+    maintenance_intid: u32,
+) -> u32 {
+    use super::vgic::{deactivate_listed, l1_maintenance_lr, lr_empty};
     let mut unplaced = 0;
     for intid in PPIS.filter(|&intid| value & (1 << intid) != 0) {
+        if intid == maintenance_intid {
+            let Some(lr0) = lrs.first_mut() else {
+                continue;
+            };
+            *lr0 = match (set, LrState::of(*lr0)) {
+                (false, _) => {
+                    deactivate_listed(core::slice::from_mut(lr0), intid);
+                    *lr0
+                }
+                (true, LrState::Invalid) => {
+                    l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
+                        | lr::ACTIVE << lr::STATE_SHIFT
+                }
+                (true, LrState::Pending) => {
+                    *lr0 & !lr::STATE_MASK | (lr::PENDING | lr::ACTIVE) << lr::STATE_SHIFT
+                }
+                (true, _) => *lr0,
+            };
+            continue;
+        }
         if !set {
             deactivate_listed(lrs, intid);
             continue;
@@ -1356,10 +1477,7 @@ pub fn write_listed_ppis_active(lrs: &mut [u64], set: bool, value: u32) -> u32 {
             }
             Some(_) => {}
             None => {
-                let free = lrs
-                    .iter()
-                    .skip(1)
-                    .position(|&v| LrState::of(v) == LrState::Invalid);
+                let free = lrs.iter().skip(1).position(|&v| lr_empty(v));
                 match free {
                     Some(n) => {
                         lrs[n + 1] = l1_maintenance_lr(0, true, intid) & !lr::STATE_MASK
@@ -1385,7 +1503,7 @@ mod tests {
 
     /// Distributor on, both redistributors awake.
     fn awake_gic() -> L1Gic {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         gic.write(D, 0, 4, u64::from(ctlr::ENABLE_GRP1 | ctlr::ARE));
         gic.write(R0, 0x14, 4, 0);
         gic.write(R1, 0x14, 4, 0);
@@ -1410,7 +1528,7 @@ mod tests {
 
     #[test]
     fn identification_and_control_registers_read_as_a_gicv3_with_one_security_state() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         assert_eq!(gic.read(D, 0xffe8, 4), 0x3b);
         assert_eq!(gic.read(R1, 0xffe8, 4), 0x3b);
         // ARE and DS read 1 whatever is written; EnableGrp0 (bit 0) RAZ/WI.
@@ -1431,7 +1549,7 @@ mod tests {
 
     #[test]
     fn redistributor_typer_names_each_vcpus_affinity_and_the_last_frame() {
-        let gic = L1Gic::new(2);
+        let gic = L1Gic::new(2, 25);
         assert_eq!(gic.read(R0, 8, 8), 0);
         assert_eq!(gic.read(R1, 8, 8), 1 << 32 | 1 << 8 | 1 << 4);
         assert_eq!(gic.read(R1, 8, 4), 1 << 8 | 1 << 4);
@@ -1440,7 +1558,7 @@ mod tests {
 
     #[test]
     fn waker_sleeps_at_reset_and_wakes_when_processor_sleep_is_cleared() {
-        let mut gic = L1Gic::new(1);
+        let mut gic = L1Gic::new(1, 25);
         assert_eq!(gic.read(R0, 0x14, 4), 6);
         gic.write(R0, 0x14, 4, 0);
         assert_eq!(gic.read(R0, 0x14, 4), 0);
@@ -1450,7 +1568,7 @@ mod tests {
 
     #[test]
     fn spi_set_clear_priority_config_and_routing_read_back() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         // SPI 48: word 1, bit 16.
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(D, 0x104, 4, 1 << 17);
@@ -1497,7 +1615,7 @@ mod tests {
 
     #[test]
     fn unsupported_sizes_and_unaligned_words_are_raz_wi() {
-        let mut gic = L1Gic::new(1);
+        let mut gic = L1Gic::new(1, 25);
         gic.write(D, 0x104, 2, 0xffff);
         gic.write(D, 0x106, 4, 0xffff);
         gic.write(D, 0x104, 8, u64::MAX);
@@ -1521,7 +1639,7 @@ mod tests {
 
     #[test]
     fn no_access_anywhere_panics() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         for frame in [
             D,
             R0,
@@ -1550,7 +1668,7 @@ mod tests {
 
     #[test]
     fn private_registers_keep_sgi_state_and_ppi_enables() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         gic.write(R1, 0x1_0100, 4, 0x8000_0006);
         assert_eq!(gic.read(R1, 0x1_0100, 4), 0x8000_0006);
         assert_eq!(gic.read(R0, 0x1_0100, 4), 0);
@@ -1572,7 +1690,7 @@ mod tests {
 
     #[test]
     fn a_third_vcpus_redistributor_is_raz_wi() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         let r2 = GicFrame::Redistributor(2);
         gic.write(r2, 0x14, 4, 0);
         assert_eq!(gic.read(r2, 0x14, 4), 0);
@@ -1852,6 +1970,224 @@ mod tests {
         assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 3);
         crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
         assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+    }
+
+    /// Review 49 R49-1: LRs 1-3 hold three SGIs of priority 0xf0 hv listed
+    /// and L1 masks (its priority mask: never acknowledged). SGI 4 at
+    /// 0x10 and L1's asserted timer PPI 27 (0xa0) each take the LR of the
+    /// lowest-ranked of them (SGI 3, then SGI 2), whose pending state goes
+    /// back to the redistributor; without displacement (`gic-no-displace`)
+    /// both wait.
+    #[test]
+    fn a_higher_ranked_interrupt_displaces_the_lowest_listed_pending_entry() {
+        let masked_sgis_listed = || {
+            let mut gic = awake_gic();
+            gic.write(R0, 0x1_0100, 4, 0b1_1110);
+            for sgi in 1..=3u64 {
+                gic.write(R0, 0x1_0400 + sgi, 1, 0xf0);
+                gic.send_sgi(0, sgi << 24 | 1);
+            }
+            let mut lrs = [0u64; 3];
+            assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 3);
+            gic.write(R0, 0x1_0404, 1, 0x10);
+            gic.send_sgi(0, 4 << 24 | 1);
+            (gic, lrs)
+        };
+        let timers = [(27u32, true)];
+        let (mut gic, mut lrs) = masked_sgis_listed();
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 27, 4], "lrs {lrs:x?}");
+        assert_eq!(LrState::of(lrs[2]), LrState::Pending);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(
+            gic.read(R0, 0x1_0200, 4) & 0b1_1110,
+            0b1_1110,
+            "all still pending"
+        );
+        assert_eq!(gic.wanting(), 1, "the handed-back SGIs wait for this vCPU");
+        // At the next exit nothing moves: what waits ranks below every
+        // entry listed.
+        let before = lrs;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 0);
+        assert_eq!(lrs, before);
+        // L1 unmasks and takes SGI 1: the LR it frees goes to SGI 2.
+        lrs[0] = 0;
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        assert_eq!(lrs[0] & lr::VINTID_MASK, 2);
+
+        let (mut gic, mut lrs) = masked_sgis_listed();
+        let listed = list_forwarded_with_displacement(&mut gic, 0, &mut lrs, true, &timers, false);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(listed, 0);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [1, 2, 3]);
+        assert_eq!(gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(), [4]);
+    }
+
+    /// Review 49 R49-1: entries L1 acknowledged (active, or pending and
+    /// active), and pending ones ranked above, are never displaced; an
+    /// equal priority keeps the lower INTID listed.
+    #[test]
+    fn only_lower_ranked_pending_entries_are_displaced() {
+        let mut gic = awake_gic();
+        gic.write(R0, 0x1_0100, 4, 0xffff);
+        for (sgi, priority) in [(1u64, 0xf0), (2, 0xf0), (3, 0x40), (5, 0x40), (6, 0x40)] {
+            gic.write(R0, 0x1_0400 + sgi, 1, priority);
+        }
+        for sgi in [1u64, 2, 5] {
+            gic.send_sgi(0, sgi << 24 | 1);
+        }
+        let mut lrs = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 3);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [5, 1, 2]);
+        // L1 acknowledges SGIs 1 and 2 (active), then both come again.
+        for v in &mut lrs[1..] {
+            *v = *v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        }
+        gic.withdraw_listed(0, &mut lrs, SyncSteps::ALL);
+        gic.send_sgi(0, 1 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &[]), 1);
+        assert_eq!(LrState::of(lrs[1]), LrState::PendingActive);
+        // SGI 3 (0x40) ranks above SGI 5 (0x40, listed pending) and takes
+        // its LR; SGI 6 then ranks below both and waits, as does the
+        // asserted timer PPI (0xa0, below every pending entry).
+        for sgi in [3u64, 6] {
+            gic.send_sgi(0, sgi << 24 | 1);
+        }
+        let timers = [(26u32, true)];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs, true, &timers), 1);
+        crate::nested::timer::l1_timer_lrs(&mut lrs, &timers, true);
+        assert_eq!(lrs.map(|v| v & lr::VINTID_MASK), [3, 1, 2]);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [5, 6]
+        );
+    }
+
+    /// Review 49 R49-1, properties over a fixed pseudo-random sequence of
+    /// SGIs and SPIs of mixed priorities, timer PPI levels, L1's
+    /// acknowledgements and deactivations, and 1 to 4 LRs: after every
+    /// exit's passes (withdraw, list, timers) no two LRs hold one vINTID,
+    /// no pending interrupt is lost (in the model or pending in an LR),
+    /// and nothing waiting (an SGI or SPI forwarded to the vCPU, an
+    /// asserted timer PPI no LR holds) ranks above a pending entry hv
+    /// listed: the highest-ranked interrupts hold the LRs.
+    #[test]
+    fn displacement_keeps_the_highest_ranked_listed_and_loses_nothing() {
+        use crate::nested::timer::l1_timer_lrs;
+        use crate::nested::vgic::{free_deactivated, L1_MAINTENANCE_PRIORITY};
+        const PRIORITIES: [u64; 6] = [0x10, 0x40, 0x80, 0xa0, 0xc0, 0xf0];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let rank_of = |v: u64| {
+            (
+                ((v & lr::PRIORITY_MASK) >> lr::PRIORITY_SHIFT) as u8,
+                (v & lr::VINTID_MASK) as u32,
+            )
+        };
+        for round in 0..400 {
+            let mut gic = awake_gic();
+            gic.write(R0, 0x1_0100, 4, 0xffff);
+            gic.write(D, 0x104, 4, 0xff);
+            for sgi in 0..16 {
+                gic.write(R0, 0x1_0400 + sgi, 1, PRIORITIES[next(6) as usize]);
+            }
+            for spi in 32..40u64 {
+                gic.write(D, 0x400 + spi, 1, PRIORITIES[next(6) as usize]);
+                gic.write(D, 0x6000 + 8 * spi, 8, 0);
+            }
+            let mut all = [0u64; 4];
+            let lrs = &mut all[..1 + next(4) as usize];
+            let mut sent: Vec<u32> = Vec::new();
+            for step in 0..24 {
+                match next(5) {
+                    0 | 1 => {
+                        let sgi = next(16) as u32;
+                        gic.send_sgi(0, u64::from(sgi) << 24 | 1);
+                        sent.push(sgi);
+                    }
+                    2 => {
+                        let spi = 32 + next(8) as u32;
+                        gic.write(D, 0x204, 4, 1 << (spi - 32));
+                        sent.push(spi);
+                    }
+                    3 => {
+                        // L1 acknowledges a pending SGI or SPI entry.
+                        let n = next(lrs.len() as u64) as usize;
+                        let intid = lrs[n] & lr::VINTID_MASK;
+                        if LrState::of(lrs[n]) == LrState::Pending && from_distributor(intid) {
+                            lrs[n] = lrs[n] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+                            sent.retain(|&i| u64::from(i) != intid);
+                        }
+                    }
+                    _ => {
+                        // L1 deactivates an entry (EOI kept: its maintenance).
+                        let n = next(lrs.len() as u64) as usize;
+                        lrs[n] &= !(lr::ACTIVE << lr::STATE_SHIFT);
+                    }
+                }
+                let timers = [(26u32, next(2) == 0), (27, next(3) == 0)];
+                gic.withdraw_listed(0, lrs, SyncSteps::ALL);
+                list_forwarded(&mut gic, 0, lrs, true, &timers);
+                l1_timer_lrs(lrs, &timers, true);
+                free_deactivated(lrs);
+                let at = alloc::format!("round {round} step {step}: lrs {lrs:x?}");
+                let valid: Vec<u64> = lrs
+                    .iter()
+                    .filter(|&&v| LrState::of(v) != LrState::Invalid)
+                    .map(|&v| v & lr::VINTID_MASK)
+                    .collect();
+                let mut distinct = valid.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), valid.len(), "a vINTID twice, {at}");
+                let waiting: Vec<Forwarded> = gic.forwarded(0).collect();
+                for &intid in &sent {
+                    let in_lr = lrs.iter().any(|&v| {
+                        v & lr::VINTID_MASK == u64::from(intid)
+                            && matches!(LrState::of(v), LrState::Pending | LrState::PendingActive)
+                    });
+                    let in_gic = waiting.iter().any(|f| f.intid == intid);
+                    assert!(in_lr || in_gic, "SGI/SPI {intid} lost, {at}");
+                }
+                let lowest_displaceable = lrs
+                    .iter()
+                    .filter(|&&v| {
+                        LrState::of(v) == LrState::Pending && from_distributor(v & lr::VINTID_MASK)
+                    })
+                    .map(|&v| rank_of(v))
+                    .max();
+                let timer_waiting = timers
+                    .iter()
+                    .filter(|&&(intid, asserted)| {
+                        asserted
+                            && !lrs.iter().any(|&v| {
+                                LrState::of(v) != LrState::Invalid
+                                    && v & lr::VINTID_MASK == u64::from(intid)
+                            })
+                    })
+                    .map(|&(intid, _)| (L1_MAINTENANCE_PRIORITY, intid));
+                let best_waiting = waiting
+                    .iter()
+                    .map(|f| (f.priority, f.intid))
+                    .chain(timer_waiting)
+                    .min();
+                if let (Some(waiting), Some(listed)) = (best_waiting, lowest_displaceable) {
+                    assert!(
+                        waiting > listed,
+                        "{waiting:x?} waits behind {listed:x?}, {at}"
+                    );
+                }
+            }
+        }
     }
 
     /// Review 48 R48-3, the documented limit of [`L1Gic::deactivate`]: SPI
@@ -2217,7 +2553,7 @@ mod tests {
     }
     #[test]
     fn l2_deactivation_clears_the_active_bit_l1_set() {
-        let mut gic = L1Gic::new(2);
+        let mut gic = L1Gic::new(2, 25);
         // SGI 3 active at vCPU 1's redistributor, SPI 48 at the
         // distributor (word 1, bit 16).
         gic.write(R1, 0x1_0300, 4, 1 << 3);
@@ -2257,17 +2593,17 @@ mod tests {
         let mut lrs = [pending_lr(25, 0), pending_lr(u64::from(timer), 0), 0, 0];
         assert_eq!(listed_ppis_active(&lrs), 0);
         // Set: the pending entry becomes pending and active.
-        write_listed_ppis_active(&mut lrs, true, 1 << timer);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer, 25);
         assert_eq!(state(lrs[1]), LrState::PendingActive);
         assert_eq!(listed_ppis_active(&lrs), 1 << timer);
         // Clear: back to pending (its level is still up).
-        write_listed_ppis_active(&mut lrs, false, 1 << timer);
+        write_listed_ppis_active(&mut lrs, false, 1 << timer, 25);
         assert_eq!(state(lrs[1]), LrState::Pending);
         assert_eq!(listed_ppis_active(&lrs), 0);
         // Set for a PPI no entry holds: an active entry in the first free
         // LR from 1 on, group 1, hv's PPI priority, the EOI bit.
         lrs[1] = 0;
-        write_listed_ppis_active(&mut lrs, true, 1 << timer | 1 << 26);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 1 << 26, 25);
         assert_eq!(
             lrs[1],
             lr::ACTIVE << lr::STATE_SHIFT
@@ -2281,16 +2617,16 @@ mod tests {
         assert_eq!(listed_ppis_active(&lrs), 1 << timer | 1 << 26);
         // Setting it again changes nothing; SGI bits are the model's.
         let before = lrs;
-        write_listed_ppis_active(&mut lrs, true, 1 << timer | 0xffff);
+        write_listed_ppis_active(&mut lrs, true, 1 << timer | 0xffff, 25);
         assert_eq!(lrs, before);
         // Clear: the active entries emptied, the maintenance PPI's
         // pending entry in LR 0 untouched.
-        write_listed_ppis_active(&mut lrs, false, u32::MAX);
+        write_listed_ppis_active(&mut lrs, false, u32::MAX, 25);
         assert_eq!(lrs, [pending_lr(25, 0), 0, 0, 0]);
         // With LRs 1 on all in use, the set is not placed (and said so).
         let mut full = [0, pending_lr(40, 0), pending_lr(41, 0)];
         assert_eq!(
-            write_listed_ppis_active(&mut full, true, 1 << timer),
+            write_listed_ppis_active(&mut full, true, 1 << timer, 25),
             1 << timer
         );
         assert_eq!(full, [0, pending_lr(40, 0), pending_lr(41, 0)]);
@@ -2404,5 +2740,69 @@ mod tests {
         assert_eq!(lrs[1], 0);
         assert!(!gic.ppi_active_waiting(0));
         assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
+    }
+
+    /// Review 49 R49-2: the bit of L1's maintenance PPI (25) in GICR_ISACTIVER0
+    /// and GICR_ICACTIVER0 acts on LR 0 only, where hv lists it, so no two
+    /// LRs ever hold vINTID 25: set with LR 0 invalid, LR 0 becomes active
+    /// (no EOI bit), and the maintenance path, asserting it again, leaves it
+    /// so until L1 deactivates it; set with LR 0 pending, pending and
+    /// active; clear, deactivated; LRs 1 on untouched throughout.
+    #[test]
+    fn the_maintenance_ppis_active_bit_is_lr_0s() {
+        use super::super::vgic::{l1_maintenance_lr, L1_MAINTENANCE_PRIORITY};
+        let holding_25 = |lrs: &[u64]| {
+            lrs.iter()
+                .filter(|&&v| LrState::of(v) != LrState::Invalid && v & lr::VINTID_MASK == 25)
+                .count()
+        };
+        let mut lrs = [0, pending_lr(27, 0), 0, 0];
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(
+            lrs,
+            [
+                lr::ACTIVE << lr::STATE_SHIFT
+                    | lr::GROUP1
+                    | u64::from(L1_MAINTENANCE_PRIORITY) << lr::PRIORITY_SHIFT
+                    | 25,
+                pending_lr(27, 0),
+                0,
+                0
+            ]
+        );
+        assert_eq!(listed_ppis_active(&lrs), 1 << 25);
+        lrs[0] = l1_maintenance_lr(lrs[0], true, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::Active);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
+        // Clear: LR 0 emptied; the maintenance path may list it again.
+        write_listed_ppis_active(&mut lrs, false, 1 << 25, 25);
+        assert_eq!(lrs, [0, pending_lr(27, 0), 0, 0]);
+        lrs[0] = l1_maintenance_lr(lrs[0], true, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::Pending);
+        // Set with LR 0 pending: pending and active, in LR 0.
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(LrState::of(lrs[0]), LrState::PendingActive);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
+        let before = lrs;
+        write_listed_ppis_active(&mut lrs, true, 1 << 25, 25);
+        assert_eq!(lrs, before, "set again: no change");
+        // Clear: pending again, in LR 0.
+        write_listed_ppis_active(&mut lrs, false, 1 << 25, 25);
+        assert_eq!(lrs[0], l1_maintenance_lr(0, true, 25));
+        assert_eq!(lrs[1..], [pending_lr(27, 0), 0, 0]);
+        // A clear with another LR holding vINTID 25 (not hv's doing) acts
+        // on LR 0 only.
+        let active_25 = pending_lr(25, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let mut other = [0, active_25];
+        write_listed_ppis_active(&mut other, false, 1 << 25, 25);
+        assert_eq!(other, [0, active_25]);
+        // Through the model (GICR_ISACTIVER0, then the vCPU's sync): LR 0
+        // too, L1Gic's maintenance INTID.
+        let mut gic = awake_gic();
+        let mut lrs = [0, pending_lr(27, 0), 0];
+        gic.write(R0, ISACTIVER0, 4, 1 << 25);
+        gic.sync(0, &mut lrs, SyncSteps::ALL);
+        assert_eq!(LrState::of(lrs[0]), LrState::Active);
+        assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
     }
 }

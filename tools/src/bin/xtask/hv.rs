@@ -1382,6 +1382,16 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 3, "512M")
     },
+    // A higher-priority SGI waits behind the SGIs L1 masks in every list
+    // register (review 49 R49-1).
+    Case {
+        hv_args: "hv.nested=gic-no-displace",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SGI 15 (priority 0x10) did not come while SGIs L1 masks (0xf0) held every list register: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
