@@ -215,7 +215,7 @@ pub struct Context<S> {
     shadow: Arc<S>,
 }
 
-impl<S> Keyed for Context<S> {
+impl<S: Send + Sync> Keyed for Context<S> {
     type Key = ContextKey;
     fn key(&self) -> ContextKey {
         self.key
@@ -753,7 +753,7 @@ pub(crate) const DIRECTORY_PLACES_PER_SLOT: usize = 4;
 /// Those lay on four lines, up to 0x300 bytes apart.
 #[derive(Debug)]
 #[repr(C, align(64))]
-pub struct Directory<S> {
+pub struct Directory<S: Send + Sync> {
     /// The secret keys of a context key's two bucket hashes.
     hash_keys: [u64; 2],
     /// Every slot's cache's leaf hash (`WalkCache::hasher`: one key, one
@@ -790,7 +790,7 @@ const fn mix(state: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl<S: 'static> Directory<S> {
+impl<S: Send + Sync + 'static> Directory<S> {
     /// A directory of at most one context per shadow VMID in `vmids` (made
     /// for `capacity.contexts`), each with the cache sizes of `capacity`.
     /// `hash_seed` keys the bucket hashes (secret entropy:
@@ -874,7 +874,7 @@ impl<S: 'static> Directory<S> {
     /// # Panics
     ///
     /// If `guard` is not a pin of the directory's collector.
-    pub fn get<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
+    pub fn get<'g>(&'g self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         check_pin(&self.collector, guard);
         self.find(key, guard)
     }
@@ -933,7 +933,7 @@ impl<S: 'static> Directory<S> {
     ///
     /// If `guard` is not a pin of the directory's collector.
     pub fn get_or_create<'g>(
-        &self,
+        &'g self,
         key: &ContextKey,
         guard: &'g Guard,
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),

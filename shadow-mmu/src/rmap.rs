@@ -1297,6 +1297,54 @@ mod tests {
         }
     }
 
+    /// Each method, called right after a page removal was left for later,
+    /// answers as if the removal had been done at once (the contract of
+    /// `remove_shadow_page_later`), and more removals than fit the pending
+    /// list all happen. Kills the mutants that drop the `settle` of
+    /// `remove_range_batch`, `has_live` and `forget_context` or the 17th
+    /// removal (the proptests practically never meet those; review 50
+    /// R50-2, R50-3).
+    #[test]
+    fn every_method_sees_a_page_removal_left_for_later() {
+        let fresh = || {
+            let mut map = ReverseMap::new();
+            map.insert(0x8000_0000, r(1, 0x5000, PAGE_SIZE)).unwrap();
+            map.insert(0x8000_1000, r(1, 0x6000, PAGE_SIZE)).unwrap();
+            map.remove_shadow_page_later(1, 0x5000);
+            map
+        };
+        let mut map = fresh();
+        let mut got = vec![];
+        assert_eq!(map.remove_range(0x8000_0000, 0x1000, |s| got.push(s)), 0);
+        assert!(got.is_empty(), "{got:?}");
+        let mut map = fresh();
+        assert!(!map.has_live(1, 0x5000));
+        assert!(map.has_live(1, 0x6000));
+        let mut map = fresh();
+        assert_eq!(map.forget_context(1), 1);
+        let mut map = fresh();
+        assert_eq!(map.remove_shadow_range(1, 0x5000, 0x2000), 1);
+        let mut map = fresh();
+        assert_eq!(
+            map.entries_in(0, u64::MAX),
+            vec![(0x8000_1000, r(1, 0x6000, PAGE_SIZE))]
+        );
+        let mut map = fresh();
+        assert_eq!(map.len(), 1);
+        // More than fit wait: every one still goes, none twice.
+        let mut map = ReverseMap::new();
+        for p in 0..40u64 {
+            map.insert(0x8000_0000 + (p << 12), r(1, p << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        for p in 0..40u64 {
+            map.remove_shadow_page_later(1, p << 12);
+        }
+        assert_eq!(map.len(), 0);
+        assert_eq!(map.records_held(), map.pending.len());
+        assert!(map.entries_in(0, u64::MAX).is_empty());
+    }
+
     #[test]
     fn finds_exactly_the_overlapping_entries_of_every_size() {
         let mut map = ReverseMap::new();

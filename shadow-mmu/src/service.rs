@@ -1193,8 +1193,28 @@ where
     /// If `guard` is not a pin of one of this service's workers (or of a
     /// [`Burst`] of one): a pin of another epoch collector would not keep
     /// the entry returned from being freed.
+    ///
+    /// The entry borrows the service as well as the guard: a guard keeps
+    /// retired entries alive, but dropping the service frees every entry
+    /// at once (review 50 R50-1), so it cannot outlive the service:
+    ///
+    /// ```compile_fail,E0515
+    /// use shadow_mmu::cache::CachedWalk;
+    /// use shadow_mmu::context::ContextKey;
+    /// use shadow_mmu::compose::L0Map;
+    /// use shadow_mmu::service::{Guard, Service, ShadowBackend};
+    /// use walker::GuestMemory;
+    ///
+    /// fn outlive<'g, M: GuestMemory + Sync, L: L0Map, B: ShadowBackend>(
+    ///     service: Service<M, L, B>,
+    ///     key: &ContextKey,
+    ///     guard: &'g Guard,
+    /// ) -> Option<&'g CachedWalk> {
+    ///     service.lookup(key, 0, guard)
+    /// }
+    /// ```
     pub fn lookup<'g>(
-        &self,
+        &'g self,
         key: &ContextKey,
         l2_ipa: u64,
         guard: &'g Guard,
@@ -1212,7 +1232,7 @@ where
     }
 
     fn context<'g>(
-        &self,
+        &'g self,
         worker: &Worker,
         key: &ContextKey,
         guard: &'g Guard,

@@ -90,6 +90,15 @@ pub(crate) struct Liveness {
     cell: loom::cell::UnsafeCell<u8>,
 }
 
+// SAFETY: the cell's byte is never read or written, only its accesses are
+// recorded: loom checks each one against every other and reports a
+// `with_mut` (the destructor) unordered with any `with` (a reader), which is
+// the race this marker exists to find. Sharing it is therefore what it is
+// for; outside loom the struct is empty (and `Sync` without this).
+#[cfg(loom)]
+#[allow(unsafe_code)]
+unsafe impl Sync for Liveness {}
+
 impl Liveness {
     #[inline(always)]
     pub(crate) fn touch(&self) {

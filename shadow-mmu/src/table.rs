@@ -95,8 +95,10 @@ use crate::sync::{fence, Liveness, Mutex, Ordering};
 /// line.
 pub(crate) const BUCKET: usize = 4;
 
-/// A node stored in a [`Table`]: found by its key.
-pub(crate) trait Keyed {
+/// A node stored in a [`Table`]: found by its key. `Send`: a node a writer
+/// unlinks is destroyed by the epoch collector on whichever thread collects
+/// (review 50 R50-4).
+pub(crate) trait Keyed: Send {
     /// What lookups compare.
     type Key: Copy + Eq;
     /// Whether the callers' hash of a key is a bijection of the key (two
@@ -1116,8 +1118,10 @@ impl<T: Keyed + 'static> Table<T> {
         // which happened before this call: it is pinned now or no longer
         // holds it, and the collector runs this only after every thread
         // pinned now has unpinned. `T: 'static`, so destroying the nodes
-        // later (even after the table is gone) reads nothing freed; the
-        // pool they go back to is kept alive by the call's `Arc`.
+        // later (even after the table is gone) reads nothing freed, and
+        // `T: Keyed` is `Send`, so destroying them on the thread that
+        // collects is sound; the pool they go back to is kept alive by the
+        // call's `Arc`.
         unsafe {
             guard.defer_unchecked(move || {
                 for &node in nodes.iter() {
@@ -1155,7 +1159,7 @@ fn replace<'g, T>(
 /// its line: the allocator's free reads and writes it. `T: 'static`: the
 /// collector may destroy it after everything a borrow could point to is
 /// gone.
-fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard) {
+fn retire<T: Send + 'static>(old: Shared<'_, T>, guard: &Guard) {
     if !old.is_null() {
         crate::prefetch::prefetch(old.as_raw());
         // SAFETY: `old` was just unlinked from its slot (a store of null or
@@ -1166,7 +1170,8 @@ fn retire<T: 'static>(old: Shared<'_, T>, guard: &Guard) {
         // and it is retired exactly once; readers that loaded it before the
         // unlinking store are pinned, and the collector destroys it only
         // after all of them have unpinned. `T: 'static`, so destroying it
-        // later (even after the table's owner is gone) reads nothing freed.
+        // later (even after the table's owner is gone) reads nothing freed;
+        // `T: Send`, so destroying it on another thread is sound.
         unsafe { guard.defer_destroy(old) };
     }
 }
@@ -1176,7 +1181,10 @@ impl<T: Keyed> Drop for Table<T> {
         // SAFETY: `&mut self`: the table is being destroyed, which happens
         // only once its owner is unreachable (an owner unlinked from the
         // directory is itself destroyed through the collector, after every
-        // reader unpinned), so no guard can still reach these nodes.
+        // reader unpinned; the top-level owners' public lookups,
+        // `Service::lookup` and `Directory::get`/`get_or_create`, return
+        // references that borrow the owner as well as the guard, review 50
+        // R50-1), so no guard can still reach these nodes.
         let guard = unsafe { epoch::unprotected() };
         let batched = self.retiring.len.load(Ordering::Relaxed);
         for node in &self.retiring.nodes[..batched] {
