@@ -1,5 +1,6 @@
 //! Shared fixture of the shadow-mmu loom models: a tiny L1 stage-2 tree in
-//! loom-tracked memory and a service small enough for loom (one bucket of
+//! plain atomics (`SparseMemory` says why; L1's table writes against a walk
+//! are modelled on loom atomics in `walker_memslots.rs`) and a service small enough for loom (one bucket of
 //! cache slots and a stash of one bucket; the frames and shadow leaves
 //! `Service::new` asks at least, counts the model shadow does not use). The
 //! service is the real
