@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|gic-no-read-sync|gic-no-reprioritize|gic-no-remote-ppi-active|gic-no-ppi-active-wait|gic-no-displace|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|gic-no-read-sync|gic-no-reprioritize|gic-no-remote-ppi-active|gic-no-ppi-active-wait|gic-no-displace|gic-no-listed-active|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1117,6 +1117,10 @@ pub enum NestedDemo {
     /// register waits behind lower-priority entries L1 masks (this run
     /// must fail).
     GicNoDisplace,
+    /// `gic-no-listed-active`: the same, but I{S,C}ACTIVER stores and
+    /// loads act on the model's active bits only, not on the SGIs and SPIs
+    /// L1 acknowledged in its list registers (this run must fail).
+    GicNoListedActive,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
     /// device tree, MMU off), on every vCPU hv has for L1 (its secondaries
@@ -1303,6 +1307,9 @@ impl Options {
                     options.nested = Some(NestedDemo::GicNoPpiActiveWait)
                 }
                 "hv.nested=gic-no-displace" => options.nested = Some(NestedDemo::GicNoDisplace),
+                "hv.nested=gic-no-listed-active" => {
+                    options.nested = Some(NestedDemo::GicNoListedActive)
+                }
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
                 "hv.nested=timer-no-l1-deadline" => {
@@ -1775,6 +1782,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=gic-no-displace").map(|o| o.nested),
             Ok(Some(NestedDemo::GicNoDisplace))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-listed-active").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoListedActive))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

@@ -911,7 +911,8 @@ pub fn run(
         | NestedDemo::GicNoReprioritize
         | NestedDemo::GicNoRemotePpiActive
         | NestedDemo::GicNoPpiActiveWait
-        | NestedDemo::GicNoDisplace => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoDisplace
+        | NestedDemo::GicNoListedActive => super::nested_l1_gic::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1143,6 +1144,7 @@ pub fn run(
             NestedDemo::GicNoRemotePpiActive => L1GicDefect::NoRemotePpiActive,
             NestedDemo::GicNoPpiActiveWait => L1GicDefect::NoPpiActiveWait,
             NestedDemo::GicNoDisplace => L1GicDefect::NoDisplace,
+            NestedDemo::GicNoListedActive => L1GicDefect::NoListedActive,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1268,6 +1270,7 @@ pub fn run(
             NestedDemo::GicNoRemotePpiActive => " (gic-no-remote-ppi-active: the PPI bits of another vCPU's GICR_ISACTIVER0/ICACTIVER0 are RAZ/WI; this run must fail)",
             NestedDemo::GicNoPpiActiveWait => " (gic-no-ppi-active-wait: a PPI set active with every list register in use is lost; this run must fail)",
             NestedDemo::GicNoDisplace => " (gic-no-displace: an interrupt with no empty list register waits behind lower-priority entries L1 masks; this run must fail)",
+            NestedDemo::GicNoListedActive => " (gic-no-listed-active: I{S,C}ACTIVER act on the model's active bits only, not on what L1 acknowledged in its list registers; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",

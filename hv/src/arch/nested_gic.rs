@@ -82,6 +82,11 @@ pub enum L1GicDefect {
     /// `gic-no-ppi-active-wait`: a PPI set active (GICR_ISACTIVER0) with
     /// every list register from 1 on in use is lost.
     NoPpiActiveWait,
+    /// `gic-no-listed-active`: the active state of an SGI or SPI L1
+    /// acknowledged (in its list register) and the model's active bit
+    /// are apart: I{S,C}ACTIVER stores and loads act on the model's only
+    /// (review 49 R49-3).
+    NoListedActive,
 }
 
 /// The longest a load of L1's GIC waits for the vCPUs holding what it
@@ -107,7 +112,11 @@ pub fn reset(vcpus: usize, maintenance_intid: u32) {
 /// registers at once for its own redistributor (its interface is in the
 /// hardware during the exit), else at that vCPU's next exit, which its
 /// kick causes; a load syncs that vCPU first, as above
-/// (`ppi_active_written` is called when a store has some).
+/// (`ppi_active_written` is called when a store has some). An SGI's or
+/// SPI's active state is the list register's once L1 acknowledged it
+/// there (`nested::gic::L1Gic::active_holders`): a load of its active
+/// bit, and an I{S,C}ACTIVER store of it, first sync the vCPUs holding
+/// it, and a clear reaches the holder's list register as a PPI's does.
 pub fn mmio(
     layout: &L1GicLayout,
     access: &MmioAccess,
@@ -146,14 +155,28 @@ pub fn mmio(
         }
         MmioKind::Write { .. } => {
             let value = value & access.size.mask() & ppi_mask;
+            // An I{S,C}ACTIVER store acts on the active state as L1 left
+            // it: the vCPUs holding its SGIs and SPIs sync first.
+            let holders = match size {
+                4 if offset.is_multiple_of(4) => gic.active_holders(frame, offset, value as u32),
+                _ => 0,
+            };
+            if holders != 0 {
+                drop(gic);
+                sync_holders(vcpu, holders, defect, &kick);
+                gic = L1_GIC.lock();
+            }
             gic.write(frame, offset, size, value);
             let wanting = gic.wanting();
+            // An active state for its own list registers (a PPI's, or a
+            // clear of what it acknowledged) reaches them at once.
+            let own_sync = gic.sync_requested(vcpu);
             drop(gic);
             if ppi_active && value as u32 & !0xffff != 0 {
                 ppi_active_written();
-                if own {
-                    kick(sync_own(vcpu, defect));
-                }
+            }
+            if own_sync {
+                kick(sync_own(vcpu, defect));
             }
             kick(wanting);
             Ok(None)
@@ -220,6 +243,7 @@ fn sync(gic: &mut L1Gic, vcpu: usize, lrs: &mut [u64], defect: L1GicDefect) -> b
         withdraw: defect != L1GicDefect::NoWithdraw,
         reprioritize: defect != L1GicDefect::NoReprioritize,
         keep_waiting_ppi_sets: defect != L1GicDefect::NoPpiActiveWait,
+        listed_active: defect != L1GicDefect::NoListedActive,
     };
     gic.sync(vcpu, lrs, steps)
 }
@@ -287,6 +311,7 @@ pub fn list_for_l1(vcpu: usize, defect: L1GicDefect, timer_ppis: &[(u32, bool)])
     let mut gic = L1_GIC.lock();
     if !gic.anything_pending()
         && !gic.holds_listed(vcpu)
+        && !gic.holds_active(vcpu)
         && !gic.sync_requested(vcpu)
         && !gic.ppi_active_waiting(vcpu)
     {

@@ -164,6 +164,13 @@ struct Private {
     withdrawn: u16,
     /// Of `listed`, those L1 gave a new priority since (GICR_IPRIORITYR).
     reprioritized: u16,
+    /// SGIs active (or pending and active) in this vCPU's list registers
+    /// at its last sync: L1 acknowledged them there, and their active
+    /// state is that entry's ([`L1Gic::sync_listed_active`]).
+    lr_active: u16,
+    /// Of `lr_active`, those L1 cleared active since (GICR_ICACTIVER0):
+    /// deactivated in the list register at the vCPU's next sync.
+    lr_active_clear: u16,
     /// The PPIs (bit n: INTID 16 + n) active in the vCPU's own interface
     /// at its last sync ([`L1Gic::sync_ppis`]).
     ppi_active: u16,
@@ -184,6 +191,8 @@ const PRIVATE_RESET: Private = Private {
     listed: 0,
     withdrawn: 0,
     reprioritized: 0,
+    lr_active: 0,
+    lr_active_clear: 0,
     ppi_active: 0,
     ppi_active_set: 0,
     ppi_active_clear: 0,
@@ -215,6 +224,13 @@ pub struct L1Gic {
     /// Of `spi_listed`, those L1 gave a new priority since
     /// (GICD_IPRIORITYR<n>), as `Private::reprioritized`.
     spi_reprioritized: [u32; SPI_WORDS],
+    /// SPIs active (or pending and active) in `spi_holder`'s list
+    /// registers at its last sync, and those L1 cleared active since
+    /// (GICD_ICACTIVER<n>), as `Private::lr_active` and `lr_active_clear`.
+    spi_lr_active: [u32; SPI_WORDS],
+    spi_lr_active_clear: [u32; SPI_WORDS],
+    /// The vCPU an SPI is listed at (`spi_listed`) or active at
+    /// (`spi_lr_active`): never two at once (`eligible`).
     spi_holder: [u8; SPIS],
     /// The vCPUs whose next exit is to run [`L1Gic::withdraw_listed`]
     /// even with nothing else to do there (bit k: vCPU k): a load that
@@ -255,6 +271,11 @@ pub struct SyncSteps {
     /// Keep a PPI set active that finds no free list register for a later
     /// sync (else it is dropped).
     pub keep_waiting_ppi_sets: bool,
+    /// Record the SGIs and SPIs active in the list registers and
+    /// deactivate there those L1 cleared active
+    /// ([`L1Gic::sync_listed_active`]; else the model's active bits are
+    /// only what L1 wrote, review 49 R49-3's departure).
+    pub listed_active: bool,
 }
 
 impl SyncSteps {
@@ -263,6 +284,7 @@ impl SyncSteps {
         withdraw: true,
         reprioritize: true,
         keep_waiting_ppi_sets: true,
+        listed_active: true,
     };
 }
 
@@ -336,6 +358,15 @@ fn set_clear_register(offset: u64) -> Option<(Bits, Op, usize)> {
     Some((bits, op, ((offset & 0x7f) / 4) as usize))
 }
 
+/// The SPI word (0 for SPIs 32-63) of a distributor set/clear register
+/// at `offset` (its first word, SGIs and PPIs, has none).
+fn spi_word(offset: u64) -> Option<usize> {
+    ((offset & 0x7f) / 4)
+        .checked_sub(1)
+        .map(|s| s as usize)
+        .filter(|&s| s < SPI_WORDS)
+}
+
 impl L1Gic {
     /// The GIC at reset, with redistributors for `vcpus` vCPUs (at most
     /// [`MAX_L1_VCPUS`]) and L1's maintenance interrupt
@@ -359,6 +390,8 @@ impl L1Gic {
             spi_listed: [0; SPI_WORDS],
             spi_withdrawn: [0; SPI_WORDS],
             spi_reprioritized: [0; SPI_WORDS],
+            spi_lr_active: [0; SPI_WORDS],
+            spi_lr_active_clear: [0; SPI_WORDS],
             spi_holder: [0; SPIS],
             sync_requested: 0,
             syncs: [0; MAX_L1_VCPUS],
@@ -454,7 +487,10 @@ impl L1Gic {
                     Bits::Pending => {
                         self.spi_pending[s] | self.spi_listed[s] & !self.spi_withdrawn[s]
                     }
-                    Bits::Active => self.spi_active[s],
+                    // One active state: the model's, or a list register's.
+                    Bits::Active => {
+                        (self.spi_active[s] | self.spi_lr_active[s]) & !self.spi_lr_active_clear[s]
+                    }
                 }
             }
             0x0c00..=0x0cff => {
@@ -507,7 +543,12 @@ impl L1Gic {
                 let word = match bits {
                     Bits::Enable => &mut self.spi_enabled[s],
                     Bits::Pending => &mut self.spi_pending[s],
-                    Bits::Active => &mut self.spi_active[s],
+                    Bits::Active => {
+                        for b in (0..32).filter(|b| value & 1 << b != 0) {
+                            self.write_active(0, 32 + (s * 32) as u32 + b, op);
+                        }
+                        return;
+                    }
                 };
                 set_clear(word, op, value);
                 if (bits, op) == (Bits::Pending, Op::Clear) {
@@ -549,7 +590,8 @@ impl L1Gic {
                 }
                 0x1_0300..=0x1_0303 | 0x1_0380..=0x1_0383 => {
                     let ppis = p.ppi_active & !p.ppi_active_clear | p.ppi_active_set;
-                    u32::from(p.active) | u32::from(ppis) << 16
+                    let sgis = (p.active | p.lr_active) & !p.lr_active_clear;
+                    u32::from(sgis) | u32::from(ppis) << 16
                 }
                 _ => 0,
             }),
@@ -586,9 +628,6 @@ impl L1Gic {
                         }
                     }
                     Bits::Active => {
-                        let mut word = u32::from(p.active);
-                        set_clear(&mut word, op, value & 0xffff);
-                        p.active = word as u16;
                         let ppis = (value >> 16) as u16;
                         let (to, other) = match op {
                             Op::Set => (&mut p.ppi_active_set, &mut p.ppi_active_clear),
@@ -598,6 +637,9 @@ impl L1Gic {
                         *other &= !ppis;
                         if ppis != 0 {
                             self.sync_requested |= 1 << k;
+                        }
+                        for sgi in (0..16).filter(|b| value & 1 << b != 0) {
+                            self.write_active(k, sgi, op);
                         }
                     }
                 }
@@ -657,13 +699,17 @@ impl L1Gic {
         }
     }
 
-    /// Whether SPI `intid` is listed in another vCPU's list registers
-    /// than `vcpu`'s: not forwarded to `vcpu` until that vCPU withdraws
-    /// it ([`Self::withdraw_listed`]), so it is never pending in two
-    /// vCPUs' list registers at once.
+    /// Whether SPI `intid` is listed, or active, in another vCPU's list
+    /// registers than `vcpu`'s: not forwarded to `vcpu` until that vCPU
+    /// withdraws it ([`Self::withdraw_listed`]) or its sync sees it
+    /// deactivated ([`Self::record_lr_active`]), so it is never in two
+    /// vCPUs' list registers at once, and an active SPI that becomes
+    /// pending waits for its deactivation, as on a GIC (where it is
+    /// pending and active, not signalled).
     fn listed_elsewhere(&self, vcpu: usize, intid: u32) -> bool {
         let s = (intid - 32) as usize;
-        self.spi_listed[s / 32] & 1 << (s % 32) != 0 && usize::from(self.spi_holder[s]) != vcpu
+        let held = self.spi_listed[s / 32] | self.spi_lr_active[s / 32];
+        held & 1 << (s % 32) != 0 && usize::from(self.spi_holder[s]) != vcpu
     }
 
     /// The interrupts the distributor and vCPU `vcpu`'s redistributor
@@ -844,6 +890,145 @@ impl L1Gic {
         was
     }
 
+    /// The vCPU whose list registers held SGI or SPI `intid` (an SGI of
+    /// vCPU `vcpu`'s redistributor) active at its last sync
+    /// ([`Self::record_lr_active`]), unless L1 cleared it active since.
+    fn lr_active_holder(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        match intid {
+            0..16 => {
+                let p = self.private.get(vcpu).filter(|_| vcpu < self.vcpus)?;
+                (p.lr_active & !p.lr_active_clear & 1 << intid != 0).then_some(vcpu)
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                let (w, bit) = (s / 32, 1u32 << (s % 32));
+                let active = self.spi_lr_active[w] & !self.spi_lr_active_clear[w];
+                (active & bit != 0).then_some(usize::from(self.spi_holder[s]))
+            }
+            _ => None,
+        }
+    }
+
+    /// L1's write of `intid`'s bit of an I{S,C}ACTIVER register (`op`; an
+    /// SGI at vCPU `vcpu`'s redistributor), made after the holders synced
+    /// ([`Self::active_holders`]). The GIC has one active state per
+    /// interrupt (IHI 0069), and for what L1 acknowledged it is the list
+    /// register's: a set of such an interrupt changes nothing (already
+    /// active; L1's EOI or DIR deactivates it), a clear marks its entry
+    /// for the holder's next sync, which deactivates it
+    /// ([`Self::deactivate_cleared`]: active emptied, pending and active
+    /// pending) and which the holder's kick causes. Otherwise the state is
+    /// the model's bit.
+    fn write_active(&mut self, vcpu: usize, intid: u32, op: Op) {
+        let holder = self.lr_active_holder(vcpu, intid);
+        match (op, holder) {
+            (Op::Set, Some(_)) => {}
+            (Op::Set, None) => {
+                self.set_state(vcpu, intid, Bits::Active, Op::Set);
+            }
+            (Op::Clear, _) => {
+                self.set_state(vcpu, intid, Bits::Active, Op::Clear);
+                let Some(holder) = holder else {
+                    return;
+                };
+                match intid {
+                    0..16 => self.private[holder].lr_active_clear |= 1 << intid,
+                    _ => {
+                        let s = (intid - 32) as usize;
+                        self.spi_lr_active_clear[s / 32] |= 1 << (s % 32);
+                    }
+                }
+                self.sync_requested |= 1 << holder;
+            }
+        }
+    }
+
+    /// vCPU `vcpu`'s list registers `lrs` (LR 1 on, during one of its
+    /// exits): the SGIs and SPIs L1 cleared active while they were active
+    /// there ([`Self::write_active`]) deactivated
+    /// (`nested::vgic::deactivate_listed`: an active entry emptied, a
+    /// pending and active one pending, still listed).
+    fn deactivate_cleared(&mut self, vcpu: usize, lrs: &mut [u64]) {
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return;
+        };
+        let sgis = core::mem::take(&mut p.lr_active_clear);
+        for intid in (0..16).filter(|i| sgis & 1 << i != 0) {
+            super::vgic::deactivate_listed(lrs, intid);
+        }
+        for s in (0..SPIS).filter(|&s| usize::from(self.spi_holder[s]) == vcpu) {
+            let (w, bit) = (s / 32, 1u32 << (s % 32));
+            if self.spi_lr_active_clear[w] & bit != 0 {
+                self.spi_lr_active_clear[w] &= !bit;
+                super::vgic::deactivate_listed(lrs, 32 + s as u32);
+            }
+        }
+    }
+
+    /// Forgets what vCPU `vcpu`'s list registers held active (and the
+    /// clears still to reach them). The SPIs it held active, by word.
+    fn forget_lr_active(&mut self, vcpu: usize) -> [u32; SPI_WORDS] {
+        let mut spis = [0; SPI_WORDS];
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return spis;
+        };
+        (p.lr_active, p.lr_active_clear) = (0, 0);
+        for s in (0..SPIS).filter(|&s| usize::from(self.spi_holder[s]) == vcpu) {
+            let (w, bit) = (s / 32, 1u32 << (s % 32));
+            spis[w] |= self.spi_lr_active[w] & bit;
+            self.spi_lr_active[w] &= !bit;
+            self.spi_lr_active_clear[w] &= !bit;
+        }
+        spis
+    }
+
+    /// Records the SGIs and SPIs vCPU `vcpu`'s list registers `lrs` (LR 1
+    /// on, during one of its exits) hold active, or pending and active
+    /// (L1 acknowledged them): their active state is that entry's, read
+    /// by I{S,C}ACTIVER loads, and an SPI's keeps it from other vCPUs
+    /// ([`Self::listed_elsewhere`]) until L1 deactivates it. One active
+    /// state per interrupt (IHI 0069): a model bit L1 set for such an
+    /// interrupt (an ISACTIVER store before it saw the acknowledgement)
+    /// is the same state, merged into the entry, so L1's EOI or DIR of
+    /// it deactivates it (review 49 R49-3). Whether an SPI it held active
+    /// is no longer (deactivated: it may now go to another vCPU, to kick).
+    fn record_lr_active(&mut self, vcpu: usize, lrs: &[u64]) -> bool {
+        if vcpu >= self.vcpus {
+            return false;
+        }
+        let held = self.forget_lr_active(vcpu);
+        for &v in lrs {
+            let intid = v & lr::VINTID_MASK;
+            if v & lr::HW != 0
+                || !from_distributor(intid)
+                || !matches!(LrState::of(v), LrState::Active | LrState::PendingActive)
+            {
+                continue;
+            }
+            let intid = intid as u32;
+            match intid {
+                0..16 => self.private[vcpu].lr_active |= 1 << intid,
+                _ => {
+                    let s = (intid - 32) as usize;
+                    self.spi_lr_active[s / 32] |= 1 << (s % 32);
+                    self.spi_holder[s] = vcpu as u8;
+                }
+            }
+            self.set_state(vcpu, intid, Bits::Active, Op::Clear);
+        }
+        (0..SPI_WORDS).any(|w| held[w] & !self.spi_lr_active[w] != 0)
+    }
+
+    /// Whether vCPU `vcpu`'s list registers held an SGI or SPI active at
+    /// its last sync: its exits sync until L1 deactivated them.
+    pub fn holds_active(&self, vcpu: usize) -> bool {
+        self.private.get(vcpu).is_some_and(|p| p.lr_active != 0)
+            || (0..SPIS).any(|s| {
+                usize::from(self.spi_holder[s]) == vcpu
+                    && self.spi_lr_active[s / 32] & 1 << (s % 32) != 0
+            })
+    }
+
     /// `intid`'s pending state, forwarded to `vcpu`, moved into a list
     /// register: cleared here, and the interrupt recorded as listed there
     /// (pending to reads, withdrawn by a clear-pending, a disable or a
@@ -914,30 +1099,26 @@ impl L1Gic {
     /// GICR_ISPENDR0/ICPENDR0). Such a bit is 1 until the holder's exit
     /// sees the acknowledgement ([`Self::withdraw_listed`]), and a vCPU
     /// runs L1 without exits for as long as it likes, so the load is to
-    /// sync them first ([`Self::request_sync`]); likewise the vCPU whose
-    /// GICR_ISACTIVER0/ICACTIVER0 it reads, for the PPIs' active state in
-    /// its list registers ([`Self::sync_ppis`]). It then reads a state no
-    /// older than its own start (IHI 0069: once a PE acknowledged an
-    /// interrupt, it is no longer pending, and a later read, one ordered
-    /// after the acknowledgement by L1's own synchronization, must not
-    /// read it pending).
+    /// sync them first ([`Self::request_sync`]); likewise for an active
+    /// bit (GICD_ISACTIVER<n>/ICACTIVER<n>, GICR_ISACTIVER0/ICACTIVER0)
+    /// the vCPUs holding the SGIs and SPIs it reads listed (L1 may have
+    /// acknowledged them since) or active (L1 may have deactivated them
+    /// since, [`Self::active_holders`]), and the vCPU whose PPIs' active
+    /// state it reads from its list registers ([`Self::sync_ppis`]). It
+    /// then reads a state no older than its own start (IHI 0069: once a PE
+    /// acknowledged an interrupt, it is no longer pending, and a later
+    /// read, one ordered after the acknowledgement by L1's own
+    /// synchronization, must not read it pending).
     pub fn read_holders(&self, frame: GicFrame, offset: u64, size: u64) -> u32 {
         if size != 4 || !offset.is_multiple_of(4) {
             return 0;
         }
         match frame {
             GicFrame::Distributor if (0x200..0x300).contains(&offset) => {
-                let Some(s) = ((offset & 0x7f) / 4)
-                    .checked_sub(1)
-                    .map(|s| s as usize)
-                    .filter(|&s| s < SPI_WORDS)
-                else {
+                let Some(s) = spi_word(offset) else {
                     return 0;
                 };
-                let bits = self.spi_listed[s] & !self.spi_withdrawn[s];
-                (0..32)
-                    .filter(|b| bits & 1 << b != 0)
-                    .fold(0, |mask, b| mask | 1 << self.spi_holder[s * 32 + b])
+                self.spi_holders(s, self.spi_listed[s] & !self.spi_withdrawn[s])
             }
             GicFrame::Redistributor(k)
                 if k < self.vcpus && matches!(offset, 0x1_0200 | 0x1_0280) =>
@@ -954,8 +1135,44 @@ impl L1Gic {
             {
                 1 << k
             }
+            _ => self.active_holders(frame, offset, u32::MAX),
+        }
+    }
+
+    /// The vCPUs (bit k: vCPU k) holding, listed or active in their list
+    /// registers, an SGI or SPI of `bits` of the active register
+    /// (GICD_ISACTIVER<n>/ICACTIVER<n>, GICR_ISACTIVER0/ICACTIVER0) at
+    /// `offset` in `frame`: a load of it ([`Self::read_holders`]), or an
+    /// I{S,C}ACTIVER store of `bits`, first syncs them
+    /// ([`Self::request_sync`]), so the store acts on the active state as
+    /// L1 left it before the store: a set of an interrupt L1 acknowledged
+    /// changes nothing (already active, in the list register, where L1's
+    /// EOI deactivates it), one L1 deactivated since sets the model's
+    /// bit, a clear reaches the list register holding it active
+    /// ([`Self::write_active`]).
+    pub fn active_holders(&self, frame: GicFrame, offset: u64, bits: u32) -> u32 {
+        match frame {
+            GicFrame::Distributor if (0x300..0x400).contains(&offset) => {
+                let Some(s) = spi_word(offset) else {
+                    return 0;
+                };
+                self.spi_holders(s, (self.spi_listed[s] | self.spi_lr_active[s]) & bits)
+            }
+            GicFrame::Redistributor(k)
+                if k < self.vcpus && matches!(offset, ISACTIVER0 | ICACTIVER0) =>
+            {
+                let p = &self.private[k];
+                u32::from((p.listed | p.lr_active) & bits as u16 != 0) << k
+            }
             _ => 0,
         }
+    }
+
+    /// The holders (bit k: vCPU k) of the SPIs of `bits` of SPI word `s`.
+    fn spi_holders(&self, s: usize, bits: u32) -> u32 {
+        (0..32)
+            .filter(|b| bits & 1 << b != 0)
+            .fold(0, |mask, b| mask | 1 << self.spi_holder[s * 32 + b])
     }
 
     /// A load is to wait for a sync of `vcpus` (bit k: vCPU k;
@@ -1005,10 +1222,13 @@ impl L1Gic {
 
     /// vCPU `vcpu`'s own interface's list registers `lrs` (all of them,
     /// during one of its exits) made to agree with the model: the PPI
-    /// active states L1 wrote ([`Self::sync_ppis`]), then what hv listed
-    /// from LR 1 on ([`Self::withdraw_listed`]), as far as `steps` say.
-    /// Whether a pending state went back (its new target is to be
-    /// kicked).
+    /// active states L1 wrote ([`Self::sync_ppis`]), then from LR 1 on the
+    /// SGIs and SPIs L1 cleared active deactivated
+    /// ([`Self::deactivate_cleared`]), what hv listed withdrawn or
+    /// reprioritized ([`Self::withdraw_listed`]) and what they hold active
+    /// recorded ([`Self::record_lr_active`]), as far as `steps` say.
+    /// Whether a pending state went back or an SPI was deactivated (another
+    /// vCPU may now get it: to be kicked).
     pub fn sync(&mut self, vcpu: usize, lrs: &mut [u64], steps: SyncSteps) -> bool {
         self.sync_ppis(vcpu, lrs);
         if !steps.keep_waiting_ppi_sets {
@@ -1016,10 +1236,15 @@ impl L1Gic {
                 p.ppi_active_set = 0;
             }
         }
-        match lrs.get_mut(1..) {
-            Some(listing) => self.withdraw_listed(vcpu, listing, steps),
-            None => false,
+        let Some(listing) = lrs.get_mut(1..) else {
+            return false;
+        };
+        if steps.listed_active {
+            self.deactivate_cleared(vcpu, listing);
         }
+        let handed_back = self.withdraw_listed(vcpu, listing, steps);
+        let deactivated = steps.listed_active && self.record_lr_active(vcpu, listing);
+        handed_back || deactivated
     }
 
     /// Whether vCPU `vcpu` has PPI active states to take into its list
@@ -1154,8 +1379,12 @@ impl L1Gic {
         if vcpu >= self.vcpus {
             return undo;
         }
-        // What L1 cleared pending since it was listed is not handed back.
+        // What L1 cleared pending since it was listed is not handed back,
+        // nor active what it cleared active.
+        self.deactivate_cleared(vcpu, lrs);
         self.withdraw_listed(vcpu, lrs, SyncSteps::ALL);
+        // The active entries' state moves to the model below.
+        self.forget_lr_active(vcpu);
         undo.was_asleep = core::mem::replace(&mut self.private[vcpu].asleep, true);
         // Its interface's state is gone with it (its PPIs restart inactive).
         let p = &mut self.private[vcpu];
@@ -2804,5 +3033,161 @@ mod tests {
         gic.sync(0, &mut lrs, SyncSteps::ALL);
         assert_eq!(LrState::of(lrs[0]), LrState::Active);
         assert_eq!(holding_25(&lrs), 1, "lrs {lrs:x?}");
+    }
+
+    /// Review 49 R49-3: L1 acknowledged SGI 1 (its LR active) and SPI 48
+    /// (at vCPU 1). (c) GICR_ISACTIVER0 and GICD_ISACTIVER1 read them
+    /// active once the holders synced, and name the holders for the load
+    /// (`read_holders`); (a) L1's ISACTIVER of SGI 1 changes nothing, so
+    /// its EOI deactivates it and the next send comes; without the step
+    /// (`gic-no-listed-active`) the model's bit outlives the EOI and the
+    /// SGI never comes again.
+    #[test]
+    fn an_isactiver_of_an_acknowledged_sgi_leaves_its_eoi_the_deactivation() {
+        let (mut gic, mut lrs0, mut lrs1) = listed_spi_and_sgi();
+        let acknowledged = |v: u64| v & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        lrs0[1] = acknowledged(lrs0[1]);
+        lrs1[1] = acknowledged(lrs1[1]);
+        assert_eq!(gic.read_holders(R0, ISACTIVER0, 4), 0b01);
+        assert_eq!(
+            gic.read_holders(D, 0x304, 4),
+            0b10,
+            "SPI 48 listed at vCPU 1"
+        );
+        assert_eq!(gic.read_holders(D, 0x384, 4), 0b10);
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        gic.sync(1, &mut lrs1, SyncSteps::ALL);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2, "(c): the LR's state");
+        assert_eq!(gic.read(R0, ICACTIVER0, 4), 1 << 2);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 16);
+        assert_eq!(gic.read(D, 0x384, 4), 1 << 16);
+        assert_eq!(
+            gic.read_holders(D, 0x304, 4),
+            0b10,
+            "SPI 48 active at vCPU 1"
+        );
+        assert!(gic.holds_active(0) && gic.holds_active(1));
+        let mut broken = (gic.clone(), lrs0);
+        // (a): the store syncs the holder first (`active_holders`), then
+        // finds it active in the LR.
+        assert_eq!(gic.active_holders(R0, ISACTIVER0, 1 << 2), 0b01);
+        assert_eq!(gic.active_holders(R0, ISACTIVER0, 1 << 3), 0);
+        gic.write(R0, ISACTIVER0, 4, 1 << 2);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2);
+        // L1's EOI of it (EOImode 0): invalid with the EOI bit, freed.
+        lrs0[1] &= !lr::STATE_MASK;
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
+        assert!(!gic.holds_active(0));
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
+        assert_eq!(lrs0[1], pending_lr(2, 0), "delivered again");
+        // gic-no-listed-active: the model's bit set, and it stays.
+        let no_listed_active = SyncSteps {
+            listed_active: false,
+            ..SyncSteps::ALL
+        };
+        let (gic, lrs0) = &mut broken;
+        gic.forget_lr_active(0);
+        gic.write(R0, ISACTIVER0, 4, 1 << 2);
+        lrs0[1] &= !lr::STATE_MASK;
+        gic.sync(0, lrs0, no_listed_active);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2);
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(gic, 0, lrs0, true, &[]), 0, "never again");
+    }
+
+    /// Review 49 R49-3 (b): L1 clears active (GICD_ICACTIVER1, from vCPU
+    /// 0) SPI 48, which vCPU 1 acknowledged: it reads inactive at once,
+    /// vCPU 1 is kicked, and its sync empties the LR; a new edge is then
+    /// delivered (to vCPU 0 once re-routed: never while vCPU 1 holds it
+    /// active). A pending and active entry becomes pending, still
+    /// listed. An SPI active in the model (L1's ISACTIVER of one nobody
+    /// holds) is the model's to clear.
+    #[test]
+    fn an_icactiver_deactivates_the_acknowledged_entry_at_the_holders_sync() {
+        let (mut gic, _, mut lrs1) = listed_spi_and_sgi();
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.sync(1, &mut lrs1, SyncSteps::ALL);
+        // Re-routed to vCPU 0 and pending again: not while vCPU 1 holds it.
+        gic.write(D, 0x6000 + 48 * 8, 8, 0);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(gic.forwarded(0).count(), 0, "active at vCPU 1");
+        assert_eq!(gic.active_holders(D, 0x384, 1 << 16), 0b10);
+        gic.write(D, 0x384, 4, 1 << 16);
+        assert_eq!(gic.read(D, 0x304, 4), 0, "cleared");
+        assert_eq!(gic.wanting() & 0b10, 0b10, "vCPU 1 is kicked");
+        assert!(gic.sync_requested(1));
+        let mut broken = (gic.clone(), lrs1);
+        assert!(gic.sync(1, &mut lrs1, SyncSteps::ALL), "vCPU 0 to kick");
+        assert_eq!(lrs1[1], 0, "deactivated in the LR");
+        assert_eq!(gic.wanting(), 0b01);
+        assert_eq!(
+            gic.forwarded(0).map(|f| f.intid).collect::<Vec<_>>(),
+            [48],
+            "delivered again"
+        );
+        // gic-no-listed-active: the entry stays active at vCPU 1.
+        let no_listed_active = SyncSteps {
+            listed_active: false,
+            ..SyncSteps::ALL
+        };
+        let (gic1, lrs1) = &mut broken;
+        gic1.sync(1, lrs1, no_listed_active);
+        assert_eq!(LrState::of(lrs1[1]), LrState::Active);
+        // Pending and active: the clear leaves it pending, listed.
+        let mut lrs0 = [pending_lr(26, 0xa0), 0, 0];
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
+        assert_eq!(LrState::of(lrs0[1]), LrState::PendingActive);
+        gic.write(D, 0x384, 4, 1 << 16);
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(lrs0[1], pending_lr(48, 0));
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16, "listed: pending");
+        // Nobody holds SPI 49: set and cleared in the model.
+        gic.write(D, 0x304, 4, 1 << 17);
+        assert_eq!(gic.active_holders(D, 0x384, 1 << 17), 0);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 17);
+        gic.write(D, 0x384, 4, 1 << 17);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+    }
+
+    /// An ISACTIVER store the holder had not synced before (it
+    /// acknowledged the SGI after the store's sync): the model's bit and
+    /// the LR's active state are one, merged into the LR at the holder's
+    /// sync, so L1's EOI deactivates it. A clear then a set before the
+    /// holder's sync: the LR deactivated, the model's bit active. A vCPU
+    /// powering off moves what it holds active to the model.
+    #[test]
+    fn a_model_active_bit_merges_into_the_acknowledged_entry() {
+        let (mut gic, mut lrs0, _) = listed_spi_and_sgi();
+        gic.write(R0, ISACTIVER0, 4, 1 << 2);
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(LrState::of(lrs0[1]), LrState::Active);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2);
+        let mut eoi = (gic.clone(), lrs0);
+        eoi.1[1] &= !lr::STATE_MASK;
+        eoi.0.sync(0, &mut eoi.1, SyncSteps::ALL);
+        assert_eq!(eoi.0.read(R0, ISACTIVER0, 4), 0, "one state: EOId");
+        gic.write(R0, ICACTIVER0, 4, 1 << 2);
+        gic.write(R0, ISACTIVER0, 4, 1 << 2);
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        assert_eq!(lrs0[1], 0);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2, "the model's");
+        gic.send_sgi(0, 2 << 24 | 1);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 0);
+        gic.write(R0, ICACTIVER0, 4, 1 << 2);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut lrs0, true, &[]), 1);
+        lrs0[1] = lrs0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.sync(0, &mut lrs0, SyncSteps::ALL);
+        gic.power_off(0, &mut lrs0[1..]);
+        assert!(!gic.holds_active(0));
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2, "in the model");
     }
 }
