@@ -43,6 +43,13 @@
 //!    0x10 sent then comes (hv hands the lowest masked one back for it:
 //!    `gic-no-displace` fails here), and unmasked each of the n comes
 //!    once (review 49 R49-1);
+//!    2g. SGI 1 taken (active in its LR) and set active through
+//!    GICR_ISACTIVER0 (no change: already active) comes again after its
+//!    EOI and a new send (`gic-no-listed-active` fails here), reading
+//!    active in GICR_ISACTIVER0 while taken and inactive once EOId; with
+//!    EOImode 1, SPI 57 taken and dropped reads active in GICD_ISACTIVER1,
+//!    and cleared there (GICD_ICACTIVER1) reads inactive and made pending
+//!    again comes without ICV_DIR_EL1 (review 49 R49-3);
 //! 3. SPI 48 (priority 0x80, GICD_IROUTER affinity 0, enabled) made
 //!    pending through GICD_ISPENDR1: taken, EOId, GICD_ISPENDR1 then
 //!    reads 0, and after an exit nothing more;
@@ -379,7 +386,8 @@ umbra_l1_gic_image:
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_reprio_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_reprio
     // 2e: EOImode 1; SGIs 4 to 3 + x22 sent to itself, taken and dropped:
-    // every LR hv lists in holds one active. PPI 20 set active
+    // every LR hv lists in holds one active (their GICR_ISACTIVER0 bits,
+    // read too, are step 2g's). PPI 20 set active
     // (GICR_ISACTIVER0) reads active though no LR is free; once SGI 4 is
     // deactivated (ICV_DIR_EL1, no trap) it still reads active, and
     // deactivated itself (ICV_DIR_EL1 20: it took the freed LR) it reads
@@ -401,16 +409,19 @@ umbra_l1_gic_image:
     mov     w1, #0x100000
     str     w1, [x20, #0x300]
     ldr     w21, [x20, #0x300]
+    and     x21, x21, #0xffff0000
     UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_set
     mov     x1, #4
     msr     s3_0_c12_c11_1, x1
     isb
     ldr     w21, [x20, #0x300]
+    and     x21, x21, #0xffff0000
     UMBRA_L1G_EXPECT x21, 0x100000, umbra_l1g_msg_ppi_wait_freed
     mov     x1, #20
     msr     s3_0_c12_c11_1, x1
     isb
     ldr     w21, [x20, #0x300]
+    and     x21, x21, #0xffff0000
     UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_ppi_wait_not_placed
     mov     x24, #5
 27: msr     s3_0_c12_c11_1, x24
@@ -474,6 +485,68 @@ umbra_l1_gic_image:
     b.ne    umbra_l1g_fail
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_displaced_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_displaced
+    // 2g: one active state per interrupt (review 49 R49-3). SGI 1 sent to
+    // itself and taken (active in its LR); GICR_ISACTIVER0 set for it
+    // changes nothing (already active), so its EOI deactivates it and,
+    // sent again, it comes (`gic-no-listed-active`, whose set outlives
+    // the EOI, fails here); taken, GICR_ISACTIVER0 reads it active, EOId
+    // inactive. With EOImode 1, SPI 57 taken and dropped reads active in
+    // GICD_ISACTIVER1; cleared there (GICD_ICACTIVER1) it reads inactive,
+    // and made pending again it comes without an ICV_DIR_EL1 (the clear
+    // deactivated it).
+    UMBRA_L1G_MOV64 x20, {gicr}
+    add     x20, x20, #0x10, lsl #12
+    UMBRA_L1G_MOV64 x1, 0x1000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_active_sgi_lost
+    UMBRA_L1G_EXPECT x19, 1, umbra_l1g_msg_active_sgi_lost
+    mov     w1, #2
+    str     w1, [x20, #0x300]
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_MOV64 x1, 0x1000001
+    msr     s3_0_c12_c11_5, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_active_sgi_again
+    UMBRA_L1G_EXPECT x19, 1, umbra_l1g_msg_active_sgi_again
+    ldr     w21, [x20, #0x300]
+    and     x21, x21, #0xffff
+    UMBRA_L1G_EXPECT x21, 2, umbra_l1g_msg_active_sgi_reads
+    msr     s3_0_c12_c12_1, x19
+    isb
+    ldr     w21, [x20, #0x300]
+    and     x21, x21, #0xffff
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_active_sgi_eoi_reads
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_active_sgi_twice
+    mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_SPI 57, 0
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_active_spi_lost
+    UMBRA_L1G_EXPECT x19, 57, umbra_l1g_msg_active_spi_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    UMBRA_L1G_MOV64 x20, {gicd}
+    ldr     w21, [x20, #0x304]
+    UMBRA_L1G_EXPECT x21, 0x2000000, umbra_l1g_msg_active_spi_reads
+    mov     w1, #0x2000000
+    str     w1, [x20, #0x384]
+    ldr     w21, [x20, #0x304]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_active_spi_cleared_reads
+    mov     w1, #0x2000000
+    str     w1, [x20, #0x204]
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_active_spi_again
+    UMBRA_L1G_EXPECT x19, 57, umbra_l1g_msg_active_spi_again
+    msr     s3_0_c12_c12_1, x19
+    msr     s3_0_c12_c11_1, x19
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_active_spi_twice
+    UMBRA_L1G_PUTS umbra_l1g_msg_one_active
     // 3: SPI 48 to itself through GICD_ISPENDR1.
     UMBRA_L1G_SPI 48, 0
     UMBRA_L1G_POLL_IAR umbra_l1g_msg_no_spi
@@ -1055,6 +1128,17 @@ umbra_l1g_msg_masked_taken: .asciz "an SGI at priority 0xf0 came with L1's prior
 umbra_l1g_msg_not_displaced: .asciz "SGI 15 (priority 0x10) did not come while SGIs L1 masks (0xf0) held every list register: ICV_IAR1_EL1 "
 umbra_l1g_msg_displaced_lost: .asciz "the masked SGIs (bits 4 on) did not each come once L1 unmasked them: "
 umbra_l1g_msg_displaced_twice: .asciz "an interrupt is pending after L1 took the masked SGIs of step 2f (delivered twice?): ICV_IAR1_EL1 "
+umbra_l1g_msg_active_sgi_lost: .asciz "SGI 1 sent to itself for step 2g did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_active_sgi_again: .asciz "SGI 1, set active (GICR_ISACTIVER0) while L1 held it active and then EOId, did not come when sent again: ICV_IAR1_EL1 "
+umbra_l1g_msg_active_sgi_reads: .asciz "GICR_ISACTIVER0 does not read SGI 1, taken and not EOId, active (only it, of the SGIs): "
+umbra_l1g_msg_active_sgi_eoi_reads: .asciz "GICR_ISACTIVER0 still reads SGIs active after L1 EOId SGI 1: "
+umbra_l1g_msg_active_sgi_twice: .asciz "an interrupt is pending after L1 took and EOId SGI 1 in step 2g: ICV_IAR1_EL1 "
+umbra_l1g_msg_active_spi_lost: .asciz "SPI 57 made pending for step 2g did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_active_spi_reads: .asciz "GICD_ISACTIVER1 does not read SPI 57, taken and not deactivated, active (only it): "
+umbra_l1g_msg_active_spi_cleared_reads: .asciz "GICD_ISACTIVER1 still reads SPIs active after L1 cleared SPI 57 active (GICD_ICACTIVER1): "
+umbra_l1g_msg_active_spi_again: .asciz "SPI 57, cleared active (GICD_ICACTIVER1) after L1 took it and made pending again, did not come: ICV_IAR1_EL1 "
+umbra_l1g_msg_active_spi_twice: .asciz "an interrupt is pending after L1 took SPI 57 again and deactivated it: ICV_IAR1_EL1 "
+umbra_l1g_msg_one_active: .asciz "L1: SGI 1 set active while active came again after its EOI; SPI 57 taken read active (GICD_ISACTIVER1), cleared there it came again without ICV_DIR_EL1\n"
 umbra_l1g_msg_displaced: .asciz "L1: SGI 15 (0x10) came while SGIs it masks (0xf0) held every list register; each masked one came once unmasked\n"
 umbra_l1g_msg_last_cpu_off: .asciz "vCPU 0's PSCI CPU_OFF, with vCPU 1 off, returned: "
 umbra_l1g_msg_v1_cpu_off: .asciz "vCPU 1: PSCI CPU_OFF returned: "

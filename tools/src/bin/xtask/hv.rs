@@ -1392,6 +1392,17 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // An ISACTIVER of SGI 1, which L1 holds active in its list register,
+    // sets the model's bit, which its EOI does not clear: never forwarded
+    // again (review 49 R49-3).
+    Case {
+        hv_args: "hv.nested=gic-no-listed-active",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SGI 1, set active (GICR_ISACTIVER0) while L1 held it active and then EOId, did not come when sent again: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 1, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
