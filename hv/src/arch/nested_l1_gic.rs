@@ -89,6 +89,11 @@
 //!    it (EOImode 1, ICV_DIR_EL1, no trap: the set reached its list
 //!    registers) and it reads inactive from both
 //!    (`gic-no-remote-ppi-active` fails here);
+//!    7e. SPI 58 routed to vCPU 1, taken there with EOImode 1 and its
+//!    priority dropped (active in vCPU 1's LR, no exit), reads active in
+//!    GICD_ISACTIVER1 from vCPU 0; cleared there (GICD_ICACTIVER1) it
+//!    reads inactive, and made pending again it comes to vCPU 1 again
+//!    without ICV_DIR_EL1 there (review 49 R49-3);
 //!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
 //!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
 //!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
@@ -809,6 +814,65 @@ umbra_l1g_l2_irq:
     ldr     w21, [x20, #0x300]
     UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_ppi_deactivated_reads
     UMBRA_L1G_PUTS umbra_l1g_msg_v1_ppi
+    // 7e: SPI 58 routed to vCPU 1, which (asked) takes it with EOImode 1,
+    // drops its priority (active in its LR, no exit), publishes the INTID
+    // and spins without exits. vCPU 0 reads it active in GICD_ISACTIVER1
+    // (the load syncs vCPU 1, waiting at most 10 ms for its exit: read
+    // again for at most 128 TICKS, 2 s, as in 7c), clears it active (GICD_ICACTIVER1: the
+    // store syncs vCPU 1 first, and vCPU 1's kicked exit deactivates its
+    // LR), reads it inactive and makes it pending again: vCPU 1 takes it
+    // again without ICV_DIR_EL1 (review 49 R49-3), deactivates it and
+    // publishes 0.
+    UMBRA_L1G_SPI 58, 1
+    adr     x4, umbra_l1g_v1_active
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+42: adr     x4, umbra_l1g_v1_active_intid
+    ldr     x21, [x4]
+    cbnz    x21, 43f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    42b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_active_no_ack
+    b       umbra_l1g_fail
+43: UMBRA_L1G_EXPECT x21, 58, umbra_l1g_msg_v1_active_no_ack
+    UMBRA_L1G_MOV64 x20, {gicd}
+    mov     w1, #0x4000000
+    UMBRA_L1G_TICKS_AHEAD 7
+46: ldr     w21, [x20, #0x304]
+    cmp     w21, w1
+    b.eq    47f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    46b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_active_reads
+    b       umbra_l1g_fail
+47: str     w1, [x20, #0x384]
+    ldr     w21, [x20, #0x304]
+    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_active_cleared_reads
+    mov     w1, #0x4000000
+    str     w1, [x20, #0x204]
+    adr     x4, umbra_l1g_v1_active
+    mov     x1, #2
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 7
+44: adr     x4, umbra_l1g_v1_active_intid
+    ldr     x21, [x4]
+    cbz     x21, 45f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    44b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_active_not_again
+    b       umbra_l1g_fail
+45: UMBRA_L1G_PUTS umbra_l1g_msg_v1_active
     // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
     // acknowledged) made pending: the kick lists it there. vCPU 1 then
     // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
@@ -943,6 +1007,10 @@ umbra_l1g_secondary:
     adr     x4, umbra_l1g_v1_ppi
     ldr     x5, [x4]
     cbnz    x5, 14f
+    adr     x4, umbra_l1g_v1_active
+    ldr     x5, [x4]
+    cmp     x5, #1
+    b.eq    15f
     adr     x4, umbra_l1g_v1_off
     ldr     x5, [x4]
     cbz     x5, 3b
@@ -1013,6 +1081,39 @@ umbra_l1g_secondary:
     str     xzr, [x4]
     dsb     sy
     b       3b
+    // Step 7e: with EOImode 1, SPI 58 taken and its priority dropped
+    // (active in the LR), its INTID published; a spin without exits until
+    // vCPU 0 cleared it active and made it pending again (request 2);
+    // then it must come again (no ICV_DIR_EL1 here: the clear deactivated
+    // it), dropped and deactivated, and 0 published.
+15: mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_active_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    adr     x4, umbra_l1g_v1_active_intid
+    str     x19, [x4]
+    dsb     sy
+16: adr     x4, umbra_l1g_v1_active
+    ldr     x5, [x4]
+    cmp     x5, #2
+    b.ne    16b
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_active_not_again
+    UMBRA_L1G_EXPECT x19, 58, umbra_l1g_msg_v1_active_not_again
+    msr     s3_0_c12_c12_1, x19
+    msr     s3_0_c12_c11_1, x19
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    adr     x4, umbra_l1g_v1_active
+    str     xzr, [x4]
+    adr     x4, umbra_l1g_v1_active_intid
+    str     xzr, [x4]
+    dsb     sy
+    b       3b
 
 .balign 8
 umbra_l1g_two_vcpus:
@@ -1036,6 +1137,10 @@ umbra_l1g_v1_ack:
 umbra_l1g_v1_acked:
     .quad   0
 umbra_l1g_v1_ppi:
+    .quad   0
+umbra_l1g_v1_active:
+    .quad   0
+umbra_l1g_v1_active_intid:
     .quad   0
 umbra_l1g_irqs:
     .quad   0
@@ -1093,6 +1198,12 @@ umbra_l1g_msg_v1_no_ack: .asciz "vCPU 1 did not take SPI 56 routed to it within 
 umbra_l1g_msg_v1_ack_intid: .asciz "vCPU 1 took another INTID than SPI 56 routed to it: "
 umbra_l1g_msg_v1_acked_pending: .asciz "GICD_ISPENDR1 still reads SPI 56 pending after vCPU 1 acknowledged it (no exit of vCPU 1 since): "
 umbra_l1g_msg_v1_no_ack_eoi: .asciz "vCPU 1 did not report its EOI of SPI 56 within 64 TICKS: "
+umbra_l1g_msg_v1_active: .asciz "L1: SPI 58, taken by vCPU 1 (priority dropped), read active from vCPU 0 (GICD_ISACTIVER1); cleared there, vCPU 1 took it again without ICV_DIR_EL1\n"
+umbra_l1g_msg_v1_active_no_ack: .asciz "vCPU 1 did not take SPI 58 routed to it (step 7e): its published INTID "
+umbra_l1g_msg_v1_active_lost: .asciz "SPI 58 routed to vCPU 1 did not come there (step 7e): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_active_reads: .asciz "GICD_ISACTIVER1, read from vCPU 0, does not read SPI 58, taken by vCPU 1 and not deactivated, active (only it): "
+umbra_l1g_msg_v1_active_cleared_reads: .asciz "GICD_ISACTIVER1 still reads SPIs active after vCPU 0 cleared SPI 58 active (GICD_ICACTIVER1): "
+umbra_l1g_msg_v1_active_not_again: .asciz "SPI 58, cleared active by vCPU 0 (GICD_ICACTIVER1) while vCPU 1 held it active, made pending again, did not come again to vCPU 1: "
 umbra_l1g_msg_v1_ppi: .asciz "L1: PPI 20 set active at vCPU 1's redistributor from vCPU 0 read active on both, reached vCPU 1's interface (ICV_DIR_EL1 there deactivated it) and then read inactive on both\n"
 umbra_l1g_msg_v1_ppi_set_reads: .asciz "vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: "
 umbra_l1g_msg_v1_ppi_no_report: .asciz "vCPU 1 did not report its check of PPI 20 within 64 TICKS: "

@@ -168,7 +168,8 @@ struct Private {
     /// at its last sync: L1 acknowledged them there, and their active
     /// state is that entry's ([`L1Gic::sync_listed_active`]).
     lr_active: u16,
-    /// Of `lr_active`, those L1 cleared active since (GICR_ICACTIVER0):
+    /// Of `lr_active` (or of `listed`: L1 may have acknowledged them
+    /// since), those L1 cleared active since (GICR_ICACTIVER0):
     /// deactivated in the list register at the vCPU's next sync.
     lr_active_clear: u16,
     /// The PPIs (bit n: INTID 16 + n) active in the vCPU's own interface
@@ -890,23 +891,45 @@ impl L1Gic {
         was
     }
 
+    /// The vCPU holding SGI or SPI `intid` (an SGI of vCPU `vcpu`'s
+    /// redistributor) as `sgis` (of its redistributor's state) or `spis`
+    /// (of SPI word w, at `spi_holder`) say.
+    fn holder_by(
+        &self,
+        vcpu: usize,
+        intid: u32,
+        sgis: impl Fn(&Private) -> u16,
+        spis: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        match intid {
+            0..16 => {
+                let p = self.private.get(vcpu).filter(|_| vcpu < self.vcpus)?;
+                (sgis(p) & 1 << intid != 0).then_some(vcpu)
+            }
+            32.. if intid < L1_GIC_LINES => {
+                let s = (intid - 32) as usize;
+                (spis(s / 32) & 1 << (s % 32) != 0).then_some(usize::from(self.spi_holder[s]))
+            }
+            _ => None,
+        }
+    }
+
     /// The vCPU whose list registers held SGI or SPI `intid` (an SGI of
     /// vCPU `vcpu`'s redistributor) active at its last sync
     /// ([`Self::record_lr_active`]), unless L1 cleared it active since.
     fn lr_active_holder(&self, vcpu: usize, intid: u32) -> Option<usize> {
-        match intid {
-            0..16 => {
-                let p = self.private.get(vcpu).filter(|_| vcpu < self.vcpus)?;
-                (p.lr_active & !p.lr_active_clear & 1 << intid != 0).then_some(vcpu)
-            }
-            32.. if intid < L1_GIC_LINES => {
-                let s = (intid - 32) as usize;
-                let (w, bit) = (s / 32, 1u32 << (s % 32));
-                let active = self.spi_lr_active[w] & !self.spi_lr_active_clear[w];
-                (active & bit != 0).then_some(usize::from(self.spi_holder[s]))
-            }
-            _ => None,
-        }
+        self.holder_by(
+            vcpu,
+            intid,
+            |p| p.lr_active & !p.lr_active_clear,
+            |w| self.spi_lr_active[w] & !self.spi_lr_active_clear[w],
+        )
+    }
+
+    /// The vCPU where SGI or SPI `intid` (an SGI of vCPU `vcpu`'s
+    /// redistributor) is listed and not seen acknowledged.
+    fn listed_holder(&self, vcpu: usize, intid: u32) -> Option<usize> {
+        self.holder_by(vcpu, intid, |p| p.listed, |w| self.spi_listed[w])
     }
 
     /// L1's write of `intid`'s bit of an I{S,C}ACTIVER register (`op`; an
@@ -915,7 +938,9 @@ impl L1Gic {
     /// interrupt (IHI 0069), and for what L1 acknowledged it is the list
     /// register's: a set of such an interrupt changes nothing (already
     /// active; L1's EOI or DIR deactivates it), a clear marks its entry
-    /// for the holder's next sync, which deactivates it
+    /// (also one listed pending there: the store's sync is bounded, and L1
+    /// may have acknowledged it since) for the holder's next sync, which
+    /// deactivates it if active
     /// ([`Self::deactivate_cleared`]: active emptied, pending and active
     /// pending) and which the holder's kick causes. Otherwise the state is
     /// the model's bit.
@@ -928,7 +953,9 @@ impl L1Gic {
             }
             (Op::Clear, _) => {
                 self.set_state(vcpu, intid, Bits::Active, Op::Clear);
-                let Some(holder) = holder else {
+                // Listed pending at a holder whose sync the store did not
+                // get in time: L1 may have acknowledged it since.
+                let Some(holder) = holder.or_else(|| self.listed_holder(vcpu, intid)) else {
                     return;
                 };
                 match intid {
@@ -3189,5 +3216,26 @@ mod tests {
         gic.power_off(0, &mut lrs0[1..]);
         assert!(!gic.holds_active(0));
         assert_eq!(gic.read(R0, ISACTIVER0, 4), 1 << 2, "in the model");
+    }
+
+    /// An ICACTIVER store whose wait for the holder's sync ran out (hv
+    /// busy there): L1 acknowledged the listed SPI meanwhile, unseen, and
+    /// the clear still reaches its LR at the holder's sync; one of an
+    /// entry still pending there leaves it pending.
+    #[test]
+    fn a_clear_active_of_a_listed_entry_reaches_it_if_acknowledged_since() {
+        let (mut gic, _, mut lrs1) = listed_spi_and_sgi();
+        let mut pending = (gic.clone(), lrs1);
+        lrs1[1] = lrs1[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.write(D, 0x384, 4, 1 << 16);
+        assert!(gic.sync_requested(1));
+        gic.sync(1, &mut lrs1, SyncSteps::ALL);
+        assert_eq!(lrs1[1], 0);
+        assert!(!gic.holds_active(1) && !gic.holds_listed(1));
+        let (gic, lrs1) = &mut pending;
+        gic.write(D, 0x384, 4, 1 << 16);
+        gic.sync(1, lrs1, SyncSteps::ALL);
+        assert_eq!(lrs1[1], pending_lr(48, 0));
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16);
     }
 }
