@@ -38,7 +38,8 @@
 //!   one of its permitted behaviours).
 //!
 //! Forwarding (what a vCPU's CPU interface gets): an interrupt pending,
-//! enabled, not active (as L1 set it through I{S,C}ACTIVER), with
+//! enabled, not active (in the model; an SPI active in another vCPU's
+//! list registers waits for its deactivation there), with
 //! GICD_CTLR.EnableGrp1 set and the target's redistributor awake
 //! (ProcessorSleep 0); SGIs and PPIs to their redistributor's vCPU, SPIs
 //! to the vCPU GICD_IROUTER names (with Interrupt_Routing_Mode 1, "any
@@ -55,10 +56,14 @@
 //! set-active or re-route L1 writes kicks the holder, whose exit
 //! withdraws the entry ([`L1Gic::withdraw_listed`]; GICD_CTLR.RWP and
 //! GICR_CTLR.RWP read 1 until a disable has reached it).
-//! Limits: the active state of what hv listed lives in L1's list
-//! registers, so GICD_ISACTIVER and GICR_ISACTIVER0 read only what L1 set
-//! itself (and what a vCPU that powered off held);
-//! PPIs come from hv's own paths (the maintenance interrupt,
+//! One active state per SGI or SPI (IHI 0069; review 49 R49-3): once L1
+//! acknowledged what hv listed it is the list register's, recorded at
+//! each sync of the holder ([`L1Gic::record_lr_active`]), else the
+//! model's bit; I{S,C}ACTIVER loads read both and, like their stores,
+//! first sync the holders ([`L1Gic::active_holders`]); a set of an
+//! interrupt active in a list register changes nothing, a clear reaches
+//! the entry at the holder's sync ([`L1Gic::deactivate_cleared`]).
+//! Limits: PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
 //! are kept and read back); PPI bits of the pending registers are RAZ/WI
