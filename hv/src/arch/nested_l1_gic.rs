@@ -179,6 +179,31 @@ global_asm!(
     UMBRA_L1G_EXPECT x21, \pending, \msg_after
 .endm
 
+// The SPIs of `bits` (32-63; x20 the distributor) cleared active
+// (GICD_ICACTIVER1): GICD_ISACTIVER1 then reads 0; then made pending
+// again (GICD_ISPENDR1) (clobbers x1, x3, x10, x11, x21).
+.macro UMBRA_L1G_CLEAR_ACTIVE_PEND bits, msg
+    UMBRA_L1G_MOV64 x1, \bits
+    str     w1, [x20, #0x384]
+    ldr     w21, [x20, #0x304]
+    UMBRA_L1G_EXPECT x21, 0, \msg
+    str     w1, [x20, #0x204]
+.endm
+
+// With EOImode 1: `intid` taken by polling ICV_IAR1_EL1 (else fails with
+// `msg`), dropped and deactivated (ICV_DIR_EL1); then EOImode 0 again
+// (clobbers x1, x3-x7, x10, x11, x19).
+.macro UMBRA_L1G_TAKE_DEACTIVATE intid, msg
+    UMBRA_L1G_POLL_IAR \msg
+    UMBRA_L1G_EXPECT x19, \intid, \msg
+    msr     s3_0_c12_c12_1, x19
+    msr     s3_0_c12_c11_1, x19
+    mrs     x1, s3_0_c12_c12_4
+    bic     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+.endm
+
 // SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
 // and made pending through GICD_ISPENDR1 (clobbers x1, x2).
 .macro UMBRA_L1G_SPI n, aff
@@ -536,20 +561,8 @@ umbra_l1_gic_image:
     UMBRA_L1G_MOV64 x20, {gicd}
     ldr     w21, [x20, #0x304]
     UMBRA_L1G_EXPECT x21, 0x2000000, umbra_l1g_msg_active_spi_reads
-    mov     w1, #0x2000000
-    str     w1, [x20, #0x384]
-    ldr     w21, [x20, #0x304]
-    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_active_spi_cleared_reads
-    mov     w1, #0x2000000
-    str     w1, [x20, #0x204]
-    UMBRA_L1G_POLL_IAR umbra_l1g_msg_active_spi_again
-    UMBRA_L1G_EXPECT x19, 57, umbra_l1g_msg_active_spi_again
-    msr     s3_0_c12_c12_1, x19
-    msr     s3_0_c12_c11_1, x19
-    mrs     x1, s3_0_c12_c12_4
-    bic     x1, x1, #2
-    msr     s3_0_c12_c12_4, x1
-    isb
+    UMBRA_L1G_CLEAR_ACTIVE_PEND 0x2000000, umbra_l1g_msg_active_spi_cleared_reads
+    UMBRA_L1G_TAKE_DEACTIVATE 57, umbra_l1g_msg_active_spi_again
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_active_spi_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_one_active
     // 3: SPI 48 to itself through GICD_ISPENDR1.
@@ -852,11 +865,7 @@ umbra_l1g_l2_irq:
     mov     x11, x21
     adr     x10, umbra_l1g_msg_v1_active_reads
     b       umbra_l1g_fail
-47: str     w1, [x20, #0x384]
-    ldr     w21, [x20, #0x304]
-    UMBRA_L1G_EXPECT x21, 0, umbra_l1g_msg_v1_active_cleared_reads
-    mov     w1, #0x4000000
-    str     w1, [x20, #0x204]
+47: UMBRA_L1G_CLEAR_ACTIVE_PEND 0x4000000, umbra_l1g_msg_v1_active_cleared_reads
     adr     x4, umbra_l1g_v1_active
     mov     x1, #2
     str     x1, [x4]
@@ -1100,14 +1109,7 @@ umbra_l1g_secondary:
     ldr     x5, [x4]
     cmp     x5, #2
     b.ne    16b
-    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_active_not_again
-    UMBRA_L1G_EXPECT x19, 58, umbra_l1g_msg_v1_active_not_again
-    msr     s3_0_c12_c12_1, x19
-    msr     s3_0_c12_c11_1, x19
-    mrs     x1, s3_0_c12_c12_4
-    bic     x1, x1, #2
-    msr     s3_0_c12_c12_4, x1
-    isb
+    UMBRA_L1G_TAKE_DEACTIVATE 58, umbra_l1g_msg_v1_active_not_again
     adr     x4, umbra_l1g_v1_active
     str     xzr, [x4]
     adr     x4, umbra_l1g_v1_active_intid
