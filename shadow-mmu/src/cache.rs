@@ -545,9 +545,26 @@ impl CacheIndex {
     }
 
     fn add_leaf(&mut self, base: u64, size_log2: u8) -> bool {
+        if size_log2 == PAGE_LOG2 && self.keep_pending_page(base) {
+            return true;
+        }
         self.settle_pages(size_log2);
         self.leaf_sizes |= 1 << size_log2;
         self.leaves.insert(size_log2, base, u32::from(size_log2))
+    }
+
+    /// Page `base` is cached again while its bit waits to be cleared (a
+    /// page invalidation, then the fault that follows on the page): the
+    /// bit is still set, so it just stops waiting, and neither call reads
+    /// the bit's chunk. Whether the page was waiting.
+    fn keep_pending_page(&mut self, base: u64) -> bool {
+        let pending = &mut self.pending_pages[..self.pending_len];
+        let Some(at) = pending.iter().position(|&p| p == base) else {
+            return false;
+        };
+        pending.swap(at, pending.len() - 1);
+        self.pending_len -= 1;
+        true
     }
 
     fn remove_leaf(&mut self, base: u64, size_log2: u8) -> bool {
@@ -557,10 +574,11 @@ impl CacheIndex {
 
     /// The 4 KiB leaf at `base` was just unlinked from the table by a page
     /// invalidation that did not read this index: its bit goes at the
-    /// index's next use ([`CacheIndex::settle_pages`]). In a large cache
-    /// the bit's chunk is a line on a random page (a page walk and a miss
-    /// on this VM), and the fault that usually follows on the same page
-    /// reads that chunk for its own insert anyway.
+    /// index's next use of page bits ([`CacheIndex::settle_pages`]), or
+    /// stays when the page is cached again first
+    /// ([`CacheIndex::keep_pending_page`]: the fault that usually follows
+    /// on the same page). In a large cache the bit's chunk is a line on a
+    /// random page (a page walk and a miss on this VM).
     fn unindex_page_later(&mut self, base: u64) {
         if self.pending_len == PENDING_PAGE_UNINDEX {
             self.settle_pages_now();
@@ -1718,6 +1736,33 @@ mod tests {
                     14 if step >= 2000 && next() % 8 == 0 => {
                         cache.flush(&mut index, &guard);
                         listed.clear();
+                    }
+                    15 => {
+                        // The benchmark's pattern: a cached page's
+                        // invalidation, then the fault that caches it again.
+                        if let Some(&(base, 12)) = listed.get(next() as usize % listed.len().max(1))
+                        {
+                            let removed = cache.invalidate_range(
+                                &mut index,
+                                base,
+                                base + 4096,
+                                Levels::LeafOnly,
+                                &guard,
+                                |_, _| {},
+                            );
+                            let expected = listed
+                                .iter()
+                                .filter(|l| overlaps(l, base, base + 1))
+                                .count();
+                            assert_eq!(removed, expected, "seed {seed} step {step}: {base:#x}");
+                            listed.retain(|l| !overlaps(l, base, base + 1));
+                            let evicted =
+                                cache.insert_leaf(&mut index, leaf_of_size(base, 12), &guard);
+                            if let Some((old, old_size)) = evicted {
+                                listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
+                            }
+                            listed.push((base, 12));
+                        }
                     }
                     _ => {}
                 }
