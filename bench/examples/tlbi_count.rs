@@ -14,7 +14,11 @@
 //!
 //! Only `invalidate_page` (the call the benchmark times) is counted: divide
 //! the callgrind totals by the calls. The hash seed is fixed (`seed=`
-//! overrides it), so a run is deterministic. A simulated miss count says
+//! overrides it), so a run is deterministic. `flushed` issues a VMALLS12E1IS
+//! after the fill and fills the cache again, as a context L1 has flushed
+//! before: its cache holds old leaf nodes no index lists, so page TLBIs
+//! take the block index's gate (shadow-mmu README, "A page TLBI's
+//! cache-index bit left to the index's next use"). A simulated miss count says
 //! how many lines the call misses, not whether their misses overlap.
 
 use std::hint::black_box;
@@ -80,6 +84,12 @@ fn main() {
     let key = context_key(&f.key(1));
     for i in 0..pages {
         translate(&service, &worker, &key, L1Fixture::l2_ipa(i));
+    }
+    if args.iter().any(|a| a == "flushed") {
+        service.invalidate(&worker, 1, &InvalidateScope::Vmid);
+        for i in 0..pages {
+            translate(&service, &worker, &key, L1Fixture::l2_ipa(i));
+        }
     }
     let mut page = 0;
     let mut removed = 0;
