@@ -498,7 +498,8 @@ pub(crate) struct CacheIndex {
     path_spans: [u8; MAX_PATH],
     /// 4 KiB leaves a page invalidation unlinked from the table whose bits
     /// in `leaves` are still set ([`CacheIndex::unindex_page_later`]):
-    /// every method that reads or changes `leaves` clears them first.
+    /// every use of `leaves`' page bits clears them first
+    /// ([`CacheIndex::settle_pages`]), and `live_leaves` leaves them out.
     pending_pages: [u64; PENDING_PAGE_UNINDEX],
     pending_len: usize,
 }
