@@ -343,6 +343,18 @@ impl<C: ContextId> RmapHint<C> {
         }
     }
 
+    /// Asks for `l1_lists`' home slot of the 4 KiB L1 page at `l1_page`,
+    /// the list an insert of a page's record reads: for a fault that knows
+    /// its L1 page (from L1's leaf) before it knows the composed entry's
+    /// size (L0's mapping may make it a block; the guess is then only a
+    /// wasted prefetch).
+    pub(crate) fn prefetch_l1_page(&self, l1_page: u64) {
+        self.l1_lists.prefetch::<L1List>(&L1Key {
+            l1: l1_page,
+            class: 0,
+        });
+    }
+
     /// Asks for the lines an insert of `shadow` on the L1 block at `l1_ipa`
     /// reads first (no effect for an unsupported size).
     pub(crate) fn prefetch_insert(&self, l1_ipa: u64, shadow: &ShadowRef<C>) {

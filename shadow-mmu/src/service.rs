@@ -1397,6 +1397,12 @@ where
                 }
             }
         };
+        // The reverse-map list the install will probe (for a page, the
+        // usual entry), asked for now: it arrives during the composition
+        // (it missed there when asked for after it).
+        if let Some(l1_ipa) = leaf.l1_ipa(l2_ipa) {
+            self.rmap_hint.prefetch_l1_page(l1_ipa & !(PAGE_SIZE - 1));
+        }
         let entry = match resolve(&leaf, l2_ipa, &self.l0, self.backend.host_execute()) {
             Ok(Composition::Mapped(entry)) => entry,
             Ok(Composition::Mmio { l1_ipa }) => {

@@ -521,7 +521,11 @@ fn a_dead_record_inserted_again_lives_again() {
         }
         // Only context 2's record was live when the removal began.
         assert_eq!(removed, [r(2, 0, PAGE_SIZE)], "shared {shared_block}");
-        let mut left: Vec<_> = map.entries_in(L1, 4 << 12).into_iter().map(|(_, s)| s).collect();
+        let mut left: Vec<_> = map
+            .entries_in(L1, 4 << 12)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
         left.sort_by_key(|s| s.l2_ipa);
         let expected: Vec<_> = (0..4u64).map(|i| r(1, i << 12, PAGE_SIZE)).collect();
         assert_eq!(left, expected, "shared {shared_block}");
