@@ -869,6 +869,20 @@ impl WalkCache {
 
     /// [`WalkCache::lookup`] after every first bucket missed: each size's
     /// second bucket, then the stash, for entries of flush number `flush`.
+    ///
+    /// Except for a size whose first bucket holds its key with another
+    /// flush number (an entry a flush left: the usual miss after one): the
+    /// table links at most one node per key (an insert replaces the node
+    /// of its key wherever it is, a move to the second bucket takes the
+    /// node itself), so no entry of this flush is in that key's second
+    /// bucket or the stash, and those lines (random ones, each a miss) are
+    /// not read. The first buckets are probed again here, not told apart
+    /// by `lookup`, so the hit path's code is unchanged; a probe again is
+    /// as good as the first (an entry of this flush found now is
+    /// returned), and a node of this flush linked throughout the lookup is
+    /// still never missed: while it is linked no other node has its key,
+    /// and the probe of its second bucket follows a probe of its first as
+    /// before.
     #[cold]
     #[inline(never)]
     fn lookup_beyond_first<'g>(
@@ -878,8 +892,20 @@ impl WalkCache {
         all_sizes: u64,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        let mut unsettled = 0u64;
+        let mut sizes = all_sizes;
+        while sizes != 0 {
+            let size_log2 = sizes.trailing_zeros() as u8;
+            sizes &= sizes - 1;
+            let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
+            match self.leaves.get_in_bucket(key, self.leaf_hash(key), guard) {
+                Some(entry) if entry.flush == flush => return Some(entry),
+                Some(_) => {}
+                None => unsettled |= 1 << size_log2,
+            }
+        }
         for probe in [Probe::Second, Probe::Stash] {
-            let mut sizes = all_sizes;
+            let mut sizes = unsettled;
             while sizes != 0 {
                 let size_log2 = sizes.trailing_zeros() as u8;
                 sizes &= sizes - 1;

@@ -387,6 +387,37 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         &mut self.slots[i].1
     }
 
+    /// [`FlatMap::get_or_insert_with`] that first tries slot `*last`,
+    /// where the caller found a key before, and leaves there the slot of
+    /// `key`: a run of calls with one key (neighbouring blocks of one
+    /// chunk, the usual run of faults) then hashes and probes once. The
+    /// slot is checked, not trusted: one that moved on (a removal's shift,
+    /// a clear's new stamp, a growth) holds another key, or is out of
+    /// range, and the call probes as usual. `key` must not be the vacant
+    /// key.
+    #[inline]
+    pub(crate) fn get_or_insert_at(
+        &mut self,
+        last: &mut usize,
+        key: K,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        debug_assert!(!key.is_vacant());
+        let stamped = key.with_stamp(self.stamp);
+        let i = match self.slots.get(*last) {
+            Some((k, _)) if *k == stamped => *last,
+            _ => {
+                let i = match self.find(&key) {
+                    Some(i) => i,
+                    None => self.place(key, make()),
+                };
+                *last = i;
+                i
+            }
+        };
+        &mut self.slots[i].1
+    }
+
     /// Sets `key` to `value`; the old value if there was one. `key` must
     /// not be the vacant key.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
@@ -595,6 +626,40 @@ mod tests {
                 prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
             }
             prop_assert_eq!(map.growths(), 0);
+        }
+
+        /// `get_or_insert_at` answers as std's `entry().or_insert` whatever
+        /// its remembered slot has become since (removals shift runs,
+        /// clears change the stamp, growth moves everything), and leaves
+        /// the slot of the key it was given.
+        #[test]
+        fn get_or_insert_at_matches_std_hashmap(
+            ops in prop::collection::vec((0u8..6, 0u64..100, any::<u32>()), 1..600),
+            sized in any::<bool>(),
+        ) {
+            let mut map: FlatMap<Stamped, u32> =
+                if sized { FlatMap::with_capacity(100) } else { FlatMap::new() };
+            let mut model = HashMap::new();
+            let mut last = 0usize;
+            for (op, k, v) in ops {
+                match op {
+                    0..=2 => {
+                        let got = *map.get_or_insert_at(&mut last, Stamped(k, 0), || v);
+                        prop_assert_eq!(got, *model.entry(k).or_insert(v));
+                        prop_assert_eq!(map.find(&Stamped(k, 0)), Some(last));
+                    }
+                    3 => prop_assert_eq!(map.remove(&Stamped(k, 0)), model.remove(&k)),
+                    4 if v % 8 == 0 => {
+                        map.clear();
+                        model.clear();
+                    }
+                    _ => prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k)),
+                }
+                prop_assert_eq!(map.len(), model.len());
+            }
+            for k in 0..100u64 {
+                prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+            }
         }
 
         /// Against std's map: every operation answers the same, with keys

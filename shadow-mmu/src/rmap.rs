@@ -343,6 +343,18 @@ impl<C: ContextId> RmapHint<C> {
         }
     }
 
+    /// Asks for `l1_lists`' home slot of the 4 KiB L1 page at `l1_page`,
+    /// the list an insert of a page's record reads: for a fault that knows
+    /// its L1 page (from L1's leaf) before it knows the composed entry's
+    /// size (L0's mapping may make it a block; the guess is then only a
+    /// wasted prefetch).
+    pub(crate) fn prefetch_l1_page(&self, l1_page: u64) {
+        self.l1_lists.prefetch::<L1List>(&L1Key {
+            l1: l1_page,
+            class: 0,
+        });
+    }
+
     /// Asks for the lines an insert of `shadow` on the L1 block at `l1_ipa`
     /// reads first (no effect for an unsupported size).
     pub(crate) fn prefetch_insert(&self, l1_ipa: u64, shadow: &ShadowRef<C>) {
@@ -584,12 +596,32 @@ impl<C: ContextId> ReverseMap<C> {
             context: shadow.context,
         };
         let class8 = class as u8;
-        if let Some(meta) = self.by_shadow.get(&key) {
-            if meta.l1 == l1_ipa && meta.class == class8 && meta.epoch == self.epoch(shadow.context)
-            {
-                // This very record is live already (a translate that hit
-                // re-installs the same leaf): nothing changes.
-                return Ok(());
+        if let Some(meta) = self.by_shadow.get_mut(&key) {
+            if meta.l1 == l1_ipa && meta.class == class8 {
+                // `epoch`, on the fields (`meta` holds `by_shadow`).
+                let epoch_now = self.contexts.get(&shadow.context).map_or(0, |c| c.epoch);
+                if meta.epoch == epoch_now {
+                    // This very record is live already (a translate that
+                    // hit re-installs the same leaf): nothing changes.
+                    return Ok(());
+                }
+                // The same record, dead (its context's shadow was cleared
+                // or flushed since, and the same page faulted again): it
+                // is still in every index, so at the head of its L1 list
+                // it lives again as it is, as if removed and inserted anew
+                // (the head is where an insert goes, and its insert count
+                // becomes the newest). Elsewhere on the list it is
+                // replaced, below, so the list stays in insert order.
+                let id = meta.id;
+                let list = L1Key {
+                    l1: l1_ipa,
+                    class: class8,
+                };
+                if self.l1_lists.get(&list).is_some_and(|l| l.head == id) {
+                    meta.epoch = epoch_now;
+                    self.revive(id, shadow.context, class, epoch_now);
+                    return Ok(());
+                }
             }
             self.remove_key(shadow.context, shadow.l2_ipa);
         }
@@ -665,6 +697,23 @@ impl<C: ContextId> ReverseMap<C> {
             self.records.push(record);
         }
         Ok(())
+    }
+
+    /// Makes dead record `id` of `context`, still in every index and at
+    /// the head of its L1 list, live in epoch `epoch` (its `by_shadow`
+    /// entry already says so): an insert of the same record that moves
+    /// nothing. It takes no slab slot, so it sweeps nothing (the sweep
+    /// keeps pace with the slots inserts take).
+    fn revive(&mut self, id: u32, context: C, class: usize, epoch: u64) {
+        let incarnation = self.contexts.entry(context).or_default();
+        incarnation.live += 1;
+        incarnation.classes |= 1 << class;
+        self.live += 1;
+        self.inserts += 1;
+        if let Some(record) = self.records[id as usize].as_mut() {
+            record.epoch = epoch;
+            record.inserted = self.inserts;
+        }
     }
 
     /// Unlinks the record of (`context`, `l2`) from every index; its class

@@ -106,8 +106,8 @@ use crate::context::{
 };
 use crate::rmap::{L1RangeCursor, ReverseMap, RmapError, RmapHint, ShadowRef, L0_UNMAP_BATCH};
 use crate::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowTable, TlbEvent,
-    TlbMaintenance,
+    FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowPlace,
+    ShadowTable, TlbEvent, TlbMaintenance,
 };
 use crate::sync::unmodelled::AtomicUsize;
 use crate::sync::{fence, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -172,6 +172,23 @@ pub trait ShadowStore: Send + Sync {
     fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         self.lookup(l2_ipa)
     }
+    /// [`ShadowStore::lookup_excluded`], and where its walk stopped: a
+    /// [`ShadowStore::map_excluded_at`] under the same lock, with no unmap
+    /// or clear of this shadow in between, may start its walk there.
+    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        (self.lookup_excluded(l2_ipa), ShadowPlace::ROOT)
+    }
+    /// [`ShadowStore::map_excluded`] from where a
+    /// [`ShadowStore::lookup_place_excluded`] of the mapping's base
+    /// stopped (see there).
+    fn map_excluded_at(
+        &self,
+        mapping: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        let _ = place;
+        self.map_excluded(mapping)
+    }
     /// Table frames held.
     fn frames_used(&self) -> usize;
     /// Leaves installed (what a `clear` would remove): under the
@@ -210,6 +227,16 @@ where
     }
     fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         ShadowTable::lookup_excluded(self, l2_ipa)
+    }
+    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        ShadowTable::lookup_place_excluded(self, l2_ipa)
+    }
+    fn map_excluded_at(
+        &self,
+        mapping: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        ShadowTable::map_excluded_at(self, mapping, place)
     }
     fn frames_used(&self) -> usize {
         ShadowTable::frames_used(self)
@@ -1390,6 +1417,12 @@ where
                 }
             }
         };
+        // The reverse-map list the install will probe (for a page, the
+        // usual entry), asked for now: it arrives during the composition
+        // (it missed there when asked for after it).
+        if let Some(l1_ipa) = leaf.l1_ipa(l2_ipa) {
+            self.rmap_hint.prefetch_l1_page(l1_ipa & !(PAGE_SIZE - 1));
+        }
         let entry = match resolve(&leaf, l2_ipa, &self.l0, self.backend.host_execute()) {
             Ok(Composition::Mapped(entry)) => entry,
             Ok(Composition::Mmio { l1_ipa }) => {
@@ -1584,7 +1617,11 @@ where
         // What the shadow holds at the new leaf's base: read once, for the
         // cap here and for `unmap_other_shapes` below (read again there
         // only if an eviction unmapped something in between).
-        let mut found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
+        // And where that walk stopped, for `map_excluded_at`: valid until
+        // anything below unmaps in or clears this shadow (each such path
+        // walks again or drops the place).
+        let (mut found, mut place_in_shadow) =
+            context.shadow().lookup_place_excluded(shadow.l2_ipa_base);
         let present = found == Some(shadow);
         let mut place = !present && self.take_leaf_place();
         if !present && !place {
@@ -1593,7 +1630,8 @@ where
                 AtLeafCap::ClearOwn => {
                     let cleared = self.clear_shadow(context);
                     bump(&counters.evictions, cleared as u64);
-                    found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
+                    (found, place_in_shadow) =
+                        context.shadow().lookup_place_excluded(shadow.l2_ipa_base);
                     place = self.take_leaf_place();
                     if !place {
                         return Install::CapTaken;
@@ -1643,7 +1681,8 @@ where
             bump(&counters.evictions, n as u64);
             if let Some((base, size)) = evicted {
                 self.unmap_shadow(context, base, size);
-                found = context.shadow().lookup_excluded(shadow.l2_ipa_base);
+                (found, place_in_shadow) =
+                    context.shadow().lookup_place_excluded(shadow.l2_ipa_base);
             }
         }
         // A leaf of another size overlapping this one (a table of pages
@@ -1652,7 +1691,9 @@ where
         // count hearing of it: remove it first, leaves with their records,
         // so `map` finds either nothing or a leaf of the same range (whose
         // record the insert below replaces).
-        self.unmap_other_shapes(context, &shadow, found);
+        if self.unmap_other_shapes(context, &shadow, found) {
+            place_in_shadow = ShadowPlace::ROOT;
+        }
         // Record, then check L0's generation, then map (see module docs).
         // From the record on, nothing under this lock removes records
         // without their leaves, and every way out that does not map
@@ -1684,8 +1725,10 @@ where
             give_back(place);
             return Install::Raced;
         }
-        // Under the context's lock (see `ShadowStore::map_excluded`).
-        match context.shadow().map_excluded(&shadow) {
+        // Under the context's lock (see `ShadowStore::map_excluded`), from
+        // where the lookup above stopped: nothing unmapped since (the
+        // unmaps above walked again or dropped the place).
+        match context.shadow().map_excluded_at(&shadow, place_in_shadow) {
             Ok(MapOutcome::Installed) if place => Install::Done,
             // The leaf was there at the cap check, and this install's own
             // cache eviction took it since: it needs a place now.
@@ -1724,22 +1767,22 @@ where
     /// when the range is empty or holds this very leaf: the common page
     /// install costs nothing here. Under the context's lock; `found` is
     /// what the shadow holds at `shadow`'s base (`lookup_excluded` under
-    /// this lock, since its last change).
+    /// this lock, since its last change). Whether it unmapped (tried to).
     fn unmap_other_shapes(
         &self,
         context: &Context<ShadowOf<B>>,
         shadow: &ShadowMapping,
         found: Option<ShadowMapping>,
-    ) {
+    ) -> bool {
         let hull = match found {
             // Exactly this leaf (PA, permissions, attributes): whichever L1
             // block its record names, nothing L0 could take back is left
             // that the new record does not also justify.
-            Some(leaf) if leaf == *shadow => return,
+            Some(leaf) if leaf == *shadow => return false,
             // A block around the new entry: it goes whole.
             Some(leaf) if leaf.size > shadow.size => (leaf.l2_ipa_base, leaf.size),
             // A page is the smallest leaf: nothing lies below one.
-            None if shadow.size == PAGE_SIZE => return,
+            None if shadow.size == PAGE_SIZE => return false,
             // A different leaf of the same range (L1 rewrote a live entry,
             // and a translate that walked the old one installed first): it
             // goes with its record before the new record replaces it.
@@ -1754,6 +1797,7 @@ where
             _ => (shadow.l2_ipa_base, shadow.size),
         };
         self.unmap_shadow(context, hull.0, hull.1);
+        true
     }
 
     /// Unmaps `[base, base + size)` from a context's shadow and forgets the

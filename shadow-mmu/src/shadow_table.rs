@@ -614,6 +614,24 @@ impl fmt::Display for MapError {
     }
 }
 
+/// Where a walk of a shadow for one IPA stopped
+/// ([`ShadowTable::lookup_place_excluded`]): the deepest table it reached
+/// and that table's level. [`ShadowTable::map_excluded_at`] starts its walk
+/// there instead of at the root. Valid only while the caller's exclusion
+/// lasts and nothing has unmapped or cleared in the table since the walk
+/// (those may free tables); [`ShadowPlace::ROOT`] is always valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShadowPlace {
+    /// The table's PA; 0 for the root (not known here).
+    table: u64,
+    level: u8,
+}
+
+impl ShadowPlace {
+    /// No walk known: a map from the place walks from the root.
+    pub const ROOT: ShadowPlace = ShadowPlace { table: 0, level: 0 };
+}
+
 /// What [`ShadowTable::map`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MapOutcome {
@@ -1080,7 +1098,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// Intermediate tables built before the failure stay for the retry
     /// (`unmap_range` and `clear` free empty tables).
     pub fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        self.map_with(m, Exclusion::UpdateLock)
+        self.map_with(m, Exclusion::UpdateLock, ShadowPlace::ROOT)
     }
 
     /// [`ShadowTable::map`] without the table's update lock, for a caller
@@ -1095,14 +1113,65 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// without that exclusion it is not safe: `unmap_range` could free a
     /// table under its walk, and a racing `map`'s entry or count be lost.
     pub fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        self.map_with(m, Exclusion::Caller)
+        self.map_with(m, Exclusion::Caller, ShadowPlace::ROOT)
     }
 
-    fn map_with(&self, m: &ShadowMapping, exclusion: Exclusion) -> Result<MapOutcome, MapError> {
+    /// [`ShadowTable::map_excluded`] whose walk starts at `place`, where a
+    /// [`ShadowTable::lookup_place_excluded`] of `m`'s base under the same
+    /// exclusion stopped, with no unmap or clear of this table since (they
+    /// may free the table `place` names): the upper levels are not read a
+    /// second time. A place below `m`'s level (a page's table, for a
+    /// block) is not used.
+    pub fn map_excluded_at(
+        &self,
+        m: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        self.map_with(m, Exclusion::Caller, place)
+    }
+
+    /// [`ShadowTable::lookup_excluded`], and where its walk stopped (for
+    /// [`ShadowTable::map_excluded_at`]), under the same exclusion.
+    pub fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        if l2_ipa >> self.config.input_bits() != 0 {
+            return (None, ShadowPlace::ROOT);
+        }
+        let Some(mut table) = self.pool.frame(self.root) else {
+            return (None, ShadowPlace::ROOT);
+        };
+        let mut place = ShadowPlace::ROOT;
+        for level in 0..=3 {
+            let d = table.0[index_at(l2_ipa, level)].load(Ordering::Acquire);
+            match classify(d, level) {
+                Entry::Invalid => return (None, place),
+                Entry::Leaf(d) => return (Some(Self::decode_leaf(d, level, l2_ipa)), place),
+                Entry::Table(pa) => {
+                    let Some(next) = self.pool.frame(pa) else {
+                        return (None, place);
+                    };
+                    table = next;
+                    place = ShadowPlace {
+                        table: pa,
+                        level: level as u8 + 1,
+                    };
+                }
+            }
+        }
+        (None, place)
+    }
+
+    fn map_with(
+        &self,
+        m: &ShadowMapping,
+        exclusion: Exclusion,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
         let level = self.validate(m)?;
         let descriptor = self.leaf_descriptor(m, level);
         self.reclaim_detached(RECLAIM_STEP);
-        let mut result = self.map_shared(m, level, descriptor, exclusion);
+        // Only the first attempt starts at `place`: the retries follow a
+        // reclaim, and start at the root.
+        let mut result = self.map_shared_from(m, level, descriptor, exclusion, place);
         if matches!(result, Err(MapError::FramesExhausted { .. })) {
             // Tables retired by maps come back under the exclusive lock,
             // which also waits out another thread's reclaim that has taken
@@ -1207,14 +1276,33 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         descriptor: u64,
         exclusion: Exclusion,
     ) -> Result<MapOutcome, MapError> {
+        self.map_shared_from(m, level, descriptor, exclusion, ShadowPlace::ROOT)
+    }
+
+    /// `map_shared` whose walk starts at `place` (see
+    /// [`ShadowTable::map_excluded_at`]) if that is at or above `level`.
+    fn map_shared_from(
+        &self,
+        m: &ShadowMapping,
+        level: usize,
+        descriptor: u64,
+        exclusion: Exclusion,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
         let ipa = m.l2_ipa_base;
         let _shared = match exclusion {
             Exclusion::UpdateLock => Some(self.lock.shared()),
             Exclusion::Caller => None,
         };
         let mut replaced = false;
-        let mut table = self.frame(self.root)?;
-        for lvl in 0..level {
+        let (mut table, first) = match place {
+            ShadowPlace { table, level: at } if at != 0 && usize::from(at) <= level => {
+                debug_assert!(matches!(exclusion, Exclusion::Caller));
+                (self.frame(table)?, usize::from(at))
+            }
+            _ => (self.frame(self.root)?, 0),
+        };
+        for lvl in first..level {
             let slot = &table.0[index_at(ipa, lvl)];
             let next = loop {
                 let current = slot.load(Ordering::Acquire);
@@ -1759,6 +1847,47 @@ mod tests {
         let pool = Arc::new(HeapFramePool::new(budget, SMALL_HOST_PA).unwrap());
         let t = ShadowTable::new(pool, RecordingTlb::new(), config).unwrap();
         (t, config)
+    }
+
+    /// A map from where a lookup of its base stopped installs what a map
+    /// from the root does, wherever the walk stopped: at a missing table
+    /// (which the map then makes), at the leaf table of a page, at a block
+    /// around the new page, or below the level of a new block (a place
+    /// the map must not use).
+    #[test]
+    fn a_map_from_a_lookups_place_matches_a_map_from_the_root() {
+        let base = 0x4020_0000;
+        let page = |i: u64| mapping(base + (i << 12), FAKE_PA + (i << 12), 4096, RW, 0xff);
+        let block = mapping(base, FAKE_PA, 2 << 20, RW, 0xff);
+        // (what is mapped first, what is then mapped from the place)
+        let cases = [
+            (None, page(3)),
+            (Some(page(1)), page(3)),
+            (Some(page(3)), page(3)),
+            (Some(block), page(3)),
+            (Some(page(1)), block),
+        ];
+        for (first, then) in cases {
+            let (from_place, from_root) = (table(64), table(64));
+            for t in [&from_place, &from_root] {
+                if let Some(first) = first {
+                    t.map(&first).unwrap();
+                }
+            }
+            let (found, place) = from_place.lookup_place_excluded(then.l2_ipa_base);
+            assert_eq!(found, from_root.lookup(then.l2_ipa_base));
+            assert_eq!(
+                from_place.map_excluded_at(&then, place),
+                from_root.map(&then),
+                "{first:?} then {then:?} from {place:?}"
+            );
+            for i in 0..512 {
+                let ipa = base + (i << 12);
+                assert_eq!(from_place.lookup(ipa), from_root.lookup(ipa), "{ipa:#x}");
+            }
+            assert_eq!(from_place.frames_used(), from_root.frames_used());
+            assert_eq!(from_place.leaves(), from_root.leaves());
+        }
     }
 
     /// `unmap_range` reads each descriptor once: a table goes as soon as

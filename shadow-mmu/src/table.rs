@@ -1247,6 +1247,10 @@ pub(crate) struct BlockIndex<O> {
     /// [`EMPTY_RING`] empty chunks are ever kept.
     emptied: [Option<(O, u64)>; EMPTY_RING],
     next_emptied: usize,
+    /// The hashed level's slot of the chunk the last insert set a bit in
+    /// ([`FlatMap::get_or_insert_at`]): the next insert of a block of that
+    /// chunk (the next page of a run of faults) neither hashes nor probes.
+    last_insert: usize,
 }
 
 /// A chunk of a [`BlockIndex`]: its owner and number. A chunk number is an
@@ -1369,6 +1373,7 @@ impl<O: IndexOwner> Default for BlockIndex<O> {
             len: 0,
             emptied: [None; EMPTY_RING],
             next_emptied: 0,
+            last_insert: 0,
         }
     }
 }
@@ -1440,12 +1445,12 @@ impl<O: IndexOwner> BlockIndex<O> {
     pub(crate) fn insert(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let words = self
-            .bits
-            .get_or_insert_with(ChunkKey::new(owner, chunk), || {
-                self.ordered.insert((owner, chunk));
-                [0; CHUNK_WORDS]
-            });
+        let words =
+            self.bits
+                .get_or_insert_at(&mut self.last_insert, ChunkKey::new(owner, chunk), || {
+                    self.ordered.insert((owner, chunk));
+                    [0; CHUNK_WORDS]
+                });
         let added = words[word] & bit == 0;
         words[word] |= bit;
         self.len += usize::from(added);

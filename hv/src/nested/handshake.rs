@@ -33,7 +33,7 @@ use core::fmt;
 use crate::sync::{fence, AtomicBool, AtomicU32, Ordering};
 use shadow_mmu::compose::{HostExecute, ShadowMapping};
 use shadow_mmu::service::{ShadowBackend, ShadowStore};
-use shadow_mmu::shadow_table::{MapError, MapOutcome};
+use shadow_mmu::shadow_table::{MapError, MapOutcome, ShadowPlace};
 
 /// Where a PE is, as the recycler sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,6 +353,16 @@ impl<S: ShadowStore, M: PeSet> ShadowStore for HandshakeShadow<S, M> {
     }
     fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
         self.shadow.lookup_excluded(l2_ipa)
+    }
+    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        self.shadow.lookup_place_excluded(l2_ipa)
+    }
+    fn map_excluded_at(
+        &self,
+        mapping: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        self.shadow.map_excluded_at(mapping, place)
     }
     fn frames_used(&self) -> usize {
         self.shadow.frames_used()

@@ -482,3 +482,52 @@ fn immediate_unlinks_past_the_pending_limit_keep_lists_whole() {
         assert_eq!(map.records_held(), 0);
     }
 }
+
+/// A dead record inserted again (its context flushed, the same page
+/// faulting again onto the same L1 block) lives again: alone on its L1
+/// block or at its list's head in place, elsewhere on the list replaced.
+/// The lists stay whole and in insert order, and an L1-range removal that
+/// began before the re-inserts leaves them alone (inserted after it
+/// began) while it still finds every older live record.
+#[test]
+fn a_dead_record_inserted_again_lives_again() {
+    const L1: u64 = 0x4000_0000;
+    for shared_block in [false, true] {
+        let mut map = ReverseMap::<u32>::new();
+        let l1_of = |i: u64| if shared_block { L1 } else { L1 + (i << 12) };
+        for i in 0..4u64 {
+            map.insert(l1_of(i), r(1, i << 12, PAGE_SIZE)).unwrap();
+        }
+        // Another context's record on the first block, older than none.
+        map.insert(L1, r(2, 0, PAGE_SIZE)).unwrap();
+        assert_eq!(map.forget_context(1), 4);
+        // A removal of everything begins (one record per batch) before the
+        // re-inserts.
+        let mut cursor = L1RangeCursor::new(L1, 4 << 12);
+        let mut removed = Vec::new();
+        let mut batch = ArrayVec::<ShadowRef<u32>, 1>::new();
+        let mut more = map.remove_range_batch(&mut cursor, &mut batch);
+        removed.extend(batch.drain(..));
+        for i in (0..4u64).rev() {
+            map.insert(l1_of(i), r(1, i << 12, PAGE_SIZE)).unwrap();
+            check_lists(&map).unwrap_or_else(|e| panic!("shared {shared_block} i {i}: {e}"));
+        }
+        assert_eq!(map.len(), 4 + usize::from(removed.is_empty()));
+        assert_eq!(map.records_held(), 4 + usize::from(removed.is_empty()));
+        while more {
+            more = map.remove_range_batch(&mut cursor, &mut batch);
+            removed.extend(batch.drain(..));
+            check_lists(&map).unwrap_or_else(|e| panic!("shared {shared_block}: {e}"));
+        }
+        // Only context 2's record was live when the removal began.
+        assert_eq!(removed, [r(2, 0, PAGE_SIZE)], "shared {shared_block}");
+        let mut left: Vec<_> = map
+            .entries_in(L1, 4 << 12)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        left.sort_by_key(|s| s.l2_ipa);
+        let expected: Vec<_> = (0..4u64).map(|i| r(1, i << 12, PAGE_SIZE)).collect();
+        assert_eq!(left, expected, "shared {shared_block}");
+    }
+}
