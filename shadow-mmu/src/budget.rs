@@ -330,7 +330,16 @@ impl Budget {
         let paths = prev_power_of_two(paths);
         // Room for the worst access's tables beside the roots.
         let frames = (roots + 1) * contexts + alignment + (rest / 4 / FRAME_COST_BYTES).max(access);
-        let shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
+        let mut shadow_leaves = (rest / 4 / RMAP_RECORD_BYTES).max(64);
+        // The reverse map rounds its tables up to powers of two, so just
+        // past a boundary its bytes can pass `RMAP_RECORD_BYTES` a leaf:
+        // step down to a count whose map fits its share (a few percent at
+        // most; this runs once, when a service is made).
+        while shadow_leaves > 64
+            && Self::reverse_map_bytes_for(shadow_leaves) > shadow_leaves * RMAP_RECORD_BYTES
+        {
+            shadow_leaves -= 1;
+        }
         const _: () = assert!(64 >= WORST_ACCESS_PAGES);
         Budget {
             bytes,
@@ -349,9 +358,14 @@ impl Budget {
     /// the detached records awaiting their unlink. An insert beyond them
     /// reclaims or is refused (at worst `Retry(Throttled)`), never grows.
     pub fn reverse_map_records(&self) -> usize {
+        Self::reverse_map_records_for(self.shadow_leaves)
+    }
+
+    /// [`Budget::reverse_map_records`] of a budget of `shadow_leaves`.
+    const fn reverse_map_records_for(shadow_leaves: usize) -> usize {
         // Saturating: a hand-made budget may hold any count (`check`).
-        self.shadow_leaves
-            .saturating_add(self.shadow_leaves / 16)
+        shadow_leaves
+            .saturating_add(shadow_leaves / 16)
             .saturating_add(PENDING_UNLINKS)
     }
 
@@ -359,7 +373,12 @@ impl Budget {
     /// is made plus the ordered levels of its two block indexes (one key
     /// per chunk, at most one chunk per record and the kept empty ones).
     pub fn reverse_map_bytes(&self) -> usize {
-        let records = self.reverse_map_records();
+        Self::reverse_map_bytes_for(self.shadow_leaves)
+    }
+
+    /// [`Budget::reverse_map_bytes`] of a budget of `shadow_leaves`.
+    fn reverse_map_bytes_for(shadow_leaves: usize) -> usize {
+        let records = Self::reverse_map_records_for(shadow_leaves);
         ReverseMap::<u16>::preallocated_bytes(records)
             + 2 * (records + EMPTY_RING) * ORDERED_KEY_BYTES
     }
