@@ -498,11 +498,15 @@ impl Gic {
             } else if kicks != 0 {
                 self.kick(kicks as u64);
             }
-            if !self.spi_set_pending_requests && op == vgic::SetClear::PendingSet {
-                // The broken twin (`hv.probe=spi-view-no-set-pending`): the
-                // write forwarded whoever holds the SPIs, as before review
-                // 44 R44-4 (an SPI another vCPU holds pending is delivered
-                // a second time once its guest handled it).
+            if !self.spi_set_pending_requests && op == vgic::SetClear::PendingSet && kicks != 0 {
+                // The broken twin (`hv.probe=spi-view-no-set-pending`): a
+                // write another vCPU was asked about is forwarded as well,
+                // as before review 44 R44-4 (an SPI another vCPU holds
+                // pending is delivered a second time once its guest handled
+                // it). Only then: a write `perform_spi` forwarded itself,
+                // sent again after the SPI's holder acknowledged it, would
+                // make it pending a second time (the probe's step 8 under
+                // load, not the failure this twin stands for).
                 if let Some(value) = write {
                     mmio::write32(ipa, value as u32);
                 }
