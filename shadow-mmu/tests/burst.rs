@@ -102,6 +102,32 @@ fn a_pin_held_across_the_burst_keeps_everything() {
     drop(held);
 }
 
+/// Short bursts (a sweep of rings with a request or two each, fewer than a
+/// pin's worth) still bring the worker's garbage collection: each counts
+/// its requests when it ends, so a destructor deferred before them runs
+/// (review 50 R50-5: nothing failed when `Burst`'s drop counted nothing).
+#[test]
+fn short_bursts_still_bring_garbage_collection() {
+    let (s, key) = setup();
+    let w = s.worker();
+    assert!(pa_of(&read(&s, &w, &key, 0x18), 0x18).is_some());
+    let freed = Arc::new(AtomicBool::new(false));
+    let flag = freed.clone();
+    w.pin().defer(move || flag.store(true, Ordering::SeqCst));
+    for n in 0..1024u64 {
+        let mut burst = w.burst();
+        for _ in 0..2 {
+            assert!(s.lookup(&key, 0x18, burst.guard()).is_some());
+            burst.next();
+        }
+        drop(burst);
+        if freed.load(Ordering::SeqCst) {
+            return;
+        }
+        assert!(n < 1023, "1024 bursts of 2 requests never collected");
+    }
+}
+
 // The host build amortises the pin over several requests.
 const _: () = assert!(REQUESTS_PER_PIN > 1);
 
