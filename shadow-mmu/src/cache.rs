@@ -1344,7 +1344,7 @@ impl WalkCache {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::context::{Capacity, ContextKey, Directory};
+    use crate::context::{mix, Capacity, ContextKey, Directory};
     use crate::sync::epoch;
     use crate::table::BUCKET;
     use alloc::vec::Vec;
@@ -1569,12 +1569,11 @@ mod tests {
             for pattern in ["scattered", "sequential", "regions", "blocks", "mix"] {
                 for seed in 0..64u64 {
                     let mut state = (seed + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ pages;
+                    // splitmix64
                     let mut next = || {
-                        // splitmix64
+                        let z = mix(state);
                         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                        let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                        z ^ (z >> 31)
+                        z
                     };
                     let secret = next();
                     let leaves = leaf_pattern(pattern, pages, &mut next);
@@ -1710,10 +1709,9 @@ mod tests {
         for seed in 0..24u64 {
             let mut state = (seed + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let mut next = || {
+                let z = mix(state);
                 state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^ (z >> 31)
+                z
             };
             let cache = WalkCache::held(Arc::new(WalkCache::new(256, 16, next())));
             let mut index = CacheIndex::default();

@@ -783,7 +783,7 @@ fn check_pin(collector: &Collector, guard: &Guard) {
 }
 
 /// A well-mixed 64-bit word from `state` (splitmix64's output function).
-const fn mix(state: u64) -> u64 {
+pub(crate) const fn mix(state: u64) -> u64 {
     let z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
