@@ -103,3 +103,48 @@ fn no_use_after_free_across_a_burst() {
         }
     });
 }
+
+/// A VMID flush leaves the cached nodes linked, stale (a lookup reads them
+/// and skips them for their flush number); the next walk of each key
+/// replaces its stale node, which goes to the table's batch of removed
+/// nodes and, after its deferred call, to the pool like an invalidation's.
+/// Here the writer flushes and walks both pages again while `reader` may
+/// hold IPA 0's first leaf (a hit from before the flush, or the stale node
+/// it read), pushes the collector, then flushes and walks both again, the
+/// second refill reusing the replaced nodes whenever the collector got
+/// that far: a node reused while the reader could still hold it would be a
+/// new node written where the reader reads.
+#[test]
+fn replaced_stale_nodes_reused_only_after_the_reader() {
+    loom::model(|| {
+        let s = service(1);
+        let w = s.worker();
+        let both = |s: &ModelService, w: &Worker| {
+            assert_eq!(l1_of(&read(s, w, &key(ROOT), 0), 0), Some(OLD));
+            assert_eq!(
+                l1_of(&read(s, w, &key(ROOT), 0x1000), 0x1000),
+                Some(OLD + 0x1000)
+            );
+        };
+        both(&s, &w);
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let w = s.worker();
+                let guard = w.pin();
+                check_hit(s.lookup(&key(ROOT), 0, &guard));
+            })
+        };
+        s.invalidate(&w, 1, &ipc::tlbi::InvalidateScope::Vmid);
+        both(&s, &w);
+        for _ in 0..2 {
+            w.pin().flush();
+        }
+        s.invalidate(&w, 1, &ipc::tlbi::InvalidateScope::Vmid);
+        both(&s, &w);
+        reader.join().unwrap();
+        let guard = w.pin();
+        assert!(s.lookup(&key(ROOT), 0, &guard).is_some());
+        assert!(s.lookup(&key(ROOT), 0x1000, &guard).is_some());
+    });
+}

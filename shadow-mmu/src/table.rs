@@ -842,7 +842,13 @@ impl<T: Keyed + 'static> Table<T> {
         // (a move that freed the place, `get_in_second`).
         bucket.tags[index].store(hash, Ordering::Release);
         let old = replace(&bucket.slots[index], new, guard);
-        retire(old, guard);
+        // The replaced node (a stale one after a flush, the usual case of a
+        // walking fault then, or an evicted or dead one) goes with the
+        // invalidations' removed nodes, so its allocation comes back to
+        // this table's inserts through the pool: a walk after a flush then
+        // neither mallocs its node nor frees the old one, and pays a
+        // deferred call per batch, not per node.
+        self.retire_batched(old, guard);
         // SAFETY: `new` was allocated just now and published in a slot; it
         // is destroyed only after being unlinked and a grace period, which
         // cannot end while `guard` ('g) is pinned.
@@ -1108,8 +1114,8 @@ impl<T: Keyed + 'static> Table<T> {
         }));
         let pool = Arc::clone(&self.pool);
         // SAFETY: every address in `nodes` is a node this table's writers
-        // unlinked from its slot (a store of null by the slot's only
-        // writer: the owner's writer lock is held, and for a cache that is
+        // unlinked from its slot (a store of null, or of an insert's
+        // replacement, by the slot's only writer: the owner's writer lock is held, and for a cache that is
         // the lock of the slot's live context, as a retired context's cache
         // is never written), so no other writer unlinked it too; each was
         // put in the batch once and the batch is emptied here, so each is
@@ -2120,6 +2126,57 @@ mod pool_tests {
         );
         assert_eq!(table.get(3000, hash2(3000, 7), &guard), Some(&Item(3000)));
         assert_eq!(table.get(1000, hash2(1000, 7), &guard), Some(&Item(1000)));
+    }
+
+    /// Nodes an insert replaced (the stale node of its key after a flush,
+    /// here simply an older node of the same key) come back to the table's
+    /// inserts like removed ones: once their grace period has ended, and
+    /// no sooner (a reader pinned before the replacement may still hold
+    /// them). Fails if a replaced node is freed at once (never reused) or
+    /// goes to the pool as it is replaced.
+    #[test]
+    fn replaced_nodes_are_reused_after_their_grace_period() {
+        let collector = epoch::Collector::new();
+        let writer = collector.register();
+        let reader = collector.register();
+        let table = Table::<Item>::with_capacity(4 * POOL_SHARE * RETIRE_BATCH);
+        let batch = RETIRE_BATCH as u64;
+        let first: StdVec<usize> = {
+            let guard = writer.pin();
+            (0..batch).map(|k| insert(&table, k, &guard)).collect()
+        };
+        // A reader pinned before the replacements holds back their grace
+        // period.
+        let held = reader.pin();
+        let second: StdVec<usize> = {
+            let guard = writer.pin();
+            (0..batch).map(|k| insert(&table, k, &guard)).collect()
+        };
+        assert!(second.iter().all(|at| !first.contains(at)));
+        collect(&writer);
+        assert!(table.pool.batches.lock().is_empty());
+        {
+            let guard = writer.pin();
+            let at = insert(&table, 1000, &guard);
+            assert!(
+                !first.contains(&at),
+                "a replaced node is not reused while a reader pinned before its replacement is"
+            );
+        }
+        drop(held);
+        collect(&writer);
+        // (The allocator might hand a freed node out again too: the pool
+        // is what shows the replaced nodes were kept.)
+        assert_eq!(table.pool.batches.lock().len(), 1);
+        let guard = writer.pin();
+        let at = insert(&table, 2000, &guard);
+        assert!(
+            first.contains(&at),
+            "once the reader unpinned, the replaced nodes are reused"
+        );
+        for k in (0..batch).chain([1000, 2000]) {
+            assert_eq!(table.get(k, hash2(k, 7), &guard), Some(&Item(k)));
+        }
     }
 
     /// A pool keeps at most its share of the table's places: the rest is
