@@ -116,7 +116,11 @@ fn no_use_after_free_across_a_burst() {
 /// new node written where the reader reads.
 #[test]
 fn replaced_stale_nodes_reused_only_after_the_reader() {
-    loom::model(|| {
+    // Three walks of two pages and two flushes: more branches than the
+    // default allows in one execution.
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 20_000;
+    builder.check(|| {
         let s = service(1);
         let w = s.worker();
         let both = |s: &ModelService, w: &Worker| {
