@@ -274,6 +274,7 @@ impl HeapFramePool {
         }
     }
 
+    #[inline]
     fn index(&self, pa: u64) -> Option<usize> {
         let offset = pa.checked_sub(self.base_pa)?;
         if offset % PAGE_SIZE != 0 {
@@ -314,6 +315,9 @@ impl FramePool for HeapFramePool {
         Some(self.base_pa + u64::from(lowest) * PAGE_SIZE)
     }
 
+    // Inline: a shadow walk asks for a frame per level, about five calls
+    // a nested fault, each a call for a subtraction and a compare.
+    #[inline]
     fn frame(&self, pa: u64) -> Option<&Frame> {
         self.index(pa).map(|i| &self.frames[i])
     }
