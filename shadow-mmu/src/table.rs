@@ -779,6 +779,21 @@ impl<T: Keyed + 'static> Table<T> {
             .find_map(|b| Self::find_in(b, key, hash, guard).map(|(i, n)| (b, i, n)))
     }
 
+    /// [`Table::find_slot`] past the key's first bucket (its second, then
+    /// the stash), for a writer that searched the first already.
+    fn find_beyond_first<'t, 'g>(
+        &'t self,
+        key: T::Key,
+        hash: u64,
+        guard: &'g Guard,
+    ) -> Option<Place<'t, 'g, T>> {
+        self.second_index(hash)
+            .map(|i| &self.buckets[i])
+            .into_iter()
+            .chain(self.stash.iter())
+            .find_map(|b| Self::find_in(b, key, hash, guard).map(|(i, n)| (b, i, n)))
+    }
+
     /// [`Table::find_slot`] in one bucket.
     fn find_in<'g>(
         bucket: &Bucket<T>,
@@ -820,7 +835,15 @@ impl<T: Keyed + 'static> Table<T> {
         dead: impl Fn(&T) -> bool,
     ) -> (Displaced<T::Key>, &'g T) {
         let key = node.key();
-        let (bucket, index, outcome) = match self.find_slot(key, hash, guard) {
+        // The key's first bucket alone first: where a walk after a flush
+        // finds its key's stale node, without the chained search (and the
+        // second bucket's hash) of `find_slot`.
+        let first = self.bucket(hash);
+        let found = match Self::find_in(first, key, hash, guard) {
+            Some((i, shared)) => Some((first, i, shared)),
+            None => self.find_beyond_first(key, hash, guard),
+        };
+        let (bucket, index, outcome) = match found {
             Some((bucket, i, shared)) => {
                 // SAFETY: as in `get`.
                 let is_dead = unsafe { shared.as_ref() }.is_some_and(|n| dead(n.read()));
