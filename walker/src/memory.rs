@@ -348,6 +348,15 @@ impl<'a> Memslots<'a> {
         }
     }
 
+    /// [`GuestMemory::read_descriptor_hinted`] once the largest slot
+    /// missed.
+    #[cold]
+    #[inline(never)]
+    fn read_beyond_primary(&self, address: u64, hint: &mut SlotHint) -> Result<u64, MemoryError> {
+        self.word_hinted_beyond_primary(address, hint)
+            .map(|word| word.load(Ordering::Acquire))
+    }
+
     /// [`Memslots::word_hinted`] once the largest slot missed.
     #[cold]
     #[inline(never)]
@@ -386,8 +395,13 @@ impl GuestMemory for Memslots<'_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         // Acquire: a table descriptor published after its next-level table
         // (L1 writes the table, barrier, then the descriptor) must not let a
-        // later read of that table see older contents.
-        self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
+        // later read of that table see older contents. The largest slot
+        // first, as for a hinted read (callers without a hint, such as a
+        // walk through shadow-mmu's cached-path overlay, read mostly there).
+        match self.primary.aligned_word_at(address) {
+            Some(word) => Ok(word.load(Ordering::Acquire)),
+            None => self.word(address).map(|(_, w)| w.load(Ordering::Acquire)),
+        }
     }
 
     /// The largest slot is tried first, then the slot the hint names (1 +
@@ -399,8 +413,12 @@ impl GuestMemory for Memslots<'_> {
         address: u64,
         hint: &mut SlotHint,
     ) -> Result<u64, MemoryError> {
-        self.word_hinted(address, hint)
-            .map(|word| word.load(Ordering::Acquire))
+        // The largest slot's read inline; the rest (a call that returns
+        // the value, not the word, so the result stays in registers).
+        match self.primary.aligned_word_at(address) {
+            Some(word) => Ok(word.load(Ordering::Acquire)),
+            None => self.read_beyond_primary(address, hint),
+        }
     }
 
     /// Two passes: first every address is resolved to its word (slot
@@ -445,8 +463,12 @@ impl GuestMemory for Memslots<'_> {
         current: u64,
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
-        let (slot, word) = self.word(address)?;
-        if slot.access == SlotAccess::ReadOnly {
+        // The largest slot first, as for reads.
+        let (access, word) = match self.primary.aligned_word_at(address) {
+            Some(word) => (self.primary.access, word),
+            None => self.word(address).map(|(slot, word)| (slot.access, word))?,
+        };
+        if access == SlotAccess::ReadOnly {
             return Err(MemoryError::ReadOnly);
         }
         // Success Acquire: the swap may succeed on a later, equal store than

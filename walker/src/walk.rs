@@ -471,6 +471,10 @@ pub struct Stage2Walker {
     xnx: bool,
     sh0: u8,
     oa_bits: u32,
+    /// The highest output address, `2^oa_bits - 1`: an address is out of
+    /// range above it (one compare, where a shift by `oa_bits` needs
+    /// several instructions on x86).
+    oa_max: u64,
     t0sz: u8,
     setup: Result<Geometry, FaultCause>,
     /// Per level, at [`level_slot`]: the lowest IPA bit the level resolves
@@ -770,6 +774,7 @@ impl Stage2Walker {
             xnx: features.xnx(),
             sh0: ((vtcr >> 12) & 3) as u8,
             oa_bits,
+            oa_max: mask(oa_bits),
             t0sz,
             setup,
         }
@@ -858,8 +863,8 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<Translation, WalkError> {
-        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, leaf| {
-            self.translation(cursor, leaf)
+        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, trail, leaf| {
+            self.translation_of(cursor, *trail, leaf)
         })
     }
 
@@ -889,14 +894,17 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<LeafTranslation, WalkError> {
-        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, leaf| {
+        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, _, leaf| {
             self.leaf_translation(cursor, leaf)
         })
     }
 
     /// The single walk every entry point shares (AArch64.S2Translate's
     /// `repeat ... until` around the walk and the update): `T` decides
-    /// what is recorded of the reads, `done` what a success returns.
+    /// what is recorded of the reads, `done` what a success returns. The
+    /// trail is kept apart from the cursor: a cursor holding it (an array
+    /// indexed by the read count) stayed in memory, with every field the
+    /// walk reads on every level.
     #[inline(always)]
     fn run<M: GuestMemory + ?Sized, T: TrailSink, R>(
         &self,
@@ -904,21 +912,22 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
         hint: &mut SlotHint,
-        done: impl Fn(&Cursor<T>, &Leaf) -> R,
+        done: impl Fn(&Cursor<NoTrail>, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         let mut lost_at = 0;
         // Table AF updates of attempts that lost a race were made all the
         // same: the count carries over to the restarted walk.
         let mut table_access_flags = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let mut cursor = Cursor::<T>::new(ipa, access);
+            let mut cursor = Cursor::<NoTrail>::new(ipa, access);
+            let mut trail = T::EMPTY;
             cursor.table_access_flags = table_access_flags;
             if let Err(stop) = self.begin(&mut cursor) {
-                return failed(ipa, access, cursor.trail, stop);
+                return failed(ipa, access, trail, stop);
             }
-            let descriptor = match self.descend(memory, &mut cursor, hint) {
+            let descriptor = match self.descend(memory, &mut cursor, &mut trail, hint) {
                 Descent::Leaf(descriptor) => descriptor,
-                Descent::Stop(stop) => return failed(ipa, access, cursor.trail, stop),
+                Descent::Stop(stop) => return failed(ipa, access, trail, stop),
                 Descent::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -926,8 +935,8 @@ impl Stage2Walker {
                 }
             };
             match self.finish(memory, &cursor, descriptor) {
-                Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &leaf)),
-                Finish::Done(Err(stop)) => return failed(ipa, access, cursor.trail, stop),
+                Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &trail, &leaf)),
+                Finish::Done(Err(stop)) => return failed(ipa, access, trail, stop),
                 Finish::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -945,15 +954,16 @@ impl Stage2Walker {
     fn descend<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<T>,
+        cursor: &mut Cursor<NoTrail>,
+        trail: &mut T,
         hint: &mut SlotHint,
     ) -> Descent {
         // One copy of the loop per byte order, each with its order fixed:
         // the byte swap (or not) is then no select on the chain of
         // dependent reads.
         match self.registers.endianness {
-            Endianness::Little => self.descend_in(memory, cursor, hint, Endianness::Little),
-            Endianness::Big => self.descend_in(memory, cursor, hint, Endianness::Big),
+            Endianness::Little => self.descend_in(memory, cursor, trail, hint, Endianness::Little),
+            Endianness::Big => self.descend_in(memory, cursor, trail, hint, Endianness::Big),
         }
     }
 
@@ -964,7 +974,8 @@ impl Stage2Walker {
     fn descend_in<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<T>,
+        cursor: &mut Cursor<NoTrail>,
+        trail: &mut T,
         hint: &mut SlotHint,
         endianness: Endianness,
     ) -> Descent {
@@ -984,8 +995,8 @@ impl Stage2Walker {
         });
         // A walk's tables are usually in one memslot: each read tries
         // the largest slot, then where the previous one was found.
-        // The cursor's trail is empty here (each attempt starts a new
-        // one), so `reads` counts what it holds.
+        // The trail is empty here (each attempt starts a new one), so
+        // `reads` counts what it holds.
         for reads in 0..crate::fault::MAX_TRAIL {
             let Ok(raw) = memory.read_descriptor_hinted(address, hint) else {
                 let cause = FaultCause::DescriptorOutsideMemslots { address };
@@ -993,7 +1004,7 @@ impl Stage2Walker {
                 break;
             };
             let descriptor = endianness.descriptor_from_raw(raw);
-            cursor.trail.record_at(
+            trail.record_at(
                 reads,
                 DescriptorRead {
                     address,
@@ -1017,7 +1028,7 @@ impl Stage2Walker {
                             // descriptors with AF set (FEAT_HAFT), is one
                             // a TLB could hold.
                             Ok(()) => {
-                                cursor.trail.rewrite_last(descriptor | ACCESS_FLAG);
+                                trail.rewrite_last(descriptor | ACCESS_FLAG);
                                 cursor.table_access_flags =
                                     cursor.table_access_flags.saturating_add(1);
                             }
@@ -1084,7 +1095,7 @@ impl Stage2Walker {
 
     #[inline]
     fn oa_out_of_range(&self, address: u64) -> bool {
-        address >> self.oa_bits != 0
+        address > self.oa_max
     }
 
     /// Configuration and input checks (top of AArch64.S2Translate) and the
@@ -1353,6 +1364,18 @@ impl Stage2Walker {
     /// trail.
     #[inline]
     pub(crate) fn translation(&self, cursor: &Cursor, leaf: &Leaf) -> Translation {
+        self.translation_of(cursor, cursor.trail, leaf)
+    }
+
+    /// [`Stage2Walker::translation`] for a walk whose trail is kept apart
+    /// from its cursor.
+    #[inline(always)]
+    fn translation_of<T: TrailSink>(
+        &self,
+        cursor: &Cursor<T>,
+        trail: Trail,
+        leaf: &Leaf,
+    ) -> Translation {
         let l = self.leaf_translation(cursor, leaf);
         Translation {
             ipa: cursor.ipa,
@@ -1367,7 +1390,7 @@ impl Stage2Walker {
             shareability: l.shareability,
             descriptor: l.descriptor,
             update: l.update,
-            trail: cursor.trail,
+            trail,
         }
     }
 

@@ -228,6 +228,14 @@ fn the_largest_slot_fast_path_rejects_misaligned_and_outside_addresses() {
                 _ => plain,
             };
             assert_eq!(plain, expected, "{address:#x}");
+            // A compare-and-swap that writes back what is there finds the
+            // same word (or error) through the same fast path.
+            let value = plain.unwrap_or(0);
+            assert_eq!(
+                memory.compare_exchange_descriptor(address, value, value),
+                plain.map(Ok),
+                "{address:#x}"
+            );
         }
     }
 }
