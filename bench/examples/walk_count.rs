@@ -8,7 +8,7 @@
 //!     target/release/examples/walk_count walk 4K/L0 100000
 //! ```
 //!
-//! Only the loop (`walks_<mode>`) is counted: divide the callgrind total
+//! Only the loop (`walks_<mode>`, `walks_new_then` for `new_*`) is counted: divide the callgrind total
 //! by the walks. Modes: `walk` (`Stage2Walker::walk`, the full result with
 //! its trail), `walk_hinted`, `leaf` (`translate_leaf`), `leaf_hinted`,
 //! `new_walk` / `new_leaf` (`Stage2Walker::new` from VTCR/VTTBR, then the
@@ -18,6 +18,9 @@
 //! ...); the layout is its 16 memslots (`1slot` as a fourth argument for
 //! the single slot). Every walk's result goes to `black_box`, as in the
 //! benchmark. Deterministic: the same counts on every run.
+
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
 
 use std::hint::black_box;
 
@@ -84,31 +87,17 @@ fn walks_new(exposed: &ExposedFeatures, vtcr: u64, vttbr: u64, n: usize) {
     }
 }
 
+/// `n` times: build the walker from L1's registers, then `walk` with it.
 #[inline(never)]
-fn walks_new_walk(
+fn walks_new_then<R>(
     exposed: &ExposedFeatures,
     (vtcr, vttbr): (u64, u64),
-    memory: &Memslots,
-    ipa: u64,
     n: usize,
+    walk: impl Fn(&Stage2Walker) -> R,
 ) {
     for _ in 0..n {
         let walker = new_walker(exposed, vtcr, vttbr);
-        let _ = black_box(walker.walk(memory, black_box(ipa), AccessKind::Read));
-    }
-}
-
-#[inline(never)]
-fn walks_new_leaf(
-    exposed: &ExposedFeatures,
-    (vtcr, vttbr): (u64, u64),
-    memory: &Memslots,
-    ipa: u64,
-    n: usize,
-) {
-    for _ in 0..n {
-        let walker = new_walker(exposed, vtcr, vttbr);
-        let _ = black_box(walker.translate_leaf(memory, black_box(ipa), AccessKind::Read));
+        let _ = black_box(walk(&walker));
     }
 }
 
@@ -177,8 +166,12 @@ fn main() {
         "leaf" => walks_leaf(&walker, &memslots, ipa, n),
         "leaf_hinted" => walks_leaf_hinted(&walker, &memslots, ipa, n),
         "new" => walks_new(&exposed, fixture.vtcr, fixture.vttbr, n),
-        "new_walk" => walks_new_walk(&exposed, registers, &memslots, ipa, n),
-        "new_leaf" => walks_new_leaf(&exposed, registers, &memslots, ipa, n),
+        "new_walk" => walks_new_then(&exposed, registers, n, |walker| {
+            walker.walk(&memslots, black_box(ipa), AccessKind::Read)
+        }),
+        "new_leaf" => walks_new_then(&exposed, registers, n, |walker| {
+            walker.translate_leaf(&memslots, black_box(ipa), AccessKind::Read)
+        }),
         "kvm" => walks_kvm(&baseline, registers, ipa, n),
         other => {
             eprintln!("unknown mode {other}\n{usage}");
