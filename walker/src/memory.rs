@@ -241,11 +241,11 @@ impl fmt::Display for MemslotError {
 #[derive(Clone, Copy, Debug)]
 pub struct Memslots<'a> {
     slots: &'a [Memslot<'a>],
-    /// A copy of the largest slot, tried first by every hinted read (an
-    /// empty one if there are no slots), at a
-    /// fixed place in `self` rather than at an index: a walk's loop can
-    /// then keep its base, length and words in registers across levels,
-    /// and each level's read is a subtract, a shift and an indexed load.
+    /// A copy of the largest slot, tried first by every read (an empty
+    /// one if there are no slots), at a fixed place in `self` rather than
+    /// at an index: a walk's loop can then keep its base, length and
+    /// words in registers across levels, and each level's read is a
+    /// subtract, a rotate, a compare and an indexed load.
     primary: Memslot<'a>,
 }
 
