@@ -5,6 +5,7 @@ pub mod nested_fault;
 pub mod shadow_baseline;
 pub mod umbra;
 pub mod walker_baseline;
+pub mod walker_fixture;
 
 /// Whether the command line's filter (criterion's positional argument, a
 /// regex criterion matches anywhere in a benchmark's `group/function` id)

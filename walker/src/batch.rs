@@ -117,7 +117,7 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
                     Step::Continue => Phase::Descending,
                     Step::Leaf(descriptor) => Phase::AtLeaf(descriptor),
                     Step::Stop(stop) => Phase::Stopped(stop),
-                    Step::TableAccessFlag { .. } => Phase::Redo,
+                    Step::TableAccessFlag => Phase::Redo,
                 };
             }
         }

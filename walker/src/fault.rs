@@ -163,6 +163,11 @@ pub(crate) trait TrailSink: Copy {
     const EMPTY: Self;
     /// One descriptor read, in walk order.
     fn record(&mut self, read: DescriptorRead);
+    /// The `index`-th descriptor read (from 0), the trail holding the
+    /// `index` reads before it: [`TrailSink::record`] for a caller that
+    /// counts the reads itself (a single walk's loop), which spares the
+    /// reload and check of the trail's length on every level.
+    fn record_at(&mut self, index: usize, read: DescriptorRead);
     /// The trail a fault reports.
     fn to_trail(&self) -> Trail;
     /// The walk wrote `value` over the descriptor it read last (FEAT_HAFT:
@@ -176,6 +181,16 @@ impl TrailSink for Trail {
     #[inline]
     fn record(&mut self, read: DescriptorRead) {
         self.push(read);
+    }
+
+    #[inline]
+    fn record_at(&mut self, index: usize, read: DescriptorRead) {
+        // A walk reads at most MAX_TRAIL descriptors, so `index` is in
+        // range; were it not, the read would be dropped as by `push`.
+        if let Some(slot) = self.reads.get_mut(index) {
+            *slot = read;
+            self.len = index as u8 + 1;
+        }
     }
 
     #[inline]
@@ -200,6 +215,9 @@ impl TrailSink for NoTrail {
 
     #[inline]
     fn record(&mut self, _: DescriptorRead) {}
+
+    #[inline]
+    fn record_at(&mut self, _: usize, _: DescriptorRead) {}
 
     #[inline]
     fn to_trail(&self) -> Trail {

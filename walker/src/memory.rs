@@ -117,8 +117,9 @@ impl<T: GuestMemory + ?Sized> GuestMemory for &T {
 /// [`GuestMemory::read_descriptor_hinted`]. Opaque: only the memory
 /// implementation that set it knows what it means; a stale or foreign hint
 /// costs a lookup, never a wrong result. The default is "nothing known
-/// yet": [`Memslots`] then tries its largest slot first (usually the
-/// guest's RAM, where its tables are).
+/// yet". [`Memslots`] tries its largest slot first whatever the hint
+/// (usually the guest's RAM, where its tables are) and keeps in the hint
+/// only where a read beyond it was found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlotHint(usize);
 
@@ -168,6 +169,16 @@ impl<'a> Memslot<'a> {
     /// The backing words.
     pub const fn words(&self) -> &'a [AtomicU64] {
         self.words
+    }
+
+    /// The word holding `address` if it is 8-byte aligned and this slot
+    /// has it. One compare for both: the base is aligned, so the offset's
+    /// low three bits are the address's, and rotated to the top they make
+    /// a misaligned offset larger than any slot.
+    #[inline]
+    fn aligned_word_at(&self, address: u64) -> Option<&'a AtomicU64> {
+        let index = address.wrapping_sub(self.base).rotate_right(3);
+        usize::try_from(index).ok().and_then(|i| self.words.get(i))
     }
 
     /// The word holding the 8-byte aligned `address`, if this slot has it.
@@ -230,12 +241,11 @@ impl fmt::Display for MemslotError {
 #[derive(Clone, Copy, Debug)]
 pub struct Memslots<'a> {
     slots: &'a [Memslot<'a>],
-    /// Index of the largest slot: tried first when a hint is not set.
-    largest: usize,
-    /// A copy of that slot (an empty one if there are no slots), at a
-    /// fixed place in `self` rather than at an index: a walk's loop can
-    /// then keep its base, length and words in registers across levels,
-    /// and each level's read is a subtract, a shift and an indexed load.
+    /// A copy of the largest slot, tried first by every read (an empty
+    /// one if there are no slots), at a fixed place in `self` rather than
+    /// at an index: a walk's loop can then keep its base, length and
+    /// words in registers across levels, and each level's read is a
+    /// subtract, a rotate, a compare and an indexed load.
     primary: Memslot<'a>,
 }
 
@@ -277,11 +287,7 @@ impl<'a> Memslots<'a> {
                 .get(largest)
                 .copied()
                 .unwrap_or(Memslot::new(0, &[], SlotAccess::ReadOnly));
-        Ok(Memslots {
-            slots,
-            largest,
-            primary,
-        })
+        Ok(Memslots { slots, primary })
     }
 
     /// The slots, sorted by base.
@@ -328,20 +334,46 @@ impl<'a> Memslots<'a> {
         Ok((index, slot))
     }
 
-    /// The word at `address`, trying the slot `hint` names first and
-    /// recording where it was found.
+    /// The word at `address`: the largest slot first (from its copy at a
+    /// fixed place in `self`, so a walk keeps its base, length and words
+    /// in registers), then the slot `hint` names, then the search, which
+    /// records where it found the word in `hint`. The first step is all a
+    /// walk whose tables are in the guest's RAM runs; the rest is out of
+    /// line, so the walk's loop stays small.
     #[inline]
     fn word_hinted(&self, address: u64, hint: &mut SlotHint) -> Result<&'a AtomicU64, MemoryError> {
+        match self.primary.aligned_word_at(address) {
+            Some(word) => Ok(word),
+            None => self.word_hinted_beyond_primary(address, hint),
+        }
+    }
+
+    /// [`GuestMemory::read_descriptor_hinted`] once the largest slot
+    /// missed.
+    #[cold]
+    #[inline(never)]
+    fn read_beyond_primary(&self, address: u64, hint: &mut SlotHint) -> Result<u64, MemoryError> {
+        self.word_hinted_beyond_primary(address, hint)
+            .map(|word| word.load(Ordering::Acquire))
+    }
+
+    /// [`Memslots::word_hinted`] once the largest slot missed.
+    #[cold]
+    #[inline(never)]
+    fn word_hinted_beyond_primary(
+        &self,
+        address: u64,
+        hint: &mut SlotHint,
+    ) -> Result<&'a AtomicU64, MemoryError> {
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
         }
-        let first = hint.0.checked_sub(1).unwrap_or(self.largest);
-        let tried = if first == self.largest {
-            self.primary.word_at(address)
-        } else {
-            self.slots.get(first).and_then(|s| s.word_at(address))
-        };
-        if let Some(word) = tried {
+        if let Some(word) = hint
+            .0
+            .checked_sub(1)
+            .and_then(|index| self.slots.get(index))
+            .and_then(|slot| slot.word_at(address))
+        {
             return Ok(word);
         }
         let (index, slot) = self.candidate(address)?;
@@ -363,21 +395,30 @@ impl GuestMemory for Memslots<'_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         // Acquire: a table descriptor published after its next-level table
         // (L1 writes the table, barrier, then the descriptor) must not let a
-        // later read of that table see older contents.
-        self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
+        // later read of that table see older contents. The largest slot
+        // first, as for a hinted read (callers without a hint, such as a
+        // walk through shadow-mmu's cached-path overlay, read mostly there).
+        match self.primary.aligned_word_at(address) {
+            Some(word) => Ok(word.load(Ordering::Acquire)),
+            None => self.word(address).map(|(_, w)| w.load(Ordering::Acquire)),
+        }
     }
 
-    /// The hint is 1 + the index of the slot the previous read of the walk
-    /// hit (0: not set, try the largest slot): tried first, then the
-    /// O(log n) search, which updates it.
+    /// The largest slot is tried first, then the slot the hint names (1 +
+    /// the index of the slot an earlier read found beyond the largest; 0:
+    /// none), then the O(log n) search, which updates the hint.
     #[inline]
     fn read_descriptor_hinted(
         &self,
         address: u64,
         hint: &mut SlotHint,
     ) -> Result<u64, MemoryError> {
-        self.word_hinted(address, hint)
-            .map(|word| word.load(Ordering::Acquire))
+        // The largest slot's read inline; the rest (a call that returns
+        // the value, not the word, so the result stays in registers).
+        match self.primary.aligned_word_at(address) {
+            Some(word) => Ok(word.load(Ordering::Acquire)),
+            None => self.read_beyond_primary(address, hint),
+        }
     }
 
     /// Two passes: first every address is resolved to its word (slot
@@ -422,8 +463,12 @@ impl GuestMemory for Memslots<'_> {
         current: u64,
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
-        let (slot, word) = self.word(address)?;
-        if slot.access == SlotAccess::ReadOnly {
+        // The largest slot first, as for reads.
+        let (access, word) = match self.primary.aligned_word_at(address) {
+            Some(word) => (self.primary.access, word),
+            None => self.word(address).map(|(slot, word)| (slot.access, word))?,
+        };
+        if access == SlotAccess::ReadOnly {
             return Err(MemoryError::ReadOnly);
         }
         // Success Acquire: the swap may succeed on a later, equal store than

@@ -69,16 +69,18 @@ pub struct WalkRequest {
 }
 
 /// Stage-2 access permissions (S2AP).
+// The discriminants are the encodings, so that decoding is no jump table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum S2Ap {
     /// 0b00: no data access.
-    None,
+    None = 0,
     /// 0b01: read only.
-    ReadOnly,
+    ReadOnly = 1,
     /// 0b10: write only.
-    WriteOnly,
+    WriteOnly = 2,
     /// 0b11: read and write.
-    ReadWrite,
+    ReadWrite = 3,
 }
 
 impl S2Ap {
@@ -115,16 +117,18 @@ impl S2Ap {
 
 /// Stage-2 execute permission from XN\[1:0\] (FEAT_XNX semantics; without
 /// FEAT_XNX exposed, XN\[0\] is ignored so only `Both` and `Neither` occur).
+// The discriminants are the encodings, so that decoding is no jump table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Execute {
     /// XN = 0b00: EL0 and EL1 may execute.
-    Both,
+    Both = 0,
     /// XN = 0b01: EL0 only.
-    El0Only,
+    El0Only = 1,
     /// XN = 0b10: neither.
-    Neither,
+    Neither = 2,
     /// XN = 0b11: EL1 only.
-    El1Only,
+    El1Only = 3,
 }
 
 impl Execute {
@@ -160,17 +164,19 @@ impl Execute {
 }
 
 /// Shareability of the output (descriptor SH\[1:0\], or VTCR_EL2.SH0 with DS=1).
+// The discriminants are the encodings, so that decoding is no jump table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Shareability {
     /// 0b00.
-    NonShareable,
+    NonShareable = 0,
     /// 0b01: a reserved encoding, reported as found; what memory type it
     /// behaves as is for the consumer of the translation to decide.
-    Reserved,
+    Reserved = 1,
     /// 0b10.
-    OuterShareable,
+    OuterShareable = 2,
     /// 0b11.
-    InnerShareable,
+    InnerShareable = 3,
 }
 
 impl Shareability {
@@ -449,19 +455,26 @@ pub struct Stage2Walker {
     granule: Granule,
     /// Effective VTCR_EL2.DS (FEAT_LPA2 52-bit format).
     ds: bool,
-    /// Where OA\[51:48\] sit in descriptors, if anywhere.
-    high_bits: HighAddressBits,
+    /// Where the output address bits sit in descriptors, decoded once
+    /// into masks so that a descriptor's address is the same three
+    /// operations in every format (no branch on the format per level).
+    address_bits: AddressBits,
     /// Decoded once: the index mask of a full table.
     stride_mask: u64,
-    /// Descriptor bits 47:granule (table addresses).
-    table_mask: u64,
     ha: bool,
     hd: bool,
     /// FEAT_HAFT in effect: AF in table descriptors is set by hardware.
     haft: bool,
+    /// [`ACCESS_FLAG`] with FEAT_HAFT in effect, else 0: a table
+    /// descriptor needs an AF update if its AF is clear in here.
+    table_access_flag_update: u64,
     xnx: bool,
     sh0: u8,
     oa_bits: u32,
+    /// The highest output address, `2^oa_bits - 1`: an address is out of
+    /// range above it (one compare, where a shift by `oa_bits` needs
+    /// several instructions on x86).
+    oa_max: u64,
     t0sz: u8,
     setup: Result<Geometry, FaultCause>,
     /// Per level, at [`level_slot`]: the lowest IPA bit the level resolves
@@ -488,15 +501,41 @@ const fn low_mask(bits: u32) -> u64 {
     (1u64 << (bits & 63)).wrapping_sub(1)
 }
 
-/// Where a configuration keeps OA\[51:48\] in descriptors.
+/// Where a configuration keeps the output address in descriptors: the
+/// bits in place (`in_place`: 47:0, or 49:0 with DS) and OA\[51:48\] or
+/// OA\[51:50\] moved elsewhere, which `descriptor << moved_shift` puts in
+/// place and `moved` selects. A descriptor's full address (its table or
+/// block base once the bits below the granule or block are cleared) is
+/// `(descriptor & in_place) | ((descriptor << moved_shift) & moved)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum HighAddressBits {
-    /// Nowhere: 48-bit output addresses.
-    None,
-    /// 64KB granule with PAMax >= 52 (FEAT_LPA): bits 15:12.
-    Bits15To12,
-    /// DS = 1 (FEAT_LPA2): OA\[49:48\] in place, OA\[51:50\] in bits 9:8.
-    Lpa2,
+struct AddressBits {
+    in_place: u64,
+    /// `in_place` without the bits below the granule: a table address.
+    table: u64,
+    moved_shift: u32,
+    moved: u64,
+}
+
+impl AddressBits {
+    fn new(granule: Granule, ds: bool, pa_max: u32) -> Self {
+        let (in_place, moved_shift, moved) = if granule == Granule::K64 && pa_max >= 52 {
+            // 64KB granule with PAMax >= 52 (FEAT_LPA): OA[51:48] in
+            // bits 15:12.
+            (mask(48), 36, 0xf << 48)
+        } else if ds {
+            // DS = 1 (FEAT_LPA2): OA[49:48] in place, OA[51:50] in bits 9:8.
+            (mask(50), 42, 3 << 50)
+        } else {
+            // 48-bit output addresses.
+            (mask(48), 0, 0)
+        };
+        AddressBits {
+            in_place,
+            table: in_place & !mask(granule.bits()),
+            moved_shift,
+            moved,
+        }
+    }
 }
 
 const fn mask(bits: u32) -> u64 {
@@ -523,14 +562,21 @@ pub(crate) enum Step {
     Leaf(u64),
     /// The walk faulted.
     Stop(Stop),
-    /// FEAT_HAFT: the table descriptor just read (at `address`, `level`)
-    /// has AF clear and must have it set, by compare-and-swap on
-    /// `descriptor`, before the walk goes on to the cursor's new address.
-    TableAccessFlag {
-        address: u64,
-        descriptor: u64,
-        level: i8,
-    },
+    /// FEAT_HAFT: the table descriptor just read has AF clear and must
+    /// have it set, by compare-and-swap, before the walk goes on to the
+    /// cursor's new address (a batch walks such a request singly).
+    TableAccessFlag,
+}
+
+/// What one descriptor means for a walk ([`Stage2Walker::decode`]).
+enum Decoded {
+    /// A table descriptor: read `next` at the next level, after setting
+    /// AF in this one (FEAT_HAFT) if `set_access_flag`.
+    Table { next: u64, set_access_flag: bool },
+    /// The walk's leaf.
+    Leaf,
+    /// A fault at this descriptor's level.
+    Stop(FaultCause),
 }
 
 /// How a single walk's descent through the levels ended.
@@ -578,6 +624,29 @@ impl<T: TrailSink> Cursor<T> {
             trail: self.trail.to_trail(),
         }
     }
+}
+
+/// A single walk's result for `stop`, the walk of `ipa` for `access`
+/// having read `trail`. Out of line and cold, writing the whole result
+/// itself, and given copies of the cursor's fields rather than a
+/// reference: inlined, or given a reference into the cursor (which then
+/// had to live in memory rather than in registers), it made the success
+/// path of every walk slower.
+#[cold]
+#[inline(never)]
+fn failed<T: TrailSink, R>(
+    ipa: u64,
+    access: AccessKind,
+    trail: T,
+    stop: Stop,
+) -> Result<R, WalkError> {
+    Err(WalkError::Fault(Fault {
+        cause: stop.cause,
+        level: stop.level,
+        ipa,
+        access,
+        trail: trail.to_trail(),
+    }))
 }
 
 /// The outcome of the leaf checks, ready for a hardware update.
@@ -670,31 +739,25 @@ impl Stage2Walker {
             lpa: features.lpa(),
             vttbr: registers.vttbr,
         });
-        let block_64k_level1 = pa_max >= 52;
-        let mut level_lsbs = [0u8; 8];
-        let mut contiguous_log2s = [0u8; 8];
-        let mut block_levels = 0u8;
-        for level in -1i8..=3 {
-            let slot = level_slot(level);
-            let levels_below = (3 - i32::from(level)) as u32;
-            level_lsbs[slot] = (granule.bits() + levels_below * granule.stride()) as u8;
-            contiguous_log2s[slot] = match (granule, level) {
-                // RES0: 4KB level 0 (DS) and 16KB/64KB level 1 blocks.
-                (Granule::K4, 0) | (Granule::K16, 1) | (Granule::K64, 1) => 0,
-                (Granule::K4, _) => 4,
-                (Granule::K16, 2) => 5,
-                (Granule::K16, _) => 7,
-                (Granule::K64, _) => 5,
+        // The per-level tables are the granule's, worked out at compile
+        // time; only the block levels depend on more (DS, PAMax).
+        let tables = match granule {
+            Granule::K4 => &GRANULE_TABLES[0],
+            Granule::K16 => &GRANULE_TABLES[1],
+            Granule::K64 => &GRANULE_TABLES[2],
+        };
+        let optional_block_level = if granule == Granule::K64 {
+            pa_max >= 52
+        } else {
+            ds
+        };
+        let block_levels = tables.block_levels
+            | if optional_block_level {
+                tables.optional_block_levels
+            } else {
+                0
             };
-            let block = match granule {
-                Granule::K4 => (level == 0 && ds) || level == 1 || level == 2,
-                Granule::K16 => (level == 1 && ds) || level == 2,
-                Granule::K64 => (level == 1 && block_64k_level1) || level == 2,
-            };
-            if block {
-                block_levels |= 1 << slot;
-            }
-        }
+        let (level_lsbs, contiguous_log2s) = (tables.level_lsbs, tables.contiguous_log2s);
         Stage2Walker {
             level_lsbs,
             contiguous_log2s,
@@ -702,21 +765,16 @@ impl Stage2Walker {
             registers,
             granule,
             ds,
-            high_bits: if granule == Granule::K64 && pa_max >= 52 {
-                HighAddressBits::Bits15To12
-            } else if ds {
-                HighAddressBits::Lpa2
-            } else {
-                HighAddressBits::None
-            },
+            address_bits: AddressBits::new(granule, ds, pa_max),
             stride_mask: mask(granule.stride()),
-            table_mask: mask(48) & !mask(granule.bits()),
             ha,
             hd,
             haft,
+            table_access_flag_update: if haft { ACCESS_FLAG } else { 0 },
             xnx: features.xnx(),
             sh0: ((vtcr >> 12) & 3) as u8,
             oa_bits,
+            oa_max: mask(oa_bits),
             t0sz,
             setup,
         }
@@ -805,8 +863,8 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<Translation, WalkError> {
-        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, leaf| {
-            self.translation(cursor, leaf)
+        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, trail, leaf| {
+            self.translation_of(cursor, *trail, leaf)
         })
     }
 
@@ -836,14 +894,17 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<LeafTranslation, WalkError> {
-        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, leaf| {
+        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, _, leaf| {
             self.leaf_translation(cursor, leaf)
         })
     }
 
     /// The single walk every entry point shares (AArch64.S2Translate's
     /// `repeat ... until` around the walk and the update): `T` decides
-    /// what is recorded of the reads, `done` what a success returns.
+    /// what is recorded of the reads, `done` what a success returns. The
+    /// trail is kept apart from the cursor: a cursor holding it (an array
+    /// indexed by the read count) stayed in memory, with every field the
+    /// walk reads on every level.
     #[inline(always)]
     fn run<M: GuestMemory + ?Sized, T: TrailSink, R>(
         &self,
@@ -851,21 +912,22 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
         hint: &mut SlotHint,
-        done: impl Fn(&Cursor<T>, &Leaf) -> R,
+        done: impl Fn(&Cursor<NoTrail>, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         let mut lost_at = 0;
         // Table AF updates of attempts that lost a race were made all the
         // same: the count carries over to the restarted walk.
         let mut table_access_flags = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let mut cursor = Cursor::<T>::new(ipa, access);
+            let mut cursor = Cursor::<NoTrail>::new(ipa, access);
+            let mut trail = T::EMPTY;
             cursor.table_access_flags = table_access_flags;
             if let Err(stop) = self.begin(&mut cursor) {
-                return Err(WalkError::Fault(cursor.fault(stop)));
+                return failed(ipa, access, trail, stop);
             }
-            let descriptor = match self.descend(memory, &mut cursor, hint) {
+            let descriptor = match self.descend(memory, &mut cursor, &mut trail, hint) {
                 Descent::Leaf(descriptor) => descriptor,
-                Descent::Stop(stop) => return Err(WalkError::Fault(cursor.fault(stop))),
+                Descent::Stop(stop) => return failed(ipa, access, trail, stop),
                 Descent::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -873,8 +935,8 @@ impl Stage2Walker {
                 }
             };
             match self.finish(memory, &cursor, descriptor) {
-                Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &leaf)),
-                Finish::Done(Err(stop)) => return Err(WalkError::Fault(cursor.fault(stop))),
+                Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &trail, &leaf)),
+                Finish::Done(Err(stop)) => return failed(ipa, access, trail, stop),
                 Finish::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -892,85 +954,148 @@ impl Stage2Walker {
     fn descend<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<T>,
+        cursor: &mut Cursor<NoTrail>,
+        trail: &mut T,
         hint: &mut SlotHint,
     ) -> Descent {
         // One copy of the loop per byte order, each with its order fixed:
         // the byte swap (or not) is then no select on the chain of
         // dependent reads.
         match self.registers.endianness {
-            Endianness::Little => self.descend_in(memory, cursor, hint, Endianness::Little),
-            Endianness::Big => self.descend_in(memory, cursor, hint, Endianness::Big),
+            Endianness::Little => self.descend_in(memory, cursor, trail, hint, Endianness::Little),
+            Endianness::Big => self.descend_in(memory, cursor, trail, hint, Endianness::Big),
         }
     }
 
+    /// The descent for one byte order: the walk's address and level kept
+    /// in locals (registers) across levels, the cursor written once at
+    /// the end; the FEAT_HAFT table update out of line.
     #[inline(always)]
     fn descend_in<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<T>,
+        cursor: &mut Cursor<NoTrail>,
+        trail: &mut T,
         hint: &mut SlotHint,
         endianness: Endianness,
     ) -> Descent {
+        let ipa = cursor.ipa;
+        let mut address = cursor.address;
+        let mut level = cursor.level;
+        // The next level's index shift, one stride less at every level
+        // down (wrapping below 0 after level 3, where it is not used).
+        let stride = self.level_lsb(2) - self.level_lsb(3);
+        let mut next_lsb = self.level_lsb(level + 1);
+        // Unreachable by construction (levels only increase, up to 3, so
+        // the walk ends within MAX_TRAIL reads); kept as a fault rather
+        // than a panic.
+        let mut outcome = Descent::Stop(Stop {
+            cause: FaultCause::InvalidDescriptor,
+            level,
+        });
         // A walk's tables are usually in one memslot: each read tries
-        // where the previous one was found first.
-        // At most one read per level, -1..=3: the walk ends within 5 reads.
-        for _ in 0..crate::fault::MAX_TRAIL {
-            let read = memory.read_descriptor_hinted(cursor.address, hint);
-            match self.advance_in(cursor, read, endianness) {
-                Step::Continue => {}
-                Step::Leaf(descriptor) => return Descent::Leaf(descriptor),
-                Step::Stop(stop) => return Descent::Stop(stop),
-                Step::TableAccessFlag {
+        // the largest slot, then where the previous one was found.
+        // The trail is empty here (each attempt starts a new one), so
+        // `reads` counts what it holds.
+        for reads in 0..crate::fault::MAX_TRAIL {
+            let Ok(raw) = memory.read_descriptor_hinted(address, hint) else {
+                let cause = FaultCause::DescriptorOutsideMemslots { address };
+                outcome = Descent::Stop(Stop { cause, level });
+                break;
+            };
+            let descriptor = endianness.descriptor_from_raw(raw);
+            trail.record_at(
+                reads,
+                DescriptorRead {
                     address,
-                    descriptor,
+                    value: descriptor,
                     level,
+                },
+            );
+            match self.decode(ipa, level, descriptor, next_lsb) {
+                Decoded::Table {
+                    next,
+                    set_access_flag,
                 } => {
-                    let current = endianness.descriptor_to_raw(descriptor);
-                    let new = endianness.descriptor_to_raw(descriptor | ACCESS_FLAG);
-                    match memory.compare_exchange_descriptor(address, current, new) {
-                        // AArch64.S2Walk goes on with the descriptor it
-                        // wrote (AF set): the trail records that, so a
-                        // path cached from it matches memory and, as a
-                        // TLB may hold only table descriptors with AF set
-                        // (FEAT_HAFT), is one a TLB could hold.
-                        Ok(Ok(_)) => {
-                            cursor.trail.rewrite_last(descriptor | ACCESS_FLAG);
-                            cursor.table_access_flags = cursor.table_access_flags.saturating_add(1);
-                        }
-                        // AArch64.S2Walk decodes the value it found again;
-                        // restarting the walk (bounded, as for the leaf)
-                        // does that and re-reads the levels above, which
-                        // only makes it a walk made a little later.
-                        Ok(Err(_)) => {
-                            return Descent::Lost {
-                                descriptor_address: address,
+                    if set_access_flag {
+                        match self
+                            .set_table_access_flag(memory, address, descriptor, level, endianness)
+                        {
+                            // AArch64.S2Walk goes on with the descriptor
+                            // it wrote (AF set): the trail records that,
+                            // so a path cached from it matches memory
+                            // and, as a TLB may hold only table
+                            // descriptors with AF set (FEAT_HAFT), is one
+                            // a TLB could hold.
+                            Ok(()) => {
+                                trail.rewrite_last(descriptor | ACCESS_FLAG);
+                                cursor.table_access_flags =
+                                    cursor.table_access_flags.saturating_add(1);
+                            }
+                            Err(stopped) => {
+                                outcome = stopped;
+                                break;
                             }
                         }
-                        // AArch64.MemSwapTableDesc: a refused write is a
-                        // synchronous external abort on the walk, at the
-                        // level of the descriptor being updated.
-                        Err(_) => {
-                            return Descent::Stop(Stop {
-                                cause: FaultCause::UpdateRefused { address },
-                                level,
-                            })
-                        }
                     }
+                    address = next;
+                    level += 1;
+                    next_lsb = next_lsb.wrapping_sub(stride);
+                }
+                Decoded::Leaf => {
+                    outcome = Descent::Leaf(descriptor);
+                    break;
+                }
+                Decoded::Stop(cause) => {
+                    outcome = Descent::Stop(Stop { cause, level });
+                    break;
                 }
             }
         }
-        // Unreachable by construction (levels only increase, up to 3); kept
-        // as a fault rather than a panic.
-        Descent::Stop(Stop {
-            cause: FaultCause::InvalidDescriptor,
-            level: cursor.level,
-        })
+        cursor.address = address;
+        cursor.level = level;
+        outcome
+    }
+
+    /// FEAT_HAFT: set AF in the table descriptor `descriptor` just read at
+    /// `address`, `level`, by compare-and-swap. Out of line (L1's tables
+    /// have AF set once any walk went through them) and given no reference
+    /// into the walk's cursor, which would then live in memory on every
+    /// walk: the caller records the update.
+    #[cold]
+    #[inline(never)]
+    fn set_table_access_flag<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        address: u64,
+        descriptor: u64,
+        level: i8,
+        endianness: Endianness,
+    ) -> Result<(), Descent> {
+        let current = endianness.descriptor_to_raw(descriptor);
+        let new = endianness.descriptor_to_raw(descriptor | ACCESS_FLAG);
+        match memory.compare_exchange_descriptor(address, current, new) {
+            Ok(Ok(_)) => Ok(()),
+            // AArch64.S2Walk decodes the value it found again; restarting
+            // the walk (bounded, as for the leaf) does that and re-reads
+            // the levels above, which only makes it a walk made a little
+            // later.
+            Ok(Err(_)) => Err(Descent::Lost {
+                descriptor_address: address,
+            }),
+            // AArch64.MemSwapTableDesc: a refused write is a synchronous
+            // external abort on the walk, at the level of the descriptor
+            // being updated.
+            Err(_) => Err(Descent::Stop(Stop {
+                cause: FaultCause::UpdateRefused { address },
+                level,
+            })),
+        }
     }
 
     #[inline]
     fn oa_out_of_range(&self, address: u64) -> bool {
-        address >> self.oa_bits != 0
+        address > self.oa_max
     }
 
     /// Configuration and input checks (top of AArch64.S2Translate) and the
@@ -1005,27 +1130,25 @@ impl Stage2Walker {
         self.block_levels & (1 << level_slot(level)) != 0
     }
 
-    /// OA\[51:48\] bits carried outside bits 47:0 (64KB LPA or DS).
+    /// OA\[51:48\] or OA\[51:50\] where a 52-bit format moves them
+    /// (64KB with FEAT_LPA: bits 15:12; DS: bits 9:8), in place.
     #[inline]
-    fn high_address_bits(&self, descriptor: u64) -> u64 {
-        match self.high_bits {
-            HighAddressBits::None => 0,
-            HighAddressBits::Bits15To12 => ((descriptor >> 12) & 0xf) << 48,
-            HighAddressBits::Lpa2 => (((descriptor >> 8) & 3) << 50) | (descriptor & (3 << 48)),
-        }
+    fn moved_address_bits(&self, descriptor: u64) -> u64 {
+        let bits = &self.address_bits;
+        (descriptor << bits.moved_shift) & bits.moved
     }
 
     /// AArch64.NextTableBase.
     #[inline]
     fn next_table_base(&self, descriptor: u64) -> u64 {
-        (descriptor & self.table_mask) | self.high_address_bits(descriptor)
+        (descriptor & self.address_bits.table) | self.moved_address_bits(descriptor)
     }
 
     /// AArch64.LeafBase.
     #[inline]
     fn leaf_base(&self, descriptor: u64, level: i8) -> u64 {
-        let low = descriptor & mask(48) & !low_mask(self.level_lsb(level));
-        low | self.high_address_bits(descriptor)
+        let low = descriptor & self.address_bits.in_place & !low_mask(self.level_lsb(level));
+        low | self.moved_address_bits(descriptor)
     }
 
     /// log2 of the number of entries a contiguous hint spans
@@ -1102,63 +1225,64 @@ impl Stage2Walker {
         endianness: Endianness,
     ) -> Step {
         let level = cursor.level;
+        let address = cursor.address;
         let raw = match read {
             Ok(raw) => raw,
             Err(_) => {
-                let cause = FaultCause::DescriptorOutsideMemslots {
-                    address: cursor.address,
-                };
+                let cause = FaultCause::DescriptorOutsideMemslots { address };
                 return Step::Stop(Stop { cause, level });
             }
         };
         let descriptor = endianness.descriptor_from_raw(raw);
         cursor.trail.record(DescriptorRead {
-            address: cursor.address,
+            address,
             value: descriptor,
             level,
         });
-        match descriptor & 3 {
-            0 | 2 => Step::Stop(Stop {
-                cause: FaultCause::InvalidDescriptor,
-                level,
-            }),
-            1 => {
-                if self.block_permitted(level) {
-                    Step::Leaf(descriptor)
-                } else {
-                    Step::Stop(Stop {
-                        cause: FaultCause::BlockNotPermitted,
-                        level,
-                    })
-                }
-            }
-            _ if level >= 3 => Step::Leaf(descriptor),
-            _ => {
-                let base = self.next_table_base(descriptor);
-                let next = level + 1;
-                let lsb = self.level_lsb(next);
-                let index = (cursor.ipa >> lsb) & self.stride_mask;
-                let address = base | (index << 3);
-                if self.oa_out_of_range(address) {
-                    // Reported at the level of the table descriptor.
-                    return Step::Stop(Stop {
-                        cause: FaultCause::TableAddressOutOfRange,
-                        level,
-                    });
-                }
-                let table_address = cursor.address;
-                cursor.level = next;
-                cursor.address = address;
-                // AArch64.S2Walk: with walkparams.haft a table descriptor
-                // gets AF set (after the next-level address check).
-                if self.haft && descriptor & ACCESS_FLAG == 0 {
-                    return Step::TableAccessFlag {
-                        address: table_address,
-                        descriptor,
-                        level,
-                    };
+        match self.decode(cursor.ipa, level, descriptor, self.level_lsb(level + 1)) {
+            Decoded::Table {
+                next,
+                set_access_flag,
+            } => {
+                cursor.level = level + 1;
+                cursor.address = next;
+                if set_access_flag {
+                    return Step::TableAccessFlag;
                 }
                 Step::Continue
+            }
+            Decoded::Leaf => Step::Leaf(descriptor),
+            Decoded::Stop(cause) => Step::Stop(Stop { cause, level }),
+        }
+    }
+
+    /// What the descriptor read at `level` means for the walk of `ipa`
+    /// (AArch64.S2Walk at one level): a table (the next level's
+    /// descriptor address, checked against the output size), a leaf, or
+    /// a fault at this level. `next_lsb` is `level_lsb(level + 1)`, which
+    /// a single walk keeps in a register.
+    #[inline(always)]
+    fn decode(&self, ipa: u64, level: i8, descriptor: u64, next_lsb: u32) -> Decoded {
+        match descriptor & 3 {
+            0 | 2 => Decoded::Stop(FaultCause::InvalidDescriptor),
+            1 if self.block_permitted(level) => Decoded::Leaf,
+            1 => Decoded::Stop(FaultCause::BlockNotPermitted),
+            _ if level >= 3 => Decoded::Leaf,
+            _ => {
+                let base = self.next_table_base(descriptor);
+                let index = (ipa >> next_lsb) & self.stride_mask;
+                let next = base | (index << 3);
+                if self.oa_out_of_range(next) {
+                    // Reported at the level of the table descriptor.
+                    return Decoded::Stop(FaultCause::TableAddressOutOfRange);
+                }
+                Decoded::Table {
+                    next,
+                    // AArch64.S2Walk: with walkparams.haft a table
+                    // descriptor gets AF set (after the next-level
+                    // address check).
+                    set_access_flag: !descriptor & self.table_access_flag_update != 0,
+                }
             }
         }
     }
@@ -1240,6 +1364,18 @@ impl Stage2Walker {
     /// trail.
     #[inline]
     pub(crate) fn translation(&self, cursor: &Cursor, leaf: &Leaf) -> Translation {
+        self.translation_of(cursor, cursor.trail, leaf)
+    }
+
+    /// [`Stage2Walker::translation`] for a walk whose trail is kept apart
+    /// from its cursor.
+    #[inline(always)]
+    fn translation_of<T: TrailSink>(
+        &self,
+        cursor: &Cursor<T>,
+        trail: Trail,
+        leaf: &Leaf,
+    ) -> Translation {
         let l = self.leaf_translation(cursor, leaf);
         Translation {
             ipa: cursor.ipa,
@@ -1254,7 +1390,7 @@ impl Stage2Walker {
             shareability: l.shareability,
             descriptor: l.descriptor,
             update: l.update,
-            trail: cursor.trail,
+            trail,
         }
     }
 
@@ -1342,6 +1478,64 @@ impl Stage2Walker {
     }
 }
 
+/// A granule's per-level tables, at [`level_slot`]: what
+/// [`Stage2Walker`] keeps of them.
+struct GranuleTables {
+    level_lsbs: [u8; 8],
+    contiguous_log2s: [u8; 8],
+    /// Levels with block descriptors whatever the configuration.
+    block_levels: u8,
+    /// The level with block descriptors only with DS = 1 (4KB level 0,
+    /// 16KB level 1) or PAMax >= 52 (64KB level 1).
+    optional_block_levels: u8,
+}
+
+impl GranuleTables {
+    const fn new(granule: Granule) -> Self {
+        let mut level_lsbs = [0u8; 8];
+        let mut contiguous_log2s = [0u8; 8];
+        let mut level = -1i8;
+        while level <= 3 {
+            let slot = level_slot(level);
+            let levels_below = (3 - level) as u32;
+            level_lsbs[slot] = (granule.bits() + levels_below * granule.stride()) as u8;
+            contiguous_log2s[slot] = match (granule, level) {
+                // RES0: 4KB level 0 (DS) and 16KB/64KB level 1 blocks.
+                (Granule::K4, 0) | (Granule::K16, 1) | (Granule::K64, 1) => 0,
+                (Granule::K4, _) => 4,
+                (Granule::K16, 2) => 5,
+                (Granule::K16, _) => 7,
+                (Granule::K64, _) => 5,
+            };
+            level += 1;
+        }
+        let (block_levels, optional_block_levels) = match granule {
+            // Levels 1 and 2; level 0 with DS.
+            Granule::K4 => (
+                (1 << level_slot(1)) | (1 << level_slot(2)),
+                1 << level_slot(0),
+            ),
+            // Level 2; level 1 with DS.
+            Granule::K16 => (1 << level_slot(2), 1 << level_slot(1)),
+            // Level 2; level 1 with PAMax >= 52.
+            Granule::K64 => (1 << level_slot(2), 1 << level_slot(1)),
+        };
+        GranuleTables {
+            level_lsbs,
+            contiguous_log2s,
+            block_levels,
+            optional_block_levels,
+        }
+    }
+}
+
+/// [`GranuleTables`] for 4KB, 16KB and 64KB.
+const GRANULE_TABLES: [GranuleTables; 3] = [
+    GranuleTables::new(Granule::K4),
+    GranuleTables::new(Granule::K16),
+    GranuleTables::new(Granule::K64),
+];
+
 struct GeometryInputs {
     granule: Granule,
     ds: bool,
@@ -1368,11 +1562,11 @@ fn decode_granule(tg0: u8, features: &ExposedFeatures) -> Granule {
     let supported = |g: Granule| features.stage2_granule(g) != GranuleSupport::Unsupported;
     match programmed {
         Some(g) if supported(g) => g,
-        _ => [Granule::K4, Granule::K16, Granule::K64]
-            .into_iter()
-            .find(|g| supported(*g))
-            // ExposedFeatures guarantees one supported granule.
-            .unwrap_or(Granule::K4),
+        _ if supported(Granule::K4) => Granule::K4,
+        _ if supported(Granule::K16) => Granule::K16,
+        _ if supported(Granule::K64) => Granule::K64,
+        // ExposedFeatures guarantees one supported granule.
+        _ => Granule::K4,
     }
 }
 

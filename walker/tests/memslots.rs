@@ -188,6 +188,58 @@ fn hinted_reads_find_the_word_a_plain_read_finds() {
     }
 }
 
+/// A hinted read tries the largest slot first with one compare for both
+/// its bounds and the address's alignment (the offset rotated right by 3):
+/// every misaligned address inside it, and every address just outside it
+/// (below its base, at its end, at the top of the address space), must
+/// still be the error or word a plain read gives, whatever the hint.
+#[test]
+fn the_largest_slot_fast_path_rejects_misaligned_and_outside_addresses() {
+    let small = words(4);
+    let large = words(64);
+    let top = words(2);
+    let top_base = u64::MAX - 15;
+    let mut slots = [
+        Memslot::new(0x1000, &small, SlotAccess::ReadWrite),
+        Memslot::new(0x2000, &large, SlotAccess::ReadWrite),
+        Memslot::new(top_base, &top, SlotAccess::ReadWrite),
+    ];
+    let memory = Memslots::new(&mut slots).unwrap();
+    let mut probes: Vec<u64> = (0x1ff0..0x2210).collect();
+    probes.extend((0..24).map(|k| top_base.wrapping_add(k)));
+    probes.extend([0, 7, 8, 0x1000, 0x1001, 0x1020, u64::MAX]);
+    for hint_value in [SlotHint::default(), {
+        // A hint naming the small slot (set by a read found there).
+        let mut hint = SlotHint::default();
+        memory.read_descriptor_hinted(0x1008, &mut hint).unwrap();
+        hint
+    }] {
+        for &address in &probes {
+            let mut hint = hint_value;
+            let plain = memory.read_descriptor(address);
+            assert_eq!(
+                memory.read_descriptor_hinted(address, &mut hint),
+                plain,
+                "{address:#x}"
+            );
+            let expected = match address {
+                0x2000..=0x21ff if address % 8 == 0 => Ok((address - 0x2000) / 8),
+                0x2000..=0x21ff => Err(MemoryError::Misaligned),
+                _ => plain,
+            };
+            assert_eq!(plain, expected, "{address:#x}");
+            // A compare-and-swap that writes back what is there finds the
+            // same word (or error) through the same fast path.
+            let value = plain.unwrap_or(0);
+            assert_eq!(
+                memory.compare_exchange_descriptor(address, value, value),
+                plain.map(Ok),
+                "{address:#x}"
+            );
+        }
+    }
+}
+
 #[test]
 fn batched_reads_equal_plain_reads_in_any_mix() {
     // Memslots::read_descriptors resolves a group of addresses, then loads

@@ -1,0 +1,182 @@
+//! The `walker_hot` benchmark's single walks (`benches/walker.rs`) as plain
+//! loops, for counting instructions per walk under valgrind, which a
+//! shared machine's wall-clock timings cannot give:
+//!
+//! ```text
+//! cargo build --release -p bench --example walk_count
+//! valgrind --tool=callgrind --toggle-collect='walk_count::walks_*' \
+//!     target/release/examples/walk_count walk 4K/L0 100000
+//! ```
+//!
+//! Only the loop (`walks_<mode>`, `walks_new_then` for `new_*`) is counted: divide the callgrind total
+//! by the walks. Modes: `walk` (`Stage2Walker::walk`, the full result with
+//! its trail), `walk_hinted`, `leaf` (`translate_leaf`), `leaf_hinted`,
+//! `new_walk` / `new_leaf` (`Stage2Walker::new` from VTCR/VTTBR, then the
+//! walk, every time), `new` (`Stage2Walker::new` alone) and `kvm` (the
+//! KVM-style baseline, which decodes VTCR/VTTBR on every walk). The
+//! geometry is a `walker_hot` name (`4K/L0`, `4K/L-1-lpa2`, `64K/L2`,
+//! ...); the layout is its 16 memslots (`1slot` as a fourth argument for
+//! the single slot). Every walk's result goes to `black_box`, as in the
+//! benchmark. Deterministic: the same counts on every run.
+
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
+
+use std::hint::black_box;
+
+use bench::walker_baseline::{hot_walk, KvmStyleMemory};
+use bench::walker_fixture::{
+    features, hot_geometries, kvm_slots, walker_for, WalkerMemory, DECOY_SLOTS,
+};
+use walker::{
+    AccessKind, Endianness, ExposedFeatures, Memslots, SlotHint, Stage2Registers, Stage2Walker,
+};
+
+#[inline(never)]
+fn walks_walk(walker: &Stage2Walker, memory: &Memslots, ipa: u64, n: usize) {
+    for _ in 0..n {
+        let _ = black_box(walker.walk(memory, black_box(ipa), AccessKind::Read));
+    }
+}
+
+#[inline(never)]
+fn walks_walk_hinted(walker: &Stage2Walker, memory: &Memslots, ipa: u64, n: usize) {
+    let mut hint = SlotHint::default();
+    for _ in 0..n {
+        let _ = black_box(walker.walk_hinted(memory, black_box(ipa), AccessKind::Read, &mut hint));
+    }
+}
+
+#[inline(never)]
+fn walks_leaf(walker: &Stage2Walker, memory: &Memslots, ipa: u64, n: usize) {
+    for _ in 0..n {
+        let _ = black_box(walker.translate_leaf(memory, black_box(ipa), AccessKind::Read));
+    }
+}
+
+#[inline(never)]
+fn walks_leaf_hinted(walker: &Stage2Walker, memory: &Memslots, ipa: u64, n: usize) {
+    let mut hint = SlotHint::default();
+    for _ in 0..n {
+        let _ = black_box(walker.translate_leaf_hinted(
+            memory,
+            black_box(ipa),
+            AccessKind::Read,
+            &mut hint,
+        ));
+    }
+}
+
+/// The walker from black-boxed registers, as `walker_new_*` build it.
+#[inline(always)]
+fn new_walker(exposed: &ExposedFeatures, vtcr: u64, vttbr: u64) -> Stage2Walker {
+    Stage2Walker::new(
+        Stage2Registers {
+            vtcr: black_box(vtcr),
+            vttbr: black_box(vttbr),
+            endianness: Endianness::Little,
+        },
+        exposed,
+    )
+}
+
+#[inline(never)]
+fn walks_new(exposed: &ExposedFeatures, vtcr: u64, vttbr: u64, n: usize) {
+    for _ in 0..n {
+        black_box(new_walker(exposed, vtcr, vttbr));
+    }
+}
+
+/// `n` times: build the walker from L1's registers, then `walk` with it.
+#[inline(never)]
+fn walks_new_then<R>(
+    exposed: &ExposedFeatures,
+    (vtcr, vttbr): (u64, u64),
+    n: usize,
+    walk: impl Fn(&Stage2Walker) -> R,
+) {
+    for _ in 0..n {
+        let walker = new_walker(exposed, vtcr, vttbr);
+        let _ = black_box(walk(&walker));
+    }
+}
+
+#[inline(never)]
+fn walks_kvm(baseline: &KvmStyleMemory, (vtcr, vttbr): (u64, u64), ipa: u64, n: usize) {
+    for _ in 0..n {
+        let _ = black_box(baseline.walk(vtcr, vttbr, black_box(ipa)));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|new|new_walk|new_leaf|kvm \
+                 [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot]";
+    let mode = args.first().map(String::as_str).unwrap_or_else(|| {
+        eprintln!("{usage}");
+        std::process::exit(2)
+    });
+    let name = args.get(1).map_or("4K/L0", String::as_str);
+    let n: usize = args
+        .get(2)
+        .map_or(Ok(100_000), |s| s.parse())
+        .unwrap_or_else(|e| {
+            eprintln!("walk count: {e}\n{usage}");
+            std::process::exit(2)
+        });
+    let decoys = match args.get(3).map_or("16slots", String::as_str) {
+        "16slots" => DECOY_SLOTS,
+        "1slot" => 0,
+        other => {
+            eprintln!("unknown layout {other}\n{usage}");
+            std::process::exit(2)
+        }
+    };
+    let Some((_, geometry)) = hot_geometries().into_iter().find(|(g, _)| g == name) else {
+        let names: Vec<String> = hot_geometries().into_iter().map(|(g, _)| g).collect();
+        eprintln!("unknown geometry {name}: one of {}", names.join(" "));
+        std::process::exit(2)
+    };
+    let fixture = hot_walk(geometry);
+    let memory = WalkerMemory::new(&fixture.memory, decoys);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let walked = walker.walk(&memslots, fixture.ipa, AccessKind::Read);
+    assert_eq!(
+        walked.map(|t| (t.output_address, t.level)),
+        Ok((fixture.expected_oa, 3)),
+        "{name}: the walker fails the fixture"
+    );
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, decoys);
+    assert_eq!(
+        baseline
+            .walk(fixture.vtcr, fixture.vttbr, fixture.ipa)
+            .map(|t| t.oa),
+        Ok(fixture.expected_oa),
+        "{name}: the baseline fails the fixture"
+    );
+    let exposed = features();
+    let registers = (fixture.vtcr, fixture.vttbr);
+    let ipa = fixture.ipa;
+    match mode {
+        "walk" => walks_walk(&walker, &memslots, ipa, n),
+        "walk_hinted" => walks_walk_hinted(&walker, &memslots, ipa, n),
+        "leaf" => walks_leaf(&walker, &memslots, ipa, n),
+        "leaf_hinted" => walks_leaf_hinted(&walker, &memslots, ipa, n),
+        "new" => walks_new(&exposed, fixture.vtcr, fixture.vttbr, n),
+        "new_walk" => walks_new_then(&exposed, registers, n, |walker| {
+            walker.walk(&memslots, black_box(ipa), AccessKind::Read)
+        }),
+        "new_leaf" => walks_new_then(&exposed, registers, n, |walker| {
+            walker.translate_leaf(&memslots, black_box(ipa), AccessKind::Read)
+        }),
+        "kvm" => walks_kvm(&baseline, registers, ipa, n),
+        other => {
+            eprintln!("unknown mode {other}\n{usage}");
+            std::process::exit(2)
+        }
+    }
+    println!("{mode} {name}: {n} walks");
+}

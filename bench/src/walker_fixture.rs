@@ -1,0 +1,112 @@
+//! The walker side of the walker benchmarks' fixtures, shared by
+//! `benches/walker.rs` and `examples/walk_count.rs`: the table memory as
+//! the walker's memslots (with decoy slots below it, a typical VMM memory
+//! map), the same layout for the KVM-style baseline, the exposed features
+//! and the hot-walk geometries.
+
+use std::sync::atomic::AtomicU64;
+
+use walker::{
+    fill_words_from_bytes, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
+    Stage2Registers, Stage2Walker,
+};
+
+use crate::walker_baseline::{
+    Geometry, Granule, KvmStyleMemory, TableMemory, MMFR0_PA52_ALL_GRANULES, MMFR2_TTST,
+};
+
+/// Slots besides the table's in the multi-slot layout.
+pub const DECOY_SLOTS: u64 = 15;
+
+/// Table memory as words for the walker, plus decoy slots below it.
+#[derive(Debug)]
+pub struct WalkerMemory {
+    pub base: u64,
+    pub words: Vec<AtomicU64>,
+    decoys: Vec<(u64, Vec<AtomicU64>)>,
+}
+
+impl WalkerMemory {
+    pub fn new(memory: &TableMemory, decoys: u64) -> WalkerMemory {
+        let words: Vec<AtomicU64> = (0..memory.bytes.len() / 8)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        fill_words_from_bytes(&words, &memory.bytes).expect("table size is a multiple of 8");
+        WalkerMemory {
+            base: memory.base,
+            words,
+            decoys: decoy_bases(memory.base, decoys)
+                .map(|base| (base, (0..512).map(|_| AtomicU64::new(0)).collect()))
+                .collect(),
+        }
+    }
+
+    pub fn memslots<'a>(&'a self, storage: &'a mut Vec<Memslot<'a>>) -> Memslots<'a> {
+        storage.clear();
+        storage.extend(
+            self.decoys
+                .iter()
+                .map(|(base, words)| Memslot::new(*base, words, SlotAccess::ReadWrite)),
+        );
+        storage.push(Memslot::new(self.base, &self.words, SlotAccess::ReadWrite));
+        Memslots::new(storage).expect("fixture memslots are valid")
+    }
+}
+
+/// 4 KiB slots at 2 MiB steps below the table slot (as flash, devices and
+/// firmware regions sit below RAM in a VMM's memory map).
+fn decoy_bases(table_base: u64, count: u64) -> impl Iterator<Item = u64> {
+    (0..count).map(move |i| table_base - (count - i) * 0x20_0000)
+}
+
+/// The baseline's memslots: the same layout (KVM keeps them in a gfn tree
+/// with a last-used-slot cache). `decoy` is the bytes of each decoy slot.
+pub fn kvm_slots<'a>(memory: &'a TableMemory, decoy: &'a [u8], decoys: u64) -> KvmStyleMemory<'a> {
+    let mut slots: Vec<(u64, &[u8])> = decoy_bases(memory.base, decoys)
+        .map(|base| (base, decoy))
+        .collect();
+    slots.push((memory.base, &memory.bytes[..]));
+    KvmStyleMemory::new(slots)
+}
+
+/// What L0 exposes to L1 in the benchmarks: PARange 52 bits, every
+/// granule with 52-bit support, FEAT_TTST.
+pub fn features() -> ExposedFeatures {
+    ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: MMFR0_PA52_ALL_GRANULES,
+        mmfr1: 0,
+        mmfr2: MMFR2_TTST,
+    })
+    .expect("benchmark ID registers are valid")
+}
+
+/// The walker for L1's `vtcr`/`vttbr` (little-endian descriptors).
+pub fn walker_for(vtcr: u64, vttbr: u64) -> Stage2Walker {
+    Stage2Walker::new(
+        Stage2Registers {
+            vtcr,
+            vttbr,
+            endianness: Endianness::Little,
+        },
+        &features(),
+    )
+}
+
+/// Every granule and start level, in the 48-bit format where it exists and
+/// in the 52-bit FEAT_LPA2 format where only that has the level, named
+/// `4K/L0`, `4K/L-1-lpa2`, ...
+pub fn hot_geometries() -> Vec<(String, Geometry)> {
+    let mut list = Vec::new();
+    for (granule, levels) in [
+        (Granule::K4, &[-1i8, 0, 1, 2, 3][..]),
+        (Granule::K16, &[0, 1, 2, 3][..]),
+        (Granule::K64, &[1, 2, 3][..]),
+    ] {
+        for &level in levels {
+            let lpa2 = level == -1 || (granule == Granule::K16 && level == 0);
+            let name = format!("{granule}/L{level}{}", if lpa2 { "-lpa2" } else { "" });
+            list.push((name, Geometry::full_start_table(granule, level, lpa2)));
+        }
+    }
+    list
+}
