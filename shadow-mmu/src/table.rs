@@ -717,6 +717,24 @@ impl<T: Keyed + 'static> Table<T> {
             || self.stash.iter().any(holds)
     }
 
+    /// Linked nodes (its buckets' and its stash's) for which `pred` holds,
+    /// by a scan of every place: for assertions and tests. Caller holds
+    /// the owner's writer lock.
+    pub(crate) fn count_linked(&self, guard: &Guard, pred: impl Fn(&T) -> bool) -> usize {
+        self.buckets
+            .iter()
+            .chain(self.stash.iter())
+            .flat_map(|b| b.slots.iter())
+            // SAFETY: as in `get`: loaded under `guard`, and destroyed
+            // only after being unlinked and a grace period that cannot end
+            // while `guard` is pinned.
+            .filter(|slot| {
+                unsafe { slot.load(Ordering::Acquire, guard).as_ref() }
+                    .is_some_and(|n| pred(&n.value))
+            })
+            .count()
+    }
+
     /// The node with `key` in either of its two buckets (`hashes`), the
     /// first probed first. Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
@@ -810,8 +828,11 @@ impl<T: Keyed + 'static> Table<T> {
     /// bucket, else its second), else a place made in either by moving a
     /// node to its own second bucket, else a free or dead place of the
     /// stash, else evicting the oldest live node of its buckets and the
-    /// stash (see the module documentation). Caller holds the owner's
-    /// writer lock.
+    /// stash (see the module documentation). `dead` is asked about nodes
+    /// until it says one is dead, whose place the insert then takes: it
+    /// says so at most once an insert, exactly when a dead node is
+    /// unlinked (the walk-result cache counts its old leaves by it). Caller
+    /// holds the owner's writer lock.
     pub(crate) fn insert<'g>(
         &self,
         node: T,
@@ -2359,5 +2380,76 @@ mod stash_tests {
         }
         let (displaced, _) = table.insert(Item(300), same_bucket(300), &guard, |_| false);
         assert_eq!(displaced, Displaced::Evicted(1));
+    }
+
+    /// A node stamped with the "flush" it was inserted in, dead once a
+    /// later one came (as the walk-result cache's leaves).
+    struct Aged {
+        key: u64,
+        flush: u64,
+    }
+
+    impl Keyed for Aged {
+        type Key = u64;
+        const HASH_IS_KEY: bool = true;
+        fn key(&self) -> u64 {
+            self.key
+        }
+    }
+
+    /// What the walk-result cache's count of old leaf nodes rests on
+    /// (`WalkCache::old_leaves_replaced`): an insert says a node is dead
+    /// (its `dead` returns true) at most once, and exactly when it unlinks
+    /// a dead node, and nothing else unlinks one (an eviction takes a live
+    /// node). Inserts of keys in few buckets, with second buckets, a
+    /// stash, moves and evictions, and now and then a "flush" that makes
+    /// every linked node dead; the dead nodes linked are counted by a scan
+    /// before and after each insert.
+    #[test]
+    fn an_insert_reports_each_dead_node_it_unlinks_once() {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let table = Table::<Aged>::with_stash(16, 2 * BUCKET, Some(SECOND));
+        let mut flush = 0;
+        let (mut reported, mut evicted_dead) = (0, 0);
+        for _ in 0..20_000 {
+            let guard = handle.pin();
+            if next() % 64 == 0 {
+                flush += 1;
+                continue;
+            }
+            let dead_before = table.count_linked(&guard, |n| n.flush != flush);
+            let key = next() % 96;
+            let said = core::cell::Cell::new(0);
+            let dead = |n: &Aged| {
+                let d = n.flush != flush;
+                said.set(said.get() + u32::from(d));
+                d
+            };
+            let (displaced, _) = table.insert(Aged { key, flush }, hash2(key, 7), &guard, dead);
+            let dead_after = table.count_linked(&guard, |n| n.flush != flush);
+            assert!(said.get() <= 1, "dead said twice in one insert");
+            assert_eq!(dead_before - dead_after, said.get() as usize);
+            if said.get() == 1 {
+                reported += 1;
+                assert_eq!(displaced, Displaced::Nothing);
+            }
+            if matches!(displaced, Displaced::Evicted(_)) && dead_before != 0 {
+                evicted_dead += 1;
+            }
+        }
+        // Both kinds happened: dead nodes taken, and evictions while some
+        // dead node was linked elsewhere.
+        assert!(
+            reported > 100 && evicted_dead > 0,
+            "{reported} {evicted_dead}"
+        );
     }
 }
