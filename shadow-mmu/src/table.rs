@@ -725,12 +725,12 @@ impl<T: Keyed + 'static> Table<T> {
             .iter()
             .chain(self.stash.iter())
             .flat_map(|b| b.slots.iter())
-            // SAFETY: as in `get`: loaded under `guard`, and destroyed
-            // only after being unlinked and a grace period that cannot end
-            // while `guard` is pinned.
             .filter(|slot| {
-                unsafe { slot.load(Ordering::Acquire, guard).as_ref() }
-                    .is_some_and(|n| pred(&n.value))
+                let shared = slot.load(Ordering::Acquire, guard);
+                // SAFETY: as in `get`: loaded under `guard`, and destroyed
+                // only after being unlinked and a grace period that cannot
+                // end while `guard` is pinned.
+                unsafe { shared.as_ref() }.is_some_and(|n| pred(&n.value))
             })
             .count()
     }
