@@ -26,6 +26,13 @@
 //! `*_with_refault` rows): collect `tlbi_count::invalidate_and_refault`
 //! instead, so work the invalidation leaves to a structure's next use is
 //! counted where it lands.
+//!
+//! `wait=PATH`: after the fill, print `filled` and wait until PATH exists
+//! before the counted calls, so that a 1M run can leave valgrind's
+//! instrumentation off through the fill (`--instr-atstart=no`, at near
+//! native speed) and turn it on then (`callgrind_control -i on`, then
+//! create PATH). The simulated caches then start empty at the first call,
+//! which a few thousand calls of random pages soon make up for.
 
 use std::hint::black_box;
 
@@ -109,6 +116,12 @@ fn main() {
         service.invalidate(&worker, 1, &InvalidateScope::Vmid);
         for i in 0..pages {
             translate(&service, &worker, &key, L1Fixture::l2_ipa(i));
+        }
+    }
+    if let Some(path) = args.iter().find_map(|a| a.strip_prefix("wait=")) {
+        println!("filled");
+        while !std::path::Path::new(path).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
     let refault = args.iter().any(|a| a == "refault");
