@@ -1767,6 +1767,23 @@ mod tests {
     /// path again. Fails when an insert that takes an old node's place does
     /// not count it (the gated path for ever), counts it twice, or the
     /// count is cleared before the last old node is gone.
+    /// Caches the leaf (base, log2 size) and keeps `listed` (what is
+    /// cached) in step: an evicted leaf goes, the new one is listed once.
+    fn insert_listed(
+        cache: &WalkCache,
+        index: &mut CacheIndex,
+        listed: &mut Vec<(u64, u8)>,
+        (base, size): (u64, u8),
+        guard: &Guard,
+    ) {
+        if let Some((old, old_size)) = cache.insert_leaf(index, leaf_of_size(base, size), guard) {
+            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
+        }
+        if !listed.contains(&(base, size)) {
+            listed.push((base, size));
+        }
+    }
+
     #[test]
     fn deferred_page_unindexing_matches_a_list_of_leaves() {
         let collector = epoch::Collector::new();
@@ -1805,14 +1822,7 @@ mod tests {
                         // some (which a page invalidation also removes).
                         let size = if next() % 16 == 0 { 21 } else { 12 };
                         let base = page & !((1u64 << size) - 1);
-                        let evicted =
-                            cache.insert_leaf(&mut index, leaf_of_size(base, size), &guard);
-                        if let Some((old, old_size)) = evicted {
-                            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-                        }
-                        if !listed.contains(&(base, size)) {
-                            listed.push((base, size));
-                        }
+                        insert_listed(&cache, &mut index, &mut listed, (base, size), &guard);
                     }
                     7..=13 => {
                         // A page, or a few pages when the draw says so.
@@ -1847,15 +1857,8 @@ mod tests {
                         // is taken).
                         let block = (BASE & !((1 << 21) - 1), 21);
                         let pages = (0..PAGES).map(|p| (BASE + p * 4096, 12));
-                        for (base, size) in core::iter::once(block).chain(pages) {
-                            let evicted =
-                                cache.insert_leaf(&mut index, leaf_of_size(base, size), &guard);
-                            if let Some((old, old_size)) = evicted {
-                                listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-                            }
-                            if !listed.contains(&(base, size)) {
-                                listed.push((base, size));
-                            }
+                        for leaf in core::iter::once(block).chain(pages) {
+                            insert_listed(&cache, &mut index, &mut listed, leaf, &guard);
                         }
                     }
                     15 => {
@@ -1882,12 +1885,7 @@ mod tests {
                             assert_eq!(waits, fast, "seed {seed} step {step}: {base:#x}");
                             fast_after_flush += usize::from(fast && flushed_with_leaves != 0);
                             listed.retain(|l| !overlaps(l, base, base + 1));
-                            let evicted =
-                                cache.insert_leaf(&mut index, leaf_of_size(base, 12), &guard);
-                            if let Some((old, old_size)) = evicted {
-                                listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-                            }
-                            listed.push((base, 12));
+                            insert_listed(&cache, &mut index, &mut listed, (base, 12), &guard);
                         }
                     }
                     _ => {}
