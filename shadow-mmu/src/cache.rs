@@ -1259,6 +1259,8 @@ impl WalkCache {
         }
     }
 
+    /// [`WalkCache::old_leaves_replaced`] when an insert took an old
+    /// node's place (after a flush only).
     #[cold]
     fn old_leaf_replaced(&self, replaced: u32, guard: &Guard) {
         let old = self.old_leaf_nodes.load(Ordering::Relaxed);
@@ -1747,6 +1749,23 @@ mod tests {
         assert!(directory.get(&key_a, &guard).is_none());
     }
 
+    /// Caches the leaf (base, log2 size) and keeps `listed` (what is
+    /// cached) in step: an evicted leaf goes, the new one is listed once.
+    fn insert_listed(
+        cache: &WalkCache,
+        index: &mut CacheIndex,
+        listed: &mut Vec<(u64, u8)>,
+        (base, size): (u64, u8),
+        guard: &Guard,
+    ) {
+        if let Some((old, old_size)) = cache.insert_leaf(index, leaf_of_size(base, size), guard) {
+            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
+        }
+        if !listed.contains(&(base, size)) {
+            listed.push((base, size));
+        }
+    }
+
     /// Page invalidations that leave their index bit for later
     /// (`unindex_page_later`), mixed with inserts (of the same pages and of
     /// blocks over them), evictions, range invalidations and flushes,
@@ -1767,23 +1786,6 @@ mod tests {
     /// path again. Fails when an insert that takes an old node's place does
     /// not count it (the gated path for ever), counts it twice, or the
     /// count is cleared before the last old node is gone.
-    /// Caches the leaf (base, log2 size) and keeps `listed` (what is
-    /// cached) in step: an evicted leaf goes, the new one is listed once.
-    fn insert_listed(
-        cache: &WalkCache,
-        index: &mut CacheIndex,
-        listed: &mut Vec<(u64, u8)>,
-        (base, size): (u64, u8),
-        guard: &Guard,
-    ) {
-        if let Some((old, old_size)) = cache.insert_leaf(index, leaf_of_size(base, size), guard) {
-            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-        }
-        if !listed.contains(&(base, size)) {
-            listed.push((base, size));
-        }
-    }
-
     #[test]
     fn deferred_page_unindexing_matches_a_list_of_leaves() {
         let collector = epoch::Collector::new();
