@@ -673,16 +673,6 @@ const fn second_bucket_key(secret: u64) -> u64 {
     secret.rotate_left(32) ^ 0x6a09_e667_f3bc_c909
 }
 
-/// Whether leaf node `n` is dead in a cache whose flush number is `flush`
-/// (an insert may take its place): stamped by an older flush. Counts the
-/// dead ones in `found` ([`WalkCache::old_leaves_replaced`]).
-#[inline(always)]
-fn old_leaf(n: &CachedWalk, flush: u64, found: &Cell<u32>) -> bool {
-    let old = n.flush != flush;
-    found.set(found.get() + u32::from(old));
-    old
-}
-
 /// A slot's cache as its contexts hold it: its `Arc`, with the leaf
 /// table's bucket array beside it for the hit path ([`HeldTable`],
 /// [`WalkCache::lookup`]).
@@ -718,7 +708,8 @@ pub(crate) struct WalkCache {
     /// the table cannot stand in for the index's gate
     /// ([`WalkCache::page_without_index`]). [`WalkCache::flush`] adds the
     /// live leaves it hides; an insert that takes such a node's place
-    /// takes one off ([`WalkCache::old_leaves_replaced`]). No other path
+    /// takes one off ([`Displaced::Dead`], [`WalkCache::old_leaf_replaced`]).
+    /// No other path
     /// unlinks one: an eviction only takes a live node (a dead one in the
     /// key's buckets or the stash is taken first), and every removal
     /// removes only keys an index lists (a live node: keys are unique in
@@ -997,16 +988,18 @@ impl WalkCache {
         }
         let key = entry.cache_key();
         let (base, size_log2) = (entry.ipa_base, entry.size_log2);
-        let old_replaced = Cell::new(0);
-        let dead = |n: &CachedWalk| old_leaf(n, flush, &old_replaced);
-        let displaced = self
+        match self
             .leaves
-            .insert(entry, self.leaf_hash(key), guard, dead)
-            .0;
-        self.old_leaves_replaced(old_replaced.get(), guard);
-        match displaced {
+            .insert(entry, self.leaf_hash(key), guard, |n| n.flush != flush)
+            .0
+        {
             Displaced::SameKey => None,
             Displaced::Nothing => {
+                index.add_leaf(base, size_log2);
+                None
+            }
+            Displaced::Dead => {
+                self.old_leaf_replaced(guard);
                 index.add_leaf(base, size_log2);
                 None
             }
@@ -1062,7 +1055,7 @@ impl WalkCache {
             let path = CachedPath { flush, ..*path };
             match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
                 Displaced::SameKey => {}
-                Displaced::Nothing => {
+                Displaced::Nothing | Displaced::Dead => {
                     index.add_path(path.region_base, path.level, path.span_log2);
                 }
                 Displaced::Evicted(old) => {
@@ -1246,29 +1239,17 @@ impl WalkCache {
         size_log2 == PAGE_LOG2 && first == last && self.old_leaf_nodes.load(Ordering::Relaxed) == 0
     }
 
-    /// An insert replaced `replaced` nodes [`old_leaf`] found dead (its
-    /// `dead` predicate returned true that many times: [`Table::insert`]
-    /// takes the place of the first dead node it is told of, so 0 or 1):
-    /// old nodes no index listed, which leave the table with it. At zero
-    /// the page path may skip the index again. Caller holds the writer
-    /// lock.
-    #[inline(always)]
-    fn old_leaves_replaced(&self, replaced: u32, guard: &Guard) {
-        if replaced != 0 {
-            self.old_leaf_replaced(replaced, guard);
-        }
-    }
-
-    /// [`WalkCache::old_leaves_replaced`] when an insert took an old
-    /// node's place (after a flush only).
+    /// An insert unlinked an old node ([`Displaced::Dead`]: one the table
+    /// found dead, stamped by an older flush), which no index listed: one
+    /// fewer. At zero the page path may skip the index again. Caller holds
+    /// the writer lock.
     #[cold]
-    fn old_leaf_replaced(&self, replaced: u32, guard: &Guard) {
+    fn old_leaf_replaced(&self, guard: &Guard) {
         let old = self.old_leaf_nodes.load(Ordering::Relaxed);
-        debug_assert_eq!(replaced, 1, "an insert takes one place");
         debug_assert_ne!(old, 0, "an old node was linked, so counted");
-        // Anything else would be a miscount: keep the count (and the
-        // index's gate) rather than risk clearing it early.
-        if replaced != 1 || old == 0 {
+        // Zero would be a miscount: keep it (and the index's gate) rather
+        // than wrap.
+        if old == 0 {
             return;
         }
         self.old_leaf_nodes.store(old - 1, Ordering::Relaxed);
