@@ -20,6 +20,19 @@
 //! take the block index's gate (shadow-mmu README, "A page TLBI's
 //! cache-index bit left to the index's next use"). A simulated miss count says
 //! how many lines the call misses, not whether their misses overlap.
+//!
+//! `refault` counts each invalidation together with the translate that maps
+//! its page again (the fault L2's next access takes; the benchmark's
+//! `*_with_refault` rows): collect `tlbi_count::invalidate_and_refault`
+//! instead, so work the invalidation leaves to a structure's next use is
+//! counted where it lands.
+//!
+//! `wait=PATH`: after the fill, print `filled` and wait until PATH exists
+//! before the counted calls, so that a 1M run can leave valgrind's
+//! instrumentation off through the fill (`--instr-atstart=no`, at near
+//! native speed) and turn it on then (`callgrind_control -i on`, then
+//! create PATH). The simulated caches then start empty at the first call,
+//! which a few thousand calls of random pages soon make up for.
 
 use std::hint::black_box;
 
@@ -62,6 +75,20 @@ fn invalidate_page(service: &UmbraService, worker: &Worker, scope: &InvalidateSc
     service.invalidate(worker, 1, scope)
 }
 
+/// The invalidation and the refault of its page, counted together.
+#[inline(never)]
+fn invalidate_and_refault(
+    service: &UmbraService,
+    worker: &Worker,
+    key: &ContextKey,
+    scope: &InvalidateScope,
+    ipa: u64,
+) -> u64 {
+    let removed = invalidate_page(service, worker, scope);
+    translate(service, worker, key, ipa);
+    removed
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let pages: u64 = match args.first().map_or("1K", String::as_str) {
@@ -91,14 +118,25 @@ fn main() {
             translate(&service, &worker, &key, L1Fixture::l2_ipa(i));
         }
     }
+    if let Some(path) = args.iter().find_map(|a| a.strip_prefix("wait=")) {
+        println!("filled");
+        while !std::path::Path::new(path).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let refault = args.iter().any(|a| a == "refault");
     let mut page = 0;
     let mut removed = 0;
     for _ in 0..calls {
         page = (page + STRIDE) % pages;
         let ipa = L1Fixture::l2_ipa(page);
         let scope = ipas2e1(ipa);
-        removed += black_box(invalidate_page(&service, &worker, &scope));
-        translate(&service, &worker, &key, ipa);
+        if refault {
+            removed += black_box(invalidate_and_refault(&service, &worker, &key, &scope, ipa));
+        } else {
+            removed += black_box(invalidate_page(&service, &worker, &scope));
+            translate(&service, &worker, &key, ipa);
+        }
     }
     println!(
         "{pages} pages, {calls} page invalidations removed {removed} entries; {:?}",

@@ -32,7 +32,7 @@ use walker::{
 
 use crate::prefetch::SHORT_RANGE_BLOCKS;
 use crate::sync::epoch::Guard;
-use crate::sync::unmodelled::AtomicBool;
+use crate::sync::unmodelled::AtomicUsize;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{
     hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, Table,
@@ -703,14 +703,22 @@ pub(crate) struct WalkCache {
     /// a move, so it is never contended by more than a retiring context
     /// and its successor.
     spare_index: spin::Mutex<Option<CacheIndex>>,
-    /// A flush left leaf nodes linked in the leaf table (with the old
-    /// flush number) that no index lists: a probe of the table can no
-    /// longer stand in for the index's gate ([`WalkCache::invalidate_leaves`]'s
-    /// page path). Set by [`WalkCache::flush`] (under the writer lock, as
-    /// every read); never cleared: nothing counts those nodes as later
-    /// inserts reuse their places. Last in the struct: off the hit path's
-    /// line.
-    unlisted_leaf_nodes: AtomicBool,
+    /// Leaf nodes a flush left linked in the leaf table (stamped with an
+    /// older flush number) that no index lists: while any is, a probe of
+    /// the table cannot stand in for the index's gate
+    /// ([`WalkCache::page_without_index`]). [`WalkCache::flush`] adds the
+    /// live leaves it hides; an insert that takes such a node's place
+    /// takes one off ([`Displaced::Dead`], [`WalkCache::old_leaf_replaced`]).
+    /// No other path
+    /// unlinks one: an eviction only takes a live node (a dead one in the
+    /// key's buckets or the stash is taken first), and every removal
+    /// removes only keys an index lists (a live node: keys are unique in
+    /// the table) or, on the page path that skips the index, runs only
+    /// while this is zero. So it is exact; a missed decrement would only
+    /// keep the gated path. Writers only (under the writer lock, as every
+    /// read): plain loads and stores. Last in the struct: off the hit
+    /// path's line.
+    old_leaf_nodes: AtomicUsize,
 }
 
 impl WalkCache {
@@ -729,7 +737,7 @@ impl WalkCache {
             leaf_sizes: AtomicU64::new(0),
             path_levels: AtomicU8::new(0),
             flush: AtomicU64::new(0),
-            unlisted_leaf_nodes: AtomicBool::new(false),
+            old_leaf_nodes: AtomicUsize::new(0),
         }
     }
 
@@ -990,6 +998,11 @@ impl WalkCache {
                 index.add_leaf(base, size_log2);
                 None
             }
+            Displaced::Dead => {
+                self.old_leaf_replaced(guard);
+                index.add_leaf(base, size_log2);
+                None
+            }
             Displaced::Evicted(old) => {
                 let (old_base, old_size) = (old & !0xfff, (old & 0xfff) as u8);
                 index.remove_leaf(old_base, old_size);
@@ -1042,7 +1055,7 @@ impl WalkCache {
             let path = CachedPath { flush, ..*path };
             match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
                 Displaced::SameKey => {}
-                Displaced::Nothing => {
+                Displaced::Nothing | Displaced::Dead => {
                     index.add_path(path.region_base, path.level, path.span_log2);
                 }
                 Displaced::Evicted(old) => {
@@ -1216,13 +1229,41 @@ impl WalkCache {
     /// and leaves the index's bit to [`CacheIndex::unindex_page_later`].
     /// The index is the gate elsewhere because a flush leaves old nodes
     /// linked with no index listing them (a probe of the table would find
-    /// and count such a node); until a flush has done so
-    /// (`unlisted_leaf_nodes`), every node the table links is listed, so a
-    /// tag match (the leaf hash is a bijection of the key) is a live leaf.
+    /// and count such a node); while none is linked (`old_leaf_nodes` is
+    /// zero: none yet, or inserts have taken every one's place), every node
+    /// the table links is listed, so a tag match (the leaf hash is a
+    /// bijection of the key) is a live leaf.
     /// Larger sizes keep the gate: a block's removal widens the shadow
     /// unmap to the block. Caller holds the writer lock.
     fn page_without_index(&self, size_log2: u8, first: u64, last: u64) -> bool {
-        size_log2 == PAGE_LOG2 && first == last && !self.unlisted_leaf_nodes.load(Ordering::Relaxed)
+        size_log2 == PAGE_LOG2 && first == last && self.old_leaf_nodes.load(Ordering::Relaxed) == 0
+    }
+
+    /// An insert unlinked an old node ([`Displaced::Dead`]: one the table
+    /// found dead, stamped by an older flush), which no index listed: one
+    /// fewer. At zero the page path may skip the index again. Caller holds
+    /// the writer lock.
+    #[cold]
+    fn old_leaf_replaced(&self, guard: &Guard) {
+        let old = self.old_leaf_nodes.load(Ordering::Relaxed);
+        debug_assert_ne!(old, 0, "an old node was linked, so counted");
+        // Zero would be a miscount: keep it (and the index's gate) rather
+        // than wrap.
+        if old == 0 {
+            return;
+        }
+        self.old_leaf_nodes.store(old - 1, Ordering::Relaxed);
+        if old == 1 {
+            // The gate goes: nothing old may be left (a scan, debug only).
+            debug_assert_eq!(self.old_leaves_linked(guard), 0);
+        }
+    }
+
+    /// Old leaf nodes the table links, by a scan of every place: what
+    /// `old_leaf_nodes` counts. For assertions and tests.
+    fn old_leaves_linked(&self, guard: &Guard) -> usize {
+        let flush = self.flush.load(Ordering::Relaxed);
+        self.leaves.count_linked(guard, |n| n.flush != flush)
     }
 
     /// Removes the leaves of `2^size_log2` bytes overlapping `[start,
@@ -1297,10 +1338,12 @@ impl WalkCache {
     pub(crate) fn flush(&self, index: &mut CacheIndex, guard: &Guard) -> usize {
         self.flush.fetch_add(1, Ordering::AcqRel);
         let live = index.live_leaves() + index.live_paths();
-        if index.live_leaves() != 0 {
-            // Their nodes stay linked, listed nowhere once cleared below.
-            self.unlisted_leaf_nodes.store(true, Ordering::Relaxed);
-        }
+        // Their nodes stay linked, listed nowhere once cleared below (the
+        // pending pages' are unlinked already: `live_leaves` leaves them
+        // out).
+        let old = self.old_leaf_nodes.load(Ordering::Relaxed);
+        self.old_leaf_nodes
+            .store(old + index.live_leaves(), Ordering::Relaxed);
         // Pending pages' nodes are gone already: their bits go with the
         // rest.
         index.pending_len = 0;
@@ -1687,6 +1730,23 @@ mod tests {
         assert!(directory.get(&key_a, &guard).is_none());
     }
 
+    /// Caches the leaf (base, log2 size) and keeps `listed` (what is
+    /// cached) in step: an evicted leaf goes, the new one is listed once.
+    fn insert_listed(
+        cache: &WalkCache,
+        index: &mut CacheIndex,
+        listed: &mut Vec<(u64, u8)>,
+        (base, size): (u64, u8),
+        guard: &Guard,
+    ) {
+        if let Some((old, old_size)) = cache.insert_leaf(index, leaf_of_size(base, size), guard) {
+            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
+        }
+        if !listed.contains(&(base, size)) {
+            listed.push((base, size));
+        }
+    }
+
     /// Page invalidations that leave their index bit for later
     /// (`unindex_page_later`), mixed with inserts (of the same pages and of
     /// blocks over them), evictions, range invalidations and flushes,
@@ -1697,6 +1757,16 @@ mod tests {
     /// bit and a later range invalidation misses it), and when a page's
     /// table probe stands in for the index after a flush left old nodes
     /// linked (the old node is found and counted).
+    ///
+    /// Flushes come from step 1000 on, and refills (every page and the
+    /// block over them cached again, as L2 faults back what a VMID flush
+    /// dropped): the count of old leaf nodes (`old_leaf_nodes`) equals a
+    /// scan of the table after every step, the page path skips the index
+    /// exactly while it is zero, and in every seed it is zero again after
+    /// a flush that left old nodes, and page invalidations take the fast
+    /// path again. Fails when an insert that takes an old node's place does
+    /// not count it (the gated path for ever), counts it twice, or the
+    /// count is cleared before the last old node is gone.
     #[test]
     fn deferred_page_unindexing_matches_a_list_of_leaves() {
         let collector = epoch::Collector::new();
@@ -1707,7 +1777,9 @@ mod tests {
         // (an eviction's index removal clears the waiting bits too).
         const PAGES: u64 = 192;
         for seed in 0..24u64 {
-            let mut state = (seed + 7).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // Mixed: a multiple of the stream's increment would make seed
+            // s's stream seed 0's shifted by s draws (the same run).
+            let mut state = mix(seed + 7);
             let mut next = || {
                 let z = mix(state);
                 state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -1719,6 +1791,11 @@ mod tests {
             let overlaps = |&(base, size): &(u64, u8), start: u64, end: u64| {
                 base < end && start < base + (1u64 << size)
             };
+            // Flushes that left old nodes, times the count came back to
+            // zero after one, and page invalidations of a cached page on
+            // the fast path after that.
+            let (mut flushed_with_leaves, mut resumed, mut fast_after_flush) = (0, 0, 0);
+            let mut gated = false;
             for step in 0..3000 {
                 let guard = handle.pin();
                 let page = BASE + (next() % PAGES) * 4096;
@@ -1728,14 +1805,7 @@ mod tests {
                         // some (which a page invalidation also removes).
                         let size = if next() % 16 == 0 { 21 } else { 12 };
                         let base = page & !((1u64 << size) - 1);
-                        let evicted =
-                            cache.insert_leaf(&mut index, leaf_of_size(base, size), &guard);
-                        if let Some((old, old_size)) = evicted {
-                            listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-                        }
-                        if !listed.contains(&(base, size)) {
-                            listed.push((base, size));
-                        }
+                        insert_listed(&cache, &mut index, &mut listed, (base, size), &guard);
                     }
                     7..=13 => {
                         // A page, or a few pages when the draw says so.
@@ -1756,17 +1826,30 @@ mod tests {
                         );
                         listed.retain(|l| !overlaps(l, page, end));
                     }
-                    // Late and rarely: until the first flush that leaves
-                    // nodes behind, page invalidations skip the index.
-                    14 if step >= 2000 && next() % 8 == 0 => {
+                    // Not early, and rarely: until the first flush that
+                    // leaves nodes behind, page invalidations skip the
+                    // index.
+                    14 if step >= 1000 && next() % 8 == 0 => {
+                        flushed_with_leaves += usize::from(!listed.is_empty());
                         cache.flush(&mut index, &guard);
                         listed.clear();
+                    }
+                    14 if next() % 4 == 0 => {
+                        // A refill: the block and every page cached again
+                        // (each old node's key, so every old node's place
+                        // is taken).
+                        let block = (BASE & !((1 << 21) - 1), 21);
+                        let pages = (0..PAGES).map(|p| (BASE + p * 4096, 12));
+                        for leaf in core::iter::once(block).chain(pages) {
+                            insert_listed(&cache, &mut index, &mut listed, leaf, &guard);
+                        }
                     }
                     15 => {
                         // The benchmark's pattern: a cached page's
                         // invalidation, then the fault that caches it again.
                         if let Some(&(base, 12)) = listed.get(next() as usize % listed.len().max(1))
                         {
+                            let fast = cache.page_without_index(12, base, base);
                             let removed = cache.invalidate_range(
                                 &mut index,
                                 base,
@@ -1780,18 +1863,26 @@ mod tests {
                                 .filter(|l| overlaps(l, base, base + 1))
                                 .count();
                             assert_eq!(removed, expected, "seed {seed} step {step}: {base:#x}");
+                            // The fast path leaves the page's bit waiting.
+                            let waits = index.pending_pages[..index.pending_len].contains(&base);
+                            assert_eq!(waits, fast, "seed {seed} step {step}: {base:#x}");
+                            fast_after_flush += usize::from(fast && flushed_with_leaves != 0);
                             listed.retain(|l| !overlaps(l, base, base + 1));
-                            let evicted =
-                                cache.insert_leaf(&mut index, leaf_of_size(base, 12), &guard);
-                            if let Some((old, old_size)) = evicted {
-                                listed.retain(|&l| l != (old, old_size.trailing_zeros() as u8));
-                            }
-                            listed.push((base, 12));
+                            insert_listed(&cache, &mut index, &mut listed, (base, 12), &guard);
                         }
                     }
                     _ => {}
                 }
                 assert_eq!(index.live_leaves(), listed.len(), "seed {seed} step {step}");
+                let old = cache.old_leaf_nodes.load(Ordering::Relaxed);
+                assert_eq!(
+                    old,
+                    cache.old_leaves_linked(&guard),
+                    "seed {seed} step {step}"
+                );
+                assert_eq!(cache.page_without_index(12, BASE, BASE), old == 0);
+                resumed += usize::from(gated && old == 0);
+                gated = old != 0;
                 if step % 64 == 0 {
                     for p in 0..PAGES {
                         let ipa = BASE + p * 4096;
@@ -1805,6 +1896,10 @@ mod tests {
                     }
                 }
             }
+            assert!(
+                flushed_with_leaves > 0 && resumed > 0 && fast_after_flush > 0,
+                "seed {seed}: {flushed_with_leaves} flushes, {resumed} resumed, {fast_after_flush} fast"
+            );
         }
     }
 }

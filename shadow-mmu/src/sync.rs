@@ -34,7 +34,7 @@ pub(crate) use crossbeam_epoch as epoch;
 /// (SeqCst) on its own, so a model of a strong-count handover could not
 /// fail with its Acquire fence removed.
 pub(crate) mod unmodelled {
-    pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+    pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize};
 }
 
 /// A mutual-exclusion lock for the writer side (inserts and invalidations

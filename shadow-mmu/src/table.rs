@@ -112,8 +112,13 @@ pub(crate) trait Keyed: Send {
 /// What an insert displaced, for the owner's indexes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Displaced<K> {
-    /// The slot was free (or held a node the caller declared dead).
+    /// The slot was free.
     Nothing,
+    /// The slot held a node the caller's `dead` declared dead (replaced
+    /// like a free place: the caller's indexes no longer list it). Said
+    /// of the one node the insert unlinked, however often `dead` was
+    /// asked: the walk-result cache counts its old leaves by it.
+    Dead,
     /// A node with the same key was replaced.
     SameKey,
     /// The bucket was full: this live node was evicted.
@@ -181,6 +186,10 @@ impl<T> Bucket<T> {
 /// A place holding a node: its bucket (or the stash's), its index there
 /// and the node.
 type Place<'t, 'g, T> = (&'t Bucket<T>, usize, Shared<'g, Node<T>>);
+
+/// A place an insert may take (its bucket and index there), and what
+/// taking it displaces.
+type OpenPlace<'t, T> = (&'t Bucket<T>, usize, Displaced<<T as Keyed>::Key>);
 
 /// See the module documentation.
 ///
@@ -717,6 +726,24 @@ impl<T: Keyed + 'static> Table<T> {
             || self.stash.iter().any(holds)
     }
 
+    /// Linked nodes (its buckets' and its stash's) for which `pred` holds,
+    /// by a scan of every place: for assertions and tests. Caller holds
+    /// the owner's writer lock.
+    pub(crate) fn count_linked(&self, guard: &Guard, pred: impl Fn(&T) -> bool) -> usize {
+        self.buckets
+            .iter()
+            .chain(self.stash.iter())
+            .flat_map(|b| b.slots.iter())
+            .filter(|slot| {
+                let shared = slot.load(Ordering::Acquire, guard);
+                // SAFETY: as in `get`: loaded under `guard`, and destroyed
+                // only after being unlinked and a grace period that cannot
+                // end while `guard` is pinned.
+                unsafe { shared.as_ref() }.is_some_and(|n| pred(&n.value))
+            })
+            .count()
+    }
+
     /// The node with `key` in either of its two buckets (`hashes`), the
     /// first probed first. Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
@@ -825,8 +852,9 @@ impl<T: Keyed + 'static> Table<T> {
     /// bucket, else its second), else a place made in either by moving a
     /// node to its own second bucket, else a free or dead place of the
     /// stash, else evicting the oldest live node of its buckets and the
-    /// stash (see the module documentation). Caller holds the owner's
-    /// writer lock.
+    /// stash (see the module documentation); [`Displaced::Dead`] when the
+    /// node it unlinked was a dead one. Caller holds the owner's writer
+    /// lock.
     pub(crate) fn insert<'g>(
         &self,
         node: T,
@@ -850,7 +878,7 @@ impl<T: Keyed + 'static> Table<T> {
                 // A dead node with the same key is replaced like a free
                 // place: the caller's indexes no longer list it.
                 let outcome = if is_dead {
-                    Displaced::Nothing
+                    Displaced::Dead
                 } else {
                     Displaced::SameKey
                 };
@@ -889,16 +917,16 @@ impl<T: Keyed + 'static> Table<T> {
         dead: &impl Fn(&T) -> bool,
     ) -> (&'t Bucket<T>, usize, Displaced<T::Key>) {
         for b in self.homes(hash) {
-            if let Some(i) = Self::open_place(b, guard, dead) {
-                return (b, i, Displaced::Nothing);
+            if let Some((i, outcome)) = Self::open_place(b, guard, dead) {
+                return (b, i, outcome);
             }
         }
-        if let Some((b, i)) = self.move_to_second(hash, guard, dead) {
-            return (b, i, Displaced::Nothing);
+        if let Some((b, i, outcome)) = self.move_to_second(hash, guard, dead) {
+            return (b, i, outcome);
         }
         for b in self.stash.iter() {
-            if let Some(i) = Self::open_place(b, guard, dead) {
-                return (b, i, Displaced::Nothing);
+            if let Some((i, outcome)) = Self::open_place(b, guard, dead) {
+                return (b, i, outcome);
             }
         }
         // (bucket, place, stamp, key) of the oldest live node: every place
@@ -924,18 +952,28 @@ impl<T: Keyed + 'static> Table<T> {
     }
 
     /// The first free place of `bucket`, or one whose node `dead` reports
-    /// as dead. Caller holds the owner's writer lock.
-    fn open_place(bucket: &Bucket<T>, guard: &Guard, dead: &impl Fn(&T) -> bool) -> Option<usize> {
-        bucket.slots.iter().position(|slot| {
+    /// as dead ([`Displaced::Dead`]). Caller holds the owner's writer
+    /// lock.
+    fn open_place(
+        bucket: &Bucket<T>,
+        guard: &Guard,
+        dead: &impl Fn(&T) -> bool,
+    ) -> Option<(usize, Displaced<T::Key>)> {
+        bucket.slots.iter().enumerate().find_map(|(i, slot)| {
             // SAFETY: as in `get`.
-            unsafe { slot.load(Ordering::Acquire, guard).as_ref() }.is_none_or(|n| dead(n.read()))
+            match unsafe { slot.load(Ordering::Acquire, guard).as_ref() } {
+                None => Some((i, Displaced::Nothing)),
+                Some(n) if dead(n.read()) => Some((i, Displaced::Dead)),
+                Some(_) => None,
+            }
         })
     }
 
     /// Makes room in a key's full buckets (`hash`'s) by moving one of
     /// their nodes that lives in its own first bucket to its own second,
-    /// when that has a free or dead place; the place it left (now free).
-    /// Caller holds the owner's writer lock.
+    /// when that has a free or dead place; the place it left (now free),
+    /// and [`Displaced::Dead`] when the node moved took a dead node's
+    /// place (unlinked here). Caller holds the owner's writer lock.
     ///
     /// The node is published in its second bucket (its tag first, then
     /// the pointer with Release) before its old place is cleared
@@ -956,7 +994,7 @@ impl<T: Keyed + 'static> Table<T> {
         hash: u64,
         guard: &Guard,
         dead: &impl Fn(&T) -> bool,
-    ) -> Option<(&'t Bucket<T>, usize)> {
+    ) -> Option<OpenPlace<'t, T>> {
         self.second?;
         let first = self.bucket_index(hash);
         for from in core::iter::once(first).chain(self.second_index(hash)) {
@@ -971,7 +1009,7 @@ impl<T: Keyed + 'static> Table<T> {
                     continue;
                 };
                 let target = &self.buckets[to];
-                let Some(j) = Self::open_place(target, guard, dead) else {
+                let Some((j, outcome)) = Self::open_place(target, guard, dead) else {
                     continue;
                 };
                 let node = bucket.slots[i].load(Ordering::Relaxed, guard);
@@ -980,7 +1018,7 @@ impl<T: Keyed + 'static> Table<T> {
                 // A dead node there goes as a replaced one does.
                 retire(replace(&target.slots[j], node, guard), guard);
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
-                return Some((bucket, i));
+                return Some((bucket, i, outcome));
             }
         }
         None
@@ -2439,5 +2477,75 @@ mod stash_tests {
         }
         let (displaced, _) = table.insert(Item(300), same_bucket(300), &guard, |_| false);
         assert_eq!(displaced, Displaced::Evicted(1));
+    }
+
+    /// A node stamped with the "flush" it was inserted in, dead once a
+    /// later one came (as the walk-result cache's leaves).
+    struct Aged {
+        key: u64,
+        flush: u64,
+    }
+
+    impl Keyed for Aged {
+        type Key = u64;
+        const HASH_IS_KEY: bool = true;
+        fn key(&self) -> u64 {
+            self.key
+        }
+    }
+
+    /// What the walk-result cache's count of old leaf nodes rests on
+    /// (`WalkCache::old_leaf_replaced`): an insert says [`Displaced::Dead`]
+    /// exactly when it unlinks a dead node, however often it asked `dead`,
+    /// and nothing else unlinks one (an eviction takes a live node).
+    /// Inserts of keys in few buckets, with second buckets, a stash, moves
+    /// and evictions, and now and then a "flush" that makes every linked
+    /// node dead; the dead nodes linked are counted by a scan before and
+    /// after each insert.
+    #[test]
+    fn an_insert_says_dead_exactly_when_it_unlinks_a_dead_node() {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let table = Table::<Aged>::with_stash(16, 2 * BUCKET, Some(SECOND));
+        let mut flush = 0;
+        let (mut same_key, mut other_key, mut evicted_dead) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let guard = handle.pin();
+            if next() % 64 == 0 {
+                flush += 1;
+                continue;
+            }
+            let dead_before = table.count_linked(&guard, |n| n.flush != flush);
+            let key = next() % 96;
+            let had_key = table.count_linked(&guard, |n| n.key == key) != 0;
+            let dead = |n: &Aged| n.flush != flush;
+            let (displaced, _) = table.insert(Aged { key, flush }, hash2(key, 7), &guard, dead);
+            let dead_after = table.count_linked(&guard, |n| n.flush != flush);
+            assert_eq!(
+                dead_before - dead_after,
+                usize::from(displaced == Displaced::Dead),
+                "{displaced:?}"
+            );
+            match displaced {
+                Displaced::Dead if had_key => same_key += 1,
+                Displaced::Dead => other_key += 1,
+                Displaced::Evicted(_) if dead_before != 0 => evicted_dead += 1,
+                _ => {}
+            }
+        }
+        // Every kind happened: a key's own dead node replaced, another
+        // key's dead place taken, and evictions while some dead node was
+        // linked elsewhere.
+        assert!(
+            same_key > 100 && other_key > 100 && evicted_dead > 0,
+            "{same_key} {other_key} {evicted_dead}"
+        );
     }
 }
