@@ -17,7 +17,8 @@ use shadow_mmu::service::{
     HostBackend, Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated, Worker,
 };
 use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
+    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowPlace,
+    ShadowTable,
 };
 use walker::{
     AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory,
@@ -408,6 +409,28 @@ impl<H: ShadowHooks> ShadowStore for HookedShadow<H> {
     fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
         self.hooks.map(m)?;
         self.inner.map(m)
+    }
+    // The excluded and place-keeping forms are forwarded (with the `map`
+    // hook) as hv's `HandshakeShadow` forwards them, so hooked services
+    // install through the path hv runs, not the trait's root-walk defaults
+    // (review 51 R51-4).
+    fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.hooks.map(m)?;
+        self.inner.map_excluded(m)
+    }
+    fn map_excluded_at(
+        &self,
+        m: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        self.hooks.map(m)?;
+        self.inner.map_excluded_at(m, place)
+    }
+    fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.inner.lookup_excluded(l2_ipa)
+    }
+    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        self.inner.lookup_place_excluded(l2_ipa)
     }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
         self.inner.unmap_range(l2_ipa, len)
