@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
+use ipc::tlbi::{EntryLevels, InvalidateScope};
 use walker::Granule;
 
 const BLOCK: u64 = 0x4000_0000; // a 2 MiB-aligned L2 IPA
@@ -21,11 +21,7 @@ const OLD_BLOCK: u64 = 0x8020_0000;
 const NEW_BLOCK: u64 = 0x8040_0000;
 
 fn tlbi(start: u64, end: u64) -> InvalidateScope {
-    InvalidateScope::Ipa(IpaScope {
-        range: IpaRange::new(start, end).unwrap(),
-        levels: EntryLevels::AnyLevel,
-        hint: TtlHint::None,
-    })
+    ipa_scope(start, end, EntryLevels::AnyLevel)
 }
 
 #[test]

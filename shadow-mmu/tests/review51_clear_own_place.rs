@@ -11,114 +11,32 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
 
 use common::*;
-use shadow_mmu::compose::{HostExecute, L0RegionMap, ShadowMapping};
-use shadow_mmu::service::{Service, ShadowBackend, ShadowStore, Translated};
-use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowPlace,
-    ShadowTable,
-};
+use shadow_mmu::service::Translated;
 use walker::Granule;
 
-/// Pauses the second `lookup_place_excluded` of the armed shadow VMID
-/// (the install's attempt after its first yielded at the cap) until `go`.
+/// Pauses the second `lookup_place_excluded` of the armed L2 IPA (the
+/// install's attempt after its first yielded at the cap) until `go`.
 #[derive(Default)]
 struct Gate {
-    armed: AtomicU32,
+    armed: AtomicU64,
     calls: AtomicUsize,
     paused: AtomicBool,
     go: AtomicBool,
 }
 
-/// The real shadow table, place methods forwarded (as hv's
-/// `HandshakeShadow` does), with the gate in its place lookup.
-struct GatedShadow {
-    inner: ShadowTable<Arc<HeapFramePool>, NoHardwareTlb>,
-    vmid: u16,
-    gate: Arc<Gate>,
-}
-
-impl ShadowStore for GatedShadow {
-    fn root_pa(&self) -> u64 {
-        self.inner.root_pa()
-    }
-    fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        self.inner.map(m)
-    }
-    fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
-        self.inner.map_excluded(m)
-    }
-    fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
-        self.inner.unmap_range(l2_ipa, len)
-    }
-    fn clear(&self) -> usize {
-        self.inner.clear()
-    }
-    fn reclaim(&self, max_frames: usize) -> usize {
-        self.inner.reclaim_detached(max_frames)
-    }
-    fn lookup(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup(l2_ipa)
-    }
-    fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
-        self.inner.lookup_excluded(l2_ipa)
-    }
-    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
-        if u32::from(self.vmid) == self.gate.armed.load(SeqCst)
-            && self.gate.calls.fetch_add(1, SeqCst) == 1
-        {
-            self.gate.paused.store(true, SeqCst);
-            wait_for(&self.gate.go);
+impl ShadowHooks for Gate {
+    fn lookup_place(&self, l2_ipa: u64) {
+        if l2_ipa == self.armed.load(SeqCst) && self.calls.fetch_add(1, SeqCst) == 1 {
+            self.paused.store(true, SeqCst);
+            wait_for(&self.go);
         }
-        self.inner.lookup_place_excluded(l2_ipa)
-    }
-    fn map_excluded_at(
-        &self,
-        m: &ShadowMapping,
-        place: ShadowPlace,
-    ) -> Result<MapOutcome, MapError> {
-        self.inner.map_excluded_at(m, place)
-    }
-    fn frames_used(&self) -> usize {
-        self.inner.frames_used()
-    }
-    fn leaves(&self) -> usize {
-        self.inner.leaves()
     }
 }
-
-struct GatedBackend {
-    pool: Arc<HeapFramePool>,
-    gate: Arc<Gate>,
-}
-
-impl ShadowBackend for GatedBackend {
-    type Shadow = GatedShadow;
-    fn create(&self, vmid: u16) -> Option<GatedShadow> {
-        let inner =
-            ShadowTable::new(self.pool.clone(), NoHardwareTlb, ShadowConfig::default()).ok()?;
-        Some(GatedShadow {
-            inner,
-            vmid,
-            gate: self.gate.clone(),
-        })
-    }
-    fn frames_in_use(&self) -> usize {
-        self.pool.frames_in_use()
-    }
-    fn host_execute(&self) -> HostExecute {
-        HostExecute::from_xnx(ShadowConfig::default().xnx)
-    }
-    fn input_bits(&self) -> u32 {
-        ShadowConfig::default().input_bits()
-    }
-}
-
-type Gated = Service<L1Memory, L0RegionMap, GatedBackend>;
 
 /// A's pages lie in one 2 MiB region (one level-3 table); B's elsewhere.
 const A_BASE: u64 = 0x1000_0000;
@@ -143,11 +61,7 @@ fn scenario() {
     }
     let (a, b) = (l1.key(1), l1.key(2));
     let gate = Arc::new(Gate::default());
-    let backend = GatedBackend {
-        pool: Arc::new(HeapFramePool::new(cfg.budget.frames, 1 << 40).expect("pool")),
-        gate: gate.clone(),
-    };
-    let s: Arc<Gated> = Arc::new(Service::new(cfg, mem, l0_map(), backend).expect("service"));
+    let s = hooked_service(cfg, mem, gate.clone());
     let w = s.worker();
     let read = |key, ipa| s.translate(&w, key, ipa, walker::AccessKind::Read, &ABORT);
     // A holds one page (so its second page's lookup stops at a level-3
@@ -162,8 +76,7 @@ fn scenario() {
     // largest, is cleared); its second pauses in its shadow lookup while
     // B takes the cap again, so it meets the cap once more and clears its
     // own shadow, A's level-3 table with it.
-    gate.armed
-        .store(u32::from(s.shadow_vmid(&w, &a).expect("A")), SeqCst);
+    gate.armed.store(A_BASE + 0x1000, SeqCst);
     let vcpu = {
         let s = s.clone();
         thread::spawn(move || {

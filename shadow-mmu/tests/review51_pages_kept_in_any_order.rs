@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
+use ipc::tlbi::{EntryLevels, InvalidateScope};
 use walker::Granule;
 
 const P1: u64 = 0x4000_0000;
@@ -21,11 +21,7 @@ const OLD: u64 = 0x8000_0000;
 const NEW: u64 = 0x8010_0000;
 
 fn tlbi(start: u64, end: u64) -> InvalidateScope {
-    InvalidateScope::Ipa(IpaScope {
-        range: IpaRange::new(start, end).unwrap(),
-        levels: EntryLevels::LeafOnly,
-        hint: TtlHint::None,
-    })
+    ipa_scope(start, end, EntryLevels::LeafOnly)
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod counting;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     HostExecute, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
@@ -344,6 +345,15 @@ pub fn faults_until_all_shadowed(
     ))
 }
 
+/// An IPAS2/RIPAS2-style invalidation of `[start, end)` with no level hint.
+pub fn ipa_scope(start: u64, end: u64, levels: EntryLevels) -> InvalidateScope {
+    InvalidateScope::Ipa(IpaScope {
+        range: IpaRange::new(start, end).expect("a valid range"),
+        levels,
+        hint: TtlHint::None,
+    })
+}
+
 /// The PA a mapped result gives for `ipa`.
 pub fn pa_of(t: &Translated, ipa: u64) -> Option<u64> {
     match t {
@@ -393,6 +403,9 @@ pub trait ShadowHooks: Send + Sync + 'static {
     }
     /// After `leaves` counted `leaves`, which it then reports.
     fn leaves(&self, _leaves: usize) {}
+    /// Before `lookup_place_excluded` of `l2_ipa` (an install's look at
+    /// its leaf's base).
+    fn lookup_place(&self, _l2_ipa: u64) {}
 }
 
 /// The real shadow table (a heap frame pool, no hardware TLB) with a
@@ -430,6 +443,7 @@ impl<H: ShadowHooks> ShadowStore for HookedShadow<H> {
         self.inner.lookup_excluded(l2_ipa)
     }
     fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        self.hooks.lookup_place(l2_ipa);
         self.inner.lookup_place_excluded(l2_ipa)
     }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
