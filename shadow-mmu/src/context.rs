@@ -874,6 +874,23 @@ impl<S: Send + Sync + 'static> Directory<S> {
     /// # Panics
     ///
     /// If `guard` is not a pin of the directory's collector.
+    ///
+    /// The context borrows the directory as well as the guard: a guard
+    /// keeps retired contexts alive, but dropping the directory frees every
+    /// context at once (review 50 R50-1), so none can outlive it:
+    ///
+    /// ```compile_fail,E0515
+    /// use shadow_mmu::context::{Context, ContextKey, Directory};
+    /// use shadow_mmu::service::Guard;
+    ///
+    /// fn outlive<'g>(
+    ///     directory: Directory<()>,
+    ///     key: &ContextKey,
+    ///     guard: &'g Guard,
+    /// ) -> Option<&'g Context<()>> {
+    ///     directory.get(key, guard)
+    /// }
+    /// ```
     pub fn get<'g>(&'g self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
         check_pin(&self.collector, guard);
         self.find(key, guard)
@@ -932,6 +949,23 @@ impl<S: Send + Sync + 'static> Directory<S> {
     /// # Panics
     ///
     /// If `guard` is not a pin of the directory's collector.
+    ///
+    /// As with [`Directory::get`], the context cannot outlive the directory:
+    ///
+    /// ```compile_fail,E0515
+    /// use shadow_mmu::context::{Context, ContextKey, Directory};
+    /// use shadow_mmu::service::Guard;
+    ///
+    /// fn outlive<'g>(
+    ///     directory: Directory<()>,
+    ///     key: &ContextKey,
+    ///     guard: &'g Guard,
+    /// ) -> Option<&'g Context<()>> {
+    ///     directory
+    ///         .get_or_create(key, guard, |_, _| {}, |_| Some(()), |_| {})
+    ///         .map(|(context, _)| context)
+    /// }
+    /// ```
     pub fn get_or_create<'g>(
         &'g self,
         key: &ContextKey,

@@ -621,19 +621,31 @@ impl fmt::Display for MapError {
 /// Where a walk of a shadow for one IPA stopped
 /// ([`ShadowTable::lookup_place_excluded`]): the deepest table it reached
 /// and that table's level. [`ShadowTable::map_excluded_at`] starts its walk
-/// there instead of at the root. Valid only while the caller's exclusion
-/// lasts and nothing has unmapped or cleared in the table since the walk
-/// (those may free tables); [`ShadowPlace::ROOT`] is always valid.
+/// there instead of at the root, under the same exclusion. A place that
+/// went stale (a table of its shadow was unlinked since the walk: an unmap
+/// that freed tables, a clear, a map that replaced a table by a block) or
+/// that is another shadow's is not used: the map walks from the root, so a
+/// stale place costs a walk, never a descriptor written into a freed or
+/// foreign frame (review 51 R51-2). [`ShadowPlace::ROOT`] always walks
+/// from the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShadowPlace {
     /// The table's PA; 0 for the root (not known here).
     table: u64,
     level: u8,
+    /// The walked shadow's root and [`ShadowTable`]'s `shape` at the walk.
+    root: u64,
+    shape: u64,
 }
 
 impl ShadowPlace {
     /// No walk known: a map from the place walks from the root.
-    pub const ROOT: ShadowPlace = ShadowPlace { table: 0, level: 0 };
+    pub const ROOT: ShadowPlace = ShadowPlace {
+        table: 0,
+        level: 0,
+        root: 0,
+        shape: 0,
+    };
 }
 
 /// What [`ShadowTable::map`] did.
@@ -829,6 +841,14 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// Leaves reachable from the root (and in retired tables not freed
     /// yet): what `clear` reports without walking the tree.
     leaves: AtomicUsize,
+    /// Bumped whenever a table is unlinked from the tree (`unmap_range`
+    /// freeing tables, `clear`, `map` replacing a table by a block): a
+    /// [`ShadowPlace`] taken before names a table that may be gone, and is
+    /// not used. Written under the exclusive lock or by a `map` (shared
+    /// lock or the caller's exclusion), read under the caller's exclusion,
+    /// which orders it: not modelled under loom (no model's outcome
+    /// depends on it beyond what the locks order).
+    shape: crate::sync::unmodelled::AtomicU64,
 }
 
 /// A detached table on its way back to the pool: its entries below `next`
@@ -979,6 +999,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             root_groups: AtomicU64::new(0),
             frames: AtomicUsize::new(config.empty_table_frames()),
             leaves: AtomicUsize::new(0),
+            shape: crate::sync::unmodelled::AtomicU64::new(0),
         })
     }
 
@@ -1122,10 +1143,11 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
 
     /// [`ShadowTable::map_excluded`] whose walk starts at `place`, where a
     /// [`ShadowTable::lookup_place_excluded`] of `m`'s base under the same
-    /// exclusion stopped, with no unmap or clear of this table since (they
-    /// may free the table `place` names): the upper levels are not read a
-    /// second time. A place below `m`'s level (a page's table, for a
-    /// block) is not used.
+    /// exclusion stopped: the upper levels are not read a second time. A
+    /// place below `m`'s level (a page's table, for a block), one another
+    /// shadow's lookup returned, or one a table unlink made stale since (an
+    /// unmap that freed tables, a clear, a block replacing a table) is not
+    /// used: the walk starts at the root (see [`ShadowPlace`]).
     pub fn map_excluded_at(
         &self,
         m: &ShadowMapping,
@@ -1144,6 +1166,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             return (None, ShadowPlace::ROOT);
         };
         let mut place = ShadowPlace::ROOT;
+        let shape = self.shape.load(Ordering::Relaxed);
         for level in 0..=3 {
             let d = table.0[index_at(l2_ipa, level)].load(Ordering::Acquire);
             match classify(d, level) {
@@ -1157,6 +1180,8 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     place = ShadowPlace {
                         table: pa,
                         level: level as u8 + 1,
+                        root: self.root,
+                        shape,
                     };
                 }
             }
@@ -1300,7 +1325,16 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         };
         let mut replaced = false;
         let (mut table, first) = match place {
-            ShadowPlace { table, level: at } if at != 0 && usize::from(at) <= level => {
+            ShadowPlace {
+                table,
+                level: at,
+                root,
+                shape,
+            } if at != 0
+                && usize::from(at) <= level
+                && root == self.root
+                && shape == self.shape.load(Ordering::Relaxed) =>
+            {
                 debug_assert!(matches!(exclusion, Exclusion::Caller));
                 (self.frame(table)?, usize::from(at))
             }
@@ -1424,6 +1458,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         if let Entry::Table(pa) = old {
                             // Unreachable now for hardware and for new
                             // software walks; freed under the exclusive lock.
+                            self.shape.fetch_add(1, Ordering::Relaxed);
                             let mut retired = self.retired.lock();
                             retired.push((pa, level + 1));
                             self.retired_count.store(retired.len(), Ordering::Relaxed);
@@ -1527,6 +1562,10 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         if work.span_end > work.span_start {
             self.tlb
                 .invalidate_range(work.span_start, work.span_end - work.span_start);
+        }
+        if work.freed.is_some() {
+            // Places taken before name tables that are going.
+            self.shape.fetch_add(1, Ordering::Relaxed);
         }
         let mut next = work.freed;
         while let Some(pa) = next {
@@ -1673,6 +1712,8 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     }
 
     fn detach_locked(&self) -> usize {
+        // Places taken before name tables that are going.
+        self.shape.fetch_add(1, Ordering::Relaxed);
         // Tables `map` retired are rare: free them now so the leaf count
         // stays exact.
         self.reclaim_retired();
@@ -1892,6 +1933,59 @@ mod tests {
             assert_eq!(from_place.frames_used(), from_root.frames_used());
             assert_eq!(from_place.leaves(), from_root.leaves());
         }
+    }
+
+    /// A place that went stale (its table freed by an unmap, detached by a
+    /// clear, or replaced by a block) or that is another shadow's is not
+    /// used: the map walks from the root and installs what a map from the
+    /// root does, however the shared pool reused the frames since (review
+    /// 51 R51-2: a map from such a place wrote into a freed or foreign frame).
+    #[test]
+    fn a_stale_or_foreign_place_maps_from_the_root() {
+        type Shadow = ShadowTable<Arc<HeapFramePool>, RecordingTlb>;
+        type Change = (&'static str, fn(&Shadow));
+        let base = 0x4020_0000;
+        let ipa = base + (3 << 12);
+        let page = |i: u64| mapping(base + (i << 12), FAKE_PA + (i << 12), 4096, RW, 0xff);
+        let pair = || {
+            let pool = Arc::new(HeapFramePool::new(64, FAKE_PA).unwrap());
+            let new =
+                || ShadowTable::new(pool.clone(), RecordingTlb::new(), ShadowConfig::default());
+            (new().unwrap(), new().unwrap())
+        };
+        let changes: [Change; 3] = [
+            ("an unmap that frees the table", |t| {
+                t.unmap_range(0x4020_0000, 2 << 20);
+            }),
+            ("a clear", |t| {
+                t.clear();
+                t.reclaim_detached(usize::MAX);
+            }),
+            ("a block over the table", |t| {
+                t.map(&mapping(0x4020_0000, FAKE_PA, 2 << 20, RW, 0xff))
+                    .unwrap();
+                t.reclaim();
+            }),
+        ];
+        for (what, change) in changes {
+            let (t, other) = pair();
+            t.map(&page(1)).unwrap();
+            let (_, place) = t.lookup_place_excluded(ipa);
+            assert_ne!(place, ShadowPlace::ROOT);
+            change(&t);
+            // The freed frames go to the other shadow's new tables.
+            other.map(&page(7)).unwrap();
+            assert!(t.map_excluded_at(&page(3), place).is_ok(), "{what}");
+            assert_eq!(t.lookup(ipa), Some(page(3)), "{what}");
+            assert_eq!(other.lookup(ipa), None, "{what}");
+        }
+        // A place of another shadow.
+        let (t, other) = pair();
+        other.map(&page(1)).unwrap();
+        let (_, foreign) = other.lookup_place_excluded(ipa);
+        assert!(t.map_excluded_at(&page(3), foreign).is_ok());
+        assert_eq!(t.lookup(ipa), Some(page(3)));
+        assert_eq!(other.lookup(ipa), None);
     }
 
     /// `unmap_range` reads each descriptor once: a table goes as soon as

@@ -7,6 +7,7 @@ pub mod counting;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
     HostExecute, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
@@ -17,7 +18,8 @@ use shadow_mmu::service::{
     HostBackend, Retry, Service, ServiceConfig, ShadowBackend, ShadowStore, Translated, Worker,
 };
 use shadow_mmu::shadow_table::{
-    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowTable,
+    FramePool, HeapFramePool, MapError, MapOutcome, NoHardwareTlb, ShadowConfig, ShadowPlace,
+    ShadowTable,
 };
 use walker::{
     AbortContext, AbortOrigin, AccessKind, Endianness, ExposedFeatures, Granule, GuestMemory,
@@ -343,6 +345,15 @@ pub fn faults_until_all_shadowed(
     ))
 }
 
+/// An IPAS2/RIPAS2-style invalidation of `[start, end)` with no level hint.
+pub fn ipa_scope(start: u64, end: u64, levels: EntryLevels) -> InvalidateScope {
+    InvalidateScope::Ipa(IpaScope {
+        range: IpaRange::new(start, end).expect("a valid range"),
+        levels,
+        hint: TtlHint::None,
+    })
+}
+
 /// The PA a mapped result gives for `ipa`.
 pub fn pa_of(t: &Translated, ipa: u64) -> Option<u64> {
     match t {
@@ -392,6 +403,9 @@ pub trait ShadowHooks: Send + Sync + 'static {
     }
     /// After `leaves` counted `leaves`, which it then reports.
     fn leaves(&self, _leaves: usize) {}
+    /// Before `lookup_place_excluded` of `l2_ipa` (an install's look at
+    /// its leaf's base).
+    fn lookup_place(&self, _l2_ipa: u64) {}
 }
 
 /// The real shadow table (a heap frame pool, no hardware TLB) with a
@@ -408,6 +422,29 @@ impl<H: ShadowHooks> ShadowStore for HookedShadow<H> {
     fn map(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
         self.hooks.map(m)?;
         self.inner.map(m)
+    }
+    // The excluded and place-keeping forms are forwarded (with the `map`
+    // hook) as hv's `HandshakeShadow` forwards them, so hooked services
+    // install through the path hv runs, not the trait's root-walk defaults
+    // (review 51 R51-4).
+    fn map_excluded(&self, m: &ShadowMapping) -> Result<MapOutcome, MapError> {
+        self.hooks.map(m)?;
+        self.inner.map_excluded(m)
+    }
+    fn map_excluded_at(
+        &self,
+        m: &ShadowMapping,
+        place: ShadowPlace,
+    ) -> Result<MapOutcome, MapError> {
+        self.hooks.map(m)?;
+        self.inner.map_excluded_at(m, place)
+    }
+    fn lookup_excluded(&self, l2_ipa: u64) -> Option<ShadowMapping> {
+        self.inner.lookup_excluded(l2_ipa)
+    }
+    fn lookup_place_excluded(&self, l2_ipa: u64) -> (Option<ShadowMapping>, ShadowPlace) {
+        self.hooks.lookup_place(l2_ipa);
+        self.inner.lookup_place_excluded(l2_ipa)
     }
     fn unmap_range(&self, l2_ipa: u64, len: u64) -> usize {
         self.inner.unmap_range(l2_ipa, len)
