@@ -794,26 +794,18 @@ impl<T: Keyed + 'static> Table<T> {
 
     /// The place holding `key` (its buckets', else the stash's), for a
     /// writer (whose tags are exact): tags alone decide when hashes are
-    /// keys.
+    /// keys. The first bucket is searched before the second's hash is
+    /// computed: a walk after a flush finds its key's stale node there.
     fn find_slot<'t, 'g>(
         &'t self,
         key: T::Key,
         hash: u64,
         guard: &'g Guard,
     ) -> Option<Place<'t, 'g, T>> {
-        self.homes(hash)
-            .chain(self.stash.iter())
-            .find_map(|b| Self::find_in(b, key, hash, guard).map(|(i, n)| (b, i, n)))
-    }
-
-    /// [`Table::find_slot`] past the key's first bucket (its second, then
-    /// the stash), for a writer that searched the first already.
-    fn find_beyond_first<'t, 'g>(
-        &'t self,
-        key: T::Key,
-        hash: u64,
-        guard: &'g Guard,
-    ) -> Option<Place<'t, 'g, T>> {
+        let first = self.bucket(hash);
+        if let Some((i, n)) = Self::find_in(first, key, hash, guard) {
+            return Some((first, i, n));
+        }
         self.second_index(hash)
             .map(|i| &self.buckets[i])
             .into_iter()
@@ -863,15 +855,7 @@ impl<T: Keyed + 'static> Table<T> {
         dead: impl Fn(&T) -> bool,
     ) -> (Displaced<T::Key>, &'g T) {
         let key = node.key();
-        // The key's first bucket alone first: where a walk after a flush
-        // finds its key's stale node, without the chained search (and the
-        // second bucket's hash) of `find_slot`.
-        let first = self.bucket(hash);
-        let found = match Self::find_in(first, key, hash, guard) {
-            Some((i, shared)) => Some((first, i, shared)),
-            None => self.find_beyond_first(key, hash, guard),
-        };
-        let (bucket, index, outcome) = match found {
+        let (bucket, index, outcome) = match self.find_slot(key, hash, guard) {
             Some((bucket, i, shared)) => {
                 // SAFETY: as in `get`.
                 let is_dead = unsafe { shared.as_ref() }.is_some_and(|n| dead(n.read()));
@@ -1015,8 +999,8 @@ impl<T: Keyed + 'static> Table<T> {
                 let node = bucket.slots[i].load(Ordering::Relaxed, guard);
                 // The tag first, as in `insert`.
                 target.tags[j].store(tag, Ordering::Release);
-                // A dead node there goes as a replaced one does.
-                retire(replace(&target.slots[j], node, guard), guard);
+                // A dead node there goes as a replaced one does (`insert`).
+                self.retire_batched(replace(&target.slots[j], node, guard), guard);
                 bucket.slots[i].store(Shared::null(), Ordering::Release);
                 return Some((bucket, i, outcome));
             }
@@ -1175,9 +1159,10 @@ impl<T: Keyed + 'static> Table<T> {
         }));
         let pool = Arc::clone(&self.pool);
         // SAFETY: every address in `nodes` is a node this table's writers
-        // unlinked from its slot (a store of null, or of an insert's
-        // replacement, by the slot's only writer: the owner's writer lock is held, and for a cache that is
-        // the lock of the slot's live context, as a retired context's cache
+        // unlinked from its slot (a store of null, or of an insert's or a
+        // move's replacement, by the slot's only writer: the owner's writer
+        // lock is held, and for a cache that is the lock of the slot's live
+        // context, as a retired context's cache
         // is never written), so no other writer unlinked it too; each was
         // put in the batch once and the batch is emptied here, so each is
         // destroyed exactly once, and no new reader can reach it. A reader
