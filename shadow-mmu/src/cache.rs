@@ -709,15 +709,14 @@ pub(crate) struct WalkCache {
     /// ([`WalkCache::page_without_index`]). [`WalkCache::flush`] adds the
     /// live leaves it hides; an insert that takes such a node's place
     /// takes one off ([`Displaced::Dead`], [`WalkCache::old_leaf_replaced`]).
-    /// No other path
-    /// unlinks one: an eviction only takes a live node (a dead one in the
-    /// key's buckets or the stash is taken first), and every removal
-    /// removes only keys an index lists (a live node: keys are unique in
-    /// the table) or, on the page path that skips the index, runs only
-    /// while this is zero. So it is exact; a missed decrement would only
-    /// keep the gated path. Writers only (under the writer lock, as every
-    /// read): plain loads and stores. Last in the struct: off the hit
-    /// path's line.
+    /// No other path unlinks one: an eviction only takes a live node (a
+    /// dead one in the key's buckets or the stash is taken first), and
+    /// every removal removes only keys an index lists (a live node: keys
+    /// are unique in the table) or, on the page path that skips the index,
+    /// runs only while this is zero. So it is exact; a missed decrement
+    /// would only keep the gated path. Writers only (under the writer
+    /// lock, as every read): plain loads and stores. Last in the struct:
+    /// off the hit path's line.
     old_leaf_nodes: AtomicUsize,
 }
 
@@ -1242,8 +1241,8 @@ impl WalkCache {
     /// An insert unlinked an old node ([`Displaced::Dead`]: one the table
     /// found dead, stamped by an older flush), which no index listed: one
     /// fewer. At zero the page path may skip the index again. Caller holds
-    /// the writer lock.
-    #[cold]
+    /// the writer lock. Not cold: after a VMID flush every walking fault's
+    /// insert comes here.
     fn old_leaf_replaced(&self, guard: &Guard) {
         let old = self.old_leaf_nodes.load(Ordering::Relaxed);
         debug_assert_ne!(old, 0, "an old node was linked, so counted");

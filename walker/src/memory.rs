@@ -302,15 +302,21 @@ impl<'a> Memslots<'a> {
         (address - slot.base < slot.size()).then_some(slot)
     }
 
+    /// The word at `address` and its slot's access: the largest slot
+    /// first (its copy at a fixed place in `self`, as in
+    /// [`Memslots::word_hinted`]), then the O(log n) search.
     #[inline]
-    fn word(&self, address: u64) -> Result<(&'a Memslot<'a>, &'a AtomicU64), MemoryError> {
+    fn word(&self, address: u64) -> Result<(SlotAccess, &'a AtomicU64), MemoryError> {
+        if let Some(word) = self.primary.aligned_word_at(address) {
+            return Ok((self.primary.access, word));
+        }
         if !address.is_multiple_of(8) {
             return Err(MemoryError::Misaligned);
         }
         let (_, slot) = self.candidate(address)?;
         slot.word_at(address)
             .ok_or(MemoryError::OutsideMemslots)
-            .map(|word| (slot, word))
+            .map(|word| (slot.access, word))
     }
 
     /// The slot with the greatest base <= `address` (which may not reach
@@ -395,13 +401,11 @@ impl GuestMemory for Memslots<'_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         // Acquire: a table descriptor published after its next-level table
         // (L1 writes the table, barrier, then the descriptor) must not let a
-        // later read of that table see older contents. The largest slot
-        // first, as for a hinted read (callers without a hint, such as a
-        // walk through shadow-mmu's cached-path overlay, read mostly there).
-        match self.primary.aligned_word_at(address) {
-            Some(word) => Ok(word.load(Ordering::Acquire)),
-            None => self.word(address).map(|(_, w)| w.load(Ordering::Acquire)),
-        }
+        // later read of that table see older contents. `word` tries the
+        // largest slot first, as a hinted read does (callers without a
+        // hint, such as a walk through shadow-mmu's cached-path overlay,
+        // read mostly there).
+        self.word(address).map(|(_, w)| w.load(Ordering::Acquire))
     }
 
     /// The largest slot is tried first, then the slot the hint names (1 +
@@ -463,11 +467,7 @@ impl GuestMemory for Memslots<'_> {
         current: u64,
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
-        // The largest slot first, as for reads.
-        let (access, word) = match self.primary.aligned_word_at(address) {
-            Some(word) => (self.primary.access, word),
-            None => self.word(address).map(|(slot, word)| (slot.access, word))?,
-        };
+        let (access, word) = self.word(address)?;
         if access == SlotAccess::ReadOnly {
             return Err(MemoryError::ReadOnly);
         }
