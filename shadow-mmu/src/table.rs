@@ -2469,6 +2469,24 @@ mod stash_tests {
     struct Aged {
         key: u64,
         flush: u64,
+        /// Counts the value's destructions, when a test asks.
+        drops: Option<Arc<core::sync::atomic::AtomicUsize>>,
+    }
+
+    impl Drop for Aged {
+        fn drop(&mut self) {
+            if let Some(drops) = &self.drops {
+                drops.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The tests' xorshift stream.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
     }
 
     impl Keyed for Aged {
@@ -2492,12 +2510,7 @@ mod stash_tests {
         let collector = epoch::Collector::new();
         let handle = collector.register();
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = || xorshift(&mut state);
         let table = Table::<Aged>::with_stash(16, 2 * BUCKET, Some(SECOND));
         let mut flush = 0;
         let (mut same_key, mut other_key, mut evicted_dead) = (0, 0, 0);
@@ -2511,7 +2524,12 @@ mod stash_tests {
             let key = next() % 96;
             let had_key = table.count_linked(&guard, |n| n.key == key) != 0;
             let dead = |n: &Aged| n.flush != flush;
-            let (displaced, _) = table.insert(Aged { key, flush }, hash2(key, 7), &guard, dead);
+            let node = Aged {
+                key,
+                flush,
+                drops: None,
+            };
+            let (displaced, _) = table.insert(node, hash2(key, 7), &guard, dead);
             let dead_after = table.count_linked(&guard, |n| n.flush != flush);
             assert_eq!(
                 dead_before - dead_after,
@@ -2534,28 +2552,6 @@ mod stash_tests {
         );
     }
 
-    /// A node that counts its destructions (its value's drops).
-    struct Counted {
-        key: u64,
-        flush: u64,
-        drops: Arc<core::sync::atomic::AtomicUsize>,
-    }
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.drops
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    impl Keyed for Counted {
-        type Key = u64;
-        const HASH_IS_KEY: bool = true;
-        fn key(&self) -> u64 {
-            self.key
-        }
-    }
-
     /// Every node an insert unlinks (its key's node, live or dead, a dead
     /// place of its buckets or the stash, the dead place a move to a second
     /// bucket takes, an evicted node) is destroyed only after a grace
@@ -2573,13 +2569,8 @@ mod stash_tests {
         let drops = Arc::new(core::sync::atomic::AtomicUsize::new(0));
         let dropped = || drops.load(core::sync::atomic::Ordering::Relaxed);
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let table = Table::<Counted>::with_stash(16, 2 * BUCKET, Some(SECOND));
+        let mut next = || xorshift(&mut state);
+        let table = Table::<Aged>::with_stash(16, 2 * BUCKET, Some(SECOND));
         let held = reader.pin();
         let (mut flush, mut inserts) = (0, 0);
         let (mut dead, mut same_key, mut evicted) = (0, 0, 0);
@@ -2590,10 +2581,10 @@ mod stash_tests {
                 continue;
             }
             let key = next() % 96;
-            let node = Counted {
+            let node = Aged {
                 key,
                 flush,
-                drops: Arc::clone(&drops),
+                drops: Some(Arc::clone(&drops)),
             };
             inserts += 1;
             match table
