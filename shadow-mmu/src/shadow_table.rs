@@ -624,18 +624,24 @@ impl fmt::Display for MapError {
 /// there instead of at the root, under the same exclusion. A place that
 /// went stale (a table of its shadow was unlinked since the walk: an unmap
 /// that freed tables, a clear, a map that replaced a table by a block) or
-/// that is another shadow's is not used: the map walks from the root, so a
-/// stale place costs a walk, never a descriptor written into a freed or
-/// foreign frame (review 51 R51-2). [`ShadowPlace::ROOT`] always walks
-/// from the root.
+/// that is another shadow's (a live one, or a dropped one whose root frame
+/// a new shadow got: review 52 R52-2), or that was taken for an IPA whose
+/// table region at that level is not the mapping's, is not used: the map
+/// walks from the root, so a wrong place costs a walk, never a descriptor
+/// written into a freed, foreign or unrelated table (review 51 R51-2).
+/// [`ShadowPlace::ROOT`] always walks from the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShadowPlace {
     /// The table's PA; 0 for the root (not known here).
     table: u64,
     level: u8,
-    /// The walked shadow's root and [`ShadowTable`]'s `shape` at the walk.
-    root: u64,
+    /// The walked shadow's never-reused identity and [`ShadowTable`]'s
+    /// `shape` at the walk.
+    identity: u64,
     shape: u64,
+    /// The walked IPA's region that `table` translates: its bits above
+    /// the span of one entry of the level above.
+    region: u64,
 }
 
 impl ShadowPlace {
@@ -643,8 +649,9 @@ impl ShadowPlace {
     pub const ROOT: ShadowPlace = ShadowPlace {
         table: 0,
         level: 0,
-        root: 0,
+        identity: 0,
         shape: 0,
+        region: 0,
     };
 }
 
@@ -849,7 +856,15 @@ pub struct ShadowTable<P: FramePool, T: TlbMaintenance> {
     /// which orders it: not modelled under loom (no model's outcome
     /// depends on it beyond what the locks order).
     shape: crate::sync::unmodelled::AtomicU64,
+    /// Never shared with another table of this process, even after this one
+    /// is dropped (its root frame may go to the next): what a
+    /// [`ShadowPlace`] names its shadow by.
+    identity: u64,
 }
+
+/// The next [`ShadowTable`]'s identity (0 is [`ShadowPlace::ROOT`]'s). An
+/// identity only names, orders nothing: plain core atomic under loom too.
+static NEXT_SHADOW_IDENTITY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 /// A detached table on its way back to the pool: its entries below `next`
 /// have been handed on (their tables freed or on the list above it).
@@ -1000,6 +1015,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             frames: AtomicUsize::new(config.empty_table_frames()),
             leaves: AtomicUsize::new(0),
             shape: crate::sync::unmodelled::AtomicU64::new(0),
+            identity: NEXT_SHADOW_IDENTITY.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -1180,8 +1196,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     place = ShadowPlace {
                         table: pa,
                         level: level as u8 + 1,
-                        root: self.root,
+                        identity: self.identity,
                         shape,
+                        region: l2_ipa >> level_shift(level),
                     };
                 }
             }
@@ -1328,12 +1345,14 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             ShadowPlace {
                 table,
                 level: at,
-                root,
+                identity,
                 shape,
+                region,
             } if at != 0
                 && usize::from(at) <= level
-                && root == self.root
-                && shape == self.shape.load(Ordering::Relaxed) =>
+                && identity == self.identity
+                && shape == self.shape.load(Ordering::Relaxed)
+                && region == ipa >> level_shift(usize::from(at) - 1) =>
             {
                 debug_assert!(matches!(exclusion, Exclusion::Caller));
                 (self.frame(table)?, usize::from(at))
@@ -1986,6 +2005,33 @@ mod tests {
         assert!(t.map_excluded_at(&page(3), foreign).is_ok());
         assert_eq!(t.lookup(ipa), Some(page(3)));
         assert_eq!(other.lookup(ipa), None);
+        // A place of a dropped shadow, whose root frame (and shape 0) a new
+        // shadow of the same pool got (review 52 R52-2).
+        let pool = Arc::new(HeapFramePool::new(64, FAKE_PA).unwrap());
+        let new = || ShadowTable::new(pool.clone(), RecordingTlb::new(), ShadowConfig::default());
+        let dropped = new().unwrap();
+        dropped.map(&page(1)).unwrap();
+        let (_, place) = dropped.lookup_place_excluded(ipa);
+        assert_ne!(place, ShadowPlace::ROOT);
+        drop(dropped);
+        let (t, other) = (new().unwrap(), new().unwrap());
+        other.map(&page(7)).unwrap();
+        assert!(t.map_excluded_at(&page(3), place).is_ok());
+        assert_eq!(t.lookup(ipa), Some(page(3)));
+        assert_eq!(other.lookup(ipa), None);
+        assert_eq!(other.lookup(base + (7 << 12)), Some(page(7)));
+        // A place taken for an IPA of another table region (another 2 MiB
+        // at level 3, another 1 GiB at level 2) of the same shadow.
+        for elsewhere in [0x4040_0000, 0x8020_0000] {
+            let (t, _) = pair();
+            t.map(&page(1)).unwrap();
+            let (_, place) = t.lookup_place_excluded(ipa);
+            let m = mapping(elsewhere, FAKE_PA + 0x9000, 4096, RW, 0xff);
+            assert!(t.map_excluded_at(&m, place).is_ok());
+            assert_eq!(t.lookup(elsewhere), Some(m), "{elsewhere:#x}");
+            assert_eq!(t.lookup(base), None, "{elsewhere:#x}");
+            assert_eq!(t.lookup(base + (1 << 12)), Some(page(1)), "{elsewhere:#x}");
+        }
     }
 
     /// `unmap_range` reads each descriptor once: a table goes as soon as
