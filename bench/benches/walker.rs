@@ -38,9 +38,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bench::walker_baseline::{cold_table, hot_walk, ColdTable};
+use bench::walker_baseline::{hot_walk, ColdTable};
 use bench::walker_fixture::{
-    features, hot_geometries, kvm_slots, walker_for, WalkerMemory, DECOY_SLOTS,
+    cold_fixture, features, hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory,
+    BATCHES_PER_EVICTION, COLD_BATCH as BATCH, DECOY_SLOTS,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use walker::{
@@ -185,60 +186,6 @@ fn hot(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-/// 512 MiB of memslot: 512 level-1 tables, 32768 disjoint paths (a
-/// level-2 and a level-3 table each, 256 MiB of tables at shuffled pages),
-/// 2^20 IPAs in the walk sequence.
-fn cold_fixture() -> ColdTable {
-    cold_table(512 << 20, 64, 1 << 20)
-}
-
-const BATCH: usize = 64;
-
-/// Batches walked between two cache evictions. Any 8 consecutive batches
-/// (512 walks) are disjoint below the root, so each finds its paths in no
-/// cache: every level of every walk misses, as in a hypervisor whose
-/// guests touch memory all over their address spaces.
-const BATCHES_PER_EVICTION: u64 = 8;
-
-/// Streams over a buffer larger than the last-level cache and the L2s
-/// together, so what was cached before is gone (untimed, between measured
-/// batches).
-struct CacheEvictor {
-    lines: Vec<u64>,
-}
-
-impl CacheEvictor {
-    fn new() -> CacheEvictor {
-        // Twice the LLC as the host reports it (32 MiB if it does not say).
-        let llc = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
-            .ok()
-            .and_then(|s| {
-                let s = s.trim();
-                let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-                let n: usize = digits.parse().ok()?;
-                Some(match unit {
-                    "K" => n << 10,
-                    "M" => n << 20,
-                    _ => n,
-                })
-            })
-            .unwrap_or(32 << 20);
-        let bytes = 2 * llc.max(8 << 20);
-        CacheEvictor {
-            lines: (0..bytes / 8).map(|i| i as u64).collect(),
-        }
-    }
-
-    fn evict(&mut self) {
-        // Write every line (one word each), so it is owned here and any
-        // table line in any cache level is displaced.
-        for line in self.lines.chunks_exact_mut(8) {
-            line[0] = line[0].wrapping_add(1);
-        }
-        black_box(&self.lines);
-    }
 }
 
 fn cold(c: &mut Criterion) {

@@ -24,12 +24,13 @@
 
 use std::hint::black_box;
 
-use bench::walker_baseline::{hot_walk, KvmStyleMemory};
+use bench::walker_baseline::{cold_table, hot_walk, ColdTable, KvmStyleMemory};
 use bench::walker_fixture::{
-    features, hot_geometries, kvm_slots, walker_for, WalkerMemory, DECOY_SLOTS,
+    features, hot_geometries, kvm_slots, walker_for, WalkerMemory, COLD_BATCH, DECOY_SLOTS,
 };
 use walker::{
     AccessKind, Endianness, ExposedFeatures, Memslots, SlotHint, Stage2Registers, Stage2Walker,
+    Translation, WalkError, WalkRequest,
 };
 
 #[inline(never)]
@@ -101,6 +102,56 @@ fn walks_new_then<R>(
     }
 }
 
+/// `n` times a `walk_batch` of `requests` (64 walks of a small cold table,
+/// in cache after the first call).
+#[inline(never)]
+fn walks_batch(
+    walker: &Stage2Walker,
+    memory: &Memslots,
+    requests: &[WalkRequest],
+    results: &mut [Result<Translation, WalkError>],
+    n: usize,
+) {
+    for _ in 0..n {
+        walker
+            .walk_batch(memory, black_box(requests), results)
+            .expect("equal lengths");
+        black_box(&*results);
+    }
+}
+
+/// The `batch` mode: 64 walks of a cold table (16 MiB, 1024 disjoint
+/// paths: the `walker_cold` layout, small enough to build under
+/// valgrind) in one `walk_batch` call, `n` times.
+fn batch_mode(n: usize) {
+    let fixture = cold_table(16 << 20, 2, 4096);
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let requests: Vec<WalkRequest> = fixture.ipas[..COLD_BATCH]
+        .iter()
+        .map(|&ipa| WalkRequest {
+            ipa,
+            access: AccessKind::Read,
+        })
+        .collect();
+    let mut results: Vec<Result<Translation, WalkError>> = requests
+        .iter()
+        .map(|r| walker.walk(&memslots, r.ipa, r.access))
+        .collect();
+    for (request, result) in requests.iter().zip(&results) {
+        assert_eq!(
+            result.as_ref().map(|t| t.output_address),
+            Ok(ColdTable::expected_oa(request.ipa))
+        );
+    }
+    let singles = results.clone();
+    walks_batch(&walker, &memslots, &requests, &mut results, n);
+    assert_eq!(results, singles, "the batch gives what single walks give");
+    println!("batch cold: {n} batches of {COLD_BATCH} walks");
+}
+
 #[inline(never)]
 fn walks_kvm(baseline: &KvmStyleMemory, (vtcr, vttbr): (u64, u64), ipa: u64, n: usize) {
     for _ in 0..n {
@@ -111,11 +162,23 @@ fn walks_kvm(baseline: &KvmStyleMemory, (vtcr, vttbr): (u64, u64), ipa: u64, n: 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|new|new_walk|new_leaf|kvm \
-                 [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot]";
+                 [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot]\n       \
+                 walk_count batch [BATCHES (1000)]";
     let mode = args.first().map(String::as_str).unwrap_or_else(|| {
         eprintln!("{usage}");
         std::process::exit(2)
     });
+    if mode == "batch" {
+        let n = args
+            .get(1)
+            .map_or(Ok(1000), |s| s.parse())
+            .unwrap_or_else(|e| {
+                eprintln!("batch count: {e}\n{usage}");
+                std::process::exit(2)
+            });
+        batch_mode(n);
+        return;
+    }
     let name = args.get(1).map_or("4K/L0", String::as_str);
     let n: usize = args
         .get(2)

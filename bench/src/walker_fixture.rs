@@ -1,9 +1,11 @@
 //! The walker side of the walker benchmarks' fixtures, shared by
 //! `benches/walker.rs` and `examples/walk_count.rs`: the table memory as
 //! the walker's memslots (with decoy slots below it, a typical VMM memory
-//! map), the same layout for the KVM-style baseline, the exposed features
-//! and the hot-walk geometries.
+//! map), the same layout for the KVM-style baseline, the exposed features,
+//! the hot-walk geometries, and the cold table with its cache eviction
+//! (shared with `examples/cold_ratio.rs`).
 
+use std::hint::black_box;
 use std::sync::atomic::AtomicU64;
 
 use walker::{
@@ -12,7 +14,8 @@ use walker::{
 };
 
 use crate::walker_baseline::{
-    Geometry, Granule, KvmStyleMemory, TableMemory, MMFR0_PA52_ALL_GRANULES, MMFR2_TTST,
+    cold_table, ColdTable, Geometry, Granule, KvmStyleMemory, TableMemory, MMFR0_PA52_ALL_GRANULES,
+    MMFR2_TTST,
 };
 
 /// Slots besides the table's in the multi-slot layout.
@@ -109,4 +112,66 @@ pub fn hot_geometries() -> Vec<(String, Geometry)> {
         }
     }
     list
+}
+
+/// 512 MiB of memslot: 512 level-1 tables, 32768 disjoint paths (a
+/// level-2 and a level-3 table each, 256 MiB of tables at shuffled pages),
+/// 2^20 IPAs in the walk sequence.
+pub fn cold_fixture() -> ColdTable {
+    cold_table(512 << 20, 64, 1 << 20)
+}
+
+/// Walks in one timed iteration of the cold rows (one `walk_batch` call).
+pub const COLD_BATCH: usize = 64;
+
+/// Batches walked between two cache evictions. Any 8 consecutive batches
+/// (512 walks) are disjoint below the root, so each finds its paths in no
+/// cache: every level of every walk misses, as in a hypervisor whose
+/// guests touch memory all over their address spaces.
+pub const BATCHES_PER_EVICTION: u64 = 8;
+
+/// Streams over a buffer larger than the last-level cache and the L2s
+/// together, so what was cached before is gone (untimed, between measured
+/// batches).
+#[derive(Debug)]
+pub struct CacheEvictor {
+    lines: Vec<u64>,
+}
+
+impl Default for CacheEvictor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CacheEvictor {
+    pub fn new() -> CacheEvictor {
+        // Twice the LLC as the host reports it (32 MiB if it does not say).
+        let llc = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
+            .ok()
+            .and_then(|s| {
+                let s = s.trim();
+                let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+                let n: usize = digits.parse().ok()?;
+                Some(match unit {
+                    "K" => n << 10,
+                    "M" => n << 20,
+                    _ => n,
+                })
+            })
+            .unwrap_or(32 << 20);
+        let bytes = 2 * llc.max(8 << 20);
+        CacheEvictor {
+            lines: (0..bytes / 8).map(|i| i as u64).collect(),
+        }
+    }
+
+    pub fn evict(&mut self) {
+        // Write every line (one word each), so it is owned here and any
+        // table line in any cache level is displaced.
+        for line in self.lines.chunks_exact_mut(8) {
+            line[0] = line[0].wrapping_add(1);
+        }
+        black_box(&self.lines);
+    }
 }

@@ -1,0 +1,212 @@
+//! The `walker_cold` benchmark's rows (`benches/walker.rs`) interleaved
+//! batch by batch in one process, for a ratio that load drift on a shared
+//! machine moves less than separate criterion rows:
+//!
+//! ```text
+//! cargo build --release -p bench --example cold_ratio
+//! chrt -f 1 target/release/examples/cold_ratio [ROUNDS (200)]
+//! ```
+//!
+//! Each round evicts the caches and walks 8 batches of 64 IPAs (the same
+//! [`bench::walker_fixture::cold_fixture`], the same eviction and the same
+//! 8 batches between evictions as the criterion rows) for each row in
+//! turn, the rows' order rotating from round to round. Prints each row's
+//! median and mean time per batch of 64 and the KVM-style row over each.
+//! The heap is on the pages `UMBRA_BENCH_PAGES` asks for (huge unless
+//! `4k`, `bench::host_pages`), as in the criterion bench.
+
+// Walk results carry their descriptor trail by value (no allocator).
+#![allow(clippy::result_large_err)]
+
+use std::hint::black_box;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bench::host_pages;
+use bench::walker_baseline::ColdTable;
+use bench::walker_fixture::{
+    cold_fixture, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
+    COLD_BATCH, DECOY_SLOTS,
+};
+use walker::{AccessKind, Translation, WalkError, WalkRequest};
+
+fn main() {
+    match host_pages::select() {
+        Ok(pages) => eprintln!(
+            "cold_ratio: heap on {pages:?} pages (re-executions: {}; {})",
+            host_pages::starts(),
+            host_pages::summary()
+        ),
+        Err(e) => panic!("cold_ratio: {e}"),
+    }
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(200), |s| s.parse())
+        .expect("ROUNDS is a number");
+    let fixture = cold_fixture();
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let requests: Vec<WalkRequest> = fixture
+        .ipas
+        .iter()
+        .map(|&ipa| WalkRequest {
+            ipa,
+            access: AccessKind::Read,
+        })
+        .collect();
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    let placeholder: Result<Translation, WalkError> =
+        walker.walk(&memslots, requests[0].ipa, AccessKind::Read);
+    let mut results = vec![placeholder; COLD_BATCH];
+    // The rows give what the single walks give (checked on the first
+    // chunks, as the criterion bench does).
+    for chunk in requests.chunks(COLD_BATCH).take(16) {
+        walker
+            .walk_batch(&memslots, chunk, &mut results)
+            .expect("equal lengths");
+        for (request, result) in chunk.iter().zip(&results) {
+            let single = walker.walk(&memslots, request.ipa, request.access);
+            assert_eq!(result, &single);
+            let oa = ColdTable::expected_oa(request.ipa);
+            assert_eq!(single.map(|t| t.output_address), Ok(oa));
+            assert_eq!(
+                baseline
+                    .walk(fixture.vtcr, fixture.vttbr, request.ipa)
+                    .map(|t| t.oa),
+                Ok(oa)
+            );
+        }
+    }
+    eprintln!("cold_ratio: fixture built ({})", host_pages::summary());
+
+    let chunks = requests.len() / COLD_BATCH;
+    // `loads_only64`: for each chunk, level by level, the word index of
+    // every walk's descriptor (from the single walks' trails), loaded as
+    // the criterion row does.
+    let levels = 4;
+    let descriptor_words: Vec<u32> = requests
+        .chunks(COLD_BATCH)
+        .flat_map(|chunk| {
+            let trails: Vec<_> = chunk
+                .iter()
+                .map(|request| {
+                    walker
+                        .walk(&memslots, request.ipa, request.access)
+                        .expect("every cold IPA is mapped")
+                        .trail
+                })
+                .collect();
+            (0..levels).flat_map(move |level| {
+                trails
+                    .iter()
+                    .map(move |trail| {
+                        let address = trail.as_slice()[level].address;
+                        u32::try_from((address - memory.base) / 8).expect("< 2^32 words")
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let zero = black_box(0u64);
+    let mut evictor = CacheEvictor::new();
+    let names = ["batch64", "kvm_style64", "leaf_single64", "loads_only64"];
+    let mut cursors: Vec<usize> = (0..names.len()).map(|k| k * chunks / names.len()).collect();
+    // Per row: the time of each batch, and of the first batch after each
+    // eviction (which also finds the walker's own state evicted).
+    let mut times: Vec<Vec<u64>> = vec![Vec::new(); names.len()];
+    let mut firsts: Vec<Vec<u64>> = vec![Vec::new(); names.len()];
+    let mut round_totals: Vec<Vec<u64>> = Vec::new();
+    for round in 0..rounds {
+        let mut totals = vec![0; names.len()];
+        for k in 0..names.len() {
+            let row = (round + k) % names.len();
+            evictor.evict();
+            for batch in 0..BATCHES_PER_EVICTION {
+                let index = cursors[row];
+                cursors[row] = (index + 1) % chunks;
+                let chunk = &requests[index * COLD_BATCH..][..COLD_BATCH];
+                let begin = Instant::now();
+                match row {
+                    0 => {
+                        walker
+                            .walk_batch(&memslots, chunk, &mut results)
+                            .expect("equal lengths");
+                        black_box(&results);
+                    }
+                    1 => {
+                        for request in chunk {
+                            black_box(baseline.walk(fixture.vtcr, fixture.vttbr, request.ipa)).ok();
+                        }
+                    }
+                    2 => {
+                        for request in chunk {
+                            black_box(walker.translate_leaf(
+                                &memslots,
+                                request.ipa,
+                                request.access,
+                            ))
+                            .ok();
+                        }
+                    }
+                    _ => {
+                        let words =
+                            &descriptor_words[index * COLD_BATCH * levels..][..COLD_BATCH * levels];
+                        let mut carried = [0u64; COLD_BATCH];
+                        for level in words.chunks_exact(COLD_BATCH) {
+                            for (value, &word) in carried.iter_mut().zip(level) {
+                                let index = word as usize + (*value & zero) as usize;
+                                *value = memory.words[index].load(Ordering::Relaxed);
+                            }
+                        }
+                        black_box(&carried);
+                    }
+                }
+                let elapsed = begin.elapsed().as_nanos() as u64;
+                times[row].push(elapsed);
+                totals[row] += elapsed;
+                if batch == 0 {
+                    firsts[row].push(elapsed);
+                }
+            }
+        }
+        round_totals.push(totals);
+    }
+    let mean = |t: &[u64]| t.iter().sum::<u64>() as f64 / t.len() as f64 / 1e3;
+    let stats: Vec<(f64, f64, f64)> = times
+        .iter_mut()
+        .zip(&firsts)
+        .map(|(t, first)| {
+            t.sort_unstable();
+            (t[t.len() / 2] as f64 / 1e3, mean(t), mean(first))
+        })
+        .collect();
+    // Criterion's estimate for these rows is the mean (`iter_custom`
+    // returns the total time of its iterations).
+    let (kvm_median, kvm_mean, _) = stats[1];
+    // Robust to load drift: each round's KVM-style total over the row's
+    // total in the same round (the rows ran back to back), median of the
+    // rounds.
+    let per_round =
+        |row: usize| -> Vec<u64> { round_totals.iter().map(|totals| totals[row]).collect() };
+    let kvm_rounds = per_round(1);
+    for (row, (name, (median, mean, first))) in names.iter().zip(&stats).enumerate() {
+        let mut ratios: Vec<f64> = kvm_rounds
+            .iter()
+            .zip(per_round(row))
+            .map(|(&kvm, this)| kvm as f64 / this as f64)
+            .collect();
+        ratios.sort_unstable_by(f64::total_cmp);
+        println!(
+            "{name:14} median {median:7.2} us  mean {mean:7.2} us  (first after eviction {first:7.2} us)  \
+             kvm_style64 / this: median {:5.2}x  mean {:5.2}x  round by round {:5.2}x (quartiles {:5.2}-{:5.2}x)",
+            kvm_median / median,
+            kvm_mean / mean,
+            ratios[ratios.len() / 2],
+            ratios[ratios.len() / 4],
+            ratios[3 * ratios.len() / 4],
+        );
+    }
+}
