@@ -32,18 +32,24 @@
 //!   walks), and `batch64_in_cache`, the batch's own work with every table
 //!   in cache.
 //!
+//! The process's heap, every table of every row, is on 2 MiB pages
+//! (`bench::host_pages`, as the shadow-mmu benches; `UMBRA_BENCH_PAGES=4k`
+//! for base pages): see `main`. `examples/cold_ratio.rs` runs the cold
+//! rows interleaved batch by batch, for ratios load drift moves less.
+//!
 //! Goals: <= 25 ns for the hot 4-level 4K walk, >= 5x the baseline, and
 //! batching >= 2x single walks on the cold table.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bench::host_pages;
 use bench::walker_baseline::{hot_walk, ColdTable};
 use bench::walker_fixture::{
     cold_fixture, features, hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory,
     BATCHES_PER_EVICTION, COLD_BATCH as BATCH, DECOY_SLOTS,
 };
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use walker::{
     AccessKind, Endianness, SlotHint, Stage2Registers, Stage2Walker, Translation, WalkError,
     WalkRequest,
@@ -362,4 +368,23 @@ criterion_group! {
     config = config();
     targets = hot, cold
 }
-criterion_main!(benches);
+
+/// `criterion_main!` with the heap put on the pages `UMBRA_BENCH_PAGES`
+/// asks for first (huge unless `4k`; see `bench::host_pages`), the
+/// walker's memory and the baseline's alike: hv maps L1's RAM with 1 GiB /
+/// 2 MiB blocks in its own stage 1, so the walker under hv takes no
+/// 4 KiB-page TLB miss on L1's tables, and a VMM backs guest RAM with
+/// huge pages where it can (QEMU advises THP on it), which is what KVM's
+/// `kvm_read_guest` reads through.
+fn main() {
+    match host_pages::select() {
+        Ok(pages) => eprintln!(
+            "walker: heap on {pages:?} pages (re-executions: {}; {})",
+            host_pages::starts(),
+            host_pages::summary()
+        ),
+        Err(e) => panic!("walker: {e}"),
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

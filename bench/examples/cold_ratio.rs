@@ -112,7 +112,13 @@ fn main() {
         .collect();
     let zero = black_box(0u64);
     let mut evictor = CacheEvictor::new();
-    let names = ["batch64", "kvm_style64", "leaf_single64", "loads_only64"];
+    let names = [
+        "batch64",
+        "kvm_style64",
+        "leaf_single64",
+        "loads_only64",
+        "loads_by_level64",
+    ];
     let mut cursors: Vec<usize> = (0..names.len()).map(|k| k * chunks / names.len()).collect();
     // Per row: the time of each batch, and of the first batch after each
     // eviction (which also finds the walker's own state evicted).
@@ -151,7 +157,7 @@ fn main() {
                             .ok();
                         }
                     }
-                    _ => {
+                    3 => {
                         let words =
                             &descriptor_words[index * COLD_BATCH * levels..][..COLD_BATCH * levels];
                         let mut carried = [0u64; COLD_BATCH];
@@ -162,6 +168,21 @@ fn main() {
                             }
                         }
                         black_box(&carried);
+                    }
+                    _ => {
+                        // As `loads_only64`, but each level's loads wait
+                        // for every load of the level before (a level
+                        // barrier, as a level-by-level batch has).
+                        let words =
+                            &descriptor_words[index * COLD_BATCH * levels..][..COLD_BATCH * levels];
+                        let mut all = 0u64;
+                        for level in words.chunks_exact(COLD_BATCH) {
+                            let offset = (all & zero) as usize;
+                            for &word in level {
+                                all ^= memory.words[word as usize + offset].load(Ordering::Relaxed);
+                            }
+                        }
+                        black_box(all);
                     }
                 }
                 let elapsed = begin.elapsed().as_nanos() as u64;

@@ -18,7 +18,7 @@
 //! those as written, and a later walk that read any descriptor of that
 //! trail differently is redone too.
 
-use crate::fault::{AccessKind, Trail};
+use crate::fault::{DescriptorRead, Fault, FaultCause, Trail, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
     BatchLengthMismatch, Cursor, Finish, Stage2Walker, Step, Stop, Translation, WalkError,
@@ -32,13 +32,15 @@ use crate::walk::{
 /// misses in flight (`walker_cold/batch64`: 12.8-13.3 -> 11.4-12.3 us).
 pub const BATCH_CHUNK: usize = 64;
 
+/// How a walk of a chunk left the level rounds.
 #[derive(Clone, Copy)]
-enum Phase {
-    /// Waiting for the descriptor at the cursor's address.
+enum End {
+    /// Still descending (cannot happen after [`MAX_TRAIL`] rounds: such a
+    /// walk would be walked again on its own).
     Descending,
-    /// The last read was a leaf with this value.
-    AtLeaf(u64),
-    /// Stopped before the leaf (or during setup).
+    /// Its last read is its leaf.
+    Leaf,
+    /// Stopped before the leaf (or at setup).
     Stopped(Stop),
     /// Needs a write before it can go on (FEAT_HAFT: AF in a table
     /// descriptor): walked again on its own, in request order.
@@ -72,38 +74,54 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
     requests: &[WalkRequest],
     results: &mut [Result<Translation, WalkError>],
 ) {
-    let n = requests.len().min(BATCH_CHUNK);
-    // Each cursor is written once, in place (slots past `n` stay unused).
-    let mut phases = [Phase::Descending; BATCH_CHUNK];
-    let mut cursors: [Cursor<Trail>; BATCH_CHUNK] = core::array::from_fn(|i| {
-        let request = requests.get(i).copied().unwrap_or(WalkRequest {
-            ipa: 0,
-            access: AccessKind::Read,
-        });
-        let mut cursor = Cursor::<Trail>::new(request.ipa, request.access);
-        if i < n {
-            if let Err(stop) = walker.begin(&mut cursor) {
-                phases[i] = Phase::Stopped(stop);
-            }
-        }
-        cursor
-    });
-
+    let requests = &requests[..requests.len().min(BATCH_CHUNK)];
+    // The walks' state, by index in the chunk: how each ended, and its
+    // reads (addresses and descriptors), one array per round. Round k
+    // reads every descending walk's descriptor at level `start_level + k`:
+    // every walk begins at the walker's start level and goes one level
+    // down a round.
+    let mut walks = Walks {
+        ends: [End::Descending; BATCH_CHUNK],
+        read_addresses: [[0; BATCH_CHUNK]; MAX_TRAIL],
+        read_values: [[0; BATCH_CHUNK]; MAX_TRAIL],
+        reads: [0; BATCH_CHUNK],
+        start_level: 0,
+    };
+    // The walks still descending, in request order, and where each finds
+    // its next read among this round's distinct addresses (`unique`).
+    let mut active = [0u8; BATCH_CHUNK];
+    let mut slot_of = [0u8; BATCH_CHUNK];
+    let mut active_len = 0;
     let mut unique = [0u64; BATCH_CHUNK];
-    let mut values: [Result<u64, MemoryError>; BATCH_CHUNK] = [Ok(0); BATCH_CHUNK];
-    let mut slot_of = [0usize; BATCH_CHUNK];
-    // Each round advances every descending walk by one level; a walk reads
-    // at most 5 descriptors (levels -1..=3), so 5 rounds finish them all.
-    for _ in 0..crate::fault::MAX_TRAIL {
-        let mut seen = Dedup::new();
-        let mut pending = 0;
-        for i in 0..n {
-            if let Phase::Descending = phases[i] {
-                let address = cursors[i].address;
-                slot_of[i] = seen.slot(address, &mut unique, &mut pending);
+    let mut pending = 0;
+    let mut seen = Dedup::new();
+    for (i, request) in requests.iter().enumerate() {
+        let mut cursor = Cursor::new(request.ipa, request.access);
+        match walker.begin(&mut cursor) {
+            Ok(()) => {
+                walks.start_level = cursor.level;
+                walks.read_addresses[0][i] = cursor.address;
+                active[active_len] = i as u8;
+                slot_of[active_len] = seen.slot(cursor.address, &mut unique, &mut pending);
+                active_len += 1;
             }
+            Err(stop) => walks.ends[i] = End::Stopped(stop),
         }
-        if pending == 0 {
+    }
+
+    // Walks finish in request order, as soon as every earlier one has
+    // ended: on a cold table the checks and results of the walks whose
+    // reads came back overlap the wait for the rest, as does gathering
+    // the next round's addresses. `written` tracks what the walks finished
+    // so far may have written (see `Written`).
+    let mut finished = 0;
+    let mut written = Written::new();
+    let mut values: [Result<u64, MemoryError>; BATCH_CHUNK] = [Ok(0); BATCH_CHUNK];
+    let mut level = walks.start_level;
+    // A walk reads at most 5 descriptors (levels -1..=3), so 5 rounds
+    // finish them all.
+    for round in 0..MAX_TRAIL {
+        if active_len == 0 {
             break;
         }
         // An implementation that skipped an entry would otherwise leave the
@@ -111,67 +129,183 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         // read is an external abort on the walk instead.
         values[..pending].fill(Err(MemoryError::OutsideMemslots));
         memory.read_descriptors(&unique[..pending], &mut values[..pending]);
-        for i in 0..n {
-            if let Phase::Descending = phases[i] {
-                phases[i] = match walker.advance(&mut cursors[i], values[slot_of[i]]) {
-                    Step::Continue => Phase::Descending,
-                    Step::Leaf(descriptor) => Phase::AtLeaf(descriptor),
-                    Step::Stop(stop) => Phase::Stopped(stop),
-                    Step::TableAccessFlag => Phase::Redo,
-                };
+        // The next round's addresses replace this round's in `unique`
+        // (read already) as the walks go on.
+        seen = Dedup::new();
+        pending = 0;
+        let next_lsb = walker.index_lsb(level + 1);
+        let mut still = 0;
+        for k in 0..active_len {
+            let i = active[k];
+            let walk = usize::from(i);
+            let address = walks.read_addresses[round][walk];
+            match values[usize::from(slot_of[k])] {
+                // Not read: not in the trail (as in a single walk).
+                Err(_) => {
+                    walks.reads[walk] = round as u8;
+                    let cause = FaultCause::DescriptorOutsideMemslots { address };
+                    walks.ends[walk] = End::Stopped(Stop { cause, level });
+                }
+                Ok(raw) => {
+                    let (descriptor, step) =
+                        walker.advance(requests[walk].ipa, level, raw, next_lsb);
+                    walks.read_values[round][walk] = descriptor;
+                    walks.reads[walk] = round as u8 + 1;
+                    match (step, walks.read_addresses.get_mut(round + 1)) {
+                        (Step::Continue(next), Some(addresses)) => {
+                            addresses[walk] = next;
+                            active[still] = i;
+                            slot_of[still] = seen.slot(next, &mut unique, &mut pending);
+                            still += 1;
+                            continue;
+                        }
+                        // (Levels end at 3, so a walk cannot go on after
+                        // MAX_TRAIL reads; were it to, it would stay
+                        // Descending and be walked again on its own.)
+                        (Step::Continue(_), None) => {}
+                        (Step::Leaf, _) => walks.ends[walk] = End::Leaf,
+                        (Step::Stop(stop), _) => walks.ends[walk] = End::Stopped(stop),
+                        (Step::TableAccessFlag, _) => walks.ends[walk] = End::Redo,
+                    }
+                }
+            }
+            while let Some(request) = requests.get(finished) {
+                if let End::Descending = walks.ends[finished] {
+                    break;
+                }
+                walks.finish(walker, memory, request, finished, &mut written, results);
+                finished += 1;
             }
         }
+        active_len = still;
+        level += 1;
     }
+    // Every walk has ended (a walk still descending after MAX_TRAIL rounds
+    // cannot exist; it would be walked again on its own).
+    while let Some(request) = requests.get(finished) {
+        walks.finish(walker, memory, request, finished, &mut written, results);
+        finished += 1;
+    }
+}
 
-    // Finish in request order, tracking what the walks finished so far may
-    // have written: leaf descriptors they updated, and (FEAT_HAFT) what a
-    // walk made singly saw, since it may have set AF in table descriptors.
-    let mut written = Written::new();
-    for i in 0..n {
-        let cursor = &cursors[i];
-        let request = &requests[i];
-        let stale = written.makes_stale(&cursor.trail, results);
+/// The walks of a chunk: how each left the level rounds and what it read.
+struct Walks {
+    ends: [End; BATCH_CHUNK],
+    /// By round, then by walk: the address of each read.
+    read_addresses: [[u64; BATCH_CHUNK]; MAX_TRAIL],
+    /// By round, then by walk: each descriptor read (L1's byte order
+    /// applied).
+    read_values: [[u64; BATCH_CHUNK]; MAX_TRAIL],
+    /// Per walk, the descriptors it read (its trail's length).
+    reads: [u8; BATCH_CHUNK],
+    /// The level of every walk's first read.
+    start_level: i8,
+}
+
+impl Walks {
+    /// Finish walk `i` (`request`), every earlier walk of the chunk being
+    /// finished: its result into `results[i]`, what it wrote into
+    /// `written`.
+    #[inline(always)]
+    fn finish<M: GuestMemory + ?Sized>(
+        &self,
+        walker: &Stage2Walker,
+        memory: &M,
+        request: &WalkRequest,
+        i: usize,
+        written: &mut Written,
+        results: &mut [Result<Translation, WalkError>],
+    ) {
+        let len = usize::from(self.reads[i]);
+        let mut trail = Trail::new();
+        for (k, (addresses, descriptors)) in self
+            .read_addresses
+            .iter()
+            .zip(&self.read_values)
+            .enumerate()
+            .take(len)
+        {
+            trail.record_at(
+                k,
+                DescriptorRead {
+                    address: addresses[i],
+                    value: descriptors[i],
+                    level: self.start_level + k as i8,
+                },
+            );
+        }
+        let stale = written.makes_stale(&trail, results);
         let mut walked_singly = true;
-        let outcome = match phases[i] {
-            Phase::Stopped(stop) if !stale => {
+        let fault = |stop: Stop| {
+            WalkError::Fault(Fault {
+                cause: stop.cause,
+                level: stop.level,
+                ipa: request.ipa,
+                access: request.access,
+                trail,
+            })
+        };
+        let outcome = match (self.ends[i], trail.as_slice().last()) {
+            (End::Stopped(stop), _) if !stale => {
                 walked_singly = false;
-                Err(WalkError::Fault(cursor.fault(stop)))
+                Err(fault(stop))
             }
-            Phase::AtLeaf(descriptor) if !stale => {
-                match walker.finish(memory, cursor, descriptor) {
+            (End::Leaf, Some(leaf)) if !stale => {
+                let cursor = Cursor {
+                    ipa: request.ipa,
+                    access: request.access,
+                    level: leaf.level,
+                    address: leaf.address,
+                    table_access_flags: 0,
+                };
+                match walker.finish(memory, &cursor, leaf.value) {
                     Finish::Done(Ok(leaf)) => {
                         walked_singly = false;
-                        Ok(walker.translation(cursor, &leaf))
+                        Ok(walker.translation_of(&cursor, trail, &leaf))
                     }
                     Finish::Done(Err(stop)) => {
                         walked_singly = false;
-                        Err(WalkError::Fault(cursor.fault(stop)))
+                        Err(fault(stop))
                     }
-                    Finish::Lost { .. } => walker.walk(memory, request.ipa, request.access),
+                    Finish::Lost { .. } => walk_singly(walker, memory, request),
                 }
             }
             // A walk whose reads an earlier walk of this chunk may have
             // changed, or that must update a table descriptor, is walked
-            // again on its own. (A walk still descending after 5 rounds
-            // cannot exist; it would be walked again too.)
-            _ => walker.walk(memory, request.ipa, request.access),
+            // again on its own.
+            _ => walk_singly(walker, memory, request),
         };
         // Stored first, then inspected where it lies: a result is 184
         // bytes, and each copy of it showed in the batch's profile.
-        results[i] = outcome;
+        let Some(result) = results.get_mut(i) else {
+            return;
+        };
+        *result = outcome;
         if walked_singly && walker.hardware_table_access_flag() {
             // Its table AF updates can change descriptors that later walks
             // read in the batch at any level (a table descriptor can also
             // be another walk's leaf through an aliasing table), so they
             // are compared with what this walk saw.
-            written.walked_singly(i, &results[i]);
+            written.walked_singly(i, result);
         }
-        if let Ok(translation) = &results[i] {
+        if let Ok(translation) = result {
             if translation.update.leaf_updated() {
                 written.leaf(translation.leaf_address());
             }
         }
     }
+}
+
+/// A walk of the batch made again on its own (rare: out of line, so the
+/// batch's loop stays small).
+#[cold]
+#[inline(never)]
+fn walk_singly<M: GuestMemory + ?Sized>(
+    walker: &Stage2Walker,
+    memory: &M,
+    request: &WalkRequest,
+) -> Result<Translation, WalkError> {
+    walker.walk(memory, request.ipa, request.access)
 }
 
 /// The descriptors a finished walk read (its trail), if it has them.
@@ -237,7 +371,16 @@ impl Written {
 
     /// Whether a walk that read `trail` in the batch must be redone;
     /// `results` holds the results of the chunk's walks finished so far.
+    /// Inline for the usual case, nothing written yet.
+    #[inline]
     fn makes_stale(&self, trail: &Trail, results: &[Result<Translation, WalkError>]) -> bool {
+        let nothing_written = !self.unknown && self.leaves_len == 0 && self.singly_len == 0;
+        !nothing_written && self.compare(trail, results)
+    }
+
+    /// [`Written::makes_stale`] once something was written.
+    #[inline(never)]
+    fn compare(&self, trail: &Trail, results: &[Result<Translation, WalkError>]) -> bool {
         self.unknown
             || self.leaves[..self.leaves_len]
                 .iter()
@@ -278,12 +421,8 @@ impl Dedup {
     }
 
     /// The batch slot of `address`, appending it to `unique` if new.
-    fn slot(
-        &mut self,
-        address: u64,
-        unique: &mut [u64; BATCH_CHUNK],
-        pending: &mut usize,
-    ) -> usize {
+    #[inline]
+    fn slot(&mut self, address: u64, unique: &mut [u64; BATCH_CHUNK], pending: &mut usize) -> u8 {
         let hash = (address >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         // The top bits of the product pick the bucket (the best-mixed ones).
         let bits = DEDUP_BUCKETS.trailing_zeros();
@@ -297,9 +436,9 @@ impl Dedup {
                     unique[slot] = address;
                     *pending += 1;
                     self.buckets[bucket] = (slot + 1) as u8;
-                    return slot;
+                    return slot as u8;
                 }
-                b if unique[usize::from(b) - 1] == address => return usize::from(b) - 1,
+                b if unique[usize::from(b) - 1] == address => return b - 1,
                 _ => bucket = (bucket + 1) % DEDUP_BUCKETS,
             }
         }
@@ -309,6 +448,6 @@ impl Dedup {
         let slot = *pending;
         unique[slot] = address;
         *pending += 1;
-        slot
+        slot as u8
     }
 }

@@ -161,12 +161,10 @@ impl Trail {
 pub(crate) trait TrailSink: Copy {
     /// Before the first read.
     const EMPTY: Self;
-    /// One descriptor read, in walk order.
-    fn record(&mut self, read: DescriptorRead);
     /// The `index`-th descriptor read (from 0), the trail holding the
-    /// `index` reads before it: [`TrailSink::record`] for a caller that
-    /// counts the reads itself (a single walk's loop), which spares the
-    /// reload and check of the trail's length on every level.
+    /// `index` reads before it: the caller counts the reads itself (a
+    /// single walk's loop), which spares the reload and check of the
+    /// trail's length on every level.
     fn record_at(&mut self, index: usize, read: DescriptorRead);
     /// The trail a fault reports.
     fn to_trail(&self) -> Trail;
@@ -177,11 +175,6 @@ pub(crate) trait TrailSink: Copy {
 
 impl TrailSink for Trail {
     const EMPTY: Self = Trail::new();
-
-    #[inline]
-    fn record(&mut self, read: DescriptorRead) {
-        self.push(read);
-    }
 
     #[inline]
     fn record_at(&mut self, index: usize, read: DescriptorRead) {
@@ -212,9 +205,6 @@ pub(crate) struct NoTrail;
 
 impl TrailSink for NoTrail {
     const EMPTY: Self = NoTrail;
-
-    #[inline]
-    fn record(&mut self, _: DescriptorRead) {}
 
     #[inline]
     fn record_at(&mut self, _: usize, _: DescriptorRead) {}

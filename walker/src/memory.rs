@@ -304,7 +304,7 @@ impl<'a> Memslots<'a> {
 
     /// The word at `address` and its slot's access: the largest slot
     /// first (its copy at a fixed place in `self`, as in
-    /// [`Memslots::word_hinted`]), then the O(log n) search.
+    /// [`GuestMemory::read_descriptor_hinted`]), then the O(log n) search.
     #[inline]
     fn word(&self, address: u64) -> Result<(SlotAccess, &'a AtomicU64), MemoryError> {
         if let Some(word) = self.primary.aligned_word_at(address) {
@@ -340,22 +340,8 @@ impl<'a> Memslots<'a> {
         Ok((index, slot))
     }
 
-    /// The word at `address`: the largest slot first (from its copy at a
-    /// fixed place in `self`, so a walk keeps its base, length and words
-    /// in registers), then the slot `hint` names, then the search, which
-    /// records where it found the word in `hint`. The first step is all a
-    /// walk whose tables are in the guest's RAM runs; the rest is out of
-    /// line, so the walk's loop stays small.
-    #[inline]
-    fn word_hinted(&self, address: u64, hint: &mut SlotHint) -> Result<&'a AtomicU64, MemoryError> {
-        match self.primary.aligned_word_at(address) {
-            Some(word) => Ok(word),
-            None => self.word_hinted_beyond_primary(address, hint),
-        }
-    }
-
-    /// [`GuestMemory::read_descriptor_hinted`] once the largest slot
-    /// missed.
+    /// [`GuestMemory::read_descriptor_hinted`] (and a batched read) once
+    /// the largest slot missed.
     #[cold]
     #[inline(never)]
     fn read_beyond_primary(&self, address: u64, hint: &mut SlotHint) -> Result<u64, MemoryError> {
@@ -363,7 +349,9 @@ impl<'a> Memslots<'a> {
             .map(|word| word.load(Ordering::Acquire))
     }
 
-    /// [`Memslots::word_hinted`] once the largest slot missed.
+    /// The word at `address` once the largest slot missed: the slot
+    /// `hint` names, then the search, which records where it found the
+    /// word in `hint`. Out of line, so a walk's loop stays small.
     #[cold]
     #[inline(never)]
     fn word_hinted_beyond_primary(
@@ -425,36 +413,24 @@ impl GuestMemory for Memslots<'_> {
         }
     }
 
-    /// Two passes: first every address is resolved to its word (slot
-    /// metadata only, which stays in cache), then all the words are loaded
-    /// in one tight loop. The loads are independent and a few instructions
-    /// apart, so the core has the whole batch's cache misses in flight at
-    /// once, rather than the few that fit its reorder window between slot
-    /// searches. They are Relaxed, followed by one Acquire fence: each is
-    /// then an acquire read as in [`GuestMemory::read_descriptor`], without
-    /// a per-load barrier serialising them (LDAR on arm64).
+    /// One pass: each address is tried against the largest slot inline
+    /// (subtract, rotate, compare) and its word loaded at once; an address
+    /// beyond it goes out of line (the hint, then the search). A batch's
+    /// tables are normally all in the largest slot, so the loop is a few
+    /// instructions a load, the loads independent of each other: the core
+    /// has the whole batch's cache misses in flight at once. They are
+    /// Relaxed, followed by one Acquire fence: each is then an acquire
+    /// read as in [`GuestMemory::read_descriptor`], without a per-load
+    /// barrier serialising them (LDAR on arm64).
     fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
-        const GROUP: usize = 64;
-        let mut words: [Option<&AtomicU64>; GROUP] = [None; GROUP];
         let mut hint = SlotHint::default();
-        for (addresses, values) in addresses.chunks(GROUP).zip(values.chunks_mut(GROUP)) {
-            for ((address, value), word) in addresses.iter().zip(values.iter_mut()).zip(&mut words)
-            {
-                *word = match self.word_hinted(*address, &mut hint) {
-                    Ok(found) => Some(found),
-                    Err(error) => {
-                        *value = Err(error);
-                        None
-                    }
-                };
-            }
-            // Only this group's words: a last group shorter than its
-            // `values` chunk must leave the values without an address
-            // alone, not load words left from the previous group.
-            for (value, word) in values.iter_mut().zip(&words[..addresses.len()]) {
-                if let Some(word) = word {
-                    *value = Ok(word.load(Ordering::Relaxed));
-                }
+        // `zip`: values without an address are left alone.
+        for (address, value) in addresses.iter().zip(values.iter_mut()) {
+            // A store in each arm: one store of the merged arms went
+            // through a stack temporary, byte by byte.
+            match self.primary.aligned_word_at(*address) {
+                Some(word) => *value = Ok(word.load(Ordering::Relaxed)),
+                None => *value = self.read_beyond_primary(*address, &mut hint),
             }
         }
         fence(Ordering::Acquire);

@@ -9,7 +9,7 @@ use crate::fault::{
     AccessKind, CacheMaintenance, DescriptorRead, Fault, FaultCause, NoTrail, Trail, TrailSink,
 };
 use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
-use crate::memory::{GuestMemory, MemoryError, SlotHint};
+use crate::memory::{GuestMemory, SlotHint};
 use crate::visit::LeafAttributes;
 
 /// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).
@@ -554,17 +554,18 @@ pub(crate) struct Stop {
     pub(crate) level: i8,
 }
 
-/// Progress of one walk after a descriptor read.
+/// What one descriptor read means for a batched walk
+/// ([`Stage2Walker::advance`]).
 pub(crate) enum Step {
-    /// Read the descriptor at the cursor's new address next.
-    Continue,
-    /// The cursor's last read is a leaf.
-    Leaf(u64),
+    /// A table descriptor: read the descriptor at this address next.
+    Continue(u64),
+    /// The descriptor is the walk's leaf.
+    Leaf,
     /// The walk faulted.
     Stop(Stop),
     /// FEAT_HAFT: the table descriptor just read has AF clear and must
-    /// have it set, by compare-and-swap, before the walk goes on to the
-    /// cursor's new address (a batch walks such a request singly).
+    /// have it set, by compare-and-swap, before the walk goes on (a batch
+    /// walks such a request singly).
     TableAccessFlag,
 }
 
@@ -589,39 +590,27 @@ enum Descent {
     Lost { descriptor_address: u64 },
 }
 
-/// A walk in progress: where the next descriptor read goes, and the
-/// descriptors read so far (a [`Trail`], or [`NoTrail`] for a lean walk).
+/// A walk in progress: where the next descriptor read goes. The
+/// descriptors read so far are kept apart (a [`Trail`], or [`NoTrail`]
+/// for a lean walk; per round for a batch).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Cursor<T: TrailSink = Trail> {
+pub(crate) struct Cursor {
     pub(crate) ipa: u64,
     pub(crate) access: AccessKind,
     pub(crate) level: i8,
     pub(crate) address: u64,
-    pub(crate) trail: T,
     /// Table descriptors this walk set AF in so far (FEAT_HAFT).
     pub(crate) table_access_flags: u8,
 }
 
-impl<T: TrailSink> Cursor<T> {
+impl Cursor {
     pub(crate) const fn new(ipa: u64, access: AccessKind) -> Self {
         Cursor {
             ipa,
             access,
             level: 0,
             address: 0,
-            trail: T::EMPTY,
             table_access_flags: 0,
-        }
-    }
-
-    /// The fault for `stop`, with the trail recorded (empty for a lean walk).
-    pub(crate) fn fault(&self, stop: Stop) -> Fault {
-        Fault {
-            cause: stop.cause,
-            level: stop.level,
-            ipa: self.ipa,
-            access: self.access,
-            trail: self.trail.to_trail(),
         }
     }
 }
@@ -912,14 +901,14 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
         hint: &mut SlotHint,
-        done: impl Fn(&Cursor<NoTrail>, &T, &Leaf) -> R,
+        done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         let mut lost_at = 0;
         // Table AF updates of attempts that lost a race were made all the
         // same: the count carries over to the restarted walk.
         let mut table_access_flags = 0;
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let mut cursor = Cursor::<NoTrail>::new(ipa, access);
+            let mut cursor = Cursor::new(ipa, access);
             let mut trail = T::EMPTY;
             cursor.table_access_flags = table_access_flags;
             if let Err(stop) = self.begin(&mut cursor) {
@@ -954,7 +943,7 @@ impl Stage2Walker {
     fn descend<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<NoTrail>,
+        cursor: &mut Cursor,
         trail: &mut T,
         hint: &mut SlotHint,
     ) -> Descent {
@@ -974,7 +963,7 @@ impl Stage2Walker {
     fn descend_in<M: GuestMemory + ?Sized, T: TrailSink>(
         &self,
         memory: &M,
-        cursor: &mut Cursor<NoTrail>,
+        cursor: &mut Cursor,
         trail: &mut T,
         hint: &mut SlotHint,
         endianness: Endianness,
@@ -1101,7 +1090,7 @@ impl Stage2Walker {
     /// Configuration and input checks (top of AArch64.S2Translate) and the
     /// start-level descriptor address (AArch64.S2SLTTEntryAddress).
     #[inline]
-    pub(crate) fn begin<T: TrailSink>(&self, cursor: &mut Cursor<T>) -> Result<(), Stop> {
+    pub(crate) fn begin(&self, cursor: &mut Cursor) -> Result<(), Stop> {
         let stop0 = |cause| Stop { cause, level: 0 };
         let geometry = self.setup.map_err(stop0)?;
         // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
@@ -1205,55 +1194,26 @@ impl Stage2Walker {
         }
     }
 
-    /// Feed one descriptor read (raw, or the memory error) into a walk.
-    #[inline]
-    pub(crate) fn advance<T: TrailSink>(
-        &self,
-        cursor: &mut Cursor<T>,
-        read: Result<u64, MemoryError>,
-    ) -> Step {
-        self.advance_in(cursor, read, self.registers.endianness)
-    }
-
-    /// [`Stage2Walker::advance`] with the descriptors' byte order given
-    /// (it is the walker's own; a constant where the caller fixes it).
+    /// One read of a batched walk of `ipa`: the descriptor `raw` read at
+    /// `level` (L1's byte order applied), and what it means. `next_lsb` is
+    /// [`Stage2Walker::index_lsb`] of `level + 1`, the same for every walk
+    /// of a batch's round.
     #[inline(always)]
-    fn advance_in<T: TrailSink>(
-        &self,
-        cursor: &mut Cursor<T>,
-        read: Result<u64, MemoryError>,
-        endianness: Endianness,
-    ) -> Step {
-        let level = cursor.level;
-        let address = cursor.address;
-        let raw = match read {
-            Ok(raw) => raw,
-            Err(_) => {
-                let cause = FaultCause::DescriptorOutsideMemslots { address };
-                return Step::Stop(Stop { cause, level });
-            }
-        };
-        let descriptor = endianness.descriptor_from_raw(raw);
-        cursor.trail.record(DescriptorRead {
-            address,
-            value: descriptor,
-            level,
-        });
-        match self.decode(cursor.ipa, level, descriptor, self.level_lsb(level + 1)) {
+    pub(crate) fn advance(&self, ipa: u64, level: i8, raw: u64, next_lsb: u32) -> (u64, Step) {
+        let descriptor = self.registers.endianness.descriptor_from_raw(raw);
+        let step = match self.decode(ipa, level, descriptor, next_lsb) {
             Decoded::Table {
                 next,
-                set_access_flag,
-            } => {
-                cursor.level = level + 1;
-                cursor.address = next;
-                if set_access_flag {
-                    return Step::TableAccessFlag;
-                }
-                Step::Continue
-            }
-            Decoded::Leaf => Step::Leaf(descriptor),
+                set_access_flag: false,
+            } => Step::Continue(next),
+            Decoded::Table {
+                set_access_flag: true,
+                ..
+            } => Step::TableAccessFlag,
+            Decoded::Leaf => Step::Leaf,
             Decoded::Stop(cause) => Step::Stop(Stop { cause, level }),
-        }
+        };
+        (descriptor, step)
     }
 
     /// What the descriptor read at `level` means for the walk of `ipa`
@@ -1290,11 +1250,7 @@ impl Stage2Walker {
     /// The checks after the leaf (output address size, access flag,
     /// permissions) and the update the walk must make, if any.
     #[inline(always)]
-    pub(crate) fn check_leaf<T: TrailSink>(
-        &self,
-        cursor: &Cursor<T>,
-        descriptor: u64,
-    ) -> Result<Leaf, Stop> {
+    pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Stop> {
         let level = cursor.level;
         let stop = |cause| Stop { cause, level };
         let block_bits = self.level_lsb(level);
@@ -1361,21 +1317,9 @@ impl Stage2Walker {
     }
 
     /// The translation a finished walk reports: the leaf's values and the
-    /// trail.
-    #[inline]
-    pub(crate) fn translation(&self, cursor: &Cursor, leaf: &Leaf) -> Translation {
-        self.translation_of(cursor, cursor.trail, leaf)
-    }
-
-    /// [`Stage2Walker::translation`] for a walk whose trail is kept apart
-    /// from its cursor.
+    /// trail (kept apart from the cursor, by single and batched walks).
     #[inline(always)]
-    fn translation_of<T: TrailSink>(
-        &self,
-        cursor: &Cursor<T>,
-        trail: Trail,
-        leaf: &Leaf,
-    ) -> Translation {
+    pub(crate) fn translation_of(&self, cursor: &Cursor, trail: Trail, leaf: &Leaf) -> Translation {
         let l = self.leaf_translation(cursor, leaf);
         Translation {
             ipa: cursor.ipa,
@@ -1397,11 +1341,7 @@ impl Stage2Walker {
     /// The leaf of a finished walk, decoded (what a lean walk reports;
     /// [`Stage2Walker::translation`] adds the trail).
     #[inline(always)]
-    pub(crate) fn leaf_translation<T: TrailSink>(
-        &self,
-        cursor: &Cursor<T>,
-        leaf: &Leaf,
-    ) -> LeafTranslation {
+    pub(crate) fn leaf_translation(&self, cursor: &Cursor, leaf: &Leaf) -> LeafTranslation {
         let new = leaf.new_descriptor;
         let shareability = if self.ds {
             self.sh0
@@ -1431,10 +1371,10 @@ impl Stage2Walker {
     /// line, the walk's cursor and the `Leaf` went through memory on every
     /// walk (a 4-level `translate_leaf` took ~4.5 ns longer).
     #[inline(always)]
-    pub(crate) fn finish<M: GuestMemory + ?Sized, T: TrailSink>(
+    pub(crate) fn finish<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
-        cursor: &Cursor<T>,
+        cursor: &Cursor,
         descriptor: u64,
     ) -> Finish {
         let leaf = match self.check_leaf(cursor, descriptor) {

@@ -295,3 +295,109 @@ fn an_entry_the_memory_leaves_unread_is_an_external_abort_not_a_stale_value() {
         other => panic!("a skipped read must abort the walk, got {other:?}"),
     }
 }
+
+/// What a batch did to memory, in order: each level round's reads, each
+/// compare-and-swap.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Round(Vec<u64>),
+    Swap(u64),
+}
+
+struct Logging<'a, M>(&'a M, std::cell::RefCell<Vec<Event>>);
+
+impl<M: GuestMemory> GuestMemory for Logging<'_, M> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        self.0.read_descriptor(address)
+    }
+
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        self.1.borrow_mut().push(Event::Round(addresses.to_vec()));
+        self.0.read_descriptors(addresses, values);
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.1.borrow_mut().push(Event::Swap(address));
+        self.0.compare_exchange_descriptor(address, current, new)
+    }
+}
+
+#[test]
+fn a_walk_finished_before_later_rounds_makes_their_reads_of_its_update_stale() {
+    // A walk is finished (checks, update, result) as soon as every earlier
+    // walk of its chunk has ended, before the later walks' next rounds are
+    // read. Start level 1, HA: root entry 0 is a 1 GiB block with AF
+    // clear, root entry 1 a table descriptor back to the root, so walk B
+    // reads entry 0 again at level 2 (a 2 MiB block), in the round after
+    // walk A, which ends at level 1, set AF in it; walk C reads it a
+    // third time at level 3 (where 0b01 is reserved: a translation fault);
+    // walk D reads it with A, before A's update, and finishes after it.
+    let mem = Mem::new(Endianness::Little).with_slot(0, 0x4000, SlotAccess::ReadWrite);
+    let block_af_clear = 0x4000_0000 | (3 << 8) | (3 << 6) | (0xf << 2) | 0b01;
+    mem.write(0, block_af_clear);
+    mem.write(8, 0b11);
+    let w = walker(
+        25 | (1 << 6) | (5 << 16) | VTCR_HA,
+        0,
+        Endianness::Little,
+        &features(mmfr0(PA_48), mmfr1(1, false), 0),
+    );
+    let request = |ipa| WalkRequest {
+        ipa,
+        access: AccessKind::Read,
+    };
+    let requests = [
+        request(0x1234),                        // A
+        request((1 << 30) | 0x5678),            // B
+        request((1 << 30) | (1 << 21) | 0x9ab), // C
+        request(0x2000_0000),                   // D
+    ];
+    let copy = mem.duplicate();
+    let expect = singles(&w, &copy, &requests);
+    let (got, events) = mem.with(|m| {
+        let logging = Logging(m, std::cell::RefCell::new(Vec::new()));
+        let mut out = vec![
+            Err(WalkError::Contended {
+                ipa: 0,
+                descriptor_address: 0
+            });
+            requests.len()
+        ];
+        w.walk_batch(&logging, &requests, &mut out).unwrap();
+        (out, logging.1.into_inner())
+    });
+    assert_eq!(got, expect);
+    assert_eq!(mem.snapshot(), copy.snapshot());
+    // The case is reached: A's update comes between the first and the
+    // second round (B and C then read entry 0 once, in one round), and
+    // B, C and D are walked again on their own, after A, as single walks
+    // would be: only A sets AF.
+    assert_eq!(
+        events[..3],
+        [
+            Event::Round(vec![0, 8]),
+            Event::Swap(0),
+            Event::Round(vec![0, 8])
+        ]
+    );
+    let translation = got[1].as_ref().expect("B maps a 2 MiB block");
+    assert_eq!(
+        (translation.level, translation.update.access_flag),
+        (2, false)
+    );
+    assert!(got[0].as_ref().is_ok_and(|t| t.update.access_flag));
+    assert!(matches!(&got[2], Err(WalkError::Fault(f)) if f.level == 3));
+    assert!(got[3].as_ref().is_ok_and(|t| !t.update.access_flag));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Swap(_)))
+            .count(),
+        1
+    );
+}
