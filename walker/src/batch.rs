@@ -235,7 +235,6 @@ impl Walks {
             );
         }
         let stale = written.makes_stale(&trail, results);
-        let mut walked_singly = true;
         let fault = |stop: Stop| {
             WalkError::Fault(Fault {
                 cause: stop.cause,
@@ -245,42 +244,47 @@ impl Walks {
                 trail,
             })
         };
-        let outcome = match (self.ends[i], trail.as_slice().last()) {
+        let Some(result) = results.get_mut(i) else {
+            return;
+        };
+        // Each result is written where it lies (a result is 184 bytes,
+        // and each copy of it showed in the batch's profile).
+        let walked_singly = match (self.ends[i], len.checked_sub(1)) {
             (End::Stopped(stop), _) if !stale => {
-                walked_singly = false;
-                Err(fault(stop))
+                *result = Err(fault(stop));
+                false
             }
-            (End::Leaf, Some(leaf)) if !stale => {
+            (End::Leaf, Some(last)) if !stale => {
                 let cursor = Cursor {
                     ipa: request.ipa,
                     access: request.access,
-                    level: leaf.level,
-                    address: leaf.address,
+                    level: self.start_level + last as i8,
+                    address: self.read_addresses[last][i],
                     table_access_flags: 0,
                 };
-                match walker.finish(memory, &cursor, leaf.value) {
+                match walker.finish(memory, &cursor, self.read_values[last][i]) {
                     Finish::Done(Ok(leaf)) => {
-                        walked_singly = false;
-                        Ok(walker.translation_of(&cursor, trail, &leaf))
+                        *result = Ok(walker.translation_of(&cursor, trail, &leaf));
+                        false
                     }
                     Finish::Done(Err(stop)) => {
-                        walked_singly = false;
-                        Err(fault(stop))
+                        *result = Err(fault(stop));
+                        false
                     }
-                    Finish::Lost { .. } => walk_singly(walker, memory, request),
+                    Finish::Lost { .. } => {
+                        *result = walk_singly(walker, memory, request);
+                        true
+                    }
                 }
             }
             // A walk whose reads an earlier walk of this chunk may have
             // changed, or that must update a table descriptor, is walked
             // again on its own.
-            _ => walk_singly(walker, memory, request),
+            _ => {
+                *result = walk_singly(walker, memory, request);
+                true
+            }
         };
-        // Stored first, then inspected where it lies: a result is 184
-        // bytes, and each copy of it showed in the batch's profile.
-        let Some(result) = results.get_mut(i) else {
-            return;
-        };
-        *result = outcome;
         if walked_singly && walker.hardware_table_access_flag() {
             // Its table AF updates can change descriptors that later walks
             // read in the batch at any level (a table descriptor can also
