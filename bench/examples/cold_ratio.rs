@@ -12,6 +12,13 @@
 //! 8 batches between evictions as the criterion rows) for each row in
 //! turn, the rows' order rotating from round to round. Prints each row's
 //! median and mean time per batch of 64 and the KVM-style row over each.
+//! Rows: the criterion rows `batch64`, `kvm_style64`, `leaf_single64`,
+//! `loads_only64`, and four that explain the batch's time:
+//! `loads_by_level64` (the same loads with a barrier after each level, as
+//! a level-by-level batch has), `read_descriptors64` (those levels read
+//! through `Memslots::read_descriptors`), `read_compute64` (plus a fixed
+//! computation on each value: whether work overlaps the misses) and
+//! `compute_only64` (the computation alone).
 //! The heap is on the pages `UMBRA_BENCH_PAGES` asks for (huge unless
 //! `4k`, `bench::host_pages`), as in the criterion bench.
 
@@ -28,7 +35,7 @@ use bench::walker_fixture::{
     cold_fixture, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
     COLD_BATCH, DECOY_SLOTS,
 };
-use walker::{AccessKind, Translation, WalkError, WalkRequest};
+use walker::{AccessKind, GuestMemory, Translation, WalkError, WalkRequest};
 
 fn main() {
     match host_pages::select() {
@@ -118,6 +125,9 @@ fn main() {
         "leaf_single64",
         "loads_only64",
         "loads_by_level64",
+        "read_descriptors64",
+        "read_compute64",
+        "compute_only64",
     ];
     let mut cursors: Vec<usize> = (0..names.len()).map(|k| k * chunks / names.len()).collect();
     // Per row: the time of each batch, and of the first batch after each
@@ -168,6 +178,38 @@ fn main() {
                             }
                         }
                         black_box(&carried);
+                    }
+                    5..=7 => {
+                        // Level by level through `Memslots::read_descriptors`
+                        // (each level's addresses waiting for every value of
+                        // the level before); with (6), or without the reads
+                        // (7), a fixed computation on each value (60
+                        // dependent instructions): does a batch's own work
+                        // overlap its misses?
+                        let words =
+                            &descriptor_words[index * COLD_BATCH * levels..][..COLD_BATCH * levels];
+                        let mut all = 0u64;
+                        let mut addresses = [0u64; COLD_BATCH];
+                        let mut values = [Ok(0u64); COLD_BATCH];
+                        for level in words.chunks_exact(COLD_BATCH) {
+                            let offset = all & zero;
+                            for (address, &word) in addresses.iter_mut().zip(level) {
+                                *address = memory.base + u64::from(word) * 8 + offset;
+                            }
+                            if row != 7 {
+                                memslots.read_descriptors(&addresses, &mut values);
+                            }
+                            for value in &values {
+                                let mut x = value.unwrap_or(0);
+                                if row != 5 {
+                                    for k in 0..20u64 {
+                                        x = (x.rotate_left(7) ^ (x >> 3)).wrapping_add(k);
+                                    }
+                                }
+                                all ^= x;
+                            }
+                        }
+                        black_box(all);
                     }
                     _ => {
                         // As `loads_only64`, but each level's loads wait
