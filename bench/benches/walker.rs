@@ -44,10 +44,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bench::host_pages;
-use bench::walker_baseline::{hot_walk, ColdTable};
+use bench::walker_baseline::hot_walk;
 use bench::walker_fixture::{
-    cold_fixture, features, hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory,
-    BATCHES_PER_EVICTION, COLD_BATCH as BATCH, DECOY_SLOTS,
+    check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, features,
+    hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
+    COLD_BATCH as BATCH, COLD_LEVELS, DECOY_SLOTS,
 };
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use walker::{
@@ -200,14 +201,7 @@ fn cold(c: &mut Criterion) {
     let mut storage = Vec::new();
     let memslots = memory.memslots(&mut storage);
     let walker = walker_for(fixture.vtcr, fixture.vttbr);
-    let requests: Vec<WalkRequest> = fixture
-        .ipas
-        .iter()
-        .map(|&ipa| WalkRequest {
-            ipa,
-            access: AccessKind::Read,
-        })
-        .collect();
+    let requests = cold_requests(&fixture);
     let decoy = vec![0u8; 4096];
     let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
     let placeholder: Result<Translation, WalkError> =
@@ -215,23 +209,15 @@ fn cold(c: &mut Criterion) {
 
     // The batch must give what single walks give.
     let mut results = vec![placeholder; BATCH];
-    for chunk in requests.chunks(BATCH).take(64) {
-        walker
-            .walk_batch(&memslots, chunk, &mut results)
-            .expect("equal lengths");
-        for (request, result) in chunk.iter().zip(&results) {
-            let single = walker.walk(&memslots, request.ipa, request.access);
-            assert_eq!(result, &single);
-            let oa = single.expect("every cold IPA is mapped").output_address;
-            assert_eq!(oa, ColdTable::expected_oa(request.ipa));
-            assert_eq!(
-                baseline
-                    .walk(fixture.vtcr, fixture.vttbr, request.ipa)
-                    .map(|t| t.oa),
-                Ok(oa)
-            );
-        }
-    }
+    check_cold_batches(
+        &fixture,
+        &walker,
+        &memslots,
+        &baseline,
+        &requests,
+        &mut results,
+        64,
+    );
 
     let chunks = requests.len() / BATCH;
     let mut evictor = CacheEvictor::new();
@@ -294,37 +280,13 @@ fn cold(c: &mut Criterion) {
     // next load waiting for its previous one (a data dependency through a
     // zero mask the compiler cannot see through), and no walk logic.
     let zero = black_box(0u64);
-    let levels = 4;
+    let levels = COLD_LEVELS;
     let mut descriptor_words: Vec<u32> = Vec::new();
     group.bench_function("loads_only64", |b| {
         // The batch's own descriptor loads without the walks, worked out
-        // once, when this row first runs (not before the other rows): for
-        // each chunk, level by level, the word index of every walk's
-        // descriptor, from the single walks' trails.
-        let word_of = |address: u64| -> u32 {
-            u32::try_from((address - memory.base) / 8).expect("the slot has < 2^32 words")
-        };
+        // once, when this row first runs (not before the other rows).
         if descriptor_words.is_empty() {
-            descriptor_words = requests
-                .chunks(BATCH)
-                .flat_map(|chunk| {
-                    let trails: Vec<_> = chunk
-                        .iter()
-                        .map(|request| {
-                            walker
-                                .walk(&memslots, request.ipa, request.access)
-                                .expect("every cold IPA is mapped")
-                                .trail
-                        })
-                        .collect();
-                    (0..levels).flat_map(move |level| {
-                        trails
-                            .iter()
-                            .map(move |trail| word_of(trail.as_slice()[level].address))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
+            descriptor_words = cold_descriptor_words(&walker, &memslots, &memory, &requests);
         }
         let descriptor_words = &descriptor_words;
         measure(b, chunks / 6, &mut |chunk| {

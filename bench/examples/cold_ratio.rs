@@ -30,12 +30,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bench::host_pages;
-use bench::walker_baseline::ColdTable;
 use bench::walker_fixture::{
-    cold_fixture, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
-    COLD_BATCH, DECOY_SLOTS,
+    check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, kvm_slots, walker_for,
+    CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION, COLD_BATCH, COLD_LEVELS, DECOY_SLOTS,
 };
-use walker::{AccessKind, GuestMemory, Translation, WalkError, WalkRequest};
+use walker::{AccessKind, GuestMemory, Translation, WalkError};
 
 fn main() {
     match host_pages::select() {
@@ -55,68 +54,29 @@ fn main() {
     let mut storage = Vec::new();
     let memslots = memory.memslots(&mut storage);
     let walker = walker_for(fixture.vtcr, fixture.vttbr);
-    let requests: Vec<WalkRequest> = fixture
-        .ipas
-        .iter()
-        .map(|&ipa| WalkRequest {
-            ipa,
-            access: AccessKind::Read,
-        })
-        .collect();
+    let requests = cold_requests(&fixture);
     let decoy = vec![0u8; 4096];
     let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
     let placeholder: Result<Translation, WalkError> =
         walker.walk(&memslots, requests[0].ipa, AccessKind::Read);
     let mut results = vec![placeholder; COLD_BATCH];
-    // The rows give what the single walks give (checked on the first
-    // chunks, as the criterion bench does).
-    for chunk in requests.chunks(COLD_BATCH).take(16) {
-        walker
-            .walk_batch(&memslots, chunk, &mut results)
-            .expect("equal lengths");
-        for (request, result) in chunk.iter().zip(&results) {
-            let single = walker.walk(&memslots, request.ipa, request.access);
-            assert_eq!(result, &single);
-            let oa = ColdTable::expected_oa(request.ipa);
-            assert_eq!(single.map(|t| t.output_address), Ok(oa));
-            assert_eq!(
-                baseline
-                    .walk(fixture.vtcr, fixture.vttbr, request.ipa)
-                    .map(|t| t.oa),
-                Ok(oa)
-            );
-        }
-    }
+    // The rows walk what they should (the first chunks, as the criterion
+    // bench checks).
+    check_cold_batches(
+        &fixture,
+        &walker,
+        &memslots,
+        &baseline,
+        &requests,
+        &mut results,
+        16,
+    );
     eprintln!("cold_ratio: fixture built ({})", host_pages::summary());
 
     let chunks = requests.len() / COLD_BATCH;
-    // `loads_only64`: for each chunk, level by level, the word index of
-    // every walk's descriptor (from the single walks' trails), loaded as
-    // the criterion row does.
-    let levels = 4;
-    let descriptor_words: Vec<u32> = requests
-        .chunks(COLD_BATCH)
-        .flat_map(|chunk| {
-            let trails: Vec<_> = chunk
-                .iter()
-                .map(|request| {
-                    walker
-                        .walk(&memslots, request.ipa, request.access)
-                        .expect("every cold IPA is mapped")
-                        .trail
-                })
-                .collect();
-            (0..levels).flat_map(move |level| {
-                trails
-                    .iter()
-                    .map(move |trail| {
-                        let address = trail.as_slice()[level].address;
-                        u32::try_from((address - memory.base) / 8).expect("< 2^32 words")
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
+    // `loads_only64` and the rows like it: each batch's loads.
+    let levels = COLD_LEVELS;
+    let descriptor_words = cold_descriptor_words(&walker, &memslots, &memory, &requests);
     let zero = black_box(0u64);
     let mut evictor = CacheEvictor::new();
     let names = [

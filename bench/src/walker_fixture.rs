@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::sync::atomic::AtomicU64;
 
 use walker::{
-    fill_words_from_bytes, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots, SlotAccess,
-    Stage2Registers, Stage2Walker,
+    fill_words_from_bytes, AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslot, Memslots,
+    SlotAccess, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
 use crate::walker_baseline::{
@@ -123,6 +123,86 @@ pub fn cold_fixture() -> ColdTable {
 
 /// Walks in one timed iteration of the cold rows (one `walk_batch` call).
 pub const COLD_BATCH: usize = 64;
+
+/// Levels every cold walk reads (4K, start level 0, pages).
+pub const COLD_LEVELS: usize = 4;
+
+/// The cold table's IPAs in order, as read requests.
+pub fn cold_requests(fixture: &ColdTable) -> Vec<WalkRequest> {
+    fixture
+        .ipas
+        .iter()
+        .map(|&ipa| WalkRequest {
+            ipa,
+            access: AccessKind::Read,
+        })
+        .collect()
+}
+
+/// Checks what the cold rows walk, on the first `batches` batches of
+/// `requests`: a batch gives what single walks give, every IPA maps where
+/// the table says, and the baseline agrees. `results` holds a batch.
+pub fn check_cold_batches(
+    fixture: &ColdTable,
+    walker: &Stage2Walker,
+    memslots: &Memslots,
+    baseline: &KvmStyleMemory,
+    requests: &[WalkRequest],
+    results: &mut [Result<Translation, WalkError>],
+    batches: usize,
+) {
+    for chunk in requests.chunks(results.len()).take(batches) {
+        walker
+            .walk_batch(memslots, chunk, results)
+            .expect("equal lengths");
+        for (request, result) in chunk.iter().zip(&*results) {
+            let single = walker.walk(memslots, request.ipa, request.access);
+            assert_eq!(result, &single);
+            let oa = single.expect("every cold IPA is mapped").output_address;
+            assert_eq!(oa, ColdTable::expected_oa(request.ipa));
+            assert_eq!(
+                baseline
+                    .walk(fixture.vtcr, fixture.vttbr, request.ipa)
+                    .map(|t| t.oa),
+                Ok(oa)
+            );
+        }
+    }
+}
+
+/// The loads of `loads_only64` (and the rows like it): for each batch of
+/// [`COLD_BATCH`] requests, level by level, the index in `memory.words`
+/// of every walk's descriptor, from the single walks' trails.
+pub fn cold_descriptor_words(
+    walker: &Stage2Walker,
+    memslots: &Memslots,
+    memory: &WalkerMemory,
+    requests: &[WalkRequest],
+) -> Vec<u32> {
+    let word_of = |address: u64| -> u32 {
+        u32::try_from((address - memory.base) / 8).expect("the slot has < 2^32 words")
+    };
+    requests
+        .chunks(COLD_BATCH)
+        .flat_map(|chunk| {
+            let trails: Vec<_> = chunk
+                .iter()
+                .map(|request| {
+                    walker
+                        .walk(memslots, request.ipa, request.access)
+                        .expect("every cold IPA is mapped")
+                        .trail
+                })
+                .collect();
+            (0..COLD_LEVELS).flat_map(move |level| {
+                trails
+                    .iter()
+                    .map(move |trail| word_of(trail.as_slice()[level].address))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect()
+}
 
 /// Batches walked between two cache evictions. Any 8 consecutive batches
 /// (512 walks) are disjoint below the root, so each finds its paths in no
