@@ -1,22 +1,27 @@
 //! Batched walks: many IPAs, level by level, one memory batch per level.
 //!
 //! Requests are taken [`BATCH_CHUNK`] at a time (fixed-size state on the
-//! stack, no allocation). Within a chunk every round gathers the pending
-//! descriptor addresses of all walks still descending, drops duplicates,
-//! and reads them with one [`GuestMemory::read_descriptors`] call.
+//! stack, no allocation). Within a chunk every round reads the next
+//! descriptor of every walk still descending with one
+//! [`GuestMemory::read_descriptors`] call, duplicates once; as each walk
+//! goes on, its next address joins the next round's distinct addresses.
 //!
 //! Equivalence with single walks in request order: descriptor reads have
 //! no side effects, and the only writes are the hardware AF/dirty updates
-//! made when a walk finishes. Walks finish in request order; a walk whose
-//! trail includes a descriptor an earlier request of the same chunk updated
-//! (or whose update loses a race), or that must set AF in a table
-//! descriptor on its way down (FEAT_HAFT), is redone as a single walk,
-//! which then sees exactly what a single walk made after the earlier ones
-//! would see. With FEAT_HAFT a walk made singly may have set AF in any
-//! table descriptor it read, and a table descriptor can be another walk's
-//! descriptor at a different level (aliasing tables): its trail holds
-//! those as written, and a later walk that read any descriptor of that
-//! trail differently is redone too.
+//! made when a walk finishes. Walks finish in request order, each as soon
+//! as every earlier walk of the chunk has ended (so on a cold table they
+//! finish inside the last round, not after it), which can put an update
+//! before a later walk's next round; a walk whose trail includes a
+//! descriptor an earlier request of the same chunk updated (read before
+//! or after the update), or whose update loses a race, or that must set
+//! AF in a table descriptor on its way down (FEAT_HAFT), is redone as a
+//! single walk, which then sees exactly what a single walk made after the
+//! earlier ones would see. With FEAT_HAFT a walk made singly may have set
+//! AF in any table descriptor it read, and a table descriptor can be
+//! another walk's descriptor at a different level (aliasing tables): its
+//! trail holds those as written, and a later walk that read any
+//! descriptor of that trail differently (before the walk made singly) is
+//! redone too.
 
 use crate::fault::{DescriptorRead, Fault, FaultCause, Trail, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
@@ -26,7 +31,7 @@ use crate::walk::{
 };
 
 /// Requests walked together (state for this many lives on the stack: about
-/// 24 KiB of frame on x86_64). 64 rather than 32: a batch of 64 then takes
+/// 10 KiB of frame on x86_64). 64 rather than 32: a batch of 64 then takes
 /// 4 level rounds instead of 8, and on a cold table (every read a cache and
 /// TLB miss) each round costs about the same whether it has 32 or 64
 /// misses in flight (`walker_cold/batch64`: 12.8-13.3 -> 11.4-12.3 us).
