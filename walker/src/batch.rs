@@ -8,20 +8,16 @@
 //!
 //! Equivalence with single walks in request order: descriptor reads have
 //! no side effects, and the only writes are the hardware AF/dirty updates
-//! made when a walk finishes. Walks finish in request order, each as soon
-//! as every earlier walk of the chunk has ended (so on a cold table they
-//! finish inside the last round, not after it), which can put an update
-//! before a later walk's next round; a walk whose trail includes a
-//! descriptor an earlier request of the same chunk updated (read before
-//! or after the update), or whose update loses a race, or that must set
-//! AF in a table descriptor on its way down (FEAT_HAFT), is redone as a
-//! single walk, which then sees exactly what a single walk made after the
-//! earlier ones would see. With FEAT_HAFT a walk made singly may have set
-//! AF in any table descriptor it read, and a table descriptor can be
-//! another walk's descriptor at a different level (aliasing tables): its
-//! trail holds those as written, and a later walk that read any
-//! descriptor of that trail differently (before the walk made singly) is
-//! redone too.
+//! made when a walk finishes. Walks finish after the last round, in
+//! request order; a walk whose trail includes a descriptor an earlier
+//! request of the same chunk updated (or whose update loses a race), or
+//! that must set AF in a table descriptor on its way down (FEAT_HAFT), is
+//! redone as a single walk, which then sees exactly what a single walk
+//! made after the earlier ones would see. With FEAT_HAFT a walk made
+//! singly may have set AF in any table descriptor it read, and a table
+//! descriptor can be another walk's descriptor at a different level
+//! (aliasing tables): its trail holds those as written, and a later walk
+//! that read any descriptor of that trail differently is redone too.
 
 use crate::fault::{DescriptorRead, Fault, FaultCause, Trail, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
@@ -114,13 +110,6 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         }
     }
 
-    // Walks finish in request order, as soon as every earlier one has
-    // ended: on a cold table the checks and results of the walks whose
-    // reads came back overlap the wait for the rest, as does gathering
-    // the next round's addresses. `written` tracks what the walks finished
-    // so far may have written (see `Written`).
-    let mut finished = 0;
-    let mut written = Written::new();
     let mut values: [Result<u64, MemoryError>; BATCH_CHUNK] = [Ok(0); BATCH_CHUNK];
     let mut level = walks.start_level;
     // A walk reads at most 5 descriptors (levels -1..=3), so 5 rounds
@@ -174,22 +163,18 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
                     }
                 }
             }
-            while let Some(request) = requests.get(finished) {
-                if let End::Descending = walks.ends[finished] {
-                    break;
-                }
-                walks.finish(walker, memory, request, finished, &mut written, results);
-                finished += 1;
-            }
         }
         active_len = still;
         level += 1;
     }
-    // Every walk has ended (a walk still descending after MAX_TRAIL rounds
-    // cannot exist; it would be walked again on its own).
-    while let Some(request) = requests.get(finished) {
-        walks.finish(walker, memory, request, finished, &mut written, results);
-        finished += 1;
+    // Finish in request order, `written` tracking what the walks finished
+    // so far may have written (see `Written`). (Finishing each walk as
+    // soon as every earlier one had ended, inside the last round, was
+    // tried: no faster on the cold table, whose rounds cost their misses
+    // plus their work whichever order the work is in.)
+    let mut written = Written::new();
+    for (i, request) in requests.iter().enumerate() {
+        walks.finish(walker, memory, request, i, &mut written, results);
     }
 }
 
