@@ -36,6 +36,19 @@ fn batched(
     mem: &Mem,
     requests: &[WalkRequest],
 ) -> (Vec<Result<Translation, WalkError>>, Vec<Vec<u64>>) {
+    let (results, batches, _) = batched_with_swaps(w, mem, requests);
+    (results, batches)
+}
+
+/// Each compare-and-swap's address, and how many batches came before it.
+type Swaps = Vec<(u64, usize)>;
+
+/// [`batched`], also giving the swaps.
+fn batched_with_swaps(
+    w: &Stage2Walker,
+    mem: &Mem,
+    requests: &[WalkRequest],
+) -> (Vec<Result<Translation, WalkError>>, Vec<Vec<u64>>, Swaps) {
     mem.with(|m| {
         let rec = Recording::new(m);
         let mut out = vec![
@@ -46,8 +59,10 @@ fn batched(
             requests.len()
         ];
         w.walk_batch(&rec, requests, &mut out).unwrap();
+        let swaps = rec.swaps.borrow().clone();
+        let after = rec.swaps_after_batches.borrow().clone();
         let batches = rec.batches.borrow().clone();
-        (out, batches)
+        (out, batches, swaps.into_iter().zip(after).collect())
     })
 }
 
@@ -296,37 +311,6 @@ fn an_entry_the_memory_leaves_unread_is_an_external_abort_not_a_stale_value() {
     }
 }
 
-/// What a batch did to memory, in order: each level round's reads, each
-/// compare-and-swap.
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    Round(Vec<u64>),
-    Swap(u64),
-}
-
-struct Logging<'a, M>(&'a M, std::cell::RefCell<Vec<Event>>);
-
-impl<M: GuestMemory> GuestMemory for Logging<'_, M> {
-    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        self.0.read_descriptor(address)
-    }
-
-    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
-        self.1.borrow_mut().push(Event::Round(addresses.to_vec()));
-        self.0.read_descriptors(addresses, values);
-    }
-
-    fn compare_exchange_descriptor(
-        &self,
-        address: u64,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        self.1.borrow_mut().push(Event::Swap(address));
-        self.0.compare_exchange_descriptor(address, current, new)
-    }
-}
-
 #[test]
 fn walks_that_read_what_an_earlier_walk_updates_at_other_levels_are_redone() {
     // The batch keeps its reads per round and rebuilds each walk's trail
@@ -358,31 +342,13 @@ fn walks_that_read_what_an_earlier_walk_updates_at_other_levels_are_redone() {
     ];
     let copy = mem.duplicate();
     let expect = singles(&w, &copy, &requests);
-    let (got, events) = mem.with(|m| {
-        let logging = Logging(m, std::cell::RefCell::new(Vec::new()));
-        let mut out = vec![
-            Err(WalkError::Contended {
-                ipa: 0,
-                descriptor_address: 0
-            });
-            requests.len()
-        ];
-        w.walk_batch(&logging, &requests, &mut out).unwrap();
-        (out, logging.1.into_inner())
-    });
+    let (got, batches, swaps) = batched_with_swaps(&w, &mem, &requests);
     assert_eq!(got, expect);
     assert_eq!(mem.snapshot(), copy.snapshot());
-    // One batch a level, entry 0 read once in each, then A's update only
-    // (the walks made again see AF set and make none).
-    assert_eq!(
-        events,
-        [
-            Event::Round(vec![0, 8]),
-            Event::Round(vec![0, 8]),
-            Event::Round(vec![0]),
-            Event::Swap(0)
-        ]
-    );
+    // One batch a level, entry 0 read once in each, then A's update only,
+    // after the three (the walks made again see AF set and make none).
+    assert_eq!(batches, [vec![0, 8], vec![0, 8], vec![0]]);
+    assert_eq!(swaps, [(0, 3)]);
     assert!(got[0].as_ref().is_ok_and(|t| t.update.access_flag));
     let translation = got[1].as_ref().expect("B maps a 2 MiB block");
     assert_eq!(

@@ -138,6 +138,8 @@ pub struct Recording<'a, M> {
     pub reads: RefCell<Vec<u64>>,
     pub batches: RefCell<Vec<Vec<u64>>>,
     pub swaps: RefCell<Vec<u64>>,
+    /// For each swap, how many batches came before it.
+    pub swaps_after_batches: RefCell<Vec<usize>>,
 }
 
 impl<'a, M: GuestMemory> Recording<'a, M> {
@@ -147,6 +149,7 @@ impl<'a, M: GuestMemory> Recording<'a, M> {
             reads: RefCell::new(Vec::new()),
             batches: RefCell::new(Vec::new()),
             swaps: RefCell::new(Vec::new()),
+            swaps_after_batches: RefCell::new(Vec::new()),
         }
     }
 }
@@ -172,6 +175,9 @@ impl<M: GuestMemory> GuestMemory for Recording<'_, M> {
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
         self.swaps.borrow_mut().push(address);
+        self.swaps_after_batches
+            .borrow_mut()
+            .push(self.batches.borrow().len());
         self.inner
             .compare_exchange_descriptor(address, current, new)
     }
