@@ -55,6 +55,10 @@ use walker::Execute;
 /// Descriptors per table (4 KiB / 8).
 pub const ENTRIES: usize = 512;
 
+/// Descriptors per 64-byte cache line (a [`Frame`] is 4 KiB aligned, so
+/// its lines start at multiples of this index).
+const DESCRIPTORS_PER_LINE: usize = 8;
+
 /// Output address bits \[47:12\] of a descriptor.
 const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
 const VALID: u64 = 1 << 0;
@@ -1529,8 +1533,8 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
 
     /// Asks for the cache lines an `unmap_range` around `l2_ipa` will
     /// touch below the tables already in the CPU's caches: the entry for
-    /// `l2_ipa` in each table on its path and the first line of that table
-    /// (where the emptiness check stops on a table in use). A hint only:
+    /// `l2_ipa` in each table on its path (the emptiness check of a table
+    /// in use usually stops on that line: `unmap_in`). A hint only:
     /// it takes no lock, so it may follow a table being replaced, which is
     /// harmless (pool frames stay allocated while the pool lives, and a
     /// prefetch of any address has no effect but on timing). Under loom it
@@ -1553,7 +1557,6 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     return;
                 };
                 crate::prefetch::prefetch(&next.0[index_at(l2_ipa, level + 1)]);
-                crate::prefetch::prefetch(&next.0[0]);
                 table = next;
             }
         }
@@ -1675,8 +1678,20 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         }
         // Empty tables go even when this call removed nothing from them
         // (a `map` that ran out of frames may have left them).
+        // The entries sharing the visited entries' cache lines first: those
+        // lines are read already, and in a table in use one of their
+        // entries is usually valid, so the table's other lines (in a large
+        // shadow a second line fill per page unmap) are not read at all.
         let zero = |slots: &[AtomicU64]| slots.iter().all(|d| d.load(Ordering::Relaxed) == 0);
-        cleared && zero(&table.0[..first]) && zero(&table.0[last + 1..])
+        let (line_first, line_last) = (
+            first & !(DESCRIPTORS_PER_LINE - 1),
+            last | (DESCRIPTORS_PER_LINE - 1),
+        );
+        cleared
+            && zero(&table.0[line_first..first])
+            && zero(&table.0[last + 1..=line_last])
+            && zero(&table.0[..line_first])
+            && zero(&table.0[line_last + 1..])
     }
 
     /// Frees tables `map` unlinked. Caller holds the exclusive lock.
@@ -2060,6 +2075,38 @@ mod tests {
         assert_eq!(t.unmap_range(base, 2 << 20), 512);
         assert_eq!(t.frames_used(), 1);
         assert_eq!(t.lookup(base), None);
+    }
+
+    /// The emptiness check reads the unmapped entries' own cache lines
+    /// first, then the rest: a table stays while any entry is left,
+    /// wherever it is (an earlier line, the same line before or after the
+    /// range, a later line), and goes with its last one.
+    #[test]
+    fn a_table_stays_while_an_entry_is_left_in_any_line() {
+        let t = table(64);
+        let base = 0x4020_0000;
+        let page = |n: u64| mapping(base + (n << 12), FAKE_PA + (n << 12), 4096, RW, 0xff);
+        // Unmapped: page 21 alone (line 16..=23), pages 21..=24 (lines
+        // 16..=23 and 24..=31), or the table's last line's last four.
+        for (unmapped, keepers) in [
+            (21..=21u64, [2u64, 16, 17, 20, 22, 23, 24, 200]),
+            (21..=24, [2, 15, 16, 20, 25, 31, 32, 511]),
+            (508..=511, [0, 7, 8, 500, 503, 504, 507, 256]),
+        ] {
+            for keeper in keepers {
+                t.map(&page(keeper)).unwrap();
+                for n in unmapped.clone() {
+                    t.map(&page(n)).unwrap();
+                }
+                let len = (unmapped.end() - unmapped.start() + 1) << 12;
+                let removed = t.unmap_range(base + (unmapped.start() << 12), len);
+                assert_eq!(removed, unmapped.clone().count(), "keeper {keeper}");
+                assert_eq!(t.frames_used(), 4, "keeper {keeper}: its table stays");
+                assert_eq!(t.lookup(base + (keeper << 12)), Some(page(keeper)));
+                assert_eq!(t.unmap_range(base + (keeper << 12), 0x1000), 1);
+                assert_eq!(t.frames_used(), 1, "keeper {keeper}: the empty tables go");
+            }
+        }
     }
 
     /// Reclaiming a cleared tree walks it depth first: the detached list
