@@ -7,10 +7,22 @@
 //! Collect only the faults with
 //! `valgrind --tool=callgrind --toggle-collect='*fault_pass*' target/release/examples/fault_profile hit`
 //! and divide the instructions by `pages x passes`.
+//!
+//! With `UMBRA_BENCH_PAGES=2m` (or `4k`) set, the heap goes on those pages
+//! as in the criterion benchmarks (`bench::host_pages`: the process
+//! re-executes itself, so leave it unset under valgrind); unset, it stays
+//! on glibc's default pages. For `perf record`, whose wall-clock samples
+//! depend on the TLB misses huge pages avoid.
 
+use bench::host_pages;
 use bench::nested_fault::{Design, Emptied, Harness};
 
 fn main() {
+    if std::env::var_os(host_pages::PAGES_VAR).is_some() {
+        if let Err(e) = host_pages::select() {
+            panic!("fault_profile: {e}");
+        }
+    }
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "hit".into());
     let pages: u64 = args.next().map_or(1024, |a| a.parse().expect("pages"));
@@ -22,19 +34,22 @@ fn main() {
         other => panic!("mode {other}: hit, walk or kvm"),
     };
     let harness = Harness::new(pages);
+    let mut faulting = std::time::Duration::ZERO;
     for _ in 0..passes {
         harness.empty(design, how);
-        fault_pass(&harness, design);
+        faulting += fault_pass(&harness, design);
     }
+    let faults = pages * u64::from(passes);
     println!(
-        "{mode}: {} faults, {:?}",
-        pages * u64::from(passes),
+        "{mode}: {faults} faults, {:.1} ns a fault (wall clock, the passes alone), {:?}",
+        faulting.as_nanos() as f64 / faults as f64,
         harness.umbra_stats()
     );
+    eprintln!("fault_profile: {}", host_pages::summary());
 }
 
-/// The faults alone, for `--toggle-collect`.
+/// The faults alone, for `--toggle-collect`; their time.
 #[inline(never)]
-fn fault_pass(harness: &Harness, design: Design) {
-    harness.pass(design, 1);
+fn fault_pass(harness: &Harness, design: Design) -> std::time::Duration {
+    harness.pass(design, 1)
 }

@@ -752,6 +752,15 @@ impl WalkCache {
         self.hasher.hash(key)
     }
 
+    /// Asks for the leaf bucket a lookup of the 4 KiB page at `page` reads
+    /// first (a translate's guess at its next fault, see `Service::translate`).
+    /// Reads nothing.
+    #[inline]
+    pub(crate) fn prefetch_page(&self, page: u64) {
+        self.leaves
+            .prefetch(self.leaf_hash(leaf_key(page & !PAGE_MASK, PAGE_LOG2)));
+    }
+
     /// The leaf table's buckets for a 4 KiB leaf at `ipa` (see
     /// [`crate::context::Context::page_buckets`]).
     #[cfg(loom)]

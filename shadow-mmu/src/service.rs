@@ -659,7 +659,24 @@ pub struct Worker {
     /// Requests served in bursts since this worker last collected garbage
     /// (see [`Burst::next`]).
     burst_requests: Cell<u32>,
+    /// Where this worker's translates have been faulting, to tell a run of
+    /// them a page stride apart (see [`Worker::next_in_run`]).
+    fault_run: Cell<FaultRun>,
 }
+
+/// A worker's last translate: its shadow VMID, L2 page, and the distance
+/// from the one before it (in the same context; 0 otherwise).
+#[derive(Clone, Copy, Debug)]
+struct FaultRun {
+    vmid: u16,
+    page: u64,
+    stride: u64,
+}
+
+/// The largest distance between two faults, in pages either way, that
+/// [`Worker::next_in_run`] takes for a run's stride: consecutive pages, and
+/// one vCPU's share of a range its siblings fault in turn.
+const RUN_STRIDE_PAGES: u64 = 16;
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -696,6 +713,27 @@ impl Worker {
     /// barrier.
     pub fn pin(&self) -> Guard {
         self.handle.pin()
+    }
+
+    /// Remembers a translate on L2 page `page` of shadow VMID `vmid`; if
+    /// it continues a run (the same context, and the same page stride,
+    /// at most [`RUN_STRIDE_PAGES`] pages, as from the translate before
+    /// to the last), the stride: the run's next fault is likely that far
+    /// on. L2 touching memory in order, and an L0 unmap or a flush making
+    /// it fault a range again, make such runs; faults in no order make
+    /// none (two equal strides in a row by chance only).
+    #[inline]
+    fn next_in_run(&self, vmid: u16, page: u64) -> Option<u64> {
+        let last = self.fault_run.get();
+        let stride = if last.vmid == vmid {
+            page.wrapping_sub(last.page)
+        } else {
+            0
+        };
+        self.fault_run.set(FaultRun { vmid, page, stride });
+        let near =
+            stride.wrapping_add(RUN_STRIDE_PAGES * PAGE_SIZE) <= 2 * RUN_STRIDE_PAGES * PAGE_SIZE;
+        (stride == last.stride && stride != 0 && near).then_some(stride)
     }
 
     /// Starts serving requests back to back (a ring's batch): see [`Burst`].
@@ -1072,6 +1110,11 @@ where
             handle: self.collector.register(),
             counters,
             burst_requests: Cell::new(0),
+            fault_run: Cell::new(FaultRun {
+                vmid: 0,
+                page: u64::MAX,
+                stride: 0,
+            }),
         }
     }
 
@@ -1353,8 +1396,21 @@ where
         };
         // The reverse-map line the install will probe first (for a page,
         // the usual leaf), asked for now so it arrives during the lookup.
-        self.rmap_hint
-            .prefetch_shadow(context.shadow_vmid(), l2_ipa & !(PAGE_SIZE - 1));
+        let vmid = context.shadow_vmid();
+        let l2_page = l2_ipa & !(PAGE_SIZE - 1);
+        self.rmap_hint.prefetch_shadow(vmid, l2_page);
+        // In a run of faults (see `Worker::next_in_run`), the next fault's
+        // line and its walk-cache bucket too. Asked for a whole fault
+        // ahead, they arrive in time; this fault's own `by_shadow` line,
+        // a random line of a large table asked for just above, is often
+        // still on its way when the install reads it (the largest wait of
+        // a hit fault in `perf` samples, with L1's list's line below).
+        let run = worker.next_in_run(vmid, l2_page);
+        if let Some(stride) = run {
+            let next = l2_page.wrapping_add(stride);
+            self.rmap_hint.prefetch_shadow(vmid, next);
+            context.cache.prefetch_page(next);
+        }
         // Both generations before anything is read (Acquire: the walk's
         // reads and the L0 lookup come after).
         let generation = context.generation();
@@ -1421,7 +1477,14 @@ where
         // usual entry), asked for now: it arrives during the composition
         // (it missed there when asked for after it).
         if let Some(l1_ipa) = leaf.l1_ipa(l2_ipa) {
-            self.rmap_hint.prefetch_l1_page(l1_ipa & !(PAGE_SIZE - 1));
+            let l1_page = l1_ipa & !(PAGE_SIZE - 1);
+            self.rmap_hint.prefetch_l1_page(l1_page);
+            // The next fault's too in a run (above), on the guess that L1
+            // backs the run's pages in the same order.
+            if let Some(stride) = run {
+                self.rmap_hint
+                    .prefetch_l1_page(l1_page.wrapping_add(stride));
+            }
         }
         let entry = match resolve(&leaf, l2_ipa, &self.l0, self.backend.host_execute()) {
             Ok(Composition::Mapped(entry)) => entry,
