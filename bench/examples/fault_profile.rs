@@ -3,10 +3,15 @@
 //! [pages] [passes]` runs `passes` passes of `pages` faults through
 //! `bench::nested_fault`'s harness, one vCPU, after an L0 unmap (`hit`:
 //! every Umbra fault a walk-cache hit), after a VMID flush (`walk`: every
-//! fault walks), or KVM-style's fault path (`kvm`, after a flush).
+//! fault walks), or KVM-style's fault path (`kvm`, after a flush); a mode
+//! ending in `-scattered` (`hit-scattered`, ...) faults the pages in the
+//! scattered order of `nested_fault_scattered` instead of in order.
 //! Collect only the faults with
-//! `valgrind --tool=callgrind --toggle-collect='*fault_pass*' target/release/examples/fault_profile hit`
-//! and divide the instructions by `pages x passes`.
+//! `valgrind --tool=callgrind --toggle-collect='*nested_fault*pass*' target/release/examples/fault_profile hit 16384 4`
+//! (the vCPU threads' pass closures: a toggle on `fault_pass`, on the main
+//! thread, collects nothing of theirs), and divide the difference of two
+//! pass counts (4 and 2) by the faults between them, which leaves out the
+//! harness's setup.
 //!
 //! With `UMBRA_BENCH_PAGES=2m` (or `4k`) set, the heap goes on those pages
 //! as in the criterion benchmarks (`bench::host_pages`: the process
@@ -27,13 +32,21 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "hit".into());
     let pages: u64 = args.next().map_or(1024, |a| a.parse().expect("pages"));
     let passes: u32 = args.next().map_or(8, |a| a.parse().expect("passes"));
-    let (design, how) = match mode.as_str() {
+    let (base_mode, scattered) = match mode.strip_suffix("-scattered") {
+        Some(base) => (base, true),
+        None => (mode.as_str(), false),
+    };
+    let (design, how) = match base_mode {
         "hit" => (Design::UmbraInline, Emptied::L0Unmap),
         "walk" => (Design::UmbraInline, Emptied::VmidFlush),
         "kvm" => (Design::KvmStyle, Emptied::VmidFlush),
         other => panic!("mode {other}: hit, walk or kvm"),
     };
-    let harness = Harness::new(pages);
+    let harness = if scattered {
+        Harness::scattered(pages)
+    } else {
+        Harness::new(pages)
+    };
     let mut faulting = std::time::Duration::ZERO;
     for _ in 0..passes {
         harness.empty(design, how);

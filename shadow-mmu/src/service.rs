@@ -664,13 +664,25 @@ pub struct Worker {
     fault_run: Cell<FaultRun>,
 }
 
-/// A worker's last translate: its shadow VMID, L2 page, and the distance
-/// from the one before it (in the same context; 0 otherwise).
+/// A worker's last translate: its shadow VMID, L2 page, the distance from
+/// the one before it (in the same context; 0 otherwise), and the page whose
+/// lines it asked for ahead (`u64::MAX` if none).
 #[derive(Clone, Copy, Debug)]
 struct FaultRun {
     vmid: u16,
     page: u64,
     stride: u64,
+    ahead: u64,
+}
+
+/// What [`Worker::next_in_run`] tells a translate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RunHint {
+    /// The translate before asked for this page's lines (see
+    /// `Service::translate`).
+    asked: bool,
+    /// The run's stride, if the translate continues a run.
+    stride: Option<u64>,
 }
 
 /// The largest distance between two faults, in pages either way, that
@@ -719,21 +731,33 @@ impl Worker {
     /// it continues a run (the same context, and the same page stride,
     /// at most [`RUN_STRIDE_PAGES`] pages, as from the translate before
     /// to the last), the stride: the run's next fault is likely that far
-    /// on. L2 touching memory in order, and an L0 unmap or a flush making
-    /// it fault a range again, make such runs; faults in no order make
-    /// none (two equal strides in a row by chance only).
+    /// on, and the caller asks for its lines. L2 touching memory in order,
+    /// and an L0 unmap or a flush making it fault a range again, make such
+    /// runs; faults in no order make none (two equal strides in a row by
+    /// chance only). Also whether the last translate asked for this page's
+    /// lines.
     #[inline]
-    fn next_in_run(&self, vmid: u16, page: u64) -> Option<u64> {
+    fn next_in_run(&self, vmid: u16, page: u64) -> RunHint {
         let last = self.fault_run.get();
-        let stride = if last.vmid == vmid {
+        let same_context = last.vmid == vmid;
+        let stride = if same_context {
             page.wrapping_sub(last.page)
         } else {
             0
         };
-        self.fault_run.set(FaultRun { vmid, page, stride });
         let near =
             stride.wrapping_add(RUN_STRIDE_PAGES * PAGE_SIZE) <= 2 * RUN_STRIDE_PAGES * PAGE_SIZE;
-        (stride == last.stride && stride != 0 && near).then_some(stride)
+        let run = (stride == last.stride && stride != 0 && near).then_some(stride);
+        self.fault_run.set(FaultRun {
+            vmid,
+            page,
+            stride,
+            ahead: run.map_or(u64::MAX, |stride| page.wrapping_add(stride)),
+        });
+        RunHint {
+            asked: same_context && last.ahead == page,
+            stride: run,
+        }
     }
 
     /// Starts serving requests back to back (a ring's batch): see [`Burst`].
@@ -1114,6 +1138,7 @@ where
                 vmid: 0,
                 page: u64::MAX,
                 stride: 0,
+                ahead: u64::MAX,
             }),
         }
     }
@@ -1395,18 +1420,21 @@ where
             return Translated::Retry(Retry::Throttled);
         };
         // The reverse-map line the install will probe first (for a page,
-        // the usual leaf), asked for now so it arrives during the lookup.
+        // the usual leaf), asked for now so it arrives during the lookup,
+        // unless the last translate asked for it already (below).
         let vmid = context.shadow_vmid();
         let l2_page = l2_ipa & !(PAGE_SIZE - 1);
-        self.rmap_hint.prefetch_shadow(vmid, l2_page);
+        let run = worker.next_in_run(vmid, l2_page);
+        if !run.asked {
+            self.rmap_hint.prefetch_shadow(vmid, l2_page);
+        }
         // In a run of faults (see `Worker::next_in_run`), the next fault's
         // line and its walk-cache bucket too. Asked for a whole fault
         // ahead, they arrive in time; this fault's own `by_shadow` line,
         // a random line of a large table asked for just above, is often
         // still on its way when the install reads it (the largest wait of
         // a hit fault in `perf` samples, with L1's list's line below).
-        let run = worker.next_in_run(vmid, l2_page);
-        if let Some(stride) = run {
+        if let Some(stride) = run.stride {
             let next = l2_page.wrapping_add(stride);
             self.rmap_hint.prefetch_shadow(vmid, next);
             context.cache.prefetch_page(next);
@@ -1481,7 +1509,7 @@ where
             self.rmap_hint.prefetch_l1_page(l1_page);
             // The next fault's too in a run (above), on the guess that L1
             // backs the run's pages in the same order.
-            if let Some(stride) = run {
+            if let Some(stride) = run.stride {
                 self.rmap_hint
                     .prefetch_l1_page(l1_page.wrapping_add(stride));
             }
@@ -1506,14 +1534,18 @@ where
             }
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };
-        self.rmap_hint.prefetch_insert(
-            entry.l1_ipa_base,
-            &ShadowRef {
-                context: context.shadow_vmid(),
-                l2_ipa: entry.shadow.l2_ipa_base,
-                size: entry.shadow.size,
-            },
-        );
+        // A page's lines are the two asked for above (its `by_shadow` slot
+        // and its L1 page's list): only a block's differ.
+        if entry.shadow.size != PAGE_SIZE {
+            self.rmap_hint.prefetch_insert(
+                entry.l1_ipa_base,
+                &ShadowRef {
+                    context: vmid,
+                    l2_ipa: entry.shadow.l2_ipa_base,
+                    size: entry.shadow.size,
+                },
+            );
+        }
         // L1's leaf allows the access (the walk succeeded, or the hit
         // permits it); if the composed entry does not, L0's mapping denies
         // it, and `Mapped` would send L2 back to fault forever. The
@@ -2187,5 +2219,105 @@ fn l1_translation(hit: &CachedWalk) -> L1Translation {
         execute: hit.execute,
         mem_attr: MemAttr::from_bits(hit.mem_attr),
         shareability: hit.shareability,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn worker() -> Worker {
+        Worker {
+            handle: Collector::new().register(),
+            counters: Arc::new(Counters::default()),
+            burst_requests: Cell::new(0),
+            fault_run: Cell::new(FaultRun {
+                vmid: 0,
+                page: u64::MAX,
+                stride: 0,
+                ahead: u64::MAX,
+            }),
+        }
+    }
+
+    /// The strides `next_in_run` reports for translates on `pages` (page
+    /// numbers) of shadow VMID `vmid`, one per translate.
+    fn strides(w: &Worker, vmid: u16, pages: &[i64]) -> Vec<Option<i64>> {
+        pages
+            .iter()
+            .map(|&p| {
+                w.next_in_run(vmid, (p as u64).wrapping_mul(PAGE_SIZE))
+                    .stride
+                    .map(|s| s as i64 / PAGE_SIZE as i64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_is_two_equal_strides_in_a_row() {
+        let w = worker();
+        assert_eq!(
+            strides(&w, 1, &[10, 11, 12, 13]),
+            [None, None, Some(1), Some(1)]
+        );
+        // Downwards, and one vCPU's share of a range two vCPUs fault in turn.
+        assert_eq!(strides(&w, 1, &[40, 39, 38]), [None, None, Some(-1)]);
+        assert_eq!(strides(&w, 1, &[100, 102, 104]), [None, None, Some(2)]);
+        // A new stride starts a new run (from 104: 1, 1, 2, 2).
+        assert_eq!(
+            strides(&w, 1, &[105, 106, 108, 110]),
+            [None, Some(1), None, Some(2)]
+        );
+    }
+
+    #[test]
+    fn no_run_across_contexts_far_strides_or_repeats() {
+        let w = worker();
+        // Another context breaks the run, even on the next page.
+        assert_eq!(
+            strides(&w, 1, &[0, 1, 2]).last().copied().flatten(),
+            Some(1)
+        );
+        assert_eq!(strides(&w, 2, &[3, 4, 5]), [None, None, Some(1)]);
+        assert_eq!(strides(&w, 1, &[6, 7]), [None, None]);
+        // Strides of more than RUN_STRIDE_PAGES pages, either way.
+        let far = RUN_STRIDE_PAGES as i64 + 1;
+        assert_eq!(strides(&w, 1, &[0, far, 2 * far]), [None, None, None]);
+        assert_eq!(strides(&w, 1, &[0, -far, -2 * far]), [None, None, None]);
+        let edge = RUN_STRIDE_PAGES as i64;
+        assert_eq!(
+            strides(&w, 1, &[0, -edge, -2 * edge]),
+            [None, None, Some(-edge)]
+        );
+        // The same page again (a retried fault) is no run.
+        assert_eq!(strides(&w, 1, &[7, 7, 7]), [None, None, None]);
+        // Scattered pages.
+        assert_eq!(strides(&w, 1, &[3, 900, 41, 7000, 12]), [None; 5]);
+    }
+
+    /// Whether each translate on `pages` of VMID 1 finds its page asked
+    /// for by the translate before.
+    fn asked(w: &Worker, pages: &[i64]) -> Vec<bool> {
+        pages
+            .iter()
+            .map(|&p| w.next_in_run(1, (p as u64).wrapping_mul(PAGE_SIZE)).asked)
+            .collect()
+    }
+
+    #[test]
+    fn a_page_is_asked_for_only_by_the_translate_before_in_its_run() {
+        let w = worker();
+        // The third translate of the run asks for the fourth's page.
+        assert_eq!(
+            asked(&w, &[0, 1, 2, 3, 4]),
+            [false, false, false, true, true]
+        );
+        // Off the run: the page asked for (5) is not this one.
+        assert_eq!(asked(&w, &[9, 5]), [false, false]);
+        // Another context's translate in between: not asked for by it.
+        let w = worker();
+        assert_eq!(asked(&w, &[0, 1, 2]), [false, false, false]);
+        assert!(!w.next_in_run(2, 3 * PAGE_SIZE).asked);
+        assert_eq!(asked(&w, &[3]), [false]);
     }
 }
