@@ -650,9 +650,10 @@ impl Counters {
     }
 }
 
-/// One thread's handle on the service: its epoch participant and its own
-/// counters (so hot counters are never shared between cores). Not `Send`:
-/// create one per thread with [`Service::worker`].
+/// One thread's handle on the service: its epoch participant, its own
+/// counters (so hot counters are never shared between cores) and where its
+/// translates have been faulting (to ask for a run's next lines early).
+/// Not `Send`: create one per thread with [`Service::worker`].
 pub struct Worker {
     handle: LocalHandle,
     counters: Arc<Counters>,
