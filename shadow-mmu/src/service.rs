@@ -1536,8 +1536,11 @@ where
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };
         // A page's lines are the two asked for above (its `by_shadow` slot
-        // and its L1 page's list): only a block's differ.
-        if entry.shadow.size != PAGE_SIZE {
+        // and its L1 page's list): only a block's differ. Asked for again
+        // unless the last translate asked for this page's (a fault ago),
+        // as before runs were told apart: faults in no order keep the
+        // second prefetch they had (no gain from dropping it was measured).
+        if entry.shadow.size != PAGE_SIZE || !run.asked {
             self.rmap_hint.prefetch_insert(
                 entry.l1_ipa_base,
                 &ShadowRef {
