@@ -706,6 +706,20 @@ impl Drop for Worker {
 }
 
 impl Worker {
+    fn new(handle: LocalHandle, counters: Arc<Counters>) -> Worker {
+        Worker {
+            handle,
+            counters,
+            burst_requests: Cell::new(0),
+            fault_run: Cell::new(FaultRun {
+                vmid: 0,
+                page: u64::MAX,
+                stride: 0,
+                ahead: u64::MAX,
+            }),
+        }
+    }
+
     /// Counts one cache hit on this worker's counters with `bump`, as a
     /// translate hit does, without the translate (loom model builds only).
     ///
@@ -1131,17 +1145,7 @@ where
             }
         };
         self.workers_made.fetch_add(1, Ordering::Relaxed);
-        Worker {
-            handle: self.collector.register(),
-            counters,
-            burst_requests: Cell::new(0),
-            fault_run: Cell::new(FaultRun {
-                vmid: 0,
-                page: u64::MAX,
-                stride: 0,
-                ahead: u64::MAX,
-            }),
-        }
+        Worker::new(self.collector.register(), counters)
     }
 
     /// How many workers [`Service::worker`] made so far. Each registers
@@ -2231,17 +2235,7 @@ mod tests {
     use super::*;
 
     fn worker() -> Worker {
-        Worker {
-            handle: Collector::new().register(),
-            counters: Arc::new(Counters::default()),
-            burst_requests: Cell::new(0),
-            fault_run: Cell::new(FaultRun {
-                vmid: 0,
-                page: u64::MAX,
-                stride: 0,
-                ahead: u64::MAX,
-            }),
-        }
+        Worker::new(Collector::new().register(), Arc::new(Counters::default()))
     }
 
     /// The strides `next_in_run` reports for translates on `pages` (page
