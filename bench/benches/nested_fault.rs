@@ -111,14 +111,7 @@ fn report_umbra_work(id: &str, design: Design, before: &Stats, after: &Stats) {
 criterion_group!(benches, nested_faults, scattered_faults);
 
 fn main() {
-    match host_pages::select() {
-        Ok(pages) => eprintln!(
-            "nested_fault: heap on {pages:?} pages (re-executions: {}; {})",
-            host_pages::starts(),
-            host_pages::summary()
-        ),
-        Err(e) => panic!("nested_fault: {e}"),
-    }
+    host_pages::select_for("nested_fault");
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -1627,14 +1627,7 @@ criterion_group!(
 /// asks for first (huge unless `4k`; see `bench::host_pages`): hv maps
 /// the service's memory with 2 MiB / 1 GiB blocks.
 fn main() {
-    match host_pages::select() {
-        Ok(pages) => eprintln!(
-            "shadow_mmu: heap on {pages:?} pages (re-executions: {}; {})",
-            host_pages::starts(),
-            host_pages::summary()
-        ),
-        Err(e) => panic!("shadow_mmu: {e}"),
-    }
+    host_pages::select_for("shadow_mmu");
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

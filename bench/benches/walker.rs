@@ -339,14 +339,7 @@ criterion_group! {
 /// huge pages where it can (QEMU advises THP on it), which is what KVM's
 /// `kvm_read_guest` reads through.
 fn main() {
-    match host_pages::select() {
-        Ok(pages) => eprintln!(
-            "walker: heap on {pages:?} pages (re-executions: {}; {})",
-            host_pages::starts(),
-            host_pages::summary()
-        ),
-        Err(e) => panic!("walker: {e}"),
-    }
+    host_pages::select_for("walker");
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -37,14 +37,7 @@ use bench::walker_fixture::{
 use walker::{AccessKind, GuestMemory, Translation, WalkError};
 
 fn main() {
-    match host_pages::select() {
-        Ok(pages) => eprintln!(
-            "cold_ratio: heap on {pages:?} pages (re-executions: {}; {})",
-            host_pages::starts(),
-            host_pages::summary()
-        ),
-        Err(e) => panic!("cold_ratio: {e}"),
-    }
+    host_pages::select_for("cold_ratio");
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(Ok(200), |s| s.parse())

@@ -206,6 +206,20 @@ fn mapping_flags(smaps: &str, at: usize) -> Option<Vec<&str>> {
     None
 }
 
+/// [`select`] for a benchmark's `main`, saying on stderr, after `program: `,
+/// which pages the heap is on; a failure to put it there ends the run
+/// (numbers on the wrong pages would be reported as the right ones).
+pub fn select_for(program: &str) {
+    match select() {
+        Ok(pages) => eprintln!(
+            "{program}: heap on {pages:?} pages (re-executions: {}; {})",
+            starts(),
+            summary()
+        ),
+        Err(e) => panic!("{program}: {e}"),
+    }
+}
+
 /// How many times the process was started before glibc took the tunable
 /// (1: at once; 0: no re-execution was needed).
 pub fn starts() -> u32 {
