@@ -88,7 +88,7 @@ use core::fmt;
 pub use crossbeam_epoch::Guard;
 use crossbeam_epoch::{Collector, LocalHandle};
 use ipc::message::L0Change;
-use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange};
+use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope};
 use walker::{
     AbortContext, AccessKind, CacheMaintenance, ExposedFeatures, GuestMemory, InjectedAbort,
     WalkError,
@@ -1987,6 +1987,25 @@ where
     /// TLBI, with [`Service::l1_vmid_width`], as the context keys have it.
     /// Returns the number of entries removed (cache and shadow).
     pub fn invalidate(&self, worker: &Worker, vmid: u16, scope: &InvalidateScope) -> u64 {
+        // Every entry is 4 KiB aligned, so the pages a range touches hold
+        // exactly the entries it overlaps: removal works on those (the page
+        // path and the reverse map's deferred removal take page bases; the
+        // TLBI decoder only makes such ranges, a caller may not). A range
+        // beyond the last page holds no entry (review 53 R53-1).
+        let scope = &match *scope {
+            InvalidateScope::Ipa(ipa) => {
+                let start = ipa.range.start() & !(PAGE_SIZE - 1);
+                let end = ipa.range.end().saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+                match IpaRange::new(start, end) {
+                    Some(range) => InvalidateScope::Ipa(IpaScope { range, ..ipa }),
+                    None => {
+                        bump(&worker.counters.invalidations, 1);
+                        return 0;
+                    }
+                }
+            }
+            whole => whole,
+        };
         let guard = self.pin(worker);
         let target = match scope {
             InvalidateScope::AllVmids => None,
