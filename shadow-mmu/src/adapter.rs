@@ -78,7 +78,8 @@ where
 
     /// How the operands of TLBIs L1 issues with `l1_vtcr` as its VTCR_EL2
     /// decode: FEAT_LPA2 as this service shows it to L1 (a 52-bit stage-2
-    /// granule), VTCR_EL2.DS from L1's register. FEAT_TTL only decides whether IPAS2's bits \[47:44\]
+    /// granule), VTCR_EL2.DS from L1's register where it is not RES0 (its
+    /// granule shows FEAT_LPA2 at stage 2: the walker's DS). FEAT_TTL only decides whether IPAS2's bits \[47:44\]
     /// are a level hint, and `Service::invalidate` never narrows a scope by
     /// a hint, so it is taken as absent (hv does not show it to L1).
     pub fn tlbi_params(&self, l1_vtcr: u64) -> ipc::tlbi::TlbiParams {
@@ -86,10 +87,23 @@ where
         let feat_lpa2 = [walker::Granule::K4, walker::Granule::K16]
             .into_iter()
             .any(|g| features.stage2_granule(g) == walker::GranuleSupport::Supported52Bit);
+        // DS as the walker takes it: RES0 (read as 0) for a granule whose
+        // stage-2 field does not show FEAT_LPA2, even where another
+        // granule's does (review 53 R53-2). Worked out only when set.
+        let vtcr_ds = l1_vtcr & (1 << 32) != 0
+            && walker::Stage2Walker::new(
+                walker::Stage2Registers {
+                    vtcr: l1_vtcr,
+                    vttbr: 0,
+                    endianness: walker::Endianness::Little,
+                },
+                features,
+            )
+            .lpa2();
         ipc::tlbi::TlbiParams {
             feat_ttl: false,
             feat_lpa2,
-            vtcr_ds: l1_vtcr & (1 << 32) != 0,
+            vtcr_ds,
         }
     }
 
