@@ -37,9 +37,10 @@ fn ds_is_res0_for_a_stage_2_granule_without_lpa2_even_with_lpa2_at_stage_1() {
     b.map(3, ipa, 0x80_0000_0000 - 0x1000, attrs);
     let w = walker(vtcr, b.vttbr(), Endianness::Little, &f);
     assert!(!w.lpa2(), "DS is RES0 here");
-    let t = mem
-        .with(|m| w.walk(m, ipa, AccessKind::Read))
-        .expect("a 48-bit walk: bits [9:8] are SH, not OA[51:50]");
+    let t = mem.with(|m| {
+        w.walk(m, ipa, AccessKind::Read)
+            .expect("a 48-bit walk: bits [9:8] are SH, not OA[51:50]")
+    });
     assert_eq!(t.output_address, 0x80_0000_0000 - 0x1000);
     assert_eq!(t.shareability, Shareability::OuterShareable);
     // T0SZ 24 is the minimum with PAMax 40 either way; 23 faults.
