@@ -79,9 +79,10 @@ where
     /// How the operands of TLBIs L1 issues with `l1_vtcr` as its VTCR_EL2
     /// decode: FEAT_LPA2 as this service shows it to L1 (a 52-bit stage-2
     /// granule), VTCR_EL2.DS from L1's register where it is not RES0 (its
-    /// granule shows FEAT_LPA2 at stage 2: the walker's DS). FEAT_TTL only decides whether IPAS2's bits \[47:44\]
-    /// are a level hint, and `Service::invalidate` never narrows a scope by
-    /// a hint, so it is taken as absent (hv does not show it to L1).
+    /// granule shows FEAT_LPA2 at stage 2: the walker's DS). FEAT_TTL only
+    /// decides whether IPAS2's bits \[47:44\] are a level hint, and
+    /// `Service::invalidate` never narrows a scope by a hint, so it is taken
+    /// as absent (hv does not show it to L1).
     pub fn tlbi_params(&self, l1_vtcr: u64) -> ipc::tlbi::TlbiParams {
         let features = &self.config().features;
         let feat_lpa2 = [walker::Granule::K4, walker::Granule::K16]
