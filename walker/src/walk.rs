@@ -877,11 +877,7 @@ impl Stage2Walker {
     ) -> Result<Translation, WalkError> {
         let done =
             |cursor: &Cursor, trail: &Trail, leaf: &Leaf| self.translation_of(cursor, *trail, leaf);
-        match self.walk_kind {
-            WalkKind::K4Level0 => self.run_4k::<M, Trail, _, 0>(memory, ipa, access, hint, done),
-            WalkKind::K4Level1 => self.run_4k::<M, Trail, _, 1>(memory, ipa, access, hint, done),
-            WalkKind::General => self.run::<M, Trail, _>(memory, ipa, access, hint, done),
-        }
+        self.run_kind::<M, Trail, _>(memory, ipa, access, hint, done)
     }
 
     /// Translate one IPA for a caller that needs only the leaf: the same
@@ -911,11 +907,7 @@ impl Stage2Walker {
         hint: &mut SlotHint,
     ) -> Result<LeafTranslation, WalkError> {
         let done = |cursor: &Cursor, _: &NoTrail, leaf: &Leaf| self.leaf_translation(cursor, leaf);
-        match self.walk_kind {
-            WalkKind::K4Level0 => self.run_4k::<M, NoTrail, _, 0>(memory, ipa, access, hint, done),
-            WalkKind::K4Level1 => self.run_4k::<M, NoTrail, _, 1>(memory, ipa, access, hint, done),
-            WalkKind::General => self.run::<M, NoTrail, _>(memory, ipa, access, hint, done),
-        }
+        self.run_kind::<M, NoTrail, _>(memory, ipa, access, hint, done)
     }
 
     /// Whether this walker's single walks take the walk specialised for

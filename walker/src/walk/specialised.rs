@@ -22,7 +22,7 @@ use super::{
     failed, AddressBits, Cursor, Endianness, Geometry, Leaf, LeafRules, Stage2Walker, Stop,
     WalkError,
 };
-use crate::fault::{AccessKind, DescriptorRead, FaultCause, TrailSink};
+use crate::fault::{AccessKind, DescriptorRead, FaultCause, TrailSink, MAX_TRAIL};
 use crate::features::Granule;
 use crate::memory::{GuestMemory, SlotHint};
 
@@ -70,12 +70,51 @@ const fn level_lsb_4k(level: i8) -> u32 {
 
 /// One level's outcome.
 enum Step {
+    /// A table descriptor: the next level's descriptor address.
     Table(u64),
+    /// The leaf descriptor.
     Leaf(u64),
+    /// A fault at the descriptor read.
     Stop(Stop),
+    /// An external abort on the read itself (nothing read).
+    Unread,
+}
+
+/// The result of a walk whose read at `address`, `level` found no
+/// memslot: out of line, given the address as it is (built inline, the
+/// fault's packed payload was prepared on every level of every walk).
+#[cold]
+#[inline(never)]
+fn unreadable<T: TrailSink, R>(
+    ipa: u64,
+    access: AccessKind,
+    trail: T,
+    address: u64,
+    level: i8,
+) -> Result<R, WalkError> {
+    let cause = FaultCause::DescriptorOutsideMemslots { address };
+    failed(ipa, access, trail, Stop { cause, level })
 }
 
 impl Stage2Walker {
+    /// The single walk this walker's [`WalkKind`] names: `T` decides what
+    /// is recorded of the reads, `done` what a success returns.
+    #[inline(always)]
+    pub(super) fn run_kind<M: GuestMemory + ?Sized, T: TrailSink, R>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut SlotHint,
+        done: impl Fn(&Cursor, &T, &Leaf) -> R,
+    ) -> Result<R, WalkError> {
+        match self.walk_kind {
+            WalkKind::General => self.run::<M, T, R>(memory, ipa, access, hint, done),
+            WalkKind::K4Level0 => self.run_4k::<M, T, R, 0>(memory, ipa, access, hint, done),
+            WalkKind::K4Level1 => self.run_4k::<M, T, R, 1>(memory, ipa, access, hint, done),
+        }
+    }
+
     /// The specialised single walk from start level `START` (0 or 1):
     /// `T` decides what is recorded of the reads, `done` what a success
     /// returns, as for `run`. Only for walkers whose [`WalkKind`] is
@@ -92,10 +131,12 @@ impl Stage2Walker {
         hint: &mut SlotHint,
         done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
-        let mut trail = T::EMPTY;
+        // The reads at constant places (the compiler keeps them in
+        // registers), made a trail only where the walk ends.
+        let mut reads = [DescriptorRead::default(); MAX_TRAIL];
         let mut cursor = Cursor::new(ipa, access);
         if let Err(stop) = self.begin(&mut cursor) {
-            return failed(ipa, access, trail, stop);
+            return failed(ipa, access, T::from_reads(&reads, 0), stop);
         }
         let mut address = cursor.address;
         // The levels unrolled: `level` and the read count are constants
@@ -104,14 +145,21 @@ impl Stage2Walker {
             ($level:literal) => {
                 if START <= $level {
                     let read = ($level - START) as usize;
-                    match self.step_4k(memory, hint, &mut trail, ipa, $level, read, address) {
+                    match self.step_4k(memory, hint, &mut reads, ipa, $level, read, address) {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
                             cursor.address = address;
+                            let trail = T::from_reads(&reads, read + 1);
                             return self.finish_4k(&cursor, descriptor, trail, done);
                         }
-                        Step::Stop(stop) => return failed(ipa, access, trail, stop),
+                        Step::Stop(stop) => {
+                            return failed(ipa, access, T::from_reads(&reads, read + 1), stop)
+                        }
+                        Step::Unread => {
+                            let trail = T::from_reads(&reads, read);
+                            return unreadable(ipa, access, trail, address, $level);
+                        }
                     }
                 }
             };
@@ -122,46 +170,40 @@ impl Stage2Walker {
         level!(3);
         // Level 3 ends every walk (a table descriptor there is a page);
         // kept as a fault rather than a panic, as in `descend_in`.
-        failed(
-            ipa,
-            access,
-            trail,
-            Stop {
-                cause: FaultCause::InvalidDescriptor,
-                level: 3,
-            },
-        )
+        let stop = Stop {
+            cause: FaultCause::InvalidDescriptor,
+            level: 3,
+        };
+        failed(ipa, access, T::from_reads(&reads, MAX_TRAIL), stop)
     }
 
-    /// One level of the specialised walk: the read, the trail, and what
-    /// the descriptor means (`decode` with the configuration's constants:
-    /// blocks at levels 1 and 2, table addresses in bits 47:12, no
-    /// FEAT_HAFT).
+    /// One level of the specialised walk: the read (into `reads[read]`),
+    /// and what the descriptor means (`decode` with the configuration's
+    /// constants: blocks at levels 1 and 2, table addresses in bits
+    /// 47:12, no FEAT_HAFT).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn step_4k<M: GuestMemory + ?Sized, T: TrailSink>(
+    fn step_4k<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
         hint: &mut SlotHint,
-        trail: &mut T,
+        reads: &mut [DescriptorRead; MAX_TRAIL],
         ipa: u64,
         level: i8,
         read: usize,
         address: u64,
     ) -> Step {
         let Ok(raw) = memory.read_descriptor_hinted(address, hint) else {
-            let cause = FaultCause::DescriptorOutsideMemslots { address };
-            return Step::Stop(Stop { cause, level });
+            return Step::Unread;
         };
         let descriptor = u64::from_le(raw);
-        trail.record_at(
-            read,
-            DescriptorRead {
+        if let Some(slot) = reads.get_mut(read) {
+            *slot = DescriptorRead {
                 address,
                 value: descriptor,
                 level,
-            },
-        );
+            };
+        }
         let stop = |cause| Step::Stop(Stop { cause, level });
         match descriptor & 3 {
             3 if level < 3 => {
