@@ -768,7 +768,7 @@ impl Stage2Walker {
                 0
             };
         let (level_lsbs, contiguous_log2s) = (tables.level_lsbs, tables.contiguous_log2s);
-        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, &setup);
+        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0);
         Stage2Walker {
             walk_kind,
             level_lsbs,

@@ -19,8 +19,7 @@
 //! rules (no 52-bit address bits, no HA/HD, DS = 0).
 
 use super::{
-    failed, AddressBits, Cursor, Endianness, Geometry, Leaf, LeafRules, Stage2Walker, Stop,
-    WalkError,
+    failed, AddressBits, Cursor, Endianness, Leaf, LeafRules, Stage2Walker, Stop, WalkError,
 };
 use crate::fault::{AccessKind, DescriptorRead, FaultCause, TrailSink, MAX_TRAIL};
 use crate::features::Granule;
@@ -39,22 +38,27 @@ pub(super) enum WalkKind {
 }
 
 impl WalkKind {
-    /// The specialised walk for a configuration, if there is one.
+    /// The specialised walk for a configuration, if there is one: from
+    /// the decoded fields, SL0 standing for the start level (with 4KB and
+    /// DS = 0, a configuration that passes its checks starts at level 0
+    /// exactly when SL0 = 2 and at level 1 when SL0 = 1). One that fails
+    /// them may take the specialised walk all the same: its first step,
+    /// `begin`, reports the configuration fault as the general walk's
+    /// does.
+    #[inline]
     pub(super) fn choose(
         granule: Granule,
         ds: bool,
         ha: bool,
         endianness: Endianness,
-        setup: &Result<Geometry, FaultCause>,
+        sl0: u8,
     ) -> Self {
         // HA = 0 implies HD = 0 and HAFT = 0 (both need HA), so no walk
         // of this configuration writes memory.
-        if granule != Granule::K4 || ds || ha || endianness != Endianness::Little {
-            return WalkKind::General;
-        }
-        match setup {
-            Ok(Geometry { start_level: 0, .. }) => WalkKind::K4Level0,
-            Ok(Geometry { start_level: 1, .. }) => WalkKind::K4Level1,
+        let eligible = granule == Granule::K4 && !ds && !ha && endianness == Endianness::Little;
+        match (eligible, sl0) {
+            (true, 2) => WalkKind::K4Level0,
+            (true, 1) => WalkKind::K4Level1,
             _ => WalkKind::General,
         }
     }
