@@ -1421,7 +1421,7 @@ impl Stage2Walker {
     }
 
     /// The leaf of a finished walk, decoded (what a lean walk reports;
-    /// [`Stage2Walker::translation`] adds the trail).
+    /// [`Stage2Walker::translation_of`] adds the trail).
     #[inline(always)]
     pub(crate) fn leaf_translation(&self, cursor: &Cursor, leaf: &Leaf) -> LeafTranslation {
         let new = leaf.new_descriptor;
