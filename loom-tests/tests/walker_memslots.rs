@@ -23,6 +23,10 @@
 //!   L1 moves a table descriptor away, edits the table, restores the same
 //!   descriptor; a walk whose FEAT_HAFT swap lands on the restored value
 //!   must read the edited table (the swap's Acquire).
+//! - `published_table_is_seen_whole_by_the_specialised_walk`: the
+//!   publication race for a walker whose single walks take the walk
+//!   specialised for 4KB / DS = 0 / no HA / little-endian / start level
+//!   1 (`walker/src/walk/specialised.rs`), with its trail checked.
 #![cfg(loom)]
 #![allow(
     clippy::result_large_err,
@@ -96,6 +100,49 @@ fn walker(hafdbs: u64, extra: u64) -> Stage2Walker {
         Stage2Registers {
             vtcr,
             vttbr: LEVEL2,
+            endianness: Endianness::Little,
+        },
+        &features,
+    )
+}
+
+/// The level-1 table of [`walker_from_level1`] (IPA bit 30), below the
+/// other slots so the largest-slot choice of the other models' memslots
+/// stays as it was: entry 0 points to [`LEVEL2`].
+const LEVEL1: u64 = 0x0;
+
+impl Guest {
+    /// [`Guest::with_memslots`] with `level1` as one more slot at [`LEVEL1`].
+    fn with_level1_memslots<R>(
+        &self,
+        level1: &[AtomicU64],
+        f: impl FnOnce(&Memslots<'_>) -> R,
+    ) -> R {
+        let mut slots = [
+            Memslot::new(LEVEL1, level1, SlotAccess::ReadWrite),
+            Memslot::new(LEVEL2, &self.level2, SlotAccess::ReadWrite),
+            Memslot::new(OLD_TABLE, &self.old, SlotAccess::ReadWrite),
+            Memslot::new(NEW_TABLE, &self.new, SlotAccess::ReadWrite),
+        ];
+        let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
+        f(&memslots)
+    }
+}
+
+/// 4KB granule, T0SZ 33 (31-bit IPA), SL0 1 (start at level 1), PS 48,
+/// no HA, little-endian: a configuration whose single walks take the
+/// walk specialised for it (`walker/src/walk/specialised.rs`).
+fn walker_from_level1() -> Stage2Walker {
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5 | (1 << 20), // PARange 48, all granules
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    Stage2Walker::new(
+        Stage2Registers {
+            vtcr: 33 | (1 << 6) | (5 << 16),
+            vttbr: LEVEL1,
             endianness: Endianness::Little,
         },
         &features,
@@ -359,5 +406,45 @@ fn haft_table_af_update_on_a_restored_descriptor_sees_the_edited_table() {
                 "AF set on L1's restored descriptor by a walk that read the table from before it"
             );
         }
+    });
+}
+
+/// The specialised single walk (start level 1) reads a table L1
+/// publishes with a Release store whole, as the general walk does: its
+/// reads are the same Acquire loads. (Fails with `Memslots`' hinted
+/// read beyond the largest slot, which reads the level-2 descriptor
+/// here, weakened to Relaxed.)
+#[test]
+fn published_table_is_seen_whole_by_the_specialised_walk() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::new(
+            table(OLD_TABLE),
+            IPAS.map(|ipa| page(OLD_OUTPUT + ipa, AF)),
+            [0, 0],
+        ));
+        let level1 = Arc::new([AtomicU64::new(table(LEVEL2)), AtomicU64::new(0)]);
+        let walker = Arc::new(walker_from_level1());
+        assert!(walker.takes_specialised_walk());
+
+        let single = {
+            let (guest, level1, walker) = (guest.clone(), level1.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_level1_memslots(&level1[..], |memslots| {
+                    walker.walk(memslots, IPAS[1], AccessKind::Read)
+                })
+            })
+        };
+
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+
+        let translation = single.join().unwrap();
+        output_of(IPAS[1], translation);
+        // The trail the specialised walk built: the three reads, in order.
+        let trail = translation.unwrap().trail;
+        let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
+        assert_eq!(levels, [1, 2, 3]);
     });
 }

@@ -171,6 +171,10 @@ pub(crate) trait TrailSink: Copy {
     /// The walk wrote `value` over the descriptor it read last (FEAT_HAFT:
     /// AF set in a table descriptor by a successful compare-and-swap).
     fn rewrite_last(&mut self, value: u64);
+    /// The trail of a walk that kept its reads at constant places: the
+    /// first `len` of `reads`, the others as in [`Trail::new`] (the
+    /// caller leaves them so).
+    fn from_reads(reads: &[DescriptorRead; MAX_TRAIL], len: usize) -> Self;
 }
 
 impl TrailSink for Trail {
@@ -197,6 +201,23 @@ impl TrailSink for Trail {
             self.reads[usize::from(last)].value = value;
         }
     }
+
+    #[inline(always)]
+    fn from_reads(reads: &[DescriptorRead; MAX_TRAIL], len: usize) -> Self {
+        // Field by field: a copy of whole `DescriptorRead`s also copies
+        // their padding, which the compiler then stores (zeroed) into the
+        // result, 7 bytes of every entry.
+        let read = |r: &DescriptorRead| DescriptorRead {
+            address: r.address,
+            value: r.value,
+            level: r.level,
+        };
+        let [r0, r1, r2, r3, r4] = reads;
+        Trail {
+            reads: [read(r0), read(r1), read(r2), read(r3), read(r4)],
+            len: len.min(MAX_TRAIL) as u8,
+        }
+    }
 }
 
 /// Records nothing: a walk whose caller needs only the leaf.
@@ -216,6 +237,11 @@ impl TrailSink for NoTrail {
 
     #[inline]
     fn rewrite_last(&mut self, _: u64) {}
+
+    #[inline(always)]
+    fn from_reads(_: &[DescriptorRead; MAX_TRAIL], _: usize) -> Self {
+        NoTrail
+    }
 }
 
 impl fmt::Debug for Trail {

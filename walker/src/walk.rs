@@ -12,6 +12,9 @@ use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates}
 use crate::memory::{GuestMemory, SlotHint};
 use crate::visit::LeafAttributes;
 
+mod specialised;
+use specialised::WalkKind;
+
 /// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endianness {
@@ -485,6 +488,8 @@ pub struct Stage2Walker {
     contiguous_log2s: [u8; 8],
     /// Bit [`level_slot`] set where a block descriptor is permitted.
     block_levels: u8,
+    /// The single walk this configuration takes (see `walk/specialised.rs`).
+    walk_kind: WalkKind,
 }
 
 /// Index of `level` (-1..=3) in the walker's per-level tables. The mask
@@ -648,6 +653,22 @@ pub(crate) struct Leaf {
     block_bits: u32,
     contiguous_bits: u32,
     execute: Execute,
+    /// SH\[1:0\] of the result (the descriptor's, or VTCR_EL2.SH0 with DS).
+    shareability: u8,
+}
+
+/// What the leaf checks depend on besides the descriptor: the level's
+/// block size and contiguous span, where the output address sits, and
+/// the hardware updates and format in effect.
+#[derive(Clone, Copy, Debug)]
+struct LeafRules {
+    block_bits: u32,
+    /// log2 of the entries a contiguous hint spans here (0: bit 52 RES0).
+    contiguous_log2: u32,
+    address_bits: AddressBits,
+    ha: bool,
+    hd: bool,
+    ds: bool,
 }
 
 /// What trying to finish a walk (update included) gave.
@@ -747,7 +768,9 @@ impl Stage2Walker {
                 0
             };
         let (level_lsbs, contiguous_log2s) = (tables.level_lsbs, tables.contiguous_log2s);
+        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0);
         Stage2Walker {
+            walk_kind,
             level_lsbs,
             contiguous_log2s,
             block_levels,
@@ -830,7 +853,7 @@ impl Stage2Walker {
     }
 
     /// Translate one IPA.
-    #[inline]
+    #[inline(always)]
     pub fn walk<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
@@ -844,7 +867,7 @@ impl Stage2Walker {
     /// walks (per vCPU, say, as KVM keeps `last_used_slot`): the first read
     /// tries where the previous walk's last read was found before
     /// searching. Same result as `walk`; the hint only saves lookups.
-    #[inline]
+    #[inline(always)]
     pub fn walk_hinted<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
@@ -852,9 +875,9 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<Translation, WalkError> {
-        self.run::<M, Trail, _>(memory, ipa, access, hint, |cursor, trail, leaf| {
-            self.translation_of(cursor, *trail, leaf)
-        })
+        let done =
+            |cursor: &Cursor, trail: &Trail, leaf: &Leaf| self.translation_of(cursor, *trail, leaf);
+        self.run_kind::<M, Trail, _>(memory, ipa, access, hint, done)
     }
 
     /// Translate one IPA for a caller that needs only the leaf: the same
@@ -863,7 +886,7 @@ impl Stage2Walker {
     /// 32-byte [`LeafTranslation`] instead of a [`Translation`]. A fault is
     /// exactly the one `walk` reports except that its
     /// [`trail`](Fault::trail) is empty.
-    #[inline]
+    #[inline(always)]
     pub fn translate_leaf<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
@@ -875,7 +898,7 @@ impl Stage2Walker {
 
     /// [`Stage2Walker::translate_leaf`] with a memslot hint kept between
     /// walks, as [`Stage2Walker::walk_hinted`].
-    #[inline]
+    #[inline(always)]
     pub fn translate_leaf_hinted<M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
@@ -883,9 +906,26 @@ impl Stage2Walker {
         access: AccessKind,
         hint: &mut SlotHint,
     ) -> Result<LeafTranslation, WalkError> {
-        self.run::<M, NoTrail, _>(memory, ipa, access, hint, |cursor, _, leaf| {
-            self.leaf_translation(cursor, leaf)
-        })
+        let done = |cursor: &Cursor, _: &NoTrail, leaf: &Leaf| self.leaf_translation(cursor, leaf);
+        self.run_kind::<M, NoTrail, _>(memory, ipa, access, hint, done)
+    }
+
+    /// Whether this walker's single walks take the walk specialised for
+    /// its configuration (4KB granule, DS = 0, VTCR_EL2.HA = 0,
+    /// little-endian descriptors, start level 0 or 1) rather than the
+    /// general one. The results are the same; for tests and benchmarks.
+    #[doc(hidden)]
+    pub const fn takes_specialised_walk(&self) -> bool {
+        !matches!(self.walk_kind, WalkKind::General)
+    }
+
+    /// This walker with its single walks forced onto the general walk:
+    /// for tests that compare the specialised walk with it, and for
+    /// benchmarks. Not part of the API proper.
+    #[doc(hidden)]
+    pub const fn with_general_walk(mut self) -> Self {
+        self.walk_kind = WalkKind::General;
+        self
     }
 
     /// The single walk every entry point shares (AArch64.S2Translate's
@@ -1251,24 +1291,60 @@ impl Stage2Walker {
     /// permissions) and the update the walk must make, if any.
     #[inline(always)]
     pub(crate) fn check_leaf(&self, cursor: &Cursor, descriptor: u64) -> Result<Leaf, Stop> {
+        self.check_leaf_by(cursor, descriptor, self.leaf_rules(cursor.level))
+    }
+
+    /// What the leaf checks at `level` depend on, from this walker's
+    /// configuration.
+    #[inline(always)]
+    fn leaf_rules(&self, level: i8) -> LeafRules {
+        LeafRules {
+            block_bits: self.level_lsb(level),
+            contiguous_log2: u32::from(self.contiguous_log2s[level_slot(level)]),
+            address_bits: self.address_bits,
+            ha: self.ha,
+            hd: self.hd,
+            ds: self.ds,
+        }
+    }
+
+    /// [`Stage2Walker::check_leaf`] under `rules`: the walker's own, or
+    /// constants a specialised walk knows (which the compiler then folds).
+    #[inline(always)]
+    fn check_leaf_by(
+        &self,
+        cursor: &Cursor,
+        descriptor: u64,
+        rules: LeafRules,
+    ) -> Result<Leaf, Stop> {
         let level = cursor.level;
         let stop = |cause| Stop { cause, level };
-        let block_bits = self.level_lsb(level);
-        let contiguous_bits = block_bits + self.contiguous_log2(level, descriptor);
-        // StageOA: the IA supplies every bit below the (contiguous) block.
-        let output_address = self.stage_output_address(level, descriptor, cursor.ipa);
+        let block_bits = rules.block_bits;
+        // AArch64.ContiguousSize: 0 where bit 52 is RES0.
+        let contiguous_bits = if descriptor & (1 << 52) != 0 {
+            block_bits + rules.contiguous_log2
+        } else {
+            block_bits
+        };
+        // StageOA (AArch64.LeafBase, then the IA supplies every bit below
+        // the (contiguous) block).
+        let bits = &rules.address_bits;
+        let base = (descriptor & bits.in_place & !low_mask(block_bits))
+            | ((descriptor << bits.moved_shift) & bits.moved);
+        let output_address =
+            (base & !low_mask(contiguous_bits)) | (cursor.ipa & low_mask(contiguous_bits));
         if self.oa_out_of_range(output_address) {
             return Err(stop(FaultCause::OutputAddressOutOfRange));
         }
         let af = descriptor & (1 << 10) != 0;
-        if !af && !self.ha {
+        if !af && !rules.ha {
             return Err(stop(FaultCause::AccessFlagClear));
         }
         let dbm = descriptor & (1 << 51) != 0;
         // AArch64.S2ApplyOutputPerms: with hardware dirty state a DBM
         // descriptor is effectively writable.
         let mut s2ap = ((descriptor >> 6) & 3) as u8;
-        if self.hd && dbm {
+        if rules.hd && dbm {
             s2ap |= 2;
         }
         let xn = ((descriptor >> 53) & 3) as u8;
@@ -1300,12 +1376,17 @@ impl Stage2Walker {
             return Err(stop(cause));
         }
         let mut new_descriptor = descriptor;
-        if self.ha {
+        if rules.ha {
             new_descriptor |= 1 << 10;
         }
-        if self.hd && cursor.access.is_write() && dbm {
+        if rules.hd && cursor.access.is_write() && dbm {
             new_descriptor |= 1 << 7;
         }
+        let shareability = if rules.ds {
+            self.sh0
+        } else {
+            ((new_descriptor >> 8) & 3) as u8
+        };
         Ok(Leaf {
             descriptor,
             new_descriptor,
@@ -1313,6 +1394,7 @@ impl Stage2Walker {
             block_bits,
             contiguous_bits,
             execute,
+            shareability,
         })
     }
 
@@ -1339,15 +1421,10 @@ impl Stage2Walker {
     }
 
     /// The leaf of a finished walk, decoded (what a lean walk reports;
-    /// [`Stage2Walker::translation`] adds the trail).
+    /// [`Stage2Walker::translation_of`] adds the trail).
     #[inline(always)]
     pub(crate) fn leaf_translation(&self, cursor: &Cursor, leaf: &Leaf) -> LeafTranslation {
         let new = leaf.new_descriptor;
-        let shareability = if self.ds {
-            self.sh0
-        } else {
-            ((new >> 8) & 3) as u8
-        };
         let changed = new ^ leaf.descriptor;
         LeafTranslation {
             output_address: leaf.output_address,
@@ -1357,7 +1434,7 @@ impl Stage2Walker {
             contiguous_bits: leaf.contiguous_bits as u8,
             s2ap: S2Ap::from_bits(((new >> 6) & 3) as u8),
             execute: leaf.execute,
-            shareability: Shareability::from_bits(shareability),
+            shareability: Shareability::from_bits(leaf.shareability),
             update: DescriptorUpdate {
                 access_flag: changed & (1 << 10) != 0,
                 dirty: changed & (1 << 7) != 0,

@@ -615,3 +615,218 @@ proptest! {
         check_against_model(seed, ids, features, vtcr, vttbr, big_endian, read_only_b, &requests)?;
     }
 }
+
+// ------------------------------------------- the specialised single walk
+
+/// VTCR_EL2 values around the configuration the specialised walk takes
+/// (4KB, start level 0 or 1, DS = 0, HA = 0): T0SZ in and just outside
+/// the consistent ranges, any PS, HA/HD/HAFT, DS and SL2 now and then,
+/// noise in the other fields; and any value of `vtcr_value`.
+fn specialised_vtcr_value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => (
+            prop::sample::select(vec![(2u64, 15u64, 25u64), (1, 20, 34)]),
+            any::<u64>(),
+            0u64..8,
+            prop::sample::select(vec![0u64, 0, 0, 0, VTCR_HA, VTCR_HA | VTCR_HD, VTCR_HA | VTCR_HD | VTCR_HAFT, VTCR_HD | VTCR_HAFT]),
+            prop::sample::select(vec![0u64, 0, 0, 0, 0, 0, VTCR_DS, VTCR_SL2]),
+            any::<u64>(),
+        )
+            .prop_map(|((sl0, min, max), pick, ps, enables, format, noise)| {
+                let t0sz = min + pick % (max - min + 1);
+                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (ps << 16) | enables | format
+            }),
+        1 => vtcr_value(),
+    ]
+}
+
+/// Deep walks for a 4KB start-level-0/1 configuration: tables built at
+/// the walker's root (zeroed first) for `maps` (IPA, output address,
+/// level 1-3, attributes: random AF, S2AP, XN, DBM, MemAttr, SH,
+/// contiguous hint; output addresses within 40 bits or anywhere in 48),
+/// then some descriptors on their paths overwritten with random values.
+/// Returns the IPAs mapped (with a page offset).
+fn build_4k_tables(
+    mem: &Mem,
+    w: &Stage2Walker,
+    maps: &[(u64, u64, i32, u64)],
+    corruptions: &[(usize, usize, u64)],
+) -> Vec<u64> {
+    let (Some(start), Some(root)) = (w.start_level(), w.table_base()) else {
+        return Vec::new();
+    };
+    let start = i32::from(start);
+    let ia = w.input_size_bits();
+    let root_bytes = (8u64 << (ia - (12 + 9 * (3 - start) as u32))).max(4096);
+    // The root's page(s) (a small root is aligned to its size only),
+    // then up to three tables below it per mapping.
+    let arena = root & !0xfff;
+    let arena_bytes = root_bytes + 3 * maps.len() as u64 * 4096;
+    if !(mem.contains(arena) && mem.contains(arena + arena_bytes - 1)) {
+        return Vec::new();
+    }
+    for address in (arena..arena + arena_bytes).step_by(8) {
+        mem.write(address, 0);
+    }
+    let mut b = Builder::new(
+        mem,
+        Granule::K4,
+        start,
+        ia,
+        AddrFormat::Plain,
+        arena,
+        arena_bytes,
+    );
+    b.root = root;
+    let mut ipas = Vec::new();
+    for &(ipa, oa, level, attrs) in maps {
+        let level = level.clamp(start.max(1), 3);
+        let ipa = ipa & ((1 << ia) - 1);
+        let oa = if attrs & 1 == 0 {
+            oa & 0xff_ffff_f000
+        } else {
+            oa & 0xffff_ffff_f000
+        };
+        // Half of them readable and writable with AF set, so that walks
+        // succeed often.
+        let usable = if attrs & 2 == 0 { LEAF_RW } else { 0 };
+        let attrs = (attrs & ((0x3ff << 2) | (0xf << 51))) | usable;
+        b.map(level, ipa, oa, attrs);
+        ipas.push(ipa | (oa >> 40 & 0xff8));
+    }
+    for &(which, read, descriptor) in corruptions {
+        let Some(&ipa) = ipas.get(which % ipas.len().max(1)) else {
+            continue;
+        };
+        let trail = mem.with(
+            |m| match w.with_general_walk().walk(m, ipa, AccessKind::Read) {
+                Ok(t) => t.trail,
+                Err(WalkError::Fault(f)) => f.trail,
+                Err(_) => Trail::new(),
+            },
+        );
+        if let Some(r) = trail.as_slice().get(read % trail.len().max(1)) {
+            mem.write(r.address, descriptor);
+        }
+    }
+    ipas
+}
+
+/// Every single-walk entry point of `w` and of `general` (the same walker
+/// on the general walk) on the same requests and memory: the same results
+/// (translations, faults with their trail, `Contended`), the same reads,
+/// the same memory after.
+fn check_specialised_against_general(
+    w: &Stage2Walker,
+    general: &Stage2Walker,
+    mem: &Mem,
+    requests: &[WalkRequest],
+) -> Result<(), TestCaseError> {
+    let general_mem = mem.duplicate();
+    type Outcomes = (
+        Vec<(Result<Translation, WalkError>, Vec<u64>)>,
+        Vec<(Result<LeafTranslation, WalkError>, Vec<u64>)>,
+    );
+    let run = |walker: &Stage2Walker, mem: &Mem| -> Outcomes {
+        mem.with(|m| {
+            let rec = Recording::new(m);
+            let mut hint = SlotHint::default();
+            let mut leaf_hint = SlotHint::default();
+            let mut full = Vec::new();
+            let mut lean = Vec::new();
+            for r in requests {
+                for hinted in [false, true] {
+                    rec.reads.borrow_mut().clear();
+                    let result = if hinted {
+                        walker.walk_hinted(&rec, r.ipa, r.access, &mut hint)
+                    } else {
+                        walker.walk(&rec, r.ipa, r.access)
+                    };
+                    full.push((result, rec.reads.borrow().clone()));
+                    rec.reads.borrow_mut().clear();
+                    let result = if hinted {
+                        walker.translate_leaf_hinted(&rec, r.ipa, r.access, &mut leaf_hint)
+                    } else {
+                        walker.translate_leaf(&rec, r.ipa, r.access)
+                    };
+                    lean.push((result, rec.reads.borrow().clone()));
+                }
+                // Straight on the memslots too (their inline first-slot read).
+                full.push((walker.walk(m, r.ipa, r.access), Vec::new()));
+            }
+            (full, lean)
+        })
+    };
+    let (full, lean) = run(w, mem);
+    let (general_full, general_lean) = run(general, &general_mem);
+    for (i, (got, expected)) in full.iter().zip(&general_full).enumerate() {
+        prop_assert_eq!(got, expected, "walk {} of {:x?}", i, requests);
+    }
+    for (i, (got, expected)) in lean.iter().zip(&general_lean).enumerate() {
+        prop_assert_eq!(got, expected, "lean walk {} of {:x?}", i, requests);
+    }
+    prop_assert_eq!(mem.snapshot(), general_mem.snapshot());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// The walk specialised for 4KB / DS = 0 / HA = 0 / little-endian /
+    /// start level 0 or 1 is taken exactly for those configurations and
+    /// gives what the general walk gives, for any memory, registers and
+    /// IPAs: random memory, and tables built for deep walks with random
+    /// leaves and corrupted entries.
+    #[test]
+    fn the_specialised_walk_equals_the_general_walk(
+        seed in any::<u64>(),
+        features in id_registers(),
+        vtcr in specialised_vtcr_value(),
+        vttbr in vttbr_value(),
+        big_endian in prop::bool::weighted(0.1),
+        read_only_b in any::<bool>(),
+        requests in requests(),
+        maps in prop::collection::vec((any::<u64>(), any::<u64>(), 1i32..6, any::<u64>()), 1..4),
+        corruptions in prop::collection::vec((any::<usize>(), any::<usize>(), any::<u64>()), 0..3),
+    ) {
+        let endian = if big_endian { Endianness::Big } else { Endianness::Little };
+        let w = walker(vtcr, vttbr, endian, &features);
+        let general = w.with_general_walk();
+        prop_assert!(!general.takes_specialised_walk());
+        // A configuration that faults may take it too (its first step
+        // reports the fault as the general walk does): then SL0 says.
+        let sl0 = (vtcr >> 6) & 3;
+        let specialised = w.granule() == Granule::K4
+            && !w.lpa2()
+            && !w.hardware_access_flag()
+            && endian == Endianness::Little
+            && match w.start_level() {
+                Some(level) => level == 0 || level == 1,
+                None => sl0 == 1 || sl0 == 2,
+            };
+        prop_assert_eq!(w.takes_specialised_walk(), specialised);
+
+        let input_mask = (1u64 << w.input_size_bits().min(63)) - 1;
+        let mut requests: Vec<WalkRequest> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| WalkRequest { ipa: if i % 2 == 0 { r.ipa & input_mask } else { r.ipa }, ..r })
+            .collect();
+        let mem = random_memory(seed, endian, read_only_b);
+        check_specialised_against_general(&w, &general, &mem, &requests)?;
+
+        // Deep walks: the same on tables built for them.
+        let built = random_memory(seed ^ 0x5eed, endian, read_only_b);
+        let ipas = if specialised { build_4k_tables(&built, &w, &maps, &corruptions) } else { Vec::new() };
+        let accesses: Vec<AccessKind> = requests.iter().map(|r| r.access).collect();
+        requests.clear();
+        for (i, ipa) in ipas.iter().enumerate() {
+            for (j, access) in accesses.iter().enumerate().skip(i).step_by(4) {
+                let offset = (j as u64 * 0x1234_5678) & 0x3f_ffff;
+                requests.push(WalkRequest { ipa: ipa ^ offset, access: *access });
+            }
+            requests.push(WalkRequest { ipa: *ipa, access: AccessKind::Read });
+        }
+        check_specialised_against_general(&w, &general, &built, &requests)?;
+    }
+}
