@@ -1331,6 +1331,8 @@ where
         self.directory.cached(key, l2_ipa, guard)
     }
 
+    /// `key`'s context, made if need be. `guard` must come from
+    /// [`Service::pin`] (which checked the worker's collector).
     fn context<'g>(
         &'g self,
         worker: &Worker,
@@ -1338,7 +1340,8 @@ where
         guard: &'g Guard,
     ) -> Option<&'g Context<ShadowOf<B>>> {
         for attempt in 0..2 {
-            let made = self.directory.get_or_create(
+            // `guard` is `Service::pin`'s, of this service's collector.
+            let made = self.directory.get_or_create_pinned(
                 key,
                 guard,
                 |victim, held| {
@@ -1449,10 +1452,10 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
-        let (leaf, walked) = match context.cached(l2_ipa, &guard) {
+        let walked = match context.cached(l2_ipa, &guard) {
             Some(hit) if hit.permits(access) => {
                 bump(&counters.hits, 1);
-                (l1_translation(hit), Source::Hit(hit))
+                Source::Hit(hit)
             }
             _ => {
                 bump(&counters.misses, 1);
@@ -1495,16 +1498,19 @@ where
                     }
                 };
                 match result {
-                    Ok(t) => (
-                        L1Translation::from_translation(&t),
-                        Source::Walk(t, served_through),
-                    ),
+                    Ok(t) => Source::Walk(t, served_through),
                     Err(WalkError::Fault(fault)) => {
                         return Translated::Inject(fault.syndrome(abort))
                     }
                     Err(WalkError::Contended { .. }) => return Translated::Retry(Retry::Contended),
                 }
             }
+        };
+        // L1's leaf, from the walk result where it lies (built in each arm
+        // above, the pair was copied on the hit path: ~50 instructions).
+        let leaf = match &walked {
+            Source::Hit(hit) => l1_translation(hit),
+            Source::Walk(t, _) => L1Translation::from_translation(t),
         };
         // The reverse-map list the install will probe (for a page, the
         // usual entry), asked for now: it arrives during the composition

@@ -744,8 +744,10 @@ impl<T: Keyed + 'static> Table<T> {
             .count()
     }
 
-    /// The node with `key` in either of its two buckets (`hashes`), the
-    /// first probed first. Lock-free: a key is never moved between its
+    /// The node with `key` in either of its two buckets (hashes `first`
+    /// and `second()`), the first probed first; the second hash is
+    /// computed only when the first bucket misses (nearly never on a
+    /// fault). Lock-free: a key is never moved between its
     /// buckets while linked, so a reader misses it only while it is being
     /// inserted or removed. For a two-choice table (the directory's),
     /// which has no stash and no second buckets of its own
@@ -755,12 +757,13 @@ impl<T: Keyed + 'static> Table<T> {
     pub(crate) fn get_either<'g>(
         &self,
         key: T::Key,
-        hashes: [u64; 2],
+        first: u64,
+        second: impl FnOnce() -> u64,
         guard: &'g Guard,
     ) -> Option<&'g T> {
         debug_assert!(self.stash.is_empty() && self.second.is_none());
-        let [first, second] = hashes;
         self.get_in_bucket(key, first, guard).or_else(|| {
+            let second = second();
             if self.bucket_index(first) == self.bucket_index(second) {
                 return None;
             }
