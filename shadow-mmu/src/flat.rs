@@ -497,18 +497,26 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         let i = match self.slots.get(*last) {
             Some((k, _)) if *k == stamped => *last,
             _ => {
-                let i = match self.probe(&key) {
-                    Ok(i) => i,
-                    Err(vacancy) => {
-                        let value = make();
-                        self.place_at(vacancy, key, value)
-                    }
-                };
+                let i = self.probe_or_place(key, make);
                 *last = i;
                 i
             }
         };
         &mut self.slots[i].1
+    }
+
+    /// The slot of `key`, placing `make()` there first if absent: out of
+    /// line, so that the slot check of [`FlatMap::get_or_insert_at`],
+    /// which a run of calls nearly always passes, inlines without it.
+    #[inline(never)]
+    fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+        match self.probe(&key) {
+            Ok(i) => i,
+            Err(vacancy) => {
+                let value = make();
+                self.place_at(vacancy, key, value)
+            }
+        }
     }
 
     /// Sets `key` to `value`; the old value if there was one. `key` must
