@@ -319,6 +319,7 @@ impl<S> Context<S> {
     /// base is inside (the walk that cached it translated an IPA of the
     /// block to an output address inside), so the whole block is. Only a
     /// larger block's IPAs are checked, one by one.
+    #[cfg(any(test, loom))]
     #[inline]
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
         self.cached_with(ipa, self.cache.hasher(), guard)
@@ -334,8 +335,30 @@ impl<S> Context<S> {
         hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        self.cached_hashed_with(ipa, hasher, guard)
+            .map(|(hit, _)| hit)
+    }
+
+    /// [`Context::cached`], and the hit's leaf hash (for
+    /// `WalkCache::still_holds`, see [`WalkCache::lookup`]).
+    #[inline]
+    pub(crate) fn cached_hashed<'g>(
+        &self,
+        ipa: u64,
+        guard: &'g Guard,
+    ) -> Option<(&'g CachedWalk, u64)> {
+        self.cached_hashed_with(ipa, self.cache.hasher(), guard)
+    }
+
+    #[inline]
+    fn cached_hashed_with<'g>(
+        &self,
+        ipa: u64,
+        hasher: &LeafHasher,
+        guard: &'g Guard,
+    ) -> Option<(&'g CachedWalk, u64)> {
         let oa_bits = self.output_size_bits;
-        WalkCache::lookup(&self.cache, ipa, &self.retired_at, hasher, guard).filter(|hit| {
+        WalkCache::lookup(&self.cache, ipa, &self.retired_at, hasher, guard).filter(|(hit, _)| {
             debug_assert_eq!(
                 hit.output_base >> oa_bits,
                 0,

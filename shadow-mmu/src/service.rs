@@ -931,8 +931,9 @@ impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
 
 /// Where a translate's L1 leaf came from.
 enum Source<'g> {
-    /// The cache's entry (under the translate's pin).
-    Hit(&'g CachedWalk),
+    /// The cache's entry (under the translate's pin), and its leaf hash
+    /// (`WalkCache::lookup`).
+    Hit(&'g CachedWalk, u64),
     /// A walk, and the level of the deepest table descriptor a cached
     /// path served it (a partial walk), if any.
     Walk(walker::Translation, Option<i8>),
@@ -943,7 +944,7 @@ enum Source<'g> {
 /// whose upper descriptors an AnyLevel TLBI may have covered).
 fn footprint<S>(context: &Context<S>, walked: &Source<'_>) -> Footprint {
     match walked {
-        Source::Hit(hit) => Footprint {
+        Source::Hit(hit, _) => Footprint {
             leaf: (hit.ipa_base, hit.size()),
             walk: None,
         },
@@ -1452,10 +1453,10 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
-        let walked = match context.cached(l2_ipa, &guard) {
-            Some(hit) if hit.permits(access) => {
+        let walked = match context.cached_hashed(l2_ipa, &guard) {
+            Some((hit, hash)) if hit.permits(access) => {
                 bump(&counters.hits, 1);
-                Source::Hit(hit)
+                Source::Hit(hit, hash)
             }
             _ => {
                 bump(&counters.misses, 1);
@@ -1509,7 +1510,7 @@ where
         // L1's leaf, from the walk result where it lies (built in each arm
         // above, the pair was copied on the hit path: ~50 instructions).
         let leaf = match &walked {
-            Source::Hit(hit) => l1_translation(hit),
+            Source::Hit(hit, _) => l1_translation(hit),
             Source::Walk(t, _) => L1Translation::from_translation(t),
         };
         // The reverse-map list the install will probe (for a page, the
@@ -1761,11 +1762,12 @@ where
         // L1 results: they do not depend on L0's generation.
         let (leaf, translation) = match *walked {
             Source::Walk(ref t, served) => (CachedWalk::from_translation(t), Some((t, served))),
-            Source::Hit(hit) => (*hit, None),
+            Source::Hit(hit, _) => (*hit, None),
         };
         // A hit's leaf may have been evicted since the lookup (evictions do
         // not move the generation): put it back, it is still valid.
-        if !matches!(walked, Source::Hit(hit) if context.cache.still_holds(hit, guard)) {
+        if !matches!(walked, Source::Hit(hit, hash) if context.cache.still_holds(hit, *hash, guard))
+        {
             // The cache tables' slots are written by a load and a store
             // (`table::replace`), so their writers must be serialised:
             // writers of a context's cache slots are serialised by its
