@@ -935,8 +935,10 @@ enum Source<'g> {
     /// (`WalkCache::lookup`).
     Hit(&'g CachedWalk, u64),
     /// A walk, and the level of the deepest table descriptor a cached
-    /// path served it (a partial walk), if any.
-    Walk(walker::Translation, Option<i8>),
+    /// path served it (a partial walk), if any. By reference: the walk's
+    /// result (with its trail, a few hundred bytes) stays where the walk
+    /// wrote it instead of being copied into the enum (`memcpy` calls).
+    Walk(&'g walker::Translation, Option<i8>),
 }
 
 /// What of L1's address space a translate's leaf depends on: the leaf
@@ -1453,6 +1455,8 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
+        // Where a walk's result lies (see `Source::Walk`).
+        let mut walk_result: (Result<walker::Translation, WalkError>, WalkKind);
         let walked = match context.cached_hashed(l2_ipa, &guard) {
             Some((hit, hash)) if hit.permits(access) => {
                 bump(&counters.hits, 1);
@@ -1462,7 +1466,7 @@ where
                 bump(&counters.misses, 1);
                 let walker = context.walker();
                 let path = context.cached_path(l2_ipa, &guard);
-                let (mut result, mut kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
+                walk_result = walk_from(walker, &self.memory, path, l2_ipa, access);
                 // DC IVAC at EL1 to a writable-clean DBM leaf (VTCR_EL2.HD):
                 // L1's stage 2 permits it (the DBM entry is effectively
                 // writable) without a dirty update (AArch64.SetDirtyState:
@@ -1480,14 +1484,12 @@ where
                 // the clean and invalidate itself (AArch64.DC turns EL1's DC
                 // IVAC into one with stage 2 on) and skipping the
                 // instruction, which needs an outcome hv acts on.
-                if access == AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) {
-                    if let Ok(t) = &result {
-                        if !t.s2ap.writable() {
-                            (result, kind) =
-                                walk_from(walker, &self.memory, None, l2_ipa, AccessKind::Write);
-                        }
-                    }
+                if access == AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1)
+                    && matches!(&walk_result.0, Ok(t) if !t.s2ap.writable())
+                {
+                    walk_result = walk_from(walker, &self.memory, None, l2_ipa, AccessKind::Write);
                 }
+                let (result, kind) = &walk_result;
                 let served_through = match kind {
                     WalkKind::Full => {
                         bump(&counters.walks, 1);
@@ -1501,7 +1503,7 @@ where
                 match result {
                     Ok(t) => Source::Walk(t, served_through),
                     Err(WalkError::Fault(fault)) => {
-                        return Translated::Inject(fault.syndrome(abort))
+                        return Translated::Inject(fault.syndrome(abort));
                     }
                     Err(WalkError::Contended { .. }) => return Translated::Retry(Retry::Contended),
                 }
@@ -1761,7 +1763,7 @@ where
         // inside a cached leaf (module invariant). Cached walks are L2 ->
         // L1 results: they do not depend on L0's generation.
         let (leaf, translation) = match *walked {
-            Source::Walk(ref t, served) => (CachedWalk::from_translation(t), Some((t, served))),
+            Source::Walk(t, served) => (CachedWalk::from_translation(t), Some((t, served))),
             Source::Hit(hit, _) => (*hit, None),
         };
         // A hit's leaf may have been evicted since the lookup (evictions do
