@@ -953,9 +953,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
     /// The context linked for `key`, retired or not.
     #[inline]
     fn linked<'g>(&self, key: &ContextKey, guard: &'g Guard) -> Option<&'g Context<S>> {
-        let [first, second] = self.hash_keys;
-        self.table
-            .get_either(*key, key.hash(first), || key.hash(second), guard)
+        self.table.get_either(*key, self.hashes(key), guard)
     }
 
     /// The context for `key`, creating it (and recycling another when the
