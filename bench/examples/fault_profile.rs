@@ -13,6 +13,11 @@
 //! pass counts (4 and 2) by the faults between them, which leaves out the
 //! harness's setup.
 //!
+//! The maps' hashing keys are drawn per run, which moves a count by tens
+//! (the probes' lengths); set `UMBRA_BENCH_HASH_SEED` to a number (e.g.
+//! `UMBRA_BENCH_HASH_SEED=1`) for the same keys in every run and build, so
+//! two builds' counts differ only by their code.
+//!
 //! With `UMBRA_BENCH_PAGES=2m` (or `4k`) set, the heap goes on those pages
 //! as in the criterion benchmarks (`bench::host_pages`: the process
 //! re-executes itself, so leave it unset under valgrind); unset, it stays

@@ -20,12 +20,24 @@ pub type UmbraService = Service<Memslots<'static>, L0RegionMap, HostBackend>;
 /// under random keys: `shadow_mmu::table`'s module documentation); the
 /// nested-fault benchmarks print the evictions they see. (With one bucket
 /// per leaf this was 2-4% of the leaves once review 38 keyed the hash.)
+///
+/// With [`HASH_SEED_VAR`] set to a number, that is the seed instead (an
+/// instruction-count profile, `examples/fault_profile.rs`, then counts the
+/// same probes in every run and build).
 pub fn service(f: &L1Fixture, contexts: usize, entries_per_context: usize) -> UmbraService {
-    // A random key per run, as a deployment has.
-    let hash_seed =
-        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64);
+    let hash_seed = std::env::var(HASH_SEED_VAR)
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            // A random key per run, as a deployment has.
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u64)
+        });
     service_seeded(f, contexts, entries_per_context, hash_seed)
 }
+
+/// The environment variable that fixes [`service`]'s hash seed (a decimal
+/// `u64`); unset or not a number, each service draws a random one.
+pub const HASH_SEED_VAR: &str = "UMBRA_BENCH_HASH_SEED";
 
 /// [`service`] with the hash seed given: the same buckets in every run
 /// (`examples/hit_count.rs` counts instructions, which must not depend on

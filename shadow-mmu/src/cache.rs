@@ -833,6 +833,11 @@ impl WalkCache {
     /// `cache` is the cache as a context holds it ([`HeldCache`]): the
     /// first-bucket probes take the leaf table's bucket array from there,
     /// not from the cache's line, so they need not wait for that line.
+    ///
+    /// With the hit comes its leaf hash (of its [`CachedWalk::cache_key`]),
+    /// which the probe that found it computed: for
+    /// [`WalkCache::still_holds`], so that a fault's install does not hash
+    /// the key again (about 30 instructions).
     #[inline(always)]
     pub(crate) fn lookup<'g>(
         cache: &HeldCache,
@@ -840,7 +845,7 @@ impl WalkCache {
         retired_at: &AtomicU64,
         hasher: &LeafHasher,
         guard: &'g Guard,
-    ) -> Option<&'g CachedWalk> {
+    ) -> Option<(&'g CachedWalk, u64)> {
         debug_assert_eq!(*hasher, cache.hasher);
         let page_key = leaf_key(ipa & !PAGE_MASK, PAGE_LOG2);
         let page_hash = hasher.hash(page_key);
@@ -857,7 +862,7 @@ impl WalkCache {
         if all_sizes & (1 << PAGE_LOG2) != 0 {
             let found = cache.get_in_bucket(page_key, page_hash, guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
-                return Some(entry);
+                return Some((entry, page_hash));
             }
         }
         let mut sizes = all_sizes & !(1 << PAGE_LOG2);
@@ -865,12 +870,15 @@ impl WalkCache {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
             let key = leaf_key(ipa & !((1u64 << size_log2) - 1), size_log2);
-            let found = cache.get_in_bucket(key, hasher.hash(key), guard);
+            let hash = hasher.hash(key);
+            let found = cache.get_in_bucket(key, hash, guard);
             if let Some(entry) = found.filter(|e| e.flush == flush) {
-                return Some(entry);
+                return Some((entry, hash));
             }
         }
-        cache.lookup_beyond_first(ipa, flush, all_sizes, guard)
+        cache
+            .lookup_beyond_first(ipa, flush, all_sizes, guard)
+            .map(|entry| (entry, hasher.hash(entry.cache_key())))
     }
 
     /// The cache as a context holds it (see [`HeldCache`]).
@@ -1383,12 +1391,13 @@ impl WalkCache {
     /// evicted, removed or replaced) and no flush came since. Compares the
     /// pointers of its buckets and the stash with the entry's address;
     /// reads no node. Caller holds the writer lock (so no insert, move or
-    /// removal runs).
-    pub(crate) fn still_holds(&self, entry: &CachedWalk, guard: &Guard) -> bool {
-        entry.flush == self.flush.load(Ordering::Acquire)
-            && self
-                .leaves
-                .links(entry, self.leaf_hash(entry.cache_key()), guard)
+    /// removal runs). `hash`: the entry's leaf hash, as
+    /// [`WalkCache::lookup`] returned it (another would only send
+    /// the search to other buckets: a linked node could be missed, and
+    /// then inserted again, never a node that is not linked found).
+    pub(crate) fn still_holds(&self, entry: &CachedWalk, hash: u64, guard: &Guard) -> bool {
+        debug_assert_eq!(hash, self.leaf_hash(entry.cache_key()));
+        entry.flush == self.flush.load(Ordering::Acquire) && self.leaves.links(entry, hash, guard)
     }
 }
 
@@ -1527,6 +1536,48 @@ mod tests {
             NEIGHBOURS_LOG2
         );
         assert_eq!(WalkCache::new(4, 16, 0).hasher.neighbours_log2(), 0);
+    }
+
+    /// A hit comes with its key's leaf hash wherever the leaf lies (its
+    /// first bucket, its second, the stash; a page or a block), and
+    /// `still_holds` finds the leaf with that hash.
+    #[test]
+    fn a_hit_comes_with_its_keys_hash_wherever_it_lies() {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        let live = AtomicU64::new(u64::MAX);
+        // 64 places in 16 buckets: strided pages overflow their first
+        // buckets (`a_small_cache_spreads_strided_pages`).
+        let cache = WalkCache::held(Arc::new(WalkCache::new(64, 16, 0)));
+        let mut index = CacheIndex::default();
+        let guard = handle.pin();
+        let pages = (0..48u64).map(|page| (0x80_0000_0000 + (page << 16), 12u8));
+        let blocks = (0..8u64).map(|block| (0x40_0000_0000 + (block << 21), 21u8));
+        let leaves: Vec<(u64, u8)> = pages.chain(blocks).collect();
+        for &(base, size) in &leaves {
+            cache.insert_leaf(&mut index, leaf_of_size(base, size), &guard);
+        }
+        let (mut hits, mut beyond_first) = (0, 0);
+        for &(base, _) in &leaves {
+            let Some((hit, hash)) = WalkCache::lookup(&cache, base, &live, cache.hasher(), &guard)
+            else {
+                continue;
+            };
+            hits += 1;
+            assert_eq!(hash, cache.leaf_hash(hit.cache_key()), "{base:#x}");
+            assert!(cache.still_holds(hit, hash, &guard), "{base:#x}");
+            if cache
+                .leaves
+                .get_in_bucket(hit.cache_key(), hash, &guard)
+                .is_none()
+            {
+                beyond_first += 1;
+            }
+        }
+        assert!(
+            hits > 40 && beyond_first > 0,
+            "{hits} hits, {beyond_first} beyond their first bucket"
+        );
     }
 
     /// A leaf of `2^size_log2` bytes at `ipa_base`.
@@ -1894,8 +1945,13 @@ mod tests {
                 if step % 64 == 0 {
                     for p in 0..PAGES {
                         let ipa = BASE + p * 4096;
+                        // With the hash of the hit's key, wherever it was
+                        // found (`still_holds` searches its buckets).
                         let found = WalkCache::lookup(&cache, ipa, &live, cache.hasher(), &guard)
-                            .map(|e| (e.ipa_base, e.size_log2));
+                            .map(|(e, hash)| {
+                                assert_eq!(hash, cache.leaf_hash(e.cache_key()));
+                                (e.ipa_base, e.size_log2)
+                            });
                         let any = listed.iter().any(|l| overlaps(l, ipa, ipa + 1));
                         assert_eq!(found.is_some(), any, "seed {seed} step {step}: {ipa:#x}");
                         if let Some(f) = found {

@@ -319,6 +319,7 @@ impl<S> Context<S> {
     /// base is inside (the walk that cached it translated an IPA of the
     /// block to an output address inside), so the whole block is. Only a
     /// larger block's IPAs are checked, one by one.
+    #[cfg(any(test, loom))]
     #[inline]
     pub(crate) fn cached<'g>(&self, ipa: u64, guard: &'g Guard) -> Option<&'g CachedWalk> {
         self.cached_with(ipa, self.cache.hasher(), guard)
@@ -334,8 +335,30 @@ impl<S> Context<S> {
         hasher: &LeafHasher,
         guard: &'g Guard,
     ) -> Option<&'g CachedWalk> {
+        self.cached_hashed_with(ipa, hasher, guard)
+            .map(|(hit, _)| hit)
+    }
+
+    /// [`Context::cached`], and the hit's leaf hash (for
+    /// `WalkCache::still_holds`, see [`WalkCache::lookup`]).
+    #[inline]
+    pub(crate) fn cached_hashed<'g>(
+        &self,
+        ipa: u64,
+        guard: &'g Guard,
+    ) -> Option<(&'g CachedWalk, u64)> {
+        self.cached_hashed_with(ipa, self.cache.hasher(), guard)
+    }
+
+    #[inline]
+    fn cached_hashed_with<'g>(
+        &self,
+        ipa: u64,
+        hasher: &LeafHasher,
+        guard: &'g Guard,
+    ) -> Option<(&'g CachedWalk, u64)> {
         let oa_bits = self.output_size_bits;
-        WalkCache::lookup(&self.cache, ipa, &self.retired_at, hasher, guard).filter(|hit| {
+        WalkCache::lookup(&self.cache, ipa, &self.retired_at, hasher, guard).filter(|(hit, _)| {
             debug_assert_eq!(
                 hit.output_base >> oa_bits,
                 0,
@@ -775,6 +798,7 @@ pub struct Directory<S: Send + Sync> {
 /// If `guard` is not a pin of `collector`: nodes retired through
 /// `collector` are freed once its own participants unpin, whatever another
 /// collector's pins say (a use after free from safe code otherwise).
+#[inline]
 fn check_pin(collector: &Collector, guard: &Guard) {
     assert!(
         guard.collector() == Some(collector),
@@ -966,6 +990,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
     ///         .map(|(context, _)| context)
     /// }
     /// ```
+    #[inline]
     pub fn get_or_create<'g>(
         &'g self,
         key: &ContextKey,
@@ -975,10 +1000,46 @@ impl<S: Send + Sync + 'static> Directory<S> {
         reassigned: impl FnOnce(&S),
     ) -> Option<(&'g Context<S>, Created)> {
         check_pin(&self.collector, guard);
+        self.get_or_create_pinned(key, guard, on_retire, make_shadow, reassigned)
+    }
+
+    /// [`Directory::get_or_create`] for a caller that has already checked
+    /// that `guard` is a pin of this directory's collector (the service:
+    /// `Service::pin` checks its worker's collector, which is the
+    /// directory's). The check costs a fault about 13 instructions; a
+    /// guard of another collector here would let a context be freed under
+    /// it, so only callers that made the guard themselves may use this.
+    #[inline]
+    pub(crate) fn get_or_create_pinned<'g>(
+        &'g self,
+        key: &ContextKey,
+        guard: &'g Guard,
+        on_retire: impl FnOnce(&Context<S>, &mut ContextState),
+        make_shadow: impl FnOnce(u16) -> Option<S>,
+        reassigned: impl FnOnce(&S),
+    ) -> Option<(&'g Context<S>, Created)> {
+        debug_assert!(guard.collector() == Some(&self.collector));
         if let Some(context) = self.find(key, guard) {
             context.mark_used();
             return Some((context, Created::Found));
         }
+        self.create(key, guard, on_retire, make_shadow, reassigned)
+    }
+
+    /// [`Directory::get_or_create`] once the lock-free lookup missed: out
+    /// of line, so that the lookup, which nearly every fault ends with,
+    /// inlines into the caller without this path's register saves (about
+    /// 30 instructions a fault).
+    #[cold]
+    #[inline(never)]
+    fn create<'g>(
+        &'g self,
+        key: &ContextKey,
+        guard: &'g Guard,
+        on_retire: impl FnOnce(&Context<S>, &mut ContextState),
+        make_shadow: impl FnOnce(u16) -> Option<S>,
+        reassigned: impl FnOnce(&S),
+    ) -> Option<(&'g Context<S>, Created)> {
         let mut state = self.state.lock();
         // Another thread may have created it meanwhile. (Under the lock no
         // retired context is linked: retirement unlinks before unlocking.)

@@ -203,6 +203,19 @@ pub(crate) struct FlatMap<K, V> {
     /// The stamp of the entries since the last [`FlatMap::clear`] (stamped
     /// keys only; always 0 otherwise).
     stamp: u32,
+    /// Moves on (wrapping) whenever an entry is placed or removed, or the
+    /// map is cleared or reallocated: a [`Vacancy`] taken before any of
+    /// these is stale.
+    edits: u32,
+}
+
+/// Where a probe for an absent key ended ([`FlatMap::get_mut_or_vacancy`]):
+/// the vacant slot the key would be placed in, valid while the map is not
+/// edited ([`FlatMap::insert_absent_at`] checks).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vacancy {
+    slot: usize,
+    edits: u32,
 }
 
 impl<K: FlatKey, V: Copy + Default> Default for FlatMap<K, V> {
@@ -224,6 +237,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
             key: HashKey::UNDRAWN,
             growths: 0,
             stamp: 0,
+            edits: 0,
         }
     }
 
@@ -286,6 +300,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// would wrap); otherwise one pass over the slots.
     pub(crate) fn clear(&mut self) {
         self.len = 0;
+        self.edits = self.edits.wrapping_add(1);
         match self.stamp.checked_add(1) {
             Some(next) if K::STAMPED => self.stamp = next,
             _ => {
@@ -370,6 +385,78 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         self.find(key).map(move |i| &mut self.slots[i].1)
     }
 
+    /// The value of `key`, to change; or, when absent, where the probe for
+    /// it ended, for [`FlatMap::insert_absent_at`]: an absent key found and
+    /// then inserted costs one hash and one walk of its run, not two.
+    /// `key` must not be the vacant key.
+    pub(crate) fn get_mut_or_vacancy(&mut self, key: &K) -> Result<&mut V, Vacancy> {
+        let i = self.probe(key)?;
+        Ok(&mut self.slots[i].1)
+    }
+
+    /// The slot holding `key`, or where its probe ended (see
+    /// [`FlatMap::get_mut_or_vacancy`]). `key` must not be the vacant key.
+    #[inline]
+    fn probe(&self, key: &K) -> Result<usize, Vacancy> {
+        debug_assert!(!key.is_vacant());
+        if self.slots.is_empty() {
+            // No slot to name: `insert_absent_at` finds this one stale
+            // (a slot index past the end) and places as usual.
+            return Err(Vacancy {
+                slot: usize::MAX,
+                edits: self.edits,
+            });
+        }
+        let stamped = key.with_stamp(self.stamp);
+        let mut i = self.home(&stamped);
+        loop {
+            let k = &self.slots[i].0;
+            if *k == stamped {
+                return Ok(i);
+            }
+            if !self.occupied(k) {
+                return Err(Vacancy {
+                    slot: i,
+                    edits: self.edits,
+                });
+            }
+            i = (i + 1) & self.mask();
+        }
+    }
+
+    /// [`FlatMap::insert_absent`] at `vacancy`, the end of the probe for
+    /// `key` that found it absent, if the map was not edited since (then
+    /// the slot is still vacant and every slot from `key`'s home to it
+    /// still occupied, so lookups reach it) and needs no growth; placed
+    /// as usual otherwise.
+    pub(crate) fn insert_absent_at(&mut self, vacancy: Vacancy, key: K, value: V) {
+        debug_assert!(
+            self.find(&key).is_none(),
+            "insert_absent_at of a present key"
+        );
+        self.place_at(vacancy, key, value);
+    }
+
+    /// Places absent `key` at `vacancy` if that is still where it goes
+    /// (see [`FlatMap::insert_absent_at`]), else as [`FlatMap::place`];
+    /// its index.
+    #[inline]
+    fn place_at(&mut self, vacancy: Vacancy, key: K, value: V) -> usize {
+        debug_assert!(!key.is_vacant());
+        if vacancy.edits == self.edits
+            && vacancy.slot < self.slots.len()
+            && (self.len + 1) * 4 <= self.slots.len() * 3
+        {
+            debug_assert!(!self.occupied(&self.slots[vacancy.slot].0));
+            self.slots[vacancy.slot] = (key.with_stamp(self.stamp), value);
+            self.len += 1;
+            self.edits = self.edits.wrapping_add(1);
+            vacancy.slot
+        } else {
+            self.place(key, value)
+        }
+    }
+
     /// Whether `key` has an entry.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn contains_key(&self, key: &K) -> bool {
@@ -379,10 +466,13 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// The value of `key`, inserting `make()` first if absent. `key` must
     /// not be the vacant key.
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        debug_assert!(!key.is_vacant());
-        let i = match self.find(&key) {
-            Some(i) => i,
-            None => self.place(key, make()),
+        // One probe: an absent key goes where it ended.
+        let i = match self.probe(&key) {
+            Ok(i) => i,
+            Err(vacancy) => {
+                let value = make();
+                self.place_at(vacancy, key, value)
+            }
         };
         &mut self.slots[i].1
     }
@@ -407,15 +497,26 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         let i = match self.slots.get(*last) {
             Some((k, _)) if *k == stamped => *last,
             _ => {
-                let i = match self.find(&key) {
-                    Some(i) => i,
-                    None => self.place(key, make()),
-                };
+                let i = self.probe_or_place(key, make);
                 *last = i;
                 i
             }
         };
         &mut self.slots[i].1
+    }
+
+    /// The slot of `key`, placing `make()` there first if absent: out of
+    /// line, so that the slot check of [`FlatMap::get_or_insert_at`],
+    /// which a run of calls nearly always passes, inlines without it.
+    #[inline(never)]
+    fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+        match self.probe(&key) {
+            Ok(i) => i,
+            Err(vacancy) => {
+                let value = make();
+                self.place_at(vacancy, key, value)
+            }
+        }
     }
 
     /// Sets `key` to `value`; the old value if there was one. `key` must
@@ -451,6 +552,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         }
         self.slots[i] = (key.with_stamp(self.stamp), value);
         self.len += 1;
+        self.edits = self.edits.wrapping_add(1);
         i
     }
 
@@ -472,6 +574,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         slots.resize(size, (K::vacant(), V::default()));
         let old = core::mem::replace(&mut self.slots, slots);
         self.shift = 64 - size.trailing_zeros();
+        self.edits = self.edits.wrapping_add(1);
         for (key, value) in old {
             if self.occupied(&key) {
                 let mut i = self.home(&key);
@@ -488,6 +591,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         let mut hole = self.find(key)?;
         let value = self.slots[hole].1;
         self.len -= 1;
+        self.edits = self.edits.wrapping_add(1);
         // Shift back every later entry of the run that may move into the
         // hole: one whose home is not cyclically inside (hole, j].
         let mask = self.mask();
@@ -659,6 +763,54 @@ mod tests {
             }
             for k in 0..100u64 {
                 prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+            }
+        }
+
+        /// A key found absent and inserted later at its probe's
+        /// `Vacancy` is found, and every other entry too, whatever the map
+        /// did in between (inserts that took the slot, removals that
+        /// shifted the run, clears, growth): a vacancy the map moved past
+        /// is not used.
+        #[test]
+        fn a_vacancy_places_its_key_whatever_the_map_did_since(
+            rounds in prop::collection::vec(
+                (0u64..60, prop::collection::vec((0u8..4, 0u64..60, any::<u32>()), 0..4)),
+                1..200,
+            ),
+            sized in any::<bool>(),
+        ) {
+            let mut map: FlatMap<Stamped, u32> =
+                if sized { FlatMap::with_capacity(40) } else { FlatMap::new() };
+            let mut model = HashMap::new();
+            for (n, (k, between)) in rounds.into_iter().enumerate() {
+                let vacancy = match map.get_mut_or_vacancy(&Stamped(k, 0)) {
+                    Ok(v) => {
+                        prop_assert_eq!(Some(&*v), model.get(&k));
+                        continue;
+                    }
+                    Err(vacancy) => vacancy,
+                };
+                prop_assert!(!model.contains_key(&k));
+                for (op, other, v) in between {
+                    if other == k {
+                        continue;
+                    }
+                    match op {
+                        0 | 1 => prop_assert_eq!(map.insert(Stamped(other, 0), v), model.insert(other, v)),
+                        2 => prop_assert_eq!(map.remove(&Stamped(other, 0)), model.remove(&other)),
+                        _ if v % 4 == 0 => {
+                            map.clear();
+                            model.clear();
+                        }
+                        _ => {}
+                    }
+                }
+                map.insert_absent_at(vacancy, Stamped(k, 0), n as u32);
+                model.insert(k, n as u32);
+                prop_assert_eq!(map.len(), model.len());
+                for j in 0..60u64 {
+                    prop_assert_eq!(map.get(&Stamped(j, 0)), model.get(&j));
+                }
             }
         }
 

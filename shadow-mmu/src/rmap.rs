@@ -596,35 +596,41 @@ impl<C: ContextId> ReverseMap<C> {
             context: shadow.context,
         };
         let class8 = class as u8;
-        if let Some(meta) = self.by_shadow.get_mut(&key) {
-            if meta.l1 == l1_ipa && meta.class == class8 {
-                // `epoch`, on the fields (`meta` holds `by_shadow`).
-                let epoch_now = self.contexts.get(&shadow.context).map_or(0, |c| c.epoch);
-                if meta.epoch == epoch_now {
-                    // This very record is live already (a translate that
-                    // hit re-installs the same leaf): nothing changes.
-                    return Ok(());
+        // One probe of `by_shadow` for the lookup and, when the key is
+        // absent (a new record: the usual hit fault's), the insert below.
+        let vacancy = match self.by_shadow.get_mut_or_vacancy(&key) {
+            Ok(meta) => {
+                if meta.l1 == l1_ipa && meta.class == class8 {
+                    // `epoch`, on the fields (`meta` holds `by_shadow`).
+                    let epoch_now = self.contexts.get(&shadow.context).map_or(0, |c| c.epoch);
+                    if meta.epoch == epoch_now {
+                        // This very record is live already (a translate that
+                        // hit re-installs the same leaf): nothing changes.
+                        return Ok(());
+                    }
+                    // The same record, dead (its context's shadow was cleared
+                    // or flushed since, and the same page faulted again): it
+                    // is still in every index, so at the head of its L1 list
+                    // it lives again as it is, as if removed and inserted anew
+                    // (the head is where an insert goes, and its insert count
+                    // becomes the newest). Elsewhere on the list it is
+                    // replaced, below, so the list stays in insert order.
+                    let id = meta.id;
+                    let list = L1Key {
+                        l1: l1_ipa,
+                        class: class8,
+                    };
+                    if self.l1_lists.get(&list).is_some_and(|l| l.head == id) {
+                        meta.epoch = epoch_now;
+                        self.revive(id, shadow.context, class, epoch_now);
+                        return Ok(());
+                    }
                 }
-                // The same record, dead (its context's shadow was cleared
-                // or flushed since, and the same page faulted again): it
-                // is still in every index, so at the head of its L1 list
-                // it lives again as it is, as if removed and inserted anew
-                // (the head is where an insert goes, and its insert count
-                // becomes the newest). Elsewhere on the list it is
-                // replaced, below, so the list stays in insert order.
-                let id = meta.id;
-                let list = L1Key {
-                    l1: l1_ipa,
-                    class: class8,
-                };
-                if self.l1_lists.get(&list).is_some_and(|l| l.head == id) {
-                    meta.epoch = epoch_now;
-                    self.revive(id, shadow.context, class, epoch_now);
-                    return Ok(());
-                }
+                self.remove_key(shadow.context, shadow.l2_ipa);
+                None
             }
-            self.remove_key(shadow.context, shadow.l2_ipa);
-        }
+            Err(vacancy) => Some(vacancy),
+        };
         // Both usually have nothing to do: checked here, without a call.
         if !self.pending.is_empty() {
             self.unlink_pending(UNLINKS_PER_INSERT);
@@ -672,16 +678,19 @@ impl<C: ContextId> ReverseMap<C> {
         self.l2_blocks
             .insert((shadow.context, class8), shadow.l2_ipa, size_log2);
         // Absent: probed above (and removed if it was there); the
-        // unlinks and the sweep since removed keys, never added one.
-        self.by_shadow.insert_absent(
-            key,
-            Meta {
-                id,
-                class: class8,
-                l1: l1_ipa,
-                epoch,
-            },
-        );
+        // unlinks and the sweep since removed keys, never added one. Where
+        // the probe ended, unless `by_shadow` changed since (a removal:
+        // `insert_absent_at` checks).
+        let meta = Meta {
+            id,
+            class: class8,
+            l1: l1_ipa,
+            epoch,
+        };
+        match vacancy {
+            Some(vacancy) => self.by_shadow.insert_absent_at(vacancy, key, meta),
+            None => self.by_shadow.insert_absent(key, meta),
+        }
         self.inserts += 1;
         let record = Some(Record {
             l2: shadow.l2_ipa,

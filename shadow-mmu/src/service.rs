@@ -931,11 +931,14 @@ impl<M, L, B: ShadowBackend> fmt::Debug for Service<M, L, B> {
 
 /// Where a translate's L1 leaf came from.
 enum Source<'g> {
-    /// The cache's entry (under the translate's pin).
-    Hit(&'g CachedWalk),
+    /// The cache's entry (under the translate's pin), and its leaf hash
+    /// (`WalkCache::lookup`).
+    Hit(&'g CachedWalk, u64),
     /// A walk, and the level of the deepest table descriptor a cached
-    /// path served it (a partial walk), if any.
-    Walk(walker::Translation, Option<i8>),
+    /// path served it (a partial walk), if any. By reference: the walk's
+    /// result (with its trail, a few hundred bytes) stays where the walk
+    /// wrote it instead of being copied into the enum (`memcpy` calls).
+    Walk(&'g walker::Translation, Option<i8>),
 }
 
 /// What of L1's address space a translate's leaf depends on: the leaf
@@ -943,7 +946,7 @@ enum Source<'g> {
 /// whose upper descriptors an AnyLevel TLBI may have covered).
 fn footprint<S>(context: &Context<S>, walked: &Source<'_>) -> Footprint {
     match walked {
-        Source::Hit(hit) => Footprint {
+        Source::Hit(hit, _) => Footprint {
             leaf: (hit.ipa_base, hit.size()),
             walk: None,
         },
@@ -1331,6 +1334,8 @@ where
         self.directory.cached(key, l2_ipa, guard)
     }
 
+    /// `key`'s context, made if need be. `guard` must come from
+    /// [`Service::pin`] (which checked the worker's collector).
     fn context<'g>(
         &'g self,
         worker: &Worker,
@@ -1338,7 +1343,8 @@ where
         guard: &'g Guard,
     ) -> Option<&'g Context<ShadowOf<B>>> {
         for attempt in 0..2 {
-            let made = self.directory.get_or_create(
+            // `guard` is `Service::pin`'s, of this service's collector.
+            let made = self.directory.get_or_create_pinned(
                 key,
                 guard,
                 |victim, held| {
@@ -1449,16 +1455,18 @@ where
         let generation = context.generation();
         let l0_generation = self.l0_generation.load(Ordering::Acquire);
         let counters = &worker.counters;
-        let (leaf, walked) = match context.cached(l2_ipa, &guard) {
-            Some(hit) if hit.permits(access) => {
+        // Where a walk's result lies (see `Source::Walk`).
+        let mut walk_result: (Result<walker::Translation, WalkError>, WalkKind);
+        let walked = match context.cached_hashed(l2_ipa, &guard) {
+            Some((hit, hash)) if hit.permits(access) => {
                 bump(&counters.hits, 1);
-                (l1_translation(hit), Source::Hit(hit))
+                Source::Hit(hit, hash)
             }
             _ => {
                 bump(&counters.misses, 1);
                 let walker = context.walker();
                 let path = context.cached_path(l2_ipa, &guard);
-                let (mut result, mut kind) = walk_from(walker, &self.memory, path, l2_ipa, access);
+                walk_result = walk_from(walker, &self.memory, path, l2_ipa, access);
                 // DC IVAC at EL1 to a writable-clean DBM leaf (VTCR_EL2.HD):
                 // L1's stage 2 permits it (the DBM entry is effectively
                 // writable) without a dirty update (AArch64.SetDirtyState:
@@ -1476,14 +1484,12 @@ where
                 // the clean and invalidate itself (AArch64.DC turns EL1's DC
                 // IVAC into one with stage 2 on) and skipping the
                 // instruction, which needs an outcome hv acts on.
-                if access == AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) {
-                    if let Ok(t) = &result {
-                        if !t.s2ap.writable() {
-                            (result, kind) =
-                                walk_from(walker, &self.memory, None, l2_ipa, AccessKind::Write);
-                        }
-                    }
+                if access == AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1)
+                    && matches!(&walk_result.0, Ok(t) if !t.s2ap.writable())
+                {
+                    walk_result = walk_from(walker, &self.memory, None, l2_ipa, AccessKind::Write);
                 }
+                let (result, kind) = &walk_result;
                 let served_through = match kind {
                     WalkKind::Full => {
                         bump(&counters.walks, 1);
@@ -1495,16 +1501,19 @@ where
                     }
                 };
                 match result {
-                    Ok(t) => (
-                        L1Translation::from_translation(&t),
-                        Source::Walk(t, served_through),
-                    ),
+                    Ok(t) => Source::Walk(t, served_through),
                     Err(WalkError::Fault(fault)) => {
-                        return Translated::Inject(fault.syndrome(abort))
+                        return Translated::Inject(fault.syndrome(abort));
                     }
                     Err(WalkError::Contended { .. }) => return Translated::Retry(Retry::Contended),
                 }
             }
+        };
+        // L1's leaf, from the walk result where it lies (built in each arm
+        // above, the pair was copied on the hit path: ~50 instructions).
+        let leaf = match &walked {
+            Source::Hit(hit, _) => l1_translation(hit),
+            Source::Walk(t, _) => L1Translation::from_translation(t),
         };
         // The reverse-map list the install will probe (for a page, the
         // usual entry), asked for now: it arrives during the composition
@@ -1716,7 +1725,8 @@ where
         // a count after `map` let installs in two contexts (two locks) both
         // pass at the cap minus one (review 38 R38-2).
         let vmid = context.shadow_vmid();
-        let shadow = entry.shadow;
+        // By reference: a copy of the entry cost ~16 moves a fault.
+        let shadow = &entry.shadow;
         // What the shadow holds at the new leaf's base: read once, for the
         // cap here and for `unmap_other_shapes` below (read again there
         // only if an eviction unmapped something in between).
@@ -1725,7 +1735,7 @@ where
         // walks again or drops the place).
         let (mut found, mut place_in_shadow) =
             context.shadow().lookup_place_excluded(shadow.l2_ipa_base);
-        let present = found == Some(shadow);
+        let present = found == Some(*shadow);
         let mut place = !present && self.take_leaf_place();
         if !present && !place {
             match at_cap {
@@ -1754,12 +1764,13 @@ where
         // inside a cached leaf (module invariant). Cached walks are L2 ->
         // L1 results: they do not depend on L0's generation.
         let (leaf, translation) = match *walked {
-            Source::Walk(ref t, served) => (CachedWalk::from_translation(t), Some((t, served))),
-            Source::Hit(hit) => (*hit, None),
+            Source::Walk(t, served) => (CachedWalk::from_translation(t), Some((t, served))),
+            Source::Hit(hit, _) => (*hit, None),
         };
         // A hit's leaf may have been evicted since the lookup (evictions do
         // not move the generation): put it back, it is still valid.
-        if !matches!(walked, Source::Hit(hit) if context.cache.still_holds(hit, guard)) {
+        if !matches!(walked, Source::Hit(hit, hash) if context.cache.still_holds(hit, *hash, guard))
+        {
             // The cache tables' slots are written by a load and a store
             // (`table::replace`), so their writers must be serialised:
             // writers of a context's cache slots are serialised by its
@@ -1794,7 +1805,7 @@ where
         // count hearing of it: remove it first, leaves with their records,
         // so `map` finds either nothing or a leaf of the same range (whose
         // record the insert below replaces).
-        if self.unmap_other_shapes(context, &shadow, found) {
+        if self.unmap_other_shapes(context, shadow, found) {
             place_in_shadow = ShadowPlace::ROOT;
         }
         // Record, then check L0's generation, then map (see module docs).
@@ -1831,7 +1842,7 @@ where
         // Under the context's lock (see `ShadowStore::map_excluded`), from
         // where the lookup above stopped: nothing unmapped since (the
         // unmaps above walked again or dropped the place).
-        match context.shadow().map_excluded_at(&shadow, place_in_shadow) {
+        match context.shadow().map_excluded_at(shadow, place_in_shadow) {
             Ok(MapOutcome::Installed) if place => Install::Done,
             // The leaf was there at the cap check, and this install's own
             // cache eviction took it since: it needs a place now.
