@@ -59,6 +59,28 @@ impl Cpu {
         self
     }
 
+    /// What hv shows its guest hypervisor on a host with FEAT_LPA2 (QEMU's
+    /// `-cpu max`; hv/src/nested/idregs.rs `shown_to_l1`): MMFR0 with
+    /// PARange 40 bits (`L1_PA_RANGE`), BigEnd 0, the host's FEAT_LPA2 at
+    /// stage 1 (TGran4 0b0001, TGran16 0b0010, TGran64 0b0000) and a 4KB
+    /// stage 2 without it (TGran4_2 0b0010, TGran16_2 = TGran64_2 =
+    /// 0b0001); ASIDBits and SNSMem as the host's. MMFR1: HAFDBS 0, VH,
+    /// the host's XNX. MMFR2: the host's ST, no NV/FWB/TTL/EVT.
+    fn hv_l1() -> Cpu {
+        Cpu {
+            mmfr0: PA_40
+                | (0b0010 << 4)
+                | (0b0001 << 12)
+                | (0b0010 << 20)
+                | (0b0001 << 28)
+                | (0b0001 << 32)
+                | (0b0001 << 36)
+                | (0b0010 << 40),
+            mmfr1: (1 << 8) | (1 << 28),
+            mmfr2: 1 << 28,
+        }
+    }
+
     /// ID_AA64MMFR1_EL1.HAFDBS.
     fn hafdbs(mut self, value: u64) -> Cpu {
         self.mmfr1 = (self.mmfr1 & !0xf) | value;
@@ -1968,6 +1990,78 @@ fn res0_bits_are_not_address_bits() {
     assert_address_size_fault(&line, 0);
 }
 
+/// Review 53 (R53-3, R53-4): with hv's L1 ID registers
+/// ([`Cpu::hv_l1`]), VTCR_EL2.DS is RES0 for the 4KB stage 2: the
+/// TGran4_2 field shows no FEAT_LPA2, whatever stage 1 shows
+/// (AArch64.NSS2TTWParams with the ID_AA64MMFR0_EL1 field descriptions;
+/// QEMU's `aa64_va_parameters` agrees, per granule and stage). An L1 that
+/// sets DS (and SL2) gets the 48-bit format: descriptor bits 9:8 are SH in
+/// a leaf and ignored in a table, bits 49:48 are not output address, and
+/// SL2 is RES0. With DS honoured, every request below would fault
+/// (address size: OA[51:48] beyond PS 40 bits; SL2 with SL0 0b01: invalid
+/// start level).
+#[test]
+fn hv_l1_ds_is_res0_for_a_4k_stage_2_without_lpa2() {
+    let cpu = Cpu::hv_l1();
+    let mut memory = Memory::default();
+    // 4KB, 39-bit IPA from level 1 (T0SZ 25, SL0 0b01), PS 40 bits.
+    let (l2a, l3a, l2b) = (T + 0x1000, T + 0x2000, T + 0x3000);
+    let ipa_page = 0x4020_3000; // level-1 index 1, level-2 1, level-3 3
+    let ipa_block = 0x8040_0000; // level-1 index 2, level-2 2
+                                 // A table descriptor with bits 9:8 set: ignored, or OA[51:50] with DS.
+    memory.put(T + 8, l2a | (0b11 << 8) | 0b11);
+    memory.put(l2a + 8, Format::Bits48.table(l3a));
+    // A page with SH Outer (0b10 in bits 9:8) and bit 48 set.
+    let page_oa = 0xff_ffff_f000;
+    memory.put(l3a + 3 * 8, page_oa | (0b10 << 8) | (1 << 48) | PAGE | RW);
+    memory.put(T + 2 * 8, Format::Bits48.table(l2b));
+    // A 2MB block with SH Inner and bit 49 set.
+    let block_oa = 0xff_ffe0_0000;
+    memory.put(l2b + 2 * 8, block_oa | SH_INNER | (1 << 49) | BLOCK | RW);
+    let no_ds = vtcr(Granule::K4, 25, 0b01, PS_40);
+    let requests: Vec<Request> = [no_ds, no_ds | VTCR_DS, no_ds | VTCR_DS | VTCR_SL2]
+        .into_iter()
+        .flat_map(|v| {
+            [
+                req(v, T, ipa_page | 0x123, "read"),
+                req(v, T, ipa_block | 0x1_2345, "write"),
+            ]
+        })
+        .collect();
+    let lines = run(cpu, &memory, &requests);
+    let model_cpu = reference::Cpu::from_id_registers(cpu.mmfr0, cpu.mmfr1, cpu.mmfr2);
+    let mut model_memory = reference::Chunks::new();
+    for (&address, &word) in &memory.words {
+        let (_, chunk) = model_memory
+            .entry(address & !(CHUNK - 1))
+            .or_insert_with(|| (true, vec![0; (CHUNK / 8) as usize]));
+        chunk[((address % CHUNK) / 8) as usize] = word;
+    }
+    for (line, r) in lines.iter().zip(&requests) {
+        let expected = reference::translate(
+            &model_cpu,
+            &mut model_memory,
+            r.vtcr,
+            r.vttbr,
+            r.ipa,
+            r.access,
+        );
+        assert_eq!(
+            observed(line),
+            expected,
+            "vtcr {:#x} ipa {:#x}\n{line}",
+            r.vtcr,
+            r.ipa
+        );
+    }
+    for pair in lines.chunks(2) {
+        assert_ok(&pair[0], page_oa | 0x123, 3);
+        assert_eq!(pair[0]["sh"], 0b10, "{}", pair[0]);
+        assert_ok(&pair[1], block_oa | 0x1_2345, 2);
+        assert_eq!(pair[1]["sh"], 0b11, "{}", pair[1]);
+    }
+}
+
 // ===========================================================================
 // Differential check against a reference model on random tables.
 //
@@ -2606,7 +2700,10 @@ fn random_tables_match_the_reference_model() {
     let mut translations = 0;
     for image in 0..48 {
         let mut cpu = Cpu::with_pa(rng.pick(&parangs));
-        if rng.chance(50) {
+        if rng.chance(20) {
+            // hv's L1: FEAT_LPA2 at stage 1 only, so DS is RES0.
+            cpu.mmfr0 = Cpu::hv_l1().mmfr0;
+        } else if rng.chance(50) {
             cpu = cpu.lpa2();
         }
         cpu = cpu.hafdbs(rng.below(3));

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use reference::gen::{gen_world, Rng, World};
-use reference::model::{s2_translate, FaultKind, Outcome};
+use reference::model::{s2_translate, FaultKind, Features, Outcome, WalkParams};
 use reference::run::{request_line, run_s2walk, Answer};
 
 const S2WALK: &str = env!("CARGO_BIN_EXE_s2walk");
@@ -59,6 +59,10 @@ struct Coverage {
     contiguous: usize,
     af_set: usize,
     dirty_set: usize,
+    /// Successful walks with VTCR_EL2.DS set and RES0: a 4KB or 16KB
+    /// granule without FEAT_LPA2 at stage 2 but with it at stage 1 (hv's
+    /// L1, review 53 R53-4).
+    ds_res0_with_lpa2_at_stage_1: usize,
     /// The most memslots one world had.
     most_memslots: usize,
 }
@@ -101,7 +105,7 @@ fn reproducer(
     let mut text = format!(
         "world seed {world_seed:#x} (UMBRA_REFMODEL_WORLD={world_seed:#x} reruns it), request #{index}\n\
          s2walk batch --mmfr0 {:#x} --mmfr1 {:#x} --mmfr2 {:#x}{}\n\
-         (PAMax {}, 4K/16K/64K at stage 2: {}/{}/{}, LPA2 {}, HAFDBS {}, XNX {}, TTST {})\n\
+         (PAMax {}, 4K/16K/64K at stage 2: {}/{}/{}, LPA2 at stage 2 4K/16K: {}/{}, HAFDBS {}, XNX {}, TTST {})\n\
          memslots:",
         f.mmfr0,
         f.mmfr1,
@@ -111,7 +115,8 @@ fn reproducer(
         f.s2_4k,
         f.s2_16k,
         f.s2_64k,
-        f.lpa2,
+        f.lpa2_4k,
+        f.lpa2_16k,
         f.hafdbs,
         f.xnx,
         f.ttst
@@ -147,6 +152,13 @@ fn reproducer(
     text
 }
 
+/// VTCR_EL2.DS is set but RES0 although the granule shows FEAT_LPA2 at
+/// stage 1 (ID_AA64MMFR0_EL1.TGran4 0b0001, TGran16 0b0010).
+fn ds_res0_with_lpa2_at_stage_1(features: &Features, vtcr: u64) -> bool {
+    let p = WalkParams::new(features, vtcr);
+    (vtcr >> 32) & 1 == 1 && !p.ds && features.lpa2_at_stage_1(p.granule)
+}
+
 /// Runs one world through s2walk and the model; returns the disagreements.
 fn check_world(world_seed: u64, coverage: &mut Coverage) -> Vec<(String, String)> {
     let mut rng = Rng::new(world_seed);
@@ -173,6 +185,9 @@ fn check_world(world_seed: u64, coverage: &mut Coverage) -> Vec<(String, String)
             &mut memory,
         );
         coverage.record(&outcome);
+        if outcome.result.is_ok() && ds_res0_with_lpa2_at_stage_1(&world.features, request.vtcr) {
+            coverage.ds_res0_with_lpa2_at_stage_1 += 1;
+        }
         let expected = Answer::from_model(&outcome, request);
         if &expected != walker {
             mismatches.push((
@@ -206,13 +221,14 @@ fn s2walk_batch_agrees_with_the_reference_model() {
     }
     eprintln!(
         "reference model: {} requests in {} worlds; successes with OA above 48 bits {}, \
-         with the contiguous hint {}, setting AF {}, setting dirty {}; at most {} memslots; outcomes: {:?}",
+         with the contiguous hint {}, setting AF {}, setting dirty {}, with DS set but RES0 under stage-1 LPA2 {}; at most {} memslots; outcomes: {:?}",
         coverage.requests,
         coverage.worlds,
         coverage.oa_above_48_bits,
         coverage.contiguous,
         coverage.af_set,
         coverage.dirty_set,
+        coverage.ds_res0_with_lpa2_at_stage_1,
         coverage.most_memslots,
         coverage.outcomes
     );
@@ -265,7 +281,8 @@ fn s2walk_batch_agrees_with_the_reference_model() {
                 && coverage.dirty_set > 0
                 && coverage.most_memslots >= 16
                 && coverage.oa_above_48_bits > 0
-                && coverage.contiguous > 0,
+                && coverage.contiguous > 0
+                && coverage.ds_res0_with_lpa2_at_stage_1 > 0,
             "a corner went unexercised: {coverage:?}"
         );
     }

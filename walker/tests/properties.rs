@@ -108,7 +108,28 @@ fn id_registers() -> impl Strategy<Value = ExposedFeatures> {
     raw_id_registers().prop_map(|(_, features)| features)
 }
 
+/// ID_AA64MMFR0_EL1 as hv shows L1 on a host with FEAT_LPA2
+/// (hv/src/nested/idregs.rs `shown_to_l1`): PARange 40 bits, FEAT_LPA2 at
+/// stage 1 (TGran4 0b0001, TGran16 0b0010), a 4KB stage 2 without it
+/// (TGran4_2 0b0010, TGran16_2 = TGran64_2 = 0b0001): DS is RES0.
+const HV_L1_MMFR0: u64 =
+    PA_40 | (0b0010 << 20) | (0b0001 << 28) | (0b0001 << 32) | (0b0001 << 36) | (0b0010 << 40);
+
+/// Independent fields, plus hv's L1 MMFR0 a fifth of the time (review 53
+/// R53-4: a mix of FEAT_LPA2 at stage 1 without it at stage 2 that the
+/// independent draw reaches only now and then).
 fn raw_id_registers() -> impl Strategy<Value = (IdRegisters, ExposedFeatures)> {
+    prop_oneof![
+        4 => independent_id_registers(),
+        1 => (0u64..=3, any::<bool>(), any::<bool>()).prop_map(|(hafdbs, xnx, st)| {
+            let ids = IdRegisters { mmfr0: HV_L1_MMFR0, mmfr1: mmfr1(hafdbs, xnx), mmfr2: mmfr2(st) };
+            let features = ExposedFeatures::from_id_registers(ids).expect("hv's L1 CPU is valid");
+            (ids, features)
+        }),
+    ]
+}
+
+fn independent_id_registers() -> impl Strategy<Value = (IdRegisters, ExposedFeatures)> {
     (
         prop::sample::select(vec![0u64, 1, 2, 3, 4, 5, 5, 5, 6, 6, 6, 6]),
         prop::sample::select(vec![0u64, 1, 0xf]),
@@ -148,6 +169,7 @@ fn raw_id_registers() -> impl Strategy<Value = (IdRegisters, ExposedFeatures)> {
 const VTCR_SHAPES: &[(u64, u64, u64, u64, u64)] = &[
     (0, 2, 0, 16, 24),
     (0, 1, 0, 21, 33),
+    (0, 1, VTCR_DS, 21, 33),
     (0, 0, 0, 30, 42),
     (0, 3, 0, 39, 48),
     (0, 0, VTCR_DS | VTCR_SL2, 12, 15),

@@ -261,16 +261,41 @@ fn align(value: u64, align_bits: u32) -> u64 {
 /// contract: PARange 48 bits, all granules, no LPA2).
 pub const DEFAULT_MMFR0: u64 = 0x0222_0010_0005;
 
+/// ID_AA64MMFR0_EL1 hv shows L1 on a host with FEAT_LPA2 (QEMU's `-cpu
+/// max`; hv/src/nested/idregs.rs `shown_to_l1`): PARange 40 bits,
+/// FEAT_LPA2 at stage 1 (TGran4 0b0001, TGran16 0b0010, TGran64 0b0000),
+/// a 4KB stage 2 without it (TGran4_2 0b0010; TGran16_2, TGran64_2
+/// 0b0001). VTCR_EL2.DS is RES0 for that stage 2.
+pub const HV_L1_MMFR0: u64 =
+    0b0010 | (0b0010 << 20) | (0b0001 << 28) | (0b0001 << 32) | (0b0001 << 36) | (0b0010 << 40);
+
 /// Random ID registers within the contract (PARange 32..52 bits, TGran*_2
-/// including the LPA2 encodings, HAFDBS 0..3, XNX, ST, BBM).
+/// including the LPA2 encodings, HAFDBS 0..3, XNX, ST, BBM). FEAT_LPA2 is
+/// drawn separately for stage 1 and for each stage-2 granule, so a stage
+/// 1 with it over a stage 2 without it (hv's L1) and one stage-2 granule
+/// with it beside one without are common, not chance.
 pub fn gen_features(rng: &mut Rng) -> Features {
     if rng.chance(4) {
         // The CPU s2walk assumes when no ID register is given.
         return Features::decode(DEFAULT_MMFR0, 0, 0).expect("the default CPU is valid");
     }
+    let mmfr1 = |rng: &mut Rng| {
+        let hafdbs = [0u64, 1, 2, 2, 3][rng.below(5) as usize];
+        hafdbs | if rng.chance(50) { 1 << 28 } else { 0 }
+    };
+    let mmfr2 =
+        |rng: &mut Rng| (if rng.chance(50) { 1u64 << 28 } else { 0 }) | (rng.below(3) << 52);
+    if rng.chance(6) {
+        let (mmfr1, mmfr2) = (mmfr1(rng), mmfr2(rng));
+        return Features::decode(HV_L1_MMFR0, mmfr1, mmfr2).expect("hv's L1 CPU is valid");
+    }
     loop {
         let parange = [0u64, 1, 2, 3, 4, 5, 5, 6, 6, 6][rng.below(10) as usize];
         let lpa2 = rng.chance(if parange == 6 { 55 } else { 10 });
+        // Per stage-2 granule, usually the same; stage 1 independent a
+        // third of the time (then mostly with FEAT_LPA2, as hv's host).
+        let lpa2_2 = [lpa2, if rng.chance(75) { lpa2 } else { !lpa2 }];
+        let lpa2_1 = if rng.chance(65) { lpa2 } else { rng.chance(70) };
         let s2 = [rng.chance(85), rng.chance(65), rng.chance(70)];
         // Stage-1 support, usually the same as stage 2.
         let s1: Vec<bool> = s2
@@ -278,7 +303,7 @@ pub fn gen_features(rng: &mut Rng) -> Features {
             .map(|s| if rng.chance(80) { *s } else { rng.chance(50) })
             .collect();
         let tgran4 = if s1[0] {
-            if lpa2 {
+            if lpa2_1 {
                 0b0001
             } else {
                 0b0000
@@ -287,7 +312,7 @@ pub fn gen_features(rng: &mut Rng) -> Features {
             0b1111
         };
         let tgran16 = if s1[1] {
-            if lpa2 {
+            if lpa2_1 {
                 0b0010
             } else {
                 0b0001
@@ -296,8 +321,10 @@ pub fn gen_features(rng: &mut Rng) -> Features {
             0b0000
         };
         let tgran64 = if s1[2] { 0b0000 } else { 0b1111 };
-        let field2 = |rng: &mut Rng, s1: bool, s2: bool, large: bool| -> u64 {
-            if s1 == s2 && rng.chance(30) {
+        // 0b0000 (as stage 1) only where it says the same as the explicit
+        // value would, support and FEAT_LPA2 both.
+        let field2 = |rng: &mut Rng, s1: bool, s2: bool, large: bool, large_1: bool| -> u64 {
+            if s1 == s2 && (large == large_1 || !s2) && rng.chance(30) {
                 0b0000
             } else if !s2 {
                 0b0001
@@ -307,9 +334,9 @@ pub fn gen_features(rng: &mut Rng) -> Features {
                 0b0010
             }
         };
-        let tgran4_2 = field2(rng, s1[0], s2[0], lpa2);
-        let tgran16_2 = field2(rng, s1[1], s2[1], lpa2);
-        let tgran64_2 = field2(rng, s1[2], s2[2], false);
+        let tgran4_2 = field2(rng, s1[0], s2[0], lpa2_2[0], lpa2_1);
+        let tgran16_2 = field2(rng, s1[1], s2[1], lpa2_2[1], lpa2_1);
+        let tgran64_2 = field2(rng, s1[2], s2[2], false, false);
         let mmfr0 = parange
             | (0b0010 << 4) // ASIDBits 16
             | (0b0001 << 8) // BigEnd
@@ -319,9 +346,7 @@ pub fn gen_features(rng: &mut Rng) -> Features {
             | (tgran16_2 << 32)
             | (tgran64_2 << 36)
             | (tgran4_2 << 40);
-        let hafdbs = [0u64, 1, 2, 2, 3][rng.below(5) as usize];
-        let mmfr1 = hafdbs | if rng.chance(50) { 1 << 28 } else { 0 };
-        let mmfr2 = (if rng.chance(50) { 1u64 << 28 } else { 0 }) | (rng.below(3) << 52);
+        let (mmfr1, mmfr2) = (mmfr1(rng), mmfr2(rng));
         if let Some(f) = Features::decode(mmfr0, mmfr1, mmfr2) {
             return f;
         }
@@ -385,10 +410,15 @@ fn gen_vtcr(rng: &mut Rng, f: &Features) -> u64 {
     };
     let granule = decode_tg0(f, tg0);
     let mut vtcr = common(rng) | (tg0 << 14);
-    if f.lpa2 && granule != Granule::K64 && rng.chance(60) {
+    if f.lpa2(granule) && rng.chance(60) {
         vtcr |= 1 << 32; // DS
+    } else if f.lpa2_at_stage_1(granule) && rng.chance(50) {
+        // DS RES0 where an L1 reading stage 1's FEAT_LPA2 would set it
+        // (hv's L1).
+        vtcr |= 1 << 32;
     } else if rng.chance(8) {
-        // DS where it has no effect: 64KB granule or no FEAT_LPA2.
+        // DS where it has no effect: 64KB granule or no FEAT_LPA2 at
+        // stage 2 for this granule (possibly with it at stage 1).
         vtcr |= 1 << 32;
     }
     // Pick a start level and an input size it accepts, within T0SZ limits.

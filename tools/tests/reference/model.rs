@@ -129,8 +129,11 @@ pub struct Features {
     pub s2_4k: bool,
     pub s2_16k: bool,
     pub s2_64k: bool,
-    /// FEAT_LPA2: 52-bit addresses with the 4KB and 16KB granules.
-    pub lpa2: bool,
+    /// FEAT_LPA2 at stage 2 for the 4KB and 16KB granules, each from its
+    /// own TGran*_2 field (or the stage-1 field it defers to): the 52-bit
+    /// format of one granule and stage says nothing about another's.
+    pub lpa2_4k: bool,
+    pub lpa2_16k: bool,
     /// ID_AA64MMFR1_EL1.HAFDBS.
     pub hafdbs: u64,
     /// FEAT_XNX.
@@ -190,7 +193,8 @@ impl Features {
             s2_4k,
             s2_16k,
             s2_64k,
-            lpa2: lpa2_4k || lpa2_16k,
+            lpa2_4k,
+            lpa2_16k,
             hafdbs,
             xnx: bits(mmfr1, 31, 28) != 0,
             ttst: bits(mmfr2, 31, 28) != 0,
@@ -208,6 +212,25 @@ impl Features {
             Granule::K4 => self.s2_4k,
             Granule::K16 => self.s2_16k,
             Granule::K64 => self.s2_64k,
+        }
+    }
+
+    /// FEAT_LPA2 at stage 2 for `granule` (never for 64KB).
+    pub fn lpa2(&self, granule: Granule) -> bool {
+        match granule {
+            Granule::K4 => self.lpa2_4k,
+            Granule::K16 => self.lpa2_16k,
+            Granule::K64 => false,
+        }
+    }
+
+    /// FEAT_LPA2 at stage 1 for `granule` (ID_AA64MMFR0_EL1.TGran4 0b0001,
+    /// TGran16 0b0010): no bearing on stage 2's DS, but an L1 might think so.
+    pub fn lpa2_at_stage_1(&self, granule: Granule) -> bool {
+        match granule {
+            Granule::K4 => bits(self.mmfr0, 31, 28) == 0b0001,
+            Granule::K16 => bits(self.mmfr0, 23, 20) == 0b0010,
+            Granule::K64 => false,
         }
     }
 
@@ -240,12 +263,15 @@ impl WalkParams {
     pub fn new(features: &Features, vtcr: u64) -> WalkParams {
         let granule = decode_tg0(features, bits(vtcr, 15, 14));
         let ha = features.hafdbs >= 1 && bit(vtcr, 21);
-        let ds = matches!(granule, Granule::K4 | Granule::K16) && features.lpa2 && bit(vtcr, 32);
+        // VTCR_EL2.DS is RES0 unless the granule shows FEAT_LPA2 at stage 2
+        // (ID_AA64MMFR0_EL1.TGran4_2/TGran16_2; FEAT_LPA2 at stage 1 alone,
+        // as hv shows L1, does not make it live).
+        let ds = features.lpa2(granule) && bit(vtcr, 32);
         WalkParams {
             granule,
             txsz: bits(vtcr, 5, 0) as u32,
             sl0: bits(vtcr, 7, 6),
-            sl2: granule == Granule::K4 && features.lpa2 && bit(vtcr, 33) && bit(vtcr, 32),
+            sl2: granule == Granule::K4 && ds && bit(vtcr, 33),
             ps: bits(vtcr, 18, 16),
             sh: bits(vtcr, 13, 12),
             ds,
