@@ -2646,7 +2646,9 @@ fn random_registers(rng: &mut Rng, cpu: &reference::Cpu) -> (u64, u64) {
         if sl2 {
             vtcr |= VTCR_SL2;
         }
-        if ds {
+        // DS is RES0 without FEAT_LPA2 at stage 2 for the granule, but an
+        // L1 may set it (hv's L1 sees FEAT_LPA2 at stage 1): now and then.
+        if ds || (granule != Granule::K64 && rng.chance(25)) {
             vtcr |= VTCR_DS;
         }
         vtcr |= rng.pick(&[2, 4, 5, 5, 6, 6, 6, 7]) << 16;
