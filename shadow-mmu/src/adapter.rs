@@ -88,23 +88,13 @@ where
         let feat_lpa2 = [walker::Granule::K4, walker::Granule::K16]
             .into_iter()
             .any(|g| features.stage2_granule(g) == walker::GranuleSupport::Supported52Bit);
-        // DS as the walker takes it: RES0 (read as 0) for a granule whose
-        // stage-2 field does not show FEAT_LPA2, even where another
-        // granule's does (review 53 R53-2). Worked out only when set.
-        let vtcr_ds = l1_vtcr & (1 << 32) != 0
-            && walker::Stage2Walker::new(
-                walker::Stage2Registers {
-                    vtcr: l1_vtcr,
-                    vttbr: 0,
-                    endianness: walker::Endianness::Little,
-                },
-                features,
-            )
-            .lpa2();
         ipc::tlbi::TlbiParams {
             feat_ttl: false,
             feat_lpa2,
-            vtcr_ds,
+            // The walker's DS: RES0 for a granule whose stage-2 field does
+            // not show FEAT_LPA2, even where another granule's does (review
+            // 53 R53-2).
+            vtcr_ds: walker::Stage2Walker::vtcr_ds(l1_vtcr, features),
         }
     }
 

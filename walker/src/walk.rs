@@ -703,7 +703,7 @@ impl Stage2Walker {
         let vtcr = registers.vtcr;
         let granule = decode_granule(((vtcr >> 14) & 3) as u8, features);
         let granule_52 = features.stage2_granule(granule) == GranuleSupport::Supported52Bit;
-        let ds = granule != Granule::K64 && granule_52 && vtcr & (1 << 32) != 0;
+        let ds = effective_ds(vtcr, granule, granule_52);
         let sl2 = granule == Granule::K4 && ds && vtcr & (1 << 33) != 0;
         let ha =
             features.hardware_updates() >= HardwareUpdates::AccessFlag && vtcr & (1 << 21) != 0;
@@ -834,6 +834,19 @@ impl Stage2Walker {
     /// Effective FEAT_LPA2 52-bit format (VTCR_EL2.DS).
     pub const fn lpa2(&self) -> bool {
         self.ds
+    }
+
+    /// VTCR_EL2.DS as a walker of `vtcr` takes it, without the rest of the
+    /// decoding (for TLBI operands, whose BaseADDR units follow it): RES0,
+    /// read as 0, unless the granule TG0 selects shows FEAT_LPA2 at stage 2
+    /// (not from another granule's field, nor from stage 1's).
+    pub fn vtcr_ds(vtcr: u64, features: &ExposedFeatures) -> bool {
+        let granule = decode_granule(((vtcr >> 14) & 3) as u8, features);
+        effective_ds(
+            vtcr,
+            granule,
+            features.stage2_granule(granule) == GranuleSupport::Supported52Bit,
+        )
     }
 
     /// Hardware access flag management in effect.
@@ -1569,6 +1582,12 @@ struct GeometryInputs {
 /// AArch64.S2DecodeTG0 with this walker's IMPLEMENTATION DEFINED choice for
 /// a reserved (0b11) or unsupported TG0: the smallest granule stage 2
 /// supports (4KB, else 16KB, else 64KB).
+/// VTCR_EL2.DS in effect for `granule` (`granule_52`: its stage-2 field
+/// shows FEAT_LPA2): the one rule `Stage2Walker::new` and `vtcr_ds` share.
+fn effective_ds(vtcr: u64, granule: Granule, granule_52: bool) -> bool {
+    granule != Granule::K64 && granule_52 && vtcr & (1 << 32) != 0
+}
+
 fn decode_granule(tg0: u8, features: &ExposedFeatures) -> Granule {
     let programmed = match tg0 {
         0 => Some(Granule::K4),

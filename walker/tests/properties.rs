@@ -799,6 +799,15 @@ proptest! {
     /// gives what the general walk gives, for any memory, registers and
     /// IPAs: random memory, and tables built for deep walks with random
     /// leaves and corrupted entries.
+    /// `Stage2Walker::vtcr_ds` (what TLBI operand decoding uses) is the DS
+    /// a walker of the same VTCR_EL2 takes, for any register value and any
+    /// exposed ID registers (hv's mixed FEAT_LPA2 ones among them).
+    #[test]
+    fn vtcr_ds_is_the_walkers_ds(features in id_registers(), vtcr in any::<u64>()) {
+        let w = walker(vtcr, 0, Endianness::Little, &features);
+        prop_assert_eq!(Stage2Walker::vtcr_ds(vtcr, &features), w.lpa2());
+    }
+
     #[test]
     fn the_specialised_walk_equals_the_general_walk(
         seed in any::<u64>(),
