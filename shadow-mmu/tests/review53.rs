@@ -87,7 +87,8 @@ fn ds_range_tlbi_drops_the_page(mmfr0: u64, base_addr: u64, num: u8) -> bool {
     let page = 0x8000_3000u64;
     let vmid = 1u16;
     let vtcr = l1.vtcr() | (1 << 32); // DS
-                                      // Bits [9:8] zero: SH Non-shareable without DS, OA[51:50] with it.
+
+    // Bits [9:8] zero: SH Non-shareable without DS, OA[51:50] with it.
     l1.map(page, 0x1234_5000, 3, RW & !(3 << 8));
     let mut config = config(16 << 20, 8);
     config.features = features;

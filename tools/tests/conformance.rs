@@ -2008,7 +2008,8 @@ fn hv_l1_ds_is_res0_for_a_4k_stage_2_without_lpa2() {
     let (l2a, l3a, l2b) = (T + 0x1000, T + 0x2000, T + 0x3000);
     let ipa_page = 0x4020_3000; // level-1 index 1, level-2 1, level-3 3
     let ipa_block = 0x8040_0000; // level-1 index 2, level-2 2
-                                 // A table descriptor with bits 9:8 set: ignored, or OA[51:50] with DS.
+
+    // A table descriptor with bits 9:8 set: ignored, or OA[51:50] with DS.
     memory.put(T + 8, l2a | (0b11 << 8) | 0b11);
     memory.put(l2a + 8, Format::Bits48.table(l3a));
     // A page with SH Outer (0b10 in bits 9:8) and bit 48 set.

@@ -1579,15 +1579,15 @@ struct GeometryInputs {
     vttbr: u64,
 }
 
-/// AArch64.S2DecodeTG0 with this walker's IMPLEMENTATION DEFINED choice for
-/// a reserved (0b11) or unsupported TG0: the smallest granule stage 2
-/// supports (4KB, else 16KB, else 64KB).
 /// VTCR_EL2.DS in effect for `granule` (`granule_52`: its stage-2 field
 /// shows FEAT_LPA2): the one rule `Stage2Walker::new` and `vtcr_ds` share.
 fn effective_ds(vtcr: u64, granule: Granule, granule_52: bool) -> bool {
     granule != Granule::K64 && granule_52 && vtcr & (1 << 32) != 0
 }
 
+/// AArch64.S2DecodeTG0 with this walker's IMPLEMENTATION DEFINED choice for
+/// a reserved (0b11) or unsupported TG0: the smallest granule stage 2
+/// supports (4KB, else 16KB, else 64KB).
 fn decode_granule(tg0: u8, features: &ExposedFeatures) -> Granule {
     let programmed = match tg0 {
         0 => Some(Granule::K4),

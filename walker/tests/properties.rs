@@ -794,11 +794,6 @@ fn check_specialised_against_general(
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
-    /// The walk specialised for 4KB / DS = 0 / HA = 0 / little-endian /
-    /// start level 0 or 1 is taken exactly for those configurations and
-    /// gives what the general walk gives, for any memory, registers and
-    /// IPAs: random memory, and tables built for deep walks with random
-    /// leaves and corrupted entries.
     /// `Stage2Walker::vtcr_ds` (what TLBI operand decoding uses) is the DS
     /// a walker of the same VTCR_EL2 takes, for any register value and any
     /// exposed ID registers (hv's mixed FEAT_LPA2 ones among them).
@@ -808,6 +803,11 @@ proptest! {
         prop_assert_eq!(Stage2Walker::vtcr_ds(vtcr, &features), w.lpa2());
     }
 
+    /// The walk specialised for 4KB / DS = 0 / HA = 0 / little-endian /
+    /// start level 0 or 1 is taken exactly for those configurations and
+    /// gives what the general walk gives, for any memory, registers and
+    /// IPAs: random memory, and tables built for deep walks with random
+    /// leaves and corrupted entries.
     #[test]
     fn the_specialised_walk_equals_the_general_walk(
         seed in any::<u64>(),
