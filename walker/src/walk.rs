@@ -926,15 +926,18 @@ impl Stage2Walker {
     /// Whether this walker's single walks take the walk specialised for
     /// its configuration (4KB granule, DS = 0, VTCR_EL2.HA = 0,
     /// little-endian descriptors, start level 0 or 1) rather than the
-    /// general one. The results are the same; for tests and benchmarks.
+    /// general one. The results are the same; for tests (`tests/properties.rs`,
+    /// loom-tests' `walker_memslots`).
     #[doc(hidden)]
     pub const fn takes_specialised_walk(&self) -> bool {
         !matches!(self.walk_kind, WalkKind::General)
     }
 
     /// This walker with its single walks forced onto the general walk:
-    /// for tests that compare the specialised walk with it, and for
-    /// benchmarks. Not part of the API proper.
+    /// for tests that compare the specialised walk with it (no benchmark
+    /// uses it: the general walk was timed on 16KB/64KB configurations and
+    /// on a build whose dispatch always took it). Not part of the API
+    /// proper.
     #[doc(hidden)]
     pub const fn with_general_walk(mut self) -> Self {
         self.walk_kind = WalkKind::General;
