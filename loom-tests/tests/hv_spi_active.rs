@@ -19,7 +19,7 @@ use hv::vgic::{
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{active_sgi, refill, ActiveSpi, FakeCpu, PRIORITY};
+use loom_tests::hv_gic::{active_sgi, refill, ActiveSpi, FakeCpu, PostedDeactivations, PRIORITY};
 
 const SPI: u32 = 33;
 const GICD: u64 = 0x0800_0000;
@@ -420,12 +420,23 @@ impl GicHardware for PowerHardware {
 /// landing after the release applied the requests it found (the release's
 /// swap of each word takes it). After vCPU 0's refill the SPI is
 /// physically active exactly when vCPU 0's list register holds it active.
+///
+/// vCPU 1's deactivations are posted (`PostedDeactivations`): they reach
+/// the distributor at its `synchronize` (the release's DSB, inside the
+/// gate) or, at the latest, once its release has returned. So a
+/// deactivation the release leaves in flight can undo a set-active vCPU 0
+/// makes after the release: checked whenever vCPU 0's write, inside its
+/// gate, saw the release over (stop 26 audit; without the release's
+/// `synchronize`, `set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request`
+/// fails: "a set-active after the holder's release ended by its
+/// deactivation").
 fn post_racing_cpu_off_model(offset: u64, held: bool) {
     loom::model(move || {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
         let vcpu1_on = Arc::new(AtomicBool::new(true));
-        let mut vcpu1_cpu = Cpu::new([0; 2], distributor.clone());
+        let mut vcpu1_cpu =
+            FakeCpu::<2, _>::new([0; 2], PostedDeactivations::new(distributor.clone()));
         let mut vcpu1_backlog = Backlog::new();
         if held {
             distributor.pending.store(true, Ordering::Relaxed);
@@ -441,8 +452,13 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
             );
             assert_eq!(vcpu1_cpu.holding(SPI), 1);
         }
+        // Set by vCPU 1 once its release (and so its gate) is over: a
+        // write of vCPU 0 that reads it set inside its own gate follows
+        // the release.
+        let released = Arc::new(AtomicBool::new(false));
         let going_off = {
             let (shared, vcpu1_on) = (shared.clone(), vcpu1_on.clone());
+            let released = released.clone();
             let mut hw = PowerHardware(distributor.clone());
             thread::spawn(move || {
                 // PSCI CPU_OFF: marked off (Release), then the release.
@@ -461,17 +477,26 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
                     GICD,
                     &mut hw,
                 );
+                released.store(true, Ordering::Release);
+                // The GIC completes whatever the release left posted.
+                vcpu1_cpu.physical.complete();
             })
         };
         let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
             unreachable!("an SPI register");
         };
         let (vcpus, holders) = &*shared;
+        // Whether vCPU 0's last look at vCPU 1's power state (the one
+        // inside its gate) came after the release.
+        let after_release = core::cell::Cell::new(false);
         let access = SpiAccess {
             writer: 0,
             vcpus,
             holders,
-            is_on: |k: usize| k == 0 || vcpu1_on.load(Ordering::Acquire),
+            is_on: |k: usize| {
+                after_release.set(released.load(Ordering::Acquire));
+                k == 0 || vcpu1_on.load(Ordering::Acquire)
+            },
             lines: 1020,
             route: |_| Some(1),
         };
@@ -491,6 +516,12 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
             &mut PowerHardware(distributor.clone()),
         );
         going_off.join().unwrap();
+        if offset == ISACTIVER1 && after_release.get() {
+            assert!(
+                distributor.active.load(Ordering::Acquire),
+                "a set-active after the holder's release ended by its deactivation"
+            );
+        }
         assert_eq!(vcpus[1].spis.unplaced(0), 0, "a set-active stranded");
         assert_eq!(vcpus[1].spis.requests(0), 0, "a request stranded");
         refill(&mut cpu, &vcpus[0], holders, &mut backlog);
@@ -521,7 +552,11 @@ fn clear_pending_racing_a_cpu_off_leaves_no_request() {
 }
 
 /// Review 37: the same for a set-active of the SPI vCPU 1 holds (a request
-/// to make its entry active, R35-1).
+/// to make its entry active, R35-1). A set-active that follows the
+/// release reads the distributor inside its gate: the release's
+/// deactivation of the old activation must have reached it by then (the
+/// release's `synchronize`), or the write finds the SPI still active, has
+/// no effect, and the late deactivation leaves it inactive.
 #[test]
 fn set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
     post_racing_cpu_off_model(ISACTIVER1, true);
