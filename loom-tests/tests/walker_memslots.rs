@@ -298,8 +298,9 @@ fn haft_table_af_update_never_clobbers_l1_rewrite() {
                 guest.with_memslots(|memslots| walker.walk(memslots, IPAS[0], AccessKind::Read))
             })
         };
-        // L1 repoints the level-2 table descriptor at the other table.
-        l1_write(&guest.level2[0], table(NEW_TABLE));
+        // L1 repoints the level-2 table descriptor at the other table (as
+        // `l1_write`, keeping what it replaced).
+        let replaced = guest.level2[0].swap(table(NEW_TABLE), Ordering::Release);
 
         let result = walk.join().unwrap();
         let finally = guest.level2[0].load(Ordering::Acquire);
@@ -309,7 +310,17 @@ fn haft_table_af_update_never_clobbers_l1_rewrite() {
             "the table AF update clobbered L1's write"
         );
         match output_of(IPAS[0], result) {
-            OLD_OUTPUT => assert_eq!(finally, table(NEW_TABLE)),
+            OLD_OUTPUT => {
+                assert_eq!(finally, table(NEW_TABLE));
+                // A walk through the old table set its AF before L1's
+                // write (stop 26 audit: a lost swap taken as done walked
+                // on through a descriptor whose AF it never set).
+                assert_eq!(
+                    replaced,
+                    table(OLD_TABLE) | AF,
+                    "a walk through the old table left its AF clear"
+                );
+            }
             _ => assert_eq!(finally, table(NEW_TABLE) | AF),
         }
     });
