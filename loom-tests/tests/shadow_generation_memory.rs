@@ -10,9 +10,10 @@
 //!
 //! `shadow_race` cannot see this: its L1 memory is sequentially consistent
 //! std atomics (`SparseMemory`), so a walk always reads what was written
-//! last, and the Release/Acquire pair may be weakened to Relaxed there
-//! without a failure. Here L1's memory is loom atomics (`LoomMemory`): a
-//! walk reads any store that does not happen before it.
+//! last, and its walk test passes with the pair weakened to Relaxed (its
+//! hit tests fail, through the cache entries the invalidation removes).
+//! Here L1's memory is loom atomics (`LoomMemory`): a walk reads any store
+//! that does not happen before it.
 //!
 //! The invalidation runs twice: on its own (its lone epoch pin executes a
 //! SeqCst fence after L1's store, which orders that store before even a
