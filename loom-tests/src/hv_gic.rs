@@ -3,7 +3,9 @@
 //! `hv_spi_view`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
 //! state kept by `P` (each model says which INTIDs a deactivation may
 //! find active, and which one an acknowledgement may take), and an exit's
-//! refill as `arch::gic` runs it.
+//! refill as `arch::gic` runs it. `PostedDeactivations` is a physical state
+//! whose deactivations wait for the CPU's `synchronize` (the DSB), for a
+//! model that checks that barrier.
 
 use hv::vgic::{
     self, Backlog, ListRegisters, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
@@ -22,6 +24,9 @@ pub trait PhysicalActive {
     fn acknowledge(&mut self) -> u32 {
         1023
     }
+    /// The CPU's `synchronize` (the DSB after ICC_DIR_EL1 writes): by
+    /// default nothing, the deactivations having taken effect at once.
+    fn synchronize(&mut self) {}
 }
 
 /// One CPU: `N` list registers and the physical active states `physical`,
@@ -73,7 +78,9 @@ impl<const N: usize, P: PhysicalActive> PhysicalCpuInterface for FakeCpu<N, P> {
     fn deactivate(&mut self, intid: u32) {
         self.physical.deactivate(intid);
     }
-    fn synchronize(&mut self) {}
+    fn synchronize(&mut self) {
+        self.physical.synchronize();
+    }
 }
 
 /// One exit's refill on a CPU, as `arch::gic::Gic::fill_list_registers`:
@@ -149,6 +156,46 @@ impl PhysicalActive for loom::sync::Arc<ActiveSpi> {
         }
         self.pending.store(false, Ordering::Release);
         self.intid
+    }
+}
+
+/// A CPU's view of one SPI's distributor state whose deactivations are
+/// posted, as an ICC_DIR_EL1 write is: each takes effect in the
+/// distributor only at the CPU's next `synchronize` (the DSB that waits
+/// for it) or at [`PostedDeactivations::complete`], where the model says
+/// the GIC got to it on its own, as late as it may. Acknowledgements go to
+/// the distributor at once.
+#[derive(Debug)]
+pub struct PostedDeactivations {
+    pub spi: loom::sync::Arc<ActiveSpi>,
+    posted: Vec<u32>,
+}
+
+impl PostedDeactivations {
+    pub fn new(spi: loom::sync::Arc<ActiveSpi>) -> Self {
+        PostedDeactivations {
+            spi,
+            posted: Vec::new(),
+        }
+    }
+
+    /// The GIC completes the posted deactivations.
+    pub fn complete(&mut self) {
+        for intid in core::mem::take(&mut self.posted) {
+            self.spi.deactivate(intid);
+        }
+    }
+}
+
+impl PhysicalActive for PostedDeactivations {
+    fn deactivate(&mut self, intid: u32) {
+        self.posted.push(intid);
+    }
+    fn acknowledge(&mut self) -> u32 {
+        self.spi.acknowledge()
+    }
+    fn synchronize(&mut self) {
+        self.complete();
     }
 }
 

@@ -11,15 +11,23 @@
 //! race. The later ones check `vgic::SpiHolders`'s gate: an SPI the
 //! hardware delivers during a set-active, a clear-active request taken at
 //! a later set-active, and posts racing a CPU_OFF.
+//!
+//! Every CPU here posts its deactivations (`PostedDeactivations`, stop 26
+//! audit), as ICC_DIR_EL1 writes are: they reach the distributor at the
+//! CPU's `synchronize` (the DSB) or where a model says the GIC completed
+//! them, so the DSBs hv issues before a writer reads the distributor inside
+//! the gate are checked: removing `release_list_registers`',
+//! `apply_spi_requests`' or `Held::clear`'s fails a model here.
 #![cfg(loom)]
 
 use hv::vgic::{
-    self, Backlog, GicHardware, Held, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
+    self, Backlog, GicHardware, Held, PhysicalCpuInterface, SetClear, SpiAccess, SpiHolders,
+    VirtualSgis,
 };
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{active_sgi, refill, ActiveSpi, FakeCpu, PRIORITY};
+use loom_tests::hv_gic::{active_sgi, refill, ActiveSpi, FakeCpu, PostedDeactivations, PRIORITY};
 
 const SPI: u32 = 33;
 const GICD: u64 = 0x0800_0000;
@@ -30,8 +38,9 @@ const ISPENDR1: u64 = 0x0204;
 
 /// One CPU: two list registers; the distributor's active state of the SPI,
 /// which the writer's set-active makes active and the holder's
-/// deactivation ends (a deactivation too many fails the model).
-type Cpu = FakeCpu<2, Arc<ActiveSpi>>;
+/// deactivation ends once it is complete (a deactivation too many fails
+/// the model).
+type Cpu = FakeCpu<2, PostedDeactivations>;
 
 /// What the vCPUs share: their states and the SPI holders.
 type Shared = Arc<([VirtualSgis; 2], SpiHolders)>;
@@ -74,7 +83,7 @@ fn routed_writer_access(
     value: u64,
     route: Option<usize>,
 ) -> u32 {
-    let mut cpu = Cpu::new([0; 2], distributor.clone());
+    let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
     let kicks = access(
         shared,
         1,
@@ -150,6 +159,8 @@ fn write_during_refill(
     remote.join().unwrap();
     assert!(kicked.load(Ordering::Acquire));
     refill(cpu, &vcpus[0], holders, backlog);
+    // The GIC completes whatever deactivation is still posted.
+    cpu.physical.complete();
 }
 
 /// vCPU 0's own GICD_ISACTIVER1 for SPI 33, before the model's threads:
@@ -176,7 +187,7 @@ fn clear_model(lrs: [u64; 2]) {
     loom::model(move || {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        let mut cpu = Cpu::new(lrs, distributor.clone());
+        let mut cpu = Cpu::new(lrs, PostedDeactivations::new(distributor.clone()));
         own_set_active(&shared, &mut cpu, &distributor);
         let mut backlog = Backlog::new();
         let writers_view = distributor.clone();
@@ -214,7 +225,7 @@ fn remote_spi_set_active_is_placed_once() {
     loom::model(|| {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
         let mut backlog = Backlog::new();
         let writers_view = distributor.clone();
         write_during_refill(&shared, &mut cpu, &mut backlog, move |shared| {
@@ -235,6 +246,7 @@ fn remote_spi_set_active_is_placed_once() {
         // The guest's ICC_DIR_EL1: the HW list register's deactivation.
         cpu.lrs[n] = 0;
         cpu.deactivate(SPI);
+        cpu.physical.complete();
         assert!(!distributor.active.load(Ordering::Acquire));
     });
 }
@@ -244,10 +256,10 @@ fn remote_spi_set_active_is_placed_once() {
 /// registers (pending, HW) or, with none free, its backlog; vCPU 0 its
 /// recorded holder.
 fn acknowledged_on_vcpu0(shared: &Shared, cpu: &mut Cpu, backlog: &mut Backlog) {
-    cpu.physical.pending.store(true, Ordering::Relaxed);
+    cpu.physical.spi.pending.store(true, Ordering::Relaxed);
     let (vcpus, holders) = &**shared;
     vgic::take_interrupts(cpu, 25, &vcpus[0], holders, 0, backlog, |_| PRIORITY);
-    assert!(cpu.physical.active.load(Ordering::Relaxed));
+    assert!(cpu.physical.spi.active.load(Ordering::Relaxed));
 }
 
 /// Review 35 R35-1: vCPU 0 holds SPI 33, which hv acknowledged for it
@@ -262,7 +274,7 @@ fn set_active_of_a_held_spi_model(lrs: [u64; 2]) {
     loom::model(move || {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        let mut cpu = Cpu::new(lrs, distributor.clone());
+        let mut cpu = Cpu::new(lrs, PostedDeactivations::new(distributor.clone()));
         let mut backlog = Backlog::new();
         acknowledged_on_vcpu0(&shared, &mut cpu, &mut backlog);
         if lrs != [0; 2] {
@@ -320,7 +332,7 @@ fn an_spi_delivered_during_a_set_active_has_one_holder() {
         let writer = {
             let (shared, distributor) = (shared.clone(), distributor.clone());
             thread::spawn(move || {
-                let mut cpu = Cpu::new([0; 2], distributor.clone());
+                let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
                 access(
                     &shared,
                     1,
@@ -336,7 +348,7 @@ fn an_spi_delivered_during_a_set_active_has_one_holder() {
                 cpu
             })
         };
-        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
         let mut backlog = Backlog::new();
         let (vcpus, holders) = &*shared;
         vgic::take_interrupts(&mut cpu, 25, &vcpus[0], holders, 0, &mut backlog, |_| {
@@ -370,7 +382,7 @@ fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
     loom::model(|| {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
-        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
         own_set_active(&shared, &mut cpu, &distributor);
         let mut backlog = Backlog::new();
         refill(&mut cpu, &shared.0[0], &shared.1, &mut backlog);
@@ -386,6 +398,84 @@ fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
             .lrs
             .iter()
             .any(|&lr| lr >> 62 == 0b10 && lr & 0xffff_ffff == SPI as u64));
+    });
+}
+
+/// vCPU 0 holds SPI 33 active (its own set-active, placed) and clears it
+/// itself (GICD_ICACTIVER1: `Held::clear` deactivates it on its own CPU,
+/// posted until that CPU's `synchronize`) while vCPU 1 makes it active
+/// again (stop 26 audit). When vCPU 1's write, inside its gate, sees vCPU
+/// 0's write over, it follows the clear: the SPI must end active. Without
+/// `Held::clear`'s `synchronize` the set-active reads the SPI still active
+/// and has no effect, and the late deactivation leaves it inactive.
+#[test]
+fn a_set_active_after_the_holders_own_clear_leaves_it_active() {
+    loom::model(|| {
+        let shared = shared();
+        let distributor = Arc::new(ActiveSpi::new(SPI));
+        let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
+        own_set_active(&shared, &mut cpu, &distributor);
+        let mut backlog = Backlog::new();
+        refill(&mut cpu, &shared.0[0], &shared.1, &mut backlog);
+        assert_eq!(cpu.holding(SPI), 1);
+        let bit = 1 << (SPI - 32);
+        let cleared = Arc::new(AtomicBool::new(false));
+        let setter = {
+            let (shared, distributor, cleared) =
+                (shared.clone(), distributor.clone(), cleared.clone());
+            thread::spawn(move || {
+                let (vcpus, holders) = &*shared;
+                // Whether vCPU 1's last look at the power states (the one
+                // inside its gate) came after vCPU 0's clear.
+                let after_clear = core::cell::Cell::new(false);
+                let access = SpiAccess {
+                    writer: 1,
+                    vcpus,
+                    holders,
+                    is_on: |_| {
+                        after_clear.set(cleared.load(Ordering::Acquire));
+                        true
+                    },
+                    lines: 1020,
+                    route: |_| None,
+                };
+                let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
+                let mut backlog = Backlog::new();
+                vgic::perform_spi(
+                    SetClear::ActiveSet,
+                    32,
+                    GICD + ISACTIVER1,
+                    4,
+                    Some(bit),
+                    &access,
+                    &mut Held {
+                        cpu: &mut cpu,
+                        backlog: &mut backlog,
+                    },
+                    &mut WriterHardware(distributor),
+                );
+                after_clear.get()
+            })
+        };
+        access(
+            &shared,
+            0,
+            &mut cpu,
+            &mut WriterHardware(distributor.clone()),
+            ICACTIVER1,
+            bit,
+            None,
+        );
+        cleared.store(true, Ordering::Release);
+        // The GIC completes whatever the clear left posted.
+        cpu.physical.complete();
+        let after_clear = setter.join().unwrap();
+        if after_clear {
+            assert!(
+                distributor.active.load(Ordering::Acquire),
+                "a set-active after the holder's own clear ended by its deactivation"
+            );
+        }
     });
 }
 
@@ -420,12 +510,22 @@ impl GicHardware for PowerHardware {
 /// landing after the release applied the requests it found (the release's
 /// swap of each word takes it). After vCPU 0's refill the SPI is
 /// physically active exactly when vCPU 0's list register holds it active.
+///
+/// vCPU 1's deactivations are posted (`PostedDeactivations`): they reach
+/// the distributor at its `synchronize` (the release's DSB, inside the
+/// gate) or, at the latest, once its release has returned. So a
+/// deactivation the release leaves in flight can undo a set-active vCPU 0
+/// makes after the release: checked whenever vCPU 0's write, inside its
+/// gate, saw the release over (stop 26 audit; without the release's
+/// `synchronize`, `set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request`
+/// fails: "a set-active after the holder's release ended by its
+/// deactivation").
 fn post_racing_cpu_off_model(offset: u64, held: bool) {
     loom::model(move || {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
         let vcpu1_on = Arc::new(AtomicBool::new(true));
-        let mut vcpu1_cpu = Cpu::new([0; 2], distributor.clone());
+        let mut vcpu1_cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
         let mut vcpu1_backlog = Backlog::new();
         if held {
             distributor.pending.store(true, Ordering::Relaxed);
@@ -441,8 +541,13 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
             );
             assert_eq!(vcpu1_cpu.holding(SPI), 1);
         }
+        // Set by vCPU 1 once its release (and so its gate) is over: a
+        // write of vCPU 0 that reads it set inside its own gate follows
+        // the release.
+        let released = Arc::new(AtomicBool::new(false));
         let going_off = {
             let (shared, vcpu1_on) = (shared.clone(), vcpu1_on.clone());
+            let released = released.clone();
             let mut hw = PowerHardware(distributor.clone());
             thread::spawn(move || {
                 // PSCI CPU_OFF: marked off (Release), then the release.
@@ -461,21 +566,30 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
                     GICD,
                     &mut hw,
                 );
+                released.store(true, Ordering::Release);
+                // The GIC completes whatever the release left posted.
+                vcpu1_cpu.physical.complete();
             })
         };
         let vgic::RegisterAction::Spi { op, first } = vgic::distributor(offset) else {
             unreachable!("an SPI register");
         };
         let (vcpus, holders) = &*shared;
+        // Whether vCPU 0's last look at vCPU 1's power state (the one
+        // inside its gate) came after the release.
+        let after_release = core::cell::Cell::new(false);
         let access = SpiAccess {
             writer: 0,
             vcpus,
             holders,
-            is_on: |k: usize| k == 0 || vcpu1_on.load(Ordering::Acquire),
+            is_on: |k: usize| {
+                after_release.set(released.load(Ordering::Acquire));
+                k == 0 || vcpu1_on.load(Ordering::Acquire)
+            },
             lines: 1020,
             route: |_| Some(1),
         };
-        let mut cpu = Cpu::new([0; 2], distributor.clone());
+        let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(distributor.clone()));
         let mut backlog = Backlog::new();
         vgic::perform_spi(
             op,
@@ -491,6 +605,12 @@ fn post_racing_cpu_off_model(offset: u64, held: bool) {
             &mut PowerHardware(distributor.clone()),
         );
         going_off.join().unwrap();
+        if offset == ISACTIVER1 && after_release.get() {
+            assert!(
+                distributor.active.load(Ordering::Acquire),
+                "a set-active after the holder's release ended by its deactivation"
+            );
+        }
         assert_eq!(vcpus[1].spis.unplaced(0), 0, "a set-active stranded");
         assert_eq!(vcpus[1].spis.requests(0), 0, "a request stranded");
         refill(&mut cpu, &vcpus[0], holders, &mut backlog);
@@ -521,7 +641,11 @@ fn clear_pending_racing_a_cpu_off_leaves_no_request() {
 }
 
 /// Review 37: the same for a set-active of the SPI vCPU 1 holds (a request
-/// to make its entry active, R35-1).
+/// to make its entry active, R35-1). A set-active that follows the
+/// release reads the distributor inside its gate: the release's
+/// deactivation of the old activation must have reached it by then (the
+/// release's `synchronize`), or the write finds the SPI still active, has
+/// no effect, and the late deactivation leaves it inactive.
 #[test]
 fn set_active_of_a_held_spi_racing_a_cpu_off_leaves_no_request() {
     post_racing_cpu_off_model(ISACTIVER1, true);
@@ -544,8 +668,11 @@ fn two_spis_of_one_holder_word_acknowledged_at_once_are_both_recorded() {
     loom::model(|| {
         let shared = shared();
         let acknowledge = |shared: Shared, vcpu: usize, intid: u32| {
-            let mut cpu = Cpu::new([0; 2], Arc::new(ActiveSpi::new(intid)));
-            cpu.physical.pending.store(true, Ordering::Relaxed);
+            let mut cpu = Cpu::new(
+                [0; 2],
+                PostedDeactivations::new(Arc::new(ActiveSpi::new(intid))),
+            );
+            cpu.physical.spi.pending.store(true, Ordering::Relaxed);
             let mut backlog = Backlog::new();
             let (vcpus, holders) = &*shared;
             vgic::take_interrupts(
@@ -557,7 +684,7 @@ fn two_spis_of_one_holder_word_acknowledged_at_once_are_both_recorded() {
                 &mut backlog,
                 |_| PRIORITY,
             );
-            assert!(cpu.physical.active.load(Ordering::Relaxed));
+            assert!(cpu.physical.spi.active.load(Ordering::Relaxed));
         };
         let other = {
             let shared = shared.clone();

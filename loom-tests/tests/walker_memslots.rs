@@ -8,6 +8,14 @@
 //!   one Acquire fence in `Memslots::read_descriptors`) and a single walk
 //!   (Acquire loads) each see the old translation or the new one, never
 //!   the new table pointer with stale (invalid) contents.
+//!   Here the level-2 table is outside the largest memslot (the one a
+//!   batch reads Relaxed), so its read is an Acquire load of its own:
+//! - `published_table_is_seen_whole_by_a_batch_through_the_largest_slot`
+//!   (stop 26 audit): the same race with the level-2 table in the largest
+//!   memslot, as L1's tables normally are (one RAM slot), so only the
+//!   batch's Acquire fence orders the new table's entries after the
+//!   descriptor; the first model passes with that fence removed, this one
+//!   fails ("saw a torn table").
 //! - `hardware_af_update_never_clobbers_l1_rewrite`: a walk with VTCR.HA
 //!   sets AF in the leaf by compare-and-swap while L1 rewrites that leaf;
 //!   L1's value always survives (the lost CAS restarts the walk, which
@@ -290,8 +298,9 @@ fn haft_table_af_update_never_clobbers_l1_rewrite() {
                 guest.with_memslots(|memslots| walker.walk(memslots, IPAS[0], AccessKind::Read))
             })
         };
-        // L1 repoints the level-2 table descriptor at the other table.
-        l1_write(&guest.level2[0], table(NEW_TABLE));
+        // L1 repoints the level-2 table descriptor at the other table (as
+        // `l1_write`, keeping what it replaced).
+        let replaced = guest.level2[0].swap(table(NEW_TABLE), Ordering::Release);
 
         let result = walk.join().unwrap();
         let finally = guest.level2[0].load(Ordering::Acquire);
@@ -301,7 +310,17 @@ fn haft_table_af_update_never_clobbers_l1_rewrite() {
             "the table AF update clobbered L1's write"
         );
         match output_of(IPAS[0], result) {
-            OLD_OUTPUT => assert_eq!(finally, table(NEW_TABLE)),
+            OLD_OUTPUT => {
+                assert_eq!(finally, table(NEW_TABLE));
+                // A walk through the old table set its AF before L1's
+                // write (stop 26 audit: a lost swap taken as done walked
+                // on through a descriptor whose AF it never set).
+                assert_eq!(
+                    replaced,
+                    table(OLD_TABLE) | AF,
+                    "a walk through the old table left its AF clear"
+                );
+            }
             _ => assert_eq!(finally, table(NEW_TABLE) | AF),
         }
     });
@@ -446,5 +465,57 @@ fn published_table_is_seen_whole_by_the_specialised_walk() {
         let trail = translation.unwrap().trail;
         let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
         assert_eq!(levels, [1, 2, 3]);
+    });
+}
+
+/// L1's memory with the level-2 table in the largest memslot (four words
+/// to the level-3 tables' two), so a batch reads its descriptor with the
+/// Relaxed loads of `Memslots::read_descriptors`' primary-slot path.
+struct LargestSlotGuest {
+    level2: [AtomicU64; 4],
+    old: [AtomicU64; 2],
+    new: [AtomicU64; 2],
+}
+
+#[test]
+fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
+    loom::model(|| {
+        let guest = Arc::new(LargestSlotGuest {
+            level2: [table(OLD_TABLE), 0, 0, 0].map(AtomicU64::new),
+            old: IPAS.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))),
+            new: [0, 0].map(AtomicU64::new),
+        });
+        let walker = Arc::new(walker(0, 0));
+        let batched = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                let mut slots = [
+                    Memslot::new(LEVEL2, &guest.level2, SlotAccess::ReadWrite),
+                    Memslot::new(OLD_TABLE, &guest.old, SlotAccess::ReadWrite),
+                    Memslot::new(NEW_TABLE, &guest.new, SlotAccess::ReadWrite),
+                ];
+                let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
+                let requests = IPAS.map(|ipa| WalkRequest {
+                    ipa,
+                    access: AccessKind::Read,
+                });
+                let mut results = [Err(WalkError::Contended {
+                    ipa: 0,
+                    descriptor_address: 0,
+                }); 2];
+                walker
+                    .walk_batch(&memslots, &requests, &mut results)
+                    .expect("equal lengths");
+                results
+            })
+        };
+        // L1, as in `published_table_is_seen_whole_by_single_and_batched_walks`.
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        let batch = batched.join().unwrap();
+        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
+        assert_eq!(outputs[0], outputs[1]);
     });
 }

@@ -449,6 +449,28 @@ impl<S> Context<S> {
             .insert_paths(&mut held.index, &self.walker, t, None, guard)
     }
 
+    /// Removes the cached leaves overlapping `[start, end)` as a leaf-only
+    /// invalidation does (`WalkCache::invalidate_range`), for the loom
+    /// models, which need a bucket place emptied under a reader. Returns
+    /// how many went. Caller holds the lock (`held`).
+    #[cfg(loom)]
+    pub fn invalidate_cached_leaves(
+        &self,
+        held: &mut ContextState,
+        start: u64,
+        end: u64,
+        guard: &Guard,
+    ) -> usize {
+        self.cache.invalidate_range(
+            &mut held.index,
+            start,
+            end,
+            crate::cache::Levels::LeafOnly,
+            guard,
+            |_, _| {},
+        )
+    }
+
     /// Drops every cached entry of the slot's cache at once (a whole-VMID
     /// flush, or a retirement before the slot passes on): one flush-number
     /// bump. Returns how many entries were live. Caller holds the lock.

@@ -1002,7 +1002,12 @@ impl<T: Keyed + 'static> Table<T> {
                     continue;
                 };
                 let node = bucket.slots[i].load(Ordering::Relaxed, guard);
-                // The tag first, as in `insert`.
+                // The tag first, as in `insert`, and Release as there: the
+                // place may have been emptied after an earlier move out of
+                // this bucket, which a reader skipping it for this tag must
+                // then see (loom `shadow_leaf_move`'s
+                // `a_moved_leaf_is_found_past_a_place_another_move_refilled`
+                // fails with it Relaxed).
                 target.tags[j].store(tag, Ordering::Release);
                 // A dead node there goes as a replaced one does (`insert`).
                 self.retire_batched(replace(&target.slots[j], node, guard), guard);

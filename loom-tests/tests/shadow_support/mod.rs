@@ -1,6 +1,7 @@
 //! Shared fixture of the shadow-mmu loom models: a tiny L1 stage-2 tree in
 //! plain atomics (`SparseMemory` says why; L1's table writes against a walk
-//! are modelled on loom atomics in `walker_memslots.rs`) and a service small enough for loom (one bucket of
+//! are modelled on loom atomics in `walker_memslots.rs`, and against the
+//! service's generation in `shadow_generation_memory.rs` on `LoomMemory`) and a service small enough for loom (one bucket of
 //! cache slots and a stash of one bucket; the frames and shadow leaves
 //! `Service::new` asks at least, counts the model shadow does not use). The
 //! service is the real
@@ -70,6 +71,61 @@ impl SparseMemory {
 impl GuestMemory for SparseMemory {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         // Unmodelled words of the table area read as invalid descriptors.
+        Ok(self.word(address).map_or(0, |w| w.load(Ordering::Acquire)))
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        let word = self.word(address).ok_or(MemoryError::OutsideMemslots)?;
+        Ok(word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+}
+
+/// [`memory`]'s words as loom atomics, for the models whose subject is
+/// what orders a walk's reads of L1's tables after an event of the
+/// service (`shadow_generation_memory`): a walk may read any store of a
+/// word that does not happen before it, as on the hardware, so only the
+/// service's own Release/Acquire pairs make L1's table writes visible to
+/// it. Reads are Acquire and the swap is AcqRel, as hv's L1 memory does
+/// them (`hv::shadow_selftest::memory::Arena`); L1's writes are Relaxed,
+/// a guest's plain store (its DSB before the TLBI is the program order of
+/// the model's L1 thread, which then runs the invalidation itself).
+pub struct LoomMemory {
+    words: Vec<(u64, loom::sync::atomic::AtomicU64)>,
+}
+
+impl LoomMemory {
+    /// [`memory`]'s words and values, as loom atomics.
+    pub fn new() -> Self {
+        let words = memory()
+            .words
+            .into_iter()
+            .map(|(a, w)| (a, loom::sync::atomic::AtomicU64::new(w.into_inner())))
+            .collect();
+        LoomMemory { words }
+    }
+
+    /// L1's plain store of a descriptor (Relaxed: see the type).
+    pub fn write(&self, address: u64, value: u64) {
+        self.word(address)
+            .expect("modelled word")
+            .store(value, Ordering::Relaxed);
+    }
+
+    fn word(&self, address: u64) -> Option<&loom::sync::atomic::AtomicU64> {
+        self.words
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, w)| w)
+    }
+}
+
+impl GuestMemory for LoomMemory {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         Ok(self.word(address).map_or(0, |w| w.load(Ordering::Acquire)))
     }
 
@@ -303,6 +359,9 @@ impl L0Map for ModelL0 {
 
 pub type ModelService = Service<SparseMemory, ModelL0, ModelBackend>;
 
+/// The service on [`LoomMemory`].
+pub type LoomMemoryService = Service<LoomMemory, ModelL0, ModelBackend>;
+
 /// The models' service configuration: `contexts` slots, a few entries and
 /// frames each, shadow VMIDs clear of VMID 0 and of hv's VMID for L1 (1).
 pub fn config(contexts: usize) -> ServiceConfig {
@@ -386,15 +445,21 @@ pub fn l0_map() -> L0RegionMap {
 }
 
 pub fn service(contexts: usize) -> Arc<ModelService> {
+    service_on(contexts, memory())
+}
+
+/// [`service`] on L1 memory `memory`.
+pub fn service_on<M: GuestMemory + Sync>(
+    contexts: usize,
+    memory: M,
+) -> Arc<Service<M, ModelL0, ModelBackend>> {
     let config = config(contexts);
     let l0 = l0_map();
     let l0 = ModelL0 {
         map: l0,
         old_removed: loom::sync::atomic::AtomicBool::new(false),
     };
-    Arc::new(
-        Service::new(config, memory(), l0, ModelBackend::default()).expect("valid shadow VMIDs"),
-    )
+    Arc::new(Service::new(config, memory, l0, ModelBackend::default()).expect("valid shadow VMIDs"))
 }
 
 pub fn key(root: u64) -> ContextKey {
@@ -407,8 +472,8 @@ pub const ABORT: AbortContext = AbortContext {
     trapped_esr: None,
 };
 
-pub fn read(
-    s: &ModelService,
+pub fn read<M: GuestMemory + Sync>(
+    s: &Service<M, ModelL0, ModelBackend>,
     w: &shadow_mmu::service::Worker,
     key: &ContextKey,
     ipa: u64,
