@@ -1218,6 +1218,37 @@ fn dump_merges_contiguous_leaves_and_splits_on_attributes() {
     );
 }
 
+/// Adjacent leaves with equal attributes merge only where the output
+/// addresses continue too: a jump in OA starts a new range. (The test
+/// above has every OA contiguous, so it passes with OAs left unchecked.)
+#[test]
+fn dump_splits_where_the_output_address_jumps() {
+    let dir = TestDir::new("dump_oa_jump");
+    let mut table = Table4k::new(8);
+    table.set(0x1000, 3, 0x8000_0000 | RW_PAGE);
+    // IPA continues, OA jumps by 1 MiB; the page after continues it.
+    table.set(0x2000, 3, 0x8010_0000 | RW_PAGE);
+    table.set(0x3000, 3, 0x8010_1000 | RW_PAGE);
+    let mem = table.image.save(&dir, "t.bin");
+    let out = dump(&[&mem], VTCR_4K_L0_48, table.vttbr(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    let text = lines.join("\n");
+    let ranges: Vec<&String> = lines.iter().filter(|l| l.starts_with("IPA ")).collect();
+    assert_eq!(ranges.len(), 2, "{text}");
+    let range = |ipa: u64, ipa_end: u64, oa: u64, oa_end: u64| {
+        format!("IPA {ipa:#015x}-{ipa_end:#015x} -> OA {oa:#015x}-{oa_end:#015x}")
+    };
+    assert!(
+        ranges[0].starts_with(&range(0x1000, 0x1fff, 0x8000_0000, 0x8000_0fff)),
+        "{text}"
+    );
+    assert!(
+        ranges[1].starts_with(&range(0x2000, 0x3fff, 0x8010_0000, 0x8010_1fff)),
+        "{text}"
+    );
+}
+
 #[test]
 fn dump_of_a_fully_mapped_48_bit_table_is_one_range() {
     let dir = TestDir::new("dump_full_48");
