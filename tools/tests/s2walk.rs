@@ -890,6 +890,86 @@ fn help_states_the_default_id_registers() {
     }
 }
 
+/// With `--mmfr0`, `--mmfr1` and `--mmfr2` omitted the walks are those of a
+/// CPU with PARange 48 bits, every granule at stage 2, no FEAT_LPA/LPA2 and
+/// no HAFDBS, as the contract says; the help text alone (above) would not
+/// notice a different default.
+#[test]
+fn omitted_id_registers_walk_as_parange_48_all_granules_no_lpa2_no_hafdbs() {
+    let dir = TestDir::new("default_id_registers");
+    // 4K, 48-bit IPA from level 0: needs PAMax >= 44 and T0SZ 16.
+    let mut table = Table4k::new(8);
+    let page_ipa = 0x0000_8765_4321_0000;
+    table.set(page_ipa, 3, 0x8123_4000 | RW_PAGE);
+    // Shareability 0b01 (reserved): in bits 9:8 it is OA[51:50] if DS took
+    // effect, which it cannot without FEAT_LPA2.
+    let ds_ipa = 0x0000_0000_4000_1000;
+    let sh_reserved = MEMATTR_NORMAL_WB | S2AP_RW | (0b01 << 8) | AF | PAGE;
+    table.set(ds_ipa, 3, 0x8123_5000 | sh_reserved);
+    // AF = 0: a fault unless hardware AF updates are exposed.
+    let af_ipa = 0x0000_0000_4000_2000;
+    table.set(af_ipa, 3, 0x8123_6000 | (RW_PAGE & !AF));
+    let mem_4k = table.image.save(&dir, "t4k.bin");
+    // 16K, start level 3 (SL0 0), 25-bit IPA: one 16 KiB table.
+    let base_16k = 0x5000_0000;
+    let mut image_16k = Image::new(base_16k, 0x4000);
+    let ipa_16k = 0x123_4567;
+    image_16k.write(
+        base_16k + ((ipa_16k >> 14) & 0x7ff) * 8,
+        0x9000_c000 | RW_PAGE,
+    );
+    let mem_16k = image_16k.save(&dir, "t16k.bin");
+    let vtcr_16k = 0x8000_0000 | (5 << 16) | (0b10 << 14) | 39;
+    // 64K, start level 2 (SL0 1), 30-bit IPA: a 512 MiB block in entry 1.
+    let base_64k = 0x6000_0000;
+    let mut image_64k = Image::new(base_64k, 0x1000);
+    image_64k.write(
+        base_64k + 8,
+        0xa000_0000 | MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | AF | BLOCK,
+    );
+    let mem_64k = image_64k.save(&dir, "t64k.bin");
+    let vtcr_64k = 0x8000_0000 | (5 << 16) | (0b01 << 14) | (1 << 6) | 34;
+    // 64K with a 52-bit IPA (T0SZ 12, start level 1, PS 52): allowed only
+    // with PAMax 52.
+    let vtcr_64k_52 = 0x8000_0000 | (6 << 16) | (0b01 << 14) | (2 << 6) | 12;
+    let vttbr = table.vttbr();
+    let input = [
+        request(VTCR_4K_L0_48, vttbr, page_ipa | 0x123, "read"),
+        request(vtcr_16k, base_16k, ipa_16k, "read"),
+        request(vtcr_64k, base_64k, 0x2345_6789, "read"),
+        request(vtcr_64k_52, base_64k, 0, "read"),
+        request(VTCR_4K_L0_48 | (1 << 32), vttbr, ds_ipa | 0x10, "read"),
+        request(VTCR_4K_L0_48 | HA, vttbr, af_ipa, "read"),
+    ]
+    .concat();
+    let out = run(
+        &[
+            "batch", "--mem", &mem_4k, "--mem", &mem_16k, "--mem", &mem_64k,
+        ],
+        input,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 6);
+    let ok = |line: &Value, oa: u64, level: i64, size: u64| {
+        assert_eq!(line["ok"], true, "{line}");
+        assert_eq!(hex(&line["oa"]), oa, "{line}");
+        assert_eq!(line["level"], level, "{line}");
+        assert_eq!(hex(&line["size"]), size, "{line}");
+    };
+    ok(&lines[0], 0x8123_4123, 3, 0x1000);
+    ok(&lines[1], 0x9000_c567, 3, 0x4000);
+    ok(&lines[2], 0xa345_6789, 2, 0x2000_0000);
+    // T0SZ 12 is below PAMax 48's minimum of 16: level 0, before any read.
+    assert_fault(&lines[3], "translation", 0, 0x04);
+    assert_eq!(lines[3]["descriptors"].as_array().unwrap().len(), 0);
+    // VTCR_EL2.DS is RES0: bits 9:8 are shareability, not OA[51:50].
+    ok(&lines[4], 0x8123_5010, 3, 0x1000);
+    assert_eq!(lines[4]["sh"], 1, "{}", lines[4]);
+    // VTCR_EL2.HA is ignored without HAFDBS: the access flag faults.
+    assert_fault(&lines[5], "access_flag", 3, 0x0b);
+}
+
 #[test]
 fn memory_that_is_not_a_regular_file_is_refused_at_once() {
     let dir = TestDir::new("mem_not_a_file");
@@ -1134,6 +1214,37 @@ fn dump_merges_contiguous_leaves_and_splits_on_attributes() {
             .last()
             .unwrap()
             .starts_with("# 2 ranges, 512 leaves, 512 faulting entries"),
+        "{text}"
+    );
+}
+
+/// Adjacent leaves with equal attributes merge only where the output
+/// addresses continue too: a jump in OA starts a new range. (The test
+/// above has every OA contiguous, so it passes with OAs left unchecked.)
+#[test]
+fn dump_splits_where_the_output_address_jumps() {
+    let dir = TestDir::new("dump_oa_jump");
+    let mut table = Table4k::new(8);
+    table.set(0x1000, 3, 0x8000_0000 | RW_PAGE);
+    // IPA continues, OA jumps by 1 MiB; the page after continues it.
+    table.set(0x2000, 3, 0x8010_0000 | RW_PAGE);
+    table.set(0x3000, 3, 0x8010_1000 | RW_PAGE);
+    let mem = table.image.save(&dir, "t.bin");
+    let out = dump(&[&mem], VTCR_4K_L0_48, table.vttbr(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    let text = lines.join("\n");
+    let ranges: Vec<&String> = lines.iter().filter(|l| l.starts_with("IPA ")).collect();
+    assert_eq!(ranges.len(), 2, "{text}");
+    let range = |ipa: u64, ipa_end: u64, oa: u64, oa_end: u64| {
+        format!("IPA {ipa:#015x}-{ipa_end:#015x} -> OA {oa:#015x}-{oa_end:#015x}")
+    };
+    assert!(
+        ranges[0].starts_with(&range(0x1000, 0x1fff, 0x8000_0000, 0x8000_0fff)),
+        "{text}"
+    );
+    assert!(
+        ranges[1].starts_with(&range(0x2000, 0x3fff, 0x8010_0000, 0x8010_1fff)),
         "{text}"
     );
 }

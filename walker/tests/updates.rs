@@ -91,6 +91,52 @@ fn permission_fault_does_not_set_the_access_flag() {
     assert_eq!(mem.read(leaf) & (1 << 10), 0);
 }
 
+/// VTCR_EL2.HA (bit 21) and HD (bit 22) are read each from its own bit,
+/// and HD takes effect only with HA (AArch64.GetS2TTWParams): HA alone sets
+/// AF but leaves a clean DBM page read-only; HD alone does neither. (The
+/// other tests set both bits together, so they pass with HA read from
+/// bit 22.)
+#[test]
+fn ha_and_hd_are_separate_bits_and_hd_needs_ha() {
+    let dbm = 1u64 << 51;
+    let clean_dbm_page = NO_AF | (1 << 6) | dbm;
+    let base = vtcr(Granule::K4, 24, 1, 5);
+    let hafdbs_2 = features(mmfr0(PA_48), 2, 0);
+    // HA alone: a read sets AF; a write to the clean DBM page is a
+    // permission fault and leaves S2AP alone.
+    let (mem, root, leaf) = page_mem(clean_dbm_page, Endianness::Little);
+    let w = walker(base | VTCR_HA, root, Endianness::Little, &hafdbs_2);
+    let before = mem.read(leaf);
+    let t = mem.with(|m| w.walk(m, IPA, AccessKind::Read)).unwrap();
+    assert!(t.update.access_flag && !t.update.dirty, "{t:?}");
+    let e = mem.with(|m| w.walk(m, IPA, AccessKind::Write)).unwrap_err();
+    let fault = e.fault().unwrap();
+    assert_eq!((fault.kind(), fault.level), (FaultKind::Permission, 3));
+    assert_eq!(mem.read(leaf), before | (1 << 10));
+    // HD alone: HA is off, so AF = 0 faults, and a write to a DBM page with
+    // AF set is a permission fault; nothing is written. (Big-endian tables
+    // take the general walk, where HD is decoded; little-endian ones with
+    // HA off take the specialised walk, which has no updates at all.)
+    for endian in [Endianness::Little, Endianness::Big] {
+        let (mem, root, leaf) = page_mem(clean_dbm_page, endian);
+        let w = walker(base | VTCR_HD, root, endian, &hafdbs_2);
+        let before = mem.read(leaf);
+        let e = mem.with(|m| w.walk(m, IPA, AccessKind::Read)).unwrap_err();
+        assert_eq!(e.fault().unwrap().cause, FaultCause::AccessFlagClear);
+        assert_eq!(mem.read(leaf), before);
+        let (mem, root, leaf) = page_mem(clean_dbm_page | (1 << 10), endian);
+        let w = walker(base | VTCR_HD, root, endian, &hafdbs_2);
+        let before = mem.read(leaf);
+        let e = mem.with(|m| w.walk(m, IPA, AccessKind::Write)).unwrap_err();
+        assert_eq!(
+            e.fault().unwrap().cause,
+            FaultCause::WriteDenied,
+            "{endian:?}"
+        );
+        assert_eq!(mem.read(leaf), before);
+    }
+}
+
 #[test]
 fn hardware_dirty_state_makes_a_dbm_descriptor_writable() {
     let dbm = 1u64 << 51;
