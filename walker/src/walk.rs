@@ -522,8 +522,8 @@ struct AddressBits {
 }
 
 impl AddressBits {
-    fn new(granule: Granule, ds: bool, pa_max: u32) -> Self {
-        let (in_place, moved_shift, moved) = if granule == Granule::K64 && pa_max >= 52 {
+    const fn new(granule: Granule, ds: bool, pa_max: u32) -> Self {
+        let (in_place, moved_shift, moved) = if matches!(granule, Granule::K64) && pa_max >= 52 {
             // 64KB granule with PAMax >= 52 (FEAT_LPA): OA[51:48] in
             // bits 15:12.
             (mask(48), 36, 0xf << 48)
@@ -768,7 +768,7 @@ impl Stage2Walker {
                 0
             };
         let (level_lsbs, contiguous_log2s) = (tables.level_lsbs, tables.contiguous_log2s);
-        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0);
+        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0, pa_max);
         Stage2Walker {
             walk_kind,
             level_lsbs,
@@ -924,9 +924,9 @@ impl Stage2Walker {
     }
 
     /// Whether this walker's single walks take the walk specialised for
-    /// its configuration (4KB granule, DS = 0, VTCR_EL2.HA = 0,
-    /// little-endian descriptors, start level 0 or 1) rather than the
-    /// general one. The results are the same; for tests and benchmarks.
+    /// its configuration (DS = 0, VTCR_EL2.HA = 0, little-endian
+    /// descriptors, start level 0 or 1 with 4KB, 1 to 3 with 16KB and
+    /// 64KB) rather than the general one. The results are the same; for tests and benchmarks.
     #[doc(hidden)]
     pub const fn takes_specialised_walk(&self) -> bool {
         !matches!(self.walk_kind, WalkKind::General)
