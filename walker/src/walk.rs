@@ -441,10 +441,8 @@ pub const MAX_UPDATE_ATTEMPTS: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Geometry {
     start_level: i8,
-    /// `2^ia_bits`, the first IPA out of range; 0 if the start table's
-    /// base is beyond the output size, which then faults every walk: one
-    /// compare per walk for both checks (`begin`).
-    ipa_limit: u64,
+    /// The highest IPA in range, `2^ia_bits - 1` (one compare per walk).
+    ipa_max: u64,
     table_base: u64,
     /// Lowest IPA bit the start level resolves: an IPA in range shifted
     /// right by it is its start-table index (up to 16 concatenated
@@ -751,7 +749,6 @@ impl Stage2Walker {
             ps,
             lpa: features.lpa(),
             vttbr: registers.vttbr,
-            oa_max: mask(oa_bits),
         });
         // The per-level tables are the granule's, worked out at compile
         // time; only the block levels depend on more (DS, PAMax).
@@ -1152,28 +1149,18 @@ impl Stage2Walker {
         let geometry = self.setup.map_err(stop0)?;
         // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
         // the u64 given are checked too rather than silently dropped.
-        if cursor.ipa >= geometry.ipa_limit {
-            return Err(stop0(self.start_fault(cursor.ipa)));
+        if cursor.ipa > geometry.ipa_max {
+            return Err(stop0(FaultCause::IpaOutOfRange));
         }
         // Below 2^(ia_bits - start_shift): the start table's entries.
         let index = cursor.ipa >> geometry.start_shift;
         let address = geometry.table_base | (index << 3);
+        if self.oa_out_of_range(address) {
+            return Err(stop0(FaultCause::BaseAddressOutOfRange));
+        }
         cursor.level = geometry.start_level;
         cursor.address = address;
         Ok(())
-    }
-
-    /// Which fault `begin` reports for an IPA at or above the geometry's
-    /// `ipa_limit`: out of range (AArch64.IPAIsOutOfRange), else the
-    /// start table's base beyond the output size.
-    #[cold]
-    #[inline(never)]
-    fn start_fault(&self, ipa: u64) -> FaultCause {
-        if ipa >> self.input_size_bits() != 0 {
-            FaultCause::IpaOutOfRange
-        } else {
-            FaultCause::BaseAddressOutOfRange
-        }
     }
 
     /// Lowest IPA bit a level's index resolves.
@@ -1592,8 +1579,6 @@ struct GeometryInputs {
     ps: u8,
     lpa: bool,
     vttbr: u64,
-    /// The highest output address, `2^oa_bits - 1`.
-    oa_max: u64,
 }
 
 /// AArch64.S2DecodeTG0 with this walker's IMPLEMENTATION DEFINED choice for
@@ -1638,7 +1623,6 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
         ps,
         lpa,
         vttbr,
-        oa_max,
     } = inputs;
     // AArch64.S2MinTxSZ (EL1 of L2 is AArch64).
     let ips = if pa_max >= 52 {
@@ -1719,12 +1703,7 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
     let table_base = base & !mask(table_size_log2);
     Ok(Geometry {
         start_level,
-        // The start descriptor's address is beyond the output size
-        // exactly when the table base is: the base is aligned to the
-        // table's size (at most 2^20 bytes, 16 concatenated 64KB tables),
-        // below every output size (2^32 up), so a base within it has the
-        // whole table within it.
-        ipa_limit: if table_base > oa_max { 0 } else { 1 << ia_bits },
+        ipa_max: mask(ia_bits),
         table_base,
         start_shift,
     })
