@@ -229,11 +229,13 @@ impl Stage2Walker {
         }
     }
 
-    /// The 16KB and 64KB specialised walks, out of line: inline beside
-    /// the 4KB ones, the dispatch of nine walks made the caller's loop
-    /// (the benchmark's; a vCPU's fault path) keep less in registers and
-    /// every 4KB walk longer (197 -> 216 instructions, `walk` at 4KB
-    /// level 0).
+    /// The 16KB and 64KB specialised walks, out of line (one call for
+    /// all of them): inline beside the 4KB ones, they made every 4KB
+    /// walk of the caller's loop longer (the benchmark's: 197 -> 216
+    /// instructions, `walk` at 4KB level 0, with all of them inline; 197
+    /// -> 213 with just one of them), the loop keeping less in
+    /// registers. Out of line they cost ~50 instructions more than
+    /// inline would (walker/README.md, stop 26).
     #[inline(never)]
     fn run_16k_64k<M: GuestMemory + ?Sized, T: TrailSink, R>(
         &self,
