@@ -234,7 +234,7 @@ impl Stage2Walker {
     /// walk of the caller's loop longer (the benchmark's: 197 -> 216
     /// instructions, `walk` at 4KB level 0, with all of them inline; 197
     /// -> 213 with just one of them), the loop keeping less in
-    /// registers. Out of line they cost ~50 instructions more than
+    /// registers. Out of line they cost ~40 instructions more than
     /// inline would (walker/README.md, stop 26).
     #[inline(never)]
     fn run_16k_64k<M: GuestMemory + ?Sized, T: TrailSink, R>(
