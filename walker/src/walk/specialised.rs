@@ -300,7 +300,6 @@ impl Stage2Walker {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
-                            cursor.address = address;
                             let trail = T::from_reads(&reads, read + 1);
                             return self.finish_in::<G, T, R>(&cursor, descriptor, trail, done);
                         }
