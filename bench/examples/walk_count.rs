@@ -16,21 +16,24 @@
 //! KVM-style baseline, which decodes VTCR/VTTBR on every walk). The
 //! geometry is a `walker_hot` name (`4K/L0`, `4K/L-1-lpa2`, `64K/L2`,
 //! ...); the layout is its 16 memslots (`1slot` as a fourth argument for
-//! the single slot). Every walk's result goes to `black_box`, as in the
-//! benchmark. Deterministic: the same counts on every run.
+//! the single slot), `pa48` as a fifth for a CPU showing PARange 48
+//! bits instead of 52 (64KB walkers then take the 48-bit format). Every
+//! walk's result goes to `black_box`, as in the benchmark. Deterministic: the same counts on every run.
 
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]
 
 use std::hint::black_box;
 
-use bench::walker_baseline::{cold_table, hot_walk, ColdTable, KvmStyleMemory};
+use bench::walker_baseline::{
+    cold_table, hot_walk, ColdTable, KvmStyleMemory, MMFR0_PA52_ALL_GRANULES, MMFR2_TTST,
+};
 use bench::walker_fixture::{
     features, hot_geometries, kvm_slots, walker_for, WalkerMemory, COLD_BATCH, DECOY_SLOTS,
 };
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, Memslots, SlotHint, Stage2Registers, Stage2Walker,
-    Translation, WalkError, WalkRequest,
+    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslots, SlotHint, Stage2Registers,
+    Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
 #[inline(never)]
@@ -162,7 +165,7 @@ fn walks_kvm(baseline: &KvmStyleMemory, (vtcr, vttbr): (u64, u64), ipa: u64, n: 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|new|new_walk|new_leaf|kvm \
-                 [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot]\n       \
+                 [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot] [pa52|pa48]\n       \
                  walk_count batch [BATCHES (1000)]";
     let mode = args.first().map(String::as_str).unwrap_or_else(|| {
         eprintln!("{usage}");
@@ -195,6 +198,24 @@ fn main() {
             std::process::exit(2)
         }
     };
+    // The fixture's CPU shows PARange 52 bits (64KB walkers then use
+    // the FEAT_LPA format); `pa48` shows 48 (the 48-bit format, as a
+    // CPU without FEAT_LPA, or hv's L1 with its 40 bits). The fixture's
+    // addresses are below 2^48, the same in both formats.
+    let exposed = match args.get(4).map_or("pa52", String::as_str) {
+        "pa52" => features(),
+        "pa48" => ExposedFeatures::from_id_registers(IdRegisters {
+            // PARange 0b0101: 48 bits.
+            mmfr0: (MMFR0_PA52_ALL_GRANULES & !0xf) | 0b0101,
+            mmfr1: 0,
+            mmfr2: MMFR2_TTST,
+        })
+        .expect("valid ID registers"),
+        other => {
+            eprintln!("unknown PARange {other}\n{usage}");
+            std::process::exit(2)
+        }
+    };
     let Some((_, geometry)) = hot_geometries().into_iter().find(|(g, _)| g == name) else {
         let names: Vec<String> = hot_geometries().into_iter().map(|(g, _)| g).collect();
         eprintln!("unknown geometry {name}: one of {}", names.join(" "));
@@ -204,7 +225,14 @@ fn main() {
     let memory = WalkerMemory::new(&fixture.memory, decoys);
     let mut storage = Vec::new();
     let memslots = memory.memslots(&mut storage);
-    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let walker = Stage2Walker::new(
+        Stage2Registers {
+            vtcr: fixture.vtcr,
+            vttbr: fixture.vttbr,
+            endianness: Endianness::Little,
+        },
+        &exposed,
+    );
     let walked = walker.walk(&memslots, fixture.ipa, AccessKind::Read);
     assert_eq!(
         walked.map(|t| (t.output_address, t.level)),
@@ -220,7 +248,6 @@ fn main() {
         Ok(fixture.expected_oa),
         "{name}: the baseline fails the fixture"
     );
-    let exposed = features();
     let registers = (fixture.vtcr, fixture.vttbr);
     let ipa = fixture.ipa;
     match mode {

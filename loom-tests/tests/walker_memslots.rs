@@ -35,6 +35,9 @@
 //!   publication race for a walker whose single walks take the walk
 //!   specialised for 4KB / DS = 0 / no HA / little-endian / start level
 //!   1 (`walker/src/walk/specialised.rs`), with its trail checked.
+//! - `published_table_is_seen_whole_by_the_specialised_64k_walk`: the same
+//!   race for a 64KB, start-level-2 walker, whose specialised walk is the
+//!   out-of-line 16KB/64KB dispatch's.
 #![cfg(loom)]
 #![allow(
     clippy::result_large_err,
@@ -517,5 +520,74 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
         let batch = batched.join().unwrap();
         let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
         assert_eq!(outputs[0], outputs[1]);
+    });
+}
+
+/// The 64KB layout of [`published_table_is_seen_whole_by_the_specialised_64k_walk`]:
+/// the level-2 start table (IPA bit 29: two entries) and the level-3
+/// tables, each in a memslot of its own at a 64KB-aligned address.
+const LEVEL2_64K: u64 = 0x0;
+const OLD_TABLE_64K: u64 = 0x1_0000;
+const NEW_TABLE_64K: u64 = 0x2_0000;
+/// Two 64KB pages: level-3 entries 0 and 1.
+const IPAS_64K: [u64; 2] = [0x0, 0x1_0000];
+
+/// 64KB granule, T0SZ 34 (30-bit IPA), SL0 1 (start at level 2), PS 48,
+/// no HA, little-endian, PARange 48 (the 48-bit format): a configuration
+/// whose single walks take the 64KB specialised walk.
+fn walker_64k_from_level2() -> Stage2Walker {
+    let features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 5 | (1 << 20), // PARange 48, all granules
+        mmfr1: 0,
+        mmfr2: 0,
+    })
+    .expect("valid ID registers");
+    Stage2Walker::new(
+        Stage2Registers {
+            vtcr: 34 | (1 << 6) | (1 << 14) | (5 << 16),
+            vttbr: LEVEL2_64K,
+            endianness: Endianness::Little,
+        },
+        &features,
+    )
+}
+
+/// The 64KB specialised walk (start level 2, out of line behind the
+/// 4KB walks' dispatch) reads a table L1 publishes with a Release store
+/// whole. (Fails with `Memslots`' hinted read beyond the largest slot,
+/// which reads the level-2 descriptor here, weakened to Relaxed.)
+#[test]
+fn published_table_is_seen_whole_by_the_specialised_64k_walk() {
+    loom::model(|| {
+        let level2 = Arc::new([AtomicU64::new(table(OLD_TABLE_64K)), AtomicU64::new(0)]);
+        let old = Arc::new(IPAS_64K.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))));
+        let new = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let walker = Arc::new(walker_64k_from_level2());
+        assert!(walker.takes_specialised_walk());
+
+        let single = {
+            let (level2, old, new, walker) =
+                (level2.clone(), old.clone(), new.clone(), walker.clone());
+            thread::spawn(move || {
+                let mut slots = [
+                    Memslot::new(LEVEL2_64K, &level2[..], SlotAccess::ReadWrite),
+                    Memslot::new(OLD_TABLE_64K, &old[..], SlotAccess::ReadWrite),
+                    Memslot::new(NEW_TABLE_64K, &new[..], SlotAccess::ReadWrite),
+                ];
+                let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
+                walker.walk(&memslots, IPAS_64K[1], AccessKind::Read)
+            })
+        };
+
+        for (entry, ipa) in new.iter().zip(IPAS_64K) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        level2[0].store(table(NEW_TABLE_64K), Ordering::Release);
+
+        let translation = single.join().unwrap();
+        output_of(IPAS_64K[1], translation);
+        let trail = translation.unwrap().trail;
+        let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
+        assert_eq!(levels, [2, 3]);
     });
 }

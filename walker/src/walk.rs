@@ -441,12 +441,13 @@ pub const MAX_UPDATE_ATTEMPTS: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Geometry {
     start_level: i8,
-    ia_bits: u32,
+    /// The highest IPA in range, `2^ia_bits - 1` (one compare per walk).
+    ipa_max: u64,
     table_base: u64,
-    /// Lowest IPA bit the start level resolves, and the mask of its index
-    /// (up to 16 concatenated tables' worth).
+    /// Lowest IPA bit the start level resolves: an IPA in range shifted
+    /// right by it is its start-table index (up to 16 concatenated
+    /// tables' worth), with no mask needed.
     start_shift: u32,
-    start_index_mask: u64,
 }
 
 /// A decoded stage-2 configuration, ready to walk. Construction never fails:
@@ -522,8 +523,8 @@ struct AddressBits {
 }
 
 impl AddressBits {
-    fn new(granule: Granule, ds: bool, pa_max: u32) -> Self {
-        let (in_place, moved_shift, moved) = if granule == Granule::K64 && pa_max >= 52 {
+    const fn new(granule: Granule, ds: bool, pa_max: u32) -> Self {
+        let (in_place, moved_shift, moved) = if matches!(granule, Granule::K64) && pa_max >= 52 {
             // 64KB granule with PAMax >= 52 (FEAT_LPA): OA[51:48] in
             // bits 15:12.
             (mask(48), 36, 0xf << 48)
@@ -768,7 +769,7 @@ impl Stage2Walker {
                 0
             };
         let (level_lsbs, contiguous_log2s) = (tables.level_lsbs, tables.contiguous_log2s);
-        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0);
+        let walk_kind = WalkKind::choose(granule, ds, ha, registers.endianness, sl0, pa_max);
         Stage2Walker {
             walk_kind,
             level_lsbs,
@@ -924,10 +925,10 @@ impl Stage2Walker {
     }
 
     /// Whether this walker's single walks take the walk specialised for
-    /// its configuration (4KB granule, DS = 0, VTCR_EL2.HA = 0,
-    /// little-endian descriptors, start level 0 or 1) rather than the
-    /// general one. The results are the same; for tests (`tests/properties.rs`,
-    /// loom-tests' `walker_memslots`).
+    /// its configuration (DS = 0, VTCR_EL2.HA = 0, little-endian
+    /// descriptors, start level 0 or 1 with 4KB, 1 to 3 with 16KB and
+    /// 64KB) rather than the general one. The results are the same; for
+    /// tests (`tests/properties.rs`, loom-tests' `walker_memslots`).
     #[doc(hidden)]
     pub const fn takes_specialised_walk(&self) -> bool {
         !matches!(self.walk_kind, WalkKind::General)
@@ -1151,10 +1152,11 @@ impl Stage2Walker {
         let geometry = self.setup.map_err(stop0)?;
         // AArch64.IPAIsOutOfRange. An IPA is at most 56 bits; bits 63:56 of
         // the u64 given are checked too rather than silently dropped.
-        if cursor.ipa >> geometry.ia_bits != 0 {
+        if cursor.ipa > geometry.ipa_max {
             return Err(stop0(FaultCause::IpaOutOfRange));
         }
-        let index = (cursor.ipa >> geometry.start_shift) & geometry.start_index_mask;
+        // Below 2^(ia_bits - start_shift): the start table's entries.
+        let index = cursor.ipa >> geometry.start_shift;
         let address = geometry.table_base | (index << 3);
         if self.oa_out_of_range(address) {
             return Err(stop0(FaultCause::BaseAddressOutOfRange));
@@ -1701,12 +1703,12 @@ fn geometry(inputs: GeometryInputs) -> Result<Geometry, FaultCause> {
         vttbr & mask(48) & !1
     };
     let start_shift = sl_min - 1;
+    let table_base = base & !mask(table_size_log2);
     Ok(Geometry {
         start_level,
-        ia_bits,
-        table_base: base & !mask(table_size_log2),
+        ipa_max: mask(ia_bits),
+        table_base,
         start_shift,
-        start_index_mask: mask(ia_bits - start_shift),
     })
 }
 

@@ -640,75 +640,104 @@ proptest! {
 
 // ------------------------------------------- the specialised single walk
 
-/// VTCR_EL2 values around the configuration the specialised walk takes
-/// (4KB, start level 0 or 1, DS = 0, HA = 0): T0SZ in and just outside
-/// the consistent ranges, any PS, HA/HD/HAFT, DS and SL2 now and then,
-/// noise in the other fields; and any value of `vtcr_value`.
+/// VTCR_EL2 values around the configurations the specialised walk takes
+/// (DS = 0, HA = 0; 4KB from start level 0 or 1, 16KB and 64KB from 1,
+/// 2 or 3, 64KB in both formats as the exposed PAMax says): T0SZ in and just outside the consistent ranges, any PS,
+/// HA/HD/HAFT, DS and SL2 now and then, noise in the other fields; 16KB
+/// with SL0 = 3 (no start level with DS = 0); and any value of
+/// `vtcr_value`.
 fn specialised_vtcr_value() -> impl Strategy<Value = u64> {
+    // (TG0, SL0, T0SZ range): 4KB, 16KB (TG0 = 2), 64KB (TG0 = 1).
+    let shapes = vec![
+        (0u64, 2u64, 15u64, 25u64),
+        (0, 1, 20, 34),
+        (2, 3, 12, 28),
+        (2, 2, 12, 28),
+        (2, 1, 23, 39),
+        (2, 0, 34, 49),
+        (1, 2, 11, 22),
+        // 64KB level 1 needs PAMax 44 or 48 and a T0SZ of 16-21: twice.
+        (1, 2, 15, 22),
+        (1, 1, 17, 35),
+        (1, 0, 30, 48),
+    ];
     prop_oneof![
         4 => (
-            prop::sample::select(vec![(2u64, 15u64, 25u64), (1, 20, 34)]),
+            prop::sample::select(shapes),
             any::<u64>(),
             0u64..8,
             prop::sample::select(vec![0u64, 0, 0, 0, VTCR_HA, VTCR_HA | VTCR_HD, VTCR_HA | VTCR_HD | VTCR_HAFT, VTCR_HD | VTCR_HAFT]),
             prop::sample::select(vec![0u64, 0, 0, 0, 0, 0, VTCR_DS, VTCR_SL2]),
             any::<u64>(),
         )
-            .prop_map(|((sl0, min, max), pick, ps, enables, format, noise)| {
+            .prop_map(|((tg0, sl0, min, max), pick, ps, enables, format, noise)| {
                 let t0sz = min + pick % (max - min + 1);
-                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (ps << 16) | enables | format
+                t0sz | (sl0 << 6) | (noise & (0x3f << 8)) | (tg0 << 14) | (ps << 16) | enables | format
             }),
         1 => vtcr_value(),
     ]
 }
 
-/// Deep walks for a 4KB start-level-0/1 configuration: tables built at
-/// the walker's root (zeroed first) for `maps` (IPA, output address,
-/// level 1-3, attributes: random AF, S2AP, XN, DBM, MemAttr, SH,
-/// contiguous hint; output addresses within 40 bits or anywhere in 48),
-/// then some descriptors on their paths overwritten with random values.
-/// Returns the IPAs mapped (with a page offset).
-fn build_4k_tables(
-    mem: &Mem,
+/// Deep walks for a configuration the specialised walk takes: tables
+/// built at the walker's root (zeroed first) for `maps` (IPA, output
+/// address, level 1-3, attributes: random AF, S2AP, XN, DBM, MemAttr, SH,
+/// contiguous hint; output addresses within 32 or 40 bits or anywhere in
+/// 48, or 52 with 64KB and FEAT_LPA), then some descriptors on their paths overwritten with random values.
+/// Where the root and the tables below it do not fit in `mem`'s slots (a
+/// 64KB granule's tables, a root anywhere VTTBR_EL2 says), `mem` gets a
+/// zeroed slot there instead of the slots it overlaps. Returns the IPAs
+/// mapped (with a page offset).
+fn build_tables(
+    mem: &mut Mem,
     w: &Stage2Walker,
+    features: &ExposedFeatures,
     maps: &[(u64, u64, i32, u64)],
     corruptions: &[(usize, usize, u64)],
 ) -> Vec<u64> {
     let (Some(start), Some(root)) = (w.start_level(), w.table_base()) else {
         return Vec::new();
     };
+    let granule = w.granule();
+    let (bits, stride) = (granule.bits(), granule.bits() - 3);
     let start = i32::from(start);
     let ia = w.input_size_bits();
-    let root_bytes = (8u64 << (ia - (12 + 9 * (3 - start) as u32))).max(4096);
+    let page = granule.size();
+    let root_bytes = (8u64 << (ia - (bits + stride * (3 - start) as u32))).max(page);
     // The root's page(s) (a small root is aligned to its size only),
-    // then up to three tables below it per mapping.
-    let arena = root & !0xfff;
-    let arena_bytes = root_bytes + 3 * maps.len() as u64 * 4096;
+    // then up to 3 - start tables below it per mapping.
+    let arena = root & !(page - 1);
+    let arena_bytes = root_bytes + (3 - start) as u64 * maps.len() as u64 * page;
     if !(mem.contains(arena) && mem.contains(arena + arena_bytes - 1)) {
-        return Vec::new();
+        mem.slots.retain(|s| {
+            s.base + s.words.len() as u64 * 8 <= arena || s.base >= arena + arena_bytes
+        });
+        mem.add_slot(arena, arena_bytes, SlotAccess::ReadWrite);
     }
     for address in (arena..arena + arena_bytes).step_by(8) {
         mem.write(address, 0);
     }
-    let mut b = Builder::new(
-        mem,
-        Granule::K4,
-        start,
-        ia,
-        AddrFormat::Plain,
-        arena,
-        arena_bytes,
-    );
+    // 64KB with PAMax 52: OA[51:48] in bits 15:12.
+    let lpa = granule == Granule::K64 && features.pa_max_bits() >= 52;
+    let format = if lpa {
+        AddrFormat::Lpa64k
+    } else {
+        AddrFormat::Plain
+    };
+    let mut b = Builder::new(mem, granule, start, ia, format, arena, arena_bytes);
     b.root = root;
     let mut ipas = Vec::new();
     for &(ipa, oa, level, attrs) in maps {
         let level = level.clamp(start.max(1), 3);
         let ipa = ipa & ((1 << ia) - 1);
-        let oa = if attrs & 1 == 0 {
-            oa & 0xff_ffff_f000
-        } else {
-            oa & 0xffff_ffff_f000
+        let oa = match (attrs & 1, attrs >> 60 & 1) {
+            (0, 0) => oa & 0xff_ffff_f000,
+            // Within every output size (PS = 32 bits up).
+            (0, _) => oa & 0xffff_f000,
+            // Anywhere in 52 bits where the format has them.
+            _ if lpa => oa & 0xf_ffff_ffff_0000,
+            _ => oa & 0xffff_ffff_f000,
         };
+        let oa = if lpa { oa & !0xffff } else { oa };
         // Half of them readable and writable with AF set, so that walks
         // succeed often.
         let usable = if attrs & 2 == 0 { LEAF_RW } else { 0 };
@@ -792,7 +821,8 @@ fn check_specialised_against_general(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    // Nine geometries to cover (three granules, their start levels).
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     /// `Stage2Walker::vtcr_ds` (what TLBI operand decoding uses) is the DS
     /// a walker of the same VTCR_EL2 takes, for any register value and any
@@ -803,11 +833,12 @@ proptest! {
         prop_assert_eq!(Stage2Walker::vtcr_ds(vtcr, &features), w.lpa2());
     }
 
-    /// The walk specialised for 4KB / DS = 0 / HA = 0 / little-endian /
-    /// start level 0 or 1 is taken exactly for those configurations and
-    /// gives what the general walk gives, for any memory, registers and
-    /// IPAs: random memory, and tables built for deep walks with random
-    /// leaves and corrupted entries.
+    /// The walk specialised for DS = 0 (64KB with and without FEAT_LPA)
+    /// / HA = 0 / little-endian / 4KB from start level 0 or 1, 16KB and
+    /// 64KB from 1, 2 or 3 is taken exactly for those
+    /// configurations and gives what the general walk gives, for any
+    /// memory, registers and IPAs: random memory, and tables built for
+    /// deep walks with random leaves and corrupted entries.
     #[test]
     fn the_specialised_walk_equals_the_general_walk(
         seed in any::<u64>(),
@@ -827,13 +858,17 @@ proptest! {
         // A configuration that faults may take it too (its first step
         // reports the fault as the general walk does): then SL0 says.
         let sl0 = (vtcr >> 6) & 3;
-        let specialised = w.granule() == Granule::K4
-            && !w.lpa2()
+        let (levels, sl0s): (&[i8], &[u64]) = match w.granule() {
+            Granule::K4 => (&[0, 1], &[2, 1]),
+            // 64KB with PAMax 52 too (OA[51:48] in bits 15:12).
+            Granule::K16 | Granule::K64 => (&[1, 2, 3], &[2, 1, 0]),
+        };
+        let specialised = !w.lpa2()
             && !w.hardware_access_flag()
             && endian == Endianness::Little
             && match w.start_level() {
-                Some(level) => level == 0 || level == 1,
-                None => sl0 == 1 || sl0 == 2,
+                Some(level) => levels.contains(&level),
+                None => sl0s.contains(&sl0),
             };
         prop_assert_eq!(w.takes_specialised_walk(), specialised);
 
@@ -847,8 +882,8 @@ proptest! {
         check_specialised_against_general(&w, &general, &mem, &requests)?;
 
         // Deep walks: the same on tables built for them.
-        let built = random_memory(seed ^ 0x5eed, endian, read_only_b);
-        let ipas = if specialised { build_4k_tables(&built, &w, &maps, &corruptions) } else { Vec::new() };
+        let mut built = random_memory(seed ^ 0x5eed, endian, read_only_b);
+        let ipas = if specialised { build_tables(&mut built, &w, &features, &maps, &corruptions) } else { Vec::new() };
         let accesses: Vec<AccessKind> = requests.iter().map(|r| r.access).collect();
         requests.clear();
         for (i, ipa) in ipas.iter().enumerate() {

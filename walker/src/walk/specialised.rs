@@ -1,12 +1,18 @@
-//! The single walk specialised for the most common configuration: 4KB
-//! granule, DS = 0 (48-bit descriptor format), no hardware AF/dirty
+//! The single walk specialised for the common configurations: DS = 0
+//! (the 48-bit descriptor format; with 64KB and FEAT_LPA, PAMax 52, its
+//! 52-bit variant, OA\[51:48\] in bits 15:12), no hardware AF/dirty
 //! management (VTCR_EL2.HA = 0, so no HD and no FEAT_HAFT either),
-//! little-endian descriptors, start level 0 or 1. [`Stage2Walker::new`]
-//! chooses it once; every single walk ([`Stage2Walker::walk`],
-//! `walk_hinted`, `translate_leaf`, `translate_leaf_hinted`) of such a
-//! walker takes it, with results identical to the general walk
-//! (`tests/properties.rs` compares the two on random tables, registers
-//! and IPAs).
+//! little-endian descriptors, and a start level the granule can have
+//! with DS = 0 (4KB: 0 or 1; 16KB and 64KB: 1, 2 or 3).
+//! [`Stage2Walker::new`] chooses it once; every single walk
+//! ([`Stage2Walker::walk`], `walk_hinted`, `translate_leaf`,
+//! `translate_leaf_hinted`) of such a walker takes it, with results
+//! identical to the general walk (`tests/properties.rs` compares the two
+//! on random tables, registers and IPAs).
+//!
+//! One implementation, generic over the granule ([`Shape`]: the
+//! granule's constants, taken from the general walk's own per-granule
+//! tables and address decoding) and the start level (a const parameter).
 //!
 //! What it saves against the general walk (`run`/`descend_in`): the
 //! levels are unrolled (the start level is a const parameter), so each
@@ -16,10 +22,11 @@
 //! 128-byte array, storing into it at a run-time index and copying it
 //! out); there is no FEAT_HAFT table update and, with no leaf update, no
 //! compare-and-swap and no restart loop; the leaf checks see constant
-//! rules (no 52-bit address bits, no HA/HD, DS = 0).
+//! rules (where the address bits sit, no HA/HD, DS = 0).
 
 use super::{
-    failed, AddressBits, Cursor, Endianness, Leaf, LeafRules, Stage2Walker, Stop, WalkError,
+    failed, level_slot, mask, AddressBits, Cursor, Endianness, GranuleTables, Leaf, LeafRules,
+    Stage2Walker, Stop, WalkError,
 };
 use crate::fault::{AccessKind, DescriptorRead, FaultCause, TrailSink, MAX_TRAIL};
 use crate::features::Granule;
@@ -35,13 +42,33 @@ pub(super) enum WalkKind {
     K4Level0,
     /// The same from start level 1.
     K4Level1,
+    /// 16KB, DS = 0, no HA, little-endian, start level 1.
+    K16Level1,
+    /// The same from start level 2.
+    K16Level2,
+    /// The same from start level 3.
+    K16Level3,
+    /// 64KB, PAMax below 52 bits, no HA, little-endian, start level 1.
+    K64Level1,
+    /// The same from start level 2.
+    K64Level2,
+    /// The same from start level 3.
+    K64Level3,
+    /// 64KB, PAMax 52 (FEAT_LPA: OA\[51:48\] in bits 15:12, level-1
+    /// blocks), no HA, little-endian, start level 1.
+    K64LpaLevel1,
+    /// The same from start level 2.
+    K64LpaLevel2,
+    /// The same from start level 3.
+    K64LpaLevel3,
 }
 
 impl WalkKind {
     /// The specialised walk for a configuration, if there is one: from
-    /// the decoded fields, SL0 standing for the start level (with 4KB and
-    /// DS = 0, a configuration that passes its checks starts at level 0
-    /// exactly when SL0 = 2 and at level 1 when SL0 = 1). One that fails
+    /// the decoded fields, SL0 standing for the start level (with DS = 0,
+    /// a configuration that passes its checks starts at level 2 - SL0
+    /// with 4KB, 3 - SL0 with 16KB and 64KB; SL0 = 3 is level 3 with
+    /// 4KB and FEAT_TTST, and no level with 16KB or 64KB). One that fails
     /// them may take the specialised walk all the same: its first step,
     /// `begin`, reports the configuration fault as the general walk's
     /// does.
@@ -52,24 +79,106 @@ impl WalkKind {
         ha: bool,
         endianness: Endianness,
         sl0: u8,
+        pa_max: u32,
     ) -> Self {
         // HA = 0 implies HD = 0 and HAFT = 0 (both need HA), so no walk
-        // of this configuration writes memory.
-        let eligible = granule == Granule::K4 && !ds && !ha && endianness == Endianness::Little;
-        match (eligible, sl0) {
-            (true, 2) => WalkKind::K4Level0,
-            (true, 1) => WalkKind::K4Level1,
+        // of this configuration writes memory. 64KB with PAMax 52 is the
+        // 52-bit format whatever VTCR_EL2.PS (OA[51:48] in bits 15:12,
+        // level-1 blocks): a shape of its own.
+        if ds || ha || endianness != Endianness::Little {
+            return WalkKind::General;
+        }
+        match (granule, sl0, pa_max >= 52) {
+            (Granule::K4, 2, _) => WalkKind::K4Level0,
+            (Granule::K4, 1, _) => WalkKind::K4Level1,
+            (Granule::K16, 2, _) => WalkKind::K16Level1,
+            (Granule::K16, 1, _) => WalkKind::K16Level2,
+            (Granule::K16, 0, _) => WalkKind::K16Level3,
+            (Granule::K64, 2, false) => WalkKind::K64Level1,
+            (Granule::K64, 1, false) => WalkKind::K64Level2,
+            (Granule::K64, 0, false) => WalkKind::K64Level3,
+            (Granule::K64, 2, true) => WalkKind::K64LpaLevel1,
+            (Granule::K64, 1, true) => WalkKind::K64LpaLevel2,
+            (Granule::K64, 0, true) => WalkKind::K64LpaLevel3,
             _ => WalkKind::General,
         }
     }
 }
 
-/// Table address bits of a 4KB, DS = 0 descriptor: 47:12.
-const TABLE_ADDRESS_4K: u64 = ((1 << 48) - 1) & !0xfff;
+/// A granule as the specialised walk sees it: its constants with DS = 0,
+/// from the general walk's own per-granule tables and address-bit
+/// decoding (so the two walks cannot disagree on them), folded into each
+/// copy of the walk.
+trait Shape {
+    const GRANULE: Granule;
+    /// 64KB with FEAT_LPA (PAMax 52): OA\[51:48\] in descriptor bits
+    /// 15:12, blocks at level 1 too.
+    const LPA: bool = false;
+    const TABLES: GranuleTables = GranuleTables::new(Self::GRANULE);
+    /// Where the output address sits in descriptors (`AddressBits::new`
+    /// with DS = 0 and a PAMax that selects the format).
+    const ADDRESS_BITS: AddressBits =
+        AddressBits::new(Self::GRANULE, false, if Self::LPA { 52 } else { 48 });
+    /// The index mask of a full table (9, 11 or 13 bits).
+    const INDEX_MASK: u64 = mask(Self::GRANULE.stride());
+    /// Levels with block descriptors, at `level_slot` (4KB: 1 and 2;
+    /// 16KB: 2; 64KB: 2, and 1 with FEAT_LPA), as `Stage2Walker::new`
+    /// works them out.
+    const BLOCK_LEVELS: u8 = Self::TABLES.block_levels
+        | if Self::LPA {
+            Self::TABLES.optional_block_levels
+        } else {
+            0
+        };
 
-/// Lowest IPA bit a 4KB level resolves (0..=3).
-const fn level_lsb_4k(level: i8) -> u32 {
-    12 + 9 * (3 - level as u32)
+    /// Lowest IPA bit `level` resolves.
+    #[inline(always)]
+    fn level_lsb(level: i8) -> u32 {
+        u32::from(Self::TABLES.level_lsbs[level_slot(level)])
+    }
+
+    /// Whether a block descriptor is permitted at `level`.
+    #[inline(always)]
+    fn block_permitted(level: i8) -> bool {
+        Self::BLOCK_LEVELS & (1 << level_slot(level)) != 0
+    }
+
+    /// log2 of the entries a contiguous hint spans at `level`.
+    #[inline(always)]
+    fn contiguous_log2(level: i8) -> u32 {
+        u32::from(Self::TABLES.contiguous_log2s[level_slot(level)])
+    }
+
+    /// AArch64.NextTableBase: the table address bits, and OA\[51:48\]
+    /// from bits 15:12 with FEAT_LPA.
+    #[inline(always)]
+    fn next_table_base(descriptor: u64) -> u64 {
+        let bits = Self::ADDRESS_BITS;
+        (descriptor & bits.table) | ((descriptor << bits.moved_shift) & bits.moved)
+    }
+}
+
+/// The 4KB granule.
+struct K4;
+/// The 16KB granule.
+struct K16;
+/// The 64KB granule.
+struct K64;
+
+impl Shape for K4 {
+    const GRANULE: Granule = Granule::K4;
+}
+impl Shape for K16 {
+    const GRANULE: Granule = Granule::K16;
+}
+impl Shape for K64 {
+    const GRANULE: Granule = Granule::K64;
+}
+/// The 64KB granule with FEAT_LPA.
+struct K64Lpa;
+impl Shape for K64Lpa {
+    const GRANULE: Granule = Granule::K64;
+    const LPA: bool = true;
 }
 
 /// One level's outcome.
@@ -114,20 +223,58 @@ impl Stage2Walker {
     ) -> Result<R, WalkError> {
         match self.walk_kind {
             WalkKind::General => self.run::<M, T, R>(memory, ipa, access, hint, done),
-            WalkKind::K4Level0 => self.run_4k::<M, T, R, 0>(memory, ipa, access, hint, done),
-            WalkKind::K4Level1 => self.run_4k::<M, T, R, 1>(memory, ipa, access, hint, done),
+            WalkKind::K4Level0 => self.run_in::<K4, M, T, R, 0>(memory, ipa, access, hint, done),
+            WalkKind::K4Level1 => self.run_in::<K4, M, T, R, 1>(memory, ipa, access, hint, done),
+            _ => self.run_16k_64k::<M, T, R>(memory, ipa, access, hint, done),
         }
     }
 
-    /// The specialised single walk from start level `START` (0 or 1):
-    /// `T` decides what is recorded of the reads, `done` what a success
-    /// returns, as for `run`. Only for walkers whose [`WalkKind`] is
-    /// `K4Level<START>`.
+    /// The 16KB and 64KB specialised walks, out of line (one call for
+    /// all of them): inline beside the 4KB ones, they made every 4KB
+    /// walk of the caller's loop longer (the benchmark's: 197 -> 216
+    /// instructions, `walk` at 4KB level 0, with all of them inline; 197
+    /// -> 213 with just one of them), the loop keeping less in
+    /// registers. Out of line they cost ~40 instructions more than
+    /// inline would (walker/README.md, stop 26).
+    #[inline(never)]
+    fn run_16k_64k<M: GuestMemory + ?Sized, T: TrailSink, R>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut SlotHint,
+        done: impl Fn(&Cursor, &T, &Leaf) -> R,
+    ) -> Result<R, WalkError> {
+        match self.walk_kind {
+            WalkKind::K16Level1 => self.run_in::<K16, M, T, R, 1>(memory, ipa, access, hint, done),
+            WalkKind::K16Level2 => self.run_in::<K16, M, T, R, 2>(memory, ipa, access, hint, done),
+            WalkKind::K16Level3 => self.run_in::<K16, M, T, R, 3>(memory, ipa, access, hint, done),
+            WalkKind::K64Level1 => self.run_in::<K64, M, T, R, 1>(memory, ipa, access, hint, done),
+            WalkKind::K64Level2 => self.run_in::<K64, M, T, R, 2>(memory, ipa, access, hint, done),
+            WalkKind::K64Level3 => self.run_in::<K64, M, T, R, 3>(memory, ipa, access, hint, done),
+            WalkKind::K64LpaLevel1 => {
+                self.run_in::<K64Lpa, M, T, R, 1>(memory, ipa, access, hint, done)
+            }
+            WalkKind::K64LpaLevel2 => {
+                self.run_in::<K64Lpa, M, T, R, 2>(memory, ipa, access, hint, done)
+            }
+            WalkKind::K64LpaLevel3 => {
+                self.run_in::<K64Lpa, M, T, R, 3>(memory, ipa, access, hint, done)
+            }
+            // Only the kinds above call this.
+            _ => self.run::<M, T, R>(memory, ipa, access, hint, done),
+        }
+    }
+
+    /// The specialised single walk of granule `G` from start level
+    /// `START`: `T` decides what is recorded of the reads, `done` what a
+    /// success returns, as for `run`. Only for walkers whose [`WalkKind`]
+    /// is `<G>Level<START>`.
     // The level-3 copy of `level!` assigns the next address, which no
     // level reads (a table descriptor there is a page, never `Table`).
     #[allow(unused_assignments)]
     #[inline(always)]
-    pub(super) fn run_4k<M: GuestMemory + ?Sized, T: TrailSink, R, const START: i8>(
+    fn run_in<G: Shape, M: GuestMemory + ?Sized, T: TrailSink, R, const START: i8>(
         &self,
         memory: &M,
         ipa: u64,
@@ -149,13 +296,12 @@ impl Stage2Walker {
             ($level:literal) => {
                 if START <= $level {
                     let read = ($level - START) as usize;
-                    match self.step_4k(memory, hint, &mut reads, ipa, $level, read, address) {
+                    match self.step::<G, M>(memory, hint, &mut reads, ipa, $level, read, address) {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
-                            cursor.address = address;
                             let trail = T::from_reads(&reads, read + 1);
-                            return self.finish_4k(&cursor, descriptor, trail, done);
+                            return self.finish_in::<G, T, R>(&cursor, descriptor, trail, done);
                         }
                         Step::Stop(stop) => {
                             return failed(ipa, access, T::from_reads(&reads, read + 1), stop)
@@ -182,12 +328,12 @@ impl Stage2Walker {
     }
 
     /// One level of the specialised walk: the read (into `reads[read]`),
-    /// and what the descriptor means (`decode` with the configuration's
-    /// constants: blocks at levels 1 and 2, table addresses in bits
-    /// 47:12, no FEAT_HAFT).
+    /// and what the descriptor means (`decode` with the granule's
+    /// constants in the 48-bit format: its block levels, table addresses
+    /// in bits 47 down to the granule's, no FEAT_HAFT).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn step_4k<M: GuestMemory + ?Sized>(
+    fn step<G: Shape, M: GuestMemory + ?Sized>(
         &self,
         memory: &M,
         hint: &mut SlotHint,
@@ -211,8 +357,8 @@ impl Stage2Walker {
         let stop = |cause| Step::Stop(Stop { cause, level });
         match descriptor & 3 {
             3 if level < 3 => {
-                let index = (ipa >> level_lsb_4k(level + 1)) & 0x1ff;
-                let next = (descriptor & TABLE_ADDRESS_4K) | (index << 3);
+                let index = (ipa >> G::level_lsb(level + 1)) & G::INDEX_MASK;
+                let next = G::next_table_base(descriptor) | (index << 3);
                 if self.oa_out_of_range(next) {
                     // Reported at the level of the table descriptor.
                     return stop(FaultCause::TableAddressOutOfRange);
@@ -220,7 +366,7 @@ impl Stage2Walker {
                 Step::Table(next)
             }
             3 => Step::Leaf(descriptor),
-            1 if level == 1 || level == 2 => Step::Leaf(descriptor),
+            1 if G::block_permitted(level) => Step::Leaf(descriptor),
             1 => stop(FaultCause::BlockNotPermitted),
             _ => stop(FaultCause::InvalidDescriptor),
         }
@@ -229,7 +375,7 @@ impl Stage2Walker {
     /// The leaf checks under the configuration's constant rules; no
     /// hardware update (HA = 0), so nothing is written.
     #[inline(always)]
-    fn finish_4k<T: TrailSink, R>(
+    fn finish_in<G: Shape, T: TrailSink, R>(
         &self,
         cursor: &Cursor,
         descriptor: u64,
@@ -237,15 +383,9 @@ impl Stage2Walker {
         done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         let rules = LeafRules {
-            block_bits: level_lsb_4k(cursor.level),
-            // 16 entries at every 4KB level with leaves (1..=3).
-            contiguous_log2: 4,
-            address_bits: AddressBits {
-                in_place: (1 << 48) - 1,
-                table: TABLE_ADDRESS_4K,
-                moved_shift: 0,
-                moved: 0,
-            },
+            block_bits: G::level_lsb(cursor.level),
+            contiguous_log2: G::contiguous_log2(cursor.level),
+            address_bits: G::ADDRESS_BITS,
             ha: false,
             hd: false,
             ds: false,
