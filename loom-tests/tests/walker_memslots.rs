@@ -523,6 +523,39 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
     });
 }
 
+/// The same publication read by a single walk, whose level-2 read is
+/// `Memslots::read_descriptor_hinted`'s inline largest-slot load (an
+/// Acquire load of its own, not the batch's fence). (Fails with that
+/// load weakened to Relaxed.)
+#[test]
+fn published_table_is_seen_whole_by_a_single_walk_through_the_largest_slot() {
+    loom::model(|| {
+        let guest = Arc::new(LargestSlotGuest {
+            level2: [table(OLD_TABLE), 0, 0, 0].map(AtomicU64::new),
+            old: IPAS.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))),
+            new: [0, 0].map(AtomicU64::new),
+        });
+        let walker = Arc::new(walker(0, 0));
+        let single = {
+            let (guest, walker) = (guest.clone(), walker.clone());
+            thread::spawn(move || {
+                let mut slots = [
+                    Memslot::new(LEVEL2, &guest.level2, SlotAccess::ReadWrite),
+                    Memslot::new(OLD_TABLE, &guest.old, SlotAccess::ReadWrite),
+                    Memslot::new(NEW_TABLE, &guest.new, SlotAccess::ReadWrite),
+                ];
+                let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
+                walker.walk(&memslots, IPAS[1], AccessKind::Read)
+            })
+        };
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        output_of(IPAS[1], single.join().unwrap());
+    });
+}
+
 /// The 64KB layout of [`published_table_is_seen_whole_by_the_specialised_64k_walk`]:
 /// the level-2 start table (IPA bit 29: two entries) and the level-3
 /// tables, each in a memslot of its own at a 64KB-aligned address.
