@@ -69,9 +69,10 @@ const AF: u64 = 1 << 10;
 const VTCR_HA: u64 = 1 << 21;
 const VTCR_HAFT: u64 = 1 << 44;
 
-/// L1's guest memory, as three small memslots of loom atomics.
-struct Guest {
-    level2: [AtomicU64; 2],
+/// L1's guest memory, as three small memslots of loom atomics; the
+/// level-2 slot has `LEVEL2_WORDS` words (4 in [`Guest::largest_slot`]).
+struct Guest<const LEVEL2_WORDS: usize = 2> {
+    level2: [AtomicU64; LEVEL2_WORDS],
     old: [AtomicU64; 2],
     new: [AtomicU64; 2],
 }
@@ -84,7 +85,23 @@ impl Guest {
             new: new.map(AtomicU64::new),
         }
     }
+}
 
+impl Guest<4> {
+    /// The level-2 table in the largest memslot (four words to the
+    /// level-3 tables' two), pointing to the old table, so a walk reads
+    /// its descriptor through `Memslots`' primary-slot paths: a batch's
+    /// Relaxed loads and fence, a single walk's inline Acquire load.
+    fn largest_slot() -> Self {
+        Guest {
+            level2: [table(OLD_TABLE), 0, 0, 0].map(AtomicU64::new),
+            old: IPAS.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))),
+            new: [0, 0].map(AtomicU64::new),
+        }
+    }
+}
+
+impl<const LEVEL2_WORDS: usize> Guest<LEVEL2_WORDS> {
     /// Run `f` on the real [`Memslots`] over this memory.
     fn with_memslots<R>(&self, f: impl FnOnce(&Memslots<'_>) -> R) -> R {
         let mut slots = [
@@ -471,33 +488,14 @@ fn published_table_is_seen_whole_by_the_specialised_walk() {
     });
 }
 
-/// L1's memory with the level-2 table in the largest memslot (four words
-/// to the level-3 tables' two), so a batch reads its descriptor with the
-/// Relaxed loads of `Memslots::read_descriptors`' primary-slot path.
-struct LargestSlotGuest {
-    level2: [AtomicU64; 4],
-    old: [AtomicU64; 2],
-    new: [AtomicU64; 2],
-}
-
 #[test]
 fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
     loom::model(|| {
-        let guest = Arc::new(LargestSlotGuest {
-            level2: [table(OLD_TABLE), 0, 0, 0].map(AtomicU64::new),
-            old: IPAS.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))),
-            new: [0, 0].map(AtomicU64::new),
-        });
+        let guest = Arc::new(Guest::largest_slot());
         let walker = Arc::new(walker(0, 0));
         let batched = {
             let (guest, walker) = (guest.clone(), walker.clone());
             thread::spawn(move || {
-                let mut slots = [
-                    Memslot::new(LEVEL2, &guest.level2, SlotAccess::ReadWrite),
-                    Memslot::new(OLD_TABLE, &guest.old, SlotAccess::ReadWrite),
-                    Memslot::new(NEW_TABLE, &guest.new, SlotAccess::ReadWrite),
-                ];
-                let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
                 let requests = IPAS.map(|ipa| WalkRequest {
                     ipa,
                     access: AccessKind::Read,
@@ -506,9 +504,11 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
                     ipa: 0,
                     descriptor_address: 0,
                 }); 2];
-                walker
-                    .walk_batch(&memslots, &requests, &mut results)
-                    .expect("equal lengths");
+                guest.with_memslots(|memslots| {
+                    walker
+                        .walk_batch(memslots, &requests, &mut results)
+                        .expect("equal lengths")
+                });
                 results
             })
         };
@@ -530,22 +530,12 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
 #[test]
 fn published_table_is_seen_whole_by_a_single_walk_through_the_largest_slot() {
     loom::model(|| {
-        let guest = Arc::new(LargestSlotGuest {
-            level2: [table(OLD_TABLE), 0, 0, 0].map(AtomicU64::new),
-            old: IPAS.map(|ipa| AtomicU64::new(page(OLD_OUTPUT + ipa, AF))),
-            new: [0, 0].map(AtomicU64::new),
-        });
+        let guest = Arc::new(Guest::largest_slot());
         let walker = Arc::new(walker(0, 0));
         let single = {
             let (guest, walker) = (guest.clone(), walker.clone());
             thread::spawn(move || {
-                let mut slots = [
-                    Memslot::new(LEVEL2, &guest.level2, SlotAccess::ReadWrite),
-                    Memslot::new(OLD_TABLE, &guest.old, SlotAccess::ReadWrite),
-                    Memslot::new(NEW_TABLE, &guest.new, SlotAccess::ReadWrite),
-                ];
-                let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
-                walker.walk(&memslots, IPAS[1], AccessKind::Read)
+                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[1], AccessKind::Read))
             })
         };
         for (entry, ipa) in guest.new.iter().zip(IPAS) {
