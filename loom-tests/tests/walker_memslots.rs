@@ -112,6 +112,52 @@ impl<const LEVEL2_WORDS: usize> Guest<LEVEL2_WORDS> {
         let memslots = Memslots::new(&mut slots).expect("the memslots are valid");
         f(&memslots)
     }
+
+    /// L1 builds the new table with plain stores, then publishes it in
+    /// the level-2 descriptor (its DSB before the descriptor write makes
+    /// this a Release store).
+    fn publish_new_table(&self) {
+        for (entry, ipa) in self.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        self.level2[0].store(table(NEW_TABLE), Ordering::Release);
+    }
+}
+
+/// A thread walking [`IPAS`] as one batch on `guest`'s memslots.
+fn spawn_batch<const LEVEL2_WORDS: usize>(
+    guest: &Arc<Guest<LEVEL2_WORDS>>,
+    walker: &Arc<Stage2Walker>,
+) -> thread::JoinHandle<[Result<Translation, WalkError>; 2]> {
+    let (guest, walker) = (guest.clone(), walker.clone());
+    thread::spawn(move || {
+        let requests = IPAS.map(|ipa| WalkRequest {
+            ipa,
+            access: AccessKind::Read,
+        });
+        let mut results = [Err(WalkError::Contended {
+            ipa: 0,
+            descriptor_address: 0,
+        }); 2];
+        guest.with_memslots(|memslots| {
+            walker
+                .walk_batch(memslots, &requests, &mut results)
+                .expect("equal lengths")
+        });
+        results
+    })
+}
+
+/// A thread making one single walk of `ipa` on `guest`'s memslots.
+fn spawn_single<const LEVEL2_WORDS: usize>(
+    guest: &Arc<Guest<LEVEL2_WORDS>>,
+    walker: &Arc<Stage2Walker>,
+    ipa: u64,
+) -> thread::JoinHandle<Result<Translation, WalkError>> {
+    let (guest, walker) = (guest.clone(), walker.clone());
+    thread::spawn(move || {
+        guest.with_memslots(|memslots| walker.walk(memslots, ipa, AccessKind::Read))
+    })
 }
 
 /// 4KB granule, T0SZ 39 (25-bit IPA), SL0 0 (start at level 2), PS 48,
@@ -213,38 +259,10 @@ fn published_table_is_seen_whole_by_single_and_batched_walks() {
         ));
         let walker = Arc::new(walker(0, 0));
 
-        let batched = {
-            let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                let requests = IPAS.map(|ipa| WalkRequest {
-                    ipa,
-                    access: AccessKind::Read,
-                });
-                let mut results = [Err(WalkError::Contended {
-                    ipa: 0,
-                    descriptor_address: 0,
-                }); 2];
-                guest.with_memslots(|memslots| {
-                    walker
-                        .walk_batch(memslots, &requests, &mut results)
-                        .expect("equal lengths")
-                });
-                results
-            })
-        };
-        let single = {
-            let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[1], AccessKind::Read))
-            })
-        };
+        let batched = spawn_batch(&guest, &walker);
+        let single = spawn_single(&guest, &walker, IPAS[1]);
 
-        // L1: build the new table with plain stores, then publish it (its
-        // DSB before the descriptor write makes this a Release store).
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let batch = batched.join().unwrap();
         let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
@@ -392,10 +410,7 @@ fn published_table_is_seen_whole_by_the_visitor() {
             })
         };
 
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let outputs = visit.join().unwrap();
         assert_eq!(outputs.len(), 2, "the visit saw a torn table: {outputs:x?}");
@@ -474,10 +489,7 @@ fn published_table_is_seen_whole_by_the_specialised_walk() {
             })
         };
 
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let translation = single.join().unwrap();
         output_of(IPAS[1], translation);
@@ -493,30 +505,8 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
     loom::model(|| {
         let guest = Arc::new(Guest::largest_slot());
         let walker = Arc::new(walker(0, 0));
-        let batched = {
-            let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                let requests = IPAS.map(|ipa| WalkRequest {
-                    ipa,
-                    access: AccessKind::Read,
-                });
-                let mut results = [Err(WalkError::Contended {
-                    ipa: 0,
-                    descriptor_address: 0,
-                }); 2];
-                guest.with_memslots(|memslots| {
-                    walker
-                        .walk_batch(memslots, &requests, &mut results)
-                        .expect("equal lengths")
-                });
-                results
-            })
-        };
-        // L1, as in `published_table_is_seen_whole_by_single_and_batched_walks`.
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        let batched = spawn_batch(&guest, &walker);
+        guest.publish_new_table();
         let batch = batched.join().unwrap();
         let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
         assert_eq!(outputs[0], outputs[1]);
@@ -532,16 +522,8 @@ fn published_table_is_seen_whole_by_a_single_walk_through_the_largest_slot() {
     loom::model(|| {
         let guest = Arc::new(Guest::largest_slot());
         let walker = Arc::new(walker(0, 0));
-        let single = {
-            let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                guest.with_memslots(|memslots| walker.walk(memslots, IPAS[1], AccessKind::Read))
-            })
-        };
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        let single = spawn_single(&guest, &walker, IPAS[1]);
+        guest.publish_new_table();
         output_of(IPAS[1], single.join().unwrap());
     });
 }
