@@ -81,18 +81,8 @@ fn model(under_burst: bool) {
         s.memory().write(L3_TABLE, NEW | PAGE);
         s.invalidate(&w, 1, &ipas2e1(0));
         drop(burst);
-        let check = |when: &str| {
-            let guard = w.pin();
-            if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
-                assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
-            }
-            drop(guard);
-            if let Some(m) = s.shadow_lookup(&w, &key(ROOT), 0) {
-                assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
-            }
-        };
-        check("right after invalidate");
+        assert_page_0_not_stale(&s, &w, "right after invalidate");
         vcpu.join().unwrap();
-        check("after the vCPU finished");
+        assert_page_0_not_stale(&s, &w, "after the vCPU finished");
     });
 }

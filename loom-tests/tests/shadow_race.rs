@@ -37,19 +37,9 @@ fn no_stale_insert_and_nothing_in_scope_after_invalidate() {
         let w = s.worker();
         s.memory().write(L3_TABLE, NEW | PAGE);
         s.invalidate(&w, 1, &ipas2e1(0));
-        let check = |when: &str| {
-            let guard = w.pin();
-            if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
-                assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
-            }
-            drop(guard);
-            if let Some(m) = s.shadow_lookup(&w, &key(ROOT), 0) {
-                assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
-            }
-        };
-        check("right after invalidate");
+        assert_page_0_not_stale(&s, &w, "right after invalidate");
         vcpu.join().unwrap();
-        check("after the vCPU finished");
+        assert_page_0_not_stale(&s, &w, "after the vCPU finished");
     });
 }
 
@@ -78,19 +68,9 @@ fn a_hit_racing_with_invalidate_is_not_reinstalled() {
         };
         s.memory().write(L3_TABLE, NEW | PAGE);
         s.invalidate(&w, 1, &ipas2e1(0));
-        let check = |when: &str| {
-            let guard = w.pin();
-            if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
-                assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
-            }
-            drop(guard);
-            if let Some(m) = s.shadow_lookup(&w, &key(ROOT), 0) {
-                assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
-            }
-        };
-        check("right after invalidate");
+        assert_page_0_not_stale(&s, &w, "right after invalidate");
         vcpu.join().unwrap();
-        check("after the vCPU finished");
+        assert_page_0_not_stale(&s, &w, "after the vCPU finished");
     });
 }
 

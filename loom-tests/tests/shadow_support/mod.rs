@@ -481,6 +481,24 @@ pub fn read<M: GuestMemory + Sync>(
     s.translate(w, key, ipa, AccessKind::Read, &ABORT)
 }
 
+/// After L1 remapped page 0 from OLD to NEW and its TLBI returned:
+/// neither the cache nor the shadow may give OLD for it (`when` names the
+/// moment checked).
+pub fn assert_page_0_not_stale<M: GuestMemory + Sync>(
+    s: &Service<M, ModelL0, ModelBackend>,
+    w: &shadow_mmu::service::Worker,
+    when: &str,
+) {
+    let guard = w.pin();
+    if let Some(hit) = s.lookup(&key(ROOT), 0, &guard) {
+        assert_eq!(hit.output_address(0), NEW, "stale cache {when}");
+    }
+    drop(guard);
+    if let Some(m) = s.shadow_lookup(w, &key(ROOT), 0) {
+        assert_eq!(m.pa_base, PA_OFFSET + NEW, "stale shadow {when}");
+    }
+}
+
 /// TLBI IPAS2E1 for the 4 KiB at `ipa`.
 pub fn ipas2e1(ipa: u64) -> InvalidateScope {
     InvalidateScope::Ipa(IpaScope {
