@@ -656,7 +656,8 @@ fn specialised_vtcr_value() -> impl Strategy<Value = u64> {
         (2, 1, 23, 39),
         (2, 0, 34, 49),
         (1, 2, 11, 22),
-        // 64KB level 1 needs PAMax 44 or 48 and a T0SZ of 16-21: twice.
+        // 64KB level 1 needs PAMax 44 or more and a T0SZ of 16-21 (12-21
+        // with PAMax 52): twice.
         (1, 2, 15, 22),
         (1, 1, 17, 35),
         (1, 0, 30, 48),
@@ -821,7 +822,8 @@ fn check_specialised_against_general(
 }
 
 proptest! {
-    // Nine geometries to cover (three granules, their start levels).
+    // Eleven specialised walks to cover (4KB from two start levels,
+    // 16KB and 64KB from three, 64KB in two formats).
     #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     /// `Stage2Walker::vtcr_ds` (what TLBI operand decoding uses) is the DS
