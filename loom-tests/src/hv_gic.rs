@@ -5,7 +5,8 @@
 //! find active, and which one an acknowledgement may take), and an exit's
 //! refill as `arch::gic` runs it. `PostedDeactivations` is a physical state
 //! whose deactivations wait for the CPU's `synchronize` (the DSB), for a
-//! model that checks that barrier.
+//! model that checks that barrier (over an SPI's distributor state,
+//! `ActiveSpi`, or a CPU's own PPIs, `RedistributorActive`).
 
 use hv::vgic::{
     self, Backlog, ListRegisters, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
@@ -159,22 +160,23 @@ impl PhysicalActive for loom::sync::Arc<ActiveSpi> {
     }
 }
 
-/// A CPU's view of one SPI's distributor state whose deactivations are
-/// posted, as an ICC_DIR_EL1 write is: each takes effect in the
-/// distributor only at the CPU's next `synchronize` (the DSB that waits
-/// for it) or at [`PostedDeactivations::complete`], where the model says
-/// the GIC got to it on its own, as late as it may. Acknowledgements go to
-/// the distributor at once.
+/// A CPU whose deactivations are posted, as an ICC_DIR_EL1 write is: each
+/// takes effect on `state` (the distributor's or the redistributor's
+/// active states, which the model's `GicHardware` reads) only at the CPU's
+/// next `synchronize` (the DSB that waits for it) or at
+/// [`PostedDeactivations::complete`], where the model says the GIC got to
+/// it on its own, as late as it may. Acknowledgements go to `state` at
+/// once.
 #[derive(Debug)]
-pub struct PostedDeactivations {
-    pub spi: loom::sync::Arc<ActiveSpi>,
+pub struct PostedDeactivations<P = loom::sync::Arc<ActiveSpi>> {
+    pub state: P,
     posted: Vec<u32>,
 }
 
-impl PostedDeactivations {
-    pub fn new(spi: loom::sync::Arc<ActiveSpi>) -> Self {
+impl<P: PhysicalActive> PostedDeactivations<P> {
+    pub fn new(state: P) -> Self {
         PostedDeactivations {
-            spi,
+            state,
             posted: Vec::new(),
         }
     }
@@ -182,20 +184,50 @@ impl PostedDeactivations {
     /// The GIC completes the posted deactivations.
     pub fn complete(&mut self) {
         for intid in core::mem::take(&mut self.posted) {
-            self.spi.deactivate(intid);
+            self.state.deactivate(intid);
         }
     }
 }
 
-impl PhysicalActive for PostedDeactivations {
+impl<P: PhysicalActive> PhysicalActive for PostedDeactivations<P> {
     fn deactivate(&mut self, intid: u32) {
         self.posted.push(intid);
     }
     fn acknowledge(&mut self) -> u32 {
-        self.spi.acknowledge()
+        self.state.acknowledge()
     }
     fn synchronize(&mut self) {
         self.complete();
+    }
+}
+
+/// The physical active states of one CPU's SGIs and PPIs in its
+/// redistributor (bit n: INTID n), shared between its CPU interface
+/// (`PostedDeactivations`) and that CPU's own reads of GICR_ISACTIVER0
+/// (the model's `GicHardware`); only that CPU touches them.
+#[derive(Debug, Clone)]
+pub struct RedistributorActive(pub loom::sync::Arc<loom::sync::atomic::AtomicU32>);
+
+impl RedistributorActive {
+    pub fn new(active: u32) -> Self {
+        RedistributorActive(loom::sync::Arc::new(loom::sync::atomic::AtomicU32::new(
+            active,
+        )))
+    }
+
+    /// GICR_ISACTIVER0 as a memory-mapped read sees it.
+    pub fn read(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl PhysicalActive for RedistributorActive {
+    fn deactivate(&mut self, intid: u32) {
+        let before = self.0.fetch_and(!(1 << intid), Ordering::AcqRel);
+        assert!(
+            before & (1 << intid) != 0,
+            "INTID {intid} deactivated while not active"
+        );
     }
 }
 

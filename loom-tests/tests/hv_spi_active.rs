@@ -256,10 +256,10 @@ fn remote_spi_set_active_is_placed_once() {
 /// registers (pending, HW) or, with none free, its backlog; vCPU 0 its
 /// recorded holder.
 fn acknowledged_on_vcpu0(shared: &Shared, cpu: &mut Cpu, backlog: &mut Backlog) {
-    cpu.physical.spi.pending.store(true, Ordering::Relaxed);
+    cpu.physical.state.pending.store(true, Ordering::Relaxed);
     let (vcpus, holders) = &**shared;
     vgic::take_interrupts(cpu, 25, &vcpus[0], holders, 0, backlog, |_| PRIORITY);
-    assert!(cpu.physical.spi.active.load(Ordering::Relaxed));
+    assert!(cpu.physical.state.active.load(Ordering::Relaxed));
 }
 
 /// Review 35 R35-1: vCPU 0 holds SPI 33, which hv acknowledged for it
@@ -672,7 +672,7 @@ fn two_spis_of_one_holder_word_acknowledged_at_once_are_both_recorded() {
                 [0; 2],
                 PostedDeactivations::new(Arc::new(ActiveSpi::new(intid))),
             );
-            cpu.physical.spi.pending.store(true, Ordering::Relaxed);
+            cpu.physical.state.pending.store(true, Ordering::Relaxed);
             let mut backlog = Backlog::new();
             let (vcpus, holders) = &*shared;
             vgic::take_interrupts(
@@ -684,7 +684,7 @@ fn two_spis_of_one_holder_word_acknowledged_at_once_are_both_recorded() {
                 &mut backlog,
                 |_| PRIORITY,
             );
-            assert!(cpu.physical.spi.active.load(Ordering::Relaxed));
+            assert!(cpu.physical.state.active.load(Ordering::Relaxed));
         };
         let other = {
             let shared = shared.clone();
