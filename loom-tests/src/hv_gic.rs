@@ -1,12 +1,13 @@
 //! The fake GIC CPU interface the hv vGIC loom models (`hv_spi_active`,
 //! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`,
-//! `hv_spi_view`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
+//! `hv_spi_view`, `hv_spi_view_answers`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
 //! state kept by `P` (each model says which INTIDs a deactivation may
 //! find active, and which one an acknowledgement may take), and an exit's
 //! refill as `arch::gic` runs it. `PostedDeactivations` is a physical state
 //! whose deactivations wait for the CPU's `synchronize` (the DSB), for a
 //! model that checks that barrier (over an SPI's distributor state,
-//! `ActiveSpi`, or a CPU's own PPIs, `RedistributorActive`).
+//! `ActiveSpi`, or a CPU's own PPIs, `RedistributorActive`);
+//! `PostedAcknowledgements` posts an SPI's acknowledgements as well.
 
 use hv::vgic::{
     self, Backlog, ListRegisters, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
@@ -253,5 +254,48 @@ pub struct NothingActive;
 impl PhysicalActive for NothingActive {
     fn deactivate(&mut self, intid: u32) {
         panic!("nothing to deactivate, {intid}");
+    }
+}
+
+/// A CPU whose acknowledgements of one SPI are posted too: ICC_IAR1_EL1
+/// gives this CPU the SPI at once (it is no longer pending, so no other CPU
+/// takes it), but the distributor shows it active to other observers only
+/// from the CPU's next `synchronize` (the DSB: GICv3 does not guarantee
+/// the acknowledgement's effect visible before one). Deactivations are
+/// posted as by [`PostedDeactivations`].
+#[derive(Debug)]
+pub struct PostedAcknowledgements {
+    pub cpu: PostedDeactivations,
+    acknowledged: Vec<u32>,
+}
+
+impl PostedAcknowledgements {
+    pub fn new(spi: loom::sync::Arc<ActiveSpi>) -> Self {
+        PostedAcknowledgements {
+            cpu: PostedDeactivations::new(spi),
+            acknowledged: Vec::new(),
+        }
+    }
+}
+
+impl PhysicalActive for PostedAcknowledgements {
+    fn deactivate(&mut self, intid: u32) {
+        self.cpu.deactivate(intid);
+    }
+
+    fn acknowledge(&mut self) -> u32 {
+        let spi = &self.cpu.state;
+        if spi.active.load(Ordering::Acquire) || !spi.pending.swap(false, Ordering::AcqRel) {
+            return 1023;
+        }
+        self.acknowledged.push(spi.intid);
+        spi.intid
+    }
+
+    fn synchronize(&mut self) {
+        for _ in self.acknowledged.drain(..) {
+            self.cpu.state.active.store(true, Ordering::Release);
+        }
+        self.cpu.synchronize();
     }
 }
