@@ -78,6 +78,25 @@ impl GicHardware for NoWrites {
     }
 }
 
+/// vCPU 1's GICR_ICACTIVER0 of vCPU 0's (`sgis`') PPI 23: a request to
+/// vCPU 0, which it must then kick.
+fn remote_clear(sgis: &VirtualSgis) {
+    vgic::perform(
+        vgic::redistributor(GICR_ICACTIVER0),
+        RD + GICR_ICACTIVER0,
+        4,
+        Some(1 << PPI),
+        sgis,
+        MAINTENANCE,
+        &mut NothingHeld,
+        &mut NoWrites,
+    );
+    assert!(vgic::owner_must_refill(
+        vgic::RegisterAction::SgiPpi(SetClear::ActiveClear),
+        Some(1 << PPI)
+    ));
+}
+
 fn model(lrs: [u64; 2]) {
     loom::model(move || {
         let sgis = Arc::new(VirtualSgis::new());
@@ -88,20 +107,7 @@ fn model(lrs: [u64; 2]) {
         let remote = {
             let (sgis, kicked) = (sgis.clone(), kicked.clone());
             thread::spawn(move || {
-                vgic::perform(
-                    vgic::redistributor(GICR_ICACTIVER0),
-                    RD + GICR_ICACTIVER0,
-                    4,
-                    Some(1 << PPI),
-                    &sgis,
-                    MAINTENANCE,
-                    &mut NothingHeld,
-                    &mut NoWrites,
-                );
-                assert!(vgic::owner_must_refill(
-                    vgic::RegisterAction::SgiPpi(SetClear::ActiveClear),
-                    Some(1 << PPI)
-                ));
+                remote_clear(&sgis);
                 // The DSB and the kick SGI.
                 kicked.store(true, Ordering::Release);
             })
@@ -161,16 +167,7 @@ fn view_after_clear_model(lrs: [u64; 2]) {
         let reader = {
             let (sgis, kicked) = (sgis.clone(), kicked.clone());
             thread::spawn(move || {
-                vgic::perform(
-                    vgic::redistributor(GICR_ICACTIVER0),
-                    RD + GICR_ICACTIVER0,
-                    4,
-                    Some(1 << PPI),
-                    &sgis,
-                    MAINTENANCE,
-                    &mut NothingHeld,
-                    &mut NoWrites,
-                );
+                remote_clear(&sgis);
                 // vCPU 1's read of vCPU 0's GICR_ISACTIVER0.
                 let number = sgis.view.request();
                 // The DSB and the kick SGI (for the clear and the read).

@@ -23,25 +23,37 @@ struct Shared {
     applied: AtomicBool,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            channel: VcpuChannel::default(),
+            applied: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The service: waits for the request, applies it (`applied`) and
+/// acknowledges it.
+fn spawn_service(shared: &Arc<Shared>) -> thread::JoinHandle<()> {
+    let shared = shared.clone();
+    thread::spawn(move || {
+        let s = &*shared;
+        let mut endpoint = s.channel.endpoint();
+        s.channel.service_bell.wait_until(|| endpoint.has_request());
+        let served = endpoint.serve(2, &mut |envelope| {
+            assert!(matches!(envelope.message, Request::Invalidate(_)));
+            s.applied.store(true, Ordering::Relaxed);
+            Reply::InvalidateAck(InvalidateAck { entries_dropped: 1 })
+        });
+        assert_eq!(served, 1);
+    })
+}
+
 #[test]
 fn invalidate_returns_after_the_service_applied_it() {
     loom::model(|| {
-        let shared = Arc::new(Shared {
-            channel: VcpuChannel::default(),
-            applied: AtomicBool::new(false),
-        });
-        let service_side = shared.clone();
-        let service = thread::spawn(move || {
-            let s = &*service_side;
-            let mut endpoint = s.channel.endpoint();
-            s.channel.service_bell.wait_until(|| endpoint.has_request());
-            let served = endpoint.serve(2, &mut |envelope| {
-                assert!(matches!(envelope.message, Request::Invalidate(_)));
-                s.applied.store(true, Ordering::Relaxed);
-                Reply::InvalidateAck(InvalidateAck { entries_dropped: 1 })
-            });
-            assert_eq!(served, 1);
-        });
+        let shared = Arc::new(Shared::default());
+        let service = spawn_service(&shared);
         let s = &*shared;
         let mut client = s.channel.client();
         let ack = client.invalidate(invalidate_vmid3()).unwrap();
@@ -58,22 +70,8 @@ fn invalidate_returns_after_the_service_applied_it() {
 #[test]
 fn call_within_answers_or_times_out_leaving_the_request_outstanding() {
     loom::model(|| {
-        let shared = Arc::new(Shared {
-            channel: VcpuChannel::default(),
-            applied: AtomicBool::new(false),
-        });
-        let service_side = shared.clone();
-        let service = thread::spawn(move || {
-            let s = &*service_side;
-            let mut endpoint = s.channel.endpoint();
-            s.channel.service_bell.wait_until(|| endpoint.has_request());
-            let served = endpoint.serve(2, &mut |envelope| {
-                assert!(matches!(envelope.message, Request::Invalidate(_)));
-                s.applied.store(true, Ordering::Relaxed);
-                Reply::InvalidateAck(InvalidateAck { entries_dropped: 1 })
-            });
-            assert_eq!(served, 1);
-        });
+        let shared = Arc::new(Shared::default());
+        let service = spawn_service(&shared);
         let s = &*shared;
         let mut client = s.channel.client();
         let ack = Reply::InvalidateAck(InvalidateAck { entries_dropped: 1 });
