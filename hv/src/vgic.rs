@@ -1834,8 +1834,13 @@ impl<C: PhysicalCpuInterface + ListRegisters> HeldInterrupts for Held<'_, C> {
         sgi_bits: u16,
         ppi_bits: u32,
     ) -> u32 {
-        clear_private_held(op, sgis, sgi_bits as u32 | ppi_bits, self.cpu, self.backlog)
-            & 0xffff_0000
+        let forward =
+            clear_private_held(op, sgis, sgi_bits as u32 | ppi_bits, self.cpu, self.backlog);
+        // Its deactivations visible in the redistributor before a later
+        // read of it (the guest's, or a view for another vCPU), as
+        // `apply_private_clears` does for requested ones.
+        self.cpu.synchronize();
+        forward & 0xffff_0000
     }
 
     fn apply_private_clears(&mut self, sgis: &VirtualSgis) {
@@ -2039,6 +2044,13 @@ fn apply_private_clears(
     let (active, unplaced) = sgis.take_active_clears();
     if active != 0 {
         end_private(SetClear::ActiveClear, active, unplaced, cpu, backlog);
+    }
+    if pending | active != 0 {
+        // The deactivations visible in the redistributor before this CPU
+        // reads it (the view `publish_private_view` gives the writer, the
+        // guest's own reads in `perform`): an ICC_DIR_EL1 write takes
+        // effect there only by a DSB (loom `hv_remote_clear`).
+        cpu.synchronize();
     }
 }
 

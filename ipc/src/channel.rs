@@ -199,7 +199,8 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
             if expired() {
                 return Err(ClientError::TimedOut);
             }
-            core::hint::spin_loop();
+            // A yield under loom (`ipc_channel` models this loop).
+            crate::sync::spin_hint();
         }
         self.next_seq = seq.wrapping_add(1);
         self.outstanding = 1;
@@ -211,7 +212,8 @@ impl<'a, B: Doorbell> VcpuClient<'a, B> {
             if expired() {
                 return Err(ClientError::TimedOut);
             }
-            core::hint::spin_loop();
+            // A yield under loom (`ipc_channel` models this loop).
+            crate::sync::spin_hint();
         }
     }
 

@@ -1,11 +1,13 @@
 //! The fake GIC CPU interface the hv vGIC loom models (`hv_spi_active`,
 //! `hv_spi_place_two_words`, `hv_remote_clear`, `hv_private_view`,
-//! `hv_spi_view`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
+//! `hv_spi_view`, `hv_spi_view_answers`) share: a CPU with `N` list registers whose ICC_DIR_EL1 ends a physical active
 //! state kept by `P` (each model says which INTIDs a deactivation may
 //! find active, and which one an acknowledgement may take), and an exit's
 //! refill as `arch::gic` runs it. `PostedDeactivations` is a physical state
 //! whose deactivations wait for the CPU's `synchronize` (the DSB), for a
-//! model that checks that barrier.
+//! model that checks that barrier (over an SPI's distributor state,
+//! `ActiveSpi`, or a CPU's own PPIs, `RedistributorActive`);
+//! `PostedAcknowledgements` posts an SPI's acknowledgements as well.
 
 use hv::vgic::{
     self, Backlog, ListRegisters, PhysicalCpuInterface, SpiAccess, SpiHolders, VirtualSgis,
@@ -159,22 +161,23 @@ impl PhysicalActive for loom::sync::Arc<ActiveSpi> {
     }
 }
 
-/// A CPU's view of one SPI's distributor state whose deactivations are
-/// posted, as an ICC_DIR_EL1 write is: each takes effect in the
-/// distributor only at the CPU's next `synchronize` (the DSB that waits
-/// for it) or at [`PostedDeactivations::complete`], where the model says
-/// the GIC got to it on its own, as late as it may. Acknowledgements go to
-/// the distributor at once.
+/// A CPU whose deactivations are posted, as an ICC_DIR_EL1 write is: each
+/// takes effect on `state` (the distributor's or the redistributor's
+/// active states, which the model's `GicHardware` reads) only at the CPU's
+/// next `synchronize` (the DSB that waits for it) or at
+/// [`PostedDeactivations::complete`], where the model says the GIC got to
+/// it on its own, as late as it may. Acknowledgements go to `state` at
+/// once.
 #[derive(Debug)]
-pub struct PostedDeactivations {
-    pub spi: loom::sync::Arc<ActiveSpi>,
+pub struct PostedDeactivations<P = loom::sync::Arc<ActiveSpi>> {
+    pub state: P,
     posted: Vec<u32>,
 }
 
-impl PostedDeactivations {
-    pub fn new(spi: loom::sync::Arc<ActiveSpi>) -> Self {
+impl<P: PhysicalActive> PostedDeactivations<P> {
+    pub fn new(state: P) -> Self {
         PostedDeactivations {
-            spi,
+            state,
             posted: Vec::new(),
         }
     }
@@ -182,20 +185,50 @@ impl PostedDeactivations {
     /// The GIC completes the posted deactivations.
     pub fn complete(&mut self) {
         for intid in core::mem::take(&mut self.posted) {
-            self.spi.deactivate(intid);
+            self.state.deactivate(intid);
         }
     }
 }
 
-impl PhysicalActive for PostedDeactivations {
+impl<P: PhysicalActive> PhysicalActive for PostedDeactivations<P> {
     fn deactivate(&mut self, intid: u32) {
         self.posted.push(intid);
     }
     fn acknowledge(&mut self) -> u32 {
-        self.spi.acknowledge()
+        self.state.acknowledge()
     }
     fn synchronize(&mut self) {
         self.complete();
+    }
+}
+
+/// The physical active states of one CPU's SGIs and PPIs in its
+/// redistributor (bit n: INTID n), shared between its CPU interface
+/// (`PostedDeactivations`) and that CPU's own reads of GICR_ISACTIVER0
+/// (the model's `GicHardware`); only that CPU touches them.
+#[derive(Debug, Clone)]
+pub struct RedistributorActive(pub loom::sync::Arc<loom::sync::atomic::AtomicU32>);
+
+impl RedistributorActive {
+    pub fn new(active: u32) -> Self {
+        RedistributorActive(loom::sync::Arc::new(loom::sync::atomic::AtomicU32::new(
+            active,
+        )))
+    }
+
+    /// GICR_ISACTIVER0 as a memory-mapped read sees it.
+    pub fn read(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl PhysicalActive for RedistributorActive {
+    fn deactivate(&mut self, intid: u32) {
+        let before = self.0.fetch_and(!(1 << intid), Ordering::AcqRel);
+        assert!(
+            before & (1 << intid) != 0,
+            "INTID {intid} deactivated while not active"
+        );
     }
 }
 
@@ -221,5 +254,48 @@ pub struct NothingActive;
 impl PhysicalActive for NothingActive {
     fn deactivate(&mut self, intid: u32) {
         panic!("nothing to deactivate, {intid}");
+    }
+}
+
+/// A CPU whose acknowledgements of one SPI are posted too: ICC_IAR1_EL1
+/// gives this CPU the SPI at once (it is no longer pending, so no other CPU
+/// takes it), but the distributor shows it active to other observers only
+/// from the CPU's next `synchronize` (the DSB: GICv3 does not guarantee
+/// the acknowledgement's effect visible before one). Deactivations are
+/// posted as by [`PostedDeactivations`].
+#[derive(Debug)]
+pub struct PostedAcknowledgements {
+    pub cpu: PostedDeactivations,
+    acknowledged: Vec<u32>,
+}
+
+impl PostedAcknowledgements {
+    pub fn new(spi: loom::sync::Arc<ActiveSpi>) -> Self {
+        PostedAcknowledgements {
+            cpu: PostedDeactivations::new(spi),
+            acknowledged: Vec::new(),
+        }
+    }
+}
+
+impl PhysicalActive for PostedAcknowledgements {
+    fn deactivate(&mut self, intid: u32) {
+        self.cpu.deactivate(intid);
+    }
+
+    fn acknowledge(&mut self) -> u32 {
+        let spi = &self.cpu.state;
+        if spi.active.load(Ordering::Acquire) || !spi.pending.swap(false, Ordering::AcqRel) {
+            return 1023;
+        }
+        self.acknowledged.push(spi.intid);
+        spi.intid
+    }
+
+    fn synchronize(&mut self) {
+        for _ in self.acknowledged.drain(..) {
+            self.cpu.state.active.store(true, Ordering::Release);
+        }
+        self.cpu.synchronize();
     }
 }

@@ -9,13 +9,20 @@
 //! list register, answered from the holder's own wait, has no effect (the
 //! SPI is not made physically pending: delivered once), and has been
 //! applied by the time the write ends.
+//!
+//! Every CPU posts its deactivations (`PostedDeactivations`, stop 27):
+//! they reach the distributor at the CPU's `synchronize` (the DSB). So
+//! `a_write_answered_from_the_holders_wait_has_been_applied` checks the
+//! DSB at the end of `apply_spi_requests`, which orders the holder's
+//! deactivation before its answer (without it the write ended with the
+//! SPI still active; with immediate deactivations nothing noticed).
 #![cfg(loom)]
 
 use hv::vgic::{self, Backlog, GicHardware, Held, SpiHolders, VirtualSgis};
 use loom::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::hv_gic::{access_of, ActiveSpi, FakeCpu};
+use loom_tests::hv_gic::{access_of, ActiveSpi, FakeCpu, PostedDeactivations};
 
 const GICD: u64 = 0x0800_0000;
 const RD: u64 = 0x080a_0000;
@@ -45,12 +52,15 @@ impl GicHardware for Distributor {
 
 type Shared = Arc<([VirtualSgis; 2], SpiHolders, [Arc<ActiveSpi>; 2])>;
 
+/// A CPU with two list registers, its deactivations of an SPI posted.
+type Cpu = FakeCpu<2, PostedDeactivations>;
+
 /// vCPU `me`'s CPU (`cpu`, `backlog`) answers a request for its view, if
 /// there is one.
 fn publish(
     (vcpus, holders, spis): &([VirtualSgis; 2], SpiHolders, [Arc<ActiveSpi>; 2]),
     me: usize,
-    cpu: &mut FakeCpu<2, Arc<ActiveSpi>>,
+    cpu: &mut Cpu,
     backlog: &mut Backlog,
 ) {
     vgic::publish_private_view(
@@ -66,7 +76,7 @@ fn publish(
 fn reader(
     shared: Shared,
     me: usize,
-    mut cpu: FakeCpu<2, Arc<ActiveSpi>>,
+    mut cpu: Cpu,
     mut backlog: Backlog,
 ) -> (Option<(u32, u32)>, u64) {
     let (vcpus, holders, spis) = &*shared;
@@ -122,7 +132,7 @@ fn two_vcpus_asking_each_other_both_answer() {
         let mut cpus = Vec::new();
         for (me, spi) in spis.iter().enumerate() {
             spi.pending.store(true, Ordering::Release);
-            let mut cpu = FakeCpu::new([0; 2], spi.clone());
+            let mut cpu = Cpu::new([0; 2], PostedDeactivations::new(spi.clone()));
             let mut backlog = Backlog::new();
             vgic::take_interrupts(
                 &mut cpu,
@@ -209,7 +219,7 @@ fn write_answered_from_the_holders_wait(offset: u64, applied: fn(&ActiveSpi)) {
         let spi = Arc::new(ActiveSpi::new(40));
         let shared = Arc::new(([VirtualSgis::new(), VirtualSgis::new()], SpiHolders::new()));
         spi.pending.store(true, Ordering::Release);
-        let mut holder_cpu = FakeCpu::new([0; 2], spi.clone());
+        let mut holder_cpu = Cpu::new([0; 2], PostedDeactivations::new(spi.clone()));
         let mut holder_backlog = Backlog::new();
         vgic::take_interrupts(
             &mut holder_cpu,
