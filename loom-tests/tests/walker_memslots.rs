@@ -38,6 +38,11 @@
 //! - `published_table_is_seen_whole_by_the_specialised_64k_walk`: the same
 //!   race for a 64KB, start-level-2 walker, whose specialised walk is the
 //!   out-of-line 16KB/64KB dispatch's.
+//! - `published_table_is_seen_whole_by_the_specialised_batch_through_the_largest_slot`
+//!   (stop 27): the largest-slot race for a batch of that start-level-1
+//!   walker, which takes the batch specialised for it
+//!   (`walker/src/walk/specialised_batch.rs`); fails with the batch's
+//!   Acquire fence removed.
 #![cfg(loom)]
 #![allow(
     clippy::result_large_err,
@@ -139,7 +144,7 @@ fn walker(hafdbs: u64, extra: u64) -> Stage2Walker {
 /// stays as it was: entry 0 points to [`LEVEL2`].
 const LEVEL1: u64 = 0x0;
 
-impl Guest {
+impl<const LEVEL2_WORDS: usize> Guest<LEVEL2_WORDS> {
     /// [`Guest::with_memslots`] with `level1` as one more slot at [`LEVEL1`].
     fn with_level1_memslots<R>(
         &self,
@@ -520,6 +525,51 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
         let batch = batched.join().unwrap();
         let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
         assert_eq!(outputs[0], outputs[1]);
+    });
+}
+
+/// The largest-slot publication race for a batch of the start-level-1
+/// walker, whose batches take the specialised batch
+/// (`walker/src/walk/specialised_batch.rs`): its level-2 reads go through
+/// the same `read_descriptors` (Relaxed loads from the largest slot, one
+/// Acquire fence), the level-1 table in a slot of its own.
+#[test]
+fn published_table_is_seen_whole_by_the_specialised_batch_through_the_largest_slot() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::largest_slot());
+        let level1 = Arc::new([AtomicU64::new(table(LEVEL2)), AtomicU64::new(0)]);
+        let walker = Arc::new(walker_from_level1());
+        assert!(walker.takes_specialised_walk());
+        let batched = {
+            let (guest, level1, walker) = (guest.clone(), level1.clone(), walker.clone());
+            thread::spawn(move || {
+                let requests = IPAS.map(|ipa| WalkRequest {
+                    ipa,
+                    access: AccessKind::Read,
+                });
+                let mut results = [Err(WalkError::Contended {
+                    ipa: 0,
+                    descriptor_address: 0,
+                }); 2];
+                guest.with_level1_memslots(&level1[..], |memslots| {
+                    walker
+                        .walk_batch(memslots, &requests, &mut results)
+                        .expect("equal lengths")
+                });
+                results
+            })
+        };
+        for (entry, ipa) in guest.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        let batch = batched.join().unwrap();
+        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
+        assert_eq!(outputs[0], outputs[1]);
+        // The trail the specialised batch built: the three reads, in order.
+        let trail = batch[1].unwrap().trail;
+        let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
+        assert_eq!(levels, [1, 2, 3]);
     });
 }
 
