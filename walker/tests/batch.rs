@@ -276,7 +276,23 @@ impl<M: GuestMemory> GuestMemory for SkipsSecondEntry<'_, M> {
 
 #[test]
 fn an_entry_the_memory_leaves_unread_is_an_external_abort_not_a_stale_value() {
-    let (mem, w, _) = sample();
+    let (mem, general, _) = sample();
+    // The sample's walker (HA and HD: the general batch) and the same
+    // without them (the specialised batch, walk/specialised_batch.rs).
+    let registers = general.registers();
+    let specialised = walker(
+        registers.vtcr & !(VTCR_HA | VTCR_HD),
+        registers.vttbr,
+        Endianness::Little,
+        &features(mmfr0(PA_48), 2, 0),
+    );
+    assert!(!general.takes_specialised_walk() && specialised.takes_specialised_walk());
+    for w in [general, specialised] {
+        a_skipped_entry_aborts_the_walk(&mem, &w);
+    }
+}
+
+fn a_skipped_entry_aborts_the_walk(mem: &Mem, w: &Stage2Walker) {
     // Two pages under different level-2 tables: every round reads two
     // distinct descriptors, and the second is the one skipped.
     let requests = [
