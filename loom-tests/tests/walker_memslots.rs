@@ -139,6 +139,17 @@ fn walker(hafdbs: u64, extra: u64) -> Stage2Walker {
     )
 }
 
+impl<const LEVEL2_WORDS: usize> Guest<LEVEL2_WORDS> {
+    /// L1: build the new table with plain stores, then publish it (its
+    /// DSB before the descriptor write makes this a Release store).
+    fn publish_new_table(&self) {
+        for (entry, ipa) in self.new.iter().zip(IPAS) {
+            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
+        }
+        self.level2[0].store(table(NEW_TABLE), Ordering::Release);
+    }
+}
+
 /// The level-1 table of [`walker_from_level1`] (IPA bit 30), below the
 /// other slots so the largest-slot choice of the other models' memslots
 /// stays as it was: entry 0 points to [`LEVEL2`].
@@ -208,6 +219,34 @@ fn output_of(ipa: u64, result: Result<Translation, WalkError>) -> u64 {
     base
 }
 
+/// Which mapping a batch of [`IPAS`] went through: the batch reads the
+/// shared level-2 descriptor once, so both walks went through the same
+/// table.
+fn batch_output(batch: [Result<Translation, WalkError>; 2]) -> u64 {
+    let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
+    assert_eq!(outputs[0], outputs[1]);
+    outputs[0]
+}
+
+/// One `walk_batch` of reads of [`IPAS`].
+fn batch_of_ipas(
+    walker: &Stage2Walker,
+    memslots: &Memslots<'_>,
+) -> [Result<Translation, WalkError>; 2] {
+    let requests = IPAS.map(|ipa| WalkRequest {
+        ipa,
+        access: AccessKind::Read,
+    });
+    let mut results = [Err(WalkError::Contended {
+        ipa: 0,
+        descriptor_address: 0,
+    }); 2];
+    walker
+        .walk_batch(memslots, &requests, &mut results)
+        .expect("equal lengths");
+    results
+}
+
 #[test]
 fn published_table_is_seen_whole_by_single_and_batched_walks() {
     loom::model(|| {
@@ -220,22 +259,7 @@ fn published_table_is_seen_whole_by_single_and_batched_walks() {
 
         let batched = {
             let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                let requests = IPAS.map(|ipa| WalkRequest {
-                    ipa,
-                    access: AccessKind::Read,
-                });
-                let mut results = [Err(WalkError::Contended {
-                    ipa: 0,
-                    descriptor_address: 0,
-                }); 2];
-                guest.with_memslots(|memslots| {
-                    walker
-                        .walk_batch(memslots, &requests, &mut results)
-                        .expect("equal lengths")
-                });
-                results
-            })
+            thread::spawn(move || guest.with_memslots(|memslots| batch_of_ipas(&walker, memslots)))
         };
         let single = {
             let (guest, walker) = (guest.clone(), walker.clone());
@@ -244,18 +268,10 @@ fn published_table_is_seen_whole_by_single_and_batched_walks() {
             })
         };
 
-        // L1: build the new table with plain stores, then publish it (its
-        // DSB before the descriptor write makes this a Release store).
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let batch = batched.join().unwrap();
-        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
-        // The batch reads the shared level-2 descriptor once, so both
-        // walks went through the same table.
-        assert_eq!(outputs[0], outputs[1]);
+        batch_output(batch);
         output_of(IPAS[1], single.join().unwrap());
     });
 }
@@ -397,10 +413,7 @@ fn published_table_is_seen_whole_by_the_visitor() {
             })
         };
 
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let outputs = visit.join().unwrap();
         assert_eq!(outputs.len(), 2, "the visit saw a torn table: {outputs:x?}");
@@ -479,10 +492,7 @@ fn published_table_is_seen_whole_by_the_specialised_walk() {
             })
         };
 
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
 
         let translation = single.join().unwrap();
         output_of(IPAS[1], translation);
@@ -500,31 +510,11 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
         let walker = Arc::new(walker(0, 0));
         let batched = {
             let (guest, walker) = (guest.clone(), walker.clone());
-            thread::spawn(move || {
-                let requests = IPAS.map(|ipa| WalkRequest {
-                    ipa,
-                    access: AccessKind::Read,
-                });
-                let mut results = [Err(WalkError::Contended {
-                    ipa: 0,
-                    descriptor_address: 0,
-                }); 2];
-                guest.with_memslots(|memslots| {
-                    walker
-                        .walk_batch(memslots, &requests, &mut results)
-                        .expect("equal lengths")
-                });
-                results
-            })
+            thread::spawn(move || guest.with_memslots(|memslots| batch_of_ipas(&walker, memslots)))
         };
-        // L1, as in `published_table_is_seen_whole_by_single_and_batched_walks`.
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
         let batch = batched.join().unwrap();
-        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
-        assert_eq!(outputs[0], outputs[1]);
+        batch_output(batch);
     });
 }
 
@@ -543,29 +533,12 @@ fn published_table_is_seen_whole_by_the_specialised_batch_through_the_largest_sl
         let batched = {
             let (guest, level1, walker) = (guest.clone(), level1.clone(), walker.clone());
             thread::spawn(move || {
-                let requests = IPAS.map(|ipa| WalkRequest {
-                    ipa,
-                    access: AccessKind::Read,
-                });
-                let mut results = [Err(WalkError::Contended {
-                    ipa: 0,
-                    descriptor_address: 0,
-                }); 2];
-                guest.with_level1_memslots(&level1[..], |memslots| {
-                    walker
-                        .walk_batch(memslots, &requests, &mut results)
-                        .expect("equal lengths")
-                });
-                results
+                guest.with_level1_memslots(&level1[..], |memslots| batch_of_ipas(&walker, memslots))
             })
         };
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
         let batch = batched.join().unwrap();
-        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
-        assert_eq!(outputs[0], outputs[1]);
+        batch_output(batch);
         // The trail the specialised batch built: the three reads, in order.
         let trail = batch[1].unwrap().trail;
         let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
@@ -588,10 +561,7 @@ fn published_table_is_seen_whole_by_a_single_walk_through_the_largest_slot() {
                 guest.with_memslots(|memslots| walker.walk(memslots, IPAS[1], AccessKind::Read))
             })
         };
-        for (entry, ipa) in guest.new.iter().zip(IPAS) {
-            entry.store(page(NEW_OUTPUT + ipa, AF), Ordering::Relaxed);
-        }
-        guest.level2[0].store(table(NEW_TABLE), Ordering::Release);
+        guest.publish_new_table();
         output_of(IPAS[1], single.join().unwrap());
     });
 }
