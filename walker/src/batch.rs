@@ -125,7 +125,11 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         // An implementation that skipped an entry would otherwise leave the
         // previous round's value there, a silently wrong walk: a skipped
         // read is an external abort on the walk instead.
-        values[..pending].fill(Err(MemoryError::OutsideMemslots));
+        // (Stored in a loop: `fill` went through `clone_from`, a branch
+        // on each entry's variant.)
+        for value in &mut values[..pending] {
+            *value = Err(MemoryError::OutsideMemslots);
+        }
         memory.read_descriptors(&unique[..pending], &mut values[..pending]);
         // The next round's addresses replace this round's in `unique`
         // (read already) as the walks go on.
