@@ -125,13 +125,21 @@ fn walks_batch(
 
 /// The `batch` mode: 64 walks of a cold table (16 MiB, 1024 disjoint
 /// paths: the `walker_cold` layout, small enough to build under
-/// valgrind) in one `walk_batch` call, `n` times.
-fn batch_mode(n: usize) {
+/// valgrind) in one `walk_batch` call, `n` times; `general`: with the
+/// walker's single walks (and so its batches) forced onto the general
+/// ones (`batch_general`), the batch every configuration without a
+/// specialised one takes.
+fn batch_mode(n: usize, general: bool) {
     let fixture = cold_table(16 << 20, 2, 4096);
     let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
     let mut storage = Vec::new();
     let memslots = memory.memslots(&mut storage);
     let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let walker = if general {
+        walker.with_general_walk()
+    } else {
+        walker
+    };
     let requests: Vec<WalkRequest> = fixture.ipas[..COLD_BATCH]
         .iter()
         .map(|&ipa| WalkRequest {
@@ -166,12 +174,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|new|new_walk|new_leaf|kvm \
                  [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot] [pa52|pa48]\n       \
-                 walk_count batch [BATCHES (1000)]";
+                 walk_count batch|batch_general [BATCHES (1000)]";
     let mode = args.first().map(String::as_str).unwrap_or_else(|| {
         eprintln!("{usage}");
         std::process::exit(2)
     });
-    if mode == "batch" {
+    if mode == "batch" || mode == "batch_general" {
         let n = args
             .get(1)
             .map_or(Ok(1000), |s| s.parse())
@@ -179,7 +187,7 @@ fn main() {
                 eprintln!("batch count: {e}\n{usage}");
                 std::process::exit(2)
             });
-        batch_mode(n);
+        batch_mode(n, mode == "batch_general");
         return;
     }
     let name = args.get(1).map_or("4K/L0", String::as_str);

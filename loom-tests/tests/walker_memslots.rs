@@ -38,6 +38,11 @@
 //! - `published_table_is_seen_whole_by_the_specialised_64k_walk`: the same
 //!   race for a 64KB, start-level-2 walker, whose specialised walk is the
 //!   out-of-line 16KB/64KB dispatch's.
+//! - `published_table_is_seen_whole_by_the_specialised_batch_through_the_largest_slot`
+//!   (stop 27): the largest-slot race for a batch of that start-level-1
+//!   walker, which takes the batch specialised for it
+//!   (`walker/src/walk/specialised_batch.rs`); fails with the batch's
+//!   Acquire fence removed.
 #![cfg(loom)]
 #![allow(
     clippy::result_large_err,
@@ -130,22 +135,7 @@ fn spawn_batch<const LEVEL2_WORDS: usize>(
     walker: &Arc<Stage2Walker>,
 ) -> thread::JoinHandle<[Result<Translation, WalkError>; 2]> {
     let (guest, walker) = (guest.clone(), walker.clone());
-    thread::spawn(move || {
-        let requests = IPAS.map(|ipa| WalkRequest {
-            ipa,
-            access: AccessKind::Read,
-        });
-        let mut results = [Err(WalkError::Contended {
-            ipa: 0,
-            descriptor_address: 0,
-        }); 2];
-        guest.with_memslots(|memslots| {
-            walker
-                .walk_batch(memslots, &requests, &mut results)
-                .expect("equal lengths")
-        });
-        results
-    })
+    thread::spawn(move || guest.with_memslots(|memslots| batch_of_ipas(&walker, memslots)))
 }
 
 /// A thread making one single walk of `ipa` on `guest`'s memslots.
@@ -185,7 +175,7 @@ fn walker(hafdbs: u64, extra: u64) -> Stage2Walker {
 /// stays as it was: entry 0 points to [`LEVEL2`].
 const LEVEL1: u64 = 0x0;
 
-impl Guest {
+impl<const LEVEL2_WORDS: usize> Guest<LEVEL2_WORDS> {
     /// [`Guest::with_memslots`] with `level1` as one more slot at [`LEVEL1`].
     fn with_level1_memslots<R>(
         &self,
@@ -249,6 +239,34 @@ fn output_of(ipa: u64, result: Result<Translation, WalkError>) -> u64 {
     base
 }
 
+/// Which mapping a batch of [`IPAS`] went through: the batch reads the
+/// shared level-2 descriptor once, so both walks went through the same
+/// table.
+fn batch_output(batch: [Result<Translation, WalkError>; 2]) -> u64 {
+    let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
+    assert_eq!(outputs[0], outputs[1]);
+    outputs[0]
+}
+
+/// One `walk_batch` of reads of [`IPAS`].
+fn batch_of_ipas(
+    walker: &Stage2Walker,
+    memslots: &Memslots<'_>,
+) -> [Result<Translation, WalkError>; 2] {
+    let requests = IPAS.map(|ipa| WalkRequest {
+        ipa,
+        access: AccessKind::Read,
+    });
+    let mut results = [Err(WalkError::Contended {
+        ipa: 0,
+        descriptor_address: 0,
+    }); 2];
+    walker
+        .walk_batch(memslots, &requests, &mut results)
+        .expect("equal lengths");
+    results
+}
+
 #[test]
 fn published_table_is_seen_whole_by_single_and_batched_walks() {
     loom::model(|| {
@@ -265,10 +283,7 @@ fn published_table_is_seen_whole_by_single_and_batched_walks() {
         guest.publish_new_table();
 
         let batch = batched.join().unwrap();
-        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
-        // The batch reads the shared level-2 descriptor once, so both
-        // walks went through the same table.
-        assert_eq!(outputs[0], outputs[1]);
+        batch_output(batch);
         output_of(IPAS[1], single.join().unwrap());
     });
 }
@@ -508,8 +523,35 @@ fn published_table_is_seen_whole_by_a_batch_through_the_largest_slot() {
         let batched = spawn_batch(&guest, &walker);
         guest.publish_new_table();
         let batch = batched.join().unwrap();
-        let outputs = [output_of(IPAS[0], batch[0]), output_of(IPAS[1], batch[1])];
-        assert_eq!(outputs[0], outputs[1]);
+        batch_output(batch);
+    });
+}
+
+/// The largest-slot publication race for a batch of the start-level-1
+/// walker, whose batches take the specialised batch
+/// (`walker/src/walk/specialised_batch.rs`): its level-2 reads go through
+/// the same `read_descriptors` (Relaxed loads from the largest slot, one
+/// Acquire fence), the level-1 table in a slot of its own.
+#[test]
+fn published_table_is_seen_whole_by_the_specialised_batch_through_the_largest_slot() {
+    loom::model(|| {
+        let guest = Arc::new(Guest::largest_slot());
+        let level1 = Arc::new([AtomicU64::new(table(LEVEL2)), AtomicU64::new(0)]);
+        let walker = Arc::new(walker_from_level1());
+        assert!(walker.takes_specialised_walk());
+        let batched = {
+            let (guest, level1, walker) = (guest.clone(), level1.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_level1_memslots(&level1[..], |memslots| batch_of_ipas(&walker, memslots))
+            })
+        };
+        guest.publish_new_table();
+        let batch = batched.join().unwrap();
+        batch_output(batch);
+        // The trail the specialised batch built: the three reads, in order.
+        let trail = batch[1].unwrap().trail;
+        let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
+        assert_eq!(levels, [1, 2, 3]);
     });
 }
 

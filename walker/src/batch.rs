@@ -64,7 +64,11 @@ pub(crate) fn walk_batch<M: GuestMemory + ?Sized>(
         .chunks(BATCH_CHUNK)
         .zip(results.chunks_mut(BATCH_CHUNK))
     {
-        walk_chunk(walker, memory, requests, results);
+        // The configurations the single walk specialises (walk/
+        // specialised_batch.rs) write nothing, and take their own batch.
+        if !walker.walk_chunk_specialised(memory, requests, results) {
+            walk_chunk(walker, memory, requests, results);
+        }
     }
     Ok(())
 }
@@ -121,7 +125,11 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
         // An implementation that skipped an entry would otherwise leave the
         // previous round's value there, a silently wrong walk: a skipped
         // read is an external abort on the walk instead.
-        values[..pending].fill(Err(MemoryError::OutsideMemslots));
+        // (Stored in a loop: `fill` went through `clone_from`, a branch
+        // on each entry's variant.)
+        for value in &mut values[..pending] {
+            *value = Err(MemoryError::OutsideMemslots);
+        }
         memory.read_descriptors(&unique[..pending], &mut values[..pending]);
         // The next round's addresses replace this round's in `unique`
         // (read already) as the walks go on.
@@ -397,7 +405,7 @@ impl Written {
 
 /// Open-addressing set of the addresses gathered in one round, mapping
 /// each to its slot in the batch: duplicates found in O(1) on average.
-struct Dedup {
+pub(crate) struct Dedup {
     /// Slot in the batch + 1 (0 = empty bucket).
     buckets: [u8; DEDUP_BUCKETS],
 }
@@ -408,7 +416,7 @@ const DEDUP_BUCKETS: usize = 2 * BATCH_CHUNK;
 const _: () = assert!(BATCH_CHUNK < u8::MAX as usize && DEDUP_BUCKETS.is_power_of_two());
 
 impl Dedup {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Dedup {
             buckets: [0; DEDUP_BUCKETS],
         }
@@ -416,7 +424,12 @@ impl Dedup {
 
     /// The batch slot of `address`, appending it to `unique` if new.
     #[inline]
-    fn slot(&mut self, address: u64, unique: &mut [u64; BATCH_CHUNK], pending: &mut usize) -> u8 {
+    pub(crate) fn slot(
+        &mut self,
+        address: u64,
+        unique: &mut [u64; BATCH_CHUNK],
+        pending: &mut usize,
+    ) -> u8 {
         let hash = (address >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         // The top bits of the product pick the bucket (the best-mixed ones).
         let bits = DEDUP_BUCKETS.trailing_zeros();

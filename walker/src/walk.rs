@@ -13,6 +13,7 @@ use crate::memory::{GuestMemory, SlotHint};
 use crate::visit::LeafAttributes;
 
 mod specialised;
+mod specialised_batch;
 use specialised::WalkKind;
 
 /// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).

@@ -191,19 +191,37 @@ fn each_level_is_one_batch_with_duplicates_read_once() {
 
 #[test]
 fn more_requests_than_one_chunk() {
-    let (mem, w, base) = sample();
+    let (mem, general, base) = sample();
     let requests: Vec<_> = base
         .iter()
         .cycle()
         .take(3 * BATCH_CHUNK + 5)
         .copied()
         .collect();
-    let copy = mem.duplicate();
-    let expect = singles(&w, &copy, &requests);
-    let (got, batches) = batched(&w, &mem, &requests);
-    assert_eq!(got, expect);
-    assert_eq!(mem.snapshot(), copy.snapshot());
-    assert!(batches.iter().all(|b| b.len() <= BATCH_CHUNK));
+    // The general batch (HA, HD) and the specialised one (without them).
+    for w in [general, without_hardware_updates(&general)] {
+        let mem = mem.duplicate();
+        let copy = mem.duplicate();
+        let expect = singles(&w, &copy, &requests);
+        let (got, batches) = batched(&w, &mem, &requests);
+        assert_eq!(got, expect);
+        assert_eq!(mem.snapshot(), copy.snapshot());
+        assert!(batches.iter().all(|b| b.len() <= BATCH_CHUNK));
+    }
+}
+
+/// The sample's walker without HA and HD: one whose batches take the
+/// specialised batch (`walk/specialised_batch.rs`).
+fn without_hardware_updates(w: &Stage2Walker) -> Stage2Walker {
+    let registers = w.registers();
+    let specialised = walker(
+        registers.vtcr & !(VTCR_HA | VTCR_HD),
+        registers.vttbr,
+        Endianness::Little,
+        &features(mmfr0(PA_48), 2, 0),
+    );
+    assert!(!w.takes_specialised_walk() && specialised.takes_specialised_walk());
+    specialised
 }
 
 #[test]
@@ -276,7 +294,15 @@ impl<M: GuestMemory> GuestMemory for SkipsSecondEntry<'_, M> {
 
 #[test]
 fn an_entry_the_memory_leaves_unread_is_an_external_abort_not_a_stale_value() {
-    let (mem, w, _) = sample();
+    let (mem, general, _) = sample();
+    // The sample's walker (HA and HD: the general batch) and the same
+    // without them (the specialised batch).
+    for w in [general, without_hardware_updates(&general)] {
+        a_skipped_entry_aborts_the_walk(&mem, &w);
+    }
+}
+
+fn a_skipped_entry_aborts_the_walk(mem: &Mem, w: &Stage2Walker) {
     // Two pages under different level-2 tables: every round reads two
     // distinct descriptors, and the second is the one skipped.
     let requests = [

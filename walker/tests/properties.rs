@@ -818,6 +818,46 @@ fn check_specialised_against_general(
         prop_assert_eq!(got, expected, "lean walk {} of {:x?}", i, requests);
     }
     prop_assert_eq!(mem.snapshot(), general_mem.snapshot());
+
+    // The batch (the specialised one for `w`, the general one for
+    // `general`): the general single walks' results in request order, and
+    // the same reads level by level, each level one batch, duplicates once.
+    let batch = |walker: &Stage2Walker, mem: &Mem| {
+        let mut results = vec![
+            Err(WalkError::Contended {
+                ipa: 0,
+                descriptor_address: 0
+            });
+            requests.len()
+        ];
+        let batches = mem.with(|m| {
+            let rec = Recording::new(m);
+            walker.walk_batch(&rec, requests, &mut results).unwrap();
+            let batches = rec.batches.borrow().clone();
+            batches
+        });
+        (results, batches)
+    };
+    let singles: Vec<_> = general_mem.with(|m| {
+        requests
+            .iter()
+            .map(|r| general.walk(m, r.ipa, r.access))
+            .collect()
+    });
+    let (batched, batches) = batch(w, mem);
+    let (general_batched, general_batches) = batch(general, &general_mem);
+    for (i, (got, expected)) in batched.iter().zip(&singles).enumerate() {
+        prop_assert_eq!(got, expected, "batched walk {} of {:x?}", i, requests);
+    }
+    prop_assert_eq!(&general_batched, &singles);
+    prop_assert_eq!(&batches, &general_batches);
+    for batch in &batches {
+        let mut distinct = batch.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        prop_assert_eq!(distinct.len(), batch.len(), "duplicate read in a batch");
+    }
+    prop_assert_eq!(mem.snapshot(), general_mem.snapshot());
     Ok(())
 }
 

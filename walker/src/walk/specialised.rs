@@ -108,8 +108,8 @@ impl WalkKind {
 /// A granule as the specialised walk sees it: its constants with DS = 0,
 /// from the general walk's own per-granule tables and address-bit
 /// decoding (so the two walks cannot disagree on them), folded into each
-/// copy of the walk.
-trait Shape {
+/// copy of the walk (and of the batch, `walk/specialised_batch.rs`).
+pub(super) trait Shape {
     const GRANULE: Granule;
     /// 64KB with FEAT_LPA (PAMax 52): OA\[51:48\] in descriptor bits
     /// 15:12, blocks at level 1 too.
@@ -149,6 +149,19 @@ trait Shape {
         u32::from(Self::TABLES.contiguous_log2s[level_slot(level)])
     }
 
+    /// The leaf checks' rules at `level`: constants (no HA/HD, DS = 0).
+    #[inline(always)]
+    fn leaf_rules(level: i8) -> LeafRules {
+        LeafRules {
+            block_bits: Self::level_lsb(level),
+            contiguous_log2: Self::contiguous_log2(level),
+            address_bits: Self::ADDRESS_BITS,
+            ha: false,
+            hd: false,
+            ds: false,
+        }
+    }
+
     /// AArch64.NextTableBase: the table address bits, and OA\[51:48\]
     /// from bits 15:12 with FEAT_LPA.
     #[inline(always)]
@@ -159,11 +172,11 @@ trait Shape {
 }
 
 /// The 4KB granule.
-struct K4;
+pub(super) struct K4;
 /// The 16KB granule.
-struct K16;
+pub(super) struct K16;
 /// The 64KB granule.
-struct K64;
+pub(super) struct K64;
 
 impl Shape for K4 {
     const GRANULE: Granule = Granule::K4;
@@ -175,14 +188,14 @@ impl Shape for K64 {
     const GRANULE: Granule = Granule::K64;
 }
 /// The 64KB granule with FEAT_LPA.
-struct K64Lpa;
+pub(super) struct K64Lpa;
 impl Shape for K64Lpa {
     const GRANULE: Granule = Granule::K64;
     const LPA: bool = true;
 }
 
 /// One level's outcome.
-enum Step {
+pub(super) enum Step {
     /// A table descriptor: the next level's descriptor address.
     Table(u64),
     /// The leaf descriptor.
@@ -198,7 +211,7 @@ enum Step {
 /// fault's packed payload was prepared on every level of every walk).
 #[cold]
 #[inline(never)]
-fn unreadable<T: TrailSink, R>(
+pub(super) fn unreadable<T: TrailSink, R>(
     ipa: u64,
     access: AccessKind,
     trail: T,
@@ -354,6 +367,14 @@ impl Stage2Walker {
                 level,
             };
         }
+        self.decode_in::<G>(ipa, level, descriptor)
+    }
+
+    /// What the descriptor read at `level` means for the walk of `ipa`
+    /// under granule `G`'s constants (a single walk's level, or a
+    /// batch's): never [`Step::Unread`].
+    #[inline(always)]
+    pub(super) fn decode_in<G: Shape>(&self, ipa: u64, level: i8, descriptor: u64) -> Step {
         let stop = |cause| Step::Stop(Stop { cause, level });
         match descriptor & 3 {
             3 if level < 3 => {
@@ -375,22 +396,14 @@ impl Stage2Walker {
     /// The leaf checks under the configuration's constant rules; no
     /// hardware update (HA = 0), so nothing is written.
     #[inline(always)]
-    fn finish_in<G: Shape, T: TrailSink, R>(
+    pub(super) fn finish_in<G: Shape, T: TrailSink, R>(
         &self,
         cursor: &Cursor,
         descriptor: u64,
         trail: T,
         done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
-        let rules = LeafRules {
-            block_bits: G::level_lsb(cursor.level),
-            contiguous_log2: G::contiguous_log2(cursor.level),
-            address_bits: G::ADDRESS_BITS,
-            ha: false,
-            hd: false,
-            ds: false,
-        };
-        match self.check_leaf_by(cursor, descriptor, rules) {
+        match self.check_leaf_by(cursor, descriptor, G::leaf_rules(cursor.level)) {
             Ok(leaf) => Ok(done(cursor, &trail, &leaf)),
             Err(stop) => failed(cursor.ipa, cursor.access, trail, stop),
         }
