@@ -1744,39 +1744,29 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
                 ))
             }
         }
-        Expect::EndsWithAll { lines, status } => {
-            if let Some(line) = lines
-                .iter()
-                .find(|line| !outcome.matches.iter().any(|l| l.contains(*line)))
-            {
-                Some(format!(
-                    "expected the line `{line}`; QEMU exit status {:?}",
-                    outcome.status
-                ))
-            } else if outcome.status != Some(status) {
-                Some(format!(
-                    "expected exit status {status}, got {:?}",
-                    outcome.status
-                ))
-            } else {
-                None
-            }
-        }
-        Expect::Ends { line, status } => {
-            if !outcome.matches.iter().any(|l| l.contains(line)) {
-                Some(format!(
-                    "expected the line `{line}`; QEMU exit status {:?}",
-                    outcome.status
-                ))
-            } else if outcome.status != Some(status) {
-                Some(format!(
-                    "expected exit status {status}, got {:?}",
-                    outcome.status
-                ))
-            } else {
-                None
-            }
-        }
+        Expect::EndsWithAll { lines, status } => ends_with(lines, status, outcome),
+        Expect::Ends { line, status } => ends_with(&[line], status, outcome),
+    }
+}
+
+/// Why a run that must print each of `lines` and end with `status` failed;
+/// None if it did not.
+fn ends_with(lines: &[&str], status: i32, outcome: &Outcome) -> Option<String> {
+    if let Some(line) = lines
+        .iter()
+        .find(|line| !outcome.matches.iter().any(|l| l.contains(*line)))
+    {
+        Some(format!(
+            "expected the line `{line}`; QEMU exit status {:?}",
+            outcome.status
+        ))
+    } else if outcome.status != Some(status) {
+        Some(format!(
+            "expected exit status {status}, got {:?}",
+            outcome.status
+        ))
+    } else {
+        None
     }
 }
 
@@ -2077,6 +2067,29 @@ mod tests {
                     .starts_with("wrong marker")
             );
         }
+        // The fault-rate case needs every pass's counts, not only L1's PASS
+        // line (a pass line with other counts is a missing line).
+        let fault_rate = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=fault-rate")
+            .unwrap();
+        assert_eq!(
+            verdict(&fault_rate, &outcome(Some(0), FAULT_RATE_LINES)),
+            None
+        );
+        let pass_only = &FAULT_RATE_LINES[FAULT_RATE_LINES.len() - 1..];
+        assert!(verdict(&fault_rate, &outcome(Some(0), pass_only))
+            .unwrap()
+            .contains("pass 1 (first touch"));
+        let other_walks = FAULT_RATE_LINES[2].replace("full walks 1,", "full walks 0,");
+        let mut lines = FAULT_RATE_LINES.to_vec();
+        lines[2] = &other_walks;
+        assert!(verdict(&fault_rate, &outcome(Some(0), &lines))
+            .unwrap()
+            .contains("pass 3"));
+        assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
+            .unwrap()
+            .contains("exit status 0"));
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
             .starts_with("timeout"));
