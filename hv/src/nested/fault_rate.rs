@@ -133,7 +133,7 @@ impl Pass {
             faults: pages,
             misses: pages,
             walks: full,
-            partial_walks: pages - full,
+            partial_walks: pages.saturating_sub(full),
             ..Counts::ZERO
         };
         (prep, window)
