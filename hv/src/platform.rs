@@ -908,6 +908,16 @@ pub enum NestedDemo {
     /// invalidating anything: L1 must then see the stale page and fail
     /// (proof that the demo checks the TLBI path).
     DemoNoTlbi,
+    /// `fault-rate`: L1 (`arch::nested_l1_fault_rate`) maps
+    /// `nested::fault_rate::PAGES` pages for its L2, which touches each
+    /// once per pass, after L1's remaps and TLBIs of several kinds; hv
+    /// prints each pass's faults, time and service counts and checks the
+    /// counts the pass implies (`nested::fault_rate`).
+    FaultRate,
+    /// `fault-rate-no-tlbi`: the same, but hv acknowledges L1's stage-2
+    /// TLBIs without applying them (`demo-no-tlbi`'s defect): after the
+    /// first remap L2 reads the pages' old values (this run must fail).
+    FaultRateNoTlbi,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1209,6 +1219,12 @@ impl NestedDemo {
         )
     }
 
+    /// Whether this is the fault-rate L1 (`fault-rate` and its failure
+    /// mode), whose service is sized for its pages.
+    pub fn is_fault_rate(self) -> bool {
+        matches!(self, Self::FaultRate | Self::FaultRateNoTlbi)
+    }
+
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
     /// failure modes).
     pub fn linux_l1(self) -> bool {
@@ -1279,6 +1295,10 @@ impl Options {
                 }
                 "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
                 "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
+                "hv.nested=fault-rate" => options.nested = Some(NestedDemo::FaultRate),
+                "hv.nested=fault-rate-no-tlbi" => {
+                    options.nested = Some(NestedDemo::FaultRateNoTlbi)
+                }
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
                 "hv.nested=irq-no-maintenance" => {
@@ -1694,6 +1714,14 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=recycle").map(|o| o.nested),
             Ok(Some(NestedDemo::Recycle))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRate))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-no-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateNoTlbi))
         );
         assert_eq!(
             Options::parse("hv.nested=recycle-stale-root").map(|o| o.nested),

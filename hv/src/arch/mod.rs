@@ -42,6 +42,7 @@ pub mod nested;
 mod nested_gic;
 pub mod nested_l1;
 pub mod nested_l1_at;
+pub mod nested_l1_fault_rate;
 pub mod nested_l1_gic;
 pub mod nested_l1_host;
 pub mod nested_l1_hw_timer;

@@ -80,6 +80,7 @@ use crate::nested::entry::{
     l2_fault_ipa, l2_stage1_on, runs_el0_with_tge, tge_el0_exit, EretTarget, FaultIpaSource,
     Origin, TgeEl0Exit, Vel2Register,
 };
+use crate::nested::fault_rate::{self, Counts as FaultRateCounts};
 use crate::nested::gic::L1GicLayout;
 use crate::nested::handshake::{
     Entry, HandshakeBackend, Kicks, NeverLeft, PeHandshake, PeSet, Phase,
@@ -133,6 +134,17 @@ mod vector;
 /// specific hypervisor service, function 1): prints the byte in x1; x0
 /// returns 0. A `\n` ends the line, which hv prints as `l1: <line>`.
 pub const HVC_CONSOLE_PUTC: u64 = 0xc600_0001;
+/// `hv.nested=fault-rate` only (else NOT_SUPPORTED): the start of pass x1's
+/// timed window; hv snapshots its counts. x0 returns 0.
+pub const HVC_FAULT_RATE_BEGIN: u64 = 0xc600_0002;
+/// The end of pass x1's window, x2 the counter ticks L1 measured, x3 the
+/// pages L2 touched: hv prints the pass's line and checks its counts
+/// (`crate::nested::fault_rate`). x0 returns 0.
+pub const HVC_FAULT_RATE_END: u64 = 0xc600_0003;
+/// The fault-rate case's service budget: its split holds every page's
+/// shadow leaf and cached walk twice over (4608 KiB: 2293 shadow leaves,
+/// 8192 cache places; the other demos' 512 KiB hold 245 leaves).
+const FAULT_RATE_BUDGET_BYTES: usize = 4608 << 10;
 
 const ARENA_ALIGN: u64 = 2 << 20;
 const L0_TABLES_END: u64 = 16 * 4096;
@@ -457,6 +469,16 @@ struct Vcpu {
     /// R38-4).
     worker: Option<VcpuWorker>,
     counts: Counts,
+    /// `fault-rate`: hv's counts at the last END call (or the start) and
+    /// at the open pass's BEGIN call.
+    fault_rate: FaultRateMarks,
+}
+
+/// The snapshots a fault-rate pass's line is the difference of.
+#[derive(Clone, Copy, Debug, Default)]
+struct FaultRateMarks {
+    last_end: FaultRateCounts,
+    begin: Option<(u64, FaultRateCounts)>,
 }
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
@@ -527,6 +549,7 @@ impl Vcpu {
             wfi: false,
             worker: None,
             counts: Counts::default(),
+            fault_rate: FaultRateMarks::default(),
         }
     }
 }
@@ -658,13 +681,16 @@ const WATCHDOG_SECONDS: u64 = 20;
 /// s of QEMU time), still inside the driver's 60 s per boot.
 const LINUX_WATCHDOG_SECONDS: u64 = 45;
 
-/// The watchdog's bound for `demo`: a Linux L1's, but for the twins that
+/// The watchdog's bound for `demo`: a Linux L1's (also the fault-rate
+/// case's), but for the twins that
 /// hang by design after their defect's own line (`linux-no-ipi`,
 /// `linux-no-sve-hiding`), which end sooner with the default bound.
 fn watchdog_seconds(demo: NestedDemo) -> u64 {
     match demo {
         NestedDemo::LinuxNoIpi | NestedDemo::LinuxNoSveHiding => WATCHDOG_SECONDS,
-        _ if demo.linux_l1() => LINUX_WATCHDOG_SECONDS,
+        // 14,000 service round trips: under 1 s on a quiet 2-core host,
+        // 13 s seen while other builds shared it (TCG).
+        _ if demo.linux_l1() || demo.is_fault_rate() => LINUX_WATCHDOG_SECONDS,
         _ => WATCHDOG_SECONDS,
     }
 }
@@ -808,6 +834,8 @@ pub fn run(
     let hide_sve_sme = linux && demo != NestedDemo::LinuxNoSveHiding;
     let l1_ram_bytes = if linux {
         linux::LINUX_L1_RAM_BYTES
+    } else if demo.is_fault_rate() {
+        super::nested_l1_fault_rate::L1_RAM_BYTES
     } else {
         L1_RAM_BYTES
     };
@@ -913,6 +941,7 @@ pub fn run(
         | NestedDemo::GicNoPpiActiveWait
         | NestedDemo::GicNoDisplace
         | NestedDemo::GicNoListedActive => super::nested_l1_gic::image(),
+        NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi => super::nested_l1_fault_rate::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -979,10 +1008,28 @@ pub fn run(
     } else {
         1
     };
-    let budget = match Budget::split_for(BUDGET_BYTES, contexts, &shadow_config) {
+    let budget_bytes = if demo.is_fault_rate() {
+        FAULT_RATE_BUDGET_BYTES
+    } else {
+        BUDGET_BYTES
+    };
+    let budget = match Budget::split_for(budget_bytes, contexts, &shadow_config) {
         Ok(b) => b,
         Err(e) => fail(format_args!("nested: budget: {e:?}")),
     };
+    // Every page and L2's code page at once, with the cache at twice the
+    // working set (shadow-mmu/README.md: no leaf lost there), so no
+    // eviction or cleared shadow blurs the counts.
+    let fault_rate_leaves = fault_rate::PAGES as usize + 1;
+    if demo.is_fault_rate()
+        && (budget.shadow_leaves < fault_rate_leaves
+            || budget.capacity.leaves_per_context < 2 * fault_rate_leaves)
+    {
+        fail(format_args!(
+            "nested: fault-rate: the budget holds {} shadow leaves and {} cache places, not {fault_rate_leaves} and twice that",
+            budget.shadow_leaves, budget.capacity.leaves_per_context
+        ));
+    }
     let config = ServiceConfig {
         features: exposed,
         budget,
@@ -1039,7 +1086,10 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
-        skip_stage2_tlbi: matches!(demo, NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi),
+        skip_stage2_tlbi: matches!(
+            demo,
+            NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi | NestedDemo::FaultRateNoTlbi
+        ),
         demo,
         mode: if non_vhe {
             L1Vel2Mode::NonVhe
@@ -1287,6 +1337,8 @@ pub fn run(
             NestedDemo::LinuxNoL2Tid3 => " (linux-no-l2-tid3: the guest bundle's Linux kernel is L1, its L2's ID register reads answered by hv as if L1 had not set HCR_EL2.TID3; this run must fail)",
             NestedDemo::LinuxNoL2Lr => " (linux-no-l2-lr: the guest bundle's Linux kernel is L1, the list registers it writes for its L2 ignored; this run must fail)",
             NestedDemo::LinuxNoIpi => " (linux-no-ipi: the guest bundle's Linux kernel is L1, its SGIs to another vCPU dropped; this run must fail)",
+            NestedDemo::FaultRate => " (fault-rate: L1's L2 touches every one of its pages once per pass; hv prints each pass's faults, time and service counts)",
+            NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -1927,6 +1979,8 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
 /// HVC (or SMC) from L1: the console, PSCI.
 fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     const CONSOLE_PUTC: u32 = HVC_CONSOLE_PUTC as u32;
+    const FAULT_RATE_BEGIN: u32 = HVC_FAULT_RATE_BEGIN as u32;
+    const FAULT_RATE_END: u32 = HVC_FAULT_RATE_END as u32;
     // SMCCC: the function ID is W0 (as KVM reads it too).
     match frame.x[0] as u32 {
         CONSOLE_PUTC => {
@@ -1942,8 +1996,94 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.x[0] = 0;
         }
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
+        FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
+            vcpu.fault_rate.begin = Some((frame.x[1], fault_rate_counts(nested, vcpu)));
+            frame.x[0] = 0;
+        }
+        FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
+}
+
+/// This vCPU's fault count and the service's counters now (the fault-rate
+/// L1 has one vCPU).
+fn fault_rate_counts(nested: &Nested, vcpu: &Vcpu) -> FaultRateCounts {
+    let s = nested.service.stats();
+    FaultRateCounts {
+        faults: vcpu.counts.translates,
+        stage2_tlbis: vcpu.counts.stage2_tlbis,
+        hits: s.hits,
+        misses: s.misses,
+        walks: s.walks,
+        partial_walks: s.partial_walks,
+        invalidations: s.invalidations,
+        invalidated_entries: s.invalidated_entries,
+        evictions: s.evictions,
+    }
+}
+
+/// L1's END of a fault-rate pass (x1 the pass, x2 its ticks, x3 its
+/// pages): prints the pass's line, then ends the run with `FAILED` if its
+/// counts are not what the pass implies (`fault_rate::check`), or if L1
+/// calls out of order.
+fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    let (number, ticks, pages) = (frame.x[1], frame.x[2], frame.x[3]);
+    let end = fault_rate_counts(nested, vcpu);
+    let (pass, begin) = match (
+        vcpu.fault_rate.begin.take(),
+        fault_rate::Pass::from_number(number),
+    ) {
+        (Some((begun, begin)), Some(pass)) if begun == number && pages == fault_rate::PAGES => {
+            (pass, begin)
+        }
+        _ => {
+            println!("hv: nested: fault-rate: FAILED: L1 ended pass {number} ({pages} pages) without beginning it, or a pass or page count hv does not know");
+            exit(ExitStatus::Failure)
+        }
+    };
+    let prep = begin.since(&vcpu.fault_rate.last_end);
+    let window = end.since(&begin);
+    vcpu.fault_rate.last_end = end;
+    let frequency = read_sysreg!("cntfrq_el0");
+    let ns = fault_rate::nanoseconds(ticks, frequency);
+    let rate = fault_rate::per_second(window.faults, ticks, frequency);
+    let shown = |v: Option<u64>| match v {
+        Some(v) => alloc::format!("{v}"),
+        None => "n/a".into(),
+    };
+    // The counts first (the test matrix matches them), the time last.
+    println!(
+        "hv: nested: fault-rate: pass {number} ({}): {} L2 faults: hits {}, misses {} (full walks {}, partial walks {}), invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; {ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
+        pass.describe(),
+        window.faults,
+        window.hits,
+        window.misses,
+        window.walks,
+        window.partial_walks,
+        window.invalidations,
+        window.evictions,
+        prep.faults,
+        prep.walks,
+        prep.stage2_tlbis,
+        prep.invalidations,
+        prep.invalidated_entries,
+        shown(ns),
+        shown(rate),
+    );
+    if let Err(m) = fault_rate::check(pass, pages, &prep, &window) {
+        println!(
+            "hv: nested: fault-rate: FAILED: pass {number}: {} {} where the pass implies {}",
+            if m.preparation {
+                "before it,"
+            } else {
+                "in its window,"
+            },
+            alloc::format!("{} {}", m.got, m.what),
+            m.expected
+        );
+        exit(ExitStatus::Failure)
+    }
+    frame.x[0] = 0;
 }
 
 /// L1's trapped ERET: within virtual EL2, or into L2.

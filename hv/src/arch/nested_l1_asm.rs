@@ -1,5 +1,5 @@
 //! Assembly the test guest hypervisors (`nested_l1`, `nested_l1_at`,
-//! `nested_l1_irq`, `nested_l1_mmu`, `nested_l1_recycle`) share, as string fragments for
+//! `nested_l1_fault_rate`, `nested_l1_irq`, `nested_l1_mmu`, `nested_l1_recycle`) share, as string fragments for
 //! their `global_asm!` templates (`global_asm!` joins its template strings
 //! with newlines, and each fragment here is a `concat!` of literals).
 //!

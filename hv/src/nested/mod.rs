@@ -43,6 +43,7 @@
 pub mod at;
 pub mod el2_regime;
 pub mod entry;
+pub mod fault_rate;
 pub mod gic;
 pub mod handshake;
 pub mod idregs;

@@ -133,10 +133,12 @@ fn flat_image(elf: &[u8]) -> Result<Vec<u8>, String> {
 
 const RUN_USAGE: &str = "\
 usage: cargo xtask run [--linux | --kernel IMAGE --initrd FILE] [--cmdline \"...\"] [--smp N]
-                       [--mem SIZE] [--cpu MODEL] [--timeout SECONDS]
+                       [--mem SIZE] [--cpu MODEL] [--timeout SECONDS] [--] [hv.OPTION=VALUE ...]
 Without --linux or --kernel, runs the nested demo (hv.nested=demo): a guest hypervisor
 at virtual EL2 (FEAT_NV2) runs its own guest on the shadow-mmu service; it passes
-when the guest hypervisor prints UMBRA-NESTED-PASS. --linux boots Debian's arm64
+when the guest hypervisor prints UMBRA-NESTED-PASS. Words hv.* go to hv's command line
+(hv/README.md, \"Exit status\"); an hv.nested=NAME runs that guest hypervisor instead
+of the demo (e.g. `cargo xtask run -- hv.nested=fault-rate`). --linux boots Debian's arm64
 cloud kernel with a busybox initramfs instead; --kernel/--initrd your own guest.
 Exit status: 0 when the guest powered off (PSCI SYSTEM_OFF), 1 otherwise.";
 
@@ -157,6 +159,8 @@ struct RunOptions {
     memory: String,
     cpu: String,
     timeout: Duration,
+    /// `hv.*` words for hv's command line.
+    hv_args: Vec<String>,
 }
 
 /// The longest `--timeout`: a day is far beyond any boot, and well inside
@@ -173,6 +177,7 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
         memory: "512M".into(),
         cpu: "max,pauth-impdef=on".into(),
         timeout: Duration::from_secs(300),
+        hv_args: Vec::new(),
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -209,6 +214,11 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
                 options.timeout = Duration::from_secs(seconds);
             }
             "-h" | "--help" => return Err(RUN_USAGE.into()),
+            // `cargo xtask run -- hv.nested=...`: the separator is optional.
+            "--" => {}
+            word if word.starts_with("hv.") && word.contains('=') => {
+                options.hv_args.push(word.into())
+            }
             other => return Err(format!("unknown option `{other}`\n{RUN_USAGE}")),
         }
     }
@@ -233,6 +243,17 @@ fn parse_run_options(args: &[String]) -> Result<RunOptions, String> {
         }
     }
     Ok(options)
+}
+
+/// hv's command line for `run`: the words given, after `hv.nested=demo`
+/// for a nested run unless they name a guest hypervisor of their own.
+fn run_hv_args(nested: bool, words: &[String]) -> String {
+    let mut args = Vec::new();
+    if nested && !words.iter().any(|w| w.starts_with("hv.nested=")) {
+        args.push("hv.nested=demo");
+    }
+    args.extend(words.iter().map(String::as_str));
+    args.join(" ")
 }
 
 /// Builds hv, prepares the guest bundle (or the nested demo), boots QEMU
@@ -272,11 +293,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         hv_image: image,
         bundle,
         timeout: options.timeout,
-        hv_args: if nested {
-            "hv.nested=demo".into()
-        } else {
-            String::new()
-        },
+        hv_args: run_hv_args(nested, &options.hv_args),
     };
     let outcome = machine.boot(true, &[NESTED_PASS])?;
     match (outcome.timed_out, outcome.status) {
@@ -323,6 +340,13 @@ enum Expect {
     /// The run ends as one of these `Ends` says: a failure mode that more
     /// than one check can catch first, whichever the timing lets.
     EndsOneOf(&'static [(&'static str, i32)]),
+    /// The run prints a line containing each of `lines` (in any order) and
+    /// ends with `status`: a case whose intermediate lines carry what it
+    /// checks (the fault-rate passes' counts).
+    EndsWithAll {
+        lines: &'static [&'static str],
+        status: i32,
+    },
 }
 
 /// Which guest bundle a case boots.
@@ -360,6 +384,16 @@ const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2
 /// The `sve` L1's PASS line (`hv/src/arch/nested_l1_sve.rs`).
 const SVE_PASS: &str =
     "l1: UMBRA-NESTED-PASS sve e2h=1 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok";
+/// What the fault-rate case must print: each pass's counts (the part of
+/// hv's line before its times) and L1's PASS line.
+const FAULT_RATE_LINES: &[&str] = &[
+    "hv: nested: fault-rate: pass 1 (first touch, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; ",
+    "hv: nested: fault-rate: pass 2 (after remap + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
+    "hv: nested: fault-rate: pass 3 (after remap + TLBI IPAS2E1IS of every page, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4101 entries; ",
+    "hv: nested: fault-rate: pass 4 (after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order): 2048 L2 faults: hits 0, misses 2048 (full walks 0, partial walks 2048), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4096 entries; ",
+    "hv: nested: fault-rate: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
+    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=5 values=ok",
+];
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -747,6 +781,33 @@ const MATRIX: &[Case] = &[
             status: 2,
         },
         ..boot(MAX, 1, "512M")
+    },
+    // On-target nested-fault throughput (hv/README.md, "Nested-fault
+    // throughput on the target"): L1's L2 touches 2048 pages once per pass
+    // (first touch; after a remap and TLBI VMALLS12E1IS; after TLBI
+    // IPAS2E1IS of every page; after IPAS2LE1IS of every page; scattered
+    // after VMALLS12E1IS), checking every value; hv prints each pass's
+    // counts (checked here and by hv itself) and its time (meaningless on
+    // TCG). Two CPUs: the service on CPU 1, as on hardware.
+    Case {
+        hv_args: "hv.nested=fault-rate",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_LINES,
+            status: 0,
+        },
+        ..boot(MAX, 2, "512M")
+    },
+    // Its failure mode: hv acknowledges L1's stage-2 TLBIs without
+    // applying them (`demo-no-tlbi`'s defect), so after pass 2's remap L2
+    // reads every page through its old shadow entry: page 0 holds L1 page
+    // 0's value where page 1's belongs.
+    Case {
+        hv_args: "hv.nested=fault-rate-no-tlbi",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa57000000000000",
+            status: 2,
+        },
+        ..boot(MAX, 2, "512M")
     },
     // Interrupts for L2 through L1's virtual GIC interface: L1 puts
     // virtual interrupts in ICH_LR0_EL2 (its VNCR page), L2 acknowledges
@@ -1683,21 +1744,29 @@ fn verdict(case: &Case, outcome: &Outcome) -> Option<String> {
                 ))
             }
         }
-        Expect::Ends { line, status } => {
-            if !outcome.matches.iter().any(|l| l.contains(line)) {
-                Some(format!(
-                    "expected the line `{line}`; QEMU exit status {:?}",
-                    outcome.status
-                ))
-            } else if outcome.status != Some(status) {
-                Some(format!(
-                    "expected exit status {status}, got {:?}",
-                    outcome.status
-                ))
-            } else {
-                None
-            }
-        }
+        Expect::EndsWithAll { lines, status } => ends_with(lines, status, outcome),
+        Expect::Ends { line, status } => ends_with(&[line], status, outcome),
+    }
+}
+
+/// Why a run that must print each of `lines` and end with `status` failed;
+/// None if it did not.
+fn ends_with(lines: &[&str], status: i32, outcome: &Outcome) -> Option<String> {
+    if let Some(line) = lines
+        .iter()
+        .find(|line| !outcome.matches.iter().any(|l| l.contains(*line)))
+    {
+        Some(format!(
+            "expected the line `{line}`; QEMU exit status {:?}",
+            outcome.status
+        ))
+    } else if outcome.status != Some(status) {
+        Some(format!(
+            "expected exit status {status}, got {:?}",
+            outcome.status
+        ))
+    } else {
+        None
     }
 }
 
@@ -1827,6 +1896,7 @@ fn run_matrix(options: &TestOptions) -> Result<(), String> {
         match case.expect {
             Expect::Ends { line, .. } => watch.push(line),
             Expect::EndsOneOf(ends) => watch.extend(ends.iter().map(|&(line, _)| line)),
+            Expect::EndsWithAll { lines, .. } => watch.extend_from_slice(lines),
             Expect::Marker { requires, .. } => watch.extend(requires),
         }
         let outcome = machine.boot(false, &watch)?;
@@ -1898,6 +1968,16 @@ mod tests {
         assert!(!o.linux && o.kernel.is_none());
         assert!(parse_run_options(&args(&["--linux"])).unwrap().linux);
         assert!(parse_run_options(&args(&["--linux", "--cmdline", "x"])).is_ok());
+        // hv's own options, with or without cargo's `--`.
+        let o = parse_run_options(&args(&["--", "hv.nested=fault-rate"])).unwrap();
+        assert_eq!(o.hv_args, ["hv.nested=fault-rate"]);
+        assert_eq!(run_hv_args(true, &o.hv_args), "hv.nested=fault-rate");
+        assert_eq!(run_hv_args(true, &[]), "hv.nested=demo");
+        let gic = args(&["hv.gic=passthrough"]);
+        assert_eq!(run_hv_args(true, &gic), "hv.nested=demo hv.gic=passthrough");
+        assert_eq!(run_hv_args(false, &gic), "hv.gic=passthrough");
+        assert!(parse_run_options(&args(&["hv.nested"])).is_err());
+        assert!(parse_run_options(&args(&["nested=demo"])).is_err());
         assert!(parse_run_options(&args(&["--cmdline", "x"])).is_err());
         assert!(parse_run_options(&args(&["--linux", "--kernel", k, "--initrd", i])).is_err());
         let missing = parse_run_options(&args(&["--kernel", "/nonexistent/k", "--initrd", i]));
@@ -1987,6 +2067,29 @@ mod tests {
                     .starts_with("wrong marker")
             );
         }
+        // The fault-rate case needs every pass's counts, not only L1's PASS
+        // line (a pass line with other counts is a missing line).
+        let fault_rate = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=fault-rate")
+            .unwrap();
+        assert_eq!(
+            verdict(&fault_rate, &outcome(Some(0), FAULT_RATE_LINES)),
+            None
+        );
+        let pass_only = &FAULT_RATE_LINES[FAULT_RATE_LINES.len() - 1..];
+        assert!(verdict(&fault_rate, &outcome(Some(0), pass_only))
+            .unwrap()
+            .contains("pass 1 (first touch"));
+        let other_walks = FAULT_RATE_LINES[2].replace("full walks 1,", "full walks 0,");
+        let mut lines = FAULT_RATE_LINES.to_vec();
+        lines[2] = &other_walks;
+        assert!(verdict(&fault_rate, &outcome(Some(0), &lines))
+            .unwrap()
+            .contains("pass 3"));
+        assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
+            .unwrap()
+            .contains("exit status 0"));
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
             .starts_with("timeout"));

@@ -1,0 +1,362 @@
+//! `hv.nested=fault-rate`, the portable part: what each pass of the
+//! on-target nested-fault throughput case must count, and the rate
+//! arithmetic of hv's per-pass line. The guest hypervisor is
+//! `arch::nested_l1_fault_rate`; hv's side (the two calls that bracket a
+//! pass, the snapshots, the line) is in `arch::nested`.
+//!
+//! L1 maps [`PAGES`] L2 pages (4 KiB, L2 IPA [`DATA_IPA`] on, in four
+//! level-3 tables of their own under level-1 entry 1, L2's code page under
+//! entry 0) and runs its L2, which reads every page once per pass. Between
+//! passes L1 remaps every page to the next L1 page (break-before-make) and
+//! invalidates as the pass says. hv snapshots its counts at L1's BEGIN call
+//! (after L2's code page is mapped, just before the timed loop) and END
+//! call (after L2 reported): the *window* is the timed loop, the
+//! *preparation* everything since the previous pass's END (L1's remap and
+//! TLBIs, L2's code-page fault).
+//!
+//! The counts follow from the service's design (shadow-mmu/README.md,
+//! "Walk-result cache" and "Invalidation"): a miss walks from the deepest
+//! cached intermediate path (a *partial* walk) or from the start level (a
+//! *full* walk); a walk caches the table descriptors of its trail, so
+//! after the first fault of a 1 GiB region every later one in it is
+//! partial; a whole-VMID TLBI drops leaves and paths, an any-level TLBI by
+//! IPA the leaf and every path whose region holds the page, a last-level
+//! TLBI only the leaf. Hits (a leaf still cached but missing from the
+//! shadow) need evictions or L0 changes, which this case does not make:
+//! 0.
+
+/// L2 pages each pass touches (a power of two: L2 and L1 compute page
+/// indexes modulo it with an AND).
+pub const PAGES: u64 = 2048;
+const _: () = assert!(PAGES.is_power_of_two() && PAGES.is_multiple_of(512));
+/// The first L2 IPA of the touched pages: level-1 entry 1 of L1's stage 2,
+/// apart from L2's code page (0x80000, entry 0).
+pub const DATA_IPA: u64 = 0x4000_0000;
+/// Step of the scattered pass (pass 5) through the pages: odd, so
+/// coprime with [`PAGES`], and far from 1 so consecutive faults land in
+/// different level-3 tables most of the time.
+pub const SCATTER_STRIDE: u64 = 1031;
+const _: () = assert!(SCATTER_STRIDE % 2 == 1 && SCATTER_STRIDE < PAGES);
+
+/// The passes, in the order L1 runs them (L1 passes the number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// 1: every page's first touch.
+    FirstTouch,
+    /// 2: after L1's remap and one TLBI VMALLS12E1IS.
+    AfterVmalls12,
+    /// 3: after L1's remap, a TLBI IPAS2E1IS of every page, and one
+    /// VMALLE1IS (L2's stage-1 and combined entries).
+    AfterIpas2,
+    /// 4: the same with IPAS2LE1IS (last level): the walk cache stays.
+    AfterIpas2LastLevel,
+    /// 5: after a remap and a TLBI VMALLS12E1IS, the pages in scattered
+    /// order (page k * [`SCATTER_STRIDE`] mod [`PAGES`]).
+    Scattered,
+}
+
+impl Pass {
+    /// The pass L1 numbers `number`, if any.
+    pub fn from_number(number: u64) -> Option<Pass> {
+        Some(match number {
+            1 => Pass::FirstTouch,
+            2 => Pass::AfterVmalls12,
+            3 => Pass::AfterIpas2,
+            4 => Pass::AfterIpas2LastLevel,
+            5 => Pass::Scattered,
+            _ => return None,
+        })
+    }
+
+    /// The number L1 gives it.
+    pub fn number(self) -> u64 {
+        match self {
+            Pass::FirstTouch => 1,
+            Pass::AfterVmalls12 => 2,
+            Pass::AfterIpas2 => 3,
+            Pass::AfterIpas2LastLevel => 4,
+            Pass::Scattered => 5,
+        }
+    }
+
+    /// The last pass: L1 powers off after it.
+    pub const LAST: u64 = 5;
+
+    /// What the pass is, for hv's line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Pass::FirstTouch => "first touch, in order",
+            Pass::AfterVmalls12 => "after remap + TLBI VMALLS12E1IS, in order",
+            Pass::AfterIpas2 => "after remap + TLBI IPAS2E1IS of every page, in order",
+            Pass::AfterIpas2LastLevel => {
+                "after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order"
+            }
+            Pass::Scattered => "after remap + TLBI VMALLS12E1IS, scattered (stride 1031)",
+        }
+    }
+
+    /// What the preparation and the window of this pass must count, with
+    /// `pages` pages.
+    pub fn expected(self, pages: u64) -> (Counts, Counts) {
+        // L2's code page faults again after a whole-VMID TLBI: one fault,
+        // a full walk (nothing of the VMID is cached), before BEGIN.
+        let code_fault = Counts {
+            faults: 1,
+            misses: 1,
+            walks: 1,
+            ..Counts::ZERO
+        };
+        let prep = match self {
+            // Since hv started: the code page's first fault.
+            Pass::FirstTouch => code_fault,
+            Pass::AfterVmalls12 | Pass::Scattered => Counts {
+                stage2_tlbis: 1,
+                invalidations: 1,
+                ..code_fault
+            },
+            // The code page is outside every TLBI by IPA: no fault.
+            Pass::AfterIpas2 | Pass::AfterIpas2LastLevel => Counts {
+                stage2_tlbis: pages,
+                invalidations: pages,
+                ..Counts::ZERO
+            },
+        };
+        // The window: every page faults once and misses. The first data
+        // fault walks from the start level unless a path of level-1 entry
+        // 1 survived the preparation (only the last-level TLBIs keep it;
+        // pass 1 starts with the code page's paths alone, under entry 0).
+        let full = match self {
+            Pass::AfterIpas2LastLevel => 0,
+            _ => 1,
+        };
+        let window = Counts {
+            faults: pages,
+            misses: pages,
+            walks: full,
+            partial_walks: pages.saturating_sub(full),
+            ..Counts::ZERO
+        };
+        (prep, window)
+    }
+}
+
+/// hv's counts, as snapshots and as differences of two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// L2 stage-2 faults hv sent to the service.
+    pub faults: u64,
+    /// L1's stage-2 TLBIs.
+    pub stage2_tlbis: u64,
+    /// The service's `Stats`: hits, misses, full and partial walks,
+    /// invalidations (requests applied).
+    pub hits: u64,
+    pub misses: u64,
+    pub walks: u64,
+    pub partial_walks: u64,
+    pub invalidations: u64,
+    /// Not checked: entries an invalidation removed, evictions (reported).
+    pub invalidated_entries: u64,
+    pub evictions: u64,
+}
+
+impl Counts {
+    pub const ZERO: Counts = Counts {
+        faults: 0,
+        stage2_tlbis: 0,
+        hits: 0,
+        misses: 0,
+        walks: 0,
+        partial_walks: 0,
+        invalidations: 0,
+        invalidated_entries: 0,
+        evictions: 0,
+    };
+
+    /// What was counted from `earlier` to `self` (wrapping: counters only
+    /// grow, and a wrap would need 2^64 events).
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            faults: self.faults.wrapping_sub(earlier.faults),
+            stage2_tlbis: self.stage2_tlbis.wrapping_sub(earlier.stage2_tlbis),
+            hits: self.hits.wrapping_sub(earlier.hits),
+            misses: self.misses.wrapping_sub(earlier.misses),
+            walks: self.walks.wrapping_sub(earlier.walks),
+            partial_walks: self.partial_walks.wrapping_sub(earlier.partial_walks),
+            invalidations: self.invalidations.wrapping_sub(earlier.invalidations),
+            invalidated_entries: self
+                .invalidated_entries
+                .wrapping_sub(earlier.invalidated_entries),
+            evictions: self.evictions.wrapping_sub(earlier.evictions),
+        }
+    }
+
+    /// The first checked count that differs from `expected`: its name,
+    /// the expected value and this one.
+    pub fn mismatch(&self, expected: &Counts) -> Option<(&'static str, u64, u64)> {
+        [
+            ("L2 faults", expected.faults, self.faults),
+            (
+                "stage-2 TLBIs from L1",
+                expected.stage2_tlbis,
+                self.stage2_tlbis,
+            ),
+            ("hits", expected.hits, self.hits),
+            ("misses", expected.misses, self.misses),
+            ("full walks", expected.walks, self.walks),
+            ("partial walks", expected.partial_walks, self.partial_walks),
+            ("invalidations", expected.invalidations, self.invalidations),
+            ("evictions", expected.evictions, self.evictions),
+        ]
+        .into_iter()
+        .find(|&(_, want, got)| want != got)
+    }
+}
+
+/// Why a pass's counts are not what it implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountMismatch {
+    /// In the preparation (true) or the timed window.
+    pub preparation: bool,
+    pub what: &'static str,
+    pub expected: u64,
+    pub got: u64,
+}
+
+/// Checks a pass's preparation and window against [`Pass::expected`].
+pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(), CountMismatch> {
+    let (want_prep, want_window) = pass.expected(pages);
+    let found = |preparation, (what, expected, got)| CountMismatch {
+        preparation,
+        what,
+        expected,
+        got,
+    };
+    if let Some(m) = prep.mismatch(&want_prep) {
+        return Err(found(true, m));
+    }
+    if let Some(m) = window.mismatch(&want_window) {
+        return Err(found(false, m));
+    }
+    Ok(())
+}
+
+/// `ticks` of a counter at `frequency` Hz in nanoseconds; None when the
+/// frequency is 0 (CNTFRQ_EL0 unset) or the result passes u64.
+pub fn nanoseconds(ticks: u64, frequency: u64) -> Option<u64> {
+    if frequency == 0 {
+        return None;
+    }
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(frequency)).ok()
+}
+
+/// `events` in `ticks` at `frequency` Hz, per second; None for 0 ticks
+/// (the counter did not move) or a result past u64.
+pub fn per_second(events: u64, ticks: u64, frequency: u64) -> Option<u64> {
+    if ticks == 0 {
+        return None;
+    }
+    u64::try_from(u128::from(events) * u128::from(frequency) / u128::from(ticks)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_round_trip_and_end_at_the_last() {
+        for n in 1..=Pass::LAST {
+            assert_eq!(Pass::from_number(n).map(Pass::number), Some(n));
+        }
+        assert_eq!(Pass::from_number(0), None);
+        assert_eq!(Pass::from_number(Pass::LAST + 1), None);
+        assert_eq!(Pass::from_number(u64::MAX), None);
+    }
+
+    #[test]
+    fn every_window_faults_once_a_page_and_walks_each_fault() {
+        for n in 1..=Pass::LAST {
+            let pass = Pass::from_number(n).unwrap();
+            let (_, w) = pass.expected(PAGES);
+            assert_eq!(w.faults, PAGES);
+            assert_eq!(w.misses, PAGES);
+            assert_eq!(w.walks + w.partial_walks, PAGES, "{pass:?}");
+            assert_eq!(w.hits, 0);
+            assert_eq!(w.invalidations, 0);
+        }
+        // Only the last-level TLBIs keep the data region's paths.
+        assert_eq!(Pass::AfterIpas2LastLevel.expected(PAGES).1.walks, 0);
+        assert_eq!(Pass::AfterIpas2.expected(PAGES).1.walks, 1);
+        assert_eq!(Pass::AfterIpas2.expected(PAGES).0.invalidations, PAGES);
+        assert_eq!(Pass::AfterVmalls12.expected(PAGES).0.faults, 1);
+    }
+
+    #[test]
+    fn check_names_the_first_wrong_count() {
+        let pass = Pass::AfterVmalls12;
+        let (prep, window) = pass.expected(PAGES);
+        assert_eq!(check(pass, PAGES, &prep, &window), Ok(()));
+        // A service that kept the data region's path over VMALLS12E1IS.
+        let stale_path = Counts {
+            walks: 0,
+            partial_walks: PAGES,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &stale_path),
+            Err(CountMismatch {
+                preparation: false,
+                what: "full walks",
+                expected: 1,
+                got: 0
+            })
+        );
+        // A TLBI hv did not send to the service.
+        let skipped = Counts {
+            invalidations: 0,
+            ..prep
+        };
+        assert_eq!(
+            check(pass, PAGES, &skipped, &window).map_err(|m| (m.preparation, m.what)),
+            Err((true, "invalidations"))
+        );
+        // An access that faulted twice.
+        let twice = Counts {
+            faults: PAGES + 1,
+            ..window
+        };
+        assert!(check(pass, PAGES, &prep, &twice).is_err());
+    }
+
+    #[test]
+    fn since_subtracts_each_count() {
+        let a = Counts {
+            faults: 5,
+            walks: 7,
+            invalidated_entries: 9,
+            ..Counts::ZERO
+        };
+        let b = Counts {
+            faults: 8,
+            walks: 7,
+            invalidated_entries: 20,
+            ..Counts::ZERO
+        };
+        let d = b.since(&a);
+        assert_eq!((d.faults, d.walks, d.invalidated_entries), (3, 0, 11));
+        // A counter that went backwards (never) wraps instead of panicking.
+        assert_eq!(a.since(&b).faults, u64::MAX - 2);
+    }
+
+    #[test]
+    fn rates_never_divide_by_zero_or_overflow() {
+        // QEMU virt's 62.5 MHz counter.
+        assert_eq!(nanoseconds(62_500_000, 62_500_000), Some(1_000_000_000));
+        assert_eq!(nanoseconds(1, 62_500_000), Some(16));
+        assert_eq!(nanoseconds(5, 0), None);
+        assert_eq!(nanoseconds(u64::MAX, 1), None);
+        assert_eq!(per_second(2048, 62_500_000, 62_500_000), Some(2048));
+        assert_eq!(per_second(2048, 0, 62_500_000), None);
+        assert_eq!(per_second(u64::MAX, 1, u64::MAX), None);
+        assert_eq!(per_second(0, 7, 0), Some(0));
+    }
+}
