@@ -425,6 +425,11 @@ fn a_clear_taken_during_a_later_set_active_leaves_it_active() {
 /// and has no effect, and the late deactivation leaves it inactive.
 #[test]
 fn a_set_active_after_the_holders_own_clear_leaves_it_active() {
+    // Interleavings in which vCPU 1's look inside its gate came after the
+    // clear, so the assertion below ran (a std counter, outside loom's
+    // model): if none did, the model would pass without proving anything
+    // (review 55 R55-5).
+    static ASSERTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     loom::model(|| {
         let shared = shared();
         let distributor = Arc::new(ActiveSpi::new(SPI));
@@ -490,8 +495,13 @@ fn a_set_active_after_the_holders_own_clear_leaves_it_active() {
                 distributor.active.load(Ordering::Acquire),
                 "a set-active after the holder's own clear ended by its deactivation"
             );
+            ASSERTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
+    assert!(
+        ASSERTED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no interleaving had vCPU 1 look after the clear: the model proved nothing"
+    );
 }
 
 /// The distributor as a writer whose posts a release may take sees it: a
