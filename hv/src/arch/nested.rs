@@ -112,10 +112,11 @@ use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
-use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiOp};
+use ipc::tlbi::{IpaRange, Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
-    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
-    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, Poller, Reply,
+    Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
@@ -1895,6 +1896,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         stage1_tlbis: c.stage1_tlbis,
         forwarded: c.forwarded,
         walks: s.walks,
+        partial_walks: s.partial_walks,
         hits: s.hits,
         invalidations: s.invalidations,
         recycled: s.recycled_contexts,
@@ -1997,11 +1999,32 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         }
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
-            vcpu.fault_rate.begin = Some((frame.x[1], fault_rate_counts(nested, vcpu)));
+            let number = frame.x[1];
+            if fault_rate::Pass::from_number(number).is_some_and(fault_rate::Pass::l0_unmap_first) {
+                fault_rate_l0_unmap(nested, vcpu);
+            }
+            vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
             frame.x[0] = 0;
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
+    }
+}
+
+/// hv's L0 change before the fault-rate pass that needs one (path 3 of
+/// /work/shared/DESIGN.md): L1's data pages leave the shadows through the
+/// service's `l0_unmap`, which keeps the cached walks of L1's table, so
+/// L2's next touch of each is a walk-cache hit. hv's own map of L1 stays
+/// as it is (an unmap that maps the pages back unchanged), so L2 reads
+/// the same values. What it removed shows in the pass's line ("before
+/// it: ... invalidations 1 removing N entries"); the pass's count check
+/// catches an unmap that removed too little or too much.
+fn fault_rate_l0_unmap(nested: &Nested, vcpu: &mut Vcpu) {
+    use super::nested_l1_fault_rate::{DATA_OFFSET, L1_RAM_BYTES as FAULT_RATE_RAM_BYTES};
+    // The data pages end L1's RAM: a non-empty range.
+    if let Some(range) = IpaRange::new(L1_BASE + DATA_OFFSET, L1_BASE + FAULT_RATE_RAM_BYTES) {
+        let worker = vcpu_worker(nested, &mut vcpu.worker);
+        nested.service.l0_unmap(worker, range, L0Change::Unmap);
     }
 }
 
