@@ -25,8 +25,8 @@
 //!    of every page, then VMALLE1IS; 4: the same with IPAS2LE1IS), make
 //!    (the rotated descriptors, DSB), and ERETs into L2's entry again; pass
 //!    5 walks the pages with stride 1031; pass 6 changes nothing (same
-//!    rotation, no TLBI: hv unmaps L1's data pages from the shadows at its
-//!    BEGIN);
+//!    rotation, no TLBI: at its BEGIN hv moves L1's data pages to other
+//!    PAs, unmapping them from the shadows);
 //! 5. after pass 6 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
@@ -253,8 +253,8 @@ umbra_lfr_done:
     mov     x26, #{stride}
 9:  cmp     x23, #{l0_unmap_pass}
     b.ne    10f
-    // hv's L0 unmap (at BEGIN) is this pass's change: L1's table and
-    // its rotation stay as the last pass left them.
+    // hv's move of the data pages (at BEGIN) is this pass's change:
+    // L1's table and its rotation stay as the last pass left them.
     sub     x21, x21, #1
     b       11f
 10: bl      umbra_lfr_break

@@ -24,11 +24,11 @@
 //! TLBI only the leaf. A hit is a leaf still cached but missing from the
 //! shadow: the last pass makes one of every page with an L0 change (path
 //! 3 of /work/shared/DESIGN.md): at L1's BEGIN, before its snapshot, hv
-//! unmaps L1's data pages from the shadows through the service's
-//! `l0_unmap` (its own map of L1 unchanged: as if it unmapped them and
-//! mapped them back as they were), which removes the shadow leaves built
-//! on them and keeps the cached walks of L1's table. The other passes
-//! make none (no eviction, no L0 change): 0 hits.
+//! moves L1's data pages to other PAs (`arch::nested`'s
+//! `fault_rate_l0_move`), unmapping them from the shadows through the
+//! service's `l0_unmap`, which removes the shadow leaves built on them
+//! and keeps the cached walks of L1's table. The other passes make none
+//! (no eviction, no L0 change): 0 hits.
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
@@ -58,9 +58,9 @@ pub enum Pass {
     /// 5: after a remap and a TLBI VMALLS12E1IS, the pages in scattered
     /// order (page k * [`SCATTER_STRIDE`] mod [`PAGES`]).
     Scattered,
-    /// 6: L1 changes nothing (no remap, no TLBI); hv's L0 unmap of L1's
-    /// data pages (at BEGIN) removes their shadow leaves, and every
-    /// fault is a walk-cache hit.
+    /// 6: L1 changes nothing (no remap, no TLBI); hv moves L1's data
+    /// pages (at BEGIN), its L0 unmap removes their shadow leaves, and
+    /// every fault is a walk-cache hit.
     AfterL0Unmap,
 }
 
@@ -93,8 +93,9 @@ impl Pass {
     /// The last pass: L1 powers off after it.
     pub const LAST: u64 = 6;
 
-    /// Whether hv unmaps L1's data pages from the shadows (the service's
-    /// `l0_unmap`) at this pass's BEGIN, before its snapshot.
+    /// Whether hv moves L1's data pages (unmapping them from the shadows
+    /// through the service's `l0_unmap`) at this pass's BEGIN, before
+    /// its snapshot.
     pub fn l0_unmap_first(self) -> bool {
         self == Pass::AfterL0Unmap
     }
@@ -110,7 +111,7 @@ impl Pass {
             }
             Pass::Scattered => "after remap + TLBI VMALLS12E1IS, scattered (stride 1031)",
             Pass::AfterL0Unmap => {
-                "after hv's L0 unmap of L1's data pages (walk cache kept), in order"
+                "after hv moved L1's data pages (L0 unmap, walk cache kept), in order"
             }
         }
     }
