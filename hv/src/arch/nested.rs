@@ -2082,21 +2082,18 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     }
     // L1 and L2 ran with their MMUs off: what they wrote is in memory.
     cpu::clean_invalidate_dcache(from, len);
-    for offset in (0..len).step_by(8) {
-        let Some(word) = arena.read(from + offset) else {
-            failed(format_args!("{:#x} is outside the arena", from + offset));
-        };
-        let moved = arena.write(to + offset, word);
-        let old = if offset.is_multiple_of(4096) {
-            !word
-        } else {
-            word
-        };
-        if moved
-            .and_then(|()| arena.write(from + offset, old))
+    if arena.copy(from, to, len).is_none() {
+        failed(format_args!(
+            "{from:#x} or {to:#x} + {len:#x} is outside the arena"
+        ));
+    }
+    for page in (0..len).step_by(4096) {
+        let inverted = arena.read(from + page).map(|word| !word);
+        if inverted
+            .and_then(|word| arena.write(from + page, word))
             .is_none()
         {
-            failed(format_args!("{:#x} is outside the arena", to + offset));
+            failed(format_args!("{:#x} is outside the arena", from + page));
         }
     }
     cpu::clean_invalidate_dcache(from, len);
