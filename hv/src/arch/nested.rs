@@ -104,23 +104,26 @@ use crate::pagetable::MAIR_EL2;
 use crate::platform::{NestedDemo, Platform, Region, MAX_CPUS};
 use crate::println;
 use crate::psci::{self, status, FirmwareTrustedOs, PsciHost, PsciOutcome, VcpuPower};
-use crate::shadow_selftest::backend::{identity_frames, SelftestBackend};
-use crate::shadow_selftest::memory::{Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder};
+use crate::shadow_selftest::backend::{identity_frames, SelftestBackend, VmidTlbs};
+use crate::shadow_selftest::memory::{
+    leaf_descriptor, Arena, L0Stage2, L1Memory, LeafAccess, Stage2Builder,
+};
 use crate::shadow_selftest::{BUDGET_BYTES, L1_HOST_VMID};
 use crate::sysregs::{self, CpuFeatures, NestedVirt};
 use crate::vgic::{sgi1r_for, KICK_SGI};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
-use ipc::tlbi::{Tlbi, TlbiFeatures, TlbiOp};
+use ipc::tlbi::{IpaRange, Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
-    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, Poller, Reply, Request,
-    RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth, WfeDoorbell,
+    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, Poller, Reply,
+    Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig, Worker};
-use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig};
+use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
 use smccc::psci::PSCI_FEATURES;
 use walker::{ExposedFeatures, IdRegisters};
 
@@ -261,6 +264,9 @@ impl PeSet for HwPes {
 /// Fixed once the demo is set up.
 struct Nested {
     service: &'static NestedService,
+    /// `fault-rate`: where hv moves L1's data pages before the pass that
+    /// needs an L0 change (`fault_rate_l0_move`).
+    fault_rate_move: Option<FaultRateMove>,
     /// L1's hardware VTTBR_EL2 and VTCR_EL2 (L0's map of L1).
     l0_vttbr: u64,
     l0_vtcr: u64,
@@ -472,6 +478,15 @@ struct Vcpu {
     /// `fault-rate`: hv's counts at the last END call (or the start) and
     /// at the open pass's BEGIN call.
     fault_rate: FaultRateMarks,
+}
+
+/// hv's L0 change of the fault-rate case: L0's table of L1 (its 2 MiB
+/// blocks) and the PAs of L1's data pages now and after the move.
+#[derive(Clone, Copy, Debug)]
+struct FaultRateMove {
+    l0_tables: Stage2Builder,
+    from: u64,
+    to: u64,
 }
 
 /// The snapshots a fault-rate pass's line is the difference of.
@@ -839,7 +854,14 @@ pub fn run(
     } else {
         L1_RAM_BYTES
     };
-    let arena_bytes = L1_RAM_OFFSET + l1_ram_bytes;
+    // The fault-rate case's data pages move once, to the arena's end
+    // (`fault_rate_l0_move`).
+    let moved_data_bytes = if demo.is_fault_rate() {
+        fault_rate::PAGES * 4096
+    } else {
+        0
+    };
+    let arena_bytes = L1_RAM_OFFSET + l1_ram_bytes + moved_data_bytes;
     let Some(region) =
         super::shadow_selftest::arena_region(platform, device_tree, arena_bytes, ARENA_ALIGN)
     else {
@@ -873,6 +895,11 @@ pub fn run(
     }
     let l0_map: &'static L0Stage2<'static> =
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
+    let fault_rate_move = demo.is_fault_rate().then_some(FaultRateMove {
+        l0_tables,
+        from: l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
+        to: l1_ram + l1_ram_bytes,
+    });
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
@@ -1079,6 +1106,7 @@ pub fn run(
         .unwrap_or(crate::vgic::DEFAULT_MAINTENANCE_INTID);
     NESTED.call_once(|| Nested {
         service,
+        fault_rate_move,
         l0_vttbr,
         l0_vtcr,
         shadow_vtcr,
@@ -1895,6 +1923,7 @@ fn summary(vcpu: &Vcpu, nested: &Nested) -> Summary {
         stage1_tlbis: c.stage1_tlbis,
         forwarded: c.forwarded,
         walks: s.walks,
+        partial_walks: s.partial_walks,
         hits: s.hits,
         invalidations: s.invalidations,
         recycled: s.recycled_contexts,
@@ -1997,12 +2026,87 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         }
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
-            vcpu.fault_rate.begin = Some((frame.x[1], fault_rate_counts(nested, vcpu)));
+            let number = frame.x[1];
+            if fault_rate::Pass::from_number(number).is_some_and(fault_rate::Pass::l0_unmap_first) {
+                fault_rate_l0_move(nested, vcpu);
+            }
+            vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
             frame.x[0] = 0;
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
+}
+
+/// hv's L0 change before the fault-rate pass that needs one (path 3 of
+/// /work/shared/DESIGN.md): hv moves L1's data pages to other PAs, the
+/// way a host migrates a guest's memory. Break (its 2 MiB blocks of L0's
+/// table of L1 invalid, TLBI VMALLS12E1IS of L1's VMID), the service's
+/// `l0_unmap` of their L1 IPAs (the shadow leaves built on them go, the
+/// cached walks of L1's table stay, so L2's next touch of each page is a
+/// walk-cache hit), the copy, the old pages' patterns inverted (a stale
+/// shadow leaf would show L1 a wrong value), make (the blocks at the new
+/// PAs). L2 reads the same values, through the new map. What the unmap
+/// removed shows in the pass's line ("before it: ... invalidations 1
+/// removing N entries"); the count check catches too little or too much.
+fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
+    use super::nested_l1_fault_rate::{DATA_OFFSET, L1_RAM_BYTES as FAULT_RATE_RAM_BYTES};
+    const BLOCK: u64 = 2 << 20;
+    let Some(FaultRateMove {
+        l0_tables,
+        from,
+        to,
+    }) = nested.fault_rate_move
+    else {
+        return;
+    };
+    let (first, len) = (L1_BASE + DATA_OFFSET, FAULT_RATE_RAM_BYTES - DATA_OFFSET);
+    let arena = nested.arena;
+    let blocks = (0..len).step_by(BLOCK as usize);
+    fn failed(what: core::fmt::Arguments) -> ! {
+        println!("hv: nested: fault-rate: FAILED: moving L1's data pages: {what}");
+        exit(ExitStatus::Failure)
+    }
+    for offset in blocks.clone() {
+        if let Err(e) = l0_tables.rewrite(arena, first + offset, 2, 0) {
+            failed(format_args!("{e}"));
+        }
+    }
+    HwTlbs::new(TlbDefect::None)
+        .for_vmid(L1_HOST_VMID)
+        .invalidate_all();
+    // The data pages end L1's RAM: a non-empty range.
+    if let Some(range) = IpaRange::new(first, first + len) {
+        let worker = vcpu_worker(nested, &mut vcpu.worker);
+        nested.service.l0_unmap(worker, range, L0Change::Unmap);
+    }
+    // L1 and L2 ran with their MMUs off: what they wrote is in memory.
+    cpu::clean_invalidate_dcache(from, len);
+    if arena.copy(from, to, len).is_none() {
+        failed(format_args!(
+            "{from:#x} or {to:#x} + {len:#x} is outside the arena"
+        ));
+    }
+    for page in (0..len).step_by(4096) {
+        let inverted = arena.read(from + page).map(|word| !word);
+        if inverted
+            .and_then(|word| arena.write(from + page, word))
+            .is_none()
+        {
+            failed(format_args!("{:#x} is outside the arena", from + page));
+        }
+    }
+    cpu::clean_invalidate_dcache(from, len);
+    cpu::clean_invalidate_dcache(to, len);
+    for offset in blocks {
+        let block = leaf_descriptor(2, to + offset, LeafAccess::ALL);
+        if let Err(e) = l0_tables.rewrite(arena, first + offset, 2, block) {
+            failed(format_args!("{e}"));
+        }
+    }
+    // The new blocks before L1 or the walker of L0's map uses them.
+    cpu::dsb_ish();
+    cpu::isb();
 }
 
 /// This vCPU's fault count and the service's counters now (the fault-rate

@@ -24,8 +24,10 @@
 //!    0, DSB), the pass's TLBIs (pass 2 and 5: VMALLS12E1IS; 3: IPAS2E1IS
 //!    of every page, then VMALLE1IS; 4: the same with IPAS2LE1IS), make
 //!    (the rotated descriptors, DSB), and ERETs into L2's entry again; pass
-//!    5 walks the pages with stride 1031;
-//! 5. after pass 5 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
+//!    5 walks the pages with stride 1031; pass 6 changes nothing (same
+//!    rotation, no TLBI: at its BEGIN hv moves L1's data pages to other
+//!    PAs, unmapping them from the shadows);
+//! 5. after pass 6 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
 
@@ -246,11 +248,18 @@ umbra_lfr_done:
 7:  cmp     x23, #4
     b.ne    8f
     mov     x22, #3
-8:  cmp     x23, #{last}
+8:  cmp     x23, #{scattered}
     b.ne    9f
     mov     x26, #{stride}
-9:  bl      umbra_lfr_break
+9:  cmp     x23, #{l0_unmap_pass}
+    b.ne    10f
+    // hv's move of the data pages (at BEGIN) is this pass's change:
+    // L1's table and its rotation stay as the last pass left them.
+    sub     x21, x21, #1
+    b       11f
+10: bl      umbra_lfr_break
     bl      umbra_lfr_make
+11:
     // L2 again from its entry (SPSR_EL2 still its EL1h), its operands in
     // the frame RESTORE loads.
     mov     x1, #0x80000
@@ -332,6 +341,8 @@ umbra_lfr_image_end:
     data_offset = const DATA_OFFSET,
     l3_tables = const PAGES / 512,
     stride = const SCATTER_STRIDE,
+    scattered = const Pass::Scattered.number(),
+    l0_unmap_pass = const Pass::AfterL0Unmap.number(),
     last = const Pass::LAST,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
     end = const super::nested::HVC_FAULT_RATE_END,

@@ -21,9 +21,14 @@
 //! after the first fault of a 1 GiB region every later one in it is
 //! partial; a whole-VMID TLBI drops leaves and paths, an any-level TLBI by
 //! IPA the leaf and every path whose region holds the page, a last-level
-//! TLBI only the leaf. Hits (a leaf still cached but missing from the
-//! shadow) need evictions or L0 changes, which this case does not make:
-//! 0.
+//! TLBI only the leaf. A hit is a leaf still cached but missing from the
+//! shadow: the last pass makes one of every page with an L0 change (path
+//! 3 of /work/shared/DESIGN.md): at L1's BEGIN, before its snapshot, hv
+//! moves L1's data pages to other PAs (`arch::nested`'s
+//! `fault_rate_l0_move`), unmapping them from the shadows through the
+//! service's `l0_unmap`, which removes the shadow leaves built on them
+//! and keeps the cached walks of L1's table. The other passes make none
+//! (no eviction, no L0 change): 0 hits.
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
@@ -53,6 +58,10 @@ pub enum Pass {
     /// 5: after a remap and a TLBI VMALLS12E1IS, the pages in scattered
     /// order (page k * [`SCATTER_STRIDE`] mod [`PAGES`]).
     Scattered,
+    /// 6: L1 changes nothing (no remap, no TLBI); hv moves L1's data
+    /// pages (at BEGIN), its L0 unmap removes their shadow leaves, and
+    /// every fault is a walk-cache hit.
+    AfterL0Unmap,
 }
 
 impl Pass {
@@ -64,23 +73,32 @@ impl Pass {
             3 => Pass::AfterIpas2,
             4 => Pass::AfterIpas2LastLevel,
             5 => Pass::Scattered,
+            6 => Pass::AfterL0Unmap,
             _ => return None,
         })
     }
 
     /// The number L1 gives it.
-    pub fn number(self) -> u64 {
+    pub const fn number(self) -> u64 {
         match self {
             Pass::FirstTouch => 1,
             Pass::AfterVmalls12 => 2,
             Pass::AfterIpas2 => 3,
             Pass::AfterIpas2LastLevel => 4,
             Pass::Scattered => 5,
+            Pass::AfterL0Unmap => 6,
         }
     }
 
     /// The last pass: L1 powers off after it.
-    pub const LAST: u64 = 5;
+    pub const LAST: u64 = 6;
+
+    /// Whether hv moves L1's data pages (unmapping them from the shadows
+    /// through the service's `l0_unmap`) at this pass's BEGIN, before
+    /// its snapshot.
+    pub fn l0_unmap_first(self) -> bool {
+        self == Pass::AfterL0Unmap
+    }
 
     /// What the pass is, for hv's line.
     pub fn describe(self) -> &'static str {
@@ -92,6 +110,9 @@ impl Pass {
                 "after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order"
             }
             Pass::Scattered => "after remap + TLBI VMALLS12E1IS, scattered (stride 1031)",
+            Pass::AfterL0Unmap => {
+                "after hv moved L1's data pages (L0 unmap, walk cache kept), in order"
+            }
         }
     }
 
@@ -109,6 +130,12 @@ impl Pass {
         let prep = match self {
             // Since hv started: the code page's first fault.
             Pass::FirstTouch => code_fault,
+            // hv's L0 unmap, one invalidation; L1 changed nothing, and
+            // the code page (outside the range) kept its shadow leaf.
+            Pass::AfterL0Unmap => Counts {
+                invalidations: 1,
+                ..Counts::ZERO
+            },
             Pass::AfterVmalls12 | Pass::Scattered => Counts {
                 stage2_tlbis: 1,
                 invalidations: 1,
@@ -121,6 +148,19 @@ impl Pass {
                 ..Counts::ZERO
             },
         };
+        // Every walk of L1's table since pass 5's is cached (the cache
+        // holds twice the pages: no eviction), and only the shadow leaves
+        // went: every page faults once and hits.
+        if self == Pass::AfterL0Unmap {
+            return (
+                prep,
+                Counts {
+                    faults: pages,
+                    hits: pages,
+                    ..Counts::ZERO
+                },
+            );
+        }
         // The window: every page faults once and misses. The first data
         // fault walks from the start level unless a path of level-1 entry
         // 1 survived the preparation (only the last-level TLBIs keep it;
@@ -274,8 +314,9 @@ mod tests {
 
     #[test]
     fn every_window_faults_once_a_page_and_walks_each_fault() {
-        for n in 1..=Pass::LAST {
+        for n in 1..Pass::LAST {
             let pass = Pass::from_number(n).unwrap();
+            assert!(!pass.l0_unmap_first());
             let (_, w) = pass.expected(PAGES);
             assert_eq!(w.faults, PAGES);
             assert_eq!(w.misses, PAGES);
@@ -288,6 +329,57 @@ mod tests {
         assert_eq!(Pass::AfterIpas2.expected(PAGES).1.walks, 1);
         assert_eq!(Pass::AfterIpas2.expected(PAGES).0.invalidations, PAGES);
         assert_eq!(Pass::AfterVmalls12.expected(PAGES).0.faults, 1);
+    }
+
+    #[test]
+    fn after_the_l0_unmap_every_fault_hits() {
+        let pass = Pass::from_number(Pass::LAST).unwrap();
+        assert_eq!(pass, Pass::AfterL0Unmap);
+        assert!(pass.l0_unmap_first());
+        let (prep, window) = pass.expected(PAGES);
+        assert_eq!(
+            window,
+            Counts {
+                faults: PAGES,
+                hits: PAGES,
+                ..Counts::ZERO
+            }
+        );
+        assert_eq!(
+            prep,
+            Counts {
+                invalidations: 1,
+                ..Counts::ZERO
+            }
+        );
+        assert_eq!(check(pass, PAGES, &prep, &window), Ok(()));
+        // An L0 unmap that dropped the cached walks too: partial walks
+        // (the paths kept) instead of hits.
+        let dropped_walks = Counts {
+            hits: 0,
+            misses: PAGES,
+            partial_walks: PAGES,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &dropped_walks).map_err(|m| (m.preparation, m.what)),
+            Err((false, "hits"))
+        );
+        // One that removed nothing: no fault at all.
+        assert_eq!(
+            check(pass, PAGES, &prep, &Counts::ZERO),
+            Err(CountMismatch {
+                preparation: false,
+                what: "L2 faults",
+                expected: PAGES,
+                got: 0
+            })
+        );
+        // One hv never sent: no invalidation before the pass.
+        assert_eq!(
+            check(pass, PAGES, &Counts::ZERO, &window).map_err(|m| (m.preparation, m.what)),
+            Err((true, "invalidations"))
+        );
     }
 
     #[test]

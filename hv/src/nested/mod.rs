@@ -296,9 +296,11 @@ pub struct Summary {
     pub stage1_tlbis: u64,
     /// L2 exits forwarded to L1 as they came (HVC, SMC, L1's traps).
     pub forwarded: u64,
-    /// The service's walks of L1's tables, cache hits, invalidations and
-    /// recycled contexts.
+    /// The service's walks of L1's tables (full: from the start level;
+    /// partial: from a cached intermediate path), cache hits,
+    /// invalidations and recycled contexts.
     pub walks: u64,
+    pub partial_walks: u64,
     pub hits: u64,
     pub invalidations: u64,
     pub recycled: u64,
@@ -419,7 +421,7 @@ impl core::fmt::Display for Summary {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table, {} hits, {} invalidations, {} recycled contexts; recycling handshake: {} kick passes ({} PEs kicked, {} interrupted and waited for), {} entries retried after a kick, {} kick SGIs taken; {} service workers",
+            "{} entries into L2, {} L2 stage-2 faults sent to the service ({} answered with a fault for L1 or L2), {} L2 exits forwarded to L1, {} stage-2 and {} stage-1 TLBIs from L1; service ({}): {} walks of L1's table ({} full, {} partial), {} hits, {} invalidations, {} recycled contexts; recycling handshake: {} kick passes ({} PEs kicked, {} interrupted and waited for), {} entries retried after a kick, {} kick SGIs taken; {} service workers",
             self.l2_entries,
             self.translates,
             self.injected,
@@ -427,7 +429,9 @@ impl core::fmt::Display for Summary {
             self.stage2_tlbis,
             self.stage1_tlbis,
             Served(self.ring_requests),
+            self.walks.wrapping_add(self.partial_walks),
             self.walks,
+            self.partial_walks,
             self.hits,
             self.invalidations,
             self.recycled,

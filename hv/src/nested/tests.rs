@@ -537,6 +537,21 @@ fn summary_says_where_the_service_answered() {
     assert!(std::format!("{s}").contains("service (7 requests answered over the ipc rings)"));
 }
 
+/// The summary's walks are the full and the partial ones (it once showed
+/// the full ones alone as every walk).
+#[test]
+fn summary_counts_full_and_partial_walks() {
+    let s = Summary {
+        walks: 2,
+        partial_walks: 2047,
+        hits: 5,
+        ..Summary::default()
+    };
+    assert!(
+        std::format!("{s}").contains(": 2049 walks of L1's table (2 full, 2047 partial), 5 hits,")
+    );
+}
+
 #[test]
 fn the_summary_checks_every_recycle_ran_the_handshake() {
     let mut s = Summary::default();

@@ -121,6 +121,29 @@ impl<'a> Arena<'a> {
             .map(|w| w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
     }
 
+    /// The words of `[pa, pa + len)` (8-byte aligned, inside the arena).
+    fn words(&self, pa: u64, len: u64) -> Option<&[AtomicU64]> {
+        let offset = pa.checked_sub(self.base)?;
+        if !offset.is_multiple_of(8) || !len.is_multiple_of(8) {
+            return None;
+        }
+        let first = usize::try_from(offset / 8).ok()?;
+        self.words
+            .get(first..first.checked_add(usize::try_from(len / 8).ok()?)?)
+    }
+
+    /// Copies `[from, from + len)` to `[to, to + len)` word by word, in
+    /// increasing order (8-byte aligned, both inside; `None`, nothing
+    /// copied, otherwise). One bounds check for the range, not one a word:
+    /// hv's move of the fault-rate case's 8 MiB is 1 Mi words.
+    pub fn copy(&self, from: u64, to: u64, len: u64) -> Option<()> {
+        let (source, target) = (self.words(from, len)?, self.words(to, len)?);
+        for (s, t) in source.iter().zip(target) {
+            t.store(s.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        Some(())
+    }
+
     /// Fills `[pa, pa + len)` (8-byte aligned, inside) with `value(word PA)`.
     pub fn fill(&self, pa: u64, len: u64, value: impl Fn(u64) -> u64) -> Option<()> {
         let mut at = pa;
@@ -576,6 +599,22 @@ mod tests {
             a.read_descriptor(0x10_2000),
             Err(MemoryError::OutsideMemslots)
         );
+    }
+
+    #[test]
+    fn arena_copies_whole_ranges_inside_it() {
+        let a = arena(0x10_0000, 4 * PAGE);
+        a.fill(0x10_0000, 2 * PAGE, |pa| pa ^ 0x5a).unwrap();
+        assert_eq!(a.copy(0x10_0000, 0x10_2000, 2 * PAGE), Some(()));
+        assert_eq!(a.read(0x10_2000), Some(0x10_005a));
+        assert_eq!(a.read(0x10_3ff8), Some(0x10_1ff8 ^ 0x5a));
+        // Past the end, misaligned, or a length not in words: nothing.
+        assert_eq!(a.copy(0x10_0000, 0x10_2008, 2 * PAGE), None);
+        assert_eq!(a.copy(0x10_0004, 0x10_2000, 8), None);
+        assert_eq!(a.copy(0x10_0000, 0x10_2000, 4), None);
+        assert_eq!(a.copy(0x0f_f000, 0x10_2000, 8), None);
+        assert_eq!(a.copy(0x10_0000, u64::MAX - 7, 8), None);
+        assert_eq!(a.read(0x10_2008), Some(0x10_0052));
     }
 
     #[test]

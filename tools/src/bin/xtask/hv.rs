@@ -392,7 +392,8 @@ const FAULT_RATE_LINES: &[&str] = &[
     "hv: nested: fault-rate: pass 3 (after remap + TLBI IPAS2E1IS of every page, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4101 entries; ",
     "hv: nested: fault-rate: pass 4 (after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order): 2048 L2 faults: hits 0, misses 2048 (full walks 0, partial walks 2048), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4096 entries; ",
     "hv: nested: fault-rate: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
-    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=5 values=ok",
+    "hv: nested: fault-rate: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order): 2048 L2 faults: hits 2048, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
+    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=6 values=ok",
 ];
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
