@@ -857,7 +857,7 @@ pub fn run(
     // The fault-rate case's data pages move once, to the arena's end
     // (`fault_rate_l0_move`).
     let moved_data_bytes = if demo.is_fault_rate() {
-        fault_rate::PAGES * 4096
+        super::nested_l1_fault_rate::DATA_BYTES
     } else {
         0
     };
@@ -2050,7 +2050,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 /// removed shows in the pass's line ("before it: ... invalidations 1
 /// removing N entries"); the count check catches too little or too much.
 fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
-    use super::nested_l1_fault_rate::{DATA_OFFSET, L1_RAM_BYTES as FAULT_RATE_RAM_BYTES};
+    use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const BLOCK: u64 = 2 << 20;
     let Some(FaultRateMove {
         l0_tables,
@@ -2060,7 +2060,7 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     else {
         return;
     };
-    let (first, len) = (L1_BASE + DATA_OFFSET, FAULT_RATE_RAM_BYTES - DATA_OFFSET);
+    let (first, len) = (L1_BASE + DATA_OFFSET, DATA_BYTES);
     let arena = nested.arena;
     let blocks = (0..len).step_by(BLOCK as usize);
     fn failed(what: core::fmt::Arguments) -> ! {
