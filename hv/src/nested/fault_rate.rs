@@ -290,9 +290,11 @@ pub fn nanoseconds(ticks: u64, frequency: u64) -> Option<u64> {
 }
 
 /// `events` in `ticks` at `frequency` Hz, per second; None for 0 ticks
-/// (the counter did not move) or a result past u64.
+/// (the counter did not move), a frequency of 0 (CNTFRQ_EL0 unset: the
+/// time is unknown, as in [`nanoseconds`], not infinite) or a result past
+/// u64.
 pub fn per_second(events: u64, ticks: u64, frequency: u64) -> Option<u64> {
-    if ticks == 0 {
+    if ticks == 0 || frequency == 0 {
         return None;
     }
     u64::try_from(u128::from(events) * u128::from(frequency) / u128::from(ticks)).ok()
@@ -449,6 +451,10 @@ mod tests {
         assert_eq!(per_second(2048, 62_500_000, 62_500_000), Some(2048));
         assert_eq!(per_second(2048, 0, 62_500_000), None);
         assert_eq!(per_second(u64::MAX, 1, u64::MAX), None);
-        assert_eq!(per_second(0, 7, 0), Some(0));
+        assert_eq!(per_second(0, 7, 62_500_000), Some(0));
+        // CNTFRQ_EL0 unset (its reset value is UNKNOWN; firmware writes
+        // it): no rate, as no time, never "0 faults/s".
+        assert_eq!(per_second(2048, 7, 0), None);
+        assert_eq!(per_second(0, 7, 0), None);
     }
 }
