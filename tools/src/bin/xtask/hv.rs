@@ -395,6 +395,15 @@ const FAULT_RATE_LINES: &[&str] = &[
     "hv: nested: fault-rate: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order): 2048 L2 faults: hits 2048, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
     "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=6 values=ok",
 ];
+/// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
+/// on every page (each read through its pass-1 shadow leaf), not merely a
+/// failure with page 0's value, which a service mapping every page to L1
+/// page 0 prints in pass 1.
+const FAULT_RATE_NO_TLBI_LINES: &[&str] = &[
+    "l1: L1 (fault-rate): wrong values in pass 0x0000000000000002",
+    "l1: L1 (fault-rate): pages with a wrong value: 0x0000000000000800",
+    "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa57000000000000",
+];
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -804,8 +813,8 @@ const MATRIX: &[Case] = &[
     // 0's value where page 1's belongs.
     Case {
         hv_args: "hv.nested=fault-rate-no-tlbi",
-        expect: Expect::Ends {
-            line: "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa57000000000000",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_NO_TLBI_LINES,
             status: 2,
         },
         ..boot(MAX, 2, "512M")
@@ -2091,6 +2100,28 @@ mod tests {
         assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
             .unwrap()
             .contains("exit status 0"));
+        // Its twin fails in pass 2 on every page: the same FAIL line from
+        // pass 1 (a service mapping every page to L1 page 0) is not it.
+        let no_tlbi = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=fault-rate-no-tlbi")
+            .unwrap();
+        assert_eq!(
+            verdict(&no_tlbi, &outcome(Some(2), FAULT_RATE_NO_TLBI_LINES)),
+            None
+        );
+        let fail = FAULT_RATE_NO_TLBI_LINES[2];
+        let in_pass_1 = [
+            "l1: L1 (fault-rate): wrong values in pass 0x0000000000000001",
+            "l1: L1 (fault-rate): pages with a wrong value: 0x00000000000007ff",
+            fail,
+        ];
+        assert!(verdict(&no_tlbi, &outcome(Some(2), &in_pass_1))
+            .unwrap()
+            .contains("in pass 0x0000000000000002"));
+        assert!(verdict(&no_tlbi, &outcome(Some(2), &[fail]))
+            .unwrap()
+            .contains("expected the line"));
         assert!(verdict(&case, &outcome(None, &[]))
             .unwrap()
             .starts_with("timeout"));
