@@ -357,10 +357,10 @@ pub const MAGIC: u64 = 0xfa57_0000_0000_0000;
 /// Where L1's data pages start in its RAM (after its image, stack and
 /// L2's tables).
 pub const DATA_OFFSET: u64 = 4 << 20;
-/// L1's RAM for this image: its data pages end it.
 /// The bytes of L1's data pages, from [`DATA_OFFSET`] to the end of its
 /// RAM (what hv moves before the L0-unmap pass).
 pub const DATA_BYTES: u64 = PAGES * 4096;
+/// L1's RAM for this image: its data pages end it.
 pub const L1_RAM_BYTES: u64 = DATA_OFFSET + DATA_BYTES;
 // The pattern leaves the page number its low 16 bits; the message above
 // names the data's IPA.

@@ -194,8 +194,10 @@ pub struct Counts {
     pub walks: u64,
     pub partial_walks: u64,
     pub invalidations: u64,
-    /// Not checked: entries an invalidation removed, evictions (reported).
+    /// Entries an invalidation removed: reported, not checked (they
+    /// follow the service's bookkeeping, not the architecture).
     pub invalidated_entries: u64,
+    /// Checked: 0 in every pass (the budget holds every page twice over).
     pub evictions: u64,
 }
 
