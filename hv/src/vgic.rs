@@ -1242,7 +1242,8 @@ fn lr_still_holds_physical(lr: u64) -> bool {
 /// interrupt): hv deactivates the physical PPI it acknowledged for that
 /// entry and empties the list register (which ICH_ELRSR_EL2 does not show
 /// empty until then). Computed from the list registers themselves, as
-/// ICH_EISR_EL2 defines it.
+/// ICH_EISR_EL2 defines it. The caller makes the deactivations visible
+/// (`synchronize`), once for all of them (`take_interrupts`).
 fn end_eoi_list_registers(cpu: &mut (impl PhysicalCpuInterface + ListRegisters)) {
     let count = cpu.count().min(MAX_LIST_REGISTERS);
     for n in 0..count {
@@ -1682,6 +1683,15 @@ pub fn take_interrupts(
     fill_list_registers(gic, sgis, backlog, priority);
     if maintenance_taken {
         gic.deactivate(maintenance);
+        // The deactivations since the loop's `synchronize` (the ended EOI
+        // entries' physical interrupts and the maintenance interrupt), all
+        // at once: an ICC_DIR_EL1 write's effect on the interrupt's state
+        // is guaranteed only after a DSB, as an acknowledgement's is (the
+        // redistributor or distributor a remote vCPU's read of
+        // GICR_ISACTIVER0 or GICD_ISACTIVER<n> shows, `apply_private_clears`),
+        // and its effect on this CPU interface after a context
+        // synchronization (review 56 R56-1).
+        gic.synchronize();
     }
 }
 
@@ -4206,8 +4216,9 @@ mod tests {
         active: std::collections::BTreeSet<u32>,
         maintenance: u32,
         acknowledged: std::vec::Vec<u32>,
-        /// The order of acknowledges ("IAR"), ISBs ("ISB") and list
-        /// register or ICH_HCR_EL2 accesses ("LR").
+        /// The order of acknowledges ("IAR"), deactivations ("DIR"),
+        /// synchronizations ("ISB": DSB and ISB) and list register or
+        /// ICH_HCR_EL2 accesses ("LR").
         trace: std::vec::Vec<&'static str>,
     }
 
@@ -4267,6 +4278,7 @@ mod tests {
         }
         fn drop_priority(&mut self, _intid: u32) {}
         fn deactivate(&mut self, intid: u32) {
+            self.trace.push("DIR");
             assert!(self.active.remove(&intid), "INTID {intid} was not active");
         }
         fn synchronize(&mut self) {
@@ -4492,6 +4504,42 @@ mod tests {
         );
         assert_eq!(cpu.trace.iter().filter(|&&t| t == "ISB").count(), 2);
         assert_eq!(cpu.lrs.lrs[0], list_register(2, None, DEFAULT_PRIORITY));
+    }
+
+    /// Review 56 R56-1: the guest ended two software entries with EOI
+    /// (PPI 27, SPI 40: physically active, hv's acknowledgements), which
+    /// raises the EOI maintenance interrupt. hv deactivates both and the
+    /// maintenance interrupt, and synchronizes once, after all three
+    /// ICC_DIR_EL1 writes.
+    #[test]
+    fn an_eoi_entry_ended_by_the_maintenance_interrupt_is_synchronized() {
+        let (mut cpu, sgis, mut backlog) = (ModelCpu::new(), VirtualSgis::new(), Backlog::new());
+        cpu.lrs.lrs[0] = list_register_in(0, 27, None, 0xa0) | LR_EOI;
+        cpu.lrs.lrs[2] = list_register_in(0, 40, None, 0xa0) | LR_EOI;
+        cpu.active.extend([27, 40]);
+        assert!(cpu.maintenance_line());
+        take_interrupts(
+            &mut cpu,
+            DEFAULT_MAINTENANCE_INTID,
+            &sgis,
+            &SpiHolders::new(),
+            0,
+            &mut backlog,
+            |_| 0xa0,
+        );
+        assert_eq!(cpu.acknowledged, [DEFAULT_MAINTENANCE_INTID]);
+        assert!(cpu.active.is_empty(), "left active: {:?}", cpu.active);
+        assert_eq!(cpu.lrs.lrs, [0; 4]);
+        assert!(!cpu.maintenance_line());
+        // After the acknowledge loop: its ISB, the three deactivations,
+        // then one ISB.
+        let last_acknowledge = cpu.trace.iter().rposition(|&t| t == "IAR").unwrap();
+        let after = cpu.trace[last_acknowledge..]
+            .iter()
+            .copied()
+            .filter(|&t| t != "LR")
+            .collect::<std::vec::Vec<_>>();
+        assert_eq!(after, ["IAR", "ISB", "DIR", "DIR", "DIR", "ISB"]);
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::memory::{GuestMemory, MemoryError};
 
 /// Levels 0 to 3: the most reads a DS = 0 walk makes.
 const LEVELS: usize = 4;
+// `chunk_in`'s `written` has a bit per walk of a chunk.
+const _: () = assert!(BATCH_CHUNK <= 64);
 
 /// The reads of a chunk's walks, by round (level - start level), then by
 /// walk.
@@ -104,6 +106,9 @@ impl Stage2Walker {
         let mut unique = [0u64; BATCH_CHUNK];
         let mut pending = 0;
         let mut seen = Dedup::new();
+        // Bit i: walk i's result written. Only the debug assertion at the
+        // end reads it, so release builds compile it away.
+        let mut written = 0u64;
         for (i, (request, result)) in requests.iter().zip(results.iter_mut()).enumerate() {
             let mut cursor = Cursor::new(request.ipa, request.access);
             match self.begin(&mut cursor) {
@@ -114,7 +119,10 @@ impl Stage2Walker {
                     slot_of[active_len] = seen.slot(cursor.address, &mut unique, &mut pending);
                     active_len += 1;
                 }
-                Err(stop) => *result = failed(request.ipa, request.access, Trail::new(), stop),
+                Err(stop) => {
+                    *result = failed(request.ipa, request.access, Trail::new(), stop);
+                    written |= 1 << i;
+                }
             }
         }
         let mut values: [Result<u64, MemoryError>; BATCH_CHUNK] = [Ok(0); BATCH_CHUNK];
@@ -147,6 +155,7 @@ impl Stage2Walker {
                             let trail = reads.trail::<START>(walk, round);
                             *result =
                                 unreadable(request.ipa, request.access, trail, address, $level);
+                            written |= 1 << walk;
                             continue;
                         };
                         let descriptor = u64::from_le(raw);
@@ -176,10 +185,12 @@ impl Stage2Walker {
                                         *result = failed(request.ipa, request.access, trail, stop)
                                     }
                                 }
+                                written |= 1 << walk;
                             }
                             Step::Stop(stop) => {
                                 let trail = reads.trail::<START>(walk, round + 1);
                                 *result = failed(request.ipa, request.access, trail, stop);
+                                written |= 1 << walk;
                             }
                             // `decode_in` never gives it.
                             Step::Unread => {}
@@ -193,5 +204,21 @@ impl Stage2Walker {
         round!(1);
         round!(2);
         round!(3);
+        // No walk keeps the caller's initial value in its result slot:
+        // `begin` ends a walk (written) or starts it at START; a round ends
+        // every walk it reads (written: unreadable, leaf or stop) but one
+        // whose descriptor is a table, which `decode_in` gives only below
+        // level 3, so the walk goes on in the next round, which exists
+        // (`round!` up to 3, and `addresses` has a row per level from
+        // START). The arms that write nothing are never taken: `decode_in`
+        // never gives `Unread`, and `active` holds walk indexes below
+        // `len`, so the `get`s succeed. Checked in debug builds (the
+        // tests: the proptests compare batches with single walks); in
+        // release `written` is dead and compiled away.
+        debug_assert_eq!(
+            (written, active_len),
+            (u64::MAX.checked_shr(64 - len as u32).unwrap_or(0), 0),
+            "a walk of the chunk left its result unwritten"
+        );
     }
 }
