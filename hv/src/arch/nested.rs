@@ -116,11 +116,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{IpaRange, Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
-    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, Poller, Reply,
-    Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, L0Denial, Poller,
+    Reply, Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
     WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::L0Map;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig, Worker};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
@@ -1899,6 +1900,20 @@ fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
     exit(ExitStatus::Failure)
 }
 
+/// The service answered L2's fault at `l2_ipa` with `denial`: L1's
+/// stage 2 allows the access, hv's own stage 2 of L1 does not. That is a
+/// stage-2 fault at L0 (hv's to resolve, never L1's), and hv denies L1 no
+/// access to its memory it does not resolve, so it is hv's own failure:
+/// the run stops rather than resume L2 into the same fault forever.
+fn l0_denied(nested: &Nested, l2_ipa: u64, denial: &L0Denial) -> ! {
+    let leaf = nested.l0_map.lookup(denial.l1_ipa);
+    println!(
+        "{}",
+        crate::nested::l0_denial::failed_line(l2_ipa, denial, leaf.as_ref())
+    );
+    exit(ExitStatus::Failure)
+}
+
 /// The run's counts: `vcpu`'s (the caller's, whose lock it holds) and
 /// every other vCPU's whose lock is free (a vCPU inside hv now is left
 /// out rather than waited for).
@@ -2943,11 +2958,12 @@ fn l2_exit(
                 Err(why) => crash(vcpu, frame, why),
             };
             match reply {
-                Reply::Translate(
-                    TranslateOutcome::Mapped(_)
-                    | TranslateOutcome::Retry(_)
-                    | TranslateOutcome::L0Denied(_),
-                ) => {}
+                Reply::Translate(TranslateOutcome::Mapped(_) | TranslateOutcome::Retry(_)) => {}
+                // hv's own stage 2 of L1 denies the access: resuming L2
+                // would fault again, forever.
+                Reply::Translate(TranslateOutcome::L0Denied(denial)) => {
+                    l0_denied(nested, l2_ipa, &denial)
+                }
                 Reply::Translate(TranslateOutcome::Inject(injection)) => {
                     vcpu.counts.injected += 1;
                     // The service merged the instruction syndrome of the
