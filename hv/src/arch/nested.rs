@@ -116,11 +116,12 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{IpaRange, Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
-    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, Poller, Reply,
-    Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, L0Denial, Poller,
+    Reply, Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
     WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
+use shadow_mmu::compose::L0Map;
 use shadow_mmu::context::HostVmids;
 use shadow_mmu::service::{Service, ServiceConfig, Worker};
 use shadow_mmu::shadow_table::{shadow_vtcr, HeapFramePool, ShadowConfig, TlbMaintenance};
@@ -489,11 +490,13 @@ struct FaultRateMove {
     to: u64,
 }
 
-/// The snapshots a fault-rate pass's line is the difference of.
+/// The snapshots a fault-rate pass's line is the difference of, and
+/// hv's dirty log of L1's data pages while it keeps one.
 #[derive(Clone, Copy, Debug, Default)]
 struct FaultRateMarks {
     last_end: FaultRateCounts,
     begin: Option<(u64, FaultRateCounts)>,
+    dirty_log: Option<fault_rate::DirtyLog>,
 }
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
@@ -1899,6 +1902,20 @@ fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
     exit(ExitStatus::Failure)
 }
 
+/// The service answered L2's fault at `l2_ipa` with `denial`: L1's
+/// stage 2 allows the access, hv's own stage 2 of L1 does not. That is a
+/// stage-2 fault at L0 (hv's to resolve, never L1's), and hv denies L1 no
+/// access to its memory it does not resolve, so it is hv's own failure:
+/// the run stops rather than resume L2 into the same fault forever.
+fn l0_denied(nested: &Nested, l2_ipa: u64, denial: &L0Denial) -> ! {
+    let leaf = nested.l0_map.lookup(denial.l1_ipa);
+    println!(
+        "{}",
+        crate::nested::l0_denial::failed_line(l2_ipa, denial, leaf.as_ref())
+    );
+    exit(ExitStatus::Failure)
+}
+
 /// The run's counts: `vcpu`'s (the caller's, whose lock it holds) and
 /// every other vCPU's whose lock is free (a vCPU inside hv now is left
 /// out rather than waited for).
@@ -2027,8 +2044,12 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
             let number = frame.x[1];
-            if fault_rate::Pass::from_number(number).is_some_and(fault_rate::Pass::l0_unmap_first) {
+            let pass = fault_rate::Pass::from_number(number);
+            if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
+            }
+            if pass.is_some_and(fault_rate::Pass::dirty_log_first) {
+                fault_rate_dirty_log_start(nested, vcpu);
             }
             vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
             frame.x[0] = 0;
@@ -2109,6 +2130,121 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     cpu::isb();
 }
 
+/// The fault-rate case stops: `what` went wrong in hv's own L0 changes.
+fn fault_rate_failed(what: core::fmt::Arguments) -> ! {
+    println!("hv: nested: fault-rate: FAILED: {what}");
+    exit(ExitStatus::Failure)
+}
+
+/// hv's L1 data pages as write-protected 4 KiB pages (the dirty log's).
+const DIRTY_LOG_PROTECTED: LeafAccess = LeafAccess {
+    s2ap: walker::S2Ap::ReadOnly,
+    execute: walker::Execute::Both,
+};
+
+/// hv starts its dirty log of L1's data pages before the dirty-log pass,
+/// as KVM does when a memslot's dirty logging starts: it splits its 2 MiB
+/// blocks of them into 4 KiB pages at the same PAs, write-protected, so
+/// each page's first write is its own fault. Break (the blocks invalid,
+/// TLBI VMALLS12E1IS of L1's VMID), the service's `l0_unmap` with
+/// `WriteProtect` (the shadow leaves built on the pages go: they allow
+/// L2's writes; the cached walks of L1's table stay), make (level-3
+/// tables from the frames L0's table has left). L2's writes then reach
+/// hv as `L0Denied` ([`fault_rate_log_dirty`]).
+fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
+    use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    const BLOCK: u64 = 2 << 20;
+    const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
+    let Some(FaultRateMove { l0_tables, .. }) = nested.fault_rate_move else {
+        return;
+    };
+    if vcpu.fault_rate.dirty_log.is_some() {
+        fault_rate_failed(format_args!("L1 began the dirty-log pass twice"));
+    }
+    let (first, arena) = (L1_BASE + DATA_OFFSET, nested.arena);
+    // The blocks' PAs now (the L0-unmap pass moved them).
+    let mut pas = [0; BLOCKS];
+    for (index, pa) in pas.iter_mut().enumerate() {
+        let ipa = first + index as u64 * BLOCK;
+        *pa = match nested.l0_map.lookup(ipa) {
+            Some(block) if block.size() == BLOCK && block.ipa_base() == ipa => block.pa_base(),
+            other => fault_rate_failed(format_args!(
+                "starting the dirty log: hv's leaf of L1 IPA {ipa:#x} is {other:?}, not a 2 MiB block"
+            )),
+        };
+    }
+    for index in 0..BLOCKS {
+        let ipa = first + index as u64 * BLOCK;
+        if let Err(e) = l0_tables.rewrite(arena, ipa, 2, 0) {
+            fault_rate_failed(format_args!("starting the dirty log: {e}"));
+        }
+    }
+    HwTlbs::new(TlbDefect::None)
+        .for_vmid(L1_HOST_VMID)
+        .invalidate_all();
+    if let Some(range) = IpaRange::new(first, first + DATA_BYTES) {
+        let worker = vcpu_worker(nested, &mut vcpu.worker);
+        nested
+            .service
+            .l0_unmap(worker, range, L0Change::WriteProtect);
+    }
+    // The level-3 tables come after the frames L0's table of L1 took when
+    // it was built: this runs once (above), and nothing else makes one.
+    let mut tables = l0_tables;
+    for (index, pa) in pas.into_iter().enumerate() {
+        let ipa = first + index as u64 * BLOCK;
+        if let Err(e) = tables.map(arena, ipa, pa, BLOCK, 3, DIRTY_LOG_PROTECTED) {
+            fault_rate_failed(format_args!("starting the dirty log: {e}"));
+        }
+    }
+    // The pages before L1 or the walker of L0's map uses them.
+    cpu::dsb_ish();
+    cpu::isb();
+    vcpu.fault_rate.dirty_log = Some(fault_rate::DirtyLog::new());
+}
+
+/// The dirty log's side of an `L0Denied` answer: a write to one of L1's
+/// data pages that hv write-protected and has not logged. hv logs the
+/// page dirty, gives write access back in its own stage 2 (the page
+/// read-write, and a TLBI of it for L1's own accesses), and returns true:
+/// L2's store runs again and the service, composing afresh, maps it
+/// writable. False for any other denial, which hv does not resolve.
+fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
+    use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    const PAGE_SIZE: u64 = 4096;
+    let (Some(log), Some(FaultRateMove { l0_tables, .. })) =
+        (vcpu.fault_rate.dirty_log.as_mut(), nested.fault_rate_move)
+    else {
+        return false;
+    };
+    let first = L1_BASE + DATA_OFFSET;
+    let page_ipa = denial.l1_ipa & !(PAGE_SIZE - 1);
+    let Some(offset) = page_ipa.checked_sub(first).filter(|&o| o < DATA_BYTES) else {
+        return false;
+    };
+    let page = offset / PAGE_SIZE;
+    let protected = nested.l0_map.lookup(page_ipa).filter(|leaf| {
+        leaf.size() == PAGE_SIZE && !leaf.permissions().contains(ipc::Permissions::WRITE)
+    });
+    let Some(leaf) = protected else {
+        return false;
+    };
+    if denial.access != ipc::AccessKind::Write || log.is_dirty(page) {
+        return false;
+    }
+    let writable = leaf_descriptor(3, leaf.pa_base(), LeafAccess::ALL);
+    if l0_tables
+        .rewrite(nested.arena, page_ipa, 3, writable)
+        .is_err()
+    {
+        return false;
+    }
+    HwTlbs::new(TlbDefect::None)
+        .for_vmid(L1_HOST_VMID)
+        .invalidate_range(page_ipa, PAGE_SIZE);
+    log.log(page)
+}
+
 /// This vCPU's fault count and the service's counters now (the fault-rate
 /// L1 has one vCPU).
 fn fault_rate_counts(nested: &Nested, vcpu: &Vcpu) -> FaultRateCounts {
@@ -2187,7 +2323,33 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         );
         exit(ExitStatus::Failure)
     }
+    if pass.dirty_log_first() {
+        fault_rate_dirty_log_end(vcpu);
+    }
     frame.x[0] = 0;
+}
+
+/// The dirty-log pass ended: hv's log must hold exactly the L1 data pages
+/// L2 wrote (`fault_rate::written_in_dirty_log_pass`), each logged from
+/// one `L0Denied` write. Prints its line, or ends the run `FAILED`.
+fn fault_rate_dirty_log_end(vcpu: &mut Vcpu) {
+    use fault_rate::{DirtyMismatch, DIRTY_WRITE_PERIOD, PAGES};
+    let Some(log) = vcpu.fault_rate.dirty_log.take() else {
+        fault_rate_failed(format_args!(
+            "the dirty-log pass ended without hv's dirty log"
+        ));
+    };
+    match log.check(fault_rate::written_in_dirty_log_pass) {
+        Ok(dirty) => println!(
+            "hv: nested: fault-rate: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each from one L0Denied write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every {DIRTY_WRITE_PERIOD}th L2 page)"
+        ),
+        Err(DirtyMismatch::Missing(page)) => fault_rate_failed(format_args!(
+            "dirty log: L2 wrote L1 data page {page} and hv did not log it dirty"
+        )),
+        Err(DirtyMismatch::Extra(page)) => fault_rate_failed(format_args!(
+            "dirty log: hv logged L1 data page {page} dirty, which L2 did not write"
+        )),
+    }
 }
 
 /// L1's trapped ERET: within virtual EL2, or into L2.
@@ -2943,11 +3105,16 @@ fn l2_exit(
                 Err(why) => crash(vcpu, frame, why),
             };
             match reply {
-                Reply::Translate(
-                    TranslateOutcome::Mapped(_)
-                    | TranslateOutcome::Retry(_)
-                    | TranslateOutcome::L0Denied(_),
-                ) => {}
+                Reply::Translate(TranslateOutcome::Mapped(_) | TranslateOutcome::Retry(_)) => {}
+                // hv's own stage 2 of L1 denies the access: resuming L2
+                // would fault again, forever.
+                // The fault-rate dirty log's write protection is the one
+                // denial hv resolves.
+                Reply::Translate(TranslateOutcome::L0Denied(denial)) => {
+                    if !fault_rate_log_dirty(nested, vcpu, &denial) {
+                        l0_denied(nested, l2_ipa, &denial)
+                    }
+                }
                 Reply::Translate(TranslateOutcome::Inject(injection)) => {
                     vcpu.counts.injected += 1;
                     // The service merged the instruction syndrome of the

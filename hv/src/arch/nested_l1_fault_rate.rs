@@ -24,14 +24,19 @@
 //!    0, DSB), the pass's TLBIs (pass 2 and 5: VMALLS12E1IS; 3: IPAS2E1IS
 //!    of every page, then VMALLE1IS; 4: the same with IPAS2LE1IS), make
 //!    (the rotated descriptors, DSB), and ERETs into L2's entry again; pass
-//!    5 walks the pages with stride 1031; pass 6 changes nothing (same
-//!    rotation, no TLBI: at its BEGIN hv moves L1's data pages to other
-//!    PAs, unmapping them from the shadows);
-//! 5. after pass 6 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
+//!    5 walks the pages with stride 1031; passes 6 and 7 change nothing
+//!    (pass 5's rotation, no TLBI): at pass 6's BEGIN hv moves L1's data
+//!    pages to other PAs, unmapping them from the shadows; at pass 7's it
+//!    write-protects them for its dirty log, and L1 passes L2 a write
+//!    period (x13, 0 in the other passes): L2 also writes the second word
+//!    of every [`DIRTY_WRITE_PERIOD`]th page, and hv logs them dirty;
+//! 5. after pass 7 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
 
-use crate::nested::fault_rate::{Pass, DATA_IPA, PAGES, SCATTER_STRIDE};
+use crate::nested::fault_rate::{
+    Pass, DATA_IPA, DIRTY_WRITE_PERIOD, LAST_ROTATION, PAGES, SCATTER_STRIDE,
+};
 use core::arch::global_asm;
 
 global_asm!(
@@ -98,6 +103,7 @@ umbra_lfr_image:
     UMBRA_LFR_MOV64 x2, {data_ipa}
     UMBRA_LFR_MOV64 x3, {magic}
     mov     x4, #1
+    mov     x13, #0
     eret
 
 // Writes the data pages' level-3 descriptors (x13: L2's root; x9: the
@@ -251,11 +257,16 @@ umbra_lfr_done:
 8:  cmp     x23, #{scattered}
     b.ne    9f
     mov     x26, #{stride}
-9:  cmp     x23, #{l0_unmap_pass}
-    b.ne    10f
-    // hv's move of the data pages (at BEGIN) is this pass's change:
-    // L1's table and its rotation stay as the last pass left them.
-    sub     x21, x21, #1
+9:  mov     x27, #0
+    cmp     x23, #{l0_unmap_pass}
+    b.lo    10f
+    // hv's change at BEGIN (moving the data pages, then write-protecting
+    // them for its dirty log) is this pass's: L1's table and its rotation
+    // stay as pass 5 left them. In the dirty-log pass L2 also writes.
+    mov     x21, #{last_rotation}
+    cmp     x23, #{dirty_log_pass}
+    b.ne    11f
+    mov     x27, #{dirty_period}
     b       11f
 10: bl      umbra_lfr_break
     bl      umbra_lfr_make
@@ -272,6 +283,7 @@ umbra_lfr_done:
     UMBRA_LFR_MOV64 x1, {magic}
     str     x1, [sp, #24]
     str     x26, [sp, #32]
+    str     x27, [sp, #104]
     UMBRA_LFR_RESTORE
     eret
 
@@ -299,9 +311,11 @@ umbra_lfr_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 
 // L2 (one page, MMU off): after `hvc #1`, reads page i = k * x4 mod x1
 // for k = 0 .. x1 - 1 at x2 + i * 4 KiB and compares it with x3 | ((i +
-// x0) mod x1), the pattern of the L1 page the pass maps it to; counts the
-// pages (x5) and wrong values (x9, the first's page x10 and value x11),
-// then `hvc #2`.
+// x0) mod x1), the pattern of the L1 page the pass maps it to; with x13
+// not 0 (a power of two) it also writes i into the page's second word
+// when i is a multiple of x13 (the dirty-log pass); counts the pages (x5)
+// and wrong values (x9, the first's page x10 and value x11), then
+// `hvc #2`.
 .balign 4096
 umbra_lfr_l2:
     hvc     #1
@@ -313,7 +327,12 @@ umbra_lfr_l2:
     mov     x11, #0
 1:  add     x8, x2, x6, lsl #12
     ldr     x7, [x8]
-    add     x8, x6, x0
+    cbz     x13, 5f
+    sub     x14, x13, #1
+    tst     x6, x14
+    b.ne    5f
+    str     x6, [x8, #8]
+5:  add     x8, x6, x0
     and     x8, x8, x12
     orr     x8, x8, x3
     cmp     x7, x8
@@ -343,6 +362,9 @@ umbra_lfr_image_end:
     stride = const SCATTER_STRIDE,
     scattered = const Pass::Scattered.number(),
     l0_unmap_pass = const Pass::AfterL0Unmap.number(),
+    dirty_log_pass = const Pass::DirtyLog.number(),
+    dirty_period = const DIRTY_WRITE_PERIOD,
+    last_rotation = const LAST_ROTATION,
     last = const Pass::LAST,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
     end = const super::nested::HVC_FAULT_RATE_END,
@@ -365,6 +387,9 @@ pub const L1_RAM_BYTES: u64 = DATA_OFFSET + DATA_BYTES;
 // The pattern leaves the page number its low 16 bits; the message above
 // names the data's IPA.
 const _: () = assert!(PAGES < 1 << 16 && DATA_IPA == 0x4000_0000);
+// Pass n (up to the scattered one) runs with rotation n - 1; the later
+// passes keep the scattered one's.
+const _: () = assert!(LAST_ROTATION == Pass::Scattered.number() - 1);
 
 assembled_image!(
     "The fault-rate L1 image's bytes (code, data and the L2 payload).",

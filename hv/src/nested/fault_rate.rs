@@ -29,6 +29,20 @@
 //! service's `l0_unmap`, which removes the shadow leaves built on them
 //! and keeps the cached walks of L1's table. The other passes make none
 //! (no eviction, no L0 change): 0 hits.
+//!
+//! The last pass is a dirty-log pass, hv's own L0 fault on L1's memory
+//! (`L0Denied`, `nested::l0_denial`): at its BEGIN hv splits its 2 MiB
+//! blocks of L1's data pages into 4 KiB pages, write-protected (as KVM
+//! splits huge pages when dirty logging starts), and tells the service
+//! (`l0_unmap` with `L0Change::WriteProtect`, which removes the shadow
+//! leaves built on them). L1 changes nothing; L2 reads every page and
+//! writes the second word of every [`DIRTY_WRITE_PERIOD`]th. Each read
+//! faults once (a walk-cache hit, mapped read-only); each write faults
+//! twice: the service answers the first `L0Denied` (L1's leaf allows the
+//! write, hv's page does not), hv logs the page dirty ([`DirtyLog`]) and
+//! gives write back in its own stage 2, and L2's store, run again, faults
+//! and maps writable. At END hv checks its log holds exactly the L1 pages
+//! L2 wrote ([`DirtyLog::check`]).
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
@@ -37,6 +51,13 @@ const _: () = assert!(PAGES.is_power_of_two() && PAGES.is_multiple_of(512));
 /// The first L2 IPA of the touched pages: level-1 entry 1 of L1's stage 2,
 /// apart from L2's code page (0x80000, entry 0).
 pub const DATA_IPA: u64 = 0x4000_0000;
+/// L2 writes every this-many-th page in the dirty-log pass (L2 page
+/// i with i a multiple of it): a power of two, so L2 tests it with an AND.
+pub const DIRTY_WRITE_PERIOD: u64 = 8;
+const _: () = assert!(DIRTY_WRITE_PERIOD == 8 && PAGES.is_multiple_of(DIRTY_WRITE_PERIOD));
+/// L1's rotation in the passes after the scattered one (5), which remap
+/// nothing: L2 page i is L1 data page (i + this) mod [`PAGES`].
+pub const LAST_ROTATION: u64 = 4;
 /// Step of the scattered pass (pass 5) through the pages: odd, so
 /// coprime with [`PAGES`], and far from 1 so consecutive faults land in
 /// different level-3 tables most of the time.
@@ -62,6 +83,10 @@ pub enum Pass {
     /// pages (at BEGIN), its L0 unmap removes their shadow leaves, and
     /// every fault is a walk-cache hit.
     AfterL0Unmap,
+    /// 7: L1 changes nothing; hv write-protects L1's data pages for its
+    /// dirty log (at BEGIN), L2 reads every page and writes every
+    /// [`DIRTY_WRITE_PERIOD`]th, and hv logs the pages written.
+    DirtyLog,
 }
 
 impl Pass {
@@ -74,6 +99,7 @@ impl Pass {
             4 => Pass::AfterIpas2LastLevel,
             5 => Pass::Scattered,
             6 => Pass::AfterL0Unmap,
+            7 => Pass::DirtyLog,
             _ => return None,
         })
     }
@@ -87,11 +113,12 @@ impl Pass {
             Pass::AfterIpas2LastLevel => 4,
             Pass::Scattered => 5,
             Pass::AfterL0Unmap => 6,
+            Pass::DirtyLog => 7,
         }
     }
 
     /// The last pass: L1 powers off after it.
-    pub const LAST: u64 = 6;
+    pub const LAST: u64 = 7;
 
     /// Whether hv moves L1's data pages (unmapping them from the shadows
     /// through the service's `l0_unmap`) at this pass's BEGIN, before
@@ -100,7 +127,14 @@ impl Pass {
         self == Pass::AfterL0Unmap
     }
 
-    /// What the pass is, for hv's line.
+    /// Whether hv write-protects L1's data pages for its dirty log at
+    /// this pass's BEGIN, before its snapshot.
+    pub fn dirty_log_first(self) -> bool {
+        self == Pass::DirtyLog
+    }
+
+    /// What the pass is, for hv's line (the dirty-log pass's names
+    /// [`DIRTY_WRITE_PERIOD`]).
     pub fn describe(self) -> &'static str {
         match self {
             Pass::FirstTouch => "first touch, in order",
@@ -112,6 +146,9 @@ impl Pass {
             Pass::Scattered => "after remap + TLBI VMALLS12E1IS, scattered (stride 1031)",
             Pass::AfterL0Unmap => {
                 "after hv moved L1's data pages (L0 unmap, walk cache kept), in order"
+            }
+            Pass::DirtyLog => {
+                "after hv write-protected L1's data pages for its dirty log, every 8th page written, in order"
             }
         }
     }
@@ -130,9 +167,10 @@ impl Pass {
         let prep = match self {
             // Since hv started: the code page's first fault.
             Pass::FirstTouch => code_fault,
-            // hv's L0 unmap, one invalidation; L1 changed nothing, and
-            // the code page (outside the range) kept its shadow leaf.
-            Pass::AfterL0Unmap => Counts {
+            // hv's L0 unmap (or write protection), one invalidation; L1
+            // changed nothing, and the code page (outside the range) kept
+            // its shadow leaf.
+            Pass::AfterL0Unmap | Pass::DirtyLog => Counts {
                 invalidations: 1,
                 ..Counts::ZERO
             },
@@ -157,6 +195,20 @@ impl Pass {
                 Counts {
                     faults: pages,
                     hits: pages,
+                    ..Counts::ZERO
+                },
+            );
+        }
+        // As after the L0 unmap, every read hits; every write faults
+        // twice more (denied by hv's write protection, then mapped
+        // writable), both hits: L1's cached leaf allows the write.
+        if self == Pass::DirtyLog {
+            let faults = pages + 2 * (pages / DIRTY_WRITE_PERIOD);
+            return (
+                prep,
+                Counts {
+                    faults,
+                    hits: faults,
                     ..Counts::ZERO
                 },
             );
@@ -294,6 +346,89 @@ pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(
     Ok(())
 }
 
+/// Whether L2 writes L1 data page `l1_page` in the dirty-log pass: L2
+/// page i is L1 page (i + [`LAST_ROTATION`]) mod [`PAGES`], and L2 writes
+/// the pages i that are multiples of [`DIRTY_WRITE_PERIOD`].
+pub const fn written_in_dirty_log_pass(l1_page: u64) -> bool {
+    let l2_page = (l1_page + PAGES - LAST_ROTATION) % PAGES;
+    l2_page.is_multiple_of(DIRTY_WRITE_PERIOD)
+}
+
+/// hv's dirty log of L1's [`PAGES`] data pages: the pages it saw a write
+/// to (through its write protection) since logging began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirtyLog {
+    dirty: [u64; (PAGES / 64) as usize],
+    logged: u64,
+}
+
+/// Why a dirty log is not the set of pages L2 wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirtyMismatch {
+    /// L2 wrote the page and hv did not log it.
+    Missing(u64),
+    /// hv logged a page L2 did not write.
+    Extra(u64),
+}
+
+impl Default for DirtyLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DirtyLog {
+    /// Nothing dirty.
+    pub const fn new() -> Self {
+        DirtyLog {
+            dirty: [0; (PAGES / 64) as usize],
+            logged: 0,
+        }
+    }
+
+    /// Logs data page `page` dirty. False (nothing logged) for a page
+    /// outside the data or one already dirty: hv gave it write access
+    /// when it logged it, so a second denial of a write is not the dirty
+    /// log's.
+    pub fn log(&mut self, page: u64) -> bool {
+        let Some(word) = self.dirty.get_mut((page / 64) as usize) else {
+            return false;
+        };
+        let bit = 1 << (page % 64);
+        if *word & bit != 0 {
+            return false;
+        }
+        *word |= bit;
+        self.logged += 1;
+        true
+    }
+
+    /// Whether page `page` is logged dirty.
+    pub fn is_dirty(&self, page: u64) -> bool {
+        self.dirty
+            .get((page / 64) as usize)
+            .is_some_and(|word| word & (1 << (page % 64)) != 0)
+    }
+
+    /// The pages logged dirty.
+    pub const fn logged(&self) -> u64 {
+        self.logged
+    }
+
+    /// The first page where the log and `written` (the pages L2 wrote)
+    /// differ; `Ok` with the number of pages logged when they agree.
+    pub fn check(&self, written: impl Fn(u64) -> bool) -> Result<u64, DirtyMismatch> {
+        for page in 0..PAGES {
+            match (written(page), self.is_dirty(page)) {
+                (true, false) => return Err(DirtyMismatch::Missing(page)),
+                (false, true) => return Err(DirtyMismatch::Extra(page)),
+                _ => {}
+            }
+        }
+        Ok(self.logged)
+    }
+}
+
 /// `ticks` of a counter at `frequency` Hz in nanoseconds; None when the
 /// frequency is 0 (CNTFRQ_EL0 unset) or the result passes u64.
 pub fn nanoseconds(ticks: u64, frequency: u64) -> Option<u64> {
@@ -330,9 +465,9 @@ mod tests {
 
     #[test]
     fn every_window_faults_once_a_page_and_walks_each_fault() {
-        for n in 1..Pass::LAST {
+        for n in 1..Pass::AfterL0Unmap.number() {
             let pass = Pass::from_number(n).unwrap();
-            assert!(!pass.l0_unmap_first());
+            assert!(!pass.l0_unmap_first() && !pass.dirty_log_first());
             let (_, w) = pass.expected(PAGES);
             assert_eq!(w.faults, PAGES);
             assert_eq!(w.misses, PAGES);
@@ -349,9 +484,9 @@ mod tests {
 
     #[test]
     fn after_the_l0_unmap_every_fault_hits() {
-        let pass = Pass::from_number(Pass::LAST).unwrap();
+        let pass = Pass::from_number(6).unwrap();
         assert_eq!(pass, Pass::AfterL0Unmap);
-        assert!(pass.l0_unmap_first());
+        assert!(pass.l0_unmap_first() && !pass.dirty_log_first());
         let (prep, window) = pass.expected(PAGES);
         assert_eq!(
             window,
@@ -395,6 +530,82 @@ mod tests {
         assert_eq!(
             check(pass, PAGES, &Counts::ZERO, &window).map_err(|m| (m.preparation, m.what)),
             Err((true, "invalidations"))
+        );
+    }
+
+    #[test]
+    fn the_dirty_log_pass_is_last_and_each_write_faults_twice() {
+        let pass = Pass::from_number(Pass::LAST).unwrap();
+        assert_eq!(pass, Pass::DirtyLog);
+        assert!(pass.dirty_log_first() && !pass.l0_unmap_first());
+        let (prep, window) = pass.expected(PAGES);
+        assert_eq!(
+            prep,
+            Counts {
+                invalidations: 1,
+                ..Counts::ZERO
+            }
+        );
+        // 2048 reads and 256 writes, each write denied once.
+        assert_eq!(window.faults, 2560);
+        assert_eq!(window.hits, 2560);
+        assert_eq!(window.misses + window.walks + window.partial_walks, 0);
+        // A write hv resolved without the service seeing it again (no
+        // second fault) fails the count.
+        let once = Counts {
+            faults: 2304,
+            hits: 2304,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &once).map_err(|m| (m.preparation, m.what)),
+            Err((false, "L2 faults"))
+        );
+    }
+
+    #[test]
+    fn l2_writes_every_8th_of_its_pages_rotated_onto_l1s() {
+        // L1 page 4 is L2 page 0 (written), L1 page 0 is L2 page 2044
+        // (not), L1 page 2044 is L2 page 2040 (written).
+        assert!(written_in_dirty_log_pass(4));
+        assert!(!written_in_dirty_log_pass(0));
+        assert!(written_in_dirty_log_pass(12));
+        assert!(!written_in_dirty_log_pass(8));
+        assert!(written_in_dirty_log_pass(2044));
+        let written = (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)).count() as u64;
+        assert_eq!(written, PAGES / DIRTY_WRITE_PERIOD);
+    }
+
+    #[test]
+    fn the_dirty_log_check_finds_missing_and_extra_pages() {
+        let mut log = DirtyLog::new();
+        assert_eq!(log.check(|_| false), Ok(0));
+        for page in (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)) {
+            assert!(log.log(page));
+        }
+        assert_eq!(log.check(written_in_dirty_log_pass), Ok(256));
+        // Logging a page twice, or one outside the data, logs nothing.
+        assert!(!log.log(4));
+        assert!(!log.log(PAGES));
+        assert!(!log.log(u64::MAX));
+        assert!(!log.is_dirty(PAGES));
+        assert_eq!(log.logged(), 256);
+        // The unrotated set (L2 page i as L1 page i) is not it.
+        assert_eq!(
+            log.check(|p| p % DIRTY_WRITE_PERIOD == 0),
+            Err(DirtyMismatch::Missing(0))
+        );
+        let mut extra = log;
+        assert!(extra.log(5));
+        assert_eq!(
+            extra.check(written_in_dirty_log_pass),
+            Err(DirtyMismatch::Extra(5))
+        );
+        let mut missing = DirtyLog::new();
+        assert!(missing.log(4));
+        assert_eq!(
+            missing.check(written_in_dirty_log_pass),
+            Err(DirtyMismatch::Missing(12))
         );
     }
 

@@ -47,6 +47,7 @@ pub mod fault_rate;
 pub mod gic;
 pub mod handshake;
 pub mod idregs;
+pub mod l0_denial;
 pub mod timer;
 pub mod traps;
 pub mod vcpus;

@@ -316,15 +316,20 @@ impl<'a> Lab<'a> {
     /// L0 write-protects L1 page [`LOGGED_L1`] (dirty logging) or makes
     /// it writable again (the page logged dirty).
     pub fn set_l0_logging(&self, write_protected: bool) -> Result<(), BuildError> {
-        let pa = self.arena.base() + PAGES_OFFSET + (LOGGED_L1 - L1_PAGES);
-        let access = if write_protected {
+        self.set_l0_logged_access(if write_protected {
             LeafAccess {
                 s2ap: walker::S2Ap::ReadOnly,
                 execute: walker::Execute::Both,
             }
         } else {
             LeafAccess::ALL
-        };
+        })
+    }
+
+    /// L0 maps L1 page [`LOGGED_L1`] at its own PA with `access` (any
+    /// S2AP and XN, no access at all included).
+    pub fn set_l0_logged_access(&self, access: LeafAccess) -> Result<(), BuildError> {
+        let pa = self.arena.base() + PAGES_OFFSET + (LOGGED_L1 - L1_PAGES);
         self.l0_tables
             .rewrite(self.arena, LOGGED_L1, 3, leaf_descriptor(3, pa, access))
             .map(drop)

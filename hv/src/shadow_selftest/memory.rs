@@ -13,8 +13,8 @@ use shadow_mmu::compose::{
     effective_shareability, permissions_from_stage2, L0Map, L0Mapping, MemAttr, Permissions,
 };
 use walker::{
-    AccessKind, Endianness, Execute, ExposedFeatures, GuestMemory, IdRegisters, MemoryError, S2Ap,
-    Stage2Registers, Stage2Walker,
+    AccessKind, CacheMaintenance, Endianness, Execute, ExposedFeatures, GuestMemory, IdRegisters,
+    MemoryError, S2Ap, Stage2Registers, Stage2Walker,
 };
 
 /// The translation granule of every table here.
@@ -476,19 +476,33 @@ impl<'a> L0Stage2<'a> {
         L0Stage2 { arena, walker }
     }
 
-    /// The PA of `l1_ipa`, if L0 maps it readable.
+    /// The PA of `l1_ipa`, if L0 maps it readable (hv reads L1's memory
+    /// there on L1's behalf, as L1's own read would).
     pub fn pa_of(&self, l1_ipa: u64) -> Option<u64> {
         self.lookup(l1_ipa)
+            .filter(|m| m.permissions().contains(Permissions::READ))
             .map(|m| m.pa_base() + (l1_ipa - m.ipa_base()))
     }
 }
 
 impl L0Map for L0Stage2<'_> {
+    /// The leaf of hv's table holding `l1_ipa`, whatever it permits: a
+    /// valid leaf is L1 memory even where S2AP or XN deny every access
+    /// (L0 revoking access to a page, write-only S2AP), and the service
+    /// must see its permissions to answer `L0Denied` (the fault is L0's
+    /// own, a stage-2 permission fault at L0 in the Arm ARM's terms), not
+    /// find nothing and answer "outside L1's memory", an external abort
+    /// for L2. The walk is the one of a clean by VA at EL1, which needs no
+    /// stage-2 permission (AArch64.S2CheckPermissions, AccessType_DC):
+    /// it faults only where the table has no valid leaf.
     fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
-        // Every L1 page hv maps is readable: a walk for a read finds it.
         let t = self
             .walker
-            .walk(self.arena, l1_ipa, AccessKind::Read)
+            .walk(
+                self.arena,
+                l1_ipa,
+                AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1),
+            )
             .ok()?;
         L0Mapping::new(
             t.ipa_block_base(),

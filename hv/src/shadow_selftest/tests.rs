@@ -8,7 +8,7 @@ extern crate std;
 
 use super::backend::{identity_frames, SelftestBackend, VmidTlbs};
 use super::lab::{Lab, ARENA_BYTES, PAYLOAD};
-use super::memory::Arena;
+use super::memory::{Arena, LeafAccess};
 use super::*;
 use core::sync::atomic::AtomicU64;
 use ipc::HostDoorbell;
@@ -502,4 +502,78 @@ fn the_fault_ipa_comes_from_hpfar_or_far() {
         ..permission
     };
     assert_eq!(fault_ipa(&on_walk), 0xdead << 12 | 0x678);
+}
+
+/// An L0 leaf that denies L2's access, down to no access at all (S2AP
+/// 0b00) or no reads (write-only S2AP 0b10), is still L1 memory: L2's
+/// access through it is L0's own fault (a stage-2 permission fault at L0
+/// in the Arm ARM's terms), answered `L0Denied` with the L1 IPA, never an
+/// external abort for L2. Before the fix hv's L0 map walked its table for
+/// a read, found nothing where reads are denied, and the service answered
+/// "outside L1's memory" (`ExternalAbort`): under the fault-rate demo, an
+/// external abort taken at L2's EL1, whose vector fetch L1's stage 2 does
+/// not map (L1 then saw ESR 0x82000007).
+#[test]
+fn an_l0_leaf_denying_the_access_is_l0_denied_not_outside_l1() {
+    use ipc::L0Denial;
+    use shadow_mmu::compose::Permissions;
+    use walker::{Execute, S2Ap};
+    let lab = lab();
+    let tlbs = Arc::new([Arc::new(SimTlb::default()), Arc::new(SimTlb::default())]);
+    let service = service(lab, SimTlbs { tlbs, reach: 2 });
+    let worker = service.worker();
+    let offset = 0x48;
+    let request = |access: AccessKind| {
+        let wnr = u32::from(access == AccessKind::Write) << 6;
+        TranslateRequest {
+            context: context_key(lab),
+            l2_ipa: lab::LOGGED_L2 + offset,
+            access,
+            // A data abort from a lower EL, translation fault level 3.
+            esr: (EC_DATA_ABORT_LOWER as u32) << 26 | 1 << 25 | wnr | 0b00_0111,
+            far: lab::LOGGED_L2 + offset,
+        }
+    };
+    let denied = |access| {
+        TranslateOutcome::L0Denied(L0Denial {
+            l1_ipa: lab::LOGGED_L1 + offset,
+            access,
+        })
+    };
+    let cases = [
+        (S2Ap::None, AccessKind::Read, false),
+        (S2Ap::None, AccessKind::Write, false),
+        (S2Ap::WriteOnly, AccessKind::Read, false),
+        (S2Ap::WriteOnly, AccessKind::Write, true),
+        (S2Ap::ReadOnly, AccessKind::Write, false),
+    ];
+    for (s2ap, access, allowed) in cases {
+        lab.set_l0_logged_access(LeafAccess {
+            s2ap,
+            execute: Execute::Neither,
+        })
+        .unwrap();
+        // The previous case's entry goes as hv's L0 change would take it.
+        let page = IpaRange::new(lab::LOGGED_L1, lab::LOGGED_L1 + memory::PAGE).unwrap();
+        service.l0_unmap(&worker, page, L0Change::Unmap);
+        let outcome = service.translate_request(&worker, &request(access));
+        if allowed {
+            assert!(
+                matches!(outcome, TranslateOutcome::Mapped(_)),
+                "{s2ap:?} {access:?}: {outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome, denied(access), "{s2ap:?} {access:?}");
+        }
+    }
+    // What L0 maps readable is what hv reads on L1's behalf: not a page
+    // that denies reads.
+    lab.set_l0_logged_access(LeafAccess {
+        s2ap: S2Ap::WriteOnly,
+        execute: Execute::Neither,
+    })
+    .unwrap();
+    assert_eq!(lab.l0_map().pa_of(lab::LOGGED_L1), None);
+    let m = lab.l0_map().lookup(lab::LOGGED_L1).unwrap();
+    assert_eq!(m.permissions(), Permissions::WRITE);
 }

@@ -385,7 +385,7 @@ const TRAPS_PASS: &str = "l1: UMBRA-NESTED-PASS traps e2h=1 cptr=ok own-fp=ok l2
 const SVE_PASS: &str =
     "l1: UMBRA-NESTED-PASS sve e2h=1 zcr-el2=ok smcr-el2=ok own-vl=ok own-traps=ok l2-vl=ok l2-el1=ok fa64=ok restored=ok";
 /// What the fault-rate case must print: each pass's counts (the part of
-/// hv's line before its times) and L1's PASS line.
+/// hv's line before its times), hv's dirty-log verdict and L1's PASS line.
 const FAULT_RATE_LINES: &[&str] = &[
     "hv: nested: fault-rate: pass 1 (first touch, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; ",
     "hv: nested: fault-rate: pass 2 (after remap + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
@@ -393,7 +393,9 @@ const FAULT_RATE_LINES: &[&str] = &[
     "hv: nested: fault-rate: pass 4 (after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order): 2048 L2 faults: hits 0, misses 2048 (full walks 0, partial walks 2048), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4096 entries; ",
     "hv: nested: fault-rate: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
     "hv: nested: fault-rate: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order): 2048 L2 faults: hits 2048, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
-    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=6 values=ok",
+    "hv: nested: fault-rate: pass 7 (after hv write-protected L1's data pages for its dirty log, every 8th page written, in order): 2560 L2 faults: hits 2560, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
+    "hv: nested: fault-rate: dirty log: 256 of 2048 L1 data pages logged dirty, each from one L0Denied write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page)",
+    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=7 values=ok",
 ];
 /// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
 /// on every page (each read through its pass-1 shadow leaf), not merely a
@@ -796,7 +798,8 @@ const MATRIX: &[Case] = &[
     // throughput on the target"): L1's L2 touches 2048 pages once per pass
     // (first touch; after a remap and TLBI VMALLS12E1IS; after TLBI
     // IPAS2E1IS of every page; after IPAS2LE1IS of every page; scattered
-    // after VMALLS12E1IS), checking every value; hv prints each pass's
+    // after VMALLS12E1IS; after hv moved its pages; under hv's dirty log,
+    // writing every 8th page), checking every value; hv prints each pass's
     // counts (checked here and by hv itself) and its time (meaningless on
     // TCG). Two CPUs: the service on CPU 1, as on hardware.
     Case {
