@@ -26,6 +26,11 @@
 //! and waits until PATH exists (run valgrind with `--instr-atstart=no`, then
 //! `callgrind_control -i on` and create PATH: the setup then runs at near
 //! native speed).
+//!
+//! `refault` counts each call together with the translates (Umbra) or
+//! installs (KVM-style) that put back what it removed: collect
+//! `range_count::invalidate_and_refault_umbra` (or `_kvm`) instead, so work
+//! an invalidation leaves to the next inserts is counted where it lands.
 
 use std::hint::black_box;
 
@@ -53,9 +58,40 @@ fn invalidate_kvm(kvm: &bench::range::Kvm, scope: &InvalidateScope) -> usize {
     kvm.invalidate_with(1, scope, VmidUnmap::Chunked { pa_bits: 40 })
 }
 
+/// The Umbra call and the translates of the cached pages it covered.
+#[inline(never)]
+fn invalidate_and_refault_umbra(
+    service: &bench::umbra::UmbraService,
+    worker: &shadow_mmu::service::Worker,
+    key: &shadow_mmu::context::ContextKey,
+    scope: &InvalidateScope,
+    pages: impl Iterator<Item = u64> + Clone,
+) -> u64 {
+    let removed = invalidate_umbra(service, worker, scope);
+    fill_contexts(service, worker, std::slice::from_ref(key), pages);
+    removed
+}
+
+/// The KVM-style call and the installs of the cached pages it covered.
+#[inline(never)]
+fn invalidate_and_refault_kvm(
+    kvm: &bench::range::Kvm,
+    key: &ipc::message::ContextKey,
+    fixture: &RangeFixture,
+    scope: &InvalidateScope,
+    pages: impl Iterator<Item = u64>,
+) -> usize {
+    let removed = invalidate_kvm(kvm, scope);
+    for page in pages {
+        let (leaf, shadow) = &fixture.entries[page as usize];
+        kvm.install(key, leaf, shadow).expect("frames");
+    }
+    removed
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: range_count umbra|kvm 2|16|256|4096|16_fixed|1G_16_cached [calls] [seed=HEX] [wait=PATH]";
+    let usage = "usage: range_count umbra|kvm 2|16|256|4096|16_fixed|1G_16_cached [calls] [refault] [seed=HEX] [wait=PATH]";
     let umbra = match args.first().map(String::as_str) {
         Some("umbra") => true,
         Some("kvm") => false,
@@ -69,7 +105,7 @@ fn main() {
     };
     let calls: u64 = args
         .get(2)
-        .filter(|a| !a.contains('='))
+        .filter(|a| a.parse::<u64>().is_ok())
         .map_or(100, |n| n.parse().expect("a count of calls"));
     let seed = args
         .iter()
@@ -89,6 +125,7 @@ fn main() {
         }
     }
 
+    let refault = args.iter().any(|a| a == "refault");
     let mut base = 0u64;
     let (mut covered, mut removed) = (0u64, 0u64);
     for _ in 0..calls {
@@ -99,7 +136,27 @@ fn main() {
         let scope = ripas2e1(L1Fixture::l2_ipa(page), pages);
         let pages_covered = fixture.cached.covered_by(&scope);
         covered += pages_covered.clone().count() as u64;
-        if let (Some((service, key)), Some(worker)) = (&umbra_state, &worker) {
+        if refault {
+            removed += if let (Some((service, key)), Some(worker)) = (&umbra_state, &worker) {
+                black_box(invalidate_and_refault_umbra(
+                    service,
+                    worker,
+                    key,
+                    &scope,
+                    pages_covered,
+                ))
+            } else if let Some((kvm, key)) = &kvm_state {
+                black_box(invalidate_and_refault_kvm(
+                    kvm,
+                    key,
+                    &fixture,
+                    &scope,
+                    pages_covered,
+                )) as u64
+            } else {
+                0
+            };
+        } else if let (Some((service, key)), Some(worker)) = (&umbra_state, &worker) {
             removed += black_box(invalidate_umbra(service, worker, &scope));
             fill_contexts(service, worker, std::slice::from_ref(key), pages_covered);
         } else if let Some((kvm, key)) = &kvm_state {
