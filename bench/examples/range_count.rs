@@ -27,6 +27,11 @@
 //! `callgrind_control -i on` and create PATH: the setup then runs at near
 //! native speed).
 //!
+//! `by_page` issues each range as L1 does without range TLBIs: an
+//! IPAS2E1IS (no TTL) per page of it, each counted, nothing translated in
+//! between (the pages are put back after the last, uncounted); the
+//! 1 GiB case then issues 262,144 of them.
+//!
 //! `refault` counts each call together with the translates (Umbra) or
 //! installs (KVM-style) that put back what it removed: collect
 //! `range_count::invalidate_and_refault_umbra` (or `_kvm`) instead, so work
@@ -34,7 +39,7 @@
 
 use std::hint::black_box;
 
-use bench::range::{fill_contexts, ripas2e1, RangeFixture, RANGE_DENSE};
+use bench::range::{fill_contexts, ipas2e1, ripas2e1, RangeFixture, RANGE_DENSE};
 use bench::shadow_baseline::{L1Fixture, VmidUnmap};
 use ipc::tlbi::InvalidateScope;
 
@@ -91,7 +96,7 @@ fn invalidate_and_refault_kvm(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: range_count umbra|kvm 2|16|256|4096|16_fixed|1G_16_cached [calls] [refault] [seed=HEX] [wait=PATH]";
+    let usage = "usage: range_count umbra|kvm 2|16|256|4096|16_fixed|1G_16_cached [calls] [refault | by_page] [seed=HEX] [wait=PATH]";
     let umbra = match args.first().map(String::as_str) {
         Some("umbra") => true,
         Some("kvm") => false,
@@ -126,6 +131,19 @@ fn main() {
     }
 
     let refault = args.iter().any(|a| a == "refault");
+    let by_page = args.iter().any(|a| a == "by_page");
+    let restore = |pages_covered: &mut dyn Iterator<Item = u64>| {
+        if let (Some((service, key)), Some(worker)) = (&umbra_state, &worker) {
+            for page in pages_covered {
+                fill_contexts(service, worker, std::slice::from_ref(key), page..page + 1);
+            }
+        } else if let Some((kvm, key)) = &kvm_state {
+            for page in pages_covered {
+                let (leaf, shadow) = &fixture.entries[page as usize];
+                kvm.install(key, leaf, shadow).expect("frames");
+            }
+        }
+    };
     let mut base = 0u64;
     let (mut covered, mut removed) = (0u64, 0u64);
     for _ in 0..calls {
@@ -156,6 +174,18 @@ fn main() {
             } else {
                 0
             };
+        } else if by_page {
+            // The range as L1 issues it without range TLBIs: an IPAS2E1IS
+            // per page, nothing translated in between.
+            for page in page..page + pages {
+                let scope = ipas2e1(L1Fixture::l2_ipa(page));
+                if let (Some((service, _)), Some(worker)) = (&umbra_state, &worker) {
+                    removed += black_box(invalidate_umbra(service, worker, &scope));
+                } else if let Some((kvm, _)) = &kvm_state {
+                    removed += black_box(invalidate_kvm(kvm, &scope)) as u64;
+                }
+            }
+            restore(&mut pages_covered.into_iter());
         } else if let (Some((service, key)), Some(worker)) = (&umbra_state, &worker) {
             removed += black_box(invalidate_umbra(service, worker, &scope));
             fill_contexts(service, worker, std::slice::from_ref(key), pages_covered);

@@ -164,6 +164,18 @@ pub fn ripas2e1(ipa: u64, pages: u64) -> InvalidateScope {
     scope
 }
 
+/// IPAS2E1IS of the 4 KiB page holding `ipa`, no TTL hint: what L1 issues
+/// page by page for a range when it does not use the range TLBIs.
+pub fn ipas2e1(ipa: u64) -> InvalidateScope {
+    let tlbi = Tlbi {
+        op: TlbiOp::Ipas2e1,
+        shareability: Shareability::InnerShareable,
+        nxs: false,
+    };
+    tlbi.decode(ipa >> 12, TlbiParams::default())
+        .expect("IPAS2 operands always decode")
+}
+
 /// The range benchmark's L1 tables, cached pages and composed entries.
 #[derive(Debug)]
 pub struct RangeFixture {
