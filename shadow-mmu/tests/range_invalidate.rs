@@ -72,9 +72,9 @@ fn a_range_over_many_chunks_is_exact_after_deferred_page_removals() {
     // VMID 1 is what goes; `present[n]` says whether leaf n is still
     // cached and shadowed there.
     let mut present = vec![true; leaves.len()];
-    // 100 page TLBIs: 64 records wait for their L1-side unlink, the rest
-    // are unlinked at once; every other page comes back (each insert
-    // completes two waiting unlinks).
+    // 100 page TLBIs: 64 records wait for their L1-side unlink in
+    // `pending`, the rest on the detached chain; every other page comes
+    // back (each insert completes two of each).
     let pages: Vec<usize> = (0..100).map(|n| n * 8).collect();
     for &n in &pages {
         let leaf = leaves[n];
