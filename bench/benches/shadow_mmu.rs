@@ -64,28 +64,28 @@
 //! on huge pages (`AnonHugePages` of `Rss`).
 
 use std::hint::black_box;
-use std::ops::Range;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use bench::shadow_baseline::{
-    kvm_unmap_chunked, KvmStyle, L1Fixture, MutexHashMapCache, VmidUnmap,
+use bench::range::{
+    composed, fill_contexts, kvm, ripas2e1, translate_ok, CachedPages, Kvm, RangeFixture,
+    RANGE_DENSE,
 };
+use bench::shadow_baseline::{kvm_unmap_chunked, L1Fixture, MutexHashMapCache, VmidUnmap};
 use bench::umbra::{context_key, service as umbra, UmbraService};
 use bench::{host_pages, wanted};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use ipc::tlbi::{Granule, InvalidateScope, RangeOperand, Shareability, Tlbi, TlbiOp, TlbiParams};
-use shadow_mmu::compose::{resolve, Composition, HostExecute, L1Translation, ShadowMapping};
+use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
+use shadow_mmu::compose::{L1Translation, ShadowMapping};
 use shadow_mmu::context::ContextKey;
-use shadow_mmu::service::{Guard, Translated, Worker};
+use shadow_mmu::service::{Guard, Worker};
 use shadow_mmu::shadow_table::{HeapFramePool, NoHardwareTlb, ShadowConfig};
 use walker::{AbortContext, AbortOrigin, AccessKind, Stage2Walker};
 
 type Umbra = UmbraService;
-type Kvm = KvmStyle<Arc<HeapFramePool>, NoHardwareTlb>;
 
 const ABORT: AbortContext = AbortContext {
     far: None,
@@ -146,13 +146,6 @@ fn in_bursts(worker: &Worker, iters: u64, mut request: impl FnMut(&Guard)) -> Du
     start.elapsed()
 }
 
-fn translate_ok(service: &Umbra, worker: &shadow_mmu::service::Worker, key: &ContextKey, ipa: u64) {
-    match service.translate(worker, key, ipa, AccessKind::Read, &ABORT) {
-        Translated::Mapped(_) => {}
-        other => panic!("translate {ipa:#x}: {other:?}"),
-    }
-}
-
 /// KVM-style's fault (full walk, compose, map) of L2 IPA `ipa` in the
 /// context of `key`, which must map it.
 fn kvm_fault_ok(
@@ -169,44 +162,6 @@ fn kvm_fault_ok(
 fn fill_umbra(service: &Umbra, f: &L1Fixture, vmids: &[u16], pages: u64) {
     let keys: Vec<ContextKey> = vmids.iter().map(|&vmid| umbra_key(f, vmid)).collect();
     fill_contexts(service, &service.worker(), &keys, 0..pages);
-}
-
-/// Translates the fixture's `pages` (page numbers) in each context of
-/// `keys`, so that each is cached and shadowed there.
-fn fill_contexts(
-    service: &Umbra,
-    worker: &Worker,
-    keys: &[ContextKey],
-    pages: impl Iterator<Item = u64> + Clone,
-) {
-    for key in keys {
-        for i in pages.clone() {
-            translate_ok(service, worker, key, L1Fixture::l2_ipa(i));
-        }
-    }
-}
-
-fn composed(f: &L1Fixture, vmid: u16, pages: u64) -> Vec<(L1Translation, ShadowMapping)> {
-    let w = f.walker(vmid);
-    (0..pages)
-        .map(|i| {
-            let ipa = L1Fixture::l2_ipa(i);
-            let t = w.walk(&f.memory, ipa, AccessKind::Read).expect("mapped");
-            let leaf = L1Translation::from_translation(&t);
-            let Ok(Composition::Mapped(c)) = resolve(&leaf, ipa, &f.l0, HostExecute::PerLevel)
-            else {
-                panic!("L1 memory")
-            };
-            (leaf, c.shadow)
-        })
-        .collect()
-}
-
-fn kvm(frames: usize) -> Kvm {
-    KvmStyle::new(
-        Arc::new(HeapFramePool::new(frames, 1 << 40).expect("pool")),
-        NoHardwareTlb,
-    )
 }
 
 const CONTEXTS: u16 = 8;
@@ -914,43 +869,6 @@ fn invalidate_contexts(c: &mut Criterion) {
     }
 }
 
-/// Pages cached densely in the range benchmarks: the first GiB from
-/// [`L1Fixture::l2_ipa`]`(0)`.
-const RANGE_DENSE: u64 = 1 << 18;
-/// Pages cached in the second GiB, one per 64 MiB.
-const RANGE_SPARSE: u64 = 16;
-
-/// RIPAS2E1IS of `pages` 4 KiB pages from `ipa`, no TTL hint, encoded as
-/// L1 writes the operand (`pages` = (NUM + 1) << (5 * SCALE + 1)).
-fn ripas2e1(ipa: u64, pages: u64) -> InvalidateScope {
-    let scale = (0u8..4)
-        .find(|&scale| {
-            let unit = 1u64 << (5 * u32::from(scale) + 1);
-            pages.is_multiple_of(unit) && (1..=32).contains(&(pages / unit))
-        })
-        .expect("a page count a range TLBI encodes");
-    let operand = RangeOperand {
-        granule: Some(Granule::K4),
-        scale,
-        num: (pages >> (5 * u32::from(scale) + 1)) as u8 - 1,
-        ttl: 0,
-        base_addr: ipa >> 12,
-    };
-    let tlbi = Tlbi {
-        op: TlbiOp::Ripas2e1,
-        shareability: Shareability::InnerShareable,
-        nxs: false,
-    };
-    let scope = tlbi
-        .decode(operand.to_bits(), TlbiParams::default())
-        .expect("a 4 KiB range decodes");
-    match scope {
-        InvalidateScope::Ipa(s) => assert_eq!((s.range.start(), s.range.len()), (ipa, pages << 12)),
-        _ => unreachable!("RIPAS2E1 decodes to an IPA range"),
-    }
-    scope
-}
-
 /// Where a range benchmark's ranges start.
 #[derive(Clone, Copy)]
 enum Placement {
@@ -1009,25 +927,12 @@ fn invalidate_range(c: &mut Criterion) {
     {
         return;
     }
-    let stride = (1 << 18) / RANGE_SPARSE;
-    let sparse = (0..RANGE_SPARSE).map(|i| {
-        let page = RANGE_DENSE + i * stride + (i * 677) % stride;
-        page..page + 1
-    });
-    let cached = CachedPages(std::iter::once(0..RANGE_DENSE).chain(sparse).collect());
-    let f = L1Fixture::new(2 * RANGE_DENSE);
     let setup = Instant::now();
-    let service = umbra(&f, 2, (RANGE_DENSE + RANGE_SPARSE) as usize);
+    let fixture = RangeFixture::new();
+    let (service, key) = fixture.umbra(None);
     let worker = service.worker();
-    let key = umbra_key(&f, 1);
-    fill_contexts(&service, &worker, &[key], cached.all());
-    let entries = composed(&f, 1, 2 * RANGE_DENSE);
-    let kvm = kvm(2 * RANGE_DENSE.div_ceil(512) as usize + 64);
-    let ipc_key = f.key(1);
-    for page in cached.all() {
-        let (leaf, shadow) = &entries[page as usize];
-        kvm.install(&ipc_key, leaf, shadow).expect("frames");
-    }
+    let (kvm, ipc_key) = fixture.kvm();
+    let cached = &fixture.cached;
     // A few full cache buckets evict (at worst a re-walk in a restore).
     eprintln!(
         "shadow_invalidate_range: {} entries cached in {:.1?}; umbra cache (leaves, paths) {:?}, {} evicted; {}",
@@ -1041,13 +946,13 @@ fn invalidate_range(c: &mut Criterion) {
         service: &service,
         worker: &worker,
         contexts: std::slice::from_ref(&key),
-        cached: &cached,
+        cached,
     };
     let kvm_vmid1 = KvmTarget {
         kvm: &kvm,
         contexts: std::slice::from_ref(&ipc_key),
-        entries: &entries,
-        cached: &cached,
+        entries: &fixture.entries,
+        cached,
         vmid_unmap: VmidUnmap::chunked(40).expect("valid"),
     };
     for case in cases {
@@ -1261,56 +1166,6 @@ fn parts(c: &mut Criterion) {
             })
         });
         g.finish();
-    }
-}
-
-/// The fixture pages cached (and shadowed) in each context a benchmark
-/// invalidates, as ranges of page numbers: what a restore puts back.
-struct CachedPages(Vec<Range<u64>>);
-
-impl CachedPages {
-    /// Pages `0..pages`.
-    fn first(pages: u64) -> CachedPages {
-        CachedPages(std::iter::once(0..pages).collect())
-    }
-
-    /// Pages `0..pages` except `left_out` (ascending).
-    fn first_except(pages: u64, left_out: &[u64]) -> CachedPages {
-        let mut ranges = Vec::new();
-        let mut start = 0;
-        for &page in left_out {
-            ranges.push(start..page);
-            start = page + 1;
-        }
-        ranges.push(start..pages);
-        CachedPages(ranges)
-    }
-
-    /// Every cached page.
-    fn all(&self) -> impl Iterator<Item = u64> + Clone + '_ {
-        self.0.iter().flat_map(Clone::clone)
-    }
-
-    /// The cached pages with an L2 IPA in `[start, start + len)`.
-    fn within(&self, start: u64, len: u64) -> impl Iterator<Item = u64> + Clone + '_ {
-        let base = L1Fixture::l2_ipa(0);
-        let first = start.saturating_sub(base) / 4096;
-        let end = start
-            .saturating_add(len)
-            .saturating_sub(base)
-            .div_ceil(4096);
-        self.0
-            .iter()
-            .flat_map(move |r| r.start.max(first)..r.end.min(end))
-    }
-
-    /// The cached pages a TLBI of `scope` covers.
-    fn covered_by(&self, scope: &InvalidateScope) -> impl Iterator<Item = u64> + Clone + '_ {
-        let (start, len) = match scope {
-            InvalidateScope::Ipa(s) => (s.range.start(), s.range.len()),
-            InvalidateScope::Vmid | InvalidateScope::AllVmids => (0, u64::MAX),
-        };
-        self.within(start, len)
     }
 }
 

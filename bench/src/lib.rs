@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 pub mod host_pages;
 pub mod nested_fault;
+pub mod range;
 pub mod shadow_baseline;
 pub mod umbra;
 pub mod walker_baseline;

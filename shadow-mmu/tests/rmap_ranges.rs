@@ -2,8 +2,8 @@
 //! spread over several L2 block-index chunks (4K: 256 KiB chunks, 2M:
 //! 128 MiB, 1G: 64 GiB) up to the top of the 48-bit IPA space, aliased L1
 //! blocks, page removals (deferred unlinks past the 64 that may wait),
-//! short (<= 16 blocks, deferred) and long (chunk by chunk, unlinked at
-//! once) shadow ranges of every class, ranges running to u64::MAX, context
+//! short (<= 16 blocks, deferred) and long (chunk by chunk, past the 64
+//! that may wait put on the detached chain) shadow ranges of every class, ranges running to u64::MAX, context
 //! flushes and L1 ranges. At the end every slab slot comes back.
 #![cfg(not(loom))]
 

@@ -33,6 +33,50 @@ fn r(context: u32, l2_ipa: u64, size: u64) -> ShadowRef<u32> {
     }
 }
 
+/// Checks the detached chain: from its head, through each record's older
+/// link, it visits exactly the chained records of the slab, once each,
+/// each one's newer link naming the record before it (NIL at the head).
+fn check_chain(map: &ReverseMap<u32>) -> Result<(), String> {
+    let in_slab = map
+        .records
+        .iter()
+        .filter(|r| r.is_some_and(|r| r.chained().is_some()))
+        .count();
+    if in_slab != map.chained {
+        return Err(format!(
+            "{in_slab} chained records in the slab, {} counted",
+            map.chained
+        ));
+    }
+    let (mut id, mut newer_expected, mut walked) = (map.chain_head, NIL, 0);
+    while id != NIL {
+        if walked >= in_slab {
+            return Err(format!("the chain is longer than its {in_slab} records"));
+        }
+        let Some((_, _, older, newer)) = map
+            .records
+            .get(id as usize)
+            .copied()
+            .flatten()
+            .and_then(|r| r.chained())
+        else {
+            return Err(format!("the chain reaches slot {id}, not chained"));
+        };
+        if newer != newer_expected {
+            return Err(format!(
+                "chained {id}: newer link {newer}, not {newer_expected}"
+            ));
+        }
+        walked += 1;
+        newer_expected = id;
+        id = older;
+    }
+    if walked != in_slab {
+        return Err(format!("the chain visits {walked} of {in_slab} records"));
+    }
+    Ok(())
+}
+
 /// Checks every L1 list against the slab (see the module doc).
 fn check_lists(map: &ReverseMap<u32>) -> Result<(), String> {
     // (class, L1 block) -> the slab ids on it, from the slab itself.
@@ -54,12 +98,14 @@ fn check_lists(map: &ReverseMap<u32>) -> Result<(), String> {
             .iter()
             .find(|(p, _, _)| *p == id)
             .map(|&(_, class, l1)| (class, l1));
-        let block = match (attached, pending) {
-            (Some(b), None) | (None, Some(b)) => b,
-            other => return Err(format!("slot {id} is attached/pending: {other:?}")),
+        let chained = record.chained().map(|(class, l1, _, _)| (class, l1));
+        let block = match (attached, pending, chained) {
+            (Some(b), None, None) | (None, Some(b), None) | (None, None, Some(b)) => b,
+            other => return Err(format!("slot {id} is attached/pending/chained: {other:?}")),
         };
         lists.entry(block).or_default().push(id);
     }
+    check_chain(map)?;
     for &id in &map.free {
         if map.records[id as usize].is_some() {
             return Err(format!("free slot {id} holds a record"));
@@ -151,7 +197,7 @@ enum Step {
     /// A whole L1-range removal at once (when none is under way).
     RemoveRange(u64, u64),
     /// Page TLBIs of one context over `count` pages from an L2 IPA, one
-    /// by one (past 64 records, detached ones are unlinked at once).
+    /// by one (past 64 records, detached ones go on the detached chain).
     PageTlbis(u32, u64, u64),
 }
 
@@ -430,10 +476,11 @@ fn every_unlink_position_keeps_the_tail_reachable() {
 }
 
 /// Past the 64 unlinks that may wait, page TLBIs (`remove_indexed_later`)
-/// and a long shadow range (`remove_shadow_blocks`) unlink records at
-/// once, from the middle, head and tail of long aliasing lists shared
-/// with another context's records: the lists stay whole and an L1-range
-/// removal in batches of 1 then finds exactly the other context's records.
+/// and a long shadow range (`remove_shadow_blocks`) put records on the
+/// detached chain, from the middle, head and tail of long
+/// aliasing lists shared with another context's records: the lists stay
+/// whole, and an L1-range removal in batches of 1 then finds exactly the
+/// other context's records and unlinks every chained one it meets.
 #[test]
 fn immediate_unlinks_past_the_pending_limit_keep_lists_whole() {
     const L1: u64 = 0x4000_0000;
@@ -455,11 +502,8 @@ fn immediate_unlinks_past_the_pending_limit_keep_lists_whole() {
                 map.remove_shadow_range(1, i << 12, 1 << 12);
             }
         }
-        assert_eq!(
-            map.pending.len(),
-            PENDING_UNLINKS,
-            "the rest were unlinked at once"
-        );
+        assert_eq!(map.pending.len(), PENDING_UNLINKS, "the rest were chained");
+        assert_eq!(map.chained, 75 - PENDING_UNLINKS);
         check_lists(&map).unwrap_or_else(|e| panic!("by range {by_range}: {e}"));
         let mut cursor = L1RangeCursor::new(L1, 3 << 12);
         let mut found = Vec::new();
