@@ -481,13 +481,14 @@ struct Vcpu {
     fault_rate: FaultRateMarks,
 }
 
-/// hv's L0 change of the fault-rate case: L0's table of L1 (its 2 MiB
-/// blocks) and the PAs of L1's data pages now and after the move.
-#[derive(Clone, Copy, Debug)]
+/// hv's L0 changes of the fault-rate case: L0's table of L1 (its 2 MiB
+/// blocks) and where L1's data pages are, at home or at the spare place
+/// after it (locked for the whole of a move: two vCPUs' BEGINs move one
+/// after the other, each from where the other left the pages).
+#[derive(Debug)]
 struct FaultRateMove {
     l0_tables: Stage2Builder,
-    from: u64,
-    to: u64,
+    data: spin::Mutex<fault_rate::DataPlaces>,
 }
 
 /// The snapshots a fault-rate pass's line is the difference of, and
@@ -857,8 +858,8 @@ pub fn run(
     } else {
         L1_RAM_BYTES
     };
-    // The fault-rate case's data pages move once, to the arena's end
-    // (`fault_rate_l0_move`).
+    // The fault-rate case's data pages move between their place in L1's
+    // RAM and as many bytes at the arena's end (`fault_rate_l0_move`).
     let moved_data_bytes = if demo.is_fault_rate() {
         super::nested_l1_fault_rate::DATA_BYTES
     } else {
@@ -898,10 +899,12 @@ pub fn run(
     }
     let l0_map: &'static L0Stage2<'static> =
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
-    let fault_rate_move = demo.is_fault_rate().then_some(FaultRateMove {
+    let fault_rate_move = demo.is_fault_rate().then(|| FaultRateMove {
         l0_tables,
-        from: l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
-        to: l1_ram + l1_ram_bytes,
+        data: spin::Mutex::new(fault_rate::DataPlaces::new(
+            l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
+            l1_ram + l1_ram_bytes,
+        )),
     });
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
@@ -2044,6 +2047,15 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
             let number = frame.x[1];
+            // A pass at a time: a BEGIN with one open would take hv's
+            // change (a move, the dirty log's start) inside that pass's
+            // window, whose counts could then be nothing the passes
+            // imply. L1 may run a pass again after its END.
+            if let Some((open, _)) = vcpu.fault_rate.begin {
+                fault_rate_failed(format_args!(
+                    "L1 began pass {number} while pass {open} is open (no END for it)"
+                ));
+            }
             let pass = fault_rate::Pass::from_number(number);
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
@@ -2061,26 +2073,28 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 
 /// hv's L0 change before the fault-rate pass that needs one (path 3 of
 /// /work/shared/DESIGN.md): hv moves L1's data pages to other PAs, the
-/// way a host migrates a guest's memory. Break (its 2 MiB blocks of L0's
-/// table of L1 invalid, TLBI VMALLS12E1IS of L1's VMID), the service's
-/// `l0_unmap` of their L1 IPAs (the shadow leaves built on them go, the
-/// cached walks of L1's table stay, so L2's next touch of each page is a
-/// walk-cache hit), the copy, the old pages' patterns inverted (a stale
-/// shadow leaf would show L1 a wrong value), make (the blocks at the new
-/// PAs). L2 reads the same values, through the new map. What the unmap
-/// removed shows in the pass's line ("before it: ... invalidations 1
-/// removing N entries"); the count check catches too little or too much.
+/// way a host migrates a guest's memory: from where they are now to the
+/// other of their two places (`fault_rate::DataPlaces`), so L1 may run
+/// the pass again and again, each time with its pages as it left them.
+/// Break (its 2 MiB blocks of L0's table of L1 invalid, TLBI
+/// VMALLS12E1IS of L1's VMID), the service's `l0_unmap` of their L1 IPAs
+/// (the shadow leaves built on them go, the cached walks of L1's table
+/// stay, so L2's next touch of each page is a walk-cache hit), the copy,
+/// the old pages' patterns inverted (a stale shadow leaf would show L1 a
+/// wrong value), make (the blocks at the new PAs). L2 reads the same
+/// values, through the new map. What the unmap removed shows in the
+/// pass's line ("before it: ... invalidations 1 removing N entries"); the
+/// count check catches too little or too much.
 fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const BLOCK: u64 = 2 << 20;
-    let Some(FaultRateMove {
-        l0_tables,
-        from,
-        to,
-    }) = nested.fault_rate_move
-    else {
+    let Some(FaultRateMove { l0_tables, data }) = &nested.fault_rate_move else {
         return;
     };
+    // Held until the new blocks are in: the pages are where `data` says
+    // for any other vCPU's move.
+    let mut data = data.lock();
+    let fault_rate::DataMove { from, to } = data.next_move();
     let (first, len) = (L1_BASE + DATA_OFFSET, DATA_BYTES);
     let arena = nested.arena;
     let blocks = (0..len).step_by(BLOCK as usize);
@@ -2103,19 +2117,10 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     }
     // L1 and L2 ran with their MMUs off: what they wrote is in memory.
     cpu::clean_invalidate_dcache(from, len);
-    if arena.copy(from, to, len).is_none() {
+    if data.make_move(arena, len).is_none() {
         failed(format_args!(
             "{from:#x} or {to:#x} + {len:#x} is outside the arena"
         ));
-    }
-    for page in (0..len).step_by(4096) {
-        let inverted = arena.read(from + page).map(|word| !word);
-        if inverted
-            .and_then(|word| arena.write(from + page, word))
-            .is_none()
-        {
-            failed(format_args!("{:#x} is outside the arena", from + page));
-        }
     }
     cpu::clean_invalidate_dcache(from, len);
     cpu::clean_invalidate_dcache(to, len);
@@ -2155,7 +2160,7 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const BLOCK: u64 = 2 << 20;
     const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
-    let Some(FaultRateMove { l0_tables, .. }) = nested.fault_rate_move else {
+    let Some(FaultRateMove { l0_tables, .. }) = &nested.fault_rate_move else {
         return;
     };
     if vcpu.fault_rate.dirty_log.is_some() {
@@ -2190,7 +2195,7 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     }
     // The level-3 tables come after the frames L0's table of L1 took when
     // it was built: this runs once (above), and nothing else makes one.
-    let mut tables = l0_tables;
+    let mut tables = *l0_tables;
     for (index, pa) in pas.into_iter().enumerate() {
         let ipa = first + index as u64 * BLOCK;
         if let Err(e) = tables.map(arena, ipa, pa, BLOCK, 3, DIRTY_LOG_PROTECTED) {
@@ -2213,7 +2218,7 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> 
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const PAGE_SIZE: u64 = 4096;
     let (Some(log), Some(FaultRateMove { l0_tables, .. })) =
-        (vcpu.fault_rate.dirty_log.as_mut(), nested.fault_rate_move)
+        (vcpu.fault_rate.dirty_log.as_mut(), &nested.fault_rate_move)
     else {
         return false;
     };

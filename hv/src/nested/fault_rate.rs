@@ -44,6 +44,9 @@
 //! and maps writable. At END hv checks its log holds exactly the L1 pages
 //! L2 wrote ([`DirtyLog::check`]).
 
+#[cfg(not(loom))]
+use crate::shadow_selftest::memory::Arena;
+
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
 pub const PAGES: u64 = 2048;
@@ -429,6 +432,85 @@ impl DirtyLog {
     }
 }
 
+/// Where hv keeps L1's data pages for its L0 moves: at `home` (their
+/// place in L1's RAM when L1 starts) or at `spare` (as many bytes hv keeps
+/// free for the move). Each move takes them from where they are now to the
+/// other place, so a second move (L1 begins the L0-unmap pass again) is
+/// as correct as the first: like a host migrating a guest's memory, hv
+/// may move it any number of times, and the guest's pages are the same
+/// after each. A move from a fixed place to a fixed place copied the old,
+/// stale pages over the live ones the second time (review 57 R57-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPlaces {
+    home: u64,
+    spare: u64,
+    at_spare: bool,
+}
+
+/// One move of L1's data pages: their PA before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataMove {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl DataPlaces {
+    /// The pages at `home`, `spare` free.
+    pub const fn new(home: u64, spare: u64) -> Self {
+        DataPlaces {
+            home,
+            spare,
+            at_spare: false,
+        }
+    }
+
+    /// The PA of the pages now.
+    pub const fn current(&self) -> u64 {
+        if self.at_spare {
+            self.spare
+        } else {
+            self.home
+        }
+    }
+
+    /// The move [`DataPlaces::make_move`] makes next: from where the
+    /// pages are now to the other place.
+    pub const fn next_move(&self) -> DataMove {
+        if self.at_spare {
+            DataMove {
+                from: self.spare,
+                to: self.home,
+            }
+        } else {
+            DataMove {
+                from: self.home,
+                to: self.spare,
+            }
+        }
+    }
+
+    /// Makes the next move in `arena`: copies `bytes` (whole 4 KiB pages)
+    /// from its `from` to its `to`, then inverts the first word (the
+    /// pattern L2 checks) of every old page, so that a translation left
+    /// on them shows L2 a value no page holds; the pages are at `to` from
+    /// then on. `None`, nothing copied, inverted or recorded, if either
+    /// range is not inside `arena`.
+    #[cfg(not(loom))]
+    pub fn make_move(&mut self, arena: &Arena<'_>, bytes: u64) -> Option<DataMove> {
+        const PAGE: u64 = 4096;
+        let next = self.next_move();
+        // Both ranges are checked before a word is copied.
+        arena.copy(next.from, next.to, bytes)?;
+        // Inside the arena: the copy read every word of `from`.
+        for page in (0..bytes).step_by(PAGE as usize) {
+            let old = next.from + page;
+            arena.write(old, !arena.read(old)?)?;
+        }
+        self.at_spare = !self.at_spare;
+        Some(next)
+    }
+}
+
 /// `ticks` of a counter at `frequency` Hz in nanoseconds; None when the
 /// frequency is 0 (CNTFRQ_EL0 unset) or the result passes u64.
 pub fn nanoseconds(ticks: u64, frequency: u64) -> Option<u64> {
@@ -452,6 +534,10 @@ pub fn per_second(events: u64, ticks: u64, frequency: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(loom))]
+    use alloc::vec::Vec;
+    #[cfg(not(loom))]
+    use core::sync::atomic::AtomicU64;
 
     #[test]
     fn passes_round_trip_and_end_at_the_last() {
@@ -607,6 +693,88 @@ mod tests {
             missing.check(written_in_dirty_log_pass),
             Err(DirtyMismatch::Missing(12))
         );
+    }
+
+    /// Two places of two pages each in a four-page arena.
+    #[cfg(not(loom))]
+    const HOME: u64 = 0x4000_0000;
+    #[cfg(not(loom))]
+    const SPARE: u64 = HOME + 2 * 4096;
+    #[cfg(not(loom))]
+    const TWO_PAGES: u64 = 2 * 4096;
+
+    /// The first two words of each of the two pages at `place`.
+    #[cfg(not(loom))]
+    fn words_at(arena: &Arena<'_>, place: u64) -> [u64; 4] {
+        [0, 8, 4096, 4096 + 8].map(|offset| arena.read(place + offset).unwrap())
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn every_move_takes_the_live_pages_to_the_other_place() {
+        let words: Vec<AtomicU64> = (0..4 * 512).map(|_| AtomicU64::new(0)).collect();
+        let arena = Arena::new(&words, HOME).unwrap();
+        // L1's patterns at home: page j's first word MAGIC | j.
+        const MAGIC: u64 = 0xfa57_0000_0000_0000;
+        arena.write(HOME, MAGIC).unwrap();
+        arena.write(HOME + 4096, MAGIC | 1).unwrap();
+        let mut places = DataPlaces::new(HOME, SPARE);
+        assert_eq!(places.current(), HOME);
+        let first = places.make_move(&arena, TWO_PAGES).unwrap();
+        assert_eq!(words_at(&arena, places.current()), [MAGIC, 0, MAGIC | 1, 0]);
+        assert_eq!(
+            first,
+            DataMove {
+                from: HOME,
+                to: SPARE
+            }
+        );
+        assert_eq!(places.current(), SPARE);
+        // The old pages' patterns inverted: a stale translation reads
+        // neither.
+        assert_eq!(words_at(&arena, HOME), [!MAGIC, 0, !(MAGIC | 1), 0]);
+        // L2 writes the live pages (the dirty-log pass's second words),
+        // then L1 begins the L0-unmap pass again: the second move takes
+        // what was written with the pages, and never copies the stale
+        // place over the live one (a move from home to spare again would
+        // leave the inverted patterns, and lose the writes).
+        arena.write(SPARE + 8, 0x11).unwrap();
+        arena.write(SPARE + 4096 + 8, 0x22).unwrap();
+        let second = places.make_move(&arena, TWO_PAGES).unwrap();
+        assert_eq!(
+            words_at(&arena, places.current()),
+            [MAGIC, 0x11, MAGIC | 1, 0x22]
+        );
+        assert_eq!(
+            second,
+            DataMove {
+                from: SPARE,
+                to: HOME
+            }
+        );
+        assert_eq!(places.current(), HOME);
+        assert_eq!(words_at(&arena, SPARE), [!MAGIC, 0x11, !(MAGIC | 1), 0x22]);
+        // And a third: out again, the same values.
+        assert_eq!(places.make_move(&arena, TWO_PAGES), Some(first));
+        assert_eq!(words_at(&arena, SPARE), [MAGIC, 0x11, MAGIC | 1, 0x22]);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_move_outside_the_arena_changes_nothing() {
+        let words: Vec<AtomicU64> = (0..4 * 512).map(|_| AtomicU64::new(0)).collect();
+        let arena = Arena::new(&words, HOME).unwrap();
+        arena.write(HOME, 7).unwrap();
+        // The spare place's second page is past the arena's end.
+        let mut places = DataPlaces::new(HOME, SPARE + 4096);
+        assert_eq!(places.make_move(&arena, TWO_PAGES), None);
+        assert_eq!(places.current(), HOME);
+        assert_eq!(words_at(&arena, HOME), [7, 0, 0, 0]);
+        assert_eq!(arena.read(SPARE + 4096), Some(0));
+        // Pages at no place in it at all.
+        let mut nowhere = DataPlaces::new(0, u64::MAX - 4095);
+        assert_eq!(nowhere.make_move(&arena, TWO_PAGES), None);
+        assert_eq!(nowhere.current(), 0);
     }
 
     #[test]
