@@ -2115,7 +2115,23 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
         let worker = vcpu_worker(nested, &mut vcpu.worker);
         nested.service.l0_unmap(worker, range, L0Change::Unmap);
     }
-    // L1 and L2 ran with their MMUs off: what they wrote is in memory.
+    // Cache maintenance, not needed by this L1: it and its L2 run with
+    // their stage 1 off under HCR_EL2.DC = 1 (`L1_HCR`; L2 gets DC from
+    // L1's virtual HCR_EL2, `l2_hcr`), so their accesses are Normal
+    // write-back (DC's stage-1 attributes) combined with hv's stage-2
+    // Normal write-back Inner Shareable: write-back Inner Shareable (Arm
+    // ARM, combining stage 1 and stage 2 attributes, FEAT_S2FWB off), the
+    // attributes of hv's identity map of the arena, so hardware keeps the
+    // two views coherent. It is here because the move stands for a host
+    // moving any guest's memory, and hv's stage 2 forces no cacheability
+    // (no FEAT_S2FWB): a guest whose own stage 1 (or L1's stage 2 of L2)
+    // maps the pages Non-cacheable reads and writes memory past the
+    // caches, a mismatched-attributes alias of hv's. So hv leaves no line
+    // of its own over guest memory (as after writing L1's image,
+    // `clean_invalidate_dcache` of the arena), and here invalidates the
+    // old place before reading it (hv copies what reached memory) and
+    // cleans both places to the PoC after writing them (such a guest then
+    // reads the copy, and no line hv holds is written back over it).
     cpu::clean_invalidate_dcache(from, len);
     if data.make_move(arena, len).is_none() {
         failed(format_args!(
