@@ -47,6 +47,25 @@
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
 
+/// hv's watchdog for the fault-rate case (`arch::nested`'s
+/// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
+/// minute, so that hv's own line, naming the pass that ran out, ends a
+/// slow run). A run is 18,949 requests to the service CPU and back
+/// (14,851 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 3 of L2's
+/// code page; 4,098 stage-2 TLBIs of L1), each a wake-up of the other
+/// CPU, so its time follows how often QEMU's two vCPU threads run at
+/// once. Measured on QEMU (TCG, `-smp 2`) on the shared 2-core machine
+/// (stop 29): 1.4-15 s at load 3-6; 39 s at load 8 (review 57); 59 s at
+/// load 7 and once over 45 s at load 5.6 (the old 45 s watchdog ended it
+/// in pass 3). With
+/// QEMU held to one host core (`taskset -c 0`), where each round trip
+/// waits for the scheduler to switch threads (the waiting CPU's WFE does
+/// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
+/// 5 (150-220 s a run) and 38-58 s at load 8 (the run did not end within
+/// 300 s). 300 s is over twice every unpinned run and above the one-core
+/// run at load 5; no bound covers a QEMU that gets one loaded core.
+pub const WATCHDOG_SECONDS: u64 = 300;
+
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
 pub const PAGES: u64 = 2048;
