@@ -498,6 +498,8 @@ struct FaultRateMarks {
     last_end: FaultRateCounts,
     begin: Option<(u64, FaultRateCounts)>,
     dirty_log: Option<fault_rate::DirtyLog>,
+    /// The pages of the dirty log logged from L1's own write faults.
+    l1_logged: u64,
 }
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
@@ -1993,6 +1995,8 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
+        // L1's store to a page hv write-protected for its dirty log.
+        EC_DABT_LOWER if fault_rate_l1_dirty_write(nested, vcpu, esr) => {}
         // A load or store to a device hv emulates for L1 (its GIC; a
         // Linux L1's console UART).
         EC_DABT_LOWER if l1_device_access(nested, vcpu, frame, esr) => {}
@@ -2222,15 +2226,45 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     cpu::dsb_ish();
     cpu::isb();
     vcpu.fault_rate.dirty_log = Some(fault_rate::DirtyLog::new());
+    vcpu.fault_rate.l1_logged = 0;
 }
 
-/// The dirty log's side of an `L0Denied` answer: a write to one of L1's
-/// data pages that hv write-protected and has not logged. hv logs the
-/// page dirty, gives write access back in its own stage 2 (the page
-/// read-write, and a TLBI of it for L1's own accesses), and returns true:
-/// L2's store runs again and the service, composing afresh, maps it
-/// writable. False for any other denial, which hv does not resolve.
+/// The dirty log's side of an `L0Denied` answer: L2's write to one of
+/// L1's data pages that hv write-protected and has not logged
+/// ([`fault_rate_log_dirty_write`]); L2's store runs again and the
+/// service, composing afresh, maps it writable. False for any other
+/// denial, which hv does not resolve.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
+    denial.access == ipc::AccessKind::Write
+        && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
+}
+
+/// L1's own store to one of its data pages that hv write-protected for
+/// its dirty log: a stage-2 permission fault at L0, taken to hv as L1's
+/// data abort (`fault_rate::l1_write_protection_fault`). hv logs the page
+/// dirty as for L2's ([`fault_rate_log_dirty_write`]) and returns true:
+/// L1's store runs again (ELR_EL2 unchanged) through the page made
+/// writable. False for any other abort.
+fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool {
+    if vcpu.fault_rate.dirty_log.is_none() {
+        return false;
+    }
+    let Some(l1_ipa) = fault_rate::l1_write_protection_fault(esr, read_sysreg!("hpfar_el2")) else {
+        return false;
+    };
+    if !fault_rate_log_dirty_write(nested, vcpu, l1_ipa) {
+        return false;
+    }
+    vcpu.fault_rate.l1_logged += 1;
+    true
+}
+
+/// A write to L1 IPA `l1_ipa`, in one of L1's data pages that hv
+/// write-protected and has not logged: hv logs the page dirty, gives
+/// write access back in its own stage 2 (the page read-write, and a TLBI
+/// of it for L1's VMID, stage-2 and combined entries) and returns true.
+/// False (nothing changed) for any other address or page.
+fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> bool {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const PAGE_SIZE: u64 = 4096;
     let (Some(log), Some(FaultRateMove { l0_tables, .. })) =
@@ -2239,7 +2273,7 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> 
         return false;
     };
     let first = L1_BASE + DATA_OFFSET;
-    let page_ipa = denial.l1_ipa & !(PAGE_SIZE - 1);
+    let page_ipa = l1_ipa & !(PAGE_SIZE - 1);
     let Some(offset) = page_ipa.checked_sub(first).filter(|&o| o < DATA_BYTES) else {
         return false;
     };
@@ -2250,7 +2284,7 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> 
     let Some(leaf) = protected else {
         return false;
     };
-    if denial.access != ipc::AccessKind::Write || log.is_dirty(page) {
+    if log.is_dirty(page) {
         return false;
     }
     let writable = leaf_descriptor(3, leaf.pa_base(), LeafAccess::ALL);
@@ -2351,26 +2385,48 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 }
 
 /// The dirty-log pass ended: hv's log must hold exactly the L1 data pages
-/// L2 wrote (`fault_rate::written_in_dirty_log_pass`), each logged from
-/// one `L0Denied` write. Prints its line, or ends the run `FAILED`.
+/// L2 and L1 wrote (`fault_rate::dirty_after_dirty_log_pass`), each
+/// logged from one write, and L1's own from L1's own faults. Prints its
+/// line, or ends the run `FAILED`.
 fn fault_rate_dirty_log_end(vcpu: &mut Vcpu) {
-    use fault_rate::{DirtyMismatch, DIRTY_WRITE_PERIOD, PAGES};
+    use fault_rate::{
+        DirtyMismatch, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST, L1_DIRTY_WRITE_PERIOD, PAGES,
+    };
     let Some(log) = vcpu.fault_rate.dirty_log.take() else {
         fault_rate_failed(format_args!(
             "the dirty-log pass ended without hv's dirty log"
         ));
     };
-    match log.check(fault_rate::written_in_dirty_log_pass) {
-        Ok(dirty) => println!(
-            "hv: nested: fault-rate: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each from one L0Denied write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every {DIRTY_WRITE_PERIOD}th L2 page)"
-        ),
+    let writer = |page| {
+        if fault_rate::written_by_l1_in_dirty_log_pass(page) {
+            "L1 wrote its"
+        } else {
+            "L2 wrote L1"
+        }
+    };
+    let dirty = match log.check(fault_rate::dirty_after_dirty_log_pass) {
+        Ok(dirty) => dirty,
         Err(DirtyMismatch::Missing(page)) => fault_rate_failed(format_args!(
-            "dirty log: L2 wrote L1 data page {page} and hv did not log it dirty"
+            "dirty log: {} data page {page} and hv did not log it dirty",
+            writer(page)
         )),
         Err(DirtyMismatch::Extra(page)) => fault_rate_failed(format_args!(
-            "dirty log: hv logged L1 data page {page} dirty, which L2 did not write"
+            "dirty log: hv logged L1 data page {page} dirty, which neither L2 nor L1 wrote"
         )),
+    };
+    let by_l1 = vcpu.fault_rate.l1_logged;
+    let l1_pages = (0..PAGES)
+        .filter(|&p| fault_rate::written_by_l1_in_dirty_log_pass(p))
+        .count() as u64;
+    if by_l1 != l1_pages {
+        fault_rate_failed(format_args!(
+            "dirty log: {by_l1} pages logged from L1's own write faults, where L1 wrote {l1_pages}"
+        ));
     }
+    println!(
+        "hv: nested: fault-rate: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every {DIRTY_WRITE_PERIOD}th L2 page; {} L0Denied answers) and L1 wrote itself (every {L1_DIRTY_WRITE_PERIOD}th from page {L1_DIRTY_WRITE_FIRST}; {by_l1} of L1's own stage-2 permission faults)",
+        dirty - by_l1
+    );
 }
 
 /// L1's trapped ERET: within virtual EL2, or into L2.

@@ -41,8 +41,12 @@
 //! twice: the service answers the first `L0Denied` (L1's leaf allows the
 //! write, hv's page does not), hv logs the page dirty ([`DirtyLog`]) and
 //! gives write back in its own stage 2, and L2's store, run again, faults
-//! and maps writable. At END hv checks its log holds exactly the L1 pages
-//! L2 wrote ([`DirtyLog::check`]).
+//! and maps writable. L1 also writes some of its data pages itself
+//! ([`L1_DIRTY_WRITE_PERIOD`], outside the window): each store is L1's
+//! own stage-2 permission fault ([`l1_write_protection_fault`]), which
+//! hv logs the same way and L1's store runs again. At END hv checks its
+//! log holds exactly the L1 pages L2 and L1 wrote ([`DirtyLog::check`],
+//! [`dirty_after_dirty_log_pass`]).
 
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
@@ -77,6 +81,19 @@ pub const DATA_IPA: u64 = 0x4000_0000;
 /// i with i a multiple of it): a power of two, so L2 tests it with an AND.
 pub const DIRTY_WRITE_PERIOD: u64 = 8;
 const _: () = assert!(DIRTY_WRITE_PERIOD == 8 && PAGES.is_multiple_of(DIRTY_WRITE_PERIOD));
+/// L1 writes, between hv's BEGIN of the dirty-log pass and its timed
+/// loop, the third word of its own data pages j with j mod this ==
+/// [`L1_DIRTY_WRITE_FIRST`] (128 pages, none of L2's, which are 4 mod 8):
+/// a power of two, so L1 steps through them with an add.
+pub const L1_DIRTY_WRITE_PERIOD: u64 = 16;
+/// See [`L1_DIRTY_WRITE_PERIOD`].
+pub const L1_DIRTY_WRITE_FIRST: u64 = 2;
+const _: () = assert!(
+    L1_DIRTY_WRITE_PERIOD.is_power_of_two()
+        && L1_DIRTY_WRITE_FIRST < L1_DIRTY_WRITE_PERIOD
+        && PAGES.is_multiple_of(L1_DIRTY_WRITE_PERIOD)
+);
+
 /// L1's rotation in the passes after the scattered one (5), which remap
 /// nothing: L2 page i is L1 data page (i + this) mod [`PAGES`].
 pub const LAST_ROTATION: u64 = 4;
@@ -371,9 +388,38 @@ pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(
 /// Whether L2 writes L1 data page `l1_page` in the dirty-log pass: L2
 /// page i is L1 page (i + [`LAST_ROTATION`]) mod [`PAGES`], and L2 writes
 /// the pages i that are multiples of [`DIRTY_WRITE_PERIOD`].
-pub const fn written_in_dirty_log_pass(l1_page: u64) -> bool {
+pub const fn written_by_l2_in_dirty_log_pass(l1_page: u64) -> bool {
     let l2_page = (l1_page + PAGES - LAST_ROTATION) % PAGES;
     l2_page.is_multiple_of(DIRTY_WRITE_PERIOD)
+}
+
+/// Whether L1 itself writes its data page `l1_page` in the dirty-log
+/// pass ([`L1_DIRTY_WRITE_PERIOD`]).
+pub const fn written_by_l1_in_dirty_log_pass(l1_page: u64) -> bool {
+    l1_page < PAGES && l1_page % L1_DIRTY_WRITE_PERIOD == L1_DIRTY_WRITE_FIRST
+}
+
+/// Whether L1 data page `l1_page` is dirty after the dirty-log pass:
+/// written by L2 (through the shadow) or by L1 itself.
+pub const fn dirty_after_dirty_log_pass(l1_page: u64) -> bool {
+    written_by_l2_in_dirty_log_pass(l1_page) || written_by_l1_in_dirty_log_pass(l1_page)
+}
+
+/// The L1 IPA of the page an abort of L1 writes, when the abort is one
+/// hv's write protection causes: a data abort (`esr`, EC 0x24 checked by
+/// the caller) with a stage-2 permission fault (DFSC 0b0011xx) of a write
+/// (WnR), not on a stage-1 table walk (S1PTW: L1's walks only read) nor
+/// a cache maintenance instruction (CM, which reports WnR 1 too).
+/// HPFAR_EL2.FIPA (`hpfar` bits \[47:4\]) holds IPA\[55:12\] for a stage-2
+/// fault (Arm ARM, HPFAR_EL2). None for any other abort.
+pub fn l1_write_protection_fault(esr: u64, hpfar: u64) -> Option<u64> {
+    use crate::esr::{DataAbort, FaultStatus};
+    let abort = DataAbort::from_esr(esr);
+    let permission = matches!(abort.status, FaultStatus::Permission { .. });
+    if !permission || !abort.write || abort.stage1_walk || abort.cache_maintenance {
+        return None;
+    }
+    Some(((hpfar >> 4) & 0x0fff_ffff_ffff) << 12)
 }
 
 /// hv's dirty log of L1's [`PAGES`] data pages: the pages it saw a write
@@ -669,15 +715,55 @@ mod tests {
     }
 
     #[test]
+    fn l1_writes_128_pages_none_of_l2s() {
+        let l1 = (0..PAGES)
+            .filter(|&p| written_by_l1_in_dirty_log_pass(p))
+            .count() as u64;
+        assert_eq!(l1, 128);
+        assert!(written_by_l1_in_dirty_log_pass(2) && written_by_l1_in_dirty_log_pass(18));
+        assert!(!written_by_l1_in_dirty_log_pass(3) && !written_by_l1_in_dirty_log_pass(PAGES + 2));
+        assert!((0..PAGES)
+            .all(|p| !(written_by_l1_in_dirty_log_pass(p) && written_by_l2_in_dirty_log_pass(p))));
+        let dirty = (0..PAGES)
+            .filter(|&p| dirty_after_dirty_log_pass(p))
+            .count();
+        assert_eq!(dirty, 384);
+    }
+
+    #[test]
+    fn only_a_write_denied_by_stage_2_permissions_is_the_dirty_logs() {
+        // EC 0x24, IL, ISV, SAS 64-bit, WnR, DFSC permission level 3;
+        // HPFAR_EL2 of L1 IPA 0x40402000.
+        const STORE: u64 = 0x24 << 26 | 1 << 25 | 1 << 24 | 3 << 22 | 1 << 6 | 0b00_1111;
+        let hpfar = 0x40402 << 4;
+        assert_eq!(l1_write_protection_fault(STORE, hpfar), Some(0x4040_2000));
+        // Level 2 too.
+        assert_eq!(
+            l1_write_protection_fault(STORE & !0b11 | 0b10, hpfar),
+            Some(0x4040_2000)
+        );
+        // A read, a translation fault, a fault on a walk, a DC IVAC.
+        assert_eq!(l1_write_protection_fault(STORE & !(1 << 6), hpfar), None);
+        assert_eq!(
+            l1_write_protection_fault(STORE & !0x3f | 0b00_0111, hpfar),
+            None
+        );
+        assert_eq!(l1_write_protection_fault(STORE | 1 << 7, hpfar), None);
+        assert_eq!(l1_write_protection_fault(STORE | 1 << 8, hpfar), None);
+    }
+
+    #[test]
     fn l2_writes_every_8th_of_its_pages_rotated_onto_l1s() {
         // L1 page 4 is L2 page 0 (written), L1 page 0 is L2 page 2044
         // (not), L1 page 2044 is L2 page 2040 (written).
-        assert!(written_in_dirty_log_pass(4));
-        assert!(!written_in_dirty_log_pass(0));
-        assert!(written_in_dirty_log_pass(12));
-        assert!(!written_in_dirty_log_pass(8));
-        assert!(written_in_dirty_log_pass(2044));
-        let written = (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)).count() as u64;
+        assert!(written_by_l2_in_dirty_log_pass(4));
+        assert!(!written_by_l2_in_dirty_log_pass(0));
+        assert!(written_by_l2_in_dirty_log_pass(12));
+        assert!(!written_by_l2_in_dirty_log_pass(8));
+        assert!(written_by_l2_in_dirty_log_pass(2044));
+        let written = (0..PAGES)
+            .filter(|&p| written_by_l2_in_dirty_log_pass(p))
+            .count() as u64;
         assert_eq!(written, PAGES / DIRTY_WRITE_PERIOD);
     }
 
@@ -685,10 +771,15 @@ mod tests {
     fn the_dirty_log_check_finds_missing_and_extra_pages() {
         let mut log = DirtyLog::new();
         assert_eq!(log.check(|_| false), Ok(0));
-        for page in (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)) {
+        for page in (0..PAGES).filter(|&p| written_by_l2_in_dirty_log_pass(p)) {
             assert!(log.log(page));
         }
-        assert_eq!(log.check(written_in_dirty_log_pass), Ok(256));
+        assert_eq!(log.check(written_by_l2_in_dirty_log_pass), Ok(256));
+        // Without L1's own pages it is not the dirty-log pass's set.
+        assert_eq!(
+            log.check(dirty_after_dirty_log_pass),
+            Err(DirtyMismatch::Missing(2))
+        );
         // Logging a page twice, or one outside the data, logs nothing.
         assert!(!log.log(4));
         assert!(!log.log(PAGES));
@@ -703,13 +794,13 @@ mod tests {
         let mut extra = log;
         assert!(extra.log(5));
         assert_eq!(
-            extra.check(written_in_dirty_log_pass),
+            extra.check(written_by_l2_in_dirty_log_pass),
             Err(DirtyMismatch::Extra(5))
         );
         let mut missing = DirtyLog::new();
         assert!(missing.log(4));
         assert_eq!(
-            missing.check(written_in_dirty_log_pass),
+            missing.check(written_by_l2_in_dirty_log_pass),
             Err(DirtyMismatch::Missing(12))
         );
     }
