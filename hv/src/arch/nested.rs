@@ -481,13 +481,14 @@ struct Vcpu {
     fault_rate: FaultRateMarks,
 }
 
-/// hv's L0 change of the fault-rate case: L0's table of L1 (its 2 MiB
-/// blocks) and the PAs of L1's data pages now and after the move.
-#[derive(Clone, Copy, Debug)]
+/// hv's L0 changes of the fault-rate case: L0's table of L1 (its 2 MiB
+/// blocks) and where L1's data pages are, at home or at the spare place
+/// after it (locked for the whole of a move: two vCPUs' BEGINs move one
+/// after the other, each from where the other left the pages).
+#[derive(Debug)]
 struct FaultRateMove {
     l0_tables: Stage2Builder,
-    from: u64,
-    to: u64,
+    data: spin::Mutex<fault_rate::DataPlaces>,
 }
 
 /// The snapshots a fault-rate pass's line is the difference of, and
@@ -497,6 +498,8 @@ struct FaultRateMarks {
     last_end: FaultRateCounts,
     begin: Option<(u64, FaultRateCounts)>,
     dirty_log: Option<fault_rate::DirtyLog>,
+    /// The pages of the dirty log logged from L1's own write faults.
+    l1_logged: u64,
 }
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
@@ -699,16 +702,16 @@ const WATCHDOG_SECONDS: u64 = 20;
 /// s of QEMU time), still inside the driver's 60 s per boot.
 const LINUX_WATCHDOG_SECONDS: u64 = 45;
 
-/// The watchdog's bound for `demo`: a Linux L1's (also the fault-rate
-/// case's), but for the twins that
-/// hang by design after their defect's own line (`linux-no-ipi`,
-/// `linux-no-sve-hiding`), which end sooner with the default bound.
+/// The watchdog's bound for `demo`: a Linux L1's, the fault-rate case's
+/// own, or the default, also for the twins that hang by design after
+/// their defect's own line (`linux-no-ipi`, `linux-no-sve-hiding`), which
+/// end sooner with it.
 fn watchdog_seconds(demo: NestedDemo) -> u64 {
     match demo {
         NestedDemo::LinuxNoIpi | NestedDemo::LinuxNoSveHiding => WATCHDOG_SECONDS,
-        // 14,000 service round trips: under 1 s on a quiet 2-core host,
-        // 13 s seen while other builds shared it (TCG).
-        _ if demo.linux_l1() || demo.is_fault_rate() => LINUX_WATCHDOG_SECONDS,
+        // Its own, measured: `fault_rate::WATCHDOG_SECONDS`.
+        _ if demo.is_fault_rate() => fault_rate::WATCHDOG_SECONDS,
+        _ if demo.linux_l1() => LINUX_WATCHDOG_SECONDS,
         _ => WATCHDOG_SECONDS,
     }
 }
@@ -857,8 +860,8 @@ pub fn run(
     } else {
         L1_RAM_BYTES
     };
-    // The fault-rate case's data pages move once, to the arena's end
-    // (`fault_rate_l0_move`).
+    // The fault-rate case's data pages move between their place in L1's
+    // RAM and as many bytes at the arena's end (`fault_rate_l0_move`).
     let moved_data_bytes = if demo.is_fault_rate() {
         super::nested_l1_fault_rate::DATA_BYTES
     } else {
@@ -898,10 +901,12 @@ pub fn run(
     }
     let l0_map: &'static L0Stage2<'static> =
         Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
-    let fault_rate_move = demo.is_fault_rate().then_some(FaultRateMove {
+    let fault_rate_move = demo.is_fault_rate().then(|| FaultRateMove {
         l0_tables,
-        from: l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
-        to: l1_ram + l1_ram_bytes,
+        data: spin::Mutex::new(fault_rate::DataPlaces::new(
+            l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
+            l1_ram + l1_ram_bytes,
+        )),
     });
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
@@ -1990,6 +1995,8 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             let access = SysRegAccess::from_iss(esr & 0x1ff_ffff);
             l1_system_instruction(nested, vcpu, frame, access)
         }
+        // L1's store to a page hv write-protected for its dirty log.
+        EC_DABT_LOWER if fault_rate_l1_dirty_write(nested, vcpu, esr) => {}
         // A load or store to a device hv emulates for L1 (its GIC; a
         // Linux L1's console UART).
         EC_DABT_LOWER if l1_device_access(nested, vcpu, frame, esr) => {}
@@ -2044,6 +2051,15 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         function if psci::is_psci_function(function) => psci_call(nested, vcpu, frame, function),
         FAULT_RATE_BEGIN if nested.demo.is_fault_rate() => {
             let number = frame.x[1];
+            // A pass at a time: a BEGIN with one open would take hv's
+            // change (a move, the dirty log's start) inside that pass's
+            // window, whose counts could then be nothing the passes
+            // imply. L1 may run a pass again after its END.
+            if let Some((open, _)) = vcpu.fault_rate.begin {
+                fault_rate_failed(format_args!(
+                    "L1 began pass {number} while pass {open} is open (no END for it)"
+                ));
+            }
             let pass = fault_rate::Pass::from_number(number);
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
@@ -2061,26 +2077,28 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 
 /// hv's L0 change before the fault-rate pass that needs one (path 3 of
 /// /work/shared/DESIGN.md): hv moves L1's data pages to other PAs, the
-/// way a host migrates a guest's memory. Break (its 2 MiB blocks of L0's
-/// table of L1 invalid, TLBI VMALLS12E1IS of L1's VMID), the service's
-/// `l0_unmap` of their L1 IPAs (the shadow leaves built on them go, the
-/// cached walks of L1's table stay, so L2's next touch of each page is a
-/// walk-cache hit), the copy, the old pages' patterns inverted (a stale
-/// shadow leaf would show L1 a wrong value), make (the blocks at the new
-/// PAs). L2 reads the same values, through the new map. What the unmap
-/// removed shows in the pass's line ("before it: ... invalidations 1
-/// removing N entries"); the count check catches too little or too much.
+/// way a host migrates a guest's memory: from where they are now to the
+/// other of their two places (`fault_rate::DataPlaces`), so L1 may run
+/// the pass again and again, each time with its pages as it left them.
+/// Break (its 2 MiB blocks of L0's table of L1 invalid, TLBI
+/// VMALLS12E1IS of L1's VMID), the service's `l0_unmap` of their L1 IPAs
+/// (the shadow leaves built on them go, the cached walks of L1's table
+/// stay, so L2's next touch of each page is a walk-cache hit), the copy,
+/// the old pages' patterns inverted (a stale shadow leaf would show L1 a
+/// wrong value), make (the blocks at the new PAs). L2 reads the same
+/// values, through the new map. What the unmap removed shows in the
+/// pass's line ("before it: ... invalidations 1 removing N entries"); the
+/// count check catches too little or too much.
 fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const BLOCK: u64 = 2 << 20;
-    let Some(FaultRateMove {
-        l0_tables,
-        from,
-        to,
-    }) = nested.fault_rate_move
-    else {
+    let Some(FaultRateMove { l0_tables, data }) = &nested.fault_rate_move else {
         return;
     };
+    // Held until the new blocks are in: the pages are where `data` says
+    // for any other vCPU's move.
+    let mut data = data.lock();
+    let fault_rate::DataMove { from, to } = data.next_move();
     let (first, len) = (L1_BASE + DATA_OFFSET, DATA_BYTES);
     let arena = nested.arena;
     let blocks = (0..len).step_by(BLOCK as usize);
@@ -2101,21 +2119,28 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
         let worker = vcpu_worker(nested, &mut vcpu.worker);
         nested.service.l0_unmap(worker, range, L0Change::Unmap);
     }
-    // L1 and L2 ran with their MMUs off: what they wrote is in memory.
+    // Cache maintenance, not needed by this L1: it and its L2 run with
+    // their stage 1 off under HCR_EL2.DC = 1 (`L1_HCR`; L2 gets DC from
+    // L1's virtual HCR_EL2, `l2_hcr`), so their accesses are Normal
+    // write-back (DC's stage-1 attributes) combined with hv's stage-2
+    // Normal write-back Inner Shareable: write-back Inner Shareable (Arm
+    // ARM, combining stage 1 and stage 2 attributes, FEAT_S2FWB off), the
+    // attributes of hv's identity map of the arena, so hardware keeps the
+    // two views coherent. It is here because the move stands for a host
+    // moving any guest's memory, and hv's stage 2 forces no cacheability
+    // (no FEAT_S2FWB): a guest whose own stage 1 (or L1's stage 2 of L2)
+    // maps the pages Non-cacheable reads and writes memory past the
+    // caches, a mismatched-attributes alias of hv's. So hv leaves no line
+    // of its own over guest memory (as after writing L1's image,
+    // `clean_invalidate_dcache` of the arena), and here invalidates the
+    // old place before reading it (hv copies what reached memory) and
+    // cleans both places to the PoC after writing them (such a guest then
+    // reads the copy, and no line hv holds is written back over it).
     cpu::clean_invalidate_dcache(from, len);
-    if arena.copy(from, to, len).is_none() {
+    if data.make_move(arena, len).is_none() {
         failed(format_args!(
             "{from:#x} or {to:#x} + {len:#x} is outside the arena"
         ));
-    }
-    for page in (0..len).step_by(4096) {
-        let inverted = arena.read(from + page).map(|word| !word);
-        if inverted
-            .and_then(|word| arena.write(from + page, word))
-            .is_none()
-        {
-            failed(format_args!("{:#x} is outside the arena", from + page));
-        }
     }
     cpu::clean_invalidate_dcache(from, len);
     cpu::clean_invalidate_dcache(to, len);
@@ -2155,7 +2180,7 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const BLOCK: u64 = 2 << 20;
     const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
-    let Some(FaultRateMove { l0_tables, .. }) = nested.fault_rate_move else {
+    let Some(FaultRateMove { l0_tables, .. }) = &nested.fault_rate_move else {
         return;
     };
     if vcpu.fault_rate.dirty_log.is_some() {
@@ -2190,7 +2215,7 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     }
     // The level-3 tables come after the frames L0's table of L1 took when
     // it was built: this runs once (above), and nothing else makes one.
-    let mut tables = l0_tables;
+    let mut tables = *l0_tables;
     for (index, pa) in pas.into_iter().enumerate() {
         let ipa = first + index as u64 * BLOCK;
         if let Err(e) = tables.map(arena, ipa, pa, BLOCK, 3, DIRTY_LOG_PROTECTED) {
@@ -2201,24 +2226,54 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     cpu::dsb_ish();
     cpu::isb();
     vcpu.fault_rate.dirty_log = Some(fault_rate::DirtyLog::new());
+    vcpu.fault_rate.l1_logged = 0;
 }
 
-/// The dirty log's side of an `L0Denied` answer: a write to one of L1's
-/// data pages that hv write-protected and has not logged. hv logs the
-/// page dirty, gives write access back in its own stage 2 (the page
-/// read-write, and a TLBI of it for L1's own accesses), and returns true:
-/// L2's store runs again and the service, composing afresh, maps it
-/// writable. False for any other denial, which hv does not resolve.
+/// The dirty log's side of an `L0Denied` answer: L2's write to one of
+/// L1's data pages that hv write-protected and has not logged
+/// ([`fault_rate_log_dirty_write`]); L2's store runs again and the
+/// service, composing afresh, maps it writable. False for any other
+/// denial, which hv does not resolve.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
+    denial.access == ipc::AccessKind::Write
+        && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
+}
+
+/// L1's own store to one of its data pages that hv write-protected for
+/// its dirty log: a stage-2 permission fault at L0, taken to hv as L1's
+/// data abort (`fault_rate::l1_write_protection_fault`). hv logs the page
+/// dirty as for L2's ([`fault_rate_log_dirty_write`]) and returns true:
+/// L1's store runs again (ELR_EL2 unchanged) through the page made
+/// writable. False for any other abort.
+fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool {
+    if vcpu.fault_rate.dirty_log.is_none() {
+        return false;
+    }
+    let Some(l1_ipa) = fault_rate::l1_write_protection_fault(esr, read_sysreg!("hpfar_el2")) else {
+        return false;
+    };
+    if !fault_rate_log_dirty_write(nested, vcpu, l1_ipa) {
+        return false;
+    }
+    vcpu.fault_rate.l1_logged += 1;
+    true
+}
+
+/// A write to L1 IPA `l1_ipa`, in one of L1's data pages that hv
+/// write-protected and has not logged: hv logs the page dirty, gives
+/// write access back in its own stage 2 (the page read-write, and a TLBI
+/// of it for L1's VMID, stage-2 and combined entries) and returns true.
+/// False (nothing changed) for any other address or page.
+fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> bool {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const PAGE_SIZE: u64 = 4096;
     let (Some(log), Some(FaultRateMove { l0_tables, .. })) =
-        (vcpu.fault_rate.dirty_log.as_mut(), nested.fault_rate_move)
+        (vcpu.fault_rate.dirty_log.as_mut(), &nested.fault_rate_move)
     else {
         return false;
     };
     let first = L1_BASE + DATA_OFFSET;
-    let page_ipa = denial.l1_ipa & !(PAGE_SIZE - 1);
+    let page_ipa = l1_ipa & !(PAGE_SIZE - 1);
     let Some(offset) = page_ipa.checked_sub(first).filter(|&o| o < DATA_BYTES) else {
         return false;
     };
@@ -2229,7 +2284,7 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> 
     let Some(leaf) = protected else {
         return false;
     };
-    if denial.access != ipc::AccessKind::Write || log.is_dirty(page) {
+    if log.is_dirty(page) {
         return false;
     }
     let writable = leaf_descriptor(3, leaf.pa_base(), LeafAccess::ALL);
@@ -2330,26 +2385,48 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 }
 
 /// The dirty-log pass ended: hv's log must hold exactly the L1 data pages
-/// L2 wrote (`fault_rate::written_in_dirty_log_pass`), each logged from
-/// one `L0Denied` write. Prints its line, or ends the run `FAILED`.
+/// L2 and L1 wrote (`fault_rate::dirty_after_dirty_log_pass`), each
+/// logged from one write, and L1's own from L1's own faults. Prints its
+/// line, or ends the run `FAILED`.
 fn fault_rate_dirty_log_end(vcpu: &mut Vcpu) {
-    use fault_rate::{DirtyMismatch, DIRTY_WRITE_PERIOD, PAGES};
+    use fault_rate::{
+        DirtyMismatch, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST, L1_DIRTY_WRITE_PERIOD, PAGES,
+    };
     let Some(log) = vcpu.fault_rate.dirty_log.take() else {
         fault_rate_failed(format_args!(
             "the dirty-log pass ended without hv's dirty log"
         ));
     };
-    match log.check(fault_rate::written_in_dirty_log_pass) {
-        Ok(dirty) => println!(
-            "hv: nested: fault-rate: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each from one L0Denied write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every {DIRTY_WRITE_PERIOD}th L2 page)"
-        ),
+    let writer = |page| {
+        if fault_rate::written_by_l1_in_dirty_log_pass(page) {
+            "L1 wrote its"
+        } else {
+            "L2 wrote L1"
+        }
+    };
+    let dirty = match log.check(fault_rate::dirty_after_dirty_log_pass) {
+        Ok(dirty) => dirty,
         Err(DirtyMismatch::Missing(page)) => fault_rate_failed(format_args!(
-            "dirty log: L2 wrote L1 data page {page} and hv did not log it dirty"
+            "dirty log: {} data page {page} and hv did not log it dirty",
+            writer(page)
         )),
         Err(DirtyMismatch::Extra(page)) => fault_rate_failed(format_args!(
-            "dirty log: hv logged L1 data page {page} dirty, which L2 did not write"
+            "dirty log: hv logged L1 data page {page} dirty, which neither L2 nor L1 wrote"
         )),
+    };
+    let by_l1 = vcpu.fault_rate.l1_logged;
+    let l1_pages = (0..PAGES)
+        .filter(|&p| fault_rate::written_by_l1_in_dirty_log_pass(p))
+        .count() as u64;
+    if by_l1 != l1_pages {
+        fault_rate_failed(format_args!(
+            "dirty log: {by_l1} pages logged from L1's own write faults, where L1 wrote {l1_pages}"
+        ));
     }
+    println!(
+        "hv: nested: fault-rate: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every {DIRTY_WRITE_PERIOD}th L2 page; {} L0Denied answers) and L1 wrote itself (every {L1_DIRTY_WRITE_PERIOD}th from page {L1_DIRTY_WRITE_FIRST}; {by_l1} of L1's own stage-2 permission faults)",
+        dirty - by_l1
+    );
 }
 
 /// L1's trapped ERET: within virtual EL2, or into L2.

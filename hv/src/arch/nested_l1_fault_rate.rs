@@ -27,15 +27,19 @@
 //!    5 walks the pages with stride 1031; passes 6 and 7 change nothing
 //!    (pass 5's rotation, no TLBI): at pass 6's BEGIN hv moves L1's data
 //!    pages to other PAs, unmapping them from the shadows; at pass 7's it
-//!    write-protects them for its dirty log, and L1 passes L2 a write
-//!    period (x13, 0 in the other passes): L2 also writes the second word
-//!    of every [`DIRTY_WRITE_PERIOD`]th page, and hv logs them dirty;
+//!    write-protects them for its dirty log, and L1 writes the third word
+//!    of every [`L1_DIRTY_WRITE_PERIOD`]th of its data pages from page
+//!    [`L1_DIRTY_WRITE_FIRST`] itself (after BEGIN, before its counter
+//!    read) and passes L2 a write period (x13, 0 in the other passes): L2
+//!    also writes the second word of every [`DIRTY_WRITE_PERIOD`]th page;
+//!    hv logs both writers' pages dirty;
 //! 5. after pass 7 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
 
 use crate::nested::fault_rate::{
-    Pass, DATA_IPA, DIRTY_WRITE_PERIOD, LAST_ROTATION, PAGES, SCATTER_STRIDE,
+    Pass, DATA_IPA, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST, L1_DIRTY_WRITE_PERIOD, LAST_ROTATION,
+    PAGES, SCATTER_STRIDE,
 };
 use core::arch::global_asm;
 
@@ -198,7 +202,22 @@ umbra_lfr_ready:
     mov     x11, x0
     adr     x10, umbra_lfr_msg_refused
     cbnz    x0, umbra_lfr_fail
-    isb
+    // In the dirty-log pass L1 also writes the third word of some of its
+    // data pages itself (j = first, first + period, ...), outside the
+    // timed loop: each store is its own stage-2 permission fault at L0,
+    // which hv logs as it logs L2's writes.
+    adr     x4, umbra_lfr_pass
+    ldr     x1, [x4]
+    cmp     x1, #{dirty_log_pass}
+    b.ne    31f
+    add     x2, x9, #{data_offset}
+    mov     x3, #{l1_write_first}
+30: add     x5, x2, x3, lsl #12
+    str     x3, [x5, #16]
+    add     x3, x3, #{l1_write_period}
+    cmp     x3, #{pages}
+    b.lo    30b
+31: isb
     mrs     x1, cntvct_el0
     adr     x4, umbra_lfr_start
     str     x1, [x4]
@@ -364,6 +383,8 @@ umbra_lfr_image_end:
     l0_unmap_pass = const Pass::AfterL0Unmap.number(),
     dirty_log_pass = const Pass::DirtyLog.number(),
     dirty_period = const DIRTY_WRITE_PERIOD,
+    l1_write_first = const L1_DIRTY_WRITE_FIRST,
+    l1_write_period = const L1_DIRTY_WRITE_PERIOD,
     last_rotation = const LAST_ROTATION,
     last = const Pass::LAST,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,

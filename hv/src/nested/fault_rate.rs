@@ -41,8 +41,34 @@
 //! twice: the service answers the first `L0Denied` (L1's leaf allows the
 //! write, hv's page does not), hv logs the page dirty ([`DirtyLog`]) and
 //! gives write back in its own stage 2, and L2's store, run again, faults
-//! and maps writable. At END hv checks its log holds exactly the L1 pages
-//! L2 wrote ([`DirtyLog::check`]).
+//! and maps writable. L1 also writes some of its data pages itself
+//! ([`L1_DIRTY_WRITE_PERIOD`], outside the window): each store is L1's
+//! own stage-2 permission fault ([`l1_write_protection_fault`]), which
+//! hv logs the same way and L1's store runs again. At END hv checks its
+//! log holds exactly the L1 pages L2 and L1 wrote ([`DirtyLog::check`],
+//! [`dirty_after_dirty_log_pass`]).
+
+#[cfg(not(loom))]
+use crate::shadow_selftest::memory::Arena;
+
+/// hv's watchdog for the fault-rate case (`arch::nested`'s
+/// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
+/// minute, so that hv's own line, naming the pass that ran out, ends a
+/// slow run). A run is 18,949 requests to the service CPU and back
+/// (14,851 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 3 of L2's
+/// code page; 4,098 stage-2 TLBIs of L1), each a wake-up of the other
+/// CPU, so its time follows how often QEMU's two vCPU threads run at
+/// once. Measured on QEMU (TCG, `-smp 2`) on the shared 2-core machine
+/// (stop 29): 1.4-15 s at load 3-6; 39 s at load 8 (review 57); 59 s at
+/// load 7 and once over 45 s at load 5.6 (the old 45 s watchdog ended it
+/// in pass 3). With
+/// QEMU held to one host core (`taskset -c 0`), where each round trip
+/// waits for the scheduler to switch threads (the waiting CPU's WFE does
+/// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
+/// 5 (150-220 s a run) and 38-58 s at load 8 (the run did not end within
+/// 300 s). 300 s is over twice every unpinned run and above the one-core
+/// run at load 5; no bound covers a QEMU that gets one loaded core.
+pub const WATCHDOG_SECONDS: u64 = 300;
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
 /// indexes modulo it with an AND).
@@ -55,6 +81,19 @@ pub const DATA_IPA: u64 = 0x4000_0000;
 /// i with i a multiple of it): a power of two, so L2 tests it with an AND.
 pub const DIRTY_WRITE_PERIOD: u64 = 8;
 const _: () = assert!(DIRTY_WRITE_PERIOD == 8 && PAGES.is_multiple_of(DIRTY_WRITE_PERIOD));
+/// L1 writes, between hv's BEGIN of the dirty-log pass and its timed
+/// loop, the third word of its own data pages j with j mod this ==
+/// [`L1_DIRTY_WRITE_FIRST`] (128 pages, none of L2's, which are 4 mod 8):
+/// a power of two, so L1 steps through them with an add.
+pub const L1_DIRTY_WRITE_PERIOD: u64 = 16;
+/// See [`L1_DIRTY_WRITE_PERIOD`].
+pub const L1_DIRTY_WRITE_FIRST: u64 = 2;
+const _: () = assert!(
+    L1_DIRTY_WRITE_PERIOD.is_power_of_two()
+        && L1_DIRTY_WRITE_FIRST < L1_DIRTY_WRITE_PERIOD
+        && PAGES.is_multiple_of(L1_DIRTY_WRITE_PERIOD)
+);
+
 /// L1's rotation in the passes after the scattered one (5), which remap
 /// nothing: L2 page i is L1 data page (i + this) mod [`PAGES`].
 pub const LAST_ROTATION: u64 = 4;
@@ -349,9 +388,38 @@ pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(
 /// Whether L2 writes L1 data page `l1_page` in the dirty-log pass: L2
 /// page i is L1 page (i + [`LAST_ROTATION`]) mod [`PAGES`], and L2 writes
 /// the pages i that are multiples of [`DIRTY_WRITE_PERIOD`].
-pub const fn written_in_dirty_log_pass(l1_page: u64) -> bool {
+pub const fn written_by_l2_in_dirty_log_pass(l1_page: u64) -> bool {
     let l2_page = (l1_page + PAGES - LAST_ROTATION) % PAGES;
     l2_page.is_multiple_of(DIRTY_WRITE_PERIOD)
+}
+
+/// Whether L1 itself writes its data page `l1_page` in the dirty-log
+/// pass ([`L1_DIRTY_WRITE_PERIOD`]).
+pub const fn written_by_l1_in_dirty_log_pass(l1_page: u64) -> bool {
+    l1_page < PAGES && l1_page % L1_DIRTY_WRITE_PERIOD == L1_DIRTY_WRITE_FIRST
+}
+
+/// Whether L1 data page `l1_page` is dirty after the dirty-log pass:
+/// written by L2 (through the shadow) or by L1 itself.
+pub const fn dirty_after_dirty_log_pass(l1_page: u64) -> bool {
+    written_by_l2_in_dirty_log_pass(l1_page) || written_by_l1_in_dirty_log_pass(l1_page)
+}
+
+/// The L1 IPA of the page an abort of L1 writes, when the abort is one
+/// hv's write protection causes: a data abort (`esr`, EC 0x24 checked by
+/// the caller) with a stage-2 permission fault (DFSC 0b0011xx) of a write
+/// (WnR), not on a stage-1 table walk (S1PTW: L1's walks only read) nor
+/// a cache maintenance instruction (CM, which reports WnR 1 too).
+/// HPFAR_EL2.FIPA (`hpfar` bits \[47:4\]) holds IPA\[55:12\] for a stage-2
+/// fault (Arm ARM, HPFAR_EL2). None for any other abort.
+pub fn l1_write_protection_fault(esr: u64, hpfar: u64) -> Option<u64> {
+    use crate::esr::{DataAbort, FaultStatus};
+    let abort = DataAbort::from_esr(esr);
+    let permission = matches!(abort.status, FaultStatus::Permission { .. });
+    if !permission || !abort.write || abort.stage1_walk || abort.cache_maintenance {
+        return None;
+    }
+    Some(((hpfar >> 4) & 0x0fff_ffff_ffff) << 12)
 }
 
 /// hv's dirty log of L1's [`PAGES`] data pages: the pages it saw a write
@@ -429,6 +497,85 @@ impl DirtyLog {
     }
 }
 
+/// Where hv keeps L1's data pages for its L0 moves: at `home` (their
+/// place in L1's RAM when L1 starts) or at `spare` (as many bytes hv keeps
+/// free for the move). Each move takes them from where they are now to the
+/// other place, so a second move (L1 begins the L0-unmap pass again) is
+/// as correct as the first: like a host migrating a guest's memory, hv
+/// may move it any number of times, and the guest's pages are the same
+/// after each. A move from a fixed place to a fixed place copied the old,
+/// stale pages over the live ones the second time (review 57 R57-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataPlaces {
+    home: u64,
+    spare: u64,
+    at_spare: bool,
+}
+
+/// One move of L1's data pages: their PA before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataMove {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl DataPlaces {
+    /// The pages at `home`, `spare` free.
+    pub const fn new(home: u64, spare: u64) -> Self {
+        DataPlaces {
+            home,
+            spare,
+            at_spare: false,
+        }
+    }
+
+    /// The PA of the pages now.
+    pub const fn current(&self) -> u64 {
+        if self.at_spare {
+            self.spare
+        } else {
+            self.home
+        }
+    }
+
+    /// The move [`DataPlaces::make_move`] makes next: from where the
+    /// pages are now to the other place.
+    pub const fn next_move(&self) -> DataMove {
+        if self.at_spare {
+            DataMove {
+                from: self.spare,
+                to: self.home,
+            }
+        } else {
+            DataMove {
+                from: self.home,
+                to: self.spare,
+            }
+        }
+    }
+
+    /// Makes the next move in `arena`: copies `bytes` (whole 4 KiB pages)
+    /// from its `from` to its `to`, then inverts the first word (the
+    /// pattern L2 checks) of every old page, so that a translation left
+    /// on them shows L2 a value no page holds; the pages are at `to` from
+    /// then on. `None`, nothing copied, inverted or recorded, if either
+    /// range is not inside `arena`.
+    #[cfg(not(loom))]
+    pub fn make_move(&mut self, arena: &Arena<'_>, bytes: u64) -> Option<DataMove> {
+        const PAGE: u64 = 4096;
+        let next = self.next_move();
+        // Both ranges are checked before a word is copied.
+        arena.copy(next.from, next.to, bytes)?;
+        // Inside the arena: the copy read every word of `from`.
+        for page in (0..bytes).step_by(PAGE as usize) {
+            let old = next.from + page;
+            arena.write(old, !arena.read(old)?)?;
+        }
+        self.at_spare = !self.at_spare;
+        Some(next)
+    }
+}
+
 /// `ticks` of a counter at `frequency` Hz in nanoseconds; None when the
 /// frequency is 0 (CNTFRQ_EL0 unset) or the result passes u64.
 pub fn nanoseconds(ticks: u64, frequency: u64) -> Option<u64> {
@@ -452,6 +599,10 @@ pub fn per_second(events: u64, ticks: u64, frequency: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(loom))]
+    use alloc::vec::Vec;
+    #[cfg(not(loom))]
+    use core::sync::atomic::AtomicU64;
 
     #[test]
     fn passes_round_trip_and_end_at_the_last() {
@@ -564,15 +715,55 @@ mod tests {
     }
 
     #[test]
+    fn l1_writes_128_pages_none_of_l2s() {
+        let l1 = (0..PAGES)
+            .filter(|&p| written_by_l1_in_dirty_log_pass(p))
+            .count() as u64;
+        assert_eq!(l1, 128);
+        assert!(written_by_l1_in_dirty_log_pass(2) && written_by_l1_in_dirty_log_pass(18));
+        assert!(!written_by_l1_in_dirty_log_pass(3) && !written_by_l1_in_dirty_log_pass(PAGES + 2));
+        assert!((0..PAGES)
+            .all(|p| !(written_by_l1_in_dirty_log_pass(p) && written_by_l2_in_dirty_log_pass(p))));
+        let dirty = (0..PAGES)
+            .filter(|&p| dirty_after_dirty_log_pass(p))
+            .count();
+        assert_eq!(dirty, 384);
+    }
+
+    #[test]
+    fn only_a_write_denied_by_stage_2_permissions_is_the_dirty_logs() {
+        // EC 0x24, IL, ISV, SAS 64-bit, WnR, DFSC permission level 3;
+        // HPFAR_EL2 of L1 IPA 0x40402000.
+        const STORE: u64 = 0x24 << 26 | 1 << 25 | 1 << 24 | 3 << 22 | 1 << 6 | 0b00_1111;
+        let hpfar = 0x40402 << 4;
+        assert_eq!(l1_write_protection_fault(STORE, hpfar), Some(0x4040_2000));
+        // Level 2 too.
+        assert_eq!(
+            l1_write_protection_fault(STORE & !0b11 | 0b10, hpfar),
+            Some(0x4040_2000)
+        );
+        // A read, a translation fault, a fault on a walk, a DC IVAC.
+        assert_eq!(l1_write_protection_fault(STORE & !(1 << 6), hpfar), None);
+        assert_eq!(
+            l1_write_protection_fault(STORE & !0x3f | 0b00_0111, hpfar),
+            None
+        );
+        assert_eq!(l1_write_protection_fault(STORE | 1 << 7, hpfar), None);
+        assert_eq!(l1_write_protection_fault(STORE | 1 << 8, hpfar), None);
+    }
+
+    #[test]
     fn l2_writes_every_8th_of_its_pages_rotated_onto_l1s() {
         // L1 page 4 is L2 page 0 (written), L1 page 0 is L2 page 2044
         // (not), L1 page 2044 is L2 page 2040 (written).
-        assert!(written_in_dirty_log_pass(4));
-        assert!(!written_in_dirty_log_pass(0));
-        assert!(written_in_dirty_log_pass(12));
-        assert!(!written_in_dirty_log_pass(8));
-        assert!(written_in_dirty_log_pass(2044));
-        let written = (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)).count() as u64;
+        assert!(written_by_l2_in_dirty_log_pass(4));
+        assert!(!written_by_l2_in_dirty_log_pass(0));
+        assert!(written_by_l2_in_dirty_log_pass(12));
+        assert!(!written_by_l2_in_dirty_log_pass(8));
+        assert!(written_by_l2_in_dirty_log_pass(2044));
+        let written = (0..PAGES)
+            .filter(|&p| written_by_l2_in_dirty_log_pass(p))
+            .count() as u64;
         assert_eq!(written, PAGES / DIRTY_WRITE_PERIOD);
     }
 
@@ -580,10 +771,15 @@ mod tests {
     fn the_dirty_log_check_finds_missing_and_extra_pages() {
         let mut log = DirtyLog::new();
         assert_eq!(log.check(|_| false), Ok(0));
-        for page in (0..PAGES).filter(|&p| written_in_dirty_log_pass(p)) {
+        for page in (0..PAGES).filter(|&p| written_by_l2_in_dirty_log_pass(p)) {
             assert!(log.log(page));
         }
-        assert_eq!(log.check(written_in_dirty_log_pass), Ok(256));
+        assert_eq!(log.check(written_by_l2_in_dirty_log_pass), Ok(256));
+        // Without L1's own pages it is not the dirty-log pass's set.
+        assert_eq!(
+            log.check(dirty_after_dirty_log_pass),
+            Err(DirtyMismatch::Missing(2))
+        );
         // Logging a page twice, or one outside the data, logs nothing.
         assert!(!log.log(4));
         assert!(!log.log(PAGES));
@@ -598,15 +794,97 @@ mod tests {
         let mut extra = log;
         assert!(extra.log(5));
         assert_eq!(
-            extra.check(written_in_dirty_log_pass),
+            extra.check(written_by_l2_in_dirty_log_pass),
             Err(DirtyMismatch::Extra(5))
         );
         let mut missing = DirtyLog::new();
         assert!(missing.log(4));
         assert_eq!(
-            missing.check(written_in_dirty_log_pass),
+            missing.check(written_by_l2_in_dirty_log_pass),
             Err(DirtyMismatch::Missing(12))
         );
+    }
+
+    /// Two places of two pages each in a four-page arena.
+    #[cfg(not(loom))]
+    const HOME: u64 = 0x4000_0000;
+    #[cfg(not(loom))]
+    const SPARE: u64 = HOME + 2 * 4096;
+    #[cfg(not(loom))]
+    const TWO_PAGES: u64 = 2 * 4096;
+
+    /// The first two words of each of the two pages at `place`.
+    #[cfg(not(loom))]
+    fn words_at(arena: &Arena<'_>, place: u64) -> [u64; 4] {
+        [0, 8, 4096, 4096 + 8].map(|offset| arena.read(place + offset).unwrap())
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn every_move_takes_the_live_pages_to_the_other_place() {
+        let words: Vec<AtomicU64> = (0..4 * 512).map(|_| AtomicU64::new(0)).collect();
+        let arena = Arena::new(&words, HOME).unwrap();
+        // L1's patterns at home: page j's first word MAGIC | j.
+        const MAGIC: u64 = 0xfa57_0000_0000_0000;
+        arena.write(HOME, MAGIC).unwrap();
+        arena.write(HOME + 4096, MAGIC | 1).unwrap();
+        let mut places = DataPlaces::new(HOME, SPARE);
+        assert_eq!(places.current(), HOME);
+        let first = places.make_move(&arena, TWO_PAGES).unwrap();
+        assert_eq!(words_at(&arena, places.current()), [MAGIC, 0, MAGIC | 1, 0]);
+        assert_eq!(
+            first,
+            DataMove {
+                from: HOME,
+                to: SPARE
+            }
+        );
+        assert_eq!(places.current(), SPARE);
+        // The old pages' patterns inverted: a stale translation reads
+        // neither.
+        assert_eq!(words_at(&arena, HOME), [!MAGIC, 0, !(MAGIC | 1), 0]);
+        // L2 writes the live pages (the dirty-log pass's second words),
+        // then L1 begins the L0-unmap pass again: the second move takes
+        // what was written with the pages, and never copies the stale
+        // place over the live one (a move from home to spare again would
+        // leave the inverted patterns, and lose the writes).
+        arena.write(SPARE + 8, 0x11).unwrap();
+        arena.write(SPARE + 4096 + 8, 0x22).unwrap();
+        let second = places.make_move(&arena, TWO_PAGES).unwrap();
+        assert_eq!(
+            words_at(&arena, places.current()),
+            [MAGIC, 0x11, MAGIC | 1, 0x22]
+        );
+        assert_eq!(
+            second,
+            DataMove {
+                from: SPARE,
+                to: HOME
+            }
+        );
+        assert_eq!(places.current(), HOME);
+        assert_eq!(words_at(&arena, SPARE), [!MAGIC, 0x11, !(MAGIC | 1), 0x22]);
+        // And a third: out again, the same values.
+        assert_eq!(places.make_move(&arena, TWO_PAGES), Some(first));
+        assert_eq!(words_at(&arena, SPARE), [MAGIC, 0x11, MAGIC | 1, 0x22]);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_move_outside_the_arena_changes_nothing() {
+        let words: Vec<AtomicU64> = (0..4 * 512).map(|_| AtomicU64::new(0)).collect();
+        let arena = Arena::new(&words, HOME).unwrap();
+        arena.write(HOME, 7).unwrap();
+        // The spare place's second page is past the arena's end.
+        let mut places = DataPlaces::new(HOME, SPARE + 4096);
+        assert_eq!(places.make_move(&arena, TWO_PAGES), None);
+        assert_eq!(places.current(), HOME);
+        assert_eq!(words_at(&arena, HOME), [7, 0, 0, 0]);
+        assert_eq!(arena.read(SPARE + 4096), Some(0));
+        // Pages at no place in it at all.
+        let mut nowhere = DataPlaces::new(0, u64::MAX - 4095);
+        assert_eq!(nowhere.make_move(&arena, TWO_PAGES), None);
+        assert_eq!(nowhere.current(), 0);
     }
 
     #[test]
