@@ -1095,8 +1095,14 @@ impl<C: ContextId> ReverseMap<C> {
     ///
     /// Each batch first completes the pending unlinks (at most
     /// [`PENDING_UNLINKS`]), so every record on a list is in `by_shadow`
-    /// and each record the walk passes is removed: a removal of n records
-    /// costs O(n + chunks holding them + n / batch) probes.
+    /// or on the detached chain, and each record the walk passes is
+    /// removed (a chained one unlinked, counted against the room like any
+    /// other): a removal of n records costs O(n + c + (n + c) / batch +
+    /// chunks holding them) probes, c the chained and dead records on the
+    /// range's lists. Those are records already out of every query, each
+    /// unlinked once by whichever path meets it first, so c is work moved
+    /// here from the TLBIs and context flushes that left them, never more
+    /// than the same records would have cost live.
     pub fn remove_range_batch<const N: usize>(
         &mut self,
         cursor: &mut L1RangeCursor,
@@ -1223,8 +1229,8 @@ impl<C: ContextId> ReverseMap<C> {
     /// for the next inserts or L1-range removal, so a page TLBI reads only
     /// lines whose addresses follow from its range. A range of several
     /// blocks goes chunk by chunk and puts the records beyond those 64 on
-    /// the detached chain, whose unlinks wait the same way, unbounded in
-    /// number (see `remove_shadow_blocks`).
+    /// the detached chain, whose unlinks wait the same way, as many as the
+    /// slab holds (chaining takes no slot: see `remove_shadow_blocks`).
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         self.settle();
         self.remove_shadow_range_now(context, l2_ipa_start, len)

@@ -199,6 +199,28 @@ enum Step {
     /// Page TLBIs of one context over `count` pages from an L2 IPA, one
     /// by one (past 64 records, detached ones go on the detached chain).
     PageTlbis(u32, u64, u64),
+    /// Inserts of one context's L2 pages 0..`count`, page i onto L1 page
+    /// (`first` + i) mod 96 (dense steps' L1 pages): enough live records
+    /// of one context at once that its long shadow ranges and page-TLBI
+    /// bursts detach more than the 64 that wait in `pending`, so the rest
+    /// go on the detached chain. Checked as that many `Insert`s.
+    Fill(u32, u64, u64),
+}
+
+/// `step` as the steps [`run_in`] checks one by one (a `Fill` as its
+/// inserts).
+fn expand(step: Step) -> Vec<Step> {
+    match step {
+        Step::Fill(c, first, count) => (0..count)
+            .map(|i| {
+                Step::Insert(
+                    0x4000_0000 + (((first + i) % 96) << 12),
+                    r(c, i << 12, PAGE_SIZE),
+                )
+            })
+            .collect(),
+        step => alloc::vec![step],
+    }
 }
 
 /// Few L1 pages and blocks (long aliasing lists), few L2 keys (frequent
@@ -243,6 +265,7 @@ fn arb_dense_step() -> impl Strategy<Value = Step> {
             .prop_map(|(c, p, n)| Step::RemoveShadow(c, p << 12, n << 12)),
         4 => (0u64..96).prop_map(|p| Step::Batch(0x4000_0000 + (p << 12), 1 << 12)),
         1 => (0u32..2).prop_map(|c| Step::PageTlbis(c, 0, 256)),
+        1 => (0u32..2, 0u64..96, 96u64..256).prop_map(|(c, l1, n)| Step::Fill(c, l1, n)),
     ]
 }
 
@@ -255,14 +278,44 @@ fn overlaps(l1: u64, size: u64, start: u64, len: u64) -> bool {
 }
 
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let mut map = ReverseMap::<u32>::new();
+    run_in(ReverseMap::<u32>::new(), steps)
+}
+
+/// [`run`] on `map`, which may be bounded ([`ReverseMap::with_capacity`]):
+/// then an insert may be refused, but only when nothing detached was left
+/// to take back (no pending unlink, no chained record: an insert unlinks
+/// two of each first, so a slab full of them always has a slot for it)
+/// and no key of its own to replace, and never does any index grow.
+fn run_in(mut map: ReverseMap<u32>, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let mut model: Vec<ModelRecord> = Vec::new();
     // The removal under way: its cursor and range.
     let mut removal: Option<(L1RangeCursor, u64, u64)> = None;
-    for step in steps {
+    for step in steps.into_iter().flat_map(expand) {
         match step {
+            Step::Fill(..) => unreachable!("expanded"),
             Step::Insert(l1, s) => {
-                map.insert(l1, s).unwrap();
+                // Settles the page removals left for later (which may
+                // detach records) before the counts are read.
+                map.records_held();
+                let detached = (map.pending.len(), map.chained);
+                if let Err(e) = map.insert(l1, s) {
+                    prop_assert_eq!(e, RmapError::Full);
+                    prop_assert_eq!(
+                        detached,
+                        (0, 0),
+                        "a full slab refused an insert with records to take back"
+                    );
+                    prop_assert!(
+                        !model
+                            .iter()
+                            .any(|(_, m, _)| (m.context, m.l2_ipa) == (s.context, s.l2_ipa)),
+                        "refused an insert whose key held a slot"
+                    );
+                    prop_assert_eq!(map.records_held(), map.capacity());
+                    prop_assert_eq!(map.growths(), 0);
+                    check_lists(&map).map_err(TestCaseError::fail)?;
+                    continue;
+                }
                 let same = model
                     .iter()
                     .position(|(_, m, _)| (m.context, m.l2_ipa) == (s.context, s.l2_ipa));
@@ -335,14 +388,27 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                 };
                 let mut batch = ArrayVec::<ShadowRef<u32>, BATCH>::new();
+                // The lists the batch may walk: those of the range's L1
+                // blocks (a batch inserts none, so none appears during it).
+                let lists_in_range: usize = SIZES_LOG2
+                    .iter()
+                    .enumerate()
+                    .map(|(class, &size_log2)| {
+                        map.l1_blocks
+                            .overlapping(class as u8, size_log2, start, start + len - 1)
+                            .len()
+                    })
+                    .sum();
                 let visited = map.l1_records_visited();
                 let more = map.remove_range_batch(&mut cursor, &mut batch);
-                // R17-2: a batch reads its room's records, plus at most
-                // the one newer record that stops each list it walks.
+                // R17-2: a batch reads its room's records (chained ones
+                // count: each is unlinked as it is read), plus at most the
+                // one newer record that stops each list it walks.
                 prop_assert!(
-                    map.l1_records_visited() - visited <= (BATCH + map.l1_lists.len() + 1) as u64,
-                    "one batch visited {} records",
-                    map.l1_records_visited() - visited
+                    map.l1_records_visited() - visited <= (BATCH + lists_in_range) as u64,
+                    "one batch visited {} records, {} lists in its range",
+                    map.l1_records_visited() - visited,
+                    lists_in_range
                 );
                 for s in batch {
                     let at = model.iter().position(|(_, m, _)| *m == s);
@@ -368,6 +434,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         }
         if let Err(e) = check_lists(&map) {
             return Err(TestCaseError::fail(e));
+        }
+        if map.capacity() != usize::MAX {
+            prop_assert_eq!(map.growths(), 0);
         }
         prop_assert_eq!(map.len(), model.len());
         let mut all = map.entries_in(0, u64::MAX);
@@ -401,14 +470,42 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// The same with many keys on many L1 pages and long runs (records
-    /// pile up): more than 64 records wait for their unlink, so shadow-range removals also unlink at once
-    /// (`remove_indexed_later`'s and `remove_shadow_blocks`' own unlinks),
-    /// from any place in the lists.
+    /// pile up: `Fill` makes up to 256 of one context live at once, which
+    /// the other steps alone never did, so before review 58 no case ever
+    /// put a record on the detached chain): more than 64 records wait for
+    /// their unlink, so shadow-range removals and page-TLBI bursts
+    /// (`remove_shadow_blocks`, `remove_indexed_later`) chain the rest,
+    /// from any place in the lists, and L1-range removals in batches meet
+    /// them.
     #[test]
     fn lists_stay_well_formed_with_many_pending_unlinks(
         steps in prop::collection::vec(arb_dense_step(), 600..1200),
     ) {
         run(steps)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The same in a slab of 160 records, well below the hundreds the
+    /// steps keep live: it is full most of the time, with the records of
+    /// long shadow ranges and page-TLBI bursts waiting on the detached
+    /// chain and in `pending`, dead records of forgotten contexts beside
+    /// them, and L1-range removals under way. An insert is refused only
+    /// when none of those could give it a slot, the chain and the lists
+    /// stay whole, and nothing grows.
+    #[test]
+    fn a_full_slab_takes_back_detached_records_and_keeps_the_chain_whole(
+        steps in prop::collection::vec(
+            prop_oneof![
+                12 => arb_dense_step(),
+                1 => (0u32..2).prop_map(Step::Forget),
+            ],
+            600..1200,
+        ),
+    ) {
+        run_in(ReverseMap::with_capacity(160, 4), steps)?;
     }
 }
 
