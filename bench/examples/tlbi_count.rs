@@ -36,9 +36,10 @@
 
 use std::hint::black_box;
 
+use bench::range::ipas2e1;
 use bench::shadow_baseline::L1Fixture;
 use bench::umbra::{context_key, service_seeded, UmbraService};
-use ipc::tlbi::{InvalidateScope, Shareability, Tlbi, TlbiOp, TlbiParams};
+use ipc::tlbi::InvalidateScope;
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{Translated, Worker};
 use walker::{AbortContext, AbortOrigin, AccessKind};
@@ -55,18 +56,6 @@ const STRIDE: u64 = 7919;
 fn translate(service: &UmbraService, worker: &Worker, key: &ContextKey, ipa: u64) {
     let t = service.translate(worker, key, ipa, AccessKind::Read, &ABORT);
     assert!(matches!(t, Translated::Mapped(_)), "{ipa:#x}: {t:?}");
-}
-
-/// IPAS2E1IS of the page holding `ipa`, no TTL (decoded outside the
-/// counted call, as the benchmark decodes it outside the timed one).
-fn ipas2e1(ipa: u64) -> InvalidateScope {
-    let tlbi = Tlbi {
-        op: TlbiOp::Ipas2e1,
-        shareability: Shareability::InnerShareable,
-        nxs: false,
-    };
-    tlbi.decode(ipa >> 12, TlbiParams::default())
-        .expect("IPAS2 operands always decode")
 }
 
 /// The timed call.
