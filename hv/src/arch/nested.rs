@@ -2091,7 +2091,6 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 /// count check catches too little or too much.
 fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
-    const BLOCK: u64 = 2 << 20;
     let Some(FaultRateMove { l0_tables, data }) = &nested.fault_rate_move else {
         return;
     };
@@ -2101,24 +2100,8 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     let fault_rate::DataMove { from, to } = data.next_move();
     let (first, len) = (L1_BASE + DATA_OFFSET, DATA_BYTES);
     let arena = nested.arena;
-    let blocks = (0..len).step_by(BLOCK as usize);
-    fn failed(what: core::fmt::Arguments) -> ! {
-        println!("hv: nested: fault-rate: FAILED: moving L1's data pages: {what}");
-        exit(ExitStatus::Failure)
-    }
-    for offset in blocks.clone() {
-        if let Err(e) = l0_tables.rewrite(arena, first + offset, 2, 0) {
-            failed(format_args!("{e}"));
-        }
-    }
-    HwTlbs::new(TlbDefect::None)
-        .for_vmid(L1_HOST_VMID)
-        .invalidate_all();
-    // The data pages end L1's RAM: a non-empty range.
-    if let Some(range) = IpaRange::new(first, first + len) {
-        let worker = vcpu_worker(nested, &mut vcpu.worker);
-        nested.service.l0_unmap(worker, range, L0Change::Unmap);
-    }
+    const DOING: &str = "moving L1's data pages";
+    fault_rate_break_data_blocks(nested, vcpu, l0_tables, L0Change::Unmap, DOING);
     // Cache maintenance, not needed by this L1: it and its L2 run with
     // their stage 1 off under HCR_EL2.DC = 1 (`L1_HCR`; L2 gets DC from
     // L1's virtual HCR_EL2, `l2_hcr`), so their accesses are Normal
@@ -2138,16 +2121,16 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     // reads the copy, and no line hv holds is written back over it).
     cpu::clean_invalidate_dcache(from, len);
     if data.make_move(arena, len).is_none() {
-        failed(format_args!(
-            "{from:#x} or {to:#x} + {len:#x} is outside the arena"
+        fault_rate_failed(format_args!(
+            "{DOING}: {from:#x} or {to:#x} + {len:#x} is outside the arena"
         ));
     }
     cpu::clean_invalidate_dcache(from, len);
     cpu::clean_invalidate_dcache(to, len);
-    for offset in blocks {
+    for offset in (0..len).step_by(FAULT_RATE_DATA_BLOCK as usize) {
         let block = leaf_descriptor(2, to + offset, LeafAccess::ALL);
         if let Err(e) = l0_tables.rewrite(arena, first + offset, 2, block) {
-            failed(format_args!("{e}"));
+            fault_rate_failed(format_args!("{DOING}: {e}"));
         }
     }
     // The new blocks before L1 or the walker of L0's map uses them.
@@ -2159,6 +2142,40 @@ fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
 fn fault_rate_failed(what: core::fmt::Arguments) -> ! {
     println!("hv: nested: fault-rate: FAILED: {what}");
     exit(ExitStatus::Failure)
+}
+
+/// hv's L0 table of L1 maps L1's data pages with blocks of this size
+/// (until the dirty log splits them).
+const FAULT_RATE_DATA_BLOCK: u64 = 2 << 20;
+
+/// The break of hv's L0 changes of L1's data pages (a move, the dirty
+/// log's start): their 2 MiB blocks of L0's table of L1 invalid, TLBI
+/// VMALLS12E1IS of L1's VMID, then the service's `l0_unmap` of their L1
+/// IPAs with `change` (the shadow leaves built on them go; the cached
+/// walks of L1's table stay, so L2's next touch of each page is a
+/// walk-cache hit). `doing` names the change in a failure.
+fn fault_rate_break_data_blocks(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    l0_tables: &Stage2Builder,
+    change: L0Change,
+    doing: &str,
+) {
+    use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    let first = L1_BASE + DATA_OFFSET;
+    for offset in (0..DATA_BYTES).step_by(FAULT_RATE_DATA_BLOCK as usize) {
+        if let Err(e) = l0_tables.rewrite(nested.arena, first + offset, 2, 0) {
+            fault_rate_failed(format_args!("{doing}: {e}"));
+        }
+    }
+    HwTlbs::new(TlbDefect::None)
+        .for_vmid(L1_HOST_VMID)
+        .invalidate_all();
+    // The data pages end L1's RAM: a non-empty range.
+    if let Some(range) = IpaRange::new(first, first + DATA_BYTES) {
+        let worker = vcpu_worker(nested, &mut vcpu.worker);
+        nested.service.l0_unmap(worker, range, change);
+    }
 }
 
 /// hv's L1 data pages as write-protected 4 KiB pages (the dirty log's).
@@ -2178,8 +2195,9 @@ const DIRTY_LOG_PROTECTED: LeafAccess = LeafAccess {
 /// hv as `L0Denied` ([`fault_rate_log_dirty`]).
 fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
-    const BLOCK: u64 = 2 << 20;
+    const BLOCK: u64 = FAULT_RATE_DATA_BLOCK;
     const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
+    const DOING: &str = "starting the dirty log";
     let Some(FaultRateMove { l0_tables, .. }) = &nested.fault_rate_move else {
         return;
     };
@@ -2194,32 +2212,18 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
         *pa = match nested.l0_map.lookup(ipa) {
             Some(block) if block.size() == BLOCK && block.ipa_base() == ipa => block.pa_base(),
             other => fault_rate_failed(format_args!(
-                "starting the dirty log: hv's leaf of L1 IPA {ipa:#x} is {other:?}, not a 2 MiB block"
+                "{DOING}: hv's leaf of L1 IPA {ipa:#x} is {other:?}, not a 2 MiB block"
             )),
         };
     }
-    for index in 0..BLOCKS {
-        let ipa = first + index as u64 * BLOCK;
-        if let Err(e) = l0_tables.rewrite(arena, ipa, 2, 0) {
-            fault_rate_failed(format_args!("starting the dirty log: {e}"));
-        }
-    }
-    HwTlbs::new(TlbDefect::None)
-        .for_vmid(L1_HOST_VMID)
-        .invalidate_all();
-    if let Some(range) = IpaRange::new(first, first + DATA_BYTES) {
-        let worker = vcpu_worker(nested, &mut vcpu.worker);
-        nested
-            .service
-            .l0_unmap(worker, range, L0Change::WriteProtect);
-    }
+    fault_rate_break_data_blocks(nested, vcpu, l0_tables, L0Change::WriteProtect, DOING);
     // The level-3 tables come after the frames L0's table of L1 took when
     // it was built: this runs once (above), and nothing else makes one.
     let mut tables = *l0_tables;
     for (index, pa) in pas.into_iter().enumerate() {
         let ipa = first + index as u64 * BLOCK;
         if let Err(e) = tables.map(arena, ipa, pa, BLOCK, 3, DIRTY_LOG_PROTECTED) {
-            fault_rate_failed(format_args!("starting the dirty log: {e}"));
+            fault_rate_failed(format_args!("{DOING}: {e}"));
         }
     }
     // The pages before L1 or the walker of L0's map uses them.
