@@ -865,15 +865,17 @@ impl<C: ContextId> ReverseMap<C> {
             // Not reached: a detached record has its slab slot.
             return;
         }
-        if let Some(r) = self
-            .records
-            .get_mut(older as usize)
-            .and_then(Option::as_mut)
-        {
-            r.epoch = (u64::from(id) << 32) | (r.epoch & u64::from(u32::MAX));
-        }
+        self.set_chain_newer(older, id);
         self.chain_head = id;
         self.chained += 1;
+    }
+
+    /// Chained record `id`'s link to the record detached after it (`newer`,
+    /// NIL at the head); nothing for `id` NIL (the chain's end).
+    fn set_chain_newer(&mut self, id: u32, newer: u32) {
+        if let Some(r) = self.records.get_mut(id as usize).and_then(Option::as_mut) {
+            r.epoch = (u64::from(newer) << 32) | (r.epoch & u64::from(u32::MAX));
+        }
     }
 
     /// Takes chained record `id` off the detached chain and unlinks it
@@ -884,13 +886,7 @@ impl<C: ContextId> ReverseMap<C> {
         else {
             return;
         };
-        if let Some(r) = self
-            .records
-            .get_mut(older as usize)
-            .and_then(Option::as_mut)
-        {
-            r.epoch = (u64::from(newer) << 32) | (r.epoch & u64::from(u32::MAX));
-        }
+        self.set_chain_newer(older, newer);
         match self
             .records
             .get_mut(newer as usize)
