@@ -430,12 +430,12 @@ pub struct DirtyLog {
     logged: u64,
 }
 
-/// Why a dirty log is not the set of pages L2 wrote.
+/// Why a dirty log is not the set of pages written (by L2 or L1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DirtyMismatch {
-    /// L2 wrote the page and hv did not log it.
+    /// The page was written and hv did not log it.
     Missing(u64),
-    /// hv logged a page L2 did not write.
+    /// hv logged a page no one wrote.
     Extra(u64),
 }
 
@@ -483,7 +483,7 @@ impl DirtyLog {
         self.logged
     }
 
-    /// The first page where the log and `written` (the pages L2 wrote)
+    /// The first page where the log and `written` (the pages written)
     /// differ; `Ok` with the number of pages logged when they agree.
     pub fn check(&self, written: impl Fn(u64) -> bool) -> Result<u64, DirtyMismatch> {
         for page in 0..PAGES {
