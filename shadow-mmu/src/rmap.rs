@@ -302,9 +302,10 @@ pub struct ReverseMap<C> {
     /// [`PENDING_UNLINKS`] that `pending` holds, still on their L1 lists: a
     /// doubly linked chain through their slab slots (the newest at
     /// `chain_head`; see [`Record::chained`]), so detaching one writes its
-    /// own slot and allocates nothing. Unlinked two per insert, all that
-    /// an insert into a full slab needs, and as an L1-range removal or
-    /// the sweep meets them.
+    /// own slot and allocates nothing. Unlinked two per insert (so an
+    /// insert into a full slab always frees a slot while any waits) and as
+    /// an L1-range removal meets them on its lists; the sweep and the
+    /// queries skip them.
     chain_head: u32,
     /// Records on the detached chain.
     chained: usize,
@@ -961,8 +962,6 @@ impl<C: ContextId> ReverseMap<C> {
         live
     }
 
-    /// Reclaims dead records from a few slab slots (none when every record
-    /// is live).
     /// Whether the slab holds dead records. Detached records awaiting
     /// their unlink (pending or chained) are not the sweep's: it skips
     /// them (a pending one looks live to it, its epoch current; a chained
@@ -972,6 +971,8 @@ impl<C: ContextId> ReverseMap<C> {
         self.held() - self.pending.len() - self.chained != self.live
     }
 
+    /// Reclaims dead records from a few slab slots (none when every record
+    /// is live).
     fn sweep_some(&mut self, slots: usize) {
         if !self.has_dead() {
             return;

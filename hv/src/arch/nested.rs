@@ -2253,8 +2253,22 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
     if vcpu.fault_rate.dirty_log.is_none() {
         return false;
     }
-    let Some(l1_ipa) = fault_rate::l1_write_protection_fault(esr, read_sysreg!("hpfar_el2")) else {
-        return false;
+    // At L1's exit the EL1&0 regime in the hardware is L1's.
+    let stage1_on = l2_stage1_on(read_sysreg!("sctlr_el1"), read_sysreg!("hcr_el2"));
+    let far = read_sysreg!("far_el2");
+    let l1_ipa = match fault_rate::l1_write_protection_fault(esr, far, stage1_on) {
+        None => return false,
+        Some(fault_rate::L1WriteAddress::Ipa(ipa)) => ipa,
+        // AT S1E1R with L1's stage 1 (`l2_stage1_par` translates with the
+        // regime in the hardware). A failed translation: L1 changed its
+        // stage 1 since the fault, so its store runs again and faults
+        // afresh, nothing logged.
+        Some(fault_rate::L1WriteAddress::Stage1Va(va)) => {
+            match ipa_from_par(l2_stage1_par(va), va) {
+                Some(ipa) => ipa,
+                None => return true,
+            }
+        }
     };
     if !fault_rate_log_dirty_write(nested, vcpu, l1_ipa) {
         return false;

@@ -405,21 +405,44 @@ pub const fn dirty_after_dirty_log_pass(l1_page: u64) -> bool {
     written_by_l2_in_dirty_log_pass(l1_page) || written_by_l1_in_dirty_log_pass(l1_page)
 }
 
-/// The L1 IPA of the page an abort of L1 writes, when the abort is one
-/// hv's write protection causes: a data abort (`esr`, EC 0x24 checked by
-/// the caller) with a stage-2 permission fault (DFSC 0b0011xx) of a write
-/// (WnR), not on a stage-1 table walk (S1PTW: L1's walks only read) nor
-/// a cache maintenance instruction (CM, which reports WnR 1 too).
-/// HPFAR_EL2.FIPA (`hpfar` bits \[47:4\]) holds IPA\[55:12\] for a stage-2
-/// fault (Arm ARM, HPFAR_EL2). None for any other abort.
-pub fn l1_write_protection_fault(esr: u64, hpfar: u64) -> Option<u64> {
+/// Where the L1 address of a write [`l1_write_protection_fault`] accepts
+/// comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L1WriteAddress {
+    /// L1's stage 1 is off (SCTLR_EL1.M = 0 or HCR_EL2.DC = 1, as this L1
+    /// runs): FAR_EL2, its VA, is the L1 IPA.
+    Ipa(u64),
+    /// L1's stage 1 is on: FAR_EL2 is a VA, for hv to translate with L1's
+    /// own stage 1 (`AT S1E1R`), as for L2's permission faults
+    /// (`nested::entry::FaultIpaSource::Stage1Walk`).
+    Stage1Va(u64),
+}
+
+/// Where the L1 address of the page an abort of L1 writes comes from,
+/// when the abort is one hv's write protection causes: a data abort
+/// (`esr`, EC 0x24 checked by the caller) with a stage-2 permission fault
+/// (DFSC 0b0011xx) of a write (WnR), not on a stage-1 table walk (S1PTW:
+/// L1's walks only read) nor a cache maintenance instruction (CM, which
+/// reports WnR 1 too). `far` is FAR_EL2 (valid: FnV is 0 for any fault
+/// but an external abort), `l1_stage1_on` whether L1's stage 1 is on.
+/// HPFAR_EL2 is no source: the Arm ARM leaves it UNKNOWN for a stage-2
+/// permission fault that is not on a stage-1 walk (ESR_EL2 ISS, the list
+/// of aborts for which "HPFAR_EL2 is valid"; QEMU fills it anyway, so the
+/// QEMU case cannot tell; review 59 R59-1). None for any other abort.
+pub fn l1_write_protection_fault(esr: u64, far: u64, l1_stage1_on: bool) -> Option<L1WriteAddress> {
     use crate::esr::{DataAbort, FaultStatus};
+    use crate::nested::entry::{fault_ipa_source, FaultIpaSource};
     let abort = DataAbort::from_esr(esr);
     let permission = matches!(abort.status, FaultStatus::Permission { .. });
     if !permission || !abort.write || abort.stage1_walk || abort.cache_maintenance {
         return None;
     }
-    Some(((hpfar >> 4) & 0x0fff_ffff_ffff) << 12)
+    Some(match fault_ipa_source(esr, l1_stage1_on) {
+        FaultIpaSource::Far => L1WriteAddress::Ipa(far),
+        // A permission fault not on a walk with stage 1 on is always
+        // `Stage1Walk`; `Hpfar` would need S1PTW, refused above.
+        FaultIpaSource::Stage1Walk | FaultIpaSource::Hpfar => L1WriteAddress::Stage1Va(far),
+    })
 }
 
 /// hv's dirty log of L1's [`PAGES`] data pages: the pages it saw a write
@@ -732,24 +755,46 @@ mod tests {
 
     #[test]
     fn only_a_write_denied_by_stage_2_permissions_is_the_dirty_logs() {
-        // EC 0x24, IL, ISV, SAS 64-bit, WnR, DFSC permission level 3;
-        // HPFAR_EL2 of L1 IPA 0x40402000.
+        // EC 0x24, IL, ISV, SAS 64-bit, WnR, DFSC permission level 3; L1's
+        // store to 0x40402010 with its stage 1 off (FAR_EL2 is the IPA).
         const STORE: u64 = 0x24 << 26 | 1 << 25 | 1 << 24 | 3 << 22 | 1 << 6 | 0b00_1111;
-        let hpfar = 0x40402 << 4;
-        assert_eq!(l1_write_protection_fault(STORE, hpfar), Some(0x4040_2000));
+        let far = 0x4040_2010;
+        let at = Some(L1WriteAddress::Ipa(far));
+        assert_eq!(l1_write_protection_fault(STORE, far, false), at);
         // Level 2 too.
         assert_eq!(
-            l1_write_protection_fault(STORE & !0b11 | 0b10, hpfar),
-            Some(0x4040_2000)
+            l1_write_protection_fault(STORE & !0b11 | 0b10, far, false),
+            at
         );
         // A read, a translation fault, a fault on a walk, a DC IVAC.
-        assert_eq!(l1_write_protection_fault(STORE & !(1 << 6), hpfar), None);
+        for esr in [
+            STORE & !(1 << 6),
+            STORE & !0x3f | 0b00_0111,
+            STORE | 1 << 7,
+            STORE | 1 << 8,
+        ] {
+            assert_eq!(l1_write_protection_fault(esr, far, false), None, "{esr:#x}");
+        }
+    }
+
+    /// Review 59 R59-1: HPFAR_EL2 is UNKNOWN for a stage-2 permission
+    /// fault not on a stage-1 walk, so the page comes from FAR_EL2: the
+    /// IPA itself with L1's stage 1 off, else a VA for hv to translate
+    /// with L1's stage 1. Taking HPFAR_EL2's page (right on QEMU, which
+    /// fills it) named some other page, or none, on hardware that does not.
+    #[test]
+    fn an_l1_write_fault_takes_its_page_from_far_not_hpfar() {
+        const STORE: u64 = 0x24 << 26 | 1 << 25 | 1 << 24 | 3 << 22 | 1 << 6 | 0b00_1111;
+        let far = 0x4040_2010;
         assert_eq!(
-            l1_write_protection_fault(STORE & !0x3f | 0b00_0111, hpfar),
-            None
+            l1_write_protection_fault(STORE, far, false),
+            Some(L1WriteAddress::Ipa(far))
         );
-        assert_eq!(l1_write_protection_fault(STORE | 1 << 7, hpfar), None);
-        assert_eq!(l1_write_protection_fault(STORE | 1 << 8, hpfar), None);
+        let va = 0xffff_0000_0012_3010;
+        assert_eq!(
+            l1_write_protection_fault(STORE, va, true),
+            Some(L1WriteAddress::Stage1Va(va))
+        );
     }
 
     #[test]
