@@ -39,7 +39,9 @@
 
 use std::hint::black_box;
 
-use bench::range::{fill_contexts, ipas2e1, ripas2e1, RangeFixture, RANGE_DENSE};
+use bench::range::{
+    fill_contexts, ipas2e1, range_tlbi_encoding, ripas2e1, RangeFixture, RANGE_DENSE,
+};
 use bench::shadow_baseline::{L1Fixture, VmidUnmap};
 use ipc::tlbi::InvalidateScope;
 
@@ -100,24 +102,38 @@ fn main() {
     let umbra = match args.first().map(String::as_str) {
         Some("umbra") => true,
         Some("kvm") => false,
-        _ => panic!("{usage}"),
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2)
+        }
     };
     let case = args.get(1).map_or("4096", String::as_str);
     let (pages, fixed) = match case {
         "16_fixed" => (16, Some(RANGE_DENSE / 2)),
         "1G_16_cached" => (1 << 18, Some(RANGE_DENSE)),
-        other => (other.parse::<u64>().expect(usage), None),
+        other => (other.parse::<u64>().unwrap_or(0), None),
     };
+    // A moving range stays inside the dense GiB, in a count a range TLBI
+    // names (before: a panic in `ripas2e1`, or past the GiB an overflow).
+    if range_tlbi_encoding(pages).is_none() || pages > RANGE_DENSE {
+        eprintln!(
+            "{usage}\n(a moving range's pages: a count a range TLBI names, 2 to {RANGE_DENSE})"
+        );
+        std::process::exit(2);
+    }
     let calls: u64 = args
         .get(2)
         .filter(|a| a.parse::<u64>().is_ok())
         .map_or(100, |n| n.parse().expect("a count of calls"));
-    let seed = args
-        .iter()
-        .find_map(|a| a.strip_prefix("seed="))
-        .map_or(0x5eed_1234_abcd_0042, |s| {
-            u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("a hex seed")
-        });
+    let seed =
+        args.iter()
+            .find_map(|a| a.strip_prefix("seed="))
+            .map_or(0x5eed_1234_abcd_0042, |s| {
+                u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|_| {
+                    eprintln!("{usage}\n(seed=HEX: a hexadecimal number)");
+                    std::process::exit(2)
+                })
+            });
 
     let fixture = RangeFixture::new();
     let umbra_state = umbra.then(|| fixture.umbra(Some(seed)));

@@ -2218,7 +2218,11 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     }
     fault_rate_break_data_blocks(nested, vcpu, l0_tables, L0Change::WriteProtect, DOING);
     // The level-3 tables come after the frames L0's table of L1 took when
-    // it was built: this runs once (above), and nothing else makes one.
+    // it was built, the same frames each time this runs, and nothing else
+    // makes one. A second dirty-log pass reuses them only after a move:
+    // its break replaced the tables with blocks (and its TLBI VMALLS12E1IS
+    // dropped their walks); without one, the lookup above finds 4 KiB
+    // pages and stops hv before anything changes.
     let mut tables = *l0_tables;
     for (index, pa) in pas.into_iter().enumerate() {
         let ipa = first + index as u64 * BLOCK;
