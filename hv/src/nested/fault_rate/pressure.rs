@@ -36,9 +36,11 @@
 //! - hits + misses = faults (each fault is one translate), full +
 //!   partial walks = misses (each miss walks once), and no TLBI or
 //!   invalidation inside the window.
-//! - occupancy at BEGIN and END ([`Occupancy::over`]): cached leaves and
-//!   paths, shadow leaves and frames at most the budget's, and the cache
-//!   and reverse-map indexes never grown past what was preallocated.
+//! - occupancy after every L2 fault (hv reads it when the service has
+//!   answered; only a fault adds entries) and at END
+//!   ([`Occupancy::over`]): cached leaves and paths, shadow leaves and
+//!   frames at most the budget's, and the cache and reverse-map indexes
+//!   never grown past what was preallocated.
 //!
 //! Bounds (which evictions happen is the hash's; that they happen, and
 //! at least how many, is the budget's):
@@ -112,6 +114,17 @@ pub struct Occupancy {
 }
 
 impl Occupancy {
+    /// The larger of each count of `self` and `other`.
+    pub fn max(&self, other: &Occupancy) -> Occupancy {
+        Occupancy {
+            cache_leaves: self.cache_leaves.max(other.cache_leaves),
+            cache_paths: self.cache_paths.max(other.cache_paths),
+            shadow_leaves: self.shadow_leaves.max(other.shadow_leaves),
+            frames: self.frames.max(other.frames),
+            index_growths: self.index_growths.max(other.index_growths),
+        }
+    }
+
     /// The first count over its limit: (what, limit, count).
     pub fn over(&self, limits: &Limits) -> Option<(&'static str, u64, u64)> {
         [
@@ -207,7 +220,7 @@ fn data_walks_removed_first(pass: Pass) -> bool {
 /// [`super::check`], `prep_faults` and `window_faults` hv's own counts of
 /// the same spans, `limits` the budget's. The module documentation says
 /// which counts are exact and why the others are bounds. Occupancy is
-/// checked apart ([`Occupancy::over`]), at BEGIN and END.
+/// checked apart ([`Occupancy::over`]), after every fault and at END.
 pub fn check(
     pass: Pass,
     pages: u64,
@@ -650,6 +663,47 @@ mod tests {
         assert_eq!(
             Occupancy { frames: 54, ..full }.over(&TIGHT),
             Some(("shadow frames", 53, 54))
+        );
+    }
+
+    #[test]
+    fn the_peak_keeps_each_parts_most() {
+        let a = Occupancy {
+            cache_leaves: 528,
+            cache_paths: 3,
+            shadow_leaves: 10,
+            frames: 9,
+            index_growths: 0,
+        };
+        let b = Occupancy {
+            cache_leaves: 100,
+            cache_paths: 7,
+            shadow_leaves: 245,
+            frames: 6,
+            index_growths: 1,
+        };
+        let peak = Occupancy::default().max(&a).max(&b);
+        assert_eq!(
+            peak,
+            Occupancy {
+                cache_leaves: 528,
+                cache_paths: 7,
+                shadow_leaves: 245,
+                frames: 9,
+                index_growths: 1,
+            }
+        );
+        assert_eq!(b.max(&a), peak);
+        // A peak over the budget fails though both samples' ends are
+        // within it.
+        assert_eq!(
+            Occupancy {
+                shadow_leaves: 246,
+                ..a
+            }
+            .max(&b)
+            .over(&TIGHT),
+            Some(("shadow leaves", 245, 246))
         );
     }
 
