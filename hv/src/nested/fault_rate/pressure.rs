@@ -33,6 +33,14 @@
 //!   a page faults again only if its fault was not answered: a retry
 //!   (throttled, raced) or a lost install shows here.
 //! - no translate answered `Retry` ([`Faults::retries`], hv's count).
+//!   The design allows one (`Retry(Throttled)` when an install finds no
+//!   frame or reverse-map record even after clearing its shadow); this
+//!   budget leaves no room for it with one context: the shadow uses at
+//!   most 9 of the 53 frames (tables a clear detaches come back 4 a map),
+//!   and the reverse map's cap + cap/16 + 64 records outlast a clear's
+//!   dead ones, since every insert sweeps 4 slots for them and completes
+//!   2 pending unlinks. An install at the cap clears and installs in the
+//!   same request (its second attempt).
 //! - hits + misses = faults (each fault is one translate), full +
 //!   partial walks = misses (each miss walks once), and no TLBI or
 //!   invalidation inside the window.
