@@ -918,6 +918,11 @@ pub enum NestedDemo {
     /// TLBIs without applying them (`demo-no-tlbi`'s defect): after the
     /// first remap L2 reads the pages' old values (this run must fail).
     FaultRateNoTlbi,
+    /// `fault-rate-tight`: the same passes on a service budget smaller
+    /// than their working set (`nested::fault_rate::pressure`): every pass
+    /// evicts cached walks and shadow leaves, L1 still checks every value,
+    /// and hv checks what the pass implies under pressure.
+    FaultRateTight,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1219,10 +1224,13 @@ impl NestedDemo {
         )
     }
 
-    /// Whether this is the fault-rate L1 (`fault-rate` and its failure
-    /// mode), whose service is sized for its pages.
+    /// Whether this is the fault-rate L1 (`fault-rate`, its failure mode
+    /// and its run under memory pressure, `fault-rate-tight`).
     pub fn is_fault_rate(self) -> bool {
-        matches!(self, Self::FaultRate | Self::FaultRateNoTlbi)
+        matches!(
+            self,
+            Self::FaultRate | Self::FaultRateNoTlbi | Self::FaultRateTight
+        )
     }
 
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
@@ -1299,6 +1307,7 @@ impl Options {
                 "hv.nested=fault-rate-no-tlbi" => {
                     options.nested = Some(NestedDemo::FaultRateNoTlbi)
                 }
+                "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
                 "hv.nested=irq-no-maintenance" => {
@@ -1722,6 +1731,16 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=fault-rate-no-tlbi").map(|o| o.nested),
             Ok(Some(NestedDemo::FaultRateNoTlbi))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-tight").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateTight))
+        );
+        assert!(NestedDemo::FaultRateTight.is_fault_rate());
+        // A budget of its own is not a value hv takes: the word is unknown.
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-tight=512").map(|o| o.nested),
+            Err("hv.nested=fault-rate-tight=512")
         );
         assert_eq!(
             Options::parse("hv.nested=recycle-stale-root").map(|o| o.nested),

@@ -149,6 +149,13 @@ pub const HVC_FAULT_RATE_END: u64 = 0xc600_0003;
 /// shadow leaf and cached walk twice over (4608 KiB: 2293 shadow leaves,
 /// 8192 cache places; the other demos' 512 KiB hold 245 leaves).
 const FAULT_RATE_BUDGET_BYTES: usize = 4608 << 10;
+/// `fault-rate-tight`'s service budget, below the working set of a pass
+/// (2048 pages and L2's code page) in the cache and in the shadow: with
+/// a 48-bit PA (QEMU's `max` CPU) 512 + 16 leaf places, 128 path places,
+/// 245 shadow leaves and 53 frames (the other demos' `BUDGET_BYTES`), so
+/// every pass evicts (`fault_rate::pressure`). hv refuses to run the case
+/// on a split that holds the pages in either.
+const FAULT_RATE_TIGHT_BUDGET_BYTES: usize = 512 << 10;
 
 const ARENA_ALIGN: u64 = 2 << 20;
 const L0_TABLES_END: u64 = 16 * 4096;
@@ -268,6 +275,9 @@ struct Nested {
     /// `fault-rate`: where hv moves L1's data pages before the pass that
     /// needs an L0 change (`fault_rate_l0_move`).
     fault_rate_move: Option<FaultRateMove>,
+    /// `fault-rate-tight`: what its budget holds, which bounds what hv
+    /// checks at each END (`fault_rate::pressure`).
+    fault_rate_pressure: Option<fault_rate::pressure::Limits>,
     /// L1's hardware VTTBR_EL2 and VTCR_EL2 (L0's map of L1).
     l0_vttbr: u64,
     l0_vtcr: u64,
@@ -500,6 +510,16 @@ struct FaultRateMarks {
     dirty_log: Option<fault_rate::DirtyLog>,
     /// The pages of the dirty log logged from L1's own write faults.
     l1_logged: u64,
+    /// hv's own counts of L2's faults (on data pages, answered `Retry`)
+    /// since the start, and at the last END and the open BEGIN, for
+    /// `fault-rate-tight`'s checks (`fault_rate::pressure`).
+    faults: fault_rate::pressure::Faults,
+    faults_at_end: fault_rate::pressure::Faults,
+    faults_at_begin: fault_rate::pressure::Faults,
+    /// `fault-rate-tight`: the most the service held of each part after
+    /// any L2 fault since the last END (`fault_rate_occupancy`). Only a
+    /// fault adds entries; invalidations and L0 changes remove them.
+    peak: fault_rate::pressure::Occupancy,
 }
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
@@ -976,7 +996,9 @@ pub fn run(
         | NestedDemo::GicNoPpiActiveWait
         | NestedDemo::GicNoDisplace
         | NestedDemo::GicNoListedActive => super::nested_l1_gic::image(),
-        NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi => super::nested_l1_fault_rate::image(),
+        NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
+            super::nested_l1_fault_rate::image()
+        }
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1043,10 +1065,10 @@ pub fn run(
     } else {
         1
     };
-    let budget_bytes = if demo.is_fault_rate() {
-        FAULT_RATE_BUDGET_BYTES
-    } else {
-        BUDGET_BYTES
+    let budget_bytes = match demo {
+        NestedDemo::FaultRateTight => FAULT_RATE_TIGHT_BUDGET_BYTES,
+        _ if demo.is_fault_rate() => FAULT_RATE_BUDGET_BYTES,
+        _ => BUDGET_BYTES,
     };
     let budget = match Budget::split_for(budget_bytes, contexts, &shadow_config) {
         Ok(b) => b,
@@ -1056,7 +1078,25 @@ pub fn run(
     // working set (shadow-mmu/README.md: no leaf lost there), so no
     // eviction or cleared shadow blurs the counts.
     let fault_rate_leaves = fault_rate::PAGES as usize + 1;
+    let fault_rate_pressure = (demo == NestedDemo::FaultRateTight).then(|| {
+        let limits = fault_rate::pressure::Limits {
+            cache_leaves: (budget.capacity.leaves_per_context + shadow_mmu::cache::LEAF_STASH)
+                as u64,
+            cache_paths: budget.capacity.paths_per_context as u64,
+            shadow_leaves: budget.shadow_leaves as u64,
+            frames: budget.frames as u64,
+        };
+        // Under pressure in both ways, or the case proves nothing.
+        if !limits.below_working_set(fault_rate::PAGES) {
+            fail(format_args!(
+                "nested: fault-rate-tight: the budget holds {} cache leaves and {} shadow leaves, not fewer than the pass's {fault_rate_leaves} in both",
+                limits.cache_leaves, limits.shadow_leaves
+            ));
+        }
+        limits
+    });
     if demo.is_fault_rate()
+        && demo != NestedDemo::FaultRateTight
         && (budget.shadow_leaves < fault_rate_leaves
             || budget.capacity.leaves_per_context < 2 * fault_rate_leaves)
     {
@@ -1115,6 +1155,7 @@ pub fn run(
     NESTED.call_once(|| Nested {
         service,
         fault_rate_move,
+        fault_rate_pressure,
         l0_vttbr,
         l0_vtcr,
         shadow_vtcr,
@@ -1375,6 +1416,7 @@ pub fn run(
             NestedDemo::LinuxNoIpi => " (linux-no-ipi: the guest bundle's Linux kernel is L1, its SGIs to another vCPU dropped; this run must fail)",
             NestedDemo::FaultRate => " (fault-rate: L1's L2 touches every one of its pages once per pass; hv prints each pass's faults, time and service counts)",
             NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
+            NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -2068,6 +2110,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 fault_rate_dirty_log_start(nested, vcpu);
             }
             vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
+            vcpu.fault_rate.faults_at_begin = vcpu.fault_rate.faults;
             frame.x[0] = 0;
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
@@ -2387,7 +2430,9 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         shown(ns),
         shown(rate),
     );
-    if let Err(m) = fault_rate::check(pass, pages, &prep, &window) {
+    if let Some(limits) = &nested.fault_rate_pressure {
+        fault_rate_pressure_end(nested, vcpu, limits, pass, &prep, &window);
+    } else if let Err(m) = fault_rate::check(pass, pages, &prep, &window) {
         println!(
             "hv: nested: fault-rate: FAILED: pass {number}: {} {} where the pass implies {}",
             if m.preparation {
@@ -2404,6 +2449,106 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         fault_rate_dirty_log_end(vcpu);
     }
     frame.x[0] = 0;
+}
+
+/// `fault-rate-tight`'s END of a pass (after its line): checks the
+/// pass's counts and hv's own under pressure (`fault_rate::pressure`) and
+/// the service's occupancy, prints what it checked, or ends the run
+/// `FAILED` naming the count and the bound it missed.
+fn fault_rate_pressure_end(
+    nested: &Nested,
+    vcpu: &mut Vcpu,
+    limits: &fault_rate::pressure::Limits,
+    pass: fault_rate::Pass,
+    prep: &FaultRateCounts,
+    window: &FaultRateCounts,
+) {
+    let number = pass.number();
+    let marks = &mut vcpu.fault_rate;
+    let prep_faults = marks.faults_at_begin.since(&marks.faults_at_end);
+    let window_faults = marks.faults.since(&marks.faults_at_begin);
+    marks.faults_at_end = marks.faults;
+    let pages = fault_rate::PAGES;
+    if let Err(m) = fault_rate::pressure::check(
+        pass,
+        pages,
+        limits,
+        prep,
+        &prep_faults,
+        window,
+        &window_faults,
+    ) {
+        println!(
+            "hv: nested: fault-rate-tight: FAILED: pass {number}: {} {} {} where the pass implies {} {}",
+            if m.preparation {
+                "before it,"
+            } else {
+                "in its window,"
+            },
+            m.got,
+            m.what,
+            m.relation.words(),
+            m.bound
+        );
+        exit(ExitStatus::Failure)
+    }
+    // The most the service held after any fault since the last END, and
+    // what it holds now.
+    let peak = vcpu.fault_rate.peak;
+    vcpu.fault_rate.peak = fault_rate::pressure::Occupancy::default();
+    let end = fault_rate_occupancy(nested, vcpu);
+    for (occupancy, when) in [(&peak, "after a fault"), (&end, "at its END")] {
+        if let Some((what, limit, got)) = occupancy.over(limits) {
+            println!(
+                "hv: nested: fault-rate-tight: FAILED: pass {number}, {when}: the service held {got} {what}, over its budget's {limit}"
+            );
+            exit(ExitStatus::Failure)
+        }
+    }
+    // hv's and the occupancy's numbers, which differ from run to run
+    // (the cache's hash key is drawn at boot) ...
+    println!(
+        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried; at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
+        window_faults.data,
+        window.faults.wrapping_sub(window_faults.data),
+        window_faults.retries,
+        peak.cache_leaves,
+        end.cache_leaves,
+        limits.cache_leaves,
+        peak.cache_paths,
+        end.cache_paths,
+        limits.cache_paths,
+        peak.shadow_leaves,
+        end.shadow_leaves,
+        limits.shadow_leaves,
+        peak.frames,
+        end.frames,
+        limits.frames,
+    );
+    // ... and the verdict, whose numbers follow from the pass and the
+    // budget alone (the test matrix matches it).
+    let (_, normal) = pass.expected(pages);
+    println!(
+        "hv: nested: fault-rate-tight: pass {number} under pressure: ok: preparation exact, {} data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least {}, code-page faults at most the evictions, within the budget",
+        normal.faults,
+        pages.saturating_sub(limits.shadow_leaves),
+    );
+}
+
+/// What the service holds now (`fault-rate-tight`: read after every L2
+/// fault and at each END, `pressure::Occupancy::over` checks it).
+fn fault_rate_occupancy(nested: &Nested, vcpu: &mut Vcpu) -> fault_rate::pressure::Occupancy {
+    let service = nested.service;
+    let worker = vcpu_worker(nested, &mut vcpu.worker);
+    let (cache_leaves, cache_paths) = service.cache_entries(worker);
+    let (index_growths, _) = service.index_allocations(worker);
+    fault_rate::pressure::Occupancy {
+        cache_leaves: cache_leaves as u64,
+        cache_paths: cache_paths as u64,
+        shadow_leaves: service.shadow_leaves() as u64,
+        frames: service.shadow_frames() as u64,
+        index_growths: u64::from(index_growths),
+    }
 }
 
 /// The dirty-log pass ended: hv's log must hold exactly the L1 data pages
@@ -3192,6 +3337,9 @@ fn l2_exit(
                 return enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
             }
             vcpu.counts.translates += 1;
+            if nested.demo.is_fault_rate() && fault_rate::pressure::on_data_page(l2_ipa) {
+                vcpu.fault_rate.faults.data += 1;
+            }
             let reply = match call(
                 nested,
                 vcpu.id,
@@ -3203,8 +3351,14 @@ fn l2_exit(
                 // The service CPU failed: hv's own failure, not the guest's.
                 Err(why) => crash(vcpu, frame, why),
             };
+            if nested.fault_rate_pressure.is_some() {
+                let now = fault_rate_occupancy(nested, vcpu);
+                vcpu.fault_rate.peak = vcpu.fault_rate.peak.max(&now);
+            }
             match reply {
-                Reply::Translate(TranslateOutcome::Mapped(_) | TranslateOutcome::Retry(_)) => {}
+                Reply::Translate(TranslateOutcome::Mapped(_)) => {}
+                Reply::Translate(TranslateOutcome::Retry(_)) => vcpu.fault_rate.faults.retries += 1,
+
                 // hv's own stage 2 of L1 denies the access: resuming L2
                 // would fault again, forever.
                 // The fault-rate dirty log's write protection is the one

@@ -51,6 +51,8 @@
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
 
+pub mod pressure;
+
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
 /// minute, so that hv's own line, naming the pass that ran out, ends a

@@ -399,6 +399,21 @@ const FAULT_RATE_LINES: &[&str] = &[
     "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
     "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=7 values=ok",
 ];
+/// What `fault-rate-tight` must print: hv's verdict on each pass under
+/// memory pressure (its numbers follow from the pass and the budget: the
+/// counts themselves differ from run to run, `hv::nested::fault_rate::
+/// pressure`), the dirty log's exact line and L1's PASS line.
+const FAULT_RATE_TIGHT_LINES: &[&str] = &[
+    "hv: nested: fault-rate-tight: pass 1 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 2 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 3 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 4 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 5 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 6 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate-tight: pass 7 under pressure: ok: preparation exact, 2560 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
+    "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=7 values=ok",
+];
 /// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
 /// on every page (each read through its pass-1 shadow leaf), not merely a
 /// failure with page 0's value, which a service mapping every page to L1
@@ -823,6 +838,21 @@ const MATRIX: &[Case] = &[
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_NO_TLBI_LINES,
             status: 2,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 2, "512M")
+    },
+    // The same passes on a service budget below their working set (512
+    // KiB: 528 cache leaf places, 245 shadow leaves, for 2049 pages): every
+    // pass evicts cached walks and shadow leaves, L1 checks every value,
+    // hv checks what each pass implies under pressure (exact where the
+    // design fixes it, bounds where the cache's hash key decides) and the
+    // service's occupancy (hv/README.md, "Under memory pressure").
+    Case {
+        hv_args: "hv.nested=fault-rate-tight",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_TIGHT_LINES,
+            status: 0,
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 2, "512M")
@@ -2019,7 +2049,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 2);
+        assert_eq!(fault_rate.len(), 3);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
@@ -2133,6 +2163,33 @@ mod tests {
         assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
             .unwrap()
             .contains("exit status 0"));
+        // The tight case needs hv's verdict on every pass (each line names
+        // the data faults the normal case counts in its window), and the
+        // dirty log's line.
+        let tight = *MATRIX
+            .iter()
+            .find(|c| c.hv_args == "hv.nested=fault-rate-tight")
+            .unwrap();
+        assert_eq!(
+            verdict(&tight, &outcome(Some(0), FAULT_RATE_TIGHT_LINES)),
+            None
+        );
+        use hv::nested::fault_rate::{Pass, PAGES};
+        for n in 1..=Pass::LAST {
+            let data = Pass::from_number(n).unwrap().expected(PAGES).1.faults;
+            let line = FAULT_RATE_TIGHT_LINES[n as usize - 1];
+            assert!(
+                line.contains(&format!(
+                    "pass {n} under pressure: ok: preparation exact, {data} data faults exact"
+                )),
+                "{line}"
+            );
+        }
+        let mut without_dirty_log = FAULT_RATE_TIGHT_LINES.to_vec();
+        without_dirty_log.remove(Pass::LAST as usize);
+        assert!(verdict(&tight, &outcome(Some(0), &without_dirty_log))
+            .unwrap()
+            .contains("dirty log"));
         // Its twin fails in pass 2 on every page: the same FAIL line from
         // pass 1 (a service mapping every page to L1 page 0) is not it.
         let no_tlbi = *MATRIX

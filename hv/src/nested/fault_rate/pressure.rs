@@ -1,0 +1,737 @@
+//! `hv.nested=fault-rate-tight`: the fault-rate passes on a service
+//! budget smaller than their working set (shadow-mmu/README.md, Memory:
+//! "under pressure entries are evicted (at worst a re-walk), never an
+//! allocation failure reaching a fault handler"). L1, L2 and hv's changes
+//! are the `fault-rate` case's ([`super`]); only the budget differs, and
+//! with it what hv's END can check.
+//!
+//! Under pressure the service evicts in two ways. The walk-result cache
+//! has fewer leaf places than the pass has pages: an insert into a full
+//! pair of buckets and the stash evicts the oldest leaf of them, and its
+//! shadow leaf with it. The shadow-leaf cap is below the pages too: an
+//! install at the cap clears the shadow of the context holding the most
+//! leaves (here the only one), leaves and records, and then installs.
+//! Which leaves the cache evicts follows the keyed hash, whose key hv
+//! draws at boot, so how many leaves go, which data faults hit in the
+//! passes after an L0 change, and how often L2's code page (whose shadow
+//! leaf either eviction may take) faults again differ from run to run.
+//! What follows from the design alone is checked exactly; the rest is
+//! bounded by what the budget and the pass imply ([`check`]).
+//!
+//! Exact, in every pass:
+//! - the preparation: every count [`Pass::expected`] gives the normal
+//!   case, evictions 0 included. The preparation installs at most L2's
+//!   code page (after a whole-VMID TLBI, into an empty cache and shadow),
+//!   and its invalidations are L1's TLBIs and hv's L0 change, one for
+//!   one. The code page's leaf stands at every END: L2 fetched its last
+//!   instructions from it after the window's last install.
+//! - the faults on L1's data pages ([`Faults::data`], hv's own count of
+//!   L2 faults by IPA): the normal case's window faults, every page once
+//!   (and each write twice more in the dirty-log pass). An eviction never
+//!   takes the leaf a fault just installed (it is the newest of every
+//!   bucket, and nothing else installs before L2's access runs again), so
+//!   a page faults again only if its fault was not answered: a retry
+//!   (throttled, raced) or a lost install shows here.
+//! - no translate answered `Retry` ([`Faults::retries`], hv's count).
+//!   The design allows one (`Retry(Throttled)` when an install finds no
+//!   frame or reverse-map record even after clearing its shadow); this
+//!   budget leaves no room for it with one context: the shadow uses at
+//!   most 9 of the 53 frames (tables a clear detaches come back 4 a map),
+//!   and the reverse map's cap + cap/16 + 64 records outlast a clear's
+//!   dead ones, since every insert sweeps 4 slots for them and completes
+//!   2 pending unlinks. An install at the cap clears and installs in the
+//!   same request (its second attempt).
+//! - hits + misses = faults (each fault is one translate), full +
+//!   partial walks = misses (each miss walks once), and no TLBI or
+//!   invalidation inside the window.
+//! - occupancy after every L2 fault (hv reads it when the service has
+//!   answered; only a fault adds entries) and at END
+//!   ([`Occupancy::over`]): cached leaves and paths, shadow leaves and
+//!   frames at most the budget's, and the cache and reverse-map indexes
+//!   never grown past what was preallocated.
+//!
+//! Bounds (which evictions happen is the hash's; that they happen, and
+//! at least how many, is the budget's):
+//! - evictions >= pages - shadow-leaf cap: every pass installs a new
+//!   shadow leaf for each of its pages (its preparation removed them all),
+//!   the shadow ends the window holding at most the cap, and each
+//!   shadow leaf removed inside a window is an eviction's (one per evicted
+//!   cache leaf, one per leaf a cap clear removes);
+//! - evictions >= misses - cache leaf places: each miss inserts a leaf,
+//!   the cache ends holding at most its places, and inside a window only
+//!   an eviction removes a cached leaf;
+//! - faults on L2's code page (faults - data faults) <= evictions: its
+//!   shadow leaf stands at BEGIN and only an eviction or a cap clear
+//!   removes it inside a window;
+//! - misses >= data faults where the preparation removed the data pages'
+//!   cached walks (passes 1-5), else (the L0 unmap and the dirty log keep
+//!   them) misses >= pages - cache leaf places: only leaves cached at
+//!   BEGIN can serve a page's first fault;
+//! - hits >= data faults - pages: the dirty-log pass's two store faults
+//!   of a written page both find the leaf its read just cached;
+//! - full walks >= the normal case's: the first data fault after a TLBI
+//!   that removed the data region's paths walks from the start level.
+
+use super::{Counts, Pass, DATA_IPA, PAGES};
+
+/// Whether L2 IPA `l2_ipa` is on one of the data pages (the others L2
+/// faults on: its code page).
+pub const fn on_data_page(l2_ipa: u64) -> bool {
+    l2_ipa >= DATA_IPA && l2_ipa - DATA_IPA < PAGES * 4096
+}
+
+/// What the service's budget holds (from `shadow_mmu::budget::Budget`):
+/// the bounds of [`Occupancy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Leaf places of the context's walk-result cache: its buckets' and
+    /// its stash's (`leaves_per_context + cache::LEAF_STASH`).
+    pub cache_leaves: u64,
+    /// Path places of its cache (`paths_per_context`).
+    pub cache_paths: u64,
+    /// The shadow-leaf cap (`shadow_leaves`).
+    pub shadow_leaves: u64,
+    /// Shadow table frames (`frames`).
+    pub frames: u64,
+}
+
+impl Limits {
+    /// Whether `pages` pages and L2's code page are more than both the
+    /// cache's leaf places and the shadow-leaf cap, so that every pass
+    /// evicts in both ways: what `fault-rate-tight` needs its budget to be.
+    pub fn below_working_set(&self, pages: u64) -> bool {
+        let leaves = pages + 1;
+        self.cache_leaves < leaves && self.shadow_leaves < leaves
+    }
+}
+
+/// What the service holds at one moment (its occupancy calls).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Live cached leaves (`Service::cache_entries`).
+    pub cache_leaves: u64,
+    /// Live cached paths.
+    pub cache_paths: u64,
+    /// Shadow leaves (`Service::shadow_leaves`).
+    pub shadow_leaves: u64,
+    /// Shadow table frames in use (`Service::shadow_frames`).
+    pub frames: u64,
+    /// Times the reverse map or a cache index grew past what was
+    /// preallocated (`Service::index_allocations`): never.
+    pub index_growths: u64,
+}
+
+impl Occupancy {
+    /// The larger of each count of `self` and `other`.
+    pub fn max(&self, other: &Occupancy) -> Occupancy {
+        Occupancy {
+            cache_leaves: self.cache_leaves.max(other.cache_leaves),
+            cache_paths: self.cache_paths.max(other.cache_paths),
+            shadow_leaves: self.shadow_leaves.max(other.shadow_leaves),
+            frames: self.frames.max(other.frames),
+            index_growths: self.index_growths.max(other.index_growths),
+        }
+    }
+
+    /// The first count over its limit: (what, limit, count).
+    pub fn over(&self, limits: &Limits) -> Option<(&'static str, u64, u64)> {
+        [
+            ("cached leaves", limits.cache_leaves, self.cache_leaves),
+            ("cached paths", limits.cache_paths, self.cache_paths),
+            ("shadow leaves", limits.shadow_leaves, self.shadow_leaves),
+            ("shadow frames", limits.frames, self.frames),
+            ("index growths", 0, self.index_growths),
+        ]
+        .into_iter()
+        .find(|&(_, limit, got)| got > limit)
+    }
+}
+
+/// hv's own counts of the fault-rate L2's faults, as running totals and
+/// as differences of two snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// L2 faults on L1's data pages (L2 IPA from `DATA_IPA`, `PAGES`
+    /// pages); the others are on L2's code page.
+    pub data: u64,
+    /// Translates answered `Retry` (throttled or raced): L2 faults again.
+    pub retries: u64,
+}
+
+impl Faults {
+    /// What was counted from `earlier` to `self` (wrapping, as
+    /// [`Counts::since`]).
+    pub fn since(&self, earlier: &Faults) -> Faults {
+        Faults {
+            data: self.data.wrapping_sub(earlier.data),
+            retries: self.retries.wrapping_sub(earlier.retries),
+        }
+    }
+}
+
+/// How a count must relate to what the pass implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Exactly,
+    AtLeast,
+    AtMost,
+}
+
+impl Relation {
+    fn holds(self, got: u64, bound: u64) -> bool {
+        match self {
+            Relation::Exactly => got == bound,
+            Relation::AtLeast => got >= bound,
+            Relation::AtMost => got <= bound,
+        }
+    }
+
+    /// For hv's FAILED line: "<got> <what> where the pass implies <this>
+    /// <bound>".
+    pub fn words(self) -> &'static str {
+        match self {
+            Relation::Exactly => "exactly",
+            Relation::AtLeast => "at least",
+            Relation::AtMost => "at most",
+        }
+    }
+}
+
+/// Why a pass under pressure is not what it implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PressureMismatch {
+    /// In the preparation (true) or the timed window.
+    pub preparation: bool,
+    pub what: &'static str,
+    pub relation: Relation,
+    pub bound: u64,
+    pub got: u64,
+}
+
+/// Whether the preparation of `pass` removed the cached walks of the data
+/// pages (L1's TLBIs), so that every data fault of the window misses;
+/// false where only the shadow leaves went (hv's L0 changes), so that
+/// leaves still cached at BEGIN may serve them. (A pass added to
+/// [`Pass`] must say which.)
+fn data_walks_removed_first(pass: Pass) -> bool {
+    match pass {
+        Pass::FirstTouch
+        | Pass::AfterVmalls12
+        | Pass::AfterIpas2
+        | Pass::AfterIpas2LastLevel
+        | Pass::Scattered => true,
+        Pass::AfterL0Unmap | Pass::DirtyLog => false,
+    }
+}
+
+/// Checks a pass run under pressure: `prep` and `window` as in
+/// [`super::check`], `prep_faults` and `window_faults` hv's own counts of
+/// the same spans, `limits` the budget's. The module documentation says
+/// which counts are exact and why the others are bounds. Occupancy is
+/// checked apart ([`Occupancy::over`]), after every fault and at END.
+pub fn check(
+    pass: Pass,
+    pages: u64,
+    limits: &Limits,
+    prep: &Counts,
+    prep_faults: &Faults,
+    window: &Counts,
+    window_faults: &Faults,
+) -> Result<(), PressureMismatch> {
+    use Relation::{AtLeast, AtMost, Exactly};
+    let (want_prep, want_window) = pass.expected(pages);
+    if let Some((what, bound, got)) = prep.mismatch(&want_prep) {
+        return Err(PressureMismatch {
+            preparation: true,
+            what,
+            relation: Exactly,
+            bound,
+            got,
+        });
+    }
+    let code_faults = window.faults.checked_sub(window_faults.data);
+    let evictions_at_least = evictions_at_least(pages, limits, window.misses);
+    let misses_at_least = if data_walks_removed_first(pass) {
+        window_faults.data
+    } else {
+        pages.saturating_sub(limits.cache_leaves)
+    };
+    let rules = [
+        (
+            true,
+            "L2 faults on data pages",
+            Exactly,
+            0,
+            prep_faults.data,
+        ),
+        (true, "retried translates", Exactly, 0, prep_faults.retries),
+        (
+            false,
+            "L2 faults on data pages",
+            Exactly,
+            want_window.faults,
+            window_faults.data,
+        ),
+        (
+            false,
+            "retried translates",
+            Exactly,
+            0,
+            window_faults.retries,
+        ),
+        (
+            false,
+            "stage-2 TLBIs from L1",
+            Exactly,
+            want_window.stage2_tlbis,
+            window.stage2_tlbis,
+        ),
+        (
+            false,
+            "invalidations",
+            Exactly,
+            want_window.invalidations,
+            window.invalidations,
+        ),
+        (
+            false,
+            "hits + misses",
+            Exactly,
+            window.faults,
+            window.hits.saturating_add(window.misses),
+        ),
+        (
+            false,
+            "full + partial walks",
+            Exactly,
+            window.misses,
+            window.walks.saturating_add(window.partial_walks),
+        ),
+        // Every data fault is an L2 fault: checked before the code page's
+        // count below is taken from their difference.
+        (
+            false,
+            "L2 faults",
+            AtLeast,
+            window_faults.data,
+            window.faults,
+        ),
+        (
+            false,
+            "evictions",
+            AtLeast,
+            evictions_at_least,
+            window.evictions,
+        ),
+        (
+            false,
+            "faults on L2's code page",
+            AtMost,
+            window.evictions,
+            code_faults.unwrap_or(0),
+        ),
+        (false, "misses", AtLeast, misses_at_least, window.misses),
+        (
+            false,
+            "hits",
+            AtLeast,
+            window_faults.data.saturating_sub(pages),
+            window.hits,
+        ),
+        (
+            false,
+            "full walks",
+            AtLeast,
+            want_window.walks,
+            window.walks,
+        ),
+    ];
+    match rules
+        .into_iter()
+        .find(|&(_, _, relation, bound, got)| !relation.holds(got, bound))
+    {
+        Some((preparation, what, relation, bound, got)) => Err(PressureMismatch {
+            preparation,
+            what,
+            relation,
+            bound,
+            got,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The least evictions [`check`] accepts in a window of `pages` pages
+/// with `misses` misses (the module documentation says why): also for
+/// hv's line.
+pub fn evictions_at_least(pages: u64, limits: &Limits, misses: u64) -> u64 {
+    pages
+        .saturating_sub(limits.shadow_leaves)
+        .max(misses.saturating_sub(limits.cache_leaves))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::DIRTY_WRITE_PERIOD;
+    use super::*;
+
+    #[test]
+    fn data_pages_are_the_passes_pages_alone() {
+        assert!(on_data_page(DATA_IPA));
+        assert!(on_data_page(DATA_IPA + PAGES * 4096 - 1));
+        assert!(!on_data_page(DATA_IPA + PAGES * 4096));
+        assert!(!on_data_page(DATA_IPA - 1));
+        // L2's code page.
+        assert!(!on_data_page(0x80000));
+        assert!(!on_data_page(u64::MAX));
+    }
+
+    /// hv's tight budget on QEMU's `max` CPU (48-bit PA, 512 KiB):
+    /// 512 + 16 leaf places, 128 path places, 245 shadow leaves, 53
+    /// frames.
+    const TIGHT: Limits = Limits {
+        cache_leaves: 528,
+        cache_paths: 128,
+        shadow_leaves: 245,
+        frames: 53,
+    };
+
+    /// A window of `pass` as a run under `TIGHT` may count it: the data
+    /// faults of the normal case, `code` more on L2's code page (each
+    /// after an eviction), `hits` of the data faults served from the cache
+    /// (the normal case's hits when none is given).
+    fn window(pass: Pass, code: u64, hits: Option<u64>, evictions: u64) -> (Counts, Faults) {
+        let (_, normal) = pass.expected(PAGES);
+        let data = normal.faults;
+        let hits = hits.unwrap_or(normal.hits) + code;
+        let faults = data + code;
+        let misses = faults - hits;
+        let walks = normal.walks;
+        (
+            Counts {
+                faults,
+                hits,
+                misses,
+                walks,
+                partial_walks: misses - walks,
+                evictions,
+                ..Counts::ZERO
+            },
+            Faults { data, retries: 0 },
+        )
+    }
+
+    fn check_window(pass: Pass, w: &(Counts, Faults)) -> Result<(), PressureMismatch> {
+        let (prep, _) = pass.expected(PAGES);
+        check(pass, PAGES, &TIGHT, &prep, &Faults::default(), &w.0, &w.1)
+    }
+
+    fn failed(pass: Pass, w: &(Counts, Faults)) -> (bool, &'static str, Relation, u64) {
+        let m = check_window(pass, w).unwrap_err();
+        (m.preparation, m.what, m.relation, m.bound)
+    }
+
+    #[test]
+    fn the_tight_budget_is_below_the_working_set_and_the_normal_one_is_not() {
+        assert!(TIGHT.below_working_set(PAGES));
+        // The normal case's (4608 KiB): 8192 + 16 places, 2293 leaves.
+        let normal = Limits {
+            cache_leaves: 8208,
+            cache_paths: 1024,
+            shadow_leaves: 2293,
+            frames: 286,
+        };
+        assert!(!normal.below_working_set(PAGES));
+        // Either part holding the pages is not tight.
+        assert!(!Limits {
+            shadow_leaves: 2049,
+            ..TIGHT
+        }
+        .below_working_set(PAGES));
+        assert!(!Limits {
+            cache_leaves: 2049,
+            ..TIGHT
+        }
+        .below_working_set(PAGES));
+        assert!(Limits {
+            cache_leaves: 2048,
+            shadow_leaves: 2048,
+            ..TIGHT
+        }
+        .below_working_set(PAGES));
+    }
+
+    #[test]
+    fn passes_with_evictions_and_code_page_refaults_pass() {
+        // Pass 1: every data fault misses; 9 cap clears and a few cache
+        // evictions of the code page's leaf: 12 code faults, all hits.
+        let w = window(Pass::FirstTouch, 12, None, 2_500);
+        assert_eq!(check_window(Pass::FirstTouch, &w), Ok(()));
+        // The pass after the L0 unmap: 400 of the data faults hit.
+        let w = window(Pass::AfterL0Unmap, 10, Some(400), 2_000);
+        assert_eq!(check_window(Pass::AfterL0Unmap, &w), Ok(()));
+        // The dirty-log pass: every write's two store faults hit.
+        let w = window(Pass::DirtyLog, 9, Some(512 + 300), 2_000);
+        assert_eq!(check_window(Pass::DirtyLog, &w), Ok(()));
+        // Every pass, with its normal preparation.
+        for n in 1..=Pass::LAST {
+            let pass = Pass::from_number(n).unwrap();
+            let hits = (!data_walks_removed_first(pass)).then_some(520);
+            assert_eq!(check_window(pass, &window(pass, 3, hits, 1_900)), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_data_page_faulting_twice_or_a_retry_fails_exactly() {
+        // A fault answered Retry (throttled at the cap): the page faults
+        // again.
+        let (mut c, mut f) = window(Pass::FirstTouch, 5, None, 2_000);
+        f.data += 1;
+        c.faults += 1;
+        c.misses += 1;
+        c.partial_walks += 1;
+        assert_eq!(
+            failed(Pass::FirstTouch, &(c, f)),
+            (false, "L2 faults on data pages", Relation::Exactly, PAGES)
+        );
+        let (c, mut f) = window(Pass::FirstTouch, 5, None, 2_000);
+        f.retries = 1;
+        assert_eq!(
+            failed(Pass::FirstTouch, &(c, f)),
+            (false, "retried translates", Relation::Exactly, 0)
+        );
+        // A dirty-log write whose second store fault was lost.
+        let (c, mut f) = window(Pass::DirtyLog, 5, Some(700), 2_000);
+        f.data -= 1;
+        assert_eq!(failed(Pass::DirtyLog, &(c, f)).1, "L2 faults on data pages");
+    }
+
+    #[test]
+    fn too_few_evictions_fail_with_the_bound() {
+        // No eviction at all (a service that let the cache or the shadow
+        // pass its budget).
+        let w = window(Pass::AfterVmalls12, 0, None, 0);
+        assert_eq!(
+            failed(Pass::AfterVmalls12, &w),
+            (false, "evictions", Relation::AtLeast, PAGES - 245)
+        );
+        // Fewer than the cap implies: the shadow held more than 245.
+        let w = window(Pass::AfterVmalls12, 0, None, PAGES - 246);
+        assert_eq!(failed(Pass::AfterVmalls12, &w).1, "evictions");
+        // With more misses than the cap bound, the cache's bound rules.
+        let (c, f) = window(Pass::AfterVmalls12, 0, None, 2_000);
+        let many_misses = Counts {
+            faults: 2 * PAGES + 600,
+            misses: 2 * PAGES + 600,
+            partial_walks: 2 * PAGES + 599,
+            ..c
+        };
+        let f = Faults { data: PAGES, ..f };
+        assert_eq!(
+            evictions_at_least(PAGES, &TIGHT, many_misses.misses),
+            2 * PAGES + 600 - 528
+        );
+        assert_eq!(
+            failed(Pass::AfterVmalls12, &(many_misses, f)),
+            (false, "evictions", Relation::AtLeast, 2 * PAGES + 72)
+        );
+    }
+
+    #[test]
+    fn code_page_faults_need_evictions_and_counts_must_add_up() {
+        // More refaults of the code page than entries evicted.
+        let w = window(Pass::Scattered, 1_900, None, 1_850);
+        assert_eq!(
+            failed(Pass::Scattered, &w),
+            (false, "faults on L2's code page", Relation::AtMost, 1_850)
+        );
+        // A fault the service neither hit nor missed.
+        let (mut c, f) = window(Pass::Scattered, 4, None, 2_000);
+        c.hits -= 1;
+        assert_eq!(failed(Pass::Scattered, &(c, f)).1, "hits + misses");
+        // A miss that did not walk.
+        let (mut c, f) = window(Pass::Scattered, 4, None, 2_000);
+        c.partial_walks -= 1;
+        assert_eq!(failed(Pass::Scattered, &(c, f)).1, "full + partial walks");
+        // hv counted more data faults than L2 faults.
+        let (mut c, f) = window(Pass::Scattered, 0, None, 2_000);
+        c.faults -= 1;
+        c.misses -= 1;
+        c.partial_walks -= 1;
+        assert_eq!(failed(Pass::Scattered, &(c, f)).1, "L2 faults");
+    }
+
+    #[test]
+    fn hits_and_misses_follow_what_the_preparation_kept() {
+        // After TLBIs every data fault misses: a hit is a stale walk.
+        let w = window(Pass::AfterIpas2, 0, Some(1), 2_000);
+        assert_eq!(
+            failed(Pass::AfterIpas2, &w),
+            (false, "misses", Relation::AtLeast, PAGES)
+        );
+        // After the L0 unmap at most the cache's places hit.
+        let w = window(Pass::AfterL0Unmap, 0, Some(529), 2_000);
+        assert_eq!(
+            failed(Pass::AfterL0Unmap, &w),
+            (false, "misses", Relation::AtLeast, PAGES - 528)
+        );
+        assert_eq!(
+            check_window(
+                Pass::AfterL0Unmap,
+                &window(Pass::AfterL0Unmap, 0, Some(528), 2_000)
+            ),
+            Ok(())
+        );
+        // In the dirty-log pass each write's two store faults hit.
+        let writes = PAGES / DIRTY_WRITE_PERIOD;
+        let w = window(Pass::DirtyLog, 0, Some(2 * writes - 1), 2_000);
+        assert_eq!(
+            failed(Pass::DirtyLog, &w),
+            (false, "hits", Relation::AtLeast, 2 * writes)
+        );
+        // The first data fault after a whole-VMID TLBI walks from the start.
+        let (mut c, f) = window(Pass::FirstTouch, 0, None, 2_000);
+        c.walks = 0;
+        c.partial_walks += 1;
+        assert_eq!(
+            failed(Pass::FirstTouch, &(c, f)),
+            (false, "full walks", Relation::AtLeast, 1)
+        );
+    }
+
+    #[test]
+    fn the_preparation_is_the_normal_cases_exactly() {
+        let pass = Pass::AfterVmalls12;
+        let w = window(pass, 0, None, 2_000);
+        let (prep, _) = pass.expected(PAGES);
+        // An eviction before the window (the code page's fault evicted).
+        let evicted = Counts {
+            evictions: 1,
+            ..prep
+        };
+        let m = check(
+            pass,
+            PAGES,
+            &TIGHT,
+            &evicted,
+            &Faults::default(),
+            &w.0,
+            &w.1,
+        );
+        assert_eq!(
+            m.map_err(|m| (m.preparation, m.what, m.relation)),
+            Err((true, "evictions", Relation::Exactly))
+        );
+        // L2 touching a data page outside the window.
+        let stray = Faults {
+            data: 1,
+            retries: 0,
+        };
+        let m = check(pass, PAGES, &TIGHT, &prep, &stray, &w.0, &w.1);
+        assert_eq!(
+            m.map_err(|m| (m.preparation, m.what)),
+            Err((true, "L2 faults on data pages"))
+        );
+    }
+
+    #[test]
+    fn occupancy_over_the_budget_is_named() {
+        let full = Occupancy {
+            cache_leaves: 528,
+            cache_paths: 7,
+            shadow_leaves: 245,
+            frames: 12,
+            index_growths: 0,
+        };
+        assert_eq!(full.over(&TIGHT), None);
+        assert_eq!(
+            Occupancy {
+                shadow_leaves: 246,
+                ..full
+            }
+            .over(&TIGHT),
+            Some(("shadow leaves", 245, 246))
+        );
+        assert_eq!(
+            Occupancy {
+                cache_leaves: 529,
+                ..full
+            }
+            .over(&TIGHT),
+            Some(("cached leaves", 528, 529))
+        );
+        assert_eq!(
+            Occupancy {
+                index_growths: 1,
+                ..full
+            }
+            .over(&TIGHT),
+            Some(("index growths", 0, 1))
+        );
+        assert_eq!(
+            Occupancy { frames: 54, ..full }.over(&TIGHT),
+            Some(("shadow frames", 53, 54))
+        );
+    }
+
+    #[test]
+    fn the_peak_keeps_each_parts_most() {
+        let a = Occupancy {
+            cache_leaves: 528,
+            cache_paths: 3,
+            shadow_leaves: 10,
+            frames: 9,
+            index_growths: 0,
+        };
+        let b = Occupancy {
+            cache_leaves: 100,
+            cache_paths: 7,
+            shadow_leaves: 245,
+            frames: 6,
+            index_growths: 1,
+        };
+        let peak = Occupancy::default().max(&a).max(&b);
+        assert_eq!(
+            peak,
+            Occupancy {
+                cache_leaves: 528,
+                cache_paths: 7,
+                shadow_leaves: 245,
+                frames: 9,
+                index_growths: 1,
+            }
+        );
+        assert_eq!(b.max(&a), peak);
+        // A peak over the budget fails though both samples' ends are
+        // within it.
+        assert_eq!(
+            Occupancy {
+                shadow_leaves: 246,
+                ..a
+            }
+            .max(&b)
+            .over(&TIGHT),
+            Some(("shadow leaves", 245, 246))
+        );
+    }
+
+    #[test]
+    fn faults_since_subtracts_and_wraps() {
+        let a = Faults {
+            data: 10,
+            retries: 1,
+        };
+        let b = Faults {
+            data: 15,
+            retries: 1,
+        };
+        assert_eq!(
+            b.since(&a),
+            Faults {
+                data: 5,
+                retries: 0
+            }
+        );
+        assert_eq!(a.since(&b).data, u64::MAX - 4);
+    }
+}
