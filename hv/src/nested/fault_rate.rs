@@ -22,15 +22,16 @@
 //! partial; a whole-VMID TLBI drops leaves and paths, an any-level TLBI by
 //! IPA the leaf and every path whose region holds the page, a last-level
 //! TLBI only the leaf. A hit is a leaf still cached but missing from the
-//! shadow: the last pass makes one of every page with an L0 change (path
+//! shadow: the L0-unmap pass (6) makes one of every page with an L0 change (path
 //! 3 of /work/shared/DESIGN.md): at L1's BEGIN, before its snapshot, hv
 //! moves L1's data pages to other PAs (`arch::nested`'s
 //! `fault_rate_l0_move`), unmapping them from the shadows through the
 //! service's `l0_unmap`, which removes the shadow leaves built on them
-//! and keeps the cached walks of L1's table. The other passes make none
-//! (no eviction, no L0 change): 0 hits.
+//! and keeps the cached walks of L1's table. Passes 1-5 make none (no
+//! eviction, no L0 change): 0 hits. (The block pass's hits are pages of
+//! a cached block: below.)
 //!
-//! The last pass is a dirty-log pass, hv's own L0 fault on L1's memory
+//! The dirty-log pass (7) is hv's own L0 fault on L1's memory
 //! (`L0Denied`, `nested::l0_denial`): at its BEGIN hv splits its 2 MiB
 //! blocks of L1's data pages into 4 KiB pages, write-protected (as KVM
 //! splits huge pages when dirty logging starts), and tells the service
