@@ -75,13 +75,16 @@ use crate::shadow_selftest::memory::Arena;
 /// (stop 29, seven passes, 18,949 requests): 1.4-15 s at load 3-6; 39 s
 /// at load 8 (review 57); 59 s at load 7 and once over 45 s at load 5.6
 /// (the old 45 s watchdog ended it in pass 3). The block pass (stop 30)
-/// adds 2,050 requests, a ninth more, most of them walk-cache hits. With
+/// adds 2,050 requests, a ninth more, most of them walk-cache hits: at
+/// load 6-10 the run took 11-18 s with it and 21-55 s without (runs
+/// alternated; the load's noise hides the ninth). With
 /// QEMU held to one host core (`taskset -c 0`), where each round trip
 /// waits for the scheduler to switch threads (the waiting CPU's WFE does
 /// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
-/// 5 (150-220 s a run) and 38-58 s at load 8 (the run did not end within
-/// 300 s). 300 s is over twice every unpinned run and above the one-core
-/// run at load 5; no bound covers a QEMU that gets one loaded core.
+/// 5 (150-220 s a seven-pass run, so about 170-245 s with the block
+/// pass) and 38-58 s at load 8 (the run did not end within 300 s). 300 s
+/// is over twice every unpinned run and above the one-core run at load
+/// 5; no bound covers a QEMU that gets one loaded core.
 pub const WATCHDOG_SECONDS: u64 = 300;
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
