@@ -32,14 +32,18 @@
 //!    [`L1_DIRTY_WRITE_FIRST`] itself (after BEGIN, before its counter
 //!    read) and passes L2 a write period (x13, 0 in the other passes): L2
 //!    also writes the second word of every [`DIRTY_WRITE_PERIOD`]th page;
-//!    hv logs both writers' pages dirty;
-//! 5. after pass 7 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
+//!    hv logs both writers' pages dirty; pass 8 maps L2's data with
+//!    2 MiB blocks instead (level-2 entries 0-3 under entry 1, L2 block b
+//!    -> L1 data block (b + 1) mod 4, [`BLOCK_ROTATION`] in pages):
+//!    break (the four table descriptors 0, DSB, TLBI VMALLS12E1IS, DSB),
+//!    make (the block descriptors, DSB);
+//! 5. after pass 8 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
 
 use crate::nested::fault_rate::{
-    Pass, DATA_IPA, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST, L1_DIRTY_WRITE_PERIOD, LAST_ROTATION,
-    PAGES, SCATTER_STRIDE,
+    Pass, BLOCK_PAGES, BLOCK_ROTATION, DATA_IPA, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST,
+    L1_DIRTY_WRITE_PERIOD, LAST_ROTATION, PAGES, SCATTER_STRIDE,
 };
 use core::arch::global_asm;
 
@@ -162,6 +166,40 @@ umbra_lfr_break:
     dsb     ish
     ret
 
+// The block pass's remap (x13: L2's root; x9: the image; x21: the
+// rotation in pages, a whole number of blocks): break-before-make of the
+// level-2 entries of the data (table descriptors to block descriptors):
+// every one 0, DSB, TLBI VMALLS12E1IS, DSB; then L2 block b -> L1 data
+// block of page (b * BLOCK_PAGES + x21) mod PAGES (leaf: OA | AF | SH
+// inner | S2AP RW | MemAttr Normal WB | block), DSB. Clobbers x1, x2,
+// x4, x5.
+umbra_lfr_blocks:
+    add     x5, x13, #0x3000
+    mov     x1, #0
+1:  str     xzr, [x5, x1, lsl #3]
+    add     x1, x1, #1
+    cmp     x1, #{l3_tables}
+    b.lo    1b
+    dsb     ishst
+    tlbi    vmalls12e1is
+    dsb     ish
+    add     x4, x9, #{data_offset}
+    mov     x1, #0
+2:  lsl     x2, x1, #{block_pages_shift}
+    add     x2, x2, x21
+    and     x2, x2, #({pages} - 1)
+    add     x2, x4, x2, lsl #12
+    // 0x7fd in two: not a logical immediate (its ones are no run).
+    orr     x2, x2, #0x7fc
+    orr     x2, x2, #1
+    str     x2, [x5, x1, lsl #3]
+    add     x1, x1, #1
+    cmp     x1, #{l3_tables}
+    b.lo    2b
+    dsb     ishst
+    isb
+    ret
+
 "#,
     l1_asm_print!("UMBRA_LFR", "umbra_lfr"),
     l1_asm_fail!("UMBRA_LFR", "umbra_lfr"),
@@ -277,6 +315,8 @@ umbra_lfr_done:
     b.ne    9f
     mov     x26, #{stride}
 9:  mov     x27, #0
+    cmp     x23, #{block_pass}
+    b.eq    12f
     cmp     x23, #{l0_unmap_pass}
     b.lo    10f
     // hv's change at BEGIN (moving the data pages, then write-protecting
@@ -286,6 +326,10 @@ umbra_lfr_done:
     cmp     x23, #{dirty_log_pass}
     b.ne    11f
     mov     x27, #{dirty_period}
+    b       11f
+    // The block pass: L1's own remap again, now to 2 MiB blocks.
+12: mov     x21, #{block_rotation}
+    bl      umbra_lfr_blocks
     b       11f
 10: bl      umbra_lfr_break
     bl      umbra_lfr_make
@@ -382,6 +426,9 @@ umbra_lfr_image_end:
     scattered = const Pass::Scattered.number(),
     l0_unmap_pass = const Pass::AfterL0Unmap.number(),
     dirty_log_pass = const Pass::DirtyLog.number(),
+    block_pass = const Pass::Blocks.number(),
+    block_rotation = const BLOCK_ROTATION,
+    block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
     dirty_period = const DIRTY_WRITE_PERIOD,
     l1_write_first = const L1_DIRTY_WRITE_FIRST,
     l1_write_period = const L1_DIRTY_WRITE_PERIOD,
@@ -408,9 +455,24 @@ pub const L1_RAM_BYTES: u64 = DATA_OFFSET + DATA_BYTES;
 // The pattern leaves the page number its low 16 bits; the message above
 // names the data's IPA.
 const _: () = assert!(PAGES < 1 << 16 && DATA_IPA == 0x4000_0000);
-// Pass n (up to the scattered one) runs with rotation n - 1; the later
-// passes keep the scattered one's.
+// Pass n (up to the scattered one) runs with rotation n - 1; the
+// L0-unmap and dirty-log passes keep the scattered one's.
 const _: () = assert!(LAST_ROTATION == Pass::Scattered.number() - 1);
+// The block pass: its L2 IPA blocks are the four level-2 entries the
+// level-3 tables hang from, and L1's data blocks are 2 MiB blocks of its
+// IPA space (L1 runs with its MMU off: its addresses are its IPAs), its
+// rotation a whole number of them (fits the `mov` above). Its number is
+// the last's, and only it maps blocks (the branch above takes it before
+// the later passes' `b.lo`).
+const _: () = assert!(
+    BLOCK_PAGES * 4096 == 2 << 20
+        && DATA_IPA.is_multiple_of(2 << 20)
+        && (super::nested::L1_BASE + DATA_OFFSET).is_multiple_of(2 << 20)
+        && BLOCK_ROTATION.is_multiple_of(BLOCK_PAGES)
+        && BLOCK_ROTATION < 1 << 16
+        && Pass::Blocks.number() == Pass::LAST
+        && Pass::Blocks.number() > Pass::DirtyLog.number()
+);
 
 assembled_image!(
     "The fault-rate L1 image's bytes (code, data and the L2 payload).",

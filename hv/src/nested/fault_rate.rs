@@ -22,15 +22,16 @@
 //! partial; a whole-VMID TLBI drops leaves and paths, an any-level TLBI by
 //! IPA the leaf and every path whose region holds the page, a last-level
 //! TLBI only the leaf. A hit is a leaf still cached but missing from the
-//! shadow: the last pass makes one of every page with an L0 change (path
+//! shadow: the L0-unmap pass (6) makes one of every page with an L0 change (path
 //! 3 of /work/shared/DESIGN.md): at L1's BEGIN, before its snapshot, hv
 //! moves L1's data pages to other PAs (`arch::nested`'s
 //! `fault_rate_l0_move`), unmapping them from the shadows through the
 //! service's `l0_unmap`, which removes the shadow leaves built on them
-//! and keeps the cached walks of L1's table. The other passes make none
-//! (no eviction, no L0 change): 0 hits.
+//! and keeps the cached walks of L1's table. Passes 1-5 make none (no
+//! eviction, no L0 change): 0 hits. (The block pass's hits are pages of
+//! a cached block: below.)
 //!
-//! The last pass is a dirty-log pass, hv's own L0 fault on L1's memory
+//! The dirty-log pass (7) is hv's own L0 fault on L1's memory
 //! (`L0Denied`, `nested::l0_denial`): at its BEGIN hv splits its 2 MiB
 //! blocks of L1's data pages into 4 KiB pages, write-protected (as KVM
 //! splits huge pages when dirty logging starts), and tells the service
@@ -47,6 +48,18 @@
 //! hv logs the same way and L1's store runs again. At END hv checks its
 //! log holds exactly the L1 pages L2 and L1 wrote ([`DirtyLog::check`],
 //! [`dirty_after_dirty_log_pass`]).
+//!
+//! The block pass comes after it: L1 remaps L2's data with 2 MiB block
+//! descriptors (level-2 blocks of its stage 2, [`BLOCK_PAGES`] pages
+//! each) rotated by one block ([`BLOCK_ROTATION`]), break-before-make
+//! with a TLBI VMALLS12E1IS. The walk-result cache keeps one entry per
+//! L1 leaf at the leaf's size, so a walk of a block serves every page in
+//! it; the shadow entry is the smaller of L1's block and hv's mapping of
+//! the L1 IPA, and hv maps the data with 4 KiB pages since the dirty log
+//! split its blocks, so each L2 page still faults once: the first in
+//! each block misses and walks, the other 511 hit ([`Pass::expected`]).
+//! Before the dirty log hv's 2 MiB blocks would make 2 MiB shadow blocks
+//! (one fault a block, no hit), which is why the pass runs last.
 
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
@@ -56,20 +69,24 @@ pub mod pressure;
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
 /// minute, so that hv's own line, naming the pass that ran out, ends a
-/// slow run). A run is 18,949 requests to the service CPU and back
-/// (14,851 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 3 of L2's
-/// code page; 4,098 stage-2 TLBIs of L1), each a wake-up of the other
+/// slow run). A run is 20,999 requests to the service CPU and back
+/// (16,900 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 4 of L2's
+/// code page; 4,099 stage-2 TLBIs of L1), each a wake-up of the other
 /// CPU, so its time follows how often QEMU's two vCPU threads run at
 /// once. Measured on QEMU (TCG, `-smp 2`) on the shared 2-core machine
-/// (stop 29): 1.4-15 s at load 3-6; 39 s at load 8 (review 57); 59 s at
-/// load 7 and once over 45 s at load 5.6 (the old 45 s watchdog ended it
-/// in pass 3). With
+/// (stop 29, seven passes, 18,949 requests): 1.4-15 s at load 3-6; 39 s
+/// at load 8 (review 57); 59 s at load 7 and once over 45 s at load 5.6
+/// (the old 45 s watchdog ended it in pass 3). The block pass (stop 30)
+/// adds 2,050 requests, a ninth more, most of them walk-cache hits: at
+/// load 6-10 the run took 11-18 s with it and 21-55 s without (runs
+/// alternated; the load's noise hides the ninth). With
 /// QEMU held to one host core (`taskset -c 0`), where each round trip
 /// waits for the scheduler to switch threads (the waiting CPU's WFE does
 /// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
-/// 5 (150-220 s a run) and 38-58 s at load 8 (the run did not end within
-/// 300 s). 300 s is over twice every unpinned run and above the one-core
-/// run at load 5; no bound covers a QEMU that gets one loaded core.
+/// 5 (150-220 s a seven-pass run, so about 170-245 s with the block
+/// pass) and 38-58 s at load 8 (the run did not end within 300 s). 300 s
+/// is over twice every unpinned run and above the one-core run at load
+/// 5; no bound covers a QEMU that gets one loaded core.
 pub const WATCHDOG_SECONDS: u64 = 300;
 
 /// L2 pages each pass touches (a power of two: L2 and L1 compute page
@@ -96,9 +113,26 @@ const _: () = assert!(
         && PAGES.is_multiple_of(L1_DIRTY_WRITE_PERIOD)
 );
 
-/// L1's rotation in the passes after the scattered one (5), which remap
-/// nothing: L2 page i is L1 data page (i + this) mod [`PAGES`].
+/// L1's rotation in the passes after the scattered one (5) that remap
+/// nothing (6 and 7): L2 page i is L1 data page (i + this) mod [`PAGES`].
 pub const LAST_ROTATION: u64 = 4;
+/// 4 KiB pages in one of the block pass's 2 MiB blocks (a level-2 block
+/// of L1's 4 KiB-granule stage 2).
+pub const BLOCK_PAGES: u64 = 512;
+/// L1's rotation in the block pass, in pages: one block, so L2 block b is
+/// L1 data block (b + 1) mod [`PAGES`] / [`BLOCK_PAGES`], and L2 page i
+/// L1 data page (i + this) mod [`PAGES`] (the pattern L2 checks). Pass 7
+/// left the pages rotated by [`LAST_ROTATION`], not a whole block, so a
+/// translation left from it reads another page's pattern, as does one
+/// left from an unrotated block.
+pub const BLOCK_ROTATION: u64 = BLOCK_PAGES;
+const _: () = assert!(
+    PAGES.is_multiple_of(BLOCK_PAGES)
+        && PAGES / BLOCK_PAGES > 1
+        && BLOCK_ROTATION.is_multiple_of(BLOCK_PAGES)
+        && !BLOCK_ROTATION.is_multiple_of(PAGES)
+        && !LAST_ROTATION.is_multiple_of(BLOCK_PAGES)
+);
 /// Step of the scattered pass (pass 5) through the pages: odd, so
 /// coprime with [`PAGES`], and far from 1 so consecutive faults land in
 /// different level-3 tables most of the time.
@@ -128,6 +162,10 @@ pub enum Pass {
     /// dirty log (at BEGIN), L2 reads every page and writes every
     /// [`DIRTY_WRITE_PERIOD`]th, and hv logs the pages written.
     DirtyLog,
+    /// 8: after L1's remap of the data to 2 MiB blocks, rotated by one
+    /// block ([`BLOCK_ROTATION`]), and one TLBI VMALLS12E1IS: one walk a
+    /// block, every other page of it a walk-cache hit.
+    Blocks,
 }
 
 impl Pass {
@@ -141,6 +179,7 @@ impl Pass {
             5 => Pass::Scattered,
             6 => Pass::AfterL0Unmap,
             7 => Pass::DirtyLog,
+            8 => Pass::Blocks,
             _ => return None,
         })
     }
@@ -155,11 +194,12 @@ impl Pass {
             Pass::Scattered => 5,
             Pass::AfterL0Unmap => 6,
             Pass::DirtyLog => 7,
+            Pass::Blocks => 8,
         }
     }
 
     /// The last pass: L1 powers off after it.
-    pub const LAST: u64 = 7;
+    pub const LAST: u64 = 8;
 
     /// Whether hv moves L1's data pages (unmapping them from the shadows
     /// through the service's `l0_unmap`) at this pass's BEGIN, before
@@ -172,6 +212,12 @@ impl Pass {
     /// this pass's BEGIN, before its snapshot.
     pub fn dirty_log_first(self) -> bool {
         self == Pass::DirtyLog
+    }
+
+    /// Whether L1 maps L2's data with 2 MiB blocks in this pass (else
+    /// with 4 KiB pages).
+    pub fn l1_blocks(self) -> bool {
+        self == Pass::Blocks
     }
 
     /// What the pass is, for hv's line (the dirty-log pass's names
@@ -190,6 +236,9 @@ impl Pass {
             }
             Pass::DirtyLog => {
                 "after hv write-protected L1's data pages for its dirty log, every 8th page written, in order"
+            }
+            Pass::Blocks => {
+                "after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order"
             }
         }
     }
@@ -215,7 +264,7 @@ impl Pass {
                 invalidations: 1,
                 ..Counts::ZERO
             },
-            Pass::AfterVmalls12 | Pass::Scattered => Counts {
+            Pass::AfterVmalls12 | Pass::Scattered | Pass::Blocks => Counts {
                 stage2_tlbis: 1,
                 invalidations: 1,
                 ..code_fault
@@ -250,6 +299,27 @@ impl Pass {
                 Counts {
                     faults,
                     hits: faults,
+                    ..Counts::ZERO
+                },
+            );
+        }
+        // L1's blocks, hv's 4 KiB pages (the dirty log split its blocks):
+        // every page faults once (a 4 KiB shadow leaf each); the first
+        // page of each block misses and caches the block, whose entry
+        // serves the other pages of it: hits. The first walk starts at
+        // the start level (the TLBI dropped every path; the code page's
+        // fault cached entry 0's), and caches entry 1's level-1
+        // descriptor, from which the other blocks' walks start.
+        if self == Pass::Blocks {
+            let blocks = pages / BLOCK_PAGES;
+            return (
+                prep,
+                Counts {
+                    faults: pages,
+                    hits: pages.saturating_sub(blocks),
+                    misses: blocks,
+                    walks: 1,
+                    partial_walks: blocks.saturating_sub(1),
                     ..Counts::ZERO
                 },
             );
@@ -710,8 +780,8 @@ mod tests {
     }
 
     #[test]
-    fn the_dirty_log_pass_is_last_and_each_write_faults_twice() {
-        let pass = Pass::from_number(Pass::LAST).unwrap();
+    fn the_dirty_log_pass_is_seventh_and_each_write_faults_twice() {
+        let pass = Pass::from_number(7).unwrap();
         assert_eq!(pass, Pass::DirtyLog);
         assert!(pass.dirty_log_first() && !pass.l0_unmap_first());
         let (prep, window) = pass.expected(PAGES);
@@ -737,6 +807,87 @@ mod tests {
             check(pass, PAGES, &prep, &once).map_err(|m| (m.preparation, m.what)),
             Err((false, "L2 faults"))
         );
+    }
+
+    #[test]
+    fn in_the_block_pass_one_walk_serves_each_block() {
+        let pass = Pass::from_number(Pass::LAST).unwrap();
+        assert_eq!(pass, Pass::Blocks);
+        assert!(pass.l1_blocks() && !pass.l0_unmap_first() && !pass.dirty_log_first());
+        assert!((1..Pass::LAST).all(|n| !Pass::from_number(n).unwrap().l1_blocks()));
+        let (prep, window) = pass.expected(PAGES);
+        // L1's break: one whole-VMID TLBI (one invalidation), after which
+        // L2's code page faults again (a full walk), as before pass 2.
+        assert_eq!(prep, Pass::AfterVmalls12.expected(PAGES).0);
+        // Four blocks: four walks (the first from the start level), the
+        // other 2044 pages hits on their block's entry.
+        assert_eq!(
+            window,
+            Counts {
+                faults: 2048,
+                hits: 2044,
+                misses: 4,
+                walks: 1,
+                partial_walks: 3,
+                ..Counts::ZERO
+            }
+        );
+        assert_eq!(check(pass, PAGES, &prep, &window), Ok(()));
+        // A cache that keeps a walk at 4 KiB (the block's size lost):
+        // every page walks, below the level-1 path.
+        let per_page = Counts {
+            hits: 0,
+            misses: PAGES,
+            partial_walks: PAGES - 1,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &per_page).map_err(|m| (m.preparation, m.what)),
+            Err((false, "hits"))
+        );
+        // A composition that ignores hv's 4 KiB pages and installs L1's
+        // 2 MiB block: one fault a block, each a miss.
+        let shadow_blocks = Counts {
+            faults: 4,
+            hits: 0,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &shadow_blocks),
+            Err(CountMismatch {
+                preparation: false,
+                what: "L2 faults",
+                expected: 2048,
+                got: 4
+            })
+        );
+        // Walks that keep no path: each block's from the start level.
+        let no_path = Counts {
+            walks: 4,
+            partial_walks: 0,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &no_path).map_err(|m| (m.preparation, m.what)),
+            Err((false, "full walks"))
+        );
+    }
+
+    #[test]
+    fn the_block_rotation_moves_each_page_to_the_next_block() {
+        let blocks = PAGES / BLOCK_PAGES;
+        assert_eq!(blocks, 4);
+        for l2_page in 0..PAGES {
+            let l1_page = (l2_page + BLOCK_ROTATION) % PAGES;
+            // The same page of the next block (the last to the first).
+            assert_eq!(l1_page % BLOCK_PAGES, l2_page % BLOCK_PAGES);
+            assert_eq!(l1_page / BLOCK_PAGES, (l2_page / BLOCK_PAGES + 1) % blocks);
+            // Not the page pass 7 mapped it to, nor its own: a stale
+            // translation from pass 7 (or an unrotated block) shows L2
+            // another page's pattern.
+            assert_ne!(l1_page, (l2_page + LAST_ROTATION) % PAGES);
+            assert_ne!(l1_page, l2_page);
+        }
     }
 
     #[test]

@@ -64,15 +64,18 @@
 //!   shadow leaf stands at BEGIN and only an eviction or a cap clear
 //!   removes it inside a window;
 //! - misses >= data faults where the preparation removed the data pages'
-//!   cached walks (passes 1-5), else (the L0 unmap and the dirty log keep
-//!   them) misses >= pages - cache leaf places: only leaves cached at
-//!   BEGIN can serve a page's first fault;
+//!   cached walks and L1 maps pages (passes 1-5); >= the blocks where it
+//!   removed them and L1 maps 2 MiB blocks (pass 8: each block's first
+//!   fault walks, its one cached leaf may serve the block's other pages);
+//!   else (the L0 unmap and the dirty log keep them) misses >= pages -
+//!   cache leaf places: only leaves cached at BEGIN can serve a page's
+//!   first fault;
 //! - hits >= data faults - pages: the dirty-log pass's two store faults
 //!   of a written page both find the leaf its read just cached;
 //! - full walks >= the normal case's: the first data fault after a TLBI
 //!   that removed the data region's paths walks from the start level.
 
-use super::{Counts, Pass, DATA_IPA, PAGES};
+use super::{Counts, Pass, BLOCK_PAGES, DATA_IPA, PAGES};
 
 /// Whether L2 IPA `l2_ipa` is on one of the data pages (the others L2
 /// faults on: its code page).
@@ -208,19 +211,44 @@ pub struct PressureMismatch {
     pub got: u64,
 }
 
-/// Whether the preparation of `pass` removed the cached walks of the data
-/// pages (L1's TLBIs), so that every data fault of the window misses;
-/// false where only the shadow leaves went (hv's L0 changes), so that
-/// leaves still cached at BEGIN may serve them. (A pass added to
+/// What the preparation of a pass left of the data pages' cached walks,
+/// and so which of the window's first faults must miss. (A pass added to
 /// [`Pass`] must say which.)
-fn data_walks_removed_first(pass: Pass) -> bool {
-    match pass {
-        Pass::FirstTouch
-        | Pass::AfterVmalls12
-        | Pass::AfterIpas2
-        | Pass::AfterIpas2LastLevel
-        | Pass::Scattered => true,
-        Pass::AfterL0Unmap | Pass::DirtyLog => false,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CachedWalks {
+    /// L1's TLBIs removed them and L1 maps pages: every data page's first
+    /// fault misses.
+    RemovedPerPage,
+    /// L1's TLBI removed them and L1 maps 2 MiB blocks: each block's first
+    /// fault misses and caches the block's one leaf, which the block's
+    /// other pages may hit (or miss again, after an eviction).
+    RemovedPerBlock,
+    /// hv's L0 change removed only the shadow leaves: leaves still cached
+    /// at BEGIN may serve first faults.
+    Kept,
+}
+
+impl CachedWalks {
+    const fn after(pass: Pass) -> CachedWalks {
+        match pass {
+            Pass::FirstTouch
+            | Pass::AfterVmalls12
+            | Pass::AfterIpas2
+            | Pass::AfterIpas2LastLevel
+            | Pass::Scattered => CachedWalks::RemovedPerPage,
+            Pass::Blocks => CachedWalks::RemovedPerBlock,
+            Pass::AfterL0Unmap | Pass::DirtyLog => CachedWalks::Kept,
+        }
+    }
+
+    /// The least misses a window with `data_faults` faults on `pages`
+    /// pages has under `limits`.
+    fn misses_at_least(self, data_faults: u64, pages: u64, limits: &Limits) -> u64 {
+        match self {
+            CachedWalks::RemovedPerPage => data_faults,
+            CachedWalks::RemovedPerBlock => pages.div_ceil(BLOCK_PAGES),
+            CachedWalks::Kept => pages.saturating_sub(limits.cache_leaves),
+        }
     }
 }
 
@@ -251,11 +279,8 @@ pub fn check(
     }
     let code_faults = window.faults.checked_sub(window_faults.data);
     let evictions_at_least = evictions_at_least(pages, limits, window.misses);
-    let misses_at_least = if data_walks_removed_first(pass) {
-        window_faults.data
-    } else {
-        pages.saturating_sub(limits.cache_leaves)
-    };
+    let misses_at_least =
+        CachedWalks::after(pass).misses_at_least(window_faults.data, pages, limits);
     let rules = [
         (
             true,
@@ -476,7 +501,7 @@ mod tests {
         // Every pass, with its normal preparation.
         for n in 1..=Pass::LAST {
             let pass = Pass::from_number(n).unwrap();
-            let hits = (!data_walks_removed_first(pass)).then_some(520);
+            let hits = (CachedWalks::after(pass) == CachedWalks::Kept).then_some(520);
             assert_eq!(check_window(pass, &window(pass, 3, hits, 1_900)), Ok(()));
         }
     }
@@ -504,6 +529,26 @@ mod tests {
         let (c, mut f) = window(Pass::DirtyLog, 5, Some(700), 2_000);
         f.data -= 1;
         assert_eq!(failed(Pass::DirtyLog, &(c, f)).1, "L2 faults on data pages");
+    }
+
+    #[test]
+    fn the_block_pass_needs_a_miss_a_block_and_no_more() {
+        // Pass 8: L1 maps its data with 2 MiB blocks after a TLBI, so each
+        // block's first fault walks: 4 misses at least. Evictions may add
+        // misses (a block's leaf evicted and walked again).
+        let w = window(Pass::Blocks, 2, None, 1_900);
+        assert_eq!(check_window(Pass::Blocks, &w), Ok(()));
+        let w = window(Pass::Blocks, 2, Some(1_500), 1_900);
+        assert_eq!(check_window(Pass::Blocks, &w), Ok(()));
+        // A block served without a walk (a leaf that outlived the TLBI).
+        let (mut c, f) = window(Pass::Blocks, 0, None, 1_900);
+        c.hits += 1;
+        c.misses -= 1;
+        c.partial_walks -= 1;
+        assert_eq!(
+            failed(Pass::Blocks, &(c, f)),
+            (false, "misses", Relation::AtLeast, PAGES / BLOCK_PAGES)
+        );
     }
 
     #[test]
