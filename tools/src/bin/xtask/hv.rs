@@ -412,8 +412,8 @@ const FAULT_RATE_TIGHT_LINES: &[&str] = &[
     "hv: nested: fault-rate-tight: pass 5 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
     "hv: nested: fault-rate-tight: pass 6 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
     "hv: nested: fault-rate-tight: pass 7 under pressure: ok: preparation exact, 2560 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
-    "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
     "hv: nested: fault-rate-tight: pass 8 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
+    "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
     "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=8 values=ok",
 ];
 /// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
