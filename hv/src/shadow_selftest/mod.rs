@@ -43,9 +43,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ipc::tlbi::{IpaRange, Tlbi};
 use ipc::{
-    AccessKind, ClientError, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection,
-    InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
-    RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    AccessKind, ClientError, ContextKey, DeniedAccess, Doorbell, Endpoint, ExternalAbort,
+    Injection, InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request,
+    RingBuffer, RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
 };
 use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
@@ -866,7 +866,7 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                         ..
                     },
                 ) if write
-                    && denial.access == AccessKind::Write
+                    && denial.denied == DeniedAccess::L2Data(AccessKind::Write)
                     && denial.l1_ipa == lab::LOGGED_L1 + (l2_ipa & (memory::PAGE - 1)) =>
                 {
                     self.report.l0_denied += 1;
