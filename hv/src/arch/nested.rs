@@ -2256,10 +2256,8 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
 /// other denial (a read, a page logged already), which hv does not
 /// resolve: never resolved twice, so never a loop.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
-    matches!(
-        denial.denied,
-        ipc::DeniedAccess::L2Data(ipc::AccessKind::Write) | ipc::DeniedAccess::L1TableUpdate
-    ) && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
+    fault_rate::dirty_log_write(denial.denied)
+        && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
 }
 
 /// L1's own store to one of its data pages that hv write-protected for
