@@ -627,6 +627,11 @@ pub enum RetryReason {
     /// L1 (or another walker) kept changing the descriptor the walk had to
     /// update (hardware AF/dirty), so the walk gave up for now.
     Contended = 3,
+    /// L0 is changing its own mapping of the L1 IPA (break-before-make
+    /// under way): hardware would take a stage-2 translation fault to L0,
+    /// which waits for its change and resumes the guest, so L2 is resumed
+    /// and faults again once L0's new entry is in.
+    L0Changing = 4,
 }
 
 /// The L1 IPA is a device L0 emulates for L1: the vCPU handler emulates
@@ -1734,6 +1739,7 @@ fn decode_reply_general(record: &Record) -> Result<Envelope<Reply>, DecodeError>
                 1 => RetryReason::AlreadyMapped,
                 2 => RetryReason::Throttled,
                 3 => RetryReason::Contended,
+                4 => RetryReason::L0Changing,
                 _ => return Err(DecodeError::invalid(kind, Field::RetryReason)),
             };
             Reply::Translate(TranslateOutcome::Retry(reason))
@@ -1990,7 +1996,8 @@ mod tests {
             Just(RetryReason::InvalidationRaced),
             Just(RetryReason::AlreadyMapped),
             Just(RetryReason::Throttled),
-            Just(RetryReason::Contended)
+            Just(RetryReason::Contended),
+            Just(RetryReason::L0Changing)
         ]
         .prop_map(|r| Reply::Translate(TranslateOutcome::Retry(r)));
         let emulate = (0..ADDRESS_LIMIT)
@@ -2565,8 +2572,25 @@ mod tests {
         let mut retry =
             Reply::Translate(TranslateOutcome::Retry(RetryReason::Contended)).encode(VcpuId(0), 0);
         assert!(decode_reply(&retry).is_ok());
-        retry.body[0] = 4;
-        assert_eq!(field(&retry), Some(Field::RetryReason));
+        // Every known reason decodes to itself; the first unknown one (and
+        // any above it) is refused.
+        for (code, reason) in [
+            (0, RetryReason::InvalidationRaced),
+            (1, RetryReason::AlreadyMapped),
+            (2, RetryReason::Throttled),
+            (3, RetryReason::Contended),
+            (4, RetryReason::L0Changing),
+        ] {
+            retry.body[0] = code;
+            assert_eq!(
+                decode_reply(&retry).map(|e| e.message),
+                Ok(Reply::Translate(TranslateOutcome::Retry(reason)))
+            );
+        }
+        for code in [5, 0xff] {
+            retry.body[0] = code;
+            assert_eq!(field(&retry), Some(Field::RetryReason));
+        }
         // L0Denied: the L1 IPA below ADDRESS_LIMIT, a known access kind
         // or table code, reserved bytes zero.
         let denied = |l1_ipa| {

@@ -292,6 +292,7 @@ fn retry_reason(retry: Retry) -> RetryReason {
         Retry::InvalidationRaced => RetryReason::InvalidationRaced,
         Retry::Throttled => RetryReason::Throttled,
         Retry::Contended => RetryReason::Contended,
+        Retry::L0Changing => RetryReason::L0Changing,
     }
 }
 
@@ -341,6 +342,7 @@ mod tests {
             TranslateOutcome::Retry(retry_reason(Retry::InvalidationRaced)),
             TranslateOutcome::Retry(retry_reason(Retry::Throttled)),
             TranslateOutcome::Retry(retry_reason(Retry::Contended)),
+            TranslateOutcome::Retry(retry_reason(Retry::L0Changing)),
             TranslateOutcome::Unshadowable(unshadowable(Refusal::Compose(
                 ComposeError::MalformedWalk,
             ))),
@@ -382,7 +384,7 @@ mod tests {
             }
         }
         assert_eq!(
-            outcomes[8],
+            outcomes[9],
             TranslateOutcome::Unshadowable(Unshadowable::Misaligned {
                 l2_ipa_base: 0x1000,
                 pa_base: 0x20_1000

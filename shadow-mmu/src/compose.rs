@@ -24,7 +24,9 @@
 //!
 //! An L1 IPA outside L1's memory is never mapped: [`resolve`] reports it as
 //! [`Composition::Mmio`] (L0 emulates a device of L1's there: it must emulate
-//! the access on behalf of L2) or [`Composition::ExternalAbort`].
+//! the access on behalf of L2) or [`Composition::ExternalAbort`]. Neither is
+//! L1 memory whose L0 mapping L0 is changing at that moment (its
+//! break-before-make): [`Composition::L0Changing`], nothing to map or report.
 //!
 //! CONSTRAINED UNPREDICTABLE choices (each tested):
 //! - MemAttr with MemAttr\[3:2\] != 0b00 and MemAttr\[1:0\] = 0b00 is reserved;
@@ -494,6 +496,14 @@ pub enum Unbacked {
     Mmio,
     /// Nothing: the access gets an external abort.
     Nothing,
+    /// L1 memory whose L0 mapping L0 is changing (its break-before-make is
+    /// under way: the old entry invalid, the new one not yet written). A
+    /// hardware walk of L0's table now takes a stage-2 translation fault to
+    /// L0, which waits for its own change and resumes the guest: L1 and L2
+    /// never see it. So the access is tried again, never faulted: not
+    /// `Nothing` (an external abort for memory L1 owns) and never mapped or
+    /// cached (there is no mapping to compose with yet).
+    L0Changing,
 }
 
 /// L0's own stage-2 mapping of L1 (L1 IPA -> PA). Implemented by hv over
@@ -503,7 +513,9 @@ pub trait L0Map: Sync {
     /// when `l1_ipa` is not L1 memory.
     fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping>;
 
-    /// What lies at an `l1_ipa` for which [`L0Map::lookup`] gave `None`.
+    /// What lies at an `l1_ipa` for which [`L0Map::lookup`] gave `None`
+    /// (an implementation whose map changes in place answers
+    /// [`Unbacked::L0Changing`] for L1 memory mid-change).
     fn unbacked(&self, l1_ipa: u64) -> Unbacked {
         let _ = l1_ipa;
         Unbacked::Nothing
@@ -666,6 +678,12 @@ pub enum Composition {
         /// The L1 IPA accessed.
         l1_ipa: u64,
     },
+    /// L1 memory whose L0 mapping is being changed ([`Unbacked::L0Changing`]):
+    /// nothing to install or report; the access is tried again.
+    L0Changing {
+        /// The L1 IPA accessed.
+        l1_ipa: u64,
+    },
 }
 
 /// Looks up L0's mapping of the L1 IPA the walk gives for `l2_ipa` and
@@ -690,6 +708,7 @@ pub fn resolve(
         None => Ok(match l0.unbacked(l1_ipa) {
             Unbacked::Mmio => Composition::Mmio { l1_ipa },
             Unbacked::Nothing => Composition::ExternalAbort { l1_ipa },
+            Unbacked::L0Changing => Composition::L0Changing { l1_ipa },
         }),
     }
 }

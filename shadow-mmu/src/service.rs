@@ -525,6 +525,12 @@ pub enum Retry {
     Throttled,
     /// L1 (or another walker) kept changing the leaf the walk had to update.
     Contended,
+    /// L0 is changing its mapping of the L1 IPA (break-before-make under
+    /// way, [`crate::compose::Unbacked::L0Changing`]): what hardware would
+    /// do is a stage-2 translation fault to L0, resolved by L0 waiting for
+    /// its own change, never seen by L1 or L2. Nothing was installed or
+    /// cached; L2 faults again once L0's new entry is in.
+    L0Changing,
 }
 
 /// The answer to a translate.
@@ -629,6 +635,9 @@ pub struct Stats {
     pub recycled_contexts: u64,
     /// Translations refused because an invalidation raced with them.
     pub raced: u64,
+    /// Translations answered `Retry(L0Changing)`: L0's mapping of the L1
+    /// IPA was in the middle of its break-before-make.
+    pub l0_changing: u64,
 }
 
 /// One worker's counters. Loom atomics under `--cfg loom` (the handover
@@ -650,6 +659,7 @@ struct Counters {
     evictions: AtomicU64,
     recycled_contexts: AtomicU64,
     raced: AtomicU64,
+    l0_changing: AtomicU64,
 }
 
 /// Adds to one of a [`Worker`]'s counters. Each counter has one writer,
@@ -679,6 +689,7 @@ impl Counters {
         s.evictions += get(&self.evictions);
         s.recycled_contexts += get(&self.recycled_contexts);
         s.raced += get(&self.raced);
+        s.l0_changing += get(&self.l0_changing);
     }
 }
 
@@ -1585,6 +1596,17 @@ where
                     generation,
                     Translated::OutsideL1 { l1_ipa },
                 )
+            }
+            // L0's break-before-make of the L1 IPA is under way: L0's own
+            // transient state, which hardware would resolve at L0 (a
+            // stage-2 translation fault that waits for the change), so
+            // neither an external abort for L2 (`OutsideL1`: the memory is
+            // L1's) nor anything installed or cached (no mapping to compose
+            // with). A retry gives no result and so needs no check against
+            // invalidations: L2 faults again and is translated afresh.
+            Ok(Composition::L0Changing { .. }) => {
+                bump(&counters.l0_changing, 1);
+                return Translated::Retry(Retry::L0Changing);
             }
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),
         };

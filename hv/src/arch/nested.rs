@@ -919,8 +919,14 @@ pub fn run(
     if let Err(e) = l0_tables.map(arena, L1_BASE, l1_ram, l1_ram_bytes, 2, LeafAccess::ALL) {
         fail(format_args!("nested: L0's table of L1: {e}"));
     }
-    let l0_map: &'static L0Stage2<'static> =
-        Box::leak(Box::new(L0Stage2::new(arena, l0_tables.root())));
+    // hv's table maps all of L1's RAM except while hv changes it itself
+    // (break-before-make), which the service must be told apart from a
+    // hole (`L0Stage2`'s `unbacked`).
+    let l0_map: &'static L0Stage2<'static> = Box::leak(Box::new(L0Stage2::new(
+        arena,
+        l0_tables.root(),
+        L1_BASE..L1_BASE + l1_ram_bytes,
+    )));
     let fault_rate_move = demo.is_fault_rate().then(|| FaultRateMove {
         l0_tables,
         data: spin::Mutex::new(fault_rate::DataPlaces::new(

@@ -40,6 +40,9 @@ const L1_BLOCKS_SIZE: u64 = 8 << 20;
 /// L1 IPA of L1's page-mapped RAM (2 MiB, 4 KiB pages in L0's map).
 pub const L1_PAGES: u64 = 0x4080_0000;
 const L1_PAGES_SIZE: u64 = 2 << 20;
+/// The end of L1's RAM (the pages follow the blocks).
+const L1_RAM_END: u64 = L1_PAGES + L1_PAGES_SIZE;
+const _: () = assert!(L1_BLOCKS + L1_BLOCKS_SIZE == L1_PAGES);
 /// L1 IPA of L1's table frames (16 pages).
 pub const L1_TABLES: u64 = L1_PAGES;
 const L1_TABLES_END: u64 = L1_PAGES + 16 * PAGE;
@@ -204,7 +207,8 @@ impl<'a> Lab<'a> {
             3,
             LeafAccess::ALL,
         )?;
-        let l0_map = L0Stage2::new(arena, l0_tables.root());
+        // L1's RAM: the blocks, then the pages right after them.
+        let l0_map = L0Stage2::new(arena, l0_tables.root(), L1_BLOCKS..L1_RAM_END);
         let l1 = L1Memory::new(arena, &l0_map);
         let mut t = Stage2Builder::new(&l1, L1_TABLES, L1_TABLES_END)?;
         t.map(&l1, CODE_L2, CODE_L1, PAGE, 3, LeafAccess::CODE)?;

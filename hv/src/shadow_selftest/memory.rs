@@ -7,14 +7,16 @@
 //! reads it ([`L1Memory`], only memory L0 maps for L1, bounds-checked).
 
 use core::fmt;
+use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use shadow_mmu::compose::{
     effective_shareability, permissions_from_stage2, L0Map, L0Mapping, MemAttr, Permissions,
+    Unbacked,
 };
 use walker::{
-    AccessKind, CacheMaintenance, Endianness, Execute, ExposedFeatures, GuestMemory, IdRegisters,
-    MemoryError, S2Ap, Stage2Registers, Stage2Walker,
+    AccessKind, CacheMaintenance, Endianness, Execute, ExposedFeatures, FaultCause, GuestMemory,
+    IdRegisters, MemoryError, S2Ap, Stage2Registers, Stage2Walker, Translation, WalkError,
 };
 
 /// The translation granule of every table here.
@@ -464,16 +466,21 @@ pub fn host_walk_features() -> ExposedFeatures {
 
 /// L0's map of L1 (L1 IPA -> PA): a real stage-2 table hv keeps in the
 /// arena, read by a stage-2 walk, so changing a descriptor (path 3)
-/// changes what the service composes with.
+/// changes what the service composes with. It knows where L1's RAM is:
+/// hv maps all of it, always, so an invalid leaf there is hv's own
+/// break-before-make under way ([`Unbacked::L0Changing`]), never a hole.
 #[derive(Debug)]
 pub struct L0Stage2<'a> {
     arena: &'a Arena<'a>,
     walker: Stage2Walker,
+    /// L1's RAM (L1 IPAs): what hv's table maps for L1 outside its changes.
+    l1_ram: Range<u64>,
 }
 
 impl<'a> L0Stage2<'a> {
-    /// The table whose root is at PA `root` in `arena`.
-    pub fn new(arena: &'a Arena<'a>, root: u64) -> Self {
+    /// The table whose root is at PA `root` in `arena`, which maps L1's
+    /// RAM `l1_ram` (L1 IPAs) whenever hv is not changing it.
+    pub fn new(arena: &'a Arena<'a>, root: u64, l1_ram: Range<u64>) -> Self {
         let walker = Stage2Walker::new(
             Stage2Registers {
                 // PS 0b101: 48-bit output.
@@ -483,7 +490,27 @@ impl<'a> L0Stage2<'a> {
             },
             &host_walk_features(),
         );
-        L0Stage2 { arena, walker }
+        L0Stage2 {
+            arena,
+            walker,
+            l1_ram,
+        }
+    }
+
+    /// The walk of hv's table for `l1_ipa` (see [`L0Map::lookup`]); its
+    /// failure is the fault's cause, or None if the walk was contended (or
+    /// denied, which the arena, hv's own memory, never reports).
+    fn walk(&self, l1_ipa: u64) -> Result<Translation, Option<FaultCause>> {
+        self.walker
+            .walk(
+                self.arena,
+                l1_ipa,
+                AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1),
+            )
+            .map_err(|e| match e {
+                WalkError::Fault(fault) => Some(fault.cause),
+                WalkError::Contended { .. } | WalkError::HostDenied(_) => None,
+            })
     }
 
     /// The PA of `l1_ipa`, if L0 maps it readable (hv reads L1's memory
@@ -506,24 +533,46 @@ impl L0Map for L0Stage2<'_> {
     /// stage-2 permission (AArch64.S2CheckPermissions, AccessType_DC):
     /// it faults only where the table has no valid leaf.
     fn lookup(&self, l1_ipa: u64) -> Option<L0Mapping> {
-        let t = self
-            .walker
-            .walk(
-                self.arena,
-                l1_ipa,
-                AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1),
-            )
-            .ok()?;
-        L0Mapping::new(
-            t.ipa_block_base(),
-            t.output_block_base(),
-            t.block_size,
-            permissions_from_stage2(t.s2ap, t.execute),
-            MemAttr::from_bits(t.mem_attr),
-            effective_shareability(t.shareability),
-        )
-        .ok()
+        self.walk(l1_ipa).ok().as_ref().and_then(l0_mapping)
     }
+
+    /// Outside L1's RAM, `Nothing`, as before. Inside it, an
+    /// invalid descriptor on the walk is hv's own break-before-make
+    /// (`fault_rate_l0_move`, `fault_rate_dirty_log_start`, the self-test's
+    /// path 3: the old entry invalid, TLBI, the service's `l0_unmap`, the
+    /// new entry), since hv maps all of L1's RAM otherwise. A hardware walk
+    /// now would take a stage-2 translation fault to hv, which resolves it
+    /// by letting its change finish and resuming the guest; L1 and L2 never
+    /// see it (review 59 R59-7). So the service is told `L0Changing` (its
+    /// answer: `Retry(L0Changing)`, L2 resumed) rather than `Nothing` (an
+    /// external abort for L2 on L1's own memory). A walk that finds a
+    /// mapping now is the change completed since `lookup` (the next fault
+    /// maps through it): `L0Changing` too. Any other walk failure in L1's
+    /// RAM is a table hv built wrongly, not a change: `Nothing`, whose
+    /// abort shows it, rather than a retry for ever.
+    fn unbacked(&self, l1_ipa: u64) -> Unbacked {
+        if !self.l1_ram.contains(&l1_ipa) {
+            return Unbacked::Nothing;
+        }
+        match self.walk(l1_ipa) {
+            Err(Some(FaultCause::InvalidDescriptor)) => Unbacked::L0Changing,
+            Ok(t) if l0_mapping(&t).is_some() => Unbacked::L0Changing,
+            _ => Unbacked::Nothing,
+        }
+    }
+}
+
+/// L0's mapping a walk of hv's table found.
+fn l0_mapping(t: &Translation) -> Option<L0Mapping> {
+    L0Mapping::new(
+        t.ipa_block_base(),
+        t.output_block_base(),
+        t.block_size,
+        permissions_from_stage2(t.s2ap, t.execute),
+        MemAttr::from_bits(t.mem_attr),
+        effective_shareability(t.shareability),
+    )
+    .ok()
 }
 
 /// L1's memory as the walker reads L1's tables: an L1 IPA goes through
@@ -675,7 +724,7 @@ mod tests {
             leaf_descriptor(3, base + (6 << 20), LeafAccess::READ_ONLY),
         )
         .unwrap();
-        let map = L0Stage2::new(&a, l0.root());
+        let map = L0Stage2::new(&a, l0.root(), 0x8000_0000..0x8040_0000);
         let block = map.lookup(0x8012_3456).unwrap();
         assert_eq!(
             (block.ipa_base(), block.pa_base(), block.size()),
@@ -752,6 +801,78 @@ mod tests {
             l0.set(&a, 1 << IPA_BITS, 3, 0),
             Err(BuildError::OutOfRange { ipa: 1 << IPA_BITS })
         );
+    }
+
+    /// Review 59 R59-7: inside L1's RAM an invalid leaf of hv's table is
+    /// hv's own break-before-make, `L0Changing` (the service retries);
+    /// outside it, or where the walk fails otherwise, `Nothing` (an
+    /// external abort for L2).
+    #[test]
+    fn an_invalid_leaf_in_l1_ram_is_l0_changing_and_nothing_outside() {
+        use shadow_mmu::compose::Unbacked;
+        let a = arena(0x4000_0000, 8 << 20);
+        let base = a.base();
+        let ram = 0x8000_0000..0x8040_0000;
+        let mut l0 = Stage2Builder::new(&a, base, base + 16 * PAGE).unwrap();
+        // A 2 MiB block, then 2 MiB of pages: all of L1's RAM.
+        l0.map(&a, ram.start, base + (2 << 20), 2 << 20, 2, LeafAccess::ALL)
+            .unwrap();
+        l0.map(
+            &a,
+            0x8020_0000,
+            base + (4 << 20),
+            2 << 20,
+            3,
+            LeafAccess::ALL,
+        )
+        .unwrap();
+        let map = L0Stage2::new(&a, l0.root(), ram.clone());
+        // Outside L1's RAM, just below and just above it (invalid entries
+        // of hv's table there too): nothing.
+        for outside in [ram.start - PAGE, ram.end, ram.end + 0x1234, 1 << 38] {
+            assert_eq!(map.lookup(outside), None, "{outside:#x}");
+            assert_eq!(map.unbacked(outside), Unbacked::Nothing, "{outside:#x}");
+        }
+        // hv breaks one page (a move's first step): that page, and only
+        // it, is mid-change.
+        let page = 0x8020_3000;
+        l0.set(&a, page, 3, 0).unwrap();
+        assert_eq!(map.lookup(page + 0x10), None);
+        assert_eq!(map.unbacked(page + 0x10), Unbacked::L0Changing);
+        assert!(map.lookup(page + PAGE).is_some());
+        // ... and the block (a move or the dirty log's split).
+        l0.rewrite(&a, ram.start, 2, 0).unwrap();
+        assert_eq!(map.lookup(0x8012_3456), None);
+        assert_eq!(map.unbacked(0x8012_3456), Unbacked::L0Changing);
+        assert_eq!(map.unbacked(ram.start), Unbacked::L0Changing);
+        // Make: the new entries are L1 memory again.
+        l0.set(
+            &a,
+            page,
+            3,
+            leaf_descriptor(3, base + (7 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        l0.rewrite(
+            &a,
+            ram.start,
+            2,
+            leaf_descriptor(2, base + (2 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        assert_eq!(map.pa_of(page + 0x10), Some(base + (7 << 20) + 0x10));
+        assert_eq!(map.pa_of(0x8012_3456), Some(base + (2 << 20) + 0x12_3456));
+        // A make that lands between the service's `lookup` (None) and its
+        // `unbacked`: still a change (retried; the next fault maps), never
+        // an abort.
+        assert_eq!(map.unbacked(page), Unbacked::L0Changing);
+        // A walk that fails for another reason than an invalid entry (an
+        // IPA beyond the 39 bits hv's table translates: a map told that
+        // L1's RAM reaches there) is not a change: nothing.
+        let wide = L0Stage2::new(&a, l0.root(), ram.start..1 << 40);
+        assert_eq!(wide.lookup(1 << IPA_BITS), None);
+        assert_eq!(wide.unbacked(1 << IPA_BITS), Unbacked::Nothing);
+        assert_eq!(wide.unbacked(ram.end), Unbacked::L0Changing);
     }
 
     #[test]

@@ -1562,8 +1562,14 @@ impl fmt::Display for ServiceSummary {
         let s = &self.0;
         write!(
             f,
-            "service: {} cache misses ({} full and {} partial walks of L1's table), {} hits, {} invalidations, {} recycled contexts",
-            s.misses, s.walks, s.partial_walks, s.hits, s.invalidations, s.recycled_contexts
+            "service: {} cache misses ({} full and {} partial walks of L1's table), {} hits, {} invalidations, {} recycled contexts, {} retried mid L0 change",
+            s.misses,
+            s.walks,
+            s.partial_walks,
+            s.hits,
+            s.invalidations,
+            s.recycled_contexts,
+            s.l0_changing
         )
     }
 }

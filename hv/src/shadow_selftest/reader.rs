@@ -16,9 +16,14 @@
 //! - a read that began after this vCPU saw the acknowledgement gives the
 //!   new value: the TLBI (or unmap) completed before the ack, so no
 //!   access after it may use the old translation;
-//! - a fault answered with a fault for L1 (L1's entry or L0's mapping is
-//!   absent for a moment: break-before-make) is accepted only while the
-//!   change is under way, in a read that began before the ack.
+//! - a fault answered with a fault for L1 (`Inject`: L1's entry is absent
+//!   for a moment, L1's break-before-make) is accepted only while the
+//!   change is under way, in a read that began before the ack;
+//! - a fault is never answered with an external abort: every page read is
+//!   L1's RAM, and while L0's mapping of it is absent (L0's own
+//!   break-before-make, path 3) the answer is `Retry(L0Changing)`, as a
+//!   hardware walk of L0's table would fault to L0, never to L1 or L2
+//!   (review 59 R59-7).
 //!
 //! Every wait for the service is bounded by the clock, every run of L2 by
 //! the L2Cpu's own bound (hv: the EL2 watchdog).
@@ -26,7 +31,9 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ipc::{AccessKind, ContextKey, Request, TranslateOutcome, TranslateRequest, VcpuClient};
+use ipc::{
+    AccessKind, ContextKey, Request, RetryReason, TranslateOutcome, TranslateRequest, VcpuClient,
+};
 
 use super::lab::{self, CODE_L2};
 use super::{
@@ -134,8 +141,8 @@ pub struct ReaderReport {
     pub after_ack: u64,
     /// Stage-2 faults sent to the service.
     pub faults: u64,
-    /// ... answered with a fault for L1 while L1's entry or L0's mapping
-    /// was absent (break-before-make), the read then made again.
+    /// ... answered with a fault for L1 while L1's entry was absent (L1's
+    /// break-before-make), the read then made again.
     pub mid_change: u64,
 }
 
@@ -407,7 +414,15 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Reader<'_, C, B, K> {
         };
         // (Every exit that does not end the loop is answered.)
         let mut last: (L2Exit, Option<TranslateOutcome>) = Default::default();
-        for _ in 0..MAX_EXITS {
+        // Exits that made no progress. A `Retry(L0Changing)` is not one:
+        // the primary is inside its break-before-make of L1's RAM, and the
+        // fault is retried until the primary's make; that wait is bounded
+        // by the clock instead (`changing_since`), as the service's
+        // answers are.
+        let mut exits = 0;
+        let mut changing_since: Option<u64> = None;
+        while exits < MAX_EXITS {
+            exits += 1;
             let exit = self.cpu.run(&mut regs);
             let class = exit.class();
             if exit.vector == 0 && class == EC_HVC64 && regs.pc == CODE_L2 + 12 {
@@ -455,13 +470,20 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Reader<'_, C, B, K> {
                 reply => return Err(Failure::Reply { step: STEP, reply }),
             };
             last = (exit, Some(outcome));
+            if outcome == TranslateOutcome::Retry(RetryReason::L0Changing) {
+                let now = self.clock.now();
+                let since = *changing_since.get_or_insert(now);
+                if now.wrapping_sub(since) <= self.timeout {
+                    exits -= 1;
+                }
+            } else {
+                changing_since = None;
+            }
             match outcome {
                 TranslateOutcome::Mapped(_) | TranslateOutcome::Retry(_) => {}
-                TranslateOutcome::Inject(_) | TranslateOutcome::ExternalAbort(_)
-                    if !acked && !fetch =>
-                {
-                    return Ok(Read::L1Fault)
-                }
+                // (Not `ExternalAbort`: L0's break-before-make of L1's RAM
+                // is a retry, module docs.)
+                TranslateOutcome::Inject(_) if !acked && !fetch => return Ok(Read::L1Fault),
                 other => {
                     return Err(Failure::Reply {
                         step: STEP,

@@ -690,3 +690,63 @@ fn a_walk_hv_denies_l1s_table_is_l0_denied_not_injected() {
     ));
     assert_eq!(memory::TableSpace::read(&l1, leaf), Some(descriptor));
 }
+
+/// Review 59 R59-7: while hv changes its own map of L1's RAM with
+/// break-before-make (the old leaf invalid, the service's `l0_unmap`, the
+/// new leaf), an L2 fault on that memory is answered `Retry(L0Changing)`
+/// (L2 resumed; a hardware walk of hv's table would fault to hv, which
+/// waits for its change), not `ExternalAbort` (L1's own memory would abort
+/// for L2). Nothing is installed meanwhile; once the new leaf is in, the
+/// fault maps through it. Outside L1's RAM the answer stays an external
+/// abort.
+#[test]
+fn l1_ram_mid_l0_change_is_retried_not_an_external_abort() {
+    use ipc::RetryReason;
+    let lab = lab();
+    let tlbs = Arc::new([Arc::new(SimTlb::default()), Arc::new(SimTlb::default())]);
+    let service = service(lab, SimTlbs { tlbs, reach: 2 });
+    let worker = service.worker();
+    let key = context_key(lab);
+    let read = |l2_ipa: u64| {
+        service.translate_request(
+            &worker,
+            &TranslateRequest {
+                context: key,
+                l2_ipa,
+                access: AccessKind::Read,
+                // A data abort from a lower EL, translation fault level 3.
+                esr: (EC_DATA_ABORT_LOWER as u32) << 26 | 1 << 25 | 0b00_0111,
+                far: l2_ipa,
+            },
+        )
+    };
+    let moved = lab::MOVED_L2 + 0x18;
+    assert!(matches!(read(moved), TranslateOutcome::Mapped(_)));
+    // hv's break: its leaf of L1's page invalid, then the service's unmap.
+    lab.set_l0_page(None).unwrap();
+    let page = IpaRange::new(lab::MOVED_L1, lab::MOVED_L1 + memory::PAGE).unwrap();
+    service.l0_unmap(&worker, page, L0Change::Unmap);
+    let changing = service.stats().l0_changing;
+    assert_eq!(
+        read(moved),
+        TranslateOutcome::Retry(RetryReason::L0Changing)
+    );
+    assert_eq!(service.stats().l0_changing, changing + 1);
+    let shadow_key = shadow_mmu::context::ContextKey::from_ipc(&key, service.l1_vmid_width());
+    assert_eq!(
+        service.shadow_lookup(&worker, &shadow_key, lab::MOVED_L2),
+        None
+    );
+    // Outside L1's RAM: nothing, as before.
+    assert!(
+        matches!(read(lab::OUTSIDE_L2), TranslateOutcome::ExternalAbort(_)),
+        "{:?}",
+        read(lab::OUTSIDE_L2)
+    );
+    // hv's make: the page at its new PA, mapped through it.
+    lab.set_l0_page(Some(lab.alt_pa())).unwrap();
+    match read(moved) {
+        TranslateOutcome::Mapped(m) => assert_eq!(m.pa, lab.alt_pa()),
+        other => panic!("after the make: {other:?}"),
+    }
+}

@@ -73,6 +73,12 @@ enum Expected {
     Outside {
         l1_ipa: u64,
     },
+    /// L1 memory whose L0 mapping is mid-change (a retry). The replay's L0
+    /// never answers it (its changes are applied whole, with their unmap);
+    /// kept so another L0 map's answer is reported, not assumed away.
+    L0Changing {
+        l1_ipa: u64,
+    },
     Unshadowable(ComposeError),
     /// The walk kept losing its hardware update (cannot happen with one
     /// thread; reported rather than assumed).
@@ -752,6 +758,7 @@ impl<'a, 'l> Session<'a, 'l> {
                     }
                     Ok(Composition::Mmio { l1_ipa }) => Expected::Mmio { l1_ipa },
                     Ok(Composition::ExternalAbort { l1_ipa }) => Expected::Outside { l1_ipa },
+                    Ok(Composition::L0Changing { l1_ipa }) => Expected::L0Changing { l1_ipa },
                     Err(e) => Expected::Unshadowable(e),
                 };
                 Walked {
@@ -1058,6 +1065,7 @@ fn answer_fields(line: &mut Line<'_>, answer: &Translated, served: &str) {
                     Retry::InvalidationRaced => "invalidation_raced",
                     Retry::Throttled => "throttled",
                     Retry::Contended => "contended",
+                    Retry::L0Changing => "l0_changing",
                 },
             );
         }
@@ -1108,6 +1116,9 @@ fn expected_fields(o: &mut Line<'_>, expected: &Expected) {
         }
         Expected::Outside { l1_ipa } => {
             o.text("result", "outside").hex("l1_ipa", l1_ipa);
+        }
+        Expected::L0Changing { l1_ipa } => {
+            o.text("result", "l0_changing").hex("l1_ipa", l1_ipa);
         }
         Expected::Unshadowable(e) => {
             o.text("result", "unshadowable")
