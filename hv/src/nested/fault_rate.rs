@@ -59,7 +59,19 @@
 //! split its blocks, so each L2 page still faults once: the first in
 //! each block misses and walks, the other 511 hit ([`Pass::expected`]).
 //! Before the dirty log hv's 2 MiB blocks would make 2 MiB shadow blocks
-//! (one fault a block, no hit), which is why the pass runs last.
+//! (one fault a block, no hit), which is why the pass runs after it.
+//!
+//! The last pass (9) comes after hv ended its dirty log: at its BEGIN hv
+//! restores its 2 MiB blocks of L1's data, read-write, at the same PAs
+//! (break-before-make: the level-3 tables invalid, TLBI, the service's
+//! `l0_unmap` with `L0Change::Unmap`, which removes the shadow leaves
+//! built on the 4 KiB pages and keeps the cached walks, then the blocks).
+//! L1 changes nothing, so L1's cached 2 MiB blocks compose with hv's
+//! 2 MiB blocks to 2 MiB shadow blocks: each block's first page faults
+//! and hits, and the shadow block serves the other 511 pages without a
+//! fault. L2 writes the first page of each block
+//! ([`LOG_END_WRITE_PERIOD`]), through the block its read installed: a
+//! block hv restored read-only would deny it.
 
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
@@ -69,9 +81,9 @@ pub mod pressure;
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
 /// minute, so that hv's own line, naming the pass that ran out, ends a
-/// slow run). A run is 20,999 requests to the service CPU and back
-/// (16,900 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 4 of L2's
-/// code page; 4,099 stage-2 TLBIs of L1), each a wake-up of the other
+/// slow run). A run is 21,003 requests to the service CPU and back
+/// (16,904 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 4 after
+/// its end, 4 of L2's code page; 4,099 stage-2 TLBIs of L1), each a wake-up of the other
 /// CPU, so its time follows how often QEMU's two vCPU threads run at
 /// once. Measured on QEMU (TCG, `-smp 2`) on the shared 2-core machine
 /// (stop 29, seven passes, 18,949 requests): 1.4-15 s at load 3-6; 39 s
@@ -79,7 +91,8 @@ pub mod pressure;
 /// (the old 45 s watchdog ended it in pass 3). The block pass (stop 30)
 /// adds 2,050 requests, a ninth more, most of them walk-cache hits: at
 /// load 6-10 the run took 11-18 s with it and 21-55 s without (runs
-/// alternated; the load's noise hides the ninth). With
+/// alternated; the load's noise hides the ninth). Pass 9 adds 4 requests.
+/// With
 /// QEMU held to one host core (`taskset -c 0`), where each round trip
 /// waits for the scheduler to switch threads (the waiting CPU's WFE does
 /// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
