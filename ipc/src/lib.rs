@@ -36,10 +36,11 @@ pub use doorbell::WfeDoorbell;
 pub use doorbell::{Doorbell, SpinDoorbell};
 pub use message::{
     decode_reply, decode_request, is_stage2_fault_code, AccessKind, ContextKey, DecodeError,
-    Emulation, Envelope, ExternalAbort, Field, Injection, InvalidateAck, InvalidateRequest,
-    L0Change, L0Denial, L0UnmapAck, L0UnmapRequest, Mapping, MemShareability, Permissions, Record,
-    RecordHeader, RecordKind, Reply, Request, RetryReason, TranslateOutcome, TranslateRequest,
-    Unshadowable, VcpuId, FSC_EXTERNAL_ABORT, HPFAR_FIPA, HPFAR_NS, LAYOUT_VERSION, RECORD_SIZE,
+    DeniedAccess, Emulation, Envelope, ExternalAbort, Field, Injection, InvalidateAck,
+    InvalidateRequest, L0Change, L0Denial, L0UnmapAck, L0UnmapRequest, Mapping, MemShareability,
+    Permissions, Record, RecordHeader, RecordKind, Reply, Request, RetryReason, TranslateOutcome,
+    TranslateRequest, Unshadowable, VcpuId, FSC_EXTERNAL_ABORT, HPFAR_FIPA, HPFAR_NS,
+    LAYOUT_VERSION, RECORD_SIZE,
 };
 pub use ring::{Consumer, Full, Producer, Ring, RingBuffer, RingError};
 pub use tlbi::{

@@ -16,8 +16,10 @@ use crate::tlbi::{IpaRange, Shareability, Tlbi, TlbiOp};
 /// Layout version carried by every record; bumped on any layout change.
 /// Version 4: a translate request's VMID must be the one its VTTBR_EL2 and
 /// VTCR_EL2 name (error field [`Field::Vmid`]); the reply
-/// [`TranslateOutcome::L0Denied`].
-pub const LAYOUT_VERSION: u16 = 7;
+/// [`TranslateOutcome::L0Denied`]. Version 8: an [`L0Denial`] says what
+/// L0 denied ([`DeniedAccess`]: L2's access to its data, or the walk's
+/// read or update of L1's table) in the byte that held L2's access kind.
+pub const LAYOUT_VERSION: u16 = 8;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 56;
 /// Size of the kind-specific body in bytes.
@@ -655,22 +657,66 @@ pub struct ExternalAbort {
     pub l1_ipa: u64,
 }
 
-/// L1's stage 2 allows L2's access, L0's own stage 2 for L1 does not (it
-/// write-protects the page for dirty logging, makes it execute-never, or
-/// maps it as Device, which is never executable: see shadow-mmu's
-/// `compose`). The fault is L0's, not L1's: the vCPU handler resolves it as
-/// it would a fault of L1's own on that L1 IPA (log the page dirty and
-/// give write permission back, ...) and resumes L2, whose access then
-/// faults again and is translated afresh. Resuming L2 without that would
-/// fault forever: the shadow entry (if the service installed one, for the
-/// accesses both stages allow) does not allow this access.
+/// L0's own stage 2 for L1 maps the L1 IPA but denies an access there
+/// that L1 did nothing wrong to make: L2's access to its data, which L1's
+/// stage 2 allows (L0 write-protects the page for dirty logging, makes it
+/// execute-never, or maps it as Device, which is never executable: see
+/// shadow-mmu's `compose`), or the walk's own read or hardware update
+/// (VTCR_EL2.HA/HD) of a descriptor of L1's stage-2 tables (L0 revoked
+/// read access to the table page, or write-protects it). The fault is
+/// L0's, not L1's (in the Arm ARM's two-stage model, a stage-2 permission
+/// fault at L0): the vCPU handler resolves it as it would a fault of L1's
+/// own on that L1 IPA (log the page dirty and give write permission back,
+/// ...) and resumes L2, whose access then faults again and is translated
+/// afresh. Resuming L2 without that would fault forever: nothing the
+/// service installed (at most, for L2's data, the entry for the accesses
+/// both stages allow) allows this access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct L0Denial {
-    /// The L1 IPA of L2's access (page offset included), below
-    /// [`ADDRESS_LIMIT`].
+    /// The L1 IPA L0 denies the access at, below [`ADDRESS_LIMIT`]: L2's
+    /// access's (page offset included) or the table descriptor's.
     pub l1_ipa: u64,
-    /// The access L0's mapping denies.
-    pub access: AccessKind,
+    /// What L0's mapping denies.
+    pub denied: DeniedAccess,
+}
+
+/// What L0 denies in an [`L0Denial`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeniedAccess {
+    /// L2's access of this kind to its data at the L1 IPA.
+    L2Data(AccessKind),
+    /// The walk's read of the descriptor of L1's stage-2 tables at the L1
+    /// IPA (L0 maps the table page without read permission).
+    L1TableRead,
+    /// The walk's hardware update of the descriptor of L1's stage-2 tables
+    /// at the L1 IPA: setting AF or the dirty state (L1's VTCR_EL2.HA/HD),
+    /// a compare-and-swap, which needs write permission L0 withholds.
+    L1TableUpdate,
+}
+
+/// [`DeniedAccess::L1TableRead`] on the wire (the byte holds an
+/// [`AccessKind`] for [`DeniedAccess::L2Data`]).
+const DENIED_L1_TABLE_READ: u8 = 0x80;
+/// [`DeniedAccess::L1TableUpdate`] on the wire.
+const DENIED_L1_TABLE_UPDATE: u8 = 0x81;
+
+impl DeniedAccess {
+    /// The wire byte: an [`AccessKind`]'s code, or a table code.
+    const fn code(self) -> u8 {
+        match self {
+            DeniedAccess::L2Data(access) => access as u8,
+            DeniedAccess::L1TableRead => DENIED_L1_TABLE_READ,
+            DeniedAccess::L1TableUpdate => DENIED_L1_TABLE_UPDATE,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            DENIED_L1_TABLE_READ => Some(DeniedAccess::L1TableRead),
+            DENIED_L1_TABLE_UPDATE => Some(DeniedAccess::L1TableUpdate),
+            code => access_from_code(code).map(DeniedAccess::L2Data),
+        }
+    }
 }
 
 /// Why a valid walk result cannot become a shadow entry (the service's
@@ -744,7 +790,8 @@ pub enum TranslateOutcome {
     ExternalAbort(ExternalAbort),
     /// The walk result cannot be shadowed.
     Unshadowable(Unshadowable),
-    /// L1 allows the access, L0's mapping of L1 does not: L0's fault to
+    /// L0's mapping of L1 denies an access L1 allows (L2's to its data)
+    /// or made no mistake in (the walk's to L1's tables): L0's fault to
     /// resolve before L2 is resumed.
     L0Denied(L0Denial),
 }
@@ -871,7 +918,8 @@ struct UnshadowableWire {
 #[repr(C)]
 struct L0DeniedWire {
     l1_ipa: u64,
-    access: u8,
+    /// [`DeniedAccess::code`].
+    denied: u8,
     reserved: [u8; 31],
 }
 
@@ -1583,7 +1631,7 @@ impl Reply {
                 seq,
                 L0DeniedWire {
                     l1_ipa: d.l1_ipa,
-                    access: d.access as u8,
+                    denied: d.denied.code(),
                     reserved: [0; 31],
                 },
             ),
@@ -1722,11 +1770,11 @@ fn decode_reply_general(record: &Record) -> Result<Envelope<Reply>, DecodeError>
         RecordKind::L0Denied => {
             let w: &L0DeniedWire = body(record);
             check_reserved(kind, &w.reserved)?;
-            let access =
-                access_from_code(w.access).ok_or(DecodeError::invalid(kind, Field::Access))?;
+            let denied = DeniedAccess::from_code(w.denied)
+                .ok_or(DecodeError::invalid(kind, Field::Access))?;
             let denial = L0Denial {
                 l1_ipa: w.l1_ipa,
-                access,
+                denied,
             };
             denial
                 .validate()
@@ -1969,8 +2017,13 @@ mod tests {
             });
         let unshadowable =
             unshadowable().prop_map(|u| Reply::Translate(TranslateOutcome::Unshadowable(u)));
-        let l0_denied = (0..ADDRESS_LIMIT, access()).prop_map(|(l1_ipa, access)| {
-            Reply::Translate(TranslateOutcome::L0Denied(L0Denial { l1_ipa, access }))
+        let denied = prop_oneof![
+            access().prop_map(DeniedAccess::L2Data),
+            Just(DeniedAccess::L1TableRead),
+            Just(DeniedAccess::L1TableUpdate),
+        ];
+        let l0_denied = (0..ADDRESS_LIMIT, denied).prop_map(|(l1_ipa, denied)| {
+            Reply::Translate(TranslateOutcome::L0Denied(L0Denial { l1_ipa, denied }))
         });
         let acks = (any::<bool>(), any::<u64>()).prop_map(|(inv, n)| {
             if inv {
@@ -2514,22 +2567,68 @@ mod tests {
         assert!(decode_reply(&retry).is_ok());
         retry.body[0] = 4;
         assert_eq!(field(&retry), Some(Field::RetryReason));
-        // L0Denied: the L1 IPA below ADDRESS_LIMIT, a known access kind,
-        // reserved bytes zero.
+        // L0Denied: the L1 IPA below ADDRESS_LIMIT, a known access kind
+        // or table code, reserved bytes zero.
         let denied = |l1_ipa| {
             Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
                 l1_ipa,
-                access: AccessKind::Write,
+                denied: DeniedAccess::L2Data(AccessKind::Write),
             }))
             .encode(VcpuId(0), 0)
         };
         assert!(decode_reply(&denied(0x8000_1234)).is_ok());
         assert_eq!(field(&denied(ADDRESS_LIMIT)), Some(Field::Address));
-        let mut bad_access = denied(0x8000_1234);
-        bad_access.body[8] = 6;
-        assert_eq!(field(&bad_access), Some(Field::Access));
+        for bad in [6, 0x7f, 0x82, 0xff] {
+            let mut bad_access = denied(0x8000_1234);
+            bad_access.body[8] = bad;
+            assert_eq!(field(&bad_access), Some(Field::Access), "{bad:#x}");
+        }
         let mut reserved = denied(0x8000_1234);
         reserved.body[9] = 1;
         assert_eq!(field(&reserved), Some(Field::Reserved));
+    }
+
+    /// What L0 denied travels whole: L2's access (each kind), the walk's
+    /// read of L1's table, its update, each with the descriptor's L1 IPA,
+    /// in the byte that held L2's access kind (an L2 denial's bytes are
+    /// those of layout version 7).
+    #[test]
+    fn l0_denials_of_l1_tables_and_of_l2_data_round_trip() {
+        let table_read = L0Denial {
+            l1_ipa: 0x4040_2ff8,
+            denied: DeniedAccess::L1TableRead,
+        };
+        let table_update = L0Denial {
+            denied: DeniedAccess::L1TableUpdate,
+            ..table_read
+        };
+        let l2_write = L0Denial {
+            l1_ipa: 0x4040_2ff8,
+            denied: DeniedAccess::L2Data(AccessKind::Write),
+        };
+        for (denial, byte) in [(table_read, 0x80), (table_update, 0x81), (l2_write, 1)] {
+            let reply = Reply::Translate(TranslateOutcome::L0Denied(denial));
+            let record = reply.encode(VcpuId(3), 9);
+            assert_eq!(record.body[..8], 0x4040_2ff8u64.to_ne_bytes());
+            assert_eq!(record.body[8], byte);
+            assert!(record.body[9..].iter().all(|&b| b == 0));
+            assert_eq!(decode_reply(&record).map(|e| e.message), Ok(reply));
+        }
+        for access in [
+            AccessKind::Read,
+            AccessKind::Write,
+            AccessKind::Execute,
+            AccessKind::ExecuteEl0,
+            AccessKind::CacheMaintenance,
+            AccessKind::CacheMaintenanceEl0,
+        ] {
+            let reply = Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
+                l1_ipa: 0x1000,
+                denied: DeniedAccess::L2Data(access),
+            }));
+            let record = reply.encode(VcpuId(0), 0);
+            assert_eq!(record.body[8], access as u8);
+            assert_eq!(decode_reply(&record).map(|e| e.message), Ok(reply));
+        }
     }
 }

@@ -126,6 +126,8 @@ fn concurrent_af_and_dirty_updates_are_never_lost() {
                     panic!("one competing writer cannot exhaust the retries")
                 }
                 Err(WalkError::Fault(f)) => panic!("{f:?}"),
+                // Memslots deny nothing.
+                Err(e @ WalkError::HostDenied(_)) => panic!("{e:?}"),
             }
         }
         // The write saw a writable page.

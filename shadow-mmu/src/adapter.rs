@@ -16,7 +16,7 @@ use walker::{
 
 use crate::compose::{ComposeError, L0Map};
 use crate::context::ContextKey;
-use crate::service::{Refusal, Retry, Service, ShadowBackend, Translated, Worker};
+use crate::service::{DeniedAccess, Refusal, Retry, Service, ShadowBackend, Translated, Worker};
 use crate::shadow_table::MapError;
 
 impl<M, L, B> Service<M, L, B>
@@ -144,11 +144,20 @@ where
             Translated::Unshadowable(refusal) => {
                 TranslateOutcome::Unshadowable(unshadowable(refusal))
             }
-            Translated::L0Denied { l1_ipa, access } => TranslateOutcome::L0Denied(L0Denial {
+            Translated::L0Denied { l1_ipa, denied } => TranslateOutcome::L0Denied(L0Denial {
                 l1_ipa,
-                access: ipc_access(access),
+                denied: ipc_denied(denied),
             }),
         }
+    }
+}
+
+/// The ipc form of what L0 denies.
+const fn ipc_denied(denied: DeniedAccess) -> ipc::message::DeniedAccess {
+    match denied {
+        DeniedAccess::L2Data(access) => ipc::message::DeniedAccess::L2Data(ipc_access(access)),
+        DeniedAccess::L1TableRead => ipc::message::DeniedAccess::L1TableRead,
+        DeniedAccess::L1TableUpdate => ipc::message::DeniedAccess::L1TableUpdate,
     }
 }
 

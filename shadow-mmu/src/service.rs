@@ -90,8 +90,8 @@ use crossbeam_epoch::{Collector, LocalHandle};
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope};
 use walker::{
-    AbortContext, AccessKind, CacheMaintenance, ExposedFeatures, GuestMemory, InjectedAbort,
-    WalkError,
+    AbortContext, AccessKind, CacheMaintenance, DescriptorAccess, ExposedFeatures, GuestMemory,
+    HostDenial, InjectedAbort, WalkError,
 };
 
 use crate::budget::{Budget, WORST_ACCESS_PAGES};
@@ -549,22 +549,54 @@ pub enum Translated {
     /// The walk result cannot be shadowed (e.g. an L2 IPA above the
     /// shadow's 48 bits, a PA beyond the host's).
     Unshadowable(Refusal),
-    /// L1's leaf allows the access, L0's mapping of the L1 IPA does not
-    /// (L0 write-protects it for dirty logging, makes it execute-never, or
-    /// maps it as Device, never executable): the composed shadow entry
-    /// cannot allow it, so resuming L2 would fault again, forever. The
-    /// fault is L0's own, on L1 memory: hv resolves it (logs the page
+    /// L0's mapping of an L1 IPA denies an access L1 did nothing wrong
+    /// to ask for ([`DeniedAccess`]): L2's access to its data, which L1's
+    /// leaf allows (L0 write-protects the page for dirty logging, makes it
+    /// execute-never, or maps it as Device, never executable), or the
+    /// walk's read or hardware update of a descriptor of L1's stage-2
+    /// tables (L0 revoked read access to the table page, or
+    /// write-protects it while L1's VTCR_EL2.HA/HD ask for AF/dirty
+    /// updates). Resuming L2 would fault again, forever. The fault is L0's
+    /// own, on L1 memory (a stage-2 permission fault at L0 in the Arm
+    /// ARM's two-stage model), never L1's: hv resolves it (logs the page
     /// dirty and restores write permission, ...) and resumes L2, which
-    /// faults again and is translated afresh. The reduced entry (what both
-    /// stages allow, e.g. reads) is installed when it allows anything.
+    /// faults again and is translated afresh. For L2's data the reduced
+    /// entry (what both stages allow, e.g. reads) is installed when it
+    /// allows anything; a denied table access caches and installs nothing
+    /// (the walk did not finish).
     L0Denied {
-        /// The L1 IPA of L2's access.
+        /// The L1 IPA L0 denies the access at: L2's access's (page offset
+        /// included) or the table descriptor's.
         l1_ipa: u64,
-        /// The access L0 denies.
-        access: AccessKind,
+        /// What L0 denies.
+        denied: DeniedAccess,
     },
     /// Nothing installed; resume L2.
     Retry(Retry),
+}
+
+/// What L0's mapping of L1 denies in a [`Translated::L0Denied`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeniedAccess {
+    /// L2's access of this kind to its data at the L1 IPA (L1's leaf
+    /// allows it).
+    L2Data(AccessKind),
+    /// The walk's read of the descriptor of L1's stage-2 tables at the L1
+    /// IPA.
+    L1TableRead,
+    /// The walk's hardware update (AF or dirty state, by compare-and-swap)
+    /// of the descriptor of L1's stage-2 tables at the L1 IPA.
+    L1TableUpdate,
+}
+
+impl DeniedAccess {
+    /// What the walker's [`HostDenial`] of a table descriptor access is.
+    pub const fn of_table(denial: &HostDenial) -> Self {
+        match denial.denied {
+            DescriptorAccess::Read => DeniedAccess::L1TableRead,
+            DescriptorAccess::Update => DeniedAccess::L1TableUpdate,
+        }
+    }
 }
 
 /// Why a valid walk result could not become a shadow entry.
@@ -1506,6 +1538,14 @@ where
                         return Translated::Inject(fault.syndrome(abort));
                     }
                     Err(WalkError::Contended { .. }) => return Translated::Retry(Retry::Contended),
+                    // L0 denies the walk's access to L1's table: its own
+                    // fault to resolve; nothing walked, nothing cached.
+                    Err(WalkError::HostDenied(denial)) => {
+                        return Translated::L0Denied {
+                            l1_ipa: denial.descriptor_address,
+                            denied: DeniedAccess::of_table(denial),
+                        }
+                    }
                 }
             }
         };
@@ -1572,7 +1612,7 @@ where
         let l0_denied = !entry.shadow.perms.contains(needed_permission(access));
         let denial = Translated::L0Denied {
             l1_ipa: entry.l1_ipa_base + (l2_ipa - entry.shadow.l2_ipa_base),
-            access,
+            denied: DeniedAccess::L2Data(access),
         };
         if l0_denied && entry.shadow.perms == Permissions::none() {
             // Nothing to install: an entry allowing nothing saves no fault.

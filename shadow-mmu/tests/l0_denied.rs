@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use ipc::message::{
-    decode_reply, AccessKind as IpcAccess, L0Denial, Reply, Request, TranslateOutcome,
-    TranslateRequest, VcpuId,
+    decode_reply, AccessKind as IpcAccess, DeniedAccess as IpcDenied, L0Denial, Reply, Request,
+    TranslateOutcome, TranslateRequest, VcpuId,
 };
 use shadow_mmu::compose::{
     L0Map, L0Mapping, L0Region, L0RegionKind, L0RegionMap, MemAttr, MemShareability, Permissions,
     Unbacked,
 };
-use shadow_mmu::service::{HostBackend, Service, ServiceConfig, ServiceError, Translated, Worker};
+use shadow_mmu::service::{
+    DeniedAccess, HostBackend, Service, ServiceConfig, ServiceError, Translated, Worker,
+};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::{AccessKind, ExposedFeatures, Granule, IdRegisters};
 
@@ -103,7 +105,7 @@ fn a_write_l0_write_protects_is_l0_denied_on_walks_and_hits() {
     let w = s.worker();
     let denied = Translated::L0Denied {
         l1_ipa: L1_IPA,
-        access: AccessKind::Write,
+        denied: DeniedAccess::L2Data(AccessKind::Write),
     };
     for round in 0..3 {
         assert_eq!(
@@ -169,7 +171,7 @@ fn a_fetch_l0_makes_execute_never_is_l0_denied() {
             translate(&s, &w, &l1, access),
             Translated::L0Denied {
                 l1_ipa: L1_IPA,
-                access
+                denied: DeniedAccess::L2Data(access)
             }
         );
     }
@@ -194,7 +196,7 @@ fn a_fetch_from_memory_l0_maps_as_device_is_l0_denied() {
             translate(&s, &w, &l1, access),
             Translated::L0Denied {
                 l1_ipa: L1_IPA,
-                access
+                denied: DeniedAccess::L2Data(access)
             }
         );
     }
@@ -238,7 +240,7 @@ fn the_adapter_replies_l0_denied() {
             reply.message,
             Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
                 l1_ipa: L1_IPA,
-                access
+                denied: IpcDenied::L2Data(access)
             })),
             "{perms:?} MemAttr {mem_attr:#06b}"
         );
@@ -256,7 +258,7 @@ fn nothing_is_installed_when_l0_allows_nothing() {
         translate(&s, &w, &l1, AccessKind::Read),
         Translated::L0Denied {
             l1_ipa: L1_IPA,
-            access: AccessKind::Read
+            denied: DeniedAccess::L2Data(AccessKind::Read)
         }
     );
     assert_eq!(s.shadow_lookup(&w, &l1.key(1), L2_IPA), None);
@@ -302,7 +304,7 @@ fn without_host_xnx_a_one_level_execute_grant_is_l0_denied_not_mapped() {
                 translate(&s, &w, &l1, access),
                 Translated::L0Denied {
                     l1_ipa: L1_IPA,
-                    access
+                    denied: DeniedAccess::L2Data(access)
                 },
                 "{access:?} round {round}"
             );

@@ -19,11 +19,11 @@
 //! (aliasing tables): its trail holds those as written, and a later walk
 //! that read any descriptor of that trail differently is redone too.
 
-use crate::fault::{DescriptorRead, Fault, FaultCause, Trail, TrailSink, MAX_TRAIL};
+use crate::fault::{DescriptorRead, Fault, Trail, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
-    BatchLengthMismatch, Cursor, Finish, Stage2Walker, Step, Stop, Translation, WalkError,
-    WalkRequest,
+    refused_access, BatchLengthMismatch, Cursor, Denied, DescriptorAccess, Finish, Stage2Walker,
+    Step, Stop, Translation, WalkError, WalkRequest,
 };
 
 /// Requests walked together (state for this many lives on the stack: about
@@ -43,6 +43,8 @@ enum End {
     Leaf,
     /// Stopped before the leaf (or at setup).
     Stopped(Stop),
+    /// The host denied a read.
+    Denied(Denied),
     /// Needs a write before it can go on (FEAT_HAFT: AF in a table
     /// descriptor): walked again on its own, in request order.
     Redo,
@@ -143,10 +145,13 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
             let address = walks.read_addresses[round][walk];
             match values[usize::from(slot_of[k])] {
                 // Not read: not in the trail (as in a single walk).
-                Err(_) => {
+                Err(error) => {
                     walks.reads[walk] = round as u8;
-                    let cause = FaultCause::DescriptorOutsideMemslots { address };
-                    walks.ends[walk] = End::Stopped(Stop { cause, level });
+                    walks.ends[walk] =
+                        match refused_access(error, address, level, DescriptorAccess::Read) {
+                            Ok(stop) => End::Stopped(stop),
+                            Err(denied) => End::Denied(denied),
+                        };
                 }
                 Ok(raw) => {
                     let (descriptor, step) =
@@ -252,6 +257,10 @@ impl Walks {
                 *result = Err(fault(stop));
                 false
             }
+            (End::Denied(denied), _) if !stale => {
+                *result = Err(denied.error(request.ipa, request.access));
+                false
+            }
             (End::Leaf, Some(last)) if !stale => {
                 let cursor = Cursor {
                     ipa: request.ipa,
@@ -267,6 +276,10 @@ impl Walks {
                     }
                     Finish::Done(Err(stop)) => {
                         *result = Err(fault(stop));
+                        false
+                    }
+                    Finish::Denied(denied) => {
+                        *result = Err(denied.error(request.ipa, request.access));
                         false
                     }
                     Finish::Lost { .. } => {
@@ -315,7 +328,7 @@ fn trail_of(result: &Result<Translation, WalkError>) -> Option<&Trail> {
     match result {
         Ok(translation) => Some(&translation.trail),
         Err(WalkError::Fault(fault)) => Some(&fault.trail),
-        Err(WalkError::Contended { .. }) => None,
+        Err(WalkError::Contended { .. } | WalkError::HostDenied(_)) => None,
     }
 }
 

@@ -63,6 +63,13 @@
 //!   a synchronous external abort on the walk at the level of the
 //!   descriptor being updated (AArch64.MemSwapTableDesc reports the failed
 //!   write as an external abort), FSC 0x14 + level.
+//! - A descriptor read or update that the host (L0) denies although it
+//!   maps the address for L1 ([`MemoryError::HostDenied`]: L0 revoked read
+//!   access to L1's table page, or write-protected it) is no fault of
+//!   L1's: by the Arm ARM's two-stage model it is L0's own stage-2
+//!   permission fault, so the walk ends in [`WalkError::HostDenied`] (the
+//!   descriptor's address and level, read or update), for L0 to resolve
+//!   and retry, never an external abort for L1.
 //! - An instruction fetch from stage-2 Device memory (MemAttr\[3:2\] = 0b00)
 //!   is a permission fault, as AArch64.S2CheckPermissions has it
 //!   (HCR_EL2.FWB = 0 encoding of MemAttr).
@@ -130,7 +137,7 @@ pub use visit::{
     DescriptorKind, LeafAttributes, Mapping, MappingVisitor, TableReference, TableStep,
 };
 pub use walk::{
-    BatchLengthMismatch, DescriptorUpdate, Endianness, Execute, LeafTranslation, S2Ap,
-    Shareability, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
-    MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
+    BatchLengthMismatch, DescriptorAccess, DescriptorUpdate, Endianness, Execute, HostDenial,
+    LeafTranslation, S2Ap, Shareability, Stage2Registers, Stage2Walker, Translation, WalkError,
+    WalkRequest, MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
 };

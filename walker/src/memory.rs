@@ -22,6 +22,18 @@ pub enum MemoryError {
     ReadOnly,
     /// The address is not 8-byte aligned (the walker never produces one).
     Misaligned,
+    /// The host (L0) maps the address for the guest, but its own stage 2
+    /// denies this access: a read for a read, a write for a
+    /// compare-and-swap (it revoked read access to the page, or
+    /// write-protected it, say to log it dirty). Unlike the others this is
+    /// no fault of the guest's: in the Arm ARM's two-stage model it is the
+    /// host's own stage-2 permission fault on the walk's access, for the
+    /// host to resolve and then retry, so the walker reports it as
+    /// [`WalkError::HostDenied`](crate::WalkError::HostDenied), never as a
+    /// fault for L1. [`Memslots`] never gives it (a [`SlotAccess::ReadOnly`]
+    /// slot is read-only *to the guest*: a refused update there stays the
+    /// architectural external abort).
+    HostDenied,
 }
 
 impl fmt::Display for MemoryError {
@@ -30,6 +42,7 @@ impl fmt::Display for MemoryError {
             MemoryError::OutsideMemslots => "address outside every memslot",
             MemoryError::ReadOnly => "write to a read-only memslot",
             MemoryError::Misaligned => "descriptor address not 8-byte aligned",
+            MemoryError::HostDenied => "the host maps the address but denies this access",
         })
     }
 }
@@ -38,8 +51,10 @@ impl fmt::Display for MemoryError {
 ///
 /// Addresses are L1 IPAs of 8-byte aligned descriptors. Implementations must
 /// never touch memory outside what they were given; the walker turns
-/// [`MemoryError::OutsideMemslots`] into a synchronous external abort on the
-/// walk.
+/// [`MemoryError::OutsideMemslots`] (and a refused update,
+/// [`MemoryError::ReadOnly`]) into a synchronous external abort on the
+/// walk, and [`MemoryError::HostDenied`] into
+/// [`WalkError::HostDenied`](crate::WalkError::HostDenied), for the host.
 pub trait GuestMemory {
     /// Read the raw 8 bytes at `address` (see the module docs for "raw").
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError>;

@@ -159,7 +159,10 @@ impl Stage2Walker {
     /// bound on the work is the table itself (at most 5 levels deep), so a
     /// caller walking an untrusted table should stop after as many entries
     /// as it is willing to read, or use [`Stage2Walker::visit_mappings_with`]
-    /// to expand each shared table once.
+    /// to expand each shared table once. (A tool's view of a table, not a
+    /// walk for L1: any read `memory` refuses, the host's denial
+    /// [`MemoryError::HostDenied`](crate::MemoryError::HostDenied)
+    /// included, is reported as that region's external abort.)
     ///
     /// Returns the configuration fault, if the configuration has one.
     pub fn visit_mappings<M, F>(&self, memory: &M, visit: F) -> Result<(), Fault>

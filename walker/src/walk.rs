@@ -9,7 +9,7 @@ use crate::fault::{
     AccessKind, CacheMaintenance, DescriptorRead, Fault, FaultCause, NoTrail, Trail, TrailSink,
 };
 use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates};
-use crate::memory::{GuestMemory, SlotHint};
+use crate::memory::{GuestMemory, MemoryError, SlotHint};
 use crate::visit::LeafAttributes;
 
 mod specialised;
@@ -379,6 +379,39 @@ pub enum WalkError {
         /// L1 IPA of the descriptor being updated.
         descriptor_address: u64,
     },
+    /// The host (L0) maps a descriptor's address for L1 but denies the
+    /// walk's access to it ([`MemoryError::HostDenied`]): L0's own
+    /// stage-2 permission fault on L1's table, not L1's. Not a fault:
+    /// nothing is injected into L1; the host resolves its own fault
+    /// (restores the permission, logs the page dirty) and the access is
+    /// retried.
+    HostDenied(HostDenial),
+}
+
+/// A walk stopped by the host's denial of one of its descriptor
+/// accesses ([`WalkError::HostDenied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostDenial {
+    /// The IPA being translated.
+    pub ipa: u64,
+    /// The access the walk was made for.
+    pub access: AccessKind,
+    /// L1 IPA of the descriptor the host denied the walk.
+    pub descriptor_address: u64,
+    /// The level of that descriptor.
+    pub level: i8,
+    /// What the walk was denied: reading the descriptor, or writing it.
+    pub denied: DescriptorAccess,
+}
+
+/// A walk's own access to a descriptor of L1's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DescriptorAccess {
+    /// Reading it.
+    Read,
+    /// The hardware update (AF, dirty state, FEAT_HAFT table AF): a
+    /// compare-and-swap, which needs write permission (and read).
+    Update,
 }
 
 impl WalkError {
@@ -386,8 +419,58 @@ impl WalkError {
     pub const fn fault(&self) -> Option<&Fault> {
         match self {
             WalkError::Fault(f) => Some(f),
-            WalkError::Contended { .. } => None,
+            WalkError::Contended { .. } | WalkError::HostDenied(_) => None,
         }
+    }
+}
+
+/// Where the host denied a walk, before the walk's IPA and access are
+/// added ([`Descent::Denied`], [`Finish::Denied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Denied {
+    pub(crate) address: u64,
+    pub(crate) level: i8,
+    pub(crate) denied: DescriptorAccess,
+}
+
+impl Denied {
+    /// The walk error of `ipa`'s walk for `access` denied here.
+    pub(crate) const fn error(self, ipa: u64, access: AccessKind) -> WalkError {
+        WalkError::HostDenied(HostDenial {
+            ipa,
+            access,
+            descriptor_address: self.address,
+            level: self.level,
+            denied: self.denied,
+        })
+    }
+}
+
+/// What a descriptor access memory refused means for the walk: the
+/// host's denial, or the architectural external abort on the walk
+/// (`refused`: outside every memslot for a read, the update refused for a
+/// compare-and-swap). Out of line: only the failing walk pays for it.
+#[cold]
+#[inline(never)]
+pub(crate) fn refused_access(
+    error: MemoryError,
+    address: u64,
+    level: i8,
+    denied: DescriptorAccess,
+) -> Result<Stop, Denied> {
+    match error {
+        MemoryError::HostDenied => Err(Denied {
+            address,
+            level,
+            denied,
+        }),
+        _ => Ok(Stop {
+            cause: match denied {
+                DescriptorAccess::Read => FaultCause::DescriptorOutsideMemslots { address },
+                DescriptorAccess::Update => FaultCause::UpdateRefused { address },
+            },
+            level,
+        }),
     }
 }
 
@@ -401,6 +484,17 @@ impl fmt::Display for WalkError {
             } => write!(
                 f,
                 "IPA {ipa:#x}: descriptor at {descriptor_address:#x} kept changing during its update"
+            ),
+            WalkError::HostDenied(d) => write!(
+                f,
+                "IPA {:#x}: the host denies the walk's {} of the level-{} descriptor at {:#x}",
+                d.ipa,
+                match d.denied {
+                    DescriptorAccess::Read => "read",
+                    DescriptorAccess::Update => "update",
+                },
+                d.level,
+                d.descriptor_address
             ),
         }
     }
@@ -595,6 +689,8 @@ enum Descent {
     Stop(Stop),
     /// A table descriptor's AF update lost a race: the walk restarts.
     Lost { descriptor_address: u64 },
+    /// The host denied a read or a table AF update.
+    Denied(Denied),
 }
 
 /// A walk in progress: where the next descriptor read goes. The
@@ -680,6 +776,8 @@ pub(crate) enum Finish {
     Lost {
         descriptor_address: u64,
     },
+    /// The host denied the update.
+    Denied(Denied),
 }
 
 /// Every VTCR_EL2 bit [`Stage2Walker::new`] reads: T0SZ \[5:0\], SL0
@@ -975,6 +1073,7 @@ impl Stage2Walker {
             let descriptor = match self.descend(memory, &mut cursor, &mut trail, hint) {
                 Descent::Leaf(descriptor) => descriptor,
                 Descent::Stop(stop) => return failed(ipa, access, trail, stop),
+                Descent::Denied(denied) => return Err(denied.error(ipa, access)),
                 Descent::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -984,6 +1083,7 @@ impl Stage2Walker {
             match self.finish(memory, &cursor, descriptor) {
                 Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &trail, &leaf)),
                 Finish::Done(Err(stop)) => return failed(ipa, access, trail, stop),
+                Finish::Denied(denied) => return Err(denied.error(ipa, access)),
                 Finish::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -1045,10 +1145,15 @@ impl Stage2Walker {
         // The trail is empty here (each attempt starts a new one), so
         // `reads` counts what it holds.
         for reads in 0..crate::fault::MAX_TRAIL {
-            let Ok(raw) = memory.read_descriptor_hinted(address, hint) else {
-                let cause = FaultCause::DescriptorOutsideMemslots { address };
-                outcome = Descent::Stop(Stop { cause, level });
-                break;
+            let raw = match memory.read_descriptor_hinted(address, hint) {
+                Ok(raw) => raw,
+                Err(error) => {
+                    outcome = match refused_access(error, address, level, DescriptorAccess::Read) {
+                        Ok(stop) => Descent::Stop(stop),
+                        Err(denied) => Descent::Denied(denied),
+                    };
+                    break;
+                }
             };
             let descriptor = endianness.descriptor_from_raw(raw);
             trail.record_at(
@@ -1132,11 +1237,13 @@ impl Stage2Walker {
             }),
             // AArch64.MemSwapTableDesc: a refused write is a synchronous
             // external abort on the walk, at the level of the descriptor
-            // being updated.
-            Err(_) => Err(Descent::Stop(Stop {
-                cause: FaultCause::UpdateRefused { address },
-                level,
-            })),
+            // being updated; the host's denial is the host's to resolve.
+            Err(error) => Err(
+                match refused_access(error, address, level, DescriptorAccess::Update) {
+                    Ok(stop) => Descent::Stop(stop),
+                    Err(denied) => Descent::Denied(denied),
+                },
+            ),
         }
     }
 
@@ -1490,13 +1597,17 @@ impl Stage2Walker {
             },
             // The update write is part of the walk (AArch64.MemSwapTableDesc):
             // a write that memory refuses is a synchronous external abort on
-            // the walk, at the leaf's level.
-            Err(_) => Finish::Done(Err(Stop {
-                cause: FaultCause::UpdateRefused {
-                    address: cursor.address,
-                },
-                level: cursor.level,
-            })),
+            // the walk, at the leaf's level; one the host denies is the
+            // host's to resolve.
+            Err(error) => match refused_access(
+                error,
+                cursor.address,
+                cursor.level,
+                DescriptorAccess::Update,
+            ) {
+                Ok(stop) => Finish::Done(Err(stop)),
+                Err(denied) => Finish::Denied(denied),
+            },
         }
     }
 

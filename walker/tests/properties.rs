@@ -16,9 +16,9 @@ mod model;
 use common::*;
 use proptest::prelude::*;
 use walker::{
-    AccessKind, CacheMaintenance, Endianness, ExposedFeatures, Fault, FaultCause, FaultKind,
-    Granule, IdRegisters, LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail, Translation,
-    WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+    AccessKind, CacheMaintenance, DescriptorAccess, Endianness, ExposedFeatures, Fault, FaultCause,
+    FaultKind, Granule, IdRegisters, LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail,
+    Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -250,9 +250,10 @@ fn requests() -> impl Strategy<Value = Vec<WalkRequest>> {
 }
 
 /// Checks that hold for every single walk, given the addresses it asked for.
-fn check_single(
+fn check_single<M: walker::GuestMemory>(
     w: &Stage2Walker,
     mem: &Mem,
+    host: &HostDenying<'_, M>,
     result: &Result<Translation, WalkError>,
     reads: &[u64],
 ) -> Result<(), TestCaseError> {
@@ -292,6 +293,23 @@ fn check_single(
         Err(WalkError::Contended { .. }) => {
             prop_assert!(false, "contention without a concurrent writer")
         }
+        // The host's denial: of a descriptor in memory it denies, read
+        // last (the read) or read before (the update), never a fault.
+        Err(WalkError::HostDenied(d)) => {
+            prop_assert!((-1..=3).contains(&d.level));
+            prop_assert!(mem.contains(d.descriptor_address));
+            prop_assert!(outside.is_empty(), "denial {d:?} after reading outside");
+            match d.denied {
+                DescriptorAccess::Read => {
+                    prop_assert!(host.denies_read(d.descriptor_address));
+                    prop_assert_eq!(reads.last(), Some(&d.descriptor_address));
+                }
+                DescriptorAccess::Update => {
+                    prop_assert!(host.denies_write(d.descriptor_address));
+                    prop_assert!(reads.contains(&d.descriptor_address));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -307,6 +325,7 @@ proptest! {
         vttbr in vttbr_value(),
         big_endian in any::<bool>(),
         read_only_b in any::<bool>(),
+        host_denies in proptest::option::of(any::<u64>()),
         requests in requests(),
     ) {
         let endian = if big_endian { Endianness::Big } else { Endianness::Little };
@@ -325,11 +344,14 @@ proptest! {
 
         let mut singles = Vec::new();
         let mut single_reads = Vec::new();
+        // The host (L0) denies some of the walks' accesses to the slots
+        // (reads of a page in 16, updates of three more) or none.
         single_mem.with(|m| -> Result<(), TestCaseError> {
+            let host = HostDenying::seeded(m, host_denies);
             for r in &requests {
-                let rec = Recording::new(m);
+                let rec = Recording::new(&host);
                 let result = w.walk(&rec, r.ipa, r.access);
-                check_single(&w, &single_mem, &result, &rec.reads.borrow())?;
+                check_single(&w, &single_mem, &host, &result, &rec.reads.borrow())?;
                 singles.push(result);
                 single_reads.push(rec.reads.borrow().clone());
             }
@@ -338,7 +360,8 @@ proptest! {
 
         let mut batched = vec![Err(WalkError::Contended { ipa: 0, descriptor_address: 0 }); requests.len()];
         batch_mem.with(|m| {
-            let rec = Recording::new(m);
+            let host = HostDenying::seeded(m, host_denies);
+            let rec = Recording::new(&host);
             w.walk_batch(&rec, &requests, &mut batched).unwrap();
             for batch in rec.batches.borrow().iter() {
                 let mut sorted = batch.clone();
@@ -354,7 +377,8 @@ proptest! {
         // kept across every walk: the same results and memory.
         let mut hint = SlotHint::default();
         let hinted: Vec<_> = hinted_mem.with(|m| {
-            requests.iter().map(|r| w.walk_hinted(m, r.ipa, r.access, &mut hint)).collect()
+            let host = HostDenying::seeded(m, host_denies);
+            requests.iter().map(|r| w.walk_hinted(&host, r.ipa, r.access, &mut hint)).collect()
         });
         prop_assert_eq!(&hinted, &singles);
         prop_assert_eq!(hinted_mem.snapshot(), single_mem.snapshot());
@@ -363,7 +387,8 @@ proptest! {
         // each translation; each fault without its trail.
         let lean_mem = single_mem_before;
         let lean: Vec<_> = lean_mem.with(|m| {
-            let rec = Recording::new(m);
+            let host = HostDenying::seeded(m, host_denies);
+            let rec = Recording::new(&host);
             requests
                 .iter()
                 .map(|r| {

@@ -1949,16 +1949,29 @@ fn crash(vcpu: &Vcpu, frame: &GuestFrame, why: &str) -> ! {
     exit(ExitStatus::Failure)
 }
 
-/// The service answered L2's fault at `l2_ipa` with `denial`: L1's
-/// stage 2 allows the access, hv's own stage 2 of L1 does not. That is a
-/// stage-2 fault at L0 (hv's to resolve, never L1's), and hv denies L1 no
-/// access to its memory it does not resolve, so it is hv's own failure:
-/// the run stops rather than resume L2 into the same fault forever.
+/// The service answered L2's fault at `l2_ipa` with `denial`: hv's own
+/// stage 2 of L1 denies L2's access (which L1's stage 2 allows) or the
+/// walk's read or update of L1's stage-2 table. That is a stage-2 fault at
+/// L0 (hv's to resolve, never L1's), and hv denies L1 no access to its
+/// memory it does not resolve, so it is hv's own failure: the run stops
+/// rather than resume L2 into the same fault forever.
 fn l0_denied(nested: &Nested, l2_ipa: u64, denial: &L0Denial) -> ! {
     let leaf = nested.l0_map.lookup(denial.l1_ipa);
     println!(
         "{}",
         crate::nested::l0_denial::failed_line(l2_ipa, denial, leaf.as_ref())
+    );
+    exit(ExitStatus::Failure)
+}
+
+/// hv's software walk for L1's AT at `va` was denied the read of the
+/// descriptor at `l1_ipa` by hv's own stage 2 of L1: hv's own failure
+/// (it revokes no read access to L1's memory), as [`l0_denied`].
+fn l0_denied_at(nested: &Nested, va: u64, l1_ipa: u64) -> ! {
+    let leaf = nested.l0_map.lookup(l1_ipa);
+    println!(
+        "{}",
+        crate::nested::l0_denial::at_failed_line(va, l1_ipa, leaf.as_ref())
     );
     exit(ExitStatus::Failure)
 }
@@ -2360,13 +2373,17 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
     cpu::isb();
 }
 
-/// The dirty log's side of an `L0Denied` answer: L2's write to one of
-/// L1's data pages that hv write-protected and has not logged
-/// ([`fault_rate_log_dirty_write`]); L2's store runs again and the
-/// service, composing afresh, maps it writable. False for any other
-/// denial, which hv does not resolve.
+/// The dirty log's side of an `L0Denied` answer: a write to one of L1's
+/// data pages that hv write-protected and has not logged
+/// ([`fault_rate_log_dirty_write`]), L2's store or the service walk's
+/// AF/dirty update of a descriptor of L1's stage-2 table there (a write
+/// to the page all the same, as the hardware's compare-and-swap would
+/// be); L2's store runs again and the service, walking and composing
+/// afresh, makes the update or maps the page writable. False for any
+/// other denial (a read, a page logged already), which hv does not
+/// resolve: never resolved twice, so never a loop.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
-    denial.access == ipc::AccessKind::Write
+    fault_rate::dirty_log_write(denial.denied)
         && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
 }
 

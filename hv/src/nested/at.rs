@@ -42,7 +42,7 @@ use crate::s1walk::{
 };
 use walker::{
     fault_status_code, AccessKind, Endianness, ExposedFeatures, FaultKind, GuestMemory,
-    Stage2Registers, Stage2Walker, WalkError,
+    MemoryError, Stage2Registers, Stage2Walker, WalkError,
 };
 
 /// An address translation instruction (op0 1, CRn 7).
@@ -347,6 +347,15 @@ pub enum AtOutcome {
     /// A walk lost its descriptor update races (only with hardware
     /// updates, which L1 is not shown): L1 executes the AT again.
     Retry,
+    /// hv's own stage 2 of L1 maps the L1 IPA of a descriptor the walk
+    /// reads (L1's stage-1 or stage-2 table) but denies the read: L0's
+    /// stage-2 permission fault, hv's, never L1's (no abort for L1). hv
+    /// revokes no read access to L1's memory it would resolve, so the
+    /// caller stops with its own failure.
+    L0Denied {
+        /// The L1 IPA of the descriptor.
+        l1_ipa: u64,
+    },
 }
 
 /// Why a stage-1 descriptor read failed.
@@ -356,6 +365,8 @@ enum ReadError {
     Stage2(FaultKind, i8, u8),
     OutsideRam,
     Contended,
+    /// hv's stage 2 of L1 denies the read of the descriptor at this L1 IPA.
+    L0Denied(u64),
 }
 
 /// The ESR for [`AtOutcome::ExternalAbort`] taken from L1 (PSTATE
@@ -456,6 +467,9 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
                     return Err(ReadError::Stage2(f.kind(), f.level, f.fsc()))
                 }
                 Err(WalkError::Contended { .. }) => return Err(ReadError::Contended),
+                Err(WalkError::HostDenied(d)) => {
+                    return Err(ReadError::L0Denied(d.descriptor_address))
+                }
             }
         } else {
             ipa
@@ -463,7 +477,10 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
         memory
             .read_descriptor(l1_ipa)
             .map(u64::from_le)
-            .map_err(|_| ReadError::OutsideRam)
+            .map_err(|error| match error {
+                MemoryError::HostDenied => ReadError::L0Denied(l1_ipa),
+                _ => ReadError::OutsideRam,
+            })
     };
     let output = match translate(&config, va, access, read) {
         Ok(output) => output,
@@ -478,6 +495,7 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
                 },
                 ReadError::Stage2(kind, level, fsc) => stage2_fault(kind, level, fsc, true),
                 ReadError::Contended => AtOutcome::Retry,
+                ReadError::L0Denied(l1_ipa) => AtOutcome::L0Denied { l1_ipa },
             }
         }
     };
@@ -515,6 +533,9 @@ fn two_stage_par<M: GuestMemory + ?Sized>(
         }
         Err(WalkError::Fault(f)) => stage2_fault(f.kind(), f.level, f.fsc(), false),
         Err(WalkError::Contended { .. }) => AtOutcome::Retry,
+        Err(WalkError::HostDenied(d)) => AtOutcome::L0Denied {
+            l1_ipa: d.descriptor_address,
+        },
     }
 }
 

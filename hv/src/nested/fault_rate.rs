@@ -582,6 +582,19 @@ pub fn l1_write_protection_fault(esr: u64, far: u64, l1_stage1_on: bool) -> Opti
     })
 }
 
+/// Whether an `L0Denied` answer is a write the dirty log's write
+/// protection causes, so hv may log and resolve it (if the L1 IPA is an
+/// unlogged data page it write-protects): L2's store, or the service
+/// walk's AF/dirty update of a descriptor of L1's stage-2 table there (a
+/// write to the page as the hardware's compare-and-swap would be). Never
+/// a read (write protection leaves reads alone) nor another L2 access.
+pub const fn dirty_log_write(denied: ipc::DeniedAccess) -> bool {
+    matches!(
+        denied,
+        ipc::DeniedAccess::L2Data(ipc::AccessKind::Write) | ipc::DeniedAccess::L1TableUpdate
+    )
+}
+
 /// hv's dirty log of L1's [`PAGES`] data pages: the pages it saw a write
 /// to (through its write protection) since logging began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -761,6 +774,26 @@ mod tests {
     use super::*;
     #[cfg(not(loom))]
     use alloc::vec::Vec;
+
+    /// The dirty log resolves writes only: L2's store and the walk's
+    /// update of L1's table; a read of L1's table or any other L2 access
+    /// stops hv (`l0_denied`).
+    #[test]
+    fn the_dirty_log_resolves_l2_stores_and_table_updates_only() {
+        use ipc::{AccessKind, DeniedAccess};
+        assert!(dirty_log_write(DeniedAccess::L2Data(AccessKind::Write)));
+        assert!(dirty_log_write(DeniedAccess::L1TableUpdate));
+        assert!(!dirty_log_write(DeniedAccess::L1TableRead));
+        for access in [
+            AccessKind::Read,
+            AccessKind::Execute,
+            AccessKind::ExecuteEl0,
+            AccessKind::CacheMaintenance,
+            AccessKind::CacheMaintenanceEl0,
+        ] {
+            assert!(!dirty_log_write(DeniedAccess::L2Data(access)), "{access:?}");
+        }
+    }
     #[cfg(not(loom))]
     use core::sync::atomic::AtomicU64;
 

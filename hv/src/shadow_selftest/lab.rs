@@ -329,10 +329,28 @@ impl<'a> Lab<'a> {
     /// L0 maps L1 page [`LOGGED_L1`] at its own PA with `access` (any
     /// S2AP and XN, no access at all included).
     pub fn set_l0_logged_access(&self, access: LeafAccess) -> Result<(), BuildError> {
-        let pa = self.arena.base() + PAGES_OFFSET + (LOGGED_L1 - L1_PAGES);
+        self.set_l0_page_access(LOGGED_L1, access)
+    }
+
+    /// L0 maps L1 page `l1_page`, one of its 4 KiB pages of L1
+    /// ([`L1_PAGES`], which hold L1's table too), at its own PA with
+    /// `access` (any S2AP and XN, no access at all included).
+    pub fn set_l0_page_access(&self, l1_page: u64, access: LeafAccess) -> Result<(), BuildError> {
+        let offset = l1_page.wrapping_sub(L1_PAGES);
+        if offset >= L1_PAGES_SIZE || !offset.is_multiple_of(PAGE) {
+            return Err(BuildError::OutOfRange { ipa: l1_page });
+        }
+        let pa = self.arena.base() + PAGES_OFFSET + offset;
         self.l0_tables
-            .rewrite(self.arena, LOGGED_L1, 3, leaf_descriptor(3, pa, access))
+            .rewrite(self.arena, l1_page, 3, leaf_descriptor(3, pa, access))
             .map(drop)
+    }
+
+    /// The L1 IPA of L1's level-`level` descriptor for L2 IPA `l2_ipa`
+    /// (where the service's walk reads it).
+    pub fn l1_descriptor(&self, l2_ipa: u64, level: u8) -> Result<u64, BuildError> {
+        self.l1_tables
+            .descriptor_address(&self.l1_memory(), l2_ipa, level)
     }
 }
 

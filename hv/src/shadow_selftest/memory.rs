@@ -392,6 +392,20 @@ impl Stage2Builder {
         Ok(address)
     }
 
+    /// The address of the level-`level` descriptor for `ipa` in the
+    /// tables that exist (no table is made, so `&self`).
+    pub fn descriptor_address(
+        &self,
+        space: &impl TableSpace,
+        ipa: u64,
+        level: u8,
+    ) -> Result<u64, BuildError> {
+        // `slot` without `make` changes nothing of the builder.
+        let mut walk = *self;
+        walk.slot(space, ipa, level, false)?
+            .ok_or(BuildError::NoTable { ipa })
+    }
+
     /// Rewrites the level-`level` descriptor for `ipa` in the tables that
     /// exist (no table is made, so `&self`) and returns its address.
     pub fn rewrite(
@@ -401,11 +415,7 @@ impl Stage2Builder {
         level: u8,
         descriptor: u64,
     ) -> Result<u64, BuildError> {
-        // `slot` without `make` changes nothing of the builder.
-        let mut walk = *self;
-        let address = walk
-            .slot(space, ipa, level, false)?
-            .ok_or(BuildError::NoTable { ipa })?;
+        let address = self.descriptor_address(space, ipa, level)?;
         space
             .write(address, descriptor)
             .ok_or(BuildError::Unbacked { address })?;
@@ -518,7 +528,11 @@ impl L0Map for L0Stage2<'_> {
 
 /// L1's memory as the walker reads L1's tables: an L1 IPA goes through
 /// L0's map to a PA of the arena; anything L0 does not map (or the arena
-/// does not hold) is outside L1's memory.
+/// does not hold) is outside L1's memory. An L1 IPA L0 maps with a valid
+/// leaf that denies the access (no read for a read, no write for the
+/// walk's AF/dirty compare-and-swap) is L1 memory all the same:
+/// [`MemoryError::HostDenied`], L0's own stage-2 permission fault on the
+/// walk, for hv to resolve, never an external abort for L1.
 #[derive(Clone, Copy, Debug)]
 pub struct L1Memory<'a> {
     arena: &'a Arena<'a>,
@@ -531,15 +545,13 @@ impl<'a> L1Memory<'a> {
         L1Memory { arena, l0 }
     }
 
-    /// The PA behind `l1_ipa`, if L0 maps it with `needed`.
+    /// The PA behind `l1_ipa`, if L0 maps it with `needed`: outside every
+    /// memslot where L0 has no valid leaf, the host's denial where its
+    /// leaf lacks `needed`.
     fn pa(&self, l1_ipa: u64, needed: Permissions) -> Result<u64, MemoryError> {
         let mapping = self.l0.lookup(l1_ipa).ok_or(MemoryError::OutsideMemslots)?;
         if !mapping.permissions().contains(needed) {
-            return Err(if needed.contains(Permissions::WRITE) {
-                MemoryError::ReadOnly
-            } else {
-                MemoryError::OutsideMemslots
-            });
+            return Err(MemoryError::HostDenied);
         }
         Ok(mapping.pa_base() + (l1_ipa - mapping.ipa_base()))
     }
@@ -683,9 +695,11 @@ mod tests {
             Err(MemoryError::OutsideMemslots)
         );
         assert_eq!(TableSpace::write(&l1, 0x8020_1000, 1), None);
+        // A walk's update where L0's leaf denies writes: L0's own fault,
+        // not a read-only memslot (the architectural abort for L1).
         assert_eq!(
             l1.compare_exchange_descriptor(0x8020_1000, 0, 1),
-            Err(MemoryError::ReadOnly)
+            Err(MemoryError::HostDenied)
         );
         assert_eq!(
             l1.compare_exchange_descriptor(0x8020_0010, 0x1234, 5),
@@ -700,6 +714,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(map.pa_of(0x8020_0010), Some(base + (7 << 20) + 16));
+        // A leaf without read permission: the walk's read (and update) is
+        // L0's denial; hv's own read on L1's behalf finds nothing there
+        // (`pa_of`), nor does the table builder.
+        for s2ap in [S2Ap::None, S2Ap::WriteOnly] {
+            let access = LeafAccess {
+                s2ap,
+                execute: Execute::Neither,
+            };
+            l0.set(
+                &a,
+                0x8020_2000,
+                3,
+                leaf_descriptor(3, base + (6 << 20), access),
+            )
+            .unwrap();
+            assert_eq!(
+                l1.read_descriptor(0x8020_2008),
+                Err(MemoryError::HostDenied)
+            );
+            assert_eq!(
+                l1.compare_exchange_descriptor(0x8020_2008, 0, 1),
+                Err(MemoryError::HostDenied)
+            );
+            assert_eq!(map.pa_of(0x8020_2008), None);
+            assert_eq!(TableSpace::read(&l1, 0x8020_2008), None);
+        }
         // A page cannot go under a block.
         assert_eq!(
             l0.set(&a, 0x8000_1000, 3, 0),

@@ -43,9 +43,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ipc::tlbi::{IpaRange, Tlbi};
 use ipc::{
-    AccessKind, ClientError, ContextKey, Doorbell, Endpoint, ExternalAbort, Injection,
-    InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request, RingBuffer,
-    RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    AccessKind, ClientError, ContextKey, DeniedAccess, Doorbell, Endpoint, ExternalAbort,
+    Injection, InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request,
+    RingBuffer, RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
 };
 use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
@@ -56,6 +56,7 @@ use walker::{ExposedFeatures, GuestMemory, IdRegisters};
 
 pub use crate::ipc_selftest::Clock;
 use lab::{L1Entry, Lab, Model, Outcome};
+use memory::LeafAccess;
 pub use reader::{run_reader, ReaderReport, ReaderShare};
 
 /// Slots per ring (the vCPU has one request outstanding at a time).
@@ -306,8 +307,11 @@ pub struct Report {
     pub l0_unmaps: u64,
     /// Entries removed by them.
     pub entries_unmapped: u64,
-    /// `L0Denied` answers hv resolved as L0 (a write to a page it logs).
+    /// `L0Denied` answers hv resolved as L0 (a write to a page it logs,
+    /// the walk's read of L1's table page it made unreadable).
     pub l0_denied: u64,
+    /// ... of them for the walk's read of L1's table.
+    pub l0_denied_table_reads: u64,
     /// What the second vCPU did while the first changed the shadow.
     pub reader: ReaderReport,
     /// Reads checked through L2's own stage 1 (0: not run).
@@ -625,6 +629,8 @@ struct Vcpu<'a, 'l, C, B: Doorbell, K> {
     report: Report,
     /// Whether to end with the run with L2's own stage 1.
     stage1: WithStage1,
+    /// The page of L1's table hv (as L0) maps without read access now.
+    unreadable_table: Option<u64>,
 }
 
 /// Whether the scenario ends with a run of L2 with its own stage 1 (its
@@ -866,12 +872,28 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                         ..
                     },
                 ) if write
-                    && denial.access == AccessKind::Write
+                    && denial.denied == DeniedAccess::L2Data(AccessKind::Write)
                     && denial.l1_ipa == lab::LOGGED_L1 + (l2_ipa & (memory::PAGE - 1)) =>
                 {
                     self.report.l0_denied += 1;
                     self.lab.set_l0_logging(false).map_err(Failure::Table)?;
                     self.model.l0_logging = false;
+                }
+                // L0's own fault on the walk: the page of L1's table hv
+                // made unreadable. hv gives read access back (nothing was
+                // built on the page: no invalidation) and L2's access
+                // runs again, walked afresh.
+                (TranslateOutcome::L0Denied(denial), _)
+                    if !fetch
+                        && denial.denied == DeniedAccess::L1TableRead
+                        && self.unreadable_table == Some(denial.l1_ipa & !(memory::PAGE - 1)) =>
+                {
+                    self.report.l0_denied += 1;
+                    self.report.l0_denied_table_reads += 1;
+                    self.lab
+                        .set_l0_page_access(denial.l1_ipa & !(memory::PAGE - 1), LeafAccess::ALL)
+                        .map_err(Failure::Table)?;
+                    self.unreadable_table = None;
                 }
                 _ if !fetch => {
                     self.report.injected += 1;
@@ -1168,6 +1190,36 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 request: "L0 write protection (no L0Denied for the store under it)",
             });
         }
+        // Path 3 for L1's own table: hv (as L0) maps the page of L1's
+        // level-3 table without read access. L2's load from an address
+        // whose walk reads it (L1's invalid level-3 entry: never cached)
+        // is L0's own stage-2 fault on the walk, not L1's: `L0Denied` for
+        // the walk's read, which hv resolves as L0 (read access back),
+        // and the load runs again, to L1's translation fault.
+        let descriptor = self
+            .lab
+            .l1_descriptor(lab::INVALID_L2, 3)
+            .map_err(Failure::Table)?;
+        let table_page = descriptor & !(memory::PAGE - 1);
+        let unreadable = LeafAccess {
+            s2ap: walker::S2Ap::None,
+            execute: walker::Execute::Neither,
+        };
+        self.lab
+            .set_l0_page_access(table_page, unreadable)
+            .map_err(Failure::Table)?;
+        self.unreadable_table = Some(table_page);
+        self.access(
+            "load walking L1's table page L0 made unreadable",
+            lab::INVALID_L2 + 0x8,
+            Read,
+            Cold,
+        )?;
+        if self.report.l0_denied_table_reads != 1 || self.unreadable_table.is_some() {
+            return Err(Failure::NothingDropped {
+                request: "L0 read revocation of L1's table page (no L0Denied for the walk's read)",
+            });
+        }
         self.read_all("last pass", Warm)?;
         if self.stage1 == WithStage1::Yes {
             self.stage1_remap()?;
@@ -1456,6 +1508,7 @@ pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
             model: Model::default(),
             report: Report::default(),
             stage1,
+            unreadable_table: None,
         };
         vcpu.scenario().map(|()| vcpu.report)
     });
@@ -1519,13 +1572,14 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} L2 accesses checked; {} stage-2 faults served ({} fetches from the payload's page): {} mapped, {} injected into L1, {} denied by L0 and resolved, {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
+            "{} L2 accesses checked; {} stage-2 faults served ({} fetches from the payload's page): {} mapped, {} injected into L1, {} denied by L0 and resolved ({} of them the walk's read of L1's table), {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
             self.accesses,
             self.faults,
             self.fetch_faults,
             self.mapped,
             self.injected,
             self.l0_denied,
+            self.l0_denied_table_reads,
             self.retried,
             self.invalidations,
             self.entries_invalidated,

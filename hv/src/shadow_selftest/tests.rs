@@ -340,12 +340,14 @@ fn the_three_paths_hold_on_the_software_cpu() {
     let (result, service) = run(Fault::None);
     let report = result.unwrap_or_else(|f| panic!("{f}"));
     std::println!("{report}; {}", ServiceSummary(service.stats()));
-    // Six faults the model calls L1's (two translation faults on loads, a
-    // permission fault on a store, an external abort, a permission and a
-    // translation fault on fetches), one L0's own (the store to the page
-    // L0 logs), everything else mapped.
-    assert_eq!(report.injected, 6, "{report}");
-    assert_eq!(report.l0_denied, 1, "{report}");
+    // Seven faults the model calls L1's (three translation faults on
+    // loads, a permission fault on a store, an external abort, a
+    // permission and a translation fault on fetches), two L0's own (the
+    // store to the page L0 logs, the walk's read of L1's table page L0
+    // made unreadable), everything else mapped.
+    assert_eq!(report.injected, 7, "{report}");
+    assert_eq!(report.l0_denied, 2, "{report}");
+    assert_eq!(report.l0_denied_table_reads, 1, "{report}");
     // (The first touch; after VMALLS12E1IS the second vCPU may fetch the
     // payload's page first.)
     assert!(report.fetch_faults >= 1, "{report}");
@@ -537,7 +539,7 @@ fn an_l0_leaf_denying_the_access_is_l0_denied_not_outside_l1() {
     let denied = |access| {
         TranslateOutcome::L0Denied(L0Denial {
             l1_ipa: lab::LOGGED_L1 + offset,
-            access,
+            denied: ipc::DeniedAccess::L2Data(access),
         })
     };
     let cases = [
@@ -576,4 +578,115 @@ fn an_l0_leaf_denying_the_access_is_l0_denied_not_outside_l1() {
     assert_eq!(lab.l0_map().pa_of(lab::LOGGED_L1), None);
     let m = lab.l0_map().lookup(lab::LOGGED_L1).unwrap();
     assert_eq!(m.permissions(), Permissions::WRITE);
+}
+
+/// The service's walk of L1's table reads L1's table pages through hv's
+/// own stage 2 of L1 (`L1Memory`). A page of L1's table that hv maps with
+/// a valid leaf denying the walk's access (no read: S2AP 0b00 or
+/// write-only; no write while L1's VTCR_EL2.HA asks for the AF update of
+/// an AF = 0 leaf there) is L0's own fault, answered `L0Denied` naming
+/// L1's table and the descriptor's L1 IPA, never `Inject` (the external
+/// abort on the walk, or the architectural "read-only memslot" abort,
+/// that `L1Memory` gave before). hv gives the permission back (and its
+/// `l0_unmap` drops what was built on the page): the fault maps, and the
+/// AF update is made in L1's table.
+#[test]
+fn a_walk_hv_denies_l1s_table_is_l0_denied_not_injected() {
+    use ipc::{DeniedAccess, L0Denial};
+    use walker::{Execute, S2Ap};
+    const HA: u64 = 1 << 21;
+    const AF: u64 = 1 << 10;
+    let lab = lab();
+    let tlbs = Arc::new([Arc::new(SimTlb::default()), Arc::new(SimTlb::default())]);
+    // L1 is shown HAFDBS = 1 (hardware AF), as it would be on a host
+    // with it.
+    let mut config = service_config(&HOST, 0x1234_5678).unwrap();
+    config.features = ExposedFeatures::from_id_registers(IdRegisters {
+        mmfr0: 0b0010 | (0b0010 << 40),
+        mmfr1: 1 | (1 << 28),
+        mmfr2: 0,
+    })
+    .unwrap();
+    let pool = identity_frames(config.budget.frames, Some).unwrap();
+    let backend = SelftestBackend::new(pool, SimTlbs { tlbs, reach: 2 }, HOST.shadow_config());
+    let service: &'static HostService = Box::leak(Box::new(
+        Service::new(config, lab.l1_memory(), lab.l0_map(), backend).unwrap(),
+    ));
+    let worker = service.worker();
+    let request = |vtcr: u64, access: AccessKind| TranslateRequest {
+        context: ContextKey::new(lab.l1_vttbr(), vtcr, VmidWidth::Bits8),
+        l2_ipa: lab::RW_L2 + 0x10,
+        access,
+        // A data abort from a lower EL, translation fault level 3.
+        esr: (EC_DATA_ABORT_LOWER as u32) << 26
+            | 1 << 25
+            | u32::from(access == AccessKind::Write) << 6
+            | 0b00_0111,
+        far: lab::RW_L2 + 0x10,
+    };
+    let page_of = |l1_ipa: u64| l1_ipa & !(memory::PAGE - 1);
+    let range =
+        |l1_ipa: u64| IpaRange::new(page_of(l1_ipa), page_of(l1_ipa) + memory::PAGE).unwrap();
+    let leaf = lab.l1_descriptor(lab::RW_L2, 3).unwrap();
+    let level2 = lab.l1_descriptor(lab::RW_L2, 2).unwrap();
+    assert_ne!(page_of(leaf), page_of(level2));
+    // Reads denied, at the level-3 table's page and at the level-2's.
+    for (descriptor, s2ap) in [
+        (leaf, S2Ap::None),
+        (leaf, S2Ap::WriteOnly),
+        (level2, S2Ap::None),
+    ] {
+        let access = LeafAccess {
+            s2ap,
+            execute: Execute::Neither,
+        };
+        lab.set_l0_page_access(page_of(descriptor), access).unwrap();
+        service.l0_unmap(&worker, range(descriptor), L0Change::Unmap);
+        for access in [AccessKind::Read, AccessKind::Write] {
+            assert_eq!(
+                service.translate_request(&worker, &request(lab::L1_VTCR, access)),
+                TranslateOutcome::L0Denied(L0Denial {
+                    l1_ipa: descriptor,
+                    denied: DeniedAccess::L1TableRead,
+                }),
+                "{s2ap:?} {access:?}"
+            );
+        }
+        lab.set_l0_page_access(page_of(descriptor), LeafAccess::ALL)
+            .unwrap();
+        service.l0_unmap(&worker, range(descriptor), L0Change::Unmap);
+    }
+    assert!(matches!(
+        service.translate_request(&worker, &request(lab::L1_VTCR, AccessKind::Read)),
+        TranslateOutcome::Mapped(_)
+    ));
+    // HA, L1's leaf with AF = 0 (L1 cleared it), its page read-only in
+    // hv's stage 2 (a dirty log): the update is denied.
+    let l1 = lab.l1_memory();
+    let descriptor = memory::TableSpace::read(&l1, leaf).unwrap();
+    memory::TableSpace::write(&l1, leaf, descriptor & !AF).unwrap();
+    lab.set_l0_page_access(page_of(leaf), LeafAccess::READ_ONLY)
+        .unwrap();
+    service.l0_unmap(&worker, range(leaf), L0Change::WriteProtect);
+    for round in 0..2 {
+        assert_eq!(
+            service.translate_request(&worker, &request(lab::L1_VTCR | HA, AccessKind::Read)),
+            TranslateOutcome::L0Denied(L0Denial {
+                l1_ipa: leaf,
+                denied: DeniedAccess::L1TableUpdate,
+            }),
+            "round {round}"
+        );
+    }
+    assert_eq!(memory::TableSpace::read(&l1, leaf), Some(descriptor & !AF));
+    // hv resolves it (write permission back, its l0_unmap): the fault
+    // maps and AF is set in L1's table.
+    lab.set_l0_page_access(page_of(leaf), LeafAccess::ALL)
+        .unwrap();
+    service.l0_unmap(&worker, range(leaf), L0Change::Unmap);
+    assert!(matches!(
+        service.translate_request(&worker, &request(lab::L1_VTCR | HA, AccessKind::Read)),
+        TranslateOutcome::Mapped(_)
+    ));
+    assert_eq!(memory::TableSpace::read(&l1, leaf), Some(descriptor));
 }

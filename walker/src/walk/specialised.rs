@@ -25,12 +25,12 @@
 //! rules (where the address bits sit, no HA/HD, DS = 0).
 
 use super::{
-    failed, level_slot, mask, AddressBits, Cursor, Endianness, GranuleTables, Leaf, LeafRules,
-    Stage2Walker, Stop, WalkError,
+    failed, level_slot, mask, refused_access, AddressBits, Cursor, DescriptorAccess, Endianness,
+    GranuleTables, Leaf, LeafRules, Stage2Walker, Stop, WalkError,
 };
 use crate::fault::{AccessKind, DescriptorRead, FaultCause, TrailSink, MAX_TRAIL};
 use crate::features::Granule;
-use crate::memory::{GuestMemory, SlotHint};
+use crate::memory::{GuestMemory, MemoryError, SlotHint};
 
 /// Which single walk a [`Stage2Walker`] takes, chosen once in
 /// [`Stage2Walker::new`].
@@ -202,13 +202,14 @@ pub(super) enum Step {
     Leaf(u64),
     /// A fault at the descriptor read.
     Stop(Stop),
-    /// An external abort on the read itself (nothing read).
-    Unread,
+    /// Memory refused the read itself (nothing read): an external abort
+    /// on the walk, or the host's denial.
+    Unread(MemoryError),
 }
 
-/// The result of a walk whose read at `address`, `level` found no
-/// memslot: out of line, given the address as it is (built inline, the
-/// fault's packed payload was prepared on every level of every walk).
+/// The result of a walk whose read at `address`, `level` memory refused
+/// with `error`: out of line, given the address as it is (built inline,
+/// the fault's packed payload was prepared on every level of every walk).
 #[cold]
 #[inline(never)]
 pub(super) fn unreadable<T: TrailSink, R>(
@@ -217,9 +218,12 @@ pub(super) fn unreadable<T: TrailSink, R>(
     trail: T,
     address: u64,
     level: i8,
+    error: MemoryError,
 ) -> Result<R, WalkError> {
-    let cause = FaultCause::DescriptorOutsideMemslots { address };
-    failed(ipa, access, trail, Stop { cause, level })
+    match refused_access(error, address, level, DescriptorAccess::Read) {
+        Ok(stop) => failed(ipa, access, trail, stop),
+        Err(denied) => Err(denied.error(ipa, access)),
+    }
 }
 
 impl Stage2Walker {
@@ -319,9 +323,9 @@ impl Stage2Walker {
                         Step::Stop(stop) => {
                             return failed(ipa, access, T::from_reads(&reads, read + 1), stop)
                         }
-                        Step::Unread => {
+                        Step::Unread(error) => {
                             let trail = T::from_reads(&reads, read);
-                            return unreadable(ipa, access, trail, address, $level);
+                            return unreadable(ipa, access, trail, address, $level, error);
                         }
                     }
                 }
@@ -356,8 +360,9 @@ impl Stage2Walker {
         read: usize,
         address: u64,
     ) -> Step {
-        let Ok(raw) = memory.read_descriptor_hinted(address, hint) else {
-            return Step::Unread;
+        let raw = match memory.read_descriptor_hinted(address, hint) {
+            Ok(raw) => raw,
+            Err(error) => return Step::Unread(error),
         };
         let descriptor = u64::from_le(raw);
         if let Some(slot) = reads.get_mut(read) {

@@ -151,12 +151,21 @@ impl Stage2Walker {
                             continue;
                         };
                         let address = reads.addresses[round][walk];
-                        let Ok(raw) = values[usize::from(slot_of[k])] else {
-                            let trail = reads.trail::<START>(walk, round);
-                            *result =
-                                unreadable(request.ipa, request.access, trail, address, $level);
-                            written |= 1 << walk;
-                            continue;
+                        let raw = match values[usize::from(slot_of[k])] {
+                            Ok(raw) => raw,
+                            Err(error) => {
+                                let trail = reads.trail::<START>(walk, round);
+                                *result = unreadable(
+                                    request.ipa,
+                                    request.access,
+                                    trail,
+                                    address,
+                                    $level,
+                                    error,
+                                );
+                                written |= 1 << walk;
+                                continue;
+                            }
                         };
                         let descriptor = u64::from_le(raw);
                         reads.descriptors[round][walk] = descriptor;
@@ -193,7 +202,7 @@ impl Stage2Walker {
                                 written |= 1 << walk;
                             }
                             // `decode_in` never gives it.
-                            Step::Unread => {}
+                            Step::Unread(_) => {}
                         }
                     }
                     active_len = still;

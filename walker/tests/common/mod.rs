@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use walker::{
     Endianness, ExposedFeatures, Granule, GuestMemory, IdRegisters, MemoryError, Memslot, Memslots,
-    SlotAccess, Stage2Registers, Stage2Walker,
+    SlotAccess, SlotHint, Stage2Registers, Stage2Walker,
 };
 
 /// SplitMix64: reproducible pseudo-random words from a seed.
@@ -411,5 +411,106 @@ impl<'m> Builder<'m> {
 
     pub fn vttbr(&self) -> u64 {
         vttbr_for(self.format, self.root)
+    }
+}
+
+// ------------------------------------------------------------ host denial
+
+/// A host (L0) that maps every memslot for the guest but whose own stage 2
+/// denies some of the walk's accesses there, page by page (4 KiB): reads
+/// of the pages `denies_read` names, compare-and-swaps (which need read
+/// and write) of those and of the pages `denies_write` names. An address
+/// the memory itself refuses keeps that error (nothing is mapped there to
+/// deny).
+pub struct HostDenying<'a, M> {
+    pub inner: &'a M,
+    pub no_read: Vec<u64>,
+    pub no_write: Vec<u64>,
+    /// Also deny by a hash of the page with this seed: reads of one page
+    /// in 16, writes of three more in 16.
+    pub seed: Option<u64>,
+}
+
+pub const HOST_PAGE: u64 = 0x1000;
+
+impl<'a, M> HostDenying<'a, M> {
+    pub fn new(inner: &'a M) -> Self {
+        HostDenying {
+            inner,
+            no_read: Vec::new(),
+            no_write: Vec::new(),
+            seed: None,
+        }
+    }
+
+    /// Denying by the hash of `seed` only (nothing with `None`).
+    pub fn seeded(inner: &'a M, seed: Option<u64>) -> Self {
+        HostDenying {
+            seed,
+            ..HostDenying::new(inner)
+        }
+    }
+
+    fn hash(&self, address: u64) -> Option<u64> {
+        self.seed
+            .map(|seed| SplitMix(seed ^ (address / HOST_PAGE)).next() % 16)
+    }
+
+    pub fn denies_read(&self, address: u64) -> bool {
+        let page = address & !(HOST_PAGE - 1);
+        self.no_read.contains(&page) || self.hash(address) == Some(0)
+    }
+
+    pub fn denies_write(&self, address: u64) -> bool {
+        let page = address & !(HOST_PAGE - 1);
+        self.denies_read(address)
+            || self.no_write.contains(&page)
+            || self.hash(address).is_some_and(|h| (1..4).contains(&h))
+    }
+}
+
+impl<M: GuestMemory> GuestMemory for HostDenying<'_, M> {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        let value = self.inner.read_descriptor(address)?;
+        if self.denies_read(address) {
+            return Err(MemoryError::HostDenied);
+        }
+        Ok(value)
+    }
+
+    fn read_descriptor_hinted(
+        &self,
+        address: u64,
+        hint: &mut SlotHint,
+    ) -> Result<u64, MemoryError> {
+        let value = self.inner.read_descriptor_hinted(address, hint)?;
+        if self.denies_read(address) {
+            return Err(MemoryError::HostDenied);
+        }
+        Ok(value)
+    }
+
+    fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
+        self.inner.read_descriptors(addresses, values);
+        for (address, value) in addresses.iter().zip(values.iter_mut()) {
+            if value.is_ok() && self.denies_read(*address) {
+                *value = Err(MemoryError::HostDenied);
+            }
+        }
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        // Only where the memory backs the address (a read tells).
+        self.inner.read_descriptor(address)?;
+        if self.denies_write(address) {
+            return Err(MemoryError::HostDenied);
+        }
+        self.inner
+            .compare_exchange_descriptor(address, current, new)
     }
 }

@@ -140,5 +140,8 @@ pub(super) fn l1_at(
         ),
         // L1 executes the AT again.
         AtOutcome::Retry => {}
+        // hv's own stage 2 of L1 denies the walk a read: hv's failure,
+        // not an abort for L1 (nor a retry, which would loop).
+        AtOutcome::L0Denied { l1_ipa } => super::l0_denied_at(nested, va, l1_ipa),
     }
 }

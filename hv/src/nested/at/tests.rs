@@ -792,3 +792,65 @@ fn aptable0_sctlr_c_and_ds_without_lpa2() {
     };
     assert_eq!(setup.at(AtOp::S1E1W, user, &ds), AtOutcome::Par(0x807));
 }
+
+/// L1's RAM where hv's own stage 2 of L1 denies reads of one page (its
+/// leaf valid, without read permission).
+struct ReadDenied {
+    ram: &'static Memslots<'static>,
+    page: u64,
+}
+
+impl walker::GuestMemory for ReadDenied {
+    fn read_descriptor(&self, address: u64) -> Result<u64, walker::MemoryError> {
+        if address & !0xfff == self.page {
+            return Err(walker::MemoryError::HostDenied);
+        }
+        self.ram.read_descriptor(address)
+    }
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, walker::MemoryError> {
+        self.ram.compare_exchange_descriptor(address, current, new)
+    }
+}
+
+/// A descriptor in a page hv's stage 2 of L1 maps without read
+/// permission (L1's stage-1 table, L1's stage-2 table on the stage-1
+/// walk, L1's stage-2 table for the output): hv's own fault, `L0Denied`
+/// with the descriptor's L1 IPA, never an external abort for L1 (which
+/// treating it as outside L1's RAM gave).
+#[test]
+fn descriptors_hv_denies_reading_are_hvs_denial_not_aborts() {
+    let setup = Setup::new();
+    let mut l2 = setup.l2_tables();
+    l2.map(DATA_VA, DATA_IPA | AF);
+    let on = setup.context(VM);
+    let at = |page: u64, op: AtOp| {
+        let memory = ReadDenied {
+            ram: &setup.ram.slots,
+            page,
+        };
+        address_translate(op, DATA_VA, &on, &memory)
+    };
+    // L2's stage-1 level-1 table (root at L2 IPA L2_IPA): its entry.
+    let s1_root = l2_to_l1(L2_IPA);
+    let s1_entry = s1_root + ((DATA_VA >> 30) & 0x1ff) * 8;
+    assert_eq!(
+        at(s1_root, AtOp::S1E1R),
+        AtOutcome::L0Denied { l1_ipa: s1_entry }
+    );
+    // L1's stage-2 root, read by the stage-1 walk's first stage-2 walk.
+    let s2_entry = 0x4000_0000 + ((L2_IPA >> 30) & 0x1ff) * 8;
+    assert_eq!(
+        at(0x4000_0000, AtOp::S1E1R),
+        AtOutcome::L0Denied { l1_ipa: s2_entry }
+    );
+    // Without a denial the same AT completes with a PAR_EL1 value.
+    assert!(matches!(
+        setup.at(AtOp::S12E1R, DATA_VA, &on),
+        AtOutcome::Par(par) if par & 1 == 0
+    ));
+}

@@ -173,6 +173,12 @@ impl<'m, M: GuestMemory> Session<'m, M> {
                 );
                 false
             }
+            // Memslots deny no access L1 may make (a read-only slot gives
+            // the architectural fault); a memory that does is the host's.
+            Err(denied @ WalkError::HostDenied(_)) => {
+                error_json(out, &denied.to_string());
+                false
+            }
         }
     }
 }

@@ -192,6 +192,12 @@ pub fn trace(
             ));
             (lines, false)
         }
+        // Memslots deny no access (a read-only slot gives the
+        // architectural fault): kept for a complete answer.
+        Err(denied @ WalkError::HostDenied(_)) => {
+            lines.push(denied.to_string());
+            (lines, false)
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use shadow_mmu::compose::{
 };
 use shadow_mmu::context::{ContextKey, HostVmids};
 use shadow_mmu::service::{
-    HostBackend, Refusal, Retry, Service, ServiceConfig, ShadowBackend, Stats, Translated, Worker,
+    DeniedAccess, HostBackend, Refusal, Retry, Service, ServiceConfig, ShadowBackend, Stats,
+    Translated, Worker,
 };
 use shadow_mmu::shadow_table::{MapError, ShadowConfig};
 use walker::{
@@ -775,6 +776,16 @@ impl<'a, 'l> Session<'a, 'l> {
                 trail: Vec::new(),
                 fault: None,
             },
+            // The host denies the walk a descriptor access (the replay's
+            // memslots never do): the service's L0Denied at the
+            // descriptor.
+            Err(WalkError::HostDenied(denial)) => Walked {
+                expected: Expected::L0Denied {
+                    l1_ipa: denial.descriptor_address,
+                },
+                trail: Vec::new(),
+                fault: None,
+            },
         }
     }
 }
@@ -1024,11 +1035,16 @@ fn answer_fields(line: &mut Line<'_>, answer: &Translated, served: &str) {
                 .hex("l1_ipa", l1_ipa)
                 .text("served", served);
         }
-        Translated::L0Denied { l1_ipa, access } => {
-            line.text("result", "l0_denied")
-                .hex("l1_ipa", l1_ipa)
-                .text("access", access_name(access))
-                .text("served", served);
+        Translated::L0Denied { l1_ipa, denied } => {
+            line.text("result", "l0_denied").hex("l1_ipa", l1_ipa);
+            match denied {
+                DeniedAccess::L2Data(access) => line.text("access", access_name(access)),
+                // (The replay's memslots deny L0 nothing: kept for a
+                // complete printer.)
+                DeniedAccess::L1TableRead => line.text("denied", "l1_table_read"),
+                DeniedAccess::L1TableUpdate => line.text("denied", "l1_table_update"),
+            };
+            line.text("served", served);
         }
         Translated::Unshadowable(refusal) => {
             line.text("result", "unshadowable")
