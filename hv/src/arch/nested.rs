@@ -2128,6 +2128,9 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             if pass.is_some_and(fault_rate::Pass::dirty_log_first) {
                 fault_rate_dirty_log_start(nested, vcpu);
             }
+            if pass.is_some_and(fault_rate::Pass::dirty_log_end_first) {
+                fault_rate_dirty_log_stop(nested, vcpu);
+            }
             vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
             vcpu.fault_rate.faults_at_begin = vcpu.fault_rate.faults;
             frame.x[0] = 0;
@@ -2273,6 +2276,13 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
         let ipa = first + index as u64 * BLOCK;
         *pa = match nested.l0_map.lookup(ipa) {
             Some(block) if block.size() == BLOCK && block.ipa_base() == ipa => block.pa_base(),
+            // Review 59 R59-6: a dirty-log pass again with the log's pages
+            // still in place. hv's log is one pass long (its END checks
+            // and drops it); the split stays until the log ends.
+            Some(page) if page.size() == FAULT_RATE_PAGE => fault_rate_failed(format_args!(
+                "{DOING}: hv's dirty log is still on (L1 IPA {ipa:#x} is a 4 KiB page since the last dirty-log pass); it ends at the BEGIN of pass {} (or a move), which must come before the dirty-log pass again",
+                fault_rate::Pass::AfterDirtyLogEnd.number()
+            )),
             other => fault_rate_failed(format_args!(
                 "{DOING}: hv's leaf of L1 IPA {ipa:#x} is {other:?}, not a 2 MiB block"
             )),
@@ -2281,10 +2291,14 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     fault_rate_break_data_blocks(nested, vcpu, l0_tables, L0Change::WriteProtect, DOING);
     // The level-3 tables come after the frames L0's table of L1 took when
     // it was built, the same frames each time this runs, and nothing else
-    // makes one. A second dirty-log pass reuses them only after a move:
-    // its break replaced the tables with blocks (and its TLBI VMALLS12E1IS
-    // dropped their walks); without one, the lookup above finds 4 KiB
-    // pages and stops hv before anything changes.
+    // makes one. A second dirty-log pass reuses them only after the log's
+    // end (`fault_rate_dirty_log_stop`) or a move: each break replaced the
+    // tables with blocks, its TLBI VMALLS12E1IS dropped the hardware's
+    // walks through them and its `l0_unmap` bumped the service's L0
+    // generation, so a translate that read them before the break (the
+    // service reads hv's table itself) installs nothing from them. Without
+    // either, the lookup above finds 4 KiB pages and stops hv before
+    // anything changes.
     let mut tables = *l0_tables;
     for (index, pa) in pas.into_iter().enumerate() {
         let ipa = first + index as u64 * BLOCK;
@@ -2297,6 +2311,72 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     cpu::isb();
     vcpu.fault_rate.dirty_log = Some(fault_rate::DirtyLog::new());
     vcpu.fault_rate.l1_logged = 0;
+}
+
+/// hv's 4 KiB pages of L1 memory (its dirty log's, and the size it checks
+/// the log's end finds).
+const FAULT_RATE_PAGE: u64 = 4096;
+
+/// hv ends its dirty log of L1's data pages before the pass after it, as
+/// a host does when logging stops and it restores huge pages (KVM
+/// recovers them as the pages fault again; hv at once): break-before-make
+/// of its four level-3 tables back to the 2 MiB blocks they were split
+/// from, at the same PAs, read-write. Break (the level-2 table
+/// descriptors invalid, TLBI VMALLS12E1IS of L1's VMID), the service's
+/// `l0_unmap` with `L0Change::Unmap` (the range has no mapping between
+/// break and make, and the new one differs in size and permission: no
+/// shadow leaf built on the 4 KiB pages may stay, read-only ones would
+/// deny L2's writes and keep the shadow at 4 KiB; the cached walks of
+/// L1's table stay), make (the blocks). The level-3 tables' frames are
+/// unreachable after the break (and the TLBI): the next dirty-log start
+/// takes them again (`fault_rate_dirty_log_start`). L2's next touch of a
+/// block composes L1's 2 MiB block with hv's: a 2 MiB shadow block.
+fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
+    use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    const BLOCK: u64 = FAULT_RATE_DATA_BLOCK;
+    const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
+    const DOING: &str = "ending the dirty log";
+    let Some(FaultRateMove { l0_tables, .. }) = &nested.fault_rate_move else {
+        return;
+    };
+    let first = L1_BASE + DATA_OFFSET;
+    // Each block's PA, from its first page; its last page must be at the
+    // block's end (the split mapped the block's pages in order, and only
+    // the log's writes changed them since, in permission alone).
+    let mut pas = [0; BLOCKS];
+    for (index, pa) in pas.iter_mut().enumerate() {
+        let ipa = first + index as u64 * BLOCK;
+        let last = ipa + BLOCK - FAULT_RATE_PAGE;
+        *pa = match (nested.l0_map.lookup(ipa), nested.l0_map.lookup(last)) {
+            (Some(page), Some(end))
+                if page.size() == FAULT_RATE_PAGE
+                    && end.size() == FAULT_RATE_PAGE
+                    && page.pa_base().is_multiple_of(BLOCK)
+                    && end.pa_base() == page.pa_base() + BLOCK - FAULT_RATE_PAGE =>
+            {
+                page.pa_base()
+            }
+            (Some(block), _) if block.size() == BLOCK => fault_rate_failed(format_args!(
+                "{DOING}: hv's dirty log is not on (L1 IPA {ipa:#x} is a 2 MiB block): the dirty-log pass ({}) must come before pass {}",
+                fault_rate::Pass::DirtyLog.number(),
+                fault_rate::Pass::AfterDirtyLogEnd.number()
+            )),
+            (other, end) => fault_rate_failed(format_args!(
+                "{DOING}: hv's leaves of L1 IPA {ipa:#x} and {last:#x} are {other:?} and {end:?}, not the 4 KiB pages of one 2 MiB block"
+            )),
+        };
+    }
+    fault_rate_break_data_blocks(nested, vcpu, l0_tables, L0Change::Unmap, DOING);
+    for (index, pa) in pas.into_iter().enumerate() {
+        let ipa = first + index as u64 * BLOCK;
+        let block = leaf_descriptor(2, pa, LeafAccess::ALL);
+        if let Err(e) = l0_tables.rewrite(nested.arena, ipa, 2, block) {
+            fault_rate_failed(format_args!("{DOING}: {e}"));
+        }
+    }
+    // The blocks before L1 or the walker of L0's map uses them.
+    cpu::dsb_ish();
+    cpu::isb();
 }
 
 /// The dirty log's side of an `L0Denied` answer: a write to one of L1's
@@ -2554,7 +2634,8 @@ fn fault_rate_pressure_end(
     println!(
         "hv: nested: fault-rate-tight: pass {number} under pressure: ok: preparation exact, {} data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least {}, code-page faults at most the evictions, within the budget",
         normal.faults,
-        pages.saturating_sub(limits.shadow_leaves),
+        pass.data_shadow_leaves(pages)
+            .saturating_sub(limits.shadow_leaves),
     );
 }
 

@@ -36,14 +36,17 @@
 //!    2 MiB blocks instead (level-2 entries 0-3 under entry 1, L2 block b
 //!    -> L1 data block (b + 1) mod 4, [`BLOCK_ROTATION`] in pages):
 //!    break (the four table descriptors 0, DSB, TLBI VMALLS12E1IS, DSB),
-//!    make (the block descriptors, DSB);
-//! 5. after pass 8 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
+//!    make (the block descriptors, DSB); pass 9 changes nothing (pass 8's
+//!    blocks, no TLBI): at its BEGIN hv ends its dirty log (its 2 MiB
+//!    blocks back, read-write), and L2 also writes the second word of
+//!    every [`LOG_END_WRITE_PERIOD`]th page (the first of each block);
+//! 5. after pass 9 prints `UMBRA-NESTED-PASS fault-rate ...` and calls PSCI
 //!    SYSTEM_OFF; on any wrong value (another page's: a stale or wrong
 //!    translation) `UMBRA-NESTED-FAIL: ...` and PSCI SYSTEM_RESET.
 
 use crate::nested::fault_rate::{
     Pass, BLOCK_PAGES, BLOCK_ROTATION, DATA_IPA, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST,
-    L1_DIRTY_WRITE_PERIOD, LAST_ROTATION, PAGES, SCATTER_STRIDE,
+    L1_DIRTY_WRITE_PERIOD, LAST_ROTATION, LOG_END_WRITE_PERIOD, PAGES, SCATTER_STRIDE,
 };
 use core::arch::global_asm;
 
@@ -317,6 +320,8 @@ umbra_lfr_done:
 9:  mov     x27, #0
     cmp     x23, #{block_pass}
     b.eq    12f
+    cmp     x23, #{log_end_pass}
+    b.eq    13f
     cmp     x23, #{l0_unmap_pass}
     b.lo    10f
     // hv's change at BEGIN (moving the data pages, then write-protecting
@@ -330,6 +335,12 @@ umbra_lfr_done:
     // The block pass: L1's own remap again, now to 2 MiB blocks.
 12: mov     x21, #{block_rotation}
     bl      umbra_lfr_blocks
+    b       11f
+    // After hv ended its dirty log: L1 keeps the block pass's blocks (no
+    // remap, no TLBI); L2 writes the first page of each block, which
+    // hv's blocks must allow again.
+13: mov     x21, #{block_rotation}
+    mov     x27, #{log_end_write_period}
     b       11f
 10: bl      umbra_lfr_break
     bl      umbra_lfr_make
@@ -427,6 +438,8 @@ umbra_lfr_image_end:
     l0_unmap_pass = const Pass::AfterL0Unmap.number(),
     dirty_log_pass = const Pass::DirtyLog.number(),
     block_pass = const Pass::Blocks.number(),
+    log_end_pass = const Pass::AfterDirtyLogEnd.number(),
+    log_end_write_period = const LOG_END_WRITE_PERIOD,
     block_rotation = const BLOCK_ROTATION,
     block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
     dirty_period = const DIRTY_WRITE_PERIOD,
@@ -461,17 +474,20 @@ const _: () = assert!(LAST_ROTATION == Pass::Scattered.number() - 1);
 // The block pass: its L2 IPA blocks are the four level-2 entries the
 // level-3 tables hang from, and L1's data blocks are 2 MiB blocks of its
 // IPA space (L1 runs with its MMU off: its addresses are its IPAs), its
-// rotation a whole number of them (fits the `mov` above). Its number is
-// the last's, and only it maps blocks (the branch above takes it before
-// the later passes' `b.lo`).
+// rotation a whole number of them (fits the `mov` above). It and the
+// pass after the dirty log's end, the last, are the passes that map
+// blocks (the branches above take them before the `b.lo`); the latter's
+// write period fits its `mov`.
 const _: () = assert!(
     BLOCK_PAGES * 4096 == 2 << 20
         && DATA_IPA.is_multiple_of(2 << 20)
         && (super::nested::L1_BASE + DATA_OFFSET).is_multiple_of(2 << 20)
         && BLOCK_ROTATION.is_multiple_of(BLOCK_PAGES)
         && BLOCK_ROTATION < 1 << 16
-        && Pass::Blocks.number() == Pass::LAST
+        && Pass::Blocks.number() + 1 == Pass::LAST
+        && Pass::AfterDirtyLogEnd.number() == Pass::LAST
         && Pass::Blocks.number() > Pass::DirtyLog.number()
+        && LOG_END_WRITE_PERIOD < 1 << 16
 );
 
 assembled_image!(

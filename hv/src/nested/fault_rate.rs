@@ -59,7 +59,19 @@
 //! split its blocks, so each L2 page still faults once: the first in
 //! each block misses and walks, the other 511 hit ([`Pass::expected`]).
 //! Before the dirty log hv's 2 MiB blocks would make 2 MiB shadow blocks
-//! (one fault a block, no hit), which is why the pass runs last.
+//! (one fault a block, no hit), which is why the pass runs after it.
+//!
+//! The last pass (9) comes after hv ended its dirty log: at its BEGIN hv
+//! restores its 2 MiB blocks of L1's data, read-write, at the same PAs
+//! (break-before-make: the level-3 tables invalid, TLBI, the service's
+//! `l0_unmap` with `L0Change::Unmap`, which removes the shadow leaves
+//! built on the 4 KiB pages and keeps the cached walks, then the blocks).
+//! L1 changes nothing, so L1's cached 2 MiB blocks compose with hv's
+//! 2 MiB blocks to 2 MiB shadow blocks: each block's first page faults
+//! and hits, and the shadow block serves the other 511 pages without a
+//! fault. L2 writes the first page of each block
+//! ([`LOG_END_WRITE_PERIOD`]), through the block its read installed: a
+//! block hv restored read-only would deny it.
 
 #[cfg(not(loom))]
 use crate::shadow_selftest::memory::Arena;
@@ -69,9 +81,9 @@ pub mod pressure;
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
 /// minute, so that hv's own line, naming the pass that ran out, ends a
-/// slow run). A run is 20,999 requests to the service CPU and back
-/// (16,900 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 4 of L2's
-/// code page; 4,099 stage-2 TLBIs of L1), each a wake-up of the other
+/// slow run). A run is 21,003 requests to the service CPU and back
+/// (16,904 L2 faults: 2048 a pass, 2560 in the dirty-log pass, 4 after
+/// its end, 4 of L2's code page; 4,099 stage-2 TLBIs of L1), each a wake-up of the other
 /// CPU, so its time follows how often QEMU's two vCPU threads run at
 /// once. Measured on QEMU (TCG, `-smp 2`) on the shared 2-core machine
 /// (stop 29, seven passes, 18,949 requests): 1.4-15 s at load 3-6; 39 s
@@ -79,7 +91,8 @@ pub mod pressure;
 /// (the old 45 s watchdog ended it in pass 3). The block pass (stop 30)
 /// adds 2,050 requests, a ninth more, most of them walk-cache hits: at
 /// load 6-10 the run took 11-18 s with it and 21-55 s without (runs
-/// alternated; the load's noise hides the ninth). With
+/// alternated; the load's noise hides the ninth). Pass 9 adds 4 requests.
+/// With
 /// QEMU held to one host core (`taskset -c 0`), where each round trip
 /// waits for the scheduler to switch threads (the waiting CPU's WFE does
 /// not sleep under TCG), a pass of 2048 round trips took 17-24 s at load
@@ -133,6 +146,13 @@ const _: () = assert!(
         && !BLOCK_ROTATION.is_multiple_of(PAGES)
         && !LAST_ROTATION.is_multiple_of(BLOCK_PAGES)
 );
+/// L2 writes, in the pass after hv ended its dirty log, the second word
+/// of every this-many-th page: the first page of each block, through the
+/// 2 MiB shadow block its read fault installed, which hv's block must
+/// allow (a block restored read-only stops hv with an unresolved
+/// `L0Denied`).
+pub const LOG_END_WRITE_PERIOD: u64 = BLOCK_PAGES;
+const _: () = assert!(LOG_END_WRITE_PERIOD.is_power_of_two());
 /// Step of the scattered pass (pass 5) through the pages: odd, so
 /// coprime with [`PAGES`], and far from 1 so consecutive faults land in
 /// different level-3 tables most of the time.
@@ -166,6 +186,13 @@ pub enum Pass {
     /// block ([`BLOCK_ROTATION`]), and one TLBI VMALLS12E1IS: one walk a
     /// block, every other page of it a walk-cache hit.
     Blocks,
+    /// 9: L1 changes nothing (the block pass's blocks, no TLBI); hv ends
+    /// its dirty log (at BEGIN): its 4 KiB pages of L1's data back to
+    /// 2 MiB blocks, read-write, and its L0 unmap removes the shadow
+    /// leaves built on the pages. L1's blocks over hv's blocks compose to
+    /// 2 MiB shadow blocks: one fault a block, a walk-cache hit. L2 also
+    /// writes the first page of each block ([`LOG_END_WRITE_PERIOD`]).
+    AfterDirtyLogEnd,
 }
 
 impl Pass {
@@ -180,6 +207,7 @@ impl Pass {
             6 => Pass::AfterL0Unmap,
             7 => Pass::DirtyLog,
             8 => Pass::Blocks,
+            9 => Pass::AfterDirtyLogEnd,
             _ => return None,
         })
     }
@@ -195,11 +223,12 @@ impl Pass {
             Pass::AfterL0Unmap => 6,
             Pass::DirtyLog => 7,
             Pass::Blocks => 8,
+            Pass::AfterDirtyLogEnd => 9,
         }
     }
 
     /// The last pass: L1 powers off after it.
-    pub const LAST: u64 = 8;
+    pub const LAST: u64 = 9;
 
     /// Whether hv moves L1's data pages (unmapping them from the shadows
     /// through the service's `l0_unmap`) at this pass's BEGIN, before
@@ -214,10 +243,28 @@ impl Pass {
         self == Pass::DirtyLog
     }
 
+    /// Whether hv ends its dirty log of L1's data pages at this pass's
+    /// BEGIN, before its snapshot: its 4 KiB pages back to the 2 MiB
+    /// blocks they were split from, read-write.
+    pub fn dirty_log_end_first(self) -> bool {
+        self == Pass::AfterDirtyLogEnd
+    }
+
     /// Whether L1 maps L2's data with 2 MiB blocks in this pass (else
     /// with 4 KiB pages).
     pub fn l1_blocks(self) -> bool {
-        self == Pass::Blocks
+        matches!(self, Pass::Blocks | Pass::AfterDirtyLogEnd)
+    }
+
+    /// The shadow leaves this pass's window installs for L2's data: one
+    /// a page, but one a block where both L1 and hv map the data with
+    /// 2 MiB blocks (the shadow entry is the smaller of the two).
+    pub fn data_shadow_leaves(self, pages: u64) -> u64 {
+        if self == Pass::AfterDirtyLogEnd {
+            pages.div_ceil(BLOCK_PAGES)
+        } else {
+            pages
+        }
     }
 
     /// What the pass is, for hv's line (the dirty-log pass's names
@@ -240,6 +287,9 @@ impl Pass {
             Pass::Blocks => {
                 "after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order"
             }
+            Pass::AfterDirtyLogEnd => {
+                "after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each block's first page written, in order"
+            }
         }
     }
 
@@ -260,7 +310,7 @@ impl Pass {
             // hv's L0 unmap (or write protection), one invalidation; L1
             // changed nothing, and the code page (outside the range) kept
             // its shadow leaf.
-            Pass::AfterL0Unmap | Pass::DirtyLog => Counts {
+            Pass::AfterL0Unmap | Pass::DirtyLog | Pass::AfterDirtyLogEnd => Counts {
                 invalidations: 1,
                 ..Counts::ZERO
             },
@@ -299,6 +349,21 @@ impl Pass {
                 Counts {
                     faults,
                     hits: faults,
+                    ..Counts::ZERO
+                },
+            );
+        }
+        // L1's blocks (cached since the block pass: L1 changed nothing)
+        // over hv's blocks again: a 2 MiB shadow block each, so each
+        // block's first page faults, hits, and maps the whole block; no
+        // other page faults.
+        if self == Pass::AfterDirtyLogEnd {
+            let blocks = self.data_shadow_leaves(pages);
+            return (
+                prep,
+                Counts {
+                    faults: blocks,
+                    hits: blocks,
                     ..Counts::ZERO
                 },
             );
@@ -844,10 +909,12 @@ mod tests {
 
     #[test]
     fn in_the_block_pass_one_walk_serves_each_block() {
-        let pass = Pass::from_number(Pass::LAST).unwrap();
+        let pass = Pass::from_number(8).unwrap();
         assert_eq!(pass, Pass::Blocks);
         assert!(pass.l1_blocks() && !pass.l0_unmap_first() && !pass.dirty_log_first());
-        assert!((1..Pass::LAST).all(|n| !Pass::from_number(n).unwrap().l1_blocks()));
+        assert!(!pass.dirty_log_end_first());
+        assert!((1..8).all(|n| !Pass::from_number(n).unwrap().l1_blocks()));
+        assert_eq!(pass.data_shadow_leaves(PAGES), PAGES);
         let (prep, window) = pass.expected(PAGES);
         // L1's break: one whole-VMID TLBI (one invalidation), after which
         // L2's code page faults again (a full walk), as before pass 2.
@@ -904,6 +971,79 @@ mod tests {
             check(pass, PAGES, &prep, &no_path).map_err(|m| (m.preparation, m.what)),
             Err((false, "full walks"))
         );
+    }
+
+    #[test]
+    fn after_the_dirty_log_ends_each_block_faults_once_and_hits() {
+        let pass = Pass::from_number(Pass::LAST).unwrap();
+        assert_eq!(pass, Pass::AfterDirtyLogEnd);
+        assert!(pass.l1_blocks() && pass.dirty_log_end_first());
+        assert!(!pass.l0_unmap_first() && !pass.dirty_log_first());
+        assert!((1..Pass::LAST).all(|n| !Pass::from_number(n).unwrap().dirty_log_end_first()));
+        assert_eq!(pass.data_shadow_leaves(PAGES), 4);
+        let (prep, window) = pass.expected(PAGES);
+        // hv's L0 unmap alone: L1 changed nothing, L2's code page kept its
+        // shadow leaf.
+        assert_eq!(prep, Pass::DirtyLog.expected(PAGES).0);
+        assert_eq!(
+            prep,
+            Counts {
+                invalidations: 1,
+                ..Counts::ZERO
+            }
+        );
+        // Four 2 MiB shadow blocks: one fault each, on the block's entry
+        // the block pass cached.
+        assert_eq!(
+            window,
+            Counts {
+                faults: 4,
+                hits: 4,
+                ..Counts::ZERO
+            }
+        );
+        assert_eq!(check(pass, PAGES, &prep, &window), Ok(()));
+        // hv's pages left 4 KiB (its log not ended, or its unmap skipped
+        // with the pages' shadow leaves then kept, or a composition that
+        // took 4 KiB): every page faults, as in the block pass but hits.
+        let pages_kept = Counts {
+            faults: PAGES,
+            hits: PAGES,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &pages_kept),
+            Err(CountMismatch {
+                preparation: false,
+                what: "L2 faults",
+                expected: 4,
+                got: PAGES
+            })
+        );
+        // No fault at all: the old 4 KiB shadow leaves survived (hv's
+        // `l0_unmap` skipped): its invalidation is missing first.
+        let no_unmap = Counts {
+            invalidations: 0,
+            ..prep
+        };
+        assert_eq!(
+            check(pass, PAGES, &no_unmap, &Counts::ZERO).map_err(|m| (m.preparation, m.what)),
+            Err((true, "invalidations"))
+        );
+        // An unmap that dropped the cached walks too: each block walks
+        // (from the level-1 path kept).
+        let walked = Counts {
+            hits: 0,
+            misses: 4,
+            partial_walks: 4,
+            ..window
+        };
+        assert_eq!(
+            check(pass, PAGES, &prep, &walked).map_err(|m| (m.preparation, m.what)),
+            Err((false, "hits"))
+        );
+        // Blocks restored read-only: each block's first write would fault
+        // again; L2 only reads, so that shows as L1's failure, not here.
     }
 
     #[test]

@@ -53,7 +53,9 @@
 //! Bounds (which evictions happen is the hash's; that they happen, and
 //! at least how many, is the budget's):
 //! - evictions >= pages - shadow-leaf cap: every pass installs a new
-//!   shadow leaf for each of its pages (its preparation removed them all),
+//!   shadow leaf for each of its pages (its preparation removed them all;
+//!   after hv ended its dirty log, one 2 MiB leaf for each block instead:
+//!   blocks - cap, so none),
 //!   the shadow ends the window holding at most the cap, and each
 //!   shadow leaf removed inside a window is an eviction's (one per evicted
 //!   cache leaf, one per leaf a cap clear removes);
@@ -67,9 +69,10 @@
 //!   cached walks and L1 maps pages (passes 1-5); >= the blocks where it
 //!   removed them and L1 maps 2 MiB blocks (pass 8: each block's first
 //!   fault walks, its one cached leaf may serve the block's other pages);
-//!   else (the L0 unmap and the dirty log keep them) misses >= pages -
-//!   cache leaf places: only leaves cached at BEGIN can serve a page's
-//!   first fault;
+//!   else (the L0 unmap and the dirty log's start and end keep them)
+//!   misses >= pages - cache leaf places (blocks - places after the log's
+//!   end, whose faults are one a block): only leaves cached at BEGIN can
+//!   serve a page's first fault;
 //! - hits >= data faults - pages: the dirty-log pass's two store faults
 //!   of a written page both find the leaf its read just cached;
 //! - full walks >= the normal case's: the first data fault after a TLBI
@@ -226,6 +229,10 @@ enum CachedWalks {
     /// hv's L0 change removed only the shadow leaves: leaves still cached
     /// at BEGIN may serve first faults.
     Kept,
+    /// The same with L1's 2 MiB blocks over hv's (the pass after hv ended
+    /// its dirty log): a block's one cached leaf may serve its one fault,
+    /// so only blocks beyond the cache's places must miss.
+    KeptPerBlock,
 }
 
 impl CachedWalks {
@@ -238,6 +245,7 @@ impl CachedWalks {
             | Pass::Scattered => CachedWalks::RemovedPerPage,
             Pass::Blocks => CachedWalks::RemovedPerBlock,
             Pass::AfterL0Unmap | Pass::DirtyLog => CachedWalks::Kept,
+            Pass::AfterDirtyLogEnd => CachedWalks::KeptPerBlock,
         }
     }
 
@@ -248,6 +256,9 @@ impl CachedWalks {
             CachedWalks::RemovedPerPage => data_faults,
             CachedWalks::RemovedPerBlock => pages.div_ceil(BLOCK_PAGES),
             CachedWalks::Kept => pages.saturating_sub(limits.cache_leaves),
+            CachedWalks::KeptPerBlock => pages
+                .div_ceil(BLOCK_PAGES)
+                .saturating_sub(limits.cache_leaves),
         }
     }
 }
@@ -278,7 +289,8 @@ pub fn check(
         });
     }
     let code_faults = window.faults.checked_sub(window_faults.data);
-    let evictions_at_least = evictions_at_least(pages, limits, window.misses);
+    let evictions_at_least =
+        evictions_at_least(pass.data_shadow_leaves(pages), limits, window.misses);
     let misses_at_least =
         CachedWalks::after(pass).misses_at_least(window_faults.data, pages, limits);
     let rules = [
@@ -386,11 +398,11 @@ pub fn check(
     }
 }
 
-/// The least evictions [`check`] accepts in a window of `pages` pages
-/// with `misses` misses (the module documentation says why): also for
-/// hv's line.
-pub fn evictions_at_least(pages: u64, limits: &Limits, misses: u64) -> u64 {
-    pages
+/// The least evictions [`check`] accepts in a window that installs
+/// `shadow_leaves` shadow leaves for the data ([`Pass::data_shadow_leaves`])
+/// with `misses` misses (the module documentation says why).
+pub fn evictions_at_least(shadow_leaves: u64, limits: &Limits, misses: u64) -> u64 {
+    shadow_leaves
         .saturating_sub(limits.shadow_leaves)
         .max(misses.saturating_sub(limits.cache_leaves))
 }
@@ -529,6 +541,34 @@ mod tests {
         let (c, mut f) = window(Pass::DirtyLog, 5, Some(700), 2_000);
         f.data -= 1;
         assert_eq!(failed(Pass::DirtyLog, &(c, f)).1, "L2 faults on data pages");
+    }
+
+    #[test]
+    fn after_the_dirty_logs_end_a_fault_a_block_needs_no_eviction() {
+        let pass = Pass::AfterDirtyLogEnd;
+        assert_eq!(CachedWalks::after(pass), CachedWalks::KeptPerBlock);
+        // Four 2 MiB shadow leaves, far below the cap: no eviction is
+        // needed (pages - cap would ask for 1803), and the four blocks'
+        // leaves fit the cache, so no miss is either.
+        assert_eq!(
+            evictions_at_least(pass.data_shadow_leaves(PAGES), &TIGHT, 0),
+            0
+        );
+        let w = window(pass, 0, None, 0);
+        assert_eq!(w.0.faults, 4);
+        assert_eq!(check_window(pass, &w), Ok(()));
+        // A block's leaf evicted since the block pass: it walks again.
+        let w = window(pass, 0, Some(3), 0);
+        assert_eq!(check_window(pass, &w), Ok(()));
+        // hv's pages still 4 KiB (its log not ended): every page faults.
+        let (mut c, mut f) = window(pass, 0, None, 0);
+        f.data = PAGES;
+        c.faults = PAGES;
+        c.hits = PAGES;
+        assert_eq!(
+            failed(pass, &(c, f)),
+            (false, "L2 faults on data pages", Relation::Exactly, 4)
+        );
     }
 
     #[test]
