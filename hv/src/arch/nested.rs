@@ -2061,6 +2061,15 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         // A load or store to a device hv emulates for L1 (its GIC; a
         // Linux L1's console UART).
         EC_DABT_LOWER if l1_device_access(nested, vcpu, frame, esr) => {}
+        // A translation fault on L1's RAM while hv changes its own map
+        // of it (break-before-make): L0's own transient fault, which L1
+        // never sees. L1 runs the instruction again, and faults again
+        // until hv's change is made; were it never made, the demo's
+        // watchdog (the EL2 physical timer) ends the run with its line.
+        EC_DABT_LOWER | EC_IABT_LOWER
+            if nested
+                .l0_map
+                .mid_change_abort(esr, read_sysreg!("hpfar_el2")) => {}
         // L0 maps all of L1's RAM with every access, so any other stage-2
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
@@ -2611,10 +2620,14 @@ fn fault_rate_pressure_end(
     // hv's and the occupancy's numbers, which differ from run to run
     // (the cache's hash key is drawn at boot) ...
     println!(
-        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried; at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
+        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried ({} more mid hv's change of L1's map); at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
         window_faults.data,
-        window.faults.wrapping_sub(window_faults.data),
+        window
+            .faults
+            .wrapping_sub(window_faults.data)
+            .wrapping_sub(window_faults.l0_changing),
         window_faults.retries,
+        window_faults.l0_changing,
         peak.cache_leaves,
         end.cache_leaves,
         limits.cache_leaves,
@@ -3387,8 +3400,14 @@ fn l2_exit(
         }
     }
     match (class, shadow) {
-        // L1's stage 2 off and L0 maps all of L1's RAM with every access:
-        // L2's access is outside L1's RAM.
+        // L1's stage 2 off, so the hardware's stage 2 is hv's map of L1:
+        // a translation fault on L1's RAM while hv changes that map is
+        // L0's own transient fault. L2 runs the instruction again until
+        // hv's change is made; were it never made, the demo's watchdog
+        // (the EL2 physical timer) ends the run with its line.
+        (EC_DABT_LOWER | EC_IABT_LOWER, None) if nested.l0_map.mid_change_abort(esr, hpfar) => {}
+        // Otherwise L0 maps all of L1's RAM with every access: L2's
+        // access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {
             once(Note::L2OutsideL1Ram);
             external_abort_for_l2(
@@ -3441,9 +3460,8 @@ fn l2_exit(
                 return enter_l1_from_l2(nested, vcpu, frame, esr, far, hpfar);
             }
             vcpu.counts.translates += 1;
-            if nested.demo.is_fault_rate() && fault_rate::pressure::on_data_page(l2_ipa) {
-                vcpu.fault_rate.faults.data += 1;
-            }
+            let on_data_page =
+                nested.demo.is_fault_rate() && fault_rate::pressure::on_data_page(l2_ipa);
             let reply = match call(
                 nested,
                 vcpu.id,
@@ -3459,9 +3477,18 @@ fn l2_exit(
                 let now = fault_rate_occupancy(nested, vcpu);
                 vcpu.fault_rate.peak = vcpu.fault_rate.peak.max(&now);
             }
+            let retry = match reply {
+                Reply::Translate(TranslateOutcome::Retry(reason)) => Some(reason),
+                _ => None,
+            };
+            vcpu.fault_rate.faults.count(on_data_page, retry);
             match reply {
                 Reply::Translate(TranslateOutcome::Mapped(_)) => {}
-                Reply::Translate(TranslateOutcome::Retry(_)) => vcpu.fault_rate.faults.retries += 1,
+                // L2 runs the instruction again. `Retry(L0Changing)` (hv's
+                // own break-before-make of L1's RAM) repeats until hv's
+                // change is made; were it never made, the demo's watchdog
+                // (the EL2 physical timer) ends the run with its line.
+                Reply::Translate(TranslateOutcome::Retry(_)) => {}
 
                 // hv's own stage 2 of L1 denies the access: resuming L2
                 // would fault again, forever.

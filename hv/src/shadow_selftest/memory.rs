@@ -10,6 +10,8 @@ use core::fmt;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::esr::FaultStatus;
+
 use shadow_mmu::compose::{
     effective_shareability, permissions_from_stage2, L0Map, L0Mapping, MemAttr, Permissions,
     Unbacked,
@@ -513,6 +515,26 @@ impl<'a> L0Stage2<'a> {
             })
     }
 
+    /// Whether a stage-2 abort a guest took on hv's table itself (L1's
+    /// own, or L2's while L1's stage 2 is off), with ESR_EL2 `esr` (EC
+    /// 0x20 or 0x24) and HPFAR_EL2 `hpfar`, met hv's break-before-make of
+    /// L1's RAM: a translation fault at an IPA [`L0Map::unbacked`] calls
+    /// `L0Changing` (the decision the service's faults get). In the Arm
+    /// ARM's two-stage model that is L0's own fault: hv lets its change
+    /// finish and resumes the guest, which never sees it. HPFAR_EL2 holds
+    /// the IPA for every stage-2 translation fault (FIPA, bits \[43:4\]:
+    /// IPA \[55:12\]), on a stage-1 walk's read too. Any other fault
+    /// (a permission fault on a valid leaf, whose retry would never end)
+    /// is not one.
+    pub fn mid_change_abort(&self, esr: u64, hpfar: u64) -> bool {
+        let translation = matches!(
+            FaultStatus::from_fsc((esr & 0x3f) as u8),
+            FaultStatus::Translation { .. }
+        );
+        let ipa = ((hpfar >> 4) & ((1 << 40) - 1)) << 12;
+        translation && self.unbacked(ipa) == Unbacked::L0Changing
+    }
+
     /// The PA of `l1_ipa`, if L0 maps it readable (hv reads L1's memory
     /// there on L1's behalf, as L1's own read would).
     pub fn pa_of(&self, l1_ipa: u64) -> Option<u64> {
@@ -873,6 +895,56 @@ mod tests {
         assert_eq!(wide.lookup(1 << IPA_BITS), None);
         assert_eq!(wide.unbacked(1 << IPA_BITS), Unbacked::Nothing);
         assert_eq!(wide.unbacked(ram.end), Unbacked::L0Changing);
+    }
+
+    #[test]
+    fn a_guests_translation_fault_mid_l0_change_is_l0s_and_others_are_not() {
+        let a = arena(0x4000_0000, 8 << 20);
+        let base = a.base();
+        let ram = 0x8000_0000..0x8020_0000;
+        let mut l0 = Stage2Builder::new(&a, base, base + 16 * PAGE).unwrap();
+        l0.map(&a, ram.start, base + (2 << 20), 2 << 20, 3, LeafAccess::ALL)
+            .unwrap();
+        let map = L0Stage2::new(&a, l0.root(), ram.clone());
+        // HPFAR_EL2 of an IPA: FIPA (bits [43:4]) = IPA[55:12], NS (bit
+        // 63) set as the hardware reports it for a Non-secure IPA.
+        let hpfar = |ipa: u64| (ipa >> 12) << 4 | 1 << 63;
+        // ESR_EL2: EC 0x24 data abort (write) / 0x20 instruction abort,
+        // with the fault status code `fsc`.
+        let data = |fsc: u64| 0x24 << 26 | 1 << 25 | 1 << 6 | fsc;
+        let fetch = |fsc: u64| 0x20 << 26 | 1 << 25 | fsc;
+        let page = 0x8010_3000;
+        // Mapped: a permission fault is not a change (its retry would
+        // never end).
+        assert!(!map.mid_change_abort(data(0x0f), hpfar(page)));
+        // hv breaks the page: a translation fault there (level 3, or any
+        // level, on a stage-1 walk's read too: S1PTW) is L0's own.
+        l0.set(&a, page, 3, 0).unwrap();
+        for esr in [data(0x07), fetch(0x07), data(0x05), data(0x06) | 1 << 7] {
+            assert!(map.mid_change_abort(esr, hpfar(page)), "{esr:#x}");
+        }
+        // Another status (permission, access flag, external abort) is not.
+        for fsc in [0x0f, 0x0b, 0x10, 0x00] {
+            assert!(!map.mid_change_abort(data(fsc), hpfar(page)), "{fsc:#x}");
+        }
+        // An IPA outside L1's RAM is not L0's: its abort stays.
+        for outside in [ram.end, ram.start - PAGE, 1 << 38] {
+            assert!(
+                !map.mid_change_abort(data(0x07), hpfar(outside)),
+                "{outside:#x}"
+            );
+        }
+        // The make landed since the fault: still L0's (the guest's next
+        // try maps); a permission fault on it is not.
+        l0.set(
+            &a,
+            page,
+            3,
+            leaf_descriptor(3, base + (5 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        assert!(map.mid_change_abort(fetch(0x07), hpfar(page)));
+        assert!(!map.mid_change_abort(fetch(0x0f), hpfar(page)));
     }
 
     #[test]

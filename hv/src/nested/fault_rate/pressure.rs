@@ -32,7 +32,10 @@
 //!   bucket, and nothing else installs before L2's access runs again), so
 //!   a page faults again only if its fault was not answered: a retry
 //!   (throttled, raced) or a lost install shows here.
-//! - no translate answered `Retry` ([`Faults::retries`], hv's count).
+//! - no translate answered `Retry` for the service's own reasons
+//!   ([`Faults::retries`], hv's count). `Retry(L0Changing)` (hv's own
+//!   break-before-make met by another L1 vCPU's fault) is counted apart
+//!   ([`Faults::l0_changing`]) and reported, not bounded.
 //!   The design allows one (`Retry(Throttled)` when an install finds no
 //!   frame or reverse-map record even after clearing its shadow); this
 //!   budget leaves no room for it with one context: the shadow uses at
@@ -79,6 +82,7 @@
 //!   that removed the data region's paths walks from the start level.
 
 use super::{Counts, Pass, BLOCK_PAGES, DATA_IPA, PAGES};
+use ipc::RetryReason;
 
 /// Whether L2 IPA `l2_ipa` is on one of the data pages (the others L2
 /// faults on: its code page).
@@ -158,19 +162,42 @@ impl Occupancy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// L2 faults on L1's data pages (L2 IPA from `DATA_IPA`, `PAGES`
-    /// pages); the others are on L2's code page.
+    /// pages) not answered `Retry(L0Changing)`; the others are on L2's
+    /// code page.
     pub data: u64,
-    /// Translates answered `Retry` (throttled or raced): L2 faults again.
+    /// Translates answered `Retry` for the service's own reasons
+    /// (throttled, raced, already mapped): L2 faults again.
     pub retries: u64,
+    /// Translates answered `Retry(L0Changing)`: the fault met hv's own
+    /// break-before-make of L1's RAM (L0's transient fault, not the
+    /// service's), and L2 faults again once the change is made; that
+    /// fault is the one [`Faults::data`] counts. Only another L1 vCPU can
+    /// fault inside hv's change, so with one it stays 0; it is reported,
+    /// not bounded.
+    pub l0_changing: u64,
 }
 
 impl Faults {
+    /// Counts one translate of an L2 fault, on a data page or not, whose
+    /// answer was `Retry(retry)` (None: any other answer).
+    pub fn count(&mut self, on_data_page: bool, retry: Option<RetryReason>) {
+        match retry {
+            Some(RetryReason::L0Changing) => self.l0_changing += 1,
+            Some(_) => self.retries += 1,
+            None => {}
+        }
+        if on_data_page && retry != Some(RetryReason::L0Changing) {
+            self.data += 1;
+        }
+    }
+
     /// What was counted from `earlier` to `self` (wrapping, as
     /// [`Counts::since`]).
     pub fn since(&self, earlier: &Faults) -> Faults {
         Faults {
             data: self.data.wrapping_sub(earlier.data),
             retries: self.retries.wrapping_sub(earlier.retries),
+            l0_changing: self.l0_changing.wrapping_sub(earlier.l0_changing),
         }
     }
 }
@@ -288,7 +315,11 @@ pub fn check(
             got,
         });
     }
-    let code_faults = window.faults.checked_sub(window_faults.data);
+    // A translate answered `Retry(L0Changing)` is neither a data fault
+    // (the page faults again) nor one on the code page.
+    let code_faults = window
+        .faults
+        .checked_sub(window_faults.data.saturating_add(window_faults.l0_changing));
     let evictions_at_least =
         evictions_at_least(pass.data_shadow_leaves(pages), limits, window.misses);
     let misses_at_least =
@@ -454,7 +485,10 @@ mod tests {
                 evictions,
                 ..Counts::ZERO
             },
-            Faults { data, retries: 0 },
+            Faults {
+                data,
+                ..Faults::default()
+            },
         )
     }
 
@@ -541,6 +575,68 @@ mod tests {
         let (c, mut f) = window(Pass::DirtyLog, 5, Some(700), 2_000);
         f.data -= 1;
         assert_eq!(failed(Pass::DirtyLog, &(c, f)).1, "L2 faults on data pages");
+    }
+
+    #[test]
+    fn l0_changing_retries_are_counted_apart_and_pass_the_exact_rules() {
+        let mut f = Faults::default();
+        f.count(true, None);
+        f.count(false, None);
+        f.count(true, Some(RetryReason::L0Changing));
+        f.count(false, Some(RetryReason::L0Changing));
+        assert_eq!(
+            f,
+            Faults {
+                data: 1,
+                retries: 0,
+                l0_changing: 2,
+            }
+        );
+        for other in [
+            RetryReason::InvalidationRaced,
+            RetryReason::Throttled,
+            RetryReason::AlreadyMapped,
+        ] {
+            let mut f = Faults::default();
+            f.count(true, Some(other));
+            assert_eq!(
+                f,
+                Faults {
+                    data: 1,
+                    retries: 1,
+                    l0_changing: 0,
+                },
+                "{other:?}"
+            );
+        }
+        // Two data faults and one code-page fault met hv's change (another
+        // L1 vCPU's fault in its break-before-make) and faulted again:
+        // the service counted three more faults (misses), hv three
+        // L0Changing retries, and the window is still the normal one,
+        // its code-page faults (as many as the evictions) included.
+        for pass in [Pass::FirstTouch, Pass::AfterL0Unmap] {
+            let (mut c, mut f) = window(pass, 2_000, Some(0), 2_000);
+            c.faults += 3;
+            c.misses += 3;
+            c.partial_walks += 3;
+            f.l0_changing = 3;
+            assert_eq!(check_window(pass, &(c, f)), Ok(()), "{pass:?}");
+            // The same with one a retry of the service's own: exact 0.
+            f.retries = 1;
+            assert_eq!(
+                failed(pass, &(c, f)),
+                (false, "retried translates", Relation::Exactly, 0)
+            );
+        }
+        // In the preparation too.
+        let pass = Pass::FirstTouch;
+        let (prep, _) = pass.expected(PAGES);
+        let w = window(pass, 5, None, 2_000);
+        let met = Faults {
+            l0_changing: 1,
+            ..Faults::default()
+        };
+        assert_eq!(check(pass, PAGES, &TIGHT, &prep, &met, &w.0, &w.1), Ok(()));
     }
 
     #[test]
@@ -710,7 +806,7 @@ mod tests {
         // L2 touching a data page outside the window.
         let stray = Faults {
             data: 1,
-            retries: 0,
+            ..Faults::default()
         };
         let m = check(pass, PAGES, &TIGHT, &prep, &stray, &w.0, &w.1);
         assert_eq!(
@@ -805,16 +901,19 @@ mod tests {
         let a = Faults {
             data: 10,
             retries: 1,
+            l0_changing: 2,
         };
         let b = Faults {
             data: 15,
             retries: 1,
+            l0_changing: 5,
         };
         assert_eq!(
             b.since(&a),
             Faults {
                 data: 5,
-                retries: 0
+                retries: 0,
+                l0_changing: 3,
             }
         );
         assert_eq!(a.since(&b).data, u64::MAX - 4);
