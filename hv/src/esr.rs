@@ -79,6 +79,13 @@ pub fn without_instruction_syndrome(esr: u64) -> u64 {
     }
 }
 
+/// The page of the faulting IPA a stage-2 abort reports in HPFAR_EL2:
+/// FIPA, bits \[43:4\], is IPA \[55:12\] (bit 63, NS, and the RES0 bits
+/// left out). Its page offset is FAR_EL2's.
+pub const fn hpfar_ipa_page(hpfar: u64) -> u64 {
+    ((hpfar >> 4) & ((1 << 40) - 1)) << 12
+}
+
 /// The length in bytes of the trapped instruction, by which hv advances
 /// the guest's PC when it completes the instruction for the guest (an
 /// emulated load or store, a trapped SMC, system register or WFx): 2 for a
@@ -261,7 +268,7 @@ impl MmioAccess {
         if !abort.syndrome_valid {
             return Err(NotEmulable::NoSyndrome);
         }
-        let ipa = ((hpfar >> 4) & 0x0fff_ffff_ffff) << 12 | (far & 0xfff);
+        let ipa = hpfar_ipa_page(hpfar) | (far & 0xfff);
         let kind = if abort.write {
             MmioKind::Write {
                 register: abort.register,
@@ -310,6 +317,15 @@ impl MmioAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hpfar_gives_the_ipa_page_without_ns_or_res0_bits() {
+        // FIPA of IPA 0x12_3456_7000, NS set, as hardware reports it.
+        assert_eq!(hpfar_ipa_page(1 << 63 | 0x0123_4567 << 4), 0x12_3456_7000);
+        // The top of a 52-bit IPA (FIPA bits [43:4] all set); bits [47:44]
+        // RES0, left out.
+        assert_eq!(hpfar_ipa_page(0xffff_ffff_fff0), 0x000f_ffff_ffff_f000);
+    }
 
     #[test]
     fn the_instruction_syndrome_is_dropped_from_data_aborts_only() {

@@ -459,7 +459,7 @@ pub const fn ipa_from_par(par: u64, far: u64) -> Option<u64> {
 /// the 48-bit shadow) with FAR_EL2's page offset.
 pub const fn l2_fault_ipa(far: u64, hpfar: u64, l2_stage1_on: bool) -> u64 {
     if l2_stage1_on {
-        ((hpfar >> 4) & ((1 << 40) - 1)) << 12 | (far & 0xfff)
+        crate::esr::hpfar_ipa_page(hpfar) | (far & 0xfff)
     } else {
         far
     }

@@ -531,7 +531,7 @@ impl<'a> L0Stage2<'a> {
             FaultStatus::from_fsc((esr & 0x3f) as u8),
             FaultStatus::Translation { .. }
         );
-        let ipa = ((hpfar >> 4) & ((1 << 40) - 1)) << 12;
+        let ipa = crate::esr::hpfar_ipa_page(hpfar);
         translation && self.unbacked(ipa) == Unbacked::L0Changing
     }
 

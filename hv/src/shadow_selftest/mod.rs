@@ -1376,7 +1376,7 @@ fn fault_ipa(exit: &L2Exit) -> u64 {
     if fsc & 0b11_1100 == 0b00_1100 && !s1ptw {
         exit.far
     } else {
-        ((exit.hpfar >> 4) & ((1 << 40) - 1)) << 12 | (exit.far & 0xfff)
+        crate::esr::hpfar_ipa_page(exit.hpfar) | (exit.far & 0xfff)
     }
 }
 
