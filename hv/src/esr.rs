@@ -80,8 +80,10 @@ pub fn without_instruction_syndrome(esr: u64) -> u64 {
 }
 
 /// The page of the faulting IPA a stage-2 abort reports in HPFAR_EL2:
-/// FIPA, bits \[43:4\], is IPA \[55:12\] (bit 63, NS, and the RES0 bits
-/// left out). Its page offset is FAR_EL2's.
+/// bits \[43:4\] of FIPA are IPA \[51:12\], the most a 52-bit IPA
+/// (FEAT_LPA) needs. FIPA's bits \[47:44\] (IPA \[55:52\]) exist only with
+/// FEAT_D128's 56-bit IPAs, which hv neither uses nor shows, and are RES0
+/// without it: left out, as bit 63 (NS) is. Its page offset is FAR_EL2's.
 pub const fn hpfar_ipa_page(hpfar: u64) -> u64 {
     ((hpfar >> 4) & ((1 << 40) - 1)) << 12
 }
@@ -252,8 +254,8 @@ pub enum MmioKind {
 
 impl MmioAccess {
     /// The access described by a stage-2 data abort syndrome. `hpfar` is
-    /// HPFAR_EL2 (FIPA, bits [47:4] = IPA[55:12]) and `far` supplies the low
-    /// 12 bits of the address.
+    /// HPFAR_EL2 ([`hpfar_ipa_page`]: FIPA \[43:4\] = IPA \[51:12\]) and
+    /// `far` supplies the low 12 bits of the address.
     pub fn decode(esr: u64, far: u64, hpfar: u64) -> Result<Self, NotEmulable> {
         let abort = DataAbort::from_esr(esr);
         if !matches!(abort.status, FaultStatus::Translation { .. }) {

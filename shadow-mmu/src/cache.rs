@@ -460,7 +460,10 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
                 && match &result {
                     Ok(t) => one_attempt(t.level),
                     Err(WalkError::Fault(fault)) => one_attempt(fault.level),
-                    Err(WalkError::Contended { .. } | WalkError::HostDenied(_)) => false,
+                    // The host's denial ends the walk at its descriptor's
+                    // level as a fault there would (review 60 R60-2).
+                    Err(WalkError::HostDenied(denial)) => one_attempt(denial.level),
+                    Err(WalkError::Contended { .. }) => false,
                 };
             let kind = if partial {
                 WalkKind::Partial

@@ -20,7 +20,7 @@ use ipc::message::{
     decode_reply, AccessKind as IpcAccess, DeniedAccess as IpcDenied, L0Change, L0Denial, Reply,
     Request, TranslateOutcome, TranslateRequest, VcpuId,
 };
-use ipc::tlbi::IpaRange;
+use ipc::tlbi::{InvalidateScope, IpaRange};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{DeniedAccess, Translated};
 use walker::{AccessKind, Endianness, Granule, GuestMemory, MemoryError};
@@ -212,5 +212,58 @@ fn the_table_denial_reaches_hv_as_an_l0_denied_reply() {
             l1_ipa: leaf,
             denied: IpcDenied::L1TableUpdate,
         }))
+    );
+}
+
+/// Review 60 R60-2: a walk that starts below a cached path and is denied
+/// at the first level it reads from memory is a partial walk, as the same
+/// walk ending in a fault there is: the service's walk counts (which the
+/// fault-rate verdicts add up) do not call it a full walk. With the path
+/// gone (a TLBI of the whole VMID) the same denial is a full walk.
+#[test]
+fn a_denial_below_a_cached_path_counts_as_a_partial_walk() {
+    let mem = L1Memory::new();
+    let (l1, key) = l1_tables(&mem, RW, false);
+    // A neighbour in the same level-3 table, walked first: its walk caches
+    // the path down to that table.
+    let neighbour = L2_IPA + 0x1000;
+    l1.map(neighbour, L1_IPA + 0x1000, 3, RW);
+    let s = service_with(L0Protected::new(mem), 16 << 20, 8);
+    let w = s.worker();
+    let t = s.translate(&w, &key, neighbour, AccessKind::Read, &ABORT);
+    assert!(matches!(t, Translated::Mapped(_)), "{t:?}");
+    let leaf = l1.slot(L2_IPA, 3);
+    s.memory().no_read.store(leaf & !0xfff, Ordering::SeqCst);
+    let before = s.stats();
+    let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
+    assert_eq!(
+        t,
+        Translated::L0Denied {
+            l1_ipa: leaf,
+            denied: DeniedAccess::L1TableRead,
+        }
+    );
+    let after = s.stats();
+    assert_eq!(after.misses - before.misses, 1);
+    assert_eq!(
+        (
+            after.walks - before.walks,
+            after.partial_walks - before.partial_walks
+        ),
+        (0, 1),
+        "a walk from the cached path, denied at its first read"
+    );
+    // No path: a full walk, denied at level 3 all the same.
+    s.invalidate(&w, 1, &InvalidateScope::Vmid);
+    let before = s.stats();
+    let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
+    assert!(matches!(t, Translated::L0Denied { .. }), "{t:?}");
+    let after = s.stats();
+    assert_eq!(
+        (
+            after.walks - before.walks,
+            after.partial_walks - before.partial_walks
+        ),
+        (1, 0)
     );
 }

@@ -522,10 +522,10 @@ impl<'a> L0Stage2<'a> {
     /// `L0Changing` (the decision the service's faults get). In the Arm
     /// ARM's two-stage model that is L0's own fault: hv lets its change
     /// finish and resumes the guest, which never sees it. HPFAR_EL2 holds
-    /// the IPA for every stage-2 translation fault (FIPA, bits \[43:4\]:
-    /// IPA \[55:12\]), on a stage-1 walk's read too. Any other fault
-    /// (a permission fault on a valid leaf, whose retry would never end)
-    /// is not one.
+    /// the IPA for every stage-2 translation fault (FIPA \[43:4\]: IPA
+    /// \[51:12\], `esr::hpfar_ipa_page`), on a stage-1 walk's read too.
+    /// Any other fault (a permission fault on a valid leaf, whose retry
+    /// would never end) is not one.
     pub fn mid_change_abort(&self, esr: u64, hpfar: u64) -> bool {
         let translation = matches!(
             FaultStatus::from_fsc((esr & 0x3f) as u8),
@@ -906,7 +906,7 @@ mod tests {
         l0.map(&a, ram.start, base + (2 << 20), 2 << 20, 3, LeafAccess::ALL)
             .unwrap();
         let map = L0Stage2::new(&a, l0.root(), ram.clone());
-        // HPFAR_EL2 of an IPA: FIPA (bits [43:4]) = IPA[55:12], NS (bit
+        // HPFAR_EL2 of an IPA: FIPA (bits [43:4]) = IPA[51:12], NS (bit
         // 63) set as the hardware reports it for a Non-secure IPA.
         let hpfar = |ipa: u64| (ipa >> 12) << 4 | 1 << 63;
         // ESR_EL2: EC 0x24 data abort (write) / 0x20 instruction abort,

@@ -65,9 +65,10 @@
 //! - evictions >= misses - cache leaf places: each miss inserts a leaf,
 //!   the cache ends holding at most its places, and inside a window only
 //!   an eviction removes a cached leaf;
-//! - faults on L2's code page (faults - data faults) <= evictions: its
-//!   shadow leaf stands at BEGIN and only an eviction or a cap clear
-//!   removes it inside a window;
+//! - faults on L2's code page (faults - data faults - `L0Changing`
+//!   retries, after checking faults >= the two: each is one of the
+//!   service's faults) <= evictions: its shadow leaf stands at BEGIN and
+//!   only an eviction or a cap clear removes it inside a window;
 //! - misses >= data faults where the preparation removed the data pages'
 //!   cached walks and L1 maps pages (passes 1-5); >= the blocks where it
 //!   removed them and L1 maps 2 MiB blocks (pass 8: each block's first
@@ -316,10 +317,12 @@ pub fn check(
         });
     }
     // A translate answered `Retry(L0Changing)` is neither a data fault
-    // (the page faults again) nor one on the code page.
-    let code_faults = window
-        .faults
-        .checked_sub(window_faults.data.saturating_add(window_faults.l0_changing));
+    // (the page faults again) nor one on the code page. Every one hv
+    // counted is one of the service's L2 faults (the "L2 faults" rule
+    // below, checked first), so the difference does not underflow where
+    // it is used (review 60 R60-1: it did, and was read as 0).
+    let counted = window_faults.data.saturating_add(window_faults.l0_changing);
+    let code_faults = window.faults.saturating_sub(counted);
     let evictions_at_least =
         evictions_at_least(pass.data_shadow_leaves(pages), limits, window.misses);
     let misses_at_least =
@@ -375,15 +378,9 @@ pub fn check(
             window.misses,
             window.walks.saturating_add(window.partial_walks),
         ),
-        // Every data fault is an L2 fault: checked before the code page's
-        // count below is taken from their difference.
-        (
-            false,
-            "L2 faults",
-            AtLeast,
-            window_faults.data,
-            window.faults,
-        ),
+        // Every data fault and L0Changing retry is an L2 fault: checked
+        // before the code page's count below is taken from the difference.
+        (false, "L2 faults", AtLeast, counted, window.faults),
         (
             false,
             "evictions",
@@ -396,7 +393,7 @@ pub fn check(
             "faults on L2's code page",
             AtMost,
             window.evictions,
-            code_faults.unwrap_or(0),
+            code_faults,
         ),
         (false, "misses", AtLeast, misses_at_least, window.misses),
         (
@@ -637,6 +634,26 @@ mod tests {
             ..Faults::default()
         };
         assert_eq!(check(pass, PAGES, &TIGHT, &prep, &met, &w.0, &w.1), Ok(()));
+    }
+
+    /// Review 60 R60-1: every translate hv counted (data faults and
+    /// `L0Changing` retries alike) is one of the service's L2 faults. A
+    /// window whose faults fall short of that sum is refused by the "L2
+    /// faults" rule, not passed because the code page's count, their
+    /// difference, underflowed and was read as 0.
+    #[test]
+    fn l2_faults_short_of_data_faults_and_l0_changing_retries_fail() {
+        for code in [0, 2] {
+            let (c, mut f) = window(Pass::FirstTouch, code, None, 2_000);
+            // Three more L0Changing retries than the service counted
+            // faults for.
+            f.l0_changing = code + 3;
+            assert_eq!(
+                failed(Pass::FirstTouch, &(c, f)),
+                (false, "L2 faults", Relation::AtLeast, PAGES + code + 3),
+                "{code} code-page faults"
+            );
+        }
     }
 
     #[test]
