@@ -2390,11 +2390,12 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
 
 /// The dirty log's side of an `L0Denied` answer: a write to one of L1's
 /// data pages that hv write-protected and has not logged
-/// ([`fault_rate_log_dirty_write`]), L2's store or the service walk's
-/// AF/dirty update of a descriptor of L1's stage-2 table there (a write
-/// to the page all the same, as the hardware's compare-and-swap would
-/// be); L2's store runs again and the service, walking and composing
-/// afresh, makes the update or maps the page writable. False for any
+/// ([`fault_rate_log_dirty_write`]), L2's store or DC IVAC
+/// (`fault_rate::dirty_log_write`) or the service walk's AF/dirty update
+/// of a descriptor of L1's stage-2 table there (a write to the page all
+/// the same, as the hardware's compare-and-swap would be); L2's
+/// instruction runs again and the service, walking and composing afresh,
+/// makes the update or maps the page writable. False for any
 /// other denial (a read, a page logged already), which hv does not
 /// resolve: never resolved twice, so never a loop.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {

@@ -559,9 +559,15 @@ pub enum L1WriteAddress {
 /// when the abort is one hv's write protection causes: a data abort
 /// (`esr`, EC 0x24 checked by the caller) with a stage-2 permission fault
 /// (DFSC 0b0011xx) of a write (WnR), not on a stage-1 table walk (S1PTW:
-/// L1's walks only read) nor a cache maintenance instruction (CM, which
-/// reports WnR 1 too). `far` is FAR_EL2 (valid: FnV is 0 for any fault
-/// but an external abort), `l1_stage1_on` whether L1's stage 1 is on.
+/// L1's walks only read). A cache maintenance instruction (CM, which
+/// reports WnR 1) is one too: the one at EL1 a stage-2 permission fault
+/// can stop on a readable page is DC IVAC, which "requires write access
+/// permission to the VA" (Arm ARM, DC IVAC; HCRX_EL2.CMOW, which would add
+/// DC CIVAC, is clear), and an invalidate may discard the page's lines, a
+/// change of its contents: logged as a write, as KVM's
+/// `kvm_is_write_fault` takes WnR (review 60 R60-4: it was an external
+/// abort for L1). `far` is FAR_EL2 (valid: FnV is 0 for any fault but an
+/// external abort), `l1_stage1_on` whether L1's stage 1 is on.
 /// HPFAR_EL2 is no source: the Arm ARM leaves it UNKNOWN for a stage-2
 /// permission fault that is not on a stage-1 walk (ESR_EL2 ISS, the list
 /// of aborts for which "HPFAR_EL2 is valid"; QEMU fills it anyway, so the
@@ -571,7 +577,7 @@ pub fn l1_write_protection_fault(esr: u64, far: u64, l1_stage1_on: bool) -> Opti
     use crate::nested::entry::{fault_ipa_source, FaultIpaSource};
     let abort = DataAbort::from_esr(esr);
     let permission = matches!(abort.status, FaultStatus::Permission { .. });
-    if !permission || !abort.write || abort.stage1_walk || abort.cache_maintenance {
+    if !permission || !abort.write || abort.stage1_walk {
         return None;
     }
     Some(match fault_ipa_source(esr, l1_stage1_on) {
@@ -586,12 +592,19 @@ pub fn l1_write_protection_fault(esr: u64, far: u64, l1_stage1_on: bool) -> Opti
 /// protection causes, so hv may log and resolve it (if the L1 IPA is an
 /// unlogged data page it write-protects): L2's store, or the service
 /// walk's AF/dirty update of a descriptor of L1's stage-2 table there (a
-/// write to the page as the hardware's compare-and-swap would be). Never
-/// a read (write protection leaves reads alone) nor another L2 access.
+/// write to the page as the hardware's compare-and-swap would be), or
+/// L2's cache maintenance at EL1: the service denies one only for want of
+/// write permission, a DC IVAC (`AccessKind::CacheMaintenance` needs none
+/// as a clean), which may discard the page's lines and is logged as a
+/// write (as L1's own, [`l1_write_protection_fault`]; review 60 R60-4: hv
+/// stopped on it). Never a read (write protection leaves reads alone) nor
+/// another L2 access (an EL0 cache maintenance instruction needs read
+/// permission only).
 pub const fn dirty_log_write(denied: ipc::DeniedAccess) -> bool {
     matches!(
         denied,
-        ipc::DeniedAccess::L2Data(ipc::AccessKind::Write) | ipc::DeniedAccess::L1TableUpdate
+        ipc::DeniedAccess::L2Data(ipc::AccessKind::Write | ipc::AccessKind::CacheMaintenance)
+            | ipc::DeniedAccess::L1TableUpdate
     )
 }
 
@@ -783,12 +796,17 @@ mod tests {
         use ipc::{AccessKind, DeniedAccess};
         assert!(dirty_log_write(DeniedAccess::L2Data(AccessKind::Write)));
         assert!(dirty_log_write(DeniedAccess::L1TableUpdate));
+        // Review 60 R60-4: L2's DC IVAC at EL1, denied for want of write
+        // permission (the service denies EL1 cache maintenance for nothing
+        // else), is a write to the page.
+        assert!(dirty_log_write(DeniedAccess::L2Data(
+            AccessKind::CacheMaintenance
+        )));
         assert!(!dirty_log_write(DeniedAccess::L1TableRead));
         for access in [
             AccessKind::Read,
             AccessKind::Execute,
             AccessKind::ExecuteEl0,
-            AccessKind::CacheMaintenance,
             AccessKind::CacheMaintenanceEl0,
         ] {
             assert!(!dirty_log_write(DeniedAccess::L2Data(access)), "{access:?}");
@@ -1092,15 +1110,40 @@ mod tests {
             l1_write_protection_fault(STORE & !0b11 | 0b10, far, false),
             at
         );
-        // A read, a translation fault, a fault on a walk, a DC IVAC.
-        for esr in [
-            STORE & !(1 << 6),
-            STORE & !0x3f | 0b00_0111,
-            STORE | 1 << 7,
-            STORE | 1 << 8,
-        ] {
+        // A read, a translation fault, a fault on a walk.
+        for esr in [STORE & !(1 << 6), STORE & !0x3f | 0b00_0111, STORE | 1 << 7] {
             assert_eq!(l1_write_protection_fault(esr, far, false), None, "{esr:#x}");
         }
+    }
+
+    /// Review 60 R60-4: L1's DC IVAC to a page hv write-protected is a
+    /// stage-2 permission fault (DC IVAC requires write permission) with
+    /// CM = 1 and WnR = 1, and no instruction syndrome (ISV = 0): a write
+    /// to the page for the dirty log, its page from FAR_EL2 as a store's
+    /// (AT S1E1R with L1's stage 1 on), never an external abort for L1.
+    #[test]
+    fn an_l1_dc_ivac_denied_by_write_protection_is_the_dirty_logs() {
+        // EC 0x24, IL, CM, WnR, DFSC permission level 3.
+        const DC_IVAC: u64 = 0x24 << 26 | 1 << 25 | 1 << 8 | 1 << 6 | 0b00_1111;
+        let far = 0x4040_2fc0;
+        assert_eq!(
+            l1_write_protection_fault(DC_IVAC, far, false),
+            Some(L1WriteAddress::Ipa(far))
+        );
+        let va = 0xffff_0000_0012_3fc0;
+        assert_eq!(
+            l1_write_protection_fault(DC_IVAC, va, true),
+            Some(L1WriteAddress::Stage1Va(va))
+        );
+        // On L1's own stage-1 walk, or a translation fault: not the log's.
+        assert_eq!(
+            l1_write_protection_fault(DC_IVAC | 1 << 7, far, false),
+            None
+        );
+        assert_eq!(
+            l1_write_protection_fault(DC_IVAC & !0x3f | 0b00_0111, far, false),
+            None
+        );
     }
 
     /// Review 59 R59-1: HPFAR_EL2 is UNKNOWN for a stage-2 permission
