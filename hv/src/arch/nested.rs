@@ -2326,8 +2326,9 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
 /// the log's end finds).
 const FAULT_RATE_PAGE: u64 = 4096;
 
-/// hv ends its dirty log of L1's data pages before the pass after it, as
-/// a host does when logging stops and it restores huge pages (KVM
+/// hv ends its dirty log of L1's data pages at the BEGIN of the pass
+/// after the block pass (`Pass::AfterDirtyLogEnd`, 9; the block pass, 8,
+/// needs the log's 4 KiB pages), as a host does when logging stops and it restores huge pages (KVM
 /// recovers them as the pages fault again; hv at once): break-before-make
 /// of its four level-3 tables back to the 2 MiB blocks they were split
 /// from, at the same PAs, read-write. Break (the level-2 table
