@@ -48,7 +48,7 @@ const TCR_DS: u64 = 1 << 59;
 const TCR2_D128: u64 = 1 << 5;
 
 use crate::nested::el2_regime::{Granule as S1Granule, Stage1Features};
-use walker::FaultKind;
+use walker::{FaultKind, GuestMemory, MemoryError};
 
 /// The translation granule's size as a power of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +157,49 @@ pub fn walk_abort_level(
         }
         table = next_table(descriptor, granule, ds, lpa_64k);
         level += 1;
+    }
+}
+
+/// A descriptor read of [`walk_abort_level_in`] met the host's
+/// break-before-make of the page holding it
+/// ([`walker::MemoryError::HostChanging`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TablePageChanging {
+    /// The IPA of the descriptor.
+    pub ipa: u64,
+}
+
+/// [`walk_abort_level`] reading the guest's tables from `memory` (L1's
+/// RAM as the host maps it; descriptors raw, as [`GuestMemory`] gives
+/// them). A read the host answers "changing" (its break-before-make of
+/// that table page under way) ends the re-walk with
+/// [`TablePageChanging`]: the level the hardware's walk aborted at cannot
+/// be told now, and the page is not outside the guest's RAM, so the
+/// caller resumes the guest, whose walk runs again (a translation fault
+/// mid the change, which the host waits out, or the same abort after
+/// it), rather than give it an external abort of unknown level. Any other
+/// refused read is unbacked, as for [`walk_abort_level`].
+pub fn walk_abort_level_in<M: GuestMemory + ?Sized>(
+    regs: &Stage1Regs,
+    va: u64,
+    fault_page: u64,
+    memory: &M,
+) -> Result<Option<i8>, TablePageChanging> {
+    let mut changing = None;
+    let level = walk_abort_level(regs, va, fault_page, |ipa| {
+        match memory.read_descriptor(ipa) {
+            Ok(raw) => Some(u64::from_le(raw)),
+            Err(error) => {
+                if error == MemoryError::HostChanging {
+                    changing = Some(TablePageChanging { ipa });
+                }
+                None
+            }
+        }
+    });
+    match changing {
+        Some(changing) => Err(changing),
+        None => Ok(level),
     }
 }
 

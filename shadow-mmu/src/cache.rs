@@ -460,7 +460,11 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
                 && match &result {
                     Ok(t) => one_attempt(t.level),
                     Err(WalkError::Fault(fault)) => one_attempt(fault.level),
-                    Err(WalkError::Contended { .. } | WalkError::HostDenied(_)) => false,
+                    Err(
+                        WalkError::Contended { .. }
+                        | WalkError::HostDenied(_)
+                        | WalkError::HostChanging(_),
+                    ) => false,
                 };
             let kind = if partial {
                 WalkKind::Partial

@@ -501,7 +501,8 @@ impl<'a> L0Stage2<'a> {
 
     /// The walk of hv's table for `l1_ipa` (see [`L0Map::lookup`]); its
     /// failure is the fault's cause, or None if the walk was contended (or
-    /// denied, which the arena, hv's own memory, never reports).
+    /// denied or mid-change, which the arena, hv's own memory, never
+    /// reports).
     fn walk(&self, l1_ipa: u64) -> Result<Translation, Option<FaultCause>> {
         self.walker
             .walk(
@@ -511,7 +512,9 @@ impl<'a> L0Stage2<'a> {
             )
             .map_err(|e| match e {
                 WalkError::Fault(fault) => Some(fault.cause),
-                WalkError::Contended { .. } | WalkError::HostDenied(_) => None,
+                WalkError::Contended { .. }
+                | WalkError::HostDenied(_)
+                | WalkError::HostChanging(_) => None,
             })
     }
 
@@ -603,7 +606,13 @@ fn l0_mapping(t: &Translation) -> Option<L0Mapping> {
 /// leaf that denies the access (no read for a read, no write for the
 /// walk's AF/dirty compare-and-swap) is L1 memory all the same:
 /// [`MemoryError::HostDenied`], L0's own stage-2 permission fault on the
-/// walk, for hv to resolve, never an external abort for L1.
+/// walk, for hv to resolve, never an external abort for L1. An L1 IPA
+/// without a leaf where [`L0Map::unbacked`] says [`Unbacked::L0Changing`]
+/// (hv's break-before-make of the page under way: the decision the
+/// service's own L0 lookups and hv's [`L0Stage2::mid_change_abort`] get)
+/// is [`MemoryError::HostChanging`]: a hardware walk would take hv's
+/// stage-2 translation fault, which hv resolves by letting its change
+/// finish, so the access is retried, never aborted for L1.
 #[derive(Clone, Copy, Debug)]
 pub struct L1Memory<'a> {
     arena: &'a Arena<'a>,
@@ -616,11 +625,17 @@ impl<'a> L1Memory<'a> {
         L1Memory { arena, l0 }
     }
 
-    /// The PA behind `l1_ipa`, if L0 maps it with `needed`: outside every
-    /// memslot where L0 has no valid leaf, the host's denial where its
+    /// The PA behind `l1_ipa`, if L0 maps it with `needed`: where L0 has
+    /// no valid leaf, the host's change under way if [`L0Map::unbacked`]
+    /// says so, else outside every memslot; the host's denial where its
     /// leaf lacks `needed`.
     fn pa(&self, l1_ipa: u64, needed: Permissions) -> Result<u64, MemoryError> {
-        let mapping = self.l0.lookup(l1_ipa).ok_or(MemoryError::OutsideMemslots)?;
+        let Some(mapping) = self.l0.lookup(l1_ipa) else {
+            return Err(match self.l0.unbacked(l1_ipa) {
+                Unbacked::L0Changing => MemoryError::HostChanging,
+                Unbacked::Mmio | Unbacked::Nothing => MemoryError::OutsideMemslots,
+            });
+        };
         if !mapping.permissions().contains(needed) {
             return Err(MemoryError::HostDenied);
         }
