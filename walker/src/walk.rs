@@ -443,9 +443,9 @@ impl WalkError {
     pub const fn fault(&self) -> Option<&Fault> {
         match self {
             WalkError::Fault(f) => Some(f),
-            WalkError::Contended { .. }
-            | WalkError::HostDenied(_)
-            | WalkError::HostChanging(_) => None,
+            WalkError::Contended { .. } | WalkError::HostDenied(_) | WalkError::HostChanging(_) => {
+                None
+            }
         }
     }
 }

@@ -293,8 +293,12 @@ fn batches_with_host_changes_equal_single_walks() {
             requests.len()
         ];
         batch_mem.with(|m| {
-            w.walk_batch(&host_over(m, changing, changing_write), &requests, &mut batched)
-                .unwrap();
+            w.walk_batch(
+                &host_over(m, changing, changing_write),
+                &requests,
+                &mut batched,
+            )
+            .unwrap();
         });
         assert_eq!(batched, singles);
         assert_eq!(batch_mem.snapshot(), single.mem.snapshot());

@@ -912,6 +912,67 @@ mod tests {
         assert_eq!(wide.unbacked(ram.end), Unbacked::L0Changing);
     }
 
+    /// L1's memory as the shadow walk reads L1's tables: a page of L1's
+    /// RAM whose leaf hv has broken (its break-before-make under way) is
+    /// `HostChanging` for the walk's read and update alike, exactly where
+    /// `unbacked` says `L0Changing` (one decision); outside L1's RAM it
+    /// stays outside every memslot; after the make the page reads again.
+    #[test]
+    fn l1_memory_mid_l0_change_is_the_hosts_change_where_unbacked_says_so() {
+        use shadow_mmu::compose::Unbacked;
+        let a = arena(0x4000_0000, 8 << 20);
+        let base = a.base();
+        let ram = 0x8000_0000..0x8020_0000;
+        let mut l0 = Stage2Builder::new(&a, base, base + 16 * PAGE).unwrap();
+        l0.map(&a, ram.start, base + (2 << 20), 2 << 20, 3, LeafAccess::ALL)
+            .unwrap();
+        let map = L0Stage2::new(&a, l0.root(), ram.clone());
+        let l1 = L1Memory::new(&a, &map);
+        let page = 0x8000_5000;
+        a.write(base + (2 << 20) + 0x5010, 0x77).unwrap();
+        assert_eq!(l1.read_descriptor(page + 0x10), Ok(0x77));
+        // hv's break.
+        l0.set(&a, page, 3, 0).unwrap();
+        assert_eq!(map.unbacked(page + 0x10), Unbacked::L0Changing);
+        assert_eq!(
+            l1.read_descriptor(page + 0x10),
+            Err(MemoryError::HostChanging)
+        );
+        assert_eq!(
+            l1.compare_exchange_descriptor(page + 0x10, 0x77, 0x78),
+            Err(MemoryError::HostChanging)
+        );
+        // hv's own reads and the table builder find nothing there.
+        assert_eq!(map.pa_of(page + 0x10), None);
+        assert_eq!(TableSpace::read(&l1, page + 0x10), None);
+        // Its neighbour is untouched.
+        assert!(l1.read_descriptor(page + PAGE).is_ok());
+        // Outside L1's RAM: outside every memslot, as `unbacked` says
+        // nothing there.
+        for outside in [ram.start - PAGE, ram.end, 1 << 38] {
+            assert_eq!(map.unbacked(outside), Unbacked::Nothing);
+            assert_eq!(
+                l1.read_descriptor(outside),
+                Err(MemoryError::OutsideMemslots),
+                "{outside:#x}"
+            );
+            assert_eq!(
+                l1.compare_exchange_descriptor(outside, 0, 1),
+                Err(MemoryError::OutsideMemslots)
+            );
+        }
+        // hv's make, at a new PA: the walk reads the page there.
+        l0.set(
+            &a,
+            page,
+            3,
+            leaf_descriptor(3, base + (7 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        a.write(base + (7 << 20) + 0x10, 0x99).unwrap();
+        assert_eq!(l1.read_descriptor(page + 0x10), Ok(0x99));
+    }
+
     #[test]
     fn a_guests_translation_fault_mid_l0_change_is_l0s_and_others_are_not() {
         let a = arena(0x4000_0000, 8 << 20);

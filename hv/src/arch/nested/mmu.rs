@@ -31,6 +31,7 @@
 //! regime), with ESR_EL1/FAR_EL1, which L1 reads as ESR_EL2/FAR_EL2 (NV2
 //! redirects those to the EL1 registers).
 
+use super::at::L1Ram;
 use super::{
     cpu, instruction_length, read_sysreg, undefined_for_l1, write_sysreg, GuestFrame, L1Vel2Mode,
     Nested, NonVheRegime, SysRegAccess, Vcpu,
@@ -41,7 +42,6 @@ use crate::nested::el2_regime::{
     RegimeChange, Vel2Stage1Register, VheRegime,
 };
 use crate::println;
-use super::at::L1Ram;
 use crate::s1walk::{walk_abort_level_in, Stage1Regs, TablePageChanging};
 
 /// `mmu-no-t0sz`'s defect: the hardware gets T0SZ 16 (a 48-bit VA range)
@@ -330,5 +330,7 @@ pub(super) fn l1_walk_abort(
             cache_maintenance: esr & CM != 0,
         }
     };
-    Ok(Some(external_walk_abort_syndrome(pstate, walked_for, level)))
+    Ok(Some(external_walk_abort_syndrome(
+        pstate, walked_for, level,
+    )))
 }
