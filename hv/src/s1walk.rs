@@ -48,7 +48,7 @@ const TCR_DS: u64 = 1 << 59;
 const TCR2_D128: u64 = 1 << 5;
 
 use crate::nested::el2_regime::{Granule as S1Granule, Stage1Features};
-use walker::FaultKind;
+use walker::{FaultKind, GuestMemory, MemoryError};
 
 /// The translation granule's size as a power of two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +157,49 @@ pub fn walk_abort_level(
         }
         table = next_table(descriptor, granule, ds, lpa_64k);
         level += 1;
+    }
+}
+
+/// A descriptor read of [`walk_abort_level_in`] met the host's
+/// break-before-make of the page holding it
+/// ([`walker::MemoryError::HostChanging`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TablePageChanging {
+    /// The IPA of the descriptor.
+    pub ipa: u64,
+}
+
+/// [`walk_abort_level`] reading the guest's tables from `memory` (L1's
+/// RAM as the host maps it; descriptors raw, as [`GuestMemory`] gives
+/// them). A read the host answers "changing" (its break-before-make of
+/// that table page under way) ends the re-walk with
+/// [`TablePageChanging`]: the level the hardware's walk aborted at cannot
+/// be told now, and the page is not outside the guest's RAM, so the
+/// caller resumes the guest, whose walk runs again (a translation fault
+/// mid the change, which the host waits out, or the same abort after
+/// it), rather than give it an external abort of unknown level. Any other
+/// refused read is unbacked, as for [`walk_abort_level`].
+pub fn walk_abort_level_in<M: GuestMemory + ?Sized>(
+    regs: &Stage1Regs,
+    va: u64,
+    fault_page: u64,
+    memory: &M,
+) -> Result<Option<i8>, TablePageChanging> {
+    let mut changing = None;
+    let level = walk_abort_level(regs, va, fault_page, |ipa| {
+        match memory.read_descriptor(ipa) {
+            Ok(raw) => Some(u64::from_le(raw)),
+            Err(error) => {
+                if error == MemoryError::HostChanging {
+                    changing = Some(TablePageChanging { ipa });
+                }
+                None
+            }
+        }
+    });
+    match changing {
+        Some(changing) => Err(changing),
+        None => Ok(level),
     }
 }
 
@@ -677,6 +720,77 @@ mod tests {
     }
 
     use std::vec::Vec;
+
+    /// [`Memory`] as L1's RAM the host maps: words outside
+    /// 0x4000_0000..0x8000_0000 are outside it, and the page `changing`
+    /// is mid the host's break-before-make.
+    struct HostMapped<'a> {
+        memory: &'a Memory,
+        changing: u64,
+    }
+
+    impl GuestMemory for HostMapped<'_> {
+        fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+            if address & !0xfff == self.changing {
+                return Err(MemoryError::HostChanging);
+            }
+            let mut read = self.memory.reader();
+            read(address)
+                .map(u64::to_le)
+                .ok_or(MemoryError::OutsideMemslots)
+        }
+        fn compare_exchange_descriptor(
+            &self,
+            _: u64,
+            _: u64,
+            _: u64,
+        ) -> Result<Result<u64, u64>, MemoryError> {
+            Err(MemoryError::ReadOnly)
+        }
+    }
+
+    /// L1's stage-1 walk aborted on an unbacked level-3 table; hv's re-walk
+    /// to find the level reads a table page mid its own change: not the
+    /// level, not "unknown" (a plain external abort), but the change, for
+    /// hv to resume L1. With no page changing it gives `walk_abort_level`'s
+    /// answer, the level; outside L1's RAM, unknown.
+    #[test]
+    fn a_rewalk_reading_a_table_page_mid_change_is_the_change() {
+        let va = 0x0000_1234_5678_9abc_u64;
+        let mut memory = Memory::default();
+        let tables = chain(&mut memory, 0x4000_0000, va, &[39, 30, 21], 0x1000_0000);
+        let r = regs(TCR_4K_48);
+        for (level, &table) in tables[..3].iter().enumerate() {
+            let host = HostMapped {
+                memory: &memory,
+                changing: table,
+            };
+            let index = (va >> [39, 30, 21][level]) & 0x1ff;
+            assert_eq!(
+                walk_abort_level_in(&r, va, 0x1000_0000, &host),
+                Err(TablePageChanging {
+                    ipa: table + index * 8
+                }),
+                "level {level}"
+            );
+        }
+        let host = HostMapped {
+            memory: &memory,
+            changing: 0x7000_0000,
+        };
+        assert_eq!(walk_abort_level_in(&r, va, 0x1000_0000, &host), Ok(Some(3)));
+        assert_eq!(
+            walk_abort_level_in(&r, va, 0x1000_0000, &host),
+            Ok(walk_abort_level(&r, va, 0x1000_0000, memory.reader()))
+        );
+        // The root outside L1's RAM (and not the faulting page): unknown.
+        let mut outside = r;
+        outside.ttbr0 = 0x2000_0000;
+        assert_eq!(
+            walk_abort_level_in(&outside, va, 0x1000_0000, &host),
+            Ok(None)
+        );
+    }
 
     /// The faulting descriptor's level, for a table of each level placed
     /// at an unbacked IPA (0x1000_0000, HPFAR's page), in both halves of

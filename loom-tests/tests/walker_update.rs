@@ -126,8 +126,10 @@ fn concurrent_af_and_dirty_updates_are_never_lost() {
                     panic!("one competing writer cannot exhaust the retries")
                 }
                 Err(WalkError::Fault(f)) => panic!("{f:?}"),
-                // Memslots deny nothing.
-                Err(e @ WalkError::HostDenied(_)) => panic!("{e:?}"),
+                // Memslots deny nothing and are never mid a host's change.
+                Err(e @ (WalkError::HostDenied(_) | WalkError::HostChanging(_))) => {
+                    panic!("{e:?}")
+                }
             }
         }
         // The write saw a writable page.

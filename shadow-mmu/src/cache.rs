@@ -460,9 +460,11 @@ pub fn walk_from<M: GuestMemory + ?Sized>(
                 && match &result {
                     Ok(t) => one_attempt(t.level),
                     Err(WalkError::Fault(fault)) => one_attempt(fault.level),
-                    // The host's denial ends the walk at its descriptor's
-                    // level as a fault there would (review 60 R60-2).
+                    // The host's denial or change ends the walk at its
+                    // descriptor's level as a fault there would (review 60
+                    // R60-2).
                     Err(WalkError::HostDenied(denial)) => one_attempt(denial.level),
+                    Err(WalkError::HostChanging(change)) => one_attempt(change.level),
                     Err(WalkError::Contended { .. }) => false,
                 };
             let kind = if partial {

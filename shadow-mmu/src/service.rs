@@ -526,7 +526,9 @@ pub enum Retry {
     /// L1 (or another walker) kept changing the leaf the walk had to update.
     Contended,
     /// L0 is changing its mapping of the L1 IPA (break-before-make under
-    /// way, [`crate::compose::Unbacked::L0Changing`]): what hardware would
+    /// way, [`crate::compose::Unbacked::L0Changing`]), or of the page of
+    /// L1's table the walk read or updated
+    /// ([`walker::WalkError::HostChanging`]): what hardware would
     /// do is a stage-2 translation fault to L0, resolved by L0 waiting for
     /// its own change, never seen by L1 or L2. Nothing was installed or
     /// cached; L2 faults again once L0's new entry is in.
@@ -636,7 +638,8 @@ pub struct Stats {
     /// Translations refused because an invalidation raced with them.
     pub raced: u64,
     /// Translations answered `Retry(L0Changing)`: L0's mapping of the L1
-    /// IPA was in the middle of its break-before-make.
+    /// IPA, or of a page of L1's table the walk read, was in the middle of
+    /// its break-before-make.
     pub l0_changing: u64,
 }
 
@@ -1556,6 +1559,13 @@ where
                             l1_ipa: denial.descriptor_address,
                             denied: DeniedAccess::of_table(denial),
                         }
+                    }
+                    // L0 is mid its break-before-make of L1's table page:
+                    // its own translation fault, resolved by waiting;
+                    // nothing walked, nothing cached.
+                    Err(WalkError::HostChanging(_)) => {
+                        bump(&counters.l0_changing, 1);
+                        return Translated::Retry(Retry::L0Changing);
                     }
                 }
             }

@@ -22,7 +22,7 @@
 use crate::fault::{DescriptorRead, Fault, Trail, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::walk::{
-    refused_access, BatchLengthMismatch, Cursor, Denied, DescriptorAccess, Finish, Stage2Walker,
+    refused_access, BatchLengthMismatch, Cursor, DescriptorAccess, Finish, HostStop, Stage2Walker,
     Step, Stop, Translation, WalkError, WalkRequest,
 };
 
@@ -43,8 +43,8 @@ enum End {
     Leaf,
     /// Stopped before the leaf (or at setup).
     Stopped(Stop),
-    /// The host denied a read.
-    Denied(Denied),
+    /// The host denied a read, or was changing its mapping of the page.
+    Host(HostStop),
     /// Needs a write before it can go on (FEAT_HAFT: AF in a table
     /// descriptor): walked again on its own, in request order.
     Redo,
@@ -150,7 +150,7 @@ fn walk_chunk<M: GuestMemory + ?Sized>(
                     walks.ends[walk] =
                         match refused_access(error, address, level, DescriptorAccess::Read) {
                             Ok(stop) => End::Stopped(stop),
-                            Err(denied) => End::Denied(denied),
+                            Err(host) => End::Host(host),
                         };
                 }
                 Ok(raw) => {
@@ -257,8 +257,8 @@ impl Walks {
                 *result = Err(fault(stop));
                 false
             }
-            (End::Denied(denied), _) if !stale => {
-                *result = Err(denied.error(request.ipa, request.access));
+            (End::Host(host), _) if !stale => {
+                *result = Err(host.error(request.ipa, request.access));
                 false
             }
             (End::Leaf, Some(last)) if !stale => {
@@ -278,8 +278,8 @@ impl Walks {
                         *result = Err(fault(stop));
                         false
                     }
-                    Finish::Denied(denied) => {
-                        *result = Err(denied.error(request.ipa, request.access));
+                    Finish::Host(host) => {
+                        *result = Err(host.error(request.ipa, request.access));
                         false
                     }
                     Finish::Lost { .. } => {
@@ -328,7 +328,9 @@ fn trail_of(result: &Result<Translation, WalkError>) -> Option<&Trail> {
     match result {
         Ok(translation) => Some(&translation.trail),
         Err(WalkError::Fault(fault)) => Some(&fault.trail),
-        Err(WalkError::Contended { .. } | WalkError::HostDenied(_)) => None,
+        Err(
+            WalkError::Contended { .. } | WalkError::HostDenied(_) | WalkError::HostChanging(_),
+        ) => None,
     }
 }
 

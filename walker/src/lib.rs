@@ -70,6 +70,13 @@
 //!   permission fault, so the walk ends in [`WalkError::HostDenied`] (the
 //!   descriptor's address and level, read or update), for L0 to resolve
 //!   and retry, never an external abort for L1.
+//! - A descriptor read or update while the host is changing its own
+//!   mapping of the descriptor's page ([`MemoryError::HostChanging`]: its
+//!   break-before-make, old entry invalid, new one not yet written) is no
+//!   fault of L1's either: a hardware walk would take L0's own stage-2
+//!   translation fault, which L0 resolves by waiting, so the walk ends in
+//!   [`WalkError::HostChanging`], to be retried, never an external abort
+//!   for L1.
 //! - An instruction fetch from stage-2 Device memory (MemAttr\[3:2\] = 0b00)
 //!   is a permission fault, as AArch64.S2CheckPermissions has it
 //!   (HCR_EL2.FWB = 0 encoding of MemAttr).
@@ -137,7 +144,7 @@ pub use visit::{
     DescriptorKind, LeafAttributes, Mapping, MappingVisitor, TableReference, TableStep,
 };
 pub use walk::{
-    BatchLengthMismatch, DescriptorAccess, DescriptorUpdate, Endianness, Execute, HostDenial,
-    LeafTranslation, S2Ap, Shareability, Stage2Registers, Stage2Walker, Translation, WalkError,
-    WalkRequest, MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
+    BatchLengthMismatch, DescriptorAccess, DescriptorUpdate, Endianness, Execute, HostChange,
+    HostDenial, LeafTranslation, S2Ap, Shareability, Stage2Registers, Stage2Walker, Translation,
+    WalkError, WalkRequest, MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
 };

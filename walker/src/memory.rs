@@ -34,6 +34,17 @@ pub enum MemoryError {
     /// slot is read-only *to the guest*: a refused update there stays the
     /// architectural external abort).
     HostDenied,
+    /// The host (L0) is in the middle of changing its own mapping of the
+    /// address's page for the guest (a break-before-make: its old entry
+    /// invalid, the new one not yet written, say while it moves the page
+    /// or starts or stops logging it dirty). Like
+    /// [`MemoryError::HostDenied`] no fault of the guest's: a hardware
+    /// walk would take the host's own stage-2 translation fault there,
+    /// which the host resolves by waiting for its change to end, so the
+    /// walker reports it as
+    /// [`WalkError::HostChanging`](crate::WalkError::HostChanging), for the
+    /// access to be retried. [`Memslots`] never gives it.
+    HostChanging,
 }
 
 impl fmt::Display for MemoryError {
@@ -43,6 +54,7 @@ impl fmt::Display for MemoryError {
             MemoryError::ReadOnly => "write to a read-only memslot",
             MemoryError::Misaligned => "descriptor address not 8-byte aligned",
             MemoryError::HostDenied => "the host maps the address but denies this access",
+            MemoryError::HostChanging => "the host is changing its mapping of the address",
         })
     }
 }
@@ -53,8 +65,11 @@ impl fmt::Display for MemoryError {
 /// never touch memory outside what they were given; the walker turns
 /// [`MemoryError::OutsideMemslots`] (and a refused update,
 /// [`MemoryError::ReadOnly`]) into a synchronous external abort on the
-/// walk, and [`MemoryError::HostDenied`] into
-/// [`WalkError::HostDenied`](crate::WalkError::HostDenied), for the host.
+/// walk, [`MemoryError::HostDenied`] into
+/// [`WalkError::HostDenied`](crate::WalkError::HostDenied) and
+/// [`MemoryError::HostChanging`] into
+/// [`WalkError::HostChanging`](crate::WalkError::HostChanging), for the
+/// host.
 pub trait GuestMemory {
     /// Read the raw 8 bytes at `address` (see the module docs for "raw").
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError>;

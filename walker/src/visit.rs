@@ -161,7 +161,9 @@ impl Stage2Walker {
     /// as it is willing to read, or use [`Stage2Walker::visit_mappings_with`]
     /// to expand each shared table once. (A tool's view of a table, not a
     /// walk for L1: any read `memory` refuses, the host's denial
-    /// [`MemoryError::HostDenied`](crate::MemoryError::HostDenied)
+    /// [`MemoryError::HostDenied`](crate::MemoryError::HostDenied) and
+    /// its mapping mid-change
+    /// [`MemoryError::HostChanging`](crate::MemoryError::HostChanging)
     /// included, is reported as that region's external abort.)
     ///
     /// Returns the configuration fault, if the configuration has one.

@@ -386,6 +386,14 @@ pub enum WalkError {
     /// (restores the permission, logs the page dirty) and the access is
     /// retried.
     HostDenied(HostDenial),
+    /// The host (L0) is in the middle of changing its own mapping of the
+    /// page holding a descriptor (a break-before-make: its old entry
+    /// invalid, the new one not yet written; [`MemoryError::HostChanging`]):
+    /// by the Arm ARM's two-stage model a hardware walk would take L0's
+    /// stage-2 translation fault there, which L0 resolves by waiting for
+    /// its change to end. Not a fault: nothing is injected into L1 and
+    /// nothing read is kept; the access is retried once the change ends.
+    HostChanging(HostChange),
 }
 
 /// A walk stopped by the host's denial of one of its descriptor
@@ -404,6 +412,22 @@ pub struct HostDenial {
     pub denied: DescriptorAccess,
 }
 
+/// A walk stopped because the host was changing its mapping of a
+/// descriptor's page ([`WalkError::HostChanging`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostChange {
+    /// The IPA being translated.
+    pub ipa: u64,
+    /// The access the walk was made for.
+    pub access: AccessKind,
+    /// L1 IPA of the descriptor whose page the host was changing.
+    pub descriptor_address: u64,
+    /// The level of that descriptor.
+    pub level: i8,
+    /// What the walk was doing to it: reading it, or writing it.
+    pub during: DescriptorAccess,
+}
+
 /// A walk's own access to a descriptor of L1's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DescriptorAccess {
@@ -419,53 +443,81 @@ impl WalkError {
     pub const fn fault(&self) -> Option<&Fault> {
         match self {
             WalkError::Fault(f) => Some(f),
-            WalkError::Contended { .. } | WalkError::HostDenied(_) => None,
+            WalkError::Contended { .. } | WalkError::HostDenied(_) | WalkError::HostChanging(_) => {
+                None
+            }
         }
     }
 }
 
-/// Where the host denied a walk, before the walk's IPA and access are
-/// added ([`Descent::Denied`], [`Finish::Denied`]).
+/// Which of the host's own answers stopped a walk ([`HostStop`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Denied {
-    pub(crate) address: u64,
-    pub(crate) level: i8,
-    pub(crate) denied: DescriptorAccess,
+pub(crate) enum HostAnswer {
+    /// [`MemoryError::HostDenied`].
+    Denied,
+    /// [`MemoryError::HostChanging`].
+    Changing,
 }
 
-impl Denied {
-    /// The walk error of `ipa`'s walk for `access` denied here.
+/// Where the host's own answer (its denial, or its mapping mid-change)
+/// stopped a walk, before the walk's IPA and access are added
+/// ([`Descent::Host`], [`Finish::Host`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostStop {
+    pub(crate) address: u64,
+    pub(crate) level: i8,
+    pub(crate) during: DescriptorAccess,
+    pub(crate) answer: HostAnswer,
+}
+
+impl HostStop {
+    /// The walk error of `ipa`'s walk for `access` stopped here.
     pub(crate) const fn error(self, ipa: u64, access: AccessKind) -> WalkError {
-        WalkError::HostDenied(HostDenial {
-            ipa,
-            access,
-            descriptor_address: self.address,
-            level: self.level,
-            denied: self.denied,
-        })
+        match self.answer {
+            HostAnswer::Denied => WalkError::HostDenied(HostDenial {
+                ipa,
+                access,
+                descriptor_address: self.address,
+                level: self.level,
+                denied: self.during,
+            }),
+            HostAnswer::Changing => WalkError::HostChanging(HostChange {
+                ipa,
+                access,
+                descriptor_address: self.address,
+                level: self.level,
+                during: self.during,
+            }),
+        }
     }
 }
 
 /// What a descriptor access memory refused means for the walk: the
-/// host's denial, or the architectural external abort on the walk
-/// (`refused`: outside every memslot for a read, the update refused for a
-/// compare-and-swap). Out of line: only the failing walk pays for it.
+/// host's own answer (its denial, its mapping mid-change), or the
+/// architectural external abort on the walk (outside every memslot for a
+/// read, the update refused for a compare-and-swap). Out of line: only
+/// the failing walk pays for it.
 #[cold]
 #[inline(never)]
 pub(crate) fn refused_access(
     error: MemoryError,
     address: u64,
     level: i8,
-    denied: DescriptorAccess,
-) -> Result<Stop, Denied> {
-    match error {
-        MemoryError::HostDenied => Err(Denied {
+    during: DescriptorAccess,
+) -> Result<Stop, HostStop> {
+    let host = |answer| {
+        Err(HostStop {
             address,
             level,
-            denied,
-        }),
+            during,
+            answer,
+        })
+    };
+    match error {
+        MemoryError::HostDenied => host(HostAnswer::Denied),
+        MemoryError::HostChanging => host(HostAnswer::Changing),
         _ => Ok(Stop {
-            cause: match denied {
+            cause: match during {
                 DescriptorAccess::Read => FaultCause::DescriptorOutsideMemslots { address },
                 DescriptorAccess::Update => FaultCause::UpdateRefused { address },
             },
@@ -495,6 +547,17 @@ impl fmt::Display for WalkError {
                 },
                 d.level,
                 d.descriptor_address
+            ),
+            WalkError::HostChanging(c) => write!(
+                f,
+                "IPA {:#x}: the host was changing its mapping of the level-{} descriptor at {:#x} during the walk's {}",
+                c.ipa,
+                c.level,
+                c.descriptor_address,
+                match c.during {
+                    DescriptorAccess::Read => "read",
+                    DescriptorAccess::Update => "update",
+                },
             ),
         }
     }
@@ -689,8 +752,9 @@ enum Descent {
     Stop(Stop),
     /// A table descriptor's AF update lost a race: the walk restarts.
     Lost { descriptor_address: u64 },
-    /// The host denied a read or a table AF update.
-    Denied(Denied),
+    /// The host denied a read or a table AF update, or was changing
+    /// its mapping of the descriptor's page.
+    Host(HostStop),
 }
 
 /// A walk in progress: where the next descriptor read goes. The
@@ -776,8 +840,9 @@ pub(crate) enum Finish {
     Lost {
         descriptor_address: u64,
     },
-    /// The host denied the update.
-    Denied(Denied),
+    /// The host denied the update, or was changing its mapping of the
+    /// descriptor's page.
+    Host(HostStop),
 }
 
 /// Every VTCR_EL2 bit [`Stage2Walker::new`] reads: T0SZ \[5:0\], SL0
@@ -1073,7 +1138,7 @@ impl Stage2Walker {
             let descriptor = match self.descend(memory, &mut cursor, &mut trail, hint) {
                 Descent::Leaf(descriptor) => descriptor,
                 Descent::Stop(stop) => return failed(ipa, access, trail, stop),
-                Descent::Denied(denied) => return Err(denied.error(ipa, access)),
+                Descent::Host(stop) => return Err(stop.error(ipa, access)),
                 Descent::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -1083,7 +1148,7 @@ impl Stage2Walker {
             match self.finish(memory, &cursor, descriptor) {
                 Finish::Done(Ok(leaf)) => return Ok(done(&cursor, &trail, &leaf)),
                 Finish::Done(Err(stop)) => return failed(ipa, access, trail, stop),
-                Finish::Denied(denied) => return Err(denied.error(ipa, access)),
+                Finish::Host(stop) => return Err(stop.error(ipa, access)),
                 Finish::Lost { descriptor_address } => {
                     lost_at = descriptor_address;
                     table_access_flags = cursor.table_access_flags;
@@ -1150,7 +1215,7 @@ impl Stage2Walker {
                 Err(error) => {
                     outcome = match refused_access(error, address, level, DescriptorAccess::Read) {
                         Ok(stop) => Descent::Stop(stop),
-                        Err(denied) => Descent::Denied(denied),
+                        Err(host) => Descent::Host(host),
                     };
                     break;
                 }
@@ -1241,7 +1306,7 @@ impl Stage2Walker {
             Err(error) => Err(
                 match refused_access(error, address, level, DescriptorAccess::Update) {
                     Ok(stop) => Descent::Stop(stop),
-                    Err(denied) => Descent::Denied(denied),
+                    Err(host) => Descent::Host(host),
                 },
             ),
         }
@@ -1606,7 +1671,7 @@ impl Stage2Walker {
                 DescriptorAccess::Update,
             ) {
                 Ok(stop) => Finish::Done(Err(stop)),
-                Err(denied) => Finish::Denied(denied),
+                Err(host) => Finish::Host(host),
             },
         }
     }

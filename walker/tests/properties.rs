@@ -310,6 +310,23 @@ fn check_single<M: walker::GuestMemory>(
                 }
             }
         }
+        // The host mid its change of a descriptor's page: the same, never
+        // a fault.
+        Err(WalkError::HostChanging(c)) => {
+            prop_assert!((-1..=3).contains(&c.level));
+            prop_assert!(mem.contains(c.descriptor_address));
+            prop_assert!(outside.is_empty(), "change {c:?} after reading outside");
+            match c.during {
+                DescriptorAccess::Read => {
+                    prop_assert!(host.changing(c.descriptor_address));
+                    prop_assert_eq!(reads.last(), Some(&c.descriptor_address));
+                }
+                DescriptorAccess::Update => {
+                    prop_assert!(host.changing_write(c.descriptor_address));
+                    prop_assert!(reads.contains(&c.descriptor_address));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -345,7 +362,9 @@ proptest! {
         let mut singles = Vec::new();
         let mut single_reads = Vec::new();
         // The host (L0) denies some of the walks' accesses to the slots
-        // (reads of a page in 16, updates of three more) or none.
+        // (reads of a page in 16, updates of three more) and is mid its
+        // change of others (every access to a page in 16, the updates of
+        // one more), or none.
         single_mem.with(|m| -> Result<(), TestCaseError> {
             let host = HostDenying::seeded(m, host_denies);
             for r in &requests {

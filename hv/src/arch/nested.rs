@@ -2069,13 +2069,24 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
         EC_DABT_LOWER | EC_IABT_LOWER
             if nested
                 .l0_map
-                .mid_change_abort(esr, read_sysreg!("hpfar_el2")) => {}
+                .mid_change_abort(esr, read_sysreg!("hpfar_el2")) =>
+        {
+            vcpu.fault_rate.faults.hv_resumed += 1;
+        }
         // L0 maps all of L1's RAM with every access, so any other stage-2
         // abort of L1 is an access outside it: a synchronous external
         // abort for L1, taken at its virtual EL2 (review 23 F4).
         EC_DABT_LOWER | EC_IABT_LOWER => {
+            // Finding the level of an abort on L1's own stage-1 walk reads
+            // L1's tables: a table page mid hv's break-before-make is hv's
+            // transient fault, so L1 runs the instruction again (its walk
+            // faults again, mid the change or, after it, here).
+            let Ok(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) else {
+                vcpu.fault_rate.faults.hv_resumed += 1;
+                return;
+            };
             once(Note::L1OutsideRam);
-            let syndrome = if let Some(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) {
+            let syndrome = if let Some(walk) = walk {
                 // L1's own stage-1 walk read outside its RAM: an abort on
                 // the walk, at the level its tables give.
                 walk
@@ -2622,7 +2633,7 @@ fn fault_rate_pressure_end(
     // hv's and the occupancy's numbers, which differ from run to run
     // (the cache's hash key is drawn at boot) ...
     println!(
-        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried ({} more mid hv's change of L1's map); at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
+        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried ({} more mid hv's change of L1's map; {} of L1's or L2's own accesses hv resumed there); at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
         window_faults.data,
         window
             .faults
@@ -2630,6 +2641,7 @@ fn fault_rate_pressure_end(
             .wrapping_sub(window_faults.l0_changing),
         window_faults.retries,
         window_faults.l0_changing,
+        window_faults.hv_resumed,
         peak.cache_leaves,
         end.cache_leaves,
         limits.cache_leaves,
@@ -3407,7 +3419,9 @@ fn l2_exit(
         // L0's own transient fault. L2 runs the instruction again until
         // hv's change is made; were it never made, the demo's watchdog
         // (the EL2 physical timer) ends the run with its line.
-        (EC_DABT_LOWER | EC_IABT_LOWER, None) if nested.l0_map.mid_change_abort(esr, hpfar) => {}
+        (EC_DABT_LOWER | EC_IABT_LOWER, None) if nested.l0_map.mid_change_abort(esr, hpfar) => {
+            vcpu.fault_rate.faults.hv_resumed += 1;
+        }
         // Otherwise L0 maps all of L1's RAM with every access: L2's
         // access is outside L1's RAM.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) => {

@@ -356,6 +356,15 @@ pub enum AtOutcome {
         /// The L1 IPA of the descriptor.
         l1_ipa: u64,
     },
+    /// hv is in the middle of its break-before-make of the page holding
+    /// a descriptor the walk reads (`MemoryError::HostChanging`): a
+    /// hardware walk would take hv's own stage-2 translation fault, which
+    /// hv resolves by letting its change finish. Not L1's: L1 executes the
+    /// AT again (as for [`AtOutcome::Retry`]), never an abort.
+    L0Changing {
+        /// The L1 IPA of the descriptor.
+        l1_ipa: u64,
+    },
 }
 
 /// Why a stage-1 descriptor read failed.
@@ -367,6 +376,8 @@ enum ReadError {
     Contended,
     /// hv's stage 2 of L1 denies the read of the descriptor at this L1 IPA.
     L0Denied(u64),
+    /// hv is changing its stage 2 of L1 at the descriptor at this L1 IPA.
+    L0Changing(u64),
 }
 
 /// The ESR for [`AtOutcome::ExternalAbort`] taken from L1 (PSTATE
@@ -470,6 +481,9 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
                 Err(WalkError::HostDenied(d)) => {
                     return Err(ReadError::L0Denied(d.descriptor_address))
                 }
+                Err(WalkError::HostChanging(c)) => {
+                    return Err(ReadError::L0Changing(c.descriptor_address))
+                }
             }
         } else {
             ipa
@@ -479,6 +493,7 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
             .map(u64::from_le)
             .map_err(|error| match error {
                 MemoryError::HostDenied => ReadError::L0Denied(l1_ipa),
+                MemoryError::HostChanging => ReadError::L0Changing(l1_ipa),
                 _ => ReadError::OutsideRam,
             })
     };
@@ -496,6 +511,7 @@ pub fn address_translate<M: GuestMemory + ?Sized>(
                 ReadError::Stage2(kind, level, fsc) => stage2_fault(kind, level, fsc, true),
                 ReadError::Contended => AtOutcome::Retry,
                 ReadError::L0Denied(l1_ipa) => AtOutcome::L0Denied { l1_ipa },
+                ReadError::L0Changing(l1_ipa) => AtOutcome::L0Changing { l1_ipa },
             }
         }
     };
@@ -535,6 +551,9 @@ fn two_stage_par<M: GuestMemory + ?Sized>(
         Err(WalkError::Contended { .. }) => AtOutcome::Retry,
         Err(WalkError::HostDenied(d)) => AtOutcome::L0Denied {
             l1_ipa: d.descriptor_address,
+        },
+        Err(WalkError::HostChanging(c)) => AtOutcome::L0Changing {
+            l1_ipa: c.descriptor_address,
         },
     }
 }

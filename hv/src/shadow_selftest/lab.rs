@@ -340,14 +340,27 @@ impl<'a> Lab<'a> {
     /// ([`L1_PAGES`], which hold L1's table too), at its own PA with
     /// `access` (any S2AP and XN, no access at all included).
     pub fn set_l0_page_access(&self, l1_page: u64, access: LeafAccess) -> Result<(), BuildError> {
+        let pa = self.own_pa(l1_page)?;
+        self.l0_tables
+            .rewrite(self.arena, l1_page, 3, leaf_descriptor(3, pa, access))
+            .map(drop)
+    }
+
+    /// L0's break of L1 page `l1_page` (one of [`L1_PAGES`]): its leaf
+    /// invalid, as in the first half of a break-before-make;
+    /// [`Lab::set_l0_page_access`] is the make.
+    pub fn break_l0_page(&self, l1_page: u64) -> Result<(), BuildError> {
+        self.own_pa(l1_page)?;
+        self.l0_tables.rewrite(self.arena, l1_page, 3, 0).map(drop)
+    }
+
+    /// The PA L0 maps L1 page `l1_page` (one of [`L1_PAGES`]) at.
+    fn own_pa(&self, l1_page: u64) -> Result<u64, BuildError> {
         let offset = l1_page.wrapping_sub(L1_PAGES);
         if offset >= L1_PAGES_SIZE || !offset.is_multiple_of(PAGE) {
             return Err(BuildError::OutOfRange { ipa: l1_page });
         }
-        let pa = self.arena.base() + PAGES_OFFSET + offset;
-        self.l0_tables
-            .rewrite(self.arena, l1_page, 3, leaf_descriptor(3, pa, access))
-            .map(drop)
+        Ok(self.arena.base() + PAGES_OFFSET + offset)
     }
 
     /// The L1 IPA of L1's level-`level` descriptor for L2 IPA `l2_ipa`

@@ -501,7 +501,8 @@ impl<'a> L0Stage2<'a> {
 
     /// The walk of hv's table for `l1_ipa` (see [`L0Map::lookup`]); its
     /// failure is the fault's cause, or None if the walk was contended (or
-    /// denied, which the arena, hv's own memory, never reports).
+    /// denied or mid-change, which the arena, hv's own memory, never
+    /// reports).
     fn walk(&self, l1_ipa: u64) -> Result<Translation, Option<FaultCause>> {
         self.walker
             .walk(
@@ -511,7 +512,9 @@ impl<'a> L0Stage2<'a> {
             )
             .map_err(|e| match e {
                 WalkError::Fault(fault) => Some(fault.cause),
-                WalkError::Contended { .. } | WalkError::HostDenied(_) => None,
+                WalkError::Contended { .. }
+                | WalkError::HostDenied(_)
+                | WalkError::HostChanging(_) => None,
             })
     }
 
@@ -603,7 +606,13 @@ fn l0_mapping(t: &Translation) -> Option<L0Mapping> {
 /// leaf that denies the access (no read for a read, no write for the
 /// walk's AF/dirty compare-and-swap) is L1 memory all the same:
 /// [`MemoryError::HostDenied`], L0's own stage-2 permission fault on the
-/// walk, for hv to resolve, never an external abort for L1.
+/// walk, for hv to resolve, never an external abort for L1. An L1 IPA
+/// without a leaf where [`L0Map::unbacked`] says [`Unbacked::L0Changing`]
+/// (hv's break-before-make of the page under way: the decision the
+/// service's own L0 lookups and hv's [`L0Stage2::mid_change_abort`] get)
+/// is [`MemoryError::HostChanging`]: a hardware walk would take hv's
+/// stage-2 translation fault, which hv resolves by letting its change
+/// finish, so the access is retried, never aborted for L1.
 #[derive(Clone, Copy, Debug)]
 pub struct L1Memory<'a> {
     arena: &'a Arena<'a>,
@@ -616,11 +625,17 @@ impl<'a> L1Memory<'a> {
         L1Memory { arena, l0 }
     }
 
-    /// The PA behind `l1_ipa`, if L0 maps it with `needed`: outside every
-    /// memslot where L0 has no valid leaf, the host's denial where its
+    /// The PA behind `l1_ipa`, if L0 maps it with `needed`: where L0 has
+    /// no valid leaf, the host's change under way if [`L0Map::unbacked`]
+    /// says so, else outside every memslot; the host's denial where its
     /// leaf lacks `needed`.
     fn pa(&self, l1_ipa: u64, needed: Permissions) -> Result<u64, MemoryError> {
-        let mapping = self.l0.lookup(l1_ipa).ok_or(MemoryError::OutsideMemslots)?;
+        let Some(mapping) = self.l0.lookup(l1_ipa) else {
+            return Err(match self.l0.unbacked(l1_ipa) {
+                Unbacked::L0Changing => MemoryError::HostChanging,
+                Unbacked::Mmio | Unbacked::Nothing => MemoryError::OutsideMemslots,
+            });
+        };
         if !mapping.permissions().contains(needed) {
             return Err(MemoryError::HostDenied);
         }
@@ -895,6 +910,67 @@ mod tests {
         assert_eq!(wide.lookup(1 << IPA_BITS), None);
         assert_eq!(wide.unbacked(1 << IPA_BITS), Unbacked::Nothing);
         assert_eq!(wide.unbacked(ram.end), Unbacked::L0Changing);
+    }
+
+    /// L1's memory as the shadow walk reads L1's tables: a page of L1's
+    /// RAM whose leaf hv has broken (its break-before-make under way) is
+    /// `HostChanging` for the walk's read and update alike, exactly where
+    /// `unbacked` says `L0Changing` (one decision); outside L1's RAM it
+    /// stays outside every memslot; after the make the page reads again.
+    #[test]
+    fn l1_memory_mid_l0_change_is_the_hosts_change_where_unbacked_says_so() {
+        use shadow_mmu::compose::Unbacked;
+        let a = arena(0x4000_0000, 8 << 20);
+        let base = a.base();
+        let ram = 0x8000_0000..0x8020_0000;
+        let mut l0 = Stage2Builder::new(&a, base, base + 16 * PAGE).unwrap();
+        l0.map(&a, ram.start, base + (2 << 20), 2 << 20, 3, LeafAccess::ALL)
+            .unwrap();
+        let map = L0Stage2::new(&a, l0.root(), ram.clone());
+        let l1 = L1Memory::new(&a, &map);
+        let page = 0x8000_5000;
+        a.write(base + (2 << 20) + 0x5010, 0x77).unwrap();
+        assert_eq!(l1.read_descriptor(page + 0x10), Ok(0x77));
+        // hv's break.
+        l0.set(&a, page, 3, 0).unwrap();
+        assert_eq!(map.unbacked(page + 0x10), Unbacked::L0Changing);
+        assert_eq!(
+            l1.read_descriptor(page + 0x10),
+            Err(MemoryError::HostChanging)
+        );
+        assert_eq!(
+            l1.compare_exchange_descriptor(page + 0x10, 0x77, 0x78),
+            Err(MemoryError::HostChanging)
+        );
+        // hv's own reads and the table builder find nothing there.
+        assert_eq!(map.pa_of(page + 0x10), None);
+        assert_eq!(TableSpace::read(&l1, page + 0x10), None);
+        // Its neighbour is untouched.
+        assert!(l1.read_descriptor(page + PAGE).is_ok());
+        // Outside L1's RAM: outside every memslot, as `unbacked` says
+        // nothing there.
+        for outside in [ram.start - PAGE, ram.end, 1 << 38] {
+            assert_eq!(map.unbacked(outside), Unbacked::Nothing);
+            assert_eq!(
+                l1.read_descriptor(outside),
+                Err(MemoryError::OutsideMemslots),
+                "{outside:#x}"
+            );
+            assert_eq!(
+                l1.compare_exchange_descriptor(outside, 0, 1),
+                Err(MemoryError::OutsideMemslots)
+            );
+        }
+        // hv's make, at a new PA: the walk reads the page there.
+        l0.set(
+            &a,
+            page,
+            3,
+            leaf_descriptor(3, base + (7 << 20), LeafAccess::ALL),
+        )
+        .unwrap();
+        a.write(base + (7 << 20) + 0x10, 0x99).unwrap();
+        assert_eq!(l1.read_descriptor(page + 0x10), Ok(0x99));
     }
 
     #[test]

@@ -45,7 +45,8 @@ use ipc::tlbi::{IpaRange, Tlbi};
 use ipc::{
     AccessKind, ClientError, ContextKey, DeniedAccess, Doorbell, Endpoint, ExternalAbort,
     Injection, InvalidateRequest, L0Change, L0UnmapRequest, Mapping, Poller, Reply, Request,
-    RingBuffer, RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
+    RetryReason, RingBuffer, RingError, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId,
+    VmidWidth,
 };
 use shadow_mmu::budget::{Budget, BudgetError};
 use shadow_mmu::compose::L0Map;
@@ -312,6 +313,9 @@ pub struct Report {
     pub l0_denied: u64,
     /// ... of them for the walk's read of L1's table.
     pub l0_denied_table_reads: u64,
+    /// `Retry(L0Changing)` answers for the walk's read of L1's table page
+    /// mid hv's break-before-make of it (counted in `retried` too).
+    pub l0_changing_table_reads: u64,
     /// What the second vCPU did while the first changed the shadow.
     pub reader: ReaderReport,
     /// Reads checked through L2's own stage 1 (0: not run).
@@ -631,6 +635,9 @@ struct Vcpu<'a, 'l, C, B: Doorbell, K> {
     stage1: WithStage1,
     /// The page of L1's table hv (as L0) maps without read access now.
     unreadable_table: Option<u64>,
+    /// The page of L1's table whose leaf hv (as L0) has broken, its make
+    /// not yet done.
+    changing_table: Option<u64>,
 }
 
 /// Whether the scenario ends with a run of L2 with its own stage 1 (its
@@ -859,6 +866,21 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                         got: outcome,
                     })?;
                     self.report.mapped += 1;
+                }
+                // The walk read L1's table page mid hv's change of it (L0's
+                // own transient fault): hv makes its new leaf (the page at
+                // its own PA again) and L2's access runs again, walked
+                // afresh.
+                (TranslateOutcome::Retry(RetryReason::L0Changing), _)
+                    if !fetch && self.changing_table.is_some() =>
+                {
+                    self.report.retried += 1;
+                    self.report.l0_changing_table_reads += 1;
+                    if let Some(page) = self.changing_table.take() {
+                        self.lab
+                            .set_l0_page_access(page, LeafAccess::ALL)
+                            .map_err(Failure::Table)?;
+                    }
                 }
                 (TranslateOutcome::Retry(_), _) => self.report.retried += 1,
                 // L0's own fault: it logs the page dirty and gives write
@@ -1220,6 +1242,26 @@ impl<C: L2Cpu, B: Doorbell, K: Clock> Vcpu<'_, '_, C, B, K> {
                 request: "L0 read revocation of L1's table page (no L0Denied for the walk's read)",
             });
         }
+        // The same page mid hv's own break-before-make (its leaf invalid,
+        // the make not yet done; nothing is built on a table page, so no
+        // `l0_unmap` drops anything): the walk's read of it is L0's
+        // transient translation fault, not an abort for L1 (which
+        // treating the page as outside L1's memory gave): answered
+        // `Retry(L0Changing)`; hv makes its new leaf, and the load runs
+        // again, to L1's translation fault.
+        self.lab.break_l0_page(table_page).map_err(Failure::Table)?;
+        self.changing_table = Some(table_page);
+        self.access(
+            "load walking L1's table page mid L0's change",
+            lab::INVALID_L2 + 0x10,
+            Read,
+            Cold,
+        )?;
+        if self.report.l0_changing_table_reads != 1 || self.changing_table.is_some() {
+            return Err(Failure::NothingDropped {
+                request: "L0's break of L1's table page (no Retry(L0Changing) for the walk's read)",
+            });
+        }
         self.read_all("last pass", Warm)?;
         if self.stage1 == WithStage1::Yes {
             self.stage1_remap()?;
@@ -1509,6 +1551,7 @@ pub fn run_scenario<C: L2Cpu, B: Doorbell, K: Clock>(
             report: Report::default(),
             stage1,
             unreadable_table: None,
+            changing_table: None,
         };
         vcpu.scenario().map(|()| vcpu.report)
     });
@@ -1578,7 +1621,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} L2 accesses checked; {} stage-2 faults served ({} fetches from the payload's page): {} mapped, {} injected into L1, {} denied by L0 and resolved ({} of them the walk's read of L1's table), {} retried; {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
+            "{} L2 accesses checked; {} stage-2 faults served ({} fetches from the payload's page): {} mapped, {} injected into L1, {} denied by L0 and resolved ({} of them the walk's read of L1's table), {} retried ({} of them the walk's read of L1's table page mid L0's change); {} TLBIs dropped {} entries; {} L0 unmaps removed {} entries",
             self.accesses,
             self.faults,
             self.fetch_faults,
@@ -1587,6 +1630,7 @@ impl fmt::Display for Report {
             self.l0_denied,
             self.l0_denied_table_reads,
             self.retried,
+            self.l0_changing_table_reads,
             self.invalidations,
             self.entries_invalidated,
             self.l0_unmaps,

@@ -340,14 +340,18 @@ fn the_three_paths_hold_on_the_software_cpu() {
     let (result, service) = run(Fault::None);
     let report = result.unwrap_or_else(|f| panic!("{f}"));
     std::println!("{report}; {}", ServiceSummary(service.stats()));
-    // Seven faults the model calls L1's (three translation faults on
+    // Eight faults the model calls L1's (four translation faults on
     // loads, a permission fault on a store, an external abort, a
     // permission and a translation fault on fetches), two L0's own (the
     // store to the page L0 logs, the walk's read of L1's table page L0
-    // made unreadable), everything else mapped.
-    assert_eq!(report.injected, 7, "{report}");
+    // made unreadable), one retried (the walk's read of that page mid
+    // L0's change), everything else mapped.
+    assert_eq!(report.injected, 8, "{report}");
     assert_eq!(report.l0_denied, 2, "{report}");
     assert_eq!(report.l0_denied_table_reads, 1, "{report}");
+    // One retried: the walk's read of L1's table page mid hv's change.
+    assert_eq!(report.l0_changing_table_reads, 1, "{report}");
+    assert!(report.retried >= 1, "{report}");
     // (The first touch; after VMALLS12E1IS the second vCPU may fetch the
     // payload's page first.)
     assert!(report.fetch_faults >= 1, "{report}");

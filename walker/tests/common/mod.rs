@@ -419,15 +419,23 @@ impl<'m> Builder<'m> {
 /// A host (L0) that maps every memslot for the guest but whose own stage 2
 /// denies some of the walk's accesses there, page by page (4 KiB): reads
 /// of the pages `denies_read` names, compare-and-swaps (which need read
-/// and write) of those and of the pages `denies_write` names. An address
-/// the memory itself refuses keeps that error (nothing is mapped there to
-/// deny).
+/// and write) of those and of the pages `denies_write` names. It is also
+/// in the middle of changing its mapping of some pages (its
+/// break-before-make): every access to the pages `changing` names, and
+/// the compare-and-swaps of those `changing_writes` names (a change that
+/// began between the walk's read and its update), answer
+/// [`MemoryError::HostChanging`], before any denial (there is no mapping
+/// to deny with). An address the memory itself refuses keeps that error
+/// (nothing is mapped there to deny or change).
 pub struct HostDenying<'a, M> {
     pub inner: &'a M,
     pub no_read: Vec<u64>,
     pub no_write: Vec<u64>,
+    pub changing: Vec<u64>,
+    pub changing_writes: Vec<u64>,
     /// Also deny by a hash of the page with this seed: reads of one page
-    /// in 16, writes of three more in 16.
+    /// in 16, writes of three more in 16; and change one more page in 16
+    /// (every access), and the writes of one more in 16.
     pub seed: Option<u64>,
 }
 
@@ -439,6 +447,8 @@ impl<'a, M> HostDenying<'a, M> {
             inner,
             no_read: Vec::new(),
             no_write: Vec::new(),
+            changing: Vec::new(),
+            changing_writes: Vec::new(),
             seed: None,
         }
     }
@@ -461,6 +471,20 @@ impl<'a, M> HostDenying<'a, M> {
         self.no_read.contains(&page) || self.hash(address) == Some(0)
     }
 
+    /// Every access to `address` meets the host's change.
+    pub fn changing(&self, address: u64) -> bool {
+        let page = address & !(HOST_PAGE - 1);
+        self.changing.contains(&page) || self.hash(address) == Some(4)
+    }
+
+    /// A compare-and-swap at `address` meets the host's change.
+    pub fn changing_write(&self, address: u64) -> bool {
+        let page = address & !(HOST_PAGE - 1);
+        self.changing(address)
+            || self.changing_writes.contains(&page)
+            || self.hash(address) == Some(5)
+    }
+
     pub fn denies_write(&self, address: u64) -> bool {
         let page = address & !(HOST_PAGE - 1);
         self.denies_read(address)
@@ -469,12 +493,23 @@ impl<'a, M> HostDenying<'a, M> {
     }
 }
 
+impl<M> HostDenying<'_, M> {
+    /// The host's answer to a read of `address` the memory backs.
+    fn read_answer(&self, address: u64) -> Result<(), MemoryError> {
+        if self.changing(address) {
+            Err(MemoryError::HostChanging)
+        } else if self.denies_read(address) {
+            Err(MemoryError::HostDenied)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl<M: GuestMemory> GuestMemory for HostDenying<'_, M> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
         let value = self.inner.read_descriptor(address)?;
-        if self.denies_read(address) {
-            return Err(MemoryError::HostDenied);
-        }
+        self.read_answer(address)?;
         Ok(value)
     }
 
@@ -484,17 +519,17 @@ impl<M: GuestMemory> GuestMemory for HostDenying<'_, M> {
         hint: &mut SlotHint,
     ) -> Result<u64, MemoryError> {
         let value = self.inner.read_descriptor_hinted(address, hint)?;
-        if self.denies_read(address) {
-            return Err(MemoryError::HostDenied);
-        }
+        self.read_answer(address)?;
         Ok(value)
     }
 
     fn read_descriptors(&self, addresses: &[u64], values: &mut [Result<u64, MemoryError>]) {
         self.inner.read_descriptors(addresses, values);
         for (address, value) in addresses.iter().zip(values.iter_mut()) {
-            if value.is_ok() && self.denies_read(*address) {
-                *value = Err(MemoryError::HostDenied);
+            if value.is_ok() {
+                if let Err(error) = self.read_answer(*address) {
+                    *value = Err(error);
+                }
             }
         }
     }
@@ -507,6 +542,9 @@ impl<M: GuestMemory> GuestMemory for HostDenying<'_, M> {
     ) -> Result<Result<u64, u64>, MemoryError> {
         // Only where the memory backs the address (a read tells).
         self.inner.read_descriptor(address)?;
+        if self.changing_write(address) {
+            return Err(MemoryError::HostChanging);
+        }
         if self.denies_write(address) {
             return Err(MemoryError::HostDenied);
         }

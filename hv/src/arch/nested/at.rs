@@ -23,7 +23,7 @@ use walker::{GuestMemory, MemoryError};
 /// L1's RAM as the AT walks read it: L0's map of L1, with hv's cached copy
 /// of each descriptor's line dropped first (L1 may write its tables
 /// through a Non-cacheable mapping, as `mmu::l1_walk_abort` reads them).
-struct L1Ram<'a>(&'a Nested);
+pub(super) struct L1Ram<'a>(pub(super) &'a Nested);
 
 impl GuestMemory for L1Ram<'_> {
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
@@ -140,6 +140,9 @@ pub(super) fn l1_at(
         ),
         // L1 executes the AT again.
         AtOutcome::Retry => {}
+        // A table page mid hv's break-before-make: hv's transient fault,
+        // not L1's. L1 executes the AT again, until hv's change is made.
+        AtOutcome::L0Changing { .. } => vcpu.fault_rate.faults.hv_resumed += 1,
         // hv's own stage 2 of L1 denies the walk a read: hv's failure,
         // not an abort for L1 (nor a retry, which would loop).
         AtOutcome::L0Denied { l1_ipa } => super::l0_denied_at(nested, va, l1_ipa),

@@ -31,6 +31,7 @@
 //! regime), with ESR_EL1/FAR_EL1, which L1 reads as ESR_EL2/FAR_EL2 (NV2
 //! redirects those to the EL1 registers).
 
+use super::at::L1Ram;
 use super::{
     cpu, instruction_length, read_sysreg, undefined_for_l1, write_sysreg, GuestFrame, L1Vel2Mode,
     Nested, NonVheRegime, SysRegAccess, Vcpu,
@@ -41,7 +42,7 @@ use crate::nested::el2_regime::{
     RegimeChange, Vel2Stage1Register, VheRegime,
 };
 use crate::println;
-use crate::s1walk::{walk_abort_level, Stage1Regs};
+use crate::s1walk::{walk_abort_level_in, Stage1Regs, TablePageChanging};
 
 /// `mmu-no-t0sz`'s defect: the hardware gets T0SZ 16 (a 48-bit VA range)
 /// whatever L1's TCR_EL2 says.
@@ -288,12 +289,20 @@ pub(super) fn vhe_el2_regime_access(
 /// memory is read through L0's map of it (`crate::s1walk`). None when the
 /// abort is not on a walk, or the walk no longer reaches the faulting page
 /// (L1 changed its tables since): the caller's plain external abort.
-pub(super) fn l1_walk_abort(nested: &Nested, esr: u64, pstate: u64) -> Option<u64> {
+/// `Err` when a read of L1's tables met hv's own break-before-make of
+/// the table page (`L1Memory`'s `HostChanging`, the decision
+/// `L0Stage2::unbacked` makes): hv's transient fault, not L1's, so the
+/// caller resumes L1, whose walk runs again.
+pub(super) fn l1_walk_abort(
+    nested: &Nested,
+    esr: u64,
+    pstate: u64,
+) -> Result<Option<u64>, TablePageChanging> {
     const S1PTW: u64 = 1 << 7;
     const WNR: u64 = 1 << 6;
     const CM: u64 = 1 << 8;
     if esr & S1PTW == 0 {
-        return None;
+        return Ok(None);
     }
     let regs = Stage1Regs {
         sctlr: read_sysreg!("sctlr_el1"),
@@ -308,14 +317,11 @@ pub(super) fn l1_walk_abort(nested: &Nested, esr: u64, pstate: u64) -> Option<u6
     };
     let fault_page = ((read_sysreg!("hpfar_el2") >> 4) & 0x0fff_ffff_ffff) << 12;
     let va = read_sysreg!("far_el2");
-    let read = |ipa: u64| {
-        let pa = nested.l0_map.pa_of(ipa)?;
-        // L1's walks may be Non-cacheable: drop any line hv holds first,
-        // as for a plain guest's walk abort (`arch::walk_abort`).
-        cpu::clean_invalidate_dcache(pa, 8);
-        nested.arena.read(pa)
+    // L1's walks may be Non-cacheable: `L1Ram` drops any line hv holds
+    // first, as for a plain guest's walk abort (`arch::walk_abort`).
+    let Some(level) = walk_abort_level_in(&regs, va, fault_page, &L1Ram(nested))? else {
+        return Ok(None);
     };
-    let level = walk_abort_level(&regs, va, fault_page, read)?;
     let walked_for = if (esr >> 26) & 0x3f == 0x20 {
         WalkedFor::Fetch
     } else {
@@ -324,5 +330,7 @@ pub(super) fn l1_walk_abort(nested: &Nested, esr: u64, pstate: u64) -> Option<u6
             cache_maintenance: esr & CM != 0,
         }
     };
-    Some(external_walk_abort_syndrome(pstate, walked_for, level))
+    Ok(Some(external_walk_abort_syndrome(
+        pstate, walked_for, level,
+    )))
 }

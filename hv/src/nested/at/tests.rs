@@ -793,17 +793,19 @@ fn aptable0_sctlr_c_and_ds_without_lpa2() {
     assert_eq!(setup.at(AtOp::S1E1W, user, &ds), AtOutcome::Par(0x807));
 }
 
-/// L1's RAM where hv's own stage 2 of L1 denies reads of one page (its
-/// leaf valid, without read permission).
+/// L1's RAM where hv's own stage 2 of L1 refuses reads of one page with
+/// `error`: `HostDenied` (its leaf valid, without read permission) or
+/// `HostChanging` (its leaf broken, hv's break-before-make under way).
 struct ReadDenied {
     ram: &'static Memslots<'static>,
     page: u64,
+    error: walker::MemoryError,
 }
 
 impl walker::GuestMemory for ReadDenied {
     fn read_descriptor(&self, address: u64) -> Result<u64, walker::MemoryError> {
         if address & !0xfff == self.page {
-            return Err(walker::MemoryError::HostDenied);
+            return Err(self.error);
         }
         self.ram.read_descriptor(address)
     }
@@ -832,6 +834,7 @@ fn descriptors_hv_denies_reading_are_hvs_denial_not_aborts() {
         let memory = ReadDenied {
             ram: &setup.ram.slots,
             page,
+            error: walker::MemoryError::HostDenied,
         };
         address_translate(op, DATA_VA, &on, &memory)
     };
@@ -849,6 +852,47 @@ fn descriptors_hv_denies_reading_are_hvs_denial_not_aborts() {
         AtOutcome::L0Denied { l1_ipa: s2_entry }
     );
     // Without a denial the same AT completes with a PAR_EL1 value.
+    assert!(matches!(
+        setup.at(AtOp::S12E1R, DATA_VA, &on),
+        AtOutcome::Par(par) if par & 1 == 0
+    ));
+}
+
+/// A descriptor in a page mid hv's break-before-make of its stage 2 of L1
+/// (L2's stage-1 table, L1's stage-2 table on the stage-1 walk): hv's
+/// own transient fault, `L0Changing` with the descriptor's L1 IPA (L1
+/// executes the AT again), never an external abort for L1 (which treating
+/// the page as outside L1's RAM gave) nor a PAR_EL1 fault.
+#[test]
+fn descriptors_mid_hvs_change_are_retried_not_aborts() {
+    let setup = Setup::new();
+    let mut l2 = setup.l2_tables();
+    l2.map(DATA_VA, DATA_IPA | AF);
+    let on = setup.context(VM);
+    let at = |page: u64, op: AtOp| {
+        let memory = ReadDenied {
+            ram: &setup.ram.slots,
+            page,
+            error: walker::MemoryError::HostChanging,
+        };
+        address_translate(op, DATA_VA, &on, &memory)
+    };
+    let s1_root = l2_to_l1(L2_IPA);
+    let s1_entry = s1_root + ((DATA_VA >> 30) & 0x1ff) * 8;
+    let s2_entry = 0x4000_0000 + ((L2_IPA >> 30) & 0x1ff) * 8;
+    for op in [AtOp::S1E1R, AtOp::S12E1R, AtOp::S12E1W] {
+        assert_eq!(
+            at(s1_root, op),
+            AtOutcome::L0Changing { l1_ipa: s1_entry },
+            "{op:?}"
+        );
+        assert_eq!(
+            at(0x4000_0000, op),
+            AtOutcome::L0Changing { l1_ipa: s2_entry },
+            "{op:?}"
+        );
+    }
+    // Its change made, the same AT completes with a PAR_EL1 value.
     assert!(matches!(
         setup.at(AtOp::S12E1R, DATA_VA, &on),
         AtOutcome::Par(par) if par & 1 == 0

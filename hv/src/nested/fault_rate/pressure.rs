@@ -176,6 +176,13 @@ pub struct Faults {
     /// fault inside hv's change, so with one it stays 0; it is reported,
     /// not bounded.
     pub l0_changing: u64,
+    /// L1's or L2's own accesses hv resumed because they met its
+    /// break-before-make of L1's RAM (a translation fault on hv's map,
+    /// `L0Stage2::mid_change_abort`; L1's AT, or hv's re-walk of L1's
+    /// stage-1 walk abort, reading a table page mid-change): the guest
+    /// runs the instruction again. Reported, not bounded (the watchdog
+    /// bounds a change never made), as [`Faults::l0_changing`].
+    pub hv_resumed: u64,
 }
 
 impl Faults {
@@ -199,6 +206,7 @@ impl Faults {
             data: self.data.wrapping_sub(earlier.data),
             retries: self.retries.wrapping_sub(earlier.retries),
             l0_changing: self.l0_changing.wrapping_sub(earlier.l0_changing),
+            hv_resumed: self.hv_resumed.wrapping_sub(earlier.hv_resumed),
         }
     }
 }
@@ -587,6 +595,7 @@ mod tests {
                 data: 1,
                 retries: 0,
                 l0_changing: 2,
+                hv_resumed: 0,
             }
         );
         for other in [
@@ -602,6 +611,7 @@ mod tests {
                     data: 1,
                     retries: 1,
                     l0_changing: 0,
+                    hv_resumed: 0,
                 },
                 "{other:?}"
             );
@@ -617,6 +627,9 @@ mod tests {
             c.misses += 3;
             c.partial_walks += 3;
             f.l0_changing = 3;
+            // hv's own resumes mid its change are not L2 faults the
+            // service saw: reported, never a miss.
+            f.hv_resumed = 5;
             assert_eq!(check_window(pass, &(c, f)), Ok(()), "{pass:?}");
             // The same with one a retry of the service's own: exact 0.
             f.retries = 1;
@@ -919,11 +932,13 @@ mod tests {
             data: 10,
             retries: 1,
             l0_changing: 2,
+            hv_resumed: 4,
         };
         let b = Faults {
             data: 15,
             retries: 1,
             l0_changing: 5,
+            hv_resumed: 11,
         };
         assert_eq!(
             b.since(&a),
@@ -931,6 +946,7 @@ mod tests {
                 data: 5,
                 retries: 0,
                 l0_changing: 3,
+                hv_resumed: 7,
             }
         );
         assert_eq!(a.since(&b).data, u64::MAX - 4);

@@ -174,8 +174,9 @@ impl<'m, M: GuestMemory> Session<'m, M> {
                 false
             }
             // Memslots deny no access L1 may make (a read-only slot gives
-            // the architectural fault); a memory that does is the host's.
-            Err(denied @ WalkError::HostDenied(_)) => {
+            // the architectural fault) and are never mid a host's change;
+            // a memory that is, is the host's.
+            Err(denied @ (WalkError::HostDenied(_) | WalkError::HostChanging(_))) => {
                 error_json(out, &denied.to_string());
                 false
             }

@@ -193,8 +193,9 @@ pub fn trace(
             (lines, false)
         }
         // Memslots deny no access (a read-only slot gives the
-        // architectural fault): kept for a complete answer.
-        Err(denied @ WalkError::HostDenied(_)) => {
+        // architectural fault) and are never mid a host's change: kept
+        // for a complete answer.
+        Err(denied @ (WalkError::HostDenied(_) | WalkError::HostChanging(_))) => {
             lines.push(denied.to_string());
             (lines, false)
         }

@@ -73,9 +73,11 @@ enum Expected {
     Outside {
         l1_ipa: u64,
     },
-    /// L1 memory whose L0 mapping is mid-change (a retry). The replay's L0
-    /// never answers it (its changes are applied whole, with their unmap);
-    /// kept so another L0 map's answer is reported, not assumed away.
+    /// L1 memory whose L0 mapping is mid-change (a retry), or a page of
+    /// L1's table the walk read mid-change. The replay's L0 never answers
+    /// it (its changes are applied whole, with their unmap), nor do its
+    /// memslots; kept so another L0 map's answer is reported, not assumed
+    /// away.
     L0Changing {
         l1_ipa: u64,
     },
@@ -789,6 +791,15 @@ impl<'a, 'l> Session<'a, 'l> {
             Err(WalkError::HostDenied(denial)) => Walked {
                 expected: Expected::L0Denied {
                     l1_ipa: denial.descriptor_address,
+                },
+                trail: Vec::new(),
+                fault: None,
+            },
+            // The host is mid its change of a table page (the replay's
+            // memslots never are): the service's Retry(L0Changing).
+            Err(WalkError::HostChanging(change)) => Walked {
+                expected: Expected::L0Changing {
+                    l1_ipa: change.descriptor_address,
                 },
                 trail: Vec::new(),
                 fault: None,
