@@ -1389,7 +1389,7 @@ const ESR_WNR: u64 = 1 << 6;
 /// the guest gets the plain synchronous external abort (FSC 0x10), with a
 /// report.
 fn walk_abort(hv: &Hv, va: u64, walked_for: inject::WalkedFor, pstate: u64) -> u64 {
-    let fault_page = ((read_sysreg!("hpfar_el2") >> 4) & 0x0fff_ffff_ffff) << 12;
+    let fault_page = crate::esr::hpfar_ipa_page(read_sysreg!("hpfar_el2"));
     let regs = s1walk::Stage1Regs {
         sctlr: read_sysreg!("sctlr_el1"),
         tcr: read_sysreg!("tcr_el1"),

@@ -315,7 +315,7 @@ pub(super) fn l1_walk_abort(
         // The hardware walk being modelled is bounded by the PE's own.
         id_aa64mmfr2: read_sysreg!("id_aa64mmfr2_el1"),
     };
-    let fault_page = ((read_sysreg!("hpfar_el2") >> 4) & 0x0fff_ffff_ffff) << 12;
+    let fault_page = crate::esr::hpfar_ipa_page(read_sysreg!("hpfar_el2"));
     let va = read_sysreg!("far_el2");
     // L1's walks may be Non-cacheable: `L1Ram` drops any line hv holds
     // first, as for a plain guest's walk abort (`arch::walk_abort`).
