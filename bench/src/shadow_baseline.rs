@@ -490,7 +490,8 @@ fn chunk_in_use<P: FramePool, T: TlbMaintenance>(
 /// walk of an empty chunk does not have); KVM's walker also makes its
 /// indirect callback call for the invalid entry, and on FWB +
 /// FEAT_TLBIRANGE hardware issues a range TLBI per chunk, neither charged
-/// here. A chunk in use gets one `ShadowTable::unmap_range`. Returns leaves
+/// here. A chunk in use gets one `ShadowTable::unmap_range_leaf_by_leaf`
+/// (KVM's `stage2_unmap_walker` visits every leaf). Returns leaves
 /// removed.
 pub fn kvm_unmap_chunked<P: FramePool, T: TlbMaintenance>(
     shadow: &ShadowTable<P, T>,
@@ -499,7 +500,7 @@ pub fn kvm_unmap_chunked<P: FramePool, T: TlbMaintenance>(
     (0..1u64 << (pa_bits.clamp(32, 48) - 30))
         .map(|chunk| chunk << 30)
         .filter(|&base| chunk_in_use(shadow, base))
-        .map(|base| shadow.unmap_range(base, 1 << 30))
+        .map(|base| shadow.unmap_range_leaf_by_leaf(base, 1 << 30))
         .sum()
 }
 
@@ -621,7 +622,7 @@ pub enum VmidUnmap {
         /// log2 of the IPA space unmapped, 32..=48.
         pa_bits: u8,
     },
-    /// One `ShadowTable::unmap_range` over `[0, 2^48)`: less work than
+    /// One `ShadowTable::unmap_range_leaf_by_leaf` over `[0, 2^48)`: less work than
     /// KVM's chunked walk, so a lower bound of KVM's cost (not KVM's
     /// algorithm).
     OnePass,
@@ -851,10 +852,12 @@ impl<P: FramePool + Clone, T: TlbMaintenance + Clone> KvmStyle<P, T> {
             .map(|c| match (scope, vmid_unmap) {
                 (InvalidateScope::Ipa(s), _) => {
                     let (start, len) = c.ipa_unmap_range(s);
-                    c.shadow.unmap_range(start, len)
+                    // KVM's walker visits every leaf (`stage2_unmap_walker`);
+                    // Umbra's `unmap_range` unlinks whole level-3 tables.
+                    c.shadow.unmap_range_leaf_by_leaf(start, len)
                 }
                 (_, VmidUnmap::Chunked { pa_bits }) => c.unmap_chunked(pa_bits),
-                (_, VmidUnmap::OnePass) => c.shadow.unmap_range(0, 1 << 48),
+                (_, VmidUnmap::OnePass) => c.shadow.unmap_range_leaf_by_leaf(0, 1 << 48),
             })
             .sum()
     }

@@ -198,6 +198,7 @@ fn unmap_frees_tables_while_map_and_lookup_run() {
         assert_eq!(removed == 2, new_left.is_none());
         assert_reachable_tables_allocated(&t, &pool);
         t.unmap_range(0, 1 << 48);
+        t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
     });
 }
@@ -235,6 +236,7 @@ fn unmap_on_its_own_thread_sees_every_finished_map() {
         unmap_counted_the_map(&t, unmapper.join().unwrap(), new);
         assert_reachable_tables_allocated(&t, &pool);
         t.unmap_range(0, 1 << 48);
+        t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
     });
 }
@@ -274,6 +276,7 @@ fn excluded_map_and_unmap_under_one_lock() {
         assert_reachable_tables_allocated(&t, &pool);
         assert_free_frames_zero(&pool);
         t.unmap_range(0, 1 << 48);
+        t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
         assert_free_frames_zero(&pool);
     });
@@ -395,6 +398,7 @@ fn the_leaf_count_survives_an_unmap_racing_a_map() {
         assert_eq!(t.leaves(), 1, "a map's increment was lost");
         t.unmap_range(0, 1 << 48);
         assert_eq!(t.leaves(), 0);
+        t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
     });
 }
@@ -546,6 +550,34 @@ fn a_reused_frame_is_seen_zeroed() {
         assert_reachable_tables_allocated(&t, &pool);
         assert_free_frames_zero(&pool);
         t.clear();
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(pool.frames_in_use(), 1);
+        assert_free_frames_zero(&pool);
+    });
+}
+
+/// Two vCPUs install pages into the same level-3 table at once (the shared
+/// side of the update lock): each raises the leaf count that the table's
+/// level-2 entry keeps, by a compare-and-swap, and an unmap of the whole
+/// 2 MiB region, which unlinks the table without visiting its entries and
+/// takes that count as the leaves removed, counts both and the page
+/// mapped before. The table's frame comes back zeroed once reclaimed.
+/// Fails ("the count lost a map") with the count raised by a load and a
+/// store, as under the caller's exclusion (`ShadowTable::count_leaves`).
+#[test]
+fn racing_maps_into_one_table_are_all_counted() {
+    model(|| {
+        let (t, pool) = table(8);
+        t.map(&page(0x1000, 0xa000)).unwrap();
+        let other = {
+            let t = t.clone();
+            thread::spawn(move || t.map(&page(0x2000, 0xb000)).unwrap())
+        };
+        assert_eq!(t.map(&page(0x3000, 0xc000)).unwrap(), MapOutcome::Installed);
+        assert_eq!(other.join().unwrap(), MapOutcome::Installed);
+        assert_eq!(t.unmap_range(0, BLOCK), 3, "the count lost a map");
+        assert_eq!((t.lookup(0x2000), t.lookup(0x3000)), (None, None));
+        assert_eq!(t.leaves(), 0);
         t.reclaim_detached(usize::MAX);
         assert_eq!(pool.frames_in_use(), 1);
         assert_free_frames_zero(&pool);

@@ -29,7 +29,15 @@
 //! - a table is returned to the pool only after it has been unlinked *and*
 //!   the hook has run, so no hardware walk can reach a freed frame; and only
 //!   under the exclusive side of the update lock, so no software walk
-//!   (`map`/`lookup`, which take the shared side) can be inside it.
+//!   (`map`/`lookup`, which take the shared side) can be inside it, or
+//!   once it is on the detached list (unlinked under that lock, the hook
+//!   run since), which no walk can reach;
+//! - a level-2 table descriptor carries its level-3 table's number of
+//!   leaves in bits \[11:2\], which the hardware ignores in a stage-2 table
+//!   descriptor with VTCR_EL2.DS = 0 and HAFT = 0 ([`shadow_vtcr`];
+//!   AArch64.NextTableBase takes bits \[47:12\] only). `unmap_range` uses it
+//!   to unlink a level-3 table its range covers whole without visiting the
+//!   table's 512 entries ([`ShadowTable::unmap_range`]).
 //!
 //! `map` and `lookup` run concurrently with each other (shared side);
 //! `unmap_range` and `clear` take the exclusive side.
@@ -64,6 +72,29 @@ const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
 const VALID: u64 = 1 << 0;
 const TABLE_OR_PAGE: u64 = 1 << 1;
 const AF: u64 = 1 << 10;
+
+/// Where a level-2 table descriptor keeps its level-3 table's number of
+/// leaves (0 to 512): bits \[11:2\], IGNORED in a VMSAv8-64 stage-2 table
+/// descriptor while VTCR_EL2.DS = 0 (else bits \[9:8\] are address bits)
+/// and VTCR_EL2.HAFT = 0 (else bit 10 is AF), as [`shadow_vtcr`] sets
+/// them. Changing ignored bits of a live table descriptor needs no
+/// break-before-make: the translation it gives does not change.
+const LEAF_COUNT_SHIFT: u32 = 2;
+const LEAF_COUNT_MASK: u64 = 0x3ff << LEAF_COUNT_SHIFT;
+
+/// The leaves a level-2 table descriptor counts in its level-3 table.
+const fn leaf_count(descriptor: u64) -> usize {
+    ((descriptor & LEAF_COUNT_MASK) >> LEAF_COUNT_SHIFT) as usize
+}
+
+/// `descriptor` with its leaf count changed by `delta`, modulo the field's
+/// 1024: racing `map`s (shared lock) may apply a removal before the
+/// install it follows, so the field may pass below zero for a while, but
+/// never into the address bits, and the sum is exact once they are done.
+const fn with_leaf_count(descriptor: u64, delta: isize) -> u64 {
+    let count = (leaf_count(descriptor) as isize).wrapping_add(delta) as u64;
+    (descriptor & !LEAF_COUNT_MASK) | ((count << LEAF_COUNT_SHIFT) & LEAF_COUNT_MASK)
+}
 
 /// VTCR_EL2 for the shadow stage 2 on a host whose ID_AA64MMFR0_EL1.PARange
 /// is `ps`:
@@ -646,6 +677,9 @@ pub struct ShadowPlace {
     /// The walked IPA's region that `table` translates: its bits above
     /// the span of one entry of the level above.
     region: u64,
+    /// The table holding the entry that links `table` (a level-3 table's
+    /// leaf count is kept there).
+    parent: u64,
 }
 
 impl ShadowPlace {
@@ -656,6 +690,7 @@ impl ShadowPlace {
         identity: 0,
         shape: 0,
         region: 0,
+        parent: 0,
     };
 }
 
@@ -925,17 +960,34 @@ impl<P: FramePool, T: TlbMaintenance> fmt::Debug for ShadowTable<P, T> {
 /// What `unmap` collected on its way down.
 #[derive(Default)]
 struct UnmapWork {
+    /// Whether a level-3 table the range covers whole is unlinked without
+    /// a visit ([`UnmapWork::detach_later`]) rather than cleared entry by
+    /// entry.
+    detach: bool,
     leaves: usize,
     span_start: u64,
     span_end: u64,
     /// The first of the tables emptied and unlinked, which go back to the
     /// pool only after the TLB hook; see [`UnmapWork::free_later`].
     freed: Option<u64>,
+    /// The first and the last of the level-3 tables unlinked whole, with
+    /// their leaves, which go to the detached list after the TLB hook; see
+    /// [`UnmapWork::detach_later`].
+    detached: Option<(u64, u64)>,
 }
 
 /// Marks a freed-list link in a table's first entry (with the next table's
 /// address). Bit 0, valid, stays clear: to a walk the entry is invalid.
 const FREED_LINK: u64 = 1 << 1;
+
+/// The table a detached level-3 table's first entry links to, if it leads
+/// a chain (`UnmapWork::detach_later`): a link has bit 1 set and bit 0
+/// clear, which no entry this code writes in a live table has (a page is
+/// 0b11, an invalid entry 0).
+fn chained_after(table: &Frame) -> Option<u64> {
+    let first = table.0[0].load(Ordering::Relaxed);
+    (first & (VALID | FREED_LINK) == FREED_LINK).then_some(first & OA_MASK)
+}
 
 impl UnmapWork {
     /// Queues the emptied, unlinked table at `pa` for the pool. The list is
@@ -949,6 +1001,20 @@ impl UnmapWork {
         let link = self.freed.map_or(0, |next| next | FREED_LINK);
         table.0[0].store(link, Ordering::Relaxed);
         self.freed = Some(pa);
+    }
+
+    /// Queues the level-3 table at `pa`, unlinked with its leaves, for the
+    /// detached list: a chain through each table's first entry, as
+    /// [`UnmapWork::free_later`]'s (the same invalid link; the entry's leaf
+    /// is removed with the others, so a walk that still reaches the table
+    /// before the hook faults there or translates as before the unmap).
+    fn detach_later(&mut self, table: &Frame, pa: u64) {
+        let (link, last) = match self.detached {
+            Some((first, last)) => (first | FREED_LINK, last),
+            None => (0, pa),
+        };
+        table.0[0].store(link, Ordering::Relaxed);
+        self.detached = Some((pa, last));
     }
 
     fn touch(&mut self, start: u64, size: u64) {
@@ -1186,6 +1252,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             return (None, ShadowPlace::ROOT);
         };
         let mut place = ShadowPlace::ROOT;
+        let mut table_pa = self.root;
         let shape = self.shape.load(Ordering::Relaxed);
         for level in 0..=3 {
             let d = table.0[index_at(l2_ipa, level)].load(Ordering::Acquire);
@@ -1203,7 +1270,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         identity: self.identity,
                         shape,
                         region: l2_ipa >> level_shift(level),
+                        parent: table_pa,
                     };
+                    table_pa = pa;
                 }
             }
         }
@@ -1296,6 +1365,18 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     let level = top.level + 1;
                     detached.push(Detached { pa, level, next: 0 });
                 }
+                // A level-3 table `unmap_range` detached may lead a chain
+                // (`UnmapWork::detach_later`): the next one takes its place.
+                None if top.level == 3 => {
+                    let pa = top.pa;
+                    match self.pool.frame(pa).and_then(chained_after) {
+                        Some(next) => top.pa = next,
+                        None => {
+                            detached.pop();
+                        }
+                    }
+                    break Some(pa);
+                }
                 None => break detached.pop().map(|d| d.pa),
             }
         };
@@ -1304,6 +1385,35 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         }
         self.detached_hint.store(detached.len(), Ordering::Relaxed);
         pa
+    }
+
+    /// Hands the chain of level-3 tables `unmap_range` unlinked whole
+    /// (first, last) to the detached list, once the TLB hook has run. A
+    /// level-3 table on top of the list (a chain, or one of a cleared
+    /// subtree) is linked after the chain's last, so a run of range unmaps
+    /// keeps one list entry.
+    fn detach_chain(&self, (first, last): (u64, u64)) {
+        let mut detached = self.detached.lock();
+        match detached.last_mut() {
+            Some(top) if top.level == 3 => {
+                if let Some(frame) = self.pool.frame(last) {
+                    frame.0[0].store(top.pa | FREED_LINK, Ordering::Relaxed);
+                    top.pa = first;
+                } else {
+                    detached.push(Detached {
+                        pa: first,
+                        level: 3,
+                        next: 0,
+                    });
+                }
+            }
+            _ => detached.push(Detached {
+                pa: first,
+                level: 3,
+                next: 0,
+            }),
+        }
+        self.detached_hint.store(detached.len(), Ordering::Relaxed);
     }
 
     /// Whether detached frames are waiting to be reclaimed.
@@ -1345,6 +1455,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             Exclusion::Caller => None,
         };
         let mut replaced = false;
+        // For a page: the level-2 entry linking its table, which counts the
+        // table's leaves, and the table's PA.
+        let mut parent: Option<(&AtomicU64, u64)> = None;
         let (mut table, first) = match place {
             ShadowPlace {
                 table,
@@ -1352,6 +1465,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                 identity,
                 shape,
                 region,
+                parent: parent_table,
             } if at != 0
                 && usize::from(at) <= level
                 && identity == self.identity
@@ -1359,6 +1473,10 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                 && region == ipa >> level_shift(usize::from(at) - 1) =>
             {
                 debug_assert!(matches!(exclusion, Exclusion::Caller));
+                if at == 3 {
+                    let slot = &self.frame(parent_table)?.0[index_at(ipa, 2)];
+                    parent = Some((slot, table));
+                }
                 (self.frame(table)?, usize::from(at))
             }
             _ => (self.frame(self.root)?, 0),
@@ -1411,9 +1529,14 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                     }
                 }
             };
+            if lvl == 2 {
+                parent = Some((slot, next));
+            }
             table = self.frame(next)?;
         }
         let slot = &table.0[index_at(ipa, level)];
+        // `parent` is known exactly for a page: its table's leaf count
+        // follows each leaf this map installs or breaks.
         loop {
             let current = slot.load(Ordering::Acquire);
             if current == descriptor {
@@ -1459,6 +1582,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                                 self.leaves.store(now + 1, Ordering::Relaxed);
                             }
                         }
+                        if let Some((parent, leaf_table)) = parent {
+                            Self::count_leaves(parent, leaf_table, 1, exclusion);
+                        }
                         return Ok(if replaced {
                             MapOutcome::Replaced
                         } else {
@@ -1477,6 +1603,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         replaced = true;
                         if let Entry::Leaf(_) = old {
                             self.leaves.fetch_sub(1, Ordering::Relaxed);
+                            if let Some((parent, leaf_table)) = parent {
+                                Self::count_leaves(parent, leaf_table, -1, exclusion);
+                            }
                         }
                         if let Entry::Table(pa) = old {
                             // Unreachable now for hardware and for new
@@ -1488,6 +1617,38 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         }
                     }
                     // ... make (next iteration).
+                }
+            }
+        }
+    }
+
+    /// Adds `delta` to the leaf count the level-2 entry `parent` keeps for
+    /// the level-3 table at `leaf_table`, if it still links that table: a
+    /// racing `map` may have replaced it by a block meanwhile (shared
+    /// lock), and a retired table's leaves are counted when it is freed.
+    /// Release, as the publication of the table: a lock-free walk that
+    /// reads the new value still sees the table as published.
+    #[inline]
+    fn count_leaves(parent: &AtomicU64, leaf_table: u64, delta: isize, exclusion: Exclusion) {
+        let mut current = parent.load(Ordering::Relaxed);
+        match exclusion {
+            // Nothing else changes the entry (the caller's lock): a store.
+            Exclusion::Caller => {
+                debug_assert_eq!(classify(current, 2), Entry::Table(leaf_table));
+                parent.store(with_leaf_count(current, delta), Ordering::Release);
+            }
+            // Other `map`s count into the same entry, or replace it.
+            Exclusion::UpdateLock => {
+                while classify(current, 2) == Entry::Table(leaf_table) {
+                    match parent.compare_exchange_weak(
+                        current,
+                        with_leaf_count(current, delta),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(now) => current = now,
+                    }
                 }
             }
         }
@@ -1569,7 +1730,29 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     /// overlaps goes whole) and frees tables left empty, after the TLB hook.
     /// Returns the number of leaves removed. Addresses beyond the input
     /// size hold no entries; `len` is taken up to there.
+    ///
+    /// A level-3 table whose whole 2 MiB the range covers is not visited:
+    /// its level-2 entry is made invalid (break), the leaves it counts are
+    /// taken as removed, and after the TLB hook for the range (before-make:
+    /// nothing new is linked there until a later `map`) the table goes to
+    /// the detached list with its leaves still in it, from where later
+    /// calls return it to the pool a few frames at a time, or all under
+    /// pool pressure, as after a [`ShadowTable::clear`]. So a range costs
+    /// O(level-3 tables) where it covers whole 2 MiB regions, not O(pages).
     pub fn unmap_range(&self, l2_ipa_start: u64, len: u64) -> usize {
+        self.unmap_range_with(l2_ipa_start, len, true)
+    }
+
+    /// [`ShadowTable::unmap_range`] visiting every leaf, as KVM's stage-2
+    /// unmap walker does (`stage2_unmap_walker`): every removed leaf is
+    /// written, and emptied tables go back to the pool within the call.
+    /// The same entries are removed and the same number returned. For the
+    /// KVM-style baseline, and as the reference of the tests.
+    pub fn unmap_range_leaf_by_leaf(&self, l2_ipa_start: u64, len: u64) -> usize {
+        self.unmap_range_with(l2_ipa_start, len, false)
+    }
+
+    fn unmap_range_with(&self, l2_ipa_start: u64, len: u64, detach: bool) -> usize {
         let end = l2_ipa_start
             .saturating_add(len)
             .min(1 << self.config.input_bits());
@@ -1577,7 +1760,12 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             return 0;
         }
         let _exclusive = self.lock.exclusive();
-        let mut work = UnmapWork::default();
+        let mut work = UnmapWork {
+            // Only a range of 2 MiB or more can cover a level-3 table: a
+            // page's unmap skips the check at every level.
+            detach: detach && end - l2_ipa_start >= BLOCK_2M,
+            ..UnmapWork::default()
+        };
         if let Some(root) = self.pool.frame(self.root) {
             self.unmap_in(root, 0, 0, l2_ipa_start, end, &mut work);
         }
@@ -1585,7 +1773,7 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             self.tlb
                 .invalidate_range(work.span_start, work.span_end - work.span_start);
         }
-        if work.freed.is_some() {
+        if work.freed.is_some() || work.detached.is_some() {
             // Places taken before name tables that are going.
             self.shape.fetch_add(1, Ordering::Relaxed);
         }
@@ -1603,7 +1791,13 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
         self.reclaim_retired();
         self.forget_leaves_exclusive(work.leaves, &_exclusive);
         drop(_exclusive);
+        // Frames detached before this call first: this call's own wait for
+        // later calls (the pool zeroes each frame it takes back, 4 KiB of
+        // stores that need not delay the invalidation).
         self.reclaim_detached(RECLAIM_STEP);
+        if let Some(chain) = work.detached {
+            self.detach_chain(chain);
+        }
         work.leaves
     }
 
@@ -1625,7 +1819,9 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
     }
 
     /// Clears `[start, end)` within the table at `level` whose first IPA is
-    /// `base`. Returns whether the table is now empty.
+    /// `base`, or with `work.detach` unlinks a level-3 table the range
+    /// covers whole without a visit. Returns whether the table is now
+    /// empty.
     fn unmap_in(
         &self,
         table: &Frame,
@@ -1663,15 +1859,39 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
                         cleared = false;
                         continue;
                     };
+                    if work.detach && level == 2 && entry_base >= start && entry_base + size <= end
+                    {
+                        #[cfg(all(debug_assertions, not(loom)))]
+                        debug_assert_eq!(
+                            leaf_count(descriptor),
+                            child
+                                .0
+                                .iter()
+                                .filter(|d| d.load(Ordering::Relaxed) & (VALID | TABLE_OR_PAGE)
+                                    == VALID | TABLE_OR_PAGE)
+                                .count(),
+                            "leaf count of the level-3 table at {pa:#x}"
+                        );
+                        slot.store(0, Ordering::Release);
+                        work.leaves += leaf_count(descriptor);
+                        work.touch(entry_base, size);
+                        work.detach_later(child, pa);
+                        continue;
+                    }
+                    let before = work.leaves;
+                    let emptied = self.unmap_in(child, level + 1, entry_base, start, end, work);
                     // The hardware's concatenated level-1 tables stay
                     // linked from the software root however empty.
-                    let emptied = self.unmap_in(child, level + 1, entry_base, start, end, work);
                     if emptied && level >= self.config.start_level() {
                         slot.store(0, Ordering::Release);
                         work.touch(entry_base, size);
                         work.free_later(child, pa);
                     } else {
                         cleared = false;
+                        if level == 2 && work.leaves != before {
+                            let removed = (work.leaves - before) as isize;
+                            slot.store(with_leaf_count(descriptor, -removed), Ordering::Release);
+                        }
                     }
                 }
             }
@@ -2073,8 +2293,11 @@ mod tests {
             t.map(&m).unwrap();
         }
         assert_eq!(t.unmap_range(base, 2 << 20), 512);
-        assert_eq!(t.frames_used(), 1);
         assert_eq!(t.lookup(base), None);
+        // Unlinked whole, it waits on the detached list for a later call.
+        assert_eq!(t.frames_used(), 2);
+        assert_eq!(t.reclaim_detached(usize::MAX), 1);
+        assert_eq!(t.frames_used(), 1);
     }
 
     /// The emptiness check reads the unmapped entries' own cache lines
@@ -2138,6 +2361,285 @@ mod tests {
         assert_eq!(freed, 40 * 9);
         assert_eq!(t.frames_used(), 1);
         assert_eq!(t.pool().frames_in_use(), 1);
+    }
+
+    /// A range that covers a level-3 table's whole 2 MiB unlinks the table
+    /// without visiting its entries: when the TLB hook runs the level-2
+    /// entry is already invalid (`CheckingTlb` walks the range), the hook
+    /// covers the region, and the frame goes back to the pool only after
+    /// it, in a later call (the detached list); the count is the table's
+    /// leaves, and the table next to it (same level-2 table) is untouched.
+    #[test]
+    fn a_covered_level_3_table_is_freed_only_after_the_invalidation() {
+        let (t, log) = checking_table();
+        let (a, b) = (0x4020_0000u64, 0x4040_0000u64);
+        let page = |at: u64, n: u64| mapping(at + (n << 12), 0x10_0000 + (n << 12), 4096, RW, 0xf);
+        for n in [0u64, 7, 300, 511] {
+            t.map(&page(a, n)).unwrap();
+        }
+        t.map(&page(b, 1)).unwrap();
+        let (_, place) = t.lookup_place_excluded(a);
+        let level_3_table = place.table;
+        assert_eq!((place.level, t.frames_used()), (3, 5));
+        log.lock().unwrap().clear();
+        assert_eq!(t.unmap_range(a, BLOCK_2M), 4);
+        // Taken out of the lock first: a failed assertion must not poison
+        // it for the drop of the table, which logs its releases.
+        let events: Vec<_> = log.lock().unwrap().drain(..).collect();
+        assert!(
+            matches!(events[..], [Event::Tlb(e)] if e.covers(a, BLOCK_2M)),
+            "one invalidation of the region, nothing released yet: {events:?}"
+        );
+        for n in [0u64, 7, 300, 511] {
+            check_ipa(&t.pool().inner, t.root_pa(), a + (n << 12), None);
+            assert_eq!(t.lookup(a + (n << 12)), None);
+        }
+        check_ipa(&t.pool().inner, t.root_pa(), b + 0x1000, Some(&page(b, 1)));
+        assert_eq!((t.frames_used(), t.leaves()), (5, 1));
+        assert!(t.has_detached());
+        // The next call returns it (before anything of its own).
+        assert_eq!(t.unmap_range(b + 0x1000, 0x1000), 1);
+        let events: Vec<_> = log.lock().unwrap().drain(..).collect();
+        let released: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Release(pa) => Some(*pa),
+                Event::Tlb(_) => None,
+            })
+            .collect();
+        assert!(released.contains(&level_3_table), "{events:?}");
+        assert_eq!(t.frames_used(), 1);
+        assert!(!t.has_detached());
+    }
+
+    /// The leaf count a level-2 entry keeps follows every change of its
+    /// level-3 table: installs from the root and from a lookup's place,
+    /// replacements (break, then make), pages unmapped one by one (the
+    /// table stays), a block over the table and a page in a block. The
+    /// debug build checks the count against the table when it is detached;
+    /// the count returned is the leaves left.
+    #[test]
+    fn the_leaf_count_follows_every_change_of_its_table() {
+        let t = table(64);
+        let base = 0x4020_0000u64;
+        let page = |n: u64, pa: u64| mapping(base + (n << 12), pa << 12, 4096, RW, 0xf);
+        let count = |t: &ShadowTable<Arc<HeapFramePool>, RecordingTlb>| {
+            let l1 = t.pool().frame(t.root).unwrap().0[0].load(Ordering::Relaxed);
+            let l2 = t.pool().frame(l1 & OA_MASK).unwrap().0[1].load(Ordering::Relaxed);
+            let l2 = t.pool().frame(l2 & OA_MASK).unwrap().0[1].load(Ordering::Relaxed);
+            leaf_count(l2)
+        };
+        for n in 0..10 {
+            t.map(&page(n, n)).unwrap();
+        }
+        for n in 10..20 {
+            let (_, place) = t.lookup_place_excluded(base + (n << 12));
+            t.map_excluded_at(&page(n, n), place).unwrap();
+        }
+        assert_eq!(count(&t), 20);
+        // Replaced, and the same again: no change.
+        assert_eq!(t.map(&page(3, 99)), Ok(MapOutcome::Replaced));
+        let (_, place) = t.lookup_place_excluded(base + (4 << 12));
+        assert_eq!(
+            t.map_excluded_at(&page(4, 98), place),
+            Ok(MapOutcome::Replaced)
+        );
+        assert_eq!(t.map(&page(5, 5)), Ok(MapOutcome::AlreadyPresent));
+        assert_eq!(count(&t), 20);
+        // Unmapped page by page, and a short range.
+        assert_eq!(t.unmap_range(base, 0x1000), 1);
+        assert_eq!(t.unmap_range(base + (8 << 12), 4 << 12), 4);
+        assert_eq!(count(&t), 15);
+        assert_eq!(t.unmap_range(base, BLOCK_2M), 15);
+        assert_eq!(t.leaves(), 0);
+        // A block over the table (retired, counted when freed), then pages
+        // in the block: a new table, counted from zero.
+        for n in 0..3 {
+            t.map(&page(n, n)).unwrap();
+        }
+        t.map(&mapping(base, 0x4000_0000, BLOCK_2M, RW, 0xf))
+            .unwrap();
+        assert_eq!(t.map(&page(9, 9)), Ok(MapOutcome::Replaced));
+        t.map(&page(10, 10)).unwrap();
+        assert_eq!(count(&t), 2);
+        assert_eq!(t.unmap_range(base, BLOCK_2M), 2);
+        assert_eq!(t.leaves(), 0);
+        t.reclaim_detached(usize::MAX);
+        assert_eq!(t.frames_used(), 1);
+    }
+
+    /// A long run of range unmaps that detach their level-3 tables, each
+    /// followed by the faults that map the range again, fits a pool of
+    /// exactly the tree's frames: the detached frames come back a few per
+    /// later call, and all that a map needs under pool pressure; the
+    /// counts stay exact and the detached list keeps its size.
+    #[test]
+    fn range_unmaps_and_refaults_never_exhaust_the_pool() {
+        // Root, level 1, level 2 and 8 level-3 tables.
+        let t = table(11);
+        let base = 0x4000_0000u64;
+        let mut mapped = alloc::collections::BTreeSet::new();
+        for round in 0..300u64 {
+            for region in 0..8u64 {
+                for k in 0..4u64 {
+                    let ipa = base + (region << 21) + ((k * 128 + round % 128) << 12);
+                    let m = mapping(ipa, ipa, PAGE_SIZE, RW, 0xf);
+                    assert!(t.map(&m).is_ok(), "round {round}: {:?}", t.map(&m));
+                    mapped.insert(ipa);
+                }
+            }
+            // Whole regions, or from inside one region to inside another.
+            let (start, end) = match round % 3 {
+                0 => (base, base + (8 << 21)),
+                1 => (base + (1 << 21) + 0x5000, base + (6 << 21) + 0x3000),
+                _ => (base + (2 << 21), base + (5 << 21)),
+            };
+            let gone: Vec<u64> = mapped.range(start..end).copied().collect();
+            assert_eq!(
+                t.unmap_range(start, end - start),
+                gone.len(),
+                "round {round}"
+            );
+            for ipa in gone {
+                mapped.remove(&ipa);
+            }
+            assert_eq!(t.leaves(), mapped.len());
+            let detached = t.detached.lock();
+            assert!(detached.len() <= 1, "round {round}: {}", detached.len());
+            assert_eq!(detached.capacity(), DETACHED_LIST_CAPACITY);
+        }
+        assert_eq!(t.unmap_range(base, 1 << 30), mapped.len());
+        t.reclaim_detached(usize::MAX);
+        assert_eq!((t.frames_used(), t.pool().frames_in_use()), (1, 1));
+    }
+
+    #[derive(Clone, Debug)]
+    enum RangeOp {
+        /// Mapped from the root, or (true) from a lookup's place.
+        Map(ShadowMapping, bool),
+        Unmap(u64, u64),
+        /// Detached frames back to the pool, at most this many.
+        Reclaim(usize),
+    }
+
+    /// Pages (mostly) and blocks in 8 regions of 2 MiB over two GiB, and
+    /// ranges from a page to 3 GiB from region or page boundaries, so that
+    /// ranges cover whole level-3 tables (and level-2 tables) often.
+    fn arb_range_op() -> impl Strategy<Value = RangeOp> {
+        let mapping = (0u64..2, 0u64..4, 0u64..512, 0u64..20, any::<bool>()).prop_map(
+            |(gig, region, page, kind, place)| {
+                let size = match kind {
+                    0 => BLOCK_1G,
+                    1 | 2 => BLOCK_2M,
+                    _ => PAGE_SIZE,
+                };
+                let l2 = (gig << 30 | region << 21 | page << 12) & !(size - 1);
+                RangeOp::Map(
+                    mapping(l2, l2 ^ (7 << 12) & !(size - 1), size, RW, 0xf),
+                    place,
+                )
+            },
+        );
+        let range = (
+            0u64..2,
+            0u64..5,
+            0u64..512,
+            any::<bool>(),
+            0u64..8,
+            0u64..1536,
+        )
+            .prop_map(|(gig, region, page, aligned, kind, pages)| {
+                let page = if aligned { 0 } else { page };
+                let start = gig << 30 | region << 21 | page << 12;
+                let len = match kind {
+                    0 => BLOCK_1G,
+                    1 => 3 * BLOCK_1G,
+                    2..=4 => (kind - 1) * BLOCK_2M,
+                    _ => (pages + 1) << 12,
+                };
+                RangeOp::Unmap(start, len)
+            });
+        prop_oneof![
+            12 => mapping,
+            5 => range,
+            1 => (1usize..6).prop_map(RangeOp::Reclaim),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// `unmap_range`, which detaches the level-3 tables a range covers
+        /// whole, and `unmap_range_leaf_by_leaf`, which visits every leaf,
+        /// applied to two tables given the same maps: each returns what the
+        /// model loses, the walker sees exactly the model in both, and once
+        /// the detached frames are back both hold the same frames.
+        #[test]
+        fn unmap_range_removes_what_unmapping_leaf_by_leaf_does(
+            ops in prop::collection::vec(arb_range_op(), 1..80),
+        ) {
+            let (fast, slow) = (table(256), table(256));
+            let mut model: BTreeMap<u64, ShadowMapping> = BTreeMap::new();
+            let overlapping = |model: &BTreeMap<u64, ShadowMapping>, start: u64, end: u64| -> Vec<u64> {
+                model.values().filter(|m| m.l2_ipa_base < end && m.l2_ipa_base + m.size > start).map(|m| m.l2_ipa_base).collect()
+            };
+            for op in &ops {
+                match *op {
+                    RangeOp::Map(m, from_place) => {
+                        let outcome = if from_place {
+                            let (_, place) = fast.lookup_place_excluded(m.l2_ipa_base);
+                            fast.map_excluded_at(&m, place)
+                        } else {
+                            fast.map(&m)
+                        };
+                        prop_assert_eq!(outcome, slow.map(&m));
+                        for k in overlapping(&model, m.l2_ipa_base, m.l2_ipa_base + m.size) {
+                            model.remove(&k);
+                        }
+                        model.insert(m.l2_ipa_base, m);
+                    }
+                    RangeOp::Unmap(start, len) => {
+                        let gone = overlapping(&model, start, start + len);
+                        prop_assert_eq!(fast.unmap_range(start, len), gone.len());
+                        prop_assert_eq!(slow.unmap_range_leaf_by_leaf(start, len), gone.len());
+                        for k in gone {
+                            model.remove(&k);
+                        }
+                    }
+                    RangeOp::Reclaim(frames) => {
+                        fast.reclaim_detached(frames);
+                    }
+                }
+                // Leaves of tables a block replaced count until freed.
+                prop_assert_eq!(fast.leaves(), slow.leaves());
+            }
+            let mut probes: Vec<u64> = vec![0, (1 << 31) - 1];
+            for m in model.values() {
+                probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1, m.l2_ipa_base.wrapping_sub(1), m.l2_ipa_base + m.size]);
+            }
+            for op in &ops {
+                match *op {
+                    RangeOp::Unmap(s, l) => probes.extend([s, s + l - 1, s + l, s + l / 2]),
+                    RangeOp::Map(m, _) => probes.extend([m.l2_ipa_base, m.l2_ipa_base + m.size - 1]),
+                    RangeOp::Reclaim(_) => {}
+                }
+            }
+            for t in [&fast, &slow] {
+                let walker = shadow_walker(t.root_pa());
+                for &ipa in probes.iter().filter(|a| **a < 1 << 48) {
+                    let expected = model.range(..=ipa).next_back().map(|(_, m)| m).filter(|m| m.contains(ipa));
+                    check_walk(&walker, t.pool(), ipa, expected);
+                    prop_assert_eq!(t.lookup(ipa), expected.copied());
+                }
+            }
+            fast.reclaim_detached(usize::MAX);
+            for t in [&fast, &slow] {
+                t.reclaim();
+                prop_assert_eq!(t.leaves(), model.len());
+            }
+            prop_assert_eq!(fast.frames_used(), slow.frames_used());
+            prop_assert_eq!(fast.pool().frames_in_use(), slow.pool().frames_in_use());
+        }
     }
 
     #[test]
@@ -2533,7 +3035,8 @@ mod tests {
     #[derive(Debug)]
     enum Event {
         Tlb(TlbEvent),
-        Release,
+        /// The frame at this PA went back to the pool.
+        Release(u64),
     }
 
     #[derive(Debug)]
@@ -2553,7 +3056,7 @@ mod tests {
             self.inner.frame(pa)
         }
         fn release(&self, pa: u64) {
-            self.log.lock().unwrap().push(Event::Release);
+            self.log.lock().unwrap().push(Event::Release(pa));
             self.inner.release(pa)
         }
         fn frames_in_use(&self) -> usize {
@@ -2651,7 +3154,10 @@ mod tests {
         )));
         assert_eq!(t.unmap_range(0x4000_0000, PAGE_SIZE), 0);
         assert_eq!(t.frames_used(), frames - 1);
-        assert!(matches!(log.lock().unwrap().last(), Some(Event::Release)));
+        assert!(matches!(
+            log.lock().unwrap().last(),
+            Some(Event::Release(_))
+        ));
     }
 
     #[test]
@@ -2693,11 +3199,11 @@ mod tests {
         assert_eq!(
             events
                 .iter()
-                .filter(|e| matches!(e, Event::Release))
+                .filter(|e| matches!(e, Event::Release(_)))
                 .count(),
             3
         );
-        assert!(events[1..].iter().all(|e| matches!(e, Event::Release)));
+        assert!(events[1..].iter().all(|e| matches!(e, Event::Release(_))));
         assert_eq!(t.frames_used(), 1);
         assert_eq!(t.pool().frames_in_use(), 1);
         // Partial overlap with a block removes the whole block.
@@ -2780,7 +3286,7 @@ mod tests {
         assert_eq!(
             events[1..]
                 .iter()
-                .filter(|e| matches!(e, Event::Release))
+                .filter(|e| matches!(e, Event::Release(_)))
                 .count(),
             before
         );
