@@ -35,7 +35,7 @@ use crate::sync::epoch::Guard;
 use crate::sync::unmodelled::AtomicUsize;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{
-    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, Table,
+    hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, RemovedRun, Table,
 };
 
 /// A cached valid translation of one L1 block or page.
@@ -1395,6 +1395,7 @@ impl WalkCache {
         let mut hashes = hashes_of(blocks);
         prefetch(blocks, hashes);
         let mut removed = 0;
+        let mut run = RemovedRun::new();
         loop {
             let more = leaves.drain_next_chunk(&mut cursor);
             let next_hashes = more.and_then(hashes_of);
@@ -1407,11 +1408,16 @@ impl WalkCache {
                 let mut span: Option<(u64, u64)> = None;
                 for base in blocks.bases() {
                     let key = leaf_key(base, size_log2);
-                    if self.leaves.remove_batched(key, hashes.of(base), guard) {
+                    if self
+                        .leaves
+                        .remove_into_run(key, hashes.of(base), guard, &mut run)
+                    {
                         removed += 1;
                         span = Some((span.map_or(base, |(first, _)| first), base));
                     }
                 }
+                // The chunk's nodes go to the collector together.
+                self.leaves.retire_run(&mut run, guard);
                 if let Some((first, last)) = span {
                     removed_leaf(first, last - first + (1 << size_log2));
                 }
