@@ -36,6 +36,7 @@ use crate::sync::unmodelled::AtomicUsize;
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::table::{
     hash2, BlockIndex, ChunkBlocks, ChunkCursor, Displaced, HeldTable, Keyed, RemovedRun, Table,
+    RUN_MIN_NODES,
 };
 
 /// A cached valid translation of one L1 block or page.
@@ -1406,18 +1407,25 @@ impl WalkCache {
                 // The chunk's removed leaves, reported as one span (from
                 // the first's base to the last's end: bases ascend).
                 let mut span: Option<(u64, u64)> = None;
+                // The chunk's nodes go to the collector together when
+                // there are enough of them (`RUN_MIN_NODES`).
+                let together = blocks.len() >= RUN_MIN_NODES;
                 for base in blocks.bases() {
                     let key = leaf_key(base, size_log2);
-                    if self
-                        .leaves
-                        .remove_into_run(key, hashes.of(base), guard, &mut run)
-                    {
+                    let hash = hashes.of(base);
+                    let unlinked = if together {
+                        self.leaves.remove_into_run(key, hash, guard, &mut run)
+                    } else {
+                        self.leaves.remove_batched(key, hash, guard)
+                    };
+                    if unlinked {
                         removed += 1;
                         span = Some((span.map_or(base, |(first, _)| first), base));
                     }
                 }
-                // The chunk's nodes go to the collector together.
-                self.leaves.retire_run(&mut run, guard);
+                if together {
+                    self.leaves.retire_run(&mut run, guard);
+                }
                 if let Some((first, last)) = span {
                     removed_leaf(first, last - first + (1 << size_log2));
                 }

@@ -447,6 +447,13 @@ const RETIRE_BATCH: usize = if cfg!(loom) { 2 } else { 16 };
 /// Nodes a [`RemovedRun`] holds: a block-index chunk's blocks.
 const RUN_NODES: usize = CHUNK_BLOCKS;
 
+/// Removals from which a run pays ([`Table::retire_run`] defers its whole
+/// batches in one call only when there are two or more): with fewer, each
+/// node going through the run and then [`Table::retire_batched`] out of
+/// line cost a 16-page range ~35 instructions a page more than
+/// [`Table::remove_batched`], which batches inline.
+pub(crate) const RUN_MIN_NODES: usize = 2 * RETIRE_BATCH;
+
 /// The nodes one run of a range removal unlinked ([`Table::remove_into_run`])
 /// and not yet handed to the collector ([`Table::retire_run`]): on the
 /// writer's stack, so a chunk's removal allocates once, not once per
@@ -1190,7 +1197,7 @@ impl<T: Keyed + 'static> Table<T> {
     /// the owner's writer lock.
     pub(crate) fn retire_run(&self, run: &mut RemovedRun, guard: &Guard) {
         let len = core::mem::take(&mut run.len);
-        let whole = if len >= 2 * RETIRE_BATCH {
+        let whole = if len >= RUN_MIN_NODES {
             len - len % RETIRE_BATCH
         } else {
             0
