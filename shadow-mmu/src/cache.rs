@@ -2078,7 +2078,7 @@ mod tests {
                 for size_log2 in [12u8, 16, 21] {
                     let chunk_bytes = 1u64 << (size_log2 as u32 + 6);
                     let chunk = (x % (1 << 47)) & !(chunk_bytes - 1);
-                    let hashes = hasher.chunk_hashes(size_log2, chunk + (x % 64 << size_log2));
+                    let hashes = hasher.chunk_hashes(size_log2, chunk + ((x % 64) << size_log2));
                     assert_eq!(
                         hashes.region.is_some(),
                         size_log2 == 12 && hasher.neighbours_log2() == NEIGHBOURS_LOG2
