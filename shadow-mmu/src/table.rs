@@ -444,6 +444,36 @@ pub(crate) const fn pooled_bytes_per_place<T>() -> usize {
 /// makes the models run removals whose node waits for a later one.
 const RETIRE_BATCH: usize = if cfg!(loom) { 2 } else { 16 };
 
+/// Nodes a [`RemovedRun`] holds: a block-index chunk's blocks.
+const RUN_NODES: usize = CHUNK_BLOCKS;
+
+/// Removals from which a run pays ([`Table::retire_run`] defers its whole
+/// batches in one call only when there are two or more): with fewer, each
+/// node going through the run and then [`Table::retire_batched`] out of
+/// line cost a 16-page range ~35 instructions a page more than
+/// [`Table::remove_batched`], which batches inline.
+pub(crate) const RUN_MIN_NODES: usize = 2 * RETIRE_BATCH;
+
+/// The nodes one run of a range removal unlinked ([`Table::remove_into_run`])
+/// and not yet handed to the collector ([`Table::retire_run`]): on the
+/// writer's stack, so a chunk's removal allocates once, not once per
+/// [`RETIRE_BATCH`] nodes. Dropping one that still holds nodes leaks them
+/// (never freed, never reused): `retire_run` empties it.
+pub(crate) struct RemovedRun {
+    nodes: [usize; RUN_NODES],
+    len: usize,
+}
+
+impl RemovedRun {
+    /// An empty run.
+    pub(crate) const fn new() -> Self {
+        RemovedRun {
+            nodes: [0; RUN_NODES],
+            len: 0,
+        }
+    }
+}
+
 /// The nodes removed since the table's last deferred call, as addresses
 /// (the node type is the table's). Written only by the table's writers,
 /// which are serialised, with loads and stores (no read-modify-write);
@@ -1128,6 +1158,82 @@ impl<T: Keyed + 'static> Table<T> {
         }
     }
 
+    /// [`Table::remove_batched`] for a range removal's run of keys (one
+    /// block-index chunk): the unlinked node goes into `run`, which
+    /// [`Table::retire_run`] hands to the collector after the run's last
+    /// removal. Caller holds the owner's writer lock, from this call to
+    /// that one.
+    pub(crate) fn remove_into_run(
+        &self,
+        key: T::Key,
+        hash: u64,
+        guard: &Guard,
+        run: &mut RemovedRun,
+    ) -> bool {
+        match self.find_slot(key, hash, guard) {
+            Some((bucket, i, old)) => {
+                // Writers are serialised: `old` is still the slot's node.
+                bucket.slots[i].store(Shared::null(), Ordering::Release);
+                if run.len == RUN_NODES {
+                    // Not a chunk's run: the rest go one by one.
+                    self.retire_batched(old, guard);
+                } else {
+                    run.nodes[run.len] = old.as_raw() as usize;
+                    run.len += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands the nodes [`Table::remove_into_run`] put in `run` to the
+    /// collector and empties it: the whole [`RETIRE_BATCH`]es of them in
+    /// one deferred call with one allocation (a chunk of 64 leaves was four
+    /// calls and four allocations: ~30 instructions a removed leaf, stop
+    /// 31), the rest through the table's batch ([`Table::retire_batched`]).
+    /// As safe as `retire_batched`, by its argument: every node was
+    /// unlinked by this table's writer before this deferral. Caller holds
+    /// the owner's writer lock.
+    pub(crate) fn retire_run(&self, run: &mut RemovedRun, guard: &Guard) {
+        let len = core::mem::take(&mut run.len);
+        let whole = if len >= RUN_MIN_NODES {
+            len - len % RETIRE_BATCH
+        } else {
+            0
+        };
+        for &node in &run.nodes[whole..len] {
+            self.retire_batched(Shared::from(node as *const Node<T>), guard);
+        }
+        if whole == 0 {
+            return;
+        }
+        let nodes: Box<[usize]> = Box::from(&run.nodes[..whole]);
+        let pool = Arc::clone(&self.pool);
+        // SAFETY: as in `retire_batched`: every address in `nodes` is a
+        // node this table's writer unlinked from its slot under the owner's
+        // writer lock (`remove_into_run`), put in the run once and taken
+        // out of it here (the run is emptied above), so each is destroyed
+        // exactly once and no new reader can reach it; a reader that
+        // loaded one was pinned before its unlinking, which happened before
+        // this call, and the collector runs this only after every thread
+        // pinned now has unpinned. `T: 'static` and `Send`, and the pool
+        // is kept alive by the call's `Arc`, as there.
+        unsafe {
+            guard.defer_unchecked(move || {
+                for &node in nodes.iter() {
+                    // The value only: the allocation goes to the pool.
+                    core::ptr::drop_in_place(node as *mut Node<T>);
+                }
+                for batch in nodes.chunks_exact(RETIRE_BATCH) {
+                    if let Ok(batch) = <&[usize; RETIRE_BATCH]>::try_from(batch) {
+                        pool.give(batch);
+                    }
+                }
+            });
+        }
+    }
+
     /// Adds `old`, just unlinked from its slot by this writer, to the
     /// batch; a full batch goes to the collector in one deferred call,
     /// which asks for every node's lines before it frees the first.
@@ -1152,6 +1258,12 @@ impl<T: Keyed + 'static> Table<T> {
     /// or no longer holds it. The batch holds at most [`RETIRE_BATCH`] - 1
     /// nodes between writer calls (memory the budget does not count, like
     /// nodes awaiting the collector); [`Table`]'s drop frees what is left.
+    ///
+    /// Always inlined, its full batch's deferral out of line
+    /// ([`Table::defer_batch`]): out of line as a whole (as it went when
+    /// `retire_run` became its fourth caller), a call per removed node cost
+    /// a 16-page range ~17 instructions a page (stop 31).
+    #[inline(always)]
     fn retire_batched(&self, old: Shared<'_, Node<T>>, guard: &Guard) {
         if old.is_null() {
             return;
@@ -1163,6 +1275,13 @@ impl<T: Keyed + 'static> Table<T> {
             self.retiring.len.store(len + 1, Ordering::Relaxed);
             return;
         }
+        self.defer_batch(guard);
+    }
+
+    /// Hands the table's full batch of removed nodes
+    /// ([`Table::retire_batched`]) to the collector in one deferred call.
+    #[inline(never)]
+    fn defer_batch(&self, guard: &Guard) {
         self.retiring.len.store(0, Ordering::Relaxed);
         let nodes: Box<[usize; RETIRE_BATCH]> = Box::new(core::array::from_fn(|i| {
             self.retiring.nodes[i].load(Ordering::Relaxed)
