@@ -917,7 +917,10 @@ impl<C: ContextId> ReverseMap<C> {
                     };
                     if self.l1_lists.get(&list).is_some_and(|l| l.head == id) {
                         meta.epoch = epoch_now;
-                        self.revive(id, shadow.context, shadow.l2_ipa, class, epoch_now, kill);
+                        if let Some(pos) = kill {
+                            self.unkill(pos, shadow.context, shadow.l2_ipa, class8);
+                        }
+                        self.revive(id, shadow.context, class, epoch_now);
                         return Ok(());
                     }
                 }
@@ -1009,39 +1012,37 @@ impl<C: ContextId> ReverseMap<C> {
         Ok(())
     }
 
-    /// Makes dead record `id` of `context` at L2 block `l2`, still in
-    /// `by_shadow` and at the head of its L1 list, live in epoch `epoch`
-    /// (its `by_shadow` entry already says so): an insert of the same
-    /// record that moves nothing. Killed by the kill at `kill`, it gets its
-    /// L2 block-index bit back; otherwise it was dead by its epoch only and
-    /// kept its bit. It takes no slab slot, so it sweeps nothing (the sweep
-    /// keeps pace with the slots inserts take).
-    fn revive(
-        &mut self,
-        id: u32,
-        context: C,
-        l2: u64,
-        class: usize,
-        epoch: u64,
-        kill: Option<usize>,
-    ) {
+    /// Makes dead record `id` of `context`, still in `by_shadow` and at
+    /// the head of its L1 list, live in epoch `epoch` (its `by_shadow`
+    /// entry already says so): an insert of the same record that moves
+    /// nothing. Its L2 block bit, kept while it was dead, counts live again
+    /// (a killed record's was given back by [`ReverseMap::unkill`]). It
+    /// takes no slab slot, so it sweeps nothing (the sweep keeps pace with
+    /// the slots inserts take).
+    fn revive(&mut self, id: u32, context: C, class: usize, epoch: u64) {
         let incarnation = self.contexts.entry(context).or_default();
         incarnation.live += 1;
         incarnation.classes |= 1 << class;
-        match kill {
-            None => incarnation.stale_bits = incarnation.stale_bits.saturating_sub(1),
-            Some(pos) => {
-                self.kills.release(pos);
-                self.l2_blocks
-                    .insert((context, class as u8), l2, SIZES_LOG2[class]);
-            }
-        }
+        incarnation.stale_bits -= 1;
         self.live += 1;
         self.inserts += 1;
         if let Some(record) = self.records[id as usize].as_mut() {
             record.epoch = epoch;
             record.inserted = self.inserts;
         }
+    }
+
+    /// Takes killed record (`context`, `l2`, `class`), about to be revived,
+    /// out of the kill at `pos` and gives it its L2 block bit back, counted
+    /// as stale for [`ReverseMap::revive`] to count live (so the fault
+    /// path's revive of a record dead by its epoch, a walk fault after a
+    /// VMID flush, pays nothing for killed ones).
+    #[cold]
+    fn unkill(&mut self, pos: usize, context: C, l2: u64, class: u8) {
+        self.kills.release(pos);
+        self.l2_blocks
+            .insert((context, class), l2, SIZES_LOG2[usize::from(class)]);
+        self.contexts.entry(context).or_default().stale_bits += 1;
     }
 
     /// Unlinks the record of (`context`, `l2`) from every index; its class
