@@ -38,6 +38,15 @@
 //! removals, which unlink those they meet; queries skip them, as the
 //! sweep does.
 //!
+//! A chunk the range covers whole is not taken record by record at all
+//! (stop 31): its bits leave the L2 block index and the chunk is killed,
+//! one entry of a small table ([`Kills`]) stamped with the insert count, so
+//! a long range costs O(chunks) here. Its records stay in `by_shadow` and
+//! on their lists, dead for every query (each asks the table while it is
+//! not empty), until the sweep detaches them a few per insert, an insert
+//! at the same key revives or replaces one, or an L1-range removal meets
+//! one on a list.
+//!
 //! An L1-range removal (an L0 unmap) goes in batches that allocate
 //! nothing ([`ReverseMap::remove_range_batch`]): up to a fixed number of
 //! records into the caller's fixed-size array, then a cursor (size class,
@@ -1574,7 +1583,8 @@ impl<C: ContextId> ReverseMap<C> {
     /// lines whose addresses follow from its range. A range of several
     /// blocks goes chunk by chunk and puts the records beyond those 64 on
     /// the detached chain, whose unlinks wait the same way, as many as the
-    /// slab holds (chaining takes no slot: see `remove_shadow_blocks`).
+    /// slab holds (chaining takes no slot: see `remove_shadow_blocks`);
+    /// a chunk it covers whole is killed at once instead ([`Kills`]).
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         self.settle();
         self.remove_shadow_range_now(context, l2_ipa_start, len)
