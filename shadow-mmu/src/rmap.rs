@@ -38,6 +38,15 @@
 //! removals, which unlink those they meet; queries skip them, as the
 //! sweep does.
 //!
+//! A chunk the range covers whole is not taken record by record at all
+//! (stop 31): its bits leave the L2 block index and the chunk is killed,
+//! one entry of a small table ([`Kills`]) stamped with the insert count, so
+//! a long range costs O(chunks) here. Its records stay in `by_shadow` and
+//! on their lists, dead for every query (each asks the table while it is
+//! not empty), until the sweep detaches them a few per insert, an insert
+//! at the same key revives or replaces one, or an L1-range removal meets
+//! one on a list.
+//!
 //! An L1-range removal (an L0 unmap) goes in batches that allocate
 //! nothing ([`ReverseMap::remove_range_batch`]): up to a fixed number of
 //! records into the caller's fixed-size array, then a cursor (size class,
@@ -62,7 +71,7 @@ use hashbrown::HashMap;
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
 use crate::flat::{FlatKey, FlatMap};
 use crate::prefetch::SHORT_RANGE_BLOCKS;
-use crate::table::{BlockHint, BlockIndex, ChunkCursor, CHUNK_BLOCKS};
+use crate::table::{BlockHint, BlockIndex, ChunkBlocks, ChunkCursor, CHUNK_BLOCKS};
 
 /// The shadow block sizes, smallest first, as log2.
 const SIZES_LOG2: [u32; 3] = [12, 21, 30];
@@ -94,6 +103,19 @@ pub(crate) const PENDING_PAGE_REMOVALS: usize = 16;
 
 /// No record (list ends).
 const NIL: u32 = u32::MAX;
+
+/// Chunks whose records may be killed at once and wait for their detach
+/// (see [`ReverseMap::remove_shadow_range`] and [`Kills`]): preallocated,
+/// so killing never allocates; past them a range goes record by record.
+/// 256 chunks are 16K records (a 64 MiB range of pages).
+pub(crate) const KILLED_CHUNKS: usize = 256;
+
+/// A whole chunk holding fewer records is removed record by record: its
+/// kill would take a place of [`KILLED_CHUNKS`] for the work of a few.
+const KILL_MIN_RECORDS: usize = 4;
+
+/// log2 of the blocks of an L2 block-index chunk.
+const CHUNK_LOG2: u32 = CHUNK_BLOCKS.trailing_zeros();
 
 /// Records one [`ReverseMap::remove_range_batch`] removes at most (live
 /// or dead): the most the reverse-map lock is held for, in records, by an
@@ -279,6 +301,198 @@ struct Incarnation {
     /// Bit k: records of size class k were inserted in this epoch (so a
     /// shadow-range removal probes only those classes).
     classes: u8,
+    /// L2 block-index bits of this context held by records of its earlier
+    /// epochs (dead, not swept yet): while there are any, a drained chunk's
+    /// bits are not all live records, so a range kills no chunk of this
+    /// context (it could not count the live ones without reading each).
+    stale_bits: u32,
+}
+
+/// A chunk of one context's L2 blocks of one size class: what a range
+/// removal kills at once (see [`Kills`]). Chunk numbers are below 2^58 (an
+/// address shifted right by at least 18), so `u64::MAX` marks a vacant
+/// slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct KillKey<C> {
+    chunk: u64,
+    context: C,
+    class: u8,
+}
+
+impl<C: ContextId> KillKey<C> {
+    fn of(context: C, class: u8, l2: u64) -> Self {
+        KillKey {
+            chunk: l2 >> (SIZES_LOG2[usize::from(class)] + CHUNK_LOG2),
+            context,
+            class,
+        }
+    }
+
+    /// The base of the chunk's first block.
+    fn chunk_base(&self) -> u64 {
+        self.chunk << (SIZES_LOG2[usize::from(self.class)] + CHUNK_LOG2)
+    }
+}
+
+impl<C: ContextId> FlatKey for KillKey<C> {
+    fn vacant() -> Self {
+        KillKey {
+            chunk: u64::MAX,
+            context: C::default(),
+            class: 0,
+        }
+    }
+    fn is_vacant(&self) -> bool {
+        self.chunk == u64::MAX
+    }
+    fn flat_word(&self) -> u64 {
+        // Chunk numbers have 46 bits at most (52-bit IPAs of pages): the
+        // context and the class go above them.
+        self.chunk ^ (self.context.word() << 46) ^ (u64::from(self.class) << 62)
+    }
+}
+
+/// A killed chunk: every record of its (context, class) on it that is
+/// still in `by_shadow` and was inserted by `stamp` (the map's insert
+/// count when the chunk was last killed) is removed for every query.
+#[derive(Clone, Copy, Debug, Default)]
+struct Kill {
+    stamp: u64,
+    /// The blocks whose records may still be killed (a superset: a block
+    /// stays set when its record was revived or replaced, until the detach
+    /// visits it).
+    unvisited: u64,
+    /// Killed records still in `by_shadow` (at most [`CHUNK_BLOCKS`]).
+    left: u32,
+}
+
+/// The killed chunks (stop 31): a long shadow-range removal takes a whole
+/// L2 block-index chunk's bits at once and records the chunk here instead
+/// of taking each record out of `by_shadow` (a probe and a removal each,
+/// ~110 instructions a page before). The records stay in `by_shadow`, on
+/// their L1 lists and in the slab, killed: out of the live counts and
+/// every query's answers (each query that meets one in `by_shadow` checks
+/// here, only while any chunk is killed), and detached later, a few per
+/// insert by the sweep ([`ReverseMap::reap_killed`]) or when met: by an
+/// insert at the same key (which revives it in place at the head of its
+/// L1 list, or replaces it), an L1-range removal or the sweep of its
+/// forgotten context.
+///
+/// Invariant: a record in `by_shadow` has its L2 block-index bit exactly
+/// when no kill covers it; the killed records of a chunk are `left` many,
+/// all at blocks set in `unvisited`.
+#[derive(Debug)]
+struct Kills<C> {
+    /// Key -> position in `list`.
+    index: FlatMap<KillKey<C>, u32>,
+    /// At most [`KILLED_CHUNKS`]; the sweep detaches from the last.
+    list: Vec<(KillKey<C>, Kill)>,
+    /// Killed records (the sum of `left`).
+    records: usize,
+    /// Chunks `list` may hold: [`KILLED_CHUNKS`] (fewer in tests, to
+    /// reach a full table, or none, to remove record by record).
+    limit: usize,
+}
+
+impl<C: ContextId> Kills<C> {
+    fn new() -> Self {
+        Kills {
+            index: FlatMap::with_capacity(KILLED_CHUNKS),
+            list: Vec::with_capacity(KILLED_CHUNKS),
+            records: 0,
+            limit: KILLED_CHUNKS,
+        }
+    }
+
+    /// Bytes [`Kills::new`] allocates.
+    const fn preallocated_bytes() -> usize {
+        FlatMap::<KillKey<C>, u32>::slots_for(KILLED_CHUNKS)
+            * FlatMap::<KillKey<C>, u32>::slot_bytes()
+            + KILLED_CHUNKS * core::mem::size_of::<(KillKey<C>, Kill)>()
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The position of the kill covering record `id` (of `context`, `class`
+    /// at L2 block `l2`, in `by_shadow`), if one does. Inline: while no
+    /// chunk is killed (an insert's usual case) it is one comparison.
+    #[inline]
+    fn covering(
+        &self,
+        records: &[Option<Record<C>>],
+        context: C,
+        class: u8,
+        l2: u64,
+        id: u32,
+    ) -> Option<usize> {
+        if self.list.is_empty() {
+            return None;
+        }
+        self.find_covering(records, context, class, l2, id)
+    }
+
+    fn find_covering(
+        &self,
+        records: &[Option<Record<C>>],
+        context: C,
+        class: u8,
+        l2: u64,
+        id: u32,
+    ) -> Option<usize> {
+        let pos = *self.index.get(&KillKey::of(context, class, l2))? as usize;
+        let inserted = records.get(id as usize).copied().flatten()?.inserted;
+        (inserted <= self.list[pos].1.stamp).then_some(pos)
+    }
+
+    /// Kills the `n` records of chunk `key` at the blocks of `bitmap` (all
+    /// live, just taken from the L2 block index) as of insert count
+    /// `stamp`; `false` (nothing done) when no place is left.
+    fn kill(&mut self, key: KillKey<C>, stamp: u64, bitmap: u64, n: usize) -> bool {
+        if let Some(&pos) = self.index.get(&key) {
+            // Killed before: its records still killed are older than this
+            // stamp too, so one entry covers both.
+            let kill = &mut self.list[pos as usize].1;
+            kill.stamp = stamp;
+            kill.unvisited |= bitmap;
+            kill.left += n as u32;
+        } else if self.list.len() < self.limit.min(KILLED_CHUNKS) {
+            self.index.insert(key, self.list.len() as u32);
+            self.list.push((
+                key,
+                Kill {
+                    stamp,
+                    unvisited: bitmap,
+                    left: n as u32,
+                },
+            ));
+        } else {
+            return false;
+        }
+        self.records += n;
+        true
+    }
+
+    /// One killed record of the kill at `pos` left `by_shadow` (or lives
+    /// again): the kill goes with its last one.
+    fn release(&mut self, pos: usize) {
+        self.records -= 1;
+        let kill = &mut self.list[pos].1;
+        kill.left -= 1;
+        if kill.left == 0 {
+            self.remove(pos);
+        }
+    }
+
+    fn remove(&mut self, pos: usize) {
+        let (key, _) = self.list.swap_remove(pos);
+        self.index.remove(&key);
+        if let Some(&(moved, _)) = self.list.get(pos) {
+            self.index.insert(moved, pos as u32);
+        }
+    }
 }
 
 /// The reverse map. `C` identifies a context (a shadow table).
@@ -309,6 +523,9 @@ pub struct ReverseMap<C> {
     chain_head: u32,
     /// Records on the detached chain.
     chained: usize,
+    /// Chunks whose records a range removal killed at once, to be detached
+    /// later (see [`Kills`]).
+    kills: Kills<C>,
     /// Pages of shadow entries removed from their shadow tables whose
     /// records are still to be removed (context, 4 KiB L2 IPA): done by
     /// the map's next method, first (see
@@ -462,6 +679,30 @@ impl L1RangeCursor {
     }
 }
 
+/// Which chunks a shadow-range removal may kill at once (see
+/// `ReverseMap::remove_shadow_blocks`): those whose every block overlaps
+/// the range (the first block from `from`, the range's start rounded down
+/// to the block size, the last one at most `last`), holding at least
+/// [`KILL_MIN_RECORDS`] records, when `kill` (every bit taken is a live
+/// record: the context holds no stale bits, so `taken` need not be counted
+/// either).
+struct WholeChunks {
+    kill: bool,
+    from: u64,
+    last: u64,
+    size_log2: u32,
+}
+
+impl WholeChunks {
+    /// Whether every block of `blocks`' chunk overlaps the range.
+    fn covers(&self, blocks: &ChunkBlocks) -> bool {
+        let base = blocks.chunk_base();
+        // The chunk's last block; no overflow: a chunk ends at 2^64 at most.
+        let last_block = base + ((CHUNK_BLOCKS as u64 - 1) << self.size_log2);
+        base >= self.from && last_block <= self.last
+    }
+}
+
 /// Slab slots an insert into a full slab sweeps for a dead record before
 /// it is refused.
 const FULL_SWEEP: usize = 64;
@@ -490,6 +731,7 @@ impl<C: ContextId> ReverseMap<C> {
             pending: Vec::with_capacity(PENDING_UNLINKS),
             chain_head: NIL,
             chained: 0,
+            kills: Kills::new(),
             pending_pages: ArrayVec::new(),
             capacity: usize::MAX,
             inserts: 0,
@@ -498,14 +740,15 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     /// An empty map that holds up to `records` records (live, dead ones of
-    /// forgotten contexts not swept yet, and detached ones awaiting their
-    /// unlink) of up to `contexts` contexts, all allocated now: every index
+    /// forgotten contexts not swept yet, killed ones awaiting their detach,
+    /// and detached ones awaiting their unlink) of up to `contexts`
+    /// contexts, all allocated now: every index
     /// holds at most one entry per record (`by_shadow` and the L2 block
     /// index one per record still in it, the L1 lists and the L1 block
     /// index one per L1 block with a record), so none of them ever grows.
     /// An insert that would need a slab slot beyond `records` first
-    /// reclaims dead and detached records (a bounded step), else is
-    /// refused with [`RmapError::Full`].
+    /// reclaims dead, killed and detached records (a bounded step), else
+    /// is refused with [`RmapError::Full`].
     pub fn with_capacity(records: usize, contexts: usize) -> Self {
         ReverseMap {
             records: Vec::with_capacity(records),
@@ -520,6 +763,7 @@ impl<C: ContextId> ReverseMap<C> {
             pending: Vec::with_capacity(PENDING_UNLINKS),
             chain_head: NIL,
             chained: 0,
+            kills: Kills::new(),
             pending_pages: ArrayVec::new(),
             capacity: records,
             inserts: 0,
@@ -544,8 +788,8 @@ impl<C: ContextId> ReverseMap<C> {
     /// its records, at most: the per-context table (a hashbrown map of
     /// `contexts * 8 / 7` rounded up to a power of two buckets, at least 4;
     /// an entry and a control byte each, a group of 16 control bytes more,
-    /// and up to 16 of alignment) and the pending unlinks' vector (review
-    /// 38 R38-3: not counted before).
+    /// and up to 16 of alignment), the pending unlinks' vector (review
+    /// 38 R38-3: not counted before) and the killed chunks' table.
     pub const fn fixed_bytes(contexts: usize) -> usize {
         let buckets = if contexts < 4 {
             4
@@ -557,6 +801,7 @@ impl<C: ContextId> ReverseMap<C> {
         buckets * (core::mem::size_of::<(C, Incarnation)>() + 1)
             + 2 * 16
             + PENDING_UNLINKS * core::mem::size_of::<(u32, u8, u64)>()
+            + Kills::<C>::preallocated_bytes()
     }
 
     /// Times an index or the slab allocated after the map was made: zero
@@ -605,8 +850,8 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     /// Records held, dead ones (of forgotten contexts, not reclaimed yet,
-    /// and removed ones whose unlink is pending) included: what the map's
-    /// memory grows with.
+    /// killed ones not detached yet, and removed ones whose unlink is
+    /// pending) included: what the map's memory grows with.
     pub fn records_held(&mut self) -> usize {
         self.settle();
         self.held()
@@ -653,25 +898,37 @@ impl<C: ContextId> ReverseMap<C> {
                 if meta.l1 == l1_ipa && meta.class == class8 {
                     // `epoch`, on the fields (`meta` holds `by_shadow`).
                     let epoch_now = self.contexts.get(&shadow.context).map_or(0, |c| c.epoch);
-                    if meta.epoch == epoch_now {
+                    let id = meta.id;
+                    // Looked up only while a chunk is killed.
+                    let kill = self.kills.covering(
+                        &self.records,
+                        shadow.context,
+                        class8,
+                        shadow.l2_ipa,
+                        id,
+                    );
+                    if meta.epoch == epoch_now && kill.is_none() {
                         // This very record is live already (a translate that
                         // hit re-installs the same leaf): nothing changes.
                         return Ok(());
                     }
                     // The same record, dead (its context's shadow was cleared
-                    // or flushed since, and the same page faulted again): it
-                    // is still in every index, so at the head of its L1 list
+                    // or flushed since, or a range removal killed its chunk,
+                    // and the same page faulted again): it is still in
+                    // `by_shadow` and its L1 list, so at the head of that list
                     // it lives again as it is, as if removed and inserted anew
                     // (the head is where an insert goes, and its insert count
                     // becomes the newest). Elsewhere on the list it is
                     // replaced, below, so the list stays in insert order.
-                    let id = meta.id;
                     let list = L1Key {
                         l1: l1_ipa,
                         class: class8,
                     };
                     if self.l1_lists.get(&list).is_some_and(|l| l.head == id) {
                         meta.epoch = epoch_now;
+                        if let Some(pos) = kill {
+                            self.unkill(pos, shadow.context, shadow.l2_ipa, class8);
+                        }
                         self.revive(id, shadow.context, class, epoch_now);
                         return Ok(());
                     }
@@ -691,12 +948,13 @@ impl<C: ContextId> ReverseMap<C> {
             self.unlink_chained(UNLINKS_PER_INSERT);
         }
         if self.has_dead() {
-            self.sweep_some(SWEEP_STEP);
+            self.sweep_some(SWEEP_STEP, false);
         }
         if self.free.is_empty() && self.records.len() >= self.capacity {
-            // Full: reclaim before anything could grow.
+            // Full: reclaim before anything could grow (killed records
+            // unlinked at once, so their slots come back now).
             self.unlink_pending(PENDING_UNLINKS);
-            self.sweep_some(FULL_SWEEP);
+            self.sweep_some(FULL_SWEEP, true);
         }
         let id = match self.free.last() {
             Some(&id) => id,
@@ -763,21 +1021,37 @@ impl<C: ContextId> ReverseMap<C> {
         Ok(())
     }
 
-    /// Makes dead record `id` of `context`, still in every index and at
+    /// Makes dead record `id` of `context`, still in `by_shadow` and at
     /// the head of its L1 list, live in epoch `epoch` (its `by_shadow`
     /// entry already says so): an insert of the same record that moves
-    /// nothing. It takes no slab slot, so it sweeps nothing (the sweep
-    /// keeps pace with the slots inserts take).
+    /// nothing. Its L2 block bit, kept while it was dead, counts live again
+    /// (a killed record's was given back by [`ReverseMap::unkill`]). It
+    /// takes no slab slot, so it sweeps nothing (the sweep keeps pace with
+    /// the slots inserts take).
     fn revive(&mut self, id: u32, context: C, class: usize, epoch: u64) {
         let incarnation = self.contexts.entry(context).or_default();
         incarnation.live += 1;
         incarnation.classes |= 1 << class;
+        incarnation.stale_bits -= 1;
         self.live += 1;
         self.inserts += 1;
         if let Some(record) = self.records[id as usize].as_mut() {
             record.epoch = epoch;
             record.inserted = self.inserts;
         }
+    }
+
+    /// Takes killed record (`context`, `l2`, `class`), about to be revived,
+    /// out of the kill at `pos` and gives it its L2 block bit back, counted
+    /// as stale for [`ReverseMap::revive`] to count live (so the fault
+    /// path's revive of a record dead by its epoch, a walk fault after a
+    /// VMID flush, pays nothing for killed ones).
+    #[cold]
+    fn unkill(&mut self, pos: usize, context: C, l2: u64, class: u8) {
+        self.kills.release(pos);
+        self.l2_blocks
+            .insert((context, class), l2, SIZES_LOG2[usize::from(class)]);
+        self.contexts.entry(context).or_default().stale_bits += 1;
     }
 
     /// Unlinks the record of (`context`, `l2`) from every index; its class
@@ -798,14 +1072,23 @@ impl<C: ContextId> ReverseMap<C> {
     /// [`ReverseMap::unlink`]. Returns its metadata and whether it was live.
     fn detach_key(&mut self, context: C, l2: u64) -> Option<(Meta, bool)> {
         let meta = self.by_shadow.remove(&ShadowKey { l2, context })?;
-        let live = meta.epoch == self.epoch(context);
+        let kill = self
+            .kills
+            .covering(&self.records, context, meta.class, l2, meta.id);
         let size_log2 = SIZES_LOG2[usize::from(meta.class)];
-        self.l2_blocks.remove((context, meta.class), l2, size_log2);
-        if live {
+        // A killed record has no bit (its chunk's went at the kill).
+        let had_bit = self.l2_blocks.remove((context, meta.class), l2, size_log2);
+        let c = self.contexts.get_mut(&context);
+        let live = kill.is_none() && meta.epoch == c.as_ref().map_or(0, |c| c.epoch);
+        if let Some(pos) = kill {
+            self.kills.release(pos);
+        } else if live {
             self.live -= 1;
-            if let Some(c) = self.contexts.get_mut(&context) {
+            if let Some(c) = c {
                 c.live -= 1;
             }
+        } else if let Some(c) = c.filter(|_| had_bit) {
+            c.stale_bits = c.stale_bits.saturating_sub(1);
         }
         Some((meta, live))
     }
@@ -945,36 +1228,52 @@ impl<C: ContextId> ReverseMap<C> {
             let size_log2 = SIZES_LOG2[usize::from(meta.class)];
             self.l2_blocks.remove((context, meta.class), l2, size_log2);
         }
+        // A record with its bit is never killed: live, or dead by its
+        // epoch (its bit was stale).
         let live = meta.epoch == epoch;
-        if live {
-            self.live -= 1;
-            if let Some(c) = self.contexts.get_mut(&context) {
+        if let Some(c) = self.contexts.get_mut(&context) {
+            if live {
                 c.live -= 1;
+            } else {
+                c.stale_bits = c.stale_bits.saturating_sub(1);
             }
         }
-        if self.pending.len() < PENDING_UNLINKS {
-            self.pending.push((meta.id, meta.class, meta.l1));
-        } else {
-            // A burst of page TLBIs (L1 unmapping a region page by page):
-            // one slab slot written, not the three lines of an unlink.
-            self.chain(meta.id, meta.class, meta.l1);
-        }
+        self.live -= usize::from(live);
+        self.unlink_later(meta.id, meta.class, meta.l1);
         live
     }
 
-    /// Whether the slab holds dead records. Detached records awaiting
-    /// their unlink (pending or chained) are not the sweep's: it skips
-    /// them (a pending one looks live to it, its epoch current; a chained
-    /// one is marked).
+    /// Leaves detached record `id`'s L1-side unlink for later: in `pending`
+    /// when there is room, else on the detached chain (a burst of page
+    /// TLBIs, L1 unmapping a region page by page: one slab slot written,
+    /// not the three lines of an unlink).
+    fn unlink_later(&mut self, id: u32, class: u8, l1: u64) {
+        if self.pending.len() < PENDING_UNLINKS {
+            self.pending.push((id, class, l1));
+        } else {
+            self.chain(id, class, l1);
+        }
+    }
+
+    /// Whether the slab holds dead records (of forgotten contexts, or
+    /// killed). Detached records awaiting their unlink (pending or chained)
+    /// are not the sweep's: it skips them (a pending one looks live to it,
+    /// its epoch current; a chained one is marked).
     #[inline]
     fn has_dead(&self) -> bool {
         self.held() - self.pending.len() - self.chained != self.live
     }
 
-    /// Reclaims dead records from a few slab slots (none when every record
-    /// is live).
-    fn sweep_some(&mut self, slots: usize) {
+    /// Reclaims dead records: while any chunk is killed, detaches up to
+    /// `slots` of its blocks' records ([`ReverseMap::reap_killed`],
+    /// unlinked at once when `now`), else sweeps `slots` slab slots for
+    /// records of forgotten contexts. Nothing when every record is live.
+    fn sweep_some(&mut self, slots: usize, now: bool) {
         if !self.has_dead() {
+            return;
+        }
+        if !self.kills.is_empty() {
+            self.reap_killed(slots, now);
             return;
         }
         for _ in 0..slots {
@@ -1006,8 +1305,60 @@ impl<C: ContextId> ReverseMap<C> {
         }
     }
 
+    /// Detaches killed records, visiting up to `visits` blocks of the
+    /// killed chunks, the last killed first: each record there still
+    /// killed (in `by_shadow` and inserted by the kill's stamp; a block
+    /// whose record was revived or replaced since is passed) leaves
+    /// `by_shadow` and waits for its L1-side unlink as a removed record
+    /// does, or, `now` (a full slab), is unlinked at once, so its slot
+    /// comes back. A chunk goes from the table with its last killed
+    /// record; every chunk holds one at least and its blocks are at most
+    /// [`CHUNK_BLOCKS`], so 64 visits always free a record.
+    fn reap_killed(&mut self, mut visits: usize, now: bool) {
+        while visits > 0 {
+            let Some(pos) = self.kills.list.len().checked_sub(1) else {
+                return;
+            };
+            let (key, mut kill) = self.kills.list[pos];
+            let size_log2 = SIZES_LOG2[usize::from(key.class)];
+            let chunk_base = key.chunk_base();
+            let left = kill.left;
+            while kill.unvisited != 0 && kill.left > 0 && visits > 0 {
+                let block = u64::from(kill.unvisited.trailing_zeros());
+                kill.unvisited &= kill.unvisited - 1;
+                visits -= 1;
+                let shadow_key = ShadowKey {
+                    l2: chunk_base | (block << size_log2),
+                    context: key.context,
+                };
+                let Some(meta) = self.by_shadow.get(&shadow_key).copied() else {
+                    continue;
+                };
+                let inserted = self.records[meta.id as usize].map_or(u64::MAX, |r| r.inserted);
+                if meta.class != key.class || inserted > kill.stamp {
+                    continue;
+                }
+                self.by_shadow.remove(&shadow_key);
+                kill.left -= 1;
+                if now {
+                    self.prefetch_removal(meta.id, meta.class, meta.l1);
+                    self.unlink(meta.id, meta.class, meta.l1);
+                } else {
+                    self.unlink_later(meta.id, meta.class, meta.l1);
+                }
+            }
+            self.kills.records -= (left - kill.left) as usize;
+            if kill.left == 0 || kill.unvisited == 0 {
+                debug_assert_eq!(kill.left, 0, "killed records outside their blocks");
+                self.kills.remove(pos);
+            } else {
+                self.kills.list[pos].1 = kill;
+            }
+        }
+    }
+
     /// The records on L1 block `base` of `class` that are still in
-    /// `by_shadow` (not detached): (context, L2 IPA, epoch).
+    /// `by_shadow` (not detached) and not killed: (context, L2 IPA, epoch).
     fn l1_list(&self, class: u8, base: u64) -> Vec<(C, u64, u64)> {
         let mut out = Vec::new();
         let mut id = self
@@ -1021,7 +1372,12 @@ impl<C: ContextId> ReverseMap<C> {
                         l2: r.l2,
                         context: r.context,
                     };
-                    if r.chained().is_none() && self.by_shadow.get(&key).is_some_and(|m| m.id == id)
+                    if r.chained().is_none()
+                        && self.by_shadow.get(&key).is_some_and(|m| m.id == id)
+                        && self
+                            .kills
+                            .covering(&self.records, r.context, class, r.l2, id)
+                            .is_none()
                     {
                         out.push((r.context, r.l2, r.epoch));
                     }
@@ -1227,7 +1583,8 @@ impl<C: ContextId> ReverseMap<C> {
     /// lines whose addresses follow from its range. A range of several
     /// blocks goes chunk by chunk and puts the records beyond those 64 on
     /// the detached chain, whose unlinks wait the same way, as many as the
-    /// slab holds (chaining takes no slot: see `remove_shadow_blocks`).
+    /// slab holds (chaining takes no slot: see `remove_shadow_blocks`);
+    /// a chunk it covers whole is killed at once instead ([`Kills`]).
     pub fn remove_shadow_range(&mut self, context: C, l2_ipa_start: u64, len: u64) -> usize {
         self.settle();
         self.remove_shadow_range_now(context, l2_ipa_start, len)
@@ -1324,7 +1681,16 @@ impl<C: ContextId> ReverseMap<C> {
     /// The long-range part of [`ReverseMap::remove_shadow_range`]: removes
     /// every record of `owner` (context, class) whose L2 block overlaps
     /// `[start, last]`, one L2 block-index chunk (up to 64 records) at a
-    /// time (see below for when each is unlinked). Returns how many were live.
+    /// time. Returns how many were live.
+    ///
+    /// A chunk the range covers whole (every block of it overlaps the
+    /// range) is killed at once ([`Kills`], stop 31): its bits leave the
+    /// block index and the chunk goes in the kill table, its records left
+    /// in `by_shadow` for the sweep or the next insert at their keys to
+    /// detach. That needs every bit taken to be a live record, so the
+    /// context must hold no bits of records of its earlier epochs
+    /// (`stale_bits`), and a place in the table, and the chunk at least
+    /// [`KILL_MIN_RECORDS`] records; other chunks go record by record:
     ///
     /// Record by record, a removal is a chain of misses: the `by_shadow`
     /// slot names the slab slot and L1 list to unlink. Chunk by chunk the
@@ -1347,18 +1713,32 @@ impl<C: ContextId> ReverseMap<C> {
         last: u64,
     ) -> usize {
         let (context, class) = owner;
-        let epoch = self.epoch(context);
+        let (epoch, stale_bits) = self
+            .contexts
+            .get(&context)
+            .map_or((0, 0), |c| (c.epoch, c.stale_bits));
+        let whole = WholeChunks {
+            kill: stale_bits == 0,
+            from: start & !((1u64 << size_log2) - 1),
+            last,
+            size_log2,
+        };
         let mut cursor = ChunkCursor::new(owner, size_log2, start, last);
         let mut detached = [(0u32, 0u8, 0u64); CHUNK_BLOCKS];
-        let Some(mut blocks) = self.l2_blocks.drain_next_chunk(&mut cursor) else {
-            return 0;
-        };
-        for l2 in blocks.bases() {
-            self.by_shadow.prefetch(&ShadowKey { l2, context });
-        }
-        let mut live = 0;
+        let (mut live, mut taken, mut killed) = (0, 0, 0);
+        let mut count = 0;
         loop {
-            let mut count = 0;
+            // Chunk k + 1 taken (its `by_shadow` lines asked for), then
+            // chunk k chained, then chunk k + 1 detached.
+            let next =
+                self.next_chunk_to_detach(owner, &mut cursor, &whole, &mut killed, &mut taken);
+            for &(id, class, l1) in &detached[..count] {
+                self.chain(id, class, l1);
+            }
+            let Some(blocks) = next else {
+                break;
+            };
+            count = 0;
             for l2 in blocks.bases() {
                 let Some(meta) = self.by_shadow.remove(&ShadowKey { l2, context }) else {
                     continue;
@@ -1369,6 +1749,8 @@ impl<C: ContextId> ReverseMap<C> {
                     let size_log2 = SIZES_LOG2[usize::from(meta.class)];
                     self.l2_blocks.remove((context, meta.class), l2, size_log2);
                 }
+                // A record with its bit is never killed: live, or dead by
+                // its epoch (a stale bit).
                 live += usize::from(meta.epoch == epoch);
                 if self.pending.len() < PENDING_UNLINKS {
                     self.pending.push((meta.id, meta.class, meta.l1));
@@ -1381,27 +1763,65 @@ impl<C: ContextId> ReverseMap<C> {
                 detached[count] = (meta.id, meta.class, meta.l1);
                 count += 1;
             }
-            let more = self.l2_blocks.drain_next_chunk(&mut cursor);
-            if let Some(next) = more {
-                for l2 in next.bases() {
-                    self.by_shadow.prefetch(&ShadowKey { l2, context });
-                }
-            }
-            for &(id, class, l1) in &detached[..count] {
-                self.chain(id, class, l1);
-            }
-            match more {
-                Some(next) => blocks = next,
-                None => break,
-            }
         }
-        if live > 0 {
+        // No stale bit when chunks may be killed (`taken` is not counted).
+        let stale = if whole.kill {
+            0
+        } else {
+            taken.saturating_sub(live)
+        };
+        live += killed;
+        if live > 0 || stale > 0 {
             self.live -= live;
             if let Some(c) = self.contexts.get_mut(&context) {
                 c.live -= live;
+                c.stale_bits = c.stale_bits.saturating_sub(stale as u32);
             }
         }
         live
+    }
+
+    /// The next chunk of `cursor`'s range that [`remove_shadow_blocks`]
+    /// detaches record by record, taken from the L2 block index, its
+    /// `by_shadow` slots asked for, its records counted into `taken` (each
+    /// bit is a record in `by_shadow`: the indexes agree). Chunks before it
+    /// that `whole` lets it kill are killed (their bits taken, their
+    /// records counted into `killed`); `None` once the range is done.
+    ///
+    /// [`remove_shadow_blocks`]: ReverseMap::remove_shadow_blocks
+    #[inline(always)]
+    fn next_chunk_to_detach(
+        &mut self,
+        (context, class): (C, u8),
+        cursor: &mut ChunkCursor<(C, u8)>,
+        whole: &WholeChunks,
+        killed: &mut usize,
+        taken: &mut usize,
+    ) -> Option<ChunkBlocks> {
+        loop {
+            let blocks = self.l2_blocks.drain_next_chunk(cursor)?;
+            if !whole.kill {
+                *taken += blocks.bitmap().count_ones() as usize;
+            } else if whole.covers(&blocks) {
+                let n = blocks.bitmap().count_ones() as usize;
+                if n >= KILL_MIN_RECORDS
+                    && self.kills.kill(
+                        KillKey::of(context, class, blocks.chunk_base()),
+                        self.inserts,
+                        blocks.bitmap(),
+                        n,
+                    )
+                {
+                    *killed += n;
+                    continue;
+                }
+                *taken += n;
+            }
+            for l2 in blocks.bases() {
+                self.by_shadow.prefetch(&ShadowKey { l2, context });
+            }
+            return Some(blocks);
+        }
     }
 
     /// Asks for the lines unlinking record `id` (on L1 block `l1` of
@@ -1435,7 +1855,13 @@ impl<C: ContextId> ReverseMap<C> {
                 l2: l2_ipa,
                 context,
             })
-            .is_some_and(|meta| meta.epoch == self.epoch(context))
+            .is_some_and(|meta| {
+                meta.epoch == self.epoch(context)
+                    && self
+                        .kills
+                        .covering(&self.records, context, meta.class, l2_ipa, meta.id)
+                        .is_none()
+            })
     }
 
     /// Forgets every entry of `context` (recycled or flushed: its shadow
@@ -1447,6 +1873,10 @@ impl<C: ContextId> ReverseMap<C> {
             return 0;
         };
         let n = c.live;
+        // Each live record has its L2 block bit, stale from now on.
+        c.stale_bits = c
+            .stale_bits
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         c.live = 0;
         c.classes = 0;
         c.epoch += 1;
@@ -1660,6 +2090,9 @@ mod tests {
     #[test]
     fn a_long_range_chains_its_records_and_every_path_reclaims_them() {
         let mut map = ReverseMap::with_capacity(300, 4);
+        // Record by record, as before stop 31 (no chunk killed): the chain
+        // is what this test is about.
+        map.kills.limit = 0;
         let old_l1 = 0x4000_0000;
         for i in 0..300u64 {
             map.insert(old_l1 + (i << 12), r(1, i << 12, PAGE_SIZE))
@@ -1719,6 +2152,7 @@ mod tests {
     #[test]
     fn a_full_slab_of_chained_records_takes_an_insert() {
         let mut map = ReverseMap::with_capacity(200, 4);
+        map.kills.limit = 0;
         for i in 0..200u64 {
             map.insert(0x4000_0000 + (i << 12), r(1, i << 12, PAGE_SIZE))
                 .unwrap();
@@ -1987,7 +2421,10 @@ mod tests {
         #[test]
         fn dense_ranges_match_a_linear_model(ops in prop::collection::vec(arb_dense_op(), 200..600)) {
             let mut map = check_against_model(ops)?;
-            prop_assert_eq!(map.records_held(), map.len() + map.pending.len() + map.chained);
+            prop_assert_eq!(
+                map.records_held(),
+                map.len() + map.pending.len() + map.chained + map.kills.records
+            );
             prop_assert!(map.pending.len() <= PENDING_UNLINKS);
         }
     }
@@ -2171,6 +2608,8 @@ mod tests {
                     // waiting (more than fit, in a run of these).
                     continue;
                 }
+                #[cfg(not(loom))]
+                list_invariant::check_lists(&map).map_err(TestCaseError::fail)?;
                 prop_assert_eq!(map.len(), model.len());
                 let mut all = map.entries_in(0, u64::MAX);
                 all.sort();

@@ -1905,6 +1905,18 @@ impl ChunkBlocks {
         self.bits.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The base of the chunk's first block.
+    pub(crate) fn chunk_base(&self) -> u64 {
+        self.chunk_base
+    }
+
+    /// Which of the chunk's [`CHUNK_BLOCKS`] blocks these are: bit `i` for
+    /// the block at `chunk_base() + (i << size_log2)`.
+    pub(crate) fn bitmap(&self) -> u64 {
+        const _: () = assert!(CHUNK_WORDS == 1, "a chunk's bitmap is one word");
+        self.bits[0]
+    }
+
     /// The base of the chunk after this one; `None` at the top of the
     /// address space.
     pub(crate) fn next_chunk_base(&self) -> Option<u64> {

@@ -77,8 +77,105 @@ fn check_chain(map: &ReverseMap<u32>) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks every L1 list against the slab (see the module doc).
-fn check_lists(map: &ReverseMap<u32>) -> Result<(), String> {
+/// Checks the killed chunks (stop 31) against `by_shadow`, the L2 block
+/// index and the slab: the table's index and list agree; a record in
+/// `by_shadow` has its L2 block bit exactly when no kill covers it (its
+/// chunk's kill stamped at or after its insert); each kill's `left` is the
+/// number of records it covers, all at blocks set in `unvisited`, and
+/// `records` their sum; no bit is set without its record; and each
+/// context's `stale_bits` counts the bits of its records of earlier epochs.
+fn check_kills(map: &ReverseMap<u32>) -> Result<(), String> {
+    let kills = &map.kills;
+    if kills.index.len() != kills.list.len()
+        || kills.list.len() > kills.limit.min(KILLED_CHUNKS)
+        || kills.list.capacity() != KILLED_CHUNKS
+    {
+        return Err(format!(
+            "kill table: {} keys, {} kills, room for {}",
+            kills.index.len(),
+            kills.list.len(),
+            kills.list.capacity()
+        ));
+    }
+    for (pos, (key, kill)) in kills.list.iter().enumerate() {
+        if kills.index.get(key) != Some(&(pos as u32)) {
+            return Err(format!(
+                "kill {key:?} at {pos}, indexed {:?}",
+                kills.index.get(key)
+            ));
+        }
+        if kill.left == 0 || kill.unvisited == 0 {
+            return Err(format!("kill {key:?} kept with nothing left: {kill:?}"));
+        }
+    }
+    let sum: usize = kills.list.iter().map(|(_, k)| k.left as usize).sum();
+    if sum != kills.records {
+        return Err(format!("{sum} killed records, {} counted", kills.records));
+    }
+    let mut covered = alloc::vec![0u32; kills.list.len()];
+    let mut stale: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut bits = 0;
+    for (key, meta) in map.by_shadow.iter() {
+        let Some(record) = map.records.get(meta.id as usize).copied().flatten() else {
+            return Err(format!("{key:?} names empty slot {}", meta.id));
+        };
+        let size_log2 = SIZES_LOG2[usize::from(meta.class)];
+        let kill_key = KillKey::of(key.context, meta.class, key.l2);
+        let kill = kills
+            .index
+            .get(&kill_key)
+            .map(|&pos| pos as usize)
+            .filter(|&pos| record.inserted <= kills.list[pos].1.stamp);
+        let has_bit = map
+            .l2_blocks
+            .contains((key.context, meta.class), key.l2, size_log2);
+        match (kill, has_bit) {
+            (Some(pos), false) => {
+                let block = (key.l2 >> size_log2) % CHUNK_BLOCKS as u64;
+                if kills.list[pos].1.unvisited & (1 << block) == 0 {
+                    return Err(format!("killed {key:?} at a visited block"));
+                }
+                covered[pos] += 1;
+            }
+            (None, true) => {
+                bits += 1;
+                if meta.epoch != map.epoch(key.context) {
+                    *stale.entry(key.context).or_default() += 1;
+                }
+            }
+            other => return Err(format!("{key:?} (kill, bit): {other:?}")),
+        }
+    }
+    if bits != map.l2_blocks.len() {
+        return Err(format!(
+            "{} L2 block bits, {bits} of unkilled records",
+            map.l2_blocks.len()
+        ));
+    }
+    for (pos, (key, kill)) in kills.list.iter().enumerate() {
+        if covered[pos] != kill.left {
+            return Err(format!(
+                "kill {key:?}: left {} but it covers {}",
+                kill.left, covered[pos]
+            ));
+        }
+    }
+    for (&context, incarnation) in &map.contexts {
+        let want = stale.get(&context).copied().unwrap_or(0);
+        if incarnation.stale_bits != want {
+            return Err(format!(
+                "context {context}: stale_bits {} but {want} stale bits",
+                incarnation.stale_bits
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every L1 list against the slab (see the module doc), and the
+/// killed chunks ([`check_kills`]).
+pub(super) fn check_lists(map: &ReverseMap<u32>) -> Result<(), String> {
+    check_kills(map)?;
     // (class, L1 block) -> the slab ids on it, from the slab itself.
     let mut lists: BTreeMap<(u8, u64), Vec<u32>> = BTreeMap::new();
     for (slot, record) in map.records.iter().enumerate() {
@@ -263,9 +360,18 @@ fn arb_dense_step() -> impl Strategy<Value = Step> {
         8 => (0u32..2, 0u64..256).prop_map(|(c, p)| Step::RemoveShadow(c, p << 12, 1 << 12)),
         2 => (0u32..2, 0u64..256, 64u64..256)
             .prop_map(|(c, p, n)| Step::RemoveShadow(c, p << 12, n << 12)),
+        // Whole L2 block-index chunks (64 pages each): killed at once
+        // (stop 31), unless the context holds stale bits or the table is
+        // full.
+        2 => (0u32..2, 0u64..4, 1u64..5)
+            .prop_map(|(c, k, n)| Step::RemoveShadow(c, k << 18, n << 18)),
         4 => (0u64..96).prop_map(|p| Step::Batch(0x4000_0000 + (p << 12), 1 << 12)),
         1 => (0u32..2).prop_map(|c| Step::PageTlbis(c, 0, 256)),
         1 => (0u32..2, 0u64..96, 96u64..256).prop_map(|(c, l1, n)| Step::Fill(c, l1, n)),
+        // The same keys onto the same L1 pages as a `Fill` from 0: killed
+        // records (and dead ones) live again in place, or are replaced
+        // where newer records sit before them on their lists.
+        1 => (0u32..2, 96u64..256).prop_map(|(c, n)| Step::Fill(c, 0, n)),
     ]
 }
 
@@ -297,12 +403,12 @@ fn run_in(mut map: ReverseMap<u32>, steps: Vec<Step>) -> Result<(), TestCaseErro
                 // Settles the page removals left for later (which may
                 // detach records) before the counts are read.
                 map.records_held();
-                let detached = (map.pending.len(), map.chained);
+                let detached = (map.pending.len(), map.chained, map.kills.records);
                 if let Err(e) = map.insert(l1, s) {
                     prop_assert_eq!(e, RmapError::Full);
                     prop_assert_eq!(
                         detached,
-                        (0, 0),
+                        (0, 0, 0),
                         "a full slab refused an insert with records to take back"
                     );
                     prop_assert!(
@@ -509,6 +615,263 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Stop 31: the dense steps with forgotten contexts (stale bits: their
+    /// ranges go record by record) and a kill table of any size (none: as
+    /// before stop 31; one or two chunks: full at once, the rest record by
+    /// record; the real one), in a slab bounded or not. Killed records
+    /// must stay out of every answer, count, L0 unmap and refusal check,
+    /// and `check_kills` holds after every step.
+    #[test]
+    fn killed_chunks_match_the_model_whatever_the_table_holds(
+        limit in prop_oneof![Just(0usize), Just(1), Just(2), Just(KILLED_CHUNKS)],
+        bounded in any::<bool>(),
+        steps in prop::collection::vec(
+            prop_oneof![
+                16 => arb_dense_step(),
+                1 => (0u32..2).prop_map(Step::Forget),
+            ],
+            400..1000,
+        ),
+    ) {
+        let mut map = if bounded {
+            ReverseMap::with_capacity(200, 4)
+        } else {
+            ReverseMap::new()
+        };
+        map.kills.limit = limit;
+        run_in(map, steps)?;
+    }
+}
+
+/// Stop 31: `count` pages of `context` from L2 page `first`, page i on L1
+/// page `l1 + i`.
+fn fill_pages(map: &mut ReverseMap<u32>, context: u32, first: u64, count: u64, l1: u64) {
+    for i in first..first + count {
+        map.insert(l1 + (i << 12), r(context, i << 12, PAGE_SIZE))
+            .unwrap();
+    }
+}
+
+/// Stop 31: a range kills exactly the chunks it covers whole (here 1-3
+/// of 0-4; the partial ones go record by record), and from then on no
+/// query reports their records: not `has_live`, `entries_in`, `len`, a
+/// second shadow range, nor an L0 unmap over their L1 pages, which finds
+/// exactly the other context's aliases and takes the killed records off
+/// their lists as it meets them. Kills the mutants that drop the kill
+/// check of `has_live`, of `l1_list` or of `detach_key`'s liveness, that
+/// leave the killed records in the live counts, or that kill a chunk the
+/// range covers only in part.
+#[test]
+fn a_range_kills_its_whole_chunks_and_no_query_reports_their_records() {
+    const L1: u64 = 0x4000_0000;
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, 300, L1);
+    fill_pages(&mut map, 2, 0, 300, L1);
+    // Pages 10..290: chunks 1-3 whole, 0 and 4 in part.
+    assert_eq!(map.remove_shadow_range(1, 10 << 12, 280 << 12), 280);
+    check_lists(&map).unwrap();
+    assert_eq!(map.kills.list.len(), 3);
+    assert_eq!(map.kills.records, 192);
+    assert_eq!(map.pending.len(), PENDING_UNLINKS);
+    assert_eq!(map.chained, 280 - 192 - PENDING_UNLINKS);
+    assert_eq!(map.len(), 300 + 20);
+    for i in 0..300u64 {
+        let kept = !(10..290).contains(&i);
+        assert_eq!(map.has_live(1, i << 12), kept, "page {i}");
+        assert!(map.has_live(2, i << 12));
+    }
+    let mut of_1: Vec<_> = map
+        .entries_in(0, u64::MAX)
+        .into_iter()
+        .filter(|(_, s)| s.context == 1)
+        .map(|(_, s)| s.l2_ipa >> 12)
+        .collect();
+    of_1.sort_unstable();
+    assert_eq!(of_1, (0..10).chain(290..300).collect::<Vec<_>>());
+    // Again, over everything: only the 20 left.
+    assert_eq!(map.remove_shadow_range(1, 0, 300 << 12), 20);
+    check_lists(&map).unwrap();
+    // An L0 unmap of every L1 page, a record a batch.
+    let mut cursor = L1RangeCursor::new(L1, 300 << 12);
+    let mut found = Vec::new();
+    loop {
+        let mut batch = ArrayVec::<ShadowRef<u32>, 1>::new();
+        let more = map.remove_range_batch(&mut cursor, &mut batch);
+        found.extend(batch);
+        check_lists(&map).unwrap();
+        if !more {
+            break;
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        (0..300u64)
+            .map(|i| r(2, i << 12, PAGE_SIZE))
+            .collect::<Vec<_>>()
+    );
+    assert!(map.is_empty());
+    assert_eq!(map.records_held(), 0);
+    assert!(map.kills.is_empty());
+}
+
+/// Stop 31: a killed record faulted again is live again: at the head of
+/// its L1 list in place (its bit back, its kill one record lighter), an
+/// identical re-install of it then a no-op; elsewhere replaced (onto
+/// another L1 page, or behind a newer record on its own). Killing its
+/// chunk again merges into the chunk's kill, which then covers the
+/// revived records too. Kills the mutants that take a killed record's
+/// re-install for a live one's (no change), revive it without its bit or
+/// without releasing its kill, or merge a kill under its old stamp.
+#[test]
+fn a_killed_record_faulted_again_lives_again_or_is_replaced() {
+    const L1: u64 = 0x4000_0000;
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, 128, L1);
+    assert_eq!(map.remove_shadow_range(1, 0, 128 << 12), 128);
+    assert_eq!((map.kills.list.len(), map.kills.records), (2, 128));
+    let id_of = |map: &ReverseMap<u32>, page: u64| {
+        map.by_shadow
+            .get(&ShadowKey {
+                l2: page << 12,
+                context: 1,
+            })
+            .map(|m| m.id)
+    };
+    // In place: the same slab slot, live, with its bit.
+    let id5 = id_of(&map, 5);
+    map.insert(L1 + (5 << 12), r(1, 5 << 12, PAGE_SIZE))
+        .unwrap();
+    assert_eq!(id_of(&map, 5), id5);
+    assert!(map.has_live(1, 5 << 12));
+    check_lists(&map).unwrap();
+    // Twice: the second is a live record's identical re-install.
+    for _ in 0..2 {
+        map.insert(L1 + (6 << 12), r(1, 6 << 12, PAGE_SIZE))
+            .unwrap();
+        assert!(map.has_live(1, 6 << 12));
+        check_lists(&map).unwrap();
+    }
+    // Onto another L1 page: replaced.
+    map.insert(0x8000_0000, r(1, 7 << 12, PAGE_SIZE)).unwrap();
+    check_lists(&map).unwrap();
+    // Behind a newer record on its own list: replaced, the list in order.
+    map.insert(L1 + (8 << 12), r(2, 0, PAGE_SIZE)).unwrap();
+    map.insert(L1 + (8 << 12), r(1, 8 << 12, PAGE_SIZE))
+        .unwrap();
+    check_lists(&map).unwrap();
+    // Four records out of the kills, and each of the three inserts that
+    // took a slot detached four killed records of the last chunk killed
+    // (pages 64-127).
+    assert_eq!(map.kills.records, 128 - 4 - 3 * SWEEP_STEP);
+    assert_eq!(map.len(), 5);
+    // The first chunk again: one kill, covering the four revived too.
+    assert_eq!(map.remove_shadow_range(1, 0, 64 << 12), 4);
+    check_lists(&map).unwrap();
+    assert_eq!(map.kills.list.len(), 2);
+    assert_eq!(map.kills.records, 128 - 3 * SWEEP_STEP);
+    for page in [5, 6, 7, 8] {
+        assert!(!map.has_live(1, page << 12), "page {page}");
+    }
+    let mut everything = Vec::new();
+    map.remove_range(0, u64::MAX, |s| everything.push(s));
+    assert_eq!(everything, [r(2, 0, PAGE_SIZE)]);
+    check_lists(&map).unwrap();
+    assert_eq!(map.records_held(), 0);
+}
+
+/// Stop 31: killed records hold slab slots until detached: each insert
+/// detaches a few (the sweep's share), and an insert into a full slab
+/// unlinks them at once, so a full slab of killed records never refuses
+/// one and nothing grows. Kills the mutants that leave the full slab's
+/// reap to the later unlinks (refused), or that skip the per-insert reap
+/// (the kills never drain).
+#[test]
+fn killed_records_are_reaped_by_inserts_and_a_full_slab_takes_their_slots() {
+    const L1: u64 = 0x4000_0000;
+    // Not full: four a call.
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, 256, L1);
+    assert_eq!(map.remove_shadow_range(1, 0, 256 << 12), 256);
+    map.insert(0x8000_0000, r(2, 0, PAGE_SIZE)).unwrap();
+    assert_eq!(map.kills.records, 256 - SWEEP_STEP);
+    for i in 1..100u64 {
+        map.insert(0x8000_0000 + (i << 12), r(2, i << 12, PAGE_SIZE))
+            .unwrap();
+    }
+    assert!(map.kills.is_empty());
+    check_lists(&map).unwrap();
+    // Full.
+    let mut map = ReverseMap::<u32>::with_capacity(256, 4);
+    fill_pages(&mut map, 1, 0, 256, L1);
+    assert_eq!(map.remove_shadow_range(1, 0, 256 << 12), 256);
+    assert_eq!(map.records_held(), 256);
+    for i in 0..256u64 {
+        map.insert(0x8000_0000 + (i << 12), r(2, i << 12, PAGE_SIZE))
+            .unwrap_or_else(|e| panic!("insert {i}: {e:?}"));
+        check_lists(&map).unwrap_or_else(|e| panic!("insert {i}: {e}"));
+    }
+    assert_eq!(map.growths(), 0);
+    assert_eq!((map.len(), map.records_held()), (256, 256));
+    assert!(map.kills.is_empty());
+}
+
+/// Stop 31: a context holding bits of its earlier epochs' records (dead,
+/// not swept) cannot count a chunk's live records from its bits, so its
+/// ranges go record by record and count exactly; once those bits are
+/// gone its whole chunks are killed again. A dead record revived in place
+/// (a walk fault after a VMID flush) takes its bit back from the stale
+/// ones. Kills the mutants that kill such chunks anyway (the count is
+/// wrong), or that do not count the bits a forget leaves (`check_kills`).
+#[test]
+fn a_context_with_stale_bits_removes_record_by_record() {
+    const L1: u64 = 0x4000_0000;
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, 128, L1);
+    assert_eq!(map.forget_context(1), 128);
+    check_lists(&map).unwrap();
+    assert_eq!(map.contexts[&1].stale_bits, 128);
+    map.insert(L1, r(1, 0, PAGE_SIZE)).unwrap();
+    assert_eq!(map.contexts[&1].stale_bits, 127);
+    // Eight new records: their inserts sweep 32 slots (page 0's is live
+    // again), so 31 dead records and their bits go.
+    fill_pages(&mut map, 1, 128, 8, L1);
+    check_lists(&map).unwrap();
+    assert_eq!(map.contexts[&1].stale_bits, 127 - 31);
+    assert_eq!(map.remove_shadow_range(1, 0, 136 << 12), 9);
+    check_lists(&map).unwrap();
+    assert!(map.kills.is_empty());
+    assert_eq!((map.len(), map.contexts[&1].stale_bits), (0, 0));
+    fill_pages(&mut map, 1, 0, 128, 0x8000_0000);
+    assert_eq!(map.remove_shadow_range(1, 0, 128 << 12), 128);
+    assert_eq!(map.kills.list.len(), 2);
+    check_lists(&map).unwrap();
+    assert_eq!(map.len(), 0);
+}
+
+/// Stop 31: the kill table holds [`KILLED_CHUNKS`] chunks and never
+/// grows; a range meeting it full goes on record by record, exactly.
+/// Kills the mutant that kills past the table's room.
+#[test]
+fn a_full_kill_table_leaves_the_rest_record_by_record() {
+    let chunks = KILLED_CHUNKS as u64 + 2;
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, chunks * 64, 0x4000_0000);
+    assert_eq!(
+        map.remove_shadow_range(1, 0, chunks << 18),
+        chunks as usize * 64
+    );
+    assert_eq!(map.kills.list.len(), KILLED_CHUNKS);
+    assert_eq!(map.kills.records, KILLED_CHUNKS * 64);
+    assert_eq!(map.pending.len() + map.chained, 128);
+    check_lists(&map).unwrap();
+    assert_eq!(map.len(), 0);
+    assert!(map.entries_in(0, u64::MAX).is_empty());
+}
+
 /// Each position a record can leave its list from (the only one, the head,
 /// a middle one, the tail), by each path that removes one, then a removal
 /// that must find every other record.
@@ -583,6 +946,9 @@ fn immediate_unlinks_past_the_pending_limit_keep_lists_whole() {
     const L1: u64 = 0x4000_0000;
     for by_range in [false, true] {
         let mut map = ReverseMap::<u32>::new();
+        // Record by record (no chunk killed): the chain is what this test
+        // is about.
+        map.kills.limit = 0;
         for i in 0..150u64 {
             // Three L1 pages; contexts 1 and 2 interleaved on each list.
             map.insert(
