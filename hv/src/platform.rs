@@ -1069,6 +1069,13 @@ pub enum NestedDemo {
     /// own AT on its stage-1 walk with a PAR_EL1 fault value instead of
     /// filling the shadow: L1 must catch it (this run must fail).
     AtNoL2Fill,
+    /// `mid-change`: with two vCPUs of L1 (three CPUs), hv on vCPU 0's CPU
+    /// holds a break-before-make of L1's RAM open while vCPU 1 (or its L2)
+    /// accesses it, until hv has resumed that access (each of hv's
+    /// mid-change resume paths in turn), then makes the new mapping; L1
+    /// checks the access reads the new mapping's data
+    /// (`arch::nested_l1_mid_change`).
+    MidChange,
     /// `sve`: L1 (`arch::nested_l1_sve`) sets its ZCR_EL2 and SMCR_EL2 to
     /// short lengths, checks its own vector lengths at virtual EL2 (RDVL,
     /// RDSVL) and L2's, limited by them (`nested::vector`).
@@ -1308,6 +1315,7 @@ impl Options {
                     options.nested = Some(NestedDemo::FaultRateNoTlbi)
                 }
                 "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
+                "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
                 "hv.nested=irq-no-maintenance" => {
@@ -1737,6 +1745,10 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::FaultRateTight))
         );
         assert!(NestedDemo::FaultRateTight.is_fault_rate());
+        assert_eq!(
+            Options::parse("hv.nested=mid-change").map(|o| o.nested),
+            Ok(Some(NestedDemo::MidChange))
+        );
         // A budget of its own is not a value hv takes: the word is unknown.
         assert_eq!(
             Options::parse("hv.nested=fault-rate-tight=512").map(|o| o.nested),

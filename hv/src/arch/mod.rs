@@ -47,6 +47,7 @@ pub mod nested_l1_gic;
 pub mod nested_l1_host;
 pub mod nested_l1_hw_timer;
 pub mod nested_l1_irq;
+pub mod nested_l1_mid_change;
 pub mod nested_l1_mmu;
 pub mod nested_l1_recycle;
 pub mod nested_l1_sve;

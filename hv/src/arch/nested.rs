@@ -88,6 +88,7 @@ use crate::nested::handshake::{
 use crate::nested::idregs::{
     l2_id_read, shown_to_l1, shown_to_non_vhe_l1, without_sve_sme, IdRegister, L2IdRead,
 };
+use crate::nested::mid_change::Resume as MidChangeResume;
 use crate::nested::timer::{TimerPpis, DEFAULT_HYP_VIRTUAL_PPI};
 use crate::nested::traps::{l2_trap_route, CptrLayout, L1TrapControls, L2TrapRoute, ShownFeatures};
 use crate::nested::vcpus::{
@@ -117,8 +118,8 @@ use cpu::{read_sysreg, write_sysreg};
 use ipc::tlbi::{IpaRange, Tlbi, TlbiFeatures, TlbiOp};
 use ipc::{
     ClientError, ContextKey, Endpoint, Envelope, InvalidateRequest, L0Change, L0Denial, Poller,
-    Reply, Request, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient, VcpuId, VmidWidth,
-    WfeDoorbell,
+    Reply, Request, RetryReason, RingBuffer, TranslateOutcome, TranslateRequest, VcpuClient,
+    VcpuId, VmidWidth, WfeDoorbell,
 };
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::L0Map;
@@ -130,6 +131,7 @@ use walker::{ExposedFeatures, IdRegisters};
 
 mod at;
 mod linux;
+mod mid_change;
 mod mmu;
 mod traps;
 mod vector;
@@ -145,6 +147,11 @@ pub const HVC_FAULT_RATE_BEGIN: u64 = 0xc600_0002;
 /// pages L2 touched: hv prints the pass's line and checks its counts
 /// (`crate::nested::fault_rate`). x0 returns 0.
 pub const HVC_FAULT_RATE_END: u64 = 0xc600_0003;
+/// `hv.nested=mid-change` only (else NOT_SUPPORTED): checks the step
+/// before, then runs step x1 (0: none, the end), writing x1 into L1's
+/// word at L1 IPA x2 once its break is in (`mid_change::call`). x0
+/// returns 0.
+pub const HVC_MID_CHANGE: u64 = 0xc600_0004;
 /// The fault-rate case's service budget: its split holds every page's
 /// shadow leaf and cached walk twice over (4608 KiB: 2293 shadow leaves,
 /// 8192 cache places; the other demos' 512 KiB hold 245 leaves).
@@ -275,6 +282,9 @@ struct Nested {
     /// `fault-rate`: where hv moves L1's data pages before the pass that
     /// needs an L0 change (`fault_rate_l0_move`).
     fault_rate_move: Option<FaultRateMove>,
+    /// `mid-change`: the blocks of L1's RAM hv breaks under vCPU 1's
+    /// accesses, step by step (`mid_change::call`).
+    mid_change: Option<mid_change::MidChange>,
     /// `fault-rate-tight`: what its budget holds, which bounds what hv
     /// checks at each END (`fault_rate::pressure`).
     fault_rate_pressure: Option<fault_rate::pressure::Limits>,
@@ -884,6 +894,9 @@ pub fn run(
     // RAM and as many bytes at the arena's end (`fault_rate_l0_move`).
     let moved_data_bytes = if demo.is_fault_rate() {
         super::nested_l1_fault_rate::DATA_BYTES
+    } else if demo == NestedDemo::MidChange {
+        // The free 2 MiB each of its moves takes (`mid_change`).
+        2 << 20
     } else {
         0
     };
@@ -934,6 +947,8 @@ pub fn run(
             l1_ram + l1_ram_bytes,
         )),
     });
+    let mid_change = (demo == NestedDemo::MidChange)
+        .then(|| mid_change::MidChange::new(l0_tables, l1_ram, l1_ram + l1_ram_bytes));
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
@@ -1005,6 +1020,7 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
+        NestedDemo::MidChange => super::nested_l1_mid_change::image(),
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1161,6 +1177,7 @@ pub fn run(
     NESTED.call_once(|| Nested {
         service,
         fault_rate_move,
+        mid_change,
         fault_rate_pressure,
         l0_vttbr,
         l0_vtcr,
@@ -1423,6 +1440,7 @@ pub fn run(
             NestedDemo::FaultRate => " (fault-rate: L1's L2 touches every one of its pages once per pass; hv prints each pass's faults, time and service counts)",
             NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
+            NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -2072,6 +2090,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
                 .mid_change_abort(esr, read_sysreg!("hpfar_el2")) =>
         {
             vcpu.fault_rate.faults.hv_resumed += 1;
+            mid_change::resumed(MidChangeResume::L1Access);
         }
         // L0 maps all of L1's RAM with every access, so any other stage-2
         // abort of L1 is an access outside it: a synchronous external
@@ -2083,6 +2102,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             // faults again, mid the change or, after it, here).
             let Ok(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) else {
                 vcpu.fault_rate.faults.hv_resumed += 1;
+                mid_change::resumed(MidChangeResume::L1WalkAbort);
                 return;
             };
             once(Note::L1OutsideRam);
@@ -2098,6 +2118,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             } else {
                 external_data_abort_syndrome(frame.spsr, esr & (1 << 6) != 0)
             };
+            mid_change::aborted();
             exception_for_l1(vcpu, frame, syndrome, Some(read_sysreg!("far_el2")));
         }
         // Anything else L1 can cause (a trap of an instruction hv does not
@@ -2115,6 +2136,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     const CONSOLE_PUTC: u32 = HVC_CONSOLE_PUTC as u32;
     const FAULT_RATE_BEGIN: u32 = HVC_FAULT_RATE_BEGIN as u32;
     const FAULT_RATE_END: u32 = HVC_FAULT_RATE_END as u32;
+    const MID_CHANGE: u32 = HVC_MID_CHANGE as u32;
     // SMCCC: the function ID is W0 (as KVM reads it too).
     match frame.x[0] as u32 {
         CONSOLE_PUTC => {
@@ -2156,6 +2178,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             frame.x[0] = 0;
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
+        MID_CHANGE if nested.mid_change.is_some() => mid_change::call(nested, vcpu, frame),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
 }
@@ -3421,6 +3444,7 @@ fn l2_exit(
         // (the EL2 physical timer) ends the run with its line.
         (EC_DABT_LOWER | EC_IABT_LOWER, None) if nested.l0_map.mid_change_abort(esr, hpfar) => {
             vcpu.fault_rate.faults.hv_resumed += 1;
+            mid_change::resumed(MidChangeResume::L2Stage2Off);
         }
         // Otherwise L0 maps all of L1's RAM with every access: L2's
         // access is outside L1's RAM.
@@ -3498,6 +3522,9 @@ fn l2_exit(
                 _ => None,
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
+            if retry == Some(RetryReason::L0Changing) {
+                mid_change::resumed(MidChangeResume::ServiceRetry);
+            }
             match reply {
                 Reply::Translate(TranslateOutcome::Mapped(_)) => {}
                 // L2 runs the instruction again. `Retry(L0Changing)` (hv's
@@ -3710,6 +3737,7 @@ fn external_abort_for_l2(
     far: u64,
     hpfar: u64,
 ) {
+    mid_change::aborted();
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
     let write = !fetch && lower_syndrome & (1 << 6) != 0;
     let cache_maintenance = !fetch && lower_syndrome & (1 << 8) != 0;

@@ -48,6 +48,7 @@ pub mod gic;
 pub mod handshake;
 pub mod idregs;
 pub mod l0_denial;
+pub mod mid_change;
 pub mod timer;
 pub mod traps;
 pub mod vcpus;

@@ -132,17 +132,23 @@ pub(super) fn l1_at(
             write_sysreg!("par_el1", par);
             frame.elr += instruction_length(read_sysreg!("esr_el2"));
         }
-        AtOutcome::ExternalAbort { level, s1ptw } => exception_for_l1(
-            vcpu,
-            frame,
-            external_abort_syndrome(frame.spsr, level, s1ptw),
-            Some(va),
-        ),
+        AtOutcome::ExternalAbort { level, s1ptw } => {
+            super::mid_change::aborted();
+            exception_for_l1(
+                vcpu,
+                frame,
+                external_abort_syndrome(frame.spsr, level, s1ptw),
+                Some(va),
+            )
+        }
         // L1 executes the AT again.
         AtOutcome::Retry => {}
         // A table page mid hv's break-before-make: hv's transient fault,
         // not L1's. L1 executes the AT again, until hv's change is made.
-        AtOutcome::L0Changing { .. } => vcpu.fault_rate.faults.hv_resumed += 1,
+        AtOutcome::L0Changing { .. } => {
+            vcpu.fault_rate.faults.hv_resumed += 1;
+            super::mid_change::resumed(crate::nested::mid_change::Resume::L1At);
+        }
         // hv's own stage 2 of L1 denies the walk a read: hv's failure,
         // not an abort for L1 (nor a retry, which would loop).
         AtOutcome::L0Denied { l1_ipa } => super::l0_denied_at(nested, va, l1_ipa),

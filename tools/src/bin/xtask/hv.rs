@@ -405,6 +405,19 @@ const FAULT_RATE_LINES: &[&str] = &[
 /// memory pressure (its numbers follow from the pass and the budget: the
 /// counts themselves differ from run to run, `hv::nested::fault_rate::
 /// pressure`), the dirty log's exact line and L1's PASS line.
+/// `hv.nested=mid-change`'s lines: each step's check by hv (its own
+/// path resumed the access, no other path, no abort; the count after it
+/// is timing's), hv's end line and L1's PASS line (vCPU 1 read each
+/// step's new value).
+const MID_CHANGE_LINES: &[&str] = &[
+    "hv: nested: mid-change: step 1 (vCPU 1's L1 loads from its data page): ok: L1's own access resumed only, no abort injected (",
+    "hv: nested: mid-change: step 2 (vCPU 1's L2 loads from its data page through the shadow (the leaf's page mid the change)): ok: the service's Retry(L0Changing) only, no abort injected (",
+    "hv: nested: mid-change: step 3 (vCPU 1's L2 loads from a page it never touched (the walk reads L1's table mid the change)): ok: the service's Retry(L0Changing) only, no abort injected (",
+    "hv: nested: mid-change: step 4 (vCPU 1's L1 runs AT S12E1R on its L2's page (hv's walk reads L1's table mid the change)): ok: L1's AT resumed (AtOutcome::L0Changing) only, no abort injected (",
+    "hv: nested: mid-change: step 5 (vCPU 1's L2 loads from L1's data page with L1's stage 2 off): ok: L2's access with L1's stage 2 off resumed only, no abort injected (",
+    "hv: nested: mid-change: all 5 steps resumed mid hv's break-before-make",
+    "l1: UMBRA-NESTED-PASS mid-change steps=5 values=ok",
+];
 const FAULT_RATE_TIGHT_LINES: &[&str] = &[
     "hv: nested: fault-rate-tight: pass 1 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
     "hv: nested: fault-rate-tight: pass 2 under pressure: ok: preparation exact, 2048 data faults exact, no retry, hits + misses = faults, full + partial walks = misses, evictions at least 1803, code-page faults at most the evictions, within the budget",
@@ -861,6 +874,24 @@ const MATRIX: &[Case] = &[
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 2, "512M")
+    },
+    // hv's resume paths for a guest access that meets hv's own
+    // break-before-make of L1's RAM (hv/README.md, "Accesses mid hv's
+    // break-before-make"): three CPUs, L1's vCPU 1 on CPU 2; for each step
+    // hv on vCPU 0's CPU breaks a 2 MiB block of its map of L1 and holds
+    // the break until the step's path resumed vCPU 1's access (L1's own
+    // load; L2's load through the shadow, its leaf's page and then L1's
+    // table page mid the change, answered Retry(L0Changing); L1's AT;
+    // L2's load with L1's stage 2 off), then moves the block and makes
+    // it; vCPU 1 checks it read the new mapping's data, hv that only the
+    // step's path resumed anything and no abort was injected.
+    Case {
+        hv_args: "hv.nested=mid-change",
+        expect: Expect::EndsWithAll {
+            lines: MID_CHANGE_LINES,
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
     },
     // Interrupts for L2 through L1's virtual GIC interface: L1 puts
     // virtual interrupts in ICH_LR0_EL2 (its VNCR page), L2 acknowledges

@@ -1,0 +1,216 @@
+//! `hv.nested=mid-change` on the machine: hv, on vCPU 0's CPU, holds a
+//! break-before-make of its map of L1's RAM open while vCPU 1 (or its L2)
+//! accesses it, until the path the step names has resumed that access
+//! (the steps and checks: `crate::nested::mid_change`; L1:
+//! `arch::nested_l1_mid_change`).
+//!
+//! Every resume path counts itself into [`RESUMES`] ([`resumed`]) and
+//! every external abort hv gives L1 or L2 into [`ABORTS`] ([`aborted`]),
+//! in every nested demo (relaxed atomics: one add on a path that exits to
+//! hv anyway); only this demo reads them.
+
+use super::{
+    cpu, exit, l2_direct_vmid, leaf_descriptor, println, read_sysreg, vcpu_worker, ExitStatus,
+    GuestFrame, HwTlbs, L0Change, LeafAccess, Nested, Stage2Builder, TlbDefect, Vcpu, VmidTlbs,
+    L1_BASE, L1_HOST_VMID, NESTED_VCPUS,
+};
+use crate::arch::nested_l1_mid_change::{DATA_OFFSET, TABLES_OFFSET};
+use crate::nested::mid_change::{self, Broken, Resume, Step, END, POISONED, RESUME_KINDS};
+use core::sync::atomic::{AtomicU64, Ordering};
+use ipc::tlbi::IpaRange;
+use shadow_mmu::shadow_table::TlbMaintenance;
+
+/// hv's resumes of guest accesses that met its own break-before-make of
+/// L1's RAM, by [`Resume::index`], over all vCPUs.
+static RESUMES: [AtomicU64; RESUME_KINDS] = [const { AtomicU64::new(0) }; RESUME_KINDS];
+/// The external aborts hv gave L1 or L2 (an access outside L1's RAM, or
+/// the service's `ExternalAbort` and the like), over all vCPUs.
+static ABORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one resume by `path`.
+pub(super) fn resumed(path: Resume) {
+    RESUMES[path.index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts one external abort hv injected.
+pub(super) fn aborted() {
+    ABORTS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn snapshot() -> ([u64; RESUME_KINDS], u64) {
+    (
+        core::array::from_fn(|i| RESUMES[i].load(Ordering::Acquire)),
+        ABORTS.load(Ordering::Acquire),
+    )
+}
+
+/// How long hv holds a break waiting for the step's resume: generous for
+/// QEMU's TCG on a loaded machine; only a broken resume path reaches it.
+const HOLD_SECONDS: u64 = 10;
+
+/// The 2 MiB blocks hv breaks and moves, and the step under way.
+#[derive(Debug)]
+pub(super) struct MidChange {
+    l0_tables: Stage2Builder,
+    state: spin::Mutex<Places>,
+}
+
+#[derive(Debug)]
+struct Places {
+    /// The PAs of the tables block and the data block, and of the free
+    /// 2 MiB each move takes (the moved block's old place is the next).
+    tables: u64,
+    data: u64,
+    spare: u64,
+    /// The step whose counts the next call checks, and the counts at its
+    /// start.
+    open: Option<(&'static Step, [u64; RESUME_KINDS], u64)>,
+}
+
+impl MidChange {
+    /// `l1_ram`: the PA of L1's RAM (its three blocks in order); `spare`:
+    /// 2 MiB of the arena nothing else uses.
+    pub(super) fn new(l0_tables: Stage2Builder, l1_ram: u64, spare: u64) -> MidChange {
+        MidChange {
+            l0_tables,
+            state: spin::Mutex::new(Places {
+                tables: l1_ram + TABLES_OFFSET,
+                data: l1_ram + DATA_OFFSET,
+                spare,
+                open: None,
+            }),
+        }
+    }
+}
+
+const BLOCK: u64 = 2 << 20;
+
+fn failed(what: core::fmt::Arguments) -> ! {
+    println!("hv: nested: mid-change: FAILED: {what}");
+    exit(ExitStatus::Failure)
+}
+
+/// L1's `HVC_MID_CHANGE` (x1 the step, or `END`; x2 the L1 IPA of the
+/// word hv writes the step into once its break is in): checks the step
+/// before (vCPU 1 has finished it: L1 calls after its ack), then runs
+/// step x1. x0 returns 0.
+pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    let Some(mid) = &nested.mid_change else {
+        frame.x[0] = super::status::NOT_SUPPORTED as u64;
+        return;
+    };
+    let mut places = mid.state.lock();
+    if let Some((step, resumes, aborts)) = places.open.take() {
+        let (now, aborts_now) = snapshot();
+        let delta: [u64; RESUME_KINDS] = core::array::from_fn(|i| now[i].wrapping_sub(resumes[i]));
+        match mid_change::check(step, &delta, aborts_now.wrapping_sub(aborts)) {
+            Ok(count) => println!(
+                "hv: nested: mid-change: step {} ({}): ok: {} only, no abort injected ({count} resumes)",
+                step.number,
+                step.access,
+                step.resume.name(),
+            ),
+            Err(e) => failed(format_args!("step {} ({}): {e}", step.number, step.access)),
+        }
+    }
+    let number = frame.x[1];
+    frame.x[0] = 0;
+    if number == END {
+        println!(
+            "hv: nested: mid-change: all {} steps resumed mid hv's break-before-make",
+            mid_change::STEPS.len()
+        );
+        return;
+    }
+    let Some(step) = mid_change::step(number) else {
+        failed(format_args!("L1 asked for step {number}, which is not one"))
+    };
+    let arena = nested.arena;
+    let signal = nested.l0_map.pa_of(frame.x[2]).unwrap_or_else(|| {
+        failed(format_args!(
+            "L1's signal word {:#x} is not in its RAM",
+            frame.x[2]
+        ))
+    });
+    let (first, from) = match step.broken {
+        Broken::Tables => (L1_BASE + TABLES_OFFSET, places.tables),
+        Broken::Data => (L1_BASE + DATA_OFFSET, places.data),
+    };
+    let to = places.spare;
+    let (resumes, aborts) = snapshot();
+    // Break: the block invalid, then no TLB entry of it for L1 (its
+    // VMID) or an L2 running on hv's map (each vCPU's direct VMID), then
+    // no shadow leaf built on it.
+    if let Err(e) = mid.l0_tables.rewrite(arena, first, 2, 0) {
+        failed(format_args!("step {number}: {e}"));
+    }
+    HwTlbs::new(TlbDefect::None)
+        .for_vmid(L1_HOST_VMID)
+        .invalidate_all();
+    for index in 0..NESTED_VCPUS {
+        HwTlbs::new(TlbDefect::None)
+            .for_vmid(l2_direct_vmid(index))
+            .invalidate_all();
+    }
+    if let Some(range) = IpaRange::new(first, first + BLOCK) {
+        let worker = vcpu_worker(nested, &mut vcpu.worker);
+        nested.service.l0_unmap(worker, range, L0Change::Unmap);
+    }
+    // The break is in: vCPU 1 may make its access now (and only now).
+    if arena.write(signal, number).is_none() {
+        failed(format_args!(
+            "step {number}: the signal word's PA {signal:#x}"
+        ));
+    }
+    cpu::clean_invalidate_dcache(signal, 8);
+    cpu::dsb_ish();
+    // Held until the step's path resumed that access at least once.
+    let start = cpu::counter();
+    let limit = read_sysreg!("cntfrq_el0").saturating_mul(HOLD_SECONDS);
+    while RESUMES[step.resume.index()].load(Ordering::Acquire) == resumes[step.resume.index()] {
+        if cpu::counter().wrapping_sub(start) > limit {
+            failed(format_args!(
+                "step {number} ({}): hv held its break of L1 IPA {first:#x} + 2 MiB for {HOLD_SECONDS} s and nothing was counted as {}",
+                step.access,
+                step.resume.name()
+            ));
+        }
+        core::hint::spin_loop();
+    }
+    // The move: the block copied to its new place, the old one poisoned
+    // (a stale translation reads it, a stale walk finds no table), the
+    // step's new value into its data page (in the new place for the data
+    // block), then the make.
+    cpu::clean_invalidate_dcache(from, BLOCK);
+    let moved = arena
+        .copy(from, to, BLOCK)
+        .and_then(|()| arena.fill(from, BLOCK, |_| POISONED));
+    if moved.is_none() {
+        failed(format_args!("step {number}: moving {from:#x} to {to:#x}"));
+    }
+    let data = match step.broken {
+        Broken::Tables => places.data,
+        Broken::Data => to,
+    };
+    let page = data + (number << 12);
+    if arena.write(page, mid_change::new_value(number)).is_none() {
+        failed(format_args!("step {number}: data page {page:#x}"));
+    }
+    cpu::clean_invalidate_dcache(from, BLOCK);
+    cpu::clean_invalidate_dcache(to, BLOCK);
+    cpu::clean_invalidate_dcache(data, BLOCK);
+    if let Err(e) = mid
+        .l0_tables
+        .rewrite(arena, first, 2, leaf_descriptor(2, to, LeafAccess::ALL))
+    {
+        failed(format_args!("step {number}: {e}"));
+    }
+    cpu::dsb_ish();
+    cpu::isb();
+    match step.broken {
+        Broken::Tables => places.tables = to,
+        Broken::Data => places.data = to,
+    }
+    places.spare = from;
+    places.open = Some((step, resumes, aborts));
+}

@@ -1,0 +1,248 @@
+//! `hv.nested=mid-change`: the steps and the counts of the QEMU case
+//! that drives hv's "L0 is mid break-before-make" resume paths
+//! (`arch::nested_l1_mid_change` is its L1; hv/README.md, "Accesses mid
+//! hv's break-before-make").
+//!
+//! L1 has two vCPUs. For each step vCPU 0 calls hv (`HVC_MID_CHANGE`),
+//! which on vCPU 0's CPU breaks one 2 MiB block of its own map of L1's
+//! RAM (the step's [`Broken`]), tells L1 so (a word of L1's memory), and
+//! holds the break until the step's [`Resume`] path has resumed vCPU 1's
+//! access (or its L2's), which only then starts; then hv moves the block
+//! to another PA, writes the step's [`new_value`] into its data page and
+//! makes the new entry. vCPU 1 checks its access read that value. At the
+//! next call (vCPU 1 has finished the step by then, so no resume of it is
+//! still under way) hv checks the step's counts ([`check`]).
+
+/// How hv resumed a guest access that met its break-before-make of L1's
+/// RAM (`arch::nested`'s resume paths), counted across vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// L1's own access to its RAM (`L0Stage2::mid_change_abort` on an
+    /// exit from L1).
+    L1Access,
+    /// The re-walk finding the level of L1's own stage-1 walk abort
+    /// (`mmu::l1_walk_abort`) read a table page mid the change.
+    L1WalkAbort,
+    /// L2's access with L1's stage 2 off (hv's map of L1 is L2's stage 2).
+    L2Stage2Off,
+    /// L2's stage-2 fault on a shadow answered `Retry(L0Changing)` by the
+    /// service (its leaf's L1 page, or a page of L1's tables its walk read).
+    ServiceRetry,
+    /// L1's AT, whose walk of L1's stage 2 read a table page mid the
+    /// change (`AtOutcome::L0Changing`).
+    L1At,
+}
+
+/// The number of [`Resume`] kinds (the counters' array length).
+pub const RESUME_KINDS: usize = 5;
+
+impl Resume {
+    /// Every kind, in counter order.
+    pub const ALL: [Resume; RESUME_KINDS] = [
+        Resume::L1Access,
+        Resume::L1WalkAbort,
+        Resume::L2Stage2Off,
+        Resume::ServiceRetry,
+        Resume::L1At,
+    ];
+
+    /// Its counter's index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// What it is, for hv's lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Resume::L1Access => "L1's own access resumed",
+            Resume::L1WalkAbort => "L1's walk-abort re-walk resumed",
+            Resume::L2Stage2Off => "L2's access with L1's stage 2 off resumed",
+            Resume::ServiceRetry => "the service's Retry(L0Changing)",
+            Resume::L1At => "L1's AT resumed (AtOutcome::L0Changing)",
+        }
+    }
+}
+
+/// The 2 MiB block of L1's RAM a step breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// The block of L1's data pages (the accessed page itself).
+    Data,
+    /// The block of L1's stage-2 tables for its L2 (pages a walk reads).
+    Tables,
+}
+
+/// One step: its number (L1's x1), the block hv breaks, the path that
+/// must resume the access, and the access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub number: u64,
+    pub broken: Broken,
+    pub resume: Resume,
+    pub access: &'static str,
+}
+
+/// The steps, in the order L1 runs them.
+pub const STEPS: [Step; 5] = [
+    Step {
+        number: 1,
+        broken: Broken::Data,
+        resume: Resume::L1Access,
+        access: "vCPU 1's L1 loads from its data page",
+    },
+    Step {
+        number: 2,
+        broken: Broken::Data,
+        resume: Resume::ServiceRetry,
+        access: "vCPU 1's L2 loads from its data page through the shadow (the leaf's page mid the change)",
+    },
+    Step {
+        number: 3,
+        broken: Broken::Tables,
+        resume: Resume::ServiceRetry,
+        access: "vCPU 1's L2 loads from a page it never touched (the walk reads L1's table mid the change)",
+    },
+    Step {
+        number: 4,
+        broken: Broken::Tables,
+        resume: Resume::L1At,
+        access: "vCPU 1's L1 runs AT S12E1R on its L2's page (hv's walk reads L1's table mid the change)",
+    },
+    Step {
+        number: 5,
+        broken: Broken::Data,
+        resume: Resume::L2Stage2Off,
+        access: "vCPU 1's L2 loads from L1's data page with L1's stage 2 off",
+    },
+];
+
+/// L1's x1 for "no more steps" (hv checks the last step's counts).
+pub const END: u64 = 0;
+
+/// Step `number`, if it is one.
+pub fn step(number: u64) -> Option<&'static Step> {
+    STEPS.iter().find(|s| s.number == number)
+}
+
+/// The first word of step n's data page before hv's change (L1 writes
+/// it): a load that ran before the change, or on the old place, gives it.
+pub const OLD_MAGIC: u64 = 0x01d0_0000_0000_0000;
+/// The word hv writes there during the change (in the new place for the
+/// data block): what the resumed access must read.
+pub const NEW_MAGIC: u64 = 0x7e30_0000_0000_0000;
+/// What hv leaves in the old place of a block it moved: a load through a
+/// stale translation reads it (and a walk through stale tables finds
+/// invalid descriptors).
+pub const POISONED: u64 = 0;
+
+/// Step `n`'s old value.
+pub const fn old_value(n: u64) -> u64 {
+    OLD_MAGIC | n
+}
+
+/// Step `n`'s new value.
+pub const fn new_value(n: u64) -> u64 {
+    NEW_MAGIC | n
+}
+
+/// What a step's counts broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// The step's own path never resumed the access.
+    NotResumed(Resume),
+    /// Another path resumed something (`count` times).
+    OtherPath { path: Resume, count: u64 },
+    /// hv injected external aborts (`count`).
+    Aborts(u64),
+}
+
+impl core::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CheckError::NotResumed(path) => {
+                write!(
+                    f,
+                    "no access was counted as {} during the step",
+                    path.name()
+                )
+            }
+            CheckError::OtherPath { path, count } => write!(
+                f,
+                "{count} accesses were counted as {}, not the step's path",
+                path.name()
+            ),
+            CheckError::Aborts(count) => {
+                write!(f, "hv injected {count} external aborts during the step")
+            }
+        }
+    }
+}
+
+/// Checks a step's counts (`resumes` by [`Resume::index`], `aborts` the
+/// external aborts hv injected, both from the step's start to the next
+/// call): exactly what the step implies is that its own path resumed at
+/// least once (as often as the guest ran the access mid the break: timing
+/// decides), every other path never, and no abort.
+pub fn check(step: &Step, resumes: &[u64; RESUME_KINDS], aborts: u64) -> Result<u64, CheckError> {
+    if aborts != 0 {
+        return Err(CheckError::Aborts(aborts));
+    }
+    for path in Resume::ALL {
+        let count = resumes[path.index()];
+        if path != step.resume && count != 0 {
+            return Err(CheckError::OtherPath { path, count });
+        }
+    }
+    match resumes[step.resume.index()] {
+        0 => Err(CheckError::NotResumed(step.resume)),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_numbered_in_order_and_found() {
+        for (i, s) in STEPS.iter().enumerate() {
+            assert_eq!(s.number, i as u64 + 1);
+            assert_eq!(step(s.number), Some(s));
+        }
+        assert_eq!(step(END), None);
+        assert_eq!(step(6), None);
+        for (i, r) in Resume::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn a_step_passes_only_with_its_own_path_and_no_abort() {
+        let s = &STEPS[1];
+        let mut counts = [0; RESUME_KINDS];
+        assert_eq!(
+            check(s, &counts, 0),
+            Err(CheckError::NotResumed(Resume::ServiceRetry))
+        );
+        counts[Resume::ServiceRetry.index()] = 7;
+        assert_eq!(check(s, &counts, 0), Ok(7));
+        assert_eq!(check(s, &counts, 1), Err(CheckError::Aborts(1)));
+        counts[Resume::L1Access.index()] = 1;
+        assert_eq!(
+            check(s, &counts, 0),
+            Err(CheckError::OtherPath {
+                path: Resume::L1Access,
+                count: 1
+            })
+        );
+    }
+
+    #[test]
+    fn old_and_new_values_differ_from_each_other_and_the_poison() {
+        for s in STEPS {
+            assert_ne!(old_value(s.number), new_value(s.number));
+            assert_ne!(new_value(s.number), POISONED);
+            assert_ne!(old_value(s.number), POISONED);
+        }
+    }
+}
