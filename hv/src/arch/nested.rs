@@ -2100,6 +2100,7 @@ fn l1_exit(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, esr: u64) {
             // L1's tables: a table page mid hv's break-before-make is hv's
             // transient fault, so L1 runs the instruction again (its walk
             // faults again, mid the change or, after it, here).
+            mid_change::before_rewalk();
             let Ok(walk) = mmu::l1_walk_abort(nested, esr, frame.spsr) else {
                 vcpu.fault_rate.faults.hv_resumed += 1;
                 mid_change::resumed(MidChangeResume::L1WalkAbort);

@@ -28,8 +28,14 @@
 //! touched, so the service walks L1's (broken) table; 4, L1 runs AT
 //! S12E1R on L2 IPA of page 4 (hv walks L1's broken table), checks
 //! PAR_EL1 names data page 4, and loads it; 5, L2 with L1's stage 2 off
-//! (virtual HCR_EL2.VM = 0) loads data page 5 at its L1 IPA. Then it
-//! turns itself off (CPU_OFF).
+//! (virtual HCR_EL2.VM = 0) loads data page 5 at its L1 IPA; 6, L1 turns
+//! its EL2&0 stage 1 on (root table in the tables block at
+//! [`S1_ROOT_OFFSET`]) and loads from [`WALK_VA`], whose level-2 table is
+//! at an L1 IPA outside its RAM: hv, which breaks the tables block only
+//! once that load's abort reached its re-walk, resumes L1 from the
+//! re-walk, and after the make L1 must take the external abort on its
+//! walk at level 2, then load data page 6. Then it turns itself off
+//! (CPU_OFF).
 
 use crate::nested::mid_change::{END, NEW_MAGIC, OLD_MAGIC, STEPS};
 use core::arch::global_asm;
@@ -184,6 +190,46 @@ umbra_lmc_secondary:
     eret
 8:  mov     x22, x6
     bl      umbra_lmc_expect_new
+    // Step 6: its EL2&0 stage 1 on (E2H = 1: the EL1 encodings name its
+    // EL2 registers), the root table (x24) in the tables block: entry 1
+    // maps its RAM's GiB 1:1 with a block, entry 2 (the walk VA) a
+    // level-2 table at an L1 IPA with nothing behind it.
+    mov     x20, #6
+    UMBRA_LMC_MOV64 x24, {s1_root_offset}
+    add     x24, x9, x24
+    mov     x2, #0
+1:  str     xzr, [x24, x2]
+    add     x2, x2, #8
+    cmp     x2, #0x1000
+    b.lo    1b
+    UMBRA_LMC_MOV64 x1, {s1_block}
+    str     x1, [x24, #8]
+    UMBRA_LMC_MOV64 x1, {s1_hole_table}
+    str     x1, [x24, #16]
+    dsb     ish
+    UMBRA_LMC_MOV64 x1, {mair}
+    msr     mair_el1, x1
+    UMBRA_LMC_MOV64 x1, {tcr_vhe}
+    msr     tcr_el1, x1
+    msr     ttbr0_el1, x24
+    isb
+    tlbi    alle2
+    dsb     ish
+    isb
+    UMBRA_LMC_MOV64 x1, {sctlr_vhe}
+    msr     sctlr_el1, x1
+    isb
+    // hv writes 6 once it waits for this load's walk abort at its
+    // re-walk; it breaks the tables block only then.
+    bl      umbra_lmc_wait_broken
+    UMBRA_LMC_MOV64 x1, {walk_va}
+    adr     x21, 9f
+    ldr     x22, [x1]
+    mov     x11, x22
+    adr     x10, umbra_lmc_msg_walk_load
+    b       umbra_lmc_fail
+9:  ldr     x22, [x12, #0x6000]
+    bl      umbra_lmc_expect_new
     UMBRA_LMC_PUTS umbra_lmc_msg_vcpu1_done
     UMBRA_LMC_MOV64 x0, 0x84000002
     hvc     #0
@@ -231,7 +277,26 @@ umbra_lmc_expect_new:
 // is expected; L1 goes on at x21.
 .balign 2048
 umbra_lmc_vectors1:
-    UMBRA_LMC_VECTORS umbra_lmc_unexpected, umbra_lmc_unexpected, umbra_lmc_unexpected, umbra_lmc_l2_hvc, umbra_lmc_unexpected
+    UMBRA_LMC_VECTORS umbra_lmc_unexpected, umbra_lmc_walk_abort, umbra_lmc_unexpected, umbra_lmc_l2_hvc, umbra_lmc_unexpected
+
+// Step 6's load: a data abort at its own EL (EC 0x25), an external abort
+// on the walk at level 2 (DFSC 0x16), FAR_EL2 the walk VA; L1 goes on at
+// x21.
+umbra_lmc_walk_abort:
+    mrs     x11, esr_el2
+    adr     x10, umbra_lmc_msg_walk_esr
+    ubfx    x4, x11, #26, #6
+    cmp     x4, #0x25
+    b.ne    umbra_lmc_fail
+    and     x4, x11, #0x3f
+    cmp     x4, #0x16
+    b.ne    umbra_lmc_fail
+    mrs     x11, far_el2
+    UMBRA_LMC_MOV64 x3, {walk_va}
+    adr     x10, umbra_lmc_msg_walk_far
+    cmp     x11, x3
+    b.ne    umbra_lmc_fail
+    br      x21
 
 umbra_lmc_l2_hvc:
     mrs     x11, esr_el2
@@ -255,6 +320,9 @@ umbra_lmc_msg_refused:  .asciz "hv refused the mid-change call: "
 umbra_lmc_msg_no_ack:   .asciz "vCPU 1 did not finish within 30 s the step "
 umbra_lmc_msg_wrong:    .asciz "vCPU 1's access mid hv's change read a value other than the step's new one: "
 umbra_lmc_msg_par:      .asciz "vCPU 1's AT S12E1R mid hv's change gave a PAR_EL1 other than data page 4: "
+umbra_lmc_msg_walk_load: .asciz "vCPU 1's load from the VA whose level-2 table is outside its RAM returned: "
+umbra_lmc_msg_walk_esr: .asciz "vCPU 1's load from the VA whose level-2 table is outside its RAM did not take an external abort on the walk at level 2: ESR_EL2 "
+umbra_lmc_msg_walk_far: .asciz "vCPU 1's abort on its walk names another VA: FAR_EL2 "
 umbra_lmc_msg_cpu_on:   .asciz "PSCI CPU_ON for vCPU 1 failed: "
 umbra_lmc_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
 umbra_lmc_msg_nl:       .asciz "\n"
@@ -294,7 +362,20 @@ umbra_lmc_image_end:
     vhcr_no_vm = const (super::nested_l1::L1_VIRTUAL_HCR & !1),
     vmid_shifted = const (super::nested_l1::L1_VMID_FOR_L2 << 48),
     putc = const super::nested::HVC_CONSOLE_PUTC,
+    s1_root_offset = const S1_ROOT_OFFSET,
+    s1_block = const (super::nested::L1_BASE | (super::nested_l1_mmu::BLOCK_ATTRS & !(1 << 6))),
+    s1_hole_table = const (super::nested_l1::L1_HOLE | 3),
+    mair = const super::nested_l1_mmu::MAIR,
+    tcr_vhe = const super::nested_l1_mmu::TCR_VHE,
+    sctlr_vhe = const super::nested_l1_mmu::SCTLR_VHE,
+    walk_va = const WALK_VA,
 );
+
+/// vCPU 1's EL2&0 stage-1 root table (step 6): in the tables block, after
+/// L2's stage 2.
+pub const S1_ROOT_OFFSET: u64 = TABLES_OFFSET + 0x10000;
+/// Step 6's VA: level-1 entry 2, whose level-2 table is at `L1_HOLE`.
+pub const WALK_VA: u64 = 0x8000_0000;
 
 /// Where L2's stage-2 tables are in L1's RAM: the second 2 MiB block of
 /// hv's map (steps 3 and 4 break it).
@@ -313,7 +394,9 @@ const _: () = assert!(
         && TABLES_OFFSET.is_multiple_of(2 << 20)
         && DATA_OFFSET == TABLES_OFFSET + (2 << 20)
         && L1_RAM_BYTES == DATA_OFFSET + (2 << 20)
-        && STEPS.len() == 5
+        && STEPS.len() == 6
+        && super::nested::L1_BASE == 1 << 30
+        && WALK_VA == 2 << 30
         && END < 1 << 16
 );
 

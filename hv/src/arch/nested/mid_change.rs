@@ -16,7 +16,7 @@ use super::{
 };
 use crate::arch::nested_l1_mid_change::{DATA_OFFSET, TABLES_OFFSET};
 use crate::nested::mid_change::{self, Broken, Resume, Step, END, POISONED, RESUME_KINDS};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use ipc::tlbi::IpaRange;
 use shadow_mmu::shadow_table::TlbMaintenance;
 
@@ -35,6 +35,49 @@ pub(super) fn resumed(path: Resume) {
 /// Counts one external abort hv injected.
 pub(super) fn aborted() {
     ABORTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The order of a step that breaks at the re-walk ([`Step::at_rewalk`]):
+/// hv on vCPU 0's CPU arms it, vCPU 1's exit for its walk abort arrives
+/// (the hardware walk read L1's table before any break) and waits, hv
+/// breaks and lets it go on to the re-walk, which reads the broken page.
+static REWALK: AtomicU8 = AtomicU8::new(REWALK_IDLE);
+const REWALK_IDLE: u8 = 0;
+const REWALK_ARMED: u8 = 1;
+const REWALK_ARRIVED: u8 = 2;
+const REWALK_GO: u8 = 3;
+
+/// Called by an exit from L1 before hv re-walks L1's stage-1 walk to find
+/// an abort's level: nothing unless a `mid-change` step armed it, then it
+/// announces itself and waits (bounded) until hv's break is in.
+pub(super) fn before_rewalk() {
+    if REWALK
+        .compare_exchange(
+            REWALK_ARMED,
+            REWALK_ARRIVED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return;
+    }
+    wait_until("vCPU 1's re-walk waited for hv's break", || {
+        REWALK.load(Ordering::Acquire) == REWALK_GO
+    });
+    REWALK.store(REWALK_IDLE, Ordering::Release);
+}
+
+/// Spins until `done`, at most [`HOLD_SECONDS`], else fails with `what`.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let start = cpu::counter();
+    let limit = read_sysreg!("cntfrq_el0").saturating_mul(HOLD_SECONDS);
+    while !done() {
+        if cpu::counter().wrapping_sub(start) > limit {
+            failed(format_args!("{what} for {HOLD_SECONDS} s in vain"));
+        }
+        core::hint::spin_loop();
+    }
 }
 
 fn snapshot() -> ([u64; RESUME_KINDS], u64) {
@@ -104,12 +147,26 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         let (now, aborts_now) = snapshot();
         let delta: [u64; RESUME_KINDS] = core::array::from_fn(|i| now[i].wrapping_sub(resumes[i]));
         match mid_change::check(step, &delta, aborts_now.wrapping_sub(aborts)) {
-            Ok(count) => println!(
-                "hv: nested: mid-change: step {} ({}): ok: {} only, no abort injected ({count} resumes)",
-                step.number,
-                step.access,
-                step.resume.name(),
-            ),
+            Ok(count) => {
+                let also = step.also.map_or("", |_| " (and ");
+                let also_path = step.also.map_or("", Resume::name);
+                let also_end = if step.also.is_some() {
+                    " for the retries until the make)"
+                } else {
+                    " only"
+                };
+                let times = if step.once { " exactly once" } else { "" };
+                let aborts = match step.aborts {
+                    0 => "no abort injected",
+                    _ => "its one external abort injected after the make",
+                };
+                println!(
+                    "hv: nested: mid-change: step {} ({}): ok: {}{times}{also}{also_path}{also_end}, {aborts} ({count} resumes)",
+                    step.number,
+                    step.access,
+                    step.resume.name(),
+                );
+            }
             Err(e) => failed(format_args!("step {} ({}): {e}", step.number, step.access)),
         }
     }
@@ -138,6 +195,25 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     };
     let to = places.spare;
     let (resumes, aborts) = snapshot();
+    let signal_access = || {
+        // vCPU 1 may make its access now.
+        if arena.write(signal, number).is_none() {
+            failed(format_args!(
+                "step {number}: the signal word's PA {signal:#x}"
+            ));
+        }
+        cpu::clean_invalidate_dcache(signal, 8);
+        cpu::dsb_ish();
+    };
+    if step.at_rewalk {
+        // The access first, to hv's re-walk, which waits for the break.
+        REWALK.store(REWALK_ARMED, Ordering::Release);
+        signal_access();
+        wait_until(
+            "hv waited for vCPU 1's walk abort to reach its re-walk",
+            || REWALK.load(Ordering::Acquire) == REWALK_ARRIVED,
+        );
+    }
     // Break: the block invalid, then no TLB entry of it for L1 (its
     // VMID) or an L2 running on hv's map (each vCPU's direct VMID), then
     // no shadow leaf built on it.
@@ -156,14 +232,13 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         let worker = vcpu_worker(nested, &mut vcpu.worker);
         nested.service.l0_unmap(worker, range, L0Change::Unmap);
     }
-    // The break is in: vCPU 1 may make its access now (and only now).
-    if arena.write(signal, number).is_none() {
-        failed(format_args!(
-            "step {number}: the signal word's PA {signal:#x}"
-        ));
+    // The break is in: vCPU 1 may make its access now (and only now),
+    // or go on to its re-walk.
+    if step.at_rewalk {
+        REWALK.store(REWALK_GO, Ordering::Release);
+    } else {
+        signal_access();
     }
-    cpu::clean_invalidate_dcache(signal, 8);
-    cpu::dsb_ish();
     // Held until the step's path resumed that access at least once.
     let start = cpu::counter();
     let limit = read_sysreg!("cntfrq_el0").saturating_mul(HOLD_SECONDS);
