@@ -9,7 +9,9 @@
 //! holds the break until the step's [`Resume`] path has resumed vCPU 1's
 //! access (or its L2's), which only then starts; then hv moves the block
 //! to another PA, writes the step's [`new_value`] into its data page and
-//! makes the new entry. vCPU 1 checks its access read that value. At the
+//! makes the new entry. vCPU 1 checks its access read that value. (A step
+//! that is [`Step::at_rewalk`] has the access first and breaks once its
+//! abort reached hv's re-walk, which waits for the break.) At the
 //! next call (vCPU 1 has finished the step by then, so no resume of it is
 //! still under way) hv checks the step's counts ([`check`]).
 

@@ -883,9 +883,11 @@ const MATRIX: &[Case] = &[
     // the break until the step's path resumed vCPU 1's access (L1's own
     // load; L2's load through the shadow, its leaf's page and then L1's
     // table page mid the change, answered Retry(L0Changing); L1's AT;
-    // L2's load with L1's stage 2 off), then moves the block and makes
-    // it; vCPU 1 checks it read the new mapping's data, hv that only the
-    // step's path resumed anything and no abort was injected.
+    // L2's load with L1's stage 2 off; L1's walk-abort re-walk, hv
+    // breaking once the abort reached it), then moves the block and makes
+    // it; vCPU 1 checks it read the new mapping's data (or took its walk
+    // abort), hv that only the step's path resumed anything and no abort
+    // but the step's was injected.
     Case {
         hv_args: "hv.nested=mid-change",
         expect: Expect::EndsWithAll {
