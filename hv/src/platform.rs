@@ -1076,6 +1076,11 @@ pub enum NestedDemo {
     /// checks the access reads the new mapping's data
     /// (`arch::nested_l1_mid_change`).
     MidChange,
+    /// `mid-change-no-retry`: the same, but hv gives L2 an external abort
+    /// where the service answers `Retry(L0Changing)` (as when the service
+    /// answered hv's break with `OutsideL1`, review 59 R59-7): L1 must
+    /// catch it (this run must fail).
+    MidChangeNoRetry,
     /// `sve`: L1 (`arch::nested_l1_sve`) sets its ZCR_EL2 and SMCR_EL2 to
     /// short lengths, checks its own vector lengths at virtual EL2 (RDVL,
     /// RDSVL) and L2's, limited by them (`nested::vector`).
@@ -1316,6 +1321,9 @@ impl Options {
                 }
                 "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
+                "hv.nested=mid-change-no-retry" => {
+                    options.nested = Some(NestedDemo::MidChangeNoRetry)
+                }
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
                 "hv.nested=irq-no-maintenance" => {
@@ -1748,6 +1756,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=mid-change").map(|o| o.nested),
             Ok(Some(NestedDemo::MidChange))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=mid-change-no-retry").map(|o| o.nested),
+            Ok(Some(NestedDemo::MidChangeNoRetry))
         );
         // A budget of its own is not a value hv takes: the word is unknown.
         assert_eq!(

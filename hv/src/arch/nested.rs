@@ -894,7 +894,7 @@ pub fn run(
     // RAM and as many bytes at the arena's end (`fault_rate_l0_move`).
     let moved_data_bytes = if demo.is_fault_rate() {
         super::nested_l1_fault_rate::DATA_BYTES
-    } else if demo == NestedDemo::MidChange {
+    } else if matches!(demo, NestedDemo::MidChange | NestedDemo::MidChangeNoRetry) {
         // The free 2 MiB each of its moves takes (`mid_change`).
         2 << 20
     } else {
@@ -947,7 +947,7 @@ pub fn run(
             l1_ram + l1_ram_bytes,
         )),
     });
-    let mid_change = (demo == NestedDemo::MidChange)
+    let mid_change = matches!(demo, NestedDemo::MidChange | NestedDemo::MidChangeNoRetry)
         .then(|| mid_change::MidChange::new(l0_tables, l1_ram, l1_ram + l1_ram_bytes));
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
@@ -1020,7 +1020,9 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
-        NestedDemo::MidChange => super::nested_l1_mid_change::image(),
+        NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
+            super::nested_l1_mid_change::image()
+        }
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1441,6 +1443,7 @@ pub fn run(
             NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
+            NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -3532,6 +3535,19 @@ fn l2_exit(
                 // own break-before-make of L1's RAM) repeats until hv's
                 // change is made; were it never made, the demo's watchdog
                 // (the EL2 physical timer) ends the run with its line.
+                // `mid-change-no-retry`'s defect: an abort for it.
+                Reply::Translate(TranslateOutcome::Retry(RetryReason::L0Changing))
+                    if nested.demo == NestedDemo::MidChangeNoRetry =>
+                {
+                    external_abort_for_l2(
+                        nested,
+                        vcpu,
+                        frame,
+                        external_abort_syndrome(esr),
+                        far,
+                        hpfar,
+                    );
+                }
                 Reply::Translate(TranslateOutcome::Retry(_)) => {}
 
                 // hv's own stage 2 of L1 denies the access: resuming L2

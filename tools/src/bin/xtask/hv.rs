@@ -896,6 +896,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 3, "512M")
     },
+    // Its failure mode: hv gives L2 an external abort for the service's
+    // Retry(L0Changing) (as when the service answered OutsideL1, review 59
+    // R59-7): L2's abort goes to its EL1 vector at VBAR_EL1 0, whose fetch
+    // L1's stage 2 does not map, and L1 fails on that fault (step 2).
+    Case {
+        hv_args: "hv.nested=mid-change-no-retry",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: unexpected exception at virtual EL2, ESR_EL2 0x0000000082000007",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // Interrupts for L2 through L1's virtual GIC interface: L1 puts
     // virtual interrupts in ICH_LR0_EL2 (its VNCR page), L2 acknowledges
     // and EOIs them through the hardware's ICV_* registers, and L1 checks
