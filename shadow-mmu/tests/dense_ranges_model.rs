@@ -96,8 +96,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
         // 17 and 19 VMID flushes, 18 a region reshaped.
         let k = rng.below(trees.len() as u64) as usize;
         let key = trees[k].tables.key(trees[k].vmid);
-        let note;
-        match what {
+        let note = match what {
             0..=7 => {
                 // A run of faults over consecutive pages.
                 let first = rng.below(span);
@@ -118,7 +117,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                         other => panic!("seed {seed:#x} step {step}: {other:?}"),
                     }
                 }
-                note = format!("faults key {k} pages {first}+{n}");
+                format!("faults key {k} pages {first}+{n}")
             }
             8..=11 => {
                 // A range TLBI (L1 changed nothing, or remapped pages in it).
@@ -149,7 +148,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                 };
                 let vmid = trees[k].vmid;
                 s.invalidate(&w, vmid, &ipa_scope(start, end, levels));
-                note = format!("range {start:#x}..{end:#x} vmid {vmid}");
+                format!("range {start:#x}..{end:#x} vmid {vmid}")
             }
             18 => {
                 // L1 turns a region of pages into a block, or back.
@@ -177,7 +176,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                     vmid,
                     &ipa_scope(base, base + BLOCK, EntryLevels::AnyLevel),
                 );
-                note = format!("reshape region {r} key {k}");
+                format!("reshape region {r} key {k}")
             }
             12..=13 => {
                 // One page remapped, page TLBI.
@@ -190,7 +189,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                 }
                 let vmid = tree.vmid;
                 s.invalidate(&w, vmid, &ipa_scope(ipa, ipa + 4096, EntryLevels::LeafOnly));
-                note = format!("page {ipa:#x}");
+                format!("page {ipa:#x}")
             }
             14..=16 => {
                 let start = rng.below(1 << 18) << 12;
@@ -210,14 +209,14 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                         }
                     }
                 }
-                note = format!("l0_unmap {range:?}");
+                format!("l0_unmap {range:?}")
             }
             _ => {
                 let vmid = trees[k].vmid;
                 s.invalidate(&w, vmid, &InvalidateScope::Vmid);
-                note = format!("vmalls12e1 vmid {vmid}");
+                format!("vmalls12e1 vmid {vmid}")
             }
-        }
+        };
         for (i, tree) in trees.iter().enumerate() {
             let key = tree.tables.key(tree.vmid);
             for p in 0..span {
