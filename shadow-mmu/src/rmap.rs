@@ -1266,15 +1266,23 @@ impl<C: ContextId> ReverseMap<C> {
 
     /// Reclaims dead records: while any chunk is killed, detaches up to
     /// `slots` of its blocks' records ([`ReverseMap::reap_killed`],
-    /// unlinked at once when `now`), else sweeps `slots` slab slots for
-    /// records of forgotten contexts. Nothing when every record is live.
+    /// unlinked at once when `now`); and while records of forgotten
+    /// contexts remain, sweeps `slots` slab slots for them. Both, when
+    /// both kinds are dead: a context whose ranges keep killing chunks
+    /// must not stop the sweep of a flushed context's records, whose stale
+    /// bits keep that context's own ranges from killing (review 61 R61-1).
+    /// Nothing when every record is live.
     fn sweep_some(&mut self, slots: usize, now: bool) {
         if !self.has_dead() {
             return;
         }
         if !self.kills.is_empty() {
             self.reap_killed(slots, now);
-            return;
+            // Dead records beyond the killed ones (`reap_killed` keeps
+            // `kills.records` exact): records of forgotten contexts.
+            if self.held() - self.pending.len() - self.chained - self.kills.records == self.live {
+                return;
+            }
         }
         for _ in 0..slots {
             if self.sweep >= self.records.len() {

@@ -852,6 +852,41 @@ fn a_context_with_stale_bits_removes_record_by_record() {
     assert_eq!(map.len(), 0);
 }
 
+/// Review 61 R61-1: the records of a forgotten context are swept while
+/// chunks stay killed. Context 1 is flushed with 64 records after a 4 MiB
+/// range of context 2 killed 16 chunks (1024 records, whose reap takes 256
+/// inserts); then 100 inserts of context 3 (each sweeping 4 slab slots)
+/// take context 1's dead records and their stale bits, so a range kills
+/// context 1's whole chunks again. Before, the sweep reaped only killed
+/// records while any chunk was killed: context 1 kept its 64 stale bits,
+/// and its dead records their slab slots, for as long as another context
+/// kept a kill (a context whose ranges keep killing chunks keeps one for
+/// ever), and every range of context 1 went record by record.
+#[test]
+fn a_forgotten_contexts_records_are_swept_while_chunks_stay_killed() {
+    const L1: u64 = 0x4000_0000;
+    let mut map = ReverseMap::<u32>::new();
+    fill_pages(&mut map, 1, 0, 64, L1);
+    fill_pages(&mut map, 2, 0, 1024, L1 + (1 << 20));
+    assert_eq!(map.remove_shadow_range(2, 0, 1024 << 12), 1024);
+    assert_eq!(map.kills.list.len(), 16);
+    assert_eq!(map.forget_context(1), 64);
+    fill_pages(&mut map, 3, 0, 100, L1 + (8 << 20));
+    check_lists(&map).unwrap();
+    assert!(!map.kills.is_empty(), "the kills outlast the inserts");
+    assert_eq!(
+        map.contexts[&1].stale_bits, 0,
+        "context 1's dead records were not swept"
+    );
+    fill_pages(&mut map, 1, 0, 64, L1);
+    assert_eq!(map.remove_shadow_range(1, 0, 64 << 12), 64);
+    assert!(
+        map.kills.list.iter().any(|(key, _)| key.context == 1),
+        "context 1's whole chunk is killed"
+    );
+    check_lists(&map).unwrap();
+}
+
 /// Stop 31: the kill table holds [`KILLED_CHUNKS`] chunks and never
 /// grows; a range meeting it full goes on record by record, exactly.
 /// Kills the mutant that kills past the table's room.
