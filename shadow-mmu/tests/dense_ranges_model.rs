@@ -12,7 +12,7 @@
 //! range that kills chunks it covers only in part fails here (a page
 //! survives an L0 unmap); a map that keeps no leaf count under the
 //! caller's lock (release build) fails the leaves == records check.
-//! `R61_SEEDS` runs more seeds.
+//! `DENSE_MODEL_SEEDS=N` runs N seeds a test (default 4).
 #![cfg(not(loom))]
 
 mod common;
@@ -237,17 +237,22 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
             "seed {seed:#x} step {step} ({note}): shadow leaves != live records"
         );
     }
-    if std::env::var("R61_MODEL_STATS").is_ok() {
+    if std::env::var("DENSE_MODEL_STATS").is_ok() {
         eprintln!("{:?} leaves {}", s.stats(), s.shadow_leaves());
     }
 }
 
-#[test]
-fn dense_model_roomy() {
-    let seeds: u64 = std::env::var("R61_SEEDS")
+/// Seeds a test runs: `DENSE_MODEL_SEEDS`, else 4.
+fn seeds() -> u64 {
+    std::env::var("DENSE_MODEL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(4)
+}
+
+#[test]
+fn dense_model_roomy() {
+    let seeds = seeds();
     for seed in 1..=seeds {
         run(seed * 0x9e37_79b9, 150, 2, 16 << 20);
     }
@@ -255,10 +260,7 @@ fn dense_model_roomy() {
 
 #[test]
 fn dense_model_tight() {
-    let seeds: u64 = std::env::var("R61_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let seeds = seeds();
     for seed in 1..=seeds {
         run(seed * 0x51_7cc1_b727, 150, 2, 2 << 20);
     }
@@ -266,10 +268,7 @@ fn dense_model_tight() {
 
 #[test]
 fn dense_model_level_1_host() {
-    let seeds: u64 = std::env::var("R61_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let seeds = seeds();
     for seed in 1..=seeds {
         let shadow = ShadowConfig::for_pa_range(0b010, true).unwrap();
         run_on(seed * 0x2545_f491, 150, 2, 2 << 20, shadow);
@@ -286,10 +285,7 @@ fn minimum(contexts: usize) -> usize {
 
 #[test]
 fn dense_model_at_the_minimum_budget() {
-    let seeds: u64 = std::env::var("R61_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let seeds = seeds();
     for seed in 1..=seeds {
         for contexts in [1usize, 2] {
             run(
