@@ -1600,11 +1600,29 @@ impl<C: ContextId> ReverseMap<C> {
     /// same page, reads those lines for its own insert anyway. At most
     /// [`PENDING_PAGE_REMOVALS`] wait; the next one completes them first.
     pub fn remove_shadow_page_later(&mut self, context: C, l2_ipa: u64) {
+        self.remove_shadow_pages_later(context, l2_ipa, 1);
+    }
+
+    /// [`ReverseMap::remove_shadow_page_later`] of each of the `pages`
+    /// (at most [`PENDING_PAGE_REMOVALS`]) 4 KiB pages from `l2_ipa`: a
+    /// short range TLBI's, so it reads none of the map's lines either. The
+    /// pages' removals together remove exactly the range's (each removes
+    /// the records of every class whose block holds its page, so together
+    /// every record whose block overlaps the range; a record found by an
+    /// earlier page is not found again). When they do not fit beside those
+    /// waiting, those are completed first, so at most
+    /// [`PENDING_PAGE_REMOVALS`] ever wait.
+    #[inline]
+    pub fn remove_shadow_pages_later(&mut self, context: C, l2_ipa: u64, pages: usize) {
         debug_assert_eq!(l2_ipa % PAGE_SIZE, 0, "a page's base");
-        if self.pending_pages.is_full() {
+        debug_assert!(pages <= PENDING_PAGE_REMOVALS, "{pages} pages");
+        if self.pending_pages.len() + pages > PENDING_PAGE_REMOVALS {
             self.settle_pages();
         }
-        self.pending_pages.push((context, l2_ipa));
+        for page in 0..pages.min(PENDING_PAGE_REMOVALS) {
+            self.pending_pages
+                .push((context, l2_ipa + page as u64 * PAGE_SIZE));
+        }
     }
 
     /// Completes the page removals left by
@@ -2350,10 +2368,17 @@ mod tests {
         Insert(u64, ShadowRef<u32>),
         RemoveRange(u64, u64),
         RemoveShadow(u32, u64, u64),
-        /// `remove_shadow_page_later` of a page: the model drops it at
-        /// once, and the map is not checked until another op came.
-        RemoveShadowPageLater(u32, u64),
+        /// `remove_shadow_pages_later` of pages (a page TLBI's one, or a
+        /// short range's up to 16): the model drops them at once, and the
+        /// map is not checked until another op came.
+        RemoveShadowPagesLater(u32, u64, usize),
         Forget(u32),
+    }
+
+    /// Pages a deferred removal covers: a page TLBI's one, or a short
+    /// range's, up to [`PENDING_PAGE_REMOVALS`].
+    fn pages_later() -> impl Strategy<Value = usize> {
+        prop_oneof![2 => Just(1usize), 1 => 2usize..=PENDING_PAGE_REMOVALS]
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -2367,7 +2392,7 @@ mod tests {
             6 => sized,
             2 => (0u64..(1 << 34), 1u64..(1 << 31)).prop_map(|(s, l)| Op::RemoveRange(s, l)),
             1 => (0u32..4, 0u64..(1 << 34), 1u64..(1 << 31)).prop_map(|(c, s, l)| Op::RemoveShadow(c, s, l)),
-            1 => (0u32..4, 0u64..(1 << 22)).prop_map(|(c, p)| Op::RemoveShadowPageLater(c, p << 12)),
+            1 => (0u32..4, 0u64..(1 << 22), pages_later()).prop_map(|(c, p, n)| Op::RemoveShadowPagesLater(c, p << 12, n)),
             1 => (0u32..4).prop_map(Op::Forget),
         ]
     }
@@ -2387,8 +2412,8 @@ mod tests {
         });
         let shadow_page =
             (0u32..2, 0u64..2048).prop_map(|(c, p)| Op::RemoveShadow(c, p << 12, 1 << 12));
-        let shadow_page_later =
-            (0u32..2, 0u64..2048).prop_map(|(c, p)| Op::RemoveShadowPageLater(c, p << 12));
+        let shadow_page_later = (0u32..2, 0u64..2048, pages_later())
+            .prop_map(|(c, p, n)| Op::RemoveShadowPagesLater(c, p << 12, n));
         let shadow_range = (0u32..2, 0u64..2048, 1u64..2048)
             .prop_map(|(c, p, n)| Op::RemoveShadow(c, p << 12, n << 12));
         prop_oneof![
@@ -2434,7 +2459,7 @@ mod tests {
     enum Between {
         Insert(u64, ShadowRef<u32>),
         RemoveShadow(u32, u64, u64),
-        RemoveShadowPageLater(u32, u64),
+        RemoveShadowPagesLater(u32, u64, usize),
         Forget(u32),
     }
 
@@ -2462,8 +2487,8 @@ mod tests {
             6 => arb_batch_record().prop_map(|(l1, s)| Between::Insert(l1, s)),
             2 => (0u32..3, 0u64..4096, 1u64..64)
                 .prop_map(|(c, p, n)| Between::RemoveShadow(c, p << 12, n << 12)),
-            2 => (0u32..3, 0u64..4096)
-                .prop_map(|(c, p)| Between::RemoveShadowPageLater(c, 0x1000_0000 + (p << 12))),
+            2 => (0u32..3, 0u64..4096, pages_later())
+                .prop_map(|(c, p, n)| Between::RemoveShadowPagesLater(c, 0x1000_0000 + (p << 12), n)),
             1 => (0u32..3).prop_map(Between::Forget),
         ]
     }
@@ -2525,11 +2550,12 @@ mod tests {
                             });
                             prop_assert_eq!(map.remove_shadow_range(c, from, n), before - model.len());
                         }
-                        Between::RemoveShadowPageLater(c, page) => {
+                        Between::RemoveShadowPagesLater(c, page, n) => {
+                            let end = page + ((n as u64) << 12);
                             model.retain(|(_, m, _)| {
-                                !(m.context == c && m.l2_ipa <= page && m.l2_ipa + m.size > page)
+                                !(m.context == c && m.l2_ipa < end && m.l2_ipa + m.size > page)
                             });
-                            map.remove_shadow_page_later(c, page);
+                            map.remove_shadow_pages_later(c, page, n);
                         }
                         Between::Forget(c) => {
                             let before = model.len();
@@ -2560,7 +2586,7 @@ mod tests {
             let mut map = ReverseMap::new();
             let mut model: Vec<(u64, ShadowRef<u32>)> = Vec::new();
             for op in ops {
-                let later = matches!(op, Op::RemoveShadowPageLater(..));
+                let later = matches!(op, Op::RemoveShadowPagesLater(..));
                 match op {
                     Op::Insert(l1, s) => {
                         map.insert(l1, s).unwrap();
@@ -2591,11 +2617,16 @@ mod tests {
                             before - model.len()
                         );
                     }
-                    Op::RemoveShadowPageLater(c, page) => {
+                    Op::RemoveShadowPagesLater(c, page, n) => {
+                        let end = page + ((n as u64) << 12);
                         model.retain(|(_, m)| {
-                            !(m.context == c && m.l2_ipa <= page && m.l2_ipa + m.size > page)
+                            !(m.context == c && m.l2_ipa < end && m.l2_ipa + m.size > page)
                         });
-                        map.remove_shadow_page_later(c, page);
+                        if n == 1 {
+                            map.remove_shadow_page_later(c, page);
+                        } else {
+                            map.remove_shadow_pages_later(c, page, n);
+                        }
                     }
                     Op::Forget(c) => {
                         let before = model.len();
