@@ -1955,19 +1955,28 @@ impl<P: FramePool, T: TlbMaintenance> ShadowTable<P, T> {
             let table = tables[level];
             if level == 3 {
                 let (first, last) = (index_at(start, 3), index_at(end - 1, 3));
-                let base = start & !(BLOCK_2M - 1);
                 let mut cleared = true;
+                // The first and last leaves removed: their span is what
+                // touching each would make it.
+                let mut removed: Option<(usize, usize)> = None;
                 for (i, slot) in (first..=last).zip(&table.0[first..=last]) {
                     let descriptor = slot.load(Ordering::Relaxed);
                     if let Entry::Leaf(_) = classify(descriptor, 3) {
                         slot.store(0, Ordering::Release);
                         work.leaves += 1;
-                        work.touch(base + i as u64 * PAGE_SIZE, PAGE_SIZE);
+                        removed = Some((removed.map_or(i, |(from, _)| from), i));
                     } else {
                         // Never written by this code unless zero; kept as
                         // found.
                         cleared &= descriptor == 0;
                     }
+                }
+                if let Some((from, to)) = removed {
+                    let base = start & !(BLOCK_2M - 1);
+                    work.touch(
+                        base + from as u64 * PAGE_SIZE,
+                        (to - from + 1) as u64 * PAGE_SIZE,
+                    );
                 }
                 break Self::emptied(table, first, last, cleared);
             }
