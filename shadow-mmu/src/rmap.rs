@@ -1636,6 +1636,12 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     fn settle_pages(&mut self) {
+        // One page (a page TLBI's, then its refault): no runs to build.
+        if let [(context, l2)] = self.pending_pages[..] {
+            self.pending_pages.clear();
+            self.remove_shadow_range_now(context, l2, PAGE_SIZE);
+            return;
+        }
         // Consecutive pages of one context (a short range's, or page TLBIs
         // issued in order) go as one range removal: the same records (the
         // union of the pages' removals), in one chunk-by-chunk pass, which
