@@ -104,7 +104,10 @@ use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
     ShadowVmidError, ShadowVmids,
 };
-use crate::rmap::{L1RangeCursor, ReverseMap, RmapError, RmapHint, ShadowRef, L0_UNMAP_BATCH};
+use crate::rmap::{
+    L1RangeCursor, ReverseMap, RmapError, RmapHint, ShadowRef, L0_UNMAP_BATCH,
+    PENDING_PAGE_REMOVALS,
+};
 use crate::shadow_table::{
     FramePool, HeapFramePool, MapError, MapOutcome, PoolError, ShadowConfig, ShadowPlace,
     ShadowTable, TlbEvent, TlbMaintenance,
@@ -120,6 +123,11 @@ const PREFETCH_RANGE: u64 = 1 << 16;
 /// cache, shadow leaves and reverse-map records (a few hundred bytes each)
 /// fit in the CPU's caches.
 const PREFETCH_FROM: usize = 4096;
+
+/// A TLBI whose scope and removed leaves stay within this many pages
+/// leaves its reverse-map records to the map's next use
+/// ([`ReverseMap::remove_shadow_pages_later`]); all of them fit its queue.
+const DEFERRED_RMAP_PAGES: u64 = PENDING_PAGE_REMOVALS as u64;
 
 /// Detached shadow frames one fault under pool pressure returns at most.
 const RECLAIM_ON_PRESSURE: usize = 64;
@@ -2159,10 +2167,13 @@ where
             // the shadow tree reads upper-level entries that are in the
             // CPU's caches, and its line, asked for last, was the one the
             // call waited for (about 10 ns more at 1M).
-            // Not for a range that stays one page (the context caches no
-            // larger leaf): its records' removal waits (see below).
+            // Not for a range of at most `PENDING_PAGE_REMOVALS` pages that
+            // stays so (the context caches no larger leaf to widen it):
+            // its records' removal waits (see below).
             let largest_leaf_log2 = context.cache.largest_leaf_log2();
-            if end - first > PAGE_SIZE || largest_leaf_log2 > PAGE_SIZE.trailing_zeros() {
+            if end - first > DEFERRED_RMAP_PAGES * PAGE_SIZE
+                || largest_leaf_log2 > PAGE_SIZE.trailing_zeros()
+            {
                 self.rmap_hint.prefetch_shadow_range(
                     context.shadow_vmid(),
                     first,
@@ -2194,18 +2205,23 @@ where
                 end = end.max(base.saturating_add(size));
             },
         );
-        removed += if end - first == PAGE_SIZE {
-            // A page: the reverse map's records of it go at its next use
-            // (`remove_shadow_page_later`: nothing can tell the
-            // difference), usually the insert of the fault that follows,
-            // which reads the same lines for its own record; in a large
-            // map they are two of the five random pages this call would
-            // otherwise read (README "Invalidation performance").
-            let removed = context.shadow().unmap_range(first, PAGE_SIZE);
+        removed += if end - first <= DEFERRED_RMAP_PAGES * PAGE_SIZE {
+            // A page, or a short range (up to 16 pages, as L1 issues them
+            // for a small unmap): the reverse map's records of its pages
+            // go at the map's next use (`remove_shadow_pages_later`:
+            // nothing can tell the difference), usually the insert of the
+            // fault that follows, which reads the same lines for its own
+            // record; in a large map they are two of the five random pages
+            // a page TLBI would otherwise read (README "Invalidation
+            // performance"), and a short range's chunk-by-chunk removal
+            // cost ~1,100 instructions for 2 pages (README "Stop 32").
+            let removed = context.shadow().unmap_range(first, end - first);
             self.forget_shadow(removed);
-            self.rmap
-                .lock()
-                .remove_shadow_page_later(context.shadow_vmid(), first);
+            self.rmap.lock().remove_shadow_pages_later(
+                context.shadow_vmid(),
+                first,
+                ((end - first) / PAGE_SIZE) as usize,
+            );
             removed
         } else {
             self.unmap_shadow(context, first, end - first)

@@ -296,6 +296,10 @@ enum Step {
     /// Page TLBIs of one context over `count` pages from an L2 IPA, one
     /// by one (past 64 records, detached ones go on the detached chain).
     PageTlbis(u32, u64, u64),
+    /// Short range TLBIs of one context, each of `pages` pages (up to 16),
+    /// from an L2 IPA on, their removals left for later as the service
+    /// leaves a short range's (`remove_shadow_pages_later`).
+    ShortRangesLater(u32, u64, u64, usize),
     /// Inserts of one context's L2 pages 0..`count`, page i onto L1 page
     /// (`first` + i) mod 96 (dense steps' L1 pages): enough live records
     /// of one context at once that its long shadow ranges and page-TLBI
@@ -367,6 +371,8 @@ fn arb_dense_step() -> impl Strategy<Value = Step> {
             .prop_map(|(c, k, n)| Step::RemoveShadow(c, k << 18, n << 18)),
         4 => (0u64..96).prop_map(|p| Step::Batch(0x4000_0000 + (p << 12), 1 << 12)),
         1 => (0u32..2).prop_map(|c| Step::PageTlbis(c, 0, 256)),
+        2 => (0u32..2, 0u64..256, 1u64..20, 2usize..=16)
+            .prop_map(|(c, p, ranges, pages)| Step::ShortRangesLater(c, p << 12, ranges, pages)),
         1 => (0u32..2, 0u64..96, 96u64..256).prop_map(|(c, l1, n)| Step::Fill(c, l1, n)),
         // The same keys onto the same L1 pages as a `Fill` from 0: killed
         // records (and dead ones) live again in place, or are replaced
@@ -465,6 +471,16 @@ fn run_in(mut map: ReverseMap<u32>, steps: Vec<Step>) -> Result<(), TestCaseErro
                         map.remove_shadow_range(c, l2, 1 << 12),
                         before - model.len()
                     );
+                }
+            }
+            Step::ShortRangesLater(c, from, ranges, pages) => {
+                for range in 0..ranges {
+                    let start = from + ((range * pages as u64) << 12);
+                    let end = start + ((pages as u64) << 12);
+                    model.retain(|(_, m, _)| {
+                        !(m.context == c && m.l2_ipa < end && start < m.l2_ipa + m.size)
+                    });
+                    map.remove_shadow_pages_later(c, start, pages);
                 }
             }
             Step::RemoveRange(start, len) => {
