@@ -923,6 +923,12 @@ pub enum NestedDemo {
     /// evicts cached walks and shadow leaves, L1 still checks every value,
     /// and hv checks what the pass implies under pressure.
     FaultRateTight,
+    /// `fault-rate-smp`: the first two fault-rate passes with every vCPU
+    /// of L1 (`arch::nested_l1_fault_rate_smp`; two at three CPUs) running
+    /// the same L2 and faulting interleaved pages at once; hv prints each
+    /// pass's aggregate and per-vCPU counts and checks what holds whatever
+    /// the interleaving (`nested::fault_rate::smp`).
+    FaultRateSmp,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1241,7 +1247,7 @@ impl NestedDemo {
     pub fn is_fault_rate(self) -> bool {
         matches!(
             self,
-            Self::FaultRate | Self::FaultRateNoTlbi | Self::FaultRateTight
+            Self::FaultRate | Self::FaultRateNoTlbi | Self::FaultRateTight | Self::FaultRateSmp
         )
     }
 
@@ -1320,6 +1326,7 @@ impl Options {
                     options.nested = Some(NestedDemo::FaultRateNoTlbi)
                 }
                 "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
+                "hv.nested=fault-rate-smp" => options.nested = Some(NestedDemo::FaultRateSmp),
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=mid-change-no-retry" => {
                     options.nested = Some(NestedDemo::MidChangeNoRetry)
@@ -1753,6 +1760,11 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::FaultRateTight))
         );
         assert!(NestedDemo::FaultRateTight.is_fault_rate());
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-smp").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateSmp))
+        );
+        assert!(NestedDemo::FaultRateSmp.is_fault_rate());
         assert_eq!(
             Options::parse("hv.nested=mid-change").map(|o| o.nested),
             Ok(Some(NestedDemo::MidChange))
