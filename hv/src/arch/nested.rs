@@ -2751,8 +2751,12 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         );
         exit(ExitStatus::Failure)
     }
+    let full = match smp::full_walks(pass, n as u64) {
+        (least, most) if least == most => alloc::format!("{least}"),
+        (least, most) => alloc::format!("{least} to {most}"),
+    };
     println!(
-        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}), hits 0, misses = faults, full walks 1 to {n}, full + partial walks = misses, no retry, nothing given to L1",
+        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}), hits 0, misses = faults, full walks {full}, full + partial walks = misses, no retry, nothing given to L1",
         fault_rate::PAGES,
         each(|v| v.data),
     );

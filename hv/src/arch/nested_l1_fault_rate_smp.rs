@@ -29,8 +29,10 @@
 //! 4. vCPU 0 waits for every other vCPU's `reported` to reach p (at most
 //!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
 //!    read, x4 = n), where hv prints the pass's line and checks it; then
-//!    for pass 2 it remaps (rotation 1, break, TLBI VMALLS12E1IS, make)
-//!    and ERETs into L2 again; after the last it prints
+//!    for pass p + 1 it remaps (rotation p, break, the pass's TLBIs as
+//!    the single-vCPU case's: pass 2 VMALLS12E1IS; 3 IPAS2E1IS of every
+//!    page, then VMALLE1IS; 4 the same with IPAS2LE1IS; make) and ERETs
+//!    into L2 again; after the last it prints
 //!    `UMBRA-NESTED-PASS fault-rate-smp ...` and calls SYSTEM_OFF.
 
 use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
@@ -197,8 +199,11 @@ umbra_lfs_make:
     isb
     ret
 
-// The break: every data descriptor 0, TLBI VMALLS12E1IS, DSB. Clobbers
-// x1, x5.
+// The break of break-before-make, as the single-vCPU case's: every data
+// descriptor 0, then the TLBIs of kind x22 (1: VMALLS12E1IS; 2:
+// IPAS2E1IS of every page; 3: IPAS2LE1IS of every page; 2 and 3 then
+// VMALLE1IS for L2's stage-1 and combined entries), completed by DSB.
+// Clobbers x1, x2, x5.
 umbra_lfs_break:
     add     x5, x13, #0x4000
     mov     x1, #0
@@ -207,7 +212,23 @@ umbra_lfs_break:
     cmp     x1, #{pages}
     b.lo    1b
     dsb     ishst
+    cmp     x22, #1
+    b.ne    2f
     tlbi    vmalls12e1is
+    dsb     ish
+    ret
+2:  mov     x1, #({data_ipa} >> 12)
+    add     x2, x1, #{pages}
+3:  cmp     x22, #2
+    b.ne    4f
+    tlbi    ipas2e1is, x1
+    b       5f
+4:  tlbi    ipas2le1is, x1
+5:  add     x1, x1, #1
+    cmp     x1, x2
+    b.lo    3b
+    dsb     ish
+    tlbi    vmalle1is
     dsb     ish
     ret
 
@@ -347,11 +368,13 @@ umbra_lfs_done:
     cbnz    x0, umbra_lfs_fail
     cmp     x23, #{last}
     b.eq    umbra_lfs_all_passed
-    // The next pass: rotation (pass - 1), break, TLBI VMALLS12E1IS, make.
+    // The next pass: rotation (pass - 1), break, its TLBIs (pass - 1:
+    // VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS), make.
     add     x23, x23, #1
     adr     x4, umbra_lfs_pass
     str     x23, [x4]
     sub     x21, x23, #1
+    sub     x22, x23, #1
     bl      umbra_lfs_break
     bl      umbra_lfs_make
     // L2 again from its entry (SPSR_EL2 still its EL1h), its operands in
