@@ -30,9 +30,9 @@
 //!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
 //!    read, x4 = n), where hv prints the pass's line and checks it; then
 //!    for pass p + 1 it remaps (rotation p, break, the pass's TLBIs as
-//!    the single-vCPU case's: pass 2 VMALLS12E1IS; 3 IPAS2E1IS of every
-//!    page, then VMALLE1IS; 4 the same with IPAS2LE1IS; make) and ERETs
-//!    into L2 again; after the last it prints
+//!    the single-vCPU case's: pass 2 VMALLS12E1IS; with `smp::LAST`
+//!    raised, 3 IPAS2E1IS of every page, then VMALLE1IS, and 4 the same
+//!    with IPAS2LE1IS; make) and ERETs into L2 again; after the last it prints
 //!    `UMBRA-NESTED-PASS fault-rate-smp ...` and calls SYSTEM_OFF.
 
 use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};

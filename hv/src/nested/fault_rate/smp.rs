@@ -10,9 +10,9 @@
 //! of the pages: vCPU k of n the pages i with i mod n = k (interleaved,
 //! so the vCPUs fault into the same level-3 tables of L1, the same
 //! shadow tables and the same walk-cache region at the same time). The
-//! passes are the single-vCPU case's first four ([`LAST`]): first touch,
-//! and after L1's remap and a TLBI VMALLS12E1IS, IPAS2E1IS of every page
-//! or IPAS2LE1IS of every page. vCPU 0 alone prepares
+//! passes are the single-vCPU case's first two ([`LAST`], which says why
+//! not four): first touch, and after L1's remap and a TLBI VMALLS12E1IS.
+//! vCPU 0 alone prepares
 //! a pass and calls hv's BEGIN and END; the other vCPUs sit in L1 from
 //! their last report to the next pass's start, so the preparation's
 //! counts are the single-vCPU case's, exactly.
@@ -46,11 +46,16 @@
 use super::{Counts, Pass, PAGES};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// The passes, the single-vCPU case's first four, numbered as there: first
-/// touch, then after L1's remap and TLBI VMALLS12E1IS, IPAS2E1IS of every
-/// page, IPAS2LE1IS of every page.
-pub const LAST: u64 = 4;
-const _: () = assert!(Pass::AfterIpas2LastLevel.number() == LAST);
+/// The passes, the single-vCPU case's first ones, numbered as there:
+/// first touch, then after L1's remap and TLBI VMALLS12E1IS. L1 and
+/// [`check`] also run and check passes 3 and 4 (after IPAS2E1IS, then
+/// IPAS2LE1IS, of every page) with this at 4, green on QEMU, but their
+/// 4,096 broadcast TLBIs, each a round trip to the service that stops
+/// all three of QEMU's vCPU threads, took the run from 5 s to 57 s on the
+/// shared 2-core machine at load 7.5, past the QEMU matrix's budget for
+/// the case; on hardware they would cost little.
+pub const LAST: u64 = 2;
+const _: () = assert!(Pass::AfterVmalls12.number() == LAST && LAST <= 4);
 
 /// Pass `number` of this case, if it has one.
 pub fn pass(number: u64) -> Option<Pass> {
@@ -352,11 +357,10 @@ mod tests {
         assert_eq!(share(2, 2), 0);
         assert_eq!(pass(1), Some(Pass::FirstTouch));
         assert_eq!(pass(2), Some(Pass::AfterVmalls12));
-        assert_eq!(pass(4), Some(Pass::AfterIpas2LastLevel));
+        assert_eq!(pass(LAST + 1), None);
         assert_eq!(full_walks(Pass::FirstTouch, 2), (1, 2));
         assert_eq!(full_walks(Pass::AfterIpas2LastLevel, 2), (0, 0));
         assert_eq!(pass(0), None);
-        assert_eq!(pass(5), None);
     }
 
     #[test]
