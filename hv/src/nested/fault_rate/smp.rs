@@ -50,10 +50,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// first touch, then after L1's remap and TLBI VMALLS12E1IS. L1 and
 /// [`check`] also run and check passes 3 and 4 (after IPAS2E1IS, then
 /// IPAS2LE1IS, of every page) with this at 4, green on QEMU, but their
-/// 4,096 broadcast TLBIs, each a round trip to the service that stops
-/// all three of QEMU's vCPU threads, took the run from 5 s to 57 s on the
-/// shared 2-core machine at load 7.5, past the QEMU matrix's budget for
-/// the case; on hardware they would cost little.
+/// 4,096 TLBIs, each a round trip to the service and a broadcast that
+/// stops all three of QEMU's vCPU threads, took the run from 2.6-3.1 s to
+/// 16.5-22.5 s on the shared 2-core machine at load 2-3 and to 57 s at
+/// load 7.5, past the QEMU matrix's budget for the case (well under 60
+/// s); on hardware they would cost little.
 pub const LAST: u64 = 2;
 const _: () = assert!(Pass::AfterVmalls12.number() == LAST && LAST <= 4);
 
