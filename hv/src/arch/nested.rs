@@ -1031,7 +1031,9 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
-        NestedDemo::FaultRateSmp => super::nested_l1_fault_rate_smp::image(),
+        NestedDemo::FaultRateSmp | NestedDemo::FaultRateSmpNoTlbi => {
+            super::nested_l1_fault_rate_smp::image()
+        }
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1202,7 +1204,10 @@ pub fn run(
         ),
         skip_stage2_tlbi: matches!(
             demo,
-            NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi | NestedDemo::FaultRateNoTlbi
+            NestedDemo::DemoNoTlbi
+                | NestedDemo::LinuxNoL2Tlbi
+                | NestedDemo::FaultRateNoTlbi
+                | NestedDemo::FaultRateSmpNoTlbi
         ),
         demo,
         mode: if non_vhe {
@@ -1455,6 +1460,7 @@ pub fn run(
             NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
             NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
+            NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2181,7 +2187,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 ));
             }
             let pass = fault_rate::Pass::from_number(number);
-            if nested.demo == NestedDemo::FaultRateSmp {
+            if nested.demo.is_fault_rate_smp() {
                 fault_rate_smp_begin(vcpu, number);
             }
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
@@ -2197,7 +2203,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             vcpu.fault_rate.faults_at_begin = vcpu.fault_rate.faults;
             frame.x[0] = 0;
         }
-        FAULT_RATE_END if nested.demo == NestedDemo::FaultRateSmp => {
+        FAULT_RATE_END if nested.demo.is_fault_rate_smp() => {
             fault_rate_smp_end(nested, vcpu, frame)
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
@@ -2541,7 +2547,7 @@ fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> 
 fn fault_rate_counts(nested: &Nested, vcpu: &Vcpu) -> FaultRateCounts {
     let s = nested.service.stats();
     // `fault-rate-smp`: every vCPU's (vCPU 0 alone issues L1's TLBIs).
-    let faults = if nested.demo == NestedDemo::FaultRateSmp {
+    let faults = if nested.demo.is_fault_rate_smp() {
         FAULT_RATE_SMP_VCPUS
             .iter()
             .map(|c| c.snapshot().faults)
@@ -3098,7 +3104,7 @@ fn enter_l1_from_l2(
 ) {
     // L2's own HVCs (the case's `hvc #1` and `#2`) are L1's to take; any
     // other exception hv hands L1 here is a fault the case never expects.
-    if nested.demo == NestedDemo::FaultRateSmp && (esr >> 26) & EC_UNKNOWN_MASK != EC_HVC64 {
+    if nested.demo.is_fault_rate_smp() && (esr >> 26) & EC_UNKNOWN_MASK != EC_HVC64 {
         fault_rate_smp_to_l1(vcpu);
     }
     // After L1's EL0 under TGE (E2H = 0) the hardware SCTLR_EL1 may be the
@@ -3160,7 +3166,7 @@ fn exception_for_l1(vcpu: &Vcpu, frame: &mut GuestFrame, esr: u64, far: Option<u
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
-    if nested.demo == NestedDemo::FaultRateSmp {
+    if nested.demo.is_fault_rate_smp() {
         fault_rate_smp_to_l1(vcpu);
     }
     let entry = exception_to_vel2(
@@ -3694,7 +3700,7 @@ fn l2_exit(
                 _ => None,
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
-            if nested.demo == NestedDemo::FaultRateSmp {
+            if nested.demo.is_fault_rate_smp() {
                 if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
                     counters.fault(on_data_page, retry.is_some());
                 }
@@ -3931,7 +3937,7 @@ fn external_abort_for_l2(
     hpfar: u64,
 ) {
     mid_change::aborted();
-    if nested.demo == NestedDemo::FaultRateSmp {
+    if nested.demo.is_fault_rate_smp() {
         fault_rate_smp_to_l1(vcpu);
     }
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;

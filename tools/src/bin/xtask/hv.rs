@@ -444,6 +444,17 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=2 values=ok",
 ];
 
+/// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
+/// pass 2, on whichever vCPU reports first (each reads all 1024 of its
+/// pages through their old shadow entries: L2 page i shows L1 page i's
+/// value, page i + 1's expected; vCPU 0's first is page 0, vCPU 1's page
+/// 1, so the first value's last digit is the vCPU's).
+const FAULT_RATE_SMP_NO_TLBI_LINES: &[&str] = &[
+    "l1: L1 (fault-rate-smp): wrong values in pass 0x0000000000000002",
+    "l1: L1 (fault-rate-smp): pages with a wrong value: 0x0000000000000400",
+    "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa5700000000000",
+];
+
 /// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
 /// on every page (each read through its pass-1 shadow leaf), not merely a
 /// failure with page 0's value, which a service mapping every page to L1
@@ -899,6 +910,18 @@ const MATRIX: &[Case] = &[
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_SMP_LINES,
             status: 0,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its failure mode: hv acknowledges L1's stage-2 TLBIs without
+    // applying them (`fault-rate-no-tlbi`'s defect), so in pass 2 every
+    // vCPU's L2 reads its pages through their old shadow entries.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-no-tlbi",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_NO_TLBI_LINES,
+            status: 2,
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 3, "512M")
@@ -2127,7 +2150,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 4);
+        assert_eq!(fault_rate.len(), 5);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
