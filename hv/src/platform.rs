@@ -923,6 +923,17 @@ pub enum NestedDemo {
     /// evicts cached walks and shadow leaves, L1 still checks every value,
     /// and hv checks what the pass implies under pressure.
     FaultRateTight,
+    /// `fault-rate-smp`: the first two fault-rate passes with every vCPU
+    /// of L1 (`arch::nested_l1_fault_rate_smp`; two at three CPUs) running
+    /// the same L2 and faulting interleaved pages at once; hv prints each
+    /// pass's aggregate and per-vCPU counts and checks what holds whatever
+    /// the interleaving (`nested::fault_rate::smp`).
+    FaultRateSmp,
+    /// `fault-rate-smp-no-tlbi`: the same, but hv acknowledges L1's
+    /// stage-2 TLBIs without applying them (`fault-rate-no-tlbi`'s
+    /// defect): in pass 2 every vCPU's L2 reads its pages' old values
+    /// (this run must fail).
+    FaultRateSmpNoTlbi,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1241,8 +1252,18 @@ impl NestedDemo {
     pub fn is_fault_rate(self) -> bool {
         matches!(
             self,
-            Self::FaultRate | Self::FaultRateNoTlbi | Self::FaultRateTight
+            Self::FaultRate
+                | Self::FaultRateNoTlbi
+                | Self::FaultRateTight
+                | Self::FaultRateSmp
+                | Self::FaultRateSmpNoTlbi
         )
+    }
+
+    /// Whether this is the multi-vCPU fault-rate L1 (`fault-rate-smp` and
+    /// its failure mode).
+    pub fn is_fault_rate_smp(self) -> bool {
+        matches!(self, Self::FaultRateSmp | Self::FaultRateSmpNoTlbi)
     }
 
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
@@ -1320,6 +1341,10 @@ impl Options {
                     options.nested = Some(NestedDemo::FaultRateNoTlbi)
                 }
                 "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
+                "hv.nested=fault-rate-smp" => options.nested = Some(NestedDemo::FaultRateSmp),
+                "hv.nested=fault-rate-smp-no-tlbi" => {
+                    options.nested = Some(NestedDemo::FaultRateSmpNoTlbi)
+                }
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=mid-change-no-retry" => {
                     options.nested = Some(NestedDemo::MidChangeNoRetry)
@@ -1753,6 +1778,17 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::FaultRateTight))
         );
         assert!(NestedDemo::FaultRateTight.is_fault_rate());
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-smp").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateSmp))
+        );
+        assert!(NestedDemo::FaultRateSmp.is_fault_rate());
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-smp-no-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateSmpNoTlbi))
+        );
+        assert!(NestedDemo::FaultRateSmpNoTlbi.is_fault_rate_smp());
+        assert!(!NestedDemo::FaultRate.is_fault_rate_smp());
         assert_eq!(
             Options::parse("hv.nested=mid-change").map(|o| o.nested),
             Ok(Some(NestedDemo::MidChange))

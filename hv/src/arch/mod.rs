@@ -43,6 +43,7 @@ mod nested_gic;
 pub mod nested_l1;
 pub mod nested_l1_at;
 pub mod nested_l1_fault_rate;
+pub mod nested_l1_fault_rate_smp;
 pub mod nested_l1_gic;
 pub mod nested_l1_host;
 pub mod nested_l1_hw_timer;

@@ -530,7 +530,18 @@ struct FaultRateMarks {
     /// any L2 fault since the last END (`fault_rate_occupancy`). Only a
     /// fault adds entries; invalidations and L0 changes remove them.
     peak: fault_rate::pressure::Occupancy,
+    /// `fault-rate-smp`: every vCPU's counts at the open pass's BEGIN
+    /// (`fault_rate::smp`).
+    smp_begin: [fault_rate::smp::VcpuFaults; NESTED_VCPUS],
 }
+
+/// `fault-rate-smp`: each vCPU's counts of its L2's faults and of the
+/// exceptions hv gave its L1, read by vCPU 0's BEGIN and END
+/// (`fault_rate::smp`).
+static FAULT_RATE_SMP_VCPUS: [fault_rate::smp::VcpuCounters; NESTED_VCPUS] =
+    [const { fault_rate::smp::VcpuCounters::new() }; NESTED_VCPUS];
+/// `fault-rate-smp`: the data pages faulted since vCPU 0's BEGIN.
+static FAULT_RATE_SMP_PAGES: fault_rate::smp::PageTally = fault_rate::smp::PageTally::new();
 
 /// A vCPU's service [`Worker`], which lives in the vCPU's state behind
 /// [`VCPUS`]' lock.
@@ -1020,6 +1031,9 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
+        NestedDemo::FaultRateSmp | NestedDemo::FaultRateSmpNoTlbi => {
+            super::nested_l1_fault_rate_smp::image()
+        }
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1190,7 +1204,10 @@ pub fn run(
         ),
         skip_stage2_tlbi: matches!(
             demo,
-            NestedDemo::DemoNoTlbi | NestedDemo::LinuxNoL2Tlbi | NestedDemo::FaultRateNoTlbi
+            NestedDemo::DemoNoTlbi
+                | NestedDemo::LinuxNoL2Tlbi
+                | NestedDemo::FaultRateNoTlbi
+                | NestedDemo::FaultRateSmpNoTlbi
         ),
         demo,
         mode: if non_vhe {
@@ -1442,6 +1459,8 @@ pub fn run(
             NestedDemo::FaultRate => " (fault-rate: L1's L2 touches every one of its pages once per pass; hv prints each pass's faults, time and service counts)",
             NestedDemo::FaultRateNoTlbi => " (fault-rate-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
+            NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
+            NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2168,6 +2187,9 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 ));
             }
             let pass = fault_rate::Pass::from_number(number);
+            if nested.demo.is_fault_rate_smp() {
+                fault_rate_smp_begin(vcpu, number);
+            }
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
             }
@@ -2180,6 +2202,9 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
             vcpu.fault_rate.faults_at_begin = vcpu.fault_rate.faults;
             frame.x[0] = 0;
+        }
+        FAULT_RATE_END if nested.demo.is_fault_rate_smp() => {
+            fault_rate_smp_end(nested, vcpu, frame)
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
         MID_CHANGE if nested.mid_change.is_some() => mid_change::call(nested, vcpu, frame),
@@ -2517,12 +2542,21 @@ fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> 
     log.log(page)
 }
 
-/// This vCPU's fault count and the service's counters now (the fault-rate
-/// L1 has one vCPU).
+/// This vCPU's fault count (`fault-rate-smp`: every vCPU's) and the
+/// service's counters now (the single-vCPU cases' L1 has one vCPU).
 fn fault_rate_counts(nested: &Nested, vcpu: &Vcpu) -> FaultRateCounts {
     let s = nested.service.stats();
+    // `fault-rate-smp`: every vCPU's (vCPU 0 alone issues L1's TLBIs).
+    let faults = if nested.demo.is_fault_rate_smp() {
+        FAULT_RATE_SMP_VCPUS
+            .iter()
+            .map(|c| c.snapshot().faults)
+            .sum()
+    } else {
+        vcpu.counts.translates
+    };
     FaultRateCounts {
-        faults: vcpu.counts.translates,
+        faults,
         stage2_tlbis: vcpu.counts.stage2_tlbis,
         hits: s.hits,
         misses: s.misses,
@@ -2600,6 +2634,138 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     if pass.dirty_log_first() {
         fault_rate_dirty_log_end(vcpu);
     }
+    frame.x[0] = 0;
+}
+
+/// `fault-rate-smp`: BEGIN of pass `number`, which vCPU 0 alone calls
+/// (`fault_rate::smp`): snapshots every vCPU's counts and clears the page
+/// tally, or ends the run `FAILED` for a pass the case has not or another
+/// vCPU's call.
+fn fault_rate_smp_begin(vcpu: &mut Vcpu, number: u64) {
+    if vcpu.index != 0 || fault_rate::smp::pass(number).is_none() {
+        fault_rate_failed(format_args!(
+            "fault-rate-smp: vCPU {} began pass {number}: only vCPU 0 begins, passes 1 to {}",
+            vcpu.index,
+            fault_rate::smp::LAST
+        ));
+    }
+    vcpu.fault_rate.smp_begin = core::array::from_fn(|i| FAULT_RATE_SMP_VCPUS[i].snapshot());
+    FAULT_RATE_SMP_PAGES.take();
+}
+
+/// `fault-rate-smp`: hv gave vCPU `vcpu`'s L1 an exception other than its
+/// L2's HVC (or its L2 an abort), which the case never expects.
+fn fault_rate_smp_to_l1(vcpu: &Vcpu) {
+    if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
+        counters.to_l1();
+    }
+}
+
+/// `fault-rate-smp`'s END of a pass (vCPU 0's; x1 the pass, x2 its
+/// ticks, x3 its pages, x4 L1's vCPUs, every one of which reported its
+/// share to vCPU 0 before this call): prints the pass's line, with every
+/// vCPU's fault count, then checks it (`fault_rate::smp::check`) and
+/// prints the verdict, or ends the run `FAILED` naming the count.
+fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
+    use fault_rate::smp;
+    let (number, ticks, pages, vcpus) = (frame.x[1], frame.x[2], frame.x[3], frame.x[4]);
+    let end = fault_rate_counts(nested, vcpu);
+    let n = nested.vcpus.min(NESTED_VCPUS);
+    let (pass, begin) = match (vcpu.fault_rate.begin.take(), smp::pass(number)) {
+        (Some((begun, begin)), Some(pass))
+            if begun == number
+                && pages == fault_rate::PAGES
+                && vcpu.index == 0
+                && vcpus == n as u64 =>
+        {
+            (pass, begin)
+        }
+        _ => {
+            println!(
+                "hv: nested: fault-rate-smp: FAILED: L1 ended pass {number} ({pages} pages, {vcpus} vCPUs) on vCPU {} without beginning it there, or a pass, page or vCPU count hv does not know (L1 has {n} vCPUs)",
+                vcpu.index
+            );
+            exit(ExitStatus::Failure)
+        }
+    };
+    let prep = begin.since(&vcpu.fault_rate.last_end);
+    let window = end.since(&begin);
+    vcpu.fault_rate.last_end = end;
+    let per_vcpu: [smp::VcpuFaults; NESTED_VCPUS] = core::array::from_fn(|i| {
+        FAULT_RATE_SMP_VCPUS[i]
+            .snapshot()
+            .since(&vcpu.fault_rate.smp_begin[i])
+    });
+    let per_vcpu = &per_vcpu[..n];
+    let tally = FAULT_RATE_SMP_PAGES.take();
+    let frequency = read_sysreg!("cntfrq_el0");
+    let shown = |v: Option<u64>| match v {
+        Some(v) => alloc::format!("{v}"),
+        None => "n/a".into(),
+    };
+    let each = |count: fn(&smp::VcpuFaults) -> u64| {
+        per_vcpu
+            .iter()
+            .enumerate()
+            .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
+            .collect::<alloc::vec::Vec<_>>()
+            .join(", ")
+    };
+    // The counts the interleaving cannot change first (the test matrix
+    // matches them), then the walks (full ones: which vCPU's first fault
+    // the service walks first) and the time.
+    println!(
+        "hv: nested: fault-rate-smp: pass {number} ({}) on {n} vCPUs, pages interleaved: {} L2 faults ({}): hits {}, misses {}, invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; walks: full {}, partial {}; {ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
+        pass.describe(),
+        window.faults,
+        each(|v| v.faults),
+        window.hits,
+        window.misses,
+        window.invalidations,
+        window.evictions,
+        prep.faults,
+        prep.walks,
+        prep.stage2_tlbis,
+        prep.invalidations,
+        prep.invalidated_entries,
+        window.walks,
+        window.partial_walks,
+        shown(fault_rate::nanoseconds(ticks, frequency)),
+        shown(fault_rate::per_second(window.faults, ticks, frequency)),
+    );
+    let checked = smp::Window {
+        counts: &window,
+        vcpus: per_vcpu,
+        pages: tally,
+    };
+    if let Err(m) = smp::check(pass, &prep, &checked) {
+        let whose = match m.vcpu {
+            Some(index) => alloc::format!("vCPU {index}'s "),
+            None => alloc::string::String::new(),
+        };
+        println!(
+            "hv: nested: fault-rate-smp: FAILED: pass {number}: {} {whose}{} {} where the pass implies {} {}",
+            if m.preparation {
+                "before it,"
+            } else {
+                "in its window,"
+            },
+            m.got,
+            m.what,
+            m.relation.words(),
+            m.bound
+        );
+        exit(ExitStatus::Failure)
+    }
+    let full = match smp::full_walks(pass, n as u64) {
+        (least, most) if least == most => alloc::format!("{least}"),
+        (least, most) => alloc::format!("{least} to {most}"),
+    };
+    println!(
+        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}), hits 0, misses = faults, full walks {full}, full + partial walks = misses, no retry, nothing given to L1",
+        fault_rate::PAGES,
+        each(|v| v.data),
+    );
     frame.x[0] = 0;
 }
 
@@ -2936,6 +3102,11 @@ fn enter_l1_from_l2(
     far: u64,
     hpfar: u64,
 ) {
+    // L2's own HVCs (the case's `hvc #1` and `#2`) are L1's to take; any
+    // other exception hv hands L1 here is a fault the case never expects.
+    if nested.demo.is_fault_rate_smp() && (esr >> 26) & EC_UNKNOWN_MASK != EC_HVC64 {
+        fault_rate_smp_to_l1(vcpu);
+    }
     // After L1's EL0 under TGE (E2H = 0) the hardware SCTLR_EL1 may be the
     // one with M cleared that `load_l2_el1` gave it: L2's stays as L1
     // wrote it (nothing at EL0 writes SCTLR_EL1).
@@ -2995,6 +3166,9 @@ fn exception_for_l1(vcpu: &Vcpu, frame: &mut GuestFrame, esr: u64, far: Option<u
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
+    if nested.demo.is_fault_rate_smp() {
+        fault_rate_smp_to_l1(vcpu);
+    }
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::of_l1(frame.spsr),
@@ -3526,6 +3700,14 @@ fn l2_exit(
                 _ => None,
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
+            if nested.demo.is_fault_rate_smp() {
+                if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
+                    counters.fault(on_data_page, retry.is_some());
+                }
+                if on_data_page && retry.is_none() {
+                    FAULT_RATE_SMP_PAGES.record((l2_ipa - fault_rate::DATA_IPA) >> 12);
+                }
+            }
             if retry == Some(RetryReason::L0Changing) {
                 mid_change::resumed(MidChangeResume::ServiceRetry);
             }
@@ -3755,6 +3937,9 @@ fn external_abort_for_l2(
     hpfar: u64,
 ) {
     mid_change::aborted();
+    if nested.demo.is_fault_rate_smp() {
+        fault_rate_smp_to_l1(vcpu);
+    }
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
     let write = !fetch && lower_syndrome & (1 << 6) != 0;
     let cache_maintenance = !fetch && lower_syndrome & (1 << 8) != 0;

@@ -77,6 +77,7 @@
 use crate::shadow_selftest::memory::Arena;
 
 pub mod pressure;
+pub mod smp;
 
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a

@@ -432,6 +432,29 @@ const FAULT_RATE_TIGHT_LINES: &[&str] = &[
     "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
     "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=9 values=ok",
 ];
+/// What `fault-rate-smp` must print at three CPUs (two vCPUs of L1 and
+/// the service): each pass's counts up to its walks (which vCPU's first
+/// fault the service walks first decides the full walks, 1 or 2: hv
+/// checks that bound) and hv's verdict on it.
+const FAULT_RATE_SMP_LINES: &[&str] = &[
+    "hv: nested: fault-rate-smp: pass 1 (first touch, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; walks: full ",
+    "hv: nested: fault-rate-smp: pass 1 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 2 (after remap + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; walks: full ",
+    "hv: nested: fault-rate-smp: pass 2 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
+    "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=2 values=ok",
+];
+
+/// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
+/// pass 2, on whichever vCPU reports first (each reads all 1024 of its
+/// pages through their old shadow entries: L2 page i shows L1 page i's
+/// value, page i + 1's expected; vCPU 0's first is page 0, vCPU 1's page
+/// 1, so the first value's last digit is the vCPU's).
+const FAULT_RATE_SMP_NO_TLBI_LINES: &[&str] = &[
+    "l1: L1 (fault-rate-smp): wrong values in pass 0x0000000000000002",
+    "l1: L1 (fault-rate-smp): pages with a wrong value: 0x0000000000000400",
+    "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa5700000000000",
+];
+
 /// What its twin `fault-rate-no-tlbi` must print: L1's failure in pass 2,
 /// on every page (each read through its pass-1 shadow leaf), not merely a
 /// failure with page 0's value, which a service mapping every page to L1
@@ -875,6 +898,33 @@ const MATRIX: &[Case] = &[
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 2, "512M")
+    },
+    // The first two fault-rate passes (first touch; after a remap and
+    // TLBI VMALLS12E1IS) with two vCPUs of L1 running the same L2 (one
+    // shadow context) and faulting interleaved pages at once: three CPUs,
+    // the service on CPU 1, L1's vCPU 1 on CPU 2. L2 checks every value;
+    // hv prints the aggregate and per-vCPU counts and checks what holds
+    // whatever the interleaving (hv/README.md, "Several vCPUs at once").
+    Case {
+        hv_args: "hv.nested=fault-rate-smp",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_LINES,
+            status: 0,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its failure mode: hv acknowledges L1's stage-2 TLBIs without
+    // applying them (`fault-rate-no-tlbi`'s defect), so in pass 2 every
+    // vCPU's L2 reads its pages through their old shadow entries.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-no-tlbi",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_NO_TLBI_LINES,
+            status: 2,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
     },
     // hv's resume paths for a guest access that meets hv's own
     // break-before-make of L1's RAM (hv/README.md, "Accesses mid hv's
@@ -2100,7 +2150,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 3);
+        assert_eq!(fault_rate.len(), 5);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),

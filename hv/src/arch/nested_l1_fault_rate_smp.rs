@@ -1,0 +1,494 @@
+//! The multi-vCPU fault-rate guest hypervisor (`hv.nested=fault-rate-smp`)
+//! and its L2, assembled into hv's read-only data and copied into L1's
+//! memory as the others are (`arch::nested_l1`):
+//! `crate::nested::fault_rate::smp` has the passes and what hv checks.
+//!
+//! L1's RAM, its data pages and L2's stage 2 are the single-vCPU case's
+//! (`arch::nested_l1_fault_rate`: image at `L1_BASE`, L2's tables at +2
+//! MiB, [`PAGES`] data pages from +4 MiB with `MAGIC | j` in page j's
+//! first word, one L2 of VMID 5). vCPU k's stack is the 64 KiB below
+//! +1 MiB - k * 64 KiB, whose last word holds k (its handlers find their
+//! vCPU from SP) and the word below it the last pass it ran.
+//!
+//! vCPU 0 builds the pages and the table (rotation 0), starts vCPU 1, 2,
+//! ... with PSCI CPU_ON (context id k) until hv answers
+//! INVALID_PARAMETERS (no CPU left: n vCPUs; fewer than two fails), and
+//! ERETs into L2. Each pass p:
+//! 1. vCPU 0's L2 runs `hvc #1` (its code page faults first, before
+//!    BEGIN); vCPU 0 calls hv's BEGIN (x1 = p), reads CNTVCT_EL0, and
+//!    publishes p in `go` (store-release), then returns to its L2;
+//! 2. every other vCPU waits for `go` to reach p, then ERETs into the same
+//!    L2 (its `hvc #1` only returns);
+//! 3. vCPU k's L2 reads the pages i = k, k + n, ... (rotation p - 1),
+//!    checks each one's pattern, and reports with `hvc #2`; its L1 checks
+//!    it read its share and found no wrong value (else
+//!    `UMBRA-NESTED-FAIL` naming the vCPU) and stores p in its `reported`
+//!    word (store-release; plain words, no atomic read-modify-write, which
+//!    L1's memory, Device with its MMU off, need not support); vCPU k > 0 then waits for the next pass (or, after the
+//!    last, turns itself off with CPU_OFF);
+//! 4. vCPU 0 waits for every other vCPU's `reported` to reach p (at most
+//!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
+//!    read, x4 = n), where hv prints the pass's line and checks it; then
+//!    for pass p + 1 it remaps (rotation p, break, the pass's TLBIs as
+//!    the single-vCPU case's: pass 2 VMALLS12E1IS; with `smp::LAST`
+//!    raised, 3 IPAS2E1IS of every page, then VMALLE1IS, and 4 the same
+//!    with IPAS2LE1IS; make) and ERETs into L2 again; after the last it prints
+//!    `UMBRA-NESTED-PASS fault-rate-smp ...` and calls SYSTEM_OFF.
+
+use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
+use core::arch::global_asm;
+
+use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
+
+global_asm!(
+    l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
+    r#"
+.pushsection .rodata.umbra_lfs, "a"
+.balign 4096
+.global umbra_lfs_image
+umbra_lfs_image:
+    adr     x9, umbra_lfs_image
+    add     x10, x9, #0x100000
+    str     xzr, [x10, #-8]
+    str     xzr, [x10, #-16]
+    sub     sp, x10, #64
+    mrs     x11, CurrentEL
+    adr     x10, umbra_lfs_msg_fail_el
+    cmp     x11, #8
+    b.ne    umbra_lfs_fail
+    adr     x1, umbra_lfs_vectors
+    msr     vbar_el2, x1
+    isb
+    // Every data page's pattern: MAGIC | j in page j's first word.
+    add     x12, x9, #{data_offset}
+    UMBRA_LFS_MOV64 x3, {magic}
+    mov     x1, #0
+1:  orr     x2, x3, x1
+    add     x4, x12, x1, lsl #12
+    str     x2, [x4]
+    add     x1, x1, #1
+    cmp     x1, #{pages}
+    b.lo    1b
+    // L2's stage 2, as the single-vCPU case's: the code page under root
+    // entry 0, the data under entry 1 (level 2 at +0x3000, level 3 from
+    // +0x4000).
+    add     x13, x9, #0x200000
+    UMBRA_LFS_L2_STAGE2_TABLES umbra_lfs_l2
+    add     x1, x13, #0x3000
+    add     x2, x13, #(0x4000 + {l3_tables} * 0x1000)
+2:  str     xzr, [x1], #8
+    cmp     x1, x2
+    b.lo    2b
+    add     x1, x13, #0x3000
+    orr     x1, x1, #3
+    str     x1, [x13, #8]
+    add     x4, x13, #0x3000
+    mov     x2, #0
+3:  add     x1, x13, #0x4000
+    add     x1, x1, x2, lsl #12
+    orr     x1, x1, #3
+    str     x1, [x4, x2, lsl #3]
+    add     x2, x2, #1
+    cmp     x2, #{l3_tables}
+    b.lo    3b
+    mov     x21, #0
+    bl      umbra_lfs_make
+    UMBRA_LFS_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    isb
+    // The other vCPUs: MPIDR k, context id k, until hv has no CPU left.
+    mov     x20, #1
+4:  UMBRA_LFS_MOV64 x0, 0xc4000003
+    mov     x1, x20
+    adr     x2, umbra_lfs_secondary
+    mov     x3, x20
+    hvc     #0
+    cmn     x0, #2
+    b.eq    5f
+    mov     x11, x0
+    adr     x10, umbra_lfs_msg_cpu_on
+    cbnz    x0, umbra_lfs_fail
+    add     x20, x20, #1
+    cmp     x20, #{max_vcpus}
+    b.lo    4b
+5:  mov     x11, x20
+    adr     x10, umbra_lfs_msg_one_vcpu
+    cmp     x20, #2
+    b.lo    umbra_lfs_fail
+    adr     x4, umbra_lfs_vcpus
+    str     x20, [x4]
+    adr     x4, umbra_lfs_pass
+    mov     x1, #1
+    str     x1, [x4]
+    UMBRA_LFS_PUTS umbra_lfs_msg_enter
+    UMBRA_LFS_AT_L2_PAYLOAD
+    // L2's operands: rotation, pages, first IPA, MAGIC, stride (the
+    // vCPUs), first page (the vCPU).
+    mov     x0, #0
+    mov     x1, #{pages}
+    UMBRA_LFS_MOV64 x2, {data_ipa}
+    UMBRA_LFS_MOV64 x3, {magic}
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    mov     x6, #0
+    eret
+
+// vCPU k (x0 = k, from CPU_ON's context id): its stack, its index and
+// last pass in the stack's top words, its vectors, L2's stage 2 (the
+// same table and VMID: one shadow context for all vCPUs).
+umbra_lfs_secondary:
+    adr     x9, umbra_lfs_image
+    mov     x10, #0x100000
+    sub     x10, x10, x0, lsl #16
+    add     x10, x9, x10
+    str     x0, [x10, #-8]
+    str     xzr, [x10, #-16]
+    sub     sp, x10, #64
+    adr     x1, umbra_lfs_vectors
+    msr     vbar_el2, x1
+    isb
+    add     x13, x9, #0x200000
+    UMBRA_LFS_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
+    isb
+// vCPU k's next pass (also from its `hvc #2`, its frame dropped): wait
+// for vCPU 0's `go`, then ERET into L2 for its share.
+umbra_lfs_secondary_next:
+    mov     x4, sp
+    orr     x4, x4, #0xffff
+    ldur    x19, [x4, #-7]
+    ldur    x20, [x4, #-15]
+    add     x20, x20, #1
+    cmp     x20, #{last}
+    b.hi    umbra_lfs_secondary_off
+    stur    x20, [x4, #-15]
+    adr     x5, umbra_lfs_go
+6:  ldar    x6, [x5]
+    cmp     x6, x20
+    b.lo    6b
+    UMBRA_LFS_AT_L2_PAYLOAD
+    sub     x0, x20, #1
+    mov     x1, #{pages}
+    UMBRA_LFS_MOV64 x2, {data_ipa}
+    UMBRA_LFS_MOV64 x3, {magic}
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    mov     x6, x19
+    eret
+umbra_lfs_secondary_off:
+    UMBRA_LFS_MOV64 x0, 0x84000002
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_lfs_msg_cpu_off_returned
+    b       umbra_lfs_fail
+
+// Writes the data pages' level-3 descriptors (x13: L2's root; x9: the
+// image): L2 page i -> L1 data page (i + x21) mod PAGES, then DSB.
+// Clobbers x1, x2, x4, x5.
+umbra_lfs_make:
+    add     x5, x13, #0x4000
+    add     x4, x9, #{data_offset}
+    mov     x1, #0
+1:  add     x2, x1, x21
+    and     x2, x2, #({pages} - 1)
+    add     x2, x4, x2, lsl #12
+    orr     x2, x2, #0x7ff
+    str     x2, [x5, x1, lsl #3]
+    add     x1, x1, #1
+    cmp     x1, #{pages}
+    b.lo    1b
+    dsb     ishst
+    isb
+    ret
+
+// The break of break-before-make, as the single-vCPU case's: every data
+// descriptor 0, then the TLBIs of kind x22 (1: VMALLS12E1IS; 2:
+// IPAS2E1IS of every page; 3: IPAS2LE1IS of every page; 2 and 3 then
+// VMALLE1IS for L2's stage-1 and combined entries), completed by DSB.
+// Clobbers x1, x2, x5.
+umbra_lfs_break:
+    add     x5, x13, #0x4000
+    mov     x1, #0
+1:  str     xzr, [x5, x1, lsl #3]
+    add     x1, x1, #1
+    cmp     x1, #{pages}
+    b.lo    1b
+    dsb     ishst
+    cmp     x22, #1
+    b.ne    2f
+    tlbi    vmalls12e1is
+    dsb     ish
+    ret
+2:  mov     x1, #({data_ipa} >> 12)
+    add     x2, x1, #{pages}
+3:  cmp     x22, #2
+    b.ne    4f
+    tlbi    ipas2e1is, x1
+    b       5f
+4:  tlbi    ipas2le1is, x1
+5:  add     x1, x1, #1
+    cmp     x1, x2
+    b.lo    3b
+    dsb     ish
+    tlbi    vmalle1is
+    dsb     ish
+    ret
+
+"#,
+    l1_asm_print!("UMBRA_LFS", "umbra_lfs"),
+    l1_asm_fail!("UMBRA_LFS", "umbra_lfs"),
+    l1_asm_vectors!(
+        "UMBRA_LFS",
+        "umbra_lfs",
+        "umbra_lfs_unexpected",
+        "umbra_lfs_unexpected",
+        "umbra_lfs_lower_sync",
+        "umbra_lfs_unexpected",
+    ),
+    r#"
+
+// L2's exits on any vCPU: only its two HVCs. x19 = the vCPU (from SP).
+umbra_lfs_lower_sync:
+    UMBRA_LFS_SAVE
+    adr     x9, umbra_lfs_image
+    add     x13, x9, #0x200000
+    mov     x4, sp
+    orr     x4, x4, #0xffff
+    ldur    x19, [x4, #-7]
+    mrs     x20, esr_el2
+    ubfx    x21, x20, #26, #6
+    mov     x11, x20
+    adr     x10, umbra_lfs_msg_unexpected
+    cmp     x21, #0x16
+    b.ne    umbra_lfs_fail
+    and     x21, x20, #0xffff
+    cmp     x21, #1
+    b.eq    umbra_lfs_ready
+    cmp     x21, #2
+    b.eq    umbra_lfs_done
+    b       umbra_lfs_fail
+
+// hvc #1: L2 is about to read. On vCPU 0: hv's BEGIN, the count, `go`;
+// on the others: nothing (they ERET'd into L2 after `go`).
+umbra_lfs_ready:
+    cbnz    x19, 1f
+    adr     x4, umbra_lfs_pass
+    ldr     x1, [x4]
+    UMBRA_LFS_MOV64 x0, {begin}
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_lfs_msg_refused
+    cbnz    x0, umbra_lfs_fail
+    adr     x4, umbra_lfs_pass
+    ldr     x1, [x4]
+    isb
+    mrs     x2, cntvct_el0
+    adr     x4, umbra_lfs_start
+    str     x2, [x4]
+    adr     x4, umbra_lfs_go
+    stlr    x1, [x4]
+1:  UMBRA_LFS_RESTORE
+    eret
+
+// hvc #2: this vCPU's L2 read its share: x5 the pages read, x9 the wrong
+// values, x10 the first wrong one's page index, x11 its value.
+umbra_lfs_done:
+    adr     x4, umbra_lfs_pass
+    ldr     x23, [x4]
+    // Its share: the pages i < PAGES with i mod n = k.
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    mov     x1, #{pages}
+    sub     x1, x1, x19
+    add     x1, x1, x4
+    sub     x1, x1, #1
+    udiv    x1, x1, x4
+    ldr     x11, [sp, #40]
+    cmp     x11, x1
+    b.eq    1f
+    UMBRA_LFS_REPORT umbra_lfs_msg_vcpu, x19
+    ldr     x11, [sp, #40]
+    adr     x10, umbra_lfs_msg_bad_count
+    b       umbra_lfs_fail
+1:  ldr     x24, [sp, #72]
+    cbz     x24, 2f
+    UMBRA_LFS_REPORT umbra_lfs_msg_vcpu, x19
+    UMBRA_LFS_REPORT umbra_lfs_msg_wrong_pass, x23
+    UMBRA_LFS_REPORT umbra_lfs_msg_wrong_count, x24
+    ldr     x1, [sp, #80]
+    UMBRA_LFS_MOV64 x2, {data_ipa}
+    add     x25, x2, x1, lsl #12
+    UMBRA_LFS_REPORT umbra_lfs_msg_wrong_ipa, x25
+    ldr     x11, [sp, #88]
+    adr     x10, umbra_lfs_msg_wrong
+    b       umbra_lfs_fail
+2:  adr     x4, umbra_lfs_reported
+    add     x4, x4, x19, lsl #3
+    stlr    x23, [x4]
+    cbz     x19, 3f
+    // vCPU k > 0: its frame dropped, to its next pass.
+    add     sp, sp, #256
+    b       umbra_lfs_secondary_next
+    // vCPU 0: every other vCPU's report of this pass, within 200 s.
+3:  adr     x4, umbra_lfs_vcpus
+    ldr     x26, [x4]
+    mrs     x6, cntpct_el0
+    mrs     x7, cntfrq_el0
+    mov     x8, #200
+    madd    x6, x7, x8, x6
+    mov     x27, #1
+4:  cmp     x27, x26
+    b.hs    5f
+    adr     x4, umbra_lfs_reported
+    add     x4, x4, x27, lsl #3
+6:  ldar    x5, [x4]
+    cmp     x5, x23
+    b.hs    7f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    6b
+    mov     x11, x27
+    adr     x10, umbra_lfs_msg_no_report
+    b       umbra_lfs_fail
+7:  add     x27, x27, #1
+    b       4b
+5:  isb
+    mrs     x22, cntvct_el0
+    adr     x4, umbra_lfs_start
+    ldr     x1, [x4]
+    sub     x22, x22, x1
+    // hv's END: its line and its check of the pass's counts.
+    UMBRA_LFS_MOV64 x0, {end}
+    mov     x1, x23
+    mov     x2, x22
+    mov     x3, #{pages}
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    hvc     #0
+    mov     x11, x0
+    adr     x10, umbra_lfs_msg_refused
+    cbnz    x0, umbra_lfs_fail
+    cmp     x23, #{last}
+    b.eq    umbra_lfs_all_passed
+    // The next pass: rotation (pass - 1), break, its TLBIs (pass - 1:
+    // VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS), make.
+    add     x23, x23, #1
+    adr     x4, umbra_lfs_pass
+    str     x23, [x4]
+    sub     x21, x23, #1
+    sub     x22, x23, #1
+    bl      umbra_lfs_break
+    bl      umbra_lfs_make
+    // L2 again from its entry (SPSR_EL2 still its EL1h), its operands in
+    // the frame RESTORE loads.
+    mov     x1, #0x80000
+    msr     elr_el2, x1
+    str     x21, [sp, #0]
+    mov     x1, #{pages}
+    str     x1, [sp, #8]
+    UMBRA_LFS_MOV64 x1, {data_ipa}
+    str     x1, [sp, #16]
+    UMBRA_LFS_MOV64 x1, {magic}
+    str     x1, [sp, #24]
+    adr     x4, umbra_lfs_vcpus
+    ldr     x1, [x4]
+    str     x1, [sp, #32]
+    str     xzr, [sp, #48]
+    UMBRA_LFS_RESTORE
+    eret
+
+umbra_lfs_all_passed:
+    UMBRA_LFS_PUTS umbra_lfs_msg_pass
+    UMBRA_LFS_SYSTEM_OFF
+
+.balign 8
+umbra_lfs_pass:
+    .quad   0
+umbra_lfs_start:
+    .quad   0
+umbra_lfs_vcpus:
+    .quad   0
+umbra_lfs_go:
+    .quad   0
+umbra_lfs_reported:
+    .fill   {max_vcpus}, 8, 0
+umbra_lfs_msg_enter:    .asciz "L1 (fault-rate-smp): stage 2 for L2 built ({pages} 4 KiB pages from L2 IPA 0x40000000, VMID 5), its other vCPUs started; ERET to L2 for pass 1\n"
+umbra_lfs_msg_pass:     .asciz "UMBRA-NESTED-PASS fault-rate-smp pages={pages} passes={last} values=ok\n"
+umbra_lfs_msg_vcpu:     .asciz "L1 (fault-rate-smp): on vCPU "
+umbra_lfs_msg_wrong_pass: .asciz "L1 (fault-rate-smp): wrong values in pass "
+umbra_lfs_msg_wrong_count: .asciz "L1 (fault-rate-smp): pages with a wrong value: "
+umbra_lfs_msg_wrong_ipa: .asciz "L1 (fault-rate-smp): the first at L2 IPA "
+umbra_lfs_msg_wrong:    .asciz "L2 read another page's value (a stale or wrong translation); the first: "
+umbra_lfs_msg_bad_count: .asciz "L2 did not read its share of the pages; it read: "
+umbra_lfs_msg_no_report: .asciz "a vCPU did not report its share of the pass within 200 s: vCPU "
+umbra_lfs_msg_one_vcpu: .asciz "L1 (fault-rate-smp) needs a second vCPU (three CPUs); vCPUs: "
+umbra_lfs_msg_cpu_on:   .asciz "PSCI CPU_ON for another vCPU failed: "
+umbra_lfs_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
+umbra_lfs_msg_refused:  .asciz "hv refused the fault-rate call: "
+umbra_lfs_msg_nl:       .asciz "\n"
+umbra_lfs_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
+umbra_lfs_msg_fail_el:  .asciz "CurrentEL is not 2: "
+umbra_lfs_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
+
+// L2 (one page, MMU off): after `hvc #1`, reads page i = x6, x6 + x4,
+// ... below x1 at x2 + i * 4 KiB and compares it with x3 | ((i + x0) mod
+// x1), the pattern of the L1 page the pass maps it to; counts the pages
+// (x5) and wrong values (x9, the first's page x10 and value x11), then
+// `hvc #2`.
+.balign 4096
+umbra_lfs_l2:
+    hvc     #1
+    sub     x12, x1, #1
+    mov     x5, #0
+    mov     x9, #0
+    mov     x10, #0
+    mov     x11, #0
+    cmp     x6, x1
+    b.hs    5f
+1:  add     x8, x2, x6, lsl #12
+    ldr     x7, [x8]
+    add     x8, x6, x0
+    and     x8, x8, x12
+    orr     x8, x8, x3
+    cmp     x7, x8
+    b.ne    3f
+2:  add     x5, x5, #1
+    add     x6, x6, x4
+    cmp     x6, x1
+    b.lo    1b
+5:  hvc     #2
+    b       .
+3:  cbnz    x9, 4f
+    mov     x10, x6
+    mov     x11, x7
+4:  add     x9, x9, #1
+    b       2b
+.balign 4096
+.global umbra_lfs_image_end
+umbra_lfs_image_end:
+.popsection
+"#,
+    magic = const MAGIC,
+    pages = const PAGES,
+    data_ipa = const DATA_IPA,
+    data_offset = const DATA_OFFSET,
+    l3_tables = const PAGES / 512,
+    last = const LAST,
+    max_vcpus = const MAX_VCPUS,
+    begin = const super::nested::HVC_FAULT_RATE_BEGIN,
+    end = const super::nested::HVC_FAULT_RATE_END,
+    vtcr = const super::nested_l1::L1_VTCR,
+    vhcr = const super::nested_l1::L1_VIRTUAL_HCR,
+    vmid_shifted = const (super::nested_l1::L1_VMID_FOR_L2 << 48),
+    putc = const super::nested::HVC_CONSOLE_PUTC,
+);
+
+/// The most vCPUs L1 starts (its stacks, 64 KiB each below +1 MiB, stay
+/// above its image): hv's most (`platform::MAX_CPUS`, one CPU the
+/// service's).
+pub const MAX_VCPUS: u64 = crate::platform::MAX_CPUS as u64 - 1;
+const _: () = assert!(MAX_VCPUS >= 2 && MAX_VCPUS <= 8);
+
+assembled_image!(
+    "The fault-rate-smp L1 image's bytes (code, data and the L2 payload).",
+    umbra_lfs_image,
+    umbra_lfs_image_end
+);
