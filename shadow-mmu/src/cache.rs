@@ -773,7 +773,7 @@ pub(crate) struct WalkCache {
     /// Leaf nodes a flush left linked in the leaf table (stamped with an
     /// older flush number) that no index lists: while any is, a probe of
     /// the table cannot stand in for the index's gate
-    /// ([`WalkCache::page_without_index`]). [`WalkCache::flush`] adds the
+    /// ([`WalkCache::pages_without_index`]). [`WalkCache::flush`] adds the
     /// live leaves it hides; an insert that takes such a node's place
     /// takes one off ([`Displaced::Dead`], [`WalkCache::old_leaf_replaced`]).
     /// No other path unlinks one: an eviction only takes a live node (a
@@ -1179,7 +1179,7 @@ impl WalkCache {
                 let key = leaf_key(first + (n << size_log2), size_log2);
                 self.leaves.prefetch(self.leaf_hash(key));
             }
-            if self.page_without_index(size_log2, first, second) {
+            if self.pages_without_index(size_log2, first, second) {
                 // Its chunk is read at the index's next use, not now.
                 continue;
             }
@@ -1239,7 +1239,25 @@ impl WalkCache {
         end: u64,
         levels: Levels,
         guard: &Guard,
+        removed_leaf: impl FnMut(u64, u64),
+    ) -> usize {
+        self.invalidate_range_with(index, start, end, levels, guard, removed_leaf, true)
+    }
+
+    /// [`WalkCache::invalidate_range`]; `pages_by_probe` false sends every
+    /// size through the block index (the general path, which the tests
+    /// compare the page probes with).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn invalidate_range_with(
+        &self,
+        index: &mut CacheIndex,
+        start: u64,
+        end: u64,
+        levels: Levels,
+        guard: &Guard,
         mut removed_leaf: impl FnMut(u64, u64),
+        pages_by_probe: bool,
     ) -> usize {
         let mut removed = 0;
         if start >= end {
@@ -1284,15 +1302,34 @@ impl WalkCache {
             let size_log2 = sizes.trailing_zeros() as u8;
             sizes &= sizes - 1;
             let base = start & !((1u64 << size_log2) - 1);
-            if self.page_without_index(size_log2, base, last & !((1u64 << size_log2) - 1)) {
-                // One 4 KiB leaf, and every node the table links is one
-                // the index lists (or one waiting below): the table's probe
-                // is the gate, and the index's bit goes at its next use.
-                let key = leaf_key(base, size_log2);
-                if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
-                    index.unindex_page_later(base);
-                    removed_leaf(base, 1 << size_log2);
-                    removed += 1;
+            let last_base = last & !((1u64 << size_log2) - 1);
+            if pages_by_probe && self.pages_without_index(size_log2, base, last_base) {
+                // Up to `SHORT_RANGE_BLOCKS` 4 KiB leaves, and every node
+                // the table links is one the index lists (or one waiting
+                // below): each page's table probe is the gate (its bucket
+                // is the one `prefetch_range` asked for), and the index's
+                // bits go at its next use. A 2-page range's chunk drain
+                // cost ~600 instructions (README "Stop 32").
+                let (mut first_removed, mut last_removed) = (u64::MAX, 0);
+                let mut page = base;
+                loop {
+                    let key = leaf_key(page, size_log2);
+                    if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
+                        index.unindex_page_later(page);
+                        first_removed = first_removed.min(page);
+                        last_removed = page;
+                        removed += 1;
+                    }
+                    if page == last_base {
+                        break;
+                    }
+                    page += 1 << size_log2;
+                }
+                if first_removed <= last_removed {
+                    removed_leaf(
+                        first_removed,
+                        last_removed - first_removed + (1 << size_log2),
+                    );
                 }
                 continue;
             }
@@ -1310,9 +1347,11 @@ impl WalkCache {
     }
 
     /// Whether removing the leaves of `2^size_log2` bytes from `first` to
-    /// `last` (block bases) is a page invalidation's one 4 KiB leaf that
-    /// may skip the block index: its removal probes the leaf table alone
-    /// and leaves the index's bit to [`CacheIndex::unindex_page_later`].
+    /// `last` (block bases) is a page's or a short range's 4 KiB leaves (up
+    /// to [`SHORT_RANGE_BLOCKS`]: the buckets `prefetch_range` asks for)
+    /// that may skip the block index: their removal probes the leaf table
+    /// page by page and leaves the index's bits to
+    /// [`CacheIndex::unindex_page_later`].
     /// The index is the gate elsewhere because a flush leaves old nodes
     /// linked with no index listing them (a probe of the table would find
     /// and count such a node); while none is linked (`old_leaf_nodes` is
@@ -1321,8 +1360,10 @@ impl WalkCache {
     /// bijection of the key) is a live leaf.
     /// Larger sizes keep the gate: a block's removal widens the shadow
     /// unmap to the block. Caller holds the writer lock.
-    fn page_without_index(&self, size_log2: u8, first: u64, last: u64) -> bool {
-        size_log2 == PAGE_LOG2 && first == last && self.old_leaf_nodes.load(Ordering::Relaxed) == 0
+    fn pages_without_index(&self, size_log2: u8, first: u64, last: u64) -> bool {
+        size_log2 == PAGE_LOG2
+            && last.wrapping_sub(first) >> PAGE_LOG2 < SHORT_RANGE_BLOCKS
+            && self.old_leaf_nodes.load(Ordering::Relaxed) == 0
     }
 
     /// An insert unlinked an old node ([`Displaced::Dead`]: one the table
@@ -2007,7 +2048,7 @@ mod tests {
                         // invalidation, then the fault that caches it again.
                         if let Some(&(base, 12)) = listed.get(next() as usize % listed.len().max(1))
                         {
-                            let fast = cache.page_without_index(12, base, base);
+                            let fast = cache.pages_without_index(12, base, base);
                             let removed = cache.invalidate_range(
                                 &mut index,
                                 base,
@@ -2038,7 +2079,7 @@ mod tests {
                     cache.old_leaves_linked(&guard),
                     "seed {seed} step {step}"
                 );
-                assert_eq!(cache.page_without_index(12, BASE, BASE), old == 0);
+                assert_eq!(cache.pages_without_index(12, BASE, BASE), old == 0);
                 resumed += usize::from(gated && old == 0);
                 gated = old != 0;
                 if step % 64 == 0 {
@@ -2115,6 +2156,117 @@ mod tests {
         /// a wrong chunk hash (nothing removed), a span from the last
         /// leaf's base only (a removed leaf outside it), a removal loop
         /// skipping a chunk's last block.
+        /// The short page path (the 4 KiB leaves of a range of up to
+        /// `SHORT_RANGE_BLOCKS` pages probed in the table, their index bits
+        /// left waiting) against the general path (every size through the
+        /// block index) on two caches built and changed alike: page, 64 KiB
+        /// and 2 MiB leaves; ranges of 1-20 pages (the short path and, past
+        /// 16, the general one on both), re-inserts of pages (so waiting
+        /// bits are kept or settled), flushes (after which old nodes are
+        /// linked and the probe must not stand in for the index). After
+        /// every step: the same count removed, the same hull of reported
+        /// spans, the same live-leaf count, the same leaves linked and
+        /// found at every page; at the end, with the waiting bits settled,
+        /// the same index bits. Mutants killed: the probe loop stopping
+        /// before the range's last page; a probed page's bit not left
+        /// waiting; the probe taken while a flush's old nodes are linked;
+        /// the span from the last removed page only.
+        #[test]
+        fn short_page_ranges_remove_what_the_index_path_removes(
+            secret in proptest::prelude::any::<u64>(),
+            leaves in proptest::collection::vec((0u64..256, 0u8..16), 1..300),
+            steps in proptest::collection::vec((0u64..256, 1u64..21, 0u8..32), 1..40),
+        ) {
+            const BASE: u64 = 0x40_0000_0000;
+            let collector = epoch::Collector::new();
+            let handle = collector.register();
+            let live = AtomicU64::new(u64::MAX);
+            let guard = handle.pin();
+            let (probe, general) = (
+                WalkCache::held(Arc::new(WalkCache::new(512, 16, secret))),
+                WalkCache::held(Arc::new(WalkCache::new(512, 16, secret))),
+            );
+            let (mut probe_index, mut general_index) = (CacheIndex::default(), CacheIndex::default());
+            let (mut probe_listed, mut general_listed) = (Vec::new(), Vec::new());
+            let leaf_of = |page: u64, kind: u8| {
+                let size = match kind {
+                    0 => 21,
+                    1 => 16,
+                    _ => 12,
+                };
+                ((BASE + page * 4096) & !((1u64 << size) - 1), size)
+            };
+            for (page, kind) in leaves {
+                insert_listed(&probe, &mut probe_index, &mut probe_listed, leaf_of(page, kind), &guard);
+                insert_listed(&general, &mut general_index, &mut general_listed, leaf_of(page, kind), &guard);
+            }
+            for (page, pages, kind) in steps {
+                match kind {
+                    0..=5 => {
+                        let leaf = leaf_of(page, kind);
+                        insert_listed(&probe, &mut probe_index, &mut probe_listed, leaf, &guard);
+                        insert_listed(&general, &mut general_index, &mut general_listed, leaf, &guard);
+                    }
+                    6 => {
+                        probe.flush(&mut probe_index, &guard);
+                        general.flush(&mut general_index, &guard);
+                        probe_listed.clear();
+                        general_listed.clear();
+                    }
+                    _ => {
+                        let (start, end) = (BASE + page * 4096, BASE + (page + pages) * 4096);
+                        let hull = |spans: &[(u64, u64)]| {
+                            spans.iter().fold(None, |h: Option<(u64, u64)>, &(lo, hi)| {
+                                Some(h.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))))
+                            })
+                        };
+                        let (mut probe_spans, mut general_spans) = (Vec::new(), Vec::new());
+                        let by_probe = probe.invalidate_range_with(
+                            &mut probe_index, start, end, Levels::LeafOnly, &guard,
+                            |base, len| probe_spans.push((base, base + len)), true,
+                        );
+                        let by_index = general.invalidate_range_with(
+                            &mut general_index, start, end, Levels::LeafOnly, &guard,
+                            |base, len| general_spans.push((base, base + len)), false,
+                        );
+                        proptest::prop_assert_eq!(by_probe, by_index);
+                        proptest::prop_assert_eq!(hull(&probe_spans), hull(&general_spans));
+                        let overlaps = |&(base, size): &(u64, u8)| {
+                            base < end && start < base + (1u64 << size)
+                        };
+                        probe_listed.retain(|l| !overlaps(l));
+                        general_listed.retain(|l| !overlaps(l));
+                    }
+                }
+                proptest::prop_assert_eq!(&probe_listed, &general_listed);
+                proptest::prop_assert_eq!(probe_index.live_leaves(), general_index.live_leaves());
+                proptest::prop_assert_eq!(probe_index.live_leaves(), probe_listed.len());
+                proptest::prop_assert_eq!(
+                    probe.leaves.count_linked(&guard, |_| true),
+                    general.leaves.count_linked(&guard, |_| true)
+                );
+                for p in 0..300u64 {
+                    let ipa = BASE + p * 4096;
+                    let found = |cache: &HeldCache| {
+                        WalkCache::lookup(cache, ipa, &live, cache.hasher(), &guard)
+                            .map(|(e, _)| (e.ipa_base, e.size_log2))
+                    };
+                    proptest::prop_assert_eq!(found(&probe), found(&general), "{:#x}", ipa);
+                }
+            }
+            probe_index.settle_pages(PAGE_LOG2);
+            for p in 0..300u64 {
+                for size in [12u32, 16, 21] {
+                    let base = (BASE + p * 4096) & !((1u64 << size) - 1);
+                    proptest::prop_assert_eq!(
+                        probe_index.leaves.contains(size as u8, base, size),
+                        general_index.leaves.contains(size as u8, base, size),
+                        "{:#x} {}", base, size
+                    );
+                }
+            }
+        }
+
         #[test]
         fn range_invalidation_removes_exactly_its_scope(
             secret in proptest::prelude::any::<u64>(),
