@@ -1308,28 +1308,22 @@ impl WalkCache {
                 // the table links is one the index lists (or one waiting
                 // below): each page's table probe is the gate (its bucket
                 // is the one `prefetch_range` asked for), and the index's
-                // bits go at its next use. A 2-page range's chunk drain
-                // cost ~600 instructions (README "Stop 32").
-                let (mut first_removed, mut last_removed) = (u64::MAX, 0);
-                let mut page = base;
-                loop {
-                    let key = leaf_key(page, size_log2);
-                    if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
-                        index.unindex_page_later(page);
-                        first_removed = first_removed.min(page);
-                        last_removed = page;
-                        removed += 1;
-                    }
-                    if page == last_base {
-                        break;
-                    }
-                    page += 1 << size_log2;
-                }
-                if first_removed <= last_removed {
-                    removed_leaf(
-                        first_removed,
-                        last_removed - first_removed + (1 << size_log2),
+                // bits go at its next use.
+                if base != last_base {
+                    removed += self.remove_pages_by_probe(
+                        index,
+                        base,
+                        last_base,
+                        guard,
+                        &mut removed_leaf,
                     );
+                    continue;
+                }
+                let key = leaf_key(base, size_log2);
+                if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
+                    index.unindex_page_later(base);
+                    removed_leaf(base, 1 << size_log2);
+                    removed += 1;
                 }
                 continue;
             }
@@ -1342,6 +1336,43 @@ impl WalkCache {
                 guard,
                 &mut removed_leaf,
             );
+        }
+        removed
+    }
+
+    /// Removes the 4 KiB leaves from `first` to `last` (page bases, at
+    /// most [`SHORT_RANGE_BLOCKS`] pages, [`WalkCache::pages_without_index`]
+    /// true) by a table probe per page, each removed page's index bit left
+    /// to [`CacheIndex::unindex_page_later`], and reports their hull as one
+    /// span. A 2-page range's chunk drain through the index cost ~450
+    /// instructions more (README "Stop 32"). Out of line: the page TLBI's
+    /// one-page path stays as it was. Caller holds the writer lock.
+    #[inline(never)]
+    fn remove_pages_by_probe(
+        &self,
+        index: &mut CacheIndex,
+        first: u64,
+        last: u64,
+        guard: &Guard,
+        removed_leaf: &mut impl FnMut(u64, u64),
+    ) -> usize {
+        let (mut removed, mut lowest, mut highest) = (0, u64::MAX, 0);
+        let mut page = first;
+        loop {
+            let key = leaf_key(page, PAGE_LOG2);
+            if self.leaves.remove_batched(key, self.leaf_hash(key), guard) {
+                index.unindex_page_later(page);
+                lowest = lowest.min(page);
+                highest = page;
+                removed += 1;
+            }
+            if page == last {
+                break;
+            }
+            page += 1 << PAGE_LOG2;
+        }
+        if removed != 0 {
+            removed_leaf(lowest, highest - lowest + (1 << PAGE_LOG2));
         }
         removed
     }
