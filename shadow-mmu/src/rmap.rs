@@ -1619,15 +1619,20 @@ impl<C: ContextId> ReverseMap<C> {
     /// every record whose block overlaps the range; a record found by an
     /// earlier page is not found again). When they do not fit beside those
     /// waiting, those are completed first, so at most
-    /// [`PENDING_PAGE_REMOVALS`] ever wait.
+    /// [`PENDING_PAGE_REMOVALS`] ever wait. More pages than the queue
+    /// holds are removed now, after those waiting (review 62 R62-1: they
+    /// were cut to the queue's length, the rest's records kept live).
     #[inline]
     pub fn remove_shadow_pages_later(&mut self, context: C, l2_ipa: u64, pages: usize) {
         debug_assert_eq!(l2_ipa % PAGE_SIZE, 0, "a page's base");
-        debug_assert!(pages <= PENDING_PAGE_REMOVALS, "{pages} pages");
+        if pages > PENDING_PAGE_REMOVALS {
+            self.remove_shadow_range(context, l2_ipa, pages as u64 * PAGE_SIZE);
+            return;
+        }
         if self.pending_pages.len() + pages > PENDING_PAGE_REMOVALS {
             self.settle_pages();
         }
-        for page in 0..pages.min(PENDING_PAGE_REMOVALS) {
+        for page in 0..pages {
             self.pending_pages
                 .push((context, l2_ipa + page as u64 * PAGE_SIZE));
         }
@@ -2018,6 +2023,26 @@ mod tests {
         assert_eq!(map.len(), 0);
         assert_eq!(map.records_held(), map.pending.len());
         assert!(map.entries_in(0, u64::MAX).is_empty());
+    }
+
+    /// More pages than the queue holds are all removed, not cut to the
+    /// queue's length (review 62 R62-1: before, a debug build panicked
+    /// and a release build kept the records of the pages past the 16th).
+    #[test]
+    fn pages_later_beyond_the_queue_are_all_removed() {
+        let pages = PENDING_PAGE_REMOVALS + 4;
+        let mut map = ReverseMap::new();
+        for page in 0..=pages as u64 {
+            map.insert(0x8000_0000 + (page << 12), r(1u32, page << 12, PAGE_SIZE))
+                .unwrap();
+        }
+        map.remove_shadow_page_later(1, 0);
+        map.remove_shadow_pages_later(1, 0, pages);
+        for page in 0..pages as u64 {
+            assert!(!map.has_live(1, page << 12), "page {page}");
+        }
+        assert!(map.has_live(1, (pages as u64) << 12));
+        assert_eq!(map.len(), 1);
     }
 
     /// Pages left for later go as one range removal only where they are
