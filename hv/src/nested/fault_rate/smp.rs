@@ -425,33 +425,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn scattered_pass_needs_a_full_walk_and_no_hit() {
-        let pass = Pass::Scattered;
-        let (prep, _) = pass.expected(PAGES);
+    /// `check` of `pass` on two vCPUs, each its share, every page once.
+    fn on_halves(pass: Pass, prep: &Counts, counts: &Counts) -> Result<(), Mismatch> {
         let vcpus = halves();
-        let w = |counts| Window {
+        let window = Window {
             counts,
             vcpus: &vcpus,
             pages: (PAGES, 0),
         };
+        check(pass, prep, &window)
+    }
+
+    #[test]
+    fn scattered_pass_needs_a_full_walk_and_no_hit() {
+        let pass = Pass::Scattered;
+        let (prep, _) = pass.expected(PAGES);
         // VMALLS12E1IS dropped the data region's paths: the first walk is
         // full (one too few: a path survived the TLBI).
-        let (none, one) = (window_counts(0), window_counts(1));
         assert_eq!(
-            check(pass, &prep, &w(&none)).map_err(|m| (m.what, m.relation, m.bound, m.got)),
+            on_halves(pass, &prep, &window_counts(0))
+                .map_err(|m| (m.what, m.relation, m.bound, m.got)),
             Err(("full walks", Relation::AtLeast, 1, 0))
         );
-        assert_eq!(check(pass, &prep, &w(&one)), Ok(()));
-        // A leaf that survived the TLBI: a hit.
-        let hit = Counts {
-            hits: 1,
-            misses: PAGES - 1,
-            partial_walks: PAGES - 2,
-            ..window_counts(1)
-        };
+        assert_eq!(on_halves(pass, &prep, &window_counts(1)), Ok(()));
+        // A leaf that survived the TLBI: a hit, one miss fewer.
+        let mut hit = window_counts(1);
+        hit.hits += 1;
+        hit.misses -= 1;
+        hit.partial_walks -= 1;
         assert_eq!(
-            check(pass, &prep, &w(&hit)).map_err(|m| m.what),
+            on_halves(pass, &prep, &hit).map_err(|m| m.what),
             Err("hits")
         );
         // L1's VMALLS12E1IS never reached hv (the remap without its TLBI).
@@ -460,7 +463,7 @@ mod tests {
             ..prep
         };
         assert_eq!(
-            check(pass, &untrapped, &w(&one)).map_err(|m| (m.preparation, m.what)),
+            on_halves(pass, &untrapped, &window_counts(1)).map_err(|m| (m.preparation, m.what)),
             Err((true, "stage-2 TLBIs from L1"))
         );
     }
