@@ -2644,9 +2644,9 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 fn fault_rate_smp_begin(vcpu: &mut Vcpu, number: u64) {
     if vcpu.index != 0 || fault_rate::smp::pass(number).is_none() {
         fault_rate_failed(format_args!(
-            "fault-rate-smp: vCPU {} began pass {number}: only vCPU 0 begins, passes 1 to {}",
+            "fault-rate-smp: vCPU {} began pass {number}: only vCPU 0 begins, passes {:?}",
             vcpu.index,
-            fault_rate::smp::LAST
+            fault_rate::smp::PASSES
         ));
     }
     vcpu.fault_rate.smp_begin = core::array::from_fn(|i| FAULT_RATE_SMP_VCPUS[i].snapshot());

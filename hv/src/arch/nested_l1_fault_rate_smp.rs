@@ -19,8 +19,9 @@
 //!    publishes p in `go` (store-release), then returns to its L2;
 //! 2. every other vCPU waits for `go` to reach p, then ERETs into the same
 //!    L2 (its `hvc #1` only returns);
-//! 3. vCPU k's L2 reads the pages i = k, k + n, ... (rotation p - 1),
-//!    checks each one's pattern, and reports with `hvc #2`; its L1 checks
+//! 3. vCPU k's L2 reads the pages of the order's positions j = k, k + n,
+//!    ... (rotation p - 1; page j in order, j * SCATTER_STRIDE mod PAGES
+//!    in pass 5), checks each one's pattern, and reports with `hvc #2`; its L1 checks
 //!    it read its share and found no wrong value (else
 //!    `UMBRA-NESTED-FAIL` naming the vCPU) and stores p in its `reported`
 //!    word (store-release; plain words, no atomic read-modify-write, which
@@ -29,16 +30,19 @@
 //! 4. vCPU 0 waits for every other vCPU's `reported` to reach p (at most
 //!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
 //!    read, x4 = n), where hv prints the pass's line and checks it; then
-//!    for pass p + 1 it remaps (rotation p, break, the pass's TLBIs as
-//!    the single-vCPU case's: pass 2 VMALLS12E1IS; with `smp::LAST`
-//!    raised, 3 IPAS2E1IS of every page, then VMALLE1IS, and 4 the same
-//!    with IPAS2LE1IS; make) and ERETs into L2 again; after the last it prints
+//!    for the next pass q (p + 1, but 5 after 2: `smp::PASSES`) it remaps
+//!    (rotation q - 1, break, the pass's TLBIs as the single-vCPU case's:
+//!    passes 2 and 5 VMALLS12E1IS; with 3 and 4 in `smp::PASSES`, 3
+//!    IPAS2E1IS of every page, then VMALLE1IS, and 4 the same with
+//!    IPAS2LE1IS; make) and ERETs into L2 again; after the last it prints
 //!    `UMBRA-NESTED-PASS fault-rate-smp ...` and calls SYSTEM_OFF.
 
 use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
 use core::arch::global_asm;
 
 use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
+use crate::nested::fault_rate::smp::{SKIP_FROM, SKIP_TO};
+use crate::nested::fault_rate::{Pass, SCATTER_STRIDE};
 
 global_asm!(
     l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
@@ -122,7 +126,8 @@ umbra_lfs_image:
     UMBRA_LFS_PUTS umbra_lfs_msg_enter
     UMBRA_LFS_AT_L2_PAYLOAD
     // L2's operands: rotation, pages, first IPA, MAGIC, stride (the
-    // vCPUs), first page (the vCPU).
+    // vCPUs), first position (the vCPU), the order's multiplier (pass 1:
+    // in order).
     mov     x0, #0
     mov     x1, #{pages}
     UMBRA_LFS_MOV64 x2, {data_ipa}
@@ -130,6 +135,7 @@ umbra_lfs_image:
     adr     x4, umbra_lfs_vcpus
     ldr     x4, [x4]
     mov     x6, #0
+    mov     x13, #1
     eret
 
 // vCPU k (x0 = k, from CPU_ON's context id): its stack, its index and
@@ -157,6 +163,9 @@ umbra_lfs_secondary_next:
     ldur    x19, [x4, #-7]
     ldur    x20, [x4, #-15]
     add     x20, x20, #1
+    cmp     x20, #{skip_from}
+    mov     x5, #{skip_to}
+    csel    x20, x5, x20, eq
     cmp     x20, #{last}
     b.hi    umbra_lfs_secondary_off
     stur    x20, [x4, #-15]
@@ -172,6 +181,10 @@ umbra_lfs_secondary_next:
     adr     x4, umbra_lfs_vcpus
     ldr     x4, [x4]
     mov     x6, x19
+    mov     x13, #1
+    cmp     x20, #{scattered}
+    mov     x7, #{stride}
+    csel    x13, x7, x13, eq
     eret
 umbra_lfs_secondary_off:
     UMBRA_LFS_MOV64 x0, 0x84000002
@@ -368,13 +381,20 @@ umbra_lfs_done:
     cbnz    x0, umbra_lfs_fail
     cmp     x23, #{last}
     b.eq    umbra_lfs_all_passed
-    // The next pass: rotation (pass - 1), break, its TLBIs (pass - 1:
-    // VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS), make.
+    // The next pass (5 after 2: `smp::PASSES`): rotation (pass - 1),
+    // break, its TLBIs (pass - 1: VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS;
+    // pass 5's VMALLS12E1IS), make.
     add     x23, x23, #1
+    cmp     x23, #{skip_from}
+    mov     x1, #{skip_to}
+    csel    x23, x1, x23, eq
     adr     x4, umbra_lfs_pass
     str     x23, [x4]
     sub     x21, x23, #1
     sub     x22, x23, #1
+    cmp     x23, #{scattered}
+    mov     x1, #1
+    csel    x22, x1, x22, eq
     bl      umbra_lfs_break
     bl      umbra_lfs_make
     // L2 again from its entry (SPSR_EL2 still its EL1h), its operands in
@@ -392,6 +412,11 @@ umbra_lfs_done:
     ldr     x1, [x4]
     str     x1, [sp, #32]
     str     xzr, [sp, #48]
+    mov     x1, #1
+    cmp     x23, #{scattered}
+    mov     x2, #{stride}
+    csel    x1, x2, x1, eq
+    str     x1, [sp, #104]
     UMBRA_LFS_RESTORE
     eret
 
@@ -411,7 +436,7 @@ umbra_lfs_go:
 umbra_lfs_reported:
     .fill   {max_vcpus}, 8, 0
 umbra_lfs_msg_enter:    .asciz "L1 (fault-rate-smp): stage 2 for L2 built ({pages} 4 KiB pages from L2 IPA 0x40000000, VMID 5), its other vCPUs started; ERET to L2 for pass 1\n"
-umbra_lfs_msg_pass:     .asciz "UMBRA-NESTED-PASS fault-rate-smp pages={pages} passes={last} values=ok\n"
+umbra_lfs_msg_pass:     .asciz "UMBRA-NESTED-PASS fault-rate-smp pages={pages} passes=1,2,{skip_to} values=ok\n"
 umbra_lfs_msg_vcpu:     .asciz "L1 (fault-rate-smp): on vCPU "
 umbra_lfs_msg_wrong_pass: .asciz "L1 (fault-rate-smp): wrong values in pass "
 umbra_lfs_msg_wrong_count: .asciz "L1 (fault-rate-smp): pages with a wrong value: "
@@ -428,11 +453,12 @@ umbra_lfs_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
 umbra_lfs_msg_fail_el:  .asciz "CurrentEL is not 2: "
 umbra_lfs_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 
-// L2 (one page, MMU off): after `hvc #1`, reads page i = x6, x6 + x4,
-// ... below x1 at x2 + i * 4 KiB and compares it with x3 | ((i + x0) mod
-// x1), the pattern of the L1 page the pass maps it to; counts the pages
-// (x5) and wrong values (x9, the first's page x10 and value x11), then
-// `hvc #2`.
+// L2 (one page, MMU off): after `hvc #1`, for the positions j = x6, x6 +
+// x4, ... below x1 reads page i = j * x13 mod x1 (x13 1 in order, odd
+// to scatter: a permutation) at x2 + i * 4 KiB and compares it with x3 |
+// ((i + x0) mod x1), the pattern of the L1 page the pass maps it to;
+// counts the pages (x5) and wrong values (x9, the first's page x10 and
+// value x11), then `hvc #2`.
 .balign 4096
 umbra_lfs_l2:
     hvc     #1
@@ -443,9 +469,11 @@ umbra_lfs_l2:
     mov     x11, #0
     cmp     x6, x1
     b.hs    5f
-1:  add     x8, x2, x6, lsl #12
+1:  mul     x14, x6, x13
+    and     x14, x14, x12
+    add     x8, x2, x14, lsl #12
     ldr     x7, [x8]
-    add     x8, x6, x0
+    add     x8, x14, x0
     and     x8, x8, x12
     orr     x8, x8, x3
     cmp     x7, x8
@@ -457,7 +485,7 @@ umbra_lfs_l2:
 5:  hvc     #2
     b       .
 3:  cbnz    x9, 4f
-    mov     x10, x6
+    mov     x10, x14
     mov     x11, x7
 4:  add     x9, x9, #1
     b       2b
@@ -472,6 +500,10 @@ umbra_lfs_image_end:
     data_offset = const DATA_OFFSET,
     l3_tables = const PAGES / 512,
     last = const LAST,
+    skip_from = const SKIP_FROM,
+    skip_to = const SKIP_TO,
+    scattered = const Pass::Scattered.number(),
+    stride = const SCATTER_STRIDE,
     max_vcpus = const MAX_VCPUS,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
     end = const super::nested::HVC_FAULT_RATE_END,

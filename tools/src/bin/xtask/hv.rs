@@ -441,7 +441,9 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 1 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 2 (after remap + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; walks: full ",
     "hv: nested: fault-rate-smp: pass 2 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
-    "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=2 values=ok",
+    "hv: nested: fault-rate-smp: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; walks: full ",
+    "hv: nested: fault-rate-smp: pass 5 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
+    "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=1,2,5 values=ok",
 ];
 
 /// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
