@@ -89,6 +89,10 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
     }
     let s = service_with(mem, budget, contexts);
     let w = s.worker();
+    // Each region's pages and the four after it.
+    let checked_ipas: Vec<u64> = (0..REGIONS)
+        .flat_map(|r| (0..PAGES + 4).map(move |p| L2_BASE + r * BLOCK + (p << 12)))
+        .collect();
     for step in 0..steps {
         let what = rng.below(20);
         let k = rng.below(trees.len() as u64) as usize;
@@ -205,26 +209,14 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
         }
         // Every shadow leaf agrees with L1's tables now (L1 TLBIs after
         // every change it makes).
-        for (i, tree) in trees.iter().enumerate() {
-            let key = tree.tables.key(tree.vmid);
-            for r in 0..REGIONS {
-                for p in 0..PAGES + 4 {
-                    let ipa = L2_BASE + r * BLOCK + (p << 12);
-                    if let Some(m) = s.shadow_lookup(&w, &key, ipa) {
-                        let got = m.pa_base + (ipa - m.l2_ipa_base) - PA_OFFSET;
-                        assert_eq!(
-                            Some(got),
-                            tree.expected(ipa),
-                            "seed {seed:#x} step {step} ({note}): key {i} {ipa:#x} shadowed stale"
-                        );
-                    }
-                }
-            }
-        }
-        assert_eq!(
-            s.shadow_leaves(),
-            s.reverse_map_records(),
-            "seed {seed:#x} step {step} ({note}): shadow leaves != live records"
+        check_shadows_follow_l1(
+            &s,
+            &w,
+            trees
+                .iter()
+                .map(|t| (t.tables.key(t.vmid), |ipa| t.expected(ipa))),
+            &checked_ipas,
+            &format!("seed {seed:#x} step {step} ({note})"),
         );
     }
     if std::env::var("R25_STATS").is_ok() {

@@ -2743,19 +2743,14 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
             Some(index) => alloc::format!("vCPU {index}'s "),
             None => alloc::string::String::new(),
         };
-        println!(
-            "hv: nested: fault-rate-smp: FAILED: pass {number}: {} {whose}{} {} where the pass implies {} {}",
-            if m.preparation {
-                "before it,"
-            } else {
-                "in its window,"
-            },
-            m.got,
-            m.what,
-            m.relation.words(),
-            m.bound
-        );
-        exit(ExitStatus::Failure)
+        fault_rate_pass_failed(
+            "fault-rate-smp",
+            number,
+            m.preparation,
+            format_args!("{whose}{} {}", m.got, m.what),
+            m.relation,
+            m.bound,
+        )
     }
     let full = match smp::full_walks(pass, n as u64) {
         (least, most) if least == most => alloc::format!("{least}"),
@@ -2767,6 +2762,30 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         each(|v| v.data),
     );
     frame.x[0] = 0;
+}
+
+/// Ends a fault-rate `case` (`fault-rate-smp`, `fault-rate-tight`) whose
+/// pass `number` has a `count` ("<got> <what>") out of its bound: "FAILED:
+/// pass N: before it, / in its window, <count> where the pass implies
+/// <relation> <bound>".
+fn fault_rate_pass_failed(
+    case: &str,
+    number: u64,
+    preparation: bool,
+    count: core::fmt::Arguments,
+    relation: fault_rate::Relation,
+    bound: u64,
+) -> ! {
+    let when = if preparation {
+        "before it,"
+    } else {
+        "in its window,"
+    };
+    println!(
+        "hv: nested: {case}: FAILED: pass {number}: {when} {count} where the pass implies {} {bound}",
+        relation.words()
+    );
+    exit(ExitStatus::Failure)
 }
 
 /// `fault-rate-tight`'s END of a pass (after its line): checks the
@@ -2796,19 +2815,14 @@ fn fault_rate_pressure_end(
         window,
         &window_faults,
     ) {
-        println!(
-            "hv: nested: fault-rate-tight: FAILED: pass {number}: {} {} {} where the pass implies {} {}",
-            if m.preparation {
-                "before it,"
-            } else {
-                "in its window,"
-            },
-            m.got,
-            m.what,
-            m.relation.words(),
-            m.bound
-        );
-        exit(ExitStatus::Failure)
+        fault_rate_pass_failed(
+            "fault-rate-tight",
+            number,
+            m.preparation,
+            format_args!("{} {}", m.got, m.what),
+            m.relation,
+            m.bound,
+        )
     }
     // The most the service held after any fault since the last END, and
     // what it holds now.

@@ -211,33 +211,7 @@ impl Faults {
     }
 }
 
-/// How a count must relate to what the pass implies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Relation {
-    Exactly,
-    AtLeast,
-    AtMost,
-}
-
-impl Relation {
-    fn holds(self, got: u64, bound: u64) -> bool {
-        match self {
-            Relation::Exactly => got == bound,
-            Relation::AtLeast => got >= bound,
-            Relation::AtMost => got <= bound,
-        }
-    }
-
-    /// For hv's FAILED line: "<got> <what> where the pass implies <this>
-    /// <bound>".
-    pub fn words(self) -> &'static str {
-        match self {
-            Relation::Exactly => "exactly",
-            Relation::AtLeast => "at least",
-            Relation::AtMost => "at most",
-        }
-    }
-}
+pub use super::Relation;
 
 /// Why a pass under pressure is not what it implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
