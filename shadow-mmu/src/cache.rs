@@ -706,7 +706,7 @@ const INLINE_DROP_CHUNKS: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PageRemoval {
     ByProbe,
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     ByIndex,
 }
 
