@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange};
-use shadow_mmu::service::{HostBackend, Service, Translated};
+use shadow_mmu::service::{HostBackend, Service};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
 
@@ -106,17 +106,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                     let ipa = L2_BASE + (p << 12);
                     let t = read(&s, &w, &key, ipa);
                     let want = trees[k].expected(ipa);
-                    match t {
-                        Translated::Mapped(_) => {
-                            let got = pa_of(&t, ipa).map(|pa| pa - pa_offset);
-                            assert_eq!(got, want, "seed {seed:#x} step {step}");
-                        }
-                        Translated::Inject(_) => {
-                            assert_eq!(want, None, "seed {seed:#x} step {step}: {ipa:#x}")
-                        }
-                        Translated::Retry(_) => {}
-                        other => panic!("seed {seed:#x} step {step}: {other:?}"),
-                    }
+                    check_fault_follows_l1(&t, ipa, want, &format!("seed {seed:#x} step {step}"));
                 }
                 format!("faults key {k} pages {first}+{n}")
             }

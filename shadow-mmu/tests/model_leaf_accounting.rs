@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
-use shadow_mmu::service::Translated;
 use walker::Granule;
 
 const L2_BASE: u64 = 0x8000_0000;
@@ -102,17 +101,7 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
                 let ipa = page_ipa(&mut rng);
                 let t = read(&s, &w, &trees[k].tables.key(trees[k].vmid), ipa);
                 let want = trees[k].expected(ipa);
-                match t {
-                    Translated::Mapped(m) => {
-                        let got = pa_of(&t, ipa).map(|pa| pa - PA_OFFSET);
-                        assert_eq!(got, want, "seed {seed:#x} step {step}: {m:?}");
-                    }
-                    Translated::Inject(_) => {
-                        assert_eq!(want, None, "seed {seed:#x} step {step}: {ipa:#x}")
-                    }
-                    Translated::Retry(_) => {}
-                    other => panic!("seed {seed:#x} step {step}: {other:?}"),
-                }
+                check_fault_follows_l1(&t, ipa, want, &format!("seed {seed:#x} step {step}"));
                 note = format!("translate key {k} {ipa:#x}");
             }
             12..=15 => {

@@ -628,3 +628,19 @@ pub fn check_shadows_follow_l1<F: Fn(u64) -> Option<u64>>(
         "{step}: shadow leaves != live records"
     );
 }
+
+/// The model tests' check of one fault at `ipa`: a mapping must give the
+/// L1 IPA L1's tables give (`want`), an injected fault only where they map
+/// nothing; a retry is fine; anything else fails. `step` names the seed
+/// and step in a failure.
+pub fn check_fault_follows_l1(t: &Translated, ipa: u64, want: Option<u64>, step: &str) {
+    match t {
+        Translated::Mapped(m) => {
+            let got = pa_of(t, ipa).map(|pa| pa - PA_OFFSET);
+            assert_eq!(got, want, "{step}: {ipa:#x} {m:?}");
+        }
+        Translated::Inject(_) => assert_eq!(want, None, "{step}: {ipa:#x}"),
+        Translated::Retry(_) => {}
+        other => panic!("{step}: {ipa:#x} {other:?}"),
+    }
+}
