@@ -699,6 +699,17 @@ impl CacheIndex {
 /// left to the epoch collector.
 const INLINE_DROP_CHUNKS: usize = 64;
 
+/// How [`WalkCache::invalidate_range`] finds the 4 KiB leaves of a short
+/// range: by probing the table for each page (what it does), or through
+/// the block index as every other size (the general path the tests
+/// compare it with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageRemoval {
+    ByProbe,
+    #[cfg(all(test, not(loom)))]
+    ByIndex,
+}
+
 /// Which cached entries an IPA invalidation removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Levels {
@@ -1241,12 +1252,13 @@ impl WalkCache {
         guard: &Guard,
         removed_leaf: impl FnMut(u64, u64),
     ) -> usize {
-        self.invalidate_range_with(index, start, end, levels, guard, removed_leaf, true)
+        let pages = PageRemoval::ByProbe;
+        self.invalidate_range_with(index, start, end, levels, guard, removed_leaf, pages)
     }
 
-    /// [`WalkCache::invalidate_range`]; `pages_by_probe` false sends every
-    /// size through the block index (the general path, which the tests
-    /// compare the page probes with).
+    /// [`WalkCache::invalidate_range`] with the page leaves removed as
+    /// `pages` says ([`PageRemoval::ByIndex`] is the general path, which
+    /// the tests compare the page probes with).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn invalidate_range_with(
@@ -1257,7 +1269,7 @@ impl WalkCache {
         levels: Levels,
         guard: &Guard,
         mut removed_leaf: impl FnMut(u64, u64),
-        pages_by_probe: bool,
+        pages: PageRemoval,
     ) -> usize {
         let mut removed = 0;
         if start >= end {
@@ -1303,7 +1315,8 @@ impl WalkCache {
             sizes &= sizes - 1;
             let base = start & !((1u64 << size_log2) - 1);
             let last_base = last & !((1u64 << size_log2) - 1);
-            if pages_by_probe && self.pages_without_index(size_log2, base, last_base) {
+            if pages == PageRemoval::ByProbe && self.pages_without_index(size_log2, base, last_base)
+            {
                 // Up to `SHORT_RANGE_BLOCKS` 4 KiB leaves, and every node
                 // the table links is one the index lists (or one waiting
                 // below): each page's table probe is the gate (its bucket
@@ -2254,11 +2267,11 @@ mod tests {
                         let (mut probe_spans, mut general_spans) = (Vec::new(), Vec::new());
                         let by_probe = probe.invalidate_range_with(
                             &mut probe_index, start, end, Levels::LeafOnly, &guard,
-                            |base, len| probe_spans.push((base, base + len)), true,
+                            |base, len| probe_spans.push((base, base + len)), PageRemoval::ByProbe,
                         );
                         let by_index = general.invalidate_range_with(
                             &mut general_index, start, end, Levels::LeafOnly, &guard,
-                            |base, len| general_spans.push((base, base + len)), false,
+                            |base, len| general_spans.push((base, base + len)), PageRemoval::ByIndex,
                         );
                         proptest::prop_assert_eq!(by_probe, by_index);
                         proptest::prop_assert_eq!(hull(&probe_spans), hull(&general_spans));

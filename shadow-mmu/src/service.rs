@@ -645,10 +645,18 @@ pub struct Stats {
     pub recycled_contexts: u64,
     /// Translations refused because an invalidation raced with them.
     pub raced: u64,
-    /// Translations answered `Retry(L0Changing)`: L0's mapping of the L1
-    /// IPA, or of a page of L1's table the walk read, was in the middle of
-    /// its break-before-make.
-    pub l0_changing: u64,
+    /// Translations answered `Retry(L0Changing)` because L0's mapping of
+    /// the leaf's output (the L1 IPA of L1's RAM the access reaches,
+    /// [`crate::compose::Composition::L0Changing`]) was in the middle of its
+    /// break-before-make: L0 is moving or changing the memory itself.
+    pub l0_changing_output: u64,
+    /// Translations answered `Retry(L0Changing)` because L0's mapping of a
+    /// page of L1's stage-2 table the walk read or updated was in the
+    /// middle of its break-before-make ([`walker::WalkError::HostChanging`]):
+    /// L0 is changing the memory L1's tables live in, not the access's
+    /// target. Apart from [`Stats::l0_changing_output`]: the two point at
+    /// different L0 changes.
+    pub l0_changing_table: u64,
 }
 
 /// One worker's counters. Loom atomics under `--cfg loom` (the handover
@@ -670,7 +678,8 @@ struct Counters {
     evictions: AtomicU64,
     recycled_contexts: AtomicU64,
     raced: AtomicU64,
-    l0_changing: AtomicU64,
+    l0_changing_output: AtomicU64,
+    l0_changing_table: AtomicU64,
 }
 
 /// Adds to one of a [`Worker`]'s counters. Each counter has one writer,
@@ -700,7 +709,8 @@ impl Counters {
         s.evictions += get(&self.evictions);
         s.recycled_contexts += get(&self.recycled_contexts);
         s.raced += get(&self.raced);
-        s.l0_changing += get(&self.l0_changing);
+        s.l0_changing_output += get(&self.l0_changing_output);
+        s.l0_changing_table += get(&self.l0_changing_table);
     }
 }
 
@@ -1572,7 +1582,7 @@ where
                     // its own translation fault, resolved by waiting;
                     // nothing walked, nothing cached.
                     Err(WalkError::HostChanging(_)) => {
-                        bump(&counters.l0_changing, 1);
+                        bump(&counters.l0_changing_table, 1);
                         return Translated::Retry(Retry::L0Changing);
                     }
                 }
@@ -1623,7 +1633,7 @@ where
             // with). A retry gives no result and so needs no check against
             // invalidations: L2 faults again and is translated afresh.
             Ok(Composition::L0Changing { .. }) => {
-                bump(&counters.l0_changing, 1);
+                bump(&counters.l0_changing_output, 1);
                 return Translated::Retry(Retry::L0Changing);
             }
             Err(e) => return Translated::Unshadowable(Refusal::Compose(e)),

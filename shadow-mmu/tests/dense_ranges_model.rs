@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange};
-use shadow_mmu::service::{HostBackend, Service, Translated};
+use shadow_mmu::service::{HostBackend, Service};
 use shadow_mmu::shadow_table::ShadowConfig;
 use walker::Granule;
 
@@ -90,6 +90,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
     let s = Service::new(config, mem, l0_map_at(pa_offset), backend).expect("service");
     let w = s.worker();
     let span = REGIONS * PAGES;
+    let checked_ipas: Vec<u64> = (0..span).map(|p| L2_BASE + (p << 12)).collect();
     for step in 0..steps {
         let what = rng.below(20);
         // 0-7 faults, 8-11 range TLBIs, 12-13 page TLBIs, 14-16 L0 unmaps,
@@ -105,17 +106,7 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                     let ipa = L2_BASE + (p << 12);
                     let t = read(&s, &w, &key, ipa);
                     let want = trees[k].expected(ipa);
-                    match t {
-                        Translated::Mapped(_) => {
-                            let got = pa_of(&t, ipa).map(|pa| pa - pa_offset);
-                            assert_eq!(got, want, "seed {seed:#x} step {step}");
-                        }
-                        Translated::Inject(_) => {
-                            assert_eq!(want, None, "seed {seed:#x} step {step}: {ipa:#x}")
-                        }
-                        Translated::Retry(_) => {}
-                        other => panic!("seed {seed:#x} step {step}: {other:?}"),
-                    }
+                    check_fault_follows_l1(&t, ipa, want, &format!("seed {seed:#x} step {step}"));
                 }
                 format!("faults key {k} pages {first}+{n}")
             }
@@ -217,24 +208,14 @@ fn run_on(seed: u64, steps: usize, contexts: usize, budget: usize, shadow: Shado
                 format!("vmalls12e1 vmid {vmid}")
             }
         };
-        for (i, tree) in trees.iter().enumerate() {
-            let key = tree.tables.key(tree.vmid);
-            for p in 0..span {
-                let ipa = L2_BASE + (p << 12);
-                if let Some(m) = s.shadow_lookup(&w, &key, ipa) {
-                    let got = m.pa_base + (ipa - m.l2_ipa_base) - pa_offset;
-                    assert_eq!(
-                        Some(got),
-                        tree.expected(ipa),
-                        "seed {seed:#x} step {step} ({note}): key {i} {ipa:#x} shadowed stale"
-                    );
-                }
-            }
-        }
-        assert_eq!(
-            s.shadow_leaves(),
-            s.reverse_map_records(),
-            "seed {seed:#x} step {step} ({note}): shadow leaves != live records"
+        check_shadows_follow_l1(
+            &s,
+            &w,
+            trees
+                .iter()
+                .map(|t| (t.tables.key(t.vmid), |ipa| t.expected(ipa))),
+            &checked_ipas,
+            &format!("seed {seed:#x} step {step} ({note})"),
         );
     }
     if std::env::var("DENSE_MODEL_STATS").is_ok() {

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, IpaScope, TtlHint};
-use shadow_mmu::service::Translated;
 use walker::Granule;
 
 const L2_BASE: u64 = 0x8000_0000;
@@ -89,6 +88,10 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
     }
     let s = service_with(mem, budget, contexts);
     let w = s.worker();
+    // Each region's pages and the four after it.
+    let checked_ipas: Vec<u64> = (0..REGIONS)
+        .flat_map(|r| (0..PAGES + 4).map(move |p| L2_BASE + r * BLOCK + (p << 12)))
+        .collect();
     for step in 0..steps {
         let what = rng.below(20);
         let k = rng.below(trees.len() as u64) as usize;
@@ -98,17 +101,7 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
                 let ipa = page_ipa(&mut rng);
                 let t = read(&s, &w, &trees[k].tables.key(trees[k].vmid), ipa);
                 let want = trees[k].expected(ipa);
-                match t {
-                    Translated::Mapped(m) => {
-                        let got = pa_of(&t, ipa).map(|pa| pa - PA_OFFSET);
-                        assert_eq!(got, want, "seed {seed:#x} step {step}: {m:?}");
-                    }
-                    Translated::Inject(_) => {
-                        assert_eq!(want, None, "seed {seed:#x} step {step}: {ipa:#x}")
-                    }
-                    Translated::Retry(_) => {}
-                    other => panic!("seed {seed:#x} step {step}: {other:?}"),
-                }
+                check_fault_follows_l1(&t, ipa, want, &format!("seed {seed:#x} step {step}"));
                 note = format!("translate key {k} {ipa:#x}");
             }
             12..=15 => {
@@ -205,26 +198,14 @@ fn run(seed: u64, steps: usize, contexts: usize, budget: usize) {
         }
         // Every shadow leaf agrees with L1's tables now (L1 TLBIs after
         // every change it makes).
-        for (i, tree) in trees.iter().enumerate() {
-            let key = tree.tables.key(tree.vmid);
-            for r in 0..REGIONS {
-                for p in 0..PAGES + 4 {
-                    let ipa = L2_BASE + r * BLOCK + (p << 12);
-                    if let Some(m) = s.shadow_lookup(&w, &key, ipa) {
-                        let got = m.pa_base + (ipa - m.l2_ipa_base) - PA_OFFSET;
-                        assert_eq!(
-                            Some(got),
-                            tree.expected(ipa),
-                            "seed {seed:#x} step {step} ({note}): key {i} {ipa:#x} shadowed stale"
-                        );
-                    }
-                }
-            }
-        }
-        assert_eq!(
-            s.shadow_leaves(),
-            s.reverse_map_records(),
-            "seed {seed:#x} step {step} ({note}): shadow leaves != live records"
+        check_shadows_follow_l1(
+            &s,
+            &w,
+            trees
+                .iter()
+                .map(|t| (t.tables.key(t.vmid), |ipa| t.expected(ipa))),
+            &checked_ipas,
+            &format!("seed {seed:#x} step {step} ({note})"),
         );
     }
     if std::env::var("R25_STATS").is_ok() {

@@ -27,6 +27,9 @@ macro_rules! assembled_image {
 // declared before the `nested_l1*` modules that use them).
 #[macro_use]
 mod nested_l1_asm;
+// The fault-rate guests' shared assembly (macros, as above).
+#[macro_use]
+mod nested_l1_fault_rate_asm;
 // The failure report the EL1 probes share (a macro, so declared before
 // them).
 #[macro_use]

@@ -2200,6 +2200,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                 fault_rate_dirty_log_stop(nested, vcpu);
             }
             vcpu.fault_rate.begin = Some((number, fault_rate_counts(nested, vcpu)));
+            note_service_l0_changing(nested, vcpu);
             vcpu.fault_rate.faults_at_begin = vcpu.fault_rate.faults;
             frame.x[0] = 0;
         }
@@ -2743,19 +2744,14 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
             Some(index) => alloc::format!("vCPU {index}'s "),
             None => alloc::string::String::new(),
         };
-        println!(
-            "hv: nested: fault-rate-smp: FAILED: pass {number}: {} {whose}{} {} where the pass implies {} {}",
-            if m.preparation {
-                "before it,"
-            } else {
-                "in its window,"
-            },
-            m.got,
-            m.what,
-            m.relation.words(),
-            m.bound
-        );
-        exit(ExitStatus::Failure)
+        fault_rate_pass_failed(
+            "fault-rate-smp",
+            number,
+            m.preparation,
+            format_args!("{whose}{} {}", m.got, m.what),
+            m.relation,
+            m.bound,
+        )
     }
     let full = match smp::full_walks(pass, n as u64) {
         (least, most) if least == most => alloc::format!("{least}"),
@@ -2767,6 +2763,39 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         each(|v| v.data),
     );
     frame.x[0] = 0;
+}
+
+/// Takes the service's two `Retry(L0Changing)` counts into hv's fault
+/// counts, for the snapshot taken next (`fault_rate::pressure::Faults`).
+fn note_service_l0_changing(nested: &Nested, vcpu: &mut Vcpu) {
+    let stats = nested.service.stats();
+    vcpu.fault_rate
+        .faults
+        .note_service(stats.l0_changing_output, stats.l0_changing_table);
+}
+
+/// Ends a fault-rate `case` (`fault-rate-smp`, `fault-rate-tight`) whose
+/// pass `number` has a `count` ("<got> <what>") out of its bound: "FAILED:
+/// pass N: before it, / in its window, <count> where the pass implies
+/// <relation> <bound>".
+fn fault_rate_pass_failed(
+    case: &str,
+    number: u64,
+    preparation: bool,
+    count: core::fmt::Arguments,
+    relation: fault_rate::Relation,
+    bound: u64,
+) -> ! {
+    let when = if preparation {
+        "before it,"
+    } else {
+        "in its window,"
+    };
+    println!(
+        "hv: nested: {case}: FAILED: pass {number}: {when} {count} where the pass implies {} {bound}",
+        relation.words()
+    );
+    exit(ExitStatus::Failure)
 }
 
 /// `fault-rate-tight`'s END of a pass (after its line): checks the
@@ -2782,6 +2811,7 @@ fn fault_rate_pressure_end(
     window: &FaultRateCounts,
 ) {
     let number = pass.number();
+    note_service_l0_changing(nested, vcpu);
     let marks = &mut vcpu.fault_rate;
     let prep_faults = marks.faults_at_begin.since(&marks.faults_at_end);
     let window_faults = marks.faults.since(&marks.faults_at_begin);
@@ -2796,19 +2826,14 @@ fn fault_rate_pressure_end(
         window,
         &window_faults,
     ) {
-        println!(
-            "hv: nested: fault-rate-tight: FAILED: pass {number}: {} {} {} where the pass implies {} {}",
-            if m.preparation {
-                "before it,"
-            } else {
-                "in its window,"
-            },
-            m.got,
-            m.what,
-            m.relation.words(),
-            m.bound
-        );
-        exit(ExitStatus::Failure)
+        fault_rate_pass_failed(
+            "fault-rate-tight",
+            number,
+            m.preparation,
+            format_args!("{} {}", m.got, m.what),
+            m.relation,
+            m.bound,
+        )
     }
     // The most the service held after any fault since the last END, and
     // what it holds now.
@@ -2826,7 +2851,7 @@ fn fault_rate_pressure_end(
     // hv's and the occupancy's numbers, which differ from run to run
     // (the cache's hash key is drawn at boot) ...
     println!(
-        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried ({} more mid hv's change of L1's map; {} of L1's or L2's own accesses hv resumed there); at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
+        "hv: nested: fault-rate-tight: pass {number}: {} data faults, {} on L2's code page, {} retried ({} more mid hv's change of L1's map: the service's {} of L1's RAM, {} of L1's table; {} of L1's or L2's own accesses hv resumed there); at most (after a fault) / at END: {} / {} of {} cached leaves, {} / {} of {} paths, {} / {} of {} shadow leaves, {} / {} of {} frames",
         window_faults.data,
         window
             .faults
@@ -2834,6 +2859,8 @@ fn fault_rate_pressure_end(
             .wrapping_sub(window_faults.l0_changing),
         window_faults.retries,
         window_faults.l0_changing,
+        window_faults.service_l0_changing_output,
+        window_faults.service_l0_changing_table,
         window_faults.hv_resumed,
         peak.cache_leaves,
         end.cache_leaves,

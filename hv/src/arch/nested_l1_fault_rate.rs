@@ -67,38 +67,9 @@ umbra_lfr_image:
     adr     x1, umbra_lfr_vectors
     msr     vbar_el2, x1
     isb
-    // Every data page's pattern: MAGIC | j in page j's first word.
-    add     x12, x9, #{data_offset}
-    UMBRA_LFR_MOV64 x3, {magic}
-    mov     x1, #0
-1:  orr     x2, x3, x1
-    add     x4, x12, x1, lsl #12
-    str     x2, [x4]
-    add     x1, x1, #1
-    cmp     x1, #{pages}
-    b.lo    1b
-    // L2's stage 2: the code page under root entry 0 (the shared macro),
-    // the data pages under entry 1: a level-2 table at +0x3000 and the
-    // level-3 tables from +0x4000, zeroed and linked.
-    add     x13, x9, #0x200000
-    UMBRA_LFR_L2_STAGE2_TABLES umbra_lfr_l2
-    add     x1, x13, #0x3000
-    add     x2, x13, #(0x4000 + {l3_tables} * 0x1000)
-2:  str     xzr, [x1], #8
-    cmp     x1, x2
-    b.lo    2b
-    add     x1, x13, #0x3000
-    orr     x1, x1, #3
-    str     x1, [x13, #8]
-    add     x4, x13, #0x3000
-    mov     x2, #0
-3:  add     x1, x13, #0x4000
-    add     x1, x1, x2, lsl #12
-    orr     x1, x1, #3
-    str     x1, [x4, x2, lsl #3]
-    add     x2, x2, #1
-    cmp     x2, #{l3_tables}
-    b.lo    3b
+"#,
+    fault_rate_l1_data!("UMBRA_LFR", "umbra_lfr"),
+    r#"
     mov     x21, #0
     bl      umbra_lfr_make
     UMBRA_LFR_L2_STAGE2_ON {vtcr}, {vmid_shifted}, {vhcr}
@@ -117,57 +88,9 @@ umbra_lfr_image:
     mov     x13, #0
     eret
 
-// Writes the data pages' level-3 descriptors (x13: L2's root; x9: the
-// image): L2 page i -> L1 data page (i + x21) mod PAGES (leaf: OA | AF |
-// SH inner | S2AP RW | MemAttr Normal WB | page), then DSB. Clobbers
-// x1, x2, x4, x5.
-umbra_lfr_make:
-    add     x5, x13, #0x4000
-    add     x4, x9, #{data_offset}
-    mov     x1, #0
-1:  add     x2, x1, x21
-    and     x2, x2, #({pages} - 1)
-    add     x2, x4, x2, lsl #12
-    orr     x2, x2, #0x7ff
-    str     x2, [x5, x1, lsl #3]
-    add     x1, x1, #1
-    cmp     x1, #{pages}
-    b.lo    1b
-    dsb     ishst
-    isb
-    ret
-
-// The break of break-before-make: every data descriptor 0, then the
-// TLBIs of kind x22 (1: VMALLS12E1IS; 2: IPAS2E1IS of every page; 3:
-// IPAS2LE1IS of every page; 2 and 3 then VMALLE1IS for L2's stage-1 and
-// combined entries), completed by DSB. Clobbers x1, x2, x5.
-umbra_lfr_break:
-    add     x5, x13, #0x4000
-    mov     x1, #0
-1:  str     xzr, [x5, x1, lsl #3]
-    add     x1, x1, #1
-    cmp     x1, #{pages}
-    b.lo    1b
-    dsb     ishst
-    cmp     x22, #1
-    b.ne    2f
-    tlbi    vmalls12e1is
-    dsb     ish
-    ret
-2:  mov     x1, #({data_ipa} >> 12)
-    add     x2, x1, #{pages}
-3:  cmp     x22, #2
-    b.ne    4f
-    tlbi    ipas2e1is, x1
-    b       5f
-4:  tlbi    ipas2le1is, x1
-5:  add     x1, x1, #1
-    cmp     x1, x2
-    b.lo    3b
-    dsb     ish
-    tlbi    vmalle1is
-    dsb     ish
-    ret
+"#,
+    fault_rate_l1_make_break!("umbra_lfr"),
+    r#"
 
 // The block pass's remap (x13: L2's root; x9: the image; x21: the
 // rotation in pages, a whole number of blocks): break-before-make of the

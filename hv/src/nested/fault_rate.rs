@@ -79,6 +79,35 @@ use crate::shadow_selftest::memory::Arena;
 pub mod pressure;
 pub mod smp;
 
+/// How a count must relate to the bound its pass implies (the SMP and
+/// pressure checks alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Exactly,
+    AtLeast,
+    AtMost,
+}
+
+impl Relation {
+    /// For hv's FAILED line: "<got> <what> where the pass implies <this>
+    /// <bound>".
+    pub const fn words(self) -> &'static str {
+        match self {
+            Relation::Exactly => "exactly",
+            Relation::AtLeast => "at least",
+            Relation::AtMost => "at most",
+        }
+    }
+
+    pub(crate) const fn holds(self, got: u64, bound: u64) -> bool {
+        match self {
+            Relation::Exactly => got == bound,
+            Relation::AtLeast => got >= bound,
+            Relation::AtMost => got <= bound,
+        }
+    }
+}
+
 /// hv's watchdog for the fault-rate case (`arch::nested`'s
 /// `watchdog_seconds`; the QEMU matrix gives the case this plus half a
 /// minute, so that hv's own line, naming the pass that ran out, ends a

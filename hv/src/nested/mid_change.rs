@@ -194,6 +194,38 @@ pub const fn new_value(n: u64) -> u64 {
     NEW_MAGIC | n
 }
 
+/// The service's `Retry(L0Changing)` answers during a step, by what hv
+/// (L0 to the service) was changing: shadow-mmu's
+/// `Stats::l0_changing_output` and `Stats::l0_changing_table`, from the
+/// step's start to the next call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRetries {
+    /// The leaf's output: the page of L1's RAM L2's access reaches (a
+    /// [`Broken::Data`] step).
+    pub output: u64,
+    /// A page of L1's stage-2 table the service's walk read (a
+    /// [`Broken::Tables`] step).
+    pub table: u64,
+}
+
+impl ServiceRetries {
+    /// What a step that breaks `broken` implies when hv resumed L2
+    /// `resumed` times on the service's `Retry(L0Changing)`: every one of
+    /// them of the broken block's kind, none of the other.
+    pub const fn implied(broken: Broken, resumed: u64) -> ServiceRetries {
+        match broken {
+            Broken::Data => ServiceRetries {
+                output: resumed,
+                table: 0,
+            },
+            Broken::Tables => ServiceRetries {
+                output: 0,
+                table: resumed,
+            },
+        }
+    }
+}
+
 /// What a step's counts broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckError {
@@ -207,6 +239,12 @@ pub enum CheckError {
     /// hv injected `count` external aborts where the step implies
     /// `expected`.
     Aborts { count: u64, expected: u64 },
+    /// The service counted its `Retry(L0Changing)` answers as `got` where
+    /// the step's broken block and hv's resumes imply `expected`.
+    ServiceRetries {
+        got: ServiceRetries,
+        expected: ServiceRetries,
+    },
 }
 
 impl core::fmt::Display for CheckError {
@@ -233,6 +271,11 @@ impl core::fmt::Display for CheckError {
                 f,
                 "hv injected {count} external aborts during the step, not {expected}"
             ),
+            CheckError::ServiceRetries { got, expected } => write!(
+                f,
+                "the service counted {} Retry(L0Changing) mid the change of L1's RAM and {} mid the change of L1's table during the step, not {} and {}",
+                got.output, got.table, expected.output, expected.table
+            ),
         }
     }
 }
@@ -242,9 +285,15 @@ impl core::fmt::Display for CheckError {
 /// call): exactly what the step implies is that its own path resumed at
 /// least once (as often as the guest ran the access mid the break: timing
 /// decides; exactly once for a step whose design fixes it), every other
-/// path never (but the step's `also`, any number of times), and the
-/// step's aborts exactly.
-pub fn check(step: &Step, resumes: &[u64; RESUME_KINDS], aborts: u64) -> Result<u64, CheckError> {
+/// path never (but the step's `also`, any number of times), the step's
+/// aborts exactly, and the service's retries (`service`) exactly one per
+/// resume on them, each of the broken block's kind.
+pub fn check(
+    step: &Step,
+    resumes: &[u64; RESUME_KINDS],
+    aborts: u64,
+    service: ServiceRetries,
+) -> Result<u64, CheckError> {
     if aborts != step.aborts {
         return Err(CheckError::Aborts {
             count: aborts,
@@ -256,6 +305,13 @@ pub fn check(step: &Step, resumes: &[u64; RESUME_KINDS], aborts: u64) -> Result<
         if path != step.resume && Some(path) != step.also && count != 0 {
             return Err(CheckError::OtherPath { path, count });
         }
+    }
+    let expected = ServiceRetries::implied(step.broken, resumes[Resume::ServiceRetry.index()]);
+    if service != expected {
+        return Err(CheckError::ServiceRetries {
+            got: service,
+            expected,
+        });
     }
     match resumes[step.resume.index()] {
         0 => Err(CheckError::NotResumed(step.resume)),
@@ -270,6 +326,13 @@ pub fn check(step: &Step, resumes: &[u64; RESUME_KINDS], aborts: u64) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No service retry: steps 1, 4, 5 and 6 (and step 2 or 3 before its
+    /// resumes are counted).
+    const NONE: ServiceRetries = ServiceRetries {
+        output: 0,
+        table: 0,
+    };
 
     #[test]
     fn steps_are_numbered_in_order_and_found() {
@@ -289,13 +352,14 @@ mod tests {
         let s = &STEPS[1];
         let mut counts = [0; RESUME_KINDS];
         assert_eq!(
-            check(s, &counts, 0),
+            check(s, &counts, 0, NONE),
             Err(CheckError::NotResumed(Resume::ServiceRetry))
         );
         counts[Resume::ServiceRetry.index()] = 7;
-        assert_eq!(check(s, &counts, 0), Ok(7));
+        let seven = ServiceRetries::implied(Broken::Data, 7);
+        assert_eq!(check(s, &counts, 0, seven), Ok(7));
         assert_eq!(
-            check(s, &counts, 1),
+            check(s, &counts, 1, seven),
             Err(CheckError::Aborts {
                 count: 1,
                 expected: 0
@@ -303,7 +367,7 @@ mod tests {
         );
         counts[Resume::L1Access.index()] = 1;
         assert_eq!(
-            check(s, &counts, 0),
+            check(s, &counts, 0, seven),
             Err(CheckError::OtherPath {
                 path: Resume::L1Access,
                 count: 1
@@ -317,9 +381,9 @@ mod tests {
         let mut counts = [0; RESUME_KINDS];
         counts[Resume::L1WalkAbort.index()] = 1;
         counts[Resume::L1Access.index()] = 40;
-        assert_eq!(check(s, &counts, 1), Ok(1));
+        assert_eq!(check(s, &counts, 1, NONE), Ok(1));
         assert_eq!(
-            check(s, &counts, 0),
+            check(s, &counts, 0, NONE),
             Err(CheckError::Aborts {
                 count: 0,
                 expected: 1
@@ -327,12 +391,12 @@ mod tests {
         );
         counts[Resume::L1WalkAbort.index()] = 0;
         assert_eq!(
-            check(s, &counts, 1),
+            check(s, &counts, 1, NONE),
             Err(CheckError::NotResumed(Resume::L1WalkAbort))
         );
         counts[Resume::L1WalkAbort.index()] = 2;
         assert_eq!(
-            check(s, &counts, 1),
+            check(s, &counts, 1, NONE),
             Err(CheckError::NotOnce {
                 path: Resume::L1WalkAbort,
                 count: 2
@@ -340,7 +404,60 @@ mod tests {
         );
         counts[Resume::L1WalkAbort.index()] = 1;
         counts[Resume::L1At.index()] = 1;
-        assert!(check(s, &counts, 1).is_err());
+        assert!(check(s, &counts, 1, NONE).is_err());
+    }
+
+    /// The service's retries must be one per resume on them, all of the
+    /// broken block's kind: step 2 (L1's RAM) counts the leaf's output,
+    /// step 3 (L1's tables) the table page; a retry of the other kind, or
+    /// one more or fewer than hv resumed, fails; so does any in a step
+    /// that is not the service's.
+    #[test]
+    fn the_services_retries_match_the_broken_block_and_the_resumes() {
+        let mut counts = [0; RESUME_KINDS];
+        counts[Resume::ServiceRetry.index()] = 3;
+        let output = ServiceRetries {
+            output: 3,
+            table: 0,
+        };
+        let table = ServiceRetries {
+            output: 0,
+            table: 3,
+        };
+        let data_step = step(2).unwrap();
+        let tables_step = step(3).unwrap();
+        assert_eq!(check(data_step, &counts, 0, output), Ok(3));
+        assert_eq!(check(tables_step, &counts, 0, table), Ok(3));
+        assert_eq!(
+            check(data_step, &counts, 0, table),
+            Err(CheckError::ServiceRetries {
+                got: table,
+                expected: output
+            })
+        );
+        assert_eq!(
+            check(tables_step, &counts, 0, output),
+            Err(CheckError::ServiceRetries {
+                got: output,
+                expected: table
+            })
+        );
+        let one_short = ServiceRetries {
+            output: 0,
+            table: 2,
+        };
+        assert!(check(tables_step, &counts, 0, one_short).is_err());
+        // Step 4, L1's AT: hv's own walk, never the service's.
+        let mut at = [0; RESUME_KINDS];
+        at[Resume::L1At.index()] = 1;
+        assert_eq!(check(step(4).unwrap(), &at, 0, NONE), Ok(1));
+        assert_eq!(
+            check(step(4).unwrap(), &at, 0, table),
+            Err(CheckError::ServiceRetries {
+                got: table,
+                expected: NONE
+            })
+        );
     }
 
     #[test]

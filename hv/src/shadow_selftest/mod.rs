@@ -1605,14 +1605,15 @@ impl fmt::Display for ServiceSummary {
         let s = &self.0;
         write!(
             f,
-            "service: {} cache misses ({} full and {} partial walks of L1's table), {} hits, {} invalidations, {} recycled contexts, {} retried mid L0 change",
+            "service: {} cache misses ({} full and {} partial walks of L1's table), {} hits, {} invalidations, {} recycled contexts, {} retried mid L0's change of L1's RAM, {} mid its change of L1's table",
             s.misses,
             s.walks,
             s.partial_walks,
             s.hits,
             s.invalidations,
             s.recycled_contexts,
-            s.l0_changing
+            s.l0_changing_output,
+            s.l0_changing_table
         )
     }
 }

@@ -597,3 +597,50 @@ impl GuestMemory for GatedMemory {
             .compare_exchange_descriptor(address, current, new)
     }
 }
+
+/// The model tests' check after each step: every shadow leaf of each
+/// context maps each of `ipas` where L1's tables do (`expected`: the L1 IPA
+/// L1's tables give an L2 IPA), and the service holds one live reverse-map
+/// record per shadow leaf. `step` names the seed, step and change in a
+/// failure.
+pub fn check_shadows_follow_l1<F: Fn(u64) -> Option<u64>>(
+    s: &TestService,
+    w: &Worker,
+    contexts: impl IntoIterator<Item = (ContextKey, F)>,
+    ipas: &[u64],
+    step: &str,
+) {
+    for (i, (key, expected)) in contexts.into_iter().enumerate() {
+        for &ipa in ipas {
+            if let Some(m) = s.shadow_lookup(w, &key, ipa) {
+                let got = m.pa_base + (ipa - m.l2_ipa_base) - PA_OFFSET;
+                assert_eq!(
+                    Some(got),
+                    expected(ipa),
+                    "{step}: key {i} {ipa:#x} shadowed stale"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        s.shadow_leaves(),
+        s.reverse_map_records(),
+        "{step}: shadow leaves != live records"
+    );
+}
+
+/// The model tests' check of one fault at `ipa`: a mapping must give the
+/// L1 IPA L1's tables give (`want`), an injected fault only where they map
+/// nothing; a retry is fine; anything else fails. `step` names the seed
+/// and step in a failure.
+pub fn check_fault_follows_l1(t: &Translated, ipa: u64, want: Option<u64>, step: &str) {
+    match t {
+        Translated::Mapped(m) => {
+            let got = pa_of(t, ipa).map(|pa| pa - PA_OFFSET);
+            assert_eq!(got, want, "{step}: {ipa:#x} {m:?}");
+        }
+        Translated::Inject(_) => assert_eq!(want, None, "{step}: {ipa:#x}"),
+        Translated::Retry(_) => {}
+        other => panic!("{step}: {ipa:#x} {other:?}"),
+    }
+}

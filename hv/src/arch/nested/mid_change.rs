@@ -15,7 +15,9 @@ use super::{
     L1_BASE, L1_HOST_VMID, NESTED_VCPUS,
 };
 use crate::arch::nested_l1_mid_change::{DATA_OFFSET, TABLES_OFFSET};
-use crate::nested::mid_change::{self, Broken, Resume, Step, END, POISONED, RESUME_KINDS};
+use crate::nested::mid_change::{
+    self, Broken, Resume, ServiceRetries, Step, END, POISONED, RESUME_KINDS,
+};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use ipc::tlbi::IpaRange;
 use shadow_mmu::shadow_table::TlbMaintenance;
@@ -80,10 +82,15 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-fn snapshot() -> ([u64; RESUME_KINDS], u64) {
+fn snapshot(nested: &Nested) -> ([u64; RESUME_KINDS], u64, ServiceRetries) {
+    let stats = nested.service.stats();
     (
         core::array::from_fn(|i| RESUMES[i].load(Ordering::Acquire)),
         ABORTS.load(Ordering::Acquire),
+        ServiceRetries {
+            output: stats.l0_changing_output,
+            table: stats.l0_changing_table,
+        },
     )
 }
 
@@ -107,7 +114,7 @@ struct Places {
     spare: u64,
     /// The step whose counts the next call checks, and the counts at its
     /// start.
-    open: Option<(&'static Step, [u64; RESUME_KINDS], u64)>,
+    open: Option<(&'static Step, [u64; RESUME_KINDS], u64, ServiceRetries)>,
 }
 
 impl MidChange {
@@ -143,10 +150,14 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         return;
     };
     let mut places = mid.state.lock();
-    if let Some((step, resumes, aborts)) = places.open.take() {
-        let (now, aborts_now) = snapshot();
+    if let Some((step, resumes, aborts, service)) = places.open.take() {
+        let (now, aborts_now, service_now) = snapshot(nested);
         let delta: [u64; RESUME_KINDS] = core::array::from_fn(|i| now[i].wrapping_sub(resumes[i]));
-        match mid_change::check(step, &delta, aborts_now.wrapping_sub(aborts)) {
+        let service_delta = ServiceRetries {
+            output: service_now.output.wrapping_sub(service.output),
+            table: service_now.table.wrapping_sub(service.table),
+        };
+        match mid_change::check(step, &delta, aborts_now.wrapping_sub(aborts), service_delta) {
             Ok(count) => {
                 let also = step.also.map_or("", |_| " (and ");
                 let also_path = step.also.map_or("", Resume::name);
@@ -161,10 +172,12 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
                     _ => "its one external abort injected after the make",
                 };
                 println!(
-                    "hv: nested: mid-change: step {} ({}): ok: {}{times}{also}{also_path}{also_end}, {aborts} ({count} resumes)",
+                    "hv: nested: mid-change: step {} ({}): ok: {}{times}{also}{also_path}{also_end}, {aborts} ({count} resumes; the service's retries: {} mid the change of L1's RAM, {} of L1's table)",
                     step.number,
                     step.access,
                     step.resume.name(),
+                    service_delta.output,
+                    service_delta.table,
                 );
             }
             Err(e) => failed(format_args!("step {} ({}): {e}", step.number, step.access)),
@@ -194,7 +207,7 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         Broken::Data => (L1_BASE + DATA_OFFSET, places.data),
     };
     let to = places.spare;
-    let (resumes, aborts) = snapshot();
+    let (resumes, aborts, service) = snapshot(nested);
     let signal_access = || {
         // vCPU 1 may make its access now.
         if arena.write(signal, number).is_none() {
@@ -287,5 +300,5 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         Broken::Data => places.data = to,
     }
     places.spare = from;
-    places.open = Some((step, resumes, aborts));
+    places.open = Some((step, resumes, aborts, service));
 }

@@ -183,9 +183,25 @@ pub struct Faults {
     /// runs the instruction again. Reported, not bounded (the watchdog
     /// bounds a change never made), as [`Faults::l0_changing`].
     pub hv_resumed: u64,
+    /// The service's own count of the `Retry(L0Changing)` answers of the
+    /// first kind: the leaf's output (the page of L1's RAM the access
+    /// reaches) mid hv's change (shadow-mmu's `Stats::l0_changing_output`),
+    /// as of the last [`Faults::note_service`].
+    pub service_l0_changing_output: u64,
+    /// The second kind: a page of L1's stage-2 table the service's walk
+    /// read mid hv's change (`Stats::l0_changing_table`). The two kinds
+    /// add up to [`Faults::l0_changing`] (checked).
+    pub service_l0_changing_table: u64,
 }
 
 impl Faults {
+    /// Takes the service's two `L0Changing` counts now (its `Stats`), for
+    /// the snapshot hv takes next.
+    pub fn note_service(&mut self, l0_changing_output: u64, l0_changing_table: u64) {
+        self.service_l0_changing_output = l0_changing_output;
+        self.service_l0_changing_table = l0_changing_table;
+    }
+
     /// Counts one translate of an L2 fault, on a data page or not, whose
     /// answer was `Retry(retry)` (None: any other answer).
     pub fn count(&mut self, on_data_page: bool, retry: Option<RetryReason>) {
@@ -207,37 +223,23 @@ impl Faults {
             retries: self.retries.wrapping_sub(earlier.retries),
             l0_changing: self.l0_changing.wrapping_sub(earlier.l0_changing),
             hv_resumed: self.hv_resumed.wrapping_sub(earlier.hv_resumed),
-        }
-    }
-}
-
-/// How a count must relate to what the pass implies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Relation {
-    Exactly,
-    AtLeast,
-    AtMost,
-}
-
-impl Relation {
-    fn holds(self, got: u64, bound: u64) -> bool {
-        match self {
-            Relation::Exactly => got == bound,
-            Relation::AtLeast => got >= bound,
-            Relation::AtMost => got <= bound,
+            service_l0_changing_output: self
+                .service_l0_changing_output
+                .wrapping_sub(earlier.service_l0_changing_output),
+            service_l0_changing_table: self
+                .service_l0_changing_table
+                .wrapping_sub(earlier.service_l0_changing_table),
         }
     }
 
-    /// For hv's FAILED line: "<got> <what> where the pass implies <this>
-    /// <bound>".
-    pub fn words(self) -> &'static str {
-        match self {
-            Relation::Exactly => "exactly",
-            Relation::AtLeast => "at least",
-            Relation::AtMost => "at most",
-        }
+    /// The service's `Retry(L0Changing)` answers of both kinds.
+    pub fn service_l0_changing(&self) -> u64 {
+        self.service_l0_changing_output
+            .saturating_add(self.service_l0_changing_table)
     }
 }
+
+pub use super::Relation;
 
 /// Why a pass under pressure is not what it implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -344,6 +346,22 @@ pub fn check(
             prep_faults.data,
         ),
         (true, "retried translates", Exactly, 0, prep_faults.retries),
+        // Each `Retry(L0Changing)` hv got is one the service counted, of
+        // one kind or the other.
+        (
+            true,
+            "Retry(L0Changing) answers the service counted",
+            Exactly,
+            prep_faults.l0_changing,
+            prep_faults.service_l0_changing(),
+        ),
+        (
+            false,
+            "Retry(L0Changing) answers the service counted",
+            Exactly,
+            window_faults.l0_changing,
+            window_faults.service_l0_changing(),
+        ),
         (
             false,
             "L2 faults on data pages",
@@ -595,7 +613,7 @@ mod tests {
                 data: 1,
                 retries: 0,
                 l0_changing: 2,
-                hv_resumed: 0,
+                ..Faults::default()
             }
         );
         for other in [
@@ -610,8 +628,7 @@ mod tests {
                 Faults {
                     data: 1,
                     retries: 1,
-                    l0_changing: 0,
-                    hv_resumed: 0,
+                    ..Faults::default()
                 },
                 "{other:?}"
             );
@@ -627,6 +644,9 @@ mod tests {
             c.misses += 3;
             c.partial_walks += 3;
             f.l0_changing = 3;
+            // The service's count of them: two of L1's RAM, one of its
+            // table.
+            f.note_service(2, 1);
             // hv's own resumes mid its change are not L2 faults the
             // service saw: reported, never a miss.
             f.hv_resumed = 5;
@@ -644,9 +664,37 @@ mod tests {
         let w = window(pass, 5, None, 2_000);
         let met = Faults {
             l0_changing: 1,
+            service_l0_changing_table: 1,
             ..Faults::default()
         };
         assert_eq!(check(pass, PAGES, &TIGHT, &prep, &met, &w.0, &w.1), Ok(()));
+        // A retry hv got that the service did not count (or counted twice)
+        // fails, in either part of the pass.
+        let uncounted = Faults {
+            service_l0_changing_table: 0,
+            ..met
+        };
+        assert_eq!(
+            check(pass, PAGES, &TIGHT, &prep, &uncounted, &w.0, &w.1).map_err(|m| (
+                m.preparation,
+                m.what,
+                m.bound,
+                m.got
+            )),
+            Err((true, "Retry(L0Changing) answers the service counted", 1, 0))
+        );
+        let (c, mut f) = window(pass, 0, None, 2_000);
+        f.l0_changing = 1;
+        f.note_service(1, 1);
+        assert_eq!(
+            failed(pass, &(c, f)),
+            (
+                false,
+                "Retry(L0Changing) answers the service counted",
+                Relation::Exactly,
+                1
+            )
+        );
     }
 
     /// Review 60 R60-1: every translate hv counted (data faults and
@@ -661,6 +709,7 @@ mod tests {
             // Three more L0Changing retries than the service counted
             // faults for.
             f.l0_changing = code + 3;
+            f.note_service(code + 3, 0);
             assert_eq!(
                 failed(Pass::FirstTouch, &(c, f)),
                 (false, "L2 faults", Relation::AtLeast, PAGES + code + 3),
@@ -933,12 +982,16 @@ mod tests {
             retries: 1,
             l0_changing: 2,
             hv_resumed: 4,
+            service_l0_changing_output: 1,
+            service_l0_changing_table: 1,
         };
         let b = Faults {
             data: 15,
             retries: 1,
             l0_changing: 5,
             hv_resumed: 11,
+            service_l0_changing_output: 3,
+            service_l0_changing_table: 2,
         };
         assert_eq!(
             b.since(&a),
@@ -947,6 +1000,8 @@ mod tests {
                 retries: 0,
                 l0_changing: 3,
                 hv_resumed: 7,
+                service_l0_changing_output: 2,
+                service_l0_changing_table: 1,
             }
         );
         assert_eq!(a.since(&b).data, u64::MAX - 4);

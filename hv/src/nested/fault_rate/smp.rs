@@ -217,31 +217,7 @@ impl PageTally {
     }
 }
 
-/// How a count must relate to its bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Relation {
-    Exactly,
-    AtLeast,
-    AtMost,
-}
-
-impl Relation {
-    pub const fn words(self) -> &'static str {
-        match self {
-            Relation::Exactly => "exactly",
-            Relation::AtLeast => "at least",
-            Relation::AtMost => "at most",
-        }
-    }
-
-    const fn holds(self, got: u64, bound: u64) -> bool {
-        match self {
-            Relation::Exactly => got == bound,
-            Relation::AtLeast => got >= bound,
-            Relation::AtMost => got <= bound,
-        }
-    }
-}
+pub use super::Relation;
 
 /// The first count [`check`] found out of its bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

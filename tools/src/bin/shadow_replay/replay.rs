@@ -299,6 +299,8 @@ impl<'a, 'l> Session<'a, 'l> {
             .number("evictions", s.evictions)
             .number("recycled_contexts", s.recycled_contexts)
             .number("raced", s.raced)
+            .number("l0_changing_output", s.l0_changing_output)
+            .number("l0_changing_table", s.l0_changing_table)
             .number("contexts", self.service.contexts() as u64)
             .number("cached_leaves", leaves as u64)
             .number("cached_paths", paths as u64)

@@ -415,7 +415,7 @@ const MID_CHANGE_LINES: &[&str] = &[
     "hv: nested: mid-change: step 3 (vCPU 1's L2 loads from a page it never touched (the walk reads L1's table mid the change)): ok: the service's Retry(L0Changing) only, no abort injected (",
     "hv: nested: mid-change: step 4 (vCPU 1's L1 runs AT S12E1R on its L2's page (hv's walk reads L1's table mid the change)): ok: L1's AT resumed (AtOutcome::L0Changing) only, no abort injected (",
     "hv: nested: mid-change: step 5 (vCPU 1's L2 loads from L1's data page with L1's stage 2 off): ok: L2's access with L1's stage 2 off resumed only, no abort injected (",
-    "hv: nested: mid-change: step 6 (vCPU 1's L1, its stage 1 on, loads from a VA whose level-2 table is outside its RAM (hv's re-walk reads L1's table mid the change)): ok: L1's walk-abort re-walk resumed exactly once (and L1's own access resumed for the retries until the make), its one external abort injected after the make (1 resumes)",
+    "hv: nested: mid-change: step 6 (vCPU 1's L1, its stage 1 on, loads from a VA whose level-2 table is outside its RAM (hv's re-walk reads L1's table mid the change)): ok: L1's walk-abort re-walk resumed exactly once (and L1's own access resumed for the retries until the make), its one external abort injected after the make (1 resumes; the service's retries: 0 mid the change of L1's RAM, 0 of L1's table)",
     "hv: nested: mid-change: all 6 steps resumed mid hv's break-before-make",
     "l1: UMBRA-NESTED-PASS mid-change steps=6 values=ok",
 ];
