@@ -149,7 +149,16 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         frame.x[0] = super::status::NOT_SUPPORTED as u64;
         return;
     };
-    let mut places = mid.state.lock();
+    // One step at a time: the protocol has vCPU 0 alone ask for steps, and
+    // a step holds the lock through its bounded waits, so a second caller
+    // would spin with no bound and no line saying why.
+    let Some(mut places) = mid.state.try_lock() else {
+        failed(format_args!(
+            "vCPU {} asked for step {:#x} while another vCPU's step was under way (only vCPU 0 drives the steps)",
+            vcpu.index,
+            frame.x[1]
+        ))
+    };
     if let Some((step, resumes, aborts, service)) = places.open.take() {
         let (now, aborts_now, service_now) = snapshot(nested);
         let delta: [u64; RESUME_KINDS] = core::array::from_fn(|i| now[i].wrapping_sub(resumes[i]));
