@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use ipc::message::{
@@ -23,57 +23,13 @@ use ipc::message::{
 };
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{Retry, Translated};
-use walker::{AccessKind, Endianness, Granule, GuestMemory, MemoryError};
+use walker::{AccessKind, Endianness, Granule, MemoryError};
 
-/// No page mid-change.
-const NONE: u64 = u64::MAX;
-
-/// L1's memory as L0 maps it, with one page L0 is changing (every access
-/// answers [`MemoryError::HostChanging`], as hv's `L1Memory` does where
-/// its `L0Stage2::unbacked` says `L0Changing`) and one whose change began
-/// after the walk's read (only its compare-and-swaps do); each [`NONE`] or
-/// a page's L1 IPA.
-struct L0Changing {
-    mem: L1Memory,
-    changing: AtomicU64,
-    changing_writes: AtomicU64,
-}
-
-impl L0Changing {
-    fn new(mem: L1Memory) -> Self {
-        L0Changing {
-            mem,
-            changing: AtomicU64::new(NONE),
-            changing_writes: AtomicU64::new(NONE),
-        }
-    }
-
-    fn on(page: &AtomicU64, address: u64) -> bool {
-        page.load(Ordering::SeqCst) == address & !0xfff
-    }
-}
-
-impl GuestMemory for L0Changing {
-    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        let value = self.mem.read_descriptor(address)?;
-        if Self::on(&self.changing, address) {
-            return Err(MemoryError::HostChanging);
-        }
-        Ok(value)
-    }
-
-    fn compare_exchange_descriptor(
-        &self,
-        address: u64,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        self.mem.read_descriptor(address)?;
-        if Self::on(&self.changing, address) || Self::on(&self.changing_writes, address) {
-            return Err(MemoryError::HostChanging);
-        }
-        self.mem.compare_exchange_descriptor(address, current, new)
-    }
+/// L1's memory with a page L0 is changing (`RefusedPages::every_access`)
+/// and one whose change began after the walk's read
+/// (`RefusedPages::updates`: only its compare-and-swaps are refused).
+fn changing_memory(mem: L1Memory) -> RefusedPages {
+    RefusedPages::new(mem, MemoryError::HostChanging)
 }
 
 const L2_IPA: u64 = 0x1000_0008;
@@ -101,11 +57,11 @@ fn a_table_page_mid_l0s_change_is_retried_not_an_abort() {
     for level in [3, 2] {
         let mem = L1Memory::new();
         let (l1, key) = l1_tables(&mem, RW, false);
-        let s = service_with(L0Changing::new(mem), 16 << 20, 8);
+        let s = service_with(changing_memory(mem), 16 << 20, 8);
         let w = s.worker();
         let descriptor = l1.slot(L2_IPA, level);
         s.memory()
-            .changing
+            .every_access
             .store(descriptor & !0xfff, Ordering::SeqCst);
         for access in [AccessKind::Read, AccessKind::Write] {
             let before = s.stats();
@@ -127,7 +83,7 @@ fn a_table_page_mid_l0s_change_is_retried_not_an_abort() {
         assert_eq!(s.shadow_lookup(&w, &key, L2_IPA), None, "nothing installed");
         assert!(s.lookup(&key, L2_IPA, &w.pin()).is_none(), "nothing cached");
         // L0's change made: the same fault maps.
-        s.memory().changing.store(NONE, Ordering::SeqCst);
+        s.memory().every_access.store(NO_PAGE, Ordering::SeqCst);
         let t = s.translate(&w, &key, L2_IPA, AccessKind::Write, &ABORT);
         assert_eq!(pa_of(&t, L2_IPA), Some(PA_OFFSET + L1_IPA + 8), "{t:?}");
     }
@@ -142,11 +98,9 @@ fn an_af_update_mid_l0s_change_is_retried_then_made() {
     let mem = L1Memory::new();
     let (l1, key) = l1_tables(&mem, RW & !AF, true);
     let leaf = l1.slot(L2_IPA, 3);
-    let s = service_with(L0Changing::new(mem.clone()), 16 << 20, 8);
+    let s = service_with(changing_memory(mem.clone()), 16 << 20, 8);
     let w = s.worker();
-    s.memory()
-        .changing_writes
-        .store(leaf & !0xfff, Ordering::SeqCst);
+    s.memory().updates.store(leaf & !0xfff, Ordering::SeqCst);
     for round in 0..2 {
         let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
         assert_eq!(t, Translated::Retry(Retry::L0Changing), "round {round}");
@@ -155,7 +109,7 @@ fn an_af_update_mid_l0s_change_is_retried_then_made() {
     assert_eq!((stats.l0_changing_table, stats.l0_changing_output), (2, 0));
     assert_eq!(mem.read(leaf) & AF, 0, "nothing written");
     assert_eq!(s.shadow_lookup(&w, &key, L2_IPA), None);
-    s.memory().changing_writes.store(NONE, Ordering::SeqCst);
+    s.memory().updates.store(NO_PAGE, Ordering::SeqCst);
     let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
     assert_eq!(pa_of(&t, L2_IPA), Some(PA_OFFSET + L1_IPA + 8), "{t:?}");
     assert_ne!(mem.read(leaf) & AF, 0, "AF set in L1's table");
@@ -168,7 +122,7 @@ fn the_tables_change_reaches_hv_as_a_retry_l0_changing_reply() {
     let mem = L1Memory::new();
     let (l1, _) = l1_tables(&mem, RW, false);
     let level2 = l1.slot(L2_IPA, 2);
-    let s = service_with(L0Changing::new(mem), 16 << 20, 8);
+    let s = service_with(changing_memory(mem), 16 << 20, 8);
     let w = s.worker();
     let ask = |seq: u64| {
         let record = Request::Translate(TranslateRequest {
@@ -182,12 +136,14 @@ fn the_tables_change_reaches_hv_as_a_retry_l0_changing_reply() {
         .encode(VcpuId(1), seq);
         decode_reply(&s.answer(&w, &record)).unwrap().message
     };
-    s.memory().changing.store(level2 & !0xfff, Ordering::SeqCst);
+    s.memory()
+        .every_access
+        .store(level2 & !0xfff, Ordering::SeqCst);
     assert_eq!(
         ask(1),
         Reply::Translate(TranslateOutcome::Retry(RetryReason::L0Changing))
     );
-    s.memory().changing.store(NONE, Ordering::SeqCst);
+    s.memory().every_access.store(NO_PAGE, Ordering::SeqCst);
     assert!(matches!(
         ask(2),
         Reply::Translate(TranslateOutcome::Mapped(_))

@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use ipc::message::{
@@ -23,55 +23,13 @@ use ipc::message::{
 use ipc::tlbi::{InvalidateScope, IpaRange};
 use shadow_mmu::context::ContextKey;
 use shadow_mmu::service::{DeniedAccess, Translated};
-use walker::{AccessKind, Endianness, Granule, GuestMemory, MemoryError};
+use walker::{AccessKind, Endianness, Granule, MemoryError};
 
-/// No page denied.
-const NONE: u64 = u64::MAX;
-
-/// L1's memory as L0 maps it, with one page of it whose reads L0 denies
-/// and one whose writes it denies (each [`NONE`] or a page's L1 IPA), as
-/// hv's `L1Memory` reports a valid L0 leaf without the permission.
-struct L0Protected {
-    mem: L1Memory,
-    no_read: AtomicU64,
-    no_write: AtomicU64,
-}
-
-impl L0Protected {
-    fn new(mem: L1Memory) -> Self {
-        L0Protected {
-            mem,
-            no_read: AtomicU64::new(NONE),
-            no_write: AtomicU64::new(NONE),
-        }
-    }
-
-    fn denies(page: &AtomicU64, address: u64) -> bool {
-        page.load(Ordering::SeqCst) == address & !0xfff
-    }
-}
-
-impl GuestMemory for L0Protected {
-    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
-        let value = self.mem.read_descriptor(address)?;
-        if Self::denies(&self.no_read, address) {
-            return Err(MemoryError::HostDenied);
-        }
-        Ok(value)
-    }
-
-    fn compare_exchange_descriptor(
-        &self,
-        address: u64,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        self.mem.read_descriptor(address)?;
-        if Self::denies(&self.no_read, address) || Self::denies(&self.no_write, address) {
-            return Err(MemoryError::HostDenied);
-        }
-        self.mem.compare_exchange_descriptor(address, current, new)
-    }
+/// L1's memory with a page whose reads L0 denies
+/// (`RefusedPages::every_access`) and one whose writes it denies
+/// (`RefusedPages::updates`).
+fn denying_memory(mem: L1Memory) -> RefusedPages {
+    RefusedPages::new(mem, MemoryError::HostDenied)
 }
 
 const L2_IPA: u64 = 0x1000_0008;
@@ -103,12 +61,12 @@ fn page(address: u64) -> IpaRange {
 fn a_table_page_l0_maps_without_read_is_l0_denied_not_an_abort() {
     let mem = L1Memory::new();
     let (l1, key) = l1_tables(&mem, RW, false);
-    let s = service_with(L0Protected::new(mem), 16 << 20, 8);
+    let s = service_with(denying_memory(mem), 16 << 20, 8);
     let w = s.worker();
     for level in [3, 2] {
         let descriptor = l1.slot(L2_IPA, level);
         s.memory()
-            .no_read
+            .every_access
             .store(descriptor & !0xfff, Ordering::SeqCst);
         for access in [AccessKind::Read, AccessKind::Write] {
             let t = s.translate(&w, &key, L2_IPA, access, &ABORT);
@@ -123,7 +81,7 @@ fn a_table_page_l0_maps_without_read_is_l0_denied_not_an_abort() {
         }
         assert_eq!(s.shadow_lookup(&w, &key, L2_IPA), None, "nothing installed");
         assert!(s.lookup(&key, L2_IPA, &w.pin()).is_none(), "nothing cached");
-        s.memory().no_read.store(NONE, Ordering::SeqCst);
+        s.memory().every_access.store(NO_PAGE, Ordering::SeqCst);
     }
     let t = s.translate(&w, &key, L2_IPA, AccessKind::Write, &ABORT);
     assert_eq!(pa_of(&t, L2_IPA), Some(PA_OFFSET + L1_IPA + 8), "{t:?}");
@@ -139,9 +97,9 @@ fn an_af_update_l0_write_protects_is_l0_denied_then_made_once_allowed() {
     let mem = L1Memory::new();
     let (l1, key) = l1_tables(&mem, RW & !AF, true);
     let leaf = l1.slot(L2_IPA, 3);
-    let s = service_with(L0Protected::new(mem.clone()), 16 << 20, 8);
+    let s = service_with(denying_memory(mem.clone()), 16 << 20, 8);
     let w = s.worker();
-    s.memory().no_write.store(leaf & !0xfff, Ordering::SeqCst);
+    s.memory().updates.store(leaf & !0xfff, Ordering::SeqCst);
     for round in 0..2 {
         let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
         assert_eq!(
@@ -156,7 +114,7 @@ fn an_af_update_l0_write_protects_is_l0_denied_then_made_once_allowed() {
     assert_eq!(mem.read(leaf) & AF, 0, "nothing written");
     assert_eq!(s.shadow_lookup(&w, &key, L2_IPA), None);
     // L0 resolves its own fault.
-    s.memory().no_write.store(NONE, Ordering::SeqCst);
+    s.memory().updates.store(NO_PAGE, Ordering::SeqCst);
     s.l0_unmap(&w, page(leaf), L0Change::Unmap);
     let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
     assert_eq!(pa_of(&t, L2_IPA), Some(PA_OFFSET + L1_IPA + 8), "{t:?}");
@@ -164,7 +122,7 @@ fn an_af_update_l0_write_protects_is_l0_denied_then_made_once_allowed() {
     // Without HA the same leaf is L1's own access flag fault: injected.
     let mem = L1Memory::new();
     let (_, key) = l1_tables(&mem, RW & !AF, false);
-    let s = service_with(L0Protected::new(mem), 16 << 20, 8);
+    let s = service_with(denying_memory(mem), 16 << 20, 8);
     let t = s.translate(&s.worker(), &key, L2_IPA, AccessKind::Read, &ABORT);
     assert!(matches!(t, Translated::Inject(_)), "{t:?}");
 }
@@ -178,7 +136,7 @@ fn the_table_denial_reaches_hv_as_an_l0_denied_reply() {
     let leaf = l1.slot(L2_IPA, 3);
     let level2 = l1.slot(L2_IPA, 2);
     assert_eq!(key.vtcr & VTCR_HA, VTCR_HA);
-    let s = service_with(L0Protected::new(mem), 16 << 20, 8);
+    let s = service_with(denying_memory(mem), 16 << 20, 8);
     let w = s.worker();
     let ask = |seq: u64| {
         let record = Request::Translate(TranslateRequest {
@@ -196,7 +154,9 @@ fn the_table_denial_reaches_hv_as_an_l0_denied_reply() {
         .encode(VcpuId(1), seq);
         decode_reply(&s.answer(&w, &record)).unwrap().message
     };
-    s.memory().no_read.store(level2 & !0xfff, Ordering::SeqCst);
+    s.memory()
+        .every_access
+        .store(level2 & !0xfff, Ordering::SeqCst);
     assert_eq!(
         ask(1),
         Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
@@ -204,8 +164,8 @@ fn the_table_denial_reaches_hv_as_an_l0_denied_reply() {
             denied: IpcDenied::L1TableRead,
         }))
     );
-    s.memory().no_read.store(NONE, Ordering::SeqCst);
-    s.memory().no_write.store(leaf & !0xfff, Ordering::SeqCst);
+    s.memory().every_access.store(NO_PAGE, Ordering::SeqCst);
+    s.memory().updates.store(leaf & !0xfff, Ordering::SeqCst);
     assert_eq!(
         ask(2),
         Reply::Translate(TranslateOutcome::L0Denied(L0Denial {
@@ -228,12 +188,14 @@ fn a_denial_below_a_cached_path_counts_as_a_partial_walk() {
     // the path down to that table.
     let neighbour = L2_IPA + 0x1000;
     l1.map(neighbour, L1_IPA + 0x1000, 3, RW);
-    let s = service_with(L0Protected::new(mem), 16 << 20, 8);
+    let s = service_with(denying_memory(mem), 16 << 20, 8);
     let w = s.worker();
     let t = s.translate(&w, &key, neighbour, AccessKind::Read, &ABORT);
     assert!(matches!(t, Translated::Mapped(_)), "{t:?}");
     let leaf = l1.slot(L2_IPA, 3);
-    s.memory().no_read.store(leaf & !0xfff, Ordering::SeqCst);
+    s.memory()
+        .every_access
+        .store(leaf & !0xfff, Ordering::SeqCst);
     let before = s.stats();
     let t = s.translate(&w, &key, L2_IPA, AccessKind::Read, &ABORT);
     assert_eq!(

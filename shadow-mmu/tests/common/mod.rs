@@ -557,6 +557,62 @@ pub fn within(limit: std::time::Duration, scenario: impl FnOnce() + Send + 'stat
     }
 }
 
+/// L1's memory as L0 maps it, with one page of it where every access is
+/// refused and one where only compare-and-swaps are (each [`NO_PAGE`] or a
+/// page's L1 IPA), both with `error`: as hv's `L1Memory` answers where L0
+/// denies the access (`HostDenied`: its leaf lacks the permission) or is
+/// mid-change (`HostChanging`: its break-before-make). A refused access
+/// still needs the address inside L1's memory (the inner read first).
+pub struct RefusedPages {
+    pub mem: L1Memory,
+    error: MemoryError,
+    /// The page whose reads and compare-and-swaps are refused.
+    pub every_access: AtomicU64,
+    /// The page whose compare-and-swaps alone are refused.
+    pub updates: AtomicU64,
+}
+
+/// No page refused.
+pub const NO_PAGE: u64 = u64::MAX;
+
+impl RefusedPages {
+    pub fn new(mem: L1Memory, error: MemoryError) -> Self {
+        RefusedPages {
+            mem,
+            error,
+            every_access: AtomicU64::new(NO_PAGE),
+            updates: AtomicU64::new(NO_PAGE),
+        }
+    }
+
+    fn on(page: &AtomicU64, address: u64) -> bool {
+        page.load(Ordering::SeqCst) == address & !0xfff
+    }
+}
+
+impl GuestMemory for RefusedPages {
+    fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError> {
+        let value = self.mem.read_descriptor(address)?;
+        if Self::on(&self.every_access, address) {
+            return Err(self.error);
+        }
+        Ok(value)
+    }
+
+    fn compare_exchange_descriptor(
+        &self,
+        address: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.mem.read_descriptor(address)?;
+        if Self::on(&self.every_access, address) || Self::on(&self.updates, address) {
+            return Err(self.error);
+        }
+        self.mem.compare_exchange_descriptor(address, current, new)
+    }
+}
+
 /// L1 memory whose descriptor at `gate` holds its first reader until `open`
 /// is set: that translate walks after a later one has installed. `reached`
 /// says the first reader is waiting.
