@@ -218,6 +218,18 @@ global_asm!(
     isb
 .endm
 
+// ELR_EL2 and SPSR_EL2 for an ERET into L2 (EL1h, DAIF masked) at
+// `label`, in its payload page at IPA 0x80000 (clobbers x1, x2).
+.macro UMBRA_L1G_L2_AT label
+    adr     x1, \label
+    adr     x2, umbra_l2g_payload
+    sub     x1, x1, x2
+    add     x1, x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+.endm
+
 // SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
 // and made pending through GICD_ISPENDR1 (clobbers x1, x2).
 .macro UMBRA_L1G_SPI n, aff
@@ -595,13 +607,7 @@ umbra_l1_gic_image:
     // L1's GIC; L2 then calls `hvc #4`.
     UMBRA_L1G_MOV64 x1, {vhcr_no_imo}
     msr     hcr_el2, x1
-    adr     x1, umbra_l2g_sgi
-    adr     x2, umbra_l2g_payload
-    sub     x1, x1, x2
-    add     x1, x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1G_L2_AT umbra_l2g_sgi
     eret
 umbra_l1g_after_l2_sgi:
     // 4: vCPU 1 (PSCI CPU_ON for MPIDR 1); hv may have no CPU for it
@@ -926,13 +932,7 @@ umbra_l1g_l2_irq:
     msr     s3_4_c12_c11_7, x1
     mov     x1, #1
     msr     s3_4_c12_c11_0, x1
-    adr     x1, umbra_l2g_hw
-    adr     x2, umbra_l2g_payload
-    sub     x1, x1, x2
-    add     x1, x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1G_L2_AT umbra_l2g_hw
     isb
     eret
 umbra_l1g_step_7b:
