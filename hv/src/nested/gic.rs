@@ -2478,10 +2478,16 @@ mod tests {
         }
     }
 
+    /// Whether hv saw L1's acknowledgement (a sync of the vCPU since).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Acknowledgement {
+        Seen,
+        Unseen,
+    }
+
     /// SPI 48 routed to vCPU 0, listed there (LR 0 of the slice a timer
-    /// PPI) and acknowledged by L1 (active in its LR), with hv having seen
-    /// the acknowledgement at a sync of vCPU 0 when `seen`.
-    fn spi_acknowledged_at_vcpu_0(seen: bool) -> (L1Gic, [u64; 3]) {
+    /// PPI) and acknowledged by L1 (active in its LR), `seen` or not.
+    fn spi_acknowledged_at_vcpu_0(seen: Acknowledgement) -> (L1Gic, [u64; 3]) {
         let mut gic = awake_gic();
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(D, 0x6000 + 48 * 8, 8, 0);
@@ -2490,7 +2496,7 @@ mod tests {
         assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
         assert_eq!(vcpu0[1], pending_lr(48, 0));
         vcpu0[1] = vcpu0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
-        if seen {
+        if seen == Acknowledgement::Seen {
             gic.sync(0, &mut vcpu0, SyncSteps::ALL);
             assert!(gic.holds_active(0));
         }
@@ -2508,7 +2514,7 @@ mod tests {
     /// stays active at vCPU 0 and the new edge never comes.
     #[test]
     fn an_hw_deactivation_on_another_vcpu_reaches_the_holders_lr() {
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(true);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
         let mut limit = (gic.clone(), vcpu0);
         assert_eq!(gic.read(D, 0x304, 4), 1 << 16, "active at vCPU 0");
         assert!(gic.deactivate(1, 48, ANY));
@@ -2555,7 +2561,7 @@ mod tests {
     #[test]
     fn an_hw_deactivation_on_another_vcpu_meets_each_holder_state() {
         // Acknowledged, not seen: marked, emptied at the sync.
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(false);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Unseen);
         assert!(gic.deactivate(1, 48, ANY));
         assert_eq!(gic.wanting(), 0b01);
         gic.sync(0, &mut vcpu0, SyncSteps::ALL);
@@ -2563,7 +2569,7 @@ mod tests {
         assert!(!gic.holds_active(0) && !gic.holds_listed(0));
         assert_eq!(gic.read(D, 0x304, 4), 0);
         // Pending and active: pending, still listed.
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(true);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
         gic.write(D, 0x204, 4, 1 << 16);
         assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
         assert_eq!(LrState::of(vcpu0[1]), LrState::PendingActive);
@@ -2574,7 +2580,7 @@ mod tests {
         assert_eq!(gic.read(D, 0x204, 4), 1 << 16, "listed: pending");
         // Never acknowledged: left pending; L1's later acknowledgement
         // after the sync is active as usual.
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(false);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Unseen);
         vcpu0[1] = pending_lr(48, 0);
         assert!(gic.deactivate(1, 48, ANY));
         gic.sync(0, &mut vcpu0, SyncSteps::ALL);
@@ -2585,7 +2591,7 @@ mod tests {
         assert_eq!(gic.read(D, 0x304, 4), 1 << 16);
         // The holder powers off before its sync: deactivated, not moved
         // to the model's active bit, so a new edge goes to vCPU 1.
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(true);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
         assert!(gic.deactivate(1, 48, ANY));
         gic.power_off(0, &mut vcpu0[1..]);
         assert_eq!(vcpu0[1], 0);
@@ -2596,7 +2602,7 @@ mod tests {
         assert_eq!(gic.forwarded(1).map(|f| f.intid).collect::<Vec<_>>(), [48]);
         // Held by the deactivating vCPU itself: its own LRs, the caller's
         // (`deactivate_listed`); no sync asked, no mark left behind.
-        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(true);
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
         assert!(!gic.deactivate(0, 48, ANY));
         assert!(!gic.sync_requested(0));
         assert!(crate::nested::vgic::deactivate_listed(&mut vcpu0, 48));
