@@ -981,8 +981,10 @@ umbra_l1g_step_7b:
     adr     x10, umbra_l1g_msg_last_cpu_off
     b       umbra_l1g_fail
 
-// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without SPI 49,
-// step 5, or vCPU 1's SGI, step 6, taking it out).
+// L2's `hvc #4` (step 3a), `hvc #5` (step 7f: it took and EOId vINTID
+// 59, in x2), `hvc #6` (step 7f: vINTID 59 did not come) or `hvc #3`
+// (its spin ended without SPI 49, step 5, or vCPU 1's SGI, step 6,
+// taking it out).
 umbra_l1g_lower_sync:
     mrs     x19, esr_el2
     mov     x11, x19
@@ -1414,7 +1416,8 @@ umbra_l1g_msg_v1_spi:    .asciz "vCPU 1 took another INTID than SPI 50 routed to
 umbra_l1g_msg_routed_twice: .asciz "an interrupt is pending for vCPU 0 after SPI 50 went to vCPU 1 (routed wrong, or delivered twice?): ICV_IAR1_EL1 "
 
 // L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): at `umbra_l2g_sgi`
-// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; from its start, sets a flag in its
+// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; at `umbra_l2g_hw`
+// (step 7f) takes and EOIs vINTID 59; from its start, sets a flag in its
 // page (L1's `umbra_l2g_running`: vCPU 1 waits for it), then spins at
 // most two seconds of its virtual count (then `hvc #3`: no IRQ took it
 // out).
