@@ -806,7 +806,7 @@ pub struct Options {
     /// `hv.selftest=ipc|ipc-stall|ipc-sgi|ipc-sgi-lost|shadow|shadow-no-tlbi|shadow-no-vmalle1|shadow-stuck|shadow-no-ipas2e1is`: run a self-test instead of a guest and
     /// end the run with its verdict (see `SelfTest`).
     pub self_test: Option<SelfTest>,
-    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|gic-no-read-sync|gic-no-reprioritize|gic-no-remote-ppi-active|gic-no-ppi-active-wait|gic-no-displace|gic-no-listed-active|mmu|...`: run the nested demo instead of a
+    /// `hv.nested=demo|demo-no-tlbi|recycle|recycle-stale-root|recycle-no-off-state|recycle-no-kick-all|irq|irq-no-writeback|irq-no-maintenance|timer-hw|timer-hw-no-link|timer|timer-no-cntvoff|timer-no-cntvoff-levels|timer-no-l1-irq|timer-no-l1-deadline|timer-no-l2-deadline|timer-no-eoi-maintenance|timer-no-istatus-refresh|timer-no-cntvoff-istatus|timer-no-l2-physical-deadline|timer-no-cnthctl|timer-no-cnthctl-counter|timer-no-cntkctl-restore|gic|gic-no-l2-exit|gic-no-kick|gic-no-list|gic-no-eoi-maintenance|gic-no-power-off|gic-no-withdraw|gic-no-read-sync|gic-no-reprioritize|gic-no-remote-ppi-active|gic-no-ppi-active-wait|gic-no-displace|gic-no-listed-active|gic-no-remote-hw-deactivate|mmu|...`: run the nested demo instead of a
     /// guest bundle: a guest hypervisor (L1) at virtual EL2 with FEAT_NV2
     /// running its own L2, served by the shadow-mmu service (`hv::nested`).
     pub nested: Option<NestedDemo>,
@@ -1159,6 +1159,11 @@ pub enum NestedDemo {
     /// loads act on the model's active bits only, not on the SGIs and SPIs
     /// L1 acknowledged in its list registers (this run must fail).
     GicNoListedActive,
+    /// `gic-no-remote-hw-deactivate`: the same, but L2's deactivation of
+    /// an HW = 1 list register naming an SPI L1 acknowledged on another
+    /// vCPU leaves it active there (review 48 R48-3's limit; this run
+    /// must fail).
+    GicNoRemoteHwDeactivate,
     /// `linux`: the guest bundle's Linux kernel is L1, entered at virtual
     /// EL2 as the arm64 boot protocol enters a kernel at EL2 (x0 = its
     /// device tree, MMU off), on every vCPU hv has for L1 (its secondaries
@@ -1379,6 +1384,9 @@ impl Options {
                 "hv.nested=gic-no-displace" => options.nested = Some(NestedDemo::GicNoDisplace),
                 "hv.nested=gic-no-listed-active" => {
                     options.nested = Some(NestedDemo::GicNoListedActive)
+                }
+                "hv.nested=gic-no-remote-hw-deactivate" => {
+                    options.nested = Some(NestedDemo::GicNoRemoteHwDeactivate)
                 }
                 "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
                 "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
@@ -1893,6 +1901,10 @@ pub(crate) mod tests {
         assert_eq!(
             Options::parse("hv.nested=gic-no-listed-active").map(|o| o.nested),
             Ok(Some(NestedDemo::GicNoListedActive))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=gic-no-remote-hw-deactivate").map(|o| o.nested),
+            Ok(Some(NestedDemo::GicNoRemoteHwDeactivate))
         );
         assert_eq!(
             Options::parse("hv.nested=timer-no-cntvoff").map(|o| o.nested),

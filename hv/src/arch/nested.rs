@@ -1027,7 +1027,8 @@ pub fn run(
         | NestedDemo::GicNoRemotePpiActive
         | NestedDemo::GicNoPpiActiveWait
         | NestedDemo::GicNoDisplace
-        | NestedDemo::GicNoListedActive => super::nested_l1_gic::image(),
+        | NestedDemo::GicNoListedActive
+        | NestedDemo::GicNoRemoteHwDeactivate => super::nested_l1_gic::image(),
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
@@ -1314,6 +1315,7 @@ pub fn run(
             NestedDemo::GicNoPpiActiveWait => L1GicDefect::NoPpiActiveWait,
             NestedDemo::GicNoDisplace => L1GicDefect::NoDisplace,
             NestedDemo::GicNoListedActive => L1GicDefect::NoListedActive,
+            NestedDemo::GicNoRemoteHwDeactivate => L1GicDefect::NoRemoteHwDeactivate,
             NestedDemo::LinuxNoIpi => L1GicDefect::NoCrossVcpuSgi,
             _ => L1GicDefect::None,
         },
@@ -1440,6 +1442,7 @@ pub fn run(
             NestedDemo::GicNoPpiActiveWait => " (gic-no-ppi-active-wait: a PPI set active with every list register in use is lost; this run must fail)",
             NestedDemo::GicNoDisplace => " (gic-no-displace: an interrupt with no empty list register waits behind lower-priority entries L1 masks; this run must fail)",
             NestedDemo::GicNoListedActive => " (gic-no-listed-active: I{S,C}ACTIVER act on the model's active bits only, not on what L1 acknowledged in its list registers; this run must fail)",
+            NestedDemo::GicNoRemoteHwDeactivate => " (gic-no-remote-hw-deactivate: L2's deactivation of an HW = 1 entry naming an SPI L1 acknowledged on another vCPU leaves it active there; this run must fail)",
             NestedDemo::DemoNoVpidr => " (demo-no-vpidr: L2 runs with L1's own VPIDR_EL2 and VMPIDR_EL2, not the ones L1 set for it; this run must fail)",
             NestedDemo::DemoNoL1Ids => " (demo-no-l1-ids: L1 runs on after an L2 exit with the VPIDR_EL2 and VMPIDR_EL2 it set for L2; this run must fail)",
             NestedDemo::HostEl0 => " (host-el0: a VHE L1 in host mode, E2H = TGE = 1, runs its own EL0)",
@@ -1620,7 +1623,7 @@ pub fn guest_exit(frame: &mut GuestFrame, kind: u64) {
         // pINTIDs of the HW = 1 entries it deactivated, inactive in L1's
         // own interface and in its GIC.
         for intid in vcpu.gic.leave_l2(vcpu.vncr) {
-            let wanting = super::nested_gic::deactivate(vcpu.index, intid);
+            let wanting = super::nested_gic::deactivate(vcpu.index, intid, nested.l1_gic_defect);
             if wanting != 0 {
                 kick_l1_vcpus(nested, vcpu.index, wanting);
             }

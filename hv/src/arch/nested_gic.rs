@@ -22,8 +22,8 @@ use super::cpu::{self, read_sysreg};
 use super::nested_timer::hardware_lrs;
 use crate::esr::{MmioAccess, MmioKind};
 use crate::nested::gic::{
-    list_forwarded_with_displacement, signalled, GicFrame, L1Gic, L1GicLayout, PowerOff, SyncSteps,
-    ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
+    list_forwarded_with_displacement, signalled, GicFrame, HwDeactivationReach, L1Gic, L1GicLayout,
+    PowerOff, SyncSteps, ICACTIVER0, ICPENDR0, ISACTIVER0, MAX_L1_VCPUS,
 };
 use crate::nested::vgic::{l1_takes_irqs_at_vel2, vtr};
 use crate::println;
@@ -87,6 +87,11 @@ pub enum L1GicDefect {
     /// are apart: I{S,C}ACTIVER stores and loads act on the model's only
     /// (review 49 R49-3).
     NoListedActive,
+    /// `gic-no-remote-hw-deactivate`: L2's deactivation of an HW = 1 list
+    /// register naming an SPI another vCPU holds active (or listed) leaves
+    /// it so there (review 48 R48-3's limit): only the model's bit and
+    /// the deactivating vCPU's own list registers are cleared.
+    NoRemoteHwDeactivate,
 }
 
 /// The longest a load of L1's GIC waits for the vCPUs holding what it
@@ -279,12 +284,19 @@ static SGI_DROP_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// L2's deactivation of an HW = 1 list register of vCPU `vcpu` naming
 /// `intid` (`VcpuGic::leave_l2`): the active bit L1 set for it in its GIC
-/// cleared (`nested::gic::L1Gic::deactivate`). The vCPUs that now have
-/// something forwarded to them (an SPI pending behind its active state,
-/// for the caller to kick).
-pub fn deactivate(vcpu: usize, intid: u32) -> u32 {
+/// cleared, and an SPI another vCPU holds active in its list registers
+/// marked for that vCPU's next sync (`nested::gic::L1Gic::deactivate`;
+/// not with the `gic-no-remote-hw-deactivate` defect). The vCPUs to kick:
+/// that holder, and those that now have something forwarded to them (an
+/// SPI pending behind its active state). Nothing here waits for the
+/// holder: its kicked exit deactivates the entry, whatever it was doing.
+pub fn deactivate(vcpu: usize, intid: u32, defect: L1GicDefect) -> u32 {
+    let reach = match defect {
+        L1GicDefect::NoRemoteHwDeactivate => HwDeactivationReach::OwnVcpu,
+        _ => HwDeactivationReach::AnyHolder,
+    };
     let mut gic = L1_GIC.lock();
-    if gic.deactivate(vcpu, intid) {
+    if gic.deactivate(vcpu, intid, reach) {
         gic.wanting()
     } else {
         0

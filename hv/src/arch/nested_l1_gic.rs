@@ -94,6 +94,15 @@
 //!    GICD_ISACTIVER1 from vCPU 0; cleared there (GICD_ICACTIVER1) it
 //!    reads inactive, and made pending again it comes to vCPU 1 again
 //!    without ICV_DIR_EL1 there (review 49 R49-3);
+//!    7f. SPI 59 routed to vCPU 1, taken there with EOImode 1 and its
+//!    priority dropped (active in vCPU 1's LR, no exit); vCPU 0 gives its
+//!    L2 an HW = 1 entry (ICH_LR0_EL2: vINTID 59, pINTID 59, pending; L2's
+//!    VMCR VENG1, VPMR 0xff, EOImode 0) and runs L2, which takes vINTID 59
+//!    by polling and EOIs it (`hvc #5`): L1 reads the entry back with
+//!    State 0b00, makes SPI 59 pending again, and it comes to vCPU 1
+//!    again without ICV_DIR_EL1 there: L2's deactivation reached vCPU 1's
+//!    list register (review 48 R48-3; `gic-no-remote-hw-deactivate`, where
+//!    it stays active there, fails here);
 //!    7b. SPI 51 routed to vCPU 1 (parked in WFE with PSTATE.I masked,
 //!    kicked: hv lists it there) made pending; vCPU 1 calls PSCI CPU_OFF;
 //!    once AFFINITY_INFO(1) says OFF, vCPU 0 routes SPI 51 to itself and
@@ -111,6 +120,11 @@ use core::arch::global_asm;
 pub const QEMU_VIRT_GICD: u64 = 0x0800_0000;
 /// QEMU virt's first redistributor: vCPU k's at `+ k * 0x20000`.
 pub const QEMU_VIRT_GICR: u64 = 0x080a_0000;
+/// Step 7f's ICH_LR0_EL2 for L2: pending, HW = 1, group 1, priority 0x80,
+/// pINTID 59 (the SPI vCPU 1 holds active), vINTID 59.
+const L2_HW_LR: u64 = 1 << 62 | 1 << 61 | 1 << 60 | 0x80 << 48 | 59 << 32 | 59;
+/// Step 7f's ICH_VMCR_EL2 for L2: VPMR 0xff, VENG1, EOImode 0.
+const L2_HW_VMCR: u64 = 0xff << 24 | 1 << 1;
 
 global_asm!(
     l1_asm_macros!("UMBRA_L1G", "umbra_l1g"),
@@ -202,6 +216,18 @@ global_asm!(
     bic     x1, x1, #2
     msr     s3_0_c12_c12_4, x1
     isb
+.endm
+
+// ELR_EL2 and SPSR_EL2 for an ERET into L2 (EL1h, DAIF masked) at
+// `label`, in its payload page at IPA 0x80000 (clobbers x1, x2).
+.macro UMBRA_L1G_L2_AT label
+    adr     x1, \label
+    adr     x2, umbra_l2g_payload
+    sub     x1, x1, x2
+    add     x1, x1, #0x80000
+    msr     elr_el2, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
 .endm
 
 // SPI `n` (below 64) routed to affinity `aff`, priority 0x80, enabled
@@ -581,13 +607,7 @@ umbra_l1_gic_image:
     // L1's GIC; L2 then calls `hvc #4`.
     UMBRA_L1G_MOV64 x1, {vhcr_no_imo}
     msr     hcr_el2, x1
-    adr     x1, umbra_l2g_sgi
-    adr     x2, umbra_l2g_payload
-    sub     x1, x1, x2
-    add     x1, x1, #0x80000
-    msr     elr_el2, x1
-    mov     x1, #0x3c5
-    msr     spsr_el2, x1
+    UMBRA_L1G_L2_AT umbra_l2g_sgi
     eret
 umbra_l1g_after_l2_sgi:
     // 4: vCPU 1 (PSCI CPU_ON for MPIDR 1); hv may have no CPU for it
@@ -882,6 +902,40 @@ umbra_l1g_l2_irq:
     adr     x10, umbra_l1g_msg_v1_active_not_again
     b       umbra_l1g_fail
 45: UMBRA_L1G_PUTS umbra_l1g_msg_v1_active
+    // 7f: SPI 59 routed to vCPU 1, which (asked) takes it with EOImode 1,
+    // drops its priority (active in its LR, no exit), publishes the INTID
+    // and spins without exits. vCPU 0 gives its L2 an HW = 1 entry naming
+    // it (ICH_LR0_EL2: vINTID 59, pINTID 59, pending; L2's VMCR VENG1 and
+    // VPMR 0xff) and runs L2, which takes vINTID 59 and EOIs it (EOImode
+    // 0: deactivated, so is pINTID 59, which vCPU 1 holds active; review
+    // 48 R48-3) and calls `hvc #5` (`umbra_l1g_l2_hw_back`).
+    UMBRA_L1G_SPI 59, 1
+    adr     x4, umbra_l1g_v1_hw
+    mov     x1, #1
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 6
+50: adr     x4, umbra_l1g_v1_hw_intid
+    ldr     x21, [x4]
+    cbnz    x21, 51f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    50b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_hw_no_ack
+    b       umbra_l1g_fail
+51: UMBRA_L1G_EXPECT x21, 59, umbra_l1g_msg_v1_hw_no_ack
+    UMBRA_L1G_MOV64 x1, {l2_hw_lr}
+    msr     s3_4_c12_c12_0, x1
+    UMBRA_L1G_MOV64 x1, {l2_hw_vmcr}
+    msr     s3_4_c12_c11_7, x1
+    mov     x1, #1
+    msr     s3_4_c12_c11_0, x1
+    UMBRA_L1G_L2_AT umbra_l2g_hw
+    isb
+    eret
+umbra_l1g_step_7b:
     // 7b: SPI 51 routed to vCPU 1 (parked in WFE, PSTATE.I masked: never
     // acknowledged) made pending: the kick lists it there. vCPU 1 then
     // turns off (PSCI CPU_OFF); once AFFINITY_INFO(1) says OFF, vCPU 0
@@ -927,14 +981,25 @@ umbra_l1g_l2_irq:
     adr     x10, umbra_l1g_msg_last_cpu_off
     b       umbra_l1g_fail
 
-// L2's `hvc #4` (step 3a) or `hvc #3` (its spin ended without SPI 49,
-// step 5, or vCPU 1's SGI, step 6, taking it out).
+// L2's `hvc #4` (step 3a), `hvc #5` (step 7f: it took and EOId vINTID
+// 59, in x2), `hvc #6` (step 7f: vINTID 59 did not come) or `hvc #3`
+// (its spin ended without SPI 49, step 5, or vCPU 1's SGI, step 6,
+// taking it out).
 umbra_l1g_lower_sync:
     mrs     x19, esr_el2
     mov     x11, x19
     UMBRA_L1G_MOV64 x1, 0x5a000004
     cmp     x19, x1
     b.eq    umbra_l1g_l2_sgi_back
+    UMBRA_L1G_MOV64 x1, 0x5a000005
+    cmp     x19, x1
+    b.eq    umbra_l1g_l2_hw_back
+    mov     x11, x2
+    adr     x10, umbra_l1g_msg_l2_hw_intid
+    UMBRA_L1G_MOV64 x1, 0x5a000006
+    cmp     x19, x1
+    b.eq    umbra_l1g_fail
+    mov     x11, x19
     adr     x10, umbra_l1g_msg_unexpected
     UMBRA_L1G_MOV64 x1, 0x5a000003
     cmp     x19, x1
@@ -959,6 +1024,37 @@ umbra_l1g_l2_sgi_back:
     UMBRA_L1G_NOTHING_MORE umbra_l1g_msg_l2_own_sgi_twice
     UMBRA_L1G_PUTS umbra_l1g_msg_l2_own_sgi
     b       umbra_l1g_after_l2_sgi
+
+// 7f: L2 took vINTID 59 (x2) of its HW = 1 entry and EOId it; L1 reads
+// the entry back (HW, pINTID) with State 0b00, makes SPI 59 pending
+// again and asks vCPU 1 for it: vCPU 1 takes it without ICV_DIR_EL1 (the
+// deactivation reached its list register), deactivates it and publishes
+// 0 (`gic-no-remote-hw-deactivate` fails there: its entry stays active).
+umbra_l1g_l2_hw_back:
+    adr     x9, umbra_l1_gic_image
+    UMBRA_L1G_EXPECT x2, 59, umbra_l1g_msg_l2_hw_intid
+    mrs     x21, s3_4_c12_c12_0
+    UMBRA_L1G_EXPECT x21, ({l2_hw_lr} & ~(3 << 62)), umbra_l1g_msg_l2_hw_lr
+    UMBRA_L1G_MOV64 x20, {gicd}
+    mov     w1, #0x8000000
+    str     w1, [x20, #0x204]
+    adr     x4, umbra_l1g_v1_hw
+    mov     x1, #2
+    str     x1, [x4]
+    dsb     sy
+    sev
+    UMBRA_L1G_TICKS_AHEAD 7
+52: adr     x4, umbra_l1g_v1_hw_intid
+    ldr     x21, [x4]
+    cbz     x21, 53f
+    mrs     x7, cntpct_el0
+    cmp     x7, x6
+    b.lo    52b
+    mov     x11, x21
+    adr     x10, umbra_l1g_msg_v1_hw_timeout
+    b       umbra_l1g_fail
+53: UMBRA_L1G_PUTS umbra_l1g_msg_v1_hw
+    b       umbra_l1g_step_7b
 
 // vCPU 1 (PSCI CPU_ON, x0 its context id): its own stack and interface,
 // its redistributor checked and woken; waits for L2 to run on vCPU 0,
@@ -1020,6 +1116,10 @@ umbra_l1g_secondary:
     ldr     x5, [x4]
     cmp     x5, #1
     b.eq    15f
+    adr     x4, umbra_l1g_v1_hw
+    ldr     x5, [x4]
+    cmp     x5, #1
+    b.eq    17f
     adr     x4, umbra_l1g_v1_off
     ldr     x5, [x4]
     cbz     x5, 3b
@@ -1116,6 +1216,32 @@ umbra_l1g_secondary:
     str     xzr, [x4]
     dsb     sy
     b       3b
+    // Step 7f: with EOImode 1, SPI 59 taken and its priority dropped
+    // (active in the LR), its INTID published; a spin without exits until
+    // L2 on vCPU 0 deactivated it through an HW = 1 entry and vCPU 0 made
+    // it pending again (request 2); then it must come again (no
+    // ICV_DIR_EL1 here), dropped and deactivated, and 0 published.
+17: mrs     x1, s3_0_c12_c12_4
+    orr     x1, x1, #2
+    msr     s3_0_c12_c12_4, x1
+    isb
+    UMBRA_L1G_POLL_IAR umbra_l1g_msg_v1_hw_lost
+    msr     s3_0_c12_c12_1, x19
+    isb
+    adr     x4, umbra_l1g_v1_hw_intid
+    str     x19, [x4]
+    dsb     sy
+18: adr     x4, umbra_l1g_v1_hw
+    ldr     x5, [x4]
+    cmp     x5, #2
+    b.ne    18b
+    UMBRA_L1G_TAKE_DEACTIVATE 59, umbra_l1g_msg_v1_hw_not_again
+    adr     x4, umbra_l1g_v1_hw
+    str     xzr, [x4]
+    adr     x4, umbra_l1g_v1_hw_intid
+    str     xzr, [x4]
+    dsb     sy
+    b       3b
 
 .balign 8
 umbra_l1g_two_vcpus:
@@ -1143,6 +1269,10 @@ umbra_l1g_v1_ppi:
 umbra_l1g_v1_active:
     .quad   0
 umbra_l1g_v1_active_intid:
+    .quad   0
+umbra_l1g_v1_hw:
+    .quad   0
+umbra_l1g_v1_hw_intid:
     .quad   0
 umbra_l1g_irqs:
     .quad   0
@@ -1205,6 +1335,13 @@ umbra_l1g_msg_v1_active_no_ack: .asciz "vCPU 1 did not take SPI 58 routed to it 
 umbra_l1g_msg_v1_active_lost: .asciz "SPI 58 routed to vCPU 1 did not come there (step 7e): ICV_IAR1_EL1 "
 umbra_l1g_msg_v1_active_reads: .asciz "GICD_ISACTIVER1, read from vCPU 0, does not read SPI 58, taken by vCPU 1 and not deactivated, active (only it): "
 umbra_l1g_msg_v1_active_cleared_reads: .asciz "GICD_ISACTIVER1 still reads SPIs active after vCPU 0 cleared SPI 58 active (GICD_ICACTIVER1): "
+umbra_l1g_msg_v1_hw: .asciz "L1: SPI 59, taken by vCPU 1 (priority dropped), deactivated by L2 on vCPU 0 through an HW = 1 LR, came to vCPU 1 again without ICV_DIR_EL1\n"
+umbra_l1g_msg_v1_hw_no_ack: .asciz "vCPU 1 did not take SPI 59 routed to it (step 7f): its published INTID "
+umbra_l1g_msg_v1_hw_lost: .asciz "SPI 59 routed to vCPU 1 did not come there (step 7f): ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_hw_not_again: .asciz "SPI 59, taken on vCPU 1 and deactivated by L2 on vCPU 0 (HW = 1 LR), did not come to vCPU 1 again: ICV_IAR1_EL1 "
+umbra_l1g_msg_v1_hw_timeout: .asciz "vCPU 1 did not take SPI 59 again within 128 TICKS (step 7f): its published INTID "
+umbra_l1g_msg_l2_hw_intid: .asciz "L2 did not take vINTID 59 of its HW = 1 list register (pINTID 59): ICV_IAR1_EL1 "
+umbra_l1g_msg_l2_hw_lr: .asciz "the HW = 1 ICH_LR0_EL2 is not what L1 wrote with State 0b00 after L2's EOI: "
 umbra_l1g_msg_v1_active_not_again: .asciz "SPI 58, cleared active by vCPU 0 (GICD_ICACTIVER1) while vCPU 1 held it active, made pending again, did not come again to vCPU 1: "
 umbra_l1g_msg_v1_ppi: .asciz "L1: PPI 20 set active at vCPU 1's redistributor from vCPU 0 read active on both, reached vCPU 1's interface (ICV_DIR_EL1 there deactivated it) and then read inactive on both\n"
 umbra_l1g_msg_v1_ppi_set_reads: .asciz "vCPU 1's GICR_ISACTIVER0 does not read PPI 20 active after vCPU 0 set it: "
@@ -1279,7 +1416,8 @@ umbra_l1g_msg_v1_spi:    .asciz "vCPU 1 took another INTID than SPI 50 routed to
 umbra_l1g_msg_routed_twice: .asciz "an interrupt is pending for vCPU 0 after SPI 50 went to vCPU 1 (routed wrong, or delivered twice?): ICV_IAR1_EL1 "
 
 // L2 (at 0x80000, EL1h, stage 1 off, DAIF masked): at `umbra_l2g_sgi`
-// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; from its start, sets a flag in its
+// (step 3a) sends SGI 1 to Aff0 0 and calls `hvc #4`; at `umbra_l2g_hw`
+// (step 7f) takes and EOIs vINTID 59; from its start, sets a flag in its
 // page (L1's `umbra_l2g_running`: vCPU 1 waits for it), then spins at
 // most two seconds of its virtual count (then `hvc #3`: no IRQ took it
 // out).
@@ -1303,6 +1441,25 @@ umbra_l2g_sgi:
     isb
     hvc     #4
 3:  b       3b
+// Step 7f: ICV_IAR1_EL1 polled for at most a second of its virtual count
+// (PSTATE.I masked) for vINTID 59 of its HW = 1 entry, EOId (EOImode 0:
+// deactivated), then `hvc #5` with the INTID in x2 (`hvc #6` if none
+// came).
+umbra_l2g_hw:
+    mrs     x6, cntvct_el0
+    mrs     x7, cntfrq_el0
+    add     x6, x6, x7
+4:  mrs     x2, s3_0_c12_c12_0
+    cmp     x2, #1020
+    b.lo    5f
+    mrs     x7, cntvct_el0
+    cmp     x7, x6
+    b.lo    4b
+    hvc     #6
+5:  msr     s3_0_c12_c12_1, x2
+    isb
+    hvc     #5
+6:  b       6b
 .balign 8
 umbra_l2g_running:
     .quad   0
@@ -1318,6 +1475,8 @@ umbra_l1_gic_image_end:
     gicd = const QEMU_VIRT_GICD,
     gicr = const QEMU_VIRT_GICR,
     l2_lr = const super::nested_l1_irq::LR_A,
+    l2_hw_lr = const L2_HW_LR,
+    l2_hw_vmcr = const L2_HW_VMCR,
     vhcr_no_imo = const super::nested_l1::L1_VIRTUAL_HCR,
 );
 

@@ -62,7 +62,9 @@
 //! model's bit; I{S,C}ACTIVER loads read both and, like their stores,
 //! first sync the holders ([`L1Gic::active_holders`]); a set of an
 //! interrupt active in a list register changes nothing, a clear reaches
-//! the entry at the holder's sync ([`L1Gic::deactivate_cleared`]).
+//! the entry at the holder's sync ([`L1Gic::deactivate_cleared`]), and
+//! so does L2's deactivation, on another vCPU, of an HW = 1 entry naming
+//! an SPI (review 48 R48-3; [`L1Gic::deactivate`]).
 //! Limits: PPIs come from hv's own paths (the maintenance interrupt,
 //! `nested::vgic`; the timers, `nested::timer`), which do not consult
 //! GICR_ISENABLER0 or GICR_IPRIORITYR (their enable bits and priorities
@@ -231,7 +233,9 @@ pub struct L1Gic {
     spi_reprioritized: [u32; SPI_WORDS],
     /// SPIs active (or pending and active) in `spi_holder`'s list
     /// registers at its last sync, and those L1 cleared active since
-    /// (GICD_ICACTIVER<n>), as `Private::lr_active` and `lr_active_clear`.
+    /// (GICD_ICACTIVER<n>), as `Private::lr_active` and `lr_active_clear`,
+    /// or L2 deactivated on another vCPU through an HW = 1 entry since
+    /// (also when only listed there: [`L1Gic::deactivate_at_holder`]).
     spi_lr_active: [u32; SPI_WORDS],
     spi_lr_active_clear: [u32; SPI_WORDS],
     /// The vCPU an SPI is listed at (`spi_listed`) or active at
@@ -291,6 +295,17 @@ impl SyncSteps {
         keep_waiting_ppi_sets: true,
         listed_active: true,
     };
+}
+
+/// Which vCPUs' list registers L2's deactivation of an HW = 1 entry
+/// naming an SPI reaches ([`L1Gic::deactivate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HwDeactivationReach {
+    /// The vCPU holding it, whichever (a GIC's distributor).
+    AnyHolder,
+    /// Only the deactivating vCPU's own (review 48 R48-3's limit, kept
+    /// for hv's `gic-no-remote-hw-deactivate` demo, which must fail).
+    OwnVcpu,
 }
 
 /// What [`L1Gic::power_off`] changed that a refused CPU_OFF undoes.
@@ -1447,17 +1462,14 @@ impl L1Gic {
     /// SGI's at `vcpu`'s redistributor, an SPI's at the distributor; a
     /// PPI's set still waiting for a free list register
     /// ([`Self::sync_ppis`]) dropped (one placed is in the list register
-    /// the caller deactivates). INTIDs this GIC does not have, or not
-    /// active here: nothing (the CONSTRAINED UNPREDICTABLE deactivation of
-    /// an interrupt that is not active). Whether a bit was cleared. A limit (review 48
-    /// R48-3): the active state of an SPI hv listed and L1 acknowledged
-    /// lives in the list register of the vCPU that acknowledged it, which
-    /// only that vCPU's exits reach (`nested::vgic::deactivate_listed`),
-    /// so an HW = 1 deactivation on another vCPU (L1 running its guest
-    /// there, or the SPI re-routed meanwhile) leaves it active, where a
-    /// GIC's distributor would deactivate it whichever PE acknowledged it.
-    /// KVM maps only PPIs (its guest's timers) with HW = 1.
-    pub fn deactivate(&mut self, vcpu: usize, intid: u32) -> bool {
+    /// the caller deactivates); an SPI another vCPU holds
+    /// ([`Self::deactivate_at_holder`], with `reach`
+    /// [`HwDeactivationReach::AnyHolder`]) deactivated at that vCPU's
+    /// next sync. INTIDs this GIC does not have, or not active here:
+    /// nothing (the CONSTRAINED UNPREDICTABLE deactivation of an
+    /// interrupt that is not active). Whether a bit was cleared or a
+    /// holder is to sync (the vCPUs to kick: [`Self::wanting`]).
+    pub fn deactivate(&mut self, vcpu: usize, intid: u32, reach: HwDeactivationReach) -> bool {
         if let (true, Some(p)) = (PPIS.contains(&intid), self.private.get_mut(vcpu)) {
             // A set still waiting for a free LR: deactivated before placed.
             let bit = 1 << (intid - 16);
@@ -1465,7 +1477,44 @@ impl L1Gic {
             p.ppi_active_set &= !bit;
             return waiting;
         }
-        self.set_state(vcpu, intid, Bits::Active, Op::Clear)
+        let cleared = self.set_state(vcpu, intid, Bits::Active, Op::Clear);
+        let elsewhere =
+            reach == HwDeactivationReach::AnyHolder && self.deactivate_at_holder(vcpu, intid);
+        cleared || elsewhere
+    }
+
+    /// Review 48 R48-3: SPI `intid`, deactivated by L2 on vCPU `vcpu`
+    /// through an HW = 1 list register, held by another vCPU, active in
+    /// its list registers at its last sync or listed there and not seen
+    /// acknowledged (L1 may have acknowledged it since: it cannot have
+    /// put the pINTID in its L2's list register before). A GIC's
+    /// distributor deactivates an SPI whichever PE acknowledged it; here
+    /// its active state is that vCPU's list register, which only its own
+    /// exits reach, so the deactivation is marked for the holder's next
+    /// sync as an ICACTIVER clear is ([`Self::deactivate_cleared`]: an
+    /// active entry emptied, a pending and active one pending, a pending
+    /// one, never acknowledged, left as it is) and the holder is to be
+    /// kicked (`sync_requested`), whatever it runs (L1, L2, or waits at
+    /// EL2: the kick wakes it); nobody waits for that sync. Until it,
+    /// the SPI reads inactive and goes to no other vCPU
+    /// ([`Self::listed_elsewhere`]); a holder that powers off first
+    /// applies it ([`Self::power_off`]). SGIs and PPIs are banked: `vcpu`
+    /// deactivates its own, which the caller's list registers hold.
+    /// Whether the holder is to sync.
+    fn deactivate_at_holder(&mut self, vcpu: usize, intid: u32) -> bool {
+        if vcpu >= self.vcpus || !(32..L1_GIC_LINES).contains(&intid) {
+            return false;
+        }
+        let s = (intid - 32) as usize;
+        let (w, bit) = (s / 32, 1u32 << (s % 32));
+        let holder = usize::from(self.spi_holder[s]);
+        let held = (self.spi_listed[w] | self.spi_lr_active[w]) & bit != 0;
+        if !held || holder == vcpu || self.spi_lr_active_clear[w] & bit != 0 {
+            return false;
+        }
+        self.spi_lr_active_clear[w] |= bit;
+        self.sync_requested |= 1 << holder;
+        true
     }
 
     /// Whether anything at all is pending with group 1 enabled: the cheap
@@ -1738,6 +1787,7 @@ mod tests {
     const D: GicFrame = GicFrame::Distributor;
     const R0: GicFrame = GicFrame::Redistributor(0);
     const R1: GicFrame = GicFrame::Redistributor(1);
+    const ANY: HwDeactivationReach = HwDeactivationReach::AnyHolder;
 
     /// Distributor on, both redistributors awake.
     fn awake_gic() -> L1Gic {
@@ -2428,29 +2478,140 @@ mod tests {
         }
     }
 
-    /// Review 48 R48-3, the documented limit of [`L1Gic::deactivate`]: SPI
-    /// 48, listed for vCPU 0 and acknowledged there (active in its LR),
-    /// deactivated by an HW = 1 entry of vCPU 1's L2: neither vCPU 1's
-    /// LRs nor the model hold it active, so it stays active in vCPU 0's LR
-    /// (and is not forwarded again).
-    #[test]
-    fn an_hw_deactivation_on_another_vcpu_leaves_a_listed_spi_active() {
-        use crate::nested::vgic::deactivate_listed;
+    /// Whether hv saw L1's acknowledgement (a sync of the vCPU since).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Acknowledgement {
+        Seen,
+        Unseen,
+    }
+
+    /// SPI 48 routed to vCPU 0, listed there (LR 0 of the slice a timer
+    /// PPI) and acknowledged by L1 (active in its LR), `seen` or not.
+    fn spi_acknowledged_at_vcpu_0(seen: Acknowledgement) -> (L1Gic, [u64; 3]) {
         let mut gic = awake_gic();
         gic.write(D, 0x104, 4, 1 << 16);
         gic.write(D, 0x6000 + 48 * 8, 8, 0);
         gic.write(D, 0x204, 4, 1 << 16);
-        let mut vcpu0 = [0u64; 3];
-        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0, true, &[]), 1);
-        assert_eq!(vcpu0[0] & lr::VINTID_MASK, 48);
-        vcpu0[0] = vcpu0[0] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        let mut vcpu0 = [pending_lr(26, 0xa0), 0, 0];
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
+        assert_eq!(vcpu0[1], pending_lr(48, 0));
+        vcpu0[1] = vcpu0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        if seen == Acknowledgement::Seen {
+            gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+            assert!(gic.holds_active(0));
+        }
+        (gic, vcpu0)
+    }
+
+    /// Review 48 R48-3: SPI 48, acknowledged at vCPU 0 (active in its LR),
+    /// deactivated by L2 on vCPU 1 through an HW = 1 entry naming it:
+    /// vCPU 0 is to be kicked and to sync (whatever it runs), the SPI
+    /// reads inactive at once and goes to nobody else meanwhile, and
+    /// vCPU 0's sync empties the LR, after which a new edge comes again;
+    /// a second deactivation before the sync changes nothing more. With
+    /// the deactivation reaching only vCPU 1's own (`OwnVcpu`, the
+    /// `gic-no-remote-hw-deactivate` defect, the limit before) the entry
+    /// stays active at vCPU 0 and the new edge never comes.
+    #[test]
+    fn an_hw_deactivation_on_another_vcpu_reaches_the_holders_lr() {
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        let mut limit = (gic.clone(), vcpu0);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 16, "active at vCPU 0");
+        assert!(gic.deactivate(1, 48, ANY));
+        assert!(gic.sync_requested(0), "vCPU 0 to sync");
+        assert_eq!(gic.wanting(), 0b01, "vCPU 0 is kicked");
+        assert_eq!(gic.read(D, 0x304, 4), 0, "reads inactive");
+        assert!(!gic.deactivate(1, 48, ANY), "once");
+        // A new edge before vCPU 0's sync: nobody else gets it, and
+        // vCPU 0's LR holds it active until the sync.
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(gic.forwarded(1).count(), 0, "still in vCPU 0's LR");
+        assert!(gic.sync(0, &mut vcpu0, SyncSteps::ALL), "vCPU 1 to kick");
+        assert_eq!(vcpu0, [pending_lr(26, 0xa0), 0, 0], "deactivated");
+        assert!(!gic.sync_requested(0));
+        assert!(!gic.holds_active(0));
         let mut vcpu1 = [0u64; 3];
-        assert!(!deactivate_listed(&mut vcpu1, 48));
-        assert!(!gic.deactivate(1, 48));
-        assert_eq!(LrState::of(vcpu0[0]), LrState::Active);
-        // vCPU 0's own HW = 1 deactivation is the handled case.
-        assert!(deactivate_listed(&mut vcpu0, 48));
-        assert_eq!(vcpu0[0], 0);
+        assert_eq!(list_forwarded(&mut gic, 1, &mut vcpu1, true, &[]), 1);
+        assert_eq!(vcpu1[0], pending_lr(48, 0), "delivered again");
+
+        // The limit: vCPU 0's LR stays active, the edge waits behind it.
+        let (gic, vcpu0) = &mut limit;
+        assert!(!gic.deactivate(1, 48, HwDeactivationReach::OwnVcpu));
+        assert!(!gic.sync_requested(0));
+        gic.write(D, 0x204, 4, 1 << 16);
+        gic.sync(0, vcpu0, SyncSteps::ALL);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::Active);
+        assert_eq!(list_forwarded(gic, 0, &mut vcpu0[1..], true, &[]), 1);
+        assert_eq!(
+            LrState::of(vcpu0[1]),
+            LrState::PendingActive,
+            "never signalled again"
+        );
+    }
+
+    /// Review 48 R48-3, the holder's other states: an acknowledgement hv
+    /// has not seen (SPI 48 still listed at vCPU 0) is deactivated at the
+    /// sync all the same; one pending again behind its active state
+    /// becomes pending (still listed at vCPU 0); one never acknowledged
+    /// (pending in the LR: the deactivation of an interrupt that is not
+    /// active) stays pending and is taken later as usual; a holder that
+    /// powers off before its sync applies it (nothing goes to the model's
+    /// active bit); vCPU 1's own entry is the caller's, no sync asked.
+    #[test]
+    fn an_hw_deactivation_on_another_vcpu_meets_each_holder_state() {
+        // Acknowledged, not seen: marked, emptied at the sync.
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Unseen);
+        assert!(gic.deactivate(1, 48, ANY));
+        assert_eq!(gic.wanting(), 0b01);
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(vcpu0[1], 0);
+        assert!(!gic.holds_active(0) && !gic.holds_listed(0));
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        // Pending and active: pending, still listed.
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::PendingActive);
+        assert!(gic.deactivate(1, 48, ANY));
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(vcpu0[1], pending_lr(48, 0));
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(gic.read(D, 0x204, 4), 1 << 16, "listed: pending");
+        // Never acknowledged: left pending; L1's later acknowledgement
+        // after the sync is active as usual.
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Unseen);
+        vcpu0[1] = pending_lr(48, 0);
+        assert!(gic.deactivate(1, 48, ANY));
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(vcpu0[1], pending_lr(48, 0));
+        vcpu0[1] = vcpu0[1] & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::Active);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 16);
+        // The holder powers off before its sync: deactivated, not moved
+        // to the model's active bit, so a new edge goes to vCPU 1.
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        assert!(gic.deactivate(1, 48, ANY));
+        gic.power_off(0, &mut vcpu0[1..]);
+        assert_eq!(vcpu0[1], 0);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert!(!gic.sync_requested(0), "nothing left to wait for");
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(gic.forwarded(1).map(|f| f.intid).collect::<Vec<_>>(), [48]);
+        // Held by the deactivating vCPU itself: its own LRs, the caller's
+        // (`deactivate_listed`); no sync asked, no mark left behind.
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        assert!(!gic.deactivate(0, 48, ANY));
+        assert!(!gic.sync_requested(0));
+        assert!(crate::nested::vgic::deactivate_listed(&mut vcpu0, 48));
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert!(!gic.holds_active(0));
+        // Held by nobody (not listed, not active): nothing.
+        let mut gic = awake_gic();
+        assert!(!gic.deactivate(1, 48, ANY));
+        assert_eq!(gic.wanting(), 0);
     }
 
     /// Review 47 R47-3: with one free LR, the highest-priority interrupt
@@ -2797,11 +2958,11 @@ mod tests {
         gic.write(R1, 0x1_0300, 4, 1 << 3);
         gic.write(D, 0x304, 4, 1 << 16);
         // vCPU 0's SGI 3 is another interrupt: nothing.
-        assert!(!gic.deactivate(0, 3));
+        assert!(!gic.deactivate(0, 3, ANY));
         assert_eq!(gic.read(R1, 0x1_0300, 4), 1 << 3);
-        assert!(gic.deactivate(1, 3));
+        assert!(gic.deactivate(1, 3, ANY));
         assert_eq!(gic.read(R1, 0x1_0300, 4), 0);
-        assert!(gic.deactivate(0, 48));
+        assert!(gic.deactivate(0, 48, ANY));
         assert_eq!(gic.read(D, 0x304, 4), 0);
         // Not active, a PPI, beyond L1's INTIDs, a vCPU it does not have:
         // no effect (CONSTRAINED UNPREDICTABLE).
@@ -2815,7 +2976,7 @@ mod tests {
             (2, 3),
             (9, 3),
         ] {
-            assert!(!gic.deactivate(vcpu, intid), "{vcpu} {intid}");
+            assert!(!gic.deactivate(vcpu, intid, ANY), "{vcpu} {intid}");
         }
         assert_eq!(gic, before);
     }
@@ -2970,8 +3131,8 @@ mod tests {
         let mut lrs = full;
         gic.write(R0, ISACTIVER0, 4, 1 << 26 | 1 << 30);
         gic.sync_ppis(0, &mut lrs);
-        assert!(gic.deactivate(0, 26));
-        assert!(!gic.deactivate(0, 26), "once");
+        assert!(gic.deactivate(0, 26, ANY));
+        assert!(!gic.deactivate(0, 26, ANY), "once");
         gic.write(R0, ICACTIVER0, 4, 1 << 30);
         lrs[1] = 0;
         gic.sync_ppis(0, &mut lrs);

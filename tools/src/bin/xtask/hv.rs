@@ -1615,6 +1615,18 @@ const MATRIX: &[Case] = &[
         },
         ..boot(MAX, 1, "512M")
     },
+    // L2 on vCPU 0 deactivates SPI 59, which vCPU 1 took and holds
+    // active, through an HW = 1 list register: only vCPU 0's own list
+    // registers and the model see it, so vCPU 1's entry stays active and
+    // the SPI never comes there again (review 48 R48-3).
+    Case {
+        hv_args: "hv.nested=gic-no-remote-hw-deactivate",
+        expect: Expect::Ends {
+            line: "l1: UMBRA-NESTED-FAIL: SPI 59, taken on vCPU 1 and deactivated by L2 on vCPU 0 (HW = 1 LR), did not come to vCPU 1 again: ICV_IAR1_EL1 0x00000000000003ff",
+            status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
     // A non-VHE guest hypervisor (E2H = 0) with its EL2 stage 1 on: hv
     // converts its TCR_EL2/SCTLR_EL2/TTBR0_EL2/MAIR_EL2 onto the hardware
     // EL1 regime (HCR_EL2.NV1); L1 checks an alias mapping, its own
