@@ -2053,7 +2053,7 @@ mod tests {
     /// or the pages' addresses past the top, overflowed).
     #[test]
     fn pages_later_past_the_top_are_removed_without_overflow() {
-        let top = u64::MAX & !(PAGE_SIZE - 1);
+        let top = !(PAGE_SIZE - 1);
         let mut map = ReverseMap::new();
         map.insert(0x8000_0000, r(1u32, top, PAGE_SIZE)).unwrap();
         map.insert(0x8000_1000, r(1u32, top - PAGE_SIZE, PAGE_SIZE))
