@@ -1623,7 +1623,7 @@ impl<C: ContextId> ReverseMap<C> {
     /// holds are removed now, after those waiting (review 62 R62-1: they
     /// were cut to the queue's length, the rest's records kept live), and
     /// so are pages that run past the top of the address space, up to it
-    /// (review 63 R63-4: their length or their addresses overflowed).
+    /// (review 63 R63-3: their length or their addresses overflowed).
     #[inline]
     pub fn remove_shadow_pages_later(&mut self, context: C, l2_ipa: u64, pages: usize) {
         debug_assert_eq!(l2_ipa % PAGE_SIZE, 0, "a page's base");
@@ -2049,7 +2049,7 @@ mod tests {
     }
 
     /// Bad page counts remove what they cover up to the top of the
-    /// address space and never panic (review 63 R63-4: `pages * 4 KiB`,
+    /// address space and never panic (review 63 R63-3: `pages * 4 KiB`,
     /// or the pages' addresses past the top, overflowed).
     #[test]
     fn pages_later_past_the_top_are_removed_without_overflow() {
