@@ -1612,8 +1612,8 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     /// [`ReverseMap::remove_shadow_page_later`] of each of the `pages`
-    /// (at most [`PENDING_PAGE_REMOVALS`]) 4 KiB pages from `l2_ipa`: a
-    /// short range TLBI's, so it reads none of the map's lines either. The
+    /// 4 KiB pages from `l2_ipa`: a short range TLBI's, so it reads none
+    /// of the map's lines either. The
     /// pages' removals together remove exactly the range's (each removes
     /// the records of every class whose block holds its page, so together
     /// every record whose block overlaps the range; a record found by an
@@ -1621,12 +1621,15 @@ impl<C: ContextId> ReverseMap<C> {
     /// waiting, those are completed first, so at most
     /// [`PENDING_PAGE_REMOVALS`] ever wait. More pages than the queue
     /// holds are removed now, after those waiting (review 62 R62-1: they
-    /// were cut to the queue's length, the rest's records kept live).
+    /// were cut to the queue's length, the rest's records kept live), and
+    /// so are pages that run past the top of the address space, up to it
+    /// (review 63 R63-3: their length or their addresses overflowed).
     #[inline]
     pub fn remove_shadow_pages_later(&mut self, context: C, l2_ipa: u64, pages: usize) {
         debug_assert_eq!(l2_ipa % PAGE_SIZE, 0, "a page's base");
-        if pages > PENDING_PAGE_REMOVALS {
-            self.remove_shadow_range(context, l2_ipa, pages as u64 * PAGE_SIZE);
+        let len = (pages as u64).saturating_mul(PAGE_SIZE);
+        if pages > PENDING_PAGE_REMOVALS || l2_ipa.checked_add(len).is_none() {
+            self.remove_shadow_range(context, l2_ipa, len);
             return;
         }
         if self.pending_pages.len() + pages > PENDING_PAGE_REMOVALS {
@@ -2043,6 +2046,33 @@ mod tests {
         }
         assert!(map.has_live(1, (pages as u64) << 12));
         assert_eq!(map.len(), 1);
+    }
+
+    /// Bad page counts remove what they cover up to the top of the
+    /// address space and never panic (review 63 R63-3: `pages * 4 KiB`,
+    /// or the pages' addresses past the top, overflowed).
+    #[test]
+    fn pages_later_past_the_top_are_removed_without_overflow() {
+        let top = !(PAGE_SIZE - 1);
+        let mut map = ReverseMap::new();
+        map.insert(0x8000_0000, r(1u32, top, PAGE_SIZE)).unwrap();
+        map.insert(0x8000_1000, r(1u32, top - PAGE_SIZE, PAGE_SIZE))
+            .unwrap();
+        map.insert(0x8000_2000, r(2u32, 0x1000, PAGE_SIZE)).unwrap();
+        map.remove_shadow_pages_later(1, top, 2);
+        assert!(!map.has_live(1, top));
+        assert!(map.has_live(1, top - PAGE_SIZE));
+        // The top page is removed at once (its end is past the top), so
+        // no run of waiting pages wraps from it to page 0.
+        map.insert(0x8000_0000, r(1u32, top, PAGE_SIZE)).unwrap();
+        map.remove_shadow_page_later(1, top);
+        map.remove_shadow_page_later(1, 0);
+        assert!(!map.has_live(1, top));
+        assert!(map.has_live(1, top - PAGE_SIZE));
+        map.remove_shadow_pages_later(2, 0, usize::MAX);
+        assert!(!map.has_live(2, 0x1000));
+        map.remove_shadow_pages_later(1, top - PAGE_SIZE, usize::MAX);
+        assert!(map.is_empty());
     }
 
     /// Pages left for later go as one range removal only where they are

@@ -2191,7 +2191,7 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             }
             let pass = fault_rate::Pass::from_number(number);
             if nested.demo.is_fault_rate_smp() {
-                fault_rate_smp_begin(vcpu, number);
+                fault_rate_smp_begin(nested, vcpu, number);
             }
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
@@ -2643,15 +2643,20 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 
 /// `fault-rate-smp`: BEGIN of pass `number`, which vCPU 0 alone calls
 /// (`fault_rate::smp`): snapshots every vCPU's counts and clears the page
-/// tally, or ends the run `FAILED` for a pass the case has not or another
-/// vCPU's call.
-fn fault_rate_smp_begin(vcpu: &mut Vcpu, number: u64) {
-    if vcpu.index != 0 || fault_rate::smp::pass(number).is_none() {
+/// tally, and tells each vCPU's counters the pass's order (the others sit
+/// in L1 until vCPU 0 starts the pass), or ends the run `FAILED` for a
+/// pass the case has not or another vCPU's call.
+fn fault_rate_smp_begin(nested: &Nested, vcpu: &mut Vcpu, number: u64) {
+    let Some(pass) = fault_rate::smp::pass(number).filter(|_| vcpu.index == 0) else {
         fault_rate_failed(format_args!(
             "fault-rate-smp: vCPU {} began pass {number}: only vCPU 0 begins, passes {:?}",
             vcpu.index,
             fault_rate::smp::PASSES
-        ));
+        ))
+    };
+    let step = fault_rate::smp::page_step(pass, nested.vcpus.min(NESTED_VCPUS) as u64);
+    for counters in &FAULT_RATE_SMP_VCPUS {
+        counters.begin_pass(step);
     }
     vcpu.fault_rate.smp_begin = core::array::from_fn(|i| FAULT_RATE_SMP_VCPUS[i].snapshot());
     FAULT_RATE_SMP_PAGES.take();
@@ -2761,9 +2766,10 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         (least, most) => alloc::format!("{least} to {most}"),
     };
     println!(
-        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}), hits 0, misses = faults, full walks {full}, full + partial walks = misses, no retry, nothing given to L1",
+        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}) in the pass's order (each page {} past the vCPU's last), hits 0, misses = faults, full walks {full}, full + partial walks = misses, no retry, nothing given to L1",
         fault_rate::PAGES,
         each(|v| v.data),
+        smp::page_step(pass, n as u64),
     );
     frame.x[0] = 0;
 }
@@ -3731,11 +3737,12 @@ fn l2_exit(
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
             if nested.demo.is_fault_rate_smp() {
+                let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
                 if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
-                    counters.fault(on_data_page, retry.is_some());
+                    counters.fault(data_page, retry.is_some());
                 }
-                if on_data_page && retry.is_none() {
-                    FAULT_RATE_SMP_PAGES.record((l2_ipa - fault_rate::DATA_IPA) >> 12);
+                if let (Some(page), None) = (data_page, retry) {
+                    FAULT_RATE_SMP_PAGES.record(page);
                 }
             }
             if retry == Some(RetryReason::L0Changing) {

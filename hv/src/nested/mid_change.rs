@@ -194,6 +194,51 @@ pub const fn new_value(n: u64) -> u64 {
     NEW_MAGIC | n
 }
 
+/// A call of L1's out of the protocol's order (review 63 R63-2: hv ran
+/// whatever step L1 named, and its END line said every step resumed
+/// whichever had run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderError {
+    /// L1 named `asked`, where the next step is `next` (or [`END`] after
+    /// the last: `next` is None).
+    OutOfOrder { asked: u64, next: Option<u64> },
+    /// L1 called [`END`] after only `ran` of the steps.
+    EndEarly { ran: usize },
+}
+
+impl core::fmt::Display for OrderError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OrderError::OutOfOrder {
+                asked,
+                next: Some(next),
+            } => write!(f, "L1 asked for step {asked}; the next step is {next}"),
+            OrderError::OutOfOrder { asked, next: None } => write!(
+                f,
+                "L1 asked for step {asked} after the last step; only END is left"
+            ),
+            OrderError::EndEarly { ran } => {
+                write!(f, "L1 called END after {ran} of the {} steps", STEPS.len())
+            }
+        }
+    }
+}
+
+/// What L1's call with x1 = `number` asks for after `ran` steps have run:
+/// the next step in [`STEPS`]' order (`Some`), or [`END`] once every
+/// step ran (`None`); anything else is out of order.
+pub fn next_step(ran: usize, number: u64) -> Result<Option<&'static Step>, OrderError> {
+    match (STEPS.get(ran), number) {
+        (None, END) => Ok(None),
+        (Some(_), END) => Err(OrderError::EndEarly { ran }),
+        (Some(next), asked) if asked == next.number => Ok(Some(next)),
+        (next, asked) => Err(OrderError::OutOfOrder {
+            asked,
+            next: next.map(|s| s.number),
+        }),
+    }
+}
+
 /// The service's `Retry(L0Changing)` answers during a step, by what hv
 /// (L0 to the service) was changing: shadow-mmu's
 /// `Stats::l0_changing_output` and `Stats::l0_changing_table`, from the
@@ -333,6 +378,46 @@ mod tests {
         output: 0,
         table: 0,
     };
+
+    /// Review 63 R63-2: L1 must run every step once, in order, then
+    /// END; a skipped, repeated or unknown step, or an early END, is out
+    /// of order.
+    #[test]
+    fn steps_run_in_order_then_end() {
+        for (ran, s) in STEPS.iter().enumerate() {
+            assert_eq!(next_step(ran, s.number), Ok(Some(s)));
+            assert_eq!(next_step(ran, END), Err(OrderError::EndEarly { ran }));
+            assert_eq!(
+                next_step(ran, s.number + 1),
+                Err(OrderError::OutOfOrder {
+                    asked: s.number + 1,
+                    next: Some(s.number)
+                })
+            );
+        }
+        assert_eq!(next_step(STEPS.len(), END), Ok(None));
+        assert_eq!(
+            next_step(STEPS.len(), 1),
+            Err(OrderError::OutOfOrder {
+                asked: 1,
+                next: None
+            })
+        );
+        assert_eq!(
+            next_step(1, 1),
+            Err(OrderError::OutOfOrder {
+                asked: 1,
+                next: Some(2)
+            })
+        );
+        assert_eq!(
+            next_step(0, u64::MAX),
+            Err(OrderError::OutOfOrder {
+                asked: u64::MAX,
+                next: Some(1)
+            })
+        );
+    }
 
     #[test]
     fn steps_are_numbered_in_order_and_found() {

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::arch::nested_l1_mid_change::{DATA_OFFSET, TABLES_OFFSET};
 use crate::nested::mid_change::{
-    self, Broken, Resume, ServiceRetries, Step, END, POISONED, RESUME_KINDS,
+    self, Broken, Resume, ServiceRetries, Step, POISONED, RESUME_KINDS,
 };
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use ipc::tlbi::IpaRange;
@@ -115,6 +115,8 @@ struct Places {
     /// The step whose counts the next call checks, and the counts at its
     /// start.
     open: Option<(&'static Step, [u64; RESUME_KINDS], u64, ServiceRetries)>,
+    /// The steps run so far (`mid_change::next_step`'s order).
+    ran: usize,
 }
 
 impl MidChange {
@@ -128,6 +130,7 @@ impl MidChange {
                 data: l1_ram + DATA_OFFSET,
                 spare,
                 open: None,
+                ran: 0,
             }),
         }
     }
@@ -149,9 +152,18 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         frame.x[0] = super::status::NOT_SUPPORTED as u64;
         return;
     };
-    // One step at a time: the protocol has vCPU 0 alone ask for steps, and
-    // a step holds the lock through its bounded waits, so a second caller
-    // would spin with no bound and no line saying why.
+    // The protocol has vCPU 0 alone ask for steps: vCPU 1 is the one
+    // whose access each step waits for (review 63 R63-2: its call ran a
+    // step that then waited 10 s in vain).
+    if vcpu.index != 0 {
+        failed(format_args!(
+            "vCPU {} asked for step {:#x} (only vCPU 0 drives the steps)",
+            vcpu.index, frame.x[1]
+        ))
+    }
+    // One step at a time: a step holds the lock through its bounded
+    // waits, so a second caller would spin with no bound and no line
+    // saying why.
     let Some(mut places) = mid.state.try_lock() else {
         failed(format_args!(
             "vCPU {} asked for step {:#x} while another vCPU's step was under way (only vCPU 0 drives the steps)",
@@ -194,16 +206,18 @@ pub(super) fn call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     }
     let number = frame.x[1];
     frame.x[0] = 0;
-    if number == END {
-        println!(
-            "hv: nested: mid-change: all {} steps resumed mid hv's break-before-make",
-            mid_change::STEPS.len()
-        );
-        return;
-    }
-    let Some(step) = mid_change::step(number) else {
-        failed(format_args!("L1 asked for step {number}, which is not one"))
+    let step = match mid_change::next_step(places.ran, number) {
+        Ok(Some(step)) => step,
+        Ok(None) => {
+            println!(
+                "hv: nested: mid-change: all {} steps resumed mid hv's break-before-make",
+                mid_change::STEPS.len()
+            );
+            return;
+        }
+        Err(e) => failed(format_args!("{e}")),
     };
+    places.ran += 1;
     let arena = nested.arena;
     let signal = nested.l0_map.pa_of(frame.x[2]).unwrap_or_else(|| {
         failed(format_args!(

@@ -44,9 +44,14 @@
 //!   hv changes nothing of L1's RAM (`L0Changing`), L2 writes nothing
 //!   (`Contended`);
 //! - nothing given to L1 but its L2's HVCs (no fault forwarded or
-//!   injected, no abort for L2, on any vCPU).
+//!   injected, no abort for L2, on any vCPU);
+//! - each vCPU's data faults follow the pass's order: each after its
+//!   first is [`page_step`] pages (mod [`PAGES`]) past the vCPU's previous
+//!   one, n in order and n * 1031 scattered (review 63 R63-1: nothing
+//!   told pass 5 from pass 2, so an L1 or L2 that read its pages in order
+//!   passed as scattered).
 
-use super::{Counts, Pass, PAGES};
+use super::{Counts, Pass, PAGES, SCATTER_STRIDE};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The passes, numbered as the single-vCPU case's: 1 first touch, 2
@@ -98,15 +103,46 @@ pub const fn share(index: u64, vcpus: u64) -> u64 {
     }
 }
 
+/// The pages between one vCPU's consecutive data pages in pass `pass`
+/// with `vcpus` vCPUs: its positions in the pass's order are `vcpus`
+/// apart, and position j is page j (in order) or j * [`SCATTER_STRIDE`]
+/// mod [`PAGES`] (pass 5), so consecutive pages differ by `vcpus` times
+/// the stride, mod [`PAGES`].
+pub const fn page_step(pass: Pass, vcpus: u64) -> u64 {
+    let stride = match pass {
+        Pass::Scattered => SCATTER_STRIDE,
+        _ => 1,
+    };
+    stride.wrapping_mul(vcpus) % PAGES
+}
+
+/// [`VcpuCounters`]' last data page before the vCPU's first data fault of
+/// a pass.
+const NO_PAGE: u64 = u64::MAX;
+
 /// One vCPU's running counts of L2 faults, shared so that vCPU 0's END
 /// reads the others' (each adds only to its own; vCPU 0 reads them after
 /// L1 saw each vCPU's report, which its own store-release published).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VcpuCounters {
     faults: AtomicU64,
     data: AtomicU64,
     retries: AtomicU64,
     to_l1: AtomicU64,
+    /// Data faults [`page_step`] past the vCPU's previous one in the pass.
+    in_order: AtomicU64,
+    /// The page of the vCPU's last data fault in the pass ([`NO_PAGE`]
+    /// before its first), and the step the pass's order puts between two:
+    /// set by vCPU 0's BEGIN ([`VcpuCounters::begin_pass`]), while this
+    /// vCPU sits in L1 waiting for the pass's start.
+    last_page: AtomicU64,
+    step: AtomicU64,
+}
+
+impl Default for VcpuCounters {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A snapshot of [`VcpuCounters`], or the difference of two.
@@ -121,6 +157,9 @@ pub struct VcpuFaults {
     /// Exceptions hv gave L1 on this vCPU (L2's exits forwarded but its
     /// HVCs, faults injected, L1's own) and aborts it gave L2.
     pub to_l1: u64,
+    /// Data faults on the page the pass's order puts next after the
+    /// vCPU's previous data fault's ([`page_step`] past it).
+    pub in_order: u64,
 }
 
 impl VcpuCounters {
@@ -130,16 +169,35 @@ impl VcpuCounters {
             data: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             to_l1: AtomicU64::new(0),
+            in_order: AtomicU64::new(0),
+            last_page: AtomicU64::new(NO_PAGE),
+            step: AtomicU64::new(0),
         }
     }
 
-    /// One L2 fault's translate, on a data page or not, retried or not.
-    pub fn fault(&self, on_data_page: bool, retried: bool) {
+    /// vCPU 0's BEGIN of a pass whose order puts `step` pages
+    /// ([`page_step`]) between this vCPU's data pages: its next data
+    /// fault is its first of the pass.
+    pub fn begin_pass(&self, step: u64) {
+        self.step.store(step, Ordering::Relaxed);
+        self.last_page.store(NO_PAGE, Ordering::Relaxed);
+    }
+
+    /// One L2 fault's translate, on data page `data_page` (below
+    /// [`PAGES`]) or not, retried or not.
+    pub fn fault(&self, data_page: Option<u64>, retried: bool) {
         self.faults.fetch_add(1, Ordering::Relaxed);
         if retried {
             self.retries.fetch_add(1, Ordering::Relaxed);
-        } else if on_data_page {
+        } else if let Some(page) = data_page {
             self.data.fetch_add(1, Ordering::Relaxed);
+            // Only this vCPU writes `last_page` between BEGINs.
+            let last = self.last_page.load(Ordering::Relaxed);
+            self.last_page.store(page, Ordering::Relaxed);
+            let step = self.step.load(Ordering::Relaxed);
+            if last < PAGES && page < PAGES && (page + PAGES - last) % PAGES == step {
+                self.in_order.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -154,6 +212,7 @@ impl VcpuCounters {
             data: self.data.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             to_l1: self.to_l1.load(Ordering::Relaxed),
+            in_order: self.in_order.load(Ordering::Relaxed),
         }
     }
 }
@@ -167,6 +226,7 @@ impl VcpuFaults {
             data: self.data.wrapping_sub(earlier.data),
             retries: self.retries.wrapping_sub(earlier.retries),
             to_l1: self.to_l1.wrapping_sub(earlier.to_l1),
+            in_order: self.in_order.wrapping_sub(earlier.in_order),
         }
     }
 }
@@ -314,6 +374,13 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
             ("data faults", Exactly, own, v.data),
             ("retried faults", Exactly, 0, v.retries),
             ("exceptions given to L1", Exactly, 0, v.to_l1),
+            // Every data fault but the vCPU's first of the pass.
+            (
+                "data faults in the pass's order",
+                Exactly,
+                own.saturating_sub(1),
+                v.in_order,
+            ),
         ];
         if let Some(m) = per_vcpu.into_iter().find_map(|a| found(Some(index), a)) {
             return Err(m);
@@ -330,6 +397,7 @@ mod tests {
         [VcpuFaults {
             faults: PAGES / 2,
             data: PAGES / 2,
+            in_order: PAGES / 2 - 1,
             ..VcpuFaults::default()
         }; 2]
     }
@@ -565,20 +633,96 @@ mod tests {
         assert_eq!(t.take(), (3, 1));
         assert_eq!(t.take(), (0, 0));
         let c = VcpuCounters::new();
-        c.fault(true, false);
-        c.fault(false, false);
-        c.fault(true, true);
+        c.begin_pass(2);
+        c.fault(Some(0), false);
+        c.fault(None, false);
+        c.fault(Some(2), true);
+        c.fault(Some(2), false);
         c.to_l1();
         let s = c.snapshot();
         assert_eq!(
             s,
             VcpuFaults {
-                faults: 3,
-                data: 1,
+                faults: 4,
+                data: 2,
                 retries: 1,
-                to_l1: 1
+                to_l1: 1,
+                in_order: 1,
             }
         );
         assert_eq!(s.since(&VcpuFaults::default()), s);
+    }
+
+    /// The pages one vCPU of `vcpus` reads in pass `pass` (its positions
+    /// k, k + n, ... of the order), as L2 computes them.
+    fn l2_pages(pass: Pass, k: u64, vcpus: u64) -> impl Iterator<Item = u64> {
+        let stride = if pass == Pass::Scattered {
+            SCATTER_STRIDE
+        } else {
+            1
+        };
+        (k..PAGES)
+            .step_by(vcpus as usize)
+            .map(move |j| j * stride % PAGES)
+    }
+
+    /// Review 63 R63-1: each vCPU's data faults must follow its pass's
+    /// order. L2's own reads, counted as hv counts them, give every data
+    /// fault but the first in order; the in-order reads counted against
+    /// pass 5's scattered step (an L2 or L1 that ignored the stride), or
+    /// the scattered ones against an in-order pass's, give almost none,
+    /// and `check` names the vCPU.
+    #[test]
+    fn each_vcpus_faults_follow_the_pass_order() {
+        assert_eq!(page_step(Pass::AfterVmalls12, 2), 2);
+        assert_eq!(page_step(Pass::Scattered, 2), 14);
+        assert_eq!(page_step(Pass::Scattered, 1), SCATTER_STRIDE);
+        let counted = |pass: Pass, read_as: Pass, vcpus: u64| -> alloc::vec::Vec<VcpuFaults> {
+            (0..vcpus)
+                .map(|k| {
+                    let c = VcpuCounters::new();
+                    // Another pass's pages first: BEGIN forgets them.
+                    c.begin_pass(page_step(Pass::FirstTouch, vcpus));
+                    l2_pages(Pass::FirstTouch, k, vcpus).for_each(|p| c.fault(Some(p), false));
+                    let before = c.snapshot();
+                    c.begin_pass(page_step(pass, vcpus));
+                    l2_pages(read_as, k, vcpus).for_each(|p| c.fault(Some(p), false));
+                    c.snapshot().since(&before)
+                })
+                .collect()
+        };
+        for vcpus in [2, 3] {
+            for pass in [Pass::FirstTouch, Pass::AfterVmalls12, Pass::Scattered] {
+                let v = counted(pass, pass, vcpus);
+                for (k, f) in v.iter().enumerate() {
+                    assert_eq!(f.data, share(k as u64, vcpus), "{pass:?} {vcpus}");
+                    assert_eq!(f.in_order, f.data - 1, "{pass:?} {vcpus} vCPU {k}");
+                }
+            }
+        }
+        let prep = Pass::Scattered.expected(PAGES).0;
+        let counts = window_counts(1);
+        let in_order = counted(Pass::Scattered, Pass::AfterVmalls12, 2);
+        assert!(in_order.iter().all(|f| f.in_order == 0), "{in_order:?}");
+        let w = Window {
+            counts: &counts,
+            vcpus: &in_order,
+            pages: (PAGES, 0),
+        };
+        assert_eq!(
+            check(Pass::Scattered, &prep, &w).map_err(|m| (m.vcpu, m.what, m.bound, m.got)),
+            Err((Some(0), "data faults in the pass's order", PAGES / 2 - 1, 0))
+        );
+        let prep = Pass::AfterVmalls12.expected(PAGES).0;
+        let scattered = counted(Pass::AfterVmalls12, Pass::Scattered, 2);
+        let w = Window {
+            counts: &counts,
+            vcpus: &scattered,
+            pages: (PAGES, 0),
+        };
+        assert_eq!(
+            check(Pass::AfterVmalls12, &prep, &w).map_err(|m| (m.vcpu, m.what)),
+            Err((Some(0), "data faults in the pass's order"))
+        );
     }
 }
