@@ -2843,7 +2843,7 @@ fn fault_rate_smp_dirty_log_end(
         .join(", ");
     println!(
         "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read), logged on the vCPU that wrote it ({each})",
-        fault_rate::DIRTY_WRITE_PERIOD
+        smp::DIRTY_WRITE_READS
     );
 }
 

@@ -23,7 +23,8 @@
 //!    ... (with the pass's operands, which vCPU 0 wrote before `go`:
 //!    rotation p - 1 up to pass 5, 4 in passes 6 and 7, one block's in 8
 //!    and 9; page j in order, j * SCATTER_STRIDE mod PAGES in pass 5;
-//!    in pass 7 it writes the first of every 8 pages it reads, in pass 9
+//!    in pass 7 it writes the first of every `smp::DIRTY_WRITE_READS`
+//!    pages it reads, in pass 9
 //!    the first of every `smp::LOG_END_WRITE_READS`), checks each one's
 //!    pattern, and reports with `hvc #2`; its L1 checks
 //!    it read its share and found no wrong value (else
@@ -50,10 +51,8 @@ use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
 use core::arch::global_asm;
 
 use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
-use crate::nested::fault_rate::smp::{LOG_END_WRITE_READS, SKIP_FROM, SKIP_TO};
-use crate::nested::fault_rate::{
-    Pass, BLOCK_PAGES, BLOCK_ROTATION, DIRTY_WRITE_PERIOD, LAST_ROTATION, SCATTER_STRIDE,
-};
+use crate::nested::fault_rate::smp::{DIRTY_WRITE_READS, LOG_END_WRITE_READS, SKIP_FROM, SKIP_TO};
+use crate::nested::fault_rate::{Pass, BLOCK_PAGES, BLOCK_ROTATION, LAST_ROTATION, SCATTER_STRIDE};
 
 global_asm!(
     l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
@@ -490,7 +489,7 @@ umbra_lfs_image_end:
     last_rotation = const LAST_ROTATION,
     block_rotation = const BLOCK_ROTATION,
     block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
-    dirty_period = const DIRTY_WRITE_PERIOD,
+    dirty_period = const DIRTY_WRITE_READS,
     log_end_reads = const LOG_END_WRITE_READS,
     max_vcpus = const MAX_VCPUS,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
