@@ -1058,7 +1058,7 @@ mod tests {
         // A log without vCPU 1's pages (a log that took one vCPU's writes
         // only): the first page vCPU 1 wrote is missing.
         let mut vcpu0_only = DirtyLog::new();
-        for page in pages(2).filter(|p| (p + PAGES - LAST_ROTATION) % 2 == 0) {
+        for page in pages(2).filter(|p| (p + PAGES - LAST_ROTATION).is_multiple_of(2)) {
             assert!(vcpu0_only.log(page));
         }
         assert_eq!(
