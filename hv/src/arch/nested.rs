@@ -1036,9 +1036,9 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
-        NestedDemo::FaultRateSmp | NestedDemo::FaultRateSmpNoTlbi => {
-            super::nested_l1_fault_rate_smp::image()
-        }
+        NestedDemo::FaultRateSmp
+        | NestedDemo::FaultRateSmpNoTlbi
+        | NestedDemo::FaultRateSmpOneVcpuLog => super::nested_l1_fault_rate_smp::image(),
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1466,6 +1466,7 @@ pub fn run(
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
             NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
             NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
+            NestedDemo::FaultRateSmpOneVcpuLog => " (fault-rate-smp-one-vcpu-log: hv's dirty log resolves vCPU 0's writes alone; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2477,7 +2478,11 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
 /// other denial (a read, a page logged already), which hv does not
 /// resolve: never resolved twice, so never a loop.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool {
+    // `fault-rate-smp-one-vcpu-log`'s defect: the log the starting
+    // vCPU's alone.
+    let own_log = nested.demo != NestedDemo::FaultRateSmpOneVcpuLog || vcpu.index == 0;
     let logged = fault_rate::dirty_log_write(denial.denied)
+        && own_log
         && fault_rate_log_dirty_write(nested, denial.l1_ipa);
     // `fault-rate-smp`: which vCPU's L2 wrote it.
     if logged && nested.demo.is_fault_rate_smp() {

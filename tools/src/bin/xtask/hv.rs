@@ -460,6 +460,15 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=1,2,5,6,7,8,9 values=ok",
 ];
 
+/// What its twin `fault-rate-smp-one-vcpu-log` must print: hv's own
+/// failure on vCPU 1's first write in the dirty-log pass (L2 page 1, its
+/// first page: L1 page 5 at rotation 4), which a log that resolves vCPU
+/// 0's writes alone leaves denied.
+const FAULT_RATE_SMP_ONE_VCPU_LOG_LINES: &[&str] = &[
+    "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x40001008 (L1 IPA 0x40405008)",
+];
+
 /// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
 /// pass 2, on whichever vCPU reports first (each reads all 1024 of its
 /// pages through their old shadow entries: L2 page i shows L1 page i's
@@ -928,6 +937,18 @@ const MATRIX: &[Case] = &[
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_SMP_LINES,
             status: 0,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its dirty log's failure mode: hv resolves vCPU 0's writes alone
+    // (a log kept in the state of the vCPU that started it), so vCPU 1's
+    // first write in the dirty-log pass stops hv.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-one-vcpu-log",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_ONE_VCPU_LOG_LINES,
+            status: 1,
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 3, "512M")
@@ -2168,7 +2189,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 5);
+        assert_eq!(fault_rate.len(), 6);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
