@@ -923,7 +923,7 @@ pub enum NestedDemo {
     /// evicts cached walks and shadow leaves, L1 still checks every value,
     /// and hv checks what the pass implies under pressure.
     FaultRateTight,
-    /// `fault-rate-smp`: the first two fault-rate passes with every vCPU
+    /// `fault-rate-smp`: the fault-rate passes but 3 and 4 with every vCPU
     /// of L1 (`arch::nested_l1_fault_rate_smp`; two at three CPUs) running
     /// the same L2 and faulting interleaved pages at once; hv prints each
     /// pass's aggregate and per-vCPU counts and checks what holds whatever
@@ -934,6 +934,12 @@ pub enum NestedDemo {
     /// defect): in pass 2 every vCPU's L2 reads its pages' old values
     /// (this run must fail).
     FaultRateSmpNoTlbi,
+    /// `fault-rate-smp-one-vcpu-log`: the same, but hv's dirty log
+    /// resolves the writes of the vCPU that started it (vCPU 0) alone, as
+    /// a log kept in that vCPU's state did: in the dirty-log pass vCPU 1's
+    /// first write is an `L0Denied` hv does not resolve (this run must
+    /// fail).
+    FaultRateSmpOneVcpuLog,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1262,13 +1268,17 @@ impl NestedDemo {
                 | Self::FaultRateTight
                 | Self::FaultRateSmp
                 | Self::FaultRateSmpNoTlbi
+                | Self::FaultRateSmpOneVcpuLog
         )
     }
 
     /// Whether this is the multi-vCPU fault-rate L1 (`fault-rate-smp` and
     /// its failure mode).
     pub fn is_fault_rate_smp(self) -> bool {
-        matches!(self, Self::FaultRateSmp | Self::FaultRateSmpNoTlbi)
+        matches!(
+            self,
+            Self::FaultRateSmp | Self::FaultRateSmpNoTlbi | Self::FaultRateSmpOneVcpuLog
+        )
     }
 
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
@@ -1349,6 +1359,9 @@ impl Options {
                 "hv.nested=fault-rate-smp" => options.nested = Some(NestedDemo::FaultRateSmp),
                 "hv.nested=fault-rate-smp-no-tlbi" => {
                     options.nested = Some(NestedDemo::FaultRateSmpNoTlbi)
+                }
+                "hv.nested=fault-rate-smp-one-vcpu-log" => {
+                    options.nested = Some(NestedDemo::FaultRateSmpOneVcpuLog)
                 }
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=mid-change-no-retry" => {
@@ -1796,6 +1809,11 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::FaultRateSmpNoTlbi))
         );
         assert!(NestedDemo::FaultRateSmpNoTlbi.is_fault_rate_smp());
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-smp-one-vcpu-log").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateSmpOneVcpuLog))
+        );
+        assert!(NestedDemo::FaultRateSmpOneVcpuLog.is_fault_rate_smp());
         assert!(!NestedDemo::FaultRate.is_fault_rate_smp());
         assert_eq!(
             Options::parse("hv.nested=mid-change").map(|o| o.nested),

@@ -504,20 +504,24 @@ struct Vcpu {
 /// hv's L0 changes of the fault-rate case: L0's table of L1 (its 2 MiB
 /// blocks) and where L1's data pages are, at home or at the spare place
 /// after it (locked for the whole of a move: two vCPUs' BEGINs move one
-/// after the other, each from where the other left the pages).
+/// after the other, each from where the other left the pages), and hv's
+/// dirty log of them while it keeps one: one for all vCPUs, as the write
+/// protection is (`fault-rate-smp`'s vCPUs write at once; a log of the
+/// vCPU that started it left another vCPU's write unresolved, hv stopped
+/// on its `L0Denied`). Locked from the check of a page to its log, so
+/// two vCPUs' writes never both give write access for one page.
 #[derive(Debug)]
 struct FaultRateMove {
     l0_tables: Stage2Builder,
     data: spin::Mutex<fault_rate::DataPlaces>,
+    dirty_log: spin::Mutex<Option<fault_rate::DirtyLog>>,
 }
 
-/// The snapshots a fault-rate pass's line is the difference of, and
-/// hv's dirty log of L1's data pages while it keeps one.
+/// The snapshots a fault-rate pass's line is the difference of.
 #[derive(Clone, Copy, Debug, Default)]
 struct FaultRateMarks {
     last_end: FaultRateCounts,
     begin: Option<(u64, FaultRateCounts)>,
-    dirty_log: Option<fault_rate::DirtyLog>,
     /// The pages of the dirty log logged from L1's own write faults.
     l1_logged: u64,
     /// hv's own counts of L2's faults (on data pages, answered `Retry`)
@@ -957,6 +961,7 @@ pub fn run(
             l1_ram + super::nested_l1_fault_rate::DATA_OFFSET,
             l1_ram + l1_ram_bytes,
         )),
+        dirty_log: spin::Mutex::new(None),
     });
     let mid_change = matches!(demo, NestedDemo::MidChange | NestedDemo::MidChangeNoRetry)
         .then(|| mid_change::MidChange::new(l0_tables, l1_ram, l1_ram + l1_ram_bytes));
@@ -1032,9 +1037,9 @@ pub fn run(
         NestedDemo::FaultRate | NestedDemo::FaultRateNoTlbi | NestedDemo::FaultRateTight => {
             super::nested_l1_fault_rate::image()
         }
-        NestedDemo::FaultRateSmp | NestedDemo::FaultRateSmpNoTlbi => {
-            super::nested_l1_fault_rate_smp::image()
-        }
+        NestedDemo::FaultRateSmp
+        | NestedDemo::FaultRateSmpNoTlbi
+        | NestedDemo::FaultRateSmpOneVcpuLog => super::nested_l1_fault_rate_smp::image(),
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1464,6 +1469,7 @@ pub fn run(
             NestedDemo::FaultRateTight => " (fault-rate-tight: the fault-rate passes on a service budget below their working set: every pass evicts; hv checks what the passes imply under pressure)",
             NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
             NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
+            NestedDemo::FaultRateSmpOneVcpuLog => " (fault-rate-smp-one-vcpu-log: hv's dirty log resolves vCPU 0's writes alone; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2232,7 +2238,10 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
 /// count check catches too little or too much.
 fn fault_rate_l0_move(nested: &Nested, vcpu: &mut Vcpu) {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
-    let Some(FaultRateMove { l0_tables, data }) = &nested.fault_rate_move else {
+    let Some(FaultRateMove {
+        l0_tables, data, ..
+    }) = &nested.fault_rate_move
+    else {
         return;
     };
     // Held until the new blocks are in: the pages are where `data` says
@@ -2339,10 +2348,15 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     const BLOCK: u64 = FAULT_RATE_DATA_BLOCK;
     const BLOCKS: usize = (DATA_BYTES / BLOCK) as usize;
     const DOING: &str = "starting the dirty log";
-    let Some(FaultRateMove { l0_tables, .. }) = &nested.fault_rate_move else {
+    let Some(FaultRateMove {
+        l0_tables,
+        dirty_log,
+        ..
+    }) = &nested.fault_rate_move
+    else {
         return;
     };
-    if vcpu.fault_rate.dirty_log.is_some() {
+    if dirty_log.lock().is_some() {
         fault_rate_failed(format_args!("L1 began the dirty-log pass twice"));
     }
     let (first, arena) = (L1_BASE + DATA_OFFSET, nested.arena);
@@ -2385,7 +2399,7 @@ fn fault_rate_dirty_log_start(nested: &Nested, vcpu: &mut Vcpu) {
     // The pages before L1 or the walker of L0's map uses them.
     cpu::dsb_ish();
     cpu::isb();
-    vcpu.fault_rate.dirty_log = Some(fault_rate::DirtyLog::new());
+    *dirty_log.lock() = Some(fault_rate::DirtyLog::new());
     vcpu.fault_rate.l1_logged = 0;
 }
 
@@ -2466,9 +2480,20 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
 /// makes the update or maps the page writable. False for any
 /// other denial (a read, a page logged already), which hv does not
 /// resolve: never resolved twice, so never a loop.
-fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> bool {
-    fault_rate::dirty_log_write(denial.denied)
-        && fault_rate_log_dirty_write(nested, vcpu, denial.l1_ipa)
+fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool {
+    // `fault-rate-smp-one-vcpu-log`'s defect: the log the starting
+    // vCPU's alone.
+    let own_log = nested.demo != NestedDemo::FaultRateSmpOneVcpuLog || vcpu.index == 0;
+    let logged = fault_rate::dirty_log_write(denial.denied)
+        && own_log
+        && fault_rate_log_dirty_write(nested, denial.l1_ipa);
+    // `fault-rate-smp`: which vCPU's L2 wrote it.
+    if logged && nested.demo.is_fault_rate_smp() {
+        if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
+            counters.logged();
+        }
+    }
+    logged
 }
 
 /// L1's own store to one of its data pages that hv write-protected for
@@ -2478,7 +2503,11 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &mut Vcpu, denial: &L0Denial) -> 
 /// L1's store runs again (ELR_EL2 unchanged) through the page made
 /// writable. False for any other abort.
 fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool {
-    if vcpu.fault_rate.dirty_log.is_none() {
+    let logging = nested
+        .fault_rate_move
+        .as_ref()
+        .is_some_and(|m| m.dirty_log.lock().is_some());
+    if !logging {
         return false;
     }
     // At L1's exit the EL1&0 regime in the hardware is L1's.
@@ -2498,7 +2527,7 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
-    if !fault_rate_log_dirty_write(nested, vcpu, l1_ipa) {
+    if !fault_rate_log_dirty_write(nested, l1_ipa) {
         return false;
     }
     vcpu.fault_rate.l1_logged += 1;
@@ -2510,12 +2539,19 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
 /// write access back in its own stage 2 (the page read-write, and a TLBI
 /// of it for L1's VMID, stage-2 and combined entries) and returns true.
 /// False (nothing changed) for any other address or page.
-fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> bool {
+fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> bool {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     const PAGE_SIZE: u64 = 4096;
-    let (Some(log), Some(FaultRateMove { l0_tables, .. })) =
-        (vcpu.fault_rate.dirty_log.as_mut(), &nested.fault_rate_move)
+    let Some(FaultRateMove {
+        l0_tables,
+        dirty_log,
+        ..
+    }) = &nested.fault_rate_move
     else {
+        return false;
+    };
+    let mut log = dirty_log.lock();
+    let Some(log) = log.as_mut() else {
         return false;
     };
     let first = L1_BASE + DATA_OFFSET;
@@ -2544,6 +2580,12 @@ fn fault_rate_log_dirty_write(nested: &Nested, vcpu: &mut Vcpu, l1_ipa: u64) -> 
         .for_vmid(L1_HOST_VMID)
         .invalidate_range(page_ipa, PAGE_SIZE);
     log.log(page)
+}
+
+/// hv's dirty log, taken (the dirty-log pass's END checks and drops it;
+/// its write protection stays until the log's end, pass 9's BEGIN).
+fn fault_rate_dirty_log_take(nested: &Nested) -> Option<fault_rate::DirtyLog> {
+    nested.fault_rate_move.as_ref()?.dirty_log.lock().take()
 }
 
 /// This vCPU's fault count (`fault-rate-smp`: every vCPU's) and the
@@ -2636,7 +2678,7 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         exit(ExitStatus::Failure)
     }
     if pass.dirty_log_first() {
-        fault_rate_dirty_log_end(vcpu);
+        fault_rate_dirty_log_end(nested, vcpu);
     }
     frame.x[0] = 0;
 }
@@ -2725,7 +2767,7 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
     // the service walks first) and the time.
     println!(
         "hv: nested: fault-rate-smp: pass {number} ({}) on {n} vCPUs, pages interleaved: {} L2 faults ({}): hits {}, misses {}, invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; walks: full {}, partial {}; {ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
-        pass.describe(),
+        smp::describe(pass),
         window.faults,
         each(|v| v.faults),
         window.hits,
@@ -2765,13 +2807,65 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         (least, most) if least == most => alloc::format!("{least}"),
         (least, most) => alloc::format!("{least} to {most}"),
     };
+    let order = if smp::follows_page_order(pass) {
+        alloc::format!(
+            " in the pass's order (each new page {} past the vCPU's last)",
+            smp::page_step(pass, n as u64)
+        )
+    } else {
+        alloc::string::String::new()
+    };
+    let retries = if pass == fault_rate::Pass::AfterDirtyLogEnd {
+        "retries (AlreadyMapped) at most faults - blocks"
+    } else {
+        "no retry"
+    };
     println!(
-        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, each of the {} data pages faulted exactly once, each vCPU its share ({}) in the pass's order (each page {} past the vCPU's last), hits 0, misses = faults, full walks {full}, full + partial walks = misses, no retry, nothing given to L1",
-        fault_rate::PAGES,
+        "hv: nested: fault-rate-smp: pass {number} on {n} vCPUs: ok: preparation exact, {}; data faults: {}{order}; full walks {full}, {retries}, nothing given to L1",
+        smp::held(pass),
         each(|v| v.data),
-        smp::page_step(pass, n as u64),
     );
+    if pass.dirty_log_first() {
+        fault_rate_smp_dirty_log_end(nested, n as u64, per_vcpu);
+    }
     frame.x[0] = 0;
+}
+
+/// `fault-rate-smp`'s dirty-log pass ended (its window checked, each
+/// vCPU's logged pages among it): hv's one log must hold exactly the L1
+/// pages the vCPUs' L2s wrote (`smp::check_dirty_log`), whichever vCPU's
+/// write logged each. Prints its line, or ends the run `FAILED`.
+fn fault_rate_smp_dirty_log_end(
+    nested: &Nested,
+    vcpus: u64,
+    per_vcpu: &[fault_rate::smp::VcpuFaults],
+) {
+    use fault_rate::{smp, DirtyMismatch, PAGES};
+    let Some(log) = fault_rate_dirty_log_take(nested) else {
+        fault_rate_failed(format_args!(
+            "fault-rate-smp: the dirty-log pass ended without hv's dirty log"
+        ));
+    };
+    let dirty = match smp::check_dirty_log(&log, vcpus) {
+        Ok(dirty) => dirty,
+        Err(DirtyMismatch::Missing(page)) => fault_rate_failed(format_args!(
+            "fault-rate-smp: dirty log: L2 on vCPU {} wrote L1 data page {page} and hv did not log it dirty",
+            (page + PAGES - fault_rate::LAST_ROTATION) % PAGES % vcpus.max(1)
+        )),
+        Err(DirtyMismatch::Extra(page)) => fault_rate_failed(format_args!(
+            "fault-rate-smp: dirty log: hv logged L1 data page {page} dirty, which no vCPU's L2 wrote"
+        )),
+    };
+    let each = per_vcpu
+        .iter()
+        .enumerate()
+        .map(|(i, v)| alloc::format!("vCPU {i} {}", v.logged))
+        .collect::<alloc::vec::Vec<_>>()
+        .join(", ");
+    println!(
+        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read), logged on the vCPU that wrote it ({each})",
+        smp::DIRTY_WRITE_READS
+    );
 }
 
 /// Takes the service's two `Retry(L0Changing)` counts into hv's fault
@@ -2915,11 +3009,11 @@ fn fault_rate_occupancy(nested: &Nested, vcpu: &mut Vcpu) -> fault_rate::pressur
 /// L2 and L1 wrote (`fault_rate::dirty_after_dirty_log_pass`), each
 /// logged from one write, and L1's own from L1's own faults. Prints its
 /// line, or ends the run `FAILED`.
-fn fault_rate_dirty_log_end(vcpu: &mut Vcpu) {
+fn fault_rate_dirty_log_end(nested: &Nested, vcpu: &mut Vcpu) {
     use fault_rate::{
         DirtyMismatch, DIRTY_WRITE_PERIOD, L1_DIRTY_WRITE_FIRST, L1_DIRTY_WRITE_PERIOD, PAGES,
     };
-    let Some(log) = vcpu.fault_rate.dirty_log.take() else {
+    let Some(log) = fault_rate_dirty_log_take(nested) else {
         fault_rate_failed(format_args!(
             "the dirty-log pass ended without hv's dirty log"
         ));
@@ -3739,7 +3833,7 @@ fn l2_exit(
             if nested.demo.is_fault_rate_smp() {
                 let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
                 if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
-                    counters.fault(data_page, retry.is_some());
+                    counters.fault(data_page, retry);
                 }
                 if let (Some(page), None) = (data_page, retry) {
                     FAULT_RATE_SMP_PAGES.record(page);

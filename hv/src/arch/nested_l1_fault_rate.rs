@@ -92,40 +92,9 @@ umbra_lfr_image:
     fault_rate_l1_make_break!("umbra_lfr"),
     r#"
 
-// The block pass's remap (x13: L2's root; x9: the image; x21: the
-// rotation in pages, a whole number of blocks): break-before-make of the
-// level-2 entries of the data (table descriptors to block descriptors):
-// every one 0, DSB, TLBI VMALLS12E1IS, DSB; then L2 block b -> L1 data
-// block of page (b * BLOCK_PAGES + x21) mod PAGES (leaf: OA | AF | SH
-// inner | S2AP RW | MemAttr Normal WB | block), DSB. Clobbers x1, x2,
-// x4, x5.
-umbra_lfr_blocks:
-    add     x5, x13, #0x3000
-    mov     x1, #0
-1:  str     xzr, [x5, x1, lsl #3]
-    add     x1, x1, #1
-    cmp     x1, #{l3_tables}
-    b.lo    1b
-    dsb     ishst
-    tlbi    vmalls12e1is
-    dsb     ish
-    add     x4, x9, #{data_offset}
-    mov     x1, #0
-2:  lsl     x2, x1, #{block_pages_shift}
-    add     x2, x2, x21
-    and     x2, x2, #({pages} - 1)
-    add     x2, x4, x2, lsl #12
-    // 0x7fd in two: not a logical immediate (its ones are no run).
-    orr     x2, x2, #0x7fc
-    orr     x2, x2, #1
-    str     x2, [x5, x1, lsl #3]
-    add     x1, x1, #1
-    cmp     x1, #{l3_tables}
-    b.lo    2b
-    dsb     ishst
-    isb
-    ret
-
+"#,
+    fault_rate_l1_blocks!("umbra_lfr"),
+    r#"
 "#,
     l1_asm_print!("UMBRA_LFR", "umbra_lfr"),
     l1_asm_fail!("UMBRA_LFR", "umbra_lfr"),

@@ -20,8 +20,13 @@
 //! 2. every other vCPU waits for `go` to reach p, then ERETs into the same
 //!    L2 (its `hvc #1` only returns);
 //! 3. vCPU k's L2 reads the pages of the order's positions j = k, k + n,
-//!    ... (rotation p - 1; page j in order, j * SCATTER_STRIDE mod PAGES
-//!    in pass 5), checks each one's pattern, and reports with `hvc #2`; its L1 checks
+//!    ... (with the pass's operands, which vCPU 0 wrote before `go`:
+//!    rotation p - 1 up to pass 5, 4 in passes 6 and 7, one block's in 8
+//!    and 9; page j in order, j * SCATTER_STRIDE mod PAGES in pass 5;
+//!    in pass 7 it writes the first of every `smp::DIRTY_WRITE_READS`
+//!    pages it reads, in pass 9
+//!    the first of every `smp::LOG_END_WRITE_READS`), checks each one's
+//!    pattern, and reports with `hvc #2`; its L1 checks
 //!    it read its share and found no wrong value (else
 //!    `UMBRA-NESTED-FAIL` naming the vCPU) and stores p in its `reported`
 //!    word (store-release; plain words, no atomic read-modify-write, which
@@ -30,19 +35,24 @@
 //! 4. vCPU 0 waits for every other vCPU's `reported` to reach p (at most
 //!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
 //!    read, x4 = n), where hv prints the pass's line and checks it; then
-//!    for the next pass q (p + 1, but 5 after 2: `smp::PASSES`) it remaps
-//!    (rotation q - 1, break, the pass's TLBIs as the single-vCPU case's:
-//!    passes 2 and 5 VMALLS12E1IS; with 3 and 4 in `smp::PASSES`, 3
-//!    IPAS2E1IS of every page, then VMALLE1IS, and 4 the same with
-//!    IPAS2LE1IS; make) and ERETs into L2 again; after the last it prints
-//!    `UMBRA-NESTED-PASS fault-rate-smp ...` and calls SYSTEM_OFF.
+//!    for the next pass q (p + 1, but 5 after 2: `smp::PASSES`) it
+//!    prepares as the single-vCPU L1 does: up to pass 5 it remaps
+//!    (rotation q - 1, break, the pass's TLBIs: passes 2 and 5
+//!    VMALLS12E1IS; with 3 and 4 in `smp::PASSES`, 3 IPAS2E1IS of every
+//!    page, then VMALLE1IS, and 4 the same with IPAS2LE1IS; make); 6 and 7
+//!    change nothing (hv's move and dirty log come at their BEGIN); 8
+//!    remaps to 2 MiB blocks rotated by one block (`fault_rate_l1_blocks`,
+//!    with its TLBI VMALLS12E1IS); 9 changes nothing (hv ends its dirty
+//!    log at BEGIN); it writes the pass's L2 operands for the others and
+//!    ERETs into L2 again; after the last it prints `UMBRA-NESTED-PASS
+//!    fault-rate-smp ...` and calls SYSTEM_OFF.
 
 use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
 use core::arch::global_asm;
 
 use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
-use crate::nested::fault_rate::smp::{SKIP_FROM, SKIP_TO};
-use crate::nested::fault_rate::{Pass, SCATTER_STRIDE};
+use crate::nested::fault_rate::smp::{DIRTY_WRITE_READS, LOG_END_WRITE_READS, SKIP_FROM, SKIP_TO};
+use crate::nested::fault_rate::{Pass, BLOCK_PAGES, BLOCK_ROTATION, LAST_ROTATION, SCATTER_STRIDE};
 
 global_asm!(
     l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
@@ -94,11 +104,15 @@ umbra_lfs_image:
     adr     x4, umbra_lfs_pass
     mov     x1, #1
     str     x1, [x4]
+    // Pass 1's operands for every vCPU: rotation 0, in order, no write.
+    adr     x4, umbra_lfs_operands
+    stp     xzr, x1, [x4]
+    str     xzr, [x4, #16]
     UMBRA_LFS_PUTS umbra_lfs_msg_enter
     UMBRA_LFS_AT_L2_PAYLOAD
     // L2's operands: rotation, pages, first IPA, MAGIC, stride (the
     // vCPUs), first position (the vCPU), the order's multiplier (pass 1:
-    // in order).
+    // in order), the write period (pass 1: none).
     mov     x0, #0
     mov     x1, #{pages}
     UMBRA_LFS_MOV64 x2, {data_ipa}
@@ -107,6 +121,7 @@ umbra_lfs_image:
     ldr     x4, [x4]
     mov     x6, #0
     mov     x13, #1
+    mov     x15, #0
     eret
 
 // vCPU k (x0 = k, from CPU_ON's context id): its stack, its index and
@@ -145,17 +160,16 @@ umbra_lfs_secondary_next:
     cmp     x6, x20
     b.lo    6b
     UMBRA_LFS_AT_L2_PAYLOAD
-    sub     x0, x20, #1
+    // The pass's operands vCPU 0 wrote before its `go` (read after it).
+    adr     x7, umbra_lfs_operands
+    ldp     x0, x13, [x7]
+    ldr     x15, [x7, #16]
     mov     x1, #{pages}
     UMBRA_LFS_MOV64 x2, {data_ipa}
     UMBRA_LFS_MOV64 x3, {magic}
     adr     x4, umbra_lfs_vcpus
     ldr     x4, [x4]
     mov     x6, x19
-    mov     x13, #1
-    cmp     x20, #{scattered}
-    mov     x7, #{stride}
-    csel    x13, x7, x13, eq
     eret
 umbra_lfs_secondary_off:
     UMBRA_LFS_MOV64 x0, 0x84000002
@@ -168,6 +182,9 @@ umbra_lfs_secondary_off:
     fault_rate_l1_make_break!("umbra_lfs"),
     r#"
 
+"#,
+    fault_rate_l1_blocks!("umbra_lfs"),
+    r#"
 "#,
     l1_asm_print!("UMBRA_LFS", "umbra_lfs"),
     l1_asm_fail!("UMBRA_LFS", "umbra_lfs"),
@@ -304,24 +321,55 @@ umbra_lfs_done:
     cbnz    x0, umbra_lfs_fail
     cmp     x23, #{last}
     b.eq    umbra_lfs_all_passed
-    // The next pass (5 after 2: `smp::PASSES`): rotation (pass - 1),
-    // break, its TLBIs (pass - 1: VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS;
-    // pass 5's VMALLS12E1IS), make.
+    // The next pass (5 after 2: `smp::PASSES`) and its operands: x21
+    // the rotation, x26 the order's multiplier, x27 the write period.
     add     x23, x23, #1
     cmp     x23, #{skip_from}
     mov     x1, #{skip_to}
     csel    x23, x1, x23, eq
     adr     x4, umbra_lfs_pass
     str     x23, [x4]
+    mov     x26, #1
+    mov     x27, #0
+    cmp     x23, #{l0_unmap_pass}
+    b.hs    10f
+    // Passes 2-5, L1's remap: rotation (pass - 1), break, the pass's
+    // TLBIs (pass - 1: VMALLS12E1IS, IPAS2E1IS or IPAS2LE1IS; pass 5's
+    // VMALLS12E1IS), make; pass 5 in scattered order.
     sub     x21, x23, #1
     sub     x22, x23, #1
     cmp     x23, #{scattered}
     mov     x1, #1
     csel    x22, x1, x22, eq
+    mov     x1, #{stride}
+    csel    x26, x1, x26, eq
     bl      umbra_lfs_break
     bl      umbra_lfs_make
-    // L2 again from its entry (SPSR_EL2 still its EL1h), its operands in
-    // the frame RESTORE loads.
+    b       14f
+    // Passes 6 and 7: hv's change at BEGIN (moving the data pages, then
+    // write-protecting them for its dirty log); L1's table and rotation
+    // stay as pass 5 left them. In the dirty-log pass L2 also writes.
+10: cmp     x23, #{block_pass}
+    b.hs    12f
+    mov     x21, #{last_rotation}
+    cmp     x23, #{dirty_log_pass}
+    mov     x1, #{dirty_period}
+    csel    x27, x1, x27, eq
+    b       14f
+    // The block pass: L1's own remap again, now to 2 MiB blocks; after
+    // it (hv ended its dirty log at BEGIN) the blocks kept, and L2
+    // writes through them.
+12: mov     x21, #{block_rotation}
+    b.ne    13f
+    bl      umbra_lfs_blocks
+    b       14f
+13: mov     x27, #{log_end_reads}
+    // The operands for the other vCPUs (read after `go`), then L2 again
+    // from its entry (SPSR_EL2 still its EL1h), its operands in the frame
+    // RESTORE loads.
+14: adr     x4, umbra_lfs_operands
+    stp     x21, x26, [x4]
+    str     x27, [x4, #16]
     mov     x1, #0x80000
     msr     elr_el2, x1
     str     x21, [sp, #0]
@@ -335,11 +383,8 @@ umbra_lfs_done:
     ldr     x1, [x4]
     str     x1, [sp, #32]
     str     xzr, [sp, #48]
-    mov     x1, #1
-    cmp     x23, #{scattered}
-    mov     x2, #{stride}
-    csel    x1, x2, x1, eq
-    str     x1, [sp, #104]
+    str     x26, [sp, #104]
+    str     x27, [sp, #120]
     UMBRA_LFS_RESTORE
     eret
 
@@ -356,10 +401,14 @@ umbra_lfs_vcpus:
     .quad   0
 umbra_lfs_go:
     .quad   0
+// The pass's L2 operands: rotation, the order's multiplier, the write
+// period (vCPU 0's, for every vCPU).
+umbra_lfs_operands:
+    .quad   0, 0, 0
 umbra_lfs_reported:
     .fill   {max_vcpus}, 8, 0
 umbra_lfs_msg_enter:    .asciz "L1 (fault-rate-smp): stage 2 for L2 built ({pages} 4 KiB pages from L2 IPA 0x40000000, VMID 5), its other vCPUs started; ERET to L2 for pass 1\n"
-umbra_lfs_msg_pass:     .asciz "UMBRA-NESTED-PASS fault-rate-smp pages={pages} passes=1,2,{skip_to} values=ok\n"
+umbra_lfs_msg_pass:     .asciz "UMBRA-NESTED-PASS fault-rate-smp pages={pages} passes=1,2,{skip_to},{l0_unmap_pass},{dirty_log_pass},{block_pass},{last} values=ok\n"
 umbra_lfs_msg_vcpu:     .asciz "L1 (fault-rate-smp): on vCPU "
 umbra_lfs_msg_wrong_pass: .asciz "L1 (fault-rate-smp): wrong values in pass "
 umbra_lfs_msg_wrong_count: .asciz "L1 (fault-rate-smp): pages with a wrong value: "
@@ -380,8 +429,10 @@ umbra_lfs_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 // x4, ... below x1 reads page i = j * x13 mod x1 (x13 1 in order, odd
 // to scatter: a permutation) at x2 + i * 4 KiB and compares it with x3 |
 // ((i + x0) mod x1), the pattern of the L1 page the pass maps it to;
-// counts the pages (x5) and wrong values (x9, the first's page x10 and
-// value x11), then `hvc #2`.
+// with x15 not 0 (a power of two) it also writes i into the page's
+// second word when the pages it read before are a multiple of x15 (its
+// 1st, (x15 + 1)th, ... read: passes 7 and 9); counts the pages (x5) and
+// wrong values (x9, the first's page x10 and value x11), then `hvc #2`.
 .balign 4096
 umbra_lfs_l2:
     hvc     #1
@@ -396,7 +447,12 @@ umbra_lfs_l2:
     and     x14, x14, x12
     add     x8, x2, x14, lsl #12
     ldr     x7, [x8]
-    add     x8, x14, x0
+    cbz     x15, 6f
+    sub     x16, x15, #1
+    tst     x5, x16
+    b.ne    6f
+    str     x14, [x8, #8]
+6:  add     x8, x14, x0
     and     x8, x8, x12
     orr     x8, x8, x3
     cmp     x7, x8
@@ -427,6 +483,14 @@ umbra_lfs_image_end:
     skip_to = const SKIP_TO,
     scattered = const Pass::Scattered.number(),
     stride = const SCATTER_STRIDE,
+    l0_unmap_pass = const Pass::AfterL0Unmap.number(),
+    dirty_log_pass = const Pass::DirtyLog.number(),
+    block_pass = const Pass::Blocks.number(),
+    last_rotation = const LAST_ROTATION,
+    block_rotation = const BLOCK_ROTATION,
+    block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
+    dirty_period = const DIRTY_WRITE_READS,
+    log_end_reads = const LOG_END_WRITE_READS,
     max_vcpus = const MAX_VCPUS,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
     end = const super::nested::HVC_FAULT_RATE_END,

@@ -435,15 +435,38 @@ const FAULT_RATE_TIGHT_LINES: &[&str] = &[
 /// What `fault-rate-smp` must print at three CPUs (two vCPUs of L1 and
 /// the service): each pass's counts up to its walks (which vCPU's first
 /// fault the service walks first decides the full walks, 1 or 2: hv
-/// checks that bound) and hv's verdict on it.
+/// checks that bound) and hv's verdict on it; in pass 8 the misses (1 or
+/// 2 a block) and in pass 9 the faults (1 or 2 a block: which vCPU
+/// touches a block first, and whether the other's fault came before the
+/// block was in) are timing's, so those lines are matched up to them (the
+/// rest is in the verdict: the preparation exact).
 const FAULT_RATE_SMP_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 1 (first touch, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; walks: full ",
-    "hv: nested: fault-rate-smp: pass 1 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024) in the pass's order (each page 2 past the vCPU's last), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 1 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, hits 0, misses = faults, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 2 (after remap + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; walks: full ",
-    "hv: nested: fault-rate-smp: pass 2 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024) in the pass's order (each page 2 past the vCPU's last), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 2 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, hits 0, misses = faults, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 0, misses 2048, invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; walks: full ",
-    "hv: nested: fault-rate-smp: pass 5 on 2 vCPUs: ok: preparation exact, each of the 2048 data pages faulted exactly once, each vCPU its share (vCPU 0 1024, vCPU 1 1024) in the pass's order (each page 14 past the vCPU's last), hits 0, misses = faults, full walks 1 to 2, full + partial walks = misses, no retry, nothing given to L1",
-    "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=1,2,5 values=ok",
+    "hv: nested: fault-rate-smp: pass 5 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, hits 0, misses = faults, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 14 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 2048, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
+    "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, every fault a hit (misses 0, no walk); data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 7 (after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order) on 2 vCPUs, pages interleaved: 2176 L2 faults (vCPU 0 1088, vCPU 1 1088): hits 2176, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
+    "hv: nested: fault-rate-smp: pass 7 on 2 vCPUs: ok: preparation exact, each data page faulted once and each written one twice more (denied, then mapped writable), each vCPU its share and two a page it wrote, every fault a hit (misses 0, no walk), each vCPU's writes logged on it; data faults: vCPU 0 1088, vCPU 1 1088 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: dirty log: 64 of 2048 L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every 32 pages each read), logged on the vCPU that wrote it (vCPU 0 32, vCPU 1 32)",
+    "hv: nested: fault-rate-smp: pass 8 (after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits ",
+    "hv: nested: fault-rate-smp: pass 8 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, misses 1 to n a block (a vCPU's first fault in it), hits the rest, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: pass 9 (after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each vCPU writing the first of every 64 pages it reads, in order) on 2 vCPUs, pages interleaved: ",
+    "hv: nested: fault-rate-smp: pass 9 on 2 vCPUs: ok: preparation exact, every 2 MiB block faulted, 1 to n pages each (a vCPU's first touch of it, at most one a block each), every fault a hit (misses 0, no walk); data faults: vCPU 0 ",
+    "; full walks 0, retries (AlreadyMapped) at most faults - blocks, nothing given to L1",
+    "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=1,2,5,6,7,8,9 values=ok",
+];
+
+/// What its twin `fault-rate-smp-one-vcpu-log` must print: hv's own
+/// failure on vCPU 1's first write in the dirty-log pass (L2 page 1, its
+/// first page: L1 page 5 at rotation 4), which a log that resolves vCPU
+/// 0's writes alone leaves denied.
+const FAULT_RATE_SMP_ONE_VCPU_LOG_LINES: &[&str] = &[
+    "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x40001008 (L1 IPA 0x40405008)",
 ];
 
 /// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
@@ -901,8 +924,10 @@ const MATRIX: &[Case] = &[
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 2, "512M")
     },
-    // The first two fault-rate passes (first touch; after a remap and
-    // TLBI VMALLS12E1IS) with two vCPUs of L1 running the same L2 (one
+    // The fault-rate passes but 3 and 4 (first touch; after a remap and
+    // TLBI VMALLS12E1IS, in order and scattered; after hv's move of L1's
+    // data, its dirty log with every vCPU's writes, L1's 2 MiB blocks,
+    // the log's end) with two vCPUs of L1 running the same L2 (one
     // shadow context) and faulting interleaved pages at once: three CPUs,
     // the service on CPU 1, L1's vCPU 1 on CPU 2. L2 checks every value;
     // hv prints the aggregate and per-vCPU counts and checks what holds
@@ -912,6 +937,18 @@ const MATRIX: &[Case] = &[
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_SMP_LINES,
             status: 0,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its dirty log's failure mode: hv resolves vCPU 0's writes alone
+    // (a log kept in the state of the vCPU that started it), so vCPU 1's
+    // first write in the dirty-log pass stops hv.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-one-vcpu-log",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_ONE_VCPU_LOG_LINES,
+            status: 1,
         },
         timeout: FAULT_RATE_TIMEOUT,
         ..boot(MAX, 3, "512M")
@@ -2164,7 +2201,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 5);
+        assert_eq!(fault_rate.len(), 6);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
