@@ -381,12 +381,18 @@ pub fn power_off(vcpu: usize, defect: L1GicDefect) -> (Option<PowerOff>, u32) {
 }
 
 /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`power_off`]: it runs
-/// on (`nested::gic::L1Gic::power_off_refused`), with what it handed back
-/// listed again (no LR held back for its timer PPIs: their pass ran at
+/// on (`nested::gic::L1Gic::power_off_refused`: its active entries
+/// deactivated in L1's GIC meanwhile deactivated there too), with what it
+/// handed back listed again (no LR held back for its timer PPIs: their pass ran at
 /// this exit's `before_return`, before the CPU_OFF). The vCPUs to kick
 /// ([`list_for_l1`]).
 pub fn power_off_refused(vcpu: usize, undo: &PowerOff, defect: L1GicDefect) -> u32 {
-    L1_GIC.lock().power_off_refused(vcpu, undo);
+    let (before, count) = hardware_lrs();
+    let mut after = before;
+    L1_GIC
+        .lock()
+        .power_off_refused(vcpu, undo, &mut after[1..count.max(1)]);
+    write_changed_lrs(&before[..count], &after[..count]);
     list_for_l1(vcpu, defect, &[])
 }
 

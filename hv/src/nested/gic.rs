@@ -1442,14 +1442,22 @@ impl L1Gic {
     }
 
     /// The firmware refused vCPU `vcpu`'s CPU_OFF after [`Self::power_off`]
-    /// (`undo` its result): the vCPU runs on with the active entries still
-    /// in its list registers, so their active state leaves the distributor
-    /// again (L1's deactivation there does not trap), and its
-    /// redistributor is as it was. The pending state handed back stays in
-    /// the distributor (listed again at the exit's end).
-    pub fn power_off_refused(&mut self, vcpu: usize, undo: &PowerOff) {
+    /// (`undo` its result; `lrs` its own interface's list registers, LR 1
+    /// on): the vCPU runs on with the active entries still in its list
+    /// registers, so their active state leaves the distributor again (L1's
+    /// deactivation there does not trap), and its redistributor is as it
+    /// was. One deactivated in the distributor or redistributor meanwhile
+    /// (the CPU_OFF call runs with the GIC's lock free: L2's HW = 1
+    /// deactivation on another vCPU, an I{C}ACTIVER store) is deactivated
+    /// in its entry too, as a GIC has one active state per interrupt
+    /// (review 64 R64-1: it stayed active there, never signalled again).
+    /// The pending state handed back stays in the distributor (listed
+    /// again at the exit's end).
+    pub fn power_off_refused(&mut self, vcpu: usize, undo: &PowerOff, lrs: &mut [u64]) {
         for &intid in &undo.activated {
-            self.set_state(vcpu, intid, Bits::Active, Op::Clear);
+            if !self.set_state(vcpu, intid, Bits::Active, Op::Clear) {
+                super::vgic::deactivate_listed(lrs, intid);
+            }
         }
         if let Some(p) = self.private.get_mut(vcpu) {
             p.asleep = undo.was_asleep;
@@ -2188,7 +2196,7 @@ mod tests {
         // Refused: the active entries stay in the LRs, so their active
         // state leaves the distributor; vCPU 1 is awake again and gets SGI
         // 1, and the SPI 49 it handed back (routed "any PE", vCPU 0 first).
-        gic.power_off_refused(1, &undo);
+        gic.power_off_refused(1, &undo, &mut lrs);
         assert_eq!(gic.read(D, 0x304, 4), 0);
         assert_eq!(gic.read(R1, 0x1_0300, 4), 0);
         assert_eq!(gic.read(R1, 0x14, 4), 0);
@@ -2612,6 +2620,59 @@ mod tests {
         let mut gic = awake_gic();
         assert!(!gic.deactivate(1, 48, ANY));
         assert_eq!(gic.wanting(), 0);
+    }
+
+    /// Review 64 R64-1: vCPU 0's CPU_OFF moved the active state of SPI 48
+    /// and SGI 3, active in its LRs, to the distributor and its
+    /// redistributor; while the firmware call runs (the GIC's lock free),
+    /// L2 on vCPU 1 deactivates SPI 48 through an HW = 1 entry and L1 on
+    /// vCPU 1 clears SGI 3 active at vCPU 0's redistributor
+    /// (GICR_ICACTIVER0). The firmware refuses the CPU_OFF: both entries
+    /// are deactivated in vCPU 0's LRs, so both read inactive after its
+    /// sync and a new edge of SPI 48 is signalled there again (not left
+    /// pending behind an active state no one will deactivate).
+    #[test]
+    fn a_deactivation_during_a_refused_cpu_off_reaches_the_lr() {
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        let active_sgi_3 = pending_lr(3, 0x80) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        vcpu0[2] = active_sgi_3;
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        let undo = gic.power_off(0, &mut vcpu0[1..]);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::Active);
+        assert_eq!(vcpu0[2], active_sgi_3);
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 16);
+        assert!(gic.deactivate(1, 48, ANY));
+        gic.write(R0, ICACTIVER0, 4, 1 << 3);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
+        gic.power_off_refused(0, &undo, &mut vcpu0[1..]);
+        assert_eq!(vcpu0, [pending_lr(26, 0xa0), 0, 0], "both deactivated");
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(gic.read(R0, ISACTIVER0, 4), 0);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
+        assert_eq!(vcpu0[1], pending_lr(48, 0), "signalled again");
+    }
+
+    /// Review 64: the mark L2's HW = 1 deactivation on vCPU 1 leaves for
+    /// vCPU 0's sync names SPI 48, not a list register: with the entry
+    /// that held 48 now holding SPI 49, active (L1 acknowledged it there
+    /// before the sync), the sync leaves 49 active where it is and only
+    /// 48 inactive. A mark applied to a list register or to whatever
+    /// entry is active would deactivate 49, which L1 did not.
+    #[test]
+    fn an_hw_deactivation_mark_never_clears_another_intids_entry() {
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        gic.write(D, 0x104, 4, 1 << 16 | 1 << 17);
+        gic.write(D, 0x6000 + 49 * 8, 8, 0);
+        assert!(gic.deactivate(1, 48, ANY));
+        let active_49 = pending_lr(49, 0) & !lr::STATE_MASK | lr::ACTIVE << lr::STATE_SHIFT;
+        vcpu0[1] = active_49;
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(vcpu0, [pending_lr(26, 0xa0), active_49, 0], "49 kept");
+        assert_eq!(gic.read(D, 0x304, 4), 1 << 17, "49 active, 48 not");
+        assert!(!gic.sync_requested(0));
     }
 
     /// Review 47 R47-3: with one free LR, the highest-priority interrupt
