@@ -1501,7 +1501,11 @@ impl L1Gic {
     /// exits reach, so the deactivation is marked for the holder's next
     /// sync as an ICACTIVER clear is ([`Self::deactivate_cleared`]: an
     /// active entry emptied, a pending and active one pending, a pending
-    /// one, never acknowledged, left as it is) and the holder is to be
+    /// one, never acknowledged, left as it is; review 64: the entry as it
+    /// is at the sync, so an entry L2 deactivated before L1 acknowledged
+    /// it, which no L1 that acknowledged first can make, loses an
+    /// acknowledgement L1 makes before that sync, as a deactivation still
+    /// on its way to the distributor would) and the holder is to be
     /// kicked (`sync_requested`), whatever it runs (L1, L2, or waits at
     /// EL2: the kick wakes it); nobody waits for that sync. Until it,
     /// the SPI reads inactive and goes to no other vCPU
