@@ -2477,23 +2477,28 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
 /// of a descriptor of L1's stage-2 table there (a write to the page all
 /// the same, as the hardware's compare-and-swap would be); L2's
 /// instruction runs again and the service, walking and composing afresh,
-/// makes the update or maps the page writable. False for any
-/// other denial (a read, a page logged already), which hv does not
-/// resolve: never resolved twice, so never a loop.
+/// makes the update or maps the page writable. Resolved too when
+/// another vCPU's write to the page was denied at the same time and
+/// logged it first (counted apart, `fault_rate::DirtyWrite`, which says
+/// why the retried write is not denied again). False for any other
+/// denial (a read, a page outside the log), which hv does not resolve.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool {
     // `fault-rate-smp-one-vcpu-log`'s defect: the log the starting
     // vCPU's alone.
     let own_log = nested.demo != NestedDemo::FaultRateSmpOneVcpuLog || vcpu.index == 0;
-    let logged = fault_rate::dirty_log_write(denial.denied)
-        && own_log
-        && fault_rate_log_dirty_write(nested, denial.l1_ipa);
-    // `fault-rate-smp`: which vCPU's L2 wrote it.
-    if logged && nested.demo.is_fault_rate_smp() {
+    let outcome = if fault_rate::dirty_log_write(denial.denied) && own_log {
+        fault_rate_log_dirty_write(nested, denial.l1_ipa)
+    } else {
+        fault_rate::DirtyWrite::Unresolved
+    };
+    // `fault-rate-smp`: which vCPU's L2 wrote it, and whose write found
+    // the page logged by another.
+    if nested.demo.is_fault_rate_smp() {
         if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
-            counters.logged();
+            counters.dirty_write(outcome);
         }
     }
-    logged
+    outcome.resolved()
 }
 
 /// L1's own store to one of its data pages that hv write-protected for
@@ -2527,20 +2532,30 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
-    if !fault_rate_log_dirty_write(nested, l1_ipa) {
-        return false;
+    match fault_rate_log_dirty_write(nested, l1_ipa) {
+        fault_rate::DirtyWrite::Logged => {
+            vcpu.fault_rate.l1_logged += 1;
+            true
+        }
+        // Another vCPU's write (L1's or L2's) logged the page since this
+        // store's fault: the store runs again through the writable page.
+        fault_rate::DirtyWrite::LoggedByAnother => true,
+        fault_rate::DirtyWrite::Unresolved => false,
     }
-    vcpu.fault_rate.l1_logged += 1;
-    true
 }
 
-/// A write to L1 IPA `l1_ipa`, in one of L1's data pages that hv
-/// write-protected and has not logged: hv logs the page dirty, gives
-/// write access back in its own stage 2 (the page read-write, and a TLBI
-/// of it for L1's VMID, stage-2 and combined entries) and returns true.
-/// False (nothing changed) for any other address or page.
-fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> bool {
+/// A denied write to L1 IPA `l1_ipa`: under the dirty log's lock, hv
+/// reads its leaf of the page and decides (`fault_rate::dirty_write_outcome`,
+/// which says why none loops). `Logged`: one of L1's data pages hv
+/// write-protected and has not logged; hv gives write access back in its
+/// own stage 2 (the page read-write, and a TLBI of it for L1's VMID,
+/// stage-2 and combined entries, completed before the lock's release)
+/// and logs it. `LoggedByAnother`: another vCPU did so since this write's
+/// denial; nothing changes. `Unresolved` (nothing changed) for any other
+/// address or page.
+fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> fault_rate::DirtyWrite {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    use fault_rate::{DirtyWrite, HvPage};
     const PAGE_SIZE: u64 = 4096;
     let Some(FaultRateMove {
         l0_tables,
@@ -2548,38 +2563,48 @@ fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> bool {
         ..
     }) = &nested.fault_rate_move
     else {
-        return false;
+        return DirtyWrite::Unresolved;
     };
     let mut log = dirty_log.lock();
     let Some(log) = log.as_mut() else {
-        return false;
+        return DirtyWrite::Unresolved;
     };
     let first = L1_BASE + DATA_OFFSET;
     let page_ipa = l1_ipa & !(PAGE_SIZE - 1);
-    let Some(offset) = page_ipa.checked_sub(first).filter(|&o| o < DATA_BYTES) else {
-        return false;
+    let page = page_ipa
+        .checked_sub(first)
+        .filter(|&o| o < DATA_BYTES)
+        .map(|offset| offset / PAGE_SIZE);
+    let leaf = nested.l0_map.lookup(page_ipa);
+    let hv_page = match leaf {
+        Some(leaf) if leaf.size() == PAGE_SIZE => {
+            if leaf.permissions().contains(ipc::Permissions::WRITE) {
+                HvPage::Writable
+            } else {
+                HvPage::WriteProtected
+            }
+        }
+        _ => HvPage::Other,
     };
-    let page = offset / PAGE_SIZE;
-    let protected = nested.l0_map.lookup(page_ipa).filter(|leaf| {
-        leaf.size() == PAGE_SIZE && !leaf.permissions().contains(ipc::Permissions::WRITE)
-    });
-    let Some(leaf) = protected else {
-        return false;
+    let outcome = fault_rate::dirty_write_outcome(log, page, hv_page);
+    let (DirtyWrite::Logged, Some(leaf), Some(page)) = (outcome, leaf, page) else {
+        return outcome;
     };
-    if log.is_dirty(page) {
-        return false;
-    }
     let writable = leaf_descriptor(3, leaf.pa_base(), LeafAccess::ALL);
     if l0_tables
         .rewrite(nested.arena, page_ipa, 3, writable)
         .is_err()
     {
-        return false;
+        return DirtyWrite::Unresolved;
     }
     HwTlbs::new(TlbDefect::None)
         .for_vmid(L1_HOST_VMID)
         .invalidate_range(page_ipa, PAGE_SIZE);
-    log.log(page)
+    if log.log(page) {
+        DirtyWrite::Logged
+    } else {
+        DirtyWrite::Unresolved
+    }
 }
 
 /// hv's dirty log, taken (the dirty-log pass's END checks and drops it;

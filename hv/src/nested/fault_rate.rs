@@ -713,6 +713,72 @@ impl DirtyLog {
     }
 }
 
+/// hv's own stage-2 leaf of the L1 page a dirty-log write was denied on,
+/// as hv reads it under the log's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvPage {
+    /// A 4 KiB page without write permission: the log's protection.
+    WriteProtected,
+    /// A 4 KiB page with write permission.
+    Writable,
+    /// No leaf, or one of another size: not the log's page.
+    Other,
+}
+
+/// What hv's dirty log makes of a denied write ([`dirty_write_outcome`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirtyWrite {
+    /// The page is write-protected and not logged: this vCPU logs it and
+    /// makes it writable (its leaf rewritten, then a TLBI of it, both
+    /// under the log's lock), and the write runs again.
+    Logged,
+    /// The page is logged and writable already: another vCPU's write to
+    /// it was denied at the same time and logged it first (its rewrite
+    /// and TLBI done under the lock this vCPU took after it). The write
+    /// runs again; nothing is logged.
+    LoggedByAnother,
+    /// Not the dirty log's denial (a read, a page outside the log, a
+    /// leaf the log does not explain): hv does not resolve it.
+    Unresolved,
+}
+
+impl DirtyWrite {
+    /// Whether the denied access runs again.
+    pub const fn resolved(self) -> bool {
+        !matches!(self, DirtyWrite::Unresolved)
+    }
+}
+
+/// What hv's dirty log `log` makes of a write to data page `page` (None:
+/// outside the data) that was denied, with hv's leaf of the page now
+/// `hv_page`; `log` and `hv_page` read under the log's lock.
+///
+/// A page is logged exactly when it is writable (the log's writer rewrites
+/// the leaf and TLBIs it before it logs, under the lock), so a
+/// write-protected logged page or a writable unlogged one is not the
+/// log's (Unresolved). A writable logged page is a race on SMP, as on
+/// hardware: two vCPUs' writes (or L1's and L2's) reach the protected
+/// page, both are denied, one logs it first. The later one is resolved
+/// without a loop: it saw the page writable only after the first writer's
+/// TLBI (broadcast, completed by its DSB ISH before the lock's release,
+/// which this vCPU's acquire follows), so no TLB entry of the read-only
+/// leaf is left on any PE and the service, which walks hv's table afresh
+/// on each fault, reads the writable leaf: the retried write cannot be
+/// denied for the same protection again (only a new dirty log's start
+/// write-protects the page again, and that log has it unlogged).
+pub fn dirty_write_outcome(log: &DirtyLog, page: Option<u64>, hv_page: HvPage) -> DirtyWrite {
+    let Some(page) = page.filter(|&p| p < PAGES) else {
+        return DirtyWrite::Unresolved;
+    };
+    match (hv_page, log.is_dirty(page)) {
+        (HvPage::WriteProtected, false) => DirtyWrite::Logged,
+        (HvPage::Writable, true) => DirtyWrite::LoggedByAnother,
+        (HvPage::WriteProtected, true) | (HvPage::Writable, false) | (HvPage::Other, _) => {
+            DirtyWrite::Unresolved
+        }
+    }
+}
+
 /// Where hv keeps L1's data pages for its L0 moves: at `home` (their
 /// place in L1's RAM when L1 starts) or at `spare` (as many bytes hv keeps
 /// free for the move). Each move takes them from where they are now to the
@@ -840,6 +906,42 @@ mod tests {
             AccessKind::CacheMaintenanceEl0,
         ] {
             assert!(!dirty_log_write(DeniedAccess::L2Data(access)), "{access:?}");
+        }
+    }
+
+    /// A write denied on a page another vCPU logged meanwhile runs again
+    /// (the race two vCPUs' writes to one protected page make); a page
+    /// this vCPU logs is told from it; a page outside the log, or a leaf
+    /// the log does not explain, is not resolved.
+    #[test]
+    fn a_denied_write_on_a_page_logged_meanwhile_is_resolved_apart() {
+        let mut log = DirtyLog::new();
+        let outcome = |log: &DirtyLog, page, hv_page| dirty_write_outcome(log, page, hv_page);
+        assert_eq!(
+            outcome(&log, Some(7), HvPage::WriteProtected),
+            DirtyWrite::Logged
+        );
+        assert!(log.log(7));
+        // The second vCPU, denied at the same time, finds it logged and
+        // writable: resolved, not logged again.
+        let second = outcome(&log, Some(7), HvPage::Writable);
+        assert_eq!(second, DirtyWrite::LoggedByAnother);
+        assert!(second.resolved() && DirtyWrite::Logged.resolved());
+        assert_eq!(log.logged(), 1);
+        // Not the log's: outside the data, a leaf of another size, a
+        // writable page never logged, a logged page protected again.
+        for (page, hv_page) in [
+            (None, HvPage::WriteProtected),
+            (Some(PAGES), HvPage::WriteProtected),
+            (Some(PAGES), HvPage::Writable),
+            (Some(7), HvPage::Other),
+            (Some(8), HvPage::Other),
+            (Some(8), HvPage::Writable),
+            (Some(7), HvPage::WriteProtected),
+        ] {
+            let got = outcome(&log, page, hv_page);
+            assert_eq!(got, DirtyWrite::Unresolved, "{page:?} {hv_page:?}");
+            assert!(!got.resolved());
         }
     }
     #[cfg(not(loom))]

@@ -79,7 +79,8 @@
 //!   scattered).
 
 use super::{
-    Counts, DirtyLog, DirtyMismatch, Pass, BLOCK_PAGES, LAST_ROTATION, PAGES, SCATTER_STRIDE,
+    Counts, DirtyLog, DirtyMismatch, DirtyWrite, Pass, BLOCK_PAGES, LAST_ROTATION, PAGES,
+    SCATTER_STRIDE,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use ipc::RetryReason;
@@ -231,6 +232,7 @@ pub struct VcpuCounters {
     retries: AtomicU64,
     already_mapped: AtomicU64,
     logged: AtomicU64,
+    logged_by_another: AtomicU64,
     to_l1: AtomicU64,
     /// Data faults [`page_step`] past the vCPU's previous one in the pass.
     in_order: AtomicU64,
@@ -261,6 +263,9 @@ pub struct VcpuFaults {
     pub already_mapped: u64,
     /// Pages hv's dirty log logged from this vCPU's L2's writes.
     pub logged: u64,
+    /// This vCPU's L2's denied writes to a page another vCPU's write
+    /// logged meanwhile (resolved, not logged again).
+    pub logged_by_another: u64,
     /// Exceptions hv gave L1 on this vCPU (L2's exits forwarded but its
     /// HVCs, faults injected, L1's own) and aborts it gave L2.
     pub to_l1: u64,
@@ -277,6 +282,7 @@ impl VcpuCounters {
             retries: AtomicU64::new(0),
             already_mapped: AtomicU64::new(0),
             logged: AtomicU64::new(0),
+            logged_by_another: AtomicU64::new(0),
             to_l1: AtomicU64::new(0),
             in_order: AtomicU64::new(0),
             last_page: AtomicU64::new(NO_PAGE),
@@ -327,9 +333,16 @@ impl VcpuCounters {
         }
     }
 
-    /// hv's dirty log logged a page from this vCPU's L2's write.
-    pub fn logged(&self) {
-        self.logged.fetch_add(1, Ordering::Relaxed);
+    /// What hv's dirty log made of this vCPU's L2's denied write: a page
+    /// it logged, or one another vCPU logged since the denial (counted
+    /// apart); nothing for one it did not resolve.
+    pub fn dirty_write(&self, outcome: DirtyWrite) {
+        let counter = match outcome {
+            DirtyWrite::Logged => &self.logged,
+            DirtyWrite::LoggedByAnother => &self.logged_by_another,
+            DirtyWrite::Unresolved => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One exception hv gave L1.
@@ -344,6 +357,7 @@ impl VcpuCounters {
             retries: self.retries.load(Ordering::Relaxed),
             already_mapped: self.already_mapped.load(Ordering::Relaxed),
             logged: self.logged.load(Ordering::Relaxed),
+            logged_by_another: self.logged_by_another.load(Ordering::Relaxed),
             to_l1: self.to_l1.load(Ordering::Relaxed),
             in_order: self.in_order.load(Ordering::Relaxed),
         }
@@ -360,6 +374,9 @@ impl VcpuFaults {
             retries: self.retries.wrapping_sub(earlier.retries),
             already_mapped: self.already_mapped.wrapping_sub(earlier.already_mapped),
             logged: self.logged.wrapping_sub(earlier.logged),
+            logged_by_another: self
+                .logged_by_another
+                .wrapping_sub(earlier.logged_by_another),
             to_l1: self.to_l1.wrapping_sub(earlier.to_l1),
             in_order: self.in_order.wrapping_sub(earlier.in_order),
         }
@@ -1001,7 +1018,9 @@ mod tests {
         c.fault(Some(2), None);
         c.fault(Some(2), None);
         c.fault(Some(3), None);
-        c.logged();
+        c.dirty_write(DirtyWrite::Logged);
+        c.dirty_write(DirtyWrite::LoggedByAnother);
+        c.dirty_write(DirtyWrite::Unresolved);
         c.to_l1();
         let s = c.snapshot();
         assert_eq!(
@@ -1012,6 +1031,7 @@ mod tests {
                 retries: 2,
                 already_mapped: 1,
                 logged: 1,
+                logged_by_another: 1,
                 to_l1: 1,
                 // 0 -> 2 (the step), 2 again (neither way), 2 -> 3 (not).
                 in_order: 1,
