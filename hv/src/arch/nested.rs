@@ -1039,7 +1039,8 @@ pub fn run(
         }
         NestedDemo::FaultRateSmp
         | NestedDemo::FaultRateSmpNoTlbi
-        | NestedDemo::FaultRateSmpOneVcpuLog => super::nested_l1_fault_rate_smp::image(),
+        | NestedDemo::FaultRateSmpOneVcpuLog
+        | NestedDemo::FaultRateSmpRaceUnresolved => super::nested_l1_fault_rate_smp::image(),
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1470,6 +1471,7 @@ pub fn run(
             NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
             NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateSmpOneVcpuLog => " (fault-rate-smp-one-vcpu-log: hv's dirty log resolves vCPU 0's writes alone; this run must fail)",
+            NestedDemo::FaultRateSmpRaceUnresolved => " (fault-rate-smp-race-unresolved: hv's dirty log leaves a write denied on a page another vCPU logged meanwhile unresolved; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2487,6 +2489,9 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool
     // vCPU's alone.
     let own_log = nested.demo != NestedDemo::FaultRateSmpOneVcpuLog || vcpu.index == 0;
     let outcome = if fault_rate::dirty_log_write(denial.denied) && own_log {
+        if nested.demo.is_fault_rate_smp() {
+            fault_rate_smp_hold_shared_denial(nested, vcpu, denial.l1_ipa);
+        }
         fault_rate_log_dirty_write(nested, denial.l1_ipa)
     } else {
         fault_rate::DirtyWrite::Unresolved
@@ -2499,6 +2504,45 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool
         }
     }
     outcome.resolved()
+}
+
+/// `fault-rate-smp`: the most hv holds a vCPU's denied write to a page
+/// every vCPU writes, waiting for the others' ([`fault_rate_smp_hold_shared_denial`]).
+const FAULT_RATE_SMP_HOLD_MS: u64 = 20;
+
+/// `fault-rate-smp`: which vCPUs' writes to the pages every vCPU writes
+/// in the dirty-log pass were denied (`fault_rate::smp::SharedDenials`).
+static FAULT_RATE_SMP_SHARED_DENIALS: fault_rate::smp::SharedDenials<NESTED_VCPUS> =
+    fault_rate::smp::SharedDenials::new();
+
+/// `fault-rate-smp`'s dirty-log pass: vCPU `vcpu`'s write to L1 IPA
+/// `l1_ipa` was denied. If it is a page every vCPU writes
+/// (`smp::written_by_every_vcpu`), hv holds it, before the log's lock,
+/// until every vCPU's write to the page was denied or
+/// [`FAULT_RATE_SMP_HOLD_MS`] passed: so every such page is the race of
+/// several vCPUs denied before one logs it, which the log resolves
+/// (`DirtyWrite::LoggedByAnother`) and the case counts. A bound, not a
+/// wait for ever: a vCPU whose write found the page writable (the bound
+/// passed on another) is never denied, and nothing depends on the hold
+/// but how often the race comes.
+fn fault_rate_smp_hold_shared_denial(nested: &Nested, vcpu: &Vcpu, l1_ipa: u64) {
+    use super::nested_l1_fault_rate::DATA_OFFSET;
+    let n = nested.vcpus.min(NESTED_VCPUS);
+    let Some(page) = l1_ipa
+        .checked_sub(L1_BASE + DATA_OFFSET)
+        .map(|offset| offset / FAULT_RATE_PAGE)
+        .filter(|&page| fault_rate::smp::l1_page_written_by_every_vcpu(page, n as u64))
+    else {
+        return;
+    };
+    FAULT_RATE_SMP_SHARED_DENIALS.deny(vcpu.index, page);
+    let limit = read_sysreg!("cntfrq_el0").saturating_mul(FAULT_RATE_SMP_HOLD_MS) / 1000;
+    let start = cpu::counter();
+    while !FAULT_RATE_SMP_SHARED_DENIALS.all_denied(page, n)
+        && cpu::counter().wrapping_sub(start) < limit
+    {
+        core::hint::spin_loop();
+    }
 }
 
 /// L1's own store to one of its data pages that hv write-protected for
@@ -2586,7 +2630,14 @@ fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> fault_rate::Dirty
         }
         _ => HvPage::Other,
     };
-    let outcome = fault_rate::dirty_write_outcome(log, page, hv_page);
+    // `fault-rate-smp-race-unresolved`'s defect: the race's later write
+    // left unresolved, as before the fix.
+    let outcome = match fault_rate::dirty_write_outcome(log, page, hv_page) {
+        DirtyWrite::LoggedByAnother if nested.demo == NestedDemo::FaultRateSmpRaceUnresolved => {
+            DirtyWrite::Unresolved
+        }
+        outcome => outcome,
+    };
     let (DirtyWrite::Logged, Some(leaf), Some(page)) = (outcome, leaf, page) else {
         return outcome;
     };
@@ -2725,6 +2776,7 @@ fn fault_rate_smp_begin(nested: &Nested, vcpu: &mut Vcpu, number: u64) {
     for counters in &FAULT_RATE_SMP_VCPUS {
         counters.begin_pass(step);
     }
+    FAULT_RATE_SMP_SHARED_DENIALS.clear();
     vcpu.fault_rate.smp_begin = core::array::from_fn(|i| FAULT_RATE_SMP_VCPUS[i].snapshot());
     FAULT_RATE_SMP_PAGES.take();
 }
@@ -2881,15 +2933,20 @@ fn fault_rate_smp_dirty_log_end(
             "fault-rate-smp: dirty log: hv logged L1 data page {page} dirty, which no vCPU's L2 wrote"
         )),
     };
-    let each = per_vcpu
-        .iter()
-        .enumerate()
-        .map(|(i, v)| alloc::format!("vCPU {i} {}", v.logged))
-        .collect::<alloc::vec::Vec<_>>()
-        .join(", ");
+    let each = |count: fn(&smp::VcpuFaults) -> u64| {
+        per_vcpu
+            .iter()
+            .enumerate()
+            .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
+            .collect::<alloc::vec::Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read), logged on the vCPU that wrote it ({each})",
-        smp::DIRTY_WRITE_READS
+        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read; {} of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first ({}); writes denied on a page another vCPU logged meanwhile, resolved: {}",
+        smp::DIRTY_WRITE_READS,
+        smp::shared_written(vcpus),
+        each(|v| v.logged),
+        each(|v| v.logged_by_another),
     );
 }
 

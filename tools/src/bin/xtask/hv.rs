@@ -449,9 +449,10 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 5 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, hits 0, misses = faults, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 14 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 2048, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
     "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, every fault a hit (misses 0, no walk); data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
-    "hv: nested: fault-rate-smp: pass 7 (after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order) on 2 vCPUs, pages interleaved: 2176 L2 faults (vCPU 0 1088, vCPU 1 1088): hits 2176, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
-    "hv: nested: fault-rate-smp: pass 7 on 2 vCPUs: ok: preparation exact, each data page faulted once and each written one twice more (denied, then mapped writable), each vCPU its share and two a page it wrote, every fault a hit (misses 0, no walk), each vCPU's writes logged on it; data faults: vCPU 0 1088, vCPU 1 1088 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
-    "hv: nested: fault-rate-smp: dirty log: 64 of 2048 L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every 32 pages each read), logged on the vCPU that wrote it (vCPU 0 32, vCPU 1 32)",
+    "hv: nested: fault-rate-smp: pass 7 (after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order, and every vCPU but 0 also vCPU 0's page at the same step) on 2 vCPUs, pages interleaved: ",
+    "hv: nested: fault-rate-smp: pass 7 on 2 vCPUs: ok: preparation exact, each data page faulted, a page one vCPU wrote twice more (denied, then mapped writable), one every vCPU wrote 2 to 2n + 1 times in all, each vCPU its share and two a page it alone wrote (vCPU 0 down to none on a shared page, the others up to two more on each), every fault a hit (misses 0, no walk), a page one vCPU wrote logged on it, a shared page once on either; data faults: vCPU 0 ",
+    "; full walks 0, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: dirty log: 64 of 2048 L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every 32 pages each read; 32 of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first (vCPU 0 ",
     "hv: nested: fault-rate-smp: pass 8 (after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits ",
     "hv: nested: fault-rate-smp: pass 8 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, misses 1 to n a block (a vCPU's first fault in it), hits the rest, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 9 (after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each vCPU writing the first of every 64 pages it reads, in order) on 2 vCPUs, pages interleaved: ",
@@ -461,12 +462,26 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
 ];
 
 /// What its twin `fault-rate-smp-one-vcpu-log` must print: hv's own
-/// failure on vCPU 1's first write in the dirty-log pass (L2 page 1, its
-/// first page: L1 page 5 at rotation 4), which a log that resolves vCPU
-/// 0's writes alone leaves denied.
+/// failure on vCPU 1's first write in the dirty-log pass, which a log that
+/// resolves vCPU 0's writes alone leaves denied: its write to vCPU 0's
+/// first page (L2 page 0, L1 page 4 at rotation 4), or, if vCPU 0's
+/// write logged and mapped that page writable first (hv holds vCPU 0's
+/// denial there at most 20 ms for vCPU 1's), its own first page (L2 page
+/// 1, L1 page 5): the line up to the L2 IPA's last digits.
 const FAULT_RATE_SMP_ONE_VCPU_LOG_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
-    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x40001008 (L1 IPA 0x40405008)",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x4000",
+];
+
+/// What its twin `fault-rate-smp-race-unresolved` must print: hv's own
+/// failure in the dirty-log pass, on the first page both vCPUs write
+/// whose race (both writes denied before either logged it; hv holds the
+/// first denial for the other's) leaves the later one unresolved, as hv's
+/// log did before `DirtyWrite::LoggedByAnother`: L2 page 0 (L1 page 4 at
+/// rotation 4), at offset 8, if the first race comes on the first page.
+const FAULT_RATE_SMP_RACE_UNRESOLVED_LINES: &[&str] = &[
+    "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x400",
 ];
 
 /// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
@@ -948,6 +963,18 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=fault-rate-smp-one-vcpu-log",
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_SMP_ONE_VCPU_LOG_LINES,
+            status: 1,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its dirty log's race left unresolved: a write denied on a page
+    // another vCPU logged since (both vCPUs write vCPU 0's written pages
+    // in the dirty-log pass) stops hv, as before the fix.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-race-unresolved",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_RACE_UNRESOLVED_LINES,
             status: 1,
         },
         timeout: FAULT_RATE_TIMEOUT,
