@@ -2228,7 +2228,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 6);
+        assert_eq!(fault_rate.len(), 7);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
