@@ -2831,14 +2831,7 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         Some(v) => alloc::format!("{v}"),
         None => "n/a".into(),
     };
-    let each = |count: fn(&smp::VcpuFaults) -> u64| {
-        per_vcpu
-            .iter()
-            .enumerate()
-            .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
-            .collect::<alloc::vec::Vec<_>>()
-            .join(", ")
-    };
+    let each = |count| fault_rate_smp_each(per_vcpu, count);
     // The counts the interleaving cannot change first (the test matrix
     // matches them), then the walks (full ones: which vCPU's first fault
     // the service walks first) and the time.
@@ -2908,6 +2901,20 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
     frame.x[0] = 0;
 }
 
+/// `fault-rate-smp`: one count of every vCPU, "vCPU 0 <count>, vCPU 1
+/// <count>, ...", for hv's lines.
+fn fault_rate_smp_each(
+    per_vcpu: &[fault_rate::smp::VcpuFaults],
+    count: fn(&fault_rate::smp::VcpuFaults) -> u64,
+) -> alloc::string::String {
+    per_vcpu
+        .iter()
+        .enumerate()
+        .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
+        .collect::<alloc::vec::Vec<_>>()
+        .join(", ")
+}
+
 /// `fault-rate-smp`'s dirty-log pass ended (its window checked, each
 /// vCPU's logged pages among it): hv's one log must hold exactly the L1
 /// pages the vCPUs' L2s wrote (`smp::check_dirty_log`), whichever vCPU's
@@ -2933,14 +2940,7 @@ fn fault_rate_smp_dirty_log_end(
             "fault-rate-smp: dirty log: hv logged L1 data page {page} dirty, which no vCPU's L2 wrote"
         )),
     };
-    let each = |count: fn(&smp::VcpuFaults) -> u64| {
-        per_vcpu
-            .iter()
-            .enumerate()
-            .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
-            .collect::<alloc::vec::Vec<_>>()
-            .join(", ")
-    };
+    let each = |count| fault_rate_smp_each(per_vcpu, count);
     println!(
         "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read; {} of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first ({}); writes denied on a page another vCPU logged meanwhile, resolved: {}",
         smp::DIRTY_WRITE_READS,

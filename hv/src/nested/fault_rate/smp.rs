@@ -952,6 +952,21 @@ mod tests {
         r.map_err(|m| (m.vcpu, m.what, m.relation, m.bound, m.got))
     }
 
+    /// [`check`] of pass `pass` with its exact preparation, on a window of
+    /// two vCPUs, its mismatch [`named`].
+    fn on_two_vcpus(
+        pass: Pass,
+        (counts, vcpus, tally): (Counts, [VcpuFaults; 2], Tally),
+    ) -> Result<(), (Option<usize>, &'static str, Relation, u64, u64)> {
+        let (prep, _) = pass.expected(PAGES);
+        let window = Window {
+            counts: &counts,
+            vcpus: &vcpus,
+            pages: tally,
+        };
+        named(check(pass, &prep, &window))
+    }
+
     #[test]
     fn shares_cover_every_page_once() {
         for n in 1..=7 {
@@ -1407,19 +1422,7 @@ mod tests {
             let every = (0..PAGES).filter(|&i| written_by_every_vcpu(i, n)).count() as u64;
             assert_eq!(every, shared_written(n), "{n}");
         }
-        let pass = Pass::DirtyLog;
-        let (prep, _) = pass.expected(PAGES);
-        let check_window = |(counts, vcpus, tally): (Counts, [VcpuFaults; 2], Tally)| {
-            named(check(
-                pass,
-                &prep,
-                &Window {
-                    counts: &counts,
-                    vcpus: &vcpus,
-                    pages: tally,
-                },
-            ))
-        };
+        let check_window = |window| on_two_vcpus(Pass::DirtyLog, window);
         // Both denied before either logged: vCPU 0 logs, vCPU 1's denial
         // finds the page logged (counted apart) and its write faults
         // again: 5 faults a shared page.
@@ -1594,19 +1597,7 @@ mod tests {
 
     #[test]
     fn after_the_log_ends_two_vcpus_may_fault_into_one_block() {
-        let pass = Pass::AfterDirtyLogEnd;
-        let (prep, _) = pass.expected(PAGES);
-        let run = |(counts, vcpus, tally): (Counts, [VcpuFaults; 2], Tally)| {
-            named(check(
-                pass,
-                &prep,
-                &Window {
-                    counts: &counts,
-                    vcpus: &vcpus,
-                    pages: tally,
-                },
-            ))
-        };
+        let run = |window| on_two_vcpus(Pass::AfterDirtyLogEnd, window);
         // vCPU 0 first into every block (vCPU 1 then finds them mapped),
         // the other way round, both into every block (the second install
         // finding the block there: a hit answered `Mapped`), or with some
