@@ -537,6 +537,9 @@ struct FaultRateMarks {
     /// `fault-rate-smp`: every vCPU's counts at the open pass's BEGIN
     /// (`fault_rate::smp`).
     smp_begin: [fault_rate::smp::VcpuFaults; NESTED_VCPUS],
+    /// The single-vCPU cases: [`FAULT_RATE_ORDER`] at the open pass's
+    /// BEGIN.
+    order_begin: fault_rate::smp::VcpuFaults,
 }
 
 /// `fault-rate-smp`: each vCPU's counts of its L2's faults and of the
@@ -544,6 +547,10 @@ struct FaultRateMarks {
 /// (`fault_rate::smp`).
 static FAULT_RATE_SMP_VCPUS: [fault_rate::smp::VcpuCounters; NESTED_VCPUS] =
     [const { fault_rate::smp::VcpuCounters::new() }; NESTED_VCPUS];
+/// The single-vCPU fault-rate cases: the one vCPU's data faults in the
+/// pass's order (`fault_rate::check_page_order`; the other counts are
+/// the vCPU's own).
+static FAULT_RATE_ORDER: fault_rate::smp::VcpuCounters = fault_rate::smp::VcpuCounters::new();
 /// `fault-rate-smp`: the data pages faulted since vCPU 0's BEGIN.
 static FAULT_RATE_SMP_PAGES: fault_rate::smp::PageTally = fault_rate::smp::PageTally::new();
 
@@ -2200,6 +2207,9 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             let pass = fault_rate::Pass::from_number(number);
             if nested.demo.is_fault_rate_smp() {
                 fault_rate_smp_begin(nested, vcpu, number);
+            } else if let Some(pass) = pass {
+                FAULT_RATE_ORDER.begin_pass(fault_rate::smp::page_step(pass, 1));
+                vcpu.fault_rate.order_begin = FAULT_RATE_ORDER.snapshot();
             }
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
@@ -2712,6 +2722,18 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     let prep = begin.since(&vcpu.fault_rate.last_end);
     let window = end.since(&begin);
     vcpu.fault_rate.last_end = end;
+    let in_order = FAULT_RATE_ORDER
+        .snapshot()
+        .since(&vcpu.fault_rate.order_begin)
+        .in_order;
+    let order = if fault_rate::smp::follows_page_order(pass) {
+        alloc::format!(
+            "{in_order} data faults in the pass's order (each new page {} past the last); ",
+            fault_rate::smp::page_step(pass, 1)
+        )
+    } else {
+        alloc::string::String::new()
+    };
     let frequency = read_sysreg!("cntfrq_el0");
     let ns = fault_rate::nanoseconds(ticks, frequency);
     let rate = fault_rate::per_second(window.faults, ticks, frequency);
@@ -2721,7 +2743,7 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     };
     // The counts first (the test matrix matches them), the time last.
     println!(
-        "hv: nested: fault-rate: pass {number} ({}): {} L2 faults: hits {}, misses {} (full walks {}, partial walks {}), invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; {ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
+        "hv: nested: fault-rate: pass {number} ({}): {} L2 faults: hits {}, misses {} (full walks {}, partial walks {}), invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; {order}{ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
         pass.describe(),
         window.faults,
         window.hits,
@@ -2740,7 +2762,9 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     );
     if let Some(limits) = &nested.fault_rate_pressure {
         fault_rate_pressure_end(nested, vcpu, limits, pass, &prep, &window);
-    } else if let Err(m) = fault_rate::check(pass, pages, &prep, &window) {
+    } else if let Err(m) = fault_rate::check(pass, pages, &prep, &window)
+        .and_then(|()| fault_rate::check_page_order(pass, in_order))
+    {
         println!(
             "hv: nested: fault-rate: FAILED: pass {number}: {} {} where the pass implies {}",
             if m.preparation {
@@ -3912,8 +3936,11 @@ fn l2_exit(
                 _ => None,
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
+            let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
+            if nested.demo.is_fault_rate() && !nested.demo.is_fault_rate_smp() {
+                FAULT_RATE_ORDER.fault(data_page, retry);
+            }
             if nested.demo.is_fault_rate_smp() {
-                let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
                 if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
                     counters.fault(data_page, retry);
                 }

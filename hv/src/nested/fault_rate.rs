@@ -552,6 +552,27 @@ pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(
     Ok(())
 }
 
+/// The single-vCPU case's data faults in pass `pass` that came on the
+/// page its order puts next ([`smp::page_step`] with one vCPU: 1 in order,
+/// [`SCATTER_STRIDE`] in pass 5; `smp::VcpuCounters` counts them, a
+/// written page's repeated faults in pass 7 neither way): every data page
+/// but the first, [`PAGES`] - 1, in every pass but 9 (a fault a 2 MiB
+/// block, [`smp::follows_page_order`]). Review 63 R63-1: no other count
+/// tells pass 5 from an in-order pass. `Err` with the count and what the
+/// pass implies.
+pub fn check_page_order(pass: Pass, in_order: u64) -> Result<(), CountMismatch> {
+    let want = PAGES - 1;
+    if !smp::follows_page_order(pass) || in_order == want {
+        return Ok(());
+    }
+    Err(CountMismatch {
+        preparation: false,
+        what: "data faults in the pass's order",
+        expected: want,
+        got: in_order,
+    })
+}
+
 /// Whether L2 writes L1 data page `l1_page` in the dirty-log pass: L2
 /// page i is L1 page (i + [`LAST_ROTATION`]) mod [`PAGES`], and L2 writes
 /// the pages i that are multiples of [`DIRTY_WRITE_PERIOD`].
@@ -907,6 +928,49 @@ mod tests {
         ] {
             assert!(!dirty_log_write(DeniedAccess::L2Data(access)), "{access:?}");
         }
+    }
+
+    /// Each pass's data faults in its order; pass 5's scattered: in-order
+    /// reads counted as pass 5 fail (review 63 R63-1), as scattered reads
+    /// counted as an in-order pass do.
+    #[test]
+    fn the_single_vcpu_passes_fault_in_their_order() {
+        let in_order = |pass: Pass, pages: &mut dyn Iterator<Item = u64>| {
+            let counters = smp::VcpuCounters::new();
+            counters.begin_pass(smp::page_step(pass, 1));
+            for page in pages {
+                counters.fault(Some(page), None);
+            }
+            counters.snapshot().in_order
+        };
+        let scattered = |pass| in_order(pass, &mut (0..PAGES).map(|j| j * SCATTER_STRIDE % PAGES));
+        let ordered = |pass| in_order(pass, &mut (0..PAGES));
+        assert_eq!(
+            check_page_order(Pass::Scattered, scattered(Pass::Scattered)),
+            Ok(())
+        );
+        assert_eq!(
+            check_page_order(Pass::FirstTouch, ordered(Pass::FirstTouch)),
+            Ok(())
+        );
+        assert_eq!(
+            check_page_order(Pass::Scattered, ordered(Pass::Scattered)),
+            Err(CountMismatch {
+                preparation: false,
+                what: "data faults in the pass's order",
+                expected: PAGES - 1,
+                got: 0,
+            })
+        );
+        assert!(check_page_order(Pass::AfterVmalls12, scattered(Pass::AfterVmalls12)).is_err());
+        // Pass 7: a written page's three faults count once.
+        let written = &mut (0..PAGES).flat_map(|i| {
+            let times = if i % DIRTY_WRITE_PERIOD == 0 { 3 } else { 1 };
+            core::iter::repeat_n(i, times)
+        });
+        assert_eq!(in_order(Pass::DirtyLog, written), PAGES - 1);
+        // Pass 9 (a fault a block) is not checked.
+        assert_eq!(check_page_order(Pass::AfterDirtyLogEnd, 3), Ok(()));
     }
 
     /// A write denied on a page another vCPU logged meanwhile runs again
