@@ -940,6 +940,12 @@ pub enum NestedDemo {
     /// first write is an `L0Denied` hv does not resolve (this run must
     /// fail).
     FaultRateSmpOneVcpuLog,
+    /// `fault-rate-smp-race-unresolved`: the same, but hv's dirty log
+    /// leaves a denied write unresolved when another vCPU's write logged
+    /// the page since the denial (the code before `DirtyWrite::LoggedByAnother`):
+    /// in the dirty-log pass the race on the first page both vCPUs write
+    /// stops hv (this run must fail).
+    FaultRateSmpRaceUnresolved,
     /// `recycle`: L1 runs three L2s in turn, round after round, on a
     /// service bounded to two contexts, so contexts are recycled while it
     /// runs (hv's recycling handshake, `nested::handshake`); L1 checks
@@ -1269,6 +1275,7 @@ impl NestedDemo {
                 | Self::FaultRateSmp
                 | Self::FaultRateSmpNoTlbi
                 | Self::FaultRateSmpOneVcpuLog
+                | Self::FaultRateSmpRaceUnresolved
         )
     }
 
@@ -1277,7 +1284,10 @@ impl NestedDemo {
     pub fn is_fault_rate_smp(self) -> bool {
         matches!(
             self,
-            Self::FaultRateSmp | Self::FaultRateSmpNoTlbi | Self::FaultRateSmpOneVcpuLog
+            Self::FaultRateSmp
+                | Self::FaultRateSmpNoTlbi
+                | Self::FaultRateSmpOneVcpuLog
+                | Self::FaultRateSmpRaceUnresolved
         )
     }
 
@@ -1362,6 +1372,9 @@ impl Options {
                 }
                 "hv.nested=fault-rate-smp-one-vcpu-log" => {
                     options.nested = Some(NestedDemo::FaultRateSmpOneVcpuLog)
+                }
+                "hv.nested=fault-rate-smp-race-unresolved" => {
+                    options.nested = Some(NestedDemo::FaultRateSmpRaceUnresolved)
                 }
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=mid-change-no-retry" => {
@@ -1814,6 +1827,11 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::FaultRateSmpOneVcpuLog))
         );
         assert!(NestedDemo::FaultRateSmpOneVcpuLog.is_fault_rate_smp());
+        assert_eq!(
+            Options::parse("hv.nested=fault-rate-smp-race-unresolved").map(|o| o.nested),
+            Ok(Some(NestedDemo::FaultRateSmpRaceUnresolved))
+        );
+        assert!(NestedDemo::FaultRateSmpRaceUnresolved.is_fault_rate_smp());
         assert!(!NestedDemo::FaultRate.is_fault_rate_smp());
         assert_eq!(
             Options::parse("hv.nested=mid-change").map(|o| o.nested),

@@ -537,6 +537,9 @@ struct FaultRateMarks {
     /// `fault-rate-smp`: every vCPU's counts at the open pass's BEGIN
     /// (`fault_rate::smp`).
     smp_begin: [fault_rate::smp::VcpuFaults; NESTED_VCPUS],
+    /// The single-vCPU cases: [`FAULT_RATE_ORDER`] at the open pass's
+    /// BEGIN.
+    order_begin: fault_rate::smp::VcpuFaults,
 }
 
 /// `fault-rate-smp`: each vCPU's counts of its L2's faults and of the
@@ -544,6 +547,10 @@ struct FaultRateMarks {
 /// (`fault_rate::smp`).
 static FAULT_RATE_SMP_VCPUS: [fault_rate::smp::VcpuCounters; NESTED_VCPUS] =
     [const { fault_rate::smp::VcpuCounters::new() }; NESTED_VCPUS];
+/// The single-vCPU fault-rate cases: the one vCPU's data faults in the
+/// pass's order (`fault_rate::check_page_order`; the other counts are
+/// the vCPU's own).
+static FAULT_RATE_ORDER: fault_rate::smp::VcpuCounters = fault_rate::smp::VcpuCounters::new();
 /// `fault-rate-smp`: the data pages faulted since vCPU 0's BEGIN.
 static FAULT_RATE_SMP_PAGES: fault_rate::smp::PageTally = fault_rate::smp::PageTally::new();
 
@@ -1039,7 +1046,8 @@ pub fn run(
         }
         NestedDemo::FaultRateSmp
         | NestedDemo::FaultRateSmpNoTlbi
-        | NestedDemo::FaultRateSmpOneVcpuLog => super::nested_l1_fault_rate_smp::image(),
+        | NestedDemo::FaultRateSmpOneVcpuLog
+        | NestedDemo::FaultRateSmpRaceUnresolved => super::nested_l1_fault_rate_smp::image(),
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
@@ -1470,6 +1478,7 @@ pub fn run(
             NestedDemo::FaultRateSmp => " (fault-rate-smp: every vCPU of L1 runs the same L2, faulting interleaved pages at once; hv prints each pass's aggregate and per-vCPU counts and checks what holds whatever the interleaving)",
             NestedDemo::FaultRateSmpNoTlbi => " (fault-rate-smp-no-tlbi: L1's stage-2 TLBIs are not applied; this run must fail)",
             NestedDemo::FaultRateSmpOneVcpuLog => " (fault-rate-smp-one-vcpu-log: hv's dirty log resolves vCPU 0's writes alone; this run must fail)",
+            NestedDemo::FaultRateSmpRaceUnresolved => " (fault-rate-smp-race-unresolved: hv's dirty log leaves a write denied on a page another vCPU logged meanwhile unresolved; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
             NestedDemo::Demo => "",
@@ -2198,6 +2207,9 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
             let pass = fault_rate::Pass::from_number(number);
             if nested.demo.is_fault_rate_smp() {
                 fault_rate_smp_begin(nested, vcpu, number);
+            } else if let Some(pass) = pass {
+                FAULT_RATE_ORDER.begin_pass(fault_rate::smp::page_step(pass, 1));
+                vcpu.fault_rate.order_begin = FAULT_RATE_ORDER.snapshot();
             }
             if pass.is_some_and(fault_rate::Pass::l0_unmap_first) {
                 fault_rate_l0_move(nested, vcpu);
@@ -2477,23 +2489,70 @@ fn fault_rate_dirty_log_stop(nested: &Nested, vcpu: &mut Vcpu) {
 /// of a descriptor of L1's stage-2 table there (a write to the page all
 /// the same, as the hardware's compare-and-swap would be); L2's
 /// instruction runs again and the service, walking and composing afresh,
-/// makes the update or maps the page writable. False for any
-/// other denial (a read, a page logged already), which hv does not
-/// resolve: never resolved twice, so never a loop.
+/// makes the update or maps the page writable. Resolved too when
+/// another vCPU's write to the page was denied at the same time and
+/// logged it first (counted apart, `fault_rate::DirtyWrite`, which says
+/// why the retried write is not denied again). False for any other
+/// denial (a read, a page outside the log), which hv does not resolve.
 fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool {
     // `fault-rate-smp-one-vcpu-log`'s defect: the log the starting
     // vCPU's alone.
     let own_log = nested.demo != NestedDemo::FaultRateSmpOneVcpuLog || vcpu.index == 0;
-    let logged = fault_rate::dirty_log_write(denial.denied)
-        && own_log
-        && fault_rate_log_dirty_write(nested, denial.l1_ipa);
-    // `fault-rate-smp`: which vCPU's L2 wrote it.
-    if logged && nested.demo.is_fault_rate_smp() {
+    let outcome = if fault_rate::dirty_log_write(denial.denied) && own_log {
+        if nested.demo.is_fault_rate_smp() {
+            fault_rate_smp_hold_shared_denial(nested, vcpu, denial.l1_ipa);
+        }
+        fault_rate_log_dirty_write(nested, denial.l1_ipa)
+    } else {
+        fault_rate::DirtyWrite::Unresolved
+    };
+    // `fault-rate-smp`: which vCPU's L2 wrote it, and whose write found
+    // the page logged by another.
+    if nested.demo.is_fault_rate_smp() {
         if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
-            counters.logged();
+            counters.dirty_write(outcome);
         }
     }
-    logged
+    outcome.resolved()
+}
+
+/// `fault-rate-smp`: the most hv holds a vCPU's denied write to a page
+/// every vCPU writes, waiting for the others' ([`fault_rate_smp_hold_shared_denial`]).
+const FAULT_RATE_SMP_HOLD_MS: u64 = 20;
+
+/// `fault-rate-smp`: which vCPUs' writes to the pages every vCPU writes
+/// in the dirty-log pass were denied (`fault_rate::smp::SharedDenials`).
+static FAULT_RATE_SMP_SHARED_DENIALS: fault_rate::smp::SharedDenials<NESTED_VCPUS> =
+    fault_rate::smp::SharedDenials::new();
+
+/// `fault-rate-smp`'s dirty-log pass: vCPU `vcpu`'s write to L1 IPA
+/// `l1_ipa` was denied. If it is a page every vCPU writes
+/// (`smp::written_by_every_vcpu`), hv holds it, before the log's lock,
+/// until every vCPU's write to the page was denied or
+/// [`FAULT_RATE_SMP_HOLD_MS`] passed: so every such page is the race of
+/// several vCPUs denied before one logs it, which the log resolves
+/// (`DirtyWrite::LoggedByAnother`) and the case counts. A bound, not a
+/// wait for ever: a vCPU whose write found the page writable (the bound
+/// passed on another) is never denied, and nothing depends on the hold
+/// but how often the race comes.
+fn fault_rate_smp_hold_shared_denial(nested: &Nested, vcpu: &Vcpu, l1_ipa: u64) {
+    use super::nested_l1_fault_rate::DATA_OFFSET;
+    let n = nested.vcpus.min(NESTED_VCPUS);
+    let Some(page) = l1_ipa
+        .checked_sub(L1_BASE + DATA_OFFSET)
+        .map(|offset| offset / FAULT_RATE_PAGE)
+        .filter(|&page| fault_rate::smp::l1_page_written_by_every_vcpu(page, n as u64))
+    else {
+        return;
+    };
+    FAULT_RATE_SMP_SHARED_DENIALS.deny(vcpu.index, page);
+    let limit = read_sysreg!("cntfrq_el0").saturating_mul(FAULT_RATE_SMP_HOLD_MS) / 1000;
+    let start = cpu::counter();
+    while !FAULT_RATE_SMP_SHARED_DENIALS.all_denied(page, n)
+        && cpu::counter().wrapping_sub(start) < limit
+    {
+        core::hint::spin_loop();
+    }
 }
 
 /// L1's own store to one of its data pages that hv write-protected for
@@ -2527,20 +2586,30 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
-    if !fault_rate_log_dirty_write(nested, l1_ipa) {
-        return false;
+    match fault_rate_log_dirty_write(nested, l1_ipa) {
+        fault_rate::DirtyWrite::Logged => {
+            vcpu.fault_rate.l1_logged += 1;
+            true
+        }
+        // Another vCPU's write (L1's or L2's) logged the page since this
+        // store's fault: the store runs again through the writable page.
+        fault_rate::DirtyWrite::LoggedByAnother => true,
+        fault_rate::DirtyWrite::Unresolved => false,
     }
-    vcpu.fault_rate.l1_logged += 1;
-    true
 }
 
-/// A write to L1 IPA `l1_ipa`, in one of L1's data pages that hv
-/// write-protected and has not logged: hv logs the page dirty, gives
-/// write access back in its own stage 2 (the page read-write, and a TLBI
-/// of it for L1's VMID, stage-2 and combined entries) and returns true.
-/// False (nothing changed) for any other address or page.
-fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> bool {
+/// A denied write to L1 IPA `l1_ipa`: under the dirty log's lock, hv
+/// reads its leaf of the page and decides (`fault_rate::dirty_write_outcome`,
+/// which says why none loops). `Logged`: one of L1's data pages hv
+/// write-protected and has not logged; hv gives write access back in its
+/// own stage 2 (the page read-write, and a TLBI of it for L1's VMID,
+/// stage-2 and combined entries, completed before the lock's release)
+/// and logs it. `LoggedByAnother`: another vCPU did so since this write's
+/// denial; nothing changes. `Unresolved` (nothing changed) for any other
+/// address or page.
+fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> fault_rate::DirtyWrite {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
+    use fault_rate::{DirtyWrite, HvPage};
     const PAGE_SIZE: u64 = 4096;
     let Some(FaultRateMove {
         l0_tables,
@@ -2548,38 +2617,55 @@ fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> bool {
         ..
     }) = &nested.fault_rate_move
     else {
-        return false;
+        return DirtyWrite::Unresolved;
     };
     let mut log = dirty_log.lock();
     let Some(log) = log.as_mut() else {
-        return false;
+        return DirtyWrite::Unresolved;
     };
     let first = L1_BASE + DATA_OFFSET;
     let page_ipa = l1_ipa & !(PAGE_SIZE - 1);
-    let Some(offset) = page_ipa.checked_sub(first).filter(|&o| o < DATA_BYTES) else {
-        return false;
+    let page = page_ipa
+        .checked_sub(first)
+        .filter(|&o| o < DATA_BYTES)
+        .map(|offset| offset / PAGE_SIZE);
+    let leaf = nested.l0_map.lookup(page_ipa);
+    let hv_page = match leaf {
+        Some(leaf) if leaf.size() == PAGE_SIZE => {
+            if leaf.permissions().contains(ipc::Permissions::WRITE) {
+                HvPage::Writable
+            } else {
+                HvPage::WriteProtected
+            }
+        }
+        _ => HvPage::Other,
     };
-    let page = offset / PAGE_SIZE;
-    let protected = nested.l0_map.lookup(page_ipa).filter(|leaf| {
-        leaf.size() == PAGE_SIZE && !leaf.permissions().contains(ipc::Permissions::WRITE)
-    });
-    let Some(leaf) = protected else {
-        return false;
+    // `fault-rate-smp-race-unresolved`'s defect: the race's later write
+    // left unresolved, as before the fix.
+    let outcome = match fault_rate::dirty_write_outcome(log, page, hv_page) {
+        DirtyWrite::LoggedByAnother if nested.demo == NestedDemo::FaultRateSmpRaceUnresolved => {
+            DirtyWrite::Unresolved
+        }
+        outcome => outcome,
     };
-    if log.is_dirty(page) {
-        return false;
-    }
+    let (DirtyWrite::Logged, Some(leaf), Some(page)) = (outcome, leaf, page) else {
+        return outcome;
+    };
     let writable = leaf_descriptor(3, leaf.pa_base(), LeafAccess::ALL);
     if l0_tables
         .rewrite(nested.arena, page_ipa, 3, writable)
         .is_err()
     {
-        return false;
+        return DirtyWrite::Unresolved;
     }
     HwTlbs::new(TlbDefect::None)
         .for_vmid(L1_HOST_VMID)
         .invalidate_range(page_ipa, PAGE_SIZE);
-    log.log(page)
+    if log.log(page) {
+        DirtyWrite::Logged
+    } else {
+        DirtyWrite::Unresolved
+    }
 }
 
 /// hv's dirty log, taken (the dirty-log pass's END checks and drops it;
@@ -2636,6 +2722,18 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     let prep = begin.since(&vcpu.fault_rate.last_end);
     let window = end.since(&begin);
     vcpu.fault_rate.last_end = end;
+    let in_order = FAULT_RATE_ORDER
+        .snapshot()
+        .since(&vcpu.fault_rate.order_begin)
+        .in_order;
+    let order = if fault_rate::smp::follows_page_order(pass) {
+        alloc::format!(
+            "{in_order} data faults in the pass's order (each new page {} past the last); ",
+            fault_rate::smp::page_step(pass, 1)
+        )
+    } else {
+        alloc::string::String::new()
+    };
     let frequency = read_sysreg!("cntfrq_el0");
     let ns = fault_rate::nanoseconds(ticks, frequency);
     let rate = fault_rate::per_second(window.faults, ticks, frequency);
@@ -2645,7 +2743,7 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     };
     // The counts first (the test matrix matches them), the time last.
     println!(
-        "hv: nested: fault-rate: pass {number} ({}): {} L2 faults: hits {}, misses {} (full walks {}, partial walks {}), invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; {ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
+        "hv: nested: fault-rate: pass {number} ({}): {} L2 faults: hits {}, misses {} (full walks {}, partial walks {}), invalidations {}, evictions {}; before it: faults {} (full walks {}), stage-2 TLBIs from L1 {}, invalidations {} removing {} entries; {order}{ticks} ticks at {frequency} Hz = {} ns, {} faults/s",
         pass.describe(),
         window.faults,
         window.hits,
@@ -2664,7 +2762,9 @@ fn fault_rate_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     );
     if let Some(limits) = &nested.fault_rate_pressure {
         fault_rate_pressure_end(nested, vcpu, limits, pass, &prep, &window);
-    } else if let Err(m) = fault_rate::check(pass, pages, &prep, &window) {
+    } else if let Err(m) = fault_rate::check(pass, pages, &prep, &window)
+        .and_then(|()| fault_rate::check_page_order(pass, in_order))
+    {
         println!(
             "hv: nested: fault-rate: FAILED: pass {number}: {} {} where the pass implies {}",
             if m.preparation {
@@ -2700,6 +2800,7 @@ fn fault_rate_smp_begin(nested: &Nested, vcpu: &mut Vcpu, number: u64) {
     for counters in &FAULT_RATE_SMP_VCPUS {
         counters.begin_pass(step);
     }
+    FAULT_RATE_SMP_SHARED_DENIALS.clear();
     vcpu.fault_rate.smp_begin = core::array::from_fn(|i| FAULT_RATE_SMP_VCPUS[i].snapshot());
     FAULT_RATE_SMP_PAGES.take();
 }
@@ -2754,14 +2855,7 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         Some(v) => alloc::format!("{v}"),
         None => "n/a".into(),
     };
-    let each = |count: fn(&smp::VcpuFaults) -> u64| {
-        per_vcpu
-            .iter()
-            .enumerate()
-            .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
-            .collect::<alloc::vec::Vec<_>>()
-            .join(", ")
-    };
+    let each = |count| fault_rate_smp_each(per_vcpu, count);
     // The counts the interleaving cannot change first (the test matrix
     // matches them), then the walks (full ones: which vCPU's first fault
     // the service walks first) and the time.
@@ -2831,6 +2925,20 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
     frame.x[0] = 0;
 }
 
+/// `fault-rate-smp`: one count of every vCPU, "vCPU 0 <count>, vCPU 1
+/// <count>, ...", for hv's lines.
+fn fault_rate_smp_each(
+    per_vcpu: &[fault_rate::smp::VcpuFaults],
+    count: fn(&fault_rate::smp::VcpuFaults) -> u64,
+) -> alloc::string::String {
+    per_vcpu
+        .iter()
+        .enumerate()
+        .map(|(i, v)| alloc::format!("vCPU {i} {}", count(v)))
+        .collect::<alloc::vec::Vec<_>>()
+        .join(", ")
+}
+
 /// `fault-rate-smp`'s dirty-log pass ended (its window checked, each
 /// vCPU's logged pages among it): hv's one log must hold exactly the L1
 /// pages the vCPUs' L2s wrote (`smp::check_dirty_log`), whichever vCPU's
@@ -2856,15 +2964,13 @@ fn fault_rate_smp_dirty_log_end(
             "fault-rate-smp: dirty log: hv logged L1 data page {page} dirty, which no vCPU's L2 wrote"
         )),
     };
-    let each = per_vcpu
-        .iter()
-        .enumerate()
-        .map(|(i, v)| alloc::format!("vCPU {i} {}", v.logged))
-        .collect::<alloc::vec::Vec<_>>()
-        .join(", ");
+    let each = |count| fault_rate_smp_each(per_vcpu, count);
     println!(
-        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read), logged on the vCPU that wrote it ({each})",
-        smp::DIRTY_WRITE_READS
+        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read; {} of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first ({}); writes denied on a page another vCPU logged meanwhile, resolved: {}",
+        smp::DIRTY_WRITE_READS,
+        smp::shared_written(vcpus),
+        each(|v| v.logged),
+        each(|v| v.logged_by_another),
     );
 }
 
@@ -3830,8 +3936,11 @@ fn l2_exit(
                 _ => None,
             };
             vcpu.fault_rate.faults.count(on_data_page, retry);
+            let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
+            if nested.demo.is_fault_rate() && !nested.demo.is_fault_rate_smp() {
+                FAULT_RATE_ORDER.fault(data_page, retry);
+            }
             if nested.demo.is_fault_rate_smp() {
-                let data_page = on_data_page.then(|| (l2_ipa - fault_rate::DATA_IPA) >> 12);
                 if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
                     counters.fault(data_page, retry);
                 }

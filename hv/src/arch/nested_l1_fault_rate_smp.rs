@@ -24,7 +24,8 @@
 //!    rotation p - 1 up to pass 5, 4 in passes 6 and 7, one block's in 8
 //!    and 9; page j in order, j * SCATTER_STRIDE mod PAGES in pass 5;
 //!    in pass 7 it writes the first of every `smp::DIRTY_WRITE_READS`
-//!    pages it reads, in pass 9
+//!    pages it reads (vCPU k > 0 first also vCPU 0's page at the same
+//!    step, position j - k: `smp::written_by_every_vcpu`), in pass 9
 //!    the first of every `smp::LOG_END_WRITE_READS`), checks each one's
 //!    pattern, and reports with `hvc #2`; its L1 checks
 //!    it read its share and found no wrong value (else
@@ -51,7 +52,9 @@ use crate::nested::fault_rate::{smp::LAST, DATA_IPA, PAGES};
 use core::arch::global_asm;
 
 use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
-use crate::nested::fault_rate::smp::{DIRTY_WRITE_READS, LOG_END_WRITE_READS, SKIP_FROM, SKIP_TO};
+use crate::nested::fault_rate::smp::{
+    DIRTY_WRITE_READS, LOG_END_WRITE_READS, SHARED_WRITE_BIT, SKIP_FROM, SKIP_TO,
+};
 use crate::nested::fault_rate::{Pass, BLOCK_PAGES, BLOCK_ROTATION, LAST_ROTATION, SCATTER_STRIDE};
 
 global_asm!(
@@ -352,8 +355,10 @@ umbra_lfs_done:
 10: cmp     x23, #{block_pass}
     b.hs    12f
     mov     x21, #{last_rotation}
+    // In the dirty-log pass the period carries `smp::SHARED_WRITE_BIT`:
+    // every vCPU but 0 also writes vCPU 0's page at each write position.
     cmp     x23, #{dirty_log_pass}
-    mov     x1, #{dirty_period}
+    UMBRA_LFS_MOV64 x1, {dirty_period_shared}
     csel    x27, x1, x27, eq
     b       14f
     // The block pass: L1's own remap again, now to 2 MiB blocks; after
@@ -429,10 +434,14 @@ umbra_lfs_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 // x4, ... below x1 reads page i = j * x13 mod x1 (x13 1 in order, odd
 // to scatter: a permutation) at x2 + i * 4 KiB and compares it with x3 |
 // ((i + x0) mod x1), the pattern of the L1 page the pass maps it to;
-// with x15 not 0 (a power of two) it also writes i into the page's
-// second word when the pages it read before are a multiple of x15 (its
-// 1st, (x15 + 1)th, ... read: passes 7 and 9); counts the pages (x5) and
-// wrong values (x9, the first's page x10 and value x11), then `hvc #2`.
+// with x15 not 0 (a power of two, but for bit {shared_bit}) it also
+// writes i into the page's second word when the pages it read before are
+// a multiple of x15 (its 1st, (x15 + 1)th, ... read: passes 7 and 9; x5
+// never reaches bit {shared_bit}, so x15 - 1 tests the period alone); with
+// bit {shared_bit} set (pass 7, in order: page = position) and k = x6 mod
+// x4 not 0, first writes i - k into the second word of page i - k, the
+// page vCPU 0 writes at the same step; counts the pages (x5) and wrong
+// values (x9, the first's page x10 and value x11), then `hvc #2`.
 .balign 4096
 umbra_lfs_l2:
     hvc     #1
@@ -451,7 +460,14 @@ umbra_lfs_l2:
     sub     x16, x15, #1
     tst     x5, x16
     b.ne    6f
-    str     x14, [x8, #8]
+    tbz     x15, #{shared_bit}, 7f
+    udiv    x16, x6, x4
+    msub    x16, x16, x4, x6
+    cbz     x16, 7f
+    sub     x17, x14, x16
+    sub     x16, x8, x16, lsl #12
+    str     x17, [x16, #8]
+7:  str     x14, [x8, #8]
 6:  add     x8, x14, x0
     and     x8, x8, x12
     orr     x8, x8, x3
@@ -489,7 +505,8 @@ umbra_lfs_image_end:
     last_rotation = const LAST_ROTATION,
     block_rotation = const BLOCK_ROTATION,
     block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
-    dirty_period = const DIRTY_WRITE_READS,
+    dirty_period_shared = const DIRTY_WRITE_READS | (1 << SHARED_WRITE_BIT),
+    shared_bit = const SHARED_WRITE_BIT,
     log_end_reads = const LOG_END_WRITE_READS,
     max_vcpus = const MAX_VCPUS,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,

@@ -552,6 +552,27 @@ pub fn check(pass: Pass, pages: u64, prep: &Counts, window: &Counts) -> Result<(
     Ok(())
 }
 
+/// The single-vCPU case's data faults in pass `pass` that came on the
+/// page its order puts next ([`smp::page_step`] with one vCPU: 1 in order,
+/// [`SCATTER_STRIDE`] in pass 5; `smp::VcpuCounters` counts them, a
+/// written page's repeated faults in pass 7 neither way): every data page
+/// but the first, [`PAGES`] - 1, in every pass but 9 (a fault a 2 MiB
+/// block, [`smp::follows_page_order`]). Review 63 R63-1: no other count
+/// tells pass 5 from an in-order pass. `Err` with the count and what the
+/// pass implies.
+pub fn check_page_order(pass: Pass, in_order: u64) -> Result<(), CountMismatch> {
+    let want = PAGES - 1;
+    if !smp::follows_page_order(pass) || in_order == want {
+        return Ok(());
+    }
+    Err(CountMismatch {
+        preparation: false,
+        what: "data faults in the pass's order",
+        expected: want,
+        got: in_order,
+    })
+}
+
 /// Whether L2 writes L1 data page `l1_page` in the dirty-log pass: L2
 /// page i is L1 page (i + [`LAST_ROTATION`]) mod [`PAGES`], and L2 writes
 /// the pages i that are multiples of [`DIRTY_WRITE_PERIOD`].
@@ -713,6 +734,72 @@ impl DirtyLog {
     }
 }
 
+/// hv's own stage-2 leaf of the L1 page a dirty-log write was denied on,
+/// as hv reads it under the log's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvPage {
+    /// A 4 KiB page without write permission: the log's protection.
+    WriteProtected,
+    /// A 4 KiB page with write permission.
+    Writable,
+    /// No leaf, or one of another size: not the log's page.
+    Other,
+}
+
+/// What hv's dirty log makes of a denied write ([`dirty_write_outcome`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirtyWrite {
+    /// The page is write-protected and not logged: this vCPU logs it and
+    /// makes it writable (its leaf rewritten, then a TLBI of it, both
+    /// under the log's lock), and the write runs again.
+    Logged,
+    /// The page is logged and writable already: another vCPU's write to
+    /// it was denied at the same time and logged it first (its rewrite
+    /// and TLBI done under the lock this vCPU took after it). The write
+    /// runs again; nothing is logged.
+    LoggedByAnother,
+    /// Not the dirty log's denial (a read, a page outside the log, a
+    /// leaf the log does not explain): hv does not resolve it.
+    Unresolved,
+}
+
+impl DirtyWrite {
+    /// Whether the denied access runs again.
+    pub const fn resolved(self) -> bool {
+        !matches!(self, DirtyWrite::Unresolved)
+    }
+}
+
+/// What hv's dirty log `log` makes of a write to data page `page` (None:
+/// outside the data) that was denied, with hv's leaf of the page now
+/// `hv_page`; `log` and `hv_page` read under the log's lock.
+///
+/// A page is logged exactly when it is writable (the log's writer rewrites
+/// the leaf and TLBIs it before it logs, under the lock), so a
+/// write-protected logged page or a writable unlogged one is not the
+/// log's (Unresolved). A writable logged page is a race on SMP, as on
+/// hardware: two vCPUs' writes (or L1's and L2's) reach the protected
+/// page, both are denied, one logs it first. The later one is resolved
+/// without a loop: it saw the page writable only after the first writer's
+/// TLBI (broadcast, completed by its DSB ISH before the lock's release,
+/// which this vCPU's acquire follows), so no TLB entry of the read-only
+/// leaf is left on any PE and the service, which walks hv's table afresh
+/// on each fault, reads the writable leaf: the retried write cannot be
+/// denied for the same protection again (only a new dirty log's start
+/// write-protects the page again, and that log has it unlogged).
+pub fn dirty_write_outcome(log: &DirtyLog, page: Option<u64>, hv_page: HvPage) -> DirtyWrite {
+    let Some(page) = page.filter(|&p| p < PAGES) else {
+        return DirtyWrite::Unresolved;
+    };
+    match (hv_page, log.is_dirty(page)) {
+        (HvPage::WriteProtected, false) => DirtyWrite::Logged,
+        (HvPage::Writable, true) => DirtyWrite::LoggedByAnother,
+        (HvPage::WriteProtected, true) | (HvPage::Writable, false) | (HvPage::Other, _) => {
+            DirtyWrite::Unresolved
+        }
+    }
+}
+
 /// Where hv keeps L1's data pages for its L0 moves: at `home` (their
 /// place in L1's RAM when L1 starts) or at `spare` (as many bytes hv keeps
 /// free for the move). Each move takes them from where they are now to the
@@ -840,6 +927,85 @@ mod tests {
             AccessKind::CacheMaintenanceEl0,
         ] {
             assert!(!dirty_log_write(DeniedAccess::L2Data(access)), "{access:?}");
+        }
+    }
+
+    /// Each pass's data faults in its order; pass 5's scattered: in-order
+    /// reads counted as pass 5 fail (review 63 R63-1), as scattered reads
+    /// counted as an in-order pass do.
+    #[test]
+    fn the_single_vcpu_passes_fault_in_their_order() {
+        let in_order = |pass: Pass, pages: &mut dyn Iterator<Item = u64>| {
+            let counters = smp::VcpuCounters::new();
+            counters.begin_pass(smp::page_step(pass, 1));
+            for page in pages {
+                counters.fault(Some(page), None);
+            }
+            counters.snapshot().in_order
+        };
+        let scattered = |pass| in_order(pass, &mut (0..PAGES).map(|j| j * SCATTER_STRIDE % PAGES));
+        let ordered = |pass| in_order(pass, &mut (0..PAGES));
+        assert_eq!(
+            check_page_order(Pass::Scattered, scattered(Pass::Scattered)),
+            Ok(())
+        );
+        assert_eq!(
+            check_page_order(Pass::FirstTouch, ordered(Pass::FirstTouch)),
+            Ok(())
+        );
+        assert_eq!(
+            check_page_order(Pass::Scattered, ordered(Pass::Scattered)),
+            Err(CountMismatch {
+                preparation: false,
+                what: "data faults in the pass's order",
+                expected: PAGES - 1,
+                got: 0,
+            })
+        );
+        assert!(check_page_order(Pass::AfterVmalls12, scattered(Pass::AfterVmalls12)).is_err());
+        // Pass 7: a written page's three faults count once.
+        let written = &mut (0..PAGES).flat_map(|i| {
+            let times = if i % DIRTY_WRITE_PERIOD == 0 { 3 } else { 1 };
+            core::iter::repeat_n(i, times)
+        });
+        assert_eq!(in_order(Pass::DirtyLog, written), PAGES - 1);
+        // Pass 9 (a fault a block) is not checked.
+        assert_eq!(check_page_order(Pass::AfterDirtyLogEnd, 3), Ok(()));
+    }
+
+    /// A write denied on a page another vCPU logged meanwhile runs again
+    /// (the race two vCPUs' writes to one protected page make); a page
+    /// this vCPU logs is told from it; a page outside the log, or a leaf
+    /// the log does not explain, is not resolved.
+    #[test]
+    fn a_denied_write_on_a_page_logged_meanwhile_is_resolved_apart() {
+        let mut log = DirtyLog::new();
+        let outcome = |log: &DirtyLog, page, hv_page| dirty_write_outcome(log, page, hv_page);
+        assert_eq!(
+            outcome(&log, Some(7), HvPage::WriteProtected),
+            DirtyWrite::Logged
+        );
+        assert!(log.log(7));
+        // The second vCPU, denied at the same time, finds it logged and
+        // writable: resolved, not logged again.
+        let second = outcome(&log, Some(7), HvPage::Writable);
+        assert_eq!(second, DirtyWrite::LoggedByAnother);
+        assert!(second.resolved() && DirtyWrite::Logged.resolved());
+        assert_eq!(log.logged(), 1);
+        // Not the log's: outside the data, a leaf of another size, a
+        // writable page never logged, a logged page protected again.
+        for (page, hv_page) in [
+            (None, HvPage::WriteProtected),
+            (Some(PAGES), HvPage::WriteProtected),
+            (Some(PAGES), HvPage::Writable),
+            (Some(7), HvPage::Other),
+            (Some(8), HvPage::Other),
+            (Some(8), HvPage::Writable),
+            (Some(7), HvPage::WriteProtected),
+        ] {
+            let got = outcome(&log, page, hv_page);
+            assert_eq!(got, DirtyWrite::Unresolved, "{page:?} {hv_page:?}");
+            assert!(!got.resolved());
         }
     }
     #[cfg(not(loom))]

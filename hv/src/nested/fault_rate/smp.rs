@@ -79,7 +79,8 @@
 //!   scattered).
 
 use super::{
-    Counts, DirtyLog, DirtyMismatch, Pass, BLOCK_PAGES, LAST_ROTATION, PAGES, SCATTER_STRIDE,
+    Counts, DirtyLog, DirtyMismatch, DirtyWrite, Pass, BLOCK_PAGES, LAST_ROTATION, PAGES,
+    SCATTER_STRIDE,
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use ipc::RetryReason;
@@ -175,6 +176,93 @@ pub const fn written_by_l2(l2_page: u64, vcpus: u64) -> bool {
     vcpus != 0 && l2_page < PAGES && (l2_page / vcpus).is_multiple_of(DIRTY_WRITE_READS)
 }
 
+/// In the dirty-log pass (7) every vCPU but 0 also writes the pages
+/// vCPU 0 writes ([`written_by_every_vcpu`]): at each of its write
+/// positions j (its L2 page j), first L2 page j - k (vCPU 0's page at the
+/// same step of its order), then its own. L1 sets this bit of L2's write
+/// period in pass 7 (L2 tests the period's low bits alone: its count of
+/// pages read never reaches the bit).
+pub const SHARED_WRITE_BIT: u32 = 62;
+
+/// Whether L2 page `l2_page` is written by every one of `vcpus` vCPUs in
+/// the dirty-log pass: vCPU 0's written pages, with two vCPUs or more.
+pub const fn written_by_every_vcpu(l2_page: u64, vcpus: u64) -> bool {
+    vcpus > 1 && l2_page.is_multiple_of(vcpus) && written_by_l2(l2_page, vcpus)
+}
+
+/// The pages every vCPU writes in the dirty-log pass: vCPU 0's written
+/// ones, with two vCPUs or more.
+pub const fn shared_written(vcpus: u64) -> u64 {
+    if vcpus > 1 {
+        written_share(0, vcpus)
+    } else {
+        0
+    }
+}
+
+/// Whether L1 data page `l1_page` is one every vCPU writes in the
+/// dirty-log pass (L2 page i is L1 page (i + [`LAST_ROTATION`]) mod
+/// [`PAGES`]).
+pub const fn l1_page_written_by_every_vcpu(l1_page: u64, vcpus: u64) -> bool {
+    l1_page < PAGES && written_by_every_vcpu((l1_page + PAGES - LAST_ROTATION) % PAGES, vcpus)
+}
+
+/// Which vCPUs' writes hv's write protection denied, of the pages every
+/// vCPU writes in the dirty-log pass ([`written_by_every_vcpu`]): hv holds
+/// each such denial (for a bounded time) until every vCPU's write to the
+/// page was denied, so that on every shared page several vCPUs are denied
+/// before any logs it, the race hv's log must resolve
+/// (`DirtyWrite::LoggedByAnother`), not only when timing falls so. One
+/// bit a page in one array a vCPU, cleared at each pass's BEGIN.
+#[derive(Debug)]
+pub struct SharedDenials<const VCPUS: usize> {
+    denied: [[AtomicU64; (PAGES / 64) as usize]; VCPUS],
+}
+
+impl<const VCPUS: usize> Default for SharedDenials<VCPUS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const VCPUS: usize> SharedDenials<VCPUS> {
+    pub const fn new() -> Self {
+        SharedDenials {
+            denied: [const { [const { AtomicU64::new(0) }; (PAGES / 64) as usize] }; VCPUS],
+        }
+    }
+
+    /// vCPU `vcpu`'s write to data page `page` was denied (nothing for a
+    /// vCPU or page past the arrays).
+    pub fn deny(&self, vcpu: usize, page: u64) {
+        if let Some(word) = self
+            .denied
+            .get(vcpu)
+            .and_then(|words| words.get((page / 64) as usize))
+        {
+            word.fetch_or(1 << (page % 64), Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the writes of vCPUs 0 to `vcpus` - 1 to data page `page`
+    /// were all denied.
+    pub fn all_denied(&self, page: u64, vcpus: usize) -> bool {
+        page < PAGES
+            && vcpus <= VCPUS
+            && self.denied[..vcpus].iter().all(|words| {
+                words[(page / 64) as usize].load(Ordering::Acquire) & (1 << (page % 64)) != 0
+            })
+    }
+
+    /// Forgets every denial (a pass's BEGIN, while the other vCPUs sit in
+    /// L1).
+    pub fn clear(&self) {
+        for word in self.denied.iter().flatten() {
+            word.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The pages vCPU `index` of `vcpus` writes in the dirty-log pass: the
 /// first of every [`DIRTY_WRITE_READS`] of its [`share`].
 pub const fn written_share(index: u64, vcpus: u64) -> u64 {
@@ -231,6 +319,7 @@ pub struct VcpuCounters {
     retries: AtomicU64,
     already_mapped: AtomicU64,
     logged: AtomicU64,
+    logged_by_another: AtomicU64,
     to_l1: AtomicU64,
     /// Data faults [`page_step`] past the vCPU's previous one in the pass.
     in_order: AtomicU64,
@@ -261,6 +350,9 @@ pub struct VcpuFaults {
     pub already_mapped: u64,
     /// Pages hv's dirty log logged from this vCPU's L2's writes.
     pub logged: u64,
+    /// This vCPU's L2's denied writes to a page another vCPU's write
+    /// logged meanwhile (resolved, not logged again).
+    pub logged_by_another: u64,
     /// Exceptions hv gave L1 on this vCPU (L2's exits forwarded but its
     /// HVCs, faults injected, L1's own) and aborts it gave L2.
     pub to_l1: u64,
@@ -277,6 +369,7 @@ impl VcpuCounters {
             retries: AtomicU64::new(0),
             already_mapped: AtomicU64::new(0),
             logged: AtomicU64::new(0),
+            logged_by_another: AtomicU64::new(0),
             to_l1: AtomicU64::new(0),
             in_order: AtomicU64::new(0),
             last_page: AtomicU64::new(NO_PAGE),
@@ -327,9 +420,16 @@ impl VcpuCounters {
         }
     }
 
-    /// hv's dirty log logged a page from this vCPU's L2's write.
-    pub fn logged(&self) {
-        self.logged.fetch_add(1, Ordering::Relaxed);
+    /// What hv's dirty log made of this vCPU's L2's denied write: a page
+    /// it logged, or one another vCPU logged since the denial (counted
+    /// apart); nothing for one it did not resolve.
+    pub fn dirty_write(&self, outcome: DirtyWrite) {
+        let counter = match outcome {
+            DirtyWrite::Logged => &self.logged,
+            DirtyWrite::LoggedByAnother => &self.logged_by_another,
+            DirtyWrite::Unresolved => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One exception hv gave L1.
@@ -344,6 +444,7 @@ impl VcpuCounters {
             retries: self.retries.load(Ordering::Relaxed),
             already_mapped: self.already_mapped.load(Ordering::Relaxed),
             logged: self.logged.load(Ordering::Relaxed),
+            logged_by_another: self.logged_by_another.load(Ordering::Relaxed),
             to_l1: self.to_l1.load(Ordering::Relaxed),
             in_order: self.in_order.load(Ordering::Relaxed),
         }
@@ -360,6 +461,9 @@ impl VcpuFaults {
             retries: self.retries.wrapping_sub(earlier.retries),
             already_mapped: self.already_mapped.wrapping_sub(earlier.already_mapped),
             logged: self.logged.wrapping_sub(earlier.logged),
+            logged_by_another: self
+                .logged_by_another
+                .wrapping_sub(earlier.logged_by_another),
             to_l1: self.to_l1.wrapping_sub(earlier.to_l1),
             in_order: self.in_order.wrapping_sub(earlier.in_order),
         }
@@ -501,6 +605,20 @@ impl Bound {
     }
 }
 
+/// The fewest and most L2 faults on one page every one of `vcpus` vCPUs
+/// writes in the dirty-log pass (vCPU 0 reads it first; no fault on it is
+/// retried). Fewest 2: the first write to reach it is denied (hv's page
+/// write-protected, unlogged), and after the log a fault maps it writable
+/// (a write's again, or vCPU 0's read if it came after the log); every
+/// other access may find the page mapped writable. Most 2n + 1: vCPU 0's
+/// read, then every vCPU's write denied before the page is logged (hv
+/// holds such denials for the others', `SharedDenials`) and each faulting
+/// again once (the first retry maps it writable; a later one faults if it
+/// was taken before that).
+pub const fn shared_page_faults(vcpus: u64) -> (u64, u64) {
+    (2, 2 * vcpus + 1)
+}
+
 /// What pass `pass`'s window must count with `vcpus` vCPUs whatever the
 /// interleaving (the module's list): the bounds not relative to another
 /// count. [`check`] adds those that are (misses and hits of each other
@@ -511,8 +629,8 @@ pub struct Expected {
     pub faults: Bound,
     /// Data pages faulted ([`Tally::pages`]).
     pub pages: Bound,
-    /// Faults on a data page already faulted: a written page's two.
-    pub again: u64,
+    /// Faults on a data page already faulted: the faults less the pages.
+    pub again: Bound,
     /// Walk misses.
     pub misses: Bound,
     /// Full walks ([`full_walks`]).
@@ -525,19 +643,29 @@ impl Expected {
     pub fn of(pass: Pass, vcpus: u64) -> Expected {
         let blocks = PAGES / BLOCK_PAGES;
         let (least_full, most_full) = full_walks(pass, vcpus);
-        let written: u64 = if pass == Pass::DirtyLog {
-            (0..vcpus).map(|k| written_share(k, vcpus)).sum()
+        // Pass 7: the pages one vCPU writes fault three times (its read,
+        // its denied write, the write again once logged); those every
+        // vCPU writes ([`shared_written`]) 2 to 2n + 1 times
+        // ([`shared_page_faults`]).
+        let (written, shared) = if pass == Pass::DirtyLog {
+            (
+                (0..vcpus).map(|k| written_share(k, vcpus)).sum(),
+                shared_written(vcpus),
+            )
         } else {
-            0
+            (0, 0)
         };
+        let (least_shared, most_shared) = shared_page_faults(vcpus);
+        let once = PAGES + 2 * (written - shared);
+        let dirty_log_faults = Bound::within(
+            once + (least_shared - 1) * shared,
+            once + (most_shared - 1) * shared,
+        );
         let every_page = Bound::exactly(PAGES);
         let one_to_n_a_block = Bound::within(blocks, vcpus.saturating_mul(blocks));
         let (faults, pages, misses) = match pass {
-            Pass::AfterL0Unmap | Pass::DirtyLog => (
-                Bound::exactly(PAGES + 2 * written),
-                every_page,
-                Bound::exactly(0),
-            ),
+            Pass::AfterL0Unmap => (every_page, every_page, Bound::exactly(0)),
+            Pass::DirtyLog => (dirty_log_faults, every_page, Bound::exactly(0)),
             Pass::Blocks => (every_page, every_page, one_to_n_a_block),
             Pass::AfterDirtyLogEnd => (one_to_n_a_block, one_to_n_a_block, Bound::exactly(0)),
             // Passes 1-5: every fault walks.
@@ -546,7 +674,10 @@ impl Expected {
         Expected {
             faults,
             pages,
-            again: 2 * written,
+            again: Bound::within(
+                faults.least.saturating_sub(PAGES),
+                faults.most.saturating_sub(PAGES),
+            ),
             misses,
             full_walks: Bound::within(least_full, most_full),
             retries: pass == Pass::AfterDirtyLogEnd,
@@ -558,12 +689,45 @@ impl Expected {
     pub fn vcpu_faults(pass: Pass, index: u64, vcpus: u64) -> Bound {
         let own = share(index, vcpus);
         match pass {
-            Pass::DirtyLog => Bound::exactly(own + 2 * written_share(index, vcpus)),
+            // vCPU 0: its shared pages fault 0 to 3 times on it (its read
+            // and write find the page mapped writable if another vCPU's
+            // write came first); the others: 0 to 2 more a shared page
+            // (their write denied, then again; or none, the page mapped
+            // writable before it).
+            Pass::DirtyLog => {
+                let written = own + 2 * written_share(index, vcpus);
+                let shared = shared_written(vcpus);
+                if index == 0 {
+                    Bound::within(written - 3 * shared, written)
+                } else {
+                    Bound::within(written, written + 2 * shared)
+                }
+            }
             // A block's first touch on this vCPU, if no other vCPU's
             // fault mapped the block first.
             Pass::AfterDirtyLogEnd => Bound::within(0, PAGES / BLOCK_PAGES),
             _ => Bound::exactly(own),
         }
+    }
+}
+
+/// The pages the vCPUs' L2s write in pass `pass` with `vcpus` vCPUs,
+/// each counted once: pass 7's (none elsewhere is logged).
+fn written_pages(pass: Pass, vcpus: u64) -> u64 {
+    if pass == Pass::DirtyLog {
+        (0..vcpus).map(|k| written_share(k, vcpus)).sum()
+    } else {
+        0
+    }
+}
+
+/// The pages every vCPU writes in pass `pass` ([`shared_written`] in
+/// pass 7, none elsewhere).
+const fn shared_written_in(pass: Pass, vcpus: u64) -> u64 {
+    if matches!(pass, Pass::DirtyLog) {
+        shared_written(vcpus)
+    } else {
+        0
     }
 }
 
@@ -606,8 +770,18 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
         ("2 MiB blocks faulted", exactly(blocks), tally.blocks),
         (
             "faults on a data page already faulted",
-            exactly(want.again),
+            want.again,
             tally.again,
+        ),
+        (
+            "pages logged dirty",
+            exactly(written_pages(pass, n)),
+            window.vcpus.iter().map(|v| v.logged).sum(),
+        ),
+        (
+            "denied writes to a page another vCPU logged",
+            Bound::within(0, n.saturating_sub(1) * shared_written_in(pass, n)),
+            window.vcpus.iter().map(|v| v.logged_by_another).sum(),
         ),
         ("stage-2 TLBIs from L1", exactly(0), c.stage2_tlbis),
         // Where the misses are exact, the hits are the faults less them,
@@ -624,6 +798,13 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
         ("invalidations", exactly(0), c.invalidations),
         ("evictions", exactly(0), c.evictions),
         ("retried faults", Bound::within(0, most_retries), retries),
+        // Each data fault (none retried but in pass 9) is the first on its
+        // page or one again.
+        (
+            "data faults less those on a page already faulted",
+            exactly(tally.pages),
+            c.faults.wrapping_sub(retries).wrapping_sub(tally.again),
+        ),
     ];
     let found = |vcpu, (what, bound, got): (&'static str, Bound, u64)| {
         bound.broken(got).map(|(relation, bound)| Mismatch {
@@ -639,12 +820,30 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
         return Err(m);
     }
     let dirty_log = pass == Pass::DirtyLog;
+    let shared = shared_written_in(pass, n);
     for (index, v) in window.vcpus.iter().enumerate() {
         let k = index as u64;
-        let logged = if dirty_log { written_share(k, n) } else { 0 };
-        // Every data page of the vCPU's but its first of the pass.
+        // Pass 7: each vCPU its own written pages; a shared page on
+        // whichever vCPU's write reached hv's log first, once; a vCPU's
+        // write denied on a shared page another vCPU logged meanwhile is
+        // counted apart, at most once a shared page.
+        let own_written = if dirty_log { written_share(k, n) } else { 0 };
+        let logged = if k == 0 {
+            Bound::within(own_written - shared, own_written)
+        } else {
+            Bound::within(own_written, own_written + shared)
+        };
+        // Every data page of the vCPU's but its first of the pass; in
+        // pass 7 vCPU 0 may not fault on a shared page at all (another
+        // vCPU's write mapped it writable first): that page is not
+        // counted, nor the page after it, then two steps past vCPU 0's
+        // previous (two a shared page skipped). The others' faults on a
+        // shared page come between their read and their write of their
+        // own page, which was counted at its read: they count neither way.
         let in_order = if follows_page_order(pass) {
-            exactly(share(k, n).saturating_sub(1))
+            let all = share(k, n).saturating_sub(1);
+            let skipped = if k == 0 { 2 * shared } else { 0 };
+            Bound::within(all.saturating_sub(skipped), all)
         } else {
             Bound::within(0, u64::MAX)
         };
@@ -660,7 +859,12 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
                 exactly(0),
                 v.retries.wrapping_sub(v.already_mapped),
             ),
-            ("pages logged dirty", exactly(logged), v.logged),
+            ("pages logged dirty", logged, v.logged),
+            (
+                "denied writes to a page another vCPU logged",
+                Bound::within(0, shared),
+                v.logged_by_another,
+            ),
             ("exceptions given to L1", exactly(0), v.to_l1),
             ("data faults in the pass's order", in_order, v.in_order),
         ];
@@ -677,7 +881,7 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
 pub fn describe(pass: Pass) -> &'static str {
     match pass {
         Pass::DirtyLog => {
-            "after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order"
+            "after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order, and every vCPU but 0 also vCPU 0's page at the same step"
         }
         Pass::AfterDirtyLogEnd => {
             "after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each vCPU writing the first of every 64 pages it reads, in order"
@@ -695,7 +899,7 @@ pub fn held(pass: Pass) -> &'static str {
             "each data page faulted exactly once, each vCPU its share, every fault a hit (misses 0, no walk)"
         }
         Pass::DirtyLog => {
-            "each data page faulted once and each written one twice more (denied, then mapped writable), each vCPU its share and two a page it wrote, every fault a hit (misses 0, no walk), each vCPU's writes logged on it"
+            "each data page faulted, a page one vCPU wrote twice more (denied, then mapped writable), one every vCPU wrote 2 to 2n + 1 times in all, each vCPU its share and two a page it alone wrote (vCPU 0 down to none on a shared page, the others up to two more on each), every fault a hit (misses 0, no walk), a page one vCPU wrote logged on it, a shared page once on either"
         }
         Pass::Blocks => {
             "each data page faulted exactly once, each vCPU its share, misses 1 to n a block (a vCPU's first fault in it), hits the rest, full + partial walks = misses"
@@ -746,6 +950,21 @@ mod tests {
         r: Result<(), Mismatch>,
     ) -> Result<(), (Option<usize>, &'static str, Relation, u64, u64)> {
         r.map_err(|m| (m.vcpu, m.what, m.relation, m.bound, m.got))
+    }
+
+    /// [`check`] of pass `pass` with its exact preparation, on a window of
+    /// two vCPUs, its mismatch [`named`].
+    fn on_two_vcpus(
+        pass: Pass,
+        (counts, vcpus, tally): (Counts, [VcpuFaults; 2], Tally),
+    ) -> Result<(), (Option<usize>, &'static str, Relation, u64, u64)> {
+        let (prep, _) = pass.expected(PAGES);
+        let window = Window {
+            counts: &counts,
+            vcpus: &vcpus,
+            pages: tally,
+        };
+        named(check(pass, &prep, &window))
     }
 
     #[test]
@@ -1001,7 +1220,9 @@ mod tests {
         c.fault(Some(2), None);
         c.fault(Some(2), None);
         c.fault(Some(3), None);
-        c.logged();
+        c.dirty_write(DirtyWrite::Logged);
+        c.dirty_write(DirtyWrite::LoggedByAnother);
+        c.dirty_write(DirtyWrite::Unresolved);
         c.to_l1();
         let s = c.snapshot();
         assert_eq!(
@@ -1012,6 +1233,7 @@ mod tests {
                 retries: 2,
                 already_mapped: 1,
                 logged: 1,
+                logged_by_another: 1,
                 to_l1: 1,
                 // 0 -> 2 (the step), 2 again (neither way), 2 -> 3 (not).
                 in_order: 1,
@@ -1111,7 +1333,7 @@ mod tests {
         };
         assert_eq!(
             named(check(pass, &prep, &w)),
-            Err((Some(0), "pages logged dirty", Relation::Exactly, 32, 64))
+            Err((Some(0), "pages logged dirty", Relation::AtMost, 32, 64))
         );
         // A write hv resolved without L2's store faulting again (two
         // faults, not three): one fault fewer on vCPU 1 and its page.
@@ -1133,7 +1355,135 @@ mod tests {
         };
         assert_eq!(
             named(check(pass, &prep, &w)),
-            Err((None, "L2 faults", Relation::Exactly, 2176, 2175))
+            Err((Some(1), "L2 faults", Relation::AtLeast, 1088, 1087))
+        );
+    }
+
+    /// Pass 7's window on two vCPUs when vCPU 1's write to each of the 32
+    /// pages both write (vCPU 0's) races vCPU 0's: vCPU 0 faults
+    /// `vcpu0_on_shared` times on each, vCPU 1 `vcpu1_on_shared`.
+    fn raced_window(
+        vcpu0_on_shared: u64,
+        vcpu1_on_shared: u64,
+    ) -> (Counts, [VcpuFaults; 2], Tally) {
+        let (counts, mut vcpus, tally) = dirty_log_window();
+        let shared = shared_written(2);
+        // dirty_log_window's vCPU 0 faults 3 times on each, vCPU 1 none.
+        vcpus[0].faults = vcpus[0].faults - 3 * shared + vcpu0_on_shared * shared;
+        vcpus[0].data = vcpus[0].faults;
+        vcpus[1].faults += vcpu1_on_shared * shared;
+        vcpus[1].data = vcpus[1].faults;
+        let faults = vcpus[0].faults + vcpus[1].faults;
+        let counts = Counts {
+            faults,
+            hits: faults,
+            ..counts
+        };
+        let tally = Tally {
+            again: faults - PAGES,
+            ..tally
+        };
+        (counts, vcpus, tally)
+    }
+
+    /// hv holds a denial of a shared page until every vCPU's is in.
+    #[test]
+    fn shared_denials_are_all_in_once_every_vcpu_was_denied() {
+        let denials = SharedDenials::<3>::new();
+        assert!(!denials.all_denied(4, 2));
+        denials.deny(0, 4);
+        assert!(!denials.all_denied(4, 2));
+        denials.deny(1, 5);
+        assert!(!denials.all_denied(4, 2));
+        denials.deny(1, 4);
+        assert!(denials.all_denied(4, 2) && !denials.all_denied(4, 3));
+        // Past the arrays: nothing recorded, never all in.
+        denials.deny(3, 4);
+        denials.deny(0, PAGES);
+        assert!(!denials.all_denied(PAGES, 1) && !denials.all_denied(4, 4));
+        denials.clear();
+        assert!(!denials.all_denied(4, 1));
+    }
+
+    /// Every vCPU but 0 also writes vCPU 0's written pages; a shared
+    /// page's faults are bounded as the interleavings allow, and its log
+    /// is on either vCPU, once.
+    #[test]
+    fn a_page_both_vcpus_write_is_logged_once_on_either() {
+        assert_eq!(shared_written(2), 32);
+        assert_eq!(shared_written(1), 0);
+        assert_eq!(shared_page_faults(2), (2, 5));
+        assert!(written_by_every_vcpu(0, 2) && written_by_every_vcpu(64, 2));
+        assert!(!written_by_every_vcpu(1, 2) && !written_by_every_vcpu(2, 2));
+        assert!(!written_by_every_vcpu(0, 1));
+        // L2 page 0 is L1 page 4.
+        assert!(l1_page_written_by_every_vcpu(4, 2) && !l1_page_written_by_every_vcpu(5, 2));
+        for n in 2..=4 {
+            let every = (0..PAGES).filter(|&i| written_by_every_vcpu(i, n)).count() as u64;
+            assert_eq!(every, shared_written(n), "{n}");
+        }
+        let check_window = |window| on_two_vcpus(Pass::DirtyLog, window);
+        // Both denied before either logged: vCPU 0 logs, vCPU 1's denial
+        // finds the page logged (counted apart) and its write faults
+        // again: 5 faults a shared page.
+        let (counts, mut vcpus, tally) = raced_window(3, 2);
+        vcpus[1].logged_by_another = 32;
+        assert_eq!(counts.faults, 2240);
+        assert_eq!(check_window((counts, vcpus, tally)), Ok(()));
+        // vCPU 1's write first on every shared page (denied, logged on
+        // vCPU 1, mapped writable): vCPU 0's read and write find it so,
+        // no fault, and its next page is two steps past its previous.
+        // (Page 0 skipped makes page 2 its first: one fewer; each other
+        // shared page two.)
+        let (counts, mut vcpus, tally) = raced_window(0, 2);
+        vcpus[1].logged += 32;
+        vcpus[0].logged = 0;
+        vcpus[0].in_order -= 1 + 2 * 31;
+        assert_eq!(counts.faults, 2144);
+        assert_eq!(check_window((counts, vcpus, tally)), Ok(()));
+        // A shared page logged on both vCPUs (twice): the sum is more than
+        // the pages written.
+        let (counts, mut vcpus, tally) = raced_window(0, 2);
+        vcpus[1].logged += 32;
+        assert_eq!(
+            check_window((counts, vcpus, tally)),
+            Err((None, "pages logged dirty", Relation::Exactly, 64, 96))
+        );
+        // A denial found logged counted as one more log neither way: more
+        // of them than the shared pages.
+        let (counts, mut vcpus, tally) = raced_window(3, 2);
+        vcpus[1].logged_by_another = 33;
+        assert_eq!(
+            check_window((counts, vcpus, tally)),
+            Err((
+                None,
+                "denied writes to a page another vCPU logged",
+                Relation::AtMost,
+                32,
+                33
+            ))
+        );
+        // Six faults on a shared page (a resolved write denied again): past
+        // the most.
+        let (counts, vcpus, tally) = raced_window(3, 3);
+        assert_eq!(
+            check_window((counts, vcpus, tally)),
+            Err((None, "L2 faults", Relation::AtMost, 2240, 2272))
+        );
+        // vCPU 0 skipping more pages in its order than the shared ones.
+        let (counts, mut vcpus, tally) = raced_window(0, 2);
+        vcpus[1].logged += 32;
+        vcpus[0].logged = 0;
+        vcpus[0].in_order -= 65;
+        assert_eq!(
+            check_window((counts, vcpus, tally)),
+            Err((
+                Some(0),
+                "data faults in the pass's order",
+                Relation::AtLeast,
+                959,
+                958
+            ))
         );
     }
 
@@ -1247,19 +1597,7 @@ mod tests {
 
     #[test]
     fn after_the_log_ends_two_vcpus_may_fault_into_one_block() {
-        let pass = Pass::AfterDirtyLogEnd;
-        let (prep, _) = pass.expected(PAGES);
-        let run = |(counts, vcpus, tally): (Counts, [VcpuFaults; 2], Tally)| {
-            named(check(
-                pass,
-                &prep,
-                &Window {
-                    counts: &counts,
-                    vcpus: &vcpus,
-                    pages: tally,
-                },
-            ))
-        };
+        let run = |window| on_two_vcpus(Pass::AfterDirtyLogEnd, window);
         // vCPU 0 first into every block (vCPU 1 then finds them mapped),
         // the other way round, both into every block (the second install
         // finding the block there: a hit answered `Mapped`), or with some

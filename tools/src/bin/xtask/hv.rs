@@ -389,15 +389,15 @@ const SVE_PASS: &str =
 /// What the fault-rate case must print: each pass's counts (the part of
 /// hv's line before its times), hv's dirty-log verdict and L1's PASS line.
 const FAULT_RATE_LINES: &[&str] = &[
-    "hv: nested: fault-rate: pass 1 (first touch, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; ",
-    "hv: nested: fault-rate: pass 2 (after remap + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
-    "hv: nested: fault-rate: pass 3 (after remap + TLBI IPAS2E1IS of every page, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4101 entries; ",
-    "hv: nested: fault-rate: pass 4 (after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order): 2048 L2 faults: hits 0, misses 2048 (full walks 0, partial walks 2048), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4096 entries; ",
-    "hv: nested: fault-rate: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
-    "hv: nested: fault-rate: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order): 2048 L2 faults: hits 2048, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
-    "hv: nested: fault-rate: pass 7 (after hv write-protected L1's data pages for its dirty log, every 8th page written, in order): 2560 L2 faults: hits 2560, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
+    "hv: nested: fault-rate: pass 1 (first touch, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 0, invalidations 0 removing 0 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
+    "hv: nested: fault-rate: pass 2 (after remap + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
+    "hv: nested: fault-rate: pass 3 (after remap + TLBI IPAS2E1IS of every page, in order): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4101 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
+    "hv: nested: fault-rate: pass 4 (after remap + TLBI IPAS2LE1IS of every page (walk cache kept), in order): 2048 L2 faults: hits 0, misses 2048 (full walks 0, partial walks 2048), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 2048, invalidations 2048 removing 4096 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
+    "hv: nested: fault-rate: pass 5 (after remap + TLBI VMALLS12E1IS, scattered (stride 1031)): 2048 L2 faults: hits 0, misses 2048 (full walks 1, partial walks 2047), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; 2047 data faults in the pass's order (each new page 1031 past the last); ",
+    "hv: nested: fault-rate: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order): 2048 L2 faults: hits 2048, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
+    "hv: nested: fault-rate: pass 7 (after hv write-protected L1's data pages for its dirty log, every 8th page written, in order): 2560 L2 faults: hits 2560, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
     "hv: nested: fault-rate: dirty log: 384 of 2048 L1 data pages logged dirty, each from one write to hv's write-protected 4 KiB page: exactly the pages L2 wrote (every 8th L2 page; 256 L0Denied answers) and L1 wrote itself (every 16th from page 2; 128 of L1's own stage-2 permission faults)",
-    "hv: nested: fault-rate: pass 8 (after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 2044, misses 4 (full walks 1, partial walks 3), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; ",
+    "hv: nested: fault-rate: pass 8 (after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order): 2048 L2 faults: hits 2044, misses 4 (full walks 1, partial walks 3), invalidations 0, evictions 0; before it: faults 1 (full walks 1), stage-2 TLBIs from L1 1, invalidations 1 removing 4105 entries; 2047 data faults in the pass's order (each new page 1 past the last); ",
     "hv: nested: fault-rate: pass 9 (after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each block's first page written, in order): 4 L2 faults: hits 4, misses 0 (full walks 0, partial walks 0), invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; ",
     "l1: UMBRA-NESTED-PASS fault-rate pages=2048 passes=9 values=ok",
 ];
@@ -449,9 +449,10 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 5 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, hits 0, misses = faults, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 14 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 6 (after hv moved L1's data pages (L0 unmap, walk cache kept), in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits 2048, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
     "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, every fault a hit (misses 0, no walk); data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
-    "hv: nested: fault-rate-smp: pass 7 (after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order) on 2 vCPUs, pages interleaved: 2176 L2 faults (vCPU 0 1088, vCPU 1 1088): hits 2176, misses 0, invalidations 0, evictions 0; before it: faults 0 (full walks 0), stage-2 TLBIs from L1 0, invalidations 1 removing 2048 entries; walks: full 0, partial 0; ",
-    "hv: nested: fault-rate-smp: pass 7 on 2 vCPUs: ok: preparation exact, each data page faulted once and each written one twice more (denied, then mapped writable), each vCPU its share and two a page it wrote, every fault a hit (misses 0, no walk), each vCPU's writes logged on it; data faults: vCPU 0 1088, vCPU 1 1088 in the pass's order (each new page 2 past the vCPU's last); full walks 0, no retry, nothing given to L1",
-    "hv: nested: fault-rate-smp: dirty log: 64 of 2048 L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every 32 pages each read), logged on the vCPU that wrote it (vCPU 0 32, vCPU 1 32)",
+    "hv: nested: fault-rate-smp: pass 7 (after hv write-protected L1's data pages for its dirty log, each vCPU writing the first of every 32 pages it reads, in order, and every vCPU but 0 also vCPU 0's page at the same step) on 2 vCPUs, pages interleaved: ",
+    "hv: nested: fault-rate-smp: pass 7 on 2 vCPUs: ok: preparation exact, each data page faulted, a page one vCPU wrote twice more (denied, then mapped writable), one every vCPU wrote 2 to 2n + 1 times in all, each vCPU its share and two a page it alone wrote (vCPU 0 down to none on a shared page, the others up to two more on each), every fault a hit (misses 0, no walk), a page one vCPU wrote logged on it, a shared page once on either; data faults: vCPU 0 ",
+    "; full walks 0, no retry, nothing given to L1",
+    "hv: nested: fault-rate-smp: dirty log: 64 of 2048 L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every 32 pages each read; 32 of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first (vCPU 0 ",
     "hv: nested: fault-rate-smp: pass 8 (after remap to 2 MiB blocks rotated by one block + TLBI VMALLS12E1IS, in order) on 2 vCPUs, pages interleaved: 2048 L2 faults (vCPU 0 1024, vCPU 1 1024): hits ",
     "hv: nested: fault-rate-smp: pass 8 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, misses 1 to n a block (a vCPU's first fault in it), hits the rest, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 9 (after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each vCPU writing the first of every 64 pages it reads, in order) on 2 vCPUs, pages interleaved: ",
@@ -461,12 +462,26 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
 ];
 
 /// What its twin `fault-rate-smp-one-vcpu-log` must print: hv's own
-/// failure on vCPU 1's first write in the dirty-log pass (L2 page 1, its
-/// first page: L1 page 5 at rotation 4), which a log that resolves vCPU
-/// 0's writes alone leaves denied.
+/// failure on vCPU 1's first write in the dirty-log pass, which a log that
+/// resolves vCPU 0's writes alone leaves denied: its write to vCPU 0's
+/// first page (L2 page 0, L1 page 4 at rotation 4), or, if vCPU 0's
+/// write logged and mapped that page writable first (hv holds vCPU 0's
+/// denial there at most 20 ms for vCPU 1's), its own first page (L2 page
+/// 1, L1 page 5): the line up to the L2 IPA's last digits.
 const FAULT_RATE_SMP_ONE_VCPU_LOG_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
-    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x40001008 (L1 IPA 0x40405008)",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x4000",
+];
+
+/// What its twin `fault-rate-smp-race-unresolved` must print: hv's own
+/// failure in the dirty-log pass, on the first page both vCPUs write
+/// whose race (both writes denied before either logged it; hv holds the
+/// first denial for the other's) leaves the later one unresolved, as hv's
+/// log did before `DirtyWrite::LoggedByAnother`: L2 page 0 (L1 page 4 at
+/// rotation 4), at offset 8, if the first race comes on the first page.
+const FAULT_RATE_SMP_RACE_UNRESOLVED_LINES: &[&str] = &[
+    "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
+    "hv: nested: FAILED: L0 denied L2's write at L2 IPA 0x400",
 ];
 
 /// What its twin `fault-rate-smp-no-tlbi` must print: L1's failure in
@@ -948,6 +963,18 @@ const MATRIX: &[Case] = &[
         hv_args: "hv.nested=fault-rate-smp-one-vcpu-log",
         expect: Expect::EndsWithAll {
             lines: FAULT_RATE_SMP_ONE_VCPU_LOG_LINES,
+            status: 1,
+        },
+        timeout: FAULT_RATE_TIMEOUT,
+        ..boot(MAX, 3, "512M")
+    },
+    // Its dirty log's race left unresolved: a write denied on a page
+    // another vCPU logged since (both vCPUs write vCPU 0's written pages
+    // in the dirty-log pass) stops hv, as before the fix.
+    Case {
+        hv_args: "hv.nested=fault-rate-smp-race-unresolved",
+        expect: Expect::EndsWithAll {
+            lines: FAULT_RATE_SMP_RACE_UNRESOLVED_LINES,
             status: 1,
         },
         timeout: FAULT_RATE_TIMEOUT,
@@ -2201,7 +2228,7 @@ mod tests {
         let (fault_rate, others): (Vec<&Case>, Vec<&Case>) = MATRIX
             .iter()
             .partition(|c| c.hv_args.starts_with("hv.nested=fault-rate"));
-        assert_eq!(fault_rate.len(), 6);
+        assert_eq!(fault_rate.len(), 7);
         for case in fault_rate {
             assert!(
                 case.timeout >= watchdog + Duration::from_secs(30),
