@@ -2517,8 +2517,12 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool
 }
 
 /// `fault-rate-smp`: the most hv holds a vCPU's denied write to a page
-/// every vCPU writes, waiting for the others' ([`fault_rate_smp_hold_shared_denial`]).
-const FAULT_RATE_SMP_HOLD_MS: u64 = 20;
+/// every vCPU writes, waiting for the others' ([`fault_rate_smp_hold_shared_denial`]):
+/// long enough that a loaded 2-core host running QEMU's three vCPU threads
+/// (a thread can wait tens of ms for a core) still meets the race on some
+/// shared page, which the twin `fault-rate-smp-race-unresolved` needs;
+/// a hold ends early once every vCPU was denied, so it costs the lag only.
+const FAULT_RATE_SMP_HOLD_MS: u64 = 100;
 
 /// `fault-rate-smp`: which vCPUs' writes to the pages every vCPU writes
 /// in the dirty-log pass were denied (`fault_rate::smp::SharedDenials`).
