@@ -522,7 +522,10 @@ struct FaultRateMove {
 struct FaultRateMarks {
     last_end: FaultRateCounts,
     begin: Option<(u64, FaultRateCounts)>,
-    /// The pages of the dirty log logged from L1's own write faults.
+    /// The pages of the dirty log logged from L1's own write faults, in
+    /// the single-vCPU cases (reset at the dirty-log pass's BEGIN on their
+    /// one vCPU; `fault-rate-smp` counts each vCPU's in
+    /// [`FAULT_RATE_SMP_VCPUS`] instead).
     l1_logged: u64,
     /// hv's own counts of L2's faults (on data pages, answered `Retry`)
     /// since the start, and at the last END and the open BEGIN, for
@@ -2590,16 +2593,24 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
-    match fault_rate_log_dirty_write(nested, l1_ipa) {
-        fault_rate::DirtyWrite::Logged => {
-            vcpu.fault_rate.l1_logged += 1;
-            true
+    let outcome = fault_rate_log_dirty_write(nested, l1_ipa);
+    // `fault-rate-smp`: counted as its L2's are, on the vCPU's counters,
+    // which vCPU 0's BEGIN snapshots for every vCPU. The single-vCPU
+    // cases count in `l1_logged`, which their one vCPU's dirty-log BEGIN
+    // resets, and cannot race: nothing runs between the store's fault and
+    // its log but this vCPU's exit, so `LoggedByAnother` needs a second
+    // vCPU.
+    if nested.demo.is_fault_rate_smp() {
+        if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
+            counters.l1_dirty_write(outcome);
         }
-        // Another vCPU's write (L1's or L2's) logged the page since this
-        // store's fault: the store runs again through the writable page.
-        fault_rate::DirtyWrite::LoggedByAnother => true,
-        fault_rate::DirtyWrite::Unresolved => false,
+    } else if outcome == fault_rate::DirtyWrite::Logged {
+        vcpu.fault_rate.l1_logged += 1;
     }
+    // `LoggedByAnother`: another vCPU's write (L1's or L2's) logged the
+    // page since this store's fault; the store runs again through the
+    // writable page.
+    outcome.resolved()
 }
 
 /// A denied write to L1 IPA `l1_ipa`: under the dirty log's lock, hv
@@ -2914,7 +2925,7 @@ fn fault_rate_smp_end(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) 
         alloc::string::String::new()
     };
     let retries = if pass == fault_rate::Pass::AfterDirtyLogEnd {
-        "retries (AlreadyMapped) at most faults - blocks"
+        "at most one fault a block on each vCPU, retries (AlreadyMapped) at most faults - blocks"
     } else {
         "no retry"
     };

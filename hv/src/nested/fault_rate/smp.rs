@@ -58,7 +58,9 @@
 //!   install finds the block there (the service answers it `Mapped`
 //!   today, `Retry(AlreadyMapped)` were it to refuse); a block's first
 //!   install is never retried, so retries (of that reason alone) at most
-//!   faults - blocks; elsewhere no vCPU faults on a page another touches,
+//!   faults - blocks, and no vCPU faults twice in one block (after its
+//!   fault, answered or retried, the block is mapped: a per-vCPU tally of
+//!   the blocks it faulted in, `VcpuFaults::block_refaults`); elsewhere no vCPU faults on a page another touches,
 //!   no invalidation runs in the window (`InvalidationRaced`), the budget
 //!   holds every leaf (`Throttled`), hv changes nothing of L1's RAM in the
 //!   window (`L0Changing`), and no descriptor update contends
@@ -67,6 +69,8 @@
 //!   pages the vCPUs' L2s wrote ([`dirty_after_dirty_log_pass`]), each
 //!   logged once, and each vCPU logged as many as its L2 wrote
 //!   ([`written_share`]);
+//! - L1's own writes logged: none (L1 writes none of its data pages
+//!   here), nor any of them denied on a page another vCPU logged;
 //! - nothing given to L1 but its L2's HVCs (no fault forwarded or
 //!   injected, no abort for L2, on any vCPU);
 //! - each vCPU's data faults follow the pass's order where each of its
@@ -320,7 +324,16 @@ pub struct VcpuCounters {
     already_mapped: AtomicU64,
     logged: AtomicU64,
     logged_by_another: AtomicU64,
+    l1_logged: AtomicU64,
+    l1_logged_by_another: AtomicU64,
     to_l1: AtomicU64,
+    /// The 2 MiB blocks ([`BLOCK_PAGES`] data pages) this vCPU faulted in
+    /// since BEGIN, a bit a block (cleared by
+    /// [`VcpuCounters::begin_pass`]), and the faults (answered or retried)
+    /// in a block whose bit was set: pass 9's tally of each vCPU's faults
+    /// a block.
+    blocks_faulted: AtomicU64,
+    block_refaults: AtomicU64,
     /// Data faults [`page_step`] past the vCPU's previous one in the pass.
     in_order: AtomicU64,
     /// The page of the vCPU's last data fault in the pass ([`NO_PAGE`]
@@ -353,6 +366,14 @@ pub struct VcpuFaults {
     /// This vCPU's L2's denied writes to a page another vCPU's write
     /// logged meanwhile (resolved, not logged again).
     pub logged_by_another: u64,
+    /// Pages hv's dirty log logged from this vCPU's L1's own writes.
+    pub l1_logged: u64,
+    /// This vCPU's L1's own denied writes to a page another vCPU's write
+    /// logged meanwhile.
+    pub l1_logged_by_another: u64,
+    /// Faults (answered or retried) on a data page of a 2 MiB block the
+    /// vCPU had already faulted in since the pass's BEGIN.
+    pub block_refaults: u64,
     /// Exceptions hv gave L1 on this vCPU (L2's exits forwarded but its
     /// HVCs, faults injected, L1's own) and aborts it gave L2.
     pub to_l1: u64,
@@ -370,7 +391,11 @@ impl VcpuCounters {
             already_mapped: AtomicU64::new(0),
             logged: AtomicU64::new(0),
             logged_by_another: AtomicU64::new(0),
+            l1_logged: AtomicU64::new(0),
+            l1_logged_by_another: AtomicU64::new(0),
             to_l1: AtomicU64::new(0),
+            blocks_faulted: AtomicU64::new(0),
+            block_refaults: AtomicU64::new(0),
             in_order: AtomicU64::new(0),
             last_page: AtomicU64::new(NO_PAGE),
             step: AtomicU64::new(0),
@@ -383,12 +408,19 @@ impl VcpuCounters {
     pub fn begin_pass(&self, step: u64) {
         self.step.store(step, Ordering::Relaxed);
         self.last_page.store(NO_PAGE, Ordering::Relaxed);
+        self.blocks_faulted.store(0, Ordering::Relaxed);
     }
 
     /// One L2 fault's translate, on data page `data_page` (below
     /// [`PAGES`]) or not, answered `Retry` (`retry` the reason) or not.
     pub fn fault(&self, data_page: Option<u64>, retry: Option<RetryReason>) {
         self.faults.fetch_add(1, Ordering::Relaxed);
+        if let Some(page) = data_page.filter(|&page| page < PAGES) {
+            let block = 1 << (page / BLOCK_PAGES);
+            if self.blocks_faulted.fetch_or(block, Ordering::Relaxed) & block != 0 {
+                self.block_refaults.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match retry {
             Some(reason) => {
                 self.retries.fetch_add(1, Ordering::Relaxed);
@@ -432,6 +464,17 @@ impl VcpuCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// What hv's dirty log made of this vCPU's L1's own denied write, as
+    /// [`VcpuCounters::dirty_write`] for its L2's.
+    pub fn l1_dirty_write(&self, outcome: DirtyWrite) {
+        let counter = match outcome {
+            DirtyWrite::Logged => &self.l1_logged,
+            DirtyWrite::LoggedByAnother => &self.l1_logged_by_another,
+            DirtyWrite::Unresolved => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One exception hv gave L1.
     pub fn to_l1(&self) {
         self.to_l1.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +488,9 @@ impl VcpuCounters {
             already_mapped: self.already_mapped.load(Ordering::Relaxed),
             logged: self.logged.load(Ordering::Relaxed),
             logged_by_another: self.logged_by_another.load(Ordering::Relaxed),
+            l1_logged: self.l1_logged.load(Ordering::Relaxed),
+            l1_logged_by_another: self.l1_logged_by_another.load(Ordering::Relaxed),
+            block_refaults: self.block_refaults.load(Ordering::Relaxed),
             to_l1: self.to_l1.load(Ordering::Relaxed),
             in_order: self.in_order.load(Ordering::Relaxed),
         }
@@ -464,6 +510,11 @@ impl VcpuFaults {
             logged_by_another: self
                 .logged_by_another
                 .wrapping_sub(earlier.logged_by_another),
+            l1_logged: self.l1_logged.wrapping_sub(earlier.l1_logged),
+            l1_logged_by_another: self
+                .l1_logged_by_another
+                .wrapping_sub(earlier.l1_logged_by_another),
+            block_refaults: self.block_refaults.wrapping_sub(earlier.block_refaults),
             to_l1: self.to_l1.wrapping_sub(earlier.to_l1),
             in_order: self.in_order.wrapping_sub(earlier.in_order),
         }
@@ -492,7 +543,11 @@ pub struct Tally {
 
 /// The tally's words a block spans.
 const BLOCK_WORDS: usize = (BLOCK_PAGES / 64) as usize;
-const _: () = assert!(BLOCK_PAGES.is_multiple_of(64) && PAGES.is_multiple_of(BLOCK_PAGES));
+const _: () = assert!(
+    BLOCK_PAGES.is_multiple_of(64)
+        && PAGES.is_multiple_of(BLOCK_PAGES)
+        && PAGES / BLOCK_PAGES <= 64
+);
 
 impl Default for PageTally {
     fn default() -> Self {
@@ -847,8 +902,25 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
         } else {
             Bound::within(0, u64::MAX)
         };
+        // Pass 9: a vCPU's fault in a block is its first touch of it, and
+        // after it (answered, or retried because another vCPU's install
+        // came first) the block is mapped for the rest of the pass (no
+        // invalidation runs in the window): no second fault in the block,
+        // so a block's first install retried and mapped at the vCPU's
+        // retry fails here (review 64; the aggregate `faults - blocks`
+        // bound let it pass with the vCPUs each first in half the blocks).
+        let block_refaults = if pass == Pass::AfterDirtyLogEnd {
+            exactly(0)
+        } else {
+            Bound::within(0, u64::MAX)
+        };
         let per_vcpu = [
             ("L2 faults", Expected::vcpu_faults(pass, k, n), v.faults),
+            (
+                "faults in a 2 MiB block the vCPU had faulted in",
+                block_refaults,
+                v.block_refaults,
+            ),
             (
                 "data faults",
                 exactly(v.faults.wrapping_sub(v.retries)),
@@ -864,6 +936,15 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
                 "denied writes to a page another vCPU logged",
                 Bound::within(0, shared),
                 v.logged_by_another,
+            ),
+            // L1 writes none of its data pages in this case (its L2s do):
+            // its own writes never meet hv's dirty log, so neither does
+            // their race with another vCPU's.
+            ("pages logged from L1's own writes", exactly(0), v.l1_logged),
+            (
+                "L1's own denied writes to a page another vCPU logged",
+                exactly(0),
+                v.l1_logged_by_another,
             ),
             ("exceptions given to L1", exactly(0), v.to_l1),
             ("data faults in the pass's order", in_order, v.in_order),
@@ -931,6 +1012,9 @@ mod tests {
             faults: PAGES / 2,
             data: PAGES / 2,
             in_order: PAGES / 2 - 1,
+            // Every fault in a block after the vCPU's first there: many
+            // a block outside pass 9.
+            block_refaults: PAGES / 2 - BLOCKS,
             ..VcpuFaults::default()
         }; 2]
     }
@@ -1223,6 +1307,10 @@ mod tests {
         c.dirty_write(DirtyWrite::Logged);
         c.dirty_write(DirtyWrite::LoggedByAnother);
         c.dirty_write(DirtyWrite::Unresolved);
+        c.l1_dirty_write(DirtyWrite::Logged);
+        c.l1_dirty_write(DirtyWrite::Logged);
+        c.l1_dirty_write(DirtyWrite::LoggedByAnother);
+        c.l1_dirty_write(DirtyWrite::Unresolved);
         c.to_l1();
         let s = c.snapshot();
         assert_eq!(
@@ -1234,12 +1322,25 @@ mod tests {
                 already_mapped: 1,
                 logged: 1,
                 logged_by_another: 1,
+                l1_logged: 2,
+                l1_logged_by_another: 1,
+                // Pages 0-3 are all block 0: every data fault after the
+                // first, answered or retried, is one in a block faulted.
+                block_refaults: 5,
                 to_l1: 1,
                 // 0 -> 2 (the step), 2 again (neither way), 2 -> 3 (not).
                 in_order: 1,
             }
         );
         assert_eq!(s.since(&VcpuFaults::default()), s);
+        // BEGIN forgets the blocks (not the count); a page past the data
+        // is in no block.
+        c.begin_pass(2);
+        c.fault(Some(3), None);
+        c.fault(Some(PAGES), None);
+        c.fault(Some(BLOCK_PAGES), None);
+        c.fault(Some(2 * BLOCK_PAGES - 1), Some(RetryReason::AlreadyMapped));
+        assert_eq!(c.snapshot().since(&s).block_refaults, 1);
     }
 
     /// Pass 6: every fault a hit, on every interleaving.
@@ -1619,6 +1720,40 @@ mod tests {
             run((counts, vcpus, Tally { pages: 4, ..tally })),
             Err((None, "retried faults", Relation::AtMost, 4, 5))
         );
+        // Review 64: each vCPU first into two of the blocks, its first
+        // install there answered `Retry(AlreadyMapped)` (nothing mapped)
+        // and mapped at its retry: each vCPU's four faults are two blocks'
+        // two, which the aggregate bound (retries 4 at most faults 8 -
+        // blocks 4) and each vCPU's (at most 4) let pass; the per-block
+        // tally does not.
+        let (counts, mut vcpus, tally) = log_end([4, 4], [2, 2]);
+        for v in &mut vcpus {
+            v.block_refaults = 2;
+        }
+        assert_eq!(
+            run((counts, vcpus, Tally { pages: 4, ..tally })),
+            Err((
+                Some(0),
+                "faults in a 2 MiB block the vCPU had faulted in",
+                Relation::Exactly,
+                0,
+                2
+            ))
+        );
+        // L1's own write logged, or denied on a page another vCPU logged:
+        // L1 writes none of its data pages in this case.
+        for (l1_logged, l1_logged_by_another, what) in [
+            (1, 0, "pages logged from L1's own writes"),
+            (0, 1, "L1's own denied writes to a page another vCPU logged"),
+        ] {
+            let (counts, mut vcpus, tally) = log_end([4, 0], [0, 0]);
+            vcpus[1].l1_logged = l1_logged;
+            vcpus[1].l1_logged_by_another = l1_logged_by_another;
+            assert_eq!(
+                run((counts, vcpus, tally)),
+                Err((Some(1), what, Relation::Exactly, 0, 1))
+            );
+        }
         // A retry of another reason (an invalidation raced the install).
         let (counts, mut vcpus, tally) = log_end([4, 4], [0, 1]);
         vcpus[1].already_mapped = 0;

@@ -457,7 +457,7 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 8 on 2 vCPUs: ok: preparation exact, each data page faulted exactly once, each vCPU its share, misses 1 to n a block (a vCPU's first fault in it), hits the rest, full + partial walks = misses; data faults: vCPU 0 1024, vCPU 1 1024 in the pass's order (each new page 2 past the vCPU's last); full walks 1 to 2, no retry, nothing given to L1",
     "hv: nested: fault-rate-smp: pass 9 (after hv ended its dirty log (its 2 MiB blocks back, read-write; L1's blocks kept), each vCPU writing the first of every 64 pages it reads, in order) on 2 vCPUs, pages interleaved: ",
     "hv: nested: fault-rate-smp: pass 9 on 2 vCPUs: ok: preparation exact, every 2 MiB block faulted, 1 to n pages each (a vCPU's first touch of it, at most one a block each), every fault a hit (misses 0, no walk); data faults: vCPU 0 ",
-    "; full walks 0, retries (AlreadyMapped) at most faults - blocks, nothing given to L1",
+    "; full walks 0, at most one fault a block on each vCPU, retries (AlreadyMapped) at most faults - blocks, nothing given to L1",
     "l1: UMBRA-NESTED-PASS fault-rate-smp pages=2048 passes=1,2,5,6,7,8,9 values=ok",
 ];
 
