@@ -350,6 +350,17 @@ impl Default for VcpuCounters {
     }
 }
 
+/// Adds a dirty-log outcome to `logged` or `logged_by_another`
+/// (nothing for an unresolved write).
+fn count_dirty_write(outcome: DirtyWrite, logged: &AtomicU64, logged_by_another: &AtomicU64) {
+    let counter = match outcome {
+        DirtyWrite::Logged => logged,
+        DirtyWrite::LoggedByAnother => logged_by_another,
+        DirtyWrite::Unresolved => return,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A snapshot of [`VcpuCounters`], or the difference of two.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VcpuFaults {
@@ -456,23 +467,13 @@ impl VcpuCounters {
     /// it logged, or one another vCPU logged since the denial (counted
     /// apart); nothing for one it did not resolve.
     pub fn dirty_write(&self, outcome: DirtyWrite) {
-        let counter = match outcome {
-            DirtyWrite::Logged => &self.logged,
-            DirtyWrite::LoggedByAnother => &self.logged_by_another,
-            DirtyWrite::Unresolved => return,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        count_dirty_write(outcome, &self.logged, &self.logged_by_another);
     }
 
     /// What hv's dirty log made of this vCPU's L1's own denied write, as
     /// [`VcpuCounters::dirty_write`] for its L2's.
     pub fn l1_dirty_write(&self, outcome: DirtyWrite) {
-        let counter = match outcome {
-            DirtyWrite::Logged => &self.l1_logged,
-            DirtyWrite::LoggedByAnother => &self.l1_logged_by_another,
-            DirtyWrite::Unresolved => return,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        count_dirty_write(outcome, &self.l1_logged, &self.l1_logged_by_another);
     }
 
     /// One exception hv gave L1.
