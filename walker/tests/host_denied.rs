@@ -18,8 +18,8 @@ mod common;
 
 use common::*;
 use walker::{
-    AccessKind, DescriptorAccess, Endianness, FaultCause, Granule, HostDenial, LeafTranslation,
-    SlotAccess, SlotHint, Stage2Walker, WalkError, WalkRequest,
+    AccessKind, DescriptorAccess, Endianness, FaultCause, Granule, HostDenial, SlotAccess,
+    WalkError, WalkRequest,
 };
 
 const ARENA: u64 = 0x4000_0000;
@@ -64,10 +64,6 @@ fn tables(endian: Endianness, access: SlotAccess, leaf_attrs: u64, table_af: boo
     }
 }
 
-fn page_of(address: u64) -> u64 {
-    address & !(HOST_PAGE - 1)
-}
-
 fn denial(
     ipa: u64,
     access: AccessKind,
@@ -82,35 +78,6 @@ fn denial(
         level,
         denied,
     })
-}
-
-/// Every entry point gives `expected` for `ipa`: walk, walk_hinted,
-/// translate_leaf (a lean walk: the same error) and a batch (alone and
-/// among other walks).
-fn every_walk_gives<M: walker::GuestMemory>(
-    w: &Stage2Walker,
-    memory: &M,
-    ipa: u64,
-    access: AccessKind,
-    expected: &Result<walker::Translation, WalkError>,
-) {
-    assert_eq!(&w.walk(memory, ipa, access), expected);
-    assert_eq!(
-        &w.walk_hinted(memory, ipa, access, &mut SlotHint::default()),
-        expected
-    );
-    let lean = w.translate_leaf(memory, ipa, access);
-    match expected {
-        Ok(t) => assert_eq!(lean, Ok(LeafTranslation::from(t))),
-        Err(e) => assert_eq!(lean, Err(*e)),
-    }
-    let requests = [WalkRequest { ipa, access }];
-    let mut results = [Err(WalkError::Contended {
-        ipa: 0,
-        descriptor_address: 0,
-    })];
-    w.walk_batch(memory, &requests, &mut results).unwrap();
-    assert_eq!(&results[0], expected);
 }
 
 /// A table page L0 maps without read permission: every walk through it

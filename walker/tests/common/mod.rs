@@ -441,6 +441,39 @@ pub struct HostDenying<'a, M> {
 
 pub const HOST_PAGE: u64 = 0x1000;
 
+/// The host page holding `address`.
+pub fn page_of(address: u64) -> u64 {
+    address & !(HOST_PAGE - 1)
+}
+
+/// Every entry point gives `expected` for `ipa`: walk, walk_hinted,
+/// translate_leaf (a lean walk: the same error) and a batch of one.
+pub fn every_walk_gives<M: GuestMemory>(
+    w: &Stage2Walker,
+    memory: &M,
+    ipa: u64,
+    access: walker::AccessKind,
+    expected: &Result<walker::Translation, walker::WalkError>,
+) {
+    assert_eq!(&w.walk(memory, ipa, access), expected);
+    assert_eq!(
+        &w.walk_hinted(memory, ipa, access, &mut SlotHint::default()),
+        expected
+    );
+    let lean = w.translate_leaf(memory, ipa, access);
+    match expected {
+        Ok(t) => assert_eq!(lean, Ok(walker::LeafTranslation::from(t))),
+        Err(e) => assert_eq!(lean, Err(*e)),
+    }
+    let requests = [walker::WalkRequest { ipa, access }];
+    let mut results = [Err(walker::WalkError::Contended {
+        ipa: 0,
+        descriptor_address: 0,
+    })];
+    w.walk_batch(memory, &requests, &mut results).unwrap();
+    assert_eq!(&results[0], expected);
+}
+
 impl<'a, M> HostDenying<'a, M> {
     pub fn new(inner: &'a M) -> Self {
         HostDenying {
