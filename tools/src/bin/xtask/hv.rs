@@ -504,6 +504,22 @@ const FAULT_RATE_NO_TLBI_LINES: &[&str] = &[
     "l1: L1 (fault-rate): pages with a wrong value: 0x0000000000000800",
     "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa57000000000000",
 ];
+/// `hv.nested=tlbi-race`'s lines: hv's verdict up to its timing's counts
+/// (L2's reads, the faults in a break, the service's raced translations)
+/// and L1's PASS line.
+const TLBI_RACE_LINES: &[&str] = &[
+    "hv: nested: tlbi-race: PASS: 0 stale reads: every read vCPU 1's L2 began after L1 published a generation saw that generation's mapping or a later one; 100 generations, each read by L2 after its publication; 140 stage-2 TLBIs from L1's vCPU 0 (VMALLS12E1IS 20, IPAS2E1IS 40, IPAS2LE1IS 40, RIPAS2E1IS (TTL level 3) 20, RIPAS2LE1IS 20), each one invalidation of the service; nothing given to L1 but its L2's stage-2 faults in a break, each resumed; L2 reads ",
+    "l1: UMBRA-NESTED-PASS tlbi-race generations=100 values=ok",
+];
+
+/// What its twin `tlbi-race-no-range-tlbi` must print: hv's stale-read
+/// failure, the first stale read generation 2's value of page 0 in a read
+/// begun after generation 3 (the first range TLBI's) was published.
+const TLBI_RACE_NO_RANGE_TLBI_LINES: &[&str] = &[
+    "hv: nested: tlbi-race: FAILED: ",
+    " stale reads of ",
+    ": vCPU 1's L2 read values of a mapping L1's TLBI had removed; the first: 0x7b1a000000000200 in a read begun after generation 3 was published (a stale translation survived L1's completed TLBI)",
+];
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -1021,6 +1037,34 @@ const MATRIX: &[Case] = &[
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: unexpected exception at virtual EL2, ESR_EL2 0x0000000082000007",
             status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    // L1's stage-2 TLBIs racing its L2's reads on another vCPU
+    // (hv/README.md, "L1's TLBIs racing L2 on another vCPU"): three CPUs;
+    // L1's vCPU 0 remaps two L2 pages generation after generation with
+    // break-before-make and each stage-2 TLBI form in turn, publishing each
+    // generation after the TLBI completed, while vCPU 1's L2 reads them;
+    // no read begun after a publication may see an earlier generation, and
+    // hv checks the TLBIs it trapped, the service's invalidations and
+    // what it gave L1.
+    Case {
+        hv_args: "hv.nested=tlbi-race",
+        expect: Expect::EndsWithAll {
+            lines: TLBI_RACE_LINES,
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    // Its failure mode: hv drops the service's invalidation for L1's
+    // range TLBIs, so after the first range generation vCPU 1's L2 reads
+    // the pages through their old shadow leaves: hv fails on the stale
+    // count (not a timeout).
+    Case {
+        hv_args: "hv.nested=tlbi-race-no-range-tlbi",
+        expect: Expect::EndsWithAll {
+            lines: TLBI_RACE_NO_RANGE_TLBI_LINES,
+            status: 1,
         },
         ..boot(MAX, 3, "512M")
     },
