@@ -22,7 +22,7 @@
 //! CIVAC, DSB), breaks both leaves (invalid, DSB ISH), TLBI of the
 //! generation's form (`TlbiForm::of_generation`), DSB ISH, TLBI
 //! VMALLE1IS, DSB ISH (the Arm ARM's sequence for a stage-2 change: the
-//! combined entries too), makes the new leaves, DSB ISH, publishes g
+//! combined entries too; VMALLS12E1IS covers them itself), makes the new leaves, DSB ISH, publishes g
 //! (STLR), and waits (5 s at most) until L2 has read both pages in an
 //! iteration that began after it saw g. Then it publishes `STOP`, waits
 //! for vCPU 1's report and calls hv's END with the counts; hv checks them
@@ -131,10 +131,12 @@ umbra_ltr_image:
     sys     #4, c8, c0, #6, x1
     add     x27, x27, #1
     b       6f
-    // VMALLS12E1IS.
+    // VMALLS12E1IS: the VMID's stage-1 and combined entries too, so no
+    // VMALLE1IS after it.
 2:  tlbi    vmalls12e1is
     add     x27, x27, #1
-    b       6f
+    dsb     ish
+    b       9f
     // IPAS2E1IS of each page.
 3:  mov     x1, #({x_ipa} >> 12)
     tlbi    ipas2e1is, x1
@@ -157,7 +159,7 @@ umbra_ltr_image:
     tlbi    vmalle1is
     dsb     ish
     // Make: generation g's pages.
-    orr     x1, x15, #0x7ff
+9:  orr     x1, x15, #0x7ff
     str     x1, [x14, #{x_entry}]
     add     x1, x15, #0x1000
     orr     x1, x1, #0x7ff
