@@ -2386,6 +2386,44 @@ mod tests {
         assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
             .unwrap()
             .contains("exit status 0"));
+        // tlbi-race: hv's line names the generations and each form's TLBIs
+        // hv's rules imply, and its twin passes only on hv's stale-read
+        // failure (the first stale read as hv words it), not on another
+        // failure or a timeout of L1's wait.
+        {
+            use hv::nested::tlbi_race::{expected_tlbis, value, Failure, TlbiForm, GENERATIONS};
+            let expected = expected_tlbis(GENERATIONS);
+            let forms: Vec<String> = TlbiForm::ALL
+                .iter()
+                .map(|f| format!("{} {}", f.name(), expected[f.index()]))
+                .collect();
+            let total: u64 = expected.iter().sum();
+            assert!(TLBI_RACE_LINES[0].contains(&format!(
+                "; {GENERATIONS} generations, each read by L2 after its publication; {total} stage-2 TLBIs from L1's vCPU 0 ({})",
+                forms.join(", ")
+            )));
+            assert!(TLBI_RACE_LINES[1].ends_with(&format!("generations={GENERATIONS} values=ok")));
+            let twin = *MATRIX
+                .iter()
+                .find(|c| c.hv_args == "hv.nested=tlbi-race-no-range-tlbi")
+                .unwrap();
+            let stale = Failure::Stale {
+                stale: 52,
+                reads: 4000,
+                value: value(2, 0),
+                published: 3,
+            };
+            let line = format!("hv: nested: tlbi-race: FAILED: {stale}");
+            assert_eq!(verdict(&twin, &outcome(Some(1), &[&line])), None);
+            let other = Failure::Invalidations {
+                got: total - expected[TlbiForm::Ripas2e1isTtl.index()],
+                expected: total,
+            };
+            let line = format!("hv: nested: tlbi-race: FAILED: {other}");
+            assert!(verdict(&twin, &outcome(Some(1), &[&line])).is_some());
+            let no_read = "l1: UMBRA-NESTED-FAIL: vCPU 1's L2 did not read the pages within 5 s of the publication of generation 0x0000000000000003";
+            assert!(verdict(&twin, &outcome(Some(2), &[no_read])).is_some());
+        }
         // The tight case needs hv's verdict on every pass (each line names
         // the data faults the normal case counts in its window), and the
         // dirty log's line.
