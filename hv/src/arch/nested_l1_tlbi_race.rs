@@ -57,6 +57,12 @@ umbra_ltr_image:
     adr     x1, umbra_ltr_vectors
     msr     vbar_el2, x1
     isb
+    // The range forms need FEAT_TLBIRANGE (ID_AA64ISAR0_EL1.TLB 0b0010).
+    mrs     x11, id_aa64isar0_el1
+    ubfx    x11, x11, #56, #4
+    adr     x10, umbra_ltr_msg_no_range
+    cmp     x11, #2
+    b.lo    umbra_ltr_fail
     // Generation 0's pages.
     add     x12, x9, #{data_offset}
     UMBRA_LTR_MOV64 x3, ({magic} << 48)
@@ -321,6 +327,7 @@ umbra_ltr_done:
 umbra_ltr_msg_start:    .asciz "L1 (tlbi-race): pages and L2's stage 2 (VMID 5) written; starting vCPU 1 for L2's reads\n"
 umbra_ltr_msg_pass:     .asciz "UMBRA-NESTED-PASS tlbi-race generations={generations} values=ok\n"
 umbra_ltr_msg_one_vcpu: .asciz "L1 (tlbi-race) needs a second vCPU (three CPUs); PSCI CPU_ON answered "
+umbra_ltr_msg_no_range: .asciz "L1 (tlbi-race) needs FEAT_TLBIRANGE for its range TLBIs; ID_AA64ISAR0_EL1.TLB is "
 umbra_ltr_msg_refused:  .asciz "hv refused the tlbi-race call: "
 umbra_ltr_msg_no_read:  .asciz "vCPU 1's L2 did not read the pages within 5 s of the publication of generation "
 umbra_ltr_msg_no_report: .asciz "vCPU 1 did not report within 5 s of the stop; generation "
