@@ -1104,6 +1104,18 @@ pub enum NestedDemo {
     /// answered hv's break with `OutsideL1`, review 59 R59-7): L1 must
     /// catch it (this run must fail).
     MidChangeNoRetry,
+    /// `tlbi-race`: with two vCPUs of L1 (three CPUs), L1's vCPU 0 remaps
+    /// two L2 pages generation after generation with break-before-make and
+    /// each stage-2 TLBI form in turn while vCPU 1's L2 reads them; every
+    /// read that begins after L1 published a generation must see its
+    /// mapping, and hv checks the counts at the end
+    /// (`arch::nested_l1_tlbi_race`, `nested::tlbi_race`).
+    TlbiRace,
+    /// `tlbi-race-no-range-tlbi`: the same, but hv acknowledges L1's range
+    /// TLBIs (RIPAS2E1IS, RIPAS2LE1IS) without the service's invalidation:
+    /// vCPU 1's L2 keeps the old shadow leaves and reads an earlier
+    /// generation (this run must fail on its stale count).
+    TlbiRaceNoRangeTlbi,
     /// `sve`: L1 (`arch::nested_l1_sve`) sets its ZCR_EL2 and SMCR_EL2 to
     /// short lengths, checks its own vector lengths at virtual EL2 (RDVL,
     /// RDSVL) and L2's, limited by them (`nested::vector`).
@@ -1291,6 +1303,12 @@ impl NestedDemo {
         )
     }
 
+    /// Whether this is the tlbi-race L1 (`tlbi-race` and its failure
+    /// mode).
+    pub fn is_tlbi_race(self) -> bool {
+        matches!(self, Self::TlbiRace | Self::TlbiRaceNoRangeTlbi)
+    }
+
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
     /// failure modes).
     pub fn linux_l1(self) -> bool {
@@ -1379,6 +1397,10 @@ impl Options {
                 "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
                 "hv.nested=mid-change-no-retry" => {
                     options.nested = Some(NestedDemo::MidChangeNoRetry)
+                }
+                "hv.nested=tlbi-race" => options.nested = Some(NestedDemo::TlbiRace),
+                "hv.nested=tlbi-race-no-range-tlbi" => {
+                    options.nested = Some(NestedDemo::TlbiRaceNoRangeTlbi)
                 }
                 "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
                 "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
@@ -1841,6 +1863,16 @@ pub(crate) mod tests {
             Options::parse("hv.nested=mid-change-no-retry").map(|o| o.nested),
             Ok(Some(NestedDemo::MidChangeNoRetry))
         );
+        assert_eq!(
+            Options::parse("hv.nested=tlbi-race").map(|o| o.nested),
+            Ok(Some(NestedDemo::TlbiRace))
+        );
+        assert_eq!(
+            Options::parse("hv.nested=tlbi-race-no-range-tlbi").map(|o| o.nested),
+            Ok(Some(NestedDemo::TlbiRaceNoRangeTlbi))
+        );
+        assert!(NestedDemo::TlbiRaceNoRangeTlbi.is_tlbi_race());
+        assert!(!NestedDemo::MidChange.is_tlbi_race());
         // A budget of its own is not a value hv takes: the word is unknown.
         assert_eq!(
             Options::parse("hv.nested=fault-rate-tight=512").map(|o| o.nested),

@@ -57,6 +57,7 @@ pub mod nested_l1_recycle;
 pub mod nested_l1_sve;
 pub mod nested_l1_tge;
 pub mod nested_l1_timer;
+pub mod nested_l1_tlbi_race;
 pub mod nested_l1_traps;
 pub mod nested_timer;
 pub mod nested_vgic;

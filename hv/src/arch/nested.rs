@@ -133,6 +133,7 @@ mod at;
 mod linux;
 mod mid_change;
 mod mmu;
+mod tlbi_race;
 mod traps;
 mod vector;
 
@@ -152,6 +153,12 @@ pub const HVC_FAULT_RATE_END: u64 = 0xc600_0003;
 /// word at L1 IPA x2 once its break is in (`mid_change::call`). x0
 /// returns 0.
 pub const HVC_MID_CHANGE: u64 = 0xc600_0004;
+/// `hv.nested=tlbi-race` only (else NOT_SUPPORTED), vCPU 0: the start of
+/// L1's generations; hv snapshots its counts. x0 returns 0.
+pub const HVC_TLBI_RACE_BEGIN: u64 = 0xc600_0005;
+/// Its end: x1-x8 L1's counts (`tlbi_race::end`); hv checks them and
+/// prints its verdict (a failure ends the run). x0 returns 0.
+pub const HVC_TLBI_RACE_END: u64 = 0xc600_0006;
 /// The fault-rate case's service budget: its split holds every page's
 /// shadow leaf and cached walk twice over (4608 KiB: 2293 shadow leaves,
 /// 8192 cache places; the other demos' 512 KiB hold 245 leaves).
@@ -1054,6 +1061,9 @@ pub fn run(
         NestedDemo::MidChange | NestedDemo::MidChangeNoRetry => {
             super::nested_l1_mid_change::image()
         }
+        NestedDemo::TlbiRace | NestedDemo::TlbiRaceNoRangeTlbi => {
+            super::nested_l1_tlbi_race::image()
+        }
         NestedDemo::Demo
         | NestedDemo::DemoNoTlbi
         | NestedDemo::DemoNoVpidr
@@ -1484,6 +1494,8 @@ pub fn run(
             NestedDemo::FaultRateSmpRaceUnresolved => " (fault-rate-smp-race-unresolved: hv's dirty log leaves a write denied on a page another vCPU logged meanwhile unresolved; this run must fail)",
             NestedDemo::MidChange => " (mid-change: hv breaks its map of L1's RAM under vCPU 1's accesses and holds each break until it resumed them)",
             NestedDemo::MidChangeNoRetry => " (mid-change-no-retry: hv gives L2 an external abort for the service's Retry(L0Changing); this run must fail)",
+            NestedDemo::TlbiRace => " (tlbi-race: L1's vCPU 0 remaps two L2 pages with each stage-2 TLBI form in turn while vCPU 1's L2 reads them)",
+            NestedDemo::TlbiRaceNoRangeTlbi => " (tlbi-race-no-range-tlbi: hv drops the service's invalidation for L1's range TLBIs; this run must fail)",
             NestedDemo::Demo => "",
         },
         l1_ram_bytes >> 20,
@@ -2181,6 +2193,8 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
     const FAULT_RATE_BEGIN: u32 = HVC_FAULT_RATE_BEGIN as u32;
     const FAULT_RATE_END: u32 = HVC_FAULT_RATE_END as u32;
     const MID_CHANGE: u32 = HVC_MID_CHANGE as u32;
+    const TLBI_RACE_BEGIN: u32 = HVC_TLBI_RACE_BEGIN as u32;
+    const TLBI_RACE_END: u32 = HVC_TLBI_RACE_END as u32;
     // SMCCC: the function ID is W0 (as KVM reads it too).
     match frame.x[0] as u32 {
         CONSOLE_PUTC => {
@@ -2233,6 +2247,8 @@ fn hv_call(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame) {
         }
         FAULT_RATE_END if nested.demo.is_fault_rate() => fault_rate_end(nested, vcpu, frame),
         MID_CHANGE if nested.mid_change.is_some() => mid_change::call(nested, vcpu, frame),
+        TLBI_RACE_BEGIN if nested.demo.is_tlbi_race() => tlbi_race::begin(nested, vcpu, frame),
+        TLBI_RACE_END if nested.demo.is_tlbi_race() => tlbi_race::end(nested, vcpu, frame),
         _ => frame.x[0] = status::NOT_SUPPORTED as u64,
     }
 }
@@ -2820,11 +2836,17 @@ fn fault_rate_smp_begin(nested: &Nested, vcpu: &mut Vcpu, number: u64) {
     FAULT_RATE_SMP_PAGES.take();
 }
 
-/// `fault-rate-smp`: hv gave vCPU `vcpu`'s L1 an exception other than its
-/// L2's HVC (or its L2 an abort), which the case never expects.
-fn fault_rate_smp_to_l1(vcpu: &Vcpu) {
-    if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
-        counters.to_l1();
+/// hv gave vCPU `vcpu`'s L1 an exception other than its L2's HVC (or its
+/// L2 an abort): `fault-rate-smp` never expects one, `tlbi-race` only its
+/// L2's stage-2 faults in a break (counted apart, `tlbi_race::injected`).
+fn unexpected_for_l1(nested: &Nested, vcpu: &Vcpu) {
+    if nested.demo.is_fault_rate_smp() {
+        if let Some(counters) = FAULT_RATE_SMP_VCPUS.get(vcpu.index) {
+            counters.to_l1();
+        }
+    }
+    if nested.demo.is_tlbi_race() {
+        tlbi_race::to_l1();
     }
 }
 
@@ -3355,8 +3377,8 @@ fn enter_l1_from_l2(
 ) {
     // L2's own HVCs (the case's `hvc #1` and `#2`) are L1's to take; any
     // other exception hv hands L1 here is a fault the case never expects.
-    if nested.demo.is_fault_rate_smp() && (esr >> 26) & EC_UNKNOWN_MASK != EC_HVC64 {
-        fault_rate_smp_to_l1(vcpu);
+    if (esr >> 26) & EC_UNKNOWN_MASK != EC_HVC64 {
+        unexpected_for_l1(nested, vcpu);
     }
     // After L1's EL0 under TGE (E2H = 0) the hardware SCTLR_EL1 may be the
     // one with M cleared that `load_l2_el1` gave it: L2's stays as L1
@@ -3417,9 +3439,7 @@ fn exception_for_l1(vcpu: &Vcpu, frame: &mut GuestFrame, esr: u64, far: Option<u
     let Some(nested) = NESTED.get() else {
         fail(format_args!("nested: not set up"));
     };
-    if nested.demo.is_fault_rate_smp() {
-        fault_rate_smp_to_l1(vcpu);
-    }
+    unexpected_for_l1(nested, vcpu);
     let entry = exception_to_vel2(
         read_sysreg!("vbar_el1"),
         Origin::of_l1(frame.spsr),
@@ -3604,7 +3624,11 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
             Some(tlbi) if !tlbi.exists_for(f) => return undefined_for_l1(vcpu, frame),
             Some(tlbi) => {
                 vcpu.counts.stage2_tlbis += 1;
-                if !nested.skip_stage2_tlbi {
+                if nested.demo.is_tlbi_race() {
+                    tlbi_race::tlbi(vcpu.index, tlbi.op);
+                }
+                if !nested.skip_stage2_tlbi && !tlbi_race::skips_invalidation(nested.demo, tlbi.op)
+                {
                     // A decode error (a reserved range granule) names no
                     // entries: the TLBI completes with nothing to drop.
                     if let Ok(request) = InvalidateRequest::new(
@@ -3998,6 +4022,9 @@ fn l2_exit(
                 }
                 Reply::Translate(TranslateOutcome::Inject(injection)) => {
                     vcpu.counts.injected += 1;
+                    if nested.demo.is_tlbi_race() {
+                        tlbi_race::injected();
+                    }
                     // The service merged the instruction syndrome of the
                     // request's ESR[31:0]; merged again with the full ESR
                     // the same fields stay and ISS2's (Xs, GCS) join.
@@ -4192,9 +4219,7 @@ fn external_abort_for_l2(
     hpfar: u64,
 ) {
     mid_change::aborted();
-    if nested.demo.is_fault_rate_smp() {
-        fault_rate_smp_to_l1(vcpu);
-    }
+    unexpected_for_l1(nested, vcpu);
     let fetch = (lower_syndrome >> 26) & EC_UNKNOWN_MASK == EC_IABT_LOWER;
     let write = !fetch && lower_syndrome & (1 << 6) != 0;
     let cache_maintenance = !fetch && lower_syndrome & (1 << 8) != 0;

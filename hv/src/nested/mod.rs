@@ -50,6 +50,7 @@ pub mod idregs;
 pub mod l0_denial;
 pub mod mid_change;
 pub mod timer;
+pub mod tlbi_race;
 pub mod traps;
 pub mod vcpus;
 pub mod vector;

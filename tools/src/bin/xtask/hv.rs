@@ -504,6 +504,22 @@ const FAULT_RATE_NO_TLBI_LINES: &[&str] = &[
     "l1: L1 (fault-rate): pages with a wrong value: 0x0000000000000800",
     "l1: UMBRA-NESTED-FAIL: L2 read another page's value (a stale or wrong translation); the first: 0xfa57000000000000",
 ];
+/// `hv.nested=tlbi-race`'s lines: hv's verdict up to its timing's counts
+/// (L2's reads, the faults in a break, the service's raced translations)
+/// and L1's PASS line.
+const TLBI_RACE_LINES: &[&str] = &[
+    "hv: nested: tlbi-race: PASS: 0 stale reads: every read vCPU 1's L2 began after L1 published a generation saw that generation's mapping or a later one; 65 generations, each read by L2 after its publication; 91 stage-2 TLBIs from L1's vCPU 0 (VMALLS12E1IS 13, IPAS2E1IS 26, IPAS2LE1IS 26, RIPAS2E1IS (TTL level 3) 13, RIPAS2LE1IS 13), each one invalidation of the service; nothing given to L1 but its L2's stage-2 faults in a break, each resumed; L2 reads ",
+    "l1: UMBRA-NESTED-PASS tlbi-race generations=65 values=ok",
+];
+
+/// What its twin `tlbi-race-no-range-tlbi` must print: hv's stale-read
+/// failure, the first stale read generation 2's value of page 0 in a read
+/// begun after generation 3 (the first range TLBI's) was published.
+const TLBI_RACE_NO_RANGE_TLBI_LINES: &[&str] = &[
+    "hv: nested: tlbi-race: FAILED: ",
+    " stale reads of ",
+    ": vCPU 1's L2 read values of a mapping L1's TLBI had removed; the first: 0x7b1a000000000200 in a read begun after generation 3 was published (a stale translation survived L1's completed TLBI)",
+];
 const N1: &str = "neoverse-n1";
 /// 44-bit PA, no FEAT_XNX.
 const A57: &str = "cortex-a57";
@@ -1021,6 +1037,34 @@ const MATRIX: &[Case] = &[
         expect: Expect::Ends {
             line: "l1: UMBRA-NESTED-FAIL: unexpected exception at virtual EL2, ESR_EL2 0x0000000082000007",
             status: 2,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    // L1's stage-2 TLBIs racing its L2's reads on another vCPU
+    // (hv/README.md, "L1's TLBIs racing L2 on another vCPU"): three CPUs;
+    // L1's vCPU 0 remaps two L2 pages generation after generation with
+    // break-before-make and each stage-2 TLBI form in turn, publishing each
+    // generation after the TLBI completed, while vCPU 1's L2 reads them;
+    // no read begun after a publication may see an earlier generation, and
+    // hv checks the TLBIs it trapped, the service's invalidations and
+    // what it gave L1.
+    Case {
+        hv_args: "hv.nested=tlbi-race",
+        expect: Expect::EndsWithAll {
+            lines: TLBI_RACE_LINES,
+            status: 0,
+        },
+        ..boot(MAX, 3, "512M")
+    },
+    // Its failure mode: hv drops the service's invalidation for L1's
+    // range TLBIs, so after the first range generation vCPU 1's L2 reads
+    // the pages through their old shadow leaves: hv fails on the stale
+    // count (not a timeout).
+    Case {
+        hv_args: "hv.nested=tlbi-race-no-range-tlbi",
+        expect: Expect::EndsWithAll {
+            lines: TLBI_RACE_NO_RANGE_TLBI_LINES,
+            status: 1,
         },
         ..boot(MAX, 3, "512M")
     },
@@ -2342,6 +2386,44 @@ mod tests {
         assert!(verdict(&fault_rate, &outcome(Some(1), FAULT_RATE_LINES))
             .unwrap()
             .contains("exit status 0"));
+        // tlbi-race: hv's line names the generations and each form's TLBIs
+        // hv's rules imply, and its twin passes only on hv's stale-read
+        // failure (the first stale read as hv words it), not on another
+        // failure or a timeout of L1's wait.
+        {
+            use hv::nested::tlbi_race::{expected_tlbis, value, Failure, TlbiForm, GENERATIONS};
+            let expected = expected_tlbis(GENERATIONS);
+            let forms: Vec<String> = TlbiForm::ALL
+                .iter()
+                .map(|f| format!("{} {}", f.name(), expected[f.index()]))
+                .collect();
+            let total: u64 = expected.iter().sum();
+            assert!(TLBI_RACE_LINES[0].contains(&format!(
+                "; {GENERATIONS} generations, each read by L2 after its publication; {total} stage-2 TLBIs from L1's vCPU 0 ({})",
+                forms.join(", ")
+            )));
+            assert!(TLBI_RACE_LINES[1].ends_with(&format!("generations={GENERATIONS} values=ok")));
+            let twin = *MATRIX
+                .iter()
+                .find(|c| c.hv_args == "hv.nested=tlbi-race-no-range-tlbi")
+                .unwrap();
+            let stale = Failure::Stale {
+                stale: 52,
+                reads: 4000,
+                value: value(2, 0),
+                published: 3,
+            };
+            let line = format!("hv: nested: tlbi-race: FAILED: {stale}");
+            assert_eq!(verdict(&twin, &outcome(Some(1), &[&line])), None);
+            let other = Failure::Invalidations {
+                got: total - expected[TlbiForm::Ripas2e1isTtl.index()],
+                expected: total,
+            };
+            let line = format!("hv: nested: tlbi-race: FAILED: {other}");
+            assert!(verdict(&twin, &outcome(Some(1), &[&line])).is_some());
+            let no_read = "l1: UMBRA-NESTED-FAIL: vCPU 1's L2 did not read the pages within 5 s of the publication of generation 0x0000000000000003";
+            assert!(verdict(&twin, &outcome(Some(2), &[no_read])).is_some());
+        }
         // The tight case needs hv's verdict on every pass (each line names
         // the data faults the normal case counts in its window), and the
         // dirty log's line.
