@@ -2521,7 +2521,7 @@ fn fault_rate_log_dirty(nested: &Nested, vcpu: &Vcpu, denial: &L0Denial) -> bool
         if nested.demo.is_fault_rate_smp() {
             fault_rate_smp_hold_shared_denial(nested, vcpu, denial.l1_ipa);
         }
-        fault_rate_log_dirty_write(nested, denial.l1_ipa)
+        fault_rate_log_dirty_write(nested, vcpu.index, denial.l1_ipa)
     } else {
         fault_rate::DirtyWrite::Unresolved
     };
@@ -2609,7 +2609,7 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
-    let outcome = fault_rate_log_dirty_write(nested, l1_ipa);
+    let outcome = fault_rate_log_dirty_write(nested, vcpu.index, l1_ipa);
     // `fault-rate-smp`: counted as its L2's are, on the vCPU's counters,
     // which vCPU 0's BEGIN snapshots for every vCPU. The single-vCPU
     // cases count in `l1_logged`, which their one vCPU's dirty-log BEGIN
@@ -2629,16 +2629,18 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
     outcome.resolved()
 }
 
-/// A denied write to L1 IPA `l1_ipa`: under the dirty log's lock, hv
-/// reads its leaf of the page and decides (`fault_rate::dirty_write_outcome`,
-/// which says why none loops). `Logged`: one of L1's data pages hv
+/// vCPU `vcpu`'s denied write to L1 IPA `l1_ipa`: under the dirty log's
+/// lock, hv reads its leaf of the page and decides
+/// (`fault_rate::dirty_write_outcome`, which says why none loops and
+/// stops the vCPU's write denied again on the page it last resolved for
+/// it). `Logged`: one of L1's data pages hv
 /// write-protected and has not logged; hv gives write access back in its
 /// own stage 2 (the page read-write, and a TLBI of it for L1's VMID,
 /// stage-2 and combined entries, completed before the lock's release)
 /// and logs it. `LoggedByAnother`: another vCPU did so since this write's
 /// denial; nothing changes. `Unresolved` (nothing changed) for any other
 /// address or page.
-fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> fault_rate::DirtyWrite {
+fn fault_rate_log_dirty_write(nested: &Nested, vcpu: usize, l1_ipa: u64) -> fault_rate::DirtyWrite {
     use super::nested_l1_fault_rate::{DATA_BYTES, DATA_OFFSET};
     use fault_rate::{DirtyWrite, HvPage};
     const PAGE_SIZE: u64 = 4096;
@@ -2673,7 +2675,7 @@ fn fault_rate_log_dirty_write(nested: &Nested, l1_ipa: u64) -> fault_rate::Dirty
     };
     // `fault-rate-smp-race-unresolved`'s defect: the race's later write
     // left unresolved, as before the fix.
-    let outcome = match fault_rate::dirty_write_outcome(log, page, hv_page) {
+    let outcome = match fault_rate::dirty_write_outcome(log, vcpu, page, hv_page) {
         DirtyWrite::LoggedByAnother if nested.demo == NestedDemo::FaultRateSmpRaceUnresolved => {
             DirtyWrite::Unresolved
         }

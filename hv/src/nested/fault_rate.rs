@@ -665,7 +665,15 @@ pub const fn dirty_log_write(denied: ipc::DeniedAccess) -> bool {
 pub struct DirtyLog {
     dirty: [u64; (PAGES / 64) as usize],
     logged: u64,
+    /// The page of each vCPU's last denied write the log resolved
+    /// ([`NOT_RESOLVED`] before its first), by vCPU index
+    /// ([`dirty_write_outcome`]; review 65 R65-1).
+    last_resolved: [u64; crate::platform::MAX_CPUS],
 }
+
+/// [`DirtyLog`]'s `last_resolved` of a vCPU none of whose writes it
+/// resolved (no data page).
+const NOT_RESOLVED: u64 = u64::MAX;
 
 /// Why a dirty log is not the set of pages written (by L2 or L1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -688,6 +696,7 @@ impl DirtyLog {
         DirtyLog {
             dirty: [0; (PAGES / 64) as usize],
             logged: 0,
+            last_resolved: [NOT_RESOLVED; crate::platform::MAX_CPUS],
         }
     }
 
@@ -770,9 +779,10 @@ impl DirtyWrite {
     }
 }
 
-/// What hv's dirty log `log` makes of a write to data page `page` (None:
-/// outside the data) that was denied, with hv's leaf of the page now
-/// `hv_page`; `log` and `hv_page` read under the log's lock.
+/// What hv's dirty log `log` makes of vCPU `vcpu`'s write to data page
+/// `page` (None: outside the data) that was denied, with hv's leaf of the
+/// page now `hv_page`; `log` and `hv_page` read under the log's lock. A
+/// resolved write is noted in `log` as the vCPU's last.
 ///
 /// A page is logged exactly when it is writable (the log's writer rewrites
 /// the leaf and TLBIs it before it logs, under the lock), so a
@@ -787,16 +797,39 @@ impl DirtyWrite {
 /// on each fault, reads the writable leaf: the retried write cannot be
 /// denied for the same protection again (only a new dirty log's start
 /// write-protects the page again, and that log has it unlogged).
-pub fn dirty_write_outcome(log: &DirtyLog, page: Option<u64>, hv_page: HvPage) -> DirtyWrite {
+///
+/// That argument is checked, not only made (review 65 R65-1): a vCPU's
+/// write denied again on the page the log last resolved for that vCPU
+/// (its own `Logged` or a `LoggedByAnother`, both of which leave the page
+/// writable for the rest of the log) is `Unresolved`, so hv stops on its
+/// `L0Denied` line at once, as before the race's fix, rather than resume
+/// the vCPU into the same fault until the watchdog. A write-protected
+/// leaf's cache that outlived the TLBI, or a service reading a stale L0
+/// leaf, would be such a loop; without the check the retry was answered
+/// `LoggedByAnother` (the page looks logged by someone) for ever.
+pub fn dirty_write_outcome(
+    log: &mut DirtyLog,
+    vcpu: usize,
+    page: Option<u64>,
+    hv_page: HvPage,
+) -> DirtyWrite {
     let Some(page) = page.filter(|&p| p < PAGES) else {
         return DirtyWrite::Unresolved;
     };
-    match (hv_page, log.is_dirty(page)) {
+    let outcome = match (hv_page, log.is_dirty(page)) {
         (HvPage::WriteProtected, false) => DirtyWrite::Logged,
         (HvPage::Writable, true) => DirtyWrite::LoggedByAnother,
         (HvPage::WriteProtected, true) | (HvPage::Writable, false) | (HvPage::Other, _) => {
-            DirtyWrite::Unresolved
+            return DirtyWrite::Unresolved
         }
+    };
+    // A vCPU index past the log's (none hv has) is not resolved either.
+    match log.last_resolved.get_mut(vcpu) {
+        Some(last) if *last != page => {
+            *last = page;
+            outcome
+        }
+        _ => DirtyWrite::Unresolved,
     }
 }
 
@@ -980,15 +1013,16 @@ mod tests {
     #[test]
     fn a_denied_write_on_a_page_logged_meanwhile_is_resolved_apart() {
         let mut log = DirtyLog::new();
-        let outcome = |log: &DirtyLog, page, hv_page| dirty_write_outcome(log, page, hv_page);
+        let outcome =
+            |log: &mut DirtyLog, page, hv_page| dirty_write_outcome(log, 0, page, hv_page);
         assert_eq!(
-            outcome(&log, Some(7), HvPage::WriteProtected),
+            outcome(&mut log, Some(7), HvPage::WriteProtected),
             DirtyWrite::Logged
         );
         assert!(log.log(7));
         // The second vCPU, denied at the same time, finds it logged and
         // writable: resolved, not logged again.
-        let second = outcome(&log, Some(7), HvPage::Writable);
+        let second = dirty_write_outcome(&mut log, 1, Some(7), HvPage::Writable);
         assert_eq!(second, DirtyWrite::LoggedByAnother);
         assert!(second.resolved() && DirtyWrite::Logged.resolved());
         assert_eq!(log.logged(), 1);
@@ -1003,10 +1037,46 @@ mod tests {
             (Some(8), HvPage::Writable),
             (Some(7), HvPage::WriteProtected),
         ] {
-            let got = outcome(&log, page, hv_page);
+            let got = outcome(&mut log, page, hv_page);
             assert_eq!(got, DirtyWrite::Unresolved, "{page:?} {hv_page:?}");
             assert!(!got.resolved());
         }
+    }
+
+    /// Review 65 R65-1: a vCPU's write denied again on the page the log
+    /// last resolved for it, which the no-loop argument excludes (the
+    /// page stays writable for the rest of the log), is not resolved
+    /// again: hv stops rather than resume the vCPU into the same fault
+    /// for ever. Its own `Logged` page, and a `LoggedByAnother` one, alike;
+    /// another vCPU's first resolution of the page, and the vCPU's next
+    /// page, are resolved as before; a new log forgets.
+    #[test]
+    fn a_vcpus_write_denied_again_on_the_page_resolved_for_it_is_not_resolved() {
+        use DirtyWrite::{Logged, LoggedByAnother, Unresolved};
+        let mut log = DirtyLog::new();
+        let deny = |log: &mut DirtyLog, vcpu, page, hv_page| {
+            dirty_write_outcome(log, vcpu, Some(page), hv_page)
+        };
+        assert_eq!(deny(&mut log, 0, 7, HvPage::WriteProtected), Logged);
+        // hv makes it writable and logs it.
+        assert!(log.log(7));
+        assert_eq!(deny(&mut log, 1, 7, HvPage::Writable), LoggedByAnother);
+        // vCPU 0's retry denied again on its own logged page, vCPU 1's on
+        // the page it found logged: each a loop, neither resolved.
+        assert_eq!(deny(&mut log, 0, 7, HvPage::Writable), Unresolved);
+        assert_eq!(deny(&mut log, 1, 7, HvPage::Writable), Unresolved);
+        // A third vCPU's first denial of page 7, and vCPU 0's next page.
+        assert_eq!(deny(&mut log, 2, 7, HvPage::Writable), LoggedByAnother);
+        assert_eq!(deny(&mut log, 0, 8, HvPage::WriteProtected), Logged);
+        // No vCPU hv has.
+        let past = crate::platform::MAX_CPUS;
+        assert_eq!(deny(&mut log, past, 9, HvPage::WriteProtected), Unresolved);
+        // A new log (the next dirty-log pass) resolves page 7 for vCPU 1.
+        let mut next = DirtyLog::new();
+        assert_eq!(
+            dirty_write_outcome(&mut next, 1, Some(7), HvPage::WriteProtected),
+            Logged
+        );
     }
     #[cfg(not(loom))]
     use core::sync::atomic::AtomicU64;

@@ -2659,6 +2659,34 @@ mod tests {
         assert_eq!(vcpu0[1], pending_lr(48, 0), "signalled again");
     }
 
+    /// Review 65 (R64-1's other state): SPI 48 pending and active in
+    /// vCPU 0's LR when its CPU_OFF hands the pending state back (the LR
+    /// left active); during the firmware call L2 on vCPU 1 deactivates it
+    /// through an HW = 1 entry, and the pending edge, now inactive, goes to
+    /// vCPU 1 (routed there meanwhile). The refusal empties vCPU 0's entry:
+    /// one active state, deactivated, and the edge is vCPU 1's alone.
+    #[test]
+    fn a_pending_edge_handed_back_during_a_refused_cpu_off_goes_elsewhere_once() {
+        let (mut gic, mut vcpu0) = spi_acknowledged_at_vcpu_0(Acknowledgement::Seen);
+        gic.write(D, 0x204, 4, 1 << 16);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 1);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::PendingActive);
+        let undo = gic.power_off(0, &mut vcpu0[1..]);
+        assert_eq!(LrState::of(vcpu0[1]), LrState::Active);
+        // Active: not forwarded anywhere while vCPU 0's CPU_OFF runs.
+        gic.write(D, 0x6000 + 48 * 8, 8, 1);
+        assert_eq!(gic.forwarded(1).count(), 0);
+        assert!(gic.deactivate(1, 48, ANY));
+        let mut vcpu1 = [0u64; 3];
+        assert_eq!(list_forwarded(&mut gic, 1, &mut vcpu1, true, &[]), 1);
+        assert_eq!(vcpu1[0], pending_lr(48, 0));
+        gic.power_off_refused(0, &undo, &mut vcpu0[1..]);
+        assert_eq!(vcpu0, [pending_lr(26, 0xa0), 0, 0], "deactivated");
+        gic.sync(0, &mut vcpu0, SyncSteps::ALL);
+        assert_eq!(gic.read(D, 0x304, 4), 0);
+        assert_eq!(list_forwarded(&mut gic, 0, &mut vcpu0[1..], true, &[]), 0);
+    }
+
     /// Review 64: the mark L2's HW = 1 deactivation on vCPU 1 leaves for
     /// vCPU 0's sync names SPI 48, not a list register: with the entry
     /// that held 48 now holding SPI 49, active (L1 acknowledged it there

@@ -466,7 +466,7 @@ const FAULT_RATE_SMP_LINES: &[&str] = &[
 /// resolves vCPU 0's writes alone leaves denied: its write to vCPU 0's
 /// first page (L2 page 0, L1 page 4 at rotation 4), or, if vCPU 0's
 /// write logged and mapped that page writable first (hv holds vCPU 0's
-/// denial there at most 20 ms for vCPU 1's), its own first page (L2 page
+/// denial there at most 100 ms for vCPU 1's), its own first page (L2 page
 /// 1, L1 page 5): the line up to the L2 IPA's last digits.
 const FAULT_RATE_SMP_ONE_VCPU_LOG_LINES: &[&str] = &[
     "hv: nested: fault-rate-smp: pass 6 on 2 vCPUs: ok: preparation exact",
