@@ -380,6 +380,17 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         self.find(key).map(|i| &self.slots[i].1)
     }
 
+    /// The value of `key`, trying slot `last` first, where the caller
+    /// found it before (see [`FlatMap::get_or_insert_at`]: checked, not
+    /// trusted).
+    #[inline]
+    pub(crate) fn get_at(&self, last: usize, key: &K) -> Option<&V> {
+        match self.slots.get(last) {
+            Some((k, v)) if !key.is_vacant() && *k == key.with_stamp(self.stamp) => Some(v),
+            _ => self.get(key),
+        }
+    }
+
     /// The value of `key`, to change.
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.find(key).map(move |i| &mut self.slots[i].1)
@@ -492,11 +503,9 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         key: K,
         make: impl FnOnce() -> V,
     ) -> &mut V {
-        debug_assert!(!key.is_vacant());
-        let stamped = key.with_stamp(self.stamp);
-        let i = match self.slots.get(*last) {
-            Some((k, _)) if *k == stamped => *last,
-            _ => {
+        let i = match self.slot_holding(*last, &key) {
+            Some(i) => i,
+            None => {
                 let i = self.probe_or_place(key, make);
                 *last = i;
                 i
@@ -505,11 +514,33 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         &mut self.slots[i].1
     }
 
+    /// Slot `last` if it holds `key` (the check of
+    /// [`FlatMap::get_or_insert_at`], for a caller whose insert of an
+    /// absent key does more than `make` can: it calls
+    /// [`FlatMap::probe_or_place`] itself, then [`FlatMap::value_mut`]).
+    /// `key` must not be the vacant key.
+    #[inline]
+    pub(crate) fn slot_holding(&self, last: usize, key: &K) -> Option<usize> {
+        debug_assert!(!key.is_vacant());
+        let stamped = key.with_stamp(self.stamp);
+        match self.slots.get(last) {
+            Some((k, _)) if *k == stamped => Some(last),
+            _ => None,
+        }
+    }
+
+    /// The value in slot `i`, one [`FlatMap::slot_holding`] or
+    /// [`FlatMap::probe_or_place`] just returned (the map unchanged since).
+    #[inline]
+    pub(crate) fn value_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].1
+    }
+
     /// The slot of `key`, placing `make()` there first if absent: out of
     /// line, so that the slot check of [`FlatMap::get_or_insert_at`],
     /// which a run of calls nearly always passes, inlines without it.
     #[inline(never)]
-    fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+    pub(crate) fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
         match self.probe(&key) {
             Ok(i) => i,
             Err(vacancy) => {
@@ -735,7 +766,8 @@ mod tests {
         /// `get_or_insert_at` answers as std's `entry().or_insert` whatever
         /// its remembered slot has become since (removals shift runs,
         /// clears change the stamp, growth moves everything), and leaves
-        /// the slot of the key it was given.
+        /// the slot of the key it was given; `get_at` from that slot
+        /// answers as `get`.
         #[test]
         fn get_or_insert_at_matches_std_hashmap(
             ops in prop::collection::vec((0u8..6, 0u64..100, any::<u32>()), 1..600),
@@ -757,12 +789,18 @@ mod tests {
                         map.clear();
                         model.clear();
                     }
-                    _ => prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k)),
+                    _ => {
+                        prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+                        // The remembered slot holds another key, or one
+                        // cleared or shifted away, as often as not.
+                        prop_assert_eq!(map.get_at(last, &Stamped(k, 0)), model.get(&k));
+                    }
                 }
                 prop_assert_eq!(map.len(), model.len());
             }
             for k in 0..100u64 {
                 prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+                prop_assert_eq!(map.get_at(last, &Stamped(k, 0)), model.get(&k));
             }
         }
 
