@@ -400,6 +400,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// it ended, for [`FlatMap::insert_absent_at`]: an absent key found and
     /// then inserted costs one hash and one walk of its run, not two.
     /// `key` must not be the vacant key.
+    #[inline]
     pub(crate) fn get_mut_or_vacancy(&mut self, key: &K) -> Result<&mut V, Vacancy> {
         let i = self.probe(key)?;
         Ok(&mut self.slots[i].1)
@@ -476,6 +477,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
 
     /// The value of `key`, inserting `make()` first if absent. `key` must
     /// not be the vacant key.
+    #[inline]
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         // One probe: an absent key goes where it ended.
         let i = match self.probe(&key) {
