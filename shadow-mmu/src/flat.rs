@@ -517,9 +517,9 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     }
 
     /// Slot `last` if it holds `key` (the check of
-    /// [`FlatMap::get_or_insert_at`], for a caller whose insert of an
-    /// absent key does more than `make` can: it calls
-    /// [`FlatMap::probe_or_place`] itself, then [`FlatMap::value_mut`]).
+    /// [`FlatMap::get_or_insert_at`], for a caller that handles a miss
+    /// itself, out of line: with [`FlatMap::slot_or_place`], then
+    /// [`FlatMap::value_mut`]).
     /// `key` must not be the vacant key.
     #[inline]
     pub(crate) fn slot_holding(&self, last: usize, key: &K) -> Option<usize> {
@@ -532,7 +532,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     }
 
     /// The value in slot `i`, one [`FlatMap::slot_holding`] or
-    /// [`FlatMap::probe_or_place`] just returned (the map unchanged since).
+    /// [`FlatMap::slot_or_place`] just returned (the map unchanged since).
     #[inline]
     pub(crate) fn value_mut(&mut self, i: usize) -> &mut V {
         &mut self.slots[i].1
@@ -542,7 +542,15 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// line, so that the slot check of [`FlatMap::get_or_insert_at`],
     /// which a run of calls nearly always passes, inlines without it.
     #[inline(never)]
-    pub(crate) fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+    fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+        self.slot_or_place(key, make)
+    }
+
+    /// [`FlatMap::probe_or_place`] inline, for a caller that is itself the
+    /// out-of-line part of its fast path. `key` must not be the vacant
+    /// key.
+    #[inline]
+    pub(crate) fn slot_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
         match self.probe(&key) {
             Ok(i) => i,
             Err(vacancy) => {

@@ -1652,7 +1652,7 @@ impl<O: IndexOwner> BlockIndex<O> {
     #[inline(never)]
     fn insert_chunk(&mut self, owner: O, chunk: u64) -> usize {
         let ordered = &mut self.ordered;
-        let slot = self.bits.probe_or_place(ChunkKey::new(owner, chunk), || {
+        let slot = self.bits.slot_or_place(ChunkKey::new(owner, chunk), || {
             ordered.insert((owner, chunk));
             [0; CHUNK_WORDS]
         });
