@@ -380,6 +380,17 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         self.find(key).map(|i| &self.slots[i].1)
     }
 
+    /// The value of `key`, trying slot `last` first, where the caller
+    /// found it before (see [`FlatMap::get_or_insert_at`]: checked, not
+    /// trusted).
+    #[inline]
+    pub(crate) fn get_at(&self, last: usize, key: &K) -> Option<&V> {
+        match self.slots.get(last) {
+            Some((k, v)) if !key.is_vacant() && *k == key.with_stamp(self.stamp) => Some(v),
+            _ => self.get(key),
+        }
+    }
+
     /// The value of `key`, to change.
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.find(key).map(move |i| &mut self.slots[i].1)
@@ -389,6 +400,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
     /// it ended, for [`FlatMap::insert_absent_at`]: an absent key found and
     /// then inserted costs one hash and one walk of its run, not two.
     /// `key` must not be the vacant key.
+    #[inline]
     pub(crate) fn get_mut_or_vacancy(&mut self, key: &K) -> Result<&mut V, Vacancy> {
         let i = self.probe(key)?;
         Ok(&mut self.slots[i].1)
@@ -465,6 +477,7 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
 
     /// The value of `key`, inserting `make()` first if absent. `key` must
     /// not be the vacant key.
+    #[inline]
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         // One probe: an absent key goes where it ended.
         let i = match self.probe(&key) {
@@ -492,11 +505,9 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         key: K,
         make: impl FnOnce() -> V,
     ) -> &mut V {
-        debug_assert!(!key.is_vacant());
-        let stamped = key.with_stamp(self.stamp);
-        let i = match self.slots.get(*last) {
-            Some((k, _)) if *k == stamped => *last,
-            _ => {
+        let i = match self.slot_holding(*last, &key) {
+            Some(i) => i,
+            None => {
                 let i = self.probe_or_place(key, make);
                 *last = i;
                 i
@@ -505,11 +516,41 @@ impl<K: FlatKey, V: Copy + Default> FlatMap<K, V> {
         &mut self.slots[i].1
     }
 
+    /// Slot `last` if it holds `key` (the check of
+    /// [`FlatMap::get_or_insert_at`], for a caller that handles a miss
+    /// itself, out of line: with [`FlatMap::slot_or_place`], then
+    /// [`FlatMap::value_mut`]).
+    /// `key` must not be the vacant key.
+    #[inline]
+    pub(crate) fn slot_holding(&self, last: usize, key: &K) -> Option<usize> {
+        debug_assert!(!key.is_vacant());
+        let stamped = key.with_stamp(self.stamp);
+        match self.slots.get(last) {
+            Some((k, _)) if *k == stamped => Some(last),
+            _ => None,
+        }
+    }
+
+    /// The value in slot `i`, one [`FlatMap::slot_holding`] or
+    /// [`FlatMap::slot_or_place`] just returned (the map unchanged since).
+    #[inline]
+    pub(crate) fn value_mut(&mut self, i: usize) -> &mut V {
+        &mut self.slots[i].1
+    }
+
     /// The slot of `key`, placing `make()` there first if absent: out of
     /// line, so that the slot check of [`FlatMap::get_or_insert_at`],
     /// which a run of calls nearly always passes, inlines without it.
     #[inline(never)]
     fn probe_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
+        self.slot_or_place(key, make)
+    }
+
+    /// [`FlatMap::probe_or_place`] inline, for a caller that is itself the
+    /// out-of-line part of its fast path. `key` must not be the vacant
+    /// key.
+    #[inline]
+    pub(crate) fn slot_or_place(&mut self, key: K, make: impl FnOnce() -> V) -> usize {
         match self.probe(&key) {
             Ok(i) => i,
             Err(vacancy) => {
@@ -735,7 +776,8 @@ mod tests {
         /// `get_or_insert_at` answers as std's `entry().or_insert` whatever
         /// its remembered slot has become since (removals shift runs,
         /// clears change the stamp, growth moves everything), and leaves
-        /// the slot of the key it was given.
+        /// the slot of the key it was given; `get_at` from that slot
+        /// answers as `get`.
         #[test]
         fn get_or_insert_at_matches_std_hashmap(
             ops in prop::collection::vec((0u8..6, 0u64..100, any::<u32>()), 1..600),
@@ -757,12 +799,18 @@ mod tests {
                         map.clear();
                         model.clear();
                     }
-                    _ => prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k)),
+                    _ => {
+                        prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+                        // The remembered slot holds another key, or one
+                        // cleared or shifted away, as often as not.
+                        prop_assert_eq!(map.get_at(last, &Stamped(k, 0)), model.get(&k));
+                    }
                 }
                 prop_assert_eq!(map.len(), model.len());
             }
             for k in 0..100u64 {
                 prop_assert_eq!(map.get(&Stamped(k, 0)), model.get(&k));
+                prop_assert_eq!(map.get_at(last, &Stamped(k, 0)), model.get(&k));
             }
         }
 

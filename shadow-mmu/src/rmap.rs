@@ -66,7 +66,6 @@ use alloc::vec::Vec;
 use core::hash::Hash;
 
 use arrayvec::ArrayVec;
-use hashbrown::HashMap;
 
 use crate::compose::{BLOCK_1G, BLOCK_2M, PAGE_SIZE};
 use crate::flat::{FlatKey, FlatMap};
@@ -308,6 +307,39 @@ struct Incarnation {
     stale_bits: u32,
 }
 
+/// A `contexts` key: a context, and whether the slot holds one (every
+/// value of `C` may name a context, so vacancy needs its own flag; the
+/// flag fits the key's padding for the small ids the service uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ContextKey<C> {
+    context: C,
+    occupied: bool,
+}
+
+impl<C: ContextId> ContextKey<C> {
+    fn of(context: C) -> Self {
+        ContextKey {
+            context,
+            occupied: true,
+        }
+    }
+}
+
+impl<C: ContextId> FlatKey for ContextKey<C> {
+    fn vacant() -> Self {
+        ContextKey {
+            context: C::default(),
+            occupied: false,
+        }
+    }
+    fn is_vacant(&self) -> bool {
+        !self.occupied
+    }
+    fn flat_word(&self) -> u64 {
+        self.context.word()
+    }
+}
+
 /// A chunk of one context's L2 blocks of one size class: what a range
 /// removal kills at once (see [`Kills`]). Chunk numbers are below 2^58 (an
 /// address shifted right by at least 18), so `u64::MAX` marks a vacant
@@ -504,7 +536,13 @@ pub struct ReverseMap<C> {
     l1_lists: FlatMap<L1Key, L1List>,
     l1_blocks: BlockIndex<u8>,
     l2_blocks: BlockIndex<(C, u8)>,
-    contexts: HashMap<C, Incarnation>,
+    /// Per context (never removed: the service's contexts are its slots'
+    /// VMIDs, a fixed set).
+    contexts: FlatMap<ContextKey<C>, Incarnation>,
+    /// The `contexts` slot an insert last found its context in: a run of
+    /// inserts of one context (a vCPU's faults) checks that slot and does
+    /// not hash (see [`FlatMap::get_or_insert_at`]).
+    last_context: usize,
     live: usize,
     sweep: usize,
     /// Records detached from `by_shadow` (removed for every query) but
@@ -725,7 +763,8 @@ impl<C: ContextId> ReverseMap<C> {
             l1_lists: FlatMap::new(),
             l1_blocks: BlockIndex::default(),
             l2_blocks: BlockIndex::default(),
-            contexts: HashMap::new(),
+            contexts: FlatMap::new(),
+            last_context: 0,
             live: 0,
             sweep: 0,
             pending: Vec::with_capacity(PENDING_UNLINKS),
@@ -757,7 +796,9 @@ impl<C: ContextId> ReverseMap<C> {
             l1_lists: FlatMap::with_capacity(records),
             l1_blocks: BlockIndex::with_capacity(records),
             l2_blocks: BlockIndex::with_capacity(records),
-            contexts: HashMap::with_capacity(contexts),
+            // At least one: the service has a slot when sized for none.
+            contexts: FlatMap::with_capacity(contexts.max(1)),
+            last_context: 0,
             live: 0,
             sweep: 0,
             pending: Vec::with_capacity(PENDING_UNLINKS),
@@ -785,21 +826,14 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     /// Bytes [`ReverseMap::with_capacity`]`(_, contexts)` allocates beside
-    /// its records, at most: the per-context table (a hashbrown map of
-    /// `contexts * 8 / 7` rounded up to a power of two buckets, at least 4;
-    /// an entry and a control byte each, a group of 16 control bytes more,
-    /// and up to 16 of alignment), the pending unlinks' vector (review
-    /// 38 R38-3: not counted before) and the killed chunks' table.
+    /// its records, at most: the per-context table (a [`FlatMap`] sized
+    /// for `contexts`, at least one, which never grows: the service
+    /// records at most its slots' VMIDs), the pending unlinks' vector
+    /// (review 38 R38-3: not counted before) and the killed chunks' table.
     pub const fn fixed_bytes(contexts: usize) -> usize {
-        let buckets = if contexts < 4 {
-            4
-        } else if contexts < 8 {
-            8
-        } else {
-            (contexts * 8 / 7).next_power_of_two()
-        };
-        buckets * (core::mem::size_of::<(C, Incarnation)>() + 1)
-            + 2 * 16
+        let contexts = if contexts == 0 { 1 } else { contexts };
+        FlatMap::<ContextKey<C>, Incarnation>::slots_for(contexts)
+            * FlatMap::<ContextKey<C>, Incarnation>::slot_bytes()
             + PENDING_UNLINKS * core::mem::size_of::<(u32, u8, u64)>()
             + Kills::<C>::preallocated_bytes()
     }
@@ -810,6 +844,7 @@ impl<C: ContextId> ReverseMap<C> {
         let slab = u32::from(self.records.capacity() > self.capacity)
             + u32::from(self.free.capacity() > self.capacity);
         slab + self.by_shadow.growths()
+            + self.contexts.growths()
             + self.l1_lists.growths()
             + self.l1_blocks.growths()
             + self.l2_blocks.growths()
@@ -862,7 +897,27 @@ impl<C: ContextId> ReverseMap<C> {
     }
 
     fn epoch(&self, context: C) -> u64 {
-        self.contexts.get(&context).map_or(0, |c| c.epoch)
+        self.incarnation(context).map_or(0, |c| c.epoch)
+    }
+
+    /// `context`'s incarnation, if it has one.
+    fn incarnation(&self, context: C) -> Option<&Incarnation> {
+        self.contexts
+            .get_at(self.last_context, &ContextKey::of(context))
+    }
+
+    fn incarnation_mut(&mut self, context: C) -> Option<&mut Incarnation> {
+        self.contexts.get_mut(&ContextKey::of(context))
+    }
+
+    /// `context`'s incarnation, made (epoch 0, nothing live) if it has
+    /// none; the insert's way, through the slot it found the last one in.
+    fn incarnation_or_new(&mut self, context: C) -> &mut Incarnation {
+        self.contexts.get_or_insert_at(
+            &mut self.last_context,
+            ContextKey::of(context),
+            Incarnation::default,
+        )
     }
 
     fn shadow_ref(context: C, l2_ipa: u64, class: u8) -> ShadowRef<C> {
@@ -897,7 +952,10 @@ impl<C: ContextId> ReverseMap<C> {
             Ok(meta) => {
                 if meta.l1 == l1_ipa && meta.class == class8 {
                     // `epoch`, on the fields (`meta` holds `by_shadow`).
-                    let epoch_now = self.contexts.get(&shadow.context).map_or(0, |c| c.epoch);
+                    let epoch_now = self
+                        .contexts
+                        .get_at(self.last_context, &ContextKey::of(shadow.context))
+                        .map_or(0, |c| c.epoch);
                     let id = meta.id;
                     // Looked up only while a chunk is killed.
                     let kill = self.kills.covering(
@@ -963,7 +1021,7 @@ impl<C: ContextId> ReverseMap<C> {
                 .filter(|id| *id != NIL && self.records.len() < self.capacity)
                 .ok_or(RmapError::Full)?,
         };
-        let incarnation = self.contexts.entry(shadow.context).or_default();
+        let incarnation = self.incarnation_or_new(shadow.context);
         incarnation.live += 1;
         incarnation.classes |= 1 << class;
         let epoch = incarnation.epoch;
@@ -1029,7 +1087,7 @@ impl<C: ContextId> ReverseMap<C> {
     /// takes no slab slot, so it sweeps nothing (the sweep keeps pace with
     /// the slots inserts take).
     fn revive(&mut self, id: u32, context: C, class: usize, epoch: u64) {
-        let incarnation = self.contexts.entry(context).or_default();
+        let incarnation = self.incarnation_or_new(context);
         incarnation.live += 1;
         incarnation.classes |= 1 << class;
         incarnation.stale_bits -= 1;
@@ -1051,7 +1109,7 @@ impl<C: ContextId> ReverseMap<C> {
         self.kills.release(pos);
         self.l2_blocks
             .insert((context, class), l2, SIZES_LOG2[usize::from(class)]);
-        self.contexts.entry(context).or_default().stale_bits += 1;
+        self.incarnation_or_new(context).stale_bits += 1;
     }
 
     /// Unlinks the record of (`context`, `l2`) from every index; its class
@@ -1078,7 +1136,7 @@ impl<C: ContextId> ReverseMap<C> {
         let size_log2 = SIZES_LOG2[usize::from(meta.class)];
         // A killed record has no bit (its chunk's went at the kill).
         let had_bit = self.l2_blocks.remove((context, meta.class), l2, size_log2);
-        let c = self.contexts.get_mut(&context);
+        let c = self.contexts.get_mut(&ContextKey::of(context));
         let live = kill.is_none() && meta.epoch == c.as_ref().map_or(0, |c| c.epoch);
         if let Some(pos) = kill {
             self.kills.release(pos);
@@ -1231,7 +1289,7 @@ impl<C: ContextId> ReverseMap<C> {
         // A record with its bit is never killed: live, or dead by its
         // epoch (its bit was stale).
         let live = meta.epoch == epoch;
-        if let Some(c) = self.contexts.get_mut(&context) {
+        if let Some(c) = self.incarnation_mut(context) {
             if live {
                 c.live -= 1;
             } else {
@@ -1677,7 +1735,7 @@ impl<C: ContextId> ReverseMap<C> {
         // lines past its first page).
         if runs.len() > 1 {
             for &(context, l2, _) in &runs {
-                let classes = self.contexts.get(&context).map_or(0, |c| c.classes);
+                let classes = self.incarnation(context).map_or(0, |c| c.classes);
                 for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
                     if classes & (1 << class) != 0 {
                         let base = l2 & !((1u64 << size_log2) - 1);
@@ -1702,8 +1760,7 @@ impl<C: ContextId> ReverseMap<C> {
         // Dead records (of earlier epochs) of other classes may remain: they
         // are invisible and swept later, so they need no visit here.
         let (classes, epoch) = self
-            .contexts
-            .get(&context)
+            .incarnation(context)
             .map_or((0, 0), |c| (c.classes, c.epoch));
         for (class, &size_log2) in SIZES_LOG2.iter().enumerate() {
             if classes & (1 << class) == 0 {
@@ -1768,8 +1825,7 @@ impl<C: ContextId> ReverseMap<C> {
     ) -> usize {
         let (context, class) = owner;
         let (epoch, stale_bits) = self
-            .contexts
-            .get(&context)
+            .incarnation(context)
             .map_or((0, 0), |c| (c.epoch, c.stale_bits));
         let whole = WholeChunks {
             kill: stale_bits == 0,
@@ -1827,7 +1883,7 @@ impl<C: ContextId> ReverseMap<C> {
         live += killed;
         if live > 0 || stale > 0 {
             self.live -= live;
-            if let Some(c) = self.contexts.get_mut(&context) {
+            if let Some(c) = self.incarnation_mut(context) {
                 c.live -= live;
                 c.stale_bits = c.stale_bits.saturating_sub(stale as u32);
             }
@@ -1923,7 +1979,7 @@ impl<C: ContextId> ReverseMap<C> {
     /// Returns how many were live.
     pub fn forget_context(&mut self, context: C) -> usize {
         self.settle();
-        let Some(c) = self.contexts.get_mut(&context) else {
+        let Some(c) = self.incarnation_mut(context) else {
             return 0;
         };
         let n = c.live;

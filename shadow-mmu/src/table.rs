@@ -803,7 +803,7 @@ impl<T: Keyed + 'static> Table<T> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn get_in<'g>(bucket: &Bucket<T>, key: T::Key, hash: u64, guard: &'g Guard) -> Option<&'g T> {
         bucket
             .slots
@@ -1629,16 +1629,35 @@ impl<O: IndexOwner> BlockIndex<O> {
     pub(crate) fn insert(&mut self, owner: O, base: u64, size_log2: u32) -> bool {
         let chunk = base >> chunk_shift(size_log2);
         let (word, bit) = bit_of(base, size_log2);
-        let words =
-            self.bits
-                .get_or_insert_at(&mut self.last_insert, ChunkKey::new(owner, chunk), || {
-                    self.ordered.insert((owner, chunk));
-                    [0; CHUNK_WORDS]
-                });
+        // The last chunk's slot checked here; the rest out of line, where
+        // the new chunk's ordered entry is made (a closure made here for
+        // it cost its captures' stores on every insert).
+        let slot = match self
+            .bits
+            .slot_holding(self.last_insert, &ChunkKey::new(owner, chunk))
+        {
+            Some(slot) => slot,
+            None => self.insert_chunk(owner, chunk),
+        };
+        let words = self.bits.value_mut(slot);
         let added = words[word] & bit == 0;
         words[word] |= bit;
         self.len += usize::from(added);
         added
+    }
+
+    /// The hashed level's slot of chunk `chunk` of `owner`, made (empty,
+    /// with its ordered entry) if absent; remembered for the next insert.
+    #[cold]
+    #[inline(never)]
+    fn insert_chunk(&mut self, owner: O, chunk: u64) -> usize {
+        let ordered = &mut self.ordered;
+        let slot = self.bits.slot_or_place(ChunkKey::new(owner, chunk), || {
+            ordered.insert((owner, chunk));
+            [0; CHUNK_WORDS]
+        });
+        self.last_insert = slot;
+        slot
     }
 
     /// Marks block `base` absent; whether it was present.

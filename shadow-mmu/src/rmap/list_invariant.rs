@@ -160,7 +160,8 @@ fn check_kills(map: &ReverseMap<u32>) -> Result<(), String> {
             ));
         }
     }
-    for (&context, incarnation) in &map.contexts {
+    for (key, incarnation) in map.contexts.iter() {
+        let context = key.context;
         let want = stale.get(&context).copied().unwrap_or(0);
         if incarnation.stale_bits != want {
             return Err(format!(
@@ -849,18 +850,21 @@ fn a_context_with_stale_bits_removes_record_by_record() {
     fill_pages(&mut map, 1, 0, 128, L1);
     assert_eq!(map.forget_context(1), 128);
     check_lists(&map).unwrap();
-    assert_eq!(map.contexts[&1].stale_bits, 128);
+    assert_eq!(map.incarnation(1).expect("context 1").stale_bits, 128);
     map.insert(L1, r(1, 0, PAGE_SIZE)).unwrap();
-    assert_eq!(map.contexts[&1].stale_bits, 127);
+    assert_eq!(map.incarnation(1).expect("context 1").stale_bits, 127);
     // Eight new records: their inserts sweep 32 slots (page 0's is live
     // again), so 31 dead records and their bits go.
     fill_pages(&mut map, 1, 128, 8, L1);
     check_lists(&map).unwrap();
-    assert_eq!(map.contexts[&1].stale_bits, 127 - 31);
+    assert_eq!(map.incarnation(1).expect("context 1").stale_bits, 127 - 31);
     assert_eq!(map.remove_shadow_range(1, 0, 136 << 12), 9);
     check_lists(&map).unwrap();
     assert!(map.kills.is_empty());
-    assert_eq!((map.len(), map.contexts[&1].stale_bits), (0, 0));
+    assert_eq!(
+        (map.len(), map.incarnation(1).expect("context 1").stale_bits),
+        (0, 0)
+    );
     fill_pages(&mut map, 1, 0, 128, 0x8000_0000);
     assert_eq!(map.remove_shadow_range(1, 0, 128 << 12), 128);
     assert_eq!(map.kills.list.len(), 2);
@@ -891,7 +895,8 @@ fn a_forgotten_contexts_records_are_swept_while_chunks_stay_killed() {
     check_lists(&map).unwrap();
     assert!(!map.kills.is_empty(), "the kills outlast the inserts");
     assert_eq!(
-        map.contexts[&1].stale_bits, 0,
+        map.incarnation(1).expect("context 1").stale_bits,
+        0,
         "context 1's dead records were not swept"
     );
     fill_pages(&mut map, 1, 0, 64, L1);
