@@ -720,12 +720,11 @@ pub(crate) type VmidIndex = FlatMap<VmidKey, usize>;
 /// first context, its cache.
 #[derive(Debug)]
 struct DirectoryState<S> {
-    /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context.
-    slots: Vec<Option<ContextKey>>,
-    /// Slot i's context's place in the directory's table (`Some` exactly
-    /// when `slots[i]` is): a TLBI reaches the context there, without
-    /// hashing its key and probing (`Directory::for_vmid`).
-    places: Vec<Option<NodePlace>>,
+    /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context
+    /// and the context's place in the directory's table, where a TLBI
+    /// reaches it without hashing the key and probing
+    /// (`Directory::for_vmid`).
+    slots: Vec<Option<(ContextKey, NodePlace)>>,
     /// Slot i's shadow: made up front ([`Directory::reserve_shadows`]) so
     /// that a new context never waits for a root frame (else for its first
     /// context), and passed on to every later one.
@@ -859,7 +858,6 @@ impl<S: Send + Sync + 'static> Directory<S> {
             table: Table::with_capacity(slots * DIRECTORY_PLACES_PER_SLOT),
             state: Mutex::new(DirectoryState {
                 slots: alloc::vec![None; slots],
-                places: alloc::vec![None; slots],
                 shadows: (0..slots).map(|_| None).collect(),
                 caches: (0..slots).map(|_| None).collect(),
                 live: 0,
@@ -1139,8 +1137,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
         // after all, the context is simply not created (the slot stays
         // free; the caller retries).
         let (context, place) = self.table.insert_either(context, hashes, guard).ok()?;
-        state.slots[slot] = Some(*key);
-        state.places[slot] = Some(place);
+        state.slots[slot] = Some((*key, place));
         state.live += 1;
         state.link_vmid(key.vmid, slot);
         Some((context, created))
@@ -1160,7 +1157,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
     /// on the context without it, and must expect it to be retired (and the
     /// slot to have a successor) meanwhile.
     pub(crate) fn in_slot<'g>(&self, slot: usize, guard: &'g Guard) -> Option<&'g Context<S>> {
-        let key = self.state.lock().slots.get(slot).copied().flatten()?;
+        let (key, _) = self.state.lock().slots.get(slot).copied().flatten()?;
         self.find(&key, guard)
     }
 
@@ -1186,7 +1183,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
         let mut slot = start;
         for _ in 0..n {
             let used = state.slots[slot]
-                .and_then(|key| self.linked(&key, guard))
+                .and_then(|(key, _)| self.linked(&key, guard))
                 .is_some_and(|context| context.take_used());
             if !used {
                 break;
@@ -1206,8 +1203,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
         guard: &Guard,
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),
     ) -> Option<ContextKey> {
-        let victim = state.slots[slot].take()?;
-        state.places[slot] = None;
+        let (victim, _) = state.slots[slot].take()?;
         if let Some(context) = self.linked(&victim, guard) {
             let mut held = context.lock();
             context.retire(&mut held);
@@ -1235,9 +1231,9 @@ impl<S: Send + Sync + 'static> Directory<S> {
         // only under it, and never moved), so the key's two hashes and
         // the bucket probe (~80 instructions a page TLBI) are not needed.
         let mut visit_slot = |slot: usize| {
-            if let Some(place) = state.places.get(slot).copied().flatten() {
+            if let Some((key, place)) = state.slots.get(slot).copied().flatten() {
                 if let Some(context) = self.table.get_at(place, guard) {
-                    debug_assert_eq!(Some(context.key()), state.slots[slot]);
+                    debug_assert_eq!(context.key(), key);
                     visit(context);
                 }
             }
