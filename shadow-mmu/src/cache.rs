@@ -764,6 +764,24 @@ impl CacheIndex {
     }
 }
 
+/// One old node fewer in `count` (`WalkCache::old_leaf_nodes` or
+/// `old_path_nodes`, writers only: plain loads and stores); `linked` scans
+/// the table for old nodes (debug builds check it at zero).
+fn old_node_replaced(count: &AtomicUsize, linked: impl FnOnce() -> usize) {
+    let old = count.load(Ordering::Relaxed);
+    debug_assert_ne!(old, 0, "an old node was linked, so counted");
+    // Zero would be a miscount: keep it (and the index's gate) rather
+    // than wrap.
+    if old == 0 {
+        return;
+    }
+    count.store(old - 1, Ordering::Relaxed);
+    if old == 1 {
+        // The gate goes: nothing old may be left (a scan, debug only).
+        debug_assert_eq!(linked(), 0);
+    }
+}
+
 /// A flushed index of at most this many chunks is dropped on the spot;
 /// a larger one (a few allocations per chunk group of its ordered level) is
 /// left to the epoch collector.
@@ -1548,15 +1566,7 @@ impl WalkCache {
 
     /// [`WalkCache::old_leaf_replaced`] for the path table.
     fn old_path_replaced(&self, guard: &Guard) {
-        let old = self.old_path_nodes.load(Ordering::Relaxed);
-        debug_assert_ne!(old, 0, "an old path node was linked, so counted");
-        if old == 0 {
-            return;
-        }
-        self.old_path_nodes.store(old - 1, Ordering::Relaxed);
-        if old == 1 {
-            debug_assert_eq!(self.old_paths_linked(guard), 0);
-        }
+        old_node_replaced(&self.old_path_nodes, || self.old_paths_linked(guard));
     }
 
     /// Old path nodes the table links, by a scan of every place: what
@@ -1572,18 +1582,7 @@ impl WalkCache {
     /// the writer lock. Not cold: after a VMID flush every walking fault's
     /// insert comes here.
     fn old_leaf_replaced(&self, guard: &Guard) {
-        let old = self.old_leaf_nodes.load(Ordering::Relaxed);
-        debug_assert_ne!(old, 0, "an old node was linked, so counted");
-        // Zero would be a miscount: keep it (and the index's gate) rather
-        // than wrap.
-        if old == 0 {
-            return;
-        }
-        self.old_leaf_nodes.store(old - 1, Ordering::Relaxed);
-        if old == 1 {
-            // The gate goes: nothing old may be left (a scan, debug only).
-            debug_assert_eq!(self.old_leaves_linked(guard), 0);
-        }
+        old_node_replaced(&self.old_leaf_nodes, || self.old_leaves_linked(guard));
     }
 
     /// Old leaf nodes the table links, by a scan of every place: what
