@@ -19,7 +19,7 @@ use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{ShadowConfig, ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
 use crate::table::{
     node_bytes, pool_preallocated_bytes, pooled_bytes_per_place, stash_bytes, table_bytes,
-    EMPTY_RING, PLACE_BYTES,
+    NodePlace, EMPTY_RING, PLACE_BYTES,
 };
 
 /// Pages of L2 IPA space one L2 access may need shadowed at once, which
@@ -100,9 +100,13 @@ pub const CACHE_STRUCT_BYTES: usize = arc_bytes::<WalkCache>();
 /// slot's entries in the directory's arrays (key, shadow, cache, VMID
 /// links). The directory's hash table and VMID index, rounded to powers of
 /// two, are counted whole ([`Budget::directory_bytes`]).
-pub const SLOT_BYTES: usize = CACHE_STRUCT_BYTES
-    + SHADOW_STRUCT_BYTES
-    + size_of::<Option<ContextKey>>()
+pub const SLOT_BYTES: usize =
+    CACHE_STRUCT_BYTES + SHADOW_STRUCT_BYTES + DIRECTORY_ARRAYS_SLOT_BYTES;
+
+/// Bytes of a context slot's entries in the directory's arrays: its key
+/// with its context's table place, its shadow, its cache and its VMID
+/// links (made whole by `Directory::new`).
+pub const DIRECTORY_ARRAYS_SLOT_BYTES: usize = size_of::<Option<(ContextKey, NodePlace)>>()
     + size_of::<Option<Arc<()>>>()
     + size_of::<Option<Arc<WalkCache>>>()
     + size_of::<(usize, usize)>();

@@ -569,11 +569,23 @@ pub(crate) struct CacheIndex {
     /// ([`CacheIndex::settle_pages`]), and `live_leaves` leaves them out.
     pending_pages: [u64; PENDING_PAGE_UNINDEX],
     pending_len: usize,
+    /// Paths (their keys, [`path_key`]) a page invalidation unlinked from
+    /// the table whose bits in `paths` are still set
+    /// ([`CacheIndex::unindex_path_later`]): as for `pending_pages`, every
+    /// use of `paths`' bits clears them first ([`CacheIndex::settle_paths`])
+    /// and `live_paths` leaves them out.
+    pending_paths: [u64; PENDING_PATH_UNINDEX],
+    pending_paths_len: usize,
 }
 
 /// Page removals [`CacheIndex::unindex_page_later`] keeps waiting at most;
 /// the next one clears them first.
 const PENDING_PAGE_UNINDEX: usize = 16;
+
+/// Path removals [`CacheIndex::unindex_path_later`] keeps waiting at most
+/// (a page invalidation removes one path a level, four at most); the next
+/// one clears them first.
+const PENDING_PATH_UNINDEX: usize = 8;
 
 impl CacheIndex {
     /// An index for at most `leaves` cached leaves and `paths` cached
@@ -609,7 +621,8 @@ impl CacheIndex {
     }
 
     pub(crate) fn live_paths(&self) -> usize {
-        self.paths.len()
+        // Pending paths are no longer cached (their nodes are unlinked).
+        self.paths.len() - self.pending_paths_len
     }
 
     fn add_leaf(&mut self, base: u64, size_log2: u8) -> bool {
@@ -685,12 +698,87 @@ impl CacheIndex {
 
     fn add_path(&mut self, region_base: u64, level: i8, span_log2: u8) -> bool {
         self.path_spans[(level + 1) as usize] = span_log2;
+        if self.keep_pending_path(level, region_base) {
+            return true;
+        }
         self.paths.insert(level, region_base, u32::from(span_log2))
     }
 
+    /// The path of `level` at `region_base` is cached again while its bit
+    /// waits to be cleared (a page invalidation, then the walk of the
+    /// fault that follows): the bit is still set, so it just stops
+    /// waiting, and neither call reads the bit's chunk. Whether it was
+    /// waiting.
+    fn keep_pending_path(&mut self, level: i8, region_base: u64) -> bool {
+        let pending = &mut self.pending_paths[..self.pending_paths_len];
+        let key = path_key(region_base, level);
+        let Some(at) = pending.iter().position(|&p| p == key) else {
+            return false;
+        };
+        pending.swap(at, pending.len() - 1);
+        self.pending_paths_len -= 1;
+        true
+    }
+
     fn remove_path(&mut self, region_base: u64, level: i8) -> bool {
+        self.settle_paths();
         let span_log2 = self.path_spans[(level + 1) as usize];
         span_log2 != 0 && self.paths.remove(level, region_base, u32::from(span_log2))
+    }
+
+    /// The path of `level` at `region_base` was just unlinked from the
+    /// table by a page invalidation that did not read this index
+    /// ([`WalkCache::paths_without_index`]): its bit goes at the index's
+    /// next use of path bits ([`CacheIndex::settle_paths`]), or stays when
+    /// the path is cached again first ([`CacheIndex::keep_pending_path`]:
+    /// the walk of the fault that usually follows). The bit's removal was
+    /// a hash-map probe and, the region's chunk emptied, its ring's
+    /// bookkeeping: ~70 instructions a level of a page invalidation, and
+    /// as many again for the refault's insert (README "Stop 35").
+    fn unindex_path_later(&mut self, level: i8, region_base: u64) {
+        if self.pending_paths_len == PENDING_PATH_UNINDEX {
+            self.settle_paths_now();
+        }
+        self.pending_paths[self.pending_paths_len] = path_key(region_base, level);
+        self.pending_paths_len += 1;
+    }
+
+    /// Before a use of `paths`' bits (other than a prefetch, which reads
+    /// nothing): clears the bits [`CacheIndex::unindex_path_later`] left.
+    #[inline]
+    fn settle_paths(&mut self) {
+        if self.pending_paths_len != 0 {
+            self.settle_paths_now();
+        }
+    }
+
+    fn settle_paths_now(&mut self) {
+        let pending = core::mem::take(&mut self.pending_paths_len);
+        for i in 0..pending {
+            let key = self.pending_paths[i];
+            let (level, base) = ((key & 0xfff) as i8 - 1, key & !0xfff);
+            let span_log2 = self.path_spans[(level + 1) as usize];
+            let listed = self.paths.remove(level, base, u32::from(span_log2));
+            debug_assert!(listed, "a pending path's bit is set until settled");
+        }
+    }
+}
+
+/// One old node fewer in `count` (`WalkCache::old_leaf_nodes` or
+/// `old_path_nodes`, writers only: plain loads and stores); `linked` scans
+/// the table for old nodes (debug builds check it at zero).
+fn old_node_replaced(count: &AtomicUsize, linked: impl FnOnce() -> usize) {
+    let old = count.load(Ordering::Relaxed);
+    debug_assert_ne!(old, 0, "an old node was linked, so counted");
+    // Zero would be a miscount: keep it (and the index's gate) rather
+    // than wrap.
+    if old == 0 {
+        return;
+    }
+    count.store(old - 1, Ordering::Relaxed);
+    if old == 1 {
+        // The gate goes: nothing old may be left (a scan, debug only).
+        debug_assert_eq!(linked(), 0);
     }
 }
 
@@ -796,6 +884,14 @@ pub(crate) struct WalkCache {
     /// lock, as every read): plain loads and stores. Last in the struct:
     /// off the hit path's line.
     old_leaf_nodes: AtomicUsize,
+    /// `old_leaf_nodes` for the path table: path nodes a flush left
+    /// linked that no index lists. While none is, a page invalidation's
+    /// path removal probes the table alone ([`WalkCache::paths_without_index`]).
+    /// Kept as `old_leaf_nodes` is ([`WalkCache::old_path_replaced`]), and
+    /// exact for the same reasons: the path table has no stash and no
+    /// second bucket, an eviction takes a live node only, and every other
+    /// removal removes a listed key or runs while this is zero.
+    old_path_nodes: AtomicUsize,
 }
 
 impl WalkCache {
@@ -815,6 +911,7 @@ impl WalkCache {
             path_levels: AtomicU8::new(0),
             flush: AtomicU64::new(0),
             old_leaf_nodes: AtomicUsize::new(0),
+            old_path_nodes: AtomicUsize::new(0),
         }
     }
 
@@ -1147,20 +1244,40 @@ impl WalkCache {
             self.path_levels
                 .fetch_or(1 << (path.level + 1), Ordering::Release);
             let path = CachedPath { flush, ..*path };
-            match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
-                Displaced::SameKey => {}
-                Displaced::Nothing | Displaced::Dead => {
-                    index.add_path(path.region_base, path.level, path.span_log2);
-                }
-                Displaced::Evicted(old) => {
-                    let old_level = (old & 0xfff) as i8 - 1;
-                    index.remove_path(old & !0xfff, old_level);
-                    index.add_path(path.region_base, path.level, path.span_log2);
-                    evicted += 1;
-                }
-            }
+            evicted += usize::from(self.insert_path(index, path, hash, guard).is_some());
         }
         evicted
+    }
+
+    /// Inserts `path` (stamped with the current flush number; `hash` its
+    /// path hash) and lists it in `index`; the key of the path evicted for
+    /// it, if any. Caller holds the writer lock that guards `index`.
+    fn insert_path(
+        &self,
+        index: &mut CacheIndex,
+        path: CachedPath,
+        hash: u64,
+        guard: &Guard,
+    ) -> Option<u64> {
+        let flush = path.flush;
+        match self.paths.insert(path, hash, guard, |n| n.flush != flush).0 {
+            Displaced::SameKey => None,
+            Displaced::Nothing => {
+                index.add_path(path.region_base, path.level, path.span_log2);
+                None
+            }
+            Displaced::Dead => {
+                self.old_path_replaced(guard);
+                index.add_path(path.region_base, path.level, path.span_log2);
+                None
+            }
+            Displaced::Evicted(old) => {
+                let old_level = (old & 0xfff) as i8 - 1;
+                index.remove_path(old & !0xfff, old_level);
+                index.add_path(path.region_base, path.level, path.span_log2);
+                Some(old)
+            }
+        }
     }
 
     /// Asks for the cache lines an [`WalkCache::invalidate_range`] of a
@@ -1217,16 +1334,31 @@ impl WalkCache {
                 if second.wrapping_sub(first) >> span_log2 > 1 {
                     continue;
                 }
-                for base in [Some(first), (second != first).then_some(second)]
-                    .into_iter()
-                    .flatten()
-                {
-                    let key = path_key(base, level);
+                // The first region's, and the last's when it is another
+                // (a plain pair of calls: an iterator over the two options
+                // cost ~30 instructions a level).
+                if second == first && self.paths_without_index() {
+                    // Its chunk is read at the index's next use, not now
+                    // (`invalidate_range`'s probe path).
+                    let key = path_key(first, level);
                     self.paths.prefetch(self.path_hash(key));
-                    index.paths.prefetch(level, base, u32::from(span_log2));
+                    continue;
+                }
+                self.prefetch_path(index, level, first, span_log2);
+                if second != first {
+                    self.prefetch_path(index, level, second, span_log2);
                 }
             }
         }
+    }
+
+    /// [`WalkCache::prefetch_range`]'s lines of the level-`level` path of
+    /// the region at `base`: its table bucket and its index chunk.
+    #[inline(always)]
+    fn prefetch_path(&self, index: &CacheIndex, level: i8, base: u64, span_log2: u8) {
+        let key = path_key(base, level);
+        self.paths.prefetch(self.path_hash(key));
+        index.paths.prefetch(level, base, u32::from(span_log2));
     }
 
     /// log2 of the largest leaf the cache has held since it was made (0
@@ -1292,6 +1424,17 @@ impl WalkCache {
                     // for a leaf, not a span walk.
                     let base = start & mask;
                     let key = path_key(base, level);
+                    if self.paths_without_index() {
+                        // Every node the table links is a listed one: the
+                        // table's probe is the gate, and the index's bit
+                        // goes at its next use.
+                        if self.paths.remove_batched(key, self.path_hash(key), guard) {
+                            index.unindex_path_later(level, base);
+                            removed += 1;
+                        }
+                        continue;
+                    }
+                    index.settle_paths();
                     if index.paths.remove(level, base, u32::from(span_log2))
                         && self.paths.remove_batched(key, self.path_hash(key), guard)
                     {
@@ -1299,6 +1442,7 @@ impl WalkCache {
                     }
                     continue;
                 }
+                index.settle_paths();
                 index
                     .paths
                     .drain_overlapping(level, u32::from(span_log2), start, last, |base| {
@@ -1410,24 +1554,35 @@ impl WalkCache {
             && self.old_leaf_nodes.load(Ordering::Relaxed) == 0
     }
 
+    /// Whether a page invalidation's path removals may skip the index:
+    /// while no old path node is linked (`old_path_nodes`), every node the
+    /// path table links is listed, so its probe finds only live paths. (A
+    /// flush leaves old nodes linked that no index lists: a probe would
+    /// find and count one.) Caller holds the writer lock.
+    #[inline]
+    fn paths_without_index(&self) -> bool {
+        self.old_path_nodes.load(Ordering::Relaxed) == 0
+    }
+
+    /// [`WalkCache::old_leaf_replaced`] for the path table.
+    fn old_path_replaced(&self, guard: &Guard) {
+        old_node_replaced(&self.old_path_nodes, || self.old_paths_linked(guard));
+    }
+
+    /// Old path nodes the table links, by a scan of every place: what
+    /// `old_path_nodes` counts. For assertions and tests.
+    fn old_paths_linked(&self, guard: &Guard) -> usize {
+        let flush = self.flush.load(Ordering::Relaxed);
+        self.paths.count_linked(guard, |n| n.flush != flush)
+    }
+
     /// An insert unlinked an old node ([`Displaced::Dead`]: one the table
     /// found dead, stamped by an older flush), which no index listed: one
     /// fewer. At zero the page path may skip the index again. Caller holds
     /// the writer lock. Not cold: after a VMID flush every walking fault's
     /// insert comes here.
     fn old_leaf_replaced(&self, guard: &Guard) {
-        let old = self.old_leaf_nodes.load(Ordering::Relaxed);
-        debug_assert_ne!(old, 0, "an old node was linked, so counted");
-        // Zero would be a miscount: keep it (and the index's gate) rather
-        // than wrap.
-        if old == 0 {
-            return;
-        }
-        self.old_leaf_nodes.store(old - 1, Ordering::Relaxed);
-        if old == 1 {
-            // The gate goes: nothing old may be left (a scan, debug only).
-            debug_assert_eq!(self.old_leaves_linked(guard), 0);
-        }
+        old_node_replaced(&self.old_leaf_nodes, || self.old_leaves_linked(guard));
     }
 
     /// Old leaf nodes the table links, by a scan of every place: what
@@ -1544,9 +1699,13 @@ impl WalkCache {
         let old = self.old_leaf_nodes.load(Ordering::Relaxed);
         self.old_leaf_nodes
             .store(old + index.live_leaves(), Ordering::Relaxed);
-        // Pending pages' nodes are gone already: their bits go with the
-        // rest.
+        let old = self.old_path_nodes.load(Ordering::Relaxed);
+        self.old_path_nodes
+            .store(old + index.live_paths(), Ordering::Relaxed);
+        // Pending pages' and paths' nodes are gone already: their bits go
+        // with the rest.
         index.pending_len = 0;
+        index.pending_paths_len = 0;
         let ordered = (index.leaves.clear(), index.paths.clear());
         if ordered.0.len() + ordered.1.len() <= INLINE_DROP_CHUNKS {
             // Small: dropping it here costs less than deferring it.
@@ -2147,6 +2306,171 @@ mod tests {
             assert!(
                 flushed_with_leaves > 0 && resumed > 0 && fast_after_flush > 0,
                 "seed {seed}: {flushed_with_leaves} flushes, {resumed} resumed, {fast_after_flush} fast"
+            );
+        }
+    }
+
+    /// Page invalidations that leave their paths' index bits for later
+    /// (`unindex_path_later`), mixed with path inserts (the same regions'
+    /// again, as the refault's walk does, and others, with evictions),
+    /// range invalidations over several regions and flushes, against a
+    /// list of what is cached: every invalidation removes and counts
+    /// exactly the paths whose region it overlaps, the paths found in the
+    /// table are exactly the listed ones, the index's count agrees, and
+    /// the count of old path nodes equals a scan of the table after every
+    /// step. Fails when a range's drain does not clear the waiting bits
+    /// first, when a path cached again while waiting is inserted anew
+    /// (its bit then cleared under it), when a page's table probe stands
+    /// in for the index while a flush's old nodes are linked (one is found
+    /// and counted), and when an insert over an old node does not count it.
+    #[test]
+    fn deferred_path_unindexing_matches_a_list_of_paths() {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        const BASE: u64 = 0x80_0000_0000;
+        // (level, span_log2, regions): 2 MiB, 1 GiB and 512 GiB regions
+        // from BASE, as a 4 KiB-granule walk from level 0 leaves them.
+        const LEVELS: [(i8, u8, u64); 3] = [(2, 21, 12), (1, 30, 3), (0, 39, 1)];
+        let universe: Vec<(i8, u64, u8)> = LEVELS
+            .iter()
+            .flat_map(|&(level, span, regions)| {
+                (0..regions).map(move |r| (level, BASE + (r << span), span))
+            })
+            .collect();
+        let covers = |&(_, base, span): &(i8, u64, u8), start: u64, end: u64| {
+            base < end && start < base + (1u64 << span)
+        };
+        for seed in 0..16u64 {
+            let mut state = mix(seed + 11);
+            let mut next = || {
+                let z = mix(state);
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z
+            };
+            // 16 path places: the 16 regions do not always fit their
+            // buckets, so some inserts evict.
+            let cache = WalkCache::held(Arc::new(WalkCache::new(64, 16, next())));
+            let mut index = CacheIndex::default();
+            let mut listed: Vec<(i8, u64, u8)> = Vec::new();
+            let insert = |index: &mut CacheIndex,
+                          listed: &mut Vec<(i8, u64, u8)>,
+                          (level, base, span): (i8, u64, u8),
+                          guard: &Guard| {
+                cache.take_index(index);
+                let path = CachedPath {
+                    level,
+                    region_base: base,
+                    span_log2: span,
+                    reads: [DescriptorRead::default(); MAX_PATH],
+                    len: 1,
+                    flush: cache.flush.load(Ordering::Relaxed),
+                };
+                let key = path.cache_key();
+                if let Some(old) = cache.insert_path(index, path, cache.path_hash(key), guard) {
+                    listed.retain(|&(l, b, _)| path_key(b, l) != old);
+                }
+                if !listed.contains(&(level, base, span)) {
+                    listed.push((level, base, span));
+                }
+            };
+            // Flushes that left old nodes, times the count came back to
+            // zero after one, and page invalidations that left a bit
+            // waiting after that.
+            let (mut flushed_with_paths, mut resumed, mut fast_after_flush) = (0, 0, 0);
+            let mut gated = false;
+            for step in 0..2000 {
+                let guard = handle.pin();
+                let page = BASE + (next() % (12 << 9)) * 4096;
+                match next() % 16 {
+                    0..=5 => {
+                        let path = universe[next() as usize % universe.len()];
+                        insert(&mut index, &mut listed, path, &guard);
+                    }
+                    6..=12 => {
+                        // A page; now and then a range over several 2 MiB
+                        // regions (a drain at level 2).
+                        let len = if next() % 4 == 0 {
+                            (1 + next() % 5) << 21
+                        } else {
+                            4096
+                        };
+                        let end = page + len;
+                        let fast = len == 4096 && cache.paths_without_index();
+                        let expected = listed.iter().filter(|p| covers(p, page, end)).count();
+                        let removed = cache.invalidate_range(
+                            &mut index,
+                            page,
+                            end,
+                            Levels::Any,
+                            &guard,
+                            |_, _| {},
+                        );
+                        assert_eq!(
+                            removed, expected,
+                            "seed {seed} step {step}: [{page:#x}, {end:#x})"
+                        );
+                        // The page's probe path leaves every removed bit
+                        // waiting.
+                        if fast {
+                            assert!(index.pending_paths_len >= expected.min(1));
+                            fast_after_flush +=
+                                usize::from(expected != 0 && flushed_with_paths != 0);
+                        }
+                        let gone: Vec<_> = listed
+                            .iter()
+                            .copied()
+                            .filter(|p| covers(p, page, end))
+                            .collect();
+                        listed.retain(|p| !covers(p, page, end));
+                        // The refault's walk caches the page's paths again
+                        // (usually; their bits still wait).
+                        if next() % 4 != 0 {
+                            for path in gone {
+                                insert(&mut index, &mut listed, path, &guard);
+                            }
+                        }
+                    }
+                    13 if step >= 500 && next() % 4 == 0 => {
+                        flushed_with_paths += usize::from(!listed.is_empty());
+                        cache.flush(&mut index, &guard);
+                        listed.clear();
+                    }
+                    14 => {
+                        // A refill: every region's path cached again (each
+                        // old node's key, so every old node's place is
+                        // taken, unless evicted meanwhile).
+                        for &path in &universe {
+                            insert(&mut index, &mut listed, path, &guard);
+                        }
+                    }
+                    _ => {}
+                }
+                assert_eq!(index.live_paths(), listed.len(), "seed {seed} step {step}");
+                let old = cache.old_path_nodes.load(Ordering::Relaxed);
+                assert_eq!(
+                    old,
+                    cache.old_paths_linked(&guard),
+                    "seed {seed} step {step}"
+                );
+                resumed += usize::from(gated && old == 0);
+                gated = old != 0;
+                let flush = cache.flush.load(Ordering::Relaxed);
+                for path in &universe {
+                    let key = path_key(path.1, path.0);
+                    let found = cache
+                        .paths
+                        .get(key, cache.path_hash(key), &guard)
+                        .is_some_and(|p| p.flush == flush);
+                    assert_eq!(
+                        found,
+                        listed.contains(path),
+                        "seed {seed} step {step}: {path:x?}"
+                    );
+                }
+            }
+            assert!(
+                flushed_with_paths > 0 && resumed > 0 && fast_after_flush > 0,
+                "seed {seed}: {flushed_with_paths} flushes, {resumed} resumed, {fast_after_flush} fast"
             );
         }
     }

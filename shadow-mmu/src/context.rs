@@ -41,7 +41,7 @@ use crate::cache::{CacheIndex, CachedPath, CachedWalk, HeldCache, LeafHasher, Wa
 use crate::flat::{FlatKey, FlatMap};
 use crate::sync::epoch::{Collector, Guard};
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
-use crate::table::{hash2, Keyed, Table};
+use crate::table::{hash2, Keyed, NodePlace, Table};
 
 /// VTCR_EL2 fields that change what a walk returns: exactly the bits the
 /// walker reads ([`walker::VTCR_WALK_FIELDS`]: T0SZ, SL0, SH0, TG0, PS, HA,
@@ -720,8 +720,11 @@ pub(crate) type VmidIndex = FlatMap<VmidKey, usize>;
 /// first context, its cache.
 #[derive(Debug)]
 struct DirectoryState<S> {
-    /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context.
-    slots: Vec<Option<ContextKey>>,
+    /// Slot i owns shadow VMID `vmids.of_slot(i)`; the key of its context
+    /// and the context's place in the directory's table, where a TLBI
+    /// reaches it without hashing the key and probing
+    /// (`Directory::for_vmid`).
+    slots: Vec<Option<(ContextKey, NodePlace)>>,
     /// Slot i's shadow: made up front ([`Directory::reserve_shadows`]) so
     /// that a new context never waits for a root frame (else for its first
     /// context), and passed on to every later one.
@@ -1133,8 +1136,8 @@ impl<S: Send + Sync + 'static> Directory<S> {
         // bucket victim just left the first one. Should neither have one
         // after all, the context is simply not created (the slot stays
         // free; the caller retries).
-        let context = self.table.insert_either(context, hashes, guard).ok()?;
-        state.slots[slot] = Some(*key);
+        let (context, place) = self.table.insert_either(context, hashes, guard).ok()?;
+        state.slots[slot] = Some((*key, place));
         state.live += 1;
         state.link_vmid(key.vmid, slot);
         Some((context, created))
@@ -1154,7 +1157,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
     /// on the context without it, and must expect it to be retired (and the
     /// slot to have a successor) meanwhile.
     pub(crate) fn in_slot<'g>(&self, slot: usize, guard: &'g Guard) -> Option<&'g Context<S>> {
-        let key = self.state.lock().slots.get(slot).copied().flatten()?;
+        let (key, _) = self.state.lock().slots.get(slot).copied().flatten()?;
         self.find(&key, guard)
     }
 
@@ -1180,7 +1183,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
         let mut slot = start;
         for _ in 0..n {
             let used = state.slots[slot]
-                .and_then(|key| self.linked(&key, guard))
+                .and_then(|(key, _)| self.linked(&key, guard))
                 .is_some_and(|context| context.take_used());
             if !used {
                 break;
@@ -1200,7 +1203,7 @@ impl<S: Send + Sync + 'static> Directory<S> {
         guard: &Guard,
         on_retire: impl FnOnce(&Context<S>, &mut ContextState),
     ) -> Option<ContextKey> {
-        let victim = state.slots[slot].take()?;
+        let (victim, _) = state.slots[slot].take()?;
         if let Some(context) = self.linked(&victim, guard) {
             let mut held = context.lock();
             context.retire(&mut held);
@@ -1223,9 +1226,14 @@ impl<S: Send + Sync + 'static> Directory<S> {
         mut visit: impl FnMut(&Context<S>),
     ) {
         let state = self.state.lock();
+        // Each slot's context through its recorded place: under the lock
+        // the place holds exactly the slot's context (placed and removed
+        // only under it, and never moved), so the key's two hashes and
+        // the bucket probe (~80 instructions a page TLBI) are not needed.
         let mut visit_slot = |slot: usize| {
-            if let Some(key) = state.slots.get(slot).copied().flatten() {
-                if let Some(context) = self.linked(&key, guard) {
+            if let Some((key, place)) = state.slots.get(slot).copied().flatten() {
+                if let Some(context) = self.table.get_at(place, guard) {
+                    debug_assert_eq!(context.key(), key);
                     visit(context);
                 }
             }

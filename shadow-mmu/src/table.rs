@@ -183,6 +183,14 @@ impl<T> Bucket<T> {
     }
 }
 
+/// Where [`Table::insert_either`] put a node: its bucket and its index
+/// there ([`Table::get_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodePlace {
+    bucket: usize,
+    index: usize,
+}
+
 /// A place holding a node: its bucket (or the stash's), its index there
 /// and the node.
 type Place<'t, 'g, T> = (&'t Bucket<T>, usize, Shared<'g, Node<T>>);
@@ -1067,13 +1075,15 @@ impl<T: Keyed + 'static> Table<T> {
     /// Inserts `node`, whose key is in neither of its buckets, into the
     /// emptier of the two (the first on a tie), with that bucket's hash as
     /// its tag; nothing is evicted. Gives the node back when both buckets
-    /// are full. Caller holds the owner's writer lock.
+    /// are full. Caller holds the owner's writer lock. Returns the node and
+    /// its place, which it keeps until removed: such a table (no stash, no
+    /// second hash) never moves a node ([`Table::get_at`]).
     pub(crate) fn insert_either<'g>(
         &self,
         node: T,
         hashes: [u64; 2],
         guard: &'g Guard,
-    ) -> Result<&'g T, T> {
+    ) -> Result<(&'g T, NodePlace), T> {
         debug_assert!(self.stash.is_empty() && self.second.is_none());
         let [first, second] = hashes;
         let (free_first, free_second) = (
@@ -1085,7 +1095,8 @@ impl<T: Keyed + 'static> Table<T> {
         } else {
             first
         };
-        let bucket = self.bucket(hash);
+        let bucket_index = self.bucket_index(hash);
+        let bucket = &self.buckets[bucket_index];
         let Some(index) = bucket
             .slots
             .iter()
@@ -1100,7 +1111,33 @@ impl<T: Keyed + 'static> Table<T> {
         retire(old, guard);
         // SAFETY: as in `insert`: allocated just now, published, destroyed
         // only after unlinking and a grace period ('g is pinned).
-        Ok(unsafe { new.deref() }.read())
+        let node = unsafe { new.deref() }.read();
+        Ok((
+            node,
+            NodePlace {
+                bucket: bucket_index,
+                index,
+            },
+        ))
+    }
+
+    /// The node at `place`, if any: for an owner that keeps the place
+    /// [`Table::insert_either`] returned for as long as it keeps the node
+    /// linked (nothing moves a node of such a table), so a probe by key,
+    /// its hashes and tag compares are not needed to reach it again. The
+    /// node is whatever the place holds: the caller makes sure that is
+    /// the one it put there (it holds the owner's writer lock, under which
+    /// the node is removed and the place reused).
+    #[inline]
+    pub(crate) fn get_at<'g>(&self, place: NodePlace, guard: &'g Guard) -> Option<&'g T> {
+        debug_assert!(self.stash.is_empty() && self.second.is_none());
+        let shared =
+            self.buckets.get(place.bucket)?.slots[place.index].load(Ordering::Acquire, guard);
+        // SAFETY: as in `get_in`: loaded from a slot under `guard`, freed
+        // only through the collector after its unlinking, so alive until
+        // 'g ends; fully written before the Release store that published
+        // it.
+        unsafe { shared.as_ref() }.map(Node::read)
     }
 
     /// Removes the node with `key` from whichever of its two buckets holds

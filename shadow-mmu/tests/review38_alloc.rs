@@ -12,7 +12,9 @@ mod common;
 
 use common::counting::{live_bytes, Counting};
 use common::*;
-use shadow_mmu::budget::{Budget, COLLECTOR_BYTES, SHADOW_STRUCT_BYTES};
+use shadow_mmu::budget::{
+    Budget, COLLECTOR_BYTES, DIRECTORY_ARRAYS_SLOT_BYTES, SHADOW_STRUCT_BYTES,
+};
 use shadow_mmu::rmap::ReverseMap;
 use shadow_mmu::service::{HostBackend, Service};
 use shadow_mmu::shadow_table::{ShadowConfig, SHADOW_LISTS_BYTES};
@@ -31,12 +33,12 @@ fn service_new_allocates_no_more_than_the_budget_counts() {
         let s = Service::new(config, memory, l0, backend).expect("service");
         let made = (live_bytes() - before) as usize;
         // What the budget counts of what `new` makes: the directory's
-        // tables, the reverse map's preallocated part, every slot's shadow
-        // struct (at most SHADOW_STRUCT_BYTES) and its lists, and the fixed
-        // parts.
+        // tables and its per-slot arrays, the reverse map's preallocated
+        // part, every slot's shadow struct (at most SHADOW_STRUCT_BYTES)
+        // and its lists, and the fixed parts.
         let counted = Budget::directory_bytes(contexts)
             + ReverseMap::<u16>::preallocated_bytes(budget.reverse_map_records())
-            + contexts * (SHADOW_STRUCT_BYTES + SHADOW_LISTS_BYTES)
+            + contexts * (DIRECTORY_ARRAYS_SLOT_BYTES + SHADOW_STRUCT_BYTES + SHADOW_LISTS_BYTES)
             + Budget::service_fixed_bytes(contexts);
         println!(
             "{contexts} contexts: Service::new allocated {made} B, the budget counts {counted} B"
