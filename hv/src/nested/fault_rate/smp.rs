@@ -1047,6 +1047,14 @@ pub fn check(pass: Pass, prep: &Counts, window: &Window<'_>) -> Result<(), Misma
                 Bound::within(0, l2_shared),
                 v.logged_by_another,
             ),
+            // Each of its L2's stores denied at most once (then the page
+            // is writable): logged or found logged, at most the pages its
+            // L2 writes (vCPU 0's own are the shared ones).
+            (
+                "L2's denied writes, logged or to a page another vCPU logged",
+                Bound::within(0, own_written + if k == 0 { 0 } else { l2_shared }),
+                v.logged.wrapping_add(v.logged_by_another),
+            ),
             (
                 "pages logged from L1's own writes",
                 Bound::within(0, by_l1),
@@ -1741,6 +1749,24 @@ mod tests {
                 Relation::AtMost,
                 16,
                 17
+            ))
+        );
+        // L1's outcomes counted on its L2's counters (a QEMU run's: L2's
+        // logs vCPU 0 17, vCPU 1 41, L1's 6; found logged L2's 3, L1's
+        // 5): vCPU 1's L2 logged or found logged more writes than it
+        // made, each bound apart holding.
+        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
+        vcpus[0].logged = 17;
+        vcpus[1].logged = 41 + 6;
+        vcpus[1].logged_by_another = 3 + 5;
+        assert_eq!(
+            check_window((counts, vcpus, tally)),
+            Err((
+                Some(1),
+                "L2's denied writes, logged or to a page another vCPU logged",
+                Relation::AtMost,
+                48,
+                55
             ))
         );
         // An L1 write logged on vCPU 0, whose L1 writes no data page.
