@@ -66,6 +66,26 @@ use crate::nested::fault_rate::{Pass, BLOCK_PAGES, BLOCK_ROTATION, LAST_ROTATION
 global_asm!(
     l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
     r#"
+// The pages vCPU 1's L1 writes in pass 7 (`smp::written_by_l1`: L2 pages
+// n * 32 * t, t odd): x2 the first, x3 the step to the next, x5 the data
+// pages' first address (clobbers x4).
+.macro UMBRA_LFS_L1_WRITTEN
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    lsl     x2, x4, #{dirty_reads_shift}
+    lsl     x3, x4, #({dirty_reads_shift} + 1)
+    adr     x5, umbra_lfs_image
+    add     x5, x5, #{data_offset}
+.endm
+// x6 = the address of L2 page x2's L1 page in pass 7 (rotation
+// `LAST_ROTATION`), from x5.
+.macro UMBRA_LFS_L1_WRITTEN_PAGE
+    add     x6, x2, #{last_rotation}
+    and     x6, x6, #({pages} - 1)
+    add     x6, x5, x6, lsl #12
+.endm
+"#,
+    r#"
 .pushsection .rodata.umbra_lfs, "a"
 .balign 4096
 .global umbra_lfs_image
@@ -362,18 +382,11 @@ umbra_lfs_done:
     // third word), whichever of them hv logged.
     cmp     x23, #{dirty_log_pass}
     b.ne    16f
-    adr     x4, umbra_lfs_vcpus
-    ldr     x4, [x4]
-    lsl     x2, x4, #{dirty_reads_shift}
-    lsl     x3, x4, #({dirty_reads_shift} + 1)
-    adr     x5, umbra_lfs_image
-    add     x5, x5, #{data_offset}
+    UMBRA_LFS_L1_WRITTEN
     UMBRA_LFS_MOV64 x7, {l1_mark}
 17: cmp     x2, #{pages}
     b.hs    16f
-    add     x6, x2, #{last_rotation}
-    and     x6, x6, #({pages} - 1)
-    add     x6, x5, x6, lsl #12
+    UMBRA_LFS_L1_WRITTEN_PAGE
     ldp     x8, x24, [x6, #8]
     orr     x25, x7, x2
     cmp     x24, x25
@@ -430,17 +443,10 @@ umbra_lfs_done:
     // L1 writes (`smp::written_by_l1`) cleared while hv's blocks are
     // still writable (it write-protects them at BEGIN), so the check
     // after the pass sees this pass's writes.
-    adr     x4, umbra_lfs_vcpus
-    ldr     x4, [x4]
-    lsl     x2, x4, #{dirty_reads_shift}
-    lsl     x3, x4, #({dirty_reads_shift} + 1)
-    adr     x5, umbra_lfs_image
-    add     x5, x5, #{data_offset}
+    UMBRA_LFS_L1_WRITTEN
 15: cmp     x2, #{pages}
     b.hs    14f
-    add     x6, x2, x21
-    and     x6, x6, #({pages} - 1)
-    add     x6, x5, x6, lsl #12
+    UMBRA_LFS_L1_WRITTEN_PAGE
     stp     xzr, xzr, [x6, #8]
     add     x2, x2, x3
     b       15b

@@ -1705,84 +1705,99 @@ mod tests {
                 48
             ))
         );
-        // A denial found logged counted as one more log neither way: more
-        // of them than the shared pages' other writers.
-        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
-        vcpus[1].logged_by_another = 16;
-        vcpus[1].l1_logged_by_another = 17;
-        assert_eq!(
-            check_window((counts, vcpus, tally)),
-            Err((
-                None,
-                "denied writes (L2's and L1's own) to a page another vCPU logged",
-                Relation::AtMost,
-                32,
-                33
-            ))
-        );
-        // vCPU 1's L2 found logged by another on more pages than it writes
-        // of the shared ones (an L1 write counted as its L2's).
-        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
-        vcpus[1].logged_by_another = 17;
-        vcpus[1].l1_logged_by_another = 15;
-        assert_eq!(
-            check_window((counts, vcpus, tally)),
-            Err((
-                Some(1),
-                "denied writes to a page another vCPU logged",
-                Relation::AtMost,
-                16,
-                17
-            ))
-        );
-        // L1's stores denied more often than it wrote pages (one denied
-        // again after its page was resolved).
-        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
-        vcpus[1].l1_logged = 1;
-        vcpus[1].l1_logged_by_another = 16;
-        vcpus[0].logged -= 1;
-        assert_eq!(
-            check_window((counts, vcpus, tally)),
-            Err((
-                Some(1),
-                "L1's own denied writes, logged or to a page another vCPU logged",
-                Relation::AtMost,
-                16,
-                17
-            ))
-        );
-        // L1's outcomes counted on its L2's counters (a QEMU run's: L2's
-        // logs vCPU 0 17, vCPU 1 41, L1's 6; found logged L2's 3, L1's
-        // 5): vCPU 1's L2 logged or found logged more writes than it
-        // made, each bound apart holding.
-        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
-        vcpus[0].logged = 17;
-        vcpus[1].logged = 41 + 6;
-        vcpus[1].logged_by_another = 3 + 5;
-        assert_eq!(
-            check_window((counts, vcpus, tally)),
-            Err((
-                Some(1),
-                "L2's denied writes, logged or to a page another vCPU logged",
-                Relation::AtMost,
-                48,
-                55
-            ))
-        );
-        // An L1 write logged on vCPU 0, whose L1 writes no data page.
-        let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
-        vcpus[0].logged -= 1;
-        vcpus[0].l1_logged = 1;
-        assert_eq!(
-            check_window((counts, vcpus, tally)),
-            Err((
-                Some(0),
-                "pages logged from L1's own writes",
-                Relation::Exactly,
-                0,
-                1
-            ))
-        );
+        // Miscounted logs on the window of both vCPUs denied on every
+        // shared page, each with the first count it breaks.
+        type Miscount = fn(&mut [VcpuFaults; 2]);
+        let miscounts: [(Miscount, _); 5] = [
+            // A denial found logged counted as one more log neither way:
+            // more of them than the shared pages' other writers.
+            (
+                |v| {
+                    v[1].logged_by_another = 16;
+                    v[1].l1_logged_by_another = 17;
+                },
+                (
+                    None,
+                    "denied writes (L2's and L1's own) to a page another vCPU logged",
+                    Relation::AtMost,
+                    32,
+                    33,
+                ),
+            ),
+            // vCPU 1's L2 found logged by another on more pages than it
+            // writes of the shared ones (an L1 write counted as its L2's).
+            (
+                |v| {
+                    v[1].logged_by_another = 17;
+                    v[1].l1_logged_by_another = 15;
+                },
+                (
+                    Some(1),
+                    "denied writes to a page another vCPU logged",
+                    Relation::AtMost,
+                    16,
+                    17,
+                ),
+            ),
+            // L1's outcomes counted on its L2's counters (a QEMU run's:
+            // L2's logs vCPU 0 17, vCPU 1 41, L1's 6; found logged L2's 3,
+            // L1's 5): vCPU 1's L2 logged or found logged more writes than
+            // it made, each bound apart holding.
+            (
+                |v| {
+                    v[0].logged = 17;
+                    v[1].logged = 41 + 6;
+                    v[1].logged_by_another = 3 + 5;
+                },
+                (
+                    Some(1),
+                    "L2's denied writes, logged or to a page another vCPU logged",
+                    Relation::AtMost,
+                    48,
+                    55,
+                ),
+            ),
+            // L1's stores denied more often than it wrote pages (one
+            // denied again after its page was resolved).
+            (
+                |v| {
+                    v[1].l1_logged = 1;
+                    v[1].l1_logged_by_another = 16;
+                    v[0].logged -= 1;
+                },
+                (
+                    Some(1),
+                    "L1's own denied writes, logged or to a page another vCPU logged",
+                    Relation::AtMost,
+                    16,
+                    17,
+                ),
+            ),
+            // An L1 write logged on vCPU 0, whose L1 writes no data page.
+            (
+                |v| {
+                    v[0].logged -= 1;
+                    v[0].l1_logged = 1;
+                },
+                (
+                    Some(0),
+                    "pages logged from L1's own writes",
+                    Relation::Exactly,
+                    0,
+                    1,
+                ),
+            ),
+        ];
+        for (miscount, (vcpu, what, relation, bound, got)) in miscounts {
+            let (counts, mut vcpus, tally) = raced_window(3, 3, 2);
+            vcpus[1].logged_by_another = 16;
+            vcpus[1].l1_logged_by_another = 16;
+            miscount(&mut vcpus);
+            assert_eq!(
+                check_window((counts, vcpus, tally)),
+                Err((vcpu, what, relation, bound, got))
+            );
+        }
         // Six faults on a shared page (a resolved write denied again): past
         // the most.
         let (counts, vcpus, tally) = raced_window(3, 3, 3);
