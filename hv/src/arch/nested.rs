@@ -2609,6 +2609,13 @@ fn fault_rate_l1_dirty_write(nested: &Nested, vcpu: &mut Vcpu, esr: u64) -> bool
             }
         }
     };
+    // `fault-rate-smp`: vCPU 1's L1 writes some of the pages every vCPU
+    // writes (`smp::written_by_l1`), for its L2; its denial is that
+    // vCPU's, held as its L2's would be, so L1's write races vCPU 0's
+    // L2's on the page.
+    if nested.demo.is_fault_rate_smp() {
+        fault_rate_smp_hold_shared_denial(nested, vcpu, l1_ipa);
+    }
     let outcome = fault_rate_log_dirty_write(nested, vcpu.index, l1_ipa);
     // `fault-rate-smp`: counted as its L2's are, on the vCPU's counters,
     // which vCPU 0's BEGIN snapshots for every vCPU. The single-vCPU
@@ -2980,8 +2987,9 @@ fn fault_rate_smp_each(
 
 /// `fault-rate-smp`'s dirty-log pass ended (its window checked, each
 /// vCPU's logged pages among it): hv's one log must hold exactly the L1
-/// pages the vCPUs' L2s wrote (`smp::check_dirty_log`), whichever vCPU's
-/// write logged each. Prints its line, or ends the run `FAILED`.
+/// pages the vCPUs wrote (`smp::check_dirty_log`: their L2s', vCPU 1's
+/// L1's own among them), whichever vCPU's write logged each. Prints its
+/// line, or ends the run `FAILED`.
 fn fault_rate_smp_dirty_log_end(
     nested: &Nested,
     vcpus: u64,
@@ -3005,11 +3013,15 @@ fn fault_rate_smp_dirty_log_end(
     };
     let each = |count| fault_rate_smp_each(per_vcpu, count);
     println!(
-        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs' L2s wrote (the first of every {} pages each read; {} of them, vCPU 0's, written by every vCPU), each logged on the vCPU whose write reached the log first ({}); writes denied on a page another vCPU logged meanwhile, resolved: {}",
+        "hv: nested: fault-rate-smp: dirty log: {dirty} of {PAGES} L1 data pages logged dirty, each once: exactly the pages the vCPUs wrote (the first of every {} pages each L2 read; {} of them, vCPU 0's, written by every vCPU, {} of those by vCPU {}'s L1 itself), each logged on the vCPU whose write reached the log first (L2's writes: {}; L1's own: {}); writes denied on a page another vCPU logged meanwhile, resolved: L2's {}; L1's own {}",
         smp::DIRTY_WRITE_READS,
         smp::shared_written(vcpus),
+        smp::l1_written(vcpus),
+        smp::L1_WRITER,
         each(|v| v.logged),
+        each(|v| v.l1_logged),
         each(|v| v.logged_by_another),
+        each(|v| v.l1_logged_by_another),
     );
 }
 

@@ -25,7 +25,10 @@
 //!    and 9; page j in order, j * SCATTER_STRIDE mod PAGES in pass 5;
 //!    in pass 7 it writes the first of every `smp::DIRTY_WRITE_READS`
 //!    pages it reads (vCPU k > 0 first also vCPU 0's page at the same
-//!    step, position j - k: `smp::written_by_every_vcpu`), in pass 9
+//!    step, position j - k: `smp::written_by_every_vcpu`; vCPU 1 at its
+//!    odd write steps asks its L1 with `hvc #3`, which writes that page
+//!    itself, `smp::written_by_l1`: L1's own write racing vCPU 0's L2's
+//!    on the write-protected page), in pass 9
 //!    the first of every `smp::LOG_END_WRITE_READS`), checks each one's
 //!    pattern, and reports with `hvc #2`; its L1 checks
 //!    it read its share and found no wrong value (else
@@ -35,7 +38,9 @@
 //!    last, turns itself off with CPU_OFF);
 //! 4. vCPU 0 waits for every other vCPU's `reported` to reach p (at most
 //!    200 s), reads CNTVCT_EL0 and calls hv's END (x1 = p, x2 the ticks, x3 the pages
-//!    read, x4 = n), where hv prints the pass's line and checks it; then
+//!    read, x4 = n), where hv prints the pass's line and checks it (after
+//!    pass 7 L1 checks each page its vCPU 1 wrote holds both its write
+//!    and vCPU 0's L2's, whose words it cleared before the pass); then
 //!    for the next pass q (p + 1, but 5 after 2: `smp::PASSES`) it
 //!    prepares as the single-vCPU L1 does: up to pass 5 it remaps
 //!    (rotation q - 1, break, the pass's TLBIs: passes 2 and 5
@@ -53,12 +58,33 @@ use core::arch::global_asm;
 
 use super::nested_l1_fault_rate::{DATA_OFFSET, MAGIC};
 use crate::nested::fault_rate::smp::{
-    DIRTY_WRITE_READS, LOG_END_WRITE_READS, SHARED_WRITE_BIT, SKIP_FROM, SKIP_TO,
+    DIRTY_WRITE_READS, L1_WRITER, L1_WRITE_MARK, LOG_END_WRITE_READS, SHARED_WRITE_BIT, SKIP_FROM,
+    SKIP_TO,
 };
 use crate::nested::fault_rate::{Pass, BLOCK_PAGES, BLOCK_ROTATION, LAST_ROTATION, SCATTER_STRIDE};
 
 global_asm!(
     l1_asm_macros!("UMBRA_LFS", "umbra_lfs"),
+    r#"
+// The pages vCPU 1's L1 writes in pass 7 (`smp::written_by_l1`: L2 pages
+// n * 32 * t, t odd): x2 the first, x3 the step to the next, x5 the data
+// pages' first address (clobbers x4).
+.macro UMBRA_LFS_L1_WRITTEN
+    adr     x4, umbra_lfs_vcpus
+    ldr     x4, [x4]
+    lsl     x2, x4, #{dirty_reads_shift}
+    lsl     x3, x4, #({dirty_reads_shift} + 1)
+    adr     x5, umbra_lfs_image
+    add     x5, x5, #{data_offset}
+.endm
+// x6 = the address of L2 page x2's L1 page in pass 7 (rotation
+// `LAST_ROTATION`), from x5.
+.macro UMBRA_LFS_L1_WRITTEN_PAGE
+    add     x6, x2, #{last_rotation}
+    and     x6, x6, #({pages} - 1)
+    add     x6, x5, x6, lsl #12
+.endm
+"#,
     r#"
 .pushsection .rodata.umbra_lfs, "a"
 .balign 4096
@@ -220,7 +246,35 @@ umbra_lfs_lower_sync:
     b.eq    umbra_lfs_ready
     cmp     x21, #2
     b.eq    umbra_lfs_done
+    cmp     x21, #3
+    b.eq    umbra_lfs_l1_write
     b       umbra_lfs_fail
+
+// hvc #3 (pass 7, vCPU 1's L2 at its odd write steps, in place of its
+// store: `smp::written_by_l1`): L1 itself writes the page, L2 page x17
+// (L1 page (x17 + x0) mod PAGES, x0 L2's rotation), through its own
+// mapping (MMU off: the address is the L1 IPA), `smp::L1_WRITE_MARK` |
+// x17 into its third word, at about the moment vCPU 0's L2 writes the
+// page's second word. hv write-protected the page for its dirty log: the
+// store is L1's own stage-2 permission fault at L0, and runs again once
+// hv logged the page (or found it logged by vCPU 0's write). Then L2
+// again, after its `hvc #3`.
+umbra_lfs_l1_write:
+    mov     x11, x19
+    adr     x10, umbra_lfs_msg_l1_write_vcpu
+    cmp     x19, #{l1_writer}
+    b.ne    umbra_lfs_fail
+    ldr     x1, [sp, #136]
+    ldr     x2, [sp, #0]
+    add     x3, x1, x2
+    and     x3, x3, #({pages} - 1)
+    add     x4, x9, #{data_offset}
+    add     x4, x4, x3, lsl #12
+    UMBRA_LFS_MOV64 x5, {l1_mark}
+    orr     x5, x5, x1
+    str     x5, [x4, #16]
+    UMBRA_LFS_RESTORE
+    eret
 
 // hvc #1: L2 is about to read. On vCPU 0: hv's BEGIN, the count, `go`;
 // on the others: nothing (they ERET'd into L2 after `go`).
@@ -322,7 +376,31 @@ umbra_lfs_done:
     mov     x11, x0
     adr     x10, umbra_lfs_msg_refused
     cbnz    x0, umbra_lfs_fail
-    cmp     x23, #{last}
+    // After pass 7: each page vCPU 1's L1 wrote (`smp::written_by_l1`:
+    // L2 pages n * 32 * t, t odd) holds both writes, vCPU 0's L2's (its
+    // index, second word) and L1's own (`smp::L1_WRITE_MARK` | index,
+    // third word), whichever of them hv logged.
+    cmp     x23, #{dirty_log_pass}
+    b.ne    16f
+    UMBRA_LFS_L1_WRITTEN
+    UMBRA_LFS_MOV64 x7, {l1_mark}
+17: cmp     x2, #{pages}
+    b.hs    16f
+    UMBRA_LFS_L1_WRITTEN_PAGE
+    ldp     x8, x24, [x6, #8]
+    orr     x25, x7, x2
+    cmp     x24, x25
+    ccmp    x8, x2, #0, eq
+    b.ne    18f
+    add     x2, x2, x3
+    b       17b
+18: mov     x25, x2
+    UMBRA_LFS_REPORT umbra_lfs_msg_both_page, x25
+    UMBRA_LFS_REPORT umbra_lfs_msg_both_l2, x8
+    mov     x11, x24
+    adr     x10, umbra_lfs_msg_both_l1
+    b       umbra_lfs_fail
+16: cmp     x23, #{last}
     b.eq    umbra_lfs_all_passed
     // The next pass (5 after 2: `smp::PASSES`) and its operands: x21
     // the rotation, x26 the order's multiplier, x27 the write period.
@@ -360,7 +438,18 @@ umbra_lfs_done:
     cmp     x23, #{dirty_log_pass}
     UMBRA_LFS_MOV64 x1, {dirty_period_shared}
     csel    x27, x1, x27, eq
-    b       14f
+    b.ne    14f
+    // Pass 7: the words vCPU 0's L2 and vCPU 1's L1 write in the pages
+    // L1 writes (`smp::written_by_l1`) cleared while hv's blocks are
+    // still writable (it write-protects them at BEGIN), so the check
+    // after the pass sees this pass's writes.
+    UMBRA_LFS_L1_WRITTEN
+15: cmp     x2, #{pages}
+    b.hs    14f
+    UMBRA_LFS_L1_WRITTEN_PAGE
+    stp     xzr, xzr, [x6, #8]
+    add     x2, x2, x3
+    b       15b
     // The block pass: L1's own remap again, now to 2 MiB blocks; after
     // it (hv ended its dirty log at BEGIN) the blocks kept, and L2
     // writes through them.
@@ -424,6 +513,10 @@ umbra_lfs_msg_no_report: .asciz "a vCPU did not report its share of the pass wit
 umbra_lfs_msg_one_vcpu: .asciz "L1 (fault-rate-smp) needs a second vCPU (three CPUs); vCPUs: "
 umbra_lfs_msg_cpu_on:   .asciz "PSCI CPU_ON for another vCPU failed: "
 umbra_lfs_msg_cpu_off_returned: .asciz "PSCI CPU_OFF returned: "
+umbra_lfs_msg_l1_write_vcpu: .asciz "L2 asked its L1 to write a page (hvc #3) on a vCPU other than 1: "
+umbra_lfs_msg_both_page: .asciz "L1 (fault-rate-smp): after pass 7, a page L1 and vCPU 0's L2 both wrote lost a write: L2 page "
+umbra_lfs_msg_both_l2:  .asciz "L1 (fault-rate-smp): its second word (vCPU 0's L2's write, the page): "
+umbra_lfs_msg_both_l1:  .asciz "a write to a page L1 and L2 both wrote in the dirty-log pass was lost; its third word (L1's write): "
 umbra_lfs_msg_refused:  .asciz "hv refused the fault-rate call: "
 umbra_lfs_msg_nl:       .asciz "\n"
 umbra_lfs_msg_fail:     .asciz "UMBRA-NESTED-FAIL: "
@@ -440,7 +533,9 @@ umbra_lfs_msg_unexpected: .asciz "unexpected exception at virtual EL2, ESR_EL2 "
 // never reaches bit {shared_bit}, so x15 - 1 tests the period alone); with
 // bit {shared_bit} set (pass 7, in order: page = position) and k = x6 mod
 // x4 not 0, first writes i - k into the second word of page i - k, the
-// page vCPU 0 writes at the same step; counts the pages (x5) and wrong
+// page vCPU 0 writes at the same step, but for vCPU {l1_writer} at its odd
+// write steps (x5 / x15 odd): there `hvc #3` with x17 = i - k, and its L1
+// writes the page itself; counts the pages (x5) and wrong
 // values (x9, the first's page x10 and value x11), then `hvc #2`.
 .balign 4096
 umbra_lfs_l2:
@@ -465,7 +560,12 @@ umbra_lfs_l2:
     msub    x16, x16, x4, x6
     cbz     x16, 7f
     sub     x17, x14, x16
-    sub     x16, x8, x16, lsl #12
+    cmp     x16, #{l1_writer}
+    b.ne    8f
+    tbz     x5, #{dirty_reads_shift}, 8f
+    hvc     #3
+    b       7f
+8:  sub     x16, x8, x16, lsl #12
     str     x17, [x16, #8]
 7:  str     x14, [x8, #8]
 6:  add     x8, x14, x0
@@ -507,6 +607,9 @@ umbra_lfs_image_end:
     block_pages_shift = const BLOCK_PAGES.trailing_zeros(),
     dirty_period_shared = const DIRTY_WRITE_READS | (1 << SHARED_WRITE_BIT),
     shared_bit = const SHARED_WRITE_BIT,
+    l1_writer = const L1_WRITER,
+    l1_mark = const L1_WRITE_MARK,
+    dirty_reads_shift = const DIRTY_WRITE_READS.trailing_zeros(),
     log_end_reads = const LOG_END_WRITE_READS,
     max_vcpus = const MAX_VCPUS,
     begin = const super::nested::HVC_FAULT_RATE_BEGIN,
