@@ -1262,6 +1262,32 @@ pub enum NestedDemo {
     El0TgeNoAt,
 }
 
+/// L1's stage-2 TLBIs a failure mode acknowledges without the service's
+/// invalidation ([`NestedDemo::skipped_stage2_tlbis`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkippedStage2Tlbis {
+    /// None: every TLBI is applied.
+    None,
+    /// Every stage-2 TLBI (`demo-no-tlbi`, `linux-no-l2-tlbi`,
+    /// `fault-rate-no-tlbi`, `fault-rate-smp-no-tlbi`).
+    All,
+    /// The range forms, RIPAS2E1(IS/OS) and RIPAS2LE1(IS/OS)
+    /// (`tlbi-race-no-range-tlbi`).
+    Ranges,
+}
+
+impl SkippedStage2Tlbis {
+    /// Whether L1's TLBI `op` is acknowledged without its invalidation.
+    pub fn skips(self, op: ipc::tlbi::TlbiOp) -> bool {
+        use ipc::tlbi::TlbiOp;
+        match self {
+            Self::None => false,
+            Self::All => true,
+            Self::Ranges => matches!(op, TlbiOp::Ripas2e1 | TlbiOp::Ripas2le1),
+        }
+    }
+}
+
 impl NestedDemo {
     /// Whether this is the recycling L1 (`recycle` and its failure modes),
     /// whose run must recycle contexts.
@@ -1307,6 +1333,20 @@ impl NestedDemo {
     /// mode).
     pub fn is_tlbi_race(self) -> bool {
         matches!(self, Self::TlbiRace | Self::TlbiRaceNoRangeTlbi)
+    }
+
+    /// Which of L1's stage-2 TLBIs hv acknowledges without the service's
+    /// invalidation: the failure modes that show a case catches a TLBI
+    /// left undone.
+    pub fn skipped_stage2_tlbis(self) -> SkippedStage2Tlbis {
+        match self {
+            Self::DemoNoTlbi
+            | Self::LinuxNoL2Tlbi
+            | Self::FaultRateNoTlbi
+            | Self::FaultRateSmpNoTlbi => SkippedStage2Tlbis::All,
+            Self::TlbiRaceNoRangeTlbi => SkippedStage2Tlbis::Ranges,
+            _ => SkippedStage2Tlbis::None,
+        }
     }
 
     /// Whether L1 is the guest bundle's Linux kernel (`linux` and its
@@ -1872,6 +1912,18 @@ pub(crate) mod tests {
             Ok(Some(NestedDemo::TlbiRaceNoRangeTlbi))
         );
         assert!(NestedDemo::TlbiRaceNoRangeTlbi.is_tlbi_race());
+        {
+            use ipc::tlbi::TlbiOp;
+            let ranges = NestedDemo::TlbiRaceNoRangeTlbi.skipped_stage2_tlbis();
+            assert!(ranges.skips(TlbiOp::Ripas2e1) && ranges.skips(TlbiOp::Ripas2le1));
+            assert!(!ranges.skips(TlbiOp::Ipas2e1) && !ranges.skips(TlbiOp::Vmalls12e1));
+            assert!(NestedDemo::DemoNoTlbi
+                .skipped_stage2_tlbis()
+                .skips(TlbiOp::Ipas2e1));
+            assert!(!NestedDemo::TlbiRace
+                .skipped_stage2_tlbis()
+                .skips(TlbiOp::Ripas2e1));
+        }
         assert!(!NestedDemo::MidChange.is_tlbi_race());
         // A budget of its own is not a value hv takes: the word is unknown.
         assert_eq!(

@@ -302,9 +302,8 @@ struct Nested {
     shadow_vtcr: u64,
     /// The TLBI forms L1 was shown (its ID_AA64ISAR0/1_EL1).
     tlbi_features: TlbiFeatures,
-    /// `demo-no-tlbi`, `linux-no-l2-tlbi`: L1's stage-2 TLBIs are
-    /// acknowledged, not applied.
-    skip_stage2_tlbi: bool,
+    /// The failure modes' L1 stage-2 TLBIs acknowledged, not applied.
+    skipped_stage2_tlbis: crate::platform::SkippedStage2Tlbis,
     /// Which demo runs (`recycle` must recycle; `recycle-stale-root` reuses
     /// a key's first root instead of asking at every entry).
     demo: NestedDemo,
@@ -1229,13 +1228,7 @@ pub fn run(
             shown(IdRegister::Isar0),
             shown(IdRegister::Isar1),
         ),
-        skip_stage2_tlbi: matches!(
-            demo,
-            NestedDemo::DemoNoTlbi
-                | NestedDemo::LinuxNoL2Tlbi
-                | NestedDemo::FaultRateNoTlbi
-                | NestedDemo::FaultRateSmpNoTlbi
-        ),
+        skipped_stage2_tlbis: demo.skipped_stage2_tlbis(),
         demo,
         mode: if non_vhe {
             L1Vel2Mode::NonVhe
@@ -3641,8 +3634,7 @@ fn l1_tlbi(nested: &Nested, vcpu: &mut Vcpu, frame: &mut GuestFrame, access: Sys
                 if nested.demo.is_tlbi_race() {
                     tlbi_race::tlbi(vcpu.index, tlbi.op);
                 }
-                if !nested.skip_stage2_tlbi && !tlbi_race::skips_invalidation(nested.demo, tlbi.op)
-                {
+                if !nested.skipped_stage2_tlbis.skips(tlbi.op) {
                     // A decode error (a reserved range granule) names no
                     // entries: the TLBI completes with nothing to drop.
                     if let Ok(request) = InvalidateRequest::new(

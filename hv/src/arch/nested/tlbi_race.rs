@@ -6,7 +6,7 @@
 //! The counters are shared by the vCPUs (relaxed atomics, read by vCPU 0
 //! at END, after vCPU 1 reported: its last exit to hv is behind it).
 
-use super::{exit, println, ExitStatus, GuestFrame, Nested, NestedDemo, Vcpu};
+use super::{exit, println, ExitStatus, GuestFrame, Nested, Vcpu};
 use crate::nested::tlbi_race::{self, HvCounts, L1Report, TlbiForm, FORMS};
 use core::sync::atomic::{AtomicU64, Ordering};
 use ipc::tlbi::TlbiOp;
@@ -64,12 +64,6 @@ pub(super) fn injected() {
 /// Counts an exception given to L1 (not an L2 HVC) or an abort to L2.
 pub(super) fn to_l1() {
     TO_L1.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Whether `tlbi-race-no-range-tlbi`'s defect drops the service's
-/// invalidation for L1's TLBI `op`: the range forms.
-pub(super) fn skips_invalidation(demo: NestedDemo, op: TlbiOp) -> bool {
-    demo == NestedDemo::TlbiRaceNoRangeTlbi && matches!(op, TlbiOp::Ripas2e1 | TlbiOp::Ripas2le1)
 }
 
 fn failed(what: core::fmt::Arguments) -> ! {
