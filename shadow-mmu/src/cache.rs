@@ -377,6 +377,11 @@ const fn path_key(region_base: u64, level: i8) -> u64 {
     region_base | (level + 1) as u64
 }
 
+/// The region base and level of a [`path_key`].
+const fn path_of_key(key: u64) -> (u64, i8) {
+    (key & !0xfff, (key & 0xfff) as i8 - 1)
+}
+
 impl Keyed for CachedPath {
     type Key = u64;
     // Looked up with `hash2(key, secret)`, a bijection of the key.
@@ -567,15 +572,13 @@ pub(crate) struct CacheIndex {
     /// in `leaves` are still set ([`CacheIndex::unindex_page_later`]):
     /// every use of `leaves`' page bits clears them first
     /// ([`CacheIndex::settle_pages`]), and `live_leaves` leaves them out.
-    pending_pages: [u64; PENDING_PAGE_UNINDEX],
-    pending_len: usize,
+    pending_pages: WaitingKeys<PENDING_PAGE_UNINDEX>,
     /// Paths (their keys, [`path_key`]) a page invalidation unlinked from
     /// the table whose bits in `paths` are still set
     /// ([`CacheIndex::unindex_path_later`]): as for `pending_pages`, every
     /// use of `paths`' bits clears them first ([`CacheIndex::settle_paths`])
     /// and `live_paths` leaves them out.
-    pending_paths: [u64; PENDING_PATH_UNINDEX],
-    pending_paths_len: usize,
+    pending_paths: WaitingKeys<PENDING_PATH_UNINDEX>,
 }
 
 /// Page removals [`CacheIndex::unindex_page_later`] keeps waiting at most;
@@ -617,12 +620,12 @@ impl CacheIndex {
 
     pub(crate) fn live_leaves(&self) -> usize {
         // Pending pages are no longer cached (their nodes are unlinked).
-        self.leaves.len() - self.pending_len
+        self.leaves.len() - self.pending_pages.len()
     }
 
     pub(crate) fn live_paths(&self) -> usize {
         // Pending paths are no longer cached (their nodes are unlinked).
-        self.paths.len() - self.pending_paths_len
+        self.paths.len() - self.pending_paths.len()
     }
 
     fn add_leaf(&mut self, base: u64, size_log2: u8) -> bool {
@@ -639,13 +642,7 @@ impl CacheIndex {
     /// bit is still set, so it just stops waiting, and neither call reads
     /// the bit's chunk. Whether the page was waiting.
     fn keep_pending_page(&mut self, base: u64) -> bool {
-        let pending = &mut self.pending_pages[..self.pending_len];
-        let Some(at) = pending.iter().position(|&p| p == base) else {
-            return false;
-        };
-        pending.swap(at, pending.len() - 1);
-        self.pending_len -= 1;
-        true
+        self.pending_pages.stop_waiting(base)
     }
 
     fn remove_leaf(&mut self, base: u64, size_log2: u8) -> bool {
@@ -661,11 +658,10 @@ impl CacheIndex {
     /// on the same page). In a large cache the bit's chunk is a line on a
     /// random page (a page walk and a miss on this VM).
     fn unindex_page_later(&mut self, base: u64) {
-        if self.pending_len == PENDING_PAGE_UNINDEX {
+        if self.pending_pages.is_full() {
             self.settle_pages_now();
         }
-        self.pending_pages[self.pending_len] = base;
-        self.pending_len += 1;
+        self.pending_pages.push(base);
     }
 
     /// Before a use of `leaves`' bits of `2^size_log2`-byte blocks: clears
@@ -677,23 +673,24 @@ impl CacheIndex {
     /// pages waiting.
     #[inline]
     fn settle_pages(&mut self, size_log2: u8) {
-        if size_log2 == PAGE_LOG2 && self.pending_len != 0 {
+        if size_log2 == PAGE_LOG2 && !self.pending_pages.is_empty() {
             self.settle_pages_now();
         }
     }
 
     fn settle_pages_now(&mut self) {
-        let pending = core::mem::take(&mut self.pending_len);
-        if pending > 1 {
-            for &base in &self.pending_pages[..pending] {
+        // By index, then cleared: moving the array out copies it whole.
+        if self.pending_pages.len() > 1 {
+            for &base in self.pending_pages.keys() {
                 self.leaves.prefetch(PAGE_LOG2, base, u32::from(PAGE_LOG2));
             }
         }
-        for i in 0..pending {
-            let base = self.pending_pages[i];
+        for i in 0..self.pending_pages.len() {
+            let base = self.pending_pages.keys()[i];
             let listed = self.leaves.remove(PAGE_LOG2, base, u32::from(PAGE_LOG2));
             debug_assert!(listed, "a pending page's bit is set until settled");
         }
+        self.pending_pages.clear();
     }
 
     fn add_path(&mut self, region_base: u64, level: i8, span_log2: u8) -> bool {
@@ -710,14 +707,8 @@ impl CacheIndex {
     /// waiting, and neither call reads the bit's chunk. Whether it was
     /// waiting.
     fn keep_pending_path(&mut self, level: i8, region_base: u64) -> bool {
-        let pending = &mut self.pending_paths[..self.pending_paths_len];
-        let key = path_key(region_base, level);
-        let Some(at) = pending.iter().position(|&p| p == key) else {
-            return false;
-        };
-        pending.swap(at, pending.len() - 1);
-        self.pending_paths_len -= 1;
-        true
+        self.pending_paths
+            .stop_waiting(path_key(region_base, level))
     }
 
     fn remove_path(&mut self, region_base: u64, level: i8) -> bool {
@@ -736,31 +727,87 @@ impl CacheIndex {
     /// bookkeeping: ~70 instructions a level of a page invalidation, and
     /// as many again for the refault's insert (README "Stop 35").
     fn unindex_path_later(&mut self, level: i8, region_base: u64) {
-        if self.pending_paths_len == PENDING_PATH_UNINDEX {
+        if self.pending_paths.is_full() {
             self.settle_paths_now();
         }
-        self.pending_paths[self.pending_paths_len] = path_key(region_base, level);
-        self.pending_paths_len += 1;
+        self.pending_paths.push(path_key(region_base, level));
     }
 
     /// Before a use of `paths`' bits (other than a prefetch, which reads
     /// nothing): clears the bits [`CacheIndex::unindex_path_later`] left.
     #[inline]
     fn settle_paths(&mut self) {
-        if self.pending_paths_len != 0 {
+        if !self.pending_paths.is_empty() {
             self.settle_paths_now();
         }
     }
 
     fn settle_paths_now(&mut self) {
-        let pending = core::mem::take(&mut self.pending_paths_len);
-        for i in 0..pending {
-            let key = self.pending_paths[i];
-            let (level, base) = ((key & 0xfff) as i8 - 1, key & !0xfff);
+        for i in 0..self.pending_paths.len() {
+            let (base, level) = path_of_key(self.pending_paths.keys()[i]);
             let span_log2 = self.path_spans[(level + 1) as usize];
             let listed = self.paths.remove(level, base, u32::from(span_log2));
             debug_assert!(listed, "a pending path's bit is set until settled");
         }
+        self.pending_paths.clear();
+    }
+}
+
+/// Keys (pages' or paths') whose index bits a page invalidation left set
+/// for the index's next use, at most `N` (plain fields: an `ArrayVec`'s
+/// checked push and `u32` length cost the page TLBI ~20 instructions).
+#[derive(Debug)]
+struct WaitingKeys<const N: usize> {
+    keys: [u64; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for WaitingKeys<N> {
+    fn default() -> Self {
+        WaitingKeys {
+            keys: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> WaitingKeys<N> {
+    fn keys(&self) -> &[u64] {
+        &self.keys[..self.len]
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    /// Adds `key`; the caller settles a full list first.
+    fn push(&mut self, key: u64) {
+        self.keys[self.len] = key;
+        self.len += 1;
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// `key` is cached again while its bit waits to be cleared: it stops
+    /// waiting. Whether it was waiting.
+    fn stop_waiting(&mut self, key: u64) -> bool {
+        let waiting = &mut self.keys[..self.len];
+        let Some(at) = waiting.iter().position(|&k| k == key) else {
+            return false;
+        };
+        waiting.swap(at, waiting.len() - 1);
+        self.len -= 1;
+        true
     }
 }
 
@@ -1272,8 +1319,8 @@ impl WalkCache {
                 None
             }
             Displaced::Evicted(old) => {
-                let old_level = (old & 0xfff) as i8 - 1;
-                index.remove_path(old & !0xfff, old_level);
+                let (old_base, old_level) = path_of_key(old);
+                index.remove_path(old_base, old_level);
                 index.add_path(path.region_base, path.level, path.span_log2);
                 Some(old)
             }
@@ -1704,8 +1751,8 @@ impl WalkCache {
             .store(old + index.live_paths(), Ordering::Relaxed);
         // Pending pages' and paths' nodes are gone already: their bits go
         // with the rest.
-        index.pending_len = 0;
-        index.pending_paths_len = 0;
+        index.pending_pages.clear();
+        index.pending_paths.clear();
         let ordered = (index.leaves.clear(), index.paths.clear());
         if ordered.0.len() + ordered.1.len() <= INLINE_DROP_CHUNKS {
             // Small: dropping it here costs less than deferring it.
@@ -2266,7 +2313,7 @@ mod tests {
                                 .count();
                             assert_eq!(removed, expected, "seed {seed} step {step}: {base:#x}");
                             // The fast path leaves the page's bit waiting.
-                            let waits = index.pending_pages[..index.pending_len].contains(&base);
+                            let waits = index.pending_pages.keys().contains(&base);
                             assert_eq!(waits, fast, "seed {seed} step {step}: {base:#x}");
                             fast_after_flush += usize::from(fast && flushed_with_leaves != 0);
                             listed.retain(|l| !overlaps(l, base, base + 1));
@@ -2412,7 +2459,7 @@ mod tests {
                         // The page's probe path leaves every removed bit
                         // waiting.
                         if fast {
-                            assert!(index.pending_paths_len >= expected.min(1));
+                            assert!(index.pending_paths.len() >= expected.min(1));
                             fast_after_flush +=
                                 usize::from(expected != 0 && flushed_with_paths != 0);
                         }
