@@ -1388,195 +1388,197 @@ pub enum DeliberateFailure {
     WriteCode,
 }
 
+/// What each word after `hv.fail=` names.
+const DELIBERATE_FAILURE_WORDS: &[(&str, DeliberateFailure)] = &[
+    ("panic", DeliberateFailure::Panic),
+    ("fault", DeliberateFailure::Fault),
+    ("write-code", DeliberateFailure::WriteCode),
+];
+
+/// What each word after `hv.gic=` names.
+const GIC_MODE_WORDS: &[(&str, GicMode)] = &[
+    ("virtual", GicMode::Virtual),
+    ("passthrough", GicMode::Passthrough),
+];
+
+/// What each word after `hv.selftest=` names.
+const SELF_TEST_WORDS: &[(&str, SelfTest)] = &[
+    ("ipc", SelfTest::Ipc),
+    ("ipc-stall", SelfTest::IpcStall),
+    ("ipc-sgi", SelfTest::IpcSgi),
+    ("ipc-sgi-lost", SelfTest::IpcSgiLost),
+    ("shadow", SelfTest::Shadow),
+    ("shadow-no-tlbi", SelfTest::ShadowNoTlbi),
+    ("shadow-no-vmalle1", SelfTest::ShadowNoVmalle1),
+    ("shadow-stuck", SelfTest::ShadowStuck),
+    ("shadow-no-ipas2e1is", SelfTest::ShadowNoIpas2e1is),
+];
+
+/// What each word after `hv.probe=` names.
+const PROBE_WORDS: &[(&str, Probe)] = &[
+    ("walk-abort", Probe::WalkAbort),
+    ("gic-active", Probe::GicActive),
+    ("spi-view", Probe::SpiView),
+    ("spi-view-no-view", Probe::SpiViewNoView),
+    ("spi-view-no-set-pending", Probe::SpiViewNoSetPending),
+];
+
+/// What each word after `hv.nested=` names.
+const NESTED_DEMO_WORDS: &[(&str, NestedDemo)] = &[
+    ("demo", NestedDemo::Demo),
+    ("demo-no-tlbi", NestedDemo::DemoNoTlbi),
+    ("fault-rate", NestedDemo::FaultRate),
+    ("fault-rate-no-tlbi", NestedDemo::FaultRateNoTlbi),
+    ("fault-rate-tight", NestedDemo::FaultRateTight),
+    ("fault-rate-smp", NestedDemo::FaultRateSmp),
+    ("fault-rate-smp-no-tlbi", NestedDemo::FaultRateSmpNoTlbi),
+    (
+        "fault-rate-smp-one-vcpu-log",
+        NestedDemo::FaultRateSmpOneVcpuLog,
+    ),
+    (
+        "fault-rate-smp-race-unresolved",
+        NestedDemo::FaultRateSmpRaceUnresolved,
+    ),
+    ("recycle", NestedDemo::Recycle),
+    ("recycle-stale-root", NestedDemo::RecycleStaleRoot),
+    ("recycle-no-off-state", NestedDemo::RecycleNoOffState),
+    ("recycle-no-kick-all", NestedDemo::RecycleNoKickAll),
+    ("recycle-no-id-reset", NestedDemo::RecycleNoIdReset),
+    ("irq", NestedDemo::Irq),
+    ("irq-no-writeback", NestedDemo::IrqNoWriteback),
+    ("irq-no-maintenance", NestedDemo::IrqNoMaintenance),
+    ("timer-hw", NestedDemo::TimerHw),
+    ("timer-hw-no-link", NestedDemo::TimerHwNoLink),
+    ("timer", NestedDemo::Timer),
+    ("timer-no-cntvoff", NestedDemo::TimerNoCntvoff),
+    ("timer-no-l1-irq", NestedDemo::TimerNoL1Irq),
+    ("timer-no-l1-deadline", NestedDemo::TimerNoL1Deadline),
+    ("timer-no-cnthctl", NestedDemo::TimerNoCnthctl),
+    ("timer-no-cntvoff-levels", NestedDemo::TimerNoCntvoffLevels),
+    ("timer-no-l2-deadline", NestedDemo::TimerNoL2Deadline),
+    (
+        "timer-no-eoi-maintenance",
+        NestedDemo::TimerNoEoiMaintenance,
+    ),
+    (
+        "timer-no-istatus-refresh",
+        NestedDemo::TimerNoIstatusRefresh,
+    ),
+    (
+        "timer-no-cntvoff-istatus",
+        NestedDemo::TimerNoCntvoffIstatus,
+    ),
+    (
+        "timer-no-l2-physical-deadline",
+        NestedDemo::TimerNoL2PhysicalDeadline,
+    ),
+    (
+        "timer-no-cnthctl-counter",
+        NestedDemo::TimerNoCnthctlCounter,
+    ),
+    (
+        "timer-no-cntkctl-restore",
+        NestedDemo::TimerNoCntkctlRestore,
+    ),
+    ("mmu", NestedDemo::Mmu),
+    ("mmu-no-t0sz", NestedDemo::MmuNoT0sz),
+    ("mmu-vhe", NestedDemo::MmuVhe),
+    ("mmu-vhe-keep-dc", NestedDemo::MmuVheKeepDc),
+    ("mmu-no-el2-tlbi", NestedDemo::MmuNoEl2Tlbi),
+    ("traps", NestedDemo::Traps),
+    ("traps-no-cptr", NestedDemo::TrapsNoCptr),
+    ("traps-no-mdcr", NestedDemo::TrapsNoMdcr),
+    ("traps-no-el2-cptr", NestedDemo::TrapsNoEl2Cptr),
+    ("traps-no-hpme-guard", NestedDemo::TrapsNoHpmeGuard),
+    ("traps-nvhe", NestedDemo::TrapsNvhe),
+    ("at", NestedDemo::At),
+    ("at-no-s12", NestedDemo::AtNoS12),
+    ("at-no-l2-fill", NestedDemo::AtNoL2Fill),
+    ("mid-change", NestedDemo::MidChange),
+    ("mid-change-no-retry", NestedDemo::MidChangeNoRetry),
+    ("tlbi-race", NestedDemo::TlbiRace),
+    ("tlbi-race-no-range-tlbi", NestedDemo::TlbiRaceNoRangeTlbi),
+    ("sve", NestedDemo::Sve),
+    ("sve-no-l2-limit", NestedDemo::SveNoL2Limit),
+    ("sve-nvhe", NestedDemo::SveNvhe),
+    ("sve-no-l2-fa64", NestedDemo::SveNoL2Fa64),
+    ("gic", NestedDemo::Gic),
+    ("gic-no-l2-exit", NestedDemo::GicNoL2Exit),
+    ("gic-no-kick", NestedDemo::GicNoKick),
+    ("gic-no-list", NestedDemo::GicNoList),
+    ("gic-no-eoi-maintenance", NestedDemo::GicNoEoiMaintenance),
+    ("gic-no-power-off", NestedDemo::GicNoPowerOff),
+    ("gic-no-withdraw", NestedDemo::GicNoWithdraw),
+    ("gic-no-read-sync", NestedDemo::GicNoReadSync),
+    ("gic-no-reprioritize", NestedDemo::GicNoReprioritize),
+    ("gic-no-remote-ppi-active", NestedDemo::GicNoRemotePpiActive),
+    ("gic-no-ppi-active-wait", NestedDemo::GicNoPpiActiveWait),
+    ("gic-no-displace", NestedDemo::GicNoDisplace),
+    ("gic-no-listed-active", NestedDemo::GicNoListedActive),
+    (
+        "gic-no-remote-hw-deactivate",
+        NestedDemo::GicNoRemoteHwDeactivate,
+    ),
+    ("linux", NestedDemo::Linux),
+    ("linux-no-ipi", NestedDemo::LinuxNoIpi),
+    ("linux-no-sve-hiding", NestedDemo::LinuxNoSveHiding),
+    ("linux-no-l2-syndrome", NestedDemo::LinuxNoL2Syndrome),
+    ("linux-no-l2-tlbi", NestedDemo::LinuxNoL2Tlbi),
+    ("linux-no-l2-tid3", NestedDemo::LinuxNoL2Tid3),
+    ("linux-no-l2-lr", NestedDemo::LinuxNoL2Lr),
+    ("host-el0", NestedDemo::HostEl0),
+    ("demo-no-vpidr", NestedDemo::DemoNoVpidr),
+    ("demo-no-l1-ids", NestedDemo::DemoNoL1Ids),
+    ("host-el0-no-el0-fp-trap", NestedDemo::HostEl0NoEl0FpTrap),
+    ("host-el0-no-span", NestedDemo::HostEl0NoSpan),
+    ("host-el0-no-span-back", NestedDemo::HostEl0NoSpanBack),
+    ("el0-tge", NestedDemo::El0Tge),
+    ("el0-tge-no-tge", NestedDemo::El0TgeNoTge),
+    ("el0-tge-no-at", NestedDemo::El0TgeNoAt),
+];
+
+/// The value `words` gives `word`, if it names one.
+fn named<T: Copy>(words: &[(&str, T)], word: &str) -> Option<T> {
+    words
+        .iter()
+        .find(|&&(name, _)| name == word)
+        .map(|&(_, value)| value)
+}
+
 impl Options {
+    /// The options `bootargs` asks for; the first `hv.*` word hv does not
+    /// know, or whose value is bad, is the error. Other words are the
+    /// guest's.
     pub fn parse(bootargs: &str) -> Result<Self, &str> {
         let mut options = Self::default();
         for word in bootargs.split_ascii_whitespace() {
-            match word {
-                "hv.exit=semihosting" => options.semihosting_exit = true,
-                "hv.exit=psci" => options.semihosting_exit = false,
-                "hv.wfxt=off" => options.without_wfxt = true,
-                "hv.gic=virtual" => options.gic = GicMode::Virtual,
-                "hv.gic=passthrough" => options.gic = GicMode::Passthrough,
-                "hv.fail=panic" => options.deliberate_failure = Some(DeliberateFailure::Panic),
-                "hv.fail=fault" => options.deliberate_failure = Some(DeliberateFailure::Fault),
-                "hv.fail=write-code" => {
-                    options.deliberate_failure = Some(DeliberateFailure::WriteCode)
+            let Some(option) = word.strip_prefix("hv.") else {
+                continue;
+            };
+            let (key, value) = option.split_once('=').ok_or(word)?;
+            match key {
+                "exit" => {
+                    options.semihosting_exit = match value {
+                        "semihosting" => true,
+                        "psci" => false,
+                        _ => return Err(word),
+                    }
                 }
-                "hv.selftest=ipc" => options.self_test = Some(SelfTest::Ipc),
-                "hv.selftest=ipc-stall" => options.self_test = Some(SelfTest::IpcStall),
-                "hv.selftest=ipc-sgi" => options.self_test = Some(SelfTest::IpcSgi),
-                "hv.selftest=ipc-sgi-lost" => options.self_test = Some(SelfTest::IpcSgiLost),
-                "hv.selftest=shadow" => options.self_test = Some(SelfTest::Shadow),
-                "hv.selftest=shadow-no-tlbi" => options.self_test = Some(SelfTest::ShadowNoTlbi),
-                "hv.nested=demo" => options.nested = Some(NestedDemo::Demo),
-                "hv.probe=walk-abort" => options.probe = Some(Probe::WalkAbort),
-                "hv.probe=gic-active" => options.probe = Some(Probe::GicActive),
-                "hv.probe=spi-view" => options.probe = Some(Probe::SpiView),
-                "hv.probe=spi-view-no-view" => options.probe = Some(Probe::SpiViewNoView),
-                "hv.probe=spi-view-no-set-pending" => {
-                    options.probe = Some(Probe::SpiViewNoSetPending)
+                "wfxt" if value == "off" => options.without_wfxt = true,
+                "gic" => options.gic = named(GIC_MODE_WORDS, value).ok_or(word)?,
+                "fail" => {
+                    options.deliberate_failure =
+                        Some(named(DELIBERATE_FAILURE_WORDS, value).ok_or(word)?)
                 }
-                "hv.nested=demo-no-tlbi" => options.nested = Some(NestedDemo::DemoNoTlbi),
-                "hv.nested=recycle" => options.nested = Some(NestedDemo::Recycle),
-                "hv.nested=fault-rate" => options.nested = Some(NestedDemo::FaultRate),
-                "hv.nested=fault-rate-no-tlbi" => {
-                    options.nested = Some(NestedDemo::FaultRateNoTlbi)
-                }
-                "hv.nested=fault-rate-tight" => options.nested = Some(NestedDemo::FaultRateTight),
-                "hv.nested=fault-rate-smp" => options.nested = Some(NestedDemo::FaultRateSmp),
-                "hv.nested=fault-rate-smp-no-tlbi" => {
-                    options.nested = Some(NestedDemo::FaultRateSmpNoTlbi)
-                }
-                "hv.nested=fault-rate-smp-one-vcpu-log" => {
-                    options.nested = Some(NestedDemo::FaultRateSmpOneVcpuLog)
-                }
-                "hv.nested=fault-rate-smp-race-unresolved" => {
-                    options.nested = Some(NestedDemo::FaultRateSmpRaceUnresolved)
-                }
-                "hv.nested=mid-change" => options.nested = Some(NestedDemo::MidChange),
-                "hv.nested=mid-change-no-retry" => {
-                    options.nested = Some(NestedDemo::MidChangeNoRetry)
-                }
-                "hv.nested=tlbi-race" => options.nested = Some(NestedDemo::TlbiRace),
-                "hv.nested=tlbi-race-no-range-tlbi" => {
-                    options.nested = Some(NestedDemo::TlbiRaceNoRangeTlbi)
-                }
-                "hv.nested=irq" => options.nested = Some(NestedDemo::Irq),
-                "hv.nested=irq-no-writeback" => options.nested = Some(NestedDemo::IrqNoWriteback),
-                "hv.nested=irq-no-maintenance" => {
-                    options.nested = Some(NestedDemo::IrqNoMaintenance)
-                }
-                "hv.nested=timer" => options.nested = Some(NestedDemo::Timer),
-                "hv.nested=timer-hw" => options.nested = Some(NestedDemo::TimerHw),
-                "hv.nested=timer-hw-no-link" => options.nested = Some(NestedDemo::TimerHwNoLink),
-                "hv.nested=gic" => options.nested = Some(NestedDemo::Gic),
-                "hv.nested=gic-no-l2-exit" => options.nested = Some(NestedDemo::GicNoL2Exit),
-                "hv.nested=gic-no-kick" => options.nested = Some(NestedDemo::GicNoKick),
-                "hv.nested=gic-no-list" => options.nested = Some(NestedDemo::GicNoList),
-                "hv.nested=gic-no-eoi-maintenance" => {
-                    options.nested = Some(NestedDemo::GicNoEoiMaintenance)
-                }
-                "hv.nested=gic-no-power-off" => options.nested = Some(NestedDemo::GicNoPowerOff),
-                "hv.nested=gic-no-withdraw" => options.nested = Some(NestedDemo::GicNoWithdraw),
-                "hv.nested=gic-no-read-sync" => options.nested = Some(NestedDemo::GicNoReadSync),
-                "hv.nested=gic-no-reprioritize" => {
-                    options.nested = Some(NestedDemo::GicNoReprioritize)
-                }
-                "hv.nested=gic-no-remote-ppi-active" => {
-                    options.nested = Some(NestedDemo::GicNoRemotePpiActive)
-                }
-                "hv.nested=gic-no-ppi-active-wait" => {
-                    options.nested = Some(NestedDemo::GicNoPpiActiveWait)
-                }
-                "hv.nested=gic-no-displace" => options.nested = Some(NestedDemo::GicNoDisplace),
-                "hv.nested=gic-no-listed-active" => {
-                    options.nested = Some(NestedDemo::GicNoListedActive)
-                }
-                "hv.nested=gic-no-remote-hw-deactivate" => {
-                    options.nested = Some(NestedDemo::GicNoRemoteHwDeactivate)
-                }
-                "hv.nested=timer-no-cntvoff" => options.nested = Some(NestedDemo::TimerNoCntvoff),
-                "hv.nested=timer-no-l1-irq" => options.nested = Some(NestedDemo::TimerNoL1Irq),
-                "hv.nested=timer-no-l1-deadline" => {
-                    options.nested = Some(NestedDemo::TimerNoL1Deadline)
-                }
-                "hv.nested=timer-no-cnthctl" => options.nested = Some(NestedDemo::TimerNoCnthctl),
-                "hv.nested=timer-no-cntvoff-levels" => {
-                    options.nested = Some(NestedDemo::TimerNoCntvoffLevels)
-                }
-                "hv.nested=timer-no-l2-deadline" => {
-                    options.nested = Some(NestedDemo::TimerNoL2Deadline)
-                }
-                "hv.nested=timer-no-eoi-maintenance" => {
-                    options.nested = Some(NestedDemo::TimerNoEoiMaintenance)
-                }
-                "hv.nested=timer-no-istatus-refresh" => {
-                    options.nested = Some(NestedDemo::TimerNoIstatusRefresh)
-                }
-                "hv.nested=timer-no-cntvoff-istatus" => {
-                    options.nested = Some(NestedDemo::TimerNoCntvoffIstatus)
-                }
-                "hv.nested=timer-no-l2-physical-deadline" => {
-                    options.nested = Some(NestedDemo::TimerNoL2PhysicalDeadline)
-                }
-                "hv.nested=timer-no-cnthctl-counter" => {
-                    options.nested = Some(NestedDemo::TimerNoCnthctlCounter)
-                }
-                "hv.nested=timer-no-cntkctl-restore" => {
-                    options.nested = Some(NestedDemo::TimerNoCntkctlRestore)
-                }
-                "hv.nested=mmu" => options.nested = Some(NestedDemo::Mmu),
-                "hv.nested=mmu-no-t0sz" => options.nested = Some(NestedDemo::MmuNoT0sz),
-                "hv.nested=mmu-vhe" => options.nested = Some(NestedDemo::MmuVhe),
-                "hv.nested=mmu-vhe-keep-dc" => options.nested = Some(NestedDemo::MmuVheKeepDc),
-                "hv.nested=mmu-no-el2-tlbi" => options.nested = Some(NestedDemo::MmuNoEl2Tlbi),
-                "hv.nested=traps" => options.nested = Some(NestedDemo::Traps),
-                "hv.nested=traps-no-cptr" => options.nested = Some(NestedDemo::TrapsNoCptr),
-                "hv.nested=traps-no-mdcr" => options.nested = Some(NestedDemo::TrapsNoMdcr),
-                "hv.nested=traps-no-el2-cptr" => options.nested = Some(NestedDemo::TrapsNoEl2Cptr),
-                "hv.nested=traps-no-hpme-guard" => {
-                    options.nested = Some(NestedDemo::TrapsNoHpmeGuard)
-                }
-                "hv.nested=traps-nvhe" => options.nested = Some(NestedDemo::TrapsNvhe),
-                "hv.nested=recycle-no-id-reset" => {
-                    options.nested = Some(NestedDemo::RecycleNoIdReset)
-                }
-                "hv.nested=el0-tge" => options.nested = Some(NestedDemo::El0Tge),
-                "hv.nested=el0-tge-no-tge" => options.nested = Some(NestedDemo::El0TgeNoTge),
-                "hv.nested=el0-tge-no-at" => options.nested = Some(NestedDemo::El0TgeNoAt),
-                "hv.nested=at" => options.nested = Some(NestedDemo::At),
-                "hv.nested=at-no-s12" => options.nested = Some(NestedDemo::AtNoS12),
-                "hv.nested=at-no-l2-fill" => options.nested = Some(NestedDemo::AtNoL2Fill),
-                "hv.nested=sve" => options.nested = Some(NestedDemo::Sve),
-                "hv.nested=sve-no-l2-limit" => options.nested = Some(NestedDemo::SveNoL2Limit),
-                "hv.nested=sve-nvhe" => options.nested = Some(NestedDemo::SveNvhe),
-                "hv.nested=sve-no-l2-fa64" => options.nested = Some(NestedDemo::SveNoL2Fa64),
-                "hv.nested=linux" => options.nested = Some(NestedDemo::Linux),
-                "hv.nested=host-el0" => options.nested = Some(NestedDemo::HostEl0),
-                "hv.nested=demo-no-vpidr" => options.nested = Some(NestedDemo::DemoNoVpidr),
-                "hv.nested=demo-no-l1-ids" => options.nested = Some(NestedDemo::DemoNoL1Ids),
-                "hv.nested=host-el0-no-el0-fp-trap" => {
-                    options.nested = Some(NestedDemo::HostEl0NoEl0FpTrap)
-                }
-                "hv.nested=host-el0-no-span" => options.nested = Some(NestedDemo::HostEl0NoSpan),
-                "hv.nested=host-el0-no-span-back" => {
-                    options.nested = Some(NestedDemo::HostEl0NoSpanBack)
-                }
-                "hv.nested=linux-no-sve-hiding" => {
-                    options.nested = Some(NestedDemo::LinuxNoSveHiding)
-                }
-                "hv.nested=linux-no-l2-syndrome" => {
-                    options.nested = Some(NestedDemo::LinuxNoL2Syndrome)
-                }
-                "hv.nested=linux-no-l2-tlbi" => options.nested = Some(NestedDemo::LinuxNoL2Tlbi),
-                "hv.nested=linux-no-l2-tid3" => options.nested = Some(NestedDemo::LinuxNoL2Tid3),
-                "hv.nested=linux-no-l2-lr" => options.nested = Some(NestedDemo::LinuxNoL2Lr),
-                "hv.nested=linux-no-ipi" => options.nested = Some(NestedDemo::LinuxNoIpi),
-                "hv.nested=recycle-stale-root" => {
-                    options.nested = Some(NestedDemo::RecycleStaleRoot)
-                }
-                "hv.nested=recycle-no-off-state" => {
-                    options.nested = Some(NestedDemo::RecycleNoOffState)
-                }
-                "hv.nested=recycle-no-kick-all" => {
-                    options.nested = Some(NestedDemo::RecycleNoKickAll)
-                }
-                "hv.selftest=shadow-no-vmalle1" => {
-                    options.self_test = Some(SelfTest::ShadowNoVmalle1)
-                }
-                "hv.selftest=shadow-stuck" => options.self_test = Some(SelfTest::ShadowStuck),
-                "hv.selftest=shadow-no-ipas2e1is" => {
-                    options.self_test = Some(SelfTest::ShadowNoIpas2e1is)
-                }
-                other => match other.strip_prefix("hv.list-registers=") {
-                    Some(n) => match n.parse::<usize>() {
-                        Ok(n @ 2..=16) => options.list_register_limit = Some(n),
-                        _ => return Err(other),
-                    },
-                    None if other.starts_with("hv.") => return Err(other),
-                    None => {}
+                "selftest" => options.self_test = Some(named(SELF_TEST_WORDS, value).ok_or(word)?),
+                "probe" => options.probe = Some(named(PROBE_WORDS, value).ok_or(word)?),
+                "nested" => options.nested = Some(named(NESTED_DEMO_WORDS, value).ok_or(word)?),
+                "list-registers" => match value.parse::<usize>() {
+                    Ok(n @ 2..=16) => options.list_register_limit = Some(n),
+                    _ => return Err(word),
                 },
+                _ => return Err(word),
             }
         }
         Ok(options)
@@ -2277,6 +2279,25 @@ pub(crate) mod tests {
         );
         assert_eq!(Options::parse(""), Ok(Options::default()));
         assert_eq!(Options::parse("hv.bogus=1"), Err("hv.bogus=1"));
+    }
+
+    /// Each word of an option's table names one value: a word written twice
+    /// would leave its second value unreachable (`named` takes the first).
+    #[test]
+    fn option_words_are_distinct() {
+        fn assert_distinct<T>(option: &str, words: &[(&str, T)]) {
+            for (i, (word, _)) in words.iter().enumerate() {
+                assert!(
+                    words[..i].iter().all(|(earlier, _)| earlier != word),
+                    "hv.{option}={word} is in the table twice"
+                );
+            }
+        }
+        assert_distinct("gic", GIC_MODE_WORDS);
+        assert_distinct("fail", DELIBERATE_FAILURE_WORDS);
+        assert_distinct("selftest", SELF_TEST_WORDS);
+        assert_distinct("probe", PROBE_WORDS);
+        assert_distinct("nested", NESTED_DEMO_WORDS);
     }
 
     /// A minimal arm64 tree, built with the same writer hv uses for guests;
