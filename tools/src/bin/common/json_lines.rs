@@ -5,6 +5,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
+use serde_json::error::Category;
+
 /// Longest input line accepted (without its newline); a request is a few
 /// hundred bytes at most. A longer line is answered with an error and
 /// skipped without being held in memory.
@@ -59,6 +61,20 @@ pub fn serve(
     }
     writer.flush()?;
     Ok(all_good)
+}
+
+/// The JSON object `line` holds, read as `T`, or one sentence saying why
+/// not: an empty line, malformed JSON, or (serde's own message) an object
+/// `T` refuses.
+pub fn parse_object<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, String> {
+    if line.trim().is_empty() {
+        return Err("empty line (expected a JSON object)".to_string());
+    }
+    serde_json::from_str(line).map_err(|e| match e.classify() {
+        // The JSON is well-formed but not what `T` reads: say what is wrong.
+        Category::Data => e.to_string(),
+        Category::Syntax | Category::Eof | Category::Io => format!("invalid JSON: {e}"),
+    })
 }
 
 /// Reads one line into `line` (at most `MAX_LINE + 1` bytes kept; the rest

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::ArgMatches;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::error::Category;
 use serde_json::Value;
 use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
 
@@ -85,14 +84,7 @@ fn required(value: Option<u64>, name: &str) -> Result<u64, String> {
 
 /// Parse one input line (without its line ending).
 pub fn parse_request(line: &str) -> Result<Request, String> {
-    if line.trim().is_empty() {
-        return Err("empty line (expected a JSON object)".to_string());
-    }
-    let fields: RequestFields = serde_json::from_str(line).map_err(|e| match e.classify() {
-        // The JSON is well-formed but not a request: say what is wrong.
-        Category::Data => e.to_string(),
-        Category::Syntax | Category::Eof | Category::Io => format!("invalid JSON: {e}"),
-    })?;
+    let fields: RequestFields = json_lines::parse_object(line)?;
     let vtcr = required(hex_field(&fields, "vtcr")?, "vtcr")?;
     let vttbr = required(hex_field(&fields, "vttbr")?, "vttbr")?;
     let ipa = required(hex_field(&fields, "ipa")?, "ipa")?;

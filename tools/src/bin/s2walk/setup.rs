@@ -141,7 +141,8 @@ pub fn parse_access(text: &str) -> Result<AccessKind, String> {
     }
 }
 
-fn hex_arg(name: &'static str, help: &'static str) -> Arg {
+/// `--NAME HEX`: an option whose value reads with [`parse_hex`].
+pub fn hex_arg(name: &'static str, help: &'static str) -> Arg {
     Arg::new(name)
         .long(name)
         .value_name("HEX")

@@ -5,7 +5,7 @@ use ipc::tlbi::TlbiFeatures;
 use shadow_mmu::compose::L0Region;
 
 use crate::l0::{parse_l0_arg, parse_mmio_arg, RegionArg};
-use crate::s2walk_setup::{parse_hex, parse_mem_arg, Machine};
+use crate::s2walk_setup::{hex_arg, parse_hex, parse_mem_arg, Machine};
 
 /// ID_AA64ISAR0_EL1 when `--isar0` is omitted: TLB = 0b0010 (FEAT_TLBIOS
 /// and FEAT_TLBIRANGE), every other field 0.
@@ -66,14 +66,6 @@ what a lost TLBI does, and that --check catches it.
 
 Exit status: 0 success; 1 a malformed line or a failed check; 2 bad arguments
 or unreadable files (one error line).";
-
-fn hex_arg(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .value_name("HEX")
-        .help(help)
-        .value_parser(parse_hex)
-}
 
 /// A byte count: decimal, `0x` hex, or decimal with a K, M or G suffix
 /// (powers of 1024).

@@ -5,7 +5,6 @@ use std::fmt;
 use ipc::message::L0Change;
 use ipc::tlbi::{IpaRange, Shareability, Tlbi, TlbiFeatures, TlbiOp};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::error::Category;
 use serde_json::Value;
 use shadow_mmu::compose::PAGE_SIZE;
 use walker::AccessKind;
@@ -185,13 +184,7 @@ const STATS_FIELDS: &[&str] = &["op"];
 /// TLBI features L1 sees: a form outside it is refused, as hv refuses it
 /// (UNDEFINED for L1).
 pub fn parse_event(line: &str, shown: TlbiFeatures) -> Result<Event, String> {
-    if line.trim().is_empty() {
-        return Err("empty line (expected a JSON object)".to_string());
-    }
-    let fields: Fields = serde_json::from_str(line).map_err(|e| match e.classify() {
-        Category::Data => e.to_string(),
-        Category::Syntax | Category::Eof | Category::Io => format!("invalid JSON: {e}"),
-    })?;
+    let fields: Fields = crate::json_lines::parse_object(line)?;
     let op = fields.text("op")?;
     match op {
         "translate" => {
