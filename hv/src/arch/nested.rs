@@ -984,7 +984,7 @@ pub fn run(
     let recycling = demo.is_recycle();
     // L1's image, word by word (it is a whole number of pages).
     // A non-VHE L1 (`mmu`) or a VHE one (every other demo).
-    let non_vhe = matches!(
+    let mode = if matches!(
         demo,
         NestedDemo::Mmu
             | NestedDemo::MmuNoT0sz
@@ -994,7 +994,11 @@ pub fn run(
             | NestedDemo::El0Tge
             | NestedDemo::El0TgeNoTge
             | NestedDemo::El0TgeNoAt
-    );
+    ) {
+        L1Vel2Mode::NonVhe
+    } else {
+        L1Vel2Mode::Vhe
+    };
     let image = match demo {
         NestedDemo::Recycle
         | NestedDemo::RecycleStaleRoot
@@ -1230,11 +1234,7 @@ pub fn run(
         ),
         skipped_stage2_tlbis: demo.skipped_stage2_tlbis(),
         demo,
-        mode: if non_vhe {
-            L1Vel2Mode::NonVhe
-        } else {
-            L1Vel2Mode::Vhe
-        },
+        mode,
         stage1: Stage1Features::from_id_registers(
             shown(IdRegister::Mmfr0),
             shown(IdRegister::Mmfr2),
@@ -1263,11 +1263,7 @@ pub fn run(
         gic_maintenance,
         traps: traps::TrapSetup::new(
             features,
-            if non_vhe {
-                L1Vel2Mode::NonVhe
-            } else {
-                L1Vel2Mode::Vhe
-            },
+            mode,
             [
                 shown(IdRegister::Pfr0),
                 shown(IdRegister::Pfr1),
