@@ -659,20 +659,7 @@ mod tests {
 
         let host = Fdt::new(&blob).unwrap();
         assert!(host.find_node("/cpus/idle-states").is_some());
-        let platform = Platform::discover(&host).unwrap();
-        let memory = [Region {
-            base: 0x4000_0000,
-            size: 0x1000_0000,
-        }];
-        let config = GuestConfig {
-            memory: &memory,
-            bootargs: "",
-            initrd: None,
-            psci: Conduit::Hvc,
-            console_clock_hz: None,
-            cpus: GuestCpus::Host,
-        };
-        let guest_blob = build(&host, &platform, &config).unwrap();
+        let guest_blob = guest_of(&blob);
         let guest = Fdt::new(&guest_blob).unwrap();
         assert!(guest.find_node("/cpus/idle-states").is_none());
         assert!(guest.find_compatible(&["arm,idle-state"]).is_none());
@@ -693,21 +680,8 @@ mod tests {
     #[test]
     fn devices_below_a_bus_reach_the_guest() {
         let blob = crate::platform::tests::soc_board(Some(0xf000_0000), "serial0");
-        let host = Fdt::new(&blob).unwrap();
-        let platform = Platform::discover(&host).unwrap();
-        let memory = [Region {
-            base: 0x4000_0000,
-            size: 0x1000_0000,
-        }];
-        let config = GuestConfig {
-            memory: &memory,
-            bootargs: "",
-            initrd: None,
-            psci: Conduit::Hvc,
-            console_clock_hz: None,
-            cpus: GuestCpus::Host,
-        };
-        let guest_blob = build(&host, &platform, &config).unwrap();
+        let platform = Platform::discover(&Fdt::new(&blob).unwrap()).unwrap();
+        let guest_blob = guest_of(&blob);
         crate::fdt_check::check(&guest_blob).unwrap();
         let guest = Fdt::new(&guest_blob).unwrap();
         let uart = guest.find_node("/serial@f9000000").expect("the console");
@@ -734,6 +708,8 @@ mod tests {
         assert_eq!(seen.timer, platform.timer);
     }
 
+    /// The guest tree hv builds from the host tree `blob` (checked first)
+    /// for 256 MiB of RAM at 1 GiB and the host's CPUs.
     fn guest_of(blob: &[u8]) -> Vec<u8> {
         guest_with_console_clock(blob, None)
     }
