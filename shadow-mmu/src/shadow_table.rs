@@ -185,47 +185,35 @@ pub trait FramePool: Sync {
     fn budget(&self) -> usize;
 }
 
-impl<P: FramePool + ?Sized> FramePool for &P {
-    fn allocate(&self) -> Option<u64> {
-        (**self).allocate()
-    }
-    fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
-        (**self).allocate_contiguous(frames)
-    }
-    fn frame(&self, pa: u64) -> Option<&Frame> {
-        (**self).frame(pa)
-    }
-    fn release(&self, pa: u64) {
-        (**self).release(pa)
-    }
-    fn frames_in_use(&self) -> usize {
-        (**self).frames_in_use()
-    }
-    fn budget(&self) -> usize {
-        (**self).budget()
-    }
+/// The impl header's pointer to a pool (a reference, an `Arc`) is a pool:
+/// every call goes to the pool it points to.
+macro_rules! frame_pool_through_pointer {
+    ($($header:tt)*) => {
+        $($header)* {
+            fn allocate(&self) -> Option<u64> {
+                (**self).allocate()
+            }
+            fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
+                (**self).allocate_contiguous(frames)
+            }
+            fn frame(&self, pa: u64) -> Option<&Frame> {
+                (**self).frame(pa)
+            }
+            fn release(&self, pa: u64) {
+                (**self).release(pa)
+            }
+            fn frames_in_use(&self) -> usize {
+                (**self).frames_in_use()
+            }
+            fn budget(&self) -> usize {
+                (**self).budget()
+            }
+        }
+    };
 }
 
-impl<P: FramePool + Send + ?Sized> FramePool for alloc::sync::Arc<P> {
-    fn allocate(&self) -> Option<u64> {
-        (**self).allocate()
-    }
-    fn allocate_contiguous(&self, frames: usize) -> Option<u64> {
-        (**self).allocate_contiguous(frames)
-    }
-    fn frame(&self, pa: u64) -> Option<&Frame> {
-        (**self).frame(pa)
-    }
-    fn release(&self, pa: u64) {
-        (**self).release(pa)
-    }
-    fn frames_in_use(&self) -> usize {
-        (**self).frames_in_use()
-    }
-    fn budget(&self) -> usize {
-        (**self).budget()
-    }
-}
+frame_pool_through_pointer!(impl<P: FramePool + ?Sized> FramePool for &P);
+frame_pool_through_pointer!(impl<P: FramePool + Send + ?Sized> FramePool for alloc::sync::Arc<P>);
 
 /// A [`FramePool`] of heap frames for hosts and tests: `budget` frames
 /// allocated up front, PA = `base_pa + 4096 * index` (a fake physical
