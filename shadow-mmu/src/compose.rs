@@ -742,6 +742,17 @@ pub struct L0Region {
     pub kind: L0RegionKind,
 }
 
+impl L0Region {
+    /// What [`L0Map::unbacked`] reports for an L1 IPA in this region that
+    /// has no mapping: the device L0 emulates, or (memory) nothing.
+    pub fn unbacked(&self) -> Unbacked {
+        match self.kind {
+            L0RegionKind::Mmio => Unbacked::Mmio,
+            L0RegionKind::Memory { .. } => Unbacked::Nothing,
+        }
+    }
+}
+
 /// Why an [`L0RegionMap`] cannot be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum L0RegionError {
@@ -872,13 +883,8 @@ impl L0Map for L0RegionMap {
     }
 
     fn unbacked(&self, l1_ipa: u64) -> Unbacked {
-        match self.region(l1_ipa) {
-            Some(L0Region {
-                kind: L0RegionKind::Mmio,
-                ..
-            }) => Unbacked::Mmio,
-            _ => Unbacked::Nothing,
-        }
+        self.region(l1_ipa)
+            .map_or(Unbacked::Nothing, L0Region::unbacked)
     }
 }
 

@@ -373,13 +373,9 @@ impl L0Map for ReplayL0 {
         L0RegionMap::new(vec![region]).ok()?.lookup(l1_ipa)
     }
     fn unbacked(&self, l1_ipa: u64) -> Unbacked {
-        match self.region(l1_ipa) {
-            Some(L0Region {
-                kind: L0RegionKind::Mmio,
-                ..
-            }) => Unbacked::Mmio,
-            _ => Unbacked::Nothing,
-        }
+        self.region(l1_ipa)
+            .as_ref()
+            .map_or(Unbacked::Nothing, L0Region::unbacked)
     }
 }
 
