@@ -11,7 +11,7 @@ use walker::{AccessKind, GuestMemory, Stage2Walker, WalkError};
 
 use crate::json_lines::{self, InputLine};
 use crate::output::{error_json, fault_json, translation_json};
-use crate::setup::{parse_access, Machine};
+use crate::setup::{access_field, Machine};
 use crate::Outcome;
 
 /// One parsed input line.
@@ -88,15 +88,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     let vtcr = required(hex_field(&fields, "vtcr")?, "vtcr")?;
     let vttbr = required(hex_field(&fields, "vttbr")?, "vttbr")?;
     let ipa = required(hex_field(&fields, "ipa")?, "ipa")?;
-    let access = match fields.get("access") {
-        None => return Err("missing field \"access\"".to_string()),
-        Some(Value::String(text)) => parse_access(text)?,
-        Some(other) => {
-            return Err(format!(
-            "field \"access\" must be \"read\", \"write\", \"exec\" or \"exec_el0\", not {other}"
-        ))
-        }
-    };
+    let access = access_field(fields.get("access"))?;
     Ok(Request {
         vtcr,
         vttbr,

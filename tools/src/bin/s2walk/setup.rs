@@ -115,6 +115,17 @@ pub fn hex_field(value: Option<&serde_json::Value>, name: &str) -> Result<Option
     }
 }
 
+/// The JSON field `access` of a request: one of [`parse_access`]'s words.
+pub fn access_field(value: Option<&serde_json::Value>) -> Result<AccessKind, String> {
+    match value {
+        None => Err("missing field \"access\"".to_string()),
+        Some(serde_json::Value::String(text)) => parse_access(text),
+        Some(other) => Err(format!(
+            "field \"access\" must be \"read\", \"write\", \"exec\" or \"exec_el0\", not {other}"
+        )),
+    }
+}
+
 /// A `--mem FILE@HEXADDR` argument.
 pub fn parse_mem_arg(text: &str) -> Result<MemArg, String> {
     let (path, base) = text

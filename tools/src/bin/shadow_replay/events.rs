@@ -9,7 +9,7 @@ use serde_json::Value;
 use shadow_mmu::compose::PAGE_SIZE;
 use walker::AccessKind;
 
-use crate::s2walk_setup::{hex_field, parse_access};
+use crate::s2walk_setup::{access_field, hex_field};
 
 /// One event of the trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,15 +189,7 @@ pub fn parse_event(line: &str, shown: TlbiFeatures) -> Result<Event, String> {
     match op {
         "translate" => {
             fields.only(op, TRANSLATE_FIELDS)?;
-            let access = match fields.get("access") {
-                None => return Err("missing field \"access\"".to_string()),
-                Some(Value::String(text)) => parse_access(text)?,
-                Some(other) => {
-                    return Err(format!(
-                        "field \"access\" must be \"read\", \"write\", \"exec\" or \"exec_el0\", not {other}"
-                    ))
-                }
-            };
+            let access = access_field(fields.get("access"))?;
             Ok(Event::Translate {
                 vttbr: fields.required_hex("vttbr")?,
                 vtcr: fields.required_hex("vtcr")?,
