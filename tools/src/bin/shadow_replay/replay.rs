@@ -1494,29 +1494,8 @@ mod tests {
             );
             let (good, answer) = run_line(&mut session, &translate);
             assert!(good && answer["check"] == "match", "{answer}");
-            let vmid = ipc::l1_vmid(VTTBR, vtcr, session.service.l1_vmid_width());
-            let key = ContextKey::new(vmid, VTTBR, vtcr, session.machine.endianness);
-            let Translated::Mapped(right) =
-                session
-                    .service
-                    .translate(&session.worker, &key, IPA, AccessKind::Read, &ABORT)
-            else {
-                panic!("mapped")
-            };
-            // A wrong answer (another L1 page, which L0 backs) a buggy walk or
-            // composition could give: no TLB ever held it.
-            let forged = ShadowMapping {
-                pa_base: right.pa_base + 0x5000,
-                ..right
-            };
-            let check = session.check_answer(
-                VTTBR,
-                vtcr,
-                IPA,
-                AccessKind::Read,
-                &ABORT,
-                &Translated::Mapped(forged),
-            );
+            let forged = forged_mapping(&session, vtcr);
+            let check = check_read(&mut session, vtcr, forged);
             assert!(
                 matches!(check, Some(Check::Stale { .. })),
                 "hardware AF {hardware_af}: {check:?}"
@@ -1555,27 +1534,8 @@ mod tests {
             );
             assert!(run_line(&mut session, &write).0);
         }
-        let Translated::Mapped(right) = session.service.translate(
-            &session.worker,
-            &key(&session),
-            IPA,
-            AccessKind::Read,
-            &ABORT,
-        ) else {
-            panic!("mapped")
-        };
-        let forged = ShadowMapping {
-            pa_base: right.pa_base + 0x5000,
-            ..right
-        };
-        let check = session.check_answer(
-            VTTBR,
-            VTCR,
-            IPA,
-            AccessKind::Read,
-            &ABORT,
-            &Translated::Mapped(forged),
-        );
+        let forged = forged_mapping(&session, VTCR);
+        let check = check_read(&mut session, VTCR, forged);
         let Some(Check::Unchecked { note, .. }) = check else {
             panic!("{check:?}")
         };
@@ -1585,14 +1545,7 @@ mod tests {
             r#"{{"op":"tlbi","op_name":"VMALLS12E1IS","xt":"0x0","vttbr":"{VTTBR:#x}","vtcr":"{VTCR:#x}"}}"#
         );
         assert!(run_line(&mut session, &tlbi).0);
-        let check = session.check_answer(
-            VTTBR,
-            VTCR,
-            IPA,
-            AccessKind::Read,
-            &ABORT,
-            &Translated::Mapped(forged),
-        );
+        let check = check_read(&mut session, VTCR, forged);
         assert!(matches!(check, Some(Check::Stale { .. })), "{check:?}");
         let _ = leaf;
     }
@@ -1604,8 +1557,46 @@ mod tests {
     };
 
     fn key(session: &Session<'_, '_>) -> ContextKey {
-        let vmid = ipc::l1_vmid(VTTBR, VTCR, session.service.l1_vmid_width());
-        ContextKey::new(vmid, VTTBR, VTCR, session.machine.endianness)
+        key_for(session, VTCR)
+    }
+
+    fn key_for(session: &Session<'_, '_>, vtcr: u64) -> ContextKey {
+        let vmid = ipc::l1_vmid(VTTBR, vtcr, session.service.l1_vmid_width());
+        ContextKey::new(vmid, VTTBR, vtcr, session.machine.endianness)
+    }
+
+    /// A wrong answer to a read of IPA under `vtcr` that a buggy walk or
+    /// composition could give: the service's own mapping moved 5 pages
+    /// along, to another L1 page L0 backs, which no TLB ever held.
+    fn forged_mapping(session: &Session<'_, '_>, vtcr: u64) -> ShadowMapping {
+        let key = key_for(session, vtcr);
+        let Translated::Mapped(right) =
+            session
+                .service
+                .translate(&session.worker, &key, IPA, AccessKind::Read, &ABORT)
+        else {
+            panic!("mapped")
+        };
+        ShadowMapping {
+            pa_base: right.pa_base + 0x5000,
+            ..right
+        }
+    }
+
+    /// What the check says of `answer` to a read of IPA under `vtcr`.
+    fn check_read(
+        session: &mut Session<'_, '_>,
+        vtcr: u64,
+        answer: ShadowMapping,
+    ) -> Option<Check> {
+        session.check_answer(
+            VTTBR,
+            vtcr,
+            IPA,
+            AccessKind::Read,
+            &ABORT,
+            &Translated::Mapped(answer),
+        )
     }
 
     /// Any line, through a real session with --check: never a panic, and
