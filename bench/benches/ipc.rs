@@ -20,7 +20,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use ipc::{
     AccessKind, ContextKey, Doorbell, Endpoint, HostDoorbell, Mapping, MemShareability,
     Permissions, Poller, Record, Reply, Request, RingBuffer, TranslateOutcome, TranslateRequest,
@@ -365,50 +366,59 @@ fn round_trip(c: &mut Criterion) {
         });
     }
 
-    // Baseline: crossbeam-channel, one bounded channel each way.
-    {
-        let (req_tx, req_rx) = crossbeam_channel::bounded::<Record>(64);
-        let (rep_tx, rep_rx) = crossbeam_channel::bounded::<Record>(64);
-        thread::scope(|s| {
-            s.spawn(move || {
-                pin(1);
-                for record in req_rx {
-                    rep_tx.send(record).unwrap();
-                }
-            });
-            let record = sample_record(1);
-            group.bench_function("crossbeam_channel", |b| {
-                b.iter(|| {
-                    req_tx.send(record).unwrap();
-                    black_box(rep_rx.recv().unwrap())
-                })
-            });
-            drop(req_tx);
-        });
-    }
-
-    // Baseline: std mpsc sync channels.
-    {
-        let (req_tx, req_rx) = mpsc::sync_channel::<Record>(64);
-        let (rep_tx, rep_rx) = mpsc::sync_channel::<Record>(64);
-        thread::scope(|s| {
-            s.spawn(move || {
-                pin(1);
-                for record in req_rx {
-                    rep_tx.send(record).unwrap();
-                }
-            });
-            let record = sample_record(1);
-            group.bench_function("std_mpsc", |b| {
-                b.iter(|| {
-                    req_tx.send(record).unwrap();
-                    black_box(rep_rx.recv().unwrap())
-                })
-            });
-            drop(req_tx);
-        });
-    }
+    // Baselines: crossbeam-channel and std mpsc sync channels, one bounded
+    // channel each way.
+    channel_round_trip(
+        &mut group,
+        "crossbeam_channel",
+        [
+            crossbeam_channel::bounded::<Record>(64),
+            crossbeam_channel::bounded::<Record>(64),
+        ],
+        |tx, record| tx.send(record).unwrap(),
+        |rx| rx.recv().unwrap(),
+    );
+    channel_round_trip(
+        &mut group,
+        "std_mpsc",
+        [
+            mpsc::sync_channel::<Record>(64),
+            mpsc::sync_channel::<Record>(64),
+        ],
+        |tx, record| tx.send(record).unwrap(),
+        |rx| rx.recv().unwrap(),
+    );
     group.finish();
+}
+
+/// Times `name`'s round trip through two channels: a record sent on the
+/// first comes back on the second from a thread on CPU 1 that echoes each
+/// one (`send`, `recv`: the channel type's own calls); dropping the first
+/// sender ends the thread.
+fn channel_round_trip<S: Send, R: Send + IntoIterator<Item = Record>>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    [(req_tx, req_rx), (rep_tx, rep_rx)]: [(S, R); 2],
+    send: impl Fn(&S, Record) + Sync,
+    recv: impl Fn(&R) -> Record,
+) {
+    let send = &send;
+    thread::scope(|s| {
+        s.spawn(move || {
+            pin(1);
+            for record in req_rx {
+                send(&rep_tx, record);
+            }
+        });
+        let record = sample_record(1);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                send(&req_tx, record);
+                black_box(recv(&rep_rx))
+            })
+        });
+        drop(req_tx);
+    });
 }
 
 const THROUGHPUT_RING: usize = 256;
