@@ -13,7 +13,9 @@ use core::mem::{align_of, size_of};
 
 use alloc::sync::Arc;
 
-use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
+use crate::cache::{
+    CacheIndex, CachedPath, CachedWalk, WalkCache, PENDING_PAGE_UNINDEX, PENDING_PATH_UNINDEX,
+};
 use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{ShadowConfig, ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
@@ -388,12 +390,14 @@ impl Budget {
     }
 
     /// One context slot's cache index at most: what it allocates when the
-    /// slot's cache is made plus its ordered levels.
+    /// slot's cache is made plus its ordered levels (a key per chunk: at
+    /// most one per place, per bit waiting to be cleared and per kept
+    /// empty chunk, review 66 R66-1).
     pub fn cache_index_bytes(&self) -> usize {
         let c = &self.capacity;
         let (leaves, paths) = (
-            WalkCache::leaf_places(c.leaves_per_context),
-            c.paths_per_context,
+            WalkCache::leaf_places(c.leaves_per_context) + PENDING_PAGE_UNINDEX,
+            c.paths_per_context + PENDING_PATH_UNINDEX,
         );
         self.cache_index_preallocated_bytes()
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES
@@ -588,9 +592,13 @@ mod tests {
                     b.shadow_leaves
                 );
                 let slots = c.leaves_per_context + c.paths_per_context;
-                // The smallest caches pay for the kept empty chunks and the
-                // least table size: there the split's rounding down pays.
-                if slots >= 32 {
+                // The smallest caches pay for the kept empty chunks, the
+                // chunks of bits waiting to be cleared (review 66 R66-1: 64
+                // leaves and 8 paths, whose leaf level then rounds up to
+                // 256 slots, take 13 KiB against 9 KiB) and the least
+                // table size: there the split's rounding down pays (the
+                // worst case below holds).
+                if slots > 72 {
                     assert!(
                         b.cache_index_bytes() <= slots * INDEX_KEY_BYTES,
                         "{contexts}/{bytes}: cache index {} > {slots} x {INDEX_KEY_BYTES}",
