@@ -305,7 +305,7 @@ impl Budget {
         // Not converged (each step took off only a small excess, which the
         // power-of-two roundings can keep up for longer than the steps):
         // bisect between the floor, which fits, and the last `rest`, rather
-        // than give the floor (review 66: a small excess left a 512 KiB
+        // than give the floor (review 66 R66-3: a small excess left a 512 KiB
         // budget of three contexts 4 leaves each where 256 fit).
         let mut fits = 0;
         let mut too_big = rest;
@@ -732,7 +732,7 @@ mod tests {
             })
         );
     }
-    /// Review 66: the split's search takes off `rest` what a try exceeds
+    /// Review 66 R66-3: the split's search takes off `rest` what a try exceeds
     /// by; a small excess kept up by the power-of-two roundings outlasted
     /// its 32 steps, and the split gave the floor (R66-1's larger index
     /// made a 512 KiB budget of three contexts on a 40-bit host 4 leaves
@@ -753,5 +753,17 @@ mod tests {
             "{b:?}"
         );
         assert!(b.shadow_leaves > 64, "{b:?}");
+        // Stop 35's code (before R66-1) fell to the floor here: 4 leaves.
+        let host = ShadowConfig {
+            xnx: false,
+            pa_bits: 42,
+        };
+        let b = Budget::split_for(512 << 10, 4, &host).unwrap();
+        assert!(b.worst_case_bytes() <= 512 << 10);
+        assert_eq!(
+            (b.capacity.leaves_per_context, b.capacity.paths_per_context),
+            (32, 8),
+            "{b:?}"
+        );
     }
 }
