@@ -583,28 +583,34 @@ pub(crate) struct CacheIndex {
 
 /// Page removals [`CacheIndex::unindex_page_later`] keeps waiting at most;
 /// the next one clears them first.
-const PENDING_PAGE_UNINDEX: usize = 16;
+pub(crate) const PENDING_PAGE_UNINDEX: usize = 16;
 
 /// Path removals [`CacheIndex::unindex_path_later`] keeps waiting at most
 /// (a page invalidation removes one path a level, four at most); the next
 /// one clears them first.
-const PENDING_PATH_UNINDEX: usize = 8;
+pub(crate) const PENDING_PATH_UNINDEX: usize = 8;
 
 impl CacheIndex {
     /// An index for at most `leaves` cached leaves and `paths` cached
-    /// paths.
+    /// paths. Each level is sized for its waiting bits too: a page
+    /// invalidation unlinks a node but leaves its bit, and the next insert
+    /// may take the freed place in another chunk before the bit goes, so
+    /// a level holds up to its places and its waiting keys' blocks
+    /// (review 66 R66-1: sized for the places alone, a hostile L1 made the
+    /// index grow).
     pub(crate) fn with_capacity(leaves: usize, paths: usize) -> Self {
         CacheIndex {
             sized: true,
-            leaves: BlockIndex::with_capacity(leaves),
-            paths: BlockIndex::with_capacity(paths),
+            leaves: BlockIndex::with_capacity(leaves + PENDING_PAGE_UNINDEX),
+            paths: BlockIndex::with_capacity(paths + PENDING_PATH_UNINDEX),
             ..CacheIndex::default()
         }
     }
 
     /// Bytes [`CacheIndex::with_capacity`] allocates.
     pub(crate) const fn preallocated_bytes(leaves: usize, paths: usize) -> usize {
-        BlockIndex::<u8>::preallocated_bytes(leaves) + BlockIndex::<i8>::preallocated_bytes(paths)
+        BlockIndex::<u8>::preallocated_bytes(leaves + PENDING_PAGE_UNINDEX)
+            + BlockIndex::<i8>::preallocated_bytes(paths + PENDING_PATH_UNINDEX)
     }
 
     /// Times the index allocated after it was made (zero while every
@@ -1796,7 +1802,7 @@ mod tests {
     use super::*;
     use crate::context::{mix, Capacity, ContextKey, Directory};
     use crate::sync::epoch;
-    use crate::table::BUCKET;
+    use crate::table::{BUCKET, EMPTY_RING};
     use alloc::vec::Vec;
     use walker::{ExposedFeatures, IdRegisters};
 
@@ -2518,6 +2524,123 @@ mod tests {
             assert!(
                 flushed_with_paths > 0 && resumed > 0 && fast_after_flush > 0,
                 "seed {seed}: {flushed_with_paths} flushes, {resumed} resumed, {fast_after_flush} fast"
+            );
+        }
+    }
+
+    /// Review 66 R66-1: a page invalidation's path removals leave their
+    /// bits set until the index's next use, and the refault's walk may
+    /// cache a path elsewhere meanwhile, so the path index holds up to
+    /// `PENDING_PATH_UNINDEX` blocks more than the table has places (and
+    /// `EMPTY_RING` emptied chunks besides). A hostile L1's L2 that puts
+    /// every path in a block-index chunk of its own (2 MiB regions 128 MiB
+    /// apart), with L1's page TLBIs between its faults, reaches that bound:
+    /// the index made for the slot must hold it without growing (an
+    /// allocation on the TLBI and fault paths, bytes past the budget).
+    /// Fails when the index is sized for the table's places alone (4 and
+    /// 16 paths: their chunk maps are full at places + `EMPTY_RING`).
+    #[test]
+    fn waiting_path_bits_never_grow_the_slots_index() {
+        let collector = epoch::Collector::new();
+        let handle = collector.register();
+        const BASE: u64 = 0x80_0000_0000;
+        // A chunk holds 64 blocks: 64 2 MiB regions.
+        const CHUNK: u64 = 64 << 21;
+        for paths in [4usize, 8, 16, 32, 64] {
+            let cache = WalkCache::held(Arc::new(WalkCache::new(64, paths, mix(paths as u64))));
+            let guard = handle.pin();
+            let mut index = CacheIndex::default();
+            let mut chunks = 0u64;
+            let mut fresh = || {
+                chunks += 1;
+                BASE + chunks * CHUNK
+            };
+            let bucket_of =
+                |base: u64| cache.paths.bucket_index(cache.path_hash(path_key(base, 2)));
+            let insert = |index: &mut CacheIndex, base: u64| {
+                cache.take_index(index);
+                let path = CachedPath {
+                    level: 2,
+                    region_base: base,
+                    span_log2: 21,
+                    reads: [DescriptorRead::default(); MAX_PATH],
+                    len: 1,
+                    flush: cache.flush.load(Ordering::Relaxed),
+                };
+                let hash = cache.path_hash(path.cache_key());
+                cache.insert_path(index, path, hash, &guard)
+            };
+            let invalidate = |index: &mut CacheIndex, start: u64, len: u64| {
+                cache.invalidate_range(index, start, start + len, Levels::Any, &guard, |_, _| {})
+            };
+            // `EMPTY_RING` emptied chunks, kept: paths cached, then removed
+            // by range invalidations (through the index).
+            for _ in 0..EMPTY_RING {
+                let base = fresh();
+                assert_eq!(insert(&mut index, base), None);
+                assert_eq!(invalidate(&mut index, base, 4 << 20), 1);
+            }
+            // Every place taken, each path in a chunk of its own.
+            let mut taken = alloc::vec![0; paths / BUCKET];
+            let mut live = Vec::new();
+            while live.len() < paths {
+                let base = fresh();
+                if taken[bucket_of(base)] < BUCKET {
+                    assert_eq!(insert(&mut index, base), None);
+                    taken[bucket_of(base)] += 1;
+                    live.push(base);
+                }
+            }
+            // Page invalidations, each followed by a path cached in a new
+            // chunk in the place it freed (no eviction, which would settle
+            // the waiting bits).
+            for _ in 0..PENDING_PATH_UNINDEX {
+                let gone = live.remove(0);
+                assert_eq!(invalidate(&mut index, gone, 4096), 1);
+                let base = core::iter::repeat_with(&mut fresh)
+                    .find(|&b| bucket_of(b) == bucket_of(gone))
+                    .unwrap();
+                assert_eq!(insert(&mut index, base), None);
+                live.push(base);
+            }
+            assert_eq!(
+                (index.live_paths(), index.pending_paths.len()),
+                (paths, PENDING_PATH_UNINDEX)
+            );
+            assert_eq!(index.growths(), 0, "{paths} paths: the index grew");
+        }
+    }
+
+    /// Review 66 R66-1, for every size a budget gives: the index made for
+    /// a slot's cache holds, without growing, each table's places, the
+    /// bits waiting to be cleared ([`PENDING_PAGE_UNINDEX`],
+    /// [`PENDING_PATH_UNINDEX`]) and the emptied chunks kept
+    /// ([`EMPTY_RING`]), every block in a chunk of its own. Fails for 16
+    /// and 64 leaves and 4 and 16 paths when the waiting bits are not
+    /// counted.
+    #[test]
+    fn the_slots_index_holds_its_places_and_waiting_bits_in_chunks_of_their_own() {
+        for log2 in 2..14 {
+            let places = 1usize << log2;
+            let leaves = WalkCache::leaf_places(places);
+            let mut index = CacheIndex::with_capacity(leaves, places);
+            let bytes = index.allocated_bytes();
+            assert_eq!(
+                bytes,
+                CacheIndex::preallocated_bytes(leaves, places),
+                "{places} places"
+            );
+            // A 4 KiB chunk's 64 pages span 256 KiB; a 2 MiB region's, 128 MiB.
+            for i in 0..(leaves + PENDING_PAGE_UNINDEX + EMPTY_RING) as u64 {
+                assert!(index.add_leaf(i << 18, PAGE_LOG2));
+            }
+            for i in 0..(places + PENDING_PATH_UNINDEX + EMPTY_RING) as u64 {
+                assert!(index.add_path(i << 27, 2, 21));
+            }
+            assert_eq!(
+                (index.growths(), index.allocated_bytes()),
+                (0, bytes),
+                "{places} places"
             );
         }
     }
