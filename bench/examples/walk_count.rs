@@ -11,13 +11,19 @@
 //! Only the loop (`walks_<mode>`, `walks_new_then` for `new_*`) is counted: divide the callgrind total
 //! by the walks. Modes: `walk` (`Stage2Walker::walk`, the full result with
 //! its trail), `walk_hinted`, `leaf` (`translate_leaf`), `leaf_hinted`,
+//! `walk_path` / `leaf_path` (`walk_path_hinted` / `translate_leaf_path_hinted`,
+//! a `PathHint` kept across the walks),
 //! `new_walk` / `new_leaf` (`Stage2Walker::new` from VTCR/VTTBR, then the
 //! walk, every time), `new` (`Stage2Walker::new` alone) and `kvm` (the
 //! KVM-style baseline, which decodes VTCR/VTTBR on every walk). The
 //! geometry is a `walker_hot` name (`4K/L0`, `4K/L-1-lpa2`, `64K/L2`,
 //! ...); the layout is its 16 memslots (`1slot` as a fourth argument for
 //! the single slot), `pa48` as a fifth for a CPU showing PARange 48
-//! bits instead of 52 (64KB walkers then take the 48-bit format). Every
+//! bits instead of 52 (64KB walkers then take the 48-bit format).
+//! `walk_count region|alternating MODE [WALKS]` walks the sequences of
+//! `bench::walker_baseline::hot_regions` (4K from level 0: 64 pages of
+//! one 2 MiB region, or of two in turn) with `walk`, `leaf`, `walk_path`,
+//! `leaf_path` or `kvm`. Every
 //! walk's result goes to `black_box`, as in the benchmark. Deterministic: the same counts on every run.
 
 // Walk results carry their descriptor trail by value (no allocator).
@@ -98,6 +104,15 @@ fn walks_leaf_path(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: us
     }
 }
 
+/// `walk` over a sequence of IPAs, the baseline for `walk_path` on the
+/// region fixtures.
+#[inline(never)]
+fn walks_walk_sequence(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: usize) {
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(walker.walk(memory, black_box(*ipa), AccessKind::Read));
+    }
+}
+
 /// `translate_leaf` over a sequence of IPAs, the baseline for the
 /// `*_path` modes on the region fixtures.
 #[inline(never)]
@@ -120,8 +135,8 @@ fn walks_kvm_sequence(
 }
 
 /// The `region` and `alternating` sequences of `HotRegions` (4K from
-/// level 0, 16 memslots): `mode` one of `leaf`, `leaf_path`, `walk_path`,
-/// `kvm`.
+/// level 0, 16 memslots): `mode` one of `walk`, `leaf`, `walk_path`,
+/// `leaf_path`, `kvm`.
 fn regions_mode(sequence: &str, mode: &str, n: usize) {
     let (_, geometry) = hot_geometries()
         .into_iter()
@@ -147,11 +162,12 @@ fn regions_mode(sequence: &str, mode: &str, n: usize) {
     }
     match mode {
         "leaf" => walks_leaf_sequence(&walker, &memslots, ipas, n),
+        "walk" => walks_walk_sequence(&walker, &memslots, ipas, n),
         "leaf_path" => walks_leaf_path(&walker, &memslots, ipas, n),
         "walk_path" => walks_walk_path(&walker, &memslots, ipas, n),
         "kvm" => walks_kvm_sequence(&baseline, (fixture.vtcr, fixture.vttbr), ipas, n),
         other => {
-            eprintln!("unknown mode {other} for {sequence}: leaf, leaf_path, walk_path, kvm");
+            eprintln!("unknown mode {other} for {sequence}: walk, leaf, walk_path, leaf_path, kvm");
             std::process::exit(2)
         }
     }
@@ -261,7 +277,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|walk_path|leaf_path|new|new_walk|new_leaf|kvm \
                  [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot] [pa52|pa48]\n       \
-                 walk_count region|alternating leaf|leaf_path|walk_path|kvm [WALKS (100000)]\n       \
+                 walk_count region|alternating walk|leaf|walk_path|leaf_path|kvm [WALKS (100000)]\n       \
                  walk_count batch|batch_general [BATCHES (1000)]";
     let mode = args.first().map(String::as_str).unwrap_or_else(|| {
         eprintln!("{usage}");

@@ -371,8 +371,8 @@ impl Stage2Walker {
             ($level:literal) => {
                 if START <= $level {
                     let read = ($level - START) as usize;
-                    let raw = memory.read_descriptor_hinted(address, memo.slot());
-                    match self.step::<G>(raw, &mut reads, ipa, $level, read, address) {
+                    let slot = memo.slot();
+                    match self.step::<G, M>(memory, slot, &mut reads, ipa, $level, read, address) {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
@@ -404,22 +404,23 @@ impl Stage2Walker {
         failed(ipa, access, T::from_reads(&reads, MAX_TRAIL), stop)
     }
 
-    /// One level of the specialised walk: `raw`, what reading `address`
-    /// gave, recorded (into `reads[read]`), and what the descriptor means
-    /// (`decode` with the granule's constants in the 48-bit format: its
-    /// block levels, table addresses in bits 47 down to the granule's, no
-    /// FEAT_HAFT).
+    /// One level of the specialised walk: the read (into `reads[read]`),
+    /// and what the descriptor means (`decode` with the granule's
+    /// constants in the 48-bit format: its block levels, table addresses
+    /// in bits 47 down to the granule's, no FEAT_HAFT).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn step<G: Shape>(
+    fn step<G: Shape, M: GuestMemory + ?Sized>(
         &self,
-        raw: Result<u64, MemoryError>,
+        memory: &M,
+        hint: &mut SlotHint,
         reads: &mut [DescriptorRead; MAX_TRAIL],
         ipa: u64,
         level: i8,
         read: usize,
         address: u64,
     ) -> Step {
-        let raw = match raw {
+        let raw = match memory.read_descriptor_hinted(address, hint) {
             Ok(raw) => raw,
             Err(error) => return Step::Unread(error),
         };
