@@ -10,7 +10,10 @@
 //!   below it (16 memslots, a typical VMM memory map), and, for the 4-level
 //!   4K walk, also a single slot (`.../1slot`). `walker_leaf` is the lean
 //!   walk (`translate_leaf`: the same walk, leaf only, no descriptor
-//!   trail); `*_hinted` keep a memslot hint across walks. These rows build
+//!   trail); `*_hinted` keep a memslot hint across walks, `*_path` a
+//!   path hint (`PathHint`: every level read at once where the previous
+//!   walk's path predicts it); `regions/...` walk IPAs that move inside
+//!   one 2 MiB region or between two (see `regions`). These rows build
 //!   the walker once, outside the timed loop (Umbra keeps one per context);
 //!   `walker_new_walk` / `walker_new_leaf` build it inside, from L1's
 //!   VTCR/VTTBR, on every walk, as the baseline decodes them on every walk
@@ -44,7 +47,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bench::host_pages;
-use bench::walker_baseline::hot_walk;
+use bench::walker_baseline::{hot_regions, hot_walk};
 use bench::walker_fixture::{
     check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, features,
     hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
@@ -52,8 +55,8 @@ use bench::walker_fixture::{
 };
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use walker::{
-    AccessKind, Endianness, SlotHint, Stage2Registers, Stage2Walker, Translation, WalkError,
-    WalkRequest,
+    AccessKind, Endianness, PathHint, SlotHint, Stage2Registers, Stage2Walker, Translation,
+    WalkError, WalkRequest,
 };
 
 fn hot(c: &mut Criterion) {
@@ -141,6 +144,38 @@ fn hot(c: &mut Criterion) {
                     })
                 },
             );
+            // The path hint kept across walks: every walk after the first
+            // reads its levels at once (the same IPA: the path predicted).
+            let mut path = PathHint::default();
+            group.bench_with_input(
+                BenchmarkId::new("walker_path", &id),
+                &fixture.ipa,
+                |b, &ipa| {
+                    b.iter(|| {
+                        let _ = black_box(walker.walk_path_hinted(
+                            &memslots,
+                            black_box(ipa),
+                            AccessKind::Read,
+                            &mut path,
+                        ));
+                    })
+                },
+            );
+            let mut path = PathHint::default();
+            group.bench_with_input(
+                BenchmarkId::new("walker_leaf_path", &id),
+                &fixture.ipa,
+                |b, &ipa| {
+                    b.iter(|| {
+                        let _ = black_box(walker.translate_leaf_path_hinted(
+                            &memslots,
+                            black_box(ipa),
+                            AccessKind::Read,
+                            &mut path,
+                        ));
+                    })
+                },
+            );
             // The walker built inside the timed loop from L1's registers
             // (the ID registers decoded once, outside, as at L1's boot):
             // what a walk costs with the per-context decode and checks
@@ -192,7 +227,76 @@ fn hot(c: &mut Criterion) {
             );
         }
     }
+    regions(&mut group);
     group.finish();
+}
+
+/// Hot walks whose IPA moves (`walker_hot/regions/...`, 4K from level 0,
+/// 16 memslots, `bench::walker_baseline::hot_regions`): `in_region`, 64
+/// pages of one 2 MiB region in turn (a path hint predicts every walk),
+/// and `alternating`, pages of two neighbouring regions in turn (the
+/// hint's leaf table is always the other region's: every walk falls back
+/// to the plain walk, which records its path). Each row walks the same
+/// sequence: the plain walks, the path-hinted ones, the baseline.
+fn regions(group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>) {
+    let (_, geometry) = hot_geometries()
+        .into_iter()
+        .find(|(name, _)| name == "4K/L0")
+        .expect("4K/L0 is a hot geometry");
+    let fixture = hot_regions(geometry);
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    let registers = (fixture.vtcr, fixture.vttbr);
+    for (name, ipas) in [
+        ("in_region", &fixture.in_region),
+        ("alternating", &fixture.alternating),
+    ] {
+        let mut path = PathHint::default();
+        for &ipa in ipas {
+            let expected = fixture.expected_oa(ipa);
+            let walked =
+                walker.translate_leaf_path_hinted(&memslots, ipa, AccessKind::Read, &mut path);
+            assert_eq!(walked.map(|t| t.output_address), Ok(expected), "{name}");
+            let baseline_walk = baseline.walk(registers.0, registers.1, ipa);
+            assert_eq!(baseline_walk.map(|t| t.oa), Ok(expected), "{name}");
+        }
+        // One walk an iteration, through the sequence.
+        let mut each = |row: &str, walk: &mut dyn FnMut(u64)| {
+            let mut next = 0;
+            group.bench_function(format!("regions/{name}/{row}"), |b| {
+                b.iter(|| {
+                    walk(black_box(ipas[next % ipas.len()]));
+                    next += 1;
+                })
+            });
+        };
+        each("walker", &mut |ipa| {
+            let _ = black_box(walker.walk(&memslots, ipa, AccessKind::Read));
+        });
+        let mut path = PathHint::default();
+        each("walker_path", &mut |ipa| {
+            let _ = black_box(walker.walk_path_hinted(&memslots, ipa, AccessKind::Read, &mut path));
+        });
+        each("walker_leaf", &mut |ipa| {
+            let _ = black_box(walker.translate_leaf(&memslots, ipa, AccessKind::Read));
+        });
+        let mut path = PathHint::default();
+        each("walker_leaf_path", &mut |ipa| {
+            let _ = black_box(walker.translate_leaf_path_hinted(
+                &memslots,
+                ipa,
+                AccessKind::Read,
+                &mut path,
+            ));
+        });
+        each("kvm_style", &mut |ipa| {
+            let _ = black_box(baseline.walk(registers.0, registers.1, ipa));
+        });
+    }
 }
 
 fn cold(c: &mut Criterion) {

@@ -11,13 +11,19 @@
 //! Only the loop (`walks_<mode>`, `walks_new_then` for `new_*`) is counted: divide the callgrind total
 //! by the walks. Modes: `walk` (`Stage2Walker::walk`, the full result with
 //! its trail), `walk_hinted`, `leaf` (`translate_leaf`), `leaf_hinted`,
+//! `walk_path` / `leaf_path` (`walk_path_hinted` / `translate_leaf_path_hinted`,
+//! a `PathHint` kept across the walks),
 //! `new_walk` / `new_leaf` (`Stage2Walker::new` from VTCR/VTTBR, then the
 //! walk, every time), `new` (`Stage2Walker::new` alone) and `kvm` (the
 //! KVM-style baseline, which decodes VTCR/VTTBR on every walk). The
 //! geometry is a `walker_hot` name (`4K/L0`, `4K/L-1-lpa2`, `64K/L2`,
 //! ...); the layout is its 16 memslots (`1slot` as a fourth argument for
 //! the single slot), `pa48` as a fifth for a CPU showing PARange 48
-//! bits instead of 52 (64KB walkers then take the 48-bit format). Every
+//! bits instead of 52 (64KB walkers then take the 48-bit format).
+//! `walk_count region|alternating MODE [WALKS]` walks the sequences of
+//! `bench::walker_baseline::hot_regions` (4K from level 0: 64 pages of
+//! one 2 MiB region, or of two in turn) with `walk`, `leaf`, `walk_path`,
+//! `leaf_path` or `kvm`. Every
 //! walk's result goes to `black_box`, as in the benchmark. Deterministic: the same counts on every run.
 
 // Walk results carry their descriptor trail by value (no allocator).
@@ -26,14 +32,15 @@
 use std::hint::black_box;
 
 use bench::walker_baseline::{
-    cold_table, hot_walk, ColdTable, KvmStyleMemory, MMFR0_PA52_ALL_GRANULES, MMFR2_TTST,
+    cold_table, hot_regions, hot_walk, ColdTable, KvmStyleMemory, MMFR0_PA52_ALL_GRANULES,
+    MMFR2_TTST,
 };
 use bench::walker_fixture::{
     features, hot_geometries, kvm_slots, walker_for, WalkerMemory, COLD_BATCH, DECOY_SLOTS,
 };
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslots, SlotHint, Stage2Registers,
-    Stage2Walker, Translation, WalkError, WalkRequest,
+    AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslots, PathHint, SlotHint,
+    Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
 #[inline(never)]
@@ -69,6 +76,102 @@ fn walks_leaf_hinted(walker: &Stage2Walker, memory: &Memslots, ipa: u64, n: usiz
             &mut hint,
         ));
     }
+}
+
+#[inline(never)]
+fn walks_walk_path(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: usize) {
+    let mut hint = PathHint::default();
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(walker.walk_path_hinted(
+            memory,
+            black_box(*ipa),
+            AccessKind::Read,
+            &mut hint,
+        ));
+    }
+}
+
+#[inline(never)]
+fn walks_leaf_path(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: usize) {
+    let mut hint = PathHint::default();
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(walker.translate_leaf_path_hinted(
+            memory,
+            black_box(*ipa),
+            AccessKind::Read,
+            &mut hint,
+        ));
+    }
+}
+
+/// `walk` over a sequence of IPAs, the baseline for `walk_path` on the
+/// region fixtures.
+#[inline(never)]
+fn walks_walk_sequence(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: usize) {
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(walker.walk(memory, black_box(*ipa), AccessKind::Read));
+    }
+}
+
+/// `translate_leaf` over a sequence of IPAs, the baseline for the
+/// `*_path` modes on the region fixtures.
+#[inline(never)]
+fn walks_leaf_sequence(walker: &Stage2Walker, memory: &Memslots, ipas: &[u64], n: usize) {
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(walker.translate_leaf(memory, black_box(*ipa), AccessKind::Read));
+    }
+}
+
+#[inline(never)]
+fn walks_kvm_sequence(
+    baseline: &KvmStyleMemory,
+    (vtcr, vttbr): (u64, u64),
+    ipas: &[u64],
+    n: usize,
+) {
+    for ipa in ipas.iter().cycle().take(n) {
+        let _ = black_box(baseline.walk(vtcr, vttbr, black_box(*ipa)));
+    }
+}
+
+/// The `region` and `alternating` sequences of `HotRegions` (4K from
+/// level 0, 16 memslots): `mode` one of `walk`, `leaf`, `walk_path`,
+/// `leaf_path`, `kvm`.
+fn regions_mode(sequence: &str, mode: &str, n: usize) {
+    let (_, geometry) = hot_geometries()
+        .into_iter()
+        .find(|(g, _)| g == "4K/L0")
+        .expect("4K/L0 is a hot geometry");
+    let fixture = hot_regions(geometry);
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let ipas = match sequence {
+        "region" => &fixture.in_region,
+        _ => &fixture.alternating,
+    };
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    for &ipa in ipas {
+        let expected = fixture.expected_oa(ipa);
+        let walked = walker.translate_leaf(&memslots, ipa, AccessKind::Read);
+        assert_eq!(walked.map(|t| t.output_address), Ok(expected));
+        let baseline_walk = baseline.walk(fixture.vtcr, fixture.vttbr, ipa);
+        assert_eq!(baseline_walk.map(|t| t.oa), Ok(expected));
+    }
+    match mode {
+        "leaf" => walks_leaf_sequence(&walker, &memslots, ipas, n),
+        "walk" => walks_walk_sequence(&walker, &memslots, ipas, n),
+        "leaf_path" => walks_leaf_path(&walker, &memslots, ipas, n),
+        "walk_path" => walks_walk_path(&walker, &memslots, ipas, n),
+        "kvm" => walks_kvm_sequence(&baseline, (fixture.vtcr, fixture.vttbr), ipas, n),
+        other => {
+            eprintln!("unknown mode {other} for {sequence}: walk, leaf, walk_path, leaf_path, kvm");
+            std::process::exit(2)
+        }
+    }
+    println!("{sequence} {mode}: {n} walks");
 }
 
 /// The walker from black-boxed registers, as `walker_new_*` build it.
@@ -172,13 +275,26 @@ fn walks_kvm(baseline: &KvmStyleMemory, (vtcr, vttbr): (u64, u64), ipa: u64, n: 
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|new|new_walk|new_leaf|kvm \
+    let usage = "usage: walk_count walk|walk_hinted|leaf|leaf_hinted|walk_path|leaf_path|new|new_walk|new_leaf|kvm \
                  [GEOMETRY (4K/L0)] [WALKS (100000)] [16slots|1slot] [pa52|pa48]\n       \
+                 walk_count region|alternating walk|leaf|walk_path|leaf_path|kvm [WALKS (100000)]\n       \
                  walk_count batch|batch_general [BATCHES (1000)]";
     let mode = args.first().map(String::as_str).unwrap_or_else(|| {
         eprintln!("{usage}");
         std::process::exit(2)
     });
+    if mode == "region" || mode == "alternating" {
+        let walk = args.get(1).map_or("leaf_path", String::as_str);
+        let n = args
+            .get(2)
+            .map_or(Ok(100_000), |s| s.parse())
+            .unwrap_or_else(|e| {
+                eprintln!("walk count: {e}\n{usage}");
+                std::process::exit(2)
+            });
+        regions_mode(mode, walk, n);
+        return;
+    }
     if mode == "batch" || mode == "batch_general" {
         let n = args
             .get(1)
@@ -263,6 +379,8 @@ fn main() {
         "walk_hinted" => walks_walk_hinted(&walker, &memslots, ipa, n),
         "leaf" => walks_leaf(&walker, &memslots, ipa, n),
         "leaf_hinted" => walks_leaf_hinted(&walker, &memslots, ipa, n),
+        "walk_path" => walks_walk_path(&walker, &memslots, &[ipa], n),
+        "leaf_path" => walks_leaf_path(&walker, &memslots, &[ipa], n),
         "new" => walks_new(&exposed, fixture.vtcr, fixture.vttbr, n),
         "new_walk" => walks_new_then(&exposed, registers, n, |walker| {
             walker.walk(&memslots, black_box(ipa), AccessKind::Read)

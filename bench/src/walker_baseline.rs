@@ -385,6 +385,90 @@ pub fn hot_walk(geometry: Geometry) -> HotWalk {
     }
 }
 
+/// Hot walks that move around: the hot-walk geometry with two whole
+/// last-level tables mapped (every page of two regions, each one
+/// last-level table's span: 2 MiB with 4K), the regions sharing every
+/// table above (they differ in the lowest bit of the index one level up),
+/// and two sequences of IPAs to walk in turn: `in_region`, pages of the
+/// first region in a scattered order (a path hint predicts every walk),
+/// and `alternating`, pages of the two regions in turn (a path hint's
+/// last-level table is always the other region's).
+#[derive(Debug)]
+pub struct HotRegions {
+    pub geometry: Geometry,
+    pub memory: TableMemory,
+    pub vtcr: u64,
+    pub vttbr: u64,
+    pub in_region: Vec<u64>,
+    pub alternating: Vec<u64>,
+}
+
+impl HotRegions {
+    /// Walks in each sequence.
+    pub const WALKS: usize = 64;
+
+    /// The output address the fixture maps `ipa` to.
+    pub fn expected_oa(&self, ipa: u64) -> u64 {
+        let page = self.geometry.granule.size();
+        let region_bits = self.geometry.granule.level_shift(2);
+        HOT_REGION_OA + (ipa & ((2 << region_bits) - 1) & !(page - 1)) + (ipa & (page - 1))
+    }
+}
+
+/// Where [`HotRegions`] maps its first region's first page.
+const HOT_REGION_OA: u64 = 0x0000_8765_0000_0000;
+
+/// Builds [`HotRegions`] for a geometry starting at level 2 or above
+/// (from level 2 the regions share only the start table).
+pub fn hot_regions(geometry: Geometry) -> HotRegions {
+    let g = geometry.granule;
+    assert!(geometry.start_level <= 2, "{geometry:?}: no two regions");
+    let page = g.size();
+    let levels = (3 - geometry.start_level + 1) as u64;
+    let start_bytes = geometry.start_table_bytes().max(page);
+    // The shared path's tables below the start one, and a second
+    // last-level table.
+    let len = start_bytes + levels * page;
+    let base = 0x4000_0000;
+    let free: Vec<u64> = (0..levels)
+        .map(|i| base + start_bytes + i * page)
+        .rev()
+        .collect();
+    let mut builder = TableBuilder::new(
+        geometry,
+        TableMemory::zeroed(base, len as usize),
+        base,
+        free,
+    );
+    let span = 1u64 << g.level_shift(2);
+    // The hot walk's IPA, aligned to two regions: region 0 and region 1.
+    let hot = ((1u64 << geometry.input_bits) - 1) & 0x000f_7b5a_d3c6_e000;
+    let first = hot & !(2 * span - 1);
+    let entries = span / page;
+    for region in 0..2 {
+        for entry in 0..entries {
+            let offset = region * span + entry * page;
+            builder.map(first + offset, HOT_REGION_OA + offset, 3);
+        }
+    }
+    // Scattered pages (an odd stride through the table), a byte offset.
+    let page_of = |k: u64| ((k * 37 + 5) % entries) * page + 0x123 % page;
+    let in_region = (0..HotRegions::WALKS as u64)
+        .map(|k| first + page_of(k))
+        .collect();
+    let alternating = (0..HotRegions::WALKS as u64)
+        .map(|k| first + (k & 1) * span + page_of(k))
+        .collect();
+    HotRegions {
+        geometry,
+        vtcr: builder.vtcr(),
+        vttbr: builder.vttbr(),
+        memory: builder.memory,
+        in_region,
+        alternating,
+    }
+}
+
 /// The cold-table fixture: a 4-level 4K table (48-bit IPA, start level 0)
 /// in which the walks of any 512 consecutive IPAs share nothing below the
 /// root: each has its own level-1, level-2 and level-3 table, at

@@ -55,7 +55,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use walker::{
-    AccessKind, Endianness, ExposedFeatures, FaultCause, IdRegisters, Memslot, Memslots,
+    AccessKind, Endianness, ExposedFeatures, FaultCause, IdRegisters, Memslot, Memslots, PathHint,
     SlotAccess, Stage2Registers, Stage2Walker, Translation, WalkError, WalkRequest,
 };
 
@@ -512,6 +512,68 @@ fn published_table_is_seen_whole_by_the_specialised_walk() {
         let trail = translation.unwrap().trail;
         let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
         assert_eq!(levels, [1, 2, 3]);
+    });
+}
+
+/// The publication race for a walk with a path hint
+/// (`walker/src/walk/path_hint.rs`) that predicts the new table: the hint
+/// was recorded while the level-2 descriptor pointed to it, and the new
+/// table's entries hold a stale page (neither the old nor the new
+/// mapping) until L1 writes them and publishes the table again. The walk
+/// reads the level-2 descriptor and the predicted entry without waiting
+/// for one to decode the other; if it sees the new descriptor (the
+/// recorded value: the path holds), its read of the entry, made after in
+/// level order with Acquire loads, must see L1's write. (Fails with the
+/// predicted walk's leaf read moved before its table reads.)
+#[test]
+fn published_table_is_seen_whole_by_the_path_hinted_walk() {
+    const STALE_OUTPUT: u64 = 0x30_0000;
+    loom::model(|| {
+        let new_entries = IPAS.map(|ipa| page(NEW_OUTPUT + ipa, AF));
+        let guest = Arc::new(Guest::new(
+            table(NEW_TABLE),
+            IPAS.map(|ipa| page(OLD_OUTPUT + ipa, AF)),
+            new_entries,
+        ));
+        let level1 = Arc::new([AtomicU64::new(table(LEVEL2)), AtomicU64::new(0)]);
+        let walker = Arc::new(walker_from_level1());
+        // The path through the new table, recorded before L1 moved away
+        // from it (untimed: before the threads).
+        let mut hint = PathHint::default();
+        guest
+            .with_level1_memslots(&level1[..], |memslots| {
+                walker.walk_path_hinted(memslots, IPAS[0], AccessKind::Read, &mut hint)
+            })
+            .expect("the new table maps IPA 0");
+        assert!(walker.path_hint_predicts(&hint, IPAS[1]));
+        guest.level2[0].store(table(OLD_TABLE), Ordering::Relaxed);
+        for entry in &guest.new {
+            entry.store(page(STALE_OUTPUT, AF), Ordering::Relaxed);
+        }
+
+        let single = {
+            let (guest, level1, walker) = (guest.clone(), level1.clone(), walker.clone());
+            thread::spawn(move || {
+                guest.with_level1_memslots(&level1[..], |memslots| {
+                    walker.walk_path_hinted(memslots, IPAS[1], AccessKind::Read, &mut hint)
+                })
+            })
+        };
+
+        guest.publish_new_table();
+
+        let translation = single.join().unwrap();
+        let base = output_of(IPAS[1], translation);
+        // The mapping the level-2 descriptor it read gives.
+        let trail = translation.unwrap().trail;
+        let levels: Vec<i8> = trail.as_slice().iter().map(|r| r.level).collect();
+        assert_eq!(levels, [1, 2, 3]);
+        let expected = if trail.as_slice()[1].value == table(NEW_TABLE) {
+            NEW_OUTPUT
+        } else {
+            OLD_OUTPUT
+        };
+        assert_eq!(base, expected);
     });
 }
 

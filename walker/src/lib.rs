@@ -145,6 +145,6 @@ pub use visit::{
 };
 pub use walk::{
     BatchLengthMismatch, DescriptorAccess, DescriptorUpdate, Endianness, Execute, HostChange,
-    HostDenial, LeafTranslation, S2Ap, Shareability, Stage2Registers, Stage2Walker, Translation,
-    WalkError, WalkRequest, MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
+    HostDenial, LeafTranslation, PathHint, S2Ap, Shareability, Stage2Registers, Stage2Walker,
+    Translation, WalkError, WalkRequest, MAX_UPDATE_ATTEMPTS, VTCR_WALK_FIELDS,
 };

@@ -12,8 +12,10 @@ use crate::features::{ExposedFeatures, Granule, GranuleSupport, HardwareUpdates}
 use crate::memory::{GuestMemory, MemoryError, SlotHint};
 use crate::visit::LeafAttributes;
 
+mod path_hint;
 mod specialised;
 mod specialised_batch;
+pub use path_hint::PathHint;
 use specialised::WalkKind;
 
 /// Byte order of L1's stage-2 descriptors in memory (SCTLR_EL2.EE).
@@ -1086,6 +1088,41 @@ impl Stage2Walker {
     ) -> Result<LeafTranslation, WalkError> {
         let done = |cursor: &Cursor, _: &NoTrail, leaf: &Leaf| self.leaf_translation(cursor, leaf);
         self.run_kind::<M, NoTrail, _>(memory, ipa, access, hint, done)
+    }
+
+    /// [`Stage2Walker::walk_hinted`] with a [`PathHint`] the caller keeps
+    /// between walks (per vCPU): where the hint predicts this walk's
+    /// tables (an IPA near the previous one: 4KB, the same 2 MiB for all
+    /// four levels), every level's descriptor is read at once instead of
+    /// one after another. The same result as [`Stage2Walker::walk`] for
+    /// every hint (`walk/path_hint.rs` says why); the walk updates the
+    /// hint for the next one. Configurations the specialised walk does
+    /// not cover take the general walk.
+    #[inline(always)]
+    pub fn walk_path_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut PathHint,
+    ) -> Result<Translation, WalkError> {
+        let done =
+            |cursor: &Cursor, trail: &Trail, leaf: &Leaf| self.translation_of(cursor, *trail, leaf);
+        self.run_kind_path::<M, Trail, _>(memory, ipa, access, hint, done)
+    }
+
+    /// [`Stage2Walker::translate_leaf`] with a [`PathHint`], as
+    /// [`Stage2Walker::walk_path_hinted`].
+    #[inline(always)]
+    pub fn translate_leaf_path_hinted<M: GuestMemory + ?Sized>(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        hint: &mut PathHint,
+    ) -> Result<LeafTranslation, WalkError> {
+        let done = |cursor: &Cursor, _: &NoTrail, leaf: &Leaf| self.leaf_translation(cursor, leaf);
+        self.run_kind_path::<M, NoTrail, _>(memory, ipa, access, hint, done)
     }
 
     /// Whether this walker's single walks take the walk specialised for

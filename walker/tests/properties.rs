@@ -17,8 +17,8 @@ use common::*;
 use proptest::prelude::*;
 use walker::{
     AccessKind, CacheMaintenance, DescriptorAccess, Endianness, ExposedFeatures, Fault, FaultCause,
-    FaultKind, Granule, IdRegisters, LeafTranslation, SlotAccess, SlotHint, Stage2Walker, Trail,
-    Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+    FaultKind, Granule, IdRegisters, LeafTranslation, PathHint, SlotAccess, SlotHint, Stage2Walker,
+    Trail, Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -980,5 +980,124 @@ proptest! {
             requests.push(WalkRequest { ipa: *ipa, access: AccessKind::Read });
         }
         check_specialised_against_general(&w, &general, &built, &requests)?;
+    }
+}
+
+/// Walks of `requests` in order with one path hint kept across them all,
+/// each by `walkers[i % len]` (so the hint is often another
+/// configuration's), and after walk `i` the descriptor `changes` names
+/// (if any) rewritten on the path that walk read (so later hints are
+/// stale): every result, full and lean, is what the plain walk gives on
+/// the same memory, which gets the same changes and the plain walks'
+/// updates in lockstep. Returns how many walks the hint predicted.
+fn check_path_hinted(
+    walkers: &[Stage2Walker],
+    mem: &Mem,
+    requests: &[WalkRequest],
+    changes: &[(usize, usize, u64)],
+) -> Result<usize, TestCaseError> {
+    let plain_mem = mem.duplicate();
+    let mut hint = PathHint::default();
+    let mut leaf_hint = PathHint::default();
+    let mut predicted = 0;
+    for (i, r) in requests.iter().enumerate() {
+        let w = &walkers[i % walkers.len()];
+        predicted += usize::from(w.path_hint_predicts(&hint, r.ipa));
+        let got = mem.with(|m| w.walk_path_hinted(m, r.ipa, r.access, &mut hint));
+        let expected = plain_mem.with(|m| w.walk(m, r.ipa, r.access));
+        prop_assert_eq!(&got, &expected, "walk {} of {:x?}", i, requests);
+        let got = mem.with(|m| w.translate_leaf_path_hinted(m, r.ipa, r.access, &mut leaf_hint));
+        let expected = plain_mem.with(|m| w.translate_leaf(m, r.ipa, r.access));
+        prop_assert_eq!(&got, &expected, "lean walk {} of {:x?}", i, requests);
+        let trail = match &got_trail(w, &plain_mem, r) {
+            Some(trail) => *trail,
+            None => Trail::new(),
+        };
+        for &(_, read, value) in changes.iter().filter(|c| c.0 % requests.len().max(1) == i) {
+            if let Some(d) = trail.as_slice().get(read % trail.len().max(1)) {
+                mem.write(d.address, value);
+                plain_mem.write(d.address, value);
+            }
+        }
+    }
+    prop_assert_eq!(mem.snapshot(), plain_mem.snapshot());
+    Ok(predicted)
+}
+
+/// The descriptors a plain walk of `r` reads now (its trail).
+fn got_trail(w: &Stage2Walker, mem: &Mem, r: &WalkRequest) -> Option<Trail> {
+    mem.duplicate().with(|m| match w.walk(m, r.ipa, r.access) {
+        Ok(t) => Some(t.trail),
+        Err(WalkError::Fault(f)) => Some(f.trail),
+        Err(_) => None,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// A walk with a path hint (`walk_path_hinted`,
+    /// `translate_leaf_path_hinted`) gives what the plain walk gives, for
+    /// any memory, registers, IPAs and hint: hints kept across walks of
+    /// nearby and distant IPAs, hints recorded by another configuration
+    /// (another shape, output size or VTTBR_EL2), hints made stale by
+    /// rewriting descriptors on the path, on random memory and on tables
+    /// built for deep walks with random leaves and corrupted entries.
+    #[test]
+    fn the_path_hinted_walk_equals_the_walk(
+        seed in any::<u64>(),
+        features in id_registers(),
+        vtcr in specialised_vtcr_value(),
+        vttbr in vttbr_value(),
+        other_vtcr in specialised_vtcr_value(),
+        other_vttbr in vttbr_value(),
+        same_shape in any::<bool>(),
+        big_endian in prop::bool::weighted(0.1),
+        requests in requests(),
+        maps in prop::collection::vec((any::<u64>(), any::<u64>(), 1i32..6, any::<u64>()), 1..4),
+        corruptions in prop::collection::vec((any::<usize>(), any::<usize>(), any::<u64>()), 0..3),
+        changes in prop::collection::vec((any::<usize>(), any::<usize>(), any::<u64>()), 0..4),
+        offsets in prop::collection::vec(0u64..0x80_0000, 1..6),
+    ) {
+        let endian = if big_endian { Endianness::Big } else { Endianness::Little };
+        let w = walker(vtcr, vttbr, endian, &features);
+        // Another configuration sharing the hint: the same registers with
+        // another VTTBR_EL2 (same shape: hints match but for the start
+        // descriptor), or other registers altogether.
+        let other = if same_shape {
+            walker(vtcr, other_vttbr, endian, &features)
+        } else {
+            walker(other_vtcr, other_vttbr, endian, &features)
+        };
+        let mem = random_memory(seed, endian, false);
+        check_path_hinted(&[w], &mem, &requests, &changes)?;
+        check_path_hinted(&[w, other], &mem, &requests, &changes)?;
+
+        // Deep walks: IPAs near each mapped one (the same leaf table, the
+        // next ones, other regions), in turn with the other walker's.
+        let mut built = random_memory(seed ^ 0x5eed, endian, false);
+        let ipas = if w.takes_specialised_walk() {
+            build_tables(&mut built, &w, &features, &maps, &corruptions)
+        } else {
+            Vec::new()
+        };
+        let mut deep = Vec::new();
+        for (k, access) in requests.iter().map(|r| r.access).enumerate() {
+            for &ipa in &ipas {
+                let offset = offsets[k % offsets.len()];
+                deep.push(WalkRequest { ipa: ipa ^ offset, access });
+                deep.push(WalkRequest { ipa, access: AccessKind::Read });
+            }
+        }
+        let predicted = check_path_hinted(&[w], &built, &deep, &[])?;
+        // Every walk after the first of a mapped IPA that reached a page
+        // through tables is predicted: at least when the same IPA comes
+        // back at once (the even requests after an odd one of it).
+        if w.takes_specialised_walk() && !ipas.is_empty() {
+            let again: Vec<WalkRequest> = deep.iter().flat_map(|r| [*r, *r]).collect();
+            let repeated = check_path_hinted(&[w], &built, &again, &[])?;
+            prop_assert!(repeated >= predicted);
+        }
+        check_path_hinted(&[w, other], &built, &deep, &changes)?;
     }
 }

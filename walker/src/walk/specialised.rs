@@ -194,6 +194,43 @@ impl Shape for K64Lpa {
     const LPA: bool = true;
 }
 
+/// What a specialised walk keeps for later walks besides its reads: a
+/// memslot hint, and for a [`PathHint`](super::PathHint) the path a walk
+/// took to its leaf.
+pub(super) trait WalkMemo {
+    /// The memslot hint the walk's reads pass on.
+    fn slot(&mut self) -> &mut SlotHint;
+    /// The walk of `ipa` read its leaf at `level` after `reads[..count]`
+    /// (the leaf's read the last of them).
+    fn reached_leaf<G: Shape, const START: i8>(
+        &mut self,
+        walker: &Stage2Walker,
+        ipa: u64,
+        level: i8,
+        reads: &[DescriptorRead; MAX_TRAIL],
+        count: usize,
+    );
+}
+
+/// A memslot hint alone: the walk keeps nothing else.
+impl WalkMemo for &mut SlotHint {
+    #[inline(always)]
+    fn slot(&mut self) -> &mut SlotHint {
+        self
+    }
+
+    #[inline(always)]
+    fn reached_leaf<G: Shape, const START: i8>(
+        &mut self,
+        _: &Stage2Walker,
+        _: u64,
+        _: i8,
+        _: &[DescriptorRead; MAX_TRAIL],
+        _: usize,
+    ) {
+    }
+}
+
 /// One level's outcome.
 pub(super) enum Step {
     /// A table descriptor: the next level's descriptor address.
@@ -289,7 +326,6 @@ impl Stage2Walker {
     /// is `<G>Level<START>`.
     // The level-3 copy of `level!` assigns the next address, which no
     // level reads (a table descriptor there is a page, never `Table`).
-    #[allow(unused_assignments)]
     #[inline(always)]
     fn run_in<G: Shape, M: GuestMemory + ?Sized, T: TrailSink, R, const START: i8>(
         &self,
@@ -297,6 +333,28 @@ impl Stage2Walker {
         ipa: u64,
         access: AccessKind,
         hint: &mut SlotHint,
+        done: impl Fn(&Cursor, &T, &Leaf) -> R,
+    ) -> Result<R, WalkError> {
+        self.run_from::<G, M, T, R, _, START>(memory, ipa, access, hint, done)
+    }
+
+    /// The specialised walk, telling `memo` the path of a walk that
+    /// reaches a leaf (a [`PathHint`](super::PathHint) keeps it).
+    #[allow(unused_assignments)]
+    #[inline(always)]
+    pub(super) fn run_from<
+        G: Shape,
+        M: GuestMemory + ?Sized,
+        T: TrailSink,
+        R,
+        P: WalkMemo,
+        const START: i8,
+    >(
+        &self,
+        memory: &M,
+        ipa: u64,
+        access: AccessKind,
+        mut memo: P,
         done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
         // The reads at constant places (the compiler keeps them in
@@ -313,10 +371,12 @@ impl Stage2Walker {
             ($level:literal) => {
                 if START <= $level {
                     let read = ($level - START) as usize;
-                    match self.step::<G, M>(memory, hint, &mut reads, ipa, $level, read, address) {
+                    let slot = memo.slot();
+                    match self.step::<G, M>(memory, slot, &mut reads, ipa, $level, read, address) {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
+                            memo.reached_leaf::<G, START>(self, ipa, $level, &reads, read + 1);
                             let trail = T::from_reads(&reads, read + 1);
                             return self.finish_in::<G, T, R>(&cursor, descriptor, trail, done);
                         }
