@@ -43,7 +43,7 @@
 //!   and it could run code from memory L0 maps as Device.
 
 pub use ipc::message::{MemShareability, Permissions};
-use walker::{Execute, S2Ap, Shareability, Translation};
+use walker::{AccessKind, CacheMaintenance, Execute, S2Ap, Shareability, Translation};
 
 /// 4 KiB: the shadow granule and the smallest size anything maps.
 pub const PAGE_SIZE: u64 = 1 << 12;
@@ -885,6 +885,23 @@ impl L0Map for L0RegionMap {
     fn unbacked(&self, l1_ipa: u64) -> Unbacked {
         self.region(l1_ipa)
             .map_or(Unbacked::Nothing, L0Region::unbacked)
+    }
+}
+
+/// The permission an access needs in a stage-2 entry (the service's check
+/// of a shadow entry against L0's map, and shadow-replay's oracle).
+/// Inline: the service checks it on every translate.
+#[inline]
+pub const fn needed_permission(access: AccessKind) -> Permissions {
+    match access {
+        AccessKind::Read => Permissions::READ,
+        AccessKind::Write => Permissions::WRITE,
+        AccessKind::Stage1Update => Permissions::READ.union(Permissions::WRITE),
+        AccessKind::ExecEl1 => Permissions::EXEC_EL1,
+        AccessKind::ExecEl0 => Permissions::EXEC_EL0,
+        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
+        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => Permissions::WRITE,
+        AccessKind::CacheMaintenance(CacheMaintenance::El0) => Permissions::READ,
     }
 }
 

@@ -97,8 +97,8 @@ use walker::{
 use crate::budget::{Budget, WORST_ACCESS_PAGES};
 use crate::cache::{level_lsb, walk_from, CachedWalk, Levels, WalkKind};
 use crate::compose::{
-    resolve, ComposeError, Composition, HostExecute, L0Map, L1Translation, MemAttr, Permissions,
-    ShadowMapping, PAGE_SIZE,
+    needed_permission, resolve, ComposeError, Composition, HostExecute, L0Map, L1Translation,
+    MemAttr, Permissions, ShadowMapping, PAGE_SIZE,
 };
 use crate::context::{
     Context, ContextKey, ContextState, Covered, Created, Directory, Footprint, HostVmids,
@@ -2329,20 +2329,6 @@ where
         // whatever earlier calls left in the worker's bag into a queue
         // node on the heap (the bag goes when it fills, or with the worker).
         removed as u64
-    }
-}
-
-/// The permission an access needs in a stage-2 entry.
-const fn needed_permission(access: AccessKind) -> Permissions {
-    match access {
-        AccessKind::Read => Permissions::READ,
-        AccessKind::Write => Permissions::WRITE,
-        AccessKind::Stage1Update => Permissions::READ.union(Permissions::WRITE),
-        AccessKind::ExecEl1 => Permissions::EXEC_EL1,
-        AccessKind::ExecEl0 => Permissions::EXEC_EL0,
-        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
-        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => Permissions::WRITE,
-        AccessKind::CacheMaintenance(CacheMaintenance::El0) => Permissions::READ,
     }
 }
 

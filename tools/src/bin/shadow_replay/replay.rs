@@ -6,8 +6,8 @@ use ipc::message::{Envelope, InvalidateRequest, L0Change, Reply, Request, VcpuId
 use ipc::tlbi::{EntryLevels, InvalidateScope, IpaRange, Tlbi, TlbiFeatures};
 use shadow_mmu::budget::Budget;
 use shadow_mmu::compose::{
-    resolve, ComposeError, Composition, L0Map, L0Region, L1Translation, Permissions, ShadowMapping,
-    Unbacked,
+    needed_permission, resolve, ComposeError, Composition, L0Map, L0Region, L1Translation,
+    ShadowMapping, Unbacked,
 };
 use shadow_mmu::context::{ContextKey, HostVmids};
 use shadow_mmu::service::{
@@ -752,7 +752,7 @@ impl<'a, 'l> Session<'a, 'l> {
                 let host = self.service.backend().host_execute();
                 let expected = match resolve(&leaf, ipa, self.l0, host) {
                     Ok(Composition::Mapped(entry)) => {
-                        if entry.shadow.perms.contains(needed(access)) {
+                        if entry.shadow.perms.contains(needed_permission(access)) {
                             Expected::Mapped(entry.shadow)
                         } else {
                             Expected::L0Denied {
@@ -957,19 +957,6 @@ fn claim(answer: &Translated) -> Option<Expected> {
         Translated::OutsideL1 { l1_ipa } => Some(Expected::Outside { l1_ipa }),
         Translated::L0Denied { l1_ipa, .. } => Some(Expected::L0Denied { l1_ipa }),
         Translated::Retry(_) | Translated::Unshadowable(_) => None,
-    }
-}
-
-const fn needed(access: AccessKind) -> Permissions {
-    match access {
-        AccessKind::Read => Permissions::READ,
-        AccessKind::Write => Permissions::WRITE,
-        AccessKind::Stage1Update => Permissions::READ.union(Permissions::WRITE),
-        AccessKind::ExecEl1 => Permissions::EXEC_EL1,
-        AccessKind::ExecEl0 => Permissions::EXEC_EL0,
-        AccessKind::CacheMaintenance(CacheMaintenance::CleanEl1) => Permissions::none(),
-        AccessKind::CacheMaintenance(CacheMaintenance::InvalidateEl1) => Permissions::WRITE,
-        AccessKind::CacheMaintenance(CacheMaintenance::El0) => Permissions::READ,
     }
 }
 
@@ -1189,6 +1176,7 @@ mod tests {
     use super::*;
     use crate::args::command;
     use proptest::test_runner::{Config, TestRunner};
+    use shadow_mmu::compose::Permissions;
 
     const BASE: u64 = 0x4000_0000;
     const VTCR: u64 = 0x8005_3590;
