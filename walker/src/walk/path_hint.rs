@@ -61,7 +61,7 @@
 //! addresses only, nothing of the host's: every read goes through the
 //! memory given to this walk, whatever memslots it has now.
 
-use super::specialised::{K64Lpa, Shape, Step, WalkKind, WalkMemo, K16, K4, K64};
+use super::specialised::{for_16k_64k, K64Lpa, Shape, Step, WalkKind, WalkMemo, K16, K4, K64};
 use super::{failed, Cursor, Leaf, Stage2Walker, WalkError};
 use crate::fault::{AccessKind, DescriptorRead, TrailSink, MAX_TRAIL};
 use crate::memory::{GuestMemory, SlotHint};
@@ -141,7 +141,6 @@ impl WalkMemo for &mut PathHint {
         ipa: u64,
         level: i8,
         reads: &[DescriptorRead; MAX_TRAIL],
-        _: usize,
     ) {
         // `level` is a constant where the plain walk calls this.
         match level {
@@ -247,19 +246,12 @@ impl Stage2Walker {
                 self.run_path::<$shape, M, T, R, $start>(memory, ipa, access, hint, done)
             };
         }
-        match self.walk_kind {
-            WalkKind::K16Level1 => walk!(K16, 1),
-            WalkKind::K16Level2 => walk!(K16, 2),
-            WalkKind::K16Level3 => walk!(K16, 3),
-            WalkKind::K64Level1 => walk!(K64, 1),
-            WalkKind::K64Level2 => walk!(K64, 2),
-            WalkKind::K64Level3 => walk!(K64, 3),
-            WalkKind::K64LpaLevel1 => walk!(K64Lpa, 1),
-            WalkKind::K64LpaLevel2 => walk!(K64Lpa, 2),
-            WalkKind::K64LpaLevel3 => walk!(K64Lpa, 3),
-            // Only the kinds above call this.
-            _ => self.run::<M, T, R>(memory, ipa, access, &mut hint.slot, done),
-        }
+        // Only the kinds of `for_16k_64k!` call this.
+        for_16k_64k!(
+            self.walk_kind,
+            walk,
+            self.run::<M, T, R>(memory, ipa, access, &mut hint.slot, done)
+        )
     }
 
     /// The specialised walk of granule `G` from `START` with a path hint:
@@ -276,6 +268,9 @@ impl Stage2Walker {
     ) -> Result<R, WalkError> {
         let mut cursor = Cursor::new(ipa, access);
         if let Err(stop) = self.begin(&mut cursor) {
+            // The plain walk's fault, built here: handing it to
+            // `run_from` inlines a second copy of the plain walk, which
+            // cost the predicted walk 6-23 instructions (callgrind).
             let reads = [DescriptorRead::default(); MAX_TRAIL];
             return failed(ipa, access, T::from_reads(&reads, 0), stop);
         }
@@ -353,10 +348,9 @@ impl Stage2Walker {
         reads: &mut [DescriptorRead; MAX_TRAIL],
     ) -> Option<u64> {
         let ipa = cursor.ipa;
-        let leaf_level = LEAF;
         // The recording walker decoded table descriptors as this one
         // does, from the same start descriptor, for the same indices.
-        if leaf_level <= START || !self.path_matches(hint, cursor) {
+        if LEAF <= START || !self.path_matches(hint, cursor) {
             return None;
         }
         let mut held = true;
@@ -365,7 +359,7 @@ impl Stage2Walker {
         // constants.
         macro_rules! table {
             ($level:literal) => {
-                if START <= $level && $level < leaf_level {
+                if START <= $level && $level < LEAF {
                     let address = hint.addresses[$level];
                     match memory.read_descriptor_hinted(address, &mut hint.slot) {
                         Ok(raw) => {
@@ -388,22 +382,22 @@ impl Stage2Walker {
         // The leaf table's entry for this IPA, range-checked as the plain
         // walk checks the next-level address.
         let index = (ipa >> G::level_lsb(LEAF)) & G::INDEX_MASK;
-        let address = hint.addresses[level_index(leaf_level)] | (index << 3);
+        let address = hint.addresses[level_index(LEAF)] | (index << 3);
         let raw = memory.read_descriptor_hinted(address, &mut hint.slot);
         let (Ok(raw), true, false) = (raw, held, self.oa_out_of_range(address)) else {
             return None;
         };
         let descriptor = u64::from_le(raw);
-        if let Some(read) = reads.get_mut((leaf_level - START) as usize) {
+        if let Some(read) = reads.get_mut((LEAF - START) as usize) {
             *read = DescriptorRead {
                 address,
                 value: descriptor,
-                level: leaf_level,
+                level: LEAF,
             };
         }
         // The leaf decoded by the plain walk's own code; a table or a
         // fault there is the plain walk's to take.
-        match self.decode_in::<G>(ipa, leaf_level, descriptor) {
+        match self.decode_in::<G>(ipa, LEAF, descriptor) {
             Step::Leaf(descriptor) => Some(descriptor),
             _ => None,
         }

@@ -200,15 +200,14 @@ impl Shape for K64Lpa {
 pub(super) trait WalkMemo {
     /// The memslot hint the walk's reads pass on.
     fn slot(&mut self) -> &mut SlotHint;
-    /// The walk of `ipa` read its leaf at `level` after `reads[..count]`
-    /// (the leaf's read the last of them).
+    /// The walk of `ipa` read its leaf at `level`, after the table
+    /// descriptors in `reads` (the leaf's read the last of them).
     fn reached_leaf<G: Shape, const START: i8>(
         &mut self,
         walker: &Stage2Walker,
         ipa: u64,
         level: i8,
         reads: &[DescriptorRead; MAX_TRAIL],
-        count: usize,
     );
 }
 
@@ -226,7 +225,6 @@ impl WalkMemo for &mut SlotHint {
         _: u64,
         _: i8,
         _: &[DescriptorRead; MAX_TRAIL],
-        _: usize,
     ) {
     }
 }
@@ -263,6 +261,27 @@ pub(super) fn unreadable<T: TrailSink, R>(
     }
 }
 
+/// The 16KB and 64KB specialised kinds, each as `$walk!(shape, start)`,
+/// anything else `$other`: the one list the plain and the path-hinted
+/// dispatches share.
+macro_rules! for_16k_64k {
+    ($kind:expr, $walk:ident, $other:expr) => {
+        match $kind {
+            WalkKind::K16Level1 => $walk!(K16, 1),
+            WalkKind::K16Level2 => $walk!(K16, 2),
+            WalkKind::K16Level3 => $walk!(K16, 3),
+            WalkKind::K64Level1 => $walk!(K64, 1),
+            WalkKind::K64Level2 => $walk!(K64, 2),
+            WalkKind::K64Level3 => $walk!(K64, 3),
+            WalkKind::K64LpaLevel1 => $walk!(K64Lpa, 1),
+            WalkKind::K64LpaLevel2 => $walk!(K64Lpa, 2),
+            WalkKind::K64LpaLevel3 => $walk!(K64Lpa, 3),
+            _ => $other,
+        }
+    };
+}
+pub(super) use for_16k_64k;
+
 impl Stage2Walker {
     /// The single walk this walker's [`WalkKind`] names: `T` decides what
     /// is recorded of the reads, `done` what a success returns.
@@ -277,8 +296,12 @@ impl Stage2Walker {
     ) -> Result<R, WalkError> {
         match self.walk_kind {
             WalkKind::General => self.run::<M, T, R>(memory, ipa, access, hint, done),
-            WalkKind::K4Level0 => self.run_in::<K4, M, T, R, 0>(memory, ipa, access, hint, done),
-            WalkKind::K4Level1 => self.run_in::<K4, M, T, R, 1>(memory, ipa, access, hint, done),
+            WalkKind::K4Level0 => {
+                self.run_from::<K4, M, T, R, _, 0>(memory, ipa, access, hint, done)
+            }
+            WalkKind::K4Level1 => {
+                self.run_from::<K4, M, T, R, _, 1>(memory, ipa, access, hint, done)
+            }
             _ => self.run_16k_64k::<M, T, R>(memory, ipa, access, hint, done),
         }
     }
@@ -299,47 +322,27 @@ impl Stage2Walker {
         hint: &mut SlotHint,
         done: impl Fn(&Cursor, &T, &Leaf) -> R,
     ) -> Result<R, WalkError> {
-        match self.walk_kind {
-            WalkKind::K16Level1 => self.run_in::<K16, M, T, R, 1>(memory, ipa, access, hint, done),
-            WalkKind::K16Level2 => self.run_in::<K16, M, T, R, 2>(memory, ipa, access, hint, done),
-            WalkKind::K16Level3 => self.run_in::<K16, M, T, R, 3>(memory, ipa, access, hint, done),
-            WalkKind::K64Level1 => self.run_in::<K64, M, T, R, 1>(memory, ipa, access, hint, done),
-            WalkKind::K64Level2 => self.run_in::<K64, M, T, R, 2>(memory, ipa, access, hint, done),
-            WalkKind::K64Level3 => self.run_in::<K64, M, T, R, 3>(memory, ipa, access, hint, done),
-            WalkKind::K64LpaLevel1 => {
-                self.run_in::<K64Lpa, M, T, R, 1>(memory, ipa, access, hint, done)
-            }
-            WalkKind::K64LpaLevel2 => {
-                self.run_in::<K64Lpa, M, T, R, 2>(memory, ipa, access, hint, done)
-            }
-            WalkKind::K64LpaLevel3 => {
-                self.run_in::<K64Lpa, M, T, R, 3>(memory, ipa, access, hint, done)
-            }
-            // Only the kinds above call this.
-            _ => self.run::<M, T, R>(memory, ipa, access, hint, done),
+        macro_rules! walk {
+            ($shape:ty, $start:literal) => {
+                self.run_from::<$shape, M, T, R, _, $start>(memory, ipa, access, hint, done)
+            };
         }
+        // Only the kinds of `for_16k_64k!` call this.
+        for_16k_64k!(
+            self.walk_kind,
+            walk,
+            self.run::<M, T, R>(memory, ipa, access, hint, done)
+        )
     }
 
     /// The specialised single walk of granule `G` from start level
     /// `START`: `T` decides what is recorded of the reads, `done` what a
-    /// success returns, as for `run`. Only for walkers whose [`WalkKind`]
-    /// is `<G>Level<START>`.
+    /// success returns, as for `run`; `memo` passes the memslot hint on and
+    /// is told the path of a walk that reaches a leaf (a
+    /// [`PathHint`](super::PathHint) keeps it). Only for walkers whose
+    /// [`WalkKind`] is `<G>Level<START>`.
     // The level-3 copy of `level!` assigns the next address, which no
     // level reads (a table descriptor there is a page, never `Table`).
-    #[inline(always)]
-    fn run_in<G: Shape, M: GuestMemory + ?Sized, T: TrailSink, R, const START: i8>(
-        &self,
-        memory: &M,
-        ipa: u64,
-        access: AccessKind,
-        hint: &mut SlotHint,
-        done: impl Fn(&Cursor, &T, &Leaf) -> R,
-    ) -> Result<R, WalkError> {
-        self.run_from::<G, M, T, R, _, START>(memory, ipa, access, hint, done)
-    }
-
-    /// The specialised walk, telling `memo` the path of a walk that
-    /// reaches a leaf (a [`PathHint`](super::PathHint) keeps it).
     #[allow(unused_assignments)]
     #[inline(always)]
     pub(super) fn run_from<
@@ -376,7 +379,7 @@ impl Stage2Walker {
                         Step::Table(next) => address = next,
                         Step::Leaf(descriptor) => {
                             cursor.level = $level;
-                            memo.reached_leaf::<G, START>(self, ipa, $level, &reads, read + 1);
+                            memo.reached_leaf::<G, START>(self, ipa, $level, &reads);
                             let trail = T::from_reads(&reads, read + 1);
                             return self.finish_in::<G, T, R>(&cursor, descriptor, trail, done);
                         }
