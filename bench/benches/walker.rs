@@ -50,8 +50,8 @@ use bench::host_pages;
 use bench::walker_baseline::{hot_regions, hot_walk};
 use bench::walker_fixture::{
     check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, features,
-    hot_geometries, kvm_slots, walker_for, CacheEvictor, WalkerMemory, BATCHES_PER_EVICTION,
-    COLD_BATCH as BATCH, COLD_LEVELS, DECOY_SLOTS,
+    hot_geometries, hot_geometry, kvm_slots, walker_for, CacheEvictor, WalkerMemory,
+    BATCHES_PER_EVICTION, COLD_BATCH as BATCH, COLD_LEVELS, DECOY_SLOTS,
 };
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use walker::{
@@ -239,10 +239,7 @@ fn hot(c: &mut Criterion) {
 /// to the plain walk, which records its path). Each row walks the same
 /// sequence: the plain walks, the path-hinted ones, the baseline.
 fn regions(group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>) {
-    let (_, geometry) = hot_geometries()
-        .into_iter()
-        .find(|(name, _)| name == "4K/L0")
-        .expect("4K/L0 is a hot geometry");
+    let geometry = hot_geometry("4K/L0");
     let fixture = hot_regions(geometry);
     let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
     let mut storage = Vec::new();

@@ -36,7 +36,8 @@ use bench::walker_baseline::{
     MMFR2_TTST,
 };
 use bench::walker_fixture::{
-    features, hot_geometries, kvm_slots, walker_for, WalkerMemory, COLD_BATCH, DECOY_SLOTS,
+    features, hot_geometries, hot_geometry, kvm_slots, walker_for, WalkerMemory, COLD_BATCH,
+    DECOY_SLOTS,
 };
 use walker::{
     AccessKind, Endianness, ExposedFeatures, IdRegisters, Memslots, PathHint, SlotHint,
@@ -138,10 +139,7 @@ fn walks_kvm_sequence(
 /// level 0, 16 memslots): `mode` one of `walk`, `leaf`, `walk_path`,
 /// `leaf_path`, `kvm`.
 fn regions_mode(sequence: &str, mode: &str, n: usize) {
-    let (_, geometry) = hot_geometries()
-        .into_iter()
-        .find(|(g, _)| g == "4K/L0")
-        .expect("4K/L0 is a hot geometry");
+    let geometry = hot_geometry("4K/L0");
     let fixture = hot_regions(geometry);
     let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
     let mut storage = Vec::new();

@@ -353,24 +353,31 @@ pub struct HotWalk {
     pub expected_oa: u64,
 }
 
+/// A table builder for `geometry` with room, at 1 GiB, for the start
+/// table, one table per level below it and one more (`hot_regions`'
+/// second last-level table).
+fn one_path_builder(geometry: Geometry) -> TableBuilder {
+    let page = geometry.granule.size();
+    let tables = (3 - geometry.start_level + 1) as u64;
+    let start_bytes = geometry.start_table_bytes().max(page);
+    let base = 0x4000_0000;
+    let free: Vec<u64> = (0..tables)
+        .map(|i| base + start_bytes + i * page)
+        .rev()
+        .collect();
+    TableBuilder::new(
+        geometry,
+        TableMemory::zeroed(base, (start_bytes + tables * page) as usize),
+        base,
+        free,
+    )
+}
+
 /// Builds the hot-walk fixture for `geometry`: a page mapping at the last
 /// level, so the walk reads one descriptor per level from `start_level` to 3.
 pub fn hot_walk(geometry: Geometry) -> HotWalk {
     let page = geometry.granule.size();
-    let levels = (3 - geometry.start_level + 1) as u64;
-    let start_bytes = geometry.start_table_bytes().max(page);
-    let len = start_bytes + levels * page;
-    let base = 0x4000_0000;
-    let free: Vec<u64> = (0..levels)
-        .map(|i| base + start_bytes + i * page)
-        .rev()
-        .collect();
-    let mut builder = TableBuilder::new(
-        geometry,
-        TableMemory::zeroed(base, len as usize),
-        base,
-        free,
-    );
+    let mut builder = one_path_builder(geometry);
     // An IPA near the top of the input range with every index non-zero.
     let ipa = ((1u64 << geometry.input_bits) - 1) & !0xfff & 0x000f_7b5a_d3c6_e000 | 0x123;
     let oa = 0x0000_8765_4321_0000 & !(page - 1);
@@ -424,22 +431,7 @@ pub fn hot_regions(geometry: Geometry) -> HotRegions {
     let g = geometry.granule;
     assert!(geometry.start_level <= 2, "{geometry:?}: no two regions");
     let page = g.size();
-    let levels = (3 - geometry.start_level + 1) as u64;
-    let start_bytes = geometry.start_table_bytes().max(page);
-    // The shared path's tables below the start one, and a second
-    // last-level table.
-    let len = start_bytes + levels * page;
-    let base = 0x4000_0000;
-    let free: Vec<u64> = (0..levels)
-        .map(|i| base + start_bytes + i * page)
-        .rev()
-        .collect();
-    let mut builder = TableBuilder::new(
-        geometry,
-        TableMemory::zeroed(base, len as usize),
-        base,
-        free,
-    );
+    let mut builder = one_path_builder(geometry);
     let span = 1u64 << g.level_shift(2);
     // The hot walk's IPA, aligned to two regions: region 0 and region 1.
     let hot = ((1u64 << geometry.input_bits) - 1) & 0x000f_7b5a_d3c6_e000;

@@ -95,6 +95,19 @@ pub fn walker_for(vtcr: u64, vttbr: u64) -> Stage2Walker {
     )
 }
 
+/// The hot geometry `name` names (`4K/L0`, ...; see [`hot_geometries`]).
+///
+/// # Panics
+///
+/// If no hot geometry has that name.
+pub fn hot_geometry(name: &str) -> Geometry {
+    hot_geometries()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, geometry)| geometry)
+        .unwrap_or_else(|| panic!("{name} is not a hot geometry"))
+}
+
 /// Every granule and start level, in the 48-bit format where it exists and
 /// in the 52-bit FEAT_LPA2 format where only that has the level, named
 /// `4K/L0`, `4K/L-1-lpa2`, ...
