@@ -13,9 +13,7 @@ use core::mem::{align_of, size_of};
 
 use alloc::sync::Arc;
 
-use crate::cache::{
-    CacheIndex, CachedPath, CachedWalk, WalkCache, PENDING_PAGE_UNINDEX, PENDING_PATH_UNINDEX,
-};
+use crate::cache::{CacheIndex, CachedPath, CachedWalk, WalkCache};
 use crate::context::{Capacity, Context, ContextKey, VmidIndex, DIRECTORY_PLACES_PER_SLOT};
 use crate::rmap::{ReverseMap, PENDING_UNLINKS};
 use crate::shadow_table::{ShadowConfig, ENTRIES, MAX_ROOT_TABLES, SHADOW_LISTS_BYTES};
@@ -413,9 +411,9 @@ impl Budget {
     /// empty chunk, review 66 R66-1).
     pub fn cache_index_bytes(&self) -> usize {
         let c = &self.capacity;
-        let (leaves, paths) = (
-            WalkCache::leaf_places(c.leaves_per_context) + PENDING_PAGE_UNINDEX,
-            c.paths_per_context + PENDING_PATH_UNINDEX,
+        let (leaves, paths) = CacheIndex::blocks_held(
+            WalkCache::leaf_places(c.leaves_per_context),
+            c.paths_per_context,
         );
         self.cache_index_preallocated_bytes()
             + (leaves + paths + 2 * EMPTY_RING) * ORDERED_KEY_BYTES

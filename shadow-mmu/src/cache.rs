@@ -583,12 +583,12 @@ pub(crate) struct CacheIndex {
 
 /// Page removals [`CacheIndex::unindex_page_later`] keeps waiting at most;
 /// the next one clears them first.
-pub(crate) const PENDING_PAGE_UNINDEX: usize = 16;
+const PENDING_PAGE_UNINDEX: usize = 16;
 
 /// Path removals [`CacheIndex::unindex_path_later`] keeps waiting at most
 /// (a page invalidation removes one path a level, four at most); the next
 /// one clears them first.
-pub(crate) const PENDING_PATH_UNINDEX: usize = 8;
+const PENDING_PATH_UNINDEX: usize = 8;
 
 impl CacheIndex {
     /// An index for at most `leaves` cached leaves and `paths` cached
@@ -599,18 +599,27 @@ impl CacheIndex {
     /// (review 66 R66-1: sized for the places alone, a hostile L1 made the
     /// index grow).
     pub(crate) fn with_capacity(leaves: usize, paths: usize) -> Self {
+        let (leaf_blocks, path_blocks) = Self::blocks_held(leaves, paths);
         CacheIndex {
             sized: true,
-            leaves: BlockIndex::with_capacity(leaves + PENDING_PAGE_UNINDEX),
-            paths: BlockIndex::with_capacity(paths + PENDING_PATH_UNINDEX),
+            leaves: BlockIndex::with_capacity(leaf_blocks),
+            paths: BlockIndex::with_capacity(path_blocks),
             ..CacheIndex::default()
         }
     }
 
+    /// The blocks the leaf and path levels of the index of a cache with
+    /// `leaves` and `paths` places hold at most: a block per place and
+    /// per bit waiting to be cleared.
+    pub(crate) const fn blocks_held(leaves: usize, paths: usize) -> (usize, usize) {
+        (leaves + PENDING_PAGE_UNINDEX, paths + PENDING_PATH_UNINDEX)
+    }
+
     /// Bytes [`CacheIndex::with_capacity`] allocates.
     pub(crate) const fn preallocated_bytes(leaves: usize, paths: usize) -> usize {
-        BlockIndex::<u8>::preallocated_bytes(leaves + PENDING_PAGE_UNINDEX)
-            + BlockIndex::<i8>::preallocated_bytes(paths + PENDING_PATH_UNINDEX)
+        let (leaf_blocks, path_blocks) = Self::blocks_held(leaves, paths);
+        BlockIndex::<u8>::preallocated_bytes(leaf_blocks)
+            + BlockIndex::<i8>::preallocated_bytes(path_blocks)
     }
 
     /// Times the index allocated after it was made (zero while every
