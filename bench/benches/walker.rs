@@ -34,6 +34,18 @@
 //!   floor the memory system sets for any level-by-level batch of these
 //!   walks), and `batch64_in_cache`, the batch's own work with every table
 //!   in cache.
+//! * `walker_cold_single`: one walk at a time on the cold table, the
+//!   guest's tables out of the caches and the hypervisor's own state warm
+//!   (`bench::cold_single`: before each walk, untimed, exactly its
+//!   descriptor lines are flushed, `clflush`; x86-64 only). `in_region`:
+//!   64 pages of one region after another, each walk in the previous
+//!   one's last-level table (a path hint predicts 63 in 64);
+//!   `across_regions`: the cold sequence (the hint never predicts);
+//!   `all_levels` flushes every level's line, `leaf_only` the leaf's. One
+//!   iteration is one walk, timed alone; `floor` is the timer alone after
+//!   the same flush, `loads_chained` / `loads_at_once` the walk's four
+//!   loads with no walk logic, one after another or at once.
+//!   `examples/cold_single.rs` runs the rows interleaved.
 //!
 //! The process's heap, every table of every row, is on 2 MiB pages
 //! (`bench::host_pages`, as the shadow-mmu benches; `UMBRA_BENCH_PAGES=4k`
@@ -46,13 +58,14 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bench::host_pages;
+use bench::cold_single::{across_regions, in_region, Cold, ColdSingle, Row, WalkSequence};
 use bench::walker_baseline::{hot_regions, hot_walk};
 use bench::walker_fixture::{
     check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, features,
     hot_geometries, hot_geometry, kvm_slots, walker_for, CacheEvictor, WalkerMemory,
     BATCHES_PER_EVICTION, COLD_BATCH as BATCH, COLD_LEVELS, DECOY_SLOTS,
 };
+use bench::{host_pages, line_flush, wanted};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use walker::{
     AccessKind, Endianness, PathHint, SlotHint, Stage2Registers, Stage2Walker, Translation,
@@ -420,6 +433,78 @@ fn cold(c: &mut Criterion) {
     group.finish();
 }
 
+/// Cold single walks (`bench::cold_single`): each row's walks in turn
+/// through its case's sequence, one walk an iteration, its lines flushed
+/// first (untimed), a path hint per row kept across its walks.
+fn cold_single(c: &mut Criterion) {
+    let group_name = "walker_cold_single";
+    if !wanted(group_name) {
+        return;
+    }
+    if !line_flush::AVAILABLE {
+        eprintln!("{group_name}: skipped, no cache-line flush on this target");
+        return;
+    }
+    let fixture = cold_fixture();
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    let cold = ColdSingle {
+        fixture: &fixture,
+        walker: &walker,
+        memslots: &memslots,
+        memory: &memory,
+        baseline: &baseline,
+    };
+    let regions = 1024;
+    let hinted = WalkSequence::new(
+        "in_region",
+        in_region(&fixture, regions),
+        &walker,
+        &memslots,
+        &memory,
+    );
+    let missed = WalkSequence::new(
+        "across_regions",
+        across_regions(&fixture, hinted.len()),
+        &walker,
+        &memslots,
+        &memory,
+    );
+    // Every row walks what the plain walk walks; the hint predicts where
+    // it should.
+    assert_eq!(cold.check(&hinted), hinted.len() - regions);
+    assert_eq!(cold.check(&missed), 0);
+
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements(1));
+    for (sequence, cold_lines) in [
+        (&hinted, Cold::AllLevels),
+        (&missed, Cold::AllLevels),
+        (&hinted, Cold::LeafOnly),
+    ] {
+        for row in Row::ALL {
+            let id = format!("{}/{}/{}", sequence.name, cold_lines.name(), row.name());
+            let mut hint = PathHint::default();
+            let mut next = 0;
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut timed = Duration::ZERO;
+                    for _ in 0..iters {
+                        timed += cold.time_walk(row, sequence, next, cold_lines, &mut hint).0;
+                        next = (next + 1) % sequence.len();
+                    }
+                    timed
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -429,7 +514,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = hot, cold
+    targets = hot, cold, cold_single
 }
 
 /// `criterion_main!` with the heap put on the pages `UMBRA_BENCH_PAGES`

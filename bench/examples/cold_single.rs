@@ -1,0 +1,178 @@
+//! Cold single walks (`bench::cold_single`, issue 2, stop 37): the
+//! `walker_cold_single` rows of `benches/walker.rs` interleaved in one
+//! process, block by block, for ratios that load drift on a shared
+//! machine moves less than separate criterion rows:
+//!
+//! ```text
+//! cargo build --release -p bench --example cold_single
+//! chrt -f 1 target/release/examples/cold_single [ROUNDS (100)]
+//! ```
+//!
+//! Each round walks, for each case in turn (`in_region` with every level's
+//! line flushed before each walk, `across_regions` the same, `in_region`
+//! with only the leaf's line flushed), a block of 64 walks by each row,
+//! the rows' order rotating from round to round, each walk timed alone
+//! after its untimed flush. Per case and row it prints the median and mean
+//! time of a walk, the median less the `floor` row's (the timer itself),
+//! and the KVM-style row over each row: by medians, by floor-less
+//! medians, and round by round (each round's KVM-style block over the
+//! row's block, floor-less, median and quartiles of the rounds). The heap
+//! is on the pages `UMBRA_BENCH_PAGES` asks for (huge unless `4k`,
+//! `bench::host_pages`), as in the criterion bench.
+
+use std::time::Duration;
+
+use bench::cold_single::{across_regions, in_region, Cold, ColdSingle, Row, WalkSequence};
+use bench::host_pages;
+use bench::line_flush;
+use bench::walker_fixture::{cold_fixture, kvm_slots, walker_for, WalkerMemory, DECOY_SLOTS};
+use walker::PathHint;
+
+/// Walks of each row in a block (one region of `in_region`).
+const BLOCK: usize = bench::cold_single::PAGES_PER_REGION as usize;
+
+/// Regions of `in_region` (and `BLOCK` times as many walks of
+/// `across_regions`).
+const REGIONS: usize = 1024;
+
+fn main() {
+    host_pages::select_for("cold_single");
+    if !line_flush::AVAILABLE {
+        eprintln!("cold_single: no cache-line flush on this target");
+        std::process::exit(2);
+    }
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(100), |s| s.parse())
+        .expect("ROUNDS is a number");
+    let fixture = cold_fixture();
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    let cold = ColdSingle {
+        fixture: &fixture,
+        walker: &walker,
+        memslots: &memslots,
+        memory: &memory,
+        baseline: &baseline,
+    };
+    let hinted = WalkSequence::new(
+        "in_region",
+        in_region(&fixture, REGIONS),
+        &walker,
+        &memslots,
+        &memory,
+    );
+    let missed = WalkSequence::new(
+        "across_regions",
+        across_regions(&fixture, REGIONS * BLOCK),
+        &walker,
+        &memslots,
+        &memory,
+    );
+    for sequence in [&hinted, &missed] {
+        let predicted = cold.check(sequence);
+        eprintln!(
+            "cold_single: {}: {} walks, {predicted} predicted by the path hint, every row's result the plain walk's",
+            sequence.name,
+            sequence.len()
+        );
+    }
+    eprintln!("cold_single: fixture built ({})", host_pages::summary());
+
+    let cases = [
+        (&hinted, Cold::AllLevels),
+        (&missed, Cold::AllLevels),
+        (&hinted, Cold::LeafOnly),
+    ];
+    let rows = Row::ALL;
+    // Per case and row: every walk's time, each round's block total, the
+    // row's path hint and where it is in its sequence (rows start at
+    // different regions, a block apart at least).
+    let mut times = vec![vec![Vec::<u64>::new(); rows.len()]; cases.len()];
+    let mut blocks = vec![vec![Vec::<u64>::new(); rows.len()]; cases.len()];
+    let mut hints = vec![vec![PathHint::default(); rows.len()]; cases.len()];
+    let mut cursors: Vec<Vec<usize>> = cases
+        .iter()
+        .map(|(sequence, _)| {
+            let regions = sequence.len() / BLOCK;
+            (0..rows.len())
+                .map(|r| r * regions / rows.len() * BLOCK)
+                .collect()
+        })
+        .collect();
+    for round in 0..rounds {
+        for (c, &(sequence, cold_lines)) in cases.iter().enumerate() {
+            for k in 0..rows.len() {
+                let r = (round + k) % rows.len();
+                let mut block = Duration::ZERO;
+                for _ in 0..BLOCK {
+                    let walk = cursors[c][r];
+                    cursors[c][r] = (walk + 1) % sequence.len();
+                    let (time, _) =
+                        cold.time_walk(rows[r], sequence, walk, cold_lines, &mut hints[c][r]);
+                    times[c][r].push(time.as_nanos() as u64);
+                    block += time;
+                }
+                blocks[c][r].push(block.as_nanos() as u64);
+            }
+        }
+    }
+
+    let median = |values: &mut Vec<f64>| -> f64 {
+        values.sort_unstable_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let kvm = rows
+        .iter()
+        .position(|&r| r == Row::KvmStyle)
+        .expect("a row");
+    let floor = rows.iter().position(|&r| r == Row::Floor).expect("a row");
+    for (c, &(sequence, cold_lines)) in cases.iter().enumerate() {
+        println!(
+            "{} walks, {} lines flushed ({rounds} rounds of {BLOCK} walks a row):",
+            sequence.name,
+            cold_lines.name()
+        );
+        let stats: Vec<(f64, f64)> = times[c]
+            .iter()
+            .map(|t| {
+                let mut ns: Vec<f64> = t.iter().map(|&n| n as f64).collect();
+                let mean = ns.iter().sum::<f64>() / ns.len() as f64;
+                (median(&mut ns), mean)
+            })
+            .collect();
+        let floor_ns = stats[floor].0;
+        let floor_blocks = &blocks[c][floor];
+        for (r, row) in rows.iter().enumerate() {
+            let (row_median, row_mean) = stats[r];
+            let mut by_round: Vec<f64> = blocks[c][kvm]
+                .iter()
+                .zip(&blocks[c][r])
+                .zip(floor_blocks)
+                .map(|((&kvm, &this), &floor)| {
+                    (kvm as f64 - floor as f64) / (this as f64 - floor as f64)
+                })
+                .collect();
+            let ratio = median(&mut by_round);
+            let quartiles = (
+                by_round[by_round.len() / 4],
+                by_round[3 * by_round.len() / 4],
+            );
+            println!(
+                "  {:14} median {row_median:7.1} ns  mean {row_mean:7.1} ns  less floor {:7.1} ns  \
+                 kvm_style / this: medians {:5.2}x  less floor {:5.2}x  round by round {:5.2}x ({:5.2}-{:5.2}x)",
+                row.name(),
+                row_median - floor_ns,
+                stats[kvm].0 / row_median,
+                (stats[kvm].0 - floor_ns) / (row_median - floor_ns),
+                ratio,
+                quartiles.0,
+                quartiles.1,
+            );
+        }
+    }
+}
