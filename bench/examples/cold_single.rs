@@ -13,10 +13,15 @@
 //! with only the leaf's line flushed), a block of 64 walks by each row,
 //! the rows' order rotating from round to round, each walk timed alone
 //! after its untimed flush. Per case and row it prints the median and mean
-//! time of a walk, the median less the `floor` row's (the timer itself),
-//! and the KVM-style row over each row: by medians, by floor-less
-//! medians, and round by round (each round's KVM-style block over the
-//! row's block, floor-less, median and quartiles of the rounds). The heap
+//! time of a walk, the median less the `floor` row's (the timer itself,
+//! which reads in steps of 10 ns on the benchmark VM), and the KVM-style
+//! row over each row round by round (each round's KVM-style block of 64
+//! walks over the row's, both less the floor's block: median and
+//! quartiles of the rounds), also as if the baseline's misses were to the
+//! walker's copy of the table memory ("same memory": the baseline's
+//! copy's chained loads replaced by the walker's copy's, same round; the
+//! two copies are separate allocations the host may place differently,
+//! which `kvm_loads_chained` beside `loads_chained` shows). The heap
 //! is on the pages `UMBRA_BENCH_PAGES` asks for (huge unless `4k`,
 //! `bench::host_pages`), as in the criterion bench.
 
@@ -126,52 +131,53 @@ fn main() {
         values.sort_unstable_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    let kvm = rows
-        .iter()
-        .position(|&r| r == Row::KvmStyle)
-        .expect("a row");
-    let floor = rows.iter().position(|&r| r == Row::Floor).expect("a row");
+    let position = |row: Row| rows.iter().position(|&r| r == row).expect("a row");
+    let (kvm, floor) = (position(Row::KvmStyle), position(Row::Floor));
+    let (loads, kvm_loads) = (
+        position(Row::LoadsChained),
+        position(Row::BaselineLoadsChained),
+    );
     for (c, &(sequence, cold_lines)) in cases.iter().enumerate() {
         println!(
             "{} walks, {} lines flushed ({rounds} rounds of {BLOCK} walks a row):",
             sequence.name,
             cold_lines.name()
         );
-        let stats: Vec<(f64, f64)> = times[c]
-            .iter()
-            .map(|t| {
-                let mut ns: Vec<f64> = t.iter().map(|&n| n as f64).collect();
-                let mean = ns.iter().sum::<f64>() / ns.len() as f64;
-                (median(&mut ns), mean)
-            })
-            .collect();
-        let floor_ns = stats[floor].0;
-        let floor_blocks = &blocks[c][floor];
-        for (r, row) in rows.iter().enumerate() {
-            let (row_median, row_mean) = stats[r];
-            let mut by_round: Vec<f64> = blocks[c][kvm]
-                .iter()
-                .zip(&blocks[c][r])
-                .zip(floor_blocks)
-                .map(|((&kvm, &this), &floor)| {
-                    (kvm as f64 - floor as f64) / (this as f64 - floor as f64)
+        let floor_ns = median(&mut times[c][floor].iter().map(|&n| n as f64).collect());
+        // Per round, the KVM-style block and the row's, less the floor
+        // block; and the KVM-style block as if its misses were to the
+        // walker's copy of the memory (its copy's chained loads replaced
+        // by the walker's copy's, same round).
+        let block = |r: usize, round: usize| blocks[c][r][round] as f64;
+        let ratios = |r: usize, same_memory: bool| -> Vec<f64> {
+            let mut ratios: Vec<f64> = (0..rounds)
+                .map(|round| {
+                    let mut kvm_block = block(kvm, round);
+                    if same_memory {
+                        kvm_block += block(loads, round) - block(kvm_loads, round);
+                    }
+                    (kvm_block - block(floor, round)) / (block(r, round) - block(floor, round))
                 })
                 .collect();
-            let ratio = median(&mut by_round);
-            let quartiles = (
-                by_round[by_round.len() / 4],
-                by_round[3 * by_round.len() / 4],
-            );
+            median(&mut ratios);
+            ratios
+        };
+        for (r, row) in rows.iter().enumerate() {
+            let mut ns: Vec<f64> = times[c][r].iter().map(|&n| n as f64).collect();
+            let mean = ns.iter().sum::<f64>() / ns.len() as f64;
+            let row_median = median(&mut ns);
+            let quartiles = |ratios: &[f64]| {
+                let n = ratios.len();
+                (ratios[n / 4], ratios[n / 2], ratios[3 * n / 4])
+            };
+            let (q1, q2, q3) = quartiles(&ratios(r, false));
+            let (s1, s2, s3) = quartiles(&ratios(r, true));
             println!(
-                "  {:14} median {row_median:7.1} ns  mean {row_mean:7.1} ns  less floor {:7.1} ns  \
-                 kvm_style / this: medians {:5.2}x  less floor {:5.2}x  round by round {:5.2}x ({:5.2}-{:5.2}x)",
+                "  {:17} median {row_median:6.1} ns  mean {mean:6.1} ns  less floor {:6.1} ns  \
+                 kvm_style / this, less floor, round by round: {q2:5.2}x ({q1:5.2}-{q3:5.2}x)  \
+                 same memory {s2:5.2}x ({s1:5.2}-{s3:5.2}x)",
                 row.name(),
                 row_median - floor_ns,
-                stats[kvm].0 / row_median,
-                (stats[kvm].0 - floor_ns) / (row_median - floor_ns),
-                ratio,
-                quartiles.0,
-                quartiles.1,
             );
         }
     }

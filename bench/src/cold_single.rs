@@ -160,6 +160,23 @@ fn timed<R>(work: impl FnOnce() -> R) -> (Duration, R) {
     (begin.elapsed(), result)
 }
 
+/// The values `load` gives for a walk's descriptor `words`, each load
+/// given the value before (0 for the first), so that its address can
+/// wait for it.
+#[inline(always)]
+fn chained(
+    words: &[u32; COLD_LEVELS],
+    mut load: impl FnMut(u32, u64) -> u64,
+) -> [u64; COLD_LEVELS] {
+    let mut values = [0u64; COLD_LEVELS];
+    let mut last = 0;
+    for (value, &word) in values.iter_mut().zip(words) {
+        last = load(word, last);
+        *value = last;
+    }
+    values
+}
+
 /// The XOR of a walk's descriptor values.
 fn xor(values: impl IntoIterator<Item = u64>) -> u64 {
     values.into_iter().fold(0, |all, value| all ^ value)
@@ -181,6 +198,11 @@ pub enum Row {
     /// The walk's four descriptor loads alone, each waiting for the one
     /// before (the memory floor of a plain walk).
     LoadsChained,
+    /// The same chained loads from the baseline's copy of the memory (the
+    /// two copies are separate allocations: where the host placed each
+    /// can make one's misses slower than the other's, which this row
+    /// beside `LoadsChained` shows).
+    BaselineLoadsChained,
     /// The same four loads issued at once (the floor of a predicted walk).
     LoadsAtOnce,
     /// Nothing: the timer's own cost, after the same flush.
@@ -194,19 +216,20 @@ impl Row {
     /// loaded for the loads, the IPA for the floor.
     pub const fn outcome(self, ipa: u64, output_address: u64, descriptors: u64) -> u64 {
         match self {
-            Row::LoadsChained | Row::LoadsAtOnce => descriptors,
+            Row::LoadsChained | Row::BaselineLoadsChained | Row::LoadsAtOnce => descriptors,
             Row::Floor => ipa,
             _ => output_address,
         }
     }
 
-    pub const ALL: [Row; 8] = [
+    pub const ALL: [Row; 9] = [
         Row::KvmStyle,
         Row::Walk,
         Row::WalkPath,
         Row::Leaf,
         Row::LeafPath,
         Row::LoadsChained,
+        Row::BaselineLoadsChained,
         Row::LoadsAtOnce,
         Row::Floor,
     ];
@@ -219,6 +242,7 @@ impl Row {
             Row::Leaf => "leaf",
             Row::LeafPath => "leaf_path",
             Row::LoadsChained => "loads_chained",
+            Row::BaselineLoadsChained => "kvm_loads_chained",
             Row::LoadsAtOnce => "loads_at_once",
             Row::Floor => "floor",
         }
@@ -270,6 +294,8 @@ impl ColdSingle<'_> {
         let ipa = black_box(sequence.ipas[k]);
         let words = &sequence.words[k];
         let load = |word: u32| self.memory.words[word as usize].load(Ordering::Relaxed);
+        // The chained rows' addresses wait for the value before through a
+        // zero mask the compiler cannot see through.
         let (walker, memslots, read) = (self.walker, self.memslots, AccessKind::Read);
         let (vtcr, vttbr) = (self.fixture.vtcr, self.fixture.vttbr);
         match row {
@@ -296,16 +322,17 @@ impl ColdSingle<'_> {
             }
             Row::LoadsChained => {
                 let zero = black_box(0u64);
+                let (time, values) =
+                    timed(|| chained(words, |word, last| load(word + (last & zero) as u32)));
+                (time, xor(values))
+            }
+            Row::BaselineLoadsChained => {
+                let (zero, bytes) = (black_box(0u64), &self.fixture.memory.bytes);
                 let (time, values) = timed(|| {
-                    let mut values = [0u64; COLD_LEVELS];
-                    let mut last = 0;
-                    for (value, &word) in values.iter_mut().zip(words) {
-                        // Each address waits for the value before (a
-                        // zero mask the compiler cannot see through).
-                        last = load(word + (last & zero) as u32);
-                        *value = last;
-                    }
-                    values
+                    chained(words, |word, last| {
+                        let at = word as usize * 8 + (last & zero) as usize;
+                        u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+                    })
                 });
                 (time, xor(values))
             }
