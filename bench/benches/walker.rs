@@ -58,7 +58,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bench::cold_single::{across_regions, in_region, Cold, ColdSingle, Row, WalkSequence};
+use bench::cold_single::{with_checked_walks, Cold, ColdSingle, Row, WalkSequence};
 use bench::walker_baseline::{hot_regions, hot_walk};
 use bench::walker_fixture::{
     check_cold_batches, cold_descriptor_words, cold_fixture, cold_requests, features,
@@ -445,46 +445,27 @@ fn cold_single(c: &mut Criterion) {
         eprintln!("{group_name}: skipped, no cache-line flush on this target");
         return;
     }
-    let fixture = cold_fixture();
-    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
-    let mut storage = Vec::new();
-    let memslots = memory.memslots(&mut storage);
-    let walker = walker_for(fixture.vtcr, fixture.vttbr);
-    let decoy = vec![0u8; 4096];
-    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
-    let cold = ColdSingle {
-        fixture: &fixture,
-        walker: &walker,
-        memslots: &memslots,
-        memory: &memory,
-        baseline: &baseline,
-    };
-    let regions = 1024;
-    let hinted = WalkSequence::new(
-        "in_region",
-        in_region(&fixture, regions),
-        &walker,
-        &memslots,
-        &memory,
-    );
-    let missed = WalkSequence::new(
-        "across_regions",
-        across_regions(&fixture, hinted.len()),
-        &walker,
-        &memslots,
-        &memory,
-    );
-    // Every row walks what the plain walk walks; the hint predicts where
-    // it should.
-    assert_eq!(cold.check(&hinted), hinted.len() - regions);
-    assert_eq!(cold.check(&missed), 0);
+    // Every row walks what the plain walk walks, and the hint predicts
+    // where it should (checked before any timing).
+    with_checked_walks(&cold_fixture(), 1024, |cold, hinted, missed| {
+        cold_single_rows(c, group_name, cold, hinted, missed)
+    });
+}
 
+/// The rows of [`cold_single`].
+fn cold_single_rows(
+    c: &mut Criterion,
+    group_name: &str,
+    cold: &ColdSingle,
+    hinted: &WalkSequence,
+    missed: &WalkSequence,
+) {
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
     for (sequence, cold_lines) in [
-        (&hinted, Cold::AllLevels),
-        (&missed, Cold::AllLevels),
-        (&hinted, Cold::LeafOnly),
+        (hinted, Cold::AllLevels),
+        (missed, Cold::AllLevels),
+        (hinted, Cold::LeafOnly),
     ] {
         for row in Row::ALL {
             let id = format!("{}/{}/{}", sequence.name, cold_lines.name(), row.name());

@@ -27,10 +27,10 @@
 
 use std::time::Duration;
 
-use bench::cold_single::{across_regions, in_region, Cold, ColdSingle, Row, WalkSequence};
+use bench::cold_single::{with_checked_walks, Cold, ColdSingle, Row, WalkSequence};
 use bench::host_pages;
 use bench::line_flush;
-use bench::walker_fixture::{cold_fixture, kvm_slots, walker_for, WalkerMemory, DECOY_SLOTS};
+use bench::walker_fixture::cold_fixture;
 use walker::PathHint;
 
 /// Walks of each row in a block (one region of `in_region`).
@@ -50,48 +50,24 @@ fn main() {
         .nth(1)
         .map_or(Ok(100), |s| s.parse())
         .expect("ROUNDS is a number");
-    let fixture = cold_fixture();
-    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
-    let mut storage = Vec::new();
-    let memslots = memory.memslots(&mut storage);
-    let walker = walker_for(fixture.vtcr, fixture.vttbr);
-    let decoy = vec![0u8; 4096];
-    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
-    let cold = ColdSingle {
-        fixture: &fixture,
-        walker: &walker,
-        memslots: &memslots,
-        memory: &memory,
-        baseline: &baseline,
-    };
-    let hinted = WalkSequence::new(
-        "in_region",
-        in_region(&fixture, REGIONS),
-        &walker,
-        &memslots,
-        &memory,
-    );
-    let missed = WalkSequence::new(
-        "across_regions",
-        across_regions(&fixture, REGIONS * BLOCK),
-        &walker,
-        &memslots,
-        &memory,
-    );
-    for sequence in [&hinted, &missed] {
-        let predicted = cold.check(sequence);
+    with_checked_walks(&cold_fixture(), REGIONS, |cold, hinted, missed| {
         eprintln!(
-            "cold_single: {}: {} walks, {predicted} predicted by the path hint, every row's result the plain walk's",
-            sequence.name,
-            sequence.len()
+            "cold_single: {} walks in region (all but each region's first predicted by the path hint), \
+             {} across regions (none predicted), every row's result the plain walk's; fixture built ({})",
+            hinted.len(),
+            missed.len(),
+            host_pages::summary()
         );
-    }
-    eprintln!("cold_single: fixture built ({})", host_pages::summary());
+        measure(cold, hinted, missed, rounds);
+    });
+}
 
+/// The rounds, and what they measured.
+fn measure(cold: &ColdSingle, hinted: &WalkSequence, missed: &WalkSequence, rounds: usize) {
     let cases = [
-        (&hinted, Cold::AllLevels),
-        (&missed, Cold::AllLevels),
-        (&hinted, Cold::LeafOnly),
+        (hinted, Cold::AllLevels),
+        (missed, Cold::AllLevels),
+        (hinted, Cold::LeafOnly),
     ];
     let rows = Row::ALL;
     // Per case and row: every walk's time, each round's block total, the

@@ -33,7 +33,7 @@ use walker::{AccessKind, LeafTranslation, Memslots, PathHint, Stage2Walker};
 
 use crate::line_flush::{flush_line, wait_for_flushes};
 use crate::walker_baseline::{ColdTable, KvmStyleMemory};
-use crate::walker_fixture::{WalkerMemory, COLD_LEVELS};
+use crate::walker_fixture::{kvm_slots, walker_for, WalkerMemory, COLD_LEVELS, DECOY_SLOTS};
 
 /// Pages walked in each region of [`in_region`], in a scattered order
 /// (the first walk of each region is not predicted, the 63 after it are).
@@ -414,57 +414,75 @@ impl ColdSingle<'_> {
     }
 }
 
+/// The rows' walkers and memories on `fixture` (16 memslots, as the other
+/// walker rows) and the two sequences, [`in_region`] of `regions` regions
+/// and [`across_regions`] of as many walks, checked
+/// ([`ColdSingle::check`]), given to `run`.
+///
+/// # Panics
+///
+/// If a row's result is not the plain walk's, or the path hint predicts
+/// other than every in-region walk but each region's first (which
+/// records its path) and no walk across regions.
+pub fn with_checked_walks<R>(
+    fixture: &ColdTable,
+    regions: usize,
+    run: impl FnOnce(&ColdSingle, &WalkSequence, &WalkSequence) -> R,
+) -> R {
+    let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
+    let mut storage = Vec::new();
+    let memslots = memory.memslots(&mut storage);
+    let walker = walker_for(fixture.vtcr, fixture.vttbr);
+    let decoy = vec![0u8; 4096];
+    let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
+    let cold = ColdSingle {
+        fixture,
+        walker: &walker,
+        memslots: &memslots,
+        memory: &memory,
+        baseline: &baseline,
+    };
+    let ipas = in_region(fixture, regions);
+    let hinted = WalkSequence::new("in_region", ipas, &walker, &memslots, &memory);
+    let ipas = across_regions(fixture, hinted.len());
+    let missed = WalkSequence::new("across_regions", ipas, &walker, &memslots, &memory);
+    let per_region = PAGES_PER_REGION as usize;
+    assert_eq!(cold.check(&hinted), regions * (per_region - 1));
+    assert_eq!(cold.check(&missed), 0);
+    run(&cold, &hinted, &missed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::walker_baseline::cold_table;
-    use crate::walker_fixture::{kvm_slots, walker_for, DECOY_SLOTS};
 
     #[test]
     fn the_hint_predicts_in_region_and_never_across_regions() {
         // 2 paths per level-1 table: 1024 regions.
         let fixture = cold_table(16 << 20, 2, 4096);
-        let memory = WalkerMemory::new(&fixture.memory, DECOY_SLOTS);
-        let mut storage = Vec::new();
-        let memslots = memory.memslots(&mut storage);
-        let walker = walker_for(fixture.vtcr, fixture.vttbr);
-        let decoy = vec![0u8; 4096];
-        let baseline = kvm_slots(&fixture.memory, &decoy, DECOY_SLOTS);
-        let cold = ColdSingle {
-            fixture: &fixture,
-            walker: &walker,
-            memslots: &memslots,
-            memory: &memory,
-            baseline: &baseline,
-        };
         let regions = 16;
-        let ipas = in_region(&fixture, regions);
-        let hinted = WalkSequence::new("in_region", ipas, &walker, &memslots, &memory);
-        assert_eq!(hinted.len(), regions * PAGES_PER_REGION as usize);
-        // Every walk but each region's first, which records its path.
-        assert_eq!(
-            cold.check(&hinted),
-            regions * (PAGES_PER_REGION as usize - 1)
-        );
-        // Distinct pages in each region (the scattered order is a
-        // permutation), so each walk reads its own leaf entry.
-        for region in hinted.ipas.chunks(PAGES_PER_REGION as usize) {
-            let pages: std::collections::HashSet<u64> =
-                region.iter().map(|ipa| ipa >> 12).collect();
-            assert_eq!(pages.len(), region.len());
-        }
-        let ipas = across_regions(&fixture, 1024);
-        let missed = WalkSequence::new("across_regions", ipas, &walker, &memslots, &memory);
-        assert_eq!(cold.check(&missed), 0);
-        // Every row walks (and flushes) without failing; the times are
-        // the machine's, not checked.
-        let mut hint = PathHint::default();
-        for row in Row::ALL {
-            for cold_lines in [Cold::AllLevels, Cold::LeafOnly] {
-                for k in 0..4 {
-                    cold.time_walk(row, &hinted, k, cold_lines, &mut hint);
+        // The predictions are checked inside.
+        with_checked_walks(&fixture, regions, |cold, hinted, missed| {
+            assert_eq!(hinted.len(), regions * PAGES_PER_REGION as usize);
+            assert_eq!(missed.len(), hinted.len());
+            // Distinct pages in each region (the scattered order is a
+            // permutation), so each walk reads its own leaf entry.
+            for region in hinted.ipas.chunks(PAGES_PER_REGION as usize) {
+                let pages: std::collections::HashSet<u64> =
+                    region.iter().map(|ipa| ipa >> 12).collect();
+                assert_eq!(pages.len(), region.len());
+            }
+            // Every row walks (and flushes) without failing; the times are
+            // the machine's, not checked.
+            let mut hint = PathHint::default();
+            for row in Row::ALL {
+                for cold_lines in [Cold::AllLevels, Cold::LeafOnly] {
+                    for k in 0..4 {
+                        cold.time_walk(row, hinted, k, cold_lines, &mut hint);
+                    }
                 }
             }
-        }
+        });
     }
 }
