@@ -17,8 +17,11 @@
 //! `loads_by_level64` (the same loads with a barrier after each level, as
 //! a level-by-level batch has), `read_descriptors64` (those levels read
 //! through `Memslots::read_descriptors`), `read_compute64` (plus a fixed
-//! computation on each value: whether work overlaps the misses) and
-//! `compute_only64` (the computation alone).
+//! computation on each value: whether work overlaps the misses),
+//! `compute_only64` (the computation alone) and `kvm_loads_only64`
+//! (`loads_only64` from the baseline's copy of the table memory: the two
+//! copies are separate allocations whose misses can cost differently,
+//! from process to process, by where the host placed them).
 //! The heap is on the pages `UMBRA_BENCH_PAGES` asks for (huge unless
 //! `4k`, `bench::host_pages`), as in the criterion bench.
 
@@ -81,6 +84,7 @@ fn main() {
         "read_descriptors64",
         "read_compute64",
         "compute_only64",
+        "kvm_loads_only64",
     ];
     let mut cursors: Vec<usize> = (0..names.len()).map(|k| k * chunks / names.len()).collect();
     // Per row: the time of each batch, and of the first batch after each
@@ -128,6 +132,26 @@ fn main() {
                             for (value, &word) in carried.iter_mut().zip(level) {
                                 let index = word as usize + (*value & zero) as usize;
                                 *value = memory.words[index].load(Ordering::Relaxed);
+                            }
+                        }
+                        black_box(&carried);
+                    }
+                    8 => {
+                        // `loads_only64` from the baseline's copy of the
+                        // table memory (a separate allocation, which the
+                        // host may place where misses cost more or less:
+                        // `kvm_style64` / this beside `kvm_style64` /
+                        // `loads_only64` shows it).
+                        let words =
+                            &descriptor_words[index * COLD_BATCH * levels..][..COLD_BATCH * levels];
+                        let bytes = &fixture.memory.bytes;
+                        let mut carried = [0u64; COLD_BATCH];
+                        for level in words.chunks_exact(COLD_BATCH) {
+                            for (value, &word) in carried.iter_mut().zip(level) {
+                                let at = word as usize * 8 + (*value & zero) as usize;
+                                *value = u64::from_le_bytes(
+                                    bytes[at..at + 8].try_into().expect("8 bytes"),
+                                );
                             }
                         }
                         black_box(&carried);
