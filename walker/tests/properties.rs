@@ -1046,12 +1046,13 @@ proptest! {
     #[test]
     fn the_path_hinted_walk_equals_the_walk(
         seed in any::<u64>(),
-        features in id_registers(),
+        (ids, features) in raw_id_registers(),
         vtcr in specialised_vtcr_value(),
         vttbr in vttbr_value(),
         other_vtcr in specialised_vtcr_value(),
         other_vttbr in vttbr_value(),
         same_shape in any::<bool>(),
+        twin_granule in any::<bool>(),
         big_endian in prop::bool::weighted(0.1),
         requests in requests(),
         maps in prop::collection::vec((any::<u64>(), any::<u64>(), 1i32..6, any::<u64>()), 1..4),
@@ -1069,9 +1070,25 @@ proptest! {
         } else {
             walker(other_vtcr, other_vttbr, endian, &features)
         };
+        // Review 67: a walker of another shape that reads the same start
+        // descriptor for the IPAs near 0 and has the same output size (the
+        // same VTTBR_EL2 and VTCR_EL2.PS): another granule and start level,
+        // or the same registers with the exposed PARange moved across 52
+        // bits (64KB: the FEAT_LPA descriptor format or the 48-bit one).
+        let twin = if twin_granule {
+            let ps = 0x7 << 16;
+            walker((other_vtcr & !ps) | (vtcr & ps), vttbr, endian, &features)
+        } else {
+            walker(vtcr, vttbr, endian, &with_other_pa_range(ids).unwrap_or(features))
+        };
         let mem = random_memory(seed, endian, false);
         check_path_hinted(&[w], &mem, &requests, &changes)?;
         check_path_hinted(&[w, other], &mem, &requests, &changes)?;
+        let near_zero: Vec<WalkRequest> = requests
+            .iter()
+            .map(|r| WalkRequest { ipa: r.ipa % (1 << 30), access: r.access })
+            .collect();
+        check_path_hinted(&[w, twin], &mem, &near_zero, &changes)?;
 
         // Deep walks: IPAs near each mapped one (the same leaf table, the
         // next ones, other regions), in turn with the other walker's.
@@ -1099,5 +1116,18 @@ proptest! {
             prop_assert!(repeated >= predicted);
         }
         check_path_hinted(&[w, other], &built, &deep, &changes)?;
+        check_path_hinted(&[w, twin], &built, &deep, &changes)?;
     }
+}
+
+/// The features of `ids` with the exposed PARange at 52 bits, or at 48 if
+/// it is 52 already (if those ID registers are valid).
+fn with_other_pa_range(ids: IdRegisters) -> Option<ExposedFeatures> {
+    let pa_range = if ids.mmfr0 & 0xf == PA_52 {
+        PA_48
+    } else {
+        PA_52
+    };
+    let mmfr0 = (ids.mmfr0 & !0xf) | pa_range;
+    ExposedFeatures::from_id_registers(IdRegisters { mmfr0, ..ids }).ok()
 }
