@@ -290,30 +290,35 @@ impl Budget {
             + Self::directory_bytes(contexts);
         let mut rest = bytes.saturating_sub(fixed);
         // Each part grows with `rest` by less than `rest` does, so taking
-        // the excess off `rest` converges in a few steps; the floor (rest
-        // 0) fits, checked above, and ends the search if it does not.
+        // the excess off `rest` reaches one that fits in a few steps; the
+        // floor (rest 0) fits, checked above. A step can overshoot (the
+        // counts round to powers of two: review 67 R67-4, 512 KiB for three
+        // contexts on a 44-bit host got 113 shadow leaves where 191 fit),
+        // and a small
+        // excess the roundings keep up can outlast the steps (review 66
+        // R66-3): either way, bisect between the largest `rest` known to
+        // fit and the smallest known not to.
+        let mut fits = 0;
+        let mut too_big = None;
         for _ in 0..32 {
-            let budget = Self::shares(given, contexts, roots, alignment, access, rest);
-            let need = budget.worst_case_bytes();
+            let need =
+                Self::shares(given, contexts, roots, alignment, access, rest).worst_case_bytes();
             if need <= bytes {
-                return Ok(budget);
+                fits = rest;
+                break;
             }
+            too_big = Some(rest);
             rest = rest.saturating_sub(need - bytes);
         }
-        // Not converged (each step took off only a small excess, which the
-        // power-of-two roundings can keep up for longer than the steps):
-        // bisect between the floor, which fits, and the last `rest`, rather
-        // than give the floor (review 66 R66-3: a small excess left a 512 KiB
-        // budget of three contexts 4 leaves each where 256 fit).
-        let mut fits = 0;
-        let mut too_big = rest;
-        while too_big - fits > 1 {
-            let mid = fits + (too_big - fits) / 2;
-            let budget = Self::shares(given, contexts, roots, alignment, access, mid);
-            if budget.worst_case_bytes() <= bytes {
-                fits = mid;
-            } else {
-                too_big = mid;
+        if let Some(mut too_big) = too_big {
+            while too_big - fits > 1 {
+                let mid = fits + (too_big - fits) / 2;
+                let budget = Self::shares(given, contexts, roots, alignment, access, mid);
+                if budget.worst_case_bytes() <= bytes {
+                    fits = mid;
+                } else {
+                    too_big = mid;
+                }
             }
         }
         Ok(Self::shares(
@@ -763,5 +768,61 @@ mod tests {
             (32, 8),
             "{b:?}"
         );
+    }
+
+    /// Review 67 (R67-4): the split is the largest that fits in the
+    /// `rest` the fixed parts leave. The steps that take the excess off
+    /// `rest` can overshoot where a count rounds to a power of two: 512 KiB
+    /// for three contexts on a 44- or 48-bit host got 113 shadow leaves
+    /// where 191 fit. Over a grid of budgets the split equals the shares of
+    /// the largest fitting `rest`, found here by bisecting from the whole
+    /// of it (`worst_case_bytes` grows with `rest`, checked on the way).
+    /// Fails with the first fitting step returned, as before.
+    #[test]
+    fn a_split_is_the_largest_that_fits() {
+        let host = |pa_bits| ShadowConfig {
+            xnx: false,
+            pa_bits,
+        };
+        for pa_bits in [40, 44, 48] {
+            let shadow = host(pa_bits);
+            let roots = shadow.empty_table_frames().clamp(1, 1 + MAX_ROOT_TABLES);
+            let alignment = shadow.alignment_frames().min(MAX_ROOT_TABLES);
+            let access = Budget::worst_access_frames(&shadow);
+            for contexts in [1, 2, 3, 4, 8, 16] {
+                for bytes in (1..=32).map(|k| k << 18) {
+                    let Ok(split) = Budget::split_for(bytes, contexts, &shadow) else {
+                        continue;
+                    };
+                    let need = |rest| {
+                        Budget::shares(bytes, contexts, roots, alignment, access, rest)
+                            .worst_case_bytes()
+                    };
+                    let rest = bytes.saturating_sub(
+                        contexts
+                            * (CONTEXT_OVERHEAD_BYTES
+                                + SHADOW_LISTS_BYTES
+                                + (roots + 1) * FRAME_COST_BYTES)
+                            + alignment * FRAME_COST_BYTES
+                            + Budget::directory_bytes(contexts),
+                    );
+                    let (mut fits, mut too_big) = (0, rest + 1);
+                    while too_big - fits > 1 {
+                        let mid = fits + (too_big - fits) / 2;
+                        assert!(need(fits) <= need(mid) && need(mid) <= need(too_big));
+                        if need(mid) <= bytes {
+                            fits = mid;
+                        } else {
+                            too_big = mid;
+                        }
+                    }
+                    let largest = Budget::shares(bytes, contexts, roots, alignment, access, fits);
+                    assert_eq!(
+                        split, largest,
+                        "{bytes} bytes, {contexts} contexts, {pa_bits} bits"
+                    );
+                }
+            }
+        }
     }
 }

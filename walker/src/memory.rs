@@ -72,6 +72,11 @@ impl fmt::Display for MemoryError {
 /// host.
 pub trait GuestMemory {
     /// Read the raw 8 bytes at `address` (see the module docs for "raw").
+    /// A read of memory L1 may be writing is an Acquire load (or
+    /// stronger), here and in the other reads: the path-hinted walk
+    /// (`walk/path_hint.rs`) issues a walk's reads with no address
+    /// dependency between them and relies on their order alone to see a
+    /// table L1 published whole.
     fn read_descriptor(&self, address: u64) -> Result<u64, MemoryError>;
 
     /// Read many descriptors at once; `values[i]` receives `addresses[i]`.

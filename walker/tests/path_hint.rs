@@ -12,7 +12,10 @@
 mod common;
 
 use common::*;
-use walker::{AccessKind, Endianness, Granule, PathHint, SlotAccess, Stage2Walker};
+use walker::{
+    AccessKind, Endianness, FaultCause, Granule, Memslot, Memslots, PathHint, SlotAccess,
+    Stage2Walker, WalkError,
+};
 
 const ARENA: u64 = 0x4000_0000;
 const ARENA_BYTES: u64 = 1 << 20;
@@ -181,4 +184,169 @@ fn a_path_rewritten_under_the_hint_gives_the_new_tables_translation() {
     f.mem.write(trail_a.as_slice()[0].address, 0);
     walk(&f, &mut hint, REGION_A + 0x3000);
     walk(&f, &mut hint, REGION_A + 0x4000);
+}
+
+/// Walks `ipa` with `recorder` (recording its path in a fresh hint),
+/// then with `other` given that hint, and checks `other`'s full and lean
+/// results against its plain walk; returns whether `other` took the
+/// hint's path.
+fn hint_of_one_walker_given_to_another(
+    mem: &Mem,
+    recorder: &Stage2Walker,
+    other: &Stage2Walker,
+    ipa: u64,
+) -> bool {
+    assert!(recorder.takes_specialised_walk() && other.takes_specialised_walk());
+    let mut hint = PathHint::default();
+    mem.with(|m| recorder.walk_path_hinted(m, ipa, AccessKind::Read, &mut hint))
+        .expect("the recording walk translates");
+    assert!(hint.is_recorded() && recorder.path_hint_predicts(&hint, ipa));
+    let predicted = other.path_hint_predicts(&hint, ipa);
+    let mut lean_hint = hint;
+    mem.with(|m| {
+        assert_eq!(
+            other.walk_path_hinted(m, ipa, AccessKind::Read, &mut hint),
+            other.walk(m, ipa, AccessKind::Read),
+            "{other:?}"
+        );
+        assert_eq!(
+            other.translate_leaf_path_hinted(m, ipa, AccessKind::Read, &mut lean_hint),
+            other.translate_leaf(m, ipa, AccessKind::Read),
+            "{other:?}"
+        );
+    });
+    predicted
+}
+
+/// Review 67: the same start descriptor address, output size and IPA,
+/// but another descriptor format. 64KB from level 2 at PS = 48 bits,
+/// exposed PARange 48 (bits 15:12 of a table descriptor ignored) and
+/// PARange 52 (FEAT_LPA: they are OA[51:48], so the next table lies
+/// beyond the 48-bit output size: an address size fault at level 2).
+#[test]
+fn a_hint_of_the_other_64k_format_does_not_predict() {
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, ARENA_BYTES, SlotAccess::ReadWrite);
+    let (root, leaf_table) = (ARENA, ARENA + 0x1_0000);
+    let ipa = 0x2345_0000;
+    // Level 2 resolves IPA bits 41:29 (T0SZ 22), level 3 bits 28:16.
+    mem.write(root + (ipa >> 29) * 8, leaf_table | (0x1 << 12) | 3);
+    mem.write(
+        leaf_table + ((ipa >> 16) & 0x1fff) * 8,
+        0x8_0000_0000 | LEAF_RW | 3,
+    );
+    let registers = vtcr(Granule::K64, 22, 1, PA_48);
+    let plain_format = walker(registers, root, Endianness::Little, &features_48());
+    let features_52 = features(mmfr0(PA_52), mmfr1(0, true), mmfr2(false));
+    let lpa_format = walker(registers, root, Endianness::Little, &features_52);
+    let expected = mem.with(|m| lpa_format.walk(m, ipa, AccessKind::Read));
+    assert!(
+        matches!(&expected, Err(WalkError::Fault(f))
+            if f.cause == FaultCause::TableAddressOutOfRange && f.level == 2),
+        "{expected:?}"
+    );
+    assert!(!hint_of_one_walker_given_to_another(
+        &mem,
+        &plain_format,
+        &lpa_format,
+        ipa
+    ));
+}
+
+/// Review 67: the same start descriptor address, output size and IPA
+/// bits above the recorded leaf table's span, another granule. A 16KB
+/// walk from level 1 records its path (IPA bits 35:25 select the level-2
+/// entry, 0 here); a 4KB walker from level 1 on the same VTTBR reads the
+/// same start descriptor, but selects its level-2 entry by bits 29:21 (1
+/// here), which is invalid: a translation fault at level 2.
+#[test]
+fn a_hint_of_another_granule_does_not_predict() {
+    let mem = Mem::new(Endianness::Little).with_slot(ARENA, ARENA_BYTES, SlotAccess::ReadWrite);
+    let (root, level_2, level_3) = (ARENA, ARENA + 0x4000, ARENA + 0x8000);
+    let ipa = 0x20_0000;
+    mem.write(root, level_2 | 3);
+    mem.write(level_2, level_3 | 3);
+    // The 16KB leaf (bits 24:14: entry 0x80), and the entry a 4KB walk
+    // would take (bits 20:12: entry 0) were it to follow the 16KB path.
+    mem.write(level_3 + 0x80 * 8, 0x8_0000_0000 | LEAF_RW | 3);
+    mem.write(level_3, 0x9_0000_0000 | LEAF_RW | 3);
+    let k16 = walker(
+        vtcr(Granule::K16, 17, 2, PA_48),
+        root,
+        Endianness::Little,
+        &features_48(),
+    );
+    let k4 = walker(
+        vtcr(Granule::K4, 25, 1, PA_48),
+        root,
+        Endianness::Little,
+        &features_48(),
+    );
+    let expected = mem.with(|m| k4.walk(m, ipa, AccessKind::Read));
+    assert!(
+        matches!(&expected, Err(WalkError::Fault(f))
+            if f.cause == FaultCause::InvalidDescriptor && f.level == 2),
+        "{expected:?}"
+    );
+    assert!(!hint_of_one_walker_given_to_another(&mem, &k16, &k4, ipa));
+}
+
+/// Review 67: memslots replaced between two walks with one hint. The
+/// level-1 table's memslot is gone from the second walk's memory: the
+/// plain walk's read there is refused, an external abort on the walk at
+/// level 1, although every other read of the hint's path succeeds and
+/// holds the recorded value.
+#[test]
+fn a_table_read_refused_by_the_next_walks_memslots_is_the_plain_walks_abort() {
+    // The root (level 0) in one memslot, the level-1 table in the next,
+    // the level-2 and level-3 tables in a third (the builder allocates
+    // them in that order, one 4 KiB table each).
+    let mem = Mem::new(Endianness::Little)
+        .with_slot(ARENA, 0x1000, SlotAccess::ReadWrite)
+        .with_slot(ARENA + 0x1000, 0x1000, SlotAccess::ReadWrite)
+        .with_slot(ARENA + 0x2000, 0x2000, SlotAccess::ReadWrite);
+    let mut b = Builder::new(&mem, Granule::K4, 0, 48, AddrFormat::Plain, ARENA, 0x4000);
+    b.map(3, REGION_A, 0x8_0000_0000, LEAF_RW);
+    b.map(3, REGION_A + 0x1000, 0x8_0000_1000, LEAF_RW);
+    let walker = walker(
+        vtcr(Granule::K4, 16, 2, PA_48),
+        b.vttbr(),
+        Endianness::Little,
+        &features_48(),
+    );
+    let mut hint = PathHint::default();
+    let trail = mem
+        .with(|m| walker.walk_path_hinted(m, REGION_A, AccessKind::Read, &mut hint))
+        .expect("mapped")
+        .trail;
+    let level_1_read = trail.as_slice()[1].address;
+    assert_eq!(level_1_read & !0xfff, ARENA + 0x1000);
+    let without_level_1 = |f: &mut dyn FnMut(&Memslots<'_>)| {
+        let mut slots: Vec<Memslot<'_>> = mem
+            .slots
+            .iter()
+            .filter(|s| s.base != ARENA + 0x1000)
+            .map(|s| Memslot::new(s.base, &s.words, s.access))
+            .collect();
+        f(&Memslots::new(&mut slots).expect("valid memslots"));
+    };
+    let ipa = REGION_A + 0x1000;
+    assert!(walker.path_hint_predicts(&hint, ipa));
+    let mut lean_hint = hint;
+    without_level_1(&mut |m| {
+        let expected = walker.walk(m, ipa, AccessKind::Read);
+        assert!(
+            matches!(&expected, Err(WalkError::Fault(f))
+                if matches!(f.cause, FaultCause::DescriptorOutsideMemslots { address } if address == level_1_read)
+                    && f.level == 1),
+            "{expected:?}"
+        );
+        assert_eq!(
+            walker.walk_path_hinted(m, ipa, AccessKind::Read, &mut hint),
+            expected
+        );
+        assert_eq!(
+            walker.translate_leaf_path_hinted(m, ipa, AccessKind::Read, &mut lean_hint),
+            walker.translate_leaf(m, ipa, AccessKind::Read)
+        );
+    });
 }

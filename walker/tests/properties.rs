@@ -17,8 +17,9 @@ use common::*;
 use proptest::prelude::*;
 use walker::{
     AccessKind, CacheMaintenance, DescriptorAccess, Endianness, ExposedFeatures, Fault, FaultCause,
-    FaultKind, Granule, IdRegisters, LeafTranslation, PathHint, SlotAccess, SlotHint, Stage2Walker,
-    Trail, Translation, WalkError, WalkRequest, MAX_TRAIL, MAX_UPDATE_ATTEMPTS,
+    FaultKind, Granule, IdRegisters, LeafTranslation, Memslot, Memslots, PathHint, SlotAccess,
+    SlotHint, Stage2Walker, Trail, Translation, WalkError, WalkRequest, MAX_TRAIL,
+    MAX_UPDATE_ATTEMPTS,
 };
 
 const SLOT_A: u64 = 0x4000_0000;
@@ -996,19 +997,53 @@ fn check_path_hinted(
     requests: &[WalkRequest],
     changes: &[(usize, usize, u64)],
 ) -> Result<usize, TestCaseError> {
+    check_path_hinted_with_holes(walkers, mem, requests, changes, &[])
+}
+
+/// [`check_path_hinted`] with memslots that change between walks: after
+/// request `h.0` (of each `h` in `holes`) the next request's walks, hinted
+/// and plain, see memory without the 4 KiB page of its plain walk's read
+/// `h.1` (that memslot split around it), so a read the hint's path makes
+/// may be refused where it was not when the path was recorded.
+fn check_path_hinted_with_holes(
+    walkers: &[Stage2Walker],
+    mem: &Mem,
+    requests: &[WalkRequest],
+    changes: &[(usize, usize, u64)],
+    holes: &[(usize, usize)],
+) -> Result<usize, TestCaseError> {
     let plain_mem = mem.duplicate();
     let mut hint = PathHint::default();
     let mut leaf_hint = PathHint::default();
     let mut predicted = 0;
+    let mut hole = None;
     for (i, r) in requests.iter().enumerate() {
         let w = &walkers[i % walkers.len()];
         predicted += usize::from(w.path_hint_predicts(&hint, r.ipa));
-        let got = mem.with(|m| w.walk_path_hinted(m, r.ipa, r.access, &mut hint));
-        let expected = plain_mem.with(|m| w.walk(m, r.ipa, r.access));
-        prop_assert_eq!(&got, &expected, "walk {} of {:x?}", i, requests);
-        let got = mem.with(|m| w.translate_leaf_path_hinted(m, r.ipa, r.access, &mut leaf_hint));
-        let expected = plain_mem.with(|m| w.translate_leaf(m, r.ipa, r.access));
-        prop_assert_eq!(&got, &expected, "lean walk {} of {:x?}", i, requests);
+        let got = with_hole(mem, hole, |m| {
+            w.walk_path_hinted(m, r.ipa, r.access, &mut hint)
+        });
+        let expected = with_hole(&plain_mem, hole, |m| w.walk(m, r.ipa, r.access));
+        prop_assert_eq!(
+            &got,
+            &expected,
+            "walk {} of {:x?} (hole {:x?})",
+            i,
+            requests,
+            hole
+        );
+        let got = with_hole(mem, hole, |m| {
+            w.translate_leaf_path_hinted(m, r.ipa, r.access, &mut leaf_hint)
+        });
+        let expected = with_hole(&plain_mem, hole, |m| w.translate_leaf(m, r.ipa, r.access));
+        prop_assert_eq!(
+            &got,
+            &expected,
+            "lean walk {} of {:x?} (hole {:x?})",
+            i,
+            requests,
+            hole
+        );
         let trail = match &got_trail(w, &plain_mem, r) {
             Some(trail) => *trail,
             None => Trail::new(),
@@ -1019,9 +1054,42 @@ fn check_path_hinted(
                 plain_mem.write(d.address, value);
             }
         }
+        hole = holes
+            .iter()
+            .find(|h| h.0 % requests.len().max(1) == i)
+            .and_then(|&(_, read)| trail.as_slice().get(read % trail.len().max(1)))
+            .map(|d| d.address & !0xfff);
     }
     prop_assert_eq!(mem.snapshot(), plain_mem.snapshot());
     Ok(predicted)
+}
+
+/// `f` on `mem`'s memslots, without the 4 KiB page at `hole` if any (the
+/// memslot holding it split into the parts before and after it).
+fn with_hole<R>(mem: &Mem, hole: Option<u64>, f: impl FnOnce(&Memslots<'_>) -> R) -> R {
+    let Some(hole) = hole else {
+        return mem.with(f);
+    };
+    let mut slots: Vec<Memslot<'_>> = Vec::new();
+    for s in &mem.slots {
+        let end = s.base + s.words.len() as u64 * 8;
+        if hole + 0x1000 <= s.base || hole >= end {
+            slots.push(Memslot::new(s.base, &s.words, s.access));
+            continue;
+        }
+        let (cut, resume) = (hole.max(s.base), (hole + 0x1000).min(end));
+        let (before, after) = (
+            &s.words[..((cut - s.base) / 8) as usize],
+            &s.words[((resume - s.base) / 8) as usize..],
+        );
+        if !before.is_empty() {
+            slots.push(Memslot::new(s.base, before, s.access));
+        }
+        if !after.is_empty() {
+            slots.push(Memslot::new(resume, after, s.access));
+        }
+    }
+    f(&Memslots::new(&mut slots).expect("valid memslots"))
 }
 
 /// The descriptors a plain walk of `r` reads now (its trail).
@@ -1046,12 +1114,14 @@ proptest! {
     #[test]
     fn the_path_hinted_walk_equals_the_walk(
         seed in any::<u64>(),
-        features in id_registers(),
+        (ids, features) in raw_id_registers(),
         vtcr in specialised_vtcr_value(),
         vttbr in vttbr_value(),
         other_vtcr in specialised_vtcr_value(),
         other_vttbr in vttbr_value(),
         same_shape in any::<bool>(),
+        twin_granule in any::<bool>(),
+        holes in prop::collection::vec((any::<usize>(), any::<usize>()), 0..3),
         big_endian in prop::bool::weighted(0.1),
         requests in requests(),
         maps in prop::collection::vec((any::<u64>(), any::<u64>(), 1i32..6, any::<u64>()), 1..4),
@@ -1069,9 +1139,25 @@ proptest! {
         } else {
             walker(other_vtcr, other_vttbr, endian, &features)
         };
+        // Review 67: a walker of another shape that reads the same start
+        // descriptor for the IPAs near 0 and has the same output size (the
+        // same VTTBR_EL2 and VTCR_EL2.PS): another granule and start level,
+        // or the same registers with the exposed PARange moved across 52
+        // bits (64KB: the FEAT_LPA descriptor format or the 48-bit one).
+        let twin = if twin_granule {
+            let ps = 0x7 << 16;
+            walker((other_vtcr & !ps) | (vtcr & ps), vttbr, endian, &features)
+        } else {
+            walker(vtcr, vttbr, endian, &with_other_pa_range(ids).unwrap_or(features))
+        };
         let mem = random_memory(seed, endian, false);
         check_path_hinted(&[w], &mem, &requests, &changes)?;
         check_path_hinted(&[w, other], &mem, &requests, &changes)?;
+        let near_zero: Vec<WalkRequest> = requests
+            .iter()
+            .map(|r| WalkRequest { ipa: r.ipa % (1 << 30), access: r.access })
+            .collect();
+        check_path_hinted(&[w, twin], &mem, &near_zero, &changes)?;
 
         // Deep walks: IPAs near each mapped one (the same leaf table, the
         // next ones, other regions), in turn with the other walker's.
@@ -1099,5 +1185,19 @@ proptest! {
             prop_assert!(repeated >= predicted);
         }
         check_path_hinted(&[w, other], &built, &deep, &changes)?;
+        check_path_hinted(&[w, twin], &built, &deep, &changes)?;
+        check_path_hinted_with_holes(&[w], &built, &deep, &[], &holes)?;
     }
+}
+
+/// The features of `ids` with the exposed PARange at 52 bits, or at 48 if
+/// it is 52 already (if those ID registers are valid).
+fn with_other_pa_range(ids: IdRegisters) -> Option<ExposedFeatures> {
+    let pa_range = if ids.mmfr0 & 0xf == PA_52 {
+        PA_48
+    } else {
+        PA_52
+    };
+    let mmfr0 = (ids.mmfr0 & !0xf) | pa_range;
+    ExposedFeatures::from_id_registers(IdRegisters { mmfr0, ..ids }).ok()
 }
