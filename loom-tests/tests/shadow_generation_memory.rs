@@ -28,7 +28,7 @@
 //! `Context::finish_invalidation`'s store Relaxed (the burst test).
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use loom::thread;
 use shadow_mmu::service::{Retry, Translated};

@@ -20,7 +20,7 @@
 //! in a `Burst` has no fence).
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use hv::nested::handshake::{Entry, HandshakeBackend, NeverLeft, PeHandshake, PeSet};
 use loom::sync::{Arc, Mutex};

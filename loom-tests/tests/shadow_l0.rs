@@ -8,7 +8,7 @@
 //! outlives its reverse-map record).
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use ipc::message::L0Change;
 use ipc::tlbi::IpaRange;

@@ -7,7 +7,7 @@
 //! (review 16 F2); the model fails when that lock is removed.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use ipc::message::L0Change;
 use ipc::tlbi::IpaRange;

@@ -22,7 +22,7 @@
 //! find the earlier mover in its second bucket.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use shadow_mmu::context::Capacity;
 use shadow_support::*;

@@ -4,7 +4,7 @@
 //! returns anything in its scope.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use loom::thread;
 use shadow_mmu::service::{Retry, Translated};

@@ -13,7 +13,7 @@
 //! fails this model.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use shadow_mmu::context::Capacity;
 use shadow_support::*;

@@ -9,7 +9,7 @@
 //! checks against those reads the same way.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use loom::thread;
 use shadow_mmu::service::Worker;

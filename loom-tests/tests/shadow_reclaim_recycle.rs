@@ -47,7 +47,7 @@
 //! release with `LOOM_MAX_PREEMPTIONS=2` on the 2-core VM.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use std::sync::Arc as StdArc;
 use std::sync::Mutex as StdMutex;

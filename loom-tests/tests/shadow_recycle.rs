@@ -12,7 +12,7 @@
 //! until it is retired, and never confused with its successor.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use crossbeam_epoch::Collector;
 use loom::sync::atomic::AtomicBool;

@@ -22,7 +22,7 @@
 //! a retired context's). 0.02 s at LOOM_MAX_PREEMPTIONS=2 in release.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use loom::thread;
 use shadow_support::*;

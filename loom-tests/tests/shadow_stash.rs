@@ -7,7 +7,7 @@
 //! never a node freed under it (the nodes' liveness cells).
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use shadow_mmu::cache::LEAF_STASH;
 use shadow_mmu::context::Capacity;

@@ -9,7 +9,7 @@
 //! add up.
 #![cfg(loom)]
 
-mod shadow_support;
+use crate::shadow_support;
 
 use loom::thread;
 use shadow_support::*;

@@ -16,7 +16,7 @@
 //! one goes with its record first.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};

@@ -7,7 +7,7 @@
 //! `Context::cached`).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use shadow_mmu::context::ContextKey;

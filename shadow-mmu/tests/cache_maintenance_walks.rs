@@ -2,7 +2,7 @@
 //! service's ipc adapter, as hv asks (review 36: R36-1, R36-2).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::{

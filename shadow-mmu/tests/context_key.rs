@@ -6,7 +6,7 @@
 //! bits was a context no TLBI for its VMID reached).
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::{

@@ -15,7 +15,7 @@
 //! `DENSE_MODEL_SEEDS=N` runs N seeds a test (default 4).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

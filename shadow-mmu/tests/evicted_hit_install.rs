@@ -3,7 +3,7 @@
 //! lookup and the install must put the leaf back (`still_holds` false),
 //! or the shadow piece it installs outlives the cached block: a later page
 //! TLBI elsewhere in the block leaves it mapped.
-mod common;
+use crate::common;
 use common::*;
 use ipc::message::L0Change;
 use ipc::tlbi::{IpaRange, Shareability, Tlbi, TlbiOp, TlbiParams};

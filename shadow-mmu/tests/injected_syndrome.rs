@@ -8,7 +8,7 @@
 //! emulate an access to a device L1 emulates without ISV/SRT.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::{

@@ -4,7 +4,7 @@
 //! the shadow VMID's hardware TLB is invalidated for what went.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::{

@@ -9,7 +9,7 @@
 //! of their own (they once did, and the service trusted them).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::{decode_reply, InvalidateRequest, Reply, Request, VcpuId};

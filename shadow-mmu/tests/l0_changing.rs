@@ -8,7 +8,7 @@
 //! `Retry(L0Changing)`: not `OutsideL1` (an external abort for L2), and
 //! nothing installed or cached. Once L0's new entry is in, the same fault
 //! maps through it.
-mod common;
+use crate::common;
 use common::*;
 use ipc::{IpaRange, L0Change};
 use shadow_mmu::compose::{L0Map, L0Mapping, L0RegionMap, Unbacked};

@@ -12,7 +12,7 @@
 //! made the same fault translates.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -11,7 +11,7 @@
 //! translates, and the update is made in L1's table.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -26,7 +26,7 @@
 //! (shadow VMID, L2 IPA) has a live record again).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

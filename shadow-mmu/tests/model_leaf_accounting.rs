@@ -6,7 +6,7 @@
 //! stays shadowed, and shadow leaves == live reverse-map records.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

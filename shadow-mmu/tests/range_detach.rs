@@ -9,7 +9,7 @@
 //! throttled fault), so every detached frame comes back.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::EntryLevels;

@@ -9,7 +9,7 @@
 //! At the end an L0 unmap of all L1 memory removes exactly the leaves left.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::L0Change;

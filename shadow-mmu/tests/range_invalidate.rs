@@ -11,7 +11,7 @@
 //! outlived its leaf.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::L0Change;

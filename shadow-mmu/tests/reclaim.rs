@@ -7,7 +7,7 @@
 //! flushed or recycled context ever comes back.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::L0Change;

@@ -10,7 +10,7 @@
 //! leaf count, the live records and the leaves actually installed agree.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

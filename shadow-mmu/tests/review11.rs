@@ -17,7 +17,7 @@
 //! `ShadowBackend`.)
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};

@@ -6,7 +6,7 @@
 //! - R12-1: every budget `Budget::split` accepts fits its bytes.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};

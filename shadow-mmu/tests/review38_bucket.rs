@@ -9,7 +9,7 @@
 //! may take the stash's places: `review38_floor.rs` shows the stash alone.)
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use walker::Granule;

@@ -10,7 +10,7 @@
 //! of five pages faulted for ever.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use shadow_mmu::budget::{Budget, WORST_ACCESS_PAGES};

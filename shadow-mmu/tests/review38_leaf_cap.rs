@@ -10,7 +10,7 @@
 //! fault on a thread of its own, since B now waits for A's lock.)
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

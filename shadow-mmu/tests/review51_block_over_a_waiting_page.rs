@@ -9,7 +9,7 @@
 //! pins the keep's size check.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::{EntryLevels, InvalidateScope};

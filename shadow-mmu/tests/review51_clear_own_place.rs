@@ -9,7 +9,7 @@
 //! its `ClearOwn` clear (the re-lookup there was pinned by no test).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! TLBI returned, L2 would still be given L1's old page (issue 3 item 7).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::{EntryLevels, InvalidateScope};

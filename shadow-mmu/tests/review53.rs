@@ -1,7 +1,7 @@
 //! Review 53's findings on invalidation scopes (see /work/notes/review53.md).
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::EntryLevels;

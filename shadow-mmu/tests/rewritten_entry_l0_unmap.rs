@@ -10,7 +10,7 @@
 //! inserted: this test fails without that (`unmap_other_shapes`).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

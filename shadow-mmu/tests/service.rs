@@ -3,7 +3,7 @@
 //! behaviour (touching every page, TLBI storms).
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::message::{

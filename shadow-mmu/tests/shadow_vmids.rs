@@ -5,7 +5,7 @@
 //! configuration with an error instead of running with it.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::VmidWidth;

@@ -3,7 +3,7 @@
 //! whatever its stage-2 root; each (VTTBR, VTCR) of one L1 VMID is a
 //! context with its own shadow VMID, and `for_each_shadow_vmid` gives hv
 //! all of them (and no other VMID's).
-mod common;
+use crate::common;
 use common::*;
 use shadow_mmu::service::Translated;
 use walker::{AccessKind, Granule};

@@ -4,7 +4,7 @@
 //! a TLBI of it must not give them after that TLBI returned: hv would
 //! emulate a device access (or inject an abort) through a translation L1
 //! had already invalidated. Without a race the answers stand.
-mod common;
+use crate::common;
 use common::*;
 use ipc::tlbi::{Shareability, Tlbi, TlbiOp, TlbiParams};
 use shadow_mmu::compose::{L0Map, L0Mapping, L0RegionMap, Unbacked};

@@ -12,7 +12,7 @@
 //! Goes in shadow-mmu/tests/. Fails on main (the translate is not Mapped).
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use shadow_mmu::budget::{Budget, BudgetError};

@@ -8,7 +8,7 @@
 //! overflows almost no 4-place bucket.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use shadow_mmu::budget::Budget;

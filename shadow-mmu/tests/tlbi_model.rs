@@ -10,7 +10,7 @@
 //! under a second in a debug build.
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use ipc::tlbi::{

@@ -3,7 +3,7 @@
 //! walks identical to full walks (property test over all three granules).
 #![cfg(not(loom))] // host threads and std atomics; the loom models live in loom-tests/
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

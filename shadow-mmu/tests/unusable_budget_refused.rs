@@ -13,7 +13,7 @@
 //! (hence `Service::new`) refuses such a budget.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use shadow_mmu::service::{HostBackend, Service, ServiceError, Translated};

@@ -5,7 +5,7 @@
 //! `shadow_worker_counters`; this is the claim's bookkeeping.)
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use walker::{AccessKind, Granule};

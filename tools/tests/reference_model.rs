@@ -24,6 +24,7 @@
 //! whose seed a failure printed.
 #![cfg(not(loom))]
 
+#[path = "reference/mod.rs"]
 mod reference;
 
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

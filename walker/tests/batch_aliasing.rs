@@ -8,7 +8,7 @@
 #![cfg(not(loom))]
 #![allow(clippy::result_large_err)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

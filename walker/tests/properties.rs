@@ -10,7 +10,8 @@
 // Walk results carry their descriptor trail by value (no allocator).
 #![allow(clippy::result_large_err)]
 
-mod common;
+use crate::common;
+#[path = "model/mod.rs"]
 mod model;
 
 use common::*;

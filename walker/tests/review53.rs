@@ -8,7 +8,7 @@
 //! reference models' generators never produce this combination on purpose.
 #![cfg(not(loom))]
 
-mod common;
+use crate::common;
 
 use common::*;
 use walker::{AccessKind, Endianness, Granule, Shareability, SlotAccess};

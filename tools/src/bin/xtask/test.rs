@@ -241,6 +241,56 @@ mod tests {
         assert!(TOTAL_LIMIT < 30 * minute);
     }
 
+    /// A package with `autotests = false` (its test files are modules of
+    /// one test crate, built and linked once) runs only the `[[test]]`
+    /// targets its Cargo.toml lists: a file in its tests/ that is neither
+    /// such a target's root nor a module declared in one would never run.
+    #[test]
+    fn every_test_file_is_built() {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let mut files_checked = 0;
+        for entry in std::fs::read_dir(workspace_root()).expect("the workspace") {
+            let package = entry.expect("a directory entry").path();
+            let manifest_path = package.join("Cargo.toml");
+            if !manifest_path.is_file() || !read(&manifest_path).contains("\nautotests = false\n") {
+                continue;
+            }
+            let manifest = read(&manifest_path);
+            let tests = package.join("tests");
+            let targets: Vec<&str> = manifest
+                .lines()
+                .filter_map(|l| l.strip_prefix("path = \"tests/")?.strip_suffix(".rs\""))
+                .collect();
+            let roots: Vec<String> = targets
+                .iter()
+                .map(|t| read(&tests.join(format!("{t}.rs"))))
+                .collect();
+            for file in std::fs::read_dir(&tests).expect("tests/") {
+                let file = file.expect("a directory entry").path();
+                let Some(stem) = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".rs"))
+                else {
+                    continue;
+                };
+                let declared = format!("mod {stem};");
+                assert!(
+                    targets.contains(&stem)
+                        || roots.iter().any(|r| r.lines().any(|l| l == declared)),
+                    "{} is in no test target: declare `{declared}` in one of {targets:?} \
+                     (or list it as a [[test]] in Cargo.toml)",
+                    file.display()
+                );
+                files_checked += 1;
+            }
+        }
+        // shadow-mmu alone has over 50.
+        assert!(files_checked > 50, "only {files_checked} test files found");
+    }
+
     /// T3: time spent outside the limited steps (a first-time install) is
     /// not charged; time inside them is, and cuts the next step's limit.
     #[test]
