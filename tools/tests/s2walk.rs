@@ -471,6 +471,41 @@ fn batch_reports_every_fault_kind_with_level_and_fsc() {
     assert_eq!(lines[9]["cause"], "descriptor_outside_memslots");
 }
 
+/// A line's `far` (the guest virtual address L2 faulted on, which the
+/// walker cannot know) is echoed on its fault line, and only there: a line
+/// without one has no `far`, and a mapped line never carries it.
+#[test]
+fn batch_echoes_a_lines_far_on_its_fault() {
+    let dir = TestDir::new("batch_far");
+    let mut table = Table4k::new(16);
+    let vttbr = table.vttbr();
+    let v = VTCR_4K_L0_48;
+    table.set(0x1_0000_0000, 3, 0x8000_0000 | RW_PAGE);
+    let mem = table.image.save(&dir, "t.bin");
+    let with_far = |ipa: u64, far: &str| {
+        format!(
+            "{{\"vtcr\":\"{v:#x}\",\"vttbr\":\"{vttbr:#x}\",\"ipa\":\"{ipa:#x}\",\"access\":\"write\",\"far\":\"{far}\"}}\n"
+        )
+    };
+    let input = [
+        with_far(0x1_0000_1000, "0xffff800012345678"),
+        request(v, vttbr, 0x1_0000_1000, "write"),
+        with_far(0x1_0000_0000, "0x4000"),
+    ]
+    .concat();
+    let out = run(&["batch", "--mem", &mem], &input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_fault(&lines[0], "translation", 3, 0x07);
+    assert_eq!(hex(&lines[0]["far"]), 0xffff_8000_1234_5678, "{}", lines[0]);
+    // The same fault without a FAR: the same syndrome, no `far`.
+    assert_eq!(lines[1]["esr"], lines[0]["esr"]);
+    assert!(lines[1].get("far").is_none(), "{}", lines[1]);
+    assert_eq!(lines[2]["ok"], true, "{}", lines[2]);
+    assert!(lines[2].get("far").is_none(), "{}", lines[2]);
+}
+
 #[test]
 fn batch_execute_permissions_follow_xnx_when_exposed() {
     let dir = TestDir::new("batch_xnx");
